@@ -1,0 +1,18 @@
+# The two commands: `make run` (the product) and `make test` (every check).
+.PHONY: run test install stop lint bench e2e-deps
+
+run:
+	@scripts/bootstrap.sh
+	@.venv/bin/python scripts/run.py
+
+test:
+	@scripts/test.sh
+
+install:
+	@scripts/bootstrap.sh dev
+
+stop:
+	@.venv/bin/python scripts/services.py stop --profile run
+
+lint:
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy . && .venv/bin/lint-imports

@@ -1,0 +1,103 @@
+"""Shared pytest fixtures: users with roles, API clients, eager Celery, no network."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    """Tests talk only to local services (PostgreSQL socket, Redis, loopback servers)."""
+    if isinstance(address, tuple) and address and isinstance(address[0], str):
+        host = address[0]
+        if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+            raise OSError(f"Network access to {host} is blocked in tests")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _block_network() -> Iterator[None]:
+    socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager(settings: Any) -> None:
+    from support.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> Iterator[None]:
+    from django.core.cache import cache
+
+    yield
+    cache.clear()
+
+
+def _user(django_user_model: Any, username: str, group: str | None, **extra: Any) -> Any:
+    user = django_user_model.objects.create_user(
+        username=username, password="pw-for-tests-1", email=f"{username}@example.com", **extra
+    )
+    if group:
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
+    return user
+
+
+@pytest.fixture
+def agent(django_user_model: Any) -> Any:
+    return _user(django_user_model, "agent", AGENTS_GROUP)
+
+
+@pytest.fixture
+def other_agent(django_user_model: Any) -> Any:
+    return _user(django_user_model, "other-agent", AGENTS_GROUP)
+
+
+@pytest.fixture
+def supervisor(django_user_model: Any) -> Any:
+    return _user(django_user_model, "supervisor", SUPERVISORS_GROUP, is_staff=True)
+
+
+@pytest.fixture
+def outsider(django_user_model: Any) -> Any:
+    """Signed in, but neither an agent nor a supervisor."""
+    return _user(django_user_model, "outsider", None)
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def agent_client(agent: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(agent)
+    return client
+
+
+@pytest.fixture
+def supervisor_client(supervisor: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(supervisor)
+    return client
+
+
+@pytest.fixture
+def customer(db: Any) -> Any:
+    from tickets.models import Customer
+
+    return Customer.objects.create(name="Ada Lovelace", email="ada@example.com", phone="+441234")

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The one test command: services, then ruff, mypy, import contracts and pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k health).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh dev
+VENV="${VENV:-.venv}"
+export PATH="$PWD/$VENV/bin:$PATH"
+eval "$(python scripts/services.py start --profile test --print-env)"
+export ENVIRONMENT=test DJANGO_SETTINGS_MODULE=support.settings
+echo "[test] ruff"
+ruff check .
+ruff format --check .
+echo "[test] import contracts"
+lint-imports
+echo "[test] mypy"
+mypy .
+echo "[test] migrations are up to date"
+python manage.py makemigrations --check --dry-run >/dev/null
+echo "[test] pytest"
+set +e
+python -m pytest "$@"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then echo "[test] pytest collected no tests" >&2; exit 1; fi
+exit $rc

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from support import services
+from support.models import ApiKey, AuditLog, OutboxEvent
+
+admin.site.site_header = "Support Desk · Supervisor admin"
+admin.site.site_title = "Support Desk admin"
+admin.site.index_title = "Supervisor console"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "name",
+        "prefix",
+        "user",
+        "rate_limit_per_minute",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "user__username")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    fields = (
+        "name",
+        "user",
+        "rate_limit_per_minute",
+        "expires_at",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    actions = ["revoke"]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, raw = services.api_key_create(
+            name=obj.name,
+            user=obj.user,
+            rate_limit_per_minute=obj.rate_limit_per_minute,
+            expires_at=obj.expires_at,
+        )
+        obj.pk = key.pk
+        obj.prefix, obj.key_hash = key.prefix, key.key_hash
+        messages.warning(
+            request, f"API key created. Copy it now, it will not be shown again: {raw}"
+        )
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for key in queryset:
+            services.api_key_revoke(api_key=key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "id",
+        "event_type",
+        "aggregate_type",
+        "aggregate_id",
+        "created_at",
+        "delivered_at",
+        "failed_at",
+        "attempts",
+    )
+    list_filter = (
+        "event_type",
+        ("delivered_at", admin.EmptyFieldListFilter),
+        ("failed_at", admin.EmptyFieldListFilter),
+    )
+    search_fields = ("aggregate_id", "event_type")
+    readonly_fields = [f.name for f in OutboxEvent._meta.fields]
+    actions = ["redrive"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Re-drive selected undelivered events")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        count = services.outbox_redrive(event_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"Re-queued {count} event(s).")
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("created_at", "actor", "action", "object_type", "object_id")
+    list_filter = ("action", "object_type")
+    search_fields = ("object_id", "actor__username")
+    readonly_fields = [f.name for f in AuditLog._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

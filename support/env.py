@@ -1,0 +1,95 @@
+"""The one reader of process environment variables.
+
+Every setting comes through here so that defaults are safe locally and
+``ENVIRONMENT=prod`` fails fast on anything missing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+
+T = TypeVar("T")
+
+_MISSING: list[str] = []
+_NO_DEFAULT = object()
+
+
+def environment() -> str:
+    value = os.environ.get("ENVIRONMENT", "dev").strip().lower()
+    if value not in {"dev", "test", "prod"}:
+        raise ImproperlyConfigured(f"ENVIRONMENT must be dev, test or prod, not {value!r}")
+    return value
+
+
+def is_prod() -> bool:
+    return environment() == "prod"
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def get_str(name: str, default: str | None = None, *, required_in_prod: bool = False) -> str:
+    """A string setting. ``required_in_prod`` ones must be set when ENVIRONMENT=prod."""
+    value = _raw(name)
+    if value is None:
+        if required_in_prod and is_prod():
+            _MISSING.append(name)
+            return ""
+        if default is None:
+            return ""
+        return default
+    return value
+
+
+def get_bool(name: str, default: bool = False) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), not {value!r}")
+
+
+def _parse(name: str, value: str, parser: Callable[[str], T]) -> T:
+    try:
+        return parser(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid: {value!r} ({exc})") from exc
+
+
+def get_int(name: str, default: int) -> int:
+    value = _raw(name)
+    return default if value is None else _parse(name, value, int)
+
+
+def get_float(name: str, default: float) -> float:
+    value = _raw(name)
+    return default if value is None else _parse(name, value, float)
+
+
+def get_list(name: str, default: list[str] | None = None) -> list[str]:
+    value = _raw(name)
+    if value is None:
+        return list(default or [])
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def check_required() -> None:
+    """Raise once, listing every required production setting that is missing."""
+    if _MISSING:
+        names = ", ".join(sorted(set(_MISSING)))
+        raise ImproperlyConfigured(
+            f"ENVIRONMENT=prod but these settings are missing: {names}. "
+            "See .env.example and docs/settings.md."
+        )

@@ -1,0 +1,126 @@
+"""One application error family and one API error shape.
+
+Every API error answers ``{"error": {"code", "message", "details"}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+    code = "error"
+    http_status: int = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidInput(ApplicationError):
+    code = "invalid"
+
+
+class NotFound(ApplicationError):
+    code = "not_found"
+    http_status = status.HTTP_404_NOT_FOUND
+
+
+class Conflict(ApplicationError):
+    code = "conflict"
+    http_status = status.HTTP_409_CONFLICT
+
+
+class InvalidTransition(ApplicationError):
+    code = "invalid_transition"
+
+
+class Forbidden(ApplicationError):
+    code = "forbidden"
+    http_status = status.HTTP_403_FORBIDDEN
+
+
+class RetryableError(Exception):
+    """An external call failed in a way worth retrying (timeout, 5xx, 429)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """An external call failed for good (other 4xx, bad data): never retried."""
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _first_message(details: Any) -> str:
+    if isinstance(details, dict):
+        for field, value in details.items():
+            inner = _first_message(value)
+            return inner if field == "non_field_errors" else f"{field}: {inner}"
+    if isinstance(details, list) and details:
+        return _first_message(details[0])
+    return str(details)
+
+
+_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+    exceptions.ParseError: "malformed_request",
+    exceptions.ValidationError: "invalid",
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Map every exception to the one error shape; unknown ones stay 500 and are logged."""
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        view = context.get("view")
+        logger.exception("Unhandled API error in %s", type(view).__name__ if view else "?")
+        return None
+    assert isinstance(exc, exceptions.APIException)
+    code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
+    details: Any = {}
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail
+        message = _first_message(details)
+    else:
+        message = str(exc.detail)
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, exceptions.Throttled) and wait is not None:
+            details = {"retry_after_seconds": int(wait)}
+    response.data = error_body(code, message, details)
+    return response

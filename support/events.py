@@ -1,0 +1,71 @@
+"""Domain events through a transactional outbox.
+
+Services call :func:`event_record` inside their transaction. After commit a relay task
+delivers pending events to Channels groups (the live workbench) and to in-process
+subscribers (other apps reacting to events, e.g. routing on ``ticket.created``).
+A rolled-back change leaves no event; delivery is at least once, so subscribers must be
+idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+
+from support.models import OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+Subscriber = Callable[[OutboxEvent], None]
+_subscribers: dict[str, list[Subscriber]] = defaultdict(list)
+
+ALL_EVENTS_GROUP = "events"
+RELAY_PENDING_KEY = "outbox:relay-pending"
+
+
+def subscribe(event_type: str, handler: Subscriber) -> None:
+    """Register ``handler`` for ``event_type`` (``"*"`` for all). Call from ``AppConfig.ready``."""
+    if handler not in _subscribers[event_type]:
+        _subscribers[event_type].append(handler)
+
+
+def subscribers_for(event_type: str) -> list[Subscriber]:
+    return [*_subscribers.get(event_type, []), *_subscribers.get("*", [])]
+
+
+def ticket_group(ticket_id: int | str) -> str:
+    return f"ticket-{ticket_id}"
+
+
+def event_record(
+    event_type: str,
+    *,
+    aggregate_type: str,
+    aggregate_id: int | str,
+    payload: dict[str, Any],
+) -> OutboxEvent:
+    """Write an event in the caller's transaction and schedule the relay after commit."""
+    event = OutboxEvent.objects.create(
+        event_type=event_type,
+        aggregate_type=aggregate_type,
+        aggregate_id=str(aggregate_id),
+        payload=payload,
+    )
+    transaction.on_commit(schedule_relay)
+    return event
+
+
+def schedule_relay() -> None:
+    """Enqueue one relay task unless one is already pending (the beat sweep is the safety net)."""
+    from support.tasks import outbox_relay_task
+
+    try:
+        if cache.add(RELAY_PENDING_KEY, 1, timeout=5):
+            outbox_relay_task.delay()
+    except Exception:  # noqa: BLE001 - broker down must not fail the committed request
+        logger.warning("Could not schedule the outbox relay; the beat sweep will deliver")

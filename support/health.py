@@ -1,0 +1,75 @@
+"""``GET /health``: PostgreSQL, Redis and a live Celery worker, each reported."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.db.utils import Error as DatabaseError
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+_celery_cache: dict[str, Any] = {"at": 0.0, "result": None}
+CELERY_CACHE_SECONDS = 5.0
+
+
+def check_database() -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    return {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def check_redis() -> dict[str, Any]:
+    started = time.perf_counter()
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return {"status": "down", "error": type(exc).__name__}
+    finally:
+        client.close()
+    return {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def check_celery() -> dict[str, Any]:
+    now = time.monotonic()
+    cached = _celery_cache["result"]
+    if cached is not None and now - _celery_cache["at"] < CELERY_CACHE_SECONDS:
+        return dict(cached)
+    from support.celery import app
+
+    try:
+        replies = app.control.ping(timeout=settings.HEALTH_CELERY_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - any broker error means "down"
+        result: dict[str, Any] = {"status": "down", "error": type(exc).__name__}
+    else:
+        if replies:
+            result = {"status": "ok", "workers": len(replies)}
+        else:
+            result = {"status": "down", "error": "no worker answered"}
+    _celery_cache.update(at=now, result=result)
+    return dict(result)
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    parts = {"database": check_database(), "redis": check_redis()}
+    if parts["redis"]["status"] == "ok":
+        parts["celery"] = check_celery()
+    else:
+        parts["celery"] = {"status": "down", "error": "broker (Redis) is down"}
+    healthy = all(part["status"] == "ok" for part in parts.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "degraded", "checks": parts},
+        status=200 if healthy else 503,
+    )

@@ -1,0 +1,141 @@
+"""Shared infrastructure tables: API keys, the transactional outbox, the audit log,
+and abstract bases for outbound deliveries and their attempts."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ApiKey(models.Model):
+    """A machine client's key. Only its SHA-256 hash is stored; the key is shown once."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, db_index=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        help_text="The key acts as this user, with this user's groups (Agents / Supervisors).",
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the default API_RATE_LIMIT_PER_MINUTE."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class OutboxEvent(models.Model):
+    """A domain event written in the same transaction as the change it describes."""
+
+    event_type = models.CharField(max_length=64, db_index=True)
+    aggregate_type = models.CharField(max_length=32)
+    aggregate_id = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["id"],
+                name="outbox_pending_idx",
+                condition=Q(delivered_at__isnull=True, failed_at__isnull=True),
+            ),
+            models.Index(fields=["aggregate_type", "aggregate_id"], name="outbox_aggregate_idx"),
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.event_type} {self.aggregate_type}:{self.aggregate_id}"
+
+    def envelope(self) -> dict[str, object]:
+        """The event as clients receive it (seed 001's schema plus the event id)."""
+        return {
+            "id": self.pk,
+            "event_type": self.event_type,
+            "timestamp": self.created_at.isoformat().replace("+00:00", "Z"),
+            **self.payload,
+        }
+
+
+class AuditLog(models.Model):
+    """Who did what to which record, for data-protection and supervisor actions."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type}:{self.object_id}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RETRYING = "retrying", "Retrying"
+    SUCCEEDED = "succeeded", "Succeeded"
+    DEAD = "dead", "Dead letter"
+
+
+class AttemptOutcome(models.TextChoices):
+    SUCCESS = "success", "Success"
+    RETRYABLE = "retryable", "Retryable failure"
+    PERMANENT = "permanent", "Permanent failure"
+
+
+class OutboundDeliveryBase(models.Model):
+    """Abstract: one thing to send to an external system; dead when retries run out."""
+
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_http_status = models.PositiveIntegerField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class DeliveryAttemptBase(models.Model):
+    """Abstract: one recorded attempt (status, HTTP code, duration, error)."""
+
+    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
+    http_status = models.PositiveIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["created_at"]

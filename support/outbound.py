@@ -1,0 +1,49 @@
+"""Helpers shared by every outbound integration: error classification and backoff."""
+
+from __future__ import annotations
+
+import random
+
+from support.models import AttemptOutcome
+
+RETRYABLE_HTTP = frozenset({408, 425, 429})
+
+
+def classify_http_status(status_code: int) -> AttemptOutcome:
+    """2xx success; timeouts, 429 and 5xx retryable; any other 4xx permanent."""
+    if 200 <= status_code < 300:
+        return AttemptOutcome.SUCCESS
+    if status_code in RETRYABLE_HTTP or status_code >= 500:
+        return AttemptOutcome.RETRYABLE
+    return AttemptOutcome.PERMANENT
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds form; dates are ignored)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return max(0.0, seconds)
+
+
+def backoff_seconds(
+    attempt: int,
+    *,
+    base: float = 1.0,
+    cap: float = 300.0,
+    retry_after: float | None = None,
+    jitter: bool = True,
+) -> float:
+    """Exponential backoff for the ``attempt``-th retry (1-based), capped, with jitter.
+
+    A server's ``Retry-After`` wins when it asks for longer.
+    """
+    delay = min(cap, base * (2 ** max(0, attempt - 1)))
+    if jitter:
+        delay = delay * (0.8 + 0.4 * random.random())  # noqa: S311 - not cryptographic
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay

@@ -1,0 +1,154 @@
+"""Writes of the shared infrastructure: outbox relay, API keys, audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from support.events import ALL_EVENTS_GROUP, RELAY_PENDING_KEY, subscribers_for, ticket_group
+from support.models import ApiKey, AuditLog, OutboxEvent
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_MAX_ATTEMPTS = 10
+
+
+def _groups_for(event: OutboxEvent) -> list[str]:
+    groups = [ALL_EVENTS_GROUP]
+    ticket_id = event.payload.get("ticket_id")
+    if ticket_id is not None:
+        groups.append(ticket_group(ticket_id))
+    return groups
+
+
+def _deliver(event: OutboxEvent, send: Any) -> None:
+    message = {"type": "event.message", "event": event.envelope()}
+    if send is not None:
+        for group in _groups_for(event):
+            send(group, message)
+    for handler in subscribers_for(event.event_type):
+        handler(event)
+
+
+def outbox_relay(*, batch_size: int = 500) -> int:
+    """Deliver pending events in id order; returns how many were delivered.
+
+    Rows are locked with SKIP LOCKED so several relays can run at once without
+    delivering one event twice in parallel.
+    """
+    cache.delete(RELAY_PENDING_KEY)
+    layer = get_channel_layer()
+    send = async_to_sync(layer.group_send) if layer is not None else None
+    delivered = 0
+    while True:
+        with transaction.atomic():
+            events = list(
+                OutboxEvent.objects.select_for_update(skip_locked=True)
+                .filter(delivered_at__isnull=True, failed_at__isnull=True)
+                .order_by("id")[:batch_size]
+            )
+            if not events:
+                return delivered
+            now = timezone.now()
+            done: list[OutboxEvent] = []
+            failed: list[OutboxEvent] = []
+            for event in events:
+                event.attempts += 1
+                try:
+                    _deliver(event, send)
+                except Exception as exc:
+                    logger.exception("Outbox event %s delivery failed", event.pk)
+                    event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                    if event.attempts >= OUTBOX_MAX_ATTEMPTS:
+                        event.failed_at = now
+                    failed.append(event)
+                else:
+                    event.delivered_at = now
+                    event.last_error = ""
+                    done.append(event)
+            OutboxEvent.objects.bulk_update(
+                [*done, *failed], ["delivered_at", "failed_at", "attempts", "last_error"]
+            )
+            delivered += len(done)
+            if failed and not done:
+                return delivered
+
+
+def outbox_purge(*, older_than_days: int | None = None) -> int:
+    days = older_than_days if older_than_days is not None else settings.OUTBOX_RETENTION_DAYS
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = OutboxEvent.objects.filter(delivered_at__lt=cutoff).delete()
+    return deleted
+
+
+def outbox_redrive(*, event_ids: list[int]) -> int:
+    """Put failed events back in the queue (admin action)."""
+    count = OutboxEvent.objects.filter(pk__in=event_ids, delivered_at__isnull=True).update(
+        failed_at=None, attempts=0
+    )
+    transaction.on_commit(_schedule)
+    return count
+
+
+def _schedule() -> None:
+    from support.events import schedule_relay
+
+    schedule_relay()
+
+
+def hash_api_key(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def api_key_create(
+    *,
+    name: str,
+    user: Any,
+    rate_limit_per_minute: int | None = None,
+    expires_at: Any = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the raw key, which is never retrievable again."""
+    prefix = secrets.token_hex(4)
+    raw = f"sk_{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(
+        name=name,
+        prefix=prefix,
+        key_hash=hash_api_key(raw),
+        user=user,
+        rate_limit_per_minute=rate_limit_per_minute,
+        expires_at=expires_at,
+    )
+    return key, raw
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at", "updated_at"])
+
+
+def audit_log_record(
+    *,
+    actor: Any,
+    action: str,
+    object_type: str,
+    object_id: int | str,
+    details: dict[str, Any] | None = None,
+) -> AuditLog:
+    return AuditLog.objects.create(
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        details=details or {},
+    )

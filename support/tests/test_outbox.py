@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from support import events, services
+from support.models import OutboxEvent
+from tickets import services as ticket_services
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rolled_back_change_leaves_no_event(customer):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        ticket_services.ticket_create(customer=customer, subject="s", body="b")
+        assert OutboxEvent.objects.count() == 2
+        raise RuntimeError("boom")
+    assert OutboxEvent.objects.count() == 0
+
+
+async def _drain(layer, channel: str) -> list[dict]:
+    """Everything the channel receives until it is quiet for a second (one event loop)."""
+    received = []
+    while True:
+        try:
+            received.append(await asyncio.wait_for(layer.receive(channel), 1.0))
+        except TimeoutError:
+            return received
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_event_is_delivered_to_channels_groups_after_commit(customer):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(events.ALL_EVENTS_GROUP, channel)
+    try:
+        ticket = ticket_services.ticket_create(customer=customer, subject="Hello", body="b")
+        received = async_to_sync(_drain)(layer, channel)
+    finally:
+        async_to_sync(layer.group_discard)(events.ALL_EVENTS_GROUP, channel)
+    assert [m["type"] for m in received] == ["event.message", "event.message"]
+    assert [m["event"]["event_type"] for m in received] == ["ticket.created", "message.created"]
+    assert [m["event"]["id"] for m in received] == list(
+        OutboxEvent.objects.order_by("id").values_list("id", flat=True)
+    )
+    assert received[0]["event"]["ticket_id"] == ticket.pk
+    assert received[0]["event"]["status"] == "new"
+    assert OutboxEvent.objects.filter(delivered_at__isnull=True).count() == 0
+
+
+@pytest.mark.django_db
+def test_failing_subscriber_keeps_event_pending_then_it_is_retried(customer):
+    calls: list[int] = []
+
+    def flaky(event: OutboxEvent) -> None:
+        calls.append(event.pk)
+        if len(calls) == 1:
+            raise ValueError("downstream unavailable")
+
+    events.subscribe("test.flaky", flaky)
+    try:
+        event = events.event_record("test.flaky", aggregate_type="t", aggregate_id=1, payload={})
+        assert services.outbox_relay() == 0
+        event.refresh_from_db()
+        assert event.delivered_at is None
+        assert event.attempts == 1
+        assert "downstream unavailable" in event.last_error
+        assert services.outbox_relay() == 1
+        event.refresh_from_db()
+        assert event.delivered_at is not None
+        assert calls == [event.pk, event.pk]
+    finally:
+        events._subscribers["test.flaky"].remove(flaky)
+
+
+@pytest.mark.django_db
+def test_event_gives_up_after_max_attempts_and_can_be_redriven():
+    def broken(event: OutboxEvent) -> None:
+        raise ValueError("always")
+
+    events.subscribe("test.broken", broken)
+    try:
+        event = events.event_record("test.broken", aggregate_type="t", aggregate_id=1, payload={})
+        for _ in range(services.OUTBOX_MAX_ATTEMPTS):
+            services.outbox_relay()
+        event.refresh_from_db()
+        assert event.failed_at is not None
+        assert services.outbox_relay() == 0  # no longer picked up
+        assert services.outbox_redrive(event_ids=[event.pk]) == 1
+        event.refresh_from_db()
+        assert (event.failed_at, event.attempts) == (None, 0)
+    finally:
+        events._subscribers["test.broken"].remove(broken)

@@ -1,0 +1,37 @@
+"""URL wiring: the only module here that names the feature apps."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from support.health import health
+
+api_patterns: list[URLPattern | URLResolver] = [
+    path("", include("tickets.api.urls")),
+    path("", include("channels_app.api.urls")),
+    path("", include("routing.api.urls")),
+    path("", include("knowledge.api.urls")),
+    path("", include("calls.api.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("health", health, name="health"),
+    path("admin/", admin.site.urls),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="registration/login.html"),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/", include(api_patterns)),
+    path("", include("tickets.urls")),
+]
+
+if settings.OIDC_ENABLED:
+    urlpatterns.append(path("oidc/", include("mozilla_django_oidc.urls")))

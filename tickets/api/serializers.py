@@ -1,0 +1,223 @@
+"""Input validation and output shapes; no business logic here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from tickets.models import (
+    Attachment,
+    Channel,
+    Customer,
+    Message,
+    MessageKind,
+    Priority,
+    Ticket,
+    TicketStatus,
+)
+
+
+class CustomerInputSerializer(serializers.Serializer):
+    email = serializers.EmailField(required=False, allow_blank=True)
+    name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    phone = serializers.CharField(required=False, allow_blank=True, max_length=32)
+
+
+class TicketCreateInputSerializer(serializers.Serializer):
+    subject = serializers.CharField(max_length=255)
+    description = serializers.CharField(
+        required=False, allow_blank=True, help_text="The customer's first message."
+    )
+    customer_id = serializers.IntegerField(required=False, min_value=1)
+    customer = CustomerInputSerializer(required=False)
+    channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.API)
+    priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    team_id = serializers.IntegerField(required=False, min_value=1)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=20
+    )
+    origin_platform_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        customer = attrs.get("customer") or {}
+        if not attrs.get("customer_id") and not customer.get("email"):
+            raise serializers.ValidationError(
+                {"customer": ["Give customer_id, or customer.email for a new or known customer."]}
+            )
+        return attrs
+
+
+class TicketUpdateInputSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=TicketStatus.choices, required=False)
+    priority = serializers.ChoiceField(choices=Priority.choices, required=False)
+    team_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    assignee_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    subject = serializers.CharField(required=False, max_length=255)
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=20
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Nothing to change: give at least one field."]}
+            )
+        return attrs
+
+
+class MessageCreateInputSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=50_000)
+    kind = serializers.ChoiceField(
+        choices=[MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE], default=MessageKind.PUBLIC
+    )
+
+
+class CustomerOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = ["id", "name", "email", "phone", "vip_tier", "account_type", "created_at"]
+
+
+class AttachmentOutputSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Attachment
+        fields = ["id", "filename", "content_type", "size", "kind", "url"]
+
+    def get_url(self, obj: Attachment) -> str:
+        if obj.file:
+            return str(obj.file.url)
+        return obj.external_url
+
+
+class MessageOutputSerializer(serializers.ModelSerializer):
+    author = serializers.SerializerMethodField()
+    attachments = AttachmentOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "direction",
+            "kind",
+            "author",
+            "body_text",
+            "body_html",
+            "channel",
+            "channel_message_id",
+            "delivery_status",
+            "sent_at",
+            "delivered_at",
+            "read_at",
+            "failed_at",
+            "delivery_error",
+            "attachments",
+            "created_at",
+        ]
+
+    def get_author(self, obj: Message) -> dict[str, Any] | None:
+        if obj.author_user_id:
+            user = obj.author_user
+            return {
+                "type": "user",
+                "id": obj.author_user_id,
+                "name": user.get_full_name() or user.get_username() if user else "",
+            }
+        if obj.author_customer_id:
+            return {
+                "type": "customer",
+                "id": obj.author_customer_id,
+                "name": obj.author_customer.name if obj.author_customer else "",
+            }
+        return None
+
+
+class TicketOutputSerializer(serializers.ModelSerializer):
+    number = serializers.CharField(read_only=True)
+    customer = CustomerOutputSerializer(read_only=True)
+    team = serializers.SerializerMethodField()
+    assignee = serializers.SerializerMethodField()
+    tags = serializers.SerializerMethodField()
+    merged_into = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Ticket
+        fields = [
+            "id",
+            "number",
+            "subject",
+            "status",
+            "priority",
+            "channel",
+            "customer",
+            "team",
+            "assignee",
+            "tags",
+            "origin_platform_id",
+            "is_bot_handoff",
+            "needs_review",
+            "correlation_id",
+            "merged_into",
+            "first_response_at",
+            "resolved_at",
+            "closed_at",
+            "last_message_at",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_team(self, obj: Ticket) -> dict[str, Any] | None:
+        return {"id": obj.team.pk, "name": obj.team.name} if obj.team else None
+
+    def get_assignee(self, obj: Ticket) -> dict[str, Any] | None:
+        if obj.assignee is None:
+            return None
+        return {"id": obj.assignee.pk, "username": obj.assignee.get_username()}
+
+    def get_tags(self, obj: Ticket) -> list[str]:
+        return sorted(tag.name for tag in obj.tags.all())
+
+    def get_merged_into(self, obj: Ticket) -> dict[str, Any] | None:
+        if obj.merged_into_id is None:
+            return None
+        return {"id": obj.merged_into_id, "number": f"T-{obj.merged_into_id:06d}"}
+
+
+class TicketDetailOutputSerializer(TicketOutputSerializer):
+    messages = serializers.SerializerMethodField()
+
+    class Meta(TicketOutputSerializer.Meta):
+        fields = [*TicketOutputSerializer.Meta.fields, "messages"]
+
+    def get_messages(self, obj: Ticket) -> list[dict[str, Any]]:
+        messages = self.context.get("messages", [])
+        return list(MessageOutputSerializer(messages, many=True).data)
+
+
+class TicketCreatedOutputSerializer(serializers.ModelSerializer):
+    number = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Ticket
+        fields = ["id", "number", "correlation_id", "status", "priority", "created_at"]
+
+
+class TicketStatusOutputSerializer(serializers.ModelSerializer):
+    number = serializers.CharField(read_only=True)
+    last_agent_reply = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Ticket
+        fields = ["id", "number", "status", "priority", "updated_at", "last_agent_reply"]
+
+    def get_last_agent_reply(self, obj: Ticket) -> dict[str, Any] | None:
+        message = (
+            obj.messages.filter(direction="outbound", kind="public", author_user__isnull=False)
+            .order_by("-created_at")
+            .first()
+        )
+        if message is None:
+            return None
+        return {"body_text": message.body_text, "created_at": message.created_at}

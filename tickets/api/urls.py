@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from tickets.api import views
+
+urlpatterns = [
+    path("tickets", views.TicketListCreateApi.as_view(), name="api-tickets"),
+    path("tickets/<str:ticket_id>", views.TicketDetailApi.as_view(), name="api-ticket"),
+    path(
+        "tickets/<str:ticket_id>/messages",
+        views.TicketMessageCreateApi.as_view(),
+        name="api-ticket-messages",
+    ),
+    path(
+        "tickets/<str:ticket_id>/status",
+        views.TicketStatusApi.as_view(),
+        name="api-ticket-status",
+    ),
+]

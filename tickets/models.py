@@ -1,0 +1,314 @@
+"""The core domain: customers, their channel identities, teams, tickets and the timeline."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+
+class Channel(models.TextChoices):
+    WHATSAPP = "whatsapp", "WhatsApp"
+    MESSENGER = "messenger", "Messenger"
+    INSTAGRAM = "instagram", "Instagram"
+    TWITTER = "twitter", "X (Twitter)"
+    EMAIL = "email", "Email"
+    WEBCHAT = "webchat", "Web chat"
+    CHATBOT = "chatbot", "Chatbot hand-off"
+    PHONE = "phone", "Phone"
+    API = "api", "API"
+
+
+class VipTier(models.TextChoices):
+    NONE = "none", "None"
+    SILVER = "silver", "Silver"
+    GOLD = "gold", "Gold"
+    PLATINUM = "platinum", "Platinum"
+
+
+class AccountType(models.TextChoices):
+    INDIVIDUAL = "individual", "Individual"
+    BUSINESS = "business", "Business"
+    ENTERPRISE = "enterprise", "Enterprise"
+
+
+class Customer(models.Model):
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True, help_text="Primary email address.")
+    phone = models.CharField(max_length=32, blank=True)
+    vip_tier = models.CharField(max_length=16, choices=VipTier.choices, default=VipTier.NONE)
+    account_type = models.CharField(
+        max_length=16, choices=AccountType.choices, default=AccountType.INDIVIDUAL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"), condition=~Q(email=""), name="customer_email_unique_ci"
+            ),
+        ]
+        indexes = [models.Index(fields=["phone"], name="customer_phone_idx")]
+
+    def __str__(self) -> str:
+        return self.name or self.email or f"Customer {self.pk}"
+
+    @property
+    def is_vip(self) -> bool:
+        return self.vip_tier != VipTier.NONE
+
+
+class ChannelIdentity(models.Model):
+    """How a customer is known on one channel (a WhatsApp number, a page-scoped id…)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    external_id = models.CharField(max_length=255)
+    display_name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "channel identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "external_id"], name="channel_identity_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.external_id}"
+
+
+class Team(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TicketStatus(models.TextChoices):
+    NEW = "new", "New"
+    OPEN = "open", "Open"
+    PENDING = "pending", "Pending"
+    RESOLVED = "resolved", "Resolved"
+    CLOSED = "closed", "Closed"
+
+
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    TicketStatus.NEW: frozenset({"open", "pending", "resolved", "closed"}),
+    TicketStatus.OPEN: frozenset({"pending", "resolved", "closed"}),
+    TicketStatus.PENDING: frozenset({"open", "resolved", "closed"}),
+    TicketStatus.RESOLVED: frozenset({"open", "closed"}),
+    TicketStatus.CLOSED: frozenset(),
+}
+
+
+class Priority(models.TextChoices):
+    LOW = "low", "Low"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High"
+    URGENT = "urgent", "Urgent"
+
+
+PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+
+
+class Ticket(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="tickets")
+    subject = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=TicketStatus.choices, default=TicketStatus.NEW)
+    priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.NORMAL)
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="assigned_tickets",
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="tickets")
+    channel = models.CharField(
+        max_length=16, choices=Channel.choices, default=Channel.API, help_text="Source channel."
+    )
+    channel_account_id = models.CharField(
+        max_length=64, blank=True, help_text="Which of the channel's accounts it came through."
+    )
+    origin_platform_id = models.CharField(max_length=255, blank=True)
+    is_bot_handoff = models.BooleanField(default=False)
+    needs_review = models.BooleanField(
+        default=False, help_text="Waiting for a person to check an AI decision."
+    )
+    correlation_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_tickets"
+    )
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    waiting_since = models.DateTimeField(
+        null=True, blank=True, help_text="Oldest customer message not yet answered."
+    )
+    search_vector = SearchVectorField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="ticket_status_created_idx"),
+            models.Index(fields=["customer", "-created_at"], name="ticket_customer_idx"),
+            models.Index(fields=["team", "status"], name="ticket_team_status_idx"),
+            models.Index(fields=["assignee", "status"], name="ticket_assignee_status_idx"),
+            GinIndex(fields=["search_vector"], name="ticket_search_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(merged_into=models.F("id")), name="ticket_not_merged_into_self"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.subject}"
+
+    @property
+    def number(self) -> str:
+        return format_ticket_number(self.pk)
+
+    def can_transition_to(self, status: str) -> bool:
+        return status == self.status or status in ALLOWED_TRANSITIONS[self.status]
+
+
+def format_ticket_number(pk: int | None) -> str:
+    return f"T-{pk:06d}" if pk is not None else "T-new"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound", "Inbound"
+    OUTBOUND = "outbound", "Outbound"
+
+
+class MessageKind(models.TextChoices):
+    PUBLIC = "public", "Public"
+    INTERNAL_NOTE = "internal_note", "Internal note"
+    SYSTEM = "system", "System"
+
+
+class DeliveryState(models.TextChoices):
+    NONE = "", "Not applicable"
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    READ = "read", "Read"
+    FAILED = "failed", "Failed"
+
+
+DELIVERY_RANK = {"": 0, "queued": 1, "sent": 2, "delivered": 3, "read": 4}
+
+
+class Message(models.Model):
+    """One entry of a ticket's timeline."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=16, choices=Direction.choices)
+    kind = models.CharField(max_length=16, choices=MessageKind.choices, default=MessageKind.PUBLIC)
+    author_customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    author_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="ticket_messages",
+    )
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    channel_message_id = models.CharField(max_length=255, null=True, blank=True)
+    delivery_status = models.CharField(
+        max_length=16, choices=DeliveryState.choices, default=DeliveryState.NONE, blank=True
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    delivery_error = models.TextField(blank=True)
+    delivery_error_code = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["ticket", "created_at"], name="message_ticket_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "channel_message_id"],
+                condition=Q(channel_message_id__isnull=False),
+                name="message_channel_id_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="public") | Q(direction="outbound"),
+                name="message_notes_are_outbound",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.kind} on {self.ticket_id}"
+
+
+class AttachmentKind(models.TextChoices):
+    IMAGE = "image", "Image"
+    AUDIO = "audio", "Audio"
+    VIDEO = "video", "Video"
+    DOCUMENT = "document", "Document"
+    STICKER = "sticker", "Sticker"
+    OTHER = "other", "Other"
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    return f"attachments/{instance.message.ticket_id}/{uuid.uuid4().hex}/{filename}"
+
+
+class Attachment(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(upload_to=attachment_path, max_length=500, blank=True)
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=127, blank=True)
+    size = models.PositiveBigIntegerField(default=0)
+    kind = models.CharField(
+        max_length=16, choices=AttachmentKind.choices, default=AttachmentKind.OTHER
+    )
+    external_url = models.URLField(max_length=1000, blank=True)
+    external_media_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.filename

@@ -1,0 +1,521 @@
+"""Every write to tickets goes through these functions; each records its domain events
+in the same transaction (see ``support.events``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.postgres.search import SearchVector
+from django.db import IntegrityError, transaction
+from django.db.models import Value
+from django.utils import timezone
+
+from support.errors import Conflict, InvalidInput, InvalidTransition
+from support.events import event_record
+from tickets.models import (
+    Attachment,
+    Channel,
+    ChannelIdentity,
+    Customer,
+    DeliveryState,
+    Direction,
+    Message,
+    MessageKind,
+    Priority,
+    Tag,
+    Team,
+    Ticket,
+    TicketStatus,
+)
+
+PREVIEW_CHARS = 140
+
+
+@dataclass(frozen=True)
+class NewAttachment:
+    filename: str
+    content_type: str = ""
+    content: bytes | None = None
+    external_url: str = ""
+    external_media_id: str = ""
+    kind: str = "other"
+
+
+# --- events ---------------------------------------------------------------
+
+
+def ticket_event_payload(ticket: Ticket) -> dict[str, Any]:
+    """Seed 001's ticket event fields."""
+    return {
+        "ticket_id": ticket.pk,
+        "number": ticket.number,
+        "customer_id": ticket.customer_id,
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "source": ticket.channel,
+        "team_id": ticket.team_id,
+        "assignee_id": ticket.assignee_id,
+        "needs_review": ticket.needs_review,
+        "is_bot_handoff": ticket.is_bot_handoff,
+        "correlation_id": str(ticket.correlation_id),
+    }
+
+
+def _ticket_event(event_type: str, ticket: Ticket, **extra: Any) -> None:
+    event_record(
+        event_type,
+        aggregate_type="ticket",
+        aggregate_id=ticket.pk,
+        payload={**ticket_event_payload(ticket), **extra},
+    )
+
+
+def _message_event(event_type: str, message: Message, **extra: Any) -> None:
+    event_record(
+        event_type,
+        aggregate_type="message",
+        aggregate_id=message.pk,
+        payload={
+            "ticket_id": message.ticket_id,
+            "message_id": message.pk,
+            "direction": message.direction,
+            "kind": message.kind,
+            "channel": message.channel,
+            "delivery_status": message.delivery_status,
+            "preview": message.body_text[:PREVIEW_CHARS],
+            **extra,
+        },
+    )
+
+
+# --- customers --------------------------------------------------------------
+
+
+def customer_get_or_create(
+    *,
+    email: str = "",
+    name: str = "",
+    phone: str = "",
+    defaults: dict[str, Any] | None = None,
+) -> tuple[Customer, bool]:
+    """Find a customer by email (case-insensitive), or create one. Safe under races."""
+    email = email.strip()
+    if email:
+        existing = Customer.objects.filter(email__iexact=email).first()
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            customer = Customer.objects.create(
+                email=email, name=name.strip(), phone=phone.strip(), **(defaults or {})
+            )
+    except IntegrityError:
+        existing = Customer.objects.filter(email__iexact=email).first()
+        if existing is None:
+            raise
+        return existing, False
+    return customer, True
+
+
+def channel_identity_link(
+    *, customer: Customer, channel: str, external_id: str, display_name: str = ""
+) -> ChannelIdentity:
+    """Attach a channel identity to a customer (idempotent; never moves an existing one)."""
+    identity, _ = ChannelIdentity.objects.get_or_create(
+        channel=channel,
+        external_id=external_id,
+        defaults={"customer": customer, "display_name": display_name[:200]},
+    )
+    return identity
+
+
+# --- tickets --------------------------------------------------------------------
+
+
+def _tags_from_names(names: Iterable[str]) -> list[Tag]:
+    tags = []
+    for raw in names:
+        name = raw.strip().lower()[:64]
+        if not name:
+            continue
+        tag, _ = Tag.objects.get_or_create(name=name)
+        tags.append(tag)
+    return tags
+
+
+def _refresh_search_vector(ticket: Ticket) -> None:
+    Ticket.objects.filter(pk=ticket.pk).update(
+        search_vector=SearchVector(Value(ticket.subject), weight="A", config="english")
+    )
+
+
+@transaction.atomic
+def ticket_create(
+    *,
+    customer: Customer,
+    subject: str,
+    body: str = "",
+    body_html: str = "",
+    channel: str = Channel.API,
+    channel_account_id: str = "",
+    priority: str = Priority.NORMAL,
+    team: Team | None = None,
+    tags: Sequence[str] = (),
+    is_bot_handoff: bool = False,
+    origin_platform_id: str = "",
+    channel_message_id: str | None = None,
+    message_metadata: dict[str, Any] | None = None,
+    attachments: Sequence[NewAttachment] = (),
+    created_by: Any = None,
+) -> Ticket:
+    """Open a ticket with the customer's first message as the start of its timeline."""
+    subject = subject.strip()
+    if not subject:
+        raise InvalidInput("A ticket needs a subject.", details={"subject": ["Required."]})
+    if priority not in Priority.values:
+        raise InvalidInput(f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]})
+    now = timezone.now()
+    ticket = Ticket.objects.create(
+        customer=customer,
+        subject=subject[:255],
+        channel=channel,
+        channel_account_id=channel_account_id,
+        priority=priority,
+        team=team,
+        is_bot_handoff=is_bot_handoff,
+        origin_platform_id=origin_platform_id,
+        last_message_at=now,
+        waiting_since=now if body else None,
+    )
+    tag_objs = _tags_from_names(tags)
+    if tag_objs:
+        ticket.tags.set(tag_objs)
+    _ticket_event("ticket.created", ticket, subject=ticket.subject, tags=[t.name for t in tag_objs])
+    if body or body_html or attachments:
+        message_add(
+            ticket=ticket,
+            body=body,
+            body_html=body_html,
+            direction=Direction.INBOUND,
+            author_customer=customer,
+            channel_message_id=channel_message_id,
+            metadata=message_metadata,
+            attachments=attachments,
+        )
+    else:
+        _refresh_search_vector(ticket)
+    return ticket
+
+
+@transaction.atomic
+def ticket_update(
+    *,
+    ticket: Ticket,
+    actor: Any = None,
+    status: str | None = None,
+    priority: str | None = None,
+    team: Team | object | None = ...,
+    subject: str | None = None,
+    tags: Sequence[str] | None = None,
+    needs_review: bool | None = None,
+    reason: str = "",
+) -> Ticket:
+    """Change a ticket's fields; status changes must follow the allowed transitions.
+
+    Each change is written to the timeline as a system entry and published as
+    ``ticket.updated`` with the changed fields.
+    """
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    changes: dict[str, list[Any]] = {}
+    now = timezone.now()
+    fields: list[str] = []
+
+    if status is not None and status != ticket.status:
+        if status not in TicketStatus.values:
+            raise InvalidInput(f"Unknown status {status!r}.", details={"status": ["Invalid."]})
+        if not ticket.can_transition_to(status):
+            raise InvalidTransition(
+                f"A {ticket.status} ticket cannot become {status}.",
+                details={
+                    "status": [
+                        f"Allowed from {ticket.status}: "
+                        f"{', '.join(sorted(ticket_allowed_statuses(ticket))) or 'none'}."
+                    ]
+                },
+            )
+        changes["status"] = [ticket.status, status]
+        ticket.status = status
+        fields.append("status")
+        if status == TicketStatus.RESOLVED:
+            ticket.resolved_at = now
+            fields.append("resolved_at")
+        elif status == TicketStatus.CLOSED:
+            ticket.closed_at = now
+            fields.append("closed_at")
+        elif status == TicketStatus.OPEN and changes["status"][0] == TicketStatus.RESOLVED:
+            ticket.resolved_at = None
+            fields.append("resolved_at")
+    if priority is not None and priority != ticket.priority:
+        if priority not in Priority.values:
+            raise InvalidInput(
+                f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]}
+            )
+        changes["priority"] = [ticket.priority, priority]
+        ticket.priority = priority
+        fields.append("priority")
+    if team is not ...:
+        new_team = team if isinstance(team, Team) else None
+        if new_team != ticket.team:
+            changes["team"] = [
+                ticket.team.name if ticket.team else None,
+                new_team.name if new_team else None,
+            ]
+            ticket.team = new_team
+            fields.append("team")
+    if subject is not None and subject.strip() and subject.strip() != ticket.subject:
+        changes["subject"] = [ticket.subject, subject.strip()[:255]]
+        ticket.subject = subject.strip()[:255]
+        fields.append("subject")
+    if needs_review is not None and needs_review != ticket.needs_review:
+        changes["needs_review"] = [ticket.needs_review, needs_review]
+        ticket.needs_review = needs_review
+        fields.append("needs_review")
+    if tags is not None:
+        old = sorted(ticket.tags.values_list("name", flat=True))
+        tag_objs = _tags_from_names(tags)
+        new = sorted(t.name for t in tag_objs)
+        if old != new:
+            ticket.tags.set(tag_objs)
+            changes["tags"] = [old, new]
+
+    if not changes:
+        return ticket
+    if fields:
+        ticket.save(update_fields=[*fields, "updated_at"])
+    if "subject" in changes:
+        _refresh_search_vector(ticket)
+    _system_note(ticket, actor, _describe_changes(changes, reason), {"changes": changes})
+    _ticket_event("ticket.updated", ticket, changes=changes)
+    return ticket
+
+
+def ticket_allowed_statuses(ticket: Ticket) -> frozenset[str]:
+    from tickets.models import ALLOWED_TRANSITIONS
+
+    return ALLOWED_TRANSITIONS[ticket.status]
+
+
+def _describe_changes(changes: dict[str, list[Any]], reason: str) -> str:
+    parts = []
+    for field, (old, new) in changes.items():
+        label = field.replace("_", " ")
+        parts.append(
+            f"{label}: {old if old not in (None, '', []) else '—'} → "
+            f"{new if new not in (None, '', []) else '—'}"
+        )
+    text = "; ".join(parts)
+    return f"{text} ({reason})" if reason else text
+
+
+def _system_note(ticket: Ticket, actor: Any, text: str, metadata: dict[str, Any]) -> Message:
+    return Message.objects.create(
+        ticket=ticket,
+        direction=Direction.OUTBOUND,
+        kind=MessageKind.SYSTEM,
+        author_user=actor if getattr(actor, "is_authenticated", False) else None,
+        body_text=text,
+        channel=ticket.channel,
+        metadata=metadata,
+    )
+
+
+@transaction.atomic
+def ticket_assign(*, ticket: Ticket, assignee: Any, actor: Any = None) -> Ticket:
+    """Assign to a user (or ``None`` to unassign); written to the timeline and published."""
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if assignee is not None and not assignee.is_active:
+        raise InvalidInput("That user is inactive.", details={"assignee": ["Inactive user."]})
+    if ticket.assignee_id == (assignee.pk if assignee else None):
+        return ticket
+    old = ticket.assignee.get_username() if ticket.assignee else None
+    new = assignee.get_username() if assignee else None
+    ticket.assignee = assignee
+    ticket.save(update_fields=["assignee", "updated_at"])
+    changes = {"assignee": [old, new]}
+    _system_note(ticket, actor, _describe_changes(changes, ""), {"changes": changes})
+    _ticket_event("ticket.updated", ticket, changes=changes)
+    return ticket
+
+
+@transaction.atomic
+def message_add(
+    *,
+    ticket: Ticket,
+    body: str = "",
+    body_html: str = "",
+    kind: str = MessageKind.PUBLIC,
+    direction: str = Direction.OUTBOUND,
+    author_user: Any = None,
+    author_customer: Customer | None = None,
+    channel: str | None = None,
+    channel_message_id: str | None = None,
+    delivery_status: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    attachments: Sequence[NewAttachment] = (),
+) -> Message:
+    """Add to the timeline: a customer's message, an agent's public reply or an internal note.
+
+    A public outbound reply is queued for delivery on the ticket's channel (the channel
+    app listens to ``message.created``). Duplicate ``channel_message_id`` raises Conflict.
+    """
+    if kind not in MessageKind.values:
+        raise InvalidInput(f"Unknown message kind {kind!r}.", details={"kind": ["Invalid."]})
+    if kind != MessageKind.PUBLIC and direction == Direction.INBOUND:
+        raise InvalidInput("Customer messages are always public.", details={"kind": ["Invalid."]})
+    if not (body.strip() or body_html.strip() or attachments):
+        raise InvalidInput(
+            "A message needs a body or an attachment.", details={"body": ["Required."]}
+        )
+    if ticket.merged_into_id is not None:
+        target = ticket.merged_into.number if ticket.merged_into else "another ticket"
+        raise InvalidInput(
+            f"{ticket.number} was merged into {target}.",
+            details={"ticket": ["Merged."]},
+        )
+    now = timezone.now()
+    if delivery_status is None:
+        is_reply = direction == Direction.OUTBOUND and kind == MessageKind.PUBLIC
+        delivery_status = DeliveryState.QUEUED if is_reply else DeliveryState.NONE
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                ticket=ticket,
+                direction=direction,
+                kind=kind,
+                author_user=author_user
+                if getattr(author_user, "is_authenticated", False)
+                else None,
+                author_customer=author_customer,
+                body_text=body,
+                body_html=body_html,
+                channel=channel or ticket.channel,
+                channel_message_id=channel_message_id,
+                delivery_status=delivery_status,
+                metadata=metadata or {},
+            )
+    except IntegrityError as exc:
+        raise Conflict(
+            "This channel message was already recorded.",
+            details={"channel_message_id": [str(channel_message_id)]},
+        ) from exc
+    for item in attachments:
+        _attachment_create(message, item)
+
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    fields = ["last_message_at", "updated_at"]
+    ticket.last_message_at = now
+    if direction == Direction.INBOUND:
+        if ticket.waiting_since is None:
+            ticket.waiting_since = now
+            fields.append("waiting_since")
+        if ticket.status in (TicketStatus.PENDING, TicketStatus.RESOLVED):
+            old_status = ticket.status
+            ticket.status = TicketStatus.OPEN
+            ticket.resolved_at = None
+            fields += ["status", "resolved_at"]
+            _ticket_event("ticket.updated", ticket, changes={"status": [old_status, "open"]})
+    elif kind == MessageKind.PUBLIC and author_user is not None:
+        ticket.waiting_since = None
+        fields.append("waiting_since")
+        if ticket.first_response_at is None:
+            ticket.first_response_at = now
+            fields.append("first_response_at")
+        if ticket.status == TicketStatus.NEW:
+            ticket.status = TicketStatus.OPEN
+            fields.append("status")
+            _ticket_event("ticket.updated", ticket, changes={"status": ["new", "open"]})
+    ticket.save(update_fields=fields)
+    if kind == MessageKind.PUBLIC:
+        Ticket.objects.filter(pk=ticket.pk).update(
+            search_vector=SearchVector(Value(ticket.subject), weight="A", config="english")
+            + SearchVector(Value(_recent_public_text(ticket)), weight="B", config="english")
+        )
+    _message_event("message.created", message)
+    return message
+
+
+def _recent_public_text(ticket: Ticket, limit: int = 20) -> str:
+    texts = (
+        Message.objects.filter(ticket=ticket, kind=MessageKind.PUBLIC)
+        .order_by("-created_at")
+        .values_list("body_text", flat=True)[:limit]
+    )
+    return "\n".join(texts)[:20000]
+
+
+def _attachment_create(message: Message, item: NewAttachment) -> Attachment:
+    from django.core.files.base import ContentFile
+
+    attachment = Attachment(
+        message=message,
+        filename=item.filename[:255] or "attachment",
+        content_type=item.content_type,
+        kind=item.kind,
+        external_url=item.external_url,
+        external_media_id=item.external_media_id,
+    )
+    if item.content is not None:
+        attachment.size = len(item.content)
+        attachment.file.save(attachment.filename, ContentFile(item.content), save=False)
+    attachment.save()
+    return attachment
+
+
+@transaction.atomic
+def message_delivery_update(
+    *,
+    message: Message,
+    status: str,
+    at: Any = None,
+    error: str = "",
+    error_code: str = "",
+    channel_message_id: str | None = None,
+) -> bool:
+    """Apply a delivery status; a late lower status never overwrites a higher one.
+
+    Returns whether anything changed. ``failed`` always applies unless already read.
+    """
+    from tickets.models import DELIVERY_RANK
+
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    at = at or timezone.now()
+    fields: list[str] = []
+    stamp_field = {
+        "sent": "sent_at",
+        "delivered": "delivered_at",
+        "read": "read_at",
+        "failed": "failed_at",
+    }.get(status)
+    if stamp_field and getattr(message, stamp_field) is None:
+        setattr(message, stamp_field, at)
+        fields.append(stamp_field)
+    if channel_message_id and not message.channel_message_id:
+        message.channel_message_id = channel_message_id
+        fields.append("channel_message_id")
+    current = message.delivery_status
+    if status == DeliveryState.FAILED:
+        if current != DeliveryState.READ:
+            message.delivery_status = status
+            message.delivery_error = error[:2000]
+            message.delivery_error_code = error_code[:64]
+            fields += ["delivery_status", "delivery_error", "delivery_error_code"]
+    elif DELIVERY_RANK.get(status, 0) > DELIVERY_RANK.get(current, 0) or current == "failed":
+        message.delivery_status = status
+        fields.append("delivery_status")
+    if not fields:
+        return False
+    message.save(update_fields=[*fields, "updated_at"])
+    _message_event("message.delivery_updated", message, error=message.delivery_error)
+    return True

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from support.models import OutboxEvent
+from support.services import api_key_create
+from tickets import services
+from tickets.models import Team, Ticket
+
+pytestmark = pytest.mark.django_db
+
+CREATE = {
+    "subject": "Refund please",
+    "description": "I was charged twice",
+    "customer": {"email": "bob@example.com", "name": "Bob"},
+}
+
+
+def test_anonymous_requests_get_401_in_the_error_shape(api_client):
+    response = api_client.get("/api/tickets")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+    assert set(response.json()["error"]) == {"code", "message", "details"}
+    assert api_client.post("/api/tickets", CREATE, format="json").status_code == 401
+    assert Ticket.objects.count() == 0
+
+
+def test_users_without_a_role_get_403(outsider):
+    client = APIClient()
+    client.force_authenticate(outsider)
+    response = client.post("/api/tickets", CREATE, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert Ticket.objects.count() == 0
+
+
+def test_create_returns_id_number_and_correlation_id(agent_client):
+    response = agent_client.post("/api/tickets", CREATE, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    ticket = Ticket.objects.get()
+    assert body["id"] == ticket.pk
+    assert body["number"] == ticket.number
+    assert body["correlation_id"] == str(ticket.correlation_id)
+    assert body["status"] == "new"
+    assert ticket.customer.email == "bob@example.com"
+    assert ticket.messages.get().body_text == "I was charged twice"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**CREATE, "subject": ""}, "subject"),
+        ({**CREATE, "priority": "asap"}, "priority"),
+        ({"subject": "x"}, "customer"),
+        ({**CREATE, "customer": {"email": "not-an-email"}}, "customer"),
+        ({**CREATE, "team_id": 999}, "team_id"),
+        ({"subject": "x", "customer_id": 999}, "customer_id"),
+        ({**CREATE, "tags": "not-a-list"}, "tags"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(agent_client, payload, field):
+    response = agent_client.post("/api/tickets", payload, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert field in error["details"]
+    assert field in error["message"]
+    assert Ticket.objects.count() == 0
+
+
+def test_malformed_json_is_a_400(agent_client):
+    response = agent_client.post("/api/tickets", "{nope", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_request"
+
+
+def test_get_detail_by_id_or_number_includes_timeline(agent_client, customer):
+    ticket = services.ticket_create(customer=customer, subject="S", body="first")
+    for ref in (ticket.pk, ticket.number):
+        body = agent_client.get(f"/api/tickets/{ref}").json()
+        assert body["id"] == ticket.pk
+        assert [m["body_text"] for m in body["messages"]] == ["first"]
+        assert body["customer"]["email"] == "ada@example.com"
+    assert agent_client.get("/api/tickets/T-999999").status_code == 404
+    assert agent_client.get("/api/tickets/abc").status_code == 404
+
+
+def test_patch_changes_status_and_rejects_bad_transitions(agent_client, customer):
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    response = agent_client.patch(f"/api/tickets/{ticket.pk}", {"status": "closed"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "closed"
+    response = agent_client.patch(f"/api/tickets/{ticket.pk}", {"status": "open"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_transition"
+    assert "status" in response.json()["error"]["details"]
+    assert agent_client.patch(f"/api/tickets/{ticket.pk}", {}, format="json").status_code == 400
+
+
+def test_agents_cannot_assign_others_but_supervisors_can(
+    agent_client, supervisor_client, agent, other_agent, customer
+):
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    url = f"/api/tickets/{ticket.pk}"
+    response = agent_client.patch(url, {"assignee_id": other_agent.pk}, format="json")
+    assert response.status_code == 403
+    ticket.refresh_from_db()
+    assert ticket.assignee is None
+    assert agent_client.patch(url, {"assignee_id": agent.pk}, format="json").status_code == 200
+    response = supervisor_client.patch(url, {"assignee_id": other_agent.pk}, format="json")
+    assert response.status_code == 200
+    assert response.json()["assignee"]["id"] == other_agent.pk
+
+
+def test_post_message_reply_and_note(agent_client, customer):
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    url = f"/api/tickets/{ticket.pk}/messages"
+    reply = agent_client.post(url, {"body": "Hello"}, format="json")
+    note = agent_client.post(url, {"body": "Internal", "kind": "internal_note"}, format="json")
+    assert (reply.status_code, note.status_code) == (201, 201)
+    assert reply.json()["delivery_status"] == "queued"
+    assert note.json()["kind"] == "internal_note"
+    bad = agent_client.post(url, {"body": "x", "kind": "system"}, format="json")
+    assert bad.status_code == 400
+    assert "kind" in bad.json()["error"]["details"]
+
+
+def test_status_endpoint_for_chatbot_polling(agent_client, customer, agent):
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    body = agent_client.get(f"/api/tickets/{ticket.pk}/status").json()
+    assert body["status"] == "new"
+    assert body["last_agent_reply"] is None
+    services.message_add(ticket=ticket, body="We fixed it", author_user=agent)
+    body = agent_client.get(f"/api/tickets/{ticket.number}/status").json()
+    assert body["status"] == "open"
+    assert body["last_agent_reply"]["body_text"] == "We fixed it"
+
+
+def test_list_filters_and_cursor_pagination(agent_client, customer):
+    team = Team.objects.create(name="Billing", slug="billing")
+    for i in range(5):
+        services.ticket_create(
+            customer=customer,
+            subject=f"S{i}",
+            body="b",
+            team=team if i % 2 == 0 else None,
+            priority="high" if i == 4 else "normal",
+        )
+    page = agent_client.get("/api/tickets", {"page_size": 2}).json()
+    assert [t["subject"] for t in page["results"]] == ["S4", "S3"]
+    page2 = agent_client.get(page["next"]).json()
+    assert [t["subject"] for t in page2["results"]] == ["S2", "S1"]
+    filtered = agent_client.get("/api/tickets", {"team": team.pk, "priority": "high"}).json()
+    assert [t["subject"] for t in filtered["results"]] == ["S4"]
+    unassigned = agent_client.get("/api/tickets", {"team": "none"}).json()
+    assert len(unassigned["results"]) == 2
+    bad = agent_client.get("/api/tickets", {"team": "x"})
+    assert bad.status_code == 400
+    assert "team" in bad.json()["error"]["details"]
+
+
+def test_api_key_authentication_and_revocation(agent):
+    key, raw = api_key_create(name="bot", user=agent)
+    client = APIClient()
+    assert client.get("/api/tickets", HTTP_AUTHORIZATION=f"Api-Key {raw}").status_code == 200
+    assert client.get("/api/tickets", HTTP_X_API_KEY=raw).status_code == 200
+    assert client.get("/api/tickets", HTTP_X_API_KEY=raw + "x").status_code == 401
+    from support.services import api_key_revoke
+
+    api_key_revoke(api_key=key)
+    response = client.get("/api/tickets", HTTP_X_API_KEY=raw)
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]["message"]
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(agent):
+    _, raw = api_key_create(name="tiny", user=agent, rate_limit_per_minute=2)
+    client = APIClient(HTTP_X_API_KEY=raw)
+    assert [client.get("/api/tickets").status_code for _ in range(2)] == [200, 200]
+    response = client.get("/api/tickets")
+    assert response.status_code == 429
+    assert 1 <= int(response["Retry-After"]) <= 60
+    assert response.json()["error"]["code"] == "rate_limited"
+
+
+def test_creating_a_ticket_through_the_api_records_events(agent_client):
+    agent_client.post("/api/tickets", CREATE, format="json")
+    assert list(OutboxEvent.objects.values_list("event_type", flat=True)) == [
+        "ticket.created",
+        "message.created",
+    ]
+
+
+def test_openapi_schema_is_served(agent_client):
+    response = agent_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    assert "/api/tickets" in response.json()["paths"]

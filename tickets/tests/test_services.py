@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import pytest
+
+from support.errors import Conflict, InvalidInput, InvalidTransition
+from support.models import OutboxEvent
+from tickets import services
+from tickets.models import Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+def _events():
+    return list(OutboxEvent.objects.order_by("id").values_list("event_type", flat=True))
+
+
+def test_ticket_create_writes_ticket_first_message_and_events(customer):
+    ticket = services.ticket_create(
+        customer=customer,
+        subject=" Cannot log in ",
+        body="It says my password is wrong",
+        channel="email",
+        tags=["Login", "login", ""],
+    )
+    assert ticket.subject == "Cannot log in"
+    assert ticket.status == "new"
+    assert list(ticket.tags.values_list("name", flat=True)) == ["login"]
+    [message] = ticket.messages.all()
+    assert (message.direction, message.kind, message.author_customer) == (
+        "inbound",
+        "public",
+        customer,
+    )
+    assert message.delivery_status == ""
+    assert _events() == ["ticket.created", "message.created"]
+    created = OutboxEvent.objects.get(event_type="ticket.created")
+    assert created.payload["ticket_id"] == ticket.pk
+    assert created.payload["source"] == "email"
+    assert created.payload["customer_id"] == customer.pk
+    assert Ticket.objects.filter(search_vector="password").count() == 1
+
+
+def test_ticket_create_requires_subject(customer):
+    with pytest.raises(InvalidInput):
+        services.ticket_create(customer=customer, subject="  ")
+    assert Ticket.objects.count() == 0
+    assert _events() == []
+
+
+def test_ticket_update_follows_transitions_and_logs_system_entry(customer, agent):
+    ticket = services.ticket_create(customer=customer, subject="s", body="b")
+    services.ticket_update(ticket=ticket, actor=agent, status="resolved", priority="high")
+    ticket.refresh_from_db()
+    assert (ticket.status, ticket.priority) == ("resolved", "high")
+    assert ticket.resolved_at is not None
+    system = Message.objects.get(ticket=ticket, kind="system")
+    assert "status: new → resolved" in system.body_text
+    assert system.author_user == agent
+    updated = OutboxEvent.objects.get(event_type="ticket.updated")
+    assert updated.payload["changes"] == {
+        "status": ["new", "resolved"],
+        "priority": ["normal", "high"],
+    }
+    services.ticket_update(ticket=ticket, status="closed")
+    with pytest.raises(InvalidTransition):
+        services.ticket_update(ticket=ticket, status="open")
+    ticket.refresh_from_db()
+    assert ticket.status == "closed"
+
+
+def test_ticket_update_without_changes_records_nothing(customer):
+    ticket = services.ticket_create(customer=customer, subject="s")
+    before = _events()
+    services.ticket_update(ticket=ticket, status="new", priority="normal")
+    assert _events() == before
+    assert not Message.objects.filter(kind="system").exists()
+
+
+def test_agent_public_reply_is_queued_and_sets_first_response(customer, agent):
+    ticket = services.ticket_create(customer=customer, subject="s", body="help")
+    reply = services.message_add(ticket=ticket, body="On it", author_user=agent)
+    note = services.message_add(ticket=ticket, body="psst", kind="internal_note", author_user=agent)
+    ticket.refresh_from_db()
+    assert reply.delivery_status == "queued"
+    assert note.delivery_status == ""
+    assert ticket.status == "open"
+    assert ticket.first_response_at is not None
+    assert ticket.waiting_since is None
+
+
+def test_inbound_message_reopens_pending_ticket(customer, agent):
+    ticket = services.ticket_create(customer=customer, subject="s", body="help")
+    services.ticket_update(ticket=ticket, status="pending")
+    services.message_add(
+        ticket=ticket, body="still broken", direction="inbound", author_customer=customer
+    )
+    ticket.refresh_from_db()
+    assert ticket.status == "open"
+    assert ticket.waiting_since is not None
+
+
+def test_duplicate_channel_message_is_a_conflict(customer):
+    ticket = services.ticket_create(
+        customer=customer, subject="s", channel="whatsapp", body="hi", channel_message_id="wamid.X"
+    )
+    with pytest.raises(Conflict):
+        services.message_add(
+            ticket=ticket, body="hi", direction="inbound", channel_message_id="wamid.X"
+        )
+    assert ticket.messages.count() == 1
+
+
+def test_delivery_status_never_goes_backwards(customer, agent):
+    ticket = services.ticket_create(customer=customer, subject="s", body="b")
+    reply = services.message_add(ticket=ticket, body="r", author_user=agent)
+    assert services.message_delivery_update(message=reply, status="read") is True
+    assert services.message_delivery_update(message=reply, status="delivered") is True
+    reply.refresh_from_db()
+    assert reply.delivery_status == "read"
+    assert reply.delivered_at is not None  # the timestamp is still recorded
+    assert services.message_delivery_update(message=reply, status="delivered") is False
+    assert services.message_delivery_update(message=reply, status="failed", error="x") is True
+    reply.refresh_from_db()
+    assert reply.delivery_status == "read"
+
+
+def test_customer_get_or_create_matches_email_case_insensitively(customer):
+    found, created = services.customer_get_or_create(email="ADA@EXAMPLE.COM", name="X")
+    assert (found, created) == (customer, False)
+    new, created = services.customer_get_or_create(email="grace@example.com", name="Grace")
+    assert created is True
+    assert new.name == "Grace"
