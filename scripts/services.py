@@ -22,7 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("DATA_DIR", ROOT / ".devdata"))
-REDIS_PORTS = {"run": 6390, "test": 6391}
+REDIS_PORTS = {
+    "run": int(os.environ.get("SUPPORT_REDIS_PORT", "6390")),
+    "test": int(os.environ.get("SUPPORT_REDIS_TEST_PORT", "6391")),
+}
 DB_NAMES = {"run": "support", "test": "support"}
 
 
