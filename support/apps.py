@@ -7,3 +7,6 @@ class SupportConfig(AppConfig):
     name = "support"
     verbose_name = "Platform"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from support.auth import schema  # noqa: F401  (registers OpenAPI extensions)

@@ -78,9 +78,14 @@ def get_float(name: str, default: float) -> float:
     return default if value is None else _parse(name, value, float)
 
 
-def get_list(name: str, default: list[str] | None = None) -> list[str]:
+def get_list(
+    name: str, default: list[str] | None = None, *, required_in_prod: bool = False
+) -> list[str]:
     value = _raw(name)
     if value is None:
+        if required_in_prod and is_prod():
+            _MISSING.append(name)
+            return []
         return list(default or [])
     return [item.strip() for item in value.split(",") if item.strip()]
 

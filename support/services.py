@@ -106,6 +106,15 @@ def _schedule() -> None:
     schedule_relay()
 
 
+API_KEY_CACHE_SECONDS = 10.0
+# key hash → (expires at, monotonic clock; the key or None for unknown keys)
+known_api_keys: dict[str, tuple[float, ApiKey | None]] = {}
+
+
+def forget_api_key(key_hash: str) -> None:
+    known_api_keys.pop(key_hash, None)
+
+
 def hash_api_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
@@ -120,6 +129,7 @@ def api_key_create(
     """Create a key; returns the row and the raw key, which is never retrievable again."""
     prefix = secrets.token_hex(4)
     raw = f"sk_{prefix}_{secrets.token_urlsafe(32)}"
+    forget_api_key(hash_api_key(raw))
     key = ApiKey.objects.create(
         name=name,
         prefix=prefix,
@@ -135,6 +145,7 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at", "updated_at"])
+    forget_api_key(api_key.key_hash)
 
 
 def audit_log_record(

@@ -24,7 +24,9 @@ SECRET_KEY = env.get_str(
     required_in_prod=True,
 )
 DEBUG = env.get_bool("DEBUG", default=ENVIRONMENT == "dev")
-ALLOWED_HOSTS = env.get_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+ALLOWED_HOSTS = env.get_list(
+    "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], required_in_prod=True
+)
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env.get_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
@@ -133,7 +135,6 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "outbox-relay-sweep": {"task": "support.tasks.outbox_relay_task", "schedule": 15.0},
     "outbox-purge": {"task": "support.tasks.outbox_purge_task", "schedule": 3600.0},
-    "worker-heartbeat": {"task": "support.tasks.heartbeat_task", "schedule": 10.0},
 }
 
 # --- Auth -----------------------------------------------------------------

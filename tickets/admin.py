@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -79,8 +80,37 @@ class MessageInline(admin.StackedInline):  # type: ignore[type-arg]
         return False
 
 
+class TicketAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Ticket
+        fields = [
+            "customer",
+            "subject",
+            "status",
+            "priority",
+            "team",
+            "assignee",
+            "tags",
+            "channel",
+            "channel_account_id",
+            "origin_platform_id",
+            "is_bot_handoff",
+            "needs_review",
+            "merged_into",
+        ]
+
+    def clean_status(self) -> str:
+        status: str = self.cleaned_data["status"]
+        if self.instance.pk:
+            current = Ticket.objects.only("status").get(pk=self.instance.pk)
+            if not current.can_transition_to(status):
+                raise forms.ValidationError(f"A {current.status} ticket cannot become {status}.")
+        return status
+
+
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = TicketAdminForm
     list_display = (
         "number",
         "subject",

@@ -145,9 +145,17 @@ def _tags_from_names(names: Iterable[str]) -> list[Tag]:
     return tags
 
 
+def _search_vector(subject: str, text: str = "") -> Any:
+    """Subject weighs more (A) than the conversation (B)."""
+    vector: Any = SearchVector(Value(subject), weight="A", config="english")
+    if text:
+        vector = vector + SearchVector(Value(text[:20000]), weight="B", config="english")
+    return vector
+
+
 def _refresh_search_vector(ticket: Ticket) -> None:
     Ticket.objects.filter(pk=ticket.pk).update(
-        search_vector=SearchVector(Value(ticket.subject), weight="A", config="english")
+        search_vector=_search_vector(ticket.subject, _recent_public_text(ticket))
     )
 
 
@@ -177,6 +185,7 @@ def ticket_create(
     if priority not in Priority.values:
         raise InvalidInput(f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]})
     now = timezone.now()
+    has_message = bool(body.strip() or body_html.strip() or attachments)
     ticket = Ticket.objects.create(
         customer=customer,
         subject=subject[:255],
@@ -187,25 +196,36 @@ def ticket_create(
         is_bot_handoff=is_bot_handoff,
         origin_platform_id=origin_platform_id,
         last_message_at=now,
-        waiting_since=now if body else None,
+        waiting_since=now if has_message else None,
+        search_vector=_search_vector(subject[:255], body),
     )
     tag_objs = _tags_from_names(tags)
     if tag_objs:
         ticket.tags.set(tag_objs)
     _ticket_event("ticket.created", ticket, subject=ticket.subject, tags=[t.name for t in tag_objs])
-    if body or body_html or attachments:
-        message_add(
-            ticket=ticket,
-            body=body,
-            body_html=body_html,
-            direction=Direction.INBOUND,
-            author_customer=customer,
-            channel_message_id=channel_message_id,
-            metadata=message_metadata,
-            attachments=attachments,
-        )
-    else:
-        _refresh_search_vector(ticket)
+    if has_message:
+        # The ticket row is new and ours: no lock or savepoint needed. A duplicate
+        # channel message id rolls the whole creation back (it is a redelivery).
+        try:
+            message = Message.objects.create(
+                ticket=ticket,
+                direction=Direction.INBOUND,
+                kind=MessageKind.PUBLIC,
+                author_customer=customer,
+                body_text=body,
+                body_html=body_html,
+                channel=channel,
+                channel_message_id=channel_message_id,
+                metadata=message_metadata or {},
+            )
+        except IntegrityError as exc:
+            raise Conflict(
+                "This channel message was already recorded.",
+                details={"channel_message_id": [str(channel_message_id)]},
+            ) from exc
+        for item in attachments:
+            _attachment_create(message, item)
+        _message_event("message.created", message)
     return ticket
 
 
@@ -438,10 +458,7 @@ def message_add(
             _ticket_event("ticket.updated", ticket, changes={"status": ["new", "open"]})
     ticket.save(update_fields=fields)
     if kind == MessageKind.PUBLIC:
-        Ticket.objects.filter(pk=ticket.pk).update(
-            search_vector=SearchVector(Value(ticket.subject), weight="A", config="english")
-            + SearchVector(Value(_recent_public_text(ticket)), weight="B", config="english")
-        )
+        _refresh_search_vector(ticket)
     _message_event("message.created", message)
     return message
 

@@ -3,16 +3,40 @@ when OIDC is configured, bearer tokens checked against the provider."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from support.auth.roles import _group_names
 from support.models import ApiKey
-from support.services import hash_api_key
+from support.services import API_KEY_CACHE_SECONDS, hash_api_key, known_api_keys
+
+_lock = threading.Lock()
+_last_used_written: dict[int, float] = {}
+LAST_USED_EVERY_SECONDS = 60.0
+
+
+def _lookup(key_hash: str) -> ApiKey | None:
+    """Keys are cached per process for a few seconds: no query on the hot path.
+
+    Revocation through ``api_key_revoke`` clears this process's entry at once; other
+    processes see it within ``API_KEY_CACHE_SECONDS``.
+    """
+    now = time.monotonic()
+    cached = known_api_keys.get(key_hash)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    key = ApiKey.objects.select_related("user").filter(key_hash=key_hash).first()
+    if key is not None:
+        _group_names(key.user)  # loads and memoises the user's roles once
+    with _lock:
+        known_api_keys[key_hash] = (now + API_KEY_CACHE_SECONDS, key)
+    return key
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -28,10 +52,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = self._raw_key(request)
         if raw is None:
             return None
-        try:
-            key = ApiKey.objects.select_related("user").get(key_hash=hash_api_key(raw))
-        except ApiKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Invalid API key.") from None
+        key = _lookup(hash_api_key(raw))
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid API key.")
         now = timezone.now()
         if key.revoked_at is not None:
             raise exceptions.AuthenticationFailed("This API key has been revoked.")
@@ -39,7 +62,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("This API key has expired.")
         if not key.user.is_active:
             raise exceptions.AuthenticationFailed("The API key's user is inactive.")
-        if cache.add(f"apikey-used:{key.pk}", 1, timeout=60):
+        tick = time.monotonic()
+        if tick - _last_used_written.get(key.pk, 0.0) > LAST_USED_EVERY_SECONDS:
+            _last_used_written[key.pk] = tick
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         return key.user, key
 

@@ -1,0 +1,146 @@
+"""Shared benchmark plumbing: local services, a bench API key, and server processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
+
+
+def setup_env() -> dict[str, str]:
+    """Start (or reuse) the local PostgreSQL and Redis of `make run`; configure Django."""
+    import services
+
+    env = dict(os.environ)
+    env.setdefault("ENVIRONMENT", "dev")
+    env.setdefault("DEBUG", "false")
+    env.update(services.start("run"))
+    os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "REDIS_URL")})
+    os.environ.setdefault("ENVIRONMENT", env["ENVIRONMENT"])
+    os.environ.setdefault("DEBUG", "false")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    import logging
+
+    import django
+
+    django.setup()
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    return env
+
+
+def bench_api_key(name: str = "bench") -> str:
+    """A fresh API key for an agent-role bench user with a very high rate limit."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from support.services import api_key_create
+
+    user, _ = get_user_model().objects.get_or_create(username=f"{name}-user")
+    user.groups.add(Group.objects.get_or_create(name="Agents")[0])
+    _, raw = api_key_create(name=name, user=user, rate_limit_per_minute=10_000_000)
+    return raw
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, timeout: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"server at {url} did not come up")
+
+
+@contextmanager
+def processes(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for cmd in commands
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def uvicorn_cmd(port: int, workers: int) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "uvicorn"),
+        "support.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def celery_cmd(concurrency: int = 1) -> list[str]:
+    return [
+        str(Path(sys.executable).parent / "celery"),
+        "-A",
+        "support",
+        "worker",
+        "-l",
+        "WARNING",
+        "-c",
+        str(concurrency),
+        "-n",
+        f"bench-{os.getpid()}@%h",
+    ]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
