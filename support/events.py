@@ -14,10 +14,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from django.core.cache import cache
 from django.db import transaction
 
 from support.models import OutboxEvent
+from support.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,9 @@ def event_record(
         aggregate_id=str(aggregate_id),
         payload=payload,
     )
-    transaction.on_commit(schedule_relay)
+    connection = transaction.get_connection()
+    if not any(entry[1] is schedule_relay for entry in connection.run_on_commit):
+        transaction.on_commit(schedule_relay)
     return event
 
 
@@ -65,7 +67,7 @@ def schedule_relay() -> None:
     from support.tasks import outbox_relay_task
 
     try:
-        if cache.add(RELAY_PENDING_KEY, 1, timeout=5):
+        if get_redis().set(RELAY_PENDING_KEY, 1, nx=True, ex=5):
             outbox_relay_task.delay()
     except Exception:  # noqa: BLE001 - broker down must not fail the committed request
         logger.warning("Could not schedule the outbox relay; the beat sweep will deliver")

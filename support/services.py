@@ -11,12 +11,12 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from support.events import ALL_EVENTS_GROUP, RELAY_PENDING_KEY, subscribers_for, ticket_group
 from support.models import ApiKey, AuditLog, OutboxEvent
+from support.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def outbox_relay(*, batch_size: int = 500) -> int:
     Rows are locked with SKIP LOCKED so several relays can run at once without
     delivering one event twice in parallel.
     """
-    cache.delete(RELAY_PENDING_KEY)
+    get_redis().delete(RELAY_PENDING_KEY)
     layer = get_channel_layer()
     send = async_to_sync(layer.group_send) if layer is not None else None
     delivered = 0

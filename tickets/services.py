@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib.postgres.search import SearchVector
 from django.db import IntegrityError, transaction
 from django.db.models import Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from support.errors import Conflict, InvalidInput, InvalidTransition
@@ -93,6 +94,15 @@ def _message_event(event_type: str, message: Message, **extra: Any) -> None:
 # --- customers --------------------------------------------------------------
 
 
+def customer_find_by_email(email: str) -> Customer | None:
+    """Case-insensitive, through the ``lower(email)`` unique index."""
+    return (
+        Customer.objects.annotate(email_lower=Lower("email"))
+        .filter(email_lower=email.strip().lower())
+        .first()
+    )
+
+
 def customer_get_or_create(
     *,
     email: str = "",
@@ -103,7 +113,7 @@ def customer_get_or_create(
     """Find a customer by email (case-insensitive), or create one. Safe under races."""
     email = email.strip()
     if email:
-        existing = Customer.objects.filter(email__iexact=email).first()
+        existing = customer_find_by_email(email)
         if existing is not None:
             return existing, False
     try:
@@ -112,7 +122,7 @@ def customer_get_or_create(
                 email=email, name=name.strip(), phone=phone.strip(), **(defaults or {})
             )
     except IntegrityError:
-        existing = Customer.objects.filter(email__iexact=email).first()
+        existing = customer_find_by_email(email)
         if existing is None:
             raise
         return existing, False
