@@ -1,0 +1,91 @@
+"""The run/test commands' setup logic (scripts/services.py, manage.py env loading)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+services = _load("services_script", ROOT / "scripts" / "services.py")
+
+
+def test_given_urls_are_used_and_nothing_is_started(monkeypatch, tmp_path):
+    monkeypatch.setattr(services, "DATA", tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@db.internal/x")
+    monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/0")
+
+    def forbidden(profile):
+        raise AssertionError("must not start a local service")
+
+    monkeypatch.setattr(services, "start_postgres", forbidden)
+    monkeypatch.setattr(services, "start_redis", forbidden)
+    env = services.start("run")
+    assert env == {
+        "DATABASE_URL": "postgresql://u@db.internal/x",
+        "REDIS_URL": "redis://cache.internal:6379/0",
+    }
+    assert (tmp_path / "env").read_text() == (
+        "DATABASE_URL=postgresql://u@db.internal/x\nREDIS_URL=redis://cache.internal:6379/0\n"
+    )
+
+
+def test_test_profile_writes_its_own_env_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(services, "DATA", tmp_path)
+    monkeypatch.setattr(services, "start_postgres", lambda profile: f"pg-{profile}")
+    monkeypatch.setattr(services, "start_redis", lambda profile: f"redis-{profile}")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert services.start("test") == {"DATABASE_URL": "pg-test", "REDIS_URL": "redis-test"}
+    assert (tmp_path / "env-test").exists()
+    assert not (tmp_path / "env").exists()
+
+
+def test_redis_ping_is_false_on_a_closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert services.redis_ping(port) is False
+
+
+def test_running_redis_is_reused(monkeypatch, tmp_path):
+    monkeypatch.setattr(services, "DATA", tmp_path)
+    monkeypatch.setattr(services, "redis_ping", lambda port: True)
+    monkeypatch.setattr(services, "redis_binary", lambda: pytest.fail("must not start redis"))
+    assert services.start_redis("test") == f"redis://127.0.0.1:{services.REDIS_PORTS['test']}/0"
+
+
+def test_missing_redis_without_root_or_apt_fails_with_a_clear_message(monkeypatch, capsys):
+    monkeypatch.setattr(services.shutil, "which", lambda name: None)
+    monkeypatch.setattr(services, "Path", lambda p: type("P", (), {"exists": lambda self: False})())
+    monkeypatch.setattr(services.os, "geteuid", lambda: 1000)
+    with pytest.raises(SystemExit):
+        services.redis_binary()
+    assert "REDIS_URL" in capsys.readouterr().err
+
+
+def test_manage_py_loads_devdata_env_without_overriding(monkeypatch, tmp_path):
+    manage = _load("manage_script", ROOT / "manage.py")
+    fake_root = tmp_path / "proj"
+    (fake_root / ".devdata").mkdir(parents=True)
+    (fake_root / ".devdata" / "env").write_text("ALPHA_X=from-file\nBETA_X=from-file\n")
+    monkeypatch.setattr(manage, "__file__", str(fake_root / "manage.py"))
+    monkeypatch.setenv("BETA_X", "from-env")
+    monkeypatch.delenv("ALPHA_X", raising=False)
+    manage._load_local_env()
+    assert os.environ["ALPHA_X"] == "from-file"
+    assert os.environ["BETA_X"] == "from-env"
+    monkeypatch.delenv("ALPHA_X")
