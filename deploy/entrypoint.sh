@@ -1,0 +1,16 @@
+#!/bin/sh
+# Container entry point: web | worker | beat | migrate | <any command>.
+set -e
+case "$1" in
+  web)
+    exec uvicorn support.asgi:application --host 0.0.0.0 --port "${PORT:-8000}" \
+      --workers "${WEB_CONCURRENCY:-2}" --proxy-headers --forwarded-allow-ips='*' --no-access-log ;;
+  worker)
+    exec celery -A support worker -l INFO -c "${CELERY_CONCURRENCY:-2}" ;;
+  beat)
+    exec celery -A support beat -l INFO -s /tmp/celerybeat-schedule ;;
+  migrate)
+    exec python manage.py migrate --no-input ;;
+  *)
+    exec "$@" ;;
+esac
