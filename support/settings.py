@@ -6,6 +6,7 @@ See ``.env.example`` and ``docs/settings.md`` for every variable.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -87,6 +88,7 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------
 _default_db_url = f"postgresql://postgres@/support?host={DATA_DIR / 'pg'}"
+DATABASES: dict[str, dict[str, Any]]
 if env.get_str("DB_HOST"):
     # Separate parts, as ECS injects them from Secrets Manager (see deploy/cloudformation).
     DATABASES = {
