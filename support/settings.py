@@ -88,34 +88,33 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------
 _default_db_url = f"postgresql://postgres@/support?host={DATA_DIR / 'pg'}"
-DATABASES: dict[str, dict[str, Any]]
+_db: dict[str, Any]
 if env.get_str("DB_HOST"):
     # Separate parts, as ECS injects them from Secrets Manager (see deploy/cloudformation).
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "HOST": env.get_str("DB_HOST"),
-            "PORT": env.get_str("DB_PORT", "5432"),
-            "NAME": env.get_str("DB_NAME", "support"),
-            "USER": env.get_str("DB_USER", required_in_prod=True),
-            "PASSWORD": env.get_str("DB_PASSWORD", required_in_prod=True),
-            "CONN_MAX_AGE": 0,
-            "OPTIONS": {"sslmode": env.get_str("DB_SSLMODE", "require" if IS_PROD else "prefer")},
-        }
+    _db = {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": env.get_str("DB_HOST"),
+        "PORT": env.get_str("DB_PORT", "5432"),
+        "NAME": env.get_str("DB_NAME", "support"),
+        "USER": env.get_str("DB_USER", required_in_prod=True),
+        "PASSWORD": env.get_str("DB_PASSWORD", required_in_prod=True),
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"sslmode": env.get_str("DB_SSLMODE", "require" if IS_PROD else "prefer")},
     }
 else:
-    DATABASES = {
-        "default": dj_database_url.parse(
+    _db = dict(
+        dj_database_url.parse(
             env.get_str("DATABASE_URL", _default_db_url, required_in_prod=True) or _default_db_url,
             conn_max_age=0,
         )
-    }
+    )
 if env.get_bool("DB_POOL", default=not IS_TEST):
-    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+    _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.get_int("DB_POOL_MIN", 2),
         "max_size": env.get_int("DB_POOL_MAX", 20),
         "timeout": env.get_int("DB_POOL_TIMEOUT", 10),
     }
+DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, Celery broker, Channels layer ---------------------------
