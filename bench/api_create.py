@@ -24,43 +24,43 @@ import _harness
 async def drive(
     url: str, key: str, total: int, concurrency: int, deadline: float
 ) -> tuple[list[float], int, int]:
-    import httpx
+    from urllib.parse import urlsplit
 
+    parts = urlsplit(url)
     latencies: list[float] = []
     errors = 0
     counter = iter(range(total))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=url, limits=limits, timeout=10.0, headers={"X-API-Key": key}
-    ) as client:
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
 
-        async def worker() -> None:
-            nonlocal errors
+    async def worker() -> None:
+        nonlocal errors
+        client = _harness.KeepAliveClient(parts.hostname or "127.0.0.1", parts.port or 80)
+        try:
             for i in counter:
                 if time.monotonic() > deadline:
                     return
-                body = {
-                    "subject": f"Bench ticket {i}",
-                    "description": "My order has not arrived and I need help.",
-                    "customer": {
-                        "email": f"bench{i % 500}@example.com",
-                        "name": f"Bench {i % 500}",
-                    },
-                    "channel": "api",
-                }
+                body = json.dumps(
+                    {
+                        "subject": f"Bench ticket {i}",
+                        "description": "My order has not arrived and I need help.",
+                        "customer": {
+                            "email": f"bench{i % 500}@example.com",
+                            "name": f"Bench {i % 500}",
+                        },
+                        "channel": "api",
+                    }
+                ).encode()
                 started = time.perf_counter()
-                response = await client.post(
-                    "/api/tickets",
-                    content=json.dumps(body),
-                    headers={"Content-Type": "application/json"},
-                )
+                status, _ = await client.request("POST", "/api/tickets", body, headers)
                 latencies.append((time.perf_counter() - started) * 1000)
-                if response.status_code != 201:
+                if status != 201:
                     errors += 1
+        finally:
+            await client.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
     return latencies, errors, int(elapsed * 1000)
 
 

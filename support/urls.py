@@ -9,6 +9,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from support.health import health
+from tickets.attachments import attachment_download
 
 api_patterns: list[URLPattern | URLResolver] = [
     path("", include("tickets.api.urls")),
@@ -23,6 +24,11 @@ api_patterns: list[URLPattern | URLResolver] = [
 urlpatterns: list[URLPattern | URLResolver] = [
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
+    path(
+        "attachments/<int:attachment_id>",
+        attachment_download,
+        name="attachment-download",
+    ),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="registration/login.html"),

@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from tickets.attachments import attachment_url
 from tickets.models import (
     Attachment,
     Channel,
@@ -87,9 +88,7 @@ class AttachmentOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "filename", "content_type", "size", "kind", "url"]
 
     def get_url(self, obj: Attachment) -> str:
-        if obj.file:
-            return str(obj.file.url)
-        return obj.external_url
+        return attachment_url(obj)
 
 
 class MessageOutputSerializer(serializers.ModelSerializer):

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tickets import services
+from tickets.models import Attachment
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def attachment(customer, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    ticket = services.ticket_create(
+        customer=customer,
+        subject="Photo",
+        body="see attached",
+        attachments=[
+            services.NewAttachment(
+                filename="receipt.pdf",
+                content=b"%PDF-1.4 demo",
+                content_type="application/pdf",
+                kind="document",
+            )
+        ],
+    )
+    return Attachment.objects.get(message__ticket=ticket)
+
+
+def test_agents_download_attachments(attachment, agent):
+    client = Client()
+    client.force_login(agent)
+    response = client.get(f"/attachments/{attachment.pk}")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"%PDF-1.4 demo"  # type: ignore[attr-defined]
+    assert response["Content-Disposition"].startswith("attachment;")
+    assert attachment.size == len(b"%PDF-1.4 demo")
+
+
+def test_others_cannot_download(attachment, outsider):
+    anonymous = Client().get(f"/attachments/{attachment.pk}")
+    assert anonymous.status_code == 302
+    assert anonymous["Location"].startswith("/accounts/login/")
+    client = Client()
+    client.force_login(outsider)
+    assert client.get(f"/attachments/{attachment.pk}").status_code == 403
+
+
+def test_api_shows_the_protected_download_url(attachment, agent_client):
+    ticket_id = attachment.message.ticket_id
+    body = agent_client.get(f"/api/tickets/{ticket_id}").json()
+    [message] = body["messages"]
+    assert message["attachments"][0]["url"] == f"/attachments/{attachment.pk}"
