@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 
 SYSTEM_PROMPT = """You route customer-support tickets to a team and set their priority.
 Call classify_issue, extract_entities, check_vip_status, get_historical_context,
-check_service_status, calculate_priority and route_to_team, then answer with the decision.
+check_service_status, calculate_priority and route_to_team (call independent tools together
+in one turn: classify_issue, extract_entities, check_vip_status, get_historical_context
+first, then the rest), then answer with the decision.
 Use the team slug from route_to_team and the priority from calculate_priority unless the
 evidence clearly says otherwise; explain which signals decided. Set requires_manual_review
 when signals conflict or you are unsure. Personal data is redacted as [EMAIL], [PHONE],

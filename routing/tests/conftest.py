@@ -65,14 +65,15 @@ class ScriptedModel(Model):
         self.calls.append({"messages": messages, "tools": [t["name"] for t in tool_specs or []]})
         turn = self.turns.pop(0)
         yield {"messageStart": {"role": "assistant"}}
-        if turn[0] == "tool":
-            _, name, payload = turn
-            tool_id = f"t{len(self.calls)}"
-            yield {
-                "contentBlockStart": {"start": {"toolUse": {"name": name, "toolUseId": tool_id}}}
-            }
-            yield {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(payload)}}}}
-            yield {"contentBlockStop": {}}
+        if turn[0] in ("tool", "tools"):
+            calls = [turn[1:]] if turn[0] == "tool" else turn[1]
+            for n, (name, payload) in enumerate(calls):
+                tool_id = f"t{len(self.calls)}-{n}"
+                start = {"toolUse": {"name": name, "toolUseId": tool_id}}
+                yield {"contentBlockStart": {"start": start}}
+                delta = {"toolUse": {"input": json.dumps(payload)}}
+                yield {"contentBlockDelta": {"delta": delta}}
+                yield {"contentBlockStop": {}}
             yield {"messageStop": {"stopReason": "tool_use"}}
         else:
             yield {"contentBlockDelta": {"delta": {"text": turn[1]}}}

@@ -25,7 +25,7 @@ def test_get_routing_latest_and_history(agent_client, decision):
     assert [d["id"] for d in body["history"]] == [decision.pk]
     latest = body["latest"]
     assert (latest["team"], latest["category"], latest["provider"]) == ("orders", "ORDER", "local")
-    assert [c["name"] for c in latest["tool_calls"]][0] == "classify_issue"
+    assert latest["tool_calls"][0]["name"] == "classify_issue"
     assert latest["feedback"] == []
 
 

@@ -146,6 +146,7 @@ def test_new_model_activation_keeps_previous_for_rollback(routing_on):
     first.refresh_from_db()
     assert (first.is_active, second.is_active) == (False, True)
     router, row = services.router_active()
-    assert row.pk == second.pk and router.labels == ["cancel", "refund"]
+    assert row.pk == second.pk
+    assert router.labels == ["cancel", "refund"]
     services.router_model_activate(model=first)
     assert services.router_active()[1].pk == first.pk
