@@ -1,3 +1,4 @@
+# mypy: ignore-errors
 """Routing benchmark: accuracy, latency and the estimated Bedrock cost per ticket.
 
     .venv/bin/python bench/routing.py [--n 500]
