@@ -20,9 +20,11 @@ from routing.classifier import TextRouter
 from routing.context import ticket_context_load, ticket_text
 from routing.models import (
     FeedbackVerdict,
+    Outage,
     RouterModel,
     RoutingDecision,
     RoutingFeedback,
+    ServiceStatus,
     SyncStatus,
     TicketingSync,
     TicketingSyncAttempt,
@@ -505,3 +507,52 @@ def ticketing_sync_sweep(*, grace_seconds: int = 60) -> int:
     for pk in due:
         _enqueue_sync(pk, 0.0)
     return len(due)
+
+
+# --- external status endpoint ---------------------------------------------------------------
+
+
+def service_status_poll() -> int:
+    """Poll ``ROUTING_STATUS_URL`` (JSON ``{"services": [{"id", "name", "state",
+    "outages": [{"id", "title", "known_issue"}]}]}``) into ServiceStatus / Outage.
+    Outages the endpoint no longer lists are resolved. Returns the services updated."""
+    if not settings.ROUTING_STATUS_URL:
+        return 0
+    try:
+        response = requests.get(settings.ROUTING_STATUS_URL, timeout=10)
+        response.raise_for_status()
+        services_data = response.json().get("services", [])
+    except (requests.RequestException, ValueError, AttributeError) as exc:
+        logger.warning("Status endpoint poll failed: %s", exc)
+        return 0
+    now = timezone.now()
+    count = 0
+    for item in services_data:
+        state = item.get("state", "operational")
+        if not item.get("id") or state not in ServiceStatus.State.values:
+            continue
+        with transaction.atomic():
+            svc, _ = ServiceStatus.objects.update_or_create(
+                service_id=str(item["id"])[:32],
+                defaults={"name": str(item.get("name", item["id"]))[:100], "state": state},
+            )
+            seen = []
+            for outage in item.get("outages", []):
+                ext = str(outage.get("id", ""))[:100]
+                if not ext:
+                    continue
+                seen.append(ext)
+                Outage.objects.update_or_create(
+                    service=svc,
+                    external_id=ext,
+                    defaults={
+                        "title": str(outage.get("title", ext))[:200],
+                        "is_known_issue": bool(outage.get("known_issue", False)),
+                        "resolved_at": None,
+                    },
+                )
+            Outage.objects.filter(service=svc, resolved_at__isnull=True).exclude(
+                external_id=""
+            ).exclude(external_id__in=seen).update(resolved_at=now)
+        count += 1
+    return count

@@ -29,3 +29,8 @@ def ticketing_sync_sweep_task() -> int:
 @shared_task(soft_time_limit=300, time_limit=360)
 def routing_decision_purge_task() -> int:
     return services.routing_decision_purge()
+
+
+@shared_task(soft_time_limit=30, time_limit=60)
+def service_status_poll_task() -> int:
+    return services.service_status_poll()

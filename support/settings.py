@@ -273,6 +273,7 @@ ROUTING_REVIEW_THRESHOLD = env.get_float("ROUTING_REVIEW_THRESHOLD", 0.6)
 ROUTING_DECISION_RETENTION_DAYS = env.get_int("ROUTING_DECISION_RETENTION_DAYS", 90)
 ROUTING_ACCOUNT_PATTERNS = env.get_list("ROUTING_ACCOUNT_PATTERNS", [r"\bACC-\d{3,}\b"])
 ROUTING_VIP_BILLING_TEAM = env.get_str("ROUTING_VIP_BILLING_TEAM", "priority-billing")
+ROUTING_STATUS_URL = env.get_str("ROUTING_STATUS_URL")  # optional external status JSON
 ROUTING_BEDROCK_MODEL_ID = env.get_str(
     "ROUTING_BEDROCK_MODEL_ID", "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 )
@@ -295,6 +296,10 @@ ROUTING_PRICES: dict[str, tuple[float, float]] = {
 CELERY_BEAT_SCHEDULE["routing-decision-purge"] = {
     "task": "routing.tasks.routing_decision_purge_task",
     "schedule": 3600.0,
+}
+CELERY_BEAT_SCHEDULE["routing-status-poll"] = {
+    "task": "routing.tasks.service_status_poll_task",
+    "schedule": 60.0,
 }
 CELERY_BEAT_SCHEDULE["routing-sync-sweep"] = {
     "task": "routing.tasks.ticketing_sync_sweep_task",
