@@ -40,7 +40,8 @@ TOKENIZER_FILE = DATA_DIR / "minilm" / "tokenizer.json"
 FEATURES_TFIDF = "tfidf"
 FEATURES_COMBINED = "tfidf+minilm"
 FEATURE_CHOICES = ("auto", FEATURES_TFIDF, FEATURES_COMBINED)
-EMBEDDING_WEIGHT = 1.0
+EMBEDDING_WEIGHT = 2.0  # default weight of the (unit-norm) embedding block
+EMBEDDING_WEIGHTS = (1.0, 2.0, 3.0)  # tried by features="auto"
 SEED = 13
 
 
@@ -114,6 +115,7 @@ class TextRouter:
     clf: LinearSVC
     temperature: float
     label_to_category: dict[str, str] = field(default_factory=dict)
+    embedding_weight: float = EMBEDDING_WEIGHT
 
     def _matrix(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> Any:
         cleaned = [normalise(t) for t in texts]
@@ -121,7 +123,7 @@ class TextRouter:
         if self.features == FEATURES_COMBINED:
             if embeddings is None:
                 embeddings = encoder().encode(list(texts))
-            parts.append(sparse.csr_matrix(embeddings * EMBEDDING_WEIGHT))
+            parts.append(sparse.csr_matrix(embeddings * self.embedding_weight))
         return sparse.hstack(parts, format="csr")
 
     def proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
@@ -189,13 +191,18 @@ def _vectorizers() -> tuple[TfidfVectorizer, TfidfVectorizer]:
 
 
 def _fit(
-    texts: list[str], y: np.ndarray, features: str, emb: np.ndarray | None, c: float
+    texts: list[str],
+    y: np.ndarray,
+    features: str,
+    emb: np.ndarray | None,
+    c: float,
+    weight: float = EMBEDDING_WEIGHT,
 ) -> tuple[TfidfVectorizer, TfidfVectorizer, LinearSVC]:
     word, char = _vectorizers()
     cleaned = [normalise(t) for t in texts]
     parts = [word.fit_transform(cleaned), char.fit_transform(cleaned)]
     if features == FEATURES_COMBINED and emb is not None:
-        parts.append(sparse.csr_matrix(emb * EMBEDDING_WEIGHT))
+        parts.append(sparse.csr_matrix(emb * weight))
     clf = LinearSVC(C=c, random_state=SEED)
     clf.fit(sparse.hstack(parts, format="csr"), y)
     return word, char, clf
@@ -257,38 +264,47 @@ def train(
     emb = encoder(threads=2).encode(texts) if features != FEATURES_TFIDF else None
 
     train_idx, held_idx = _holdout_split(y)
-    candidates = [FEATURES_TFIDF, FEATURES_COMBINED] if features == "auto" else [features]
+    candidates: list[tuple[str, float]] = []
+    if features in ("auto", FEATURES_TFIDF):
+        candidates.append((FEATURES_TFIDF, 0.0))
+    if features == "auto":
+        candidates += [(FEATURES_COMBINED, w) for w in EMBEDDING_WEIGHTS]
+    elif features == FEATURES_COMBINED:
+        candidates.append((FEATURES_COMBINED, EMBEDDING_WEIGHT))
     holdout: dict[str, float] = {}
-    best: tuple[float, str, float] | None = None
-    for cand in candidates:
-        sub = [texts[i] for i in train_idx]
+    best: tuple[float, str, float, float] | None = None
+    sub = [texts[i] for i in train_idx]
+    held_texts = [texts[i] for i in held_idx]
+    for cand, weight in candidates:
         sub_emb = emb[train_idx] if emb is not None else None
-        word, char, clf = _fit(sub, y[train_idx], cand, sub_emb, c)
-        probe = TextRouter(label_list, cand, word, char, clf, 1.0)
-        held_texts = [texts[i] for i in held_idx]
+        word, char, clf = _fit(sub, y[train_idx], cand, sub_emb, c, weight)
+        probe = TextRouter(label_list, cand, word, char, clf, 1.0, embedding_weight=weight)
         held_emb = emb[held_idx] if emb is not None and cand == FEATURES_COMBINED else None
         scores = clf.decision_function(probe._matrix(held_texts, held_emb))
-        acc = float(np.mean(np.argmax(np.atleast_2d(scores), axis=1) == y[held_idx]))
         if scores.ndim == 1:
             acc = float(np.mean((scores > 0).astype(int) == y[held_idx]))
+        else:
+            acc = float(np.mean(np.argmax(scores, axis=1) == y[held_idx]))
         temperature = _fit_temperature(scores, y[held_idx])
-        holdout[cand] = round(acc, 4)
-        # Embeddings cost ~4 ms a ticket: keep them only for a real gain.
-        margin = 0.003 if cand == FEATURES_COMBINED else 0.0
+        holdout[cand if cand == FEATURES_TFIDF else f"{cand}@{weight:g}"] = round(acc, 4)
+        # Embeddings cost ~4 ms a ticket: keep them only for a real gain over TF-IDF.
+        margin = 0.003 if cand == FEATURES_COMBINED and best and best[1] == FEATURES_TFIDF else 0
         if best is None or acc > best[0] + margin:
-            best = (acc, cand, temperature)
+            best = (acc, cand, temperature, weight)
     assert best is not None
-    _, chosen, temperature = best
-    word, char, clf = _fit(texts, y, chosen, emb, c)
+    _, chosen, temperature, weight = best
+    word, char, clf = _fit(texts, y, chosen, emb, c, weight)
     mapping: dict[str, str] = {}
     if categories is not None:
         pairs: dict[str, Counter[str]] = {}
         for label, cat in zip(labels, categories, strict=True):
             pairs.setdefault(label, Counter())[cat] += 1
         mapping = {label: counts.most_common(1)[0][0] for label, counts in pairs.items()}
-    router = TextRouter(label_list, chosen, word, char, clf, temperature, mapping)
+    router = TextRouter(
+        label_list, chosen, word, char, clf, temperature, mapping, embedding_weight=weight
+    )
     report = TrainReport(
-        features=chosen,
+        features=chosen if chosen == FEATURES_TFIDF else f"{chosen}@{weight:g}",
         rows=len(texts),
         labels=len(label_list),
         seconds=round(time.perf_counter() - started, 2),
