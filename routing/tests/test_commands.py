@@ -91,3 +91,35 @@ def test_train_router_names_a_missing_column(tmp_path):
     path.write_text("text,label\nhello,a\n")
     with pytest.raises(CommandError, match="Column 'intent' is not in"):
         call_command("train_router", data=str(path), text_column="text", label_column="intent")
+
+
+def test_train_router_with_feedback_adds_override_rows(tmp_path, capsys, routing_on, teams, agent):
+    from routing import services
+    from tickets import services as ticket_services
+    from tickets.models import Customer
+
+    customer = Customer.objects.create(name="C", email="c@example.com")
+    ticket = ticket_services.ticket_create(customer=customer, subject="x", body="my card is stuck")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    services.routing_decision_override(
+        decision=decision,
+        actor=agent,
+        team=teams["billing"],
+        priority="high",
+        intent="card_declined",
+    )
+    path = tmp_path / "small.csv"
+    path.write_text(
+        "text,label\n" + "card declined,card_declined\nexchange rate,exchange_rate\n" * 3
+    )
+    call_command(
+        "train_router",
+        data=str(path),
+        text_column="text",
+        label_column="label",
+        name="fb",
+        features="tfidf",
+        with_feedback=True,
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["rows"], summary["feedback_rows"]) == (7, 1)
