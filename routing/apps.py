@@ -1,9 +1,28 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+
+
+def on_ticket_created(event: Any) -> None:
+    """Only enqueue: the task is idempotent (one decision per ticket and attempt key)."""
+    from django.conf import settings
+
+    from routing.tasks import route_ticket_task
+
+    if settings.ROUTING_ENABLED and event.payload.get("ticket_id") is not None:
+        route_ticket_task.delay(int(event.payload["ticket_id"]))
 
 
 class RoutingConfig(AppConfig):
     name = "routing"
     verbose_name = "Routing"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from routing.panels import register
+        from support.events import subscribe
+
+        subscribe("ticket.created", on_ticket_created)
+        register()

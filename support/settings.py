@@ -281,8 +281,47 @@ DEMO_PASSWORD = env.get_str("DEMO_PASSWORD", "demo-password-123")
 CHANNEL_REOPEN_WINDOW_HOURS = env.get_int("CHANNEL_REOPEN_WINDOW_HOURS", 72)
 
 # routing (AI routing agent)
-AI_PROVIDER = env.get_str("AI_PROVIDER", "local")
+AI_PROVIDER = env.get_str("AI_PROVIDER", "local")  # local | bedrock | openai
 TICKETING_SYSTEM_URL = env.get_str("TICKETING_SYSTEM_URL")
+TICKETING_SYSTEM_TOKEN = env.get_str("TICKETING_SYSTEM_TOKEN")
+TICKETING_SYSTEM_TIMEOUT = env.get_float("TICKETING_SYSTEM_TIMEOUT", 10.0)
+ROUTING_ENABLED = env.get_bool("ROUTING_ENABLED", default=not IS_TEST)
+ROUTING_REVIEW_THRESHOLD = env.get_float("ROUTING_REVIEW_THRESHOLD", 0.6)
+ROUTING_DECISION_RETENTION_DAYS = env.get_int("ROUTING_DECISION_RETENTION_DAYS", 90)
+ROUTING_ACCOUNT_PATTERNS = env.get_list("ROUTING_ACCOUNT_PATTERNS", [r"\bACC-\d{3,}\b"])
+ROUTING_VIP_BILLING_TEAM = env.get_str("ROUTING_VIP_BILLING_TEAM", "priority-billing")
+ROUTING_STATUS_URL = env.get_str("ROUTING_STATUS_URL")  # optional external status JSON
+ROUTING_BEDROCK_MODEL_ID = env.get_str(
+    "ROUTING_BEDROCK_MODEL_ID", "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+)
+ROUTING_BEDROCK_SUMMARY_MODEL_ID = env.get_str(
+    "ROUTING_BEDROCK_SUMMARY_MODEL_ID", "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+)
+ROUTING_BEDROCK_REGION = env.get_str("ROUTING_BEDROCK_REGION", AWS_REGION)
+ROUTING_BEDROCK_TIMEOUT = env.get_float("ROUTING_BEDROCK_TIMEOUT", 20.0)
+ROUTING_BEDROCK_MAX_ATTEMPTS = env.get_int("ROUTING_BEDROCK_MAX_ATTEMPTS", 3)
+ROUTING_BEDROCK_BACKOFF = env.get_float("ROUTING_BEDROCK_BACKOFF", 1.0)
+ROUTING_OPENAI_BASE_URL = env.get_str("ROUTING_OPENAI_BASE_URL")  # e.g. a local Ollama /v1
+ROUTING_OPENAI_MODEL_ID = env.get_str("ROUTING_OPENAI_MODEL_ID", "llama3.1")
+ROUTING_OPENAI_API_KEY = env.get_str("ROUTING_OPENAI_API_KEY")
+# USD per 1,000 tokens (input, output), by model id.
+ROUTING_PRICES: dict[str, tuple[float, float]] = {
+    "us.anthropic.claude-haiku-4-5-20251001-v1:0": (0.001, 0.005),
+    "us.anthropic.claude-sonnet-4-5-20250929-v1:0": (0.003, 0.015),
+    "anthropic.claude-3-haiku-20240307-v1:0": (0.00025, 0.00125),
+}
+CELERY_BEAT_SCHEDULE["routing-decision-purge"] = {
+    "task": "routing.tasks.routing_decision_purge_task",
+    "schedule": 3600.0,
+}
+CELERY_BEAT_SCHEDULE["routing-status-poll"] = {
+    "task": "routing.tasks.service_status_poll_task",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["routing-sync-sweep"] = {
+    "task": "routing.tasks.ticketing_sync_sweep_task",
+    "schedule": 60.0,
+}
 
 # knowledge (knowledge base)
 KB_BACKEND = env.get_str("KB_BACKEND", "local")

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+
+from routing import services
+from routing.models import (
+    CategoryTeam,
+    Outage,
+    RouterModel,
+    RoutingDecision,
+    RoutingFeedback,
+    ServiceStatus,
+    TicketingSync,
+    TicketingSyncAttempt,
+)
+from support.models import DeliveryStatus
+from tickets.admin import TicketAdmin
+from tickets.models import Ticket
+
+
+@admin.register(CategoryTeam)
+class CategoryTeamAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("category", "team", "updated_at")
+    list_select_related = ("team",)
+
+
+class OutageInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Outage
+    extra = 0
+
+
+@admin.register(ServiceStatus)
+class ServiceStatusAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("service_id", "name", "state", "keywords", "categories", "updated_at")
+    list_filter = ("state",)
+    inlines = [OutageInline]
+
+
+@admin.register(Outage)
+class OutageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("title", "service", "is_known_issue", "started_at", "resolved_at")
+    list_filter = ("is_known_issue",)
+
+
+@admin.register(RouterModel)
+class RouterModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("name", "version", "is_active", "features", "created_at")
+    readonly_fields = ("labels", "label_to_category", "metrics", "training", "artifact_sha256")
+    exclude = ("artifact",)
+    actions = ["activate"]
+
+    @admin.action(description="Activate (roll back / forward to) the selected model")
+    def activate(self, request: HttpRequest, queryset: QuerySet[RouterModel]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one model.", messages.ERROR)
+            return
+        services.router_model_activate(model=queryset.get())
+        self.message_user(request, "Activated.")
+
+
+class RoutingFeedbackInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = RoutingFeedback
+    extra = 0
+    can_delete = False
+    readonly_fields = ("verdict", "team", "priority", "category", "intent", "note", "actor")
+    fields = readonly_fields
+
+
+@admin.register(RoutingDecision)
+class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "ticket_link",
+        "team_slug",
+        "priority",
+        "confidence",
+        "requires_manual_review",
+        "provider",
+        "fallback_from",
+        "sync_status",
+        "created_at",
+    )
+    list_filter = ("requires_manual_review", "provider", "sync_status", "priority", "category")
+    search_fields = ("ticket__subject", "ticket__id", "intent", "category")
+    raw_id_fields = ("ticket", "team", "router_model")
+    inlines = [RoutingFeedbackInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    @admin.display(description="Ticket")
+    def ticket_link(self, obj: RoutingDecision) -> str:
+        url = reverse("admin:tickets_ticket_change", args=[obj.ticket_id])
+        return format_html('<a href="{}">T-{:06d}</a>', url, obj.ticket_id)
+
+
+class TicketingSyncAttemptInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = TicketingSyncAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ("number", "outcome", "http_status", "duration_ms", "error", "created_at")
+    fields = readonly_fields
+
+
+@admin.register(TicketingSync)
+class TicketingSyncAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("decision", "status", "attempts", "last_http_status", "next_attempt_at")
+    list_filter = ("status",)
+    raw_id_fields = ("decision",)
+    inlines = [TicketingSyncAttemptInline]
+    actions = ["redrive"]
+
+    @admin.action(description="Re-drive selected dead letters")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[TicketingSync]) -> None:
+        ids = list(queryset.filter(status=DeliveryStatus.DEAD).values_list("pk", flat=True))
+        count = services.ticketing_sync_redrive(delivery_ids=ids)
+        self.message_user(request, f"{count} dead letter(s) queued again.")
+
+
+class RoutingDecisionInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = RoutingDecision
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = (
+        "created_at",
+        "team_slug",
+        "priority",
+        "confidence",
+        "requires_manual_review",
+        "provider",
+        "reasoning",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RoutedTicketAdmin(TicketAdmin):
+    inlines = [*TicketAdmin.inlines, RoutingDecisionInline]
+
+
+admin.site.unregister(Ticket)
+admin.site.register(Ticket, RoutedTicketAdmin)

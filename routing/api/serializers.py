@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from tickets.models import Priority
+
+
+class RoutingFeedbackOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    verdict = serializers.CharField()
+    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)  # type: ignore[var-annotated]
+    priority = serializers.CharField()
+    category = serializers.CharField()
+    intent = serializers.CharField()
+    team_correct = serializers.BooleanField()
+    priority_correct = serializers.BooleanField()
+    note = serializers.CharField()
+    actor = serializers.StringRelatedField()  # type: ignore[var-annotated]
+    created_at = serializers.DateTimeField()
+
+
+class RoutingDecisionOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.IntegerField()
+    ticket_id = serializers.IntegerField()
+    attempt_key = serializers.CharField()
+    team = serializers.CharField(source="team_slug")
+    team_id = serializers.IntegerField(allow_null=True)
+    priority = serializers.CharField()
+    priority_score = serializers.FloatField()
+    confidence = serializers.FloatField()
+    category = serializers.CharField()
+    intent = serializers.CharField()
+    classification = serializers.JSONField()
+    entities = serializers.JSONField()
+    reasoning = serializers.CharField()
+    reasons = serializers.JSONField()
+    requires_manual_review = serializers.BooleanField()
+    review_reasons = serializers.JSONField()
+    applied = serializers.BooleanField()
+    processing_ms = serializers.FloatField()
+    tool_calls = serializers.JSONField()
+    provider = serializers.CharField()
+    model_id = serializers.CharField()
+    fallback_from = serializers.CharField()
+    fallback_reason = serializers.CharField()
+    tokens_in = serializers.IntegerField()
+    tokens_out = serializers.IntegerField()
+    cost_usd = serializers.DecimalField(max_digits=10, decimal_places=6)
+    correlation_id = serializers.UUIDField()
+    sync_status = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    feedback = RoutingFeedbackOutputSerializer(many=True)
+
+
+class TicketRoutingOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    latest = RoutingDecisionOutputSerializer(allow_null=True)
+    history = RoutingDecisionOutputSerializer(many=True)
+
+
+class RoutingOverrideInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    decision_id = serializers.IntegerField(required=False, help_text="Default: the latest.")
+    team = serializers.CharField(help_text="Team slug.")
+    priority = serializers.ChoiceField(choices=Priority.choices)
+    category = serializers.CharField(required=False, allow_blank=True, default="")
+    intent = serializers.CharField(required=False, allow_blank=True, default="")
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RoutingAcceptInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    decision_id = serializers.IntegerField(required=False, help_text="Default: the latest.")
+
+
+class RoutingVerdictOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    decision = RoutingDecisionOutputSerializer()
+    feedback = RoutingFeedbackOutputSerializer()

@@ -1,0 +1,93 @@
+"""Routing API: the decisions of a ticket, and a person's accept / override."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from routing import selectors, services
+from routing.api import serializers as s
+from routing.models import RoutingDecision
+from support.errors import InvalidInput, NotFound
+from tickets.models import Team, Ticket
+from tickets.selectors import ticket_get
+
+
+def _decision(ticket: Ticket, decision_id: int | None) -> RoutingDecision:
+    qs = selectors.routing_decision_list(ticket=ticket)
+    decision = qs.filter(pk=decision_id).first() if decision_id else qs.first()
+    if decision is None:
+        raise NotFound(
+            f"No routing decision {decision_id} on {ticket.number}."
+            if decision_id
+            else f"{ticket.number} has no routing decision yet."
+        )
+    return decision
+
+
+def _verdict(decision: RoutingDecision, feedback: Any) -> Response:
+    decision = selectors.routing_decision_list(ticket=decision.ticket).get(pk=decision.pk)
+    return Response(
+        s.RoutingVerdictOutputSerializer({"decision": decision, "feedback": feedback}).data
+    )
+
+
+class TicketRoutingApi(APIView):
+    @extend_schema(operation_id="ticket_routing_get", responses=s.TicketRoutingOutputSerializer)
+    def get(self, request: Request, ticket_id: str) -> Response:
+        ticket = ticket_get(ticket_id)
+        history = list(selectors.routing_decision_list(ticket=ticket))
+        data = {"latest": history[0] if history else None, "history": history}
+        return Response(s.TicketRoutingOutputSerializer(data).data)
+
+
+class TicketRoutingOverrideApi(APIView):
+    @extend_schema(
+        operation_id="ticket_routing_override",
+        request=s.RoutingOverrideInputSerializer,
+        responses=s.RoutingVerdictOutputSerializer,
+    )
+    def post(self, request: Request, ticket_id: str) -> Response:
+        ticket = ticket_get(ticket_id)
+        serializer = s.RoutingOverrideInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data: dict[str, Any] = serializer.validated_data
+        team = Team.objects.filter(slug=data["team"]).first()
+        if team is None:
+            raise InvalidInput(f"team: no team {data['team']!r}.", details={"team": ["Unknown."]})
+        decision = _decision(ticket, data.get("decision_id"))
+        feedback = services.routing_decision_override(
+            decision=decision,
+            actor=request.user,
+            team=team,
+            priority=data["priority"],
+            category=data["category"],
+            intent=data["intent"],
+            note=data["note"],
+        )
+        return _verdict(decision, feedback)
+
+
+class TicketRoutingAcceptApi(APIView):
+    @extend_schema(
+        operation_id="ticket_routing_accept",
+        request=s.RoutingAcceptInputSerializer,
+        responses=s.RoutingVerdictOutputSerializer,
+    )
+    def post(self, request: Request, ticket_id: str) -> Response:
+        ticket = ticket_get(ticket_id)
+        serializer = s.RoutingAcceptInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        decision = _decision(ticket, serializer.validated_data.get("decision_id"))
+        feedback = services.routing_decision_accept(decision=decision, actor=request.user)
+        return _verdict(decision, feedback)
+
+
+class RoutingAccuracyApi(APIView):
+    @extend_schema(operation_id="routing_accuracy", responses=dict)
+    def get(self, request: Request) -> Response:
+        return Response(selectors.routing_accuracy())

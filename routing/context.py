@@ -1,0 +1,135 @@
+"""Load everything the tools need in one place, before any agent runs (tools run on worker
+threads with their own database connections and must not query)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from routing.classifier import TextRouter
+from routing.models import CategoryTeam, Outage, RoutingDecision, ServiceStatus
+from routing.tools import CustomerInfo, PastTicket, ServiceInfo, TicketContext
+from tickets.models import Direction, Team, Ticket
+
+HISTORY_DAYS = 90
+HISTORY_LIMIT = 20
+
+
+def ticket_text(ticket: Ticket) -> str:
+    """Subject and the first customer message: what the router reads."""
+    first = (
+        ticket.messages.filter(direction=Direction.INBOUND, kind="public")
+        .order_by("created_at", "id")
+        .values_list("body_text", flat=True)
+        .first()
+    )
+    subject = ticket.subject.strip()
+    body = (first or "").strip()
+    if body.lower().startswith(subject.lower()):
+        return body
+    return f"{subject}. {body}" if body else subject
+
+
+# Bitext category → team slug (tickets/demo.py TEAMS); rows in CategoryTeam (admin) win.
+DEFAULT_CATEGORY_TEAMS = {
+    "ACCOUNT": "accounts",
+    "NEWSLETTER": "accounts",
+    "ORDER": "orders",
+    "DELIVERY": "orders",
+    "SHIPPING_ADDRESS": "orders",
+    "INVOICE": "billing",
+    "PAYMENT": "billing",
+    "REFUND": "billing",
+    "CANCELLATION_FEE": "billing",
+    "CONTACT": "customer-care",
+    "FEEDBACK": "customer-care",
+}
+
+
+def team_map() -> tuple[dict[str, str], dict[str, str]]:
+    """Category → team slug (defaults, then the admin-managed rows) and slug → name."""
+    names = dict(Team.objects.values_list("slug", "name"))
+    mapping = {cat: slug for cat, slug in DEFAULT_CATEGORY_TEAMS.items() if slug in names}
+    mapping.update(
+        {row.category: row.team.slug for row in CategoryTeam.objects.select_related("team")}
+    )
+    return mapping, names
+
+
+def _services() -> list[ServiceInfo]:
+    active = Outage.objects.filter(resolved_at__isnull=True)
+    by_service: dict[int, list[dict[str, object]]] = {}
+    for outage in active:
+        by_service.setdefault(outage.service_id, []).append(
+            {
+                "title": outage.title,
+                "known_issue": outage.is_known_issue,
+                "since": outage.started_at.isoformat(),
+            }
+        )
+    return [
+        ServiceInfo(
+            service_id=svc.service_id,
+            name=svc.name,
+            state=svc.state,
+            keywords=tuple(k.strip() for k in svc.keywords.split(",") if k.strip()),
+            categories=tuple(c.strip().upper() for c in svc.categories.split(",") if c.strip()),
+            outages=tuple(by_service.get(svc.pk, [])),
+        )
+        for svc in ServiceStatus.objects.all()
+    ]
+
+
+def _history(ticket: Ticket) -> list[PastTicket]:
+    now = timezone.now()
+    since = now - timedelta(days=HISTORY_DAYS)
+    past = list(
+        Ticket.objects.filter(customer_id=ticket.customer_id, created_at__gte=since)
+        .exclude(pk=ticket.pk)
+        .order_by("-created_at")[:HISTORY_LIMIT]
+    )
+    categories = dict(
+        RoutingDecision.objects.filter(ticket__in=past)
+        .order_by("ticket_id", "created_at")
+        .values_list("ticket_id", "category")
+    )
+    return [
+        PastTicket(
+            number=p.number,
+            subject=p.subject,
+            status=p.status,
+            priority=p.priority,
+            category=categories.get(p.pk, ""),
+            escalated=p.priority == "urgent",
+            age_days=(now - p.created_at).total_seconds() / 86400,
+        )
+        for p in past
+    ]
+
+
+def ticket_context_load(
+    ticket: Ticket, *, router: TextRouter, router_model_id: int | None
+) -> TicketContext:
+    now = timezone.now()
+    waiting = ticket.waiting_since or ticket.created_at
+    mapping, names = team_map()
+    return TicketContext(
+        ticket_id=ticket.pk,
+        number=ticket.number,
+        text=ticket_text(ticket),
+        customer=CustomerInfo(
+            id=ticket.customer_id,
+            vip_tier=ticket.customer.vip_tier,
+            account_type=ticket.customer.account_type,
+        ),
+        waiting_minutes=max(0.0, (now - waiting).total_seconds() / 60),
+        history=_history(ticket),
+        services=_services(),
+        team_map=mapping,
+        team_names=names,
+        vip_billing_team=settings.ROUTING_VIP_BILLING_TEAM,
+        router=router,
+        router_model_id=router_model_id,
+    )

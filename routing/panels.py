@@ -1,0 +1,34 @@
+"""The routing panel on the ticket page (registered in ``RoutingConfig.ready``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from routing import selectors
+from tickets.models import Team, Ticket
+from tickets.panels import Panel, register_panel
+
+
+def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None:
+    decision = selectors.routing_decision_latest(ticket=ticket)
+    return {
+        "decision": decision,
+        "ticket": ticket,
+        "teams": list(Team.objects.values_list("slug", "name")),
+        "priorities": ["low", "normal", "high", "urgent"],
+    }
+
+
+def register() -> None:
+    register_panel(
+        Panel(
+            name="routing",
+            title="AI routing",
+            template="routing/panel.html",
+            context=panel_context,
+            order=20,
+            slot="sidebar",
+        )
+    )

@@ -1,0 +1,62 @@
+"""Routing providers behind one interface, chosen by ``AI_PROVIDER``.
+
+- ``local`` (default): the trained classifier and the rule tools, offline.
+- ``bedrock``: a Strands agent on Amazon Bedrock (``routing.providers.agent``).
+- ``openai``: the same agent on any OpenAI-compatible endpoint (needs the ``openai`` package).
+
+``decide`` never leaves a ticket unrouted: when an LLM provider fails after its bounded
+retries, the local provider decides and the result records the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+
+from routing.providers.base import ProviderUnavailable, RoutingProvider, review_reasons
+from routing.providers.local import LocalProvider
+from routing.schemas import ProviderResult
+from routing.tools import TicketContext
+
+logger = logging.getLogger(__name__)
+
+
+def _agent(name: str) -> RoutingProvider:
+    from routing.providers.agent import AgentProvider
+
+    return AgentProvider(name=name)
+
+
+REGISTRY: dict[str, Callable[[], RoutingProvider]] = {
+    "local": LocalProvider,
+    "bedrock": lambda: _agent("bedrock"),
+    "openai": lambda: _agent("openai"),
+}
+
+
+def get_provider(name: str | None = None) -> RoutingProvider:
+    name = name or settings.AI_PROVIDER
+    if name not in REGISTRY:
+        raise ProviderUnavailable(f"Unknown AI_PROVIDER {name!r} (known: {', '.join(REGISTRY)}).")
+    return REGISTRY[name]()
+
+
+def decide(ctx: TicketContext, provider: RoutingProvider | None = None) -> ProviderResult:
+    chosen = provider or get_provider()
+    if chosen.name == "local":
+        result = chosen.decide(ctx)
+    else:
+        try:
+            result = chosen.decide(ctx)
+        except Exception as exc:  # noqa: BLE001 - any LLM failure falls back; never unrouted
+            logger.warning("Routing provider %s unavailable, using local: %s", chosen.name, exc)
+            result = LocalProvider().decide(ctx)
+            result.fallback_from = chosen.name
+            result.fallback_reason = str(exc)[:2000]
+    result.review_reasons = review_reasons(result, ctx)
+    return result
+
+
+__all__ = ["REGISTRY", "ProviderUnavailable", "RoutingProvider", "decide", "get_provider"]

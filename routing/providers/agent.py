@@ -1,0 +1,251 @@
+"""The LLM provider: a Strands ``Agent`` (Bedrock, or an OpenAI-compatible endpoint) that
+calls the seven tools and answers with a structured ``RoutingDecisionOutput``.
+
+A fresh agent per ticket (an Agent cannot run concurrently), no stdout callback handler,
+Strands' own retries off (we retry, bounded, then the local router decides). The ticket text
+is redacted before it leaves, and so is every tool result sent back to the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from pydantic import ValidationError
+from strands import Agent, ToolContext, tool
+from strands.types.exceptions import (
+    ContextWindowOverflowException,
+    ModelThrottledException,
+    StructuredOutputException,
+)
+
+from routing import tools
+from routing.providers.base import ProviderUnavailable, cost_usd
+from routing.providers.models import model_id_of, strands_model
+from routing.redaction import redact, redact_obj
+from routing.schemas import ProviderResult, RoutingDecisionOutput, ToolTrace
+from routing.tools import TicketContext
+from support.outbound import backoff_seconds
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = """You route customer-support tickets to a team and set their priority.
+Call classify_issue, extract_entities, check_vip_status, get_historical_context,
+check_service_status, calculate_priority and route_to_team (call independent tools together
+in one turn: classify_issue, extract_entities, check_vip_status, get_historical_context
+first, then the rest), then answer with the decision.
+Use the team slug from route_to_team and the priority from calculate_priority unless the
+evidence clearly says otherwise; explain which signals decided. Set requires_manual_review
+when signals conflict or you are unsure. Personal data is redacted as [EMAIL], [PHONE],
+[CARD], [ACCOUNT]; never ask for it."""
+
+RETRYABLE = (
+    ModelThrottledException,
+    ClientError,
+    BotoCoreError,
+    StructuredOutputException,
+    ContextWindowOverflowException,
+    ValidationError,
+    TimeoutError,
+    ConnectionError,
+)
+
+
+@dataclass
+class AgentRun:
+    ctx: TicketContext
+    trace: ToolTrace
+
+
+def _run(
+    tool_context: ToolContext, name: str, inputs: dict[str, Any], fn: Callable[[AgentRun], Any]
+) -> Any:
+    run: AgentRun = tool_context.invocation_state["routing_run"]
+    return redact_obj(run.trace.call(name, inputs, lambda: fn(run)))
+
+
+@tool(context=True)
+def classify_issue(tool_context: ToolContext) -> dict[str, Any]:
+    """Classify the ticket: category and intent with probabilities and runner-up intents."""
+    return _run(  # type: ignore[no-any-return]
+        tool_context, "classify_issue", {}, lambda r: tools.classify_issue(r.ctx.text, r.ctx.router)
+    )
+
+
+@tool(context=True)
+def extract_entities(tool_context: ToolContext) -> dict[str, Any]:
+    """Extract account numbers, service ids, order numbers, error codes, phones, emails,
+    money amounts and dates from the ticket (personal data comes back redacted)."""
+    return _run(  # type: ignore[no-any-return]
+        tool_context, "extract_entities", {}, lambda r: tools.extract_entities(r.ctx.text)
+    )
+
+
+@tool(context=True)
+def check_vip_status(tool_context: ToolContext) -> dict[str, Any]:
+    """The customer's VIP tier and account type."""
+    return _run(  # type: ignore[no-any-return]
+        tool_context, "check_vip_status", {}, lambda r: tools.check_vip_status(r.ctx.customer)
+    )
+
+
+@tool(context=True)
+def check_service_status(
+    service_ids: list[str], category: str, tool_context: ToolContext
+) -> dict[str, Any]:
+    """Active outages and known issues on the services the ticket mentions.
+
+    Args:
+        service_ids: Service ids found by extract_entities (may be empty).
+        category: The category from classify_issue.
+    """
+    return _run(  # type: ignore[no-any-return]
+        tool_context,
+        "check_service_status",
+        {"service_ids": service_ids, "category": category},
+        lambda r: tools.check_service_status(r.ctx.text, service_ids, category, r.ctx.services),
+    )
+
+
+@tool(context=True)
+def calculate_priority(
+    category: str, outage_match: bool, tool_context: ToolContext
+) -> dict[str, Any]:
+    """Weighted priority score (VIP, outage, urgency words, sentiment, waiting time, repeat
+    contact) giving low / normal / high / urgent with reasons.
+
+    Args:
+        category: The category from classify_issue.
+        outage_match: outage_match from check_service_status.
+    """
+
+    def fn(r: AgentRun) -> dict[str, Any]:
+        history = tools.get_historical_context(r.ctx.history)
+        return tools.calculate_priority(
+            text=r.ctx.text,
+            vip_tier=r.ctx.customer.vip_tier,
+            account_type=r.ctx.customer.account_type,
+            outage_match=outage_match,
+            waiting_minutes=r.ctx.waiting_minutes,
+            recent_tickets=history["tickets_last_7_days"],
+            category=category,
+        )
+
+    return _run(  # type: ignore[no-any-return]
+        tool_context,
+        "calculate_priority",
+        {"category": category, "outage_match": outage_match},
+        fn,
+    )
+
+
+@tool(context=True)
+def route_to_team(category: str, tool_context: ToolContext) -> dict[str, Any]:
+    """The team for a category (admin-managed map plus rules such as VIP + billing).
+
+    Args:
+        category: The category from classify_issue.
+    """
+    return _run(  # type: ignore[no-any-return]
+        tool_context,
+        "route_to_team",
+        {"category": category},
+        lambda r: tools.route_to_team(
+            category=category,
+            vip_tier=r.ctx.customer.vip_tier,
+            team_map=r.ctx.team_map,
+            vip_billing_team=r.ctx.vip_billing_team,
+            team_names=r.ctx.team_names,
+        ),
+    )
+
+
+@tool(context=True)
+def get_historical_context(tool_context: ToolContext) -> dict[str, Any]:
+    """The customer's recent tickets, common issues and past escalations."""
+    return _run(  # type: ignore[no-any-return]
+        tool_context,
+        "get_historical_context",
+        {},
+        lambda r: tools.get_historical_context(r.ctx.history),
+    )
+
+
+AGENT_TOOLS = [
+    classify_issue,
+    extract_entities,
+    check_vip_status,
+    check_service_status,
+    calculate_priority,
+    route_to_team,
+    get_historical_context,
+]
+
+
+def build_prompt(ctx: TicketContext) -> str:
+    return f"Ticket {ctx.number} (redacted):\n{redact(ctx.text)}\n\nRoute this ticket."
+
+
+class AgentProvider:
+    """Strands agent over a model from ``strands_model`` (or an injected factory in tests)."""
+
+    def __init__(
+        self,
+        name: str = "bedrock",
+        model_factory: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.model_factory = model_factory or (lambda: strands_model("routing", name))
+        self.sleep = sleep
+
+    def _once(self, ctx: TicketContext) -> ProviderResult:
+        model = self.model_factory()
+        trace = ToolTrace()
+        agent = Agent(
+            model=model,
+            tools=list(AGENT_TOOLS),
+            system_prompt=SYSTEM_PROMPT,
+            callback_handler=None,
+            retry_strategy=None,
+        )
+        result = agent(
+            build_prompt(ctx),
+            structured_output_model=RoutingDecisionOutput,
+            invocation_state={"routing_run": AgentRun(ctx=ctx, trace=trace)},
+        )
+        decision = result.structured_output
+        if not isinstance(decision, RoutingDecisionOutput):
+            raise StructuredOutputException("The model gave no routing decision.")
+        usage = result.metrics.accumulated_usage
+        tokens_in, tokens_out = int(usage["inputTokens"]), int(usage["outputTokens"])
+        model_id = model_id_of(model)
+        return ProviderResult(
+            decision=decision,
+            trace=trace,
+            provider=self.name,
+            model_id=model_id,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=cost_usd(model_id, tokens_in, tokens_out),
+        )
+
+    def decide(self, ctx: TicketContext) -> ProviderResult:
+        attempts = max(1, settings.ROUTING_BEDROCK_MAX_ATTEMPTS)
+        errors: list[str] = []
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._once(ctx)
+            except RETRYABLE as exc:
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                logger.warning("Routing %s attempt %s failed: %s", self.name, attempt, exc)
+                if attempt < attempts:
+                    self.sleep(
+                        backoff_seconds(attempt, base=settings.ROUTING_BEDROCK_BACKOFF, cap=8.0)
+                    )
+        raise ProviderUnavailable(f"{self.name} failed {attempts} time(s): " + " | ".join(errors))

@@ -1,0 +1,61 @@
+"""The provider interface, the review rules every provider shares, and the cost table."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from routing.schemas import ProviderResult
+from routing.tools import TicketContext
+
+AMBIGUITY_MARGIN = 0.15
+
+
+class ProviderUnavailable(Exception):
+    """The provider could not decide (after its own bounded retries)."""
+
+
+class RoutingProvider(Protocol):
+    name: str
+
+    def decide(self, ctx: TicketContext) -> ProviderResult: ...
+
+
+def cost_usd(model_id: str, tokens_in: int, tokens_out: int) -> Decimal:
+    """Estimated cost from ``ROUTING_PRICES`` (USD per 1,000 tokens in / out)."""
+    price_in, price_out = settings.ROUTING_PRICES.get(model_id, (0.0, 0.0))
+    value = tokens_in / 1000 * price_in + tokens_out / 1000 * price_out
+    return Decimal(str(round(value, 6)))
+
+
+def review_reasons(result: ProviderResult, ctx: TicketContext) -> list[str]:
+    """Why a person should check this decision: low confidence or conflicting signals."""
+    threshold = settings.ROUTING_REVIEW_THRESHOLD
+    decision = result.decision
+    reasons: list[str] = []
+    if decision.confidence < threshold:
+        reasons.append(f"confidence {decision.confidence:.2f} is below {threshold:.2f}")
+    if not decision.team or decision.team not in ctx.team_names:
+        reasons.append(f"no known team for category {decision.category or '?'}")
+    classification: dict[str, Any] | None = result.trace.last("classify_issue")
+    if classification:
+        ranked = classification.get("categories", [])
+        if len(ranked) > 1:
+            (first, p1), (second, p2) = (
+                (ranked[0]["category"], ranked[0]["probability"]),
+                (ranked[1]["category"], ranked[1]["probability"]),
+            )
+            if p1 - p2 < AMBIGUITY_MARGIN and ctx.team_map.get(first) != ctx.team_map.get(second):
+                reasons.append(f"ambiguous between {first} ({p1:.2f}) and {second} ({p2:.2f})")
+        if decision.category and decision.category != classification["category"]:
+            reasons.append(
+                f"model says {decision.category}, classifier says {classification['category']}"
+            )
+    routed: dict[str, Any] | None = result.trace.last("route_to_team")
+    if routed and routed.get("team") and decision.team != routed["team"]:
+        reasons.append(f"model chose {decision.team}, rules say {routed['team']}")
+    if decision.requires_manual_review and not reasons:
+        reasons.append("the model asked for a review")
+    return reasons

@@ -1,0 +1,558 @@
+"""Writes of the routing app: router models, decisions, feedback, external sync, purge."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from routing import classifier, providers
+from routing.classifier import TextRouter
+from routing.context import ticket_context_load, ticket_text
+from routing.models import (
+    FeedbackVerdict,
+    Outage,
+    RouterModel,
+    RoutingDecision,
+    RoutingFeedback,
+    ServiceStatus,
+    SyncStatus,
+    TicketingSync,
+    TicketingSyncAttempt,
+)
+from routing.providers.base import RoutingProvider
+from support.errors import InvalidInput, NotFound
+from support.events import event_record
+from support.models import AttemptOutcome, DeliveryStatus
+from support.outbound import classify_http_status, parse_retry_after
+from tickets import services as ticket_services
+from tickets.models import Priority, Team, Ticket
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "bitext-default"
+
+# --- router models ------------------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+_loaded: dict[str, Any] = {"sha": None, "router": None}
+_default_artifact: dict[str, tuple[bytes, dict[str, Any], TextRouter]] = {}
+
+
+def router_model_save(
+    *,
+    router: TextRouter,
+    name: str,
+    training: dict[str, Any],
+    metrics: dict[str, Any] | None = None,
+    activate: bool = True,
+    artifact: bytes | None = None,
+) -> RouterModel:
+    """Store a trained router as the next version of ``name``; activating it keeps the
+    previous model (inactive) for rollback."""
+    data = artifact if artifact is not None else router.to_bytes()
+    with transaction.atomic():
+        latest = RouterModel.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0
+        row = RouterModel.objects.create(
+            name=name,
+            version=latest + 1,
+            labels=router.labels,
+            label_to_category=router.label_to_category,
+            features=router.features,
+            metrics=metrics or {},
+            training=training,
+            artifact=data,
+            artifact_sha256=hashlib.sha256(data).hexdigest(),
+        )
+        if activate:
+            router_model_activate(model=row)
+    return row
+
+
+@transaction.atomic
+def router_model_activate(*, model: RouterModel) -> RouterModel:
+    """Make ``model`` the active router (also the rollback path)."""
+    RouterModel.objects.filter(is_active=True).exclude(pk=model.pk).update(is_active=False)
+    RouterModel.objects.filter(pk=model.pk).update(is_active=True)
+    model.is_active = True
+    return model
+
+
+def router_model_train(
+    *,
+    texts: list[str],
+    labels: list[str],
+    name: str,
+    categories: list[str] | None = None,
+    features: str = "auto",
+    source: str = "",
+    activate: bool = True,
+) -> tuple[RouterModel, classifier.TrainReport]:
+    router, report = classifier.train(texts, labels, categories=categories, features=features)
+    row = router_model_save(
+        router=router,
+        name=name,
+        activate=activate,
+        training={
+            "source": source,
+            "rows": report.rows,
+            "labels": report.labels,
+            "seconds": report.seconds,
+            "features": report.features,
+            "holdout_accuracy": report.holdout,
+        },
+    )
+    return row, report
+
+
+def default_router() -> tuple[bytes, dict[str, Any], TextRouter]:
+    """The shipped default router, trained on the bundled Bitext training split
+    (deterministic, offline, ~2 s), once per process."""
+    sha = classifier.file_sha256(classifier.BITEXT_TRAIN)
+    with _cache_lock:
+        if sha not in _default_artifact:
+            texts, intents, categories = classifier.bitext_rows(classifier.BITEXT_TRAIN)
+            router, report = classifier.train(
+                texts, intents, categories=categories, features=classifier.FEATURES_TFIDF
+            )
+            training = {
+                "source": "routing/data/bitext (CDLA-Sharing-1.0, (c) Bitext)",
+                "data_sha256": sha,
+                "rows": report.rows,
+                "labels": report.labels,
+                "seconds": report.seconds,
+                "features": report.features,
+            }
+            _default_artifact[sha] = (router.to_bytes(), training, router)
+        return _default_artifact[sha]
+
+
+def router_model_ensure_default() -> RouterModel:
+    """Store and activate the default router the first time one is needed and none is."""
+    existing = RouterModel.objects.filter(is_active=True).first()
+    if existing is not None:
+        return existing
+    artifact, training, router = default_router()
+    try:
+        return router_model_save(
+            router=router, name=DEFAULT_MODEL_NAME, training=training, artifact=artifact
+        )
+    except IntegrityError:  # another worker saved it first
+        active = RouterModel.objects.filter(is_active=True).first()
+        if active is None:
+            raise
+        return active
+
+
+def router_active() -> tuple[TextRouter, RouterModel]:
+    """The active router, loaded once per process (reloaded when another is activated)."""
+    row = RouterModel.objects.filter(is_active=True).defer("artifact").first()
+    if row is None:
+        row = router_model_ensure_default()
+    with _cache_lock:
+        if _loaded["sha"] != row.artifact_sha256:
+            data = RouterModel.objects.filter(pk=row.pk).values_list("artifact", flat=True).get()
+            _loaded["router"] = TextRouter.from_bytes(bytes(data))
+            _loaded["sha"] = row.artifact_sha256
+        router: TextRouter = _loaded["router"]
+    return router, row
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+def _team_by_slug(slug: str) -> Team | None:
+    return Team.objects.filter(slug=slug).first() if slug else None
+
+
+def routing_decide(
+    *, ticket_id: int, attempt_key: str = "initial", provider: RoutingProvider | None = None
+) -> RoutingDecision:
+    """Route one ticket: idempotent per (ticket, attempt key). The decision is stored; the
+    ticket gets team and priority unless the decision needs review, in which case it is
+    flagged ``needs_review``. A ``routing.decided`` event updates the workbench."""
+    existing = RoutingDecision.objects.filter(ticket_id=ticket_id, attempt_key=attempt_key).first()
+    if existing is not None:
+        return existing
+    ticket = Ticket.objects.select_related("customer").filter(pk=ticket_id).first()
+    if ticket is None:
+        raise NotFound(f"No ticket {ticket_id}.")
+    router, model_row = router_active()
+    ctx = ticket_context_load(ticket, router=router, router_model_id=model_row.pk)
+    started = time.perf_counter()
+    result = providers.decide(ctx, provider)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    out = result.decision
+    classification = result.trace.last("classify_issue") or {}
+    priority_out = result.trace.last("calculate_priority") or {}
+    needs_review = bool(result.review_reasons)
+    team = _team_by_slug(out.team)
+    try:
+        with transaction.atomic():
+            decision = RoutingDecision.objects.create(
+                ticket=ticket,
+                attempt_key=attempt_key,
+                team=team,
+                team_slug=out.team,
+                priority=out.priority,
+                priority_score=float(priority_out.get("score", 0.0)),
+                confidence=out.confidence,
+                category=out.category,
+                intent=out.intent,
+                classification={
+                    "category": out.category,
+                    "intent": out.intent,
+                    "secondary": out.secondary,
+                    "classifier": classification,
+                },
+                entities=result.trace.last("extract_entities") or {},
+                reasoning=out.reasoning,
+                reasons=list(priority_out.get("reasons", [])),
+                requires_manual_review=needs_review,
+                review_reasons=result.review_reasons,
+                processing_ms=round(elapsed_ms, 3),
+                tool_calls=result.trace.calls,
+                provider=result.provider,
+                model_id=result.model_id or f"router-model:{model_row.name}/v{model_row.version}",
+                router_model=model_row,
+                fallback_from=result.fallback_from,
+                fallback_reason=result.fallback_reason,
+                tokens_in=result.tokens_in,
+                tokens_out=result.tokens_out,
+                cost_usd=result.cost_usd,
+                correlation_id=ticket.correlation_id,
+            )
+            _apply(decision, ticket, team, needs_review)
+    except IntegrityError:
+        return RoutingDecision.objects.get(ticket_id=ticket_id, attempt_key=attempt_key)
+    return decision
+
+
+def _apply(decision: RoutingDecision, ticket: Ticket, team: Team | None, review: bool) -> None:
+    if review:
+        ticket_services.ticket_update(
+            ticket=ticket,
+            needs_review=True,
+            reason=f"AI routing needs review: {'; '.join(decision.review_reasons)}",
+        )
+    else:
+        ticket_services.ticket_update(
+            ticket=ticket,
+            team=team,
+            priority=decision.priority,
+            needs_review=False,
+            reason=f"AI routing ({decision.provider}, confidence {decision.confidence:.2f})",
+        )
+        decision.applied = True
+    if settings.TICKETING_SYSTEM_URL:
+        decision.sync_status = SyncStatus.PENDING
+        ticketing_sync_create(decision=decision)
+    decision.save(update_fields=["applied", "sync_status"])
+    event_record(
+        "routing.decided",
+        aggregate_type="ticket",
+        aggregate_id=ticket.pk,
+        payload=routing_event_payload(decision),
+    )
+
+
+def routing_event_payload(decision: RoutingDecision) -> dict[str, Any]:
+    return {
+        "ticket_id": decision.ticket_id,
+        "decision_id": decision.pk,
+        "team": decision.team_slug,
+        "priority": decision.priority,
+        "confidence": round(decision.confidence, 4),
+        "requires_manual_review": decision.requires_manual_review,
+        "provider": decision.provider,
+        "fallback_from": decision.fallback_from,
+    }
+
+
+def _check_priority(priority: str) -> None:
+    if priority not in Priority.values:
+        raise InvalidInput(f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]})
+
+
+@transaction.atomic
+def routing_decision_accept(*, decision: RoutingDecision, actor: Any) -> RoutingFeedback:
+    """A person confirms the decision: team and priority go on the ticket, review ends."""
+    ticket = decision.ticket
+    feedback = RoutingFeedback.objects.create(
+        decision=decision,
+        verdict=FeedbackVerdict.ACCEPTED,
+        team=decision.team,
+        priority=decision.priority,
+        category=decision.category,
+        intent=decision.intent,
+        team_correct=True,
+        priority_correct=True,
+        text=ticket_text(ticket),
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    ticket_services.ticket_update(
+        ticket=ticket,
+        actor=actor,
+        team=decision.team,
+        priority=decision.priority,
+        needs_review=False,
+        reason="AI routing accepted",
+    )
+    RoutingDecision.objects.filter(pk=decision.pk).update(applied=True)
+    return feedback
+
+
+@transaction.atomic
+def routing_decision_override(
+    *,
+    decision: RoutingDecision,
+    actor: Any,
+    team: Team | None,
+    priority: str,
+    category: str = "",
+    intent: str = "",
+    note: str = "",
+) -> RoutingFeedback:
+    """A person corrects the decision; stored as feedback (accuracy and next training)."""
+    _check_priority(priority)
+    ticket = decision.ticket
+    feedback = RoutingFeedback.objects.create(
+        decision=decision,
+        verdict=FeedbackVerdict.OVERRIDDEN,
+        team=team,
+        priority=priority,
+        category=category.strip(),
+        intent=intent.strip(),
+        team_correct=(team.pk if team else None) == decision.team_id,
+        priority_correct=priority == decision.priority,
+        text=ticket_text(ticket),
+        note=note,
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    ticket_services.ticket_update(
+        ticket=ticket,
+        actor=actor,
+        team=team,
+        priority=priority,
+        needs_review=False,
+        reason="AI routing overridden" + (f": {note}" if note else ""),
+    )
+    return feedback
+
+
+def routing_decision_purge(*, now: Any = None) -> int:
+    """Delete decisions past ``expires_at`` (90 days by default)."""
+    deleted, _ = RoutingDecision.objects.filter(expires_at__lt=now or timezone.now()).delete()
+    return deleted
+
+
+# --- external ticketing sync ----------------------------------------------------------------
+
+SYNC_MAX_RETRIES = 5  # retries after 1, 2, 4, 8, 16 s, then a dead letter
+SYNC_MAX_DELAY = 16.0
+
+
+def sync_retry_delay(retry_number: int, retry_after: float | None = None) -> float:
+    delay = min(SYNC_MAX_DELAY, float(2 ** (retry_number - 1)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, SYNC_MAX_DELAY))
+    return delay
+
+
+def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
+    ticket = decision.ticket
+    return {
+        "ticket_id": ticket.pk,
+        "ticket_number": ticket.number,
+        "external_ref": ticket.origin_platform_id,
+        "assignment": {
+            "team": decision.team_slug,
+            "team_name": decision.team.name if decision.team else "",
+        },
+        "priority": decision.priority,
+        "routing": {
+            "decision_id": decision.pk,
+            "confidence": round(decision.confidence, 4),
+            "category": decision.category,
+            "intent": decision.intent,
+            "requires_manual_review": decision.requires_manual_review,
+            "provider": decision.provider,
+            "model_id": decision.model_id,
+            "reasoning": decision.reasoning,
+            "correlation_id": str(decision.correlation_id),
+            "created_at": decision.created_at.isoformat(),
+        },
+    }
+
+
+def ticketing_sync_create(*, decision: RoutingDecision) -> TicketingSync:
+    delivery, created = TicketingSync.objects.get_or_create(
+        decision=decision,
+        defaults={
+            "url": settings.TICKETING_SYSTEM_URL,
+            "payload": ticketing_sync_payload(decision),
+        },
+    )
+    if created:
+        transaction.on_commit(lambda: _enqueue_sync(delivery.pk, 0.0))
+    return delivery
+
+
+def _enqueue_sync(delivery_id: int, countdown: float) -> None:
+    from routing.tasks import ticketing_sync_task
+
+    ticketing_sync_task.apply_async((delivery_id,), countdown=countdown)
+
+
+def ticketing_sync_attempt(*, delivery_id: int) -> float | None:
+    """One attempt (recorded). Returns the delay before the next retry, or None when done
+    (succeeded or dead letter)."""
+    with transaction.atomic():
+        delivery = (
+            TicketingSync.objects.select_for_update().select_related("decision").get(pk=delivery_id)
+        )
+        if delivery.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD):
+            return None
+        number = delivery.attempts + 1  # within this cycle (a re-drive starts a new one)
+        serial = delivery.attempts_log.count() + 1
+        headers = {"Idempotency-Key": f"routing-decision-{delivery.decision_id}"}
+        if settings.TICKETING_SYSTEM_TOKEN:
+            headers["Authorization"] = f"Bearer {settings.TICKETING_SYSTEM_TOKEN}"
+        started = time.perf_counter()
+        http_status: int | None = None
+        retry_after: float | None = None
+        try:
+            response = requests.post(
+                delivery.url,
+                json=delivery.payload,
+                headers=headers,
+                timeout=settings.TICKETING_SYSTEM_TIMEOUT,
+            )
+            http_status = response.status_code
+            outcome = classify_http_status(response.status_code)
+            error = "" if outcome == AttemptOutcome.SUCCESS else response.text[:1000]
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        except requests.RequestException as exc:
+            outcome, error = AttemptOutcome.RETRYABLE, f"{type(exc).__name__}: {exc}"[:1000]
+        duration = int((time.perf_counter() - started) * 1000)
+        TicketingSyncAttempt.objects.create(
+            delivery=delivery,
+            number=serial,
+            outcome=outcome,
+            http_status=http_status,
+            duration_ms=duration,
+            error=error,
+        )
+        now = timezone.now()
+        delivery.attempts = number
+        delivery.last_http_status = http_status
+        delivery.last_error = error
+        delay: float | None = None
+        if outcome == AttemptOutcome.SUCCESS:
+            delivery.status = DeliveryStatus.SUCCEEDED
+            delivery.completed_at = now
+            delivery.next_attempt_at = None
+            sync_status = SyncStatus.SUCCESS
+        elif outcome == AttemptOutcome.RETRYABLE and number <= SYNC_MAX_RETRIES:
+            delay = sync_retry_delay(number, retry_after)
+            delivery.status = DeliveryStatus.RETRYING
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+            sync_status = SyncStatus.PENDING
+        else:
+            delivery.status = DeliveryStatus.DEAD
+            delivery.completed_at = now
+            delivery.next_attempt_at = None
+            sync_status = SyncStatus.FAILED
+        delivery.save()
+        RoutingDecision.objects.filter(pk=delivery.decision_id).update(sync_status=sync_status)
+    return delay
+
+
+def ticketing_sync_redrive(*, delivery_ids: list[int]) -> int:
+    """Put dead letters back in the queue (admin action); attempts start again."""
+    ids = list(
+        TicketingSync.objects.filter(pk__in=delivery_ids, status=DeliveryStatus.DEAD).values_list(
+            "pk", flat=True
+        )
+    )
+    with transaction.atomic():
+        TicketingSync.objects.filter(pk__in=ids).update(
+            status=DeliveryStatus.PENDING, attempts=0, completed_at=None, next_attempt_at=None
+        )
+        RoutingDecision.objects.filter(sync_delivery__pk__in=ids).update(
+            sync_status=SyncStatus.PENDING
+        )
+        for pk in ids:
+            transaction.on_commit(lambda pk=pk: _enqueue_sync(pk, 0.0))  # type: ignore[misc]
+    return len(ids)
+
+
+def ticketing_sync_sweep(*, grace_seconds: int = 60) -> int:
+    """Re-enqueue deliveries whose scheduled retry was lost (e.g. a worker restart)."""
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    due = list(
+        TicketingSync.objects.filter(
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING], updated_at__lt=cutoff
+        ).values_list("pk", flat=True)[:500]
+    )
+    for pk in due:
+        _enqueue_sync(pk, 0.0)
+    return len(due)
+
+
+# --- external status endpoint ---------------------------------------------------------------
+
+
+def service_status_poll() -> int:
+    """Poll ``ROUTING_STATUS_URL`` (JSON ``{"services": [{"id", "name", "state",
+    "outages": [{"id", "title", "known_issue"}]}]}``) into ServiceStatus / Outage.
+    Outages the endpoint no longer lists are resolved. Returns the services updated."""
+    if not settings.ROUTING_STATUS_URL:
+        return 0
+    try:
+        response = requests.get(settings.ROUTING_STATUS_URL, timeout=10)
+        response.raise_for_status()
+        services_data = response.json().get("services", [])
+    except (requests.RequestException, ValueError, AttributeError) as exc:
+        logger.warning("Status endpoint poll failed: %s", exc)
+        return 0
+    now = timezone.now()
+    count = 0
+    for item in services_data:
+        state = item.get("state", "operational")
+        if not item.get("id") or state not in ServiceStatus.State.values:
+            continue
+        with transaction.atomic():
+            svc, _ = ServiceStatus.objects.update_or_create(
+                service_id=str(item["id"])[:32],
+                defaults={"name": str(item.get("name", item["id"]))[:100], "state": state},
+            )
+            seen = []
+            for outage in item.get("outages", []):
+                ext = str(outage.get("id", ""))[:100]
+                if not ext:
+                    continue
+                seen.append(ext)
+                Outage.objects.update_or_create(
+                    service=svc,
+                    external_id=ext,
+                    defaults={
+                        "title": str(outage.get("title", ext))[:200],
+                        "is_known_issue": bool(outage.get("known_issue", False)),
+                        "resolved_at": None,
+                    },
+                )
+            Outage.objects.filter(service=svc, resolved_at__isnull=True).exclude(
+                external_id=""
+            ).exclude(external_id__in=seen).update(resolved_at=now)
+        count += 1
+    return count

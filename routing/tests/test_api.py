@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+
+from routing import services
+from routing.models import RoutingFeedback
+from tickets import services as ticket_services
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def decision(routing_on, teams, customer):
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Where is my package", body="track my order please"
+    )
+    return services.routing_decide(ticket_id=ticket.pk)
+
+
+def test_get_routing_latest_and_history(agent_client, decision):
+    res = agent_client.get(f"/api/tickets/{decision.ticket_id}/routing")
+    assert res.status_code == 200
+    body = res.json()
+    assert body["latest"]["id"] == decision.pk
+    assert [d["id"] for d in body["history"]] == [decision.pk]
+    latest = body["latest"]
+    assert (latest["team"], latest["category"], latest["provider"]) == ("orders", "ORDER", "local")
+    assert latest["tool_calls"][0]["name"] == "classify_issue"
+    assert latest["feedback"] == []
+
+
+def test_get_routing_without_decision_and_unknown_ticket(agent_client, customer):
+    ticket = ticket_services.ticket_create(customer=customer, subject="x")
+    assert agent_client.get(f"/api/tickets/{ticket.pk}/routing").json() == {
+        "latest": None,
+        "history": [],
+    }
+    assert agent_client.get("/api/tickets/999999/routing").status_code == 404
+
+
+def test_override(agent_client, decision):
+    res = agent_client.post(
+        f"/api/tickets/T-{decision.ticket_id:06d}/routing/override",
+        {"team": "billing", "priority": "urgent", "note": "charge dispute"},
+        format="json",
+    )
+    assert res.status_code == 200, res.content
+    body = res.json()
+    assert body["feedback"]["verdict"] == "overridden"
+    assert body["feedback"]["team"] == "billing"
+    assert body["decision"]["feedback"][0]["id"] == body["feedback"]["id"]
+    decision.ticket.refresh_from_db()
+    assert (decision.ticket.team.slug, decision.ticket.priority) == ("billing", "urgent")
+    assert RoutingFeedback.objects.count() == 1
+
+
+def test_override_validation(agent_client, decision):
+    url = f"/api/tickets/{decision.ticket_id}/routing/override"
+    res = agent_client.post(url, {"team": "nope", "priority": "high"}, format="json")
+    assert res.status_code == 400
+    assert res.json()["error"]["details"] == {"team": ["Unknown."]}
+    res = agent_client.post(url, {"team": "billing", "priority": "meh"}, format="json")
+    assert res.status_code == 400
+    assert RoutingFeedback.objects.count() == 0
+
+
+def test_accept_and_accuracy(agent_client, decision):
+    res = agent_client.post(f"/api/tickets/{decision.ticket_id}/routing/accept", {}, format="json")
+    assert res.status_code == 200
+    assert res.json()["feedback"]["verdict"] == "accepted"
+    assert agent_client.get("/api/routing/accuracy").json() == {
+        "reviewed": 1,
+        "overridden": 0,
+        "team_accuracy": 1.0,
+        "priority_accuracy": 1.0,
+    }
+
+
+def test_outsider_is_forbidden(outsider, api_client, decision):
+    api_client.force_authenticate(outsider)
+    assert api_client.get(f"/api/tickets/{decision.ticket_id}/routing").status_code == 403
+
+
+def test_panel_renders(rf, agent, decision):
+    from django.template.loader import render_to_string
+
+    from routing.panels import panel_context
+
+    request = rf.get("/")
+    request.user = agent
+    html = render_to_string("routing/panel.html", panel_context(request, decision.ticket), request)
+    assert "Orders &amp; Delivery" in html
+    assert "classify_issue" in html

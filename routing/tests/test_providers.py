@@ -1,0 +1,180 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from botocore.stub import Stubber
+from strands.models.bedrock import BedrockModel
+
+from routing import providers
+from routing.context import DEFAULT_CATEGORY_TEAMS
+from routing.providers.agent import AgentProvider
+from routing.providers.local import LocalProvider
+from routing.tests.conftest import TEAMS, ScriptedModel
+from routing.tools import CustomerInfo, TicketContext
+
+TOOL_ORDER = [
+    "classify_issue",
+    "extract_entities",
+    "check_vip_status",
+    "get_historical_context",
+    "check_service_status",
+    "calculate_priority",
+    "route_to_team",
+]
+DECISION = {
+    "team": "orders",
+    "priority": "normal",
+    "confidence": 0.91,
+    "category": "ORDER",
+    "intent": "cancel_order",
+    "secondary": ["change_order"],
+    "reasoning": "Order cancellation; no urgency.",
+    "requires_manual_review": False,
+}
+
+
+@pytest.fixture
+def ctx(bitext_router):
+    return TicketContext(
+        ticket_id=1,
+        number="T-000001",
+        text="Please cancel my order 123456, mail me at jo@example.com",
+        customer=CustomerInfo(5, "none", "individual"),
+        waiting_minutes=0.0,
+        history=[],
+        services=[],
+        team_map=dict(DEFAULT_CATEGORY_TEAMS),
+        team_names=dict(TEAMS),
+        vip_billing_team="priority-billing",
+        router=bitext_router,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _aws(monkeypatch, settings):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings.ROUTING_REVIEW_THRESHOLD = 0.6
+    settings.ROUTING_BEDROCK_MAX_ATTEMPTS = 3
+
+
+def test_local_provider_calls_the_seven_tools(ctx):
+    result = providers.decide(ctx, LocalProvider())
+    assert [c["name"] for c in result.trace.calls] == TOOL_ORDER
+    assert all(set(c) == {"name", "input", "output", "ms"} for c in result.trace.calls)
+    d = result.decision
+    assert (d.team, d.priority, d.category, d.intent) == (
+        "orders",
+        "normal",
+        "ORDER",
+        "cancel_order",
+    )
+    assert d.confidence > 0.6
+    assert result.review_reasons == []
+    assert (result.provider, result.fallback_from, result.tokens_in) == ("local", "", 0)
+
+
+def test_review_threshold(ctx, settings):
+    settings.ROUTING_REVIEW_THRESHOLD = 0.999
+    result = providers.decide(ctx, LocalProvider())
+    assert len(result.review_reasons) == 1
+    assert result.review_reasons[0].startswith("confidence ")
+    assert result.review_reasons[0].endswith("is below 1.00")
+
+
+def test_unknown_team_needs_review(ctx):
+    ctx.team_map = {}
+    result = providers.decide(ctx, LocalProvider())
+    assert result.review_reasons == ["no known team for category ORDER"]
+
+
+def test_agent_with_scripted_model_calls_tools_and_returns_structured_decision(ctx):
+    model = ScriptedModel(
+        [
+            ("tool", "classify_issue", {}),
+            ("tool", "route_to_team", {"category": "ORDER"}),
+            ("tool", "calculate_priority", {"category": "ORDER", "outage_match": False}),
+            ("tool", "RoutingDecisionOutput", DECISION),
+        ]
+    )
+    result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    assert result.decision.model_dump() == DECISION
+    assert [c["name"] for c in result.trace.calls] == [
+        "classify_issue",
+        "route_to_team",
+        "calculate_priority",
+    ]
+    assert result.trace.calls[1]["output"]["team"] == "orders"
+    assert (result.provider, result.model_id) == ("bedrock", "scripted")
+    assert (result.tokens_in, result.tokens_out) == (400, 80)
+    assert result.review_reasons == []
+    first_prompt = str(model.calls[0]["messages"])
+    assert "[EMAIL]" in first_prompt
+    assert "jo@example.com" not in first_prompt
+    assert "classify_issue" in model.calls[0]["tools"]
+    assert model.turns == []
+
+
+def test_agent_conflicting_with_rules_needs_review(ctx):
+    model = ScriptedModel(
+        [
+            ("tool", "route_to_team", {"category": "ORDER"}),
+            ("tool", "RoutingDecisionOutput", {**DECISION, "team": "billing"}),
+        ]
+    )
+    result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    assert result.review_reasons == ["model chose billing, rules say orders"]
+
+
+def _converse(content, stop, tokens=(900, 60)):
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop,
+        "usage": {"inputTokens": tokens[0], "outputTokens": tokens[1], "totalTokens": sum(tokens)},
+        "metrics": {"latencyMs": 120},
+    }
+
+
+MODEL_ID = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+
+
+def _bedrock():
+    model = BedrockModel(model_id=MODEL_ID, streaming=False, region_name="us-east-1")
+    return model, Stubber(model.client)
+
+
+def test_bedrock_model_against_stubbed_converse(ctx, settings):
+    model, stub = _bedrock()
+    tool_use = {"toolUse": {"toolUseId": "tu1", "name": "classify_issue", "input": {}}}
+    stub.add_response("converse", _converse([tool_use], "tool_use"))
+    final = {"toolUse": {"toolUseId": "tu2", "name": "RoutingDecisionOutput", "input": DECISION}}
+    stub.add_response("converse", _converse([final], "tool_use"))
+    with stub:
+        result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    stub.assert_no_pending_responses()
+    assert result.decision.model_dump() == DECISION
+    assert [c["name"] for c in result.trace.calls] == ["classify_issue"]
+    assert (result.provider, result.model_id) == ("bedrock", MODEL_ID)
+    assert (result.tokens_in, result.tokens_out) == (1800, 120)
+    assert result.cost_usd == Decimal("0.0024")  # 1.8k x $0.001 + 0.12k x $0.005
+    assert result.fallback_from == ""
+
+
+def test_bedrock_throttling_retries_then_falls_back_to_local(ctx):
+    model, stub = _bedrock()
+    for _ in range(3):
+        stub.add_client_error(
+            "converse", service_error_code="ThrottlingException", http_status_code=429
+        )
+    sleeps: list[float] = []
+    provider = AgentProvider(model_factory=lambda: model, sleep=sleeps.append)
+    with stub:
+        result = providers.decide(ctx, provider)
+    stub.assert_no_pending_responses()
+    assert len(sleeps) == 2
+    assert result.provider == "local"
+    assert result.fallback_from == "bedrock"
+    assert result.fallback_reason.startswith("bedrock failed 3 time(s): ModelThrottledException")
+    assert result.decision.team == "orders"
+    assert [c["name"] for c in result.trace.calls] == TOOL_ORDER

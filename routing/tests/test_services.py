@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from routing import selectors, services
+from routing.models import RouterModel, RoutingDecision, RoutingFeedback
+from support.models import OutboxEvent
+from tickets import services as ticket_services
+from tickets.models import Customer, Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+def _ticket(customer, subject, body=""):
+    return ticket_services.ticket_create(customer=customer, subject=subject, body=body)
+
+
+def test_new_ticket_is_routed_after_commit(
+    routing_on, teams, customer, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket = _ticket(customer, "Cancel order", "I want to cancel my order 123456")
+    decision = RoutingDecision.objects.get()
+    ticket.refresh_from_db()
+    assert decision.ticket_id == ticket.pk
+    assert (decision.team_slug, decision.category, decision.intent) == (
+        "orders",
+        "ORDER",
+        "cancel_order",
+    )
+    assert decision.requires_manual_review is False
+    assert decision.applied is True
+    assert decision.provider == "local"
+    assert decision.model_id == "router-model:bitext-default/v1"
+    assert len(decision.tool_calls) == 7
+    assert decision.sync_status == ""
+    assert (decision.expires_at - decision.created_at).days in (89, 90)
+    assert (ticket.team.slug, ticket.priority, ticket.needs_review) == ("orders", "normal", False)
+    assert decision.correlation_id == ticket.correlation_id
+    types = list(OutboxEvent.objects.values_list("event_type", flat=True))
+    assert types == ["ticket.created", "message.created", "ticket.updated", "routing.decided"]
+    assert RouterModel.objects.get().is_active
+
+
+def test_routing_is_idempotent_per_attempt_key(routing_on, teams, customer):
+    ticket = _ticket(customer, "Refund", "where is my refund?")
+    first = services.routing_decide(ticket_id=ticket.pk)
+    again = services.routing_decide(ticket_id=ticket.pk)
+    assert first.pk == again.pk
+    assert RoutingDecision.objects.count() == 1
+    other = services.routing_decide(ticket_id=ticket.pk, attempt_key="reroute-1")
+    assert other.pk != first.pk
+    assert RoutingDecision.objects.count() == 2
+
+
+def test_low_confidence_waits_for_review_then_override_is_feedback(
+    routing_on, teams, customer, agent
+):
+    routing_on.ROUTING_REVIEW_THRESHOLD = 0.999
+    ticket = _ticket(customer, "hello", "hmm, question about stuff")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    ticket.refresh_from_db()
+    assert decision.requires_manual_review is True
+    assert decision.applied is False
+    assert (ticket.team, ticket.needs_review) == (None, True)
+    assert list(selectors.routing_review_queue()) == [ticket]
+
+    fb = services.routing_decision_override(
+        decision=decision,
+        actor=agent,
+        team=teams["billing"],
+        priority="high",
+        category="PAYMENT",
+        intent="payment_issue",
+        note="it is about a charge",
+    )
+    ticket.refresh_from_db()
+    assert (ticket.team.slug, ticket.priority, ticket.needs_review) == ("billing", "high", False)
+    assert (fb.verdict, fb.team_correct, fb.priority_correct) == ("overridden", False, False)
+    assert fb.text == "hello. hmm, question about stuff"
+    assert selectors.routing_accuracy() == {
+        "reviewed": 1,
+        "overridden": 1,
+        "team_accuracy": 0.0,
+        "priority_accuracy": 0.0,
+    }
+    assert selectors.routing_feedback_examples(labels={"payment_issue"}) == [
+        ("hello. hmm, question about stuff", "payment_issue")
+    ]
+
+
+def test_accept_applies_team_and_counts_as_correct(routing_on, teams, customer, agent):
+    routing_on.ROUTING_REVIEW_THRESHOLD = 0.999
+    ticket = _ticket(customer, "Invoice", "I need my invoice for March")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    services.routing_decision_accept(decision=decision, actor=agent)
+    ticket.refresh_from_db()
+    assert (ticket.team.slug, ticket.needs_review) == ("billing", False)
+    assert RoutingFeedback.objects.get().verdict == "accepted"
+    assert selectors.routing_accuracy()["team_accuracy"] == 1.0
+
+
+def test_vip_billing_goes_to_priority_billing(routing_on, teams):
+    vip = Customer.objects.create(name="V", email="v@example.com", vip_tier="gold")
+    ticket = _ticket(vip, "Payment", "my payment failed, what payment methods do you accept")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    assert decision.team_slug == "priority-billing"
+    assert "+20 gold VIP" in decision.reasons
+
+
+def test_purge_deletes_only_expired(routing_on, teams, customer):
+    ticket = _ticket(customer, "Refund", "refund please")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    assert services.routing_decision_purge() == 0
+    RoutingDecision.objects.filter(pk=decision.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert services.routing_decision_purge() == 1
+    assert RoutingDecision.objects.count() == 0
+    assert Ticket.objects.filter(pk=ticket.pk).exists()
+
+
+def test_routing_disabled_does_nothing(
+    settings, teams, customer, django_capture_on_commit_callbacks
+):
+    settings.ROUTING_ENABLED = False
+    with django_capture_on_commit_callbacks(execute=True):
+        _ticket(customer, "Cancel order", "cancel my order")
+    assert RoutingDecision.objects.count() == 0
+    assert Message.objects.filter(kind="system").count() == 0
+
+
+def test_new_model_activation_keeps_previous_for_rollback(routing_on):
+    texts = ["cancel my order", "cancel order now", "refund please", "I want a refund"] * 3
+    labels = ["cancel", "cancel", "refund", "refund"] * 3
+    first, _ = services.router_model_train(
+        texts=texts, labels=labels, name="tiny", features="tfidf"
+    )
+    second, _ = services.router_model_train(
+        texts=texts, labels=labels, name="tiny", features="tfidf"
+    )
+    assert (first.version, second.version) == (1, 2)
+    first.refresh_from_db()
+    assert (first.is_active, second.is_active) == (False, True)
+    router, row = services.router_active()
+    assert row.pk == second.pk
+    assert router.labels == ["cancel", "refund"]
+    services.router_model_activate(model=first)
+    assert services.router_active()[1].pk == first.pk
