@@ -35,7 +35,7 @@ from support.events import event_record
 from support.models import AttemptOutcome, DeliveryStatus
 from support.outbound import classify_http_status, parse_retry_after
 from tickets import services as ticket_services
-from tickets.models import Priority, Team, Ticket
+from tickets.models import PRIORITY_RANK, Priority, Team, Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -245,10 +245,16 @@ def _apply(decision: RoutingDecision, ticket: Ticket, team: Team | None, review:
             reason=f"AI routing needs review: {'; '.join(decision.review_reasons)}",
         )
     else:
+        # A team somebody already chose is kept, and a priority is never lowered: the
+        # router fills in and escalates, it does not overrule people.
+        keep_team = ticket.team_id is not None
+        priority = max(
+            decision.priority, ticket.priority, key=lambda value: PRIORITY_RANK.get(value, 1)
+        )
         ticket_services.ticket_update(
             ticket=ticket,
-            team=team,
-            priority=decision.priority,
+            team=ticket.team if keep_team else team,
+            priority=priority,
             needs_review=False,
             reason=f"AI routing ({decision.provider}, confidence {decision.confidence:.2f})",
         )

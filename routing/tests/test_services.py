@@ -150,3 +150,19 @@ def test_new_model_activation_keeps_previous_for_rollback(routing_on):
     assert router.labels == ["cancel", "refund"]
     services.router_model_activate(model=first)
     assert services.router_active()[1].pk == first.pk
+
+
+def test_routing_keeps_a_chosen_team_and_never_lowers_priority(routing_on, teams, customer):
+    billing = teams["billing"]
+    ticket = ticket_services.ticket_create(
+        customer=customer,
+        subject="Cancel order",
+        body="I want to cancel my order 123456",
+        team=billing,
+        priority="urgent",
+    )
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    ticket.refresh_from_db()
+    assert decision.team_slug == "orders"  # what the router thought, recorded
+    assert decision.applied is True
+    assert (ticket.team.slug, ticket.priority) == ("billing", "urgent")
