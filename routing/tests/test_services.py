@@ -165,4 +165,5 @@ def test_routing_keeps_a_chosen_team_and_never_lowers_priority(routing_on, teams
     ticket.refresh_from_db()
     assert decision.team_slug == "orders"  # what the router thought, recorded
     assert decision.applied is True
+    assert ticket.team is not None
     assert (ticket.team.slug, ticket.priority) == ("billing", "urgent")
