@@ -113,7 +113,7 @@ def test_signed_fixture_creates_exactly_one_conversation_and_redelivery_nothing(
 
 
 @pytest.mark.parametrize(
-    "channel,name",
+    ("channel", "name"),
     [
         ("whatsapp", "text_message"),
         ("messenger", "text_message"),
@@ -182,7 +182,7 @@ def test_body_changed_after_signing_is_refused(post_fixture: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "channel,body,content_type,message",
+    ("channel", "body", "content_type", "message"),
     [
         (
             "whatsapp",
@@ -216,7 +216,7 @@ def test_malformed_body_is_400_with_a_clear_message_and_the_raw_body_is_kept(
 
 
 @pytest.mark.parametrize(
-    "channel,name",
+    ("channel", "name"),
     [
         ("whatsapp", "unknown_field"),
         ("messenger", "unknown_optin"),
