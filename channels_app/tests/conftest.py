@@ -86,7 +86,7 @@ def post_raw(
         account.webhook_path + query,
         data=body,
         content_type=content_type,
-        **http_headers(headers),
+        **http_headers(headers),  # type: ignore[arg-type]
     )
 
 

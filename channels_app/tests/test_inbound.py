@@ -4,6 +4,7 @@ creates nothing, a forged or unsigned one is refused and creates nothing."""
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -295,8 +296,7 @@ def test_resolved_ticket_reopens_within_the_window_and_not_after(
     assert Ticket.objects.count() == 1
     ticket_update(ticket=ticket, status="resolved")
     Ticket.objects.filter(pk=ticket.pk).update(
-        resolved_at=timezone.now()
-        - timezone.timedelta(hours=settings.CHANNEL_REOPEN_WINDOW_HOURS + 1)
+        resolved_at=timezone.now() - timedelta(hours=settings.CHANNEL_REOPEN_WINDOW_HOURS + 1)
     )
     post_fixture(account, "location_message")
     assert Ticket.objects.count() == 2

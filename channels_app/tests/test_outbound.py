@@ -29,8 +29,13 @@ def wa_ticket(post_fixture: Any) -> Ticket:
     return Ticket.objects.get()
 
 
-def reply(ticket: Ticket, agent: Any, capture: Any, text: str = "Yes, it comes in blue.",
-          kind: str = "public") -> Message:
+def reply(
+    ticket: Ticket,
+    agent: Any,
+    capture: Any,
+    text: str = "Yes, it comes in blue.",
+    kind: str = "public",
+) -> Message:
     with capture(execute=True):
         return message_add(ticket=ticket, body=text, author_user=agent, kind=kind)
 
@@ -41,15 +46,17 @@ def test_whatsapp_reply_makes_exactly_one_request_with_the_right_body(
 ) -> None:
     responses.post(
         WA_URL,
-        json={"messaging_product": "whatsapp",
-              "contacts": [{"input": "16505551234", "wa_id": "16505551234"}],
-              "messages": [{"id": "wamid.SENT-0001"}]},
+        json={
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": "16505551234", "wa_id": "16505551234"}],
+            "messages": [{"id": "wamid.SENT-0001"}],
+        },
         match=[responses.matchers.header_matcher({"Authorization": "Bearer test-access-token"})],
     )
     before = counts()
     message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
     assert len(responses.calls) == 1
-    assert json.loads(responses.calls[0].request.body) == {
+    assert json.loads(responses.calls[0].request.body or b"") == {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": "16505551234",
@@ -69,7 +76,11 @@ def test_whatsapp_reply_makes_exactly_one_request_with_the_right_body(
 def test_500_then_200_gives_one_delivered_message_with_two_recorded_attempts(
     wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    responses.post(WA_URL, status=500, json={"error": {"message": "Service temporarily unavailable", "code": 2}})
+    responses.post(
+        WA_URL,
+        status=500,
+        json={"error": {"message": "Service temporarily unavailable", "code": 2}},
+    )
     responses.post(WA_URL, json={"messages": [{"id": "wamid.SENT-0002"}]})
     message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
     assert len(responses.calls) == 2
@@ -82,7 +93,9 @@ def test_500_then_200_gives_one_delivered_message_with_two_recorded_attempts(
         ("retryable", 500),
         ("success", 200),
     ]
-    assert Message.objects.filter(ticket=wa_ticket, direction="outbound", kind="public").count() == 1
+    assert (
+        Message.objects.filter(ticket=wa_ticket, direction="outbound", kind="public").count() == 1
+    )
 
 
 @responses.activate
@@ -112,7 +125,9 @@ def test_429_honours_retry_after(wa_ticket: Ticket, agent: Any, settings: Any) -
 def test_4xx_is_a_dead_letter_without_retry(
     wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    responses.post(WA_URL, status=400, json={"error": {"message": "(#100) Invalid parameter", "code": 100}})
+    responses.post(
+        WA_URL, status=400, json={"error": {"message": "(#100) Invalid parameter", "code": 100}}
+    )
     message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
     assert len(responses.calls) == 1
     delivery = OutboundDelivery.objects.get()
@@ -189,7 +204,8 @@ def test_statuses_out_of_order_never_downgrade(
     post_fixture(acc, "status_sent")
     message.refresh_from_db()
     assert message.delivery_status == "read"
-    assert message.read_at is not None and message.delivered_at is not None
+    assert message.read_at is not None
+    assert message.delivered_at is not None
 
 
 @responses.activate
@@ -230,7 +246,7 @@ def test_messenger_reply_and_delivery_watermark(
         json={"recipient_id": "6789012345678901", "message_id": "m_OUTBOUND_FIXTURE_0001"},
     )
     message = reply(ticket, agent, django_capture_on_commit_callbacks, text="On its way!")
-    assert json.loads(responses.calls[0].request.body) == {
+    assert json.loads(responses.calls[0].request.body or b"") == {
         "recipient": {"id": "6789012345678901"},
         "messaging_type": "RESPONSE",
         "message": {"text": "On its way!"},
@@ -250,10 +266,15 @@ def test_x_reply_uses_the_dm_api_v2(
     responses.post(
         "https://api.x.com/2/dm_conversations/with/4337869213/messages",
         status=201,
-        json={"data": {"dm_conversation_id": "3001969357-4337869213", "dm_event_id": "1700000000000000001"}},
+        json={
+            "data": {
+                "dm_conversation_id": "3001969357-4337869213",
+                "dm_event_id": "1700000000000000001",
+            }
+        },
     )
     message = reply(ticket, agent, django_capture_on_commit_callbacks, text="Sorry! Checking now.")
-    assert json.loads(responses.calls[0].request.body) == {"text": "Sorry! Checking now."}
+    assert json.loads(responses.calls[0].request.body or b"") == {"text": "Sorry! Checking now."}
     message.refresh_from_db()
     assert message.channel_message_id == "1700000000000000001"
     post_fixture(account, "mark_read")
@@ -270,11 +291,14 @@ def test_email_reply_threads_with_in_reply_to_and_the_customer_reply_threads_bac
     account.save()
     post_fixture(account, "inbound_parse_new")
     ticket = Ticket.objects.get()
-    responses.post("https://api.sendgrid.com/v3/mail/send", status=202,
-                   headers={"X-Message-Id": "sg-abc"})
+    responses.post(
+        "https://api.sendgrid.com/v3/mail/send", status=202, headers={"X-Message-Id": "sg-abc"}
+    )
     message = reply(ticket, agent, django_capture_on_commit_callbacks, text="Sorry! Refund?")
-    sent = json.loads(responses.calls[0].request.body)
-    our_id = f"<reply-{message.pk}.{ticket.correlation_id}@{settings.CHANNELS_EMAIL_MESSAGE_ID_DOMAIN}>"
+    sent = json.loads(responses.calls[0].request.body or b"")
+    our_id = (
+        f"<reply-{message.pk}.{ticket.correlation_id}@{settings.CHANNELS_EMAIL_MESSAGE_ID_DOMAIN}>"
+    )
     assert sent == {
         "personalizations": [{"to": [{"email": "jane.doe@example.org"}]}],
         "from": {"email": "support@acme.test", "name": "Acme Support"},
@@ -311,7 +335,10 @@ def test_webchat_reply_is_pushed_and_delivered(
         message = reply(ticket, agent, django_capture_on_commit_callbacks, text="Sure!")
     layer.return_value.group_send.assert_awaited_once_with(
         "webchat-v_fixture0001",
-        {"type": "webchat.message", "message": {"id": message.pk, "from": "agent", "text": "Sure!"}},
+        {
+            "type": "webchat.message",
+            "message": {"id": message.pk, "from": "agent", "text": "Sure!"},
+        },
     )
     message.refresh_from_db()
     assert message.delivery_status == "delivered"

@@ -13,6 +13,7 @@ from bs4 import BeautifulSoup
 
 from channels_app.adapters.base import MalformedPayload
 
+BLOCK_TAGS = ["p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"]
 TICKET_TOKEN = re.compile(r"\[(T-\d{6,})\]")
 MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 QUOTE_HEADERS = (
@@ -84,8 +85,12 @@ def html_to_text(html: str) -> str:
         tag.decompose()
     for quote in soup.find_all("blockquote"):
         quote.decompose()
-    text = soup.get_text("\n")
-    lines = [line.strip() for line in text.splitlines()]
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    for block in soup.find_all(BLOCK_TAGS):
+        block.append("\n")
+    text = soup.get_text()
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
