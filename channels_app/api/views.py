@@ -3,6 +3,7 @@ web chat widget's endpoints. Thin: each calls one service."""
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -37,6 +38,28 @@ class WebhookRateThrottle(PerIPRateThrottle):
     limit_setting = "CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE"
 
 
+def _cors(response: HttpResponse) -> HttpResponse:
+    """The widget runs on customers' sites; sessions travel in a header, never cookies."""
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Access-Control-Allow-Headers"] = "Content-Type, X-Webchat-Session"
+    response["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def webchat_cors(view: Any) -> Any:
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method == "OPTIONS":
+            return _cors(HttpResponse(status=204))
+        response = view(request, *args, **kwargs)
+        if kwargs.get("channel", "webchat") == "webchat":
+            _cors(response)
+        return response
+
+    return csrf_exempt(wrapper)
+
+
 def _error(code: str, message: str, http_status: int) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=http_status)
 
@@ -50,7 +73,7 @@ def _account(channel: str, token: str) -> ChannelAccount | JsonResponse:
         return _error("not_found", exc.message, 404)
 
 
-@csrf_exempt
+@webchat_cors
 @require_http_methods(["GET", "POST"])
 def webhook(request: HttpRequest, channel: str, token: str) -> HttpResponse:
     """``GET``: the channel's subscription handshake. ``POST``: one delivery.
@@ -165,7 +188,7 @@ def _json(request: HttpRequest) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-@csrf_exempt
+@webchat_cors
 @require_http_methods(["POST"])
 def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
     """Start a visitor session: name and email in, a signed session token out."""
@@ -194,6 +217,7 @@ def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
+@webchat_cors
 @require_http_methods(["GET"])
 def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
     """The polling fallback: the visitor's conversation after message id ``after``."""

@@ -134,3 +134,24 @@ def test_webchat_session_for_another_widget_is_refused(client: Any) -> None:
         HTTP_X_WEBCHAT_SESSION=started.json()["session"],
     )
     assert response.status_code == 403
+
+
+def test_widget_endpoints_allow_cross_origin_without_cookies(client: Any) -> None:
+    account = make_account("webchat")
+    preflight = client.options(f"/api/webhooks/webchat/{account.webhook_token}")
+    assert preflight.status_code == 204
+    assert preflight["Access-Control-Allow-Headers"] == "Content-Type, X-Webchat-Session"
+    other = make_account("whatsapp")
+    response = client.get(other.webhook_path)
+    assert "Access-Control-Allow-Origin" not in response
+
+
+def test_widget_script_is_served_from_static(client: Any) -> None:
+    from django.contrib.staticfiles import finders
+
+    path = finders.find("webchat/widget.js")
+    assert path is not None
+    with open(path, encoding="utf-8") as fh:
+        script = fh.read()
+    assert "/ws/webchat/" in script
+    assert "X-Webchat-Session" in script
