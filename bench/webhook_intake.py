@@ -136,6 +136,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--senders", type=int, default=300, help="distinct customers")
     parser.add_argument("--max-seconds", type=float, default=120)
+    parser.add_argument(
+        "--drain-seconds", type=float, default=180, help="wait for the worker to catch up"
+    )
     parser.add_argument("--web-workers", default="2")
     parser.add_argument("--celery-concurrency", default="2")
     args = parser.parse_args()
@@ -234,7 +237,7 @@ def main() -> None:
                 key = order[i]
                 first_sent[key] = min(first_sent.get(key, sent_at), sent_at)
         wanted = {f"wamid.bench.{run}.{i}": i for i in accepted_ids}
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + args.drain_seconds
         found: dict[str, datetime] = {}
         while time.monotonic() < deadline:
             rows = Message.objects.filter(
@@ -258,7 +261,7 @@ def main() -> None:
         print(f"ack p99             {pct(acks, 99) * 1000:8.1f} ms")
         print(f"into ticket p50     {pct(into_ticket, 50) * 1000:8.1f} ms")
         print(f"into ticket p95     {pct(into_ticket, 95) * 1000:8.1f} ms")
-        print(f"lost                {lost:8d}")
+        print(f"lost                {lost:8d}   (not in a ticket within {args.drain_seconds:.0f}s)")
         print(f"duplicated          {duplicated:8d}")
         if acks:
             print(

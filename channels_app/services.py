@@ -200,53 +200,67 @@ def inbound_event_process(*, event_id: int) -> ProcessOutcome | None:
     Raises ``RetryableError`` when a status names a message not (yet) recorded; the task
     retries with backoff and the last attempt records it as unmatched.
     """
-    event = InboundEvent.objects.select_related("account").get(pk=event_id)
-    if event.status in (InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.MALFORMED):
-        return None
-    InboundEvent.objects.filter(pk=event.pk).update(attempts=F("attempts") + 1)
-    event.attempts += 1
-    adapter = get_adapter(event.channel)
-    request = WebhookRequest(headers=event.headers, body=event.body_bytes)
-    outcome = ProcessOutcome()
-    for item in adapter.parse(event.account, request):
-        if isinstance(item, InboundMessage):
-            if _message_ingest(adapter, event.account, item):
-                outcome.created_messages += 1
-            else:
-                outcome.duplicates += 1
-        elif isinstance(item, StatusUpdate):
-            if _status_apply(event.channel, item):
-                outcome.statuses += 1
-            else:
-                outcome.unmatched_statuses += 1
-        else:
-            assert isinstance(item, UnknownEvent)
-            logger.info(
-                "Unknown %s event acknowledged (event %s): %s",
-                event.channel,
-                event.pk,
-                item.description,
-            )
-            outcome.unknown += 1
-    if outcome.unmatched_statuses and event.attempts < STATUS_RETRIES:
-        raise RetryableError(
-            f"{outcome.unmatched_statuses} status update(s) for messages not recorded yet."
+    with transaction.atomic():
+        # One transaction (one commit) per delivery; the row lock makes a concurrent
+        # duplicate task wait, then find the event processed. ``of`` spares the account row.
+        event = (
+            InboundEvent.objects.select_for_update(of=("self",))
+            .select_related("account")
+            .get(pk=event_id)
         )
-    only_unknown = outcome.unknown and not (
-        outcome.created_messages or outcome.duplicates or outcome.statuses
-    )
-    InboundEvent.objects.filter(pk=event.pk).update(
-        status=InboundStatus.IGNORED if only_unknown else InboundStatus.PROCESSED,
-        processed_at=timezone.now(),
-        error="",
-        summary=outcome.as_dict(),
-    )
+        if event.status in (
+            InboundStatus.PROCESSED,
+            InboundStatus.IGNORED,
+            InboundStatus.MALFORMED,
+        ):
+            return None
+        attempts = event.attempts + 1
+        adapter = get_adapter(event.channel)
+        request = WebhookRequest(headers=event.headers, body=event.body_bytes)
+        outcome = ProcessOutcome()
+        for item in adapter.parse(event.account, request):
+            if isinstance(item, InboundMessage):
+                if _message_ingest(adapter, event.account, item):
+                    outcome.created_messages += 1
+                else:
+                    outcome.duplicates += 1
+            elif isinstance(item, StatusUpdate):
+                if _status_apply(event.channel, item):
+                    outcome.statuses += 1
+                else:
+                    outcome.unmatched_statuses += 1
+            else:
+                assert isinstance(item, UnknownEvent)
+                logger.info(
+                    "Unknown %s event acknowledged (event %s): %s",
+                    event.channel,
+                    event.pk,
+                    item.description,
+                )
+                outcome.unknown += 1
+        if outcome.unmatched_statuses and attempts < STATUS_RETRIES:
+            # rolls back this attempt; inbound_event_fail counts it
+            raise RetryableError(
+                f"{outcome.unmatched_statuses} status update(s) for messages not recorded yet."
+            )
+        only_unknown = outcome.unknown and not (
+            outcome.created_messages or outcome.duplicates or outcome.statuses
+        )
+        InboundEvent.objects.filter(pk=event.pk).update(
+            status=InboundStatus.IGNORED if only_unknown else InboundStatus.PROCESSED,
+            attempts=attempts,
+            processed_at=timezone.now(),
+            error="",
+            summary=outcome.as_dict(),
+        )
     return outcome
 
 
 def inbound_event_fail(*, event_id: int, error: str, final: bool) -> None:
     InboundEvent.objects.filter(pk=event_id).exclude(status=InboundStatus.PROCESSED).update(
-        status=InboundStatus.DEAD if final else InboundStatus.RETRYING, error=error[:5000]
+        status=InboundStatus.DEAD if final else InboundStatus.RETRYING,
+        error=error[:5000],
+        attempts=F("attempts") + 1,
     )
 
 
