@@ -80,7 +80,9 @@ def body_for(run: str, i: int, senders: int) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
 
-async def send_all(url: str, bodies: list[bytes], concurrency: int, max_seconds: float):
+async def send_all(
+    url: str, bodies: list[bytes], concurrency: int, max_seconds: float
+) -> tuple[list[tuple[int, float, float, int]], float]:
     import httpx
 
     results: list[tuple[int, float, float, int]] = []  # (index, sent_at, ack_seconds, status)
@@ -243,7 +245,7 @@ def main() -> None:
             rows = Message.objects.filter(
                 channel="whatsapp", channel_message_id__startswith=f"wamid.bench.{run}."
             ).values_list("channel_message_id", "created_at")
-            found = dict(rows)
+            found = {str(mid): at for mid, at in rows}
             if len(found) >= len(wanted):
                 break
             time.sleep(0.5)
