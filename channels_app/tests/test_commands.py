@@ -120,5 +120,5 @@ def test_send_channel_fixture_names_available_fixtures() -> None:
         "s",
         stdout=io.StringIO(),
     )
-    with pytest.raises(CommandError, match="Available: image_message"):
+    with pytest.raises(CommandError, match="Available: contacts_message, image_message"):
         call_command("send_channel_fixture", "whatsapp", "nope", stdout=io.StringIO())

@@ -26,7 +26,22 @@ NEW_CONVERSATIONS = [
         "Does it come in another color? Café au lait 🙂",
         0,
     ),
-    ("whatsapp", "location_message", "Sheena Nelson", "16505551234", None, 0),
+    (
+        "whatsapp",
+        "location_message",
+        "Sheena Nelson",
+        "16505551234",
+        "Location: 37.483307, -122.148981 Main Street Beach 1 Hacker Way, Menlo Park, CA 94025",
+        0,
+    ),
+    (
+        "whatsapp",
+        "contacts_message",
+        "Sheena Nelson",
+        "16505551234",
+        "Shared contact: Barbara J. Johnson +1 (940) 555-1234",
+        0,
+    ),
     ("whatsapp", "interactive_button_reply", "Sheena Nelson", "16505551234", "Track my order", 0),
     (
         "messenger",
