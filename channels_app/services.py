@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from channels_app import selectors
@@ -366,7 +366,7 @@ def _message_ingest(
             ).exists():
                 return False
             if message.is_echo:
-                return _echo_record(channel, account_key, message)
+                return _echo_record(channel, account, message)
             customer = _customer_resolve(channel, message)
             ticket = None
             if channel == "email":
@@ -418,8 +418,16 @@ def _message_ingest(
         return False
 
 
-def _echo_record(channel: str, account_key: str, message: InboundMessage) -> bool:
-    """A message the business sent from the channel's own app: recorded outbound, no ticket."""
+def _echo_record(channel: str, account: ChannelAccount, message: InboundMessage) -> bool:
+    """A message the business sent from the channel's own app: recorded outbound, no ticket.
+
+    Echoes of our own Send API calls (``app_id`` equal to the account's ``settings.app_id``)
+    are skipped: the reply is already on the timeline.
+    """
+    own_app = str(account.settings.get("app_id", ""))
+    if own_app and message.metadata.get("app_id") == own_app:
+        return False
+    account_key = str(account.pk)
     identity = ChannelIdentity.objects.filter(
         channel=channel, external_id=message.sender_id
     ).first()
@@ -689,11 +697,23 @@ def outbound_delivery_attempt(*, delivery_id: int, expected_attempts: int) -> fl
             last_http_status=result.http_status,
             last_error="",
         )
-        ticket_services.message_delivery_update(
-            message=delivery.message,
-            status=DeliveryState.DELIVERED if result.delivered else DeliveryState.SENT,
-            channel_message_id=result.external_message_id or None,
-        )
+        state = DeliveryState.DELIVERED if result.delivered else DeliveryState.SENT
+        try:
+            with transaction.atomic():
+                ticket_services.message_delivery_update(
+                    message=delivery.message,
+                    status=state,
+                    channel_message_id=result.external_message_id or None,
+                )
+        except IntegrityError:
+            # An echo of this very send was recorded first under the same channel id;
+            # keep the status, never fail a request the channel already accepted.
+            logger.warning(
+                "Channel id %s already recorded (echo); message %s keeps none",
+                result.external_message_id,
+                delivery.message_id,
+            )
+            ticket_services.message_delivery_update(message=delivery.message, status=state)
     logger.info(
         "Delivered message %s on %s (attempt %s)", delivery.message_id, delivery.channel, attempt_no
     )
@@ -781,9 +801,15 @@ def _enqueue_attempt(delivery_id: int, expected: int, countdown: float = 0) -> N
 def outbound_delivery_sweep() -> int:
     """Re-enqueue deliveries whose scheduled retry was lost (e.g. a worker restart)."""
     grace = timezone.now() - timedelta(seconds=60)
-    due = OutboundDelivery.objects.filter(
-        status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING], next_attempt_at__lt=grace
-    ).values_list("pk", "attempts")[:500]
+    due = (
+        OutboundDelivery.objects.filter(
+            status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING]
+        )
+        .filter(
+            Q(next_attempt_at__lt=grace) | Q(next_attempt_at__isnull=True, created_at__lt=grace)
+        )
+        .values_list("pk", "attempts")[:500]
+    )
     count = 0
     for pk, attempts in due:
         _enqueue_attempt(pk, attempts)

@@ -355,3 +355,57 @@ def test_reply_on_a_channel_without_account_fails_visibly(
     message.refresh_from_db()
     assert (message.delivery_status, message.delivery_error_code) == ("failed", "no_account")
     assert OutboundDelivery.objects.count() == 0
+
+
+@responses.activate
+def test_echo_recorded_before_the_send_result_does_not_break_the_delivery(
+    post_fixture: Any, agent: Any
+) -> None:
+    from channels_app.models import ChannelAccount
+
+    account = make_account("messenger")
+    post_fixture(account, "text_message")
+    ticket = Ticket.objects.get()
+    message = message_add(ticket=ticket, body="Sent via API", author_user=agent)
+    # Meta's echo of our own send arrives (and is processed) before our send task commits
+    from unittest import mock
+
+    with mock.patch("channels_app.services.outbound_wanted", return_value=False):
+        post_fixture(account, "echo")
+    assert Message.objects.filter(channel_message_id="m_ECHO_FIXTURE_0001").count() == 1
+    responses.post(
+        "https://graph.facebook.com/v21.0/me/messages",
+        json={"recipient_id": "6789012345678901", "message_id": "m_ECHO_FIXTURE_0001"},
+    )
+    delivery = services.outbound_delivery_create(message_id=message.pk)
+    assert delivery is not None
+    assert services.outbound_delivery_attempt(delivery_id=delivery.pk, expected_attempts=0) is None
+    delivery.refresh_from_db()
+    message.refresh_from_db()
+    assert (delivery.status, delivery.external_message_id) == ("succeeded", "m_ECHO_FIXTURE_0001")
+    assert (message.delivery_status, message.channel_message_id) == ("sent", None)
+    assert ChannelAccount.objects.count() == 1
+
+
+def test_echo_of_our_own_app_is_skipped(post_fixture: Any) -> None:
+    account = make_account("messenger")
+    account.settings = {"app_id": "1517776481860111"}
+    account.save()
+    post_fixture(account, "text_message")
+    before = counts()
+    post_fixture(account, "echo")
+    assert diff(before, counts()) == {"events": 1}
+
+
+def test_sweep_requeues_lost_attempts(wa_ticket: Ticket, agent: Any) -> None:
+    from unittest import mock
+
+    message = message_add(ticket=wa_ticket, body="Hello", author_user=agent)
+    delivery = services.outbound_delivery_create(message_id=message.pk)
+    assert delivery is not None
+    OutboundDelivery.objects.filter(pk=delivery.pk).update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+    with mock.patch("channels_app.services._enqueue_attempt") as enqueue:
+        assert services.outbound_delivery_sweep() == 1
+    enqueue.assert_called_once_with(delivery.pk, 0)

@@ -150,6 +150,7 @@ class MessagingPlatformAdapter(MetaAdapter):
             meta["quick_reply"] = msg["quick_reply"]
         if is_echo:
             meta["echo"] = True
+            meta["app_id"] = str(msg.get("app_id", ""))
         return InboundMessage(
             external_message_id=msg.get("mid", ""),
             sender_id=customer,

@@ -117,6 +117,7 @@ class TwitterAdapter(ChannelAdapter):
             meta["quick_reply"] = data["quick_reply_response"]
         if is_echo:
             meta["echo"] = True
+            meta["app_id"] = str(create.get("source_app_id", ""))
         profile = users.get(customer, {})
         return InboundMessage(
             external_message_id=str(dm.get("id", "")),
