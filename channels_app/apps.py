@@ -26,3 +26,16 @@ class ChannelsAppConfig(AppConfig):
         from support.events import subscribe
 
         subscribe("message.created", _on_message_created)
+
+        from channels_app.panels import deliveries_context
+        from tickets.panels import Panel, register_panel
+
+        register_panel(
+            Panel(
+                name="channel-deliveries",
+                title="Channel deliveries",
+                template="channels_app/panel_deliveries.html",
+                context=deliveries_context,
+                order=60,
+            )
+        )

@@ -136,3 +136,37 @@ def test_agents_cannot_redrive(post_fixture: Any, client: Client, agent: Any) ->
         admin.redrive(request, OutboundDelivery.objects.none())
     told.assert_called_once()
     assert "Only supervisors" in told.call_args.args[1]
+
+
+@responses.activate
+def test_deliveries_panel_shows_a_dead_letter_with_its_error(
+    post_fixture: Any, agent: Any, supervisor: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.template.loader import render_to_string
+    from django.test import RequestFactory
+
+    from tickets.panels import panels_for
+    from tickets.services import message_add
+
+    account = make_account("whatsapp")
+    post_fixture(account, "text_message")
+    ticket = Ticket.objects.get()
+    [panel] = [p for p in panels_for("sidebar") if p.name == "channel-deliveries"]
+    request = RequestFactory().get("/")
+    request.user = supervisor
+    assert panel.context(request, ticket) is None
+    responses.post(
+        "https://graph.facebook.com/v21.0/106540352242922/messages",
+        status=400,
+        json={"error": {"message": "(#131030) Recipient not in allowed list"}},
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        message_add(ticket=ticket, body="Hello there", author_user=agent)
+    context = panel.context(request, ticket)
+    assert context is not None
+    html = render_to_string(panel.template, context)
+    assert "Hello there" in html
+    assert "Dead letter (1 attempt), message failed" in html
+    assert "http_400" in html
+    assert "Recipient not in allowed list" in html
+    assert "Re-drive in admin" in html
