@@ -86,7 +86,13 @@ class TwitterAdapter(ChannelAdapter):
                     timestamp=epoch_to_datetime(read.get("created_timestamp"), millis=True),
                 )
             )
-        known = {"for_user_id", "users", "direct_message_events", "direct_message_mark_read_events"}
+        known = {
+            "for_user_id",
+            "users",
+            "apps",
+            "direct_message_events",
+            "direct_message_mark_read_events",
+        }
         for key in sorted(set(data) - known):
             events.append(UnknownEvent(key))
         return events
