@@ -1,9 +1,41 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.apps import AppConfig
+
+if TYPE_CHECKING:
+    from support.models import OutboxEvent
+
+
+def _on_message_created(event: OutboxEvent) -> None:
+    """A queued public reply on one of our channels: enqueue its send task."""
+    from channels_app.services import outbound_wanted
+    from channels_app.tasks import outbound_message_send_task
+
+    if outbound_wanted(event.payload):
+        outbound_message_send_task.delay(event.payload["message_id"])
 
 
 class ChannelsAppConfig(AppConfig):
     name = "channels_app"
     verbose_name = "Channels"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from support.events import subscribe
+
+        subscribe("message.created", _on_message_created)
+
+        from channels_app.panels import deliveries_context
+        from tickets.panels import Panel, register_panel
+
+        register_panel(
+            Panel(
+                name="channel-deliveries",
+                title="Channel deliveries",
+                template="channels_app/panel_deliveries.html",
+                context=deliveries_context,
+                order=60,
+            )
+        )

@@ -279,6 +279,28 @@ DEMO_PASSWORD = env.get_str("DEMO_PASSWORD", "demo-password-123")
 # --- Integrations: each is off until configured ---------------------------------
 # channels_app (omnichannel intake and delivery)
 CHANNEL_REOPEN_WINDOW_HOURS = env.get_int("CHANNEL_REOPEN_WINDOW_HOURS", 72)
+CHANNELS_HTTP_TIMEOUT = env.get_float("CHANNELS_HTTP_TIMEOUT", 10.0)
+CHANNELS_OUTBOUND_MAX_ATTEMPTS = env.get_int("CHANNELS_OUTBOUND_MAX_ATTEMPTS", 6)
+CHANNELS_OUTBOUND_BACKOFF_BASE = env.get_float("CHANNELS_OUTBOUND_BACKOFF_BASE", 2.0)
+CHANNELS_OUTBOUND_BACKOFF_CAP = env.get_float("CHANNELS_OUTBOUND_BACKOFF_CAP", 600.0)
+CHANNELS_INBOUND_MAX_ATTEMPTS = env.get_int("CHANNELS_INBOUND_MAX_ATTEMPTS", 5)
+CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE = env.get_int(
+    "CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE", 60000
+)
+CHANNELS_EMAIL_MESSAGE_ID_DOMAIN = env.get_str("CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", "support.local")
+WHATSAPP_WINDOW_HOURS = env.get_int("WHATSAPP_WINDOW_HOURS", 24)
+META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook.com")
+META_GRAPH_API_VERSION = env.get_str("META_GRAPH_API_VERSION", "v21.0")
+X_API_BASE = env.get_str("X_API_BASE", "https://api.x.com")
+SENDGRID_API_BASE = env.get_str("SENDGRID_API_BASE", "https://api.sendgrid.com")
+CELERY_BEAT_SCHEDULE["channels-outbound-sweep"] = {
+    "task": "channels_app.tasks.outbound_delivery_sweep_task",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["channels-inbound-sweep"] = {
+    "task": "channels_app.tasks.inbound_event_sweep_task",
+    "schedule": 60.0,
+}
 
 # routing (AI routing agent)
 AI_PROVIDER = env.get_str("AI_PROVIDER", "local")  # local | bedrock | openai

@@ -482,6 +482,26 @@ def _recent_public_text(ticket: Ticket, limit: int = 20) -> str:
     return "\n".join(texts)[:20000]
 
 
+@transaction.atomic
+def attachment_content_store(
+    *, attachment: Attachment, content: bytes, content_type: str = "", filename: str = ""
+) -> Attachment:
+    """Store a downloaded file for an attachment recorded by reference (idempotent)."""
+    from django.core.files.base import ContentFile
+
+    attachment = Attachment.objects.select_for_update().get(pk=attachment.pk)
+    if attachment.file:
+        return attachment
+    if filename:
+        attachment.filename = filename[:255]
+    if content_type:
+        attachment.content_type = content_type[:127]
+    attachment.size = len(content)
+    attachment.file.save(attachment.filename, ContentFile(content), save=False)
+    attachment.save(update_fields=["file", "filename", "content_type", "size"])
+    return attachment
+
+
 def _attachment_create(message: Message, item: NewAttachment) -> Attachment:
     from django.core.files.base import ContentFile
 

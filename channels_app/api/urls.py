@@ -1,5 +1,12 @@
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from channels_app.api import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("webhooks/chatbot", views.ChatbotHandoffApi.as_view(), name="api-chatbot-handoff"),
+    path("webhooks/<str:channel>/<str:token>", views.webhook, name="api-channel-webhook"),
+    path("webchat/<str:token>/session", views.webchat_session, name="api-webchat-session"),
+    path("webchat/<str:token>/messages", views.webchat_messages, name="api-webchat-messages"),
+]

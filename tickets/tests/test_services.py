@@ -130,3 +130,26 @@ def test_customer_get_or_create_matches_email_case_insensitively(customer):
     new, created = services.customer_get_or_create(email="grace@example.com", name="Grace")
     assert created is True
     assert new.name == "Grace"
+
+
+@pytest.mark.django_db
+def test_attachment_content_store_saves_once(customer, settings, tmp_path) -> None:
+    from tickets.models import Attachment
+    from tickets.services import NewAttachment, attachment_content_store, ticket_create
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    ticket = ticket_create(
+        customer=customer,
+        subject="Photo",
+        attachments=[NewAttachment(filename="a.jpg", external_media_id="m1", kind="image")],
+    )
+    attachment = Attachment.objects.get(message__ticket=ticket)
+    assert not attachment.file
+    stored = attachment_content_store(
+        attachment=attachment, content=b"abc", content_type="image/jpeg", filename="b.jpg"
+    )
+    assert (stored.size, stored.content_type, stored.filename) == (3, "image/jpeg", "b.jpg")
+    again = attachment_content_store(attachment=attachment, content=b"other")
+    assert again.size == 3
+    with again.file.open("rb") as fh:
+        assert fh.read() == b"abc"

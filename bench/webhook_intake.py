@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""Webhook intake benchmark: signed WhatsApp deliveries on loopback, 5% redelivered.
+
+Prints accepted/s, p50/p99 acknowledgement latency, p95 time until the message is in
+its ticket, and counts of lost and duplicated messages.
+
+    .venv/bin/python bench/webhook_intake.py                 # starts uvicorn + a worker
+    .venv/bin/python bench/webhook_intake.py --url http://127.0.0.1:8000   # a `make run`
+
+Uses the run profile's PostgreSQL and Redis (scripts/services.py; SUPPORT_REDIS_PORT).
+Loopback only; bounded by --count and --max-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+SECRET = "bench-app-secret"  # noqa: S105 - a local benchmark account
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def body_for(run: str, i: int, senders: int) -> bytes:
+    sender = f"1555{run[-4:]}{i % senders:05d}"
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "bench-waba",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550000000",
+                                "phone_number_id": "bench",
+                            },
+                            "contacts": [
+                                {"profile": {"name": f"Bench {i % senders}"}, "wa_id": sender}
+                            ],
+                            "messages": [
+                                {
+                                    "from": sender,
+                                    "id": f"wamid.bench.{run}.{i}",
+                                    "timestamp": str(int(time.time())),
+                                    "type": "text",
+                                    "text": {"body": f"bench message {i}"},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+async def send_all(
+    url: str, bodies: list[bytes], concurrency: int, max_seconds: float
+) -> tuple[list[tuple[int, float, float, int]], float]:
+    import httpx
+
+    results: list[tuple[int, float, float, int]] = []  # (index, sent_at, ack_seconds, status)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(len(bodies)):
+        queue.put_nowait(i)
+    deadline = time.monotonic() + max_seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
+
+        async def worker() -> None:
+            while not queue.empty() and time.monotonic() < deadline:
+                i = queue.get_nowait()
+                body = bodies[i]
+                sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                sent_at = time.time()
+                start = time.perf_counter()
+                try:
+                    response = await client.post(
+                        url,
+                        content=body,
+                        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sig},
+                    )
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = 0
+                results.append((i, sent_at, time.perf_counter() - start, status))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return results, elapsed
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"server at {url} did not come up")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--url", help="base URL of a running server (default: start one)")
+    parser.add_argument("--count", type=int, default=3000, help="unique messages to send")
+    parser.add_argument("--dup-rate", type=float, default=0.05)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--senders", type=int, default=300, help="distinct customers")
+    parser.add_argument("--max-seconds", type=float, default=120)
+    parser.add_argument(
+        "--drain-seconds", type=float, default=180, help="wait for the worker to catch up"
+    )
+    parser.add_argument("--web-workers", default="2")
+    parser.add_argument("--celery-concurrency", default="2")
+    args = parser.parse_args()
+
+    import services  # scripts/services.py
+
+    env = dict(os.environ)
+    env.update(services.start("run"))
+    env.setdefault("ENVIRONMENT", "dev")
+    env["DEBUG"] = "false"
+    env["LOG_LEVEL"] = "WARNING"
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
+    import django
+
+    django.setup()
+    from channels_app.services import channel_account_upsert
+    from tickets.models import Message
+
+    account = channel_account_upsert(
+        channel="whatsapp", name="bench", external_id="bench", app_secret=SECRET
+    )
+    children: list[subprocess.Popen[bytes]] = []
+    port = int(env.get("BENCH_PORT", env.get("PORT", "8000")))
+    base = args.url
+    if not base:
+        base = f"http://127.0.0.1:{port}"
+        bin_dir = Path(sys.executable).parent
+        children.append(
+            subprocess.Popen(
+                [
+                    str(bin_dir / "uvicorn"),
+                    "support.asgi:application",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    args.web_workers,
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+            )
+        )
+        children.append(
+            subprocess.Popen(
+                [
+                    str(bin_dir / "celery"),
+                    "-A",
+                    "support",
+                    "worker",
+                    "-l",
+                    "WARNING",
+                    "-c",
+                    args.celery_concurrency,
+                    "-n",
+                    f"bench-{os.getpid()}@%h",
+                ],
+                cwd=ROOT,
+                env=env,
+                start_new_session=True,
+            )
+        )
+    try:
+        wait_http(f"{base}/health")
+        time.sleep(3 if children else 0)  # let the worker connect
+        run = datetime.now(UTC).strftime("%H%M%S") + f"{random.randrange(10000):04d}"
+        bodies = [body_for(run, i, args.senders) for i in range(args.count)]
+        n_dups = int(args.count * args.dup_rate)
+        order = list(range(args.count)) + random.sample(range(args.count), n_dups)
+        random.shuffle(order)
+        sequence = [bodies[i] for i in order]
+        url = f"{base}{account.webhook_path}"
+        print(
+            f"[bench] {len(sequence)} POSTs ({args.count} unique, {n_dups} redelivered) "
+            f"to {url} with concurrency {args.concurrency}",
+            flush=True,
+        )
+        results, elapsed = asyncio.run(send_all(url, sequence, args.concurrency, args.max_seconds))
+        acks = [r[2] for r in results if r[3] == 200]
+        accepted_ids = {order[r[0]] for r in results if r[3] == 200}
+        errors = [r for r in results if r[3] != 200]
+        first_sent: dict[int, float] = {}
+        for i, sent_at, _, status in results:
+            if status == 200:
+                key = order[i]
+                first_sent[key] = min(first_sent.get(key, sent_at), sent_at)
+        wanted = {f"wamid.bench.{run}.{i}": i for i in accepted_ids}
+        deadline = time.monotonic() + args.drain_seconds
+        found: dict[str, datetime] = {}
+        while time.monotonic() < deadline:
+            rows = Message.objects.filter(
+                channel="whatsapp", channel_message_id__startswith=f"wamid.bench.{run}."
+            ).values_list("channel_message_id", "created_at")
+            found = {str(mid): at for mid, at in rows}
+            if len(found) >= len(wanted):
+                break
+            time.sleep(0.5)
+        total_rows = Message.objects.filter(
+            channel="whatsapp", channel_message_id__startswith=f"wamid.bench.{run}."
+        ).count()
+        into_ticket = [
+            found[mid].timestamp() - first_sent[i] for mid, i in wanted.items() if mid in found
+        ]
+        lost = len([m for m in wanted if m not in found])
+        duplicated = total_rows - len(found)
+        print(f"[bench] sent {len(results)} in {elapsed:.2f}s; non-200: {len(errors)}")
+        print(f"accepted/s          {len(acks) / elapsed:8.1f}")
+        print(f"ack p50             {pct(acks, 50) * 1000:8.1f} ms")
+        print(f"ack p99             {pct(acks, 99) * 1000:8.1f} ms")
+        print(f"into ticket p50     {pct(into_ticket, 50) * 1000:8.1f} ms")
+        print(f"into ticket p95     {pct(into_ticket, 95) * 1000:8.1f} ms")
+        print(f"lost                {lost:8d}   (not in a ticket within {args.drain_seconds:.0f}s)")
+        print(f"duplicated          {duplicated:8d}")
+        if acks:
+            print(
+                f"(ack mean {statistics.mean(acks) * 1000:.1f} ms; "
+                f"{len(set(order)) - len(accepted_ids)} unique never accepted)"
+            )
+    finally:
+        for proc in children:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in children:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()

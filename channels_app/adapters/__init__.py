@@ -1,0 +1,1 @@
+"""One package per channel behind one small interface (see ``base``) and one registry."""

@@ -1,0 +1,171 @@
+"""Email: SendGrid Inbound Parse in (multipart/form-data), SendGrid v3 Mail Send out."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from channels_app.adapters.base import (
+    ChannelAdapter,
+    Event,
+    InboundMessage,
+    MediaRef,
+    OutboundRequest,
+    SendResult,
+    SignatureError,
+    WebhookRequest,
+    constant_time_equal,
+    http_call,
+)
+from channels_app.adapters.email.parsing import (
+    address,
+    header_block,
+    html_to_text,
+    message_ids,
+    mime_parts,
+    parse_form_data,
+    strip_quoted_reply,
+)
+
+if TYPE_CHECKING:
+    from email.message import Message
+
+    from channels_app.models import ChannelAccount
+
+
+def _kind(content_type: str) -> str:
+    major = content_type.split("/", 1)[0]
+    return {"image": "image", "audio": "audio", "video": "video"}.get(major, "document")
+
+
+class EmailAdapter(ChannelAdapter):
+    channel = "email"
+    kept_headers = ("content-type", "user-agent")
+
+    def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
+        """SendGrid signs nothing: the URL carries a secret ``token`` or basic auth does."""
+        if not account.inbound_token:
+            raise SignatureError("This account has no inbound token configured.", status=403)
+        given = request.query.get("token", "")
+        auth = request.header("authorization")
+        if not given and auth.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(auth[6:].strip()).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise SignatureError("Malformed basic auth.", status=401) from None
+            given = decoded.partition(":")[2]
+        if not given:
+            raise SignatureError("Missing inbound token (?token= or basic auth).", status=401)
+        if not constant_time_equal(given, account.inbound_token):
+            raise SignatureError("The inbound token does not match.", status=403)
+
+    def check_well_formed(self, request: WebhookRequest) -> None:
+        parse_form_data(request.header("content-type"), request.body)
+
+    def delivery_id(self, request: WebhookRequest) -> str:
+        return hashlib.sha256(request.body).hexdigest()
+
+    def parse(self, account: ChannelAccount, request: WebhookRequest) -> list[Event]:
+        form = parse_form_data(request.header("content-type"), request.body)
+        charsets: dict[str, str] = {}
+        if form.fields.get("charsets"):
+            try:
+                charsets = json.loads(form.text("charsets"))
+            except json.JSONDecodeError:
+                charsets = {}
+
+        def field(name: str) -> str:
+            return form.text(name, charsets.get(name, "utf-8"))
+
+        files = list(form.files.values())
+        headers: Message
+        if "email" in form.fields:  # "POST the raw, full MIME message" mode
+            text, html, files, mime = mime_parts(form.fields["email"])
+            headers = mime
+            subject = str(mime.get("subject", ""))
+            sender = str(mime.get("from", ""))
+        else:
+            text, html = field("text"), field("html")
+            headers = header_block(field("headers"))
+            subject = field("subject") or str(headers.get("subject", ""))
+            sender = field("from") or str(headers.get("from", ""))
+        name, addr = address(sender)
+        body = text if text.strip() else html_to_text(html) if html else ""
+        own_id = message_ids(str(headers.get("message-id", "")))
+        references = message_ids(str(headers.get("references", "")))
+        in_reply_to = message_ids(str(headers.get("in-reply-to", "")))
+        metadata: dict[str, Any] = {
+            "subject": subject,
+            "to": field("to") or str(headers.get("to", "")),
+            "spf": field("SPF"),
+            "dkim": field("dkim"),
+            "spam_score": field("spam_score"),
+        }
+        media = tuple(
+            MediaRef(
+                kind=_kind(f.content_type),
+                mime_type=f.content_type,
+                filename=f.filename,
+                content=f.value,
+            )
+            for f in files
+        )
+        return [
+            InboundMessage(
+                external_message_id=own_id[0] if own_id else self.delivery_id(request),
+                sender_id=addr,
+                sender_name=name,
+                sender_email=addr,
+                text=strip_quoted_reply(body),
+                html=html,
+                subject=subject,
+                media=media,
+                reply_to_external_id=in_reply_to[0] if in_reply_to else "",
+                references=references + in_reply_to,
+                metadata=metadata,
+            )
+        ]
+
+    def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        base = str(getattr(settings, "SENDGRID_API_BASE", "https://api.sendgrid.com")).rstrip("/")
+        subject = outbound.subject or "Your request"
+        if not subject.lower().startswith("re:"):
+            subject = f"Re: {subject}"
+        if f"[{outbound.ticket_number}]" not in subject:
+            subject = f"{subject} [{outbound.ticket_number}]"
+        headers: dict[str, str] = {"Message-ID": outbound.outgoing_message_id}
+        if outbound.thread_message_ids:
+            headers["In-Reply-To"] = outbound.thread_message_ids[-1]
+            headers["References"] = " ".join(outbound.thread_message_ids)
+        sender: dict[str, str] = {
+            "email": str(account.settings.get("from_email") or account.external_id)
+        }
+        if account.settings.get("from_name"):
+            sender["name"] = str(account.settings["from_name"])
+        body = {
+            "personalizations": [{"to": [{"email": outbound.recipient_id}]}],
+            "from": sender,
+            "subject": subject,
+            "content": [{"type": "text/plain", "value": outbound.text}],
+            "headers": headers,
+            "custom_args": {
+                "ticket_id": str(outbound.ticket_id),
+                "message_id": str(outbound.message_id),
+            },
+        }
+        response = http_call(
+            "POST",
+            f"{base}/v3/mail/send",
+            json=body,
+            headers={"Authorization": f"Bearer {account.access_token}"},
+        )
+        return SendResult(
+            external_message_id=outbound.outgoing_message_id,
+            http_status=response.status_code,
+            request_body=body,
+            response_body=response.headers.get("X-Message-Id", ""),
+        )

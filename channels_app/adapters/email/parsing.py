@@ -1,0 +1,144 @@
+"""Email helpers: multipart/form-data from SendGrid, MIME, HTML to text, quoted replies."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from dataclasses import dataclass, field
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parseaddr
+
+from bs4 import BeautifulSoup
+
+from channels_app.adapters.base import MalformedPayload
+
+BLOCK_TAGS = ["p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"]
+TICKET_TOKEN = re.compile(r"\[(T-\d{6,})\]")
+MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+QUOTE_HEADERS = (
+    re.compile(r"^On .{0,200}wrote:\s*$", re.MULTILINE),
+    re.compile(r"^-{2,}\s*Original Message\s*-{2,}", re.MULTILINE | re.IGNORECASE),
+    re.compile(r"^_{10,}\s*$", re.MULTILINE),
+    re.compile(r"^From: .+\nSent: .+", re.MULTILINE),
+)
+
+
+@dataclass
+class FormPart:
+    name: str
+    value: bytes
+    filename: str = ""
+    content_type: str = ""
+
+
+@dataclass
+class FormData:
+    fields: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, FormPart] = field(default_factory=dict)
+
+    def text(self, name: str, charset: str = "utf-8") -> str:
+        raw = self.fields.get(name, b"")
+        try:
+            return raw.decode(charset or "utf-8")
+        except (LookupError, UnicodeDecodeError):
+            return raw.decode("utf-8", errors="replace")
+
+
+def parse_form_data(content_type: str, body: bytes) -> FormData:
+    """Parse a ``multipart/form-data`` body with the standard library's MIME parser."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise MalformedPayload(
+            f"Expected multipart/form-data from SendGrid Inbound Parse, got {content_type!r}."
+        )
+    if "boundary=" not in content_type:
+        raise MalformedPayload("The multipart Content-Type has no boundary.")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    message = email.message_from_bytes(head + body, policy=email.policy.HTTP)
+    if not message.is_multipart() or message.defects:
+        raise MalformedPayload(
+            "The multipart body could not be parsed "
+            f"({', '.join(type(d).__name__ for d in message.defects) or 'no parts'})."
+        )
+    form = FormData()
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True)
+        value = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename() or ""
+        if filename:
+            form.files[str(name)] = FormPart(
+                str(name), value, filename, part.get_content_type() or ""
+            )
+        else:
+            form.fields[str(name)] = value
+    if not form.fields and not form.files:
+        raise MalformedPayload("The multipart body has no form fields.")
+    return form
+
+
+def html_to_text(html: str) -> str:
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "head"]):
+        tag.decompose()
+    for quote in soup.find_all("blockquote"):
+        quote.decompose()
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    for block in soup.find_all(BLOCK_TAGS):
+        block.append("\n")
+    text = soup.get_text()
+    lines = [re.sub(r"[ \t\xa0]+", " ", line).strip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def strip_quoted_reply(text: str) -> str:
+    """Keep what the customer wrote, not the thread quoted below it."""
+    cut = len(text)
+    for pattern in QUOTE_HEADERS:
+        match = pattern.search(text)
+        if match and match.start() > 0:
+            cut = min(cut, match.start())
+    kept = [line for line in text[:cut].splitlines() if not line.lstrip().startswith(">")]
+    return "\n".join(kept).strip() or text.strip()
+
+
+def header_block(raw: str) -> Message:
+    return email.message_from_string(raw.strip() + "\n\n", policy=email.policy.default)
+
+
+def message_ids(value: str) -> tuple[str, ...]:
+    return tuple(MESSAGE_ID.findall(value or ""))
+
+
+def address(value: str) -> tuple[str, str]:
+    name, addr = parseaddr(value or "")
+    return name, addr.strip().lower()
+
+
+def addresses(value: str) -> list[str]:
+    return [addr.lower() for _, addr in getaddresses([value or ""]) if addr]
+
+
+def mime_parts(raw: bytes) -> tuple[str, str, list[FormPart], EmailMessage]:
+    """Text, HTML and attachments of a raw MIME message (SendGrid's "send raw" mode)."""
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    text_part = msg.get_body(preferencelist=("plain",))
+    html_part = msg.get_body(preferencelist=("html",))
+    text = text_part.get_content() if text_part is not None else ""
+    html = html_part.get_content() if html_part is not None else ""
+    files = []
+    for part in msg.iter_attachments():
+        payload = part.get_payload(decode=True)
+        files.append(
+            FormPart(
+                "attachment",
+                payload if isinstance(payload, bytes) else b"",
+                part.get_filename() or "attachment",
+                part.get_content_type(),
+            )
+        )
+    return str(text), str(html), files, msg

@@ -1,0 +1,18 @@
+"""Instagram messaging (Instagram API with the Messenger Platform webhook shape)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from channels_app.adapters.meta.messaging import MessagingPlatformAdapter
+
+if TYPE_CHECKING:
+    from channels_app.models import ChannelAccount
+
+
+class InstagramAdapter(MessagingPlatformAdapter):
+    channel = "instagram"
+    object_name = "instagram"
+
+    def send_path(self, account: ChannelAccount) -> str:
+        return f"{account.external_id or 'me'}/messages"

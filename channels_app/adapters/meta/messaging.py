@@ -1,0 +1,190 @@
+"""Messenger and Instagram share the Messenger Platform webhook shape and Send API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from channels_app.adapters.base import (
+    Event,
+    FetchedMedia,
+    InboundMessage,
+    MalformedPayload,
+    MediaRef,
+    OutboundRequest,
+    SendResult,
+    StatusUpdate,
+    UnknownEvent,
+    WebhookRequest,
+    epoch_to_datetime,
+    http_call,
+    json_body,
+)
+from channels_app.adapters.meta.common import MetaAdapter, graph_url
+
+if TYPE_CHECKING:
+    from channels_app.models import ChannelAccount
+
+ATTACHMENT_KINDS = {
+    "image": "image",
+    "audio": "audio",
+    "video": "video",
+    "file": "document",
+    "sticker": "sticker",
+}
+
+
+class MessagingPlatformAdapter(MetaAdapter):
+    object_name: str
+
+    def check_well_formed(self, request: WebhookRequest) -> None:
+        data = json_body(request.body)
+        if not isinstance(data, dict) or not isinstance(data.get("entry", []), list):
+            raise MalformedPayload("Expected a JSON object with an 'entry' list.")
+
+    def send_path(self, account: ChannelAccount) -> str:
+        return "me/messages"
+
+    def parse(self, account: ChannelAccount, request: WebhookRequest) -> list[Event]:
+        data = json_body(request.body)
+        if data.get("object") != self.object_name:
+            return [UnknownEvent(f"object={data.get('object')!r}")]
+        events: list[Event] = []
+        for entry in data.get("entry", []):
+            for item in entry.get("messaging", []):
+                events.extend(self._item(item))
+            for change in entry.get("changes", []):
+                events.append(UnknownEvent(f"field={change.get('field')!r}"))
+        return events
+
+    def _item(self, item: dict[str, Any]) -> list[Event]:
+        sender = item.get("sender", {}).get("id", "")
+        recipient = item.get("recipient", {}).get("id", "")
+        at = epoch_to_datetime(item.get("timestamp"), millis=True)
+        if "message" in item:
+            return [self._message(item["message"], sender, recipient, at)]
+        if "postback" in item:
+            postback = item["postback"]
+            return [
+                InboundMessage(
+                    external_message_id=postback.get("mid")
+                    or f"postback-{sender}-{item.get('timestamp')}",
+                    sender_id=sender,
+                    text=postback.get("title", ""),
+                    timestamp=at,
+                    metadata={"postback": postback},
+                )
+            ]
+        if "reaction" in item:
+            reaction = item["reaction"]
+            emoji = reaction.get("emoji") or reaction.get("reaction", "")
+            verb = "Removed reaction" if reaction.get("action") == "unreact" else "Reacted"
+            return [
+                InboundMessage(
+                    external_message_id=f"reaction-{reaction.get('mid', '')}-{sender}-"
+                    f"{reaction.get('action', '')}-{item.get('timestamp')}",
+                    sender_id=sender,
+                    text=f"{verb} {emoji}".strip(),
+                    timestamp=at,
+                    reply_to_external_id=reaction.get("mid", ""),
+                    metadata={"reaction": reaction},
+                )
+            ]
+        if "delivery" in item:
+            delivery = item["delivery"]
+            watermark = epoch_to_datetime(delivery.get("watermark"), millis=True)
+            mids = delivery.get("mids") or []
+            if not mids:
+                return [
+                    StatusUpdate(
+                        external_message_id="",
+                        status="delivered",
+                        timestamp=at,
+                        watermark=watermark,
+                        recipient_id=sender,
+                    )
+                ]
+            return [
+                StatusUpdate(external_message_id=mid, status="delivered", timestamp=at)
+                for mid in mids
+            ]
+        if "read" in item:
+            read = item["read"]
+            if read.get("mid"):
+                return [StatusUpdate(external_message_id=read["mid"], status="read", timestamp=at)]
+            return [
+                StatusUpdate(
+                    external_message_id="",
+                    status="read",
+                    timestamp=at,
+                    watermark=epoch_to_datetime(read.get("watermark"), millis=True),
+                    recipient_id=sender,
+                )
+            ]
+        keys = sorted(k for k in item if k not in ("sender", "recipient", "timestamp"))
+        return [UnknownEvent(f"messaging event {', '.join(keys) or 'empty'}")]
+
+    def _message(self, msg: dict[str, Any], sender: str, recipient: str, at: Any) -> Event:
+        is_echo = bool(msg.get("is_echo"))
+        customer = recipient if is_echo else sender
+        meta: dict[str, Any] = {}
+        media: list[MediaRef] = []
+        text = msg.get("text", "")
+        for att in msg.get("attachments", []) or []:
+            kind = att.get("type", "")
+            payload = att.get("payload") or {}
+            if kind in ATTACHMENT_KINDS and payload.get("url"):
+                media.append(
+                    MediaRef(
+                        kind="sticker" if payload.get("sticker_id") else ATTACHMENT_KINDS[kind],
+                        url=payload["url"],
+                        filename=f"{kind}-{msg.get('mid', '')[-12:]}",
+                    )
+                )
+            elif kind == "location":
+                coords = payload.get("coordinates", {})
+                meta["location"] = coords
+                text = text or f"Location: {coords.get('lat')}, {coords.get('long')}"
+            else:
+                meta.setdefault("other_attachments", []).append(att)
+        if "quick_reply" in msg:
+            meta["quick_reply"] = msg["quick_reply"]
+        if is_echo:
+            meta["echo"] = True
+            meta["app_id"] = str(msg.get("app_id", ""))
+        return InboundMessage(
+            external_message_id=msg.get("mid", ""),
+            sender_id=customer,
+            text=text,
+            media=tuple(media),
+            is_echo=is_echo,
+            timestamp=at,
+            reply_to_external_id=(msg.get("reply_to") or {}).get("mid", ""),
+            metadata=meta,
+        )
+
+    def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        body = {
+            "recipient": {"id": outbound.recipient_id},
+            "messaging_type": "RESPONSE",
+            "message": {"text": outbound.text},
+        }
+        response = http_call(
+            "POST",
+            graph_url(self.send_path(account)),
+            json=body,
+            headers=self.auth_headers(account),
+        )
+        data = response.json()
+        return SendResult(
+            external_message_id=str(data.get("message_id", "")),
+            http_status=response.status_code,
+            request_body=body,
+            response_body=response.text[:2000],
+        )
+
+    def fetch_media(self, account: ChannelAccount, media: MediaRef) -> FetchedMedia:
+        response = http_call("GET", media.url)
+        content_type = response.headers.get("Content-Type", "").split(";")[0]
+        return FetchedMedia(
+            content=response.content, content_type=content_type, filename=media.filename
+        )

@@ -1,0 +1,154 @@
+"""X (Twitter): Account Activity API webhooks in (DMs, read receipts), DM API v2 out."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from channels_app.adapters.base import (
+    ChannelAdapter,
+    Event,
+    InboundMessage,
+    MalformedPayload,
+    MediaRef,
+    OutboundRequest,
+    SendResult,
+    SignatureError,
+    StatusUpdate,
+    UnknownEvent,
+    WebhookRequest,
+    constant_time_equal,
+    epoch_to_datetime,
+    hmac_sha256,
+    http_call,
+    json_body,
+)
+
+if TYPE_CHECKING:
+    from channels_app.models import ChannelAccount
+
+MEDIA_KINDS = {"photo": "image", "video": "video", "animated_gif": "video"}
+
+
+def x_signature(consumer_secret: str, data: bytes) -> str:
+    """``sha256=`` + base64 HMAC-SHA256, used for both CRC and webhook signatures."""
+    return "sha256=" + base64.b64encode(hmac_sha256(consumer_secret, data)).decode("ascii")
+
+
+class TwitterAdapter(ChannelAdapter):
+    channel = "twitter"
+    kept_headers = ("content-type", "user-agent", "x-twitter-webhooks-signature")
+
+    def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
+        given = request.header("x-twitter-webhooks-signature")
+        if not given:
+            raise SignatureError("Missing x-twitter-webhooks-signature header.", status=401)
+        if not account.consumer_secret:
+            raise SignatureError("This account has no consumer secret configured.", status=403)
+        if not constant_time_equal(given, x_signature(account.consumer_secret, request.body)):
+            raise SignatureError("x-twitter-webhooks-signature does not match.", status=403)
+
+    def handshake(self, account: ChannelAccount, query: Mapping[str, str]) -> tuple[int, str, str]:
+        token = query.get("crc_token", "")
+        if not token:
+            return 400, "Expected crc_token.", "text/plain"
+        if not account.consumer_secret:
+            return 403, "This account has no consumer secret configured.", "text/plain"
+        body = json.dumps(
+            {"response_token": x_signature(account.consumer_secret, token.encode("utf-8"))}
+        )
+        return 200, body, "application/json"
+
+    def check_well_formed(self, request: WebhookRequest) -> None:
+        data = json_body(request.body)
+        if not isinstance(data, dict):
+            raise MalformedPayload("Expected a JSON object.")
+
+    def parse(self, account: ChannelAccount, request: WebhookRequest) -> list[Event]:
+        data = json_body(request.body)
+        me = str(data.get("for_user_id", ""))
+        users = data.get("users", {}) or {}
+        events: list[Event] = []
+        for dm in data.get("direct_message_events", []):
+            events.append(self._dm(dm, me, users))
+        for read in data.get("direct_message_mark_read_events", []):
+            if read.get("sender_id") == me:
+                events.append(UnknownEvent("read receipt by the business account"))
+                continue
+            events.append(
+                StatusUpdate(
+                    external_message_id=str(read.get("last_read_event_id", "")),
+                    status="read",
+                    timestamp=epoch_to_datetime(read.get("created_timestamp"), millis=True),
+                )
+            )
+        known = {
+            "for_user_id",
+            "users",
+            "apps",
+            "direct_message_events",
+            "direct_message_mark_read_events",
+        }
+        for key in sorted(set(data) - known):
+            events.append(UnknownEvent(key))
+        return events
+
+    def _dm(self, dm: dict[str, Any], me: str, users: dict[str, Any]) -> Event:
+        if dm.get("type") != "message_create":
+            return UnknownEvent(f"direct message event type {dm.get('type')!r}")
+        create = dm.get("message_create", {})
+        sender = str(create.get("sender_id", ""))
+        recipient = str(create.get("target", {}).get("recipient_id", ""))
+        is_echo = bool(me) and sender == me
+        customer = recipient if is_echo else sender
+        data = create.get("message_data", {})
+        media: list[MediaRef] = []
+        attachment = data.get("attachment") or {}
+        if attachment.get("type") == "media":
+            item = attachment.get("media", {})
+            media.append(
+                MediaRef(
+                    kind=MEDIA_KINDS.get(item.get("type", ""), "other"),
+                    media_id=str(item.get("id_str") or item.get("id") or ""),
+                    url=item.get("media_url_https", ""),
+                    filename=(item.get("media_url_https", "") or "media").rsplit("/", 1)[-1],
+                )
+            )
+        meta: dict[str, Any] = {}
+        if "quick_reply_response" in data:
+            meta["quick_reply"] = data["quick_reply_response"]
+        if is_echo:
+            meta["echo"] = True
+            meta["app_id"] = str(create.get("source_app_id", ""))
+        profile = users.get(customer, {})
+        return InboundMessage(
+            external_message_id=str(dm.get("id", "")),
+            sender_id=customer,
+            sender_name=profile.get("name", "") or profile.get("screen_name", ""),
+            text=data.get("text", ""),
+            media=tuple(media),
+            is_echo=is_echo,
+            timestamp=epoch_to_datetime(dm.get("created_timestamp"), millis=True),
+            metadata=meta,
+        )
+
+    def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        base = str(getattr(settings, "X_API_BASE", "https://api.x.com")).rstrip("/")
+        body = {"text": outbound.text}
+        response = http_call(
+            "POST",
+            f"{base}/2/dm_conversations/with/{outbound.recipient_id}/messages",
+            json=body,
+            headers={"Authorization": f"Bearer {account.access_token}"},
+        )
+        data = response.json().get("data", {})
+        return SendResult(
+            external_message_id=str(data.get("dm_event_id", "")),
+            http_status=response.status_code,
+            request_body=body,
+            response_body=response.text[:2000],
+        )

@@ -1,0 +1,185 @@
+"""WhatsApp Cloud API: webhooks in (messages, statuses), ``/messages`` out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from channels_app.adapters.base import (
+    Event,
+    FetchedMedia,
+    InboundMessage,
+    MalformedPayload,
+    MediaRef,
+    OutboundRequest,
+    SendResult,
+    StatusUpdate,
+    UnknownEvent,
+    WebhookRequest,
+    epoch_to_datetime,
+    http_call,
+    json_body,
+)
+from channels_app.adapters.meta.common import MetaAdapter, graph_url
+from support.errors import PermanentError
+
+if TYPE_CHECKING:
+    from channels_app.models import ChannelAccount
+
+MEDIA_TYPES = {
+    "image": "image",
+    "audio": "audio",
+    "voice": "audio",
+    "video": "video",
+    "document": "document",
+    "sticker": "sticker",
+}
+WINDOW_CLOSED_CODE = "whatsapp_window_closed"
+
+
+class WhatsAppAdapter(MetaAdapter):
+    channel = "whatsapp"
+
+    def check_well_formed(self, request: WebhookRequest) -> None:
+        data = json_body(request.body)
+        if not isinstance(data, dict) or not isinstance(data.get("entry", []), list):
+            raise MalformedPayload("Expected a JSON object with an 'entry' list.")
+
+    def parse(self, account: ChannelAccount, request: WebhookRequest) -> list[Event]:
+        data = json_body(request.body)
+        events: list[Event] = []
+        if data.get("object") != "whatsapp_business_account":
+            return [UnknownEvent(f"object={data.get('object')!r}")]
+        for entry in data.get("entry", []):
+            for change in entry.get("changes", []):
+                if change.get("field") != "messages":
+                    events.append(UnknownEvent(f"field={change.get('field')!r}"))
+                    continue
+                value = change.get("value", {})
+                names = {
+                    c.get("wa_id", ""): c.get("profile", {}).get("name", "")
+                    for c in value.get("contacts", [])
+                }
+                for message in value.get("messages", []):
+                    events.append(self._message(message, names))
+                for status in value.get("statuses", []):
+                    events.append(self._status(status))
+        return events
+
+    def _message(self, m: dict[str, Any], names: dict[str, str]) -> Event:
+        kind = m.get("type", "")
+        sender = m.get("from", "")
+        text = ""
+        media: list[MediaRef] = []
+        meta: dict[str, Any] = {"whatsapp_type": kind}
+        if kind == "text":
+            text = m.get("text", {}).get("body", "")
+        elif kind in MEDIA_TYPES:
+            part = m.get(kind, {})
+            text = part.get("caption", "")
+            media.append(
+                MediaRef(
+                    kind=MEDIA_TYPES[kind],
+                    media_id=part.get("id", ""),
+                    mime_type=part.get("mime_type", ""),
+                    filename=part.get("filename", "") or f"{kind}-{part.get('id', '')}",
+                )
+            )
+        elif kind == "location":
+            loc = m.get("location", {})
+            meta["location"] = loc
+            label = " ".join(x for x in (loc.get("name", ""), loc.get("address", "")) if x)
+            text = f"Location: {loc.get('latitude')}, {loc.get('longitude')} {label}".strip()
+        elif kind == "contacts":
+            meta["contacts"] = m.get("contacts", [])
+            parts = []
+            for c in m.get("contacts", []):
+                phones = ", ".join(p.get("phone", "") for p in c.get("phones", []))
+                parts.append(f"{c.get('name', {}).get('formatted_name', '')} {phones}".strip())
+            text = "Shared contact: " + "; ".join(parts)
+        elif kind == "interactive":
+            inter = m.get("interactive", {})
+            reply = inter.get("button_reply") or inter.get("list_reply") or {}
+            meta["interactive"] = inter
+            text = reply.get("title", "")
+        elif kind == "button":
+            meta["button"] = m.get("button", {})
+            text = m.get("button", {}).get("text", "")
+        elif kind == "reaction":
+            reaction = m.get("reaction", {})
+            meta["reaction"] = reaction
+            text = f"Reacted {reaction.get('emoji', '')}".strip()
+        else:
+            return UnknownEvent(f"message type {kind!r}")
+        return InboundMessage(
+            external_message_id=m.get("id", ""),
+            sender_id=sender,
+            sender_name=names.get(sender, ""),
+            sender_phone=f"+{sender}" if sender and not sender.startswith("+") else sender,
+            text=text,
+            media=tuple(media),
+            timestamp=epoch_to_datetime(m.get("timestamp")),
+            reply_to_external_id=m.get("context", {}).get("id", ""),
+            metadata=meta,
+        )
+
+    def _status(self, s: dict[str, Any]) -> StatusUpdate:
+        errors = s.get("errors") or []
+        first = errors[0] if errors else {}
+        return StatusUpdate(
+            external_message_id=s.get("id", ""),
+            status=s.get("status", ""),
+            timestamp=epoch_to_datetime(s.get("timestamp")),
+            error_code=str(first.get("code", "")) if first else "",
+            error=(first.get("title") or first.get("message") or "") if first else "",
+            recipient_id=s.get("recipient_id", ""),
+        )
+
+    def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        hours = int(getattr(settings, "WHATSAPP_WINDOW_HOURS", 24))
+        opened = outbound.last_inbound_at
+        if opened is None or timezone.now() - opened > timedelta(hours=hours):
+            error = PermanentError(
+                f"Not sent: the customer last wrote more than {hours} hours ago, outside "
+                "WhatsApp's customer-service window. Only an approved message template can "
+                "be sent now."
+            )
+            error.error_code = WINDOW_CLOSED_CODE  # type: ignore[attr-defined]
+            raise error
+        body = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": outbound.recipient_id,
+            "type": "text",
+            "text": {"preview_url": False, "body": outbound.text},
+        }
+        response = http_call(
+            "POST",
+            graph_url(f"{account.external_id}/messages"),
+            json=body,
+            headers=self.auth_headers(account),
+        )
+        data = response.json()
+        ids = [m.get("id", "") for m in data.get("messages", [])]
+        return SendResult(
+            external_message_id=ids[0] if ids else "",
+            http_status=response.status_code,
+            request_body=body,
+            response_body=response.text[:2000],
+        )
+
+    def fetch_media(self, account: ChannelAccount, media: MediaRef) -> FetchedMedia:
+        info = http_call("GET", graph_url(media.media_id), headers=self.auth_headers(account))
+        meta = info.json()
+        url = meta.get("url", "")
+        if not url:
+            raise PermanentError(f"Media {media.media_id} has no download URL.")
+        file = http_call("GET", url, headers=self.auth_headers(account))
+        return FetchedMedia(
+            content=file.content,
+            content_type=meta.get("mime_type") or media.mime_type,
+            filename=media.filename,
+        )

@@ -1,0 +1,166 @@
+"""Accounts (secrets write-only), raw inbound events and outbound deliveries with
+re-process / re-drive actions for dead letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from channels_app import services
+from channels_app.models import (
+    ChannelAccount,
+    DeliveryAttempt,
+    InboundEvent,
+    OutboundDelivery,
+)
+from support.auth.roles import is_supervisor
+
+SECRET_FIELDS = services.SECRET_FIELDS
+
+
+class ChannelAccountForm(forms.ModelForm):
+    """Secrets are never rendered back; leaving a field empty keeps the stored value."""
+
+    class Meta:
+        model = ChannelAccount
+        fields = ["channel", "name", "external_id", *SECRET_FIELDS, "settings", "is_active"]
+        widgets = {
+            name: forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
+            for name in SECRET_FIELDS
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in SECRET_FIELDS:
+            self.fields[name].required = False
+            if self.instance.pk and getattr(self.instance, name):
+                self.fields[name].help_text = "Set (hidden). Leave empty to keep it."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.instance.pk:
+            for name in SECRET_FIELDS:
+                if not data.get(name):
+                    data[name] = getattr(self.instance, name)
+        return data
+
+
+@admin.register(ChannelAccount)
+class ChannelAccountAdmin(admin.ModelAdmin):
+    form = ChannelAccountForm
+    list_display = ["name", "channel", "external_id", "is_active", "rejected_count", "webhook"]
+    list_filter = ["channel", "is_active"]
+    readonly_fields = ["webhook", "rejected_count", "created_at", "updated_at"]
+
+    @admin.display(description="Webhook path")
+    def webhook(self, obj: ChannelAccount) -> str:
+        return obj.webhook_path if obj.pk else "(after saving)"
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "channel", "account", "status", "attempts", "received_at", "error_short"]
+    list_filter = ["status", "channel"]
+    search_fields = ["external_id"]
+    readonly_fields = [
+        "channel",
+        "account",
+        "external_id",
+        "headers",
+        "body_text",
+        "received_at",
+        "status",
+        "attempts",
+        "error",
+        "processed_at",
+        "summary",
+    ]
+    exclude = ["body"]
+    actions = ["reprocess"]
+
+    @admin.display(description="Error")
+    def error_short(self, obj: InboundEvent) -> str:
+        return obj.error[:80]
+
+    @admin.display(description="Body")
+    def body_text(self, obj: InboundEvent) -> str:
+        return obj.body_bytes.decode("utf-8", errors="replace")[:20000]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Re-process the selected events")
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[InboundEvent]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can re-process.", messages.ERROR)
+            return
+        for event in queryset:
+            services.inbound_event_reprocess(event=event)
+        self.message_user(request, f"{queryset.count()} event(s) queued for processing.")
+
+
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = [
+        "created_at",
+        "outcome",
+        "http_status",
+        "duration_ms",
+        "error",
+        "request_body",
+        "response_body",
+    ]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(OutboundDelivery)
+class OutboundDeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "channel",
+        "message",
+        "status",
+        "attempts",
+        "last_http_status",
+        "error_code",
+        "next_attempt_at",
+    ]
+    list_filter = ["status", "channel"]
+    readonly_fields = [
+        "message",
+        "account",
+        "channel",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "last_http_status",
+        "external_message_id",
+        "error_code",
+        "completed_at",
+        "created_at",
+    ]
+    inlines = [DeliveryAttemptInline]
+    actions = ["redrive"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Re-drive the selected dead letters")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[OutboundDelivery]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can re-drive.", messages.ERROR)
+            return
+        count = 0
+        for delivery in queryset.filter(status="dead"):
+            services.outbound_delivery_redrive(delivery=delivery)
+            count += 1
+        self.message_user(request, f"{count} dead letter(s) re-driven.")

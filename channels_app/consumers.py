@@ -1,0 +1,72 @@
+"""``/ws/webchat/<widget token>/?session=…``: the visitor's live chat.
+
+The visitor's messages go through the same record-then-process path as webhooks;
+agent replies arrive from the outbound delivery as ``webchat.message``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from channels_app import selectors, services
+from channels_app.adapters.base import MalformedPayload, SignatureError
+from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_read, visitor_group
+from support.errors import NotFound
+
+
+@database_sync_to_async
+def _open(token: str, session: str) -> tuple[Any, dict[str, Any]] | None:
+    try:
+        account = selectors.channel_account_get(channel="webchat", webhook_token=token)
+        return account, session_read(account, session)
+    except (NotFound, SignatureError):
+        return None
+
+
+@database_sync_to_async
+def _receive(account: Any, session: str, content: dict[str, Any]) -> dict[str, Any]:
+    request = services.webhook_request_build(
+        headers={SESSION_HEADER: session, "content-type": "application/json"},
+        body=json.dumps(
+            {"text": content.get("text"), "client_id": content.get("client_id")}
+        ).encode(),
+        query={},
+    )
+    try:
+        _event, created = services.inbound_receive(account=account, request=request)
+    except (MalformedPayload, SignatureError) as exc:
+        return {"type": "error", "message": str(exc)}
+    return {"type": "ack", "client_id": content.get("client_id"), "duplicate": not created}
+
+
+class WebchatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    async def connect(self) -> None:
+        token = self.scope["url_route"]["kwargs"]["token"]
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        self.session = query.get("session", [""])[0]
+        opened = await _open(token, self.session)
+        if opened is None:
+            await self.close(code=4403)
+            return
+        self.account, claims = opened
+        self.group = visitor_group(claims["v"])
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict):
+            await self.send_json({"type": "error", "message": "Expected a JSON object."})
+            return
+        await self.send_json(await _receive(self.account, self.session, content))
+
+    async def webchat_message(self, message: dict[str, Any]) -> None:
+        await self.send_json({"type": "message", "message": message["message"]})

@@ -1,0 +1,148 @@
+"""Channel accounts, raw inbound webhook deliveries and outbound deliveries."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+
+from support.models import DeliveryAttemptBase, OutboundDeliveryBase
+from tickets.models import Channel
+
+
+def new_webhook_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class ChannelAccount(models.Model):
+    """One number, page, inbox or widget on a channel; several per channel are allowed.
+
+    Secrets (``app_secret``, ``access_token``, ``consumer_secret``, ``inbound_token``,
+    ``verify_token``) are write-only in the admin: they are never rendered back.
+    """
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    name = models.CharField(max_length=100)
+    external_id = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The channel's id for this account: phone_number_id, page id, X user id, "
+        "inbound address…",
+    )
+    webhook_token = models.CharField(
+        max_length=64, unique=True, default=new_webhook_token, editable=False
+    )
+    app_secret = models.CharField(max_length=255, blank=True)
+    verify_token = models.CharField(max_length=255, blank=True)
+    access_token = models.TextField(blank=True)
+    consumer_secret = models.CharField(max_length=255, blank=True)
+    inbound_token = models.CharField(max_length=255, blank=True)
+    settings = models.JSONField(
+        default=dict, blank=True, help_text="Non-secret options, e.g. from_email, from_name."
+    )
+    is_active = models.BooleanField(default=True)
+    rejected_count = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Deliveries refused for a missing/forged signature."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "name"], name="channel_account_name_unique")
+        ]
+        ordering = ["channel", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()}: {self.name}"
+
+    @property
+    def webhook_path(self) -> str:
+        return f"/api/webhooks/{self.channel}/{self.webhook_token}"
+
+
+class InboundStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    PROCESSED = "processed", "Processed"
+    IGNORED = "ignored", "Ignored (unknown event type)"
+    MALFORMED = "malformed", "Malformed"
+    RETRYING = "retrying", "Retrying"
+    DEAD = "dead", "Dead letter"
+
+
+class InboundEvent(models.Model):
+    """One webhook delivery exactly as it arrived (raw body and headers)."""
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    account = models.ForeignKey(
+        ChannelAccount, on_delete=models.PROTECT, related_name="inbound_events"
+    )
+    external_id = models.CharField(
+        max_length=255, help_text="The delivery's natural key (provider id or body SHA-256)."
+    )
+    headers = models.JSONField(default=dict)
+    body = models.BinaryField()
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=InboundStatus.choices, default=InboundStatus.RECEIVED
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "account", "external_id"], name="inbound_event_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "received_at"], name="inbound_status_idx")]
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.external_id[:16]} ({self.status})"
+
+    @property
+    def body_bytes(self) -> bytes:
+        return bytes(self.body)
+
+
+class OutboundDelivery(OutboundDeliveryBase):
+    """One public reply to send on its ticket's channel (one per message)."""
+
+    message = models.OneToOneField(
+        "tickets.Message", on_delete=models.CASCADE, related_name="outbound_delivery"
+    )
+    account = models.ForeignKey(
+        ChannelAccount,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="outbound_deliveries",
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    external_message_id = models.CharField(max_length=255, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        verbose_name_plural = "outbound deliveries"
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbound_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} message {self.message_id} ({self.status})"
+
+
+class DeliveryAttempt(DeliveryAttemptBase):
+    delivery = models.ForeignKey(
+        OutboundDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    request_body = models.JSONField(default=dict, blank=True)
+    response_body = models.TextField(blank=True)
+
+    class Meta(DeliveryAttemptBase.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"attempt on {self.delivery_id}: {self.outcome}"

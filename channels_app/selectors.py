@@ -1,0 +1,85 @@
+"""Reads of the channels app."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from channels_app.models import ChannelAccount
+from support.errors import NotFound
+from tickets.models import Customer, Direction, Message, Ticket, TicketStatus
+
+OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
+
+
+def channel_account_get(*, channel: str, webhook_token: str) -> ChannelAccount:
+    try:
+        return ChannelAccount.objects.get(
+            channel=channel, webhook_token=webhook_token, is_active=True
+        )
+    except ChannelAccount.DoesNotExist:
+        raise NotFound(f"No active {channel} account for this webhook URL.") from None
+
+
+def channel_account_for_ticket(ticket: Ticket) -> ChannelAccount | None:
+    """The account a ticket came through, else the channel's first active account."""
+    qs = ChannelAccount.objects.filter(channel=ticket.channel, is_active=True)
+    if ticket.channel_account_id.isdigit():
+        found = qs.filter(pk=int(ticket.channel_account_id)).first()
+        if found is not None:
+            return found
+    return qs.order_by("pk").first()
+
+
+def customer_open_ticket_get(*, customer: Customer, channel: str, account_id: str) -> Ticket | None:
+    """The customer's open ticket on this channel account, else one resolved within the
+    reopen window (``CHANNEL_REOPEN_WINDOW_HOURS``), else None."""
+    base = Ticket.objects.filter(
+        customer=customer, channel=channel, channel_account_id=account_id, merged_into=None
+    )
+    ticket = base.filter(status__in=OPEN_STATUSES).order_by("-last_message_at", "-id").first()
+    if ticket is not None:
+        return ticket
+    window = timedelta(hours=int(settings.CHANNEL_REOPEN_WINDOW_HOURS))
+    return (
+        base.filter(status=TicketStatus.RESOLVED, resolved_at__gte=timezone.now() - window)
+        .order_by("-resolved_at", "-id")
+        .first()
+    )
+
+
+def ticket_for_email_thread(*, references: tuple[str, ...]) -> Ticket | None:
+    """The ticket holding any of these Message-IDs (our replies or the customer's mails)."""
+    if not references:
+        return None
+    message = (
+        Message.objects.filter(channel="email", channel_message_id__in=list(references))
+        .select_related("ticket")
+        .order_by("-created_at")
+        .first()
+    )
+    return message.ticket if message else None
+
+
+def last_inbound_at(ticket: Ticket) -> object:
+    return (
+        Message.objects.filter(ticket=ticket, direction=Direction.INBOUND)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+
+
+def webchat_messages(*, visitor_id: str, account_id: int, after_id: int = 0) -> list[Message]:
+    """Public messages of a visitor's web chat tickets (for the widget's polling)."""
+    return list(
+        Message.objects.filter(
+            ticket__channel="webchat",
+            ticket__channel_account_id=str(account_id),
+            ticket__origin_platform_id=visitor_id,
+            kind="public",
+            id__gt=after_id,
+        ).order_by("id")[:200]
+    )

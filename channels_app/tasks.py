@@ -1,0 +1,80 @@
+"""Celery tasks of the channels app: thin, take ids, call one service."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import shared_task
+from django.conf import settings
+
+from channels_app import services
+from support.errors import PermanentError, RetryableError
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None, soft_time_limit=60, time_limit=90)
+def inbound_event_process_task(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Idempotent: messages are unique per channel id, events end processed."""
+    max_attempts = int(settings.CHANNELS_INBOUND_MAX_ATTEMPTS)
+    try:
+        services.inbound_event_process(event_id=event_id)
+    except Exception as exc:
+        attempts = self.request.retries + 1
+        final = attempts >= max_attempts or isinstance(exc, PermanentError)
+        logger.exception("Processing inbound event %s failed (attempt %s)", event_id, attempts)
+        services.inbound_event_fail(
+            event_id=event_id, error=f"{type(exc).__name__}: {exc}", final=final
+        )
+        if final or self.app.conf.task_always_eager:
+            return
+        countdown = min(300.0, 2.0**attempts) * (0.8 + 0.4 * random.random())  # noqa: S311
+        if isinstance(exc, RetryableError) and exc.retry_after:
+            countdown = max(countdown, exc.retry_after)
+        raise self.retry(countdown=countdown, exc=exc) from exc
+
+
+@shared_task(acks_late=True, soft_time_limit=30, time_limit=45)
+def outbound_message_send_task(message_id: int) -> None:
+    """Create the delivery for a queued public reply (idempotent) and make attempt 1."""
+    delivery = services.outbound_delivery_create(message_id=message_id)
+    if delivery is not None and delivery.attempts == 0:
+        outbound_delivery_attempt_task.delay(delivery.pk, 0)
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def outbound_delivery_attempt_task(delivery_id: int, expected_attempts: int) -> None:
+    """One attempt; a retry is scheduled as a new task tied to the next attempt number,
+    so a duplicate task message finds its attempt already claimed and returns."""
+    delay = services.outbound_delivery_attempt(
+        delivery_id=delivery_id, expected_attempts=expected_attempts
+    )
+    if delay is not None:
+        outbound_delivery_attempt_task.apply_async(
+            args=(delivery_id, expected_attempts + 1), countdown=delay
+        )
+
+
+@shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=120, time_limit=180)
+def attachment_download_task(self, attachment_id: int) -> None:  # type: ignore[no-untyped-def]
+    try:
+        services.attachment_download(attachment_id=attachment_id)
+    except RetryableError as exc:
+        if self.app.conf.task_always_eager:
+            logger.warning("Media download %s failed: %s", attachment_id, exc)
+            return
+        countdown = min(600.0, 5.0 * 2**self.request.retries)
+        raise self.retry(countdown=countdown, exc=exc) from exc
+    except PermanentError as exc:
+        logger.warning("Media download %s failed for good: %s", attachment_id, exc)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def outbound_delivery_sweep_task() -> int:
+    return services.outbound_delivery_sweep()
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def inbound_event_sweep_task() -> int:
+    return services.inbound_event_sweep()

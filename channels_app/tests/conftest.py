@@ -1,0 +1,113 @@
+"""The shared webhook test base: accounts with test secrets, posting a signed fixture,
+and a snapshot of every table a delivery may touch (to assert exactly what changed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from channels_app.fixtures import Fixture, fixture_load, signed_headers
+from channels_app.models import ChannelAccount, DeliveryAttempt, InboundEvent, OutboundDelivery
+from channels_app.services import channel_account_upsert
+from tickets.models import Attachment, ChannelIdentity, Customer, Message, Ticket
+
+TEST_SECRET = "test-app-secret"
+
+
+def make_account(channel: str, name: str = "main", **extra: Any) -> ChannelAccount:
+    defaults: dict[str, Any] = {
+        "whatsapp": {"external_id": "106540352242922", "app_secret": TEST_SECRET},
+        "messenger": {"external_id": "107240291734629", "app_secret": TEST_SECRET},
+        "instagram": {"external_id": "17841405822304914", "app_secret": TEST_SECRET},
+        "twitter": {"external_id": "3001969357", "consumer_secret": TEST_SECRET},
+        "email": {"external_id": "support@acme.test", "inbound_token": TEST_SECRET},
+        "webchat": {},
+        "chatbot": {"app_secret": TEST_SECRET},
+    }[channel]
+    values = {**defaults, "access_token": "test-access-token", **extra}
+    return channel_account_upsert(channel=channel, name=name, **values)
+
+
+@dataclass
+class Counts:
+    customers: int
+    identities: int
+    tickets: int
+    messages: int
+    attachments: int
+    events: int
+    deliveries: int
+    attempts: int
+
+
+def counts() -> Counts:
+    return Counts(
+        customers=Customer.objects.count(),
+        identities=ChannelIdentity.objects.count(),
+        tickets=Ticket.objects.count(),
+        messages=Message.objects.count(),
+        attachments=Attachment.objects.count(),
+        events=InboundEvent.objects.count(),
+        deliveries=OutboundDelivery.objects.count(),
+        attempts=DeliveryAttempt.objects.count(),
+    )
+
+
+def diff(before: Counts, after: Counts) -> dict[str, int]:
+    return {
+        k: getattr(after, k) - getattr(before, k)
+        for k in before.__dict__
+        if getattr(after, k) != getattr(before, k)
+    }
+
+
+def http_headers(headers: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for key, value in headers.items():
+        name = key.upper().replace("-", "_")
+        if name == "CONTENT_TYPE":
+            continue
+        out[f"HTTP_{name}"] = value
+    return out
+
+
+def post_raw(
+    client: Client, account: ChannelAccount, body: bytes, headers: dict[str, str], query: str = ""
+) -> Any:
+    content_type = next(
+        (v for k, v in headers.items() if k.lower() == "content-type"), "application/json"
+    )
+    return client.generic(
+        "POST",
+        account.webhook_path + query,
+        data=body,
+        content_type=content_type,
+        **http_headers(headers),  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def post_fixture(client: Client, django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
+    """Post a fixture signed for ``account`` and run what is committed (eager tasks)."""
+
+    def _post(
+        account: ChannelAccount,
+        name: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        sign: bool = True,
+    ) -> Any:
+        fixture = fixture_load(account.channel, name)
+        if body is not None:
+            fixture = Fixture(headers=fixture.headers, body=body, session=fixture.session)
+        sent = signed_headers(account, fixture) if sign else dict(fixture.headers)
+        sent.update(headers or {})
+        with django_capture_on_commit_callbacks(execute=True):
+            return post_raw(client, account, fixture.body, sent)
+
+    return _post

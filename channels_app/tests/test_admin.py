@@ -1,0 +1,172 @@
+"""Admin: secrets are never rendered back; dead letters are visible and re-driven."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+import pytest
+import responses
+from django.test import Client
+
+from channels_app.models import ChannelAccount, InboundEvent, OutboundDelivery
+from channels_app.tests.conftest import make_account
+from tickets.models import Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(supervisor: Any) -> Client:
+    client = Client()
+    client.force_login(supervisor)
+    return client
+
+
+def test_account_secrets_are_never_shown_back_and_empty_keeps_them(
+    admin_client: Client, django_user_model: Any
+) -> None:
+    django_user_model.objects.filter(username="supervisor").update(is_superuser=True)
+    account = make_account("whatsapp", access_token="very-secret-token")
+    page = admin_client.get(f"/admin/channels_app/channelaccount/{account.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for secret in ("test-app-secret", "very-secret-token"):
+        assert secret not in html
+    assert account.webhook_token in html
+    response = admin_client.post(
+        f"/admin/channels_app/channelaccount/{account.pk}/change/",
+        {
+            "channel": "whatsapp",
+            "name": "renamed",
+            "external_id": "106540352242922",
+            "app_secret": "",
+            "verify_token": "",
+            "access_token": "new-token",
+            "consumer_secret": "",
+            "inbound_token": "",
+            "settings": "{}",
+            "is_active": "on",
+        },
+    )
+    assert response.status_code == 302, response.content
+    account.refresh_from_db()
+    assert (account.name, account.app_secret, account.access_token) == (
+        "renamed",
+        "test-app-secret",
+        "new-token",
+    )
+
+
+def test_dead_inbound_event_is_reprocessed_from_the_admin(
+    post_fixture: Any,
+    admin_client: Client,
+    settings: Any,
+    django_user_model: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    django_user_model.objects.filter(username="supervisor").update(is_superuser=True)
+    settings.CHANNELS_INBOUND_MAX_ATTEMPTS = 1
+    account = make_account("whatsapp")
+    with mock.patch(
+        "channels_app.services._customer_resolve", side_effect=RuntimeError("db hiccup")
+    ):
+        response = post_fixture(account, "text_message")
+    assert response.status_code == 200
+    event = InboundEvent.objects.get()
+    assert (event.status, event.attempts) == ("dead", 1)
+    assert event.error == "RuntimeError: db hiccup"
+    assert Ticket.objects.count() == 0
+    listing = admin_client.get("/admin/channels_app/inboundevent/?status__exact=dead")
+    assert b"db hiccup" in listing.content
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            "/admin/channels_app/inboundevent/",
+            {"action": "reprocess", "_selected_action": [event.pk]},
+        )
+    event.refresh_from_db()
+    assert event.status == "processed"
+    assert Ticket.objects.count() == 1
+
+
+@responses.activate
+def test_dead_outbound_delivery_is_redriven_from_the_admin(
+    post_fixture: Any,
+    admin_client: Client,
+    agent: Any,
+    django_user_model: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from tickets.services import message_add
+
+    django_user_model.objects.filter(username="supervisor").update(is_superuser=True)
+    account = make_account("whatsapp")
+    post_fixture(account, "text_message")
+    url = "https://graph.facebook.com/v21.0/106540352242922/messages"
+    responses.post(url, status=401, json={"error": {"message": "token expired"}})
+    with django_capture_on_commit_callbacks(execute=True):
+        message = message_add(ticket=Ticket.objects.get(), body="Hi", author_user=agent)
+    delivery = OutboundDelivery.objects.get()
+    assert delivery.status == "dead"
+    page = admin_client.get(f"/admin/channels_app/outbounddelivery/{delivery.pk}/change/")
+    assert b"token expired" in page.content
+    responses.replace(responses.POST, url, json={"messages": [{"id": "wamid.OK"}]})
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            "/admin/channels_app/outbounddelivery/",
+            {"action": "redrive", "_selected_action": [delivery.pk]},
+        )
+    delivery.refresh_from_db()
+    message = Message.objects.get(pk=message.pk)
+    assert (delivery.status, delivery.attempt_log.count()) == ("succeeded", 2)
+    assert message.delivery_status == "sent"
+    assert ChannelAccount.objects.count() == 1
+
+
+def test_agents_cannot_redrive(post_fixture: Any, client: Client, agent: Any) -> None:
+    from django.contrib.admin.sites import site
+    from django.test import RequestFactory
+
+    from channels_app.admin import OutboundDeliveryAdmin
+
+    request = RequestFactory().post("/")
+    request.user = agent
+    admin = OutboundDeliveryAdmin(OutboundDelivery, site)
+    with mock.patch.object(admin, "message_user") as told:
+        admin.redrive(request, OutboundDelivery.objects.none())
+    told.assert_called_once()
+    assert "Only supervisors" in told.call_args.args[1]
+
+
+@responses.activate
+def test_deliveries_panel_shows_a_dead_letter_with_its_error(
+    post_fixture: Any, agent: Any, supervisor: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.template.loader import render_to_string
+    from django.test import RequestFactory
+
+    from tickets.panels import panels_for
+    from tickets.services import message_add
+
+    account = make_account("whatsapp")
+    post_fixture(account, "text_message")
+    ticket = Ticket.objects.get()
+    [panel] = [p for p in panels_for("sidebar") if p.name == "channel-deliveries"]
+    request = RequestFactory().get("/")
+    request.user = supervisor
+    assert panel.context(request, ticket) is None
+    responses.post(
+        "https://graph.facebook.com/v21.0/106540352242922/messages",
+        status=400,
+        json={"error": {"message": "(#131030) Recipient not in allowed list"}},
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        message_add(ticket=ticket, body="Hello there", author_user=agent)
+    context = panel.context(request, ticket)
+    assert context is not None
+    html = render_to_string(panel.template, context)
+    assert "Hello there" in html
+    assert "Dead letter (1 attempt), message failed" in html
+    assert "http_400" in html
+    assert "Recipient not in allowed list" in html
+    assert "Re-drive in admin" in html

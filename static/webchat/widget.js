@@ -1,0 +1,161 @@
+/*
+ * Support web chat widget. Embed on any page:
+ *   <script src="https://SUPPORT_HOST/static/webchat/widget.js"
+ *           data-token="WIDGET_TOKEN" data-base="https://SUPPORT_HOST" defer></script>
+ * The visitor gives a name and email, then chats. Agent replies arrive over a websocket
+ * (/ws/webchat/<token>/); when the socket is unavailable the widget polls.
+ * No dependencies, no CDN.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script) { return; }
+  var token = script.getAttribute("data-token");
+  var base = (script.getAttribute("data-base") || new URL(script.src).origin).replace(/\/$/, "");
+  var title = script.getAttribute("data-title") || "Chat with us";
+  var storeKey = "support-webchat:" + token;
+  var state = JSON.parse(localStorage.getItem(storeKey) || "null");
+  var lastId = 0, seen = {}, socket = null, pollTimer = null;
+
+  function save() { localStorage.setItem(storeKey, JSON.stringify(state)); }
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
+    if (text) { node.textContent = text; }
+    return node;
+  }
+  function clientId() {
+    var bytes = new Uint8Array(12);
+    (window.crypto || window.msCrypto).getRandomValues(bytes);
+    return "c-" + Array.prototype.map.call(bytes, function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  }
+
+  var css = el("style", {}, [
+    ".swc-btn{position:fixed;right:20px;bottom:20px;z-index:2147483000;border:0;border-radius:24px;",
+    "padding:12px 18px;background:#1f6feb;color:#fff;font:14px system-ui,sans-serif;cursor:pointer}",
+    ".swc-panel{position:fixed;right:20px;bottom:72px;width:320px;max-height:460px;display:none;",
+    "flex-direction:column;z-index:2147483000;background:#fff;border:1px solid #ccd;border-radius:8px;",
+    "box-shadow:0 6px 24px rgba(0,0,0,.15);font:14px system-ui,sans-serif;color:#111}",
+    ".swc-panel.open{display:flex}.swc-head{padding:10px 12px;background:#1f6feb;color:#fff;",
+    "border-radius:8px 8px 0 0}.swc-body{flex:1;overflow-y:auto;padding:10px;min-height:200px}",
+    ".swc-msg{margin:6px 0;padding:6px 9px;border-radius:8px;max-width:80%;white-space:pre-wrap}",
+    ".swc-visitor{background:#e7f0ff;margin-left:auto}.swc-agent{background:#f1f1f1}",
+    ".swc-form{display:flex;gap:6px;padding:8px;border-top:1px solid #eee}",
+    ".swc-form input{flex:1;padding:6px;border:1px solid #ccd;border-radius:4px}",
+    ".swc-start{display:flex;flex-direction:column;gap:6px;padding:10px}",
+    ".swc-start input{padding:6px;border:1px solid #ccd;border-radius:4px}",
+    ".swc-err{color:#b00;padding:0 10px}"
+  ].join(""));
+  document.head.appendChild(css);
+
+  var button = el("button", { "class": "swc-btn", type: "button", "aria-expanded": "false" }, title);
+  var panel = el("div", { "class": "swc-panel", role: "dialog", "aria-label": title });
+  var head = el("div", { "class": "swc-head" }, title);
+  var body = el("div", { "class": "swc-body", "aria-live": "polite" });
+  var error = el("div", { "class": "swc-err" });
+  panel.appendChild(head); panel.appendChild(body); panel.appendChild(error);
+  document.body.appendChild(panel); document.body.appendChild(button);
+  button.addEventListener("click", function () {
+    var open = panel.classList.toggle("open");
+    button.setAttribute("aria-expanded", String(open));
+  });
+
+  function api(method, path, data) {
+    var headers = { "Content-Type": "application/json" };
+    if (state && state.session) { headers["X-Webchat-Session"] = state.session; }
+    return fetch(base + path, {
+      method: method, headers: headers, body: data ? JSON.stringify(data) : undefined
+    }).then(function (r) {
+      return r.json().then(function (j) {
+        if (!r.ok) { throw new Error((j.error && j.error.message) || r.statusText); }
+        return j;
+      });
+    });
+  }
+
+  function show(msg) {
+    var key = msg.id ? "id:" + msg.id : "c:" + msg.client_id;
+    if (seen[key] || (msg.client_id && seen["c:" + msg.client_id] && msg.from === "visitor")) {
+      if (msg.id) { seen[key] = true; lastId = Math.max(lastId, msg.id); }
+      return;
+    }
+    seen[key] = true;
+    if (msg.client_id) { seen["c:" + msg.client_id] = true; }
+    if (msg.id) { lastId = Math.max(lastId, msg.id); }
+    var node = el("div", { "class": "swc-msg swc-" + msg.from }, msg.text);
+    body.appendChild(node);
+    body.scrollTop = body.scrollHeight;
+  }
+
+  function poll() {
+    api("GET", "/api/webchat/" + token + "/messages?after=" + lastId)
+      .then(function (j) { j.messages.forEach(show); error.textContent = ""; })
+      .catch(function (e) { error.textContent = e.message; });
+  }
+  function startPolling() {
+    if (!pollTimer) { pollTimer = setInterval(poll, 4000); }
+  }
+  function connect() {
+    poll();
+    if (!("WebSocket" in window)) { startPolling(); return; }
+    var wsBase = base.replace(/^http/, "ws");
+    socket = new WebSocket(wsBase + "/ws/webchat/" + token + "/?session=" +
+                           encodeURIComponent(state.session));
+    socket.onmessage = function (ev) {
+      var data = JSON.parse(ev.data);
+      if (data.type === "message") { show(data.message); }
+      if (data.type === "error") { error.textContent = data.message; }
+    };
+    socket.onopen = function () { if (pollTimer) { clearInterval(pollTimer); pollTimer = null; } };
+    socket.onclose = function () { socket = null; startPolling(); };
+  }
+
+  function send(text) {
+    var cid = clientId();
+    show({ client_id: cid, from: "visitor", text: text });
+    if (socket && socket.readyState === 1) {
+      socket.send(JSON.stringify({ text: text, client_id: cid }));
+      return;
+    }
+    api("POST", "/api/webhooks/webchat/" + token, { text: text, client_id: cid })
+      .catch(function (e) { error.textContent = e.message; });
+  }
+
+  function chatView() {
+    var form = el("form", { "class": "swc-form" });
+    var input = el("input", { type: "text", maxlength: "5000", "aria-label": "Message",
+                              placeholder: "Type a message" });
+    form.appendChild(input); form.appendChild(el("button", { type: "submit" }, "Send"));
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var text = input.value.trim();
+      if (text) { send(text); input.value = ""; }
+    });
+    panel.appendChild(form);
+    connect();
+  }
+
+  function startView() {
+    var form = el("form", { "class": "swc-start" });
+    var name = el("input", { type: "text", required: "", placeholder: "Your name",
+                             "aria-label": "Your name" });
+    var email = el("input", { type: "email", required: "", placeholder: "Your email",
+                              "aria-label": "Your email" });
+    form.appendChild(name); form.appendChild(email);
+    form.appendChild(el("button", { type: "submit" }, "Start chat"));
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      api("POST", "/api/webchat/" + token + "/session", { name: name.value, email: email.value })
+        .then(function (j) {
+          state = { session: j.session, visitor_id: j.visitor_id }; save();
+          panel.removeChild(form); chatView();
+        })
+        .catch(function (e) { error.textContent = e.message; });
+    });
+    panel.appendChild(form);
+  }
+
+  if (state && state.session) { chatView(); } else { startView(); }
+})();
