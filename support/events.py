@@ -56,9 +56,9 @@ def event_record(
         aggregate_id=str(aggregate_id),
         payload=payload,
     )
-    connection = transaction.get_connection()
-    if not any(entry[1] is schedule_relay for entry in connection.run_on_commit):
-        transaction.on_commit(schedule_relay)
+    # One callback per event; schedule_relay itself collapses them into one task through
+    # a Redis flag (deduplicating here would break when a savepoint rolls back).
+    transaction.on_commit(schedule_relay)
     return event
 
 
