@@ -375,6 +375,7 @@ def orders_import(
             )
             inserted = [flag for (flag,) in cursor.fetchall()]
         keys = [context_cache_key(cid) for cid in {cid for cid, _ in rows}]
+        _drop_keys(keys)
         transaction.on_commit(lambda: _drop_keys(keys))
     report.created = sum(1 for flag in inserted if flag)
     report.updated = len(inserted) - report.created

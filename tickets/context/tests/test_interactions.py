@@ -49,6 +49,7 @@ def test_inbound_message_is_logged_with_sentiment_once(
     ]
     row = Interaction.objects.get()
     assert (row.customer_id, row.ticket_id, row.channel) == (customer.pk, ticket.pk, "email")
+    assert row.sentiment_score is not None
     assert row.sentiment_score < -0.5
     assert row.expires_at - row.occurred_at == timedelta(days=180)
     # At-least-once delivery: recording again changes nothing.

@@ -63,8 +63,8 @@ def test_comprehend_analyser_maps_errors():
             raise ClientError(
                 {
                     "Error": {"Code": self.code, "Message": "x"},
-                    "ResponseMetadata": {"HTTPStatusCode": self.status},
-                },
+                    "ResponseMetadata": {"HTTPStatusCode": self.status},  # type: ignore[typeddict-item]
+                },  # type: ignore[typeddict-item]
                 "DetectSentiment",
             )
 
