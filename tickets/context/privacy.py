@@ -301,7 +301,8 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     customer.email = ""
     customer.phone = ""
     customer.save(update_fields=["name", "email", "phone", "updated_at"])
-    CustomerErasure.objects.update_or_create(
+    # The first erasure's record stays; a repeated one is still audit-logged.
+    CustomerErasure.objects.get_or_create(
         customer=customer,
         defaults={
             "erased_by": actor if getattr(actor, "is_authenticated", False) else None,

@@ -195,3 +195,13 @@ def test_admin_export_and_erase_actions(grace, supervisor, client):
     assert done.status_code == 302
     assert CustomerErasure.objects.filter(customer=grace).exists()
     assert AuditLog.objects.filter(action="customer.erase", actor=supervisor).count() == 1
+
+
+def test_erase_twice_is_harmless(grace, supervisor):
+    first = privacy.customer_erase(customer=grace, actor=supervisor, via="test")
+    second = privacy.customer_erase(customer=grace, actor=None, via="test")
+    assert first["messages_anonymised"] == 1
+    assert second["identities_deleted"] == 0
+    assert CustomerErasure.objects.get().counts == first
+    assert AuditLog.objects.filter(action="customer.erase").count() == 2
+    assert _scan(PERSONAL) == []
