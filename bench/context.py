@@ -9,6 +9,7 @@ own database ``support_bench`` and Redis db 2, so it never touches test or dev d
    20 tickets and 10 CSAT ratings. ``GET /api/tickets/{id}/context`` through Django's full
    stack (middleware, DRF auth with an API key, JSON rendering) in-process, measured warm
    (cache hit) and cold (cache entry deleted before each request).
+   Then the same through uvicorn (ASGI, 1 worker) over a keep-alive HTTP connection.
 2. Import: ``import_customers`` logic on a generated CSV of 100,000 customers (validation,
    COPY into a temporary table, one upsert), then the same file again (all updates).
 """
@@ -177,6 +178,72 @@ def bench_context(requests: int) -> None:
     _summary("cold", cold)
 
 
+def bench_context_http(requests: int, port: int) -> None:
+    """The same endpoint through uvicorn (1 worker) over a keep-alive HTTP connection."""
+    import http.client
+
+    from django.core.cache import cache
+
+    from tickets.context.cache import context_cache_key
+    from tickets.models import Ticket
+
+    ticket_id, raw_key = seed_customer()
+    customer_id = Ticket.objects.get(pk=ticket_id).customer_id
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "uvicorn"),
+            "support.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DB_POOL": "true"},
+    )
+    try:
+        conn = None
+        for _ in range(100):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/health")
+                conn.getresponse().read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert conn is not None
+        headers = {"Authorization": f"Api-Key {raw_key}"}
+        path = f"/api/tickets/{ticket_id}/context"
+
+        def get() -> float:
+            start = time.perf_counter()
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}")
+            return (time.perf_counter() - start) * 1000
+
+        for _ in range(20):
+            get()
+        cold = []
+        for _ in range(requests):
+            cache.delete(context_cache_key(customer_id))
+            cold.append(get())
+        get()
+        warm = [get() for _ in range(requests)]
+        _summary("warm", warm)
+        _summary("cold", cold)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def bench_import(rows: int) -> None:
     from django.db import connection
 
@@ -220,6 +287,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--import-rows", type=int, default=100_000)
     parser.add_argument("--skip-import", action="store_true")
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8199")))
     args = parser.parse_args()
     _env()
     import django
@@ -228,11 +297,16 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    print("load average (1/5/15 min) at start: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
     print("Context endpoint (GET /api/tickets/{id}/context, in-process, full stack):")
     bench_context(args.requests)
+    if not args.skip_http:
+        print(f"Context endpoint over HTTP (uvicorn, 1 worker, port {args.port}):")
+        bench_context_http(args.requests, args.port)
     if not args.skip_import:
         print(f"Import of {args.import_rows:,} customers:")
         bench_import(args.import_rows)
+    print("load average (1/5/15 min) at end: {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -51,8 +51,11 @@ def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None
 
 
 def create_extra_context(request: Any, ticket: Ticket) -> dict[str, Any]:
+    """Built fresh: the ``ticket.created`` invalidation arrives only after the relay runs."""
+    from tickets.context.cache import context_invalidate
     from tickets.context.selectors import customer_context_get
 
+    context_invalidate(ticket.customer_id)
     return customer_context_get(ticket.customer)
 
 

@@ -129,6 +129,12 @@ def test_cold_context_query_budget(agent_client, customer):
 
 def test_create_ticket_with_include_context(agent_client, customer):
     _order(customer, "ORD-7")
+    # A cached context from before the new ticket must not be served.
+    assert agent_client.get(f"/api/customers/{customer.pk}/context").json()["tickets"] == {
+        "total": 0,
+        "open": 0,
+        "recent": [],
+    }
     response = agent_client.post(
         "/api/tickets?include=context",
         {"subject": "Where is my order?", "customer_id": customer.pk, "description": "Hi"},
