@@ -45,9 +45,9 @@ class ImportCommand(BaseCommand):
         if not path.exists():
             raise CommandError(f"{path}: no such file")
         bar = tqdm(
-            total=_count_lines(path),
+            total=2 * _count_lines(path),  # validating, then writing
             unit=" rows",
-            desc="validating",
+            desc="importing",
             disable=options["no_progress"],
             file=sys.stderr,
         )

@@ -41,6 +41,7 @@ ORDER_COLUMNS = (
 )
 ORDER_REQUIRED = ("number", "customer_email", "status", "total", "placed_at")
 
+# Called with a number of rows done: once per row validated, once per row written.
 Progress = Callable[[int], None]
 
 
@@ -91,13 +92,24 @@ def _reader(handle: TextIO, *, required: Iterable[str], known: Iterable[str]) ->
     return reader
 
 
-def _copy_rows(table: str, columns: Iterable[str], rows: Iterable[tuple[Any, ...]]) -> None:
+def _copy_rows(
+    table: str,
+    columns: Iterable[str],
+    rows: Iterable[tuple[Any, ...]],
+    progress: Progress | None = None,
+) -> None:
     cols = ", ".join(columns)
+    done = 0
     with connection.cursor() as cursor:
         raw = cursor.cursor  # psycopg 3 cursor
         with raw.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:  # type: ignore[union-attr]
             for row in rows:
                 copy.write_row(row)
+                done += 1
+                if progress and done % 1000 == 0:
+                    progress(1000)
+    if progress:
+        progress(done % 1000)
 
 
 # --- customers ------------------------------------------------------------------------
@@ -178,6 +190,7 @@ def customers_import(
             "import_customer",
             CUSTOMER_COLUMNS,
             ((r.email, r.name, r.phone, r.vip_tier, r.account_type) for r in rows),
+            progress,
         )
         table = Customer._meta.db_table
         with connection.cursor() as cursor:
@@ -355,6 +368,7 @@ def orders_import(
                 )
                 for cid, d in rows
             ),
+            progress,
         )
         table = Order._meta.db_table
         with connection.cursor() as cursor:

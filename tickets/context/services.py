@@ -104,6 +104,40 @@ def order_upsert(*, customer: Customer, data: OrderInput) -> tuple[Order, bool]:
 # --- interactions ---------------------------------------------------------------------
 
 
+def interaction_record(
+    *,
+    customer_id: int,
+    source_key: str,
+    channel: str,
+    kind: str,
+    occurred_at: datetime,
+    summary: str = "",
+    ticket_id: int | None = None,
+    analyse_text: str = "",
+) -> bool:
+    """Log an interaction from another app (e.g. a call with its transcript), idempotent on
+    ``source_key``; ``analyse_text`` is scored for sentiment. Returns True when new."""
+    if kind not in InteractionKind.values:
+        raise InvalidInput(f"kind: unknown {kind!r}.", details={"kind": ["Invalid."]})
+    sentiment = sentiment_analyse(analyse_text) if analyse_text.strip() else None
+    created = get_backend().record(
+        InteractionRecord(
+            customer_id=customer_id,
+            source_key=source_key,
+            channel=channel,
+            kind=kind,
+            occurred_at=occurred_at,
+            summary=summary[:SUMMARY_CHARS],
+            ticket_id=ticket_id,
+            sentiment_score=sentiment.score if sentiment else None,
+            sentiment_label=sentiment.label if sentiment else "",
+        )
+    )
+    if created:
+        context_invalidate(customer_id)
+    return created
+
+
 def interaction_record_for_message(*, message_id: int) -> bool:
     """Log an inbound customer message with its sentiment (idempotent per message).
 

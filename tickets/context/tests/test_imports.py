@@ -94,9 +94,15 @@ def test_import_customers_command_reports_and_fails(tmp_path):
     assert len(rows) == 1 + 5
     assert Customer.objects.count() == 0
     path.write_text(GOOD)
-    out = io.StringIO()
-    call_command("import_customers", str(path), "--no-progress", stdout=out)
+    out, bar = io.StringIO(), io.StringIO()
+    call_command("import_customers", str(path), stdout=out, stderr=bar)
     assert "2 customers read, 2 valid, 0 rejected; 2 created, 0 updated." in out.getvalue()
+
+
+def test_import_progress_counts_validation_and_writing():
+    seen: list[int] = []
+    customers_import(io.StringIO(GOOD), progress=seen.append)
+    assert sum(seen) == 4  # 2 rows validated + 2 rows written
 
 
 def _orders_csv(rows):

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 from moto import mock_aws
 
+from support.errors import InvalidInput
 from tickets import services as core
 from tickets.context import services
 from tickets.context.interactions import (
@@ -167,3 +168,34 @@ def test_dynamodb_backend_selected_by_setting(
     [item] = backend.recent(customer.pk, limit=5)
     assert (item.kind, item.sentiment_label, item.ticket_id) == ("message", "positive", ticket.pk)
     assert Interaction.objects.count() == 0
+
+
+@mock_aws
+def test_comprehend_backend_scores_messages_end_to_end(
+    customer, settings, django_capture_on_commit_callbacks
+):
+    settings.SENTIMENT_BACKEND = "comprehend"
+    with django_capture_on_commit_callbacks(execute=True):
+        core.ticket_create(customer=customer, subject="Hi", body="I love it")
+    row = Interaction.objects.get()
+    # moto's canned DetectSentiment answer: NEUTRAL, Positive 0.0081 − Negative 0.0003.
+    assert (row.sentiment_label, row.sentiment_score) == ("neutral", 0.0078)
+
+
+def test_interaction_record_for_other_apps(customer):
+    at = timezone.now()
+    kwargs = dict(
+        customer_id=customer.pk,
+        source_key="call:CTR-1",
+        channel="phone",
+        kind="call",
+        occurred_at=at,
+        summary="Call about a refund",
+        analyse_text="The agent was rude and unhelpful.",
+    )
+    assert services.interaction_record(**kwargs) is True
+    assert services.interaction_record(**kwargs) is False
+    row = Interaction.objects.get()
+    assert (row.kind, row.channel, row.sentiment_label) == ("call", "phone", "negative")
+    with pytest.raises(InvalidInput):
+        services.interaction_record(**{**kwargs, "kind": "fax", "source_key": "x"})

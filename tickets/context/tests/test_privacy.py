@@ -205,3 +205,15 @@ def test_erase_twice_is_harmless(grace, supervisor):
     assert CustomerErasure.objects.get().counts == first
     assert AuditLog.objects.filter(action="customer.erase").count() == 2
     assert _scan(PERSONAL) == []
+
+
+def test_admin_customer_pages_show_orders(grace, supervisor, client):
+    client.force_login(supervisor)
+    supervisor.is_superuser = True
+    supervisor.save()
+    assert client.get("/admin/tickets/customer/").status_code == 200
+    page = client.get(f"/admin/tickets/customer/{grace.pk}/change/")
+    assert page.status_code == 200
+    assert b"ORD-GH-1" in page.content
+    for url in ("order", "interaction", "csatfeedback", "customererasure"):
+        assert client.get(f"/admin/tickets/{url}/").status_code == 200
