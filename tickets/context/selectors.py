@@ -148,22 +148,35 @@ def _orders(customer: Customer, *, window_start: datetime, now: datetime) -> dic
         }
         for o in qs.order_by("-placed_at", "-id")[:RECENT_ORDERS]
     ]
-    totals = qs.aggregate(
-        count=Count("id"),
-        last_placed_at=Max("placed_at"),
-        failed_90d=Count(
-            "id", filter=Q(status__in=FAILED_ORDER_STATUSES, placed_at__gte=window_start)
-        ),
-        refunds_90d=Count(
-            "id", filter=Q(status__in=REFUND_ORDER_STATUSES, updated_at__gte=window_start)
-        ),
+    # One grouped query gives the counts, churn signals and lifetime value per currency.
+    counted = ~Q(status__in=FAILED_ORDER_STATUSES)
+    rows = list(
+        qs.values("currency")
+        .annotate(
+            count=Count("id"),
+            last_placed_at=Max("placed_at"),
+            failed_90d=Count(
+                "id", filter=Q(status__in=FAILED_ORDER_STATUSES, placed_at__gte=window_start)
+            ),
+            refunds_90d=Count(
+                "id", filter=Q(status__in=REFUND_ORDER_STATUSES, updated_at__gte=window_start)
+            ),
+            total=Sum("total", filter=counted),
+            refunded=Sum("refunded_amount", filter=counted),
+            counted=Count("id", filter=counted),
+        )
+        .order_by("currency")
     )
     by_currency = {
         row["currency"]: {"total": _money(row["total"]), "refunded": _money(row["refunded"])}
-        for row in qs.exclude(status__in=FAILED_ORDER_STATUSES)
-        .values("currency")
-        .annotate(total=Sum("total"), refunded=Sum("refunded_amount"))
-        .order_by("currency")
+        for row in rows
+        if row["counted"]
+    }
+    totals = {
+        "count": sum(row["count"] for row in rows),
+        "last_placed_at": max((row["last_placed_at"] for row in rows), default=None),
+        "failed_90d": sum(row["failed_90d"] for row in rows),
+        "refunds_90d": sum(row["refunds_90d"] for row in rows),
     }
     return {
         "count": totals["count"],
