@@ -352,7 +352,19 @@ KB_BACKEND = env.get_str("KB_BACKEND", "local")
 SALESFORCE_ENABLED = env.get_bool("SALESFORCE_ENABLED", default=False)
 
 # customer context
-INTERACTIONS_BACKEND = env.get_str("INTERACTIONS_BACKEND", "postgres")
+INTERACTIONS_BACKEND = env.get_str("INTERACTIONS_BACKEND", "postgres")  # postgres | dynamodb
+INTERACTIONS_RETENTION_DAYS = env.get_int("INTERACTIONS_RETENTION_DAYS", 180)
+INTERACTIONS_DYNAMODB_TABLE = env.get_str("INTERACTIONS_DYNAMODB_TABLE", "support-interactions")
+INTERACTIONS_DYNAMODB_ENDPOINT_URL = env.get_str("INTERACTIONS_DYNAMODB_ENDPOINT_URL")
+SENTIMENT_BACKEND = env.get_str("SENTIMENT_BACKEND", "vader")  # vader | comprehend
+SENTIMENT_LANGUAGE = env.get_str("SENTIMENT_LANGUAGE", "en")
+CONTEXT_AWS_TIMEOUT = env.get_float("CONTEXT_AWS_TIMEOUT", 5.0)
+CUSTOMER_CONTEXT_CACHE_TTL = env.get_int("CUSTOMER_CONTEXT_CACHE_TTL", 300)
+FEEDBACK_LINK_MAX_AGE_DAYS = env.get_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30)
+CELERY_BEAT_SCHEDULE["interactions-purge"] = {
+    "task": "tickets.context.tasks.interaction_purge_task",
+    "schedule": 3600.0,
+}
 
 LOGGING = {
     "version": 1,

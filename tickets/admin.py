@@ -205,3 +205,6 @@ class AttachmentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("filename", "kind", "content_type", "size", "message", "created_at")
     list_filter = ("kind",)
     raw_id_fields = ("message",)
+
+
+from tickets.context.admin import *  # noqa: E402, F403 - customer-context admin

@@ -312,3 +312,6 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+from tickets.context.models import *  # noqa: E402, F403 - customer context models (same app)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from tickets.api import views
 
@@ -17,4 +17,5 @@ urlpatterns = [
         views.TicketStatusApi.as_view(),
         name="api-ticket-status",
     ),
+    path("", include("tickets.context.api.urls")),
 ]

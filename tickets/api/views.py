@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from support.auth.roles import is_supervisor
 from support.errors import Forbidden, InvalidInput
-from tickets import selectors, services
+from tickets import extras, selectors, services
 from tickets.api import serializers as s
 from tickets.models import Customer, Team
 
@@ -53,10 +53,16 @@ class TicketListCreateApi(APIView):
 
     @extend_schema(
         operation_id="tickets_create",
+        parameters=[
+            OpenApiParameter(
+                "include", str, description="Extras in the response, e.g. context,suggestions"
+            )
+        ],
         request=s.TicketCreateInputSerializer,
         responses={201: s.TicketCreatedOutputSerializer},
     )
     def post(self, request: Request) -> Response:
+        include = extras.parse_include(request.query_params.get("include"))
         serializer = s.TicketCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
@@ -83,9 +89,9 @@ class TicketListCreateApi(APIView):
             origin_platform_id=data.get("origin_platform_id", ""),
             created_by=request.user,
         )
-        return Response(
-            s.TicketCreatedOutputSerializer(ticket).data, status=status.HTTP_201_CREATED
-        )
+        body = {**s.TicketCreatedOutputSerializer(ticket).data}
+        body.update(extras.create_extras_build(include, request, ticket))
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class TicketDetailApi(APIView):

@@ -1,0 +1,1 @@
+"""Customer context: orders, interaction log, sentiment, churn risk, CSAT, data protection."""

@@ -1,0 +1,123 @@
+"""Admin for orders, interactions and CSAT; export / erase actions on customers.
+
+Imported at the end of ``tickets/admin.py``; it re-registers the core CustomerAdmin with
+the data-protection actions and an orders inline.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from tickets.admin import CustomerAdmin
+from tickets.context import privacy
+from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
+from tickets.models import Customer
+
+
+class OrderInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Order
+    extra = 0
+    fields = ("number", "status", "total", "currency", "placed_at")
+    readonly_fields = fields
+    ordering = ("-placed_at",)
+    show_change_link = True
+    max_num = 0
+
+
+class CustomerContextAdmin(CustomerAdmin):
+    inlines = [*CustomerAdmin.inlines, OrderInline]
+    actions = ["export_json", "erase_personal_data"]
+
+    @admin.action(description="Export selected customers' data as JSON", permissions=["view"])
+    def export_json(self, request: HttpRequest, queryset: QuerySet[Customer]) -> HttpResponse:
+        data = [
+            privacy.customer_export(customer=c, actor=request.user, via="admin")
+            for c in queryset.order_by("id")
+        ]
+        body = data[0] if len(data) == 1 else {"customers": data}
+        name = f"customer-{data[0]['customer']['id']}" if len(data) == 1 else "customers"
+        response = HttpResponse(
+            json.dumps(body, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False),
+            content_type="application/json",
+        )
+        response["Content-Disposition"] = f'attachment; filename="{name}-export.json"'
+        return response
+
+    @admin.action(
+        description="Erase selected customers' personal data (irreversible)",
+        permissions=["delete"],
+    )
+    def erase_personal_data(
+        self, request: HttpRequest, queryset: QuerySet[Customer]
+    ) -> HttpResponse | None:
+        if request.POST.get("confirm") == "yes":
+            for customer in queryset:
+                privacy.customer_erase(customer=customer, actor=request.user, via="admin")
+            self.message_user(
+                request,
+                f"Erased the personal data of {queryset.count()} customer(s).",
+                messages.SUCCESS,
+            )
+            return None
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": "Erase personal data?",
+            "customers": queryset,
+            "action": "erase_personal_data",
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/tickets/context/erase_confirmation.html", context)
+
+
+admin.site.unregister(Customer)
+admin.site.register(Customer, CustomerContextAdmin)
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("number", "customer", "status", "total", "currency", "placed_at")
+    list_filter = ("status", "currency")
+    search_fields = ("number", "customer__email")
+    raw_id_fields = ("customer",)
+    date_hierarchy = "placed_at"
+
+
+@admin.register(Interaction)
+class InteractionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = (
+        "occurred_at",
+        "customer",
+        "kind",
+        "channel",
+        "sentiment_label",
+        "sentiment_score",
+        "expires_at",
+    )
+    list_filter = ("kind", "channel", "sentiment_label")
+    raw_id_fields = ("customer", "ticket")
+    search_fields = ("source_key",)
+
+
+@admin.register(CsatFeedback)
+class CsatFeedbackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("ticket", "customer", "rating", "via_link", "updated_at")
+    list_filter = ("rating", "via_link")
+    raw_id_fields = ("ticket", "customer")
+
+
+@admin.register(CustomerErasure)
+class CustomerErasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("customer", "erased_by", "created_at")
+    readonly_fields = ("customer", "erased_by", "counts", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

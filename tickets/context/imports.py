@@ -1,0 +1,414 @@
+"""CSV imports of customers and orders: validate every row, then write all in one
+transaction (PostgreSQL ``COPY`` into a temporary table, then one upsert), or nothing.
+
+Customers are matched on email (case-insensitive) and updated; orders on their number.
+A file with rejected rows writes nothing unless ``skip_invalid`` is set, in which case
+only the valid rows are written. Either way the report lists every rejected row and why.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, TextIO
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import connection, transaction
+from django.db.models.functions import Lower
+
+from tickets.context.cache import context_cache_key
+from tickets.context.models import Order
+from tickets.context.services import OrderInput, order_validate
+from tickets.models import AccountType, Customer, VipTier
+
+PHONE_RE = re.compile(r"^\+?[0-9 ()./-]{3,32}$")
+CUSTOMER_COLUMNS = ("email", "name", "phone", "vip_tier", "account_type")
+ORDER_COLUMNS = (
+    "number",
+    "customer_email",
+    "status",
+    "currency",
+    "total",
+    "refunded_amount",
+    "placed_at",
+    "items",
+)
+ORDER_REQUIRED = ("number", "customer_email", "status", "total", "placed_at")
+
+# Called with a number of rows done: once per row validated, once per row written.
+Progress = Callable[[int], None]
+
+
+@dataclass
+class Rejection:
+    row: int  # 1-based data row (the header is row 0)
+    errors: dict[str, list[str]]
+
+    def text(self) -> str:
+        parts = [f"{f}: {'; '.join(msgs)}" for f, msgs in self.errors.items()]
+        return f"row {self.row}: " + " | ".join(parts)
+
+
+@dataclass
+class ImportReport:
+    total: int = 0
+    valid: int = 0
+    created: int = 0
+    updated: int = 0
+    written: bool = False
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "valid": self.valid,
+            "created": self.created,
+            "updated": self.updated,
+            "written": self.written,
+            "rejected": [{"row": r.row, "errors": r.errors} for r in self.rejected],
+        }
+
+
+class HeaderError(ValueError):
+    pass
+
+
+def _reader(handle: TextIO, *, required: Iterable[str], known: Iterable[str]) -> csv.DictReader:
+    reader = csv.DictReader(handle)
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise HeaderError(f"missing column(s): {', '.join(missing)}")
+    unknown = [c for c in header if c not in known]
+    if unknown:
+        raise HeaderError(f"unknown column(s): {', '.join(unknown)} (known: {', '.join(known)})")
+    return reader
+
+
+def _copy_rows(
+    table: str,
+    columns: Iterable[str],
+    rows: Iterable[tuple[Any, ...]],
+    progress: Progress | None = None,
+) -> None:
+    cols = ", ".join(columns)
+    done = 0
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg 3 cursor
+        with raw.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+                done += 1
+                if progress and done % 1000 == 0:
+                    progress(1000)
+    if progress:
+        progress(done % 1000)
+
+
+# --- customers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    email: str
+    name: str
+    phone: str
+    vip_tier: str
+    account_type: str
+
+
+def _customer_row(raw: dict[str, str | None]) -> tuple[CustomerRow | None, dict[str, list[str]]]:
+    def get(key: str) -> str:
+        return (raw.get(key) or "").strip()
+
+    errors: dict[str, list[str]] = {}
+    email, name, phone = get("email").lower(), get("name"), get("phone")
+    vip = get("vip_tier").lower() or VipTier.NONE
+    account = get("account_type").lower() or AccountType.INDIVIDUAL
+    if not email:
+        errors["email"] = ["Required."]
+    else:
+        try:
+            validate_email(email)
+        except ValidationError:
+            errors["email"] = [f"Not a valid email address: {email!r}."]
+    if len(name) > 200:
+        errors["name"] = ["At most 200 characters."]
+    if phone and not PHONE_RE.match(phone):
+        errors["phone"] = [f"Not a phone number: {phone!r}."]
+    if vip not in VipTier.values:
+        errors["vip_tier"] = [f"Unknown tier {vip!r}; use one of {', '.join(VipTier.values)}."]
+    if account not in AccountType.values:
+        errors["account_type"] = [
+            f"Unknown type {account!r}; use one of {', '.join(AccountType.values)}."
+        ]
+    if errors:
+        return None, errors
+    return CustomerRow(email, name, phone, vip, account), {}
+
+
+def customers_import(
+    handle: TextIO, *, skip_invalid: bool = False, progress: Progress | None = None
+) -> ImportReport:
+    report = ImportReport()
+    reader = _reader(handle, required=("email",), known=CUSTOMER_COLUMNS)
+    rows: list[CustomerRow] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(reader, start=1):
+        report.total += 1
+        row, errors = _customer_row(raw)
+        if row is not None and row.email in seen:
+            errors = {"email": [f"Duplicate of row {seen[row.email]}."]}
+            row = None
+        if row is None:
+            report.rejected.append(Rejection(number, errors))
+        else:
+            seen[row.email] = number
+            rows.append(row)
+        if progress and number % 1000 == 0:
+            progress(1000)
+    if progress:
+        progress(report.total % 1000)
+    report.valid = len(rows)
+    if (report.rejected and not skip_invalid) or not rows:
+        return report
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMP TABLE import_customer "
+                "(email text, name text, phone text, vip_tier text, account_type text) "
+                "ON COMMIT DROP"
+            )
+        _copy_rows(
+            "import_customer",
+            CUSTOMER_COLUMNS,
+            ((r.email, r.name, r.phone, r.vip_tier, r.account_type) for r in rows),
+            progress,
+        )
+        table = Customer._meta.db_table
+        with connection.cursor() as cursor:
+            # xmax = 0 marks a freshly inserted row (vs. one updated by ON CONFLICT).
+            cursor.execute(
+                f"""
+                INSERT INTO {table}
+                    (email, name, phone, vip_tier, account_type, created_at, updated_at)
+                SELECT email, name, phone, vip_tier, account_type, now(), now()
+                FROM import_customer
+                ON CONFLICT (lower(email)) WHERE NOT (email = '')
+                DO UPDATE SET name = EXCLUDED.name, phone = EXCLUDED.phone,
+                    vip_tier = EXCLUDED.vip_tier, account_type = EXCLUDED.account_type,
+                    updated_at = now()
+                RETURNING (xmax = 0)
+                """  # noqa: S608 - table name from model meta, values bound via COPY
+            )
+            inserted = [flag for (flag,) in cursor.fetchall()]
+    report.created = sum(1 for flag in inserted if flag)
+    report.updated = len(inserted) - report.created
+    report.written = True
+    return report
+
+
+# --- orders ---------------------------------------------------------------------------
+
+
+def _parse_datetime(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _parse_items(text: str) -> tuple[list[dict[str, Any]] | None, str]:
+    if not text:
+        return [], ""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"Not JSON: {exc.msg}."
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return None, 'A JSON list of objects such as [{"sku": "A1", "quantity": 1}].'
+    return items, ""
+
+
+def _order_row(
+    raw: dict[str, str | None], customers: dict[str, int]
+) -> tuple[tuple[int, OrderInput] | None, dict[str, list[str]]]:
+    def get(key: str) -> str:
+        return (raw.get(key) or "").strip()
+
+    errors: dict[str, list[str]] = {}
+    for name in ORDER_REQUIRED:
+        if not get(name):
+            errors[name] = ["Required."]
+    email = get("customer_email").lower()
+    customer_id = customers.get(email)
+    if email and customer_id is None:
+        errors["customer_email"] = [f"No customer with email {email!r}."]
+    try:
+        total = Decimal(get("total") or "0")
+        refunded = Decimal(get("refunded_amount") or "0")
+        if not (total.is_finite() and refunded.is_finite()):
+            raise InvalidOperation
+    except InvalidOperation:
+        errors.setdefault("total", []).append("Amounts must be decimal numbers such as 19.99.")
+        total = refunded = Decimal(0)
+    placed_at = _parse_datetime(get("placed_at"))
+    if get("placed_at") and placed_at is None:
+        errors["placed_at"] = ["An ISO 8601 date-time such as 2026-01-31T10:00:00Z."]
+    items, items_error = _parse_items(get("items"))
+    if items_error:
+        errors["items"] = [items_error]
+    if errors:
+        return None, errors
+    assert placed_at is not None
+    assert customer_id is not None
+    data = OrderInput(
+        number=get("number"),
+        status=get("status").lower(),
+        total=total,
+        placed_at=placed_at,
+        currency=get("currency").upper() or "USD",
+        refunded_amount=refunded,
+        items=items,
+    )
+    field_errors = order_validate(data)
+    if field_errors:
+        return None, field_errors
+    return (customer_id, data), {}
+
+
+def _customer_ids(emails: set[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    batch = list(emails)
+    for start in range(0, len(batch), 5000):
+        chunk = batch[start : start + 5000]
+        for email, pk in (
+            Customer.objects.annotate(e=Lower("email")).filter(e__in=chunk).values_list("e", "id")
+        ):
+            found[email] = pk
+    return found
+
+
+def _owners(numbers: list[str]) -> dict[str, int]:
+    owners: dict[str, int] = {}
+    for start in range(0, len(numbers), 5000):
+        chunk = numbers[start : start + 5000]
+        owners.update(Order.objects.filter(number__in=chunk).values_list("number", "customer_id"))
+    return owners
+
+
+def orders_import(
+    handle: TextIO, *, skip_invalid: bool = False, progress: Progress | None = None
+) -> ImportReport:
+    report = ImportReport()
+    reader = _reader(handle, required=ORDER_REQUIRED, known=ORDER_COLUMNS)
+    raws = list(reader)
+    customers = _customer_ids({(r.get("customer_email") or "").strip().lower() for r in raws})
+    owners = _owners([(r.get("number") or "").strip() for r in raws])
+    rows: list[tuple[int, OrderInput]] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(raws, start=1):
+        report.total += 1
+        parsed, errors = _order_row(raw, customers)
+        if parsed is not None:
+            customer_id, data = parsed
+            if data.number in seen:
+                errors, parsed = {"number": [f"Duplicate of row {seen[data.number]}."]}, None
+            elif owners.get(data.number, customer_id) != customer_id:
+                errors = {"number": [f"Order {data.number} belongs to another customer."]}
+                parsed = None
+        if parsed is None:
+            report.rejected.append(Rejection(number, errors))
+        else:
+            seen[parsed[1].number] = number
+            rows.append(parsed)
+        if progress and number % 1000 == 0:
+            progress(1000)
+    if progress:
+        progress(report.total % 1000)
+    report.valid = len(rows)
+    if (report.rejected and not skip_invalid) or not rows:
+        return report
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMP TABLE import_order (customer_id bigint, number text, status text, "
+                "currency text, total numeric, refunded_amount numeric, items jsonb, "
+                "placed_at timestamptz) ON COMMIT DROP"
+            )
+        _copy_rows(
+            "import_order",
+            (
+                "customer_id",
+                "number",
+                "status",
+                "currency",
+                "total",
+                "refunded_amount",
+                "items",
+                "placed_at",
+            ),
+            (
+                (
+                    cid,
+                    d.number,
+                    d.status,
+                    d.currency,
+                    d.total,
+                    d.refunded_amount,
+                    json.dumps(d.items or []),
+                    d.placed_at,
+                )
+                for cid, d in rows
+            ),
+            progress,
+        )
+        table = Order._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (customer_id, number, status, currency, total,
+                    refunded_amount, items, placed_at, created_at, updated_at)
+                SELECT customer_id, number, status, currency, total, refunded_amount, items,
+                    placed_at, now(), now()
+                FROM import_order
+                ON CONFLICT (number) DO UPDATE SET status = EXCLUDED.status,
+                    currency = EXCLUDED.currency, total = EXCLUDED.total,
+                    refunded_amount = EXCLUDED.refunded_amount, items = EXCLUDED.items,
+                    placed_at = EXCLUDED.placed_at, updated_at = now()
+                WHERE {table}.customer_id = EXCLUDED.customer_id
+                RETURNING (xmax = 0)
+                """  # noqa: S608 - table name from model meta, values bound via COPY
+            )
+            inserted = [flag for (flag,) in cursor.fetchall()]
+        keys = [context_cache_key(cid) for cid in {cid for cid, _ in rows}]
+        _drop_keys(keys)
+        transaction.on_commit(lambda: _drop_keys(keys))
+    report.created = sum(1 for flag in inserted if flag)
+    report.updated = len(inserted) - report.created
+    report.written = True
+    return report
+
+
+def _drop_keys(keys: list[str]) -> None:
+    from django.core.cache import cache
+
+    for start in range(0, len(keys), 1000):
+        cache.delete_many(keys[start : start + 1000])
+
+
+def rejected_rows_write(report: ImportReport, handle: TextIO) -> None:
+    """The rejection report as CSV: row, field, error."""
+    writer = csv.writer(handle)
+    writer.writerow(["row", "field", "error"])
+    for rejection in report.rejected:
+        for name, messages in rejection.errors.items():
+            for message in messages:
+                writer.writerow([rejection.row, name, message])

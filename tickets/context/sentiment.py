@@ -1,0 +1,143 @@
+"""Sentiment of customer messages behind a small interface with a registry.
+
+``vader`` (default) runs offline with VADER's lexicon (shipped inside the
+``vaderSentiment`` wheel); ``comprehend`` calls Amazon Comprehend ``DetectSentiment``.
+Scores are on one scale, -1 (negative) … 1 (positive), so the churn score does not care
+which analyser produced them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+
+from django.conf import settings
+
+from support.errors import PermanentError, RetryableError
+
+# VADER's own recommended thresholds on the compound score.
+POSITIVE_THRESHOLD = 0.05
+NEGATIVE_THRESHOLD = -0.05
+# Comprehend's DetectSentiment accepts at most 5,000 bytes of UTF-8.
+COMPREHEND_MAX_BYTES = 5000
+
+
+@dataclass(frozen=True)
+class Sentiment:
+    score: float
+    label: str  # positive | neutral | negative | mixed
+
+
+class SentimentAnalyser(Protocol):
+    name: str
+
+    def analyse(self, text: str) -> Sentiment: ...
+
+
+def label_for_score(score: float) -> str:
+    if score >= POSITIVE_THRESHOLD:
+        return "positive"
+    if score <= NEGATIVE_THRESHOLD:
+        return "negative"
+    return "neutral"
+
+
+class VaderAnalyser:
+    name = "vader"
+
+    def __init__(self) -> None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self._analyser = SentimentIntensityAnalyzer()
+
+    def analyse(self, text: str) -> Sentiment:
+        text = text.strip()
+        if not text:
+            return Sentiment(0.0, "neutral")
+        score = float(self._analyser.polarity_scores(text[:10_000])["compound"])
+        return Sentiment(round(score, 4), label_for_score(score))
+
+
+class ComprehendAnalyser:
+    """Amazon Comprehend; ``score`` = Positive − Negative, label from ``Sentiment``."""
+
+    name = "comprehend"
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            timeout = settings.CONTEXT_AWS_TIMEOUT
+            self._client = boto3.client(
+                "comprehend",
+                region_name=settings.AWS_REGION,
+                config=Config(
+                    connect_timeout=timeout, read_timeout=timeout, retries={"mode": "standard"}
+                ),
+            )
+        return self._client
+
+    def analyse(self, text: str) -> Sentiment:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        text = text.strip()
+        if not text:
+            return Sentiment(0.0, "neutral")
+        clipped = text.encode()[:COMPREHEND_MAX_BYTES].decode(errors="ignore")
+        try:
+            response = self.client.detect_sentiment(
+                Text=clipped, LanguageCode=settings.SENTIMENT_LANGUAGE
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in {"ThrottlingException", "TooManyRequestsException"} or status >= 500:
+                raise RetryableError(f"Comprehend {code or status}") from exc
+            raise PermanentError(f"Comprehend {code or status}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise RetryableError(f"Comprehend unreachable: {exc}") from exc
+        scores = response["SentimentScore"]
+        score = round(float(scores["Positive"]) - float(scores["Negative"]), 4)
+        return Sentiment(score, str(response["Sentiment"]).lower())
+
+
+_registry: dict[str, Callable[[], SentimentAnalyser]] = {
+    "vader": VaderAnalyser,
+    "comprehend": ComprehendAnalyser,
+}
+
+
+def register_analyser(name: str, factory: Callable[[], SentimentAnalyser]) -> None:
+    _registry[name] = factory
+    _analyser.cache_clear()
+
+
+def get_analyser(name: str | None = None) -> SentimentAnalyser:
+    """The configured analyser (``SENTIMENT_BACKEND``), built once per process."""
+    return _analyser(name or settings.SENTIMENT_BACKEND)
+
+
+def reset_analysers() -> None:
+    _analyser.cache_clear()
+
+
+@lru_cache(maxsize=4)
+def _analyser(key: str) -> SentimentAnalyser:
+    try:
+        factory = _registry[key]
+    except KeyError:
+        raise PermanentError(
+            f"SENTIMENT_BACKEND={key!r} is unknown; use one of {sorted(_registry)}"
+        ) from None
+    return factory()
+
+
+def sentiment_analyse(text: str) -> Sentiment:
+    return get_analyser().analyse(text)

@@ -1,0 +1,289 @@
+"""Writes of the customer context: orders, interactions, CSAT feedback.
+
+Every write that changes a customer's context invalidates its cache entry
+(``tickets.context.cache.context_invalidate``). Data-protection export and erase live in
+``tickets.context.privacy``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.utils import timezone
+
+from support.errors import Forbidden, InvalidInput, NotFound
+from support.events import event_record
+from tickets.context.cache import context_invalidate
+from tickets.context.interactions import InteractionRecord, get_backend
+from tickets.context.models import CsatFeedback, InteractionKind, Order, OrderStatus
+from tickets.context.sentiment import label_for_score, sentiment_analyse
+from tickets.models import Customer, Direction, Message, MessageKind, Ticket, TicketStatus
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_CHARS = 280
+FEEDBACK_SALT = "tickets.context.feedback"
+FEEDBACK_STATUSES = (TicketStatus.RESOLVED, TicketStatus.CLOSED)
+
+
+# --- orders ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    number: str
+    status: str
+    total: Decimal
+    placed_at: datetime
+    currency: str = "USD"
+    refunded_amount: Decimal = Decimal(0)
+    items: list[dict[str, Any]] | None = None
+
+
+def order_validate(data: OrderInput) -> dict[str, list[str]]:
+    """Field errors of one order (empty when valid); shared with the CSV import."""
+    errors: dict[str, list[str]] = {}
+    if not data.number.strip() or len(data.number) > 64:
+        errors["number"] = ["Required, at most 64 characters."]
+    if data.status not in OrderStatus.values:
+        errors["status"] = [f"Unknown status {data.status!r}; use one of {OrderStatus.values}."]
+    if len(data.currency) != 3 or not data.currency.isalpha() or not data.currency.isupper():
+        errors["currency"] = ["A 3-letter ISO 4217 code such as USD."]
+    if data.total < 0 or data.total >= Decimal("1e10"):
+        errors["total"] = ["Between 0 and 9,999,999,999.99."]
+    if data.refunded_amount < 0 or data.refunded_amount > data.total:
+        errors["refunded_amount"] = ["Between 0 and the order total."]
+    if timezone.is_naive(data.placed_at):
+        errors["placed_at"] = ["Needs a timezone (e.g. 2026-01-31T10:00:00Z)."]
+    return errors
+
+
+@transaction.atomic
+def order_upsert(*, customer: Customer, data: OrderInput) -> tuple[Order, bool]:
+    """Create or update an order by its number; the customer's context shows it at once."""
+    errors = order_validate(data)
+    if errors:
+        field = next(iter(errors))
+        raise InvalidInput(f"{field}: {errors[field][0]}", details=errors)
+    order, created = Order.objects.select_for_update().get_or_create(
+        number=data.number.strip(),
+        defaults={
+            "customer": customer,
+            "status": data.status,
+            "currency": data.currency,
+            "total": data.total,
+            "refunded_amount": data.refunded_amount,
+            "items": data.items or [],
+            "placed_at": data.placed_at,
+        },
+    )
+    if not created:
+        if order.customer_id != customer.pk:
+            raise InvalidInput(
+                f"number: order {order.number} belongs to another customer.",
+                details={"number": ["Belongs to another customer."]},
+            )
+        order.status = data.status
+        order.currency = data.currency
+        order.total = data.total
+        order.refunded_amount = data.refunded_amount
+        order.items = data.items or []
+        order.placed_at = data.placed_at
+        order.save()
+    context_invalidate(customer.pk)
+    return order, created
+
+
+# --- interactions ---------------------------------------------------------------------
+
+
+def interaction_record(
+    *,
+    customer_id: int,
+    source_key: str,
+    channel: str,
+    kind: str,
+    occurred_at: datetime,
+    summary: str = "",
+    ticket_id: int | None = None,
+    analyse_text: str = "",
+) -> bool:
+    """Log an interaction from another app (e.g. a call with its transcript), idempotent on
+    ``source_key``; ``analyse_text`` is scored for sentiment. Returns True when new."""
+    if kind not in InteractionKind.values:
+        raise InvalidInput(f"kind: unknown {kind!r}.", details={"kind": ["Invalid."]})
+    sentiment = sentiment_analyse(analyse_text) if analyse_text.strip() else None
+    created = get_backend().record(
+        InteractionRecord(
+            customer_id=customer_id,
+            source_key=source_key,
+            channel=channel,
+            kind=kind,
+            occurred_at=occurred_at,
+            summary=summary[:SUMMARY_CHARS],
+            ticket_id=ticket_id,
+            sentiment_score=sentiment.score if sentiment else None,
+            sentiment_label=sentiment.label if sentiment else "",
+        )
+    )
+    if created:
+        context_invalidate(customer_id)
+    return created
+
+
+def interaction_record_for_message(*, message_id: int) -> bool:
+    """Log an inbound customer message with its sentiment (idempotent per message).
+
+    Returns True when a new interaction was written.
+    """
+    message = (
+        Message.objects.select_related("ticket")
+        .filter(pk=message_id, direction=Direction.INBOUND, kind=MessageKind.PUBLIC)
+        .first()
+    )
+    if message is None:
+        return False
+    customer_id = message.author_customer_id or message.ticket.customer_id
+    text = message.body_text.strip()
+    sentiment = sentiment_analyse(text) if text else None
+    created = get_backend().record(
+        InteractionRecord(
+            customer_id=customer_id,
+            source_key=f"message:{message.pk}",
+            channel=message.channel,
+            kind=InteractionKind.MESSAGE,
+            occurred_at=message.created_at,
+            summary=text[:SUMMARY_CHARS],
+            ticket_id=message.ticket_id,
+            sentiment_score=sentiment.score if sentiment else None,
+            sentiment_label=sentiment.label if sentiment else "",
+        )
+    )
+    if created:
+        context_invalidate(customer_id)
+    return created
+
+
+def interaction_record_reopen(*, event_id: int, ticket_id: int, at: datetime) -> bool:
+    """Log that a resolved ticket was reopened (one entry per ``ticket.updated`` event)."""
+    ticket = Ticket.objects.filter(pk=ticket_id).only("id", "customer_id", "channel").first()
+    if ticket is None:
+        return False
+    created = get_backend().record(
+        InteractionRecord(
+            customer_id=ticket.customer_id,
+            source_key=f"reopen:{event_id}",
+            channel=ticket.channel,
+            kind=InteractionKind.TICKET_REOPENED,
+            occurred_at=at,
+            summary=f"{ticket.number} reopened",
+            ticket_id=ticket.pk,
+        )
+    )
+    if created:
+        context_invalidate(ticket.customer_id)
+    return created
+
+
+def interaction_purge(*, now: datetime | None = None) -> int:
+    """Delete expired interactions (PostgreSQL backend; DynamoDB expires items itself)."""
+    return get_backend().purge_expired(now=now)
+
+
+# --- CSAT feedback --------------------------------------------------------------------
+
+
+def feedback_token_make(ticket: Ticket) -> str:
+    return signing.dumps({"ticket": ticket.pk}, salt=FEEDBACK_SALT, compress=True)
+
+
+def feedback_link_build(ticket: Ticket) -> str:
+    """The signed link a channel sends after resolution (valid FEEDBACK_LINK_MAX_AGE_DAYS)."""
+    return f"{settings.SITE_URL}/feedback/{feedback_token_make(ticket)}"
+
+
+def feedback_token_ticket_id(token: str) -> int:
+    """The ticket id a feedback token was made for; Forbidden when forged or expired."""
+    try:
+        data = signing.loads(
+            token,
+            salt=FEEDBACK_SALT,
+            max_age=settings.FEEDBACK_LINK_MAX_AGE_DAYS * 86400,
+        )
+    except signing.SignatureExpired:
+        raise Forbidden(
+            "This feedback link has expired.", details={"token": ["Expired."]}
+        ) from None
+    except signing.BadSignature:
+        raise Forbidden("Invalid feedback link.", details={"token": ["Invalid."]}) from None
+    if not isinstance(data, dict) or not isinstance(data.get("ticket"), int):
+        raise Forbidden("Invalid feedback link.", details={"token": ["Invalid."]})
+    return int(data["ticket"])
+
+
+@transaction.atomic
+def feedback_submit(
+    *, ticket: Ticket, rating: int, comment: str = "", via_link: bool = False
+) -> tuple[CsatFeedback, bool]:
+    """Record the customer's CSAT for a resolved or closed ticket; a new answer replaces
+    the previous one. Returns ``(feedback, created)``."""
+    if not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise InvalidInput("rating: give a whole number from 1 to 5.", details={"rating": ["1–5."]})
+    ticket = Ticket.objects.select_for_update().filter(pk=ticket.pk).first() or ticket
+    if ticket.status not in FEEDBACK_STATUSES:
+        raise InvalidInput(
+            f"status: feedback is for resolved or closed tickets; {ticket.number} is "
+            f"{ticket.status}.",
+            details={"status": ["Not resolved yet."]},
+        )
+    comment = comment.strip()[:5000]
+    feedback, created = CsatFeedback.objects.update_or_create(
+        ticket=ticket,
+        defaults={
+            "customer_id": ticket.customer_id,
+            "rating": rating,
+            "comment": comment,
+            "via_link": via_link,
+        },
+    )
+    score = sentiment_analyse(comment).score if comment else (rating - 3) / 2
+    get_backend().record(
+        InteractionRecord(
+            customer_id=ticket.customer_id,
+            source_key=f"csat:{ticket.pk}:{feedback.updated_at.timestamp():.6f}",
+            channel=ticket.channel,
+            kind=InteractionKind.FEEDBACK,
+            occurred_at=feedback.updated_at,
+            summary=f"CSAT {rating}/5" + (f": {comment}" if comment else ""),
+            ticket_id=ticket.pk,
+            sentiment_score=score,
+            sentiment_label=label_for_score(score),
+        )
+    )
+    event_record(
+        "csat.submitted",
+        aggregate_type="ticket",
+        aggregate_id=ticket.pk,
+        payload={
+            "ticket_id": ticket.pk,
+            "customer_id": ticket.customer_id,
+            "rating": rating,
+            "via_link": via_link,
+        },
+    )
+    context_invalidate(ticket.customer_id)
+    return feedback, created
+
+
+def ticket_for_feedback(*, ticket_id: int) -> Ticket:
+    ticket = Ticket.objects.filter(pk=ticket_id).first()
+    if ticket is None:
+        raise NotFound(f"No ticket {ticket_id}.")
+    return ticket

@@ -1,0 +1,47 @@
+"""Celery tasks of the customer context (thin: each calls one service)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import shared_task
+
+from support.errors import RetryableError
+from tickets.context import services
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(RetryableError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=30,
+    time_limit=60,
+)
+def interaction_record_for_message_task(self: object, message_id: int) -> bool:
+    """Idempotent: the interaction's natural key is ``message:<id>``."""
+    return services.interaction_record_for_message(message_id=message_id)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(RetryableError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=30,
+    time_limit=60,
+)
+def interaction_record_reopen_task(self: object, event_id: int, ticket_id: int, at: str) -> bool:
+    """Idempotent: the interaction's natural key is ``reopen:<event id>``."""
+    return services.interaction_record_reopen(
+        event_id=event_id, ticket_id=ticket_id, at=datetime.fromisoformat(at)
+    )
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def interaction_purge_task() -> int:
+    return services.interaction_purge()

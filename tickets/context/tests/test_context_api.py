@@ -1,0 +1,274 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from support.models import OutboxEvent
+from tickets import services as core
+from tickets.context import services
+from tickets.context.cache import context_cache_key
+from tickets.context.models import CsatFeedback, Interaction
+from tickets.context.services import OrderInput
+from tickets.models import ChannelIdentity, Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+def _order(customer, number, status="delivered", days_ago=5, total="20.00"):
+    return services.order_upsert(
+        customer=customer,
+        data=OrderInput(
+            number=number,
+            status=status,
+            total=Decimal(total),
+            placed_at=timezone.now() - timedelta(days=days_ago),
+            items=[{"sku": "A1", "name": "Kettle", "quantity": 1, "unit_price": total}],
+        ),
+    )[0]
+
+
+def test_ticket_context_returns_profile_orders_interactions_and_churn(
+    agent_client, customer, django_capture_on_commit_callbacks
+):
+    customer.vip_tier = "gold"
+    customer.save()
+    ChannelIdentity.objects.create(customer=customer, channel="whatsapp", external_id="+4412345")
+    _order(customer, "ORD-1", status="refunded", days_ago=3)
+    _order(customer, "ORD-2", days_ago=40, total="15.50")
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket = core.ticket_create(
+            customer=customer,
+            subject="Refund again?!",
+            body="This is awful, the kettle broke again. I am furious.",
+            channel="whatsapp",
+        )
+    response = agent_client.get(f"/api/tickets/{ticket.number}/context")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ticket_id"] == ticket.pk
+    assert body["customer"] == {
+        "id": customer.pk,
+        "name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "phone": "+441234",
+        "vip_tier": "gold",
+        "is_vip": True,
+        "account_type": "individual",
+        "created_at": customer.created_at.isoformat(),
+        "erased": False,
+    }
+    assert body["identities"] == [
+        {"channel": "whatsapp", "external_id": "+4412345", "display_name": ""}
+    ]
+    assert body["orders"]["count"] == 2
+    assert [o["number"] for o in body["orders"]["recent"]] == ["ORD-1", "ORD-2"]
+    assert body["orders"]["lifetime_value"] == {"USD": {"total": "35.50", "refunded": "0.00"}}
+    assert body["tickets"]["open"] == 1
+    [interaction] = body["interactions"]["recent"]
+    assert (interaction["kind"], interaction["sentiment_label"]) == ("message", "negative")
+    assert body["sentiment"]["scored_messages_90d"] == 1
+    assert len(body["sentiment"]["weekly"]) == 12
+    assert body["sentiment"]["weekly"][-1]["count"] == 1
+    churn = body["churn"]
+    assert churn["level"] == "high"
+    assert [r["code"] for r in churn["reasons"]] == [
+        "negative_sentiment",
+        "recent_unhappy_contact",
+        "refunds",
+        "open_tickets",
+    ]
+    assert churn["score"] == 30 + 10 + 10 + 5
+
+
+def test_customer_context_and_not_found(agent_client, customer):
+    response = agent_client.get(f"/api/customers/{customer.pk}/context")
+    assert response.status_code == 200
+    assert response.json()["churn"] == {"level": "low", "score": 0, "reasons": []}
+    assert agent_client.get("/api/customers/999999/context").status_code == 404
+    assert agent_client.get("/api/customers/abc/context").status_code == 404
+
+
+def test_context_needs_an_agent(api_client, customer):
+    assert api_client.get(f"/api/customers/{customer.pk}/context").status_code in (401, 403)
+
+
+def test_cache_warm_hit_uses_one_query_and_new_order_shows_at_once(agent_client, customer):
+    url = f"/api/customers/{customer.pk}/context"
+    assert agent_client.get(url).json()["orders"]["count"] == 0
+    assert cache.get(context_cache_key(customer.pk)) is not None
+    with CaptureQueriesContext(connection) as queries:
+        agent_client.get(url)
+    assert len(queries) == 1  # the customer row; the rest comes from the cache
+    _order(customer, "ORD-9")
+    assert cache.get(context_cache_key(customer.pk)) is None
+    assert agent_client.get(url).json()["orders"]["count"] == 1
+
+
+def test_profile_edit_elsewhere_is_never_served_stale(agent_client, customer):
+    url = f"/api/customers/{customer.pk}/context"
+    agent_client.get(url)
+    customer.name = "Ada King"
+    customer.save()  # e.g. the admin: no explicit invalidation
+    assert agent_client.get(url).json()["customer"]["name"] == "Ada King"
+
+
+def test_cold_context_query_budget(agent_client, customer):
+    for n in range(30):
+        _order(customer, f"ORD-{n}", days_ago=n)
+    with CaptureQueriesContext(connection) as queries:
+        agent_client.get(f"/api/customers/{customer.pk}/context")
+    # auth groups + customer + 10 reads, whatever the number of orders
+    assert len(queries) <= 12
+
+
+def test_create_ticket_with_include_context(agent_client, customer):
+    _order(customer, "ORD-7")
+    # A cached context from before the new ticket must not be served.
+    assert agent_client.get(f"/api/customers/{customer.pk}/context").json()["tickets"] == {
+        "total": 0,
+        "open": 0,
+        "recent": [],
+    }
+    response = agent_client.post(
+        "/api/tickets?include=context",
+        {"subject": "Where is my order?", "customer_id": customer.pk, "description": "Hi"},
+        format="json",
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["number"].startswith("T-")
+    assert body["context"]["customer"]["id"] == customer.pk
+    assert body["context"]["orders"]["count"] == 1
+    assert body["context"]["tickets"]["open"] == 1
+
+
+def test_create_ticket_with_unknown_include_writes_nothing(agent_client, customer):
+    response = agent_client.post(
+        "/api/tickets?include=context,nonsense",
+        {"subject": "x", "customer_id": customer.pk},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"include": ["Unknown: nonsense."]}
+    assert Ticket.objects.count() == 0
+
+
+def _resolved_ticket(customer):
+    ticket = core.ticket_create(customer=customer, subject="Broken kettle", body="Help")
+    return core.ticket_update(ticket=ticket, status="resolved")
+
+
+def test_feedback_with_signed_token_needs_no_login(api_client, customer):
+    ticket = _resolved_ticket(customer)
+    token = services.feedback_token_make(ticket)
+    assert services.feedback_link_build(ticket).endswith(f"/feedback/{token}")
+    OutboxEvent.objects.all().delete()
+    response = api_client.post(
+        f"/api/tickets/{ticket.pk}/feedback",
+        {"rating": 2, "comment": "Slow and unhelpful.", "token": token},
+        format="json",
+    )
+    assert response.status_code == 201
+    assert response.json() == {
+        "ticket_id": ticket.pk,
+        "rating": 2,
+        "comment": "Slow and unhelpful.",
+        "created": True,
+    }
+    feedback = CsatFeedback.objects.get()
+    assert (feedback.customer_id, feedback.via_link) == (customer.pk, True)
+    assert list(OutboxEvent.objects.values_list("event_type", flat=True)) == ["csat.submitted"]
+    assert Interaction.objects.get().kind == "feedback"
+    # A second answer replaces the first.
+    again = api_client.post(
+        f"/api/tickets/{ticket.pk}/feedback", {"rating": 4, "token": token}, format="json"
+    )
+    assert again.status_code == 200
+    assert CsatFeedback.objects.get().rating == 4
+
+
+def test_feedback_rejects_bad_tokens_and_other_tickets(api_client, customer):
+    ticket = _resolved_ticket(customer)
+    other = _resolved_ticket(customer)
+    url = f"/api/tickets/{ticket.pk}/feedback"
+    forged = api_client.post(url, {"rating": 5, "token": "nope"}, format="json")
+    assert forged.status_code == 403
+    wrong = api_client.post(
+        url, {"rating": 5, "token": services.feedback_token_make(other)}, format="json"
+    )
+    assert wrong.status_code == 403
+    anonymous = api_client.post(url, {"rating": 5}, format="json")
+    assert anonymous.status_code == 401
+    assert CsatFeedback.objects.count() == 0
+
+
+def test_feedback_expired_token(api_client, customer, settings):
+    ticket = _resolved_ticket(customer)
+    token = services.feedback_token_make(ticket)
+    settings.FEEDBACK_LINK_MAX_AGE_DAYS = -1
+    response = api_client.post(
+        f"/api/tickets/{ticket.pk}/feedback", {"rating": 5, "token": token}, format="json"
+    )
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "This feedback link has expired."
+
+
+def test_feedback_by_agent_and_only_after_resolution(agent_client, customer):
+    ticket = core.ticket_create(customer=customer, subject="Open one", body="Help")
+    url = f"/api/tickets/{ticket.pk}/feedback"
+    early = agent_client.post(url, {"rating": 5}, format="json")
+    assert early.status_code == 400
+    assert early.json()["error"]["details"] == {"status": ["Not resolved yet."]}
+    core.ticket_update(ticket=ticket, status="resolved")
+    assert agent_client.post(url, {"rating": 6}, format="json").status_code == 400
+    ok = agent_client.post(url, {"rating": 5, "comment": "Great help"}, format="json")
+    assert ok.status_code == 201
+    assert CsatFeedback.objects.get().via_link is False
+
+
+def test_feedback_page_via_signed_link(client, customer):
+    ticket = _resolved_ticket(customer)
+    url = f"/feedback/{services.feedback_token_make(ticket)}"
+    page = client.get(url)
+    assert page.status_code == 200
+    assert ticket.number in page.content.decode()
+    done = client.post(url, {"rating": "1", "comment": "Bad"})
+    assert done.status_code == 200
+    assert "Thank you" in done.content.decode()
+    assert CsatFeedback.objects.get().rating == 1
+    assert client.get("/feedback/forged").status_code == 403
+
+
+def test_order_figures_per_currency_and_churn_signals(customer):
+    from tickets.context.selectors import customer_context_build
+
+    _order(customer, "A", status="delivered", total="10.00")
+    _order(customer, "B", status="failed", total="99.00")
+    _order(customer, "C", status="cancelled", total="5.00", days_ago=200)
+    services.order_upsert(
+        customer=customer,
+        data=OrderInput(
+            number="D",
+            status="partially_refunded",
+            total=Decimal("50.00"),
+            refunded_amount=Decimal("20.00"),
+            currency="EUR",
+            placed_at=timezone.now() - timedelta(days=1),
+        ),
+    )
+    data = customer_context_build(customer)
+    assert data["orders"]["count"] == 4
+    assert data["orders"]["lifetime_value"] == {
+        "EUR": {"total": "50.00", "refunded": "20.00"},
+        "USD": {"total": "10.00", "refunded": "0.00"},
+    }
+    assert [(r["code"], r["points"]) for r in data["churn"]["reasons"]] == [
+        ("failed_orders", 10),  # C was placed more than 90 days ago
+        ("refunds", 10),
+    ]

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.template.loader import render_to_string
+from django.test import RequestFactory
+from django.utils import timezone
+
+from tickets import services as core
+from tickets.context import services
+from tickets.context.services import OrderInput
+from tickets.panels import panels_for
+
+pytestmark = pytest.mark.django_db
+
+
+def test_customer_context_panel_is_registered_and_renders(customer, agent):
+    [panel] = [p for p in panels_for("sidebar") if p.name == "customer_context"]
+    services.order_upsert(
+        customer=customer,
+        data=OrderInput(
+            number="ORD-55", status="failed", total=Decimal("12.00"), placed_at=timezone.now()
+        ),
+    )
+    ticket = core.ticket_create(customer=customer, subject="Payment failed")
+    request = RequestFactory().get("/")
+    request.user = agent
+    html = render_to_string(panel.template, panel.context(request, ticket), request=request)
+    assert "Ada Lovelace" in html
+    assert "ORD-55" in html
+    assert "Churn risk: low" in html
+    assert "1 failed or cancelled order in 90 days." in html
+    assert html.count('class="bar empty"') == 12

@@ -1,0 +1,219 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from support.models import AuditLog
+from tickets import services as core
+from tickets.context import privacy, services
+from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
+from tickets.context.services import OrderInput
+from tickets.models import ChannelIdentity, Customer, Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+NAME, EMAIL, PHONE = "Grace Hopper", "grace.hopper@navy.example", "+15550100999"
+WA_ID, IG_ID = "15550100999", "ig-grace-1906"
+
+
+@pytest.fixture
+def grace(agent, django_capture_on_commit_callbacks):
+    customer = Customer.objects.create(name=NAME, email=EMAIL, phone=PHONE, vip_tier="gold")
+    ChannelIdentity.objects.create(
+        customer=customer, channel="whatsapp", external_id=WA_ID, display_name=NAME
+    )
+    ChannelIdentity.objects.create(customer=customer, channel="instagram", external_id=IG_ID)
+    services.order_upsert(
+        customer=customer,
+        data=OrderInput(
+            number="ORD-GH-1",
+            status="refunded",
+            total=Decimal("99.00"),
+            refunded_amount=Decimal("99.00"),
+            placed_at=timezone.now() - timedelta(days=3),
+        ),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket = core.ticket_create(
+            customer=customer,
+            subject=f"Refund for {NAME}",
+            body=f"Hi, I'm {NAME}, call me on {PHONE} or write to {EMAIL}. Awful service!",
+            channel="whatsapp",
+            channel_message_id=f"wamid.{WA_ID}.1",
+            message_metadata={"from": WA_ID, "profile": {"name": NAME}},
+        )
+        core.message_add(ticket=ticket, body="Hello Grace, we are on it.", author_user=agent)
+        core.message_add(
+            ticket=ticket,
+            body=f"Customer {EMAIL} is angry",
+            kind="internal_note",
+            author_user=agent,
+        )
+    core.ticket_update(ticket=ticket, status="resolved", actor=agent)
+    services.feedback_submit(ticket=ticket, rating=1, comment=f"Signed, {NAME}")
+    LogEntry.objects.log_actions(
+        user_id=agent.pk,
+        queryset=[customer],
+        action_flag=CHANGE,
+        change_message=f"Changed email to {EMAIL}",
+    )
+    return customer
+
+
+def _text_columns():
+    """(table, column) for every text-like column of every table in the database."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT table_name, column_name FROM information_schema.columns
+            WHERE table_schema = 'public'
+              AND data_type IN ('text', 'character varying', 'json', 'jsonb', 'tsvector',
+                                'character')
+            """
+        )
+        return cursor.fetchall()
+
+
+def _scan(tokens):
+    hits = []
+    with connection.cursor() as cursor:
+        for table, column in _text_columns():
+            for token in tokens:
+                cursor.execute(
+                    f'SELECT count(*) FROM "{table}" WHERE "{column}"::text ILIKE %s',  # noqa: S608
+                    [f"%{token}%"],
+                )
+                if cursor.fetchone()[0]:
+                    hits.append((table, column, token))
+    return hits
+
+
+PERSONAL = [NAME, EMAIL, PHONE, WA_ID, IG_ID, "Grace", "Hopper"]
+
+
+def test_scan_finds_personal_data_before_erasure(grace):
+    hits = {(t, c) for t, c, _ in _scan(PERSONAL)}
+    # The scan really looks everywhere the data is spread.
+    assert {
+        ("tickets_customer", "email"),
+        ("tickets_channelidentity", "external_id"),
+        ("tickets_message", "body_text"),
+        ("tickets_message", "metadata"),
+        ("tickets_ticket", "subject"),
+        ("tickets_ticket", "search_vector"),
+        ("tickets_interaction", "summary"),
+        ("tickets_csatfeedback", "comment"),
+        ("support_outboxevent", "payload"),
+        ("django_admin_log", "object_repr"),
+    } <= hits
+
+
+def test_erase_leaves_no_personal_data_in_any_table(grace, supervisor):
+    ticket = Ticket.objects.get(customer=grace)
+    counts = privacy.customer_erase(customer=grace, actor=supervisor, via="test")
+    assert _scan(PERSONAL) == []
+    # Aggregates stay.
+    grace.refresh_from_db()
+    assert (grace.name, grace.email, grace.phone, grace.vip_tier) == ("", "", "", "gold")
+    assert Order.objects.get().total == Decimal("99.00")
+    assert CsatFeedback.objects.get().rating == 1
+    assert Ticket.objects.get().status == "resolved"
+    assert Interaction.objects.filter(customer=grace).count() == 2  # message, feedback
+    assert ChannelIdentity.objects.count() == 0
+    inbound = Message.objects.get(ticket=ticket, direction="inbound")
+    assert (inbound.body_text, inbound.metadata) == ("[erased]", {})
+    reply = Message.objects.get(ticket=ticket, kind="public", direction="outbound")
+    assert reply.body_text == "Hello [redacted], we are on it."
+    assert ticket.messages.count() == 4  # first message, reply, note, resolve entry
+    erasure = CustomerErasure.objects.get()
+    assert erasure.erased_by == supervisor
+    log = AuditLog.objects.get(action="customer.erase")
+    assert (log.actor, log.object_type, log.object_id) == (supervisor, "customer", str(grace.pk))
+    assert log.details == {"via": "test", **counts}
+    assert counts["messages_anonymised"] == 1
+    assert counts["identities_deleted"] == 2
+
+
+def test_erase_command_needs_confirmation_and_is_audited(grace):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("customer_erase", EMAIL)
+    assert AuditLog.objects.filter(action="customer.erase").count() == 0
+    call_command("customer_erase", str(grace.pk), "--yes")
+    assert AuditLog.objects.get(action="customer.erase").actor is None
+    assert _scan(PERSONAL) == []
+
+
+def test_export_contains_everything_and_is_audited(grace, supervisor, tmp_path):
+    data = privacy.customer_export(customer=grace, actor=supervisor, via="test")
+    assert data["customer"]["email"] == EMAIL
+    assert sorted(i["external_id"] for i in data["identities"]) == [WA_ID, IG_ID]
+    assert [o["number"] for o in data["orders"]] == ["ORD-GH-1"]
+    [ticket] = data["tickets"]
+    assert [m["direction"] for m in ticket["messages"]] == ["inbound", "outbound"]
+    assert data["csat_feedback"][0]["comment"] == f"Signed, {NAME}"
+    assert sorted(i["kind"] for i in data["interactions"]) == ["feedback", "message"]
+    json.dumps(data)  # JSON-ready
+    log = AuditLog.objects.get(action="customer.export")
+    assert (log.actor, log.object_id, log.details["via"]) == (supervisor, str(grace.pk), "test")
+    assert EMAIL not in json.dumps(log.details)
+
+    out = tmp_path / "export.json"
+    call_command("customer_export", EMAIL, "--output", str(out))
+    assert json.loads(out.read_text())["customer"]["id"] == grace.pk
+    assert AuditLog.objects.filter(action="customer.export").count() == 2
+
+
+def test_admin_export_and_erase_actions(grace, supervisor, client):
+    from django.contrib.auth.models import Permission
+
+    supervisor.user_permissions.add(
+        *Permission.objects.filter(content_type=ContentType.objects.get_for_model(Customer))
+    )
+    client.force_login(supervisor)
+    url = "/admin/tickets/customer/"
+    export = client.post(url, {"action": "export_json", "_selected_action": [grace.pk]})
+    assert export.status_code == 200
+    assert json.loads(export.content)["customer"]["email"] == EMAIL
+    confirm = client.post(url, {"action": "erase_personal_data", "_selected_action": [grace.pk]})
+    assert confirm.status_code == 200
+    assert b"Yes, erase" in confirm.content
+    assert not CustomerErasure.objects.exists()
+    done = client.post(
+        url,
+        {"action": "erase_personal_data", "_selected_action": [grace.pk], "confirm": "yes"},
+    )
+    assert done.status_code == 302
+    assert CustomerErasure.objects.filter(customer=grace).exists()
+    assert AuditLog.objects.filter(action="customer.erase", actor=supervisor).count() == 1
+
+
+def test_erase_twice_is_harmless(grace, supervisor):
+    first = privacy.customer_erase(customer=grace, actor=supervisor, via="test")
+    second = privacy.customer_erase(customer=grace, actor=None, via="test")
+    assert first["messages_anonymised"] == 1
+    assert second["identities_deleted"] == 0
+    assert CustomerErasure.objects.get().counts == first
+    assert AuditLog.objects.filter(action="customer.erase").count() == 2
+    assert _scan(PERSONAL) == []
+
+
+def test_admin_customer_pages_show_orders(grace, supervisor, client):
+    client.force_login(supervisor)
+    supervisor.is_superuser = True
+    supervisor.save()
+    assert client.get("/admin/tickets/customer/").status_code == 200
+    page = client.get(f"/admin/tickets/customer/{grace.pk}/change/")
+    assert page.status_code == 200
+    assert b"ORD-GH-1" in page.content
+    for url in ("order", "interaction", "csatfeedback", "customererasure"):
+        assert client.get(f"/admin/tickets/{url}/").status_code == 200

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import pytest
+from moto import mock_aws
+
+from tickets.context.churn import ChurnSignals, churn_risk
+from tickets.context.sentiment import ComprehendAnalyser, VaderAnalyser, label_for_score
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("Thank you so much, the replacement arrived and it works perfectly!", "positive"),
+        ("This is the third time my order is late. Terrible service, I want a refund.", "negative"),
+        ("I'm absolutely furious, nobody answers and my card was charged twice!", "negative"),
+        ("I changed my delivery address yesterday.", "neutral"),
+        ("Great, thanks for the quick help :)", "positive"),
+        ("", "neutral"),
+    ],
+)
+def test_vader_labels_real_messages(text, label):
+    assert VaderAnalyser().analyse(text).label == label
+
+
+def test_vader_scores_are_on_minus_one_to_one():
+    analyser = VaderAnalyser()
+    bad = analyser.analyse("Worst experience ever. I hate this company and I'm cancelling.")
+    good = analyser.analyse("Excellent support, you are amazing, thank you!")
+    assert -1 <= bad.score < -0.5
+    assert 0.5 < good.score <= 1
+
+
+def test_label_thresholds():
+    assert [label_for_score(s) for s in (0.05, 0.049, -0.049, -0.05)] == [
+        "positive",
+        "neutral",
+        "neutral",
+        "negative",
+    ]
+
+
+@mock_aws
+def test_comprehend_analyser_maps_response(settings):
+    import boto3
+
+    client = boto3.client("comprehend", region_name="us-east-1")
+    result = ComprehendAnalyser(client=client).analyse("I love this product")
+    # moto answers a canned NEUTRAL result with these scores.
+    assert result.label == "neutral"
+    assert result.score == pytest.approx(0.0078, abs=1e-4)
+
+
+def test_comprehend_analyser_maps_errors():
+    from botocore.exceptions import ClientError
+
+    from support.errors import PermanentError, RetryableError
+
+    class Client:
+        def __init__(self, code, status):
+            self.code, self.status = code, status
+
+        def detect_sentiment(self, **kwargs):
+            raise ClientError(
+                {
+                    "Error": {"Code": self.code, "Message": "x"},
+                    "ResponseMetadata": {"HTTPStatusCode": self.status},  # type: ignore[typeddict-item]
+                },  # type: ignore[typeddict-item]
+                "DetectSentiment",
+            )
+
+    with pytest.raises(RetryableError):
+        ComprehendAnalyser(client=Client("ThrottlingException", 400)).analyse("hi there")
+    with pytest.raises(PermanentError):
+        ComprehendAnalyser(client=Client("TextSizeLimitExceededException", 400)).analyse("hi")
+
+
+def test_churn_low_for_a_happy_customer():
+    risk = churn_risk(
+        ChurnSignals(
+            recent_sentiment=0.6, previous_sentiment=0.5, contacts_30d=1, days_since_last_order=10
+        )
+    )
+    assert (risk.level, risk.score, risk.reasons) == ("low", 0, [])
+
+
+def test_churn_high_for_angry_customer_with_refunds_and_reopen():
+    risk = churn_risk(
+        ChurnSignals(
+            recent_sentiment=-0.62,
+            previous_sentiment=0.3,
+            last_sentiment=-0.8,
+            contacts_30d=4,
+            days_since_last_contact=1,
+            open_tickets=1,
+            reopened_90d=1,
+            refunds_90d=1,
+        )
+    )
+    assert risk.level == "high"
+    assert risk.score == 95  # 30 + 15 + 15 + 10 + 10 + 10 + 5
+    codes = [r.code for r in risk.reasons]
+    assert codes == [
+        "negative_sentiment",
+        "sentiment_falling",
+        "reopened_tickets",
+        "frequent_contacts",
+        "recent_unhappy_contact",
+        "refunds",
+        "open_tickets",
+    ]
+
+
+def test_churn_medium_from_orders_alone():
+    risk = churn_risk(ChurnSignals(failed_orders_90d=2, refunds_90d=1))
+    assert (risk.level, risk.score) == ("medium", 30)
+    assert risk.as_dict()["reasons"][0] == {
+        "code": "failed_orders",
+        "points": 20,
+        "text": "2 failed or cancelled orders in 90 days.",
+    }
+
+
+def test_churn_score_is_capped_at_100():
+    risk = churn_risk(
+        ChurnSignals(recent_sentiment=-0.9, reopened_90d=3, low_csat_90d=2, failed_orders_90d=5)
+    )
+    assert (risk.level, risk.score) == ("high", 100)

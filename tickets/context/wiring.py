@@ -1,0 +1,80 @@
+"""Connects the customer context to the core: event subscribers, the ticket-page panel and
+the ticket-create response extra. Called from ``TicketsConfig.ready()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from support.events import subscribe
+from support.models import OutboxEvent
+from tickets.models import Ticket, TicketStatus
+
+REOPENED_FROM = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
+
+
+def on_message_created(event: OutboxEvent) -> None:
+    from tickets.context.tasks import interaction_record_for_message_task
+
+    payload = event.payload
+    if payload.get("direction") == "inbound" and payload.get("kind", "public") == "public":
+        interaction_record_for_message_task.delay(int(payload["message_id"]))
+
+
+def on_ticket_changed(event: OutboxEvent) -> None:
+    """Open-ticket counts change the context; reopenings are logged as interactions."""
+    from tickets.context.cache import context_invalidate
+    from tickets.context.tasks import interaction_record_reopen_task
+
+    payload = event.payload
+    customer_id = payload.get("customer_id")
+    if customer_id is not None:
+        context_invalidate(int(customer_id))
+    status_change = (payload.get("changes") or {}).get("status")
+    if (
+        event.event_type == "ticket.updated"
+        and isinstance(status_change, list)
+        and len(status_change) == 2
+        and status_change[0] in REOPENED_FROM
+        and status_change[1] == TicketStatus.OPEN
+    ):
+        interaction_record_reopen_task.delay(
+            event.pk, int(payload["ticket_id"]), event.created_at.isoformat()
+        )
+
+
+def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None:
+    from tickets.context.selectors import customer_context_get
+
+    return {"context": customer_context_get(ticket.customer)}
+
+
+def create_extra_context(request: Any, ticket: Ticket) -> dict[str, Any]:
+    """Built fresh: the ``ticket.created`` invalidation arrives only after the relay runs."""
+    from tickets.context.cache import context_invalidate
+    from tickets.context.selectors import customer_context_get
+
+    context_invalidate(ticket.customer_id)
+    return customer_context_get(ticket.customer)
+
+
+def connect() -> None:
+    from tickets import extras
+    from tickets.context import tasks  # noqa: F401 - registers the Celery tasks
+    from tickets.panels import Panel, register_panel
+
+    subscribe("message.created", on_message_created)
+    subscribe("ticket.created", on_ticket_changed)
+    subscribe("ticket.updated", on_ticket_changed)
+    register_panel(
+        Panel(
+            name="customer_context",
+            title="Customer",
+            template="tickets/context/panel.html",
+            context=panel_context,
+            order=20,
+            slot="sidebar",
+        )
+    )
+    extras.register_create_extra("context", create_extra_context)
