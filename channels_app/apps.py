@@ -23,9 +23,12 @@ class ChannelsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from channels_app.privacy import channels_erase
         from support.events import subscribe
+        from tickets.context.privacy import register_erasure_hook
 
         subscribe("message.created", _on_message_created)
+        register_erasure_hook("channels", channels_erase)
 
         from channels_app.panels import deliveries_context
         from tickets.panels import Panel, register_panel

@@ -22,7 +22,10 @@ class RoutingConfig(AppConfig):
 
     def ready(self) -> None:
         from routing.panels import register
+        from routing.privacy import routing_erase
         from support.events import subscribe
+        from tickets.context.privacy import register_erasure_hook
 
         subscribe("ticket.created", on_ticket_created)
+        register_erasure_hook("routing", routing_erase)
         register()

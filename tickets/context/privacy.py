@@ -210,13 +210,13 @@ def redact(text: str, tokens: list[str]) -> str:
     return re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
 
 
-def _redact_json(value: Any, tokens: list[str]) -> Any:
+def redact_json(value: Any, tokens: list[str]) -> Any:
     if isinstance(value, str):
         return redact(value, tokens)
     if isinstance(value, list):
-        return [_redact_json(v, tokens) for v in value]
+        return [redact_json(v, tokens) for v in value]
     if isinstance(value, dict):
-        return {k: _redact_json(v, tokens) for k, v in value.items()}
+        return {k: redact_json(v, tokens) for k, v in value.items()}
     return value
 
 
@@ -264,7 +264,7 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     ):
         message.body_text = redact(message.body_text, tokens)
         message.body_html = redact(message.body_html, tokens)
-        message.metadata = _redact_json(message.metadata, tokens)
+        message.metadata = redact_json(message.metadata, tokens)
         if message.channel_message_id:
             message.channel_message_id = redact(message.channel_message_id, tokens)
         changed.append(message)
@@ -330,7 +330,7 @@ def _redact_events(subject: ErasureSubject, own_message_ids: list[int]) -> int:
     own = {str(pk) for pk in own_message_ids}
     changed = []
     for event in events:
-        payload = _redact_json(event.payload, subject.tokens)
+        payload = redact_json(event.payload, subject.tokens)
         if event.aggregate_type == "message" and event.aggregate_id in own and "preview" in payload:
             payload["preview"] = ERASED
         if payload != event.payload:
@@ -343,7 +343,7 @@ def _redact_events(subject: ErasureSubject, own_message_ids: list[int]) -> int:
 def _redact_logs(subject: ErasureSubject, identities: list[ChannelIdentity]) -> int:
     changed = 0
     for entry in AuditLog.objects.filter(_text_match("details", subject.tokens)):
-        entry.details = _redact_json(entry.details, subject.tokens)
+        entry.details = redact_json(entry.details, subject.tokens)
         entry.save(update_fields=["details"])
         changed += 1
     customer_type = ContentType.objects.get_for_model(Customer)
