@@ -93,7 +93,7 @@ def live_asgi(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            urllib.request.urlopen(f"{base}/accounts/login/", timeout=2).close()
+            urllib.request.urlopen(f"{base}/accounts/login/", timeout=2).close()  # noqa: S310
             break
         except (urllib.error.URLError, OSError):
             if process.poll() is not None or time.monotonic() > deadline:

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 LIVE_TIMEOUT_MS = 2000
 
 
-def _sign_in(page: Any, username: str = "agent", password: str = "pw-for-tests-1") -> None:
+def _sign_in(page: Any, username: str = "agent", password: str = "pw-for-tests-1") -> None:  # noqa: S107
     page.goto("/")
     assert "/accounts/login/" in page.url  # anonymous users are sent to sign in
     page.fill("#id_username", username)
