@@ -288,3 +288,55 @@ def test_canned_response_placeholders(agent_web, agent, customer):
     other = CannedResponse.objects.create(title="T", shortcut="t", body="x", team=team)
     url = reverse("ticket-canned", kwargs={"ref": ticket.number, "canned_id": other.pk})
     assert agent_web.get(url).status_code == 404
+
+
+def test_merge_api(agent_client, customer):
+    target, source = _tickets(customer, 2)
+    response = agent_client.post(
+        f"/api/tickets/{source.number}/merge", {"into": target.number}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["id"] == target.pk
+    again = agent_client.post(
+        f"/api/tickets/{source.number}/merge", {"into": target.number}, format="json"
+    )
+    assert again.status_code == 409
+    assert again.json()["error"]["message"] == f"{source.number} was already merged."
+
+
+def test_supervisor_only_assignment_refused_to_agents_in_ui_and_api(
+    agent_web, agent_client, other_agent, customer
+):
+    [ticket] = _tickets(customer, 1)
+    ui = agent_web.post(
+        reverse("ticket-update", kwargs={"ref": ticket.number}), {"assignee": other_agent.pk}
+    )
+    api = agent_client.patch(
+        f"/api/tickets/{ticket.pk}", {"assignee_id": other_agent.pk}, format="json"
+    )
+    assert (ui.status_code, api.status_code) == (403, 403)
+    ticket.refresh_from_db()
+    assert ticket.assignee is None
+
+
+def test_admin_is_for_supervisors(client, agent, supervisor, customer):
+    [ticket] = _tickets(customer, 1)
+    client.force_login(agent)
+    assert client.get(f"/admin/tickets/ticket/{ticket.pk}/change/").status_code == 302
+    client.force_login(supervisor)
+    services.message_add(ticket=ticket, body="a note in the timeline", kind="internal_note")
+    page = client.get(f"/admin/tickets/ticket/{ticket.pk}/change/")
+    assert page.status_code == 200
+    assert b"in the workbench" in page.content
+    assert b"a note in the timeline" in page.content
+    response = client.post(
+        "/admin/tickets/ticket/",
+        {"action": "set_priority_urgent", "_selected_action": [ticket.pk]},
+    )
+    assert response.status_code == 302
+    ticket.refresh_from_db()
+    assert ticket.priority == "urgent"
+    assert client.get("/admin/tickets/cannedresponse/add/").status_code == 200
+    assert client.get("/admin/tickets/team/add/").status_code == 200
+    # Editing users (roles, superuser flag) stays with superusers.
+    assert client.get(f"/admin/auth/user/{agent.pk}/change/").status_code == 403
