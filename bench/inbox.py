@@ -32,6 +32,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -123,8 +124,8 @@ def seed(n_tickets: int, n_messages: int, n_agents: int) -> None:
     user_model = get_user_model()
     agents = []
     for i in range(n_agents):
-        user, created = user_model.objects.get_or_create(username=f"bench-agent{i}")
-        if created:
+        user, is_new = user_model.objects.get_or_create(username=f"bench-agent{i}")
+        if is_new:
             user.set_password(PASSWORD)
             user.save()
         user.groups.add(group)
@@ -212,6 +213,7 @@ def seed(n_tickets: int, n_messages: int, n_agents: int) -> None:
                 for j in range(count):
                     question, answer = texts[(i + j) % len(texts)]
                     at = created + timedelta(minutes=3 * j)
+                    row: tuple[Any, ...]
                     if j % 2 == 0:
                         row = ("inbound", "public", first_customer + (i % n_customers), None)
                         body, delivery = question, ""
@@ -381,15 +383,16 @@ async def _fanout(
     base: str, port: int, cookies: list[str], api_key: str, n_events: int
 ) -> list[float]:
     from websockets.asyncio.client import connect
+    from websockets.typing import Origin
 
     latencies: list[float] = []
     sent_at: dict[str, float] = {}
-    received = asyncio.Queue()
+    received: asyncio.Queue[float] = asyncio.Queue()
 
     async def agent(cookie: str, ready: asyncio.Event) -> None:
         async with connect(
             f"ws://127.0.0.1:{port}/ws/workbench/",
-            origin=f"http://127.0.0.1:{port}",
+            origin=Origin(f"http://127.0.0.1:{port}"),
             additional_headers={"Cookie": cookie},
             max_size=2**22,
         ) as ws:

@@ -137,7 +137,9 @@ def inbox(request: HttpRequest) -> HttpResponse:
 def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
     timeline = list(selectors.message_list(ticket=ticket))
     panels = []
-    for slot, title in PANEL_SLOTS:
+    known = {slot for slot, _ in PANEL_SLOTS}
+    extra_slots = sorted({p.slot for p in panels_for(None)} - known)
+    for slot, title in [*PANEL_SLOTS, *((s, s.replace("_", " ").title()) for s in extra_slots)]:
         registered = []
         for panel in panels_for(slot):
             extra = panel.context(request, ticket)
