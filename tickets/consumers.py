@@ -11,6 +11,7 @@ processes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -57,9 +58,48 @@ def _replay(since: int) -> list[dict[str, Any]]:
 
 
 @database_sync_to_async
-def _ticket_scope(ticket_id: int) -> tuple[int | None, int | None] | None:
-    row = Ticket.objects.filter(pk=ticket_id).values_list("team_id", "assignee_id").first()
-    return row
+def _ticket_scope_query(ticket_id: int) -> tuple[int | None, int | None] | None:
+    return Ticket.objects.filter(pk=ticket_id).values_list("team_id", "assignee_id").first()
+
+
+# Per-process cache of (team_id, assignee_id) by ticket, shared by every socket in this
+# process: fed by ticket events (which carry both) and by one coalesced query on a miss, so
+# an event fanned out to 50 sockets costs at most one query here, not 50.
+SCOPE_TTL = 30.0
+_scope_cache: dict[int, tuple[float, tuple[int | None, int | None]]] = {}
+_scope_inflight: dict[int, asyncio.Future[tuple[int | None, int | None] | None]] = {}
+
+
+def _scope_remember(event: dict[str, Any]) -> None:
+    ticket_id = event.get("ticket_id")
+    if isinstance(ticket_id, int) and "team_id" in event and "assignee_id" in event:
+        _scope_cache[ticket_id] = (time.monotonic(), (event["team_id"], event["assignee_id"]))
+        if len(_scope_cache) > 10_000:
+            _scope_cache.clear()
+
+
+async def _ticket_scope(ticket_id: int) -> tuple[int | None, int | None] | None:
+    cached = _scope_cache.get(ticket_id)
+    if cached is not None and time.monotonic() - cached[0] < SCOPE_TTL:
+        return cached[1]
+    pending = _scope_inflight.get(ticket_id)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[tuple[int | None, int | None] | None] = (
+        asyncio.get_running_loop().create_future()
+    )
+    _scope_inflight[ticket_id] = future
+    try:
+        scope = await _ticket_scope_query(ticket_id)
+        if scope is not None:
+            _scope_cache[ticket_id] = (time.monotonic(), scope)
+        future.set_result(scope)
+        return scope
+    except BaseException as exc:
+        future.set_exception(exc)
+        raise
+    finally:
+        del _scope_inflight[ticket_id]
 
 
 def _presence_write(ticket_id: int, user: dict[str, Any], state: str) -> list[dict[str, Any]]:
@@ -158,6 +198,7 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def event_message(self, message: dict[str, Any]) -> None:
         event = message["event"]
+        _scope_remember(event)
         if await self._visible(event):
             await self.send_json({"type": "event", "event": event})
 

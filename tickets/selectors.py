@@ -110,6 +110,7 @@ INBOX_VIEWS: dict[str, str] = {
 }
 INBOX_SORTS: dict[str, str] = {
     "newest": "Newest",
+    "relevance": "Best match (search)",
     "oldest": "Oldest",
     "waiting": "Waiting longest",
     "priority": "Priority",
@@ -210,7 +211,8 @@ def inbox_page(
             )
         ),
     )
-    if query is not None and sort == "newest":
+    if sort == "relevance" and query is not None:
+        # Ranks every match, so it costs more on common words than newest-first.
         qs = qs.annotate(rank=SearchRank(F("search_vector"), query)).order_by(
             "-rank", "-created_at", "-id"
         )
