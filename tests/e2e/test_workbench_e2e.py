@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import urllib.request
 from typing import Any
 
@@ -19,6 +20,29 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 LIVE_TIMEOUT_MS = 2000
 
 
+def _call(fn: Any, **kwargs: Any) -> Any:
+    """Run a service in a fresh thread: Playwright's sync API keeps an event loop running in
+    this one, where the outbox relay's ``async_to_sync(group_send)`` cannot run."""
+    from django.db import connection
+
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn(**kwargs)
+        except BaseException as exc:
+            result["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 def _sign_in(page: Any, username: str = "agent", password: str = "pw-for-tests-1") -> None:  # noqa: S107
     page.goto("/")
     assert "/accounts/login/" in page.url  # anonymous users are sent to sign in
@@ -33,7 +57,7 @@ def _wait_live(page: Any) -> None:
 
 
 def test_sign_in_and_new_api_ticket_appears_without_reload(page, live_asgi, agent):
-    _, raw_key = api_key_create(name="e2e", user=agent)
+    _, raw_key = _call(api_key_create, name="e2e", user=agent)
     _sign_in(page)
     page.goto("/?view=all")
     _wait_live(page)
@@ -60,7 +84,9 @@ def test_sign_in_and_new_api_ticket_appears_without_reload(page, live_asgi, agen
 
 
 def test_reply_shows_in_timeline_with_delivery_state(page, agent, customer):
-    ticket = services.ticket_create(customer=customer, subject="Where is my order?", body="?")
+    ticket = _call(
+        services.ticket_create, customer=customer, subject="Where is my order?", body="?"
+    )
     _sign_in(page)
     page.goto(f"/tickets/{ticket.number}/")
     _wait_live(page)
@@ -74,7 +100,7 @@ def test_reply_shows_in_timeline_with_delivery_state(page, agent, customer):
     assert page.locator("#composer-body").input_value() == ""
 
     message = Message.objects.get(ticket=ticket, body_text="It ships tomorrow.")
-    services.message_delivery_update(message=message, status="delivered")
+    _call(services.message_delivery_update, message=message, status="delivered")
     delivered = page.locator("li[data-delivery=delivered]", has_text="It ships tomorrow.")
     delivered.wait_for(timeout=LIVE_TIMEOUT_MS)
     assert "Delivered" in delivered.locator(".delivery").inner_text()
@@ -82,7 +108,7 @@ def test_reply_shows_in_timeline_with_delivery_state(page, agent, customer):
 
 
 def test_internal_note_is_never_sent_outbound(page, agent, customer):
-    ticket = services.ticket_create(customer=customer, subject="VIP complaint", body="!!")
+    ticket = _call(services.ticket_create, customer=customer, subject="VIP complaint", body="!!")
     first_event = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
     _sign_in(page)
     page.goto(f"/tickets/{ticket.number}/")
@@ -111,8 +137,8 @@ def test_internal_note_is_never_sent_outbound(page, agent, customer):
 
 
 def test_merge_moves_timeline_and_old_number_redirects(page, agent, customer):
-    target = services.ticket_create(customer=customer, subject="Login broken", body="first")
-    source = services.ticket_create(customer=customer, subject="Login again", body="second")
+    target = _call(services.ticket_create, customer=customer, subject="Login broken", body="first")
+    source = _call(services.ticket_create, customer=customer, subject="Login again", body="second")
     _sign_in(page)
     page.goto(f"/tickets/{source.number}/")
     _wait_live(page)
@@ -132,7 +158,7 @@ def test_merge_moves_timeline_and_old_number_redirects(page, agent, customer):
 
 
 def test_keyboard_help_and_presence_of_another_agent(page, browser, agent, other_agent, customer):
-    ticket = services.ticket_create(customer=customer, subject="Shared ticket", body="hello")
+    ticket = _call(services.ticket_create, customer=customer, subject="Shared ticket", body="hello")
     _sign_in(page)
     page.goto(f"/tickets/{ticket.number}/")
     _wait_live(page)
