@@ -368,14 +368,12 @@ def measure_fanout(
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).close()
+                urllib.request.urlopen(f"{base}/accounts/login/", timeout=2).close()
                 break
             except OSError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or server.poll() is not None:
                     raise
                 time.sleep(0.3)
-            except Exception:  # health may answer 503 without a worker: the server is up
-                break
         return asyncio.run(_fanout(base, port, cookies, raw_key, n_events))
     finally:
         server.terminate()
