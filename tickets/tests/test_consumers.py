@@ -147,3 +147,19 @@ async def test_presence_on_invisible_ticket_is_ignored(agent):
     await communicator.send_json_to(presence)
     assert await _drain(communicator) == []
     await communicator.disconnect()
+
+
+async def test_events_url_is_filtered_too(agent):
+    from channels.routing import URLRouter
+
+    from support.websocket_urls import websocket_urlpatterns
+
+    customer, _, other = await _world(agent)
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/events/")
+    communicator.scope["user"] = agent
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from() == {"type": "ready"}
+    await _ticket(customer, other, "not for this agent")
+    assert await _drain(communicator) == []
+    await communicator.disconnect()
