@@ -5,9 +5,13 @@ from __future__ import annotations
 from django.urls import path
 
 from channels_app.consumers import WebchatConsumer
-from support.consumers import EventStreamConsumer
+from tickets.consumers import WorkbenchConsumer
 
+# Both paths filter events to the tickets the signed-in agent may see (supervisors see
+# all); `/ws/events/` keeps its URL for existing clients. `support.consumers`'s unfiltered
+# EventStreamConsumer stays available for wiring elsewhere but is not routed.
 websocket_urlpatterns = [
-    path("ws/events/", EventStreamConsumer.as_asgi()),
     path("ws/webchat/<str:token>/", WebchatConsumer.as_asgi()),
+    path("ws/events/", WorkbenchConsumer.as_asgi()),
+    path("ws/workbench/", WorkbenchConsumer.as_asgi()),
 ]

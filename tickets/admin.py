@@ -4,12 +4,18 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
+from support.auth.roles import is_supervisor
 from tickets import services
 from tickets.models import (
     Attachment,
+    CannedResponse,
     ChannelIdentity,
     Customer,
     Message,
@@ -20,13 +26,38 @@ from tickets.models import (
 )
 
 
-class ChannelIdentityInline(admin.TabularInline):  # type: ignore[type-arg]
+class SupervisorAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Supervisors (the role, a group) may use these admin pages without per-model Django
+    permissions; deleting stays with explicit permissions (superusers)."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_supervisor(request.user) or super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) or super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) or super().has_change_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return is_supervisor(request.user) or super().has_add_permission(request, *args)
+
+
+class SupervisorInlineMixin:
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) or super().has_view_permission(request, obj)  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) or super().has_change_permission(request, obj)  # type: ignore[misc]
+
+
+class ChannelIdentityInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore[type-arg]
     model = ChannelIdentity
     extra = 0
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CustomerAdmin(SupervisorAdmin):
     list_display = ("id", "name", "email", "phone", "vip_tier", "account_type", "created_at")
     list_filter = ("vip_tier", "account_type")
     search_fields = ("name", "email", "phone", "identities__external_id")
@@ -34,7 +65,7 @@ class CustomerAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ChannelIdentity)
-class ChannelIdentityAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ChannelIdentityAdmin(SupervisorAdmin):
     list_display = ("channel", "external_id", "customer", "created_at")
     list_filter = ("channel",)
     search_fields = ("external_id", "customer__name", "customer__email")
@@ -42,7 +73,7 @@ class ChannelIdentityAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TeamAdmin(SupervisorAdmin):
     list_display = ("name", "slug", "member_count")
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("members",)
@@ -54,11 +85,11 @@ class TeamAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TagAdmin(SupervisorAdmin):
     search_fields = ("name",)
 
 
-class MessageInline(admin.StackedInline):  # type: ignore[type-arg]
+class MessageInline(SupervisorInlineMixin, admin.StackedInline):  # type: ignore[type-arg]
     model = Message
     extra = 0
     can_delete = False
@@ -109,7 +140,7 @@ class TicketAdminForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TicketAdmin(SupervisorAdmin):
     form = TicketAdminForm
     list_display = (
         "number",
@@ -148,8 +179,49 @@ class TicketAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     date_hierarchy = "created_at"
     inlines = [MessageInline]
-    actions = ["mark_resolved", "mark_closed"]
+    actions = [
+        "mark_resolved",
+        "mark_closed",
+        "set_priority_urgent",
+        "set_priority_high",
+        "clear_needs_review",
+        "unassign",
+    ]
     list_per_page = 50
+
+    @admin.display(description="Workbench")
+    def workbench_link(self, obj: Ticket) -> str:
+        return format_html(
+            '<a href="{}">Open {} in the workbench</a>',
+            reverse("ticket", kwargs={"ref": obj.number}),
+            obj.number,
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("workbench_link", *super().get_readonly_fields(request, obj))
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[Ticket], **changes: Any) -> None:
+        for ticket in queryset:
+            services.ticket_update(ticket=ticket, actor=request.user, **changes)
+        self.message_user(request, f"{queryset.count()} ticket(s) updated.")
+
+    @admin.action(description="Set priority: urgent")
+    def set_priority_urgent(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
+        self._each(request, queryset, priority="urgent")
+
+    @admin.action(description="Set priority: high")
+    def set_priority_high(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
+        self._each(request, queryset, priority="high")
+
+    @admin.action(description="Clear 'needs review' (AI decision checked)")
+    def clear_needs_review(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
+        self._each(request, queryset, needs_review=False, reason="reviewed by a supervisor")
+
+    @admin.action(description="Unassign selected tickets")
+    def unassign(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
+        for ticket in queryset:
+            services.ticket_assign(ticket=ticket, assignee=None, actor=request.user)
+        self.message_user(request, f"{queryset.count()} ticket(s) unassigned.")
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Ticket], status: str) -> None:
         changed, skipped = 0, 0
@@ -193,7 +265,7 @@ class TicketAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MessageAdmin(SupervisorAdmin):
     list_display = ("id", "ticket", "direction", "kind", "channel", "delivery_status", "created_at")
     list_filter = ("direction", "kind", "channel", "delivery_status")
     search_fields = ("body_text", "channel_message_id")
@@ -201,10 +273,58 @@ class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Attachment)
-class AttachmentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AttachmentAdmin(SupervisorAdmin):
     list_display = ("filename", "kind", "content_type", "size", "message", "created_at")
     list_filter = ("kind",)
     raw_id_fields = ("message",)
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(SupervisorAdmin):
+    list_display = ("title", "shortcut", "team", "is_active", "updated_at")
+    list_filter = ("is_active", "team")
+    search_fields = ("title", "shortcut", "body")
+    prepopulated_fields = {"shortcut": ("title",)}
+    fieldsets = (
+        (None, {"fields": ("title", "shortcut", "team", "is_active")}),
+        (
+            "Text",
+            {
+                "fields": ("body",),
+                "description": "Placeholders: {{ customer.name }}, {{ customer.first_name }}, "
+                "{{ customer.email }}, {{ ticket.number }}, {{ ticket.subject }}, "
+                "{{ agent.name }}, {{ agent.first_name }}.",
+            },
+        ),
+    )
+
+
+class TeamMembershipInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Team.members.through
+    extra = 0
+    verbose_name = "team membership"
+    verbose_name_plural = "teams"
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class AgentUserAdmin(UserAdmin):  # type: ignore[type-arg]
+    """Users with their roles (groups) and teams: how supervisors manage agents."""
+
+    list_display = ("username", "first_name", "last_name", "email", "roles", "is_active")
+    list_filter = ("groups", "teams", "is_active", "is_staff")
+    inlines = [TeamMembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).prefetch_related("groups")
+
+    @admin.display(description="Roles")
+    def roles(self, obj: Any) -> str:
+        return ", ".join(g.name for g in obj.groups.all()) or "—"
 
 
 from tickets.context.admin import *  # noqa: E402, F403 - customer-context admin

@@ -19,6 +19,7 @@ from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
 from tickets import services
 from tickets.models import (
     AccountType,
+    CannedResponse,
     Channel,
     Customer,
     Direction,
@@ -132,6 +133,28 @@ def _subject(text: str) -> str:
     return subject if len(subject) <= 80 else subject[:77].rsplit(" ", 1)[0] + "…"
 
 
+DEMO_CANNED = [
+    (
+        "hello",
+        "Greeting",
+        "Hi {{ customer.first_name }},\n\nThanks for contacting us about "
+        "{{ ticket.subject }} ({{ ticket.number }}). ",
+    ),
+    (
+        "bye",
+        "Closing",
+        "I hope this helps! If anything else comes up, just reply here.\n\n"
+        "Best regards,\n{{ agent.first_name }}",
+    ),
+    (
+        "escalate",
+        "Escalated to specialists",
+        "Hi {{ customer.first_name }}, I've passed {{ ticket.number }} to our specialist "
+        "team; they will get back to you within one business day.",
+    ),
+]
+
+
 def load_demo(*, password: str | None = None, progress: Callable[[str], None] = print) -> bool:
     """Create the demo world; returns False when it was already there (idempotent)."""
     if Ticket.objects.filter(tags__name=DEMO_TAG).count() >= DEMO_TICKETS:
@@ -203,6 +226,10 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
             )
             customers.append(customer)
         progress(f"{len(customers)} customers ready")
+        for shortcut, title, body in DEMO_CANNED:
+            CannedResponse.objects.get_or_create(
+                shortcut=shortcut, defaults={"title": title, "body": body}
+            )
 
     with DATA_FILE.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

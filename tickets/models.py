@@ -209,6 +209,53 @@ def format_ticket_number(pk: int | None) -> str:
     return f"T-{pk:06d}" if pk is not None else "T-new"
 
 
+class CannedResponse(models.Model):
+    """A reusable reply managed by supervisors in admin.
+
+    The body may hold placeholders such as ``{{ customer.first_name }}``,
+    ``{{ ticket.number }}`` or ``{{ agent.name }}`` (see ``tickets.services``).
+    """
+
+    title = models.CharField(max_length=120)
+    shortcut = models.SlugField(max_length=40, unique=True, help_text="Typed as /shortcut.")
+    body = models.TextField()
+    team = models.ForeignKey(
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="canned_responses",
+        help_text="Empty: available to every team.",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class TicketRead(models.Model):
+    """When an agent last opened a ticket (drives the inbox's unread marker)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ticket_reads"
+    )
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="reads")
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "ticket"], name="ticket_read_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} read {self.ticket_id} at {self.seen_at:%Y-%m-%d %H:%M}"
+
+
 class Direction(models.TextChoices):
     INBOUND = "inbound", "Inbound"
     OUTBOUND = "outbound", "Outbound"

@@ -1,7 +1,9 @@
 """Ticket-page panels that other apps register (the core knows a slot, not the code).
 
 An app calls :func:`register_panel` in its ``AppConfig.ready()``; the ticket page renders
-every registered panel in ``order``.
+every registered panel in ``order``. ``context(request, ticket)`` returns the template's
+variables (or ``None`` to hide the panel); they are top-level names in the template, also
+reachable as ``panel``, and ``ticket`` is always there.
 """
 
 from __future__ import annotations

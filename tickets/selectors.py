@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db.models import (
+    Case,
+    Exists,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Left
 
+from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
-from tickets.models import Attachment, Message, Ticket
+from tickets.models import (
+    PRIORITY_RANK,
+    Attachment,
+    CannedResponse,
+    ChannelIdentity,
+    Message,
+    MessageKind,
+    Team,
+    Ticket,
+    TicketRead,
+    TicketStatus,
+    VipTier,
+)
 
 TICKET_FILTERS = ("status", "priority", "channel", "team", "assignee", "customer", "tag")
 
@@ -67,3 +96,175 @@ def message_list(*, ticket: Ticket, include_internal: bool = True) -> QuerySet[M
     if not include_internal:
         qs = qs.filter(kind="public")
     return qs.order_by("created_at", "id")
+
+
+# --- workbench --------------------------------------------------------------------
+
+INBOX_VIEWS: dict[str, str] = {
+    "mine": "Mine",
+    "unassigned": "Unassigned",
+    "teams": "My teams",
+    "all": "All",
+    "vip": "VIP",
+    "review": "Needs review",
+}
+INBOX_SORTS: dict[str, str] = {
+    "newest": "Newest",
+    "relevance": "Best match (search)",
+    "oldest": "Oldest",
+    "waiting": "Waiting longest",
+    "priority": "Priority",
+    "updated": "Recently active",
+}
+OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
+PAGE_SIZE = 50
+
+
+def user_team_ids(user: Any) -> list[int]:
+    cached = getattr(user, "_workbench_team_ids", None)
+    if cached is None:
+        cached = list(Team.objects.filter(members=user).values_list("id", flat=True))
+        user._workbench_team_ids = cached
+    return cached
+
+
+def ticket_visibility_q(user: Any) -> Q:
+    """Which tickets a user may see: supervisors all; agents their own, unassigned-team
+    tickets and their teams' tickets."""
+    if is_supervisor(user):
+        return Q()
+    return Q(team__isnull=True) | Q(team_id__in=user_team_ids(user)) | Q(assignee_id=user.pk)
+
+
+def ticket_visible_to(user: Any, *, team_id: int | None, assignee_id: int | None) -> bool:
+    """The same rule as :func:`ticket_visibility_q` for an event payload."""
+    if is_supervisor(user):
+        return True
+    return team_id is None or assignee_id == user.pk or team_id in user_team_ids(user)
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    tickets: Sequence[Ticket]
+    page: int
+    has_next: bool
+    view: str
+    sort: str
+    search: str
+
+
+def inbox_page(
+    *,
+    user: Any,
+    view: str = "all",
+    filters: dict[str, Any] | None = None,
+    search: str = "",
+    sort: str = "newest",
+    page: int = 1,
+    page_size: int = PAGE_SIZE,
+) -> InboxPage:
+    """One page of the inbox; a constant number of queries whatever the page size.
+
+    Merged tickets are hidden. Without a status filter, views other than "all" show
+    open work only (new, open, pending). Search uses the ``search_vector`` GIN index
+    (subject, recent public messages, customer name/email/phone).
+    """
+    filters = dict(filters or {})
+    if view not in INBOX_VIEWS:
+        raise InvalidInput(f"Unknown view {view!r}.", details={"view": ["Invalid."]})
+    if sort not in INBOX_SORTS:
+        raise InvalidInput(f"Unknown sort {sort!r}.", details={"sort": ["Invalid."]})
+    filters.pop("needs_review", None)
+    qs = ticket_list(filters=filters).filter(merged_into__isnull=True)
+    qs = qs.filter(ticket_visibility_q(user))
+    if view == "mine":
+        qs = qs.filter(assignee_id=user.pk)
+    elif view == "unassigned":
+        qs = qs.filter(assignee__isnull=True)
+    elif view == "teams":
+        qs = qs.filter(team_id__in=user_team_ids(user))
+    elif view == "vip":
+        qs = qs.exclude(customer__vip_tier=VipTier.NONE)
+    elif view == "review":
+        qs = qs.filter(needs_review=True)
+    if view != "all" and not filters.get("status"):
+        qs = qs.filter(status__in=OPEN_STATUSES)
+    search = search.strip()[:200]
+    query = None
+    if search:
+        ref = search.upper()
+        if ref.startswith("T-") and ref[2:].isdigit():
+            qs = qs.filter(pk=int(ref[2:]))
+        else:
+            query = SearchQuery(search, search_type="websearch", config="english") | SearchQuery(
+                search, search_type="websearch", config="simple"
+            )
+            qs = qs.filter(search_vector=query)
+    last_public = Message.objects.filter(ticket=OuterRef("pk"), kind=MessageKind.PUBLIC).order_by(
+        "-created_at", "-id"
+    )
+    qs = qs.annotate(
+        preview=Left(Subquery(last_public.values("body_text")[:1]), 160),
+        is_unread=~Exists(
+            TicketRead.objects.filter(
+                ticket=OuterRef("pk"), user_id=user.pk, seen_at__gte=OuterRef("last_message_at")
+            )
+        ),
+    )
+    if sort == "relevance" and query is not None:
+        # Ranks every match, so it costs more on common words than newest-first.
+        qs = qs.annotate(rank=SearchRank(F("search_vector"), query)).order_by(
+            "-rank", "-created_at", "-id"
+        )
+    elif sort == "oldest":
+        qs = qs.order_by("created_at", "id")
+    elif sort == "waiting":
+        qs = qs.order_by(F("waiting_since").asc(nulls_last=True), "id")
+    elif sort == "updated":
+        qs = qs.order_by(F("last_message_at").desc(nulls_last=True), "-id")
+    elif sort == "priority":
+        rank = Case(
+            *[When(priority=k, then=Value(v)) for k, v in PRIORITY_RANK.items()],
+            output_field=IntegerField(),
+        )
+        qs = qs.annotate(priority_rank=rank).order_by("-priority_rank", "-created_at", "-id")
+    page = max(1, page)
+    offset = (page - 1) * page_size
+    rows = list(qs[offset : offset + page_size + 1])
+    return InboxPage(
+        tickets=rows[:page_size],
+        page=page,
+        has_next=len(rows) > page_size,
+        view=view,
+        sort=sort,
+        search=search,
+    )
+
+
+def ticket_get_visible(ref: str | int, *, user: Any) -> Ticket:
+    """A ticket the user may see (NotFound otherwise, so numbers do not leak)."""
+    ticket = ticket_get(ref)
+    if not ticket_visible_to(user, team_id=ticket.team_id, assignee_id=ticket.assignee_id):
+        raise NotFound(f"No ticket {ref!r}.")
+    return ticket
+
+
+def customer_identities(*, customer_id: int) -> list[ChannelIdentity]:
+    return list(ChannelIdentity.objects.filter(customer_id=customer_id).order_by("channel", "id"))
+
+
+def customer_other_tickets(*, ticket: Ticket, limit: int = 10) -> list[Ticket]:
+    return list(
+        Ticket.objects.filter(customer_id=ticket.customer_id, merged_into__isnull=True)
+        .exclude(pk=ticket.pk)
+        .only("id", "subject", "status", "created_at")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def canned_response_list(*, user: Any) -> list[CannedResponse]:
+    return list(
+        CannedResponse.objects.filter(is_active=True)
+        .filter(Q(team__isnull=True) | Q(team_id__in=user_team_ids(user)))
+        .order_by("title")
+    )

@@ -3,6 +3,7 @@ in the same transaction (see ``support.events``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from support.errors import Conflict, InvalidInput, InvalidTransition
 from support.events import event_record
 from tickets.models import (
     Attachment,
+    CannedResponse,
     Channel,
     ChannelIdentity,
     Customer,
@@ -28,6 +30,7 @@ from tickets.models import (
     Tag,
     Team,
     Ticket,
+    TicketRead,
     TicketStatus,
 )
 
@@ -155,18 +158,19 @@ def _tags_from_names(names: Iterable[str]) -> list[Tag]:
     return tags
 
 
-def _search_vector(subject: str, text: str = "") -> Any:
-    """Subject weighs more (A) than the conversation (B)."""
+def _search_vector(subject: str, text: str = "", customer: Customer | None = None) -> Any:
+    """Subject (A) weighs more than the conversation (B) and the customer (C)."""
     vector: Any = SearchVector(Value(subject), weight="A", config="english")
     if text:
         vector = vector + SearchVector(Value(text[:20000]), weight="B", config="english")
+    if customer is not None:
+        who = f"{customer.name} {customer.email} {customer.phone}"
+        vector = vector + SearchVector(Value(who), weight="C", config="simple")
     return vector
 
 
 def _refresh_search_vector(ticket: Ticket) -> None:
-    Ticket.objects.filter(pk=ticket.pk).update(
-        search_vector=_search_vector(ticket.subject, _recent_public_text(ticket))
-    )
+    Ticket.objects.filter(pk=ticket.pk).update(search_vector=_search_vector_for(ticket))
 
 
 @transaction.atomic
@@ -207,7 +211,7 @@ def ticket_create(
         origin_platform_id=origin_platform_id,
         last_message_at=now,
         waiting_since=now if has_message else None,
-        search_vector=_search_vector(subject[:255], body),
+        search_vector=_search_vector(subject[:255], body, customer),
     )
     tag_objs = _tags_from_names(tags)
     if tag_objs:
@@ -468,7 +472,7 @@ def message_add(
             _ticket_event("ticket.updated", ticket, changes={"status": ["new", "open"]})
     ticket.save(update_fields=fields)
     if kind == MessageKind.PUBLIC:
-        _refresh_search_vector(ticket)
+        Ticket.objects.filter(pk=ticket.pk).update(search_vector=_search_vector_for(ticket))
     _message_event("message.created", message)
     return message
 
@@ -566,3 +570,122 @@ def message_delivery_update(
     message.save(update_fields=[*fields, "updated_at"])
     _message_event("message.delivery_updated", message, error=message.delivery_error)
     return True
+
+
+# --- workbench ------------------------------------------------------------------
+
+
+@transaction.atomic
+def ticket_merge(*, source: Ticket, target: Ticket, actor: Any = None) -> Ticket:
+    """Merge ``source`` into ``target``: its timeline (with attachments), tags and the
+    customer's channel identities move to the target; the source is closed and points at
+    the target so its number keeps working (the workbench redirects it).
+    """
+    if source.pk == target.pk:
+        raise InvalidInput("A ticket cannot be merged into itself.", details={"into": ["Same."]})
+    # Lock both in id order so two opposite merges cannot deadlock.
+    locked = {
+        t.pk: t
+        for t in Ticket.objects.select_for_update()
+        .filter(pk__in=[source.pk, target.pk])
+        .order_by("pk")
+    }
+    source, target = locked[source.pk], locked[target.pk]
+    if source.merged_into_id is not None:
+        raise Conflict(
+            f"{source.number} was already merged.", details={"ticket": ["Already merged."]}
+        )
+    if target.merged_into_id is not None:
+        raise InvalidInput(
+            f"{target.number} was itself merged; merge into the ticket it points to.",
+            details={"into": ["Merged ticket."]},
+        )
+    moved = Message.objects.filter(ticket=source).update(ticket=target)
+    moved_identities = 0
+    if source.customer_id != target.customer_id:
+        existing = set(
+            ChannelIdentity.objects.filter(customer_id=target.customer_id).values_list(
+                "channel", "external_id"
+            )
+        )
+        for identity in ChannelIdentity.objects.filter(customer_id=source.customer_id):
+            if (identity.channel, identity.external_id) not in existing:
+                identity.customer_id = target.customer_id
+                identity.save(update_fields=["customer"])
+                moved_identities += 1
+    source_tags = list(source.tags.all())
+    if source_tags:
+        target.tags.add(*source_tags)
+    fields = ["updated_at"]
+    if source.last_message_at and (
+        target.last_message_at is None or source.last_message_at > target.last_message_at
+    ):
+        target.last_message_at = source.last_message_at
+        fields.append("last_message_at")
+    if source.waiting_since and (
+        target.waiting_since is None or source.waiting_since < target.waiting_since
+    ):
+        target.waiting_since = source.waiting_since
+        fields.append("waiting_since")
+    target.save(update_fields=fields)
+    old_status = source.status
+    source.merged_into = target
+    source.status = TicketStatus.CLOSED
+    source.closed_at = timezone.now()
+    source.waiting_since = None
+    source.save(update_fields=["merged_into", "status", "closed_at", "waiting_since", "updated_at"])
+    _system_note(
+        source,
+        actor,
+        f"Merged into {target.number}.",
+        {"merged_into": target.pk},
+    )
+    _system_note(
+        target,
+        actor,
+        f"{source.number} merged into this ticket ({moved} timeline entries moved).",
+        {"merged_from": source.pk, "moved_messages": moved, "moved_identities": moved_identities},
+    )
+    Ticket.objects.filter(pk=target.pk).update(search_vector=_search_vector_for(target))
+    _ticket_event(
+        "ticket.updated",
+        source,
+        changes={"status": [old_status, TicketStatus.CLOSED], "merged_into": [None, target.pk]},
+    )
+    _ticket_event("ticket.updated", target, changes={"merged_from": [None, source.pk]})
+    return target
+
+
+def _search_vector_for(ticket: Ticket) -> Any:
+    return _search_vector(ticket.subject, _recent_public_text(ticket), ticket.customer)
+
+
+def ticket_mark_read(*, ticket: Ticket, user: Any) -> None:
+    """Remember that ``user`` has seen the ticket as it is now (the inbox's unread marker)."""
+    TicketRead.objects.update_or_create(
+        user=user, ticket=ticket, defaults={"seen_at": timezone.now()}
+    )
+
+
+_PLACEHOLDER = re.compile(r"{{\s*([a-z_]+(?:\.[a-z_]+)?)\s*}}")
+
+
+def canned_response_render(*, canned: CannedResponse, ticket: Ticket, agent: Any) -> str:
+    """Fill a canned response's placeholders for this ticket.
+
+    Known: ``customer.name``, ``customer.first_name``, ``customer.email``,
+    ``ticket.number``, ``ticket.subject``, ``agent.name``, ``agent.first_name``.
+    Unknown placeholders are left as typed so the agent notices them.
+    """
+    customer = ticket.customer
+    agent_name = (agent.get_full_name() or agent.get_username()) if agent else ""
+    values = {
+        "customer.name": customer.name or "there",
+        "customer.first_name": (customer.name.split() or ["there"])[0],
+        "customer.email": customer.email,
+        "ticket.number": ticket.number,
+        "ticket.subject": ticket.subject,
+        "agent.name": agent_name,
+        "agent.first_name": (getattr(agent, "first_name", "") or agent_name),
+    }
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), canned.body)

@@ -7,4 +7,15 @@ from tickets import views
 urlpatterns = [
     path("", views.inbox, name="inbox"),
     path("", include("tickets.context.urls")),
+    path("tickets/bulk", views.inbox_bulk, name="inbox-bulk"),
+    path("tickets/<str:ref>/", views.ticket_detail, name="ticket"),
+    path("tickets/<str:ref>/live", views.ticket_timeline, name="ticket-live"),
+    path("tickets/<str:ref>/messages", views.ticket_message, name="ticket-message"),
+    path("tickets/<str:ref>/update", views.ticket_update, name="ticket-update"),
+    path("tickets/<str:ref>/merge", views.ticket_merge, name="ticket-merge"),
+    path(
+        "tickets/<str:ref>/canned/<int:canned_id>",
+        views.canned_render,
+        name="ticket-canned",
+    ),
 ]

@@ -1,15 +1,344 @@
-"""Workbench pages (server-rendered). The full workbench grows here."""
+"""Workbench pages (server-rendered, htmx for partial updates). Thin: each view parses the
+request, calls one selector or service and renders."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.db import transaction
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+    JsonResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
-from tickets import selectors
+from support.auth.roles import is_agent, is_supervisor
+from support.errors import ApplicationError, Forbidden, NotFound
+from support.models import OutboxEvent
+from tickets import selectors, services
+from tickets.models import (
+    CannedResponse,
+    Channel,
+    MessageKind,
+    Priority,
+    Tag,
+    Team,
+    Ticket,
+    TicketStatus,
+)
+from tickets.panels import panels_for
+
+View = Callable[..., HttpResponse]
+PANEL_SLOTS = (
+    ("sidebar", "Customer context"),
+    ("routing", "Routing"),
+    ("knowledge", "Knowledge base"),
+)
 
 
-@login_required
+def agent_required(view: View) -> View:
+    """Signed-in agents only; application errors become proper HTTP answers."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_agent(request.user):
+            return HttpResponseForbidden("The workbench is for agents and supervisors.")
+        try:
+            return view(request, *args, **kwargs)
+        except Forbidden as exc:
+            return HttpResponseForbidden(exc.message)
+        except NotFound as exc:
+            return render(request, "tickets/not_found.html", {"message": exc.message}, status=404)
+        except ApplicationError as exc:
+            if getattr(request, "htmx", False):
+                return HttpResponseBadRequest(exc.message)
+            messages.error(request, exc.message)
+            return redirect(request.META.get("HTTP_REFERER") or reverse("inbox"))
+
+    return wrapper
+
+
+def _last_event_id() -> int:
+    last = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    return last or 0
+
+
+def _choices() -> dict[str, Any]:
+    return {
+        "statuses": TicketStatus.choices,
+        "priorities": Priority.choices,
+        "channels": Channel.choices,
+    }
+
+
+def _page_number(raw: str | None) -> int:
+    return int(raw) if raw and raw.isdigit() else 1
+
+
+@require_GET
+@agent_required
 def inbox(request: HttpRequest) -> HttpResponse:
-    tickets = selectors.ticket_list(filters=request.GET.dict())[:50]
-    return render(request, "tickets/inbox.html", {"tickets": tickets})
+    params = request.GET
+    view = params.get("view") or "mine"
+    sort = params.get("sort") or "newest"
+    filters = {
+        key: params.get(key, "")
+        for key in ("status", "priority", "channel", "team", "assignee", "tag")
+        if params.get(key)
+    }
+    result = selectors.inbox_page(
+        user=request.user,
+        view=view,
+        filters=filters,
+        search=params.get("q", ""),
+        sort=sort,
+        page=_page_number(params.get("page")),
+    )
+    base = {k: v for k, v in params.items() if k != "page" and v}
+    context = {
+        "result": result,
+        "filters": filters,
+        "views": selectors.INBOX_VIEWS,
+        "sorts": selectors.INBOX_SORTS,
+        "query_base": urlencode(base),
+        "is_supervisor": is_supervisor(request.user),
+        **_choices(),
+    }
+    if getattr(request, "htmx", False) and request.headers.get("HX-Target") == "inbox-list":
+        return render(request, "tickets/_inbox_list.html", context)
+    context.update(
+        {
+            "teams": list(Team.objects.order_by("name")),
+            "agents": list(
+                get_user_model()
+                .objects.filter(is_active=True, groups__name__in=["Agents", "Supervisors"])
+                .distinct()
+                .order_by("username")
+            ),
+            "tags": list(Tag.objects.order_by("name")[:200]),
+            "last_event_id": _last_event_id(),
+        }
+    )
+    return render(request, "tickets/inbox.html", context)
+
+
+def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
+    timeline = list(selectors.message_list(ticket=ticket))
+    panels = []
+    known = {slot for slot, _ in PANEL_SLOTS}
+    extra_slots = sorted({p.slot for p in panels_for(None)} - known)
+    for slot, title in [*PANEL_SLOTS, *((s, s.replace("_", " ").title()) for s in extra_slots)]:
+        registered = []
+        for panel in panels_for(slot):
+            extra = panel.context(request, ticket)
+            if extra is not None:
+                # The panel's keys are top-level template variables (also under `panel`).
+                html = render_to_string(
+                    panel.template,
+                    {"ticket": ticket, **extra, "panel": extra},
+                    request=request,
+                )
+                registered.append({"panel": panel, "context": extra, "html": html})
+        panels.append({"slot": slot, "title": title, "panels": registered})
+    return {
+        "ticket": ticket,
+        "timeline": timeline,
+        "tags": [t.name for t in ticket.tags.all()],
+        "allowed_statuses": sorted(services.ticket_allowed_statuses(ticket)),
+        "identities": selectors.customer_identities(customer_id=ticket.customer_id),
+        "other_tickets": selectors.customer_other_tickets(ticket=ticket),
+        "canned": selectors.canned_response_list(user=request.user),
+        "teams": list(Team.objects.order_by("name")),
+        "agents": list(
+            get_user_model()
+            .objects.filter(is_active=True, groups__name__in=["Agents", "Supervisors"])
+            .distinct()
+            .order_by("username")
+        ),
+        "panel_slots": panels,
+        "is_supervisor": is_supervisor(request.user),
+        "last_event_id": _last_event_id(),
+        **_choices(),
+    }
+
+
+@require_GET
+@agent_required
+def ticket_detail(request: HttpRequest, ref: str) -> HttpResponse:
+    ticket = selectors.ticket_get_visible(ref, user=request.user)
+    if ticket.merged_into_id is not None:
+        messages.info(request, f"{ticket.number} was merged into this ticket.")
+        return redirect("ticket", ref=format_ref(ticket.merged_into_id))
+    services.ticket_mark_read(ticket=ticket, user=request.user)
+    return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
+
+
+def format_ref(pk: int) -> str:
+    return Ticket(pk=pk).number
+
+
+@require_GET
+@agent_required
+def ticket_timeline(request: HttpRequest, ref: str) -> HttpResponse:
+    """The timeline and header of a ticket, refreshed live by the page."""
+    ticket = selectors.ticket_get_visible(ref, user=request.user)
+    if ticket.merged_into_id is not None:
+        response = HttpResponse(status=204)
+        target = format_ref(ticket.merged_into_id)
+        response["HX-Redirect"] = reverse("ticket", kwargs={"ref": target})
+        return response
+    services.ticket_mark_read(ticket=ticket, user=request.user)
+    return render(
+        request, "tickets/_ticket_live.html", {**_ticket_context(request, ticket), "oob": True}
+    )
+
+
+def _back_to_ticket(request: HttpRequest, ticket: Ticket) -> HttpResponse:
+    if getattr(request, "htmx", False):
+        ticket = selectors.ticket_get(ticket.pk)
+        return render(
+            request, "tickets/_ticket_live.html", {**_ticket_context(request, ticket), "oob": True}
+        )
+    return redirect("ticket", ref=ticket.number)
+
+
+@require_POST
+@agent_required
+def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
+    ticket = selectors.ticket_get_visible(ref, user=request.user)
+    kind = request.POST.get("kind", MessageKind.PUBLIC)
+    if kind not in (MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE):
+        return HttpResponseBadRequest("kind must be public or internal_note.")
+    services.message_add(
+        ticket=ticket, body=request.POST.get("body", ""), kind=kind, author_user=request.user
+    )
+    return _back_to_ticket(request, ticket)
+
+
+def _assignee_from(raw: str, request: HttpRequest, current_id: int | None) -> Any:
+    """Parse an assignee field; agents may only take or release their own tickets."""
+    if raw in ("", "none"):
+        assignee = None
+    elif raw == "me":
+        assignee = request.user
+    elif raw.isdigit():
+        assignee = get_object_or_404(get_user_model(), pk=int(raw))
+    else:
+        raise NotFound(f"No user {raw!r}.")
+    target_id = assignee.pk if assignee else None
+    if target_id == current_id:
+        return assignee
+    assigning_other = assignee is not None and assignee.pk != request.user.pk
+    unassigning_other = assignee is None and current_id not in (None, request.user.pk)
+    if (assigning_other or unassigning_other) and not is_supervisor(request.user):
+        raise Forbidden("Only supervisors assign tickets to other people.")
+    return assignee
+
+
+@require_POST
+@agent_required
+def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
+    ticket = selectors.ticket_get_visible(ref, user=request.user)
+    post = request.POST
+    if "assignee" in post:
+        assignee = _assignee_from(post["assignee"], request, ticket.assignee_id)
+        services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
+    fields: dict[str, Any] = {}
+    for key in ("status", "priority"):
+        if post.get(key):
+            fields[key] = post[key]
+    if "team" in post:
+        fields["team"] = (
+            get_object_or_404(Team, pk=int(post["team"])) if post["team"].isdigit() else None
+        )
+    if "tags" in post:
+        fields["tags"] = [t for t in post["tags"].replace(";", ",").split(",") if t.strip()]
+    if fields:
+        services.ticket_update(ticket=ticket, actor=request.user, **fields)
+    return _back_to_ticket(request, ticket)
+
+
+@require_POST
+@agent_required
+def ticket_merge(request: HttpRequest, ref: str) -> HttpResponse:
+    source = selectors.ticket_get_visible(ref, user=request.user)
+    target = selectors.ticket_get_visible(request.POST.get("into", ""), user=request.user)
+    target = services.ticket_merge(source=source, target=target, actor=request.user)
+    messages.success(request, f"{source.number} merged into {target.number}.")
+    url = reverse("ticket", kwargs={"ref": target.number})
+    if getattr(request, "htmx", False):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+@require_GET
+@agent_required
+def canned_render(request: HttpRequest, ref: str, canned_id: int) -> HttpResponse:
+    ticket = selectors.ticket_get_visible(ref, user=request.user)
+    allowed = {c.pk for c in selectors.canned_response_list(user=request.user)}
+    if canned_id not in allowed:
+        raise NotFound(f"No canned response {canned_id}.")
+    canned = CannedResponse.objects.get(pk=canned_id)
+    text = services.canned_response_render(canned=canned, ticket=ticket, agent=request.user)
+    return JsonResponse({"body": text})
+
+
+BULK_ACTIONS = ("assign", "status", "tag")
+
+
+@require_POST
+@agent_required
+def inbox_bulk(request: HttpRequest) -> HttpResponse:
+    """Apply one change to the selected tickets; each goes through the services."""
+    action = request.POST.get("action", "")
+    if action not in BULK_ACTIONS:
+        return HttpResponseBadRequest("action must be assign, status or tag.")
+    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+    tickets = list(
+        Ticket.objects.filter(pk__in=ids, merged_into__isnull=True)
+        .filter(selectors.ticket_visibility_q(request.user))
+        .order_by("pk")
+    )
+    value = request.POST.get("value", "")
+    done, skipped = 0, 0
+    # All or nothing: a refused change (e.g. an agent assigning others) undoes the batch.
+    with transaction.atomic():
+        done, skipped = _bulk_apply(request, tickets, action, value)
+    note = f"{done} ticket(s) updated" + (f", {skipped} skipped (not allowed)." if skipped else ".")
+    messages.success(request, note)
+    return redirect(request.META.get("HTTP_REFERER") or reverse("inbox"))
+
+
+def _bulk_apply(
+    request: HttpRequest, tickets: list[Ticket], action: str, value: str
+) -> tuple[int, int]:
+    done, skipped = 0, 0
+    for ticket in tickets:
+        if action == "assign":
+            assignee = _assignee_from(value, request, ticket.assignee_id)
+            services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
+        elif action == "status":
+            if not ticket.can_transition_to(value):
+                skipped += 1
+                continue
+            services.ticket_update(ticket=ticket, actor=request.user, status=value)
+        else:
+            names = sorted({*ticket.tags.values_list("name", flat=True), value.strip().lower()})
+            services.ticket_update(ticket=ticket, actor=request.user, tags=names)
+        done += 1
+    return done, skipped

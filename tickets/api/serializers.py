@@ -220,3 +220,7 @@ class TicketStatusOutputSerializer(serializers.ModelSerializer):
         if message is None:
             return None
         return {"body_text": message.body_text, "created_at": message.created_at}
+
+
+class TicketMergeInputSerializer(serializers.Serializer):
+    into = serializers.CharField(max_length=20, help_text="Target ticket: 123 or T-000123.")

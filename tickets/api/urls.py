@@ -13,6 +13,11 @@ urlpatterns = [
         name="api-ticket-messages",
     ),
     path(
+        "tickets/<str:ticket_id>/merge",
+        views.TicketMergeApi.as_view(),
+        name="api-ticket-merge",
+    ),
+    path(
         "tickets/<str:ticket_id>/status",
         views.TicketStatusApi.as_view(),
         name="api-ticket-status",

@@ -166,3 +166,21 @@ class TicketStatusApi(APIView):
     def get(self, request: Request, ticket_id: str) -> Response:
         ticket = selectors.ticket_get(ticket_id)
         return Response(s.TicketStatusOutputSerializer(ticket).data)
+
+
+class TicketMergeApi(APIView):
+    """Merge this ticket into ``into`` (timeline, tags and identities move; see
+    ``tickets.services.ticket_merge``)."""
+
+    @extend_schema(
+        operation_id="tickets_merge",
+        request=s.TicketMergeInputSerializer,
+        responses=s.TicketOutputSerializer,
+    )
+    def post(self, request: Request, ticket_id: str) -> Response:
+        source = selectors.ticket_get(ticket_id)
+        serializer = s.TicketMergeInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        target = selectors.ticket_get(serializer.validated_data["into"])
+        services.ticket_merge(source=source, target=target, actor=request.user)
+        return Response(s.TicketOutputSerializer(selectors.ticket_get(target.pk)).data)

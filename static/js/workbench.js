@@ -1,0 +1,269 @@
+/* Workbench: live updates over /ws/workbench/, presence, keyboard shortcuts, bulk
+ * selection and the composer. No framework; htmx (vendored by django-htmx) swaps HTML. */
+(function () {
+  "use strict";
+  var body = document.body;
+  var page = body.dataset.page || "";
+  var ticketId = body.dataset.ticketId ? parseInt(body.dataset.ticketId, 10) : null;
+  var lastEventId = parseInt(body.dataset.lastEventId || "0", 10);
+  var seen = new Set();
+  var statusEl = document.getElementById("live-status");
+  var socket = null;
+  var retry = 0;
+  var refreshTimer = null;
+
+  function setStatus(state, text) {
+    if (!statusEl) return;
+    statusEl.dataset.state = state;
+    statusEl.textContent = text;
+  }
+
+  // --- live events -------------------------------------------------------------
+  function scheduleRefresh(fn) {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(fn, 120);
+  }
+
+  function refreshInbox() {
+    var list = document.getElementById("inbox-list");
+    if (!list || !window.htmx) return;
+    var checked = Array.from(document.querySelectorAll("#inbox-list input[name=ids]:checked"));
+    if (checked.length) return; // do not wipe a selection the agent is building
+    htmx.ajax("GET", window.location.pathname + window.location.search, {
+      target: "#inbox-list", swap: "innerHTML", headers: { "HX-Target": "inbox-list" }
+    });
+  }
+
+  function refreshTicket() {
+    var live = document.getElementById("ticket-live");
+    if (live && window.htmx) htmx.trigger(live, "refresh");
+  }
+
+  function handleEvent(event) {
+    if (!event || typeof event.id !== "number") return;
+    if (seen.has(event.id)) return;
+    seen.add(event.id);
+    if (event.id > lastEventId) lastEventId = event.id;
+    body.dataset.lastEventId = String(lastEventId);
+    if (page === "inbox") scheduleRefresh(refreshInbox);
+    if (page === "ticket" && event.ticket_id === ticketId) scheduleRefresh(refreshTicket);
+  }
+
+  function connect() {
+    var proto = window.location.protocol === "https:" ? "wss:" : "ws:";
+    var url = proto + "//" + window.location.host + "/ws/workbench/?since=" + lastEventId;
+    socket = new WebSocket(url);
+    socket.onopen = function () {
+      retry = 0;
+      setStatus("live", "Live");
+      if (ticketId) sendPresence("viewing");
+    };
+    socket.onmessage = function (msg) {
+      var data = JSON.parse(msg.data);
+      if (data.type === "event") handleEvent(data.event);
+      else if (data.type === "presence" && data.ticket_id === ticketId) showPresence(data.agents);
+    };
+    socket.onclose = function (ev) {
+      if (ev.code === 4401) { setStatus("off", "Signed out"); return; }
+      setStatus("reconnecting", "Reconnecting…");
+      retry = Math.min(retry + 1, 6);
+      setTimeout(connect, 250 * Math.pow(2, retry - 1) + Math.random() * 250);
+    };
+  }
+
+  // --- presence (collision detection) ----------------------------------------------
+  var typingTimer = null;
+  var typing = false;
+
+  function sendPresence(state) {
+    if (socket && socket.readyState === WebSocket.OPEN && ticketId) {
+      socket.send(JSON.stringify({ type: "presence", ticket_id: ticketId, state: state }));
+    }
+  }
+
+  function showPresence(agents) {
+    var box = document.getElementById("presence");
+    if (!box) return;
+    var myId = parseInt(body.dataset.userId || "0", 10);
+    var others = agents.filter(function (a) { return a.id !== myId; });
+    if (!others.length) { box.textContent = ""; box.hidden = true; return; }
+    box.hidden = false;
+    box.textContent = "";
+    others.forEach(function (a) {
+      var span = document.createElement("span");
+      span.className = "who-" + a.state;
+      span.textContent = a.name + (a.state === "typing" ? " is typing…" : " is viewing");
+      box.appendChild(span);
+    });
+  }
+
+  // --- composer -------------------------------------------------------------------
+  function composerMode(kind) {
+    var form = document.getElementById("composer");
+    if (!form) return;
+    var radio = form.querySelector("input[name=kind][value=" + kind + "]");
+    if (radio) radio.checked = true;
+    updateComposer();
+    document.getElementById("composer-body").focus();
+  }
+
+  function updateComposer() {
+    var form = document.getElementById("composer");
+    if (!form) return;
+    var kind = form.querySelector("input[name=kind]:checked").value;
+    form.classList.toggle("is-note", kind === "internal_note");
+    document.getElementById("composer-send").textContent = kind === "internal_note" ? "Add internal note" : "Send reply";
+    var hint = document.getElementById("composer-hint");
+    if (hint) {
+      hint.dataset.reply = hint.dataset.reply || hint.textContent;
+      hint.textContent = kind === "internal_note" ? "Only agents see internal notes; nothing is sent to the customer." : hint.dataset.reply;
+    }
+  }
+
+  function setupComposer() {
+    var form = document.getElementById("composer");
+    if (!form) return;
+    var textarea = document.getElementById("composer-body");
+    form.addEventListener("change", function (e) { if (e.target.name === "kind") updateComposer(); });
+    textarea.addEventListener("input", function () {
+      if (!typing) { typing = true; sendPresence("typing"); }
+      clearTimeout(typingTimer);
+      typingTimer = setTimeout(function () { typing = false; sendPresence("viewing"); }, 3000);
+    });
+    textarea.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
+    });
+    form.addEventListener("htmx:afterRequest", function (e) {
+      if (e.detail.successful && e.detail.elt === form) {
+        textarea.value = "";
+        typing = false;
+        sendPresence("viewing");
+      }
+    });
+    var canned = document.getElementById("canned");
+    if (canned) {
+      canned.addEventListener("change", function () {
+        if (!canned.value) return;
+        var url = canned.dataset.urlTemplate.replace(/0$/, canned.value);
+        fetch(url, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (data) {
+          var start = textarea.selectionStart || textarea.value.length;
+          textarea.value = textarea.value.slice(0, start) + data.body + textarea.value.slice(start);
+          textarea.focus();
+          canned.value = "";
+        });
+      });
+    }
+    updateComposer();
+  }
+
+  // --- inbox: selection and bulk ---------------------------------------------------
+  var cursor = -1;
+
+  function rows() { return Array.from(document.querySelectorAll("#inbox-list tr.ticket-row")); }
+
+  function moveCursor(delta) {
+    var list = rows();
+    if (!list.length) return;
+    cursor = Math.max(0, Math.min(list.length - 1, cursor + delta));
+    list.forEach(function (r, i) { r.classList.toggle("selected", i === cursor); });
+    var link = list[cursor].querySelector("a.subject");
+    if (link) link.focus();
+  }
+
+  function rememberOrder() {
+    var ids = rows().map(function (r) { return r.dataset.href; });
+    try { sessionStorage.setItem("workbench:order", JSON.stringify(ids)); sessionStorage.setItem("workbench:inbox", window.location.href); } catch (e) { /* private mode */ }
+  }
+
+  function neighbour(delta) {
+    try {
+      var order = JSON.parse(sessionStorage.getItem("workbench:order") || "[]");
+      var i = order.indexOf(window.location.pathname);
+      if (i !== -1 && order[i + delta]) window.location.href = order[i + delta];
+    } catch (e) { /* ignore */ }
+  }
+
+  function setupBulk() {
+    var bulk = document.getElementById("bulk");
+    if (!bulk) return;
+    var action = document.getElementById("bulk-action");
+    function syncValue() {
+      bulk.querySelectorAll(".bulk-value").forEach(function (label) {
+        var on = label.dataset.for === action.value;
+        label.hidden = !on;
+        label.querySelectorAll("select, input").forEach(function (el) { el.disabled = !on; });
+      });
+    }
+    action.addEventListener("change", syncValue);
+    syncValue();
+    document.addEventListener("change", function (e) {
+      if (e.target.id === "select-all") {
+        document.querySelectorAll("#inbox-list input[name=ids]").forEach(function (c) { c.checked = e.target.checked; });
+      }
+      var n = document.querySelectorAll("#inbox-list input[name=ids]:checked").length;
+      var count = document.getElementById("bulk-count");
+      if (count) count.textContent = n ? n + " selected" : "Select tickets for bulk actions";
+    });
+    document.addEventListener("htmx:afterSwap", function (e) {
+      if (e.detail.target && e.detail.target.id === "inbox-list") { cursor = -1; rememberOrder(); }
+    });
+    rememberOrder();
+  }
+
+  // --- keyboard shortcuts ----------------------------------------------------------
+  var pendingG = false;
+
+  function typingInField(e) {
+    var t = e.target;
+    return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+  }
+
+  function openHelp() {
+    var help = document.getElementById("help");
+    if (help && !help.open) help.showModal();
+  }
+
+  document.addEventListener("click", function (e) {
+    if (e.target.closest("[data-help-open]")) openHelp();
+  });
+
+  document.addEventListener("keydown", function (e) {
+    if (e.ctrlKey || e.metaKey || e.altKey || typingInField(e)) return;
+    if (pendingG) {
+      pendingG = false;
+      if (e.key === "i") { window.location.href = "/"; }
+      return;
+    }
+    switch (e.key) {
+      case "?": e.preventDefault(); openHelp(); break;
+      case "g": pendingG = true; break;
+      case "/": var q = document.getElementById("q"); if (q) { e.preventDefault(); q.focus(); } break;
+      case "j": if (page === "inbox") moveCursor(1); else neighbour(1); break;
+      case "k": if (page === "inbox") moveCursor(-1); else neighbour(-1); break;
+      case "o": case "Enter":
+        if (page === "inbox" && cursor >= 0) { e.preventDefault(); window.location.href = rows()[cursor].dataset.href; }
+        break;
+      case "r": if (page === "ticket") { e.preventDefault(); composerMode("public"); } break;
+      case "n": if (page === "ticket") { e.preventDefault(); composerMode("internal_note"); } break;
+      case "e":
+        var resolve = document.getElementById("resolve-form");
+        if (page === "ticket" && resolve) { e.preventDefault(); resolve.requestSubmit(); }
+        break;
+    }
+  });
+
+  var merge = document.getElementById("merge-form");
+  if (merge) {
+    merge.addEventListener("submit", function (e) {
+      if (!window.confirm("Merge " + body.dataset.ticketNumber + " into " + merge.into.value + "? This cannot be undone.")) e.preventDefault();
+    });
+  }
+
+  window.addEventListener("beforeunload", function () { if (ticketId) sendPresence("left"); });
+  setInterval(function () { if (ticketId) sendPresence(typing ? "typing" : "viewing"); }, 15000);
+
+  setupComposer();
+  setupBulk();
+  connect();
+  window.workbench = { lastEventId: function () { return lastEventId; }, socket: function () { return socket; } };
+})();

@@ -1,0 +1,178 @@
+"""The workbench in a real browser against a real ASGI server (see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from typing import Any
+
+import pytest
+
+from support.models import OutboxEvent
+from support.services import api_key_create
+from tests.e2e.conftest import ARTIFACTS
+from tickets import services
+from tickets.models import Message, Ticket
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+LIVE_TIMEOUT_MS = 2000
+
+
+def _call(fn: Any, **kwargs: Any) -> Any:
+    """Run a service in a fresh thread: Playwright's sync API keeps an event loop running in
+    this one, where the outbox relay's ``async_to_sync(group_send)`` cannot run."""
+    from django.db import connection
+
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn(**kwargs)
+        except BaseException as exc:
+            result["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def _sign_in(page: Any, username: str = "agent", password: str = "pw-for-tests-1") -> None:  # noqa: S107
+    page.goto("/")
+    assert "/accounts/login/" in page.url  # anonymous users are sent to sign in
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/accounts/login" not in url)
+
+
+def _wait_live(page: Any) -> None:
+    page.wait_for_selector("#live-status[data-state=live]", timeout=5000)
+
+
+def test_sign_in_and_new_api_ticket_appears_without_reload(page, live_asgi, agent):
+    _, raw_key = _call(api_key_create, name="e2e", user=agent)
+    _sign_in(page)
+    page.goto("/?view=all")
+    _wait_live(page)
+    page.evaluate("window.__marker = 'same page'")
+    body = json.dumps(
+        {
+            "subject": "Printer is on fire",
+            "description": "Smoke everywhere",
+            "channel": "email",
+            "customer": {"email": "fire@example.com", "name": "Fiona Fire"},
+        }
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310 - loopback test server
+        f"{live_asgi}/api/tickets",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Api-Key {raw_key}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        assert response.status == 201
+    page.wait_for_selector("tr.ticket-row >> text=Printer is on fire", timeout=LIVE_TIMEOUT_MS)
+    assert page.evaluate("window.__marker") == "same page"  # no reload happened
+    page.screenshot(path=str(ARTIFACTS / "inbox-live-ticket.png"))
+
+
+def test_reply_shows_in_timeline_with_delivery_state(page, agent, customer):
+    ticket = _call(
+        services.ticket_create, customer=customer, subject="Where is my order?", body="?"
+    )
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    _wait_live(page)
+    page.keyboard.press("r")
+    page.keyboard.type("It ships tomorrow.")
+    page.click("#composer-send")
+    entry = page.locator("li.entry-public.dir-outbound", has_text="It ships tomorrow.")
+    entry.wait_for(timeout=LIVE_TIMEOUT_MS)
+    assert entry.get_attribute("data-delivery") == "queued"
+    assert "Queued" in entry.locator(".delivery").inner_text()
+    assert page.locator("#composer-body").input_value() == ""
+
+    message = Message.objects.get(ticket=ticket, body_text="It ships tomorrow.")
+    _call(services.message_delivery_update, message=message, status="delivered")
+    delivered = page.locator("li[data-delivery=delivered]", has_text="It ships tomorrow.")
+    delivered.wait_for(timeout=LIVE_TIMEOUT_MS)
+    assert "Delivered" in delivered.locator(".delivery").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "ticket-reply-delivered.png"))
+
+
+def test_internal_note_is_never_sent_outbound(page, agent, customer):
+    ticket = _call(services.ticket_create, customer=customer, subject="VIP complaint", body="!!")
+    first_event = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first()
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    _wait_live(page)
+    page.keyboard.press("n")
+    assert page.locator("#composer").get_attribute("class") == "composer is-note"
+    page.keyboard.type("Customer is grumpy; be nice.")
+    page.keyboard.press("Control+Enter")
+    note = page.locator("li.entry-internal_note", has_text="Customer is grumpy")
+    note.wait_for(timeout=LIVE_TIMEOUT_MS)
+    assert note.locator(".delivery").count() == 0
+    assert "not sent to the customer" in note.inner_text()
+
+    [message] = Message.objects.filter(ticket=ticket, direction="outbound")
+    assert (message.kind, message.delivery_status, message.channel_message_id) == (
+        "internal_note",
+        "",
+        None,
+    )
+    events = list(
+        OutboxEvent.objects.filter(id__gt=first_event).values_list("event_type", "payload")
+    )
+    assert [(t, p["kind"], p["delivery_status"]) for t, p in events] == [
+        ("message.created", "internal_note", "")
+    ]
+
+
+def test_merge_moves_timeline_and_old_number_redirects(page, agent, customer):
+    target = _call(services.ticket_create, customer=customer, subject="Login broken", body="first")
+    source = _call(services.ticket_create, customer=customer, subject="Login again", body="second")
+    _sign_in(page)
+    page.goto(f"/tickets/{source.number}/")
+    _wait_live(page)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("details.merge summary")
+    page.fill("#merge-form input[name=into]", target.number)
+    page.click("#merge-form button[type=submit]")
+    page.wait_for_url(f"**/tickets/{target.number}/")
+    page.locator("li.entry-public", has_text="second").wait_for(timeout=LIVE_TIMEOUT_MS)
+    assert page.locator(".flash").inner_text().strip() == (
+        f"{source.number} merged into {target.number}."
+    )
+    page.goto(f"/tickets/{source.number}/")
+    assert page.url.endswith(f"/tickets/{target.number}/")
+    assert Ticket.objects.get(pk=source.pk).merged_into_id == target.pk
+    page.screenshot(path=str(ARTIFACTS / "ticket-merged.png"))
+
+
+def test_keyboard_help_and_presence_of_another_agent(page, browser, agent, other_agent, customer):
+    ticket = _call(services.ticket_create, customer=customer, subject="Shared ticket", body="hello")
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    _wait_live(page)
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible()
+    page.keyboard.press("Escape")
+
+    other_context = browser.new_context(base_url=page.url.split("/tickets/")[0])
+    other = other_context.new_page()
+    _sign_in(other, "other-agent")
+    other.goto(f"/tickets/{ticket.number}/")
+    _wait_live(other)
+    other.click("#composer-body")
+    other.keyboard.type("typing…")
+    page.locator("#presence", has_text="other-agent is typing").wait_for(timeout=LIVE_TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / "ticket-presence.png"))
+    other_context.close()

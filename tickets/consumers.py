@@ -1,0 +1,208 @@
+"""``/ws/workbench/``: the workbench's live socket.
+
+It streams outbox events (like ``/ws/events/``) filtered to the tickets the agent may
+see, replays what was missed with ``?since=<event id>`` (no silent gap after a
+reconnect), and carries presence for collision detection: clients send
+``{"type": "presence", "ticket_id": 12, "state": "viewing"|"typing"|"left"}`` and every
+socket viewing that ticket receives ``{"type": "presence", "ticket_id": 12, "agents": [...]}``.
+Presence lives in Redis (one hash per ticket, entries expire) so it works across
+processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from support.auth.roles import is_agent, is_supervisor
+from support.events import ALL_EVENTS_GROUP
+from support.models import OutboxEvent
+from support.redis_client import get_redis
+from tickets.models import Ticket
+from tickets.selectors import ticket_visible_to, user_team_ids
+
+REPLAY_LIMIT = 1000
+PRESENCE_TTL = 30  # seconds an entry lives without a heartbeat
+PRESENCE_STATES = ("viewing", "typing")
+
+
+def presence_group(ticket_id: int) -> str:
+    return f"presence-{ticket_id}"
+
+
+def _presence_key(ticket_id: int) -> str:
+    return f"workbench:presence:{ticket_id}"
+
+
+@database_sync_to_async
+def _load_user(user: Any) -> dict[str, Any] | None:
+    if not is_agent(user):
+        return None
+    user_team_ids(user)
+    is_supervisor(user)
+    return {"id": user.pk, "name": user.get_full_name() or user.get_username()}
+
+
+@database_sync_to_async
+def _replay(since: int) -> list[dict[str, Any]]:
+    events = OutboxEvent.objects.filter(id__gt=since, delivered_at__isnull=False).order_by("id")[
+        :REPLAY_LIMIT
+    ]
+    return [event.envelope() for event in events]
+
+
+@database_sync_to_async
+def _ticket_scope_query(ticket_id: int) -> tuple[int | None, int | None] | None:
+    return Ticket.objects.filter(pk=ticket_id).values_list("team_id", "assignee_id").first()
+
+
+# Per-process cache of (team_id, assignee_id) by ticket, shared by every socket in this
+# process: fed by ticket events (which carry both) and by one coalesced query on a miss, so
+# an event fanned out to 50 sockets costs at most one query here, not 50.
+SCOPE_TTL = 30.0
+_scope_cache: dict[int, tuple[float, tuple[int | None, int | None]]] = {}
+_scope_inflight: dict[int, asyncio.Future[tuple[int | None, int | None] | None]] = {}
+
+
+def _scope_remember(event: dict[str, Any]) -> None:
+    ticket_id = event.get("ticket_id")
+    if isinstance(ticket_id, int) and "team_id" in event and "assignee_id" in event:
+        _scope_cache[ticket_id] = (time.monotonic(), (event["team_id"], event["assignee_id"]))
+        if len(_scope_cache) > 10_000:
+            _scope_cache.clear()
+
+
+async def _ticket_scope(ticket_id: int) -> tuple[int | None, int | None] | None:
+    cached = _scope_cache.get(ticket_id)
+    if cached is not None and time.monotonic() - cached[0] < SCOPE_TTL:
+        return cached[1]
+    pending = _scope_inflight.get(ticket_id)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future: asyncio.Future[tuple[int | None, int | None] | None] = (
+        asyncio.get_running_loop().create_future()
+    )
+    _scope_inflight[ticket_id] = future
+    try:
+        scope = await _ticket_scope_query(ticket_id)
+        if scope is not None:
+            _scope_cache[ticket_id] = (time.monotonic(), scope)
+        future.set_result(scope)
+        return scope
+    except BaseException as exc:
+        future.set_exception(exc)
+        raise
+    finally:
+        del _scope_inflight[ticket_id]
+
+
+def _presence_write(ticket_id: int, user: dict[str, Any], state: str) -> list[dict[str, Any]]:
+    redis = get_redis()
+    key = _presence_key(ticket_id)
+    if state in PRESENCE_STATES:
+        entry = {**user, "state": state, "at": time.time()}
+        redis.hset(key, str(user["id"]), json.dumps(entry))
+        redis.expire(key, PRESENCE_TTL * 2)
+    else:
+        redis.hdel(key, str(user["id"]))
+    now = time.time()
+    agents = []
+    for raw in redis.hvals(key):
+        entry = json.loads(raw)
+        if now - entry["at"] <= PRESENCE_TTL:
+            agents.append({k: entry[k] for k in ("id", "name", "state")})
+    return sorted(agents, key=lambda a: a["id"])
+
+
+_presence_write_async = database_sync_to_async(_presence_write)
+
+
+class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    user_info: dict[str, Any] | None = None
+    watching: set[int]
+
+    async def connect(self) -> None:
+        self.watching = set()
+        user = self.scope.get("user")
+        info = await _load_user(user) if user is not None else None
+        if info is None:
+            await self.close(code=4401)
+            return
+        self.user = user
+        self.user_info = info
+        await self.channel_layer.group_add(ALL_EVENTS_GROUP, self.channel_name)
+        await self.accept()
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        since = query.get("since", [""])[0]
+        if since.isdigit():
+            for event in await _replay(int(since)):
+                if await self._visible(event):
+                    await self.send_json({"type": "event", "replay": True, "event": event})
+        await self.send_json({"type": "ready"})
+
+    async def disconnect(self, code: int) -> None:
+        if self.user_info is None:
+            return
+        await self.channel_layer.group_discard(ALL_EVENTS_GROUP, self.channel_name)
+        for ticket_id in list(self.watching):
+            await self._presence(ticket_id, "left")
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if not isinstance(content, dict) or content.get("type") != "presence":
+            return
+        ticket_id = content.get("ticket_id")
+        state = content.get("state")
+        if not isinstance(ticket_id, int) or state not in (*PRESENCE_STATES, "left"):
+            return
+        scope = await _ticket_scope(ticket_id)
+        if scope is None or not ticket_visible_to(
+            self.user, team_id=scope[0], assignee_id=scope[1]
+        ):
+            return
+        await self._presence(ticket_id, state)
+
+    async def _presence(self, ticket_id: int, state: str) -> None:
+        assert self.user_info is not None
+        if state == "left":
+            self.watching.discard(ticket_id)
+            await self.channel_layer.group_discard(presence_group(ticket_id), self.channel_name)
+        elif ticket_id not in self.watching:
+            self.watching.add(ticket_id)
+            await self.channel_layer.group_add(presence_group(ticket_id), self.channel_name)
+        agents = await _presence_write_async(ticket_id, self.user_info, state)
+        await self.channel_layer.group_send(
+            presence_group(ticket_id),
+            {"type": "presence.message", "ticket_id": ticket_id, "agents": agents},
+        )
+
+    async def _visible(self, event: dict[str, Any]) -> bool:
+        ticket_id = event.get("ticket_id")
+        if ticket_id is None:
+            return is_supervisor(self.user)
+        if "team_id" in event and "assignee_id" in event:
+            return ticket_visible_to(
+                self.user, team_id=event["team_id"], assignee_id=event["assignee_id"]
+            )
+        if is_supervisor(self.user):
+            return True
+        scope = await _ticket_scope(int(ticket_id))
+        return scope is not None and ticket_visible_to(
+            self.user, team_id=scope[0], assignee_id=scope[1]
+        )
+
+    async def event_message(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        _scope_remember(event)
+        if await self._visible(event):
+            await self.send_json({"type": "event", "event": event})
+
+    async def presence_message(self, message: dict[str, Any]) -> None:
+        await self.send_json(
+            {"type": "presence", "ticket_id": message["ticket_id"], "agents": message["agents"]}
+        )

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
+
+from support.models import OutboxEvent
+from tickets import services
+from tickets.consumers import WorkbenchConsumer
+from tickets.models import Customer, Team
+from tickets.tests.ws import WebsocketCommunicator
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _communicator(user, since=None):
+    path = "/ws/workbench/" + (f"?since={since}" if since is not None else "")
+    communicator = WebsocketCommunicator(WorkbenchConsumer.as_asgi(), path)
+    communicator.scope["user"] = user
+    return communicator
+
+
+async def _drain(communicator, timeout=0.3):
+    out = []
+    while not await communicator.receive_nothing(timeout=timeout, interval=0.02):
+        out.append(await communicator.receive_json_from())
+    return out
+
+
+@database_sync_to_async
+def _world(agent):
+    customer = Customer.objects.create(name="Ada", email="ada@example.com")
+    mine = Team.objects.create(name="Mine", slug="mine")
+    other = Team.objects.create(name="Other", slug="other")
+    mine.members.add(agent)
+    return customer, mine, other
+
+
+@database_sync_to_async
+def _ticket(customer, team, subject):
+    return services.ticket_create(customer=customer, subject=subject, body="hi", team=team)
+
+
+@database_sync_to_async
+def _last_event_id():
+    return OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+async def test_anonymous_and_non_agents_are_refused(outsider):
+    for user in (AnonymousUser(), outsider):
+        communicator = _communicator(user)
+        connected, code = await communicator.connect()
+        assert (connected, code) == (False, 4401)
+
+
+async def test_agent_receives_only_visible_tickets(agent):
+    customer, mine, other = await _world(agent)
+    communicator = _communicator(agent)
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from() == {"type": "ready"}
+    visible = await _ticket(customer, mine, "mine")
+    await _ticket(customer, other, "other")
+    unteamed = await _ticket(customer, None, "no team")
+    received = await _drain(communicator)
+    await communicator.disconnect()
+    assert [(m["event"]["event_type"], m["event"]["ticket_id"]) for m in received] == [
+        ("ticket.created", visible.pk),
+        ("message.created", visible.pk),
+        ("ticket.created", unteamed.pk),
+        ("message.created", unteamed.pk),
+    ]
+    assert all("replay" not in m for m in received)
+
+
+async def test_supervisor_receives_everything(supervisor, agent):
+    customer, _, other = await _world(agent)
+    communicator = _communicator(supervisor)
+    await communicator.connect()
+    await communicator.receive_json_from()
+    hidden_from_agent = await _ticket(customer, other, "other")
+    received = await _drain(communicator)
+    await communicator.disconnect()
+    assert [m["event"]["ticket_id"] for m in received] == [hidden_from_agent.pk] * 2
+
+
+async def test_catch_up_after_reconnect_replays_missed_events(agent):
+    customer, mine, other = await _world(agent)
+    first = _communicator(agent)
+    await first.connect()
+    await first.receive_json_from()
+    seen = await _ticket(customer, mine, "seen live")
+    live = await _drain(first)
+    await first.disconnect()
+    last_seen = live[-1]["event"]["id"]
+    # While disconnected: one visible and one invisible ticket.
+    missed = await _ticket(customer, mine, "missed")
+    await _ticket(customer, other, "not mine")
+    second = _communicator(agent, since=last_seen)
+    await second.connect()
+    replayed = await _drain(second)
+    await second.disconnect()
+    assert replayed[-1] == {"type": "ready"}
+    events = [m["event"] for m in replayed[:-1]]
+    assert all(m["replay"] is True for m in replayed[:-1])
+    assert [(e["event_type"], e["ticket_id"]) for e in events] == [
+        ("ticket.created", missed.pk),
+        ("message.created", missed.pk),
+    ]
+    assert all(e["id"] > last_seen for e in events)
+    assert seen.pk not in {e["ticket_id"] for e in events}
+
+
+async def test_presence_shows_who_views_and_types(agent, other_agent):
+    customer, _, _ = await _world(agent)
+    ticket = await _ticket(customer, None, "shared")
+    a, b = _communicator(agent), _communicator(other_agent)
+    for c in (a, b):
+        await c.connect()
+        await c.receive_json_from()
+    await _drain(a, 0.2)
+    await _drain(b, 0.2)
+    await a.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "viewing"})
+    await b.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "typing"})
+    seen_by_a = await _drain(a)
+    assert seen_by_a[-1] == {
+        "type": "presence",
+        "ticket_id": ticket.pk,
+        "agents": [
+            {"id": agent.pk, "name": "agent", "state": "viewing"},
+            {"id": other_agent.pk, "name": "other-agent", "state": "typing"},
+        ],
+    }
+    await b.disconnect()
+    after_leave = await _drain(a)
+    assert after_leave[-1]["agents"] == [{"id": agent.pk, "name": "agent", "state": "viewing"}]
+    await a.disconnect()
+
+
+async def test_presence_on_invisible_ticket_is_ignored(agent):
+    customer, _, other = await _world(agent)
+    hidden = await _ticket(customer, other, "hidden")
+    communicator = _communicator(agent)
+    await communicator.connect()
+    await communicator.receive_json_from()
+    presence = {"type": "presence", "ticket_id": hidden.pk, "state": "viewing"}
+    await communicator.send_json_to(presence)
+    assert await _drain(communicator) == []
+    await communicator.disconnect()
+
+
+async def test_events_url_is_filtered_too(agent):
+    from channels.routing import URLRouter
+
+    from support.websocket_urls import websocket_urlpatterns
+
+    customer, _, other = await _world(agent)
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/events/")
+    communicator.scope["user"] = agent
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from() == {"type": "ready"}
+    await _ticket(customer, other, "not for this agent")
+    assert await _drain(communicator) == []
+    await communicator.disconnect()

@@ -1,0 +1,342 @@
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from support.models import OutboxEvent
+from tickets import services
+from tickets.models import CannedResponse, Message, Team, Ticket, TicketRead
+from tickets.panels import Panel, _panels, register_panel
+
+pytestmark = pytest.mark.django_db
+
+INBOX_QUERY_BUDGET = 12
+TICKET_QUERY_BUDGET = 22
+
+
+def _tickets(customer, n, **kwargs):
+    made = []
+    for i in range(n):
+        ticket = services.ticket_create(
+            customer=customer, subject=f"Problem {i}", body=f"body {i}", tags=["a", "b"], **kwargs
+        )
+        made.append(ticket)
+    return made
+
+
+@pytest.fixture
+def agent_web(client, agent):
+    client.force_login(agent)
+    return client
+
+
+@pytest.fixture
+def supervisor_web(client, supervisor):
+    client.force_login(supervisor)
+    return client
+
+
+def _count(client, url):
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_anonymous_is_sent_to_sign_in(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/"
+
+
+def test_signed_in_non_agent_is_refused(client, outsider):
+    client.force_login(outsider)
+    assert client.get("/").status_code == 403
+
+
+def test_sign_in_page_renders_and_signs_in(client, agent):
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    assert b'name="username"' in page.content
+    response = client.post(
+        "/accounts/login/", {"username": "agent", "password": "pw-for-tests-1", "next": "/"}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/"
+
+
+def test_inbox_queries_do_not_grow_with_rows(agent_web, customer, django_assert_max_num_queries):
+    _tickets(customer, 3)
+    small = _count(agent_web, "/?view=all")
+    _tickets(customer, 27)
+    with django_assert_max_num_queries(INBOX_QUERY_BUDGET):
+        response = agent_web.get("/?view=all")
+    assert len(response.context["result"].tickets) == 30
+    assert _count(agent_web, "/?view=all") == small
+
+
+def test_inbox_partial_for_htmx(agent_web, customer):
+    _tickets(customer, 2)
+    response = agent_web.get("/?view=all", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="inbox-list")
+    assert response.status_code == 200
+    assert response.templates[0].name == "tickets/_inbox_list.html"
+    assert b"<html" not in response.content
+
+
+def test_inbox_views_and_filters(agent_web, agent, customer, other_agent):
+    mine, unassigned, others = _tickets(customer, 3)
+    services.ticket_assign(ticket=mine, assignee=agent)
+    services.ticket_assign(ticket=others, assignee=other_agent)
+    services.ticket_update(ticket=unassigned, needs_review=True)
+
+    def numbers(url):
+        return [t.pk for t in agent_web.get(url).context["result"].tickets]
+
+    assert numbers("/?view=mine") == [mine.pk]
+    assert numbers("/?view=unassigned") == [unassigned.pk]
+    assert numbers("/?view=review") == [unassigned.pk]
+    assert numbers(f"/?view=all&assignee={other_agent.pk}") == [others.pk]
+    assert numbers("/?view=all&sort=oldest") == [mine.pk, unassigned.pk, others.pk]
+    services.ticket_update(ticket=mine, status="resolved")
+    assert numbers("/?view=mine") == []
+    assert numbers("/?view=mine&status=resolved") == [mine.pk]
+
+
+def test_inbox_search_covers_subject_messages_and_customer(agent_web, customer):
+    first = services.ticket_create(customer=customer, subject="Refund please", body="x")
+    second = services.ticket_create(customer=customer, subject="Other", body="My parcel is lost")
+    services.message_add(ticket=second, body="tracking number 123", author_user=None)
+
+    def found(q):
+        return [t.pk for t in agent_web.get("/", {"view": "all", "q": q}).context["result"].tickets]
+
+    assert found("refund") == [first.pk]
+    assert found("parcels") == [second.pk]
+    assert sorted(found("lovelace")) == sorted([first.pk, second.pk])
+    assert found(first.number) == [first.pk]
+    assert found("nothing-matches-this") == []
+
+
+def test_agent_sees_only_own_team_tickets(agent_web, agent, customer):
+    mine = Team.objects.create(name="Mine", slug="mine")
+    other = Team.objects.create(name="Other", slug="other")
+    mine.members.add(agent)
+    visible, hidden = _tickets(customer, 2)
+    services.ticket_update(ticket=visible, team=mine)
+    services.ticket_update(ticket=hidden, team=other)
+    result = agent_web.get("/?view=all").context["result"]
+    assert [t.pk for t in result.tickets] == [visible.pk]
+    assert agent_web.get(f"/tickets/{hidden.number}/").status_code == 404
+
+
+def test_inbox_pagination(agent_web, customer):
+    _tickets(customer, 3)
+    from tickets import selectors
+
+    page = selectors.inbox_page(user=agent_web_user(agent_web), view="all", page_size=2)
+    assert (len(page.tickets), page.has_next) == (2, True)
+    page2 = selectors.inbox_page(user=agent_web_user(agent_web), view="all", page=2, page_size=2)
+    assert (len(page2.tickets), page2.has_next) == (1, False)
+
+
+def agent_web_user(client):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.get(username="agent")
+
+
+def test_ticket_page_queries_do_not_grow_with_timeline(
+    agent_web, customer, django_assert_max_num_queries
+):
+    CannedResponse.objects.create(title="Hi", shortcut="hi", body="Hi")
+    [ticket] = _tickets(customer, 1)
+    _count(agent_web, f"/tickets/{ticket.number}/")  # first visit also creates the read marker
+    small = _count(agent_web, f"/tickets/{ticket.number}/")
+    for i in range(15):
+        services.message_add(ticket=ticket, body=f"reply {i}", author_user=None)
+        services.message_add(ticket=ticket, body=f"note {i}", kind="internal_note")
+    with django_assert_max_num_queries(TICKET_QUERY_BUDGET):
+        response = agent_web.get(f"/tickets/{ticket.number}/")
+    assert len(response.context["timeline"]) == 31
+    assert _count(agent_web, f"/tickets/{ticket.number}/") == small
+
+
+def test_ticket_page_renders_timeline_kinds_and_panel_placeholders(agent_web, agent, customer):
+    [ticket] = _tickets(customer, 1)
+    services.message_add(ticket=ticket, body="We are on it", author_user=agent)
+    services.message_add(ticket=ticket, body="secret note", kind="internal_note", author_user=agent)
+    html = agent_web.get(f"/tickets/{ticket.number}/").content.decode()
+    assert 'data-kind="internal_note"' in html
+    assert "not sent to the customer" in html
+    assert 'data-delivery="queued"' in html
+    assert 'data-slot="routing"' in html
+    assert "No routing panel installed yet" in html
+    assert TicketRead.objects.filter(ticket=ticket).count() == 1
+
+
+def test_registered_panel_is_rendered(agent_web, customer, tmp_path, settings):
+    template_dir = tmp_path / "templates"
+    (template_dir / "x").mkdir(parents=True)
+    (template_dir / "x" / "panel.html").write_text("<p>score {{ panel.score }}</p>")
+    base = settings.TEMPLATES[0]
+    settings.TEMPLATES = [{**base, "DIRS": [*base["DIRS"], template_dir]}]
+    register_panel(
+        Panel("test-route", "Routing", "x/panel.html", lambda r, t: {"score": 7}, 1, "routing")
+    )
+    try:
+        [ticket] = _tickets(customer, 1)
+        html = agent_web.get(f"/tickets/{ticket.number}/").content.decode()
+    finally:
+        _panels.pop("test-route")
+    assert "<p>score 7</p>" in html
+    assert "No routing panel installed yet" not in html
+
+
+def test_reply_and_note_from_composer(agent_web, agent, customer):
+    [ticket] = _tickets(customer, 1)
+    OutboxEvent.objects.all().delete()
+    url = reverse("ticket-message", kwargs={"ref": ticket.number})
+    assert agent_web.post(url, {"kind": "public", "body": "Hello"}).status_code == 302
+    response = agent_web.post(
+        url, {"kind": "internal_note", "body": "psst"}, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 200
+    assert b"psst" in response.content
+    reply, note = Message.objects.filter(ticket=ticket, direction="outbound").order_by("id")
+    assert (reply.kind, reply.delivery_status, reply.author_user) == ("public", "queued", agent)
+    assert (note.kind, note.delivery_status) == ("internal_note", "")
+    assert agent_web.post(url, {"kind": "system", "body": "x"}).status_code == 400
+
+
+def test_update_controls_and_agent_cannot_assign_others(agent_web, agent, other_agent, customer):
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"status": "pending", "priority": "high", "tags": "x, y"})
+    assert response.status_code == 302
+    ticket.refresh_from_db()
+    assert (ticket.status, ticket.priority) == ("pending", "high")
+    assert sorted(ticket.tags.values_list("name", flat=True)) == ["x", "y"]
+    assert agent_web.post(url, {"assignee": "me"}).status_code == 302
+    assert agent_web.post(url, {"assignee": str(other_agent.pk)}).status_code == 403
+    ticket.refresh_from_db()
+    assert ticket.assignee == agent
+
+
+def test_supervisor_may_assign_others(supervisor_web, other_agent, customer):
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    assert supervisor_web.post(url, {"assignee": str(other_agent.pk)}).status_code == 302
+    ticket.refresh_from_db()
+    assert ticket.assignee == other_agent
+
+
+def test_bulk_actions(agent_web, agent, other_agent, customer):
+    a, b, c = _tickets(customer, 3)
+    post = {"ids": [a.pk, b.pk], "action": "assign", "value": "me"}
+    assert agent_web.post("/tickets/bulk", post).status_code == 302
+    assert list(Ticket.objects.filter(assignee=agent).order_by("pk")) == [a, b]
+    agent_web.post("/tickets/bulk", {"ids": [a.pk, c.pk], "action": "tag", "value": "Urgent"})
+    assert sorted(Ticket.objects.filter(tags__name="urgent").values_list("pk", flat=True)) == [
+        a.pk,
+        c.pk,
+    ]
+    agent_web.post("/tickets/bulk", {"ids": [a.pk, b.pk], "action": "status", "value": "closed"})
+    assert set(Ticket.objects.filter(status="closed")) == {a, b}
+    refused = {"ids": [c.pk], "action": "assign", "value": str(other_agent.pk)}
+    assert agent_web.post("/tickets/bulk", refused).status_code == 403
+    assert Ticket.objects.get(pk=c.pk).assignee is None
+
+
+def test_merge_moves_timeline_and_redirects_old_number(agent_web, agent, customer):
+    from tickets.models import ChannelIdentity, Customer
+
+    other = Customer.objects.create(name="Bob", email="bob@example.com")
+    services.channel_identity_link(customer=other, channel="whatsapp", external_id="+4477")
+    [target] = _tickets(customer, 1)
+    source = services.ticket_create(customer=other, subject="dup", body="same issue")
+    url = reverse("ticket-merge", kwargs={"ref": source.number})
+    response = agent_web.post(url, {"into": target.number})
+    assert response.status_code == 302
+    assert response["Location"] == f"/tickets/{target.number}/"
+    source.refresh_from_db()
+    assert (source.merged_into, source.status) == (target, "closed")
+    assert Message.objects.filter(ticket=target, body_text="same issue").exists()
+    assert list(Message.objects.filter(ticket=source).values_list("kind", flat=True)) == ["system"]
+    assert ChannelIdentity.objects.get(external_id="+4477").customer == customer
+    redirect = agent_web.get(f"/tickets/{source.number}/")
+    assert (redirect.status_code, redirect["Location"]) == (302, f"/tickets/{target.number}/")
+    again = agent_web.post(url, {"into": target.number})
+    assert again.status_code == 302
+    assert Ticket.objects.get(pk=source.pk).merged_into == target
+
+
+def test_canned_response_placeholders(agent_web, agent, customer):
+    agent.first_name = "Ann"
+    agent.save()
+    [ticket] = _tickets(customer, 1)
+    canned = CannedResponse.objects.create(
+        title="Hi",
+        shortcut="hi",
+        body="Hi {{ customer.first_name }}, re {{ticket.number}}. {{ agent.first_name }} {{ x.y }}",
+    )
+    url = reverse("ticket-canned", kwargs={"ref": ticket.number, "canned_id": canned.pk})
+    response = agent_web.get(url)
+    assert response.json() == {"body": f"Hi Ada, re {ticket.number}. Ann {{{{ x.y }}}}"}
+    team = Team.objects.create(name="T", slug="t")
+    other = CannedResponse.objects.create(title="T", shortcut="t", body="x", team=team)
+    url = reverse("ticket-canned", kwargs={"ref": ticket.number, "canned_id": other.pk})
+    assert agent_web.get(url).status_code == 404
+
+
+def test_merge_api(agent_client, customer):
+    target, source = _tickets(customer, 2)
+    response = agent_client.post(
+        f"/api/tickets/{source.number}/merge", {"into": target.number}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["id"] == target.pk
+    again = agent_client.post(
+        f"/api/tickets/{source.number}/merge", {"into": target.number}, format="json"
+    )
+    assert again.status_code == 409
+    assert again.json()["error"]["message"] == f"{source.number} was already merged."
+
+
+def test_supervisor_only_assignment_refused_to_agents_in_ui_and_api(
+    agent_web, agent_client, other_agent, customer
+):
+    [ticket] = _tickets(customer, 1)
+    ui = agent_web.post(
+        reverse("ticket-update", kwargs={"ref": ticket.number}), {"assignee": other_agent.pk}
+    )
+    api = agent_client.patch(
+        f"/api/tickets/{ticket.pk}", {"assignee_id": other_agent.pk}, format="json"
+    )
+    assert (ui.status_code, api.status_code) == (403, 403)
+    ticket.refresh_from_db()
+    assert ticket.assignee is None
+
+
+def test_admin_is_for_supervisors(client, agent, supervisor, customer):
+    [ticket] = _tickets(customer, 1)
+    client.force_login(agent)
+    assert client.get(f"/admin/tickets/ticket/{ticket.pk}/change/").status_code == 302
+    client.force_login(supervisor)
+    services.message_add(ticket=ticket, body="a note in the timeline", kind="internal_note")
+    page = client.get(f"/admin/tickets/ticket/{ticket.pk}/change/")
+    assert page.status_code == 200
+    assert b"in the workbench" in page.content
+    assert b"a note in the timeline" in page.content
+    response = client.post(
+        "/admin/tickets/ticket/",
+        {"action": "set_priority_urgent", "_selected_action": [ticket.pk]},
+    )
+    assert response.status_code == 302
+    ticket.refresh_from_db()
+    assert ticket.priority == "urgent"
+    assert client.get("/admin/tickets/cannedresponse/add/").status_code == 200
+    assert client.get("/admin/tickets/team/add/").status_code == 200
+    # Editing users (roles, superuser flag) stays with superusers.
+    assert client.get(f"/admin/auth/user/{agent.pk}/change/").status_code == 403
