@@ -754,7 +754,9 @@ def agent_event_apply(*, record: dict[str, Any]) -> AgentStateEvent | None:
             )
             if closed is not None:
                 alerts_evaluate(spans=[closed])
-    alerts_evaluate(agent_arn=state.agent_arn)
+    # Judged as of the event's own time: a replayed or late stream must not alert on
+    # spans that only look long because the record is old (the beat sweep uses now).
+    alerts_evaluate(agent_arn=state.agent_arn, now=state.occurred_at)
     return event
 
 
