@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from calls import services
-from calls.models import Alert, AlertKind, AlertRule, AgentStateEvent, AgentStateSpan
+from calls.models import AgentStateEvent, AgentStateSpan, Alert, AlertKind, AlertRule
 from calls.tests.conftest import load
 from support.models import OutboxEvent
 

@@ -52,9 +52,9 @@ def test_kinesis_batch_with_one_bad_record(
     assert response.status_code == 202
     body = response.json()
     assert (body["accepted"], body["duplicates"]) == (2, 0)
-    assert body["errors"] == [{"index": 2, "error": body["errors"][0]["error"]}] and body["errors"][
-        0
-    ]["error"].startswith("Kinesis record data is not base64 JSON")
+    assert len(body["errors"]) == 1
+    assert body["errors"][0]["index"] == 2
+    assert body["errors"][0]["error"].startswith("Kinesis record data is not base64 JSON")
     assert sorted(Call.objects.values_list("contact_id", flat=True)) == [
         "5ca32fbd-8f92-46af-92a5-6b0f970f0efe",
         "c2",
@@ -123,8 +123,8 @@ def test_intake_needs_an_agent(api_client, client, outsider):
 
 
 def test_api_key_can_post(api_client, agent, calls_settings, django_capture_on_commit_callbacks):
-    from support.services import hash_api_key
     from support.models import ApiKey
+    from support.services import hash_api_key
 
     ApiKey.objects.create(
         name="connect", prefix="ck_test", key_hash=hash_api_key("ck_test_secret"), user=agent

@@ -78,8 +78,10 @@ def test_request_limit_backs_off(delivery):
     )
     delay = services.salesforce_delivery_send(delivery_id=delivery.pk)
     delivery.refresh_from_db()
-    assert delay is not None and delay >= 60
-    assert delivery.status == DeliveryStatus.RETRYING and delivery.next_attempt_at is not None
+    assert delay is not None
+    assert delay >= 60
+    assert delivery.status == DeliveryStatus.RETRYING
+    assert delivery.next_attempt_at is not None
     assert attempts(delivery) == [("retryable", 403, "REQUEST_LIMIT_EXCEEDED")]
 
 
