@@ -38,7 +38,7 @@ def test_items_only_transcribe_output_groups_turns():
 
 
 def test_parse_result_rejects_unknown_documents():
-    with pytest.raises(RecordError, match="results.transcripts is missing"):
+    with pytest.raises(RecordError, match=r"results\.transcripts is missing"):
         parse_result({"results": {}})
 
 
