@@ -64,14 +64,25 @@ def load_demo_calls(progress: Callable[[str], None] = print) -> list[Call]:
     """Idempotent: records already received are duplicates, finished steps are skipped."""
     AlertRule.objects.get_or_create(
         name="Long after-contact work",
-        defaults={"kind": AlertKind.STATE_LONGER_THAN, "state": "AfterContactWork",
-                  "threshold_minutes": 5},
+        defaults={
+            "kind": AlertKind.STATE_LONGER_THAN,
+            "state": "AfterContactWork",
+            "threshold_minutes": 5,
+        },
     )
     billing = _load("ctr_billing.json")
     _place(billing["ContactId"], "transcribe.json", _load("transcribe_billing.json"))
-    _place(TECH_CALL, "result.json", {**_load("bda_standard_output.json"),
-                                      "custom_output": _load("bda_custom_output.json")})
-    records = [billing, _load("ctr_ivr_failure.json"), _tech_ctr(), *_agent_events(datetime.now(UTC))]
+    _place(
+        TECH_CALL,
+        "result.json",
+        {**_load("bda_standard_output.json"), "custom_output": _load("bda_custom_output.json")},
+    )
+    records = [
+        billing,
+        _load("ctr_ivr_failure.json"),
+        _tech_ctr(),
+        *_agent_events(datetime.now(UTC)),
+    ]
     result = services.call_events_intake(body=json.dumps(records).encode(), schedule=False)
     for event_id in result.accepted:
         services.call_event_process(event_id=event_id)
