@@ -86,6 +86,7 @@ def test_missing_contact_id_is_kept_with_clear_error(
         EventStatus.FAILED,
         "Contact trace record without ContactId.",
     )
+    assert event.payload is not None
     assert event.payload["AWSAccountId"] == "123456789012"
 
 
