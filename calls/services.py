@@ -502,6 +502,7 @@ def call_transcribe(*, call_id: int) -> str:
     return "done"
 
 
+@transaction.atomic
 def call_analyse(*, call_id: int) -> CallAnalytics | None:
     """Step 2: summary, categories, topics through the configured provider."""
     call = Call.objects.get(pk=call_id)
