@@ -156,7 +156,8 @@ def bench_pipeline(n: int) -> None:
     done = CallAnalytics.objects.filter(call__contact_id__in=contact_ids).count()
     print(
         f"Local end-to-end pipeline (CTR → IVR → Transcribe-format result from storage → "
-        f"local analytics → persisted): {done} calls in {elapsed:.2f} s = {done / elapsed:.1f} calls/s"
+        f"local analytics → persisted): {done} calls in {elapsed:.2f} s "
+        f"= {done / elapsed:.1f} calls/s"
     )
 
 
