@@ -113,6 +113,7 @@ def call_events_intake(*, body: bytes, schedule: bool = True) -> IntakeResult:
         raise InvalidInput(message, details={"body": [message]}) from None
     result = IntakeResult()
     with transaction.atomic():
+        items: dict[tuple[str, str], Any] = {}
         for index, record in enumerate(expand(parsed)):
             if isinstance(record, RecordError):
                 error = str(record)
@@ -132,21 +133,12 @@ def call_events_intake(*, body: bytes, schedule: bool = True) -> IntakeResult:
                 )
                 result.errors.append({"index": index, "error": str(exc)})
                 continue
-            event, created = CallEvent.objects.get_or_create(
-                source=item.source,
-                external_id=item.external_id[:255],
-                defaults={"contact_id": item.contact_id[:128], "payload": item.payload},
-            )
-            if created:
-                result.accepted.append(event.pk)
-            elif event.status == EventStatus.FAILED:
-                # A failed record sent again (e.g. an SQS redelivery) is retried.
-                CallEvent.objects.filter(pk=event.pk).update(
-                    status=EventStatus.RECEIVED, error="", payload=item.payload
-                )
-                result.accepted.append(event.pk)
-            else:
+            key = (item.source, item.external_id[:255])
+            if key in items:
                 result.duplicates += 1
+                continue
+            items[key] = item
+        _record_events(items, result)
         if schedule and result.accepted:
             ids = list(result.accepted)
             transaction.on_commit(lambda: _schedule_events(ids))
@@ -154,6 +146,55 @@ def call_events_intake(*, body: bytes, schedule: bool = True) -> IntakeResult:
         first = result.errors[0]["error"]
         raise InvalidInput(first, details={"records": result.errors})
     return result
+
+
+def _record_events(items: dict[tuple[str, str], Any], result: IntakeResult) -> None:
+    """One SELECT for the known keys, one multi-row INSERT for the new ones."""
+    if not items:
+        return
+    existing = {
+        (e.source, e.external_id): e
+        for e in CallEvent.objects.filter(
+            external_id__in=[k[1] for k in items], source__in={k[0] for k in items}
+        ).only("id", "source", "external_id", "status")
+    }
+    new: list[CallEvent] = []
+    for key, item in items.items():
+        event = existing.get(key)
+        if event is None:
+            new.append(
+                CallEvent(
+                    source=item.source,
+                    external_id=key[1],
+                    contact_id=item.contact_id[:128],
+                    payload=item.payload,
+                )
+            )
+        elif event.status == EventStatus.FAILED:
+            # A failed record sent again (e.g. an SQS redelivery) is retried.
+            CallEvent.objects.filter(pk=event.pk).update(
+                status=EventStatus.RECEIVED, error="", payload=item.payload
+            )
+            result.accepted.append(event.pk)
+        else:
+            result.duplicates += 1
+    if not new:
+        return
+    try:
+        with transaction.atomic():
+            created = CallEvent.objects.bulk_create(new)
+        result.accepted.extend(e.pk for e in created)
+    except IntegrityError:  # a concurrent request recorded some: one by one
+        for event in new:
+            obj, was_created = CallEvent.objects.get_or_create(
+                source=event.source,
+                external_id=event.external_id,
+                defaults={"contact_id": event.contact_id, "payload": event.payload},
+            )
+            if was_created:
+                result.accepted.append(obj.pk)
+            else:
+                result.duplicates += 1
 
 
 def _schedule_events(ids: list[int]) -> None:

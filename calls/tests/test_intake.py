@@ -153,3 +153,25 @@ def test_failed_record_sent_again_is_retried(calls_settings, django_capture_on_c
     with django_capture_on_commit_callbacks(execute=True):
         result = services.call_events_intake(body=json.dumps(bad).encode())
     assert result.accepted == [event.pk]
+
+
+def test_concurrent_insert_falls_back_to_one_by_one(calls_settings, monkeypatch):
+    from django.db import IntegrityError
+
+    from calls import services
+    from calls.models import CallEvent as Event
+
+    first = load("contact_event_connected.json")
+    second = {**first, "id": "another-event-id"}
+    Event.objects.create(source=EventSource.CONTACT_EVENT, external_id=first["id"], payload=first)
+
+    def racing_bulk_create(objs, *args, **kwargs):
+        raise IntegrityError("duplicate key value violates unique constraint")
+
+    monkeypatch.setattr(Event.objects, "bulk_create", racing_bulk_create)
+    # The SELECT misses the first (as if a concurrent request inserted it meanwhile).
+    real_filter = Event.objects.filter
+    monkeypatch.setattr(Event.objects, "filter", lambda *a, **k: real_filter(pk=-1))
+    result = services.call_events_intake(body=json.dumps([first, second]).encode(), schedule=False)
+    assert (len(result.accepted), result.duplicates) == (1, 1)
+    assert Event.objects.count() == 2
