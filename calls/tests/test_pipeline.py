@@ -160,3 +160,27 @@ def test_contact_event_then_ctr_fills_one_call(
     call.refresh_from_db()
     assert Call.objects.count() == 1
     assert (call.queue_name, call.agent_username) == ("BillingQueue", "jdoe")
+
+
+def test_transcribe_job_state_change_event_resumes_the_pipeline(
+    agent_client, calls_settings, django_capture_on_commit_callbacks
+):
+    call = Call.objects.create(contact_id=BILLING_ID, transcription_job="call-job-1")
+    place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
+    event: dict[str, Any] = {
+        "version": "0",
+        "id": "1a2b3c4d-aaaa-bbbb-cccc-1234567890ab",
+        "detail-type": "Transcribe Job State Change",
+        "source": "aws.transcribe",
+        "account": "123456789012",
+        "time": "2026-11-20T10:12:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"TranscriptionJobName": "call-job-1", "TranscriptionJobStatus": "COMPLETED"},
+    }
+    response = post(agent_client, event, django_capture_on_commit_callbacks)
+    assert response.status_code == 202
+    assert CallAnalytics.objects.get().call == call
+    unknown = {**event, "id": "other", "detail": {**event["detail"], "TranscriptionJobName": "x"}}
+    post(agent_client, unknown, django_capture_on_commit_callbacks)
+    assert CallEvent.objects.get(external_id="other").status == EventStatus.IGNORED
