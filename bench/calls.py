@@ -52,10 +52,12 @@ def ctr(contact_id: str) -> dict:
 
 def cleanup() -> None:
     from calls.models import AgentStateEvent, Call, CallEvent
+    from support.models import OutboxEvent
 
     Call.objects.filter(contact_id__startswith="bench-").delete()
     CallEvent.objects.filter(contact_id__startswith="bench-").delete()
     AgentStateEvent.objects.filter(event_id__startswith="bench-").delete()
+    OutboxEvent.objects.filter(payload__call_id__startswith="bench-").delete()
 
 
 def _post_chunk(bodies: list[str], client: Client | None = None) -> None:
