@@ -349,7 +349,38 @@ CELERY_BEAT_SCHEDULE["routing-sync-sweep"] = {
 KB_BACKEND = env.get_str("KB_BACKEND", "local")
 
 # calls (call analytics)
+CALLS_TRANSCRIPTION_BACKEND = env.get_str("CALLS_TRANSCRIPTION_BACKEND", "local")
+CALLS_AI_PROVIDER = env.get_str("CALLS_AI_PROVIDER")
+CALLS_BEDROCK_MODEL_ID = env.get_str(
+    "CALLS_BEDROCK_MODEL_ID", "anthropic.claude-3-5-sonnet-20240620-v1:0"
+)
+CALLS_OUTPUT_BUCKET = env.get_str("CALLS_OUTPUT_BUCKET")
+CALLS_TRANSCRIBE_LANGUAGE = env.get_str("CALLS_TRANSCRIBE_LANGUAGE", "en-US")
+CALLS_TRANSCRIBE_POLL_SECONDS = env.get_int("CALLS_TRANSCRIBE_POLL_SECONDS", 30)
+CALLS_BDA_PROJECT_ARN = env.get_str("CALLS_BDA_PROJECT_ARN")
+CALLS_BDA_PROFILE_ARN = env.get_str("CALLS_BDA_PROFILE_ARN")
+CALLS_SNS_TOPIC_ARNS = env.get_list("CALLS_SNS_TOPIC_ARNS", [])
+CALLS_ALERT_SNS_TOPIC_ARN = env.get_str("CALLS_ALERT_SNS_TOPIC_ARN")
+CALLS_IVR_MAX_RETRIES = env.get_int("CALLS_IVR_MAX_RETRIES", 3)
 SALESFORCE_ENABLED = env.get_bool("SALESFORCE_ENABLED", default=False)
+SALESFORCE_AUTH_FLOW = env.get_str("SALESFORCE_AUTH_FLOW", "client_credentials")
+SALESFORCE_LOGIN_URL = env.get_str("SALESFORCE_LOGIN_URL", "https://login.salesforce.com")
+SALESFORCE_CLIENT_ID = env.get_str("SALESFORCE_CLIENT_ID")
+SALESFORCE_CLIENT_SECRET = env.get_str("SALESFORCE_CLIENT_SECRET")
+SALESFORCE_USERNAME = env.get_str("SALESFORCE_USERNAME")
+SALESFORCE_PRIVATE_KEY_FILE = env.get_str("SALESFORCE_PRIVATE_KEY_FILE")
+SALESFORCE_API_VERSION = env.get_str("SALESFORCE_API_VERSION", "v62.0")
+SALESFORCE_TIMEOUT = env.get_float("SALESFORCE_TIMEOUT", 10.0)
+SALESFORCE_TOKEN_TTL = env.get_int("SALESFORCE_TOKEN_TTL", 1800)
+SALESFORCE_MAX_ATTEMPTS = env.get_int("SALESFORCE_MAX_ATTEMPTS", 8)
+CELERY_BEAT_SCHEDULE["calls-agent-alerts"] = {
+    "task": "calls.tasks.agent_alerts_sweep_task",
+    "schedule": 30.0,
+}
+CELERY_BEAT_SCHEDULE["calls-salesforce-due"] = {
+    "task": "calls.tasks.salesforce_due_sweep_task",
+    "schedule": 60.0,
+}
 
 # customer context
 INTERACTIONS_BACKEND = env.get_str("INTERACTIONS_BACKEND", "postgres")  # postgres | dynamodb

@@ -36,6 +36,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include(api_patterns)),
+    path("calls/", include("calls.urls")),
     path("", include("tickets.urls")),
 ]
 

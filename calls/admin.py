@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from calls import services
+from calls.models import (
+    AgentStateEvent,
+    AgentStateSpan,
+    Alert,
+    AlertRule,
+    Call,
+    CallAnalytics,
+    CallEvent,
+    Escalation,
+    IVRJourney,
+    SalesforceAttempt,
+    SalesforceDelivery,
+    Transcript,
+)
+from support.models import DeliveryStatus
+
+
+@admin.register(CallEvent)
+class CallEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["id", "source", "external_id", "contact_id", "status", "error", "created_at"]
+    list_filter = ["source", "status"]
+    search_fields = ["external_id", "contact_id", "error"]
+    readonly_fields = ["created_at", "updated_at", "processed_at"]
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "contact_id",
+        "hash",
+        "channel",
+        "queue_name",
+        "agent_username",
+        "customer_phone",
+        "pipeline_status",
+        "initiated_at",
+    ]
+    list_filter = ["pipeline_status", "channel"]
+    search_fields = ["contact_id", "hash", "customer_phone", "agent_username"]
+    raw_id_fields = ["customer"]
+    actions = ["rerun_pipeline"]
+
+    @admin.action(description="Re-run the pipeline (resumes where it stopped)")
+    def rerun_pipeline(self, request: HttpRequest, queryset: QuerySet[Call]) -> None:
+        from calls.tasks import call_pipeline_start
+
+        for call in queryset:
+            call_pipeline_start(call.pk)
+        self.message_user(request, f"{queryset.count()} pipeline(s) started.")
+
+
+class SalesforceAttemptInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = SalesforceAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ["outcome", "http_status", "error_code", "duration_ms", "error", "created_at"]
+
+
+@admin.register(SalesforceDelivery)
+class SalesforceDeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "key",
+        "sobject",
+        "status",
+        "attempts",
+        "last_http_status",
+        "salesforce_id",
+        "next_attempt_at",
+        "updated_at",
+    ]
+    list_filter = ["status", "sobject"]
+    search_fields = ["key", "salesforce_id"]
+    raw_id_fields = ["call", "escalation"]
+    inlines = [SalesforceAttemptInline]
+    actions = ["redrive"]
+
+    @admin.action(description="Re-drive dead letters")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[SalesforceDelivery]) -> None:
+        count = 0
+        for delivery in queryset.filter(status=DeliveryStatus.DEAD):
+            services.salesforce_delivery_redrive(delivery=delivery)
+            count += 1
+        self.message_user(request, f"{count} dead letter(s) re-driven.", messages.SUCCESS)
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "name",
+        "kind",
+        "state",
+        "threshold_minutes",
+        "shift_start",
+        "shift_end",
+        "notify_sns",
+        "enabled",
+    ]
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["message", "rule", "username", "created_at", "acknowledged_at"]
+    actions = ["acknowledge"]
+
+    @admin.action(description="Acknowledge")
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        for alert in queryset:
+            services.alert_acknowledge(alert=alert)
+
+
+def _plain(model: Any, **options: Any) -> None:
+    admin.site.register(model, type(f"{model.__name__}Admin", (admin.ModelAdmin,), options))
+
+
+_plain(Transcript, list_display=["call", "source", "updated_at"], raw_id_fields=["call"])
+_plain(
+    CallAnalytics,
+    list_display=["call", "produced_by", "provider", "sentiment", "created_at"],
+    raw_id_fields=["call"],
+)
+_plain(
+    IVRJourney,
+    list_display=["call", "outcome", "failure_kind"],
+    list_filter=["outcome"],
+    raw_id_fields=["call"],
+)
+_plain(
+    Escalation,
+    list_display=["call", "kind", "ticket", "created_at"],
+    raw_id_fields=["call", "ticket"],
+)
+_plain(
+    AgentStateEvent,
+    list_display=["event_id", "event_type", "username", "state", "occurred_at"],
+    search_fields=["username", "agent_arn"],
+)
+_plain(
+    AgentStateSpan,
+    list_display=["username", "state", "started_at", "ended_at"],
+    list_filter=["state"],
+)

@@ -1,0 +1,143 @@
+"""Call analytics API: event intake, the SNS endpoint, seed 003's /api/analytics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from calls import selectors, services, sns
+from calls.models import CallEvent, EventSource, EventStatus
+from support.errors import InvalidInput
+from support.throttling import PerIPRateThrottle
+
+logger = logging.getLogger(__name__)
+FOUND = "Call recording analytics retrieved successfully"
+
+
+class CallEventsIntakeApi(APIView):
+    """Connect contact events, contact trace records (single or a Kinesis batch) and agent
+    event stream records. Answers 202 with what was accepted; bad records are kept."""
+
+    def post(self, request: Request) -> Response:
+        result = services.call_events_intake(body=request.body)
+        return Response(
+            {
+                "accepted": len(result.accepted),
+                "duplicates": result.duplicates,
+                "errors": result.errors,
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class SnsIntakeApi(APIView):
+    """HTTPS subscription endpoint for the recording topic (seed 003)."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [PerIPRateThrottle]
+
+    def post(self, request: Request) -> Response:
+        try:
+            message = json.loads(request.body)
+        except ValueError:
+            raise InvalidInput("The body is not valid JSON.") from None
+        if not isinstance(message, dict):
+            raise InvalidInput("The body must be an SNS message object.")
+        try:
+            sns.verify(message)
+        except sns.SnsVerificationError as exc:
+            logger.warning("Rejected SNS message: %s", exc)
+            return Response(
+                {"error": {"code": "bad_signature", "message": str(exc), "details": {}}},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        topic = str(message.get("TopicArn", ""))
+        if topic not in settings.CALLS_SNS_TOPIC_ARNS:
+            return Response(
+                {
+                    "error": {
+                        "code": "forbidden",
+                        "message": f"Topic {topic} is not accepted.",
+                        "details": {},
+                    }
+                },
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        kind = message.get("Type")
+        if kind in ("SubscriptionConfirmation", "UnsubscribeConfirmation"):
+            with transaction.atomic():
+                event, created = CallEvent.objects.get_or_create(
+                    source=EventSource.SNS,
+                    external_id=str(message.get("MessageId")),
+                    defaults={"payload": message, "status": EventStatus.PROCESSED},
+                )
+            if created and kind == "SubscriptionConfirmation":
+                try:
+                    sns.confirm_subscription(message)
+                except sns.SnsVerificationError as exc:
+                    CallEvent.objects.filter(pk=event.pk).update(
+                        status=EventStatus.FAILED, error=str(exc)
+                    )
+                    return Response(
+                        {"error": {"code": "confirm_failed", "message": str(exc), "details": {}}},
+                        status=status.HTTP_502_BAD_GATEWAY,
+                    )
+            return Response({"type": kind}, status=status.HTTP_200_OK)
+        if kind != "Notification":
+            return Response({"ignored": kind}, status=status.HTTP_200_OK)
+        body = str(message.get("Message", "")).encode()
+        result = services.call_events_intake(body=body)
+        return Response(
+            {"accepted": len(result.accepted), "duplicates": result.duplicates},
+            status=status.HTTP_200_OK,
+        )
+
+
+def _envelope(items: list[Any], message: str = FOUND) -> dict[str, Any]:
+    return {
+        "message": message,
+        "count": len(items),
+        "items": [selectors.analytics_item(a) for a in items],
+    }
+
+
+def _int(request: Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise InvalidInput(f"{name} must be a non-negative integer.", details={name: ["Invalid."]})
+    return min(int(raw), maximum)
+
+
+class AnalyticsListApi(APIView):
+    """``GET /api/analytics`` (recent, ``limit``/``offset``) or ``?callId=``."""
+
+    def get(self, request: Request) -> Response:
+        call_id = request.query_params.get("callId")
+        items = selectors.analytics_list(
+            call_id=call_id,
+            limit=_int(request, "limit", 50, 200),
+            offset=_int(request, "offset", 0, 1_000_000),
+        )
+        if call_id is not None and not items:
+            return Response(_envelope([], "No analytics found for this callId"), status=404)
+        return Response(_envelope(items))
+
+
+class AnalyticsDetailApi(APIView):
+    def get(self, request: Request, hash: str) -> Response:
+        items = selectors.analytics_list(hash=hash, limit=1)
+        if not items:
+            return Response(_envelope([], "No analytics found for this hash"), status=404)
+        return Response(_envelope(items))

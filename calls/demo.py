@@ -1,0 +1,96 @@
+"""Demo calls: records and results shipped in ``calls/demo_data`` go through the real
+intake, parsing and pipeline path (results placed in storage, as the local backend reads)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from calls import services
+from calls.models import AlertKind, AlertRule, Call
+from calls.transcription import LOCAL_RESULTS_DIR
+
+DATA = Path(__file__).resolve().parent / "demo_data"
+TECH_CALL = "3f0c9b1e-2222-4c1d-8e77-0a1b2c3d4e5f"
+
+
+def _load(name: str) -> Any:
+    return json.loads((DATA / name).read_text())
+
+
+def _place(contact_id: str, name: str, doc: Any) -> None:
+    path = f"{LOCAL_RESULTS_DIR}/{contact_id}/{name}"
+    if default_storage.exists(path):
+        default_storage.delete(path)
+    default_storage.save(path, ContentFile(json.dumps(doc).encode()))
+
+
+def _tech_ctr() -> dict[str, Any]:
+    ctr = copy.deepcopy(_load("ctr_billing.json"))
+    ctr["ContactId"] = TECH_CALL
+    ctr["CustomerEndpoint"]["Address"] = "+14155550122"
+    ctr["Queue"]["Name"] = "SupportQueue"
+    ctr["Agent"]["Username"] = "asmith"
+    ctr["Attributes"] = {"ivr_path": "Main IVR>Support"}
+    ctr["InitiationTimestamp"] = "2026-11-20T12:00:00Z"
+    ctr["Recording"]["Location"] = f"connect-recordings-example/calls/{TECH_CALL}.wav"
+    return ctr
+
+
+def _agent_events(now: datetime) -> list[dict[str, Any]]:
+    acw = copy.deepcopy(_load("agent_state_acw.json"))
+    started = now - timedelta(minutes=12)
+    acw["EventId"] = f"demo-acw-{started:%Y%m%d%H%M}"
+    acw["EventTimestamp"] = now.isoformat().replace("+00:00", "Z")
+    acw["CurrentAgentSnapshot"]["Contacts"][0]["StateStartTimestamp"] = started.isoformat()
+    available = copy.deepcopy(acw)
+    available["EventId"] = f"demo-available-{started:%Y%m%d%H%M}"
+    available["AgentARN"] = acw["AgentARN"].replace("aaaaaaaa", "bbbbbbbb")
+    snapshot = available["CurrentAgentSnapshot"]
+    snapshot["Configuration"]["Username"] = "asmith"
+    snapshot["Contacts"] = []
+    snapshot["AgentStatus"]["StartTimestamp"] = (now - timedelta(minutes=3)).isoformat()
+    return [acw, available]
+
+
+def load_demo_calls(progress: Callable[[str], None] = print) -> list[Call]:
+    """Idempotent: records already received are duplicates, finished steps are skipped."""
+    AlertRule.objects.get_or_create(
+        name="Long after-contact work",
+        defaults={
+            "kind": AlertKind.STATE_LONGER_THAN,
+            "state": "AfterContactWork",
+            "threshold_minutes": 5,
+        },
+    )
+    billing = _load("ctr_billing.json")
+    _place(billing["ContactId"], "transcribe.json", _load("transcribe_billing.json"))
+    _place(
+        TECH_CALL,
+        "result.json",
+        {**_load("bda_standard_output.json"), "custom_output": _load("bda_custom_output.json")},
+    )
+    records = [
+        billing,
+        _load("ctr_ivr_failure.json"),
+        _tech_ctr(),
+        *_agent_events(datetime.now(UTC)),
+    ]
+    result = services.call_events_intake(body=json.dumps(records).encode(), schedule=False)
+    for event_id in result.accepted:
+        services.call_event_process(event_id=event_id)
+    calls = list(Call.objects.filter(contact_id__in=[r.get("ContactId") for r in records[:3]]))
+    for call in calls:
+        # Inline so the demo is complete without a worker; queued runs find the work done.
+        if services.call_transcribe(call_id=call.pk) == "done":
+            services.call_analyse(call_id=call.pk)
+            services.call_salesforce_case(call_id=call.pk)
+    progress(f"Demo calls: {len(calls)} calls, {len(result.accepted)} new records.")
+    return calls

@@ -1,0 +1,338 @@
+"""Call analytics: Amazon Connect contacts, transcripts, AI analytics, IVR journeys,
+agent states and alerts, escalations and the Salesforce deliveries they cause."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.db import models
+
+from support.models import DeliveryAttemptBase, OutboundDeliveryBase
+
+
+def contact_hash(contact_id: str) -> str:
+    """Seed 003's key: the MD5 hex digest of the call id (an identifier, not a secret)."""
+    return hashlib.md5(contact_id.encode(), usedforsecurity=False).hexdigest()
+
+
+class EventSource(models.TextChoices):
+    CONTACT_EVENT = "contact_event", "Connect contact event (EventBridge)"
+    CTR = "ctr", "Contact trace record"
+    AGENT_EVENT = "agent_event", "Agent event stream record"
+    RECORDING = "recording", "Recording notification (SNS/SQS)"
+    TRANSCRIBE = "transcribe", "Transcribe job state change"
+    S3 = "s3", "S3 object created"
+    SNS = "sns", "SNS control message"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class EventStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    PROCESSED = "processed", "Processed"
+    IGNORED = "ignored", "Ignored"
+    FAILED = "failed", "Failed"
+
+
+class CallEvent(models.Model):
+    """Every record received, raw, unique per (source, external id); bad ones kept."""
+
+    source = models.CharField(max_length=16, choices=EventSource.choices)
+    external_id = models.CharField(max_length=255)
+    contact_id = models.CharField(max_length=128, blank=True, db_index=True)
+    payload = models.JSONField(null=True, blank=True)
+    raw_body = models.TextField(blank=True, help_text="The body as received when not JSON.")
+    status = models.CharField(
+        max_length=16, choices=EventStatus.choices, default=EventStatus.RECEIVED
+    )
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="callevent_unique_ext")
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_id} ({self.status})"
+
+
+class PipelineStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    AWAITING_RECORDING = "awaiting_recording", "Awaiting recording/result"
+    TRANSCRIBING = "transcribing", "Transcribing"
+    TRANSCRIBED = "transcribed", "Transcribed"
+    ANALYSED = "analysed", "Analysed"
+    SYNCED = "synced", "Synced"
+    FAILED = "failed", "Failed"
+
+
+class Call(models.Model):
+    contact_id = models.CharField(max_length=128, unique=True)
+    hash = models.CharField(max_length=32, unique=True, editable=False)
+    channel = models.CharField(max_length=16, blank=True)
+    initiation_method = models.CharField(max_length=32, blank=True)
+    initiated_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    connected_to_agent_at = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+    disconnect_reason = models.CharField(max_length=64, blank=True)
+    queue_name = models.CharField(max_length=128, blank=True)
+    agent_username = models.CharField(max_length=150, blank=True, db_index=True)
+    agent_arn = models.CharField(max_length=255, blank=True)
+    customer_phone = models.CharField(max_length=32, blank=True)
+    customer = models.ForeignKey(
+        "tickets.Customer", null=True, blank=True, on_delete=models.SET_NULL, related_name="calls"
+    )
+    recording_location = models.CharField(max_length=1024, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="The latest full record.")
+    pipeline_status = models.CharField(
+        max_length=24, choices=PipelineStatus.choices, default=PipelineStatus.RECEIVED
+    )
+    pipeline_error = models.TextField(blank=True)
+    transcription_job = models.CharField(
+        max_length=255, blank=True, help_text="Transcribe job name or Data Automation ARN."
+    )
+    s3_input_uri = models.CharField(max_length=1024, blank=True)
+    s3_output_uri = models.CharField(max_length=1024, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-initiated_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.contact_id
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self.hash:
+            self.hash = contact_hash(self.contact_id)
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def duration_seconds(self) -> int | None:
+        if self.initiated_at and self.disconnected_at:
+            return int((self.disconnected_at - self.initiated_at).total_seconds())
+        return None
+
+
+class Transcript(models.Model):
+    """Segments: ``[{"speaker", "start", "end", "text", "sentiment"}]`` (seconds)."""
+
+    call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="transcript")
+    source = models.CharField(max_length=32, help_text="transcribe | data_automation")
+    text = models.TextField(blank=True)
+    segments = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Transcript of {self.call_id}"
+
+
+class AnalyticsPath(models.TextChoices):
+    DATA_AUTOMATION = "data_automation", "Bedrock Data Automation"
+    TRANSCRIBE_MODEL = "transcribe_model", "Transcribe + model"
+    LOCAL = "local", "Local (offline)"
+
+
+class CallAnalytics(models.Model):
+    """Seed 003's record: summary, categories, topics and the standard outputs."""
+
+    call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="analytics")
+    call_summary = models.TextField(blank=True)
+    call_categories = models.JSONField(default=list, blank=True)
+    topics = models.JSONField(default=list, blank=True)
+    transcript = models.TextField(blank=True)
+    audio_summary = models.TextField(blank=True)
+    topic_summary = models.TextField(blank=True)
+    content_moderation = models.JSONField(default=list, blank=True)
+    sentiment = models.CharField(max_length=16, blank=True)
+    sentiment_score = models.FloatField(null=True, blank=True)
+    bedrock_status = models.CharField(max_length=32, blank=True)
+    produced_by = models.CharField(max_length=24, choices=AnalyticsPath.choices)
+    provider = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "call analytics"
+
+    def __str__(self) -> str:
+        return f"Analytics of {self.call_id}"
+
+
+class JourneyOutcome(models.TextChoices):
+    SELF_SERVICE = "self_service", "Completed in the IVR"
+    AGENT = "agent", "Reached an agent"
+    QUEUED = "queued", "Queued"
+    FAILED = "failed", "Failed"
+
+
+class IVRJourney(models.Model):
+    """Ordered steps ``[{"flow", "module", "prompt", "input", "result", "time"}]``."""
+
+    call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="ivr_journey")
+    steps = models.JSONField(default=list, blank=True)
+    outcome = models.CharField(max_length=16, choices=JourneyOutcome.choices)
+    failure_kind = models.CharField(max_length=32, blank=True)
+    failure_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"IVR journey of {self.call_id} ({self.outcome})"
+
+
+class Escalation(models.Model):
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="escalations")
+    kind = models.CharField(max_length=32)
+    reason = models.TextField()
+    ticket = models.ForeignKey(
+        "tickets.Ticket", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["call", "kind"], name="escalation_unique_call_kind")
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.call_id}"
+
+
+class AgentStateEvent(models.Model):
+    """One agent event stream record (raw kept)."""
+
+    event_id = models.CharField(max_length=64, unique=True)
+    event_type = models.CharField(max_length=16)
+    agent_arn = models.CharField(max_length=255, db_index=True)
+    username = models.CharField(max_length=150, blank=True)
+    state = models.CharField(max_length=64, blank=True)
+    state_started_at = models.DateTimeField(null=True, blank=True)
+    occurred_at = models.DateTimeField()
+    raw = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+
+    def __str__(self) -> str:
+        return f"{self.username or self.agent_arn} {self.event_type} {self.state}"
+
+
+class AgentStateSpan(models.Model):
+    """A period in one state; ``ended_at`` is empty while it lasts."""
+
+    agent_arn = models.CharField(max_length=255)
+    username = models.CharField(max_length=150, blank=True)
+    state = models.CharField(max_length=64)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent_arn", "state", "started_at"], name="span_unique_start"
+            ),
+            models.UniqueConstraint(
+                fields=["agent_arn"],
+                condition=models.Q(ended_at__isnull=True),
+                name="span_one_open_per_agent",
+            ),
+        ]
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.username or self.agent_arn} {self.state} from {self.started_at}"
+
+    def duration_seconds(self, now: object = None) -> int:
+        from django.utils import timezone
+
+        end = self.ended_at or now or timezone.now()
+        return max(0, int((end - self.started_at).total_seconds()))  # type: ignore[operator]
+
+
+class AlertKind(models.TextChoices):
+    STATE_LONGER_THAN = "state_longer_than", "State lasts longer than N minutes"
+    OFFLINE_DURING_SHIFT = "offline_during_shift", "Offline during shift"
+
+
+class AlertRule(models.Model):
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=32, choices=AlertKind.choices)
+    state = models.CharField(
+        max_length=64, blank=True, help_text="For state rules, e.g. AfterContactWork."
+    )
+    threshold_minutes = models.PositiveIntegerField(default=5)
+    shift_start = models.TimeField(null=True, blank=True)
+    shift_end = models.TimeField(null=True, blank=True)
+    notify_sns = models.BooleanField(
+        default=False, help_text="Also publish to CALLS_ALERT_SNS_TOPIC_ARN."
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Alert(models.Model):
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
+    span = models.ForeignKey(AgentStateSpan, on_delete=models.CASCADE, related_name="alerts")
+    username = models.CharField(max_length=150, blank=True)
+    message = models.TextField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "span"], name="alert_unique_span")]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SalesforceObject(models.TextChoices):
+    CASE = "Case", "Case"
+    TASK = "Task", "Task"
+
+
+class SalesforceDelivery(OutboundDeliveryBase):
+    """One Salesforce record to create; ``key`` is the natural key (one per call/escalation)."""
+
+    key = models.CharField(max_length=128, unique=True)
+    sobject = models.CharField(max_length=16, choices=SalesforceObject.choices)
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="salesforce_deliveries")
+    escalation = models.ForeignKey(
+        Escalation, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    payload = models.JSONField(default=dict)
+    salesforce_id = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "Salesforce deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.sobject} {self.key} ({self.status})"
+
+
+class SalesforceAttempt(DeliveryAttemptBase):
+    delivery = models.ForeignKey(
+        SalesforceDelivery, on_delete=models.CASCADE, related_name="attempt_records"
+    )
+    error_code = models.CharField(max_length=64, blank=True)
+
+    class Meta(DeliveryAttemptBase.Meta):
+        pass

@@ -1,0 +1,151 @@
+"""Salesforce REST adapter: OAuth 2.0 (client credentials or JWT bearer) and sObject create.
+
+Failures map to two kinds: :class:`SalesforceRetryable` (timeouts, 5xx,
+``REQUEST_LIMIT_EXCEEDED``, an expired session after one refresh) and
+:class:`SalesforcePermanent` (any other 4xx). The caller records every attempt.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.core.cache import cache
+
+from support.errors import PermanentError, RetryableError
+from support.outbound import parse_retry_after
+
+TOKEN_CACHE_KEY = "calls:salesforce-token"  # noqa: S105 - a cache key
+REQUEST_LIMIT_BACKOFF_SECONDS = 60.0
+
+
+class SalesforceRetryable(RetryableError):
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.http_status = http_status
+        self.code = code
+
+
+class SalesforcePermanent(PermanentError):
+    def __init__(self, message: str, *, http_status: int | None = None, code: str = "") -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.code = code
+
+
+def _error(response: requests.Response) -> tuple[str, str]:
+    """Salesforce REST errors are ``[{"message", "errorCode", "fields"?}]``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", response.text[:300]
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return str(body[0].get("errorCode", "")), str(body[0].get("message", ""))
+    if isinstance(body, dict):
+        return str(body.get("error", "")), str(body.get("error_description", body))
+    return "", str(body)[:300]
+
+
+class SalesforceClient:
+    def __init__(self, session: requests.Session | None = None) -> None:
+        self.session = session or requests.Session()
+        self.timeout = settings.SALESFORCE_TIMEOUT
+
+    # --- OAuth --------------------------------------------------------------------------
+    def _token_request(self) -> dict[str, str]:
+        url = f"{settings.SALESFORCE_LOGIN_URL.rstrip('/')}/services/oauth2/token"
+        if settings.SALESFORCE_AUTH_FLOW == "jwt":
+            import jwt
+
+            with open(settings.SALESFORCE_PRIVATE_KEY_FILE, "rb") as handle:
+                key = handle.read()
+            assertion = jwt.encode(
+                {
+                    "iss": settings.SALESFORCE_CLIENT_ID,
+                    "sub": settings.SALESFORCE_USERNAME,
+                    "aud": settings.SALESFORCE_LOGIN_URL.rstrip("/"),
+                    "exp": int(time.time()) + 180,
+                },
+                key,
+                algorithm="RS256",
+            )
+            data = {
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "assertion": assertion,
+            }
+        else:
+            data = {
+                "grant_type": "client_credentials",
+                "client_id": settings.SALESFORCE_CLIENT_ID,
+                "client_secret": settings.SALESFORCE_CLIENT_SECRET,
+            }
+        try:
+            response = self.session.post(url, data=data, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise SalesforceRetryable(f"Salesforce token request failed: {exc}") from exc
+        if response.status_code != 200:
+            code, message = _error(response)
+            kind = SalesforceRetryable if response.status_code >= 500 else SalesforcePermanent
+            raise kind(
+                f"Salesforce OAuth {response.status_code} {code}: {message}",
+                http_status=response.status_code,
+                code=code,
+            )
+        body = response.json()
+        return {"access_token": body["access_token"], "instance_url": body["instance_url"]}
+
+    def token(self, *, refresh: bool = False) -> dict[str, str]:
+        if not refresh:
+            cached = cache.get(TOKEN_CACHE_KEY)
+            if cached:
+                return dict(cached)
+        token = self._token_request()
+        cache.set(TOKEN_CACHE_KEY, token, timeout=settings.SALESFORCE_TOKEN_TTL)
+        return token
+
+    # --- REST ------------------------------------------------------------------------
+    def create(self, sobject: str, fields: dict[str, Any]) -> tuple[str, int]:
+        """Create a record; answers ``(id, http status)``. Refreshes the session once."""
+        for refreshed in (False, True):
+            token = self.token(refresh=refreshed)
+            url = (
+                f"{token['instance_url'].rstrip('/')}/services/data/"
+                f"{settings.SALESFORCE_API_VERSION}/sobjects/{sobject}/"
+            )
+            try:
+                response = self.session.post(
+                    url,
+                    json=fields,
+                    headers={"Authorization": f"Bearer {token['access_token']}"},
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as exc:
+                raise SalesforceRetryable(f"Salesforce unreachable: {exc}") from exc
+            if response.status_code in (200, 201):
+                return str(response.json()["id"]), response.status_code
+            code, message = _error(response)
+            status = response.status_code
+            if status == 401 and code == "INVALID_SESSION_ID" and not refreshed:
+                continue
+            detail = f"Salesforce {status} {code}: {message}"
+            if code == "REQUEST_LIMIT_EXCEEDED":
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raise SalesforceRetryable(
+                    detail,
+                    http_status=status,
+                    code=code,
+                    retry_after=retry_after or REQUEST_LIMIT_BACKOFF_SECONDS,
+                )
+            if status >= 500 or status in (408, 429) or status == 401:
+                raise SalesforceRetryable(detail, http_status=status, code=code)
+            raise SalesforcePermanent(detail, http_status=status, code=code)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,116 @@
+"""Amazon SNS HTTPS endpoint support: message signature verification (versions 1 and 2)
+and subscription confirmation.
+
+The signing certificate is fetched only from an ``https://sns.<region>.amazonaws.com``
+host (the check AWS documents), cached, and must verify the signature over the
+canonical string of the message's fields. The fetch and the confirmation GET go through
+:class:`SnsHttp`, a tiny adapter tests replace.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from django.core.cache import cache
+
+SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+CONFIRMATION_FIELDS = (
+    "Message",
+    "MessageId",
+    "SubscribeURL",
+    "Timestamp",
+    "Token",
+    "TopicArn",
+    "Type",
+)
+
+
+class SnsVerificationError(Exception):
+    pass
+
+
+class SnsHttp:
+    """Outbound HTTP for SNS (certificate fetch, subscription confirmation)."""
+
+    timeout = 5.0
+
+    def get(self, url: str) -> bytes:
+        response = requests.get(url, timeout=self.timeout)
+        response.raise_for_status()
+        return response.content
+
+
+http: SnsHttp = SnsHttp()
+
+
+def check_sns_url(url: str, what: str) -> None:
+    parsed = urlparse(url)
+    if parsed.scheme != "https" or not SNS_HOST.match(parsed.hostname or ""):
+        raise SnsVerificationError(f"{what} must be an https URL on an SNS amazonaws.com host.")
+
+
+def string_to_sign(message: dict[str, Any]) -> bytes:
+    kind = message.get("Type")
+    names = NOTIFICATION_FIELDS if kind == "Notification" else CONFIRMATION_FIELDS
+    parts = []
+    for name in names:
+        if name in message and message[name] is not None:
+            parts.append(f"{name}\n{message[name]}\n")
+        elif name != "Subject":
+            raise SnsVerificationError(f"SNS message field {name} is missing.")
+    return "".join(parts).encode()
+
+
+def _certificate(url: str) -> x509.Certificate:
+    check_sns_url(url, "SigningCertURL")
+    key = f"calls:sns-cert:{url}"
+    pem = cache.get(key)
+    if pem is None:
+        try:
+            pem = http.get(url)
+        except requests.RequestException as exc:
+            raise SnsVerificationError(f"Cannot fetch the signing certificate: {exc}") from exc
+        cache.set(key, pem, timeout=3600)
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise SnsVerificationError("The signing certificate is not a PEM certificate.") from exc
+
+
+def verify(message: dict[str, Any]) -> None:
+    """Raise :class:`SnsVerificationError` unless the message is signed by SNS."""
+    version = str(message.get("SignatureVersion", ""))
+    if version not in ("1", "2"):
+        raise SnsVerificationError(f"Unsupported SignatureVersion {version!r}.")
+    try:
+        signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
+    except binascii.Error as exc:
+        raise SnsVerificationError("Signature is not base64.") from exc
+    cert = _certificate(str(message.get("SigningCertURL", "")))
+    public_key = cert.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        raise SnsVerificationError("The signing certificate has no RSA key.")
+    algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303 - SNS v1
+    try:
+        public_key.verify(signature, string_to_sign(message), padding.PKCS1v15(), algorithm)
+    except InvalidSignature as exc:
+        raise SnsVerificationError("The SNS signature does not verify.") from exc
+
+
+def confirm_subscription(message: dict[str, Any]) -> None:
+    url = str(message.get("SubscribeURL", ""))
+    check_sns_url(url, "SubscribeURL")
+    try:
+        http.get(url)
+    except requests.RequestException as exc:
+        raise SnsVerificationError(f"Subscription confirmation failed: {exc}") from exc

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SF_LOGIN = "https://login.salesforce.com/services/oauth2/token"
+SF_INSTANCE = "https://example.my.salesforce.com"
+SF_SOBJECTS = f"{SF_INSTANCE}/services/data/v62.0/sobjects"
+SF_TOKEN_BODY = {
+    "access_token": "00D5e000000XXXX!AQ0AQExampleAccessToken",
+    "signature": "Q2d2ZXJ5U2lnbmF0dXJlRXhhbXBsZQ==",
+    "scope": "api",
+    "instance_url": SF_INSTANCE,
+    "id": "https://login.salesforce.com/id/00D5e000000XXXXEAA/0055e000003XXXXAAA",
+    "token_type": "Bearer",
+    "issued_at": "1732550400000",
+}
+
+
+def load(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+@pytest.fixture
+def calls_settings(settings: Any, tmp_path: Path) -> Any:
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CALLS_TRANSCRIPTION_BACKEND = "local"
+    settings.CALLS_AI_PROVIDER = "local"
+    settings.SALESFORCE_ENABLED = False
+    settings.SITE_URL = "https://support.example.com"
+    return settings
+
+
+@pytest.fixture
+def salesforce(calls_settings: Any) -> Any:
+    calls_settings.SALESFORCE_ENABLED = True
+    calls_settings.SALESFORCE_CLIENT_ID = "3MVG9example"
+    calls_settings.SALESFORCE_CLIENT_SECRET = "example-secret"
+    calls_settings.SALESFORCE_API_VERSION = "v62.0"
+    return calls_settings
+
+
+def place_result(contact_id: str, name: str, doc: Any) -> None:
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    default_storage.save(f"calls/results/{contact_id}/{name}", ContentFile(json.dumps(doc)))

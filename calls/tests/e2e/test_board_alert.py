@@ -1,0 +1,162 @@
+"""Browser test: a long after-contact-work state shows an alert live on the supervisor board.
+
+Starts uvicorn on a loopback port against the test database (eager Celery, so the outbox
+relay runs in the server process), signs a supervisor in with Chromium, opens the board,
+then posts an agent event to the API and waits for the alert to appear over /ws/events/.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from calls.models import AlertKind, AlertRule
+from calls.tests.conftest import load
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parents[3]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _test_database_url(name: str) -> str:
+    """The configured URL, pointed at the test database pytest-django created."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not os.environ.get("DATABASE_URL"):
+        pytest.skip("DATABASE_URL is not set (run through scripts/test.sh)")
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+def live_server_url() -> Iterator[str]:
+    from django.db import connection
+
+    db = connection.settings_dict
+    port = _free_port()
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "DJANGO_SETTINGS_MODULE": "support.settings",
+        "DATABASE_URL": _test_database_url(db["NAME"]),
+        "CELERY_TASK_ALWAYS_EAGER": "true",
+        "DB_POOL": "false",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "support.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if requests.get(f"{url}/accounts/login/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("uvicorn did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _acw_event(now: datetime) -> dict[str, Any]:
+    record = copy.deepcopy(load("agent_state_acw.json"))
+    record["EventId"] = "e2e-acw-1"
+    record["EventTimestamp"] = now.isoformat().replace("+00:00", "Z")
+    record["CurrentAgentSnapshot"]["Contacts"][0]["StateStartTimestamp"] = (
+        now - timedelta(minutes=12)
+    ).isoformat()
+    return record
+
+
+def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
+    from playwright.sync_api import expect, sync_playwright
+
+    from support.models import ApiKey
+    from support.services import hash_api_key
+
+    AlertRule.objects.create(
+        name="Long ACW",
+        kind=AlertKind.STATE_LONGER_THAN,
+        state="AfterContactWork",
+        threshold_minutes=5,
+    )
+    ApiKey.objects.create(
+        name="connect", prefix="e2e", key_hash=hash_api_key("e2e-key"), user=agent
+    )
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{live_server_url}/accounts/login/?next=/calls/board/")
+            page.fill("#id_username", supervisor.username)
+            page.fill("#id_password", "pw-for-tests-1")
+            page.click("button[type=submit], input[type=submit]")
+            page.wait_for_url(f"{live_server_url}/calls/board/")
+            expect(page.locator("#ws-status")).to_have_attribute(
+                "data-state", "open", timeout=10_000
+            )
+            expect(page.locator("#alerts li.alert")).to_have_count(0)
+
+            response = requests.post(
+                f"{live_server_url}/api/calls/events",
+                data=json.dumps(_acw_event(datetime.now(UTC))),
+                headers={"Content-Type": "application/json", "Authorization": "Api-Key e2e-key"},
+                timeout=30,
+            )
+            assert response.status_code == 202, response.text
+
+            live = page.locator("#alerts li.alert.live")
+            expect(live).to_have_count(1, timeout=10_000)
+            expect(live).to_have_text("jdoe has been in AfterContactWork for 12 min (limit 5).")
+            expect(page.locator('#agents tr[data-agent="jdoe"] .state')).to_have_text(
+                "AfterContactWork"
+            )
+        finally:
+            browser.close()

@@ -1,0 +1,136 @@
+"""Agent event stream: spans with durations, alert rules, live alert events."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from moto import mock_aws
+
+from calls import services
+from calls.models import AgentStateEvent, AgentStateSpan, Alert, AlertKind, AlertRule
+from calls.tests.conftest import load
+from support.models import OutboxEvent
+
+pytestmark = pytest.mark.django_db
+T0 = datetime(2026, 11, 20, 10, 8, 40, tzinfo=UTC)
+
+
+def event(
+    event_id: str, contact_state: str | None, when: datetime, at: datetime | None = None
+) -> dict:
+    record = copy.deepcopy(load("agent_state_acw.json"))
+    record["EventId"] = event_id
+    record["EventTimestamp"] = (at or when).isoformat().replace("+00:00", "Z")
+    snapshot = record["CurrentAgentSnapshot"]
+    snapshot["AgentStatus"]["StartTimestamp"] = when.isoformat()
+    if contact_state is None:
+        snapshot["Contacts"] = []
+    else:
+        snapshot["Contacts"][0]["State"] = contact_state
+        snapshot["Contacts"][0]["StateStartTimestamp"] = when.isoformat()
+    return record
+
+
+@pytest.fixture
+def acw_rule(db):
+    return AlertRule.objects.create(
+        name="Long ACW",
+        kind=AlertKind.STATE_LONGER_THAN,
+        state="AfterContactWork",
+        threshold_minutes=5,
+    )
+
+
+def test_spans_and_durations(acw_rule):
+    services.agent_event_apply(record=event("e1", "CONNECTED", T0 - timedelta(minutes=4)))
+    services.agent_event_apply(record=event("e2", "ENDED", T0))
+    services.agent_event_apply(record=event("e3", None, T0 + timedelta(minutes=2)))
+    spans = list(AgentStateSpan.objects.order_by("started_at"))
+    assert [(s.state, s.duration_seconds()) for s in spans[:2]] == [
+        ("OnContact", 240),
+        ("AfterContactWork", 120),
+    ]
+    assert (spans[2].state, spans[2].ended_at) == ("Available", None)
+    assert spans[0].username == "jdoe"
+    assert not Alert.objects.exists()  # ACW lasted 2 minutes, under the 5-minute limit
+
+
+def test_long_acw_raises_one_alert_and_a_live_event(acw_rule):
+    now = datetime.now(UTC)
+    started = now - timedelta(minutes=12)
+    # Entering ACW 12 minutes ago, reported now (as a late record or a heartbeat shows it).
+    services.agent_event_apply(record=event("e1", "ENDED", started, at=now))
+    alert = Alert.objects.get()
+    assert alert.message == "jdoe has been in AfterContactWork for 12 min (limit 5)."
+    outbox = OutboxEvent.objects.filter(event_type="call.alert").get()
+    assert outbox.payload == {
+        "alert_id": alert.pk,
+        "rule": "Long ACW",
+        "username": "jdoe",
+        "state": "AfterContactWork",
+        "minutes": 12,
+        "message": alert.message,
+    }
+    # The same record again, a heartbeat and the sweep: still one alert.
+    assert services.agent_event_apply(record=event("e1", "ENDED", started, at=now)) is None
+    heartbeat = event("e2", "ENDED", started, at=now)
+    heartbeat["EventType"] = "HEART_BEAT"
+    services.agent_event_apply(record=heartbeat)
+    assert services.alerts_evaluate() == []
+    assert Alert.objects.count() == 1
+    assert AgentStateEvent.objects.count() == 2
+
+
+def test_sweep_raises_when_the_threshold_passes(acw_rule):
+    started = datetime.now(UTC) - timedelta(minutes=3)
+    services.agent_event_apply(record=event("e1", "ENDED", started))
+    assert not Alert.objects.exists()
+    raised = services.alerts_evaluate(now=datetime.now(UTC) + timedelta(minutes=3))
+    assert [a.username for a in raised] == ["jdoe"]
+
+
+def test_offline_during_shift(db):
+    AlertRule.objects.create(
+        name="Offline in shift",
+        kind=AlertKind.OFFLINE_DURING_SHIFT,
+        threshold_minutes=10,
+        shift_start=time(9, 0),
+        shift_end=time(17, 0),
+    )
+    logout = event("e1", None, datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
+    logout["EventType"] = "LOGOUT"
+    services.agent_event_apply(record=logout)
+    assert services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 5, tzinfo=UTC)) == []
+    assert (
+        services.alerts_evaluate(now=datetime(2026, 11, 20, 18, 0, tzinfo=UTC)) == []
+    )  # after shift
+    raised = services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 20, tzinfo=UTC))
+    assert [a.message for a in raised] == ["jdoe has been offline during their shift for 20 min."]
+
+
+@mock_aws
+def test_alert_to_sns(settings, acw_rule, django_capture_on_commit_callbacks):
+    import boto3
+
+    sns = boto3.client("sns", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    topic = sns.create_topic(Name="agent-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(
+        TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"}
+    )
+    settings.CALLS_ALERT_SNS_TOPIC_ARN = topic
+    settings.AWS_REGION = "us-east-1"
+    acw_rule.notify_sns = True
+    acw_rule.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        now = datetime.now(UTC)
+        services.agent_event_apply(record=event("e1", "ENDED", now - timedelta(minutes=9), at=now))
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1
+    assert "jdoe has been in AfterContactWork for 9 min" in messages[0]["Body"]

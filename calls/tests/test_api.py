@@ -1,0 +1,93 @@
+"""Seed 003's /api/analytics shape."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from calls.models import Call, CallAnalytics
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def analysed(db):
+    call = Call.objects.create(
+        contact_id="call-123",
+        s3_input_uri="s3://in/call-123.wav",
+        s3_output_uri="s3://out/call-123/results.json",
+    )
+    CallAnalytics.objects.create(
+        call=call,
+        call_summary="Customer called regarding an invoice.",
+        call_categories=["Billing", "Customer service"],
+        topics=["payment", "invoice"],
+        transcript="Full transcript...",
+        audio_summary="A",
+        topic_summary="B",
+        bedrock_status="Success",
+        produced_by="data_automation",
+    )
+    return call
+
+
+def test_list_has_the_seed_shape(agent_client, analysed):
+    body = agent_client.get("/api/analytics").json()
+    assert set(body) == {"message", "count", "items"}
+    assert body["message"] == "Call recording analytics retrieved successfully"
+    assert body["count"] == 1
+    item = body["items"][0]
+    assert item["hash"] == hashlib.md5(b"call-123", usedforsecurity=False).hexdigest()
+    assert {
+        k: item[k]
+        for k in (
+            "call_id",
+            "call_summary",
+            "call_categories",
+            "topics",
+            "transcript",
+            "audio_summary",
+            "topic_summary",
+            "bedrock_status",
+            "s3_input_uri",
+            "s3_output_uri",
+        )
+    } == {
+        "call_id": "call-123",
+        "call_summary": "Customer called regarding an invoice.",
+        "call_categories": ["Billing", "Customer service"],
+        "topics": ["payment", "invoice"],
+        "transcript": "Full transcript...",
+        "audio_summary": "A",
+        "topic_summary": "B",
+        "bedrock_status": "Success",
+        "s3_input_uri": "s3://in/call-123.wav",
+        "s3_output_uri": "s3://out/call-123/results.json",
+    }
+    assert isinstance(item["epchdatetimestamp"], int)
+    assert item["created_at"].endswith("Z")
+
+
+def test_by_hash_and_by_call_id(agent_client, analysed):
+    by_hash = agent_client.get(f"/api/analytics/{analysed.hash}").json()
+    by_id = agent_client.get("/api/analytics", {"callId": "call-123"}).json()
+    assert by_hash == by_id
+    assert by_hash["count"] == 1
+
+
+def test_not_found_and_pagination(agent_client, analysed):
+    missing = agent_client.get("/api/analytics/" + "0" * 32)
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "message": "No analytics found for this hash",
+        "count": 0,
+        "items": [],
+    }
+    assert agent_client.get("/api/analytics", {"callId": "nope"}).status_code == 404
+    assert agent_client.get("/api/analytics", {"offset": "1"}).json()["count"] == 0
+    assert agent_client.get("/api/analytics", {"limit": "x"}).status_code == 400
+
+
+def test_needs_an_agent(api_client, analysed):
+    assert api_client.get("/api/analytics").status_code in (401, 403)

@@ -1,0 +1,371 @@
+"""AWS paths: SNS (signed) → Data Automation (Stubber) → S3 result; S3 events over SQS
+(moto); Amazon Transcribe (moto); Bedrock converse (Stubber)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from moto import mock_aws
+
+from calls import sns, transcription
+from calls.analytics.providers import BedrockProvider
+from calls.management.commands.calls_poll_sqs import poll_once
+from calls.models import AnalyticsPath, Call, CallAnalytics, CallEvent, EventStatus, Transcript
+from calls.parsers import Segment
+from calls.tests.conftest import load
+from support.errors import RetryableError
+
+pytestmark = pytest.mark.django_db
+TOPIC = "arn:aws:sns:us-east-1:123456789012:dmg-inbound-callrecording-transcript"
+CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem"
+CALL_ID = "3f0c9b1e-2222-4c1d-8e77-0a1b2c3d4e5f"
+BDA_ARN = "arn:aws:bedrock:us-east-1:123456789012:data-automation-invocation/8a7e4c1b"
+
+
+class FakeHttp:
+    def __init__(self, pem: bytes) -> None:
+        self.pem = pem
+        self.urls: list[str] = []
+
+    def get(self, url: str) -> bytes:
+        self.urls.append(url)
+        return self.pem if url.endswith(".pem") else b"<ConfirmSubscriptionResponse/>"
+
+
+@pytest.fixture
+def signer(monkeypatch):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    fake = FakeHttp(cert.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setattr(sns, "http", fake)
+
+    def sign(message: dict[str, Any], version: str = "2") -> dict[str, Any]:
+        message = {**message, "SignatureVersion": version, "SigningCertURL": CERT_URL}
+        algorithm = hashes.SHA256() if version == "2" else hashes.SHA1()  # noqa: S303
+        signature = key.sign(sns.string_to_sign(message), padding.PKCS1v15(), algorithm)
+        return {**message, "Signature": base64.b64encode(signature).decode()}
+
+    sign.http = fake  # type: ignore[attr-defined]
+    return sign
+
+
+@pytest.fixture
+def aws(calls_settings):
+    calls_settings.AWS_REGION = "us-east-1"
+    calls_settings.CALLS_OUTPUT_BUCKET = "bda-output"
+    calls_settings.CALLS_SNS_TOPIC_ARNS = [TOPIC]
+    calls_settings.CALLS_BDA_PROJECT_ARN = (
+        "arn:aws:bedrock:us-east-1:123456789012:data-automation-project/p1"
+    )
+    calls_settings.CALLS_BDA_PROFILE_ARN = (
+        "arn:aws:bedrock:us-east-1:123456789012:data-automation-profile/us.data-automation-v1"
+    )
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="bda-output")
+        yield s3
+
+
+def put_bda_outputs(s3: Any) -> None:
+    base = f"s3://bda-output/{CALL_ID}"
+    s3.put_object(
+        Bucket="bda-output",
+        Key=f"{CALL_ID}/standard_output/0/result.json",
+        Body=json.dumps(load("bda_standard_output.json")),
+    )
+    s3.put_object(
+        Bucket="bda-output",
+        Key=f"{CALL_ID}/custom_output/0/result.json",
+        Body=json.dumps(load("bda_custom_output.json")),
+    )
+    s3.put_object(
+        Bucket="bda-output",
+        Key=f"{CALL_ID}/job_metadata.json",
+        Body=json.dumps(
+            {
+                "job_id": "8a7e4c1b",
+                "job_status": "PROCESSED",
+                "semantic_modality": "AUDIO",
+                "output_metadata": [
+                    {
+                        "asset_id": 0,
+                        "segment_metadata": [
+                            {
+                                "standard_output_path": f"{base}/standard_output/0/result.json",
+                                "custom_output_status": "MATCH",
+                                "custom_output_path": f"{base}/custom_output/0/result.json",
+                            }
+                        ],
+                    }
+                ],
+            }
+        ),
+    )
+
+
+def notification(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "Type": "Notification",
+        "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "TopicArn": TOPIC,
+        "Subject": None,
+        "Message": json.dumps(message),
+        "Timestamp": "2026-11-20T12:00:00.000Z",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",
+    }
+
+
+SEED_MESSAGE = {
+    "callId": CALL_ID,
+    "audioS3Uri": f"s3://recordings-example/calls/{CALL_ID}.wav",
+    "timestamp": "2026-11-20T11:59:00Z",
+    "metadata": {"queue": "Support"},
+}
+
+
+def post_sns(api_client: Any, message: dict[str, Any], capture: Any) -> Any:
+    with capture(execute=True):
+        return api_client.post(
+            "/api/calls/sns", data=json.dumps(message), content_type="text/plain; charset=UTF-8"
+        )
+
+
+def test_sns_notification_runs_data_automation(
+    api_client, aws, signer, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    settings.CALLS_TRANSCRIPTION_BACKEND = "data_automation"
+    put_bda_outputs(aws)
+    client = boto3.client("bedrock-data-automation-runtime", region_name="us-east-1")
+    stub = Stubber(client)
+    stub.add_response(
+        "invoke_data_automation_async",
+        {"invocationArn": BDA_ARN},
+        {
+            "inputConfiguration": {"s3Uri": SEED_MESSAGE["audioS3Uri"]},
+            "outputConfiguration": {"s3Uri": f"s3://bda-output/{CALL_ID}/"},
+            "dataAutomationConfiguration": {
+                "dataAutomationProjectArn": settings.CALLS_BDA_PROJECT_ARN,
+                "stage": "LIVE",
+            },
+            "dataAutomationProfileArn": settings.CALLS_BDA_PROFILE_ARN,
+            "clientToken": stub_token(),
+        },
+    )
+    stub.add_response(
+        "get_data_automation_status",
+        {
+            "status": "Success",
+            "outputConfiguration": {"s3Uri": f"s3://bda-output/{CALL_ID}/job_metadata.json"},
+        },
+        {"invocationArn": BDA_ARN},
+    )
+    monkeypatch.setitem(
+        transcription.BACKENDS,
+        "data_automation",
+        lambda: transcription.DataAutomationBackend(client=client),
+    )
+    with stub:
+        response = post_sns(
+            api_client, signer(notification(SEED_MESSAGE)), django_capture_on_commit_callbacks
+        )
+        stub.assert_no_pending_responses()
+    assert response.status_code == 200
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    call = Call.objects.get()
+    assert (call.contact_id, call.transcription_job, call.attributes) == (
+        CALL_ID,
+        BDA_ARN,
+        {"queue": "Support"},
+    )
+    analytics = CallAnalytics.objects.get()
+    assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
+    assert analytics.call_categories == ["Tech support"]
+    assert analytics.topics == ["router", "internet connection", "factory reset"]
+    assert analytics.call_summary.startswith("Customer's router dropped")
+    assert analytics.audio_summary.startswith("A customer reports")
+    assert analytics.topic_summary.count("\n") == 1
+    assert [s["speaker"] for s in Transcript.objects.get().segments] == [
+        "Agent",
+        "Customer",
+        "Agent",
+        "Customer",
+    ]
+
+
+def stub_token() -> str:
+    from calls.models import contact_hash
+
+    return f"call-{contact_hash(CALL_ID)}"
+
+
+def test_sns_subscription_confirmation(api_client, aws, signer, django_capture_on_commit_callbacks):
+    subscribe_url = (
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=abc"
+    )
+    message = signer(
+        {
+            "Type": "SubscriptionConfirmation",
+            "MessageId": "165545c9-2a5c-472c-8df2-7ff2be2b3b1b",
+            "Token": "abc",
+            "TopicArn": TOPIC,
+            "Message": "You have chosen to subscribe...",
+            "SubscribeURL": subscribe_url,
+            "Timestamp": "2026-11-20T12:00:00.000Z",
+        },
+        version="1",
+    )
+    response = post_sns(api_client, message, django_capture_on_commit_callbacks)
+    assert response.status_code == 200
+    assert signer.http.urls == [CERT_URL, subscribe_url]
+    assert CallEvent.objects.get().status == EventStatus.PROCESSED
+
+
+@pytest.mark.parametrize("tamper", ["signature", "cert_host", "topic"])
+def test_sns_rejections(api_client, aws, signer, tamper, django_capture_on_commit_callbacks):
+    message = signer(notification(SEED_MESSAGE))
+    if tamper == "signature":
+        message["Message"] = message["Message"].replace("Support", "Billing")
+    elif tamper == "cert_host":
+        message["SigningCertURL"] = "https://evil.example.com/cert.pem"
+    else:
+        message = signer(
+            {**notification(SEED_MESSAGE), "TopicArn": "arn:aws:sns:us-east-1:123456789012:other"}
+        )
+    response = post_sns(api_client, message, django_capture_on_commit_callbacks)
+    assert response.status_code == 403
+    assert not CallEvent.objects.exists()
+    assert not Call.objects.exists()
+
+
+def test_sqs_poll_s3_event_and_bad_message(aws, django_capture_on_commit_callbacks):
+    Call.objects.create(contact_id=CALL_ID)
+    put_bda_outputs(aws)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="persistence")["QueueUrl"]
+    s3_event = {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-11-20T12:01:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "results",
+                    "bucket": {"name": "bda-output", "arn": "arn:aws:s3:::bda-output"},
+                    "object": {
+                        "key": f"{CALL_ID}/job_metadata.json",
+                        "size": 512,
+                        "eTag": "0123456789abcdef0123456789abcdef",
+                        "sequencer": "0A1B2C3D4E5F678901",
+                    },
+                },
+            }
+        ]
+    }
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(s3_event))
+    sqs.send_message(QueueUrl=url, MessageBody="{oops")
+    with django_capture_on_commit_callbacks(execute=True):
+        done, left = poll_once(sqs, url, wait=0)
+    assert (done, left) == (1, 1)
+    assert CallAnalytics.objects.get().produced_by == AnalyticsPath.DATA_AUTOMATION
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # the bad one stays
+
+
+def test_transcribe_backend_with_moto(
+    agent_client, aws, settings, django_capture_on_commit_callbacks
+):
+    from moto.moto_api import state_manager
+
+    state_manager.set_transition(
+        model_name="transcribe::transcriptionjob", transition={"progression": "immediate"}
+    )
+    settings.CALLS_TRANSCRIPTION_BACKEND = "transcribe"
+    ctr = load("ctr_billing.json")
+    aws.put_object(
+        Bucket="bda-output",
+        Key=f"transcripts/{ctr['ContactId']}.json",
+        Body=json.dumps(load("transcribe_billing.json")),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = agent_client.post(
+            "/api/calls/events", data=json.dumps(ctr), content_type="application/json"
+        )
+    assert response.status_code == 202
+    call = Call.objects.get()
+    assert call.transcription_job == f"call-{call.hash}"
+    job = boto3.client("transcribe", region_name="us-east-1").get_transcription_job(
+        TranscriptionJobName=call.transcription_job
+    )["TranscriptionJob"]
+    assert job["Settings"]["ShowSpeakerLabels"] is True
+    assert job["Media"]["MediaFileUri"] == call.recording_location
+    analytics = CallAnalytics.objects.get()
+    assert (analytics.produced_by, analytics.call_categories[0]) == (AnalyticsPath.LOCAL, "Billing")
+
+
+def test_bedrock_provider_with_stubber():
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    stub = Stubber(client)
+    answer = {
+        "summary": "Refund issued for a duplicate card fee.",
+        "categories": ["Billing"],
+        "topics": ["refund", "card fee"],
+    }
+    stub.add_response(
+        "converse",
+        {
+            "output": {
+                "message": {
+                    "role": "assistant",
+                    "content": [{"text": "Here it is:\n" + json.dumps(answer)}],
+                }
+            },
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 420, "outputTokens": 48, "totalTokens": 468},
+            "metrics": {"latencyMs": 812},
+        },
+    )
+    stub.add_client_error(
+        "converse", service_error_code="ThrottlingException", http_status_code=429
+    )
+    segments = [
+        Segment("Customer", 0, 1, "I was charged twice, this is awful."),
+        Segment("Agent", 1, 2, "Refund issued."),
+    ]
+    provider = BedrockProvider(client=client, model_id="anthropic.claude-3-5-sonnet-20240620-v1:0")
+    with stub:
+        result = provider.analyse(text="", segments=segments)
+        with pytest.raises(RetryableError):
+            provider.analyse(text="", segments=segments)
+    assert (result.summary, result.categories, result.topics) == (
+        answer["summary"],
+        ["Billing"],
+        ["refund", "card fee"],
+    )
+    assert result.sentiment == "NEGATIVE"
+    assert result.bedrock_status == "end_turn"

@@ -1,0 +1,186 @@
+"""Acceptance: a contact trace record plus a Transcribe result, and a failed IVR journey."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import responses
+
+from calls.models import (
+    AnalyticsPath,
+    Call,
+    CallAnalytics,
+    CallEvent,
+    Escalation,
+    EventStatus,
+    IVRJourney,
+    PipelineStatus,
+    SalesforceAttempt,
+    SalesforceDelivery,
+    Transcript,
+)
+from calls.tests.conftest import SF_LOGIN, SF_SOBJECTS, SF_TOKEN_BODY, load, place_result
+from support.models import DeliveryStatus, OutboxEvent
+from tickets.models import Customer, Ticket
+
+pytestmark = pytest.mark.django_db(transaction=False)
+BILLING_ID = "5ca32fbd-8f92-46af-92a5-6b0f970f0efe"
+IVR_FAIL_ID = "b7f1a3c2-1111-4e2a-9a51-2c6f2b0d9e01"
+
+
+def post(client: Any, body: Any, capture: Any) -> Any:
+    with capture(execute=True):
+        return client.post(
+            "/api/calls/events", data=json.dumps(body), content_type="application/json"
+        )
+
+
+@responses.activate
+def test_ctr_plus_transcribe_result_gives_full_call(
+    agent_client, salesforce, django_capture_on_commit_callbacks
+):
+    customer = Customer.objects.create(name="Pat Payer", phone="+14155550100")
+    place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    case = responses.post(
+        f"{SF_SOBJECTS}/Case/",
+        json={"id": "5003000000D8cuIAAR", "errors": [], "success": True},
+        status=201,
+    )
+
+    response = post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 1, "duplicates": 0, "errors": []}
+    call = Call.objects.get()
+    assert call.contact_id == BILLING_ID
+    assert call.customer == customer
+    assert (call.queue_name, call.agent_username, call.channel) == ("BillingQueue", "jdoe", "VOICE")
+    assert call.recording_location.startswith("s3://connect-recordings-example/")
+    assert call.pipeline_status == PipelineStatus.SYNCED
+    transcript = Transcript.objects.get(call=call)
+    assert [s["speaker"] for s in transcript.segments] == ["Agent", "Customer", "Agent", "Customer"]
+    assert transcript.segments[3]["sentiment"] == "POSITIVE"
+    analytics = CallAnalytics.objects.get(call=call)
+    assert analytics.produced_by == AnalyticsPath.LOCAL
+    assert analytics.call_categories[0] == "Billing"
+    assert "refund" in analytics.call_summary
+    assert analytics.topics
+    journey = IVRJourney.objects.get(call=call)
+    assert journey.outcome == "agent"
+    assert [s["module"] for s in journey.steps] == [
+        "PlayPrompt",
+        "GetUserInput",
+        "SetWorkingQueue",
+        "TransferContactToQueue",
+    ]
+    assert not Escalation.objects.exists()
+    assert not Ticket.objects.exists()
+    delivery = SalesforceDelivery.objects.get()
+    assert (delivery.sobject, delivery.status, delivery.salesforce_id) == (
+        "Case",
+        DeliveryStatus.SUCCEEDED,
+        "5003000000D8cuIAAR",
+    )
+    sent = json.loads(case.calls[0].request.body)
+    assert sent["Origin"] == "Phone"
+    assert f"https://support.example.com/calls/{call.hash}/" in sent["Description"]
+    assert (
+        case.calls[0].request.headers["Authorization"] == f"Bearer {SF_TOKEN_BODY['access_token']}"
+    )
+    assert len(responses.calls) == 2
+    assert SalesforceAttempt.objects.get().outcome == "success"
+    assert CallEvent.objects.get().status == EventStatus.PROCESSED
+    assert set(OutboxEvent.objects.values_list("event_type", flat=True)) == {"call.analysed"}
+
+
+@responses.activate
+def test_failed_ivr_journey_escalates_with_task_and_ticket(
+    agent_client, salesforce, django_capture_on_commit_callbacks
+):
+    customer = Customer.objects.create(name="Ivy Caller", phone="+14155550111")
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    task = responses.post(
+        f"{SF_SOBJECTS}/Task/",
+        json={"id": "00T5e00000AbCdEEAZ", "errors": [], "success": True},
+        status=201,
+    )
+
+    response = post(agent_client, load("ctr_ivr_failure.json"), django_capture_on_commit_callbacks)
+
+    assert response.status_code == 202
+    call = Call.objects.get(contact_id=IVR_FAIL_ID)
+    journey = call.ivr_journey
+    assert journey.outcome == "failed"
+    assert journey.failure_kind == "max_retries"
+    assert "3 failed attempts" in journey.failure_reason
+    assert len(journey.steps) == 4
+    escalation = Escalation.objects.get()
+    ticket = escalation.ticket
+    assert ticket is not None
+    assert (ticket.channel, ticket.customer) == ("phone", customer)
+    assert sorted(ticket.tags.values_list("name", flat=True)) == ["ivr-failure", "max_retries"]
+    delivery = SalesforceDelivery.objects.get()
+    assert (delivery.sobject, delivery.status, delivery.escalation) == (
+        "Task",
+        DeliveryStatus.SUCCEEDED,
+        escalation,
+    )
+    assert json.loads(task.calls[0].request.body)["Subject"] == "IVR failure: max retries"
+    assert len(responses.calls) == 2
+    # No recording and no result in storage: the pipeline waits, nothing else is sent.
+    assert call.pipeline_status == PipelineStatus.AWAITING_RECORDING
+    assert not Transcript.objects.exists()
+    types = sorted(OutboxEvent.objects.values_list("event_type", flat=True))
+    assert types == ["call.escalated", "message.created", "ticket.created"]
+
+
+def test_resending_the_same_record_is_idempotent(
+    agent_client, calls_settings, django_capture_on_commit_callbacks
+):
+    place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
+    post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    again = post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    assert again.json() == {"accepted": 0, "duplicates": 1, "errors": []}
+    assert Call.objects.count() == 1
+    assert CallAnalytics.objects.count() == 1
+    assert not SalesforceDelivery.objects.exists()  # Salesforce is off by default
+
+
+def test_contact_event_then_ctr_fills_one_call(
+    agent_client, calls_settings, django_capture_on_commit_callbacks
+):
+    post(agent_client, load("contact_event_connected.json"), django_capture_on_commit_callbacks)
+    call = Call.objects.get()
+    assert call.queue_name == "12345678-aaaa-bbbb-cccc-123456789012"
+    assert call.agent_username == ""
+    post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    call.refresh_from_db()
+    assert Call.objects.count() == 1
+    assert (call.queue_name, call.agent_username) == ("BillingQueue", "jdoe")
+
+
+def test_transcribe_job_state_change_event_resumes_the_pipeline(
+    agent_client, calls_settings, django_capture_on_commit_callbacks
+):
+    call = Call.objects.create(contact_id=BILLING_ID, transcription_job="call-job-1")
+    place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
+    event: dict[str, Any] = {
+        "version": "0",
+        "id": "1a2b3c4d-aaaa-bbbb-cccc-1234567890ab",
+        "detail-type": "Transcribe Job State Change",
+        "source": "aws.transcribe",
+        "account": "123456789012",
+        "time": "2026-11-20T10:12:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"TranscriptionJobName": "call-job-1", "TranscriptionJobStatus": "COMPLETED"},
+    }
+    response = post(agent_client, event, django_capture_on_commit_callbacks)
+    assert response.status_code == 202
+    assert CallAnalytics.objects.get().call == call
+    unknown = {**event, "id": "other", "detail": {**event["detail"], "TranscriptionJobName": "x"}}
+    post(agent_client, unknown, django_capture_on_commit_callbacks)
+    assert CallEvent.objects.get(external_id="other").status == EventStatus.IGNORED

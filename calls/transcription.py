@@ -1,0 +1,229 @@
+"""Transcription backends behind one interface: local storage, Amazon Transcribe,
+Bedrock Data Automation. Every result, wherever it comes from, goes through
+``calls.parsers.parse_result`` (or ``parse_bda`` with the custom output).
+
+``fetch`` answers a parsed result, or ``None`` while the job is still running; ``start``
+starts a job and answers its handle (job name or invocation ARN).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from calls.models import Call
+from calls.parsers import ParsedResult, RecordError, parse_bda, parse_result, split_s3_uri
+from support.errors import PermanentError, RetryableError
+
+LOCAL_RESULTS_DIR = "calls/results"
+
+
+class TranscriptionBackend(Protocol):
+    name: str
+
+    def start(self, call: Call) -> str: ...
+
+    def fetch(self, call: Call) -> ParsedResult | None: ...
+
+
+def _boto(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        region_name=settings.AWS_REGION,
+        config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2}),
+    )
+
+
+def _client_error(exc: Exception, what: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in ("ThrottlingException", "LimitExceededException", "SlowDown") or status >= 500:
+            return RetryableError(f"{what}: {code}")
+        return PermanentError(f"{what}: {code} {exc}")
+    return RetryableError(f"{what}: {exc}")
+
+
+def read_json_s3(uri: str, client: Any = None) -> dict[str, Any]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, key = split_s3_uri(uri)
+    try:
+        body = (client or _boto("s3")).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, BotoCoreError) as exc:
+        raise _client_error(exc, f"Reading {uri}") from exc
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise PermanentError(f"{uri} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PermanentError(f"{uri} is not a JSON object.")
+    return data
+
+
+def result_from_s3_object(uri: str, client: Any = None) -> ParsedResult:
+    """A ``result.json`` (Transcribe or BDA) or a BDA ``job_metadata.json`` to follow."""
+    doc = read_json_s3(uri, client)
+    try:
+        if "output_metadata" in doc:
+            segment = doc["output_metadata"][0]["segment_metadata"][0]
+            standard = read_json_s3(segment["standard_output_path"], client)
+            custom_path = segment.get("custom_output_path")
+            custom = read_json_s3(custom_path, client) if custom_path else None
+            return parse_bda(standard, custom)
+        return parse_result(doc)
+    except (KeyError, IndexError, TypeError) as exc:
+        raise PermanentError(f"{uri}: unexpected Data Automation metadata ({exc}).") from exc
+    except RecordError as exc:
+        raise PermanentError(f"{uri}: {exc}") from exc
+
+
+def local_result_names(contact_id: str) -> list[str]:
+    base = f"{LOCAL_RESULTS_DIR}/{contact_id}"
+    return [f"{base}/transcribe.json", f"{base}/result.json"]
+
+
+def result_from_storage(contact_id: str) -> ParsedResult | None:
+    for name in local_result_names(contact_id):
+        if default_storage.exists(name):
+            with default_storage.open(name, "rb") as handle:
+                try:
+                    return parse_result(json.loads(handle.read()))
+                except (ValueError, RecordError) as exc:
+                    raise PermanentError(f"{name}: {exc}") from exc
+    return None
+
+
+class LocalBackend:
+    """A Transcribe- or Data-Automation-format result placed in storage (demo, offline)."""
+
+    name = "local"
+
+    def start(self, call: Call) -> str:
+        return ""
+
+    def fetch(self, call: Call) -> ParsedResult | None:
+        return result_from_storage(call.contact_id)
+
+
+class TranscribeBackend:
+    name = "transcribe"
+
+    def __init__(self, client: Any = None, s3: Any = None) -> None:
+        self.client = client or _boto("transcribe")
+        self.s3 = s3
+
+    def job_name(self, call: Call) -> str:
+        return f"call-{call.hash}"
+
+    def output_key(self, call: Call) -> str:
+        return f"transcripts/{call.contact_id}.json"
+
+    def start(self, call: Call) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        media = call.s3_input_uri or call.recording_location
+        name = self.job_name(call)
+        try:
+            self.client.start_transcription_job(
+                TranscriptionJobName=name,
+                LanguageCode=settings.CALLS_TRANSCRIBE_LANGUAGE,
+                Media={"MediaFileUri": media},
+                OutputBucketName=settings.CALLS_OUTPUT_BUCKET,
+                OutputKey=self.output_key(call),
+                Settings={"ShowSpeakerLabels": True, "MaxSpeakerLabels": 2},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConflictException":
+                return name  # already started: resumable
+            raise _client_error(exc, "Transcribe start") from exc
+        except BotoCoreError as exc:
+            raise _client_error(exc, "Transcribe start") from exc
+        return name
+
+    def fetch(self, call: Call) -> ParsedResult | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            job = self.client.get_transcription_job(TranscriptionJobName=self.job_name(call))
+        except (ClientError, BotoCoreError) as exc:
+            raise _client_error(exc, "Transcribe status") from exc
+        info = job["TranscriptionJob"]
+        status = info["TranscriptionJobStatus"]
+        if status == "FAILED":
+            raise PermanentError(f"Transcribe failed: {info.get('FailureReason', '')}")
+        if status != "COMPLETED":
+            return None
+        uri = f"s3://{settings.CALLS_OUTPUT_BUCKET}/{self.output_key(call)}"
+        return result_from_s3_object(uri, self.s3)
+
+
+class DataAutomationBackend:
+    """``invoke_data_automation_async`` → ``result.json`` in S3 (seed 003)."""
+
+    name = "data_automation"
+
+    def __init__(self, client: Any = None, s3: Any = None) -> None:
+        self.client = client or _boto("bedrock-data-automation-runtime")
+        self.s3 = s3
+
+    def start(self, call: Call) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.invoke_data_automation_async(
+                inputConfiguration={"s3Uri": call.s3_input_uri or call.recording_location},
+                outputConfiguration={
+                    "s3Uri": f"s3://{settings.CALLS_OUTPUT_BUCKET}/{call.contact_id}/"
+                },
+                dataAutomationConfiguration={
+                    "dataAutomationProjectArn": settings.CALLS_BDA_PROJECT_ARN,
+                    "stage": "LIVE",
+                },
+                dataAutomationProfileArn=settings.CALLS_BDA_PROFILE_ARN,
+                clientToken=f"call-{call.hash}",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _client_error(exc, "Data Automation invoke") from exc
+        return str(response["invocationArn"])
+
+    def fetch(self, call: Call) -> ParsedResult | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            status = self.client.get_data_automation_status(invocationArn=call.transcription_job)
+        except (ClientError, BotoCoreError) as exc:
+            raise _client_error(exc, "Data Automation status") from exc
+        state = status["status"]
+        if state in ("ServiceError", "ClientError"):
+            raise PermanentError(
+                f"Data Automation {state}: {status.get('errorType', '')} "
+                f"{status.get('errorMessage', '')}".strip()
+            )
+        if state != "Success":
+            return None
+        return result_from_s3_object(status["outputConfiguration"]["s3Uri"], self.s3)
+
+
+BACKENDS: dict[str, Callable[[], TranscriptionBackend]] = {
+    "local": LocalBackend,
+    "transcribe": TranscribeBackend,
+    "data_automation": DataAutomationBackend,
+}
+
+
+def get_backend(name: str | None = None) -> TranscriptionBackend:
+    key = name or settings.CALLS_TRANSCRIPTION_BACKEND
+    try:
+        return BACKENDS[key]()
+    except KeyError:
+        raise PermanentError(f"Unknown transcription backend {key!r}.") from None

@@ -1,0 +1,48 @@
+"""Workbench pages: the calls list, a call page, the live agent-state board."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from calls import selectors
+from support.auth.roles import is_agent, is_supervisor
+from support.errors import NotFound
+
+
+def _agent_only(request: HttpRequest) -> None:
+    if not is_agent(request.user):
+        raise PermissionDenied
+
+
+@login_required
+def call_list(request: HttpRequest) -> HttpResponse:
+    _agent_only(request)
+    calls = selectors.call_list(filters=request.GET.dict())[:100]
+    return render(request, "calls/list.html", {"calls": calls})
+
+
+@login_required
+def call_detail(request: HttpRequest, hash: str) -> HttpResponse:
+    _agent_only(request)
+    try:
+        call = selectors.call_get(hash=hash)
+    except NotFound as exc:
+        raise Http404(str(exc)) from exc
+    context = {
+        "call": call,
+        "analytics": getattr(call, "analytics", None),
+        "transcript": getattr(call, "transcript", None),
+        "journey": getattr(call, "ivr_journey", None),
+        "escalations": call.escalations.select_related("ticket"),
+    }
+    return render(request, "calls/detail.html", context)
+
+
+@login_required
+def agent_board(request: HttpRequest) -> HttpResponse:
+    if not is_supervisor(request.user):
+        raise PermissionDenied
+    return render(request, "calls/board.html", selectors.agent_board())
