@@ -7,3 +7,9 @@ class CallsConfig(AppConfig):
     name = "calls"
     verbose_name = "Calls"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from calls.privacy import calls_erase
+        from tickets.context.privacy import register_erasure_hook
+
+        register_erasure_hook("calls", calls_erase)

@@ -7,9 +7,8 @@ from django.urls import path
 from channels_app.consumers import WebchatConsumer
 from tickets.consumers import WorkbenchConsumer
 
-# Both paths filter events to the tickets the signed-in agent may see (supervisors see
-# all); `/ws/events/` keeps its URL for existing clients. `support.consumers`'s unfiltered
-# EventStreamConsumer stays available for wiring elsewhere but is not routed.
+# Both event paths filter events to the tickets the signed-in agent may see (supervisors
+# see all) and replay missed ones with `?since=<event id>`.
 websocket_urlpatterns = [
     path("ws/webchat/<str:token>/", WebchatConsumer.as_asgi()),
     path("ws/events/", WorkbenchConsumer.as_asgi()),

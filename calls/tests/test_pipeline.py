@@ -184,3 +184,34 @@ def test_transcribe_job_state_change_event_resumes_the_pipeline(
     unknown = {**event, "id": "other", "detail": {**event["detail"], "TranscriptionJobName": "x"}}
     post(agent_client, unknown, django_capture_on_commit_callbacks)
     assert CallEvent.objects.get(external_id="other").status == EventStatus.IGNORED
+
+
+@responses.activate
+def test_erasing_the_caller_removes_them_from_calls(
+    agent_client, supervisor, salesforce, django_capture_on_commit_callbacks
+):
+    from tickets.context.privacy import customer_erase
+
+    customer = Customer.objects.create(name="Pat Payer", phone="+14155550100")
+    place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    responses.post(f"{SF_SOBJECTS}/Case/", json={"id": "5003000000D8cuIAAR"}, status=201)
+    post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    call = Call.objects.get()
+    customer_words = [s["text"] for s in call.transcript.segments if s["speaker"] == "Customer"]
+    assert customer_words
+    assert "4155550100" in json.dumps(call.raw)
+
+    customer_erase(customer=customer, actor=supervisor, via="test")
+
+    call.refresh_from_db()
+    transcript = Transcript.objects.get(call=call)
+    assert [s["text"] for s in transcript.segments if s["speaker"] == "Customer"] == [
+        "[erased]"
+    ] * len(customer_words)
+    for words in customer_words:
+        assert words not in transcript.text
+        assert words not in CallAnalytics.objects.get(call=call).transcript
+    assert call.customer_phone == ""
+    assert "4155550100" not in json.dumps(call.raw)
+    assert "4155550100" not in json.dumps(list(CallEvent.objects.values("payload")))
