@@ -63,6 +63,7 @@ def main() -> None:
     manage("collectstatic", "--no-input", "-v", "0", env=env)
     step("loading demo data (idempotent)")
     manage("load_demo", env=env)
+    manage("load_demo_calls", env=env)
 
     commands = {
         "web": [
