@@ -157,6 +157,10 @@ DEMO_CANNED = [
 
 def load_demo(*, password: str | None = None, progress: Callable[[str], None] = print) -> bool:
     """Create the demo world; returns False when it was already there (idempotent)."""
+    for shortcut, title, body in DEMO_CANNED:
+        CannedResponse.objects.get_or_create(
+            shortcut=shortcut, defaults={"title": title, "body": body}
+        )
     if Ticket.objects.filter(tags__name=DEMO_TAG).count() >= DEMO_TICKETS:
         progress("demo data already loaded")
         return False
@@ -226,10 +230,6 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
             )
             customers.append(customer)
         progress(f"{len(customers)} customers ready")
-        for shortcut, title, body in DEMO_CANNED:
-            CannedResponse.objects.get_or_create(
-                shortcut=shortcut, defaults={"title": title, "body": body}
-            )
 
     with DATA_FILE.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -289,6 +289,9 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
                     )
             opened_at = now - timedelta(minutes=rng.randint(5, 14 * 24 * 60))
             Ticket.objects.filter(pk=ticket.pk).update(created_at=opened_at)
+            Ticket.objects.filter(pk=ticket.pk, waiting_since__isnull=False).update(
+                waiting_since=opened_at
+            )
         if (index + 1) % 50 == 0:
             progress(f"{index + 1}/{DEMO_TICKETS} tickets")
     progress(f"demo data loaded: {Ticket.objects.filter(tags__name=DEMO_TAG).count()} tickets")
