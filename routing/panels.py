@@ -29,6 +29,6 @@ def register() -> None:
             template="routing/panel.html",
             context=panel_context,
             order=20,
-            slot="sidebar",
+            slot="routing",
         )
     )

@@ -70,7 +70,7 @@ def connect() -> None:
     register_panel(
         Panel(
             name="customer_context",
-            title="Customer",
+            title="Customer context",
             template="tickets/context/panel.html",
             context=panel_context,
             order=20,

@@ -163,7 +163,12 @@ def test_ticket_page_queries_do_not_grow_with_timeline(
     assert _count(agent_web, f"/tickets/{ticket.number}/") == small
 
 
-def test_ticket_page_renders_timeline_kinds_and_panel_placeholders(agent_web, agent, customer):
+def test_ticket_page_renders_timeline_kinds_and_panel_placeholders(
+    agent_web, agent, customer, monkeypatch
+):
+    from tickets import panels
+
+    monkeypatch.setattr(panels, "_panels", {})  # no app has registered a panel
     [ticket] = _tickets(customer, 1)
     services.message_add(ticket=ticket, body="We are on it", author_user=agent)
     services.message_add(ticket=ticket, body="secret note", kind="internal_note", author_user=agent)
