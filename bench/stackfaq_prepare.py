@@ -17,7 +17,7 @@ import json
 import os
 import re
 import sys
-import xml.etree.ElementTree as ET  # noqa: S405 - a local, trusted research file
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent

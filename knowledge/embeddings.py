@@ -61,7 +61,7 @@ class MiniLMEmbedder:
             raise PermanentError(f"{TOKENIZER_PATH} does not match its recorded sha256")
         self._tokenizer = Tokenizer.from_str(raw.decode("utf-8"))
         self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # pad to the longest
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106  # pad to the longest
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -151,12 +151,12 @@ class IngestionJob(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"job {self.pk} {self.kind} {self.status}"
+
     @property
     def progress(self) -> float:
         return round(self.processed / self.total, 4) if self.total else 0.0
-
-    def __str__(self) -> str:
-        return f"job {self.pk} {self.kind} {self.status}"
 
 
 class SuggestionFeedback(models.Model):
@@ -180,6 +180,9 @@ class SuggestionFeedback(models.Model):
                 fields=["ticket", "chunk_ref", "user"], name="kb_feedback_one_per_agent"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{'helpful' if self.helpful else 'not helpful'}: {self.chunk_ref}"
 
 
 class ObjectEvent(models.Model):

@@ -117,7 +117,7 @@ def _snippets(cursor: Any, query: str, chunk_ids: list[int]) -> dict[int, str]:
         return {}
     options = f"StartSel={_MARK_START}, StopSel={_MARK_END}, MaxWords=35, MinWords=15"
     cursor.execute(
-        "WITH q AS (SELECT CASE WHEN " + _TSQUERY + " = '' THEN NULL "
+        "WITH q AS (SELECT CASE WHEN " + _TSQUERY + " = '' THEN NULL "  # noqa: S608
         "ELSE to_tsquery('english', " + _TSQUERY + ") END AS tsq) "
         "SELECT c.id, CASE WHEN q.tsq IS NULL THEN left(c.text, 240) "
         "ELSE ts_headline('english', c.text, q.tsq, %s) END FROM knowledge_chunk c, q "
@@ -201,13 +201,13 @@ def _results(
     doc_ids = [doc_id for doc_id, _ in ranked]
     missing = [d for d in doc_ids if d not in best_body]
     if missing:  # found through the title only: show the document's first passage
-        for chunk in (
+        for first in (
             Chunk.objects.filter(document_id__in=missing, kind=Chunk.Kind.BODY)
             .order_by("document_id", "position")
             .distinct("document_id")
             .only("id", "document_id")
         ):
-            best_body[chunk.document_id] = (0.0, chunk.pk)
+            best_body[first.document_id] = (0.0, first.pk)
     chunk_ids = [best_body[d][1] for d in doc_ids if d in best_body]
     chunks = {
         c.pk: c
@@ -224,7 +224,9 @@ def _results(
     snippets = _snippets(cursor, query, [*chunk_ids, *(c.pk for c in title_only.values())])
     results = []
     for doc_id, score in ranked:
-        chunk = chunks.get(best_body[doc_id][1]) if doc_id in best_body else title_only.get(doc_id)
+        chunk: Chunk | None = (
+            chunks.get(best_body[doc_id][1]) if doc_id in best_body else title_only.get(doc_id)
+        )
         if chunk is None:
             continue
         document = chunk.document

@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -566,5 +567,5 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
             if stored is not None:
                 recorded.append(stored)
         for stored in recorded:
-            transaction.on_commit(lambda pk=stored.pk: kb_object_event_task.delay(pk))
+            transaction.on_commit(partial(kb_object_event_task.delay, stored.pk))
     return recorded

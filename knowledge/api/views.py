@@ -50,7 +50,9 @@ def job_data(job: IngestionJob) -> dict[str, Any]:
 
 
 class KbSyncInput(serializers.Serializer):
-    source = serializers.CharField(required=False, allow_blank=True, default="")
+    source = serializers.CharField(  # type: ignore[assignment]
+        required=False, allow_blank=True, default=""
+    )
     full = serializers.BooleanField(required=False, default=False)
 
 

@@ -29,7 +29,7 @@ def _client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    return boto3.client(  # type: ignore[call-overload]
         service,
         region_name=settings.KB_AWS_REGION or None,
         config=Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2}),
@@ -46,7 +46,9 @@ def _call(fn: Any, **kwargs: Any) -> Any:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in _RETRYABLE or status >= 500:
             raise RetryableError(f"Bedrock {code}") from exc
-        raise PermanentError(f"Bedrock {code}: {exc.response.get('Error', {}).get('Message')}") from exc
+        raise PermanentError(
+            f"Bedrock {code}: {exc.response.get('Error', {}).get('Message')}"
+        ) from exc
     except BotoCoreError as exc:
         raise RetryableError(f"Bedrock: {exc}") from exc
 

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 
-def progress_bar(label: str, stream: TextIO | Any = None) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+def progress_bar(
+    label: str, stream: TextIO | Any = None
+) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     from tqdm import tqdm
 
     bar: Any = None

@@ -42,8 +42,8 @@ class Command(BaseCommand):
         report = evaluate(queries, source=source, k=options["k"], mode=options["mode"])
         self.stdout.write(
             f"n={report['n']} recall@1={report['recall_at_1']:.3f} "
-            f"recall@{options['k']}={report['recall_at_k']:.3f} "
-            f"recall@5={report['recall_at_5']:.3f} mrr@10={report['mrr_at_10']:.3f} "
+            + (f"recall@{options['k']}={report['recall_at_k']:.3f} " if options["k"] != 5 else "")
+            + f"recall@5={report['recall_at_5']:.3f} mrr@10={report['mrr_at_10']:.3f} "
             f"p50={report['p50_ms']:.1f}ms p95={report['p95_ms']:.1f}ms"
         )
         if options["json_out"]:

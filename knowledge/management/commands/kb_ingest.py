@@ -40,9 +40,7 @@ class Command(BaseCommand):
         if not path.exists():
             raise CommandError(f"{path} does not exist")
         name = options["source"] or path.stem.replace("_", "-").lower()[:100]
-        source = source_get_or_create(
-            name=name, kind=KnowledgeSource.Kind.FOLDER, path=str(path)
-        )
+        source = source_get_or_create(name=name, kind=KnowledgeSource.Kind.FOLDER, path=str(path))
         job = job_create(source=source, kind=IngestionJob.Kind.INGEST, full=options["full"])
         job_start(job)
         update, close = progress_bar(f"kb_ingest {name}", self.stderr._out)
