@@ -133,6 +133,79 @@ def _mark(text: str) -> str:
     return escaped.replace(_MARK_START, "<mark>").replace(_MARK_END, "</mark>")
 
 
+@dataclass
+class Ranking:
+    ranked: list[tuple[int, float]]  # (document id, fused score), best first
+    best_body: dict[int, tuple[float, int]]  # document id -> (score, chunk id) to show
+    doc_vec: dict[int, float]
+    doc_text: dict[int, float]
+
+
+def rank_documents(
+    query: str,
+    *,
+    k: int = 5,
+    sources: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    mode: str = "hybrid",
+    query_vector: np.ndarray | None = None,
+    candidates: int = CANDIDATES,
+    text_weight: float | None = None,
+    cursor: Any = None,
+) -> Ranking:
+    """Rank documents (best chunk per document) by vectors, full text or both fused."""
+    if mode not in MODES:
+        raise ValueError(f"mode: one of {MODES}")
+    if text_weight is None:
+        text_weight = float(getattr(settings, "KB_TEXT_WEIGHT", TEXT_WEIGHT))
+    if cursor is None:
+        with connection.cursor() as own:
+            return rank_documents(
+                query,
+                k=k,
+                sources=sources,
+                tags=tags,
+                mode=mode,
+                query_vector=query_vector,
+                candidates=candidates,
+                text_weight=text_weight,
+                cursor=own,
+            )
+    where, params = _filters(sources, tags)
+    limit = max(candidates, k * 4)
+    doc_vec: dict[int, float] = {}
+    doc_text: dict[int, float] = {}
+    best_body: dict[int, tuple[float, int]] = {}
+    if mode in ("hybrid", "vector"):
+        if query_vector is None:
+            query_vector = get_embedder().encode([query])[0]
+        for chunk_id, doc_id, kind, sim in _vector_candidates(
+            cursor, query_vector, limit, where, params
+        ):
+            doc_vec[doc_id] = max(doc_vec.get(doc_id, -1.0), sim)
+            if kind == "body" and sim > best_body.get(doc_id, (-2.0, 0))[0]:
+                best_body[doc_id] = (sim, chunk_id)
+    if mode in ("hybrid", "text"):
+        text_rows = _text_candidates(cursor, query, limit, where, params)
+        top = max((r[3] for r in text_rows), default=0.0) or 1.0
+        for chunk_id, doc_id, kind, rank in text_rows:
+            doc_text[doc_id] = max(doc_text.get(doc_id, 0.0), rank / top)
+            if mode == "text" and kind == "body" and rank > best_body.get(doc_id, (-1.0, 0))[0]:
+                best_body[doc_id] = (rank, chunk_id)
+    scores: dict[int, float] = {}
+    if mode == "vector":
+        scores = dict(doc_vec)
+    elif mode == "text":
+        scores = dict(doc_text)
+    else:
+        floor = min(doc_vec.values(), default=0.0)  # text-only hits sit below every vector hit
+        for doc_id in set(doc_vec) | set(doc_text):
+            base = doc_vec.get(doc_id, floor)
+            scores[doc_id] = base + text_weight * doc_text.get(doc_id, 0.0)
+    ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
+    return Ranking(ranked, best_body, doc_vec, doc_text)
+
+
 def search(
     query: str,
     *,
@@ -148,42 +221,21 @@ def search(
     query = query.strip()
     if not query or k <= 0:
         return []
-    if text_weight is None:
-        text_weight = float(getattr(settings, "KB_TEXT_WEIGHT", TEXT_WEIGHT))
-    where, params = _filters(sources, tags)
-    limit = max(candidates, k * 4)
-    doc_vec: dict[int, float] = {}
-    doc_text: dict[int, float] = {}
-    best_body: dict[int, tuple[float, int]] = {}  # doc -> (score, chunk id) for display
     with connection.cursor() as cursor:
-        if mode in ("hybrid", "vector"):
-            if query_vector is None:
-                query_vector = get_embedder().encode([query])[0]
-            for chunk_id, doc_id, kind, sim in _vector_candidates(
-                cursor, query_vector, limit, where, params
-            ):
-                doc_vec[doc_id] = max(doc_vec.get(doc_id, -1.0), sim)
-                if kind == "body" and sim > best_body.get(doc_id, (-2.0, 0))[0]:
-                    best_body[doc_id] = (sim, chunk_id)
-        if mode in ("hybrid", "text"):
-            text_rows = _text_candidates(cursor, query, limit, where, params)
-            top = max((r[3] for r in text_rows), default=0.0) or 1.0
-            for chunk_id, doc_id, kind, rank in text_rows:
-                doc_text[doc_id] = max(doc_text.get(doc_id, 0.0), rank / top)
-                if mode == "text" and kind == "body" and rank > best_body.get(doc_id, (-1.0, 0))[0]:
-                    best_body[doc_id] = (rank, chunk_id)
-        scores: dict[int, float] = {}
-        if mode == "vector":
-            scores = dict(doc_vec)
-        elif mode == "text":
-            scores = dict(doc_text)
-        else:
-            floor = min(doc_vec.values(), default=0.0)  # text-only hits sit below every vector hit
-            for doc_id in set(doc_vec) | set(doc_text):
-                base = doc_vec.get(doc_id, floor)
-                scores[doc_id] = base + text_weight * doc_text.get(doc_id, 0.0)
-        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
-        return _results(cursor, query, ranked, best_body, doc_vec, doc_text)
+        ranking = rank_documents(
+            query,
+            k=k,
+            sources=sources,
+            tags=tags,
+            mode=mode,
+            query_vector=query_vector,
+            candidates=candidates,
+            text_weight=text_weight,
+            cursor=cursor,
+        )
+        return _results(
+            cursor, query, ranking.ranked, ranking.best_body, ranking.doc_vec, ranking.doc_text
+        )
 
 
 def _results(

@@ -68,8 +68,8 @@ def feedback_summary() -> QuerySet[Any]:
         SuggestionFeedback.objects.filter(document__isnull=False)
         .values("document_id", "document__title")
         .annotate(
-            helpful=Count("id", filter=Q(helpful=True)),
-            not_helpful=Count("id", filter=Q(helpful=False)),
+            helpful_count=Count("id", filter=Q(helpful=True)),
+            not_helpful_count=Count("id", filter=Q(helpful=False)),
         )
-        .order_by("-not_helpful", "-helpful")
+        .order_by("-not_helpful_count", "-helpful_count")
     )
