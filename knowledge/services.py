@@ -569,3 +569,24 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
         for stored in recorded:
             transaction.on_commit(partial(kb_object_event_task.delay, stored.pk))
     return recorded
+
+
+def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> IngestCounts:
+    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)."""
+    from knowledge.parsing import content_type_for, parse_file, parse_jsonl
+
+    name = Path(filename).name
+    kind = content_type_for(name)
+    if kind is None:
+        raise InvalidInput(f"file: {name} is not Markdown, HTML, text, PDF or JSONL")
+    items: list[Item]
+    if kind == "jsonl":
+        items = list(parse_jsonl(data, name=name))
+        for doc in items:
+            doc.external_id = f"{name}#{doc.external_id}"
+    else:
+        try:
+            items = [parse_file(name, data)]
+        except InvalidInput as exc:
+            items = [ItemError(name, str(exc))]
+    return documents_ingest(source=source, items=items)

@@ -7,6 +7,7 @@ from knowledge.api import views
 urlpatterns: list[URLPattern | URLResolver] = [
     path("kb/sync", views.KbSyncApi.as_view(), name="api-kb-sync"),
     path("kb/jobs/<str:job_id>", views.KbJobApi.as_view(), name="api-kb-job"),
+    path("kb/documents", views.KbDocumentUploadApi.as_view(), name="api-kb-documents"),
     path("kb/search", views.KbSearchApi.as_view(), name="api-kb-search"),
     path("kb/events", views.KbEventsApi.as_view(), name="api-kb-events"),
     path("kb/feedback", views.KbFeedbackApi.as_view(), name="api-kb-feedback"),

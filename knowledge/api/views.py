@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -210,3 +211,31 @@ class KbFeedbackApi(APIView):
             for f in selectors.feedback_list()[:200]
         ]
         return Response({"entries": entries, "documents": list(selectors.feedback_summary())})
+
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+class KbDocumentUploadApi(APIView):
+    """``POST /api/kb/documents`` (multipart ``file``, optional ``source``, default
+    ``uploads``): parse and ingest one file now; the id is the file name (re-uploading the
+    same name replaces the document, an identical upload is a no-op)."""
+
+    permission_classes = [IsSupervisor]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request: Request) -> Response:
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise InvalidInput("file: a file is required")
+        if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
+            raise InvalidInput(f"file: larger than {MAX_UPLOAD_BYTES} bytes")
+        name = str(request.data.get("source") or "uploads")
+        source = services.source_get_or_create(name=name, kind=KnowledgeSource.Kind.UPLOAD)
+        counts = services.upload_ingest(
+            source=source, filename=upload.name or "upload", data=upload.read()
+        )
+        return Response(
+            {"source": source.name, **counts.as_dict(), "errors": counts.errors},
+            status=status.HTTP_201_CREATED if not counts.failed else status.HTTP_400_BAD_REQUEST,
+        )

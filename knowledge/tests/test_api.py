@@ -176,3 +176,31 @@ def test_panel_is_registered_and_renders_insert_buttons(kb, ticket, agent):
         f'data-feedback-url="/api/tickets/{ticket.pk}/suggestions/{top["chunk"]["id"]}/feedback"'
         in html
     )
+
+
+def test_upload_ingests_one_file_idempotently(supervisor_client, agent_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    def upload(name: str, data: bytes):
+        return supervisor_client.post(
+            "/api/kb/documents", {"file": SimpleUploadedFile(name, data)}, format="multipart"
+        )
+
+    first = upload("returns.md", b"# Returns\nWithin 30 days.")
+    assert (first.status_code, first.json()["created"], first.json()["source"]) == (
+        201,
+        1,
+        "uploads",
+    )
+    assert upload("returns.md", b"# Returns\nWithin 30 days.").json()["unchanged"] == 1
+    assert upload("returns.md", b"# Returns\nWithin 60 days.").json()["updated"] == 1
+    bad = upload("scan.pdf", b"%PDF-1.4 junk")
+    assert (bad.status_code, bad.json()["failed"]) == (400, 1)
+    assert upload("photo.png", b"\x89PNG").status_code == 400
+    assert agent_client.post("/api/kb/documents", {}, format="multipart").status_code == 403
+    source = KnowledgeSource.objects.get(name="uploads")
+    assert source.kind == "upload"
+    assert sorted(source.documents.values_list("external_id", "status", "version")) == [
+        ("returns.md", "active", 2),
+        ("scan.pdf", "failed", 0),
+    ]
