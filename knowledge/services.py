@@ -581,9 +581,10 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
         raise InvalidInput(f"file: {name} is not Markdown, HTML, text, PDF or JSONL")
     items: list[Item]
     if kind == "jsonl":
-        items = list(parse_jsonl(data, name=name))
-        for doc in items:
+        docs = list(parse_jsonl(data, name=name))
+        for doc in docs:
             doc.external_id = f"{name}#{doc.external_id}"
+        items = list(docs)
     else:
         try:
             items = [parse_file(name, data)]

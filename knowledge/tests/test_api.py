@@ -133,6 +133,7 @@ def test_feedback_is_stored_once_per_agent_and_shown_to_supervisors(
         "helpful": False,
     }
     feedback = SuggestionFeedback.objects.get()
+    assert feedback.document is not None
     assert (feedback.user, feedback.helpful, feedback.comment, feedback.document.external_id) == (
         agent,
         False,

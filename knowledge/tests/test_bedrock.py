@@ -24,7 +24,7 @@ def bedrock_settings(aws_env: None, settings: Any) -> None:
 
 
 def stubbed(service: str):
-    client = boto3.client(service, region_name="us-east-1")
+    client = boto3.client(service, region_name="us-east-1")  # type: ignore[call-overload]
     return client, Stubber(client)
 
 
