@@ -176,6 +176,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="KB benchmark")
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--no-ingest", action="store_true", help="skip the ingestion run (reuse its vectors)"
+    )
     parser.add_argument("--drop", action="store_true", help="delete the bench sources after")
     args = parser.parse_args()
     xml = find_xml()
@@ -184,7 +187,8 @@ def main() -> int:
         return 1
     docs, queries = convert(xml)
     print(f"cpu count {os.cpu_count()}, load average {os.getloadavg()}")
-    bench_ingest(docs)
+    if not args.no_ingest or not Chunk.objects.filter(source__name="bench-stackfaq").exists():
+        bench_ingest(docs)
     rng = np.random.default_rng(7)
     random.seed(7)
     fill(args.chunks, rng)

@@ -112,6 +112,38 @@ def _text_candidates(
     return [(r[0], r[1], r[2], float(r[3])) for r in cursor.fetchall()]
 
 
+def _text_scores_for_documents(
+    cursor: Any, query: str, doc_ids: list[int]
+) -> list[tuple[int, int, str, float]]:
+    """Full-text ranks (any-term query) of every chunk of the given documents."""
+    if not doc_ids:
+        return []
+    cursor.execute(
+        "WITH q AS (SELECT CASE WHEN " + _TSQUERY + " = '' THEN NULL "
+        "ELSE to_tsquery('english', " + _TSQUERY + ") END AS tsq) "
+        "SELECT c.id, c.document_id, c.kind, ts_rank_cd(c.search_vector, q.tsq, 1) "
+        "FROM knowledge_chunk c, q WHERE q.tsq IS NOT NULL AND c.document_id = ANY(%s) "
+        "AND c.search_vector @@ q.tsq",
+        [query, query, doc_ids],
+    )
+    return [(r[0], r[1], r[2], float(r[3])) for r in cursor.fetchall()]
+
+
+def _strict_text_candidates(
+    cursor: Any, query: str, limit: int, where: str, params: list[Any]
+) -> list[tuple[int, int, str, float]]:
+    """Chunks containing every query term (cheap: an AND query matches few rows)."""
+    cursor.execute(
+        "WITH q AS (SELECT plainto_tsquery('english', %s) AS tsq) "
+        "SELECT c.id, c.document_id, c.kind, ts_rank_cd(c.search_vector, q.tsq, 1) AS rank "
+        "FROM knowledge_chunk c, q WHERE q.tsq::text <> '' AND c.search_vector @@ q.tsq"
+        + where
+        + " ORDER BY rank DESC LIMIT %s",
+        [query, *params, limit],
+    )
+    return [(r[0], r[1], r[2], float(r[3])) for r in cursor.fetchall()]
+
+
 def _snippets(cursor: Any, query: str, chunk_ids: list[int]) -> dict[int, str]:
     if not chunk_ids:
         return {}
@@ -176,6 +208,7 @@ def rank_documents(
     doc_vec: dict[int, float] = {}
     doc_text: dict[int, float] = {}
     best_body: dict[int, tuple[float, int]] = {}
+    text_rows: list[tuple[int, int, str, float]] = []
     if mode in ("hybrid", "vector"):
         if query_vector is None:
             query_vector = get_embedder().encode([query])[0]
@@ -185,8 +218,17 @@ def rank_documents(
             doc_vec[doc_id] = max(doc_vec.get(doc_id, -1.0), sim)
             if kind == "body" and sim > best_body.get(doc_id, (-2.0, 0))[0]:
                 best_body[doc_id] = (sim, chunk_id)
-    if mode in ("hybrid", "text"):
+    if mode == "hybrid":
+        # Full text re-scores the vector candidates' documents (plus the few chunks that
+        # contain every query term) instead of ranking every any-term match: on 100k
+        # chunks an any-term query matches tens of thousands of rows.
+        strict = _strict_text_candidates(cursor, query, 20, where, params)
+        text_rows = _text_scores_for_documents(
+            cursor, query, sorted(set(doc_vec) | {r[1] for r in strict})
+        )
+    elif mode == "text":
         text_rows = _text_candidates(cursor, query, limit, where, params)
+    if mode in ("hybrid", "text"):
         top = max((r[3] for r in text_rows), default=0.0) or 1.0
         for chunk_id, doc_id, kind, rank in text_rows:
             doc_text[doc_id] = max(doc_text.get(doc_id, 0.0), rank / top)
