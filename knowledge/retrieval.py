@@ -303,18 +303,25 @@ def _results(
         ):
             best_body[first.document_id] = (0.0, first.pk)
     chunk_ids = [best_body[d][1] for d in doc_ids if d in best_body]
+    heavy = ("embedding", "search_vector")  # never needed here; vectors are slow to decode
     chunks = {
         c.pk: c
-        for c in Chunk.objects.filter(pk__in=chunk_ids).select_related(
-            "document", "document__source"
-        )
-    }
-    title_only = {
-        c.document_id: c
-        for c in Chunk.objects.filter(document_id__in=[d for d in doc_ids if d not in best_body])
+        for c in Chunk.objects.filter(pk__in=chunk_ids)
         .select_related("document", "document__source")
-        .order_by("position")
+        .defer(*heavy)
     }
+    no_body = [d for d in doc_ids if d not in best_body]
+    title_only = (
+        {
+            c.document_id: c
+            for c in Chunk.objects.filter(document_id__in=no_body)
+            .select_related("document", "document__source")
+            .defer(*heavy)
+            .order_by("-position")
+        }
+        if no_body
+        else {}
+    )
     snippets = _snippets(cursor, query, [*chunk_ids, *(c.pk for c in title_only.values())])
     results = []
     for doc_id, score in ranked:
