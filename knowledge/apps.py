@@ -7,3 +7,18 @@ class KnowledgeConfig(AppConfig):
     name = "knowledge"
     verbose_name = "Knowledge base"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from knowledge.panels import suggestions_panel_context
+        from tickets.panels import Panel, register_panel
+
+        register_panel(
+            Panel(
+                name="kb-suggestions",
+                title="Suggested articles",
+                template="knowledge/suggestions_panel.html",
+                context=suggestions_panel_context,
+                order=30,
+                slot="sidebar",
+            )
+        )

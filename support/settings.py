@@ -346,7 +346,17 @@ CELERY_BEAT_SCHEDULE["routing-sync-sweep"] = {
 }
 
 # knowledge (knowledge base)
-KB_BACKEND = env.get_str("KB_BACKEND", "local")
+KB_BACKEND = env.get_str("KB_BACKEND", "local")  # local (PostgreSQL) | bedrock
+KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm")  # minilm (offline, CPU) | titan (Bedrock)
+KB_TITAN_MODEL_ID = env.get_str("KB_TITAN_MODEL_ID", "amazon.titan-embed-text-v2:0")
+KB_AWS_REGION = env.get_str("KB_AWS_REGION", "")
+KB_BEDROCK_KNOWLEDGE_BASE_ID = env.get_str("KB_BEDROCK_KNOWLEDGE_BASE_ID", "")
+KB_BEDROCK_DATA_SOURCE_ID = env.get_str("KB_BEDROCK_DATA_SOURCE_ID", "")
+KB_EVENTS_TOKEN = env.get_str("KB_EVENTS_TOKEN", "")  # shared secret for POST /api/kb/events
+KB_SQS_QUEUE_URL = env.get_str("KB_SQS_QUEUE_URL", "")
+KB_SUGGESTION_MIN_SCORE = env.get_float("KB_SUGGESTION_MIN_SCORE", 0.35)
+KB_HNSW_EF_SEARCH = env.get_int("KB_HNSW_EF_SEARCH", 80)
+KB_TEXT_WEIGHT = env.get_float("KB_TEXT_WEIGHT", 0.02)  # full-text boost in hybrid fusion
 
 # calls (call analytics)
 CALLS_TRANSCRIPTION_BACKEND = env.get_str("CALLS_TRANSCRIPTION_BACKEND", "local")

@@ -1,0 +1,241 @@
+"""Knowledge-base API: thin views over services and selectors."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from knowledge import selectors, services
+from knowledge.models import IngestionJob, KnowledgeSource
+from knowledge.s3events import parse_events
+from support.auth.permissions import IsAgent, IsSupervisor
+from support.errors import Forbidden, InvalidInput, NotFound
+from support.throttling import PerIPRateThrottle
+
+
+def job_data(job: IngestionJob) -> dict[str, Any]:
+    return {
+        "id": job.pk,
+        "kind": job.kind,
+        "status": job.status,
+        "backend": job.backend,
+        "source": job.source.name if job.source else None,
+        "full": job.full,
+        "external_job_id": job.external_job_id or None,
+        "progress": job.progress,
+        "total": job.total,
+        "processed": job.processed,
+        "counts": {
+            "created": job.created_count,
+            "updated": job.updated_count,
+            "unchanged": job.unchanged_count,
+            "deleted": job.deleted_count,
+            "failed": job.failed_count,
+            "chunks": job.chunk_count,
+        },
+        "errors": job.errors,
+        "timings": job.timings,
+        "created_at": job.created_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+class KbSyncInput(serializers.Serializer):
+    source = serializers.CharField(  # type: ignore[assignment]
+        required=False, allow_blank=True, default=""
+    )
+    full = serializers.BooleanField(required=False, default=False)
+
+
+class KbSyncApi(APIView):
+    """Start a resync (seed 000's ``/kb/sync``): 202 with the job id; runs in Celery."""
+
+    permission_classes = [IsSupervisor]
+
+    def post(self, request: Request) -> Response:
+        data = KbSyncInput(data=request.data)
+        if not data.is_valid():
+            raise InvalidInput("Invalid sync request.", details=data.errors)
+        source = None
+        if data.validated_data["source"]:
+            source = KnowledgeSource.objects.filter(name=data.validated_data["source"]).first()
+            if source is None:
+                raise NotFound(f"source: no source named {data.validated_data['source']!r}")
+        job = services.job_create(
+            source=source,
+            full=data.validated_data["full"],
+            backend=settings.KB_BACKEND,
+            user=request.user,
+        )
+        from knowledge.tasks import kb_sync_task
+
+        transaction.on_commit(lambda: kb_sync_task.delay(job.pk))
+        return Response({"job_id": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
+
+
+class KbJobApi(APIView):
+    permission_classes = [IsAgent]
+
+    def get(self, request: Request, job_id: str) -> Response:
+        return Response(job_data(selectors.job_get(job_id)))
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name}: an integer is required") from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{name}: must be between {low} and {high}")
+    return value
+
+
+class KbSearchApi(APIView):
+    """``GET /api/kb/search?q=&k=&source=&tag=`` (source and tag may repeat)."""
+
+    permission_classes = [IsAgent]
+
+    def get(self, request: Request) -> Response:
+        query = request.query_params.get("q", "").strip()
+        if not query:
+            raise InvalidInput("q: a search query is required")
+        k = _int_param(request, "k", 5, 1, 50)
+        results = selectors.kb_search(
+            query,
+            k=k,
+            sources=request.query_params.getlist("source") or None,
+            tags=request.query_params.getlist("tag") or None,
+        )
+        return Response({"query": query, "results": [r.as_dict() for r in results]})
+
+
+class KbEventsApi(APIView):
+    """S3 object events (EventBridge or S3 notification JSON), authenticated by a bearer
+    token (``KB_EVENTS_TOKEN``): recorded once each, acknowledged, processed in Celery."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [PerIPRateThrottle]
+
+    def post(self, request: Request) -> Response:
+        expected = str(settings.KB_EVENTS_TOKEN)
+        if not expected:
+            raise Forbidden("KB events intake is off (KB_EVENTS_TOKEN is not set)")
+        given = request.META.get("HTTP_AUTHORIZATION", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return Response(
+                {"error": {"code": "unauthorized", "message": "bad token", "details": {}}},
+                status=status.HTTP_401_UNAUTHORIZED,
+            )
+        events = parse_events(request.body)
+        recorded = services.object_events_intake(events, via="http")
+        return Response(
+            {"received": len(events), "new": len(recorded)}, status=status.HTTP_202_ACCEPTED
+        )
+
+
+class TicketSuggestionsApi(APIView):
+    permission_classes = [IsAgent]
+
+    def get(self, request: Request, ticket_id: str) -> Response:
+        from tickets.selectors import ticket_get
+
+        ticket = ticket_get(ticket_id)
+        k = _int_param(request, "k", 3, 1, 10)
+        results = selectors.ticket_suggestions(ticket, k=k)
+        return Response({"ticket": ticket.pk, "suggestions": [r.as_dict() for r in results]})
+
+
+class FeedbackInput(serializers.Serializer):
+    helpful = serializers.BooleanField()
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class SuggestionFeedbackApi(APIView):
+    permission_classes = [IsAgent]
+
+    def post(self, request: Request, ticket_id: str, chunk_id: str) -> Response:
+        from tickets.selectors import ticket_get
+
+        ticket = ticket_get(ticket_id)
+        data = FeedbackInput(data=request.data)
+        if not data.is_valid():
+            raise InvalidInput("Invalid feedback.", details=data.errors)
+        feedback = services.suggestion_feedback_record(
+            ticket=ticket,
+            chunk_ref=chunk_id,
+            user=request.user,
+            helpful=data.validated_data["helpful"],
+            comment=data.validated_data["comment"],
+        )
+        return Response(
+            {
+                "id": feedback.pk,
+                "ticket": ticket.pk,
+                "chunk_id": feedback.chunk_ref,
+                "helpful": feedback.helpful,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class KbFeedbackApi(APIView):
+    """Supervisors: every feedback entry (newest first) and per-document totals."""
+
+    permission_classes = [IsSupervisor]
+
+    def get(self, request: Request) -> Response:
+        entries = [
+            {
+                "ticket": f.ticket_id,
+                "chunk_id": f.chunk_ref,
+                "document": f.document.title if f.document else None,
+                "helpful": f.helpful,
+                "comment": f.comment,
+                "user": f.user.username,
+                "created_at": f.created_at.isoformat(),
+            }
+            for f in selectors.feedback_list()[:200]
+        ]
+        return Response({"entries": entries, "documents": list(selectors.feedback_summary())})
+
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+class KbDocumentUploadApi(APIView):
+    """``POST /api/kb/documents`` (multipart ``file``, optional ``source``, default
+    ``uploads``): parse and ingest one file now; the id is the file name (re-uploading the
+    same name replaces the document, an identical upload is a no-op)."""
+
+    permission_classes = [IsSupervisor]
+    parser_classes = [MultiPartParser, FormParser]
+
+    def post(self, request: Request) -> Response:
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise InvalidInput("file: a file is required")
+        if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
+            raise InvalidInput(f"file: larger than {MAX_UPLOAD_BYTES} bytes")
+        name = str(request.data.get("source") or "uploads")
+        source = services.source_get_or_create(name=name, kind=KnowledgeSource.Kind.UPLOAD)
+        counts = services.upload_ingest(
+            source=source, filename=upload.name or "upload", data=upload.read()
+        )
+        return Response(
+            {"source": source.name, **counts.as_dict(), "errors": counts.errors},
+            status=status.HTTP_201_CREATED if not counts.failed else status.HTTP_400_BAD_REQUEST,
+        )

@@ -1,0 +1,150 @@
+"""Amazon Bedrock Knowledge Bases: ``retrieve`` for search, ``start_ingestion_job`` for sync.
+
+Bedrock reads the documents from the S3 data source itself, so an object event or a resync
+only starts an ingestion job (seed 000's KB Sync Lambda). Failures map to retryable
+(throttling, 5xx, timeouts) or permanent (other client errors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+
+from knowledge.models import IngestionJob
+from knowledge.retrieval import SearchResult
+from support.errors import PermanentError, RetryableError
+
+_RETRYABLE = {
+    "ThrottlingException",
+    "ServiceQuotaExceededException",
+    "InternalServerException",
+    "ServiceUnavailableException",
+}
+
+
+def _client(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        region_name=settings.KB_AWS_REGION or None,
+        config=Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2}),
+    )
+
+
+def _call(fn: Any, **kwargs: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return fn(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _RETRYABLE or status >= 500:
+            raise RetryableError(f"Bedrock {code}") from exc
+        raise PermanentError(
+            f"Bedrock {code}: {exc.response.get('Error', {}).get('Message')}"
+        ) from exc
+    except BotoCoreError as exc:
+        raise RetryableError(f"Bedrock: {exc}") from exc
+
+
+def _location(result: dict[str, Any]) -> str:
+    location = result.get("location") or {}
+    for value in location.values():
+        if isinstance(value, dict):
+            for key in ("uri", "url"):
+                if value.get(key):
+                    return str(value[key])
+    return ""
+
+
+class BedrockBackend:
+    name = "bedrock"
+
+    def __init__(self, *, agent_client: Any = None, runtime_client: Any = None) -> None:
+        self._agent = agent_client
+        self._runtime = runtime_client
+
+    @property
+    def knowledge_base_id(self) -> str:
+        if not settings.KB_BEDROCK_KNOWLEDGE_BASE_ID:
+            raise PermanentError("KB_BEDROCK_KNOWLEDGE_BASE_ID is not set")
+        return str(settings.KB_BEDROCK_KNOWLEDGE_BASE_ID)
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int,
+        sources: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> list[SearchResult]:
+        runtime = self._runtime or _client("bedrock-agent-runtime")
+        config: dict[str, Any] = {"numberOfResults": max(1, min(k, 100))}
+        if tags:  # metadata filter on a "tags" list attribute of the documents
+            config["filter"] = {"listContains": {"key": "tags", "value": tags[0]}}
+        response = _call(
+            runtime.retrieve,
+            knowledgeBaseId=self.knowledge_base_id,
+            retrievalQuery={"text": query},
+            retrievalConfiguration={"vectorSearchConfiguration": config},
+        )
+        results = []
+        for item in response.get("retrievalResults", []):
+            text = (item.get("content") or {}).get("text", "")
+            uri = _location(item)
+            metadata = item.get("metadata") or {}
+            title = str(metadata.get("title") or uri.rsplit("/", 1)[-1] or "Bedrock passage")
+            ref = hashlib.sha256(f"{uri}\n{text}".encode()).hexdigest()[:16]
+            results.append(
+                SearchResult(
+                    document_id=None,
+                    document_external_id=uri,
+                    title=title,
+                    url=uri if uri.startswith("http") else "",
+                    source="bedrock",
+                    chunk_id=f"bedrock-{ref}",
+                    heading_path="",
+                    text=text,
+                    snippet=text[:240],
+                    score=float(item.get("score") or 0.0),
+                    vector_score=float(item.get("score") or 0.0),
+                )
+            )
+        return results[:k]
+
+    def sync(self, job: IngestionJob, *, progress: Any = None) -> None:
+        if not settings.KB_BEDROCK_DATA_SOURCE_ID:
+            raise PermanentError("KB_BEDROCK_DATA_SOURCE_ID is not set")
+        agent = self._agent or _client("bedrock-agent")
+        response = _call(
+            agent.start_ingestion_job,
+            knowledgeBaseId=self.knowledge_base_id,
+            dataSourceId=settings.KB_BEDROCK_DATA_SOURCE_ID,
+            clientToken=f"support-kb-job-{job.pk:06d}-{job.created_at:%Y%m%d%H%M%S}",
+            description=f"support KB job {job.pk} ({job.kind})",
+        )
+        ingestion = response["ingestionJob"]
+        job.external_job_id = ingestion["ingestionJobId"]
+        job.timings = {**job.timings, "bedrock_status": ingestion.get("status", "")}
+        job.save(update_fields=["external_job_id", "timings", "updated_at"])
+
+    def apply_object(self, job: IngestionJob, *, key: str, action: str) -> None:
+        self.sync(job)
+
+    def job_status(self, job: IngestionJob) -> dict[str, Any]:
+        """The Bedrock ingestion job's status and statistics (``COMPLETE`` when done)."""
+        agent = self._agent or _client("bedrock-agent")
+        response = _call(
+            agent.get_ingestion_job,
+            knowledgeBaseId=self.knowledge_base_id,
+            dataSourceId=settings.KB_BEDROCK_DATA_SOURCE_ID,
+            ingestionJobId=job.external_job_id,
+        )
+        ingestion = response["ingestionJob"]
+        return {"status": ingestion.get("status"), "statistics": ingestion.get("statistics", {})}

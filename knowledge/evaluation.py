@@ -1,0 +1,78 @@
+"""Retrieval evaluation shared by ``kb_eval``, the tests and ``bench/``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from knowledge.backends import get_backend
+from knowledge.retrieval import search
+from support.errors import InvalidInput
+
+
+def load_queries(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("query"), str):
+            raise InvalidInput(f"{path}:{number}: needs a 'query' string")
+        relevant = row.get("relevant")
+        if not isinstance(relevant, list) or not relevant:
+            raise InvalidInput(f"{path}:{number}: needs a non-empty 'relevant' list")
+        rows.append({"query": row["query"], "relevant": [str(r) for r in relevant]})
+    if not rows:
+        raise InvalidInput(f"{path}: no queries")
+    return rows
+
+
+def evaluate(
+    queries: list[dict[str, Any]],
+    *,
+    source: str | None = None,
+    k: int = 5,
+    mode: str = "hybrid",
+    backend: str | None = None,
+    **search_options: Any,
+) -> dict[str, Any]:
+    """recall@1, recall@5, recall@k, MRR@10 over documents, and latency per query."""
+    depth = max(10, k)
+    sources = [source] if source else None
+    hits1 = hits5 = hitsk = 0
+    rr = 0.0
+    latencies = []
+    kb = get_backend(backend)
+    for row in queries:
+        started = time.perf_counter()
+        if mode == "hybrid" and kb.name != "local":
+            results = kb.search(row["query"], k=depth, sources=sources)
+        else:
+            results = search(row["query"], k=depth, sources=sources, mode=mode, **search_options)
+        latencies.append((time.perf_counter() - started) * 1000)
+        relevant = set(row["relevant"])
+        ranked = [r.document_external_id for r in results]
+        rank = next((i for i, d in enumerate(ranked, 1) if d in relevant), None)
+        hits1 += bool(rank and rank <= 1)
+        hits5 += bool(rank and rank <= 5)
+        hitsk += bool(rank and rank <= k)
+        rr += 1.0 / rank if rank and rank <= 10 else 0.0
+    n = len(queries)
+    return {
+        "recall_at_1": round(hits1 / n, 4),
+        "recall_at_5": round(hits5 / n, 4),
+        "recall_at_k": round(hitsk / n, 4),
+        "k": k,
+        "mrr_at_10": round(rr / n, 4),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        "n": n,
+        "mode": mode,
+    }

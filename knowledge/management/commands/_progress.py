@@ -1,0 +1,30 @@
+"""A progress bar for the kb_* commands (tqdm on a terminal, plain lines otherwise)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+
+def progress_bar(
+    label: str, stream: TextIO | Any = None
+) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    from tqdm import tqdm
+
+    bar: Any = None
+    out = stream or sys.stderr
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=label, unit="doc", file=out, mininterval=0.5)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return update, close

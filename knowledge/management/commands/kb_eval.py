@@ -1,0 +1,50 @@
+"""``kb_eval --queries FILE.jsonl [--source NAME] [--k 5] [--json OUT]``: retrieval quality.
+
+Each line ``{"query": "...", "relevant": ["<document id>", ...]}`` (document ids are the
+documents' external ids). Prints recall@1, recall@5, MRR@10 and p50/p95 ms per query.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from knowledge.evaluation import evaluate, load_queries
+from knowledge.models import KnowledgeSource
+from support.errors import InvalidInput
+
+
+class Command(BaseCommand):
+    help = "Measure retrieval quality on labelled queries."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--queries", required=True)
+        parser.add_argument("--source", default="")
+        parser.add_argument("--k", type=int, default=5)
+        parser.add_argument("--json", default="", dest="json_out")
+        parser.add_argument(
+            "--mode", default="hybrid", choices=["hybrid", "vector", "text"], help="retriever"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            queries = load_queries(Path(options["queries"]))
+        except (OSError, InvalidInput) as exc:
+            raise CommandError(str(exc)) from exc
+        source = options["source"] or None
+        if source and not KnowledgeSource.objects.filter(name=source).exists():
+            raise CommandError(f"--source: no source named {source!r}")
+        if options["k"] < 1:
+            raise CommandError("--k must be at least 1")
+        report = evaluate(queries, source=source, k=options["k"], mode=options["mode"])
+        self.stdout.write(
+            f"n={report['n']} recall@1={report['recall_at_1']:.3f} "
+            + (f"recall@{options['k']}={report['recall_at_k']:.3f} " if options["k"] != 5 else "")
+            + f"recall@5={report['recall_at_5']:.3f} mrr@10={report['mrr_at_10']:.3f} "
+            f"p50={report['p50_ms']:.1f}ms p95={report['p95_ms']:.1f}ms"
+        )
+        if options["json_out"]:
+            Path(options["json_out"]).write_text(json.dumps(report, indent=2) + "\n")

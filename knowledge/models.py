@@ -1,0 +1,214 @@
+"""Knowledge base: sources, documents, chunks (pgvector + full text), jobs, feedback."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
+from django.db import models
+from pgvector.django import HnswIndex, VectorField
+
+from knowledge.embeddings import DIMENSIONS
+
+
+class KnowledgeSource(models.Model):
+    """Where documents come from: a local folder, uploads, or an S3 bucket and prefix."""
+
+    class Kind(models.TextChoices):
+        FOLDER = "folder", "Local folder"
+        UPLOAD = "upload", "Uploads"
+        S3 = "s3", "S3 bucket"
+
+    name = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.UPLOAD)
+    path = models.CharField(max_length=500, blank=True, default="")  # folder or JSONL file
+    bucket = models.CharField(max_length=255, blank=True, default="")
+    prefix = models.CharField(max_length=500, blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Document(models.Model):
+    """One article/file; ``external_id`` is the source key (relative path, S3 key, JSONL id)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DELETED = "deleted", "Deleted"
+        FAILED = "failed", "Failed"
+
+    source = models.ForeignKey(KnowledgeSource, on_delete=models.CASCADE, related_name="documents")
+    external_id = models.CharField(max_length=1000)
+    title = models.CharField(max_length=500, blank=True, default="")
+    url = models.URLField(max_length=1000, blank=True, default="")
+    content_type = models.CharField(max_length=32, blank=True, default="")
+    content_hash = models.CharField(max_length=64, blank=True, default="")
+    version = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    tags = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_id"], name="kb_document_source_external_id"
+            )
+        ]
+        indexes = [GinIndex(fields=["tags"], name="kb_document_tags_gin")]
+
+    def __str__(self) -> str:
+        return self.title or self.external_id
+
+
+class Chunk(models.Model):
+    """A passage of a document with its embedding and full-text vector.
+
+    ``kind=title`` chunks hold only the document title (a second vector per document: short
+    questions match a title far better than a long passage); ``body`` chunks hold the text.
+    """
+
+    class Kind(models.TextChoices):
+        TITLE = "title", "Title"
+        BODY = "body", "Body"
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    source = models.ForeignKey(KnowledgeSource, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.BODY)
+    position = models.PositiveIntegerField(default=0)
+    heading_path = models.CharField(max_length=1000, blank=True, default="")
+    text = models.TextField()
+    token_count = models.PositiveIntegerField(default=0)
+    embedding = VectorField(dimensions=DIMENSIONS, null=True)
+    search_vector = SearchVectorField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["document_id", "position"]
+        indexes = [
+            HnswIndex(
+                name="kb_chunk_embedding_hnsw",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            GinIndex(fields=["search_vector"], name="kb_chunk_search_gin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document_id}#{self.position}"
+
+
+class IngestionJob(models.Model):
+    """One sync/ingest run, with progress, counts, errors and timings."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Kind(models.TextChoices):
+        SYNC = "sync", "Sync"
+        INGEST = "ingest", "Ingest"
+        EVENT = "event", "Object event"
+
+    source = models.ForeignKey(
+        KnowledgeSource, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SYNC)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    full = models.BooleanField(default=False)
+    backend = models.CharField(max_length=16, default="local")
+    external_job_id = models.CharField(max_length=200, blank=True, default="")
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    deleted_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    chunk_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} {self.kind} {self.status}"
+
+    @property
+    def progress(self) -> float:
+        return round(self.processed / self.total, 4) if self.total else 0.0
+
+
+class SuggestionFeedback(models.Model):
+    """An agent's verdict on a suggested passage for a ticket (one per agent, ticket, chunk)."""
+
+    ticket = models.ForeignKey("tickets.Ticket", on_delete=models.CASCADE, related_name="+")
+    chunk = models.ForeignKey(Chunk, on_delete=models.SET_NULL, null=True, related_name="+")
+    document = models.ForeignKey(Document, on_delete=models.SET_NULL, null=True, related_name="+")
+    chunk_ref = models.CharField(max_length=200)  # the id as shown; kept if the chunk goes
+    passage = models.TextField(blank=True, default="")
+    helpful = models.BooleanField()
+    comment = models.TextField(blank=True, default="")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticket", "chunk_ref", "user"], name="kb_feedback_one_per_agent"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{'helpful' if self.helpful else 'not helpful'}: {self.chunk_ref}"
+
+
+class ObjectEvent(models.Model):
+    """An S3 object event as received (EventBridge, S3 notification, via HTTP or SQS).
+
+    Recorded before it is processed; the unique ``event_key`` makes redelivery a no-op.
+    """
+
+    class Action(models.TextChoices):
+        UPSERT = "upsert", "Created or updated"
+        DELETE = "delete", "Deleted"
+
+    event_key = models.CharField(max_length=300, unique=True)
+    via = models.CharField(max_length=16)  # http | sqs
+    bucket = models.CharField(max_length=255)
+    key = models.CharField(max_length=1024)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    payload = models.JSONField(default=dict)
+    job = models.ForeignKey(
+        IngestionJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} s3://{self.bucket}/{self.key}"

@@ -1,0 +1,40 @@
+"""The ticket-page panel: knowledge-base suggestions with one-click insert.
+
+Convention shared with the workbench (documented in docs/knowledge.md): any element with
+``data-insert-text`` inserts that text into the reply composer (``[data-reply-composer]``,
+else the page's first ``textarea[name=body]``) when clicked. The panel ships a small script
+that does this itself, so it works whether or not the workbench wires the attribute.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import HttpRequest
+
+from knowledge.selectors import ticket_suggestions
+from support.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+
+def insert_text(title: str, text: str, url: str) -> str:
+    """The reply text one click inserts: the passage, then its link."""
+    link = f"\n{title}: {url}" if url else ""
+    return f"{text.strip()}{link}"
+
+
+def suggestions_panel_context(request: HttpRequest, ticket: Any) -> dict[str, Any] | None:
+    try:
+        results = ticket_suggestions(ticket, k=3)
+    except ApplicationError:  # a Bedrock outage must not break the ticket page
+        logger.warning("kb suggestions unavailable for ticket %s", ticket.pk, exc_info=True)
+        return {"suggestions": [], "unavailable": True, "ticket": ticket}
+    return {
+        "ticket": ticket,
+        "unavailable": False,
+        "suggestions": [
+            {**r.as_dict(), "insert_text": insert_text(r.title, r.text, r.url)} for r in results
+        ],
+    }

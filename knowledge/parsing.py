@@ -1,0 +1,276 @@
+"""Turn files into titled sections, and sections into overlapping chunks.
+
+Formats: Markdown, HTML, plain text, PDF (pypdf, pure Python) and JSONL lines
+``{"id", "title", "text", "url"?, "tags"?}``. Chunking follows headings: a chunk never spans
+two sections, carries its heading path, and consecutive chunks of a section overlap.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from support.errors import InvalidInput
+
+SUPPORTED_SUFFIXES = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".txt": "text",
+    ".text": "text",
+    ".pdf": "pdf",
+    ".jsonl": "jsonl",
+}
+CHUNK_WORDS = 160  # ~210 word pieces: under MiniLM's 256-token window
+OVERLAP_WORDS = 32
+CHUNKER_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Section:
+    heading_path: str
+    text: str
+
+
+@dataclass
+class ParsedDocument:
+    external_id: str
+    title: str
+    sections: list[Section]
+    url: str = ""
+    content_type: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunkDraft:
+    position: int
+    heading_path: str
+    text: str
+    kind: str = "body"
+
+
+def content_type_for(name: str) -> str | None:
+    return SUPPORTED_SUFFIXES.get(PurePosixPath(name).suffix.lower())
+
+
+def _title_from_name(name: str) -> str:
+    stem = PurePosixPath(name).stem
+    return re.sub(r"[-_]+", " ", stem).strip().capitalize()
+
+
+def _clean(text: str) -> str:
+    return re.sub(r"[ \t\r\f\v]+", " ", text).strip()
+
+
+# --- Markdown -----------------------------------------------------------------
+
+_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
+
+
+def _strip_markdown(line: str) -> str:
+    line = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", line)  # images
+    line = re.sub(r"\[([^\]]+)\]\(([^)]*)\)", r"\1 (\2)", line)  # links keep their target
+    line = re.sub(r"(\*\*|__|~~|`)", "", line)
+    line = re.sub(r"^\s*([-*+]|\d+\.)\s+", "", line)  # list markers
+    line = re.sub(r"^\s*>\s?", "", line)
+    return line
+
+
+def parse_markdown(text: str, *, name: str = "", title: str = "") -> tuple[str, list[Section]]:
+    front = _FRONT_MATTER.match(text)
+    if front:
+        for line in front.group(1).splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "title" and not title:
+                title = value.strip().strip("\"'")
+        text = text[front.end() :]
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    buffer: list[str] = []
+    in_code = False
+
+    def flush() -> None:
+        body = "\n".join(buffer).strip()
+        if body:
+            sections.append(Section(" > ".join(h for _, h in path), body))
+        buffer.clear()
+
+    for raw in text.splitlines():
+        if raw.strip().startswith("```"):
+            in_code = not in_code
+            continue
+        match = None if in_code else _HEADING.match(raw)
+        if match:
+            flush()
+            level, heading = len(match.group(1)), _strip_markdown(match.group(2)).strip()
+            if level == 1 and not title and not sections and not path:
+                title = heading
+                continue
+            path = [(lvl, h) for lvl, h in path if lvl < level] + [(level, heading)]
+            continue
+        buffer.append(raw if in_code else _strip_markdown(raw))
+    flush()
+    return title or _title_from_name(name), sections
+
+
+# --- HTML ---------------------------------------------------------------------
+
+
+def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "template"]):
+        tag.decompose()
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    body = soup.body or soup
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    buffer: list[str] = []
+
+    def flush() -> None:
+        text = "\n".join(b for b in buffer if b).strip()
+        if text:
+            sections.append(Section(" > ".join(h for _, h in path), text))
+        buffer.clear()
+
+    blocks = ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "th", "dd", "dt"]
+    for element in body.find_all(blocks):
+        if element.find_parent(["p", "li", "pre", "td", "th", "dd", "dt"]):
+            continue  # nested inside a block already taken whole
+        text = _clean(element.get_text(" ", strip=True))
+        if element.name and element.name[0] == "h" and element.name[1:].isdigit():
+            level = int(element.name[1:])
+            flush()
+            if level == 1 and not title:
+                title = text
+                continue
+            if level == 1 and text == title and not sections:
+                continue
+            path = [(lvl, h) for lvl, h in path if lvl < level] + [(level, text)]
+        else:
+            buffer.append(text)
+    flush()
+    if not sections:
+        text = _clean(body.get_text(" ", strip=True))
+        if text:
+            sections.append(Section("", text))
+    return title or _title_from_name(name), sections
+
+
+# --- PDF and text ---------------------------------------------------------------
+
+
+def parse_pdf(data: bytes, *, name: str = "") -> tuple[str, list[Section]]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except (PdfReadError, ValueError, KeyError) as exc:
+        raise InvalidInput(f"{name or 'file'}: unreadable PDF ({exc})") from exc
+    sections = [Section(f"Page {i}", t.strip()) for i, t in enumerate(pages, 1) if t.strip()]
+    return str(meta_title).strip() or _title_from_name(name), sections
+
+
+def parse_text(text: str, *, name: str = "") -> tuple[str, list[Section]]:
+    text = text.strip()
+    return _title_from_name(name), [Section("", text)] if text else []
+
+
+def parse_file(name: str, data: bytes, *, external_id: str | None = None) -> ParsedDocument:
+    """Parse one file (not JSONL) by its suffix."""
+    kind = content_type_for(name)
+    if kind is None or kind == "jsonl":
+        raise InvalidInput(f"{name}: unsupported file type")
+    if kind == "pdf":
+        title, sections = parse_pdf(data, name=name)
+    else:
+        text = data.decode("utf-8", errors="replace")
+        if kind == "markdown":
+            title, sections = parse_markdown(text, name=name)
+        elif kind == "html":
+            title, sections = parse_html(text, name=name)
+        else:
+            title, sections = parse_text(text, name=name)
+    return ParsedDocument(external_id or name, title, sections, content_type=kind)
+
+
+def parse_jsonl(data: bytes | str, *, name: str = "") -> Iterator[ParsedDocument]:
+    """One document per line ``{"id", "title", "text", "url"?, "tags"?}``; bad lines raise."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{name}:{number}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict) or not str(row.get("id", "")).strip():
+            raise InvalidInput(f"{name}:{number}: each line needs an 'id'")
+        if not isinstance(row.get("text", ""), str) or not isinstance(row.get("title", ""), str):
+            raise InvalidInput(f"{name}:{number}: 'title' and 'text' must be strings")
+        title, sections = parse_markdown(row.get("text", ""), title=row.get("title", ""))
+        tags = row.get("tags") or []
+        yield ParsedDocument(
+            external_id=str(row["id"]),
+            title=title,
+            sections=sections,
+            url=str(row.get("url") or ""),
+            content_type="jsonl",
+            tags=[str(t) for t in tags] if isinstance(tags, list) else [],
+        )
+
+
+# --- Chunking ---------------------------------------------------------------------
+
+
+def _paragraphs(text: str) -> list[str]:
+    parts = [p.strip() for p in re.split(r"\n\s*\n", text)]
+    return [re.sub(r"\s+", " ", p) for p in parts if p]
+
+
+def chunk_document(
+    doc: ParsedDocument, *, max_words: int = CHUNK_WORDS, overlap: int = OVERLAP_WORDS
+) -> list[ChunkDraft]:
+    """A title chunk (when there is a title) then body chunks, section by section.
+
+    Paragraphs are packed up to ``max_words``; an over-long paragraph is cut into windows;
+    each new chunk of a section starts with the last ``overlap`` words of the previous one.
+    """
+    drafts: list[ChunkDraft] = []
+    if doc.title.strip():
+        drafts.append(ChunkDraft(0, "", doc.title.strip(), kind="title"))
+    step = max(1, max_words - overlap)
+    for section in doc.sections:
+        words_in_section: list[list[str]] = []
+        current: list[str] = []
+        for paragraph in _paragraphs(section.text):
+            words = paragraph.split()
+            if current and len(current) + len(words) > max_words:
+                words_in_section.append(current)
+                current = current[-overlap:] if overlap else []
+            if len(current) + len(words) <= max_words:
+                current = current + words
+                continue
+            combined = current + words
+            for start in range(0, len(combined), step):
+                window = combined[start : start + max_words]
+                if start and len(window) <= overlap:
+                    break
+                words_in_section.append(window)
+            current = words_in_section.pop() if words_in_section else []
+        if current:
+            words_in_section.append(current)
+        for words in words_in_section:
+            drafts.append(ChunkDraft(len(drafts), section.heading_path, " ".join(words)))
+    return drafts

@@ -1,0 +1,130 @@
+"""Read a source's items: a local folder, a JSONL file, or an S3 bucket and prefix.
+
+Each reader yields ``ParsedDocument`` or ``ItemError`` (a file that could not be parsed) so
+one bad file never stops a sync. boto3 calls live only here and in ``backends/bedrock.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from knowledge.models import KnowledgeSource
+from knowledge.parsing import ParsedDocument, content_type_for, parse_file, parse_jsonl
+from support.errors import InvalidInput, PermanentError, RetryableError
+
+
+@dataclass(frozen=True)
+class ItemError:
+    external_id: str
+    message: str
+
+
+Item = ParsedDocument | ItemError
+
+
+def read_path(path: Path) -> Iterator[Item]:
+    """A JSONL file (ids from its ``id`` field) or a folder (ids are relative paths)."""
+    if path.is_file():
+        if content_type_for(path.name) == "jsonl":
+            yield from parse_jsonl(path.read_bytes(), name=path.name)
+        else:
+            yield _parse(path.name, path.read_bytes(), path.name)
+        return
+    if not path.is_dir():
+        raise InvalidInput(f"path: {path} is neither a file nor a folder")
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if any(part.startswith(".") for part in file.relative_to(path).parts):
+            continue
+        kind = content_type_for(file.name)
+        if kind is None:
+            continue
+        if kind == "jsonl":
+            for doc in parse_jsonl(file.read_bytes(), name=rel):
+                doc.external_id = f"{rel}#{doc.external_id}"
+                yield doc
+            continue
+        yield _parse(rel, file.read_bytes(), rel)
+
+
+def _parse(name: str, data: bytes, external_id: str) -> Item:
+    try:
+        return parse_file(name, data, external_id=external_id)
+    except InvalidInput as exc:
+        return ItemError(external_id, str(exc))
+
+
+# --- S3 -----------------------------------------------------------------------------
+
+
+def s3_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        region_name=settings.KB_AWS_REGION or None,
+        config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3}),
+    )
+
+
+def _s3_call(fn: Any, **kwargs: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return fn(**kwargs)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500 or code in {"SlowDown", "RequestTimeout", "Throttling"}:
+            raise RetryableError(f"S3 {code}") from exc
+        raise PermanentError(f"S3 {code}") from exc
+    except BotoCoreError as exc:
+        raise RetryableError(f"S3: {exc}") from exc
+
+
+def s3_keys(source: KnowledgeSource, client: Any = None) -> Iterator[str]:
+    client = client or s3_client()
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"Bucket": source.bucket, "Prefix": source.prefix}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = _s3_call(client.list_objects_v2, **kwargs)
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if not key.endswith("/") and content_type_for(key) is not None:
+                yield key
+        if not page.get("IsTruncated"):
+            return
+        token = page.get("NextContinuationToken")
+
+
+def s3_read_object(source: KnowledgeSource, key: str, client: Any = None) -> list[Item]:
+    """Parse one object; ids are the S3 keys (``key#id`` for lines of a JSONL object)."""
+    client = client or s3_client()
+    body = _s3_call(client.get_object, Bucket=source.bucket, Key=key)["Body"].read()
+    name = key.rsplit("/", 1)[-1]
+    if content_type_for(name) == "jsonl":
+        try:
+            docs = list(parse_jsonl(body, name=key))
+        except InvalidInput as exc:
+            return [ItemError(key, str(exc))]
+        for doc in docs:
+            doc.external_id = f"{key}#{doc.external_id}"
+        return list(docs)
+    item = _parse(name, body, key)
+    if isinstance(item, ParsedDocument) and not item.url:
+        item.url = f"s3://{source.bucket}/{key}"
+    return [item]
+
+
+def read_s3(source: KnowledgeSource, client: Any = None) -> Iterator[Item]:
+    client = client or s3_client()
+    for key in s3_keys(source, client):
+        yield from s3_read_object(source, key, client)

@@ -1,0 +1,593 @@
+"""Knowledge-base writes: ingestion (idempotent by content hash), deletion, jobs, events,
+feedback. Reads live in ``selectors.py`` and ``retrieval.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from knowledge.embeddings import Embedder, get_embedder
+from knowledge.models import (
+    Chunk,
+    Document,
+    IngestionJob,
+    KnowledgeSource,
+    ObjectEvent,
+    SuggestionFeedback,
+)
+from knowledge.parsing import CHUNKER_VERSION, ChunkDraft, ParsedDocument, chunk_document
+from knowledge.readers import Item, ItemError
+from support.errors import InvalidInput, NotFound
+
+logger = logging.getLogger(__name__)
+
+BATCH_DOCUMENTS = 64
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class IngestCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    chunks: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "failed": self.failed,
+            "chunks": self.chunks,
+        }
+
+    def add_time(self, name: str, seconds: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + seconds, 4)
+
+
+# --- Sources ----------------------------------------------------------------------
+
+
+def source_get_or_create(
+    *,
+    name: str,
+    kind: str = KnowledgeSource.Kind.UPLOAD,
+    path: str = "",
+    bucket: str = "",
+    prefix: str = "",
+) -> KnowledgeSource:
+    """The source called ``name``; created with the given settings when missing."""
+    if not name or len(name) > 100:
+        raise InvalidInput("source: a name of 1 to 100 characters is required")
+    source, created = KnowledgeSource.objects.get_or_create(
+        name=name, defaults={"kind": kind, "path": path, "bucket": bucket, "prefix": prefix}
+    )
+    if not created and path and source.path != path:
+        source.path = path
+        source.save(update_fields=["path", "updated_at"])
+    return source
+
+
+# --- Ingestion ----------------------------------------------------------------------
+
+
+def content_hash(doc: ParsedDocument, embedder_name: str) -> str:
+    payload = json.dumps(
+        [
+            CHUNKER_VERSION,
+            embedder_name,
+            doc.title,
+            doc.url,
+            sorted(doc.tags),
+            [[s.heading_path, s.text] for s in doc.sections],
+        ],
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def embedding_text(title: str, draft: ChunkDraft) -> str:
+    """What the embedder sees: body passages carry their title and headings for context."""
+    if draft.kind == Chunk.Kind.TITLE:
+        return draft.text
+    context = " > ".join(p for p in (title, draft.heading_path) if p)
+    return f"{context}\n{draft.text}" if context else draft.text
+
+
+_SEARCH_VECTOR_SQL = """
+UPDATE knowledge_chunk AS c SET search_vector =
+  CASE WHEN c.kind = 'title' THEN setweight(to_tsvector('english', c.text), 'A')
+  ELSE setweight(to_tsvector('english', coalesce(d.title, '')), 'A')
+    || setweight(to_tsvector('english', c.heading_path), 'B')
+    || setweight(to_tsvector('english', c.text), 'C')
+  END
+FROM knowledge_document AS d
+WHERE d.id = c.document_id AND c.document_id = ANY(%s)
+"""
+
+
+def _write_documents(
+    source: KnowledgeSource,
+    batch: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]],
+    vectors: Any,
+    counts: IngestCounts,
+) -> None:
+    offset = 0
+    touched: list[int] = []
+    with transaction.atomic():
+        for parsed, existing, digest, drafts in batch:
+            fields = {
+                "title": parsed.title[:500],
+                "url": parsed.url[:1000],
+                "content_type": parsed.content_type,
+                "content_hash": digest,
+                "status": Document.Status.ACTIVE,
+                "tags": parsed.tags,
+                "error": "",
+                "deleted_at": None,
+            }
+            if existing is None:
+                document, created = Document.objects.get_or_create(
+                    source=source, external_id=parsed.external_id, defaults=fields
+                )
+                if not created:  # written concurrently: treat as an update
+                    existing = document
+            if existing is not None:
+                document = existing
+                for name, value in fields.items():
+                    setattr(document, name, value)
+                document.version = document.version + 1
+                document.save()
+                Chunk.objects.filter(document=document).delete()
+                counts.updated += 1
+            else:
+                document.version = 1
+                document.save(update_fields=["version"])
+                counts.created += 1
+            Chunk.objects.bulk_create(
+                [
+                    Chunk(
+                        document=document,
+                        source=source,
+                        kind=draft.kind,
+                        position=draft.position,
+                        heading_path=draft.heading_path[:1000],
+                        text=draft.text,
+                        token_count=len(draft.text.split()),
+                        embedding=vectors[offset + i],
+                    )
+                    for i, draft in enumerate(drafts)
+                ]
+            )
+            offset += len(drafts)
+            counts.chunks += len(drafts)
+            touched.append(document.pk)
+        with connection.cursor() as cursor:
+            cursor.execute(_SEARCH_VECTOR_SQL, [touched])
+
+
+def _ingest_batch(
+    source: KnowledgeSource,
+    docs: list[ParsedDocument],
+    *,
+    full: bool,
+    embedder: Embedder,
+    counts: IngestCounts,
+) -> None:
+    started = time.perf_counter()
+    existing = {
+        d.external_id: d
+        for d in Document.objects.filter(
+            source=source, external_id__in=[d.external_id for d in docs]
+        )
+    }
+    todo: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]] = []
+    seen: set[str] = set()
+    for parsed in docs:
+        if parsed.external_id in seen:
+            counts.failed += 1
+            counts.errors.append({"id": parsed.external_id, "error": "duplicate id in input"})
+            continue
+        seen.add(parsed.external_id)
+        digest = content_hash(parsed, embedder.name)
+        current = existing.get(parsed.external_id)
+        if (
+            not full
+            and current is not None
+            and current.status == Document.Status.ACTIVE
+            and current.content_hash == digest
+        ):
+            counts.unchanged += 1
+            continue
+        todo.append((parsed, current, digest, chunk_document(parsed)))
+    counts.add_time("parse_s", time.perf_counter() - started)
+    if not todo:
+        return
+    started = time.perf_counter()
+    texts = [embedding_text(p.title, d) for p, _, _, drafts in todo for d in drafts]
+    vectors = embedder.encode(texts)
+    counts.add_time("embed_s", time.perf_counter() - started)
+    started = time.perf_counter()
+    _write_documents(source, todo, vectors, counts)
+    counts.add_time("write_s", time.perf_counter() - started)
+
+
+def documents_ingest(
+    *,
+    source: KnowledgeSource,
+    items: Iterable[Item],
+    full: bool = False,
+    delete_missing: bool = False,
+    scope_prefix: str | None = None,
+    job: IngestionJob | None = None,
+    progress: ProgressFn | None = None,
+    embedder: Embedder | None = None,
+) -> IngestCounts:
+    """Ingest parsed items into ``source``, idempotently.
+
+    Unchanged documents (same content hash) are skipped unless ``full``; changed ones are
+    re-chunked and re-embedded (version + 1). With ``delete_missing`` every active document
+    of the source (or, with ``scope_prefix``, whose id starts with it) that was not among the
+    items is deleted. Progress goes to ``job`` and ``progress(processed, total)``.
+    """
+    embedder = embedder or get_embedder()
+    counts = IngestCounts()
+    started = time.perf_counter()
+    all_items = list(items)
+    total = len(all_items)
+    if job is not None:
+        job.total = total
+        job.save(update_fields=["total", "updated_at"])
+    seen: set[str] = set()
+    processed = 0
+    batch: list[ParsedDocument] = []
+
+    def flush() -> None:
+        nonlocal processed
+        if batch:
+            _ingest_batch(source, batch, full=full, embedder=embedder, counts=counts)
+            processed += len(batch)
+            batch.clear()
+        _report(job, counts, processed, total, progress)
+
+    for item in all_items:
+        if isinstance(item, ItemError):
+            seen.add(item.external_id)
+            counts.failed += 1
+            counts.errors.append({"id": item.external_id, "error": item.message})
+            _document_mark_failed(source, item)
+            processed += 1
+            continue
+        seen.add(item.external_id)
+        batch.append(item)
+        if len(batch) >= BATCH_DOCUMENTS:
+            flush()
+    flush()
+    if delete_missing:
+        stale = Document.objects.filter(source=source, status=Document.Status.ACTIVE)
+        if scope_prefix is not None:
+            stale = stale.filter(external_id__startswith=scope_prefix)
+        for external_id in stale.exclude(external_id__in=seen).values_list(
+            "external_id", flat=True
+        ):
+            if document_delete(source=source, external_id=external_id):
+                counts.deleted += 1
+    counts.add_time("total_s", time.perf_counter() - started)
+    _report(job, counts, processed, total, progress)
+    return counts
+
+
+def _document_mark_failed(source: KnowledgeSource, item: ItemError) -> None:
+    Document.objects.update_or_create(
+        source=source,
+        external_id=item.external_id[:1000],
+        defaults={"status": Document.Status.FAILED, "error": item.message[:2000]},
+    )
+    Chunk.objects.filter(document__source=source, document__external_id=item.external_id).delete()
+
+
+def _report(
+    job: IngestionJob | None,
+    counts: IngestCounts,
+    processed: int,
+    total: int,
+    progress: ProgressFn | None,
+) -> None:
+    if progress is not None:
+        progress(processed, total)
+    if job is None:
+        return
+    job.processed = processed
+    job.created_count = counts.created
+    job.updated_count = counts.updated
+    job.unchanged_count = counts.unchanged
+    job.deleted_count = counts.deleted
+    job.failed_count = counts.failed
+    job.chunk_count = counts.chunks
+    job.errors = counts.errors[:200]
+    job.timings = dict(counts.timings)
+    job.save(
+        update_fields=[
+            "processed",
+            "created_count",
+            "updated_count",
+            "unchanged_count",
+            "deleted_count",
+            "failed_count",
+            "chunk_count",
+            "errors",
+            "timings",
+            "updated_at",
+        ]
+    )
+
+
+def document_delete(*, source: KnowledgeSource, external_id: str) -> bool:
+    """Remove a document's chunks and mark it deleted; False when there was nothing to do."""
+    with transaction.atomic():
+        document = (
+            Document.objects.select_for_update()
+            .filter(source=source, external_id=external_id)
+            .exclude(status=Document.Status.DELETED)
+            .first()
+        )
+        if document is None:
+            return False
+        Chunk.objects.filter(document=document).delete()
+        document.status = Document.Status.DELETED
+        document.deleted_at = timezone.now()
+        document.version += 1
+        document.save(update_fields=["status", "deleted_at", "version", "updated_at"])
+    return True
+
+
+# --- Jobs -------------------------------------------------------------------------------
+
+
+def job_create(
+    *,
+    source: KnowledgeSource | None = None,
+    kind: str = IngestionJob.Kind.SYNC,
+    full: bool = False,
+    backend: str = "local",
+    user: Any = None,
+) -> IngestionJob:
+    return IngestionJob.objects.create(
+        source=source,
+        kind=kind,
+        full=full,
+        backend=backend,
+        requested_by=user if getattr(user, "is_authenticated", False) else None,
+    )
+
+
+def job_start(job: IngestionJob) -> None:
+    job.status = IngestionJob.Status.RUNNING
+    job.started_at = timezone.now()
+    job.save(update_fields=["status", "started_at", "updated_at"])
+
+
+def job_finish(job: IngestionJob, *, error: str = "") -> None:
+    job.status = IngestionJob.Status.FAILED if error else IngestionJob.Status.SUCCEEDED
+    if error:
+        job.errors = [*job.errors, {"id": "", "error": error}]
+    job.finished_at = timezone.now()
+    if job.started_at:
+        job.timings = {
+            **job.timings,
+            "wall_s": round((job.finished_at - job.started_at).total_seconds(), 3),
+        }
+    job.save(update_fields=["status", "errors", "finished_at", "timings", "updated_at"])
+
+
+def source_items(source: KnowledgeSource) -> Iterator[Item]:
+    """Everything a full read of the source yields (uploads have nothing to re-read)."""
+    from knowledge import readers
+
+    if source.kind == KnowledgeSource.Kind.FOLDER:
+        yield from readers.read_path(Path(source.path))
+    elif source.kind == KnowledgeSource.Kind.S3:
+        yield from readers.read_s3(source)
+
+
+def source_sync(
+    *,
+    source: KnowledgeSource,
+    full: bool = False,
+    job: IngestionJob | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestCounts:
+    """Re-read a folder or S3 source: new and changed documents in, vanished ones out."""
+    if source.kind == KnowledgeSource.Kind.UPLOAD:
+        return IngestCounts()
+    return documents_ingest(
+        source=source,
+        items=source_items(source),
+        full=full,
+        delete_missing=True,
+        job=job,
+        progress=progress,
+    )
+
+
+def job_run(job_id: int, *, progress: ProgressFn | None = None) -> IngestionJob:
+    """Run a queued sync job on the configured backend (idempotent: a finished job returns)."""
+    from knowledge.backends import get_backend
+
+    job = IngestionJob.objects.select_related("source").get(pk=job_id)
+    if job.status in (IngestionJob.Status.SUCCEEDED, IngestionJob.Status.FAILED):
+        return job
+    job_start(job)
+    try:
+        get_backend(job.backend).sync(job, progress=progress)
+    except Exception as exc:  # task boundary: the job records every failure
+        logger.exception("kb job %s failed", job.pk)
+        job_finish(job, error=f"{type(exc).__name__}: {exc}")
+        raise
+    job_finish(job)
+    return job
+
+
+# --- S3 object events ------------------------------------------------------------------
+
+
+def object_event_record(
+    *, event_key: str, via: str, bucket: str, key: str, action: str, payload: dict[str, Any]
+) -> ObjectEvent | None:
+    """Store an S3 object event once; None when this event was already received."""
+    event, created = ObjectEvent.objects.get_or_create(
+        event_key=event_key[:300],
+        defaults={
+            "via": via,
+            "bucket": bucket,
+            "key": key,
+            "action": action,
+            "payload": payload,
+        },
+    )
+    return event if created else None
+
+
+def object_event_process(event_id: int) -> IngestionJob | None:
+    """Ingest or delete exactly the object named by a recorded event, in every S3 source
+    whose bucket and prefix cover it. Idempotent: a processed event returns at once."""
+    from knowledge.backends import get_backend
+
+    event = ObjectEvent.objects.get(pk=event_id)
+    if event.processed_at is not None:
+        return event.job
+    sources = [
+        s
+        for s in KnowledgeSource.objects.filter(kind=KnowledgeSource.Kind.S3, bucket=event.bucket)
+        if event.key.startswith(s.prefix)
+    ]
+    job: IngestionJob | None = None
+    for source in sources:
+        job = job_create(source=source, kind=IngestionJob.Kind.EVENT, backend=_backend_name())
+        job_start(job)
+        try:
+            get_backend(job.backend).apply_object(job, key=event.key, action=event.action)
+        except Exception as exc:  # task boundary
+            logger.exception("kb event %s failed", event.pk)
+            job_finish(job, error=f"{type(exc).__name__}: {exc}")
+            raise
+        job_finish(job)
+    event.job = job
+    event.processed_at = timezone.now()
+    event.save(update_fields=["job", "processed_at"])
+    return job
+
+
+def s3_object_apply(
+    *, source: KnowledgeSource, key: str, action: str, job: IngestionJob | None = None
+) -> IngestCounts:
+    """Local backend: ingest (or delete) one S3 object; JSONL objects hold many docs."""
+    from knowledge import readers
+
+    if action == ObjectEvent.Action.DELETE:
+        counts = IngestCounts()
+        ids = Document.objects.filter(source=source).filter(
+            external_id=key
+        ) | Document.objects.filter(source=source, external_id__startswith=f"{key}#")
+        for external_id in ids.values_list("external_id", flat=True):
+            if document_delete(source=source, external_id=external_id):
+                counts.deleted += 1
+        _report(job, counts, counts.deleted, counts.deleted, None)
+        return counts
+    items = readers.s3_read_object(source, key)
+    return documents_ingest(
+        source=source, items=items, delete_missing=True, scope_prefix=key, job=job
+    )
+
+
+def _backend_name() -> str:
+    from django.conf import settings
+
+    return str(settings.KB_BACKEND)
+
+
+# --- Feedback -------------------------------------------------------------------------
+
+
+def suggestion_feedback_record(
+    *, ticket: Any, chunk_ref: str, user: Any, helpful: bool, comment: str = ""
+) -> SuggestionFeedback:
+    """Store (or change) one agent's verdict on a suggested passage for a ticket."""
+    chunk = None
+    if chunk_ref.isdigit():
+        chunk = Chunk.objects.select_related("document").filter(pk=int(chunk_ref)).first()
+        if chunk is None:
+            raise NotFound(f"chunk_id: no passage {chunk_ref}")
+    feedback, _ = SuggestionFeedback.objects.update_or_create(
+        ticket=ticket,
+        chunk_ref=chunk_ref,
+        user=user,
+        defaults={
+            "chunk": chunk,
+            "document": chunk.document if chunk else None,
+            "passage": chunk.text[:2000] if chunk else "",
+            "helpful": helpful,
+            "comment": comment[:2000],
+        },
+    )
+    return feedback
+
+
+def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent]:
+    """Record parsed S3 events once each and queue their processing after commit."""
+    from knowledge.tasks import kb_object_event_task
+
+    recorded = []
+    with transaction.atomic():
+        for event in events:
+            stored = object_event_record(
+                event_key=event.event_key,
+                via=via,
+                bucket=event.bucket,
+                key=event.key,
+                action=event.action,
+                payload=event.payload,
+            )
+            if stored is not None:
+                recorded.append(stored)
+        for stored in recorded:
+            transaction.on_commit(partial(kb_object_event_task.delay, stored.pk))
+    return recorded
+
+
+def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> IngestCounts:
+    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)."""
+    from knowledge.parsing import content_type_for, parse_file, parse_jsonl
+
+    name = Path(filename).name
+    kind = content_type_for(name)
+    if kind is None:
+        raise InvalidInput(f"file: {name} is not Markdown, HTML, text, PDF or JSONL")
+    items: list[Item]
+    if kind == "jsonl":
+        docs = list(parse_jsonl(data, name=name))
+        for doc in docs:
+            doc.external_id = f"{name}#{doc.external_id}"
+        items = list(docs)
+    else:
+        try:
+            items = [parse_file(name, data)]
+        except InvalidInput as exc:
+            items = [ItemError(name, str(exc))]
+    return documents_ingest(source=source, items=items)

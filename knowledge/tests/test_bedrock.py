@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from knowledge.backends.bedrock import BedrockBackend
+from knowledge.embeddings import TitanEmbedder
+from knowledge.services import job_create
+from support.errors import PermanentError, RetryableError
+
+
+@pytest.fixture
+def bedrock_settings(aws_env: None, settings: Any) -> None:
+    settings.KB_BACKEND = "bedrock"
+    settings.KB_BEDROCK_KNOWLEDGE_BASE_ID = "KB12345678"
+    settings.KB_BEDROCK_DATA_SOURCE_ID = "DS12345678"
+
+
+def stubbed(service: str):
+    client = boto3.client(service, region_name="us-east-1")  # type: ignore[call-overload]
+    return client, Stubber(client)
+
+
+def test_retrieve_maps_results(bedrock_settings):
+    runtime, stub = stubbed("bedrock-agent-runtime")
+    stub.add_response(
+        "retrieve",
+        {
+            "retrievalResults": [
+                {
+                    "content": {"text": "Refunds are paid within 5 days.", "type": "TEXT"},
+                    "location": {
+                        "type": "S3",
+                        "s3Location": {"uri": "s3://kb-docs/help/refunds.md"},
+                    },
+                    "score": 0.82,
+                    "metadata": {"x-amz-bedrock-kb-source-uri": "s3://kb-docs/help/refunds.md"},
+                },
+                {
+                    "content": {"text": "Exchanges are free."},
+                    "location": {"type": "WEB", "webLocation": {"url": "https://help.test/x"}},
+                    "score": 0.41,
+                },
+            ]
+        },
+        {
+            "knowledgeBaseId": "KB12345678",
+            "retrievalQuery": {"text": "refund time"},
+            "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 2}},
+        },
+    )
+    with stub:
+        results = BedrockBackend(runtime_client=runtime).search("refund time", k=2)
+        stub.assert_no_pending_responses()
+    assert [r.as_dict() for r in results] == [
+        {
+            "document": {
+                "id": None,
+                "external_id": "s3://kb-docs/help/refunds.md",
+                "title": "refunds.md",
+                "url": "",
+                "source": "bedrock",
+            },
+            "chunk": {
+                "id": results[0].chunk_id,
+                "heading_path": "",
+                "text": "Refunds are paid within 5 days.",
+            },
+            "score": 0.82,
+            "vector_score": 0.82,
+            "text_score": None,
+            "snippet": "Refunds are paid within 5 days.",
+        },
+        {
+            "document": {
+                "id": None,
+                "external_id": "https://help.test/x",
+                "title": "x",
+                "url": "https://help.test/x",
+                "source": "bedrock",
+            },
+            "chunk": {"id": results[1].chunk_id, "heading_path": "", "text": "Exchanges are free."},
+            "score": 0.41,
+            "vector_score": 0.41,
+            "text_score": None,
+            "snippet": "Exchanges are free.",
+        },
+    ]
+    assert str(results[0].chunk_id).startswith("bedrock-")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("ThrottlingException", 429, RetryableError),
+        ("InternalServerException", 500, RetryableError),
+        ("ValidationException", 400, PermanentError),
+        ("ResourceNotFoundException", 404, PermanentError),
+    ],
+)
+def test_retrieve_errors_are_classified(bedrock_settings, code, status, error):
+    runtime, stub = stubbed("bedrock-agent-runtime")
+    stub.add_client_error("retrieve", service_error_code=code, http_status_code=status)
+    with stub, pytest.raises(error):
+        BedrockBackend(runtime_client=runtime).search("x", k=3)
+
+
+@pytest.mark.django_db
+def test_sync_starts_an_ingestion_job_and_records_its_id(bedrock_settings):
+    agent, stub = stubbed("bedrock-agent")
+    job = job_create(backend="bedrock")
+    started = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    stub.add_response(
+        "start_ingestion_job",
+        {
+            "ingestionJob": {
+                "knowledgeBaseId": "KB12345678",
+                "dataSourceId": "DS12345678",
+                "ingestionJobId": "IJOB123456",
+                "status": "STARTING",
+                "startedAt": started,
+                "updatedAt": started,
+            }
+        },
+        {
+            "knowledgeBaseId": "KB12345678",
+            "dataSourceId": "DS12345678",
+            "clientToken": f"support-kb-job-{job.pk:06d}-{job.created_at:%Y%m%d%H%M%S}",
+            "description": f"support KB job {job.pk} (sync)",
+        },
+    )
+    stub.add_response(
+        "get_ingestion_job",
+        {
+            "ingestionJob": {
+                "knowledgeBaseId": "KB12345678",
+                "dataSourceId": "DS12345678",
+                "ingestionJobId": "IJOB123456",
+                "status": "COMPLETE",
+                "statistics": {"numberOfNewDocumentsIndexed": 3},
+                "startedAt": started,
+                "updatedAt": started,
+            }
+        },
+        {
+            "knowledgeBaseId": "KB12345678",
+            "dataSourceId": "DS12345678",
+            "ingestionJobId": "IJOB123456",
+        },
+    )
+    backend = BedrockBackend(agent_client=agent)
+    with stub:
+        backend.sync(job)
+        job.refresh_from_db()
+        assert (job.external_job_id, job.timings) == ("IJOB123456", {"bedrock_status": "STARTING"})
+        assert backend.job_status(job) == {
+            "status": "COMPLETE",
+            "statistics": {"numberOfNewDocumentsIndexed": 3},
+        }
+        stub.assert_no_pending_responses()
+
+
+def test_sync_without_data_source_is_permanent(bedrock_settings, settings):
+    settings.KB_BEDROCK_DATA_SOURCE_ID = ""
+    with pytest.raises(PermanentError, match="KB_BEDROCK_DATA_SOURCE_ID"):
+        BedrockBackend(agent_client=object()).sync(job=None)  # type: ignore[arg-type]
+
+
+def test_titan_embeddings_are_padded_to_the_column(bedrock_settings):
+    runtime, stub = stubbed("bedrock-runtime")
+    vector = [0.0] * 256
+    vector[0], vector[1] = 3.0, 4.0
+    body = json.dumps({"embedding": vector, "inputTextTokenCount": 3}).encode()
+    stub.add_response(
+        "invoke_model",
+        {"body": StreamingBody(io.BytesIO(body), len(body)), "contentType": "application/json"},
+        {
+            "modelId": "amazon.titan-embed-text-v2:0",
+            "body": json.dumps({"inputText": "hello", "dimensions": 256, "normalize": True}),
+            "contentType": "application/json",
+            "accept": "application/json",
+        },
+    )
+    with stub:
+        out = TitanEmbedder(client=runtime).encode(["hello"])
+    assert out.shape == (1, 384)
+    assert out[0, :2].tolist() == pytest.approx([0.6, 0.8])
+    assert float(abs(out[0, 2:]).sum()) == 0.0

@@ -1,0 +1,200 @@
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from knowledge.models import Chunk, Document, IngestionJob, KnowledgeSource
+from knowledge.readers import read_path
+from knowledge.retrieval import search
+from knowledge.services import documents_ingest, source_get_or_create
+from knowledge.tests.conftest import make_pdf
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def docs_dir(tmp_path: Path) -> Path:
+    (tmp_path / "returns.md").write_text(
+        "# Returns\nYou can return any item within 30 days for a full refund.\n"
+        "## Damaged items\nSend us a photo and we ship a replacement.\n"
+    )
+    (tmp_path / "help").mkdir()
+    (tmp_path / "help" / "password.html").write_text(
+        "<html><head><title>Reset your password</title></head><body>"
+        "<p>Click 'Forgot password' on the sign-in page and follow the email link.</p>"
+        "</body></html>"
+    )
+    (tmp_path / "help" / "hours.txt").write_text("Our phone line is open 9am to 5pm.")
+    (tmp_path / "warranty.pdf").write_bytes(make_pdf("The warranty lasts two years"))
+    (tmp_path / "faq.jsonl").write_text(
+        json.dumps({"id": "ship", "title": "Shipping", "text": "Orders ship in 2 days."}) + "\n"
+    )
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG")  # ignored: not a document type
+    (tmp_path / ".hidden.md").write_text("# Secret\nnot ingested")
+    return tmp_path
+
+
+def ingest(path: Path, name: str = "docs"):
+    source = source_get_or_create(name=name, kind=KnowledgeSource.Kind.FOLDER, path=str(path))
+    return source, documents_ingest(source=source, items=read_path(path), delete_missing=True)
+
+
+def state() -> dict[str, tuple[str, int, int]]:
+    return {
+        d.external_id: (d.status, d.version, d.chunks.count())
+        for d in Document.objects.order_by("external_id")
+    }
+
+
+def test_every_format_is_ingested_with_ids_from_relative_paths(docs_dir):
+    _, counts = ingest(docs_dir)
+    assert counts.as_dict() == {
+        "created": 5,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "failed": 0,
+        "chunks": 11,
+    }
+    assert state() == {
+        "faq.jsonl#ship": ("active", 1, 2),
+        "help/hours.txt": ("active", 1, 2),
+        "help/password.html": ("active", 1, 2),
+        "returns.md": ("active", 1, 3),
+        "warranty.pdf": ("active", 1, 2),
+    }
+    assert Chunk.objects.filter(embedding__isnull=True).count() == 0
+    assert Chunk.objects.filter(search_vector__isnull=True).count() == 0
+    damaged = Chunk.objects.get(document__external_id="returns.md", position=2)
+    assert (damaged.heading_path, damaged.text) == (
+        "Damaged items",
+        "Send us a photo and we ship a replacement.",
+    )
+
+
+def test_second_run_skips_unchanged_documents(docs_dir):
+    ingest(docs_dir)
+    chunk_ids = set(Chunk.objects.values_list("id", flat=True))
+    _, counts = ingest(docs_dir)
+    assert (counts.created, counts.updated, counts.unchanged, counts.deleted) == (0, 0, 5, 0)
+    assert counts.chunks == 0
+    assert set(Chunk.objects.values_list("id", flat=True)) == chunk_ids
+
+
+def test_changed_document_is_rechunked_and_versioned(docs_dir):
+    ingest(docs_dir)
+    old_ids = set(Chunk.objects.filter(document__external_id="help/hours.txt").values_list("id"))
+    (docs_dir / "help" / "hours.txt").write_text("Our phone line is open 8am to 8pm.")
+    _, counts = ingest(docs_dir)
+    assert (counts.created, counts.updated, counts.unchanged) == (0, 1, 4)
+    doc = Document.objects.get(external_id="help/hours.txt")
+    assert doc.version == 2
+    texts = list(doc.chunks.filter(kind="body").values_list("text", flat=True))
+    assert texts == ["Our phone line is open 8am to 8pm."]
+    assert not old_ids & set(doc.chunks.values_list("id"))
+
+
+def test_removed_files_are_deleted_and_their_chunks_removed(docs_dir):
+    ingest(docs_dir)
+    (docs_dir / "returns.md").unlink()
+    (docs_dir / "faq.jsonl").write_text("")
+    _, counts = ingest(docs_dir)
+    assert (counts.deleted, counts.unchanged) == (2, 3)
+    assert state()["returns.md"] == ("deleted", 2, 0)
+    assert state()["faq.jsonl#ship"] == ("deleted", 2, 0)
+    # coming back re-creates the chunks on the same document
+    (docs_dir / "returns.md").write_text("# Returns\nWithin 30 days.")
+    _, counts = ingest(docs_dir)
+    assert counts.updated == 1
+    assert state()["returns.md"] == ("active", 3, 2)
+
+
+def test_a_broken_file_is_recorded_and_does_not_stop_the_run(docs_dir):
+    (docs_dir / "broken.pdf").write_bytes(b"%PDF-1.4 nothing here")
+    _, counts = ingest(docs_dir)
+    assert (counts.created, counts.failed) == (5, 1)
+    assert counts.errors[0]["id"] == "broken.pdf"
+    assert "unreadable PDF" in counts.errors[0]["error"]
+    assert state()["broken.pdf"] == ("failed", 0, 0)
+
+
+def test_search_finds_passages_with_highlighted_snippets_and_filters(docs_dir):
+    ingest(docs_dir)
+    other = source_get_or_create(name="other")
+    documents_ingest(
+        source=other,
+        items=read_path(docs_dir / "faq.jsonl"),
+    )
+    results = search("how do I get my money back for a broken item?", k=3)
+    assert results[0].document_external_id == "returns.md"
+    assert results[0].source == "docs"
+    top = search("refund", k=1, sources=["docs"])[0]
+    assert top.document_external_id == "returns.md"
+    assert "<mark>refund</mark>" in top.snippet
+    only_other = search("shipping time", k=5, sources=["other"])
+    assert [r.document_external_id for r in only_other] == ["ship"]  # a JSONL file: its ids
+    assert search("shipping", k=5, tags=["nope"]) == []
+
+
+def test_search_by_tag():
+    source = source_get_or_create(name="tagged")
+    lines = [
+        {
+            "id": "a",
+            "title": "Billing refunds",
+            "text": "Refunds go to the card.",
+            "tags": ["billing"],
+        },
+        {
+            "id": "b",
+            "title": "Refund shipping",
+            "text": "Refunds of postage.",
+            "tags": ["shipping"],
+        },
+    ]
+    from knowledge.parsing import parse_jsonl
+
+    documents_ingest(source=source, items=parse_jsonl("\n".join(json.dumps(x) for x in lines)))
+    assert [r.document_external_id for r in search("refund", k=5, tags=["billing"])] == ["a"]
+    assert {r.document_external_id for r in search("refund", k=5)} == {"a", "b"}
+
+
+def test_kb_ingest_command_prints_counts_and_records_a_job(docs_dir):
+    out = StringIO()
+    call_command("kb_ingest", str(docs_dir), "--source", "help-center", "--no-progress", stdout=out)
+    assert out.getvalue().strip() == (
+        f"source=help-center job={IngestionJob.objects.get().pk} created=5 updated=0 "
+        "unchanged=0 deleted=0 failed=0 chunks=11"
+    )
+    job = IngestionJob.objects.get()
+    assert (job.kind, job.status, job.total, job.processed, job.created_count) == (
+        "ingest",
+        "succeeded",
+        5,
+        5,
+        5,
+    )
+    assert job.progress == 1.0
+    assert set(job.timings) >= {"parse_s", "embed_s", "write_s", "total_s", "wall_s"}
+    out = StringIO()
+    call_command("kb_ingest", str(docs_dir), "--source", "help-center", "--no-progress", stdout=out)
+    assert "created=0 updated=0 unchanged=5 deleted=0" in out.getvalue()
+
+
+def test_kb_resync_rereads_folder_sources(docs_dir):
+    ingest(docs_dir, name="docs")
+    (docs_dir / "help" / "hours.txt").unlink()
+    out = StringIO()
+    call_command("kb_resync", "--source", "docs", "--no-progress", stdout=out)
+    job = IngestionJob.objects.get()
+    assert out.getvalue().strip() == (
+        f"job={job.pk} status=succeeded backend=local created=0 updated=0 unchanged=4 "
+        "deleted=1 failed=0 chunks=0"
+    )
+    out = StringIO()
+    call_command("kb_resync", "--full", "--no-progress", stdout=out)
+    assert "updated=4 unchanged=0 deleted=0" in out.getvalue()

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from knowledge.management.commands.kb_sqs_poll import poll_once
+from knowledge.models import Document, IngestionJob, KnowledgeSource, ObjectEvent
+from knowledge.s3events import parse_events
+from knowledge.services import source_get_or_create, source_sync
+from knowledge.tests.conftest import fixture_json
+from support.errors import InvalidInput
+
+TOKEN = "kb-events-secret"
+
+
+@pytest.fixture
+def s3(aws_env: None, settings: Any):
+    settings.KB_EVENTS_TOKEN = TOKEN
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="kb-docs")
+        yield client
+
+
+@pytest.fixture
+def s3_source(db):
+    return source_get_or_create(
+        name="bucket-docs", kind=KnowledgeSource.Kind.S3, bucket="kb-docs", prefix="help/"
+    )
+
+
+def post_event(client, body: Any, token: str = TOKEN):
+    return client.post(
+        "/api/kb/events",
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+
+def test_parse_every_shape():
+    created = parse_events(fixture_json("eventbridge_object_created.json"))
+    deleted = parse_events(fixture_json("eventbridge_object_deleted.json"))
+    put = parse_events(json.dumps(fixture_json("s3_notification_put.json")))
+    sns = parse_events(
+        {"Type": "Notification", "Message": json.dumps(fixture_json("s3_notification_delete.json"))}
+    )
+    assert [(e.event_key, e.bucket, e.key, e.action) for e in created + deleted + put + sns] == [
+        ("eb:17793124-05d4-b198-2fde-7ededc63b103", "kb-docs", "help/refunds.md", "upsert"),
+        ("eb:2ee9cc15-d022-99ea-1fb8-1b1bac4850f9", "kb-docs", "help/refunds.md", "delete"),
+        (
+            "s3:kb-docs/help/Shipping times.md/0055AED6DCD90281E5/upsert",
+            "kb-docs",
+            "help/Shipping times.md",
+            "upsert",
+        ),
+        (
+            "s3:kb-docs/help/Shipping times.md/0055AED6DCD90281F0/delete",
+            "kb-docs",
+            "help/Shipping times.md",
+            "delete",
+        ),
+    ]
+    assert parse_events(fixture_json("s3_test_event.json")) == []
+    with pytest.raises(InvalidInput, match="neither an EventBridge"):
+        parse_events({"hello": "world"})
+
+
+def test_eventbridge_created_then_deleted_ingests_and_removes_exactly_that_object(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks
+):
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    s3.put_object(Bucket="kb-docs", Key="help/other.md", Body=b"# Other\nNot announced.")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 1})
+    doc = Document.objects.get()
+    assert (doc.external_id, doc.title, doc.url, doc.status) == (
+        "help/refunds.md",
+        "Refunds",
+        "s3://kb-docs/help/refunds.md",
+        "active",
+    )
+    event = ObjectEvent.objects.get()
+    assert (event.via, event.action, event.processed_at is not None) == ("http", "upsert", True)
+    assert event.job is not None
+    assert (event.job.kind, event.job.status, event.job.created_count) == ("event", "succeeded", 1)
+
+    # the same delivery again is acknowledged and does nothing
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json(), callbacks) == (
+        202,
+        {"received": 1, "new": 0},
+        [],
+    )
+
+    s3.delete_object(Bucket="kb-docs", Key="help/refunds.md")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_event(api_client, fixture_json("eventbridge_object_deleted.json"))
+    assert response.status_code == 202
+    doc.refresh_from_db()
+    assert (doc.status, doc.chunks.count()) == ("deleted", 0)
+    assert Document.objects.count() == 1  # help/other.md was never touched
+    assert IngestionJob.objects.count() == 2
+
+
+def test_events_outside_the_source_prefix_or_bucket_change_nothing(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks
+):
+    body = fixture_json("eventbridge_object_created.json")
+    body["detail"]["object"]["key"] = "private/notes.md"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_event(api_client, body).status_code == 202
+    assert Document.objects.count() == 0
+    assert IngestionJob.objects.count() == 0
+    assert ObjectEvent.objects.get().processed_at is not None
+
+
+@pytest.mark.django_db
+def test_events_need_the_token(api_client, settings):
+    settings.KB_EVENTS_TOKEN = TOKEN
+    body = fixture_json("eventbridge_object_created.json")
+    assert post_event(api_client, body, token="wrong").status_code == 401
+    response = api_client.post("/api/kb/events", data=body, format="json")
+    assert response.status_code == 401
+    settings.KB_EVENTS_TOKEN = ""
+    assert post_event(api_client, body).status_code == 403
+    assert ObjectEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_malformed_event_is_a_400(api_client, settings):
+    settings.KB_EVENTS_TOKEN = TOKEN
+    response = api_client.post(
+        "/api/kb/events",
+        data="{nope",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+    assert ObjectEvent.objects.count() == 0
+
+
+def test_sqs_poller_handles_s3_notifications_and_leaves_bad_messages(
+    s3, s3_source, django_capture_on_commit_callbacks
+):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="kb-events")["QueueUrl"]
+    s3.put_object(Bucket="kb-docs", Key="help/Shipping times.md", Body=b"Ships in 2 days.")
+    sqs.send_message(
+        QueueUrl=queue_url, MessageBody=json.dumps(fixture_json("s3_notification_put.json"))
+    )
+    sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(fixture_json("s3_test_event.json")))
+    sqs.send_message(QueueUrl=queue_url, MessageBody="not json")
+    with django_capture_on_commit_callbacks(execute=True):
+        handled, new = poll_once(sqs, queue_url, wait_seconds=0)
+    assert (handled, new) == (2, 1)
+    doc = Document.objects.get()
+    assert (doc.external_id, doc.title, doc.status) == (
+        "help/Shipping times.md",
+        "Shipping times",
+        "active",
+    )
+    assert ObjectEvent.objects.get().via == "sqs"
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"  # the bad one stays
+
+    s3.delete_object(Bucket="kb-docs", Key="help/Shipping times.md")
+    sqs.send_message(
+        QueueUrl=queue_url, MessageBody=json.dumps(fixture_json("s3_notification_delete.json"))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert poll_once(sqs, queue_url, wait_seconds=0) == (1, 1)
+    doc.refresh_from_db()
+    assert doc.status == "deleted"
+
+
+def test_full_s3_sync_reads_the_prefix(s3, s3_source):
+    s3.put_object(Bucket="kb-docs", Key="help/a.md", Body=b"# A\nalpha")
+    s3.put_object(
+        Bucket="kb-docs", Key="help/faq.jsonl", Body=b'{"id": "1", "title": "Q", "text": "A"}\n'
+    )
+    s3.put_object(Bucket="kb-docs", Key="help/image.png", Body=b"\x89PNG")
+    s3.put_object(Bucket="kb-docs", Key="outside.md", Body=b"# Out\nside")
+    counts = source_sync(source=s3_source)
+    assert (counts.created, counts.failed) == (2, 0)
+    assert sorted(Document.objects.values_list("external_id", flat=True)) == [
+        "help/a.md",
+        "help/faq.jsonl#1",
+    ]
+    s3.delete_object(Bucket="kb-docs", Key="help/a.md")
+    counts = source_sync(source=s3_source)
+    assert (counts.deleted, counts.unchanged) == (1, 1)
