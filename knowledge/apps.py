@@ -19,6 +19,6 @@ class KnowledgeConfig(AppConfig):
                 template="knowledge/suggestions_panel.html",
                 context=suggestions_panel_context,
                 order=30,
-                slot="sidebar",
+                slot="knowledge",
             )
         )

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
 from knowledge.backends import get_backend
@@ -14,6 +15,7 @@ from knowledge.retrieval import SearchResult
 from support.errors import NotFound
 
 MAX_QUERY_CHARS = 1000
+SUGGESTIONS_CACHE_SECONDS = 300
 
 
 def kb_search(
@@ -44,8 +46,15 @@ def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
     query = ticket_query_text(ticket)
     if not query:
         return []
+    # Cached per ticket state: the ticket page must not embed and search on every view.
+    stamp = ticket.last_message_at.timestamp() if ticket.last_message_at else 0
+    key = f"kb-suggestions:{ticket.pk}:{stamp}:{k}"
+    results = cache.get(key)
+    if results is None:
+        results = kb_search(query, k=k)
+        cache.set(key, results, timeout=SUGGESTIONS_CACHE_SECONDS)
     threshold = float(settings.KB_SUGGESTION_MIN_SCORE)
-    return [r for r in kb_search(query, k=k) if r.score >= threshold]
+    return [r for r in results if r.score >= threshold]
 
 
 def job_get(job_id: int | str) -> IngestionJob:

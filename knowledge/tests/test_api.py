@@ -161,7 +161,7 @@ def test_feedback_is_stored_once_per_agent_and_shown_to_supervisors(
 
 
 def test_panel_is_registered_and_renders_insert_buttons(kb, ticket, agent):
-    assert "kb-suggestions" in [p.name for p in panels_for("sidebar")]
+    assert "kb-suggestions" in [p.name for p in panels_for("knowledge")]
     request = RequestFactory().get("/")
     request.user = agent
     context = suggestions_panel_context(request, ticket)

@@ -13,7 +13,7 @@ from tickets.panels import Panel, _panels, register_panel
 pytestmark = pytest.mark.django_db
 
 INBOX_QUERY_BUDGET = 12
-TICKET_QUERY_BUDGET = 22
+TICKET_QUERY_BUDGET = 26  # with the routing, context, deliveries and KB panels
 
 
 def _tickets(customer, n, **kwargs):
