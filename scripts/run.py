@@ -64,6 +64,7 @@ def main() -> None:
     step("loading demo data (idempotent)")
     manage("load_demo", env=env)
     manage("load_demo_calls", env=env)
+    manage("kb_ingest", "knowledge/demo_data/articles.jsonl", "--source", "demo", env=env)
 
     commands = {
         "web": [
