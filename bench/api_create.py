@@ -71,6 +71,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--max-seconds", type=float, default=120.0)
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="measure the API alone: no Celery worker competing for the CPU "
+        "(routing, sentiment... then run after the bench)",
+    )
     parser.add_argument("--url", help="use an already running server (and its API key)")
     parser.add_argument("--api-key", help="with --url: an agent's API key")
     args = parser.parse_args()
@@ -83,7 +89,9 @@ def main() -> None:
     else:
         port = _harness.free_port()
         url = f"http://127.0.0.1:{port}"
-        runners = [_harness.uvicorn_cmd(port, args.workers), _harness.celery_cmd(1)]
+        runners = [_harness.uvicorn_cmd(port, args.workers)]
+        if not args.no_worker:
+            runners.append(_harness.celery_cmd(1))
     with _harness.processes(runners, env):
         _harness.wait_for(f"{url}/health")
         deadline = time.monotonic() + args.max_seconds
@@ -94,7 +102,8 @@ def main() -> None:
     done = len(latencies)
     print(
         f"POST /api/tickets: {done} requests, concurrency {args.concurrency}, "
-        f"{args.workers} uvicorn workers"
+        f"{args.workers} uvicorn workers, "
+        f"{'no Celery worker' if args.no_worker else 'a Celery worker running'}"
     )
     print(f"  throughput  {done / (elapsed_ms / 1000):.0f} creates/s")
     print(
