@@ -97,7 +97,7 @@ def main() -> None:
         if drain is not None:
             done = 0
             while True:
-                n = drain(account_id=account.pk, limit=100).taken
+                n = drain(account_id=account.pk).taken
                 if not n:
                     break
                 done += n
