@@ -107,7 +107,9 @@ def main() -> None:
     proc = time.perf_counter() - start
     if args.cprofile:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(
+            "channels_app|tickets|support|routing", 40
+        )
         profiler = cProfile.Profile()
         profiler.enable()
     print(

@@ -436,24 +436,25 @@ def _subject_for(message: InboundMessage, channel_label: str) -> str:
 
 def _customer_resolve(
     channel: str, message: InboundMessage, cache: _BatchCache | None = None
-) -> Customer:
+) -> tuple[Customer, bool]:
+    """The sender's customer, and whether it was created just now (so has no ticket)."""
     if cache is not None and message.sender_id in cache.customers:
-        return cache.customers[message.sender_id]
-    customer = _customer_lookup(channel, message)
+        return cache.customers[message.sender_id], False
+    customer, created = _customer_lookup(channel, message)
     if cache is not None:
         cache.customers[message.sender_id] = customer
-    return customer
+    return customer, created
 
 
-def _customer_lookup(channel: str, message: InboundMessage) -> Customer:
+def _customer_lookup(channel: str, message: InboundMessage) -> tuple[Customer, bool]:
     identity = (
         ChannelIdentity.objects.filter(channel=channel, external_id=message.sender_id)
         .select_related("customer")
         .first()
     )
     if identity is not None:
-        return identity.customer
-    customer, _ = ticket_services.customer_get_or_create(
+        return identity.customer, False
+    customer, created = ticket_services.customer_get_or_create(
         email=message.sender_email,
         name=message.sender_name or message.sender_id,
         phone=message.sender_phone,
@@ -464,7 +465,7 @@ def _customer_lookup(channel: str, message: InboundMessage) -> Customer:
         external_id=message.sender_id,
         display_name=message.sender_name,
     )
-    return customer
+    return customer, created
 
 
 def _email_thread(customer: Customer, message: InboundMessage) -> Ticket | None:
@@ -531,11 +532,11 @@ def _message_ingest(
                 return False
             if message.is_echo:
                 return _echo_record(channel, account, message)
-            customer = _customer_resolve(channel, message, cache)
+            customer, new_customer = _customer_resolve(channel, message, cache)
             ticket = None
             if channel == "email":
                 ticket = _email_thread(customer, message)
-            else:
+            elif not new_customer:  # a customer created just now has no ticket yet
                 ticket = selectors.customer_open_ticket_get(
                     customer=customer, channel=channel, account_id=account_key
                 )
