@@ -81,7 +81,7 @@ def body_for(run: str, i: int, senders: int) -> bytes:
 
 
 async def send_all(
-    url: str, bodies: list[bytes], concurrency: int, max_seconds: float
+    url: str, bodies: list[bytes], concurrency: int, max_seconds: float, rate: float = 0
 ) -> tuple[list[tuple[int, float, float, int]], float]:
     import httpx
 
@@ -92,10 +92,13 @@ async def send_all(
     deadline = time.monotonic() + max_seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
+        t0 = time.monotonic()
 
         async def worker() -> None:
             while not queue.empty() and time.monotonic() < deadline:
                 i = queue.get_nowait()
+                if rate > 0:  # open loop: request i leaves at t0 + i / rate
+                    await asyncio.sleep(max(0.0, t0 + i / rate - time.monotonic()))
                 body = bodies[i]
                 sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
                 sent_at = time.time()
@@ -136,6 +139,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=3000, help="unique messages to send")
     parser.add_argument("--dup-rate", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="requests/s, paced (default: as fast as possible)"
+    )
     parser.add_argument("--senders", type=int, default=300, help="distinct customers")
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument(
@@ -226,10 +232,13 @@ def main() -> None:
         url = f"{base}{account.webhook_path}"
         print(
             f"[bench] {len(sequence)} POSTs ({args.count} unique, {n_dups} redelivered) "
-            f"to {url} with concurrency {args.concurrency}",
+            f"to {url} with concurrency {args.concurrency}"
+            + (f" at {args.rate:g}/s" if args.rate else ""),
             flush=True,
         )
-        results, elapsed = asyncio.run(send_all(url, sequence, args.concurrency, args.max_seconds))
+        results, elapsed = asyncio.run(
+            send_all(url, sequence, args.concurrency, args.max_seconds, args.rate)
+        )
         acks = [r[2] for r in results if r[3] == 200]
         accepted_ids = {order[r[0]] for r in results if r[3] == 200}
         errors = [r for r in results if r[3] != 200]

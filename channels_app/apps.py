@@ -30,6 +30,14 @@ class ChannelsAppConfig(AppConfig):
         subscribe("message.created", _on_message_created)
         register_erasure_hook("channels", channels_erase)
 
+        from django.db.models.signals import post_delete, post_save
+
+        from channels_app.models import ChannelAccount
+        from channels_app.selectors import channel_account_cache_clear
+
+        post_save.connect(channel_account_cache_clear, sender=ChannelAccount)
+        post_delete.connect(channel_account_cache_clear, sender=ChannelAccount)
+
         from channels_app.panels import deliveries_context
         from tickets.panels import Panel, register_panel
 

@@ -6,6 +6,7 @@ import secrets
 
 from django.db import models
 
+from channels_app.crypto import EncryptedSecretField
 from support.models import DeliveryAttemptBase, OutboundDeliveryBase
 from tickets.models import Channel
 
@@ -18,7 +19,8 @@ class ChannelAccount(models.Model):
     """One number, page, inbox or widget on a channel; several per channel are allowed.
 
     Secrets (``app_secret``, ``access_token``, ``consumer_secret``, ``inbound_token``,
-    ``verify_token``) are write-only in the admin: they are never rendered back.
+    ``verify_token``) are encrypted at rest (``channels_app.crypto``) and write-only in the
+    admin: they are never rendered back.
     """
 
     channel = models.CharField(max_length=16, choices=Channel.choices)
@@ -32,11 +34,11 @@ class ChannelAccount(models.Model):
     webhook_token = models.CharField(
         max_length=64, unique=True, default=new_webhook_token, editable=False
     )
-    app_secret = models.CharField(max_length=255, blank=True)
-    verify_token = models.CharField(max_length=255, blank=True)
-    access_token = models.TextField(blank=True)
-    consumer_secret = models.CharField(max_length=255, blank=True)
-    inbound_token = models.CharField(max_length=255, blank=True)
+    app_secret = EncryptedSecretField(blank=True)
+    verify_token = EncryptedSecretField(blank=True)
+    access_token = EncryptedSecretField(blank=True)
+    consumer_secret = EncryptedSecretField(blank=True)
+    inbound_token = EncryptedSecretField(blank=True)
     settings = models.JSONField(
         default=dict, blank=True, help_text="Non-secret options, e.g. from_email, from_name."
     )

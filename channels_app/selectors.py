@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,6 +22,30 @@ def channel_account_get(*, channel: str, webhook_token: str) -> ChannelAccount:
         )
     except ChannelAccount.DoesNotExist:
         raise NotFound(f"No active {channel} account for this webhook URL.") from None
+
+
+# The webhook hot path looks its account up by path token on every delivery: keep active
+# accounts in process memory for a few seconds. Saves and deletes in this process clear it
+# (apps.ready connects the signals); other processes see a change within the TTL.
+ACCOUNT_CACHE_SECONDS = 5.0
+_account_cache: dict[tuple[str, str], tuple[float, ChannelAccount]] = {}
+
+
+def channel_account_get_cached(*, channel: str, webhook_token: str) -> ChannelAccount:
+    key = (channel, webhook_token)
+    now = time.monotonic()
+    hit = _account_cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    account = channel_account_get(channel=channel, webhook_token=webhook_token)
+    if len(_account_cache) > 1000:
+        _account_cache.clear()
+    _account_cache[key] = (now + ACCOUNT_CACHE_SECONDS, account)
+    return account
+
+
+def channel_account_cache_clear(**_: object) -> None:
+    _account_cache.clear()
 
 
 def channel_account_for_ticket(ticket: Ticket) -> ChannelAccount | None:

@@ -8,10 +8,13 @@ tickets through ``tickets.services``. Outbound: ``outbound_delivery_create`` and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
+import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -44,6 +47,7 @@ from channels_app.models import (
 from support.errors import Conflict, InvalidInput, PermanentError, RetryableError
 from support.models import AttemptOutcome, DeliveryStatus
 from support.outbound import backoff_seconds
+from support.redis_client import get_redis
 from tickets import services as ticket_services
 from tickets.models import (
     Attachment,
@@ -152,31 +156,81 @@ def _inbound_store(
     status: str,
     error: str = "",
 ) -> tuple[InboundEvent, bool]:
-    try:
-        with transaction.atomic():
-            event = InboundEvent.objects.create(
-                channel=account.channel,
-                account=account,
-                external_id=external_id,
-                headers=headers,
-                body=body,
-                status=status,
-                error=error,
-            )
-            if status == InboundStatus.RECEIVED:
-                transaction.on_commit(lambda: _enqueue_process(event.pk))
-    except IntegrityError:
+    """One ``INSERT … ON CONFLICT DO NOTHING`` (its own commit outside a transaction):
+    a redelivery hits the unique constraint and creates nothing."""
+    now = timezone.now()
+    event = InboundEvent(
+        channel=account.channel,
+        account=account,
+        external_id=external_id,
+        headers=headers,
+        body=body,
+        status=status,
+        error=error,
+        received_at=now,
+        updated_at=now,
+    )
+    table = InboundEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (channel, account_id, external_id, headers, body, "  # noqa: S608
+            "received_at, status, attempts, error, processed_at, summary, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, 0, %s, NULL, '{}', %s) "
+            "ON CONFLICT ON CONSTRAINT inbound_event_unique DO NOTHING RETURNING id",
+            [
+                account.channel,
+                account.pk,
+                external_id,
+                json.dumps(headers),
+                body,
+                now,
+                status,
+                error,
+                now,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
         existing = InboundEvent.objects.get(
             channel=account.channel, account=account, external_id=external_id
         )
         return existing, False
+    event.pk = row[0]
+    if status == InboundStatus.RECEIVED:
+        account_id = account.pk
+        transaction.on_commit(lambda: inbound_drain_wake(account_id))
     return event, True
 
 
-def _enqueue_process(event_id: int) -> None:
+DRAIN_FLAG = "channels:inbound-drain:{account_id}"
+
+
+def inbound_drain_wake(account_id: int) -> None:
+    """Enqueue one drain task for the account unless one is already pending.
+
+    A Redis ``SET NX`` flag (cleared when the drain starts) collapses a burst of deliveries
+    into one task; the beat sweep re-enqueues anything left behind (e.g. Redis down).
+    """
+    from channels_app.tasks import inbound_events_drain_task
+
+    try:
+        if get_redis().set(DRAIN_FLAG.format(account_id=account_id), 1, nx=True, ex=5):
+            inbound_events_drain_task.delay(account_id)
+    except Exception:  # noqa: BLE001 - the delivery is stored; the sweep picks it up
+        logger.warning("Could not enqueue the inbound drain; the sweep will process it")
+
+
+def inbound_drain_flag_clear(*, account_id: int) -> None:
+    try:
+        get_redis().delete(DRAIN_FLAG.format(account_id=account_id))
+    except Exception:  # noqa: BLE001
+        logger.warning("Could not clear the inbound drain flag")
+
+
+def _enqueue_process(event_id: int, countdown: float = 0) -> None:
     from channels_app.tasks import inbound_event_process_task
 
-    inbound_event_process_task.delay(event_id)
+    inbound_event_process_task.apply_async((event_id,), countdown=countdown)
 
 
 # --- inbound: process ---------------------------------------------------------------------
@@ -208,60 +262,153 @@ def inbound_event_process(*, event_id: int) -> ProcessOutcome | None:
             .select_related("account")
             .get(pk=event_id)
         )
-        if event.status in (
-            InboundStatus.PROCESSED,
-            InboundStatus.IGNORED,
-            InboundStatus.MALFORMED,
-        ):
+        if event.status in DONE_STATUSES:
             return None
-        attempts = event.attempts + 1
-        adapter = get_adapter(event.channel)
-        request = WebhookRequest(headers=event.headers, body=event.body_bytes)
-        outcome = ProcessOutcome()
-        for item in adapter.parse(event.account, request):
-            if isinstance(item, InboundMessage):
-                if _message_ingest(adapter, event.account, item):
-                    outcome.created_messages += 1
-                else:
-                    outcome.duplicates += 1
-            elif isinstance(item, StatusUpdate):
-                if _status_apply(event.channel, item):
-                    outcome.statuses += 1
-                else:
-                    outcome.unmatched_statuses += 1
+        outcome = _event_apply(event, event.account, _BatchCache())
+        _events_mark_done([(event, outcome)])
+    return outcome
+
+
+DONE_STATUSES = (InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.MALFORMED)
+DRAIN_BATCH = 25  # rows of a batch become visible together: small keeps latency low
+
+
+@dataclass
+class _BatchCache:
+    """Look-ups reused within one transaction (one drain batch)."""
+
+    customers: dict[str, Customer] = field(default_factory=dict)
+
+
+def _event_apply(
+    event: InboundEvent, account: ChannelAccount, cache: _BatchCache
+) -> ProcessOutcome:
+    """Apply one delivery's normalised items; raises ``RetryableError`` (to roll it back
+    and retry later) when a status names a message not recorded yet."""
+    attempts = event.attempts + 1
+    adapter = get_adapter(event.channel)
+    request = WebhookRequest(headers=event.headers, body=event.body_bytes)
+    outcome = ProcessOutcome()
+    for item in adapter.parse(account, request):
+        if isinstance(item, InboundMessage):
+            if _message_ingest(adapter, account, item, cache):
+                outcome.created_messages += 1
             else:
-                assert isinstance(item, UnknownEvent)
-                logger.info(
-                    "Unknown %s event acknowledged (event %s): %s",
-                    event.channel,
-                    event.pk,
-                    item.description,
-                )
-                outcome.unknown += 1
-        if outcome.unmatched_statuses and attempts < STATUS_RETRIES:
-            # rolls back this attempt; inbound_event_fail counts it
-            raise RetryableError(
-                f"{outcome.unmatched_statuses} status update(s) for messages not recorded yet."
+                outcome.duplicates += 1
+        elif isinstance(item, StatusUpdate):
+            if _status_apply(event.channel, item):
+                outcome.statuses += 1
+            else:
+                outcome.unmatched_statuses += 1
+        else:
+            assert isinstance(item, UnknownEvent)
+            logger.info(
+                "Unknown %s event acknowledged (event %s): %s",
+                event.channel,
+                event.pk,
+                item.description,
             )
-        only_unknown = outcome.unknown and not (
-            outcome.created_messages or outcome.duplicates or outcome.statuses
-        )
-        InboundEvent.objects.filter(pk=event.pk).update(
-            status=InboundStatus.IGNORED if only_unknown else InboundStatus.PROCESSED,
-            attempts=attempts,
-            processed_at=timezone.now(),
-            error="",
-            summary=outcome.as_dict(),
+            outcome.unknown += 1
+    if outcome.unmatched_statuses and attempts < STATUS_RETRIES:
+        # rolls back this attempt; inbound_event_fail counts it
+        raise RetryableError(
+            f"{outcome.unmatched_statuses} status update(s) for messages not recorded yet."
         )
     return outcome
 
 
-def inbound_event_fail(*, event_id: int, error: str, final: bool) -> None:
-    InboundEvent.objects.filter(pk=event_id).exclude(status=InboundStatus.PROCESSED).update(
-        status=InboundStatus.DEAD if final else InboundStatus.RETRYING,
-        error=error[:5000],
-        attempts=F("attempts") + 1,
+def _events_mark_done(done: list[tuple[InboundEvent, ProcessOutcome]]) -> None:
+    """One UPDATE for the whole batch."""
+    if not done:
+        return
+    now = timezone.now()
+    for event, outcome in done:
+        only_unknown = outcome.unknown and not (
+            outcome.created_messages or outcome.duplicates or outcome.statuses
+        )
+        event.status = InboundStatus.IGNORED if only_unknown else InboundStatus.PROCESSED
+        event.attempts += 1
+        event.processed_at = now
+        event.error = ""
+        event.summary = outcome.as_dict()
+        event.updated_at = now
+    InboundEvent.objects.bulk_update(
+        [event for event, _ in done],
+        ["status", "attempts", "processed_at", "error", "summary", "updated_at"],
     )
+
+
+@dataclass
+class DrainResult:
+    taken: int
+    retries: list[tuple[int, float]]  # (event id, delay): to retry alone, later
+
+
+def inbound_events_drain(*, account_id: int, limit: int = DRAIN_BATCH) -> DrainResult:
+    """Process up to ``limit`` received deliveries of one account in one transaction, in
+    arrival order; returns how many were taken (0: nothing left) and which failed.
+
+    One drainer per account at a time (a transaction-level advisory lock; a second one
+    waits, then finds what is left), so messages of one conversation keep their order.
+    Each delivery runs in its own savepoint: a failing one is rolled back alone, counted,
+    and (unless dead) returned for ``inbound_event_process_task`` to retry with backoff.
+    Exactly-once effects rest on the unique constraints, as in ``inbound_event_process``.
+    """
+    failed: list[tuple[int, str, Exception]] = []
+    with transaction.atomic():
+        _advisory_lock(f"inbound-drain:{account_id}")
+        events = list(
+            InboundEvent.objects.select_for_update(skip_locked=True)
+            .filter(account_id=account_id, status=InboundStatus.RECEIVED)
+            .order_by("id")[:limit]
+        )
+        if not events:
+            return DrainResult(taken=0, retries=[])
+        account = ChannelAccount.objects.get(pk=account_id)
+        cache = _BatchCache()
+        done: list[tuple[InboundEvent, ProcessOutcome]] = []
+        for event in events:
+            try:
+                with transaction.atomic():
+                    done.append((event, _event_apply(event, account, cache)))
+            except Exception as exc:  # noqa: BLE001 - retried alone by its own task
+                logger.warning("Inbound event %s failed in a drain: %s", event.pk, exc)
+                cache.customers.clear()  # may hold rows created in the rolled-back savepoint
+                failed.append((event.pk, f"{type(exc).__name__}: {exc}", exc))
+        _events_mark_done(done)
+        retries: list[tuple[int, float]] = []
+        for event_id, error, failure in failed:
+            final, attempts = inbound_event_fail(
+                event_id=event_id, error=error, permanent=isinstance(failure, PermanentError)
+            )
+            if not final:
+                delay = inbound_retry_delay(attempts)
+                if isinstance(failure, RetryableError) and failure.retry_after:
+                    delay = max(delay, failure.retry_after)
+                retries.append((event_id, delay))
+    return DrainResult(taken=len(events), retries=retries)
+
+
+def inbound_event_fail(*, event_id: int, error: str, permanent: bool = False) -> tuple[bool, int]:
+    """Count a failed attempt; returns (final, attempts). Final (``dead``) when the error
+    is permanent or ``CHANNELS_INBOUND_MAX_ATTEMPTS`` attempts were made."""
+    max_attempts = int(settings.CHANNELS_INBOUND_MAX_ATTEMPTS)
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update().filter(pk=event_id).first()
+        if event is None or event.status == InboundStatus.PROCESSED:
+            return True, 0
+        attempts = event.attempts + 1
+        final = permanent or attempts >= max_attempts
+        InboundEvent.objects.filter(pk=event_id).update(
+            status=InboundStatus.DEAD if final else InboundStatus.RETRYING,
+            error=error[:5000],
+            attempts=attempts,
+        )
+    return final, attempts
+
+
+def inbound_retry_delay(attempts: int) -> float:
+    return min(300.0, 2.0**attempts) * (0.8 + 0.4 * random.random())  # noqa: S311
 
 
 def inbound_event_reprocess(*, event: InboundEvent) -> None:
@@ -287,15 +434,27 @@ def _subject_for(message: InboundMessage, channel_label: str) -> str:
     return f"{channel_label} message"
 
 
-def _customer_resolve(channel: str, message: InboundMessage) -> Customer:
+def _customer_resolve(
+    channel: str, message: InboundMessage, cache: _BatchCache | None = None
+) -> tuple[Customer, bool]:
+    """The sender's customer, and whether it was created just now (so has no ticket)."""
+    if cache is not None and message.sender_id in cache.customers:
+        return cache.customers[message.sender_id], False
+    customer, created = _customer_lookup(channel, message)
+    if cache is not None:
+        cache.customers[message.sender_id] = customer
+    return customer, created
+
+
+def _customer_lookup(channel: str, message: InboundMessage) -> tuple[Customer, bool]:
     identity = (
         ChannelIdentity.objects.filter(channel=channel, external_id=message.sender_id)
         .select_related("customer")
         .first()
     )
     if identity is not None:
-        return identity.customer
-    customer, _ = ticket_services.customer_get_or_create(
+        return identity.customer, False
+    customer, created = ticket_services.customer_get_or_create(
         email=message.sender_email,
         name=message.sender_name or message.sender_id,
         phone=message.sender_phone,
@@ -306,7 +465,7 @@ def _customer_resolve(channel: str, message: InboundMessage) -> Customer:
         external_id=message.sender_id,
         display_name=message.sender_name,
     )
-    return customer
+    return customer, created
 
 
 def _email_thread(customer: Customer, message: InboundMessage) -> Ticket | None:
@@ -350,7 +509,10 @@ def _new_attachments(media: tuple[MediaRef, ...]) -> list[ticket_services.NewAtt
 
 
 def _message_ingest(
-    adapter: ChannelAdapter, account: ChannelAccount, message: InboundMessage
+    adapter: ChannelAdapter,
+    account: ChannelAccount,
+    message: InboundMessage,
+    cache: _BatchCache | None = None,
 ) -> bool:
     """Thread one message into a ticket; False when it was already recorded."""
     channel = adapter.channel
@@ -358,20 +520,23 @@ def _message_ingest(
         logger.warning("Skipping a %s message without id or sender", channel)
         return False
     account_key = str(account.pk)
+    # In a drain the delivery already has its own savepoint; a duplicate message then
+    # ends in Conflict, which rolls back message_add / ticket_create's own savepoint.
+    block = transaction.atomic() if cache is None else contextlib.nullcontext()
     try:
-        with transaction.atomic():
+        with block:
             _advisory_lock(f"{channel}:{account.pk}:{message.sender_id}")
-            if Message.objects.filter(
+            if (cache is None or message.is_echo) and Message.objects.filter(
                 channel=channel, channel_message_id=message.external_message_id
             ).exists():
                 return False
             if message.is_echo:
                 return _echo_record(channel, account, message)
-            customer = _customer_resolve(channel, message)
+            customer, new_customer = _customer_resolve(channel, message, cache)
             ticket = None
             if channel == "email":
                 ticket = _email_thread(customer, message)
-            else:
+            elif not new_customer:  # a customer created just now has no ticket yet
                 ticket = selectors.customer_open_ticket_get(
                     customer=customer, channel=channel, account_id=account_key
                 )
@@ -406,10 +571,14 @@ def _message_ingest(
                     metadata=metadata,
                     attachments=attachments,
                 )
-            to_fetch = list(
-                created.attachments.filter(file="")
-                .exclude(external_media_id="", external_url="")
-                .values_list("pk", flat=True)
+            to_fetch = (
+                list(
+                    created.attachments.filter(file="")
+                    .exclude(external_media_id="", external_url="")
+                    .values_list("pk", flat=True)
+                )
+                if attachments
+                else []
             )
             if to_fetch:
                 transaction.on_commit(lambda: _enqueue_downloads(to_fetch))
@@ -820,11 +989,11 @@ def outbound_delivery_sweep() -> int:
 def inbound_event_sweep() -> int:
     """Re-enqueue received events never processed (e.g. the broker was down)."""
     stale = timezone.now() - timedelta(minutes=2)
-    ids = list(
-        InboundEvent.objects.filter(
-            status=InboundStatus.RECEIVED, received_at__lt=stale
-        ).values_list("pk", flat=True)[:500]
+    account_ids = list(
+        InboundEvent.objects.filter(status=InboundStatus.RECEIVED, received_at__lt=stale)
+        .values_list("account_id", flat=True)
+        .distinct()
     )
-    for pk in ids:
-        _enqueue_process(pk)
-    return len(ids)
+    for account_id in account_ids:
+        inbound_drain_wake(account_id)
+    return len(account_ids)

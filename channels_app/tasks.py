@@ -3,36 +3,52 @@
 from __future__ import annotations
 
 import logging
-import random
 
 from celery import shared_task
-from django.conf import settings
 
 from channels_app import services
 from support.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
 
+DRAIN_MAX_BATCHES = 30  # then hand over to a new task (stays far below the time limit)
+
 
 @shared_task(bind=True, acks_late=True, max_retries=None, soft_time_limit=60, time_limit=90)
 def inbound_event_process_task(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
     """Idempotent: messages are unique per channel id, events end processed."""
-    max_attempts = int(settings.CHANNELS_INBOUND_MAX_ATTEMPTS)
     try:
         services.inbound_event_process(event_id=event_id)
     except Exception as exc:
-        attempts = self.request.retries + 1
-        final = attempts >= max_attempts or isinstance(exc, PermanentError)
-        logger.exception("Processing inbound event %s failed (attempt %s)", event_id, attempts)
-        services.inbound_event_fail(
-            event_id=event_id, error=f"{type(exc).__name__}: {exc}", final=final
+        logger.exception("Processing inbound event %s failed", event_id)
+        final, attempts = services.inbound_event_fail(
+            event_id=event_id,
+            error=f"{type(exc).__name__}: {exc}",
+            permanent=isinstance(exc, PermanentError),
         )
         if final or self.app.conf.task_always_eager:
             return
-        countdown = min(300.0, 2.0**attempts) * (0.8 + 0.4 * random.random())  # noqa: S311
+        countdown = services.inbound_retry_delay(attempts)
         if isinstance(exc, RetryableError) and exc.retry_after:
             countdown = max(countdown, exc.retry_after)
         raise self.retry(countdown=countdown, exc=exc) from exc
+
+
+@shared_task(bind=True, acks_late=True, soft_time_limit=120, time_limit=150)
+def inbound_events_drain_task(self, account_id: int) -> int:  # type: ignore[no-untyped-def]
+    """Process an account's received deliveries in batches until none is left."""
+    services.inbound_drain_flag_clear(account_id=account_id)
+    total = 0
+    for _ in range(DRAIN_MAX_BATCHES):
+        result = services.inbound_events_drain(account_id=account_id)
+        if not self.app.conf.task_always_eager:  # eager (tests): one attempt, as below
+            for event_id, delay in result.retries:
+                inbound_event_process_task.apply_async((event_id,), countdown=delay)
+        if not result.taken:
+            return total
+        total += result.taken
+    services.inbound_drain_wake(account_id)  # more left: continue in a fresh task
+    return total
 
 
 @shared_task(acks_late=True, soft_time_limit=30, time_limit=45)

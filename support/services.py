@@ -31,11 +31,29 @@ def _groups_for(event: OutboxEvent) -> list[str]:
     return groups
 
 
-def _deliver(event: OutboxEvent, send: Any) -> None:
-    message = {"type": "event.message", "event": event.envelope()}
-    if send is not None:
-        for group in _groups_for(event):
-            send(group, message)
+def _group_send_batch(layer: Any, events: list[OutboxEvent]) -> dict[int, Exception]:
+    """Every group send of a batch in one event-loop run (``async_to_sync`` per send costs
+    a thread hop, several ms each); returns the failures by event id."""
+    if layer is None:
+        return {}
+
+    async def send_all() -> dict[int, Exception]:
+        errors: dict[int, Exception] = {}
+        for event in events:
+            message = {"type": "event.message", "event": event.envelope()}
+            try:
+                for group in _groups_for(event):
+                    await layer.group_send(group, message)
+            except Exception as exc:  # noqa: BLE001 - kept pending, retried
+                errors[event.pk] = exc
+        return errors
+
+    return async_to_sync(send_all)()
+
+
+def _deliver(event: OutboxEvent, send_errors: dict[int, Exception]) -> None:
+    if event.pk in send_errors:
+        raise send_errors[event.pk]
     for handler in subscribers_for(event.event_type):
         handler(event)
 
@@ -48,7 +66,6 @@ def outbox_relay(*, batch_size: int = 500) -> int:
     """
     get_redis().delete(RELAY_PENDING_KEY)
     layer = get_channel_layer()
-    send = async_to_sync(layer.group_send) if layer is not None else None
     delivered = 0
     while True:
         with transaction.atomic():
@@ -62,10 +79,11 @@ def outbox_relay(*, batch_size: int = 500) -> int:
             now = timezone.now()
             done: list[OutboxEvent] = []
             failed: list[OutboxEvent] = []
+            send_errors = _group_send_batch(layer, events)
             for event in events:
                 event.attempts += 1
                 try:
-                    _deliver(event, send)
+                    _deliver(event, send_errors)
                 except Exception as exc:
                     logger.exception("Outbox event %s delivery failed", event.pk)
                     event.last_error = f"{type(exc).__name__}: {exc}"[:2000]

@@ -423,22 +423,21 @@ def message_add(
         is_reply = direction == Direction.OUTBOUND and kind == MessageKind.PUBLIC
         delivery_status = DeliveryState.QUEUED if is_reply else DeliveryState.NONE
     try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                ticket=ticket,
-                direction=direction,
-                kind=kind,
-                author_user=author_user
-                if getattr(author_user, "is_authenticated", False)
-                else None,
-                author_customer=author_customer,
-                body_text=body,
-                body_html=body_html,
-                channel=channel or ticket.channel,
-                channel_message_id=channel_message_id,
-                delivery_status=delivery_status,
-                metadata=metadata or {},
-            )
+        # No inner savepoint: Conflict leaves this function's atomic block, which rolls
+        # back to its own savepoint (or the whole transaction when it is the outermost).
+        message = Message.objects.create(
+            ticket=ticket,
+            direction=direction,
+            kind=kind,
+            author_user=author_user if getattr(author_user, "is_authenticated", False) else None,
+            author_customer=author_customer,
+            body_text=body,
+            body_html=body_html,
+            channel=channel or ticket.channel,
+            channel_message_id=channel_message_id,
+            delivery_status=delivery_status,
+            metadata=metadata or {},
+        )
     except IntegrityError as exc:
         raise Conflict(
             "This channel message was already recorded.",
@@ -470,9 +469,11 @@ def message_add(
             ticket.status = TicketStatus.OPEN
             fields.append("status")
             _ticket_event("ticket.updated", ticket, changes={"status": ["new", "open"]})
-    ticket.save(update_fields=fields)
     if kind == MessageKind.PUBLIC:
-        Ticket.objects.filter(pk=ticket.pk).update(search_vector=_search_vector_for(ticket))
+        # one UPDATE: the search vector (with this message) goes with the other fields
+        ticket.search_vector = _search_vector_for(ticket)
+        fields.append("search_vector")
+    ticket.save(update_fields=fields)
     _message_event("message.created", message)
     return message
 

@@ -68,7 +68,7 @@ def _account(channel: str, token: str) -> ChannelAccount | JsonResponse:
     if channel not in registered_channels():
         return _error("not_found", f"Unknown channel {channel!r}.", 404)
     try:
-        return selectors.channel_account_get(channel=channel, webhook_token=token)
+        return selectors.channel_account_get_cached(channel=channel, webhook_token=token)
     except NotFound as exc:
         return _error("not_found", exc.message, 404)
 

@@ -1,0 +1,141 @@
+#!/usr/bin/env python
+"""In-process profile of WhatsApp webhook intake: SQL statements and time per request
+(acknowledgement) and per message (processing). Uses the run profile's services.
+
+    .venv/bin/python bench/profile_intake.py --count 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--show", action="store_true", help="print one message's statements")
+    parser.add_argument("--cprofile", action="store_true", help="print the top functions")
+    args = parser.parse_args()
+    import services  # scripts/services.py
+
+    os.environ.update(services.start("run"))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+    os.environ["DEBUG"] = "false"
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.test import RequestFactory
+    from django.test.utils import CaptureQueriesContext
+    from webhook_intake import SECRET, body_for
+
+    from channels_app import services as channel_services
+    from channels_app.api.views import webhook
+    from support.celery import app as celery_app
+
+    celery_app.conf.task_always_eager = False
+    settings.ALLOWED_HOSTS = ["*"]
+    import subprocess
+
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
+    account = channel_services.channel_account_upsert(
+        channel="whatsapp", name="bench", external_id="bench", app_secret=SECRET
+    )
+    run = f"prof{int(time.time())}"
+    bodies = [body_for(run, i, args.senders) for i in range(args.count)]
+    factory = RequestFactory()
+    path = account.webhook_path
+    ids: list[int] = []
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    if args.cprofile:
+        profiler.enable()
+    start = time.perf_counter()
+    with CaptureQueriesContext(connection) as ack_queries:
+        for body in bodies:
+            sig = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            request = factory.post(
+                path, data=body, content_type="application/json", HTTP_X_HUB_SIGNATURE_256=sig
+            )
+            response = webhook(request, channel="whatsapp", token=account.webhook_token)
+            assert response.status_code == 200, response.content
+            import json
+
+            ids.append(json.loads(response.content)["id"])
+    ack = time.perf_counter() - start
+    if args.cprofile:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
+        profiler = cProfile.Profile()
+        profiler.enable()
+    print(
+        f"ack: {ack / args.count * 1000:.2f} ms/request, "
+        f"{len(ack_queries) / args.count:.2f} statements/request"
+    )
+    if args.show:
+        for q in ack_queries.captured_queries[:6]:
+            print("   ", q["sql"][:160])
+    drain = getattr(channel_services, "inbound_events_drain", None)
+    start = time.perf_counter()
+    with CaptureQueriesContext(connection) as proc_queries:
+        if drain is not None:
+            done = 0
+            while True:
+                n = drain(account_id=account.pk).taken
+                if not n:
+                    break
+                done += n
+        else:
+            for pk in ids:
+                channel_services.inbound_event_process(event_id=pk)
+    proc = time.perf_counter() - start
+    if args.cprofile:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(
+            "channels_app|tickets|support|routing", 40
+        )
+        profiler = cProfile.Profile()
+        profiler.enable()
+    print(
+        f"process: {proc / args.count * 1000:.2f} ms/message, "
+        f"{len(proc_queries) / args.count:.2f} statements/message"
+    )
+    kinds = Counter(q["sql"].split()[0] for q in proc_queries.captured_queries)
+    print("   ", dict(kinds))
+    if args.show:
+        for q in proc_queries.captured_queries[-60:]:
+            print("   ", q["sql"][:200])
+    from support.services import outbox_relay
+
+    start = time.perf_counter()
+    with CaptureQueriesContext(connection) as relay_queries:
+        relayed = outbox_relay()
+    relay = time.perf_counter() - start
+    if args.cprofile:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    if relayed:
+        print(
+            f"relay: {relayed} events, {relay / relayed * 1000:.2f} ms/event, "
+            f"{len(relay_queries)} statements"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Batch processing of recorded deliveries (the drain) and the hot path's account cache."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.test import Client
+
+from channels_app import selectors, services
+from channels_app.models import InboundEvent
+from channels_app.tests.conftest import TEST_SECRET, counts, diff, make_account
+from tickets.models import Message
+
+pytestmark = pytest.mark.django_db
+
+
+def wa_body(sender: str, message_id: str, text: str) -> bytes:
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "waba",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {"phone_number_id": "106540352242922"},
+                            "contacts": [{"profile": {"name": "Ana"}, "wa_id": sender}],
+                            "messages": [
+                                {
+                                    "from": sender,
+                                    "id": message_id,
+                                    "timestamp": "1764100000",
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(payload).encode()
+
+
+def post(client: Client, account: Any, body: bytes) -> Any:
+    sig = "sha256=" + hmac.new(TEST_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return client.generic(
+        "POST",
+        account.webhook_path,
+        data=body,
+        content_type="application/json",
+        HTTP_X_HUB_SIGNATURE_256=sig,
+    )
+
+
+def test_deliveries_are_recorded_then_drained_in_one_batch_in_arrival_order(
+    client: Client,
+) -> None:
+    account = make_account("whatsapp")
+    before = counts()
+    bodies = [wa_body("34600000001", f"wamid.d{i}", f"message {i}") for i in range(3)]
+    with mock.patch("channels_app.services.inbound_drain_wake") as wake:
+        responses = [post(client, account, body) for body in bodies]
+        duplicate = post(client, account, bodies[1])
+    assert [r.json()["status"] for r in responses] == ["accepted"] * 3
+    assert duplicate.json() == {"status": "duplicate", "id": responses[1].json()["id"]}
+    # outside a transaction (the test's own is not committed) nothing is woken yet
+    assert wake.call_count == 0
+    assert diff(before, counts()) == {"events": 3}
+
+    result = services.inbound_events_drain(account_id=account.pk)
+    assert (result.taken, result.retries) == (3, [])
+    assert diff(before, counts()) == {
+        "events": 3,
+        "customers": 1,
+        "identities": 1,
+        "tickets": 1,
+        "messages": 3,
+    }
+    texts = list(Message.objects.order_by("id").values_list("body_text", flat=True))
+    assert texts == ["message 0", "message 1", "message 2"]
+    assert set(InboundEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
+    assert services.inbound_events_drain(account_id=account.pk).taken == 0
+
+
+def test_a_failing_delivery_is_rolled_back_alone_and_returned_for_retry(
+    client: Client, settings: Any
+) -> None:
+    settings.CHANNELS_INBOUND_MAX_ATTEMPTS = 5
+    account = make_account("whatsapp")
+    bodies = [
+        wa_body("34600000001", "wamid.ok1", "first"),
+        wa_body("34600000002", "wamid.bad", "boom"),
+        wa_body("34600000003", "wamid.ok2", "second"),
+    ]
+    ids = [post(client, account, body).json()["id"] for body in bodies]
+    real = services._customer_lookup
+
+    def flaky(channel: str, message: Any) -> Any:
+        if message.sender_id == "34600000002":
+            raise RuntimeError("db hiccup")
+        return real(channel, message)
+
+    with mock.patch("channels_app.services._customer_lookup", side_effect=flaky):
+        result = services.inbound_events_drain(account_id=account.pk)
+    assert result.taken == 3
+    assert [event_id for event_id, _ in result.retries] == [ids[1]]
+    statuses = dict(InboundEvent.objects.values_list("pk", "status"))
+    assert statuses == {ids[0]: "processed", ids[1]: "retrying", ids[2]: "processed"}
+    failed = InboundEvent.objects.get(pk=ids[1])
+    assert (failed.attempts, failed.error) == (1, "RuntimeError: db hiccup")
+    assert set(Message.objects.values_list("channel_message_id", flat=True)) == {
+        "wamid.ok1",
+        "wamid.ok2",
+    }
+    # the retry (the per-event task) then lands it once
+    services.inbound_event_process(event_id=ids[1])
+    assert Message.objects.filter(channel_message_id="wamid.bad").count() == 1
+    assert InboundEvent.objects.get(pk=ids[1]).status == "processed"
+
+
+def test_a_message_already_recorded_is_a_duplicate_in_a_drain(client: Client) -> None:
+    account = make_account("whatsapp")
+    post(client, account, wa_body("34600000001", "wamid.same", "hello"))
+    services.inbound_events_drain(account_id=account.pk)
+    before = counts()
+    # the same message id in a different delivery (e.g. a re-sent batch)
+    post(client, account, wa_body("34600000001", "wamid.same", "hello again"))
+    result = services.inbound_events_drain(account_id=account.pk)
+    assert result.taken == 1
+    assert diff(before, counts()) == {"events": 1}
+    event = InboundEvent.objects.order_by("-id").first()
+    assert event is not None
+    assert (event.status, event.summary["duplicates"]) == ("processed", 1)
+
+
+def test_account_lookup_is_cached_and_cleared_when_an_account_is_saved(client: Client) -> None:
+    account = make_account("whatsapp")
+    selectors.channel_account_cache_clear()
+    cached = selectors.channel_account_get_cached(
+        channel="whatsapp", webhook_token=account.webhook_token
+    )
+    assert cached.pk == account.pk
+    with mock.patch.object(selectors, "channel_account_get") as lookup:
+        again = selectors.channel_account_get_cached(
+            channel="whatsapp", webhook_token=account.webhook_token
+        )
+    assert again is cached
+    assert lookup.call_count == 0
+    account.is_active = False
+    account.save()
+    response = post(client, account, wa_body("34600000001", "wamid.x", "hi"))
+    assert response.status_code == 404
+    assert InboundEvent.objects.count() == 0
