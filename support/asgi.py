@@ -15,9 +15,23 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from support.websocket_urls import websocket_urlpatterns  # noqa: E402
 
+
+def _http_app() -> object:
+    """Django's sync views run in a fixed pool of threads (a2wsgi) instead of Django's ASGI
+    handler, which starts a new thread for every request; ``DJANGO_HTTP_INTERFACE=asgi``
+    switches back."""
+    if os.environ.get("DJANGO_HTTP_INTERFACE", "wsgi") == "asgi":
+        return django_asgi_app
+    from a2wsgi import WSGIMiddleware
+    from django.core.wsgi import get_wsgi_application
+
+    threads = int(os.environ.get("WSGI_THREADS", "16"))
+    return WSGIMiddleware(get_wsgi_application(), workers=threads)  # type: ignore[arg-type]
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": _http_app(),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
