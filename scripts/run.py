@@ -22,7 +22,7 @@ import services  # noqa: E402
 
 HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = int(os.environ.get("PORT", "8000"))
-WEB_WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
+WEB_WORKERS = os.environ.get("WEB_CONCURRENCY", "3")
 CELERY_CONCURRENCY = os.environ.get("CELERY_CONCURRENCY", "2")
 BIN = Path(sys.executable).parent
 

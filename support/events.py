@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -42,6 +43,33 @@ def ticket_group(ticket_id: int | str) -> str:
     return f"ticket-{ticket_id}"
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    event_type: str
+    aggregate_type: str
+    aggregate_id: int | str
+    payload: dict[str, Any]
+
+
+def events_record(events: list[NewEvent]) -> list[OutboxEvent]:
+    """Write events (in order, one INSERT) in the caller's transaction; relay after commit."""
+    rows = OutboxEvent.objects.bulk_create(
+        [
+            OutboxEvent(
+                event_type=e.event_type,
+                aggregate_type=e.aggregate_type,
+                aggregate_id=str(e.aggregate_id),
+                payload=e.payload,
+            )
+            for e in events
+        ]
+    )
+    # One callback per call; schedule_relay itself collapses them into one task through a
+    # Redis flag (deduplicating across calls would break when a savepoint rolls back).
+    transaction.on_commit(schedule_relay)
+    return rows
+
+
 def event_record(
     event_type: str,
     *,
@@ -50,16 +78,7 @@ def event_record(
     payload: dict[str, Any],
 ) -> OutboxEvent:
     """Write an event in the caller's transaction and schedule the relay after commit."""
-    event = OutboxEvent.objects.create(
-        event_type=event_type,
-        aggregate_type=aggregate_type,
-        aggregate_id=str(aggregate_id),
-        payload=payload,
-    )
-    # One callback per event; schedule_relay itself collapses them into one task through
-    # a Redis flag (deduplicating here would break when a savepoint rolls back).
-    transaction.on_commit(schedule_relay)
-    return event
+    return events_record([NewEvent(event_type, aggregate_type, aggregate_id, payload)])[0]
 
 
 def schedule_relay() -> None:

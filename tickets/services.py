@@ -8,14 +8,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.postgres.search import SearchVector
+from django.contrib.postgres.search import SearchVectorField
 from django.db import IntegrityError, transaction
-from django.db.models import Value
-from django.db.models.functions import Lower
+from django.db.models import Expression
 from django.utils import timezone
 
 from support.errors import Conflict, InvalidInput, InvalidTransition
-from support.events import event_record
+from support.events import NewEvent, events_record
 from tickets.models import (
     Attachment,
     CannedResponse,
@@ -67,21 +66,16 @@ def ticket_event_payload(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def _ticket_event(event_type: str, ticket: Ticket, **extra: Any) -> None:
-    event_record(
-        event_type,
-        aggregate_type="ticket",
-        aggregate_id=ticket.pk,
-        payload={**ticket_event_payload(ticket), **extra},
-    )
+def _ticket_new_event(event_type: str, ticket: Ticket, **extra: Any) -> NewEvent:
+    return NewEvent(event_type, "ticket", ticket.pk, {**ticket_event_payload(ticket), **extra})
 
 
-def _message_event(event_type: str, message: Message, **extra: Any) -> None:
-    event_record(
+def _message_new_event(event_type: str, message: Message, **extra: Any) -> NewEvent:
+    return NewEvent(
         event_type,
-        aggregate_type="message",
-        aggregate_id=message.pk,
-        payload={
+        "message",
+        message.pk,
+        {
             "ticket_id": message.ticket_id,
             "message_id": message.pk,
             "direction": message.direction,
@@ -94,16 +88,26 @@ def _message_event(event_type: str, message: Message, **extra: Any) -> None:
     )
 
 
+def _ticket_event(event_type: str, ticket: Ticket, **extra: Any) -> None:
+    events_record([_ticket_new_event(event_type, ticket, **extra)])
+
+
+def _message_event(event_type: str, message: Message, **extra: Any) -> None:
+    events_record([_message_new_event(event_type, message, **extra)])
+
+
 # --- customers --------------------------------------------------------------
 
 
 def customer_find_by_email(email: str) -> Customer | None:
     """Case-insensitive, through the ``lower(email)`` unique index."""
-    return (
-        Customer.objects.annotate(email_lower=Lower("email"))
-        .filter(email_lower=email.strip().lower())
-        .first()
+    found = list(
+        Customer.objects.raw(
+            "SELECT * FROM tickets_customer WHERE lower(email) = %s LIMIT 1",
+            [email.strip().lower()],
+        )
     )
+    return found[0] if found else None
 
 
 def customer_get_or_create(
@@ -158,15 +162,31 @@ def _tags_from_names(names: Iterable[str]) -> list[Tag]:
     return tags
 
 
+class TicketSearchVector(Expression):
+    """The ticket's full-text vector: subject (A), conversation (B), customer (C).
+
+    One fixed SQL fragment with three parameters: far cheaper to compile on the hot path
+    than composing ``SearchVector`` objects, and the same vector.
+    """
+
+    output_field = SearchVectorField()
+    template = (
+        "setweight(to_tsvector('english'::regconfig, %s), 'A') || "
+        "setweight(to_tsvector('english'::regconfig, %s), 'B') || "
+        "setweight(to_tsvector('simple'::regconfig, %s), 'C')"
+    )
+
+    def __init__(self, subject: str, text: str, who: str) -> None:
+        super().__init__()
+        self.params = [subject, text[:20000], who]
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        return self.template, list(self.params)
+
+
 def _search_vector(subject: str, text: str = "", customer: Customer | None = None) -> Any:
-    """Subject (A) weighs more than the conversation (B) and the customer (C)."""
-    vector: Any = SearchVector(Value(subject), weight="A", config="english")
-    if text:
-        vector = vector + SearchVector(Value(text[:20000]), weight="B", config="english")
-    if customer is not None:
-        who = f"{customer.name} {customer.email} {customer.phone}"
-        vector = vector + SearchVector(Value(who), weight="C", config="simple")
-    return vector
+    who = f"{customer.name} {customer.email} {customer.phone}" if customer is not None else ""
+    return TicketSearchVector(subject, text, who)
 
 
 def _refresh_search_vector(ticket: Ticket) -> None:
@@ -216,7 +236,11 @@ def ticket_create(
     tag_objs = _tags_from_names(tags)
     if tag_objs:
         ticket.tags.set(tag_objs)
-    _ticket_event("ticket.created", ticket, subject=ticket.subject, tags=[t.name for t in tag_objs])
+    events = [
+        _ticket_new_event(
+            "ticket.created", ticket, subject=ticket.subject, tags=[t.name for t in tag_objs]
+        )
+    ]
     if has_message:
         # The ticket row is new and ours: no lock or savepoint needed. A duplicate
         # channel message id rolls the whole creation back (it is a redelivery).
@@ -239,7 +263,8 @@ def ticket_create(
             ) from exc
         for item in attachments:
             _attachment_create(message, item)
-        _message_event("message.created", message)
+        events.append(_message_new_event("message.created", message))
+    events_record(events)
     return ticket
 
 
