@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh dev
 VENV="${VENV:-.venv}"
 export PATH="$PWD/$VENV/bin:$PATH"
+# Browser end-to-end tests drive Debian's Chromium (a test tool's own download fails here).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[test] installing Debian's chromium for the browser tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
 eval "$(python scripts/services.py start --profile test --print-env)"
 export ENVIRONMENT=test DJANGO_SETTINGS_MODULE=support.settings
 echo "[test] ruff"
