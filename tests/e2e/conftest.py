@@ -55,7 +55,7 @@ def _database_url() -> str:
 @pytest.fixture(scope="session")
 def live_asgi(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (.ci/run installs it)")
+        pytest.skip("Chromium is not installed (scripts/test.sh installs it when run as root)")
     from django.conf import settings
 
     port = _free_port()
