@@ -25,6 +25,7 @@ def setup_env() -> dict[str, str]:
     env.setdefault("ENVIRONMENT", "dev")
     env.setdefault("DEBUG", "false")
     env.update(services.start("run"))
+    env.update(isolated(env))
     os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "REDIS_URL")})
     os.environ.setdefault("ENVIRONMENT", env["ENVIRONMENT"])
     os.environ.setdefault("DEBUG", "false")
@@ -45,6 +46,37 @@ def setup_env() -> dict[str, str]:
     django.setup()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return env
+
+
+BENCH_DB = "support_bench_api"
+BENCH_REDIS_DB = 3
+
+
+def isolated(env: dict[str, str]) -> dict[str, str]:
+    """A database and a Redis db of the bench's own, on the same local servers, so a bench
+    never leaves tickets or queued tasks in the product's data (`make run`)."""
+    import psycopg
+
+    url = env["DATABASE_URL"]
+    if "/support?" in url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        url = url.replace("/support?", f"/{BENCH_DB}?")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    redis_url = env["REDIS_URL"].rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}"
+    return {"DATABASE_URL": url, "REDIS_URL": redis_url}
+
+
+def drop_queued_tasks(env: dict[str, str]) -> None:
+    """Forget what the bench left in its own Redis db (tasks for its own database)."""
+    import redis
+
+    redis.Redis.from_url(env["REDIS_URL"]).flushdb()
 
 
 def bench_api_key(name: str = "bench") -> str:

@@ -99,6 +99,8 @@ def main() -> None:
         latencies, errors, elapsed_ms = asyncio.run(
             drive(url, key, args.requests, args.concurrency, deadline)
         )
+    if not args.url:
+        _harness.drop_queued_tasks(env)
     done = len(latencies)
     print(
         f"POST /api/tickets: {done} requests, concurrency {args.concurrency}, "
