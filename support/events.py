@@ -51,22 +51,30 @@ class NewEvent:
     payload: dict[str, Any]
 
 
-def events_record(events: list[NewEvent]) -> list[OutboxEvent]:
-    """Write events (in order, one INSERT) in the caller's transaction; relay after commit."""
-    rows = OutboxEvent.objects.bulk_create(
-        [
-            OutboxEvent(
-                event_type=e.event_type,
-                aggregate_type=e.aggregate_type,
-                aggregate_id=str(e.aggregate_id),
-                payload=e.payload,
-            )
-            for e in events
-        ]
-    )
+def outbox_rows(events: list[NewEvent]) -> list[OutboxEvent]:
+    """Unsaved outbox rows for ``events``: for a caller that writes them in its own batch
+    (``support.db.rows_insert``) and then calls :func:`relay_after_commit`."""
+    return [
+        OutboxEvent(
+            event_type=e.event_type,
+            aggregate_type=e.aggregate_type,
+            aggregate_id=str(e.aggregate_id),
+            payload=e.payload,
+        )
+        for e in events
+    ]
+
+
+def relay_after_commit() -> None:
     # One callback per call; schedule_relay itself collapses them into one task through a
     # Redis flag (deduplicating across calls would break when a savepoint rolls back).
     transaction.on_commit(schedule_relay)
+
+
+def events_record(events: list[NewEvent]) -> list[OutboxEvent]:
+    """Write events (in order, one INSERT) in the caller's transaction; relay after commit."""
+    rows = OutboxEvent.objects.bulk_create(outbox_rows(events))
+    relay_after_commit()
     return rows
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.postgres.search import SearchVectorField
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Expression
 from django.utils import timezone
 
+from support.db import ids_reserve, rows_insert
 from support.errors import Conflict, InvalidInput, InvalidTransition
-from support.events import NewEvent, events_record
+from support.events import NewEvent, events_record, outbox_rows, relay_after_commit
 from tickets.models import (
     Attachment,
     CannedResponse,
@@ -151,15 +153,13 @@ def channel_identity_link(
 # --- tickets --------------------------------------------------------------------
 
 
+def _tag_names(names: Iterable[str]) -> list[str]:
+    """Normalised tag names (trimmed, lower case, at most 64 characters), each once."""
+    return list(dict.fromkeys(n for n in (raw.strip().lower()[:64] for raw in names) if n))
+
+
 def _tags_from_names(names: Iterable[str]) -> list[Tag]:
-    tags = []
-    for raw in names:
-        name = raw.strip().lower()[:64]
-        if not name:
-            continue
-        tag, _ = Tag.objects.get_or_create(name=name)
-        tags.append(tag)
-    return tags
+    return [Tag.objects.get_or_create(name=name)[0] for name in _tag_names(names)]
 
 
 class TicketSearchVector(Expression):
@@ -193,7 +193,6 @@ def _refresh_search_vector(ticket: Ticket) -> None:
     Ticket.objects.filter(pk=ticket.pk).update(search_vector=_search_vector_for(ticket))
 
 
-@transaction.atomic
 def ticket_create(
     *,
     customer: Customer,
@@ -212,7 +211,13 @@ def ticket_create(
     attachments: Sequence[NewAttachment] = (),
     created_by: Any = None,
 ) -> Ticket:
-    """Open a ticket with the customer's first message as the start of its timeline."""
+    """Open a ticket with the customer's first message as the start of its timeline.
+
+    The hottest write of the product: the ticket, its first message and both events go to
+    the database in one round trip after one for their ids (``support.db``), all or
+    nothing. A duplicate ``channel_message_id`` (a redelivery) raises Conflict and leaves
+    nothing behind. No ``post_save`` signals are sent for these rows.
+    """
     subject = subject.strip()
     if not subject:
         raise InvalidInput("A ticket needs a subject.", details={"subject": ["Required."]})
@@ -220,7 +225,10 @@ def ticket_create(
         raise InvalidInput(f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]})
     now = timezone.now()
     has_message = bool(body.strip() or body_html.strip() or attachments)
-    ticket = Ticket.objects.create(
+    tag_names = _tag_names(tags)
+    ids = ids_reserve(Ticket, Message) if has_message else ids_reserve(Ticket)
+    ticket = Ticket(
+        pk=ids[0],
         customer=customer,
         subject=subject[:255],
         channel=channel,
@@ -233,38 +241,46 @@ def ticket_create(
         waiting_since=now if has_message else None,
         search_vector=_search_vector(subject[:255], body, customer),
     )
-    tag_objs = _tags_from_names(tags)
-    if tag_objs:
-        ticket.tags.set(tag_objs)
-    events = [
-        _ticket_new_event(
-            "ticket.created", ticket, subject=ticket.subject, tags=[t.name for t in tag_objs]
-        )
-    ]
+    rows: list[Any] = [ticket]
+    message: Message | None = None
     if has_message:
-        # The ticket row is new and ours: no lock or savepoint needed. A duplicate
-        # channel message id rolls the whole creation back (it is a redelivery).
-        try:
-            message = Message.objects.create(
-                ticket=ticket,
-                direction=Direction.INBOUND,
-                kind=MessageKind.PUBLIC,
-                author_customer=customer,
-                body_text=body,
-                body_html=body_html,
-                channel=channel,
-                channel_message_id=channel_message_id,
-                metadata=message_metadata or {},
-            )
-        except IntegrityError as exc:
+        message = Message(
+            pk=ids[1],
+            ticket=ticket,
+            direction=Direction.INBOUND,
+            kind=MessageKind.PUBLIC,
+            author_customer=customer,
+            body_text=body,
+            body_html=body_html,
+            channel=channel,
+            channel_message_id=channel_message_id,
+            metadata=message_metadata or {},
+        )
+        rows.append(message)
+    events = [_ticket_new_event("ticket.created", ticket, subject=ticket.subject, tags=tag_names)]
+    if message is not None:
+        events.append(_message_new_event("message.created", message))
+    rows += outbox_rows(events)
+    # A single multi-statement write is a transaction of its own; a savepoint is needed
+    # only inside a caller's transaction (so Conflict leaves it usable) or for the extra
+    # statements of tags and attachments.
+    needs_block = bool(tag_names or attachments) or connection.in_atomic_block
+    try:
+        with transaction.atomic() if needs_block else nullcontext():
+            rows_insert(rows)
+            if tag_names:
+                ticket.tags.set(_tags_from_names(tag_names))
+            if message is not None:
+                for item in attachments:
+                    _attachment_create(message, item)
+    except IntegrityError as exc:
+        if channel_message_id is not None and "message_channel_id_unique" in str(exc):
             raise Conflict(
                 "This channel message was already recorded.",
                 details={"channel_message_id": [str(channel_message_id)]},
             ) from exc
-        for item in attachments:
-            _attachment_create(message, item)
-        events.append(_message_new_event("message.created", message))
-    events_record(events)
+        raise
+    relay_after_commit()
     return ticket
 
 
