@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 from django.db.models.sql import InsertQuery
 
@@ -46,7 +46,7 @@ def ids_reserve(*models: type[Model]) -> list[int]:
 
 
 def _row_sql(
-    obj: Model, with_pk: bool, query: InsertQuery, compiler: Any
+    obj: Model, with_pk: bool, query: InsertQuery, compiler: Any, conn: Any
 ) -> tuple[list[str], str, list[Any]]:
     """Column names, a ``(…)`` values group and its parameters for one new instance."""
     opts = obj._meta
@@ -57,16 +57,16 @@ def _row_sql(
         if field.primary_key and not with_pk:
             continue
         value = field.pre_save(obj, add=True)
-        columns.append(connection.ops.quote_name(field.column))
+        columns.append(conn.ops.quote_name(field.column))
         if hasattr(value, "resolve_expression"):
             resolved = value.resolve_expression(query, allow_joins=False, for_save=True)
             sql, expr_params = compiler.compile(resolved)
             placeholders.append(sql)
             params.extend(expr_params)
             continue
-        prepared = field.get_db_prep_save(value, connection=connection)
+        prepared = field.get_db_prep_save(value, connection=conn)
         if hasattr(field, "get_placeholder"):
-            placeholders.append(field.get_placeholder(prepared, compiler, connection))
+            placeholders.append(field.get_placeholder(prepared, compiler, conn))
         else:
             placeholders.append("%s")
         params.append(prepared)
@@ -83,6 +83,7 @@ def rows_insert(objs: Sequence[Model]) -> None:
     """
     if not objs:
         return
+    conn = connections[DEFAULT_DB_ALIAS]
     statements: list[str] = []
     params: list[Any] = []
     group: list[tuple[list[str], str, list[Any]]] = []
@@ -93,7 +94,7 @@ def rows_insert(objs: Sequence[Model]) -> None:
         if not group or group_key is None:
             return
         # Table and column names come from model metadata; every value is a parameter.
-        table = connection.ops.quote_name(group_key[0]._meta.db_table)
+        table = conn.ops.quote_name(group_key[0]._meta.db_table)
         columns = ", ".join(group[0][0])
         values = ", ".join(g[1] for g in group)
         statements.append(f"INSERT INTO {table} ({columns}) VALUES {values}")  # noqa: S608
@@ -108,13 +109,13 @@ def rows_insert(objs: Sequence[Model]) -> None:
             group_key = key
         if key[0] not in compilers:
             query = InsertQuery(key[0])
-            compilers[key[0]] = (query, query.get_compiler(connection=connection))
-        group.append(_row_sql(obj, key[1], *compilers[key[0]]))
+            compilers[key[0]] = (query, query.get_compiler(connection=conn))
+        group.append(_row_sql(obj, key[1], *compilers[key[0]], conn))
     flush()
-    with connection.cursor() as cursor:
+    with conn.cursor() as cursor:
         # Client-side binding (Django's default with psycopg) lets one execute() carry
         # several statements: one round trip, and one transaction outside ``atomic``.
         cursor.execute(";\n".join(statements), params)
     for obj in objs:
         obj._state.adding = False
-        obj._state.db = connection.alias
+        obj._state.db = conn.alias

@@ -101,15 +101,22 @@ def _message_event(event_type: str, message: Message, **extra: Any) -> None:
 # --- customers --------------------------------------------------------------
 
 
+def _customer_columns() -> tuple[list[str], str]:
+    fields = Customer._meta.concrete_fields
+    return [f.attname for f in fields], ", ".join(f'"{f.column}"' for f in fields)
+
+
 def customer_find_by_email(email: str) -> Customer | None:
-    """Case-insensitive, through the ``lower(email)`` unique index."""
-    found = list(
-        Customer.objects.raw(
-            "SELECT * FROM tickets_customer WHERE lower(email) = %s LIMIT 1",
+    """Case-insensitive, through the ``lower(email)`` unique index (a plain cursor: this is
+    on the path of every ticket created, and a raw queryset costs ~0.2 ms more)."""
+    attnames, columns = _customer_columns()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM tickets_customer WHERE lower(email) = %s LIMIT 1",  # noqa: S608
             [email.strip().lower()],
         )
-    )
-    return found[0] if found else None
+        row = cursor.fetchone()
+    return Customer.from_db(connection.alias, attnames, row) if row else None
 
 
 def customer_get_or_create(

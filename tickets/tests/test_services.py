@@ -153,3 +153,37 @@ def test_attachment_content_store_saves_once(customer, settings, tmp_path) -> No
     assert again.size == 3
     with again.file.open("rb") as fh:
         assert fh.read() == b"abc"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ticket_create_redelivery_is_a_conflict_and_leaves_nothing(customer):
+    """Outside any transaction (the API's case) the ticket, message and events are one
+    multi-statement write: a duplicate channel message id writes none of them."""
+    services.ticket_create(
+        customer=customer, subject="s", channel="whatsapp", body="hi", channel_message_id="w.1"
+    )
+    with pytest.raises(Conflict):
+        services.ticket_create(
+            customer=customer, subject="s", channel="whatsapp", body="hi", channel_message_id="w.1"
+        )
+    assert Ticket.objects.count() == 1
+    assert _events() == ["ticket.created", "message.created"]
+
+
+def test_ticket_create_conflict_inside_a_transaction_keeps_it_usable(customer):
+    from django.db import transaction
+
+    with transaction.atomic():
+        services.ticket_create(
+            customer=customer, subject="a", channel="whatsapp", body="x", channel_message_id="w.2"
+        )
+        with pytest.raises(Conflict):
+            services.ticket_create(
+                customer=customer,
+                subject="b",
+                channel="whatsapp",
+                body="x",
+                channel_message_id="w.2",
+            )
+        services.ticket_create(customer=customer, subject="c", body="still fine")
+    assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["a", "c"]
