@@ -157,6 +157,9 @@ def uvicorn_cmd(port: int, workers: int) -> list[str]:
 
 def celery_cmd(concurrency: int = 1) -> list[str]:
     return [
+        "nice",
+        "-n",
+        "10",
         str(Path(sys.executable).parent / "celery"),
         "-A",
         "support",

@@ -80,7 +80,12 @@ def main() -> None:
             "--timeout-graceful-shutdown",
             "5",
         ],
+        # Background work (routing, sentiment, deliveries) yields the CPU to web requests
+        # when both share a machine; the queue absorbs the difference.
         "worker": [
+            "nice",
+            "-n",
+            "10",
             str(BIN / "celery"),
             "-A",
             "support",
