@@ -17,15 +17,19 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 
-def setup_env() -> dict[str, str]:
-    """Start (or reuse) the local PostgreSQL and Redis of `make run`; configure Django."""
+def setup_env(*, isolate: bool = True) -> dict[str, str]:
+    """Start (or reuse) the local PostgreSQL and Redis of `make run`; configure Django.
+
+    ``isolate``: work in a database and Redis db of the bench's own (see :func:`isolated`).
+    """
     import services
 
     env = dict(os.environ)
     env.setdefault("ENVIRONMENT", "dev")
     env.setdefault("DEBUG", "false")
     env.update(services.start("run"))
-    env.update(isolated(env))
+    if isolate:
+        env.update(isolated(env))
     os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "REDIS_URL")})
     os.environ.setdefault("ENVIRONMENT", env["ENVIRONMENT"])
     os.environ.setdefault("DEBUG", "false")

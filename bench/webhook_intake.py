@@ -7,7 +7,8 @@ its ticket, and counts of lost and duplicated messages.
     .venv/bin/python bench/webhook_intake.py                 # starts uvicorn + a worker
     .venv/bin/python bench/webhook_intake.py --url http://127.0.0.1:8000   # a `make run`
 
-Uses the run profile's PostgreSQL and Redis (scripts/services.py; SUPPORT_REDIS_PORT).
+Started here, the server and worker use a database and Redis db of the bench's own on the
+run profile's PostgreSQL and Redis (bench/_harness.py); with --url, the `make run` data.
 Loopback only; bounded by --count and --max-seconds.
 """
 
@@ -18,29 +19,18 @@ import asyncio
 import hashlib
 import hmac
 import json
-import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _harness
+
 SECRET = "bench-app-secret"  # noqa: S105 - a local benchmark account
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def body_for(run: str, i: int, senders: int) -> bytes:
@@ -83,18 +73,21 @@ def body_for(run: str, i: int, senders: int) -> bytes:
 async def send_all(
     url: str, bodies: list[bytes], concurrency: int, max_seconds: float, rate: float = 0
 ) -> tuple[list[tuple[int, float, float, int]], float]:
-    import httpx
+    """POST every body with ``concurrency`` keep-alive connections (a minimal client, so
+    the load generator does not eat the server's CPU); paced at ``rate``/s when given."""
+    from urllib.parse import urlsplit
 
+    parts = urlsplit(url)
     results: list[tuple[int, float, float, int]] = []  # (index, sent_at, ack_seconds, status)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(len(bodies)):
         queue.put_nowait(i)
     deadline = time.monotonic() + max_seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
-        t0 = time.monotonic()
+    t0 = time.monotonic()
 
-        async def worker() -> None:
+    async def worker() -> None:
+        client = _harness.KeepAliveClient(parts.hostname or "127.0.0.1", parts.port or 80)
+        try:
             while not queue.empty() and time.monotonic() < deadline:
                 i = queue.get_nowait()
                 if rate > 0:  # open loop: request i leaves at t0 + i / rate
@@ -104,33 +97,26 @@ async def send_all(
                 sent_at = time.time()
                 start = time.perf_counter()
                 try:
-                    response = await client.post(
-                        url,
-                        content=body,
-                        headers={"Content-Type": "application/json", "X-Hub-Signature-256": sig},
+                    status, _ = await client.request(
+                        "POST",
+                        parts.path,
+                        body,
+                        {"Content-Type": "application/json", "X-Hub-Signature-256": sig},
                     )
-                    status = response.status_code
-                except httpx.HTTPError:
+                except (OSError, ValueError, asyncio.IncompleteReadError):
                     status = 0
+                    await client.close()
+                    client = _harness.KeepAliveClient(
+                        parts.hostname or "127.0.0.1", parts.port or 80
+                    )
                 results.append((i, sent_at, time.perf_counter() - start, status))
+        finally:
+            await client.close()
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
     return results, elapsed
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"server at {url} did not come up")
 
 
 def main() -> None:
@@ -151,143 +137,90 @@ def main() -> None:
     parser.add_argument("--celery-concurrency", default="2")
     args = parser.parse_args()
 
-    import services  # scripts/services.py
-
-    env = dict(os.environ)
-    env.update(services.start("run"))
-    env.setdefault("ENVIRONMENT", "dev")
-    env["DEBUG"] = "false"
+    # A database and Redis db of the bench's own, unless measuring a running `make run`.
+    env = _harness.setup_env(isolate=not args.url)
     env["LOG_LEVEL"] = "WARNING"
-    os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    import django
-
-    django.setup()
     from channels_app.services import channel_account_upsert
-    from tickets.models import Message
 
     account = channel_account_upsert(
         channel="whatsapp", name="bench", external_id="bench", app_secret=SECRET
     )
-    children: list[subprocess.Popen[bytes]] = []
-    port = int(env.get("BENCH_PORT", env.get("PORT", "8000")))
     base = args.url
+    runners: list[list[str]] = []
     if not base:
-        base = f"http://127.0.0.1:{port}"
-        bin_dir = Path(sys.executable).parent
-        children.append(
-            subprocess.Popen(
-                [
-                    str(bin_dir / "uvicorn"),
-                    "support.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    args.web_workers,
-                    "--no-access-log",
-                    "--log-level",
-                    "warning",
-                ],
-                cwd=ROOT,
-                env=env,
-                start_new_session=True,
-            )
-        )
-        children.append(
-            subprocess.Popen(
-                [
-                    str(bin_dir / "celery"),
-                    "-A",
-                    "support",
-                    "worker",
-                    "-l",
-                    "WARNING",
-                    "-c",
-                    args.celery_concurrency,
-                    "-n",
-                    f"bench-{os.getpid()}@%h",
-                ],
-                cwd=ROOT,
-                env=env,
-                start_new_session=True,
-            )
-        )
-    try:
-        wait_http(f"{base}/health")
-        time.sleep(3 if children else 0)  # let the worker connect
-        run = datetime.now(UTC).strftime("%H%M%S") + f"{random.randrange(10000):04d}"
-        bodies = [body_for(run, i, args.senders) for i in range(args.count)]
-        n_dups = int(args.count * args.dup_rate)
-        order = list(range(args.count)) + random.sample(range(args.count), n_dups)
-        random.shuffle(order)
-        sequence = [bodies[i] for i in order]
-        url = f"{base}{account.webhook_path}"
-        print(
-            f"[bench] {len(sequence)} POSTs ({args.count} unique, {n_dups} redelivered) "
-            f"to {url} with concurrency {args.concurrency}"
-            + (f" at {args.rate:g}/s" if args.rate else ""),
-            flush=True,
-        )
-        results, elapsed = asyncio.run(
-            send_all(url, sequence, args.concurrency, args.max_seconds, args.rate)
-        )
-        acks = [r[2] for r in results if r[3] == 200]
-        accepted_ids = {order[r[0]] for r in results if r[3] == 200}
-        errors = [r for r in results if r[3] != 200]
-        first_sent: dict[int, float] = {}
-        for i, sent_at, _, status in results:
-            if status == 200:
-                key = order[i]
-                first_sent[key] = min(first_sent.get(key, sent_at), sent_at)
-        wanted = {f"wamid.bench.{run}.{i}": i for i in accepted_ids}
-        deadline = time.monotonic() + args.drain_seconds
-        found: dict[str, datetime] = {}
-        while time.monotonic() < deadline:
-            rows = Message.objects.filter(
-                channel="whatsapp", channel_message_id__startswith=f"wamid.bench.{run}."
-            ).values_list("channel_message_id", "created_at")
-            found = {str(mid): at for mid, at in rows}
-            if len(found) >= len(wanted):
-                break
-            time.sleep(0.5)
-        total_rows = Message.objects.filter(
-            channel="whatsapp", channel_message_id__startswith=f"wamid.bench.{run}."
-        ).count()
-        into_ticket = [
-            found[mid].timestamp() - first_sent[i] for mid, i in wanted.items() if mid in found
+        base = f"http://127.0.0.1:{_harness.free_port()}"
+        port = int(base.rsplit(":", 1)[1])
+        runners = [
+            _harness.uvicorn_cmd(port, int(args.web_workers)),
+            _harness.celery_cmd(int(args.celery_concurrency)),
         ]
-        lost = len([m for m in wanted if m not in found])
-        duplicated = total_rows - len(found)
-        print(f"[bench] sent {len(results)} in {elapsed:.2f}s; non-200: {len(errors)}")
-        print(f"accepted/s          {len(acks) / elapsed:8.1f}")
-        print(f"ack p50             {pct(acks, 50) * 1000:8.1f} ms")
-        print(f"ack p99             {pct(acks, 99) * 1000:8.1f} ms")
-        print(f"into ticket p50     {pct(into_ticket, 50) * 1000:8.1f} ms")
-        print(f"into ticket p95     {pct(into_ticket, 95) * 1000:8.1f} ms")
-        print(f"lost                {lost:8d}   (not in a ticket within {args.drain_seconds:.0f}s)")
-        print(f"duplicated          {duplicated:8d}")
-        if acks:
-            print(
-                f"(ack mean {statistics.mean(acks) * 1000:.1f} ms; "
-                f"{len(set(order)) - len(accepted_ids)} unique never accepted)"
-            )
-    finally:
-        for proc in children:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in children:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+    with _harness.processes(runners, env):
+        _measure(args, base, account.webhook_path, started_here=bool(runners))
+    if runners:
+        _harness.drop_queued_tasks(env)
+
+
+def _measure(args: argparse.Namespace, base: str, path: str, *, started_here: bool) -> None:
+    from tickets.models import Message
+
+    _harness.wait_for(f"{base}/health")
+    time.sleep(3 if started_here else 0)  # let the worker connect
+    run = datetime.now(UTC).strftime("%H%M%S") + f"{random.randrange(10000):04d}"
+    bodies = [body_for(run, i, args.senders) for i in range(args.count)]
+    n_dups = int(args.count * args.dup_rate)
+    order = list(range(args.count)) + random.sample(range(args.count), n_dups)
+    random.shuffle(order)
+    sequence = [bodies[i] for i in order]
+    url = f"{base}{path}"
+    print(
+        f"[bench] {len(sequence)} POSTs ({args.count} unique, {n_dups} redelivered) "
+        f"to {url} with concurrency {args.concurrency}"
+        + (f" at {args.rate:g}/s" if args.rate else ""),
+        flush=True,
+    )
+    results, elapsed = asyncio.run(
+        send_all(url, sequence, args.concurrency, args.max_seconds, args.rate)
+    )
+    acks = [r[2] for r in results if r[3] == 200]
+    accepted_ids = {order[r[0]] for r in results if r[3] == 200}
+    errors = [r for r in results if r[3] != 200]
+    first_sent: dict[int, float] = {}
+    for i, sent_at, _, status in results:
+        if status == 200:
+            key = order[i]
+            first_sent[key] = min(first_sent.get(key, sent_at), sent_at)
+    wanted = {f"wamid.bench.{run}.{i}": i for i in accepted_ids}
+    deadline = time.monotonic() + args.drain_seconds
+    found: dict[str, datetime] = {}
+    while time.monotonic() < deadline:
+        rows = Message.objects.filter(
+            channel="whatsapp", channel_message_id__startswith=f"wamid.bench.{run}."
+        ).values_list("channel_message_id", "created_at")
+        found = {str(mid): at for mid, at in rows}
+        if len(found) >= len(wanted):
+            break
+        time.sleep(0.5)
+    total_rows = Message.objects.filter(
+        channel="whatsapp", channel_message_id__startswith=f"wamid.bench.{run}."
+    ).count()
+    into_ticket = [
+        found[mid].timestamp() - first_sent[i] for mid, i in wanted.items() if mid in found
+    ]
+    lost = len([m for m in wanted if m not in found])
+    duplicated = total_rows - len(found)
+    print(f"[bench] sent {len(results)} in {elapsed:.2f}s; non-200: {len(errors)}")
+    print(f"accepted/s          {len(acks) / elapsed:8.1f}")
+    print(f"ack p50             {_harness.percentile(acks, 50) * 1000:8.1f} ms")
+    print(f"ack p99             {_harness.percentile(acks, 99) * 1000:8.1f} ms")
+    print(f"into ticket p50     {_harness.percentile(into_ticket, 50) * 1000:8.1f} ms")
+    print(f"into ticket p95     {_harness.percentile(into_ticket, 95) * 1000:8.1f} ms")
+    print(f"lost                {lost:8d}   (not in a ticket within {args.drain_seconds:.0f}s)")
+    print(f"duplicated          {duplicated:8d}")
+    if acks:
+        print(
+            f"(ack mean {statistics.mean(acks) * 1000:.1f} ms; "
+            f"{len(set(order)) - len(accepted_ids)} unique never accepted)"
+        )
 
 
 if __name__ == "__main__":
