@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 
-def setup_env(*, isolate: bool = True) -> dict[str, str]:
+def setup_env(*, isolate: bool = True, db: str = "") -> dict[str, str]:
     """Start (or reuse) the local PostgreSQL and Redis of `make run`; configure Django.
 
     ``isolate``: work in a database and Redis db of the bench's own (see :func:`isolated`).
@@ -29,7 +29,7 @@ def setup_env(*, isolate: bool = True) -> dict[str, str]:
     env.setdefault("DEBUG", "false")
     env.update(services.start("run"))
     if isolate:
-        env.update(isolated(env))
+        env.update(isolated(env, db or BENCH_DB))
     os.environ.update({k: v for k, v in env.items() if k in ("DATABASE_URL", "REDIS_URL")})
     os.environ.setdefault("ENVIRONMENT", env["ENVIRONMENT"])
     os.environ.setdefault("DEBUG", "false")
@@ -56,7 +56,7 @@ BENCH_DB = "support_bench_api"
 BENCH_REDIS_DB = 3
 
 
-def isolated(env: dict[str, str]) -> dict[str, str]:
+def isolated(env: dict[str, str], name: str = BENCH_DB) -> dict[str, str]:
     """A database and a Redis db of the bench's own, on the same local servers, so a bench
     never leaves tickets or queued tasks in the product's data (`make run`)."""
     import psycopg
@@ -64,16 +64,24 @@ def isolated(env: dict[str, str]) -> dict[str, str]:
     url = env["DATABASE_URL"]
     if "/support?" in url:
         with psycopg.connect(url, autocommit=True) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]
-            ).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-        url = url.replace("/support?", f"/{BENCH_DB}?")
+                conn.execute(f'CREATE DATABASE "{name}"')
+        url = url.replace("/support?", f"/{name}?")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     redis_url = env["REDIS_URL"].rsplit("/", 1)[0] + f"/{BENCH_REDIS_DB}"
     return {"DATABASE_URL": url, "REDIS_URL": redis_url}
+
+
+def forget_pending_events() -> int:
+    """Delete outbox events a previous run left undelivered in the bench's database (runs
+    without a worker leave them all): this run's worker would otherwise spend its time
+    relaying them, and the figures would measure that backlog."""
+    from support.models import OutboxEvent
+
+    deleted, _ = OutboxEvent.objects.filter(delivered_at__isnull=True).delete()
+    return deleted
 
 
 def drop_queued_tasks(env: dict[str, str]) -> None:
@@ -159,11 +167,12 @@ def uvicorn_cmd(port: int, workers: int) -> list[str]:
     ]
 
 
-def celery_cmd(concurrency: int = 1) -> list[str]:
+def celery_cmd(concurrency: int = 1, queues: str = "realtime,celery", nice: int = 10) -> list[str]:
+    """A Celery worker as `make run` starts them (at a lower CPU priority than web)."""
     return [
         "nice",
         "-n",
-        "10",
+        str(nice),
         str(Path(sys.executable).parent / "celery"),
         "-A",
         "support",
@@ -172,8 +181,10 @@ def celery_cmd(concurrency: int = 1) -> list[str]:
         "WARNING",
         "-c",
         str(concurrency),
+        "-Q",
+        queues,
         "-n",
-        f"bench-{os.getpid()}@%h",
+        f"bench-{queues.split(',')[0]}-{os.getpid()}@%h",
     ]
 
 

@@ -82,6 +82,8 @@ def main() -> None:
     args = parser.parse_args()
 
     env = _harness.setup_env()
+    if not args.url:
+        _harness.forget_pending_events()
     key = args.api_key or _harness.bench_api_key()
     if args.url:
         url = args.url.rstrip("/")

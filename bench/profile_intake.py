@@ -118,6 +118,12 @@ def main() -> None:
     )
     kinds = Counter(q["sql"].split()[0] for q in proc_queries.captured_queries)
     print("   ", dict(kinds))
+    slow: dict[str, float] = {}
+    for q in proc_queries.captured_queries:
+        slow[q["sql"][:110]] = slow.get(q["sql"][:110], 0.0) + float(q["time"])
+    print("    slowest statements (total seconds):")
+    for sql, seconds in sorted(slow.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"    {seconds:7.3f}  {sql}")
     if args.show:
         for q in proc_queries.captured_queries[-60:]:
             print("   ", q["sql"][:200])

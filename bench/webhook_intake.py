@@ -134,11 +134,13 @@ def main() -> None:
         "--drain-seconds", type=float, default=180, help="wait for the worker to catch up"
     )
     parser.add_argument("--web-workers", default="2")
-    parser.add_argument("--celery-concurrency", default="2")
+    parser.add_argument("--celery-concurrency", default="1", help="enrichment workers")
     args = parser.parse_args()
 
     # A database and Redis db of the bench's own, unless measuring a running `make run`.
-    env = _harness.setup_env(isolate=not args.url)
+    env = _harness.setup_env(isolate=not args.url, db="support_bench_intake")
+    if not args.url:
+        _harness.forget_pending_events()
     env["LOG_LEVEL"] = "WARNING"
     from channels_app.services import channel_account_upsert
 
@@ -152,7 +154,9 @@ def main() -> None:
         port = int(base.rsplit(":", 1)[1])
         runners = [
             _harness.uvicorn_cmd(port, int(args.web_workers)),
-            _harness.celery_cmd(int(args.celery_concurrency)),
+            # as `make run`: intake and events on a worker of their own, before enrichment
+            _harness.celery_cmd(2, queues="realtime", nice=5),
+            _harness.celery_cmd(int(args.celery_concurrency), queues="celery", nice=10),
         ]
     with _harness.processes(runners, env):
         _measure(args, base, account.webhook_path, started_here=bool(runners))

@@ -6,7 +6,10 @@ case "$1" in
     exec uvicorn support.asgi:application --host 0.0.0.0 --port "${PORT:-8000}" \
       --workers "${WEB_CONCURRENCY:-2}" --proxy-headers --forwarded-allow-ips='*' --no-access-log ;;
   worker)
-    exec celery -A support worker -l INFO -c "${CELERY_CONCURRENCY:-2}" ;;
+    # CELERY_QUEUES: "realtime" (webhook intake, event relay, replies) and "celery" (routing,
+    # sentiment, knowledge base, calls). One worker takes both unless split across services.
+    exec celery -A support worker -l INFO -c "${CELERY_CONCURRENCY:-2}" \
+      -Q "${CELERY_QUEUES:-realtime,celery}" ;;
   beat)
     exec celery -A support beat -l INFO -s /tmp/celerybeat-schedule ;;
   migrate)

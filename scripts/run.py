@@ -80,8 +80,26 @@ def main() -> None:
             "--timeout-graceful-shutdown",
             "5",
         ],
-        # Background work (routing, sentiment, deliveries) yields the CPU to web requests
-        # when both share a machine; the queue absorbs the difference.
+        # What people wait for (intake, live events, replies) has a worker of its own; the
+        # enrichment behind it (routing, sentiment, ...) yields the CPU to it and to web
+        # requests when they share a machine, and its queue absorbs the difference.
+        "realtime": [
+            "nice",
+            "-n",
+            "5",
+            str(BIN / "celery"),
+            "-A",
+            "support",
+            "worker",
+            "-l",
+            "INFO",
+            "-c",
+            "2",  # the intake drain and the event relay side by side
+            "-Q",
+            "realtime",
+            "-n",
+            f"realtime-{os.getpid()}@%h",
+        ],
         "worker": [
             "nice",
             "-n",
@@ -94,6 +112,8 @@ def main() -> None:
             "INFO",
             "-c",
             CELERY_CONCURRENCY,
+            "-Q",
+            "celery",
             "-n",
             f"worker-{os.getpid()}@%h",
         ],

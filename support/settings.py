@@ -144,6 +144,23 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SOFT_TIME_LIMIT = env.get_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env.get_int("CELERY_TASK_TIME_LIMIT", 180)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+# Two queues: "realtime" holds what a person is waiting for (a received message reaching its
+# ticket, events reaching the workbench, a reply leaving); "celery" the enrichment behind it
+# (routing, sentiment, knowledge base, calls). A worker consumes both by default
+# (deploy/entrypoint.sh); `make run` gives "realtime" a worker of its own at a higher
+# priority, so a burst of routing work never delays intake.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+REALTIME_QUEUE = "realtime"
+CELERY_TASK_ROUTES = {
+    name: {"queue": REALTIME_QUEUE}
+    for name in (
+        "support.tasks.outbox_relay_task",
+        "channels_app.tasks.inbound_events_drain_task",
+        "channels_app.tasks.inbound_event_process_task",
+        "channels_app.tasks.outbound_message_send_task",
+        "channels_app.tasks.outbound_delivery_attempt_task",
+    )
+}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
