@@ -108,3 +108,40 @@ def webchat_messages(*, visitor_id: str, account_id: int, after_id: int = 0) -> 
             id__gt=after_id,
         ).order_by("id")[:200]
     )
+
+
+def customers_open_tickets(
+    *, customer_ids: list[int], channel: str, account_id: str
+) -> dict[int, Ticket]:
+    """:func:`customer_open_ticket_get` for many customers in two queries (open, then
+    resolved within the reopen window for the rest). Not locked (PostgreSQL refuses
+    ``FOR UPDATE`` with ``DISTINCT``): a writer locks the tickets it changes by id."""
+    if not customer_ids:
+        return {}
+    base = Ticket.objects.filter(
+        customer_id__in=customer_ids,
+        channel=channel,
+        channel_account_id=account_id,
+        merged_into=None,
+    )
+    found: dict[int, Ticket] = {}
+    for ticket in (
+        base.filter(status__in=OPEN_STATUSES)
+        .order_by("customer_id", "-last_message_at", "-id")
+        .distinct("customer_id")
+    ):
+        found[ticket.customer_id] = ticket
+    rest = [pk for pk in customer_ids if pk not in found]
+    if rest:
+        window = timedelta(hours=int(settings.CHANNEL_REOPEN_WINDOW_HOURS))
+        for ticket in (
+            base.filter(
+                customer_id__in=rest,
+                status=TicketStatus.RESOLVED,
+                resolved_at__gte=timezone.now() - window,
+            )
+            .order_by("customer_id", "-resolved_at", "-id")
+            .distinct("customer_id")
+        ):
+            found[ticket.customer_id] = ticket
+    return found

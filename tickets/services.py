@@ -68,11 +68,11 @@ def ticket_event_payload(ticket: Ticket) -> dict[str, Any]:
     }
 
 
-def _ticket_new_event(event_type: str, ticket: Ticket, **extra: Any) -> NewEvent:
+def ticket_new_event(event_type: str, ticket: Ticket, **extra: Any) -> NewEvent:
     return NewEvent(event_type, "ticket", ticket.pk, {**ticket_event_payload(ticket), **extra})
 
 
-def _message_new_event(event_type: str, message: Message, **extra: Any) -> NewEvent:
+def message_new_event(event_type: str, message: Message, **extra: Any) -> NewEvent:
     return NewEvent(
         event_type,
         "message",
@@ -91,11 +91,11 @@ def _message_new_event(event_type: str, message: Message, **extra: Any) -> NewEv
 
 
 def _ticket_event(event_type: str, ticket: Ticket, **extra: Any) -> None:
-    events_record([_ticket_new_event(event_type, ticket, **extra)])
+    events_record([ticket_new_event(event_type, ticket, **extra)])
 
 
 def _message_event(event_type: str, message: Message, **extra: Any) -> None:
-    events_record([_message_new_event(event_type, message, **extra)])
+    events_record([message_new_event(event_type, message, **extra)])
 
 
 # --- customers --------------------------------------------------------------
@@ -264,9 +264,9 @@ def ticket_create(
             metadata=message_metadata or {},
         )
         rows.append(message)
-    events = [_ticket_new_event("ticket.created", ticket, subject=ticket.subject, tags=tag_names)]
+    events = [ticket_new_event("ticket.created", ticket, subject=ticket.subject, tags=tag_names)]
     if message is not None:
-        events.append(_message_new_event("message.created", message))
+        events.append(message_new_event("message.created", message))
     rows += outbox_rows(events)
     # A single multi-statement write is a transaction of its own; a savepoint is needed
     # only inside a caller's transaction (so Conflict leaves it usable) or for the extra

@@ -68,8 +68,11 @@ def test_dead_inbound_event_is_reprocessed_from_the_admin(
     django_user_model.objects.filter(username="supervisor").update(is_superuser=True)
     settings.CHANNELS_INBOUND_MAX_ATTEMPTS = 1
     account = make_account("whatsapp")
-    with mock.patch(
-        "channels_app.services._customer_resolve", side_effect=RuntimeError("db hiccup")
+    with (
+        mock.patch("channels_app.services._message_is_plain", return_value=False),
+        mock.patch(
+            "channels_app.services._customer_resolve", side_effect=RuntimeError("db hiccup")
+        ),
     ):
         response = post_fixture(account, "text_message")
     assert response.status_code == 200

@@ -109,7 +109,11 @@ def test_a_failing_delivery_is_rolled_back_alone_and_returned_for_retry(
             raise RuntimeError("db hiccup")
         return real(channel, message)
 
-    with mock.patch("channels_app.services._customer_lookup", side_effect=flaky):
+    # the bulk path fails as a whole (its id reservation); one by one, only the 2nd does
+    with (
+        mock.patch("channels_app.services.ids_reserve", side_effect=RuntimeError("bulk")),
+        mock.patch("channels_app.services._customer_lookup", side_effect=flaky),
+    ):
         result = services.inbound_events_drain(account_id=account.pk)
     assert result.taken == 3
     assert [event_id for event_id, _ in result.retries] == [ids[1]]
