@@ -39,6 +39,22 @@ def subscribers_for(event_type: str) -> list[Subscriber]:
     return [*_subscribers.get(event_type, []), *_subscribers.get("*", [])]
 
 
+BatchSubscriber = Callable[[list[OutboxEvent]], None]
+_batch_subscribers: dict[str, list[BatchSubscriber]] = defaultdict(list)
+
+
+def subscribe_batch(event_type: str, handler: BatchSubscriber) -> None:
+    """Register ``handler`` for every relay batch's events of ``event_type`` (in id order):
+    for reactions that are cheaper once per batch, such as enqueuing one task for many
+    messages instead of one each. If it raises, those events stay pending and come again."""
+    if handler not in _batch_subscribers[event_type]:
+        _batch_subscribers[event_type].append(handler)
+
+
+def batch_subscribers_for(event_type: str) -> list[BatchSubscriber]:
+    return list(_batch_subscribers.get(event_type, []))
+
+
 def ticket_group(ticket_id: int | str) -> str:
     return f"ticket-{ticket_id}"
 

@@ -11,10 +11,16 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from support.events import ALL_EVENTS_GROUP, RELAY_PENDING_KEY, subscribers_for, ticket_group
+from support.events import (
+    ALL_EVENTS_GROUP,
+    RELAY_PENDING_KEY,
+    batch_subscribers_for,
+    subscribers_for,
+    ticket_group,
+)
 from support.models import ApiKey, AuditLog, OutboxEvent
 from support.redis_client import get_redis
 
@@ -94,12 +100,60 @@ def outbox_relay(*, batch_size: int = 500) -> int:
                     event.delivered_at = now
                     event.last_error = ""
                     done.append(event)
-            OutboxEvent.objects.bulk_update(
-                [*done, *failed], ["delivered_at", "failed_at", "attempts", "last_error"]
-            )
+            done = _deliver_batches(done, failed, now)
+            _outbox_mark([*done, *failed])
             delivered += len(done)
             if failed and not done:
                 return delivered
+
+
+def _deliver_batches(
+    done: list[OutboxEvent], failed: list[OutboxEvent], now: Any
+) -> list[OutboxEvent]:
+    """Hand each event type's delivered events to its batch subscribers; the events of a
+    failing one move to ``failed`` (retried later: every subscriber is idempotent).
+    Returns what is still done."""
+    by_type: dict[str, list[OutboxEvent]] = {}
+    for event in done:
+        by_type.setdefault(event.event_type, []).append(event)
+    undone: set[int] = set()
+    for event_type, group in by_type.items():
+        for handler in batch_subscribers_for(event_type):
+            try:
+                handler(group)
+            except Exception as exc:
+                logger.exception("Batch subscriber for %s failed", event_type)
+                for event in group:
+                    if event.pk in undone:
+                        continue
+                    undone.add(event.pk)
+                    event.delivered_at = None
+                    event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                    if event.attempts >= OUTBOX_MAX_ATTEMPTS:
+                        event.failed_at = now
+                    failed.append(event)
+    return [event for event in done if event.pk not in undone]
+
+
+def _outbox_mark(events: list[OutboxEvent]) -> None:
+    """Write the relay's outcome for a batch in one UPDATE joined to arrays (Django's
+    ``bulk_update`` builds a CASE per column and row: a third of the relay's time)."""
+    table = OutboxEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS o SET attempts = v.attempts, last_error = v.last_error, "  # noqa: S608
+            "delivered_at = v.delivered_at, failed_at = v.failed_at FROM ("
+            "SELECT unnest(%s::bigint[]) AS id, unnest(%s::int[]) AS attempts, "
+            "unnest(%s::text[]) AS last_error, unnest(%s::timestamptz[]) AS delivered_at, "
+            "unnest(%s::timestamptz[]) AS failed_at) AS v WHERE o.id = v.id",
+            [
+                [e.pk for e in events],
+                [e.attempts for e in events],
+                [e.last_error for e in events],
+                [e.delivered_at for e in events],
+                [e.failed_at for e in events],
+            ],
+        )
 
 
 def outbox_purge(*, older_than_days: int | None = None) -> int:

@@ -94,3 +94,34 @@ def test_event_gives_up_after_max_attempts_and_can_be_redriven():
         assert (event.failed_at, event.attempts) == (None, 0)
     finally:
         events._subscribers["test.broken"].remove(broken)
+
+
+@pytest.mark.django_db
+def test_batch_subscriber_gets_a_batch_once_and_a_failure_keeps_it_pending():
+    batches: list[list[int]] = []
+    broken = [True]
+
+    def handler(batch: list[OutboxEvent]) -> None:
+        batches.append([e.pk for e in batch])
+        if broken[0]:
+            raise ValueError("queue unavailable")
+
+    events.subscribe_batch("test.batch", handler)
+    try:
+        ids = [
+            events.event_record("test.batch", aggregate_type="t", aggregate_id=i, payload={}).pk
+            for i in range(3)
+        ]
+        other = events.event_record("test.other", aggregate_type="t", aggregate_id=9, payload={})
+        services.outbox_relay()
+        assert batches[0] == ids  # the three together, in order, without the other type
+        pending = OutboxEvent.objects.filter(pk__in=ids, delivered_at__isnull=True)
+        assert pending.count() == 3
+        assert "queue unavailable" in pending.first().last_error
+        assert OutboxEvent.objects.get(pk=other.pk).delivered_at is not None
+        broken[0] = False
+        assert services.outbox_relay() == 3
+        assert batches[-1] == ids
+        assert not OutboxEvent.objects.filter(delivered_at__isnull=True).exists()
+    finally:
+        events._batch_subscribers["test.batch"].remove(handler)

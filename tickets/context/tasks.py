@@ -32,6 +32,22 @@ def interaction_record_for_message_task(self: object, message_id: int) -> bool:
     retry_backoff=True,
     retry_jitter=True,
     max_retries=5,
+    soft_time_limit=120,
+    time_limit=180,
+)
+def interaction_record_for_messages_task(self: object, message_ids: list[int]) -> int:
+    """Many messages (one relay batch); idempotent per message like the task above, so a
+    retry after a partial run records only what is missing. Returns how many were new."""
+    return sum(1 for pk in message_ids if services.interaction_record_for_message(message_id=pk))
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(RetryableError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
     soft_time_limit=30,
     time_limit=60,
 )

@@ -7,19 +7,26 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from support.events import subscribe
+from support.events import subscribe, subscribe_batch
 from support.models import OutboxEvent
 from tickets.models import Ticket, TicketStatus
 
 REOPENED_FROM = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
 
 
-def on_message_created(event: OutboxEvent) -> None:
-    from tickets.context.tasks import interaction_record_for_message_task
+def on_messages_created(events: list[OutboxEvent]) -> None:
+    """One task per relay batch for the customers' messages (a publish per message cost
+    the relay more than the rest of its work)."""
+    from tickets.context.tasks import interaction_record_for_messages_task
 
-    payload = event.payload
-    if payload.get("direction") == "inbound" and payload.get("kind", "public") == "public":
-        interaction_record_for_message_task.delay(int(payload["message_id"]))
+    ids = [
+        int(event.payload["message_id"])
+        for event in events
+        if event.payload.get("direction") == "inbound"
+        and event.payload.get("kind", "public") == "public"
+    ]
+    if ids:
+        interaction_record_for_messages_task.delay(ids)
 
 
 def on_ticket_changed(event: OutboxEvent) -> None:
@@ -64,7 +71,7 @@ def connect() -> None:
     from tickets.context import tasks  # noqa: F401 - registers the Celery tasks
     from tickets.panels import Panel, register_panel
 
-    subscribe("message.created", on_message_created)
+    subscribe_batch("message.created", on_messages_created)
     subscribe("ticket.created", on_ticket_changed)
     subscribe("ticket.updated", on_ticket_changed)
     register_panel(
