@@ -154,9 +154,9 @@ def main() -> None:
         port = int(base.rsplit(":", 1)[1])
         runners = [
             _harness.uvicorn_cmd(port, int(args.web_workers)),
-            # as `make run`: intake and events on a worker of their own, before enrichment
-            _harness.celery_cmd(2, queues="realtime", nice=5),
-            _harness.celery_cmd(int(args.celery_concurrency), queues="celery", nice=10),
+            # as `make run`: web first, then intake and events, then enrichment (nice 10, 15)
+            _harness.celery_cmd(2, queues="realtime", nice=10),
+            _harness.celery_cmd(int(args.celery_concurrency), queues="celery", nice=15),
         ]
     with _harness.processes(runners, env):
         _measure(args, base, account.webhook_path, started_here=bool(runners))

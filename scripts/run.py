@@ -86,7 +86,7 @@ def main() -> None:
         "realtime": [
             "nice",
             "-n",
-            "5",
+            "10",
             str(BIN / "celery"),
             "-A",
             "support",
@@ -103,7 +103,7 @@ def main() -> None:
         "worker": [
             "nice",
             "-n",
-            "10",
+            "15",
             str(BIN / "celery"),
             "-A",
             "support",
