@@ -778,15 +778,14 @@ def _messages_ingest_bulk(
         channel=channel,
         account_id=account_key,
     )
-    if tickets:  # lock what will change and read its current status
-        statuses = dict(
-            Ticket.objects.select_for_update()
+    if tickets:  # lock what will change and read it again (events carry its current state)
+        locked = {
+            t.pk: t
+            for t in Ticket.objects.select_for_update()
             .filter(pk__in=[t.pk for t in tickets.values()])
             .order_by("pk")
-            .values_list("pk", "status")
-        )
-        for current in tickets.values():
-            current.status = statuses[current.pk]
+        }
+        tickets = {owner: locked[t.pk] for owner, t in tickets.items()}
 
     owners = {c.pk for c in customers.values()}
     n_new = len(owners - set(tickets))
