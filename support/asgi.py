@@ -29,9 +29,20 @@ def _http_app() -> object:
     return WSGIMiddleware(get_wsgi_application(), workers=threads)  # type: ignore[arg-type]
 
 
+def _with_webhook_fast_path(app: object) -> object:
+    """Channel webhook POSTs skip Django's request handling (``WEBHOOK_FAST_PATH``)."""
+    from django.conf import settings
+
+    if not settings.WEBHOOK_FAST_PATH:
+        return app
+    from channels_app.api.fastpath import WebhookFastPath
+
+    return WebhookFastPath(app, threads=int(settings.WEBHOOK_FAST_PATH_THREADS))  # type: ignore[arg-type]
+
+
 application = ProtocolTypeRouter(
     {
-        "http": _http_app(),
+        "http": _with_webhook_fast_path(_http_app()),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

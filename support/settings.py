@@ -312,6 +312,10 @@ META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook
 META_GRAPH_API_VERSION = env.get_str("META_GRAPH_API_VERSION", "v21.0")
 X_API_BASE = env.get_str("X_API_BASE", "https://api.x.com")
 SENDGRID_API_BASE = env.get_str("SENDGRID_API_BASE", "https://api.sendgrid.com")
+# Channel webhook POSTs answered without Django's request handling (same checks, same
+# code; channels_app.api.fastpath). Off: every request goes through Django.
+WEBHOOK_FAST_PATH = env.get_bool("WEBHOOK_FAST_PATH", default=True)
+WEBHOOK_FAST_PATH_THREADS = env.get_int("WEBHOOK_FAST_PATH_THREADS", 8)
 CELERY_BEAT_SCHEDULE["channels-outbound-sweep"] = {
     "task": "channels_app.tasks.outbound_delivery_sweep_task",
     "schedule": 60.0,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -23,13 +24,17 @@ WINDOW_SECONDS = 60
 
 
 def client_ip(request: Request) -> str:
+    return client_ip_from_meta(request.META)
+
+
+def client_ip_from_meta(meta: Mapping[str, Any]) -> str:
     # Behind a load balancer the first X-Forwarded-For hop is the client (only when
     # the proxy is trusted, which TRUST_X_FORWARDED_FOR turns on).
     if getattr(settings, "TRUST_X_FORWARDED_FOR", False):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            return forwarded.split(",")[0].strip()
-    return str(request.META.get("REMOTE_ADDR", "unknown"))
+            return str(forwarded).split(",")[0].strip()
+    return str(meta.get("REMOTE_ADDR", "unknown"))
 
 
 # Count and set the expiry in one command (a MULTI/EXEC pipeline costs twice the CPU here).

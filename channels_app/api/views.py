@@ -79,10 +79,24 @@ def webhook(request: HttpRequest, channel: str, token: str) -> HttpResponse:
     """``GET``: the channel's subscription handshake. ``POST``: one delivery.
 
     A plain Django view (not DRF) because it is the hot path: verify the signature on
-    the raw body, store it, answer 200. Processing happens in a task.
+    the raw body, store it, answer 200. Processing happens in a task. (Under ASGI the
+    POSTs of most channels take ``channels_app.api.fastpath`` instead, the same code
+    without Django's request handling.)
     """
-    limit = int(settings.CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE)
-    wait = hit(f"webhook-ip:{client_ip(request)}", limit)  # type: ignore[arg-type]
+    if request.method == "POST":
+        code, payload, extra = webhook_post(
+            channel,
+            token,
+            headers=dict(request.headers),
+            body=request.body,
+            query=request.GET.dict(),
+            ip=client_ip(request),  # type: ignore[arg-type]
+        )
+        response = JsonResponse(payload, status=code)
+        for name, value in extra.items():
+            response[name] = value
+        return response
+    wait = _rate_limited(client_ip(request))  # type: ignore[arg-type]
     if wait is not None:
         response = _error("rate_limited", "Too many webhook requests.", 429)
         response["Retry-After"] = str(int(wait))
@@ -90,20 +104,46 @@ def webhook(request: HttpRequest, channel: str, token: str) -> HttpResponse:
     account = _account(channel, token)
     if isinstance(account, JsonResponse):
         return account
-    adapter = get_adapter(channel)
-    if request.method == "GET":
-        code, body, content_type = adapter.handshake(account, request.GET.dict())
-        return HttpResponse(body, status=code, content_type=content_type)
-    webhook_request = services.webhook_request_build(
-        headers=dict(request.headers), body=request.body, query=request.GET.dict()
-    )
+    code, body, content_type = get_adapter(channel).handshake(account, request.GET.dict())
+    return HttpResponse(body, status=code, content_type=content_type)
+
+
+def _rate_limited(ip: str) -> float | None:
+    return hit(f"webhook-ip:{ip}", int(settings.CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE))
+
+
+def webhook_post(
+    channel: str,
+    token: str,
+    *,
+    headers: dict[str, str],
+    body: bytes,
+    query: dict[str, str],
+    ip: str,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """One POSTed delivery: rate limit, account, verify, record; (status, JSON, headers).
+    Shared by the view and the ASGI fast path."""
+    wait = _rate_limited(ip)
+    if wait is not None:
+        return (
+            429,
+            error_body("rate_limited", "Too many webhook requests."),
+            {"Retry-After": str(int(wait))},
+        )
+    if channel not in registered_channels():
+        return 404, error_body("not_found", f"Unknown channel {channel!r}."), {}
+    try:
+        account = selectors.channel_account_get_cached(channel=channel, webhook_token=token)
+    except NotFound as exc:
+        return 404, error_body("not_found", exc.message), {}
+    webhook_request = services.webhook_request_build(headers=headers, body=body, query=query)
     try:
         event, created = services.inbound_receive(account=account, request=webhook_request)
     except SignatureError as exc:
-        return _error("invalid_signature", str(exc), exc.status)
+        return exc.status, error_body("invalid_signature", str(exc)), {}
     except MalformedPayload as exc:
-        return _error("malformed_payload", str(exc), 400)
-    return JsonResponse({"status": "accepted" if created else "duplicate", "id": event.pk})
+        return 400, error_body("malformed_payload", str(exc)), {}
+    return 200, {"status": "accepted" if created else "duplicate", "id": event.pk}, {}
 
 
 # --- chatbot hand-off ---------------------------------------------------------------------
