@@ -131,6 +131,12 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=300, help="distinct customers")
     parser.add_argument("--max-seconds", type=float, default=120)
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=100,
+        help="deliveries sent (and processed) first, not measured: servers run warm",
+    )
+    parser.add_argument(
         "--drain-seconds", type=float, default=180, help="wait for the worker to catch up"
     )
     parser.add_argument("--web-workers", default="2")
@@ -164,18 +170,39 @@ def main() -> None:
         _harness.drop_queued_tasks(env)
 
 
+def _wait_processed(prefix: str, count: int, seconds: float) -> None:
+    from tickets.models import Message
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if Message.objects.filter(channel_message_id__startswith=prefix).count() >= count:
+            return
+        time.sleep(0.3)
+
+
 def _measure(args: argparse.Namespace, base: str, path: str, *, started_here: bool) -> None:
     from tickets.models import Message
 
     _harness.wait_for(f"{base}/health")
     time.sleep(3 if started_here else 0)  # let the worker connect
+    url = f"{base}{path}"
+    if args.warmup:
+        warm = "w" + datetime.now(UTC).strftime("%H%M%S") + f"{random.randrange(1000):03d}"
+        asyncio.run(
+            send_all(
+                url,
+                [body_for(warm, i, args.senders) for i in range(args.warmup)],
+                args.concurrency,
+                args.max_seconds,
+            )
+        )
+        _wait_processed(f"wamid.bench.{warm}.", args.warmup, args.drain_seconds)
     run = datetime.now(UTC).strftime("%H%M%S") + f"{random.randrange(10000):04d}"
     bodies = [body_for(run, i, args.senders) for i in range(args.count)]
     n_dups = int(args.count * args.dup_rate)
     order = list(range(args.count)) + random.sample(range(args.count), n_dups)
     random.shuffle(order)
     sequence = [bodies[i] for i in order]
-    url = f"{base}{path}"
     print(
         f"[bench] {len(sequence)} POSTs ({args.count} unique, {n_dups} redelivered) "
         f"to {url} with concurrency {args.concurrency}"
