@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 
@@ -11,7 +12,9 @@ from support.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
 
-DRAIN_MAX_BATCHES = 30  # then hand over to a new task (stays far below the time limit)
+DRAIN_TASK_SECONDS = 30.0  # then hand over to a new task (far below the time limit)
+DRAIN_LINGER_SECONDS = 0.5
+DRAIN_POLL_SECONDS = 0.05
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None, soft_time_limit=60, time_limit=90)
@@ -36,17 +39,32 @@ def inbound_event_process_task(self, event_id: int) -> None:  # type: ignore[no-
 
 @shared_task(bind=True, acks_late=True, soft_time_limit=120, time_limit=150)
 def inbound_events_drain_task(self, account_id: int) -> int:  # type: ignore[no-untyped-def]
-    """Process an account's received deliveries in batches until none is left."""
+    """Process an account's received deliveries in batches until none is left.
+
+    It waits ``DRAIN_LINGER_SECONDS`` for more before ending, so a steady stream keeps one
+    drain running instead of queueing a new task (behind whatever else is queued) for
+    every lull; after ``DRAIN_TASK_SECONDS`` it hands over to a fresh task.
+    """
     services.inbound_drain_flag_clear(account_id=account_id)
+    eager = bool(self.app.conf.task_always_eager)
     total = 0
-    for _ in range(DRAIN_MAX_BATCHES):
+    started = time.monotonic()
+    idle_since: float | None = None
+    while time.monotonic() - started < DRAIN_TASK_SECONDS:
         result = services.inbound_events_drain(account_id=account_id)
-        if not self.app.conf.task_always_eager:  # eager (tests): one attempt, as below
+        if not eager:  # eager (tests): one attempt, as below
             for event_id, delay in result.retries:
                 inbound_event_process_task.apply_async((event_id,), countdown=delay)
-        if not result.taken:
+        if result.taken:
+            total += result.taken
+            idle_since = None
+            continue
+        if eager:
             return total
-        total += result.taken
+        idle_since = idle_since or time.monotonic()
+        if time.monotonic() - idle_since >= DRAIN_LINGER_SECONDS:
+            return total
+        time.sleep(DRAIN_POLL_SECONDS)
     services.inbound_drain_wake(account_id)  # more left: continue in a fresh task
     return total
 

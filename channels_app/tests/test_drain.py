@@ -164,3 +164,27 @@ def test_account_lookup_is_cached_and_cleared_when_an_account_is_saved(client: C
     response = post(client, account, wa_body("34600000001", "wamid.x", "hi"))
     assert response.status_code == 404
     assert InboundEvent.objects.count() == 0
+
+
+def test_a_drain_task_lingers_for_a_stream_then_ends(settings: Any) -> None:
+    """With a real broker the task waits briefly for more before it ends, so a steady
+    stream keeps one drain running instead of queueing a new task for every lull."""
+    from channels_app import tasks
+    from support.celery import app
+
+    results = [services.DrainResult(taken=n, retries=[]) for n in (0, 0, 3, 0)]
+    results += [services.DrainResult(taken=0, retries=[])] * 200
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    with (
+        mock.patch.object(tasks, "DRAIN_LINGER_SECONDS", 0.2),
+        mock.patch.object(tasks, "DRAIN_POLL_SECONDS", 0.01),
+        mock.patch.object(tasks.services, "inbound_events_drain", side_effect=results) as drain,
+        mock.patch.object(tasks.services, "inbound_drain_flag_clear"),
+    ):
+        try:
+            total = tasks.inbound_events_drain_task.run(1)
+        finally:
+            app.conf.task_always_eager = eager
+    assert total == 3  # the deliveries that arrived during the lull were taken
+    assert 5 <= drain.call_count < 60  # then it polled for ~0.2 s and ended
