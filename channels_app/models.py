@@ -39,6 +39,9 @@ class ChannelAccount(models.Model):
     access_token = EncryptedSecretField(blank=True)
     consumer_secret = EncryptedSecretField(blank=True)
     inbound_token = EncryptedSecretField(blank=True)
+    token_secret = EncryptedSecretField(
+        blank=True, help_text="X: the OAuth 1.0a access token secret (media downloads)."
+    )
     settings = models.JSONField(
         default=dict, blank=True, help_text="Non-secret options, e.g. from_email, from_name."
     )

@@ -72,7 +72,14 @@ STATUS_RETRIES = 3  # a status may arrive before our send recorded the message i
 # --- accounts ---------------------------------------------------------------------------
 
 
-SECRET_FIELDS = ("app_secret", "verify_token", "access_token", "consumer_secret", "inbound_token")
+SECRET_FIELDS = (
+    "app_secret",
+    "verify_token",
+    "access_token",
+    "consumer_secret",
+    "inbound_token",
+    "token_secret",
+)
 
 
 def channel_account_upsert(

@@ -12,6 +12,7 @@ from django.conf import settings
 from channels_app.adapters.base import (
     ChannelAdapter,
     Event,
+    FetchedMedia,
     InboundMessage,
     MalformedPayload,
     MediaRef,
@@ -27,6 +28,8 @@ from channels_app.adapters.base import (
     http_call,
     json_body,
 )
+from channels_app.adapters.twitter.oauth1 import authorization_header
+from support.errors import PermanentError
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -151,4 +154,32 @@ class TwitterAdapter(ChannelAdapter):
             http_status=response.status_code,
             request_body=body,
             response_body=response.text[:2000],
+        )
+
+    def fetch_media(self, account: ChannelAccount, media: MediaRef) -> FetchedMedia:
+        """DM media URLs (``ton.x.com``) only answer OAuth 1.0a user-context requests: the
+        app's consumer key and secret and the account's access token and its secret."""
+        consumer_key = str(account.settings.get("consumer_key", ""))
+        token = str(account.settings.get("oauth_token", ""))
+        if not (consumer_key and token and account.consumer_secret and account.token_secret):
+            raise PermanentError(
+                "X media download needs OAuth 1.0a credentials: settings consumer_key and "
+                "oauth_token, and the consumer_secret and token_secret of the account."
+            )
+        if not media.url.startswith("https://"):
+            raise PermanentError(f"X media {media.media_id or '?'} has no https URL.")
+        header = authorization_header(
+            "GET",
+            media.url,
+            consumer_key=consumer_key,
+            consumer_secret=account.consumer_secret,
+            token=token,
+            token_secret=account.token_secret,
+        )
+        response = http_call("GET", media.url, headers={"Authorization": header})
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        return FetchedMedia(
+            content=response.content,
+            content_type=content_type or media.mime_type or "application/octet-stream",
+            filename=media.filename or media.url.rsplit("/", 1)[-1] or "media",
         )

@@ -22,6 +22,14 @@ class Command(BaseCommand):
         parser.add_argument("--access-token")
         parser.add_argument("--consumer-secret")
         parser.add_argument("--inbound-token")
+        parser.add_argument("--token-secret", help="X: OAuth 1.0a access token secret")
+        parser.add_argument(
+            "--setting",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a non-secret option (repeatable), e.g. consumer_key=… oauth_token=… for X",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -34,8 +42,18 @@ class Command(BaseCommand):
                 access_token=options["access_token"],
                 consumer_secret=options["consumer_secret"],
                 inbound_token=options["inbound_token"],
+                token_secret=options["token_secret"],
             )
         except InvalidInput as exc:
             raise CommandError(exc.message) from exc
+        extra = {}
+        for item in options["setting"]:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise CommandError(f"--setting takes KEY=VALUE, not {item!r}.")
+            extra[key.strip()] = value
+        if extra:
+            account.settings = {**account.settings, **extra}
+            account.save(update_fields=["settings", "updated_at"])
         self.stdout.write(f"{account} (id {account.pk})")
         self.stdout.write(account.webhook_path)
