@@ -27,6 +27,27 @@ CELERY_CONCURRENCY = os.environ.get("CELERY_CONCURRENCY", "2")
 BIN = Path(sys.executable).parent
 
 
+def celery_worker(name: str, *, queues: str, concurrency: str, nice: int) -> list[str]:
+    """A Celery worker for ``queues`` at CPU priority ``nice`` (web requests run at 0)."""
+    return [
+        "nice",
+        "-n",
+        str(nice),
+        str(BIN / "celery"),
+        "-A",
+        "support",
+        "worker",
+        "-l",
+        "INFO",
+        "-c",
+        concurrency,
+        "-Q",
+        queues,
+        "-n",
+        f"{name}-{os.getpid()}@%h",
+    ]
+
+
 def step(message: str) -> None:
     print(f"[run] {message}", flush=True)
 
@@ -83,40 +104,9 @@ def main() -> None:
         # What people wait for (intake, live events, replies) has a worker of its own; the
         # enrichment behind it (routing, sentiment, ...) yields the CPU to it and to web
         # requests when they share a machine, and its queue absorbs the difference.
-        "realtime": [
-            "nice",
-            "-n",
-            "10",
-            str(BIN / "celery"),
-            "-A",
-            "support",
-            "worker",
-            "-l",
-            "INFO",
-            "-c",
-            "2",  # the intake drain and the event relay side by side
-            "-Q",
-            "realtime",
-            "-n",
-            f"realtime-{os.getpid()}@%h",
-        ],
-        "worker": [
-            "nice",
-            "-n",
-            "15",
-            str(BIN / "celery"),
-            "-A",
-            "support",
-            "worker",
-            "-l",
-            "INFO",
-            "-c",
-            CELERY_CONCURRENCY,
-            "-Q",
-            "celery",
-            "-n",
-            f"worker-{os.getpid()}@%h",
-        ],
+        # Realtime: the intake drain and the event relay side by side.
+        "realtime": celery_worker("realtime", queues="realtime", concurrency="2", nice=10),
+        "worker": celery_worker("worker", queues="celery", concurrency=CELERY_CONCURRENCY, nice=15),
         "beat": [
             str(BIN / "celery"),
             "-A",

@@ -3,6 +3,7 @@ and a snapshot of every table a delivery may touch (to assert exactly what chang
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -111,3 +112,35 @@ def post_fixture(client: Client, django_capture_on_commit_callbacks: Any) -> Cal
             return post_raw(client, account, fixture.body, sent)
 
     return _post
+
+
+def wa_body(sender: str, message_id: str, text: str) -> bytes:
+    """One WhatsApp Cloud API delivery holding one text message."""
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "waba",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {"phone_number_id": "106540352242922"},
+                            "contacts": [{"profile": {"name": "Ana"}, "wa_id": sender}],
+                            "messages": [
+                                {
+                                    "from": sender,
+                                    "id": message_id,
+                                    "timestamp": "1764100000",
+                                    "type": "text",
+                                    "text": {"body": text},
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(payload).encode()

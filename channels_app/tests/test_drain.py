@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import Any
 from unittest import mock
 
@@ -13,41 +12,10 @@ from django.test import Client
 
 from channels_app import selectors, services
 from channels_app.models import InboundEvent
-from channels_app.tests.conftest import TEST_SECRET, counts, diff, make_account
+from channels_app.tests.conftest import TEST_SECRET, counts, diff, make_account, wa_body
 from tickets.models import Message
 
 pytestmark = pytest.mark.django_db
-
-
-def wa_body(sender: str, message_id: str, text: str) -> bytes:
-    payload = {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "waba",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {"phone_number_id": "106540352242922"},
-                            "contacts": [{"profile": {"name": "Ana"}, "wa_id": sender}],
-                            "messages": [
-                                {
-                                    "from": sender,
-                                    "id": message_id,
-                                    "timestamp": "1764100000",
-                                    "type": "text",
-                                    "text": {"body": text},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-    return json.dumps(payload).encode()
 
 
 def post(client: Client, account: Any, body: bytes) -> Any:

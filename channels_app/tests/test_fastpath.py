@@ -13,39 +13,11 @@ from asgiref.sync import async_to_sync
 
 from channels_app.api.fastpath import WebhookFastPath
 from channels_app.models import InboundEvent
-from channels_app.tests.conftest import TEST_SECRET, make_account
+from channels_app.tests.conftest import TEST_SECRET, make_account, wa_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BODY = json.dumps(
-    {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "waba",
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {"phone_number_id": "106540352242922"},
-                            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "34600000001"}],
-                            "messages": [
-                                {
-                                    "from": "34600000001",
-                                    "id": "wamid.fast1",
-                                    "timestamp": "1717880000",
-                                    "type": "text",
-                                    "text": {"body": "hola"},
-                                }
-                            ],
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-).encode()
+BODY = wa_body("34600000001", "wamid.fast1", "hola")
 
 
 class Fallback:
