@@ -808,19 +808,15 @@ def _messages_ingest_bulk(
         text = m.text or "(empty message)"
         ticket: Ticket | None = tickets.get(customer.pk)
         if ticket is None:
-            subject = _subject_for(m, channel.title())
-            ticket = Ticket(
+            ticket = ticket_services.ticket_build(
                 pk=next(ticket_ids),
                 customer=customer,
-                subject=subject,
+                subject=_subject_for(m, channel.title()),
+                body=text,
                 channel=channel,
                 channel_account_id=account_key,
                 origin_platform_id=m.sender_id,
-                last_message_at=now,
-                waiting_since=now,
-                search_vector=ticket_services.TicketSearchVector(
-                    subject, text, f"{customer.name} {customer.email} {customer.phone}"
-                ),
+                now=now,
             )
             tickets[customer.pk] = ticket
             new_rows.append(ticket)
@@ -844,16 +840,13 @@ def _messages_ingest_bulk(
             metadata["reply_to"] = m.reply_to_external_id
         if m.timestamp is not None:
             metadata["sent_at"] = m.timestamp.isoformat()
-        message = Message(
+        message = ticket_services.inbound_message_build(
             pk=next(message_ids),
             ticket=ticket,
-            direction=Direction.INBOUND,
-            kind=MessageKind.PUBLIC,
-            author_customer=customer,
-            body_text=text,
+            customer=customer,
+            body=text,
             channel=channel,
             channel_message_id=m.external_message_id,
-            delivery_status=DeliveryState.NONE,
             metadata=metadata,
         )
         message_rows.append(message)

@@ -200,6 +200,66 @@ def _refresh_search_vector(ticket: Ticket) -> None:
     Ticket.objects.filter(pk=ticket.pk).update(search_vector=_search_vector_for(ticket))
 
 
+def ticket_build(
+    *,
+    pk: int,
+    customer: Customer,
+    subject: str,
+    body: str,
+    channel: str,
+    channel_account_id: str = "",
+    priority: str = Priority.NORMAL,
+    team: Team | None = None,
+    is_bot_handoff: bool = False,
+    origin_platform_id: str = "",
+    waiting: bool = True,
+    now: Any,
+) -> Ticket:
+    """A new ticket, unsaved, as every creation writes it (``ticket_create`` and writers
+    that batch rows, such as the channels' bulk drain)."""
+    return Ticket(
+        pk=pk,
+        customer=customer,
+        subject=subject[:255],
+        channel=channel,
+        channel_account_id=channel_account_id,
+        priority=priority,
+        team=team,
+        is_bot_handoff=is_bot_handoff,
+        origin_platform_id=origin_platform_id,
+        last_message_at=now,
+        waiting_since=now if waiting else None,
+        search_vector=_search_vector(subject[:255], body, customer),
+    )
+
+
+def inbound_message_build(
+    *,
+    pk: int,
+    ticket: Ticket,
+    customer: Customer,
+    body: str,
+    channel: str,
+    channel_message_id: str | None,
+    metadata: dict[str, Any] | None,
+    body_html: str = "",
+) -> Message:
+    """A customer's new message, unsaved (see :func:`ticket_build`)."""
+    return Message(
+        pk=pk,
+        ticket=ticket,
+        direction=Direction.INBOUND,
+        kind=MessageKind.PUBLIC,
+        author_customer=customer,
+        body_text=body,
+        body_html=body_html,
+        channel=channel,
+        channel_message_id=channel_message_id,
+        delivery_status=DeliveryState.NONE,
+        metadata=metadata or {},
+    )
+
+
 def ticket_create(
     *,
     customer: Customer,
@@ -234,34 +294,32 @@ def ticket_create(
     has_message = bool(body.strip() or body_html.strip() or attachments)
     tag_names = _tag_names(tags)
     ids = ids_reserve(Ticket, Message) if has_message else ids_reserve(Ticket)
-    ticket = Ticket(
+    ticket = ticket_build(
         pk=ids[0],
         customer=customer,
-        subject=subject[:255],
+        subject=subject,
+        body=body,
         channel=channel,
         channel_account_id=channel_account_id,
         priority=priority,
         team=team,
         is_bot_handoff=is_bot_handoff,
         origin_platform_id=origin_platform_id,
-        last_message_at=now,
-        waiting_since=now if has_message else None,
-        search_vector=_search_vector(subject[:255], body, customer),
+        waiting=has_message,
+        now=now,
     )
     rows: list[Any] = [ticket]
     message: Message | None = None
     if has_message:
-        message = Message(
+        message = inbound_message_build(
             pk=ids[1],
             ticket=ticket,
-            direction=Direction.INBOUND,
-            kind=MessageKind.PUBLIC,
-            author_customer=customer,
-            body_text=body,
+            customer=customer,
+            body=body,
             body_html=body_html,
             channel=channel,
             channel_message_id=channel_message_id,
-            metadata=message_metadata or {},
+            metadata=message_metadata,
         )
         rows.append(message)
     events = [ticket_new_event("ticket.created", ticket, subject=ticket.subject, tags=tag_names)]
