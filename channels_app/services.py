@@ -575,6 +575,17 @@ def _email_thread(customer: Customer, message: InboundMessage) -> Ticket | None:
     return ticket
 
 
+def _message_metadata(message: InboundMessage) -> dict[str, Any]:
+    """What a customer's message keeps besides its text: the channel's own fields, what it
+    replies to and when it was sent."""
+    metadata = {**message.metadata}
+    if message.reply_to_external_id:
+        metadata["reply_to"] = message.reply_to_external_id
+    if message.timestamp is not None:
+        metadata["sent_at"] = message.timestamp.isoformat()
+    return metadata
+
+
 def _new_attachments(media: tuple[MediaRef, ...]) -> list[ticket_services.NewAttachment]:
     return [
         ticket_services.NewAttachment(
@@ -621,11 +632,7 @@ def _message_ingest(
                 ticket = selectors.customer_open_ticket_get(
                     customer=customer, channel=channel, account_id=account_key
                 )
-            metadata = {**message.metadata}
-            if message.reply_to_external_id:
-                metadata["reply_to"] = message.reply_to_external_id
-            if message.timestamp is not None:
-                metadata["sent_at"] = message.timestamp.isoformat()
+            metadata = _message_metadata(message)
             attachments = _new_attachments(message.media)
             text = message.text or ("" if attachments else "(empty message)")
             if ticket is None:
@@ -835,11 +842,7 @@ def _messages_ingest_bulk(
                         "ticket.updated", ticket, changes={"status": [old_status, "open"]}
                     )
                 )
-        metadata = {**m.metadata}
-        if m.reply_to_external_id:
-            metadata["reply_to"] = m.reply_to_external_id
-        if m.timestamp is not None:
-            metadata["sent_at"] = m.timestamp.isoformat()
+        metadata = _message_metadata(m)
         message = ticket_services.inbound_message_build(
             pk=next(message_ids),
             ticket=ticket,
@@ -853,7 +856,7 @@ def _messages_ingest_bulk(
         events.append(ticket_services.message_new_event("message.created", message))
     rows_insert([*people, *new_rows, *message_rows, *outbox_rows(events)])
     if touched:
-        who = [f"{c.name} {c.email} {c.phone}" for c in touched.values()]
+        who = [ticket_services.customer_search_text(c) for c in touched.values()]
         with connection.cursor() as cursor:
             cursor.execute(_TOUCHED_TICKETS_UPDATE, [now, now, now, list(touched), who])
     relay_after_commit()

@@ -191,8 +191,13 @@ class TicketSearchVector(Expression):
         return self.template, list(self.params)
 
 
+def customer_search_text(customer: Customer) -> str:
+    """The customer part (weight C) of a ticket's search vector."""
+    return f"{customer.name} {customer.email} {customer.phone}"
+
+
 def _search_vector(subject: str, text: str = "", customer: Customer | None = None) -> Any:
-    who = f"{customer.name} {customer.email} {customer.phone}" if customer is not None else ""
+    who = customer_search_text(customer) if customer is not None else ""
     return TicketSearchVector(subject, text, who)
 
 
