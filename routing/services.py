@@ -6,6 +6,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -96,8 +97,11 @@ def router_model_train(
     features: str = "auto",
     source: str = "",
     activate: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[RouterModel, classifier.TrainReport]:
-    router, report = classifier.train(texts, labels, categories=categories, features=features)
+    router, report = classifier.train(
+        texts, labels, categories=categories, features=features, progress=progress
+    )
     row = router_model_save(
         router=router,
         name=name,
@@ -109,6 +113,7 @@ def router_model_train(
             "seconds": report.seconds,
             "features": report.features,
             "holdout_accuracy": report.holdout,
+            "embedded_share": report.embedded_share,
         },
     )
     return row, report

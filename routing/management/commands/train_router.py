@@ -61,6 +61,7 @@ class Command(BaseCommand):
             features=opts["features"],
             source=str(opts["data"]),
             activate=not opts["no_activate"],
+            progress=lambda line: self.stderr.write(line),
         )
         summary = {
             "model": row.name,
@@ -71,6 +72,7 @@ class Command(BaseCommand):
             "labels": report.labels,
             "features": report.features,
             "holdout_accuracy": report.holdout,
+            "embedded_share": report.embedded_share,
             "seconds": report.seconds,
         }
         self.stdout.write(json.dumps(summary, indent=2))
