@@ -2,10 +2,14 @@
 """Routing benchmark: accuracy, latency and the estimated Bedrock cost per ticket.
 
     .venv/bin/python bench/routing.py [--n 500]
+    .venv/bin/python bench/routing.py --train TRAIN.csv --test TEST.csv \
+        [--text-column text] [--label-column category]
 
 No database or network: it uses the shipped default model (trained on the bundled Bitext
 split), builds ticket contexts in memory and, for the cost, runs the real Strands agent loop
 over a scripted model that measures the size of every request (tokens ≈ characters / 4).
+With --train/--test it first trains a router on any labelled CSV the way `train_router`
+does (features "auto") and prints its training time and test figures (generalisation).
 """
 
 from __future__ import annotations
@@ -132,11 +136,31 @@ def bedrock_cost(
     }
 
 
+def generalisation(train_csv: str, test_csv: str, text_column: str, label_column: str) -> None:
+    texts, labels = classifier.read_csv(train_csv, text_column, label_column)
+    router, report = classifier.train(texts, labels, progress=print)
+    print(
+        f"trained on {report.rows} rows, {report.labels} labels in {report.seconds} s: "
+        f"{report.features}, held out {report.holdout}, embedded share {report.embedded_share}"
+    )
+    test_texts, test_labels = classifier.read_csv(test_csv, text_column, label_column)
+    figures = classifier.evaluate(
+        router, test_texts, test_labels, threshold=settings.ROUTING_REVIEW_THRESHOLD
+    )
+    print(f"{Path(test_csv).name}:", json.dumps(figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=500, help="tickets for latency and cost")
     parser.add_argument("--cost-n", type=int, default=20)
+    parser.add_argument("--train", help="labelled CSV to train a router on (generalisation)")
+    parser.add_argument("--test", help="labelled CSV to evaluate that router on")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--label-column", default="category")
     args = parser.parse_args()
+    if args.train and args.test:
+        generalisation(args.train, args.test, args.text_column, args.label_column)
     t0 = time.perf_counter()
     _, training, router = default_router()
     print(
