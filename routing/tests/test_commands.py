@@ -93,6 +93,34 @@ def test_train_router_names_a_missing_column(tmp_path):
         call_command("train_router", data=str(path), text_column="text", label_column="intent")
 
 
+def test_train_router_refuses_a_single_label_clearly(tmp_path):
+    path = tmp_path / "one.csv"
+    path.write_text("text,label\nhello there,a\nhi,a\n")
+    with pytest.raises(CommandError, match="at least two labels"):
+        call_command("train_router", data=str(path), text_column="text", label_column="label")
+    assert not RouterModel.objects.exists()
+
+
+@pytest.mark.parametrize("features", ["auto", "fusion"])
+def test_train_router_trains_on_two_rows_per_label(tmp_path, capsys, features):
+    # Too few rows to hold any out: it still trains (uncalibrated) and says so.
+    path = tmp_path / "tiny.csv"
+    path.write_text(
+        "text,label\nmy card was declined,card\nrefund please,refund\n"
+        "card refused at the shop,card\nI want my money back,refund\n"
+    )
+    call_command(
+        "train_router", data=str(path), text_column="text", label_column="label", features=features
+    )
+    captured = capsys.readouterr()
+    assert "too few rows per label" in captured.err
+    summary = json.loads(captured.out)
+    assert summary["features"] == ("tfidf" if features == "auto" else "fusion")
+    assert summary["holdout_accuracy"] == {}
+    router = RouterModel.objects.get(is_active=True)
+    assert router.labels == ["card", "refund"]
+
+
 def test_train_router_with_feedback_adds_override_rows(tmp_path, capsys, routing_on, teams, agent):
     from routing import services
     from tickets import services as ticket_services

@@ -53,16 +53,19 @@ class Command(BaseCommand):
             texts += [t for t, _ in extra]
             labels += [lab for _, lab in extra]
             added = len(extra)
-        row, report = services.router_model_train(
-            texts=texts,
-            labels=labels,
-            categories=categories,
-            name=opts["name"],
-            features=opts["features"],
-            source=str(opts["data"]),
-            activate=not opts["no_activate"],
-            progress=lambda line: self.stderr.write(line),
-        )
+        try:
+            row, report = services.router_model_train(
+                texts=texts,
+                labels=labels,
+                categories=categories,
+                name=opts["name"],
+                features=opts["features"],
+                source=str(opts["data"]),
+                activate=not opts["no_activate"],
+                progress=lambda line: self.stderr.write(line),
+            )
+        except ValueError as exc:  # e.g. a single label
+            raise CommandError(str(exc)) from exc
         summary = {
             "model": row.name,
             "version": row.version,
