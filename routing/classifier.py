@@ -61,6 +61,8 @@ MLP_ALPHA = 1e-2
 MLP_EPOCHS = 60
 FUSION_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6)
 DEFAULT_FUSION_WEIGHT = 0.4  # when nothing can be held out to choose one
+KNN_K = 3
+KNN_WEIGHTS = (0.0, 0.1, 0.2, 0.3)  # the neighbours' share, tried with each SVM weight
 CASCADE_THRESHOLDS = (0.9, 0.95, 0.98, 0.99, 0.995)
 NEVER = 1.01  # a cascade threshold no probability reaches
 FUSION_MARGIN = 0.003  # the embedding costs ~4 ms a ticket: keep it only for a real gain
@@ -85,23 +87,66 @@ class Prediction:
     ranked: list[tuple[str, float]]
 
 
+class Neighbours:
+    """The training rows' embeddings, grouped by label: a text's score for a label is the mean
+    cosine of the label's ``k`` rows closest to it."""
+
+    def __init__(self, vectors: np.ndarray, y: np.ndarray, n_labels: int, k: int = KNN_K) -> None:
+        order = np.argsort(y, kind="stable")
+        self.vectors = vectors[order].astype(np.float16)  # unit rows; half the bytes stored
+        self.offsets = np.searchsorted(y[order], np.arange(n_labels + 1))
+        self.k = k
+        self._matrix: np.ndarray | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_matrix": None}
+
+    def scores(self, emb: np.ndarray, block: int = 256) -> np.ndarray:
+        if self._matrix is None:
+            self._matrix = self.vectors.astype(np.float32).T.copy()
+        n_labels = len(self.offsets) - 1
+        out = np.full((len(emb), n_labels), -1.0, dtype=np.float32)
+        for start in range(0, len(emb), block):
+            sims = emb[start : start + block].astype(np.float32) @ self._matrix
+            for label in range(n_labels):
+                lo, hi = self.offsets[label], self.offsets[label + 1]
+                if hi == lo:
+                    continue
+                k = min(self.k, hi - lo)
+                top = np.partition(sims[:, lo:hi], hi - lo - k, axis=1)[:, -k:]
+                out[start : start + block, label] = top.mean(axis=1)
+        return out
+
+
 @dataclass
 class Fusion:
-    """The embedding network and how its log-probabilities mix with the SVM's."""
+    """The embedding network (and, optionally, the nearest training rows) and how their
+    log-probabilities mix with the SVM's."""
 
     mlp: MLPClassifier
     weight: float  # the SVM's share of the fused log-probability
     temperature: float  # of the fused scores
     cascade_threshold: float  # SVM confidence from which the embedding is skipped
+    neighbours: Neighbours | None = None
+    knn_weight: float = 0.0  # the neighbours' share (the network has the rest)
+    knn_temperature: float = 1.0
 
     def scores(self, svm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
-        return self.mix(svm_probs, self.mlp.predict_proba(embeddings))
+        knn = None
+        if self.neighbours is not None and self.knn_weight > 0:
+            knn = softmax(self.neighbours.scores(embeddings), self.knn_temperature)
+        return self.mix(svm_probs, self.mlp.predict_proba(embeddings), knn)
 
-    def mix(self, svm_probs: np.ndarray, net_probs: np.ndarray) -> np.ndarray:
-        return np.asarray(
-            self.weight * np.log(np.maximum(svm_probs, 1e-12))
-            + (1 - self.weight) * np.log(np.maximum(net_probs, 1e-12))
-        )
+    def mix(
+        self, svm_probs: np.ndarray, net_probs: np.ndarray, knn_probs: np.ndarray | None = None
+    ) -> np.ndarray:
+        knn_weight = self.knn_weight if knn_probs is not None else 0.0
+        z = self.weight * np.log(np.maximum(svm_probs, 1e-12)) + (
+            1 - self.weight - knn_weight
+        ) * np.log(np.maximum(net_probs, 1e-12))
+        if knn_probs is not None and knn_weight:
+            z = z + knn_weight * np.log(np.maximum(knn_probs, 1e-12))
+        return np.asarray(z)
 
     def combine(self, svm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
         return softmax(self.scores(svm_probs, embeddings), self.temperature)
@@ -227,10 +272,10 @@ def _nll(scores: np.ndarray, y: np.ndarray, temperature: float) -> float:
     return float(-np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12))))
 
 
-def _fit_temperature(scores: np.ndarray, y: np.ndarray) -> float:
+def _fit_temperature(scores: np.ndarray, y: np.ndarray, high: float = 50) -> float:
     """Temperature minimising the held-out negative log-likelihood (1-D grid search)."""
     best_t, best_nll = 1.0, math.inf
-    for t in np.geomspace(0.5, 50, 60):
+    for t in np.geomspace(0.5, high, 60):
         nll = _nll(scores, y, float(t))
         if nll < best_nll:
             best_t, best_nll = float(t), nll
@@ -269,23 +314,39 @@ def _accuracy(scores: np.ndarray, y: np.ndarray) -> float:
 
 
 def _tune_fusion(
-    svm_probs: np.ndarray, mlp: MLPClassifier, emb: np.ndarray, y: np.ndarray
+    svm_probs: np.ndarray,
+    mlp: MLPClassifier,
+    emb: np.ndarray,
+    y: np.ndarray,
+    neighbours: Neighbours | None = None,
 ) -> tuple[Fusion, float, float]:
-    """The mixing weight and fused temperature with the lowest held-out log-loss (smoother
+    """The mixing weights and fused temperature with the lowest held-out log-loss (smoother
     than accuracy on a few hundred rows), then the lowest cascade threshold above which the
     SVM and the fusion agree on every held-out row (so skipping the embedding there changes
     nothing seen); returns the fusion, its accuracy and the share of rows it embeds."""
     net_probs = mlp.predict_proba(emb)
+    knn_probs, knn_temperature = None, 1.0
+    knn_weights: tuple[float, ...] = (0.0,)
+    if neighbours is not None:
+        similarities = neighbours.scores(emb)  # cosines: a temperature in the tens
+        knn_temperature = _fit_temperature(similarities, y, high=500)
+        knn_probs = softmax(similarities, knn_temperature)
+        knn_weights = KNN_WEIGHTS
     best: tuple[float, Fusion, np.ndarray] | None = None
     for weight in FUSION_WEIGHTS:
-        fusion = Fusion(mlp=mlp, weight=weight, temperature=1.0, cascade_threshold=NEVER)
-        scores = fusion.mix(svm_probs, net_probs)
-        fusion.temperature = _fit_temperature(scores, y)
-        nll = _nll(scores, y, fusion.temperature)
-        if best is None or nll < best[0]:
-            best = (nll, fusion, scores)
+        for knn_weight in knn_weights:
+            if 1 - weight - knn_weight < 0.1:  # the network keeps a real share
+                continue
+            fusion = Fusion(mlp, weight, 1.0, NEVER, neighbours, knn_weight, knn_temperature)
+            scores = fusion.mix(svm_probs, net_probs, knn_probs)
+            fusion.temperature = _fit_temperature(scores, y)
+            nll = _nll(scores, y, fusion.temperature)
+            if best is None or nll < best[0]:
+                best = (nll, fusion, scores)
     assert best is not None
     _, fusion, scores = best
+    if fusion.knn_weight == 0:
+        fusion.neighbours = None
     full_acc = _accuracy(scores, y)
     confident = svm_probs.max(axis=1)
     svm_pred, fused_pred = svm_probs.argmax(axis=1), scores.argmax(axis=1)
@@ -369,8 +430,9 @@ def train(
         if features in ("auto", FEATURES_FUSION):
             assert emb is not None
             mlp = _fit_mlp(emb[train_idx], y[train_idx])
+            neighbours = Neighbours(emb[train_idx], y[train_idx], len(label_list))
             tuned, _, tuned_share = _tune_fusion(
-                softmax(scores, temperature), mlp, emb[held_idx], held_y
+                softmax(scores, temperature), mlp, emb[held_idx], held_y, neighbours
             )
             probe.temperature, probe.features, probe.fusion = temperature, FEATURES_FUSION, tuned
             fusion_acc = _accuracy(probe.proba(held_texts, emb[held_idx]), held_y)
@@ -384,6 +446,8 @@ def train(
     if fusion is not None:
         assert emb is not None
         fusion.mlp = _fit_mlp(emb, y)
+        if fusion.neighbours is not None:
+            fusion.neighbours = Neighbours(emb, y, len(label_list))
     mapping: dict[str, str] = {}
     if categories is not None:
         pairs: dict[str, Counter[str]] = {}

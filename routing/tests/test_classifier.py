@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import numpy as np
@@ -137,3 +138,30 @@ def test_fusion_weight_is_the_lowest_held_out_log_loss():
 def test_unknown_feature_set_is_refused():
     with pytest.raises(ValueError, match="features must be one of"):
         classifier.train(["a b", "c d"], ["x", "y"], features="bert")
+
+
+def test_neighbours_score_a_label_by_its_closest_rows():
+    vectors = np.array(
+        [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6], [-1.0, 0.0]], dtype=np.float32
+    )
+    y = np.array([0, 1, 1, 0, 2])  # label 3 has no rows
+    neighbours = classifier.Neighbours(vectors, y, n_labels=4, k=2)
+    query = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+
+    scores = neighbours.scores(query, block=1)
+
+    # label 0: cosines 1.0 and 0.8 -> 0.9; label 1: 0.0 and 0.6 -> 0.3; label 2: one row, -1.0
+    assert np.allclose(scores[0], [0.9, 0.3, -1.0, -1.0], atol=1e-3)
+    assert np.allclose(scores[1], [0.3, 0.9, 0.0, -1.0], atol=1e-3)
+    again = pickle.loads(pickle.dumps(neighbours))  # noqa: S301 - our own bytes
+    assert again._matrix is None  # the float32 copy is rebuilt, not stored
+    assert np.allclose(again.scores(query), scores, atol=1e-3)
+
+
+def test_fusion_mixes_three_log_probabilities():
+    fusion = classifier.Fusion(FixedNet(np.array([[0.5, 0.5]])), 0.2, 1.0, NEVER, None, 0.3)  # type: ignore[arg-type]
+    svm, net, knn = np.array([[0.9, 0.1]]), np.array([[0.2, 0.8]]), np.array([[0.6, 0.4]])
+    expected = 0.2 * np.log(svm) + 0.5 * np.log(net) + 0.3 * np.log(knn)
+    assert np.allclose(fusion.mix(svm, net, knn), expected)
+    # Without neighbours the network takes the SVM's complement.
+    assert np.allclose(fusion.mix(svm, net), 0.2 * np.log(svm) + 0.8 * np.log(net))
