@@ -151,9 +151,9 @@ class TicketSuggestionsApi(APIView):
     permission_classes = [IsAgent]
 
     def get(self, request: Request, ticket_id: str) -> Response:
-        from tickets.selectors import ticket_get
+        from tickets.selectors import ticket_get_visible
 
-        ticket = ticket_get(ticket_id)
+        ticket = ticket_get_visible(ticket_id, user=request.user)
         k = _int_param(request, "k", 3, 1, 10)
         results = selectors.ticket_suggestions(ticket, k=k)
         return Response({"ticket": ticket.pk, "suggestions": [r.as_dict() for r in results]})
@@ -168,9 +168,9 @@ class SuggestionFeedbackApi(APIView):
     permission_classes = [IsAgent]
 
     def post(self, request: Request, ticket_id: str, chunk_id: str) -> Response:
-        from tickets.selectors import ticket_get
+        from tickets.selectors import ticket_get_visible
 
-        ticket = ticket_get(ticket_id)
+        ticket = ticket_get_visible(ticket_id, user=request.user)
         data = FeedbackInput(data=request.data)
         if not data.is_valid():
             raise InvalidInput("Invalid feedback.", details=data.errors)

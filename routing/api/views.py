@@ -14,7 +14,7 @@ from routing.api import serializers as s
 from routing.models import RoutingDecision
 from support.errors import InvalidInput, NotFound
 from tickets.models import Team, Ticket
-from tickets.selectors import ticket_get
+from tickets.selectors import ticket_get_visible
 
 
 def _decision(ticket: Ticket, decision_id: int | None) -> RoutingDecision:
@@ -39,7 +39,7 @@ def _verdict(decision: RoutingDecision, feedback: Any) -> Response:
 class TicketRoutingApi(APIView):
     @extend_schema(operation_id="ticket_routing_get", responses=s.TicketRoutingOutputSerializer)
     def get(self, request: Request, ticket_id: str) -> Response:
-        ticket = ticket_get(ticket_id)
+        ticket = ticket_get_visible(ticket_id, user=request.user)
         history = list(selectors.routing_decision_list(ticket=ticket))
         data = {"latest": history[0] if history else None, "history": history}
         return Response(s.TicketRoutingOutputSerializer(data).data)
@@ -52,7 +52,7 @@ class TicketRoutingOverrideApi(APIView):
         responses=s.RoutingVerdictOutputSerializer,
     )
     def post(self, request: Request, ticket_id: str) -> Response:
-        ticket = ticket_get(ticket_id)
+        ticket = ticket_get_visible(ticket_id, user=request.user)
         serializer = s.RoutingOverrideInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
@@ -79,7 +79,7 @@ class TicketRoutingAcceptApi(APIView):
         responses=s.RoutingVerdictOutputSerializer,
     )
     def post(self, request: Request, ticket_id: str) -> Response:
-        ticket = ticket_get(ticket_id)
+        ticket = ticket_get_visible(ticket_id, user=request.user)
         serializer = s.RoutingAcceptInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         decision = _decision(ticket, serializer.validated_data.get("decision_id"))

@@ -10,7 +10,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def decision(routing_on, teams, customer):
+def decision(routing_on, teams, customer, agent):
+    teams["orders"].members.add(agent)  # the ticket is routed there; agents see their teams'
     ticket = ticket_services.ticket_create(
         customer=customer, subject="Where is my package", body="track my order please"
     )

@@ -45,7 +45,9 @@ class TicketListCreateApi(APIView):
         responses=s.TicketOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        qs = selectors.ticket_list(filters=request.query_params.dict())
+        qs = selectors.ticket_list(filters=request.query_params.dict()).filter(
+            selectors.ticket_visibility_q(request.user)
+        )
         paginator = TicketCursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         data = s.TicketOutputSerializer(page, many=True).data
@@ -106,7 +108,7 @@ class TicketListCreateApi(APIView):
 class TicketDetailApi(APIView):
     @extend_schema(operation_id="tickets_retrieve", responses=s.TicketDetailOutputSerializer)
     def get(self, request: Request, ticket_id: str) -> Response:
-        ticket = selectors.ticket_get(ticket_id)
+        ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
         messages = selectors.message_list(ticket=ticket)
         return Response(s.TicketDetailOutputSerializer(ticket, context={"messages": messages}).data)
 
@@ -116,7 +118,7 @@ class TicketDetailApi(APIView):
         responses=s.TicketOutputSerializer,
     )
     def patch(self, request: Request, ticket_id: str) -> Response:
-        ticket = selectors.ticket_get(ticket_id)
+        ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
         serializer = s.TicketUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
@@ -156,7 +158,7 @@ class TicketMessageCreateApi(APIView):
         responses={201: s.MessageOutputSerializer},
     )
     def post(self, request: Request, ticket_id: str) -> Response:
-        ticket = selectors.ticket_get(ticket_id)
+        ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
         serializer = s.MessageCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         message = services.message_add(
@@ -173,7 +175,7 @@ class TicketStatusApi(APIView):
 
     @extend_schema(operation_id="tickets_status", responses=s.TicketStatusOutputSerializer)
     def get(self, request: Request, ticket_id: str) -> Response:
-        ticket = selectors.ticket_get(ticket_id)
+        ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
         return Response(s.TicketStatusOutputSerializer(ticket).data)
 
 
@@ -187,9 +189,9 @@ class TicketMergeApi(APIView):
         responses=s.TicketOutputSerializer,
     )
     def post(self, request: Request, ticket_id: str) -> Response:
-        source = selectors.ticket_get(ticket_id)
+        source = selectors.ticket_get_visible(ticket_id, user=request.user)
         serializer = s.TicketMergeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        target = selectors.ticket_get(serializer.validated_data["into"])
+        target = selectors.ticket_get_visible(serializer.validated_data["into"], user=request.user)
         services.ticket_merge(source=source, target=target, actor=request.user)
         return Response(s.TicketOutputSerializer(selectors.ticket_get(target.pk)).data)

@@ -39,7 +39,7 @@ class TicketContextApi(APIView):
         responses=OpenApiResponse(description="The customer context of the ticket's customer."),
     )
     def get(self, request: Request, ticket_id: str) -> Response:
-        ticket = ticket_selectors.ticket_get(ticket_id)
+        ticket = ticket_selectors.ticket_get_visible(ticket_id, user=request.user)
         data = selectors.customer_context_get(ticket.customer)
         return Response({"ticket_id": ticket.pk, **data})
 

@@ -137,8 +137,9 @@ def test_status_endpoint_for_chatbot_polling(agent_client, customer, agent):
     assert body["last_agent_reply"]["body_text"] == "We fixed it"
 
 
-def test_list_filters_and_cursor_pagination(agent_client, customer):
+def test_list_filters_and_cursor_pagination(agent_client, agent, customer):
     team = Team.objects.create(name="Billing", slug="billing")
+    team.members.add(agent)
     for i in range(5):
         services.ticket_create(
             customer=customer,
@@ -196,3 +197,42 @@ def test_openapi_schema_is_served(agent_client):
     response = agent_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
     assert "/api/tickets" in response.json()["paths"]
+
+
+def test_an_agent_sees_through_the_api_only_the_tickets_the_workbench_shows(
+    agent_client, supervisor_client, agent, customer
+):
+    billing = Team.objects.create(name="Billing", slug="billing")
+    orders = Team.objects.create(name="Orders", slug="orders")
+    orders.members.add(agent)
+    hidden = services.ticket_create(customer=customer, subject="Billing's", body="b", team=billing)
+    mine = services.ticket_create(customer=customer, subject="Orders'", body="b", team=orders)
+    open_to_all = services.ticket_create(customer=customer, subject="No team", body="b")
+    assigned = services.ticket_create(
+        customer=customer, subject="Assigned to me", body="b", team=billing
+    )
+    assigned.assignee = agent
+    assigned.save(update_fields=["assignee"])
+
+    listed = {t["subject"] for t in agent_client.get("/api/tickets").json()["results"]}
+    assert listed == {"Orders'", "No team", "Assigned to me"}
+    for url in (
+        f"/api/tickets/{hidden.pk}",
+        f"/api/tickets/{hidden.number}/status",
+        f"/api/tickets/{hidden.pk}/routing",
+        f"/api/tickets/{hidden.pk}/context",
+        f"/api/tickets/{hidden.pk}/suggestions",
+    ):
+        response = agent_client.get(url)
+        assert response.status_code == 404, url
+        assert "Billing's" not in response.content.decode()
+    reply = agent_client.post(f"/api/tickets/{hidden.pk}/messages", {"body": "hi"}, format="json")
+    assert reply.status_code == 404
+    merge = agent_client.post(f"/api/tickets/{mine.pk}/merge", {"into": hidden.pk}, format="json")
+    assert merge.status_code == 404
+    for ticket in (mine, open_to_all, assigned):
+        assert agent_client.get(f"/api/tickets/{ticket.pk}").status_code == 200
+
+    everything = {t["subject"] for t in supervisor_client.get("/api/tickets").json()["results"]}
+    assert "Billing's" in everything
+    assert supervisor_client.get(f"/api/tickets/{hidden.pk}").status_code == 200
