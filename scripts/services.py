@@ -132,8 +132,12 @@ def redis_binary() -> str:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         say("redis-server is missing; installing Debian's package with apt-get …")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        result = subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], env=env)
+        # apt-get's progress goes to stderr: stdout carries only the export lines that
+        # `--print-env` callers evaluate.
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, stdout=sys.stderr)
+        result = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "redis-server"], env=env, stdout=sys.stderr
+        )
         if result.returncode == 0 and Path("/usr/bin/redis-server").exists():
             return "/usr/bin/redis-server"
     fail(
