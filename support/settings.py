@@ -296,8 +296,9 @@ DEMO_PASSWORD = env.get_str("DEMO_PASSWORD", "demo-password-123")
 # --- Integrations: each is off until configured ---------------------------------
 # channels_app (omnichannel intake and delivery)
 CHANNEL_REOPEN_WINDOW_HOURS = env.get_int("CHANNEL_REOPEN_WINDOW_HOURS", 72)
-# Fernet key for channel account secrets at rest (default: derived from SECRET_KEY)
-CHANNELS_SECRETS_KEY = env.get_str("CHANNELS_SECRETS_KEY", "")
+# Fernet keys for channel account secrets at rest, comma-separated, newest first (the
+# first encrypts, all decrypt). Required in prod; elsewhere a key derived from SECRET_KEY.
+CHANNELS_SECRETS_KEY = env.get_list("CHANNELS_SECRETS_KEY", [], required_in_prod=True)
 CHANNELS_HTTP_TIMEOUT = env.get_float("CHANNELS_HTTP_TIMEOUT", 10.0)
 CHANNELS_OUTBOUND_MAX_ATTEMPTS = env.get_int("CHANNELS_OUTBOUND_MAX_ATTEMPTS", 6)
 CHANNELS_OUTBOUND_BACKOFF_BASE = env.get_float("CHANNELS_OUTBOUND_BACKOFF_BASE", 2.0)
