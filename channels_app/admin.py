@@ -80,7 +80,7 @@ class InboundEventAdmin(admin.ModelAdmin):
         "summary",
     ]
     exclude = ["body"]
-    actions = ["reprocess"]
+    actions = ["reprocess", "release"]
 
     @admin.display(description="Error")
     def error_short(self, obj: InboundEvent) -> str:
@@ -101,6 +101,16 @@ class InboundEventAdmin(admin.ModelAdmin):
         for event in queryset:
             services.inbound_event_reprocess(event=event)
         self.message_user(request, f"{queryset.count()} event(s) queued for processing.")
+
+    @admin.action(description="Release quarantined e-mail (create it, marked suspicious)")
+    def release(self, request: HttpRequest, queryset: QuerySet[InboundEvent]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can release.", messages.ERROR)
+            return
+        released = sum(
+            services.inbound_event_release(event=event, actor=request.user) for event in queryset
+        )
+        self.message_user(request, f"{released} quarantined event(s) released.")
 
 
 class DeliveryAttemptInline(admin.TabularInline):

@@ -23,6 +23,10 @@ class ChannelsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from channels_app.crypto import secrets_keys_check
+
+        secrets_keys_check()  # a malformed CHANNELS_SECRETS_KEY fails at start, not at use
+
         from channels_app.privacy import channels_erase
         from support.events import subscribe
         from tickets.context.privacy import register_erasure_hook

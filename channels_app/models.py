@@ -73,6 +73,9 @@ class InboundStatus(models.TextChoices):
     MALFORMED = "malformed", "Malformed"
     RETRYING = "retrying", "Retrying"
     DEAD = "dead", "Dead letter"
+    # CHANNELS_EMAIL_AUTH_POLICY=reject: kept, not turned into a message (supervisors see
+    # it here and may release it)
+    QUARANTINED = "quarantined", "Quarantined (e-mail sender not verified)"
 
 
 class InboundEvent(models.Model):

@@ -37,6 +37,7 @@ from channels_app.adapters.base import (
     get_adapter,
     registered_channels,
 )
+from channels_app.adapters.email.auth import SenderAuth, sender_auth
 from channels_app.models import (
     ChannelAccount,
     DeliveryAttempt,
@@ -50,6 +51,7 @@ from support.events import outbox_rows, relay_after_commit
 from support.models import AttemptOutcome, DeliveryStatus
 from support.outbound import backoff_seconds
 from support.redis_client import get_redis
+from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.models import (
     Attachment,
@@ -252,9 +254,17 @@ class ProcessOutcome:
     statuses: int = 0
     unmatched_statuses: int = 0
     unknown: int = 0
+    quarantined: int = 0  # e-mail under CHANNELS_EMAIL_AUTH_POLICY=reject
+    quarantine_reasons: list[str] = field(default_factory=list)
+    released_by: str = ""  # the supervisor who released a quarantined e-mail
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.__dict__)
+        if not self.quarantined:
+            del data["quarantined"], data["quarantine_reasons"]
+        if not self.released_by:
+            del data["released_by"]
+        return data
 
 
 def inbound_event_process(*, event_id: int) -> ProcessOutcome | None:
@@ -278,7 +288,12 @@ def inbound_event_process(*, event_id: int) -> ProcessOutcome | None:
     return outcome
 
 
-DONE_STATUSES = (InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.MALFORMED)
+DONE_STATUSES = (
+    InboundStatus.PROCESSED,
+    InboundStatus.IGNORED,
+    InboundStatus.MALFORMED,
+    InboundStatus.QUARANTINED,
+)
 DRAIN_BATCH = 100  # rows of a batch become visible together: small keeps latency low
 
 
@@ -297,10 +312,17 @@ def _event_apply(
     attempts = event.attempts + 1
     adapter = get_adapter(event.channel)
     request = WebhookRequest(headers=event.headers, body=event.body_bytes)
-    outcome = ProcessOutcome()
+    outcome = ProcessOutcome(released_by=str(event.summary.get("released_by") or ""))
+    released = bool(outcome.released_by)
     for item in adapter.parse(account, request):
         if isinstance(item, InboundMessage):
-            if _message_ingest(adapter, account, item, cache):
+            try:
+                created = _message_ingest(adapter, account, item, cache, released=released)
+            except EmailQuarantined as exc:  # raised before anything was written
+                outcome.quarantined += 1
+                outcome.quarantine_reasons += exc.reasons
+                continue
+            if created:
                 outcome.created_messages += 1
             else:
                 outcome.duplicates += 1
@@ -333,10 +355,13 @@ def _events_mark_done(done: list[tuple[InboundEvent, ProcessOutcome]]) -> None:
         return
     now = timezone.now()
     for event, outcome in done:
-        only_unknown = outcome.unknown and not (
-            outcome.created_messages or outcome.duplicates or outcome.statuses
-        )
-        event.status = InboundStatus.IGNORED if only_unknown else InboundStatus.PROCESSED
+        applied = outcome.created_messages or outcome.duplicates or outcome.statuses
+        if outcome.quarantined and not applied:
+            event.status = InboundStatus.QUARANTINED
+        elif outcome.unknown and not applied:
+            event.status = InboundStatus.IGNORED
+        else:
+            event.status = InboundStatus.PROCESSED
         event.attempts += 1
         event.processed_at = now
         event.error = ""
@@ -500,6 +525,27 @@ def inbound_event_reprocess(*, event: InboundEvent) -> None:
     transaction.on_commit(lambda: _enqueue_process(event.pk))
 
 
+def inbound_event_release(*, event: InboundEvent, actor: Any) -> bool:
+    """A supervisor releases a quarantined e-mail: it is processed as under policy
+    ``mark`` (its message created, marked suspicious). False when it was not quarantined."""
+    released = InboundEvent.objects.filter(pk=event.pk, status=InboundStatus.QUARANTINED).update(
+        status=InboundStatus.RETRYING,
+        attempts=0,
+        error="",
+        summary={**event.summary, "released_by": actor.get_username()},
+    )
+    if released:
+        audit_log_record(
+            actor=actor,
+            action="inbound_event.release",
+            object_type="channels_app.InboundEvent",
+            object_id=event.pk,
+            details={"channel": event.channel, "reasons": event.summary.get("quarantine_reasons")},
+        )
+        transaction.on_commit(lambda: _enqueue_process(event.pk))
+    return bool(released)
+
+
 def _advisory_lock(key: str) -> None:
     """Serialise work on one conversation (e.g. a new customer's first two messages)."""
     with connection.cursor() as cursor:
@@ -519,6 +565,9 @@ def _customer_resolve(
     channel: str, message: InboundMessage, cache: _BatchCache | None = None
 ) -> tuple[Customer, bool]:
     """The sender's customer, and whether it was created just now (so has no ticket)."""
+    if channel == "email" and not _email_sender_trusted(message):
+        # Never cached: the cache key is the address, whose owner this may not be.
+        return _customer_lookup(channel, message)
     if cache is not None and message.sender_id in cache.customers:
         return cache.customers[message.sender_id], False
     customer, created = _customer_lookup(channel, message)
@@ -528,6 +577,10 @@ def _customer_resolve(
 
 
 def _customer_lookup(channel: str, message: InboundMessage) -> tuple[Customer, bool]:
+    if channel == "email" and not _email_sender_trusted(message):
+        # E-mail spoofing (issue #13): a From address that SPF/DKIM do not vouch for is
+        # never linked to the address's customer or identity (see _email_route).
+        return _email_guest_create(message), True
     identity = (
         ChannelIdentity.objects.filter(channel=channel, external_id=message.sender_id)
         .select_related("customer")
@@ -549,7 +602,68 @@ def _customer_lookup(channel: str, message: InboundMessage) -> tuple[Customer, b
     return customer, created
 
 
-def _email_thread(customer: Customer, message: InboundMessage) -> Ticket | None:
+# --- e-mail: sender authentication and threading (issue #13) ------------------------------
+#
+# SendGrid posts SPF and DKIM results; a From address is trusted only with an aligned pass
+# (``channels_app.adapters.email.auth``). ``CHANNELS_EMAIL_AUTH_POLICY``:
+#
+# - ``mark`` (default): an unverified sender never resolves to the address's customer (a
+#   guest customer of its own, no identity), and a message never threads into a ticket of
+#   another customer (it starts its own ticket). Both are recorded on the message as
+#   ``metadata["suspicious"]`` (shown in the timeline) and tag the new ticket.
+# - ``reject``: the same messages are not created; the delivery is kept as a
+#   ``quarantined`` InboundEvent that a supervisor can release (then as ``mark``).
+# - ``off``: the results are ignored and threading is as it was before.
+
+SUSPICIOUS_TAG = "suspicious-sender"
+
+
+class EmailQuarantined(Exception):
+    """Raised by the e-mail route before anything is written (policy ``reject``)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+def _email_policy() -> str:
+    return str(getattr(settings, "CHANNELS_EMAIL_AUTH_POLICY", "mark"))
+
+
+def _email_sender_auth(message: InboundMessage) -> SenderAuth:
+    meta = message.metadata
+    return sender_auth(
+        from_address=message.sender_email,
+        spf=str(meta.get("spf") or ""),
+        dkim=str(meta.get("dkim") or ""),
+        envelope_from=str(meta.get("envelope_from") or ""),
+    )
+
+
+def _email_sender_trusted(message: InboundMessage) -> bool:
+    """Whether the From address may be taken at its word: SPF or DKIM passed for its
+    domain (or the policy is ``off``)."""
+    return _email_policy() == "off" or _email_sender_auth(message).authenticated
+
+
+def _email_guest_create(message: InboundMessage) -> Customer:
+    """A customer for one unverified sender: no e-mail, no identity, so nothing links it to
+    the address's real owner (an agent may merge it after checking)."""
+    address = message.sender_email or message.sender_id
+    who = message.sender_name.strip()
+    name = f"{who} (unverified: {address})" if who else f"{address} (unverified)"
+    customer, _ = ticket_services.customer_get_or_create(email="", name=name[:200])
+    return customer
+
+
+def _email_is_guest(customer: Customer) -> bool:
+    return not customer.email and not ChannelIdentity.objects.filter(customer=customer).exists()
+
+
+def _email_claimed_ticket(message: InboundMessage) -> tuple[Ticket | None, bool]:
+    """The ticket the message says it belongs to, by In-Reply-To/References (Message-IDs we
+    know), else by a ``[T-000123]`` token in the subject (merges followed); and whether
+    only the token named it."""
     refs = tuple(
         dict.fromkeys(
             (*message.references, message.reply_to_external_id)
@@ -558,21 +672,83 @@ def _email_thread(customer: Customer, message: InboundMessage) -> Ticket | None:
         )
     )
     ticket = selectors.ticket_for_email_thread(references=refs)
+    by_token = False
     if ticket is None:
         from channels_app.adapters.email.parsing import TICKET_TOKEN
 
         match = TICKET_TOKEN.search(message.subject)
         if match:
             ticket = Ticket.objects.filter(pk=parse_ticket_ref(match.group(1))).first()
-            if ticket is not None and ticket.customer_id != customer.pk:
-                ticket = None  # a token alone never lets a stranger into a ticket
-    ticket_or_none: Ticket | None = ticket
-    while ticket_or_none is not None and ticket_or_none.merged_into_id is not None:
-        ticket_or_none = ticket_or_none.merged_into
-    ticket = ticket_or_none
+            by_token = ticket is not None
+    while ticket is not None and ticket.merged_into_id is not None:
+        ticket = ticket.merged_into
+    return ticket, by_token
+
+
+def _email_thread(customer: Customer, message: InboundMessage) -> Ticket | None:
+    """Policy ``off``: threading as before the sender checks (headers for anyone, the
+    token only for the ticket's own customer)."""
+    ticket, by_token = _email_claimed_ticket(message)
+    if by_token and ticket is not None and ticket.customer_id != customer.pk:
+        ticket = None  # a token alone never lets a stranger into a ticket
     if ticket is None or ticket.status == TicketStatus.CLOSED:
         return None
     return ticket
+
+
+def _email_known_customer(message: InboundMessage, cache: _BatchCache | None) -> Customer | None:
+    """The verified sender's existing customer, without creating one."""
+    if cache is not None and message.sender_id in cache.customers:
+        return cache.customers[message.sender_id]
+    identity = (
+        ChannelIdentity.objects.filter(channel="email", external_id=message.sender_id)
+        .select_related("customer")
+        .first()
+    )
+    if identity is not None:
+        return identity.customer
+    return ticket_services.customer_find_by_email(message.sender_email)
+
+
+def _email_route(
+    message: InboundMessage, cache: _BatchCache | None, *, released: bool = False
+) -> tuple[Customer, Ticket | None, list[str]]:
+    """The sender's customer, the ticket to append to (None: a new one) and why the
+    message is suspicious ([] when it is not). Raises ``EmailQuarantined`` (policy
+    ``reject``, not ``released``) before writing anything."""
+    policy = _email_policy()
+    if policy == "off":
+        customer, _ = _customer_resolve("email", message, cache)
+        return customer, _email_thread(customer, message), []
+    quarantine = policy == "reject" and not released
+    auth = _email_sender_auth(message)
+    reasons = [] if auth.authenticated else [auth.summary]
+    if reasons and quarantine:
+        raise EmailQuarantined(reasons)
+    claimed, _ = _email_claimed_ticket(message)
+    owner: Customer | None = None
+    if claimed is not None:
+        if auth.authenticated:
+            known = _email_known_customer(message, cache)
+            if known is not None and known.pk == claimed.customer_id:
+                owner = known
+        elif (
+            claimed.channel == "email"
+            and claimed.origin_platform_id.lower() == message.sender_id.lower()
+            and _email_is_guest(claimed.customer)
+        ):
+            owner = claimed.customer  # the unverified thread this sender started
+        if owner is None:
+            reasons.append(
+                f"sender does not match the customer of {claimed.number}, which it replies to"
+            )
+            if quarantine:
+                raise EmailQuarantined(reasons)
+    if owner is None:
+        customer, _ = _customer_resolve("email", message, cache)
+        return customer, None, reasons
+    ticket = claimed if claimed is not None and claimed.status != TicketStatus.CLOSED else None
+    return owner, ticket, reasons
 
 
 def _message_metadata(message: InboundMessage) -> dict[str, Any]:
@@ -605,8 +781,13 @@ def _message_ingest(
     account: ChannelAccount,
     message: InboundMessage,
     cache: _BatchCache | None = None,
+    *,
+    released: bool = False,
 ) -> bool:
-    """Thread one message into a ticket; False when it was already recorded."""
+    """Thread one message into a ticket; False when it was already recorded.
+
+    E-mail may raise ``EmailQuarantined`` (policy ``reject``, unless ``released`` by a
+    supervisor) before anything is written."""
     channel = adapter.channel
     if not message.external_message_id or not message.sender_id:
         logger.warning("Skipping a %s message without id or sender", channel)
@@ -624,15 +805,19 @@ def _message_ingest(
                 return False
             if message.is_echo:
                 return _echo_record(channel, account, message)
-            customer, new_customer = _customer_resolve(channel, message, cache)
-            ticket = None
+            suspicious: list[str] = []
             if channel == "email":
-                ticket = _email_thread(customer, message)
-            elif not new_customer:  # a customer created just now has no ticket yet
-                ticket = selectors.customer_open_ticket_get(
-                    customer=customer, channel=channel, account_id=account_key
-                )
+                customer, ticket, suspicious = _email_route(message, cache, released=released)
+            else:
+                customer, new_customer = _customer_resolve(channel, message, cache)
+                ticket = None
+                if not new_customer:  # a customer created just now has no ticket yet
+                    ticket = selectors.customer_open_ticket_get(
+                        customer=customer, channel=channel, account_id=account_key
+                    )
             metadata = _message_metadata(message)
+            if suspicious:
+                metadata["suspicious"] = suspicious
             attachments = _new_attachments(message.media)
             text = message.text or ("" if attachments else "(empty message)")
             if ticket is None:
@@ -646,6 +831,7 @@ def _message_ingest(
                     channel_message_id=message.external_message_id,
                     message_metadata=metadata,
                     attachments=attachments,
+                    tags=[SUSPICIOUS_TAG] if suspicious else (),
                 )
                 created = ticket.messages.get(channel_message_id=message.external_message_id)
             else:

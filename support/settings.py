@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from support import env
 
@@ -296,8 +297,9 @@ DEMO_PASSWORD = env.get_str("DEMO_PASSWORD", "demo-password-123")
 # --- Integrations: each is off until configured ---------------------------------
 # channels_app (omnichannel intake and delivery)
 CHANNEL_REOPEN_WINDOW_HOURS = env.get_int("CHANNEL_REOPEN_WINDOW_HOURS", 72)
-# Fernet key for channel account secrets at rest (default: derived from SECRET_KEY)
-CHANNELS_SECRETS_KEY = env.get_str("CHANNELS_SECRETS_KEY", "")
+# Fernet keys for channel account secrets at rest, comma-separated, newest first (the
+# first encrypts, all decrypt). Required in prod; elsewhere a key derived from SECRET_KEY.
+CHANNELS_SECRETS_KEY = env.get_list("CHANNELS_SECRETS_KEY", [], required_in_prod=True)
 CHANNELS_HTTP_TIMEOUT = env.get_float("CHANNELS_HTTP_TIMEOUT", 10.0)
 CHANNELS_OUTBOUND_MAX_ATTEMPTS = env.get_int("CHANNELS_OUTBOUND_MAX_ATTEMPTS", 6)
 CHANNELS_OUTBOUND_BACKOFF_BASE = env.get_float("CHANNELS_OUTBOUND_BACKOFF_BASE", 2.0)
@@ -307,6 +309,14 @@ CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE = env.get_int(
     "CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE", 60000
 )
 CHANNELS_EMAIL_MESSAGE_ID_DOMAIN = env.get_str("CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", "support.local")
+# Inbound e-mail failing SPF and DKIM (aligned with From), or replying to another
+# customer's ticket: "mark" (suspicious, own ticket), "reject" (quarantined event), "off"
+CHANNELS_EMAIL_AUTH_POLICY = env.get_str("CHANNELS_EMAIL_AUTH_POLICY", "mark").lower()
+if CHANNELS_EMAIL_AUTH_POLICY not in {"mark", "reject", "off"}:
+    raise ImproperlyConfigured(
+        "CHANNELS_EMAIL_AUTH_POLICY must be mark, reject or off, "
+        f"not {CHANNELS_EMAIL_AUTH_POLICY!r}"
+    )
 WHATSAPP_WINDOW_HOURS = env.get_int("WHATSAPP_WINDOW_HOURS", 24)
 META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook.com")
 META_GRAPH_API_VERSION = env.get_str("META_GRAPH_API_VERSION", "v21.0")

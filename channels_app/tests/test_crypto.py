@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import io
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 from django.apps import apps as global_apps
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from channels_app.crypto import secret_decrypt, secret_encrypt
@@ -17,7 +22,14 @@ from channels_app.tests.conftest import make_account
 
 pytestmark = pytest.mark.django_db
 
-SECRET_COLUMNS = ("app_secret", "verify_token", "access_token", "consumer_secret", "inbound_token")
+SECRET_COLUMNS = (
+    "app_secret",
+    "verify_token",
+    "access_token",
+    "consumer_secret",
+    "inbound_token",
+    "token_secret",
+)
 
 
 def raw_row(pk: int) -> dict[str, str]:
@@ -85,3 +97,123 @@ def test_values_under_the_derived_key_stay_readable_with_a_dedicated_key(setting
     settings.CHANNELS_SECRETS_KEY = "not-a-key"
     with pytest.raises(ImproperlyConfigured, match="must be a Fernet key"):
         secret_encrypt("x")
+
+
+# --- key rotation (issue #13) -------------------------------------------------------------
+
+
+def test_an_old_key_still_decrypts_and_the_command_re_encrypts_with_the_newest(
+    settings: Any,
+) -> None:
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.CHANNELS_SECRETS_KEY = [old_key]
+    account = make_account("whatsapp", verify_token="verify-me")
+    other = make_account("email", name="inbox")
+    with connection.cursor() as cursor:  # a value stored before encryption existed
+        cursor.execute(
+            "UPDATE channels_app_channelaccount SET consumer_secret = 'legacy' WHERE id = %s",
+            [account.pk],
+        )
+    before = raw_row(account.pk)
+
+    settings.CHANNELS_SECRETS_KEY = f"{new_key}, {old_key}"  # newest first, comma-separated
+    fresh = ChannelAccount.objects.get(pk=account.pk)
+    assert (fresh.app_secret, fresh.verify_token, fresh.consumer_secret) == (
+        "test-app-secret",
+        "verify-me",
+        "legacy",
+    )
+    out = io.StringIO()
+    call_command("channel_secrets_reencrypt", "--batch-size", "1", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "channels_app.ChannelAccount: 1/2 rows",
+        "channels_app.ChannelAccount: 2/2 rows",
+        "2 rows checked: 6 secret(s) re-encrypted with the newest key, 0 already current.",
+    ]
+    after = raw_row(account.pk)
+    newest = Fernet(new_key.encode())
+    for name in ("app_secret", "verify_token", "access_token", "consumer_secret"):
+        assert after[name] != before[name]
+        assert newest.decrypt(after[name].removeprefix("fernet:").encode())
+    assert after["inbound_token"] == ""
+
+    settings.CHANNELS_SECRETS_KEY = [new_key]  # the old key can go now
+    fresh = ChannelAccount.objects.get(pk=account.pk)
+    assert (fresh.app_secret, fresh.verify_token, fresh.access_token, fresh.consumer_secret) == (
+        "test-app-secret",
+        "verify-me",
+        "test-access-token",
+        "legacy",
+    )
+    assert ChannelAccount.objects.get(pk=other.pk).inbound_token == "test-app-secret"
+
+    again = io.StringIO()  # idempotent: nothing left to do, nothing written
+    call_command("channel_secrets_reencrypt", stdout=again)
+    assert again.getvalue().splitlines()[-1] == (
+        "2 rows checked: 0 secret(s) re-encrypted with the newest key, 6 already current."
+    )
+    assert raw_row(account.pk) == after
+
+
+def test_the_command_reports_secrets_no_key_can_read(settings: Any) -> None:
+    settings.CHANNELS_SECRETS_KEY = [Fernet.generate_key().decode()]
+    account = make_account("whatsapp")
+    settings.CHANNELS_SECRETS_KEY = [Fernet.generate_key().decode()]  # the old key is lost
+    settings.SECRET_KEY = "another-secret-key-for-this-test-only-0123456789abcdef"
+    with pytest.raises(CommandError, match=rf"2 secret\(s\) could not be decrypted.*{account.pk}"):
+        call_command("channel_secrets_reencrypt", stdout=io.StringIO())
+
+
+def test_prod_without_channels_secrets_key_fails_fast() -> None:
+    """Settings are read once per process: load them in a fresh one."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "ENVIRONMENT": "prod",
+        "DJANGO_SETTINGS_MODULE": "support.settings",
+        "SECRET_KEY": "prod-secret-key-for-this-test-only-0123456789abcdefghij",
+        "ALLOWED_HOSTS": "support.example.com",
+        "DATABASE_URL": "postgresql://u:p@db.invalid/support",
+        "DB_USER": "u",
+        "DB_PASSWORD": "p",
+        "REDIS_URL": "redis://redis.invalid:6379/0",
+    }
+    code = "import django; django.setup()"
+
+    def run(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code],
+            env={**env, **extra},
+            cwd=settings_dir(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    missing = run()
+    assert missing.returncode != 0
+    assert "ImproperlyConfigured" in missing.stderr
+    assert "CHANNELS_SECRETS_KEY" in missing.stderr
+    configured = run(CHANNELS_SECRETS_KEY=Fernet.generate_key().decode())
+    assert "CHANNELS_SECRETS_KEY" not in configured.stderr
+
+
+def settings_dir() -> str:
+    from django.conf import settings
+
+    return str(settings.BASE_DIR)
+
+
+def test_a_malformed_key_fails_at_start() -> None:
+    env = {**os.environ, "CHANNELS_SECRETS_KEY": f"{Fernet.generate_key().decode()},oops"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        cwd=settings_dir(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert started.returncode != 0
+    assert "CHANNELS_SECRETS_KEY: key 2 must be a Fernet key" in started.stderr

@@ -21,6 +21,7 @@ from channels_app.adapters.base import (
     constant_time_equal,
     http_call,
 )
+from channels_app.adapters.email.auth import envelope_sender
 from channels_app.adapters.email.parsing import (
     address,
     header_block,
@@ -103,6 +104,8 @@ class EmailAdapter(ChannelAdapter):
             "to": field("to") or str(headers.get("to", "")),
             "spf": field("SPF"),
             "dkim": field("dkim"),
+            # SPF is checked for the SMTP envelope sender: kept to align it with From
+            "envelope_from": envelope_sender(field("envelope")),
             "spam_score": field("spam_score"),
         }
         media = tuple(
