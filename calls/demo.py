@@ -19,6 +19,9 @@ from calls.transcription import LOCAL_RESULTS_DIR
 
 DATA = Path(__file__).resolve().parent / "demo_data"
 TECH_CALL = "3f0c9b1e-2222-4c1d-8e77-0a1b2c3d4e5f"
+# The bundled records name this (fictional) recordings bucket; the local backend never
+# reads it, and the allow-list exception applies to this demo load only.
+DEMO_RECORDINGS = ("connect-recordings-example/",)
 
 
 def _load(name: str) -> Any:
@@ -83,7 +86,9 @@ def load_demo_calls(progress: Callable[[str], None] = print) -> list[Call]:
         _tech_ctr(),
         *_agent_events(datetime.now(UTC)),
     ]
-    result = services.call_events_intake(body=json.dumps(records).encode(), schedule=False)
+    result = services.call_events_intake(
+        body=json.dumps(records).encode(), schedule=False, also_allow_s3=DEMO_RECORDINGS
+    )
     for event_id in result.accepted:
         services.call_event_process(event_id=event_id)
     calls = list(Call.objects.filter(contact_id__in=[r.get("ContactId") for r in records[:3]]))

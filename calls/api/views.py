@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from calls import selectors, services, sns
 from calls.models import CallEvent, EventSource, EventStatus
+from support.auth.permissions import IsIntegration
 from support.errors import InvalidInput
 from support.throttling import PerIPRateThrottle
 
@@ -25,7 +26,14 @@ FOUND = "Call recording analytics retrieved successfully"
 
 class CallEventsIntakeApi(APIView):
     """Connect contact events, contact trace records (single or a Kinesis batch) and agent
-    event stream records. Answers 202 with what was accepted; bad records are kept."""
+    event stream records. Answers 202 with what was accepted; bad records are kept.
+
+    Only an integration API key may post (people and user keys get 403): the events name
+    S3 objects the worker reads with its own role, so they must come from the machine
+    that forwards Connect's streams, and those objects must be in the allow-list.
+    """
+
+    permission_classes = [IsIntegration]
 
     def post(self, request: Request) -> Response:
         result = services.call_events_intake(body=request.body)
