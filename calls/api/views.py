@@ -129,11 +129,13 @@ def _int(request: Request, name: str, default: int, maximum: int) -> int:
 
 
 class AnalyticsListApi(APIView):
-    """``GET /api/analytics`` (recent, ``limit``/``offset``) or ``?callId=``."""
+    """``GET /api/analytics`` (recent, ``limit``/``offset``) or ``?callId=``: the calls the
+    caller may see (queue → team mapping; supervisors all); others answer 404."""
 
     def get(self, request: Request) -> Response:
         call_id = request.query_params.get("callId")
         items = selectors.analytics_list(
+            user=request.user,
             call_id=call_id,
             limit=_int(request, "limit", 50, 200),
             offset=_int(request, "offset", 0, 1_000_000),
@@ -145,7 +147,7 @@ class AnalyticsListApi(APIView):
 
 class AnalyticsDetailApi(APIView):
     def get(self, request: Request, hash: str) -> Response:
-        items = selectors.analytics_list(hash=hash, limit=1)
+        items = selectors.analytics_list(user=request.user, hash=hash, limit=1)
         if not items:
             return Response(_envelope([], "No analytics found for this hash"), status=404)
         return Response(_envelope(items))
