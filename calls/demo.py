@@ -14,7 +14,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from calls import services
-from calls.models import AlertKind, AlertRule, Call
+from calls.models import AlertKind, AlertRule, Call, QueueTeam
 from calls.transcription import LOCAL_RESULTS_DIR
 
 DATA = Path(__file__).resolve().parent / "demo_data"
@@ -22,6 +22,8 @@ TECH_CALL = "3f0c9b1e-2222-4c1d-8e77-0a1b2c3d4e5f"
 # The bundled records name this (fictional) recordings bucket; the local backend never
 # reads it, and the allow-list exception applies to this demo load only.
 DEMO_RECORDINGS = ("connect-recordings-example/",)
+# Queue → team for the demo's calls (teams of ``load_demo``, when they exist).
+DEMO_QUEUES = {"BillingQueue": "billing", "SupportQueue": "customer-care"}
 
 
 def _load(name: str) -> Any:
@@ -65,6 +67,12 @@ def _agent_events(now: datetime) -> list[dict[str, Any]]:
 
 def load_demo_calls(progress: Callable[[str], None] = print) -> list[Call]:
     """Idempotent: records already received are duplicates, finished steps are skipped."""
+    from tickets.models import Team
+
+    for queue, slug in DEMO_QUEUES.items():
+        team = Team.objects.filter(slug=slug).first()
+        if team is not None:
+            QueueTeam.objects.get_or_create(queue_name=queue, team=team)
     AlertRule.objects.get_or_create(
         name="Long after-contact work",
         defaults={
