@@ -98,3 +98,24 @@ def test_escalation_ticket_is_named_only_when_visible(client, agent, other_agent
     client.force_login(other_agent)
     QueueTeam.objects.create(queue_name="BillingQueue", team=other_team)
     assert hidden.number in client.get(f"/calls/{call.hash}/").content.decode()
+
+
+def test_call_list_query_count_does_not_grow(client, agent, billing, django_assert_max_num_queries):
+    from calls.models import CallAnalytics
+    from tickets.models import Customer
+
+    for i in range(8):
+        customer = Customer.objects.create(name=f"Caller {i}", phone=f"+1555000{i}")
+        made = Call.objects.create(
+            contact_id=f"c-{i}", queue_name="BillingQueue", customer=customer
+        )
+        CallAnalytics.objects.create(call=made, call_categories=["Billing"], produced_by="local")
+    Call.objects.create(contact_id="hidden", queue_name="VipQueue")
+    client.force_login(agent)
+    # session, user, groups, the agent's teams, the calls (visibility is a subquery)
+    with django_assert_max_num_queries(6):
+        page = client.get("/calls/")
+    html = page.content.decode()
+    assert [f"/calls/{c.hash}/" in html for c in Call.objects.order_by("contact_id")] == [
+        True
+    ] * 8 + [False]
