@@ -42,6 +42,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
 FIXTURES = ROOT / "calls" / "tests" / "fixtures"
+INTAKE_KEY: list[str] = []  # the raw integration key the intake clients send
 
 
 def ctr(contact_id: str) -> dict:
@@ -61,12 +62,9 @@ def cleanup() -> None:
 
 
 def _post_chunk(bodies: list[str], client: Client | None = None) -> None:
-    from django.contrib.auth.models import User
     from django.db import connections
 
-    if client is None:
-        client = Client()
-        client.force_login(User.objects.get(username="bench-intake"))
+    client = client or Client(HTTP_AUTHORIZATION=f"Api-Key {INTAKE_KEY[0]}")
     for body in bodies:
         response = client.post("/api/calls/events", data=body, content_type="application/json")
         assert response.status_code == 202, response.content
@@ -74,16 +72,18 @@ def _post_chunk(bodies: list[str], client: Client | None = None) -> None:
 
 
 def bench_intake(n: int, procs: int) -> None:
-    from django.contrib.auth.models import Group, User
+    from django.contrib.auth.models import User
 
     from calls import services
     from calls.models import CallEvent
-    from support.auth.roles import AGENTS_GROUP
+    from support.models import ApiKeyRole
+    from support.services import api_key_create
 
+    # Only an integration key may post call events (the Connect forwarder's credential).
     user, _ = User.objects.get_or_create(username="bench-intake")
-    user.groups.add(Group.objects.get_or_create(name=AGENTS_GROUP)[0])
-    client = Client()
-    client.force_login(user)
+    _, raw = api_key_create(name="bench", user=user, role=ApiKeyRole.INTEGRATION)
+    INTAKE_KEY[:] = [raw]
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw}")
     bodies = [json.dumps(ctr(f"bench-{uuid.uuid4()}")) for _ in range(n)]
     with (
         mock.patch.object(services, "_schedule_events"),
@@ -219,6 +219,8 @@ def main() -> None:
             MEDIA_ROOT=media,
             CALLS_TRANSCRIPTION_BACKEND="local",
             CALLS_AI_PROVIDER="local",
+            CALLS_RECORDINGS_BUCKET="connect-recordings-example",  # the fixture's bucket
+            CALLS_ALLOWED_S3_BUCKETS=[],
             SALESFORCE_ENABLED=False,
         ),
     ):

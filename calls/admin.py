@@ -17,11 +17,21 @@ from calls.models import (
     CallEvent,
     Escalation,
     IVRJourney,
+    QueueTeam,
     SalesforceAttempt,
     SalesforceDelivery,
     Transcript,
 )
 from support.models import DeliveryStatus
+
+
+@admin.register(QueueTeam)
+class QueueTeamAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Agents see the calls of the queues mapped to their teams (supervisors see all)."""
+
+    list_display = ["queue_name", "team", "updated_at"]
+    list_filter = ["team"]
+    search_fields = ["queue_name", "team__name"]
 
 
 @admin.register(CallEvent)

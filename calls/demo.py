@@ -14,11 +14,16 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from calls import services
-from calls.models import AlertKind, AlertRule, Call
+from calls.models import AlertKind, AlertRule, Call, QueueTeam
 from calls.transcription import LOCAL_RESULTS_DIR
 
 DATA = Path(__file__).resolve().parent / "demo_data"
 TECH_CALL = "3f0c9b1e-2222-4c1d-8e77-0a1b2c3d4e5f"
+# The bundled records name this (fictional) recordings bucket; the local backend never
+# reads it, and the allow-list exception applies to this demo load only.
+DEMO_RECORDINGS = ("connect-recordings-example/",)
+# Queue → team for the demo's calls (teams of ``load_demo``, when they exist).
+DEMO_QUEUES = {"BillingQueue": "billing", "SupportQueue": "customer-care"}
 
 
 def _load(name: str) -> Any:
@@ -62,6 +67,12 @@ def _agent_events(now: datetime) -> list[dict[str, Any]]:
 
 def load_demo_calls(progress: Callable[[str], None] = print) -> list[Call]:
     """Idempotent: records already received are duplicates, finished steps are skipped."""
+    from tickets.models import Team
+
+    for queue, slug in DEMO_QUEUES.items():
+        team = Team.objects.filter(slug=slug).first()
+        if team is not None:
+            QueueTeam.objects.get_or_create(queue_name=queue, team=team)
     AlertRule.objects.get_or_create(
         name="Long after-contact work",
         defaults={
@@ -83,7 +94,9 @@ def load_demo_calls(progress: Callable[[str], None] = print) -> list[Call]:
         _tech_ctr(),
         *_agent_events(datetime.now(UTC)),
     ]
-    result = services.call_events_intake(body=json.dumps(records).encode(), schedule=False)
+    result = services.call_events_intake(
+        body=json.dumps(records).encode(), schedule=False, also_allow_s3=DEMO_RECORDINGS
+    )
     for event_id in result.accepted:
         services.call_event_process(event_id=event_id)
     calls = list(Call.objects.filter(contact_id__in=[r.get("ContactId") for r in records[:3]]))

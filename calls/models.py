@@ -118,6 +118,32 @@ class Call(models.Model):
         return None
 
 
+class QueueTeam(models.Model):
+    """Which team's agents see the calls of a Connect queue (managed in the admin).
+
+    An agent sees a call whose ``queue_name`` maps to one of its teams; calls of a queue
+    with no mapping (or with no queue, e.g. callers who left in the IVR) are for
+    supervisors only. A queue may map to several teams.
+    """
+
+    queue_name = models.CharField(
+        max_length=128, help_text="The Connect queue name, exactly as on calls (Queue.Name)."
+    )
+    team = models.ForeignKey("tickets.Team", on_delete=models.CASCADE, related_name="call_queues")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["queue_name", "team"], name="queueteam_unique")
+        ]
+        ordering = ["queue_name", "team_id"]
+        verbose_name = "queue → team mapping"
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} → team {self.team_id}"
+
+
 class Transcript(models.Model):
     """Segments: ``[{"speaker", "start", "end", "text", "sentiment"}]`` (seconds)."""
 

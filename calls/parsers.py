@@ -432,3 +432,40 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
         raise RecordError(f"Not an s3://bucket/key URI: {uri!r}.")
     bucket, key = uri[5:].split("/", 1)
     return bucket, key
+
+
+def _s3_uri(where: dict[str, Any]) -> str:
+    """``s3://bucket/key`` from an S3 event's ``{"bucket": {"name"}, "object": {"key"}}``
+    (keys arrive URL-encoded)."""
+    from urllib.parse import unquote_plus
+
+    bucket = (where.get("bucket") or {}).get("name") or ""
+    key = (where.get("object") or {}).get("key") or ""
+    return f"s3://{bucket}/{unquote_plus(str(key))}"
+
+
+def s3_locations(item: Classified) -> list[str]:
+    """Every S3 object a record names (``s3://bucket/key``), whether or not it is used:
+    recordings, notified audio, created result objects. The intake checks them all
+    against ``CALLS_ALLOWED_S3_BUCKETS`` before anything is stored."""
+    payload = item.payload
+    found: list[str] = []
+    if item.source == EventSource.RECORDING:
+        found.append(str(payload.get("audioS3Uri") or ""))
+    elif item.source == EventSource.CTR:
+        recordings = [payload.get("Recording")]
+        listed = payload.get("Recordings")
+        if isinstance(listed, list):
+            recordings.extend(listed)
+        for recording in recordings:
+            if isinstance(recording, dict) and recording.get("Location"):
+                location = str(recording["Location"])
+                found.append(location if location.startswith("s3://") else f"s3://{location}")
+    elif item.source == EventSource.S3:
+        records = payload.get("Records")
+        if isinstance(records, list):
+            for record in records:
+                found.append(_s3_uri(record.get("s3") or {} if isinstance(record, dict) else {}))
+        else:
+            found.append(_s3_uri(payload.get("detail") or {}))
+    return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from calls.models import (
@@ -12,9 +12,24 @@ from calls.models import (
     Alert,
     Call,
     CallAnalytics,
+    QueueTeam,
     contact_hash,
 )
+from support.auth.roles import is_supervisor
 from support.errors import NotFound
+from tickets.models import format_ticket_number
+from tickets.selectors import user_team_ids, visible_ticket_ids
+
+
+def call_visibility_q(user: Any, *, prefix: str = "") -> Q:
+    """Which calls a user may see: supervisors all; agents the calls whose queue maps to
+    one of their teams (:class:`~calls.models.QueueTeam`). Calls of unmapped queues, or
+    with no queue, are for supervisors only. ``prefix`` is the path to the call from the
+    queried model (``"call__"`` for analytics)."""
+    if is_supervisor(user):
+        return Q()
+    queues = QueueTeam.objects.filter(team_id__in=user_team_ids(user)).values("queue_name")
+    return Q(**{f"{prefix}queue_name__in": queues})
 
 
 def _epoch(analytics: CallAnalytics) -> int:
@@ -47,9 +62,19 @@ def analytics_item(analytics: CallAnalytics) -> dict[str, Any]:
 
 
 def analytics_list(
-    *, hash: str | None = None, call_id: str | None = None, limit: int = 50, offset: int = 0
+    *,
+    user: Any,
+    hash: str | None = None,
+    call_id: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
 ) -> list[CallAnalytics]:
-    query = CallAnalytics.objects.select_related("call").order_by("-created_at", "-id")
+    """Analytics of the calls ``user`` may see (:func:`call_visibility_q`), newest first."""
+    query = (
+        CallAnalytics.objects.select_related("call")
+        .filter(call_visibility_q(user, prefix="call__"))
+        .order_by("-created_at", "-id")
+    )
     if call_id is not None:
         hash = contact_hash(call_id)
     if hash is not None:
@@ -57,9 +82,12 @@ def analytics_list(
     return list(query[offset : offset + limit])
 
 
-def call_list(*, filters: dict[str, str] | None = None) -> QuerySet[Call]:
+def call_list(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[Call]:
+    """The calls ``user`` may see (:func:`call_visibility_q`), newest first."""
     filters = filters or {}
-    query = Call.objects.select_related("analytics", "ivr_journey", "customer")
+    query = Call.objects.select_related("analytics", "ivr_journey", "customer").filter(
+        call_visibility_q(user)
+    )
     if filters.get("status"):
         query = query.filter(pipeline_status=filters["status"])
     if filters.get("q"):
@@ -69,15 +97,30 @@ def call_list(*, filters: dict[str, str] | None = None) -> QuerySet[Call]:
     return query.order_by("-initiated_at", "-id")
 
 
-def call_get(*, hash: str) -> Call:
+def call_get_visible(*, hash: str, user: Any) -> Call:
+    """A call ``user`` may see; NotFound otherwise (the same answer as an unknown hash)."""
     call = (
         Call.objects.select_related("analytics", "ivr_journey", "transcript", "customer")
-        .filter(hash=hash)
+        .filter(call_visibility_q(user), hash=hash)
         .first()
     )
     if call is None:
         raise NotFound(f"No call with hash {hash!r}.")
     return call
+
+
+def call_escalations(*, call: Call, user: Any) -> list[dict[str, str]]:
+    """The call's escalations; each names its ticket only when ``user`` may see it."""
+    escalations = list(call.escalations.order_by("-created_at", "-id"))
+    visible = visible_ticket_ids(user, [e.ticket_id for e in escalations if e.ticket_id])
+    return [
+        {
+            "kind": e.kind,
+            "reason": e.reason,
+            "ticket_number": format_ticket_number(e.ticket_id) if e.ticket_id in visible else "",
+        }
+        for e in escalations
+    ]
 
 
 def agent_board() -> dict[str, Any]:

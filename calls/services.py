@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ from calls.models import (
 )
 from calls.parsers import (
     CallFields,
+    Classified,
     ParsedResult,
     RecordError,
     agent_state,
@@ -51,7 +53,9 @@ from calls.parsers import (
     ctr_fields,
     expand,
     parse_time,
+    s3_locations,
 )
+from calls.s3access import S3LocationRefused, s3_uri_allowed
 from calls.salesforce import SalesforceClient, SalesforcePermanent, SalesforceRetryable
 from calls.transcription import get_backend, result_from_s3_object
 from support.errors import InvalidInput, PermanentError, RetryableError
@@ -93,11 +97,17 @@ def _record_failed(*, payload: Any, raw_body: str, error: str, key: str) -> Call
     return event
 
 
-def call_events_intake(*, body: bytes, schedule: bool = True) -> IntakeResult:
+def call_events_intake(
+    *, body: bytes, schedule: bool = True, also_allow_s3: Sequence[str] = ()
+) -> IntakeResult:
     """Record every record in ``body`` (raw, unique per source+id) and schedule processing.
 
     Invalid JSON or a body whose records are all bad raises ``InvalidInput`` after the
     bad input is kept for inspection (``CallEvent`` with status failed and the error).
+    A body naming any S3 object outside ``CALLS_ALLOWED_S3_BUCKETS`` (see
+    ``calls.s3access``) raises ``S3LocationRefused`` before anything is stored.
+    ``also_allow_s3`` adds allow-list entries for this call only (the demo's bundled
+    records); HTTP, SNS and SQS intake never pass it.
     """
     try:
         parsed = json.loads(body)
@@ -111,27 +121,25 @@ def call_events_intake(*, body: bytes, schedule: bool = True) -> IntakeResult:
                 key=_fingerprint(body),
             )
         raise InvalidInput(message, details={"body": [message]}) from None
+    # (index, record, classified or error, fingerprint key of a failed record)
+    outcomes: list[tuple[int, Any, Classified | RecordError, str]] = []
+    for index, record in enumerate(expand(parsed)):
+        if isinstance(record, RecordError):
+            outcomes.append((index, parsed, record, _fingerprint({"index": index, "body": parsed})))
+            continue
+        try:
+            outcomes.append((index, record, classify(record), ""))
+        except RecordError as exc:
+            outcomes.append((index, record, exc, _fingerprint(record)))
+    _s3_locations_check(outcomes, also_allow_s3)
     result = IntakeResult()
     with transaction.atomic():
         items: dict[tuple[str, str], Any] = {}
-        for index, record in enumerate(expand(parsed)):
-            if isinstance(record, RecordError):
-                error = str(record)
-                _record_failed(
-                    payload=parsed,
-                    raw_body="",
-                    error=error,
-                    key=_fingerprint({"index": index, "body": parsed}),
-                )
+        for index, record, item, failed_key in outcomes:
+            if isinstance(item, RecordError):
+                error = str(item)
+                _record_failed(payload=record, raw_body="", error=error, key=failed_key)
                 result.errors.append({"index": index, "error": error})
-                continue
-            try:
-                item = classify(record)
-            except RecordError as exc:
-                _record_failed(
-                    payload=record, raw_body="", error=str(exc), key=_fingerprint(record)
-                )
-                result.errors.append({"index": index, "error": str(exc)})
                 continue
             key = (item.source, item.external_id[:255])
             if key in items:
@@ -146,6 +154,28 @@ def call_events_intake(*, body: bytes, schedule: bool = True) -> IntakeResult:
         first = result.errors[0]["error"]
         raise InvalidInput(first, details={"records": result.errors})
     return result
+
+
+def _s3_locations_check(
+    outcomes: list[tuple[int, Any, Classified | RecordError, str]], also_allow: Sequence[str]
+) -> None:
+    """Refuse the whole body when any record names an S3 object outside the allow-list:
+    the worker would read it (or have AWS read it) with its own role."""
+    refused = [
+        {"index": index, "s3_uri": uri}
+        for index, _, item, _ in outcomes
+        if not isinstance(item, RecordError)
+        for uri in s3_locations(item)
+        if not s3_uri_allowed(uri, extra=also_allow)
+    ]
+    if refused:
+        logger.warning("Call events refused: S3 locations outside the allow-list %s", refused)
+        first = refused[0]
+        raise S3LocationRefused(
+            f"Record {first['index']} names {first['s3_uri']}, which is outside "
+            "CALLS_ALLOWED_S3_BUCKETS; nothing was stored.",
+            details={"records": refused},
+        )
 
 
 def _record_events(items: dict[tuple[str, str], Any], result: IntakeResult) -> None:

@@ -17,6 +17,7 @@ from django.core.files.storage import default_storage
 
 from calls.models import Call
 from calls.parsers import ParsedResult, RecordError, parse_bda, parse_result, split_s3_uri
+from calls.s3access import S3LocationRefused, s3_uri_check
 from support.errors import PermanentError, RetryableError
 
 LOCAL_RESULTS_DIR = "calls/results"
@@ -53,10 +54,20 @@ def _client_error(exc: Exception, what: str) -> Exception:
     return RetryableError(f"{what}: {exc}")
 
 
+def allowed_s3_uri(uri: str) -> str:
+    """``uri`` if it is inside ``CALLS_ALLOWED_S3_BUCKETS``; else a permanent failure (an
+    event recorded before the allow-list, or a result file pointing elsewhere)."""
+    try:
+        s3_uri_check(uri)
+    except S3LocationRefused as exc:
+        raise PermanentError(exc.message) from exc
+    return uri
+
+
 def read_json_s3(uri: str, client: Any = None) -> dict[str, Any]:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    bucket, key = split_s3_uri(uri)
+    bucket, key = split_s3_uri(allowed_s3_uri(uri))
     try:
         body = (client or _boto("s3")).get_object(Bucket=bucket, Key=key)["Body"].read()
     except (ClientError, BotoCoreError) as exc:
@@ -131,7 +142,7 @@ class TranscribeBackend:
     def start(self, call: Call) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        media = call.s3_input_uri or call.recording_location
+        media = allowed_s3_uri(call.s3_input_uri or call.recording_location)
         name = self.job_name(call)
         try:
             self.client.start_transcription_job(
@@ -181,7 +192,9 @@ class DataAutomationBackend:
 
         try:
             response = self.client.invoke_data_automation_async(
-                inputConfiguration={"s3Uri": call.s3_input_uri or call.recording_location},
+                inputConfiguration={
+                    "s3Uri": allowed_s3_uri(call.s3_input_uri or call.recording_location)
+                },
                 outputConfiguration={
                     "s3Uri": f"s3://{settings.CALLS_OUTPUT_BUCKET}/{call.contact_id}/"
                 },

@@ -20,7 +20,7 @@ def _agent_only(request: HttpRequest) -> None:
 @login_required
 def call_list(request: HttpRequest) -> HttpResponse:
     _agent_only(request)
-    calls = selectors.call_list(filters=request.GET.dict())[:100]
+    calls = selectors.call_list(user=request.user, filters=request.GET.dict())[:100]
     return render(request, "calls/list.html", {"calls": calls})
 
 
@@ -28,7 +28,7 @@ def call_list(request: HttpRequest) -> HttpResponse:
 def call_detail(request: HttpRequest, hash: str) -> HttpResponse:
     _agent_only(request)
     try:
-        call = selectors.call_get(hash=hash)
+        call = selectors.call_get_visible(hash=hash, user=request.user)
     except NotFound as exc:
         raise Http404(str(exc)) from exc
     context = {
@@ -36,13 +36,15 @@ def call_detail(request: HttpRequest, hash: str) -> HttpResponse:
         "analytics": getattr(call, "analytics", None),
         "transcript": getattr(call, "transcript", None),
         "journey": getattr(call, "ivr_journey", None),
-        "escalations": call.escalations.select_related("ticket"),
+        "escalations": selectors.call_escalations(call=call, user=request.user),
     }
     return render(request, "calls/detail.html", context)
 
 
 @login_required
 def agent_board(request: HttpRequest) -> HttpResponse:
+    """Supervisors only: every agent's live state and the alerts (agents get 403; their
+    own state is in the Connect CCP)."""
     if not is_supervisor(request.user):
         raise PermissionDenied
     return render(request, "calls/board.html", selectors.agent_board())

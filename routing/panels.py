@@ -13,6 +13,8 @@ from tickets.panels import Panel, register_panel
 
 def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None:
     decision = selectors.routing_decision_latest(ticket=ticket)
+    if decision is not None:
+        selectors.routing_decisions_for_viewer([decision], user=request.user)
     return {
         "decision": decision,
         "ticket": ticket,

@@ -7,7 +7,12 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback
+from support.auth.roles import is_supervisor
+from support.errors import NotFound
 from tickets.models import Ticket
+from tickets.selectors import parse_ticket_ref, visible_ticket_ids
+
+HISTORY_TOOL = "get_historical_context"
 
 
 def routing_decision_list(*, ticket: Ticket) -> QuerySet[RoutingDecision]:
@@ -21,6 +26,55 @@ def routing_decision_list(*, ticket: Ticket) -> QuerySet[RoutingDecision]:
 
 def routing_decision_latest(*, ticket: Ticket) -> RoutingDecision | None:
     return routing_decision_list(ticket=ticket).first()
+
+
+def _history_numbers(decision: RoutingDecision) -> list[str]:
+    numbers = []
+    for call in decision.tool_calls or []:
+        output = call.get("output") if isinstance(call, dict) else None
+        if call.get("name") == HISTORY_TOOL and isinstance(output, dict):
+            for past in output.get("recent_tickets") or []:
+                if isinstance(past, dict) and past.get("number"):
+                    numbers.append(str(past["number"]))
+    return numbers
+
+
+def _ticket_pk(number: str) -> int | None:
+    try:
+        return parse_ticket_ref(number)
+    except NotFound:
+        return None
+
+
+def routing_decisions_for_viewer(
+    decisions: list[RoutingDecision], *, user: Any
+) -> list[RoutingDecision]:
+    """The decisions as ``user`` may see them: the customer-history tool's output in each
+    tool trace lists only the past tickets the user may see (its counts stay). One query
+    for all the decisions; none for supervisors. The instances are changed in memory for
+    display only and never saved."""
+    if is_supervisor(user):
+        return decisions
+    pks = {n: _ticket_pk(n) for d in decisions for n in _history_numbers(d)}
+    if not pks:
+        return decisions
+    visible = visible_ticket_ids(user, [pk for pk in pks.values() if pk is not None])
+    for decision in decisions:
+        if not _history_numbers(decision):
+            continue
+        calls = []
+        for call in decision.tool_calls:
+            output = call.get("output") if isinstance(call, dict) else None
+            if call.get("name") == HISTORY_TOOL and isinstance(output, dict):
+                recent = [
+                    past
+                    for past in output.get("recent_tickets") or []
+                    if isinstance(past, dict) and pks.get(str(past.get("number"))) in visible
+                ]
+                call = {**call, "output": {**output, "recent_tickets": recent}}
+            calls.append(call)
+        decision.tool_calls = calls
+    return decisions
 
 
 def routing_review_queue() -> QuerySet[Ticket]:

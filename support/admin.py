@@ -20,18 +20,20 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "name",
         "prefix",
         "user",
+        "role",
         "rate_limit_per_minute",
         "created_at",
         "last_used_at",
         "expires_at",
         "revoked_at",
     )
-    list_filter = ("revoked_at",)
+    list_filter = ("role", "revoked_at")
     search_fields = ("name", "prefix", "user__username")
     readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
     fields = (
         "name",
         "user",
+        "role",
         "rate_limit_per_minute",
         "expires_at",
         "prefix",
@@ -44,12 +46,14 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            services.forget_api_key(obj.key_hash)  # a role change applies at once here
             return
         key, raw = services.api_key_create(
             name=obj.name,
             user=obj.user,
             rate_limit_per_minute=obj.rate_limit_per_minute,
             expires_at=obj.expires_at,
+            role=obj.role,
         )
         obj.pk = key.pk
         obj.prefix, obj.key_hash = key.prefix, key.key_hash

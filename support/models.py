@@ -8,6 +8,20 @@ from django.db import models
 from django.db.models import Q
 
 
+class ApiKeyRole(models.TextChoices):
+    """What a key may do.
+
+    ``user`` keys act as their user, with that user's groups (Agents / Supervisors), on
+    every agent endpoint. ``integration`` keys are machine credentials: accepted only by
+    integration endpoints (``support.auth.permissions.IsIntegration``, e.g.
+    ``POST /api/calls/events``) and refused (403) everywhere else, whatever their user's
+    groups.
+    """
+
+    USER = "user", "User (acts as its user)"
+    INTEGRATION = "integration", "Integration (machine credential, integration endpoints only)"
+
+
 class ApiKey(models.Model):
     """A machine client's key. Only its SHA-256 hash is stored; the key is shown once."""
 
@@ -18,7 +32,17 @@ class ApiKey(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
         related_name="api_keys",
-        help_text="The key acts as this user, with this user's groups (Agents / Supervisors).",
+        help_text=(
+            "A user key acts as this user, with this user's groups (Agents / Supervisors); "
+            "an integration key only names its owner (a service account without groups is "
+            "best)."
+        ),
+    )
+    role = models.CharField(
+        max_length=16,
+        choices=ApiKeyRole.choices,
+        default=ApiKeyRole.USER,
+        help_text="Integration keys work only on integration endpoints (e.g. call events).",
     )
     rate_limit_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Empty: the default API_RATE_LIMIT_PER_MINUTE."
@@ -38,6 +62,10 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def is_integration(self) -> bool:
+        return self.role == ApiKeyRole.INTEGRATION
 
 
 class OutboxEvent(models.Model):

@@ -21,7 +21,7 @@ from support.events import (
     subscribers_for,
     ticket_group,
 )
-from support.models import ApiKey, AuditLog, OutboxEvent
+from support.models import ApiKey, ApiKeyRole, AuditLog, OutboxEvent
 from support.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -197,8 +197,15 @@ def api_key_create(
     user: Any,
     rate_limit_per_minute: int | None = None,
     expires_at: Any = None,
+    role: str = ApiKeyRole.USER,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the raw key, which is never retrievable again."""
+    """Create a key; returns the row and the raw key, which is never retrievable again.
+
+    ``role``: ``user`` (default; the key acts as ``user``) or ``integration`` (a machine
+    credential accepted only by integration endpoints such as ``POST /api/calls/events``).
+    """
+    if role not in ApiKeyRole.values:
+        raise ValueError(f"role: {role!r} is not one of {', '.join(ApiKeyRole.values)}.")
     prefix = secrets.token_hex(4)
     raw = f"sk_{prefix}_{secrets.token_urlsafe(32)}"
     forget_api_key(hash_api_key(raw))
@@ -209,6 +216,7 @@ def api_key_create(
         user=user,
         rate_limit_per_minute=rate_limit_per_minute,
         expires_at=expires_at,
+        role=role,
     )
     return key, raw
 

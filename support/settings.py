@@ -398,6 +398,9 @@ CALLS_BEDROCK_MODEL_ID = env.get_str(
     "CALLS_BEDROCK_MODEL_ID", "anthropic.claude-3-5-sonnet-20240620-v1:0"
 )
 CALLS_OUTPUT_BUCKET = env.get_str("CALLS_OUTPUT_BUCKET")
+CALLS_RECORDINGS_BUCKET = env.get_str("CALLS_RECORDINGS_BUCKET")
+# S3 locations call events may name ("bucket" or "bucket/prefix"); empty: the two above.
+CALLS_ALLOWED_S3_BUCKETS = env.get_list("CALLS_ALLOWED_S3_BUCKETS", [])
 CALLS_TRANSCRIBE_LANGUAGE = env.get_str("CALLS_TRANSCRIBE_LANGUAGE", "en-US")
 CALLS_TRANSCRIBE_POLL_SECONDS = env.get_int("CALLS_TRANSCRIBE_POLL_SECONDS", 30)
 CALLS_BDA_PROJECT_ARN = env.get_str("CALLS_BDA_PROJECT_ARN")

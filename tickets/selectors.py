@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from tickets.models import (
     Attachment,
     CannedResponse,
     ChannelIdentity,
+    Customer,
     Message,
     MessageKind,
     Team,
@@ -249,13 +250,59 @@ def ticket_get_visible(ref: str | int, *, user: Any) -> Ticket:
     return ticket
 
 
+def visible_ticket_ids(user: Any, ids: Iterable[int]) -> set[int]:
+    """The ids among ``ids`` of tickets the user may see (one query; none for supervisors)."""
+    wanted = {int(i) for i in ids}
+    if not wanted or is_supervisor(user):
+        return wanted
+    return set(
+        Ticket.objects.filter(pk__in=wanted)
+        .filter(ticket_visibility_q(user))
+        .values_list("pk", flat=True)
+    )
+
+
+# --- customers: visible through their tickets ----------------------------------------
+
+
+def customer_visibility_q(user: Any) -> Q:
+    """Which customers a user may see: supervisors all; agents those with at least one
+    ticket the agent may see (:func:`ticket_visibility_q`). A customer with no ticket is
+    for supervisors only."""
+    if is_supervisor(user):
+        return Q()
+    return Q(
+        Exists(Ticket.objects.filter(customer_id=OuterRef("pk")).filter(ticket_visibility_q(user)))
+    )
+
+
+def customer_visible_to(user: Any, *, customer_id: int) -> bool:
+    if is_supervisor(user):
+        return True
+    return Ticket.objects.filter(customer_id=customer_id).filter(ticket_visibility_q(user)).exists()
+
+
+def customer_get_visible(customer_id: int | str, *, user: Any) -> Customer:
+    """A customer the user may see (NotFound otherwise, the same answer as for an unknown
+    id, so customer ids do not leak)."""
+    text = str(customer_id).strip()
+    customer = None
+    if text.isascii() and text.isdigit():
+        customer = Customer.objects.filter(customer_visibility_q(user), pk=int(text)).first()
+    if customer is None:
+        raise NotFound(f"No customer {customer_id!r}.")
+    return customer
+
+
 def customer_identities(*, customer_id: int) -> list[ChannelIdentity]:
     return list(ChannelIdentity.objects.filter(customer_id=customer_id).order_by("channel", "id"))
 
 
-def customer_other_tickets(*, ticket: Ticket, limit: int = 10) -> list[Ticket]:
+def customer_other_tickets(*, ticket: Ticket, user: Any, limit: int = 10) -> list[Ticket]:
+    """The customer's other tickets that ``user`` may see (the ticket page's sidebar)."""
     return list(
         Ticket.objects.filter(customer_id=ticket.customer_id, merged_into__isnull=True)
+        .filter(ticket_visibility_q(user))
         .exclude(pk=ticket.pk)
         .only("id", "subject", "status", "created_at")
         .order_by("-created_at")[:limit]

@@ -159,7 +159,7 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
         "tags": [t.name for t in ticket.tags.all()],
         "allowed_statuses": sorted(services.ticket_allowed_statuses(ticket)),
         "identities": selectors.customer_identities(customer_id=ticket.customer_id),
-        "other_tickets": selectors.customer_other_tickets(ticket=ticket),
+        "other_tickets": selectors.customer_other_tickets(ticket=ticket, user=request.user),
         "canned": selectors.canned_response_list(user=request.user),
         "teams": list(Team.objects.order_by("name")),
         "agents": list(

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from calls import selectors, services, sns
 from calls.models import CallEvent, EventSource, EventStatus
+from support.auth.permissions import IsIntegration
 from support.errors import InvalidInput
 from support.throttling import PerIPRateThrottle
 
@@ -25,7 +26,14 @@ FOUND = "Call recording analytics retrieved successfully"
 
 class CallEventsIntakeApi(APIView):
     """Connect contact events, contact trace records (single or a Kinesis batch) and agent
-    event stream records. Answers 202 with what was accepted; bad records are kept."""
+    event stream records. Answers 202 with what was accepted; bad records are kept.
+
+    Only an integration API key may post (people and user keys get 403): the events name
+    S3 objects the worker reads with its own role, so they must come from the machine
+    that forwards Connect's streams, and those objects must be in the allow-list.
+    """
+
+    permission_classes = [IsIntegration]
 
     def post(self, request: Request) -> Response:
         result = services.call_events_intake(body=request.body)
@@ -121,11 +129,13 @@ def _int(request: Request, name: str, default: int, maximum: int) -> int:
 
 
 class AnalyticsListApi(APIView):
-    """``GET /api/analytics`` (recent, ``limit``/``offset``) or ``?callId=``."""
+    """``GET /api/analytics`` (recent, ``limit``/``offset``) or ``?callId=``: the calls the
+    caller may see (queue → team mapping; supervisors all); others answer 404."""
 
     def get(self, request: Request) -> Response:
         call_id = request.query_params.get("callId")
         items = selectors.analytics_list(
+            user=request.user,
             call_id=call_id,
             limit=_int(request, "limit", 50, 200),
             offset=_int(request, "offset", 0, 1_000_000),
@@ -137,7 +147,7 @@ class AnalyticsListApi(APIView):
 
 class AnalyticsDetailApi(APIView):
     def get(self, request: Request, hash: str) -> Response:
-        items = selectors.analytics_list(hash=hash, limit=1)
+        items = selectors.analytics_list(user=request.user, hash=hash, limit=1)
         if not items:
             return Response(_envelope([], "No analytics found for this hash"), status=404)
         return Response(_envelope(items))

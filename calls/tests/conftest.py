@@ -32,7 +32,29 @@ def calls_settings(settings: Any, tmp_path: Path) -> Any:
     settings.CALLS_AI_PROVIDER = "local"
     settings.SALESFORCE_ENABLED = False
     settings.SITE_URL = "https://support.example.com"
+    # The bucket the fixture contact trace records name (Recording.Location).
+    settings.CALLS_RECORDINGS_BUCKET = "connect-recordings-example"
+    settings.CALLS_ALLOWED_S3_BUCKETS = []
     return settings
+
+
+@pytest.fixture
+def integration_key(django_user_model: Any) -> tuple[Any, str]:
+    """An integration API key (the Connect forwarder's machine credential) and its raw key."""
+    from support.models import ApiKeyRole
+    from support.services import api_key_create
+
+    service = django_user_model.objects.create_user(username="svc-connect")
+    return api_key_create(name="connect", user=service, role=ApiKeyRole.INTEGRATION)
+
+
+@pytest.fixture
+def integration_client(integration_key: tuple[Any, str]) -> Any:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {integration_key[1]}")
+    return client
 
 
 @pytest.fixture

@@ -6,15 +6,20 @@ import hashlib
 
 import pytest
 
-from calls.models import Call, CallAnalytics
+from calls.models import Call, CallAnalytics, QueueTeam
+from tickets.models import Team
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def analysed(db):
+def analysed(db, agent):
+    billing = Team.objects.create(name="Billing", slug="billing")
+    billing.members.add(agent)
+    QueueTeam.objects.create(queue_name="BillingQueue", team=billing)
     call = Call.objects.create(
         contact_id="call-123",
+        queue_name="BillingQueue",
         s3_input_uri="s3://in/call-123.wav",
         s3_output_uri="s3://out/call-123/results.json",
     )
@@ -91,3 +96,27 @@ def test_not_found_and_pagination(agent_client, analysed):
 
 def test_needs_an_agent(api_client, analysed):
     assert api_client.get("/api/analytics").status_code in (401, 403)
+
+
+def test_agents_see_only_calls_of_their_teams_queues(
+    analysed, agent_client, other_agent, supervisor_client, django_assert_max_num_queries
+):
+    """Queue → team mapping: other teams' agents get an empty list and 404 on the hash;
+    calls of an unmapped queue are for supervisors only."""
+    from rest_framework.test import APIClient
+
+    outside = APIClient()
+    outside.force_authenticate(other_agent)
+    assert outside.get("/api/analytics").json()["count"] == 0
+    assert outside.get(f"/api/analytics/{analysed.hash}").status_code == 404
+    assert outside.get("/api/analytics", {"callId": "call-123"}).status_code == 404
+
+    unmapped = Call.objects.create(contact_id="call-456", queue_name="VipQueue")
+    CallAnalytics.objects.create(call=unmapped, call_summary="VIP call.", produced_by="local")
+    with django_assert_max_num_queries(3):
+        mine = agent_client.get("/api/analytics").json()
+    assert [i["call_id"] for i in mine["items"]] == ["call-123"]
+    assert agent_client.get(f"/api/analytics/{unmapped.hash}").status_code == 404
+    everything = supervisor_client.get("/api/analytics").json()
+    assert sorted(i["call_id"] for i in everything["items"]) == ["call-123", "call-456"]
+    assert supervisor_client.get(f"/api/analytics/{unmapped.hash}").status_code == 200

@@ -74,6 +74,11 @@ def signer(monkeypatch):
 def aws(calls_settings):
     calls_settings.AWS_REGION = "us-east-1"
     calls_settings.CALLS_OUTPUT_BUCKET = "bda-output"
+    calls_settings.CALLS_ALLOWED_S3_BUCKETS = [
+        "connect-recordings-example",
+        "recordings-example/calls/",
+        "bda-output",
+    ]
     calls_settings.CALLS_SNS_TOPIC_ARNS = [TOPIC]
     calls_settings.CALLS_BDA_PROJECT_ARN = (
         "arn:aws:bedrock:us-east-1:123456789012:data-automation-project/p1"
@@ -298,7 +303,7 @@ def test_sqs_poll_s3_event_and_bad_message(aws, django_capture_on_commit_callbac
 
 
 def test_transcribe_backend_with_moto(
-    agent_client, aws, settings, django_capture_on_commit_callbacks
+    integration_client, aws, settings, django_capture_on_commit_callbacks
 ):
     from moto.moto_api import state_manager
 
@@ -313,7 +318,7 @@ def test_transcribe_backend_with_moto(
         Body=json.dumps(load("transcribe_billing.json")),
     )
     with django_capture_on_commit_callbacks(execute=True):
-        response = agent_client.post(
+        response = integration_client.post(
             "/api/calls/events", data=json.dumps(ctr), content_type="application/json"
         )
     assert response.status_code == 202

@@ -43,12 +43,12 @@ def kinesis(*records: Any) -> dict[str, Any]:
 
 
 def test_kinesis_batch_with_one_bad_record(
-    agent_client, calls_settings, django_capture_on_commit_callbacks
+    integration_client, calls_settings, django_capture_on_commit_callbacks
 ):
     ctr2 = {**load("ctr_billing.json"), "ContactId": "c2", "Recording": None}
     batch = kinesis(load("ctr_billing.json"), ctr2)
     batch["Records"].append({"kinesis": {"data": "not-base64!!"}})
-    response = post_raw(agent_client, json.dumps(batch), django_capture_on_commit_callbacks)
+    response = post_raw(integration_client, json.dumps(batch), django_capture_on_commit_callbacks)
     assert response.status_code == 202
     body = response.json()
     assert (body["accepted"], body["duplicates"]) == (2, 0)
@@ -64,8 +64,8 @@ def test_kinesis_batch_with_one_bad_record(
     )
 
 
-def test_invalid_json_is_kept_and_rejected(agent_client, django_capture_on_commit_callbacks):
-    response = post_raw(agent_client, "{not json", django_capture_on_commit_callbacks)
+def test_invalid_json_is_kept_and_rejected(integration_client, django_capture_on_commit_callbacks):
+    response = post_raw(integration_client, "{not json", django_capture_on_commit_callbacks)
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith("The body is not valid JSON")
     event = CallEvent.objects.get()
@@ -74,11 +74,11 @@ def test_invalid_json_is_kept_and_rejected(agent_client, django_capture_on_commi
 
 
 def test_missing_contact_id_is_kept_with_clear_error(
-    agent_client, django_capture_on_commit_callbacks
+    integration_client, django_capture_on_commit_callbacks
 ):
     record = load("ctr_billing.json")
     record["ContactId"] = ""
-    response = post_raw(agent_client, json.dumps(record), django_capture_on_commit_callbacks)
+    response = post_raw(integration_client, json.dumps(record), django_capture_on_commit_callbacks)
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "Contact trace record without ContactId."
     event = CallEvent.objects.get()
@@ -104,41 +104,179 @@ def test_missing_contact_id_is_kept_with_clear_error(
         ({"hello": "world"}, "Unknown record"),
     ],
 )
-def test_unknown_types_are_kept(agent_client, record, message, django_capture_on_commit_callbacks):
-    response = post_raw(agent_client, json.dumps(record), django_capture_on_commit_callbacks)
+def test_unknown_types_are_kept(
+    integration_client, record, message, django_capture_on_commit_callbacks
+):
+    response = post_raw(integration_client, json.dumps(record), django_capture_on_commit_callbacks)
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith(message)
     assert CallEvent.objects.get().status == EventStatus.FAILED
 
 
-def test_intake_needs_an_agent(api_client, client, outsider):
-    assert api_client.post(
-        "/api/calls/events", data="{}", content_type="application/json"
-    ).status_code in (401, 403)
-    api_client.force_authenticate(outsider)
+def test_intake_refuses_people_and_user_keys(
+    api_client, agent, supervisor, outsider, calls_settings
+):
+    """Only an integration key may post: anonymous 401, a signed-in agent or supervisor,
+    and a user API key (even a supervisor's) 403; nothing is stored."""
+    from support.services import api_key_create
+
+    body = json.dumps(load("contact_event_connected.json"))
     assert (
-        api_client.post("/api/calls/events", data="{}", content_type="application/json").status_code
-        == 403
+        api_client.post("/api/calls/events", data=body, content_type="application/json").status_code
+        == 401
     )
+    for user in (outsider, agent, supervisor):
+        api_client.force_authenticate(user)
+        response = api_client.post("/api/calls/events", data=body, content_type="application/json")
+        assert response.status_code == 403, user
+        assert response.json()["error"]["message"] == (
+            "This endpoint takes an integration API key only."
+        )
+    api_client.force_authenticate(None)
+    _, raw = api_key_create(name="bot", user=supervisor)
+    response = api_client.post(
+        "/api/calls/events",
+        data=body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Api-Key {raw}",
+    )
+    assert response.status_code == 403
     assert not CallEvent.objects.exists()
 
 
-def test_api_key_can_post(api_client, agent, calls_settings, django_capture_on_commit_callbacks):
-    from support.models import ApiKey
-    from support.services import hash_api_key
-
-    ApiKey.objects.create(
-        name="connect", prefix="ck_test", key_hash=hash_api_key("ck_test_secret"), user=agent
+def test_session_login_is_refused(client, agent, calls_settings):
+    client.force_login(agent)
+    response = client.post(
+        "/api/calls/events",
+        data=json.dumps(load("contact_event_connected.json")),
+        content_type="application/json",
     )
+    assert response.status_code == 403
+    assert not CallEvent.objects.exists()
+
+
+def test_integration_key_can_post(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        response = api_client.post(
+        response = integration_client.post(
             "/api/calls/events",
             data=json.dumps(load("contact_event_connected.json")),
             content_type="application/json",
-            HTTP_AUTHORIZATION="Api-Key ck_test_secret",
         )
     assert response.status_code == 202
     assert CallEvent.objects.get().source == EventSource.CONTACT_EVENT
+
+
+def _ctr_recorded_at(location: str) -> dict[str, Any]:
+    record = load("ctr_billing.json")
+    record["Recording"]["Location"] = location
+    return record
+
+
+def _s3_created(bucket: str, key: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                    "object": {"key": key, "size": 10, "eTag": "abc"},
+                },
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        _ctr_recorded_at("attacker-bucket/connect/x.wav"),
+        {"callId": "c-1", "audioS3Uri": "s3://payroll-exports/2026/all.csv"},
+        _s3_created("payroll-exports", "c-1/results.json"),
+        {
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "id": "evb-1",
+            "detail": {"bucket": {"name": "other"}, "object": {"key": "c-1/results.json"}},
+        },
+    ],
+    ids=["ctr-recording", "seed-notification", "s3-notification", "eventbridge-s3"],
+)
+def test_s3_location_outside_the_allow_list_is_refused(
+    integration_client, calls_settings, record, django_capture_on_commit_callbacks
+):
+    """400 with a clear error before anything is stored (and so before anything is read)."""
+    good = load("contact_event_connected.json")
+    response = post_raw(
+        integration_client, json.dumps([good, record]), django_capture_on_commit_callbacks
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "s3_location_not_allowed"
+    assert error["message"].startswith("Record 1 names s3://")
+    assert "outside CALLS_ALLOWED_S3_BUCKETS; nothing was stored." in error["message"]
+    assert [r["index"] for r in error["details"]["records"]] == [1]
+    assert not CallEvent.objects.exists()
+    assert not Call.objects.exists()
+
+
+def test_allow_list_entries_with_prefixes(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    calls_settings.CALLS_ALLOWED_S3_BUCKETS = ["connect-recordings-example/connect/example/"]
+    allowed = load("ctr_billing.json")  # connect-recordings-example/connect/example/...
+    elsewhere = _ctr_recorded_at("connect-recordings-example/other/x.wav")
+    elsewhere["ContactId"] = "c-2"
+    assert (
+        post_raw(integration_client, json.dumps(elsewhere), django_capture_on_commit_callbacks)
+    ).status_code == 400
+    assert (
+        post_raw(integration_client, json.dumps(allowed), django_capture_on_commit_callbacks)
+    ).status_code == 202
+    # Without any configured bucket nothing is allowed.
+    calls_settings.CALLS_ALLOWED_S3_BUCKETS = []
+    calls_settings.CALLS_RECORDINGS_BUCKET = ""
+    calls_settings.CALLS_OUTPUT_BUCKET = ""
+    again = {**allowed, "LastUpdateTimestamp": "2026-11-20T10:10:00Z"}
+    assert (
+        post_raw(integration_client, json.dumps(again), django_capture_on_commit_callbacks)
+    ).status_code == 400
+
+
+def test_sqs_messages_naming_other_buckets_stay_on_the_queue(calls_settings):
+    from calls.management.commands.calls_poll_sqs import poll_once
+
+    class FakeSqs:
+        deleted: list[str] = []
+
+        def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+            body = {"callId": "c-9", "audioS3Uri": "s3://someone-else/x.wav"}
+            return {
+                "Messages": [{"MessageId": "m1", "ReceiptHandle": "r1", "Body": json.dumps(body)}]
+            }
+
+        def delete_message(self, **kwargs: Any) -> None:
+            self.deleted.append(kwargs["ReceiptHandle"])
+
+    sqs = FakeSqs()
+    assert poll_once(sqs, "https://sqs.example/q", wait=0) == (0, 1)
+    assert sqs.deleted == []
+    assert not CallEvent.objects.exists()
+
+
+def test_recorded_event_naming_another_bucket_fails_at_read_time(calls_settings):
+    """Events recorded before the allow-list existed: the worker refuses to read them."""
+    from calls import transcription
+    from support.errors import PermanentError
+
+    with pytest.raises(PermanentError, match="outside CALLS_ALLOWED_S3_BUCKETS"):
+        transcription.read_json_s3("s3://payroll-exports/c-1/results.json", client=object())
+    call = Call.objects.create(contact_id="c-3", s3_input_uri="s3://elsewhere/a.wav")
+    with pytest.raises(PermanentError, match="outside CALLS_ALLOWED_S3_BUCKETS"):
+        transcription.TranscribeBackend(client=object()).start(call)
 
 
 def test_failed_record_sent_again_is_retried(calls_settings, django_capture_on_commit_callbacks):

@@ -39,7 +39,7 @@ def post(client: Any, body: Any, capture: Any) -> Any:
 
 @responses.activate
 def test_ctr_plus_transcribe_result_gives_full_call(
-    agent_client, salesforce, django_capture_on_commit_callbacks
+    integration_client, salesforce, django_capture_on_commit_callbacks
 ):
     customer = Customer.objects.create(name="Pat Payer", phone="+14155550100")
     place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
@@ -50,7 +50,9 @@ def test_ctr_plus_transcribe_result_gives_full_call(
         status=201,
     )
 
-    response = post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    response = post(
+        integration_client, load("ctr_billing.json"), django_capture_on_commit_callbacks
+    )
 
     assert response.status_code == 202
     assert response.json() == {"accepted": 1, "duplicates": 0, "errors": []}
@@ -98,7 +100,7 @@ def test_ctr_plus_transcribe_result_gives_full_call(
 
 @responses.activate
 def test_failed_ivr_journey_escalates_with_task_and_ticket(
-    agent_client, salesforce, django_capture_on_commit_callbacks
+    integration_client, salesforce, django_capture_on_commit_callbacks
 ):
     customer = Customer.objects.create(name="Ivy Caller", phone="+14155550111")
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
@@ -108,7 +110,9 @@ def test_failed_ivr_journey_escalates_with_task_and_ticket(
         status=201,
     )
 
-    response = post(agent_client, load("ctr_ivr_failure.json"), django_capture_on_commit_callbacks)
+    response = post(
+        integration_client, load("ctr_ivr_failure.json"), django_capture_on_commit_callbacks
+    )
 
     assert response.status_code == 202
     call = Call.objects.get(contact_id=IVR_FAIL_ID)
@@ -138,11 +142,11 @@ def test_failed_ivr_journey_escalates_with_task_and_ticket(
 
 
 def test_resending_the_same_record_is_idempotent(
-    agent_client, calls_settings, django_capture_on_commit_callbacks
+    integration_client, calls_settings, django_capture_on_commit_callbacks
 ):
     place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
-    post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
-    again = post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    post(integration_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    again = post(integration_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
     assert again.json() == {"accepted": 0, "duplicates": 1, "errors": []}
     assert Call.objects.count() == 1
     assert CallAnalytics.objects.count() == 1
@@ -150,20 +154,22 @@ def test_resending_the_same_record_is_idempotent(
 
 
 def test_contact_event_then_ctr_fills_one_call(
-    agent_client, calls_settings, django_capture_on_commit_callbacks
+    integration_client, calls_settings, django_capture_on_commit_callbacks
 ):
-    post(agent_client, load("contact_event_connected.json"), django_capture_on_commit_callbacks)
+    post(
+        integration_client, load("contact_event_connected.json"), django_capture_on_commit_callbacks
+    )
     call = Call.objects.get()
     assert call.queue_name == "12345678-aaaa-bbbb-cccc-123456789012"
     assert call.agent_username == ""
-    post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    post(integration_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
     call.refresh_from_db()
     assert Call.objects.count() == 1
     assert (call.queue_name, call.agent_username) == ("BillingQueue", "jdoe")
 
 
 def test_transcribe_job_state_change_event_resumes_the_pipeline(
-    agent_client, calls_settings, django_capture_on_commit_callbacks
+    integration_client, calls_settings, django_capture_on_commit_callbacks
 ):
     call = Call.objects.create(contact_id=BILLING_ID, transcription_job="call-job-1")
     place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
@@ -178,17 +184,17 @@ def test_transcribe_job_state_change_event_resumes_the_pipeline(
         "resources": [],
         "detail": {"TranscriptionJobName": "call-job-1", "TranscriptionJobStatus": "COMPLETED"},
     }
-    response = post(agent_client, event, django_capture_on_commit_callbacks)
+    response = post(integration_client, event, django_capture_on_commit_callbacks)
     assert response.status_code == 202
     assert CallAnalytics.objects.get().call == call
     unknown = {**event, "id": "other", "detail": {**event["detail"], "TranscriptionJobName": "x"}}
-    post(agent_client, unknown, django_capture_on_commit_callbacks)
+    post(integration_client, unknown, django_capture_on_commit_callbacks)
     assert CallEvent.objects.get(external_id="other").status == EventStatus.IGNORED
 
 
 @responses.activate
 def test_erasing_the_caller_removes_them_from_calls(
-    agent_client, supervisor, salesforce, django_capture_on_commit_callbacks
+    integration_client, supervisor, salesforce, django_capture_on_commit_callbacks
 ):
     from tickets.context.privacy import customer_erase
 
@@ -196,7 +202,7 @@ def test_erasing_the_caller_removes_them_from_calls(
     place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
     responses.post(f"{SF_SOBJECTS}/Case/", json={"id": "5003000000D8cuIAAR"}, status=201)
-    post(agent_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    post(integration_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
     call = Call.objects.get()
     customer_words = [s["text"] for s in call.transcript.segments if s["speaker"] == "Customer"]
     assert customer_words

@@ -7,14 +7,23 @@ import json
 import pytest
 
 from calls import services
-from calls.models import Call
+from calls.models import Call, QueueTeam
 from calls.tests.conftest import load, place_result
+from tickets.models import Team
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def call(calls_settings, django_capture_on_commit_callbacks):
+def billing(agent):
+    team = Team.objects.create(name="Billing", slug="billing")
+    team.members.add(agent)
+    QueueTeam.objects.create(queue_name="BillingQueue", team=team)
+    return team
+
+
+@pytest.fixture
+def call(calls_settings, billing, django_capture_on_commit_callbacks):
     ctr = load("ctr_billing.json")
     place_result(ctr["ContactId"], "transcribe.json", load("transcribe_billing.json"))
     with django_capture_on_commit_callbacks(execute=True):
@@ -50,3 +59,63 @@ def test_board_is_for_supervisors(client, agent, supervisor, db):
 
 def test_pages_need_login(client, db):
     assert client.get("/calls/").status_code == 302
+
+
+def test_agents_of_other_teams_do_not_see_the_call(client, other_agent, supervisor, call):
+    client.force_login(other_agent)
+    assert f"/calls/{call.hash}/" not in client.get("/calls/").content.decode()
+    assert client.get(f"/calls/{call.hash}/").status_code == 404
+    client.force_login(supervisor)
+    assert f"/calls/{call.hash}/" in client.get("/calls/").content.decode()
+    assert client.get(f"/calls/{call.hash}/").status_code == 200
+
+
+def test_unmapped_queue_is_for_supervisors_only(client, agent, supervisor, call):
+    QueueTeam.objects.all().delete()
+    client.force_login(agent)
+    assert client.get(f"/calls/{call.hash}/").status_code == 404
+    assert f"/calls/{call.hash}/" not in client.get("/calls/").content.decode()
+    client.force_login(supervisor)
+    assert client.get(f"/calls/{call.hash}/").status_code == 200
+
+
+def test_escalation_ticket_is_named_only_when_visible(client, agent, other_agent, call):
+    from calls.models import Escalation
+    from tickets import services as ticket_services
+    from tickets.models import Customer
+
+    other_team = Team.objects.create(name="Other", slug="other")
+    other_team.members.add(other_agent)
+    customer = Customer.objects.create(name="Caller", phone="+15550001")
+    hidden = ticket_services.ticket_create(
+        customer=customer, subject="IVR failure", body="x", team=other_team
+    )
+    Escalation.objects.create(call=call, kind="max_retries", reason="Too many", ticket=hidden)
+    client.force_login(agent)
+    page = client.get(f"/calls/{call.hash}/").content.decode()
+    assert "max_retries: Too many" in page
+    assert hidden.number not in page
+    client.force_login(other_agent)
+    QueueTeam.objects.create(queue_name="BillingQueue", team=other_team)
+    assert hidden.number in client.get(f"/calls/{call.hash}/").content.decode()
+
+
+def test_call_list_query_count_does_not_grow(client, agent, billing, django_assert_max_num_queries):
+    from calls.models import CallAnalytics
+    from tickets.models import Customer
+
+    for i in range(8):
+        customer = Customer.objects.create(name=f"Caller {i}", phone=f"+1555000{i}")
+        made = Call.objects.create(
+            contact_id=f"c-{i}", queue_name="BillingQueue", customer=customer
+        )
+        CallAnalytics.objects.create(call=made, call_categories=["Billing"], produced_by="local")
+    Call.objects.create(contact_id="hidden", queue_name="VipQueue")
+    client.force_login(agent)
+    # session, user, groups, the agent's teams, the calls (visibility is a subquery)
+    with django_assert_max_num_queries(6):
+        page = client.get("/calls/")
+    html = page.content.decode()
+    assert [f"/calls/{c.hash}/" in html for c in Call.objects.order_by("contact_id")] == [
+        True
+    ] * 8 + [False]

@@ -29,8 +29,9 @@ def _decision(ticket: Ticket, decision_id: int | None) -> RoutingDecision:
     return decision
 
 
-def _verdict(decision: RoutingDecision, feedback: Any) -> Response:
+def _verdict(decision: RoutingDecision, feedback: Any, user: Any) -> Response:
     decision = selectors.routing_decision_list(ticket=decision.ticket).get(pk=decision.pk)
+    selectors.routing_decisions_for_viewer([decision], user=user)
     return Response(
         s.RoutingVerdictOutputSerializer({"decision": decision, "feedback": feedback}).data
     )
@@ -40,7 +41,9 @@ class TicketRoutingApi(APIView):
     @extend_schema(operation_id="ticket_routing_get", responses=s.TicketRoutingOutputSerializer)
     def get(self, request: Request, ticket_id: str) -> Response:
         ticket = ticket_get_visible(ticket_id, user=request.user)
-        history = list(selectors.routing_decision_list(ticket=ticket))
+        history = selectors.routing_decisions_for_viewer(
+            list(selectors.routing_decision_list(ticket=ticket)), user=request.user
+        )
         data = {"latest": history[0] if history else None, "history": history}
         return Response(s.TicketRoutingOutputSerializer(data).data)
 
@@ -69,7 +72,7 @@ class TicketRoutingOverrideApi(APIView):
             intent=data["intent"],
             note=data["note"],
         )
-        return _verdict(decision, feedback)
+        return _verdict(decision, feedback, request.user)
 
 
 class TicketRoutingAcceptApi(APIView):
@@ -84,7 +87,7 @@ class TicketRoutingAcceptApi(APIView):
         serializer.is_valid(raise_exception=True)
         decision = _decision(ticket, serializer.validated_data.get("decision_id"))
         feedback = services.routing_decision_accept(decision=decision, actor=request.user)
-        return _verdict(decision, feedback)
+        return _verdict(decision, feedback, request.user)
 
 
 class RoutingAccuracyApi(APIView):

@@ -92,3 +92,35 @@ def test_panel_renders(rf, agent, decision):
     html = render_to_string("routing/panel.html", panel_context(request, decision.ticket), request)
     assert "Orders &amp; Delivery" in html
     assert "classify_issue" in html
+
+
+def test_history_tool_lists_only_tickets_the_viewer_may_see(
+    routing_on, teams, customer, agent, supervisor_client, agent_client, client
+):
+    """The router reads the customer's whole history, but the tool trace shown to an agent
+    (API and ticket-page panel) names only the past tickets the agent may see."""
+    teams["orders"].members.add(agent)
+    hidden = ticket_services.ticket_create(
+        customer=customer,
+        subject="Chargeback on my card",
+        body="x",
+        team=teams["billing"],
+    )
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Where is my package", body="track my order please"
+    )
+    services.routing_decide(ticket_id=ticket.pk)
+
+    def history(body):
+        [call] = [c for c in body["latest"]["tool_calls"] if c["name"] == "get_historical_context"]
+        return call["output"]
+
+    everything = history(supervisor_client.get(f"/api/tickets/{ticket.pk}/routing").json())
+    assert [t["number"] for t in everything["recent_tickets"]] == [hidden.number]
+    mine = history(agent_client.get(f"/api/tickets/{ticket.pk}/routing").json())
+    assert mine["recent_tickets"] == []
+    assert mine["open_tickets"] == everything["open_tickets"]  # figures stay
+    client.force_login(agent)
+    page = client.get(f"/tickets/{ticket.number}/").content.decode()
+    assert "Chargeback" not in page
+    assert hidden.number not in page

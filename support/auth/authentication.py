@@ -12,8 +12,8 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from support.auth.roles import _group_names
-from support.models import ApiKey
+from support.auth.roles import INTEGRATION_MARK, _group_names
+from support.models import ApiKey, ApiKeyRole
 from support.services import API_KEY_CACHE_SECONDS, hash_api_key, known_api_keys
 
 _lock = threading.Lock()
@@ -34,6 +34,10 @@ def _lookup(key_hash: str) -> ApiKey | None:
     key = ApiKey.objects.select_related("user").filter(key_hash=key_hash).first()
     if key is not None:
         _group_names(key.user)  # loads and memoises the user's roles once
+        if key.role == ApiKeyRole.INTEGRATION:
+            # This user object belongs to this key's cache entry only: an integration key
+            # never acts with its user's roles (see support.auth.roles).
+            setattr(key.user, INTEGRATION_MARK, True)
     with _lock:
         known_api_keys[key_hash] = (now + API_KEY_CACHE_SECONDS, key)
     return key

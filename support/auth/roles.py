@@ -6,6 +6,10 @@ from typing import Any
 
 AGENTS_GROUP = "Agents"
 SUPERVISORS_GROUP = "Supervisors"
+# Set on the user object an integration API key authenticates (support.auth.authentication):
+# such a request has no role, whatever the user's groups, so views that check roles on
+# ``request.user`` directly refuse it too.
+INTEGRATION_MARK = "_support_via_integration_key"
 
 
 def _group_names(user: Any) -> set[str]:
@@ -16,14 +20,22 @@ def _group_names(user: Any) -> set[str]:
     return cached
 
 
+def _is_person(user: Any) -> bool:
+    return bool(
+        getattr(user, "is_authenticated", False)
+        and user.is_active
+        and not getattr(user, INTEGRATION_MARK, False)
+    )
+
+
 def is_supervisor(user: Any) -> bool:
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not _is_person(user):
         return False
     return bool(user.is_superuser or SUPERVISORS_GROUP in _group_names(user))
 
 
 def is_agent(user: Any) -> bool:
     """Supervisors can do everything agents can."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
+    if not _is_person(user):
         return False
     return bool(user.is_superuser or _group_names(user) & {AGENTS_GROUP, SUPERVISORS_GROUP})

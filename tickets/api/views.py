@@ -69,7 +69,12 @@ class TicketListCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
         if data.get("customer_id"):
-            customer = Customer.objects.filter(pk=data["customer_id"]).first()
+            # A customer the caller may not see answers exactly like an unknown one.
+            customer = (
+                Customer.objects.filter(selectors.customer_visibility_q(request.user))
+                .filter(pk=data["customer_id"])
+                .first()
+            )
             if customer is None:
                 raise InvalidInput(
                     f"customer_id: no customer {data['customer_id']}.",

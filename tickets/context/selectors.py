@@ -15,6 +15,7 @@ from typing import Any
 from django.db.models import Avg, Count, Max, Q, Sum
 from django.utils import timezone
 
+from support.auth.roles import is_supervisor
 from support.errors import NotFound
 from tickets.context.cache import context_cache_get, context_cache_set
 from tickets.context.churn import ChurnSignals, churn_risk
@@ -28,6 +29,7 @@ from tickets.context.models import (
     Order,
 )
 from tickets.models import ChannelIdentity, Customer, Ticket, TicketStatus
+from tickets.selectors import visible_ticket_ids
 
 RECENT_ORDERS = 10
 RECENT_INTERACTIONS = 10
@@ -71,6 +73,44 @@ def customer_context_get(customer: Customer, *, use_cache: bool = True) -> dict[
     if use_cache:
         context_cache_set(customer.pk, stamp=stamp, data=data)
     return data
+
+
+def customer_context_for(customer: Customer, *, user: Any) -> dict[str, Any]:
+    """The context as ``user`` may see it. The caller has checked that the customer is
+    visible (``tickets.selectors.customer_get_visible`` or a visible ticket of theirs).
+
+    Lists tied to a ticket the user may not see are left out: recent tickets, recent
+    interactions of those tickets, the last CSAT answer. Counts, sentiment trend, CSAT
+    average and churn risk are the customer's whole history (figures, not content).
+    One extra query for agents; none for supervisors.
+    """
+    data = customer_context_get(customer)
+    if is_supervisor(user):
+        return data
+    tickets = data["tickets"]
+    interactions = data["interactions"]
+    last_csat = data["csat"]["last"]
+    ids = {t["id"] for t in tickets["recent"]}
+    ids |= {i["ticket_id"] for i in interactions["recent"] if i.get("ticket_id") is not None}
+    if last_csat is not None:
+        ids.add(last_csat["ticket_id"])
+    visible = visible_ticket_ids(user, ids)
+    return {
+        **data,
+        "tickets": {**tickets, "recent": [t for t in tickets["recent"] if t["id"] in visible]},
+        "interactions": {
+            **interactions,
+            "recent": [
+                i
+                for i in interactions["recent"]
+                if i.get("ticket_id") is None or i["ticket_id"] in visible
+            ],
+        },
+        "csat": {
+            **data["csat"],
+            "last": last_csat if last_csat and last_csat["ticket_id"] in visible else None,
+        },
+    }
 
 
 def customer_context_build(customer: Customer, *, now: datetime | None = None) -> dict[str, Any]:

@@ -52,18 +52,28 @@ def on_ticket_changed(event: OutboxEvent) -> None:
 
 
 def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None:
-    from tickets.context.selectors import customer_context_get
+    from tickets.context.selectors import customer_context_for
 
-    return {"context": customer_context_get(ticket.customer)}
+    return {"context": customer_context_for(ticket.customer, user=request.user)}
 
 
-def create_extra_context(request: Any, ticket: Ticket) -> dict[str, Any]:
-    """Built fresh: the ``ticket.created`` invalidation arrives only after the relay runs."""
+def create_extra_context(request: Any, ticket: Ticket) -> dict[str, Any] | None:
+    """Built fresh: the ``ticket.created`` invalidation arrives only after the relay runs.
+
+    Filtered to what the caller may see, like the other context endpoints; ``None`` when
+    the caller may not see the customer at all (e.g. the new ticket went to another team
+    and none of the customer's tickets is the caller's to see)."""
     from tickets.context.cache import context_invalidate
-    from tickets.context.selectors import customer_context_get
+    from tickets.context.selectors import customer_context_for
+    from tickets.selectors import customer_visible_to, ticket_visible_to
 
+    user = request.user
+    if not ticket_visible_to(
+        user, team_id=ticket.team_id, assignee_id=ticket.assignee_id
+    ) and not customer_visible_to(user, customer_id=ticket.customer_id):
+        return None
     context_invalidate(ticket.customer_id)
-    return customer_context_get(ticket.customer)
+    return customer_context_for(ticket.customer, user=user)
 
 
 def connect() -> None:

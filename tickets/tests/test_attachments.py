@@ -52,3 +52,34 @@ def test_api_shows_the_protected_download_url(attachment, agent_client):
     body = agent_client.get(f"/api/tickets/{ticket_id}").json()
     [message] = body["messages"]
     assert message["attachments"][0]["url"] == f"/attachments/{attachment.pk}"
+
+
+def test_attachment_of_an_invisible_ticket_is_404(attachment, agent, other_agent, supervisor):
+    """The ticket rule applies before anything is streamed or redirected to."""
+    from tickets.models import Team
+
+    billing = Team.objects.create(name="Billing", slug="billing")
+    billing.members.add(agent)
+    ticket = attachment.message.ticket
+    ticket.team = billing
+    ticket.save(update_fields=["team"])
+    client = Client()
+    client.force_login(other_agent)
+    hidden = client.get(f"/attachments/{attachment.pk}")
+    assert hidden.status_code == 404
+    assert client.get("/attachments/999999").status_code == 404
+    for user in (agent, supervisor):
+        client.force_login(user)
+        assert client.get(f"/attachments/{attachment.pk}").status_code == 200
+
+
+def test_signed_s3_redirect_also_needs_a_visible_ticket(attachment, other_agent, settings):
+    from tickets.models import Team
+
+    settings.S3_ENABLED = True
+    ticket = attachment.message.ticket
+    ticket.team = Team.objects.create(name="Billing", slug="billing")
+    ticket.save(update_fields=["team"])
+    client = Client()
+    client.force_login(other_agent)
+    assert client.get(f"/attachments/{attachment.pk}").status_code == 404

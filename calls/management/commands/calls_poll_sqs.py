@@ -31,7 +31,10 @@ def poll_once(client: Any, queue_url: str, *, wait: int = 10, batch: int = 10) -
                 status = services.call_event_process(event_id=event_id)
                 if status == "failed":
                     raise InvalidInput(f"Event {event_id} failed to process.")
-        except InvalidInput:
+        except InvalidInput as exc:
+            # Bad or refused (e.g. an S3 location outside CALLS_ALLOWED_S3_BUCKETS): left
+            # for the queue's redrive policy to move to the dead-letter queue.
+            logger.warning("SQS message %s refused: %s", message.get("MessageId"), exc)
             left += 1
             continue
         except Exception:

@@ -118,7 +118,7 @@ def _acw_event(now: datetime) -> dict[str, Any]:
 def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
     from playwright.sync_api import expect, sync_playwright
 
-    from support.models import ApiKey
+    from support.models import ApiKey, ApiKeyRole
     from support.services import hash_api_key
 
     AlertRule.objects.create(
@@ -128,7 +128,11 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
         threshold_minutes=5,
     )
     ApiKey.objects.create(
-        name="connect", prefix="e2e", key_hash=hash_api_key("e2e-key"), user=agent
+        name="connect",
+        prefix="e2e",
+        key_hash=hash_api_key("e2e-key"),
+        user=agent,
+        role=ApiKeyRole.INTEGRATION,
     )
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

@@ -40,7 +40,7 @@ class TicketContextApi(APIView):
     )
     def get(self, request: Request, ticket_id: str) -> Response:
         ticket = ticket_selectors.ticket_get_visible(ticket_id, user=request.user)
-        data = selectors.customer_context_get(ticket.customer)
+        data = selectors.customer_context_for(ticket.customer, user=request.user)
         return Response({"ticket_id": ticket.pk, **data})
 
 
@@ -50,8 +50,9 @@ class CustomerContextApi(APIView):
         responses=OpenApiResponse(description="Profile, orders, interactions, churn risk."),
     )
     def get(self, request: Request, customer_id: str) -> Response:
-        customer = selectors.customer_get(customer_id)
-        return Response(selectors.customer_context_get(customer))
+        """404 unless the caller may see one of the customer's tickets (supervisors: all)."""
+        customer = ticket_selectors.customer_get_visible(customer_id, user=request.user)
+        return Response(selectors.customer_context_for(customer, user=request.user))
 
 
 class TicketFeedbackApi(APIView):

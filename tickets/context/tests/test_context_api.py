@@ -86,54 +86,76 @@ def test_ticket_context_returns_profile_orders_interactions_and_churn(
     assert churn["score"] == 30 + 10 + 10 + 5
 
 
-def test_customer_context_and_not_found(agent_client, customer):
-    response = agent_client.get(f"/api/customers/{customer.pk}/context")
+def test_customer_context_and_not_found(supervisor_client, agent_client, customer):
+    response = supervisor_client.get(f"/api/customers/{customer.pk}/context")
     assert response.status_code == 200
     assert response.json()["churn"] == {"level": "low", "score": 0, "reasons": []}
-    assert agent_client.get("/api/customers/999999/context").status_code == 404
-    assert agent_client.get("/api/customers/abc/context").status_code == 404
+    assert supervisor_client.get("/api/customers/999999/context").status_code == 404
+    assert supervisor_client.get("/api/customers/abc/context").status_code == 404
+    assert supervisor_client.get("/api/customers/\u00b9/context").status_code == 404
+    # A customer with no ticket an agent may see is not the agent's to see.
+    assert agent_client.get(f"/api/customers/{customer.pk}/context").status_code == 404
+    core.ticket_create(customer=customer, subject="Hello", body="Hi")  # no team: visible
+    assert agent_client.get(f"/api/customers/{customer.pk}/context").status_code == 200
 
 
 def test_context_needs_an_agent(api_client, customer):
     assert api_client.get(f"/api/customers/{customer.pk}/context").status_code in (401, 403)
 
 
-def test_cache_warm_hit_uses_one_query_and_new_order_shows_at_once(agent_client, customer):
+def test_cache_warm_hit_uses_one_query_and_new_order_shows_at_once(supervisor_client, customer):
     url = f"/api/customers/{customer.pk}/context"
-    assert agent_client.get(url).json()["orders"]["count"] == 0
+    assert supervisor_client.get(url).json()["orders"]["count"] == 0
     assert cache.get(context_cache_key(customer.pk)) is not None
     with CaptureQueriesContext(connection) as queries:
-        agent_client.get(url)
+        supervisor_client.get(url)
     assert len(queries) == 1  # the customer row; the rest comes from the cache
     _order(customer, "ORD-9")
     assert cache.get(context_cache_key(customer.pk)) is None
-    assert agent_client.get(url).json()["orders"]["count"] == 1
+    assert supervisor_client.get(url).json()["orders"]["count"] == 1
 
 
-def test_profile_edit_elsewhere_is_never_served_stale(agent_client, customer):
+def test_profile_edit_elsewhere_is_never_served_stale(supervisor_client, customer):
     url = f"/api/customers/{customer.pk}/context"
-    agent_client.get(url)
+    supervisor_client.get(url)
     customer.name = "Ada King"
     customer.save()  # e.g. the admin: no explicit invalidation
-    assert agent_client.get(url).json()["customer"]["name"] == "Ada King"
+    assert supervisor_client.get(url).json()["customer"]["name"] == "Ada King"
 
 
-def test_cold_context_query_budget(agent_client, customer):
+def test_cold_context_query_budget(supervisor_client, agent_client, customer):
     for n in range(30):
         _order(customer, f"ORD-{n}", days_ago=n)
     with CaptureQueriesContext(connection) as queries:
-        agent_client.get(f"/api/customers/{customer.pk}/context")
+        supervisor_client.get(f"/api/customers/{customer.pk}/context")
     # auth groups + customer + 10 reads, whatever the number of orders
     assert len(queries) <= 12
+    for n in range(5):
+        core.ticket_create(customer=customer, subject=f"Order {n}", body="Where is it?")
+    cache.clear()
+    with CaptureQueriesContext(connection) as queries:
+        assert agent_client.get(f"/api/customers/{customer.pk}/context").status_code == 200
+    # + the agent's teams and one query for which listed tickets the agent may see
+    assert len(queries) <= 14
 
 
 def test_create_ticket_with_include_context(agent_client, customer):
     _order(customer, "ORD-7")
+    first = core.ticket_create(customer=customer, subject="Hello", body="Hi")
     # A cached context from before the new ticket must not be served.
     assert agent_client.get(f"/api/customers/{customer.pk}/context").json()["tickets"] == {
-        "total": 0,
-        "open": 0,
-        "recent": [],
+        "total": 1,
+        "open": 1,
+        "recent": [
+            {
+                "id": first.pk,
+                "number": first.number,
+                "subject": "Hello",
+                "status": "new",
+                "channel": "api",
+                "created_at": first.created_at.isoformat(),
+            }
+        ],
     }
     response = agent_client.post(
         "/api/tickets?include=context",
@@ -145,7 +167,7 @@ def test_create_ticket_with_include_context(agent_client, customer):
     assert body["number"].startswith("T-")
     assert body["context"]["customer"]["id"] == customer.pk
     assert body["context"]["orders"]["count"] == 1
-    assert body["context"]["tickets"]["open"] == 1
+    assert body["context"]["tickets"]["open"] == 2
 
 
 def test_create_ticket_with_unknown_include_writes_nothing(agent_client, customer):

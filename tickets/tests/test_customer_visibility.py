@@ -1,0 +1,163 @@
+"""Customers are visible through their tickets: an agent may see a customer (context,
+orders, history, the ticket sidebar) only if it may see at least one of the customer's
+tickets; supervisors see all. Otherwise 404, as for tickets (issue #13, item 1)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from support.errors import NotFound
+from tickets import selectors, services
+from tickets.context import services as context_services
+from tickets.context.services import OrderInput
+from tickets.models import Customer, Team, Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def teams(agent: Any, other_agent: Any) -> tuple[Team, Team]:
+    """``agent`` is in Billing, ``other_agent`` in Shipping."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    shipping = Team.objects.create(name="Shipping", slug="shipping")
+    billing.members.add(agent)
+    shipping.members.add(other_agent)
+    return billing, shipping
+
+
+@pytest.fixture
+def victim(teams: tuple[Team, Team]) -> Customer:
+    """A customer whose only ticket is Billing's, with an order and an interaction."""
+    billing, _ = teams
+    customer = Customer.objects.create(
+        name="Grace Hopper", email="grace@example.com", phone="+15550100"
+    )
+    ticket = services.ticket_create(
+        customer=customer, subject="Refund for order ORD-1", body="My card...", team=billing
+    )
+    context_services.order_upsert(
+        customer=customer,
+        data=OrderInput(
+            number="ORD-1",
+            status="delivered",
+            total=Decimal("99.00"),
+            placed_at=timezone.now() - timedelta(days=3),
+            items=[],
+        ),
+    )
+    context_services.interaction_record(
+        customer_id=customer.pk,
+        source_key=f"message:{ticket.pk}",
+        channel="email",
+        kind="message",
+        occurred_at=timezone.now(),
+        summary="My card was charged twice",
+        ticket_id=ticket.pk,
+    )
+    return customer
+
+
+def _client(user: Any) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_customer_context_of_an_invisible_customer_is_404(victim, agent, other_agent, supervisor):
+    url = f"/api/customers/{victim.pk}/context"
+    outside = _client(other_agent).get(url)
+    assert outside.status_code == 404
+    assert outside.json()["error"]["message"] == f"No customer '{victim.pk}'."
+    assert "Grace" not in outside.content.decode()
+    assert _client(other_agent).get("/api/customers/999999/context").json() == {
+        "error": {"code": "not_found", "message": "No customer '999999'.", "details": {}}
+    }
+    inside = _client(agent).get(url)
+    assert inside.status_code == 200
+    assert inside.json()["orders"]["count"] == 1
+    assert _client(supervisor).get(url).status_code == 200
+
+
+def test_assignee_sees_the_customer_of_its_ticket_in_another_team(victim, other_agent):
+    ticket = Ticket.objects.get(customer=victim)
+    services.ticket_assign(ticket=ticket, assignee=other_agent)
+    assert _client(other_agent).get(f"/api/customers/{victim.pk}/context").status_code == 200
+
+
+def test_create_with_an_invisible_customer_id_is_like_an_unknown_one(victim, other_agent):
+    client = _client(other_agent)
+    body = {"subject": "Hi", "customer_id": victim.pk, "description": "x"}
+    response = client.post("/api/tickets?include=context", body, format="json")
+    unknown = client.post(
+        "/api/tickets?include=context", {**body, "customer_id": 999999}, format="json"
+    )
+    assert response.status_code == unknown.status_code == 400
+    assert response.json()["error"]["details"] == {"customer_id": ["Unknown customer."]}
+    assert "Grace" not in response.content.decode()
+    assert Ticket.objects.filter(customer=victim).count() == 1
+
+
+def test_create_by_email_into_another_team_returns_no_context(victim, teams, other_agent):
+    """The email path links to the existing customer (as every channel does), but the
+    context is returned only when the caller may then see the customer."""
+    billing, _ = teams
+    response = _client(other_agent).post(
+        "/api/tickets?include=context",
+        {"subject": "Hi", "customer": {"email": "grace@example.com"}, "team_id": billing.pk},
+        format="json",
+    )
+    assert response.status_code == 201
+    assert response.json()["context"] is None
+    assert "Grace" not in response.content.decode()
+
+
+def test_context_lists_only_what_the_agent_may_see(victim, teams, other_agent):
+    """Visible through a Shipping ticket: the Billing ticket's subject and its interaction
+    summary are left out; counts stay whole-customer figures."""
+    _, shipping = teams
+    mine = services.ticket_create(
+        customer=victim, subject="Parcel lost", body="Where is it?", team=shipping
+    )
+    for url in (f"/api/customers/{victim.pk}/context", f"/api/tickets/{mine.pk}/context"):
+        body = _client(other_agent).get(url).json()
+        assert [t["subject"] for t in body["tickets"]["recent"]] == ["Parcel lost"]
+        assert (body["tickets"]["total"], body["tickets"]["open"]) == (2, 2)
+        assert body["interactions"]["recent"] == []
+        assert "charged twice" not in str(body)
+        assert "Refund for order" not in str(body)
+
+
+def test_ticket_page_sidebar_and_context_panel_follow_the_rule(client, victim, teams, other_agent):
+    _, shipping = teams
+    mine = services.ticket_create(
+        customer=victim, subject="Parcel lost", body="Where is it?", team=shipping
+    )
+    billing_ticket = Ticket.objects.get(customer=victim, team__slug="billing")
+    client.force_login(other_agent)
+    page = client.get(f"/tickets/{mine.number}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert billing_ticket.number not in html
+    assert "Refund for order" not in html
+    assert "charged twice" not in html
+    assert "Grace Hopper" in html  # the customer of a visible ticket is visible
+    assert client.get(f"/tickets/{billing_ticket.number}/").status_code == 404
+
+
+def test_customer_selectors(victim, agent, other_agent, supervisor):
+    assert selectors.customer_get_visible(victim.pk, user=agent) == victim
+    assert selectors.customer_get_visible(str(victim.pk), user=supervisor) == victim
+    with pytest.raises(NotFound):
+        selectors.customer_get_visible(victim.pk, user=other_agent)
+    assert list(Customer.objects.filter(selectors.customer_visibility_q(other_agent))) == []
+    assert selectors.customer_visible_to(agent, customer_id=victim.pk)
+    assert not selectors.customer_visible_to(other_agent, customer_id=victim.pk)
+    lonely = Customer.objects.create(name="No tickets", email="none@example.com")
+    assert not selectors.customer_visible_to(agent, customer_id=lonely.pk)
+    assert selectors.customer_visible_to(supervisor, customer_id=lonely.pk)
