@@ -71,6 +71,16 @@ class ChannelIdentityAdmin(SupervisorAdmin):
     search_fields = ("external_id", "customer__name", "customer__email")
     raw_id_fields = ("customer",)
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        previous = ChannelIdentity.objects.get(pk=obj.pk).customer if change else None
+        super().save_model(request, obj, form, change)
+        if previous is not None and previous.pk != obj.customer_id:
+            # Moving an identity hands that person's future messages to another customer:
+            # supervisors only (this admin), and audited.
+            services.channel_identity_move(
+                identity=obj, customer=obj.customer, previous=previous, actor=request.user
+            )
+
 
 @admin.register(Team)
 class TeamAdmin(SupervisorAdmin):
