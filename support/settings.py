@@ -292,6 +292,9 @@ if IS_PROD:
 OUTBOX_RETENTION_DAYS = env.get_int("OUTBOX_RETENTION_DAYS", 14)
 HEALTH_CELERY_TIMEOUT = env.get_float("HEALTH_CELERY_TIMEOUT", 1.0)
 DEMO_PASSWORD = env.get_str("DEMO_PASSWORD", "demo-password-123")
+# Live workbench sockets re-check the agent's teams and roles at least this often (they
+# also do on each ticket subscription and on an agent.access_changed event).
+WORKBENCH_WS_ACCESS_RECHECK_SECONDS = env.get_int("WORKBENCH_WS_ACCESS_RECHECK_SECONDS", 60)
 
 # --- Integrations: each is off until configured ---------------------------------
 # channels_app (omnichannel intake and delivery)
