@@ -159,6 +159,7 @@ CELERY_TASK_ROUTES = {
         "channels_app.tasks.inbound_event_process_task",
         "channels_app.tasks.outbound_message_send_task",
         "channels_app.tasks.outbound_delivery_attempt_task",
+        "channels_app.tasks.webchat_verification_send_task",
     )
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -310,6 +311,13 @@ CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE = env.get_int(
     "CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE", 60000
 )
 CHANNELS_EMAIL_MESSAGE_ID_DOMAIN = env.get_str("CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", "support.local")
+# Web chat: visitor session lifetime, websocket messages per session and minute, and the
+# email verification codes (lifetime, wrong guesses allowed, codes per session/address/hour).
+WEBCHAT_SESSION_TTL_SECONDS = env.get_int("WEBCHAT_SESSION_TTL_SECONDS", 86400)
+WEBCHAT_WS_MESSAGES_PER_MINUTE = env.get_int("WEBCHAT_WS_MESSAGES_PER_MINUTE", 30)
+WEBCHAT_VERIFY_CODE_TTL_SECONDS = env.get_int("WEBCHAT_VERIFY_CODE_TTL_SECONDS", 600)
+WEBCHAT_VERIFY_MAX_ATTEMPTS = env.get_int("WEBCHAT_VERIFY_MAX_ATTEMPTS", 5)
+WEBCHAT_VERIFY_CODES_PER_HOUR = env.get_int("WEBCHAT_VERIFY_CODES_PER_HOUR", 5)
 WHATSAPP_WINDOW_HOURS = env.get_int("WHATSAPP_WINDOW_HOURS", 24)
 META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook.com")
 META_GRAPH_API_VERSION = env.get_str("META_GRAPH_API_VERSION", "v21.0")
