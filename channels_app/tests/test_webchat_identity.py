@@ -424,3 +424,25 @@ def test_widget_offers_verification_and_restarts_expired_sessions() -> None:
     assert '"/verify"' in script
     assert '"/verify/confirm"' in script
     assert "4401" in script
+
+
+@responses.activate
+def test_a_verified_chat_cannot_be_moved_to_another_address(
+    web: Client, victim: Customer, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Proving a second address must not merge two real customers."""
+    responses.post(SENDGRID, status=202)
+    _email_account()
+    other = Customer.objects.create(name="Other", email="other@example.com")
+    account = make_account("webchat")
+    started = _start(web, account, "ana@example.com")
+    _say(web, django_capture_on_commit_callbacks, started, "hello")
+    headers = {"HTTP_X_WEBCHAT_SESSION": started["session"], "content_type": "application/json"}
+    for email, expected in (("ana@example.com", 200), ("other@example.com", 409)):
+        with django_capture_on_commit_callbacks(execute=True):
+            web.post(started["verify_url"], data={"email": email}, **headers)
+        answer = web.post(started["verify_confirm_url"], data={"code": _sent_code()}, **headers)
+        assert answer.status_code == expected, answer.content
+    assert answer.json()["error"]["code"] == "already_verified"
+    assert Customer.objects.filter(pk__in=[victim.pk, other.pk]).count() == 2
+    assert ChannelIdentity.objects.get(external_id=started["visitor_id"]).customer == victim
