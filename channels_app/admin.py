@@ -1,5 +1,5 @@
 """Accounts (secrets write-only), raw inbound events and outbound deliveries with
-re-process / re-drive actions for dead letters."""
+re-process / re-drive actions for dead letters; web chat email verifications (read-only)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from channels_app.models import (
     DeliveryAttempt,
     InboundEvent,
     OutboundDelivery,
+    WebchatVerification,
+    WebchatVerificationAttempt,
 )
 from support.auth.roles import is_supervisor
 
@@ -174,3 +176,41 @@ class OutboundDeliveryAdmin(admin.ModelAdmin):
             services.outbound_delivery_redrive(delivery=delivery)
             count += 1
         self.message_user(request, f"{count} dead letter(s) re-driven.")
+
+
+class WebchatVerificationAttemptInline(admin.TabularInline):
+    model = WebchatVerificationAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ["created_at", "outcome", "http_status", "duration_ms", "error"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(WebchatVerification)
+class WebchatVerificationAdmin(admin.ModelAdmin):
+    """Web chat email verifications: each code's delivery (dead letters included) and
+    whether it was confirmed. Read-only: a code that failed to go out is simply asked for
+    again by the visitor (codes expire within minutes; nothing to re-drive)."""
+
+    list_display = [
+        "id",
+        "email",
+        "visitor_id",
+        "status",
+        "attempts",
+        "failed_checks",
+        "verified_at",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    search_fields = ["email", "visitor_id"]
+    exclude = ["code_salt"]
+    inlines = [WebchatVerificationAttemptInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -28,11 +28,13 @@ class ChannelsAppConfig(AppConfig):
         secrets_keys_check()  # a malformed CHANNELS_SECRETS_KEY fails at start, not at use
 
         from channels_app.privacy import channels_erase
+        from channels_app.verification import webchat_verifications_erase
         from support.events import subscribe
         from tickets.context.privacy import register_erasure_hook
 
         subscribe("message.created", _on_message_created)
         register_erasure_hook("channels", channels_erase)
+        register_erasure_hook("webchat-verifications", webchat_verifications_erase)
 
         from django.db.models.signals import post_delete, post_save
 
@@ -42,8 +44,18 @@ class ChannelsAppConfig(AppConfig):
         post_save.connect(channel_account_cache_clear, sender=ChannelAccount)
         post_delete.connect(channel_account_cache_clear, sender=ChannelAccount)
 
-        from channels_app.panels import deliveries_context
+        from channels_app.panels import deliveries_context, webchat_visitor_context
         from tickets.panels import Panel, register_panel
+
+        register_panel(
+            Panel(
+                name="webchat-visitor",
+                title="Web chat visitor",
+                template="channels_app/panel_webchat_visitor.html",
+                context=webchat_visitor_context,
+                order=50,
+            )
+        )
 
         register_panel(
             Panel(

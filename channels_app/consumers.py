@@ -2,6 +2,12 @@
 
 The visitor's messages go through the same record-then-process path as webhooks;
 agent replies arrive from the outbound delivery as ``webchat.message``.
+
+Close codes: 4401 for a missing or expired session (at connect, or when it expires while
+the socket is open: the next message gets a ``session_expired`` error frame, then the
+close), 4403 for a forged session or another widget's. Each session may send
+``WEBCHAT_WS_MESSAGES_PER_MINUTE`` messages a minute; over that a message is refused with
+a ``rate_limited`` error frame (``retry_after`` seconds) and the socket stays open.
 """
 
 from __future__ import annotations
@@ -10,22 +16,30 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from channels_app import selectors, services
 from channels_app.adapters.base import MalformedPayload, SignatureError
 from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_read, visitor_group
 from support.errors import NotFound
+from support.throttling import hit
+
+_hit = sync_to_async(hit, thread_sensitive=False)
 
 
 @database_sync_to_async
-def _open(token: str, session: str) -> tuple[Any, dict[str, Any]] | None:
+def _open(token: str, session: str) -> tuple[Any, dict[str, Any]] | int:
+    """(account, claims), or the close code: 4401 missing/expired, 4403 otherwise."""
     try:
         account = selectors.channel_account_get(channel="webchat", webhook_token=token)
         return account, session_read(account, session)
-    except (NotFound, SignatureError):
-        return None
+    except NotFound:
+        return 4403
+    except SignatureError as exc:
+        return 4401 if exc.status == 401 else 4403
 
 
 @database_sync_to_async
@@ -50,10 +64,11 @@ class WebchatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.session = query.get("session", [""])[0]
         opened = await _open(token, self.session)
-        if opened is None:
-            await self.close(code=4403)
+        if isinstance(opened, int):
+            await self.close(code=opened)
             return
         self.account, claims = opened
+        self.visitor_id = claims["v"]
         self.group = visitor_group(claims["v"])
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -63,6 +78,26 @@ class WebchatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        try:
+            session_read(self.account, self.session)  # still valid? (an HMAC, no I/O)
+        except SignatureError as exc:
+            await self.send_json({"type": "error", "code": "session_expired", "message": str(exc)})
+            await self.close(code=4401)
+            return
+        wait = await _hit(
+            f"webchat-ws:{self.visitor_id}", int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE)
+        )
+        if wait is not None:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": "rate_limited",
+                    "message": "Too many messages; wait a moment before sending more.",
+                    "retry_after": int(wait),
+                    "client_id": content.get("client_id") if isinstance(content, dict) else None,
+                }
+            )
+            return
         if not isinstance(content, dict):
             await self.send_json({"type": "error", "message": "Expected a JSON object."})
             return

@@ -154,3 +154,57 @@ class DeliveryAttempt(DeliveryAttemptBase):
 
     def __str__(self) -> str:
         return f"attempt on {self.delivery_id}: {self.outcome}"
+
+
+class WebchatVerification(OutboundDeliveryBase):
+    """A web chat visitor proving that an email address is theirs: a one-time code sent
+    by the email channel (``channels_app.verification``).
+
+    The code is never stored: it is an HMAC of ``code_salt`` under a key derived from
+    ``SECRET_KEY``, recomputed to send it and to check it, so this table alone does not
+    reveal it. Sending follows the outbound delivery rules (status, attempts, backoff,
+    dead letter, every attempt in ``attempt_log``; no body with the code is kept).
+    """
+
+    account = models.ForeignKey(
+        ChannelAccount, on_delete=models.CASCADE, related_name="webchat_verifications"
+    )
+    email_account = models.ForeignKey(
+        ChannelAccount, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    visitor_id = models.CharField(max_length=64)
+    email = models.EmailField(help_text="The address to prove (lower case).")
+    code_salt = models.CharField(max_length=64, editable=False)
+    expires_at = models.DateTimeField()
+    failed_checks = models.PositiveIntegerField(default=0)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    customer = models.ForeignKey(
+        "tickets.Customer",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The customer the visitor was linked to once verified.",
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["visitor_id", "-created_at"], name="webchat_verif_visitor_idx"),
+            models.Index(fields=["email", "-created_at"], name="webchat_verif_email_idx"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"web chat verification {self.pk} ({self.status})"
+
+
+class WebchatVerificationAttempt(DeliveryAttemptBase):
+    delivery = models.ForeignKey(
+        WebchatVerification, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+
+    class Meta(DeliveryAttemptBase.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"attempt on verification {self.delivery_id}: {self.outcome}"

@@ -98,9 +98,11 @@ def last_inbound_at(ticket: Ticket) -> object:
 
 
 def webchat_messages(*, visitor_id: str, account_id: int, after_id: int = 0) -> list[Message]:
-    """Public messages of a visitor's web chat tickets (for the widget's polling)."""
+    """Public web chat messages of a visitor's web chat tickets (for the widget's polling;
+    entries another channel's ticket brought in by a merge stay with the agents)."""
     return list(
         Message.objects.filter(
+            channel="webchat",
             ticket__channel="webchat",
             ticket__channel_account_id=str(account_id),
             ticket__origin_platform_id=visitor_id,

@@ -576,6 +576,12 @@ def _customer_resolve(
     return customer, created
 
 
+def _sender_email(channel: str, message: InboundMessage) -> str:
+    """The sender's email when the channel vouches for it, else "" (web chat visitors
+    type theirs: it must never find, and so expose, an existing customer)."""
+    return message.sender_email if get_adapter(channel).trusts_sender_email else ""
+
+
 def _customer_lookup(channel: str, message: InboundMessage) -> tuple[Customer, bool]:
     if channel == "email" and not _email_sender_trusted(message):
         # E-mail spoofing (issue #13): a From address that SPF/DKIM do not vouch for is
@@ -589,7 +595,7 @@ def _customer_lookup(channel: str, message: InboundMessage) -> tuple[Customer, b
     if identity is not None:
         return identity.customer, False
     customer, created = ticket_services.customer_get_or_create(
-        email=message.sender_email,
+        email=_sender_email(channel, message),
         name=message.sender_name or message.sender_id,
         phone=message.sender_phone,
     )
@@ -946,7 +952,7 @@ def _messages_ingest_bulk(
     for m in todo:
         if m.sender_id in cache.customers or m.sender_id in newcomers:
             continue
-        if m.sender_email:
+        if _sender_email(channel, m):
             customer, created = _customer_resolve(channel, m, cache)
             if created:
                 created_now.add(customer.pk)

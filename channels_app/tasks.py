@@ -7,7 +7,7 @@ import time
 
 from celery import shared_task
 
-from channels_app import services
+from channels_app import services, verification
 from support.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,19 @@ def outbound_delivery_attempt_task(delivery_id: int, expected_attempts: int) -> 
     if delay is not None:
         outbound_delivery_attempt_task.apply_async(
             args=(delivery_id, expected_attempts + 1), countdown=delay
+        )
+
+
+@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
+def webchat_verification_send_task(verification_id: int, expected_attempts: int) -> None:
+    """One send attempt of a web chat verification code (same claim-by-number scheme as
+    ``outbound_delivery_attempt_task``)."""
+    delay = verification.webchat_verification_send(
+        verification_id=verification_id, expected_attempts=expected_attempts
+    )
+    if delay is not None:
+        webchat_verification_send_task.apply_async(
+            args=(verification_id, expected_attempts + 1), countdown=delay
         )
 
 

@@ -26,6 +26,8 @@ Subscriber = Callable[[OutboxEvent], None]
 _subscribers: dict[str, list[Subscriber]] = defaultdict(list)
 
 ALL_EVENTS_GROUP = "events"
+# An agent's teams, roles or active flag changed: live sockets re-check what it may see.
+ACCESS_CHANGED_EVENT = "agent.access_changed"
 RELAY_PENDING_KEY = "outbox:relay-pending"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -15,9 +16,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from support.events import (
+    ACCESS_CHANGED_EVENT,
     ALL_EVENTS_GROUP,
     RELAY_PENDING_KEY,
+    NewEvent,
     batch_subscribers_for,
+    events_record,
     subscribers_for,
     ticket_group,
 )
@@ -243,3 +247,18 @@ def audit_log_record(
         object_id=str(object_id),
         details=details or {},
     )
+
+
+def agent_access_changed(*, user_ids: Iterable[int], reason: str) -> None:
+    """Tell live sockets that these users' teams, roles or active flag changed (an
+    ``agent.access_changed`` outbox event each, relayed after commit): the workbench
+    socket of each re-checks what it may see without reconnecting. Call it wherever
+    membership changes (admin, SSO group sync)."""
+    ids = sorted({int(pk) for pk in user_ids})
+    if ids:
+        events_record(
+            [
+                NewEvent(ACCESS_CHANGED_EVENT, "user", pk, {"user_id": pk, "reason": reason})
+                for pk in ids
+            ]
+        )

@@ -160,6 +160,7 @@ CELERY_TASK_ROUTES = {
         "channels_app.tasks.inbound_event_process_task",
         "channels_app.tasks.outbound_message_send_task",
         "channels_app.tasks.outbound_delivery_attempt_task",
+        "channels_app.tasks.webchat_verification_send_task",
     )
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
@@ -293,6 +294,9 @@ if IS_PROD:
 OUTBOX_RETENTION_DAYS = env.get_int("OUTBOX_RETENTION_DAYS", 14)
 HEALTH_CELERY_TIMEOUT = env.get_float("HEALTH_CELERY_TIMEOUT", 1.0)
 DEMO_PASSWORD = env.get_str("DEMO_PASSWORD", "demo-password-123")
+# Live workbench sockets re-check the agent's teams and roles at least this often (they
+# also do on each ticket subscription and on an agent.access_changed event).
+WORKBENCH_WS_ACCESS_RECHECK_SECONDS = env.get_int("WORKBENCH_WS_ACCESS_RECHECK_SECONDS", 60)
 
 # --- Integrations: each is off until configured ---------------------------------
 # channels_app (omnichannel intake and delivery)
@@ -317,6 +321,13 @@ if CHANNELS_EMAIL_AUTH_POLICY not in {"mark", "reject", "off"}:
         "CHANNELS_EMAIL_AUTH_POLICY must be mark, reject or off, "
         f"not {CHANNELS_EMAIL_AUTH_POLICY!r}"
     )
+# Web chat: visitor session lifetime, websocket messages per session and minute, and the
+# email verification codes (lifetime, wrong guesses allowed, codes per session/address/hour).
+WEBCHAT_SESSION_TTL_SECONDS = env.get_int("WEBCHAT_SESSION_TTL_SECONDS", 86400)
+WEBCHAT_WS_MESSAGES_PER_MINUTE = env.get_int("WEBCHAT_WS_MESSAGES_PER_MINUTE", 30)
+WEBCHAT_VERIFY_CODE_TTL_SECONDS = env.get_int("WEBCHAT_VERIFY_CODE_TTL_SECONDS", 600)
+WEBCHAT_VERIFY_MAX_ATTEMPTS = env.get_int("WEBCHAT_VERIFY_MAX_ATTEMPTS", 5)
+WEBCHAT_VERIFY_CODES_PER_HOUR = env.get_int("WEBCHAT_VERIFY_CODES_PER_HOUR", 5)
 WHATSAPP_WINDOW_HOURS = env.get_int("WHATSAPP_WINDOW_HOURS", 24)
 META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook.com")
 META_GRAPH_API_VERSION = env.get_str("META_GRAPH_API_VERSION", "v21.0")

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from support.auth.roles import is_supervisor
+from support.services import agent_access_changed
 from tickets import services
 from tickets.models import (
     Attachment,
@@ -71,6 +72,16 @@ class ChannelIdentityAdmin(SupervisorAdmin):
     search_fields = ("external_id", "customer__name", "customer__email")
     raw_id_fields = ("customer",)
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        previous = ChannelIdentity.objects.get(pk=obj.pk).customer if change else None
+        super().save_model(request, obj, form, change)
+        if previous is not None and previous.pk != obj.customer_id:
+            # Moving an identity hands that person's future messages to another customer:
+            # supervisors only (this admin), and audited.
+            services.channel_identity_move(
+                identity=obj, customer=obj.customer, previous=previous, actor=request.user
+            )
+
 
 @admin.register(Team)
 class TeamAdmin(SupervisorAdmin):
@@ -82,6 +93,23 @@ class TeamAdmin(SupervisorAdmin):
     @admin.display(description="Members")
     def member_count(self, obj: Team) -> int:
         return obj.members.count()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        before = set(form.instance.members.values_list("pk", flat=True)) if change else set()
+        super().save_related(request, form, formsets, change)
+        after = set(form.instance.members.values_list("pk", flat=True))
+        # Live sockets of agents who joined or left re-check what they may see.
+        agent_access_changed(user_ids=before ^ after, reason="team membership")
+
+    def delete_model(self, request: HttpRequest, obj: Team) -> None:
+        members = list(obj.members.values_list("pk", flat=True))
+        super().delete_model(request, obj)
+        agent_access_changed(user_ids=members, reason="team deleted")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Team]) -> None:
+        members = list(queryset.values_list("members", flat=True))
+        super().delete_queryset(request, queryset)
+        agent_access_changed(user_ids=[m for m in members if m], reason="team deleted")
 
 
 @admin.register(Tag)
@@ -325,6 +353,21 @@ class AgentUserAdmin(UserAdmin):  # type: ignore[type-arg]
     @admin.display(description="Roles")
     def roles(self, obj: Any) -> str:
         return ", ".join(g.name for g in obj.groups.all()) or "—"
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if change:  # roles, teams or the active flag may have changed
+            agent_access_changed(user_ids=[form.instance.pk], reason="user changed")
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        pk = obj.pk
+        super().delete_model(request, obj)
+        agent_access_changed(user_ids=[pk], reason="user deleted")
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        pks = list(queryset.values_list("pk", flat=True))
+        super().delete_queryset(request, queryset)
+        agent_access_changed(user_ids=pks, reason="user deleted")
 
 
 from tickets.context.admin import *  # noqa: E402, F403 - customer-context admin

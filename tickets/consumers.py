@@ -7,6 +7,13 @@ reconnect), and carries presence for collision detection: clients send
 socket viewing that ticket receives ``{"type": "presence", "ticket_id": 12, "agents": [...]}``.
 Presence lives in Redis (one hash per ticket, entries expire) so it works across
 processes.
+
+What the agent may see is re-checked while the socket is open, so a change takes effect
+without a reconnect: on an ``agent.access_changed`` event for this user (team membership,
+roles or the active flag changed in the admin or by SSO), on each presence "viewing"
+(the page subscribing to a ticket), and at least every
+``WORKBENCH_WS_ACCESS_RECHECK_SECONDS`` while events flow (for changes made elsewhere).
+A user who is no longer an active agent is disconnected (close code 4401).
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user_model
 
 from support.auth.roles import is_agent, is_supervisor
-from support.events import ALL_EVENTS_GROUP
+from support.events import ACCESS_CHANGED_EVENT, ALL_EVENTS_GROUP
 from support.models import OutboxEvent
 from support.redis_client import get_redis
 from tickets.models import Ticket
@@ -40,13 +49,27 @@ def _presence_key(ticket_id: int) -> str:
     return f"workbench:presence:{ticket_id}"
 
 
-@database_sync_to_async
-def _load_user(user: Any) -> dict[str, Any] | None:
+def _user_info(user: Any) -> dict[str, Any] | None:
+    """None unless an active agent; loads (and caches on ``user``) roles and teams."""
     if not is_agent(user):
         return None
     user_team_ids(user)
     is_supervisor(user)
     return {"id": user.pk, "name": user.get_full_name() or user.get_username()}
+
+
+_load_user = database_sync_to_async(_user_info)
+
+
+@database_sync_to_async
+def _reload_user(user_id: int) -> tuple[Any, dict[str, Any]] | None:
+    """A fresh copy of the user (no cached groups or teams) and its info; None when it
+    is gone or no longer an active agent."""
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        return None
+    info = _user_info(user)
+    return (user, info) if info is not None else None
 
 
 @database_sync_to_async
@@ -126,6 +149,7 @@ _presence_write_async = database_sync_to_async(_presence_write)
 class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     user_info: dict[str, Any] | None = None
     watching: set[int]
+    access_checked_at: float = 0.0
 
     async def connect(self) -> None:
         self.watching = set()
@@ -136,12 +160,15 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             return
         self.user = user
         self.user_info = info
+        self.access_checked_at = time.monotonic()
         await self.channel_layer.group_add(ALL_EVENTS_GROUP, self.channel_name)
         await self.accept()
         query = parse_qs(self.scope.get("query_string", b"").decode())
         since = query.get("since", [""])[0]
         if since.isdigit():
             for event in await _replay(int(since)):
+                if event.get("event_type") == ACCESS_CHANGED_EVENT:
+                    continue
                 if await self._visible(event):
                     await self.send_json({"type": "event", "replay": True, "event": event})
         await self.send_json({"type": "ready"})
@@ -159,6 +186,8 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         ticket_id = content.get("ticket_id")
         state = content.get("state")
         if not isinstance(ticket_id, int) or state not in (*PRESENCE_STATES, "left"):
+            return
+        if state == "viewing" and not await self._recheck_access():
             return
         scope = await _ticket_scope(ticket_id)
         if scope is None or not ticket_visible_to(
@@ -196,8 +225,41 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             self.user, team_id=scope[0], assignee_id=scope[1]
         )
 
+    async def _recheck_access(self) -> bool:
+        """Load the user's roles and teams again; False (and the socket closed) when it
+        may no longer use the workbench. Presence on tickets it can no longer see ends."""
+        if self.user_info is None:
+            return False
+        reloaded = await _reload_user(self.user_info["id"])
+        self.access_checked_at = time.monotonic()
+        if reloaded is None:
+            for ticket_id in list(self.watching):
+                await self._presence(ticket_id, "left")
+            self.user_info = None
+            await self.channel_layer.group_discard(ALL_EVENTS_GROUP, self.channel_name)
+            await self.close(code=4401)
+            return False
+        self.user, self.user_info = reloaded
+        for ticket_id in list(self.watching):
+            scope = await _ticket_scope(ticket_id)
+            if scope is None or not ticket_visible_to(
+                self.user, team_id=scope[0], assignee_id=scope[1]
+            ):
+                await self._presence(ticket_id, "left")
+        return True
+
     async def event_message(self, message: dict[str, Any]) -> None:
+        if self.user_info is None:
+            return
         event = message["event"]
+        if event.get("event_type") == ACCESS_CHANGED_EVENT:  # never forwarded
+            if event.get("user_id") == self.user_info["id"]:
+                await self._recheck_access()
+            return
+        recheck_after = float(settings.WORKBENCH_WS_ACCESS_RECHECK_SECONDS)
+        stale = time.monotonic() - self.access_checked_at >= recheck_after
+        if stale and not await self._recheck_access():
+            return
         _scope_remember(event)
         if await self._visible(event):
             await self.send_json({"type": "event", "event": event})

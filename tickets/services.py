@@ -14,9 +14,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Expression
 from django.utils import timezone
 
+from support.auth.roles import is_supervisor
 from support.db import ids_reserve, rows_insert
 from support.errors import Conflict, InvalidInput, InvalidTransition
 from support.events import NewEvent, events_record, outbox_rows, relay_after_commit
+from support.services import audit_log_record
 from tickets.models import (
     Attachment,
     CannedResponse,
@@ -153,6 +155,135 @@ def channel_identity_link(
         channel=channel,
         external_id=external_id,
         defaults={"customer": customer, "display_name": display_name[:200]},
+    )
+    return identity
+
+
+@transaction.atomic
+def customer_merge(
+    *, source: Customer, target: Customer, actor: Any = None, reason: str
+) -> Customer:
+    """Fold ``source`` into ``target``: every row pointing at the source customer
+    (tickets, channel identities, message authorship, context rows of other apps such as
+    orders, interactions or calls) is re-pointed at the target, each moved ticket gets a
+    system entry and a ``ticket.updated`` event, the audit log gets a ``customer.merge``
+    row, and the emptied source is deleted. Generic over ``Customer``'s reverse relations,
+    so the core names no feature app. One-to-one rows (an erasure marker) stay with the
+    source and keep it (it is then left in place, empty).
+    """
+    if source.pk == target.pk:
+        return target
+    locked = {
+        c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=[source.pk, target.pk])
+    }
+    source, target = locked[source.pk], locked[target.pk]
+    ticket_ids = list(
+        Ticket.objects.filter(customer=source).order_by("pk").values_list("pk", flat=True)
+    )
+    moved: dict[str, int] = {}
+    keeps_source = False
+    for relation in Customer._meta.related_objects:
+        model = relation.related_model
+        assert not isinstance(model, str)  # resolved once the app registry is ready
+        rows = model._default_manager.filter(**{relation.field.name: source})
+        if relation.one_to_one:
+            keeps_source |= rows.exists()
+        elif relation.one_to_many:  # a ForeignKey to Customer on another model
+            count = rows.update(**{relation.field.name: target})
+            if count:
+                moved[f"{model._meta.label_lower}.{relation.field.name}"] = count
+    for ticket in Ticket.objects.filter(pk__in=ticket_ids).select_related("customer"):
+        _system_note(
+            ticket,
+            actor,
+            f"Customer record merged into {target} ({reason}).",
+            {"customer_merged_from": source.pk, "customer_id": target.pk, "reason": reason},
+        )
+        _refresh_search_vector(ticket)
+        _ticket_event("ticket.updated", ticket, changes={"customer_id": [source.pk, target.pk]})
+    audit_log_record(
+        actor=actor,
+        action="customer.merge",
+        object_type="customer",
+        object_id=target.pk,
+        details={
+            "source_customer_id": source.pk,
+            "target_customer_id": target.pk,
+            "reason": reason,
+            "tickets": ticket_ids,
+            "moved": moved,
+        },
+    )
+    if not keeps_source:
+        source.delete()
+    return target
+
+
+@transaction.atomic
+def customer_email_confirm(
+    *, customer: Customer, email: str, actor: Any = None, reason: str
+) -> Customer:
+    """``customer`` proved it owns ``email`` (e.g. a one-time code sent there): it becomes
+    that address's customer. When another customer already has the address, ``customer``
+    is merged into it (:func:`customer_merge`) and that one is returned; otherwise the
+    address is set on ``customer``. Either way the audit log gets a row. Only for proven
+    addresses: an email someone merely typed must never reach this function."""
+    email = email.strip()
+    if not email:
+        raise InvalidInput("An email address is required.", details={"email": ["Required."]})
+    owner = customer_find_by_email(email)
+    if owner is None:
+        try:
+            with transaction.atomic():
+                Customer.objects.filter(pk=customer.pk).update(
+                    email=email, updated_at=timezone.now()
+                )
+        except IntegrityError:  # someone took the address meanwhile: merge into them
+            owner = customer_find_by_email(email)
+            if owner is None:
+                raise
+        else:
+            customer.email = email
+            for ticket in Ticket.objects.filter(customer=customer).select_related("customer"):
+                _refresh_search_vector(ticket)
+            audit_log_record(
+                actor=actor,
+                action="customer.email_verified",
+                object_type="customer",
+                object_id=customer.pk,
+                details={"reason": reason},
+            )
+            return customer
+    if owner.pk == customer.pk:
+        audit_log_record(
+            actor=actor,
+            action="customer.email_verified",
+            object_type="customer",
+            object_id=customer.pk,
+            details={"reason": reason},
+        )
+        return customer
+    return customer_merge(source=customer, target=owner, actor=actor, reason=reason)
+
+
+@transaction.atomic
+def channel_identity_move(
+    *, identity: ChannelIdentity, customer: Customer, previous: Customer, actor: Any
+) -> ChannelIdentity:
+    """Re-attach a channel identity to another customer (a supervisor's correction in
+    the admin): that person's future messages go to ``customer``. Audited."""
+    ChannelIdentity.objects.filter(pk=identity.pk).update(customer=customer)
+    identity.customer = customer
+    audit_log_record(
+        actor=actor,
+        action="channel_identity.move",
+        object_type="channel_identity",
+        object_id=identity.pk,
+        details={
+            "channel": identity.channel,
+            "from_customer_id": previous.pk,
+            "to_customer_id": customer.pk,
+        },
     )
     return identity
 
@@ -688,10 +819,17 @@ def message_delivery_update(
 
 
 @transaction.atomic
-def ticket_merge(*, source: Ticket, target: Ticket, actor: Any = None) -> Ticket:
+def ticket_merge(
+    *, source: Ticket, target: Ticket, actor: Any = None, confirm_customer_merge: bool = False
+) -> Ticket:
     """Merge ``source`` into ``target``: its timeline (with attachments), tags and the
     customer's channel identities move to the target; the source is closed and points at
     the target so its number keeps working (the workbench redirects it).
+
+    When the two tickets belong to different customers, moving the source customer's
+    channel identities hands that person's future messages to the other customer: it
+    needs a supervisor or ``confirm_customer_merge=True`` (else ``InvalidInput``), and is
+    recorded in the audit log (``ticket.merge_customers``).
     """
     if source.pk == target.pk:
         raise InvalidInput("A ticket cannot be merged into itself.", details={"into": ["Same."]})
@@ -712,9 +850,18 @@ def ticket_merge(*, source: Ticket, target: Ticket, actor: Any = None) -> Ticket
             f"{target.number} was itself merged; merge into the ticket it points to.",
             details={"into": ["Merged ticket."]},
         )
+    cross_customer = source.customer_id != target.customer_id
+    by_supervisor = is_supervisor(actor)
+    if cross_customer and not (confirm_customer_merge or by_supervisor):
+        raise InvalidInput(
+            f"{source.number} and {target.number} belong to different customers: merging "
+            f"moves {source.number}'s customer's channel identities to the other customer. "
+            "Confirm it explicitly (confirm_customer_merge) or ask a supervisor.",
+            details={"confirm_customer_merge": ["Required to merge tickets of two customers."]},
+        )
     moved = Message.objects.filter(ticket=source).update(ticket=target)
     moved_identities = 0
-    if source.customer_id != target.customer_id:
+    if cross_customer:
         existing = set(
             ChannelIdentity.objects.filter(customer_id=target.customer_id).values_list(
                 "channel", "external_id"
@@ -765,6 +912,22 @@ def ticket_merge(*, source: Ticket, target: Ticket, actor: Any = None) -> Ticket
         changes={"status": [old_status, TicketStatus.CLOSED], "merged_into": [None, target.pk]},
     )
     _ticket_event("ticket.updated", target, changes={"merged_from": [None, source.pk]})
+    if cross_customer:
+        audit_log_record(
+            actor=actor,
+            action="ticket.merge_customers",
+            object_type="ticket",
+            object_id=target.pk,
+            details={
+                "source_ticket_id": source.pk,
+                "target_ticket_id": target.pk,
+                "source_customer_id": source.customer_id,
+                "target_customer_id": target.customer_id,
+                "moved_identities": moved_identities,
+                "confirmed": bool(confirm_customer_merge),
+                "by_supervisor": by_supervisor,
+            },
+        )
     return target
 
 

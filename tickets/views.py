@@ -276,7 +276,12 @@ def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
 def ticket_merge(request: HttpRequest, ref: str) -> HttpResponse:
     source = selectors.ticket_get_visible(ref, user=request.user)
     target = selectors.ticket_get_visible(request.POST.get("into", ""), user=request.user)
-    target = services.ticket_merge(source=source, target=target, actor=request.user)
+    target = services.ticket_merge(
+        source=source,
+        target=target,
+        actor=request.user,
+        confirm_customer_merge=request.POST.get("confirm_customer_merge") in ("1", "true", "on"),
+    )
     messages.success(request, f"{source.number} merged into {target.number}.")
     url = reverse("ticket", kwargs={"ref": target.number})
     if getattr(request, "htmx", False):

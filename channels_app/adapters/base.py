@@ -143,6 +143,9 @@ class ChannelAdapter(ABC):
     channel: str
     #: Header names kept with the raw event (lower case); others are dropped.
     kept_headers: tuple[str, ...] = ("content-type", "user-agent")
+    #: Whether ``InboundMessage.sender_email`` is vouched for by the channel and may find
+    #: an existing customer. False where the sender types it (web chat): never trusted.
+    trusts_sender_email: bool = True
 
     @abstractmethod
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:

@@ -9,4 +9,10 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("webhooks/<str:channel>/<str:token>", views.webhook, name="api-channel-webhook"),
     path("webchat/<str:token>/session", views.webchat_session, name="api-webchat-session"),
     path("webchat/<str:token>/messages", views.webchat_messages, name="api-webchat-messages"),
+    path("webchat/<str:token>/verify", views.webchat_verify, name="api-webchat-verify"),
+    path(
+        "webchat/<str:token>/verify/confirm",
+        views.webchat_verify_confirm,
+        name="api-webchat-verify-confirm",
+    ),
 ]

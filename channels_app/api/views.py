@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from channels_app import selectors, services
+from channels_app import selectors, services, verification
 from channels_app.adapters.base import (
     MalformedPayload,
     SignatureError,
@@ -26,11 +26,16 @@ from channels_app.adapters.base import (
     registered_channels,
 )
 from channels_app.adapters.meta.common import meta_signature
-from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_issue, session_read
+from channels_app.adapters.webchat.adapter import (
+    SESSION_HEADER,
+    SessionExpired,
+    session_issue,
+    session_read,
+)
 from channels_app.models import ChannelAccount
 from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
-from support.errors import NotFound, error_body
+from support.errors import ApplicationError, NotFound, error_body
 from support.throttling import PerIPRateThrottle, client_ip, hit
 
 
@@ -231,7 +236,10 @@ def _json(request: HttpRequest) -> dict[str, Any] | None:
 @webchat_cors
 @require_http_methods(["POST"])
 def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
-    """Start a visitor session: name and email in, a signed session token out."""
+    """Start a visitor session: name and email in, a signed session token out.
+
+    The email is only a claim (see ``channels_app.adapters.webchat``): the visitor is a
+    guest until it proves the address through the verify endpoints below."""
     wait = hit(f"webchat-ip:{client_ip(request)}", 60)  # type: ignore[arg-type]
     if wait is not None:
         return _error("rate_limited", "Too many chat sessions from this address.", 429)
@@ -251,28 +259,119 @@ def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
             **issued,
             "messages_url": f"/api/webhooks/webchat/{token}",
             "poll_url": f"/api/webchat/{token}/messages",
+            "verify_url": f"/api/webchat/{token}/verify",
+            "verify_confirm_url": f"/api/webchat/{token}/verify/confirm",
             "ws_path": f"/ws/webchat/{token}/",
         },
         status=201,
     )
 
 
-@webchat_cors
-@require_http_methods(["GET"])
-def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
-    """The polling fallback: the visitor's conversation after message id ``after``."""
+def _webchat_session(
+    request: HttpRequest, token: str
+) -> tuple[ChannelAccount, dict[str, Any]] | JsonResponse:
+    """The widget account and the visitor's session claims, or the error to answer
+    (404 unknown widget; 401 missing or expired session; 403 forged or another widget's)."""
     account = _account("webchat", token)
     if isinstance(account, JsonResponse):
         return account
     try:
-        claims = session_read(account, request.headers.get(SESSION_HEADER, ""))
+        return account, session_read(account, request.headers.get(SESSION_HEADER, ""))
     except SignatureError as exc:
-        return _error("invalid_session", str(exc), exc.status)
+        code = "session_expired" if isinstance(exc, SessionExpired) else "invalid_session"
+        return _error(code, str(exc), exc.status)
+
+
+@webchat_cors
+@require_http_methods(["GET"])
+def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
+    """The polling fallback: the visitor's conversation after message id ``after``."""
+    session = _webchat_session(request, token)
+    if isinstance(session, JsonResponse):
+        return session
+    account, claims = session
     after = request.GET.get("after", "0")
     messages = selectors.webchat_messages(
         visitor_id=claims["v"], account_id=account.pk, after_id=int(after) if after.isdigit() else 0
     )
     return JsonResponse({"messages": [webchat_message_json(m) for m in messages]})
+
+
+def _verify_rate_limited(request: HttpRequest, visitor_id: str) -> JsonResponse | None:
+    for bucket, limit in (
+        (f"webchat-verify-ip:{client_ip(request)}", 30),  # type: ignore[arg-type]
+        (f"webchat-verify-session:{visitor_id}", 10),
+    ):
+        wait = hit(bucket, limit)
+        if wait is not None:
+            response = _error("rate_limited", "Too many verification requests.", 429)
+            response["Retry-After"] = str(int(wait))
+            return response
+    return None
+
+
+def _application_error(exc: ApplicationError) -> JsonResponse:
+    return _error(exc.code, exc.message, exc.http_status)
+
+
+@webchat_cors
+@require_http_methods(["POST"])
+def webchat_verify(request: HttpRequest, token: str) -> HttpResponse:
+    """Send a one-time code to the visitor's address (``{"email": …}``, default: the one
+    typed at the start) through the email channel. 202 when queued; 409
+    ``email_channel_unavailable`` when no email channel can send (nothing linked)."""
+    session = _webchat_session(request, token)
+    if isinstance(session, JsonResponse):
+        return session
+    account, claims = session
+    limited = _verify_rate_limited(request, claims["v"])
+    if limited is not None:
+        return limited
+    data = _json(request)
+    if data is None:
+        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    email = str(data.get("email") or claims.get("e") or "")
+    try:
+        sent = verification.webchat_verification_request(
+            account=account, visitor_id=claims["v"], email=email
+        )
+    except ApplicationError as exc:
+        return _application_error(exc)
+    return JsonResponse(
+        {
+            "status": "sending",
+            "email": sent.email,
+            "expires_in": int(settings.WEBCHAT_VERIFY_CODE_TTL_SECONDS),
+        },
+        status=202,
+    )
+
+
+@webchat_cors
+@require_http_methods(["POST"])
+def webchat_verify_confirm(request: HttpRequest, token: str) -> HttpResponse:
+    """Check the code (``{"code": "123456"}``): the chat is then linked to the customer
+    with that address (the guest customer merged into it), 200."""
+    session = _webchat_session(request, token)
+    if isinstance(session, JsonResponse):
+        return session
+    account, claims = session
+    limited = _verify_rate_limited(request, claims["v"])
+    if limited is not None:
+        return limited
+    data = _json(request)
+    if data is None:
+        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    code = str(data.get("code", "")).strip()
+    if not code.isascii() or not code.isdigit():
+        return _error("invalid_code", "'code' is the number from the email.", 400)
+    try:
+        verification.webchat_verification_confirm(
+            account=account, visitor_id=claims["v"], name=str(claims.get("n", "")), code=code
+        )
+    except ApplicationError as exc:
+        return _application_error(exc)
+    return JsonResponse({"status": "verified"})
 
 
 def webchat_message_json(message: Any) -> dict[str, Any]:
@@ -285,4 +384,11 @@ def webchat_message_json(message: Any) -> dict[str, Any]:
     }
 
 
-__all__ = ["ChatbotHandoffApi", "webchat_messages", "webchat_session", "webhook"]
+__all__ = [
+    "ChatbotHandoffApi",
+    "webchat_messages",
+    "webchat_session",
+    "webchat_verify",
+    "webchat_verify_confirm",
+    "webhook",
+]

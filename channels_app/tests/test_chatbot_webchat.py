@@ -114,7 +114,9 @@ def test_webchat_session_message_and_poll(
         "client-0001",
     )
     ticket = Ticket.objects.get()
-    assert ticket.customer.email == "vera@example.com"
+    # What the visitor typed is a claim kept for agents, never the customer's address.
+    assert (ticket.customer.name, ticket.customer.email) == ("Vera", "")
+    assert Message.objects.get().metadata["claimed_email"] == "vera@example.com"
     assert client.get(started.json()["poll_url"]).status_code == 401
     assert (
         client.get(started.json()["poll_url"], HTTP_X_WEBCHAT_SESSION="forged").status_code == 403

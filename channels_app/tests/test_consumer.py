@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
+from unittest import mock
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
@@ -11,6 +13,7 @@ from channels.routing import URLRouter
 from channels_app.adapters.webchat.adapter import session_issue
 from channels_app.tests.conftest import make_account
 from support.websocket_urls import websocket_urlpatterns
+from tickets.models import Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,3 +79,79 @@ async def test_forged_session_is_closed() -> None:
     connected, code = await communicator.connect()
     assert not connected
     assert code == 4403
+
+
+def _signing_clock(at: float) -> Any:
+    return mock.patch("django.core.signing.time", mock.Mock(time=mock.Mock(return_value=at)))
+
+
+def _rate_clock() -> Any:
+    """A fixed rate-limit window (no minute boundary in the middle of a test)."""
+    return mock.patch("support.throttling.time", mock.Mock(time=mock.Mock(return_value=1.8e9)))
+
+
+async def test_expired_session_is_refused_with_4401() -> None:
+    account: Any = await database_sync_to_async(make_account)("webchat")
+    with _signing_clock(time.time() - 86400 - 5):
+        issued = session_issue(account, name="Vera", email="vera@example.com")
+    communicator = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
+    )
+    assert await communicator.connect() == (False, 4401)
+
+
+async def test_a_session_expiring_while_connected_is_closed() -> None:
+    account: Any = await database_sync_to_async(make_account)("webchat")
+    issued = session_issue(account, name="Vera", email="vera@example.com")
+    communicator = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    with _signing_clock(time.time() + 86400 + 5):
+        await communicator.send_json_to({"text": "still there?", "client_id": "client-ws-09"})
+        frame = await communicator.receive_json_from()
+        closed = await communicator.comm.receive_output(5)
+    assert frame == {
+        "type": "error",
+        "code": "session_expired",
+        "message": "This web chat session has expired; start a new chat session.",
+    }
+    assert closed == {"type": "websocket.close", "code": 4401}
+    assert not await database_sync_to_async(Message.objects.exists)()
+
+
+async def test_a_message_flood_gets_error_frames_and_the_socket_stays_up(settings: Any) -> None:
+    settings.WEBCHAT_WS_MESSAGES_PER_MINUTE = 3
+    account: Any = await database_sync_to_async(make_account)("webchat")
+    issued = session_issue(account, name="Vera", email="vera@example.com")
+    communicator = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    frames = []
+    with _rate_clock():
+        for n in range(5):
+            await communicator.send_json_to({"text": f"spam {n}", "client_id": f"client-fl-{n}"})
+            frames.append(await communicator.receive_json_from())
+    assert [f["type"] for f in frames] == ["ack", "ack", "ack", "error", "error"]
+    assert frames[3]["code"] == "rate_limited"
+    assert frames[3]["client_id"] == "client-fl-3"
+    assert frames[3]["retry_after"] >= 1
+    from channels_app.models import InboundEvent
+
+    assert await database_sync_to_async(InboundEvent.objects.count)() == 3
+    # Still connected: replies keep arriving.
+    from channels.layers import get_channel_layer
+
+    await get_channel_layer().group_send(
+        f"webchat-{issued['visitor_id']}",
+        {"type": "webchat.message", "message": {"id": 7, "from": "agent", "text": "Slow down"}},
+    )
+    pushed = await communicator.receive_json_from()
+    assert pushed["message"]["text"] == "Slow down"
+    await communicator.disconnect()

@@ -4,6 +4,10 @@
  *           data-token="WIDGET_TOKEN" data-base="https://SUPPORT_HOST" defer></script>
  * The visitor gives a name and email, then chats. Agent replies arrive over a websocket
  * (/ws/webchat/<token>/); when the socket is unavailable the widget polls.
+ * The typed email is only a claim: "Verify my email" asks for a one-time code sent to
+ * that address (POST /api/webchat/<token>/verify, then /verify/confirm) and links the chat
+ * to the customer's record once the code is entered. Sessions expire (401 / close 4401):
+ * the widget then starts over.
  * No dependencies, no CDN.
  */
 (function () {
@@ -46,7 +50,10 @@
     ".swc-form input{flex:1;padding:6px;border:1px solid #ccd;border-radius:4px}",
     ".swc-start{display:flex;flex-direction:column;gap:6px;padding:10px}",
     ".swc-start input{padding:6px;border:1px solid #ccd;border-radius:4px}",
-    ".swc-err{color:#b00;padding:0 10px}"
+    ".swc-err{color:#b00;padding:0 10px}",
+    ".swc-verify{display:flex;gap:6px;padding:0 8px 8px;font-size:12px;align-items:center}",
+    ".swc-verify input{width:90px;padding:4px;border:1px solid #ccd;border-radius:4px}",
+    ".swc-verify button{font-size:12px}"
   ].join(""));
   document.head.appendChild(css);
 
@@ -69,10 +76,21 @@
       method: method, headers: headers, body: data ? JSON.stringify(data) : undefined
     }).then(function (r) {
       return r.json().then(function (j) {
+        if (r.status === 401 && state && state.session) { expired(); }
         if (!r.ok) { throw new Error((j.error && j.error.message) || r.statusText); }
         return j;
       });
     });
+  }
+
+  function expired() {
+    // The session is over (WEBCHAT_SESSION_TTL_SECONDS): forget it and start again.
+    state = null; localStorage.removeItem(storeKey);
+    if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+    if (socket) { socket.onclose = null; socket.close(); socket = null; }
+    while (panel.lastChild && panel.lastChild !== error) { panel.removeChild(panel.lastChild); }
+    body.textContent = ""; lastId = 0; seen = {};
+    startView();
   }
 
   function show(msg) {
@@ -109,7 +127,11 @@
       if (data.type === "error") { error.textContent = data.message; }
     };
     socket.onopen = function () { if (pollTimer) { clearInterval(pollTimer); pollTimer = null; } };
-    socket.onclose = function () { socket = null; startPolling(); };
+    socket.onclose = function (ev) {
+      socket = null;
+      if (ev.code === 4401) { expired(); return; }
+      startPolling();
+    };
   }
 
   function send(text) {
@@ -134,7 +156,36 @@
       if (text) { send(text); input.value = ""; }
     });
     panel.appendChild(form);
+    panel.appendChild(verifyView());
     connect();
+  }
+
+  function verifyView() {
+    // Link the chat to your customer record: prove the address with a code sent there.
+    var box = el("div", { "class": "swc-verify" });
+    var ask = el("button", { type: "button" }, "Verify my email");
+    var code = el("input", { type: "text", inputmode: "numeric", maxlength: "6",
+                             "aria-label": "Code from the email", placeholder: "Code" });
+    var check = el("button", { type: "button" }, "Confirm");
+    code.hidden = true; check.hidden = true;
+    box.appendChild(ask); box.appendChild(code); box.appendChild(check);
+    ask.addEventListener("click", function () {
+      api("POST", "/api/webchat/" + token + "/verify", {})
+        .then(function (j) {
+          error.textContent = "We sent a code to " + j.email + ".";
+          code.hidden = false; check.hidden = false; code.focus();
+        })
+        .catch(function (e) { error.textContent = e.message; });
+    });
+    check.addEventListener("click", function () {
+      api("POST", "/api/webchat/" + token + "/verify/confirm", { code: code.value.trim() })
+        .then(function () {
+          box.textContent = "Email verified.";
+          error.textContent = "";
+        })
+        .catch(function (e) { error.textContent = e.message; });
+    });
+    return box;
   }
 
   function startView() {

@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
+from support.services import agent_access_changed
 
 
 def roles_from_claims(claims: dict[str, Any]) -> set[str]:
@@ -27,7 +28,9 @@ def roles_from_claims(claims: dict[str, Any]) -> set[str]:
 class GroupMappingOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
     def _sync_groups(self, user: Any, claims: dict[str, Any]) -> Any:
         wanted = roles_from_claims(claims)
-        for name in (AGENTS_GROUP, SUPERVISORS_GROUP):
+        roles = (AGENTS_GROUP, SUPERVISORS_GROUP)
+        before = set(user.groups.filter(name__in=roles).values_list("name", flat=True))
+        for name in roles:
             group, _ = Group.objects.get_or_create(name=name)
             if name in wanted:
                 user.groups.add(group)
@@ -35,6 +38,8 @@ class GroupMappingOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
                 user.groups.remove(group)
         user.is_staff = SUPERVISORS_GROUP in wanted
         user.save(update_fields=["is_staff"])
+        if before != wanted:  # the user's open workbench sockets re-check their access
+            agent_access_changed(user_ids=[user.pk], reason="sso roles")
         return user
 
     def create_user(self, claims: dict[str, Any]) -> Any:

@@ -224,3 +224,8 @@ class TicketStatusOutputSerializer(serializers.ModelSerializer):
 
 class TicketMergeInputSerializer(serializers.Serializer):
     into = serializers.CharField(max_length=20, help_text="Target ticket: 123 or T-000123.")
+    confirm_customer_merge = serializers.BooleanField(
+        default=False,
+        help_text="Required (unless a supervisor) when the two tickets belong to different "
+        "customers: the source customer's channel identities then move to the target's.",
+    )

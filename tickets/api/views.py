@@ -186,7 +186,8 @@ class TicketStatusApi(APIView):
 
 class TicketMergeApi(APIView):
     """Merge this ticket into ``into`` (timeline, tags and identities move; see
-    ``tickets.services.ticket_merge``)."""
+    ``tickets.services.ticket_merge``). Tickets of two different customers need a
+    supervisor or ``confirm_customer_merge: true`` (400 otherwise); audited."""
 
     @extend_schema(
         operation_id="tickets_merge",
@@ -198,5 +199,10 @@ class TicketMergeApi(APIView):
         serializer = s.TicketMergeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         target = selectors.ticket_get_visible(serializer.validated_data["into"], user=request.user)
-        services.ticket_merge(source=source, target=target, actor=request.user)
+        services.ticket_merge(
+            source=source,
+            target=target,
+            actor=request.user,
+            confirm_customer_merge=serializer.validated_data["confirm_customer_merge"],
+        )
         return Response(s.TicketOutputSerializer(selectors.ticket_get(target.pk)).data)

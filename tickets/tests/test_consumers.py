@@ -163,3 +163,97 @@ async def test_events_url_is_filtered_too(agent):
     await _ticket(customer, other, "not for this agent")
     assert await _drain(communicator) == []
     await communicator.disconnect()
+
+
+# --- access re-checked while connected (issue #13, Low) ---------------------------------
+
+
+@database_sync_to_async
+def _leave_team(user, team, *, announce):
+    from django.db import transaction
+
+    with transaction.atomic():
+        team.members.remove(user)
+        if announce:
+            from support.services import agent_access_changed
+
+            agent_access_changed(user_ids=[user.pk], reason="test")
+
+
+async def _connected(user):
+    communicator = _communicator(user)
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from() == {"type": "ready"}
+    return communicator
+
+
+async def test_agent_removed_from_a_team_stops_receiving_its_events(agent):
+    customer, mine, _ = await _world(agent)
+    communicator = await _connected(agent)
+    before = await _ticket(customer, mine, "while a member")
+    assert {m["event"]["ticket_id"] for m in await _drain(communicator)} == {before.pk}
+    await _leave_team(agent, mine, announce=True)
+    await _ticket(customer, mine, "after leaving")
+    assert await _drain(communicator) == []  # the access event itself is never forwarded
+    await communicator.disconnect()
+
+
+async def test_a_subscription_rechecks_membership(agent):
+    customer, mine, _ = await _world(agent)
+    ticket = await _ticket(customer, mine, "team ticket")
+    communicator = await _connected(agent)
+    await _drain(communicator)
+    await _leave_team(agent, mine, announce=False)  # e.g. changed in a shell
+    viewing = {"type": "presence", "ticket_id": ticket.pk, "state": "viewing"}
+    await communicator.send_json_to(viewing)
+    assert await _drain(communicator) == []  # no presence on a ticket it can't see now
+    await _ticket(customer, mine, "later")
+    assert await _drain(communicator) == []
+    await communicator.disconnect()
+
+
+async def test_access_is_rechecked_periodically_while_events_flow(agent, settings):
+    settings.WORKBENCH_WS_ACCESS_RECHECK_SECONDS = 0
+    customer, mine, _ = await _world(agent)
+    communicator = await _connected(agent)
+    await _leave_team(agent, mine, announce=False)
+    await _ticket(customer, mine, "after leaving")
+    assert await _drain(communicator) == []
+    await communicator.disconnect()
+
+
+async def test_a_deactivated_agent_is_disconnected(agent):
+    from support.services import agent_access_changed
+
+    await _world(agent)
+    communicator = await _connected(agent)
+
+    @database_sync_to_async
+    def deactivate():
+        type(agent).objects.filter(pk=agent.pk).update(is_active=False)
+        agent_access_changed(user_ids=[agent.pk], reason="test")
+
+    await deactivate()
+    closed = await communicator.receive_output(1)
+    assert closed == {"type": "websocket.close", "code": 4401}
+    await communicator.wait(1)
+
+
+@pytest.mark.django_db
+def test_admin_membership_changes_announce_an_access_event(client, supervisor, agent):
+    from django.urls import reverse
+
+    from support.events import ACCESS_CHANGED_EVENT
+
+    team = Team.objects.create(name="Billing", slug="billing")
+    team.members.add(agent)
+    client.force_login(supervisor)
+    response = client.post(
+        reverse("admin:tickets_team_change", args=[team.pk]),
+        {"name": "Billing", "slug": "billing", "description": "", "members": []},
+    )
+    assert response.status_code == 302, response.content
+    assert list(team.members.all()) == []
+    events = OutboxEvent.objects.filter(event_type=ACCESS_CHANGED_EVENT)
+    assert [e.payload["user_id"] for e in events] == [agent.pk]

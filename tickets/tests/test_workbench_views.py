@@ -262,7 +262,8 @@ def test_merge_moves_timeline_and_redirects_old_number(agent_web, agent, custome
     [target] = _tickets(customer, 1)
     source = services.ticket_create(customer=other, subject="dup", body="same issue")
     url = reverse("ticket-merge", kwargs={"ref": source.number})
-    response = agent_web.post(url, {"into": target.number})
+    # Two customers: the agent confirms that Bob's identities move to Ada.
+    response = agent_web.post(url, {"into": target.number, "confirm_customer_merge": "1"})
     assert response.status_code == 302
     assert response["Location"] == f"/tickets/{target.number}/"
     source.refresh_from_db()

@@ -136,10 +136,11 @@ class EmailAdapter(ChannelAdapter):
     def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
         base = str(getattr(settings, "SENDGRID_API_BASE", "https://api.sendgrid.com")).rstrip("/")
         subject = outbound.subject or "Your request"
-        if not subject.lower().startswith("re:"):
-            subject = f"Re: {subject}"
-        if f"[{outbound.ticket_number}]" not in subject:
-            subject = f"{subject} [{outbound.ticket_number}]"
+        if outbound.ticket_number:  # a reply on a ticket (else a notice, e.g. a code)
+            if not subject.lower().startswith("re:"):
+                subject = f"Re: {subject}"
+            if f"[{outbound.ticket_number}]" not in subject:
+                subject = f"{subject} [{outbound.ticket_number}]"
         headers: dict[str, str] = {"Message-ID": outbound.outgoing_message_id}
         if outbound.thread_message_ids:
             headers["In-Reply-To"] = outbound.thread_message_ids[-1]

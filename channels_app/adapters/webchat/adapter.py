@@ -1,5 +1,11 @@
 """Web chat: our embeddable widget. Visitors hold a server-signed session token;
-agent replies go out over the Channels layer (websocket) and stay pollable."""
+agent replies go out over the Channels layer (websocket) and stay pollable.
+
+A web visitor is anonymous: the name and email typed into the widget are claims, never an
+identity. The email travels as ``claimed_email`` in the message metadata (shown to agents
+as unverified) and is never used to find a customer; the visitor becomes a guest
+customer, linked to a real one only after proving the address (``channels_app.verification``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.core import signing
 
 from channels_app.adapters.base import (
@@ -34,20 +41,43 @@ def visitor_group(visitor_id: str) -> str:
     return f"webchat-{visitor_id}"
 
 
-def session_issue(account: ChannelAccount, *, name: str, email: str) -> dict[str, str]:
+class SessionExpired(SignatureError):
+    """A genuine session past ``WEBCHAT_SESSION_TTL_SECONDS``: 401, start a new one."""
+
+    def __init__(self) -> None:
+        super().__init__("This web chat session has expired; start a new chat session.", status=401)
+
+
+def session_ttl() -> int:
+    """Seconds a session token is valid (``WEBCHAT_SESSION_TTL_SECONDS``)."""
+    return int(settings.WEBCHAT_SESSION_TTL_SECONDS)
+
+
+def session_issue(account: ChannelAccount, *, name: str, email: str) -> dict[str, Any]:
+    """A new visitor id and its signed token. ``signing.dumps`` stamps the issue time
+    (``TimestampSigner``), which :func:`session_read` checks against the TTL. The email is
+    only what the visitor typed: a claim, kept for agents to see, never trusted."""
     visitor_id = "v_" + secrets.token_hex(12)
     token = signing.dumps(
         {"a": account.pk, "v": visitor_id, "n": name[:200], "e": email[:254]}, salt=SESSION_SALT
     )
-    return {"visitor_id": visitor_id, "session": token}
+    return {"visitor_id": visitor_id, "session": token, "expires_in": session_ttl()}
 
 
-def session_read(account: ChannelAccount, token: str) -> dict[str, Any]:
-    """The session's claims; ``SignatureError`` when forged or for another widget."""
+def session_read(
+    account: ChannelAccount, token: str, *, check_expiry: bool = True
+) -> dict[str, Any]:
+    """The session's claims; ``SignatureError`` when missing (401), expired (401), forged
+    or for another widget (403). ``check_expiry=False`` only for deliveries already
+    accepted while the session was valid (processing may run later)."""
     if not token:
         raise SignatureError("Missing web chat session.", status=401)
     try:
-        claims = signing.loads(token, salt=SESSION_SALT)
+        claims = signing.loads(
+            token, salt=SESSION_SALT, max_age=session_ttl() if check_expiry else None
+        )
+    except signing.SignatureExpired:
+        raise SessionExpired() from None
     except signing.BadSignature:
         raise SignatureError("Invalid web chat session.", status=403) from None
     if not isinstance(claims, dict) or claims.get("a") != account.pk:
@@ -58,6 +88,7 @@ def session_read(account: ChannelAccount, token: str) -> dict[str, Any]:
 class WebchatAdapter(ChannelAdapter):
     channel = "webchat"
     kept_headers = ("content-type", "user-agent", SESSION_HEADER)
+    trusts_sender_email = False  # anyone can type any address into the widget
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         session_read(account, request.header(SESSION_HEADER))
@@ -76,21 +107,26 @@ class WebchatAdapter(ChannelAdapter):
             raise MalformedPayload("'client_id' is required (8 to 64 characters).")
 
     def delivery_id(self, request: WebhookRequest) -> str:
+        # Runs right after verify(): the signature (and expiry) were checked there.
         claims = signing.loads(request.header(SESSION_HEADER), salt=SESSION_SALT)
         return f"{claims['v']}:{json_body(request.body)['client_id']}"
 
     def parse(self, account: ChannelAccount, request: WebhookRequest) -> list[Event]:
-        claims = session_read(account, request.header(SESSION_HEADER))
+        # Accepted while the session was valid; processing (or a re-drive) may come later.
+        claims = session_read(account, request.header(SESSION_HEADER), check_expiry=False)
         data = json_body(request.body)
+        metadata = {"page_url": str(data.get("page_url", ""))[:500]}
+        if claims.get("e"):
+            metadata["claimed_email"] = str(claims["e"])[:254]
         return [
             InboundMessage(
                 external_message_id=f"{claims['v']}:{data['client_id']}",
                 sender_id=claims["v"],
                 sender_name=claims.get("n", ""),
-                sender_email=claims.get("e", ""),
+                sender_email="",  # a claim, not an identity: see the module docstring
                 text=data["text"].strip(),
                 subject=f"Web chat: {data['text'].strip()[:80]}",
-                metadata={"page_url": str(data.get("page_url", ""))[:500]},
+                metadata=metadata,
             )
         ]
 

@@ -1,0 +1,448 @@
+"""Web chat visitors are anonymous (issue #13, item 3): a typed email never links a visitor
+to an existing customer; proving the address with a one-time code sent by the email
+channel does (merge, audited); sessions expire."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from typing import Any
+from unittest import mock
+
+import pytest
+import responses
+from django.test import Client
+
+from channels_app import services
+from channels_app.adapters.webchat.adapter import session_issue
+from channels_app.models import WebchatVerification, WebchatVerificationAttempt
+from channels_app.tests.conftest import make_account
+from support.models import AuditLog
+from tickets import services as ticket_services
+from tickets.models import ChannelIdentity, Customer, Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+SENDGRID = "https://api.sendgrid.com/v3/mail/send"
+
+
+@pytest.fixture
+def web() -> Client:
+    """A browser with its own address (rate limits are per IP and live in Redis)."""
+    return Client(REMOTE_ADDR=f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.7")
+
+
+@pytest.fixture
+def victim(agent: Any) -> Customer:
+    """A real customer with a web chat history: an open ticket and an agent's reply."""
+    customer = Customer.objects.create(name="Ana Real", email="ana@example.com")
+    account = make_account("webchat")
+    ChannelIdentity.objects.create(customer=customer, channel="webchat", external_id="v_ana")
+    ticket = ticket_services.ticket_create(
+        customer=customer,
+        subject="My order",
+        body="Where is order 991?",
+        channel="webchat",
+        channel_account_id=str(account.pk),
+        origin_platform_id="v_ana",
+    )
+    with mock.patch("channels_app.adapters.webchat.adapter.get_channel_layer"):
+        ticket_services.message_add(
+            ticket=ticket, body="Order 991 ships to 1 Secret Road tomorrow.", author_user=agent
+        )
+    return customer
+
+
+def signing_clock(at: float) -> Any:
+    """Django's signing (session tokens) sees ``at`` as the current time."""
+    return mock.patch("django.core.signing.time", mock.Mock(time=mock.Mock(return_value=at)))
+
+
+def _start(web: Client, account: Any, email: str, name: str = "Mallory") -> dict[str, Any]:
+    started = web.post(
+        f"/api/webchat/{account.webhook_token}/session",
+        data={"name": name, "email": email},
+        content_type="application/json",
+    )
+    assert started.status_code == 201, started.content
+    return dict(started.json())
+
+
+def _say(web: Client, capture: Any, started: dict[str, Any], text: str) -> None:
+    with capture(execute=True):
+        sent = web.post(
+            started["messages_url"],
+            data={"text": text, "client_id": secrets.token_hex(6)},
+            content_type="application/json",
+            HTTP_X_WEBCHAT_SESSION=started["session"],
+        )
+    assert sent.status_code == 200, sent.content
+
+
+def _poll(web: Client, started: dict[str, Any]) -> list[str]:
+    polled = web.get(started["poll_url"], HTTP_X_WEBCHAT_SESSION=started["session"])
+    assert polled.status_code == 200, polled.content
+    return [m["text"] for m in polled.json()["messages"]]
+
+
+@pytest.mark.parametrize("path", ["bulk", "one_by_one"])
+def test_typing_an_existing_customers_email_links_nothing(
+    web: Client, victim: Customer, django_capture_on_commit_callbacks: Any, path: str
+) -> None:
+    account = make_account("webchat")
+    started = _start(web, account, "ANA@example.com ")
+    plain = services._message_is_plain if path == "bulk" else (lambda *_: False)
+    with mock.patch.object(services, "_message_is_plain", side_effect=plain):
+        _say(web, django_capture_on_commit_callbacks, started, "Hi, it's Ana. Order status?")
+        _say(web, django_capture_on_commit_callbacks, started, "And my address?")
+
+    ticket = Ticket.objects.get(origin_platform_id=started["visitor_id"])
+    guest = ticket.customer
+    assert guest.pk != victim.pk
+    assert (guest.name, guest.email) == ("Mallory", "")  # a guest: no email identity
+    identity = ChannelIdentity.objects.get(external_id=started["visitor_id"])
+    assert identity.customer == guest
+    assert victim.tickets.count() == 1
+    assert not Message.objects.filter(ticket__customer=victim, body_text__contains="Ana.").exists()
+    # The typed address is kept for agents, marked as a claim.
+    assert {m.metadata["claimed_email"] for m in ticket.messages.all()} == {"ANA@example.com"}
+    # The visitor sees its own conversation only, none of the victim's replies.
+    assert _poll(web, started) == ["Hi, it's Ana. Order status?", "And my address?"]
+
+
+def test_the_agent_sees_the_claim_as_unverified(
+    web: Client, victim: Customer, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    account = make_account("webchat")
+    started = _start(web, account, "ana@example.com")
+    _say(web, django_capture_on_commit_callbacks, started, "Hello")
+    ticket = Ticket.objects.get(origin_platform_id=started["visitor_id"])
+    agent_web = Client()
+    agent_web.force_login(agent)
+    page = agent_web.get(f"/tickets/{ticket.number}/").content.decode()
+    assert "ana@example.com" in page
+    assert "unverified" in page
+    assert "Ana Real" not in page  # not the victim's profile, orders or tickets
+    assert "My order" not in page
+
+
+def test_expired_session_is_401_with_a_clear_message(
+    web: Client, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    account = make_account("webchat")
+    started = _start(web, account, "vera@example.com")
+    assert started["expires_in"] == settings.WEBCHAT_SESSION_TTL_SECONDS == 86400
+    _say(web, django_capture_on_commit_callbacks, started, "before it expires")
+    later = time.time() + 86400 + 5
+    with signing_clock(later):
+        polled = web.get(started["poll_url"], HTTP_X_WEBCHAT_SESSION=started["session"])
+        posted = web.post(
+            started["messages_url"],
+            data={"text": "after", "client_id": "client-late-1"},
+            content_type="application/json",
+            HTTP_X_WEBCHAT_SESSION=started["session"],
+        )
+        verify = web.post(started["verify_url"], data={}, HTTP_X_WEBCHAT_SESSION=started["session"])
+    assert polled.status_code == 401
+    assert polled.json()["error"] == {
+        "code": "session_expired",
+        "message": "This web chat session has expired; start a new chat session.",
+        "details": {},
+    }
+    assert posted.status_code == 401
+    assert "expired" in posted.json()["error"]["message"]
+    assert verify.status_code == 401
+    assert Message.objects.filter(body_text="after").count() == 0
+
+
+def test_session_lifetime_is_a_setting(web: Client, settings: Any) -> None:
+    settings.WEBCHAT_SESSION_TTL_SECONDS = 60
+    account = make_account("webchat")
+    started = _start(web, account, "vera@example.com")
+    assert started["expires_in"] == 60
+    with signing_clock(time.time() + 61):
+        polled = web.get(started["poll_url"], HTTP_X_WEBCHAT_SESSION=started["session"])
+    assert polled.status_code == 401
+
+
+def test_a_delivery_accepted_before_expiry_is_still_processed_after() -> None:
+    """Processing (or an admin re-drive) may run after the session expired."""
+    account = make_account("webchat")
+    issued = session_issue(account, name="Vera", email="vera@example.com")
+    request = services.webhook_request_build(
+        headers={"X-Webchat-Session": issued["session"], "content-type": "application/json"},
+        body=json.dumps({"text": "late processing", "client_id": "client-0042"}).encode(),
+        query={},
+    )
+    event, _ = services.inbound_receive(account=account, request=request)
+    with signing_clock(time.time() + 90000):
+        services.inbound_event_process(event_id=event.pk)
+    assert Message.objects.filter(body_text="late processing").count() == 1
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+def _email_account() -> Any:
+    account = make_account("email")
+    account.settings = {"from_email": "support@acme.test"}
+    account.save()
+    return account
+
+
+def _sent_code() -> str:
+    body = json.loads(responses.calls[-1].request.body or b"")
+    match = re.search(r"code is (\d{6})", body["content"][0]["value"])
+    assert match, body
+    return match.group(1)
+
+
+def test_verify_without_an_email_channel_is_a_clear_409_and_links_nothing(
+    web: Client, victim: Customer, django_capture_on_commit_callbacks: Any
+) -> None:
+    account = make_account("webchat")
+    started = _start(web, account, "ana@example.com")
+    _say(web, django_capture_on_commit_callbacks, started, "Hello")
+    response = web.post(
+        started["verify_url"],
+        data={},
+        content_type="application/json",
+        HTTP_X_WEBCHAT_SESSION=started["session"],
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "email_channel_unavailable"
+    assert "no email channel" in response.json()["error"]["message"]
+    assert WebchatVerification.objects.count() == 0
+    guest = Ticket.objects.get(origin_platform_id=started["visitor_id"]).customer
+    assert guest.pk != victim.pk
+
+
+@responses.activate
+def test_a_verified_code_merges_the_guest_into_the_addresss_customer(
+    web: Client, victim: Customer, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    _email_account()
+    account = make_account("webchat")
+    started = _start(web, account, "ana@example.com", name="Ana")
+    _say(web, django_capture_on_commit_callbacks, started, "Hi, it's really me")
+    guest_ticket = Ticket.objects.get(origin_platform_id=started["visitor_id"])
+    guest = guest_ticket.customer
+    headers = {"HTTP_X_WEBCHAT_SESSION": started["session"]}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = web.post(started["verify_url"], data={}, content_type="application/json", **headers)
+    assert asked.status_code == 202, asked.content
+    assert asked.json() == {"status": "sending", "email": "ana@example.com", "expires_in": 600}
+    [call] = responses.calls
+    mail = json.loads(call.request.body or b"")
+    assert mail["personalizations"] == [{"to": [{"email": "ana@example.com"}]}]
+    assert mail["subject"] == "Your chat verification code"
+    code = _sent_code()
+
+    # Hashed at rest: the code appears in no stored row.
+    verification = WebchatVerification.objects.get()
+    assert verification.status == "succeeded"
+    stored = json.dumps(
+        [
+            list(WebchatVerification.objects.values().get().values()),
+            list(WebchatVerificationAttempt.objects.values_list()),
+        ],
+        default=str,
+    )
+    assert code not in stored
+
+    wrong = "000000" if code != "000000" else "111111"
+    refused = web.post(
+        started["verify_confirm_url"],
+        data={"code": wrong},
+        content_type="application/json",
+        **headers,
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == {
+        "code": "invalid_code",
+        "message": "Wrong code; 4 attempts left.",
+        "details": {},
+    }
+    assert Ticket.objects.get(pk=guest_ticket.pk).customer_id == guest.pk
+
+    with django_capture_on_commit_callbacks(execute=True):
+        confirmed = web.post(
+            started["verify_confirm_url"],
+            data={"code": code},
+            content_type="application/json",
+            **headers,
+        )
+    assert confirmed.status_code == 200, confirmed.content
+    assert confirmed.json() == {"status": "verified"}
+    assert Ticket.objects.get(pk=guest_ticket.pk).customer_id == victim.pk
+    assert ChannelIdentity.objects.get(external_id=started["visitor_id"]).customer == victim
+    assert not Customer.objects.filter(pk=guest.pk).exists()
+    assert Message.objects.filter(author_customer=victim, body_text="Hi, it's really me").exists()
+    actions = list(AuditLog.objects.order_by("id").values_list("action", "object_id", "details"))
+    assert [(a, o) for a, o, _ in actions] == [
+        ("customer.merge", str(victim.pk)),
+        ("webchat.visitor_verified", str(victim.pk)),
+    ]
+    assert actions[0][2]["source_customer_id"] == guest.pk
+    assert actions[1][2]["merged_guest_customer_id"] == guest.pk
+    # The visitor's next message now goes to the verified customer; it still sees only
+    # its own conversation.
+    _say(web, django_capture_on_commit_callbacks, started, "thanks")
+    assert Message.objects.get(body_text="thanks").ticket.customer == victim
+    assert "Order 991 ships to 1 Secret Road tomorrow." not in _poll(web, started)
+    # A used code does not work twice.
+    again = web.post(
+        started["verify_confirm_url"],
+        data={"code": code},
+        content_type="application/json",
+        **headers,
+    )
+    assert again.status_code == 400
+
+
+@responses.activate
+def test_verifying_an_unknown_address_makes_the_guest_that_customer(
+    web: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(SENDGRID, status=202)
+    _email_account()
+    account = make_account("webchat")
+    started = _start(web, account, "typo@example.com", name="Nia")
+    _say(web, django_capture_on_commit_callbacks, started, "hello")
+    guest = Ticket.objects.get(origin_platform_id=started["visitor_id"]).customer
+    headers = {"HTTP_X_WEBCHAT_SESSION": started["session"]}
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = web.post(
+            started["verify_url"],
+            data={"email": "nia@example.com"},
+            content_type="application/json",
+            **headers,
+        )
+    assert asked.status_code == 202
+    confirmed = web.post(
+        started["verify_confirm_url"],
+        data={"code": _sent_code()},
+        content_type="application/json",
+        **headers,
+    )
+    assert confirmed.status_code == 200
+    guest.refresh_from_db()
+    assert guest.email == "nia@example.com"
+    assert list(AuditLog.objects.order_by("id").values_list("action", flat=True)) == [
+        "customer.email_verified",
+        "webchat.visitor_verified",
+    ]
+
+
+@responses.activate
+def test_codes_are_limited_per_address_and_guesses_per_code(
+    web: Client, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(SENDGRID, status=202)
+    _email_account()
+    account = make_account("webchat")
+    settings.WEBCHAT_VERIFY_CODES_PER_HOUR = 2
+    sessions = [_start(web, account, "ana@example.com") for _ in range(3)]
+    answers = []
+    for started in sessions:
+        with django_capture_on_commit_callbacks(execute=True):
+            answers.append(
+                web.post(
+                    started["verify_url"],
+                    data={},
+                    content_type="application/json",
+                    HTTP_X_WEBCHAT_SESSION=started["session"],
+                )
+            )
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert answers[2].json()["error"]["code"] == "rate_limited"
+    assert len(responses.calls) == 2
+
+    code = _sent_code()
+    headers = {"HTTP_X_WEBCHAT_SESSION": sessions[1]["session"]}
+    wrong = str((int(code) + 1) % 1_000_000).zfill(6)
+    statuses = [
+        web.post(
+            sessions[1]["verify_confirm_url"],
+            data={"code": wrong},
+            content_type="application/json",
+            **headers,
+        ).status_code
+        for _ in range(settings.WEBCHAT_VERIFY_MAX_ATTEMPTS)
+    ]
+    assert statuses == [400] * 5
+    locked = web.post(
+        sessions[1]["verify_confirm_url"],
+        data={"code": code},
+        content_type="application/json",
+        **headers,
+    )
+    assert locked.status_code == 400
+    assert locked.json()["error"]["message"] == "Too many wrong codes: ask for a new one."
+    assert WebchatVerification.objects.filter(verified_at__isnull=False).count() == 0
+
+
+@responses.activate
+def test_a_failed_send_is_retried_and_recorded(
+    web: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(SENDGRID, status=503)
+    responses.post(SENDGRID, status=202)
+    _email_account()
+    account = make_account("webchat")
+    started = _start(web, account, "ana@example.com")
+    with (
+        mock.patch("channels_app.verification.backoff_seconds", return_value=0.0),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        asked = web.post(
+            started["verify_url"],
+            data={},
+            content_type="application/json",
+            HTTP_X_WEBCHAT_SESSION=started["session"],
+        )
+    assert asked.status_code == 202
+    verification = WebchatVerification.objects.get()
+    assert (verification.status, verification.attempts) == ("succeeded", 2)
+    assert list(verification.attempt_log.values_list("outcome", "http_status")) == [
+        ("retryable", 503),
+        ("success", 202),
+    ]
+
+
+def test_widget_offers_verification_and_restarts_expired_sessions() -> None:
+    from django.contrib.staticfiles import finders
+
+    path = finders.find("webchat/widget.js")
+    assert path is not None
+    with open(path, encoding="utf-8") as fh:
+        script = fh.read()
+    assert '"/verify"' in script
+    assert '"/verify/confirm"' in script
+    assert "4401" in script
+
+
+@responses.activate
+def test_a_verified_chat_cannot_be_moved_to_another_address(
+    web: Client, victim: Customer, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Proving a second address must not merge two real customers."""
+    responses.post(SENDGRID, status=202)
+    _email_account()
+    other = Customer.objects.create(name="Other", email="other@example.com")
+    account = make_account("webchat")
+    started = _start(web, account, "ana@example.com")
+    _say(web, django_capture_on_commit_callbacks, started, "hello")
+    headers = {"HTTP_X_WEBCHAT_SESSION": started["session"], "content_type": "application/json"}
+    for email, expected in (("ana@example.com", 200), ("other@example.com", 409)):
+        with django_capture_on_commit_callbacks(execute=True):
+            web.post(started["verify_url"], data={"email": email}, **headers)
+        answer = web.post(started["verify_confirm_url"], data={"code": _sent_code()}, **headers)
+        assert answer.status_code == expected, answer.content
+    assert answer.json()["error"]["code"] == "already_verified"
+    assert Customer.objects.filter(pk__in=[victim.pk, other.pk]).count() == 2
+    assert ChannelIdentity.objects.get(external_id=started["visitor_id"]).customer == victim

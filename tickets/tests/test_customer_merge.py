@@ -1,0 +1,158 @@
+"""Moving channel identities between customers (issue #13, Low "Merge"): an agent must
+confirm a merge of two customers' tickets (supervisors need not), and every such move is
+in the audit log; the customer merge service re-points everything and is audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from support.models import AuditLog
+from tickets import services
+from tickets.models import ChannelIdentity, Customer, Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_customers(customer: Customer) -> tuple[Ticket, Ticket, Customer]:
+    bob = Customer.objects.create(name="Bob", email="bob@example.com")
+    services.channel_identity_link(customer=bob, channel="whatsapp", external_id="+4477")
+    target = services.ticket_create(customer=customer, subject="Ada's", body="hello")
+    source = services.ticket_create(customer=bob, subject="Bob's", body="same issue")
+    return source, target, bob
+
+
+def test_agent_api_merge_of_two_customers_needs_confirmation(
+    agent_client: Any,
+    agent: Any,
+    two_customers: tuple[Ticket, Ticket, Customer],
+    customer: Customer,
+) -> None:
+    source, target, bob = two_customers
+    url = f"/api/tickets/{source.number}/merge"
+    refused = agent_client.post(url, {"into": target.number}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"] == {
+        "confirm_customer_merge": ["Required to merge tickets of two customers."]
+    }
+    assert Ticket.objects.get(pk=source.pk).merged_into_id is None
+    assert ChannelIdentity.objects.get(external_id="+4477").customer == bob
+    assert not AuditLog.objects.exists()
+
+    merged = agent_client.post(
+        url, {"into": target.number, "confirm_customer_merge": True}, format="json"
+    )
+    assert merged.status_code == 200
+    assert ChannelIdentity.objects.get(external_id="+4477").customer == customer
+    [row] = AuditLog.objects.all()
+    assert (row.action, row.object_type, row.object_id, row.actor) == (
+        "ticket.merge_customers",
+        "ticket",
+        str(target.pk),
+        agent,
+    )
+    assert row.details == {
+        "source_ticket_id": source.pk,
+        "target_ticket_id": target.pk,
+        "source_customer_id": bob.pk,
+        "target_customer_id": customer.pk,
+        "moved_identities": 1,
+        "confirmed": True,
+        "by_supervisor": False,
+    }
+
+
+def test_agent_workbench_merge_of_two_customers_needs_confirmation(
+    client: Client, agent: Any, two_customers: tuple[Ticket, Ticket, Customer]
+) -> None:
+    source, target, bob = two_customers
+    client.force_login(agent)
+    url = reverse("ticket-merge", kwargs={"ref": source.number})
+    refused = client.post(url, {"into": target.number}, HTTP_REFERER=f"/tickets/{source.number}/")
+    assert refused.status_code == 302
+    assert refused["Location"] == f"/tickets/{source.number}/"
+    assert Ticket.objects.get(pk=source.pk).merged_into_id is None
+    assert ChannelIdentity.objects.get(external_id="+4477").customer == bob
+    page = client.get(f"/tickets/{source.number}/").content.decode()
+    assert "belong to different customers" in page
+    assert 'name="confirm_customer_merge"' in page
+    assert not AuditLog.objects.exists()
+
+
+def test_supervisor_merges_without_confirmation_and_it_is_audited(
+    supervisor_client: Any, two_customers: tuple[Ticket, Ticket, Customer]
+) -> None:
+    source, target, _ = two_customers
+    response = supervisor_client.post(
+        f"/api/tickets/{source.number}/merge", {"into": target.number}, format="json"
+    )
+    assert response.status_code == 200
+    [row] = AuditLog.objects.all()
+    assert row.action == "ticket.merge_customers"
+    assert (row.details["confirmed"], row.details["by_supervisor"]) == (False, True)
+
+
+def test_same_customer_merge_needs_no_confirmation_and_no_audit(
+    agent_client: Any, customer: Customer
+) -> None:
+    target = services.ticket_create(customer=customer, subject="one", body="a")
+    source = services.ticket_create(customer=customer, subject="two", body="b")
+    response = agent_client.post(
+        f"/api/tickets/{source.number}/merge", {"into": target.number}, format="json"
+    )
+    assert response.status_code == 200
+    assert not AuditLog.objects.exists()
+
+
+def test_customer_merge_repoints_every_row_and_is_audited(customer: Customer) -> None:
+    guest = Customer.objects.create(name="Guest")
+    services.channel_identity_link(customer=guest, channel="webchat", external_id="v_1")
+    ticket = services.ticket_create(customer=guest, subject="Hi", body="hello", channel="webchat")
+    services.message_add(ticket=ticket, body="more", direction="inbound", author_customer=guest)
+    result = services.customer_merge(source=guest, target=customer, reason="test")
+    assert result == customer
+    assert not Customer.objects.filter(pk=guest.pk).exists()
+    ticket.refresh_from_db()
+    assert ticket.customer == customer
+    assert ChannelIdentity.objects.get(external_id="v_1").customer == customer
+    assert set(
+        Message.objects.filter(ticket=ticket, direction="inbound").values_list(
+            "author_customer", flat=True
+        )
+    ) == {customer.pk}
+    note = Message.objects.filter(ticket=ticket, kind="system").latest("id")
+    assert note.body_text == "Customer record merged into Ada Lovelace (test)."
+    [row] = AuditLog.objects.all()
+    assert (row.action, row.object_id) == ("customer.merge", str(customer.pk))
+    assert row.details["source_customer_id"] == guest.pk
+    assert row.details["tickets"] == [ticket.pk]
+
+
+def test_moving_an_identity_in_the_admin_is_audited(
+    client: Client, supervisor: Any, customer: Customer
+) -> None:
+    bob = Customer.objects.create(name="Bob", email="bob@example.com")
+    identity = services.channel_identity_link(customer=bob, channel="whatsapp", external_id="+4477")
+    client.force_login(supervisor)
+    url = reverse("admin:tickets_channelidentity_change", args=[identity.pk])
+    response = client.post(
+        url,
+        {
+            "customer": customer.pk,
+            "channel": "whatsapp",
+            "external_id": "+4477",
+            "display_name": "",
+        },
+    )
+    assert response.status_code == 302, response.content
+    assert ChannelIdentity.objects.get(pk=identity.pk).customer == customer
+    [row] = AuditLog.objects.all()
+    assert (row.action, row.actor, row.details) == (
+        "channel_identity.move",
+        supervisor,
+        {"channel": "whatsapp", "from_customer_id": bob.pk, "to_customer_id": customer.pk},
+    )
