@@ -90,6 +90,19 @@ def get_list(
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def get_cidr_list(name: str) -> list[str]:
+    """A comma list of IP networks (``10.0.0.0/8, 2001:db8::/32``), checked at start-up."""
+    import ipaddress
+
+    values = get_list(name, [])
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP network ({exc})") from exc
+    return values
+
+
 def check_required() -> None:
     """Raise once, listing every required production setting that is missing."""
     if _MISSING:

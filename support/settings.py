@@ -227,7 +227,15 @@ if DEBUG:
     )
 API_RATE_LIMIT_PER_MINUTE = env.get_int("API_RATE_LIMIT_PER_MINUTE", 1200)
 API_ANON_RATE_LIMIT_PER_MINUTE = env.get_int("API_ANON_RATE_LIMIT_PER_MINUTE", 120)
-TRUST_X_FORWARDED_FOR = env.get_bool("TRUST_X_FORWARDED_FOR", default=False)
+# Which X-Forwarded-For entries to believe (support.throttling.client_ip_from_meta): none
+# by default (the socket address is the client); behind N proxies we run (an ALB: 1) the
+# right-most address not written by them. TRUST_X_FORWARDED_FOR=true (older name) = 1 hop.
+TRUSTED_PROXY_HOPS = env.get_int(
+    "TRUSTED_PROXY_HOPS", 1 if env.get_bool("TRUST_X_FORWARDED_FOR", default=False) else 0
+)
+TRUSTED_PROXY_CIDRS = env.get_cidr_list("TRUSTED_PROXY_CIDRS")
+# Failed API-key authentications per client IP and minute before further attempts get 429.
+API_AUTH_FAILURE_LIMIT_PER_MINUTE = env.get_int("API_AUTH_FAILURE_LIMIT_PER_MINUTE", 20)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Support platform API",
     "DESCRIPTION": "Tickets, channels, routing, knowledge base and call analytics.",
