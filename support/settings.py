@@ -314,6 +314,16 @@ CHANNELS_INBOUND_MAX_ATTEMPTS = env.get_int("CHANNELS_INBOUND_MAX_ATTEMPTS", 5)
 CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE = env.get_int(
     "CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE", 60000
 )
+# Largest webhook body per channel: JSON events (about 1 MB; the platforms send far less)
+# and e-mail (SendGrid posts whole messages with their attachments). Checked on
+# Content-Length before reading, and again while reading.
+CHANNELS_WEBHOOK_MAX_BYTES = env.get_int("CHANNELS_WEBHOOK_MAX_BYTES", 1_048_576)
+CHANNELS_EMAIL_WEBHOOK_MAX_BYTES = env.get_int("CHANNELS_EMAIL_WEBHOOK_MAX_BYTES", 26_214_400)
+# Subscription handshakes (GET: X's CRC, Meta's hub.challenge) per minute, per IP and per
+# account: the platforms send a few an hour.
+CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE = env.get_int(
+    "CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE", 30
+)
 CHANNELS_EMAIL_MESSAGE_ID_DOMAIN = env.get_str("CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", "support.local")
 WHATSAPP_WINDOW_HOURS = env.get_int("WHATSAPP_WINDOW_HOURS", 24)
 META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook.com")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,24 @@ if TYPE_CHECKING:
 MEDIA_KINDS = {"photo": "image", "video": "video", "animated_gif": "video"}
 
 
+# What X sends as crc_token: base64 text (in practice the base64 of a random UUID,
+# 48 characters). The answer is HMAC(consumer secret, token), exactly the signature a
+# POST whose body equals the token would carry, so anything that could be a delivery
+# body (JSON above all) is refused instead of signed.
+CRC_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{1,128}={0,2}")
+
+
+def crc_token_acceptable(token: str) -> bool:
+    """Whether ``token`` has the shape of X's CRC tokens (and is not JSON)."""
+    if not CRC_TOKEN.fullmatch(token):
+        return False
+    try:
+        json.loads(token)  # "123", "true", "null" are base64-alphabet JSON
+    except ValueError:
+        return True
+    return False
+
+
 def x_signature(consumer_secret: str, data: bytes) -> str:
     """``sha256=`` + base64 HMAC-SHA256, used for both CRC and webhook signatures."""
     return "sha256=" + base64.b64encode(hmac_sha256(consumer_secret, data)).decode("ascii")
@@ -59,6 +78,12 @@ class TwitterAdapter(ChannelAdapter):
         token = query.get("crc_token", "")
         if not token:
             return 400, "Expected crc_token.", "text/plain"
+        if not crc_token_acceptable(token):
+            return (
+                400,
+                "crc_token must be base64 text of at most 128 characters, as X sends it.",
+                "text/plain",
+            )
         if not account.consumer_secret:
             return 403, "This account has no consumer secret configured.", "text/plain"
         body = json.dumps(
