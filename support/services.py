@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
@@ -179,12 +180,18 @@ def _schedule() -> None:
 
 
 API_KEY_CACHE_SECONDS = 10.0
-# key hash → (expires at, monotonic clock; the key or None for unknown keys)
-known_api_keys: dict[str, tuple[float, ApiKey | None]] = {}
+# Keys that exist: key hash → (expires at, monotonic clock; the key). Bounded by the keys
+# in the database.
+known_api_keys: dict[str, tuple[float, ApiKey]] = {}
+# Hashes of keys that do not exist → expires at. Anyone can send random keys, so this one
+# is bounded: beyond API_KEY_NEGATIVE_CACHE_SIZE the oldest entries go first.
+API_KEY_NEGATIVE_CACHE_SIZE = 1024
+unknown_api_keys: OrderedDict[str, float] = OrderedDict()
 
 
 def forget_api_key(key_hash: str) -> None:
     known_api_keys.pop(key_hash, None)
+    unknown_api_keys.pop(key_hash, None)
 
 
 def hash_api_key(raw_key: str) -> str:
