@@ -324,6 +324,10 @@ CHANNELS_EMAIL_WEBHOOK_MAX_BYTES = env.get_int("CHANNELS_EMAIL_WEBHOOK_MAX_BYTES
 CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE = env.get_int(
     "CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE", 30
 )
+# Media downloads: https only, from each channel's CDN hosts (plus "<channel>:<host>"
+# entries here), at most CHANNELS_MEDIA_MAX_BYTES (streamed, refused past the cap).
+CHANNELS_MEDIA_MAX_BYTES = env.get_int("CHANNELS_MEDIA_MAX_BYTES", 26_214_400)
+CHANNELS_MEDIA_EXTRA_HOSTS = env.get_list("CHANNELS_MEDIA_EXTRA_HOSTS", [])
 CHANNELS_EMAIL_MESSAGE_ID_DOMAIN = env.get_str("CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", "support.local")
 WHATSAPP_WINDOW_HOURS = env.get_int("WHATSAPP_WINDOW_HOURS", 24)
 META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook.com")

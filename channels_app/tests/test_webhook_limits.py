@@ -134,9 +134,7 @@ def test_x_crc_refuses_tokens_of_another_shape(client: Client, token: str) -> No
     assert "response_token" not in response.content.decode()
 
 
-def test_handshakes_are_rate_limited_per_ip_and_per_account(
-    client: Client, settings: Any
-) -> None:
+def test_handshakes_are_rate_limited_per_ip_and_per_account(client: Client, settings: Any) -> None:
     settings.CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE = 2
     account = make_account("twitter")
     codes = [

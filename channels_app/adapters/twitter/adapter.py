@@ -28,6 +28,8 @@ from channels_app.adapters.base import (
     hmac_sha256,
     http_call,
     json_body,
+    media_download,
+    media_hosts,
 )
 from channels_app.adapters.twitter.oauth1 import authorization_header
 from support.errors import PermanentError
@@ -64,6 +66,7 @@ def x_signature(consumer_secret: str, data: bytes) -> str:
 class TwitterAdapter(ChannelAdapter):
     channel = "twitter"
     kept_headers = ("content-type", "user-agent", "x-twitter-webhooks-signature")
+    media_hosts = ("ton.twitter.com", "ton.x.com", "twimg.com")
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         given = request.header("x-twitter-webhooks-signature")
@@ -201,10 +204,11 @@ class TwitterAdapter(ChannelAdapter):
             token=token,
             token_secret=account.token_secret,
         )
-        response = http_call("GET", media.url, headers={"Authorization": header})
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        content, content_type = media_download(
+            media.url, allowed_hosts=media_hosts(self), headers={"Authorization": header}
+        )
         return FetchedMedia(
-            content=response.content,
+            content=content,
             content_type=content_type or media.mime_type or "application/octet-stream",
             filename=media.filename or media.url.rsplit("/", 1)[-1] or "media",
         )
