@@ -415,6 +415,8 @@ CALLS_TRANSCRIBE_POLL_SECONDS = env.get_int("CALLS_TRANSCRIBE_POLL_SECONDS", 30)
 CALLS_BDA_PROJECT_ARN = env.get_str("CALLS_BDA_PROJECT_ARN")
 CALLS_BDA_PROFILE_ARN = env.get_str("CALLS_BDA_PROFILE_ARN")
 CALLS_SNS_TOPIC_ARNS = env.get_list("CALLS_SNS_TOPIC_ARNS", [])
+# SNS messages received over HTTP (calls, knowledge events) older than this are refused.
+SNS_MAX_AGE_SECONDS = env.get_int("SNS_MAX_AGE_SECONDS", 3600)
 CALLS_ALERT_SNS_TOPIC_ARN = env.get_str("CALLS_ALERT_SNS_TOPIC_ARN")
 CALLS_IVR_MAX_RETRIES = env.get_int("CALLS_IVR_MAX_RETRIES", 3)
 SALESFORCE_ENABLED = env.get_bool("SALESFORCE_ENABLED", default=False)
