@@ -24,6 +24,7 @@ SECRET_KEY = env.get_str(
     "django-insecure-local-development-key-never-used-in-production",
     required_in_prod=True,
 )
+# On only where ENVIRONMENT=dev is set explicitly (an unset ENVIRONMENT means prod).
 DEBUG = env.get_bool("DEBUG", default=ENVIRONMENT == "dev")
 ALLOWED_HOSTS = env.get_list(
     "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], required_in_prod=True
