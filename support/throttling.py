@@ -94,23 +94,26 @@ def client_ip_from_meta(meta: Mapping[str, Any]) -> str:
 
 # --- fail-open accounting --------------------------------------------------------------
 
-_fail_open_lock = threading.Lock()
-_fail_open = {"count": 0, "logged_at": 0.0}
+
+class _FailOpen:
+    lock = threading.Lock()
+    count = 0
+    logged_at = 0.0
 
 
 def fail_open_count() -> int:
     """Requests this process let through unchecked because Redis was unavailable."""
-    return _fail_open["count"]
+    return _FailOpen.count
 
 
 def _record_fail_open(exc: Exception) -> None:
     now = time.monotonic()
-    with _fail_open_lock:
-        _fail_open["count"] += 1
-        count = _fail_open["count"]
-        due = count == 1 or now - _fail_open["logged_at"] >= FAIL_OPEN_LOG_EVERY_SECONDS
+    with _FailOpen.lock:
+        _FailOpen.count += 1
+        count = _FailOpen.count
+        due = count == 1 or now - _FailOpen.logged_at >= FAIL_OPEN_LOG_EVERY_SECONDS
         if due:
-            _fail_open["logged_at"] = now
+            _FailOpen.logged_at = now
     if due:  # at most one line per FAIL_OPEN_LOG_EVERY_SECONDS under a long outage
         logger.error(
             "Rate limiter unavailable (Redis: %s); request allowed unchecked "

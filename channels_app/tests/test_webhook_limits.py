@@ -73,7 +73,7 @@ def test_refusals_that_need_no_body_do_not_read_it(case: str, settings: Any) -> 
     )
     if case == "oversize":
         request.META["CONTENT_LENGTH"] = "5000000"
-    request._stream = Unreadable()  # type: ignore[attr-defined]
+    request._stream = Unreadable()  # type: ignore[assignment]
     response = views.webhook(request, channel="whatsapp", token=token)
     expected = {"unknown_token": 404, "rate_limited": 429, "oversize": 413}[case]
     assert response.status_code == expected

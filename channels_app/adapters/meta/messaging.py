@@ -38,7 +38,7 @@ ATTACHMENT_KINDS = {
 class MessagingPlatformAdapter(MetaAdapter):
     object_name: str
     # Attachment payload URLs: scontent.*.fbcdn.net, cdn.fbsbx.com, lookaside.fbsbx.com.
-    media_hosts = ("fbcdn.net", "fbsbx.com")
+    media_hosts: tuple[str, ...] = ("fbcdn.net", "fbsbx.com")
 
     def check_well_formed(self, request: WebhookRequest) -> None:
         data = json_body(request.body)

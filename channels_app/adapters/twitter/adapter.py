@@ -66,7 +66,7 @@ def x_signature(consumer_secret: str, data: bytes) -> str:
 class TwitterAdapter(ChannelAdapter):
     channel = "twitter"
     kept_headers = ("content-type", "user-agent", "x-twitter-webhooks-signature")
-    media_hosts = ("ton.twitter.com", "ton.x.com", "twimg.com")
+    media_hosts: tuple[str, ...] = ("ton.twitter.com", "ton.x.com", "twimg.com")
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         given = request.header("x-twitter-webhooks-signature")

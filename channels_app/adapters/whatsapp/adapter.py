@@ -45,7 +45,7 @@ WINDOW_CLOSED_CODE = "whatsapp_window_closed"
 class WhatsAppAdapter(MetaAdapter):
     channel = "whatsapp"
     # The Graph API answers a media id with a lookaside.fbsbx.com URL.
-    media_hosts = ("fbsbx.com", "whatsapp.net")
+    media_hosts: tuple[str, ...] = ("fbsbx.com", "whatsapp.net")
 
     def check_well_formed(self, request: WebhookRequest) -> None:
         data = json_body(request.body)
