@@ -15,4 +15,4 @@ stop:
 	@.venv/bin/python scripts/services.py stop --profile run
 
 lint:
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy . && .venv/bin/lint-imports
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && ENVIRONMENT=test .venv/bin/mypy . && .venv/bin/lint-imports

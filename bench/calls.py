@@ -29,6 +29,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+os.environ.setdefault("ENVIRONMENT", "dev")  # local defaults (unset would mean prod)
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 

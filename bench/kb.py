@@ -31,6 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+os.environ.setdefault("ENVIRONMENT", "dev")  # local defaults (unset would mean prod)
 
 import django  # noqa: E402
 

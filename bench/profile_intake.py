@@ -33,6 +33,7 @@ def main() -> None:
 
     os.environ.update(services.start("run"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+    os.environ.setdefault("ENVIRONMENT", "dev")  # local defaults (unset would mean prod)
     os.environ["DEBUG"] = "false"
     import django
 

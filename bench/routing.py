@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+os.environ.setdefault("ENVIRONMENT", "dev")  # local defaults (unset would mean prod)
 
 import django
 

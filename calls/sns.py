@@ -3,8 +3,10 @@ and subscription confirmation.
 
 The signing certificate is fetched only from an ``https://sns.<region>.amazonaws.com``
 host (the check AWS documents), cached, and must verify the signature over the
-canonical string of the message's fields. The fetch and the confirmation GET go through
-:class:`SnsHttp`, a tiny adapter tests replace.
+canonical string of the message's fields. A message whose ``Timestamp`` is more than
+``SNS_MAX_AGE_SECONDS`` (an hour) old is refused: a signature never expires, so an old
+message seen anywhere could otherwise be replayed (``support.sns``). The fetch and the
+confirmation GET go through :class:`SnsHttp`, a tiny adapter tests replace.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.core.cache import cache
+
+from support.sns import StaleMessage, sns_timestamp_check
 
 SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
@@ -88,7 +92,11 @@ def _certificate(url: str) -> x509.Certificate:
 
 
 def verify(message: dict[str, Any]) -> None:
-    """Raise :class:`SnsVerificationError` unless the message is signed by SNS."""
+    """Raise :class:`SnsVerificationError` unless the message is signed by SNS and recent."""
+    try:
+        sns_timestamp_check(message)  # first: a stale message costs no certificate fetch
+    except StaleMessage as exc:
+        raise SnsVerificationError(str(exc)) from exc
     version = str(message.get("SignatureVersion", ""))
     if version not in ("1", "2"):
         raise SnsVerificationError(f"Unsupported SignatureVersion {version!r}.")

@@ -1130,7 +1130,12 @@ def _status_apply(channel: str, status: StatusUpdate) -> bool:
 
 
 def attachment_download(*, attachment_id: int) -> bool:
-    """Fetch a referenced attachment through its channel adapter and store it."""
+    """Fetch a referenced attachment through its channel adapter and store it.
+
+    Adapters download only from their channel's media hosts and stop past
+    ``CHANNELS_MEDIA_MAX_BYTES`` (``adapters.base.media_download``); the size is checked
+    again here so that no adapter can store more.
+    """
     attachment = Attachment.objects.select_related("message__ticket").get(pk=attachment_id)
     if attachment.file:
         return False
@@ -1149,6 +1154,12 @@ def attachment_download(*, attachment_id: int) -> bool:
             filename=attachment.filename,
         ),
     )
+    from channels_app.adapters.base import media_max_bytes
+
+    if len(fetched.content) > media_max_bytes():
+        raise PermanentError(
+            f"Media larger than {media_max_bytes()} bytes (CHANNELS_MEDIA_MAX_BYTES)."
+        )
     ticket_services.attachment_content_store(
         attachment=attachment,
         content=fetched.content,

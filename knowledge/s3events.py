@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from support.errors import InvalidInput
+from support.sns import StaleMessage, sns_timestamp_check
 
 UPSERT, DELETE = "upsert", "delete"
 
@@ -70,18 +71,27 @@ def _records(body: dict[str, Any]) -> list[S3ObjectEvent]:
     return events
 
 
-def parse_events(body: Any) -> list[S3ObjectEvent]:
-    """The object events in one delivery (possibly none); malformed input raises."""
+def parse_events(body: Any, *, sns_fresh: bool = False) -> list[S3ObjectEvent]:
+    """The object events in one delivery (possibly none); malformed input raises.
+
+    ``sns_fresh``: SNS envelopes must carry a recent ``Timestamp`` (HTTP intake; a queue
+    read from SQS may legitimately hold older ones).
+    """
     if isinstance(body, (str, bytes)):
         try:
             body = json.loads(body)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"body: invalid JSON ({exc.msg})") from exc
     if isinstance(body, list):
-        return [e for item in body for e in parse_events(item)]
+        return [e for item in body for e in parse_events(item, sns_fresh=sns_fresh)]
     if not isinstance(body, dict):
         raise InvalidInput("body: a JSON object is required")
     if body.get("Type") == "Notification" and isinstance(body.get("Message"), str):
+        if sns_fresh:
+            try:
+                sns_timestamp_check(body)
+            except StaleMessage as exc:
+                raise InvalidInput(str(exc)) from exc
         return parse_events(body["Message"])  # SNS envelope
     if body.get("Event") == "s3:TestEvent":
         return []

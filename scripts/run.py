@@ -98,6 +98,7 @@ def main() -> None:
             "--workers",
             WEB_WORKERS,
             "--no-access-log",
+            "--no-proxy-headers",  # the app reads X-Forwarded-For itself (TRUSTED_PROXY_*)
             "--timeout-graceful-shutdown",
             "5",
         ],

@@ -212,7 +212,12 @@ def start(profile: str) -> dict[str, str]:
     env["DATABASE_URL"] = os.environ.get("DATABASE_URL") or start_postgres(profile)
     env["REDIS_URL"] = os.environ.get("REDIS_URL") or start_redis(profile)
     out = DATA / ("env" if profile == "run" else "env-test")
-    out.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    lines = dict(env)
+    if profile == "run":
+        # manage.py reads .devdata/env: local commands (shell, migrate ...) run as dev.
+        # Only in the file: the returned env must not override the caller's ENVIRONMENT.
+        lines["ENVIRONMENT"] = "dev"
+    out.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     return env
 
 

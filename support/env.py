@@ -1,7 +1,9 @@
 """The one reader of process environment variables.
 
 Every setting comes through here so that defaults are safe locally and
-``ENVIRONMENT=prod`` fails fast on anything missing.
+``ENVIRONMENT=prod`` fails fast on anything missing. An unset ``ENVIRONMENT`` is treated
+as ``prod`` (DEBUG off, required settings enforced): local development says
+``ENVIRONMENT=dev`` explicitly (``make run`` does, and writes it to ``.devdata/env``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ _MISSING: list[str] = []
 _NO_DEFAULT = object()
 
 
+def environment_is_set() -> bool:
+    return _raw("ENVIRONMENT") is not None
+
+
 def environment() -> str:
-    value = os.environ.get("ENVIRONMENT", "dev").strip().lower()
+    """dev, test or prod; unset means prod (the safe configuration)."""
+    value = (_raw("ENVIRONMENT") or "prod").lower()
     if value not in {"dev", "test", "prod"}:
         raise ImproperlyConfigured(f"ENVIRONMENT must be dev, test or prod, not {value!r}")
     return value
@@ -90,11 +97,31 @@ def get_list(
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def get_cidr_list(name: str) -> list[str]:
+    """A comma list of IP networks (``10.0.0.0/8, 2001:db8::/32``), checked at start-up."""
+    import ipaddress
+
+    values = get_list(name, [])
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP network ({exc})") from exc
+    return values
+
+
 def check_required() -> None:
     """Raise once, listing every required production setting that is missing."""
     if _MISSING:
         names = ", ".join(sorted(set(_MISSING)))
+        if environment_is_set():
+            raise ImproperlyConfigured(
+                f"ENVIRONMENT=prod but these settings are missing: {names}. "
+                "See .env.example and docs/settings.md."
+            )
         raise ImproperlyConfigured(
-            f"ENVIRONMENT=prod but these settings are missing: {names}. "
-            "See .env.example and docs/settings.md."
+            "ENVIRONMENT is not set, so the production rules apply (DEBUG off, secure "
+            f"cookies, HTTPS), and these settings are missing: {names}. Set them (and "
+            "ENVIRONMENT=prod), or set ENVIRONMENT=dev for local development "
+            "(`make run` does). See .env.example and docs/settings.md."
         )

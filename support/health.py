@@ -1,4 +1,5 @@
-"""``GET /health``: PostgreSQL, Redis and a live Celery worker, each reported."""
+"""``GET /health``: PostgreSQL, Redis and a live Celery worker, each reported, and this
+process's counters of what it let through unchecked (``counters``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from django.db.utils import Error as DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from support.throttling import fail_open_count
 
 _celery_cache: dict[str, Any] = {"at": 0.0, "result": None}
 CELERY_CACHE_SECONDS = 5.0
@@ -70,6 +73,12 @@ def health(request: HttpRequest) -> JsonResponse:
         parts["celery"] = {"status": "down", "error": "broker (Redis) is down"}
     healthy = all(part["status"] == "ok" for part in parts.values())
     return JsonResponse(
-        {"status": "ok" if healthy else "degraded", "checks": parts},
+        {
+            "status": "ok" if healthy else "degraded",
+            "checks": parts,
+            # Requests this web process let through without a rate-limit check because
+            # Redis was unavailable (per process, since it started).
+            "counters": {"rate_limit_fail_open": fail_open_count()},
+        },
         status=200 if healthy else 503,
     )

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Iterable
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
@@ -183,12 +184,18 @@ def _schedule() -> None:
 
 
 API_KEY_CACHE_SECONDS = 10.0
-# key hash → (expires at, monotonic clock; the key or None for unknown keys)
-known_api_keys: dict[str, tuple[float, ApiKey | None]] = {}
+# Keys that exist: key hash → (expires at, monotonic clock; the key). Bounded by the keys
+# in the database.
+known_api_keys: dict[str, tuple[float, ApiKey]] = {}
+# Hashes of keys that do not exist → expires at. Anyone can send random keys, so this one
+# is bounded: beyond API_KEY_NEGATIVE_CACHE_SIZE the oldest entries go first.
+API_KEY_NEGATIVE_CACHE_SIZE = 1024
+unknown_api_keys: OrderedDict[str, float] = OrderedDict()
 
 
 def forget_api_key(key_hash: str) -> None:
     known_api_keys.pop(key_hash, None)
+    unknown_api_keys.pop(key_hash, None)
 
 
 def hash_api_key(raw_key: str) -> str:

@@ -25,6 +25,7 @@ SECRET_KEY = env.get_str(
     "django-insecure-local-development-key-never-used-in-production",
     required_in_prod=True,
 )
+# On only where ENVIRONMENT=dev is set explicitly (an unset ENVIRONMENT means prod).
 DEBUG = env.get_bool("DEBUG", default=ENVIRONMENT == "dev")
 ALLOWED_HOSTS = env.get_list(
     "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], required_in_prod=True
@@ -229,7 +230,15 @@ if DEBUG:
     )
 API_RATE_LIMIT_PER_MINUTE = env.get_int("API_RATE_LIMIT_PER_MINUTE", 1200)
 API_ANON_RATE_LIMIT_PER_MINUTE = env.get_int("API_ANON_RATE_LIMIT_PER_MINUTE", 120)
-TRUST_X_FORWARDED_FOR = env.get_bool("TRUST_X_FORWARDED_FOR", default=False)
+# Which X-Forwarded-For entries to believe (support.throttling.client_ip_from_meta): none
+# by default (the socket address is the client); behind N proxies we run (an ALB: 1) the
+# right-most address not written by them. TRUST_X_FORWARDED_FOR=true (older name) = 1 hop.
+TRUSTED_PROXY_HOPS = env.get_int(
+    "TRUSTED_PROXY_HOPS", 1 if env.get_bool("TRUST_X_FORWARDED_FOR", default=False) else 0
+)
+TRUSTED_PROXY_CIDRS = env.get_cidr_list("TRUSTED_PROXY_CIDRS")
+# Failed API-key authentications per client IP and minute before further attempts get 429.
+API_AUTH_FAILURE_LIMIT_PER_MINUTE = env.get_int("API_AUTH_FAILURE_LIMIT_PER_MINUTE", 20)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Support platform API",
     "DESCRIPTION": "Tickets, channels, routing, knowledge base and call analytics.",
@@ -312,6 +321,20 @@ CHANNELS_INBOUND_MAX_ATTEMPTS = env.get_int("CHANNELS_INBOUND_MAX_ATTEMPTS", 5)
 CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE = env.get_int(
     "CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE", 60000
 )
+# Largest webhook body per channel: JSON events (about 1 MB; the platforms send far less)
+# and e-mail (SendGrid posts whole messages with their attachments). Checked on
+# Content-Length before reading, and again while reading.
+CHANNELS_WEBHOOK_MAX_BYTES = env.get_int("CHANNELS_WEBHOOK_MAX_BYTES", 1_048_576)
+CHANNELS_EMAIL_WEBHOOK_MAX_BYTES = env.get_int("CHANNELS_EMAIL_WEBHOOK_MAX_BYTES", 26_214_400)
+# Subscription handshakes (GET: X's CRC, Meta's hub.challenge) per minute, per IP and per
+# account: the platforms send a few an hour.
+CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE = env.get_int(
+    "CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE", 30
+)
+# Media downloads: https only, from each channel's CDN hosts (plus "<channel>:<host>"
+# entries here), at most CHANNELS_MEDIA_MAX_BYTES (streamed, refused past the cap).
+CHANNELS_MEDIA_MAX_BYTES = env.get_int("CHANNELS_MEDIA_MAX_BYTES", 26_214_400)
+CHANNELS_MEDIA_EXTRA_HOSTS = env.get_list("CHANNELS_MEDIA_EXTRA_HOSTS", [])
 CHANNELS_EMAIL_MESSAGE_ID_DOMAIN = env.get_str("CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", "support.local")
 # Inbound e-mail failing SPF and DKIM (aligned with From), or replying to another
 # customer's ticket: "mark" (suspicious, own ticket), "reject" (quarantined event), "off"
@@ -417,6 +440,8 @@ CALLS_TRANSCRIBE_POLL_SECONDS = env.get_int("CALLS_TRANSCRIBE_POLL_SECONDS", 30)
 CALLS_BDA_PROJECT_ARN = env.get_str("CALLS_BDA_PROJECT_ARN")
 CALLS_BDA_PROFILE_ARN = env.get_str("CALLS_BDA_PROFILE_ARN")
 CALLS_SNS_TOPIC_ARNS = env.get_list("CALLS_SNS_TOPIC_ARNS", [])
+# SNS messages received over HTTP (calls, knowledge events) older than this are refused.
+SNS_MAX_AGE_SECONDS = env.get_int("SNS_MAX_AGE_SECONDS", 3600)
 CALLS_ALERT_SNS_TOPIC_ARN = env.get_str("CALLS_ALERT_SNS_TOPIC_ARN")
 CALLS_IVR_MAX_RETRIES = env.get_int("CALLS_IVR_MAX_RETRIES", 3)
 SALESFORCE_ENABLED = env.get_bool("SALESFORCE_ENABLED", default=False)

@@ -1,13 +1,23 @@
 """Rate limits per API key, per user and per IP: a fixed one-minute window in Redis.
 
-Over the limit the API answers 429 with ``Retry-After``.
+Over the limit the API answers 429 with ``Retry-After``. When Redis cannot be reached the
+limiter lets requests through (an outage of the limiter must not become an outage of the
+product) but never silently: each such request is counted in this process
+(:func:`fail_open_count`, reported by ``/health``) and logged with the running count.
+
+The client address of a request is the socket peer unless proxies are trusted
+(``TRUSTED_PROXY_HOPS`` / ``TRUSTED_PROXY_CIDRS``): then it is the right-most
+``X-Forwarded-For`` address that was not written by a trusted proxy. Everything to the
+left of that is what the client itself sent and is never believed.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -21,20 +31,96 @@ from support.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
+FAIL_OPEN_LOG_EVERY_SECONDS = 10.0
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def client_ip(request: Request) -> str:
     return client_ip_from_meta(request.META)
 
 
+def _parse_ip(value: str) -> str | None:
+    """The canonical address in ``value`` (ports and IPv6 brackets stripped), else None."""
+    value = value.strip().strip('"')
+    if value.startswith("["):  # "[2001:db8::1]:443"
+        value = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:  # "203.0.113.9:5678"
+        value = value.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+@cache
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def _trusted_by_cidr(address: str | None, networks: Sequence[IPNetwork]) -> bool:
+    if address is None or not networks:
+        return False
+    ip = ipaddress.ip_address(address)
+    return any(ip.version == net.version and ip in net for net in networks)
+
+
 def client_ip_from_meta(meta: Mapping[str, Any]) -> str:
-    # Behind a load balancer the first X-Forwarded-For hop is the client (only when
-    # the proxy is trusted, which TRUST_X_FORWARDED_FOR turns on).
-    if getattr(settings, "TRUST_X_FORWARDED_FOR", False):
-        forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return str(forwarded).split(",")[0].strip()
-    return str(meta.get("REMOTE_ADDR", "unknown"))
+    """The client's address: the socket peer (``REMOTE_ADDR``) unless proxies are trusted.
+
+    With ``TRUSTED_PROXY_HOPS = n`` the last ``n`` addresses of the chain (the
+    ``X-Forwarded-For`` entries followed by the socket peer) are proxies we run; with
+    ``TRUSTED_PROXY_CIDRS`` any address inside those networks is one. Walking the chain
+    from the right, the first address that is not a trusted proxy is the client. A
+    client cannot move that position by sending its own ``X-Forwarded-For``: proxies
+    append, so whatever it sends ends up further left.
+    """
+    remote = str(meta.get("REMOTE_ADDR") or "unknown")
+    hops = int(getattr(settings, "TRUSTED_PROXY_HOPS", 0) or 0)
+    networks = _networks(tuple(getattr(settings, "TRUSTED_PROXY_CIDRS", ()) or ()))
+    if hops <= 0 and not networks:
+        return remote
+    forwarded = str(meta.get("HTTP_X_FORWARDED_FOR") or "")
+    chain = [part.strip() for part in forwarded.split(",") if part.strip()] + [remote]
+    for position, raw in enumerate(reversed(chain)):
+        address = _parse_ip(raw)
+        if position < hops or _trusted_by_cidr(address, networks):
+            continue
+        return address or raw[:64]
+    # Every address is a trusted proxy (or the chain is shorter than the hops we expect):
+    # the left-most one is the farthest we can see.
+    return _parse_ip(chain[0]) or chain[0][:64]
+
+
+# --- fail-open accounting --------------------------------------------------------------
+
+
+class _FailOpen:
+    lock = threading.Lock()
+    count = 0
+    logged_at = 0.0
+
+
+def fail_open_count() -> int:
+    """Requests this process let through unchecked because Redis was unavailable."""
+    return _FailOpen.count
+
+
+def _record_fail_open(exc: Exception) -> None:
+    now = time.monotonic()
+    with _FailOpen.lock:
+        _FailOpen.count += 1
+        count = _FailOpen.count
+        due = count == 1 or now - _FailOpen.logged_at >= FAIL_OPEN_LOG_EVERY_SECONDS
+        if due:
+            _FailOpen.logged_at = now
+    if due:  # at most one line per FAIL_OPEN_LOG_EVERY_SECONDS under a long outage
+        logger.error(
+            "Rate limiter unavailable (Redis: %s); request allowed unchecked "
+            "(%d allowed unchecked by this process so far)",
+            type(exc).__name__,
+            count,
+        )
 
 
 # Count and set the expiry in one command (a MULTI/EXEC pipeline costs twice the CPU here).
@@ -57,10 +143,25 @@ def hit(bucket: str, limit: int) -> float | None:
     key = f"ratelimit:{bucket}:{window}"
     try:
         count = int(_incr_script()(keys=[key], args=[WINDOW_SECONDS + 5]))
-    except redis.RedisError:
-        logger.warning("Rate limiter unavailable (Redis); allowing the request")
+    except redis.RedisError as exc:
+        _record_fail_open(exc)
         return None
     if count > limit:
+        return max(1.0, (window + 1) * WINDOW_SECONDS - now)
+    return None
+
+
+def over_limit(bucket: str, limit: int) -> float | None:
+    """Like :func:`hit` without counting: the seconds to wait when ``bucket`` has already
+    reached ``limit`` in this window, else None (also when Redis is unavailable)."""
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    try:
+        raw = get_redis().get(f"ratelimit:{bucket}:{window}")
+    except redis.RedisError as exc:
+        _record_fail_open(exc)
+        return None
+    if raw is not None and int(raw) >= limit:
         return max(1.0, (window + 1) * WINDOW_SECONDS - now)
     return None
 

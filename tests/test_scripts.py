@@ -39,8 +39,10 @@ def test_given_urls_are_used_and_nothing_is_started(monkeypatch, tmp_path):
         "DATABASE_URL": "postgresql://u@db.internal/x",
         "REDIS_URL": "redis://cache.internal:6379/0",
     }
+    # manage.py reads this file: local commands run as ENVIRONMENT=dev (unset means prod).
     assert (tmp_path / "env").read_text() == (
         "DATABASE_URL=postgresql://u@db.internal/x\nREDIS_URL=redis://cache.internal:6379/0\n"
+        "ENVIRONMENT=dev\n"
     )
 
 
@@ -52,6 +54,7 @@ def test_test_profile_writes_its_own_env_file(monkeypatch, tmp_path):
     monkeypatch.delenv("REDIS_URL", raising=False)
     assert services.start("test") == {"DATABASE_URL": "pg-test", "REDIS_URL": "redis-test"}
     assert (tmp_path / "env-test").exists()
+    assert "ENVIRONMENT" not in (tmp_path / "env-test").read_text()
     assert not (tmp_path / "env").exists()
 
 

@@ -129,6 +129,11 @@ def put_bda_outputs(s3: Any) -> None:
     )
 
 
+def sns_now(delta: timedelta = timedelta()) -> str:
+    """An SNS Timestamp (messages over an hour old are refused as replays)."""
+    return (datetime.now(UTC) + delta).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def notification(message: dict[str, Any]) -> dict[str, Any]:
     return {
         "Type": "Notification",
@@ -136,7 +141,7 @@ def notification(message: dict[str, Any]) -> dict[str, Any]:
         "TopicArn": TOPIC,
         "Subject": None,
         "Message": json.dumps(message),
-        "Timestamp": "2026-11-20T12:00:00.000Z",
+        "Timestamp": sns_now(),
         "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&SubscriptionArn=x",
     }
 
@@ -236,7 +241,7 @@ def test_sns_subscription_confirmation(api_client, aws, signer, django_capture_o
             "TopicArn": TOPIC,
             "Message": "You have chosen to subscribe...",
             "SubscribeURL": subscribe_url,
-            "Timestamp": "2026-11-20T12:00:00.000Z",
+            "Timestamp": sns_now(),
         },
         version="1",
     )
@@ -244,6 +249,32 @@ def test_sns_subscription_confirmation(api_client, aws, signer, django_capture_o
     assert response.status_code == 200
     assert signer.http.urls == [CERT_URL, subscribe_url]
     assert CallEvent.objects.get().status == EventStatus.PROCESSED
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "accepted"),
+    [
+        (timedelta(minutes=-59), True),
+        (timedelta(minutes=-61), False),  # a replay of a message seen an hour ago
+        (timedelta(days=-30), False),
+        (timedelta(minutes=10), False),  # from the future
+        (None, False),
+    ],
+)
+def test_sns_messages_older_than_an_hour_are_refused(
+    api_client, aws, signer, timestamp, accepted, django_capture_on_commit_callbacks
+):
+    message = notification({"note": "not a recording"})
+    message["Timestamp"] = sns_now(timestamp) if timestamp is not None else "yesterday"
+    response = post_sns(api_client, signer(message), django_capture_on_commit_callbacks)
+    if accepted:  # past the checks (the content itself is the intake's business)
+        assert response.status_code != 403
+        assert signer.http.urls == [CERT_URL]
+    else:
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "bad_signature"
+        assert signer.http.urls == []  # refused before fetching any certificate
+        assert not CallEvent.objects.exists()
 
 
 @pytest.mark.parametrize("tamper", ["signature", "cert_host", "topic"])

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from django.conf import settings
@@ -146,6 +147,9 @@ class ChannelAdapter(ABC):
     #: Whether ``InboundMessage.sender_email`` is vouched for by the channel and may find
     #: an existing customer. False where the sender types it (web chat): never trusted.
     trusts_sender_email: bool = True
+    #: Hosts media may be downloaded from (a name also allows its subdomains); more per
+    #: channel with ``CHANNELS_MEDIA_EXTRA_HOSTS``. Empty: no downloads by URL.
+    media_hosts: tuple[str, ...] = ()
 
     @abstractmethod
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
@@ -208,9 +212,14 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
         response = requests.request(method, url, **kwargs)  # noqa: S113 - timeout set above
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+    _raise_for_status(response)
+    return response
+
+
+def _raise_for_status(response: requests.Response) -> None:
     outcome = classify_http_status(response.status_code)
     if outcome == AttemptOutcome.SUCCESS:
-        return response
+        return
     detail = f"HTTP {response.status_code}: {response.text[:500]}"
     error: RetryableError | PermanentError
     if outcome == AttemptOutcome.RETRYABLE:
@@ -222,6 +231,88 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
     setattr(error, "http_status", response.status_code)  # noqa: B010
     setattr(error, "response_text", response.text[:2000])  # noqa: B010
     raise error
+
+
+# --- media downloads -------------------------------------------------------------------
+
+MEDIA_MAX_REDIRECTS = 3
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def media_max_bytes() -> int:
+    return int(getattr(settings, "CHANNELS_MEDIA_MAX_BYTES", 26_214_400))
+
+
+def media_hosts(adapter: ChannelAdapter) -> tuple[str, ...]:
+    """The adapter's media hosts plus ``CHANNELS_MEDIA_EXTRA_HOSTS`` entries
+    (``<channel>:<host>``) for its channel."""
+    extra = [
+        entry.split(":", 1)[1].strip().lower()
+        for entry in getattr(settings, "CHANNELS_MEDIA_EXTRA_HOSTS", [])
+        if entry.split(":", 1)[0].strip() == adapter.channel and ":" in entry
+    ]
+    return (*adapter.media_hosts, *extra)
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    host = host.lower().rstrip(".")
+    return bool(host) and any(host == name or host.endswith("." + name) for name in allowed)
+
+
+def media_download(
+    url: str, *, allowed_hosts: tuple[str, ...], headers: dict[str, str] | None = None
+) -> tuple[bytes, str]:
+    """GET a media file: (content, content type).
+
+    Only ``https`` URLs on ``allowed_hosts``, redirects included (each hop is checked; a
+    hop to another host drops the ``Authorization`` header, one outside the list is
+    refused); the body is streamed and refused past ``CHANNELS_MEDIA_MAX_BYTES`` (also on
+    a ``Content-Length`` that says so), never read whole into memory first.
+    """
+    limit = media_max_bytes()
+    sent = dict(headers or {})
+    for _ in range(MEDIA_MAX_REDIRECTS + 1):
+        parsed = urlsplit(url)
+        if parsed.scheme != "https" or not host_allowed(parsed.hostname or "", allowed_hosts):
+            raise PermanentError(
+                f"Media URL host {parsed.hostname or '?'!r} ({parsed.scheme or 'no'} scheme) "
+                "is not on this channel's allow-list (https only)."
+            )
+        try:
+            response = requests.get(
+                url, headers=sent, timeout=http_timeout(), stream=True, allow_redirects=False
+            )
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+        with response:
+            if response.status_code in _REDIRECTS and response.headers.get("Location"):
+                target = urljoin(url, response.headers["Location"])
+                if urlsplit(target).hostname != parsed.hostname:
+                    sent.pop("Authorization", None)
+                url = target
+                continue
+            _raise_for_status(response)
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            return _read_capped(response, limit), content_type
+    raise PermanentError(f"Media download: more than {MEDIA_MAX_REDIRECTS} redirects.")
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    too_large = f"Media larger than {limit} bytes (CHANNELS_MEDIA_MAX_BYTES)."
+    if declared.isdigit() and int(declared) > limit:
+        raise PermanentError(too_large)
+    data = bytearray()
+    try:
+        for chunk in response.iter_content(chunk_size=65_536):
+            data += chunk
+            if len(data) > limit:
+                raise PermanentError(too_large)
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+    except requests.exceptions.ChunkedEncodingError as exc:
+        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+    return bytes(data)
 
 
 def epoch_to_datetime(value: Any, *, millis: bool = False) -> datetime | None:

@@ -4,19 +4,27 @@ The most frequent request the product gets is a channel POSTing one delivery. Th
 Django it paid for the middleware stack, request and response objects and a hop through
 the WSGI thread pool: twice the CPU of the work itself (verify the signature, one INSERT).
 This ASGI wrapper answers ``POST /api/webhooks/<channel>/<token>`` for the JSON channels
-itself, running the very function the Django view runs (``views.webhook_post``: rate
-limit, account, signature, record) in a small thread pool, and passes everything else on.
+itself, running the very functions the Django view runs (``views.webhook_admit``: rate
+limit and account; ``views.webhook_record``: signature and record) in a small thread
+pool, and passes everything else on.
 
 What the skipped middleware did is done here or handed back to Django: a Host outside
 ``ALLOWED_HOSTS`` or, with ``SECURE_SSL_REDIRECT``, a request that did not arrive over
-HTTPS goes to Django (which refuses or redirects it); the body is bounded by
-``DATA_UPLOAD_MAX_MEMORY_SIZE``; responses carry ``X-Content-Type-Options: nosniff``.
-E-mail (multipart) and web chat (CORS) stay on the Django view.
+HTTPS goes to Django (which refuses or redirects it); responses carry
+``X-Content-Type-Options: nosniff``. E-mail (multipart) and web chat (CORS) stay on the
+Django view.
+
+Nothing is read before it must be: a ``Content-Length`` over the channel's cap
+(``views.webhook_body_limit``, about 1 MB) is answered 413 at once; then the rate limit
+and the account token are checked (``views.webhook_admit``), and only then is the body
+read, into a bytearray, stopping with a 413 as soon as it passes the cap (a chunked body
+has no ``Content-Length`` to check first).
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import logging
 import re
@@ -29,11 +37,20 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 
+from channels_app.api.views import (
+    content_length,
+    webhook_admit,
+    webhook_body_limit,
+    webhook_record,
+    webhook_too_large,
+)
+from channels_app.models import ChannelAccount
 from support.errors import error_body
 from support.throttling import client_ip_from_meta
 
 logger = logging.getLogger(__name__)
 
+Result = tuple[int, dict[str, Any], dict[str, str]]
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -58,27 +75,52 @@ class WebhookFastPath:
         if match is None or not _acceptable(scope, headers):
             await self.app(scope, receive, send)
             return
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 2_621_440
-        body = b""
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > limit:
-                await _respond(send, 413, error_body("too_large", "The body is too large."), {})
-                return
-            if not message.get("more_body"):
-                break
+        channel, token = match["channel"], match["token"]
+        limit = webhook_body_limit(channel)
+        declared = content_length(headers.get("content-length"))
+        if declared is not None and declared > limit:
+            await _respond(send, *webhook_too_large(channel))
+            return
         client = scope.get("client") or ("unknown", 0)
         ip = client_ip_from_meta(
             {"REMOTE_ADDR": client[0], "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", "")}
         )
+        loop = asyncio.get_running_loop()
+        admitted = await loop.run_in_executor(self.executor, _admit, channel, token, ip)
+        if isinstance(admitted, tuple):
+            await _respond(send, *admitted)
+            return
+        body = await _read_body(receive, limit)
+        if body is Unread.DISCONNECTED:
+            return
+        if body is Unread.TOO_LARGE:
+            await _respond(send, *webhook_too_large(channel))
+            return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        code, payload, extra = await asyncio.get_running_loop().run_in_executor(
-            self.executor, _handle, match["channel"], match["token"], headers, body, query, ip
+        code, payload, extra = await loop.run_in_executor(
+            self.executor, _record, channel, admitted, headers, body, query
         )
         await _respond(send, code, payload, extra)
+
+
+class Unread(enum.Enum):
+    DISCONNECTED = "the client went away"
+    TOO_LARGE = "the body passed the cap"
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | Unread:
+    """The body; ``TOO_LARGE`` as soon as it passes ``limit`` (the rest is never read)."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return Unread.DISCONNECTED
+        chunk = message.get("body", b"")
+        if len(body) + len(chunk) > limit:
+            return Unread.TOO_LARGE
+        body += chunk
+        if not message.get("more_body"):
+            return bytes(body)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -103,14 +145,27 @@ def _acceptable(scope: Scope, headers: dict[str, str]) -> bool:
     return True
 
 
-def _handle(
-    channel: str, token: str, headers: dict[str, str], body: bytes, query: dict[str, str], ip: str
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    from channels_app.api.views import webhook_post
-
+def _admit(channel: str, token: str, ip: str) -> ChannelAccount | Result:
     close_old_connections()  # what Django does around each request
     try:
-        return webhook_post(channel, token, headers=headers, body=body, query=query, ip=ip)
+        return webhook_admit(channel, token, ip=ip)
+    except Exception:
+        logger.exception("Webhook delivery for %s failed", channel)
+        return 500, error_body("server_error", "Something went wrong on our side."), {}
+    finally:
+        close_old_connections()
+
+
+def _record(
+    channel: str,
+    account: ChannelAccount,
+    headers: dict[str, str],
+    body: bytes,
+    query: dict[str, str],
+) -> Result:
+    close_old_connections()
+    try:
+        return webhook_record(account, headers=headers, body=body, query=query)
     except Exception:
         logger.exception("Webhook delivery for %s failed", channel)
         return 500, error_body("server_error", "Something went wrong on our side."), {}

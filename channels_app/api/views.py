@@ -87,47 +87,101 @@ def webhook(request: HttpRequest, channel: str, token: str) -> HttpResponse:
     the raw body, store it, answer 200. Processing happens in a task. (Under ASGI the
     POSTs of most channels take ``channels_app.api.fastpath`` instead, the same code
     without Django's request handling.)
+
+    A POST is refused on its ``Content-Length`` before anything else (413), then rate
+    limited and matched to its account, and only then is the body read, never more than
+    the channel's cap (``webhook_body_limit``).
     """
+    ip = client_ip(request)  # type: ignore[arg-type]
     if request.method == "POST":
-        code, payload, extra = webhook_post(
-            channel,
-            token,
-            headers=dict(request.headers),
-            body=request.body,
-            query=request.GET.dict(),
-            ip=client_ip(request),  # type: ignore[arg-type]
-        )
+        code, payload, extra = _webhook_post_request(request, channel, token, ip)
         response = JsonResponse(payload, status=code)
         for name, value in extra.items():
             response[name] = value
         return response
-    wait = _rate_limited(client_ip(request))  # type: ignore[arg-type]
+    wait = _handshake_rate_limited(f"ip:{ip}")
     if wait is not None:
-        response = _error("rate_limited", "Too many webhook requests.", 429)
-        response["Retry-After"] = str(int(wait))
-        return response
+        return _too_many(wait)
     account = _account(channel, token)
     if isinstance(account, JsonResponse):
         return account
+    wait = _handshake_rate_limited(f"account:{account.pk}")
+    if wait is not None:
+        return _too_many(wait)
     code, body, content_type = get_adapter(channel).handshake(account, request.GET.dict())
     return HttpResponse(body, status=code, content_type=content_type)
+
+
+def _too_many(wait: float) -> JsonResponse:
+    response = _error("rate_limited", "Too many webhook requests.", 429)
+    response["Retry-After"] = str(int(wait))
+    return response
+
+
+def _handshake_rate_limited(who: str) -> float | None:
+    """Handshakes (X's CRC signs what it is given) have a much lower limit than POSTs."""
+    return hit(f"handshake-{who}", int(settings.CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE))
+
+
+def _webhook_post_request(
+    request: HttpRequest, channel: str, token: str, ip: str
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    limit = webhook_body_limit(channel)
+    length = content_length(request.META.get("CONTENT_LENGTH"))
+    if length is not None and length > limit:
+        return webhook_too_large(channel)
+    admitted = webhook_admit(channel, token, ip=ip)
+    if not isinstance(admitted, ChannelAccount):
+        return admitted
+    # Read at most one byte past the cap: a body without Content-Length (chunked, under
+    # the ASGI handler) cannot make us hold more than that.
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        return webhook_too_large(channel)
+    return webhook_record(
+        admitted, headers=dict(request.headers), body=body, query=request.GET.dict()
+    )
 
 
 def _rate_limited(ip: str) -> float | None:
     return hit(f"webhook-ip:{ip}", int(settings.CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE))
 
 
-def webhook_post(
-    channel: str,
-    token: str,
-    *,
-    headers: dict[str, str],
-    body: bytes,
-    query: dict[str, str],
-    ip: str,
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """One POSTed delivery: rate limit, account, verify, record; (status, JSON, headers).
-    Shared by the view and the ASGI fast path."""
+Result = tuple[int, dict[str, Any], dict[str, str]]
+
+
+def content_length(value: str | None) -> int | None:
+    """The declared body size, or None when the header is absent or not a number."""
+    if value is None or not value.strip().isascii() or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
+def webhook_body_limit(channel: str) -> int:
+    """The largest body a channel's webhook accepts: e-mail (whole messages with their
+    attachments, ``CHANNELS_EMAIL_WEBHOOK_MAX_BYTES``) or JSON events
+    (``CHANNELS_WEBHOOK_MAX_BYTES``, about 1 MB)."""
+    if channel == "email":
+        return int(settings.CHANNELS_EMAIL_WEBHOOK_MAX_BYTES)
+    return int(settings.CHANNELS_WEBHOOK_MAX_BYTES)
+
+
+def webhook_too_large(channel: str) -> Result:
+    limit = webhook_body_limit(channel)
+    return (
+        413,
+        error_body(
+            "too_large",
+            f"The body is larger than {limit} bytes, the most a {channel} webhook delivery may be.",
+            {"max_bytes": limit},
+        ),
+        {},
+    )
+
+
+def webhook_admit(channel: str, token: str, *, ip: str) -> ChannelAccount | Result:
+    """Before a body is read: the rate limit, then the account its token names
+    (the account, or the refusal to send: 429 / 404)."""
     wait = _rate_limited(ip)
     if wait is not None:
         return (
@@ -138,9 +192,15 @@ def webhook_post(
     if channel not in registered_channels():
         return 404, error_body("not_found", f"Unknown channel {channel!r}."), {}
     try:
-        account = selectors.channel_account_get_cached(channel=channel, webhook_token=token)
+        return selectors.channel_account_get_cached(channel=channel, webhook_token=token)
     except NotFound as exc:
         return 404, error_body("not_found", exc.message), {}
+
+
+def webhook_record(
+    account: ChannelAccount, *, headers: dict[str, str], body: bytes, query: dict[str, str]
+) -> Result:
+    """A read body: verify, record; (status, JSON, headers)."""
     webhook_request = services.webhook_request_build(headers=headers, body=body, query=query)
     try:
         event, created = services.inbound_receive(account=account, request=webhook_request)
@@ -149,6 +209,26 @@ def webhook_post(
     except MalformedPayload as exc:
         return 400, error_body("malformed_payload", str(exc)), {}
     return 200, {"status": "accepted" if created else "duplicate", "id": event.pk}, {}
+
+
+def webhook_post(
+    channel: str,
+    token: str,
+    *,
+    headers: dict[str, str],
+    body: bytes,
+    query: dict[str, str],
+    ip: str,
+) -> Result:
+    """One POSTed delivery whose body is already in hand: rate limit, account, size,
+    verify, record; (status, JSON, headers). The view and the ASGI fast path run the
+    same steps, with the body read only after ``webhook_admit``."""
+    admitted = webhook_admit(channel, token, ip=ip)
+    if not isinstance(admitted, ChannelAccount):
+        return admitted
+    if len(body) > webhook_body_limit(channel):
+        return webhook_too_large(channel)
+    return webhook_record(admitted, headers=headers, body=body, query=query)
 
 
 # --- chatbot hand-off ---------------------------------------------------------------------

@@ -129,3 +129,86 @@ def test_everything_else_goes_to_django(app: Any, settings: Any) -> None:
     _call(fast, account.webhook_path, BODY, headers=_signed(BODY))  # plain http
     assert len(fallback.paths) == 6
     assert InboundEvent.objects.count() == 0
+
+
+# --- body limits: nothing is read before the checks that need no body ------------------
+
+
+def _call_counting(
+    app: WebhookFastPath, path: str, chunks: list[bytes], headers: dict[str, str]
+) -> tuple[int, dict[str, Any], int]:
+    """POST ``chunks`` as separate ASGI messages; (status, JSON, receive() calls made)."""
+    sent: list[dict[str, Any]] = []
+    pending = list(chunks)
+    reads = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        chunk = pending.pop(0)
+        return {"type": "http.request", "body": chunk, "more_body": bool(pending)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "scheme": "http",
+        "client": ("10.0.0.7", 5555),
+        "headers": [
+            (k.lower().encode(), v.encode()) for k, v in {"host": "testserver", **headers}.items()
+        ],
+    }
+    async_to_sync(app)(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    return sent[0]["status"], json.loads(body), reads
+
+
+def test_oversize_content_length_is_refused_before_reading(app: Any) -> None:
+    fast, fallback = app
+    account = make_account("whatsapp")
+    headers = {**_signed(BODY), "Content-Length": "2000000"}
+    code, payload, reads = _call_counting(fast, account.webhook_path, [BODY], headers)
+    assert (code, payload["error"]["code"], reads) == (413, "too_large", 0)
+    assert payload["error"]["details"] == {"max_bytes": 1_048_576}  # the JSON channels' cap
+    assert "1048576 bytes" in payload["error"]["message"]
+    assert InboundEvent.objects.count() == 0
+    assert fallback.paths == []
+
+
+def test_unknown_token_and_rate_limit_are_answered_before_reading(app: Any, settings: Any) -> None:
+    fast, _ = app
+    code, _, reads = _call_counting(fast, "/api/webhooks/whatsapp/nope", [BODY], _signed(BODY))
+    assert (code, reads) == (404, 0)
+    settings.CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE = 0
+    account = make_account("whatsapp")
+    code, _, reads = _call_counting(fast, account.webhook_path, [BODY], _signed(BODY))
+    assert (code, reads) == (429, 0)
+
+
+def test_a_chunked_body_stops_being_read_past_the_cap(app: Any) -> None:
+    fast, _ = app
+    account = make_account("whatsapp")
+    chunk = b" " * 65_536
+    chunks = [chunk] * 40  # 2.5 MiB, no Content-Length (chunked transfer encoding)
+    headers = {"X-Hub-Signature-256": "sha256=" + "0" * 64, "Transfer-Encoding": "chunked"}
+    code, payload, reads = _call_counting(fast, account.webhook_path, chunks, headers)
+    assert (code, payload["error"]["code"]) == (413, "too_large")
+    assert reads == 17  # 16 chunks make exactly 1 MiB; the 17th passes it, the rest stay unread
+    assert InboundEvent.objects.count() == 0
+
+
+def test_the_cap_is_inclusive(app: Any, settings: Any) -> None:
+    fast, _ = app
+    account = make_account("whatsapp")
+    settings.CHANNELS_WEBHOOK_MAX_BYTES = len(BODY) - 1
+    code, _, _ = _call_counting(fast, account.webhook_path, [BODY[:10], BODY[10:]], _signed(BODY))
+    assert code == 413
+    settings.CHANNELS_WEBHOOK_MAX_BYTES = len(BODY)
+    code, payload, _ = _call_counting(
+        fast, account.webhook_path, [BODY[:10], BODY[10:]], _signed(BODY)
+    )
+    assert (code, payload["status"]) == (200, "accepted")

@@ -140,7 +140,7 @@ class KbEventsApi(APIView):
                 {"error": {"code": "unauthorized", "message": "bad token", "details": {}}},
                 status=status.HTTP_401_UNAUTHORIZED,
             )
-        events = parse_events(request.body)
+        events = parse_events(request.body, sns_fresh=True)
         recorded = services.object_events_intake(events, via="http")
         return Response(
             {"received": len(events), "new": len(recorded)}, status=status.HTTP_202_ACCEPTED

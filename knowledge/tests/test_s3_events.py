@@ -199,3 +199,16 @@ def test_full_s3_sync_reads_the_prefix(s3, s3_source):
     s3.delete_object(Bucket="kb-docs", Key="help/a.md")
     counts = source_sync(source=s3_source)
     assert (counts.deleted, counts.unchanged) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_a_stale_sns_envelope_over_http_is_refused(api_client, settings):
+    settings.KB_EVENTS_TOKEN = TOKEN
+    message = json.dumps(fixture_json("s3_notification_delete.json"))
+    stale = {"Type": "Notification", "Message": message, "Timestamp": "2026-01-01T00:00:00.000Z"}
+    response = post_event(api_client, stale)
+    assert response.status_code == 400
+    assert "SNS_MAX_AGE_SECONDS" in response.json()["error"]["message"]
+    assert ObjectEvent.objects.count() == 0
+    # Read from SQS (an authenticated queue that may hold a backlog) the same envelope parses.
+    assert [e.action for e in parse_events(stale)] == ["delete"]

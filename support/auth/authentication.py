@@ -14,23 +14,39 @@ from rest_framework.request import Request
 
 from support.auth.roles import INTEGRATION_MARK, _group_names
 from support.models import ApiKey, ApiKeyRole
-from support.services import API_KEY_CACHE_SECONDS, hash_api_key, known_api_keys
+from support.services import (
+    API_KEY_CACHE_SECONDS,
+    API_KEY_NEGATIVE_CACHE_SIZE,
+    hash_api_key,
+    known_api_keys,
+    unknown_api_keys,
+)
+from support.throttling import client_ip, hit, over_limit
 
 _lock = threading.Lock()
 _last_used_written: dict[int, float] = {}
 LAST_USED_EVERY_SECONDS = 60.0
 
 
+def _cached(key_hash: str, now: float) -> ApiKey | None:
+    cached = known_api_keys.get(key_hash)
+    return cached[1] if cached is not None and cached[0] > now else None
+
+
 def _lookup(key_hash: str) -> ApiKey | None:
     """Keys are cached per process for a few seconds: no query on the hot path.
 
     Revocation through ``api_key_revoke`` clears this process's entry at once; other
-    processes see it within ``API_KEY_CACHE_SECONDS``.
+    processes see it within ``API_KEY_CACHE_SECONDS``. Unknown keys are remembered too
+    (a client retrying a stale key costs no query), in a cache of bounded size.
     """
     now = time.monotonic()
-    cached = known_api_keys.get(key_hash)
-    if cached is not None and cached[0] > now:
-        return cached[1]
+    cached = _cached(key_hash, now)
+    if cached is not None:
+        return cached
+    missed = unknown_api_keys.get(key_hash)
+    if missed is not None and missed > now:
+        return None
     key = ApiKey.objects.select_related("user").filter(key_hash=key_hash).first()
     if key is not None:
         _group_names(key.user)  # loads and memoises the user's roles once
@@ -39,11 +55,25 @@ def _lookup(key_hash: str) -> ApiKey | None:
             # never acts with its user's roles (see support.auth.roles).
             setattr(key.user, INTEGRATION_MARK, True)
     with _lock:
-        known_api_keys[key_hash] = (now + API_KEY_CACHE_SECONDS, key)
+        if key is None:
+            unknown_api_keys[key_hash] = now + API_KEY_CACHE_SECONDS
+            unknown_api_keys.move_to_end(key_hash)
+            while len(unknown_api_keys) > API_KEY_NEGATIVE_CACHE_SIZE:
+                unknown_api_keys.popitem(last=False)
+        else:
+            unknown_api_keys.pop(key_hash, None)
+            known_api_keys[key_hash] = (now + API_KEY_CACHE_SECONDS, key)
     return key
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Api-Key <key>`` or ``X-API-Key``.
+
+    Failed attempts are counted per client IP; after ``API_AUTH_FAILURE_LIMIT_PER_MINUTE``
+    of them in a minute, further attempts with a key this process has not just seen
+    succeed are answered 429 without a lookup (so guessing keys stays slow and cheap).
+    """
+
     keyword = "Api-Key"
 
     def _raw_key(self, request: Request) -> str | None:
@@ -56,16 +86,29 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = self._raw_key(request)
         if raw is None:
             return None
-        key = _lookup(hash_api_key(raw))
-        if key is None:
-            raise exceptions.AuthenticationFailed("Invalid API key.")
+        key_hash = hash_api_key(raw)
+        bucket = f"auth-fail:{client_ip(request)}"
+        limit = int(settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE)
+        if _cached(key_hash, time.monotonic()) is None:
+            wait = over_limit(bucket, limit)
+            if wait is not None:
+                raise exceptions.Throttled(
+                    wait=wait, detail="Too many failed authentications from this address."
+                )
+        key = _lookup(key_hash)
         now = timezone.now()
-        if key.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("This API key has been revoked.")
-        if key.expires_at is not None and key.expires_at <= now:
-            raise exceptions.AuthenticationFailed("This API key has expired.")
-        if not key.user.is_active:
-            raise exceptions.AuthenticationFailed("The API key's user is inactive.")
+        problem = None
+        if key is None:
+            problem = "Invalid API key."
+        elif key.revoked_at is not None:
+            problem = "This API key has been revoked."
+        elif key.expires_at is not None and key.expires_at <= now:
+            problem = "This API key has expired."
+        elif not key.user.is_active:
+            problem = "The API key's user is inactive."
+        if problem is not None or key is None:
+            hit(bucket, limit)
+            raise exceptions.AuthenticationFailed(problem)
         tick = time.monotonic()
         if tick - _last_used_written.get(key.pk, 0.0) > LAST_USED_EVERY_SECONDS:
             _last_used_written[key.pk] = tick

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 class InstagramAdapter(MessagingPlatformAdapter):
     channel = "instagram"
     object_name = "instagram"
+    # lookaside.fbsbx.com/ig_messaging_cdn, and Instagram's own CDN.
+    media_hosts: tuple[str, ...] = ("fbcdn.net", "fbsbx.com", "cdninstagram.com")
 
     def send_path(self, account: ChannelAccount) -> str:
         return f"{account.external_id or 'me'}/messages"

@@ -18,6 +18,8 @@ from channels_app.adapters.base import (
     epoch_to_datetime,
     http_call,
     json_body,
+    media_download,
+    media_hosts,
 )
 from channels_app.adapters.meta.common import MetaAdapter, graph_url
 
@@ -35,6 +37,8 @@ ATTACHMENT_KINDS = {
 
 class MessagingPlatformAdapter(MetaAdapter):
     object_name: str
+    # Attachment payload URLs: scontent.*.fbcdn.net, cdn.fbsbx.com, lookaside.fbsbx.com.
+    media_hosts: tuple[str, ...] = ("fbcdn.net", "fbsbx.com")
 
     def check_well_formed(self, request: WebhookRequest) -> None:
         data = json_body(request.body)
@@ -183,8 +187,5 @@ class MessagingPlatformAdapter(MetaAdapter):
         )
 
     def fetch_media(self, account: ChannelAccount, media: MediaRef) -> FetchedMedia:
-        response = http_call("GET", media.url)
-        content_type = response.headers.get("Content-Type", "").split(";")[0]
-        return FetchedMedia(
-            content=response.content, content_type=content_type, filename=media.filename
-        )
+        content, content_type = media_download(media.url, allowed_hosts=media_hosts(self))
+        return FetchedMedia(content=content, content_type=content_type, filename=media.filename)

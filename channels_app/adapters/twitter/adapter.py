@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,8 @@ from channels_app.adapters.base import (
     hmac_sha256,
     http_call,
     json_body,
+    media_download,
+    media_hosts,
 )
 from channels_app.adapters.twitter.oauth1 import authorization_header
 from support.errors import PermanentError
@@ -37,6 +40,24 @@ if TYPE_CHECKING:
 MEDIA_KINDS = {"photo": "image", "video": "video", "animated_gif": "video"}
 
 
+# What X sends as crc_token: base64 text (in practice the base64 of a random UUID,
+# 48 characters). The answer is HMAC(consumer secret, token), exactly the signature a
+# POST whose body equals the token would carry, so anything that could be a delivery
+# body (JSON above all) is refused instead of signed.
+CRC_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{1,128}={0,2}")
+
+
+def crc_token_acceptable(token: str) -> bool:
+    """Whether ``token`` has the shape of X's CRC tokens (and is not JSON)."""
+    if not CRC_TOKEN.fullmatch(token):
+        return False
+    try:
+        json.loads(token)  # "123", "true", "null" are base64-alphabet JSON
+    except ValueError:
+        return True
+    return False
+
+
 def x_signature(consumer_secret: str, data: bytes) -> str:
     """``sha256=`` + base64 HMAC-SHA256, used for both CRC and webhook signatures."""
     return "sha256=" + base64.b64encode(hmac_sha256(consumer_secret, data)).decode("ascii")
@@ -45,6 +66,7 @@ def x_signature(consumer_secret: str, data: bytes) -> str:
 class TwitterAdapter(ChannelAdapter):
     channel = "twitter"
     kept_headers = ("content-type", "user-agent", "x-twitter-webhooks-signature")
+    media_hosts: tuple[str, ...] = ("ton.twitter.com", "ton.x.com", "twimg.com")
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         given = request.header("x-twitter-webhooks-signature")
@@ -59,6 +81,12 @@ class TwitterAdapter(ChannelAdapter):
         token = query.get("crc_token", "")
         if not token:
             return 400, "Expected crc_token.", "text/plain"
+        if not crc_token_acceptable(token):
+            return (
+                400,
+                "crc_token must be base64 text of at most 128 characters, as X sends it.",
+                "text/plain",
+            )
         if not account.consumer_secret:
             return 403, "This account has no consumer secret configured.", "text/plain"
         body = json.dumps(
@@ -176,10 +204,11 @@ class TwitterAdapter(ChannelAdapter):
             token=token,
             token_secret=account.token_secret,
         )
-        response = http_call("GET", media.url, headers={"Authorization": header})
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        content, content_type = media_download(
+            media.url, allowed_hosts=media_hosts(self), headers={"Authorization": header}
+        )
         return FetchedMedia(
-            content=response.content,
+            content=content,
             content_type=content_type or media.mime_type or "application/octet-stream",
             filename=media.filename or media.url.rsplit("/", 1)[-1] or "media",
         )

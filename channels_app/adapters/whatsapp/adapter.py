@@ -22,6 +22,8 @@ from channels_app.adapters.base import (
     epoch_to_datetime,
     http_call,
     json_body,
+    media_download,
+    media_hosts,
 )
 from channels_app.adapters.meta.common import MetaAdapter, graph_url
 from support.errors import PermanentError
@@ -42,6 +44,8 @@ WINDOW_CLOSED_CODE = "whatsapp_window_closed"
 
 class WhatsAppAdapter(MetaAdapter):
     channel = "whatsapp"
+    # The Graph API answers a media id with a lookaside.fbsbx.com URL.
+    media_hosts: tuple[str, ...] = ("fbsbx.com", "whatsapp.net")
 
     def check_well_formed(self, request: WebhookRequest) -> None:
         data = json_body(request.body)
@@ -177,9 +181,11 @@ class WhatsAppAdapter(MetaAdapter):
         url = meta.get("url", "")
         if not url:
             raise PermanentError(f"Media {media.media_id} has no download URL.")
-        file = http_call("GET", url, headers=self.auth_headers(account))
+        content, content_type = media_download(
+            url, allowed_hosts=media_hosts(self), headers=self.auth_headers(account)
+        )
         return FetchedMedia(
-            content=file.content,
-            content_type=meta.get("mime_type") or media.mime_type,
+            content=content,
+            content_type=meta.get("mime_type") or content_type or media.mime_type,
             filename=media.filename,
         )

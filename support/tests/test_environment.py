@@ -1,0 +1,68 @@
+"""An unset ENVIRONMENT is the safe configuration: DEBUG off, production rules, and a clear
+message when a required setting is missing. DEBUG is on only with ENVIRONMENT=dev."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PROBE = (
+    "import json; from django.conf import settings; print(json.dumps({"
+    "'DEBUG': settings.DEBUG, 'ENVIRONMENT': settings.ENVIRONMENT, "
+    "'SECURE_SSL_REDIRECT': settings.SECURE_SSL_REDIRECT, "
+    "'SESSION_COOKIE_SECURE': settings.SESSION_COOKIE_SECURE}))"
+)
+CLEARED = ("ENVIRONMENT", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL")
+REQUIRED = {
+    "SECRET_KEY": "a-long-random-secret-key-for-this-test-only-0123456789abcdef",
+    "ALLOWED_HOSTS": "support.example.com",
+    "DATABASE_URL": "postgresql://user:pass@db.example.com:5432/support",
+    "REDIS_URL": "redis://redis.example.com:6379/0",
+}
+
+
+def _load_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("DB_")}
+    env.update(DJANGO_SETTINGS_MODULE="support.settings", **overrides)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_unset_environment_is_production_without_debug() -> None:
+    result = _load_settings(**REQUIRED)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "DEBUG": False,
+        "ENVIRONMENT": "prod",
+        "SECURE_SSL_REDIRECT": True,
+        "SESSION_COOKIE_SECURE": True,
+    }
+
+
+def test_unset_environment_names_what_is_missing() -> None:
+    result = _load_settings()
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert "ENVIRONMENT is not set, so the production rules apply" in message
+    for name in ("ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
+        assert name in message
+    assert "ENVIRONMENT=dev for local development" in message
+
+
+def test_debug_is_on_only_where_dev_is_explicit() -> None:
+    dev = _load_settings(ENVIRONMENT="dev")
+    assert dev.returncode == 0, dev.stderr
+    assert json.loads(dev.stdout)["DEBUG"] is True
+    test = _load_settings(ENVIRONMENT="test")
+    assert json.loads(test.stdout)["DEBUG"] is False
