@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterable
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
