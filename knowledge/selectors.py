@@ -24,8 +24,12 @@ def kb_search(
     k: int = 5,
     sources: Sequence[str] | None = None,
     tags: Sequence[str] | None = None,
+    redact_names: Sequence[str] = (),
 ) -> list[SearchResult]:
-    return get_backend().search(query[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags)
+    """``redact_names``: the customer's names when the query comes from their ticket."""
+    return get_backend().search(
+        query[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags, redact_names=redact_names
+    )
 
 
 def ticket_query_text(ticket: Any) -> str:
@@ -51,7 +55,9 @@ def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
     key = f"kb-suggestions:{ticket.pk}:{stamp}:{k}"
     results = cache.get(key)
     if results is None:
-        results = kb_search(query, k=k)
+        from tickets.context.privacy import customer_redaction_names
+
+        results = kb_search(query, k=k, redact_names=customer_redaction_names(ticket.customer_id))
         cache.set(key, results, timeout=SUGGESTIONS_CACHE_SECONDS)
     threshold = float(settings.KB_SUGGESTION_MIN_SCORE)
     return [r for r in results if r.score >= threshold]

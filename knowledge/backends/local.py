@@ -20,8 +20,10 @@ class LocalBackend:
         k: int,
         sources: Sequence[str] | None = None,
         tags: Sequence[str] | None = None,
+        redact_names: Sequence[str] = (),
     ) -> list[SearchResult]:
-        return retrieval.search(query, k=k, sources=sources, tags=tags)
+        # Only the embedder may send the query anywhere (Titan): it redacts it itself.
+        return retrieval.search(query, k=k, sources=sources, tags=tags, redact_names=redact_names)
 
     def sync(self, job: IngestionJob, *, progress: Any = None) -> None:
         from knowledge.services import _report, source_sync

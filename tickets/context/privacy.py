@@ -72,6 +72,20 @@ def register_export_hook(name: str, hook: ExportHook) -> None:
     _export_hooks[name] = hook
 
 
+def customer_redaction_names(customer_id: int | None) -> tuple[str, ...]:
+    """The names text about this customer may hold (their name, their channel display
+    names), for ``support.redaction.redact(names=...)`` before text goes to a provider."""
+    if customer_id is None:
+        return ()
+    names = [
+        *Customer.objects.filter(pk=customer_id).values_list("name", flat=True),
+        *ChannelIdentity.objects.filter(customer_id=customer_id)
+        .exclude(display_name="")
+        .values_list("display_name", flat=True),
+    ]
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
