@@ -24,11 +24,14 @@ class ChannelsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from channels_app.privacy import channels_erase
+        from channels_app.retention import inbound_events_purge
         from support.events import subscribe
+        from support.retention import register_raw_event_purger
         from tickets.context.privacy import register_erasure_hook
 
         subscribe("message.created", _on_message_created)
         register_erasure_hook("channels", channels_erase)
+        register_raw_event_purger("channels_inbound_events", inbound_events_purge)
 
         from django.db.models.signals import post_delete, post_save
 
