@@ -30,6 +30,7 @@ from support.redaction import redact
 class Embedder(Protocol):
     name: str
     dimensions: int
+    sends_text: bool  # the texts leave the machine (then they are redacted)
 
     def encode(self, texts: Sequence[str], *, redact_names: Sequence[str] = ()) -> np.ndarray:
         """Return a (len(texts), dimensions) float32 array of unit vectors.
@@ -43,6 +44,8 @@ class Embedder(Protocol):
 class MiniLMEmbedder(MiniLM):
     """The shared offline MiniLM encoder (``support.minilm``) as the knowledge embedder."""
 
+    sends_text = False
+
     def encode(self, texts: Sequence[str], *, redact_names: Sequence[str] = ()) -> np.ndarray:
         # Offline: nothing leaves the machine, so nothing is redacted.
         return super().encode(texts)
@@ -53,6 +56,7 @@ class TitanEmbedder:
 
     name = "titan"
     dimensions = DIMENSIONS
+    sends_text = True
 
     def __init__(self, *, client: Any = None, model_id: str | None = None, dimensions: int = 0):
         import boto3

@@ -17,6 +17,11 @@ ProgressFn = Any
 class KnowledgeBackend(Protocol):
     name: str
 
+    @property
+    def sends_text(self) -> bool:
+        """Whether a search query leaves the machine (and is redacted first)."""
+        ...
+
     def search(
         self,
         query: str,

@@ -66,6 +66,7 @@ def _location(result: dict[str, Any]) -> str:
 
 class BedrockBackend:
     name = "bedrock"
+    sends_text = True
 
     def __init__(self, *, agent_client: Any = None, runtime_client: Any = None) -> None:
         self._agent = agent_client

@@ -13,6 +13,11 @@ from knowledge.retrieval import SearchResult
 class LocalBackend:
     name = "local"
 
+    @property
+    def sends_text(self) -> bool:
+        # The embedder retrieval will use: Titan embeds the query remotely.
+        return bool(getattr(retrieval.get_embedder(), "sends_text", True))
+
     def search(
         self,
         query: str,

@@ -116,13 +116,8 @@ def customer_redaction_names(customer_id: int | None) -> tuple[str, ...]:
     names), for ``support.redaction.redact(names=...)`` before text goes to a provider."""
     if customer_id is None:
         return ()
-    names = [
-        *Customer.objects.filter(pk=customer_id).values_list("name", flat=True),
-        *ChannelIdentity.objects.filter(customer_id=customer_id)
-        .exclude(display_name="")
-        .values_list("display_name", flat=True),
-    ]
-    return tuple(dict.fromkeys(n for n in names if n))
+    rows = Customer.objects.filter(pk=customer_id).values_list("name", "identities__display_name")
+    return tuple(dict.fromkeys(name for row in rows for name in row if name))
 
 
 def _iso(value: Any) -> str | None:
