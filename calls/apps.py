@@ -10,6 +10,9 @@ class CallsConfig(AppConfig):
 
     def ready(self) -> None:
         from calls.privacy import calls_erase
+        from calls.retention import call_events_purge
+        from support.retention import register_raw_event_purger
         from tickets.context.privacy import register_erasure_hook
 
         register_erasure_hook("calls", calls_erase)
+        register_raw_event_purger("calls_events", call_events_purge)

@@ -1,37 +1,66 @@
 """Erasure of what call analytics keeps about a customer (registered in ``apps.py``).
 
 A call is the customer's when it was matched to them (by phone) or carries one of their
-identifiers; the customer's own words in transcripts are removed, identifiers elsewhere
-(raw records, attributes, summaries, Salesforce payloads, raw intake events) redacted.
+identifiers. The customer's own words in transcripts become ``[erased]``; everywhere else
+(agent turns, summaries, topics, raw records, attributes, IVR steps, escalations,
+Salesforce payloads) their identifiers and their own words are redacted. The raw intake
+events of their calls (and any event holding one of their identifiers) are blanked, like
+raw webhook deliveries (``channels_app.privacy``): one not processed yet is closed as
+ignored so it is never applied later.
 """
 
 from __future__ import annotations
 
-from django.db.models import Q
+import dataclasses
 
-from calls.models import Call, CallAnalytics, CallEvent, SalesforceDelivery, Transcript
-from tickets.context.privacy import ERASED, ErasureSubject, redact_json
+from django.db.models import Q
+from django.utils import timezone
+
+from calls.analytics.providers import split_sentences
+from calls.models import (
+    Call,
+    CallAnalytics,
+    CallEvent,
+    Escalation,
+    EventStatus,
+    IVRJourney,
+    SalesforceDelivery,
+    Transcript,
+)
+from tickets.context.privacy import ERASED, ErasureSubject, own_texts
+
+ERASED_NOTE = "erased: personal data removed at the customer's request"
+
+
+def _is_customer(segment: object) -> bool:
+    return isinstance(segment, dict) and str(segment.get("speaker", "")).lower() == "customer"
 
 
 def calls_erase(subject: ErasureSubject) -> int:
     changed = 0
     mentions = Q(customer_id=subject.customer_id)
-    for token in subject.tokens:
+    for token in subject.identifiers:
         mentions |= Q(customer_phone__icontains=token)
     calls = list(Call.objects.filter(mentions))
+    call_ids = [call.pk for call in calls]
+    transcripts = list(Transcript.objects.filter(call_id__in=call_ids))
+    # The caller's own words, wherever a summary or a case copied them.
+    spoken = [str(s.get("text", "")) for t in transcripts for s in t.segments if _is_customer(s)]
+    spoken += [sentence for text in spoken for sentence in split_sentences(text)]
+    subject = dataclasses.replace(subject, texts=own_texts([*subject.texts, *spoken]))
+
     for call in calls:
         call.customer_phone = ""
-        call.attributes = redact_json(call.attributes, subject.tokens)
-        call.raw = redact_json(call.raw, subject.tokens)
+        call.attributes = subject.redact_json(call.attributes)
+        call.raw = subject.redact_json(call.raw)
         call.save(update_fields=["customer_phone", "attributes", "raw"])
         changed += 1
-    call_ids = [call.pk for call in calls]
-    for transcript in Transcript.objects.filter(call_id__in=call_ids):
+    for transcript in transcripts:
         segments = []
         for segment in transcript.segments:
-            if isinstance(segment, dict) and str(segment.get("speaker", "")).lower() == "customer":
+            if _is_customer(segment):
                 segment = {**segment, "text": ERASED}
-            segments.append(redact_json(segment, subject.tokens))
+            segments.append(subject.redact_json(segment))
         transcript.segments = segments
         # The full text holds the customer's words too: rebuild it from the segments.
         transcript.text = " ".join(str(s.get("text", "")) for s in segments if isinstance(s, dict))
@@ -42,19 +71,45 @@ def calls_erase(subject: ErasureSubject) -> int:
         for field in ("call_summary", "audio_summary", "topic_summary"):
             setattr(analytics, field, subject.redact(getattr(analytics, field)))
         analytics.transcript = subject.redact(rebuilt.get(analytics.call_id, ""))
-        analytics.topics = redact_json(analytics.topics, subject.tokens)
+        analytics.topics = subject.redact_json(analytics.topics)
         analytics.save(
             update_fields=["call_summary", "transcript", "audio_summary", "topic_summary", "topics"]
         )
         changed += 1
+    for journey in IVRJourney.objects.filter(call_id__in=call_ids):
+        journey.steps = subject.redact_json(journey.steps)
+        journey.failure_reason = subject.redact(journey.failure_reason)
+        journey.save(update_fields=["steps", "failure_reason"])
+        changed += 1
+    for escalation in Escalation.objects.filter(call_id__in=call_ids):
+        escalation.reason = subject.redact(escalation.reason)
+        escalation.save(update_fields=["reason"])
+        changed += 1
     for delivery in SalesforceDelivery.objects.filter(call_id__in=call_ids):
-        delivery.payload = redact_json(delivery.payload, subject.tokens)
+        delivery.payload = subject.redact_json(delivery.payload)
         delivery.save(update_fields=["payload"])
         changed += 1
-    contact_ids = [call.contact_id for call in calls]
-    for event in CallEvent.objects.filter(contact_id__in=contact_ids):
-        event.payload = redact_json(event.payload, subject.tokens)
-        event.raw_body = subject.redact(event.raw_body)
-        event.save(update_fields=["payload", "raw_body"])
+    changed += _events_erase(subject, [call.contact_id for call in calls])
+    return changed
+
+
+def _events_erase(subject: ErasureSubject, contact_ids: list[str]) -> int:
+    """Blank the raw events of the person's calls and any naming them by an identifier."""
+    theirs = Q(contact_id__in=[c for c in contact_ids if c])
+    for token in subject.identifiers:
+        theirs |= Q(payload__icontains=token) | Q(raw_body__icontains=token)
+    now = timezone.now()
+    changed = 0
+    for event in CallEvent.objects.filter(theirs):
+        event.payload = None
+        event.raw_body = ""
+        event.error = ERASED_NOTE
+        fields = ["payload", "raw_body", "error", "updated_at"]
+        if event.status in (EventStatus.RECEIVED, EventStatus.FAILED):
+            # Never applied (or re-driven) later: it would bring the data back.
+            event.status = EventStatus.IGNORED
+            event.processed_at = now
+            fields += ["status", "processed_at"]
+        event.save(update_fields=fields)
         changed += 1
     return changed

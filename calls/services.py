@@ -62,6 +62,7 @@ from support.errors import InvalidInput, PermanentError, RetryableError
 from support.events import event_record
 from support.models import AttemptOutcome, DeliveryStatus
 from support.outbound import backoff_seconds
+from tickets.context.privacy import customer_redaction_names
 from tickets.models import Channel, Customer
 from tickets.services import customer_get_or_create, ticket_create
 
@@ -591,7 +592,9 @@ def call_analyse(*, call_id: int) -> CallAnalytics | None:
         for s in transcript.segments
     ]
     provider = get_provider()
-    analysis = provider.analyse(text=transcript.text, segments=segments)
+    analysis = provider.analyse(
+        text=transcript.text, segments=segments, names=customer_redaction_names(call.customer_id)
+    )
     path = AnalyticsPath.LOCAL if provider.name == "local" else AnalyticsPath.TRANSCRIBE_MODEL
     analytics, _ = CallAnalytics.objects.get_or_create(
         call=call,

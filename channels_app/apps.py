@@ -28,13 +28,16 @@ class ChannelsAppConfig(AppConfig):
         secrets_keys_check()  # a malformed CHANNELS_SECRETS_KEY fails at start, not at use
 
         from channels_app.privacy import channels_erase
+        from channels_app.retention import inbound_events_purge
         from channels_app.verification import webchat_verifications_erase
         from support.events import subscribe
+        from support.retention import register_raw_event_purger
         from tickets.context.privacy import register_erasure_hook
 
         subscribe("message.created", _on_message_created)
         register_erasure_hook("channels", channels_erase)
         register_erasure_hook("webchat-verifications", webchat_verifications_erase)
+        register_raw_event_purger("channels_inbound_events", inbound_events_purge)
 
         from django.db.models.signals import post_delete, post_save
 

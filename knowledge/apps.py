@@ -10,7 +10,11 @@ class KnowledgeConfig(AppConfig):
 
     def ready(self) -> None:
         from knowledge.panels import suggestions_panel_context
+        from knowledge.privacy import knowledge_erase
+        from tickets.context.privacy import register_erasure_hook
         from tickets.panels import Panel, register_panel
+
+        register_erasure_hook("knowledge", knowledge_erase)
 
         register_panel(
             Panel(

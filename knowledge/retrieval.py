@@ -184,6 +184,7 @@ def rank_documents(
     candidates: int = CANDIDATES,
     text_weight: float | None = None,
     cursor: Any = None,
+    redact_names: Sequence[str] = (),
 ) -> Ranking:
     """Rank documents (best chunk per document) by vectors, full text or both fused."""
     if mode not in MODES:
@@ -202,6 +203,7 @@ def rank_documents(
                 candidates=candidates,
                 text_weight=text_weight,
                 cursor=own,
+                redact_names=redact_names,
             )
     where, params = _filters(sources, tags)
     limit = max(candidates, k * 4)
@@ -211,7 +213,7 @@ def rank_documents(
     text_rows: list[tuple[int, int, str, float]] = []
     if mode in ("hybrid", "vector"):
         if query_vector is None:
-            query_vector = get_embedder().encode([query])[0]
+            query_vector = get_embedder().encode([query], redact_names=redact_names)[0]
         for chunk_id, doc_id, kind, sim in _vector_candidates(
             cursor, query_vector, limit, where, params
         ):
@@ -258,6 +260,7 @@ def search(
     query_vector: np.ndarray | None = None,
     candidates: int = CANDIDATES,
     text_weight: float | None = None,
+    redact_names: Sequence[str] = (),
 ) -> list[SearchResult]:
     """The ``k`` best documents for ``query``, each with its best passage and a snippet."""
     query = query.strip()
@@ -274,6 +277,7 @@ def search(
             candidates=candidates,
             text_weight=text_weight,
             cursor=cursor,
+            redact_names=redact_names,
         )
         return _results(
             cursor, query, ranking.ranked, ranking.best_body, ranking.doc_vec, ranking.doc_text

@@ -24,8 +24,19 @@ def kb_search(
     k: int = 5,
     sources: Sequence[str] | None = None,
     tags: Sequence[str] | None = None,
+    customer_id: int | None = None,
 ) -> list[SearchResult]:
-    return get_backend().search(query[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags)
+    """``customer_id``: the customer whose ticket the query comes from; a backend that
+    sends the query off-machine gets their names to redact."""
+    backend = get_backend()
+    names: tuple[str, ...] = ()
+    if customer_id is not None and backend.sends_text:
+        from tickets.context.privacy import customer_redaction_names
+
+        names = customer_redaction_names(customer_id)
+    return backend.search(
+        query[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags, redact_names=names
+    )
 
 
 def ticket_query_text(ticket: Any) -> str:
@@ -51,7 +62,7 @@ def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
     key = f"kb-suggestions:{ticket.pk}:{stamp}:{k}"
     results = cache.get(key)
     if results is None:
-        results = kb_search(query, k=k)
+        results = kb_search(query, k=k, customer_id=ticket.customer_id)
         cache.set(key, results, timeout=SUGGESTIONS_CACHE_SECONDS)
     threshold = float(settings.KB_SUGGESTION_MIN_SCORE)
     return [r for r in results if r.score >= threshold]

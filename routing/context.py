@@ -11,6 +11,7 @@ from django.utils import timezone
 from routing.classifier import TextRouter
 from routing.models import CategoryTeam, Outage, RoutingDecision, ServiceStatus
 from routing.tools import CustomerInfo, PastTicket, ServiceInfo, TicketContext
+from tickets.context.privacy import customer_redaction_names
 from tickets.models import Direction, Team, Ticket
 
 HISTORY_DAYS = 90
@@ -132,4 +133,5 @@ def ticket_context_load(
         vip_billing_team=settings.ROUTING_VIP_BILLING_TEAM,
         router=router,
         router_model_id=router_model_id,
+        redact_names=customer_redaction_names(ticket.customer_id),
     )

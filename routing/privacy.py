@@ -1,21 +1,22 @@
 """Erasure of what routing keeps about a customer: decisions (entities, reasons, tool
-trace), feedback texts kept for training, and sync payloads."""
+trace), feedback texts kept for training (the ticket's text: the customer's own words
+become ``[erased]``), and sync payloads."""
 
 from __future__ import annotations
 
 from routing.models import RoutingDecision, RoutingFeedback, TicketingSync
-from tickets.context.privacy import ErasureSubject, redact_json
+from tickets.context.privacy import ErasureSubject
 
 
 def routing_erase(subject: ErasureSubject) -> int:
     changed = 0
     for decision in RoutingDecision.objects.filter(ticket_id__in=subject.ticket_ids):
-        decision.entities = redact_json(decision.entities, subject.tokens)
+        decision.entities = subject.redact_json(decision.entities)
         decision.reasoning = subject.redact(decision.reasoning)
-        decision.reasons = redact_json(decision.reasons, subject.tokens)
-        decision.review_reasons = redact_json(decision.review_reasons, subject.tokens)
-        decision.tool_calls = redact_json(decision.tool_calls, subject.tokens)
-        decision.classification = redact_json(decision.classification, subject.tokens)
+        decision.reasons = subject.redact_json(decision.reasons)
+        decision.review_reasons = subject.redact_json(decision.review_reasons)
+        decision.tool_calls = subject.redact_json(decision.tool_calls)
+        decision.classification = subject.redact_json(decision.classification)
         decision.fallback_reason = subject.redact(decision.fallback_reason)
         decision.save(
             update_fields=[
@@ -35,7 +36,7 @@ def routing_erase(subject: ErasureSubject) -> int:
         feedback.save(update_fields=["text", "note"])
         changed += 1
     for sync in TicketingSync.objects.filter(decision__ticket_id__in=subject.ticket_ids):
-        sync.payload = redact_json(sync.payload, subject.tokens)
+        sync.payload = subject.redact_json(sync.payload)
         sync.save(update_fields=["payload"])
         changed += 1
     return changed

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from routing.classifier import TextRouter
-from routing.redaction import CARD_RE, EMAIL_RE, PHONE_RE, luhn_ok, phone_ok
+from support.redaction import CARD_RE, EMAIL_RE, PHONE_RE, luhn_ok, phone_ok
 
 # --- the data the tools work on (loaded before the agent runs) ----------------------------
 
@@ -62,6 +62,9 @@ class TicketContext:
     router: TextRouter
     router_model_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The customer's names (full name, channel display names): redacted from anything sent
+    # to an LLM (``routing.providers.redacting``); never given to the tools or the model.
+    redact_names: tuple[str, ...] = ()
 
 
 # --- 1. classify_issue --------------------------------------------------------------------

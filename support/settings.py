@@ -171,6 +171,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "outbox-relay-sweep": {"task": "support.tasks.outbox_relay_task", "schedule": 15.0},
     "outbox-purge": {"task": "support.tasks.outbox_purge_task", "schedule": 3600.0},
+    "raw-events-purge": {"task": "support.tasks.raw_events_purge_task", "schedule": 3600.0},
 }
 
 # --- Auth -----------------------------------------------------------------
@@ -301,6 +302,9 @@ if IS_PROD:
 
 # --- Product behaviour -------------------------------------------------------
 OUTBOX_RETENTION_DAYS = env.get_int("OUTBOX_RETENTION_DAYS", 14)
+# Raw inbound events (webhook deliveries, call events) are deleted this many days after
+# they were processed (support.retention); pending ones and dead letters are kept. 0: never.
+RAW_EVENT_RETENTION_DAYS = env.get_int("RAW_EVENT_RETENTION_DAYS", 30)
 HEALTH_CELERY_TIMEOUT = env.get_float("HEALTH_CELERY_TIMEOUT", 1.0)
 DEMO_PASSWORD = env.get_str("DEMO_PASSWORD", "demo-password-123")
 # Live workbench sockets re-check the agent's teams and roles at least this often (they

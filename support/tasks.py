@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from support import services
+from support import retention, services
 
 
 @shared_task(acks_late=True, max_retries=0, soft_time_limit=60, time_limit=90)
@@ -16,3 +16,9 @@ def outbox_relay_task() -> int:
 @shared_task(soft_time_limit=300, time_limit=360)
 def outbox_purge_task() -> int:
     return services.outbox_purge()
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def raw_events_purge_task() -> dict[str, int]:
+    """Idempotent and batched: deletes only done events past ``RAW_EVENT_RETENTION_DAYS``."""
+    return retention.raw_events_purge()

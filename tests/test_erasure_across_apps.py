@@ -1,16 +1,20 @@
-"""Erase a customer who came in through a real signed WhatsApp delivery, was routed and got
-a reply: no table (text, JSON, search vectors or raw bytes) keeps their personal data."""
+"""Erase customers who came in through real signed deliveries (one on WhatsApp; one on every
+channel, the chatbot hand-off and a phone call), were routed and got replies: no table
+(text, JSON, search vectors or raw bytes, found by introspecting the database) keeps their
+name, e-mail, phone, their words, or the encoded forms those took in raw deliveries."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import responses
 from django.db import connection
 
+from channels_app.adapters.meta.common import meta_signature
 from channels_app.models import DeliveryAttempt, InboundEvent
-from channels_app.tests.conftest import make_account
+from channels_app.tests.conftest import make_account, wa_body
 from routing.models import RoutingDecision
 from tickets.context import privacy
 from tickets.models import Customer, Ticket
@@ -76,3 +80,312 @@ def test_erase_reaches_channel_deliveries_and_routing(
 
     assert _scan(PERSONAL) == []
     assert InboundEvent.objects.count() == 1  # the delivery record stays, redacted
+
+
+# --- a customer who used every channel and called ---------------------------------------
+
+NAME, EMAIL, PHONE = "Zelda Quimby", "zelda.quimby@example.org", "+14155550177"
+WA_ID, FB_ID, IG_ID, X_ID, VISITOR = (
+    "14155550177",
+    "7012345678901234",
+    "1784145960000777",
+    "4337860000",
+    "v_zelda0001",
+)
+SAID = {
+    "whatsapp": "My blender arrived cracked along the lid",
+    "messenger": "The warranty leaflet was missing from the box",
+    "instagram": "Can I swap the teal kettle for the grey one",
+    "twitter": "Still waiting on the courier since Tuesday morning",
+    "email": "The toaster sparks whenever I press the lever",
+    "webchat": "Is the red stand mixer back in stock soon",
+    "chatbot": "The bot could not reset my smart plug",
+    "chatbot_transcript": "my smart plug keeps blinking amber",
+    "call": "My oven door hinge snapped yesterday evening",
+}
+EMAIL_SUBJECT = "Sparking toaster complaint"
+
+
+def _meta_body(channel: str, sender: str, mid: str, text: str) -> bytes:
+    page = {"messenger": "107240291734629", "instagram": "17841405822304914"}[channel]
+    payload = {
+        "object": "page" if channel == "messenger" else "instagram",
+        "entry": [
+            {
+                "time": 1749416383000,
+                "id": page,
+                "messaging": [
+                    {
+                        "sender": {"id": sender},
+                        "recipient": {"id": page},
+                        "timestamp": 1749416383123,
+                        "message": {"mid": mid, "text": text},
+                    }
+                ],
+            }
+        ],
+    }
+    return json.dumps(payload).encode()
+
+
+def _x_body(text: str) -> bytes:
+    payload = {
+        "for_user_id": "3001969357",
+        "direct_message_events": [
+            {
+                "type": "message_create",
+                "id": "954491830116100001",
+                "created_timestamp": "1516403560557",
+                "message_create": {
+                    "target": {"recipient_id": "3001969357"},
+                    "sender_id": X_ID,
+                    "message_data": {"text": text, "entities": {}},
+                },
+            }
+        ],
+        "users": {
+            X_ID: {"id": X_ID, "name": NAME, "screen_name": "zquimby", "location": "Leeds"},
+            "3001969357": {"id": "3001969357", "name": "Acme Support"},
+        },
+    }
+    return json.dumps(payload).encode()
+
+
+def _email_body() -> tuple[bytes, list[str]]:
+    """A SendGrid raw-MIME delivery whose text is base64 and whose HTML is
+    quoted-printable; returns the body and the encoded lines (found before the erase)."""
+    from email.message import EmailMessage
+
+    mime = EmailMessage()
+    mime["From"] = f"{NAME} <{EMAIL}>"
+    mime["To"] = "support@acme.test"
+    mime["Subject"] = EMAIL_SUBJECT
+    mime["Message-ID"] = "<zq-0001@example.org>"
+    mime.set_content(f"{SAID['email']}.\nRegards, {NAME}\n", cte="base64")
+    mime.add_alternative(
+        f"<p>{SAID['email']}.</p><p>Regards, {NAME} &mdash; caf\u00e9 owner</p>",
+        subtype="html",
+        cte="quoted-printable",
+    )
+    raw = mime.as_bytes()
+    encoded = [
+        line.decode()
+        for line in raw.splitlines()
+        if len(line) > 20 and not line.startswith((b"Content-", b"From", b"To", b"Subj", b"Mess"))
+    ]
+    boundary = "xYzZY"
+    fields = {
+        "dkim": "{@example.org : pass}",
+        "email": raw.decode(),
+        "to": "support@acme.test",
+        "from": f"{NAME} <{EMAIL}>",
+        "subject": EMAIL_SUBJECT,
+        "sender_ip": "1.2.3.4",
+        "envelope": json.dumps({"to": ["support@acme.test"], "from": EMAIL}),
+        "charsets": json.dumps({"to": "UTF-8", "subject": "UTF-8", "from": "UTF-8"}),
+        "SPF": "pass",
+    }
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in fields.items()
+    ]
+    return ("".join(parts) + f"--{boundary}--\r\n").encode(), encoded
+
+
+def _post(client: Any, account: Any, body: bytes, headers: dict[str, str], **session: str) -> Any:
+    from channels_app.fixtures import Fixture, signed_headers
+    from channels_app.tests.conftest import post_raw
+
+    fixture = Fixture(headers=headers, body=body, session=session or None)
+    return post_raw(client, account, body, signed_headers(account, fixture))
+
+
+def _call(capture: Any) -> None:
+    """A Connect contact trace record (their phone, a name attribute) and a Transcribe
+    result in which the customer speaks."""
+    from calls.services import call_events_intake
+    from calls.tests.conftest import load, place_result
+
+    ctr = load("ctr_billing.json")
+    ctr["CustomerEndpoint"]["Address"] = PHONE
+    ctr["Attributes"]["caller_name"] = NAME
+    result = load("transcribe_billing.json")
+    segments = result["results"]["audio_segments"]
+    segments[1]["transcript"] = f"Hi John, it's {NAME}. {SAID['call']}."
+    segments[3]["transcript"] = f"Thanks, you can reach me on {PHONE}."
+    result["results"]["transcripts"][0]["transcript"] = " ".join(s["transcript"] for s in segments)
+    place_result(ctr["ContactId"], "transcribe.json", result)
+    with capture(execute=True):
+        call_events_intake(body=json.dumps(ctr).encode())
+
+
+@responses.activate
+def test_erase_a_customer_who_used_every_channel_and_called(
+    client: Any,
+    agent: Any,
+    supervisor: Any,
+    settings: Any,
+    tmp_path: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from channels_app.adapters.webchat.adapter import SESSION_HEADER
+    from channels_app.models import InboundStatus
+    from channels_app.tests.conftest import TEST_SECRET
+    from knowledge.models import SuggestionFeedback
+    from tickets.models import ChannelIdentity
+
+    settings.ROUTING_ENABLED = True
+    settings.TICKETING_SYSTEM_URL = ""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.CALLS_TRANSCRIPTION_BACKEND = "local"
+    settings.CALLS_AI_PROVIDER = "local"
+    settings.SALESFORCE_ENABLED = False
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SENT-ZQ"}]})
+
+    customer = Customer.objects.create(name=NAME, email=EMAIL, phone=PHONE)
+    for channel, external_id in (
+        ("whatsapp", WA_ID),
+        ("messenger", FB_ID),
+        ("instagram", IG_ID),
+        ("twitter", X_ID),
+        ("webchat", VISITOR),
+    ):
+        ChannelIdentity.objects.create(
+            customer=customer, channel=channel, external_id=external_id, display_name=NAME
+        )
+    json_headers = {"Content-Type": "application/json"}
+    email_body, encoded_lines = _email_body()
+    with django_capture_on_commit_callbacks(execute=True):
+        posts = [
+            _post(
+                client,
+                make_account("whatsapp"),
+                wa_body(WA_ID, "wamid.ZQ-1", SAID["whatsapp"]),
+                json_headers,
+            ),
+            _post(
+                client,
+                make_account("messenger"),
+                _meta_body("messenger", FB_ID, "m_ZQ-1", SAID["messenger"]),
+                json_headers,
+            ),
+            _post(
+                client,
+                make_account("instagram"),
+                _meta_body("instagram", IG_ID, "ig_ZQ-1", SAID["instagram"]),
+                json_headers,
+            ),
+            _post(client, make_account("twitter"), _x_body(SAID["twitter"]), json_headers),
+            _post(
+                client,
+                make_account("email"),
+                email_body,
+                {"Content-Type": "multipart/form-data; boundary=xYzZY"},
+            ),
+            _post(
+                client,
+                make_account("webchat"),
+                json.dumps({"text": SAID["webchat"], "client_id": "c-zq-000001"}).encode(),
+                json_headers,
+                v=VISITOR,
+                n=NAME,
+                e=EMAIL,
+            ),
+        ]
+    assert [p.status_code for p in posts] == [200] * 6, [p.content for p in posts]
+    make_account("chatbot")
+    handoff = json.dumps(
+        {
+            "source": "website-bot",
+            "customer_email": EMAIL,
+            "customer_name": NAME,
+            "subject": "Smart plug hand-off",
+            "initial_message": SAID["chatbot"],
+            "session_id": "bot-sess-zq",
+            "transcript": [
+                {"role": "user", "text": SAID["chatbot_transcript"]},
+                {"role": "bot", "text": "Try holding the button for ten seconds."},
+            ],
+        }
+    ).encode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.generic(
+            "POST",
+            "/api/webhooks/chatbot",
+            data=handoff,
+            content_type="application/json",
+            HTTP_X_SIGNATURE_256=meta_signature(TEST_SECRET, handoff),
+        )
+    assert response.status_code == 201, response.content
+    _call(django_capture_on_commit_callbacks)
+
+    customer.refresh_from_db()
+    tickets = Ticket.objects.filter(customer=customer).order_by("id")
+    assert sorted(t.channel for t in tickets) == sorted(
+        ["whatsapp", "messenger", "instagram", "twitter", "email", "webchat", "chatbot"]
+    )
+    wa_ticket = tickets.get(channel="whatsapp")
+    with django_capture_on_commit_callbacks(execute=True):
+        message_add(
+            ticket=wa_ticket, body=f"Hi Zelda, about: {SAID['whatsapp']}", author_user=agent
+        )
+    SuggestionFeedback.objects.create(
+        ticket=wa_ticket,
+        chunk_ref="doc-1#0",
+        passage="Returns are free within 30 days.",
+        helpful=False,
+        comment=f"Zelda wrote '{SAID['whatsapp']}', this article is about returns",
+        user=agent,
+    )
+    session_token = next(
+        e.headers[SESSION_HEADER] for e in InboundEvent.objects.filter(channel="webchat")
+    )
+    # One more delivery in the queue, not processed yet (it must never be, after erase).
+    pending = InboundEvent.objects.create(
+        channel="whatsapp",
+        account=make_account("whatsapp"),
+        external_id="pending-zq",
+        headers={},
+        body=wa_body(WA_ID, "wamid.ZQ-2", "One more thing about the blender"),
+    )
+    needles = [
+        NAME,
+        "Zelda",
+        "Quimby",
+        EMAIL,
+        PHONE,
+        WA_ID,
+        *SAID.values(),
+        EMAIL_SUBJECT,
+        session_token,
+        *encoded_lines,
+    ]
+    found = _scan(needles)
+    assert {n for _, _, n in found} == set(needles)  # the scan sees each one before
+    before = {(t, c) for t, c, _ in found}
+    assert {
+        ("channels_app_inboundevent", "body"),
+        ("channels_app_inboundevent", "headers"),
+        ("tickets_message", "body_text"),
+        ("tickets_ticket", "subject"),
+        ("calls_transcript", "text"),
+        ("calls_callevent", "payload"),
+        ("knowledge_suggestionfeedback", "comment"),
+        ("routing_routingdecision", "tool_calls"),
+    } <= before
+
+    counts = privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+
+    assert _scan(needles) == []
+    assert counts["hook_knowledge"] == 1
+    pending.refresh_from_db()
+    assert (pending.status, bytes(pending.body), pending.headers) == (
+        InboundStatus.IGNORED,
+        b"",
+        {},
+    )
+    # The records stay (blanked), and so do the aggregates.
+    assert InboundEvent.objects.count() == 7
+    assert {bytes(e.body) for e in InboundEvent.objects.all()} == {b""}
+    assert Ticket.objects.filter(customer=customer).count() == 7
+    assert SuggestionFeedback.objects.get().helpful is False

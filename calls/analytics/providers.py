@@ -7,7 +7,9 @@ registry (``AI_PROVIDER``) can later take it over:
   similarity), categories from a keyword rule classifier, keyword topics (top TF-IDF
   terms), VADER sentiment per segment.
 * ``bedrock``: Amazon Bedrock ``converse`` (bedrock-runtime) asked for a JSON answer;
-  segment sentiment stays local.
+  segment sentiment stays local. The transcript is redacted first (``support.redaction``:
+  e-mails, phones, cards, IBANs, addresses, account ids and the caller's names, which
+  ``calls.services.call_analyse`` passes in).
 
 Data Automation produces its own analytics (see ``calls.transcription``); it is not a
 provider here.
@@ -27,6 +29,7 @@ from django.conf import settings
 
 from calls.parsers import Segment
 from support.errors import PermanentError, RetryableError
+from support.redaction import redact
 
 CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
     "Billing": ("bill", "invoice", "charge", "payment", "refund", "paid", "pay ", "fee", "card"),
@@ -75,7 +78,11 @@ class Analysis:
 class AnalyticsProvider(Protocol):
     name: str
 
-    def analyse(self, *, text: str, segments: Sequence[Segment]) -> Analysis: ...
+    def analyse(
+        self, *, text: str, segments: Sequence[Segment], names: Sequence[str] = ()
+    ) -> Analysis:
+        """``names``: the caller's names, for providers that send the text off-machine."""
+        ...
 
 
 # --- shared local pieces -----------------------------------------------------------------
@@ -160,7 +167,9 @@ class LocalProvider:
 
     name = "local"
 
-    def analyse(self, *, text: str, segments: Sequence[Segment]) -> Analysis:
+    def analyse(
+        self, *, text: str, segments: Sequence[Segment], names: Sequence[str] = ()
+    ) -> Analysis:
         body = " ".join(s.text for s in segments) if segments else text
         sentences = split_sentences(body)
         summary, topics = textrank_summary_and_topics(sentences, k=3 if len(sentences) > 12 else 2)
@@ -230,12 +239,16 @@ class BedrockProvider:
             self._client = bedrock_runtime_client()
         return self._client
 
-    def analyse(self, *, text: str, segments: Sequence[Segment]) -> Analysis:
+    def analyse(
+        self, *, text: str, segments: Sequence[Segment], names: Sequence[str] = ()
+    ) -> Analysis:
         from botocore.exceptions import BotoCoreError, ClientError
 
         transcript = "\n".join(f"{s.speaker}: {s.text}" for s in segments) or text
+        # The one place call text leaves the machine: redacted here, whoever calls.
         prompt = PROMPT.format(
-            categories=", ".join([*CATEGORY_KEYWORDS, DEFAULT_CATEGORY]), transcript=transcript
+            categories=", ".join([*CATEGORY_KEYWORDS, DEFAULT_CATEGORY]),
+            transcript=redact(transcript, names=names),
         )
         try:
             response = self.client.converse(

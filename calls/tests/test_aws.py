@@ -405,3 +405,65 @@ def test_bedrock_provider_with_stubber():
     )
     assert result.sentiment == "NEGATIVE"
     assert result.bedrock_status == "end_turn"
+
+
+def test_bedrock_call_analysis_sends_no_personal_data(monkeypatch, settings):
+    """The transcript reaches Bedrock without the caller's name, e-mail, phone or address."""
+    from calls import services
+    from calls.analytics import providers
+    from tickets.models import Customer
+
+    settings.CALLS_AI_PROVIDER = "bedrock"
+    customer = Customer.objects.create(
+        name="Zelda Quimby", email="zelda.q@example.org", phone="+14155550177"
+    )
+    call = Call.objects.create(contact_id="c-redact-1", customer=customer)
+    segments: list[dict[str, Any]] = [
+        {"speaker": "Agent", "start": 0.0, "end": 2.0, "text": "Example Bank, John speaking."},
+        {
+            "speaker": "Customer",
+            "start": 2.0,
+            "end": 9.0,
+            "text": "Hi, this is Zelda Quimby, 12 Baker Street, London NW1 6XE. Mail me at "
+            "zelda.q@example.org or ring 415 555 0177, my card 4111 1111 1111 1111.",
+        },
+        {"speaker": "Agent", "start": 9.0, "end": 11.0, "text": "Thanks Zelda, refund issued."},
+    ]
+    Transcript.objects.create(
+        call=call,
+        source="transcribe",
+        text=" ".join(str(s["text"]) for s in segments),
+        segments=segments,
+    )
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    sent: list[str] = []
+    client.meta.events.register(
+        "before-parameter-build.bedrock-runtime.Converse",
+        lambda params, **_kw: sent.append(json.dumps(params)),
+    )
+    stub = Stubber(client)
+    answer = {"summary": "Refund issued.", "categories": ["Billing"], "topics": ["refund"]}
+    stub.add_response(
+        "converse",
+        {
+            "output": {"message": {"role": "assistant", "content": [{"text": json.dumps(answer)}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+            "metrics": {"latencyMs": 1},
+        },
+    )
+    monkeypatch.setitem(
+        providers.PROVIDERS, "bedrock", lambda: providers.BedrockProvider(client=client)
+    )
+    with stub:
+        analytics = services.call_analyse(call_id=call.pk)
+    assert analytics is not None
+    assert analytics.provider == "bedrock"
+    [body] = sent
+    assert "refund issued" in body.lower()  # the words the summary needs still go
+    assert "[NAME]" in body
+    assert "[ADDRESS]" in body
+    assert "[PHONE]" in body
+    for personal in ("Zelda", "Quimby", "zelda.q@example.org", "555 0177", "Baker", "NW1 6XE"):
+        assert personal.lower() not in body.lower()
+    assert "4111" not in body

@@ -17,6 +17,11 @@ ProgressFn = Any
 class KnowledgeBackend(Protocol):
     name: str
 
+    @property
+    def sends_text(self) -> bool:
+        """Whether a search query leaves the machine (and is redacted first)."""
+        ...
+
     def search(
         self,
         query: str,
@@ -24,7 +29,11 @@ class KnowledgeBackend(Protocol):
         k: int,
         sources: Sequence[str] | None = None,
         tags: Sequence[str] | None = None,
-    ) -> list[SearchResult]: ...
+        redact_names: Sequence[str] = (),
+    ) -> list[SearchResult]:
+        """``redact_names``: the names of the customer the query is about; a backend that
+        sends the query off-machine redacts it (``support.redaction``) first."""
+        ...
 
     def sync(self, job: IngestionJob, *, progress: ProgressFn | None = None) -> None: ...
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from knowledge.models import IngestionJob
 from knowledge.retrieval import SearchResult
 from support.errors import PermanentError, RetryableError
+from support.redaction import redact
 
 _RETRYABLE = {
     "ThrottlingException",
@@ -65,6 +66,7 @@ def _location(result: dict[str, Any]) -> str:
 
 class BedrockBackend:
     name = "bedrock"
+    sends_text = True
 
     def __init__(self, *, agent_client: Any = None, runtime_client: Any = None) -> None:
         self._agent = agent_client
@@ -83,6 +85,7 @@ class BedrockBackend:
         k: int,
         sources: Sequence[str] | None = None,
         tags: Sequence[str] | None = None,
+        redact_names: Sequence[str] = (),
     ) -> list[SearchResult]:
         runtime = self._runtime or _client("bedrock-agent-runtime")
         config: dict[str, Any] = {"numberOfResults": max(1, min(k, 100))}
@@ -91,7 +94,8 @@ class BedrockBackend:
         response = _call(
             runtime.retrieve,
             knowledgeBaseId=self.knowledge_base_id,
-            retrievalQuery={"text": query},
+            # The one place a KB query leaves the machine: redacted here.
+            retrievalQuery={"text": redact(query, names=redact_names)},
             retrievalConfiguration={"vectorSearchConfiguration": config},
         )
         results = []

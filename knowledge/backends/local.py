@@ -13,6 +13,11 @@ from knowledge.retrieval import SearchResult
 class LocalBackend:
     name = "local"
 
+    @property
+    def sends_text(self) -> bool:
+        # The embedder retrieval will use: Titan embeds the query remotely.
+        return bool(getattr(retrieval.get_embedder(), "sends_text", True))
+
     def search(
         self,
         query: str,
@@ -20,8 +25,10 @@ class LocalBackend:
         k: int,
         sources: Sequence[str] | None = None,
         tags: Sequence[str] | None = None,
+        redact_names: Sequence[str] = (),
     ) -> list[SearchResult]:
-        return retrieval.search(query, k=k, sources=sources, tags=tags)
+        # Only the embedder may send the query anywhere (Titan): it redacts it itself.
+        return retrieval.search(query, k=k, sources=sources, tags=tags, redact_names=redact_names)
 
     def sync(self, job: IngestionJob, *, progress: Any = None) -> None:
         from knowledge.services import _report, source_sync

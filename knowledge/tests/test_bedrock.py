@@ -193,3 +193,73 @@ def test_titan_embeddings_are_padded_to_the_column(bedrock_settings):
     assert out.shape == (1, 384)
     assert out[0, :2].tolist() == pytest.approx([0.6, 0.8])
     assert float(abs(out[0, 2:]).sum()) == 0.0
+
+
+PERSONAL = ("Zelda", "Quimby", "zelda.q@example.org", "555 0177", "Baker", "NW1 6XE")
+
+
+@pytest.fixture
+def zelda_ticket(db):
+    from tickets import services as ticket_services
+    from tickets.models import Customer
+
+    customer = Customer.objects.create(
+        name="Zelda Quimby", email="zelda.q@example.org", phone="+14155550177"
+    )
+    return ticket_services.ticket_create(
+        customer=customer,
+        subject="Refund to Zelda",
+        body="Hi, Zelda Quimby here: please refund order 123456 to 12 Baker Street, London "
+        "NW1 6XE; zelda.q@example.org or 415 555 0177.",
+    )
+
+
+def _captured(client: Any, operation: str) -> list[str]:
+    sent: list[str] = []
+    client.meta.events.register(
+        f"before-parameter-build.{client.meta.service_model.endpoint_prefix}.{operation}",
+        lambda params, **_kw: sent.append(json.dumps(params)),
+    )
+    return sent
+
+
+def test_bedrock_kb_query_for_a_ticket_is_redacted(bedrock_settings, zelda_ticket, monkeypatch):
+    from knowledge import selectors
+    from knowledge.backends import bedrock
+
+    runtime, stub = stubbed("bedrock-agent-runtime")
+    sent = _captured(runtime, "Retrieve")
+    stub.add_response("retrieve", {"retrievalResults": []})
+    monkeypatch.setattr(bedrock, "_client", lambda service: runtime)
+    with stub:
+        assert selectors.ticket_suggestions(zelda_ticket) == []
+    [body] = sent
+    assert "refund order 123456" in body
+    assert "[NAME]" in body
+    assert "[ADDRESS]" in body
+    assert "[EMAIL]" in body
+    assert [p for p in PERSONAL if p.lower() in body.lower()] == []
+
+
+def test_titan_embedding_of_a_ticket_query_is_redacted(
+    bedrock_settings, settings, zelda_ticket, monkeypatch
+):
+    from knowledge import retrieval, selectors
+
+    settings.KB_BACKEND = "local"
+    runtime, stub = stubbed("bedrock-runtime")
+    sent = _captured(runtime, "InvokeModel")
+    body = json.dumps({"embedding": [0.1] * 256, "inputTextTokenCount": 3}).encode()
+    stub.add_response(
+        "invoke_model",
+        {"body": StreamingBody(io.BytesIO(body), len(body)), "contentType": "application/json"},
+    )
+    monkeypatch.setattr(retrieval, "get_embedder", lambda: TitanEmbedder(client=runtime))
+    with stub:
+        assert selectors.ticket_suggestions(zelda_ticket) == []
+    [params] = sent
+    input_text = json.loads(json.loads(params)["body"])["inputText"]
+    assert "refund order 123456" in input_text
+    assert "[NAME]" in input_text
+    assert "[ADDRESS]" in input_text
+    assert [p for p in PERSONAL if p.lower() in input_text.lower()] == []

@@ -2,8 +2,10 @@
 calls the seven tools and answers with a structured ``RoutingDecisionOutput``.
 
 A fresh agent per ticket (an Agent cannot run concurrently), no stdout callback handler,
-Strands' own retries off (we retry, bounded, then the local router decides). The ticket text
-is redacted before it leaves, and so is every tool result sent back to the model.
+Strands' own retries off (we retry, bounded, then the local router decides). Nothing leaves
+unredacted: the model is wrapped in ``RedactingModel``, which redacts every request (the
+prompt, every tool result, the earlier turns) with the shared ``support.redaction`` service
+and the names of the ticket's own customer (``TicketContext.redact_names``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from strands.types.exceptions import (
 from routing import tools
 from routing.providers.base import ProviderUnavailable, cost_usd
 from routing.providers.models import model_id_of, strands_model
-from routing.redaction import redact, redact_obj
+from routing.providers.redacting import RedactingModel
 from routing.schemas import ProviderResult, RoutingDecisionOutput, ToolTrace
 from routing.tools import TicketContext
 from support.outbound import backoff_seconds
@@ -42,7 +44,7 @@ first, then the rest), then answer with the decision.
 Use the team slug from route_to_team and the priority from calculate_priority unless the
 evidence clearly says otherwise; explain which signals decided. Set requires_manual_review
 when signals conflict or you are unsure. Personal data is redacted as [EMAIL], [PHONE],
-[CARD], [ACCOUNT]; never ask for it."""
+[CARD], [IBAN], [ACCOUNT], [ADDRESS], [POSTCODE], [NAME]; never ask for it."""
 
 RETRYABLE = (
     ModelThrottledException,
@@ -66,7 +68,8 @@ def _run(
     tool_context: ToolContext, name: str, inputs: dict[str, Any], fn: Callable[[AgentRun], Any]
 ) -> Any:
     run: AgentRun = tool_context.invocation_state["routing_run"]
-    return redact_obj(run.trace.call(name, inputs, lambda: fn(run)))
+    # Returned as is: RedactingModel redacts the result when it is sent to the model.
+    return run.trace.call(name, inputs, lambda: fn(run))
 
 
 @tool(context=True)
@@ -80,7 +83,7 @@ def classify_issue(tool_context: ToolContext) -> dict[str, Any]:
 @tool(context=True)
 def extract_entities(tool_context: ToolContext) -> dict[str, Any]:
     """Extract account numbers, service ids, order numbers, error codes, phones, emails,
-    money amounts and dates from the ticket (personal data comes back redacted)."""
+    money amounts and dates from the ticket (personal data reaches you redacted)."""
     return _run(  # type: ignore[no-any-return]
         tool_context, "extract_entities", {}, lambda r: tools.extract_entities(r.ctx.text)
     )
@@ -188,7 +191,8 @@ AGENT_TOOLS = [
 
 
 def build_prompt(ctx: TicketContext) -> str:
-    return f"Ticket {ctx.number} (redacted):\n{redact(ctx.text)}\n\nRoute this ticket."
+    """The user turn (redacted on its way out by ``RedactingModel``, as everything is)."""
+    return f"Ticket {ctx.number} (redacted):\n{ctx.text}\n\nRoute this ticket."
 
 
 class AgentProvider:
@@ -205,7 +209,7 @@ class AgentProvider:
         self.sleep = sleep
 
     def _once(self, ctx: TicketContext) -> ProviderResult:
-        model = self.model_factory()
+        model = RedactingModel(self.model_factory(), names=ctx.redact_names)
         trace = ToolTrace()
         agent = Agent(
             model=model,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -178,3 +179,70 @@ def test_bedrock_throttling_retries_then_falls_back_to_local(ctx):
     assert result.fallback_reason.startswith("bedrock failed 3 time(s): ModelThrottledException")
     assert result.decision.team == "orders"
     assert [c["name"] for c in result.trace.calls] == TOOL_ORDER
+
+
+NAME, EMAIL, PHONE = "Zelda Quimby", "zelda.q@example.org", "+44 20 7946 0958"
+ADDRESS = "221B Baker Street, London NW1 6XE"
+PERSONAL = ["Zelda", "Quimby", "Zee", EMAIL, "7946", "0958", "Baker Street", "NW1 6XE"]
+
+
+def _capture(model):
+    """Every ``converse`` request exactly as botocore is about to send it."""
+    sent: list[str] = []
+
+    def hook(params, **_kwargs):
+        sent.append(json.dumps(params, default=str))
+
+    model.client.meta.events.register(
+        "before-parameter-build.bedrock-runtime.Converse", hook, unique_id="test-capture"
+    )
+    return sent
+
+
+@pytest.mark.django_db
+def test_bedrock_requests_carry_no_personal_data(teams, routing_on):
+    """The ticket text, the customer's names (profile and channel display name), their
+    past subjects (a tool result) and the address never reach Bedrock."""
+    from routing.services import routing_decide
+    from tickets import services as ticket_services
+    from tickets.models import ChannelIdentity, Customer
+
+    customer = Customer.objects.create(name=NAME, email=EMAIL, phone=PHONE)
+    ChannelIdentity.objects.create(
+        customer=customer, channel="whatsapp", external_id="447946", display_name="Zee Q"
+    )
+    ticket_services.ticket_create(
+        customer=customer, subject="Quimby parcel", body="Zee here, parcel to Baker Street"
+    )
+    ticket = ticket_services.ticket_create(
+        customer=customer,
+        subject="Cancel my order",
+        body=(
+            f"Hi, I'm {NAME} (zee on WhatsApp). Please cancel order 123456 and write to "
+            f"{ADDRESS}, or {EMAIL}, or call {PHONE}. Thanks, Zelda"
+        ),
+    )
+    model, stub = _bedrock()
+    sent = _capture(model)
+    tools_turn = [
+        {"toolUse": {"toolUseId": "tu1", "name": "get_historical_context", "input": {}}},
+        {"toolUse": {"toolUseId": "tu2", "name": "extract_entities", "input": {}}},
+    ]
+    stub.add_response("converse", _converse(tools_turn, "tool_use"))
+    final = {"toolUse": {"toolUseId": "tu3", "name": "RoutingDecisionOutput", "input": DECISION}}
+    stub.add_response("converse", _converse([final], "tool_use"))
+    with stub:
+        decision = routing_decide(
+            ticket_id=ticket.pk, provider=AgentProvider(model_factory=lambda: model)
+        )
+    stub.assert_no_pending_responses()
+    assert decision.provider == "bedrock"
+    assert len(sent) == 2
+    assert "123456" in sent[0]  # what the model needs stays
+    assert "[NAME]" in sent[0]
+    assert "[ADDRESS]" in sent[0]
+    assert "[EMAIL]" in sent[0]
+    assert "toolResult" in sent[1]
+    assert "recent_tickets" in sent[1]
+    leaks = [(i, p) for i, body in enumerate(sent) for p in PERSONAL if p.lower() in body.lower()]
+    assert leaks == []

@@ -2,20 +2,24 @@
 
 Erase keeps the customer row, tickets, orders, ratings, interaction kinds, dates and
 scores (the aggregates reports rely on) and removes what identifies the person:
-profile fields and channel identities are removed, the customer's own messages are
+profile fields and channel identities are removed, the customer's own messages (and bot
+transcripts handed over with them) and the subjects of the tickets they opened are
 replaced by ``[erased]``, their attachments deleted, and every other place the person's
-name, email, phone or channel ids appear (agent replies, subjects, event payloads, the
-audit and admin logs, interaction summaries, CSAT comments) is redacted. Other apps
-that keep personal data register an :func:`register_erasure_hook`. Both operations
-write an audit-log entry (who, when, what was counted; never the personal data).
+name, email, phone, channel ids or own words appear (agent replies, other subjects, event
+payloads, the audit and admin logs, interaction summaries, CSAT comments) is redacted.
+Other apps that keep personal data register an :func:`register_erasure_hook`; the
+:class:`ErasureSubject` they get says how to find the person's rows and redact them.
+Both operations write an audit-log entry (who, when, what was counted; never the
+personal data).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from django.contrib.admin.models import LogEntry
@@ -48,12 +52,47 @@ EXPORT_FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class ErasureSubject:
+    """The person being erased, for the apps' erasure hooks.
+
+    - ``tokens``: every string that identifies them (name and its words, e-mail, phone and
+      its digits, channel ids and display names), longest first;
+    - ``identifiers``: the part of ``tokens`` that identifies them beyond doubt (e-mail,
+      phone and its digits, channel ids): a raw record holding one of these is theirs,
+      while a name alone may be someone else's;
+    - ``message_ids``: the channel ids of their own messages (wamid, mid, Message-ID...);
+    - ``texts``: their own words (message bodies, each line and sentence of them, and the
+      subjects of the tickets they opened), to remove wherever they were copied.
+
+    :meth:`redact` and :meth:`redact_json` replace own words by ``[erased]`` and tokens by
+    ``[redacted]``.
+    """
+
     customer_id: int
     ticket_ids: list[int]
     tokens: list[str]
+    identifiers: list[str] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    @cached_property
+    def _texts_re(self) -> re.Pattern[str] | None:
+        return phrases_pattern(self.texts)
 
     def redact(self, text: str) -> str:
+        if not text:
+            return text
+        if self._texts_re is not None:  # own words first: they may hold a token
+            text = self._texts_re.sub(ERASED, text)
         return redact(text, self.tokens)
+
+    def redact_json(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, list):
+            return [self.redact_json(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.redact_json(v) for k, v in value.items()}
+        return value
 
 
 ErasureHook = Callable[[ErasureSubject], int]
@@ -70,6 +109,15 @@ def register_erasure_hook(name: str, hook: ErasureHook) -> None:
 def register_export_hook(name: str, hook: ExportHook) -> None:
     """Another app's exporter: returns JSON-ready data put under ``name`` in the export."""
     _export_hooks[name] = hook
+
+
+def customer_redaction_names(customer_id: int | None) -> tuple[str, ...]:
+    """The names text about this customer may hold (their name, their channel display
+    names), for ``support.redaction.redact(names=...)`` before text goes to a provider."""
+    if customer_id is None:
+        return ()
+    rows = Customer.objects.filter(pk=customer_id).values_list("name", "identities__display_name")
+    return tuple(dict.fromkeys(name for row in rows for name in row if name))
 
 
 def _iso(value: Any) -> str | None:
@@ -187,20 +235,46 @@ def customer_export(*, customer: Customer, actor: Any, via: str) -> dict[str, An
 # --- erase ----------------------------------------------------------------------------
 
 
-def _tokens(customer: Customer, identities: list[ChannelIdentity]) -> list[str]:
-    raw = {customer.name, customer.email, customer.phone}
+def _clean(values: Iterable[str]) -> list[str]:
+    return sorted({t.strip() for t in values if t and len(t.strip()) >= 3}, key=len, reverse=True)
+
+
+def _tokens(customer: Customer, identities: list[ChannelIdentity]) -> tuple[list[str], list[str]]:
+    """(tokens, identifiers): see :class:`ErasureSubject`."""
+    strong = {customer.email, customer.phone}
     # Phone numbers are often written without the leading + or spaces.
     if customer.phone:
-        digits = re.sub(r"\D", "", customer.phone)
-        raw.add(digits)
-    for identity in identities:
-        raw.add(identity.external_id)
-        raw.add(identity.display_name)
+        strong.add(re.sub(r"\D", "", customer.phone))
+    strong.update(identity.external_id for identity in identities)
+    raw = {customer.name, *strong, *(i.display_name for i in identities)}
     # Names also appear in part ("Hi Ada"): each name word of 3+ letters.
     for name in (customer.name, *(i.display_name for i in identities)):
         raw.update(part for part in re.split(r"\s+", name) if len(part) >= 3)
-    tokens = sorted({t.strip() for t in raw if t and len(t.strip()) >= 3}, key=len, reverse=True)
-    return tokens
+    return _clean(raw), _clean(strong)
+
+
+MIN_PHRASE = 8  # shorter own words ("ok", "thanks!") identify no one and are left alone
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def own_texts(texts: Iterable[str]) -> list[str]:
+    """The person's own words as phrases to remove wherever they were copied: each text,
+    each of its lines and each sentence (copies are often truncated or re-wrapped)."""
+    found: set[str] = set()
+    for text in texts:
+        for piece in (text, *text.splitlines()):
+            for phrase in (piece, *_SENTENCE_END.split(piece)):
+                phrase = " ".join(phrase.split())
+                if len(phrase) >= MIN_PHRASE and phrase not in (ERASED, REDACTED):
+                    found.add(phrase)
+    return sorted(found, key=lambda p: (-len(p), p))
+
+
+def phrases_pattern(phrases: Iterable[str]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern for the phrases, any run of white space matching any."""
+    parts = [r"\s+".join(re.escape(word) for word in p.split()) for p in phrases]
+    parts = [p for p in parts if p]
+    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
 
 def redact(text: str, tokens: list[str]) -> str:
@@ -234,16 +308,30 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     """Erase the customer's personal data (see the module docstring). Idempotent."""
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     identities = list(ChannelIdentity.objects.filter(customer=customer))
-    tokens = _tokens(customer, identities)
+    tokens, identifiers = _tokens(customer, identities)
     ticket_ids = list(Ticket.objects.filter(customer=customer).values_list("id", flat=True))
-    subject = ErasureSubject(customer_id=customer.pk, ticket_ids=ticket_ids, tokens=tokens)
+    # The customer's own words: their messages, and a bot's transcript of its chat with
+    # them handed over with the ticket.
+    own = Message.objects.filter(
+        Q(author_customer=customer)
+        | Q(ticket_id__in=ticket_ids, direction=Direction.INBOUND)
+        | Q(ticket_id__in=ticket_ids, metadata__has_key="bot_transcript")
+    )
+    own_rows = list(own.values_list("id", "body_text", "channel_message_id"))
+    own_ids = [pk for pk, _, _ in own_rows]
+    opened = _opened_by(ticket_ids, set(own_ids))
+    subjects = Ticket.objects.filter(pk__in=opened).values_list("subject", flat=True)
+    subject = ErasureSubject(
+        customer_id=customer.pk,
+        ticket_ids=ticket_ids,
+        tokens=tokens,
+        identifiers=identifiers,
+        message_ids=sorted({mid for _, _, mid in own_rows if mid}),
+        texts=own_texts([*(body for _, body, _ in own_rows), *subjects]),
+    )
     counts: dict[str, int] = {}
 
-    # The customer's own words: replaced entirely; attachments deleted.
-    own = Message.objects.filter(
-        Q(author_customer=customer) | Q(ticket_id__in=ticket_ids, direction=Direction.INBOUND)
-    )
-    own_ids = list(own.values_list("id", flat=True))
+    # Replaced entirely; attachments deleted.
     attachments = list(Attachment.objects.filter(message_id__in=own_ids))
     for attachment in attachments:
         if attachment.file:
@@ -256,18 +344,18 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     # Everything else on their tickets (agent replies, notes, system entries): redacted.
     others = Message.objects.filter(ticket_id__in=ticket_ids).exclude(pk__in=own_ids)
     changed = []
-    for message in others.filter(
-        _text_match("body_text", tokens)
-        | _text_match("body_html", tokens)
-        | _text_match("metadata", tokens)
-        | _text_match("channel_message_id", tokens)
-    ):
-        message.body_text = redact(message.body_text, tokens)
-        message.body_html = redact(message.body_html, tokens)
-        message.metadata = redact_json(message.metadata, tokens)
-        if message.channel_message_id:
-            message.channel_message_id = redact(message.channel_message_id, tokens)
-        changed.append(message)
+    for message in others.only("body_text", "body_html", "metadata", "channel_message_id"):
+        before = (message.body_text, message.body_html, message.metadata)
+        message.body_text = subject.redact(message.body_text)
+        message.body_html = subject.redact(message.body_html)
+        message.metadata = subject.redact_json(message.metadata)
+        cmid = message.channel_message_id
+        if cmid:
+            message.channel_message_id = subject.redact(cmid)
+        if before != (message.body_text, message.body_html, message.metadata) or (
+            cmid != message.channel_message_id
+        ):
+            changed.append(message)
     Message.objects.bulk_update(
         changed, ["body_text", "body_html", "metadata", "channel_message_id"]
     )
@@ -278,7 +366,9 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
 
     tickets = list(Ticket.objects.filter(pk__in=ticket_ids))
     for ticket in tickets:
-        ticket.subject = redact(ticket.subject, tokens)
+        # A ticket the customer opened has their words as its subject (an e-mail's
+        # Subject, a chat's first line): erased like their messages.
+        ticket.subject = ERASED if ticket.pk in opened else subject.redact(ticket.subject)
         ticket.origin_platform_id = redact(ticket.origin_platform_id, tokens)
     Ticket.objects.bulk_update(tickets, ["subject", "origin_platform_id"])
     for ticket in tickets:
@@ -321,6 +411,17 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     return counts
 
 
+def _opened_by(ticket_ids: list[int], own_ids: set[int]) -> set[int]:
+    """The tickets whose first message is one of the customer's own."""
+    firsts = (
+        Message.objects.filter(ticket_id__in=ticket_ids)
+        .order_by("ticket_id", "created_at", "id")
+        .distinct("ticket_id")
+        .values_list("ticket_id", "id")
+    )
+    return {ticket_id for ticket_id, first in firsts if first in own_ids}
+
+
 def _redact_events(subject: ErasureSubject, own_message_ids: list[int]) -> int:
     events = OutboxEvent.objects.filter(
         Q(payload__customer_id=subject.customer_id)
@@ -330,7 +431,7 @@ def _redact_events(subject: ErasureSubject, own_message_ids: list[int]) -> int:
     own = {str(pk) for pk in own_message_ids}
     changed = []
     for event in events:
-        payload = redact_json(event.payload, subject.tokens)
+        payload = subject.redact_json(event.payload)
         if event.aggregate_type == "message" and event.aggregate_id in own and "preview" in payload:
             payload["preview"] = ERASED
         if payload != event.payload:
@@ -343,7 +444,7 @@ def _redact_events(subject: ErasureSubject, own_message_ids: list[int]) -> int:
 def _redact_logs(subject: ErasureSubject, identities: list[ChannelIdentity]) -> int:
     changed = 0
     for entry in AuditLog.objects.filter(_text_match("details", subject.tokens)):
-        entry.details = redact_json(entry.details, subject.tokens)
+        entry.details = subject.redact_json(entry.details)
         entry.save(update_fields=["details"])
         changed += 1
     customer_type = ContentType.objects.get_for_model(Customer)
@@ -356,7 +457,7 @@ def _redact_logs(subject: ErasureSubject, identities: list[ChannelIdentity]) -> 
     )
     for log in entries:
         log.object_repr = ERASED
-        log.change_message = redact(log.change_message, subject.tokens)
+        log.change_message = subject.redact(log.change_message)
         log.save(update_fields=["object_repr", "change_message"])
         changed += 1
     return changed

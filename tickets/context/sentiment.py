@@ -1,14 +1,16 @@
 """Sentiment of customer messages behind a small interface with a registry.
 
 ``vader`` (default) runs offline with VADER's lexicon (shipped inside the
-``vaderSentiment`` wheel); ``comprehend`` calls Amazon Comprehend ``DetectSentiment``.
+``vaderSentiment`` wheel); ``comprehend`` calls Amazon Comprehend ``DetectSentiment`` with
+the text redacted first (``support.redaction``, with the customer's names: analysers that
+send text off-machine say so with ``sends_text = True`` and get ``names``).
 Scores are on one scale, -1 (negative) … 1 (positive), so the churn score does not care
 which analyser produced them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -16,6 +18,7 @@ from typing import Any, Protocol
 from django.conf import settings
 
 from support.errors import PermanentError, RetryableError
+from support.redaction import redact
 
 # VADER's own recommended thresholds on the compound score.
 POSITIVE_THRESHOLD = 0.05
@@ -64,6 +67,7 @@ class ComprehendAnalyser:
     """Amazon Comprehend; ``score`` = Positive − Negative, label from ``Sentiment``."""
 
     name = "comprehend"
+    sends_text = True
 
     def __init__(self, client: Any = None) -> None:
         self._client = client
@@ -84,12 +88,14 @@ class ComprehendAnalyser:
             )
         return self._client
 
-    def analyse(self, text: str) -> Sentiment:
+    def analyse(self, text: str, *, names: Sequence[str] = ()) -> Sentiment:
         from botocore.exceptions import BotoCoreError, ClientError
 
         text = text.strip()
         if not text:
             return Sentiment(0.0, "neutral")
+        # The one place this text leaves the machine: redacted here.
+        text = redact(text, names=names)
         clipped = text.encode()[:COMPREHEND_MAX_BYTES].decode(errors="ignore")
         try:
             response = self.client.detect_sentiment(
@@ -139,5 +145,13 @@ def _analyser(key: str) -> SentimentAnalyser:
     return factory()
 
 
-def sentiment_analyse(text: str) -> Sentiment:
-    return get_analyser().analyse(text)
+def sentiment_analyse(text: str, *, customer_id: int | None = None) -> Sentiment:
+    """Score ``text``; an analyser that sends it off-machine gets the names of the
+    customer it is about, to redact them."""
+    analyser = get_analyser()
+    if getattr(analyser, "sends_text", False) and customer_id is not None:
+        from tickets.context.privacy import customer_redaction_names
+
+        names = customer_redaction_names(customer_id)
+        return analyser.analyse(text, names=names)  # type: ignore[call-arg]
+    return analyser.analyse(text)

@@ -119,7 +119,9 @@ def interaction_record(
     ``source_key``; ``analyse_text`` is scored for sentiment. Returns True when new."""
     if kind not in InteractionKind.values:
         raise InvalidInput(f"kind: unknown {kind!r}.", details={"kind": ["Invalid."]})
-    sentiment = sentiment_analyse(analyse_text) if analyse_text.strip() else None
+    sentiment = (
+        sentiment_analyse(analyse_text, customer_id=customer_id) if analyse_text.strip() else None
+    )
     created = get_backend().record(
         InteractionRecord(
             customer_id=customer_id,
@@ -152,7 +154,7 @@ def interaction_record_for_message(*, message_id: int) -> bool:
         return False
     customer_id = message.author_customer_id or message.ticket.customer_id
     text = message.body_text.strip()
-    sentiment = sentiment_analyse(text) if text else None
+    sentiment = sentiment_analyse(text, customer_id=customer_id) if text else None
     created = get_backend().record(
         InteractionRecord(
             customer_id=customer_id,

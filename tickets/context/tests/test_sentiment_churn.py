@@ -125,3 +125,41 @@ def test_churn_score_is_capped_at_100():
         ChurnSignals(recent_sentiment=-0.9, reopened_90d=3, low_csat_90d=2, failed_orders_90d=5)
     )
     assert (risk.level, risk.score) == ("high", 100)
+
+
+@pytest.mark.django_db
+def test_comprehend_gets_the_message_redacted(settings, monkeypatch):
+    """A customer's message scored by Comprehend leaves without their name, e-mail, phone
+    or address (the text actually sent is captured)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from tickets.context import sentiment
+    from tickets.context.services import interaction_record_for_message
+    from tickets.models import Customer, Message
+    from tickets.services import ticket_create
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("comprehend", region_name="us-east-1")
+    sent: list[str] = []
+    client.meta.events.register(
+        "before-parameter-build.comprehend.DetectSentiment",
+        lambda params, **_kw: sent.append(params["Text"]),
+    )
+    stub = Stubber(client)
+    scores = {"Positive": 0.1, "Negative": 0.8, "Neutral": 0.1, "Mixed": 0.0}
+    stub.add_response("detect_sentiment", {"Sentiment": "NEGATIVE", "SentimentScore": scores})
+    settings.SENTIMENT_BACKEND = "comprehend"
+    monkeypatch.setitem(sentiment._registry, "comprehend", lambda: ComprehendAnalyser(client))
+    customer = Customer.objects.create(name="Zelda Quimby", email="zq@example.org")
+    ticket = ticket_create(
+        customer=customer,
+        subject="Broken",
+        body="Zelda Quimby here, 12 Baker Street, NW1 6XE, zq@example.org, 415 555 0177: awful!",
+    )
+    message = Message.objects.get(ticket=ticket)
+    with stub:
+        interaction_record_for_message(message_id=message.pk)
+    [text] = sent
+    assert text == "[NAME] here, [ADDRESS], [POSTCODE], [EMAIL], [PHONE]: awful!"

@@ -1,0 +1,29 @@
+"""Erasure of what the knowledge base keeps about a customer (registered with
+``tickets.context.privacy`` in ``apps.py``): agents' feedback on suggestions.
+
+Feedback on the person's tickets keeps its verdict (helpful or not: the figures the KB
+report counts) and loses the person: their identifiers and own words are redacted from
+the comment and the stored passage. A comment on any other ticket that names them is
+redacted too.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from knowledge.models import SuggestionFeedback
+from tickets.context.privacy import ErasureSubject
+
+
+def knowledge_erase(subject: ErasureSubject) -> int:
+    mentions = Q(ticket_id__in=subject.ticket_ids)
+    for token in subject.tokens:
+        mentions |= Q(comment__icontains=token) | Q(passage__icontains=token)
+    changed = 0
+    for feedback in SuggestionFeedback.objects.filter(mentions):
+        comment, passage = subject.redact(feedback.comment), subject.redact(feedback.passage)
+        if (comment, passage) != (feedback.comment, feedback.passage):
+            feedback.comment, feedback.passage = comment, passage
+            feedback.save(update_fields=["comment", "passage", "updated_at"])
+            changed += 1
+    return changed
