@@ -239,6 +239,8 @@ def test_erase_a_customer_who_used_every_channel_and_called(
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.CALLS_TRANSCRIPTION_BACKEND = "local"
     settings.CALLS_AI_PROVIDER = "local"
+    settings.CALLS_RECORDINGS_BUCKET = "connect-recordings-example"  # the CTR fixture's bucket
+    settings.CALLS_ALLOWED_S3_BUCKETS = []
     settings.SALESFORCE_ENABLED = False
     responses.post(WA_URL, json={"messages": [{"id": "wamid.SENT-ZQ"}]})
 

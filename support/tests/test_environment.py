@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROBE = (
     "import json; from django.conf import settings; print(json.dumps({"
@@ -22,6 +24,7 @@ REQUIRED = {
     "ALLOWED_HOSTS": "support.example.com",
     "DATABASE_URL": "postgresql://user:pass@db.example.com:5432/support",
     "REDIS_URL": "redis://redis.example.com:6379/0",
+    "CHANNELS_SECRETS_KEY": Fernet.generate_key().decode(),
 }
 
 
