@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "support.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -287,6 +288,43 @@ if IS_PROD:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_REFERRER_POLICY = "same-origin"
+
+# Content-Security-Policy on every response (django-csp; support/csp.py adds the websocket
+# origins and the admin's inline styles). No 'unsafe-inline' / 'unsafe-eval' for scripts:
+# every script is a static file. docs/workbench.md explains each directive.
+SITE_CSP_REPORT_ONLY = env.get_bool("SITE_CSP_REPORT_ONLY", default=False)
+SITE_CSP_REPORT_URI = env.get_str("SITE_CSP_REPORT_URI", "")
+# Where attachment images/audio may load from besides this site: the S3 bucket that
+# /attachments/<id> redirects to (signed URLs) when S3_ENABLED.
+SITE_CSP_MEDIA_ORIGINS = env.get_list(
+    "SITE_CSP_MEDIA_ORIGINS",
+    [
+        f"https://{AWS_STORAGE_BUCKET_NAME}.s3.amazonaws.com",
+        f"https://{AWS_STORAGE_BUCKET_NAME}.s3.{AWS_REGION}.amazonaws.com",
+    ]
+    if S3_ENABLED and AWS_STORAGE_BUCKET_NAME
+    else [],
+)
+_csp_policy: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", *SITE_CSP_MEDIA_ORIGINS],
+        "media-src": ["'self'", *SITE_CSP_MEDIA_ORIGINS],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],  # + ws(s)://<host>, added per request
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": [SITE_CSP_REPORT_URI]} if SITE_CSP_REPORT_URI else {}),
+    }
+}
+if SITE_CSP_REPORT_ONLY:
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _csp_policy
+else:
+    CONTENT_SECURITY_POLICY = _csp_policy
 
 # --- Product behaviour -------------------------------------------------------
 OUTBOX_RETENTION_DAYS = env.get_int("OUTBOX_RETENTION_DAYS", 14)
