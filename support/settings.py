@@ -5,10 +5,12 @@ See ``.env.example`` and ``docs/settings.md`` for every variable.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from support import env
 
@@ -40,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",  # login lockout (before "support", whose admin replaces axes' attempt admin)
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -65,6 +68,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "support.urls"
@@ -198,9 +202,36 @@ OIDC_SUPERVISOR_GROUPS = env.get_list("OIDC_SUPERVISOR_GROUPS", ["Supervisors"])
 OIDC_AGENT_GROUPS = env.get_list("OIDC_AGENT_GROUPS", ["Agents"])
 OIDC_TIMEOUT = env.get_int("OIDC_TIMEOUT", 10)
 
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out sign-ins
+    "django.contrib.auth.backends.ModelBackend",
+]
 if OIDC_ENABLED:
     AUTHENTICATION_BACKENDS.append("support.auth.oidc.GroupMappingOIDCBackend")
+
+# Login lockout (django-axes; support/auth/lockout.py): after LOGIN_FAILURE_LIMIT failed
+# password sign-ins (workbench or admin) the username, and separately the client IP, are
+# locked for LOGIN_LOCKOUT_MINUTES after the last failure. Supervisors unlock in the admin
+# ("Login lockouts"); `manage.py axes_reset_username <name>` / `axes_reset_ip <ip>` too.
+LOGIN_LOCKOUT_ENABLED = env.get_bool("LOGIN_LOCKOUT_ENABLED", default=True)
+LOGIN_FAILURE_LIMIT = env.get_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_MINUTES = env.get_int("LOGIN_LOCKOUT_MINUTES", 15)
+# What a lockout is counted per: "username", "ip_address", or "username+ip_address" (both
+# together). Behind one shared NAT address use "username,username+ip_address".
+LOGIN_LOCKOUT_PARAMETERS = env.get_list("LOGIN_LOCKOUT_PARAMETERS", ["username", "ip_address"])
+AXES_ENABLED = LOGIN_LOCKOUT_ENABLED
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [p.split("+") if "+" in p else p for p in LOGIN_LOCKOUT_PARAMETERS]
+if {n for p in LOGIN_LOCKOUT_PARAMETERS for n in p.split("+")} - {"username", "ip_address"}:
+    raise ImproperlyConfigured(
+        "LOGIN_LOCKOUT_PARAMETERS: comma-separated username, ip_address or username+ip_address"
+    )
+AXES_CLIENT_IP_CALLABLE = "support.auth.lockout.login_client_ip"
+AXES_LOCKOUT_CALLABLE = "support.auth.lockout.lockout_response"
+AXES_WHITELIST_CALLABLE = "support.auth.lockout.not_a_password_login"
+AXES_RESET_ON_SUCCESS = False  # a success must not wipe an IP's failures on other names
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in; failures are what we keep
 
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {
