@@ -402,6 +402,8 @@ TICKETING_SYSTEM_TIMEOUT = env.get_float("TICKETING_SYSTEM_TIMEOUT", 10.0)
 ROUTING_ENABLED = env.get_bool("ROUTING_ENABLED", default=not IS_TEST)
 ROUTING_REVIEW_THRESHOLD = env.get_float("ROUTING_REVIEW_THRESHOLD", 0.6)
 ROUTING_DECISION_RETENTION_DAYS = env.get_int("ROUTING_DECISION_RETENTION_DAYS", 90)
+# HMAC key of stored router models (routing.artifacts); empty: derived from SECRET_KEY.
+ROUTER_ARTIFACT_KEY = env.get_str("ROUTER_ARTIFACT_KEY", "")
 ROUTING_ACCOUNT_PATTERNS = env.get_list("ROUTING_ACCOUNT_PATTERNS", [r"\bACC-\d{3,}\b"])
 ROUTING_VIP_BILLING_TEAM = env.get_str("ROUTING_VIP_BILLING_TEAM", "priority-billing")
 ROUTING_STATUS_URL = env.get_str("ROUTING_STATUS_URL")  # optional external status JSON
