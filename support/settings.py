@@ -212,7 +212,7 @@ if OIDC_ENABLED:
 # Login lockout (django-axes; support/auth/lockout.py): after LOGIN_FAILURE_LIMIT failed
 # password sign-ins (workbench or admin) the username, and separately the client IP, are
 # locked for LOGIN_LOCKOUT_MINUTES after the last failure. Supervisors unlock in the admin
-# ("Login lockouts"); `manage.py axes_reset_username <name>` / `axes_reset_ip <ip>` too.
+# (Axes → Access attempts); `manage.py axes_reset_username <name>` / `axes_reset_ip <ip>` too.
 LOGIN_LOCKOUT_ENABLED = env.get_bool("LOGIN_LOCKOUT_ENABLED", default=True)
 LOGIN_FAILURE_LIMIT = env.get_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_LOCKOUT_MINUTES = env.get_int("LOGIN_LOCKOUT_MINUTES", 15)
