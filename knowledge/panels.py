@@ -3,7 +3,13 @@
 Convention shared with the workbench (documented in docs/knowledge.md): any element with
 ``data-insert-text`` inserts that text into the reply composer (``[data-reply-composer]``,
 else the page's first ``textarea[name=body]``) when clicked. The panel ships a small script
-that does this itself, so it works whether or not the workbench wires the attribute.
+(``static/knowledge/suggestions.js``, no inline script: the workbench's Content-Security-Policy
+forbids them) that does this itself, so it works whether or not the workbench wires the
+attribute.
+
+Passages and titles come from documents anyone with a KB source can write: the snippet is
+escaped HTML built in Python (``SearchResult.snippet_html``) and the document link is shown
+only for an http(s) URL.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from django.http import HttpRequest
 
 from knowledge.selectors import ticket_suggestions
 from support.errors import ApplicationError
+from support.safe_urls import http_url
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +42,12 @@ def suggestions_panel_context(request: HttpRequest, ticket: Any) -> dict[str, An
         "ticket": ticket,
         "unavailable": False,
         "suggestions": [
-            {**r.as_dict(), "insert_text": insert_text(r.title, r.text, r.url)} for r in results
+            {
+                **r.as_dict(),
+                "url": http_url(r.url),
+                "snippet_html": r.snippet_html,
+                "insert_text": insert_text(r.title, r.text, http_url(r.url)),
+            }
+            for r in results
         ],
     }

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from support.errors import InvalidInput
+from support.safe_urls import http_url
+
+logger = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = {
     ".md": "markdown",
@@ -57,6 +61,16 @@ class ChunkDraft:
 
 def content_type_for(name: str) -> str | None:
     return SUPPORTED_SUFFIXES.get(PurePosixPath(name).suffix.lower())
+
+
+def document_url(url: str) -> str:
+    """The link a document keeps: an http(s) URL, or the ``s3://`` location the S3 reader
+    records (never rendered as a link); anything else (``javascript:``, relative paths) is
+    dropped, as the workbench links it."""
+    url = (url or "").strip()
+    if url.startswith("s3://") and not any(ord(c) <= 0x20 for c in url):
+        return url
+    return http_url(url)
 
 
 def _title_from_name(name: str) -> str:
@@ -221,11 +235,15 @@ def parse_jsonl(data: bytes | str, *, name: str = "") -> Iterator[ParsedDocument
             raise InvalidInput(f"{name}:{number}: 'title' and 'text' must be strings")
         title, sections = parse_markdown(row.get("text", ""), title=row.get("title", ""))
         tags = row.get("tags") or []
+        raw_url = str(row.get("url") or "")
+        url = http_url(raw_url)
+        if raw_url and not url:
+            logger.warning("%s:%s: url dropped (only http(s) URLs are kept)", name, number)
         yield ParsedDocument(
             external_id=str(row["id"]),
             title=title,
             sections=sections,
-            url=str(row.get("url") or ""),
+            url=url,
             content_type="jsonl",
             tags=[str(t) for t in tags] if isinstance(tags, list) else [],
         )

@@ -12,7 +12,6 @@ docs/knowledge.md for the measurements behind the weight).
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from knowledge.embeddings import get_embedder
 
@@ -28,6 +29,26 @@ TEXT_WEIGHT = 0.02  # measured on StackFAQ: 0.01-0.03 beat vectors alone, 0.05+ 
 CANDIDATES = 50
 MODES = ("hybrid", "vector", "text")
 _MARK_START, _MARK_END = "\x02", "\x03"
+_MARKED = re.compile(f"{_MARK_START}(.*?){_MARK_END}", re.DOTALL)
+_SENTINELS = re.compile(f"[{_MARK_START}{_MARK_END}]")
+
+
+def highlight_html(headline: str) -> SafeString:
+    """HTML for a passage whose matched terms sit between the mark sentinels.
+
+    Every piece of text is escaped; the only markup is ``<mark>`` built here, so a passage
+    from any backend (raw text from Bedrock, a document with ``<script>`` in it) renders as
+    text. Stray sentinels in the document itself are dropped.
+    """
+    text = re.sub(r"\s+", " ", headline).strip()
+    pieces: list[SafeString] = []
+    position = 0
+    for match in _MARKED.finditer(text):
+        pieces.append(escape(_SENTINELS.sub("", text[position : match.start()])))
+        pieces.append(format_html("<mark>{}</mark>", _SENTINELS.sub("", match.group(1))))
+        position = match.end()
+    pieces.append(escape(_SENTINELS.sub("", text[position:])))
+    return format_html_join("", "{}", ((piece,) for piece in pieces))
 
 
 @dataclass
@@ -40,10 +61,20 @@ class SearchResult:
     chunk_id: int | str
     heading_path: str
     text: str
-    snippet: str
+    headline: str  # plain text; matched terms between the _MARK_START/_MARK_END sentinels
     score: float
     vector_score: float | None = None
     text_score: float | None = None
+
+    @property
+    def snippet_html(self) -> SafeString:
+        """The headline as HTML, escaped, with the matched terms in ``<mark>``."""
+        return highlight_html(self.headline)
+
+    @property
+    def snippet(self) -> str:
+        """The API's ``snippet``: the same HTML as a plain string."""
+        return str(self.snippet_html)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -156,13 +187,7 @@ def _snippets(cursor: Any, query: str, chunk_ids: list[int]) -> dict[int, str]:
         "WHERE c.id = ANY(%s)",
         [query, query, options, chunk_ids],
     )
-    return {row[0]: _mark(row[1]) for row in cursor.fetchall()}
-
-
-def _mark(text: str) -> str:
-    """Escape a headline for HTML, then turn the sentinels into <mark> tags."""
-    escaped = html.escape(re.sub(r"\s+", " ", text).strip())
-    return escaped.replace(_MARK_START, "<mark>").replace(_MARK_END, "</mark>")
+    return {row[0]: row[1] for row in cursor.fetchall()}
 
 
 @dataclass
@@ -345,7 +370,7 @@ def _results(
                 chunk_id=chunk.pk,
                 heading_path=chunk.heading_path,
                 text=chunk.text,
-                snippet=snippets.get(chunk.pk, html.escape(chunk.text[:240])),
+                headline=snippets.get(chunk.pk, chunk.text[:240]),
                 score=score,
                 vector_score=doc_vec.get(doc_id),
                 text_score=doc_text.get(doc_id),

@@ -59,7 +59,8 @@ def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
         return []
     # Cached per ticket state: the ticket page must not embed and search on every view.
     stamp = ticket.last_message_at.timestamp() if ticket.last_message_at else 0
-    key = f"kb-suggestions:{ticket.pk}:{stamp}:{k}"
+    # v2: SearchResult carries a plain-text headline (results cached before it have none).
+    key = f"kb-suggestions:v2:{ticket.pk}:{stamp}:{k}"
     results = cache.get(key)
     if results is None:
         results = kb_search(query, k=k, customer_id=ticket.customer_id)

@@ -26,7 +26,13 @@ from knowledge.models import (
     ObjectEvent,
     SuggestionFeedback,
 )
-from knowledge.parsing import CHUNKER_VERSION, ChunkDraft, ParsedDocument, chunk_document
+from knowledge.parsing import (
+    CHUNKER_VERSION,
+    ChunkDraft,
+    ParsedDocument,
+    chunk_document,
+    document_url,
+)
 from knowledge.readers import Item, ItemError
 from support.errors import InvalidInput, NotFound
 
@@ -134,7 +140,7 @@ def _write_documents(
         for parsed, existing, digest, drafts in batch:
             fields = {
                 "title": parsed.title[:500],
-                "url": parsed.url[:1000],
+                "url": document_url(parsed.url)[:1000],
                 "content_type": parsed.content_type,
                 "content_hash": digest,
                 "status": Document.Status.ACTIVE,

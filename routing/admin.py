@@ -96,7 +96,8 @@ class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     @admin.display(description="Ticket")
     def ticket_link(self, obj: RoutingDecision) -> str:
         url = reverse("admin:tickets_ticket_change", args=[obj.ticket_id])
-        return format_html('<a href="{}">T-{:06d}</a>', url, obj.ticket_id)
+        # format_html escapes its arguments into strings first: format the number before.
+        return format_html('<a href="{}">{}</a>', url, f"T-{obj.ticket_id:06d}")
 
 
 class TicketingSyncAttemptInline(admin.TabularInline):  # type: ignore[type-arg]

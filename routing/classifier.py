@@ -10,7 +10,8 @@
 
 Scores become probabilities through a softmax with a temperature fitted on the held-out rows.
 
-Everything runs offline on CPU. Models are plain objects serialised with joblib; the database
+Everything runs offline on CPU. Models are plain objects serialised with joblib and signed
+(``routing.artifacts``: HMAC-SHA256, verified before anything is unpickled); the database
 keeps them (``RouterModel.artifact``) and each process loads the active one once.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import logging
 import math
 import time
@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
@@ -38,6 +37,7 @@ from sklearn.metrics import f1_score
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import LinearSVC
 
+from routing.artifacts import artifact_dump, artifact_load
 from support.minilm import MiniLM, minilm
 
 logger = logging.getLogger(__name__)
@@ -212,13 +212,13 @@ class TextRouter:
         return totals
 
     def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        joblib.dump(self, buffer, compress=3)
-        return buffer.getvalue()
+        """A signed artifact (routing.artifacts): joblib inside, HMAC outside."""
+        return artifact_dump(self)
 
     @staticmethod
     def from_bytes(data: bytes) -> TextRouter:
-        router = joblib.load(io.BytesIO(bytes(data)))
+        """Load a signed artifact; unsigned or tampered bytes raise ArtifactError unread."""
+        router = artifact_load(data)
         if not isinstance(router, TextRouter):
             raise TypeError("Not a TextRouter artifact")
         return router

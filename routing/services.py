@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from routing import classifier, providers
+from routing import artifacts, classifier, providers
 from routing.classifier import TextRouter
 from routing.context import ticket_context_load, ticket_text
 from routing.models import (
@@ -76,6 +76,29 @@ def router_model_save(
         )
         if activate:
             router_model_activate(model=row)
+    return row
+
+
+def router_model_artifact_check(*, model: RouterModel) -> str:
+    """``"ok"`` when the stored artifact's signature verifies, else why not (nothing is
+    unpickled)."""
+    data = RouterModel.objects.filter(pk=model.pk).values_list("artifact", flat=True).get()
+    try:
+        artifacts.artifact_payload(bytes(data))
+    except artifacts.ArtifactError as exc:
+        return str(exc)
+    return "ok"
+
+
+@transaction.atomic
+def router_model_artifact_resign(*, model: RouterModel) -> RouterModel:
+    """Sign a stored artifact with the current key without loading it: for artifacts stored
+    before signing, or signed with a rotated-out key, that an operator vouches for."""
+    row = RouterModel.objects.select_for_update().get(pk=model.pk)
+    data = artifacts.artifact_resign(bytes(row.artifact))
+    row.artifact = data
+    row.artifact_sha256 = hashlib.sha256(data).hexdigest()
+    row.save(update_fields=["artifact", "artifact_sha256", "updated_at"])
     return row
 
 

@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from support import services
+from support.auth.lockout import login_lockout_reset
+from support.auth.roles import is_supervisor
 from support.models import ApiKey, AuditLog, OutboxEvent
 
 admin.site.site_header = "Support Desk · Supervisor admin"
@@ -110,3 +114,38 @@ class AuditLogAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# --- login lockouts (django-axes) -------------------------------------------------------
+# axes registers its own admin for failed sign-ins; ours lets supervisors (the role, not
+# per-model permissions) see them and unlock, with an audit-log entry per unlock.
+admin.site.unregister(AccessAttempt)
+
+
+@admin.register(AccessAttempt)
+class LoginLockoutAdmin(AccessAttemptAdmin):
+    actions = ["unlock_usernames", "unlock_ip_addresses"]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return is_supervisor(request.user) or super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) or super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_unlock_permission(self, request: HttpRequest) -> bool:
+        return is_supervisor(request.user) or super().has_delete_permission(request)
+
+    @admin.action(description="Unlock the selected usernames", permissions=["unlock"])
+    def unlock_usernames(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> None:
+        names = sorted({n for n in queryset.values_list("username", flat=True) if n})
+        login_lockout_reset(actor=request.user, usernames=names)
+        self.message_user(request, f"Unlocked {len(names)} username(s): {', '.join(names)}.")
+
+    @admin.action(description="Unlock the selected IP addresses", permissions=["unlock"])
+    def unlock_ip_addresses(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> None:
+        ips = sorted({ip for ip in queryset.values_list("ip_address", flat=True) if ip})
+        login_lockout_reset(actor=request.user, ip_addresses=ips)
+        self.message_user(request, f"Unlocked {len(ips)} IP address(es): {', '.join(ips)}.")

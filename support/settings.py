@@ -5,6 +5,7 @@ See ``.env.example`` and ``docs/settings.md`` for every variable.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",  # login lockout (before "support", whose admin replaces axes' attempt admin)
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -58,6 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "support.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -66,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "support.urls"
@@ -201,9 +205,36 @@ OIDC_SUPERVISOR_GROUPS = env.get_list("OIDC_SUPERVISOR_GROUPS", ["Supervisors"])
 OIDC_AGENT_GROUPS = env.get_list("OIDC_AGENT_GROUPS", ["Agents"])
 OIDC_TIMEOUT = env.get_int("OIDC_TIMEOUT", 10)
 
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out sign-ins
+    "django.contrib.auth.backends.ModelBackend",
+]
 if OIDC_ENABLED:
     AUTHENTICATION_BACKENDS.append("support.auth.oidc.GroupMappingOIDCBackend")
+
+# Login lockout (django-axes; support/auth/lockout.py): after LOGIN_FAILURE_LIMIT failed
+# password sign-ins (workbench or admin) the username, and separately the client IP, are
+# locked for LOGIN_LOCKOUT_MINUTES after the last failure. Supervisors unlock in the admin
+# (Axes → Access attempts); `manage.py axes_reset_username <name>` / `axes_reset_ip <ip>` too.
+LOGIN_LOCKOUT_ENABLED = env.get_bool("LOGIN_LOCKOUT_ENABLED", default=True)
+LOGIN_FAILURE_LIMIT = env.get_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_MINUTES = env.get_int("LOGIN_LOCKOUT_MINUTES", 15)
+# What a lockout is counted per: "username", "ip_address", or "username+ip_address" (both
+# together). Behind one shared NAT address use "username,username+ip_address".
+LOGIN_LOCKOUT_PARAMETERS = env.get_list("LOGIN_LOCKOUT_PARAMETERS", ["username", "ip_address"])
+AXES_ENABLED = LOGIN_LOCKOUT_ENABLED
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [p.split("+") if "+" in p else p for p in LOGIN_LOCKOUT_PARAMETERS]
+if {n for p in LOGIN_LOCKOUT_PARAMETERS for n in p.split("+")} - {"username", "ip_address"}:
+    raise ImproperlyConfigured(
+        "LOGIN_LOCKOUT_PARAMETERS: comma-separated username, ip_address or username+ip_address"
+    )
+AXES_CLIENT_IP_CALLABLE = "support.auth.lockout.login_client_ip"
+AXES_LOCKOUT_CALLABLE = "support.auth.lockout.lockout_response"
+AXES_WHITELIST_CALLABLE = "support.auth.lockout.not_a_password_login"
+AXES_RESET_ON_SUCCESS = False  # a success must not wipe an IP's failures on other names
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in; failures are what we keep
 
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -300,6 +331,43 @@ if IS_PROD:
     SECURE_HSTS_PRELOAD = True
     SECURE_REFERRER_POLICY = "same-origin"
 
+# Content-Security-Policy on every response (django-csp; support/csp.py adds the websocket
+# origins and the admin's inline styles). No 'unsafe-inline' / 'unsafe-eval' for scripts:
+# every script is a static file. docs/workbench.md explains each directive.
+SITE_CSP_REPORT_ONLY = env.get_bool("SITE_CSP_REPORT_ONLY", default=False)
+SITE_CSP_REPORT_URI = env.get_str("SITE_CSP_REPORT_URI", "")
+# Where attachment images/audio may load from besides this site: the S3 bucket that
+# /attachments/<id> redirects to (signed URLs) when S3_ENABLED.
+SITE_CSP_MEDIA_ORIGINS = env.get_list(
+    "SITE_CSP_MEDIA_ORIGINS",
+    [
+        f"https://{AWS_STORAGE_BUCKET_NAME}.s3.amazonaws.com",
+        f"https://{AWS_STORAGE_BUCKET_NAME}.s3.{AWS_REGION}.amazonaws.com",
+    ]
+    if S3_ENABLED and AWS_STORAGE_BUCKET_NAME
+    else [],
+)
+_csp_policy: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", *SITE_CSP_MEDIA_ORIGINS],
+        "media-src": ["'self'", *SITE_CSP_MEDIA_ORIGINS],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],  # + ws(s)://<host>, added per request
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": [SITE_CSP_REPORT_URI]} if SITE_CSP_REPORT_URI else {}),
+    }
+}
+if SITE_CSP_REPORT_ONLY:
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _csp_policy
+else:
+    CONTENT_SECURITY_POLICY = _csp_policy
+
 # --- Product behaviour -------------------------------------------------------
 OUTBOX_RETENTION_DAYS = env.get_int("OUTBOX_RETENTION_DAYS", 14)
 # Raw inbound events (webhook deliveries, call events) are deleted this many days after
@@ -381,6 +449,8 @@ TICKETING_SYSTEM_TIMEOUT = env.get_float("TICKETING_SYSTEM_TIMEOUT", 10.0)
 ROUTING_ENABLED = env.get_bool("ROUTING_ENABLED", default=not IS_TEST)
 ROUTING_REVIEW_THRESHOLD = env.get_float("ROUTING_REVIEW_THRESHOLD", 0.6)
 ROUTING_DECISION_RETENTION_DAYS = env.get_int("ROUTING_DECISION_RETENTION_DAYS", 90)
+# HMAC key of stored router models (routing.artifacts); empty: derived from SECRET_KEY.
+ROUTER_ARTIFACT_KEY = env.get_str("ROUTER_ARTIFACT_KEY", "")
 ROUTING_ACCOUNT_PATTERNS = env.get_list("ROUTING_ACCOUNT_PATTERNS", [r"\bACC-\d{3,}\b"])
 ROUTING_VIP_BILLING_TEAM = env.get_str("ROUTING_VIP_BILLING_TEAM", "priority-billing")
 ROUTING_STATUS_URL = env.get_str("ROUTING_STATUS_URL")  # optional external status JSON

@@ -18,6 +18,7 @@ from support.auth.roles import is_supervisor
 from support.db import ids_reserve, rows_insert
 from support.errors import Conflict, InvalidInput, InvalidTransition
 from support.events import NewEvent, events_record, outbox_rows, relay_after_commit
+from support.safe_urls import http_url
 from support.services import audit_log_record
 from tickets.models import (
     Attachment,
@@ -757,7 +758,7 @@ def _attachment_create(message: Message, item: NewAttachment) -> Attachment:
         filename=item.filename[:255] or "attachment",
         content_type=item.content_type,
         kind=item.kind,
-        external_url=item.external_url,
+        external_url=http_url(item.external_url),  # shown as a link: http(s) only
         external_media_id=item.external_media_id,
     )
     if item.content is not None:

@@ -54,7 +54,7 @@ def test_board_is_for_supervisors(client, agent, supervisor, db):
     client.force_login(supervisor)
     page = client.get("/calls/board/")
     assert page.status_code == 200
-    assert "/ws/events/" in page.content.decode()
+    assert "/static/js/calls_board.js" in page.content.decode()  # listens on /ws/events/
 
 
 def test_pages_need_login(client, db):

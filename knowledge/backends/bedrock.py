@@ -17,6 +17,7 @@ from knowledge.models import IngestionJob
 from knowledge.retrieval import SearchResult
 from support.errors import PermanentError, RetryableError
 from support.redaction import redact
+from support.safe_urls import http_url
 
 _RETRYABLE = {
     "ThrottlingException",
@@ -110,12 +111,12 @@ class BedrockBackend:
                     document_id=None,
                     document_external_id=uri,
                     title=title,
-                    url=uri if uri.startswith("http") else "",
+                    url=http_url(uri),
                     source="bedrock",
                     chunk_id=f"bedrock-{ref}",
                     heading_path="",
                     text=text,
-                    snippet=text[:240],
+                    headline=text[:240],  # raw text: escaped when rendered
                     score=float(item.get("score") or 0.0),
                     vector_score=float(item.get("score") or 0.0),
                 )

@@ -129,11 +129,26 @@ def browser(live_asgi: str) -> Iterator[Any]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+def watch_csp(page: Any) -> list[str]:
+    """Collect what the browser refuses under the Content-Security-Policy (it logs each
+    violation to the console): every page is checked for none at the end of its test."""
+    refused: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    page.on("console", on_console)
+    return refused
+
+
 @pytest.fixture
 def page(browser: Any, live_asgi: str, request: Any) -> Iterator[Any]:
     context = browser.new_context(base_url=live_asgi, viewport={"width": 1280, "height": 800})
     page = context.new_page()
+    refused = watch_csp(page)
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-end.png"))
     context.close()
+    assert refused == [], "Content-Security-Policy violations"

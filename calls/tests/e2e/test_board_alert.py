@@ -72,6 +72,7 @@ def live_server_url() -> Iterator[str]:
         "DATABASE_URL": _test_database_url(db["NAME"]),
         "CELERY_TASK_ALWAYS_EAGER": "true",
         "DB_POOL": "false",
+        "DEBUG": "true",  # serve static files (the board's script is one) without collectstatic
     }
     proc = subprocess.Popen(
         [
@@ -138,6 +139,11 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page()
+            refused: list[str] = []  # Content-Security-Policy violations the browser reports
+            page.on(
+                "console",
+                lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None,
+            )
             page.goto(f"{live_server_url}/accounts/login/?next=/calls/board/")
             page.fill("#id_username", supervisor.username)
             page.fill("#id_password", "pw-for-tests-1")
@@ -162,5 +168,6 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
             expect(page.locator('#agents tr[data-agent="jdoe"] .state')).to_have_text(
                 "AfterContactWork"
             )
+            assert refused == []
         finally:
             browser.close()

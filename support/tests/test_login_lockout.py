@@ -1,0 +1,151 @@
+"""Login lockout (issue #13, 11): repeated failed password sign-ins lock the username and
+the client IP, on the workbench and the admin sign-in pages; supervisors unlock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from axes.models import AccessAttempt
+from django.contrib.auth import authenticate, get_user_model
+from django.core.management import call_command
+from django.test import Client, RequestFactory
+
+from support.models import AuditLog
+from support.services import api_key_create
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "pw-for-tests-1"
+LOCKED_MESSAGE = (
+    "Too many failed sign-in attempts. Try again in 15 minutes, "
+    "or ask a supervisor to unlock your account."
+)
+
+
+def _login(username: str, password: str, *, ip: str = "198.51.100.7", path: str = "") -> Any:
+    url = path or "/accounts/login/"
+    data = {"username": username, "password": password, "next": "/"}
+    if url.startswith("/admin/"):
+        data["next"] = "/admin/"
+    return Client(REMOTE_ADDR=ip).post(url, data)
+
+
+def _fail(username: str, times: int, **kwargs: Any) -> None:
+    for _ in range(times):
+        response = _login(username, "wrong-password", **kwargs)
+        assert response.status_code in (200, 429)
+
+
+def test_username_is_locked_after_the_limit_even_with_the_right_password(agent, settings):
+    assert settings.LOGIN_FAILURE_LIMIT == 5
+    _fail("agent", 4)
+    ok = _login("agent", PASSWORD)
+    assert ok.status_code == 302  # four failures: still allowed
+    _fail("agent", 5, ip="198.51.100.8")
+    locked = _login("agent", PASSWORD, ip="192.0.2.44")  # from anywhere
+    assert locked.status_code == 429
+    assert LOCKED_MESSAGE in locked.content.decode()
+    assert "_auth_user_id" not in locked.wsgi_request.session
+
+
+def test_ip_is_locked_after_failures_on_many_usernames(agent, other_agent):
+    for name in ("alice", "bob", "carol", "dave", "erin"):
+        _fail(name, 1, ip="203.0.113.5")
+    blocked = _login("agent", PASSWORD, ip="203.0.113.5")
+    assert blocked.status_code == 429
+    assert _login("other-agent", PASSWORD, ip="203.0.113.6").status_code == 302
+
+
+def test_admin_login_is_locked_too(supervisor):
+    _fail("supervisor", 5, path="/admin/login/?next=/admin/")
+    response = _login("supervisor", PASSWORD, path="/admin/login/?next=/admin/")
+    assert response.status_code == 429
+    assert LOCKED_MESSAGE in response.content.decode()
+
+
+def test_the_ip_comes_from_the_projects_client_ip_rule(agent, monkeypatch):
+    seen: list[dict[str, Any]] = []
+
+    def fake_client_ip(meta: Any) -> str:
+        seen.append(dict(meta))
+        return "203.0.113.99"
+
+    monkeypatch.setattr("support.auth.lockout.client_ip_from_meta", fake_client_ip)
+    _fail("agent", 1, ip="10.0.0.1")
+    assert list(AccessAttempt.objects.values_list("username", "ip_address")) == [
+        ("agent", "203.0.113.99")
+    ]
+    assert seen
+    assert seen[0]["REMOTE_ADDR"] == "10.0.0.1"
+
+
+def test_supervisor_unlocks_a_username_in_the_admin(agent, supervisor):
+    _fail("agent", 5)
+    assert _login("agent", PASSWORD, ip="192.0.2.1").status_code == 429
+    admin = Client()
+    admin.force_login(supervisor)
+    changelist = admin.get("/admin/axes/accessattempt/")
+    assert changelist.status_code == 200
+    assert "Unlock the selected usernames" in changelist.content.decode()
+    # two records: the five failures, and the refused attempt from another address
+    first, _ = AccessAttempt.objects.filter(username="agent").order_by("attempt_time")
+    response = admin.post(
+        "/admin/axes/accessattempt/",
+        {"action": "unlock_usernames", "_selected_action": [first.pk]},
+    )
+    assert response.status_code == 302
+    assert not AccessAttempt.objects.filter(username="agent").exists()
+    entry = AuditLog.objects.get(action="login_lockout_reset")
+    assert (entry.actor, entry.object_id, entry.details) == (
+        supervisor,
+        "agent",
+        {"username": "agent", "attempt_records": 2},
+    )
+    assert _login("agent", PASSWORD, ip="192.0.2.1").status_code == 302
+
+
+def test_an_agent_cannot_see_or_unlock(agent, other_agent):
+    other_agent.is_staff = True
+    other_agent.save(update_fields=["is_staff"])
+    client = Client()
+    client.force_login(other_agent)
+    assert client.get("/admin/axes/accessattempt/").status_code == 403
+
+
+def test_unlock_from_the_command_line(agent):
+    _fail("agent", 5)
+    call_command("axes_reset_username", "agent", stdout=None)
+    assert _login("agent", PASSWORD).status_code == 302
+
+
+class TokenBackend:
+    """Stands in for the OIDC backend: authenticates without a password."""
+
+    def authenticate(self, request: Any, token: str | None = None, **kwargs: Any) -> Any:
+        return get_user_model().objects.get(username="agent") if token == "ok" else None
+
+    def get_user(self, user_id: int) -> Any:
+        return get_user_model().objects.filter(pk=user_id).first()
+
+
+def test_password_less_logins_and_api_keys_are_not_locked(agent, settings):
+    _fail("agent", 5, ip="198.51.100.20")
+    settings.AUTHENTICATION_BACKENDS = [
+        "axes.backends.AxesStandaloneBackend",
+        "support.tests.test_login_lockout.TokenBackend",
+    ]
+    request = RequestFactory().get("/oidc/callback/", REMOTE_ADDR="198.51.100.20")
+    assert authenticate(request=request, token="ok") == agent
+    _, raw_key = api_key_create(name="lockout", user=agent)
+    api = Client(REMOTE_ADDR="198.51.100.20")
+    response = api.get("/api/tickets", HTTP_AUTHORIZATION=f"Api-Key {raw_key}")
+    assert response.status_code == 200
+
+
+def test_force_login_and_force_authenticate_are_unaffected(agent, agent_client):
+    _fail("agent", 5, ip="127.0.0.1")
+    client = Client()
+    client.force_login(agent)
+    assert client.get("/").status_code == 200
+    assert agent_client.get("/api/tickets").status_code == 200
