@@ -97,7 +97,11 @@ def test_reply_shows_in_timeline_with_delivery_state(page, agent, customer):
     entry.wait_for(timeout=LIVE_TIMEOUT_MS)
     assert entry.get_attribute("data-delivery") == "queued"
     assert "Queued" in entry.locator(".delivery").inner_text()
-    assert page.locator("#composer-body").input_value() == ""
+    # The entry can arrive over the websocket before the POST's own response clears the
+    # composer (htmx:afterRequest): wait for the clearing rather than race it.
+    page.wait_for_function(
+        "document.getElementById('composer-body').value === ''", timeout=LIVE_TIMEOUT_MS
+    )
 
     message = Message.objects.get(ticket=ticket, body_text="It ships tomorrow.")
     _call(services.message_delivery_update, message=message, status="delivered")
