@@ -80,7 +80,10 @@ class TicketFeedbackApi(APIView):
             if not getattr(request.user, "is_authenticated", False):
                 raise exceptions.NotAuthenticated()
             raise Forbidden("Only agents or the signed link may submit feedback.")
-        ticket = ticket_selectors.ticket_get(ticket_pk)
+        if token:
+            ticket = ticket_selectors.ticket_get(ticket_pk)
+        else:  # an agent: only the tickets it may see (404 for the others, as everywhere)
+            ticket = ticket_selectors.ticket_get_visible(ticket_pk, user=request.user)
         feedback, created = services.feedback_submit(
             ticket=ticket,
             rating=data["rating"],
