@@ -163,3 +163,12 @@ async def test_events_url_is_filtered_too(agent):
     await _ticket(customer, other, "not for this agent")
     assert await _drain(communicator) == []
     await communicator.disconnect()
+
+
+async def test_a_since_that_is_not_an_ascii_id_replays_nothing(agent):
+    """``?since=¹`` passed str.isdigit() and crashed the socket in int()."""
+    communicator = _communicator(agent, since="%C2%B9")
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from() == {"type": "ready"}
+    await communicator.disconnect()
