@@ -83,7 +83,7 @@ def main() -> int:
     with transaction.atomic():
         world = build_world()
         with api_fuzz.in_process_requests() as app:
-            schema = api_fuzz.load_schema(app)
+            schema = api_fuzz.load_schema(app, str(world.keys["key_agent_in"]))
             for key in args.keys.split(","):
                 raw = world.keys[key]
                 assert raw, key

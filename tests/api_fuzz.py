@@ -109,15 +109,15 @@ def in_process_requests() -> Iterator[Any]:
         request_finished.connect(close_old_connections)
 
 
-def load_schema(app: Any) -> Any:
-    """The schema as the API serves it (``GET /api/schema/``, JSON)."""
+def load_schema(app: Any, key: str) -> Any:
+    """The schema as the API serves it to an agent (``GET /api/schema/``, JSON)."""
     import schemathesis
 
     # Security parameters are ours to send (the keys below); random ones would only ever
     # test "invalid key".
     config = schemathesis.Config.from_dict({"generation": {"with-security-parameters": False}})
     return schemathesis.openapi.from_wsgi(
-        SCHEMA_PATH, app, config=config, headers={"Accept": "application/json"}
+        SCHEMA_PATH, app, config=config, headers={"Accept": "application/json", "X-API-Key": key}
     )
 
 

@@ -128,8 +128,8 @@ api-channel-webhook             GET    signed signed signed signed signed signed
 api-channel-webhook             POST   signed signed signed signed signed signed signed signed
 api-webchat-session             POST   public public public public public public public public
 api-webchat-messages            GET    signed signed signed signed signed signed signed signed
-api-schema                      GET    public public public public public public public public
-api-docs                        GET    public public public public public public public public
+api-schema                      GET    401    allow  allow  allow  allow  allow  allow  403
+api-docs                        GET    401    allow  allow  allow  allow  allow  allow  403
 
 admin:login                     GET    public public public public public public public public
 admin:index                     GET    login  login  login  allow  login  login  login  login
