@@ -56,6 +56,19 @@ def _id_or_none(name: str) -> OpenApiParameter:
     )
 
 
+def _include_parameter() -> OpenApiParameter:
+    """The extras other apps registered (their ``ready()`` ran before URLs are loaded)."""
+    names = extras.available_create_extras() or ["none"]
+    choice = "|".join(names)
+    return OpenApiParameter(
+        "include",
+        str,
+        description=f"Extras in the response, a comma list of: {', '.join(names)}.",
+        pattern=rf"^(?:{choice})(?:,(?:{choice}))*$",
+        examples=[OpenApiExample(name, value=name) for name in names],
+    )
+
+
 TICKET_LIST_PARAMETERS = (
     _enum_list("status", list(TicketStatus.values)),
     _enum_list("priority", list(Priority.values)),
@@ -87,11 +100,7 @@ class TicketListCreateApi(APIView):
 
     @extend_schema(
         operation_id="tickets_create",
-        parameters=[
-            OpenApiParameter(
-                "include", str, description="Extras in the response, e.g. context,suggestions"
-            )
-        ],
+        parameters=[_include_parameter()],
         request=s.TicketCreateInputSerializer,
         responses={201: s.TicketCreatedOutputSerializer},
         examples=[
