@@ -1,7 +1,7 @@
 """The REST API never answers 5xx, whatever the schema allows (or nearly allows) to be sent.
 
 A bounded schemathesis run in ``make test`` (``FUZZ_MAX_EXAMPLES`` per operation and mode,
-default 8, with an agent's key and a supervisor's key); ``bench/fuzz_api.py`` runs longer
+default 15, with an agent's key and a supervisor's key); ``bench/fuzz_api.py`` runs longer
 and prints the figures. See ``tests/api_fuzz.py``.
 """
 
@@ -18,7 +18,7 @@ from django.test import override_settings
 from tests import api_fuzz
 from tests.authz_world import World, build_world
 
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "8"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
 
 
 @pytest.fixture(scope="module")
