@@ -117,7 +117,11 @@ def test_audit_runs_pip_audit_strictly_over_the_pinned_requirements(monkeypatch)
     class Done:
         returncode = 0
 
-    monkeypatch.setattr(audit.subprocess, "run", lambda cmd, check: calls.append(cmd) or Done())
+    def run(command, check):
+        calls.append(command)
+        return Done()
+
+    monkeypatch.setattr(audit.subprocess, "run", run)
     monkeypatch.setenv("AUDIT_SERVICE", "osv")
     assert audit.main(["--desc"]) == 0
     [command] = calls
