@@ -1,5 +1,5 @@
 # The two commands: `make run` (the product) and `make test` (every check).
-.PHONY: run test install stop lint bench e2e-deps
+.PHONY: run test install stop lint bench e2e-deps audit
 
 run:
 	@scripts/bootstrap.sh
@@ -16,3 +16,8 @@ stop:
 
 lint:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && ENVIRONMENT=test .venv/bin/mypy . && .venv/bin/lint-imports
+
+# Known vulnerabilities in requirements.txt (pip-audit). Needs network access to the
+# vulnerability database, so it is not part of `make test`; see docs/security.md.
+audit:
+	@python3 scripts/audit.py

@@ -62,6 +62,7 @@ from support.errors import InvalidInput, PermanentError, RetryableError
 from support.events import event_record
 from support.models import AttemptOutcome, DeliveryStatus
 from support.outbound import backoff_seconds
+from support.parsing import without_nul
 from tickets.context.privacy import customer_redaction_names
 from tickets.models import Channel, Customer
 from tickets.services import customer_get_or_create, ticket_create
@@ -111,13 +112,14 @@ def call_events_intake(
     records); HTTP, SNS and SQS intake never pass it.
     """
     try:
-        parsed = json.loads(body)
+        # PostgreSQL text and jsonb cannot hold NUL: kept as U+FFFD (nothing is dropped).
+        parsed = without_nul(json.loads(body))
     except ValueError as exc:
         message = f"The body is not valid JSON: {exc}"
         with transaction.atomic():
             _record_failed(
                 payload=None,
-                raw_body=body.decode("utf-8", "replace")[:100_000],
+                raw_body=body.decode("utf-8", "replace").replace("\x00", "\ufffd")[:100_000],
                 error=message,
                 key=_fingerprint(body),
             )

@@ -35,6 +35,7 @@ from knowledge.parsing import (
 )
 from knowledge.readers import Item, ItemError
 from support.errors import InvalidInput, NotFound
+from support.parsing import parse_id
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def source_get_or_create(
     prefix: str = "",
 ) -> KnowledgeSource:
     """The source called ``name``; created with the given settings when missing."""
-    if not name or len(name) > 100:
+    if not name or len(name) > 100 or "\x00" in name:
         raise InvalidInput("source: a name of 1 to 100 characters is required")
     source, created = KnowledgeSource.objects.get_or_create(
         name=name, defaults={"kind": kind, "path": path, "bucket": bucket, "prefix": prefix}
@@ -531,13 +532,19 @@ def _backend_name() -> str:
 # --- Feedback -------------------------------------------------------------------------
 
 
+CHUNK_REF_MAX_LENGTH = SuggestionFeedback._meta.get_field("chunk_ref").max_length or 200
+
+
 def suggestion_feedback_record(
     *, ticket: Any, chunk_ref: str, user: Any, helpful: bool, comment: str = ""
 ) -> SuggestionFeedback:
     """Store (or change) one agent's verdict on a suggested passage for a ticket."""
+    if len(chunk_ref) > CHUNK_REF_MAX_LENGTH:
+        raise InvalidInput(f"chunk_id: at most {CHUNK_REF_MAX_LENGTH} characters")
     chunk = None
-    if chunk_ref.isdigit():
-        chunk = Chunk.objects.select_related("document").filter(pk=int(chunk_ref)).first()
+    chunk_pk = parse_id(chunk_ref)
+    if chunk_pk is not None:
+        chunk = Chunk.objects.select_related("document").filter(pk=chunk_pk).first()
         if chunk is None:
             raise NotFound(f"chunk_id: no passage {chunk_ref}")
     feedback, _ = SuggestionFeedback.objects.update_or_create(

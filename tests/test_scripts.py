@@ -93,3 +93,41 @@ def test_manage_py_loads_devdata_env_without_overriding(monkeypatch, tmp_path):
     assert os.environ["ALPHA_X"] == "from-file"
     assert os.environ["BETA_X"] == "from-env"
     monkeypatch.delenv("ALPHA_X")
+
+
+audit = _load("audit_script", ROOT / "scripts" / "audit.py")
+
+
+def test_audit_stops_clearly_without_the_vulnerability_database(monkeypatch, capsys):
+    """No network (as here): exit 2 and say why, instead of "not found" for every package."""
+
+    def no_network(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(audit.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(audit, "ensure_pip_audit", lambda: pytest.fail("must not install"))
+    assert audit.main([]) == 2
+    err = capsys.readouterr().err
+    assert "not reachable" in err
+    assert "needs network access" in err
+
+
+def test_audit_runs_pip_audit_strictly_over_the_pinned_requirements(monkeypatch):
+    calls = []
+    monkeypatch.setattr(audit, "database_reachable", lambda service: None)
+    monkeypatch.setattr(audit, "ensure_pip_audit", lambda: Path("/x/pip-audit"))
+
+    class Done:
+        returncode = 0
+
+    def run(command, check):
+        calls.append(command)
+        return Done()
+
+    monkeypatch.setattr(audit.subprocess, "run", run)
+    monkeypatch.setenv("AUDIT_SERVICE", "osv")
+    assert audit.main(["--desc"]) == 0
+    [command] = calls
+    assert command[:3] == ["/x/pip-audit", "--requirement", str(ROOT / "requirements.txt")]
+    assert {"--no-deps", "--strict", "--desc"} <= set(command)
+    assert command[command.index("--vulnerability-service") + 1] == "osv"

@@ -32,6 +32,7 @@ from django.contrib.auth import get_user_model
 from support.auth.roles import is_agent, is_supervisor
 from support.events import ACCESS_CHANGED_EVENT, ALL_EVENTS_GROUP
 from support.models import OutboxEvent
+from support.parsing import parse_id
 from support.redis_client import get_redis
 from tickets.models import Ticket
 from tickets.selectors import ticket_visible_to, user_team_ids
@@ -165,8 +166,9 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.accept()
         query = parse_qs(self.scope.get("query_string", b"").decode())
         since = query.get("since", [""])[0]
-        if since.isdigit():
-            for event in await _replay(int(since)):
+        since_id = parse_id(since)
+        if since_id is not None:
+            for event in await _replay(since_id):
                 if event.get("event_type") == ACCESS_CHANGED_EVENT:
                     continue
                 if await self._visible(event):

@@ -24,6 +24,7 @@ from django.db.models.functions import Left
 
 from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
+from support.parsing import parse_id
 from tickets.models import (
     PRIORITY_RANK,
     Attachment,
@@ -43,13 +44,14 @@ TICKET_FILTERS = ("status", "priority", "channel", "team", "assignee", "customer
 
 
 def parse_ticket_ref(ref: str | int) -> int:
-    """Accept ``123`` or ``T-000123``."""
+    """Accept ``123`` or ``T-000123`` (ASCII digits only: "¹" is not a ticket)."""
     text = str(ref).strip()
     if text.upper().startswith("T-"):
         text = text[2:]
-    if not text.isdigit():
+    pk = parse_id(text)
+    if pk is None:
         raise NotFound(f"No ticket {ref!r}.")
-    return int(text)
+    return pk
 
 
 def ticket_get(ref: str | int, *, for_update: bool = False) -> Ticket:
@@ -78,9 +80,10 @@ def ticket_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Ticket]:
         if value == "none":
             qs = qs.filter(**{f"{key}__isnull": True})
             continue
-        if not str(value).isdigit():
+        pk = parse_id(value)
+        if pk is None:
             raise InvalidInput(f"{key} must be an id or 'none'.", details={key: ["Not an id."]})
-        qs = qs.filter(**{f"{key}_id": int(str(value))})
+        qs = qs.filter(**{f"{key}_id": pk})
     if filters.get("tag"):
         qs = qs.filter(tags__name=str(filters["tag"]).lower())
     if filters.get("needs_review") in ("true", "1", True):
@@ -194,8 +197,9 @@ def inbox_page(
     query = None
     if search:
         ref = search.upper()
-        if ref.startswith("T-") and ref[2:].isdigit():
-            qs = qs.filter(pk=int(ref[2:]))
+        number = parse_id(ref[2:]) if ref.startswith("T-") else None
+        if number is not None:
+            qs = qs.filter(pk=number)
         else:
             query = SearchQuery(search, search_type="websearch", config="english") | SearchQuery(
                 search, search_type="websearch", config="simple"

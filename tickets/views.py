@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_POST
 from support.auth.roles import is_agent, is_supervisor
 from support.errors import ApplicationError, Forbidden, NotFound
 from support.models import OutboxEvent
+from support.parsing import parse_id
 from tickets import selectors, services
 from tickets.models import (
     CannedResponse,
@@ -85,7 +86,7 @@ def _choices() -> dict[str, Any]:
 
 
 def _page_number(raw: str | None) -> int:
-    return int(raw) if raw and raw.isdigit() else 1
+    return parse_id(raw or "") or 1
 
 
 @require_GET
@@ -234,8 +235,8 @@ def _assignee_from(raw: str, request: HttpRequest, current_id: int | None) -> An
         assignee = None
     elif raw == "me":
         assignee = request.user
-    elif raw.isdigit():
-        assignee = get_object_or_404(get_user_model(), pk=int(raw))
+    elif parse_id(raw) is not None:
+        assignee = get_object_or_404(get_user_model(), pk=parse_id(raw))
     else:
         raise NotFound(f"No user {raw!r}.")
     target_id = assignee.pk if assignee else None
@@ -261,9 +262,8 @@ def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
         if post.get(key):
             fields[key] = post[key]
     if "team" in post:
-        fields["team"] = (
-            get_object_or_404(Team, pk=int(post["team"])) if post["team"].isdigit() else None
-        )
+        team_id = parse_id(post["team"])
+        fields["team"] = get_object_or_404(Team, pk=team_id) if team_id is not None else None
     if "tags" in post:
         fields["tags"] = [t for t in post["tags"].replace(";", ",").split(",") if t.strip()]
     if fields:
@@ -313,7 +313,7 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in BULK_ACTIONS:
         return HttpResponseBadRequest("action must be assign, status or tag.")
-    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+    ids = [pk for pk in map(parse_id, request.POST.getlist("ids")) if pk is not None]
     tickets = list(
         Ticket.objects.filter(pk__in=ids, merged_into__isnull=True)
         .filter(selectors.ticket_visibility_q(request.user))

@@ -8,6 +8,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -16,12 +18,28 @@ from rest_framework.views import APIView
 
 from calls import selectors, services, sns
 from calls.models import CallEvent, EventSource, EventStatus
+from support.api_schema import path_parameter
 from support.auth.permissions import IsIntegration
 from support.errors import InvalidInput
+from support.parsing import parse_id
 from support.throttling import PerIPRateThrottle
 
 logger = logging.getLogger(__name__)
 FOUND = "Call recording analytics retrieved successfully"
+CONTACT_EVENT_EXAMPLE = {
+    "version": "0",
+    "id": "5b6c1d5e-1a2b-4c3d-9e8f-0a1b2c3d4e5f",
+    "detail-type": "Amazon Connect Contact Event",
+    "source": "aws.connect",
+    "time": "2026-11-01T10:00:00Z",
+    "detail": {
+        "eventType": "INITIATED",
+        "contactId": "11111111-2222-3333-4444-555555555555",
+        "channel": "VOICE",
+        "initiationMethod": "INBOUND",
+        "initiationTimestamp": "2026-11-01T10:00:00Z",
+    },
+}
 
 
 class CallEventsIntakeApi(APIView):
@@ -35,6 +53,12 @@ class CallEventsIntakeApi(APIView):
 
     permission_classes = [IsIntegration]
 
+    @extend_schema(
+        operation_id="calls_events",
+        request=OpenApiTypes.OBJECT,
+        responses={202: OpenApiTypes.OBJECT},
+        examples=[OpenApiExample("contact event", request_only=True, value=CONTACT_EVENT_EXAMPLE)],
+    )
     def post(self, request: Request) -> Response:
         result = services.call_events_intake(body=request.body)
         return Response(
@@ -54,6 +78,12 @@ class SnsIntakeApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [PerIPRateThrottle]
 
+    @extend_schema(
+        operation_id="calls_sns",
+        description="An SNS HTTPS delivery, authenticated by its SNS signature.",
+        request=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request) -> Response:
         try:
             message = json.loads(request.body)
@@ -123,15 +153,25 @@ def _int(request: Request, name: str, default: int, maximum: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    value = parse_id(raw)
+    if value is None:
         raise InvalidInput(f"{name} must be a non-negative integer.", details={name: ["Invalid."]})
-    return min(int(raw), maximum)
+    return min(value, maximum)
 
 
 class AnalyticsListApi(APIView):
     """``GET /api/analytics`` (recent, ``limit``/``offset``) or ``?callId=``: the calls the
     caller may see (queue → team mapping; supervisors all); others answer 404."""
 
+    @extend_schema(
+        operation_id="analytics_list",
+        parameters=[
+            OpenApiParameter("callId", str, description="One call: its Connect contact id."),
+            OpenApiParameter("limit", int, description="At most 200 (default 50)."),
+            OpenApiParameter("offset", int, description="Skip this many (default 0)."),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request: Request) -> Response:
         call_id = request.query_params.get("callId")
         items = selectors.analytics_list(
@@ -146,6 +186,18 @@ class AnalyticsListApi(APIView):
 
 
 class AnalyticsDetailApi(APIView):
+    @extend_schema(
+        operation_id="analytics_retrieve",
+        parameters=[
+            path_parameter(
+                "hash",
+                description="The call's key: the MD5 hex digest of its contact id.",
+                pattern=r"^[0-9a-f]{32}$",
+                examples={"hash": "0cc175b9c0f1b6a831c399e269772661"},
+            )
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request: Request, hash: str) -> Response:
         items = selectors.analytics_list(user=request.user, hash=hash, limit=1)
         if not items:

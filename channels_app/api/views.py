@@ -11,6 +11,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -36,6 +38,7 @@ from channels_app.models import ChannelAccount
 from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
+from support.parsing import contains_nul, parse_id
 from support.throttling import PerIPRateThrottle, client_ip, hit
 
 
@@ -245,6 +248,11 @@ class ChatbotHandoffSerializer(serializers.Serializer):
         child=serializers.DictField(), required=False, allow_empty=True, max_length=500
     )
 
+    def validate_transcript(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if contains_nul(value):  # stored as jsonb, which cannot hold NUL
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return value
+
 
 def _chatbot_hmac_ok(request: Request) -> bool | None:
     """None: no signature given; else whether it matches a chatbot account's secret."""
@@ -273,6 +281,26 @@ class ChatbotHandoffApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [WebhookRateThrottle]
 
+    @extend_schema(
+        operation_id="chatbot_handoff",
+        request=ChatbotHandoffSerializer,
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "hand-off",
+                request_only=True,
+                value={
+                    "source": "faq-bot",
+                    "customer_email": "ada@example.com",
+                    "customer_name": "Ada Lovelace",
+                    "subject": "Needs a person",
+                    "initial_message": "The bot could not help with my refund.",
+                    "session_id": "bot-session-1",
+                    "transcript": [{"from": "customer", "text": "refund?"}],
+                },
+            )
+        ],
+    )
     def post(self, request: Request) -> Response:
         signed = _chatbot_hmac_ok(request)
         if signed is False:
@@ -372,7 +400,7 @@ def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
     account, claims = session
     after = request.GET.get("after", "0")
     messages = selectors.webchat_messages(
-        visitor_id=claims["v"], account_id=account.pk, after_id=int(after) if after.isdigit() else 0
+        visitor_id=claims["v"], account_id=account.pk, after_id=parse_id(after) or 0
     )
     return JsonResponse({"messages": [webchat_message_json(m) for m in messages]})
 

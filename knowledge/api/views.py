@@ -7,6 +7,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
@@ -17,9 +19,20 @@ from rest_framework.views import APIView
 from knowledge import selectors, services
 from knowledge.models import IngestionJob, KnowledgeSource
 from knowledge.s3events import parse_events
+from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent, IsSupervisor
 from support.errors import Forbidden, InvalidInput, NotFound
 from support.throttling import PerIPRateThrottle
+from tickets.api.schema import TICKET_ID
+
+JOB_ID = path_parameter("job_id", description="The ingestion job's id.", examples={"id": "1"})
+CHUNK_ID = path_parameter(
+    "chunk_id",
+    description="The suggested passage as listed by the suggestions endpoint: a passage id, "
+    "or the backend's reference for it.",
+    pattern=r"^[^/]{1,200}$",
+    examples={"passage": "1"},
+)
 
 
 def job_data(job: IngestionJob) -> dict[str, Any]:
@@ -62,6 +75,17 @@ class KbSyncApi(APIView):
 
     permission_classes = [IsSupervisor]
 
+    @extend_schema(
+        operation_id="kb_sync",
+        request=KbSyncInput,
+        responses={
+            202: inline_serializer(
+                "KbSyncStarted",
+                {"job_id": serializers.IntegerField(), "status": serializers.CharField()},
+            )
+        },
+        examples=[OpenApiExample("one source", request_only=True, value={"source": "faq"})],
+    )
     def post(self, request: Request) -> Response:
         data = KbSyncInput(data=request.data)
         if not data.is_valid():
@@ -86,6 +110,7 @@ class KbSyncApi(APIView):
 class KbJobApi(APIView):
     permission_classes = [IsAgent]
 
+    @extend_schema(operation_id="kb_job", parameters=[JOB_ID], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, job_id: str) -> Response:
         return Response(job_data(selectors.job_get(job_id)))
 
@@ -108,6 +133,22 @@ class KbSearchApi(APIView):
 
     permission_classes = [IsAgent]
 
+    @extend_schema(
+        operation_id="kb_search",
+        parameters=[
+            OpenApiParameter(
+                "q",
+                str,
+                required=True,
+                description="What to look for.",
+                examples=[OpenApiExample("q", value="refund policy")],
+            ),
+            OpenApiParameter("k", int, description="How many passages (1-50, default 5)."),
+            OpenApiParameter("source", str, many=True, description="Only these sources."),
+            OpenApiParameter("tag", str, many=True, description="Only passages with a tag."),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request: Request) -> Response:
         query = request.query_params.get("q", "").strip()
         if not query:
@@ -130,6 +171,12 @@ class KbEventsApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [PerIPRateThrottle]
 
+    @extend_schema(
+        operation_id="kb_events",
+        description="Authenticated by `Authorization: Bearer <KB_EVENTS_TOKEN>`.",
+        request=OpenApiTypes.OBJECT,
+        responses={202: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request) -> Response:
         expected = str(settings.KB_EVENTS_TOKEN)
         if not expected:
@@ -150,6 +197,14 @@ class KbEventsApi(APIView):
 class TicketSuggestionsApi(APIView):
     permission_classes = [IsAgent]
 
+    @extend_schema(
+        operation_id="tickets_suggestions",
+        parameters=[
+            TICKET_ID,
+            OpenApiParameter("k", int, description="How many passages (1-10, default 3)."),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request: Request, ticket_id: str) -> Response:
         from tickets.selectors import ticket_get_visible
 
@@ -159,7 +214,7 @@ class TicketSuggestionsApi(APIView):
         return Response({"ticket": ticket.pk, "suggestions": [r.as_dict() for r in results]})
 
 
-class FeedbackInput(serializers.Serializer):
+class SuggestionFeedbackInput(serializers.Serializer):
     helpful = serializers.BooleanField()
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
 
@@ -167,11 +222,20 @@ class FeedbackInput(serializers.Serializer):
 class SuggestionFeedbackApi(APIView):
     permission_classes = [IsAgent]
 
+    @extend_schema(
+        operation_id="tickets_suggestions_feedback",
+        parameters=[TICKET_ID, CHUNK_ID],
+        request=SuggestionFeedbackInput,
+        responses={201: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample("helpful", request_only=True, value={"helpful": True, "comment": ""})
+        ],
+    )
     def post(self, request: Request, ticket_id: str, chunk_id: str) -> Response:
         from tickets.selectors import ticket_get_visible
 
         ticket = ticket_get_visible(ticket_id, user=request.user)
-        data = FeedbackInput(data=request.data)
+        data = SuggestionFeedbackInput(data=request.data)
         if not data.is_valid():
             raise InvalidInput("Invalid feedback.", details=data.errors)
         feedback = services.suggestion_feedback_record(
@@ -197,6 +261,7 @@ class KbFeedbackApi(APIView):
 
     permission_classes = [IsSupervisor]
 
+    @extend_schema(operation_id="kb_feedback", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         entries = [
             {
@@ -224,6 +289,19 @@ class KbDocumentUploadApi(APIView):
     permission_classes = [IsSupervisor]
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(
+        operation_id="kb_documents_upload",
+        request={
+            "multipart/form-data": inline_serializer(
+                "KbDocumentUpload",
+                {
+                    "file": serializers.FileField(),
+                    "source": serializers.CharField(required=False, max_length=100),
+                },
+            )
+        },
+        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request) -> Response:
         upload = request.FILES.get("file")
         if upload is None:

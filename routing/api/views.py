@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +13,7 @@ from routing import selectors, services
 from routing.api import serializers as s
 from routing.models import RoutingDecision
 from support.errors import InvalidInput, NotFound
+from tickets.api.schema import TICKET_ID
 from tickets.models import Team, Ticket
 from tickets.selectors import ticket_get_visible
 
@@ -38,7 +39,11 @@ def _verdict(decision: RoutingDecision, feedback: Any, user: Any) -> Response:
 
 
 class TicketRoutingApi(APIView):
-    @extend_schema(operation_id="ticket_routing_get", responses=s.TicketRoutingOutputSerializer)
+    @extend_schema(
+        operation_id="ticket_routing_get",
+        parameters=[TICKET_ID],
+        responses=s.TicketRoutingOutputSerializer,
+    )
     def get(self, request: Request, ticket_id: str) -> Response:
         ticket = ticket_get_visible(ticket_id, user=request.user)
         history = selectors.routing_decisions_for_viewer(
@@ -51,7 +56,15 @@ class TicketRoutingApi(APIView):
 class TicketRoutingOverrideApi(APIView):
     @extend_schema(
         operation_id="ticket_routing_override",
+        parameters=[TICKET_ID],
         request=s.RoutingOverrideInputSerializer,
+        examples=[
+            OpenApiExample(
+                "to billing",
+                request_only=True,
+                value={"team": "billing", "priority": "high", "note": "charge dispute"},
+            )
+        ],
         responses=s.RoutingVerdictOutputSerializer,
     )
     def post(self, request: Request, ticket_id: str) -> Response:
@@ -78,6 +91,7 @@ class TicketRoutingOverrideApi(APIView):
 class TicketRoutingAcceptApi(APIView):
     @extend_schema(
         operation_id="ticket_routing_accept",
+        parameters=[TICKET_ID],
         request=s.RoutingAcceptInputSerializer,
         responses=s.RoutingVerdictOutputSerializer,
     )

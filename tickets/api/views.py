@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
@@ -16,7 +16,8 @@ from support.auth.roles import is_supervisor
 from support.errors import Forbidden, InvalidInput
 from tickets import extras, selectors, services
 from tickets.api import serializers as s
-from tickets.models import Customer, Team
+from tickets.api.schema import TICKET_ID
+from tickets.models import Channel, Customer, Priority, Team, TicketStatus
 
 
 class TicketCursorPagination(CursorPagination):
@@ -35,13 +36,57 @@ def _team_or_error(team_id: int | None) -> Team | None:
     return team
 
 
+def _enum_list(name: str, choices: list[str]) -> OpenApiParameter:
+    return OpenApiParameter(
+        name,
+        str,
+        description=f"Filter by {name}: one value or a comma list of {', '.join(choices)}.",
+        pattern=rf"^(?:{'|'.join(choices)})(?:,(?:{'|'.join(choices)}))*$",
+        examples=[OpenApiExample(choices[0], value=choices[0])],
+    )
+
+
+def _id_or_none(name: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name,
+        str,
+        description=f"Filter by {name}: an id, or `none` for tickets without one.",
+        pattern=r"^(?:[0-9]{1,18}|none)$",
+        examples=[OpenApiExample("id", value="1"), OpenApiExample("none", value="none")],
+    )
+
+
+def _include_parameter() -> OpenApiParameter:
+    """The extras other apps registered (their ``ready()`` ran before URLs are loaded)."""
+    names = extras.available_create_extras() or ["none"]
+    choice = "|".join(names)
+    return OpenApiParameter(
+        "include",
+        str,
+        description=f"Extras in the response, a comma list of: {', '.join(names)}.",
+        pattern=rf"^(?:{choice})(?:,(?:{choice}))*$",
+        examples=[OpenApiExample(name, value=name) for name in names],
+    )
+
+
+TICKET_LIST_PARAMETERS = (
+    _enum_list("status", list(TicketStatus.values)),
+    _enum_list("priority", list(Priority.values)),
+    _enum_list("channel", list(Channel.values)),
+    _id_or_none("team"),
+    _id_or_none("assignee"),
+    _id_or_none("customer"),
+    OpenApiParameter("tag", str, description="Filter by one tag name."),
+    OpenApiParameter("needs_review", bool, description="Only tickets routing sent to people."),
+    OpenApiParameter("cursor", str, description="The page cursor from `next`/`previous`."),
+    OpenApiParameter("page_size", int, description="Tickets per page (at most 200)."),
+)
+
+
 class TicketListCreateApi(APIView):
     @extend_schema(
         operation_id="tickets_list",
-        parameters=[
-            OpenApiParameter(name, str, description=f"Filter by {name} (comma list for enums)")
-            for name in (*selectors.TICKET_FILTERS, "needs_review")
-        ],
+        parameters=[*TICKET_LIST_PARAMETERS],
         responses=s.TicketOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
@@ -55,13 +100,28 @@ class TicketListCreateApi(APIView):
 
     @extend_schema(
         operation_id="tickets_create",
-        parameters=[
-            OpenApiParameter(
-                "include", str, description="Extras in the response, e.g. context,suggestions"
-            )
-        ],
+        parameters=[_include_parameter()],
         request=s.TicketCreateInputSerializer,
         responses={201: s.TicketCreatedOutputSerializer},
+        examples=[
+            OpenApiExample(
+                "new customer",
+                request_only=True,
+                value={
+                    "subject": "Where is my order?",
+                    "description": "Order 1042 has not arrived.",
+                    "customer": {"email": "ada@example.com", "name": "Ada Lovelace"},
+                    "channel": "api",
+                    "priority": "normal",
+                    "tags": ["orders"],
+                },
+            ),
+            OpenApiExample(
+                "known customer",
+                request_only=True,
+                value={"subject": "Refund", "customer_id": 1, "team_id": 1},
+            ),
+        ],
     )
     def post(self, request: Request) -> Response:
         include = extras.parse_include(request.query_params.get("include"))
@@ -111,7 +171,11 @@ class TicketListCreateApi(APIView):
 
 
 class TicketDetailApi(APIView):
-    @extend_schema(operation_id="tickets_retrieve", responses=s.TicketDetailOutputSerializer)
+    @extend_schema(
+        operation_id="tickets_retrieve",
+        parameters=[TICKET_ID],
+        responses=s.TicketDetailOutputSerializer,
+    )
     def get(self, request: Request, ticket_id: str) -> Response:
         ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
         messages = selectors.message_list(ticket=ticket)
@@ -119,7 +183,14 @@ class TicketDetailApi(APIView):
 
     @extend_schema(
         operation_id="tickets_update",
+        parameters=[TICKET_ID],
         request=s.TicketUpdateInputSerializer,
+        examples=[
+            OpenApiExample(
+                "reassign", request_only=True, value={"status": "open", "assignee_id": 1}
+            ),
+            OpenApiExample("retag", request_only=True, value={"priority": "high", "tags": ["vip"]}),
+        ],
         responses=s.TicketOutputSerializer,
     )
     def patch(self, request: Request, ticket_id: str) -> Response:
@@ -159,7 +230,13 @@ class TicketDetailApi(APIView):
 class TicketMessageCreateApi(APIView):
     @extend_schema(
         operation_id="tickets_messages_create",
+        parameters=[TICKET_ID],
         request=s.MessageCreateInputSerializer,
+        examples=[
+            OpenApiExample(
+                "reply", request_only=True, value={"body": "It ships today.", "kind": "public"}
+            )
+        ],
         responses={201: s.MessageOutputSerializer},
     )
     def post(self, request: Request, ticket_id: str) -> Response:
@@ -178,7 +255,11 @@ class TicketMessageCreateApi(APIView):
 class TicketStatusApi(APIView):
     """Light status for chatbot polling."""
 
-    @extend_schema(operation_id="tickets_status", responses=s.TicketStatusOutputSerializer)
+    @extend_schema(
+        operation_id="tickets_status",
+        parameters=[TICKET_ID],
+        responses=s.TicketStatusOutputSerializer,
+    )
     def get(self, request: Request, ticket_id: str) -> Response:
         ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
         return Response(s.TicketStatusOutputSerializer(ticket).data)
@@ -191,7 +272,9 @@ class TicketMergeApi(APIView):
 
     @extend_schema(
         operation_id="tickets_merge",
+        parameters=[TICKET_ID],
         request=s.TicketMergeInputSerializer,
+        examples=[OpenApiExample("into", request_only=True, value={"into": "T-000002"})],
         responses=s.TicketOutputSerializer,
     )
     def post(self, request: Request, ticket_id: str) -> Response:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from support.auth.roles import is_supervisor
 from support.errors import NotFound
+from support.parsing import parse_id
 from tickets.context.cache import context_cache_get, context_cache_set
 from tickets.context.churn import ChurnSignals, churn_risk
 from tickets.context.interactions import ScorePoint, get_backend
@@ -50,9 +51,10 @@ def _money(value: Decimal | None) -> str:
 
 
 def customer_get(customer_id: int | str) -> Customer:
-    if not str(customer_id).isdigit():
+    pk = parse_id(customer_id)
+    if pk is None:
         raise NotFound(f"No customer {customer_id!r}.")
-    customer = Customer.objects.filter(pk=int(str(customer_id))).first()
+    customer = Customer.objects.filter(pk=pk).first()
     if customer is None:
         raise NotFound(f"No customer {customer_id!r}.")
     return customer

@@ -6,6 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from support.errors import ApplicationError
+from support.parsing import parse_id
 from tickets.context import services
 
 
@@ -21,7 +22,7 @@ def feedback_page(request: HttpRequest, token: str) -> HttpResponse:
         try:
             services.feedback_submit(
                 ticket=ticket,
-                rating=int(raw) if raw.isdigit() else 0,
+                rating=parse_id(raw) or 0,
                 comment=request.POST.get("comment", ""),
                 via_link=True,
             )

@@ -257,3 +257,12 @@ def test_admin_membership_changes_announce_an_access_event(client, supervisor, a
     assert list(team.members.all()) == []
     events = OutboxEvent.objects.filter(event_type=ACCESS_CHANGED_EVENT)
     assert [e.payload["user_id"] for e in events] == [agent.pk]
+
+
+async def test_a_since_that_is_not_an_ascii_id_replays_nothing(agent):
+    """``?since=¹`` passed str.isdigit() and crashed the socket in int()."""
+    communicator = _communicator(agent, since="%C2%B9")
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_json_from() == {"type": "ready"}
+    await communicator.disconnect()

@@ -72,3 +72,20 @@ def test_status_transitions(customer, start, target, allowed):
     assert ticket.can_transition_to(target) is allowed
     assert ticket.can_transition_to(start) is True
     assert TicketStatus(start)
+
+
+@pytest.mark.parametrize("ref", ["¹", "T-¹", "٣", "T-٣", "１", "", "T-", "12a", "9" * 19])
+def test_ticket_refs_are_ascii_digits(ref):
+    """Unicode digits pass str.isdigit(); "¹" then made int() raise (a 500 on every ticket
+    URL, found by the API fuzz run)."""
+    from support.errors import NotFound
+    from tickets.selectors import parse_ticket_ref
+
+    with pytest.raises(NotFound):
+        parse_ticket_ref(ref)
+
+
+def test_ticket_refs_accept_ids_and_numbers():
+    from tickets.selectors import parse_ticket_ref
+
+    assert [parse_ticket_ref(r) for r in ("42", " 42 ", "T-000042", "t-42", 42)] == [42] * 5

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent
 from support.errors import Forbidden
 from support.throttling import PerIPRateThrottle
 from tickets import selectors as ticket_selectors
+from tickets.api.schema import TICKET_ID
 from tickets.context import selectors, services
 
 
@@ -36,6 +38,7 @@ class FeedbackOutputSerializer(serializers.Serializer):
 class TicketContextApi(APIView):
     @extend_schema(
         operation_id="tickets_context",
+        parameters=[TICKET_ID],
         responses=OpenApiResponse(description="The customer context of the ticket's customer."),
     )
     def get(self, request: Request, ticket_id: str) -> Response:
@@ -47,6 +50,9 @@ class TicketContextApi(APIView):
 class CustomerContextApi(APIView):
     @extend_schema(
         operation_id="customers_context",
+        parameters=[
+            path_parameter("customer_id", description="The customer's id.", examples={"id": "1"})
+        ],
         responses=OpenApiResponse(description="Profile, orders, interactions, churn risk."),
     )
     def get(self, request: Request, customer_id: str) -> Response:
@@ -63,7 +69,11 @@ class TicketFeedbackApi(APIView):
 
     @extend_schema(
         operation_id="tickets_feedback",
+        parameters=[TICKET_ID],
         request=FeedbackInputSerializer,
+        examples=[
+            OpenApiExample("agent", request_only=True, value={"rating": 5, "comment": "Quick"}),
+        ],
         responses={201: FeedbackOutputSerializer, 200: FeedbackOutputSerializer},
     )
     def post(self, request: Request, ticket_id: str) -> Response:
@@ -81,7 +91,10 @@ class TicketFeedbackApi(APIView):
             if not getattr(request.user, "is_authenticated", False):
                 raise exceptions.NotAuthenticated()
             raise Forbidden("Only agents or the signed link may submit feedback.")
-        ticket = ticket_selectors.ticket_get(ticket_pk)
+        if token:
+            ticket = ticket_selectors.ticket_get(ticket_pk)
+        else:  # an agent: only the tickets it may see (404 for the others, as everywhere)
+            ticket = ticket_selectors.ticket_get_visible(ticket_pk, user=request.user)
         feedback, created = services.feedback_submit(
             ticket=ticket,
             rating=data["rating"],

@@ -15,7 +15,7 @@ from tickets.context import services
 from tickets.context.cache import context_cache_key
 from tickets.context.models import CsatFeedback, Interaction
 from tickets.context.services import OrderInput
-from tickets.models import ChannelIdentity, Ticket
+from tickets.models import ChannelIdentity, Team, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -252,6 +252,17 @@ def test_feedback_by_agent_and_only_after_resolution(agent_client, customer):
     ok = agent_client.post(url, {"rating": 5, "comment": "Great help"}, format="json")
     assert ok.status_code == 201
     assert CsatFeedback.objects.get().via_link is False
+
+
+def test_feedback_by_agent_only_on_tickets_the_agent_may_see(agent_client, customer):
+    """Signed in without the link, an agent of another team gets 404 (found by the
+    authorization matrix): recording a rating on a ticket it cannot see is refused."""
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    ticket = core.ticket_create(customer=customer, subject="Theirs", body="Help", team=elsewhere)
+    core.ticket_update(ticket=ticket, status="resolved")
+    response = agent_client.post(f"/api/tickets/{ticket.pk}/feedback", {"rating": 1}, format="json")
+    assert response.status_code == 404
+    assert not CsatFeedback.objects.exists()
 
 
 def test_feedback_page_via_signed_link(client, customer):

@@ -1,0 +1,52 @@
+"""Request guards that apply to every view."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+
+from support.errors import error_body
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+NUL_MESSAGE = "NUL characters are not accepted in parameters or form fields."
+
+
+class RejectNulCharactersMiddleware:
+    """400 for a NUL character in the query string or a submitted form.
+
+    PostgreSQL text cannot hold NUL, so a filter, search or form value carrying one used to
+    fail in the database (a 500). JSON bodies are checked where they are parsed (DRF's
+    CharField refuses NUL; free-form JSON is checked by its serializer or service). Forms
+    are only read for views that read them anyway (CSRF-protected ones): webhooks (CSRF
+    exempt) keep their raw bodies untouched for signature checks.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        query = request.META.get("QUERY_STRING", "")
+        if ("%00" in query or "\x00" in query) and _has_nul(request.GET.lists()):
+            return _refuse(request)
+        return self.get_response(request)
+
+    def process_view(
+        self, request: HttpRequest, view: Any, args: Any, kwargs: dict[str, Any]
+    ) -> HttpResponse | None:
+        if request.method in ("GET", "HEAD", "OPTIONS") or getattr(view, "csrf_exempt", False):
+            return None
+        content_type = request.META.get("CONTENT_TYPE", "")
+        is_form = content_type.startswith(FORM_TYPES)
+        return _refuse(request) if is_form and _has_nul(request.POST.lists()) else None
+
+
+def _has_nul(items: Any) -> bool:
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in items)
+
+
+def _refuse(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("malformed_request", NUL_MESSAGE), status=400)
+    return HttpResponseBadRequest(NUL_MESSAGE)

@@ -1,0 +1,204 @@
+"""Malformed ids and NUL characters answer 4xx, never 500 (regressions from the API fuzz
+run and a review of every ``isdigit()`` in the code).
+
+Two families: Unicode digits ("¹" passes ``str.isdigit()``, then ``int()`` raises) and
+NUL characters (PostgreSQL text and jsonb cannot hold them, so the query failed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tests.authz_world import World, build_world
+
+pytestmark = pytest.mark.django_db
+
+SUP = "¹"  # superscript one: "¹".isdigit() is True, int("¹") raises ValueError
+
+
+@pytest.fixture
+def world(settings: Any, tmp_path: Any) -> World:
+    settings.MEDIA_ROOT = tmp_path
+    return build_world()
+
+
+@pytest.fixture
+def supervisor(world: World) -> Client:
+    client = Client(raise_request_exception=False)
+    client.force_login(world.users["supervisor"])
+    return client
+
+
+def _ticket(w: World) -> str:
+    return str(w.ticket.pk)
+
+
+# (method, url builder, body builder or None, expected status)
+Request = tuple[str, Callable[[World], str], Callable[[World], Any] | None, int]
+
+UNICODE_DIGITS: dict[str, Request] = {
+    "api ticket": ("GET", lambda w: f"/api/tickets/{SUP}", None, 404),
+    "api ticket number": ("GET", lambda w: f"/api/tickets/T-{SUP}", None, 404),
+    "api merge into": (
+        "POST",
+        lambda w: f"/api/tickets/{_ticket(w)}/merge",
+        lambda w: {"into": SUP},
+        404,
+    ),
+    "api list team filter": ("GET", lambda w: f"/api/tickets?team={SUP}", None, 400),
+    "api list customer filter": ("GET", lambda w: f"/api/tickets?customer={SUP}", None, 400),
+    "api customer context": ("GET", lambda w: f"/api/customers/{SUP}/context", None, 404),
+    "api analytics limit": ("GET", lambda w: f"/api/analytics?limit={SUP}", None, 400),
+    "api suggestion feedback": (
+        "POST",
+        lambda w: f"/api/tickets/{_ticket(w)}/suggestions/{SUP}/feedback",
+        lambda w: {"helpful": True},
+        201,  # not a passage id: kept as the backend's reference, like any other text
+    ),
+    "api suggestion feedback, long ref": (
+        "POST",
+        lambda w: f"/api/tickets/{_ticket(w)}/suggestions/{'x' * 201}/feedback",
+        lambda w: {"helpful": True},
+        400,
+    ),
+    "inbox page": ("GET", lambda w: f"/?page={SUP}", None, 200),
+    "ticket page": ("GET", lambda w: f"/tickets/{SUP}/", None, 404),
+    "ticket search by number": ("GET", lambda w: f"/?view=all&q=T-{SUP}", None, 200),
+    "workbench team": (
+        "FORM",
+        lambda w: f"/tickets/{w.ticket.number}/update",
+        lambda w: {"team": SUP},
+        302,
+    ),
+    "workbench assignee": (
+        "FORM",
+        lambda w: f"/tickets/{w.ticket.number}/update",
+        lambda w: {"assignee": SUP},
+        404,
+    ),
+    "workbench bulk ids": (
+        "FORM",
+        lambda w: "/tickets/bulk",
+        lambda w: {"action": "tag", "value": "x", "ids": [SUP]},
+        302,
+    ),
+    "workbench merge into": (
+        "FORM",
+        lambda w: f"/tickets/{w.ticket.number}/merge",
+        lambda w: {"into": SUP},
+        404,
+    ),
+    "feedback page rating": (
+        "FORM",
+        lambda w: f"/feedback/{w.feedback_token}",
+        lambda w: {"rating": SUP},
+        400,
+    ),
+}
+
+NUL_CHARACTERS: dict[str, Request] = {
+    "api list status": ("GET", lambda w: "/api/tickets?status=open%00", None, 400),
+    "api list tag": ("GET", lambda w: "/api/tickets?tag=%00", None, 400),
+    "api kb search": ("GET", lambda w: "/api/kb/search?q=%00", None, 400),
+    "api kb search source": ("GET", lambda w: "/api/kb/search?q=refund&source=%00", None, 400),
+    "inbox search": ("GET", lambda w: "/?q=%00", None, 400),
+    "inbox status": ("GET", lambda w: "/?status=%00", None, 400),
+    "calls search": ("GET", lambda w: "/calls/?q=%00", None, 400),
+    "workbench reply": (
+        "FORM",
+        lambda w: f"/tickets/{w.ticket.number}/messages",
+        lambda w: {"body": "a\x00b"},
+        400,
+    ),
+    "workbench tags": (
+        "FORM",
+        lambda w: f"/tickets/{w.ticket.number}/update",
+        lambda w: {"tags": "a\x00b"},
+        400,
+    ),
+    "kb upload source": (
+        "MULTIPART",
+        lambda w: "/api/kb/documents",
+        lambda w: {"source": "faq\x00", "file": _upload()},
+        400,
+    ),
+    "call events body": ("RAW", lambda w: "/api/calls/events", lambda w: b"\x00", 400),
+    "call events json": (
+        "JSON",
+        lambda w: "/api/calls/events",
+        lambda w: {"detail-type": "x\x00", "detail": {"contactId": "\x00"}},
+        400,
+    ),
+    "chatbot transcript": (
+        "JSON",
+        lambda w: "/api/webhooks/chatbot",
+        lambda w: {
+            "source": "bot",
+            "customer_email": "nul@example.com",
+            "subject": "s",
+            "initial_message": "m",
+            "session_id": "nul-session",
+            "transcript": [{"text": "a\x00b"}],
+        },
+        400,
+    ),
+}
+
+
+def _upload() -> Any:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("faq.md", b"# Refunds\n\nFive days.", content_type="text/markdown")
+
+
+def _send(client: Client, world: World, request: Request, headers: dict[str, str]) -> Any:
+    method, url, body, _ = request
+    path = url(world)
+    data = body(world) if body else None
+    if method == "GET":
+        return client.get(path, headers=headers)
+    if method == "FORM":
+        return client.post(path, data, headers=headers)
+    if method == "MULTIPART":
+        return client.post(path, data, headers=headers)
+    if method == "RAW":
+        return client.post(path, data, content_type="application/json", headers=headers)
+    return client.post(path, json.dumps(data), content_type="application/json", headers=headers)
+
+
+@pytest.mark.parametrize("name", sorted(UNICODE_DIGITS))
+def test_unicode_digits_are_not_ids(world: World, supervisor: Client, name: str) -> None:
+    request = UNICODE_DIGITS[name]
+    response = _send(supervisor, world, request, world.key_headers("key_supervisor"))
+    assert response.status_code == request[3], response.content[:300]
+
+
+@pytest.mark.parametrize("name", sorted(NUL_CHARACTERS))
+def test_nul_characters_are_refused(world: World, supervisor: Client, name: str) -> None:
+    request = NUL_CHARACTERS[name]
+    response = _send(supervisor, world, request, world.key_headers("key_supervisor"))
+    assert response.status_code == request[3], response.content[:300]
+
+
+def test_api_error_shape_for_nul_in_the_query(world: World, supervisor: Client) -> None:
+    body = supervisor.get("/api/tickets?tag=%00").json()
+    assert body["error"]["code"] == "malformed_request"
+    assert "NUL" in body["error"]["message"]
+
+
+def test_webchat_polling_after_a_unicode_digit(world: World) -> None:
+    from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_issue
+
+    session = session_issue(world.webchat, name="Visitor", email="v@example.com")["session"]
+    response = Client(raise_request_exception=False).get(
+        f"/api/webchat/{world.webchat.webhook_token}/messages",
+        {"after": SUP},
+        headers={SESSION_HEADER: session},
+    )
+    assert response.status_code == 200, response.content[:300]
+    assert response.json() == {"messages": []}
