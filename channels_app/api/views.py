@@ -307,7 +307,13 @@ class ChatbotHandoffApi(APIView):
             return Response(
                 error_body("invalid_signature", "X-Signature-256 does not match."), status=403
             )
-        if signed is None and not (request.auth is not None and is_agent(request.user)):
+        if signed is None and request.auth is not None and not is_agent(request.user):
+            # A valid key whose role may not hand off (an integration key, a non-agent's).
+            return Response(
+                error_body("permission_denied", "This API key may not hand off to agents."),
+                status=403,
+            )
+        if signed is None and request.auth is None:
             return Response(
                 error_body(
                     "not_authenticated",
