@@ -72,8 +72,8 @@ def test_integration_key_is_refused_where_views_check_roles_themselves(integrati
         },
         format="json",
     )
-    assert response.status_code == 401
-    assert response.json()["error"]["code"] == "not_authenticated"
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
 
 
 def test_integration_key_posts_call_events(integration, settings):
