@@ -23,11 +23,13 @@ from calls.models import (
     Transcript,
 )
 from support.models import DeliveryStatus
+from tickets.admin import SupervisorAdmin
 
 
 @admin.register(QueueTeam)
-class QueueTeamAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Agents see the calls of the queues mapped to their teams (supervisors see all)."""
+class QueueTeamAdmin(SupervisorAdmin):
+    """Agents see the calls of the queues mapped to their teams (supervisors see all).
+    Supervisors (the role) maintain the mapping without per-model Django permissions."""
 
     list_display = ["queue_name", "team", "updated_at"]
     list_filter = ["team"]

@@ -20,6 +20,7 @@ from channels_app.models import (
     WebchatVerificationAttempt,
 )
 from support.auth.roles import is_supervisor
+from tickets.admin import SupervisorAdmin
 
 SECRET_FIELDS = services.SECRET_FIELDS
 
@@ -64,7 +65,10 @@ class ChannelAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(admin.ModelAdmin):
+class InboundEventAdmin(SupervisorAdmin):
+    """Supervisors (the role) see every raw delivery, re-process dead ones and release
+    quarantined e-mail; every field is read-only."""
+
     list_display = ["id", "channel", "account", "status", "attempts", "received_at", "error_short"]
     list_filter = ["status", "channel"]
     search_fields = ["external_id"]

@@ -26,8 +26,17 @@ SECRET_KEY = env.get_str(
     "django-insecure-local-development-key-never-used-in-production",
     required_in_prod=True,
 )
-# On only where ENVIRONMENT=dev is set explicitly (an unset ENVIRONMENT means prod).
+# Earlier keys, still accepted for signatures (sessions, web chat tokens, router models)
+# while a SECRET_KEY rotation settles; comma-separated.
+SECRET_KEY_FALLBACKS = env.get_list("SECRET_KEY_FALLBACKS", [])
+# On only where ENVIRONMENT=dev is set explicitly (an unset ENVIRONMENT means prod), and
+# never in prod: tracebacks and settings would be shown to anyone.
 DEBUG = env.get_bool("DEBUG", default=ENVIRONMENT == "dev")
+if DEBUG and IS_PROD:
+    raise ImproperlyConfigured(
+        "DEBUG=true is refused in production (ENVIRONMENT=prod or unset): it shows "
+        "tracebacks and settings to anyone. Set ENVIRONMENT=dev for local development."
+    )
 ALLOWED_HOSTS = env.get_list(
     "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], required_in_prod=True
 )

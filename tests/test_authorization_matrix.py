@@ -134,6 +134,8 @@ admin:index                     GET    login  login  login  allow  login  login 
 admin:tickets_ticket_changelist GET    login  login  login  allow  login  login  login  login
 admin:tickets_customer_change   GET    login  login  login  allow  login  login  login  login
 admin:support_apikey_changelist GET    login  login  login  403    login  login  login  login
+admin:calls_queueteam_changelist GET   login  login  login  allow  login  login  login  login
+admin:channels_app_inboundevent_changelist GET login login login allow login login login login
 """
 
 # Websocket routes (they have no names): the route string. A refused socket is closed with

@@ -69,3 +69,29 @@ def test_debug_is_on_only_where_dev_is_explicit() -> None:
     assert json.loads(dev.stdout)["DEBUG"] is True
     test = _load_settings(ENVIRONMENT="test")
     assert json.loads(test.stdout)["DEBUG"] is False
+
+
+def test_debug_is_refused_in_production() -> None:
+    """An explicit DEBUG=true must not turn tracebacks on in production (set or unset)."""
+    for environment in ({"ENVIRONMENT": "prod"}, {}):
+        result = _load_settings(**REQUIRED, **environment, DEBUG="true")
+        assert result.returncode != 0
+        assert "DEBUG=true is refused in production" in result.stderr
+
+
+def test_secret_key_fallbacks_come_from_the_environment() -> None:
+    probe = "from django.conf import settings; print(settings.SECRET_KEY_FALLBACKS)"
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env.update(DJANGO_SETTINGS_MODULE="support.settings", ENVIRONMENT="dev")
+    env["SECRET_KEY_FALLBACKS"] = "old-key-one,old-key-two"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['old-key-one', 'old-key-two']"

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from support.auth.roles import is_supervisor
 from support.errors import Forbidden, InvalidInput
+from support.services import audit_log_record
 from tickets import extras, selectors, services
 from tickets.api import serializers as s
 from tickets.api.schema import TICKET_ID
@@ -128,6 +129,7 @@ class TicketListCreateApi(APIView):
         serializer = s.TicketCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
+        unseen_customer = False
         if data.get("customer_id"):
             # A customer the caller may not see answers exactly like an unknown one.
             customer = (
@@ -142,8 +144,14 @@ class TicketListCreateApi(APIView):
                 )
         else:
             info = data["customer"]
-            customer, _ = services.customer_get_or_create(
+            customer, created = services.customer_get_or_create(
                 email=info["email"], name=info.get("name", ""), phone=info.get("phone", "")
+            )
+            # Naming an existing customer by address makes it visible to the creator
+            # (customers follow their tickets): allowed, so agents can log a returning
+            # customer's call, but audited when the creator could not see it before.
+            unseen_customer = not created and not selectors.customer_visible_to(
+                request.user, customer_id=customer.pk
             )
         ticket = services.ticket_create(
             customer=customer,
@@ -156,6 +164,14 @@ class TicketListCreateApi(APIView):
             origin_platform_id=data.get("origin_platform_id", ""),
             created_by=request.user,
         )
+        if unseen_customer:
+            audit_log_record(
+                actor=request.user,
+                action="ticket.create_for_unseen_customer",
+                object_type="ticket",
+                object_id=ticket.pk,
+                details={"customer_id": customer.pk, "number": ticket.number},
+            )
         # The documented shape is TicketCreatedOutputSerializer; built directly because this
         # is the hottest endpoint (a ModelSerializer costs ~0.5 ms per response).
         body: dict[str, Any] = {

@@ -117,6 +117,25 @@ def test_create_by_email_into_another_team_returns_no_context(victim, teams, oth
     assert "Grace" not in response.content.decode()
 
 
+def test_creating_a_ticket_for_an_unseen_customer_is_audited(victim, teams, agent, other_agent):
+    """Naming an existing customer by address makes it visible to the creator (its new
+    ticket has no team); allowed, but the audit log says who did it and for whom."""
+    from support.models import AuditLog
+
+    body = {"subject": "Calling about my order", "customer": {"email": "grace@example.com"}}
+    response = _client(other_agent).post("/api/tickets", body, format="json")
+    assert response.status_code == 201
+    [entry] = AuditLog.objects.filter(action="ticket.create_for_unseen_customer")
+    assert (entry.actor, entry.object_id) == (other_agent, str(response.json()["id"]))
+    assert entry.details["customer_id"] == victim.pk
+    # The customer's own team agent (who could see it already) leaves no such entry, nor
+    # does a new customer.
+    assert _client(agent).post("/api/tickets", body, format="json").status_code == 201
+    new = {"subject": "Hi", "customer": {"email": "someone.new@example.com"}}
+    assert _client(other_agent).post("/api/tickets", new, format="json").status_code == 201
+    assert AuditLog.objects.filter(action="ticket.create_for_unseen_customer").count() == 1
+
+
 def test_context_lists_only_what_the_agent_may_see(victim, teams, other_agent):
     """Visible through a Shipping ticket: the Billing ticket's subject and its interaction
     summary are left out; counts stay whole-customer figures."""
