@@ -413,7 +413,7 @@ def poll_forever(
     *,
     once: bool = False,
     what: str = "AWS poll",
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     max_delay: float = 60.0,
 ) -> None:
     """Call ``poll`` until stopped (``once``: one successful call), for pollers such as the
@@ -433,7 +433,7 @@ def poll_forever(
             failures += 1
             delay = backoff_seconds(failures, cap=max_delay, retry_after=exc.retry_after)
             logger.warning("%s failed (%s); polling again in %.1f s", what, exc, delay)
-            sleep(delay)
+            (sleep or time.sleep)(delay)
             continue
         failures = 0
         if once:
