@@ -49,7 +49,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -187,16 +187,23 @@ _AUTH_BOTOCORE: tuple[type[BaseException], ...] = (
 )
 
 
+def _part(exc: ClientError, name: str) -> dict[str, Any]:
+    """``exc.response[name]`` as a plain dict (a hand-built ``ClientError`` may lack it)."""
+    response = cast(dict[str, Any], exc.response)
+    part = response.get(name)
+    return part if isinstance(part, dict) else {}
+
+
 def aws_error_code(exc: BaseException) -> str:
     """``Error.Code`` of a ``ClientError`` (``""`` for anything else)."""
     if isinstance(exc, ClientError):
-        return str((exc.response.get("Error") or {}).get("Code") or "")
+        return str(_part(exc, "Error").get("Code") or "")
     return ""
 
 
 def _status(exc: ClientError) -> int:
     try:
-        return int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+        return int(_part(exc, "ResponseMetadata").get("HTTPStatusCode") or 0)
     except (TypeError, ValueError):
         return 0
 
@@ -206,7 +213,7 @@ def _retry_after(exc: BaseException) -> float | None:
 
     if not isinstance(exc, ClientError):
         return None
-    headers = (exc.response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    headers = _part(exc, "ResponseMetadata").get("HTTPHeaders") or {}
     value = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
     return parse_retry_after(str(value)) if value is not None else None
 
@@ -255,7 +262,7 @@ def describe_aws_error(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         code = aws_error_code(exc) or "ClientError"
         status = _status(exc)
-        message = str((exc.response.get("Error") or {}).get("Message") or "")
+        message = str(_part(exc, "Error").get("Message") or "")
         text = f"{code} (HTTP {status})" if status else code
         return f"{text}: {message}" if message else text
     return f"{type(exc).__name__}: {exc}"
@@ -297,7 +304,7 @@ def client_config(
     return Config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
-        retries={"total_max_attempts": max_attempts, "mode": retry_mode},
+        retries=cast(Any, {"total_max_attempts": max_attempts, "mode": retry_mode}),
     )
 
 
@@ -310,14 +317,27 @@ def aws_config(
 ) -> Config:
     """``client_config`` with the project defaults (``AWS_CONNECT_TIMEOUT``,
     ``AWS_READ_TIMEOUT``, ``AWS_MAX_ATTEMPTS``, standard retry mode) for what is not given."""
-    return client_config(
-        connect_timeout=float(
+    return client_config(**_with_defaults(connect_timeout, read_timeout, max_attempts, retry_mode))
+
+
+def _with_defaults(
+    connect_timeout: float | None,
+    read_timeout: float | None,
+    max_attempts: int | None,
+    retry_mode: str | None,
+) -> dict[str, Any]:
+    return {
+        "connect_timeout": float(
             connect_timeout if connect_timeout is not None else settings.AWS_CONNECT_TIMEOUT
         ),
-        read_timeout=float(read_timeout if read_timeout is not None else settings.AWS_READ_TIMEOUT),
-        max_attempts=int(max_attempts if max_attempts is not None else settings.AWS_MAX_ATTEMPTS),
-        retry_mode=retry_mode or "standard",
-    )
+        "read_timeout": float(
+            read_timeout if read_timeout is not None else settings.AWS_READ_TIMEOUT
+        ),
+        "max_attempts": int(
+            max_attempts if max_attempts is not None else settings.AWS_MAX_ATTEMPTS
+        ),
+        "retry_mode": retry_mode or "standard",
+    }
 
 
 _lock = threading.Lock()
@@ -364,23 +384,10 @@ def aws_client(
     arguments override the ``AWS_*`` defaults for one call site (a long Bedrock generation,
     an SQS long poll). Cached per (service, region, endpoint, config) and per process.
     """
-    config = aws_config(
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_attempts=max_attempts,
-        retry_mode=retry_mode,
-    )
+    values = _with_defaults(connect_timeout, read_timeout, max_attempts, retry_mode)
+    config = client_config(**values)
     resolved_region = region or settings.AWS_REGION or None
-    retries = config.retries or {}
-    key = (
-        service,
-        resolved_region,
-        endpoint_url or None,
-        config.connect_timeout,
-        config.read_timeout,
-        retries.get("total_max_attempts"),
-        retries.get("mode"),
-    )
+    key = (service, resolved_region, endpoint_url or None, *sorted(values.items()))
     with _lock:
         session = _session_locked()
         clients: dict[tuple[Any, ...], Any] = _state["clients"]

@@ -8,7 +8,7 @@ addressing style, signature version and proxies.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from storages.backends.s3 import S3Storage as BaseS3Storage
 
@@ -23,7 +23,7 @@ class S3Storage(BaseS3Storage):  # type: ignore[misc]
         if defaults.get("client_config") is None:  # AWS_S3_CLIENT_CONFIG still wins
             defaults["client_config"] = aws_config().merge(
                 Config(
-                    s3={"addressing_style": defaults.get("addressing_style")},
+                    s3=cast(Any, {"addressing_style": defaults.get("addressing_style")}),
                     signature_version=defaults.get("signature_version"),
                     proxies=defaults.get("proxies"),
                 )

@@ -194,7 +194,8 @@ def test_bedrock_refusal_falls_back_at_once_without_retrying(ctx):
     stub.assert_no_pending_responses()
     assert sleeps == []
     assert result.provider == "local"
-    assert result.fallback_reason.startswith("bedrock failed for good (auth): AccessDeniedException")
+    reason = "bedrock failed for good (auth): AccessDeniedException"
+    assert result.fallback_reason.startswith(reason)
 
 
 def test_bedrock_5xx_is_retried(ctx):
