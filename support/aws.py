@@ -96,6 +96,7 @@ __all__ = [
     "aws_session",
     "classify_aws_error",
     "client_config",
+    "describe_aws_error",
     "poll_forever",
 ]
 
