@@ -47,6 +47,17 @@ def _clear_cache() -> Iterator[None]:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_aws_clients() -> Iterator[None]:
+    """support.aws caches boto3 clients per process: none outlives a test (moto, Stubber
+    and credentials in the environment differ between tests)."""
+    from support.aws import aws_clients_clear
+
+    aws_clients_clear()
+    yield
+    aws_clients_clear()
+
+
 def _user(django_user_model: Any, username: str, group: str | None, **extra: Any) -> Any:
     user = django_user_model.objects.create_user(
         username=username, password="pw-for-tests-1", email=f"{username}@example.com", **extra

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -58,6 +59,7 @@ from calls.parsers import (
 from calls.s3access import S3LocationRefused, s3_uri_allowed
 from calls.salesforce import SalesforceClient, SalesforcePermanent, SalesforceRetryable
 from calls.transcription import get_backend, result_from_s3_object
+from support.aws import aws_client, aws_error
 from support.errors import InvalidInput, PermanentError, RetryableError
 from support.events import event_record
 from support.models import AttemptOutcome, DeliveryStatus
@@ -920,17 +922,20 @@ def alert_raise(*, rule: AlertRule, span: AgentStateSpan, seconds: int) -> Alert
 
 
 def alert_sns_publish(*, alert_id: int, client: Any = None) -> str:
-    import boto3
-
+    """Publish one alert to ``CALLS_ALERT_SNS_TOPIC_ARN``; failures raise the project's
+    ``RetryableError`` / ``PermanentError`` (``support.aws``)."""
     alert = Alert.objects.select_related("rule").get(pk=alert_id)
-    sns = client or boto3.client("sns", region_name=settings.AWS_REGION)
-    response = sns.publish(
-        TopicArn=settings.CALLS_ALERT_SNS_TOPIC_ARN,
-        Subject=f"Agent alert: {alert.rule.name}"[:100],
-        Message=json.dumps(
-            {"alert_id": alert.pk, "username": alert.username, "message": alert.message}
-        ),
-    )
+    sns = client or aws_client("sns")
+    try:
+        response = sns.publish(
+            TopicArn=settings.CALLS_ALERT_SNS_TOPIC_ARN,
+            Subject=f"Agent alert: {alert.rule.name}"[:100],
+            Message=json.dumps(
+                {"alert_id": alert.pk, "username": alert.username, "message": alert.message}
+            ),
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, context=f"SNS alert {alert.pk}") from exc
     return str(response["MessageId"])
 
 

@@ -12,13 +12,15 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files.storage import default_storage
 
 from calls.models import Call
 from calls.parsers import ParsedResult, RecordError, parse_bda, parse_result, split_s3_uri
 from calls.s3access import S3LocationRefused, s3_uri_check
-from support.errors import PermanentError, RetryableError
+from support.aws import aws_client, aws_error, aws_error_code
+from support.errors import PermanentError
 
 LOCAL_RESULTS_DIR = "calls/results"
 
@@ -29,29 +31,6 @@ class TranscriptionBackend(Protocol):
     def start(self, call: Call) -> str: ...
 
     def fetch(self, call: Call) -> ParsedResult | None: ...
-
-
-def _boto(service: str) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        region_name=settings.AWS_REGION,
-        config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2}),
-    )
-
-
-def _client_error(exc: Exception, what: str) -> Exception:
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, ClientError):
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in ("ThrottlingException", "LimitExceededException", "SlowDown") or status >= 500:
-            return RetryableError(f"{what}: {code}")
-        return PermanentError(f"{what}: {code} {exc}")
-    return RetryableError(f"{what}: {exc}")
 
 
 def allowed_s3_uri(uri: str) -> str:
@@ -65,13 +44,11 @@ def allowed_s3_uri(uri: str) -> str:
 
 
 def read_json_s3(uri: str, client: Any = None) -> dict[str, Any]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bucket, key = split_s3_uri(allowed_s3_uri(uri))
     try:
-        body = (client or _boto("s3")).get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = (client or aws_client("s3")).get_object(Bucket=bucket, Key=key)["Body"].read()
     except (ClientError, BotoCoreError) as exc:
-        raise _client_error(exc, f"Reading {uri}") from exc
+        raise aws_error(exc, context=f"Reading {uri}") from exc
     try:
         data = json.loads(body)
     except ValueError as exc:
@@ -130,7 +107,7 @@ class TranscribeBackend:
     name = "transcribe"
 
     def __init__(self, client: Any = None, s3: Any = None) -> None:
-        self.client = client or _boto("transcribe")
+        self.client = client or aws_client("transcribe")
         self.s3 = s3
 
     def job_name(self, call: Call) -> str:
@@ -140,8 +117,6 @@ class TranscribeBackend:
         return f"transcripts/{call.contact_id}.json"
 
     def start(self, call: Call) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         media = allowed_s3_uri(call.s3_input_uri or call.recording_location)
         name = self.job_name(call)
         try:
@@ -153,21 +128,17 @@ class TranscribeBackend:
                 OutputKey=self.output_key(call),
                 Settings={"ShowSpeakerLabels": True, "MaxSpeakerLabels": 2},
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConflictException":
+        except (ClientError, BotoCoreError) as exc:
+            if aws_error_code(exc) == "ConflictException":
                 return name  # already started: resumable
-            raise _client_error(exc, "Transcribe start") from exc
-        except BotoCoreError as exc:
-            raise _client_error(exc, "Transcribe start") from exc
+            raise aws_error(exc, context="Transcribe start") from exc
         return name
 
     def fetch(self, call: Call) -> ParsedResult | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             job = self.client.get_transcription_job(TranscriptionJobName=self.job_name(call))
         except (ClientError, BotoCoreError) as exc:
-            raise _client_error(exc, "Transcribe status") from exc
+            raise aws_error(exc, context="Transcribe status") from exc
         info = job["TranscriptionJob"]
         status = info["TranscriptionJobStatus"]
         if status == "FAILED":
@@ -184,12 +155,10 @@ class DataAutomationBackend:
     name = "data_automation"
 
     def __init__(self, client: Any = None, s3: Any = None) -> None:
-        self.client = client or _boto("bedrock-data-automation-runtime")
+        self.client = client or aws_client("bedrock-data-automation-runtime")
         self.s3 = s3
 
     def start(self, call: Call) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             response = self.client.invoke_data_automation_async(
                 inputConfiguration={
@@ -206,16 +175,14 @@ class DataAutomationBackend:
                 clientToken=f"call-{call.hash}",
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _client_error(exc, "Data Automation invoke") from exc
+            raise aws_error(exc, context="Data Automation invoke") from exc
         return str(response["invocationArn"])
 
     def fetch(self, call: Call) -> ParsedResult | None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             status = self.client.get_data_automation_status(invocationArn=call.transcription_job)
         except (ClientError, BotoCoreError) as exc:
-            raise _client_error(exc, "Data Automation status") from exc
+            raise aws_error(exc, context="Data Automation status") from exc
         state = status["status"]
         if state in ("ServiceError", "ClientError"):
             raise PermanentError(

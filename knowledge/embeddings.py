@@ -19,9 +19,11 @@ from functools import cache
 from typing import Any, Protocol
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from support.errors import PermanentError, RetryableError
+from support.aws import aws_client, aws_error
+from support.errors import PermanentError
 from support.minilm import DIMENSIONS, MiniLM
 from support.minilm import normalise as _normalise
 from support.redaction import redact
@@ -59,22 +61,15 @@ class TitanEmbedder:
     sends_text = True
 
     def __init__(self, *, client: Any = None, model_id: str | None = None, dimensions: int = 0):
-        import boto3
-        from botocore.config import Config
-
         self.model_id = model_id or settings.KB_TITAN_MODEL_ID
         # Titan V2 offers 256, 512 or 1024 dimensions; 256 zero-padded to the column's 384
         # keeps every cosine similarity unchanged.
         self.titan_dimensions = dimensions or 256
-        self._client = client or boto3.client(
-            "bedrock-runtime",
-            region_name=settings.KB_AWS_REGION or None,
-            config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 2}),
+        self._client = client or aws_client(
+            "bedrock-runtime", region=settings.KB_AWS_REGION or None
         )
 
     def encode(self, texts: Sequence[str], *, redact_names: Sequence[str] = ()) -> np.ndarray:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         rows = []
         for text in texts:
             body = {
@@ -90,13 +85,8 @@ class TitanEmbedder:
                     contentType="application/json",
                     accept="application/json",
                 )
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in {"ThrottlingException", "ServiceUnavailableException"}:
-                    raise RetryableError(f"Titan embeddings: {code}") from exc
-                raise PermanentError(f"Titan embeddings: {code}") from exc
-            except BotoCoreError as exc:
-                raise RetryableError(f"Titan embeddings: {exc}") from exc
+            except (ClientError, BotoCoreError) as exc:
+                raise aws_error(exc, context="Titan embeddings") from exc
             payload = json.loads(response["body"].read())
             rows.append(payload["embedding"])
         matrix = np.zeros((len(texts), self.dimensions), dtype=np.float32)

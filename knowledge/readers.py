@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from knowledge.models import KnowledgeSource
 from knowledge.parsing import ParsedDocument, content_type_for, parse_file, parse_jsonl
-from support.errors import InvalidInput, PermanentError, RetryableError
+from support.aws import aws_client, aws_error
+from support.errors import InvalidInput
 
 
 @dataclass(frozen=True)
@@ -63,29 +65,14 @@ def _parse(name: str, data: bytes, external_id: str) -> Item:
 
 
 def s3_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        region_name=settings.KB_AWS_REGION or None,
-        config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3}),
-    )
+    return aws_client("s3", region=settings.KB_AWS_REGION or None)
 
 
 def _s3_call(fn: Any, **kwargs: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return fn(**kwargs)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if status >= 500 or code in {"SlowDown", "RequestTimeout", "Throttling"}:
-            raise RetryableError(f"S3 {code}") from exc
-        raise PermanentError(f"S3 {code}") from exc
-    except BotoCoreError as exc:
-        raise RetryableError(f"S3: {exc}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, context="S3") from exc
 
 
 def s3_keys(source: KnowledgeSource, client: Any = None) -> Iterator[str]:

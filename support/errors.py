@@ -6,6 +6,7 @@ Every API error answers ``{"error": {"code", "message", "details"}}``.
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
@@ -63,6 +64,63 @@ class RetryableError(Exception):
 
 class PermanentError(Exception):
     """An external call failed for good (other 4xx, bad data): never retried."""
+
+
+class ThrottledError(RetryableError):
+    """The other side asked us to slow down (429, ``ThrottlingException``, ``SlowDown``).
+
+    Retried like any ``RetryableError``, after ``retry_after`` seconds when it said so."""
+
+
+class ExternalAuthError(PermanentError):
+    """The other side refused our credentials or permissions (401/403, ``AccessDenied*``,
+    expired or missing credentials). Not retried: an operator must fix the configuration."""
+
+
+class ErrorKind(StrEnum):
+    """What a failed external call means for the caller (HTTP or AWS alike)."""
+
+    THROTTLED = "throttled"  # rate-limited: retry later, more slowly
+    RETRYABLE = "retryable"  # timeouts, connection failures, 5xx: retry with backoff
+    AUTH = "auth"  # credentials or permissions refused/missing: configuration, not retried
+    PERMANENT = "permanent"  # bad request, not found, invalid data: never retried
+
+    @property
+    def retryable(self) -> bool:
+        return self in (ErrorKind.THROTTLED, ErrorKind.RETRYABLE)
+
+
+# The one table of HTTP statuses (support.outbound.classify_http_status and support.aws use it).
+THROTTLED_STATUSES = frozenset({429})
+RETRYABLE_STATUSES = frozenset({408, 425})  # and every 5xx
+AUTH_STATUSES = frozenset({401, 403})
+
+
+def http_status_kind(status_code: int) -> ErrorKind | None:
+    """``None`` for 2xx; 429 throttled; 408, 425 and 5xx retryable; 401/403 auth; any other
+    status permanent."""
+    if 200 <= status_code < 300:
+        return None
+    if status_code in THROTTLED_STATUSES:
+        return ErrorKind.THROTTLED
+    if status_code in RETRYABLE_STATUSES or status_code >= 500:
+        return ErrorKind.RETRYABLE
+    if status_code in AUTH_STATUSES:
+        return ErrorKind.AUTH
+    return ErrorKind.PERMANENT
+
+
+def error_for_kind(
+    kind: ErrorKind, message: str, *, retry_after: float | None = None
+) -> RetryableError | PermanentError:
+    """The project error for ``kind``: callers ``raise error_for_kind(...) from exc``."""
+    if kind is ErrorKind.THROTTLED:
+        return ThrottledError(message, retry_after=retry_after)
+    if kind is ErrorKind.RETRYABLE:
+        return RetryableError(message, retry_after=retry_after)
+    if kind is ErrorKind.AUTH:
+        return ExternalAuthError(message)
+    return PermanentError(message)
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import random
 
+from support.errors import RETRYABLE_STATUSES, THROTTLED_STATUSES, http_status_kind
 from support.models import AttemptOutcome
 
-RETRYABLE_HTTP = frozenset({408, 425, 429})
+RETRYABLE_HTTP = RETRYABLE_STATUSES | THROTTLED_STATUSES  # 408, 425, 429 (and every 5xx)
 
 
 def classify_http_status(status_code: int) -> AttemptOutcome:
-    """2xx success; timeouts, 429 and 5xx retryable; any other 4xx permanent."""
-    if 200 <= status_code < 300:
+    """2xx success; timeouts, 429 and 5xx retryable; any other 4xx permanent.
+
+    The table is ``support.errors.http_status_kind`` (shared with ``support.aws``), which
+    also tells throttled from retryable and auth from permanent."""
+    kind = http_status_kind(status_code)
+    if kind is None:
         return AttemptOutcome.SUCCESS
-    if status_code in RETRYABLE_HTTP or status_code >= 500:
-        return AttemptOutcome.RETRYABLE
-    return AttemptOutcome.PERMANENT
+    return AttemptOutcome.RETRYABLE if kind.retryable else AttemptOutcome.PERMANENT
 
 
 def parse_retry_after(value: str | None) -> float | None:

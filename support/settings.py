@@ -302,13 +302,24 @@ MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.get_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 S3_ENABLED = env.get_bool("S3_ENABLED", default=False)
 AWS_REGION = env.get_str("AWS_REGION", "us-east-1")
+# Every boto3 client (support/aws.py): connect/read timeouts in seconds, and attempts per
+# call including the first (botocore "standard" retry mode). Call sites that need more say
+# so: AWS_BEDROCK_READ_TIMEOUT for Bedrock generation, SQS long polls wait longer.
+AWS_CONNECT_TIMEOUT = env.get_float("AWS_CONNECT_TIMEOUT", 5.0)
+AWS_READ_TIMEOUT = env.get_float("AWS_READ_TIMEOUT", 30.0)
+AWS_MAX_ATTEMPTS = env.get_int("AWS_MAX_ATTEMPTS", 3)
+AWS_BEDROCK_READ_TIMEOUT = env.get_float("AWS_BEDROCK_READ_TIMEOUT", 60.0)
+if AWS_CONNECT_TIMEOUT <= 0 or AWS_READ_TIMEOUT <= 0 or AWS_BEDROCK_READ_TIMEOUT <= 0:
+    raise ImproperlyConfigured("AWS_*_TIMEOUT settings must be positive (seconds).")
+if AWS_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("AWS_MAX_ATTEMPTS must be at least 1 (the first try counts).")
 AWS_STORAGE_BUCKET_NAME = env.get_str("AWS_STORAGE_BUCKET_NAME")
 AWS_S3_REGION_NAME = AWS_REGION
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
 STORAGES = {
     "default": {
-        "BACKEND": "storages.backends.s3.S3Storage"
+        "BACKEND": "support.storage.S3Storage"
         if S3_ENABLED
         else "django.core.files.storage.FileSystemStorage",
     },

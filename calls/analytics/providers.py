@@ -25,10 +25,12 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from calls.parsers import Segment
-from support.errors import PermanentError, RetryableError
+from support.aws import aws_client, aws_error
+from support.errors import PermanentError
 from support.redaction import redact
 
 CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -191,25 +193,13 @@ PROMPT = (
     '"summary" (2-3 sentences), "categories" (1-3 of: {categories}), '
     '"topics" (up to 5 short noun phrases).\n\nTranscript:\n{transcript}'
 )
-RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "ServiceUnavailableException",
-        "InternalServerException",
-        "ModelNotReadyException",
-        "ModelTimeoutException",
-    }
-)
 
 
 def bedrock_runtime_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "bedrock-runtime",
-        region_name=settings.AWS_REGION,
-        config=Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 1}),
+    # A generation call can take a minute (AWS_BEDROCK_READ_TIMEOUT); one attempt, because
+    # call_analyse_task retries with backoff and two 60 s attempts would outlast its limit.
+    return aws_client(
+        "bedrock-runtime", read_timeout=settings.AWS_BEDROCK_READ_TIMEOUT, max_attempts=1
     )
 
 
@@ -242,8 +232,6 @@ class BedrockProvider:
     def analyse(
         self, *, text: str, segments: Sequence[Segment], names: Sequence[str] = ()
     ) -> Analysis:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         transcript = "\n".join(f"{s.speaker}: {s.text}" for s in segments) or text
         # The one place call text leaves the machine: redacted here, whoever calls.
         prompt = PROMPT.format(
@@ -256,13 +244,8 @@ class BedrockProvider:
                 messages=[{"role": "user", "content": [{"text": prompt}]}],
                 inferenceConfig={"maxTokens": 800, "temperature": 0.0},
             )
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in RETRYABLE_CODES:
-                raise RetryableError(f"Bedrock {code}") from exc
-            raise PermanentError(f"Bedrock {code}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise RetryableError(f"Bedrock unreachable: {exc}") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, context="Bedrock call analysis") from exc
         blocks = response.get("output", {}).get("message", {}).get("content", [])
         answer = "".join(str(b.get("text", "")) for b in blocks)
         data = _first_json_object(answer)

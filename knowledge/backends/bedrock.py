@@ -1,8 +1,9 @@
 """Amazon Bedrock Knowledge Bases: ``retrieve`` for search, ``start_ingestion_job`` for sync.
 
 Bedrock reads the documents from the S3 data source itself, so an object event or a resync
-only starts an ingestion job (seed 000's KB Sync Lambda). Failures map to retryable
-(throttling, 5xx, timeouts) or permanent (other client errors).
+only starts an ingestion job (seed 000's KB Sync Lambda). Failures are classified by
+``support.aws`` (throttled or retryable: throttling, 5xx, timeouts; auth or permanent: the
+rest).
 """
 
 from __future__ import annotations
@@ -11,48 +12,26 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from knowledge.models import IngestionJob
 from knowledge.retrieval import SearchResult
-from support.errors import PermanentError, RetryableError
+from support.aws import aws_client, aws_error
+from support.errors import PermanentError
 from support.redaction import redact
 from support.safe_urls import http_url
 
-_RETRYABLE = {
-    "ThrottlingException",
-    "ServiceQuotaExceededException",
-    "InternalServerException",
-    "ServiceUnavailableException",
-}
-
 
 def _client(service: str) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        region_name=settings.KB_AWS_REGION or None,
-        config=Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 2}),
-    )
+    return aws_client(service, region=settings.KB_AWS_REGION or None)
 
 
 def _call(fn: Any, **kwargs: Any) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         return fn(**kwargs)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in _RETRYABLE or status >= 500:
-            raise RetryableError(f"Bedrock {code}") from exc
-        raise PermanentError(
-            f"Bedrock {code}: {exc.response.get('Error', {}).get('Message')}"
-        ) from exc
-    except BotoCoreError as exc:
-        raise RetryableError(f"Bedrock: {exc}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, context="Bedrock Knowledge Bases") from exc
 
 
 def _location(result: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from routing.providers.models import model_id_of, strands_model
 from routing.providers.redacting import RedactingModel
 from routing.schemas import ProviderResult, RoutingDecisionOutput, ToolTrace
 from routing.tools import TicketContext
+from support.aws import classify_aws_error
 from support.outbound import backoff_seconds
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ evidence clearly says otherwise; explain which signals decided. Set requires_man
 when signals conflict or you are unsure. Personal data is redacted as [EMAIL], [PHONE],
 [CARD], [IBAN], [ACCOUNT], [ADDRESS], [POSTCODE], [NAME]; never ask for it."""
 
+# Failures worth another attempt. AWS errors (ClientError, BotoCoreError) are caught too,
+# then classified by support.aws: only throttled/retryable ones are tried again; an auth or
+# permanent one (AccessDenied, ValidationException, no credentials) falls back at once.
 RETRYABLE = (
     ModelThrottledException,
     ClientError,
@@ -56,6 +60,12 @@ RETRYABLE = (
     TimeoutError,
     ConnectionError,
 )
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    if isinstance(exc, ClientError | BotoCoreError):
+        return classify_aws_error(exc).retryable
+    return True
 
 
 @dataclass
@@ -248,6 +258,11 @@ class AgentProvider:
             except RETRYABLE as exc:
                 errors.append(f"{type(exc).__name__}: {exc}"[:300])
                 logger.warning("Routing %s attempt %s failed: %s", self.name, attempt, exc)
+                if not _worth_retrying(exc):
+                    raise ProviderUnavailable(
+                        f"{self.name} failed for good ({classify_aws_error(exc)}): "
+                        + " | ".join(errors)
+                    ) from exc
                 if attempt < attempts:
                     self.sleep(
                         backoff_seconds(attempt, base=settings.ROUTING_BEDROCK_BACKOFF, cap=8.0)

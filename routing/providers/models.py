@@ -29,8 +29,9 @@ def strands_model(purpose: str = "routing", provider: str | None = None) -> Any:
     """A Strands model for ``purpose`` (``routing`` or ``summary``); no network until used."""
     provider = provider or settings.AI_PROVIDER
     if provider == "bedrock":
-        from botocore.config import Config
         from strands.models.bedrock import BedrockModel
+
+        from support.aws import aws_config
 
         return BedrockModel(
             model_id=_bedrock_model_id(purpose),
@@ -38,10 +39,10 @@ def strands_model(purpose: str = "routing", provider: str | None = None) -> Any:
             region_name=settings.ROUTING_BEDROCK_REGION,
             temperature=0.0,
             max_tokens=1024,
-            boto_client_config=Config(
-                connect_timeout=5,
-                read_timeout=settings.ROUTING_BEDROCK_TIMEOUT,
-                retries={"total_max_attempts": 1, "mode": "standard"},
+            # One attempt inside botocore: AgentProvider.decide retries (bounded, with
+            # backoff) what support.aws classifies as retryable, then falls back to local.
+            boto_client_config=aws_config(
+                read_timeout=settings.ROUTING_BEDROCK_TIMEOUT, max_attempts=1
             ),
         )
     if provider == "openai":

@@ -181,6 +181,49 @@ def test_bedrock_throttling_retries_then_falls_back_to_local(ctx):
     assert [c["name"] for c in result.trace.calls] == TOOL_ORDER
 
 
+def test_bedrock_refusal_falls_back_at_once_without_retrying(ctx):
+    """AccessDenied (and any other permanent AWS error) used to be retried like a throttle."""
+    model, stub = _bedrock()
+    stub.add_client_error(
+        "converse", service_error_code="AccessDeniedException", http_status_code=403
+    )
+    sleeps: list[float] = []
+    provider = AgentProvider(model_factory=lambda: model, sleep=sleeps.append)
+    with stub:
+        result = providers.decide(ctx, provider)
+    stub.assert_no_pending_responses()
+    assert sleeps == []
+    assert result.provider == "local"
+    reason = "bedrock failed for good (auth): AccessDeniedException"
+    assert result.fallback_reason.startswith(reason)
+
+
+def test_bedrock_5xx_is_retried(ctx):
+    model, stub = _bedrock()
+    for _ in range(3):
+        stub.add_client_error(
+            "converse", service_error_code="InternalServerException", http_status_code=500
+        )
+    sleeps: list[float] = []
+    with stub:
+        result = providers.decide(
+            ctx, AgentProvider(model_factory=lambda: model, sleep=sleeps.append)
+        )
+    stub.assert_no_pending_responses()
+    assert len(sleeps) == 2
+    assert result.fallback_reason.startswith("bedrock failed 3 time(s): InternalServerException")
+
+
+def test_bedrock_model_uses_the_shared_aws_config(settings):
+    from routing.providers.models import strands_model
+
+    settings.ROUTING_BEDROCK_TIMEOUT = 17.0
+    settings.AWS_CONNECT_TIMEOUT = 4.0
+    config = strands_model("routing", "bedrock").client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (4.0, 17.0)
+    assert config.retries == {"total_max_attempts": 1, "mode": "standard"}
+
+
 NAME, EMAIL, PHONE = "Zelda Quimby", "zelda.q@example.org", "+44 20 7946 0958"
 ADDRESS = "221B Baker Street, London NW1 6XE"
 PERSONAL = ["Zelda", "Quimby", "Zee", EMAIL, "7946", "0958", "Baker Street", "NW1 6XE"]

@@ -16,11 +16,13 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from support.errors import PermanentError, RetryableError
+from support.aws import aws_client, aws_error, aws_error_code
+from support.errors import PermanentError
 from tickets.context.models import Interaction
 
 ERASED_SUMMARY = "[erased]"
@@ -177,39 +179,22 @@ class DynamoInteractionBackend:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
             timeout = settings.CONTEXT_AWS_TIMEOUT
-            self._client = boto3.client(
+            self._client = aws_client(
                 "dynamodb",
-                region_name=settings.AWS_REGION,
                 endpoint_url=settings.INTERACTIONS_DYNAMODB_ENDPOINT_URL or None,
-                config=Config(connect_timeout=timeout, read_timeout=timeout),
+                connect_timeout=timeout,
+                read_timeout=timeout,
             )
         return self._client
 
     def _call(self, method: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             return getattr(self.client, method)(**kwargs)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
-                raise
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            retryable = {
-                "ProvisionedThroughputExceededException",
-                "ThrottlingException",
-                "RequestLimitExceeded",
-                "InternalServerError",
-            }
-            if code in retryable or status >= 500:
-                raise RetryableError(f"DynamoDB {method}: {code or status}") from exc
-            raise PermanentError(f"DynamoDB {method}: {code or status}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise RetryableError(f"DynamoDB {method} unreachable: {exc}") from exc
+        except (ClientError, BotoCoreError) as exc:
+            if aws_error_code(exc) == "ConditionalCheckFailedException":
+                raise  # expected by record(): the item was recorded before
+            raise aws_error(exc, context=f"DynamoDB {method}") from exc
 
     def table_create(self) -> None:
         """Create the table with TTL on (tests and first setup; production uses deploy/)."""
@@ -267,8 +252,6 @@ class DynamoInteractionBackend:
         )
 
     def record(self, item: InteractionRecord) -> bool:
-        from botocore.exceptions import ClientError
-
         try:
             self._call(
                 "put_item",

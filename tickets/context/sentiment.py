@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from support.errors import PermanentError, RetryableError
+from support.aws import aws_client, aws_error
+from support.errors import PermanentError
 from support.redaction import redact
 
 # VADER's own recommended thresholds on the compound score.
@@ -75,22 +77,11 @@ class ComprehendAnalyser:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
             timeout = settings.CONTEXT_AWS_TIMEOUT
-            self._client = boto3.client(
-                "comprehend",
-                region_name=settings.AWS_REGION,
-                config=Config(
-                    connect_timeout=timeout, read_timeout=timeout, retries={"mode": "standard"}
-                ),
-            )
+            self._client = aws_client("comprehend", connect_timeout=timeout, read_timeout=timeout)
         return self._client
 
     def analyse(self, text: str, *, names: Sequence[str] = ()) -> Sentiment:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         text = text.strip()
         if not text:
             return Sentiment(0.0, "neutral")
@@ -101,14 +92,8 @@ class ComprehendAnalyser:
             response = self.client.detect_sentiment(
                 Text=clipped, LanguageCode=settings.SENTIMENT_LANGUAGE
             )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            if code in {"ThrottlingException", "TooManyRequestsException"} or status >= 500:
-                raise RetryableError(f"Comprehend {code or status}") from exc
-            raise PermanentError(f"Comprehend {code or status}: {exc}") from exc
-        except BotoCoreError as exc:
-            raise RetryableError(f"Comprehend unreachable: {exc}") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, context="Comprehend") from exc
         scores = response["SentimentScore"]
         score = round(float(scores["Positive"]) - float(scores["Negative"]), 4)
         return Sentiment(score, str(response["Sentiment"]).lower())

@@ -1,7 +1,9 @@
 """Long-poll an SQS queue (SNS notifications, S3 events, Connect records) into intake.
 
 Messages are deleted only after they were recorded and processed; failures stay on the
-queue, so its redrive policy moves them to the dead-letter queue.
+queue, so its redrive policy moves them to the dead-letter queue. SQS itself failing
+(``support.aws``): throttled or retryable errors back off and poll again; a permanent or
+auth error (no such queue, no permission) stops the command with the reason.
 """
 
 from __future__ import annotations
@@ -9,20 +11,26 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from calls import services
-from support.errors import InvalidInput
+from support.aws import aws_client, aws_error, poll_forever
+from support.errors import InvalidInput, PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
 
 
 def poll_once(client: Any, queue_url: str, *, wait: int = 10, batch: int = 10) -> tuple[int, int]:
-    """One receive; answers (deleted, left on the queue)."""
-    response = client.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=batch, WaitTimeSeconds=wait
-    )
+    """One receive; answers (deleted, left on the queue). SQS failures raise
+    ``RetryableError`` / ``PermanentError``."""
+    try:
+        response = client.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=batch, WaitTimeSeconds=wait
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, context="SQS receive") from exc
     done = left = 0
     for message in response.get("Messages", []):
         try:
@@ -41,7 +49,11 @@ def poll_once(client: Any, queue_url: str, *, wait: int = 10, batch: int = 10) -
             logger.exception("SQS message %s failed", message.get("MessageId"))
             left += 1
             continue
-        client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        try:
+            client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        except (ClientError, BotoCoreError) as exc:
+            # Redelivered after the visibility timeout; intake's natural key makes it a no-op.
+            raise aws_error(exc, context="SQS delete") from exc
         done += 1
     return done, left
 
@@ -55,18 +67,25 @@ class Command(BaseCommand):
         parser.add_argument("--wait", type=int, default=10, help="Long-poll seconds (≤20).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        import boto3
-
-        client = boto3.client("sqs", region_name=settings.AWS_REGION)
+        wait = max(0, min(20, int(options["wait"])))
+        # The long poll holds the request open for `wait` seconds: read longer than that.
+        client = aws_client("sqs", read_timeout=max(settings.AWS_READ_TIMEOUT, wait + 10))
         queue = str(options["queue"])
-        url = (
-            queue
-            if queue.startswith("https://") or queue.startswith("http://")
-            else (client.get_queue_url(QueueName=queue)["QueueUrl"])
-        )
-        while True:
-            done, left = poll_once(client, url, wait=min(20, int(options["wait"])))
+        try:
+            url = (
+                queue
+                if queue.startswith("https://") or queue.startswith("http://")
+                else (client.get_queue_url(QueueName=queue)["QueueUrl"])
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise CommandError(str(aws_error(exc, context=f"SQS queue {queue}"))) from exc
+
+        def poll() -> None:
+            done, left = poll_once(client, url, wait=wait)
             if done or left:
                 self.stdout.write(f"processed {done}, left {left} on the queue")
-            if options["once"]:
-                return
+
+        try:
+            poll_forever(poll, once=bool(options["once"]), what="SQS poll")
+        except (RetryableError, PermanentError) as exc:
+            raise CommandError(str(exc)) from exc

@@ -3,7 +3,9 @@
 Each message body is an S3 notification, an EventBridge S3 event or an SNS envelope of
 either. Events are recorded (once each) and queued; the message is deleted only after that,
 so a crash redelivers it and the unique event key makes the redelivery a no-op. A malformed
-message is logged and left for the queue's redrive policy (dead-letter queue).
+message is logged and left for the queue's redrive policy (dead-letter queue). SQS itself
+failing (``support.aws``): throttled or retryable errors back off and poll again; a
+permanent or auth error stops the command with the reason.
 """
 
 from __future__ import annotations
@@ -11,32 +13,35 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from knowledge.s3events import parse_events
 from knowledge.services import object_events_intake
-from support.errors import InvalidInput
+from support.aws import aws_client, aws_error, poll_forever
+from support.errors import InvalidInput, PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
 
 
-def sqs_client() -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
+def sqs_client(*, wait_seconds: int = 20) -> Any:
+    # The long poll holds the request open for `wait_seconds`: read longer than that.
+    return aws_client(
         "sqs",
-        region_name=settings.KB_AWS_REGION or None,
-        config=Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 3}),
+        region=settings.KB_AWS_REGION or None,
+        read_timeout=max(settings.AWS_READ_TIMEOUT, wait_seconds + 10),
     )
 
 
 def poll_once(client: Any, queue_url: str, *, wait_seconds: int = 20) -> tuple[int, int]:
     """Handle one batch; returns (messages handled, new events)."""
-    response = client.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
-    )
+    try:
+        response = client.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, context="SQS receive") from exc
     handled = new = 0
     for message in response.get("Messages", []):
         try:
@@ -45,7 +50,11 @@ def poll_once(client: Any, queue_url: str, *, wait_seconds: int = 20) -> tuple[i
             logger.warning("kb sqs: malformed message %s: %s", message.get("MessageId"), exc)
             continue
         new += len(object_events_intake(events, via="sqs"))
-        client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        try:
+            client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        except (ClientError, BotoCoreError) as exc:
+            # Redelivered after the visibility timeout; the event key makes it a no-op.
+            raise aws_error(exc, context="SQS delete") from exc
         handled += 1
     return handled, new
 
@@ -62,10 +71,15 @@ class Command(BaseCommand):
         queue_url = options["queue_url"] or settings.KB_SQS_QUEUE_URL
         if not queue_url:
             raise CommandError("--queue-url or KB_SQS_QUEUE_URL is required")
-        client = sqs_client()
-        while True:
-            handled, new = poll_once(client, queue_url, wait_seconds=options["wait"])
+        wait = max(0, min(20, int(options["wait"])))
+        client = sqs_client(wait_seconds=wait)
+
+        def poll() -> None:
+            handled, new = poll_once(client, queue_url, wait_seconds=wait)
             if handled or options["once"]:
                 self.stdout.write(f"messages={handled} new_events={new}")
-            if options["once"]:
-                return
+
+        try:
+            poll_forever(poll, once=bool(options["once"]), what="kb sqs poll")
+        except (RetryableError, PermanentError) as exc:
+            raise CommandError(str(exc)) from exc

@@ -1,0 +1,219 @@
+"""Every AWS call in the calls app turns a failure into the project's error family through
+``support.aws``: throttled and 5xx are retried, auth and other 4xx are not."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from botocore.exceptions import ReadTimeoutError
+from botocore.stub import Stubber
+from django.core.management import CommandError, call_command
+
+from calls import services, tasks
+from calls.analytics.providers import BedrockProvider, bedrock_runtime_client
+from calls.management.commands.calls_poll_sqs import poll_once
+from calls.models import AgentStateSpan, Alert, AlertKind, AlertRule, Call
+from calls.parsers import Segment
+from calls.transcription import DataAutomationBackend, TranscribeBackend, read_json_s3
+from support.aws import aws_client
+from support.errors import ExternalAuthError, PermanentError, RetryableError, ThrottledError
+
+# (error code, HTTP status, the project error it must become)
+FAILURES = [
+    ("ThrottlingException", 400, ThrottledError),
+    ("InternalFailure", 500, RetryableError),
+    ("ServiceUnavailableException", 503, RetryableError),
+    ("AccessDeniedException", 403, ExternalAuthError),
+    ("ValidationException", 400, PermanentError),
+]
+IDS = [f"{code}-{status}" for code, status, _ in FAILURES]
+
+
+@pytest.fixture(autouse=True)
+def _aws(monkeypatch, settings):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings.AWS_REGION = "us-east-1"
+    settings.CALLS_OUTPUT_BUCKET = "bda-output"
+    settings.CALLS_ALLOWED_S3_BUCKETS = ["bda-output"]
+
+
+def stubbed(service: str) -> tuple[Any, Stubber]:
+    client = aws_client(service)
+    return client, Stubber(client)
+
+
+def call() -> Call:
+    return Call(
+        contact_id="c-1",
+        hash="0" * 32,
+        s3_input_uri="s3://bda-output/in.wav",
+        transcription_job="arn:aws:bedrock:us-east-1:123456789012:data-automation-invocation/x",
+    )
+
+
+@pytest.mark.parametrize(("code", "status", "error"), FAILURES, ids=IDS)
+def test_transcribe_failures(code, status, error):
+    client, stub = stubbed("transcribe")
+    stub.add_client_error("get_transcription_job", code, http_status_code=status)
+    stub.add_client_error("start_transcription_job", code, http_status_code=status)
+    backend = TranscribeBackend(client=client)
+    with stub, pytest.raises(error) as raised:
+        backend.fetch(call())
+    assert type(raised.value) is error
+    with stub, pytest.raises(error):
+        backend.start(call())
+
+
+def test_transcribe_start_conflict_means_already_started():
+    client, stub = stubbed("transcribe")
+    stub.add_client_error("start_transcription_job", "ConflictException", http_status_code=400)
+    with stub:
+        assert TranscribeBackend(client=client).start(call()) == f"call-{'0' * 32}"
+
+
+@pytest.mark.parametrize(("code", "status", "error"), FAILURES, ids=IDS)
+def test_data_automation_failures(code, status, error):
+    client, stub = stubbed("bedrock-data-automation-runtime")
+    stub.add_client_error("get_data_automation_status", code, http_status_code=status)
+    with stub, pytest.raises(error) as raised:
+        DataAutomationBackend(client=client, s3=object()).fetch(call())
+    assert type(raised.value) is error
+
+
+@pytest.mark.parametrize(("code", "status", "error"), FAILURES, ids=IDS)
+def test_s3_result_read_failures(code, status, error):
+    client, stub = stubbed("s3")
+    stub.add_client_error("get_object", code, http_status_code=status)
+    with stub, pytest.raises(error) as raised:
+        read_json_s3("s3://bda-output/c-1/result.json", client)
+    assert type(raised.value) is error
+    assert str(raised.value).startswith(f"Reading s3://bda-output/c-1/result.json: {code}")
+
+
+SEGMENTS = [Segment("Customer", 0, 1, "Charged twice."), Segment("Agent", 1, 2, "Refunded.")]
+
+
+@pytest.mark.parametrize(("code", "status", "error"), FAILURES, ids=IDS)
+def test_bedrock_call_analysis_failures(code, status, error):
+    """The provider had no 5xx check: an InternalFailure 500 was permanent."""
+    client, stub = stubbed("bedrock-runtime")
+    stub.add_client_error("converse", code, http_status_code=status)
+    with stub, pytest.raises(error) as raised:
+        BedrockProvider(client=client, model_id="m").analyse(text="", segments=SEGMENTS)
+    assert type(raised.value) is error
+
+
+def test_bedrock_call_analysis_client_allows_a_long_generation(settings):
+    settings.AWS_BEDROCK_READ_TIMEOUT = 90.0
+    config = bedrock_runtime_client().meta.config
+    assert config.read_timeout == 90.0
+    assert config.retries == {"total_max_attempts": 1, "mode": "standard"}  # the task retries
+
+
+def test_bedrock_call_analysis_timeout_is_retryable():
+    class Hanging:
+        def converse(self, **kwargs: Any) -> None:
+            raise ReadTimeoutError(endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com")
+
+    with pytest.raises(RetryableError, match="ReadTimeoutError"):
+        BedrockProvider(client=Hanging(), model_id="m").analyse(text="", segments=SEGMENTS)
+
+
+@pytest.fixture
+def alert(db, settings):
+    settings.CALLS_ALERT_SNS_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:agent-alerts"
+    rule = AlertRule.objects.create(
+        name="Long ACW", kind=AlertKind.STATE_LONGER_THAN, state="AfterContactWork"
+    )
+    span = AgentStateSpan.objects.create(
+        agent_arn="arn:agent",
+        username="jdoe",
+        state="AfterContactWork",
+        started_at=datetime.now(UTC),
+    )
+    return Alert.objects.create(rule=rule, span=span, username="jdoe", message="ACW 9 min")
+
+
+@pytest.mark.parametrize(("code", "status", "error"), FAILURES, ids=IDS)
+def test_sns_alert_failures(alert, code, status, error):
+    """SNS errors escaped raw (botocore's ClientError) to the task, which never retried."""
+    client, stub = stubbed("sns")
+    stub.add_client_error("publish", code, http_status_code=status)
+    with stub, pytest.raises(error) as raised:
+        services.alert_sns_publish(alert_id=alert.pk, client=client)
+    assert type(raised.value) is error
+
+
+def test_sns_alert_task_retries_throttling_and_drops_a_permanent_failure(alert, monkeypatch):
+    from celery.exceptions import Retry
+
+    retried: list[dict[str, Any]] = []
+
+    def retry(**kwargs: Any) -> Retry:
+        retried.append(kwargs)
+        return Retry()
+
+    monkeypatch.setattr(tasks.alert_sns_publish_task, "retry", retry)
+
+    def throttled(*, alert_id: int) -> str:
+        raise ThrottledError("SNS slow down", retry_after=30.0)
+
+    monkeypatch.setattr(services, "alert_sns_publish", throttled)
+    with pytest.raises(Retry):  # eager tasks propagate the retry request
+        tasks.alert_sns_publish_task.apply((alert.pk,))
+    assert [type(r["exc"]) for r in retried] == [ThrottledError]
+    assert retried[0]["countdown"] >= 30.0  # the server's Retry-After
+
+    def denied(*, alert_id: int) -> str:
+        raise ExternalAuthError("SNS: AuthorizationError (HTTP 403)")
+
+    monkeypatch.setattr(services, "alert_sns_publish", denied)
+    assert tasks.alert_sns_publish_task.apply((alert.pk,)).get() == ""
+    assert len(retried) == 1  # not retried
+
+
+@pytest.mark.parametrize(("code", "status", "error"), FAILURES, ids=IDS)
+def test_sqs_poll_failures(code, status, error):
+    client, stub = stubbed("sqs")
+    stub.add_client_error("receive_message", code, http_status_code=status)
+    with stub, pytest.raises(error) as raised:
+        poll_once(client, "https://sqs.us-east-1.amazonaws.com/123456789012/calls", wait=0)
+    assert type(raised.value) is error
+
+
+@pytest.mark.django_db
+def test_sqs_poll_command_backs_off_then_stops_on_a_permanent_error(monkeypatch):
+    """Throttled and 5xx polls back off and poll again; AccessDenied stops the command."""
+    client, stub = stubbed("sqs")
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/calls"
+    stub.add_client_error("receive_message", "ThrottlingException", http_status_code=400)
+    stub.add_client_error("receive_message", "InternalError", http_status_code=500)
+    stub.add_response("receive_message", {"Messages": []})
+    stub.add_client_error("receive_message", "AccessDenied", http_status_code=403)
+    sleeps: list[float] = []
+    monkeypatch.setattr("support.aws.time.sleep", sleeps.append)
+    monkeypatch.setattr(
+        "calls.management.commands.calls_poll_sqs.aws_client", lambda *a, **k: client
+    )
+    with stub, pytest.raises(CommandError, match="SQS receive: AccessDenied"):
+        call_command("calls_poll_sqs", url, "--wait", "0", stdout=io.StringIO())
+    stub.assert_no_pending_responses()
+    assert len(sleeps) == 2
+
+
+def test_sqs_poll_command_reads_longer_than_the_long_poll(settings, monkeypatch):
+    settings.AWS_READ_TIMEOUT = 5.0
+    built: dict[str, Any] = {}
+
+    def fake_client(service: str, **kwargs: Any) -> Any:
+        built.update(kwargs, service=service)
+        raise CommandError("stop here")
+
+    monkeypatch.setattr("calls.management.commands.calls_poll_sqs.aws_client", fake_client)
+    with pytest.raises(CommandError, match="stop here"):
+        call_command("calls_poll_sqs", "q", "--wait", "20", "--once")
+    assert built == {"service": "sqs", "read_timeout": 30}
