@@ -30,7 +30,16 @@ class ChannelAccountForm(forms.ModelForm):
 
     class Meta:
         model = ChannelAccount
-        fields = ["channel", "name", "external_id", *SECRET_FIELDS, "settings", "is_active"]
+        fields = [
+            "channel",
+            "name",
+            "external_id",
+            *SECRET_FIELDS,
+            "client_id",
+            "access_token_expires_at",
+            "settings",
+            "is_active",
+        ]
         widgets = {
             name: forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"})
             for name in SECRET_FIELDS
@@ -55,13 +64,50 @@ class ChannelAccountForm(forms.ModelForm):
 @admin.register(ChannelAccount)
 class ChannelAccountAdmin(admin.ModelAdmin):
     form = ChannelAccountForm
-    list_display = ["name", "channel", "external_id", "is_active", "rejected_count", "webhook"]
+    list_display = [
+        "name",
+        "channel",
+        "external_id",
+        "is_active",
+        "credentials_ok",
+        "rejected_count",
+        "webhook",
+    ]
     list_filter = ["channel", "is_active"]
-    readonly_fields = ["webhook", "rejected_count", "created_at", "updated_at"]
+    readonly_fields = [
+        "auth_error",
+        "token_refreshed_at",
+        "webhook",
+        "rejected_count",
+        "created_at",
+        "updated_at",
+    ]
 
     @admin.display(description="Webhook path")
     def webhook(self, obj: ChannelAccount) -> str:
         return obj.webhook_path if obj.pk else "(after saving)"
+
+    @admin.display(description="Credentials OK", boolean=True)
+    def credentials_ok(self, obj: ChannelAccount) -> bool:
+        return not obj.auth_error
+
+    def save_model(
+        self, request: HttpRequest, obj: ChannelAccount, form: forms.ModelForm, change: bool
+    ) -> None:
+        """New credentials clear the last credentials error; a new access token without
+        a new expiry has an unknown one (refreshed when X refuses it)."""
+        if change:
+            before = ChannelAccount.objects.get(pk=obj.pk)
+            changed = {
+                name
+                for name in (*SECRET_FIELDS, "client_id")
+                if getattr(before, name) != getattr(obj, name)
+            }
+            if changed:
+                obj.auth_error = ""
+            if "access_token" in changed and "access_token_expires_at" not in form.changed_data:
+                obj.access_token_expires_at = None
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(InboundEvent)

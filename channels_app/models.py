@@ -19,8 +19,14 @@ class ChannelAccount(models.Model):
     """One number, page, inbox or widget on a channel; several per channel are allowed.
 
     Secrets (``app_secret``, ``access_token``, ``consumer_secret``, ``inbound_token``,
-    ``verify_token``) are encrypted at rest (``channels_app.crypto``) and write-only in the
-    admin: they are never rendered back.
+    ``verify_token``, ``token_secret``, ``refresh_token``, ``client_secret``) are encrypted
+    at rest (``channels_app.crypto``) and write-only in the admin: they are never rendered
+    back.
+
+    X sends with an OAuth 2.0 user token that lives about two hours: ``refresh_token``,
+    ``client_id``/``client_secret`` and ``access_token_expires_at`` let
+    ``channels_app.adapters.twitter.tokens`` refresh it (rotating the pair) before it
+    expires and when X answers 401; ``auth_error`` says why it could not.
     """
 
     channel = models.CharField(max_length=16, choices=Channel.choices)
@@ -41,6 +47,34 @@ class ChannelAccount(models.Model):
     inbound_token = EncryptedSecretField(blank=True)
     token_secret = EncryptedSecretField(
         blank=True, help_text="X: the OAuth 1.0a access token secret (media downloads)."
+    )
+    refresh_token = EncryptedSecretField(
+        blank=True,
+        help_text="X: the OAuth 2.0 refresh token (scope offline.access). Single use: every "
+        "refresh stores the new one X returns.",
+    )
+    client_id = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="X: the OAuth 2.0 Client ID of the app that issued the tokens.",
+    )
+    client_secret = EncryptedSecretField(
+        blank=True,
+        help_text="X: the OAuth 2.0 Client Secret (confidential client); empty for a public "
+        "client.",
+    )
+    access_token_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the access token expires (X: about two hours after it was issued). "
+        "Empty: unknown, refreshed only when X refuses it.",
+    )
+    token_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    auth_error = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Why the credentials last failed for good (e.g. X refused the refresh "
+        "token); cleared by a successful refresh or new credentials.",
     )
     settings = models.JSONField(
         default=dict, blank=True, help_text="Non-secret options, e.g. from_email, from_name."

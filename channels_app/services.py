@@ -81,6 +81,8 @@ SECRET_FIELDS = (
     "consumer_secret",
     "inbound_token",
     "token_secret",
+    "refresh_token",
+    "client_secret",
 )
 
 

@@ -450,6 +450,8 @@ WHATSAPP_WINDOW_HOURS = env.get_int("WHATSAPP_WINDOW_HOURS", 24)
 META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook.com")
 META_GRAPH_API_VERSION = env.get_str("META_GRAPH_API_VERSION", "v21.0")
 X_API_BASE = env.get_str("X_API_BASE", "https://api.x.com")
+# X OAuth 2.0 user tokens live about two hours: refresh this long before they expire.
+X_TOKEN_REFRESH_MARGIN_SECONDS = env.get_int("X_TOKEN_REFRESH_MARGIN_SECONDS", 300)
 SENDGRID_API_BASE = env.get_str("SENDGRID_API_BASE", "https://api.sendgrid.com")
 # Channel webhook POSTs answered without Django's request handling (same checks, same
 # code; channels_app.api.fastpath). Off: every request goes through Django.

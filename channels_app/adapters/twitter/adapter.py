@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
+import requests
 
 from channels_app.adapters.base import (
     ChannelAdapter,
@@ -31,6 +32,7 @@ from channels_app.adapters.base import (
     media_download,
     media_hosts,
 )
+from channels_app.adapters.twitter import tokens
 from channels_app.adapters.twitter.oauth1 import authorization_header
 from support.errors import PermanentError
 
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
 
 MEDIA_KINDS = {"photo": "image", "video": "video", "animated_gif": "video"}
+
+logger = logging.getLogger(__name__)
 
 
 # What X sends as crc_token: base64 text (in practice the base64 of a random UUID,
@@ -168,20 +172,79 @@ class TwitterAdapter(ChannelAdapter):
         )
 
     def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
-        base = str(getattr(settings, "X_API_BASE", "https://api.x.com")).rstrip("/")
+        """DM API v2. OAuth 2.0 user context by default: the access token is refreshed
+        first when it expires within the margin, and once more when X answers 401, then
+        the send is retried once (``tokens``). ``settings.send_auth = "oauth1"`` signs
+        with the OAuth 1.0a user context instead (the media download credentials)."""
+        url = f"{tokens.api_base()}/2/dm_conversations/with/{outbound.recipient_id}/messages"
         body = {"text": outbound.text}
-        response = http_call(
-            "POST",
-            f"{base}/2/dm_conversations/with/{outbound.recipient_id}/messages",
-            json=body,
-            headers={"Authorization": f"Bearer {account.access_token}"},
-        )
+        mode = str(account.settings.get("send_auth", "") or "oauth2")
+        if mode == "oauth1":
+            response = self._post(account, url, body, self._oauth1_header(account, url))
+        elif mode == "oauth2":
+            response = self._send_oauth2(account, url, body)
+        else:
+            raise PermanentError(
+                f"{tokens.account_label(account)}: setting send_auth must be oauth2 or "
+                f"oauth1, not {mode!r}."
+            )
         data = response.json().get("data", {})
         return SendResult(
             external_message_id=str(data.get("dm_event_id", "")),
             http_status=response.status_code,
             request_body=body,
             response_body=response.text[:2000],
+        )
+
+    def _send_oauth2(
+        self, account: ChannelAccount, url: str, body: dict[str, Any]
+    ) -> requests.Response:
+        token = tokens.access_token_for_send(account)
+        try:
+            return self._post(account, url, body, f"Bearer {token}")
+        except PermanentError as exc:
+            if getattr(exc, "http_status", None) != 401 or not tokens.refreshable(account):
+                raise
+            logger.info(
+                "X refused the access token of %s (401): refreshing it",
+                tokens.account_label(account),
+            )
+        token = tokens.access_token_refresh(account, rejected=token)
+        return self._post(account, url, body, f"Bearer {token}", after_refresh=True)
+
+    def _post(
+        self,
+        account: ChannelAccount,
+        url: str,
+        body: dict[str, Any],
+        authorization: str,
+        *,
+        after_refresh: bool = False,
+    ) -> requests.Response:
+        try:
+            return http_call("POST", url, json=body, headers={"Authorization": authorization})
+        except PermanentError as exc:
+            if getattr(exc, "http_status", None) != 401:
+                raise
+            raise _unauthorized(account, exc, after_refresh=after_refresh) from exc
+
+    def _oauth1_header(self, account: ChannelAccount, url: str) -> str:
+        consumer_key = str(account.settings.get("consumer_key", ""))
+        token = str(account.settings.get("oauth_token", ""))
+        if not (consumer_key and token and account.consumer_secret and account.token_secret):
+            raise PermanentError(
+                f"{tokens.account_label(account)}: send_auth oauth1 needs the OAuth 1.0a "
+                "credentials: settings consumer_key and oauth_token, and the consumer_secret "
+                "and token_secret of the account."
+            )
+        # A JSON body is not part of the OAuth 1.0a signature base string (RFC 5849 3.4.1.3).
+        return authorization_header(
+            "POST",
+            url,
+            consumer_key=consumer_key,
+            consumer_secret=account.consumer_secret,
+            token=token,
+            token_secret=account.token_secret,
         )
 
     def fetch_media(self, account: ChannelAccount, media: MediaRef) -> FetchedMedia:
@@ -212,3 +275,24 @@ class TwitterAdapter(ChannelAdapter):
             content_type=content_type or media.mime_type or "application/octet-stream",
             filename=media.filename or media.url.rsplit("/", 1)[-1] or "media",
         )
+
+
+def _unauthorized(
+    account: ChannelAccount, exc: PermanentError, *, after_refresh: bool
+) -> PermanentError:
+    """X answered 401 to a send: say which account and what to do (same error kind, same
+    HTTP status and body on the attempt)."""
+    label = tokens.account_label(account)
+    if account.settings.get("send_auth") == "oauth1":
+        why = "X refused its OAuth 1.0a credentials (consumer key/secret, access token/secret)"
+    elif after_refresh:
+        why = "X refused the access token it had just issued by a refresh"
+    elif tokens.refreshable(account):
+        why = "X refused the access token"  # the caller refreshes and retries once
+    else:
+        why = "X refused the access token and the account has no refresh token and client id"
+    error = PermanentError(f"{label}: {why} ({exc}). {tokens.fix_hint(account)}")
+    error.http_status = 401  # type: ignore[attr-defined]
+    error.response_text = getattr(exc, "response_text", "")  # type: ignore[attr-defined]
+    error.error_code = tokens.UNAUTHORIZED  # type: ignore[attr-defined]
+    return error

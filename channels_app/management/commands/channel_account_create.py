@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from channels_app import services
+from channels_app.adapters.twitter import tokens
 from support.errors import InvalidInput
 
 
@@ -24,6 +28,25 @@ class Command(BaseCommand):
         parser.add_argument("--inbound-token")
         parser.add_argument("--token-secret", help="X: OAuth 1.0a access token secret")
         parser.add_argument(
+            "--refresh-token", help="X: OAuth 2.0 refresh token (scope offline.access)"
+        )
+        parser.add_argument("--client-id", help="X: OAuth 2.0 Client ID of the app")
+        parser.add_argument(
+            "--client-secret", help="X: OAuth 2.0 Client Secret (confidential clients only)"
+        )
+        expiry = parser.add_mutually_exclusive_group()
+        expiry.add_argument(
+            "--token-expires-in",
+            type=int,
+            metavar="SECONDS",
+            help="X: seconds the access token has left (expires_in of X's answer, 7200)",
+        )
+        expiry.add_argument(
+            "--token-expires-at",
+            metavar="ISO_DATETIME",
+            help="X: when the access token expires (ISO 8601; UTC without an offset)",
+        )
+        parser.add_argument(
             "--setting",
             action="append",
             default=[],
@@ -32,6 +55,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        expires_at = _expires_at(options["token_expires_at"])
+        if options["token_expires_in"] is not None and options["token_expires_in"] < 0:
+            raise CommandError("--token-expires-in takes a number of seconds (0 or more).")
         try:
             account = services.channel_account_upsert(
                 channel=options["channel"],
@@ -43,9 +69,25 @@ class Command(BaseCommand):
                 consumer_secret=options["consumer_secret"],
                 inbound_token=options["inbound_token"],
                 token_secret=options["token_secret"],
+                refresh_token=options["refresh_token"],
+                client_secret=options["client_secret"],
             )
         except InvalidInput as exc:
             raise CommandError(exc.message) from exc
+        oauth2 = ("access_token", "refresh_token", "client_secret", "client_id")
+        if (
+            any(options[name] is not None for name in oauth2)
+            or expires_at is not None
+            or (options["token_expires_in"] is not None)
+        ):
+            tokens.tokens_configure(
+                account=account,
+                client_id=options["client_id"],
+                expires_at=expires_at,
+                expires_in=options["token_expires_in"],
+                access_token_set=options["access_token"] is not None,
+                credentials_set=any(options[name] is not None for name in oauth2[:3]),
+            )
         extra = {}
         for item in options["setting"]:
             key, sep, value = item.partition("=")
@@ -57,3 +99,17 @@ class Command(BaseCommand):
             account.save(update_fields=["settings", "updated_at"])
         self.stdout.write(f"{account} (id {account.pk})")
         self.stdout.write(account.webhook_path)
+
+
+def _expires_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise CommandError(f"--token-expires-at takes an ISO 8601 date and time, not {value!r}.")
+    if timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
