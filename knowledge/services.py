@@ -28,6 +28,7 @@ from knowledge.models import (
 )
 from knowledge.parsing import CHUNKER_VERSION, ChunkDraft, ParsedDocument, chunk_document
 from knowledge.readers import Item, ItemError
+from knowledge.retrieval import title_stats_invalidate
 from support.errors import InvalidInput, NotFound
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ def _write_documents(
             touched.append(document.pk)
         with connection.cursor() as cursor:
             cursor.execute(_SEARCH_VECTOR_SQL, [touched])
+        transaction.on_commit(title_stats_invalidate)
 
 
 def _ingest_batch(
@@ -354,6 +356,7 @@ def document_delete(*, source: KnowledgeSource, external_id: str) -> bool:
         document.deleted_at = timezone.now()
         document.version += 1
         document.save(update_fields=["status", "deleted_at", "version", "updated_at"])
+        transaction.on_commit(title_stats_invalidate)
     return True
 
 
