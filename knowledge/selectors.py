@@ -9,12 +9,15 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
+from knowledge import retrieval
 from knowledge.backends import get_backend
+from knowledge.conversation import AGENT, CUSTOMER, Turn
 from knowledge.models import IngestionJob, SuggestionFeedback
 from knowledge.retrieval import SearchResult
 from support.errors import NotFound
 
 MAX_QUERY_CHARS = 1000
+MAX_TURN_CHARS = 1000
 SUGGESTIONS_CACHE_SECONDS = 300
 
 
@@ -28,30 +31,61 @@ def kb_search(
     return get_backend().search(query[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags)
 
 
-def ticket_query_text(ticket: Any) -> str:
-    """What a ticket asks: its subject and the customer's latest inbound messages."""
+def kb_search_conversation(
+    turns: Sequence[Turn],
+    *,
+    k: int = 5,
+    sources: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+) -> list[SearchResult]:
+    """Search with a conversation (see ``knowledge.conversation``). The local backend
+    builds the query from the turns; other backends get its one-string form."""
+    backend = get_backend()
+    if backend.name == "local":
+        return retrieval.search(list(turns), k=k, sources=sources, tags=tags)
+    text = retrieval.conversation_query(list(turns)).text
+    return backend.search(text[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags)
+
+
+def ticket_conversation(ticket: Any) -> list[Turn]:
+    """The ticket as conversation turns: its subject (as the customer's first words) and
+    its latest public messages, customer's inbound and agents' outbound, oldest first
+    (``KB_CONTEXT_TURNS`` of them; internal notes and system messages left out)."""
     from tickets.selectors import message_list
 
-    inbound = [
-        m.body_text
+    messages = [
+        m
         for m in message_list(ticket=ticket, include_internal=False)
-        if m.direction == "inbound" and m.body_text.strip()
+        if m.body_text.strip() and m.direction in ("inbound", "outbound")
     ]
-    parts = [ticket.subject, *inbound[-2:]]
-    return "\n".join(p.strip() for p in parts if p and p.strip())[:MAX_QUERY_CHARS]
+    recent = messages[-int(settings.KB_CONTEXT_TURNS) :] if messages else []
+    turns = [
+        Turn(
+            CUSTOMER if m.direction == "inbound" else AGENT,
+            m.body_text.strip()[:MAX_TURN_CHARS],
+        )
+        for m in recent
+    ]
+    subject = (ticket.subject or "").strip()
+    first = turns[0].text if turns else ""
+    if subject and subject.lower() not in first.lower():
+        turns.insert(0, Turn(CUSTOMER, subject[:MAX_TURN_CHARS]))
+    return turns
 
 
 def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
-    """Passages above ``KB_SUGGESTION_MIN_SCORE`` for the ticket, best first."""
-    query = ticket_query_text(ticket)
-    if not query:
+    """Passages above ``KB_SUGGESTION_MIN_SCORE`` for the ticket's conversation, best
+    first: the query is built from the subject and the recent messages (the customer's
+    last question weighted most, names from earlier turns carried, small talk dropped)."""
+    turns = ticket_conversation(ticket)
+    if not any(t.speaker == CUSTOMER and t.text for t in turns):
         return []
     # Cached per ticket state: the ticket page must not embed and search on every view.
     stamp = ticket.last_message_at.timestamp() if ticket.last_message_at else 0
     key = f"kb-suggestions:{ticket.pk}:{stamp}:{k}"
     results = cache.get(key)
     if results is None:
-        results = kb_search(query, k=k)
+        results = kb_search_conversation(turns, k=k)
         cache.set(key, results, timeout=SUGGESTIONS_CACHE_SECONDS)
     threshold = float(settings.KB_SUGGESTION_MIN_SCORE)
     return [r for r in results if r.score >= threshold]
