@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from collections import Counter
@@ -92,6 +93,10 @@ def main() -> int:
     texts = [f"{d['title']}\n{d['text']}" for d in docs]
     relevant = [set(r["relevant"]) for r in rows]
 
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+    django.setup()  # support.minilm's errors module needs the app registry
     from support.minilm import minilm
 
     encoder = minilm()
