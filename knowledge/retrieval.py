@@ -14,11 +14,12 @@ Conversation queries (``knowledge.conversation.ConversationQuery``) add two thin
 - the query vector is the focus turn's embedding plus ``context_weight`` times the unit
   direction of the context turns' weighted embeddings (one ANN search; the cosine to that
   vector is a fixed blend of the cosines to the focus and to the context);
-- an **entity** signal: the query's lexemes that are rare among the knowledge base's
+- an **entity** signal: the context's lexemes that are rare among the knowledge base's
   titles (in at most ``KB_ENTITY_MAX_DF`` of them, or at most 3: product, place and
-  order names, not "price" or "address") are carried from the context; documents whose
-  title contains them are added to the candidates, and a document scores the idf- and
-  recency-weighted share of them its title holds:
+  order names, not "price" or "address") are carried; documents whose title holds them
+  join the candidates, and a document scores the idf-weighted share of its title's rare
+  lexemes that the conversation named, each counted with the weight (recency) of the
+  turn that named it:
 
     score = cosine + TEXT_WEIGHT * text_rank / best + ENTITY_WEIGHT * entity_share
 """
@@ -26,6 +27,7 @@ Conversation queries (``knowledge.conversation.ConversationQuery``) add two thin
 from __future__ import annotations
 
 import html
+import logging
 import math
 import re
 import threading
@@ -42,12 +44,14 @@ from django.db import connection
 from knowledge.conversation import ConversationQuery, Turn, build_query
 from knowledge.embeddings import Embedder, get_embedder
 
+logger = logging.getLogger(__name__)
+
 TEXT_WEIGHT = 0.02  # measured on StackFAQ: 0.01-0.03 beat vectors alone, 0.05+ fall below
 ENTITY_WEIGHT = 0.5
 ENTITY_MAX_DF = 0.02  # a lexeme in at most 2% of titles is "distinctive"
 ENTITY_MIN_DF = 3  # ... and one in at most 3 titles always is (small knowledge bases)
 ENTITY_MAX_TERMS = 24
-ENTITY_CANDIDATES = 50
+ENTITY_CANDIDATES = 100  # best-named documents added to the vector candidates
 ENTITY_SCAN_LIMIT = 5000  # titles read per query at most (rare terms match few)
 TITLE_STATS_SECONDS = 600
 CANDIDATES = 50
@@ -226,8 +230,12 @@ TITLE_STATS_VERSION_KEY = "kb-title-stats-version"
 def title_stats_invalidate() -> None:
     """Tell every process that titles changed (ingestion and deletion call this)."""
     from django.core.cache import cache
+    from redis.exceptions import RedisError
 
-    cache.set(TITLE_STATS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    try:
+        cache.set(TITLE_STATS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    except RedisError:  # the statistics then refresh within TITLE_STATS_SECONDS
+        logger.warning("kb title statistics: could not signal the change", exc_info=True)
 
 
 class _TitleStats:
@@ -244,8 +252,12 @@ class _TitleStats:
 
     def get(self, cursor: Any) -> _TitleStats:
         from django.core.cache import cache
+        from redis.exceptions import RedisError
 
-        version = cache.get(TITLE_STATS_VERSION_KEY)
+        try:
+            version = cache.get(TITLE_STATS_VERSION_KEY)
+        except RedisError:  # search must not fail with the cache: fall back to the TTL
+            version = self._version
         with self._lock:
             stale = time.monotonic() - self._loaded_at > TITLE_STATS_SECONDS
             if stale or version != self._version:
