@@ -234,3 +234,25 @@ def test_suggestions_panel_builds_its_query_from_the_recent_messages(
     context = suggestions_panel_context(request, hotel_ticket)
     assert context is not None
     assert context["suggestions"][0]["document"]["external_id"] == "acorn-guest-house/parking"
+
+
+def test_other_backends_get_the_one_string_form(monkeypatch):
+    from knowledge import selectors
+
+    calls = []
+
+    class FakeBackend:
+        name = "bedrock"
+
+        def search(self, query, *, k, sources=None, tags=None):
+            calls.append((query, k))
+            return []
+
+    monkeypatch.setattr(selectors, "get_backend", lambda: FakeBackend())
+    turns = [
+        Turn(CUSTOMER, "Hi! My order A-10042 has not arrived."),
+        Turn(AGENT, "Thank you for contacting us. Let me check that for you."),
+        Turn(CUSTOMER, "Thanks. When will it arrive?"),
+    ]
+    assert selectors.kb_search_conversation(turns, k=2) == []
+    assert calls == [("When will it arrive? A-10042", 2)]
