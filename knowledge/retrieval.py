@@ -33,6 +33,7 @@ import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,11 +207,36 @@ class Ranking:
 # --- conversation queries -------------------------------------------------------------
 
 
+_TURN_VECTORS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_TURN_VECTORS_LOCK = threading.Lock()
+TURN_VECTORS_CACHED = 4096  # a ticket's earlier turns are embedded once per process
+
+
+def _encode_turns(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """Embed turn texts, reusing this process's recent ones (LRU): when a ticket gets a new
+    message only that message is new to the encoder."""
+    keys = [(embedder.name, text) for text in texts]
+    with _TURN_VECTORS_LOCK:
+        known = {key: _TURN_VECTORS[key] for key in keys if key in _TURN_VECTORS}
+        for key in known:
+            _TURN_VECTORS.move_to_end(key)
+    todo = sorted({key[1] for key in keys if key not in known})
+    if todo:
+        fresh = embedder.encode(todo)
+        with _TURN_VECTORS_LOCK:
+            for text, vector in zip(todo, fresh, strict=True):
+                known[(embedder.name, text)] = vector
+                _TURN_VECTORS[(embedder.name, text)] = vector
+            while len(_TURN_VECTORS) > TURN_VECTORS_CACHED:
+                _TURN_VECTORS.popitem(last=False)
+    return np.stack([known[key] for key in keys])
+
+
 def conversation_vector(query: ConversationQuery, embedder: Embedder | None = None) -> np.ndarray:
     """Focus embedding + context_weight * unit(weighted sum of context embeddings)."""
-    embedder = embedder or get_embedder()
     parts = query.parts
-    vectors = embedder.encode([p.text for p in parts])
+    texts = [p.text for p in parts]
+    vectors = embedder.encode(texts) if embedder else _encode_turns(get_embedder(), texts)
     focus: np.ndarray = vectors[0]
     if len(parts) == 1 or query.context_weight <= 0:
         return focus

@@ -256,3 +256,31 @@ def test_other_backends_get_the_one_string_form(monkeypatch):
     ]
     assert selectors.kb_search_conversation(turns, k=2) == []
     assert calls == [("When will it arrive? A-10042", 2)]
+
+
+def test_a_ticket_turn_is_embedded_once_per_process(monkeypatch):
+    import numpy as np
+
+    from knowledge import retrieval
+
+    encoded: list[str] = []
+
+    class CountingEmbedder:
+        name = "counting"
+        dimensions = 4
+
+        def encode(self, texts):
+            encoded.extend(texts)
+            return np.eye(4, dtype=np.float32)[[len(t) % 4 for t in texts]]
+
+    monkeypatch.setattr(retrieval, "get_embedder", lambda: CountingEmbedder())
+    monkeypatch.setattr(retrieval, "_TURN_VECTORS", retrieval.OrderedDict())
+    first = build_query(CONVERSATION)
+    retrieval.conversation_vector(first)
+    assert sorted(encoded) == sorted(p.text for p in first.parts)
+    encoded.clear()
+    later = build_query(
+        [*CONVERSATION, Turn(AGENT, "Yes, parking is free."), Turn(CUSTOMER, "And wifi?")]
+    )
+    retrieval.conversation_vector(later)
+    assert sorted(encoded) == ["And wifi?", "Yes, parking is free."]  # the rest was cached
