@@ -11,9 +11,13 @@
    StackFAQ paraphrases through hybrid ``rank_documents`` (the query vector computed
    beforehand and timed separately) at several ``hnsw.ef_search`` values and prints
    p50/p95, plus the full ``search()`` (embedding + snippets) at the default.
+3. With ``--conversations FILE`` (``kb_eval``'s turns format, e.g. MWOZ-FAQ's test split),
+   the same for conversation queries: building the query and embedding its turns, the
+   ranking with the context vector and the carried names, and the full ``search()``.
 
 Usage (the database comes from DATABASE_URL, e.g. `eval "$(python scripts/services.py start
 --print-env)"`): python bench/kb.py [--chunks 100000] [--queries 200] [--drop]
+[--conversations .devdata/mwozfaq/test.jsonl]
 """
 
 from __future__ import annotations
@@ -42,9 +46,15 @@ from django.test.utils import override_settings  # noqa: E402
 
 from bench.stackfaq_prepare import convert, find_xml  # noqa: E402
 from knowledge.embeddings import get_embedder  # noqa: E402
+from knowledge.evaluation import load_queries  # noqa: E402
 from knowledge.models import Chunk, Document, KnowledgeSource  # noqa: E402
 from knowledge.parsing import parse_jsonl  # noqa: E402
-from knowledge.retrieval import rank_documents, search  # noqa: E402
+from knowledge.retrieval import (  # noqa: E402
+    conversation_query,
+    conversation_vector,
+    rank_documents,
+    search,
+)
 from knowledge.services import documents_ingest, source_get_or_create  # noqa: E402
 
 
@@ -173,6 +183,40 @@ def bench_search(queries: list[str], total_chunks: int) -> None:
     )
 
 
+def bench_conversations(path: Path, count: int, total_chunks: int) -> None:
+    rows = [r["query"] for r in load_queries(path)][:count]
+    built, vectors = [], []
+    prep = []
+    for turns in rows:
+        started = time.perf_counter()
+        query = conversation_query(turns)
+        vectors.append(conversation_vector(query))
+        prep.append((time.perf_counter() - started) * 1000)
+        built.append(query)
+    print(
+        f"conversation query build + embedding of its turns: p50 {pct(prep, 50):.1f} ms, "
+        f"p95 {pct(prep, 95):.1f} ms ({len(rows)} conversations)"
+    )
+    timings = []
+    with connection.cursor() as cursor:
+        for query, vector in zip(built, vectors, strict=True):
+            started = time.perf_counter()
+            rank_documents(query, k=5, query_vector=vector, cursor=cursor)
+            timings.append((time.perf_counter() - started) * 1000)
+    print(
+        f"conversational hybrid retrieval over {total_chunks} chunks: "
+        f"p50 {pct(timings, 50):.1f} ms, p95 {pct(timings, 95):.1f} ms"
+    )
+    full = []
+    for turns in rows:
+        started = time.perf_counter()
+        search(turns, k=5)
+        full.append((time.perf_counter() - started) * 1000)
+    print(
+        f"full search() of a conversation: p50 {pct(full, 50):.1f} ms, p95 {pct(full, 95):.1f} ms"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="KB benchmark")
     parser.add_argument("--chunks", type=int, default=100_000)
@@ -181,6 +225,7 @@ def main() -> int:
         "--no-ingest", action="store_true", help="skip the ingestion run (reuse its vectors)"
     )
     parser.add_argument("--drop", action="store_true", help="delete the bench sources after")
+    parser.add_argument("--conversations", default="", help="turns-format JSONL to time too")
     args = parser.parse_args()
     xml = find_xml()
     if xml is None:
@@ -196,6 +241,8 @@ def main() -> int:
     total = Chunk.objects.count()
     sample = [q["query"] for q in random.sample(queries, min(args.queries, len(queries)))]
     bench_search(sample, total)
+    if args.conversations:
+        bench_conversations(Path(args.conversations), args.queries, total)
     print(f"load average after: {os.getloadavg()}")
     if args.drop:
         KnowledgeSource.objects.filter(name__in=["bench-100k", "bench-stackfaq"]).delete()

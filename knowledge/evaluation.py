@@ -10,8 +10,30 @@ from typing import Any
 import numpy as np
 
 from knowledge.backends import get_backend
-from knowledge.retrieval import search
+from knowledge.conversation import parse_turns
+from knowledge.retrieval import conversation_query, search
 from support.errors import InvalidInput
+
+
+def parse_query_row(row: Any, where: str) -> dict[str, Any]:
+    """One labelled query: ``{"query": "..."}`` or ``{"turns": [{speaker, text}...]}``,
+    plus ``"relevant": [document ids]``. The query comes back as a string or a list of
+    ``Turn``."""
+    if not isinstance(row, dict):
+        raise InvalidInput(f"{where}: a JSON object is required")
+    if "turns" in row:
+        try:
+            query: Any = parse_turns(row["turns"])
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: {exc.message}") from exc
+    elif isinstance(row.get("query"), str) and row["query"].strip():
+        query = row["query"]
+    else:
+        raise InvalidInput(f"{where}: needs a 'query' string or a 'turns' list")
+    relevant = row.get("relevant")
+    if not isinstance(relevant, list) or not relevant:
+        raise InvalidInput(f"{where}: needs a non-empty 'relevant' list")
+    return {"query": query, "relevant": [str(r) for r in relevant]}
 
 
 def load_queries(path: Path) -> list[dict[str, Any]]:
@@ -23,12 +45,7 @@ def load_queries(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("query"), str):
-            raise InvalidInput(f"{path}:{number}: needs a 'query' string")
-        relevant = row.get("relevant")
-        if not isinstance(relevant, list) or not relevant:
-            raise InvalidInput(f"{path}:{number}: needs a non-empty 'relevant' list")
-        rows.append({"query": row["query"], "relevant": [str(r) for r in relevant]})
+        rows.append(parse_query_row(row, f"{path}:{number}"))
     if not rows:
         raise InvalidInput(f"{path}: no queries")
     return rows
@@ -53,7 +70,8 @@ def evaluate(
     for row in queries:
         started = time.perf_counter()
         if mode == "hybrid" and kb.name != "local":
-            results = kb.search(row["query"], k=depth, sources=sources)
+            text = conversation_query(row["query"]).text
+            results = kb.search(text, k=depth, sources=sources)
         else:
             results = search(row["query"], k=depth, sources=sources, mode=mode, **search_options)
         latencies.append((time.perf_counter() - started) * 1000)

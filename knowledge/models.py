@@ -102,6 +102,13 @@ class Chunk(models.Model):
                 opclasses=["vector_cosine_ops"],
             ),
             GinIndex(fields=["search_vector"], name="kb_chunk_search_gin"),
+            # Conversational retrieval looks names up among titles only: a name rare among
+            # titles can be common in passages, which the full index would scan.
+            GinIndex(
+                fields=["search_vector"],
+                name="kb_chunk_title_search_gin",
+                condition=models.Q(kind="title"),
+            ),
         ]
 
     def __str__(self) -> str:

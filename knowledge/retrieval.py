@@ -8,13 +8,33 @@ score is its best chunk's, so the title vector and the passage vectors compete) 
 Full text only nudges the order: plain reciprocal rank fusion lets a keyword match outrank a
 clearly better semantic match, and on StackFAQ it scored below the vectors alone (see
 docs/knowledge.md for the measurements behind the weight).
+
+Conversation queries (``knowledge.conversation.ConversationQuery``) add two things:
+
+- the query vector is the focus turn's embedding plus ``context_weight`` times the unit
+  direction of the context turns' weighted embeddings (one ANN search; the cosine to that
+  vector is a fixed blend of the cosines to the focus and to the context);
+- an **entity** signal: the context's lexemes that are rare among the knowledge base's
+  titles (in at most ``KB_ENTITY_MAX_DF`` of them, or at most 3: product, place and
+  order names, not "price" or "address") are carried; documents whose title holds them
+  join the candidates, and a document scores the idf-weighted share of its title's rare
+  lexemes that the conversation named, each counted with the weight (recency) of the
+  turn that named it:
+
+    score = cosine + TEXT_WEIGHT * text_rank / best + ENTITY_WEIGHT * entity_share
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,9 +43,19 @@ from django.db import connection
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from knowledge.embeddings import get_embedder
+from knowledge.conversation import ConversationQuery, Turn, build_query
+from knowledge.embeddings import Embedder, get_embedder
+
+logger = logging.getLogger(__name__)
 
 TEXT_WEIGHT = 0.02  # measured on StackFAQ: 0.01-0.03 beat vectors alone, 0.05+ fall below
+ENTITY_WEIGHT = 0.5
+ENTITY_MAX_DF = 0.02  # a lexeme in at most 2% of titles is "distinctive"
+ENTITY_MIN_DF = 3  # ... and one in at most 3 titles always is (small knowledge bases)
+ENTITY_MAX_TERMS = 24
+ENTITY_CANDIDATES = 100  # best-named documents added to the vector candidates
+ENTITY_SCAN_LIMIT = 5000  # titles read per query at most (rare terms match few)
+TITLE_STATS_SECONDS = 600
 CANDIDATES = 50
 MODES = ("hybrid", "vector", "text")
 _MARK_START, _MARK_END = "\x02", "\x03"
@@ -196,10 +226,212 @@ class Ranking:
     best_body: dict[int, tuple[float, int]]  # document id -> (score, chunk id) to show
     doc_vec: dict[int, float]
     doc_text: dict[int, float]
+    doc_entity: dict[int, float] = field(default_factory=dict)
+
+
+# --- conversation queries -------------------------------------------------------------
+
+
+_TURN_VECTORS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_TURN_VECTORS_LOCK = threading.Lock()
+TURN_VECTORS_CACHED = 4096  # a ticket's earlier turns are embedded once per process
+
+
+def _encode_turns(embedder: Embedder, texts: list[str]) -> np.ndarray:
+    """Embed turn texts, reusing this process's recent ones (LRU): when a ticket gets a new
+    message only that message is new to the encoder."""
+    keys = [(embedder.name, text) for text in texts]
+    with _TURN_VECTORS_LOCK:
+        known = {key: _TURN_VECTORS[key] for key in keys if key in _TURN_VECTORS}
+        for key in known:
+            _TURN_VECTORS.move_to_end(key)
+    todo = sorted({key[1] for key in keys if key not in known})
+    if todo:
+        fresh = embedder.encode(todo)
+        with _TURN_VECTORS_LOCK:
+            for text, vector in zip(todo, fresh, strict=True):
+                known[(embedder.name, text)] = vector
+                _TURN_VECTORS[(embedder.name, text)] = vector
+            while len(_TURN_VECTORS) > TURN_VECTORS_CACHED:
+                _TURN_VECTORS.popitem(last=False)
+    return np.stack([known[key] for key in keys])
+
+
+def conversation_vector(
+    query: ConversationQuery,
+    embedder: Embedder | None = None,
+    *,
+    redact_names: Sequence[str] = (),
+) -> np.ndarray:
+    """Focus embedding + context_weight * unit(weighted sum of context embeddings).
+
+    ``redact_names``: the customer's names, for an embedder that sends text off-machine
+    (such calls bypass the per-process turn cache: its key is the unredacted text)."""
+    parts = query.parts
+    texts = [p.text for p in parts]
+    if embedder is not None or redact_names:
+        vectors = (embedder or get_embedder()).encode(texts, redact_names=redact_names)
+    else:
+        vectors = _encode_turns(get_embedder(), texts)
+    focus: np.ndarray = vectors[0]
+    if len(parts) == 1 or query.context_weight <= 0:
+        return focus
+    context = np.zeros_like(focus)
+    for part, vector in zip(parts[1:], vectors[1:], strict=True):
+        context += part.weight * vector
+    norm = float(np.linalg.norm(context))
+    if norm == 0:
+        return focus
+    combined = focus + query.context_weight * context / norm
+    return (combined / np.linalg.norm(combined)).astype(np.float32)
+
+
+TITLE_STATS_VERSION_KEY = "kb-title-stats-version"
+
+
+def title_stats_invalidate() -> None:
+    """Tell every process that titles changed (ingestion and deletion call this)."""
+    from django.core.cache import cache
+    from redis.exceptions import RedisError
+
+    try:
+        cache.set(TITLE_STATS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    except RedisError:  # the statistics then refresh within TITLE_STATS_SECONDS
+        logger.warning("kb title statistics: could not signal the change", exc_info=True)
+
+
+class _TitleStats:
+    """Document frequency of each lexeme among title chunks, cached per process and
+    reloaded when ``title_stats_invalidate`` bumps the shared version (or every
+    ``TITLE_STATS_SECONDS``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded_at = -math.inf
+        self._version: Any = None
+        self.total = 0
+        self.df: dict[str, int] = {}
+
+    def get(self, cursor: Any) -> _TitleStats:
+        from django.core.cache import cache
+        from redis.exceptions import RedisError
+
+        try:
+            version = cache.get(TITLE_STATS_VERSION_KEY)
+        except RedisError:  # search must not fail with the cache: fall back to the TTL
+            version = self._version
+        with self._lock:
+            stale = time.monotonic() - self._loaded_at > TITLE_STATS_SECONDS
+            if stale or version != self._version:
+                cursor.execute(
+                    "SELECT word, ndoc FROM ts_stat("
+                    "'SELECT search_vector FROM knowledge_chunk WHERE kind = ''title''')"
+                )
+                self.df = {word: int(ndoc) for word, ndoc in cursor.fetchall()}
+                cursor.execute("SELECT count(*) FROM knowledge_chunk WHERE kind = 'title'")
+                self.total = int(cursor.fetchone()[0])
+                self._loaded_at = time.monotonic()
+                self._version = version
+        return self
+
+
+title_stats = _TitleStats()
+
+
+def _lexemes(cursor: Any, texts: list[str]) -> list[list[str]]:
+    cursor.execute(
+        "SELECT tsvector_to_array(to_tsvector('english', t)) "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS x(t, i) ORDER BY i",
+        [texts],
+    )
+    return [list(row[0]) for row in cursor.fetchall()]
+
+
+def _distinctive_limit(stats: _TitleStats, max_df: float | None = None) -> float:
+    if max_df is None:
+        max_df = float(getattr(settings, "KB_ENTITY_MAX_DF", ENTITY_MAX_DF))
+    return max(float(ENTITY_MIN_DF), max_df * stats.total)
+
+
+def entity_terms(
+    cursor: Any, query: ConversationQuery, *, max_df: float | None = None
+) -> dict[str, float]:
+    """The context's distinctive lexemes (rare among titles) -> the weight of the newest
+    context turn that holds each. The focus is left out: its own words are searched by
+    the vector and full-text sides, and a question's generic words ("postcode") that a
+    few titles happen to hold would otherwise pass for names."""
+    stats = title_stats.get(cursor)
+    context = query.parts[1:]
+    if not stats.total or not context:
+        return {}
+    limit = _distinctive_limit(stats, max_df)
+    terms: dict[str, float] = {}
+    for part, lexemes in zip(context, _lexemes(cursor, [p.text for p in context]), strict=True):
+        for lexeme in lexemes:
+            if 0 < stats.df.get(lexeme, 0) <= limit:
+                terms[lexeme] = max(terms.get(lexeme, 0.0), part.weight)
+    idf = {t: math.log(1 + stats.total / stats.df[t]) for t in terms}
+    strongest = sorted(terms, key=lambda t: -terms[t] * idf[t])[:ENTITY_MAX_TERMS]
+    return {t: terms[t] for t in strongest}
+
+
+def _tsquery_any(lexemes: Sequence[str]) -> str:
+    return " | ".join("'" + lexeme.replace("'", "''") + "'" for lexeme in lexemes)
+
+
+def _entity_matches(
+    cursor: Any,
+    terms: dict[str, float],
+    where: str,
+    params: list[Any],
+    *,
+    max_df: float | None = None,
+) -> dict[int, float]:
+    """Entity score of each document whose title holds a carried term: the share of the
+    title's distinctive lexemes (idf-weighted) that the conversation named, each counted
+    with the weight of the turn that named it. A title naming "Acorn Guest House" scores
+    1 when the agent said "Acorn" one turn ago; partial names score in proportion."""
+    if not terms:
+        return {}
+    stats = title_stats.get(cursor)
+    limit = _distinctive_limit(stats, max_df)
+    cursor.execute(
+        "SELECT c.document_id, tsvector_to_array(c.search_vector) "
+        "FROM knowledge_chunk c WHERE c.kind = 'title' AND c.search_vector @@ %s::tsquery"
+        + where
+        + " LIMIT %s",
+        [_tsquery_any(list(terms)), *params, ENTITY_SCAN_LIMIT],
+    )
+    scores: dict[int, float] = {}
+    for doc_id, lexemes in cursor.fetchall():
+        total = found = 0.0
+        for lexeme in set(lexemes):
+            df = stats.df.get(lexeme, 0)
+            if 0 < df <= limit:
+                idf = math.log(1 + stats.total / df)
+                total += idf
+                found += idf * terms.get(lexeme, 0.0)
+        if found > 0:
+            scores[doc_id] = max(scores.get(doc_id, 0.0), found / total)
+    return scores
+
+
+def _vector_scores_for_documents(
+    cursor: Any, vector: np.ndarray, doc_ids: list[int]
+) -> list[tuple[int, int, str, float]]:
+    if not doc_ids:
+        return []
+    literal = "[" + ",".join(f"{x:.6f}" for x in vector.tolist()) + "]"
+    cursor.execute(
+        "SELECT c.id, c.document_id, c.kind, 1 - (c.embedding <=> %s::vector) "
+        "FROM knowledge_chunk c WHERE c.embedding IS NOT NULL AND c.document_id = ANY(%s)",
+        [literal, doc_ids],
+    )
+    return [(r[0], r[1], r[2], float(r[3])) for r in cursor.fetchall()]
 
 
 def rank_documents(
-    query: str,
+    query: str | ConversationQuery,
     *,
     k: int = 5,
     sources: Sequence[str] | None = None,
@@ -208,14 +440,21 @@ def rank_documents(
     query_vector: np.ndarray | None = None,
     candidates: int = CANDIDATES,
     text_weight: float | None = None,
+    entity_weight: float | None = None,
     cursor: Any = None,
     redact_names: Sequence[str] = (),
 ) -> Ranking:
-    """Rank documents (best chunk per document) by vectors, full text or both fused."""
+    """Rank documents (best chunk per document) by vectors, full text or both fused.
+
+    ``query`` is a string (searched as it is) or a ``ConversationQuery`` (see the module
+    docstring); ``search`` turns strings into one-turn conversations first.
+    """
     if mode not in MODES:
         raise ValueError(f"mode: one of {MODES}")
     if text_weight is None:
         text_weight = float(getattr(settings, "KB_TEXT_WEIGHT", TEXT_WEIGHT))
+    if entity_weight is None:
+        entity_weight = float(getattr(settings, "KB_ENTITY_WEIGHT", ENTITY_WEIGHT))
     if cursor is None:
         with connection.cursor() as own:
             return rank_documents(
@@ -227,34 +466,52 @@ def rank_documents(
                 query_vector=query_vector,
                 candidates=candidates,
                 text_weight=text_weight,
+                entity_weight=entity_weight,
                 cursor=own,
                 redact_names=redact_names,
             )
+    conversation = query if isinstance(query, ConversationQuery) else None
+    text_query = query.focus if isinstance(query, ConversationQuery) else query
     where, params = _filters(sources, tags)
     limit = max(candidates, k * 4)
     doc_vec: dict[int, float] = {}
     doc_text: dict[int, float] = {}
+    doc_entity: dict[int, float] = {}
     best_body: dict[int, tuple[float, int]] = {}
     text_rows: list[tuple[int, int, str, float]] = []
-    if mode in ("hybrid", "vector"):
-        if query_vector is None:
-            query_vector = get_embedder().encode([query], redact_names=redact_names)[0]
-        for chunk_id, doc_id, kind, sim in _vector_candidates(
-            cursor, query_vector, limit, where, params
-        ):
+
+    def take_vectors(rows: list[tuple[int, int, str, float]]) -> None:
+        for chunk_id, doc_id, kind, sim in rows:
             doc_vec[doc_id] = max(doc_vec.get(doc_id, -1.0), sim)
             if kind == "body" and sim > best_body.get(doc_id, (-2.0, 0))[0]:
                 best_body[doc_id] = (sim, chunk_id)
+
+    if mode in ("hybrid", "vector"):
+        if query_vector is None:
+            query_vector = (
+                conversation_vector(conversation, redact_names=redact_names)
+                if conversation is not None
+                else get_embedder().encode([text_query], redact_names=redact_names)[0]
+            )
+        take_vectors(_vector_candidates(cursor, query_vector, limit, where, params))
     if mode == "hybrid":
+        if conversation is not None and entity_weight > 0:
+            terms = entity_terms(cursor, conversation)
+            doc_entity = _entity_matches(cursor, terms, where, params)
+        # The documents that best match the carried names join the candidates.
+        named = sorted(doc_entity, key=lambda d: (-doc_entity[d], d))[:ENTITY_CANDIDATES]
+        extra = [d for d in named if d not in doc_vec]
+        if extra and query_vector is not None:
+            take_vectors(_vector_scores_for_documents(cursor, query_vector, extra))
         # Full text re-scores the vector candidates' documents (plus the few chunks that
         # contain every query term) instead of ranking every any-term match: on 100k
         # chunks an any-term query matches tens of thousands of rows.
-        strict = _strict_text_candidates(cursor, query, 20, where, params)
-        text_rows = _text_scores_for_documents(
-            cursor, query, sorted(set(doc_vec) | {r[1] for r in strict})
-        )
+        strict = _strict_text_candidates(cursor, text_query, 20, where, params)
+        pool = sorted(set(doc_vec) | {r[1] for r in strict})
+        text_rows = _text_scores_for_documents(cursor, text_query, pool)
     elif mode == "text":
-        text_rows = _text_candidates(cursor, query, limit, where, params)
+        text_query = query.text if isinstance(query, ConversationQuery) else query
+        text_rows = _text_candidates(cursor, text_query, limit, where, params)
     if mode in ("hybrid", "text"):
         top = max((r[3] for r in text_rows), default=0.0) or 1.0
         for chunk_id, doc_id, kind, rank in text_rows:
@@ -270,13 +527,30 @@ def rank_documents(
         floor = min(doc_vec.values(), default=0.0)  # text-only hits sit below every vector hit
         for doc_id in set(doc_vec) | set(doc_text):
             base = doc_vec.get(doc_id, floor)
-            scores[doc_id] = base + text_weight * doc_text.get(doc_id, 0.0)
+            scores[doc_id] = (
+                base
+                + text_weight * doc_text.get(doc_id, 0.0)
+                + entity_weight * doc_entity.get(doc_id, 0.0)
+            )
     ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
-    return Ranking(ranked, best_body, doc_vec, doc_text)
+    return Ranking(ranked, best_body, doc_vec, doc_text, doc_entity)
+
+
+def conversation_query(query: str | Sequence[Turn] | ConversationQuery) -> ConversationQuery:
+    """A string or a list of turns as a ``ConversationQuery``, with the live settings."""
+    if isinstance(query, ConversationQuery):
+        return query
+    return build_query(
+        query,
+        context_weight=float(settings.KB_CONTEXT_WEIGHT),
+        agent_weight=float(settings.KB_AGENT_WEIGHT),
+        decay=float(settings.KB_CONTEXT_DECAY),
+        max_turns=int(settings.KB_CONTEXT_TURNS),
+    )
 
 
 def search(
-    query: str,
+    query: str | Sequence[Turn] | ConversationQuery,
     *,
     k: int = 5,
     sources: Sequence[str] | None = None,
@@ -285,15 +559,17 @@ def search(
     query_vector: np.ndarray | None = None,
     candidates: int = CANDIDATES,
     text_weight: float | None = None,
+    entity_weight: float | None = None,
     redact_names: Sequence[str] = (),
 ) -> list[SearchResult]:
-    """The ``k`` best documents for ``query``, each with its best passage and a snippet."""
-    query = query.strip()
-    if not query or k <= 0:
+    """The ``k`` best documents for ``query`` (a string or a conversation: a list of
+    ``Turn``), each with its best passage and a snippet."""
+    conversation = conversation_query(query.strip() if isinstance(query, str) else query)
+    if not conversation or k <= 0:
         return []
     with connection.cursor() as cursor:
         ranking = rank_documents(
-            query,
+            conversation,
             k=k,
             sources=sources,
             tags=tags,
@@ -301,11 +577,17 @@ def search(
             query_vector=query_vector,
             candidates=candidates,
             text_weight=text_weight,
+            entity_weight=entity_weight,
             cursor=cursor,
             redact_names=redact_names,
         )
         return _results(
-            cursor, query, ranking.ranked, ranking.best_body, ranking.doc_vec, ranking.doc_text
+            cursor,
+            conversation.text,
+            ranking.ranked,
+            ranking.best_body,
+            ranking.doc_vec,
+            ranking.doc_text,
         )
 
 

@@ -9,13 +9,25 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
 
+from knowledge import retrieval
 from knowledge.backends import get_backend
+from knowledge.conversation import AGENT, CUSTOMER, Turn
 from knowledge.models import IngestionJob, SuggestionFeedback
 from knowledge.retrieval import SearchResult
 from support.errors import NotFound
 
 MAX_QUERY_CHARS = 1000
+MAX_TURN_CHARS = 1000
 SUGGESTIONS_CACHE_SECONDS = 300
+
+
+def _redaction_names(backend: Any, customer_id: int | None) -> tuple[str, ...]:
+    """The customer's names when the backend sends the query off-machine."""
+    if customer_id is None or not backend.sends_text:
+        return ()
+    from tickets.context.privacy import customer_redaction_names
+
+    return tuple(customer_redaction_names(customer_id))
 
 
 def kb_search(
@@ -29,33 +41,65 @@ def kb_search(
     """``customer_id``: the customer whose ticket the query comes from; a backend that
     sends the query off-machine gets their names to redact."""
     backend = get_backend()
-    names: tuple[str, ...] = ()
-    if customer_id is not None and backend.sends_text:
-        from tickets.context.privacy import customer_redaction_names
-
-        names = customer_redaction_names(customer_id)
+    names = _redaction_names(backend, customer_id)
     return backend.search(
         query[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags, redact_names=names
     )
 
 
-def ticket_query_text(ticket: Any) -> str:
-    """What a ticket asks: its subject and the customer's latest inbound messages."""
+def kb_search_conversation(
+    turns: Sequence[Turn],
+    *,
+    k: int = 5,
+    sources: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    customer_id: int | None = None,
+) -> list[SearchResult]:
+    """Search with a conversation (see ``knowledge.conversation``). The local backend
+    builds the query from the turns; other backends get its one-string form. Names of
+    ``customer_id`` are redacted from whatever leaves the machine, as in ``kb_search``."""
+    backend = get_backend()
+    names = _redaction_names(backend, customer_id)
+    if backend.name == "local":
+        return retrieval.search(list(turns), k=k, sources=sources, tags=tags, redact_names=names)
+    text = retrieval.conversation_query(list(turns)).text
+    return backend.search(
+        text[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags, redact_names=names
+    )
+
+
+def ticket_conversation(ticket: Any) -> list[Turn]:
+    """The ticket as conversation turns: its subject (as the customer's first words) and
+    its latest public messages, customer's inbound and agents' outbound, oldest first
+    (``KB_CONTEXT_TURNS`` of them; internal notes and system messages left out)."""
     from tickets.selectors import message_list
 
-    inbound = [
-        m.body_text
+    messages = [
+        m
         for m in message_list(ticket=ticket, include_internal=False)
-        if m.direction == "inbound" and m.body_text.strip()
+        if m.body_text.strip() and m.direction in ("inbound", "outbound")
     ]
-    parts = [ticket.subject, *inbound[-2:]]
-    return "\n".join(p.strip() for p in parts if p and p.strip())[:MAX_QUERY_CHARS]
+    recent = messages[-int(settings.KB_CONTEXT_TURNS) :] if messages else []
+    turns = [
+        Turn(
+            CUSTOMER if m.direction == "inbound" else AGENT,
+            m.body_text.strip()[:MAX_TURN_CHARS],
+        )
+        for m in recent
+    ]
+    subject = (ticket.subject or "").strip()
+    first = turns[0].text if turns else ""
+    if subject and subject.lower() not in first.lower():
+        turns.insert(0, Turn(CUSTOMER, subject[:MAX_TURN_CHARS]))
+    return turns
 
 
 def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
-    """Passages above ``KB_SUGGESTION_MIN_SCORE`` for the ticket, best first."""
-    query = ticket_query_text(ticket)
-    if not query:
+    """Passages above ``KB_SUGGESTION_MIN_SCORE`` for the ticket's conversation, best
+    first: the query is built from the subject and the recent messages (the customer's
+    last question weighted most, names from earlier turns carried, small talk dropped)."""
+    turns = ticket_conversation(ticket)
+    if not any(t.speaker == CUSTOMER and t.text for t in turns):
         return []
     # Cached per ticket state: the ticket page must not embed and search on every view.
     stamp = ticket.last_message_at.timestamp() if ticket.last_message_at else 0
@@ -63,7 +107,7 @@ def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
     key = f"kb-suggestions:v2:{ticket.pk}:{stamp}:{k}"
     results = cache.get(key)
     if results is None:
-        results = kb_search(query, k=k, customer_id=ticket.customer_id)
+        results = kb_search_conversation(turns, k=k, customer_id=ticket.customer_id)
         cache.set(key, results, timeout=SUGGESTIONS_CACHE_SECONDS)
     threshold = float(settings.KB_SUGGESTION_MIN_SCORE)
     return [r for r in results if r.score >= threshold]

@@ -34,6 +34,7 @@ from knowledge.parsing import (
     document_url,
 )
 from knowledge.readers import Item, ItemError
+from knowledge.retrieval import title_stats_invalidate
 from support.errors import InvalidInput, NotFound
 from support.parsing import parse_id
 
@@ -187,6 +188,7 @@ def _write_documents(
             touched.append(document.pk)
         with connection.cursor() as cursor:
             cursor.execute(_SEARCH_VECTOR_SQL, [touched])
+        transaction.on_commit(title_stats_invalidate)
 
 
 def _ingest_batch(
@@ -361,6 +363,7 @@ def document_delete(*, source: KnowledgeSource, external_id: str) -> bool:
         document.deleted_at = timezone.now()
         document.version += 1
         document.save(update_fields=["status", "deleted_at", "version", "updated_at"])
+        transaction.on_commit(title_stats_invalidate)
     return True
 
 

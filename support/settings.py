@@ -523,6 +523,15 @@ KB_SQS_QUEUE_URL = env.get_str("KB_SQS_QUEUE_URL", "")
 KB_SUGGESTION_MIN_SCORE = env.get_float("KB_SUGGESTION_MIN_SCORE", 0.35)
 KB_HNSW_EF_SEARCH = env.get_int("KB_HNSW_EF_SEARCH", 80)
 KB_TEXT_WEIGHT = env.get_float("KB_TEXT_WEIGHT", 0.02)  # full-text boost in hybrid fusion
+# Conversational retrieval (docs/knowledge.md): the context turns' share of the query vector,
+# agent turns' weight and the decay per turn back from the question, how many turns count,
+# and the boost for titles holding the conversation's distinctive (rare) terms.
+KB_CONTEXT_WEIGHT = env.get_float("KB_CONTEXT_WEIGHT", 0.3)
+KB_AGENT_WEIGHT = env.get_float("KB_AGENT_WEIGHT", 1.0)
+KB_CONTEXT_DECAY = env.get_float("KB_CONTEXT_DECAY", 0.9)
+KB_CONTEXT_TURNS = env.get_int("KB_CONTEXT_TURNS", 8)
+KB_ENTITY_WEIGHT = env.get_float("KB_ENTITY_WEIGHT", 0.5)
+KB_ENTITY_MAX_DF = env.get_float("KB_ENTITY_MAX_DF", 0.02)
 
 # calls (call analytics)
 CALLS_TRANSCRIPTION_BACKEND = env.get_str("CALLS_TRANSCRIPTION_BACKEND", "local")

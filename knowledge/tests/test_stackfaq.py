@@ -1,5 +1,7 @@
 """The fused ranking is at least as good as the better of full text alone and vectors alone
-on StackFAQ (every other paraphrase as a query, to keep the test near 20 s)."""
+on StackFAQ (every other paraphrase as a query, to keep the test near 20 s). Queries go
+through the conversation query builder as single-turn conversations, as ``kb_eval`` and
+the API send them."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from bench.stackfaq_prepare import convert, find_xml
 from knowledge.embeddings import get_embedder
 from knowledge.models import Document
 from knowledge.parsing import ParsedDocument, parse_jsonl
-from knowledge.retrieval import rank_documents
+from knowledge.retrieval import conversation_query, rank_documents
 from knowledge.services import documents_ingest, source_get_or_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -39,14 +41,15 @@ def test_fusion_beats_each_retriever_alone():
     counts = documents_ingest(source=source, items=items)
     assert counts.created == 125
     sample = queries[::2]
-    vectors = get_embedder().encode([q["query"] for q in sample])
+    conversations = [conversation_query(q["query"]) for q in sample]
+    vectors = get_embedder().encode([c.focus for c in conversations])
     external = dict(Document.objects.values_list("id", "external_id"))
     results: dict[str, list[list[str]]] = {"text": [], "vector": [], "hybrid": []}
     with connection.cursor() as cursor:
-        for query, vector in zip(sample, vectors, strict=True):
+        for conversation, vector in zip(conversations, vectors, strict=True):
             for mode in results:
                 ranking = rank_documents(
-                    query["query"], k=10, mode=mode, query_vector=vector, cursor=cursor
+                    conversation, k=10, mode=mode, query_vector=vector, cursor=cursor
                 )
                 results[mode].append([external[d] for d, _ in ranking.ranked])
     relevant = [q["relevant"][0] for q in sample]

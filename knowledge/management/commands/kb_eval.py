@@ -1,7 +1,10 @@
 """``kb_eval --queries FILE.jsonl [--source NAME] [--k 5] [--json OUT]``: retrieval quality.
 
-Each line ``{"query": "...", "relevant": ["<document id>", ...]}`` (document ids are the
-documents' external ids). Prints recall@1, recall@5, MRR@10 and p50/p95 ms per query.
+Each line ``{"query": "...", "relevant": ["<document id>", ...]}`` or, for a conversation,
+``{"turns": [{"speaker": "customer"|"agent", "text": "..."}, ...], "relevant": [...]}``
+(document ids are the documents' external ids; a conversation's query is built as the
+workbench builds it, see docs/knowledge.md). Prints recall@1, recall@5, MRR@10 and p50/p95
+ms per query.
 """
 
 from __future__ import annotations

@@ -1,0 +1,286 @@
+"""Conversational retrieval: the query builder, the turns format of kb_eval, and ticket
+suggestions built from the ticket's recent messages."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import RequestFactory
+
+from knowledge.conversation import AGENT, CUSTOMER, Turn, build_query, clean, parse_turns
+from knowledge.evaluation import evaluate, load_queries
+from knowledge.panels import suggestions_panel_context
+from knowledge.parsing import parse_jsonl
+from knowledge.retrieval import search
+from knowledge.selectors import ticket_conversation
+from knowledge.services import documents_ingest, source_get_or_create
+from support.errors import InvalidInput
+from tickets.services import message_add, ticket_create
+
+HOTELS = ["Acorn Guest House", "Kirkwood House", "Alexander Bed and Breakfast", "Hamilton Lodge"]
+ATTRIBUTES = {
+    "parking": ("Does {name} have free parking?", "Yes, {name} offers free parking to guests."),
+    "phone": ("What is the phone number of {name}?", "You can call {name} on 01223 000000."),
+    "wifi": ("Does {name} have free wifi?", "Yes, free wifi is available at {name}."),
+}
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace(" ", "-")
+
+
+def faq_articles() -> list[dict[str, str]]:
+    return [
+        {
+            "id": f"{_slug(name)}/{attribute}",
+            "title": title.format(name=name),
+            "text": text.format(name=name),
+        }
+        for name in HOTELS
+        for attribute, (title, text) in ATTRIBUTES.items()
+    ]
+
+
+@pytest.fixture
+def faq(db, django_capture_on_commit_callbacks):
+    source = source_get_or_create(name="hotels")
+    lines = "\n".join(json.dumps(a) for a in faq_articles())
+    # On commit, ingestion tells every process that the titles changed (title statistics).
+    with django_capture_on_commit_callbacks(execute=True):
+        documents_ingest(source=source, items=parse_jsonl(lines))
+    return source
+
+
+CONVERSATION = [
+    Turn(CUSTOMER, "Hi there! I need a guesthouse in the north for two nights."),
+    Turn(AGENT, "How about the Acorn Guest House? Is there anything else I can help you with?"),
+    Turn(CUSTOMER, "Sounds lovely. Do they have free parking?"),
+]
+
+
+# --- the query builder --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hi there!", ""),
+        ("Thanks so much. Have a nice day!", ""),
+        ("Is there anything else I can help you with today?", ""),
+        ("You're welcome! Thank you for contacting us.", ""),
+        ("Hello! Do they have free parking?", "Do they have free parking?"),
+        ("Thanks. What is the phone number?", "What is the phone number?"),
+        ("Order 12345 never arrived.", "Order 12345 never arrived."),
+    ],
+)
+def test_clean_drops_greetings_thanks_and_boilerplate(text, expected):
+    assert clean(text) == expected
+
+
+def test_the_last_customer_turn_is_the_focus_and_earlier_turns_are_weighted_context():
+    query = build_query(CONVERSATION, context_weight=0.5, agent_weight=0.6, decay=0.7)
+    assert query.focus == "Do they have free parking?"  # "Sounds lovely." dropped
+    assert [(c.speaker, c.text) for c in query.context] == [
+        (AGENT, "How about the Acorn Guest House?"),  # boilerplate dropped
+        (CUSTOMER, "I need a guesthouse in the north for two nights."),  # greeting dropped
+    ]
+    agent, customer = query.context
+    assert agent.weight == pytest.approx(0.6)  # next to the focus, agent weight
+    assert customer.weight == pytest.approx(0.7)  # one turn further back: decay
+    assert query.parts[0].weight == 1.0  # the focus weighs most
+
+
+def test_a_trailing_thank_you_does_not_become_the_question():
+    turns = [*CONVERSATION, Turn(AGENT, "Yes, they do."), Turn(CUSTOMER, "Great, thanks!")]
+    assert build_query(turns).focus == "Do they have free parking?"
+
+
+def test_names_and_codes_named_earlier_are_carried_into_the_one_string_form():
+    query = build_query(
+        [
+            Turn(CUSTOMER, "My order A-10042 was for the Aeron Chair."),
+            Turn(AGENT, "Thanks, I found it."),
+            Turn(CUSTOMER, "when will it arrive?"),
+        ]
+    )
+    assert query.focus == "when will it arrive?"
+    assert query.text == "when will it arrive? A-10042 Aeron Chair"
+    assert build_query("Hello! how do I reset my password?").text == ("how do I reset my password?")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([], "turns: a non-empty list"),
+        ([{"speaker": "bot", "text": "x"}], "turns[1].speaker: one of customer, agent"),
+        ([{"speaker": "customer", "text": 3}], "turns[1].text: a string is required"),
+        ([{"speaker": "agent", "text": "hello"}], "turns: at least one customer turn"),
+    ],
+)
+def test_parse_turns_validates(raw, message):
+    with pytest.raises(InvalidInput) as exc:
+        parse_turns(raw)
+    assert exc.value.message.startswith(message)
+
+
+# --- retrieval ----------------------------------------------------------------------------
+
+
+def test_the_entity_named_turns_earlier_decides_among_same_question_articles(faq):
+    results = search(CONVERSATION, k=3)
+    assert results[0].document_external_id == "acorn-guest-house/parking"
+    # The last turn alone cannot tell the hotels apart: every parking article ties.
+    alone = search(CONVERSATION[-1].text, k=4)
+    assert {r.document_external_id for r in alone} == {f"{_slug(h)}/parking" for h in HOTELS}
+
+
+def test_the_last_turn_outweighs_the_context(faq):
+    turns = [
+        Turn(CUSTOMER, "What is the phone number of Kirkwood House?"),
+        Turn(AGENT, "You can call them on 01223 000000."),
+        Turn(CUSTOMER, "And do they have free wifi?"),
+    ]
+    assert search(turns, k=1)[0].document_external_id == "kirkwood-house/wifi"
+
+
+# --- kb_eval ----------------------------------------------------------------------------
+
+
+def test_kb_eval_reads_turns_and_strings(tmp_path, faq):
+    path = tmp_path / "queries.jsonl"
+    rows = [
+        {
+            "turns": [{"speaker": t.speaker, "text": t.text} for t in CONVERSATION],
+            "relevant": ["acorn-guest-house/parking"],
+        },
+        {"query": "Does Hamilton Lodge have wifi?", "relevant": ["hamilton-lodge/wifi"]},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    queries = load_queries(path)
+    assert queries[0]["query"] == CONVERSATION
+    assert queries[1]["query"] == "Does Hamilton Lodge have wifi?"
+    report = evaluate(queries, source="hotels")
+    assert (report["n"], report["recall_at_1"], report["mrr_at_10"]) == (2, 1.0, 1.0)
+    out = StringIO()
+    call_command("kb_eval", "--queries", str(path), "--source", "hotels", stdout=out)
+    assert out.getvalue().startswith("n=2 recall@1=1.000 recall@5=1.000 mrr@10=1.000")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"relevant": ["a"]}, "needs a 'query' string or a 'turns' list"),
+        ({"turns": [{"speaker": "customer"}], "relevant": ["a"]}, "turns[1].text"),
+        ({"query": "x", "relevant": []}, "needs a non-empty 'relevant' list"),
+    ],
+)
+def test_kb_eval_rejects_malformed_rows(tmp_path, row, message, db):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(CommandError) as exc:
+        call_command("kb_eval", "--queries", str(path))
+    assert str(exc.value) == f"{path}:1: " + message or message in str(exc.value)
+    assert message in str(exc.value)
+
+
+# --- ticket suggestions --------------------------------------------------------------------
+
+
+@pytest.fixture
+def hotel_ticket(customer, agent):
+    ticket = ticket_create(
+        customer=customer,
+        subject="Question",
+        body="Hello, I am looking for a place to stay in the north.",
+    )
+    message_add(ticket=ticket, body="How about the Acorn Guest House?", author_user=agent)
+    message_add(ticket=ticket, body="Internal: upsell breakfast", kind="internal_note")
+    message_add(ticket=ticket, body="Sounds good.", direction="inbound", author_customer=customer)
+    message_add(ticket=ticket, body="Thanks! Do they have free parking?", direction="inbound")
+    return ticket
+
+
+def test_ticket_conversation_uses_the_recent_public_messages_in_order(hotel_ticket):
+    assert ticket_conversation(hotel_ticket) == [
+        Turn(CUSTOMER, "Question"),
+        Turn(CUSTOMER, "Hello, I am looking for a place to stay in the north."),
+        Turn(AGENT, "How about the Acorn Guest House?"),
+        Turn(CUSTOMER, "Sounds good."),
+        Turn(CUSTOMER, "Thanks! Do they have free parking?"),
+    ]
+
+
+def test_suggestions_api_builds_its_query_from_the_recent_messages(
+    agent_client, faq, hotel_ticket, settings
+):
+    settings.KB_SUGGESTION_MIN_SCORE = 0.0
+    response = agent_client.get(f"/api/tickets/{hotel_ticket.pk}/suggestions")
+    assert response.status_code == 200
+    top = response.json()["suggestions"][0]
+    # The hotel was named by the agent two messages before the question.
+    assert top["document"]["external_id"] == "acorn-guest-house/parking"
+
+
+def test_suggestions_panel_builds_its_query_from_the_recent_messages(
+    agent, faq, hotel_ticket, settings
+):
+    settings.KB_SUGGESTION_MIN_SCORE = 0.0
+    request = RequestFactory().get("/")
+    request.user = agent
+    context = suggestions_panel_context(request, hotel_ticket)
+    assert context is not None
+    assert context["suggestions"][0]["document"]["external_id"] == "acorn-guest-house/parking"
+
+
+def test_other_backends_get_the_one_string_form(monkeypatch):
+    from knowledge import selectors
+
+    calls = []
+
+    class FakeBackend:
+        name = "bedrock"
+
+        def search(self, query, *, k, sources=None, tags=None):
+            calls.append((query, k))
+            return []
+
+    monkeypatch.setattr(selectors, "get_backend", lambda: FakeBackend())
+    turns = [
+        Turn(CUSTOMER, "Hi! My order A-10042 has not arrived."),
+        Turn(AGENT, "Thank you for contacting us. Let me check that for you."),
+        Turn(CUSTOMER, "Thanks. When will it arrive?"),
+    ]
+    assert selectors.kb_search_conversation(turns, k=2) == []
+    assert calls == [("When will it arrive? A-10042", 2)]
+
+
+def test_a_ticket_turn_is_embedded_once_per_process(monkeypatch):
+    import numpy as np
+
+    from knowledge import retrieval
+
+    encoded: list[str] = []
+
+    class CountingEmbedder:
+        name = "counting"
+        dimensions = 4
+
+        def encode(self, texts):
+            encoded.extend(texts)
+            return np.eye(4, dtype=np.float32)[[len(t) % 4 for t in texts]]
+
+    monkeypatch.setattr(retrieval, "get_embedder", lambda: CountingEmbedder())
+    monkeypatch.setattr(retrieval, "_TURN_VECTORS", retrieval.OrderedDict())
+    first = build_query(CONVERSATION)
+    retrieval.conversation_vector(first)
+    assert sorted(encoded) == sorted(p.text for p in first.parts)
+    encoded.clear()
+    later = build_query(
+        [*CONVERSATION, Turn(AGENT, "Yes, parking is free."), Turn(CUSTOMER, "And wifi?")]
+    )
+    retrieval.conversation_vector(later)
+    assert sorted(encoded) == ["And wifi?", "Yes, parking is free."]  # the rest was cached
