@@ -36,6 +36,7 @@ class CachedEmbedder:
 
     name = "minilm"
     dimensions = 384
+    sends_text = False
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -47,7 +48,7 @@ class CachedEmbedder:
             for text, vector in zip(todo, self._inner.encode(todo), strict=True):
                 self._cache[text] = vector
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], *, redact_names: Sequence[str] = ()) -> np.ndarray:
         self.warm(texts)
         return np.stack([self._cache[t] for t in texts])
 

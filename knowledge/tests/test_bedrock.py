@@ -250,15 +250,19 @@ def test_titan_embedding_of_a_ticket_query_is_redacted(
     runtime, stub = stubbed("bedrock-runtime")
     sent = _captured(runtime, "InvokeModel")
     body = json.dumps({"embedding": [0.1] * 256, "inputTextTokenCount": 3}).encode()
-    stub.add_response(
-        "invoke_model",
-        {"body": StreamingBody(io.BytesIO(body), len(body)), "contentType": "application/json"},
-    )
+    for _ in range(6):  # one Titan call per conversation turn (subject, messages)
+        stub.add_response(
+            "invoke_model",
+            {
+                "body": StreamingBody(io.BytesIO(body), len(body)),
+                "contentType": "application/json",
+            },
+        )
     monkeypatch.setattr(retrieval, "get_embedder", lambda: TitanEmbedder(client=runtime))
     with stub:
         assert selectors.ticket_suggestions(zelda_ticket) == []
-    [params] = sent
-    input_text = json.loads(json.loads(params)["body"])["inputText"]
+    assert sent
+    input_text = " ".join(json.loads(json.loads(p)["body"])["inputText"] for p in sent)
     assert "refund order 123456" in input_text
     assert "[NAME]" in input_text
     assert "[ADDRESS]" in input_text

@@ -243,8 +243,9 @@ def test_other_backends_get_the_one_string_form(monkeypatch):
 
     class FakeBackend:
         name = "bedrock"
+        sends_text = True
 
-        def search(self, query, *, k, sources=None, tags=None):
+        def search(self, query, *, k, sources=None, tags=None, redact_names=()):
             calls.append((query, k))
             return []
 
