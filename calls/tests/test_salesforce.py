@@ -82,7 +82,9 @@ def test_a_retry_after_a_lost_answer_updates_the_same_case(delivery, settings):
     delivery.refresh_from_db()
     assert (delivery.status, delivery.external_id) == (DeliveryStatus.SUCCEEDED, CREATED["id"])
     assert not [
-        c for c in responses.calls if c.request.method == "POST" and "sobjects" in c.request.url
+        c
+        for c in responses.calls
+        if c.request.method == "POST" and "sobjects" in (c.request.url or "")
     ]
 
 

@@ -1,26 +1,29 @@
 """Every outbound delivery in one place (filter by target kind and status, attempts inline),
 dead-letter re-drive (bulk action, and a button on a dead letter's page) and the targets'
-circuits ("resume now"). Re-drive and resume are for supervisors and audited."""
+circuits ("resume now"; a paused target shows in the deliveries list too). The pages are
+``SupervisorAdmin`` ones (the supervisor role may use them without model permissions);
+re-drive and resume are for supervisors only and audited."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from support.auth.admin import SupervisorAdmin, SupervisorInlineMixin
 from support.auth.roles import is_supervisor
 from support.delivery import services
 from support.delivery.models import Attempt, Circuit, CircuitState, Delivery
 from support.models import DeliveryStatus
 
 
-class AttemptInline(admin.TabularInline):  # type: ignore[type-arg]
+class AttemptInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore[type-arg]
     model = Attempt
     extra = 0
     can_delete = False
@@ -42,7 +45,7 @@ class AttemptInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class DeliveryAdmin(SupervisorAdmin):
     list_display = [
         "id",
         "target_kind",
@@ -54,6 +57,7 @@ class DeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "error_code",
         "next_attempt_at",
         "leased",
+        "target_circuit",
         "possible_duplicate",
         "created_at",
     ]
@@ -87,8 +91,32 @@ class DeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     actions = ["redrive"]
     change_form_template = "admin/delivery/delivery/change_form.html"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        circuits = Circuit.objects.filter(
+            target_kind=OuterRef("target_kind"), target_key=OuterRef("target_key")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                circuit_state=Subquery(circuits.values("state")[:1]),
+                circuit_open_until=Subquery(circuits.values("open_until")[:1]),
+            )
+        )
+
+    @admin.display(description="Target paused")
+    def target_circuit(self, obj: Delivery) -> str:
+        """The target's breaker in the list: "" while sending, "paused until ..." when open."""
+        state = getattr(obj, "circuit_state", None)
+        until = getattr(obj, "circuit_open_until", None)
+        if state == CircuitState.OPEN and until is not None:
+            return f"paused until {timezone.localtime(until):%H:%M:%S}"
+        if state == CircuitState.HALF_OPEN:
+            return "probing"
+        return ""
 
     @admin.display(description="About")
     def subject(self, obj: Delivery) -> str:
@@ -158,7 +186,7 @@ class DeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Circuit)
-class CircuitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CircuitAdmin(SupervisorAdmin):
     list_display = [
         "target_kind",
         "target_key",
@@ -187,7 +215,7 @@ class CircuitAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     actions = ["close"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return False
 
     @admin.display(description="Last error")
