@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -18,11 +18,8 @@ from calls.models import (
     Escalation,
     IVRJourney,
     QueueTeam,
-    SalesforceAttempt,
-    SalesforceDelivery,
     Transcript,
 )
-from support.models import DeliveryStatus
 from tickets.admin import SupervisorAdmin
 
 
@@ -68,40 +65,6 @@ class CallAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         for call in queryset:
             call_pipeline_start(call.pk)
         self.message_user(request, f"{queryset.count()} pipeline(s) started.")
-
-
-class SalesforceAttemptInline(admin.TabularInline):  # type: ignore[type-arg]
-    model = SalesforceAttempt
-    extra = 0
-    can_delete = False
-    readonly_fields = ["outcome", "http_status", "error_code", "duration_ms", "error", "created_at"]
-
-
-@admin.register(SalesforceDelivery)
-class SalesforceDeliveryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = [
-        "key",
-        "sobject",
-        "status",
-        "attempts",
-        "last_http_status",
-        "salesforce_id",
-        "next_attempt_at",
-        "updated_at",
-    ]
-    list_filter = ["status", "sobject"]
-    search_fields = ["key", "salesforce_id"]
-    raw_id_fields = ["call", "escalation"]
-    inlines = [SalesforceAttemptInline]
-    actions = ["redrive"]
-
-    @admin.action(description="Re-drive dead letters")
-    def redrive(self, request: HttpRequest, queryset: QuerySet[SalesforceDelivery]) -> None:
-        count = 0
-        for delivery in queryset.filter(status=DeliveryStatus.DEAD):
-            services.salesforce_delivery_redrive(delivery=delivery)
-            count += 1
-        self.message_user(request, f"{count} dead letter(s) re-driven.", messages.SUCCESS)
 
 
 @admin.register(AlertRule)

@@ -1,13 +1,12 @@
 """Call analytics: Amazon Connect contacts, transcripts, AI analytics, IVR journeys,
-agent states and alerts, escalations and the Salesforce deliveries they cause."""
+agent states and alerts, escalations. The Salesforce records they cause are
+``support.delivery`` deliveries (kind ``salesforce``, ``calls.services``)."""
 
 from __future__ import annotations
 
 import hashlib
 
 from django.db import models
-
-from support.models import DeliveryAttemptBase, OutboundDeliveryBase
 
 
 def contact_hash(contact_id: str) -> str:
@@ -332,33 +331,3 @@ class Alert(models.Model):
 class SalesforceObject(models.TextChoices):
     CASE = "Case", "Case"
     TASK = "Task", "Task"
-
-
-class SalesforceDelivery(OutboundDeliveryBase):
-    """One Salesforce record to create; ``key`` is the natural key (one per call/escalation)."""
-
-    key = models.CharField(max_length=128, unique=True)
-    sobject = models.CharField(max_length=16, choices=SalesforceObject.choices)
-    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="salesforce_deliveries")
-    escalation = models.ForeignKey(
-        Escalation, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
-    )
-    payload = models.JSONField(default=dict)
-    salesforce_id = models.CharField(max_length=32, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name_plural = "Salesforce deliveries"
-
-    def __str__(self) -> str:
-        return f"{self.sobject} {self.key} ({self.status})"
-
-
-class SalesforceAttempt(DeliveryAttemptBase):
-    delivery = models.ForeignKey(
-        SalesforceDelivery, on_delete=models.CASCADE, related_name="attempt_records"
-    )
-    error_code = models.CharField(max_length=64, blank=True)
-
-    class Meta(DeliveryAttemptBase.Meta):
-        pass

@@ -24,9 +24,11 @@ from calls.models import (
     Escalation,
     EventStatus,
     IVRJourney,
-    SalesforceDelivery,
     Transcript,
 )
+from calls.services import SALESFORCE_KIND
+from support.delivery.models import Attempt
+from support.delivery.selectors import deliveries_for_subject
 from tickets.context.privacy import ERASED, ErasureSubject, own_texts
 
 ERASED_NOTE = "erased: personal data removed at the customer's request"
@@ -85,10 +87,18 @@ def calls_erase(subject: ErasureSubject) -> int:
         escalation.reason = subject.redact(escalation.reason)
         escalation.save(update_fields=["reason"])
         changed += 1
-    for delivery in SalesforceDelivery.objects.filter(call_id__in=call_ids):
+    deliveries = deliveries_for_subject(
+        subject_type="call", subject_ids=list(call_ids), target_kind=SALESFORCE_KIND
+    )
+    for delivery in deliveries:
         delivery.payload = subject.redact_json(delivery.payload)
-        delivery.save(update_fields=["payload"])
+        delivery.last_error = subject.redact(delivery.last_error)
+        delivery.save(update_fields=["payload", "last_error"])
         changed += 1
+    for attempt in Attempt.objects.filter(delivery__in=deliveries):
+        attempt.error = subject.redact(attempt.error)
+        attempt.response_summary = subject.redact(attempt.response_summary)
+        attempt.save(update_fields=["error", "response_summary"])
     changed += _events_erase(subject, [call.contact_id for call in calls])
     return changed
 

@@ -1,19 +1,23 @@
-"""Salesforce REST adapter: OAuth 2.0 (client credentials or JWT bearer) and sObject create.
+"""Salesforce REST adapter: OAuth 2.0 (client credentials or JWT bearer) and sObject upsert
+by External ID (``SALESFORCE_EXTERNAL_ID_FIELD``).
 
-Failures map to two kinds: :class:`SalesforceRetryable` (timeouts, 5xx,
-``REQUEST_LIMIT_EXCEEDED``, an expired session after one refresh) and
-:class:`SalesforcePermanent` (any other 4xx). The caller records every attempt.
+Failures map to two kinds: :class:`SalesforceRetryable` (timeouts, 5xx; throttled for
+``REQUEST_LIMIT_EXCEEDED``; credentials refused for a 401 after one session refresh) and
+:class:`SalesforcePermanent` (any other 4xx, 300 for an External ID matching several
+records). The delivery engine records every attempt.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
 from django.core.cache import cache
 
+from support.delivery.models import Outcome
 from support.errors import PermanentError, RetryableError
 from support.outbound import parse_retry_after
 
@@ -29,10 +33,12 @@ class SalesforceRetryable(RetryableError):
         http_status: int | None = None,
         code: str = "",
         retry_after: float | None = None,
+        outcome: Outcome = Outcome.RETRYABLE,
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.http_status = http_status
         self.code = code
+        self.outcome = outcome
 
 
 class SalesforcePermanent(PermanentError):
@@ -113,16 +119,25 @@ class SalesforceClient:
         return token
 
     # --- REST ------------------------------------------------------------------------
-    def create(self, sobject: str, fields: dict[str, Any]) -> tuple[str, int]:
-        """Create a record; answers ``(id, http status)``. Refreshes the session once."""
+    def upsert(
+        self, sobject: str, external_field: str, external_value: str, fields: dict[str, Any]
+    ) -> tuple[str, int]:
+        """Create or update the record whose External ID field ``external_field`` is
+        ``external_value`` (``PATCH /sobjects/<sobject>/<field>/<value>``): sending it twice
+        (a retry after a timeout) updates one record instead of creating a second.
+        Answers ``(record id, HTTP status)``: 201 created, 200 updated (API v46+), 204
+        updated (older versions: no body, so no id). Refreshes the session once."""
+        path = (
+            f"sobjects/{sobject}/{quote(external_field, safe='')}/{quote(external_value, safe='')}"
+        )
         for refreshed in (False, True):
             token = self.token(refresh=refreshed)
             url = (
                 f"{token['instance_url'].rstrip('/')}/services/data/"
-                f"{settings.SALESFORCE_API_VERSION}/sobjects/{sobject}/"
+                f"{settings.SALESFORCE_API_VERSION}/{path}"
             )
             try:
-                response = self.session.post(
+                response = self.session.patch(
                     url,
                     json=fields,
                     headers={"Authorization": f"Bearer {token['access_token']}"},
@@ -130,10 +145,12 @@ class SalesforceClient:
                 )
             except requests.RequestException as exc:
                 raise SalesforceRetryable(f"Salesforce unreachable: {exc}") from exc
-            if response.status_code in (200, 201):
-                return str(response.json()["id"]), response.status_code
-            code, message = _error(response)
             status = response.status_code
+            if status in (200, 201):
+                return str(response.json().get("id", "")), status
+            if status == 204:
+                return "", status
+            code, message = _error(response)
             if status == 401 and code == "INVALID_SESSION_ID" and not refreshed:
                 continue
             detail = f"Salesforce {status} {code}: {message}"
@@ -144,8 +161,14 @@ class SalesforceClient:
                     http_status=status,
                     code=code,
                     retry_after=retry_after or REQUEST_LIMIT_BACKOFF_SECONDS,
+                    outcome=Outcome.THROTTLED,
                 )
-            if status >= 500 or status in (408, 429) or status == 401:
+            if status == 401:
+                raise SalesforceRetryable(
+                    detail, http_status=status, code=code, outcome=Outcome.AUTH
+                )
+            if status >= 500 or status in (408, 429):
                 raise SalesforceRetryable(detail, http_status=status, code=code)
+            # 300: the External ID matches several records (a data problem to fix by hand).
             raise SalesforcePermanent(detail, http_status=status, code=code)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
@@ -38,8 +38,6 @@ from calls.models import (
     EventStatus,
     IVRJourney,
     PipelineStatus,
-    SalesforceAttempt,
-    SalesforceDelivery,
     SalesforceObject,
     Transcript,
 )
@@ -57,13 +55,15 @@ from calls.parsers import (
     s3_locations,
 )
 from calls.s3access import S3LocationRefused, s3_uri_allowed
-from calls.salesforce import SalesforceClient, SalesforcePermanent, SalesforceRetryable
+from calls.salesforce import SalesforceClient
 from calls.transcription import get_backend, result_from_s3_object
 from support.aws import aws_client, aws_error
-from support.errors import InvalidInput, PermanentError, RetryableError
+from support.delivery.models import Delivery
+from support.delivery.registry import Change, DeliveryChange, Schedule, SendResult, TargetKind
+from support.delivery.selectors import deliveries_for_subject
+from support.delivery.services import delivery_enqueue
+from support.errors import InvalidInput, PermanentError
 from support.events import event_record
-from support.models import AttemptOutcome, DeliveryStatus
-from support.outbound import backoff_seconds
 from support.parsing import without_nul
 from tickets.context.privacy import customer_redaction_names
 from tickets.models import Channel, Customer
@@ -628,7 +628,7 @@ def call_analyse(*, call_id: int) -> CallAnalytics | None:
     return analytics
 
 
-def call_salesforce_case(*, call_id: int) -> SalesforceDelivery | None:
+def call_salesforce_case(*, call_id: int) -> Delivery | None:
     """Step 3: a Case per analysed call (when Salesforce is configured)."""
     call = Call.objects.select_related("analytics").get(pk=call_id)
     analytics = getattr(call, "analytics", None)
@@ -656,6 +656,13 @@ def call_salesforce_case(*, call_id: int) -> SalesforceDelivery | None:
 
 
 # --- Salesforce deliveries ------------------------------------------------------------------
+#
+# A Case per analysed call and a Task per escalation, each a ``support.delivery`` delivery
+# of kind ``salesforce`` (idempotency key ``case:<contact>`` / ``task:<contact>:<kind>``).
+# The record is upserted by that key in ``SALESFORCE_EXTERNAL_ID_FIELD``, so a retry after
+# a timeout that did reach Salesforce updates the same record instead of creating another.
+
+SALESFORCE_KIND = "salesforce"
 
 
 def salesforce_delivery_create(
@@ -665,115 +672,75 @@ def salesforce_delivery_create(
     call: Call,
     payload: dict[str, Any],
     escalation: Escalation | None = None,
-) -> SalesforceDelivery:
-    delivery, created = SalesforceDelivery.objects.get_or_create(
-        key=key,
-        defaults={"sobject": sobject, "call": call, "escalation": escalation, "payload": payload},
+) -> Delivery:
+    """The record's delivery (one per key; sent after commit)."""
+    return delivery_enqueue(
+        kind=SALESFORCE_KIND,
+        idempotency_key=key,
+        target_key=urlsplit(settings.SALESFORCE_LOGIN_URL).netloc,
+        subject_type="call",
+        subject_id=call.pk,
+        payload={
+            "sobject": sobject,
+            "fields": payload,
+            "call_id": call.pk,
+            "escalation_id": escalation.pk if escalation is not None else None,
+        },
     )
-    if created:
-        from calls.tasks import salesforce_delivery_send_task
-
-        delivery_id = delivery.pk
-        transaction.on_commit(lambda: salesforce_delivery_send_task.delay(delivery_id))
-    return delivery
 
 
-def salesforce_delivery_send(
-    *, delivery_id: int, client: SalesforceClient | None = None
-) -> float | None:
-    """One attempt, recorded. Answers the delay before the next attempt, or None."""
-    with transaction.atomic():
-        delivery = SalesforceDelivery.objects.select_for_update().get(pk=delivery_id)
-        if delivery.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD):
-            return None
-        started = time.monotonic()
-        outcome, http_status, error, code = AttemptOutcome.SUCCESS, None, "", ""
-        retry_after: float | None = None
-        try:
-            sf_id, http_status = (client or SalesforceClient()).create(
-                delivery.sobject, delivery.payload
-            )
-        except SalesforceRetryable as exc:
-            outcome, http_status, error, code = (
-                AttemptOutcome.RETRYABLE,
-                exc.http_status,
-                str(exc),
-                exc.code,
-            )
-            retry_after = exc.retry_after
-        except SalesforcePermanent as exc:
-            outcome, http_status, error, code = (
-                AttemptOutcome.PERMANENT,
-                exc.http_status,
-                str(exc),
-                exc.code,
-            )
-        except (RetryableError, PermanentError) as exc:  # e.g. an unreadable key file
-            outcome, error = AttemptOutcome.PERMANENT, str(exc)
-        duration = int((time.monotonic() - started) * 1000)
-        SalesforceAttempt.objects.create(
-            delivery=delivery,
-            outcome=outcome,
-            http_status=http_status,
-            duration_ms=duration,
-            error=error[:2000],
-            error_code=code,
-        )
-        delivery.attempts += 1
-        delivery.last_http_status = http_status
-        delivery.last_error = error[:2000]
-        now = timezone.now()
-        delay: float | None = None
-        if outcome == AttemptOutcome.SUCCESS:
-            delivery.status = DeliveryStatus.SUCCEEDED
-            delivery.salesforce_id = sf_id
-            delivery.completed_at = now
-            delivery.next_attempt_at = None
-        elif (
-            outcome == AttemptOutcome.RETRYABLE
-            and delivery.attempts < settings.SALESFORCE_MAX_ATTEMPTS
-        ):
-            delivery.status = DeliveryStatus.RETRYING
-            delay = backoff_seconds(delivery.attempts, base=5, cap=900, retry_after=retry_after)
-            delivery.next_attempt_at = now + timedelta(seconds=delay)
-        else:
-            delivery.status = DeliveryStatus.DEAD
-            delivery.completed_at = now
-            delivery.next_attempt_at = None
-        delivery.save()
-        if (
-            delivery.status == DeliveryStatus.SUCCEEDED
-            and delivery.sobject == SalesforceObject.CASE
-        ):
-            _set_status(delivery.call, PipelineStatus.SYNCED)
-        return delay
+def salesforce_deliveries(call: Call) -> Any:
+    """The call's Salesforce deliveries (Case, Tasks), newest first."""
+    return deliveries_for_subject(
+        subject_type="call", subject_ids=[call.pk], target_kind=SALESFORCE_KIND
+    ).order_by("-created_at", "-id")
 
 
-def salesforce_delivery_redrive(*, delivery: SalesforceDelivery) -> SalesforceDelivery:
-    """Put a dead letter back in line (admin action); its attempts stay recorded."""
-    with transaction.atomic():
-        delivery = SalesforceDelivery.objects.select_for_update().get(pk=delivery.pk)
-        if delivery.status != DeliveryStatus.DEAD:
-            return delivery
-        delivery.status = DeliveryStatus.PENDING
-        delivery.attempts = 0
-        delivery.completed_at = None
-        delivery.next_attempt_at = None
-        delivery.save()
-        from calls.tasks import salesforce_delivery_send_task
+def salesforce_record_send(
+    delivery: Delivery, client: SalesforceClient | None = None
+) -> SendResult:
+    """Upsert one record (the delivery engine calls this with no transaction open)."""
+    payload = delivery.payload
+    record_id, http_status = (client or SalesforceClient()).upsert(
+        str(payload["sobject"]),
+        settings.SALESFORCE_EXTERNAL_ID_FIELD,
+        delivery.idempotency_key,
+        dict(payload.get("fields") or {}),
+    )
+    return SendResult(
+        http_status=http_status,
+        external_id=record_id,
+        request_summary={
+            "sobject": payload["sobject"],
+            "external_id_field": settings.SALESFORCE_EXTERNAL_ID_FIELD,
+            "external_id": delivery.idempotency_key,
+        },
+    )
 
-        delivery_id = delivery.pk
-        transaction.on_commit(lambda: salesforce_delivery_send_task.delay(delivery_id))
-    return delivery
+
+def _salesforce_changed(delivery: Delivery, change: DeliveryChange) -> None:
+    if (
+        change.event == Change.SUCCEEDED
+        and delivery.payload.get("sobject") == SalesforceObject.CASE
+    ):
+        call = Call.objects.filter(pk=delivery.payload.get("call_id")).first()
+        if call is not None:
+            _set_status(call, PipelineStatus.SYNCED)
 
 
-def salesforce_due_ids(*, now: datetime | None = None) -> list[int]:
-    now = now or timezone.now()
-    return list(
-        SalesforceDelivery.objects.filter(
-            status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING],
-            next_attempt_at__lte=now,
-        ).values_list("pk", flat=True)[:200]
+def _salesforce_schedule() -> Schedule:
+    return Schedule(max_attempts=int(settings.SALESFORCE_MAX_ATTEMPTS), base=5.0, cap=900.0)
+
+
+def salesforce_target_kind() -> TargetKind:
+    """Registered in ``CallsConfig.ready()``."""
+    return TargetKind(
+        name=SALESFORCE_KIND,
+        label="Salesforce record",
+        send=salesforce_record_send,
+        schedule=_salesforce_schedule,
+        on_change=_salesforce_changed,
+        deduplicates=lambda delivery: True,  # upsert by External ID
     )
 
 

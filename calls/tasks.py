@@ -78,22 +78,6 @@ def call_salesforce_case_task(call_id: int) -> int | None:
     return delivery.pk if delivery else None
 
 
-@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
-def salesforce_delivery_send_task(delivery_id: int) -> None:
-    delay = services.salesforce_delivery_send(delivery_id=delivery_id)
-    if delay is not None:
-        salesforce_delivery_send_task.apply_async((delivery_id,), countdown=delay)
-
-
-@shared_task(soft_time_limit=60, time_limit=90)
-def salesforce_due_sweep_task() -> int:
-    """Safety net for retries whose scheduled task was lost."""
-    ids = services.salesforce_due_ids()
-    for delivery_id in ids:
-        salesforce_delivery_send_task.delay(delivery_id)
-    return len(ids)
-
-
 @shared_task(soft_time_limit=30, time_limit=60)
 def agent_alerts_sweep_task() -> int:
     return len(services.alerts_evaluate())

@@ -1,5 +1,7 @@
-"""Accounts (secrets write-only), raw inbound events and outbound deliveries with
-re-process / re-drive actions for dead letters; web chat email verifications (read-only)."""
+"""Accounts (secrets write-only), raw inbound events with re-process / release actions, web
+chat email verifications (read-only). Outbound replies and verification codes are in the
+one deliveries admin (Outbound deliveries → Deliveries, ``support/delivery/admin.py``),
+which re-drives their dead letters."""
 
 from __future__ import annotations
 
@@ -9,17 +11,14 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
 from channels_app import services
-from channels_app.models import (
-    ChannelAccount,
-    DeliveryAttempt,
-    InboundEvent,
-    OutboundDelivery,
-    WebchatVerification,
-    WebchatVerificationAttempt,
-)
+from channels_app.models import ChannelAccount, InboundEvent, WebchatVerification
+from channels_app.verification import WEBCHAT_CODE_KIND
 from support.auth.roles import is_supervisor
+from support.delivery.models import Delivery
 from tickets.admin import SupervisorAdmin
 
 SECRET_FIELDS = services.SECRET_FIELDS
@@ -165,99 +164,35 @@ class InboundEventAdmin(SupervisorAdmin):
         self.message_user(request, f"{released} quarantined event(s) released.")
 
 
-class DeliveryAttemptInline(admin.TabularInline):
-    model = DeliveryAttempt
-    extra = 0
-    can_delete = False
-    readonly_fields = [
-        "created_at",
-        "outcome",
-        "http_status",
-        "duration_ms",
-        "error",
-        "request_body",
-        "response_body",
-    ]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-@admin.register(OutboundDelivery)
-class OutboundDeliveryAdmin(admin.ModelAdmin):
-    list_display = [
-        "id",
-        "channel",
-        "message",
-        "status",
-        "attempts",
-        "last_http_status",
-        "error_code",
-        "next_attempt_at",
-    ]
-    list_filter = ["status", "channel"]
-    readonly_fields = [
-        "message",
-        "account",
-        "channel",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "last_error",
-        "last_http_status",
-        "external_message_id",
-        "error_code",
-        "completed_at",
-        "created_at",
-    ]
-    inlines = [DeliveryAttemptInline]
-    actions = ["redrive"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    @admin.action(description="Re-drive the selected dead letters")
-    def redrive(self, request: HttpRequest, queryset: QuerySet[OutboundDelivery]) -> None:
-        if not is_supervisor(request.user):
-            self.message_user(request, "Only supervisors can re-drive.", messages.ERROR)
-            return
-        count = 0
-        for delivery in queryset.filter(status="dead"):
-            services.outbound_delivery_redrive(delivery=delivery)
-            count += 1
-        self.message_user(request, f"{count} dead letter(s) re-driven.")
-
-
-class WebchatVerificationAttemptInline(admin.TabularInline):
-    model = WebchatVerificationAttempt
-    extra = 0
-    can_delete = False
-    readonly_fields = ["created_at", "outcome", "http_status", "duration_ms", "error"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(WebchatVerification)
 class WebchatVerificationAdmin(admin.ModelAdmin):
-    """Web chat email verifications: each code's delivery (dead letters included) and
-    whether it was confirmed. Read-only: a code that failed to go out is simply asked for
-    again by the visitor (codes expire within minutes; nothing to re-drive)."""
+    """Web chat email verifications and whether each was confirmed; each code's sending
+    (attempts, dead letters) is a delivery in the deliveries admin. Read-only: a code that
+    failed to go out is simply asked for again by the visitor (codes expire within
+    minutes)."""
 
     list_display = [
         "id",
         "email",
         "visitor_id",
-        "status",
-        "attempts",
+        "code_delivery",
         "failed_checks",
         "verified_at",
         "created_at",
     ]
-    list_filter = ["status"]
     search_fields = ["email", "visitor_id"]
     exclude = ["code_salt"]
-    inlines = [WebchatVerificationAttemptInline]
+    readonly_fields = ["code_delivery"]
+
+    @admin.display(description="Code delivery")
+    def code_delivery(self, obj: WebchatVerification) -> str:
+        delivery = Delivery.objects.filter(
+            target_kind=WEBCHAT_CODE_KIND, subject_type="webchat_verification", subject_id=obj.pk
+        ).first()
+        if delivery is None:
+            return "—"
+        url = reverse("admin:delivery_delivery_change", args=[delivery.pk])
+        return format_html('<a href="{}">{}</a>', url, delivery.get_status_display())
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

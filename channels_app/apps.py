@@ -28,6 +28,12 @@ class ChannelsAppConfig(AppConfig):
         secrets_keys_check()  # a malformed CHANNELS_SECRETS_KEY fails at start, not at use
 
         from channels_app.privacy import channels_erase
+        from channels_app.services import channel_reply_target_kind
+        from channels_app.verification import webchat_code_target_kind
+        from support.delivery.registry import target_kind_register
+
+        target_kind_register(channel_reply_target_kind())
+        target_kind_register(webchat_code_target_kind())
         from channels_app.retention import inbound_events_purge
         from channels_app.verification import webchat_verifications_erase
         from support.events import subscribe

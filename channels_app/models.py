@@ -1,4 +1,6 @@
-"""Channel accounts, raw inbound webhook deliveries and outbound deliveries."""
+"""Channel accounts, raw inbound webhook deliveries and web chat email verifications.
+
+Outbound replies are ``support.delivery`` deliveries (kind ``channel_reply``)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import secrets
 from django.db import models
 
 from channels_app.crypto import EncryptedSecretField
-from support.models import DeliveryAttemptBase, OutboundDeliveryBase
 from tickets.models import Channel
 
 
@@ -151,53 +152,15 @@ class InboundEvent(models.Model):
         return bytes(self.body)
 
 
-class OutboundDelivery(OutboundDeliveryBase):
-    """One public reply to send on its ticket's channel (one per message)."""
-
-    message = models.OneToOneField(
-        "tickets.Message", on_delete=models.CASCADE, related_name="outbound_delivery"
-    )
-    account = models.ForeignKey(
-        ChannelAccount,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="outbound_deliveries",
-    )
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    external_message_id = models.CharField(max_length=255, blank=True)
-    error_code = models.CharField(max_length=64, blank=True)
-
-    class Meta:
-        verbose_name_plural = "outbound deliveries"
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="outbound_status_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.channel} message {self.message_id} ({self.status})"
-
-
-class DeliveryAttempt(DeliveryAttemptBase):
-    delivery = models.ForeignKey(
-        OutboundDelivery, on_delete=models.CASCADE, related_name="attempt_log"
-    )
-    request_body = models.JSONField(default=dict, blank=True)
-    response_body = models.TextField(blank=True)
-
-    class Meta(DeliveryAttemptBase.Meta):
-        pass
-
-    def __str__(self) -> str:
-        return f"attempt on {self.delivery_id}: {self.outcome}"
-
-
-class WebchatVerification(OutboundDeliveryBase):
+class WebchatVerification(models.Model):
     """A web chat visitor proving that an email address is theirs: a one-time code sent
     by the email channel (``channels_app.verification``).
 
     The code is never stored: it is an HMAC of ``code_salt`` under a key derived from
     ``SECRET_KEY``, recomputed to send it and to check it, so this table alone does not
-    reveal it. Sending follows the outbound delivery rules (status, attempts, backoff,
-    dead letter, every attempt in ``attempt_log``; no body with the code is kept).
+    reveal it. The code is sent by the delivery engine (``support.delivery``, kind
+    ``webchat_verification``: status, attempts, backoff, dead letter; no body with the code
+    is kept); ``channels_app.verification.webchat_verification_delivery`` finds it.
     """
 
     account = models.ForeignKey(
@@ -220,6 +183,8 @@ class WebchatVerification(OutboundDeliveryBase):
         related_name="+",
         help_text="The customer the visitor was linked to once verified.",
     )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         indexes = [
@@ -229,16 +194,4 @@ class WebchatVerification(OutboundDeliveryBase):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"web chat verification {self.pk} ({self.status})"
-
-
-class WebchatVerificationAttempt(DeliveryAttemptBase):
-    delivery = models.ForeignKey(
-        WebchatVerification, on_delete=models.CASCADE, related_name="attempt_log"
-    )
-
-    class Meta(DeliveryAttemptBase.Meta):
-        pass
-
-    def __str__(self) -> str:
-        return f"attempt on verification {self.delivery_id}: {self.outcome}"
+        return f"web chat verification {self.pk} ({self.email})"

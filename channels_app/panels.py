@@ -6,23 +6,37 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 
-from channels_app.models import OutboundDelivery, WebchatVerification
+from channels_app.models import WebchatVerification
+from channels_app.services import CHANNEL_REPLY_KIND
+from channels_app.verification import webchat_verification_delivery
 from support.auth.roles import is_supervisor
-from tickets.models import Direction, Message, Ticket
+from support.delivery.selectors import deliveries_for_subject
+from tickets.models import Channel, Direction, Message, Ticket
 
 
 def deliveries_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None:
     deliveries = list(
-        OutboundDelivery.objects.filter(message__ticket=ticket)
-        .select_related("message")
-        .order_by("-created_at")[:20]
+        deliveries_for_subject(
+            subject_type="ticket", subject_ids=[ticket.pk], target_kind=CHANNEL_REPLY_KIND
+        ).order_by("-created_at")[:20]
     )
     if not deliveries:
         return None
+    messages = Message.objects.in_bulk([d.payload.get("message_id") for d in deliveries])
+    labels = dict(Channel.choices)
     return {
-        "deliveries": deliveries,
+        "deliveries": [
+            {
+                "delivery": delivery,
+                "message": messages.get(delivery.payload.get("message_id")),
+                "channel": labels.get(delivery.payload.get("channel", ""), ""),
+                "admin_url": reverse("admin:delivery_delivery_change", args=[delivery.pk]),
+            }
+            for delivery in deliveries
+        ],
         "can_redrive": is_supervisor(request.user),
     }
 
@@ -43,10 +57,12 @@ def webchat_visitor_context(request: HttpRequest, ticket: Ticket) -> dict[str, A
         .order_by("-created_at")
         .first()
     )
+    delivery = webchat_verification_delivery(latest) if latest is not None else None
     return {
         "visitor_id": ticket.origin_platform_id,
         "claimed_email": claimed or "",
         "verification": latest,
+        "verification_status": delivery.get_status_display() if delivery else "not sent",
         "verification_expired": latest is not None
         and latest.verified_at is None
         and latest.expires_at <= timezone.now(),

@@ -33,7 +33,10 @@ from django.db import connection
 from django.utils import timezone
 
 from channels_app.adapters.webchat.adapter import SESSION_HEADER
-from channels_app.models import DeliveryAttempt, InboundEvent, InboundStatus, OutboundDelivery
+from channels_app.models import InboundEvent, InboundStatus
+from channels_app.services import CHANNEL_REPLY_KIND
+from support.delivery.models import Attempt
+from support.delivery.selectors import deliveries_for_subject
 from tickets.context.privacy import ErasureSubject
 
 ERASED_NOTE = "erased: personal data removed at the customer's request"
@@ -163,16 +166,17 @@ def inbound_events_erase(subject: ErasureSubject) -> int:
 def outbound_erase(subject: ErasureSubject) -> int:
     """Redact what was sent to the person on their tickets, and what came back."""
     changed = 0
-    deliveries = OutboundDelivery.objects.filter(message__ticket_id__in=subject.ticket_ids)
+    deliveries = deliveries_for_subject(
+        subject_type="ticket", subject_ids=list(subject.ticket_ids), target_kind=CHANNEL_REPLY_KIND
+    )
     for delivery in deliveries:
         delivery.last_error = subject.redact(delivery.last_error)
         delivery.save(update_fields=["last_error"])
-    attempts = DeliveryAttempt.objects.filter(delivery__message__ticket_id__in=subject.ticket_ids)
-    for attempt in attempts:
-        attempt.request_body = subject.redact_json(attempt.request_body)
-        attempt.response_body = subject.redact(attempt.response_body)
+    for attempt in Attempt.objects.filter(delivery__in=deliveries):
+        attempt.request_summary = subject.redact_json(attempt.request_summary)
+        attempt.response_summary = subject.redact(attempt.response_summary)
         attempt.error = subject.redact(attempt.error)
-        attempt.save(update_fields=["request_body", "response_body", "error"])
+        attempt.save(update_fields=["request_summary", "response_summary", "error"])
         changed += 1
     return changed
 

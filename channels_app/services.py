@@ -2,8 +2,9 @@
 
 Inbound: ``inbound_receive`` verifies, checks and records a delivery (the webhook view
 answers at once); ``inbound_event_process`` (a task) normalises it and threads it into
-tickets through ``tickets.services``. Outbound: ``outbound_delivery_create`` and
-``outbound_delivery_attempt`` send public replies, recording every attempt.
+tickets through ``tickets.services``. Outbound: ``outbound_delivery_create`` hands a public
+reply to the delivery engine (``support.delivery``), which sends it with
+``outbound_reply_send``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import hashlib
 import json
 import logging
 import random
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from channels_app import selectors
@@ -38,18 +38,20 @@ from channels_app.adapters.base import (
     registered_channels,
 )
 from channels_app.adapters.email.auth import SenderAuth, sender_auth
-from channels_app.models import (
-    ChannelAccount,
-    DeliveryAttempt,
-    InboundEvent,
-    InboundStatus,
-    OutboundDelivery,
-)
+from channels_app.models import ChannelAccount, InboundEvent, InboundStatus
 from support.db import ids_reserve, rows_insert
+from support.delivery import selectors as delivery_selectors
+from support.delivery.models import Delivery
+from support.delivery.registry import (
+    Change,
+    DeliveryChange,
+    Schedule,
+    SendResult,
+    TargetKind,
+)
+from support.delivery.services import delivery_enqueue
 from support.errors import Conflict, InvalidInput, PermanentError, RetryableError
 from support.events import outbox_rows, relay_after_commit
-from support.models import AttemptOutcome, DeliveryStatus
-from support.outbound import backoff_seconds
 from support.redis_client import get_redis
 from support.services import audit_log_record
 from tickets import services as ticket_services
@@ -1217,6 +1219,13 @@ def chatbot_handoff(
 
 
 # --- outbound ---------------------------------------------------------------------------
+#
+# A public reply is a ``support.delivery`` delivery of kind ``channel_reply`` (one per
+# message: idempotency key ``message:<id>``; target ``<channel>:<account id>``, so a
+# failing account pauses alone). The engine leases, retries, dead-letters and sweeps; this
+# section says how to send one reply and keeps the message's delivery status in step.
+
+CHANNEL_REPLY_KIND = "channel_reply"
 
 
 def outbound_wanted(payload: dict[str, Any]) -> bool:
@@ -1229,7 +1238,7 @@ def outbound_wanted(payload: dict[str, Any]) -> bool:
     )
 
 
-def outbound_delivery_create(*, message_id: int) -> OutboundDelivery | None:
+def outbound_delivery_create(*, message_id: int) -> Delivery | None:
     """One delivery per queued public reply (idempotent); None when nothing to send."""
     message = Message.objects.select_related("ticket").filter(pk=message_id).first()
     if message is None or not (
@@ -1238,7 +1247,8 @@ def outbound_delivery_create(*, message_id: int) -> OutboundDelivery | None:
         and message.channel in registered_channels()
     ):
         return None
-    existing = OutboundDelivery.objects.filter(message=message).first()
+    key = f"message:{message.pk}"
+    existing = delivery_selectors.delivery_get(target_kind=CHANNEL_REPLY_KIND, idempotency_key=key)
     if existing is not None:
         return existing
     account = selectors.channel_account_for_ticket(message.ticket)
@@ -1250,17 +1260,17 @@ def outbound_delivery_create(*, message_id: int) -> OutboundDelivery | None:
             error_code="no_account",
         )
         return None
-    try:
-        with transaction.atomic():
-            return OutboundDelivery.objects.create(
-                message=message, account=account, channel=message.channel
-            )
-    except IntegrityError:
-        return OutboundDelivery.objects.get(message=message)
+    return delivery_enqueue(
+        kind=CHANNEL_REPLY_KIND,
+        idempotency_key=key,
+        target_key=f"{message.channel}:{account.pk}",
+        subject_type="ticket",
+        subject_id=message.ticket_id,
+        payload={"message_id": message.pk, "account_id": account.pk, "channel": message.channel},
+    )
 
 
-def _outbound_request(delivery: OutboundDelivery) -> OutboundRequest:
-    message = delivery.message
+def _outbound_request(message: Message, idempotency_key: str) -> OutboundRequest:
     ticket = message.ticket
     recipient = ticket.origin_platform_id
     if not recipient:
@@ -1297,174 +1307,103 @@ def _outbound_request(delivery: OutboundDelivery) -> OutboundRequest:
         last_inbound_at=selectors.last_inbound_at(ticket),  # type: ignore[arg-type]
         thread_message_ids=thread,
         outgoing_message_id=outgoing,
+        idempotency_key=idempotency_key,
     )
 
 
-def outbound_delivery_attempt(*, delivery_id: int, expected_attempts: int) -> float | None:
-    """Make attempt number ``expected_attempts + 1``; returns the delay before the next
-    attempt, or None when the delivery is finished (or another worker owns this attempt).
-    """
-    lease = timezone.now() + timedelta(seconds=float(settings.CHANNELS_HTTP_TIMEOUT) * 3)
-    claimed = OutboundDelivery.objects.filter(
-        pk=delivery_id,
-        status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING],
-        attempts=expected_attempts,
-    ).update(attempts=expected_attempts + 1, next_attempt_at=lease)
-    if not claimed:
-        return None
-    delivery = OutboundDelivery.objects.select_related("message__ticket__customer", "account").get(
-        pk=delivery_id
+def outbound_reply_send(delivery: Delivery) -> SendResult:
+    """Send one reply through its channel's adapter (the engine calls this with no
+    transaction open; the adapter raises ``RetryableError`` / ``PermanentError``)."""
+    payload = delivery.payload
+    message = (
+        Message.objects.select_related("ticket__customer")
+        .filter(pk=payload.get("message_id"))
+        .first()
     )
-    attempt_no = delivery.attempts
-    started = time.monotonic()
-    adapter = get_adapter(delivery.channel)
-    request_body: dict[str, Any] = {}
-    try:
-        if delivery.account is None:
-            raise PermanentError("The channel account was deleted.")
-        outbound = _outbound_request(delivery)
-        result = adapter.send(delivery.account, outbound)
-    except RetryableError as exc:
-        return _attempt_failed(delivery, exc, started, retryable=True)
-    except PermanentError as exc:
-        return _attempt_failed(delivery, exc, started, retryable=False)
-    duration = int((time.monotonic() - started) * 1000)
-    request_body = result.request_body
-    with transaction.atomic():
-        DeliveryAttempt.objects.create(
-            delivery=delivery,
-            outcome=AttemptOutcome.SUCCESS,
-            http_status=result.http_status,
-            duration_ms=duration,
-            request_body=request_body,
-            response_body=result.response_body,
-        )
-        OutboundDelivery.objects.filter(pk=delivery.pk).update(
-            status=DeliveryStatus.SUCCEEDED,
-            completed_at=timezone.now(),
-            next_attempt_at=None,
-            external_message_id=result.external_message_id,
-            last_http_status=result.http_status,
-            last_error="",
-        )
-        state = DeliveryState.DELIVERED if result.delivered else DeliveryState.SENT
+    if message is None:
+        raise PermanentError("The message was deleted before it could be sent.")
+    account = ChannelAccount.objects.filter(pk=payload.get("account_id")).first()
+    if account is None:
+        raise PermanentError("The channel account was deleted.")
+    result = get_adapter(message.channel).send(
+        account, _outbound_request(message, delivery.idempotency_key)
+    )
+    return SendResult(
+        http_status=result.http_status,
+        external_id=result.external_message_id,
+        request_summary=result.request_body,
+        response_summary=result.response_body,
+        data={"delivered": result.delivered},
+    )
+
+
+def outbound_reply_changed(delivery: Delivery, change: DeliveryChange) -> None:
+    """Keep the message's delivery status (the workbench timeline) in step."""
+    message = Message.objects.filter(pk=delivery.payload.get("message_id")).first()
+    if message is None:
+        return
+    if change.event == Change.SUCCEEDED:
+        result = change.result
+        delivered = bool(result and result.data.get("delivered"))
+        state = DeliveryState.DELIVERED if delivered else DeliveryState.SENT
         try:
             with transaction.atomic():
                 ticket_services.message_delivery_update(
-                    message=delivery.message,
+                    message=message,
                     status=state,
-                    channel_message_id=result.external_message_id or None,
+                    channel_message_id=delivery.external_id or None,
                 )
         except IntegrityError:
             # An echo of this very send was recorded first under the same channel id;
             # keep the status, never fail a request the channel already accepted.
             logger.warning(
                 "Channel id %s already recorded (echo); message %s keeps none",
-                result.external_message_id,
-                delivery.message_id,
+                delivery.external_id,
+                message.pk,
             )
-            ticket_services.message_delivery_update(message=delivery.message, status=state)
-    logger.info(
-        "Delivered message %s on %s (attempt %s)", delivery.message_id, delivery.channel, attempt_no
-    )
-    return None
-
-
-def _attempt_failed(
-    delivery: OutboundDelivery, exc: Exception, started: float, *, retryable: bool
-) -> float | None:
-    duration = int((time.monotonic() - started) * 1000)
-    http_status = getattr(exc, "http_status", None)
-    error = str(exc)
-    max_attempts = int(settings.CHANNELS_OUTBOUND_MAX_ATTEMPTS)
-    final = not retryable or delivery.attempts >= max_attempts
-    delay: float | None = None
-    if not final:
-        delay = backoff_seconds(
-            delivery.attempts,
-            base=float(settings.CHANNELS_OUTBOUND_BACKOFF_BASE),
-            cap=float(settings.CHANNELS_OUTBOUND_BACKOFF_CAP),
-            retry_after=getattr(exc, "retry_after", None),
-        )
-    code = getattr(exc, "error_code", "") or (f"http_{http_status}" if http_status else "")
-    with transaction.atomic():
-        DeliveryAttempt.objects.create(
-            delivery=delivery,
-            outcome=AttemptOutcome.RETRYABLE if retryable else AttemptOutcome.PERMANENT,
-            http_status=http_status,
-            duration_ms=duration,
-            error=error[:5000],
-            response_body=str(getattr(exc, "response_text", ""))[:2000],
-        )
-        OutboundDelivery.objects.filter(pk=delivery.pk).update(
-            status=DeliveryStatus.DEAD if final else DeliveryStatus.RETRYING,
-            next_attempt_at=None if final else timezone.now() + timedelta(seconds=delay or 0),
-            completed_at=timezone.now() if final else None,
-            last_error=error[:5000],
-            last_http_status=http_status,
-            error_code=code[:64],
-        )
-        if final:
-            if retryable:
-                error = f"Gave up after {delivery.attempts} attempts: {error}"
-            ticket_services.message_delivery_update(
-                message=delivery.message,
-                status=DeliveryState.FAILED,
-                error=error,
-                error_code=code,
-            )
-    logger.warning(
-        "Delivery %s attempt %s failed (%s): %s",
-        delivery.pk,
-        delivery.attempts,
-        "dead" if final else f"retry in {delay:.1f}s",
-        error[:200],
-    )
-    return delay
-
-
-def outbound_delivery_redrive(*, delivery: OutboundDelivery) -> None:
-    """A supervisor sends a dead letter again (a fresh set of attempts)."""
-    with transaction.atomic():
-        updated = OutboundDelivery.objects.filter(
-            pk=delivery.pk, status=DeliveryStatus.DEAD
-        ).update(
-            status=DeliveryStatus.RETRYING,
-            attempts=0,
-            next_attempt_at=timezone.now(),
-            completed_at=None,
-        )
-        if not updated:
-            return
+            ticket_services.message_delivery_update(message=message, status=state)
+    elif change.event == Change.DEAD:
+        error = change.error
+        if change.gave_up:
+            error = f"Gave up after {delivery.attempts} attempts: {error}"
         ticket_services.message_delivery_update(
-            message=delivery.message, status=DeliveryState.QUEUED
+            message=message,
+            status=DeliveryState.FAILED,
+            error=error,
+            error_code=change.error_code,
         )
-        transaction.on_commit(lambda: _enqueue_attempt(delivery.pk, 0))
+    elif change.event == Change.REDRIVEN:
+        ticket_services.message_delivery_update(message=message, status=DeliveryState.QUEUED)
 
 
-def _enqueue_attempt(delivery_id: int, expected: int, countdown: float = 0) -> None:
-    from channels_app.tasks import outbound_delivery_attempt_task
-
-    outbound_delivery_attempt_task.apply_async(args=(delivery_id, expected), countdown=countdown)
-
-
-def outbound_delivery_sweep() -> int:
-    """Re-enqueue deliveries whose scheduled retry was lost (e.g. a worker restart)."""
-    grace = timezone.now() - timedelta(seconds=60)
-    due = (
-        OutboundDelivery.objects.filter(
-            status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING]
-        )
-        .filter(
-            Q(next_attempt_at__lt=grace) | Q(next_attempt_at__isnull=True, created_at__lt=grace)
-        )
-        .values_list("pk", "attempts")[:500]
+def _reply_schedule() -> Schedule:
+    return Schedule(
+        max_attempts=int(settings.CHANNELS_OUTBOUND_MAX_ATTEMPTS),
+        base=float(settings.CHANNELS_OUTBOUND_BACKOFF_BASE),
+        cap=float(settings.CHANNELS_OUTBOUND_BACKOFF_CAP),
     )
-    count = 0
-    for pk, attempts in due:
-        _enqueue_attempt(pk, attempts)
-        count += 1
-    return count
+
+
+def _reply_deduplicates(delivery: Delivery) -> bool:
+    channel = str(delivery.payload.get("channel", ""))
+    return channel in registered_channels() and get_adapter(channel).deduplicates_sends
+
+
+def _realtime_queue() -> str | None:
+    return str(settings.REALTIME_QUEUE)
+
+
+def channel_reply_target_kind() -> TargetKind:
+    """Registered in ``ChannelsAppConfig.ready()``."""
+    return TargetKind(
+        name=CHANNEL_REPLY_KIND,
+        label="Channel reply",
+        send=outbound_reply_send,
+        schedule=_reply_schedule,
+        on_change=outbound_reply_changed,
+        deduplicates=_reply_deduplicates,
+        queue=_realtime_queue,
+    )
 
 
 def inbound_event_sweep() -> int:

@@ -7,7 +7,7 @@ import time
 
 from celery import shared_task
 
-from channels_app import services, verification
+from channels_app import services
 from support.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
@@ -71,36 +71,9 @@ def inbound_events_drain_task(self, account_id: int) -> int:  # type: ignore[no-
 
 @shared_task(acks_late=True, soft_time_limit=30, time_limit=45)
 def outbound_message_send_task(message_id: int) -> None:
-    """Create the delivery for a queued public reply (idempotent) and make attempt 1."""
-    delivery = services.outbound_delivery_create(message_id=message_id)
-    if delivery is not None and delivery.attempts == 0:
-        outbound_delivery_attempt_task.delay(delivery.pk, 0)
-
-
-@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
-def outbound_delivery_attempt_task(delivery_id: int, expected_attempts: int) -> None:
-    """One attempt; a retry is scheduled as a new task tied to the next attempt number,
-    so a duplicate task message finds its attempt already claimed and returns."""
-    delay = services.outbound_delivery_attempt(
-        delivery_id=delivery_id, expected_attempts=expected_attempts
-    )
-    if delay is not None:
-        outbound_delivery_attempt_task.apply_async(
-            args=(delivery_id, expected_attempts + 1), countdown=delay
-        )
-
-
-@shared_task(acks_late=True, soft_time_limit=60, time_limit=90)
-def webchat_verification_send_task(verification_id: int, expected_attempts: int) -> None:
-    """One send attempt of a web chat verification code (same claim-by-number scheme as
-    ``outbound_delivery_attempt_task``)."""
-    delay = verification.webchat_verification_send(
-        verification_id=verification_id, expected_attempts=expected_attempts
-    )
-    if delay is not None:
-        webchat_verification_send_task.apply_async(
-            args=(verification_id, expected_attempts + 1), countdown=delay
-        )
+    """Hand a queued public reply to the delivery engine (idempotent: one delivery per
+    message); the engine makes the attempts (``support.delivery.tasks``)."""
+    services.outbound_delivery_create(message_id=message_id)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=120, time_limit=180)
@@ -115,11 +88,6 @@ def attachment_download_task(self, attachment_id: int) -> None:  # type: ignore[
         raise self.retry(countdown=countdown, exc=exc) from exc
     except PermanentError as exc:
         logger.warning("Media download %s failed for good: %s", attachment_id, exc)
-
-
-@shared_task(soft_time_limit=60, time_limit=90)
-def outbound_delivery_sweep_task() -> int:
-    return services.outbound_delivery_sweep()
 
 
 @shared_task(soft_time_limit=60, time_limit=90)

@@ -3,10 +3,11 @@ these).
 
 A web chat visitor is a guest customer: what it typed is a claim. To be linked to the
 customer who owns an address it asks for a one-time code, which the **email channel**
-sends to that address (a ``WebchatVerification`` delivery: attempts recorded, retried
-with backoff, dead letters kept); entering the code links the visitor: its guest customer
-is merged into the customer with that address (``tickets.services.customer_email_confirm``,
-audited), or becomes that address's customer when there is none.
+sends to that address (a ``support.delivery`` delivery of kind ``webchat_verification``:
+attempts recorded, retried with backoff, never sent once expired, dead letters kept);
+entering the code links the visitor: its guest customer is merged into the customer with
+that address (``tickets.services.customer_email_confirm``, audited), or becomes that
+address's customer when there is none.
 
 Limits: ``WEBCHAT_VERIFY_CODES_PER_HOUR`` codes per session and per address (a code
 requested again replaces the previous one), ``WEBCHAT_VERIFY_CODE_TTL_SECONDS`` of
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -26,26 +26,18 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from rest_framework import status
 
 from channels_app.adapters.base import OutboundRequest, get_adapter
-from channels_app.models import (
-    ChannelAccount,
-    WebchatVerification,
-    WebchatVerificationAttempt,
-)
-from support.errors import (
-    ApplicationError,
-    Conflict,
-    InvalidInput,
-    PermanentError,
-    RetryableError,
-)
-from support.models import AttemptOutcome, DeliveryStatus
-from support.outbound import backoff_seconds
+from channels_app.models import ChannelAccount, WebchatVerification
+from support.delivery import selectors as delivery_selectors
+from support.delivery.models import Delivery
+from support.delivery.registry import Schedule, SendResult, TargetKind
+from support.delivery.services import delivery_enqueue
+from support.errors import ApplicationError, Conflict, InvalidInput, PermanentError
 from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.context.privacy import ErasureSubject
@@ -56,6 +48,7 @@ logger = logging.getLogger(__name__)
 CODE_DIGITS = 6
 CODE_KEY_SALT = "channels_app.webchat.verification-code"
 SUBJECT = "Your chat verification code"
+WEBCHAT_CODE_KIND = "webchat_verification"
 
 
 class EmailChannelUnavailable(Conflict):
@@ -157,17 +150,16 @@ def webchat_verification_request(
             code_salt=secrets.token_hex(16),
             expires_at=now + timedelta(seconds=int(settings.WEBCHAT_VERIFY_CODE_TTL_SECONDS)),
         )
-        pk = verification.pk
-        transaction.on_commit(lambda: _enqueue_send(pk, 0))
+        delivery_enqueue(
+            kind=WEBCHAT_CODE_KIND,
+            idempotency_key=_delivery_key(verification.pk),
+            target_key=f"email:{email_account.pk}",
+            subject_type="webchat_verification",
+            subject_id=verification.pk,
+            payload={"verification_id": verification.pk},
+            expires_at=verification.expires_at,
+        )
     return verification
-
-
-def _enqueue_send(verification_id: int, expected: int, countdown: float = 0) -> None:
-    from channels_app.tasks import webchat_verification_send_task
-
-    webchat_verification_send_task.apply_async(
-        args=(verification_id, expected), countdown=countdown
-    )
 
 
 def _code_text(verification: WebchatVerification, code: str) -> str:
@@ -181,100 +173,70 @@ def _code_text(verification: WebchatVerification, code: str) -> str:
     )
 
 
-def webchat_verification_send(*, verification_id: int, expected_attempts: int) -> float | None:
-    """Make send attempt ``expected_attempts + 1`` of a code; returns the delay before the
-    next attempt, or None when finished (or another worker owns this attempt). A code that
-    expired or was used meanwhile is not sent."""
-    lease = timezone.now() + timedelta(seconds=float(settings.CHANNELS_HTTP_TIMEOUT) * 3)
-    claimed = WebchatVerification.objects.filter(
-        pk=verification_id,
-        status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING],
-        attempts=expected_attempts,
-    ).update(attempts=expected_attempts + 1, next_attempt_at=lease)
-    if not claimed:
-        return None
-    verification = WebchatVerification.objects.select_related("email_account").get(
-        pk=verification_id
+def webchat_verification_code_send(delivery: Delivery) -> SendResult:
+    """Send one code by email (the delivery engine calls this with no transaction open).
+    A code that expired, was replaced or was used meanwhile is not sent. Nothing holding
+    the code is kept: no request body is returned for the attempt log."""
+    verification = (
+        WebchatVerification.objects.select_related("email_account")
+        .filter(pk=delivery.payload.get("verification_id"))
+        .first()
     )
-    started = time.monotonic()
-    try:
-        if verification.verified_at is not None or verification.expires_at <= timezone.now():
-            raise PermanentError("The code expired (or was replaced) before it could be sent.")
-        email_account = verification.email_account
-        if email_account is None or not email_account.is_active:
-            raise PermanentError("The email channel account is gone or inactive.")
-        domain = settings.CHANNELS_EMAIL_MESSAGE_ID_DOMAIN
-        outbound = OutboundRequest(
-            message_id=0,
-            ticket_id=0,
-            ticket_number="",  # not a reply on a ticket: no "Re:", no ticket token
-            recipient_id=verification.email,
-            text=_code_text(verification, verification_code(verification)),
-            subject=SUBJECT,
-            outgoing_message_id=f"<webchat-verify-{verification.pk}.{secrets.token_hex(8)}"
-            f"@{domain}>",
-        )
-        result = get_adapter("email").send(email_account, outbound)
-    except RetryableError as exc:
-        return _attempt_failed(verification, exc, started, retryable=True)
-    except PermanentError as exc:
-        return _attempt_failed(verification, exc, started, retryable=False)
-    with transaction.atomic():
-        # The request body (it holds the code) is deliberately not kept.
-        WebchatVerificationAttempt.objects.create(
-            delivery=verification,
-            outcome=AttemptOutcome.SUCCESS,
-            http_status=result.http_status,
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
-        WebchatVerification.objects.filter(pk=verification.pk).update(
-            status=DeliveryStatus.SUCCEEDED,
-            completed_at=timezone.now(),
-            next_attempt_at=None,
-            last_http_status=result.http_status,
-            last_error="",
-        )
-    return None
+    if verification is None:
+        raise PermanentError("The verification was deleted.")
+    if verification.verified_at is not None or verification.expires_at <= timezone.now():
+        raise PermanentError("The code expired (or was replaced) before it could be sent.")
+    email_account = verification.email_account
+    if email_account is None or not email_account.is_active:
+        raise PermanentError("The email channel account is gone or inactive.")
+    domain = settings.CHANNELS_EMAIL_MESSAGE_ID_DOMAIN
+    outbound = OutboundRequest(
+        message_id=0,
+        ticket_id=0,
+        ticket_number="",  # not a reply on a ticket: no "Re:", no ticket token
+        recipient_id=verification.email,
+        text=_code_text(verification, verification_code(verification)),
+        subject=SUBJECT,
+        outgoing_message_id=f"<webchat-verify-{verification.pk}.{secrets.token_hex(8)}@{domain}>",
+        idempotency_key=delivery.idempotency_key,
+    )
+    result = get_adapter("email").send(email_account, outbound)
+    return SendResult(http_status=result.http_status, external_id=result.external_message_id)
 
 
-def _attempt_failed(
-    verification: WebchatVerification, exc: Exception, started: float, *, retryable: bool
-) -> float | None:
-    http_status = getattr(exc, "http_status", None)
-    final = not retryable or verification.attempts >= int(settings.CHANNELS_OUTBOUND_MAX_ATTEMPTS)
-    delay = None
-    if not final:
-        delay = backoff_seconds(
-            verification.attempts,
-            base=float(settings.CHANNELS_OUTBOUND_BACKOFF_BASE),
-            cap=float(settings.CHANNELS_OUTBOUND_BACKOFF_CAP),
-            retry_after=getattr(exc, "retry_after", None),
-        )
-        remaining = (verification.expires_at - timezone.now()).total_seconds()
-        final = delay >= remaining  # it would arrive expired
-    with transaction.atomic():
-        WebchatVerificationAttempt.objects.create(
-            delivery=verification,
-            outcome=AttemptOutcome.RETRYABLE if retryable else AttemptOutcome.PERMANENT,
-            http_status=http_status,
-            duration_ms=int((time.monotonic() - started) * 1000),
-            error=str(exc)[:5000],
-        )
-        WebchatVerification.objects.filter(pk=verification.pk).update(
-            status=DeliveryStatus.DEAD if final else DeliveryStatus.RETRYING,
-            next_attempt_at=None if final else timezone.now() + timedelta(seconds=delay or 0),
-            completed_at=timezone.now() if final else None,
-            last_error=str(exc)[:5000],
-            last_http_status=http_status,
-        )
-    logger.warning(
-        "Web chat verification %s: send attempt %s failed (%s): %s",
-        verification.pk,
-        verification.attempts,
-        "dead" if final else f"retry in {delay:.1f}s",
-        str(exc)[:200],
+def _code_schedule() -> Schedule:
+    return Schedule(
+        max_attempts=int(settings.CHANNELS_OUTBOUND_MAX_ATTEMPTS),
+        base=float(settings.CHANNELS_OUTBOUND_BACKOFF_BASE),
+        cap=float(settings.CHANNELS_OUTBOUND_BACKOFF_CAP),
     )
-    return None if final else delay
+
+
+def _realtime_queue() -> str | None:
+    return str(settings.REALTIME_QUEUE)
+
+
+def webchat_code_target_kind() -> TargetKind:
+    """Registered in ``ChannelsAppConfig.ready()``: codes leave by the email channel, on
+    the channel replies' schedule, and never after the code expires."""
+    return TargetKind(
+        name=WEBCHAT_CODE_KIND,
+        label="Web chat verification code",
+        send=webchat_verification_code_send,
+        schedule=_code_schedule,
+        queue=_realtime_queue,
+    )
+
+
+def webchat_verification_delivery(verification: WebchatVerification) -> Delivery | None:
+    """The delivery that sends this code (its status, attempts and errors)."""
+    return delivery_selectors.delivery_get(
+        target_kind=WEBCHAT_CODE_KIND, idempotency_key=_delivery_key(verification.pk)
+    )
+
+
+def _delivery_key(verification_id: int) -> str:
+    return f"webchat-verification:{verification_id}"
 
 
 @dataclass(frozen=True)
@@ -372,8 +334,12 @@ def _visitor_link(
 def webchat_verifications_erase(subject: ErasureSubject) -> int:
     """GDPR erasure hook: the subject's verification rows (their address) are deleted."""
     emails = [t.lower() for t in subject.tokens if "@" in t]
-    deleted, _ = WebchatVerification.objects.filter(customer_id=subject.customer_id).delete()
+    theirs = Q(customer_id=subject.customer_id)
     if emails:
-        more, _ = WebchatVerification.objects.filter(email__in=emails).delete()
-        deleted += more
+        theirs |= Q(email__in=emails)
+    ids = list(WebchatVerification.objects.filter(theirs).values_list("pk", flat=True))
+    delivery_selectors.deliveries_for_subject(
+        subject_type="webchat_verification", subject_ids=ids, target_kind=WEBCHAT_CODE_KIND
+    ).delete()
+    deleted, _ = WebchatVerification.objects.filter(pk__in=ids).delete()
     return deleted

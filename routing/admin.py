@@ -16,10 +16,7 @@ from routing.models import (
     RoutingDecision,
     RoutingFeedback,
     ServiceStatus,
-    TicketingSync,
-    TicketingSyncAttempt,
 )
-from support.models import DeliveryStatus
 from tickets.admin import TicketAdmin
 from tickets.models import Ticket
 
@@ -98,29 +95,6 @@ class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         url = reverse("admin:tickets_ticket_change", args=[obj.ticket_id])
         # format_html escapes its arguments into strings first: format the number before.
         return format_html('<a href="{}">{}</a>', url, f"T-{obj.ticket_id:06d}")
-
-
-class TicketingSyncAttemptInline(admin.TabularInline):  # type: ignore[type-arg]
-    model = TicketingSyncAttempt
-    extra = 0
-    can_delete = False
-    readonly_fields = ("number", "outcome", "http_status", "duration_ms", "error", "created_at")
-    fields = readonly_fields
-
-
-@admin.register(TicketingSync)
-class TicketingSyncAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("decision", "status", "attempts", "last_http_status", "next_attempt_at")
-    list_filter = ("status",)
-    raw_id_fields = ("decision",)
-    inlines = [TicketingSyncAttemptInline]
-    actions = ["redrive"]
-
-    @admin.action(description="Re-drive selected dead letters")
-    def redrive(self, request: HttpRequest, queryset: QuerySet[TicketingSync]) -> None:
-        ids = list(queryset.filter(status=DeliveryStatus.DEAD).values_list("pk", flat=True))
-        count = services.ticketing_sync_redrive(delivery_ids=ids)
-        self.message_user(request, f"{count} dead letter(s) queued again.")
 
 
 class RoutingDecisionInline(admin.TabularInline):  # type: ignore[type-arg]

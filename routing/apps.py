@@ -23,6 +23,10 @@ class RoutingConfig(AppConfig):
     def ready(self) -> None:
         from routing.panels import register
         from routing.privacy import routing_erase
+        from routing.services import ticketing_sync_target_kind
+        from support.delivery.registry import target_kind_register
+
+        target_kind_register(ticketing_sync_target_kind())
         from support.events import subscribe
         from tickets.context.privacy import register_erasure_hook
 

@@ -1,5 +1,5 @@
-"""Routing decisions, router models, the category → team map, service status and the
-external ticketing sync (deliveries, attempts, dead letters)."""
+"""Routing decisions, router models, the category → team map and service status. The
+external ticketing sync is a ``support.delivery`` delivery (``routing.services``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from support.models import DeliveryAttemptBase, OutboundDeliveryBase
 from tickets.models import Priority, Team, Ticket
 
 
@@ -206,38 +205,3 @@ class RoutingFeedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.verdict} on decision {self.decision_id}"
-
-
-class TicketingSync(OutboundDeliveryBase):
-    """One decision pushed to the external ticketing system (dead letter when retries end)."""
-
-    decision = models.OneToOneField(
-        RoutingDecision, on_delete=models.CASCADE, related_name="sync_delivery"
-    )
-    url = models.URLField(max_length=500)
-    payload = models.JSONField(default=dict)
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name = "ticketing sync"
-        indexes = [
-            models.Index(fields=["status", "next_attempt_at"], name="ticketing_sync_due_idx")
-        ]
-
-    def __str__(self) -> str:
-        return f"sync of decision {self.decision_id} ({self.status})"
-
-
-class TicketingSyncAttempt(DeliveryAttemptBase):
-    delivery = models.ForeignKey(
-        TicketingSync, on_delete=models.CASCADE, related_name="attempts_log"
-    )
-    number = models.PositiveIntegerField()
-
-    class Meta(DeliveryAttemptBase.Meta):
-        constraints = [
-            models.UniqueConstraint(fields=["delivery", "number"], name="ticketing_attempt_unique")
-        ]
-
-    def __str__(self) -> str:
-        return f"attempt {self.number} of {self.delivery_id}: {self.outcome}"

@@ -4,7 +4,10 @@ become ``[erased]``), and sync payloads."""
 
 from __future__ import annotations
 
-from routing.models import RoutingDecision, RoutingFeedback, TicketingSync
+from routing.models import RoutingDecision, RoutingFeedback
+from routing.services import TICKETING_SYNC_KIND
+from support.delivery.models import Attempt
+from support.delivery.selectors import deliveries_for_subject
 from tickets.context.privacy import ErasureSubject
 
 
@@ -35,8 +38,18 @@ def routing_erase(subject: ErasureSubject) -> int:
         feedback.note = subject.redact(feedback.note)
         feedback.save(update_fields=["text", "note"])
         changed += 1
-    for sync in TicketingSync.objects.filter(decision__ticket_id__in=subject.ticket_ids):
+    syncs = deliveries_for_subject(
+        subject_type="ticket",
+        subject_ids=list(subject.ticket_ids),
+        target_kind=TICKETING_SYNC_KIND,
+    )
+    for sync in syncs:
         sync.payload = subject.redact_json(sync.payload)
-        sync.save(update_fields=["payload"])
+        sync.last_error = subject.redact(sync.last_error)
+        sync.save(update_fields=["payload", "last_error"])
         changed += 1
+    for attempt in Attempt.objects.filter(delivery__in=syncs):
+        attempt.error = subject.redact(attempt.error)
+        attempt.response_summary = subject.redact(attempt.response_summary)
+        attempt.save(update_fields=["error", "response_summary"])
     return changed

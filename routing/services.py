@@ -7,8 +7,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -27,14 +27,15 @@ from routing.models import (
     RoutingFeedback,
     ServiceStatus,
     SyncStatus,
-    TicketingSync,
-    TicketingSyncAttempt,
 )
 from routing.providers.base import RoutingProvider
+from routing.ticketing import ticketing_post
+from support.delivery import selectors as delivery_selectors
+from support.delivery.models import Delivery
+from support.delivery.registry import Change, DeliveryChange, Schedule, SendResult, TargetKind
+from support.delivery.services import delivery_enqueue
 from support.errors import InvalidInput, NotFound
 from support.events import event_record
-from support.models import AttemptOutcome, DeliveryStatus
-from support.outbound import classify_http_status, parse_retry_after
 from tickets import services as ticket_services
 from tickets.models import PRIORITY_RANK, Priority, Team, Ticket
 
@@ -384,22 +385,31 @@ def routing_decision_override(
 
 
 def routing_decision_purge(*, now: Any = None) -> int:
-    """Delete decisions past ``expires_at`` (90 days by default)."""
-    deleted, _ = RoutingDecision.objects.filter(expires_at__lt=now or timezone.now()).delete()
+    """Delete decisions past ``expires_at`` (90 days by default), with their sync
+    deliveries (the payload repeats the decision)."""
+    ids = list(
+        RoutingDecision.objects.filter(expires_at__lt=now or timezone.now()).values_list(
+            "pk", flat=True
+        )
+    )
+    with transaction.atomic():
+        Delivery.objects.filter(
+            target_kind=TICKETING_SYNC_KIND,
+            idempotency_key__in=[ticketing_sync_key(pk) for pk in ids],
+        ).delete()
+        deleted, _ = RoutingDecision.objects.filter(pk__in=ids).delete()
     return deleted
 
 
 # --- external ticketing sync ----------------------------------------------------------------
+#
+# Each applied decision is a ``support.delivery`` delivery of kind ``ticketing_sync``
+# (idempotency key ``routing-decision-<id>``, sent as the ``Idempotency-Key`` header;
+# target: the ticketing system's host). Seed 004's schedule: retries after 1, 2, 4, 8 and
+# 16 s, then a dead letter. ``RoutingDecision.sync_status`` follows the delivery.
 
-SYNC_MAX_RETRIES = 5  # retries after 1, 2, 4, 8, 16 s, then a dead letter
-SYNC_MAX_DELAY = 16.0
-
-
-def sync_retry_delay(retry_number: int, retry_after: float | None = None) -> float:
-    delay = min(SYNC_MAX_DELAY, float(2 ** (retry_number - 1)))
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, SYNC_MAX_DELAY))
-    return delay
+TICKETING_SYNC_KIND = "ticketing_sync"
+SYNC_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
@@ -428,119 +438,57 @@ def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
     }
 
 
-def ticketing_sync_create(*, decision: RoutingDecision) -> TicketingSync:
-    delivery, created = TicketingSync.objects.get_or_create(
-        decision=decision,
-        defaults={
-            "url": settings.TICKETING_SYSTEM_URL,
-            "payload": ticketing_sync_payload(decision),
-        },
+def ticketing_sync_key(decision_id: int) -> str:
+    return f"routing-decision-{decision_id}"
+
+
+def ticketing_sync_create(*, decision: RoutingDecision) -> Delivery:
+    """The decision's sync delivery (one per decision); sent after commit."""
+    return delivery_enqueue(
+        kind=TICKETING_SYNC_KIND,
+        idempotency_key=ticketing_sync_key(decision.pk),
+        target_key=urlsplit(settings.TICKETING_SYSTEM_URL).netloc,
+        subject_type="ticket",
+        subject_id=decision.ticket_id,
+        payload=ticketing_sync_payload(decision),
     )
-    if created:
-        transaction.on_commit(lambda: _enqueue_sync(delivery.pk, 0.0))
-    return delivery
 
 
-def _enqueue_sync(delivery_id: int, countdown: float) -> None:
-    from routing.tasks import ticketing_sync_task
-
-    ticketing_sync_task.apply_async((delivery_id,), countdown=countdown)
-
-
-def ticketing_sync_attempt(*, delivery_id: int) -> float | None:
-    """One attempt (recorded). Returns the delay before the next retry, or None when done
-    (succeeded or dead letter)."""
-    with transaction.atomic():
-        delivery = (
-            TicketingSync.objects.select_for_update().select_related("decision").get(pk=delivery_id)
-        )
-        if delivery.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD):
-            return None
-        number = delivery.attempts + 1  # within this cycle (a re-drive starts a new one)
-        serial = delivery.attempts_log.count() + 1
-        headers = {"Idempotency-Key": f"routing-decision-{delivery.decision_id}"}
-        if settings.TICKETING_SYSTEM_TOKEN:
-            headers["Authorization"] = f"Bearer {settings.TICKETING_SYSTEM_TOKEN}"
-        started = time.perf_counter()
-        http_status: int | None = None
-        retry_after: float | None = None
-        try:
-            response = requests.post(
-                delivery.url,
-                json=delivery.payload,
-                headers=headers,
-                timeout=settings.TICKETING_SYSTEM_TIMEOUT,
-            )
-            http_status = response.status_code
-            outcome = classify_http_status(response.status_code)
-            error = "" if outcome == AttemptOutcome.SUCCESS else response.text[:1000]
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        except requests.RequestException as exc:
-            outcome, error = AttemptOutcome.RETRYABLE, f"{type(exc).__name__}: {exc}"[:1000]
-        duration = int((time.perf_counter() - started) * 1000)
-        TicketingSyncAttempt.objects.create(
-            delivery=delivery,
-            number=serial,
-            outcome=outcome,
-            http_status=http_status,
-            duration_ms=duration,
-            error=error,
-        )
-        now = timezone.now()
-        delivery.attempts = number
-        delivery.last_http_status = http_status
-        delivery.last_error = error
-        delay: float | None = None
-        if outcome == AttemptOutcome.SUCCESS:
-            delivery.status = DeliveryStatus.SUCCEEDED
-            delivery.completed_at = now
-            delivery.next_attempt_at = None
-            sync_status = SyncStatus.SUCCESS
-        elif outcome == AttemptOutcome.RETRYABLE and number <= SYNC_MAX_RETRIES:
-            delay = sync_retry_delay(number, retry_after)
-            delivery.status = DeliveryStatus.RETRYING
-            delivery.next_attempt_at = now + timedelta(seconds=delay)
-            sync_status = SyncStatus.PENDING
-        else:
-            delivery.status = DeliveryStatus.DEAD
-            delivery.completed_at = now
-            delivery.next_attempt_at = None
-            sync_status = SyncStatus.FAILED
-        delivery.save()
-        RoutingDecision.objects.filter(pk=delivery.decision_id).update(sync_status=sync_status)
-    return delay
-
-
-def ticketing_sync_redrive(*, delivery_ids: list[int]) -> int:
-    """Put dead letters back in the queue (admin action); attempts start again."""
-    ids = list(
-        TicketingSync.objects.filter(pk__in=delivery_ids, status=DeliveryStatus.DEAD).values_list(
-            "pk", flat=True
-        )
+def ticketing_sync_delivery(decision: RoutingDecision) -> Delivery | None:
+    return delivery_selectors.delivery_get(
+        target_kind=TICKETING_SYNC_KIND, idempotency_key=ticketing_sync_key(decision.pk)
     )
-    with transaction.atomic():
-        TicketingSync.objects.filter(pk__in=ids).update(
-            status=DeliveryStatus.PENDING, attempts=0, completed_at=None, next_attempt_at=None
-        )
-        RoutingDecision.objects.filter(sync_delivery__pk__in=ids).update(
-            sync_status=SyncStatus.PENDING
-        )
-        for pk in ids:
-            transaction.on_commit(lambda pk=pk: _enqueue_sync(pk, 0.0))  # type: ignore[misc]
-    return len(ids)
 
 
-def ticketing_sync_sweep(*, grace_seconds: int = 60) -> int:
-    """Re-enqueue deliveries whose scheduled retry was lost (e.g. a worker restart)."""
-    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
-    due = list(
-        TicketingSync.objects.filter(
-            status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING], updated_at__lt=cutoff
-        ).values_list("pk", flat=True)[:500]
+def _ticketing_sync_send(delivery: Delivery) -> SendResult:
+    return ticketing_post(body=delivery.payload, idempotency_key=delivery.idempotency_key)
+
+
+def _ticketing_sync_changed(delivery: Delivery, change: DeliveryChange) -> None:
+    status = {
+        Change.SUCCEEDED: SyncStatus.SUCCESS,
+        Change.DEAD: SyncStatus.FAILED,
+        Change.RETRYING: SyncStatus.PENDING,
+        Change.REDRIVEN: SyncStatus.PENDING,
+    }[change.event]
+    decision_id = int(delivery.idempotency_key.removeprefix("routing-decision-"))
+    RoutingDecision.objects.filter(pk=decision_id).update(sync_status=status)
+
+
+def _ticketing_sync_schedule() -> Schedule:
+    return Schedule(max_attempts=len(SYNC_RETRY_DELAYS) + 1, delays=SYNC_RETRY_DELAYS, jitter=False)
+
+
+def ticketing_sync_target_kind() -> TargetKind:
+    """Registered in ``RoutingConfig.ready()``."""
+    return TargetKind(
+        name=TICKETING_SYNC_KIND,
+        label="Ticketing system sync",
+        send=_ticketing_sync_send,
+        schedule=_ticketing_sync_schedule,
+        on_change=_ticketing_sync_changed,
+        deduplicates=lambda delivery: True,  # the Idempotency-Key header
     )
-    for pk in due:
-        _enqueue_sync(pk, 0.0)
-    return len(due)
 
 
 # --- external status endpoint ---------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""``GET /health``: PostgreSQL, Redis and a live Celery worker, each reported, and this
-process's counters of what it let through unchecked (``counters``)."""
+"""``GET /health``: PostgreSQL, Redis and a live Celery worker, each reported, this
+process's counters of what it let through unchecked (``counters``), and the outbound
+deliveries that need a person (``deliveries``: counts only)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from support.delivery.selectors import delivery_health
 from support.throttling import fail_open_count
 
 _celery_cache: dict[str, Any] = {"at": 0.0, "result": None}
@@ -41,6 +43,15 @@ def check_redis() -> dict[str, Any]:
     finally:
         client.close()
     return {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def deliveries_summary() -> dict[str, Any]:
+    """Outbound deliveries needing a person (counts only: this page is public). Reported,
+    not checked: a dead letter or a paused target does not make the service unhealthy."""
+    try:
+        return delivery_health()
+    except DatabaseError as exc:
+        return {"error": type(exc).__name__}
 
 
 def check_celery() -> dict[str, Any]:
@@ -79,6 +90,10 @@ def health(request: HttpRequest) -> JsonResponse:
             # Requests this web process let through without a rate-limit check because
             # Redis was unavailable (per process, since it started).
             "counters": {"rate_limit_fail_open": fail_open_count()},
+            # Dead letters waiting for a re-drive, targets paused by their circuit breaker,
+            # deliveries that may have reached their recipient twice (admin: Outbound
+            # deliveries).
+            "deliveries": deliveries_summary() if parts["database"]["status"] == "ok" else {},
         },
         status=200 if healthy else 503,
     )

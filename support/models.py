@@ -1,5 +1,6 @@
-"""Shared infrastructure tables: API keys, the transactional outbox, the audit log,
-and abstract bases for outbound deliveries and their attempts."""
+"""Shared infrastructure tables: API keys, the transactional outbox, the audit log, and the
+delivery status and attempt outcome choices (the delivery engine's own tables live in
+``support.delivery``)."""
 
 from __future__ import annotations
 
@@ -135,35 +136,3 @@ class AttemptOutcome(models.TextChoices):
     SUCCESS = "success", "Success"
     RETRYABLE = "retryable", "Retryable failure"
     PERMANENT = "permanent", "Permanent failure"
-
-
-class OutboundDeliveryBase(models.Model):
-    """Abstract: one thing to send to an external system; dead when retries run out."""
-
-    status = models.CharField(
-        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    last_http_status = models.PositiveIntegerField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        abstract = True
-
-
-class DeliveryAttemptBase(models.Model):
-    """Abstract: one recorded attempt (status, HTTP code, duration, error)."""
-
-    outcome = models.CharField(max_length=16, choices=AttemptOutcome.choices)
-    http_status = models.PositiveIntegerField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        abstract = True
-        ordering = ["created_at"]

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "channels",
     "mozilla_django_oidc",
     "support",
+    "support.delivery",
     "tickets",
     "channels_app",
     "knowledge",
@@ -174,10 +175,10 @@ CELERY_TASK_ROUTES = {
         "channels_app.tasks.inbound_events_drain_task",
         "channels_app.tasks.inbound_event_process_task",
         "channels_app.tasks.outbound_message_send_task",
-        "channels_app.tasks.outbound_delivery_attempt_task",
-        "channels_app.tasks.webchat_verification_send_task",
     )
 }
+# (support.delivery's attempt task picks its queue per target kind: channel replies and
+# web chat codes go to "realtime", the CRM and ticketing syncs to the default queue.)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env.get_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -186,6 +187,27 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "outbox-relay-sweep": {"task": "support.tasks.outbox_relay_task", "schedule": 15.0},
     "outbox-purge": {"task": "support.tasks.outbox_purge_task", "schedule": 3600.0},
     "raw-events-purge": {"task": "support.tasks.raw_events_purge_task", "schedule": 3600.0},
+}
+
+# Outbound delivery engine (support.delivery; docs/operations.md "Outbound deliveries").
+# The one sweep: how often, how long a delivery may be overdue before it picks it up (its
+# own task normally runs first), and how many it enqueues per run.
+DELIVERY_SWEEP_SECONDS = env.get_float("DELIVERY_SWEEP_SECONDS", 15.0)
+DELIVERY_SWEEP_GRACE_SECONDS = env.get_float("DELIVERY_SWEEP_GRACE_SECONDS", 30.0)
+DELIVERY_SWEEP_BATCH = env.get_int("DELIVERY_SWEEP_BATCH", 500)
+# How long a claim holds a delivery; keep it above the attempt task's hard limit (90 s), so
+# an expired lease always belongs to a worker that is gone.
+DELIVERY_LEASE_SECONDS = env.get_float("DELIVERY_LEASE_SECONDS", 120.0)
+# Circuit breaking per target: this many consecutive failures (5xx, timeouts, 429, refused
+# credentials) pause the target for the cool-off, then one probe decides; 0 switches the
+# count off (a Retry-After or refused credentials still pause it).
+DELIVERY_CIRCUIT_FAILURES = env.get_int("DELIVERY_CIRCUIT_FAILURES", 10)
+DELIVERY_CIRCUIT_COOLOFF_SECONDS = env.get_float("DELIVERY_CIRCUIT_COOLOFF_SECONDS", 60.0)
+# The longest Retry-After honoured (a target asking for more waits this long).
+DELIVERY_RETRY_AFTER_MAX_SECONDS = env.get_float("DELIVERY_RETRY_AFTER_MAX_SECONDS", 900.0)
+CELERY_BEAT_SCHEDULE["delivery-sweep"] = {
+    "task": "support.delivery.tasks.delivery_sweep_task",
+    "schedule": DELIVERY_SWEEP_SECONDS,
 }
 
 # --- Auth -----------------------------------------------------------------
@@ -457,10 +479,6 @@ SENDGRID_API_BASE = env.get_str("SENDGRID_API_BASE", "https://api.sendgrid.com")
 # code; channels_app.api.fastpath). Off: every request goes through Django.
 WEBHOOK_FAST_PATH = env.get_bool("WEBHOOK_FAST_PATH", default=True)
 WEBHOOK_FAST_PATH_THREADS = env.get_int("WEBHOOK_FAST_PATH_THREADS", 8)
-CELERY_BEAT_SCHEDULE["channels-outbound-sweep"] = {
-    "task": "channels_app.tasks.outbound_delivery_sweep_task",
-    "schedule": 60.0,
-}
 CELERY_BEAT_SCHEDULE["channels-inbound-sweep"] = {
     "task": "channels_app.tasks.inbound_event_sweep_task",
     "schedule": 60.0,
@@ -504,10 +522,6 @@ CELERY_BEAT_SCHEDULE["routing-decision-purge"] = {
 }
 CELERY_BEAT_SCHEDULE["routing-status-poll"] = {
     "task": "routing.tasks.service_status_poll_task",
-    "schedule": 60.0,
-}
-CELERY_BEAT_SCHEDULE["routing-sync-sweep"] = {
-    "task": "routing.tasks.ticketing_sync_sweep_task",
     "schedule": 60.0,
 }
 
@@ -563,13 +577,12 @@ SALESFORCE_API_VERSION = env.get_str("SALESFORCE_API_VERSION", "v62.0")
 SALESFORCE_TIMEOUT = env.get_float("SALESFORCE_TIMEOUT", 10.0)
 SALESFORCE_TOKEN_TTL = env.get_int("SALESFORCE_TOKEN_TTL", 1800)
 SALESFORCE_MAX_ATTEMPTS = env.get_int("SALESFORCE_MAX_ATTEMPTS", 8)
+# Cases and Tasks are upserted by this External ID field (create it on both objects): a
+# retry after a timeout updates the record instead of creating a second one.
+SALESFORCE_EXTERNAL_ID_FIELD = env.get_str("SALESFORCE_EXTERNAL_ID_FIELD", "Support_Desk_Id__c")
 CELERY_BEAT_SCHEDULE["calls-agent-alerts"] = {
     "task": "calls.tasks.agent_alerts_sweep_task",
     "schedule": 30.0,
-}
-CELERY_BEAT_SCHEDULE["calls-salesforce-due"] = {
-    "task": "calls.tasks.salesforce_due_sweep_task",
-    "schedule": 60.0,
 }
 
 # customer context

@@ -13,9 +13,10 @@ import responses
 from django.db import connection
 
 from channels_app.adapters.meta.common import meta_signature
-from channels_app.models import DeliveryAttempt, InboundEvent
+from channels_app.models import InboundEvent
 from channels_app.tests.conftest import make_account, wa_body
 from routing.models import RoutingDecision
+from support.delivery.models import Attempt
 from tickets.context import privacy
 from tickets.models import Customer, Ticket
 from tickets.services import message_add
@@ -71,7 +72,7 @@ def test_erase_reaches_channel_deliveries_and_routing(
     with django_capture_on_commit_callbacks(execute=True):
         message_add(ticket=ticket, body="Hi Sheena, it comes in blue.", author_user=agent)
     assert RoutingDecision.objects.filter(ticket=ticket).exists()
-    assert DeliveryAttempt.objects.count() == 1
+    assert Attempt.objects.count() == 1
     before = {(t, c) for t, c, _ in _scan(PERSONAL)}
     assert ("channels_app_inboundevent", "body") in before
 

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from support.auth.roles import is_supervisor
+from support.auth.admin import SupervisorAdmin, SupervisorInlineMixin
 from support.services import agent_access_changed
 from tickets import services
 from tickets.models import (
@@ -25,31 +25,6 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
-
-
-class SupervisorAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Supervisors (the role, a group) may use these admin pages without per-model Django
-    permissions; deleting stays with explicit permissions (superusers)."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return is_supervisor(request.user) or super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_supervisor(request.user) or super().has_view_permission(request, obj)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_supervisor(request.user) or super().has_change_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return is_supervisor(request.user) or super().has_add_permission(request, *args)
-
-
-class SupervisorInlineMixin:
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_supervisor(request.user) or super().has_view_permission(request, obj)  # type: ignore[misc]
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return is_supervisor(request.user) or super().has_change_permission(request, obj)  # type: ignore[misc]
 
 
 class ChannelIdentityInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore[type-arg]

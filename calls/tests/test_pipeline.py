@@ -17,11 +17,10 @@ from calls.models import (
     EventStatus,
     IVRJourney,
     PipelineStatus,
-    SalesforceAttempt,
-    SalesforceDelivery,
     Transcript,
 )
 from calls.tests.conftest import SF_LOGIN, SF_SOBJECTS, SF_TOKEN_BODY, load, place_result
+from support.delivery.models import Attempt, Delivery
 from support.models import DeliveryStatus, OutboxEvent
 from tickets.models import Customer, Ticket
 
@@ -44,9 +43,9 @@ def test_ctr_plus_transcribe_result_gives_full_call(
     customer = Customer.objects.create(name="Pat Payer", phone="+14155550100")
     place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
-    case = responses.post(
-        f"{SF_SOBJECTS}/Case/",
-        json={"id": "5003000000D8cuIAAR", "errors": [], "success": True},
+    case = responses.patch(
+        f"{SF_SOBJECTS}/Case/Support_Desk_Id__c/case%3A{BILLING_ID}",
+        json={"id": "5003000000D8cuIAAR", "errors": [], "success": True, "created": True},
         status=201,
     )
 
@@ -80,12 +79,13 @@ def test_ctr_plus_transcribe_result_gives_full_call(
     ]
     assert not Escalation.objects.exists()
     assert not Ticket.objects.exists()
-    delivery = SalesforceDelivery.objects.get()
-    assert (delivery.sobject, delivery.status, delivery.salesforce_id) == (
+    delivery = Delivery.objects.get()
+    assert (delivery.payload["sobject"], delivery.status, delivery.external_id) == (
         "Case",
         DeliveryStatus.SUCCEEDED,
         "5003000000D8cuIAAR",
     )
+    assert (delivery.target_kind, delivery.idempotency_key) == ("salesforce", f"case:{BILLING_ID}")
     sent = json.loads(case.calls[0].request.body)
     assert sent["Origin"] == "Phone"
     assert f"https://support.example.com/calls/{call.hash}/" in sent["Description"]
@@ -93,7 +93,7 @@ def test_ctr_plus_transcribe_result_gives_full_call(
         case.calls[0].request.headers["Authorization"] == f"Bearer {SF_TOKEN_BODY['access_token']}"
     )
     assert len(responses.calls) == 2
-    assert SalesforceAttempt.objects.get().outcome == "success"
+    assert Attempt.objects.get().outcome == "success"
     assert CallEvent.objects.get().status == EventStatus.PROCESSED
     assert set(OutboxEvent.objects.values_list("event_type", flat=True)) == {"call.analysed"}
 
@@ -104,9 +104,9 @@ def test_failed_ivr_journey_escalates_with_task_and_ticket(
 ):
     customer = Customer.objects.create(name="Ivy Caller", phone="+14155550111")
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
-    task = responses.post(
-        f"{SF_SOBJECTS}/Task/",
-        json={"id": "00T5e00000AbCdEEAZ", "errors": [], "success": True},
+    task = responses.patch(
+        f"{SF_SOBJECTS}/Task/Support_Desk_Id__c/task%3A{IVR_FAIL_ID}%3Amax_retries",
+        json={"id": "00T5e00000AbCdEEAZ", "errors": [], "success": True, "created": True},
         status=201,
     )
 
@@ -126,11 +126,11 @@ def test_failed_ivr_journey_escalates_with_task_and_ticket(
     assert ticket is not None
     assert (ticket.channel, ticket.customer) == ("phone", customer)
     assert sorted(ticket.tags.values_list("name", flat=True)) == ["ivr-failure", "max_retries"]
-    delivery = SalesforceDelivery.objects.get()
-    assert (delivery.sobject, delivery.status, delivery.escalation) == (
+    delivery = Delivery.objects.get()
+    assert (delivery.payload["sobject"], delivery.status, delivery.payload["escalation_id"]) == (
         "Task",
         DeliveryStatus.SUCCEEDED,
-        escalation,
+        escalation.pk,
     )
     assert json.loads(task.calls[0].request.body)["Subject"] == "IVR failure: max retries"
     assert len(responses.calls) == 2
@@ -150,7 +150,7 @@ def test_resending_the_same_record_is_idempotent(
     assert again.json() == {"accepted": 0, "duplicates": 1, "errors": []}
     assert Call.objects.count() == 1
     assert CallAnalytics.objects.count() == 1
-    assert not SalesforceDelivery.objects.exists()  # Salesforce is off by default
+    assert not Delivery.objects.exists()  # Salesforce is off by default
 
 
 def test_contact_event_then_ctr_fills_one_call(
@@ -201,7 +201,11 @@ def test_erasing_the_caller_removes_them_from_calls(
     customer = Customer.objects.create(name="Pat Payer", phone="+14155550100")
     place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
-    responses.post(f"{SF_SOBJECTS}/Case/", json={"id": "5003000000D8cuIAAR"}, status=201)
+    responses.patch(
+        f"{SF_SOBJECTS}/Case/Support_Desk_Id__c/case%3A{BILLING_ID}",
+        json={"id": "5003000000D8cuIAAR"},
+        status=201,
+    )
     post(integration_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
     call = Call.objects.get()
     customer_words = [s["text"] for s in call.transcript.segments if s["speaker"] == "Customer"]

@@ -1,24 +1,33 @@
-"""Salesforce: token refresh once, request limits back off, 5xx retry, 4xx dead letters."""
+"""Salesforce through the delivery engine: records upserted by External ID, token refresh
+once, request limits throttle, 5xx retry, 4xx dead letters, the never-enqueued sweep."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import pytest
+import requests
 import responses
+from django.utils import timezone
 
 from calls import services
-from calls.models import Call, SalesforceAttempt, SalesforceDelivery
+from calls.models import Call, PipelineStatus
 from calls.tests.conftest import SF_LOGIN, SF_SOBJECTS, SF_TOKEN_BODY
+from support.delivery import services as engine
+from support.delivery.models import Attempt, Circuit, Delivery
 from support.models import DeliveryStatus
 
 pytestmark = pytest.mark.django_db
-CASE_URL = f"{SF_SOBJECTS}/Case/"
-CREATED = {"id": "5003000000D8cuIAAR", "errors": [], "success": True}
+CASE_URL = f"{SF_SOBJECTS}/Case/Support_Desk_Id__c/case%3Ac-1"
+CREATED = {"id": "5003000000D8cuIAAR", "errors": [], "success": True, "created": True}
 
 
 @pytest.fixture
 def delivery(salesforce):
+    """A Case delivery whose first task never ran (the enqueue is after commit)."""
     call = Call.objects.create(contact_id="c-1")
-    return SalesforceDelivery.objects.create(
+    return services.salesforce_delivery_create(
         key="case:c-1",
         sobject="Case",
         call=call,
@@ -28,24 +37,86 @@ def delivery(salesforce):
 
 def attempts(d):
     return list(
-        SalesforceAttempt.objects.filter(delivery=d).values_list(
-            "outcome", "http_status", "error_code"
-        )
+        Attempt.objects.filter(delivery=d).values_list("outcome", "http_status", "error_code")
     )
+
+
+def send(d):
+    return engine.delivery_attempt(delivery_id=d.pk, expected_attempts=d.attempts)
+
+
+@responses.activate
+def test_a_case_is_upserted_by_its_external_id(delivery):
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    upsert = responses.patch(CASE_URL, status=201, json=CREATED)
+    assert send(delivery).outcome == "success"
+    [call] = upsert.calls
+    assert call.request.method == "PATCH"
+    assert json.loads(call.request.body) == {"Subject": "Phone call", "Origin": "Phone"}
+    assert call.request.headers["Authorization"] == f"Bearer {SF_TOKEN_BODY['access_token']}"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.external_id, delivery.attempts) == (
+        DeliveryStatus.SUCCEEDED,
+        CREATED["id"],
+        1,
+    )
+    assert Call.objects.get().pipeline_status == PipelineStatus.SYNCED
+
+
+@responses.activate
+def test_a_retry_after_a_lost_answer_updates_the_same_case(delivery, settings):
+    """The first upsert reached Salesforce but its answer was lost (a timeout): the retry
+    is the same PATCH on the same External ID, which Salesforce answers as an update (200,
+    ``created: false``); no second Case is created."""
+    settings.SALESFORCE_EXTERNAL_ID_FIELD = "Desk_Key__c"
+    url = f"{SF_SOBJECTS}/Case/Desk_Key__c/case%3Ac-1"
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    responses.patch(url, body=requests.exceptions.ReadTimeout("read timed out"))
+    responses.patch(url, status=200, json={**CREATED, "created": False})
+    assert send(delivery).outcome == "retryable"
+    delivery.refresh_from_db()
+    assert send(delivery).outcome == "success"
+    patches = [c for c in responses.calls if c.request.method == "PATCH"]
+    assert [c.request.url for c in patches] == [url, url]
+    assert patches[0].request.body == patches[1].request.body
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.external_id) == (DeliveryStatus.SUCCEEDED, CREATED["id"])
+    assert not [
+        c
+        for c in responses.calls
+        if c.request.method == "POST" and "sobjects" in (c.request.url or "")
+    ]
+
+
+@responses.activate
+def test_an_escalation_task_is_upserted_by_its_key(salesforce):
+    call = Call.objects.create(contact_id="c-9")
+    d = services.salesforce_delivery_create(
+        key="task:c-9:max_retries", sobject="Task", call=call, payload={"Subject": "IVR"}
+    )
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    task = responses.patch(
+        f"{SF_SOBJECTS}/Task/Support_Desk_Id__c/task%3Ac-9%3Amax_retries",
+        status=201,
+        json={"id": "00T5e00000AbCdEEAZ", "success": True, "errors": [], "created": True},
+    )
+    assert send(d).outcome == "success"
+    assert len(task.calls) == 1
+    assert Call.objects.get().pipeline_status != PipelineStatus.SYNCED  # only a Case syncs
 
 
 @responses.activate
 def test_invalid_session_refreshes_once(delivery):
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
-    responses.post(
+    responses.patch(
         CASE_URL,
         status=401,
         json=[{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}],
     )
-    responses.post(CASE_URL, status=201, json=CREATED)
-    assert services.salesforce_delivery_send(delivery_id=delivery.pk) is None
+    responses.patch(CASE_URL, status=201, json=CREATED)
+    assert send(delivery).outcome == "success"
     delivery.refresh_from_db()
-    assert (delivery.status, delivery.salesforce_id, delivery.attempts) == (
+    assert (delivery.status, delivery.external_id, delivery.attempts) == (
         DeliveryStatus.SUCCEEDED,
         CREATED["id"],
         1,
@@ -55,47 +126,50 @@ def test_invalid_session_refreshes_once(delivery):
 
 
 @responses.activate
-def test_invalid_session_twice_is_retryable(delivery):
+def test_invalid_session_twice_is_refused_credentials_and_pauses_salesforce(delivery):
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
-    responses.post(
+    responses.patch(
         CASE_URL,
         status=401,
         json=[{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}],
     )
-    delay = services.salesforce_delivery_send(delivery_id=delivery.pk)
-    assert delay is not None
+    report = send(delivery)
+    assert (report.outcome, report.status) == ("auth", "retrying")
     assert len(responses.calls) == 4  # one refresh only
-    assert attempts(delivery) == [("retryable", 401, "INVALID_SESSION_ID")]
+    assert attempts(delivery) == [("auth", 401, "INVALID_SESSION_ID")]
+    circuit = Circuit.objects.get(target_kind="salesforce")
+    assert (circuit.target_key, circuit.state) == ("login.salesforce.com", "open")
 
 
 @responses.activate
 def test_request_limit_backs_off(delivery):
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
-    responses.post(
+    responses.patch(
         CASE_URL,
         status=403,
         json=[{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
     )
-    delay = services.salesforce_delivery_send(delivery_id=delivery.pk)
+    report = send(delivery)
     delivery.refresh_from_db()
-    assert delay is not None
-    assert delay >= 60
+    assert report.next_attempt_in is not None
+    assert report.next_attempt_in >= 60
     assert delivery.status == DeliveryStatus.RETRYING
     assert delivery.next_attempt_at is not None
-    assert attempts(delivery) == [("retryable", 403, "REQUEST_LIMIT_EXCEEDED")]
+    assert attempts(delivery) == [("throttled", 403, "REQUEST_LIMIT_EXCEEDED")]
 
 
 @responses.activate
 def test_5xx_retries_then_dead_after_max_attempts(delivery, settings):
     settings.SALESFORCE_MAX_ATTEMPTS = 2
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
-    responses.post(
+    responses.patch(
         CASE_URL,
         status=503,
         json=[{"message": "Server unavailable", "errorCode": "SERVER_UNAVAILABLE"}],
     )
-    assert services.salesforce_delivery_send(delivery_id=delivery.pk) is not None
-    assert services.salesforce_delivery_send(delivery_id=delivery.pk) is None
+    assert send(delivery).next_attempt_in is not None
+    delivery.refresh_from_db()
+    assert send(delivery).next_attempt_in is None
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.DEAD, 2)
     assert attempts(delivery) == [("retryable", 503, "SERVER_UNAVAILABLE")] * 2
@@ -103,10 +177,10 @@ def test_5xx_retries_then_dead_after_max_attempts(delivery, settings):
 
 @responses.activate
 def test_other_4xx_is_a_dead_letter_and_can_be_redriven(
-    delivery, django_capture_on_commit_callbacks
+    delivery, supervisor, django_capture_on_commit_callbacks
 ):
     responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
-    responses.post(
+    responses.patch(
         CASE_URL,
         status=400,
         json=[
@@ -117,16 +191,15 @@ def test_other_4xx_is_a_dead_letter_and_can_be_redriven(
             }
         ],
     )
-    assert services.salesforce_delivery_send(delivery_id=delivery.pk) is None
+    assert send(delivery).status == DeliveryStatus.DEAD
     delivery.refresh_from_db()
-    assert delivery.status == DeliveryStatus.DEAD
     assert (
         delivery.last_error
         == "Salesforce 400 REQUIRED_FIELD_MISSING: Required fields are missing: [Status]"
     )
-    responses.replace(responses.POST, CASE_URL, status=201, json=CREATED)
+    responses.replace(responses.PATCH, CASE_URL, status=201, json=CREATED)
     with django_capture_on_commit_callbacks(execute=True):
-        services.salesforce_delivery_redrive(delivery=delivery)
+        engine.delivery_redrive(delivery_ids=[delivery.pk], actor=supervisor)
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SUCCEEDED
     assert attempts(delivery) == [
@@ -136,16 +209,41 @@ def test_other_4xx_is_a_dead_letter_and_can_be_redriven(
 
 
 @responses.activate
+def test_an_external_id_matching_several_records_is_a_dead_letter(delivery):
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    responses.patch(CASE_URL, status=300, json=["/services/data/v62.0/sobjects/Case/500A"])
+    assert send(delivery).status == DeliveryStatus.DEAD
+
+
+@responses.activate
 def test_oauth_failure_is_permanent(delivery):
     responses.post(
         SF_LOGIN,
         status=400,
         json={"error": "invalid_client", "error_description": "invalid client credentials"},
     )
-    assert services.salesforce_delivery_send(delivery_id=delivery.pk) is None
-    delivery.refresh_from_db()
-    assert delivery.status == DeliveryStatus.DEAD
+    assert send(delivery).status == DeliveryStatus.DEAD
     assert attempts(delivery) == [("permanent", 400, "invalid_client")]
+
+
+@responses.activate
+def test_a_case_whose_first_enqueue_was_lost_is_swept_and_sent(
+    delivery, django_capture_on_commit_callbacks
+):
+    """The first task of a Case was never enqueued (``next_attempt_at`` empty: the row
+    committed, the broker was down). The sweep finds it and sends it, once."""
+    Delivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=None, created_at=timezone.now() - timedelta(minutes=5)
+    )
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    upsert = responses.patch(CASE_URL, status=201, json=CREATED)
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            engine.deliveries_sweep()
+    assert len(upsert.calls) == 1
+    delivery.refresh_from_db()
+    assert delivery.status == DeliveryStatus.SUCCEEDED
+    assert Call.objects.get().pipeline_status == PipelineStatus.SYNCED
 
 
 @responses.activate
@@ -167,8 +265,8 @@ def test_jwt_bearer_flow(delivery, settings, tmp_path):
     settings.SALESFORCE_PRIVATE_KEY_FILE = str(path)
     settings.SALESFORCE_USERNAME = "integration@example.com"
     token = responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
-    responses.post(CASE_URL, status=201, json=CREATED)
-    services.salesforce_delivery_send(delivery_id=delivery.pk)
+    responses.patch(CASE_URL, status=201, json=CREATED)
+    send(delivery)
     from urllib.parse import parse_qs
 
     form = parse_qs(token.calls[0].request.body)

@@ -120,6 +120,9 @@ class OutboundRequest:
     last_inbound_at: datetime | None = None
     thread_message_ids: tuple[str, ...] = ()  # email: ids for In-Reply-To / References
     outgoing_message_id: str = ""  # email: the Message-ID we assign
+    # The delivery's idempotency key, for a channel whose API drops a repeated send by it
+    # (none of the HTTP channels has one today: see ``ChannelAdapter.deduplicates_sends``).
+    idempotency_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,11 @@ class ChannelAdapter(ABC):
     #: Hosts media may be downloaded from (a name also allows its subdomains); more per
     #: channel with ``CHANNELS_MEDIA_EXTRA_HOSTS``. Empty: no downloads by URL.
     media_hosts: tuple[str, ...] = ()
+    #: Whether a repeated send of the same reply is dropped on the way (an idempotency key
+    #: the API honours, an id the client checks). False: a send repeated after a worker
+    #: died mid-call may reach the customer twice, and the engine counts it
+    #: (``Delivery.possible_duplicate``). docs/channels.md lists each channel.
+    deduplicates_sends: bool = False
 
     @abstractmethod
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:

@@ -12,8 +12,9 @@ import pytest
 from django.test import Client
 
 from channels_app.fixtures import Fixture, fixture_load, signed_headers
-from channels_app.models import ChannelAccount, DeliveryAttempt, InboundEvent, OutboundDelivery
+from channels_app.models import ChannelAccount, InboundEvent
 from channels_app.services import channel_account_upsert
+from support.delivery.models import Attempt, Delivery
 from tickets.models import Attachment, ChannelIdentity, Customer, Message, Ticket
 
 TEST_SECRET = "test-app-secret"
@@ -53,8 +54,8 @@ def counts() -> Counts:
         messages=Message.objects.count(),
         attachments=Attachment.objects.count(),
         events=InboundEvent.objects.count(),
-        deliveries=OutboundDelivery.objects.count(),
-        attempts=DeliveryAttempt.objects.count(),
+        deliveries=Delivery.objects.count(),
+        attempts=Attempt.objects.count(),
     )
 
 

@@ -9,8 +9,9 @@ import pytest
 import responses
 from django.test import Client
 
-from channels_app.models import ChannelAccount, InboundEvent, OutboundDelivery
+from channels_app.models import ChannelAccount, InboundEvent
 from channels_app.tests.conftest import make_account
+from support.delivery.models import Delivery
 from tickets.models import Message, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -109,14 +110,14 @@ def test_dead_outbound_delivery_is_redriven_from_the_admin(
     responses.post(url, status=401, json={"error": {"message": "token expired"}})
     with django_capture_on_commit_callbacks(execute=True):
         message = message_add(ticket=Ticket.objects.get(), body="Hi", author_user=agent)
-    delivery = OutboundDelivery.objects.get()
+    delivery = Delivery.objects.get()
     assert delivery.status == "dead"
-    page = admin_client.get(f"/admin/channels_app/outbounddelivery/{delivery.pk}/change/")
+    page = admin_client.get(f"/admin/delivery/delivery/{delivery.pk}/change/")
     assert b"token expired" in page.content
     responses.replace(responses.POST, url, json={"messages": [{"id": "wamid.OK"}]})
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(
-            "/admin/channels_app/outbounddelivery/",
+            "/admin/delivery/delivery/",
             {"action": "redrive", "_selected_action": [delivery.pk]},
         )
     delivery.refresh_from_db()
@@ -130,13 +131,13 @@ def test_agents_cannot_redrive(post_fixture: Any, client: Client, agent: Any) ->
     from django.contrib.admin.sites import site
     from django.test import RequestFactory
 
-    from channels_app.admin import OutboundDeliveryAdmin
+    from support.delivery.admin import DeliveryAdmin
 
     request = RequestFactory().post("/")
     request.user = agent
-    admin = OutboundDeliveryAdmin(OutboundDelivery, site)
+    admin = DeliveryAdmin(Delivery, site)
     with mock.patch.object(admin, "message_user") as told:
-        admin.redrive(request, OutboundDelivery.objects.none())
+        admin.redrive(request, Delivery.objects.none())
     told.assert_called_once()
     assert "Only supervisors" in told.call_args.args[1]
 

@@ -12,8 +12,9 @@ import responses
 from django.utils import timezone
 
 from channels_app import services
-from channels_app.models import DeliveryAttempt, OutboundDelivery
 from channels_app.tests.conftest import counts, diff, make_account
+from support.delivery import services as engine
+from support.delivery.models import Attempt, Circuit, Delivery
 from tickets.models import Message, Ticket
 from tickets.services import message_add
 
@@ -66,9 +67,14 @@ def test_whatsapp_reply_makes_exactly_one_request_with_the_right_body(
     assert diff(before, counts()) == {"messages": 1, "deliveries": 1, "attempts": 1}
     message.refresh_from_db()
     assert (message.delivery_status, message.channel_message_id) == ("sent", "wamid.SENT-0001")
-    delivery = OutboundDelivery.objects.get()
+    delivery = Delivery.objects.get()
+    assert (delivery.target_kind, delivery.idempotency_key) == (
+        "channel_reply",
+        f"message:{message.pk}",
+    )
     assert (delivery.status, delivery.attempts, delivery.last_http_status) == ("succeeded", 1, 200)
-    attempt = DeliveryAttempt.objects.get()
+    assert (delivery.lease_owner, delivery.lease_until) == ("", None)
+    attempt = Attempt.objects.get()
     assert (attempt.outcome, attempt.http_status) == ("success", 200)
 
 
@@ -87,7 +93,7 @@ def test_500_then_200_gives_one_delivered_message_with_two_recorded_attempts(
     assert responses.calls[0].request.body == responses.calls[1].request.body
     message.refresh_from_db()
     assert (message.delivery_status, message.channel_message_id) == ("sent", "wamid.SENT-0002")
-    delivery = OutboundDelivery.objects.get()
+    delivery = Delivery.objects.get()
     assert (delivery.status, delivery.attempts) == ("succeeded", 2)
     assert list(delivery.attempt_log.values_list("outcome", "http_status")) == [
         ("retryable", 500),
@@ -99,26 +105,42 @@ def test_500_then_200_gives_one_delivered_message_with_two_recorded_attempts(
 
 
 @responses.activate
-def test_429_honours_retry_after(wa_ticket: Ticket, agent: Any, settings: Any) -> None:
+def test_429_honours_retry_after_for_the_reply_and_its_account(
+    wa_ticket: Ticket, agent: Any
+) -> None:
     responses.post(WA_URL, status=429, headers={"Retry-After": "120"}, json={})
     responses.post(WA_URL, json={"messages": [{"id": "wamid.SENT-0003"}]})
     message = message_add(ticket=wa_ticket, body="Hello", author_user=agent)
     delivery = services.outbound_delivery_create(message_id=message.pk)
     assert delivery is not None
-    delay = services.outbound_delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
-    assert delay is not None
-    assert 120 <= delay <= settings.CHANNELS_OUTBOUND_BACKOFF_CAP
+    report = engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
+    assert report.outcome == "throttled"
+    assert report.next_attempt_in is not None
+    assert 120 <= report.next_attempt_in <= 900
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_http_status) == ("retrying", 1, 429)
     assert delivery.next_attempt_at is not None
     assert delivery.next_attempt_at >= timezone.now() + timedelta(seconds=119)
-    # a duplicate task message for attempt 1 finds it claimed and does nothing
-    assert services.outbound_delivery_attempt(delivery_id=delivery.pk, expected_attempts=0) is None
+    # The account said when to come back: its circuit holds every reply until then.
+    circuit = Circuit.objects.get(target_kind="channel_reply", target_key=delivery.target_key)
+    assert circuit.state == "open"
+    assert circuit.open_until is not None
+    assert circuit.open_until >= timezone.now() + timedelta(seconds=119)
+    # a duplicate task message for attempt 1 finds it taken and does nothing
+    assert not engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=0).claimed
+    # the scheduled retry arriving early (eager Celery) is held back by the circuit
+    held = engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=1)
+    assert (held.claimed, held.paused_until) == (False, circuit.open_until)
     assert len(responses.calls) == 1
-    assert services.outbound_delivery_attempt(delivery_id=delivery.pk, expected_attempts=1) is None
+    # Retry-After has passed: the retry is the probe, and it closes the circuit.
+    past = timezone.now() - timedelta(seconds=1)
+    Circuit.objects.filter(pk=circuit.pk).update(open_until=past)
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=past)
+    assert engine.delivery_attempt(delivery_id=delivery.pk).outcome == "success"
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("succeeded", 2)
     assert len(responses.calls) == 2
+    assert Circuit.objects.get(pk=circuit.pk).state == "closed"
 
 
 @responses.activate
@@ -130,7 +152,7 @@ def test_4xx_is_a_dead_letter_without_retry(
     )
     message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
     assert len(responses.calls) == 1
-    delivery = OutboundDelivery.objects.get()
+    delivery = Delivery.objects.get()
     assert (delivery.status, delivery.attempts, delivery.error_code) == ("dead", 1, "http_400")
     assert list(delivery.attempt_log.values_list("outcome", "http_status")) == [("permanent", 400)]
     message.refresh_from_db()
@@ -146,7 +168,7 @@ def test_retries_are_bounded_then_dead_letter_and_redrive(
     responses.post(WA_URL, status=503, json={})
     message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
     assert len(responses.calls) == 3
-    delivery = OutboundDelivery.objects.get()
+    delivery = Delivery.objects.get()
     assert (delivery.status, delivery.attempts) == ("dead", 3)
     message.refresh_from_db()
     assert message.delivery_status == "failed"
@@ -154,7 +176,9 @@ def test_retries_are_bounded_then_dead_letter_and_redrive(
 
     responses.replace(responses.POST, WA_URL, json={"messages": [{"id": "wamid.REDRIVEN"}]})
     with django_capture_on_commit_callbacks(execute=True):
-        services.outbound_delivery_redrive(delivery=delivery)
+        assert engine.delivery_redrive(delivery_ids=[delivery.pk], actor=agent) == 1
+        message.refresh_from_db()
+        assert message.delivery_status == "queued"
     delivery.refresh_from_db()
     message.refresh_from_db()
     assert (delivery.status, delivery.attempt_log.count()) == ("succeeded", 4)
@@ -176,7 +200,7 @@ def test_whatsapp_reply_outside_the_24_hour_window_is_refused_with_a_clear_error
         "whatsapp_window_closed",
     )
     assert "template" in message.delivery_error
-    assert OutboundDelivery.objects.get().status == "dead"
+    assert Delivery.objects.get().status == "dead"
 
 
 @responses.activate
@@ -354,7 +378,7 @@ def test_reply_on_a_channel_without_account_fails_visibly(
     message = reply(ticket, agent, django_capture_on_commit_callbacks)
     message.refresh_from_db()
     assert (message.delivery_status, message.delivery_error_code) == ("failed", "no_account")
-    assert OutboundDelivery.objects.count() == 0
+    assert Delivery.objects.count() == 0
 
 
 @responses.activate
@@ -379,10 +403,10 @@ def test_echo_recorded_before_the_send_result_does_not_break_the_delivery(
     )
     delivery = services.outbound_delivery_create(message_id=message.pk)
     assert delivery is not None
-    assert services.outbound_delivery_attempt(delivery_id=delivery.pk, expected_attempts=0) is None
+    assert engine.delivery_attempt(delivery_id=delivery.pk).outcome == "success"
     delivery.refresh_from_db()
     message.refresh_from_db()
-    assert (delivery.status, delivery.external_message_id) == ("succeeded", "m_ECHO_FIXTURE_0001")
+    assert (delivery.status, delivery.external_id) == ("succeeded", "m_ECHO_FIXTURE_0001")
     assert (message.delivery_status, message.channel_message_id) == ("sent", None)
     assert ChannelAccount.objects.count() == 1
 
@@ -397,15 +421,24 @@ def test_echo_of_our_own_app_is_skipped(post_fixture: Any) -> None:
     assert diff(before, counts()) == {"events": 1}
 
 
-def test_sweep_requeues_lost_attempts(wa_ticket: Ticket, agent: Any) -> None:
-    from unittest import mock
-
+@responses.activate
+def test_a_reply_whose_first_task_was_lost_is_sent_by_the_sweep(
+    wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SWEPT"}]})
     message = message_add(ticket=wa_ticket, body="Hello", author_user=agent)
-    delivery = services.outbound_delivery_create(message_id=message.pk)
+    delivery = services.outbound_delivery_create(message_id=message.pk)  # no commit: lost
     assert delivery is not None
-    OutboundDelivery.objects.filter(pk=delivery.pk).update(
-        created_at=timezone.now() - timedelta(minutes=5)
+    assert len(responses.calls) == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.deliveries_sweep() == 0  # within the grace its own task may still come
+    Delivery.objects.filter(pk=delivery.pk).update(
+        next_attempt_at=timezone.now() - timedelta(minutes=5)
     )
-    with mock.patch("channels_app.services._enqueue_attempt") as enqueue:
-        assert services.outbound_delivery_sweep() == 1
-    enqueue.assert_called_once_with(delivery.pk, 0)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.deliveries_sweep() == 1
+    assert len(responses.calls) == 1
+    message.refresh_from_db()
+    assert (message.delivery_status, message.channel_message_id) == ("sent", "wamid.SWEPT")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.deliveries_sweep() == 0

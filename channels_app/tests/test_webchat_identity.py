@@ -17,8 +17,10 @@ from django.test import Client
 
 from channels_app import services
 from channels_app.adapters.webchat.adapter import session_issue
-from channels_app.models import WebchatVerification, WebchatVerificationAttempt
+from channels_app.models import WebchatVerification
 from channels_app.tests.conftest import make_account
+from channels_app.verification import webchat_verification_delivery
+from support.delivery.models import Attempt, Delivery
 from support.models import AuditLog
 from tickets import services as ticket_services
 from tickets.models import ChannelIdentity, Customer, Message, Ticket
@@ -244,11 +246,15 @@ def test_a_verified_code_merges_the_guest_into_the_addresss_customer(
 
     # Hashed at rest: the code appears in no stored row.
     verification = WebchatVerification.objects.get()
-    assert verification.status == "succeeded"
+    delivery = webchat_verification_delivery(verification)
+    assert delivery is not None
+    assert (delivery.target_kind, delivery.status) == ("webchat_verification", "succeeded")
+    assert delivery.expires_at == verification.expires_at
     stored = json.dumps(
         [
             list(WebchatVerification.objects.values().get().values()),
-            list(WebchatVerificationAttempt.objects.values_list()),
+            list(Delivery.objects.values_list()),
+            list(Attempt.objects.values_list()),
         ],
         default=str,
     )
@@ -395,10 +401,7 @@ def test_a_failed_send_is_retried_and_recorded(
     _email_account()
     account = make_account("webchat")
     started = _start(web, account, "ana@example.com")
-    with (
-        mock.patch("channels_app.verification.backoff_seconds", return_value=0.0),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
+    with django_capture_on_commit_callbacks(execute=True):
         asked = web.post(
             started["verify_url"],
             data={},
@@ -406,9 +409,10 @@ def test_a_failed_send_is_retried_and_recorded(
             HTTP_X_WEBCHAT_SESSION=started["session"],
         )
     assert asked.status_code == 202
-    verification = WebchatVerification.objects.get()
-    assert (verification.status, verification.attempts) == ("succeeded", 2)
-    assert list(verification.attempt_log.values_list("outcome", "http_status")) == [
+    delivery = webchat_verification_delivery(WebchatVerification.objects.get())
+    assert delivery is not None
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    assert list(delivery.attempt_log.values_list("outcome", "http_status")) == [
         ("retryable", 503),
         ("success", 202),
     ]

@@ -1,10 +1,19 @@
+"""The external ticketing sync through the delivery engine: seed 004's schedule (retries
+after 1, 2, 4, 8, 16 s, then a dead letter), the Idempotency-Key header, the decision's
+sync status, re-drive, and no lock held while the ticketing system is called."""
+
 from __future__ import annotations
+
+import threading
 
 import pytest
 import responses
+from django.db import connection, connections
 
 from routing import services
-from routing.models import RoutingDecision, TicketingSync
+from routing.models import RoutingDecision
+from support.delivery import services as engine
+from support.delivery.models import Delivery
 from tickets import services as ticket_services
 
 pytestmark = pytest.mark.django_db
@@ -20,17 +29,17 @@ def sync_on(routing_on):
 
 @pytest.fixture
 def countdowns(monkeypatch):
-    """Record the retry delays the task schedules (eager Celery ignores countdown)."""
-    from routing import tasks
+    """Record the delays the engine schedules attempts with (eager Celery ignores them)."""
+    from support.delivery import tasks
 
     seen: list[float] = []
-    real = tasks.ticketing_sync_task.apply_async
+    real = tasks.delivery_attempt_task.apply_async
 
     def spy(args=None, kwargs=None, countdown=None, **opts):
         seen.append(countdown)
         return real(args=args, kwargs=kwargs, **opts)
 
-    monkeypatch.setattr(tasks.ticketing_sync_task, "apply_async", spy)
+    monkeypatch.setattr(tasks.delivery_attempt_task, "apply_async", spy)
     return seen
 
 
@@ -43,16 +52,20 @@ def _route(customer, django_capture_on_commit_callbacks):
 
 
 @responses.activate
-def test_sync_success(sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns):
+def test_sync_success_sends_the_idempotency_key(
+    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns
+):
     responses.post(URL, json={"ok": True}, status=200)
     decision = _route(customer, django_capture_on_commit_callbacks)
     assert decision.sync_status == "success"
-    delivery = TicketingSync.objects.get()
+    delivery = Delivery.objects.get()
+    assert (delivery.target_kind, delivery.target_key) == ("ticketing_sync", "tickets.example.test")
     assert (delivery.status, delivery.attempts) == ("succeeded", 1)
     assert countdowns == [0.0]
-    call = responses.calls[0].request
-    assert call.headers["Authorization"] == "Bearer tok"
-    assert call.headers["Idempotency-Key"] == f"routing-decision-{decision.pk}"
+    [call] = responses.calls
+    assert call.request.headers["Authorization"] == "Bearer tok"
+    assert call.request.headers["Idempotency-Key"] == f"routing-decision-{decision.pk}"
+    assert delivery.idempotency_key == f"routing-decision-{decision.pk}"
     body = delivery.payload
     assert (body["assignment"]["team"], body["priority"]) == ("billing", decision.priority)
     assert body["routing"]["decision_id"] == decision.pk
@@ -60,26 +73,32 @@ def test_sync_success(sync_on, teams, customer, django_capture_on_commit_callbac
 
 @responses.activate
 def test_sync_retries_1_2_4_8_16_then_dead_letter_and_redrive(
-    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns
+    sync_on, teams, customer, supervisor, django_capture_on_commit_callbacks, countdowns
 ):
     responses.post(URL, body="busy", status=503)
     decision = _route(customer, django_capture_on_commit_callbacks)
-    delivery = TicketingSync.objects.get()
+    delivery = Delivery.objects.get()
     assert countdowns == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0]
     assert (delivery.status, delivery.attempts, delivery.last_http_status) == ("dead", 6, 503)
-    assert list(delivery.attempts_log.values_list("number", "outcome")) == [
+    assert list(delivery.attempt_log.values_list("number", "outcome")) == [
         (n, "retryable") for n in range(1, 7)
     ]
     assert decision.sync_status == "failed"
     assert len(responses.calls) == 6
+    # every retry carried the same key, so the ticketing system can drop repeats
+    assert {c.request.headers["Idempotency-Key"] for c in responses.calls} == {
+        f"routing-decision-{decision.pk}"
+    }
 
     responses.replace(responses.POST, URL, json={}, status=201)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.ticketing_sync_redrive(delivery_ids=[delivery.pk]) == 1
+        assert engine.delivery_redrive(delivery_ids=[delivery.pk], actor=supervisor) == 1
+        assert RoutingDecision.objects.get().sync_status == "pending"
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("succeeded", 1)
-    assert delivery.attempts_log.count() == 7
+    assert delivery.attempt_log.count() == 7
     assert RoutingDecision.objects.get().sync_status == "success"
+    assert len(responses.calls) == 7
 
 
 @responses.activate
@@ -88,7 +107,60 @@ def test_sync_4xx_is_permanent(
 ):
     responses.post(URL, json={"error": "bad"}, status=422)
     decision = _route(customer, django_capture_on_commit_callbacks)
-    delivery = TicketingSync.objects.get()
-    assert (delivery.status, delivery.attempts) == ("dead", 1)
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.error_code) == ("dead", 1, "http_422")
     assert countdowns == [0.0]
     assert decision.sync_status == "failed"
+    assert '{"error": "bad"}' in delivery.last_error
+
+
+@responses.activate
+def test_sync_retry_after_is_honoured(sync_on, teams, customer, django_capture_on_commit_callbacks):
+    responses.post(URL, status=429, headers={"Retry-After": "30"})
+    ticket = ticket_services.ticket_create(customer=customer, subject="Refund", body="refund?")
+    decision = services.routing_decide(ticket_id=ticket.pk)  # not committed: no task ran
+    delivery = Delivery.objects.get()
+    report = engine.delivery_attempt(delivery_id=delivery.pk)
+    assert (report.outcome, report.next_attempt_in) == ("throttled", 30.0)  # not 1 s
+    decision.refresh_from_db()
+    assert decision.sync_status == "pending"
+
+
+@pytest.mark.django_db(transaction=True)
+@responses.activate
+def test_no_lock_is_held_while_the_ticketing_system_is_called(sync_on, teams, customer):
+    """While the request is in flight, another transaction can lock the delivery row and
+    the decision row at once (NOWAIT): the call is made with no transaction open."""
+    seen: dict[str, object] = {}
+
+    def lock_from_elsewhere(request):
+        seen["in_atomic_block"] = connection.in_atomic_block
+
+        def other() -> None:
+            try:
+                with connections["default"].cursor() as cursor:
+                    cursor.execute("BEGIN")
+                    for table in ("delivery_delivery", "routing_routingdecision"):
+                        cursor.execute(f"SELECT id FROM {table} FOR UPDATE NOWAIT")  # noqa: S608
+                        seen[table] = len(cursor.fetchall())
+                    cursor.execute("ROLLBACK")
+            except Exception as exc:
+                seen["error"] = exc
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        return (200, {}, "{}")
+
+    responses.add_callback(responses.POST, URL, callback=lock_from_elsewhere)
+    ticket = ticket_services.ticket_create(customer=customer, subject="Refund", body="refund?")
+    services.routing_decide(ticket_id=ticket.pk)  # commits; the eager task sends
+    assert seen == {
+        "in_atomic_block": False,
+        "delivery_delivery": 1,
+        "routing_routingdecision": 1,
+    }
+    assert Delivery.objects.get().status == "succeeded"
+    assert RoutingDecision.objects.get().sync_status == "success"

@@ -89,6 +89,8 @@ class WebchatAdapter(ChannelAdapter):
     channel = "webchat"
     kept_headers = ("content-type", "user-agent", SESSION_HEADER)
     trusts_sender_email = False  # anyone can type any address into the widget
+    # The widget shows a message id once (static/webchat/widget.js keeps the ids it saw).
+    deduplicates_sends = True
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         session_read(account, request.header(SESSION_HEADER))

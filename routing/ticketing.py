@@ -1,0 +1,47 @@
+"""The external ticketing system's HTTP adapter (seed 004's "Ticketing System Update"):
+one POST of a routing decision to ``TICKETING_SYSTEM_URL``, with a bearer token when
+``TICKETING_SYSTEM_TOKEN`` is set and the delivery's ``Idempotency-Key`` so that a retry of
+a request that did arrive is recognised by the ticketing system instead of applied twice.
+
+Only this module calls the ticketing system. It answers what the system said (the delivery
+engine classifies the status: 2xx success, 429 throttled, 401 refused credentials, 408/425
+/5xx retryable, other 4xx permanent); a timeout or refused connection is retryable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from django.conf import settings
+
+from support.delivery.models import Outcome
+from support.delivery.registry import DeliveryError, SendResult
+from support.outbound import parse_retry_after
+
+
+def ticketing_post(*, body: dict[str, Any], idempotency_key: str) -> SendResult:
+    url = settings.TICKETING_SYSTEM_URL
+    if not url:
+        raise DeliveryError(
+            "TICKETING_SYSTEM_URL is not set any more: nowhere to send the decision.",
+            outcome=Outcome.PERMANENT,
+            error_code="not_configured",
+        )
+    headers = {"Idempotency-Key": idempotency_key}
+    if settings.TICKETING_SYSTEM_TOKEN:
+        headers["Authorization"] = f"Bearer {settings.TICKETING_SYSTEM_TOKEN}"
+    try:
+        response = requests.post(
+            url, json=body, headers=headers, timeout=settings.TICKETING_SYSTEM_TIMEOUT
+        )
+    except requests.RequestException as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc
+    ok = 200 <= response.status_code < 300
+    return SendResult(
+        http_status=response.status_code,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        request_summary={"url": url, "idempotency_key": idempotency_key},
+        response_summary=response.text[:2000],
+        error="" if ok else response.text[:1000],
+    )

@@ -1,0 +1,214 @@
+"""What an integration registers with the delivery engine: a :class:`TargetKind`.
+
+A kind says two small things, and the engine does the rest (leases, attempts, backoff,
+dead letters, circuits, the sweep):
+
+- ``send(delivery) -> SendResult``: send one payload (vendor HTTP stays in the
+  integration's adapter); return what the target answered, or raise a
+  :class:`DeliveryError` (or the shared ``RetryableError`` / ``PermanentError``).
+- ``classify(result) -> Outcome``: success, retryable, throttled, auth or permanent.
+  The default reads the HTTP status (:func:`classify_http`).
+
+Kinds register in their app's ``AppConfig.ready()``; settings are read when a function
+runs, never at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from support.delivery.models import Outcome
+from support.errors import PermanentError, RetryableError
+from support.outbound import backoff_seconds
+
+if TYPE_CHECKING:
+    from support.delivery.models import Delivery
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the target answered to one send."""
+
+    http_status: int | None = None
+    external_id: str = ""
+    retry_after: float | None = None
+    request_summary: dict[str, Any] = field(default_factory=dict)
+    response_summary: str = ""
+    error: str = ""  # the target's complaint, when ``classify`` says it failed
+    error_code: str = ""
+    data: dict[str, Any] = field(default_factory=dict)  # anything the kind's hooks need
+
+
+class DeliveryError(Exception):
+    """A send that failed, already classified by the integration."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        outcome: Outcome,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+        error_code: str = "",
+        response_text: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.outcome = Outcome(outcome)
+        self.http_status = http_status
+        self.retry_after = retry_after
+        self.error_code = error_code
+        self.response_text = response_text
+
+
+def classify_http(status: int | None) -> Outcome:
+    """No HTTP (e.g. a websocket push) or 2xx: success; 429 throttled; 401 auth; 408, 425
+    and 5xx retryable; any other status (other 4xx, 3xx) permanent."""
+    if status is None or 200 <= status < 300:
+        return Outcome.SUCCESS
+    if status == 429:
+        return Outcome.THROTTLED
+    if status == 401:
+        return Outcome.AUTH
+    if status in (408, 425) or status >= 500:
+        return Outcome.RETRYABLE
+    return Outcome.PERMANENT
+
+
+def classify_result(result: SendResult) -> Outcome:
+    return classify_http(result.http_status)
+
+
+def error_from_exception(exc: Exception) -> DeliveryError:
+    """Map an integration's exception to a classified :class:`DeliveryError`.
+
+    ``RetryableError`` is retryable (throttled for a 429, or the ``outcome`` attribute it
+    carries: throttled or auth), ``PermanentError`` permanent; ``http_status``,
+    ``error_code`` (or ``code``) and ``response_text`` attributes are kept when present.
+    """
+    if isinstance(exc, DeliveryError):
+        return exc
+    http_status = getattr(exc, "http_status", None)
+    code = str(getattr(exc, "error_code", "") or getattr(exc, "code", "") or "")
+    response_text = str(getattr(exc, "response_text", "") or "")
+    if isinstance(exc, RetryableError):
+        outcome = Outcome.THROTTLED if http_status == 429 else Outcome.RETRYABLE
+        explicit = getattr(exc, "outcome", None)  # an adapter that knows better (auth…)
+        if explicit in (Outcome.RETRYABLE, Outcome.THROTTLED, Outcome.AUTH):
+            outcome = Outcome(explicit)
+        return DeliveryError(
+            str(exc),
+            outcome=outcome,
+            http_status=http_status,
+            retry_after=exc.retry_after,
+            error_code=code,
+            response_text=response_text,
+        )
+    if isinstance(exc, PermanentError):
+        return DeliveryError(
+            str(exc),
+            outcome=Outcome.PERMANENT,
+            http_status=http_status,
+            error_code=code,
+            response_text=response_text,
+        )
+    # Anything else is a bug or an unexpected library error: retried (bounded), logged.
+    return DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When to try again, and when to give up.
+
+    ``delays`` (seconds before retry 1, 2, …; the last one repeats) or exponential backoff
+    from ``base`` capped at ``cap`` with ±20% ``jitter``. After ``max_attempts`` attempts
+    the delivery is a dead letter. A target's ``Retry-After`` wins when it asks for longer
+    (up to ``retry_after_cap``, default ``DELIVERY_RETRY_AFTER_MAX_SECONDS``).
+    """
+
+    max_attempts: int
+    delays: tuple[float, ...] = ()
+    base: float = 2.0
+    cap: float = 600.0
+    jitter: bool = True
+    retry_after_cap: float | None = None
+
+    def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after ``attempts`` failed attempts (1-based)."""
+        if self.delays:
+            delay = float(self.delays[min(max(attempts, 1), len(self.delays)) - 1])
+        else:
+            delay = backoff_seconds(attempts, base=self.base, cap=self.cap, jitter=self.jitter)
+        if retry_after is not None:
+            cap = self.retry_after_cap
+            if cap is None:
+                cap = float(settings.DELIVERY_RETRY_AFTER_MAX_SECONDS)
+            delay = max(delay, min(retry_after, cap))
+        return delay
+
+
+class Change:
+    """What happened to a delivery, for a kind's ``on_change`` hook (run in the same
+    transaction as the engine's write, so domain state never disagrees with it)."""
+
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    DEAD = "dead"
+    REDRIVEN = "redriven"
+
+
+@dataclass(frozen=True)
+class DeliveryChange:
+    event: str  # a Change value
+    result: SendResult | None = None
+    error: str = ""
+    error_code: str = ""
+    gave_up: bool = False  # dead because retries ran out (not a permanent answer)
+
+
+def _default_schedule() -> Schedule:
+    return Schedule(max_attempts=5)
+
+
+@dataclass(frozen=True)
+class TargetKind:
+    """An integration's outbound kind (see the module docstring)."""
+
+    name: str
+    send: Callable[[Delivery], SendResult]
+    classify: Callable[[SendResult], Outcome] = classify_result
+    schedule: Callable[[], Schedule] = _default_schedule
+    on_change: Callable[[Delivery, DeliveryChange], None] | None = None
+    #: Whether the target drops a repeated send of the same delivery (an idempotency key,
+    #: an upsert, an id the client checks). Where it cannot, a send repeated after a lost
+    #: lease is counted (``Delivery.possible_duplicate``).
+    deduplicates: Callable[[Delivery], bool] = field(default=lambda delivery: False)
+    #: Seconds a claim holds the delivery; longer than any send can take (the attempt task
+    #: is killed at 90 s). Empty: ``DELIVERY_LEASE_SECONDS``.
+    lease_seconds: Callable[[], float] | None = None
+    #: Celery queue of the attempt task (e.g. "realtime" for what a person waits for).
+    queue: Callable[[], str | None] = field(default=lambda: None)
+    label: str = ""
+
+
+_kinds: dict[str, TargetKind] = {}
+
+
+def target_kind_register(kind: TargetKind) -> None:
+    """Register (or replace, e.g. in tests) a target kind by name."""
+    _kinds[kind.name] = kind
+
+
+def target_kind_get(name: str) -> TargetKind | None:
+    return _kinds.get(name)
+
+
+def target_kinds() -> dict[str, TargetKind]:
+    return dict(_kinds)
+
+
+def target_kind_unregister(name: str) -> None:
+    _kinds.pop(name, None)

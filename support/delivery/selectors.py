@@ -1,0 +1,60 @@
+"""Reads of the delivery engine, for the admin, feature panels and ``/health``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from support.delivery.models import Circuit, CircuitState, Delivery
+from support.models import DeliveryStatus
+
+
+def delivery_list(
+    *, target_kind: str | None = None, status: str | None = None
+) -> QuerySet[Delivery]:
+    deliveries = Delivery.objects.all()
+    if target_kind:
+        deliveries = deliveries.filter(target_kind=target_kind)
+    if status:
+        deliveries = deliveries.filter(status=status)
+    return deliveries
+
+
+def delivery_get(*, target_kind: str, idempotency_key: str) -> Delivery | None:
+    return Delivery.objects.filter(target_kind=target_kind, idempotency_key=idempotency_key).first()
+
+
+def deliveries_for_subject(
+    *, subject_type: str, subject_ids: list[Any], target_kind: str | None = None
+) -> QuerySet[Delivery]:
+    deliveries = Delivery.objects.filter(
+        subject_type=subject_type, subject_id__in=[str(pk) for pk in subject_ids]
+    )
+    if target_kind:
+        deliveries = deliveries.filter(target_kind=target_kind)
+    return deliveries
+
+
+def circuits_paused() -> QuerySet[Circuit]:
+    """Targets not taking deliveries right now: open (cooling off) or half-open (one
+    probe in flight)."""
+    now = timezone.now()
+    return Circuit.objects.filter(
+        Q(state=CircuitState.OPEN, open_until__gt=now) | Q(state=CircuitState.HALF_OPEN)
+    )
+
+
+def circuit_get(*, target_kind: str, target_key: str = "") -> Circuit | None:
+    return Circuit.objects.filter(target_kind=target_kind, target_key=target_key).first()
+
+
+def delivery_health() -> dict[str, int]:
+    """Counts only (``/health`` is public): dead letters waiting for a re-drive, targets
+    paused by their circuit, deliveries that may have reached their recipient twice."""
+    return {
+        "dead_letters": Delivery.objects.filter(status=DeliveryStatus.DEAD).count(),
+        "circuits_open": circuits_paused().count(),
+        "possible_duplicates": Delivery.objects.filter(possible_duplicate=True).count(),
+    }
