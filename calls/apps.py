@@ -10,10 +10,11 @@ class CallsConfig(AppConfig):
 
     def ready(self) -> None:
         from calls.privacy import calls_erase
-        from calls.services import salesforce_target_kind
+        from calls.services import alert_sns_target_kind, salesforce_target_kind
         from support.delivery.registry import target_kind_register
 
         target_kind_register(salesforce_target_kind())
+        target_kind_register(alert_sns_target_kind())
         from calls.retention import call_events_purge
         from support.retention import register_raw_event_purger
         from tickets.context.privacy import register_erasure_hook

@@ -881,21 +881,38 @@ def alert_raise(*, rule: AlertRule, span: AgentStateSpan, seconds: int) -> Alert
         },
     )
     if rule.notify_sns and settings.CALLS_ALERT_SNS_TOPIC_ARN:
-        from calls.tasks import alert_sns_publish_task
-
-        alert_id = alert.pk
-        transaction.on_commit(lambda: alert_sns_publish_task.delay(alert_id))
+        alert_sns_delivery_create(alert=alert)
     return alert
 
 
-def alert_sns_publish(*, alert_id: int, client: Any = None) -> str:
-    """Publish one alert to ``CALLS_ALERT_SNS_TOPIC_ARN``; failures raise the project's
-    ``RetryableError`` / ``PermanentError`` (``support.aws``)."""
+# An alert published to ``CALLS_ALERT_SNS_TOPIC_ARN`` is a ``support.delivery`` delivery of
+# kind ``sns_alert`` (idempotency key ``alert:<id>``): attempts recorded, AWS failures
+# classified by ``support.aws`` (throttled and 5xx retried with backoff, refused
+# credentials pause the target), dead letters re-driven from the deliveries admin.
+
+SNS_ALERT_KIND = "sns_alert"
+
+
+def alert_sns_delivery_create(*, alert: Alert) -> Delivery:
+    """The alert's SNS delivery (one per alert; sent after commit)."""
+    return delivery_enqueue(
+        kind=SNS_ALERT_KIND,
+        idempotency_key=f"alert:{alert.pk}",
+        target_key=str(settings.CALLS_ALERT_SNS_TOPIC_ARN)[:255],
+        subject_type="alert",
+        subject_id=alert.pk,
+        payload={"alert_id": alert.pk, "topic_arn": settings.CALLS_ALERT_SNS_TOPIC_ARN},
+    )
+
+
+def alert_sns_publish(*, alert_id: int, topic_arn: str = "", client: Any = None) -> str:
+    """Publish one alert to ``topic_arn`` (default ``CALLS_ALERT_SNS_TOPIC_ARN``);
+    failures raise the project's ``RetryableError`` / ``PermanentError`` (``support.aws``)."""
     alert = Alert.objects.select_related("rule").get(pk=alert_id)
     sns = client or aws_client("sns")
     try:
         response = sns.publish(
-            TopicArn=settings.CALLS_ALERT_SNS_TOPIC_ARN,
+            TopicArn=topic_arn or settings.CALLS_ALERT_SNS_TOPIC_ARN,
             Subject=f"Agent alert: {alert.rule.name}"[:100],
             Message=json.dumps(
                 {"alert_id": alert.pk, "username": alert.username, "message": alert.message}
@@ -904,6 +921,28 @@ def alert_sns_publish(*, alert_id: int, client: Any = None) -> str:
     except (ClientError, BotoCoreError) as exc:
         raise aws_error(exc, context=f"SNS alert {alert.pk}") from exc
     return str(response["MessageId"])
+
+
+def alert_sns_send(delivery: Delivery) -> SendResult:
+    """The delivery engine's send for ``sns_alert`` (no transaction open)."""
+    payload = delivery.payload
+    message_id = alert_sns_publish(
+        alert_id=int(payload["alert_id"]), topic_arn=str(payload.get("topic_arn") or "")
+    )
+    return SendResult(
+        external_id=message_id,
+        request_summary={"alert_id": payload["alert_id"], "topic_arn": payload.get("topic_arn")},
+    )
+
+
+def alert_sns_target_kind() -> TargetKind:
+    """Registered in ``CallsConfig.ready()``."""
+    return TargetKind(
+        name=SNS_ALERT_KIND,
+        label="Agent alert to SNS",
+        send=alert_sns_send,
+        schedule=lambda: Schedule(max_attempts=6, base=2.0, cap=300.0),
+    )
 
 
 def alert_acknowledge(*, alert: Alert) -> Alert:

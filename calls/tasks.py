@@ -81,17 +81,3 @@ def call_salesforce_case_task(call_id: int) -> int | None:
 @shared_task(soft_time_limit=30, time_limit=60)
 def agent_alerts_sweep_task() -> int:
     return len(services.alerts_evaluate())
-
-
-@shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=30, time_limit=60)
-def alert_sns_publish_task(self, alert_id: int) -> str:  # type: ignore[no-untyped-def]
-    try:
-        return services.alert_sns_publish(alert_id=alert_id)
-    except RetryableError as exc:  # throttled, 5xx, timeouts
-        raise self.retry(
-            exc=exc,
-            countdown=backoff_seconds(self.request.retries + 1, retry_after=exc.retry_after),
-        ) from exc
-    except PermanentError as exc:  # e.g. no permission on the topic: logged, not retried
-        logger.warning("Alert %s not published to SNS: %s", alert_id, exc)
-        return ""

@@ -12,7 +12,7 @@ from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 from django.core.management import CommandError, call_command
 
-from calls import services, tasks
+from calls import services
 from calls.analytics.providers import BedrockProvider, bedrock_runtime_client
 from calls.management.commands.calls_poll_sqs import poll_once
 from calls.models import AgentStateSpan, Alert, AlertKind, AlertRule, Call
@@ -148,32 +148,42 @@ def test_sns_alert_failures(alert, code, status, error):
     assert type(raised.value) is error
 
 
-def test_sns_alert_task_retries_throttling_and_drops_a_permanent_failure(alert, monkeypatch):
-    from celery.exceptions import Retry
+def test_sns_alerts_are_deliveries_throttling_waits_and_a_refused_topic_is_a_dead_letter(
+    alert, monkeypatch
+):
+    """The alert task kept its own retry loop outside the delivery engine: no attempt
+    record, no dead letter, no re-drive."""
+    from support.delivery.models import Attempt, Circuit, Delivery
+    from support.delivery.services import delivery_attempt
 
-    retried: list[dict[str, Any]] = []
+    delivery = services.alert_sns_delivery_create(alert=alert)
+    assert (delivery.target_kind, delivery.idempotency_key) == ("sns_alert", f"alert:{alert.pk}")
+    assert services.alert_sns_delivery_create(alert=alert).pk == delivery.pk  # one per alert
 
-    def retry(**kwargs: Any) -> Retry:
-        retried.append(kwargs)
-        return Retry()
-
-    monkeypatch.setattr(tasks.alert_sns_publish_task, "retry", retry)
-
-    def throttled(*, alert_id: int) -> str:
+    def throttled(*, alert_id: int, topic_arn: str = "") -> str:
         raise ThrottledError("SNS slow down", retry_after=30.0)
 
     monkeypatch.setattr(services, "alert_sns_publish", throttled)
-    with pytest.raises(Retry):  # eager tasks propagate the retry request
-        tasks.alert_sns_publish_task.apply((alert.pk,))
-    assert [type(r["exc"]) for r in retried] == [ThrottledError]
-    assert retried[0]["countdown"] >= 30.0  # the server's Retry-After
+    before = datetime.now(UTC)
+    delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
+    delivery.refresh_from_db()
+    assert delivery.status == "retrying"
+    assert delivery.next_attempt_at is not None
+    assert (delivery.next_attempt_at - before).total_seconds() >= 29  # the Retry-After
 
-    def denied(*, alert_id: int) -> str:
+    def denied(*, alert_id: int, topic_arn: str = "") -> str:
         raise ExternalAuthError("SNS: AuthorizationError (HTTP 403)")
 
     monkeypatch.setattr(services, "alert_sns_publish", denied)
-    assert tasks.alert_sns_publish_task.apply((alert.pk,)).get() == ""
-    assert len(retried) == 1  # not retried
+    delivery_attempt(delivery_id=delivery.pk, expected_attempts=1)
+    assert list(Attempt.objects.order_by("number").values_list("outcome", flat=True)) == [
+        "throttled",
+        "permanent",
+    ]
+    delivery.refresh_from_db()
+    assert delivery.status == "dead"  # a refused topic is not retried
+    assert Delivery.objects.count() == 1
+    assert Circuit.objects.filter(target_kind="sns_alert", state="open").count() == 0
 
 
 @pytest.mark.parametrize(("code", "status", "error"), FAILURES, ids=IDS)
