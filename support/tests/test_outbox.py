@@ -172,7 +172,7 @@ def test_eager_task_from_a_subscriber_calls_out_after_the_relay_commits(
                 assert services.outbox_relay() == 1
                 assert sent == []  # not inside the relay
             assert sent == [202]
-            assert json.loads(mocked.calls[0].request.body) == {"event": event.pk}
+            assert json.loads(mocked.calls[0].request.body or b"") == {"event": event.pk}
     finally:
         events._subscribers["test.calls_out"].remove(subscriber)
 
