@@ -12,6 +12,8 @@ read; or send the call to ``transaction.on_commit``.
 above the test doubles, so that mocked calls are seen too:
 
 - ``requests.Session.send`` (``responses`` mocks the transport adapter underneath it);
+- ``urllib3.connectionpool.HTTPConnectionPool.urlopen``: urllib3 used directly (urllib3 2
+  does not go through ``http.client.HTTPConnection.request``);
 - ``httpx.Client.send`` and ``httpx.AsyncClient.send`` (OpenAI-compatible model providers);
 - ``botocore.client.BaseClient._make_api_call``: every boto3 client of every session, before
   botocore's ``before-call`` (Stubber) and ``before-send`` (moto) events fire;
@@ -167,6 +169,7 @@ def install() -> None:
     if _installed:
         return
     import requests
+    import urllib3.connectionpool
     from botocore.client import BaseClient
 
     def atomic_enter(original: Any) -> Any:
@@ -198,8 +201,17 @@ def install() -> None:
 
         return request
 
+    def urllib3_urlopen(original: Any) -> Any:
+        def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            where = url if "://" in url else f"{self.scheme}://{self.host}:{self.port}{url}"
+            check(f"{method} {where} (urllib3)")
+            return original(self, method, url, *args, **kwargs)
+
+        return urlopen
+
     _patch(transaction.Atomic, "__enter__", atomic_enter)
     _patch(requests.Session, "send", requests_send)
+    _patch(urllib3.connectionpool.HTTPConnectionPool, "urlopen", urllib3_urlopen)
     _patch(BaseClient, "_make_api_call", boto_call)
     _patch(http.client.HTTPConnection, "request", http_request)
     try:

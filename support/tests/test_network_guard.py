@@ -14,6 +14,7 @@ import httpx
 import pytest
 import requests
 import responses
+import urllib3
 from asgiref.sync import sync_to_async
 from botocore.stub import Stubber
 from channels.db import database_sync_to_async
@@ -210,6 +211,22 @@ def test_httpx_call_inside_atomic_fails(network_guard_scope: GuardScope) -> None
         ):
             client.get(URL)
     _expect_violation(network_guard_scope, "(httpx)")
+
+
+# --- urllib3 used directly -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_urllib3_call_inside_atomic_fails_before_connecting(
+    network_guard_scope: GuardScope,
+) -> None:
+    with (
+        urllib3.PoolManager() as pool,
+        pytest.raises(NetworkInTransactionError, match=r"GET https://api\.example\.com:443/v1"),
+        transaction.atomic(),
+    ):
+        pool.request("GET", URL)
+    _expect_violation(network_guard_scope, "(urllib3)")
 
 
 # --- other threads ----------------------------------------------------------------------------
