@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: users with roles, API clients, eager Celery, no network."""
+"""Shared pytest fixtures: users with roles, API clients, eager Celery, no network, and no
+outside call inside a database transaction."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
 from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
+from support.testing import network_guard
 
 _real_connect = socket.socket.connect
 
@@ -29,6 +31,39 @@ def _block_network() -> Iterator[None]:
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _install_network_guard() -> Iterator[None]:
+    network_guard.install()
+    yield
+    network_guard.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def network_guard_scope(
+    request: pytest.FixtureRequest, _install_network_guard: None
+) -> Iterator[network_guard.GuardScope]:
+    """Fail any HTTP or boto3 call made while the code holds a transaction open.
+
+    Also fails the test at teardown when product code swallowed the guard's error. A test
+    whose code must (for now) call out in a transaction carries
+    ``@pytest.mark.network_in_transaction_allowed(reason="...", only=("host", ...))``;
+    ``only`` names the calls let through (substrings of "METHOD URL" or
+    "service.Operation"), every other call stays guarded. Tests of the guard itself clear
+    ``violations`` after checking them.
+    """
+    marker = request.node.get_closest_marker("network_in_transaction_allowed")
+    only: tuple[str, ...] | None = None
+    if marker is not None:
+        if not marker.kwargs.get("reason"):
+            raise pytest.UsageError("network_in_transaction_allowed needs reason='...'")
+        if marker.kwargs.get("only") is not None:
+            only = tuple(marker.kwargs["only"])
+    with network_guard.guard_scope(allowed=marker is not None, allowed_only=only) as scope:
+        yield scope
+    if scope.violations:
+        pytest.fail("\n".join(scope.violations), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -62,7 +62,7 @@ from support.delivery.models import Delivery
 from support.delivery.registry import Change, DeliveryChange, Schedule, SendResult, TargetKind
 from support.delivery.selectors import deliveries_for_subject
 from support.delivery.services import delivery_enqueue
-from support.errors import InvalidInput, PermanentError
+from support.errors import InvalidInput, PermanentError, RetryableError
 from support.events import event_record
 from support.parsing import without_nul
 from tickets.context.privacy import customer_redaction_names
@@ -578,13 +578,28 @@ def call_transcribe(*, call_id: int) -> str:
     return "done"
 
 
-@transaction.atomic
+def _set_status_unless_synced(call_id: int, status: str) -> None:
+    """Like ``_set_status``, but never moves a call back from ``synced`` (a later step that
+    another run of the chain may have finished meanwhile)."""
+    Call.objects.filter(pk=call_id).exclude(pipeline_status=PipelineStatus.SYNCED).update(
+        pipeline_status=status, pipeline_error="", updated_at=timezone.now()
+    )
+
+
 def call_analyse(*, call_id: int) -> CallAnalytics | None:
-    """Step 2: summary, categories, topics through the configured provider."""
+    """Step 2: summary, categories, topics through the configured provider.
+
+    The provider (Bedrock: up to a 60 s read timeout) is called with no transaction open:
+    read the transcript, call, then write in a short transaction that locks the call and
+    re-checks. If the transcript changed meanwhile (an erasure redacted it, or a new result
+    replaced it) the answer is stale: nothing is written and the step is retried, so the
+    erased words never come back through a summary. If another run stored analytics first,
+    theirs stand (one ``call.analysed`` event) and a later status is kept.
+    """
     call = Call.objects.get(pk=call_id)
     existing = CallAnalytics.objects.filter(call=call).first()
     if existing is not None:
-        _set_status(call, PipelineStatus.ANALYSED)
+        _set_status_unless_synced(call.pk, PipelineStatus.ANALYSED)
         return existing
     transcript = Transcript.objects.filter(call=call).first()
     if transcript is None:
@@ -600,31 +615,37 @@ def call_analyse(*, call_id: int) -> CallAnalytics | None:
         text=transcript.text, segments=segments, names=customer_redaction_names(call.customer_id)
     )
     path = AnalyticsPath.LOCAL if provider.name == "local" else AnalyticsPath.TRANSCRIBE_MODEL
-    analytics, _ = CallAnalytics.objects.get_or_create(
-        call=call,
-        defaults={
-            "call_summary": analysis.summary,
-            "call_categories": analysis.categories,
-            "topics": analysis.topics,
-            "transcript": transcript.text,
-            "sentiment": analysis.sentiment,
-            "sentiment_score": analysis.sentiment_score,
-            "bedrock_status": analysis.bedrock_status,
-            "produced_by": path,
-            "provider": provider.name,
-        },
-    )
-    _set_status(call, PipelineStatus.ANALYSED)
-    event_record(
-        "call.analysed",
-        aggregate_type="call",
-        aggregate_id=call.pk,
-        payload={
-            "call_id": call.contact_id,
-            "hash": call.hash,
-            "categories": analytics.call_categories,
-        },
-    )
+    with transaction.atomic():
+        call = Call.objects.select_for_update().get(pk=call_id)
+        current = Transcript.objects.filter(call=call).values("text", "segments").first()
+        if current != {"text": transcript.text, "segments": transcript.segments}:
+            raise RetryableError(f"The transcript of call {call_id} changed during analysis.")
+        analytics, created = CallAnalytics.objects.get_or_create(
+            call=call,
+            defaults={
+                "call_summary": analysis.summary,
+                "call_categories": analysis.categories,
+                "topics": analysis.topics,
+                "transcript": transcript.text,
+                "sentiment": analysis.sentiment,
+                "sentiment_score": analysis.sentiment_score,
+                "bedrock_status": analysis.bedrock_status,
+                "produced_by": path,
+                "provider": provider.name,
+            },
+        )
+        _set_status_unless_synced(call.pk, PipelineStatus.ANALYSED)
+        if created:
+            event_record(
+                "call.analysed",
+                aggregate_type="call",
+                aggregate_id=call.pk,
+                payload={
+                    "call_id": call.contact_id,
+                    "hash": call.hash,
+                    "categories": analytics.call_categories,
+                },
+            )
     return analytics
 
 

@@ -12,9 +12,10 @@ def _on_message_created(event: OutboxEvent) -> None:
     """A queued public reply on one of our channels: enqueue its send task."""
     from channels_app.services import outbound_wanted
     from channels_app.tasks import outbound_message_send_task
+    from support.events import subscriber_task_enqueue
 
     if outbound_wanted(event.payload):
-        outbound_message_send_task.delay(event.payload["message_id"])
+        subscriber_task_enqueue(outbound_message_send_task, event.payload["message_id"])
 
 
 class ChannelsAppConfig(AppConfig):

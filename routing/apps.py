@@ -10,9 +10,10 @@ def on_ticket_created(event: Any) -> None:
     from django.conf import settings
 
     from routing.tasks import route_ticket_task
+    from support.events import subscriber_task_enqueue
 
     if settings.ROUTING_ENABLED and event.payload.get("ticket_id") is not None:
-        route_ticket_task.delay(int(event.payload["ticket_id"]))
+        subscriber_task_enqueue(route_ticket_task, int(event.payload["ticket_id"]))
 
 
 class RoutingConfig(AppConfig):

@@ -57,6 +57,27 @@ def batch_subscribers_for(event_type: str) -> list[BatchSubscriber]:
     return list(_batch_subscribers.get(event_type, []))
 
 
+def subscriber_task_enqueue(task: Any, *args: Any) -> None:
+    """How a subscriber starts a Celery task (subscribers run inside the relay's
+    transaction, with the batch's outbox rows locked).
+
+    With a broker the message is published right away: publishing is not a call to an
+    outside system, and a failed publish fails the subscriber, so the event stays pending
+    and comes again (nothing lost; ``transaction.on_commit`` would lose it). When tasks run
+    eagerly (tests, single-process demos) ``delay()`` would run the task right here, with
+    the relay's transaction open across whatever it calls out to: it runs once the relay's
+    batch commits instead, and a failure is logged as a worker would log it.
+    """
+    if not task.app.conf.task_always_eager:
+        task.delay(*args)
+        return
+
+    def run_task() -> None:  # a named function: on_commit logs a failure by __qualname__
+        task.delay(*args)
+
+    transaction.on_commit(run_task, robust=True)
+
+
 def ticket_group(ticket_id: int | str) -> str:
     return f"ticket-{ticket_id}"
 

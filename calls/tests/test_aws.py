@@ -467,3 +467,137 @@ def test_bedrock_call_analysis_sends_no_personal_data(monkeypatch, settings):
     for personal in ("Zelda", "Quimby", "zelda.q@example.org", "555 0177", "Baker", "NW1 6XE"):
         assert personal.lower() not in body.lower()
     assert "4111" not in body
+
+
+# --- call_analyse: the model is called with no transaction open (issue #14 item 3) ----------
+
+
+def _billing_call() -> tuple[Call, Any]:
+    from tickets.models import Customer
+
+    customer = Customer.objects.create(name="Pat Payer", phone="+14155550100")
+    call = Call.objects.create(
+        contact_id="c-analyse-1", customer=customer, pipeline_status="transcribed"
+    )
+    segments = [
+        {"speaker": "Customer", "start": 0.0, "end": 4.0, "text": "I was charged twice for May."},
+        {"speaker": "Agent", "start": 4.0, "end": 6.0, "text": "Refund issued."},
+    ]
+    Transcript.objects.create(
+        call=call,
+        source="transcribe",
+        text=" ".join(str(s["text"]) for s in segments),
+        segments=segments,
+    )
+    return call, customer
+
+
+def _converse_answer(summary: str) -> dict[str, Any]:
+    answer = {"summary": summary, "categories": ["Billing"], "topics": ["refund"]}
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": json.dumps(answer)}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+        "metrics": {"latencyMs": 1},
+    }
+
+
+class _DuringCall:
+    """A Bedrock client (Stubber) that runs ``meanwhile`` while the request is in flight and
+    notes whether a transaction of the code's own was open then."""
+
+    def __init__(self, monkeypatch: Any, meanwhile: Any = None, summary: str = "Refund.") -> None:
+        from calls.analytics import providers
+        from support.testing.network_guard import open_transaction_description
+
+        self.client = boto3.client("bedrock-runtime", region_name="us-east-1")
+        self.stub = Stubber(self.client)
+        self.stub.add_response("converse", _converse_answer(summary))
+        self.open_transactions: list[str | None] = []
+
+        def in_flight(**_kw: Any) -> None:
+            self.open_transactions.append(open_transaction_description())
+            if meanwhile is not None:
+                meanwhile()
+
+        self.client.meta.events.register(
+            "before-parameter-build.bedrock-runtime.Converse", in_flight
+        )
+        monkeypatch.setitem(
+            providers.PROVIDERS, "bedrock", lambda: providers.BedrockProvider(client=self.client)
+        )
+
+
+def test_call_analyse_calls_bedrock_with_no_transaction_open(monkeypatch, settings):
+    from calls import services
+    from support.models import OutboxEvent
+
+    settings.CALLS_AI_PROVIDER = "bedrock"
+    call, _ = _billing_call()
+    bedrock = _DuringCall(monkeypatch)
+    with bedrock.stub:
+        analytics = services.call_analyse(call_id=call.pk)
+    assert bedrock.open_transactions == [None]
+    assert analytics is not None
+    assert (analytics.call_summary, analytics.provider) == ("Refund.", "bedrock")
+    call.refresh_from_db()
+    assert call.pipeline_status == "analysed"
+    assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 1
+
+
+def test_call_analyse_writes_nothing_stale_when_the_caller_is_erased_during_the_call(
+    monkeypatch, settings, supervisor
+):
+    """An erasure that lands while Bedrock answers must not be undone by the answer: the
+    summary of the unredacted words is dropped and the step retried on the redacted text."""
+    from django.db import transaction
+
+    from calls import services
+    from tickets.context.privacy import customer_erase
+
+    settings.CALLS_AI_PROVIDER = "bedrock"
+    call, customer = _billing_call()
+
+    def erase() -> None:
+        with transaction.atomic():
+            customer_erase(customer=customer, actor=supervisor, via="test")
+
+    bedrock = _DuringCall(monkeypatch, meanwhile=erase, summary="Pat was charged twice for May.")
+    with bedrock.stub, pytest.raises(RetryableError, match="changed during analysis"):
+        services.call_analyse(call_id=call.pk)
+    assert not CallAnalytics.objects.filter(call=call).exists()
+
+    # The retry analyses the redacted transcript.
+    again = _DuringCall(monkeypatch, summary="A double charge was refunded.")
+    with again.stub:
+        analytics = services.call_analyse(call_id=call.pk)
+    assert analytics is not None
+    assert analytics.call_summary == "A double charge was refunded."
+    assert "charged twice for May" not in analytics.transcript
+
+
+def test_call_analyse_keeps_a_result_and_status_stored_during_the_call(monkeypatch, settings):
+    """Another run of the chain finished (analytics stored, Salesforce synced) while this
+    one waited for Bedrock: theirs stand, the call stays synced, one call.analysed event."""
+    from calls import services
+    from support.events import event_record
+    from support.models import OutboxEvent
+
+    settings.CALLS_AI_PROVIDER = "bedrock"
+    call, _ = _billing_call()
+
+    def other_run() -> None:
+        CallAnalytics.objects.create(
+            call=call, call_summary="Theirs.", produced_by=AnalyticsPath.LOCAL, provider="local"
+        )
+        event_record("call.analysed", aggregate_type="call", aggregate_id=call.pk, payload={})
+        Call.objects.filter(pk=call.pk).update(pipeline_status="synced")
+
+    bedrock = _DuringCall(monkeypatch, meanwhile=other_run, summary="Ours.")
+    with bedrock.stub:
+        analytics = services.call_analyse(call_id=call.pk)
+    assert analytics is not None
+    assert analytics.call_summary == "Theirs."
+    call.refresh_from_db()
+    assert call.pipeline_status == "synced"
+    assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 1

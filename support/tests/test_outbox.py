@@ -1,8 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import requests
+import responses
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
@@ -10,6 +15,8 @@ from django.db import transaction
 from support import events, services
 from support.models import OutboxEvent
 from tickets import services as ticket_services
+
+URL = "https://hooks.example.test/events"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -125,3 +132,79 @@ def test_batch_subscriber_gets_a_batch_once_and_a_failure_keeps_it_pending():
         assert not OutboxEvent.objects.filter(delivered_at__isnull=True).exists()
     finally:
         events._batch_subscribers["test.batch"].remove(handler)
+
+
+# --- subscriber_task_enqueue: no outside call inside the relay's transaction (#14 item 3) ----
+
+
+class _Task:
+    """A Celery task's surface that subscriber_task_enqueue uses: ``app.conf`` and ``delay``."""
+
+    def __init__(self, *, eager: bool, run: Any) -> None:
+        self.app = SimpleNamespace(conf=SimpleNamespace(task_always_eager=eager))
+        self.delay = run
+
+
+@pytest.mark.django_db
+def test_eager_task_from_a_subscriber_calls_out_after_the_relay_commits(
+    django_capture_on_commit_callbacks: Any,
+):
+    """Run eagerly (tests, single-process demos), a task a subscriber starts would call out
+    with the relay's outbox rows locked; it runs once the relay's batch commits."""
+    sent: list[int] = []
+
+    def send(event_id: int) -> None:
+        sent.append(requests.post(URL, json={"event": event_id}, timeout=5).status_code)
+
+    task = _Task(eager=True, run=send)
+
+    def subscriber(event: OutboxEvent) -> None:
+        events.subscriber_task_enqueue(task, event.pk)
+
+    events.subscribe("test.calls_out", subscriber)
+    try:
+        with responses.RequestsMock() as mocked:
+            mocked.add(responses.POST, URL, status=202)
+            event = events.event_record(
+                "test.calls_out", aggregate_type="t", aggregate_id=1, payload={}
+            )
+            with django_capture_on_commit_callbacks(execute=True):
+                assert services.outbox_relay() == 1
+                assert sent == []  # not inside the relay
+            assert sent == [202]
+            assert json.loads(mocked.calls[0].request.body or b"") == {"event": event.pk}
+    finally:
+        events._subscribers["test.calls_out"].remove(subscriber)
+
+
+@pytest.mark.django_db
+def test_broker_publish_from_a_subscriber_happens_in_the_relay_and_a_failure_keeps_it_pending():
+    """With a broker the message is published inside the relay's transaction: a failed
+    publish leaves the event pending for the next relay (after commit it would be lost)."""
+    published: list[int] = []
+    broker_down = [True]
+
+    def publish(event_id: int) -> None:
+        if broker_down[0]:
+            raise ConnectionError("broker unavailable")
+        published.append(event_id)
+
+    task = _Task(eager=False, run=publish)
+
+    def subscriber(event: OutboxEvent) -> None:
+        events.subscriber_task_enqueue(task, event.pk)
+
+    events.subscribe("test.publishes", subscriber)
+    try:
+        event = events.event_record(
+            "test.publishes", aggregate_type="t", aggregate_id=1, payload={}
+        )
+        assert services.outbox_relay() == 0
+        event.refresh_from_db()
+        assert event.delivered_at is None
+        assert "broker unavailable" in event.last_error
+        broker_down[0] = False
+        assert services.outbox_relay() == 1
+        assert published == [event.pk]
+    finally:
+        events._subscribers["test.publishes"].remove(subscriber)

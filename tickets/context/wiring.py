@@ -7,7 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from support.events import subscribe, subscribe_batch
+from support.events import subscribe, subscribe_batch, subscriber_task_enqueue
 from support.models import OutboxEvent
 from tickets.models import Ticket, TicketStatus
 
@@ -26,7 +26,7 @@ def on_messages_created(events: list[OutboxEvent]) -> None:
         and event.payload.get("kind", "public") == "public"
     ]
     if ids:
-        interaction_record_for_messages_task.delay(ids)
+        subscriber_task_enqueue(interaction_record_for_messages_task, ids)
 
 
 def on_ticket_changed(event: OutboxEvent) -> None:
@@ -46,8 +46,11 @@ def on_ticket_changed(event: OutboxEvent) -> None:
         and status_change[0] in REOPENED_FROM
         and status_change[1] == TicketStatus.OPEN
     ):
-        interaction_record_reopen_task.delay(
-            event.pk, int(payload["ticket_id"]), event.created_at.isoformat()
+        subscriber_task_enqueue(
+            interaction_record_reopen_task,
+            event.pk,
+            int(payload["ticket_id"]),
+            event.created_at.isoformat(),
         )
 
 
