@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from support.delivery.models import Outcome
-from support.errors import PermanentError, RetryableError
+from support.errors import PermanentError, RetryableError, ThrottledError
 from support.outbound import backoff_seconds
 
 if TYPE_CHECKING:
@@ -85,7 +85,8 @@ def classify_result(result: SendResult) -> Outcome:
 def error_from_exception(exc: Exception) -> DeliveryError:
     """Map an integration's exception to a classified :class:`DeliveryError`.
 
-    ``RetryableError`` is retryable (throttled for a 429, or the ``outcome`` attribute it
+    ``RetryableError`` is retryable (throttled for a 429 or a ``ThrottledError``, such as an
+    AWS ``ThrottlingException`` classified by ``support.aws``, or the ``outcome`` attribute it
     carries: throttled or auth), ``PermanentError`` permanent; ``http_status``,
     ``error_code`` (or ``code``) and ``response_text`` attributes are kept when present.
     """
@@ -95,7 +96,8 @@ def error_from_exception(exc: Exception) -> DeliveryError:
     code = str(getattr(exc, "error_code", "") or getattr(exc, "code", "") or "")
     response_text = str(getattr(exc, "response_text", "") or "")
     if isinstance(exc, RetryableError):
-        outcome = Outcome.THROTTLED if http_status == 429 else Outcome.RETRYABLE
+        throttled = http_status == 429 or isinstance(exc, ThrottledError)
+        outcome = Outcome.THROTTLED if throttled else Outcome.RETRYABLE
         explicit = getattr(exc, "outcome", None)  # an adapter that knows better (auth…)
         if explicit in (Outcome.RETRYABLE, Outcome.THROTTLED, Outcome.AUTH):
             outcome = Outcome(explicit)

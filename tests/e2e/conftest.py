@@ -90,7 +90,7 @@ def live_asgi(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # generous: a loaded machine imports slowly
     while True:
         try:
             urllib.request.urlopen(f"{base}/accounts/login/", timeout=2).close()  # noqa: S310

@@ -17,7 +17,9 @@ from tickets.models import Message, Ticket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-LIVE_TIMEOUT_MS = 2000
+# How long a live update may take to show before the test gives up: generous, so a loaded
+# machine does not fail it (this is not a latency measurement; bench/inbox.py measures that).
+LIVE_TIMEOUT_MS = 10_000
 
 
 def _call(fn: Any, **kwargs: Any) -> Any:

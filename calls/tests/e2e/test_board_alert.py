@@ -92,14 +92,16 @@ def live_server_url() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):
+        deadline = time.monotonic() + 60  # generous: a loaded machine imports slowly
+        while True:
             try:
-                if requests.get(f"{url}/accounts/login/", timeout=1).status_code == 200:
+                if requests.get(f"{url}/accounts/login/", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("uvicorn did not start")
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("uvicorn did not start")
+            time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
