@@ -170,6 +170,9 @@ def test_sns_alerts_are_deliveries_throttling_waits_and_a_refused_topic_is_a_dea
     assert delivery.status == "retrying"
     assert delivery.next_attempt_at is not None
     assert (delivery.next_attempt_at - before).total_seconds() >= 29  # the Retry-After
+    # the topic asked us to wait: the target is paused for that long (visible in the admin)
+    assert Circuit.objects.get(target_kind="sns_alert").state == "open"
+    Circuit.objects.all().delete()  # the pause is over
 
     def denied(*, alert_id: int, topic_arn: str = "") -> str:
         raise ExternalAuthError("SNS: AuthorizationError (HTTP 403)")
