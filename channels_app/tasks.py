@@ -91,5 +91,7 @@ def attachment_download_task(self, attachment_id: int) -> None:  # type: ignore[
 
 
 @shared_task(soft_time_limit=60, time_limit=90)
-def inbound_event_sweep_task() -> int:
-    return services.inbound_event_sweep()
+def inbound_event_sweep_task(stale_seconds: float | None = None) -> int:
+    if stale_seconds is None:
+        return services.inbound_event_sweep()
+    return services.inbound_event_sweep(stale_seconds=stale_seconds)
