@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tests.faults.harness import FakeProvider, PrivateRedis, Worker, database_url, worker_env
+from tests.faults.harness import (
+    FakeProvider,
+    PrivatePostgres,
+    PrivateRedis,
+    Worker,
+    database_url,
+    worker_env,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -108,3 +115,24 @@ def provider() -> Iterator[FakeProvider]:
     fake = FakeProvider().start()
     yield fake
     fake.close()
+
+
+@pytest.fixture
+def postgres(transactional_db: Any) -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL cluster with the test database's schema; while the test runs,
+    this process's default database connection points at it (so the test may restart it
+    without disturbing the rest of the suite)."""
+    private = PrivatePostgres(f"{id(transactional_db):x}")
+    private.start()
+    private.schema_from(connection.settings_dict)
+    saved = copy.deepcopy(connection.settings_dict)
+    connection.close()
+    options = {k: v for k, v in saved.get("OPTIONS", {}).items() if k != "host"}
+    connection.settings_dict.update(private.settings, OPTIONS=options)
+    try:
+        yield private
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+        private.close()
