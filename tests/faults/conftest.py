@@ -104,8 +104,9 @@ def workers(
         return worker.start(wait=wait)
 
     yield start
-    for worker in started:
-        worker.stop()
+    for worker in started:  # the test is over: no warm shutdown to wait for
+        if worker.alive():
+            worker.kill()
     for worker in started:
         print(f"--- worker {worker.name} (last lines) ---\n{worker.tail(80)}")
 
