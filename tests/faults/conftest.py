@@ -78,9 +78,7 @@ def logs(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def workers(
-    broker: PrivateRedis, logs: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., Worker]]:
+def workers(broker: PrivateRedis, logs: Path) -> Iterator[Callable[..., Worker]]:
     """``workers(name, database=None, **settings)`` starts a worker subprocess on the test
     database (or ``database``, a URL) and the private Redis; all stop at teardown, and
     their logs are printed (pytest shows them when the test failed)."""

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -260,21 +260,6 @@ class Worker:
         self.process.wait(timeout=30)
         self.log.close()
 
-    def stop(self) -> None:
-        if not self.alive():
-            return
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return
-        with contextlib.suppress(ProcessLookupError):  # anything the pool left behind
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.log.close()
-
     def tail(self, lines: int = 60) -> str:
         if not self.log_path.exists():
             return ""
@@ -396,12 +381,3 @@ class FakeProvider:
     def requests(self, predicate: Callable[[Received], bool] = lambda r: True) -> list[Received]:
         with self.lock:
             return [r for r in self.received if predicate(r)]
-
-
-@contextlib.contextmanager
-def running(provider: FakeProvider) -> Iterator[FakeProvider]:
-    provider.start()
-    try:
-        yield provider
-    finally:
-        provider.close()

@@ -12,6 +12,7 @@ the worker's connection and is processed once by the next worker.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -112,8 +113,14 @@ def test_worker_killed_mid_send_and_mid_drain_loses_nothing_and_counts_duplicate
         interval=0.05,
         what="a WhatsApp reply and a ticketing sync in flight",
     )
+    kill_started = time.monotonic()
     first.kill()
-    killed_in_flight = len(provider.requests(lambda r: not r.answered_at))
+    killed = time.monotonic()
+    # Requests that had arrived and were not answered before the worker was dead: no
+    # outcome can have been recorded for them.
+    cut_off = provider.requests(
+        lambda r: r.at < kill_started and (not r.answered_at or r.answered_at > killed)
+    )
     targets.delay = {"whatsapp": 0.0, "ticketing": 0.0}
 
     # The restarted worker's connection sweeps send what is due; the beat sweep sends again
@@ -143,7 +150,8 @@ def test_worker_killed_mid_send_and_mid_drain_loses_nothing_and_counts_duplicate
     lost = Counter(
         Attempt.objects.filter(outcome=Outcome.LOST).values_list("delivery_id", flat=True)
     )
-    assert sum(lost.values()) >= killed_in_flight >= 2  # the kill did land mid-send
+    assert len(cut_off) >= 1  # the kill did land mid-send
+    assert sum(lost.values()) >= len(cut_off)
     for delivery in deliveries:
         outcomes = list(delivery.attempt_log.values_list("outcome", flat=True))
         assert outcomes.count(Outcome.SUCCESS) == 1, (delivery, outcomes)
@@ -171,4 +179,4 @@ def test_worker_killed_mid_send_and_mid_drain_loses_nothing_and_counts_duplicate
     syncs = [d for d in deliveries if d.target_kind == TICKETING_SYNC_KIND]
     assert targets.tickets == Counter({f"routing-decision-{n}": 1 for n in range(SYNCS)})
     assert not [d for d in syncs if d.possible_duplicate]
-    assert sum(targets.requests_by_key.values()) >= SYNCS
+    assert max(targets.requests_by_key.values()) >= 2  # one was sent again, applied once
