@@ -132,8 +132,14 @@ return count
 
 
 @cache
+def _incr_script_for(client: Any) -> Any:
+    return client.register_script(_INCR_WITH_EXPIRY)
+
+
 def _incr_script() -> Any:
-    return get_redis().register_script(_INCR_WITH_EXPIRY)
+    """The script bound to the current shared client (a new client after the Redis URL
+    changed, e.g. in tests, gets its own: a cached one would keep talking to the old)."""
+    return _incr_script_for(get_redis())
 
 
 def hit(bucket: str, limit: int) -> float | None:

@@ -79,11 +79,11 @@ def test_spoofed_forwarded_for_does_not_escape_the_per_ip_limit(client: Any, set
 def redis_down() -> Iterator[None]:
     """Point the limiter at a port nobody listens on (a refused connection)."""
     get_redis.cache_clear()
-    throttling._incr_script.cache_clear()
+    throttling._incr_script_for.cache_clear()
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
         yield
     get_redis.cache_clear()
-    throttling._incr_script.cache_clear()
+    throttling._incr_script_for.cache_clear()
 
 
 def test_redis_down_allows_but_logs_and_counts(

@@ -101,8 +101,10 @@ def test_429_then_503s_then_200_backs_off_opens_and_closes_the_circuit_sends_onc
         pause = RETRY_AFTER if failed.status == 429 else COOLOFF
         assert following.at - failed.answered_at >= pause - SLACK, (failed.status, following)
 
-    # The circuit opened (at the 429, and again at each failed probe) and closed.
-    assert {CircuitState.OPEN, CircuitState.HALF_OPEN} <= states
+    # The circuit opened (at the 429, and again at each failed probe: a probe is a
+    # half-open circuit's one request, counted by times_opened below; polling the state can
+    # miss the short half-open moments on a loaded machine) and closed.
+    assert CircuitState.OPEN in states
     circuit = Circuit.objects.get(target_kind="channel_reply")
     assert (circuit.state, circuit.consecutive_failures) == (CircuitState.CLOSED, 0)
     assert circuit.times_opened == 1 + UNAVAILABLE
