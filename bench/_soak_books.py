@@ -359,8 +359,14 @@ def report(
             print(
                 f"Celery queue {name!r} during the load: max {max(series)}, at the end {series[-1]}"
             )
-    complete = f"{complete_at:.0f} s" if complete_at is not None else "never"
-    print(f"\nbooks (complete {complete} after the load; queues drained after {drained:.0f} s):")
+    complete = (
+        f"complete {complete_at:.0f} s after the load"
+        if complete_at is not None
+        else f"NOT complete when the drain stopped, {drained:.0f} s after the load"
+    )
+    left = sum(sampler.queue_lengths().values())
+    queues = f"queues empty after {drained:.0f} s" if not left else f"{left} tasks still queued"
+    print(f"\nbooks ({complete}; {queues}):")
     lost = sum(books_result["lost"].values())
     dups = sum(books_result["duplicated"].values())
     for key in books_result["lost"]:
@@ -382,7 +388,13 @@ def report(
     misses = []
     if over:
         misses.append(f"memory growth over 10%: {', '.join(over)}")
-    if lost:
+    queued = sum(sampler.queue_lengths().values())
+    if lost and queued:
+        misses.append(
+            f"{lost} not found yet: --drain-seconds ran out with {queued} tasks still queued "
+            "(a backlog, not necessarily a loss; give it longer)"
+        )
+    elif lost:
         misses.append(f"{lost} lost")
     if dups:
         misses.append(f"{dups} duplicated")
