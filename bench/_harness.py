@@ -96,15 +96,16 @@ def drop_queued_tasks(env: dict[str, str]) -> None:
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
 
 
-def bench_api_key(name: str = "bench") -> str:
-    """A fresh API key for an agent-role bench user with a very high rate limit."""
+def bench_api_key(name: str = "bench", group: str = "Agents") -> str:
+    """A fresh API key for a bench user in ``group`` (an agent by default) with a very
+    high rate limit."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
     from support.services import api_key_create
 
     user, _ = get_user_model().objects.get_or_create(username=f"{name}-user")
-    user.groups.add(Group.objects.get_or_create(name="Agents")[0])
+    user.groups.add(Group.objects.get_or_create(name=group)[0])
     _, raw = api_key_create(name=name, user=user, rate_limit_per_minute=10_000_000)
     return raw
 

@@ -48,6 +48,49 @@ def celery_worker(name: str, *, queues: str, concurrency: str, nice: int) -> lis
     ]
 
 
+def process_commands(
+    *,
+    host: str,
+    port: int,
+    web_workers: str,
+    celery_concurrency: str = CELERY_CONCURRENCY,
+    schedule: Path | None = None,
+) -> dict[str, list[str]]:
+    """The product's processes as `make run` starts them (also used by bench/soak.py)."""
+    return {
+        "web": [
+            str(BIN / "uvicorn"),
+            "support.asgi:application",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            web_workers,
+            "--no-access-log",
+            "--no-proxy-headers",  # the app reads X-Forwarded-For itself (TRUSTED_PROXY_*)
+            "--timeout-graceful-shutdown",
+            "5",
+        ],
+        # What people wait for (intake, live events, replies) has a worker of its own; the
+        # enrichment behind it (routing, sentiment, ...) yields the CPU to it and to web
+        # requests when they share a machine, and its queue absorbs the difference.
+        # Realtime: the intake drain and the event relay side by side.
+        "realtime": celery_worker("realtime", queues="realtime", concurrency="2", nice=10),
+        "worker": celery_worker("worker", queues="celery", concurrency=celery_concurrency, nice=15),
+        "beat": [
+            str(BIN / "celery"),
+            "-A",
+            "support",
+            "beat",
+            "-l",
+            "INFO",
+            "-s",
+            str(schedule or services.DATA / "celerybeat-schedule"),
+        ],
+    }
+
+
 def step(message: str) -> None:
     print(f"[run] {message}", flush=True)
 
@@ -87,38 +130,7 @@ def main() -> None:
     manage("load_demo_calls", env=env)
     manage("kb_ingest", "knowledge/demo_data/articles.jsonl", "--source", "demo", env=env)
 
-    commands = {
-        "web": [
-            str(BIN / "uvicorn"),
-            "support.asgi:application",
-            "--host",
-            HOST,
-            "--port",
-            str(PORT),
-            "--workers",
-            WEB_WORKERS,
-            "--no-access-log",
-            "--no-proxy-headers",  # the app reads X-Forwarded-For itself (TRUSTED_PROXY_*)
-            "--timeout-graceful-shutdown",
-            "5",
-        ],
-        # What people wait for (intake, live events, replies) has a worker of its own; the
-        # enrichment behind it (routing, sentiment, ...) yields the CPU to it and to web
-        # requests when they share a machine, and its queue absorbs the difference.
-        # Realtime: the intake drain and the event relay side by side.
-        "realtime": celery_worker("realtime", queues="realtime", concurrency="2", nice=10),
-        "worker": celery_worker("worker", queues="celery", concurrency=CELERY_CONCURRENCY, nice=15),
-        "beat": [
-            str(BIN / "celery"),
-            "-A",
-            "support",
-            "beat",
-            "-l",
-            "INFO",
-            "-s",
-            str(services.DATA / "celerybeat-schedule"),
-        ],
-    }
+    commands = process_commands(host=HOST, port=PORT, web_workers=WEB_WORKERS)
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name, cmd in commands.items():
         shown = " ".join([Path(cmd[0]).name, *cmd[1:]])
