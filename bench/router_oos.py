@@ -153,6 +153,9 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--features", default="auto", choices=classifier.FEATURE_CHOICES)
     parser.add_argument("--commands", action="store_true", help="run the manage.py commands")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="evaluate the trained model this many times"
+    )
     args = parser.parse_args()
     threshold = settings.ROUTING_REVIEW_THRESHOLD
     print(f"load average at start: {os.getloadavg()}")
@@ -181,6 +184,15 @@ def main():
                     f"held out {report.holdout}, out-of-scope {report.out_of_scope}",
                     flush=True,
                 )
+                for _ in range(args.repeat - 1):
+                    figures = classifier.evaluate(
+                        router,
+                        [t for t, _ in test],
+                        [lab for _, lab in test],
+                        threshold=threshold,
+                        out_of_scope=oos,
+                    )
+                    print(f"  {json.dumps(figures)}  load {os.getloadavg()[0]:.1f}", flush=True)
                 figures = classifier.evaluate(
                     router,
                     [t for t, _ in test],

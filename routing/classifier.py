@@ -381,7 +381,11 @@ class TextRouter:
             signals = detector.fusion.signals(probs, emb)
             in_scope = detector.scores(signals)
             if self.features == FEATURES_FUSION and self.fusion is not None:
-                return signals.fused, in_scope
+                # The label as without a detector: the SVM's where it is at least as sure as
+                # the cascade threshold (it agreed with the fusion on every held-out row
+                # there), the fusion's elsewhere.
+                sure = probs.max(axis=1) >= self.fusion.cascade_threshold
+                return np.where(sure[:, None], probs, signals.fused), in_scope
             return probs, in_scope
         if self.features != FEATURES_FUSION or self.fusion is None:
             return probs, None

@@ -213,7 +213,9 @@ def test_out_of_scope_detector_sends_untrained_intents_to_review(fusion_router, 
     assert prediction.in_scope is not None
     assert not router.predict(bitext_slice["test_texts"][0]).out_of_scope
     again = TextRouter.from_bytes(router.to_bytes())
-    assert np.allclose(again.analyse(UNRELATED)[1], unrelated)
+    reloaded = again.analyse(UNRELATED)[1]
+    assert reloaded is not None
+    assert np.allclose(reloaded, unrelated)
 
 
 def test_evaluate_reports_the_out_of_scope_review_rate(fusion_router, bitext_slice):
