@@ -88,6 +88,9 @@ class Chunk(models.Model):
     text = models.TextField()
     token_count = models.PositiveIntegerField(default=0)
     embedding = VectorField(dimensions=DIMENSIONS, null=True)
+    # sha256 of the embedder's name and the text it embedded: a changed document's chunks
+    # whose key is unchanged keep their vector instead of being embedded again.
+    embedding_key = models.CharField(max_length=64, blank=True, default="")
     search_vector = SearchVectorField(null=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -52,6 +53,8 @@ class IngestCounts:
     deleted: int = 0
     failed: int = 0
     chunks: int = 0
+    embedded: int = 0  # chunks (distinct texts) sent to the embedder
+    reused: int = 0  # chunks that kept the vector they had, or repeated a text of the batch
     errors: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -110,6 +113,11 @@ def content_hash(doc: ParsedDocument, embedder_name: str) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def embedding_key(embedder_name: str, text: str) -> str:
+    """Identifies a chunk's vector: the same text through the same embedder."""
+    return hashlib.sha256(f"{embedder_name}\x00{text}".encode()).hexdigest()
+
+
 def embedding_text(title: str, draft: ChunkDraft) -> str:
     """What the embedder sees: body passages carry their title and headings for context."""
     if draft.kind == Chunk.Kind.TITLE:
@@ -134,6 +142,7 @@ def _write_documents(
     source: KnowledgeSource,
     batch: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]],
     vectors: Any,
+    keys: list[str],
     counts: IngestCounts,
 ) -> None:
     offset = 0
@@ -179,6 +188,7 @@ def _write_documents(
                         text=draft.text,
                         token_count=len(draft.text.split()),
                         embedding=vectors[offset + i],
+                        embedding_key=keys[offset + i],
                     )
                     for i, draft in enumerate(drafts)
                 ]
@@ -230,11 +240,47 @@ def _ingest_batch(
         return
     started = time.perf_counter()
     texts = [embedding_text(p.title, d) for p, _, _, drafts in todo for d in drafts]
-    vectors = embedder.encode(texts)
+    keys = [embedding_key(embedder.name, t) for t in texts]
+    vectors = _embed(texts, keys, todo, full=full, embedder=embedder, counts=counts)
     counts.add_time("embed_s", time.perf_counter() - started)
     started = time.perf_counter()
-    _write_documents(source, todo, vectors, counts)
+    _write_documents(source, todo, vectors, keys, counts)
     counts.add_time("write_s", time.perf_counter() - started)
+
+
+def _embed(
+    texts: list[str],
+    keys: list[str],
+    todo: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]],
+    *,
+    full: bool,
+    embedder: Embedder,
+    counts: IngestCounts,
+) -> np.ndarray:
+    """Vectors for ``texts``: each distinct text embedded once, and (unless ``full``) the
+    unchanged chunks of changed documents keep the vector they already have."""
+    known: dict[str, Any] = {}
+    if not full:
+        updated = [current.pk for _, current, _, _ in todo if current is not None]
+        if updated:
+            known = dict(
+                Chunk.objects.filter(
+                    document_id__in=updated, embedding_key__in=set(keys), embedding__isnull=False
+                ).values_list("embedding_key", "embedding")
+            )
+    missing: dict[str, str] = {}
+    for key, text in zip(keys, texts, strict=True):
+        if key not in known:
+            missing.setdefault(key, text)
+    if missing:
+        fresh = embedder.encode(list(missing.values()))
+        known.update(zip(missing, fresh, strict=True))
+    counts.embedded += len(missing)
+    counts.reused += len(texts) - len(missing)
+    vectors = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
+    for i, key in enumerate(keys):
+        vectors[i] = known[key]
+    return vectors
 
 
 def documents_ingest(

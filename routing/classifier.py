@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import logging
 import math
 import time
@@ -33,9 +34,11 @@ import numpy as np
 from scipy import sparse
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import LinearSVC
+from threadpoolctl import ThreadpoolController
 
 from routing.artifacts import artifact_dump, artifact_load
 from support.minilm import MiniLM, minilm
@@ -62,18 +65,34 @@ MLP_EPOCHS = 60
 FUSION_WEIGHTS = (0.2, 0.3, 0.4, 0.5, 0.6)
 DEFAULT_FUSION_WEIGHT = 0.4  # when nothing can be held out to choose one
 KNN_K = 3
+# Rows kept per label for the neighbours (spread over the label's rows): a text's cosines to
+# every stored row are one pass over the matrix, memory-bound (15,000 rows x 384 floats is
+# 23 MB: tens of ms on a loaded machine), so the store stays a few MB whatever the data size.
+KNN_MAX_ROWS = 32
 KNN_WEIGHTS = (0.0, 0.1, 0.2, 0.3)  # the neighbours' share, tried with each SVM weight
 CASCADE_THRESHOLDS = (0.9, 0.95, 0.98, 0.99, 0.995)
 NEVER = 1.01  # a cascade threshold no probability reaches
 FUSION_MARGIN = 0.003  # the embedding costs ~4 ms a ticket: keep it only for a real gain
+# Out-of-scope detection: the share of held-out in-scope rows the detector may send to review
+# (its threshold is that quantile of their in-scope scores).
+OOS_BUDGET = 0.05
+ENCODER_FLOAT = "minilm"  # the shipped file as it is (models trained before the int8 one)
+ENCODER_INT8 = "minilm-int8"  # the dynamically quantised variant: about half the CPU
 
+
+# One text at a time (a ticket), the BLAS products (network, neighbours) run on one thread:
+# on the shared 2-core machine OpenBLAS's second thread made a 4,800 x 384 product ~8 times
+# slower (45 vs 5 ms at load average 19). Training keeps every thread.
+_BLAS = ThreadpoolController()
+SINGLE_THREAD_BELOW = 16  # texts
 
 # --- sentence embeddings ------------------------------------------------------------
 
 
-def encoder(threads: int = 1) -> MiniLM:
-    """The shared offline MiniLM encoder (``support.minilm``), one per process and thread count."""
-    return minilm(batch_size=64, threads=threads, max_tokens=128)
+def encoder(threads: int = 1, name: str = ENCODER_INT8) -> MiniLM:
+    """The shared offline MiniLM encoder (``support.minilm``), one per process, thread count
+    and variant. New models use the int8 variant; a model records the one it was trained on."""
+    return minilm(batch_size=64, threads=threads, max_tokens=128, quantized=name == ENCODER_INT8)
 
 
 # --- the router -------------------------------------------------------------------------
@@ -85,37 +104,82 @@ class Prediction:
     category: str
     confidence: float
     ranked: list[tuple[str, float]]
+    in_scope: float | None = None  # the out-of-scope detector's score (None: no detector)
+    out_of_scope: bool = False
 
 
 class Neighbours:
-    """The training rows' embeddings, grouped by label: a text's score for a label is the mean
-    cosine of the label's ``k`` rows closest to it."""
+    """The training rows' embeddings (at most ``max_rows`` per label, spread over its rows),
+    grouped by label: a text's score for a label is the mean cosine of the label's ``k`` rows
+    closest to it."""
 
-    def __init__(self, vectors: np.ndarray, y: np.ndarray, n_labels: int, k: int = KNN_K) -> None:
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        y: np.ndarray,
+        n_labels: int,
+        k: int = KNN_K,
+        max_rows: int = KNN_MAX_ROWS,
+    ) -> None:
         order = np.argsort(y, kind="stable")
+        if max_rows:
+            bounds = np.searchsorted(y[order], np.arange(n_labels + 1))
+            kept = []
+            for lo, hi in itertools.pairwise(bounds):
+                n = hi - lo
+                picks = np.unique(np.linspace(0, n - 1, min(n, max_rows)).round().astype(int))
+                kept.append(order[lo + picks] if n else order[lo:lo])
+            order = np.concatenate(kept)
         self.vectors = vectors[order].astype(np.float16)  # unit rows; half the bytes stored
         self.offsets = np.searchsorted(y[order], np.arange(n_labels + 1))
         self.k = k
         self._matrix: np.ndarray | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_matrix": None}
+        return {**self.__dict__, "_matrix": None, "_slots": None}
+
+    def _layout(self) -> tuple[np.ndarray, np.ndarray]:
+        """The float32 matrix and a (labels x most rows of one label) index into its columns,
+        padded with an extra column that is always -2: one vectorised top-k for all labels
+        (a Python loop over labels costs ~10 us a label per text)."""
+        matrix: np.ndarray | None = getattr(self, "_matrix", None)
+        slots: np.ndarray | None = getattr(self, "_slots", None)
+        if matrix is None or slots is None:
+            matrix = self.vectors.astype(np.float32).T.copy()
+            counts = np.diff(self.offsets)
+            width = max(int(counts.max()), 1) if len(counts) else 1
+            pad = matrix.shape[1]  # the padding column's index
+            slots = np.full((len(counts), width), pad, dtype=np.int64)
+            for label, (lo, hi) in enumerate(zip(self.offsets[:-1], self.offsets[1:], strict=True)):
+                slots[label, : hi - lo] = np.arange(lo, hi)
+            self._matrix, self._slots = matrix, slots
+        return matrix, slots
 
     def scores(self, emb: np.ndarray, block: int = 256) -> np.ndarray:
-        if self._matrix is None:
-            self._matrix = self.vectors.astype(np.float32).T.copy()
-        n_labels = len(self.offsets) - 1
+        return self.similarities(emb, block)[0]
+
+    def similarities(self, emb: np.ndarray, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Per label: the mean cosine of its ``k`` closest rows (fewer when it has fewer), and
+        the closest row's cosine; -1 for a label with no rows."""
+        matrix, slots = self._layout()
+        counts = np.diff(self.offsets)
+        n_labels = len(counts)
+        width = slots.shape[1]
+        k = max(1, min(self.k, width))
         out = np.full((len(emb), n_labels), -1.0, dtype=np.float32)
+        best = np.full((len(emb), n_labels), -1.0, dtype=np.float32)
+        taken = np.minimum(counts, k)
+        has_rows = counts > 0
         for start in range(0, len(emb), block):
-            sims = emb[start : start + block].astype(np.float32) @ self._matrix
-            for label in range(n_labels):
-                lo, hi = self.offsets[label], self.offsets[label + 1]
-                if hi == lo:
-                    continue
-                k = min(self.k, hi - lo)
-                top = np.partition(sims[:, lo:hi], hi - lo - k, axis=1)[:, -k:]
-                out[start : start + block, label] = top.mean(axis=1)
-        return out
+            sims = emb[start : start + block].astype(np.float32) @ matrix
+            sims = np.concatenate([sims, np.full((len(sims), 1), -2.0, np.float32)], axis=1)
+            grid = sims[:, slots]  # (texts, labels, width); padding is -2
+            top = np.partition(grid, width - k, axis=2)[:, :, width - k :] if width > k else grid
+            top = np.where(top < -1.5, 0.0, top)  # padding adds nothing to the sums
+            mean = top.sum(axis=2) / np.maximum(taken, 1)
+            out[start : start + block][:, has_rows] = mean[:, has_rows]
+            best[start : start + block][:, has_rows] = grid.max(axis=2)[:, has_rows]
+        return out, best
 
 
 @dataclass
@@ -151,6 +215,120 @@ class Fusion:
     def combine(self, svm_probs: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
         return softmax(self.scores(svm_probs, embeddings), self.temperature)
 
+    def signals(self, svm_probs: np.ndarray, embeddings: np.ndarray) -> Signals:
+        """Everything the out-of-scope detector reads, computed once (the fused probabilities
+        are the ones ``combine`` gives)."""
+        net = self.mlp.predict_proba(embeddings)
+        knn_mean = knn_max = None
+        knn = None
+        if self.neighbours is not None:
+            knn_mean, knn_max = self.neighbours.similarities(embeddings)
+            if self.knn_weight > 0:
+                knn = softmax(knn_mean, self.knn_temperature)
+        fused = softmax(self.mix(svm_probs, net, knn), self.temperature)
+        return Signals(svm_probs, net, fused, knn_mean, knn_max)
+
+
+@dataclass
+class Signals:
+    """Per text and label: the SVM's, the network's and the fused probabilities, and the
+    cosines to the label's nearest training rows (mean of ``k``, and the closest)."""
+
+    svm: np.ndarray
+    net: np.ndarray
+    fused: np.ndarray
+    knn_mean: np.ndarray | None
+    knn_max: np.ndarray | None
+
+    def without(self, columns: np.ndarray) -> Signals:
+        """The same rows as if each row's label ``columns[i]`` had not been trained: that
+        label's probability removed (the rest renormalised, i.e. a softmax over the other
+        labels' scores) and its training rows out of the neighbours. Held-out rows seen this
+        way are the pseudo out-of-scope examples the detector is calibrated on."""
+        rows = np.arange(len(columns))
+
+        def drop(p: np.ndarray) -> np.ndarray:
+            q = p.copy()
+            q[rows, columns] = 0.0
+            return np.asarray(q / np.maximum(q.sum(axis=1, keepdims=True), 1e-12))
+
+        def hide(s: np.ndarray | None) -> np.ndarray | None:
+            if s is None:
+                return None
+            t = s.copy()
+            t[rows, columns] = -1.0
+            return t
+
+        return Signals(
+            drop(self.svm),
+            drop(self.net),
+            drop(self.fused),
+            hide(self.knn_mean),
+            hide(self.knn_max),
+        )
+
+    def features(self) -> np.ndarray:
+        """How sure each model is of its best label and how close the text is to any
+        training row: the detector's inputs."""
+        cols = []
+        for p in (self.fused, self.svm, self.net):
+            top = np.sort(p, axis=1)
+            best = top[:, -1]
+            cols += [np.log(np.maximum(best, 1e-9)), np.log(np.maximum(1 - best, 1e-9))]
+            if p is self.fused:
+                cols.append(best - top[:, -2] if p.shape[1] > 1 else best)
+        for s in (self.knn_mean, self.knn_max):
+            if s is not None:
+                cols.append(s.max(axis=1))
+        return np.column_stack(cols).astype(np.float64)
+
+
+@dataclass
+class OutOfScope:
+    """Is a text like any trained label? A logistic regression over ``Signals.features``,
+    fitted at training time on the held-out rows (in scope) against the same rows with their
+    own label removed (out of scope: what the models say about a text whose intent they were
+    not trained on). A text whose in-scope score is below ``threshold`` goes to review; the
+    threshold is the ``budget`` quantile of the held-out rows' scores, so about that share of
+    in-scope texts is sent to review by this rule."""
+
+    fusion: Fusion  # the embedding network and neighbours the signals come from
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    threshold: float
+    budget: float
+    holdout: dict[str, float] = field(default_factory=dict)
+
+    def scores(self, signals: Signals) -> np.ndarray:
+        z = ((signals.features() - self.mean) / self.scale) @ self.coef + self.intercept
+        return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+
+def _fit_out_of_scope(
+    fusion: Fusion, signals: Signals, y: np.ndarray, budget: float = OOS_BUDGET
+) -> OutOfScope:
+    inside = signals.features()
+    outside = signals.without(y).features()
+    x = np.vstack([inside, outside])
+    target = np.r_[np.ones(len(inside)), np.zeros(len(outside))]
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    lr = LogisticRegression(C=1.0, max_iter=1000)
+    lr.fit((x - mean) / scale, target)
+    detector = OutOfScope(
+        fusion, mean, scale, lr.coef_[0].copy(), float(lr.intercept_[0]), 0.5, budget
+    )
+    scores_in = detector.scores(signals)
+    scores_out = detector.scores(signals.without(y))
+    detector.threshold = float(np.quantile(scores_in, budget))
+    detector.holdout = {
+        "in_scope_flagged": round(float(np.mean(scores_in < detector.threshold)), 4),
+        "pseudo_oos_flagged": round(float(np.mean(scores_out < detector.threshold)), 4),
+    }
+    return detector
+
 
 @dataclass
 class TextRouter:
@@ -163,30 +341,70 @@ class TextRouter:
     label_to_category: dict[str, str] = field(default_factory=dict)
     embedding_weight: float = EMBEDDING_WEIGHT
     fusion: Fusion | None = None
+    # Models stored before these fields existed load with the class defaults.
+    encoder_name: str = ENCODER_FLOAT
+    out_of_scope: OutOfScope | None = None
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return encoder(name=self.encoder_name).encode(list(texts))
 
     def _matrix(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> Any:
         cleaned = [normalise(t) for t in texts]
         parts = [self.word.transform(cleaned), self.char.transform(cleaned)]
         if self.features == FEATURES_COMBINED:
             if embeddings is None:
-                embeddings = encoder().encode(list(texts))
+                embeddings = self.embed(texts)
             parts.append(sparse.csr_matrix(embeddings * self.embedding_weight))
         return sparse.hstack(parts, format="csr")
 
     def proba(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
+        return self.analyse(texts, embeddings)[0]
+
+    def analyse(
+        self, texts: Sequence[str], embeddings: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Label probabilities, and the in-scope scores when the model has a detector."""
+        if len(texts) < SINGLE_THREAD_BELOW:
+            with _BLAS.limit(limits=1, user_api="blas"):
+                return self._analyse(texts, embeddings)
+        return self._analyse(texts, embeddings)
+
+    def _analyse(
+        self, texts: Sequence[str], embeddings: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         scores = self.clf.decision_function(self._matrix(texts, embeddings))
         probs = softmax(scores, self.temperature)
+        detector = self.out_of_scope
+        if detector is not None:
+            # Every text is embedded: the detector needs the embedding signals.
+            emb = self.embed(texts) if embeddings is None else embeddings
+            signals = detector.fusion.signals(probs, emb)
+            in_scope = detector.scores(signals)
+            if self.features == FEATURES_FUSION and self.fusion is not None:
+                # The label as without a detector: the SVM's where it is at least as sure as
+                # the cascade threshold (it agreed with the fusion on every held-out row
+                # there), the fusion's elsewhere.
+                sure = probs.max(axis=1) >= self.fusion.cascade_threshold
+                return np.where(sure[:, None], probs, signals.fused), in_scope
+            return probs, in_scope
         if self.features != FEATURES_FUSION or self.fusion is None:
-            return probs
+            return probs, None
         # The cascade: embed (~4 ms) only the texts the SVM is not sure of.
         unsure = np.flatnonzero(probs.max(axis=1) < self.fusion.cascade_threshold)
         if len(unsure):
             if embeddings is None:
-                emb = encoder().encode([texts[int(i)] for i in unsure])
+                emb = self.embed([texts[int(i)] for i in unsure])
             else:
                 emb = embeddings[unsure]
             probs[unsure] = self.fusion.combine(probs[unsure], emb)
-        return probs
+        return probs, None
+
+    def is_out_of_scope(self, in_scope: float | None) -> bool:
+        return (
+            in_scope is not None
+            and self.out_of_scope is not None
+            and in_scope < self.out_of_scope.threshold
+        )
 
     def category_of(self, label: str) -> str:
         return self.label_to_category.get(label, label)
@@ -196,12 +414,19 @@ class TextRouter:
         return sorted(set(self.label_to_category.values())) if self.label_to_category else []
 
     def predict(self, text: str, top: int = 3) -> Prediction:
-        probs = self.proba([text])[0]
+        all_probs, in_scope = self.analyse([text])
+        probs = all_probs[0]
         order = np.argsort(-probs)[:top]
         ranked = [(self.labels[i], float(probs[i])) for i in order]
         best = ranked[0][0]
+        score = float(in_scope[0]) if in_scope is not None else None
         return Prediction(
-            label=best, category=self.category_of(best), confidence=ranked[0][1], ranked=ranked
+            label=best,
+            category=self.category_of(best),
+            confidence=ranked[0][1],
+            ranked=ranked,
+            in_scope=score,
+            out_of_scope=self.is_out_of_scope(score),
         )
 
     def category_confidences(self, probs: np.ndarray) -> dict[str, float]:
@@ -319,6 +544,7 @@ def _tune_fusion(
     emb: np.ndarray,
     y: np.ndarray,
     neighbours: Neighbours | None = None,
+    keep_neighbours: bool = False,
 ) -> tuple[Fusion, float, float]:
     """The mixing weights and fused temperature with the lowest held-out log-loss (smoother
     than accuracy on a few hundred rows), then the lowest cascade threshold above which the
@@ -345,7 +571,7 @@ def _tune_fusion(
                 best = (nll, fusion, scores)
     assert best is not None
     _, fusion, scores = best
-    if fusion.knn_weight == 0:
+    if fusion.knn_weight == 0 and not keep_neighbours:
         fusion.neighbours = None
     full_acc = _accuracy(scores, y)
     confident = svm_probs.max(axis=1)
@@ -367,6 +593,7 @@ class TrainReport:
     seconds: float
     holdout: dict[str, float]
     embedded_share: float | None = None  # fusion: held-out share the cascade embeds
+    out_of_scope: dict[str, float] | None = None  # the detector's threshold and held-out rates
 
 
 def train(
@@ -377,10 +604,14 @@ def train(
     features: str = "auto",
     c: float = 0.5,
     progress: Callable[[str], None] | None = None,
+    out_of_scope: bool = True,
+    oos_budget: float = OOS_BUDGET,
 ) -> tuple[TextRouter, TrainReport]:
     """Train a router. ``features="auto"`` tries TF-IDF alone and the fusion with sentence
     embeddings on a held-out 15% (stratified, seeded: training is deterministic) and keeps
-    the embeddings only for a real gain; the chosen setup is then refitted on every row."""
+    the embeddings only for a real gain; the chosen setup is then refitted on every row.
+    With embeddings (``auto``, ``fusion``) and ``out_of_scope``, an out-of-scope detector is
+    calibrated on the same held-out rows (``OutOfScope``)."""
     if features not in FEATURE_CHOICES:
         raise ValueError(f"features must be one of {FEATURE_CHOICES}")
     started = time.perf_counter()
@@ -398,7 +629,7 @@ def train(
     emb = None
     if features != FEATURES_TFIDF:
         step(f"embedding {len(texts)} texts")
-        emb = encoder(threads=2).encode(texts)
+        emb = encoder(threads=2, name=ENCODER_INT8).encode(texts)
 
     step("fitting on 85%, scoring the held-out 15%")
     train_idx, held_idx = _holdout_split(y)
@@ -406,6 +637,7 @@ def train(
     held_texts, held_y = [texts[i] for i in held_idx], y[held_idx]
     holdout: dict[str, float] = {}
     chosen, temperature, fusion, share = FEATURES_TFIDF, 1.0, None, None
+    detector: OutOfScope | None = None
     if len(held_idx) == 0:
         # Under three rows per label nothing is held out: no choice, no calibration.
         step("too few rows per label to hold any out: probabilities are not calibrated")
@@ -431,30 +663,48 @@ def train(
             assert emb is not None
             mlp = _fit_mlp(emb[train_idx], y[train_idx])
             neighbours = Neighbours(emb[train_idx], y[train_idx], len(label_list))
+            held_svm = softmax(scores, temperature)
             tuned, _, tuned_share = _tune_fusion(
-                softmax(scores, temperature), mlp, emb[held_idx], held_y, neighbours
+                held_svm, mlp, emb[held_idx], held_y, neighbours, keep_neighbours=out_of_scope
             )
             probe.temperature, probe.features, probe.fusion = temperature, FEATURES_FUSION, tuned
             fusion_acc = _accuracy(probe.proba(held_texts, emb[held_idx]), held_y)
             holdout[FEATURES_FUSION] = round(fusion_acc, 4)
             if features == FEATURES_FUSION or fusion_acc > tfidf_acc + FUSION_MARGIN:
                 chosen, fusion, share = FEATURES_FUSION, tuned, tuned_share
+            if out_of_scope:
+                step("calibrating the out-of-scope detector on the held-out rows")
+                signals = tuned.signals(held_svm, emb[held_idx])
+                detector = _fit_out_of_scope(tuned, signals, held_y, oos_budget)
+                share = 1.0  # the detector reads the embedding of every text
 
     # Refit the chosen setup on every row; temperatures, weights and threshold carry over.
     step(f"held out: {holdout}; refitting {chosen} on all {len(texts)} rows")
     word, char, clf = _fit(texts, y, chosen, emb, c)
-    if fusion is not None:
+    refit = fusion if fusion is not None else (detector.fusion if detector else None)
+    if refit is not None:
         assert emb is not None
-        fusion.mlp = _fit_mlp(emb, y)
-        if fusion.neighbours is not None:
-            fusion.neighbours = Neighbours(emb, y, len(label_list))
+        refit.mlp = _fit_mlp(emb, y)
+        if refit.neighbours is not None:
+            refit.neighbours = Neighbours(emb, y, len(label_list))
     mapping: dict[str, str] = {}
     if categories is not None:
         pairs: dict[str, Counter[str]] = {}
         for label, cat in zip(labels, categories, strict=True):
             pairs.setdefault(label, Counter())[cat] += 1
         mapping = {label: counts.most_common(1)[0][0] for label, counts in pairs.items()}
-    router = TextRouter(label_list, chosen, word, char, clf, temperature, mapping, fusion=fusion)
+    router = TextRouter(
+        label_list,
+        chosen,
+        word,
+        char,
+        clf,
+        temperature,
+        mapping,
+        fusion=fusion,
+        encoder_name=ENCODER_INT8,
+        out_of_scope=detector,
+    )
     report = TrainReport(
         features=chosen if chosen != FEATURES_COMBINED else f"{chosen}@{EMBEDDING_WEIGHT:g}",
         rows=len(texts),
@@ -462,6 +712,12 @@ def train(
         seconds=round(time.perf_counter() - started, 2),
         holdout=holdout,
         embedded_share=round(share, 4) if share is not None else None,
+        out_of_scope=(
+            {"threshold": round(detector.threshold, 4), "budget": detector.budget}
+            | detector.holdout
+            if detector is not None
+            else None
+        ),
     )
     return router, report
 
@@ -470,50 +726,88 @@ def train(
 
 
 def evaluate(
-    router: TextRouter, texts: Sequence[str], gold: Sequence[str], *, threshold: float
+    router: TextRouter,
+    texts: Sequence[str],
+    gold: Sequence[str],
+    *,
+    threshold: float,
+    out_of_scope: Sequence[str] = (),
 ) -> dict[str, float | int]:
     """Accuracy, macro-F1, accuracy on the most confident 80% / 90%, review rate and the
-    per-ticket latency (each text routed alone, as in production)."""
+    per-ticket latency (each text routed alone, as in production). A text goes to review when
+    its confidence is below ``threshold`` or the model's detector finds it out of scope.
+    ``out_of_scope``: texts that belong to no label; ``oos_review_rate`` is the share of them
+    sent to review (the latency figures cover them too)."""
     n = len(texts)
     if n == 0:
         raise ValueError("No rows to evaluate.")
     gold_set = set(gold)
     by_category = not gold_set <= set(router.labels) and gold_set <= set(router.categories)
-    predicted: list[str] = []
-    confidences: list[float] = []
-    timings: list[float] = []
     router.predict(texts[0])  # warm-up
-    if router.features in (FEATURES_COMBINED, FEATURES_FUSION):
-        encoder().encode(["warm-up"])  # load the encoder outside the timings
-    for text in texts:
+    if router.features in (FEATURES_COMBINED, FEATURES_FUSION) or router.out_of_scope:
+        router.embed(["warm-up"])  # load the encoder outside the timings
+    timings: list[float] = []
+
+    def route(text: str) -> tuple[str, float, bool]:
         started = time.perf_counter()
-        probs = router.proba([text])[0]
+        all_probs, in_scope = router.analyse([text])
+        probs = all_probs[0]
         if by_category:
             cats = router.category_confidences(probs)
             label, conf = max(cats.items(), key=lambda kv: kv[1])
         else:
             i = int(np.argmax(probs))
             label, conf = router.labels[i], float(probs[i])
+        outside = router.is_out_of_scope(float(in_scope[0]) if in_scope is not None else None)
         timings.append((time.perf_counter() - started) * 1000)
-        predicted.append(label)
-        confidences.append(conf)
+        return label, conf, conf < threshold or outside
+
+    cpu_started = time.process_time()
+    routed = [route(text) for text in texts]
+    predicted = [label for label, _, _ in routed]
+    confidences = np.array([conf for _, conf, _ in routed])
+    review = np.array([r for _, _, r in routed])
     correct = np.array([p == g for p, g in zip(predicted, gold, strict=True)])
-    order = np.argsort(-np.array(confidences), kind="stable")
+    order = np.argsort(-confidences, kind="stable")
 
     def top_share(share: float) -> float:
         k = max(1, math.ceil(n * share))
         return float(correct[order[:k]].mean())
 
-    return {
+    figures: dict[str, float | int] = {
         "accuracy": round(float(correct.mean()), 4),
         "macro_f1": round(float(f1_score(gold, predicted, average="macro", zero_division=0)), 4),
         "accuracy_at_80": round(top_share(0.8), 4),
         "accuracy_at_90": round(top_share(0.9), 4),
-        "review_rate": round(float(np.mean(np.array(confidences) < threshold)), 4),
+        "review_rate": round(float(review.mean()), 4),
+        # accuracy on the texts that are routed automatically (not sent to review)
+        "accuracy_routed": round(float(correct[~review].mean()), 4) if (~review).any() else 0.0,
+    }
+    if out_of_scope:
+        oos_review = np.array([route(text)[2] for text in out_of_scope])
+        figures["oos_review_rate"] = round(float(oos_review.mean()), 4)
+        figures["oos_n"] = len(out_of_scope)
+    figures |= {
+        # CPU time per routed text (this process, all threads): what the routing costs,
+        # whatever the machine's load does to the wall-clock figures below
+        "cpu_ms": round((time.process_time() - cpu_started) * 1000 / len(timings), 3),
         "p50_ms": round(float(np.percentile(timings, 50)), 3),
         "p99_ms": round(float(np.percentile(timings, 99)), 3),
         "n": n,
     }
+    return figures
+
+
+def read_texts(path: Path | str, text_column: str) -> list[str]:
+    """The non-empty texts of one column (e.g. an out-of-scope file: texts with no label)."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if text_column not in columns:
+            raise ValueError(
+                f"Column {text_column!r} is not in {path} (columns: {', '.join(columns)})"
+            )
+        return [text for row in reader if (text := (row[text_column] or "").strip())]
 
 
 def read_csv(path: Path | str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:

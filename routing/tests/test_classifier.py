@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 from typing import Any
 
@@ -81,7 +82,8 @@ def test_cascade_embeds_only_the_texts_the_svm_is_unsure_of(
     assert router.fusion is not None
     texts = bitext_slice["test_texts"]
     counting = CountingEncoder()
-    monkeypatch.setattr(classifier, "encoder", lambda threads=1: counting)
+    monkeypatch.setattr(classifier, "encoder", lambda threads=1, name="": counting)
+    monkeypatch.setattr(router, "out_of_scope", None)  # the cascade: models without a detector
     svm_only = classifier.softmax(
         router.clf.decision_function(router._matrix(texts)), router.temperature
     )
@@ -165,3 +167,100 @@ def test_fusion_mixes_three_log_probabilities():
     assert np.allclose(fusion.mix(svm, net, knn), expected)
     # Without neighbours the network takes the SVM's complement.
     assert np.allclose(fusion.mix(svm, net), 0.2 * np.log(svm) + 0.8 * np.log(net))
+
+
+# --- out-of-scope detection ------------------------------------------------------------------
+
+UNRELATED = [
+    "what will the weather be like in Lisbon tomorrow",
+    "give me a recipe for a vegetarian lasagna",
+    "who won the football match last night",
+    "translate good morning into Japanese",
+    "how many moons does Jupiter have",
+    "set an alarm for six thirty",
+    "recommend a good science fiction novel",
+    "what is the capital of Australia",
+]
+
+
+def _other_intents_texts(bitext_slice: dict[str, list[str]]) -> list[str]:
+    """Bitext test texts of the intents the slice left out (customer service, other needs)."""
+    texts, intents, _ = classifier.bitext_rows(classifier.BITEXT_TEST)
+    trained = set(bitext_slice["labels"])
+    return [t for t, i in zip(texts, intents, strict=True) if i not in trained][::4]
+
+
+def test_out_of_scope_detector_sends_untrained_intents_to_review(fusion_router, bitext_slice):
+    router, report = fusion_router
+    detector = router.out_of_scope
+    assert detector is not None
+    assert report.out_of_scope is not None
+    assert report.out_of_scope["threshold"] == round(detector.threshold, 4)
+    assert report.embedded_share == 1.0  # the detector reads every text's embedding
+
+    _, inside = router.analyse(bitext_slice["test_texts"])
+    _, unrelated = router.analyse(UNRELATED)
+    _, other = router.analyse(_other_intents_texts(bitext_slice))
+    assert inside is not None
+    assert unrelated is not None
+    assert other is not None
+    assert np.mean(inside < detector.threshold) <= 0.1
+    assert np.all(unrelated < detector.threshold)
+    assert np.mean(other < detector.threshold) >= 0.8
+
+    prediction = router.predict(UNRELATED[0])
+    assert prediction.out_of_scope
+    assert prediction.in_scope is not None
+    assert not router.predict(bitext_slice["test_texts"][0]).out_of_scope
+    again = TextRouter.from_bytes(router.to_bytes())
+    reloaded = again.analyse(UNRELATED)[1]
+    assert reloaded is not None
+    assert np.allclose(reloaded, unrelated)
+
+
+def test_evaluate_reports_the_out_of_scope_review_rate(fusion_router, bitext_slice):
+    router, _ = fusion_router
+    figures = classifier.evaluate(
+        router,
+        bitext_slice["test_texts"][:30],
+        bitext_slice["test_labels"][:30],
+        threshold=0.6,
+        out_of_scope=UNRELATED,
+    )
+    assert figures["oos_review_rate"] == 1.0
+    assert figures["oos_n"] == len(UNRELATED)
+    assert figures["review_rate"] <= 0.1
+    assert {"p50_ms", "p99_ms", "accuracy"} <= set(figures)
+
+
+def test_pseudo_out_of_scope_rows_lose_their_own_label():
+    svm = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    knn = np.array([[0.9, 0.5, 0.2], [0.1, 0.3, 0.95]])
+    signals = classifier.Signals(svm, svm.copy(), svm.copy(), knn, knn.copy())
+    gone = signals.without(np.array([0, 2]))
+    assert np.allclose(gone.svm[0], [0.0, 2 / 3, 1 / 3])
+    assert np.allclose(gone.fused[1], [0.5, 0.5, 0.0])
+    assert gone.knn_max is not None
+    assert gone.knn_max[0].max() == 0.5
+    # less sure and farther from any training row than the rows themselves
+    assert np.all(gone.features()[:, 0] < signals.features()[:, 0])
+
+
+def test_models_stored_before_the_detector_load_without_one(fusion_router, bitext_slice):
+    router, _ = fusion_router
+    old = copy.copy(router)
+    del old.__dict__["out_of_scope"], old.__dict__["encoder_name"]
+    assert old.out_of_scope is None
+    assert old.encoder_name == classifier.ENCODER_FLOAT  # the vectors it was trained on
+    probs, in_scope = old.analyse(bitext_slice["test_texts"][:5])
+    assert in_scope is None
+    assert probs.shape == (5, 10)
+
+
+def test_no_detector_without_embeddings(bitext_slice):
+    router, report = classifier.train(
+        bitext_slice["texts"], bitext_slice["labels"], features="tfidf"
+    )
+    assert router.out_of_scope is None
+    assert report.out_of_scope is None
+    assert router.predict("where is my order").in_scope is None

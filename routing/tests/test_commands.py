@@ -16,6 +16,8 @@ KEYS = {
     "accuracy_at_80",
     "accuracy_at_90",
     "review_rate",
+    "accuracy_routed",
+    "cpu_ms",
     "p50_ms",
     "p99_ms",
     "n",
@@ -84,6 +86,40 @@ def test_train_router_on_any_csv(tmp_path, capsys):
         "eval_router", data=str(path), text_column="text", label_column="label", json=str(out)
     )
     assert json.loads(out.read_text())["accuracy"] == 1.0
+
+
+def test_eval_router_reports_the_out_of_scope_review_rate(tmp_path, capsys):
+    """With --out-of-scope, texts that belong to no label are routed too and the share sent
+    to review is reported (the shipped TF-IDF default has no detector: only its low
+    confidence sends them)."""
+    outside = tmp_path / "oos.csv"
+    with open(outside, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["utterance"])
+        writer.writerows([["what is the capital of Australia"], ["recipe for lasagna"], [""]])
+    out = tmp_path / "eval.json"
+    call_command(
+        "eval_router",
+        data=str(BITEXT_TEST),
+        text_column="utterance",
+        label_column="intent",
+        out_of_scope=str(outside),
+        json=str(out),
+        threshold=0.99,
+    )
+    figures = json.loads(out.read_text())
+    assert figures["oos_n"] == 2
+    assert figures["oos_review_rate"] == 1.0
+    assert "oos_review_rate" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="no_such"):
+        call_command(
+            "eval_router",
+            data=str(BITEXT_TEST),
+            text_column="utterance",
+            label_column="intent",
+            out_of_scope=str(outside),
+            oos_text_column="no_such",
+        )
 
 
 def test_train_router_names_a_missing_column(tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from botocore.stub import Stubber
 from strands.models.bedrock import BedrockModel
@@ -82,6 +83,26 @@ def test_review_threshold(ctx, settings):
     assert len(result.review_reasons) == 1
     assert result.review_reasons[0].startswith("confidence ")
     assert result.review_reasons[0].endswith("is below 1.00")
+
+
+def test_out_of_scope_text_needs_review(ctx, monkeypatch):
+    router = ctx.router
+    probs, _ = router.analyse([ctx.text])
+
+    def analyse(texts, embeddings=None):
+        return probs, np.full(len(texts), 0.02)
+
+    class Detector:
+        threshold = 0.3
+
+    monkeypatch.setattr(router, "analyse", analyse)
+    monkeypatch.setattr(router, "out_of_scope", Detector())
+    result = providers.decide(ctx, LocalProvider())
+    cls = result.trace.last("classify_issue")
+    assert cls is not None
+    assert (cls["out_of_scope"], cls["in_scope"]) == (True, 0.02)
+    assert result.decision.confidence > 0.6  # sure of a label, yet unlike any trained intent
+    assert result.review_reasons == ["unlike any trained intent (in-scope score 0.02)"]
 
 
 def test_unknown_team_needs_review(ctx):

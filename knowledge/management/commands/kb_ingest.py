@@ -63,7 +63,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"source={name} job={job.pk} created={counts.created} updated={counts.updated} "
             f"unchanged={counts.unchanged} deleted={counts.deleted} failed={counts.failed} "
-            f"chunks={counts.chunks}"
+            f"chunks={counts.chunks} embedded={counts.embedded} reused={counts.reused}"
         )
         for error in counts.errors[:20]:
             self.stderr.write(f"  failed {error['id']}: {error['error']}")

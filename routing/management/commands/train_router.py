@@ -28,6 +28,11 @@ class Command(BaseCommand):
             help="Add people's overrides and acceptances whose label is in the data.",
         )
         parser.add_argument("--no-activate", action="store_true")
+        parser.add_argument(
+            "--no-out-of-scope",
+            action="store_true",
+            help="No out-of-scope detector (with embeddings one is calibrated by default).",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
@@ -62,6 +67,7 @@ class Command(BaseCommand):
                 features=opts["features"],
                 source=str(opts["data"]),
                 activate=not opts["no_activate"],
+                out_of_scope=not opts["no_out_of_scope"],
                 progress=lambda line: self.stderr.write(line),
             )
         except ValueError as exc:  # e.g. a single label
@@ -76,6 +82,7 @@ class Command(BaseCommand):
             "features": report.features,
             "holdout_accuracy": report.holdout,
             "embedded_share": report.embedded_share,
+            "out_of_scope": report.out_of_scope,
             "seconds": report.seconds,
         }
         self.stdout.write(json.dumps(summary, indent=2))
