@@ -559,11 +559,30 @@ def deliveries_sweep(*, grace_seconds: float | None = None, limit: int | None = 
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
         .exclude(Exists(open_circuit))
         .order_by(F("next_attempt_at").asc(nulls_first=True), "pk")
-        .values_list("pk", "target_kind")[: limit or int(settings.DELIVERY_SWEEP_BATCH)]
+        .values_list("pk", "target_kind", "attempts", "next_attempt_at")[
+            : limit or int(settings.DELIVERY_SWEEP_BATCH)
+        ]
     )
     count = 0
-    for pk, kind_name in due:
-        _enqueue(pk, target_kind_get(kind_name), expected_attempts=None)
+    for pk, kind_name, attempts, next_attempt_at in due:
+        kind = target_kind_get(kind_name)
+        # Move the row's next attempt one lease ahead (only if nothing touched it since it
+        # was read): the attempt task sent now claims it by its attempt count, and while
+        # that task waits in a backed-up queue the next sweeps leave the row alone instead
+        # of queueing a copy every run. A task lost again is found one lease later.
+        moved = (
+            Delivery.objects.filter(
+                pk=pk,
+                status__in=OPEN_STATUSES,
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+            )
+            .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+            .update(next_attempt_at=now + timedelta(seconds=_lease_seconds(kind)))
+        )
+        if not moved:
+            continue
+        _enqueue(pk, kind, expected_attempts=attempts)
         count += 1
     if count:
         logger.info("Delivery sweep enqueued %s delivery(ies)", count)

@@ -362,6 +362,29 @@ def test_the_sweep_sends_never_enqueued_and_overdue_deliveries_only(
     assert target.sent == ["lost", "overdue"]
 
 
+def test_a_swept_delivery_waiting_in_a_backed_up_queue_is_not_queued_again(
+    target: ScriptedTarget, monkeypatch: Any
+) -> None:
+    """The sweep queued another attempt task every run while the first one still waited in
+    a backed-up queue (up to 3 copies per delivery seen in the soak)."""
+    queued: list[tuple[int, int | None]] = []
+    monkeypatch.setattr(
+        engine,
+        "_enqueue",
+        lambda pk, kind, *, expected_attempts, countdown=0.0: queued.append(
+            (pk, expected_attempts)
+        ),
+    )
+    lost = enqueue("lost")
+    Delivery.objects.filter(pk=lost.pk).update(next_attempt_at=ago(300))
+    assert engine.deliveries_sweep(grace_seconds=0) == 1
+    assert engine.deliveries_sweep(grace_seconds=0) == 0  # its task is still queued
+    assert queued == [(lost.pk, 0)]
+    # the queued task claims it by its attempt count although its next attempt moved ahead
+    assert engine.delivery_attempt(delivery_id=lost.pk, expected_attempts=0).claimed
+    assert target.sent == ["lost"]
+
+
 def test_the_beat_runs_one_sweep_and_leases_outlive_the_attempt_task() -> None:
     from support.celery import app
     from support.delivery.tasks import ATTEMPT_TIME_LIMIT
