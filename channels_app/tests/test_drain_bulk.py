@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from channels_app import services
 from channels_app.adapters.base import WebhookRequest
 from channels_app.models import InboundEvent
+from channels_app.services import bulk, drain
 from channels_app.tests.conftest import TEST_SECRET, make_account
 from support.models import OutboxEvent
 from tickets import services as ticket_services
@@ -136,7 +137,7 @@ def _drain(account: Any) -> None:
 def test_bulk_drain_gives_exactly_the_one_by_one_outcome() -> None:
     account = _scenario()
     with (
-        mock.patch.object(services, "_message_is_plain", return_value=False),
+        mock.patch.object(drain, "_message_is_plain", return_value=False),
         CaptureQueriesContext(connection) as single_queries,
     ):
         _drain(account)
@@ -166,7 +167,7 @@ def test_bulk_drain_gives_exactly_the_one_by_one_outcome() -> None:
 
 def test_a_failing_bulk_run_falls_back_to_one_by_one() -> None:
     account = _scenario()
-    with mock.patch.object(services, "ids_reserve", side_effect=RuntimeError("boom")) as ids:
+    with mock.patch.object(bulk, "ids_reserve", side_effect=RuntimeError("boom")) as ids:
         # ticket creation one by one reserves ids through tickets.services, not this name
         _drain(account)
     assert ids.called
