@@ -9,9 +9,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.postgres.search import SearchVectorField
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Expression
 from django.utils import timezone
 
 from support.auth.roles import is_supervisor
@@ -36,6 +34,12 @@ from tickets.models import (
     Ticket,
     TicketRead,
     TicketStatus,
+)
+from tickets.thread_rules import (
+    TicketRowSearchVector,
+    TicketSearchVector,
+    customer_search_text,
+    tickets_customer_message_apply,
 )
 
 PREVIEW_CHARS = 140
@@ -299,33 +303,6 @@ def _tag_names(names: Iterable[str]) -> list[str]:
 
 def _tags_from_names(names: Iterable[str]) -> list[Tag]:
     return [Tag.objects.get_or_create(name=name)[0] for name in _tag_names(names)]
-
-
-class TicketSearchVector(Expression):
-    """The ticket's full-text vector: subject (A), conversation (B), customer (C).
-
-    One fixed SQL fragment with three parameters: far cheaper to compile on the hot path
-    than composing ``SearchVector`` objects, and the same vector.
-    """
-
-    output_field = SearchVectorField()
-    template = (
-        "setweight(to_tsvector('english'::regconfig, %s), 'A') || "
-        "setweight(to_tsvector('english'::regconfig, %s), 'B') || "
-        "setweight(to_tsvector('simple'::regconfig, %s), 'C')"
-    )
-
-    def __init__(self, subject: str, text: str, who: str) -> None:
-        super().__init__()
-        self.params = [subject, text[:20000], who]
-
-    def as_sql(self, compiler: Any, connection: Any) -> Any:
-        return self.template, list(self.params)
-
-
-def customer_search_text(customer: Customer) -> str:
-    """The customer part (weight C) of a ticket's search vector."""
-    return f"{customer.name} {customer.email} {customer.phone}"
 
 
 def _search_vector(subject: str, text: str = "", customer: Customer | None = None) -> Any:
@@ -689,20 +666,17 @@ def message_add(
     for item in attachments:
         _attachment_create(message, item)
 
+    if direction == Direction.INBOUND:
+        # the threading rules, shared with the channels' bulk drain (tickets.thread_rules)
+        ((ticket, before),) = tickets_customer_message_apply(ticket_ids=[ticket.pk], now=now)
+        if ticket.status != before:
+            _ticket_event("ticket.updated", ticket, changes={"status": [before, ticket.status]})
+        _message_event("message.created", message)
+        return message
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
     fields = ["last_message_at", "updated_at"]
     ticket.last_message_at = now
-    if direction == Direction.INBOUND:
-        if ticket.waiting_since is None:
-            ticket.waiting_since = now
-            fields.append("waiting_since")
-        if ticket.status in (TicketStatus.PENDING, TicketStatus.RESOLVED):
-            old_status = ticket.status
-            ticket.status = TicketStatus.OPEN
-            ticket.resolved_at = None
-            fields += ["status", "resolved_at"]
-            _ticket_event("ticket.updated", ticket, changes={"status": [old_status, "open"]})
-    elif kind == MessageKind.PUBLIC and author_user is not None:
+    if kind == MessageKind.PUBLIC and author_user is not None:
         ticket.waiting_since = None
         fields.append("waiting_since")
         if ticket.first_response_at is None:
@@ -719,15 +693,6 @@ def message_add(
     ticket.save(update_fields=fields)
     _message_event("message.created", message)
     return message
-
-
-def _recent_public_text(ticket: Ticket, limit: int = 20) -> str:
-    texts = (
-        Message.objects.filter(ticket=ticket, kind=MessageKind.PUBLIC)
-        .order_by("-created_at")
-        .values_list("body_text", flat=True)[:limit]
-    )
-    return "\n".join(texts)[:20000]
 
 
 @transaction.atomic
@@ -933,7 +898,8 @@ def ticket_merge(
 
 
 def _search_vector_for(ticket: Ticket) -> Any:
-    return _search_vector(ticket.subject, _recent_public_text(ticket), ticket.customer)
+    """The ticket's vector recomputed from its row (see ``tickets.thread_rules``)."""
+    return TicketRowSearchVector()
 
 
 def ticket_mark_read(*, ticket: Ticket, user: Any) -> None:

@@ -25,8 +25,8 @@ from tickets.models import (
     Customer,
     Message,
     Ticket,
-    TicketStatus,
 )
+from tickets.thread_rules import tickets_customer_message_apply
 
 logger = logging.getLogger(__name__)
 
@@ -42,29 +42,6 @@ def _message_is_plain(channel: str, item: object) -> bool:
         and bool(item.external_message_id)
         and bool(item.sender_id)
     )
-
-
-_TOUCHED_TICKETS_UPDATE = """
-UPDATE tickets_ticket AS t SET
-    last_message_at = %s,
-    updated_at = %s,
-    waiting_since = COALESCE(t.waiting_since, %s),
-    status = CASE WHEN t.status IN ('pending', 'resolved') THEN 'open' ELSE t.status END,
-    resolved_at = CASE WHEN t.status IN ('pending', 'resolved') THEN NULL ELSE t.resolved_at END,
-    search_vector =
-        setweight(to_tsvector('english'::regconfig, t.subject), 'A')
-        || setweight(to_tsvector('english'::regconfig, left(coalesce((
-            SELECT string_agg(r.body_text, E'\\n' ORDER BY r.created_at DESC)
-            FROM (
-                SELECT m.body_text, m.created_at FROM tickets_message m
-                WHERE m.ticket_id = t.id AND m.kind = 'public'
-                ORDER BY m.created_at DESC LIMIT 20
-            ) r
-        ), ''), 20000)), 'B')
-        || setweight(to_tsvector('simple'::regconfig, v.who), 'C')
-FROM (SELECT unnest(%s::bigint[]) AS id, unnest(%s::text[]) AS who) AS v
-WHERE t.id = v.id
-"""
 
 
 def _messages_ingest_bulk(
@@ -148,7 +125,7 @@ def _messages_ingest_bulk(
         channel=channel,
         account_id=account_key,
     )
-    if tickets:  # lock what will change and read it again (events carry its current state)
+    if tickets:  # lock what will change (in id order, as the one-by-one path does)
         locked = {
             t.pk: t
             for t in Ticket.objects.select_for_update()
@@ -165,7 +142,7 @@ def _messages_ingest_bulk(
     new_rows: list[Any] = []
     message_rows: list[Any] = []
     events: list[Any] = []
-    touched: dict[int, Customer] = {}
+    touched: dict[int, int] = {}  # ticket -> where its first message's events start
     for m in todo:
         customer = customers[m.sender_id]
         text = m.text or "(empty message)"
@@ -188,16 +165,8 @@ def _messages_ingest_bulk(
                     "ticket.created", ticket, subject=ticket.subject, tags=[]
                 )
             )
-        else:
-            touched[ticket.pk] = customer
-            if ticket.status in (TicketStatus.PENDING, TicketStatus.RESOLVED):
-                old_status = ticket.status
-                ticket.status = TicketStatus.OPEN
-                events.append(
-                    ticket_services.ticket_new_event(
-                        "ticket.updated", ticket, changes={"status": [old_status, "open"]}
-                    )
-                )
+        elif ticket.pk not in touched:
+            touched[ticket.pk] = len(events)
         metadata = _message_metadata(m)
         message = ticket_services.inbound_message_build(
             pk=next(message_ids),
@@ -210,10 +179,18 @@ def _messages_ingest_bulk(
         )
         message_rows.append(message)
         events.append(ticket_services.message_new_event("message.created", message))
-    rows_insert([*people, *new_rows, *message_rows, *outbox_rows(events)])
-    if touched:
-        who = [ticket_services.customer_search_text(c) for c in touched.values()]
-        with connection.cursor() as cursor:
-            cursor.execute(_TOUCHED_TICKETS_UPDATE, [now, now, now, list(touched), who])
+    rows_insert([*people, *new_rows, *message_rows])
+    # The threading rules, shared with message_add (tickets.thread_rules); a status they
+    # change is published just before the message that changed it, as one by one.
+    applied = tickets_customer_message_apply(ticket_ids=list(touched), now=now)
+    for ticket, before in sorted(applied, key=lambda pair: -touched[pair[0].pk]):
+        if ticket.status != before:
+            events.insert(
+                touched[ticket.pk],
+                ticket_services.ticket_new_event(
+                    "ticket.updated", ticket, changes={"status": [before, ticket.status]}
+                ),
+            )
+    rows_insert(outbox_rows(events))
     relay_after_commit()
     return recorded
