@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -17,7 +18,7 @@ from calls.models import (
 )
 from support.auth.roles import is_supervisor
 from support.errors import NotFound
-from tickets.models import format_ticket_number
+from tickets.models import Customer, format_ticket_number
 from tickets.selectors import user_team_ids, visible_ticket_ids
 
 
@@ -140,3 +141,21 @@ def agent_board() -> dict[str, Any]:
             Alert.objects.select_related("rule").filter(acknowledged_at__isnull=True)[:50]
         ),
     }
+
+
+# --- callers and links (used by the services' intake, IVR and Salesforce) ---------------
+
+
+def normalise_phone(value: str) -> str:
+    return "".join(ch for ch in value if ch.isdigit() or ch == "+")
+
+
+def customer_for_phone(phone: str) -> Customer | None:
+    phone = normalise_phone(phone)
+    if not phone:
+        return None
+    return Customer.objects.filter(phone=phone).order_by("id").first()
+
+
+def call_url(call: Call) -> str:
+    return f"{settings.SITE_URL}/calls/{call.hash}/"

@@ -60,19 +60,11 @@ def channel_account_for_ticket(ticket: Ticket) -> ChannelAccount | None:
 
 def customer_open_ticket_get(*, customer: Customer, channel: str, account_id: str) -> Ticket | None:
     """The customer's open ticket on this channel account, else one resolved within the
-    reopen window (``CHANNEL_REOPEN_WINDOW_HOURS``), else None."""
-    base = Ticket.objects.filter(
-        customer=customer, channel=channel, channel_account_id=account_id, merged_into=None
-    )
-    ticket = base.filter(status__in=OPEN_STATUSES).order_by("-last_message_at", "-id").first()
-    if ticket is not None:
-        return ticket
-    window = timedelta(hours=int(settings.CHANNEL_REOPEN_WINDOW_HOURS))
-    return (
-        base.filter(status=TicketStatus.RESOLVED, resolved_at__gte=timezone.now() - window)
-        .order_by("-resolved_at", "-id")
-        .first()
-    )
+    reopen window (``CHANNEL_REOPEN_WINDOW_HOURS``), else None: the rule of
+    :func:`customers_open_tickets` (the bulk drain's), for one customer."""
+    return customers_open_tickets(
+        customer_ids=[customer.pk], channel=channel, account_id=account_id
+    ).get(customer.pk)
 
 
 def ticket_for_email_thread(*, references: tuple[str, ...]) -> Ticket | None:
@@ -115,8 +107,10 @@ def webchat_messages(*, visitor_id: str, account_id: int, after_id: int = 0) -> 
 def customers_open_tickets(
     *, customer_ids: list[int], channel: str, account_id: str
 ) -> dict[int, Ticket]:
-    """:func:`customer_open_ticket_get` for many customers in two queries (open, then
-    resolved within the reopen window for the rest). Not locked (PostgreSQL refuses
+    """Each customer's open ticket on this channel account, else one resolved within the
+    reopen window (``CHANNEL_REOPEN_WINDOW_HOURS``): the one threading rule for both the
+    one-by-one path (:func:`customer_open_ticket_get`) and the bulk drain, in two queries
+    (open, then resolved within the window for the rest). Not locked (PostgreSQL refuses
     ``FOR UPDATE`` with ``DISTINCT``): a writer locks the tickets it changes by id."""
     if not customer_ids:
         return {}

@@ -96,7 +96,7 @@ def _locks(*keys: str) -> None:
 
 def _visitor_lock_key(account: ChannelAccount, visitor_id: str) -> str:
     # The same key the inbound path holds while it threads this visitor's messages
-    # (channels_app.services._message_ingest), so a link and a message never interleave.
+    # (channels_app.services.ingest._message_ingest), so a link and a message never interleave.
     return f"webchat:{account.pk}:{visitor_id}"
 
 

@@ -446,3 +446,37 @@ def poll_forever(
         failures = 0
         if once:
             return
+
+
+def sqs_receive_each(
+    client: Any,
+    queue_url: str,
+    handle: Callable[[dict[str, Any]], bool],
+    *,
+    wait: int,
+    batch: int = 10,
+) -> tuple[int, int]:
+    """One SQS receive for the poll commands: ``handle(message)`` each message; it is
+    deleted when ``handle`` answers True and left on the queue (its redrive policy moves
+    it to the dead-letter queue in the end) when False. Answers (deleted, left). SQS
+    failures raise ``RetryableError`` / ``PermanentError`` (:func:`aws_error`), for
+    :func:`poll_forever`."""
+    try:
+        response = client.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=batch, WaitTimeSeconds=wait
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(exc, context="SQS receive") from exc
+    done = left = 0
+    for message in response.get("Messages", []):
+        if not handle(message):
+            left += 1
+            continue
+        try:
+            client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        except (ClientError, BotoCoreError) as exc:
+            # Redelivered after the visibility timeout; the handlers' natural keys (intake's
+            # event ids, the KB's event keys) make the redelivery a no-op.
+            raise aws_error(exc, context="SQS delete") from exc
+        done += 1
+    return done, left

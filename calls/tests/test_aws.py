@@ -1,5 +1,8 @@
 """AWS paths: SNS (signed) → Data Automation (Stubber) → S3 result; S3 events over SQS
-(moto); Amazon Transcribe (moto); Bedrock converse (Stubber)."""
+(moto); Amazon Transcribe (moto); Bedrock converse (Stubber).
+
+Over ~500 lines on purpose: one end-to-end path per AWS service, each test building its
+own fakes; splitting would scatter the shared Stubber and moto set-up."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from calls.analytics.providers import BedrockProvider, bedrock_runtime_client
 from calls.management.commands.calls_poll_sqs import poll_once
 from calls.models import AgentStateSpan, Alert, AlertKind, AlertRule, Call
 from calls.parsers import Segment
+from calls.services import agents
 from calls.transcription import DataAutomationBackend, TranscribeBackend, read_json_s3
 from support.aws import aws_client
 from support.errors import ExternalAuthError, PermanentError, RetryableError, ThrottledError
@@ -163,7 +164,7 @@ def test_sns_alerts_are_deliveries_throttling_waits_and_a_refused_topic_is_a_dea
     def throttled(*, alert_id: int, topic_arn: str = "") -> str:
         raise ThrottledError("SNS slow down", retry_after=30.0)
 
-    monkeypatch.setattr(services, "alert_sns_publish", throttled)
+    monkeypatch.setattr(agents, "alert_sns_publish", throttled)
     before = datetime.now(UTC)
     delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
     delivery.refresh_from_db()
@@ -177,7 +178,7 @@ def test_sns_alerts_are_deliveries_throttling_waits_and_a_refused_topic_is_a_dea
     def denied(*, alert_id: int, topic_arn: str = "") -> str:
         raise ExternalAuthError("SNS: AuthorizationError (HTTP 403)")
 
-    monkeypatch.setattr(services, "alert_sns_publish", denied)
+    monkeypatch.setattr(agents, "alert_sns_publish", denied)
     delivery_attempt(delivery_id=delivery.pk, expected_attempts=1)
     assert list(Attempt.objects.order_by("number").values_list("outcome", flat=True)) == [
         "throttled",

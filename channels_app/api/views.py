@@ -1,5 +1,9 @@
 """Webhook endpoints (verify → record → acknowledge), the chatbot hand-off and the
-web chat widget's endpoints. Thin: each calls one service."""
+web chat widget's endpoints. Thin: each calls one service.
+
+Over ~500 lines on purpose: one thin view per endpoint of the one public HTTP surface of
+the channels (webhooks, hand-off, widget), kept together so its checks (size caps, rate
+limits, signatures, CORS of the widget) read side by side; no logic to split out."""
 
 from __future__ import annotations
 

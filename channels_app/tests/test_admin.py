@@ -70,9 +70,9 @@ def test_dead_inbound_event_is_reprocessed_from_the_admin(
     settings.CHANNELS_INBOUND_MAX_ATTEMPTS = 1
     account = make_account("whatsapp")
     with (
-        mock.patch("channels_app.services._message_is_plain", return_value=False),
+        mock.patch("channels_app.services.drain._message_is_plain", return_value=False),
         mock.patch(
-            "channels_app.services._customer_resolve", side_effect=RuntimeError("db hiccup")
+            "channels_app.services.ingest._customer_resolve", side_effect=RuntimeError("db hiccup")
         ),
     ):
         response = post_fixture(account, "text_message")

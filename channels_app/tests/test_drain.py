@@ -12,6 +12,7 @@ from django.test import Client
 
 from channels_app import selectors, services
 from channels_app.models import InboundEvent
+from channels_app.services import matching
 from channels_app.tests.conftest import TEST_SECRET, counts, diff, make_account, wa_body
 from tickets.models import Message
 
@@ -35,7 +36,7 @@ def test_deliveries_are_recorded_then_drained_in_one_batch_in_arrival_order(
     account = make_account("whatsapp")
     before = counts()
     bodies = [wa_body("34600000001", f"wamid.d{i}", f"message {i}") for i in range(3)]
-    with mock.patch("channels_app.services.inbound_drain_wake") as wake:
+    with mock.patch("channels_app.services.intake.inbound_drain_wake") as wake:
         responses = [post(client, account, body) for body in bodies]
         duplicate = post(client, account, bodies[1])
     assert [r.json()["status"] for r in responses] == ["accepted"] * 3
@@ -70,7 +71,7 @@ def test_a_failing_delivery_is_rolled_back_alone_and_returned_for_retry(
         wa_body("34600000003", "wamid.ok2", "second"),
     ]
     ids = [post(client, account, body).json()["id"] for body in bodies]
-    real = services._customer_lookup
+    real = matching._customer_lookup
 
     def flaky(channel: str, message: Any) -> Any:
         if message.sender_id == "34600000002":
@@ -79,8 +80,8 @@ def test_a_failing_delivery_is_rolled_back_alone_and_returned_for_retry(
 
     # the bulk path fails as a whole (its id reservation); one by one, only the 2nd does
     with (
-        mock.patch("channels_app.services.ids_reserve", side_effect=RuntimeError("bulk")),
-        mock.patch("channels_app.services._customer_lookup", side_effect=flaky),
+        mock.patch("channels_app.services.bulk.ids_reserve", side_effect=RuntimeError("bulk")),
+        mock.patch("channels_app.services.matching._customer_lookup", side_effect=flaky),
     ):
         result = services.inbound_events_drain(account_id=account.pk)
     assert result.taken == 3

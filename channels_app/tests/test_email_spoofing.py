@@ -18,6 +18,7 @@ from channels_app.adapters.base import InboundMessage, WebhookRequest
 from channels_app.adapters.email.auth import sender_auth
 from channels_app.fixtures import fixture_load, signed_headers
 from channels_app.models import InboundEvent
+from channels_app.services import bulk
 from channels_app.tests.conftest import counts, diff, make_account
 from support.models import AuditLog
 from tickets.models import ChannelIdentity, Customer, Message, Ticket
@@ -355,7 +356,7 @@ def test_a_drain_and_one_by_one_processing_give_the_same_outcome() -> None:
     """One drain batch shares a customer cache keyed by address: the forged message must
     not pick Jane's customer from it (nor leave a guest in it for Jane's next mail)."""
     message = InboundMessage(external_message_id="<x@y>", sender_id="a@b.test", text="hi")
-    assert not services._message_is_plain("email", message)  # never the bulk path
+    assert not bulk._message_is_plain("email", message)  # never the bulk path
 
     account = make_account("email")
     for event_id in _receive_all(account):

@@ -7,6 +7,9 @@ Shapes from X's docs: ``POST /2/oauth2/token`` (form body ``grant_type=refresh_t
 ``{"token_type", "expires_in": 7200, "access_token", "scope", "refresh_token"}``; a
 spent or revoked refresh token gets 400 ``invalid_request`` "Value passed for the token
 was invalid."; a refused bearer token on the v2 API gets the problem document below.
+
+Over ~500 lines on purpose: one refresh flow, tested from every side (expiry, 401,
+concurrency, storage, logging) against the same recorded X answers.
 """
 
 from __future__ import annotations

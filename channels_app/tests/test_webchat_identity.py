@@ -18,6 +18,7 @@ from django.test import Client
 from channels_app import services
 from channels_app.adapters.webchat.adapter import session_issue
 from channels_app.models import WebchatVerification
+from channels_app.services import bulk, drain
 from channels_app.tests.conftest import make_account
 from channels_app.verification import webchat_verification_delivery
 from support.delivery.models import Attempt, Delivery
@@ -95,8 +96,8 @@ def test_typing_an_existing_customers_email_links_nothing(
 ) -> None:
     account = make_account("webchat")
     started = _start(web, account, "ANA@example.com ")
-    plain = services._message_is_plain if path == "bulk" else (lambda *_: False)
-    with mock.patch.object(services, "_message_is_plain", side_effect=plain):
+    plain = bulk._message_is_plain if path == "bulk" else (lambda *_: False)
+    with mock.patch.object(drain, "_message_is_plain", side_effect=plain):
         _say(web, django_capture_on_commit_callbacks, started, "Hi, it's Ana. Order status?")
         _say(web, django_capture_on_commit_callbacks, started, "And my address?")
 

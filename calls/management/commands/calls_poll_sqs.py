@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from calls import services
-from support.aws import aws_client, aws_error, poll_forever
+from support.aws import aws_client, aws_error, poll_forever, sqs_receive_each
 from support.errors import InvalidInput, PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
@@ -25,14 +25,8 @@ logger = logging.getLogger(__name__)
 def poll_once(client: Any, queue_url: str, *, wait: int = 10, batch: int = 10) -> tuple[int, int]:
     """One receive; answers (deleted, left on the queue). SQS failures raise
     ``RetryableError`` / ``PermanentError``."""
-    try:
-        response = client.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=batch, WaitTimeSeconds=wait
-        )
-    except (ClientError, BotoCoreError) as exc:
-        raise aws_error(exc, context="SQS receive") from exc
-    done = left = 0
-    for message in response.get("Messages", []):
+
+    def handle(message: dict[str, Any]) -> bool:
         try:
             result = services.call_events_intake(body=message["Body"].encode(), schedule=False)
             for event_id in result.accepted:
@@ -43,19 +37,13 @@ def poll_once(client: Any, queue_url: str, *, wait: int = 10, batch: int = 10) -
             # Bad or refused (e.g. an S3 location outside CALLS_ALLOWED_S3_BUCKETS): left
             # for the queue's redrive policy to move to the dead-letter queue.
             logger.warning("SQS message %s refused: %s", message.get("MessageId"), exc)
-            left += 1
-            continue
+            return False
         except Exception:
             logger.exception("SQS message %s failed", message.get("MessageId"))
-            left += 1
-            continue
-        try:
-            client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        except (ClientError, BotoCoreError) as exc:
-            # Redelivered after the visibility timeout; intake's natural key makes it a no-op.
-            raise aws_error(exc, context="SQS delete") from exc
-        done += 1
-    return done, left
+            return False
+        return True
+
+    return sqs_receive_each(client, queue_url, handle, wait=wait, batch=batch)
 
 
 class Command(BaseCommand):

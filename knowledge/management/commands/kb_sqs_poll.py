@@ -13,13 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from knowledge.s3events import parse_events
 from knowledge.services import object_events_intake
-from support.aws import aws_client, aws_error, poll_forever
+from support.aws import aws_client, poll_forever, sqs_receive_each
 from support.errors import InvalidInput, PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
@@ -36,26 +35,19 @@ def sqs_client(*, wait_seconds: int = 20) -> Any:
 
 def poll_once(client: Any, queue_url: str, *, wait_seconds: int = 20) -> tuple[int, int]:
     """Handle one batch; returns (messages handled, new events)."""
-    try:
-        response = client.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
-        )
-    except (ClientError, BotoCoreError) as exc:
-        raise aws_error(exc, context="SQS receive") from exc
-    handled = new = 0
-    for message in response.get("Messages", []):
+    new = 0
+
+    def handle(message: dict[str, Any]) -> bool:
+        nonlocal new
         try:
             events = parse_events(message["Body"])
         except InvalidInput as exc:
             logger.warning("kb sqs: malformed message %s: %s", message.get("MessageId"), exc)
-            continue
+            return False
         new += len(object_events_intake(events, via="sqs"))
-        try:
-            client.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        except (ClientError, BotoCoreError) as exc:
-            # Redelivered after the visibility timeout; the event key makes it a no-op.
-            raise aws_error(exc, context="SQS delete") from exc
-        handled += 1
+        return True
+
+    handled, _ = sqs_receive_each(client, queue_url, handle, wait=wait_seconds)
     return handled, new
 
 

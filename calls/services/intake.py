@@ -1,0 +1,364 @@
+"""Call events in: recorded once (by a natural key), then applied to call records;
+the call record itself (``call_upsert`` and the three ways a call arrives)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from calls.models import (
+    Call,
+    CallEvent,
+    EventSource,
+    EventStatus,
+)
+from calls.parsers import (
+    CallFields,
+    Classified,
+    RecordError,
+    classify,
+    contact_event_fields,
+    ctr_fields,
+    expand,
+    parse_time,
+    s3_locations,
+)
+from calls.s3access import S3LocationRefused, s3_uri_allowed
+from calls.selectors import customer_for_phone, normalise_phone
+from calls.services.agents import agent_event_apply
+from calls.services.ivr import call_journey_assess
+from calls.services.pipeline import call_pipeline_schedule
+from support.errors import InvalidInput, PermanentError
+from support.parsing import without_nul
+
+logger = logging.getLogger(__name__)
+
+
+# --- intake -------------------------------------------------------------------------------
+
+
+@dataclass
+class IntakeResult:
+    accepted: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _fingerprint(value: Any) -> str:
+    raw = value if isinstance(value, bytes) else json.dumps(value, sort_keys=True).encode()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _record_failed(*, payload: Any, raw_body: str, error: str, key: str) -> CallEvent:
+    event, _ = CallEvent.objects.get_or_create(
+        source=EventSource.UNKNOWN,
+        external_id=key,
+        defaults={
+            "payload": payload,
+            "raw_body": raw_body,
+            "status": EventStatus.FAILED,
+            "error": error,
+        },
+    )
+    return event
+
+
+def call_events_intake(
+    *, body: bytes, schedule: bool = True, also_allow_s3: Sequence[str] = ()
+) -> IntakeResult:
+    """Record every record in ``body`` (raw, unique per source+id) and schedule processing.
+
+    Invalid JSON or a body whose records are all bad raises ``InvalidInput`` after the
+    bad input is kept for inspection (``CallEvent`` with status failed and the error).
+    A body naming any S3 object outside ``CALLS_ALLOWED_S3_BUCKETS`` (see
+    ``calls.s3access``) raises ``S3LocationRefused`` before anything is stored.
+    ``also_allow_s3`` adds allow-list entries for this call only (the demo's bundled
+    records); HTTP, SNS and SQS intake never pass it.
+    """
+    try:
+        # PostgreSQL text and jsonb cannot hold NUL: kept as U+FFFD (nothing is dropped).
+        parsed = without_nul(json.loads(body))
+    except ValueError as exc:
+        message = f"The body is not valid JSON: {exc}"
+        with transaction.atomic():
+            _record_failed(
+                payload=None,
+                raw_body=body.decode("utf-8", "replace").replace("\x00", "\ufffd")[:100_000],
+                error=message,
+                key=_fingerprint(body),
+            )
+        raise InvalidInput(message, details={"body": [message]}) from None
+    # (index, record, classified or error, fingerprint key of a failed record)
+    outcomes: list[tuple[int, Any, Classified | RecordError, str]] = []
+    for index, record in enumerate(expand(parsed)):
+        if isinstance(record, RecordError):
+            outcomes.append((index, parsed, record, _fingerprint({"index": index, "body": parsed})))
+            continue
+        try:
+            outcomes.append((index, record, classify(record), ""))
+        except RecordError as exc:
+            outcomes.append((index, record, exc, _fingerprint(record)))
+    _s3_locations_check(outcomes, also_allow_s3)
+    result = IntakeResult()
+    with transaction.atomic():
+        items: dict[tuple[str, str], Any] = {}
+        for index, record, item, failed_key in outcomes:
+            if isinstance(item, RecordError):
+                error = str(item)
+                _record_failed(payload=record, raw_body="", error=error, key=failed_key)
+                result.errors.append({"index": index, "error": error})
+                continue
+            key = (item.source, item.external_id[:255])
+            if key in items:
+                result.duplicates += 1
+                continue
+            items[key] = item
+        _record_events(items, result)
+        if schedule and result.accepted:
+            ids = list(result.accepted)
+            transaction.on_commit(lambda: _schedule_events(ids))
+    if result.errors and not result.accepted and not result.duplicates:
+        first = result.errors[0]["error"]
+        raise InvalidInput(first, details={"records": result.errors})
+    return result
+
+
+def _s3_locations_check(
+    outcomes: list[tuple[int, Any, Classified | RecordError, str]], also_allow: Sequence[str]
+) -> None:
+    """Refuse the whole body when any record names an S3 object outside the allow-list:
+    the worker would read it (or have AWS read it) with its own role."""
+    refused = [
+        {"index": index, "s3_uri": uri}
+        for index, _, item, _ in outcomes
+        if not isinstance(item, RecordError)
+        for uri in s3_locations(item)
+        if not s3_uri_allowed(uri, extra=also_allow)
+    ]
+    if refused:
+        logger.warning("Call events refused: S3 locations outside the allow-list %s", refused)
+        first = refused[0]
+        raise S3LocationRefused(
+            f"Record {first['index']} names {first['s3_uri']}, which is outside "
+            "CALLS_ALLOWED_S3_BUCKETS; nothing was stored.",
+            details={"records": refused},
+        )
+
+
+def _record_events(items: dict[tuple[str, str], Any], result: IntakeResult) -> None:
+    """One SELECT for the known keys, one multi-row INSERT for the new ones."""
+    if not items:
+        return
+    existing = {
+        (e.source, e.external_id): e
+        for e in CallEvent.objects.filter(
+            external_id__in=[k[1] for k in items], source__in={k[0] for k in items}
+        ).only("id", "source", "external_id", "status")
+    }
+    new: list[CallEvent] = []
+    for key, item in items.items():
+        event = existing.get(key)
+        if event is None:
+            new.append(
+                CallEvent(
+                    source=item.source,
+                    external_id=key[1],
+                    contact_id=item.contact_id[:128],
+                    payload=item.payload,
+                )
+            )
+        elif event.status == EventStatus.FAILED:
+            # A failed record sent again (e.g. an SQS redelivery) is retried.
+            CallEvent.objects.filter(pk=event.pk).update(
+                status=EventStatus.RECEIVED, error="", payload=item.payload
+            )
+            result.accepted.append(event.pk)
+        else:
+            result.duplicates += 1
+    if not new:
+        return
+    try:
+        with transaction.atomic():
+            created = CallEvent.objects.bulk_create(new)
+        result.accepted.extend(e.pk for e in created)
+    except IntegrityError:  # a concurrent request recorded some: one by one
+        for event in new:
+            obj, was_created = CallEvent.objects.get_or_create(
+                source=event.source,
+                external_id=event.external_id,
+                defaults={"contact_id": event.contact_id, "payload": event.payload},
+            )
+            if was_created:
+                result.accepted.append(obj.pk)
+            else:
+                result.duplicates += 1
+
+
+def _schedule_events(ids: list[int]) -> None:
+    from calls.tasks import call_event_process_task
+
+    for event_id in ids:
+        call_event_process_task.delay(event_id)
+
+
+def call_event_process(*, event_id: int) -> str:
+    """Apply one recorded event; a processed/failed one is left alone (idempotent)."""
+    with transaction.atomic():
+        event = CallEvent.objects.select_for_update().get(pk=event_id)
+        if event.status != EventStatus.RECEIVED:
+            return str(event.status)
+        payload = event.payload or {}
+        try:
+            with transaction.atomic():
+                status = _apply(event.source, payload)
+        except (RecordError, PermanentError, KeyError, TypeError, ValueError) as exc:
+            event.status = EventStatus.FAILED
+            event.error = f"{type(exc).__name__}: {exc}"
+            logger.warning("Call event %s failed: %s", event.pk, event.error)
+        else:
+            event.status = status
+        event.processed_at = timezone.now()
+        event.save(update_fields=["status", "error", "processed_at", "updated_at"])
+        return str(event.status)
+
+
+def _apply(source: str, payload: dict[str, Any]) -> str:
+    if source == EventSource.CTR:
+        call_record_ingest(record=payload)
+    elif source == EventSource.CONTACT_EVENT:
+        call_upsert(fields=contact_event_fields(payload), fill_only=True)
+    elif source == EventSource.AGENT_EVENT:
+        agent_event_apply(record=payload)
+    elif source == EventSource.RECORDING:
+        call_recording_notified(notification=payload)
+    elif source == EventSource.TRANSCRIBE:
+        job = str(payload["detail"]["TranscriptionJobName"])
+        call = Call.objects.filter(transcription_job=job).first()
+        if call is None:
+            return EventStatus.IGNORED
+        call_pipeline_schedule(call)
+    elif source == EventSource.S3:
+        if not s3_result_created(record=payload):
+            return EventStatus.IGNORED
+    else:
+        return EventStatus.IGNORED
+    return EventStatus.PROCESSED
+
+
+# --- calls ----------------------------------------------------------------------------------
+
+
+def call_upsert(
+    *, fields: CallFields, raw: dict[str, Any] | None = None, fill_only: bool = False
+) -> Call:
+    """Create or update the call for ``fields.contact_id``.
+
+    ``fill_only`` (contact events) only fills empty fields, so a later or earlier contact
+    trace record keeps its richer values.
+    """
+    call, _ = Call.objects.get_or_create(contact_id=fields.contact_id)
+    call = Call.objects.select_for_update().get(pk=call.pk)
+    changed: list[str] = []
+    for name in (
+        "channel",
+        "initiation_method",
+        "initiated_at",
+        "connected_to_agent_at",
+        "disconnected_at",
+        "disconnect_reason",
+        "queue_name",
+        "agent_username",
+        "agent_arn",
+        "recording_location",
+    ):
+        value = getattr(fields, name)
+        if value in (None, ""):
+            continue
+        if fill_only and getattr(call, name) not in (None, ""):
+            continue
+        if getattr(call, name) != value:
+            setattr(call, name, value)
+            changed.append(name)
+    phone = normalise_phone(fields.customer_phone)
+    if phone and call.customer_phone != phone:
+        call.customer_phone = phone
+        changed.append("customer_phone")
+    if call.customer_id is None and call.customer_phone:
+        customer = customer_for_phone(call.customer_phone)
+        if customer is not None:
+            call.customer = customer
+            changed.append("customer")
+    if fields.attributes:
+        call.attributes = {**call.attributes, **fields.attributes}
+        changed.append("attributes")
+    if raw is not None:
+        call.raw = raw
+        changed.append("raw")
+    if changed:
+        call.save(update_fields=[*set(changed), "updated_at"])
+    return call
+
+
+def call_record_ingest(*, record: dict[str, Any]) -> Call:
+    """A contact trace record: the call, its IVR journey (and escalation), then the pipeline."""
+    call = call_upsert(fields=ctr_fields(record), raw=record)
+    call_journey_assess(call=call)
+    if (
+        call.recording_location
+        or call.s3_input_uri
+        or settings.CALLS_TRANSCRIPTION_BACKEND == "local"
+    ):
+        call_pipeline_schedule(call)
+    return call
+
+
+def call_recording_notified(*, notification: dict[str, Any]) -> Call:
+    """Seed 003's ``{callId, audioS3Uri, timestamp, metadata}``."""
+    call_id = str(notification["callId"])
+    call, _ = Call.objects.get_or_create(contact_id=call_id)
+    call = Call.objects.select_for_update().get(pk=call.pk)
+    call.s3_input_uri = str(notification["audioS3Uri"])
+    call.initiated_at = call.initiated_at or parse_time(notification.get("timestamp"))
+    metadata = notification.get("metadata") or {}
+    if isinstance(metadata, dict) and metadata:
+        call.attributes = {**call.attributes, **{str(k): v for k, v in metadata.items()}}
+    call.save(update_fields=["s3_input_uri", "initiated_at", "attributes", "updated_at"])
+    call_pipeline_schedule(call)
+    return call
+
+
+def s3_result_created(*, record: dict[str, Any]) -> bool:
+    """An S3 event for ``{callId}/.../result(s).json`` or ``job_metadata.json``."""
+    if "Records" in record:
+        s3 = record["Records"][0]["s3"]
+        bucket, key = s3["bucket"]["name"], s3["object"]["key"]
+    else:
+        bucket, key = record["detail"]["bucket"]["name"], record["detail"]["object"]["key"]
+    from urllib.parse import unquote_plus
+
+    key = unquote_plus(key)
+    name = key.rsplit("/", 1)[-1]
+    if name not in ("result.json", "results.json", "job_metadata.json") and not key.startswith(
+        "transcripts/"
+    ):
+        return False
+    contact_id = key.split("/", 1)[0]
+    if key.startswith("transcripts/"):
+        contact_id = name.removesuffix(".json")
+    call = Call.objects.select_for_update().filter(contact_id=contact_id).first()
+    if call is None:
+        return False
+    if name == "result.json" and "/standard_output/" in key:
+        return False  # follow job_metadata.json instead (it also names the custom output)
+    call.s3_output_uri = f"s3://{bucket}/{key}"
+    call.save(update_fields=["s3_output_uri", "updated_at"])
+    call_pipeline_schedule(call)
+    return True

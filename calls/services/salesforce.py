@@ -1,0 +1,142 @@
+"""Salesforce: the Case of an analysed call, the Task of an escalation, each a
+``support.delivery`` delivery."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from calls.models import (
+    Call,
+    Escalation,
+    PipelineStatus,
+    SalesforceObject,
+)
+from calls.salesforce import SalesforceClient
+from calls.selectors import call_url
+from calls.services.pipeline import _set_status
+from support.delivery.models import Delivery
+from support.delivery.registry import Change, DeliveryChange, Schedule, SendResult, TargetKind
+from support.delivery.selectors import deliveries_for_subject
+from support.delivery.services import delivery_enqueue
+
+logger = logging.getLogger(__name__)
+
+
+def call_salesforce_case(*, call_id: int) -> Delivery | None:
+    """Step 3: a Case per analysed call (when Salesforce is configured)."""
+    call = Call.objects.select_related("analytics").get(pk=call_id)
+    analytics = getattr(call, "analytics", None)
+    if analytics is None:
+        return None
+    if not settings.SALESFORCE_ENABLED:
+        return None
+    summary = analytics.call_summary or "(no summary)"
+    delivery = salesforce_delivery_create(
+        key=f"case:{call.contact_id}",
+        sobject=SalesforceObject.CASE,
+        call=call,
+        payload={
+            "Subject": f"Phone call {call.customer_phone or call.contact_id}"[:255],
+            "Description": (
+                f"{summary}\n\nCategories: {', '.join(analytics.call_categories)}\n"
+                f"Topics: {', '.join(analytics.topics)}\nTranscript: {call_url(call)}"
+            ),
+            "Origin": "Phone",
+            "Status": "New",
+            "Type": (analytics.call_categories or [""])[0][:40],
+        },
+    )
+    return delivery
+
+
+# --- Salesforce deliveries ------------------------------------------------------------------
+#
+# A Case per analysed call and a Task per escalation, each a ``support.delivery`` delivery
+# of kind ``salesforce`` (idempotency key ``case:<contact>`` / ``task:<contact>:<kind>``).
+# The record is upserted by that key in ``SALESFORCE_EXTERNAL_ID_FIELD``, so a retry after
+# a timeout that did reach Salesforce updates the same record instead of creating another.
+
+SALESFORCE_KIND = "salesforce"
+
+
+def salesforce_delivery_create(
+    *,
+    key: str,
+    sobject: str,
+    call: Call,
+    payload: dict[str, Any],
+    escalation: Escalation | None = None,
+) -> Delivery:
+    """The record's delivery (one per key; sent after commit)."""
+    return delivery_enqueue(
+        kind=SALESFORCE_KIND,
+        idempotency_key=key,
+        target_key=urlsplit(settings.SALESFORCE_LOGIN_URL).netloc,
+        subject_type="call",
+        subject_id=call.pk,
+        payload={
+            "sobject": sobject,
+            "fields": payload,
+            "call_id": call.pk,
+            "escalation_id": escalation.pk if escalation is not None else None,
+        },
+    )
+
+
+def salesforce_deliveries(call: Call) -> Any:
+    """The call's Salesforce deliveries (Case, Tasks), newest first."""
+    return deliveries_for_subject(
+        subject_type="call", subject_ids=[call.pk], target_kind=SALESFORCE_KIND
+    ).order_by("-created_at", "-id")
+
+
+def salesforce_record_send(
+    delivery: Delivery, client: SalesforceClient | None = None
+) -> SendResult:
+    """Upsert one record (the delivery engine calls this with no transaction open)."""
+    payload = delivery.payload
+    record_id, http_status = (client or SalesforceClient()).upsert(
+        str(payload["sobject"]),
+        settings.SALESFORCE_EXTERNAL_ID_FIELD,
+        delivery.idempotency_key,
+        dict(payload.get("fields") or {}),
+    )
+    return SendResult(
+        http_status=http_status,
+        external_id=record_id,
+        request_summary={
+            "sobject": payload["sobject"],
+            "external_id_field": settings.SALESFORCE_EXTERNAL_ID_FIELD,
+            "external_id": delivery.idempotency_key,
+        },
+    )
+
+
+def _salesforce_changed(delivery: Delivery, change: DeliveryChange) -> None:
+    if (
+        change.event == Change.SUCCEEDED
+        and delivery.payload.get("sobject") == SalesforceObject.CASE
+    ):
+        call = Call.objects.filter(pk=delivery.payload.get("call_id")).first()
+        if call is not None:
+            _set_status(call, PipelineStatus.SYNCED)
+
+
+def _salesforce_schedule() -> Schedule:
+    return Schedule(max_attempts=int(settings.SALESFORCE_MAX_ATTEMPTS), base=5.0, cap=900.0)
+
+
+def salesforce_target_kind() -> TargetKind:
+    """Registered in ``CallsConfig.ready()``."""
+    return TargetKind(
+        name=SALESFORCE_KIND,
+        label="Salesforce record",
+        send=salesforce_record_send,
+        schedule=_salesforce_schedule,
+        on_change=_salesforce_changed,
+        deduplicates=lambda delivery: True,  # upsert by External ID
+    )

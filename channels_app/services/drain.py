@@ -1,0 +1,425 @@
+"""Inbound, step two: process recorded deliveries into tickets, one by one
+(``inbound_event_process``) or a whole account's backlog at a time
+(``inbound_events_drain``, whose runs of plain messages take the bulk path in
+``channels_app.services.bulk``); failures, retries, re-drives and the sweep."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from channels_app.adapters.base import (
+    InboundMessage,
+    StatusUpdate,
+    UnknownEvent,
+    WebhookRequest,
+    get_adapter,
+)
+from channels_app.models import ChannelAccount, InboundEvent, InboundStatus
+from channels_app.services.bulk import _message_is_plain, _messages_ingest_bulk
+from channels_app.services.email_auth import EmailQuarantined
+from channels_app.services.ingest import _message_ingest
+from channels_app.services.matching import _advisory_lock, _BatchCache
+from support.errors import PermanentError, RetryableError
+from support.redis_client import get_redis
+from support.services import audit_log_record
+from tickets import services as ticket_services
+from tickets.models import (
+    Direction,
+    Message,
+    MessageKind,
+)
+
+logger = logging.getLogger(__name__)
+
+
+STATUS_RETRIES = 3  # a status may arrive before our send recorded the message id
+
+
+DRAIN_FLAG = "channels:inbound-drain:{account_id}"
+
+
+def inbound_drain_wake(account_id: int) -> None:
+    """Enqueue one drain task for the account unless one is already pending.
+
+    A Redis ``SET NX`` flag (cleared when the drain starts) collapses a burst of deliveries
+    into one task; the beat sweep re-enqueues anything left behind (e.g. Redis down).
+    """
+    from channels_app.tasks import inbound_events_drain_task
+
+    try:
+        if get_redis().set(DRAIN_FLAG.format(account_id=account_id), 1, nx=True, ex=5):
+            inbound_events_drain_task.delay(account_id)
+    except Exception:  # noqa: BLE001 - the delivery is stored; the sweep picks it up
+        logger.warning("Could not enqueue the inbound drain; the sweep will process it")
+
+
+def inbound_drain_flag_clear(*, account_id: int) -> None:
+    try:
+        get_redis().delete(DRAIN_FLAG.format(account_id=account_id))
+    except Exception:  # noqa: BLE001
+        logger.warning("Could not clear the inbound drain flag")
+
+
+def _enqueue_process(event_id: int, countdown: float = 0) -> None:
+    from channels_app.tasks import inbound_event_process_task
+
+    inbound_event_process_task.apply_async((event_id,), countdown=countdown)
+
+
+# --- inbound: process ---------------------------------------------------------------------
+
+
+@dataclass
+class ProcessOutcome:
+    created_messages: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+    unmatched_statuses: int = 0
+    unknown: int = 0
+    quarantined: int = 0  # e-mail under CHANNELS_EMAIL_AUTH_POLICY=reject
+    quarantine_reasons: list[str] = field(default_factory=list)
+    released_by: str = ""  # the supervisor who released a quarantined e-mail
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = dict(self.__dict__)
+        if not self.quarantined:
+            del data["quarantined"], data["quarantine_reasons"]
+        if not self.released_by:
+            del data["released_by"]
+        return data
+
+
+def inbound_event_process(*, event_id: int) -> ProcessOutcome | None:
+    """Normalise one recorded delivery into tickets (idempotent: safe to run twice).
+
+    Raises ``RetryableError`` when a status names a message not (yet) recorded; the task
+    retries with backoff and the last attempt records it as unmatched.
+    """
+    with transaction.atomic():
+        # One transaction (one commit) per delivery; the row lock makes a concurrent
+        # duplicate task wait, then find the event processed. ``of`` spares the account row.
+        event = (
+            InboundEvent.objects.select_for_update(of=("self",))
+            .select_related("account")
+            .get(pk=event_id)
+        )
+        if event.status in DONE_STATUSES:
+            return None
+        outcome = _event_apply(event, event.account, _BatchCache())
+        _events_mark_done([(event, outcome)])
+    return outcome
+
+
+DONE_STATUSES = (
+    InboundStatus.PROCESSED,
+    InboundStatus.IGNORED,
+    InboundStatus.MALFORMED,
+    InboundStatus.QUARANTINED,
+)
+DRAIN_BATCH = 100  # rows of a batch become visible together: small keeps latency low
+
+
+def _event_apply(
+    event: InboundEvent, account: ChannelAccount, cache: _BatchCache
+) -> ProcessOutcome:
+    """Apply one delivery's normalised items; raises ``RetryableError`` (to roll it back
+    and retry later) when a status names a message not recorded yet."""
+    attempts = event.attempts + 1
+    adapter = get_adapter(event.channel)
+    request = WebhookRequest(headers=event.headers, body=event.body_bytes)
+    outcome = ProcessOutcome(released_by=str(event.summary.get("released_by") or ""))
+    released = bool(outcome.released_by)
+    for item in adapter.parse(account, request):
+        if isinstance(item, InboundMessage):
+            try:
+                created = _message_ingest(adapter, account, item, cache, released=released)
+            except EmailQuarantined as exc:  # raised before anything was written
+                outcome.quarantined += 1
+                outcome.quarantine_reasons += exc.reasons
+                continue
+            if created:
+                outcome.created_messages += 1
+            else:
+                outcome.duplicates += 1
+        elif isinstance(item, StatusUpdate):
+            if _status_apply(event.channel, item):
+                outcome.statuses += 1
+            else:
+                outcome.unmatched_statuses += 1
+        else:
+            assert isinstance(item, UnknownEvent)
+            logger.info(
+                "Unknown %s event acknowledged (event %s): %s",
+                event.channel,
+                event.pk,
+                item.description,
+            )
+            outcome.unknown += 1
+    if outcome.unmatched_statuses and attempts < STATUS_RETRIES:
+        # rolls back this attempt; inbound_event_fail counts it
+        raise RetryableError(
+            f"{outcome.unmatched_statuses} status update(s) for messages not recorded yet."
+        )
+    return outcome
+
+
+def _events_mark_done(done: list[tuple[InboundEvent, ProcessOutcome]]) -> None:
+    """One UPDATE for the whole batch (rows joined to arrays: Django's ``bulk_update``
+    builds a CASE per column and row, which cost half of a 100-delivery drain)."""
+    if not done:
+        return
+    now = timezone.now()
+    for event, outcome in done:
+        applied = outcome.created_messages or outcome.duplicates or outcome.statuses
+        if outcome.quarantined and not applied:
+            event.status = InboundStatus.QUARANTINED
+        elif outcome.unknown and not applied:
+            event.status = InboundStatus.IGNORED
+        else:
+            event.status = InboundStatus.PROCESSED
+        event.attempts += 1
+        event.processed_at = now
+        event.error = ""
+        event.summary = outcome.as_dict()
+        event.updated_at = now
+    table = InboundEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS e SET status = v.status, attempts = e.attempts + 1, "  # noqa: S608
+            "processed_at = %s, error = '', summary = v.summary, updated_at = %s "
+            "FROM (SELECT unnest(%s::bigint[]) AS id, unnest(%s::text[]) AS status, "
+            "unnest(%s::text[])::jsonb AS summary) AS v WHERE e.id = v.id",
+            [
+                now,
+                now,
+                [event.pk for event, _ in done],
+                [event.status for event, _ in done],
+                [json.dumps(event.summary) for event, _ in done],
+            ],
+        )
+
+
+@dataclass
+class DrainResult:
+    taken: int
+    retries: list[tuple[int, float]]  # (event id, delay): to retry alone, later
+
+
+def inbound_events_drain(*, account_id: int, limit: int = DRAIN_BATCH) -> DrainResult:
+    """Process up to ``limit`` received deliveries of one account in one transaction, in
+    arrival order; returns how many were taken (0: nothing left) and which failed.
+
+    One drainer per account at a time (a transaction-level advisory lock; a second one
+    waits, then finds what is left), so messages of one conversation keep their order.
+    Each delivery runs in its own savepoint: a failing one is rolled back alone, counted,
+    and (unless dead) returned for ``inbound_event_process_task`` to retry with backoff.
+    Exactly-once effects rest on the unique constraints, as in ``inbound_event_process``.
+    """
+    failed: list[tuple[int, str, Exception]] = []
+    with transaction.atomic():
+        _advisory_lock(f"inbound-drain:{account_id}")
+        events = list(
+            InboundEvent.objects.select_for_update(skip_locked=True)
+            .filter(account_id=account_id, status=InboundStatus.RECEIVED)
+            .order_by("id")[:limit]
+        )
+        if not events:
+            return DrainResult(taken=0, retries=[])
+        account = ChannelAccount.objects.get(pk=account_id)
+        cache = _BatchCache()
+        done: list[tuple[InboundEvent, ProcessOutcome]] = []
+
+        def one_by_one(event: InboundEvent) -> None:
+            try:
+                with transaction.atomic():
+                    done.append((event, _event_apply(event, account, cache)))
+            except Exception as exc:  # noqa: BLE001 - retried alone by its own task
+                logger.warning("Inbound event %s failed in a drain: %s", event.pk, exc)
+                cache.customers.clear()  # may hold rows created in the rolled-back savepoint
+                failed.append((event.pk, f"{type(exc).__name__}: {exc}", exc))
+
+        # Runs of deliveries holding only plain messages are applied together (arrival
+        # order kept: any other delivery ends the run and is applied alone, in its place).
+        run: list[tuple[InboundEvent, list[InboundMessage]]] = []
+        for event in [*events, None]:
+            plain = _plain_messages(event, account) if event is not None else None
+            if plain is not None and event is not None:
+                run.append((event, plain))
+                continue
+            if run:
+                _run_apply(run, account, cache, done, one_by_one)
+                run = []
+            if event is not None:
+                one_by_one(event)
+        _events_mark_done(done)
+        retries: list[tuple[int, float]] = []
+        for event_id, error, failure in failed:
+            final, attempts = inbound_event_fail(
+                event_id=event_id, error=error, permanent=isinstance(failure, PermanentError)
+            )
+            if not final:
+                delay = inbound_retry_delay(attempts)
+                if isinstance(failure, RetryableError) and failure.retry_after:
+                    delay = max(delay, failure.retry_after)
+                retries.append((event_id, delay))
+    return DrainResult(taken=len(events), retries=retries)
+
+
+def _plain_messages(event: InboundEvent, account: ChannelAccount) -> list[InboundMessage] | None:
+    """The delivery's messages when every item is a plain message, else None."""
+    try:
+        items = list(
+            get_adapter(event.channel).parse(
+                account, WebhookRequest(headers=event.headers, body=event.body_bytes)
+            )
+        )
+    except Exception:  # noqa: BLE001 - the one-by-one path records the failure
+        return None
+    if items and all(_message_is_plain(event.channel, item) for item in items):
+        return [item for item in items if isinstance(item, InboundMessage)]
+    return None
+
+
+def _run_apply(
+    run: list[tuple[InboundEvent, list[InboundMessage]]],
+    account: ChannelAccount,
+    cache: _BatchCache,
+    done: list[tuple[InboundEvent, ProcessOutcome]],
+    one_by_one: Any,
+) -> None:
+    """Apply a run of plain deliveries in one savepoint; on any failure, one by one."""
+    try:
+        with transaction.atomic():
+            recorded = _messages_ingest_bulk(
+                get_adapter(account.channel), account, [m for _, ms in run for m in ms], cache
+            )
+    except Exception as exc:  # noqa: BLE001 - each delivery then succeeds or fails alone
+        logger.warning("A bulk drain run of %d failed (%s); one by one", len(run), exc)
+        cache.customers.clear()
+        for event, _ in run:
+            one_by_one(event)
+        return
+    flags = iter(recorded)
+    for event, messages in run:
+        outcome = ProcessOutcome()
+        for _ in messages:
+            if next(flags):
+                outcome.created_messages += 1
+            else:
+                outcome.duplicates += 1
+        done.append((event, outcome))
+
+
+def inbound_event_fail(*, event_id: int, error: str, permanent: bool = False) -> tuple[bool, int]:
+    """Count a failed attempt; returns (final, attempts). Final (``dead``) when the error
+    is permanent or ``CHANNELS_INBOUND_MAX_ATTEMPTS`` attempts were made."""
+    max_attempts = int(settings.CHANNELS_INBOUND_MAX_ATTEMPTS)
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update().filter(pk=event_id).first()
+        if event is None or event.status == InboundStatus.PROCESSED:
+            return True, 0
+        attempts = event.attempts + 1
+        final = permanent or attempts >= max_attempts
+        InboundEvent.objects.filter(pk=event_id).update(
+            status=InboundStatus.DEAD if final else InboundStatus.RETRYING,
+            error=error[:5000],
+            attempts=attempts,
+        )
+    return final, attempts
+
+
+def inbound_retry_delay(attempts: int) -> float:
+    return min(300.0, 2.0**attempts) * (0.8 + 0.4 * random.random())  # noqa: S311
+
+
+def inbound_event_reprocess(*, event: InboundEvent) -> None:
+    """Admin re-drive of a dead (or stuck) event."""
+    InboundEvent.objects.filter(pk=event.pk).update(
+        status=InboundStatus.RETRYING, attempts=0, error=""
+    )
+    transaction.on_commit(lambda: _enqueue_process(event.pk))
+
+
+def inbound_event_release(*, event: InboundEvent, actor: Any) -> bool:
+    """A supervisor releases a quarantined e-mail: it is processed as under policy
+    ``mark`` (its message created, marked suspicious). False when it was not quarantined."""
+    released = InboundEvent.objects.filter(pk=event.pk, status=InboundStatus.QUARANTINED).update(
+        status=InboundStatus.RETRYING,
+        attempts=0,
+        error="",
+        summary={**event.summary, "released_by": actor.get_username()},
+    )
+    if released:
+        audit_log_record(
+            actor=actor,
+            action="inbound_event.release",
+            object_type="channels_app.InboundEvent",
+            object_id=event.pk,
+            details={"channel": event.channel, "reasons": event.summary.get("quarantine_reasons")},
+        )
+        transaction.on_commit(lambda: _enqueue_process(event.pk))
+    return bool(released)
+
+
+def _status_apply(channel: str, status: StatusUpdate) -> bool:
+    if status.status not in ("sent", "delivered", "read", "failed"):
+        logger.info("Ignoring %s status %r", channel, status.status)
+        return True
+    if status.watermark is not None:
+        messages = list(
+            Message.objects.filter(
+                channel=channel,
+                direction=Direction.OUTBOUND,
+                kind=MessageKind.PUBLIC,
+                ticket__origin_platform_id=status.recipient_id,
+                sent_at__lte=status.watermark,
+            ).exclude(channel_message_id=None)
+        )
+        for covered in messages:
+            ticket_services.message_delivery_update(
+                message=covered, status=status.status, at=status.timestamp
+            )
+        return True
+    found = Message.objects.filter(
+        channel=channel, channel_message_id=status.external_message_id
+    ).first()
+    if found is None:
+        return False
+    ticket_services.message_delivery_update(
+        message=found,
+        status=status.status,
+        at=status.timestamp,
+        error=status.error,
+        error_code=status.error_code,
+    )
+    return True
+
+
+INBOUND_SWEEP_STALE_SECONDS = 120.0
+
+
+def inbound_event_sweep(*, stale_seconds: float = INBOUND_SWEEP_STALE_SECONDS) -> int:
+    """Wake the drain of every account holding received events older than
+    ``stale_seconds`` that were never processed (their wake was lost: the broker was down,
+    a worker died mid-drain). The beat runs it every minute with the default; a worker
+    runs it with 0 each time it (re)connects to the broker (``support.celery``). Waking a
+    drain that is already running costs one task that finds nothing left."""
+    stale = timezone.now() - timedelta(seconds=stale_seconds)
+    account_ids = list(
+        InboundEvent.objects.filter(status=InboundStatus.RECEIVED, received_at__lt=stale)
+        .order_by()  # not the model's ordering: one row per account
+        .values_list("account_id", flat=True)
+        .distinct()
+    )
+    for account_id in account_ids:
+        inbound_drain_wake(account_id)
+    return len(account_ids)

@@ -1,0 +1,185 @@
+"""Threading one customer message into a ticket (the one-by-one path), and echoes of
+what the business sent from the channel's own app."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from django.db import transaction
+
+from channels_app import selectors
+from channels_app.adapters.base import (
+    ChannelAdapter,
+    InboundMessage,
+    MediaRef,
+)
+from channels_app.models import ChannelAccount
+from channels_app.services.email_auth import SUSPICIOUS_TAG
+from channels_app.services.email_threading import _email_route
+from channels_app.services.matching import _advisory_lock, _BatchCache, _customer_resolve
+from channels_app.services.media import _enqueue_downloads
+from support.errors import Conflict
+from tickets import services as ticket_services
+from tickets.models import (
+    ChannelIdentity,
+    DeliveryState,
+    Direction,
+    Message,
+    MessageKind,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _subject_for(message: InboundMessage, channel_label: str) -> str:
+    if message.subject.strip():
+        return message.subject.strip()[:255]
+    first_line = (message.text or "").strip().splitlines()[0:1]
+    if first_line and first_line[0]:
+        return first_line[0][:120]
+    return f"{channel_label} message"
+
+
+def _message_metadata(message: InboundMessage) -> dict[str, Any]:
+    """What a customer's message keeps besides its text: the channel's own fields, what it
+    replies to and when it was sent."""
+    metadata = {**message.metadata}
+    if message.reply_to_external_id:
+        metadata["reply_to"] = message.reply_to_external_id
+    if message.timestamp is not None:
+        metadata["sent_at"] = message.timestamp.isoformat()
+    return metadata
+
+
+def _new_attachments(media: tuple[MediaRef, ...]) -> list[ticket_services.NewAttachment]:
+    return [
+        ticket_services.NewAttachment(
+            filename=m.filename or "attachment",
+            content_type=m.mime_type,
+            content=m.content,
+            external_url=m.url,
+            external_media_id=m.media_id,
+            kind=m.kind,
+        )
+        for m in media
+    ]
+
+
+def _message_ingest(
+    adapter: ChannelAdapter,
+    account: ChannelAccount,
+    message: InboundMessage,
+    cache: _BatchCache | None = None,
+    *,
+    released: bool = False,
+) -> bool:
+    """Thread one message into a ticket; False when it was already recorded.
+
+    E-mail may raise ``EmailQuarantined`` (policy ``reject``, unless ``released`` by a
+    supervisor) before anything is written."""
+    channel = adapter.channel
+    if not message.external_message_id or not message.sender_id:
+        logger.warning("Skipping a %s message without id or sender", channel)
+        return False
+    account_key = str(account.pk)
+    # In a drain the delivery already has its own savepoint; a duplicate message then
+    # ends in Conflict, which rolls back message_add / ticket_create's own savepoint.
+    block = transaction.atomic() if cache is None else contextlib.nullcontext()
+    try:
+        with block:
+            _advisory_lock(f"{channel}:{account.pk}:{message.sender_id}")
+            if (cache is None or message.is_echo) and Message.objects.filter(
+                channel=channel, channel_message_id=message.external_message_id
+            ).exists():
+                return False
+            if message.is_echo:
+                return _echo_record(channel, account, message)
+            suspicious: list[str] = []
+            if channel == "email":
+                customer, ticket, suspicious = _email_route(message, cache, released=released)
+            else:
+                customer, new_customer = _customer_resolve(channel, message, cache)
+                ticket = None
+                if not new_customer:  # a customer created just now has no ticket yet
+                    ticket = selectors.customer_open_ticket_get(
+                        customer=customer, channel=channel, account_id=account_key
+                    )
+            metadata = _message_metadata(message)
+            if suspicious:
+                metadata["suspicious"] = suspicious
+            attachments = _new_attachments(message.media)
+            text = message.text or ("" if attachments else "(empty message)")
+            if ticket is None:
+                ticket = ticket_services.ticket_create(
+                    customer=customer,
+                    subject=_subject_for(message, adapter.channel.title()),
+                    body=text,
+                    channel=channel,
+                    channel_account_id=account_key,
+                    origin_platform_id=message.sender_id,
+                    channel_message_id=message.external_message_id,
+                    message_metadata=metadata,
+                    attachments=attachments,
+                    tags=[SUSPICIOUS_TAG] if suspicious else (),
+                )
+                created = ticket.messages.get(channel_message_id=message.external_message_id)
+            else:
+                created = ticket_services.message_add(
+                    ticket=ticket,
+                    body=text,
+                    direction=Direction.INBOUND,
+                    author_customer=customer,
+                    channel=channel,
+                    channel_message_id=message.external_message_id,
+                    metadata=metadata,
+                    attachments=attachments,
+                )
+            to_fetch = (
+                list(
+                    created.attachments.filter(file="")
+                    .exclude(external_media_id="", external_url="")
+                    .values_list("pk", flat=True)
+                )
+                if attachments
+                else []
+            )
+            if to_fetch:
+                transaction.on_commit(lambda: _enqueue_downloads(to_fetch))
+            return True
+    except Conflict:
+        return False
+
+
+def _echo_record(channel: str, account: ChannelAccount, message: InboundMessage) -> bool:
+    """A message the business sent from the channel's own app: recorded outbound, no ticket.
+
+    Echoes of our own Send API calls (``app_id`` equal to the account's ``settings.app_id``)
+    are skipped: the reply is already on the timeline.
+    """
+    own_app = str(account.settings.get("app_id", ""))
+    if own_app and message.metadata.get("app_id") == own_app:
+        return False
+    account_key = str(account.pk)
+    identity = ChannelIdentity.objects.filter(
+        channel=channel, external_id=message.sender_id
+    ).first()
+    if identity is None:
+        return False
+    ticket = selectors.customer_open_ticket_get(
+        customer=identity.customer, channel=channel, account_id=account_key
+    )
+    if ticket is None:
+        return False
+    ticket_services.message_add(
+        ticket=ticket,
+        body=message.text or "(attachment)",
+        direction=Direction.OUTBOUND,
+        kind=MessageKind.PUBLIC,
+        channel=channel,
+        channel_message_id=message.external_message_id,
+        delivery_status=DeliveryState.SENT,
+        metadata={**message.metadata, "echo": True},
+    )
+    return True

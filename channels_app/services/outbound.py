@@ -1,0 +1,226 @@
+"""Outbound: public replies handed to the delivery engine (``support.delivery``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from channels_app import selectors
+from channels_app.adapters.base import (
+    OutboundRequest,
+    get_adapter,
+    registered_channels,
+)
+from channels_app.models import ChannelAccount
+from support.delivery import selectors as delivery_selectors
+from support.delivery.models import Delivery
+from support.delivery.registry import (
+    Change,
+    DeliveryChange,
+    Schedule,
+    SendResult,
+    TargetKind,
+)
+from support.delivery.services import delivery_enqueue
+from support.errors import PermanentError
+from tickets import services as ticket_services
+from tickets.models import (
+    ChannelIdentity,
+    DeliveryState,
+    Direction,
+    Message,
+    MessageKind,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# --- outbound ---------------------------------------------------------------------------
+#
+# A public reply is a ``support.delivery`` delivery of kind ``channel_reply`` (one per
+# message: idempotency key ``message:<id>``; target ``<channel>:<account id>``, so a
+# failing account pauses alone). The engine leases, retries, dead-letters and sweeps; this
+# section says how to send one reply and keeps the message's delivery status in step.
+
+CHANNEL_REPLY_KIND = "channel_reply"
+
+
+def outbound_wanted(payload: dict[str, Any]) -> bool:
+    """Whether a ``message.created`` event is a public reply we must deliver."""
+    return (
+        payload.get("direction") == Direction.OUTBOUND
+        and payload.get("kind") == MessageKind.PUBLIC
+        and payload.get("delivery_status") == DeliveryState.QUEUED
+        and payload.get("channel") in registered_channels()
+    )
+
+
+def outbound_delivery_create(*, message_id: int) -> Delivery | None:
+    """One delivery per queued public reply (idempotent); None when nothing to send."""
+    message = Message.objects.select_related("ticket").filter(pk=message_id).first()
+    if message is None or not (
+        message.direction == Direction.OUTBOUND
+        and message.kind == MessageKind.PUBLIC
+        and message.channel in registered_channels()
+    ):
+        return None
+    key = f"message:{message.pk}"
+    existing = delivery_selectors.delivery_get(target_kind=CHANNEL_REPLY_KIND, idempotency_key=key)
+    if existing is not None:
+        return existing
+    account = selectors.channel_account_for_ticket(message.ticket)
+    if account is None:
+        ticket_services.message_delivery_update(
+            message=message,
+            status=DeliveryState.FAILED,
+            error=f"No {message.get_channel_display()} account is configured; not sent.",
+            error_code="no_account",
+        )
+        return None
+    return delivery_enqueue(
+        kind=CHANNEL_REPLY_KIND,
+        idempotency_key=key,
+        target_key=f"{message.channel}:{account.pk}",
+        subject_type="ticket",
+        subject_id=message.ticket_id,
+        payload={"message_id": message.pk, "account_id": account.pk, "channel": message.channel},
+    )
+
+
+def _outbound_request(message: Message, idempotency_key: str) -> OutboundRequest:
+    ticket = message.ticket
+    recipient = ticket.origin_platform_id
+    if not recipient:
+        identity = ChannelIdentity.objects.filter(
+            customer=ticket.customer, channel=message.channel
+        ).first()
+        recipient = identity.external_id if identity else ""
+    if not recipient and message.channel == "email":
+        recipient = ticket.customer.email
+    if not recipient:
+        raise PermanentError(f"The customer has no {message.channel} identity to reply to.")
+    thread: tuple[str, ...] = ()
+    outgoing = ""
+    if message.channel == "email":
+        thread = tuple(
+            str(mid)
+            for mid in Message.objects.filter(
+                ticket=ticket, channel="email", kind=MessageKind.PUBLIC
+            )
+            .exclude(channel_message_id=None)
+            .exclude(pk=message.pk)
+            .order_by("created_at")
+            .values_list("channel_message_id", flat=True)
+        )
+        domain = settings.CHANNELS_EMAIL_MESSAGE_ID_DOMAIN
+        outgoing = f"<reply-{message.pk}.{ticket.correlation_id}@{domain}>"
+    return OutboundRequest(
+        message_id=message.pk,
+        ticket_id=ticket.pk,
+        ticket_number=ticket.number,
+        recipient_id=recipient,
+        text=message.body_text,
+        subject=ticket.subject,
+        last_inbound_at=selectors.last_inbound_at(ticket),  # type: ignore[arg-type]
+        thread_message_ids=thread,
+        outgoing_message_id=outgoing,
+        idempotency_key=idempotency_key,
+    )
+
+
+def outbound_reply_send(delivery: Delivery) -> SendResult:
+    """Send one reply through its channel's adapter (the engine calls this with no
+    transaction open; the adapter raises ``RetryableError`` / ``PermanentError``)."""
+    payload = delivery.payload
+    message = (
+        Message.objects.select_related("ticket__customer")
+        .filter(pk=payload.get("message_id"))
+        .first()
+    )
+    if message is None:
+        raise PermanentError("The message was deleted before it could be sent.")
+    account = ChannelAccount.objects.filter(pk=payload.get("account_id")).first()
+    if account is None:
+        raise PermanentError("The channel account was deleted.")
+    result = get_adapter(message.channel).send(
+        account, _outbound_request(message, delivery.idempotency_key)
+    )
+    return SendResult(
+        http_status=result.http_status,
+        external_id=result.external_message_id,
+        request_summary=result.request_body,
+        response_summary=result.response_body,
+        data={"delivered": result.delivered},
+    )
+
+
+def outbound_reply_changed(delivery: Delivery, change: DeliveryChange) -> None:
+    """Keep the message's delivery status (the workbench timeline) in step."""
+    message = Message.objects.filter(pk=delivery.payload.get("message_id")).first()
+    if message is None:
+        return
+    if change.event == Change.SUCCEEDED:
+        result = change.result
+        delivered = bool(result and result.data.get("delivered"))
+        state = DeliveryState.DELIVERED if delivered else DeliveryState.SENT
+        try:
+            with transaction.atomic():
+                ticket_services.message_delivery_update(
+                    message=message,
+                    status=state,
+                    channel_message_id=delivery.external_id or None,
+                )
+        except IntegrityError:
+            # An echo of this very send was recorded first under the same channel id;
+            # keep the status, never fail a request the channel already accepted.
+            logger.warning(
+                "Channel id %s already recorded (echo); message %s keeps none",
+                delivery.external_id,
+                message.pk,
+            )
+            ticket_services.message_delivery_update(message=message, status=state)
+    elif change.event == Change.DEAD:
+        error = change.error
+        if change.gave_up:
+            error = f"Gave up after {delivery.attempts} attempts: {error}"
+        ticket_services.message_delivery_update(
+            message=message,
+            status=DeliveryState.FAILED,
+            error=error,
+            error_code=change.error_code,
+        )
+    elif change.event == Change.REDRIVEN:
+        ticket_services.message_delivery_update(message=message, status=DeliveryState.QUEUED)
+
+
+def _reply_schedule() -> Schedule:
+    return Schedule(
+        max_attempts=int(settings.CHANNELS_OUTBOUND_MAX_ATTEMPTS),
+        base=float(settings.CHANNELS_OUTBOUND_BACKOFF_BASE),
+        cap=float(settings.CHANNELS_OUTBOUND_BACKOFF_CAP),
+    )
+
+
+def _reply_deduplicates(delivery: Delivery) -> bool:
+    channel = str(delivery.payload.get("channel", ""))
+    return channel in registered_channels() and get_adapter(channel).deduplicates_sends
+
+
+def _realtime_queue() -> str | None:
+    return str(settings.REALTIME_QUEUE)
+
+
+def channel_reply_target_kind() -> TargetKind:
+    """Registered in ``ChannelsAppConfig.ready()``."""
+    return TargetKind(
+        name=CHANNEL_REPLY_KIND,
+        label="Channel reply",
+        send=outbound_reply_send,
+        schedule=_reply_schedule,
+        on_change=outbound_reply_changed,
+        deduplicates=_reply_deduplicates,
+        queue=_realtime_queue,
+    )

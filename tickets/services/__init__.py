@@ -1,0 +1,79 @@
+"""Every write to tickets goes through these functions; each records its domain events
+in the same transaction (see ``support.events``).
+
+One module per concern; this package re-exports the public names (``tickets.services.X``
+and ``from tickets import services as ticket_services`` keep working). Patch a name in a
+test where it is defined and looked up, not here.
+
+- ``events``: ``ticket.*`` / ``message.*`` payloads and their outbox rows.
+- ``customers``: customers and channel identities (find or create, merge, confirm).
+- ``lifecycle``: opening tickets, changing fields and status, assigning, system entries.
+- ``messages``: the timeline (messages, attachments, delivery status).
+- ``merge``: merging tickets.
+- ``canned``: canned responses.
+
+The threading rules and the search vector are ``tickets.thread_rules``.
+"""
+
+from __future__ import annotations
+
+from tickets.services.canned import canned_response_render
+from tickets.services.customers import (
+    channel_identity_link,
+    channel_identity_move,
+    customer_email_confirm,
+    customer_find_by_email,
+    customer_get_or_create,
+    customer_merge,
+)
+from tickets.services.events import (
+    PREVIEW_CHARS,
+    message_new_event,
+    ticket_event_payload,
+    ticket_new_event,
+)
+from tickets.services.lifecycle import (
+    NewAttachment,
+    inbound_message_build,
+    ticket_allowed_statuses,
+    ticket_assign,
+    ticket_build,
+    ticket_create,
+    ticket_mark_read,
+    ticket_update,
+)
+from tickets.services.merge import ticket_merge
+from tickets.services.messages import (
+    attachment_content_store,
+    message_add,
+    message_delivery_update,
+)
+from tickets.thread_rules import TicketSearchVector, customer_search_text
+
+__all__ = [
+    "PREVIEW_CHARS",
+    "NewAttachment",
+    "TicketSearchVector",
+    "attachment_content_store",
+    "canned_response_render",
+    "channel_identity_link",
+    "channel_identity_move",
+    "customer_email_confirm",
+    "customer_find_by_email",
+    "customer_get_or_create",
+    "customer_merge",
+    "customer_search_text",
+    "inbound_message_build",
+    "message_add",
+    "message_delivery_update",
+    "message_new_event",
+    "ticket_allowed_statuses",
+    "ticket_assign",
+    "ticket_build",
+    "ticket_create",
+    "ticket_event_payload",
+    "ticket_mark_read",
+    "ticket_merge",
+    "ticket_new_event",
+    "ticket_update",
+]

@@ -1,0 +1,388 @@
+"""Tickets: opening (one round trip), changing fields and status, assigning, the
+system entries of the timeline, and marking read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from support.db import ids_reserve, rows_insert
+from support.errors import Conflict, InvalidInput, InvalidTransition
+from support.events import outbox_rows, relay_after_commit
+from support.safe_urls import http_url
+from tickets.models import (
+    Attachment,
+    Channel,
+    Customer,
+    DeliveryState,
+    Direction,
+    Message,
+    MessageKind,
+    Priority,
+    Tag,
+    Team,
+    Ticket,
+    TicketRead,
+    TicketStatus,
+)
+from tickets.services.events import _ticket_event, message_new_event, ticket_new_event
+from tickets.thread_rules import (
+    TicketRowSearchVector,
+    TicketSearchVector,
+    customer_search_text,
+)
+
+
+@dataclass(frozen=True)
+class NewAttachment:
+    filename: str
+    content_type: str = ""
+    content: bytes | None = None
+    external_url: str = ""
+    external_media_id: str = ""
+    kind: str = "other"
+
+
+# --- tickets --------------------------------------------------------------------
+
+
+def _tag_names(names: Iterable[str]) -> list[str]:
+    """Normalised tag names (trimmed, lower case, at most 64 characters), each once."""
+    return list(dict.fromkeys(n for n in (raw.strip().lower()[:64] for raw in names) if n))
+
+
+def _tags_from_names(names: Iterable[str]) -> list[Tag]:
+    return [Tag.objects.get_or_create(name=name)[0] for name in _tag_names(names)]
+
+
+def _search_vector(subject: str, text: str = "", customer: Customer | None = None) -> Any:
+    who = customer_search_text(customer) if customer is not None else ""
+    return TicketSearchVector(subject, text, who)
+
+
+def _refresh_search_vector(ticket: Ticket) -> None:
+    Ticket.objects.filter(pk=ticket.pk).update(search_vector=_search_vector_for(ticket))
+
+
+def ticket_build(
+    *,
+    pk: int,
+    customer: Customer,
+    subject: str,
+    body: str,
+    channel: str,
+    channel_account_id: str = "",
+    priority: str = Priority.NORMAL,
+    team: Team | None = None,
+    is_bot_handoff: bool = False,
+    origin_platform_id: str = "",
+    waiting: bool = True,
+    now: Any,
+) -> Ticket:
+    """A new ticket, unsaved, as every creation writes it (``ticket_create`` and writers
+    that batch rows, such as the channels' bulk drain)."""
+    return Ticket(
+        pk=pk,
+        customer=customer,
+        subject=subject[:255],
+        channel=channel,
+        channel_account_id=channel_account_id,
+        priority=priority,
+        team=team,
+        is_bot_handoff=is_bot_handoff,
+        origin_platform_id=origin_platform_id,
+        last_message_at=now,
+        waiting_since=now if waiting else None,
+        search_vector=_search_vector(subject[:255], body, customer),
+    )
+
+
+def inbound_message_build(
+    *,
+    pk: int,
+    ticket: Ticket,
+    customer: Customer,
+    body: str,
+    channel: str,
+    channel_message_id: str | None,
+    metadata: dict[str, Any] | None,
+    body_html: str = "",
+) -> Message:
+    """A customer's new message, unsaved (see :func:`ticket_build`)."""
+    return Message(
+        pk=pk,
+        ticket=ticket,
+        direction=Direction.INBOUND,
+        kind=MessageKind.PUBLIC,
+        author_customer=customer,
+        body_text=body,
+        body_html=body_html,
+        channel=channel,
+        channel_message_id=channel_message_id,
+        delivery_status=DeliveryState.NONE,
+        metadata=metadata or {},
+    )
+
+
+def ticket_create(
+    *,
+    customer: Customer,
+    subject: str,
+    body: str = "",
+    body_html: str = "",
+    channel: str = Channel.API,
+    channel_account_id: str = "",
+    priority: str = Priority.NORMAL,
+    team: Team | None = None,
+    tags: Sequence[str] = (),
+    is_bot_handoff: bool = False,
+    origin_platform_id: str = "",
+    channel_message_id: str | None = None,
+    message_metadata: dict[str, Any] | None = None,
+    attachments: Sequence[NewAttachment] = (),
+    created_by: Any = None,
+) -> Ticket:
+    """Open a ticket with the customer's first message as the start of its timeline.
+
+    The hottest write of the product: the ticket, its first message and both events go to
+    the database in one round trip after one for their ids (``support.db``), all or
+    nothing. A duplicate ``channel_message_id`` (a redelivery) raises Conflict and leaves
+    nothing behind. No ``post_save`` signals are sent for these rows.
+    """
+    subject = subject.strip()
+    if not subject:
+        raise InvalidInput("A ticket needs a subject.", details={"subject": ["Required."]})
+    if priority not in Priority.values:
+        raise InvalidInput(f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]})
+    now = timezone.now()
+    has_message = bool(body.strip() or body_html.strip() or attachments)
+    tag_names = _tag_names(tags)
+    ids = ids_reserve(Ticket, Message) if has_message else ids_reserve(Ticket)
+    ticket = ticket_build(
+        pk=ids[0],
+        customer=customer,
+        subject=subject,
+        body=body,
+        channel=channel,
+        channel_account_id=channel_account_id,
+        priority=priority,
+        team=team,
+        is_bot_handoff=is_bot_handoff,
+        origin_platform_id=origin_platform_id,
+        waiting=has_message,
+        now=now,
+    )
+    rows: list[Any] = [ticket]
+    message: Message | None = None
+    if has_message:
+        message = inbound_message_build(
+            pk=ids[1],
+            ticket=ticket,
+            customer=customer,
+            body=body,
+            body_html=body_html,
+            channel=channel,
+            channel_message_id=channel_message_id,
+            metadata=message_metadata,
+        )
+        rows.append(message)
+    events = [ticket_new_event("ticket.created", ticket, subject=ticket.subject, tags=tag_names)]
+    if message is not None:
+        events.append(message_new_event("message.created", message))
+    rows += outbox_rows(events)
+    # A single multi-statement write is a transaction of its own; a savepoint is needed
+    # only inside a caller's transaction (so Conflict leaves it usable) or for the extra
+    # statements of tags and attachments.
+    needs_block = bool(tag_names or attachments) or connection.in_atomic_block
+    try:
+        with transaction.atomic() if needs_block else nullcontext():
+            rows_insert(rows)
+            if tag_names:
+                ticket.tags.set(_tags_from_names(tag_names))
+            if message is not None:
+                for item in attachments:
+                    _attachment_create(message, item)
+    except IntegrityError as exc:
+        if channel_message_id is not None and "message_channel_id_unique" in str(exc):
+            raise Conflict(
+                "This channel message was already recorded.",
+                details={"channel_message_id": [str(channel_message_id)]},
+            ) from exc
+        raise
+    relay_after_commit()
+    return ticket
+
+
+@transaction.atomic
+def ticket_update(
+    *,
+    ticket: Ticket,
+    actor: Any = None,
+    status: str | None = None,
+    priority: str | None = None,
+    team: Team | object | None = ...,
+    subject: str | None = None,
+    tags: Sequence[str] | None = None,
+    needs_review: bool | None = None,
+    reason: str = "",
+) -> Ticket:
+    """Change a ticket's fields; status changes must follow the allowed transitions.
+
+    Each change is written to the timeline as a system entry and published as
+    ``ticket.updated`` with the changed fields.
+    """
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    changes: dict[str, list[Any]] = {}
+    now = timezone.now()
+    fields: list[str] = []
+
+    if status is not None and status != ticket.status:
+        if status not in TicketStatus.values:
+            raise InvalidInput(f"Unknown status {status!r}.", details={"status": ["Invalid."]})
+        if not ticket.can_transition_to(status):
+            raise InvalidTransition(
+                f"A {ticket.status} ticket cannot become {status}.",
+                details={
+                    "status": [
+                        f"Allowed from {ticket.status}: "
+                        f"{', '.join(sorted(ticket_allowed_statuses(ticket))) or 'none'}."
+                    ]
+                },
+            )
+        changes["status"] = [ticket.status, status]
+        ticket.status = status
+        fields.append("status")
+        if status == TicketStatus.RESOLVED:
+            ticket.resolved_at = now
+            fields.append("resolved_at")
+        elif status == TicketStatus.CLOSED:
+            ticket.closed_at = now
+            fields.append("closed_at")
+        elif status == TicketStatus.OPEN and changes["status"][0] == TicketStatus.RESOLVED:
+            ticket.resolved_at = None
+            fields.append("resolved_at")
+    if priority is not None and priority != ticket.priority:
+        if priority not in Priority.values:
+            raise InvalidInput(
+                f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]}
+            )
+        changes["priority"] = [ticket.priority, priority]
+        ticket.priority = priority
+        fields.append("priority")
+    if team is not ...:
+        new_team = team if isinstance(team, Team) else None
+        if new_team != ticket.team:
+            changes["team"] = [
+                ticket.team.name if ticket.team else None,
+                new_team.name if new_team else None,
+            ]
+            ticket.team = new_team
+            fields.append("team")
+    if subject is not None and subject.strip() and subject.strip() != ticket.subject:
+        changes["subject"] = [ticket.subject, subject.strip()[:255]]
+        ticket.subject = subject.strip()[:255]
+        fields.append("subject")
+    if needs_review is not None and needs_review != ticket.needs_review:
+        changes["needs_review"] = [ticket.needs_review, needs_review]
+        ticket.needs_review = needs_review
+        fields.append("needs_review")
+    if tags is not None:
+        old = sorted(ticket.tags.values_list("name", flat=True))
+        tag_objs = _tags_from_names(tags)
+        new = sorted(t.name for t in tag_objs)
+        if old != new:
+            ticket.tags.set(tag_objs)
+            changes["tags"] = [old, new]
+
+    if not changes:
+        return ticket
+    if fields:
+        ticket.save(update_fields=[*fields, "updated_at"])
+    if "subject" in changes:
+        _refresh_search_vector(ticket)
+    _system_note(ticket, actor, _describe_changes(changes, reason), {"changes": changes})
+    _ticket_event("ticket.updated", ticket, changes=changes)
+    return ticket
+
+
+def ticket_allowed_statuses(ticket: Ticket) -> frozenset[str]:
+    from tickets.models import ALLOWED_TRANSITIONS
+
+    return ALLOWED_TRANSITIONS[ticket.status]
+
+
+def _describe_changes(changes: dict[str, list[Any]], reason: str) -> str:
+    parts = []
+    for field, (old, new) in changes.items():
+        label = field.replace("_", " ")
+        parts.append(
+            f"{label}: {old if old not in (None, '', []) else '—'} → "
+            f"{new if new not in (None, '', []) else '—'}"
+        )
+    text = "; ".join(parts)
+    return f"{text} ({reason})" if reason else text
+
+
+def _system_note(ticket: Ticket, actor: Any, text: str, metadata: dict[str, Any]) -> Message:
+    return Message.objects.create(
+        ticket=ticket,
+        direction=Direction.OUTBOUND,
+        kind=MessageKind.SYSTEM,
+        author_user=actor if getattr(actor, "is_authenticated", False) else None,
+        body_text=text,
+        channel=ticket.channel,
+        metadata=metadata,
+    )
+
+
+@transaction.atomic
+def ticket_assign(*, ticket: Ticket, assignee: Any, actor: Any = None) -> Ticket:
+    """Assign to a user (or ``None`` to unassign); written to the timeline and published."""
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    if assignee is not None and not assignee.is_active:
+        raise InvalidInput("That user is inactive.", details={"assignee": ["Inactive user."]})
+    if ticket.assignee_id == (assignee.pk if assignee else None):
+        return ticket
+    old = ticket.assignee.get_username() if ticket.assignee else None
+    new = assignee.get_username() if assignee else None
+    ticket.assignee = assignee
+    ticket.save(update_fields=["assignee", "updated_at"])
+    changes = {"assignee": [old, new]}
+    _system_note(ticket, actor, _describe_changes(changes, ""), {"changes": changes})
+    _ticket_event("ticket.updated", ticket, changes=changes)
+    return ticket
+
+
+def _attachment_create(message: Message, item: NewAttachment) -> Attachment:
+    from django.core.files.base import ContentFile
+
+    attachment = Attachment(
+        message=message,
+        filename=item.filename[:255] or "attachment",
+        content_type=item.content_type,
+        kind=item.kind,
+        external_url=http_url(item.external_url),  # shown as a link: http(s) only
+        external_media_id=item.external_media_id,
+    )
+    if item.content is not None:
+        attachment.size = len(item.content)
+        attachment.file.save(attachment.filename, ContentFile(item.content), save=False)
+    attachment.save()
+    return attachment
+
+
+def _search_vector_for(ticket: Ticket) -> Any:
+    """The ticket's vector recomputed from its row (see ``tickets.thread_rules``)."""
+    return TicketRowSearchVector()
+
+
+def ticket_mark_read(*, ticket: Ticket, user: Any) -> None:
+    """Remember that ``user`` has seen the ticket as it is now (the inbox's unread marker)."""
+    TicketRead.objects.update_or_create(
+        user=user, ticket=ticket, defaults={"seen_at": timezone.now()}
+    )

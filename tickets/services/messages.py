@@ -1,0 +1,187 @@
+"""The timeline: adding messages (the threading rules of ``tickets.thread_rules``),
+storing downloaded attachments, delivery status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from support.errors import Conflict, InvalidInput
+from tickets.models import (
+    Attachment,
+    Customer,
+    DeliveryState,
+    Direction,
+    Message,
+    MessageKind,
+    Ticket,
+    TicketStatus,
+)
+from tickets.services.events import _message_event, _ticket_event
+from tickets.services.lifecycle import NewAttachment, _attachment_create, _search_vector_for
+from tickets.thread_rules import (
+    tickets_customer_message_apply,
+)
+
+
+@transaction.atomic
+def message_add(
+    *,
+    ticket: Ticket,
+    body: str = "",
+    body_html: str = "",
+    kind: str = MessageKind.PUBLIC,
+    direction: str = Direction.OUTBOUND,
+    author_user: Any = None,
+    author_customer: Customer | None = None,
+    channel: str | None = None,
+    channel_message_id: str | None = None,
+    delivery_status: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    attachments: Sequence[NewAttachment] = (),
+) -> Message:
+    """Add to the timeline: a customer's message, an agent's public reply or an internal note.
+
+    A public outbound reply is queued for delivery on the ticket's channel (the channel
+    app listens to ``message.created``). Duplicate ``channel_message_id`` raises Conflict.
+    """
+    if kind not in MessageKind.values:
+        raise InvalidInput(f"Unknown message kind {kind!r}.", details={"kind": ["Invalid."]})
+    if kind != MessageKind.PUBLIC and direction == Direction.INBOUND:
+        raise InvalidInput("Customer messages are always public.", details={"kind": ["Invalid."]})
+    if not (body.strip() or body_html.strip() or attachments):
+        raise InvalidInput(
+            "A message needs a body or an attachment.", details={"body": ["Required."]}
+        )
+    if ticket.merged_into_id is not None:
+        target = ticket.merged_into.number if ticket.merged_into else "another ticket"
+        raise InvalidInput(
+            f"{ticket.number} was merged into {target}.",
+            details={"ticket": ["Merged."]},
+        )
+    now = timezone.now()
+    if delivery_status is None:
+        is_reply = direction == Direction.OUTBOUND and kind == MessageKind.PUBLIC
+        delivery_status = DeliveryState.QUEUED if is_reply else DeliveryState.NONE
+    try:
+        # No inner savepoint: Conflict leaves this function's atomic block, which rolls
+        # back to its own savepoint (or the whole transaction when it is the outermost).
+        message = Message.objects.create(
+            ticket=ticket,
+            direction=direction,
+            kind=kind,
+            author_user=author_user if getattr(author_user, "is_authenticated", False) else None,
+            author_customer=author_customer,
+            body_text=body,
+            body_html=body_html,
+            channel=channel or ticket.channel,
+            channel_message_id=channel_message_id,
+            delivery_status=delivery_status,
+            metadata=metadata or {},
+        )
+    except IntegrityError as exc:
+        raise Conflict(
+            "This channel message was already recorded.",
+            details={"channel_message_id": [str(channel_message_id)]},
+        ) from exc
+    for item in attachments:
+        _attachment_create(message, item)
+
+    if direction == Direction.INBOUND:
+        # the threading rules, shared with the channels' bulk drain (tickets.thread_rules)
+        ((ticket, before),) = tickets_customer_message_apply(ticket_ids=[ticket.pk], now=now)
+        if ticket.status != before:
+            _ticket_event("ticket.updated", ticket, changes={"status": [before, ticket.status]})
+        _message_event("message.created", message)
+        return message
+    ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
+    fields = ["last_message_at", "updated_at"]
+    ticket.last_message_at = now
+    if kind == MessageKind.PUBLIC and author_user is not None:
+        ticket.waiting_since = None
+        fields.append("waiting_since")
+        if ticket.first_response_at is None:
+            ticket.first_response_at = now
+            fields.append("first_response_at")
+        if ticket.status == TicketStatus.NEW:
+            ticket.status = TicketStatus.OPEN
+            fields.append("status")
+            _ticket_event("ticket.updated", ticket, changes={"status": ["new", "open"]})
+    if kind == MessageKind.PUBLIC:
+        # one UPDATE: the search vector (with this message) goes with the other fields
+        ticket.search_vector = _search_vector_for(ticket)
+        fields.append("search_vector")
+    ticket.save(update_fields=fields)
+    _message_event("message.created", message)
+    return message
+
+
+@transaction.atomic
+def attachment_content_store(
+    *, attachment: Attachment, content: bytes, content_type: str = "", filename: str = ""
+) -> Attachment:
+    """Store a downloaded file for an attachment recorded by reference (idempotent)."""
+    from django.core.files.base import ContentFile
+
+    attachment = Attachment.objects.select_for_update().get(pk=attachment.pk)
+    if attachment.file:
+        return attachment
+    if filename:
+        attachment.filename = filename[:255]
+    if content_type:
+        attachment.content_type = content_type[:127]
+    attachment.size = len(content)
+    attachment.file.save(attachment.filename, ContentFile(content), save=False)
+    attachment.save(update_fields=["file", "filename", "content_type", "size"])
+    return attachment
+
+
+@transaction.atomic
+def message_delivery_update(
+    *,
+    message: Message,
+    status: str,
+    at: Any = None,
+    error: str = "",
+    error_code: str = "",
+    channel_message_id: str | None = None,
+) -> bool:
+    """Apply a delivery status; a late lower status never overwrites a higher one.
+
+    Returns whether anything changed. ``failed`` always applies unless already read.
+    """
+    from tickets.models import DELIVERY_RANK
+
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    at = at or timezone.now()
+    fields: list[str] = []
+    stamp_field = {
+        "sent": "sent_at",
+        "delivered": "delivered_at",
+        "read": "read_at",
+        "failed": "failed_at",
+    }.get(status)
+    if stamp_field and getattr(message, stamp_field) is None:
+        setattr(message, stamp_field, at)
+        fields.append(stamp_field)
+    if channel_message_id and not message.channel_message_id:
+        message.channel_message_id = channel_message_id
+        fields.append("channel_message_id")
+    current = message.delivery_status
+    if status == DeliveryState.FAILED:
+        if current != DeliveryState.READ:
+            message.delivery_status = status
+            message.delivery_error = error[:2000]
+            message.delivery_error_code = error_code[:64]
+            fields += ["delivery_status", "delivery_error", "delivery_error_code"]
+    elif DELIVERY_RANK.get(status, 0) > DELIVERY_RANK.get(current, 0) or current == "failed":
+        message.delivery_status = status
+        fields.append("delivery_status")
+    if not fields:
+        return False
+    message.save(update_fields=[*fields, "updated_at"])
+    _message_event("message.delivery_updated", message, error=message.delivery_error)
+    return True
