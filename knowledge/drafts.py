@@ -158,7 +158,7 @@ class Gate:
     offered: bool
     score: float  # the best article's fused score
     margin: float  # its lead over the runner-up
-    reason: str  # "" when offered; "no_results" | "low_score" | "low_margin"
+    reason: str  # "" when offered; no_results | low_score | low_margin | no_passage
 
 
 def draft_gate(
@@ -204,8 +204,12 @@ def split_sentences(passage: str, *, title: str = "") -> list[str]:
         if _EXAMPLES_PARAGRAPH.match(paragraph):
             continue
         for line in paragraph.splitlines():
+            if _EXAMPLES_PARAGRAPH.match(line):
+                continue
             for piece in _SENTENCE_END.split(line.strip()):
                 sentence = _LIST_MARK.sub("", piece).strip()
+                if _EXAMPLES_PARAGRAPH.match(sentence):
+                    break  # example phrasings run to the end of the line
                 if len(sentence.split()) < 4 or sentence.endswith("?"):
                     continue
                 words = _words(sentence)
@@ -463,6 +467,10 @@ def draft_compose(
             redact_names=tuple(redact_names),
         )
     )
+    if not composition.sentences and not composition.body:
+        # Nothing in the passage reads as an answer (a title-only article, a bare list of
+        # questions): no draft rather than a reply made of links.
+        return Draft(gate=Gate(False, gate.score, gate.margin, "no_passage"))
     used = sorted({s.article for s in composition.sentences} | {0})
     if composition.body:  # a model read every article it was given
         used = list(range(len(articles)))
