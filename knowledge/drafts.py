@@ -224,20 +224,39 @@ def _focus(turns: Sequence[Turn]) -> str:
     return conversation.focus or " ".join(t.text for t in turns if t.speaker == CUSTOMER)
 
 
+def article_sentences(article: SearchResult, passages: Sequence[str]) -> list[str]:
+    """An article's sentences: its best-matching passage first, then its other passages in
+    reading order (the best match is often the question itself, which is skipped), each
+    sentence once (passages overlap)."""
+    seen: set[str] = set()
+    out = []
+    for passage in [article.text, *passages]:
+        for sentence in split_sentences(passage, title=article.title):
+            key = " ".join(sentence.lower().split())
+            if key not in seen:
+                seen.add(key)
+                out.append(sentence)
+    return out
+
+
 def select_sentences(
     question: str,
     articles: Sequence[SearchResult],
     *,
     style: ChannelStyle,
     encode: Callable[[list[str]], np.ndarray],
+    passages: Sequence[Sequence[str]] = (),
 ) -> list[Sentence]:
     """The sentences of ``articles`` closest to ``question``, in reading order: always at
     least one from the best article, then the next best while the channel's budget lasts;
-    a related article's sentence must be nearly as close as the best article's best."""
+    a related article's sentence must be nearly as close as the best article's best.
+    ``passages[i]``: more passages of article ``i`` than its best one."""
     candidates = [
         Sentence(text, rank, position)
         for rank, article in enumerate(articles)
-        for position, text in enumerate(split_sentences(article.text, title=article.title))
+        for position, text in enumerate(
+            article_sentences(article, passages[rank] if rank < len(passages) else ())
+        )
     ][:MAX_SENTENCES_SCORED]
     if not candidates:
         return []
@@ -291,6 +310,7 @@ class DraftRequest:
     style: ChannelStyle
     redact_names: tuple[str, ...] = ()
     question: str = field(default="")
+    passages: list[list[str]] = field(default_factory=list)  # per article, beyond its best
 
 
 class Drafter(Protocol):
@@ -313,7 +333,13 @@ class ExtractiveDrafter:
             return embedder.encode(texts, redact_names=request.redact_names)
 
         question = request.question or _focus(request.turns)
-        sentences = select_sentences(question, request.articles, style=request.style, encode=encode)
+        sentences = select_sentences(
+            question,
+            request.articles,
+            style=request.style,
+            encode=encode,
+            passages=request.passages,
+        )
         return Composition(sentences=sentences, provider=self.name)
 
 
@@ -459,12 +485,17 @@ def draft_compose(
         return Draft(gate=gate)
     style = channel_style(channel)
     articles = related_articles(results, gate)
+    from knowledge.selectors import document_passages
+
+    ids = [a.document_id for a in articles if isinstance(a.document_id, int)]
+    more = document_passages(ids) if ids else {}
     composition = (drafter or get_drafter()).compose(
         DraftRequest(
             turns=list(turns),
             articles=articles,
             style=style,
             redact_names=tuple(redact_names),
+            passages=[more.get(a.document_id, []) if a.document_id else [] for a in articles],
         )
     )
     if not composition.sentences and not composition.body:

@@ -179,3 +179,20 @@ def reply_draft_summary() -> dict[str, Any]:
         **shape(total),
         "by_provider": {name: shape(counts) for name, counts in sorted(by_provider.items())},
     }
+
+
+def document_passages(document_ids: Sequence[int], *, limit: int = 4) -> dict[int, list[str]]:
+    """The first ``limit`` body passages of each document, in reading order (one query)."""
+    from knowledge.models import Chunk
+
+    out: dict[int, list[str]] = {}
+    rows = (
+        Chunk.objects.filter(document_id__in=list(document_ids), kind=Chunk.Kind.BODY)
+        .order_by("document_id", "position")
+        .values_list("document_id", "text")
+    )
+    for document_id, text in rows:
+        passages = out.setdefault(document_id, [])
+        if len(passages) < limit:
+            passages.append(text)
+    return out
