@@ -365,7 +365,14 @@ def model_prompt(request: DraftRequest) -> str:
         for t in request.turns
         if t.speaker in (CUSTOMER, AGENT)
     )
-    articles = "\n\n".join(f"[{n}] {a.title}\n{a.text}" for n, a in enumerate(request.articles, 1))
+
+    def body(i: int, article: SearchResult) -> str:
+        extra = request.passages[i] if i < len(request.passages) else []
+        return "\n".join([article.text, *(p for p in extra if p != article.text)])[:4000]
+
+    articles = "\n\n".join(
+        f"[{n}] {a.title}\n{body(n - 1, a)}" for n, a in enumerate(request.articles, 1)
+    )
     return f"Conversation:\n{conversation}\n\nHelp articles:\n{articles}\n\nWrite the reply."
 
 
