@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 
 from knowledge.models import (
     Document,
     IngestionJob,
     KnowledgeSource,
     ObjectEvent,
+    ReplyDraft,
     SuggestionFeedback,
 )
+from knowledge.selectors import reply_draft_summary
+from tickets.admin import SupervisorAdmin
 
 
 @admin.register(KnowledgeSource)
@@ -38,3 +44,32 @@ class ObjectEventAdmin(admin.ModelAdmin):
 class SuggestionFeedbackAdmin(admin.ModelAdmin):
     list_display = ("ticket", "chunk_ref", "document", "helpful", "user", "created_at")
     list_filter = ("helpful",)
+
+
+@admin.register(ReplyDraft)
+class ReplyDraftAdmin(SupervisorAdmin):
+    """Supervisors: every draft offered and what became of it, with the outcome metric
+    above the list (``knowledge/templates/admin/knowledge/replydraft/change_list.html``).
+    Read-only: drafts are written by agents' requests and settled by their replies."""
+
+    list_display = ("id", "ticket", "user", "channel", "provider", "first_citation", "outcome")
+    list_filter = ("outcome", "provider", "channel")
+    list_select_related = ("ticket", "user")
+    readonly_fields = [f.name for f in ReplyDraft._meta.fields] + ["documents"]
+
+    @admin.display(description="first citation")
+    def first_citation(self, obj: ReplyDraft) -> str:
+        return str(obj.citations[0].get("title", "")) if obj.citations else ""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().changelist_view(
+            request, {**(extra_context or {}), "draft_metrics": reply_draft_summary()}
+        )

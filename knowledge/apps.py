@@ -9,12 +9,16 @@ class KnowledgeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from knowledge.panels import suggestions_panel_context
+        from knowledge.draft_services import on_message_created
+        from knowledge.panels import draft_panel_context, suggestions_panel_context
         from knowledge.privacy import knowledge_erase
+        from support.events import subscribe
         from tickets.context.privacy import register_erasure_hook
         from tickets.panels import Panel, register_panel
 
         register_erasure_hook("knowledge", knowledge_erase)
+        # An agent's reply settles its pending draft (sent as drafted, edited, discarded).
+        subscribe("message.created", on_message_created)
 
         register_panel(
             Panel(
@@ -23,6 +27,16 @@ class KnowledgeConfig(AppConfig):
                 template="knowledge/suggestions_panel.html",
                 context=suggestions_panel_context,
                 order=30,
+                slot="knowledge",
+            )
+        )
+        register_panel(
+            Panel(
+                name="kb-draft",
+                title="Draft a reply",
+                template="knowledge/draft_panel.html",
+                context=draft_panel_context,
+                order=25,
                 slot="knowledge",
             )
         )

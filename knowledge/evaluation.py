@@ -94,3 +94,52 @@ def evaluate(
         "n": n,
         "mode": mode,
     }
+
+
+def evaluate_drafts(
+    queries: list[dict[str, Any]],
+    *,
+    source: str | None = None,
+    channel: str = "email",
+    drafter: str = "local",
+) -> dict[str, Any]:
+    """Reply drafts as the ticket page builds them (same retrieval, gate and composer):
+    ``coverage`` = share of queries that get a draft, ``citation_precision`` = share of
+    drafts whose first citation is a relevant document; ``recall_at_1`` (what drafting
+    every query would give) and ms per draft for comparison."""
+    from knowledge.conversation import CUSTOMER, Turn
+    from knowledge.drafts import CANDIDATES, draft_compose, get_drafter
+    from knowledge.selectors import kb_search_conversation
+
+    sources = [source] if source else None
+    composer = get_drafter(drafter)
+    offered = correct = top1 = 0
+    reasons: dict[str, int] = {}
+    latencies = []
+    for row in queries:
+        query = row["query"]
+        turns = [Turn(CUSTOMER, query)] if isinstance(query, str) else list(query)
+        started = time.perf_counter()
+        results = kb_search_conversation(turns, k=CANDIDATES, sources=sources)
+        draft = draft_compose(turns, results, channel=channel, drafter=composer)
+        latencies.append((time.perf_counter() - started) * 1000)
+        relevant = set(row["relevant"])
+        top1 += bool(results and results[0].document_external_id in relevant)
+        if draft.offered:
+            offered += 1
+            correct += draft.citations[0].external_id in relevant
+        else:
+            reasons[draft.gate.reason] = reasons.get(draft.gate.reason, 0) + 1
+    n = len(queries)
+    return {
+        "coverage": round(offered / n, 4),
+        "citation_precision": round(correct / offered, 4) if offered else None,
+        "drafts": offered,
+        "correct_first_citations": correct,
+        "recall_at_1": round(top1 / n, 4),
+        "no_draft_reasons": dict(sorted(reasons.items())),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        "n": n,
+        "channel": channel,
+    }

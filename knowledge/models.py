@@ -222,3 +222,45 @@ class ObjectEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} s3://{self.bucket}/{self.key}"
+
+
+class ReplyDraft(models.Model):
+    """A reply draft offered to an agent on a ticket, built from knowledge-base articles,
+    and what became of it: sent as drafted, sent after editing, or discarded."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Sent as drafted"
+        EDITED = "edited", "Sent after editing"
+        DISCARDED = "discarded", "Discarded"
+
+    ticket = models.ForeignKey("tickets.Ticket", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    channel = models.CharField(max_length=16)
+    provider = models.CharField(max_length=16)  # local | bedrock | openai
+    model_id = models.CharField(max_length=200, blank=True, default="")
+    fallback_reason = models.TextField(blank=True, default="")
+    text = models.TextField()  # as offered
+    citations = models.JSONField(default=list)  # [{document_id, external_id, title, url, ...}]
+    documents = models.ManyToManyField(Document, related_name="+", blank=True)
+    score = models.FloatField()  # the best article's fused score
+    margin = models.FloatField()  # its lead over the runner-up
+    outcome = models.CharField(
+        max_length=16, choices=Outcome.choices, default=Outcome.PENDING, db_index=True
+    )
+    outcome_at = models.DateTimeField(null=True, blank=True)
+    sent_message = models.ForeignKey(
+        "tickets.Message", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    similarity = models.FloatField(null=True, blank=True)  # sent text vs draft, 0..1
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["ticket", "user", "outcome"], name="kb_draft_pending")]
+
+    def __str__(self) -> str:
+        return f"draft {self.pk} on ticket {self.ticket_id}: {self.outcome}"

@@ -51,3 +51,8 @@ def suggestions_panel_context(request: HttpRequest, ticket: Any) -> dict[str, An
             for r in results
         ],
     }
+
+
+def draft_panel_context(request: HttpRequest, ticket: Any) -> dict[str, Any] | None:
+    """The "Draft a reply" button: nothing is retrieved or composed until it is clicked."""
+    return {"ticket": ticket, "channel": ticket.get_channel_display()}

@@ -1,5 +1,6 @@
 """Erasure of what the knowledge base keeps about a customer (registered with
-``tickets.context.privacy`` in ``apps.py``): agents' feedback on suggestions.
+``tickets.context.privacy`` in ``apps.py``): agents' feedback on suggestions and reply
+drafts (a draft greets the customer by name; outcome and citations stay for the metric).
 
 Feedback on the person's tickets keeps its verdict (helpful or not: the figures the KB
 report counts) and loses the person: their identifiers and own words are redacted from
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from django.db.models import Q
 
-from knowledge.models import SuggestionFeedback
+from knowledge.models import ReplyDraft, SuggestionFeedback
 from tickets.context.privacy import ErasureSubject
 
 
@@ -25,5 +26,14 @@ def knowledge_erase(subject: ErasureSubject) -> int:
         if (comment, passage) != (feedback.comment, feedback.passage):
             feedback.comment, feedback.passage = comment, passage
             feedback.save(update_fields=["comment", "passage", "updated_at"])
+            changed += 1
+    drafts = Q(ticket_id__in=subject.ticket_ids)
+    for token in subject.tokens:
+        drafts |= Q(text__icontains=token)
+    for draft in ReplyDraft.objects.filter(drafts).only("id", "text"):
+        text = subject.redact(draft.text)
+        if text != draft.text:
+            draft.text = text
+            draft.save(update_fields=["text", "updated_at"])
             changed += 1
     return changed

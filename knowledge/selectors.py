@@ -138,3 +138,61 @@ def feedback_summary() -> QuerySet[Any]:
         )
         .order_by("-not_helpful_count", "-helpful_count")
     )
+
+
+def reply_draft_list(*, ticket: Any = None) -> QuerySet[Any]:
+    from knowledge.models import ReplyDraft
+
+    qs = ReplyDraft.objects.select_related("user")
+    return qs.filter(ticket=ticket) if ticket is not None else qs
+
+
+def reply_draft_summary() -> dict[str, Any]:
+    """Drafts offered and what became of them, with shares of the settled ones (sent as
+    drafted, sent after editing, discarded), overall and per provider."""
+    from knowledge.models import ReplyDraft
+
+    outcomes = [o.value for o in ReplyDraft.Outcome]
+
+    def shape(counts: dict[str, int]) -> dict[str, Any]:
+        settled = sum(counts.get(o, 0) for o in outcomes if o != ReplyDraft.Outcome.PENDING)
+        return {
+            "offered": sum(counts.values()),
+            **{o: counts.get(o, 0) for o in outcomes},
+            "settled": settled,
+            "accepted_rate": round(counts.get("accepted", 0) / settled, 4) if settled else None,
+            "edited_rate": round(counts.get("edited", 0) / settled, 4) if settled else None,
+            "discarded_rate": round(counts.get("discarded", 0) / settled, 4) if settled else None,
+            "used_rate": (
+                round((counts.get("accepted", 0) + counts.get("edited", 0)) / settled, 4)
+                if settled
+                else None
+            ),
+        }
+
+    total: dict[str, int] = {}
+    by_provider: dict[str, dict[str, int]] = {}
+    for row in ReplyDraft.objects.values("provider", "outcome").annotate(n=Count("id")):
+        total[row["outcome"]] = total.get(row["outcome"], 0) + row["n"]
+        by_provider.setdefault(row["provider"], {})[row["outcome"]] = row["n"]
+    return {
+        **shape(total),
+        "by_provider": {name: shape(counts) for name, counts in sorted(by_provider.items())},
+    }
+
+
+def document_passages(document_ids: Sequence[int], *, limit: int = 4) -> dict[int, list[str]]:
+    """The first ``limit`` body passages of each document, in reading order (one query)."""
+    from knowledge.models import Chunk
+
+    out: dict[int, list[str]] = {}
+    rows = (
+        Chunk.objects.filter(document_id__in=list(document_ids), kind=Chunk.Kind.BODY)
+        .order_by("document_id", "position")
+        .values_list("document_id", "text")
+    )
+    for document_id, text in rows:
+        passages = out.setdefault(document_id, [])
+        if len(passages) < limit:
+            passages.append(text)
+    return out

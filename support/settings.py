@@ -548,6 +548,13 @@ KB_CONTEXT_DECAY = env.get_float("KB_CONTEXT_DECAY", 0.9)
 KB_CONTEXT_TURNS = env.get_int("KB_CONTEXT_TURNS", 8)
 KB_ENTITY_WEIGHT = env.get_float("KB_ENTITY_WEIGHT", 0.5)
 KB_ENTITY_MAX_DF = env.get_float("KB_ENTITY_MAX_DF", 0.02)
+# Reply drafts (docs/knowledge.md#reply-drafts): offered only when the best article scores
+# at least KB_DRAFT_MIN_SCORE and leads the runner-up by KB_DRAFT_MIN_MARGIN (both calibrated
+# on the StackFAQ dev split by bench/kb_draft_calibrate.py); drafts per agent per minute.
+KB_DRAFT_MIN_SCORE = env.get_float("KB_DRAFT_MIN_SCORE", 0.55)
+KB_DRAFT_MIN_MARGIN = env.get_float("KB_DRAFT_MIN_MARGIN", 0.04)
+KB_DRAFT_MAX_CITATIONS = env.get_int("KB_DRAFT_MAX_CITATIONS", 2)
+KB_DRAFT_RATE_LIMIT_PER_MINUTE = env.get_int("KB_DRAFT_RATE_LIMIT_PER_MINUTE", 20)
 
 # calls (call analytics)
 CALLS_TRANSCRIPTION_BACKEND = env.get_str("CALLS_TRANSCRIPTION_BACKEND", "local")

@@ -136,6 +136,7 @@ def existing_values(world: World) -> dict[str, list[Any]]:
         "decision_id": [world.decision.pk],
         "job_id": [str(world.job.pk)],
         "chunk_id": [str(world.chunk.pk), "faq-1"],
+        "draft_id": [str(world.draft.pk)],
         "hash": [world.call.hash],
         "callId": [world.call.contact_id],
         "source": ["matrix-faq"],

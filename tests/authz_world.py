@@ -49,6 +49,7 @@ KB_EVENTS_TOKEN = "matrix-kb-events-token"
 # The URL kwargs the world has values for (see World.url_kwargs).
 URL_KWARG_NAMES = frozenset(
     {"ticket_id", "ref", "customer_id", "attachment_id", "canned_id", "job_id", "chunk_id"}
+    | {"draft_id"}
     | {"hash", "channel", "token"}
 )
 
@@ -67,6 +68,7 @@ class World:
     decision: Any
     job: Any
     chunk: Any
+    draft: Any
     call: Any
     whatsapp: Any
     webchat: Any
@@ -84,6 +86,7 @@ class World:
             "canned_id": self.canned.pk,
             "job_id": self.job.pk,
             "chunk_id": self.chunk.pk,
+            "draft_id": self.draft.pk,
             "hash": self.call.hash,
             "channel": "whatsapp",
             "token": self.whatsapp.webhook_token,
@@ -116,7 +119,7 @@ def build_world(*, key_rate_limit: int = 10_000_000) -> World:
     """Create the world (call inside a transaction; MEDIA_ROOT should be a temp folder)."""
     from calls.models import Call, CallAnalytics
     from channels_app.services import channel_account_upsert
-    from knowledge.models import Chunk, Document, IngestionJob, KnowledgeSource
+    from knowledge.models import Chunk, Document, IngestionJob, KnowledgeSource, ReplyDraft
     from routing.models import RoutingDecision
     from tickets import services
     from tickets.context.services import feedback_token_make
@@ -184,6 +187,17 @@ def build_world(*, key_rate_limit: int = 10_000_000) -> World:
     document = Document.objects.create(source=source, external_id="refunds.md", title="Refunds")
     chunk = Chunk.objects.create(document=document, source=source, text="Refunds take 5 days.")
     job = IngestionJob.objects.create(source=source)
+    # A reply draft the ticket's agent asked for (supervisors may discard it too).
+    draft = ReplyDraft.objects.create(
+        ticket=ticket,
+        user=users["agent_in"],
+        channel=ticket.channel,
+        provider="local",
+        text="Refunds take 5 days.",
+        citations=[{"external_id": "refunds.md", "title": "Refunds", "url": ""}],
+        score=0.8,
+        margin=0.2,
+    )
     # A call on a queue no team is mapped to: supervisors only (issue #13 item 1).
     call = Call.objects.create(
         contact_id=f"matrix-{uuid.uuid4()}",
@@ -216,6 +230,7 @@ def build_world(*, key_rate_limit: int = 10_000_000) -> World:
         decision=decision,
         job=job,
         chunk=chunk,
+        draft=draft,
         call=call,
         whatsapp=whatsapp,
         webchat=webchat,

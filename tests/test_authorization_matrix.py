@@ -109,6 +109,8 @@ ticket-routing-accept           POST   401    404    allow  allow  404    allow 
 routing-accuracy                GET    401    allow  allow  allow  allow  allow  allow  403
 api-ticket-suggestions          GET    401    404    allow  allow  404    allow  allow  403
 api-ticket-suggestion-feedback  POST   401    404    allow  allow  404    allow  allow  403
+api-ticket-drafts               POST   401    404    allow  allow  404    allow  allow  403
+api-ticket-draft-discard        POST   401    404    allow  allow  404    allow  allow  403
 api-kb-sync                     POST   401    403    403    allow  403    403    allow  403
 api-kb-job                      GET    401    allow  allow  allow  allow  allow  allow  403
 api-kb-documents                POST   401    403    403    allow  403    403    allow  403
@@ -135,6 +137,7 @@ admin:tickets_ticket_changelist GET    login  login  login  allow  login  login 
 admin:tickets_customer_change   GET    login  login  login  allow  login  login  login  login
 admin:support_apikey_changelist GET    login  login  login  403    login  login  login  login
 admin:calls_queueteam_changelist GET   login  login  login  allow  login  login  login  login
+admin:knowledge_replydraft_changelist GET login login login allow login login login login
 admin:channels_app_inboundevent_changelist GET login login login allow login login login login
 """
 

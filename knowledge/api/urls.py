@@ -21,4 +21,14 @@ urlpatterns: list[URLPattern | URLResolver] = [
         views.SuggestionFeedbackApi.as_view(),
         name="api-ticket-suggestion-feedback",
     ),
+    path(
+        "tickets/<str:ticket_id>/drafts",
+        views.TicketDraftCreateApi.as_view(),
+        name="api-ticket-drafts",
+    ),
+    path(
+        "tickets/<str:ticket_id>/drafts/<str:draft_id>/discard",
+        views.TicketDraftDiscardApi.as_view(),
+        name="api-ticket-draft-discard",
+    ),
 ]

@@ -16,13 +16,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from knowledge import selectors, services
-from knowledge.models import IngestionJob, KnowledgeSource
+from knowledge import draft_services, selectors, services
+from knowledge.models import IngestionJob, KnowledgeSource, ReplyDraft
 from knowledge.s3events import parse_events
 from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent, IsSupervisor
 from support.errors import Forbidden, InvalidInput, NotFound
-from support.throttling import PerIPRateThrottle
+from support.throttling import PerClientRateThrottle, PerIPRateThrottle, hit
 from tickets.api.schema import TICKET_ID
 
 JOB_ID = path_parameter("job_id", description="The ingestion job's id.", examples={"id": "1"})
@@ -256,8 +256,99 @@ class SuggestionFeedbackApi(APIView):
         )
 
 
+class DraftRateThrottle(PerClientRateThrottle):
+    """Drafts per agent per minute (``KB_DRAFT_RATE_LIMIT_PER_MINUTE``), on top of the
+    API's own limit: each draft embeds sentences or calls a model."""
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        self._wait = hit(
+            f"kb-draft:{request.user.pk}", int(settings.KB_DRAFT_RATE_LIMIT_PER_MINUTE)
+        )
+        return self._wait is None
+
+
+def draft_data(draft: ReplyDraft) -> dict[str, Any]:
+    return {
+        "id": draft.pk,
+        "ticket": draft.ticket_id,
+        "channel": draft.channel,
+        "text": draft.text,
+        "citations": draft.citations,
+        "score": round(draft.score, 6),
+        "margin": round(draft.margin, 6),
+        "provider": draft.provider,
+        "fallback": bool(draft.fallback_reason),
+        "outcome": draft.outcome,
+        "created_at": draft.created_at.isoformat(),
+    }
+
+
+NO_DRAFT_MESSAGES = {
+    "no_question": "The customer has not asked anything yet.",
+    "no_results": "No knowledge-base article fits this ticket.",
+    "low_score": "No knowledge-base article fits this ticket well enough for a draft.",
+    "low_margin": "Several articles fit this ticket about equally: no draft, pick one below.",
+}
+DRAFT_ID = path_parameter(
+    "draft_id", description="The draft's id.", pattern=r"^[0-9]{1,18}$", examples={"id": "1"}
+)
+
+
+class TicketDraftCreateApi(APIView):
+    """A reply draft for the ticket from its best knowledge-base articles, with citations,
+    in the format of the ticket's channel: 201 with the draft when retrieval is confident
+    enough, else 200 with ``draft: null`` and the reason (the panel says no article fits)."""
+
+    permission_classes = [IsAgent]
+    throttle_classes = [PerClientRateThrottle, DraftRateThrottle]
+
+    @extend_schema(
+        operation_id="tickets_drafts_create",
+        parameters=[TICKET_ID],
+        request=None,
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, ticket_id: str) -> Response:
+        from tickets.selectors import ticket_get_visible
+
+        ticket = ticket_get_visible(ticket_id, user=request.user)
+        offer = draft_services.reply_draft_create(ticket=ticket, user=request.user)
+        if offer.draft is None:
+            return Response(
+                {
+                    "draft": None,
+                    "reason": offer.gate.reason,
+                    "message": NO_DRAFT_MESSAGES.get(offer.gate.reason, ""),
+                    "score": round(offer.gate.score, 6),
+                    "margin": round(offer.gate.margin, 6),
+                }
+            )
+        return Response({"draft": draft_data(offer.draft)}, status=status.HTTP_201_CREATED)
+
+
+class TicketDraftDiscardApi(APIView):
+    """The agent discarded its draft (sent drafts are settled from the reply itself)."""
+
+    permission_classes = [IsAgent]
+
+    @extend_schema(
+        operation_id="tickets_drafts_discard",
+        parameters=[TICKET_ID, DRAFT_ID],
+        request=None,
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, ticket_id: str, draft_id: str) -> Response:
+        from tickets.selectors import ticket_get_visible
+
+        ticket = ticket_get_visible(ticket_id, user=request.user)
+        draft = draft_services.reply_draft_get(ticket=ticket, draft_id=draft_id, user=request.user)
+        draft = draft_services.reply_draft_discard(draft=draft)
+        return Response({"draft": draft_data(draft)})
+
+
 class KbFeedbackApi(APIView):
-    """Supervisors: every feedback entry (newest first) and per-document totals."""
+    """Supervisors: every feedback entry (newest first), per-document totals and the
+    reply-draft outcomes (offered, sent as drafted, edited, discarded)."""
 
     permission_classes = [IsSupervisor]
 
@@ -275,7 +366,13 @@ class KbFeedbackApi(APIView):
             }
             for f in selectors.feedback_list()[:200]
         ]
-        return Response({"entries": entries, "documents": list(selectors.feedback_summary())})
+        return Response(
+            {
+                "entries": entries,
+                "documents": list(selectors.feedback_summary()),
+                "drafts": selectors.reply_draft_summary(),
+            }
+        )
 
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024

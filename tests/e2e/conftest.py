@@ -90,7 +90,8 @@ def live_asgi(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60  # generous: a loaded machine imports slowly
+    # A loaded CI machine may need longer to import the app: E2E_START_SECONDS.
+    deadline = time.monotonic() + float(os.environ.get("E2E_START_SECONDS", "60"))
     while True:
         try:
             urllib.request.urlopen(f"{base}/accounts/login/", timeout=2).close()  # noqa: S310

@@ -5,6 +5,11 @@ Each line ``{"query": "...", "relevant": ["<document id>", ...]}`` or, for a con
 (document ids are the documents' external ids; a conversation's query is built as the
 workbench builds it, see docs/knowledge.md). Prints recall@1, recall@5, MRR@10 and p50/p95
 ms per query.
+
+``--drafts`` measures reply drafts instead (same retrieval, confidence gate and composer as
+the ticket page; ``--channel`` picks the format, ``email`` by default): coverage (share of
+queries with a draft) and citation precision (share of drafts whose first citation is a
+relevant document).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from knowledge.evaluation import evaluate, load_queries
+from knowledge.evaluation import evaluate, evaluate_drafts, load_queries
 from knowledge.models import KnowledgeSource
 from support.errors import InvalidInput
 
@@ -31,6 +36,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--mode", default="hybrid", choices=["hybrid", "vector", "text"], help="retriever"
         )
+        parser.add_argument(
+            "--drafts", action="store_true", help="reply drafts: coverage, citation precision"
+        )
+        parser.add_argument("--channel", default="email", help="draft format (with --drafts)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -42,12 +51,28 @@ class Command(BaseCommand):
             raise CommandError(f"--source: no source named {source!r}")
         if options["k"] < 1:
             raise CommandError("--k must be at least 1")
+        if options["drafts"]:
+            self._drafts(queries, source, options)
+            return
         report = evaluate(queries, source=source, k=options["k"], mode=options["mode"])
         self.stdout.write(
             f"n={report['n']} recall@1={report['recall_at_1']:.3f} "
             + (f"recall@{options['k']}={report['recall_at_k']:.3f} " if options["k"] != 5 else "")
             + f"recall@5={report['recall_at_5']:.3f} mrr@10={report['mrr_at_10']:.3f} "
             f"p50={report['p50_ms']:.1f}ms p95={report['p95_ms']:.1f}ms"
+        )
+        if options["json_out"]:
+            Path(options["json_out"]).write_text(json.dumps(report, indent=2) + "\n")
+
+    def _drafts(self, queries: list[dict[str, Any]], source: str | None, options: Any) -> None:
+        report = evaluate_drafts(queries, source=source, channel=options["channel"])
+        precision = report["citation_precision"]
+        self.stdout.write(
+            f"n={report['n']} drafts={report['drafts']} coverage={report['coverage']:.3f} "
+            f"citation_precision={'-' if precision is None else f'{precision:.3f}'} "
+            f"recall@1={report['recall_at_1']:.3f} "
+            f"p50={report['p50_ms']:.1f}ms p95={report['p95_ms']:.1f}ms "
+            f"no_draft={report['no_draft_reasons']}"
         )
         if options["json_out"]:
             Path(options["json_out"]).write_text(json.dumps(report, indent=2) + "\n")
