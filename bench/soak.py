@@ -315,7 +315,7 @@ def main() -> int:
         "--x-token-ttl",
         str(args.x_token_ttl),
     ]
-    procs = start_processes(commands, env, data / "logs")
+    procs = start_processes(commands, run_script.process_env(env), data / "logs")
     stats, books = Stats(), Books()
     sampler = Sampler(procs, data, args.sample_seconds, env["REDIS_URL"])
     code = 1
