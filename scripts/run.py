@@ -34,6 +34,8 @@ PROCESS_ENV_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
 def process_env(env: dict[str, str]) -> dict[str, str]:
     """``env`` with the process defaults filled in (the caller's values win)."""
     return {**PROCESS_ENV_DEFAULTS, **env}
+
+
 BIN = Path(sys.executable).parent
 
 
