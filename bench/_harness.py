@@ -233,6 +233,8 @@ class KeepAliveClient:
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         status_line = await self.reader.readline()
+        if not status_line:  # the server had closed the connection (e.g. its idle timeout)
+            raise ConnectionResetError("connection closed before the status line")
         status = int(status_line.split()[1])
         length = 0
         chunked = False

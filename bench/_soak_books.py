@@ -308,6 +308,12 @@ def report(
         )
         per_kind[kind] = {"n": len(lat), "p50_ms": p50, "p99_ms": p99, "statuses": dict(codes)}
     print(f"5xx: {fives}   broken connections / client errors: {broken}")
+    for what, n in sorted(stats.errors.items()):
+        print(f"  client error {what}: {n}")
+    print(
+        f"requests sent again after a reused keep-alive connection was found closed: "
+        f"{stats.stale_retries}"
+    )
 
     rows = memory_report(sampler, load_start, load_end)
     print(
@@ -416,6 +422,8 @@ def report(
                     "kinds": per_kind,
                     "fives": fives,
                     "broken": broken,
+                    "client_errors": dict(stats.errors),
+                    "stale_retries": stats.stale_retries,
                     "memory": rows,
                     "books": books_result,
                     "accepted": expected,

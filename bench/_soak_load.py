@@ -67,6 +67,12 @@ class Books:
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    # "kind: ExceptionName" -> count, for the requests recorded with status 0
+    errors: Counter[str] = field(default_factory=Counter)
+    # requests sent again on a new connection because a reused keep-alive connection was
+    # found closed before any byte of the answer (what HTTP clients do; never counted as ok
+    # silently: printed in the report)
+    stale_retries: int = 0
 
     def record(self, kind: str, status: int, seconds: float) -> None:
         self.latencies[kind].append(seconds)
@@ -106,17 +112,46 @@ class Conn:
             self.used = 0
         self.used += 1
         started = time.perf_counter()
+        reused = self.used > 1
         try:
             status, payload = await asyncio.wait_for(
                 self.client.request(method, path, body, headers), timeout=60
             )
-        except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError):
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            # A reused connection the server closed (its keep-alive timer can fire while
+            # this process waits for a core): no byte of an answer came, so send it again
+            # once on a new connection, as HTTP clients and the providers themselves do.
+            # The books still catch a request the server had processed (a duplicate).
+            await self.client.close()
+            self.client = _harness.KeepAliveClient(self.host, self.port)
+            self.used = 1
+            if reused:
+                self.stats.stale_retries += 1
+                status, payload = await self._once(kind, method, path, body, headers)
+            else:
+                status, payload = 0, b""
+                self.stats.errors[f"{kind}: {type(exc).__name__}"] += 1
+        except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
             status, payload = 0, b""
+            self.stats.errors[f"{kind}: {type(exc).__name__}"] += 1
             await self.client.close()
             self.client = _harness.KeepAliveClient(self.host, self.port)
         self.stats.record(kind, status, time.perf_counter() - started)
         self.last = time.monotonic()
         return status, payload
+
+    async def _once(
+        self, kind: str, method: str, path: str, body: bytes, headers: dict[str, str] | None
+    ) -> tuple[int, bytes]:
+        try:
+            return await asyncio.wait_for(
+                self.client.request(method, path, body, headers), timeout=60
+            )
+        except (OSError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            self.stats.errors[f"{kind}: {type(exc).__name__} (after a retry)"] += 1
+            await self.client.close()
+            self.client = _harness.KeepAliveClient(self.host, self.port)
+            return 0, b""
 
     async def close(self) -> None:
         await self.client.close()
