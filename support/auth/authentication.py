@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from support.auth.oidc import roles_from_claims
+from support.auth.oidc import email_unverified, roles_from_claims
 from support.auth.roles import INTEGRATION_MARK, _group_names
 from support.auth.tokens import (
     KeysUnavailable,
@@ -137,7 +137,7 @@ class OIDCBearerAuthentication(authentication.BaseAuthentication):
     sign-in's ID token is (signature against the provider's JWKS, issuer, audience or
     Cognito ``client_id``, expiry), with no call to the provider but the cached JWKS. Its
     user is the one its subject signed in as in the browser (a Cognito access token
-    carries no email), else the one with the token's email. The request acts with the
+    carries no email), else the one with the token's verified email. The request acts with the
     roles the token's groups claim gives, never more: a token without groups has none.
     Refused tokens answer 401; an unreachable JWKS 503.
     """
@@ -161,7 +161,7 @@ class OIDCBearerAuthentication(authentication.BaseAuthentication):
             logger.error("Bearer token not verifiable: %s", exc)
             raise IdentityProviderUnavailable() from exc
         user = oidc_user_get(issuer=claims["iss"], subject=claims["sub"])
-        if user is None and isinstance(claims.get("email"), str):
+        if user is None and isinstance(claims.get("email"), str) and not email_unverified(claims):
             user = user_by_email_get(email=claims["email"])
         if user is None or not user.is_active:
             raise exceptions.AuthenticationFailed(

@@ -45,6 +45,14 @@ def roles_from_claims(claims: dict[str, Any]) -> set[str]:
 _ID_TOKEN_CLAIMS = ("iss", "sub")
 
 
+def email_unverified(claims: dict[str, Any]) -> bool:
+    """The provider says this email is not verified (Cognito's ID token writes a boolean,
+    its userInfo answer the string "false"). Such an address is never used to find an
+    existing account: whoever can set an unverified email could otherwise take one over."""
+    value = claims.get("email_verified")
+    return value is False or (isinstance(value, str) and value.strip().lower() == "false")
+
+
 class GroupMappingOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
     def authenticate(self, request: Any, **kwargs: Any) -> Any:
         """A refused or unverifiable ID token fails the sign-in (back to the login page)."""
@@ -84,11 +92,14 @@ class GroupMappingOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         return claims
 
     def filter_users_by_claims(self, claims: dict[str, Any]) -> Any:
-        """The user this subject signed in as before, else the one with this email."""
+        """The user this subject signed in as before, else the one with this (verified)
+        email; an unverified email on a first sign-in refuses it."""
         if claims.get("iss") and claims.get("sub"):
             user = oidc_user_get(issuer=claims["iss"], subject=claims["sub"])
             if user is not None:
                 return self.UserModel.objects.filter(pk=user.pk)
+        if email_unverified(claims):
+            raise SuspiciousOperation("first sign-in with an unverified email")
         return super().filter_users_by_claims(claims)
 
     def get_or_create_user(self, access_token: str, id_token: str, payload: Any) -> Any:

@@ -232,6 +232,31 @@ def test_groups_in_userinfo_are_not_believed(idp: FakeIdP) -> None:
 
 
 @pytest.mark.django_db
+def test_unverified_email_never_signs_in_as_an_existing_account(
+    idp: FakeIdP, supervisor: Any
+) -> None:
+    claims = idp.id_claims(nonce="nonce-1", email=supervisor.email, email_verified=False)
+    userinfo = {"sub": SUB, "email": supervisor.email, "email_verified": "false"}
+    client = _sign_in(idp, claims, userinfo=userinfo)
+    assert client.response["Location"] == FAILURE_URL  # type: ignore[attr-defined]
+    assert _signed_in_user(client) is None
+    assert not OidcIdentity.objects.exists()
+    # Nor as a bearer token carrying that email.
+    bearer = idp.sign(idp.id_claims(email=supervisor.email, email_verified=False))
+    assert _api(bearer).get(reverse("api-tickets")).status_code == 401
+
+
+@pytest.mark.django_db
+def test_signed_in_subject_keeps_its_account_when_its_email_changes(idp: FakeIdP) -> None:
+    first = _sign_in(idp, idp.id_claims(nonce="nonce-1", **{"cognito:groups": ["Agents"]}))
+    user = _signed_in_user(first)
+    claims = idp.id_claims(nonce="nonce-1", email="kim.lee@example.com")
+    again = _sign_in(idp, claims, userinfo={"sub": SUB, "email": "kim.lee@example.com"})
+    assert _signed_in_user(again) == user
+    assert get_user_model().objects.count() == 1
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "overrides",
     [
