@@ -1,6 +1,6 @@
-"""Shared infrastructure tables: API keys, the transactional outbox, the audit log, and the
-delivery status and attempt outcome choices (the delivery engine's own tables live in
-``support.delivery``)."""
+"""Shared infrastructure tables: API keys, OIDC identities, the transactional outbox, the
+audit log, and the delivery status and attempt outcome choices (the delivery engine's own
+tables live in ``support.delivery``)."""
 
 from __future__ import annotations
 
@@ -123,6 +123,34 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}:{self.object_id}"
+
+
+class OidcIdentity(models.Model):
+    """Which local user an identity provider's subject (``iss`` + ``sub``) is.
+
+    Recorded at each browser sign-in (support.auth.oidc). API bearer tokens find their user
+    through it: a Cognito access token carries ``sub`` but no email. The subject is stable
+    where an email address can change at the provider."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_identities"
+    )
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "OIDC identity"
+        verbose_name_plural = "OIDC identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["issuer", "subject"], name="oidc_identity_issuer_subject_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} @ {self.issuer}"
 
 
 class DeliveryStatus(models.TextChoices):

@@ -1,4 +1,4 @@
-"""Writes of the shared infrastructure: outbox relay, API keys, audit log."""
+"""Writes of the shared infrastructure: outbox relay, API keys, audit log, OIDC identities."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from support.events import (
     subscribers_for,
     ticket_group,
 )
-from support.models import ApiKey, ApiKeyRole, AuditLog, OutboxEvent
+from support.models import ApiKey, ApiKeyRole, AuditLog, OidcIdentity, OutboxEvent
 from support.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -269,3 +269,14 @@ def agent_access_changed(*, user_ids: Iterable[int], reason: str) -> None:
                 for pk in ids
             ]
         )
+
+
+def oidc_identity_link(*, user: Any, issuer: str, subject: str) -> OidcIdentity:
+    """Record that the provider's ``subject`` (under ``issuer``) is ``user``.
+
+    Called at each browser sign-in, after the ID token was verified; a subject already
+    linked to another user (that user was matched by email before) moves to this one."""
+    identity, _ = OidcIdentity.objects.update_or_create(
+        issuer=issuer, subject=subject, defaults={"user": user}
+    )
+    return identity

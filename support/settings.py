@@ -236,6 +236,26 @@ OIDC_GROUPS_CLAIM = env.get_str("OIDC_GROUPS_CLAIM", "cognito:groups")
 OIDC_SUPERVISOR_GROUPS = env.get_list("OIDC_SUPERVISOR_GROUPS", ["Supervisors"])
 OIDC_AGENT_GROUPS = env.get_list("OIDC_AGENT_GROUPS", ["Agents"])
 OIDC_TIMEOUT = env.get_int("OIDC_TIMEOUT", 10)
+# Tokens are verified here (support.auth.tokens), for browser sign-in (the ID token) and API
+# bearer tokens alike: RS256 signature against the provider's JWKS, issuer, audience (our
+# client id: `aud`, or `client_id` on a Cognito access token) and expiry (with leeway).
+# A Cognito issuer is its JWKS URL without "/.well-known/jwks.json", the default here.
+_jwks_suffix = "/.well-known/jwks.json"
+OIDC_OP_ISSUER = env.get_str(
+    "OIDC_OP_ISSUER",
+    OIDC_OP_JWKS_ENDPOINT.removesuffix(_jwks_suffix)
+    if OIDC_OP_JWKS_ENDPOINT.endswith(_jwks_suffix)
+    else "",
+)
+OIDC_JWKS_CACHE_SECONDS = env.get_int("OIDC_JWKS_CACHE_SECONDS", 3600)
+# A token naming a key we do not have refreshes the JWKS at most this often (key rotation
+# is seen at once; a flood of made-up key ids costs one fetch per interval).
+OIDC_JWKS_MIN_REFRESH_SECONDS = env.get_int("OIDC_JWKS_MIN_REFRESH_SECONDS", 60)
+OIDC_CLOCK_LEEWAY_SECONDS = env.get_int("OIDC_CLOCK_LEEWAY_SECONDS", 30)
+if OIDC_ENABLED and not (OIDC_OP_JWKS_ENDPOINT and OIDC_OP_ISSUER):
+    raise ImproperlyConfigured(
+        "OIDC needs OIDC_OP_JWKS_ENDPOINT and OIDC_OP_ISSUER (derived from a Cognito JWKS URL)"
+    )
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out sign-ins

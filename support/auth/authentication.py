@@ -1,8 +1,9 @@
 """API authentication: API keys (``Authorization: Api-Key <key>`` or ``X-API-Key``) and,
-when OIDC is configured, bearer tokens checked against the provider."""
+when OIDC is configured, bearer JWTs verified against the provider's keys."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -12,8 +13,17 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from support.auth.oidc import email_unverified, roles_from_claims
 from support.auth.roles import INTEGRATION_MARK, _group_names
+from support.auth.tokens import (
+    KeysUnavailable,
+    TokenExpired,
+    TokenInvalid,
+    TokenKind,
+    token_verify,
+)
 from support.models import ApiKey, ApiKeyRole
+from support.selectors import oidc_user_get, user_by_email_get
 from support.services import (
     API_KEY_CACHE_SECONDS,
     API_KEY_NEGATIVE_CACHE_SIZE,
@@ -23,6 +33,7 @@ from support.services import (
 )
 from support.throttling import client_ip, hit, over_limit
 
+logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _last_used_written: dict[int, float] = {}
 LAST_USED_EVERY_SECONDS = 60.0
@@ -120,17 +131,51 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 class OIDCBearerAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Bearer <access token>`` validated by the OIDC provider (Cognito)."""
+    """``Authorization: Bearer <JWT>`` from the OIDC provider (Cognito), verified here.
 
-    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+    The token is checked by :func:`support.auth.tokens.token_verify`, as the browser
+    sign-in's ID token is (signature against the provider's JWKS, issuer, audience or
+    Cognito ``client_id``, expiry), with no call to the provider but the cached JWKS. Its
+    user is the one its subject signed in as in the browser (a Cognito access token
+    carries no email), else the one with the token's verified email. The request acts with the
+    roles the token's groups claim gives, never more: a token without groups has none.
+    Refused tokens answer 401; an unreachable JWKS 503.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, dict[str, Any]] | None:
         if not settings.OIDC_ENABLED:
             return None
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header.startswith("Bearer "):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != b"bearer":
             return None
-        from mozilla_django_oidc.contrib.drf import OIDCAuthentication
-
-        return OIDCAuthentication().authenticate(request)  # type: ignore[no-any-return]
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid bearer header.")
+        try:
+            claims = token_verify(header[1].decode("latin-1"), kind=TokenKind.BEARER)
+        except TokenExpired as exc:
+            raise exceptions.AuthenticationFailed("The token has expired.") from exc
+        except TokenInvalid as exc:
+            logger.info("Bearer token refused: %s", exc)
+            raise exceptions.AuthenticationFailed("Invalid token.") from exc
+        except KeysUnavailable as exc:
+            logger.error("Bearer token not verifiable: %s", exc)
+            raise IdentityProviderUnavailable() from exc
+        user = oidc_user_get(issuer=claims["iss"], subject=claims["sub"])
+        if user is None and isinstance(claims.get("email"), str) and not email_unverified(claims):
+            user = user_by_email_get(email=claims["email"])
+        if user is None or not user.is_active:
+            raise exceptions.AuthenticationFailed(
+                "No active user for this token (sign in to the workbench once first)."
+            )
+        # The token decides the roles (support.auth.roles reads this memo).
+        user._support_group_names = roles_from_claims(claims)
+        return user, claims
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+class IdentityProviderUnavailable(exceptions.APIException):
+    status_code = 503
+    default_detail = "The identity provider's keys could not be fetched; try again shortly."
+    default_code = "identity_provider_unavailable"
