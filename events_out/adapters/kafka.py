@@ -44,6 +44,7 @@ def _config() -> dict[str, Any]:
         "request_timeout_ms": timeout_ms,
         "delivery_timeout_ms": timeout_ms + 1000,
         "max_block_ms": timeout_ms,
+        "bootstrap_timeout_ms": timeout_ms,
         "security_protocol": settings.EVENTS_KAFKA_SECURITY_PROTOCOL,
     }
     if settings.EVENTS_KAFKA_SASL_MECHANISM:
