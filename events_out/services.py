@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -58,7 +58,9 @@ def _subject(event: OutboxEvent) -> tuple[str, str]:
     return event.aggregate_type, event.aggregate_id
 
 
-def _enqueue_each(events: Sequence[OutboxEvent], plan: Any) -> dict[int, Exception]:
+def _enqueue_each(
+    events: Sequence[OutboxEvent], plan: Callable[[OutboxEvent], list[dict[str, Any]]]
+) -> dict[int, Exception]:
     """``plan(event)`` lists the deliveries of one event as ``delivery_enqueue`` keyword
     arguments; each event's are written in a savepoint, and a database failure fails that
     event only (it stays pending and comes again)."""
@@ -66,10 +68,13 @@ def _enqueue_each(events: Sequence[OutboxEvent], plan: Any) -> dict[int, Excepti
     for event in events:
         if not is_exported(event.event_type):
             continue
+        planned = plan(event)
+        if not planned:
+            continue
         subject_type, subject_id = _subject(event)
         try:
             with transaction.atomic():
-                for kwargs in plan(event):
+                for kwargs in planned:
                     delivery_enqueue(subject_type=subject_type, subject_id=subject_id, **kwargs)
         except DatabaseError as exc:
             logger.exception("Could not enqueue the deliveries of outbox event %s", event.pk)

@@ -45,7 +45,7 @@ def bus(settings: Any) -> Any:
         )
 
         def received() -> list[dict[str, Any]]:
-            found = []
+            found: list[dict[str, Any]] = []
             while True:
                 batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
                 messages = batch.get("Messages", [])
