@@ -10,3 +10,7 @@ class SupportConfig(AppConfig):
 
     def ready(self) -> None:
         from support.auth import schema  # noqa: F401  (registers OpenAPI extensions)
+        from support.sinks import WebsocketSink, sink_register
+
+        # The live workbench: the first sink of the outbox relay (support/sinks.py).
+        sink_register(WebsocketSink())

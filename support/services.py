@@ -10,56 +10,25 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from support.events import (
     ACCESS_CHANGED_EVENT,
-    ALL_EVENTS_GROUP,
     RELAY_PENDING_KEY,
     NewEvent,
     batch_subscribers_for,
     events_record,
     subscribers_for,
-    ticket_group,
 )
 from support.models import ApiKey, ApiKeyRole, AuditLog, OidcIdentity, OutboxEvent
 from support.redis_client import get_redis
+from support.sinks import sinks_publish
 
 logger = logging.getLogger(__name__)
 
 OUTBOX_MAX_ATTEMPTS = 10
-
-
-def _groups_for(event: OutboxEvent) -> list[str]:
-    groups = [ALL_EVENTS_GROUP]
-    ticket_id = event.payload.get("ticket_id")
-    if ticket_id is not None:
-        groups.append(ticket_group(ticket_id))
-    return groups
-
-
-def _group_send_batch(layer: Any, events: list[OutboxEvent]) -> dict[int, Exception]:
-    """Every group send of a batch in one event-loop run (``async_to_sync`` per send costs
-    a thread hop, several ms each); returns the failures by event id."""
-    if layer is None:
-        return {}
-
-    async def send_all() -> dict[int, Exception]:
-        errors: dict[int, Exception] = {}
-        for event in events:
-            message = {"type": "event.message", "event": event.envelope()}
-            try:
-                for group in _groups_for(event):
-                    await layer.group_send(group, message)
-            except Exception as exc:  # noqa: BLE001 - kept pending, retried
-                errors[event.pk] = exc
-        return errors
-
-    return async_to_sync(send_all)()
 
 
 def _deliver(event: OutboxEvent, send_errors: dict[int, Exception]) -> None:
@@ -70,13 +39,14 @@ def _deliver(event: OutboxEvent, send_errors: dict[int, Exception]) -> None:
 
 
 def outbox_relay(*, batch_size: int = 500) -> int:
-    """Deliver pending events in id order; returns how many were delivered.
+    """Deliver pending events in id order to every sink (``support.sinks``: the websocket
+    layer, and EventBridge, outgoing webhooks and Kafka when configured) and to in-process
+    subscribers; returns how many were delivered.
 
     Rows are locked with SKIP LOCKED so several relays can run at once without
     delivering one event twice in parallel.
     """
     get_redis().delete(RELAY_PENDING_KEY)
-    layer = get_channel_layer()
     delivered = 0
     while True:
         with transaction.atomic():
@@ -90,7 +60,7 @@ def outbox_relay(*, batch_size: int = 500) -> int:
             now = timezone.now()
             done: list[OutboxEvent] = []
             failed: list[OutboxEvent] = []
-            send_errors = _group_send_batch(layer, events)
+            send_errors = sinks_publish(events)
             for event in events:
                 event.attempts += 1
                 try:

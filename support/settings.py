@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "knowledge",
     "calls",
     "routing",
+    "events_out",
 ]
 
 MIDDLEWARE = [
@@ -209,6 +210,34 @@ CELERY_BEAT_SCHEDULE["delivery-sweep"] = {
     "task": "support.delivery.tasks.delivery_sweep_task",
     "schedule": DELIVERY_SWEEP_SECONDS,
 }
+
+# Events out (events_out; docs/operations.md "Events out"): the outbox relay's external
+# sinks, each send a delivery. Each is off until configured.
+# Amazon EventBridge: PutEvents on this bus (empty: off), with this source.
+EVENTS_EVENTBRIDGE_BUS = env.get_str("EVENTS_EVENTBRIDGE_BUS")
+EVENTS_EVENTBRIDGE_SOURCE = env.get_str("EVENTS_EVENTBRIDGE_SOURCE", "support.ticketing")
+EVENTS_EVENTBRIDGE_REGION = env.get_str("EVENTS_EVENTBRIDGE_REGION")  # empty: AWS_REGION
+EVENTS_EVENTBRIDGE_MAX_ATTEMPTS = env.get_int("EVENTS_EVENTBRIDGE_MAX_ATTEMPTS", 8)
+# Outgoing webhooks (configured by supervisors in the admin): signed POSTs.
+OUTGOING_WEBHOOKS_ENABLED = env.get_bool("OUTGOING_WEBHOOKS_ENABLED", default=True)
+OUTGOING_WEBHOOKS_TIMEOUT = env.get_float("OUTGOING_WEBHOOKS_TIMEOUT", 10.0)
+OUTGOING_WEBHOOKS_MAX_ATTEMPTS = env.get_int("OUTGOING_WEBHOOKS_MAX_ATTEMPTS", 10)
+# Local development only: plain http URLs, and hosts on loopback/private/link-local networks
+# (the default refuses them: a webhook must not reach internal services or cloud metadata).
+OUTGOING_WEBHOOKS_ALLOW_HTTP = env.get_bool("OUTGOING_WEBHOOKS_ALLOW_HTTP", default=False)
+OUTGOING_WEBHOOKS_ALLOW_PRIVATE_NETWORKS = env.get_bool(
+    "OUTGOING_WEBHOOKS_ALLOW_PRIVATE_NETWORKS", default=False
+)
+# Kafka (seed 001's topics): comma-separated bootstrap servers (empty: off).
+EVENTS_KAFKA_BOOTSTRAP_SERVERS = env.get_list("EVENTS_KAFKA_BOOTSTRAP_SERVERS")
+EVENTS_KAFKA_TOPIC_TICKETS = env.get_str("EVENTS_KAFKA_TOPIC_TICKETS", "support-tickets")
+EVENTS_KAFKA_TOPIC_MESSAGES = env.get_str("EVENTS_KAFKA_TOPIC_MESSAGES", "support-messages")
+EVENTS_KAFKA_SECURITY_PROTOCOL = env.get_str("EVENTS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+EVENTS_KAFKA_SASL_MECHANISM = env.get_str("EVENTS_KAFKA_SASL_MECHANISM")  # e.g. SCRAM-SHA-512
+EVENTS_KAFKA_SASL_USERNAME = env.get_str("EVENTS_KAFKA_SASL_USERNAME")
+EVENTS_KAFKA_SASL_PASSWORD = env.get_str("EVENTS_KAFKA_SASL_PASSWORD")
+EVENTS_KAFKA_TIMEOUT = env.get_float("EVENTS_KAFKA_TIMEOUT", 10.0)
+EVENTS_KAFKA_MAX_ATTEMPTS = env.get_int("EVENTS_KAFKA_MAX_ATTEMPTS", 8)
 
 # --- Auth -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

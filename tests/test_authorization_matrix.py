@@ -139,6 +139,8 @@ admin:support_apikey_changelist GET    login  login  login  403    login  login 
 admin:calls_queueteam_changelist GET   login  login  login  allow  login  login  login  login
 admin:knowledge_replydraft_changelist GET login login login allow login login login login
 admin:channels_app_inboundevent_changelist GET login login login allow login login login login
+admin:events_out_outgoingwebhook_changelist GET login login login allow login login login login
+admin:events_out_outgoingwebhook_add GET login login login allow login login login login
 """
 
 # Websocket routes (they have no names): the route string. A refused socket is closed with

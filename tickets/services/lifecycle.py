@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from support.db import ids_reserve, rows_insert
 from support.errors import Conflict, InvalidInput, InvalidTransition
-from support.events import outbox_rows, relay_after_commit
+from support.events import events_record, outbox_rows, relay_after_commit
 from support.safe_urls import http_url
 from tickets.models import (
     Attachment,
@@ -306,8 +306,16 @@ def ticket_update(
     if "subject" in changes:
         _refresh_search_vector(ticket)
     _system_note(ticket, actor, _describe_changes(changes, reason), {"changes": changes})
-    _ticket_event("ticket.updated", ticket, changes=changes)
+    events = [ticket_new_event("ticket.updated", ticket, changes=changes)]
+    if changes.get("status", [None, None])[1] == TicketStatus.RESOLVED:
+        # Its own event type, so subscribers (webhooks, EventBridge) need not read changes.
+        events.append(ticket_new_event("ticket.resolved", ticket, resolved_at=_iso(now)))
+    events_record(events)
     return ticket
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def ticket_allowed_statuses(ticket: Ticket) -> frozenset[str]:

@@ -1,0 +1,65 @@
+"""Reads of ``events_out``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from events_out.models import OutgoingWebhook
+from tickets.models import Direction, Message, MessageKind, Ticket
+
+
+def webhook_list_active() -> QuerySet[OutgoingWebhook]:
+    return OutgoingWebhook.objects.filter(is_active=True).order_by("pk")
+
+
+def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
+    """Seed 004's ``TicketReceived`` detail for a ``ticket.created`` envelope: the seed's
+    fields (ids as strings, the subject, the description, i.e. the customer's first
+    message, and the customer context), then the event id, number, priority and source.
+    Read when sent (a ticket erased since carries its erased text)."""
+    ticket = (
+        Ticket.objects.select_related("customer")
+        .filter(pk=int(event.get("ticket_id") or 0))
+        .only(
+            "pk",
+            "subject",
+            "correlation_id",
+            "customer__vip_tier",
+            "customer__account_type",
+        )
+        .first()
+    )
+    description = ""
+    customer_context: dict[str, Any] = {"is_vip": False, "account_type": ""}
+    subject = str(event.get("subject") or "")
+    if ticket is not None:
+        subject = ticket.subject
+        first = (
+            Message.objects.filter(
+                ticket_id=ticket.pk, direction=Direction.INBOUND, kind=MessageKind.PUBLIC
+            )
+            .order_by("created_at", "pk")
+            .values_list("body_text", flat=True)
+            .first()
+        )
+        description = first or ""
+        if ticket.customer is not None:
+            customer_context = {
+                "is_vip": ticket.customer.is_vip,
+                "account_type": ticket.customer.account_type,
+            }
+    return {
+        "ticket_id": str(event.get("ticket_id")),
+        "customer_id": str(event.get("customer_id") or ""),
+        "subject": subject,
+        "description": description,
+        "timestamp": event.get("timestamp"),
+        "correlation_id": str(event.get("correlation_id") or ""),
+        "customer_context": customer_context,
+        "event_id": event.get("id"),
+        "number": event.get("number"),
+        "priority": event.get("priority"),
+        "source": event.get("source"),
+    }

@@ -1,0 +1,152 @@
+"""The EventBridge sink with moto: events put on the configured bus reach an SQS queue
+through a rule (what a consumer of the bus would see); refused entries are classified."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from events_out.adapters.eventbridge import eventbridge_put
+from events_out.services import EVENTBRIDGE_KIND
+from support.delivery.models import Delivery
+from support.errors import PermanentError, RetryableError, ThrottledError
+from support.models import DeliveryStatus, OutboxEvent
+from tickets import services as ticket_services
+from tickets.models import TicketStatus, VipTier
+
+BUS = "ticket-routing-bus"
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def bus(settings: Any) -> Any:
+    """A bus with a rule sending every event of our source to an SQS queue."""
+    settings.AWS_REGION = REGION
+    settings.EVENTS_EVENTBRIDGE_BUS = BUS
+    with mock_aws():
+        events = boto3.client("events", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        events.create_event_bus(Name=BUS)
+        queue_url = sqs.create_queue(QueueName="ticket-events")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        events.put_rule(
+            Name="all-ticket-events",
+            EventBusName=BUS,
+            EventPattern=json.dumps({"source": ["support.ticketing"]}),
+        )
+        events.put_targets(
+            Rule="all-ticket-events", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}]
+        )
+
+        def received() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            while True:
+                batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)
+                messages = batch.get("Messages", [])
+                if not messages:
+                    return found
+                for message in messages:
+                    found.append(json.loads(message["Body"]))
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+        yield received
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ticket_events_land_on_the_bus_in_seed_004s_shape(customer, bus):
+    customer.vip_tier = VipTier.GOLD
+    customer.account_type = "business"
+    customer.save()
+
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Router down", body="No internet since 9am, router blinks."
+    )
+    ticket_services.ticket_update(ticket=ticket, status=TicketStatus.RESOLVED)
+
+    landed = bus()
+    assert [(e["source"], e["detail-type"]) for e in landed] == [
+        ("support.ticketing", "TicketReceived"),
+        ("support.ticketing", "MessageCreated"),
+        ("support.ticketing", "TicketUpdated"),
+        ("support.ticketing", "TicketResolved"),
+    ]
+    received = landed[0]["detail"]
+    created = OutboxEvent.objects.get(event_type="ticket.created")
+    assert received == {
+        "ticket_id": str(ticket.pk),
+        "customer_id": str(customer.pk),
+        "subject": "Router down",
+        "description": "No internet since 9am, router blinks.",
+        "timestamp": created.envelope()["timestamp"],
+        "correlation_id": str(ticket.correlation_id),
+        "customer_context": {"is_vip": True, "account_type": "business"},
+        "event_id": created.pk,
+        "number": ticket.number,
+        "priority": ticket.priority,
+        "source": ticket.channel,
+    }
+    resolved = OutboxEvent.objects.get(event_type="ticket.resolved")
+    assert landed[3]["detail"] == json.loads(json.dumps(resolved.envelope()))
+
+    deliveries = Delivery.objects.filter(target_kind=EVENTBRIDGE_KIND).order_by("pk")
+    assert [d.status for d in deliveries] == [DeliveryStatus.SUCCEEDED] * 4
+    assert [d.idempotency_key for d in deliveries] == [
+        f"event:{pk}" for pk in OutboxEvent.objects.order_by("pk").values_list("pk", flat=True)
+    ]
+    assert all(d.external_id and d.target_key == BUS for d in deliveries)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bus_that_does_not_exist_gives_dead_letters(customer, bus, settings):
+    settings.EVENTS_EVENTBRIDGE_BUS = "no-such-bus"
+
+    ticket_services.ticket_create(customer=customer, subject="s", body="b")
+
+    deliveries = Delivery.objects.filter(target_kind=EVENTBRIDGE_KIND)
+    assert deliveries.count() == 2
+    assert {d.status for d in deliveries} == {DeliveryStatus.DEAD}
+    assert {d.attempts for d in deliveries} == {1}  # permanent: not retried
+    assert bus() == []
+    assert OutboxEvent.objects.filter(delivered_at__isnull=True).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_bus_configured_sends_nothing(customer, settings):
+    settings.EVENTS_EVENTBRIDGE_BUS = ""
+    ticket_services.ticket_create(customer=customer, subject="s", body="b")
+    assert not Delivery.objects.filter(target_kind=EVENTBRIDGE_KIND).exists()
+
+
+class FakeEvents:
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "FailedEntryCount": 1,
+            "Entries": [{"ErrorCode": self.code, "ErrorMessage": "refused"}],
+        }
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("ThrottlingException", ThrottledError),
+        ("InternalFailure", RetryableError),
+        ("AccessDeniedException", PermanentError),
+        ("MalformedDetail", PermanentError),
+    ],
+)
+def test_refused_entries_are_classified(code, error, settings):
+    settings.EVENTS_EVENTBRIDGE_BUS = BUS
+    with pytest.raises(error) as raised:
+        eventbridge_put(entry={"Detail": "{}"}, client=FakeEvents(code))
+    assert code in str(raised.value)
+    if error is PermanentError:
+        assert not isinstance(raised.value, RetryableError)
