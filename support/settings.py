@@ -321,7 +321,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Static and media files ----------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes and WhiteNoise serves from (the image builds it at /app/staticfiles).
+STATIC_ROOT = Path(env.get_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.get_str("MEDIA_ROOT", str(DATA_DIR / "media")))
