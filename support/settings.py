@@ -166,9 +166,9 @@ CELERY_TASK_TIME_LIMIT = env.get_int("CELERY_TASK_TIME_LIMIT", 180)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 # Two queues: "realtime" holds what a person is waiting for (a received message reaching its
 # ticket, events reaching the workbench, a reply leaving); "celery" the enrichment behind it
-# (routing, sentiment, knowledge base, calls). A worker consumes both by default
-# (deploy/entrypoint.sh); `make run` gives "realtime" a worker of its own at a higher
-# priority, so a burst of routing work never delays intake.
+# (routing, sentiment, knowledge base, calls). Each has a worker of its own, locally and
+# deployed (scripts/processes.py), "realtime" at a higher priority, so a burst of routing
+# work never delays intake.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 REALTIME_QUEUE = "realtime"
 CELERY_TASK_ROUTES = {

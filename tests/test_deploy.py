@@ -406,6 +406,10 @@ def test_every_process_has_an_ecs_service_with_its_own_task_role() -> None:
         if task["Properties"]["ContainerDefinitions"][0]["Command"] == ["migrate"]
     ]
     assert len(migrate) == 1
+    # Upgrades migrate with the new image before the services take it (docs/deploy.md).
+    assert migrate[0]["Properties"]["ContainerDefinitions"][0]["Image"] == {
+        "Fn::If": ["HasMigrateImage", {"Ref": "MigrateImage"}, {"Ref": "ContainerImage"}]
+    }
 
 
 def test_readers_get_their_queue_and_tasks_get_secrets_not_environment() -> None:
