@@ -88,7 +88,7 @@ def excluded(path: str) -> bool:
 def build_context() -> frozenset[str]:
     """The files `docker build -f deploy/Dockerfile .` would send from this tree."""
     negations = any(negated for negated, _ in dockerignore_rules())
-    files = set()
+    files: set[str] = set()
     for directory, dirnames, filenames in os.walk(ROOT):
         rel_dir = os.path.relpath(directory, ROOT)
         rel_dir = "" if rel_dir == "." else rel_dir + "/"
