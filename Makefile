@@ -15,7 +15,7 @@ stop:
 	@.venv/bin/python scripts/services.py stop --profile run
 
 lint:
-	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && ENVIRONMENT=test .venv/bin/mypy . && .venv/bin/lint-imports
+	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && ENVIRONMENT=test .venv/bin/mypy . && .venv/bin/lint-imports && .venv/bin/cfn-lint deploy/cloudformation/*.yaml
 
 # Known vulnerabilities in requirements.txt (pip-audit). Needs network access to the
 # vulnerability database, so it is not part of `make test`; see docs/security.md.

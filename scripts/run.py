@@ -18,46 +18,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import processes  # noqa: E402
 import services  # noqa: E402
 
 HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = int(os.environ.get("PORT", "8000"))
 WEB_WORKERS = os.environ.get("WEB_CONCURRENCY", "3")
 CELERY_CONCURRENCY = os.environ.get("CELERY_CONCURRENCY", "2")
-# Environment every product process starts with unless the caller sets it. glibc gives each
-# thread that allocates its own malloc arena (up to 8 per core) and returns little of it:
-# the soak saw web workers' RSS grow 10-17% in ten minutes with the default, 4.5-10.5% with
-# two arenas (docs/benchmarks.md, "Soak"). The image sets the same (deploy/).
-PROCESS_ENV_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
-
-
-def process_env(env: dict[str, str]) -> dict[str, str]:
-    """``env`` with the process defaults filled in (the caller's values win)."""
-    return {**PROCESS_ENV_DEFAULTS, **env}
-
-
-BIN = Path(sys.executable).parent
-
-
-def celery_worker(name: str, *, queues: str, concurrency: str, nice: int) -> list[str]:
-    """A Celery worker for ``queues`` at CPU priority ``nice`` (web requests run at 0)."""
-    return [
-        "nice",
-        "-n",
-        str(nice),
-        str(BIN / "celery"),
-        "-A",
-        "support",
-        "worker",
-        "-l",
-        "INFO",
-        "-c",
-        concurrency,
-        "-Q",
-        queues,
-        "-n",
-        f"{name}-{os.getpid()}@%h",
-    ]
+process_env = processes.process_env  # the environment every product process starts with
 
 
 def process_commands(
@@ -68,39 +36,15 @@ def process_commands(
     celery_concurrency: str = CELERY_CONCURRENCY,
     schedule: Path | None = None,
 ) -> dict[str, list[str]]:
-    """The product's processes as `make run` starts them (also used by bench/soak.py)."""
-    return {
-        "web": [
-            str(BIN / "uvicorn"),
-            "support.asgi:application",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            "--workers",
-            web_workers,
-            "--no-access-log",
-            "--no-proxy-headers",  # the app reads X-Forwarded-For itself (TRUSTED_PROXY_*)
-            "--timeout-graceful-shutdown",
-            "5",
-        ],
-        # What people wait for (intake, live events, replies) has a worker of its own; the
-        # enrichment behind it (routing, sentiment, ...) yields the CPU to it and to web
-        # requests when they share a machine, and its queue absorbs the difference.
-        # Realtime: the intake drain and the event relay side by side.
-        "realtime": celery_worker("realtime", queues="realtime", concurrency="2", nice=10),
-        "worker": celery_worker("worker", queues="celery", concurrency=celery_concurrency, nice=15),
-        "beat": [
-            str(BIN / "celery"),
-            "-A",
-            "support",
-            "beat",
-            "-l",
-            "INFO",
-            "-s",
-            str(schedule or services.DATA / "celerybeat-schedule"),
-        ],
-    }
+    """The product's processes as `make run` starts them (also used by bench/soak.py): the
+    same table the container and the deployments use (scripts/processes.py)."""
+    return processes.process_commands(
+        host=host,
+        port=port,
+        web_workers=web_workers,
+        celery_concurrency=celery_concurrency,
+        schedule=schedule or services.DATA / "celerybeat-schedule",
+    )
 
 
 def step(message: str) -> None:

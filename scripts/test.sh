@@ -20,6 +20,8 @@ echo "[test] import contracts"
 lint-imports
 echo "[test] mypy"
 mypy .
+echo "[test] cfn-lint (deploy/cloudformation)"
+cfn-lint deploy/cloudformation/*.yaml
 echo "[test] migrations are up to date"
 python manage.py makemigrations --check --dry-run >/dev/null
 echo "[test] pytest"

@@ -1,6 +1,18 @@
-"""``GET /health``: PostgreSQL, Redis and a live Celery worker, each reported, this
-process's counters of what it let through unchecked (``counters``), and the outbound
-deliveries that need a person (``deliveries``: counts only)."""
+"""Health endpoints, all public (no authentication) and answered whatever the Host header
+(``support.middleware.HealthProbeMiddleware`` serves them before the host check):
+
+* ``GET /health/live``: the process is up and answering; no dependency is asked. The
+  container's HEALTHCHECK: a restart cannot fix a database outage, so it must not depend
+  on one.
+* ``GET /health/ready``: the load balancer's probe. 503 only when PostgreSQL is down:
+  webhook intake and the API need the database and nothing else (Redis being down delays
+  processing, it does not lose anything), so Redis is reported but does not fail it, and
+  Celery workers are not asked at all.
+* ``GET /health``: the full report for people and monitoring: PostgreSQL, Redis and a live
+  Celery worker, each reported, this process's counters of what it let through unchecked
+  (``counters``), and the outbound deliveries that need a person (``deliveries``: counts
+  only). 503 when any of the three is down.
+"""
 
 from __future__ import annotations
 
@@ -97,3 +109,25 @@ def health(request: HttpRequest) -> JsonResponse:
         },
         status=200 if healthy else 503,
     )
+
+
+@never_cache
+@require_GET
+def health_live(request: HttpRequest) -> JsonResponse:
+    """The process answers HTTP: nothing else is checked."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def health_ready(request: HttpRequest) -> JsonResponse:
+    """Ready for traffic when the database answers; Redis is reported, not required."""
+    parts = {"database": check_database(), "redis": check_redis()}
+    ready = parts["database"]["status"] == "ok"
+    return JsonResponse(
+        {"status": "ok" if ready else "down", "checks": parts}, status=200 if ready else 503
+    )
+
+
+#: Served by ``HealthProbeMiddleware`` ahead of the host check (and by the URLconf too).
+PROBES = {"/health": health, "/health/live": health_live, "/health/ready": health_ready}

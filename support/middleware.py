@@ -8,9 +8,31 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 from support.errors import error_body
+from support.health import PROBES
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NUL_MESSAGE = "NUL characters are not accepted in parameters or form fields."
+
+
+class HealthProbeMiddleware:
+    """Answer the health paths (``support.health.PROBES``) whatever the Host header.
+
+    First in ``MIDDLEWARE``, before ``SecurityMiddleware`` (HTTPS redirect) and
+    ``CommonMiddleware`` (``ALLOWED_HOSTS``): a load balancer's health check sends the
+    target's IP address as Host and plain HTTP, and the container's own HEALTHCHECK asks
+    127.0.0.1. Only these exact paths are served here, with no session, cookie or user, and
+    the views read nothing from the request; every other path still goes through the host
+    check, so ``ALLOWED_HOSTS`` keeps protecting the rest of the site.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = PROBES.get(request.path_info)
+        if probe is not None:
+            return probe(request)
+        return self.get_response(request)
 
 
 class RejectNulCharactersMiddleware:

@@ -70,6 +70,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the health probes answer whatever the Host header (load balancer checks send
+    # the target's IP) without passing the host check that guards every other path.
+    "support.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "support.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -164,9 +167,9 @@ CELERY_TASK_TIME_LIMIT = env.get_int("CELERY_TASK_TIME_LIMIT", 180)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 # Two queues: "realtime" holds what a person is waiting for (a received message reaching its
 # ticket, events reaching the workbench, a reply leaving); "celery" the enrichment behind it
-# (routing, sentiment, knowledge base, calls). A worker consumes both by default
-# (deploy/entrypoint.sh); `make run` gives "realtime" a worker of its own at a higher
-# priority, so a burst of routing work never delays intake.
+# (routing, sentiment, knowledge base, calls). Each has a worker of its own, locally and
+# deployed (scripts/processes.py), "realtime" at a higher priority, so a burst of routing
+# work never delays intake.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 REALTIME_QUEUE = "realtime"
 CELERY_TASK_ROUTES = {
@@ -367,7 +370,8 @@ SPECTACULAR_SETTINGS = {
 
 # --- Static and media files ----------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes and WhiteNoise serves from (the image builds it at /app/staticfiles).
+STATIC_ROOT = Path(env.get_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.get_str("MEDIA_ROOT", str(DATA_DIR / "media")))
@@ -416,7 +420,7 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 if IS_PROD:
     SECURE_SSL_REDIRECT = env.get_bool("SECURE_SSL_REDIRECT", default=True)
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SECURE_REDIRECT_EXEMPT = [r"^health(/live|/ready)?$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

@@ -8,7 +8,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from support.health import health
+from support.health import health, health_live, health_ready
 from tickets.attachments import attachment_download
 
 api_patterns: list[URLPattern | URLResolver] = [
@@ -24,6 +24,8 @@ api_patterns: list[URLPattern | URLResolver] = [
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("health", health, name="health"),
+    path("health/live", health_live, name="health-live"),
+    path("health/ready", health_ready, name="health-ready"),
     path("admin/", admin.site.urls),
     path(
         "attachments/<int:attachment_id>",

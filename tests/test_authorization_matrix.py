@@ -74,6 +74,8 @@ ADMIN_LOGIN = "/admin/login/"
 # name (URL name)               method anon   ag_out ag_in  sup    k_out  k_in   k_sup  k_int
 TABLE_TEXT = """
 health                          GET    public public public public public public public public
+health-live                     GET    public public public public public public public public
+health-ready                    GET    public public public public public public public public
 login                           GET    public public public public public public public public
 login                           POST   public public public public public public public public
 logout                          POST   public public public public public public public public

@@ -52,3 +52,82 @@ def test_health_is_200_with_a_live_worker(client):
 def test_health_needs_no_authentication_but_api_does(client, db):
     assert client.get("/health").status_code in (200, 503)
     assert client.get("/api/tickets").status_code == 401
+
+
+# --- Probes: /health/live and /health/ready ------------------------------------------------
+
+#: What production sets (support/settings.py with ENVIRONMENT=prod): only the domain is an
+#: allowed host, plain HTTP is redirected to HTTPS.
+PRODUCTION_HOSTS = override_settings(
+    ALLOWED_HOSTS=["support.example.com"],
+    SECURE_SSL_REDIRECT=True,
+    SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
+    DEBUG=False,
+)
+ALB_CHECK = {"HTTP_HOST": "10.0.12.34:8000", "HTTP_USER_AGENT": "ELB-HealthChecker/2.0"}
+
+
+@pytest.mark.django_db
+@PRODUCTION_HOSTS
+def test_load_balancer_check_with_an_ip_host_is_200_from_ready(client):
+    """The ALB sends the target's IP as Host over plain HTTP; the probe must answer it."""
+    response = client.get("/health/ready", **ALB_CHECK)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["redis"]["status"] == "ok"
+    assert "celery" not in body["checks"]
+    assert "no-cache" in response["Cache-Control"]
+    assert "Set-Cookie" not in response
+
+
+@pytest.mark.django_db
+@PRODUCTION_HOSTS
+def test_every_health_path_answers_any_host(client):
+    assert client.get("/health/live", HTTP_HOST="127.0.0.1:8000").json() == {"status": "ok"}
+    assert client.get("/health", **ALB_CHECK).status_code == 503  # no worker here: reported
+    assert client.get("/health/ready", HTTP_HOST="[fd00::7]:8000").status_code == 200
+
+
+@pytest.mark.django_db
+@PRODUCTION_HOSTS
+def test_other_paths_with_an_unknown_host_are_still_refused(client):
+    for path in ("/accounts/login/", "/api/tickets", "/health/", "/health/readyx", "/"):
+        response = client.get(path, HTTP_HOST="10.0.12.34:8000", HTTP_X_FORWARDED_PROTO="https")
+        assert response.status_code == 400, path
+    # The probe paths are exact: a prefix or a query string does not open anything else.
+    assert client.get("/health/ready/x", HTTP_HOST="10.0.12.34").status_code == 400
+    # The right host still works (and plain HTTP is still redirected to HTTPS).
+    response = client.get("/accounts/login/", HTTP_HOST="support.example.com")
+    assert response.status_code == 301
+    assert response["Location"] == "https://support.example.com/accounts/login/"
+
+
+@pytest.mark.django_db
+def test_ready_stays_200_with_no_celery_worker_and_redis_down(client, monkeypatch):
+    def no_worker_asked():
+        raise AssertionError("readiness must not ask Celery workers")
+
+    monkeypatch.setattr(health, "check_celery", no_worker_asked)
+    assert client.get("/health/ready").status_code == 200
+    with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+        response = client.get("/health/ready")
+        assert client.get("/health").status_code == 503  # the full report still says so
+    assert response.status_code == 200
+    assert response.json()["checks"]["redis"]["status"] == "down"
+
+
+@pytest.mark.django_db
+def test_ready_is_503_when_the_database_is_down(client, monkeypatch):
+    monkeypatch.setattr(health, "check_database", lambda: {"status": "down", "error": "X"})
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["status"] == "down"
+    # Liveness does not depend on the database: a restart would not fix it.
+    assert client.get("/health/live").status_code == 200
+
+
+def test_probes_need_no_authentication(client, db):
+    assert client.get("/health/live").status_code == 200
+    assert client.get("/health/ready").status_code == 200

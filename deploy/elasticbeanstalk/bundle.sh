@@ -1,0 +1,17 @@
+#!/bin/sh
+# Build the Elastic Beanstalk source bundle of a commit: the code (what .dockerignore lets
+# into the image, from `git archive`, so no local data or secrets), with the Procfile,
+# .ebextensions and .platform of deploy/elasticbeanstalk at its root.
+#   deploy/elasticbeanstalk/bundle.sh [COMMIT] [OUT.zip]
+set -eu
+commit="${1:-HEAD}"
+out="${2:-support-desk-$(git rev-parse --short "$commit").zip}"
+root="$(git rev-parse --show-toplevel)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+git -C "$root" archive --format=tar "$commit" | tar -x -C "$work"
+rm -rf "$work/tests" "$work/bench" "$work/.ci" "$work/docs" "$work/requirements-dev.txt"
+cp -R "$root/deploy/elasticbeanstalk/Procfile" "$root/deploy/elasticbeanstalk/.ebextensions" \
+  "$root/deploy/elasticbeanstalk/.platform" "$work/"
+(cd "$work" && zip -qr "$root/$out" .)
+echo "$out"

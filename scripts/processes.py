@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""The product's processes and the commands that start them: one table for `make run`
+(scripts/run.py), the container entry point (deploy/entrypoint.sh), Elastic Beanstalk's
+Procfile and the ECS services (deploy/), so a process added here is deployed the same way
+everywhere (tests/test_deploy.py checks that each one has a service).
+
+    python scripts/processes.py NAME     # replaces itself with process NAME (exec)
+    python scripts/processes.py python manage.py createsuperuser   # any other command
+
+NAME is one of ``web``, ``realtime``, ``worker``, ``beat`` (what `make run` starts), the SQS
+readers ``kb-sqs``, ``calls-sqs`` and ``bda-results`` (which need an AWS queue, so `make run`
+does not start them), or ``migrate`` (one-off, before a new release takes traffic). The
+container's knobs come from its environment: ``PORT`` (8000), ``WEB_CONCURRENCY`` (2),
+``REALTIME_CONCURRENCY`` (2), ``CELERY_CONCURRENCY`` (2), ``CELERYBEAT_SCHEDULE``
+(/tmp/celerybeat-schedule), and the queue URLs of the readers (``KB_SQS_QUEUE_URL``,
+``CALLS_SQS_QUEUE_URL``, ``CALLS_BDA_RESULTS_QUEUE_URL``).
+
+Only the standard library is imported here: scripts/run.py imports this before Django is
+set up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+#: SQS readers: process name -> (management command, environment variable with the queue
+#: URL). ``bda-results`` is ``calls_poll_sqs`` on the second queue of seed 003 (S3 events
+#: for Bedrock Data Automation's results in the output bucket); the command reads both
+#: kinds of message.
+READERS: dict[str, tuple[str, str]] = {
+    "kb-sqs": ("kb_sqs_poll", "KB_SQS_QUEUE_URL"),
+    "calls-sqs": ("calls_poll_sqs", "CALLS_SQS_QUEUE_URL"),
+    "bda-results": ("calls_poll_sqs", "CALLS_BDA_RESULTS_QUEUE_URL"),
+}
+#: Run once per release, not as a service.
+ONE_OFF = ("migrate",)
+
+#: Environment every product process starts with unless the caller sets it. glibc gives each
+#: thread that allocates its own malloc arena (up to 8 per core) and returns little of it:
+#: the soak saw web workers' RSS grow 10-17% in ten minutes with the default, 1-6% with two
+#: arenas (docs/benchmarks.md, "Soak"). The image's ENV says the same (deploy/Dockerfile).
+PROCESS_ENV_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
+
+
+def process_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with the process defaults filled in (the caller's values win)."""
+    return {**PROCESS_ENV_DEFAULTS, **env}
+
+
+def celery_worker(name: str, *, queues: str, concurrency: str, nice: int) -> list[str]:
+    """A Celery worker for ``queues`` at CPU priority ``nice`` (web requests run at 0)."""
+    return [
+        "nice",
+        "-n",
+        str(nice),
+        str(BIN / "celery"),
+        "-A",
+        "support",
+        "worker",
+        "-l",
+        "INFO",
+        "-c",
+        concurrency,
+        "-Q",
+        queues,
+        "-n",
+        f"{name}-{os.getpid()}@%h",
+    ]
+
+
+def process_commands(
+    *,
+    host: str,
+    port: int,
+    web_workers: str,
+    celery_concurrency: str = "2",
+    realtime_concurrency: str = "2",
+    schedule: Path | str,
+) -> dict[str, list[str]]:
+    """The long-running processes as `make run` starts them (also bench/soak.py and the
+    container)."""
+    return {
+        "web": [
+            str(BIN / "uvicorn"),
+            "support.asgi:application",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            web_workers,
+            "--no-access-log",
+            # The app reads X-Forwarded-For itself (TRUSTED_PROXY_HOPS / _CIDRS): uvicorn
+            # must not let any client pick its own address; the scheme comes from
+            # X-Forwarded-Proto through SECURE_PROXY_SSL_HEADER.
+            "--no-proxy-headers",
+            "--timeout-graceful-shutdown",
+            "5",
+        ],
+        # What people wait for (intake, live events, replies) has a worker of its own; the
+        # enrichment behind it (routing, sentiment, ...) yields the CPU to it and to web
+        # requests when they share a machine, and its queue absorbs the difference.
+        # Realtime: the intake drain and the event relay side by side.
+        "realtime": celery_worker(
+            "realtime", queues="realtime", concurrency=realtime_concurrency, nice=10
+        ),
+        "worker": celery_worker("worker", queues="celery", concurrency=celery_concurrency, nice=15),
+        # Beat must run exactly once per deployment (one ECS task, one instance).
+        "beat": [
+            str(BIN / "celery"),
+            "-A",
+            "support",
+            "beat",
+            "-l",
+            "INFO",
+            "-s",
+            str(schedule),
+        ],
+    }
+
+
+def manage_command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), *args]
+
+
+def reader_command(name: str, env: Mapping[str, str]) -> list[str]:
+    """The SQS reader ``name`` on the queue its environment variable names."""
+    command, variable = READERS[name]
+    queue_url = env.get(variable, "")
+    if not queue_url:
+        raise SystemExit(f"{name}: set {variable} to the SQS queue URL it reads")
+    if command == "kb_sqs_poll":
+        return manage_command(command, "--queue-url", queue_url)
+    return manage_command(command, queue_url)
+
+
+def container_command(name: str, env: Mapping[str, str]) -> list[str]:
+    """The command the container (and Elastic Beanstalk's Procfile) runs for ``name``."""
+    if name == "migrate":
+        return manage_command("migrate", "--no-input")
+    if name in READERS:
+        return reader_command(name, env)
+    commands = process_commands(
+        host="0.0.0.0",  # noqa: S104 - inside the container, behind the load balancer
+        port=int(env.get("PORT", "8000")),
+        web_workers=env.get("WEB_CONCURRENCY", "2"),
+        celery_concurrency=env.get("CELERY_CONCURRENCY", "2"),
+        realtime_concurrency=env.get("REALTIME_CONCURRENCY", "2"),
+        schedule=env.get("CELERYBEAT_SCHEDULE", "/tmp/celerybeat-schedule"),
+    )
+    if name not in commands:
+        known = ", ".join([*commands, *READERS, *ONE_OFF])
+        raise SystemExit(f"unknown process {name!r}; one of: {known}")
+    return commands[name]
+
+
+def service_names() -> list[str]:
+    """Every long-running process that a deployment runs as a service."""
+    local = process_commands(host="", port=0, web_workers="1", schedule="")
+    return [*local, *READERS]
+
+
+def main(argv: list[str]) -> None:
+    """Exec process ``argv[0]``; anything else is run as given (``python manage.py ...``
+    in a one-off task, e.g. creating the first supervisor)."""
+    if not argv:
+        names = ", ".join([*service_names(), *ONE_OFF])
+        raise SystemExit(f"usage: processes.py NAME  (one of: {names}) | COMMAND [ARG ...]")
+    known = len(argv) == 1 and argv[0] in {*service_names(), *ONE_OFF}
+    command = container_command(argv[0], os.environ) if known else argv
+    os.chdir(ROOT)
+    sys.stdout.flush()
+    # the table above, or what the operator typed
+    os.execvpe(command[0], command, process_env(os.environ))  # noqa: S606
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

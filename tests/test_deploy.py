@@ -1,0 +1,566 @@
+"""The deployment (deploy/, .dockerignore, scripts/processes.py) read as data: the image's
+build context, the Dockerfile, every process deployed as a service (ECS in CloudFormation
+and deploy/ecs, Elastic Beanstalk), and the CloudFormation template against seeds 000/003.
+
+There is no Docker engine here: the build context is computed from .dockerignore with
+Docker's own rules (moby patternmatcher: Go filepath.Match per path segment plus ``**``,
+a pattern also matching every path below a matched directory, the last match deciding).
+``cfn-lint`` runs on the template in scripts/test.sh; tests/test_deploy_smoke.py runs the
+entry point's commands against the local services.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "deploy" / "cloudformation" / "support-desk.yaml"
+
+
+def _load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+sys.path.insert(0, str(ROOT / "scripts"))
+processes = _load("processes", ROOT / "scripts" / "processes.py")
+run_script = _load("run_script", ROOT / "scripts" / "run.py")
+
+
+# --- .dockerignore -------------------------------------------------------------------------
+
+
+def _segment_regex(pattern: str) -> str:
+    out, i = "", 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+            continue
+        if pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+            continue
+        out += {"*": "[^/]*", "?": "[^/]"}.get(char, re.escape(char))
+        i += 1
+    return out
+
+
+@cache
+def dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    rules = []
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        pattern = os.path.normpath(line.lstrip("!").strip()).lstrip("/")
+        rules.append((negated, re.compile(f"^{_segment_regex(pattern)}$")))
+    return rules
+
+
+def excluded(path: str) -> bool:
+    """Docker's decision for ``path`` (relative, with /): the last matching rule wins, and
+    a rule matches a path when it matches the path or one of its parent directories."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    result = False
+    for negated, regex in dockerignore_rules():
+        if any(regex.match(prefix) for prefix in prefixes):
+            result = not negated
+    return result
+
+
+@cache
+def build_context() -> frozenset[str]:
+    """The files `docker build -f deploy/Dockerfile .` would send from this tree."""
+    negations = any(negated for negated, _ in dockerignore_rules())
+    files: set[str] = set()
+    for directory, dirnames, filenames in os.walk(ROOT):
+        rel_dir = os.path.relpath(directory, ROOT)
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        if not negations:  # nothing below an excluded directory can come back
+            dirnames[:] = [d for d in dirnames if not excluded(rel_dir + d)]
+        files.update(rel_dir + f for f in filenames if not excluded(rel_dir + f))
+    return frozenset(files)
+
+
+def test_the_matcher_follows_dockers_rules() -> None:
+    assert excluded(".venv/bin/python")
+    assert excluded("support/tests/test_health.py")  # **/tests
+    assert excluded("tests/test_deploy.py")
+    assert excluded("knowledge/__pycache__/x.cpython-311.pyc")
+    assert not excluded("support/settings.py")
+    assert not excluded("support/testing/network_guard.py")  # not a tests directory
+    assert excluded("deploy/.env.prod")  # **/.env.*: an env file anywhere
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".venv",
+        ".venv/lib/python3.11/site-packages/django/__init__.py",
+        ".devdata",
+        ".devdata/env",
+        ".devdata/pg/postgresql.conf",
+        ".git",
+        ".git/config",
+        ".env",
+        ".env.local",
+        ".env.example",
+        ".env.production",
+        "test-artifacts/report.html",
+        ".pytest_cache/v/cache",
+        ".mypy_cache/3.11/x.json",
+        ".ruff_cache/CACHEDIR.TAG",
+        ".hypothesis/examples/x",
+        "support/__pycache__/settings.cpython-311.pyc",
+        "staticfiles/admin/css/base.css",
+        "media/attachments/1.png",
+        "requirements-dev.txt",
+        "bench/soak.py",
+    ],
+)
+def test_dockerignore_excludes(path: str) -> None:
+    assert excluded(path), f"{path} would be sent into the image"
+
+
+def test_the_build_context_of_this_tree_holds_no_local_data() -> None:
+    context = build_context()
+    for prefix in (".venv/", ".devdata/", ".git/", "test-artifacts/", ".pytest_cache/"):
+        assert not [f for f in context if f.startswith(prefix)], prefix
+    assert not [f for f in context if Path(f).name.startswith(".env")]
+    assert not [f for f in context if "__pycache__" in f or f.endswith(".pyc")]
+    assert not [f for f in context if "/tests/" in f or f.startswith("tests/")]
+    # ...but everything the image needs is there.
+    for needed in (
+        "manage.py",
+        "requirements.txt",
+        "deploy/entrypoint.sh",
+        "deploy/Dockerfile",
+        "scripts/processes.py",
+        "support/settings.py",
+        "support/asgi.py",
+        "templates/base.html",
+        "calls/management/commands/calls_poll_sqs.py",
+        "knowledge/management/commands/kb_sqs_poll.py",
+    ):
+        assert needed in context, needed
+    assert any(f.startswith("static/") for f in context)
+    # Every tracked, non-test source file of the apps is in the image.
+    for app in ("support", "tickets", "channels_app", "knowledge", "calls", "routing"):
+        for source in (ROOT / app).rglob("*.py"):
+            rel = source.relative_to(ROOT).as_posix()
+            if "/tests/" not in rel and "__pycache__" not in rel:
+                assert rel in context, rel
+
+
+# --- Dockerfile ----------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    text = re.sub(r"\\\n", " ", text)
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_liveness_healthcheck() -> None:
+    instructions = dockerfile_instructions()
+    stages = [i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
+    assert len(stages) >= 2, "multi-stage: build dependencies stay in the build stage"
+    runtime = instructions[stages[-1] :]
+    keywords = [keyword for keyword, _ in runtime]
+    user = [rest for keyword, rest in runtime if keyword == "USER"]
+    assert user
+    assert user[-1].split(":")[0] not in ("root", "0")
+    # The runtime stage takes only the build stage's results, not the context.
+    assert all("--from=" in rest for keyword, rest in runtime if keyword == "COPY")
+    health = [rest for keyword, rest in runtime if keyword == "HEALTHCHECK"]
+    assert len(health) == 1
+    assert "/health/live" in health[0]
+    env = " ".join(rest for keyword, rest in runtime if keyword == "ENV")
+    assert re.search(r"\bMALLOC_ARENA_MAX=2\b", env)
+    assert re.search(r"\bENVIRONMENT=prod\b", env)
+    assert [rest for keyword, rest in runtime if keyword == "ENTRYPOINT"] == [
+        '["deploy/entrypoint.sh"]'
+    ]
+    assert "CMD" in keywords
+    build = instructions[: stages[-1]]
+    runs = " ".join(rest for keyword, rest in build if keyword == "RUN")
+    assert "collectstatic" in runs
+    assert "pip install -r /tmp/requirements.txt" in runs
+    everything = " ".join(rest for _, rest in instructions)
+    assert "requirements-dev" not in everything
+
+
+def test_runtime_requirements_hold_no_dev_tools() -> None:
+    names = {
+        re.split(r"[=<>\[ ]", line.strip(), maxsplit=1)[0].lower()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "-"))
+    }
+    dev_only = {"pytest", "pytest-django", "ruff", "mypy", "moto", "playwright", "cfn-lint"}
+    dev_only |= {"schemathesis", "factory_boy", "factory-boy", "import-linter", "hypothesis"}
+    assert not names & dev_only
+
+
+# --- every process deployed ----------------------------------------------------------------
+
+
+def local_processes() -> list[str]:
+    return list(run_script.process_commands(host="127.0.0.1", port=8000, web_workers="1"))
+
+
+def test_the_process_table_covers_make_run_and_every_sqs_reader() -> None:
+    assert local_processes() == ["web", "realtime", "worker", "beat"]
+    commands = {name: command for name, (command, _) in processes.READERS.items()}
+    assert commands == {
+        "kb-sqs": "kb_sqs_poll",
+        "calls-sqs": "calls_poll_sqs",
+        "bda-results": "calls_poll_sqs",
+    }
+    for command in set(commands.values()):
+        found = list(ROOT.glob(f"*/management/commands/{command}.py"))
+        assert found, command
+    assert processes.service_names() == [*local_processes(), *processes.READERS]
+
+
+def test_the_container_runs_the_same_commands_as_make_run(monkeypatch) -> None:
+    env = {"PORT": "8000", "WEB_CONCURRENCY": "3", "CELERY_CONCURRENCY": "4"}
+    container = {name: processes.container_command(name, env) for name in local_processes()}
+    local = run_script.process_commands(
+        host="0.0.0.0",  # noqa: S104 - what the container binds
+        port=8000,
+        web_workers="3",
+        celery_concurrency="4",
+    )
+    local["beat"][-1] = "/tmp/celerybeat-schedule"  # the only difference: where beat writes
+    assert container == local
+    assert processes.container_command("migrate", {}) == [
+        sys.executable,
+        str(ROOT / "manage.py"),
+        "migrate",
+        "--no-input",
+    ]
+    readers = {
+        "KB_SQS_QUEUE_URL": "https://sqs/kb",
+        "CALLS_SQS_QUEUE_URL": "https://sqs/calls",
+        "CALLS_BDA_RESULTS_QUEUE_URL": "https://sqs/bda",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    assert processes.container_command("kb-sqs", readers) == [
+        *manage,
+        "kb_sqs_poll",
+        "--queue-url",
+        "https://sqs/kb",
+    ]
+    assert processes.container_command("calls-sqs", readers) == [
+        *manage,
+        "calls_poll_sqs",
+        "https://sqs/calls",
+    ]
+    assert processes.container_command("bda-results", readers) == [
+        *manage,
+        "calls_poll_sqs",
+        "https://sqs/bda",
+    ]
+    with pytest.raises(SystemExit, match="CALLS_BDA_RESULTS_QUEUE_URL"):
+        processes.container_command("bda-results", {})
+    with pytest.raises(SystemExit, match="unknown process"):
+        processes.container_command("wokrer", {})
+
+
+def test_the_entrypoint_delegates_to_the_process_table() -> None:
+    entrypoint = (ROOT / "deploy" / "entrypoint.sh").read_text()
+    assert 'exec python "$(dirname "$0")/../scripts/processes.py" "$@"' in entrypoint
+    assert os.access(ROOT / "deploy" / "entrypoint.sh", os.X_OK)
+
+
+def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
+    procfile = (ROOT / "deploy" / "elasticbeanstalk" / "Procfile").read_text().splitlines()
+    entries = dict(line.split(": ", 1) for line in procfile if line.strip())
+    assert list(entries) == processes.service_names()
+    for name, command in entries.items():
+        assert command == f"deploy/entrypoint.sh {name}"
+    config = (ROOT / "deploy/elasticbeanstalk/.ebextensions/01-support-desk.config").read_text()
+    assert "EnvironmentType: SingleInstance" in config  # beat runs exactly once
+    assert "/health/ready" in config
+    hook = (
+        ROOT / "deploy/elasticbeanstalk/.platform/hooks/predeploy/01-migrate-and-collectstatic.sh"
+    )
+    assert "deploy/entrypoint.sh migrate" in hook.read_text()
+    assert os.access(hook, os.X_OK)
+
+
+def test_deploy_ecs_has_a_task_definition_per_process_with_its_own_role() -> None:
+    roles = set()
+    for name in [*processes.service_names(), "migrate"]:
+        definition = json.loads((ROOT / "deploy" / "ecs" / f"{name}.json").read_text())
+        (container,) = definition["containerDefinitions"]
+        assert container["command"] == [name]
+        roles.add(definition["taskRoleArn"])
+        names = {item["name"] for item in container["environment"]}
+        assert not names & {"SECRET_KEY", "DB_PASSWORD", "CHANNELS_SECRETS_KEY"}
+        assert {"SECRET_KEY", "DB_PASSWORD"} <= {s["name"] for s in container["secrets"]}
+        if name in processes.READERS:
+            assert processes.READERS[name][1] in names
+    assert len(roles) == len(processes.service_names()) + 1
+    files = {p.stem for p in (ROOT / "deploy" / "ecs").glob("*.json")}
+    assert files == {*processes.service_names(), "migrate"}
+
+
+# --- CloudFormation ------------------------------------------------------------------------
+
+
+class _CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@cache
+def template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - safe loader subclass
+
+
+def resources(kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template()["Resources"].items() if v["Type"] == kind}
+
+
+def prop(name: str) -> dict[str, Any]:
+    return template()["Resources"][name]["Properties"]
+
+
+def _refs(value: Any) -> set[str]:
+    """Logical ids a value refers to (Ref, GetAtt, ${X} in Sub)."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref":
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0])
+            elif key == "Fn::Sub":
+                text = inner if isinstance(inner, str) else inner[0]
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+            else:
+                found |= _refs(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= _refs(inner)
+    return found
+
+
+def test_every_process_has_an_ecs_service_with_its_own_task_role() -> None:
+    services = resources("AWS::ECS::Service")
+    deployed: dict[str, str] = {}
+    for service in services.values():
+        (definition,) = _refs(service["Properties"]["TaskDefinition"])
+        task = prop(definition)
+        (container,) = task["ContainerDefinitions"]
+        (name,) = container["Command"]
+        (role,) = _refs(task["TaskRoleArn"])
+        assert name not in deployed, f"{name} deployed twice"
+        deployed[name] = role
+    assert sorted(deployed) == sorted(processes.service_names())
+    assert len(set(deployed.values())) == len(deployed), "a task role shared between services"
+    beat = next(s for s in services.values() if "Beat" in str(s["Properties"]["TaskDefinition"]))
+    assert beat["Properties"]["DesiredCount"] == 1
+    assert beat["Properties"]["DeploymentConfiguration"]["MaximumPercent"] == 100
+    migrate = [
+        task
+        for task in resources("AWS::ECS::TaskDefinition").values()
+        if task["Properties"]["ContainerDefinitions"][0]["Command"] == ["migrate"]
+    ]
+    assert len(migrate) == 1
+    # Upgrades migrate with the new image before the services take it (docs/deploy.md).
+    assert migrate[0]["Properties"]["ContainerDefinitions"][0]["Image"] == {
+        "Fn::If": ["HasMigrateImage", {"Ref": "MigrateImage"}, {"Ref": "ContainerImage"}]
+    }
+
+
+def test_readers_get_their_queue_and_tasks_get_secrets_not_environment() -> None:
+    queue_of = {
+        "kb-sqs": "KnowledgeEventsQueue",
+        "calls-sqs": "CallNotificationsQueue",
+        "bda-results": "BdaResultsQueue",
+    }
+    for logical, task in resources("AWS::ECS::TaskDefinition").items():
+        (container,) = task["Properties"]["ContainerDefinitions"]
+        (name,) = container["Command"]
+        environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+        secret_names = {item["Name"] for item in container["Secrets"]}
+        assert {"SECRET_KEY", "CHANNELS_SECRETS_KEY", "DB_USER", "DB_PASSWORD"} <= secret_names
+        assert not secret_names & set(environment)
+        assert not [n for n in environment if re.search("SECRET|PASSWORD|TOKEN$", n)], logical
+        assert environment["ENVIRONMENT"] == "prod"
+        if name in queue_of:
+            variable = processes.READERS[name][1]
+            assert _refs(environment[variable]) == {queue_of[name]}
+        # Its own log group, with a retention.
+        (group,) = _refs(container["LogConfiguration"]["Options"]["awslogs-group"])
+        assert "RetentionInDays" in prop(group)
+    groups = [
+        str(prop(g)["LogGroupName"]) for g in resources("AWS::Logs::LogGroup")
+    ]  # one per task definition
+    assert len(set(groups)) == len(resources("AWS::ECS::TaskDefinition"))
+    web = prop("WebTaskDefinition")["ContainerDefinitions"][0]
+    assert "OIDC_RP_CLIENT_SECRET" in {item["Name"] for item in web["Secrets"]}
+    assert "/health/live" in " ".join(web["HealthCheck"]["Command"])
+
+
+def test_task_roles_name_their_resources() -> None:
+    unscoped_ok = {
+        "transcribe:StartTranscriptionJob",
+        "transcribe:GetTranscriptionJob",
+        "comprehend:DetectSentiment",
+    }
+    for logical, role in resources("AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"]
+                actions = [actions] if isinstance(actions, str) else actions
+                assert not [a for a in actions if a == "*" or a.endswith(":*")], logical
+                if statement["Resource"] == "*":
+                    assert set(actions) <= unscoped_ok, (logical, actions)
+    # Beat and migrate get no AWS permission at all; a reader reads only its own queue.
+    assert "Policies" not in prop("BeatTaskRole")
+    assert "Policies" not in prop("MigrateTaskRole")
+    kb = prop("KbReaderTaskRole")["Policies"][0]["PolicyDocument"]["Statement"]
+    assert _refs([s["Resource"] for s in kb]) == {"KnowledgeEventsQueue"}
+
+
+def test_environment_switches_database_size_multi_az_protection_and_retention() -> None:
+    assert template()["Parameters"]["Environment"]["AllowedValues"] == ["dev", "prod"]
+    settings = template()["Mappings"]["EnvironmentSettings"]
+    assert settings["dev"]["DbAllocatedStorage"] == "20"  # seed 000: 20 GB single-AZ in dev
+    assert settings["prod"]["DbBackupRetentionDays"] > settings["dev"]["DbBackupRetentionDays"]
+    assert settings["prod"]["LogRetentionDays"] > settings["dev"]["LogRetentionDays"]
+    database = prop("Database")
+    assert database["MultiAZ"] == {"Fn::If": ["IsProd", True, False]}
+    assert database["DeletionProtection"] == {"Fn::If": ["IsProd", True, False]}
+    assert database["StorageEncrypted"] is True
+    assert database["PubliclyAccessible"] is False
+    assert "FindInMap" in str(database["DBInstanceClass"])
+    assert template()["Conditions"]["IsProd"] == {"Fn::Equals": [{"Ref": "Environment"}, "prod"]}
+
+
+def test_buckets_are_versioned_encrypted_and_private() -> None:
+    buckets = resources("AWS::S3::Bucket")
+    assert set(buckets) == {
+        "FilesBucket",
+        "KnowledgeBucket",
+        "RecordingsBucket",
+        "CallsOutputBucket",
+    }
+    for logical, bucket in buckets.items():
+        properties = bucket["Properties"]
+        assert properties["VersioningConfiguration"] == {"Status": "Enabled"}, logical
+        assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"], logical
+        block = properties["PublicAccessBlockConfiguration"]
+        assert set(block.values()) == {True}, logical
+        assert len(block) == 4, logical
+        assert bucket["DeletionPolicy"] == "Retain"
+    (rule,) = prop("KnowledgeBucket")["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["Transitions"] == [{"StorageClass": "INTELLIGENT_TIERING", "TransitionInDays": 0}]
+
+
+def test_queues_follow_seed_003_and_each_has_a_dead_letter_queue() -> None:
+    expected = {
+        # queue: (visibility, delay, DLQ)
+        "CallNotificationsQueue": (360, 30, "CallNotificationsDeadLetterQueue"),
+        "BdaResultsQueue": (360, 10, "BdaResultsDeadLetterQueue"),
+        "KnowledgeEventsQueue": (360, None, "KnowledgeEventsDeadLetterQueue"),
+    }
+    for queue, (visibility, delay, dlq) in expected.items():
+        properties = prop(queue)
+        assert properties["VisibilityTimeout"] == visibility
+        assert properties.get("DelaySeconds") == delay
+        assert properties["ReceiveMessageWaitTimeSeconds"] == 10  # long polling
+        redrive = properties["RedrivePolicy"]
+        assert redrive["maxReceiveCount"] == 10
+        assert _refs(redrive["deadLetterTargetArn"]) == {dlq}
+        assert prop(dlq)["MessageRetentionPeriod"] == 1209600
+
+
+def test_s3_events_reach_their_readers_through_eventbridge() -> None:
+    routes = {"KnowledgeObjectRule": ("KnowledgeBucket", "KnowledgeEventsQueue")}
+    routes["BdaResultsRule"] = ("CallsOutputBucket", "BdaResultsQueue")
+    for rule, (bucket, queue) in routes.items():
+        properties = prop(rule)
+        assert properties["EventPattern"]["source"] == ["aws.s3"]
+        assert _refs(properties["EventPattern"]["detail"]["bucket"]) == {bucket}
+        assert _refs([t["Arn"] for t in properties["Targets"]]) == {queue}
+        assert prop(bucket)["NotificationConfiguration"]["EventBridgeConfiguration"] == {
+            "EventBridgeEnabled": True
+        }
+        (policy,) = [
+            p
+            for p in resources("AWS::SQS::QueuePolicy").values()
+            if _refs(p["Properties"]["Queues"]) == {queue}
+        ]
+        (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert _refs(statement["Condition"]) == {rule}  # only its own rule may send
+    subscription = prop("CallNotificationsSubscription")
+    assert _refs(subscription["Endpoint"]) == {"CallNotificationsQueue"}
+
+
+def test_dynamodb_table_cognito_alarm_topic_and_secrets() -> None:
+    table = template()["Resources"]["InteractionsTable"]
+    assert table["Condition"] == "CreateInteractionsTable"
+    properties = table["Properties"]
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # The keys tickets/context/interactions.py writes.
+    assert {(k["AttributeName"], k["KeyType"]) for k in properties["KeySchema"]} == {
+        ("customer_id", "HASH"),
+        ("sk", "RANGE"),
+    }
+    groups = {
+        g["Properties"]["GroupName"] for g in resources("AWS::Cognito::UserPoolGroup").values()
+    }
+    assert groups == {"Agents", "Supervisors"}
+    client = prop("UserPoolClient")
+    assert client["AllowedOAuthFlows"] == ["code"]
+    assert prop("UserPool")["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    alarms = resources("AWS::CloudWatch::Alarm")
+    assert alarms
+    for logical, alarm in alarms.items():
+        assert _refs(alarm["Properties"]["AlarmActions"]) == {"AlarmTopic"}, logical
+    assert "AWS::SecretsManager::Secret" in {r["Type"] for r in template()["Resources"].values()}
+    target = prop("TargetGroup")
+    assert target["HealthCheckPath"] == "/health/ready"
