@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path, re_path
+from drf_spectacular.utils import extend_schema, extend_schema_view
 
 from knowledge.api.views import KbSyncApi
 from seed_api import views
@@ -13,18 +14,22 @@ from tickets.api.views import TicketMessageCreateApi
 from tickets.context.api.views import TicketContextApi, TicketFeedbackApi
 
 
+@extend_schema_view(get=extend_schema(operation_id="seed_tickets_context"))
 class SeedTicketContextApi(views.SeedContractMixin, TicketContextApi):
     """Seed 000's ``GET /tickets/{id}/context``."""
 
 
+@extend_schema_view(post=extend_schema(operation_id="seed_tickets_feedback"))
 class SeedTicketFeedbackApi(views.SeedContractMixin, TicketFeedbackApi):
     """Seed 000's ``POST /tickets/{id}/feedback``."""
 
 
+@extend_schema_view(post=extend_schema(operation_id="seed_kb_sync"))
 class SeedKbSyncApi(views.SeedContractMixin, KbSyncApi):
     """Seed 000's ``POST /kb/sync``."""
 
 
+@extend_schema_view(post=extend_schema(operation_id="seed_tickets_message_create"))
 class SeedTicketMessageApi(views.SeedContractMixin, TicketMessageCreateApi):
     """Seed 001's ``POST /api/tickets/{id}/message``."""
 

@@ -10,7 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -234,10 +234,12 @@ class SeedAnalyticsAccess:
         return {"user": request.user}
 
 
+@extend_schema_view(get=extend_schema(operation_id="seed_analytics_list"))
 class SeedAnalyticsListApi(SeedContractMixin, SeedAnalyticsAccess, AnalyticsListApi):
     """Seed 003's ``GET /analytics`` and ``GET /analytics?callId=``."""
 
 
+@extend_schema_view(get=extend_schema(operation_id="seed_analytics_retrieve"))
 class SeedAnalyticsDetailApi(SeedContractMixin, SeedAnalyticsAccess, AnalyticsDetailApi):
     """Seed 003's ``GET /analytics/{hash}``."""
 
