@@ -69,13 +69,14 @@ def analytics_list(
     call_id: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    every_call: bool = False,
 ) -> list[CallAnalytics]:
-    """Analytics of the calls ``user`` may see (:func:`call_visibility_q`), newest first."""
-    query = (
-        CallAnalytics.objects.select_related("call")
-        .filter(call_visibility_q(user, prefix="call__"))
-        .order_by("-created_at", "-id")
-    )
+    """Analytics of the calls ``user`` may see (:func:`call_visibility_q`), newest first.
+    ``every_call``: no visibility rule (seed 003's public analytics API, when an operator
+    turns ``SEED_ANALYTICS_PUBLIC`` on)."""
+    query = CallAnalytics.objects.select_related("call").order_by("-created_at", "-id")
+    if not every_call:
+        query = query.filter(call_visibility_q(user, prefix="call__"))
     if call_id is not None:
         hash = contact_hash(call_id)
     if hash is not None:

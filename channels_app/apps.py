@@ -34,6 +34,14 @@ class ChannelsAppConfig(AppConfig):
         from support.delivery.registry import target_kind_register
 
         target_kind_register(channel_reply_target_kind())
+        from channels_app.services.handoff import chatbot_callback_target_kind
+
+        target_kind_register(chatbot_callback_target_kind())
+        # A hand-off bot polls GET /api/tickets/{id}/status with its signature.
+        from channels_app.api.views import chatbot_status_access
+        from tickets.status_access import register_status_access
+
+        register_status_access(chatbot_status_access)
         target_kind_register(webchat_code_target_kind())
         from channels_app.retention import inbound_events_purge
         from channels_app.verification import webchat_verifications_erase

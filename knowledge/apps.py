@@ -17,6 +17,11 @@ class KnowledgeConfig(AppConfig):
         from tickets.panels import Panel, register_panel
 
         register_erasure_hook("knowledge", knowledge_erase)
+        # POST /api/tickets?include=suggestions (docs/customer-context.md).
+        from knowledge.extras import create_extra_suggestions
+        from tickets import extras
+
+        extras.register_create_extra("suggestions", create_extra_suggestions)
         # An agent's reply settles its pending draft (sent as drafted, edited, discarded).
         subscribe("message.created", on_message_created)
 

@@ -9,6 +9,9 @@ and the ``http_url`` template filter (``{% load safe_urls %}``) wherever one is 
 
 from __future__ import annotations
 
+import ipaddress
+import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
@@ -35,3 +38,63 @@ def http_url(value: object) -> str:
         return ""
     url = value.strip()
     return url if is_http_url(url) else ""
+
+
+# --- URLs the server itself calls (callbacks registered by clients) ----------------------
+
+Resolver = Callable[[str, int], list[str]]
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return [str(info[4][0]) for info in infos]
+
+
+def public_url_error(
+    value: object, *, allow_http: bool = False, resolve: Resolver | None = None
+) -> str | None:
+    """Why the server must not call ``value``, or ``None`` when it may.
+
+    A client-registered URL (a bot's callback) is a request forgery risk: ``http://127.0.0.1``,
+    ``http://169.254.169.254`` (cloud metadata) or a name that resolves to an internal
+    address would make this server call its own network. Allowed: a safe ``https`` URL
+    (``http`` only with ``allow_http``) without credentials in it, whose host is an IP
+    address or a name that resolves, every address of it, to a global unicast address
+    (no loopback, private, link-local, shared, reserved, multicast or unspecified range).
+
+    Check when the URL is registered and again right before each call (DNS can change);
+    the call itself must not follow redirects."""
+    if not is_http_url(value):
+        return "not an absolute http(s) URL"
+    assert isinstance(value, str)
+    parts = urlsplit(value)
+    if parts.scheme.lower() != "https" and not allow_http:
+        return "only https URLs are accepted"
+    if parts.username or parts.password:
+        return "credentials in the URL are not accepted"
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:
+        return "invalid port"
+    try:
+        addresses = [host] if _is_ip(host) else (resolve or _resolve)(host, port)
+    except (OSError, UnicodeError):
+        return f"the host {host!r} does not resolve"
+    if not addresses:
+        return f"the host {host!r} does not resolve"
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if not ip.is_global or ip.is_multicast:
+            return f"the host {host!r} is an internal address ({ip})"
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

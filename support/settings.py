@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "corsheaders",
     "channels",
     "mozilla_django_oidc",
     "support",
@@ -75,6 +76,9 @@ MIDDLEWARE = [
     "support.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "support.csp.ContentSecurityPolicyMiddleware",
+    # CORS before anything that can answer (WhiteNoise, CommonMiddleware's redirects) and
+    # before CSRF: it answers preflights itself; CSP still covers its responses.
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -344,6 +348,33 @@ if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append(  # type: ignore[attr-defined]
         "rest_framework.renderers.BrowsableAPIRenderer"
     )
+# --- CORS and the seeds' documented contracts (docs/api.md#seed-contracts) ----------
+# Browser pages on these origins (scheme://host[:port], comma-separated) may call the API
+# and the seed paths, with credentials; none by default. Other origins get no CORS header.
+CORS_ALLOWED_ORIGINS = env.get_list("CORS_ALLOWED_ORIGINS", [])
+CORS_ALLOW_CREDENTIALS = True
+# The API (not the web chat widget's endpoints, which answer any origin themselves, nor
+# the channels' server-to-server webhooks) and the seed paths mounted at the root.
+CORS_URLS_REGEX = (
+    r"^/(?:api/(?!webchat/|webhooks/)"
+    r"|analytics(?:/[^/]*)?$"
+    r"|tickets(?:/[^/]+(?:/context|/feedback)?)?$"
+    r"|kb/sync$)"
+)
+CORS_ALLOW_HEADERS = (
+    "accept",
+    "authorization",
+    "content-type",
+    "x-api-key",
+    "x-csrftoken",
+    "x-requested-with",
+)
+CORS_PREFLIGHT_MAX_AGE = 600
+# Mount each seed's documented paths (seed_api/); on by default.
+SEED_CONTRACTS_ENABLED = env.get_bool("SEED_CONTRACTS_ENABLED", default=True)
+# Seed 003's analytics API at /analytics without authentication ("None (configurable)"):
+# anyone who can reach the host reads every call's analytics. Off by default.
+SEED_ANALYTICS_PUBLIC = env.get_bool("SEED_ANALYTICS_PUBLIC", default=False)
 API_RATE_LIMIT_PER_MINUTE = env.get_int("API_RATE_LIMIT_PER_MINUTE", 1200)
 API_ANON_RATE_LIMIT_PER_MINUTE = env.get_int("API_ANON_RATE_LIMIT_PER_MINUTE", 120)
 # Which X-Forwarded-For entries to believe (support.throttling.client_ip_from_meta): none
@@ -487,6 +518,10 @@ CHANNELS_HTTP_TIMEOUT = env.get_float("CHANNELS_HTTP_TIMEOUT", 10.0)
 CHANNELS_OUTBOUND_MAX_ATTEMPTS = env.get_int("CHANNELS_OUTBOUND_MAX_ATTEMPTS", 6)
 CHANNELS_OUTBOUND_BACKOFF_BASE = env.get_float("CHANNELS_OUTBOUND_BACKOFF_BASE", 2.0)
 CHANNELS_OUTBOUND_BACKOFF_CAP = env.get_float("CHANNELS_OUTBOUND_BACKOFF_CAP", 600.0)
+# Chatbot hand-off: how old a signed status poll may be (X-Signature-Timestamp), and the
+# timeout of a POST to a bot's callback URL (docs/channels.md#chatbot-hand-off).
+CHATBOT_SIGNATURE_MAX_AGE_SECONDS = env.get_int("CHATBOT_SIGNATURE_MAX_AGE_SECONDS", 300)
+CHATBOT_CALLBACK_TIMEOUT_SECONDS = env.get_float("CHATBOT_CALLBACK_TIMEOUT_SECONDS", 10.0)
 CHANNELS_INBOUND_MAX_ATTEMPTS = env.get_int("CHANNELS_INBOUND_MAX_ATTEMPTS", 5)
 CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE = env.get_int(
     "CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE", 60000

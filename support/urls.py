@@ -8,10 +8,14 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from seed_api import urls as seed_api_urls
 from support.health import health, health_live, health_ready
 from tickets.attachments import attachment_download
 
 api_patterns: list[URLPattern | URLResolver] = [
+    # Seed 001's paths first: /api/tickets/create and PUT /api/tickets/{id} would otherwise
+    # be taken by /api/tickets/{id} (seed_api; SEED_CONTRACTS_ENABLED).
+    path("", include(seed_api_urls.api_patterns)),
     path("", include("tickets.api.urls")),
     path("", include("channels_app.api.urls")),
     path("", include("routing.api.urls")),
@@ -41,6 +45,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("api/", include(api_patterns)),
     path("calls/", include("calls.urls")),
     path("", include("tickets.urls")),
+    # Seeds 000, 003 and 004 at the root, after the workbench (its POST /tickets/bulk
+    # would otherwise be taken by the seed's /tickets/{id}).
+    path("", include(seed_api_urls.root_patterns)),
 ]
 
 if settings.OIDC_ENABLED:

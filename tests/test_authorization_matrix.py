@@ -131,6 +131,20 @@ api-webchat-messages            GET    signed signed signed signed signed signed
 api-webchat-verify              POST   signed signed signed signed signed signed signed signed
 api-webchat-verify-confirm      POST   signed signed signed signed signed signed signed signed
 api-schema                      GET    401    allow  allow  allow  allow  allow  allow  403
+seed-tickets                    POST   401    allow  allow  allow  allow  allow  allow  403
+seed-ticket                     GET    401    404    allow  allow  404    allow  allow  403
+seed-ticket-context             GET    401    404    allow  allow  404    allow  allow  403
+seed-ticket-feedback            POST   401    404    allow  allow  404    allow  allow  403
+seed-kb-sync                    POST   401    403    403    allow  403    403    allow  403
+seed-analytics-list             GET    401    allow  allow  allow  allow  allow  allow  403
+seed-analytics-detail           GET    401    404    404    allow  404    404    allow  403
+seed-api-tickets-create         POST   401    allow  allow  allow  allow  allow  allow  403
+seed-api-ticket                 GET    401    404    allow  allow  404    allow  allow  403
+seed-api-ticket                 PATCH  401    404    allow  allow  404    allow  allow  403
+seed-api-ticket                 PUT    401    404    allow  allow  404    allow  allow  403
+seed-api-ticket-message         POST   401    404    allow  allow  404    allow  allow  403
+seed-api-webhook                GET    signed signed signed signed signed signed signed signed
+seed-api-webhook                POST   signed signed signed signed signed signed signed signed
 api-docs                        GET    401    allow  allow  allow  allow  allow  allow  403
 
 admin:login                     GET    public public public public public public public public
@@ -244,10 +258,31 @@ BODIES: dict[tuple[str, str], Body] = {
         "session_id": "matrix-session",
     },
     ("api-channel-webhook", "POST"): lambda w: {"object": "whatsapp_business_account"},
+    ("seed-tickets", "POST"): lambda w: {
+        "subject": "Seed question",
+        "description": "Hello",
+        "customer": {"email": "seed.matrix@example.com", "name": "Seed"},
+    },
+    ("seed-ticket-feedback", "POST"): lambda w: {"rating": 5, "comment": "ok"},
+    ("seed-kb-sync", "POST"): lambda w: {"source": "matrix-faq"},
+    ("seed-api-tickets-create", "POST"): lambda w: {
+        "subject": "Seed 001 question",
+        "description": "Hello",
+        "customer": {"email": "seed001.matrix@example.com", "name": "Seed"},
+    },
+    ("seed-api-ticket", "PATCH"): lambda w: {"priority": "high"},
+    ("seed-api-ticket", "PUT"): lambda w: {"priority": "high"},
+    ("seed-api-ticket-message", "POST"): lambda w: {"body": "On it", "kind": "internal_note"},
+    ("seed-api-webhook", "POST"): lambda w: {"object": "whatsapp_business_account"},
     ("api-webchat-session", "POST"): lambda w: {"name": "Visitor", "email": "v@example.com"},
 }
 QUERIES: dict[tuple[str, str], Callable[[World], dict[str, str]]] = {
     ("api-kb-search", "GET"): lambda w: {"q": ""},  # 400 after the role check: cheap
+    ("seed-api-webhook", "GET"): lambda w: {
+        "hub.mode": "subscribe",
+        "hub.challenge": "1158201444",
+        "hub.verify_token": "not-the-token",
+    },
     ("api-channel-webhook", "GET"): lambda w: {
         "hub.mode": "subscribe",
         "hub.challenge": "1158201444",
@@ -255,7 +290,12 @@ QUERIES: dict[tuple[str, str], Callable[[World], dict[str, str]]] = {
     },
 }
 # Plain Django views that read a JSON body (the others read a form).
-JSON_PLAIN_VIEWS = {"api-channel-webhook", "api-webchat-session", "api-webchat-messages"}
+JSON_PLAIN_VIEWS = {
+    "api-channel-webhook",
+    "seed-api-webhook",
+    "api-webchat-session",
+    "api-webchat-messages",
+}
 # The multipart upload endpoint (an empty form: 400 "file is required" after the role check).
 FORM_ROWS = {("api-kb-documents", "POST")}
 KWARGS: dict[str, Callable[[World], dict[str, Any]]] = {
@@ -265,6 +305,7 @@ KWARGS: dict[str, Callable[[World], dict[str, Any]]] = {
     "api-webchat-verify": lambda w: {"token": w.webchat.webhook_token},
     "api-webchat-verify-confirm": lambda w: {"token": w.webchat.webhook_token},
     "admin:tickets_customer_change": lambda w: {"object_id": w.customer.pk},
+    "seed-api-webhook": lambda w: {"seed_channel": "whatsapp"},
 }
 
 # --- the URL patterns, from the resolver ----------------------------------------------------
@@ -567,9 +608,32 @@ def _signed_positive(world: World) -> dict[tuple[str, str], Callable[[], Any]]:
             HTTP_AUTHORIZATION=f"Bearer {KB_EVENTS_TOKEN}",
         )
 
+    def seed_webhook(method: str) -> Callable[[], Any]:
+        # Seed 001's /api/webhooks/whatsapp: the account is found by its secret/token.
+        def call() -> Any:
+            url = reverse("seed-api-webhook", kwargs={"seed_channel": "whatsapp"})
+            if method == "GET":
+                query = {
+                    "hub.mode": "subscribe",
+                    "hub.challenge": "1158201444",
+                    "hub.verify_token": VERIFY_TOKEN,
+                }
+                return Client().get(url, query)
+            body = json.dumps({"object": "whatsapp_business_account", "entry": []}).encode()
+            return Client().post(
+                url,
+                body,
+                content_type="application/json",
+                HTTP_X_HUB_SIGNATURE_256=meta_signature(WEBHOOK_SECRET, body),
+            )
+
+        return call
+
     return {
         ("api-channel-webhook", "POST"): webhook_post,
         ("api-channel-webhook", "GET"): webhook_get,
+        ("seed-api-webhook", "POST"): seed_webhook("POST"),
+        ("seed-api-webhook", "GET"): seed_webhook("GET"),
         ("api-webchat-messages", "GET"): webchat_messages,
         ("api-webchat-verify", "POST"): webchat_verify("api-webchat-verify", {}),
         ("api-webchat-verify-confirm", "POST"): webchat_verify(

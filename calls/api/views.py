@@ -159,7 +159,13 @@ def _int(request: Request, name: str, default: int, maximum: int) -> int:
     return min(value, maximum)
 
 
-class AnalyticsListApi(APIView):
+class AnalyticsReaderMixin:
+    def reader(self, request: Request) -> dict[str, Any]:
+        """Whose visibility applies (seed 003's public variant overrides it)."""
+        return {"user": request.user}
+
+
+class AnalyticsListApi(AnalyticsReaderMixin, APIView):
     """``GET /api/analytics`` (recent, ``limit``/``offset``) or ``?callId=``: the calls the
     caller may see (queue → team mapping; supervisors all); others answer 404."""
 
@@ -175,7 +181,7 @@ class AnalyticsListApi(APIView):
     def get(self, request: Request) -> Response:
         call_id = request.query_params.get("callId")
         items = selectors.analytics_list(
-            user=request.user,
+            **self.reader(request),
             call_id=call_id,
             limit=_int(request, "limit", 50, 200),
             offset=_int(request, "offset", 0, 1_000_000),
@@ -185,7 +191,7 @@ class AnalyticsListApi(APIView):
         return Response(_envelope(items))
 
 
-class AnalyticsDetailApi(APIView):
+class AnalyticsDetailApi(AnalyticsReaderMixin, APIView):
     @extend_schema(
         operation_id="analytics_retrieve",
         parameters=[
@@ -199,7 +205,7 @@ class AnalyticsDetailApi(APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request: Request, hash: str) -> Response:
-        items = selectors.analytics_list(user=request.user, hash=hash, limit=1)
+        items = selectors.analytics_list(**self.reader(request), hash=hash, limit=1)
         if not items:
             return Response(_envelope([], "No analytics found for this hash"), status=404)
         return Response(_envelope(items))

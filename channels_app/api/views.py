@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,11 +28,9 @@ from channels_app import selectors, services, verification
 from channels_app.adapters.base import (
     MalformedPayload,
     SignatureError,
-    constant_time_equal,
     get_adapter,
     registered_channels,
 )
-from channels_app.adapters.meta.common import meta_signature
 from channels_app.adapters.webchat.adapter import (
     SESSION_HEADER,
     SessionExpired,
@@ -39,11 +38,13 @@ from channels_app.adapters.webchat.adapter import (
     session_read,
 )
 from channels_app.models import ChannelAccount
+from channels_app.services import handoff
 from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
 from support.parsing import contains_nul, parse_id
 from support.throttling import PerIPRateThrottle, client_ip, hit
+from tickets.models import Ticket
 
 
 class WebhookRateThrottle(PerIPRateThrottle):
@@ -117,6 +118,49 @@ def webhook(request: HttpRequest, channel: str, token: str) -> HttpResponse:
         return _too_many(wait)
     code, body, content_type = get_adapter(channel).handshake(account, request.GET.dict())
     return HttpResponse(body, status=code, content_type=content_type)
+
+
+def webhook_account_for_request(
+    channel: str, request: HttpRequest
+) -> ChannelAccount | tuple[int, dict[str, Any]]:
+    """The account of a webhook request that names none (seed 001's
+    ``/api/webhooks/<platform>``): the only active account of the channel, else the one
+    whose verify token the GET handshake names or whose secret verifies the POST. Or the
+    refusal (status, body). The caller then runs :func:`webhook` with its token, which
+    repeats every check (rate limits, size, signature) as for any delivery."""
+    if channel not in registered_channels():
+        return 404, error_body("not_found", f"Unknown channel {channel!r}.")
+    accounts = list(
+        ChannelAccount.objects.filter(channel=channel, is_active=True).order_by("pk")[:50]
+    )
+    if not accounts:
+        return 404, error_body("not_found", f"No active {channel} account.")
+    if len(accounts) == 1:
+        return accounts[0]
+    adapter = get_adapter(channel)
+    if request.method == "GET":
+        query = request.GET.dict()
+        for account in accounts:
+            if adapter.handshake(account, query)[0] == 200:
+                return account
+        return 403, error_body("forbidden", "No account matches this handshake.")
+    limit = webhook_body_limit(channel)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return webhook_too_large(channel)[:2]  # type: ignore[return-value]
+    signed = services.webhook_request_build(
+        headers=dict(request.headers), body=request.body[: limit + 1], query=request.GET.dict()
+    )
+    for account in accounts:
+        try:
+            adapter.verify(account, signed)
+        except SignatureError:
+            continue
+        return account
+    return 403, error_body("invalid_signature", "The signature matches no account.")
 
 
 def _too_many(wait: float) -> JsonResponse:
@@ -251,6 +295,14 @@ class ChatbotHandoffSerializer(serializers.Serializer):
     transcript = serializers.ListField(
         child=serializers.DictField(), required=False, allow_empty=True, max_length=500
     )
+    callback_url = serializers.CharField(
+        max_length=2048,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="Where agents' replies are also POSTed, signed (signed hand-offs only; "
+        "https, public addresses only).",
+    )
 
     def validate_transcript(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if contains_nul(value):  # stored as jsonb, which cannot hold NUL
@@ -258,20 +310,39 @@ class ChatbotHandoffSerializer(serializers.Serializer):
         return value
 
 
-def _chatbot_hmac_ok(request: Request) -> bool | None:
-    """None: no signature given; else whether it matches a chatbot account's secret."""
+def _chatbot_hmac_account(request: Request) -> ChannelAccount | bool | None:
+    """None: no signature given; False: it matches no chatbot account's secret; else the
+    account whose secret signed the body."""
     given = request.META.get("HTTP_X_SIGNATURE_256", "")
     if not given:
         return None
-    body = request.body
-    matched = False
-    for secret in (
-        ChannelAccount.objects.filter(channel="chatbot", is_active=True)
-        .exclude(app_secret="")
-        .values_list("app_secret", flat=True)
-    ):
-        matched |= constant_time_equal(given, meta_signature(secret, body))
-    return matched
+    account = handoff.chatbot_account_for_signature(given, payload=request.body)
+    return account if account is not None else False
+
+
+def chatbot_status_access(request: HttpRequest, ticket_ref: str) -> Ticket | None:
+    """``GET /api/tickets/{id}/status`` signed by the bot that handed the ticket off
+    (registered in ``tickets.status_access``): ``X-Signature-Timestamp`` and
+    ``X-Signature-256: sha256=<HMAC(secret, "<timestamp>.GET <path>")>``. No signature:
+    None (the usual authentication applies); stale or missing timestamp 401, no account's
+    signature 403; another bot's (or no bot's) ticket 404, as if it did not exist."""
+    given = request.headers.get(handoff.SIGNATURE_HEADER, "")
+    if not given:
+        return None
+    timestamp = request.headers.get(handoff.TIMESTAMP_HEADER, "")
+    if not handoff.signature_timestamp_fresh(timestamp):
+        raise AuthenticationFailed(
+            f"{handoff.TIMESTAMP_HEADER} is missing or more than "
+            f"{settings.CHATBOT_SIGNATURE_MAX_AGE_SECONDS} s away from now."
+        )
+    payload = f"{request.method} {request.path}".encode()
+    account = handoff.chatbot_account_for_signature(given, payload=payload, timestamp=timestamp)
+    if account is None:
+        raise PermissionDenied(f"{handoff.SIGNATURE_HEADER} does not match.")
+    ticket = handoff.handoff_ticket_for_account(ticket_ref, account=account)
+    if ticket is None:
+        raise NotFound(f"No ticket {ticket_ref!r}.")
+    return ticket
 
 
 class ChatbotHandoffApi(APIView):
@@ -306,7 +377,7 @@ class ChatbotHandoffApi(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        signed = _chatbot_hmac_ok(request)
+        signed = _chatbot_hmac_account(request)
         if signed is False:
             return Response(
                 error_body("invalid_signature", "X-Signature-256 does not match."), status=403
@@ -327,7 +398,8 @@ class ChatbotHandoffApi(APIView):
             )
         serializer = ChatbotHandoffSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        ticket, created = services.chatbot_handoff(**serializer.validated_data)
+        account = signed if isinstance(signed, ChannelAccount) else None
+        ticket, created = services.chatbot_handoff(**serializer.validated_data, account=account)
         return Response(
             {
                 "ticket_id": ticket.pk,

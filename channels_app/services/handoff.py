@@ -1,24 +1,129 @@
-"""Chatbot hand-off: a bot session becomes a ticket."""
+"""Chatbot hand-off: a bot session becomes a ticket; agents' replies go back to the
+customer by e-mail and, when the bot registered one, to its callback URL.
+
+Signatures: the hand-off body is signed ``X-Signature-256: sha256=<hex HMAC-SHA256(chatbot
+account secret, body)>`` (or the call carries an agent's API key). What the server signs
+and what the bot signs afterwards add a timestamp, so a captured request cannot be replayed
+later: ``X-Signature-Timestamp: <unix seconds>`` and ``X-Signature-256: sha256=<hex
+HMAC-SHA256(secret, "<timestamp>." + payload)>``, where the payload is the body of a
+callback POST, or ``GET <path>`` for a status poll (docs/channels.md#chatbot-hand-off).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
+import time
 from typing import Any
 
+import requests
+from django.conf import settings
 from django.db import transaction
 
+from channels_app.adapters.base import constant_time_equal, registered_channels
+from channels_app.models import ChannelAccount
 from channels_app.services.matching import _advisory_lock
+from support.delivery import selectors as delivery_selectors
+from support.delivery.models import Delivery
+from support.delivery.registry import Schedule, SendResult, TargetKind
+from support.delivery.services import delivery_enqueue
+from support.errors import InvalidInput, NotFound, PermanentError, RetryableError
+from support.models import AttemptOutcome
+from support.outbound import classify_http_status, parse_retry_after
+from support.safe_urls import public_url_error
 from tickets import services as ticket_services
 from tickets.models import (
+    Channel,
+    DeliveryState,
     Direction,
+    Message,
     MessageKind,
     Ticket,
 )
 
 logger = logging.getLogger(__name__)
 
+CALLBACK_KIND = "chatbot_callback"
+SIGNATURE_HEADER = "X-Signature-256"
+TIMESTAMP_HEADER = "X-Signature-Timestamp"
 
-# --- chatbot hand-off -------------------------------------------------------------------
+
+# --- signatures ---------------------------------------------------------------------------
+
+
+def handoff_signature(secret: str, timestamp: int | str, payload: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256(secret, "<timestamp>." + payload)>``."""
+    message = f"{timestamp}.".encode() + payload
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def chatbot_accounts() -> list[ChannelAccount]:
+    return list(
+        ChannelAccount.objects.filter(channel=Channel.CHATBOT, is_active=True)
+        .exclude(app_secret="")
+        .order_by("pk")
+    )
+
+
+def chatbot_account_for_signature(
+    given: str, *, payload: bytes, timestamp: str | None = None
+) -> ChannelAccount | None:
+    """The active chatbot account whose secret produced ``given`` (every account is
+    compared, in constant time, so the time taken names none of them)."""
+    found: ChannelAccount | None = None
+    for account in chatbot_accounts():
+        if timestamp is None:
+            expected = (
+                "sha256="
+                + hmac.new(account.app_secret.encode(), payload, hashlib.sha256).hexdigest()
+            )
+        else:
+            expected = handoff_signature(account.app_secret, timestamp, payload)
+        if constant_time_equal(given, expected) and found is None:
+            found = account
+    return found
+
+
+def signature_timestamp_fresh(raw: str, *, now: float | None = None) -> bool:
+    """A Unix timestamp at most ``CHATBOT_SIGNATURE_MAX_AGE_SECONDS`` away from now."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        return False
+    now = time.time() if now is None else now
+    return abs(now - int(raw)) <= int(settings.CHATBOT_SIGNATURE_MAX_AGE_SECONDS)
+
+
+def handoff_ticket_for_account(ticket_ref: str, *, account: ChannelAccount) -> Ticket | None:
+    """The hand-off ticket ``ticket_ref`` if ``account`` (the bot) handed it off."""
+    from tickets.selectors import parse_ticket_ref
+
+    try:
+        pk = parse_ticket_ref(ticket_ref)
+    except NotFound:
+        return None
+    return (
+        Ticket.objects.select_related("customer")
+        .filter(
+            pk=pk,
+            channel=Channel.CHATBOT,
+            is_bot_handoff=True,
+            channel_account_id=str(account.pk),
+        )
+        .first()
+    )
+
+
+# --- hand-off -----------------------------------------------------------------------------
+
+
+def callback_url_check(url: str) -> None:
+    """InvalidInput unless the server may call ``url`` (``support.safe_urls``)."""
+    problem = public_url_error(url, allow_http=bool(settings.DEBUG))
+    if problem is not None:
+        raise InvalidInput(
+            f"callback_url: {problem}.", details={"callback_url": [f"Refused: {problem}."]}
+        )
 
 
 @transaction.atomic
@@ -31,19 +136,37 @@ def chatbot_handoff(
     session_id: str,
     transcript: list[dict[str, Any]] | None = None,
     customer_name: str = "",
+    account: ChannelAccount | None = None,
+    callback_url: str = "",
 ) -> tuple[Ticket, bool]:
-    """Open (once per bot session) a ticket flagged ``is_bot_handoff``."""
+    """Open (once per bot session) a ticket flagged ``is_bot_handoff``.
+
+    ``account`` is the chatbot account whose secret signed the hand-off (None for an
+    agent's API key): it may poll the ticket's status and receives the callbacks. A
+    ``callback_url`` needs it (callbacks are signed with its secret) and must pass the
+    safe-URL check (no internal address)."""
+    if callback_url:
+        if account is None:
+            raise InvalidInput(
+                "callback_url: only a signed hand-off (X-Signature-256) may register one; "
+                "callbacks are signed with that chatbot account's secret.",
+                details={"callback_url": ["Needs a signed hand-off."]},
+            )
+        callback_url_check(callback_url)
     _advisory_lock(f"chatbot:{session_id}")
     existing = Ticket.objects.filter(channel="chatbot", origin_platform_id=session_id).first()
     if existing is not None:
         return existing, False
     customer, _ = ticket_services.customer_get_or_create(email=customer_email, name=customer_name)
     metadata: dict[str, Any] = {"bot_source": source, "bot_session_id": session_id}
+    if callback_url:
+        metadata["bot_callback_url"] = callback_url
     ticket = ticket_services.ticket_create(
         customer=customer,
         subject=subject,
         body=initial_message,
         channel="chatbot",
+        channel_account_id=str(account.pk) if account is not None else "",
         is_bot_handoff=True,
         origin_platform_id=session_id,
         message_metadata=metadata,
@@ -61,3 +184,154 @@ def chatbot_handoff(
             metadata={"bot_transcript": transcript},
         )
     return ticket, True
+
+
+def handoff_callback_url(ticket: Ticket) -> str:
+    """The callback URL the bot registered at hand-off ("" if none)."""
+    first = (
+        Message.objects.filter(ticket=ticket, direction=Direction.INBOUND)
+        .order_by("created_at", "pk")
+        .values_list("metadata", flat=True)
+        .first()
+    )
+    return str((first or {}).get("bot_callback_url", ""))
+
+
+# --- agents' replies ------------------------------------------------------------------------
+
+
+def handoff_reply_deliveries_create(message: Message) -> Delivery | None:
+    """An agent's public reply on a hand-off ticket: an e-mail to the customer through the
+    e-mail channel (a ``channel_reply`` delivery, which keeps the message's status) and,
+    when the bot registered a callback URL, a signed POST to it (a ``chatbot_callback``
+    delivery). Idempotent per message. Returns the e-mail delivery."""
+    from channels_app.services.outbound import CHANNEL_REPLY_KIND
+
+    ticket = message.ticket
+    key = f"message:{message.pk}"
+    email = delivery_selectors.delivery_get(target_kind=CHANNEL_REPLY_KIND, idempotency_key=key)
+    if email is None:
+        account = (
+            ChannelAccount.objects.filter(channel=Channel.EMAIL, is_active=True)
+            .order_by("pk")
+            .first()
+        )
+        problem = ""
+        if "email" not in registered_channels() or account is None:
+            problem = "No e-mail account is configured; the hand-off reply was not sent."
+        elif not ticket.customer.email:
+            problem = "The customer has no e-mail address; the hand-off reply was not sent."
+        if problem:
+            ticket_services.message_delivery_update(
+                message=message, status=DeliveryState.FAILED, error=problem, error_code="no_account"
+            )
+        else:
+            assert account is not None
+            email = delivery_enqueue(
+                kind=CHANNEL_REPLY_KIND,
+                idempotency_key=key,
+                target_key=f"email:{account.pk}",
+                subject_type="ticket",
+                subject_id=ticket.pk,
+                payload={"message_id": message.pk, "account_id": account.pk, "channel": "email"},
+            )
+    url = handoff_callback_url(ticket)
+    if url and ticket.channel_account_id.isdigit():
+        delivery_enqueue(
+            kind=CALLBACK_KIND,
+            idempotency_key=key,
+            target_key=f"{CALLBACK_KIND}:{ticket.channel_account_id}",
+            subject_type="ticket",
+            subject_id=ticket.pk,
+            payload={"message_id": message.pk, "account_id": int(ticket.channel_account_id)},
+        )
+    return email
+
+
+def callback_body(message: Message) -> dict[str, Any]:
+    ticket = message.ticket
+    return {
+        "event": "agent_reply",
+        "ticket_id": ticket.pk,
+        "number": ticket.number,
+        "status": ticket.status,
+        "session_id": ticket.origin_platform_id,
+        "message": {
+            "id": message.pk,
+            "body_text": message.body_text,
+            "created_at": message.created_at.isoformat(),
+        },
+    }
+
+
+def chatbot_callback_send(delivery: Delivery) -> SendResult:
+    """POST the reply to the bot's callback URL, signed with its account's secret. The URL
+    is checked again (DNS can change since the hand-off) and redirects are not followed."""
+    message = (
+        Message.objects.select_related("ticket")
+        .filter(pk=delivery.payload.get("message_id"))
+        .first()
+    )
+    if message is None:
+        raise PermanentError("The message was deleted before it could be sent.")
+    account = ChannelAccount.objects.filter(
+        pk=delivery.payload.get("account_id"), channel=Channel.CHATBOT, is_active=True
+    ).first()
+    if account is None or not account.app_secret:
+        raise PermanentError("The chatbot account is gone, inactive or has no secret.")
+    url = handoff_callback_url(message.ticket)
+    problem = public_url_error(url, allow_http=bool(settings.DEBUG))
+    if problem is not None:
+        raise PermanentError(f"Callback URL refused: {problem}.")
+    body = json.dumps(callback_body(message), separators=(",", ":")).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: handoff_signature(account.app_secret, timestamp, body),
+        "Idempotency-Key": delivery.idempotency_key,
+    }
+    try:
+        response = requests.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=float(settings.CHATBOT_CALLBACK_TIMEOUT_SECONDS),
+            allow_redirects=False,
+        )
+    except (requests.Timeout, requests.ConnectionError) as exc:
+        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+    outcome = classify_http_status(response.status_code)
+    if 300 <= response.status_code < 400:
+        raise PermanentError(f"HTTP {response.status_code}: redirects are not followed.")
+    if outcome == AttemptOutcome.RETRYABLE:
+        raise RetryableError(
+            f"HTTP {response.status_code}: {response.text[:500]}",
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if outcome != AttemptOutcome.SUCCESS:
+        raise PermanentError(f"HTTP {response.status_code}: {response.text[:500]}")
+    return SendResult(
+        http_status=response.status_code,
+        request_summary={"url": url, "message_id": message.pk},
+        response_summary=response.text[:500],
+    )
+
+
+def _callback_schedule() -> Schedule:
+    return Schedule(
+        max_attempts=int(settings.CHANNELS_OUTBOUND_MAX_ATTEMPTS),
+        base=float(settings.CHANNELS_OUTBOUND_BACKOFF_BASE),
+        cap=float(settings.CHANNELS_OUTBOUND_BACKOFF_CAP),
+    )
+
+
+def chatbot_callback_target_kind() -> TargetKind:
+    """Registered in ``ChannelsAppConfig.ready()``."""
+    return TargetKind(
+        name=CALLBACK_KIND,
+        label="Chatbot callback",
+        send=chatbot_callback_send,
+        schedule=_callback_schedule,
+        deduplicates=lambda delivery: False,
+    )

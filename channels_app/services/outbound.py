@@ -15,6 +15,7 @@ from channels_app.adapters.base import (
     registered_channels,
 )
 from channels_app.models import ChannelAccount
+from channels_app.services.handoff import handoff_reply_deliveries_create
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import (
@@ -28,6 +29,7 @@ from support.delivery.services import delivery_enqueue
 from support.errors import PermanentError
 from tickets import services as ticket_services
 from tickets.models import (
+    Channel,
     ChannelIdentity,
     DeliveryState,
     Direction,
@@ -54,18 +56,24 @@ def outbound_wanted(payload: dict[str, Any]) -> bool:
         payload.get("direction") == Direction.OUTBOUND
         and payload.get("kind") == MessageKind.PUBLIC
         and payload.get("delivery_status") == DeliveryState.QUEUED
-        and payload.get("channel") in registered_channels()
+        and (
+            payload.get("channel") in registered_channels()
+            # a hand-off ticket's replies go out by e-mail (and the bot's callback)
+            or payload.get("channel") == Channel.CHATBOT
+        )
     )
 
 
 def outbound_delivery_create(*, message_id: int) -> Delivery | None:
     """One delivery per queued public reply (idempotent); None when nothing to send."""
-    message = Message.objects.select_related("ticket").filter(pk=message_id).first()
+    message = Message.objects.select_related("ticket__customer").filter(pk=message_id).first()
     if message is None or not (
-        message.direction == Direction.OUTBOUND
-        and message.kind == MessageKind.PUBLIC
-        and message.channel in registered_channels()
+        message.direction == Direction.OUTBOUND and message.kind == MessageKind.PUBLIC
     ):
+        return None
+    if message.channel == Channel.CHATBOT:
+        return handoff_reply_deliveries_create(message)
+    if message.channel not in registered_channels():
         return None
     key = f"message:{message.pk}"
     existing = delivery_selectors.delivery_get(target_kind=CHANNEL_REPLY_KIND, idempotency_key=key)
@@ -90,21 +98,29 @@ def outbound_delivery_create(*, message_id: int) -> Delivery | None:
     )
 
 
-def _outbound_request(message: Message, idempotency_key: str) -> OutboundRequest:
+def _outbound_request(
+    message: Message, idempotency_key: str, channel: str | None = None
+) -> OutboundRequest:
+    """``channel``: the channel the reply goes out on, when not the message's own (a
+    chatbot hand-off's replies go by e-mail to the customer's address)."""
     ticket = message.ticket
-    recipient = ticket.origin_platform_id
-    if not recipient:
+    channel = channel or message.channel
+    if message.channel == Channel.CHATBOT:
+        recipient = ticket.customer.email if channel == "email" else ""
+    else:
+        recipient = ticket.origin_platform_id
+    if not recipient and message.channel != Channel.CHATBOT:
         identity = ChannelIdentity.objects.filter(
             customer=ticket.customer, channel=message.channel
         ).first()
         recipient = identity.external_id if identity else ""
-    if not recipient and message.channel == "email":
+    if not recipient and channel == "email":
         recipient = ticket.customer.email
     if not recipient:
-        raise PermanentError(f"The customer has no {message.channel} identity to reply to.")
+        raise PermanentError(f"The customer has no {channel} identity to reply to.")
     thread: tuple[str, ...] = ()
     outgoing = ""
-    if message.channel == "email":
+    if channel == "email":
         thread = tuple(
             str(mid)
             for mid in Message.objects.filter(
@@ -145,8 +161,9 @@ def outbound_reply_send(delivery: Delivery) -> SendResult:
     account = ChannelAccount.objects.filter(pk=payload.get("account_id")).first()
     if account is None:
         raise PermanentError("The channel account was deleted.")
-    result = get_adapter(message.channel).send(
-        account, _outbound_request(message, delivery.idempotency_key)
+    channel = str(payload.get("channel") or message.channel)
+    result = get_adapter(channel).send(
+        account, _outbound_request(message, delivery.idempotency_key, channel)
     )
     return SendResult(
         http_status=result.http_status,

@@ -3,6 +3,10 @@ routing, knowledge)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
 from support.api_schema import path_parameter
 
 # ``123`` or ``T-000123`` (see tickets.selectors.parse_ticket_ref).
@@ -14,3 +18,20 @@ TICKET_ID = path_parameter(
     pattern=TICKET_REF_PATTERN,
     examples={"id": "1", "number": "T-000001"},
 )
+
+
+class StatusGrantScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """``GET /api/tickets/{id}/status``'s other credential: the chatbot hand-off signature
+    (``tickets.status_access``; docs/channels.md#chatbot-hand-off)."""
+
+    target_class = "tickets.api.views.StatusGrantAuthentication"
+    name = "ChatbotSignature"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Signature-256",
+            "description": "sha256=<hex HMAC-SHA256(chatbot secret, "
+            '"<X-Signature-Timestamp>.GET <path>")>, with X-Signature-Timestamp.',
+        }

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from support.auth.permissions import IsAgent
 from support.auth.roles import is_supervisor
 from support.errors import Forbidden, InvalidInput
 from support.services import audit_log_record
 from tickets import extras, selectors, services
 from tickets.api import serializers as s
 from tickets.api.schema import TICKET_ID
-from tickets.models import Channel, Customer, Priority, Team, TicketStatus
+from tickets.models import Channel, Customer, Priority, Team, Ticket, TicketStatus
+from tickets.status_access import StatusGrant, status_access_grant
 
 
 class TicketCursorPagination(CursorPagination):
@@ -128,62 +133,74 @@ class TicketListCreateApi(APIView):
         include = extras.parse_include(request.query_params.get("include"))
         serializer = s.TicketCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data: dict[str, Any] = serializer.validated_data
-        unseen_customer = False
-        if data.get("customer_id"):
-            # A customer the caller may not see answers exactly like an unknown one.
-            customer = (
-                Customer.objects.filter(selectors.customer_visibility_q(request.user))
-                .filter(pk=data["customer_id"])
-                .first()
-            )
-            if customer is None:
-                raise InvalidInput(
-                    f"customer_id: no customer {data['customer_id']}.",
-                    details={"customer_id": ["Unknown customer."]},
-                )
-        else:
-            info = data["customer"]
-            customer, created = services.customer_get_or_create(
-                email=info["email"], name=info.get("name", ""), phone=info.get("phone", "")
-            )
-            # Naming an existing customer by address makes it visible to the creator
-            # (customers follow their tickets): allowed, so agents can log a returning
-            # customer's call, but audited when the creator could not see it before.
-            unseen_customer = not created and not selectors.customer_visible_to(
-                request.user, customer_id=customer.pk
-            )
-        ticket = services.ticket_create(
-            customer=customer,
-            subject=data["subject"],
-            body=data.get("description", ""),
-            channel=data["channel"],
-            priority=data["priority"],
-            team=_team_or_error(data.get("team_id")),
-            tags=data.get("tags", []),
-            origin_platform_id=data.get("origin_platform_id", ""),
-            created_by=request.user,
-        )
-        if unseen_customer:
-            audit_log_record(
-                actor=request.user,
-                action="ticket.create_for_unseen_customer",
-                object_type="ticket",
-                object_id=ticket.pk,
-                details={"customer_id": customer.pk, "number": ticket.number},
-            )
-        # The documented shape is TicketCreatedOutputSerializer; built directly because this
-        # is the hottest endpoint (a ModelSerializer costs ~0.5 ms per response).
-        body: dict[str, Any] = {
-            "id": ticket.pk,
-            "number": ticket.number,
-            "correlation_id": str(ticket.correlation_id),
-            "status": ticket.status,
-            "priority": ticket.priority,
-            "created_at": ticket.created_at,
-        }
+        ticket = ticket_create_for_caller(request, serializer.validated_data)
+        body = ticket_created_body(ticket)
         body.update(extras.create_extras_build(include, request, ticket))
         return Response(body, status=status.HTTP_201_CREATED)
+
+
+def ticket_create_for_caller(request: Request, data: dict[str, Any]) -> Ticket:
+    """Create a ticket from validated ``TicketCreateInputSerializer`` data on behalf of the
+    caller: the customer rule (an unseen ``customer_id`` answers like an unknown one, an
+    unseen customer named by address is audited), then ``services.ticket_create``. Shared
+    with the seed contracts' create endpoints (``seed_api``)."""
+    unseen_customer = False
+    if data.get("customer_id"):
+        # A customer the caller may not see answers exactly like an unknown one.
+        customer = (
+            Customer.objects.filter(selectors.customer_visibility_q(request.user))
+            .filter(pk=data["customer_id"])
+            .first()
+        )
+        if customer is None:
+            raise InvalidInput(
+                f"customer_id: no customer {data['customer_id']}.",
+                details={"customer_id": ["Unknown customer."]},
+            )
+    else:
+        info = data["customer"]
+        customer, created = services.customer_get_or_create(
+            email=info["email"], name=info.get("name", ""), phone=info.get("phone", "")
+        )
+        # Naming an existing customer by address makes it visible to the creator
+        # (customers follow their tickets): allowed, so agents can log a returning
+        # customer's call, but audited when the creator could not see it before.
+        unseen_customer = not created and not selectors.customer_visible_to(
+            request.user, customer_id=customer.pk
+        )
+    ticket = services.ticket_create(
+        customer=customer,
+        subject=data["subject"],
+        body=data.get("description", ""),
+        channel=data["channel"],
+        priority=data["priority"],
+        team=_team_or_error(data.get("team_id")),
+        tags=data.get("tags", []),
+        origin_platform_id=data.get("origin_platform_id", ""),
+        created_by=request.user,
+    )
+    if unseen_customer:
+        audit_log_record(
+            actor=request.user,
+            action="ticket.create_for_unseen_customer",
+            object_type="ticket",
+            object_id=ticket.pk,
+            details={"customer_id": customer.pk, "number": ticket.number},
+        )
+    return ticket
+
+
+def ticket_created_body(ticket: Ticket) -> dict[str, Any]:
+    """The documented shape is TicketCreatedOutputSerializer; built directly because this
+    is the hottest endpoint (a ModelSerializer costs ~0.5 ms per response)."""
+    return {
+        "id": ticket.pk,
+        "number": ticket.number,
+        "correlation_id": str(ticket.correlation_id),
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "created_at": ticket.created_at,
+    }
 
 
 class TicketDetailApi(APIView):
@@ -268,8 +285,37 @@ class TicketMessageCreateApi(APIView):
         return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
+class StatusGrantAuthentication(BaseAuthentication):
+    """A credential registered in ``tickets.status_access`` (the chatbot hand-off
+    signature); absent, the usual authentication classes that follow apply."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        kwargs = (request.parser_context or {}).get("kwargs", {})
+        grant = status_access_grant(request._request, str(kwargs.get("ticket_id", "")))
+        if grant is None:
+            return None
+        return AnonymousUser(), grant
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Api-Key realm="api"'
+
+
+class IsAgentOrStatusGrant(IsAgent):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if isinstance(request.auth, StatusGrant):
+            return True
+        return super().has_permission(request, view)
+
+
 class TicketStatusApi(APIView):
-    """Light status for chatbot polling."""
+    """Light status for chatbot polling: an agent's credential (the visibility rule), or
+    the hand-off bot's signature for its own ticket (docs/channels.md#chatbot-hand-off)."""
+
+    authentication_classes = [
+        StatusGrantAuthentication,
+        *cast(list[type[BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES),
+    ]
+    permission_classes = [IsAgentOrStatusGrant]
 
     @extend_schema(
         operation_id="tickets_status",
@@ -277,7 +323,10 @@ class TicketStatusApi(APIView):
         responses=s.TicketStatusOutputSerializer,
     )
     def get(self, request: Request, ticket_id: str) -> Response:
-        ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
+        if isinstance(request.auth, StatusGrant):
+            ticket = request.auth.ticket
+        else:
+            ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
         return Response(s.TicketStatusOutputSerializer(ticket).data)
 
 

@@ -1,0 +1,266 @@
+"""Thin views: each seed path delegates to the product's own view, service or selector."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from calls.api.views import AnalyticsDetailApi, AnalyticsListApi
+from channels_app.api.views import webhook, webhook_account_for_request
+from routing import selectors as routing_selectors
+from routing.api.serializers import RoutingDecisionOutputSerializer
+from support.auth.permissions import IsAgent
+from support.errors import NotFound
+from support.throttling import PerIPRateThrottle
+from tickets import extras
+from tickets.api import serializers as ticket_serializers
+from tickets.api.schema import TICKET_ID
+from tickets.api.views import (
+    TicketDetailApi,
+    TicketListCreateApi,
+    ticket_create_for_caller,
+    ticket_created_body,
+)
+from tickets.selectors import ticket_get_visible
+
+
+def seed_contracts_enabled() -> bool:
+    return bool(getattr(settings, "SEED_CONTRACTS_ENABLED", True))
+
+
+class SeedContractMixin:
+    """404 for every seed-only path while ``SEED_CONTRACTS_ENABLED`` is off."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        if not seed_contracts_enabled():
+            raise NotFound("Not found.")
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+
+
+# --- seeds 000 and 004: POST /tickets ---------------------------------------------------------
+
+
+class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
+    """The product's create input plus seed 004's names: ``ticket_id`` (the ticketing
+    system's id, kept as ``origin_platform_id``) and ``customer_id`` as a string."""
+
+    ticket_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    customer_id = serializers.CharField(required=False, max_length=32)  # type: ignore[assignment]
+    timestamp = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+    def validate_customer_id(self, value: str) -> int:
+        if not (value.isascii() and value.isdigit() and int(value) > 0):
+            raise serializers.ValidationError(
+                "A customer id of this platform (digits), or give customer: {email, name}."
+            )
+        return int(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        external = attrs.pop("ticket_id", "")
+        attrs.pop("timestamp", None)
+        if external and not attrs.get("origin_platform_id"):
+            attrs["origin_platform_id"] = external
+        return attrs
+
+
+class SeedTicketIngestApi(SeedContractMixin, APIView):
+    """Seed 000's ticket ingestion (status, customer context, KB suggestions in one call)
+    and seed 004's ``POST /tickets`` (202 Accepted with a correlation id), one response."""
+
+    @extend_schema(
+        operation_id="seed_tickets_ingest",
+        request=SeedTicketInputSerializer,
+        responses={202: OpenApiTypes.OBJECT},
+        examples=[
+            OpenApiExample(
+                "seed 004",
+                request_only=True,
+                value={
+                    "ticket_id": "TKT-1001",
+                    "customer_id": "1",
+                    "subject": "Internet down",
+                    "description": "No connection since this morning.",
+                },
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = SeedTicketInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ticket = ticket_create_for_caller(request, serializer.validated_data)
+        body = ticket_created_body(ticket)
+        names = [n for n in ("context", "suggestions") if n in extras.available_create_extras()]
+        built = extras.create_extras_build(names, request, ticket)
+        return Response(
+            {
+                "ticket_id": ticket.pk,
+                **body,
+                "external_ticket_id": ticket.origin_platform_id,
+                "customer_context": built.get("context"),
+                "kb_suggestions": built.get("suggestions"),
+            },
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
+# --- seed 004: GET /tickets/{id} (the routing decision) -------------------------------------
+
+
+def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[str, Any]:
+    """Seed 004's "Routing Decisions Table" row from the product's latest decision."""
+    if decision is None:
+        return {
+            "ticket_id": ticket.pk,
+            "number": ticket.number,
+            "customer_id": ticket.customer_id,
+            "correlation_id": str(ticket.correlation_id),
+            "routing_status": "pending",
+        }
+    created = decision.get("created_at")
+    return {
+        "ticket_id": ticket.pk,
+        "number": ticket.number,
+        "timestamp": ticket_timestamp(created),
+        "customer_id": ticket.customer_id,
+        "assigned_team": decision.get("team"),
+        "priority_level": decision.get("priority"),
+        "confidence_score": decision.get("confidence"),
+        "issue_classification": decision.get("classification"),
+        "reasoning": decision.get("reasoning"),
+        "requires_manual_review": decision.get("requires_manual_review"),
+        "processing_time_ms": decision.get("processing_ms"),
+        "tool_calls": decision.get("tool_calls"),
+        "correlation_id": decision.get("correlation_id"),
+        "sync_status": decision.get("sync_status"),
+        "created_at": created,
+        "routing_status": "decided",
+    }
+
+
+def ticket_timestamp(iso: Any) -> int | None:
+    from django.utils.dateparse import parse_datetime
+
+    moment = parse_datetime(str(iso)) if iso else None
+    return int(moment.timestamp()) if moment else None
+
+
+class SeedRoutingDecisionApi(SeedContractMixin, APIView):
+    @extend_schema(
+        operation_id="seed_tickets_routing_decision",
+        parameters=[TICKET_ID],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request: Request, ticket_id: str) -> Response:
+        ticket = ticket_get_visible(ticket_id, user=request.user)
+        history = routing_selectors.routing_decisions_for_viewer(
+            list(routing_selectors.routing_decision_list(ticket=ticket)), user=request.user
+        )
+        latest = RoutingDecisionOutputSerializer(history[0]).data if history else None
+        return Response(seed_routing_decision(ticket, latest))
+
+
+# --- seed 001: /api/tickets/create, PUT /api/tickets/{id} -----------------------------------
+
+
+class SeedTicketCreateApi(SeedContractMixin, TicketListCreateApi):
+    """``POST /api/tickets/create``: ``POST /api/tickets`` under seed 001's path."""
+
+    http_method_names = ["post", "options"]
+
+    @extend_schema(
+        operation_id="seed_tickets_create",
+        parameters=[],
+        request=ticket_serializers.TicketCreateInputSerializer,
+        responses={201: ticket_serializers.TicketCreatedOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
+
+class SeedTicketDetailApi(TicketDetailApi):
+    """``/api/tickets/{id}``: GET and PATCH as before, and seed 001's ``PUT`` (the same
+    partial update as PATCH) while the seed contracts are on."""
+
+    @extend_schema(
+        operation_id="seed_tickets_put",
+        parameters=[TICKET_ID],
+        request=ticket_serializers.TicketUpdateInputSerializer,
+        responses=ticket_serializers.TicketOutputSerializer,
+    )
+    def put(self, request: Request, ticket_id: str) -> Response:
+        if not seed_contracts_enabled():
+            self.http_method_not_allowed(request)
+        return self.patch(request, ticket_id)
+
+
+# --- seed 003: /analytics ---------------------------------------------------------------------
+
+
+class SeedAnalyticsAccess:
+    """The usual agent rule, or nobody's (``SEED_ANALYTICS_PUBLIC``: seed 003's "no
+    authentication (configurable)"); public callers are limited per IP."""
+
+    def get_authenticators(self) -> list[Any]:
+        if settings.SEED_ANALYTICS_PUBLIC:
+            return []
+        return super().get_authenticators()  # type: ignore[misc]
+
+    def get_permissions(self) -> list[Any]:
+        if settings.SEED_ANALYTICS_PUBLIC:
+            return [AllowAny()]
+        return [IsAgent()]
+
+    def get_throttles(self) -> list[Any]:
+        if settings.SEED_ANALYTICS_PUBLIC:
+            return [PerIPRateThrottle()]
+        return super().get_throttles()  # type: ignore[misc]
+
+    def reader(self, request: Request) -> dict[str, Any]:
+        if settings.SEED_ANALYTICS_PUBLIC:
+            return {"user": None, "every_call": True}
+        return {"user": request.user}
+
+
+@extend_schema_view(get=extend_schema(operation_id="seed_analytics_list"))
+class SeedAnalyticsListApi(SeedContractMixin, SeedAnalyticsAccess, AnalyticsListApi):
+    """Seed 003's ``GET /analytics`` and ``GET /analytics?callId=``."""
+
+
+@extend_schema_view(get=extend_schema(operation_id="seed_analytics_retrieve"))
+class SeedAnalyticsDetailApi(SeedContractMixin, SeedAnalyticsAccess, AnalyticsDetailApi):
+    """Seed 003's ``GET /analytics/{hash}``."""
+
+
+# --- seed 001: /api/webhooks/{facebook,whatsapp,twitter} without the account token -----------
+
+SEED_WEBHOOK_CHANNELS = {"facebook": "messenger", "whatsapp": "whatsapp", "twitter": "twitter"}
+SEED_WEBHOOK_CHANNEL_RE = re.compile(r"^(?:facebook|whatsapp|twitter)$")
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def seed_webhook(request: HttpRequest, seed_channel: str) -> HttpResponse:
+    """Seed 001's ``/api/webhooks/<platform>``: the account is the one whose secret
+    verifies the delivery (or whose verify token the handshake names); then exactly the
+    product's webhook view (``/api/webhooks/<channel>/<token>``) runs."""
+    if not seed_contracts_enabled() or seed_channel not in SEED_WEBHOOK_CHANNELS:
+        raise Http404
+    channel = SEED_WEBHOOK_CHANNELS[seed_channel]
+    account = webhook_account_for_request(channel, request)
+    if isinstance(account, tuple):
+        code, body = account
+        return JsonResponse(body, status=code)
+    return webhook(request, channel, account.webhook_token)

@@ -1,0 +1,178 @@
+"""Seed 001 (omnichannel architecture): its key endpoints.
+
+Quoted from the seed: "Webhooks: ``POST /api/webhooks/facebook``, ``POST
+/api/webhooks/whatsapp``, ``POST /api/webhooks/twitter``, ``POST /api/webhooks/chatbot``.
+Tickets: ``POST /api/tickets/create``, ``GET /api/tickets/{id}``, ``PUT /api/tickets/{id}``,
+``POST /api/tickets/{id}/message``, ``GET /api/tickets/{id}/status`` (for chatbot
+polling)", and the hand-off example::
+
+    POST /api/webhooks/chatbot
+    {"source": "web_chat", "customer_email": "user@example.com", "subject": "Cannot login",
+     "initial_message": "...", "session_id": "xyz"}
+    ... Lambda creates ticket with is_bot_handoff: true ... Returns ticket_id to chatbot
+
+Ticket fields the seed's table names: status, priority, assigned agent, tags, source
+(channel, origin_platform_id, is_bot_handoff), customer (name, email), subject, timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from channels_app.adapters.meta.common import meta_signature
+from channels_app.fixtures import fixture_load, signed_headers
+from channels_app.models import InboundEvent
+from channels_app.services.handoff import handoff_signature
+from channels_app.tests.conftest import TEST_SECRET, make_account
+from tickets.models import Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+# The seed's example, verbatim ("..." is the seed's own placeholder).
+SEED_HANDOFF = {
+    "source": "web_chat",
+    "customer_email": "user@example.com",
+    "subject": "Cannot login",
+    "initial_message": "...",
+    "session_id": "xyz",
+}
+
+
+def _signed_handoff(client: Client, payload: dict[str, Any]) -> Any:
+    body = json.dumps(payload).encode()
+    return client.post(
+        "/api/webhooks/chatbot",
+        body,
+        content_type="application/json",
+        HTTP_X_SIGNATURE_256=meta_signature(TEST_SECRET, body),
+    )
+
+
+def test_chatbot_handoff_returns_the_ticket_id(client: Client) -> None:
+    make_account("chatbot")
+    response = _signed_handoff(client, SEED_HANDOFF)
+    assert response.status_code == 201, response.content
+    body = response.json()
+    ticket = Ticket.objects.get()
+    assert body["ticket_id"] == ticket.pk
+    assert body["is_bot_handoff"] is True
+    assert ticket.is_bot_handoff
+    assert ticket.customer.email == "user@example.com"
+
+
+def test_chatbot_polls_status_with_its_signature(client: Client) -> None:
+    """ "Chatbot can poll ``GET /api/tickets/{id}/status``" holding only its secret."""
+    make_account("chatbot")
+    ticket_id = _signed_handoff(client, SEED_HANDOFF).json()["ticket_id"]
+    path = f"/api/tickets/{ticket_id}/status"
+    stamp = str(int(time.time()))
+    response = client.get(
+        path,
+        HTTP_X_SIGNATURE_TIMESTAMP=stamp,
+        HTTP_X_SIGNATURE_256=handoff_signature(TEST_SECRET, stamp, f"GET {path}".encode()),
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["id"] == ticket_id
+    assert {"status", "priority", "updated_at", "last_agent_reply"} <= set(response.json())
+
+
+def test_create_get_put_and_message(key_client: APIClient) -> None:
+    created = key_client.post(
+        "/api/tickets/create",
+        {
+            "subject": "Cannot login",
+            "description": "Password reset mail never arrives.",
+            "customer": {"name": "Pat", "email": "user@example.com"},
+            "channel": "email",
+            "tags": ["login"],
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    ticket_id = created.json()["id"]
+    assert {"id", "number", "status", "priority", "correlation_id"} <= set(created.json())
+
+    got = key_client.get(f"/api/tickets/{ticket_id}")
+    assert got.status_code == 200
+    body = got.json()
+    assert body["subject"] == "Cannot login"
+    assert body["customer"]["email"] == "user@example.com"
+    assert {"status", "priority", "tags", "channel", "is_bot_handoff", "messages"} <= set(body)
+
+    put = key_client.put(
+        f"/api/tickets/{ticket_id}", {"status": "open", "priority": "high"}, format="json"
+    )
+    assert put.status_code == 200, put.content
+    assert (put.json()["status"], put.json()["priority"]) == ("open", "high")
+
+    message = key_client.post(
+        f"/api/tickets/{ticket_id}/message",
+        {"body": "Checking your account now.", "kind": "internal_note"},
+        format="json",
+    )
+    assert message.status_code == 201, message.content
+    assert Message.objects.filter(ticket_id=ticket_id, kind="internal_note").count() == 1
+
+
+def test_put_is_405_with_the_seed_contracts_off(key_client: APIClient, settings: Any) -> None:
+    ticket_id = key_client.post(
+        "/api/tickets", {"subject": "x", "customer": {"email": "a@example.com"}}, format="json"
+    ).json()["id"]
+    settings.SEED_CONTRACTS_ENABLED = False
+    assert key_client.put(f"/api/tickets/{ticket_id}", {"priority": "high"}).status_code == 405
+    assert key_client.post("/api/tickets/create", {}, format="json").status_code == 404
+
+
+def test_facebook_webhook_without_a_token_finds_its_account(client: Client) -> None:
+    """Two Messenger pages: the delivery goes to the one whose app secret signed it."""
+    make_account("messenger", name="other", app_secret="another-secret", external_id="1")
+    account = make_account("messenger")
+    fixture = fixture_load("messenger", "text_message")
+    response = client.post(
+        "/api/webhooks/facebook",
+        fixture.body,
+        content_type="application/json",
+        headers=signed_headers(account, fixture),
+    )
+    assert response.status_code == 200, response.content
+    assert InboundEvent.objects.get().account_id == account.pk
+    forged = client.post(
+        "/api/webhooks/facebook",
+        fixture.body,
+        content_type="application/json",
+        HTTP_X_HUB_SIGNATURE_256=meta_signature("not-a-secret", fixture.body),
+    )
+    assert forged.status_code == 403
+    assert InboundEvent.objects.count() == 1
+
+
+def test_whatsapp_webhook_without_a_token(client: Client) -> None:
+    account = make_account("whatsapp")
+    fixture = fixture_load("whatsapp", "text_message")
+    response = client.post(
+        "/api/webhooks/whatsapp",
+        fixture.body,
+        content_type="application/json",
+        headers=signed_headers(account, fixture),
+    )
+    assert response.status_code == 200, response.content
+    assert InboundEvent.objects.get().account_id == account.pk
+
+
+def test_twitter_webhook_without_a_token(client: Client) -> None:
+    account = make_account("twitter")
+    fixture = fixture_load("twitter", "dm_message_create")
+    response = client.post(
+        "/api/webhooks/twitter",
+        fixture.body,
+        content_type="application/json",
+        headers=signed_headers(account, fixture),
+    )
+    assert response.status_code == 200, response.content
+    assert InboundEvent.objects.get().account_id == account.pk
