@@ -51,36 +51,54 @@ def _resolve(host: str, port: int) -> list[str]:
 
 
 def public_url_error(
-    value: object, *, allow_http: bool = False, resolve: Resolver | None = None
+    value: object,
+    *,
+    allow_http: bool = False,
+    allow_private: bool = False,
+    resolve_names: bool = True,
+    resolve: Resolver | None = None,
 ) -> str | None:
-    """Why the server must not call ``value``, or ``None`` when it may.
+    """Why the server must not call ``value``, or ``None`` when it may: the one rule for
+    URLs that clients or supervisors register and the server then calls (a bot's callback,
+    an outgoing webhook).
 
-    A client-registered URL (a bot's callback) is a request forgery risk: ``http://127.0.0.1``,
-    ``http://169.254.169.254`` (cloud metadata) or a name that resolves to an internal
-    address would make this server call its own network. Allowed: a safe ``https`` URL
-    (``http`` only with ``allow_http``) without credentials in it, whose host is an IP
-    address or a name that resolves, every address of it, to a global unicast address
-    (no loopback, private, link-local, shared, reserved, multicast or unspecified range).
+    Such a URL is a request forgery risk: ``http://127.0.0.1``, ``http://169.254.169.254``
+    (cloud metadata) or a name that resolves to an internal address would make this server
+    call its own network. Allowed: a safe ``https`` URL (``http`` only with ``allow_http``)
+    without credentials in it, whose host is an IP address or a name that resolves, every
+    address of it, to a global unicast address (no loopback, private, link-local, shared,
+    reserved, multicast or unspecified range); ``allow_private`` skips the address rule.
+    ``resolve_names=False`` (a form, where DNS may not be reachable) checks address literals
+    and ``localhost`` names only.
 
     Check when the URL is registered and again right before each call (DNS can change);
     the call itself must not follow redirects."""
     if not is_http_url(value):
-        return "not an absolute http(s) URL"
+        return "not an absolute http(s) URL without spaces or control characters"
     assert isinstance(value, str)
     parts = urlsplit(value)
     if parts.scheme.lower() != "https" and not allow_http:
         return "only https URLs are accepted"
     if parts.username or parts.password:
         return "credentials in the URL are not accepted"
+    if allow_private:
+        return None
     host = parts.hostname or ""
+    if host.lower().rstrip(".") == "localhost" or host.lower().rstrip(".").endswith(".localhost"):
+        return f"the host {host!r} is an internal address (a private, loopback or reserved range)"
     try:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError:
         return "invalid port"
-    try:
-        addresses = [host] if _is_ip(host) else (resolve or _resolve)(host, port)
-    except (OSError, UnicodeError):
-        return f"the host {host!r} does not resolve"
+    if _is_ip(host):
+        addresses = [host]
+    elif not resolve_names:
+        return None
+    else:
+        try:
+            addresses = (resolve or _resolve)(host, port)
+        except (OSError, UnicodeError):
+            return f"the host {host!r} does not resolve"
     if not addresses:
         return f"the host {host!r} does not resolve"
     for address in addresses:
@@ -88,7 +106,10 @@ def public_url_error(
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         if not ip.is_global or ip.is_multicast:
-            return f"the host {host!r} is an internal address ({ip})"
+            return (
+                f"the host {host!r} is an internal address ({ip}: a private, loopback or"
+                " reserved range)"
+            )
     return None
 
 

@@ -10,66 +10,31 @@ returned for the delivery engine to classify (2xx success, 429 throttled, 401 re
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from urllib.parse import urlsplit
-
 import requests
 from django.conf import settings
 
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult
 from support.outbound import parse_retry_after
-from support.safe_urls import is_http_url
+from support.safe_urls import public_url_error
 
 USER_AGENT = "support-desk-webhooks/1"
 
 
-def _public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
 def webhook_url_problem(url: str, *, resolve: bool = True) -> str:
-    """Why ``url`` may not receive webhooks (``""`` when it may).
-
-    The project's safe-URL rule first (``support.safe_urls``: an absolute http(s) URL with
-    a host and no control characters), then ``https`` (unless ``OUTGOING_WEBHOOKS_ALLOW_HTTP``),
-    no credentials in the URL, and, unless ``OUTGOING_WEBHOOKS_ALLOW_PRIVATE_NETWORKS``,
-    every address the host resolves to is public (no loopback, private, link-local such as
-    the cloud metadata service, or reserved range). ``resolve=False`` (a form) checks an
-    address literal and ``localhost`` only; every send resolves."""
-    if not is_http_url(url):
-        return "Enter an absolute http(s) URL without spaces or control characters."
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "https" and not settings.OUTGOING_WEBHOOKS_ALLOW_HTTP:
-        return "Webhook URLs must use https."
-    if parts.username or parts.password:
-        return "Put no credentials in the URL; receivers verify the signature instead."
-    if settings.OUTGOING_WEBHOOKS_ALLOW_PRIVATE_NETWORKS:
-        return ""
-    host = parts.hostname or ""
-    try:
-        literal = _public(host)
-    except ValueError:  # a name, not an address
-        literal = host.lower().rstrip(".") not in ("localhost",) and not host.lower().endswith(
-            ".localhost"
-        )
-    if not literal:
-        return f"The host {host!r} is a private, loopback or reserved address."
-    if not resolve:
-        return ""
-    try:
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (OSError, ValueError):
-        return f"The host {host!r} does not resolve."
-    addresses = {str(info[4][0]) for info in infos}
-    if not addresses or not all(_public(a) for a in addresses):
-        return f"The host {host!r} resolves to a private, loopback or reserved address."
-    return ""
+    """Why ``url`` may not receive webhooks (``""`` when it may): the project's rule for
+    URLs the server calls (``support.safe_urls.public_url_error``: ``https`` unless
+    ``OUTGOING_WEBHOOKS_ALLOW_HTTP``, no credentials in the URL, and, unless
+    ``OUTGOING_WEBHOOKS_ALLOW_PRIVATE_NETWORKS``, every address the host resolves to is
+    public). ``resolve=False`` (a form) checks an address literal and ``localhost`` only;
+    every send resolves."""
+    problem = public_url_error(
+        url,
+        allow_http=bool(settings.OUTGOING_WEBHOOKS_ALLOW_HTTP),
+        allow_private=bool(settings.OUTGOING_WEBHOOKS_ALLOW_PRIVATE_NETWORKS),
+        resolve_names=resolve,
+    )
+    return f"Webhook URL refused: {problem}." if problem else ""
 
 
 def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
