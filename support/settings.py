@@ -486,6 +486,11 @@ CELERY_BEAT_SCHEDULE["channels-inbound-sweep"] = {
 
 # routing (AI routing agent)
 AI_PROVIDER = env.get_str("AI_PROVIDER", "local")  # local | bedrock | openai
+# A programming error (TypeError, KeyError ...) met by an LLM fallback is always logged with
+# its traceback and counted (/health); re-raised instead of falling back when on (tests).
+PROVIDER_RAISE_PROGRAMMING_ERRORS = env.get_bool(
+    "PROVIDER_RAISE_PROGRAMMING_ERRORS", default=IS_TEST
+)
 TICKETING_SYSTEM_URL = env.get_str("TICKETING_SYSTEM_URL")
 TICKETING_SYSTEM_TOKEN = env.get_str("TICKETING_SYSTEM_TOKEN")
 TICKETING_SYSTEM_TIMEOUT = env.get_float("TICKETING_SYSTEM_TIMEOUT", 10.0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,6 +33,7 @@ from routing.providers.redacting import RedactingModel
 from routing.schemas import ProviderResult, RoutingDecisionOutput, ToolTrace
 from routing.tools import TicketContext
 from support.aws import classify_aws_error
+from support.fallback import is_programming_error
 from support.outbound import backoff_seconds
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,9 @@ SYSTEM_PROMPT = """You route customer-support tickets to a team and set their pr
 Call classify_issue, extract_entities, check_vip_status, get_historical_context,
 check_service_status, calculate_priority and route_to_team (call independent tools together
 in one turn: classify_issue, extract_entities, check_vip_status, get_historical_context
-first, then the rest), then answer with the decision.
+first, then check_service_status, then calculate_priority with its outage_match and
+known_issue, and route_to_team), then answer with the decision. A decision made without
+classify_issue, check_service_status, calculate_priority and route_to_team goes to a person.
 Use the team slug from route_to_team and the priority from calculate_priority unless the
 evidence clearly says otherwise; explain which signals decided. Set requires_manual_review
 when signals conflict or you are unsure. Personal data is redacted as [EMAIL], [PHONE],
@@ -72,6 +75,10 @@ def _worth_retrying(exc: BaseException) -> bool:
 class AgentRun:
     ctx: TicketContext
     trace: ToolTrace
+    # Programming errors raised inside a tool. Strands turns a tool's exception into an
+    # error result for the model and carries on, which would hide the bug: the provider
+    # raises the first one once the agent returns (``AgentProvider._once``).
+    errors: list[BaseException] = field(default_factory=list)
 
 
 def _run(
@@ -79,7 +86,12 @@ def _run(
 ) -> Any:
     run: AgentRun = tool_context.invocation_state["routing_run"]
     # Returned as is: RedactingModel redacts the result when it is sent to the model.
-    return run.trace.call(name, inputs, lambda: fn(run))
+    try:
+        return run.trace.call(name, inputs, lambda: fn(run))
+    except Exception as exc:
+        if is_programming_error(exc):
+            run.errors.append(exc)
+        raise
 
 
 @tool(context=True)
@@ -127,15 +139,23 @@ def check_service_status(
 
 @tool(context=True)
 def calculate_priority(
-    category: str, outage_match: bool, tool_context: ToolContext
+    category: str, outage_match: bool, tool_context: ToolContext, known_issue: bool = False
 ) -> dict[str, Any]:
-    """Weighted priority score (VIP, outage, urgency words, sentiment, waiting time, repeat
-    contact) giving low / normal / high / urgent with reasons.
+    """Weighted priority score (VIP, outage or known issue, urgency words, sentiment,
+    waiting time, repeat contact) giving low / normal / high / urgent with reasons.
 
     Args:
         category: The category from classify_issue.
         outage_match: outage_match from check_service_status.
+        known_issue: known_issue from check_service_status.
     """
+    run: AgentRun = tool_context.invocation_state["routing_run"]
+    # What check_service_status found wins over what the model passed on: the model cannot
+    # drop the outage or known-issue signal (the local provider passes both the same way).
+    service = run.trace.last("check_service_status")
+    if service is not None:
+        outage_match = bool(service.get("outage_match"))
+        known_issue = bool(service.get("known_issue"))
 
     def fn(r: AgentRun) -> dict[str, Any]:
         history = tools.get_historical_context(r.ctx.history)
@@ -144,6 +164,7 @@ def calculate_priority(
             vip_tier=r.ctx.customer.vip_tier,
             account_type=r.ctx.customer.account_type,
             outage_match=outage_match,
+            known_issue=known_issue,
             waiting_minutes=r.ctx.waiting_minutes,
             recent_tickets=history["tickets_last_7_days"],
             category=category,
@@ -152,7 +173,7 @@ def calculate_priority(
     return _run(  # type: ignore[no-any-return]
         tool_context,
         "calculate_priority",
-        {"category": category, "outage_match": outage_match},
+        {"category": category, "outage_match": outage_match, "known_issue": known_issue},
         fn,
     )
 
@@ -221,6 +242,7 @@ class AgentProvider:
     def _once(self, ctx: TicketContext) -> ProviderResult:
         model = RedactingModel(self.model_factory(), names=ctx.redact_names)
         trace = ToolTrace()
+        run = AgentRun(ctx=ctx, trace=trace)
         agent = Agent(
             model=model,
             tools=list(AGENT_TOOLS),
@@ -231,8 +253,10 @@ class AgentProvider:
         result = agent(
             build_prompt(ctx),
             structured_output_model=RoutingDecisionOutput,
-            invocation_state={"routing_run": AgentRun(ctx=ctx, trace=trace)},
+            invocation_state={"routing_run": run},
         )
+        if run.errors:  # a bug in a tool: surfaced, not hidden behind the model's answer
+            raise run.errors[0]
         decision = result.structured_output
         if not isinstance(decision, RoutingDecisionOutput):
             raise StructuredOutputException("The model gave no routing decision.")
