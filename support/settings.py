@@ -563,10 +563,9 @@ KB_DRAFT_RATE_LIMIT_PER_MINUTE = env.get_int("KB_DRAFT_RATE_LIMIT_PER_MINUTE", 2
 
 # calls (call analytics)
 CALLS_TRANSCRIPTION_BACKEND = env.get_str("CALLS_TRANSCRIPTION_BACKEND", "local")
+# local | bedrock | openai; empty: AI_PROVIDER. The model: routing's shared factory
+# (ROUTING_BEDROCK_SUMMARY_MODEL_ID on Bedrock, ROUTING_OPENAI_* for openai).
 CALLS_AI_PROVIDER = env.get_str("CALLS_AI_PROVIDER")
-CALLS_BEDROCK_MODEL_ID = env.get_str(
-    "CALLS_BEDROCK_MODEL_ID", "anthropic.claude-3-5-sonnet-20240620-v1:0"
-)
 CALLS_OUTPUT_BUCKET = env.get_str("CALLS_OUTPUT_BUCKET")
 CALLS_RECORDINGS_BUCKET = env.get_str("CALLS_RECORDINGS_BUCKET")
 # S3 locations call events may name ("bucket" or "bucket/prefix"); empty: the two above.

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
@@ -37,6 +37,7 @@ from support.fallback import is_programming_error
 from support.outbound import backoff_seconds
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SYSTEM_PROMPT = """You route customer-support tickets to a team and set their priority.
 Call classify_issue, extract_entities, check_vip_status, get_historical_context,
@@ -53,7 +54,7 @@ when signals conflict or you are unsure. Personal data is redacted as [EMAIL], [
 # Failures worth another attempt. AWS errors (ClientError, BotoCoreError) are caught too,
 # then classified by support.aws: only throttled/retryable ones are tried again; an auth or
 # permanent one (AccessDenied, ValidationException, no credentials) falls back at once.
-RETRYABLE = (
+RETRYABLE: tuple[type[BaseException], ...] = (
     ModelThrottledException,
     ClientError,
     BotoCoreError,
@@ -63,12 +64,41 @@ RETRYABLE = (
     TimeoutError,
     ConnectionError,
 )
+try:  # the optional `openai` extra: its timeouts, connection failures and 5xx
+    import openai
+
+    RETRYABLE += (openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError)
+except ImportError:  # pragma: no cover - the extra is not installed
+    pass
 
 
 def _worth_retrying(exc: BaseException) -> bool:
     if isinstance(exc, ClientError | BotoCoreError):
         return classify_aws_error(exc).retryable
     return True
+
+
+def call_with_retries(
+    name: str, fn: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """``fn()`` up to ``ROUTING_BEDROCK_MAX_ATTEMPTS`` times with backoff while it fails in
+    a way worth retrying; then (or at once for an auth or permanent AWS error)
+    ``ProviderUnavailable``, for the caller to fall back. Any other exception propagates."""
+    attempts = max(1, settings.ROUTING_BEDROCK_MAX_ATTEMPTS)
+    errors: list[str] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except RETRYABLE as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            logger.warning("%s attempt %s failed: %s", name, attempt, exc)
+            if not _worth_retrying(exc):
+                raise ProviderUnavailable(
+                    f"{name} failed for good ({classify_aws_error(exc)}): " + " | ".join(errors)
+                ) from exc
+            if attempt < attempts:
+                sleep(backoff_seconds(attempt, base=settings.ROUTING_BEDROCK_BACKOFF, cap=8.0))
+    raise ProviderUnavailable(f"{name} failed {attempts} time(s): " + " | ".join(errors))
 
 
 @dataclass
@@ -274,21 +304,4 @@ class AgentProvider:
         )
 
     def decide(self, ctx: TicketContext) -> ProviderResult:
-        attempts = max(1, settings.ROUTING_BEDROCK_MAX_ATTEMPTS)
-        errors: list[str] = []
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._once(ctx)
-            except RETRYABLE as exc:
-                errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                logger.warning("Routing %s attempt %s failed: %s", self.name, attempt, exc)
-                if not _worth_retrying(exc):
-                    raise ProviderUnavailable(
-                        f"{self.name} failed for good ({classify_aws_error(exc)}): "
-                        + " | ".join(errors)
-                    ) from exc
-                if attempt < attempts:
-                    self.sleep(
-                        backoff_seconds(attempt, base=settings.ROUTING_BEDROCK_BACKOFF, cap=8.0)
-                    )
-        raise ProviderUnavailable(f"{self.name} failed {attempts} time(s): " + " | ".join(errors))
+        return call_with_retries(self.name, lambda: self._once(ctx), sleep=self.sleep)
