@@ -616,3 +616,97 @@ def test_call_analyse_keeps_a_result_and_status_stored_during_the_call(monkeypat
     call.refresh_from_db()
     assert call.pipeline_status == "synced"
     assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 1
+
+
+# --- seed 003's single results.json, and results that arrive before their call -----------
+
+
+def _results_created(key: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-11-20T12:01:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": "bda-output", "arn": "arn:aws:s3:::bda-output"},
+                    "object": {"key": key, "size": 2048, "eTag": "0123456789abcdef"},
+                },
+            }
+        ]
+    }
+
+
+def _put_single_results(s3: Any, call_id: str) -> dict[str, Any]:
+    """Seed 003's ``s3://bucket/{callId}/results.json``: the standard output with the
+    custom blueprint's output in the same document."""
+    custom = load("bda_custom_output.json")
+    s3.put_object(
+        Bucket="bda-output",
+        Key=f"{call_id}/results.json",
+        Body=json.dumps({**load("bda_standard_output.json"), "custom_output": custom}),
+    )
+    return dict(custom["inference_result"])
+
+
+def _poll(events: list[dict[str, Any]], capture: Any) -> tuple[int, int]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="persistence")["QueueUrl"]
+    for event in events:
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+    with capture(execute=True):
+        return poll_once(sqs, url, wait=0)
+
+
+def test_seed_003_single_results_json_becomes_the_call_analytics(
+    aws, django_capture_on_commit_callbacks
+):
+    call = Call.objects.create(contact_id=CALL_ID)
+    custom = _put_single_results(aws, CALL_ID)
+    assert _poll(
+        [_results_created(f"{CALL_ID}/results.json")], django_capture_on_commit_callbacks
+    ) == (
+        1,
+        0,
+    )
+    call.refresh_from_db()
+    assert call.s3_output_uri == f"s3://bda-output/{CALL_ID}/results.json"
+    analytics = CallAnalytics.objects.get(call=call)
+    assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
+    assert (analytics.call_summary, analytics.call_categories, analytics.topics) == (
+        custom["call_summary"],
+        custom["call_categories"],
+        custom["topics"],
+    )
+    assert analytics.transcript
+    assert CallEvent.objects.get().status == EventStatus.PROCESSED
+
+
+def test_results_for_an_unknown_call_are_kept_and_matched_when_its_record_arrives(
+    aws, integration_client, django_capture_on_commit_callbacks
+):
+    """The S3 event used to be ignored when no call had the id yet: the results were lost."""
+    ctr = load("ctr_billing.json")
+    call_id = ctr["ContactId"]
+    custom = _put_single_results(aws, call_id)
+    _poll([_results_created(f"{call_id}/results.json")], django_capture_on_commit_callbacks)
+    event = CallEvent.objects.get()
+    assert event.status == EventStatus.PROCESSED
+    kept = Call.objects.get(contact_id=call_id)
+    assert kept.s3_output_uri == f"s3://bda-output/{call_id}/results.json"
+    assert not CallAnalytics.objects.exists()  # nothing analysed before the record
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = integration_client.post(
+            "/api/calls/events", data=json.dumps(ctr), content_type="application/json"
+        )
+    assert response.status_code == 202
+    call = Call.objects.get()
+    assert call.pk == kept.pk
+    assert call.customer_phone  # the record filled in the kept row
+    analytics = CallAnalytics.objects.get(call=call)
+    assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
+    assert analytics.call_summary == custom["call_summary"]
