@@ -610,6 +610,10 @@ SENTIMENT_BACKEND = env.get_str("SENTIMENT_BACKEND", "vader")  # vader | compreh
 SENTIMENT_LANGUAGE = env.get_str("SENTIMENT_LANGUAGE", "en")
 CONTEXT_AWS_TIMEOUT = env.get_float("CONTEXT_AWS_TIMEOUT", 5.0)
 CUSTOMER_CONTEXT_CACHE_TTL = env.get_int("CUSTOMER_CONTEXT_CACHE_TTL", 300)
+# Seed 000's in-process LRU in front of Redis: entries per process (0: off) and seconds
+# each is kept (how late another process's invalidation can be seen; see cache.py).
+CUSTOMER_CONTEXT_LOCAL_CACHE_SIZE = env.get_int("CUSTOMER_CONTEXT_LOCAL_CACHE_SIZE", 512)
+CUSTOMER_CONTEXT_LOCAL_CACHE_TTL = env.get_float("CUSTOMER_CONTEXT_LOCAL_CACHE_TTL", 5.0)
 FEEDBACK_LINK_MAX_AGE_DAYS = env.get_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30)
 CELERY_BEAT_SCHEDULE["interactions-purge"] = {
     "task": "tickets.context.tasks.interaction_purge_task",
