@@ -78,8 +78,11 @@ def _celery_eager(settings: Any) -> None:
 def _clear_cache() -> Iterator[None]:
     from django.core.cache import cache
 
+    from tickets.context.cache import local_cache
+
     yield
     cache.clear()
+    local_cache.clear()  # the customer context's in-process LRU
 
 
 @pytest.fixture(autouse=True)

@@ -39,6 +39,7 @@ from django.conf import settings
 
 from knowledge.conversation import AGENT, CUSTOMER, Turn
 from knowledge.retrieval import SearchResult, conversation_query
+from support.fallback import provider_failure
 from support.safe_urls import http_url
 
 logger = logging.getLogger(__name__)
@@ -411,7 +412,8 @@ class ModelDrafter:
             if not body:
                 raise ValueError("the model returned no text")
         except Exception as exc:  # noqa: BLE001 - any model failure: the local draft instead
-            logger.warning("Draft provider %s failed, composing locally: %s", self.name, exc)
+            # A programming error is logged with its traceback and counted (re-raised in tests).
+            provider_failure(exc, component="drafts", provider=self.name)
             local = ExtractiveDrafter().compose(request)
             local.fallback_reason = f"{self.name}: {exc}"[:500]
             return local

@@ -412,11 +412,20 @@ def routing_decision_purge(*, now: Any = None) -> int:
 #
 # Each applied decision is a ``support.delivery`` delivery of kind ``ticketing_sync``
 # (idempotency key ``routing-decision-<id>``, sent as the ``Idempotency-Key`` header;
-# target: the ticketing system's host). Seed 004's schedule: retries after 1, 2, 4, 8 and
-# 16 s, then a dead letter. ``RoutingDecision.sync_status`` follows the delivery.
+# target: the ticketing system's host). Seed 004's schedule, from its ``MAX_RETRIES`` and
+# ``RETRY_DELAY_BASE`` (settings ``TICKETING_SYNC_MAX_RETRIES``, default 5, and
+# ``TICKETING_SYNC_RETRY_DELAY_BASE``, default 1 s): retry n waits base x 2^(n-1), capped at
+# 16 x base (1, 2, 4, 8, 16 s), then a dead letter. ``RoutingDecision.sync_status`` follows.
 
 TICKETING_SYNC_KIND = "ticketing_sync"
-SYNC_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
+SYNC_DELAY_CAP_FACTOR = 16  # seed 004: min(2 ** attempt, 16) seconds at a 1 s base
+
+
+def ticketing_sync_retry_delays() -> tuple[float, ...]:
+    """Seconds before each retry of a ticketing sync, from the settings."""
+    retries = max(0, int(settings.TICKETING_SYNC_MAX_RETRIES))
+    base = max(0.0, float(settings.TICKETING_SYNC_RETRY_DELAY_BASE))
+    return tuple(min(base * 2**n, base * SYNC_DELAY_CAP_FACTOR) for n in range(retries))
 
 
 def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
@@ -483,7 +492,9 @@ def _ticketing_sync_changed(delivery: Delivery, change: DeliveryChange) -> None:
 
 
 def _ticketing_sync_schedule() -> Schedule:
-    return Schedule(max_attempts=len(SYNC_RETRY_DELAYS) + 1, delays=SYNC_RETRY_DELAYS, jitter=False)
+    """Read when each delivery is scheduled, so a settings change applies to the next."""
+    delays = ticketing_sync_retry_delays()
+    return Schedule(max_attempts=len(delays) + 1, delays=delays, jitter=False)
 
 
 def ticketing_sync_target_kind() -> TargetKind:

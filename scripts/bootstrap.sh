@@ -15,7 +15,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 files=(requirements.txt)
-[ "${1:-}" = "dev" ] && files+=(requirements-dev.txt)
+[ "${1:-}" = "dev" ] && files+=(requirements-dev.txt requirements-openai.txt)
 stamp="$VENV/.requirements-$(cat "${files[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "[bootstrap] installing ${files[*]} (first time takes a few minutes) …"

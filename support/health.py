@@ -28,6 +28,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from support.delivery.selectors import delivery_health
+from support.fallback import programming_error_count
 from support.throttling import fail_open_count
 
 _celery_cache: dict[str, Any] = {"at": 0.0, "result": None}
@@ -101,7 +102,11 @@ def health(request: HttpRequest) -> JsonResponse:
             "checks": parts,
             # Requests this web process let through without a rate-limit check because
             # Redis was unavailable (per process, since it started).
-            "counters": {"rate_limit_fail_open": fail_open_count()},
+            # Programming errors an LLM fallback met (logged with traceback; per process).
+            "counters": {
+                "rate_limit_fail_open": fail_open_count(),
+                "provider_programming_errors": programming_error_count(),
+            },
             # Dead letters waiting for a re-drive, targets paused by their circuit breaker,
             # deliveries that may have reached their recipient twice (admin: Outbound
             # deliveries).

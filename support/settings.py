@@ -574,9 +574,17 @@ CELERY_BEAT_SCHEDULE["channels-inbound-sweep"] = {
 
 # routing (AI routing agent)
 AI_PROVIDER = env.get_str("AI_PROVIDER", "local")  # local | bedrock | openai
+# A programming error (TypeError, KeyError ...) met by an LLM fallback is always logged with
+# its traceback and counted (/health); re-raised instead of falling back when on (tests).
+PROVIDER_RAISE_PROGRAMMING_ERRORS = env.get_bool(
+    "PROVIDER_RAISE_PROGRAMMING_ERRORS", default=IS_TEST
+)
 TICKETING_SYSTEM_URL = env.get_str("TICKETING_SYSTEM_URL")
 TICKETING_SYSTEM_TOKEN = env.get_str("TICKETING_SYSTEM_TOKEN")
 TICKETING_SYSTEM_TIMEOUT = env.get_float("TICKETING_SYSTEM_TIMEOUT", 10.0)
+# Seed 004's MAX_RETRIES / RETRY_DELAY_BASE: retries after base x 1, 2, 4, 8, 16 (capped).
+TICKETING_SYNC_MAX_RETRIES = env.get_int("TICKETING_SYNC_MAX_RETRIES", 5)
+TICKETING_SYNC_RETRY_DELAY_BASE = env.get_float("TICKETING_SYNC_RETRY_DELAY_BASE", 1.0)
 ROUTING_ENABLED = env.get_bool("ROUTING_ENABLED", default=not IS_TEST)
 ROUTING_REVIEW_THRESHOLD = env.get_float("ROUTING_REVIEW_THRESHOLD", 0.6)
 ROUTING_DECISION_RETENTION_DAYS = env.get_int("ROUTING_DECISION_RETENTION_DAYS", 90)
@@ -646,10 +654,9 @@ KB_DRAFT_RATE_LIMIT_PER_MINUTE = env.get_int("KB_DRAFT_RATE_LIMIT_PER_MINUTE", 2
 
 # calls (call analytics)
 CALLS_TRANSCRIPTION_BACKEND = env.get_str("CALLS_TRANSCRIPTION_BACKEND", "local")
+# local | bedrock | openai; empty: AI_PROVIDER. The model: routing's shared factory
+# (ROUTING_BEDROCK_SUMMARY_MODEL_ID on Bedrock, ROUTING_OPENAI_* for openai).
 CALLS_AI_PROVIDER = env.get_str("CALLS_AI_PROVIDER")
-CALLS_BEDROCK_MODEL_ID = env.get_str(
-    "CALLS_BEDROCK_MODEL_ID", "anthropic.claude-3-5-sonnet-20240620-v1:0"
-)
 CALLS_OUTPUT_BUCKET = env.get_str("CALLS_OUTPUT_BUCKET")
 CALLS_RECORDINGS_BUCKET = env.get_str("CALLS_RECORDINGS_BUCKET")
 # S3 locations call events may name ("bucket" or "bucket/prefix"); empty: the two above.
@@ -691,6 +698,10 @@ SENTIMENT_BACKEND = env.get_str("SENTIMENT_BACKEND", "vader")  # vader | compreh
 SENTIMENT_LANGUAGE = env.get_str("SENTIMENT_LANGUAGE", "en")
 CONTEXT_AWS_TIMEOUT = env.get_float("CONTEXT_AWS_TIMEOUT", 5.0)
 CUSTOMER_CONTEXT_CACHE_TTL = env.get_int("CUSTOMER_CONTEXT_CACHE_TTL", 300)
+# Seed 000's in-process LRU in front of Redis: entries per process (0: off) and seconds
+# each is kept (how late another process's invalidation can be seen; see cache.py).
+CUSTOMER_CONTEXT_LOCAL_CACHE_SIZE = env.get_int("CUSTOMER_CONTEXT_LOCAL_CACHE_SIZE", 512)
+CUSTOMER_CONTEXT_LOCAL_CACHE_TTL = env.get_float("CUSTOMER_CONTEXT_LOCAL_CACHE_TTL", 5.0)
 FEEDBACK_LINK_MAX_AGE_DAYS = env.get_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30)
 CELERY_BEAT_SCHEDULE["interactions-purge"] = {
     "task": "tickets.context.tasks.interaction_purge_task",

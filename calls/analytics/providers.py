@@ -1,15 +1,21 @@
 """Model providers for call analytics: summary, categories, topics, sentiment.
 
-A small interface with a registry, self-contained so the routing app's provider
-registry (``AI_PROVIDER``) can later take it over:
+A small interface with a registry keyed like routing's (``CALLS_AI_PROVIDER``, else
+``AI_PROVIDER``):
 
 * ``local`` (default, offline): an extractive summary (TextRank over TF-IDF sentence
   similarity), categories from a keyword rule classifier, keyword topics (top TF-IDF
   terms), VADER sentiment per segment.
-* ``bedrock``: Amazon Bedrock ``converse`` (bedrock-runtime) asked for a JSON answer;
-  segment sentiment stays local. The transcript is redacted first (``support.redaction``:
-  e-mails, phones, cards, IBANs, addresses, account ids and the caller's names, which
-  ``calls.services.call_analyse`` passes in).
+* ``bedrock`` / ``openai``: the model from routing's shared provider factory
+  (``routing.providers.models.strands_model("summary", name)``: Bedrock with
+  ``ROUTING_BEDROCK_SUMMARY_MODEL_ID``, or an OpenAI-compatible server) in a Strands agent
+  with a structured answer, wrapped in ``RedactingModel`` with the caller's names (which
+  ``calls.services.call_analyse`` passes in), so the transcript leaves redacted exactly as
+  routing's tickets do. Failures are handled like routing's: throttling, 5xx, timeouts and
+  invalid answers are retried (``ROUTING_BEDROCK_MAX_ATTEMPTS``, backoff), then (or at
+  once for an auth or permanent error) the local provider analyses and the analysis
+  records the fallback; a programming error is logged with its traceback and counted
+  (``support.fallback``). Segment sentiment stays local.
 
 Data Automation produces its own analytics (see ``calls.transcription``); it is not a
 provider here.
@@ -17,21 +23,20 @@ provider here.
 
 from __future__ import annotations
 
-import json
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
-from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from pydantic import BaseModel, Field
 
 from calls.parsers import Segment
-from support.aws import aws_client, aws_error
 from support.errors import PermanentError
-from support.redaction import redact
+from support.fallback import provider_failure
 
 CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
     "Billing": ("bill", "invoice", "charge", "payment", "refund", "paid", "pay ", "fee", "card"),
@@ -75,6 +80,9 @@ class Analysis:
     sentiment_score: float | None
     segment_sentiments: list[str] = field(default_factory=list)
     bedrock_status: str = ""
+    provider: str = "local"  # who produced it (``local`` after a fallback)
+    fallback_from: str = ""
+    fallback_reason: str = ""
 
 
 class AnalyticsProvider(Protocol):
@@ -186,84 +194,104 @@ class LocalProvider:
         )
 
 
-# --- Bedrock --------------------------------------------------------------------------------
+# --- an LLM from the shared provider registry ------------------------------------------------
 
+SYSTEM_PROMPT = (
+    "You analyse customer-support phone calls. Personal data is redacted as [EMAIL], "
+    "[PHONE], [CARD], [IBAN], [ACCOUNT], [ADDRESS], [POSTCODE], [NAME]; never ask for it."
+)
 PROMPT = (
-    "You analyse customer-support phone calls. Answer ONLY with a JSON object with keys "
-    '"summary" (2-3 sentences), "categories" (1-3 of: {categories}), '
-    '"topics" (up to 5 short noun phrases).\n\nTranscript:\n{transcript}'
+    "Summarise this call in 2-3 sentences, choose 1-3 categories from: {categories}, and "
+    "list up to 5 topics (short noun phrases).\n\nTranscript:\n{transcript}"
 )
 
 
-def bedrock_runtime_client() -> Any:
-    # A generation call can take a minute (AWS_BEDROCK_READ_TIMEOUT); one attempt, because
-    # call_analyse_task retries with backoff and two 60 s attempts would outlast its limit.
-    return aws_client(
-        "bedrock-runtime", read_timeout=settings.AWS_BEDROCK_READ_TIMEOUT, max_attempts=1
-    )
+class CallAnalysisOutput(BaseModel):
+    """The analysis of one customer-support call."""
+
+    summary: str = Field(description="2-3 sentence summary of the call.")
+    categories: list[str] = Field(description="1-3 categories from the list given.")
+    topics: list[str] = Field(default_factory=list, description="Up to 5 short noun phrases.")
 
 
-def _first_json_object(text: str) -> dict[str, Any]:
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        raise PermanentError("The model answered without a JSON object.")
-    try:
-        data = json.loads(text[start : end + 1])
-    except ValueError as exc:
-        raise PermanentError(f"The model's JSON is invalid: {exc}") from exc
-    if not isinstance(data, dict):
-        raise PermanentError("The model's JSON is not an object.")
-    return data
+class ModelProvider:
+    """A model from the shared factory, every request redacted, falling back to local."""
 
+    def __init__(
+        self,
+        name: str,
+        model_factory: Callable[[], Any] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.model_factory = model_factory
+        self.sleep = sleep
 
-class BedrockProvider:
-    name = "bedrock"
+    def _model(self) -> Any:
+        if self.model_factory is not None:
+            return self.model_factory()
+        from routing.providers.models import strands_model
 
-    def __init__(self, client: Any = None, model_id: str | None = None) -> None:
-        self._client = client
-        self.model_id = model_id or settings.CALLS_BEDROCK_MODEL_ID
+        return strands_model("summary", self.name)
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = bedrock_runtime_client()
-        return self._client
+    def _once(self, transcript: str, names: Sequence[str]) -> tuple[CallAnalysisOutput, str]:
+        from strands import Agent
+        from strands.types.exceptions import StructuredOutputException
+
+        from routing.providers.redacting import RedactingModel
+
+        inner = self._model()
+        agent = Agent(
+            # The one place call text leaves the machine: redacted on every request.
+            model=RedactingModel(inner, names=names),
+            system_prompt=SYSTEM_PROMPT,
+            callback_handler=None,
+            retry_strategy=None,
+        )
+        prompt = PROMPT.format(
+            categories=", ".join([*CATEGORY_KEYWORDS, DEFAULT_CATEGORY]), transcript=transcript
+        )
+        result = agent(prompt, structured_output_model=CallAnalysisOutput)
+        output = result.structured_output
+        if not isinstance(output, CallAnalysisOutput):
+            raise StructuredOutputException("The model gave no call analysis.")
+        return output, str(getattr(result, "stop_reason", "") or "end_turn")
 
     def analyse(
         self, *, text: str, segments: Sequence[Segment], names: Sequence[str] = ()
     ) -> Analysis:
+        from routing.providers.agent import call_with_retries
+
         transcript = "\n".join(f"{s.speaker}: {s.text}" for s in segments) or text
-        # The one place call text leaves the machine: redacted here, whoever calls.
-        prompt = PROMPT.format(
-            categories=", ".join([*CATEGORY_KEYWORDS, DEFAULT_CATEGORY]),
-            transcript=redact(transcript, names=names),
-        )
         try:
-            response = self.client.converse(
-                modelId=self.model_id,
-                messages=[{"role": "user", "content": [{"text": prompt}]}],
-                inferenceConfig={"maxTokens": 800, "temperature": 0.0},
+            output, stop = call_with_retries(
+                f"call summary ({self.name})",
+                lambda: self._once(transcript, names),
+                sleep=self.sleep,
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise aws_error(exc, context="Bedrock call analysis") from exc
-        blocks = response.get("output", {}).get("message", {}).get("content", [])
-        answer = "".join(str(b.get("text", "")) for b in blocks)
-        data = _first_json_object(answer)
+        except Exception as exc:  # noqa: BLE001 - any model failure: the local analysis
+            provider_failure(exc, component="call_summary", provider=self.name)
+            local = LocalProvider().analyse(text=text, segments=segments, names=names)
+            local.fallback_from = self.name
+            local.fallback_reason = f"{type(exc).__name__}: {exc}"[:500]
+            return local
         labels, overall, score = segment_sentiments(segments)
         return Analysis(
-            summary=str(data.get("summary") or ""),
-            categories=[str(c) for c in data.get("categories") or []][:3],
-            topics=[str(t) for t in data.get("topics") or []][:5],
+            summary=output.summary.strip(),
+            categories=[str(c) for c in output.categories][:3],
+            topics=[str(t) for t in output.topics][:5],
             sentiment=overall,
             sentiment_score=score,
             segment_sentiments=labels,
-            bedrock_status=str(response.get("stopReason") or "end_turn"),
+            bedrock_status=stop if self.name == "bedrock" else "",
+            provider=self.name,
         )
 
 
 PROVIDERS: dict[str, Callable[[], AnalyticsProvider]] = {
     "local": LocalProvider,
-    "bedrock": BedrockProvider,
+    "bedrock": lambda: ModelProvider("bedrock"),
+    "openai": lambda: ModelProvider("openai"),
 }
 
 

@@ -314,6 +314,7 @@ def call_record_ingest(*, record: dict[str, Any]) -> Call:
     if (
         call.recording_location
         or call.s3_input_uri
+        or call.s3_output_uri  # a result that arrived before this record
         or settings.CALLS_TRANSCRIPTION_BACKEND == "local"
     ):
         call_pipeline_schedule(call)
@@ -353,12 +354,22 @@ def s3_result_created(*, record: dict[str, Any]) -> bool:
     contact_id = key.split("/", 1)[0]
     if key.startswith("transcripts/"):
         contact_id = name.removesuffix(".json")
+    if not contact_id or (name == "result.json" and "/standard_output/" in key):
+        return False  # follow job_metadata.json instead (it also names the custom output)
+    uri = f"s3://{bucket}/{key}"
     call = Call.objects.select_for_update().filter(contact_id=contact_id).first()
     if call is None:
-        return False
-    if name == "result.json" and "/standard_output/" in key:
-        return False  # follow job_metadata.json instead (it also names the custom output)
-    call.s3_output_uri = f"s3://{bucket}/{key}"
+        # The result came before the call's record (CTR or seed 003's notification): keep
+        # it on a new call row. The record finds the row by contact id and starts the
+        # pipeline, which reads this result (``call_transcribe``).
+        call, created = Call.objects.get_or_create(
+            contact_id=contact_id, defaults={"s3_output_uri": uri}
+        )
+        if created:
+            logger.info("Result %s for unknown call %s kept until its record", uri, contact_id)
+            return True
+        call = Call.objects.select_for_update().get(pk=call.pk)
+    call.s3_output_uri = uri
     call.save(update_fields=["s3_output_uri", "updated_at"])
     call_pipeline_schedule(call)
     return True

@@ -143,7 +143,14 @@ def call_analyse(*, call_id: int) -> CallAnalytics | None:
     analysis = provider.analyse(
         text=transcript.text, segments=segments, names=customer_redaction_names(call.customer_id)
     )
-    path = AnalyticsPath.LOCAL if provider.name == "local" else AnalyticsPath.TRANSCRIBE_MODEL
+    if analysis.fallback_from:
+        logger.warning(
+            "Call %s analysed locally: %s failed (%s)",
+            call_id,
+            analysis.fallback_from,
+            analysis.fallback_reason,
+        )
+    path = AnalyticsPath.LOCAL if analysis.provider == "local" else AnalyticsPath.TRANSCRIBE_MODEL
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
         current = Transcript.objects.filter(call=call).values("text", "segments").first()
@@ -160,7 +167,7 @@ def call_analyse(*, call_id: int) -> CallAnalytics | None:
                 "sentiment_score": analysis.sentiment_score,
                 "bedrock_status": analysis.bedrock_status,
                 "produced_by": path,
-                "provider": provider.name,
+                "provider": analysis.provider,
             },
         )
         _set_status_unless_synced(call.pk, PipelineStatus.ANALYSED)

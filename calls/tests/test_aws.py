@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
 from calls import sns, transcription
-from calls.analytics.providers import BedrockProvider
+from calls.analytics.providers import ModelProvider
 from calls.management.commands.calls_poll_sqs import poll_once
 from calls.models import AnalyticsPath, Call, CallAnalytics, CallEvent, EventStatus, Transcript
 from calls.parsers import Segment
@@ -33,6 +33,31 @@ TOPIC = "arn:aws:sns:us-east-1:123456789012:dmg-inbound-callrecording-transcript
 CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem"
 CALL_ID = "3f0c9b1e-2222-4c1d-8e77-0a1b2c3d4e5f"
 BDA_ARN = "arn:aws:bedrock:us-east-1:123456789012:data-automation-invocation/8a7e4c1b"
+
+
+def bedrock_provider(client: Any, model_id: str = "m") -> ModelProvider:
+    """The shared-registry summary provider on a real BedrockModel whose bedrock-runtime
+    client is ``client`` (stubbed with botocore's Stubber: BedrockModel(streaming=False)
+    calls ``converse``)."""
+    from strands.models.bedrock import BedrockModel
+
+    def model() -> BedrockModel:
+        bedrock = BedrockModel(model_id=model_id, streaming=False, region_name="us-east-1")
+        bedrock.client = client
+        return bedrock
+
+    return ModelProvider("bedrock", model_factory=model, sleep=lambda _seconds: None)
+
+
+def analysis_turn(answer: dict[str, Any], tokens: tuple[int, int] = (1, 1)) -> dict[str, Any]:
+    """A ``converse`` answer calling the structured-output tool with ``answer``."""
+    use = {"toolUse": {"toolUseId": "t1", "name": "CallAnalysisOutput", "input": answer}}
+    return {
+        "output": {"message": {"role": "assistant", "content": [use]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": tokens[0], "outputTokens": tokens[1], "totalTokens": sum(tokens)},
+        "metrics": {"latencyMs": 1},
+    }
 
 
 class FakeHttp:
@@ -367,7 +392,8 @@ def test_transcribe_backend_with_moto(
     assert (analytics.produced_by, analytics.call_categories[0]) == (AnalyticsPath.LOCAL, "Billing")
 
 
-def test_bedrock_provider_with_stubber():
+def test_bedrock_provider_with_stubber(settings):
+    settings.ROUTING_BEDROCK_MAX_ATTEMPTS = 2
     client = boto3.client("bedrock-runtime", region_name="us-east-1")
     stub = Stubber(client)
     answer = {
@@ -375,39 +401,30 @@ def test_bedrock_provider_with_stubber():
         "categories": ["Billing"],
         "topics": ["refund", "card fee"],
     }
-    stub.add_response(
-        "converse",
-        {
-            "output": {
-                "message": {
-                    "role": "assistant",
-                    "content": [{"text": "Here it is:\n" + json.dumps(answer)}],
-                }
-            },
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 420, "outputTokens": 48, "totalTokens": 468},
-            "metrics": {"latencyMs": 812},
-        },
-    )
-    stub.add_client_error(
-        "converse", service_error_code="ThrottlingException", http_status_code=429
-    )
+    stub.add_response("converse", analysis_turn(answer, tokens=(420, 48)))
+    for _ in range(2):
+        stub.add_client_error(
+            "converse", service_error_code="ThrottlingException", http_status_code=429
+        )
     segments = [
         Segment("Customer", 0, 1, "I was charged twice, this is awful."),
         Segment("Agent", 1, 2, "Refund issued."),
     ]
-    provider = BedrockProvider(client=client, model_id="anthropic.claude-3-5-sonnet-20240620-v1:0")
+    provider = bedrock_provider(client, model_id="anthropic.claude-3-5-sonnet-20240620-v1:0")
     with stub:
         result = provider.analyse(text="", segments=segments)
-        with pytest.raises(RetryableError):
-            provider.analyse(text="", segments=segments)
+        throttled = provider.analyse(text="", segments=segments)
+    stub.assert_no_pending_responses()
     assert (result.summary, result.categories, result.topics) == (
         answer["summary"],
         ["Billing"],
         ["refund", "card fee"],
     )
-    assert result.sentiment == "NEGATIVE"
-    assert result.bedrock_status == "end_turn"
+    assert (result.sentiment, result.provider) == ("NEGATIVE", "bedrock")
+    assert result.bedrock_status
+    # Throttled twice (ROUTING_BEDROCK_MAX_ATTEMPTS): the local analysis, fallback recorded.
+    assert (throttled.provider, throttled.fallback_from) == ("local", "bedrock")
+    assert "ModelThrottledException" in throttled.fallback_reason
 
 
 def test_bedrock_call_analysis_sends_no_personal_data(monkeypatch, settings):
@@ -446,18 +463,8 @@ def test_bedrock_call_analysis_sends_no_personal_data(monkeypatch, settings):
     )
     stub = Stubber(client)
     answer = {"summary": "Refund issued.", "categories": ["Billing"], "topics": ["refund"]}
-    stub.add_response(
-        "converse",
-        {
-            "output": {"message": {"role": "assistant", "content": [{"text": json.dumps(answer)}]}},
-            "stopReason": "end_turn",
-            "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
-            "metrics": {"latencyMs": 1},
-        },
-    )
-    monkeypatch.setitem(
-        providers.PROVIDERS, "bedrock", lambda: providers.BedrockProvider(client=client)
-    )
+    stub.add_response("converse", analysis_turn(answer))
+    monkeypatch.setitem(providers.PROVIDERS, "bedrock", lambda: bedrock_provider(client))
     with stub:
         analytics = services.call_analyse(call_id=call.pk)
     assert analytics is not None
@@ -496,18 +503,16 @@ def _billing_call() -> tuple[Call, Any]:
 
 
 def _converse_answer(summary: str) -> dict[str, Any]:
-    answer = {"summary": summary, "categories": ["Billing"], "topics": ["refund"]}
-    return {
-        "output": {"message": {"role": "assistant", "content": [{"text": json.dumps(answer)}]}},
-        "stopReason": "end_turn",
-        "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
-        "metrics": {"latencyMs": 1},
-    }
+    return analysis_turn({"summary": summary, "categories": ["Billing"], "topics": ["refund"]})
 
 
 class _DuringCall:
-    """A Bedrock client (Stubber) that runs ``meanwhile`` while the request is in flight and
-    notes whether a transaction of the code's own was open then."""
+    """A Bedrock client (Stubber) behind the summary provider; ``meanwhile`` runs while the
+    provider is busy (after the request went out, before ``call_analyse`` writes), and
+    whether a transaction of the code's own was open is noted when the provider is called.
+
+    Strands sends the request from a thread of its own, whose database connection does not
+    see the test's transaction: both happen in the caller's thread, around the provider."""
 
     def __init__(self, monkeypatch: Any, meanwhile: Any = None, summary: str = "Refund.") -> None:
         from calls.analytics import providers
@@ -517,18 +522,24 @@ class _DuringCall:
         self.stub = Stubber(self.client)
         self.stub.add_response("converse", _converse_answer(summary))
         self.open_transactions: list[str | None] = []
-
-        def in_flight(**_kw: Any) -> None:
-            self.open_transactions.append(open_transaction_description())
-            if meanwhile is not None:
-                meanwhile()
-
+        self.sent: list[str] = []
         self.client.meta.events.register(
-            "before-parameter-build.bedrock-runtime.Converse", in_flight
+            "before-parameter-build.bedrock-runtime.Converse",
+            lambda params, **_kw: self.sent.append(json.dumps(params, default=str)),
         )
-        monkeypatch.setitem(
-            providers.PROVIDERS, "bedrock", lambda: providers.BedrockProvider(client=self.client)
-        )
+        outer = self
+
+        class InFlight:
+            name = "bedrock"
+
+            def analyse(self, **kwargs: Any) -> Any:
+                outer.open_transactions.append(open_transaction_description())
+                analysis = bedrock_provider(outer.client).analyse(**kwargs)
+                if meanwhile is not None:
+                    meanwhile()
+                return analysis
+
+        monkeypatch.setitem(providers.PROVIDERS, "bedrock", InFlight)
 
 
 def test_call_analyse_calls_bedrock_with_no_transaction_open(monkeypatch, settings):
@@ -541,6 +552,7 @@ def test_call_analyse_calls_bedrock_with_no_transaction_open(monkeypatch, settin
     with bedrock.stub:
         analytics = services.call_analyse(call_id=call.pk)
     assert bedrock.open_transactions == [None]
+    assert len(bedrock.sent) == 1
     assert analytics is not None
     assert (analytics.call_summary, analytics.provider) == ("Refund.", "bedrock")
     call.refresh_from_db()
@@ -604,3 +616,97 @@ def test_call_analyse_keeps_a_result_and_status_stored_during_the_call(monkeypat
     call.refresh_from_db()
     assert call.pipeline_status == "synced"
     assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 1
+
+
+# --- seed 003's single results.json, and results that arrive before their call -----------
+
+
+def _results_created(key: str) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": "2026-11-20T12:01:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "bucket": {"name": "bda-output", "arn": "arn:aws:s3:::bda-output"},
+                    "object": {"key": key, "size": 2048, "eTag": "0123456789abcdef"},
+                },
+            }
+        ]
+    }
+
+
+def _put_single_results(s3: Any, call_id: str) -> dict[str, Any]:
+    """Seed 003's ``s3://bucket/{callId}/results.json``: the standard output with the
+    custom blueprint's output in the same document."""
+    custom = load("bda_custom_output.json")
+    s3.put_object(
+        Bucket="bda-output",
+        Key=f"{call_id}/results.json",
+        Body=json.dumps({**load("bda_standard_output.json"), "custom_output": custom}),
+    )
+    return dict(custom["inference_result"])
+
+
+def _poll(events: list[dict[str, Any]], capture: Any) -> tuple[int, int]:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="persistence")["QueueUrl"]
+    for event in events:
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event))
+    with capture(execute=True):
+        return poll_once(sqs, url, wait=0)
+
+
+def test_seed_003_single_results_json_becomes_the_call_analytics(
+    aws, django_capture_on_commit_callbacks
+):
+    call = Call.objects.create(contact_id=CALL_ID)
+    custom = _put_single_results(aws, CALL_ID)
+    assert _poll(
+        [_results_created(f"{CALL_ID}/results.json")], django_capture_on_commit_callbacks
+    ) == (
+        1,
+        0,
+    )
+    call.refresh_from_db()
+    assert call.s3_output_uri == f"s3://bda-output/{CALL_ID}/results.json"
+    analytics = CallAnalytics.objects.get(call=call)
+    assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
+    assert (analytics.call_summary, analytics.call_categories, analytics.topics) == (
+        custom["call_summary"],
+        custom["call_categories"],
+        custom["topics"],
+    )
+    assert analytics.transcript
+    assert CallEvent.objects.get().status == EventStatus.PROCESSED
+
+
+def test_results_for_an_unknown_call_are_kept_and_matched_when_its_record_arrives(
+    aws, integration_client, django_capture_on_commit_callbacks
+):
+    """The S3 event used to be ignored when no call had the id yet: the results were lost."""
+    ctr = load("ctr_billing.json")
+    call_id = ctr["ContactId"]
+    custom = _put_single_results(aws, call_id)
+    _poll([_results_created(f"{call_id}/results.json")], django_capture_on_commit_callbacks)
+    event = CallEvent.objects.get()
+    assert event.status == EventStatus.PROCESSED
+    kept = Call.objects.get(contact_id=call_id)
+    assert kept.s3_output_uri == f"s3://bda-output/{call_id}/results.json"
+    assert not CallAnalytics.objects.exists()  # nothing analysed before the record
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = integration_client.post(
+            "/api/calls/events", data=json.dumps(ctr), content_type="application/json"
+        )
+    assert response.status_code == 202
+    call = Call.objects.get()
+    assert call.pk == kept.pk
+    assert call.customer_phone  # the record filled in the kept row
+    analytics = CallAnalytics.objects.get(call=call)
+    assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
+    assert analytics.call_summary == custom["call_summary"]

@@ -13,7 +13,6 @@ from botocore.stub import Stubber
 from django.core.management import CommandError, call_command
 
 from calls import services
-from calls.analytics.providers import BedrockProvider, bedrock_runtime_client
 from calls.management.commands.calls_poll_sqs import poll_once
 from calls.models import AgentStateSpan, Alert, AlertKind, AlertRule, Call
 from calls.parsers import Segment
@@ -98,30 +97,57 @@ def test_s3_result_read_failures(code, status, error):
 SEGMENTS = [Segment("Customer", 0, 1, "Charged twice."), Segment("Agent", 1, 2, "Refunded.")]
 
 
-@pytest.mark.parametrize(("code", "status", "error"), FAILURES, ids=IDS)
-def test_bedrock_call_analysis_failures(code, status, error):
-    """The provider had no 5xx check: an InternalFailure 500 was permanent."""
+# (error code, HTTP status, converse attempts before the local analysis takes over)
+SUMMARY_FAILURES = [
+    ("ThrottlingException", 400, 2),
+    ("InternalFailure", 500, 2),
+    ("ServiceUnavailableException", 503, 2),
+    ("AccessDeniedException", 403, 1),
+    ("ValidationException", 400, 1),
+]
+
+
+@pytest.mark.parametrize(("code", "status", "attempts"), SUMMARY_FAILURES, ids=IDS)
+def test_bedrock_call_analysis_failures(code, status, attempts, settings):
+    """Like routing's: throttled and 5xx retried (bounded), auth and 4xx not; then the
+    local analysis, with the fallback recorded."""
+    from calls.tests.test_aws import bedrock_provider
+
+    settings.ROUTING_BEDROCK_MAX_ATTEMPTS = 2
     client, stub = stubbed("bedrock-runtime")
-    stub.add_client_error("converse", code, http_status_code=status)
-    with stub, pytest.raises(error) as raised:
-        BedrockProvider(client=client, model_id="m").analyse(text="", segments=SEGMENTS)
-    assert type(raised.value) is error
+    for _ in range(attempts):
+        stub.add_client_error("converse", code, http_status_code=status)
+    with stub:
+        analysis = bedrock_provider(client).analyse(text="", segments=SEGMENTS)
+    stub.assert_no_pending_responses()
+    assert (analysis.provider, analysis.fallback_from) == ("local", "bedrock")
+    assert analysis.summary or analysis.categories
 
 
 def test_bedrock_call_analysis_client_allows_a_long_generation(settings):
+    from routing.providers.models import strands_model
+
     settings.AWS_BEDROCK_READ_TIMEOUT = 90.0
-    config = bedrock_runtime_client().meta.config
+    config = strands_model("summary", "bedrock").client.meta.config
     assert config.read_timeout == 90.0
-    assert config.retries == {"total_max_attempts": 1, "mode": "standard"}  # the task retries
+    assert config.retries == {"total_max_attempts": 1, "mode": "standard"}  # we retry
 
 
-def test_bedrock_call_analysis_timeout_is_retryable():
+def test_bedrock_call_analysis_timeout_is_retried_then_local(settings):
+    from calls.tests.test_aws import bedrock_provider
+
+    settings.ROUTING_BEDROCK_MAX_ATTEMPTS = 2
+    calls: list[str] = []
+
     class Hanging:
         def converse(self, **kwargs: Any) -> None:
+            calls.append(kwargs["modelId"])
             raise ReadTimeoutError(endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com")
 
-    with pytest.raises(RetryableError, match="ReadTimeoutError"):
-        BedrockProvider(client=Hanging(), model_id="m").analyse(text="", segments=SEGMENTS)
+    analysis = bedrock_provider(Hanging()).analyse(text="", segments=SEGMENTS)
+    assert calls == ["m", "m"]
+    assert analysis.provider == "local"
+    assert "ReadTimeoutError" in analysis.fallback_reason
 
 
 @pytest.fixture

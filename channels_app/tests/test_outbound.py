@@ -281,6 +281,37 @@ def test_messenger_reply_and_delivery_watermark(
 
 
 @responses.activate
+def test_instagram_reply_uses_the_graph_api_send_shape(
+    post_fixture: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Instagram messaging Send API: POST /<IG account id>/messages with a Bearer token,
+    ``{"recipient": {"id": IGSID}, "message": {"text": ...}}``; the answer names the message
+    (``{"recipient_id", "message_id"}``)."""
+    account = make_account("instagram")
+    post_fixture(account, "text_message")
+    ticket = Ticket.objects.get()
+    responses.post(
+        "https://graph.facebook.com/v21.0/17841405822304914/messages",
+        json={"recipient_id": "1784145963457001", "message_id": "aWdfZAG1faXRlbToxOklHTWVzc2FnZA"},
+        match=[responses.matchers.header_matcher({"Authorization": "Bearer test-access-token"})],
+    )
+    before = counts()
+    message = reply(ticket, agent, django_capture_on_commit_callbacks, text="Back on Friday!")
+    assert len(responses.calls) == 1
+    assert json.loads(responses.calls[0].request.body or b"") == {
+        "recipient": {"id": "1784145963457001"},
+        "message": {"text": "Back on Friday!"},
+    }
+    assert responses.calls[0].request.headers["Content-Type"] == "application/json"
+    assert diff(before, counts()) == {"messages": 1, "deliveries": 1, "attempts": 1}
+    message.refresh_from_db()
+    assert (message.delivery_status, message.channel_message_id) == (
+        "sent",
+        "aWdfZAG1faXRlbToxOklHTWVzc2FnZA",
+    )
+
+
+@responses.activate
 def test_x_reply_uses_the_dm_api_v2(
     post_fixture: Any, agent: Any, django_capture_on_commit_callbacks: Any
 ) -> None:

@@ -44,6 +44,46 @@ def _location(result: dict[str, Any]) -> str:
     return ""
 
 
+SOURCE_KEY = "source"  # a string metadata attribute: the KnowledgeSource name
+TAGS_KEY = "tags"  # a string-list metadata attribute: the document's tags
+
+
+def _any_of(filters: list[dict[str, Any]]) -> dict[str, Any]:
+    # orAll / andAll take 2 to 5 members: one condition stands alone.
+    return filters[0] if len(filters) == 1 else {"orAll": filters}
+
+
+def metadata_filter(
+    sources: Sequence[str] | None, tags: Sequence[str] | None
+) -> dict[str, Any] | None:
+    """The ``retrieve`` metadata filter with the local backend's semantics: the document's
+    ``source`` is one of ``sources``, **and** its ``tags`` contain at least one of ``tags``
+    (``equals`` / ``in`` on ``source``, ``listContains`` under ``orAll`` on ``tags``,
+    ``andAll`` over the two). None when neither is given.
+
+    The documents' ``.metadata.json`` sidecar files in the data source must carry the two
+    attributes (``{"metadataAttributes": {"source": "...", "tags": [...]}}``)."""
+    conditions: list[dict[str, Any]] = []
+    names = list(dict.fromkeys(s for s in sources or () if s))
+    if len(names) == 1:
+        conditions.append({"equals": {"key": SOURCE_KEY, "value": names[0]}})
+    elif names:
+        conditions.append({"in": {"key": SOURCE_KEY, "value": names}})
+    wanted = list(dict.fromkeys(t for t in tags or () if t))
+    if wanted:
+        # Long tag lists nest in groups of at most five conditions.
+        groups = [
+            _any_of([{"listContains": {"key": TAGS_KEY, "value": t}} for t in wanted[i : i + 5]])
+            for i in range(0, len(wanted), 5)
+        ]
+        while len(groups) > 1:
+            groups = [_any_of(groups[i : i + 5]) for i in range(0, len(groups), 5)]
+        conditions.append(groups[0])
+    if not conditions:
+        return None
+    return conditions[0] if len(conditions) == 1 else {"andAll": conditions}
+
+
 class BedrockBackend:
     name = "bedrock"
     sends_text = True
@@ -69,8 +109,9 @@ class BedrockBackend:
     ) -> list[SearchResult]:
         runtime = self._runtime or _client("bedrock-agent-runtime")
         config: dict[str, Any] = {"numberOfResults": max(1, min(k, 100))}
-        if tags:  # metadata filter on a "tags" list attribute of the documents
-            config["filter"] = {"listContains": {"key": "tags", "value": tags[0]}}
+        retrieval_filter = metadata_filter(sources, tags)
+        if retrieval_filter is not None:
+            config["filter"] = retrieval_filter
         response = _call(
             runtime.retrieve,
             knowledgeBaseId=self.knowledge_base_id,

@@ -267,3 +267,66 @@ def test_titan_embedding_of_a_ticket_query_is_redacted(
     assert "[NAME]" in input_text
     assert "[ADDRESS]" in input_text
     assert [p for p in PERSONAL if p.lower() in input_text.lower()] == []
+
+
+@pytest.mark.parametrize(
+    ("sources", "tags", "expected"),
+    [
+        (
+            ["faq", "help-center"],
+            ["billing", "refunds"],
+            {
+                "andAll": [
+                    {"in": {"key": "source", "value": ["faq", "help-center"]}},
+                    {
+                        "orAll": [
+                            {"listContains": {"key": "tags", "value": "billing"}},
+                            {"listContains": {"key": "tags", "value": "refunds"}},
+                        ]
+                    },
+                ]
+            },
+        ),
+        (["faq"], None, {"equals": {"key": "source", "value": "faq"}}),
+        (None, ["billing"], {"listContains": {"key": "tags", "value": "billing"}}),
+        (
+            ["faq"],
+            ["a", "b", "c", "d", "e", "f"],
+            {
+                "andAll": [
+                    {"equals": {"key": "source", "value": "faq"}},
+                    {
+                        "orAll": [
+                            {
+                                "orAll": [
+                                    {"listContains": {"key": "tags", "value": t}} for t in "abcde"
+                                ]
+                            },
+                            {"listContains": {"key": "tags", "value": "f"}},
+                        ]
+                    },
+                ]
+            },
+        ),
+    ],
+    ids=["sources-and-tags", "one-source", "one-tag", "many-tags"],
+)
+def test_retrieve_filters_by_every_source_and_tag(bedrock_settings, sources, tags, expected):
+    """The backend ignored ``sources`` and used only the first tag."""
+    runtime, stub = stubbed("bedrock-agent-runtime")
+    stub.add_response(
+        "retrieve",
+        {"retrievalResults": []},
+        {
+            "knowledgeBaseId": "KB12345678",
+            "retrievalQuery": {"text": "refund time"},
+            "retrievalConfiguration": {
+                "vectorSearchConfiguration": {"numberOfResults": 3, "filter": expected}
+            },
+        },
+    )
+    with stub:
+        BedrockBackend(runtime_client=runtime).search(
+            "refund time", k=3, sources=sources, tags=tags
+        )
+        stub.assert_no_pending_responses()

@@ -5,7 +5,9 @@
 - ``openai``: the same agent on any OpenAI-compatible endpoint (needs the ``openai`` package).
 
 ``decide`` never leaves a ticket unrouted: when an LLM provider fails after its bounded
-retries, the local provider decides and the result records the fallback.
+retries, the local provider decides and the result records the fallback. A programming
+error is not an outage: ``support.fallback.provider_failure`` logs it with its traceback,
+counts it, and re-raises it where ``PROVIDER_RAISE_PROGRAMMING_ERRORS`` is on (tests).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from routing.providers.base import ProviderUnavailable, RoutingProvider, review_
 from routing.providers.local import LocalProvider
 from routing.schemas import ProviderResult
 from routing.tools import TicketContext
+from support.fallback import provider_failure
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +54,7 @@ def decide(ctx: TicketContext, provider: RoutingProvider | None = None) -> Provi
         try:
             result = chosen.decide(ctx)
         except Exception as exc:  # noqa: BLE001 - any LLM failure falls back; never unrouted
-            logger.warning("Routing provider %s unavailable, using local: %s", chosen.name, exc)
+            provider_failure(exc, component="routing", provider=chosen.name)
             result = LocalProvider().decide(ctx)
             result.fallback_from = chosen.name
             result.fallback_reason = str(exc)[:2000]

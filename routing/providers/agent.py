@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
@@ -33,15 +33,19 @@ from routing.providers.redacting import RedactingModel
 from routing.schemas import ProviderResult, RoutingDecisionOutput, ToolTrace
 from routing.tools import TicketContext
 from support.aws import classify_aws_error
+from support.fallback import is_programming_error
 from support.outbound import backoff_seconds
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SYSTEM_PROMPT = """You route customer-support tickets to a team and set their priority.
 Call classify_issue, extract_entities, check_vip_status, get_historical_context,
 check_service_status, calculate_priority and route_to_team (call independent tools together
 in one turn: classify_issue, extract_entities, check_vip_status, get_historical_context
-first, then the rest), then answer with the decision.
+first, then check_service_status, then calculate_priority with its outage_match and
+known_issue, and route_to_team), then answer with the decision. A decision made without
+classify_issue, check_service_status, calculate_priority and route_to_team goes to a person.
 Use the team slug from route_to_team and the priority from calculate_priority unless the
 evidence clearly says otherwise; explain which signals decided. Set requires_manual_review
 when signals conflict or you are unsure. Personal data is redacted as [EMAIL], [PHONE],
@@ -50,7 +54,7 @@ when signals conflict or you are unsure. Personal data is redacted as [EMAIL], [
 # Failures worth another attempt. AWS errors (ClientError, BotoCoreError) are caught too,
 # then classified by support.aws: only throttled/retryable ones are tried again; an auth or
 # permanent one (AccessDenied, ValidationException, no credentials) falls back at once.
-RETRYABLE = (
+RETRYABLE: tuple[type[BaseException], ...] = (
     ModelThrottledException,
     ClientError,
     BotoCoreError,
@@ -60,6 +64,12 @@ RETRYABLE = (
     TimeoutError,
     ConnectionError,
 )
+try:  # the optional `openai` extra: its timeouts, connection failures and 5xx
+    import openai
+
+    RETRYABLE += (openai.APITimeoutError, openai.APIConnectionError, openai.InternalServerError)
+except ImportError:  # pragma: no cover - the extra is not installed
+    pass
 
 
 def _worth_retrying(exc: BaseException) -> bool:
@@ -68,10 +78,37 @@ def _worth_retrying(exc: BaseException) -> bool:
     return True
 
 
+def call_with_retries(
+    name: str, fn: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """``fn()`` up to ``ROUTING_BEDROCK_MAX_ATTEMPTS`` times with backoff while it fails in
+    a way worth retrying; then (or at once for an auth or permanent AWS error)
+    ``ProviderUnavailable``, for the caller to fall back. Any other exception propagates."""
+    attempts = max(1, settings.ROUTING_BEDROCK_MAX_ATTEMPTS)
+    errors: list[str] = []
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except RETRYABLE as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            logger.warning("%s attempt %s failed: %s", name, attempt, exc)
+            if not _worth_retrying(exc):
+                raise ProviderUnavailable(
+                    f"{name} failed for good ({classify_aws_error(exc)}): " + " | ".join(errors)
+                ) from exc
+            if attempt < attempts:
+                sleep(backoff_seconds(attempt, base=settings.ROUTING_BEDROCK_BACKOFF, cap=8.0))
+    raise ProviderUnavailable(f"{name} failed {attempts} time(s): " + " | ".join(errors))
+
+
 @dataclass
 class AgentRun:
     ctx: TicketContext
     trace: ToolTrace
+    # Programming errors raised inside a tool. Strands turns a tool's exception into an
+    # error result for the model and carries on, which would hide the bug: the provider
+    # raises the first one once the agent returns (``AgentProvider._once``).
+    errors: list[BaseException] = field(default_factory=list)
 
 
 def _run(
@@ -79,7 +116,12 @@ def _run(
 ) -> Any:
     run: AgentRun = tool_context.invocation_state["routing_run"]
     # Returned as is: RedactingModel redacts the result when it is sent to the model.
-    return run.trace.call(name, inputs, lambda: fn(run))
+    try:
+        return run.trace.call(name, inputs, lambda: fn(run))
+    except Exception as exc:
+        if is_programming_error(exc):
+            run.errors.append(exc)
+        raise
 
 
 @tool(context=True)
@@ -127,15 +169,23 @@ def check_service_status(
 
 @tool(context=True)
 def calculate_priority(
-    category: str, outage_match: bool, tool_context: ToolContext
+    category: str, outage_match: bool, tool_context: ToolContext, known_issue: bool = False
 ) -> dict[str, Any]:
-    """Weighted priority score (VIP, outage, urgency words, sentiment, waiting time, repeat
-    contact) giving low / normal / high / urgent with reasons.
+    """Weighted priority score (VIP, outage or known issue, urgency words, sentiment,
+    waiting time, repeat contact) giving low / normal / high / urgent with reasons.
 
     Args:
         category: The category from classify_issue.
         outage_match: outage_match from check_service_status.
+        known_issue: known_issue from check_service_status.
     """
+    run: AgentRun = tool_context.invocation_state["routing_run"]
+    # What check_service_status found wins over what the model passed on: the model cannot
+    # drop the outage or known-issue signal (the local provider passes both the same way).
+    service = run.trace.last("check_service_status")
+    if service is not None:
+        outage_match = bool(service.get("outage_match"))
+        known_issue = bool(service.get("known_issue"))
 
     def fn(r: AgentRun) -> dict[str, Any]:
         history = tools.get_historical_context(r.ctx.history)
@@ -144,6 +194,7 @@ def calculate_priority(
             vip_tier=r.ctx.customer.vip_tier,
             account_type=r.ctx.customer.account_type,
             outage_match=outage_match,
+            known_issue=known_issue,
             waiting_minutes=r.ctx.waiting_minutes,
             recent_tickets=history["tickets_last_7_days"],
             category=category,
@@ -152,7 +203,7 @@ def calculate_priority(
     return _run(  # type: ignore[no-any-return]
         tool_context,
         "calculate_priority",
-        {"category": category, "outage_match": outage_match},
+        {"category": category, "outage_match": outage_match, "known_issue": known_issue},
         fn,
     )
 
@@ -221,6 +272,7 @@ class AgentProvider:
     def _once(self, ctx: TicketContext) -> ProviderResult:
         model = RedactingModel(self.model_factory(), names=ctx.redact_names)
         trace = ToolTrace()
+        run = AgentRun(ctx=ctx, trace=trace)
         agent = Agent(
             model=model,
             tools=list(AGENT_TOOLS),
@@ -231,8 +283,10 @@ class AgentProvider:
         result = agent(
             build_prompt(ctx),
             structured_output_model=RoutingDecisionOutput,
-            invocation_state={"routing_run": AgentRun(ctx=ctx, trace=trace)},
+            invocation_state={"routing_run": run},
         )
+        if run.errors:  # a bug in a tool: surfaced, not hidden behind the model's answer
+            raise run.errors[0]
         decision = result.structured_output
         if not isinstance(decision, RoutingDecisionOutput):
             raise StructuredOutputException("The model gave no routing decision.")
@@ -250,21 +304,4 @@ class AgentProvider:
         )
 
     def decide(self, ctx: TicketContext) -> ProviderResult:
-        attempts = max(1, settings.ROUTING_BEDROCK_MAX_ATTEMPTS)
-        errors: list[str] = []
-        for attempt in range(1, attempts + 1):
-            try:
-                return self._once(ctx)
-            except RETRYABLE as exc:
-                errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                logger.warning("Routing %s attempt %s failed: %s", self.name, attempt, exc)
-                if not _worth_retrying(exc):
-                    raise ProviderUnavailable(
-                        f"{self.name} failed for good ({classify_aws_error(exc)}): "
-                        + " | ".join(errors)
-                    ) from exc
-                if attempt < attempts:
-                    self.sleep(
-                        backoff_seconds(attempt, base=settings.ROUTING_BEDROCK_BACKOFF, cap=8.0)
-                    )
-        raise ProviderUnavailable(f"{self.name} failed {attempts} time(s): " + " | ".join(errors))
+        return call_with_retries(self.name, lambda: self._once(ctx), sleep=self.sleep)

@@ -11,6 +11,10 @@ from routing.schemas import ProviderResult
 from routing.tools import TicketContext
 
 AMBIGUITY_MARGIN = 0.15
+# Tools an LLM provider must have called for its decision to be applied without a person:
+# the classification, the service status (outage / known issue), the priority score and
+# the team rules. (VIP tier and history feed calculate_priority directly.)
+REQUIRED_TOOLS = ("classify_issue", "check_service_status", "calculate_priority", "route_to_team")
 
 
 class ProviderUnavailable(Exception):
@@ -39,6 +43,11 @@ def review_reasons(result: ProviderResult, ctx: TicketContext) -> list[str]:
         reasons.append(f"confidence {decision.confidence:.2f} is below {threshold:.2f}")
     if not decision.team or decision.team not in ctx.team_names:
         reasons.append(f"no known team for category {decision.category or '?'}")
+    if result.provider != "local":
+        called = {call["name"] for call in result.trace.calls}
+        skipped = [name for name in REQUIRED_TOOLS if name not in called]
+        if skipped:
+            reasons.append(f"the model skipped required tools: {', '.join(skipped)}")
     classification: dict[str, Any] | None = result.trace.last("classify_issue")
     if classification and classification.get("out_of_scope"):
         reasons.append(

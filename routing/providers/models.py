@@ -25,6 +25,13 @@ def _bedrock_model_id(purpose: str) -> str:
     return ids.get(purpose, settings.ROUTING_BEDROCK_MODEL_ID)
 
 
+def _timeout(purpose: str) -> float:
+    """Routing answers in seconds; a summary (a call, a reply draft) may take a minute."""
+    if purpose == "summary":
+        return float(settings.AWS_BEDROCK_READ_TIMEOUT)
+    return float(settings.ROUTING_BEDROCK_TIMEOUT)
+
+
 def strands_model(purpose: str = "routing", provider: str | None = None) -> Any:
     """A Strands model for ``purpose`` (``routing`` or ``summary``); no network until used."""
     provider = provider or settings.AI_PROVIDER
@@ -41,9 +48,7 @@ def strands_model(purpose: str = "routing", provider: str | None = None) -> Any:
             max_tokens=1024,
             # One attempt inside botocore: AgentProvider.decide retries (bounded, with
             # backoff) what support.aws classifies as retryable, then falls back to local.
-            boto_client_config=aws_config(
-                read_timeout=settings.ROUTING_BEDROCK_TIMEOUT, max_attempts=1
-            ),
+            boto_client_config=aws_config(read_timeout=_timeout(purpose), max_attempts=1),
         )
     if provider == "openai":
         try:
@@ -56,7 +61,9 @@ def strands_model(purpose: str = "routing", provider: str | None = None) -> Any:
             client_args={
                 "base_url": settings.ROUTING_OPENAI_BASE_URL,
                 "api_key": settings.ROUTING_OPENAI_API_KEY or "unused",
-                "timeout": settings.ROUTING_BEDROCK_TIMEOUT,
+                "timeout": _timeout(purpose),
+                # One attempt inside the client too: call_with_retries retries, bounded.
+                "max_retries": 0,
             },
             model_id=settings.ROUTING_OPENAI_MODEL_ID,
             params={"temperature": 0.0, "max_tokens": 1024},

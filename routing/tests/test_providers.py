@@ -13,7 +13,7 @@ from routing.context import DEFAULT_CATEGORY_TEAMS
 from routing.providers.agent import AgentProvider
 from routing.providers.local import LocalProvider
 from routing.tests.conftest import TEAMS, ScriptedModel
-from routing.tools import CustomerInfo, TicketContext
+from routing.tools import CustomerInfo, ServiceInfo, TicketContext
 
 TOOL_ORDER = [
     "classify_issue",
@@ -116,6 +116,7 @@ def test_agent_with_scripted_model_calls_tools_and_returns_structured_decision(c
         [
             ("tool", "classify_issue", {}),
             ("tool", "route_to_team", {"category": "ORDER"}),
+            ("tool", "check_service_status", {"service_ids": [], "category": "ORDER"}),
             ("tool", "calculate_priority", {"category": "ORDER", "outage_match": False}),
             ("tool", "RoutingDecisionOutput", DECISION),
         ]
@@ -125,11 +126,12 @@ def test_agent_with_scripted_model_calls_tools_and_returns_structured_decision(c
     assert [c["name"] for c in result.trace.calls] == [
         "classify_issue",
         "route_to_team",
+        "check_service_status",
         "calculate_priority",
     ]
     assert result.trace.calls[1]["output"]["team"] == "orders"
     assert (result.provider, result.model_id) == ("bedrock", "scripted")
-    assert (result.tokens_in, result.tokens_out) == (400, 80)
+    assert (result.tokens_in, result.tokens_out) == (500, 100)
     assert result.review_reasons == []
     first_prompt = str(model.calls[0]["messages"])
     assert "[EMAIL]" in first_prompt
@@ -146,7 +148,99 @@ def test_agent_conflicting_with_rules_needs_review(ctx):
         ]
     )
     result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
-    assert result.review_reasons == ["model chose billing, rules say orders"]
+    assert result.review_reasons == [
+        "the model skipped required tools: classify_issue, check_service_status, "
+        "calculate_priority",
+        "model chose billing, rules say orders",
+    ]
+
+
+KNOWN_ISSUE_SERVICE = ServiceInfo(
+    service_id="SVC100",
+    name="Order tracking",
+    state="operational",
+    keywords=(),
+    categories=("ORDER",),
+    outages=({"title": "Tracking page slow", "known_issue": True, "since": "2026-12-01"},),
+)
+
+
+def _all_tools_then(decision: dict, priority_args: dict) -> ScriptedModel:
+    return ScriptedModel(
+        [
+            ("tool", "classify_issue", {}),
+            ("tool", "check_service_status", {"service_ids": [], "category": "ORDER"}),
+            ("tool", "calculate_priority", priority_args),
+            ("tool", "route_to_team", {"category": "ORDER"}),
+            ("tool", "RoutingDecisionOutput", decision),
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "priority_args",
+    [
+        {"category": "ORDER", "outage_match": False, "known_issue": True},
+        # the model forgets to pass it on: check_service_status's finding still counts
+        {"category": "ORDER", "outage_match": False},
+    ],
+)
+def test_agent_priority_counts_a_known_issue_like_the_local_provider(ctx, priority_args):
+    """The agent's calculate_priority never received known_issue: Bedrock-routed tickets
+    lost the +10 that the local provider gives a known issue on a matching service."""
+    ctx.services = [KNOWN_ISSUE_SERVICE]
+    local = providers.decide(ctx, LocalProvider()).trace.last("calculate_priority") or {}
+    model = _all_tools_then(DECISION, priority_args)
+    result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    prio = result.trace.last("calculate_priority") or {}
+    assert (result.trace.last("check_service_status") or {})["known_issue"] is True
+    assert "+10 known issue on a matching service" in prio["reasons"]
+    assert prio["score"] == local["score"]
+    call = next(c for c in result.trace.calls if c["name"] == "calculate_priority")
+    assert call["input"] == {"category": "ORDER", "outage_match": False, "known_issue": True}
+    assert result.review_reasons == []
+
+
+def test_agent_decision_that_skipped_required_tools_goes_to_review(ctx):
+    model = ScriptedModel(
+        [
+            ("tool", "classify_issue", {}),
+            ("tool", "route_to_team", {"category": "ORDER"}),
+            ("tool", "RoutingDecisionOutput", DECISION),
+        ]
+    )
+    result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    assert result.provider == "bedrock"
+    assert result.review_reasons == [
+        "the model skipped required tools: check_service_status, calculate_priority"
+    ]
+
+
+@pytest.mark.django_db
+def test_routing_decide_flags_a_skipped_tool_decision_for_review_with_the_reason(teams, routing_on):
+    from routing.services import routing_decide
+    from tickets import services as ticket_services
+    from tickets.models import Customer
+
+    customer = Customer.objects.create(name="Ann Example", email="ann@example.org")
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Cancel my order", body="Please cancel order 123456."
+    )
+    model = ScriptedModel(
+        [
+            ("tool", "route_to_team", {"category": "ORDER"}),
+            ("tool", "RoutingDecisionOutput", DECISION),
+        ]
+    )
+    decision = routing_decide(
+        ticket_id=ticket.pk, provider=AgentProvider(model_factory=lambda: model)
+    )
+    ticket.refresh_from_db()
+    assert decision.requires_manual_review is True
+    assert decision.review_reasons == [
+        "the model skipped required tools: classify_issue, check_service_status, calculate_priority"
+    ]
+    assert (ticket.needs_review, ticket.team_id) == (True, None)
 
 
 def _converse(content, stop, tokens=(900, 60)):

@@ -102,6 +102,30 @@ def test_sync_retries_1_2_4_8_16_then_dead_letter_and_redrive(
 
 
 @responses.activate
+def test_sync_retry_count_and_base_delay_come_from_the_settings(
+    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns
+):
+    """Seed 004's MAX_RETRIES = 3 and RETRY_DELAY_BASE: 3 retries at base x 1, 2, 4."""
+    sync_on.TICKETING_SYNC_MAX_RETRIES = 3
+    sync_on.TICKETING_SYNC_RETRY_DELAY_BASE = 0.5
+    responses.post(URL, body="busy", status=503)
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    delivery = Delivery.objects.get()
+    assert countdowns == [0.0, 0.5, 1.0, 2.0]
+    assert (delivery.status, delivery.attempts) == ("dead", 4)
+    assert decision.sync_status == "failed"
+    assert len(responses.calls) == 4
+
+
+def test_sync_delays_are_capped_at_16_times_the_base(settings):
+    settings.TICKETING_SYNC_MAX_RETRIES = 7
+    settings.TICKETING_SYNC_RETRY_DELAY_BASE = 2.0
+    assert services.ticketing_sync_retry_delays() == (2.0, 4.0, 8.0, 16.0, 32.0, 32.0, 32.0)
+    settings.TICKETING_SYNC_MAX_RETRIES = 0
+    assert services.ticketing_sync_retry_delays() == ()
+
+
+@responses.activate
 def test_sync_4xx_is_permanent(
     sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns
 ):

@@ -22,7 +22,7 @@ from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models.functions import Lower
 
-from tickets.context.cache import context_cache_key
+from tickets.context.cache import context_invalidate_many
 from tickets.context.models import Order
 from tickets.context.services import OrderInput, order_validate
 from tickets.models import AccountType, Customer, VipTier
@@ -388,20 +388,11 @@ def orders_import(
                 """  # noqa: S608 - table name from model meta, values bound via COPY
             )
             inserted = [flag for (flag,) in cursor.fetchall()]
-        keys = [context_cache_key(cid) for cid in {cid for cid, _ in rows}]
-        _drop_keys(keys)
-        transaction.on_commit(lambda: _drop_keys(keys))
+        context_invalidate_many(cid for cid, _ in rows)
     report.created = sum(1 for flag in inserted if flag)
     report.updated = len(inserted) - report.created
     report.written = True
     return report
-
-
-def _drop_keys(keys: list[str]) -> None:
-    from django.core.cache import cache
-
-    for start in range(0, len(keys), 1000):
-        cache.delete_many(keys[start : start + 1000])
 
 
 def rejected_rows_write(report: ImportReport, handle: TextIO) -> None:

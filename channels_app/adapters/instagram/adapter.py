@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from channels_app.adapters.meta.messaging import MessagingPlatformAdapter
 
 if TYPE_CHECKING:
+    from channels_app.adapters.base import OutboundRequest
     from channels_app.models import ChannelAccount
 
 
@@ -17,4 +18,11 @@ class InstagramAdapter(MessagingPlatformAdapter):
     media_hosts: tuple[str, ...] = ("fbcdn.net", "fbsbx.com", "cdninstagram.com")
 
     def send_path(self, account: ChannelAccount) -> str:
+        # POST /<IG professional account or Page id>/messages (Instagram messaging Send API)
         return f"{account.external_id or 'me'}/messages"
+
+    def send_body(self, outbound: OutboundRequest) -> dict[str, Any]:
+        """Instagram's documented body: the recipient's Instagram-scoped id (IGSID) and
+        the text; no ``messaging_type`` (a Messenger field). Answer:
+        ``{"recipient_id": IGSID, "message_id": ...}``."""
+        return {"recipient": {"id": outbound.recipient_id}, "message": {"text": outbound.text}}

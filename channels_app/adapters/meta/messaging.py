@@ -166,12 +166,16 @@ class MessagingPlatformAdapter(MetaAdapter):
             metadata=meta,
         )
 
-    def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
-        body = {
+    def send_body(self, outbound: OutboundRequest) -> dict[str, Any]:
+        """Messenger's Send API: a reply inside the 24-hour window is ``RESPONSE``."""
+        return {
             "recipient": {"id": outbound.recipient_id},
             "messaging_type": "RESPONSE",
             "message": {"text": outbound.text},
         }
+
+    def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        body = self.send_body(outbound)
         response = http_call(
             "POST",
             graph_url(self.send_path(account)),

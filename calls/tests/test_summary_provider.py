@@ -1,0 +1,137 @@
+"""Call summaries go through routing's provider registry (one Strands model factory, one
+redaction wrapper, one fallback), not a second Bedrock client of their own."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from calls import services
+from calls.analytics import providers
+from calls.models import AnalyticsPath, Call, Transcript
+from calls.parsers import Segment
+from routing.tests.conftest import ScriptedModel
+from support import fallback
+
+pytestmark = pytest.mark.django_db
+
+ANSWER = {
+    "summary": "A duplicate card fee was refunded.",
+    "categories": ["Billing"],
+    "topics": ["refund", "card fee"],
+}
+SEGMENTS = [
+    Segment("Customer", 0, 4, "Hi, Zelda Quimby here, mail me at zelda.q@example.org."),
+    Segment("Customer", 4, 8, "I was charged twice for my card fee, this is awful."),
+    Segment("Agent", 8, 9, "Refund issued."),
+]
+
+
+class Factory:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+        self.model = ScriptedModel([("tool", "CallAnalysisOutput", ANSWER)])
+
+    def __call__(self, purpose: str = "routing", provider: str | None = None) -> Any:
+        self.asked.append((purpose, str(provider)))
+        return self.model
+
+
+@pytest.fixture
+def factory(monkeypatch: pytest.MonkeyPatch) -> Factory:
+    """The shared factory hands out a scripted model and notes what was asked for."""
+    from routing.providers import models
+
+    fake = Factory()
+    monkeypatch.setattr(models, "strands_model", fake)
+    return fake
+
+
+@pytest.mark.parametrize("name", ["bedrock", "openai"])
+def test_call_summary_uses_the_shared_model_factory_redacted(
+    name: str, factory: Factory, settings: Any
+) -> None:
+    settings.CALLS_AI_PROVIDER = ""
+    settings.AI_PROVIDER = name
+    provider = providers.get_provider()
+    analysis = provider.analyse(text="", segments=SEGMENTS, names=["Zelda Quimby"])
+    assert factory.asked == [("summary", name)]
+    assert (analysis.summary, analysis.categories, analysis.topics) == (
+        ANSWER["summary"],
+        ["Billing"],
+        ["refund", "card fee"],
+    )
+    assert (analysis.provider, analysis.fallback_from) == (name, "")
+    assert analysis.sentiment == "NEGATIVE"  # segment sentiment stays local
+    model = factory.model
+    sent = str(model.calls[0]["messages"])
+    assert "charged twice" in sent
+    assert "[NAME]" in sent
+    assert "[EMAIL]" in sent
+    for personal in ("Zelda", "Quimby", "zelda.q@example.org"):
+        assert personal not in sent
+    assert model.calls[0]["tools"] == ["CallAnalysisOutput"]
+
+
+def test_a_bug_met_by_the_summary_fallback_is_surfaced(factory: Factory) -> None:
+    factory.model = ScriptedModel([])  # no turn to play: an IndexError in our code
+    provider = providers.ModelProvider("bedrock")
+    before = fallback.programming_error_count()
+    with pytest.raises(IndexError):  # ScriptedModel has no turn left: a bug, surfaced
+        provider.analyse(text="", segments=SEGMENTS)
+    assert fallback.programming_error_count() == before + 1
+
+
+def test_an_outage_falls_back_to_the_local_analysis_after_bounded_retries(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from strands.types.exceptions import ModelThrottledException
+
+    settings.ROUTING_BEDROCK_MAX_ATTEMPTS = 2
+
+    class Throttled(ScriptedModel):
+        async def stream(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            self.calls.append({})
+            raise ModelThrottledException("slow down")
+            yield  # pragma: no cover
+
+    model = Throttled([])
+    sleeps: list[float] = []
+    provider = providers.ModelProvider("bedrock", model_factory=lambda: model, sleep=sleeps.append)
+    with caplog.at_level(logging.WARNING):
+        analysis = provider.analyse(text="", segments=SEGMENTS)
+    assert (len(model.calls), len(sleeps)) == (2, 1)
+    assert (analysis.provider, analysis.fallback_from) == ("local", "bedrock")
+    assert analysis.fallback_reason.startswith("ProviderUnavailable: call summary (bedrock) failed")
+    assert analysis.summary  # the extractive summary
+    assert analysis.categories[0] == "Billing"
+
+
+def test_call_analyse_records_who_really_analysed(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.CALLS_AI_PROVIDER = "bedrock"
+    settings.ROUTING_BEDROCK_MAX_ATTEMPTS = 1
+
+    class Refused(ScriptedModel):
+        async def stream(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            raise ConnectionError("no route to the model")
+            yield  # pragma: no cover
+
+    monkeypatch.setitem(
+        providers.PROVIDERS,
+        "bedrock",
+        lambda: providers.ModelProvider("bedrock", model_factory=lambda: Refused([])),
+    )
+    call = Call.objects.create(contact_id="c-summary-1")
+    Transcript.objects.create(
+        call=call,
+        source="transcribe",
+        text=" ".join(s.text for s in SEGMENTS),
+        segments=[s.as_dict() for s in SEGMENTS],
+    )
+    analytics = services.call_analyse(call_id=call.pk)
+    assert analytics is not None
+    assert (analytics.provider, analytics.produced_by) == ("local", AnalyticsPath.LOCAL)
