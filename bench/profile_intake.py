@@ -165,6 +165,7 @@ def _fastpath_profile(account: Any, bodies: list[bytes], secret: str, *, cprofil
     from unittest import mock
 
     import redis
+    import redis.asyncio.connection
     from django.db import connections
     from django.db.backends import utils
 
@@ -235,6 +236,12 @@ def _fastpath_profile(account: Any, bodies: list[bytes], secret: str, *, cprofil
         commands[str(a[0])] += 1
         return send_command(self, *a, **kw)
 
+    async_send_command = redis.asyncio.connection.AbstractConnection.send_command
+
+    async def counting_async_send(self: Any, *a: Any, **kw: Any) -> Any:
+        commands[f"{a[0]} (asyncio)"] += 1
+        return await async_send_command(self, *a, **kw)
+
     statements: list[str] = []
     execute = utils.CursorDebugWrapper.execute
 
@@ -246,6 +253,9 @@ def _fastpath_profile(account: Any, bodies: list[bytes], secret: str, *, cprofil
     with (
         mock.patch.object(ThreadPoolExecutor, "submit", counting_submit),
         mock.patch.object(redis.connection.Connection, "send_command", counting_send),
+        mock.patch.object(
+            redis.asyncio.connection.AbstractConnection, "send_command", counting_async_send
+        ),
         # the pool threads' connections too (each thread has its own)
         mock.patch.object(wrapper, "queries_logged", new=True),
         mock.patch.object(utils.CursorDebugWrapper, "execute", counting_execute),
