@@ -13,9 +13,8 @@ One hop to a thread per delivery: the rate limit is counted from the event loop
 the cache has none), and only signature and record (``views.webhook_record``: sync code,
 one INSERT) run in the small thread pool. A second hop per delivery (rate limit and
 account in a thread, then back to the loop to read the body, then a thread again) had
-made each delivery queue twice behind the pool's INSERTs: at 550 deliveries/s on the same
-load, ack p99 119 ms against 41 ms with one hop (docs/benchmarks.md, webhook intake,
-2026-12-03).
+made each delivery queue twice behind the pool's INSERTs: ack p99 130-140 ms instead of
+10-70 ms at 550 deliveries/s (docs/benchmarks.md, webhook intake, 2026-12-03).
 
 What the skipped middleware did is done here or handed back to Django: a Host outside
 ``ALLOWED_HOSTS`` or, with ``SECURE_SSL_REDIRECT``, a request that did not arrive over
@@ -25,9 +24,9 @@ Django view.
 
 Nothing is read before it must be: a ``Content-Length`` over the channel's cap
 (``views.webhook_body_limit``, about 1 MB) is answered 413 at once; then the rate limit
-and the account token are checked (as ``views.webhook_admit`` does), and only then is
-the body read, into a bytearray, stopping with a 413 as soon as it passes the cap (a
-chunked body has no ``Content-Length`` to check first).
+and the account token are checked (as ``views.webhook_admit`` does), and only then is the body
+read, into a bytearray, stopping with a 413 as soon as it passes the cap (a chunked body
+has no ``Content-Length`` to check first).
 """
 
 from __future__ import annotations
