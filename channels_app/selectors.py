@@ -44,13 +44,6 @@ def channel_account_get_cached(*, channel: str, webhook_token: str) -> ChannelAc
     return account
 
 
-def channel_account_cached(*, channel: str, webhook_token: str) -> ChannelAccount | None:
-    """The account :func:`channel_account_get_cached` holds for this token, if it holds
-    one that is still fresh; None otherwise (no query: the caller looks it up)."""
-    hit = _account_cache.get((channel, webhook_token))
-    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
-
-
 def channel_account_cache_clear(**_: object) -> None:
     _account_cache.clear()
 

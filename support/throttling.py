@@ -142,68 +142,19 @@ def _incr_script() -> Any:
     return _incr_script_for(get_redis())
 
 
-def _window(bucket: str) -> tuple[float, int, str]:
-    """(now, the current window, the window's key for ``bucket``)."""
-    now = time.time()
-    window = int(now // WINDOW_SECONDS)
-    return now, window, f"ratelimit:{bucket}:{window}"
-
-
-def _wait(count: int, limit: int, now: float, window: int) -> float | None:
-    if count > limit:
-        return max(1.0, (window + 1) * WINDOW_SECONDS - now)
-    return None
-
-
 def hit(bucket: str, limit: int) -> float | None:
     """Count one request in ``bucket``; the seconds to wait when over ``limit``, else None."""
-    now, window, key = _window(bucket)
+    now = time.time()
+    window = int(now // WINDOW_SECONDS)
+    key = f"ratelimit:{bucket}:{window}"
     try:
         count = int(_incr_script()(keys=[key], args=[WINDOW_SECONDS + 5]))
     except redis.RedisError as exc:
         _record_fail_open(exc)
         return None
-    return _wait(count, limit, now, window)
-
-
-# --- the same count from an event loop -------------------------------------------------
-
-
-class _AsyncClient:
-    """One ``redis.asyncio`` client (with the script) for the current event loop and
-    Redis URL: a client belongs to the loop it first ran on, and tests change the URL."""
-
-    lock = threading.Lock()
-    loop: Any = None
-    url = ""
-    script: Any = None
-
-
-def _async_incr_script() -> Any:
-    import asyncio
-
-    import redis.asyncio
-
-    loop, url = asyncio.get_running_loop(), str(settings.REDIS_URL)
-    with _AsyncClient.lock:
-        if _AsyncClient.loop is not loop or _AsyncClient.url != url:
-            client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-            _AsyncClient.loop, _AsyncClient.url = loop, url
-            _AsyncClient.script = client.register_script(_INCR_WITH_EXPIRY)
-        return _AsyncClient.script
-
-
-async def hit_async(bucket: str, limit: int) -> float | None:
-    """:func:`hit` for code running on an event loop (the webhook fast path): the same
-    key, window, limit and fail-open accounting through ``redis.asyncio``, so counting
-    costs no hop to a thread and holds up no other request while Redis answers."""
-    now, window, key = _window(bucket)
-    try:
-        count = int(await _async_incr_script()(keys=[key], args=[WINDOW_SECONDS + 5]))
-    except redis.RedisError as exc:
-        _record_fail_open(exc)
-        return None
-    return _wait(count, limit, now, window)
+    if count > limit:
+        return max(1.0, (window + 1) * WINDOW_SECONDS - now)
+    return None
 
 
 def over_limit(bucket: str, limit: int) -> float | None:

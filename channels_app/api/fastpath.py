@@ -4,17 +4,9 @@ The most frequent request the product gets is a channel POSTing one delivery. Th
 Django it paid for the middleware stack, request and response objects and a hop through
 the WSGI thread pool: twice the CPU of the work itself (verify the signature, one INSERT).
 This ASGI wrapper answers ``POST /api/webhooks/<channel>/<token>`` for the JSON channels
-itself, making the checks the Django view makes in the same order, and passes everything
-else on.
-
-One hop to a thread per delivery: the rate limit is counted from the event loop
-(``throttling.hit_async``: same bucket, limit and fail-open accounting as the view's
-``hit``), the account comes from the process's account cache (a thread looks it up when
-the cache has none), and only signature and record (``views.webhook_record``: sync code,
-one INSERT) run in the small thread pool. A second hop per delivery (rate limit and
-account in a thread, then back to the loop to read the body, then a thread again) had
-made each delivery queue twice behind the pool's INSERTs: ack p99 130-140 ms instead of
-10-70 ms at 550 deliveries/s (docs/benchmarks.md, webhook intake, 2026-12-03).
+itself, running the very functions the Django view runs (``views.webhook_admit``: rate
+limit and account; ``views.webhook_record``: signature and record) in a small thread
+pool, and passes everything else on.
 
 What the skipped middleware did is done here or handed back to Django: a Host outside
 ``ALLOWED_HOSTS`` or, with ``SECURE_SSL_REDIRECT``, a request that did not arrive over
@@ -24,7 +16,7 @@ Django view.
 
 Nothing is read before it must be: a ``Content-Length`` over the channel's cap
 (``views.webhook_body_limit``, about 1 MB) is answered 413 at once; then the rate limit
-and the account token are checked (as ``views.webhook_admit`` does), and only then is the body
+and the account token are checked (``views.webhook_admit``), and only then is the body
 read, into a bytearray, stopping with a 413 as soon as it passes the cap (a chunked body
 has no ``Content-Length`` to check first).
 """
@@ -47,17 +39,14 @@ from django.http.request import split_domain_port, validate_host
 
 from channels_app.api.views import (
     content_length,
-    webhook_account,
+    webhook_admit,
     webhook_body_limit,
-    webhook_rate_limit,
-    webhook_rate_limited,
     webhook_record,
     webhook_too_large,
 )
 from channels_app.models import ChannelAccount
-from channels_app.selectors import channel_account_cached
 from support.errors import error_body
-from support.throttling import client_ip_from_meta, hit_async
+from support.throttling import client_ip_from_meta
 
 logger = logging.getLogger(__name__)
 
@@ -96,18 +85,11 @@ class WebhookFastPath:
         ip = client_ip_from_meta(
             {"REMOTE_ADDR": client[0], "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", "")}
         )
-        wait = await hit_async(*webhook_rate_limit(ip))
-        if wait is not None:
-            await _respond(send, *webhook_rate_limited(wait))
-            return
         loop = asyncio.get_running_loop()
-        admitted: ChannelAccount | Result | None
-        admitted = channel_account_cached(channel=channel, webhook_token=token)
-        if admitted is None:  # not looked up in the last few seconds: the database
-            admitted = await loop.run_in_executor(self.executor, _account, channel, token)
-            if isinstance(admitted, tuple):
-                await _respond(send, *admitted)
-                return
+        admitted = await loop.run_in_executor(self.executor, _admit, channel, token, ip)
+        if isinstance(admitted, tuple):
+            await _respond(send, *admitted)
+            return
         body = await _read_body(receive, limit)
         if body is Unread.DISCONNECTED:
             return
@@ -163,10 +145,10 @@ def _acceptable(scope: Scope, headers: dict[str, str]) -> bool:
     return True
 
 
-def _account(channel: str, token: str) -> ChannelAccount | Result:
+def _admit(channel: str, token: str, ip: str) -> ChannelAccount | Result:
     close_old_connections()  # what Django does around each request
     try:
-        return webhook_account(channel, token)
+        return webhook_admit(channel, token, ip=ip)
     except Exception:
         logger.exception("Webhook delivery for %s failed", channel)
         return 500, error_body("server_error", "Something went wrong on our side."), {}

@@ -150,6 +150,10 @@ def _webhook_post_request(
     )
 
 
+def _rate_limited(ip: str) -> float | None:
+    return hit(f"webhook-ip:{ip}", int(settings.CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE))
+
+
 Result = tuple[int, dict[str, Any], dict[str, str]]
 
 
@@ -182,37 +186,22 @@ def webhook_too_large(channel: str) -> Result:
     )
 
 
-def webhook_rate_limit(ip: str) -> tuple[str, int]:
-    """The bucket a POSTed delivery from ``ip`` is counted in, and its per-minute limit."""
-    return f"webhook-ip:{ip}", int(settings.CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE)
-
-
-def webhook_rate_limited(wait: float) -> Result:
-    return (
-        429,
-        error_body("rate_limited", "Too many webhook requests."),
-        {"Retry-After": str(int(wait))},
-    )
-
-
-def webhook_account(channel: str, token: str) -> ChannelAccount | Result:
-    """The account a webhook token names (cached for a few seconds), or the 404 to send."""
+def webhook_admit(channel: str, token: str, *, ip: str) -> ChannelAccount | Result:
+    """Before a body is read: the rate limit, then the account its token names
+    (the account, or the refusal to send: 429 / 404)."""
+    wait = _rate_limited(ip)
+    if wait is not None:
+        return (
+            429,
+            error_body("rate_limited", "Too many webhook requests."),
+            {"Retry-After": str(int(wait))},
+        )
     if channel not in registered_channels():
         return 404, error_body("not_found", f"Unknown channel {channel!r}."), {}
     try:
         return selectors.channel_account_get_cached(channel=channel, webhook_token=token)
     except NotFound as exc:
         return 404, error_body("not_found", exc.message), {}
-
-
-def webhook_admit(channel: str, token: str, *, ip: str) -> ChannelAccount | Result:
-    """Before a body is read: the rate limit, then the account its token names
-    (the account, or the refusal to send: 429 / 404). The ASGI fast path makes the same
-    two checks from its event loop (``throttling.hit_async``, then the account cache)."""
-    wait = hit(*webhook_rate_limit(ip))
-    if wait is not None:
-        return webhook_rate_limited(wait)
-    return webhook_account(channel, token)
 
 
 def webhook_record(

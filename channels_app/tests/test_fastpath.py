@@ -14,8 +14,6 @@ from asgiref.sync import async_to_sync
 from channels_app.api.fastpath import WebhookFastPath
 from channels_app.models import InboundEvent
 from channels_app.tests.conftest import TEST_SECRET, make_account, wa_body
-from support.redis_client import get_redis
-from support.throttling import fail_open_count, hit
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -214,71 +212,3 @@ def test_the_cap_is_inclusive(app: Any, settings: Any) -> None:
         fast, account.webhook_path, [BODY[:10], BODY[10:]], _signed(BODY)
     )
     assert (code, payload["status"]) == (200, "accepted")
-
-
-# --- one hop to the thread pool per delivery --------------------------------------------
-
-
-def _count_hops(fast: WebhookFastPath, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the functions the fast path hands to its thread pool, in order."""
-    hops: list[str] = []
-    submit = fast.executor.submit
-
-    def counting(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        hops.append(fn.__name__)
-        return submit(fn, *args, **kwargs)
-
-    monkeypatch.setattr(fast.executor, "submit", counting)
-    return hops
-
-
-def test_a_delivery_costs_one_hop_to_the_thread_pool(app: Any, monkeypatch: Any) -> None:
-    """Rate limit (from the event loop) and the cached account need no thread; only
-    signature and record do. Two hops per delivery made each queue twice behind the pool's
-    INSERTs (ack p99 ~130 ms instead of ~40 ms at 550/s, docs/benchmarks.md)."""
-    fast, _ = app
-    account = make_account("whatsapp")
-    hops = _count_hops(fast, monkeypatch)
-    second = wa_body("34600000001", "wamid.fast2", "otra")
-    code, _, _ = _call(fast, account.webhook_path, BODY, headers=_signed(BODY))
-    assert code == 200  # the first also looks the account up in a thread
-    hops.clear()
-    code, _, body = _call(fast, account.webhook_path, second, headers=_signed(second))
-    assert (code, json.loads(body)["status"], hops) == (200, "accepted", ["_record"])
-    assert InboundEvent.objects.count() == 2
-
-
-def test_the_rate_limit_from_the_loop_counts_in_the_views_bucket(
-    app: Any, settings: Any, monkeypatch: Any
-) -> None:
-    """The fast path and the Django view count the same client in the same bucket."""
-    fast, _ = app
-    settings.CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE = 2
-    account = make_account("whatsapp")
-    bucket = "webhook-ip:10.0.0.7"  # the fast path's test client address
-    for key in get_redis().scan_iter(f"ratelimit:{bucket}:*"):  # earlier tests' counts
-        get_redis().delete(key)
-    assert hit(bucket, 2) is None  # one delivery through the view
-    code, _, _ = _call(fast, account.webhook_path, BODY, headers=_signed(BODY))
-    assert code == 200
-    hops = _count_hops(fast, monkeypatch)
-    code, headers, _ = _call(fast, account.webhook_path, BODY, headers=_signed(BODY))
-    assert (code, hops) == (429, [])  # refused on the loop, nothing handed to a thread
-    assert int(headers["retry-after"]) >= 1
-
-
-def test_with_redis_down_a_delivery_is_recorded_and_the_fail_open_counted(
-    app: Any, settings: Any
-) -> None:
-    fast, _ = app
-    account = make_account("whatsapp")
-    before = fail_open_count()
-    get_redis.cache_clear()
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nobody listens there
-    try:
-        code, _, body = _call(fast, account.webhook_path, BODY, headers=_signed(BODY))
-    finally:
-        get_redis.cache_clear()
-    assert (code, json.loads(body)["status"]) == (200, "accepted")
-    assert fail_open_count() >= before + 1
-    assert InboundEvent.objects.get().body_bytes == BODY

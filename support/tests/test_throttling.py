@@ -108,27 +108,3 @@ def test_health_reports_the_fail_open_count(client: Any, redis_down: None) -> No
     throttling.hit("ip:198.51.100.7", 0)
     body = client.get("/health").json()
     assert body["counters"]["rate_limit_fail_open"] == throttling.fail_open_count() >= 1
-
-
-# --- the same count from an event loop (the webhook fast path) ---------------------------
-
-
-def test_hit_async_counts_in_the_same_window_as_hit() -> None:
-    import asyncio
-    import uuid
-
-    bucket = f"test-async:{uuid.uuid4().hex}"
-    assert throttling.hit(bucket, 2) is None
-    assert asyncio.run(throttling.hit_async(bucket, 2)) is None
-    wait = asyncio.run(throttling.hit_async(bucket, 2))  # the third in this window
-    assert wait is not None
-    assert 1 <= wait <= throttling.WINDOW_SECONDS
-    assert throttling.hit(bucket, 2) is not None
-
-
-def test_hit_async_with_redis_down_allows_and_counts(redis_down: None) -> None:
-    import asyncio
-
-    before = throttling.fail_open_count()
-    assert asyncio.run(throttling.hit_async("ip:198.51.100.7", 0)) is None
-    assert throttling.fail_open_count() == before + 1
