@@ -132,7 +132,11 @@ def wait_for(url: str, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def processes(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
+def processes(
+    commands: list[list[str]], env: dict[str, str]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Start ``commands`` (each in a session of its own, so :func:`session_cpu_seconds`
+    can count a command's children too); stop them all on the way out."""
     procs = [
         subprocess.Popen(
             cmd,
@@ -145,7 +149,7 @@ def processes(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
         for cmd in commands
     ]
     try:
-        yield
+        yield procs
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -155,6 +159,45 @@ def processes(commands: list[list[str]], env: dict[str, str]) -> Iterator[None]:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _proc_stat(pid: str) -> tuple[int, int, float] | None:
+    """(parent pid, session id, CPU seconds incl. reaped children) of a live process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw.rsplit(")", 1)[1].split()  # fields[0] is the state (field 3)
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    return int(fields[1]), int(fields[3]), ticks / os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu_seconds(session_ids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by every process of each session, the
+    children it has reaped included (uvicorn's workers, Celery's pool processes)."""
+    totals = dict.fromkeys(session_ids, 0.0)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(entry)
+            if stat is not None and stat[1] in totals:
+                totals[stat[1]] += stat[2]
+    return totals
+
+
+def postgres_cpu_seconds(data_dir: Path) -> float:
+    """CPU seconds of a PostgreSQL cluster: the postmaster (with its reaped backends) and
+    its live children."""
+    try:
+        postmaster = Path(data_dir, "postmaster.pid").read_text().split()[0]
+    except (OSError, IndexError):
+        return float("nan")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(entry)
+            if stat is not None and (entry == postmaster or str(stat[0]) == postmaster):
+                total += stat[2]
+    return total
 
 
 def uvicorn_cmd(port: int, workers: int) -> list[str]:

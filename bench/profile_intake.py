@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -28,6 +29,12 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=50)
     parser.add_argument("--show", action="store_true", help="print one message's statements")
     parser.add_argument("--cprofile", action="store_true", help="print the top functions")
+    parser.add_argument(
+        "--fastpath",
+        action="store_true",
+        help="acknowledgements only, through the ASGI fast path (as uvicorn runs it): "
+        "CPU, statements, Redis commands and thread-pool hops per request",
+    )
     args = parser.parse_args()
     import services  # scripts/services.py
 
@@ -58,6 +65,9 @@ def main() -> None:
     )
     run = f"prof{int(time.time())}"
     bodies = [body_for(run, i, args.senders) for i in range(args.count)]
+    if args.fastpath:
+        _fastpath_profile(account, bodies, SECRET, cprofile=args.cprofile)
+        return
     factory = RequestFactory()
     path = account.webhook_path
     ids: list[int] = []
@@ -142,6 +152,125 @@ def main() -> None:
             f"relay: {relayed} events, {relay / relayed * 1000:.2f} ms/event, "
             f"{len(relay_queries)} statements"
         )
+
+
+def _fastpath_profile(account: Any, bodies: list[bytes], secret: str, *, cprofile: bool) -> None:
+    """Drive ``WebhookFastPath`` in process, one request at a time, as uvicorn would: the
+    first half of ``bodies`` timed (CPU of this process, all threads), the second half
+    counted (statements, Redis commands, thread-pool hops)."""
+    import asyncio
+    import cProfile
+    import pstats
+    from concurrent.futures import ThreadPoolExecutor
+    from unittest import mock
+
+    import redis
+    import redis.asyncio.connection
+    from django.db import connections
+    from django.db.backends import utils
+
+    from channels_app.api.fastpath import WebhookFastPath
+
+    async def django_app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError(f"handed to Django: {scope['path']}")
+
+    app = WebhookFastPath(django_app, threads=8)
+
+    async def one(body: bytes) -> int:
+        sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": account.webhook_path,
+            "query_string": b"",
+            "scheme": "http",
+            "client": ("127.0.0.1", 5555),
+            "headers": [
+                (b"host", b"127.0.0.1:8000"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-hub-signature-256", sig.encode()),
+            ],
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return int(sent[0]["status"])
+
+    async def run(batch: list[bytes]) -> None:
+        for body in batch:
+            status = await one(body)
+            assert status == 200, status
+
+    half = len(bodies) // 2
+    asyncio.run(run(bodies[:1]))  # warm: account cache, script load, connection pool
+    timed, counted = bodies[1 : half + 1], bodies[half + 1 :]
+    profiler = cProfile.Profile()
+    wall, cpu = time.perf_counter(), time.process_time()
+    if cprofile:
+        profiler.enable()
+    asyncio.run(run(timed))
+    if cprofile:
+        profiler.disable()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if cprofile:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+
+    hops = Counter[str]()
+    submit = ThreadPoolExecutor.submit
+
+    def counting_submit(self: Any, fn: Any, /, *a: Any, **kw: Any) -> Any:
+        hops[getattr(fn, "__name__", repr(fn))] += 1
+        return submit(self, fn, *a, **kw)
+
+    commands = Counter[str]()
+    send_command = redis.connection.Connection.send_command
+
+    def counting_send(self: Any, *a: Any, **kw: Any) -> Any:
+        commands[str(a[0])] += 1
+        return send_command(self, *a, **kw)
+
+    async_send_command = redis.asyncio.connection.AbstractConnection.send_command
+
+    async def counting_async_send(self: Any, *a: Any, **kw: Any) -> Any:
+        commands[f"{a[0]} (asyncio)"] += 1
+        return await async_send_command(self, *a, **kw)
+
+    statements: list[str] = []
+    execute = utils.CursorDebugWrapper.execute
+
+    def counting_execute(self: Any, sql: Any, params: Any = None) -> Any:
+        statements.append(str(sql))
+        return execute(self, sql, params)
+
+    wrapper = type(connections["default"])
+    with (
+        mock.patch.object(ThreadPoolExecutor, "submit", counting_submit),
+        mock.patch.object(redis.connection.Connection, "send_command", counting_send),
+        mock.patch.object(
+            redis.asyncio.connection.AbstractConnection, "send_command", counting_async_send
+        ),
+        # the pool threads' connections too (each thread has its own)
+        mock.patch.object(wrapper, "queries_logged", new=True),
+        mock.patch.object(utils.CursorDebugWrapper, "execute", counting_execute),
+    ):
+        asyncio.run(run(counted))
+    n, m = len(timed), len(counted)
+    print(
+        f"fast path: {wall / n * 1000:.2f} ms wall, {cpu / n * 1000:.2f} ms CPU per request "
+        f"(this process, all threads; {n} requests); per request over {m} more: "
+        f"{len(statements) / m:.2f} statements, {sum(commands.values()) / m:.2f} Redis "
+        f"commands, {sum(hops.values()) / m:.2f} thread-pool hops"
+    )
+    print(f"    hops: {dict(hops)}")
+    print(f"    redis: {dict(commands)}")
+    print(f"    statements: {dict(Counter(sql.split()[0] for sql in statements))}")
 
 
 if __name__ == "__main__":

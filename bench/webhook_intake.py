@@ -19,8 +19,10 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -164,8 +166,8 @@ def main() -> None:
             _harness.celery_cmd(2, queues="realtime", nice=10),
             _harness.celery_cmd(int(args.celery_concurrency), queues="celery", nice=15),
         ]
-    with _harness.processes(runners, env):
-        _measure(args, base, account.webhook_path, started_here=bool(runners))
+    with _harness.processes(runners, env) as procs:
+        _measure(args, base, account.webhook_path, procs=procs)
     if runners:
         _harness.drop_queued_tasks(env)
 
@@ -180,8 +182,36 @@ def _wait_processed(prefix: str, count: int, seconds: float) -> None:
         time.sleep(0.3)
 
 
-def _measure(args: argparse.Namespace, base: str, path: str, *, started_here: bool) -> None:
+def _cpu_sample(procs: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """CPU seconds so far: web (uvicorn and its workers), the two Celery workers,
+    PostgreSQL (the run profile's cluster) and this client."""
+    import services  # scripts/services.py
+
+    sessions = _harness.session_cpu_seconds([p.pid for p in procs])
+    names = ["web", "realtime worker", "enrichment worker"]
+    sample = {names[i]: sessions[p.pid] for i, p in enumerate(procs[: len(names)])}
+    sample["postgres"] = _harness.postgres_cpu_seconds(services.pg_dir("run"))
+    sample["client"] = time.process_time()
+    return sample
+
+
+def _cpu_report(before: dict[str, float], after: dict[str, float], accepted: int) -> None:
+    if not before or not accepted:
+        return
+    parts = [
+        f"{name} {(after[name] - before[name]) / accepted * 1000:.2f}"
+        for name in before
+        if name in after
+    ]
+    print("cpu ms per accepted: " + ", ".join(parts))
+
+
+def _measure(
+    args: argparse.Namespace, base: str, path: str, *, procs: list[subprocess.Popen[bytes]]
+) -> None:
     from tickets.models import Message
+
+    started_here = bool(procs)
 
     _harness.wait_for(f"{base}/health")
     time.sleep(3 if started_here else 0)  # let the worker connect
@@ -209,9 +239,13 @@ def _measure(args: argparse.Namespace, base: str, path: str, *, started_here: bo
         + (f" at {args.rate:g}/s" if args.rate else ""),
         flush=True,
     )
+    print(f"[bench] load average before: {_load_average()}", flush=True)
+    cpu_before = _cpu_sample(procs) if procs else {}
     results, elapsed = asyncio.run(
         send_all(url, sequence, args.concurrency, args.max_seconds, args.rate)
     )
+    cpu_after = _cpu_sample(procs) if procs else {}
+    load_after = _load_average()
     acks = [r[2] for r in results if r[3] == 200]
     accepted_ids = {order[r[0]] for r in results if r[3] == 200}
     errors = [r for r in results if r[3] != 200]
@@ -252,6 +286,13 @@ def _measure(args: argparse.Namespace, base: str, path: str, *, started_here: bo
             f"(ack mean {statistics.mean(acks) * 1000:.1f} ms; "
             f"{len(set(order)) - len(accepted_ids)} unique never accepted)"
         )
+    # CPU over the sending only (the drain that follows is not counted), per 200 answer
+    _cpu_report(cpu_before, cpu_after, len(acks))
+    print(f"load average after sending: {load_after}")
+
+
+def _load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":
