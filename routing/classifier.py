@@ -435,7 +435,7 @@ class TextRouter:
                     else False
                 )
                 self.__dict__["_fast"] = fast
-            if fast:
+            if isinstance(fast, FastLinear):
                 rows = [fast.decision(t) for t in texts]
                 return np.concatenate(rows) if rows[0].ndim == 1 else np.vstack(rows)
         return np.asarray(self.clf.decision_function(self._matrix(texts, embeddings)))
@@ -750,7 +750,8 @@ class TrainReport:
     seconds: float
     holdout: dict[str, float]
     embedded_share: float | None = None  # fusion: held-out share the cascade embeds
-    out_of_scope: dict[str, float] | None = None  # the detector's threshold and held-out rates
+    # the detector's threshold, the cascade's bar (None: none) and held-out rates
+    out_of_scope: dict[str, float | None] | None = None
 
 
 def train(
