@@ -886,8 +886,8 @@ def train(
                 "skip_score": (
                     round(detector.skip_score, 4) if math.isfinite(detector.skip_score) else None
                 ),
+                **detector.holdout,
             }
-            | detector.holdout
             if detector is not None
             else None
         ),
