@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 from typing import Any
 
@@ -196,7 +197,9 @@ def test_out_of_scope_detector_sends_untrained_intents_to_review(fusion_router, 
     assert detector is not None
     assert report.out_of_scope is not None
     assert report.out_of_scope["threshold"] == round(detector.threshold, 4)
-    assert report.embedded_share == 1.0  # the detector reads every text's embedding
+    # the texts the learned cascade does not let through are embedded for the detector
+    assert report.embedded_share == pytest.approx(1 - report.out_of_scope["skipped"], abs=1e-3)
+    assert report.out_of_scope["skip_score"] == round(detector.skip_score, 4)
 
     _, inside = router.analyse(bitext_slice["test_texts"])
     _, unrelated = router.analyse(UNRELATED)
@@ -264,3 +267,104 @@ def test_no_detector_without_embeddings(bitext_slice):
     assert router.out_of_scope is None
     assert report.out_of_scope is None
     assert router.predict("where is my order").in_scope is None
+
+
+def test_fast_linear_gives_the_svms_decision_scores(fusion_router, bitext_slice):
+    router, _ = fusion_router
+    texts = [*bitext_slice["test_texts"][:40], *UNRELATED, "", "   ", "zzqx 123 !!"]
+    expected = router.clf.decision_function(router._matrix(texts))
+    fast = classifier.FastLinear(router.word, router.char, router.clf)
+    assert classifier.FastLinear.applies(router)
+    assert np.allclose(np.vstack([fast.decision(t) for t in texts]), expected, atol=1e-12)
+    assert np.allclose(router.decision(texts[:3]), expected[:3], atol=1e-12)  # the fast path
+    assert "_fast" in router.__dict__
+    assert "_fast" not in router.__getstate__()  # rebuilt when loaded, never stored
+
+
+def test_fast_linear_two_labels_keeps_the_one_column_shape(bitext_slice):
+    two = sorted(set(bitext_slice["labels"]))[:2]
+    rows = [
+        (t, lab)
+        for t, lab in zip(bitext_slice["texts"], bitext_slice["labels"], strict=True)
+        if lab in two
+    ]
+    router, _ = classifier.train([t for t, _ in rows], [lab for _, lab in rows], features="tfidf")
+    texts = bitext_slice["test_texts"][:5]
+    expected = router.clf.decision_function(router._matrix(texts))
+    assert expected.ndim == 1
+    assert np.allclose(router.decision(texts), expected, atol=1e-12)
+
+
+def test_network_probabilities_match_scikit_learn(fusion_router, bitext_slice):
+    router, _ = fusion_router
+    mlp = router.fusion.mlp
+    emb = router.embed(bitext_slice["test_texts"][:7])
+    assert np.allclose(classifier.net_proba(mlp, emb), mlp.predict_proba(emb), atol=1e-12)
+    assert np.allclose(classifier.net_proba(mlp, emb[:1]), mlp.predict_proba(emb[:1]), atol=1e-12)
+
+
+def test_skip_bar_sits_above_every_pseudo_out_of_scope_row_and_disagreement():
+    scores = np.array(
+        [
+            [2.0, -1.0, -1.5],  # label 0; without it its best is -1.0
+            [-0.8, 1.5, 0.4],  # label 1; without it 0.4 (the highest pseudo out-of-scope)
+            [0.9, -1.0, -0.5],  # label 0, but the model's answer after embedding is 2
+            [-1.0, -1.2, 0.3],  # label 2; without it -1.0
+        ]
+    )
+    y = np.array([0, 1, 0, 2])
+    label = np.array([0, 1, 2, 2])
+    bar = classifier._fit_skip(scores, label, y)
+    assert 0.9 < bar < 0.9 + 1e-9  # just above the disagreeing row's 0.9
+    skipped = classifier.top_scores(scores) >= bar
+    assert skipped.tolist() == [True, True, False, False]
+    label[2] = 0  # no disagreement: the bar is the pseudo out-of-scope rows' best, 0.4
+    assert 0.4 < classifier._fit_skip(scores, label, y) < 0.4 + 1e-9
+    assert classifier._fit_skip(scores[:0], label[:0], y[:0]) == math.inf
+    # a text of an intent no SVM was trained on scored 1.7: the bar goes above it
+    assert 1.7 < classifier._fit_skip(scores, label, y, np.array([0.2, 1.7])) < 1.7 + 1e-9
+
+
+def test_unseen_intent_scores_come_from_svms_without_those_labels():
+    rng = np.random.default_rng(0)
+    centres = np.eye(6) * 3
+    y = np.repeat(np.arange(6), 20)
+    x = centres[y] + rng.normal(0, 0.3, (len(y), 6))
+    rows = np.arange(0, len(y), 2)  # the fitting rows; every row of a left-out group is scored
+    unseen = classifier._unseen_intent_scores(x, y, rows, c=0.5, groups=3)
+    assert unseen.shape == (len(y),)
+    trained = classifier.LinearSVC(C=0.5, random_state=classifier.SEED).fit(x[rows], y[rows])
+    seen = classifier.top_scores(trained.decision_function(x))
+    # left out, a cluster's texts are claimed by no label; trained, by their own
+    assert np.median(unseen) < np.median(seen) - 0.5
+    assert np.quantile(unseen, 0.9) < np.quantile(seen, 0.1)
+
+
+def test_learned_cascade_embeds_only_the_texts_below_the_bar(
+    fusion_router, bitext_slice, monkeypatch
+):
+    router, _ = fusion_router
+    detector = router.out_of_scope
+    assert detector is not None
+    texts = [*bitext_slice["test_texts"][:20], *UNRELATED[:5]]
+    top = classifier.top_scores(router.decision(texts))
+    bar = float(np.median(top))
+    monkeypatch.setattr(detector, "skip_score", bar)
+    counting = CountingEncoder()
+    monkeypatch.setattr(classifier, "encoder", lambda threads=1, name="": counting)
+
+    probs, in_scope = router.analyse(texts)
+
+    skip = top >= bar
+    assert 0 < skip.sum() < len(texts)
+    assert sorted(counting.seen) == sorted(t for t, s in zip(texts, skip, strict=True) if not s)
+    assert in_scope is not None
+    assert np.all(in_scope[skip] == 1.0)  # in scope by the cascade, the SVM's answer
+    svm = classifier.softmax(router.decision(texts), router.temperature)
+    assert np.allclose(probs[skip], svm[skip])
+    monkeypatch.setattr(detector, "skip_score", math.inf)  # detectors stored before the bar
+    counting.seen.clear()
+    _, every = router.analyse(texts)
+    assert len(counting.seen) == len(texts)
+    assert every is not None
+    assert np.allclose(every[~skip], in_scope[~skip])
