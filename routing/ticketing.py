@@ -17,7 +17,7 @@ from django.conf import settings
 
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult
-from support.outbound import parse_retry_after
+from support.outbound import outbound_headers, parse_retry_after
 
 
 def ticketing_post(*, body: dict[str, Any], idempotency_key: str) -> SendResult:
@@ -33,7 +33,10 @@ def ticketing_post(*, body: dict[str, Any], idempotency_key: str) -> SendResult:
         headers["Authorization"] = f"Bearer {settings.TICKETING_SYSTEM_TOKEN}"
     try:
         response = requests.post(
-            url, json=body, headers=headers, timeout=settings.TICKETING_SYSTEM_TIMEOUT
+            url,
+            json=body,
+            headers=outbound_headers(headers),
+            timeout=settings.TICKETING_SYSTEM_TIMEOUT,
         )
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc

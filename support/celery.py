@@ -78,3 +78,18 @@ def _survive_connection_loss_with_unacked_messages() -> None:
 
 
 _survive_connection_loss_with_unacked_messages()
+
+
+def _connect_log_context() -> None:
+    """Carry the log context (request id, user, ticket, correlation id) from the code that
+    enqueues a task into the worker that runs it (``support.logging_context``)."""
+    from celery import signals
+
+    from support import logging_context
+
+    signals.before_task_publish.connect(logging_context.celery_before_publish, weak=False)
+    signals.task_prerun.connect(logging_context.celery_task_prerun, weak=False)
+    signals.task_postrun.connect(logging_context.celery_task_postrun, weak=False)
+
+
+_connect_log_context()

@@ -1,11 +1,22 @@
-"""Helpers shared by every outbound integration: error classification and backoff."""
+"""Helpers shared by every outbound integration: error classification, backoff, and the
+``X-Request-ID`` header (``outbound_headers``) that ties a call to the request or task
+behind it in the logs (``support.logging_context``)."""
 
 from __future__ import annotations
 
 import random
 
 from support.errors import RETRYABLE_STATUSES, THROTTLED_STATUSES, http_status_kind
+from support.logging_context import outbound_headers
 from support.models import AttemptOutcome
+
+__all__ = [
+    "RETRYABLE_HTTP",
+    "backoff_seconds",
+    "classify_http_status",
+    "outbound_headers",
+    "parse_retry_after",
+]
 
 RETRYABLE_HTTP = RETRYABLE_STATUSES | THROTTLED_STATUSES  # 408, 425, 429 (and every 5xx)
 

@@ -13,6 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from support import env
+from support.logging_context import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env.get_str("DATA_DIR", str(BASE_DIR / ".devdata")))
@@ -74,6 +75,8 @@ MIDDLEWARE = [
     # First: the health probes answer whatever the Host header (load balancer checks send
     # the target's IP) without passing the host check that guards every other path.
     "support.middleware.HealthProbeMiddleware",
+    # Request id, user and ticket on every log line, and one line per request.
+    "support.logging_context.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "support.csp.ContentSecurityPolicyMiddleware",
     # CORS before anything that can answer (WhiteNoise, CommonMiddleware's redirects) and
@@ -708,18 +711,14 @@ CELERY_BEAT_SCHEDULE["interactions-purge"] = {
     "schedule": 3600.0,
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.get_str("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        "celery": {"level": "INFO"},
-    },
-}
+# Logs (docs/operations.md#logs): JSON lines in production, text for `make run`; each line
+# carries the request id, user id, ticket id and correlation id where known.
+LOG_FORMAT = env.get_str("LOG_FORMAT", "json" if IS_PROD else "plain").lower()
+LOG_LEVEL = env.get_str("LOG_LEVEL", "INFO")
+# Take X-Request-ID from the incoming request (set by the load balancer) when well-formed.
+LOG_TRUST_REQUEST_ID = env.get_bool("LOG_TRUST_REQUEST_ID", default=True)
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
+# The worker keeps this configuration (and its JSON lines) instead of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 env.check_required()

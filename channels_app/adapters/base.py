@@ -23,7 +23,7 @@ from django.conf import settings
 
 from support.errors import PermanentError, RetryableError
 from support.models import AttemptOutcome
-from support.outbound import classify_http_status, parse_retry_after
+from support.outbound import classify_http_status, outbound_headers, parse_retry_after
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -216,6 +216,7 @@ def http_timeout() -> float:
 def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
     """One vendor HTTP call with a timeout; failures become Retryable/PermanentError."""
     kwargs.setdefault("timeout", http_timeout())
+    kwargs["headers"] = outbound_headers(kwargs.get("headers"))
     try:
         response = requests.request(method, url, **kwargs)  # noqa: S113 - timeout set above
     except (requests.Timeout, requests.ConnectionError) as exc:

@@ -15,7 +15,7 @@ from django.conf import settings
 
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult
-from support.outbound import parse_retry_after
+from support.outbound import outbound_headers, parse_retry_after
 from support.safe_urls import public_url_error
 
 USER_AGENT = "support-desk-webhooks/1"
@@ -45,7 +45,9 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
         response = requests.post(
             url,
             data=body,
-            headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
+            headers=outbound_headers(
+                {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+            ),
             timeout=settings.OUTGOING_WEBHOOKS_TIMEOUT,
             allow_redirects=False,
         )
