@@ -30,6 +30,7 @@ from routing.models import (
 )
 from routing.providers.base import RoutingProvider
 from routing.ticketing import ticketing_post
+from support import logging_context
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import Change, DeliveryChange, Schedule, SendResult, TargetKind
@@ -222,6 +223,15 @@ def routing_decide(
     ticket = Ticket.objects.select_related("customer").filter(pk=ticket_id).first()
     if ticket is None:
         raise NotFound(f"No ticket {ticket_id}.")
+    # The decision's log lines (and the tasks and deliveries it causes) name the ticket.
+    with logging_context.bound(ticket_id=ticket.pk, correlation_id=ticket.correlation_id):
+        return _routing_decide(ticket, attempt_key=attempt_key, provider=provider)
+
+
+def _routing_decide(
+    ticket: Ticket, *, attempt_key: str, provider: RoutingProvider | None
+) -> RoutingDecision:
+    ticket_id = ticket.pk
     router, model_row = router_active()
     ctx = ticket_context_load(ticket, router=router, router_model_id=model_row.pk)
     started = time.perf_counter()

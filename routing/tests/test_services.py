@@ -167,3 +167,24 @@ def test_routing_keeps_a_chosen_team_and_never_lowers_priority(routing_on, teams
     assert decision.applied is True
     assert ticket.team is not None
     assert (ticket.team.slug, ticket.priority) == ("billing", "urgent")
+
+
+def test_routing_runs_with_the_ticket_and_its_correlation_id_in_the_log_context(
+    routing_on, teams, customer, monkeypatch
+):
+    from routing import providers
+    from support import logging_context
+
+    ticket = _ticket(customer, "Cancel order", "I want to cancel my order 123456")
+    seen: list[dict[str, str]] = []
+    decide = providers.decide
+
+    def spy(ctx, provider):
+        seen.append(logging_context.current())
+        return decide(ctx, provider)
+
+    monkeypatch.setattr(providers, "decide", spy)
+    services.routing_decide(ticket_id=ticket.pk)
+
+    assert seen == [{"ticket_id": str(ticket.pk), "correlation_id": str(ticket.correlation_id)}]
+    assert logging_context.current() == {}
