@@ -161,7 +161,10 @@ def feed(customer: Any) -> None:
     CallEvent.objects.create(source="ctr", external_id="e1", status=EventStatus.PROCESSED)
     CallEvent.objects.create(source="recording", external_id="e2", status=EventStatus.FAILED)
     ok = Call.objects.create(
-        contact_id="c1", initiated_at=now, pipeline_status=PipelineStatus.ANALYSED
+        # Started long ago (a replayed CTR): counted when recorded, not when it started.
+        contact_id="c1",
+        initiated_at=now - timedelta(days=3),
+        pipeline_status=PipelineStatus.ANALYSED,
     )
     Call.objects.create(contact_id="c2", initiated_at=now, pipeline_status=PipelineStatus.FAILED)
     CallAnalytics.objects.create(
