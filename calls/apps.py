@@ -21,3 +21,7 @@ class CallsConfig(AppConfig):
 
         register_erasure_hook("calls", calls_erase)
         register_raw_event_purger("calls_events", call_events_purge)
+        from calls.metrics import call_metrics
+        from support.metrics import metric_source_register
+
+        metric_source_register("calls", call_metrics)

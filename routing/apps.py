@@ -34,3 +34,7 @@ class RoutingConfig(AppConfig):
         subscribe("ticket.created", on_ticket_created)
         register_erasure_hook("routing", routing_erase)
         register()
+        from routing.metrics import routing_metrics
+        from support.metrics import metric_source_register
+
+        metric_source_register("routing", routing_metrics)

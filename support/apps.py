@@ -14,3 +14,6 @@ class SupportConfig(AppConfig):
 
         # The live workbench: the first sink of the outbox relay (support/sinks.py).
         sink_register(WebsocketSink())
+        from support.metrics import register_builtin_sources
+
+        register_builtin_sources()  # GET /metrics (support/metrics.py)

@@ -506,6 +506,11 @@ OUTBOX_RETENTION_DAYS = env.get_int("OUTBOX_RETENTION_DAYS", 14)
 # they were processed (support.retention); pending ones and dead letters are kept. 0: never.
 RAW_EVENT_RETENTION_DAYS = env.get_int("RAW_EVENT_RETENTION_DAYS", 30)
 HEALTH_CELERY_TIMEOUT = env.get_float("HEALTH_CELERY_TIMEOUT", 1.0)
+# GET /metrics (support/metrics.py): Prometheus text, only with "Authorization: Bearer
+# <METRICS_TOKEN>"; unset, the endpoint answers 404 (off). Windowed values count the last
+# METRICS_WINDOW_SECONDS.
+METRICS_TOKEN = env.get_str("METRICS_TOKEN", "")
+METRICS_WINDOW_SECONDS = env.get_int("METRICS_WINDOW_SECONDS", 86400)
 DEMO_PASSWORD = env.get_str("DEMO_PASSWORD", "demo-password-123")
 # Live workbench sockets re-check the agent's teams and roles at least this often (they
 # also do on each ticket subscription and on an agent.access_changed event).
@@ -716,7 +721,7 @@ CELERY_BEAT_SCHEDULE["interactions-purge"] = {
 LOG_FORMAT = env.get_str("LOG_FORMAT", "json" if IS_PROD else "plain").lower()
 LOG_LEVEL = env.get_str("LOG_LEVEL", "INFO")
 # Take X-Request-ID from the incoming request (set by the load balancer) when well-formed.
-LOG_TRUST_REQUEST_ID = env.get_bool("LOG_TRUST_REQUEST_ID", default=True)
+LOG_TRUST_REQUEST_ID = env.get_bool("LOG_TRUST_REQUEST_ID", default=not IS_PROD)
 LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
 # The worker keeps this configuration (and its JSON lines) instead of Celery's own.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

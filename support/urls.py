@@ -10,6 +10,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from seed_api import urls as seed_api_urls
 from support.health import health, health_live, health_ready
+from support.metrics import metrics_view
 from tickets.attachments import attachment_download
 
 api_patterns: list[URLPattern | URLResolver] = [
@@ -30,6 +31,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("health", health, name="health"),
     path("health/live", health_live, name="health-live"),
     path("health/ready", health_ready, name="health-ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path(
         "attachments/<int:attachment_id>",

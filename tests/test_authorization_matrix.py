@@ -69,6 +69,8 @@ from tests.authz_world import (
 FIXED_ON: dict[int, str] = {}
 
 ADMIN_LOGIN = "/admin/login/"
+# GET /metrics: a bearer token of its own, not a login or an API key.
+METRICS_TOKEN = "matrix-metrics-token"
 
 # fmt: off
 # name (URL name)               method anon   ag_out ag_in  sup    k_out  k_in   k_sup  k_int
@@ -76,6 +78,7 @@ TABLE_TEXT = """
 health                          GET    public public public public public public public public
 health-live                     GET    public public public public public public public public
 health-ready                    GET    public public public public public public public public
+metrics                         GET    signed signed signed signed signed signed signed signed
 login                           GET    public public public public public public public public
 login                           POST   public public public public public public public public
 logout                          POST   public public public public public public public public
@@ -417,7 +420,12 @@ def world(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -
     media = tmp_path_factory.mktemp("matrix-media")
     with (
         django_db_blocker.unblock(),
-        override_settings(MEDIA_ROOT=media, KB_EVENTS_TOKEN=KB_EVENTS_TOKEN, S3_ENABLED=False),
+        override_settings(
+            MEDIA_ROOT=media,
+            KB_EVENTS_TOKEN=KB_EVENTS_TOKEN,
+            METRICS_TOKEN=METRICS_TOKEN,
+            S3_ENABLED=False,
+        ),
     ):
         atomic = transaction.atomic()
         atomic.__enter__()
@@ -642,6 +650,9 @@ def _signed_positive(world: World) -> dict[tuple[str, str], Callable[[], Any]]:
         ("context-feedback", "GET"): feedback("GET"),
         ("context-feedback", "POST"): feedback("POST"),
         ("api-kb-events", "POST"): kb_events,
+        ("metrics", "GET"): lambda: Client().get(
+            reverse("metrics"), HTTP_AUTHORIZATION=f"Bearer {METRICS_TOKEN}"
+        ),
     }
 
 

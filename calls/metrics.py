@@ -1,0 +1,66 @@
+"""Seed 003's call pipeline metrics for ``GET /metrics`` (registered in ``CallsConfig.ready``).
+
+Seed 003 asks for events, failures, DLQ depth and Bedrock failures. Here: records received
+(``support_call_events`` by source and status); records that failed to apply, kept for
+inspection and retried when sent again (``support_call_events_failed``: the dead-letter
+queue's equivalent); calls by pipeline status (``support_calls`` with status ``failed``); and
+the analytics results by the path that produced them and the Bedrock status it returned
+(``support_call_analytics``). A Bedrock call that failed and fell back to the local analysis
+is logged but not stored, so it shows only as ``produced_by="transcribe_model",
+provider="local"`` results, not as a separate count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db.models import Count
+from prometheus_client.core import Metric
+
+from calls.models import Call, CallAnalytics, CallEvent, EventStatus
+from support.metrics import gauge, window_start
+
+
+def call_metrics() -> Iterator[Metric]:
+    since = window_start()
+    events = gauge(
+        "call_events",
+        "Call records (contact events, CTRs, recordings, S3 ...) received in the window, "
+        "by source and status.",
+        ["source", "status"],
+    )
+    recent = CallEvent.objects.filter(created_at__gte=since)  # created_at index
+    for row in recent.values("source", "status").annotate(n=Count("pk")).order_by():
+        events.add_metric([row["source"], row["status"]], row["n"])
+    yield events
+
+    failed = gauge(
+        "call_events_failed",
+        "Call records in the window that failed to apply and wait for a redelivery "
+        "(seed 003's dead-letter queue).",
+    )
+    failed.add_metric([], recent.filter(status=EventStatus.FAILED).count())
+    yield failed
+
+    calls = gauge("calls", "Calls recorded in the window, by pipeline status.", ["status"])
+    # created_at, not initiated_at: a call recorded now may have started long ago (a CTR
+    # replayed, the demo's calls). Not indexed: calls are few next to messages.
+    started = Call.objects.filter(created_at__gte=since)
+    for row in started.values("pipeline_status").annotate(n=Count("pk")).order_by():
+        calls.add_metric([row["pipeline_status"]], row["n"])
+    yield calls
+
+    analytics = gauge(
+        "call_analytics",
+        "Call analytics produced in the window, by path, provider and Bedrock status.",
+        ["produced_by", "provider", "bedrock_status"],
+    )
+    rows = (
+        CallAnalytics.objects.filter(created_at__gte=since)
+        .values("produced_by", "provider", "bedrock_status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in rows:
+        analytics.add_metric([row["produced_by"], row["provider"], row["bedrock_status"]], row["n"])
+    yield analytics

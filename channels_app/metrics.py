@@ -1,0 +1,48 @@
+"""Webhook intake metrics for ``GET /metrics`` (registered in ``ChannelsAppConfig.ready``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db.models import Count
+from prometheus_client.core import Metric
+
+from channels_app.models import InboundEvent, InboundStatus
+from support.metrics import age_seconds, gauge, window_start
+
+#: Received and not yet turned into messages (a worker will pick them up).
+WAITING = (InboundStatus.RECEIVED, InboundStatus.RETRYING)
+
+
+def intake_metrics() -> Iterator[Metric]:
+    intake = gauge(
+        "webhook_events",
+        "Inbound webhook events received in the window, by channel and outcome "
+        "(received, processed, ignored, malformed, retrying, dead, quarantined).",
+        ["channel", "outcome"],
+    )
+    rows = (
+        InboundEvent.objects.filter(received_at__gte=window_start())
+        .values("channel", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in rows:
+        intake.add_metric([row["channel"], row["status"]], row["n"])
+    yield intake
+
+    # One index probe per status on inbound_status_idx (status, received_at).
+    oldest = [
+        InboundEvent.objects.filter(status=status)
+        .order_by("received_at")
+        .values_list("received_at", flat=True)
+        .first()
+        for status in WAITING
+    ]
+    waiting = [value for value in oldest if value is not None]
+    lag = gauge(
+        "inbound_processing_lag_seconds",
+        "Age of the oldest inbound event received but not yet processed (0: none waiting).",
+    )
+    lag.add_metric([], age_seconds(min(waiting) if waiting else None))
+    yield lag

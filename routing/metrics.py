@@ -1,0 +1,141 @@
+"""Seed 004's routing metrics for ``GET /metrics`` (registered in ``RoutingConfig.ready``).
+
+Seed name → exported name (all over the window, ``METRICS_WINDOW_SECONDS``):
+TicketsProcessed → ``support_routing_tickets_processed``; ProcessingTime →
+``support_routing_processing_seconds`` (histogram); ConfidenceScore →
+``support_routing_confidence`` (histogram) and ``support_routing_confidence_average``;
+ManualReviewRate → ``support_routing_manual_review_rate``; RoutingAccuracy →
+``support_routing_accuracy`` (from people's verdicts); TicketingSystemSyncFailures →
+``support_routing_sync_failures``; BedrockAPIErrors → ``support_routing_provider_errors
+{provider="bedrock"}`` (decisions that fell back because their provider failed); tokens and
+cost → ``support_routing_tokens``, ``support_routing_cost_usd``,
+``support_routing_cost_per_ticket_usd``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db.models import Avg, Count, Q, Sum
+from prometheus_client.core import Metric
+
+from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback, SyncStatus
+from support.metrics import gauge, histogram_from_queryset, window_start
+
+PROCESSING_BUCKETS_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def routing_metrics() -> Iterator[Metric]:
+    since = window_start()
+    decisions = RoutingDecision.objects.filter(created_at__gte=since)  # created_at index
+
+    processed = gauge(
+        "routing_tickets_processed",
+        "Routing decisions made in the window, by provider.",
+        ["provider"],
+    )
+    for row in decisions.values("provider").annotate(n=Count("pk")).order_by():
+        processed.add_metric([row["provider"]], row["n"])
+    yield processed
+
+    yield histogram_from_queryset(
+        "routing_processing_seconds",
+        "Time the router took per decision (seed 004 ProcessingTime).",
+        decisions,
+        field="processing_ms",
+        buckets=PROCESSING_BUCKETS_SECONDS,
+        scale=1000.0,
+    )
+    yield histogram_from_queryset(
+        "routing_confidence",
+        "Confidence of each decision (seed 004 ConfidenceScore).",
+        decisions,
+        field="confidence",
+        buckets=CONFIDENCE_BUCKETS,
+    )
+
+    totals = decisions.aggregate(
+        n=Count("pk"),
+        review=Count("pk", filter=Q(requires_manual_review=True)),
+        confidence=Avg("confidence"),
+        sync_failed=Count("pk", filter=Q(sync_status=SyncStatus.FAILED)),
+        tokens_in=Sum("tokens_in"),
+        tokens_out=Sum("tokens_out"),
+        cost=Sum("cost_usd"),
+    )
+    n = int(totals["n"] or 0)
+
+    average = gauge("routing_confidence_average", "Average decision confidence in the window.")
+    average.add_metric([], float(totals["confidence"] or 0))
+    yield average
+
+    review = gauge(
+        "routing_manual_review_rate",
+        "Share of decisions in the window flagged for manual review (0-1).",
+    )
+    review.add_metric([], totals["review"] / n if n else 0.0)
+    yield review
+
+    sync = gauge(
+        "routing_sync_failures",
+        "Decisions in the window whose ticketing-system sync failed (dead letter).",
+    )
+    sync.add_metric([], totals["sync_failed"])
+    yield sync
+
+    errors = gauge(
+        "routing_provider_errors",
+        "Decisions in the window whose provider failed and fell back, by failed provider "
+        "(provider=bedrock is seed 004's BedrockAPIErrors).",
+        ["provider"],
+    )
+    failed = (
+        decisions.exclude(fallback_from="")
+        .values("fallback_from")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in failed:
+        errors.add_metric([row["fallback_from"]], row["n"])
+    yield errors
+
+    tokens = gauge("routing_tokens", "Model tokens used in the window.", ["direction"])
+    tokens.add_metric(["in"], float(totals["tokens_in"] or 0))
+    tokens.add_metric(["out"], float(totals["tokens_out"] or 0))
+    yield tokens
+    cost = float(totals["cost"] or 0)
+    cost_sum = gauge("routing_cost_usd", "Model cost of the decisions in the window (USD).")
+    cost_sum.add_metric([], cost)
+    yield cost_sum
+    per_ticket = gauge(
+        "routing_cost_per_ticket_usd", "Average model cost per decision in the window (USD)."
+    )
+    per_ticket.add_metric([], cost / n if n else 0.0)
+    yield per_ticket
+    tokens_per_ticket = gauge(
+        "routing_tokens_per_ticket", "Average tokens (in + out) per decision in the window."
+    )
+    used = float((totals["tokens_in"] or 0) + (totals["tokens_out"] or 0))
+    tokens_per_ticket.add_metric([], used / n if n else 0.0)
+    yield tokens_per_ticket
+
+    verdicts = RoutingFeedback.objects.filter(created_at__gte=since).aggregate(
+        n=Count("pk"),
+        accepted=Count("pk", filter=Q(verdict=FeedbackVerdict.ACCEPTED)),
+        team=Count("pk", filter=Q(team_correct=True)),
+        priority=Count("pk", filter=Q(priority_correct=True)),
+    )
+    judged = int(verdicts["n"] or 0)
+    accuracy = gauge(
+        "routing_accuracy",
+        "Share of decisions people judged correct in the window (0-1), from verdicts: "
+        "overall (accepted), team and priority.",
+        ["dimension"],
+    )
+    for dimension, key in (("overall", "accepted"), ("team", "team"), ("priority", "priority")):
+        accuracy.add_metric([dimension], verdicts[key] / judged if judged else 0.0)
+    yield accuracy
+    feedback = gauge("routing_verdicts", "Verdicts people gave in the window.")
+    feedback.add_metric([], judged)
+    yield feedback

@@ -1,0 +1,313 @@
+"""GET /metrics: Prometheus text computed from the database and Redis at scrape time,
+behind a bearer token (``METRICS_TOKEN``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from calls.models import Call, CallAnalytics, CallEvent, EventStatus, PipelineStatus
+from channels_app.models import InboundEvent, InboundStatus
+from channels_app.tests.conftest import make_account
+from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback, SyncStatus
+from support.delivery.models import Delivery
+from support.fallback import provider_failure
+from support.models import OutboxEvent
+from support.redis_client import get_redis
+from tickets.services import ticket_create
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "metrics-test-token-0123456789"
+
+#: Seed 004 (routing) and seed 003 (call pipeline) metrics, and the platform's own.
+SEED_004 = {
+    "support_routing_tickets_processed",  # TicketsProcessed
+    "support_routing_processing_seconds",  # ProcessingTime (histogram)
+    "support_routing_confidence",  # ConfidenceScore (histogram)
+    "support_routing_confidence_average",  # ConfidenceScore (average)
+    "support_routing_manual_review_rate",  # ManualReviewRate
+    "support_routing_accuracy",  # RoutingAccuracy
+    "support_routing_sync_failures",  # TicketingSystemSyncFailures
+    "support_routing_provider_errors",  # BedrockAPIErrors (provider="bedrock")
+    "support_routing_tokens",
+    "support_routing_tokens_per_ticket",
+    "support_routing_cost_usd",
+    "support_routing_cost_per_ticket_usd",
+}
+SEED_003 = {
+    "support_call_events",
+    "support_call_events_failed",  # the dead-letter queue's equivalent
+    "support_calls",
+    "support_call_analytics",
+}
+PLATFORM = {
+    "support_webhook_events",
+    "support_inbound_processing_lag_seconds",
+    "support_outbox_lag_seconds",
+    "support_celery_queue_length",
+    "support_deliveries",
+    "support_deliveries_dead_letters",
+    "support_deliveries_overdue_seconds",
+    "support_provider_programming_errors",
+    "support_metrics_source_up",
+    "support_metrics_scrape_seconds",
+}
+
+
+@pytest.fixture
+def token(settings: Any) -> str:
+    settings.METRICS_TOKEN = TOKEN
+    return TOKEN
+
+
+@pytest.fixture
+def queued() -> Iterator[None]:
+    """Three tasks waiting in the default queue, one in the realtime queue."""
+    client = get_redis()
+    client.delete("celery", "realtime")
+    client.rpush("celery", "a", "b", "c")
+    client.rpush("realtime", "d")
+    yield
+    client.delete("celery", "realtime")
+
+
+def scrape(client: Client, token: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """{family name: {sorted labels (with le for buckets, suffixed samples kept): value}}."""
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=")
+    families: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        samples = families.setdefault(family.name, {})
+        for sample in family.samples:
+            key = (("__name__", sample.name), *sorted(sample.labels.items()))
+            samples[key] = sample.value
+    return families
+
+
+def value(families: dict[str, Any], family: str, sample: str | None = None, **labels: str) -> float:
+    key = (("__name__", sample or family), *sorted(labels.items()))
+    return families[family][key]
+
+
+def feed(customer: Any) -> None:
+    """A few of everything the metrics count."""
+    now = timezone.now()
+    tickets = [ticket_create(customer=customer, subject=f"T{i}", body="?") for i in range(4)]
+    decisions = []
+    for i, ticket in enumerate(tickets):
+        decisions.append(
+            RoutingDecision.objects.create(
+                ticket=ticket,
+                attempt_key="metrics",
+                priority="normal",
+                confidence=[0.95, 0.85, 0.55, 0.35][i],
+                provider="bedrock" if i < 2 else "local",
+                processing_ms=[40.0, 800.0, 3000.0, 12.0][i],
+                requires_manual_review=i >= 2,
+                fallback_from="bedrock" if i == 3 else "",
+                tokens_in=100 * (i + 1),
+                tokens_out=10 * (i + 1),
+                cost_usd=Decimal("0.002"),
+                sync_status=SyncStatus.FAILED if i == 0 else SyncStatus.SUCCESS,
+                correlation_id=uuid.uuid4(),
+            )
+        )
+    for decision, (verdict, team_ok) in zip(
+        decisions,
+        [(FeedbackVerdict.ACCEPTED, True), (FeedbackVerdict.OVERRIDDEN, False)],
+        strict=False,
+    ):
+        RoutingFeedback.objects.create(
+            decision=decision,
+            verdict=verdict,
+            team_correct=team_ok,
+            priority_correct=True,
+        )
+
+    account = make_account("whatsapp")
+    for key, status in [
+        ("w1", InboundStatus.PROCESSED),
+        ("w2", InboundStatus.PROCESSED),
+        ("w3", InboundStatus.MALFORMED),
+        ("w4", InboundStatus.RECEIVED),
+    ]:
+        InboundEvent.objects.create(
+            channel="whatsapp", account=account, external_id=key, body=b"{}", status=status
+        )
+    InboundEvent.objects.filter(external_id="w4").update(received_at=now - timedelta(minutes=5))
+    # The tickets' own events wait in the outbox (no relay runs here): two minutes old.
+    assert OutboxEvent.objects.filter(delivered_at__isnull=True).exists()
+    OutboxEvent.objects.update(created_at=now - timedelta(minutes=2))
+
+    Delivery.objects.create(target_kind="channel_reply", idempotency_key="d1", status="succeeded")
+    Delivery.objects.create(target_kind="channel_reply", idempotency_key="d2", status="dead")
+    Delivery.objects.create(
+        target_kind="ticketing_sync",
+        idempotency_key="d3",
+        status="retrying",
+        next_attempt_at=now - timedelta(minutes=1),
+    )
+
+    CallEvent.objects.create(source="ctr", external_id="e1", status=EventStatus.PROCESSED)
+    CallEvent.objects.create(source="recording", external_id="e2", status=EventStatus.FAILED)
+    ok = Call.objects.create(
+        # Started long ago (a replayed CTR): counted when recorded, not when it started.
+        contact_id="c1",
+        initiated_at=now - timedelta(days=3),
+        pipeline_status=PipelineStatus.ANALYSED,
+    )
+    Call.objects.create(contact_id="c2", initiated_at=now, pipeline_status=PipelineStatus.FAILED)
+    CallAnalytics.objects.create(
+        call=ok, produced_by="data_automation", provider="bedrock", bedrock_status="Success"
+    )
+
+
+def test_no_token_configured_means_no_endpoint(client: Client, settings: Any) -> None:
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Bearer", "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x", TOKEN],
+)
+def test_a_valid_bearer_token_is_required(client: Client, token: str, header: str | None) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert b"support_" not in response.content
+
+
+def test_a_signed_in_supervisor_without_the_token_is_refused(
+    client: Client, token: str, django_user_model: Any
+) -> None:
+    user = django_user_model.objects.create_superuser("root", "root@example.com", "pw-123456789")
+    client.force_login(user)
+    assert client.get("/metrics").status_code == 401
+
+
+def test_only_get(client: Client, token: str) -> None:
+    response = client.post("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 405
+
+
+def test_every_metric_is_named_on_an_empty_install(client: Client, token: str) -> None:
+    families = scrape(client, token)
+    assert set(families) >= SEED_004 | SEED_003 | PLATFORM
+    for source in (
+        "calls",
+        "celery_queues",
+        "channels",
+        "deliveries",
+        "outbox",
+        "process",
+        "routing",
+    ):
+        assert value(families, "support_metrics_source_up", source=source) == 1
+
+
+def test_values_after_feeding_data(client: Client, token: str, customer: Any, queued: None) -> None:
+    feed(customer)
+    with pytest.raises(KeyError):
+        provider_failure(KeyError("bug"), component="routing", provider="bedrock")
+    families = scrape(client, token)
+    assert set(families) >= SEED_004 | SEED_003 | PLATFORM
+
+    # Seed 004: every metric non-zero, with exact values.
+    assert value(families, "support_routing_tickets_processed", provider="bedrock") == 2
+    assert value(families, "support_routing_tickets_processed", provider="local") == 2
+    seconds = "support_routing_processing_seconds"
+    assert value(families, seconds, f"{seconds}_count") == 4
+    assert value(families, seconds, f"{seconds}_sum") == pytest.approx(3.852)
+    assert value(families, seconds, f"{seconds}_bucket", le="0.05") == 2
+    assert value(families, seconds, f"{seconds}_bucket", le="1.0") == 3
+    assert value(families, seconds, f"{seconds}_bucket", le="5.0") == 4
+    assert value(families, seconds, f"{seconds}_bucket", le="+Inf") == 4
+    confidence = "support_routing_confidence"
+    assert value(families, confidence, f"{confidence}_bucket", le="0.4") == 1
+    assert value(families, confidence, f"{confidence}_bucket", le="0.9") == 3
+    assert value(families, confidence, f"{confidence}_sum") == pytest.approx(2.7)
+    assert value(families, "support_routing_confidence_average") == pytest.approx(0.675)
+    assert value(families, "support_routing_manual_review_rate") == 0.5
+    assert value(families, "support_routing_accuracy", dimension="overall") == 0.5
+    assert value(families, "support_routing_accuracy", dimension="team") == 0.5
+    assert value(families, "support_routing_accuracy", dimension="priority") == 1.0
+    assert value(families, "support_routing_sync_failures") == 1
+    assert value(families, "support_routing_provider_errors", provider="bedrock") == 1
+    assert value(families, "support_routing_tokens", direction="in") == 1000
+    assert value(families, "support_routing_tokens", direction="out") == 100
+    assert value(families, "support_routing_tokens_per_ticket") == 275
+    assert value(families, "support_routing_cost_usd") == pytest.approx(0.008)
+    assert value(families, "support_routing_cost_per_ticket_usd") == pytest.approx(0.002)
+
+    # Seed 003.
+    assert value(families, "support_call_events", source="ctr", status="processed") == 1
+    assert value(families, "support_call_events", source="recording", status="failed") == 1
+    assert value(families, "support_call_events_failed") == 1
+    assert value(families, "support_calls", status="failed") == 1
+    assert value(families, "support_calls", status="analysed") == 1
+    assert (
+        value(
+            families,
+            "support_call_analytics",
+            produced_by="data_automation",
+            provider="bedrock",
+            bedrock_status="Success",
+        )
+        == 1
+    )
+
+    # Intake, lags, queues, deliveries, this process's programming errors.
+    assert value(families, "support_webhook_events", channel="whatsapp", outcome="processed") == 2
+    assert value(families, "support_webhook_events", channel="whatsapp", outcome="malformed") == 1
+    assert value(families, "support_webhook_events", channel="whatsapp", outcome="received") == 1
+    assert 300 <= value(families, "support_inbound_processing_lag_seconds") < 3600
+    assert 120 <= value(families, "support_outbox_lag_seconds") < 3600
+    assert value(families, "support_celery_queue_length", queue="celery") == 3
+    assert value(families, "support_celery_queue_length", queue="realtime") == 1
+    assert value(families, "support_deliveries", kind="channel_reply", status="succeeded") == 1
+    assert value(families, "support_deliveries", kind="channel_reply", status="dead") == 1
+    assert value(families, "support_deliveries", kind="ticketing_sync", status="retrying") == 1
+    assert value(families, "support_deliveries_dead_letters", kind="channel_reply") == 1
+    assert value(families, "support_deliveries_overdue_seconds") >= 60
+    assert value(families, "support_provider_programming_errors", component="routing") >= 1
+
+
+def test_the_window_leaves_old_rows_out(
+    client: Client, token: str, customer: Any, settings: Any
+) -> None:
+    feed(customer)
+    settings.METRICS_WINDOW_SECONDS = 3600
+    RoutingDecision.objects.update(created_at=timezone.now() - timedelta(hours=2))
+    families = scrape(client, token)
+    assert families["support_routing_tickets_processed"] == {}
+    assert value(families, "support_routing_manual_review_rate") == 0
+    seconds = "support_routing_processing_seconds"
+    assert value(families, seconds, f"{seconds}_count") == 0
+
+
+def test_a_failing_source_is_reported_and_the_rest_still_answer(
+    client: Client, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    def down() -> Any:
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr("support.metrics.get_redis", down)
+    families = scrape(client, token)
+    assert value(families, "support_metrics_source_up", source="celery_queues") == 0
+    assert value(families, "support_metrics_source_up", source="routing") == 1
+    assert "support_celery_queue_length" not in families
