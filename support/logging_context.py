@@ -200,8 +200,8 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
 class RequestContextMiddleware:
     """Binds the log context for one request and writes its access line.
 
-    ``X-Request-ID`` comes from the load balancer (``LOG_TRUST_REQUEST_ID``; off by default in production)
-    and is used only when well-formed: a malformed or missing one is replaced by a
+    ``X-Request-ID`` comes from a proxy in front (``LOG_TRUST_REQUEST_ID``; off by default
+    in production) and is used only when well-formed: a malformed or missing one is replaced by a
     generated id, so a client cannot inject text into the logs. The response carries the
     id either way. The line names the route pattern, not the path (paths can hold tokens)
     and never the query string or the body.
