@@ -78,11 +78,16 @@ def _celery_eager(settings: Any) -> None:
 def _clear_cache() -> Iterator[None]:
     from django.core.cache import cache
 
+    from knowledge.retrieval import title_stats_forget
     from tickets.context.cache import local_cache
 
     yield
     cache.clear()
     local_cache.clear()  # the customer context's in-process LRU
+    # The knowledge base's title statistics are cached per process and keyed by a version
+    # kept in the cache just cleared: forget them too, or the next test's search would use
+    # the statistics of rows its database never had (and run queries it would not run).
+    title_stats_forget()
 
 
 @pytest.fixture(autouse=True)

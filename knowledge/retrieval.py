@@ -338,6 +338,15 @@ class _TitleStats:
 title_stats = _TitleStats()
 
 
+def title_stats_forget() -> None:
+    """Drop this process's cached title statistics (the next search reloads them)."""
+    with title_stats._lock:
+        title_stats._loaded_at = -math.inf
+        title_stats._version = None
+        title_stats.total = 0
+        title_stats.df = {}
+
+
 def _lexemes(cursor: Any, texts: list[str]) -> list[list[str]]:
     cursor.execute(
         "SELECT tsvector_to_array(to_tsvector('english', t)) "
