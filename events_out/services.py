@@ -273,32 +273,52 @@ def kafka_send(delivery: Delivery) -> SendResult:
     )
 
 
+def _target_kind(
+    name: str,
+    label: str,
+    send: Callable[[Delivery], SendResult],
+    *,
+    max_attempts_setting: str,
+    base: float,
+    cap: float,
+) -> TargetKind:
+    """A kind whose attempt budget is a setting, read when a delivery is scheduled."""
+    return TargetKind(
+        name=name,
+        label=label,
+        send=send,
+        schedule=lambda: Schedule(
+            max_attempts=int(getattr(settings, max_attempts_setting)), base=base, cap=cap
+        ),
+    )
+
+
 def target_kinds() -> list[TargetKind]:
     """Registered in ``EventsOutConfig.ready()``; schedules read settings when used."""
     return [
-        TargetKind(
-            name=EVENTBRIDGE_KIND,
-            label="Event to Amazon EventBridge",
-            send=eventbridge_send,
-            schedule=lambda: Schedule(
-                max_attempts=int(settings.EVENTS_EVENTBRIDGE_MAX_ATTEMPTS), base=2.0, cap=300.0
-            ),
+        _target_kind(
+            EVENTBRIDGE_KIND,
+            "Event to Amazon EventBridge",
+            eventbridge_send,
+            max_attempts_setting="EVENTS_EVENTBRIDGE_MAX_ATTEMPTS",
+            base=2.0,
+            cap=300.0,
         ),
-        TargetKind(
-            name=WEBHOOK_KIND,
-            label="Event to an outgoing webhook",
-            send=webhook_send,
-            schedule=lambda: Schedule(
-                max_attempts=int(settings.OUTGOING_WEBHOOKS_MAX_ATTEMPTS), base=10.0, cap=3600.0
-            ),
+        _target_kind(
+            WEBHOOK_KIND,
+            "Event to an outgoing webhook",
+            webhook_send,
+            max_attempts_setting="OUTGOING_WEBHOOKS_MAX_ATTEMPTS",
+            base=10.0,
+            cap=3600.0,
         ),
-        TargetKind(
-            name=KAFKA_KIND,
-            label="Event to Kafka",
-            send=kafka_send,
-            schedule=lambda: Schedule(
-                max_attempts=int(settings.EVENTS_KAFKA_MAX_ATTEMPTS), base=2.0, cap=300.0
-            ),
+        _target_kind(
+            KAFKA_KIND,
+            "Event to Kafka",
+            kafka_send,
+            max_attempts_setting="EVENTS_KAFKA_MAX_ATTEMPTS",
+            base=2.0,
+            cap=300.0,
         ),
     ]
 

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 from strands.models import Model
 
+from routing.context import DEFAULT_CATEGORY_TEAMS
+from routing.tools import CustomerInfo, TicketContext
 from tickets.models import Team
 
 TEAMS = {
@@ -16,6 +18,26 @@ TEAMS = {
     "customer-care": "Customer Care",
     "priority-billing": "Priority Billing",
 }
+
+
+def ticket_context(router: Any, text: str, **extra: Any) -> TicketContext:
+    """The ticket context the provider tests route: one plain customer, no history, the
+    default category-to-team map; ``extra`` overrides or adds fields."""
+    fields: dict[str, Any] = {
+        "ticket_id": 1,
+        "number": "T-000001",
+        "text": text,
+        "customer": CustomerInfo(5, "none", "individual"),
+        "waiting_minutes": 0.0,
+        "history": [],
+        "services": [],
+        "team_map": dict(DEFAULT_CATEGORY_TEAMS),
+        "team_names": dict(TEAMS),
+        "vip_billing_team": "priority-billing",
+        "router": router,
+    }
+    fields.update(extra)
+    return TicketContext(**fields)
 
 
 @pytest.fixture

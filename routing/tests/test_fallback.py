@@ -9,31 +9,18 @@ from typing import Any
 import pytest
 
 from routing import providers, tools
-from routing.context import DEFAULT_CATEGORY_TEAMS
 from routing.providers.agent import AgentProvider
 from routing.providers.base import ProviderUnavailable
 from routing.schemas import ProviderResult
-from routing.tests.conftest import TEAMS, ScriptedModel
+from routing.tests.conftest import ScriptedModel, ticket_context
 from routing.tests.test_providers import DECISION
-from routing.tools import CustomerInfo, TicketContext
+from routing.tools import TicketContext
 from support import fallback
 
 
 @pytest.fixture
 def ctx(bitext_router: Any) -> TicketContext:
-    return TicketContext(
-        ticket_id=1,
-        number="T-000001",
-        text="Please cancel my order 123456",
-        customer=CustomerInfo(5, "none", "individual"),
-        waiting_minutes=0.0,
-        history=[],
-        services=[],
-        team_map=dict(DEFAULT_CATEGORY_TEAMS),
-        team_names=dict(TEAMS),
-        vip_billing_team="priority-billing",
-        router=bitext_router,
-    )
+    return ticket_context(bitext_router, "Please cancel my order 123456")
 
 
 class Broken:

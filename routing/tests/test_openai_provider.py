@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from routing import providers
-from routing.context import DEFAULT_CATEGORY_TEAMS
 from routing.providers.agent import AgentProvider
-from routing.tests.conftest import TEAMS
-from routing.tools import CustomerInfo, TicketContext
+from routing.tests.conftest import ticket_context
+from routing.tools import TicketContext
 
 RECORDED = json.loads(
     (Path(__file__).parent / "fixtures" / "openai" / "routing_turns.json").read_text()
@@ -85,18 +84,9 @@ def fake_openai(settings: Any) -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def ctx(bitext_router: Any) -> TicketContext:
-    return TicketContext(
-        ticket_id=1,
-        number="T-000001",
-        text="Hi, I'm Zelda Quimby. Please cancel my order 123456, mail me at zelda.q@example.org",
-        customer=CustomerInfo(5, "none", "individual"),
-        waiting_minutes=0.0,
-        history=[],
-        services=[],
-        team_map=dict(DEFAULT_CATEGORY_TEAMS),
-        team_names=dict(TEAMS),
-        vip_billing_team="priority-billing",
-        router=bitext_router,
+    return ticket_context(
+        bitext_router,
+        "Hi, I'm Zelda Quimby. Please cancel my order 123456, mail me at zelda.q@example.org",
         redact_names=("Zelda Quimby",),
     )
 

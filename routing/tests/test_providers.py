@@ -9,11 +9,10 @@ from botocore.stub import Stubber
 from strands.models.bedrock import BedrockModel
 
 from routing import providers
-from routing.context import DEFAULT_CATEGORY_TEAMS
 from routing.providers.agent import AgentProvider
 from routing.providers.local import LocalProvider
-from routing.tests.conftest import TEAMS, ScriptedModel
-from routing.tools import CustomerInfo, ServiceInfo, TicketContext
+from routing.tests.conftest import ScriptedModel, ticket_context
+from routing.tools import ServiceInfo
 
 TOOL_ORDER = [
     "classify_issue",
@@ -38,19 +37,7 @@ DECISION = {
 
 @pytest.fixture
 def ctx(bitext_router):
-    return TicketContext(
-        ticket_id=1,
-        number="T-000001",
-        text="Please cancel my order 123456, mail me at jo@example.com",
-        customer=CustomerInfo(5, "none", "individual"),
-        waiting_minutes=0.0,
-        history=[],
-        services=[],
-        team_map=dict(DEFAULT_CATEGORY_TEAMS),
-        team_names=dict(TEAMS),
-        vip_billing_team="priority-billing",
-        router=bitext_router,
-    )
+    return ticket_context(bitext_router, "Please cancel my order 123456, mail me at jo@example.com")
 
 
 @pytest.fixture(autouse=True)

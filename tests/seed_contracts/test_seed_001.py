@@ -152,24 +152,20 @@ def test_facebook_webhook_without_a_token_finds_its_account(client: Client) -> N
     assert InboundEvent.objects.count() == 1
 
 
-def test_whatsapp_webhook_without_a_token(client: Client) -> None:
-    account = make_account("whatsapp")
-    fixture = fixture_load("whatsapp", "text_message")
+@pytest.mark.parametrize(
+    ("channel", "path", "fixture_name"),
+    [
+        ("whatsapp", "/api/webhooks/whatsapp", "text_message"),
+        ("twitter", "/api/webhooks/twitter", "dm_message_create"),
+    ],
+)
+def test_webhook_without_a_token(
+    client: Client, channel: str, path: str, fixture_name: str
+) -> None:
+    account = make_account(channel)
+    fixture = fixture_load(channel, fixture_name)
     response = client.post(
-        "/api/webhooks/whatsapp",
-        fixture.body,
-        content_type="application/json",
-        headers=signed_headers(account, fixture),
-    )
-    assert response.status_code == 200, response.content
-    assert InboundEvent.objects.get().account_id == account.pk
-
-
-def test_twitter_webhook_without_a_token(client: Client) -> None:
-    account = make_account("twitter")
-    fixture = fixture_load("twitter", "dm_message_create")
-    response = client.post(
-        "/api/webhooks/twitter",
+        path,
         fixture.body,
         content_type="application/json",
         headers=signed_headers(account, fixture),
