@@ -24,7 +24,7 @@ class ChannelsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from channels_app.crypto import secrets_keys_check
+        from support.crypto import secrets_keys_check
 
         secrets_keys_check()  # a malformed CHANNELS_SECRETS_KEY fails at start, not at use
 

@@ -8,7 +8,7 @@ import secrets
 
 from django.db import models
 
-from channels_app.crypto import EncryptedSecretField
+from support.crypto import EncryptedSecretField
 from tickets.models import Channel
 
 
@@ -21,7 +21,7 @@ class ChannelAccount(models.Model):
 
     Secrets (``app_secret``, ``access_token``, ``consumer_secret``, ``inbound_token``,
     ``verify_token``, ``token_secret``, ``refresh_token``, ``client_secret``) are encrypted
-    at rest (``channels_app.crypto``) and write-only in the admin: they are never rendered
+    at rest (``support.crypto``) and write-only in the admin: they are never rendered
     back.
 
     X sends with an OAuth 2.0 user token that lives about two hours: ``refresh_token``,

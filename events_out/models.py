@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-from channels_app.crypto import EncryptedSecretField
+from support.crypto import EncryptedSecretField
 
 
 class OutgoingWebhook(models.Model):

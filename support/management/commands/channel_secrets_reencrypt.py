@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from channels_app.crypto import configured_keys, secrets_reencrypt
+from support.crypto import configured_keys, secrets_reencrypt
 
 
 class Command(BaseCommand):

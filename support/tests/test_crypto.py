@@ -16,9 +16,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from channels_app.crypto import secret_decrypt, secret_encrypt
 from channels_app.models import ChannelAccount
 from channels_app.tests.conftest import make_account
+from support.crypto import secret_decrypt, secret_encrypt
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,5 @@
-"""Channel account secrets encrypted at rest (Fernet: AES-128-CBC + HMAC-SHA256).
+"""Secrets encrypted at rest (Fernet: AES-128-CBC + HMAC-SHA256): channel accounts, outgoing
+webhooks and any model with an :class:`EncryptedSecretField`.
 
 The keys are ``CHANNELS_SECRETS_KEY``: one or more Fernet keys (``Fernet.generate_key()``),
 comma-separated, **newest first**. The first encrypts; every key decrypts
