@@ -12,7 +12,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
+
+import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
 MAX_LENGTH = 2048
@@ -119,3 +125,110 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# --- calling such a URL: the address actually connected to is checked too -----------------
+
+
+class UnsafeUrlError(ValueError):
+    """The server refused to call a URL (:func:`public_url_error` said why)."""
+
+
+class _PeerRefused(OSError):
+    """Raised inside the connection when the connected address is not public."""
+
+
+def _peer_check(sock: socket.socket) -> None:
+    address = str(sock.getpeername()[0])
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if not ip.is_global or ip.is_multicast:
+        sock.close()
+        raise _PeerRefused(
+            f"the host resolved to an internal address when connecting ({ip}: a private,"
+            " loopback or reserved range)"
+        )
+
+
+class _CheckedHTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _peer_check(sock)
+        return sock
+
+
+class _CheckedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _peer_check(sock)
+        return sock
+
+
+class _CheckedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class _PublicOnlyAdapter(requests.adapters.HTTPAdapter):
+    """Connections whose peer address is checked right after ``connect()``: a name that
+    resolved to a public address for :func:`public_url_error` and to an internal one a
+    moment later (DNS rebinding) is refused before a byte is sent."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPConnectionPool,
+            "https": _CheckedHTTPSConnectionPool,
+        }
+
+
+def _peer_refusal(exc: BaseException) -> _PeerRefused | None:
+    """The :class:`_PeerRefused` somewhere inside what requests raised, if any."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, _PeerRefused):
+            return item
+        pending.extend(
+            [*item.args, getattr(item, "reason", None), item.__cause__, item.__context__]
+        )
+    return None
+
+
+def public_post(
+    url: str,
+    *,
+    allow_http: bool = False,
+    allow_private: bool = False,
+    **kwargs: Any,
+) -> requests.Response:
+    """POST to a URL that a client or supervisor registered: the one way the server calls
+    such URLs. :func:`public_url_error` first (raises :class:`UnsafeUrlError`), then the
+    request on a connection whose peer address is checked again after connecting (so DNS
+    rebinding between the check and the call is refused), never following redirects.
+    Other failures are requests' own exceptions (timeouts, refused connections)."""
+    problem = public_url_error(url, allow_http=allow_http, allow_private=allow_private)
+    if problem is not None:
+        raise UnsafeUrlError(problem)
+    kwargs["allow_redirects"] = False
+    with requests.Session() as session:
+        session.trust_env = False  # a proxy would be the peer: the check would be meaningless
+        if not allow_private:
+            adapter = _PublicOnlyAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        try:
+            return session.post(url, **kwargs)
+        except requests.RequestException as exc:
+            refused = _peer_refusal(exc)
+            if refused is not None:
+                raise UnsafeUrlError(str(refused)) from exc
+            raise

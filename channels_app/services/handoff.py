@@ -32,7 +32,7 @@ from support.delivery.services import delivery_enqueue
 from support.errors import InvalidInput, NotFound, PermanentError, RetryableError
 from support.models import AttemptOutcome
 from support.outbound import classify_http_status, parse_retry_after
-from support.safe_urls import public_url_error
+from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 from tickets import services as ticket_services
 from tickets.models import (
     Channel,
@@ -280,9 +280,6 @@ def chatbot_callback_send(delivery: Delivery) -> SendResult:
     if account is None or not account.app_secret:
         raise PermanentError("The chatbot account is gone, inactive or has no secret.")
     url = handoff_callback_url(message.ticket)
-    problem = public_url_error(url, allow_http=bool(settings.DEBUG))
-    if problem is not None:
-        raise PermanentError(f"Callback URL refused: {problem}.")
     body = json.dumps(callback_body(message), separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
     headers = {
@@ -292,13 +289,15 @@ def chatbot_callback_send(delivery: Delivery) -> SendResult:
         "Idempotency-Key": delivery.idempotency_key,
     }
     try:
-        response = requests.post(
+        response = public_post(
             url,
+            allow_http=bool(settings.DEBUG),
             data=body,
             headers=headers,
             timeout=float(settings.CHATBOT_CALLBACK_TIMEOUT_SECONDS),
-            allow_redirects=False,
         )
+    except UnsafeUrlError as exc:
+        raise PermanentError(f"Callback URL refused: {exc}.") from exc
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
     outcome = classify_http_status(response.status_code)

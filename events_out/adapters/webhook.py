@@ -1,11 +1,12 @@
 """Outgoing webhooks' HTTP: one signed POST of one event to a supervisor's URL.
 
-Only this module calls webhook receivers. The URL is checked again before every send
-(:func:`webhook_url_problem`: an ``https`` URL whose host resolves only to public
-addresses, unless ``OUTGOING_WEBHOOKS_ALLOW_HTTP`` / ``_ALLOW_PRIVATE_NETWORKS`` say
-otherwise), redirects are not followed (a 3xx is a permanent failure), and the answer is
-returned for the delivery engine to classify (2xx success, 429 throttled, 401 refused,
-408/425/5xx retryable, other 4xx permanent); a timeout or refused connection is retryable.
+Only this module calls webhook receivers, through ``support.safe_urls.public_post``: the URL
+is checked before every send (an ``https`` URL whose host resolves only to public addresses,
+unless ``OUTGOING_WEBHOOKS_ALLOW_HTTP`` / ``_ALLOW_PRIVATE_NETWORKS`` say otherwise), the
+connection's peer address is checked again after connecting (DNS rebinding), redirects are
+not followed (a 3xx is a permanent failure), and the answer is returned for the delivery
+engine to classify (2xx success, 429 throttled, 401 refused, 408/425/5xx retryable, other
+4xx permanent); a timeout or refused connection is retryable.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.conf import settings
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult
 from support.outbound import outbound_headers, parse_retry_after
-from support.safe_urls import public_url_error
+from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 
 USER_AGENT = "support-desk-webhooks/1"
 
@@ -38,19 +39,21 @@ def webhook_url_problem(url: str, *, resolve: bool = True) -> str:
 
 
 def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResult:
-    problem = webhook_url_problem(url)
-    if problem:
-        raise DeliveryError(problem, outcome=Outcome.PERMANENT, error_code="unsafe_url")
     try:
-        response = requests.post(
+        response = public_post(
             url,
+            allow_http=bool(settings.OUTGOING_WEBHOOKS_ALLOW_HTTP),
+            allow_private=bool(settings.OUTGOING_WEBHOOKS_ALLOW_PRIVATE_NETWORKS),
             data=body,
             headers=outbound_headers(
                 {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
             ),
             timeout=settings.OUTGOING_WEBHOOKS_TIMEOUT,
-            allow_redirects=False,
         )
+    except UnsafeUrlError as exc:
+        raise DeliveryError(
+            f"Webhook URL refused: {exc}.", outcome=Outcome.PERMANENT, error_code="unsafe_url"
+        ) from exc
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc
     ok = 200 <= response.status_code < 300
