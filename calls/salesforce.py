@@ -19,7 +19,7 @@ from django.core.cache import cache
 
 from support.delivery.models import Outcome
 from support.errors import PermanentError, RetryableError
-from support.outbound import parse_retry_after
+from support.outbound import outbound_headers, parse_retry_after
 
 TOKEN_CACHE_KEY = "calls:salesforce-token"  # noqa: S105 - a cache key
 REQUEST_LIMIT_BACKOFF_SECONDS = 60.0
@@ -95,7 +95,9 @@ class SalesforceClient:
                 "client_secret": settings.SALESFORCE_CLIENT_SECRET,
             }
         try:
-            response = self.session.post(url, data=data, timeout=self.timeout)
+            response = self.session.post(
+                url, data=data, headers=outbound_headers(), timeout=self.timeout
+            )
         except requests.RequestException as exc:
             raise SalesforceRetryable(f"Salesforce token request failed: {exc}") from exc
         if response.status_code != 200:
@@ -140,7 +142,7 @@ class SalesforceClient:
                 response = self.session.patch(
                     url,
                     json=fields,
-                    headers={"Authorization": f"Bearer {token['access_token']}"},
+                    headers=outbound_headers({"Authorization": f"Bearer {token['access_token']}"}),
                     timeout=self.timeout,
                 )
             except requests.RequestException as exc:

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.core.cache import cache
 
+from support.logging_context import outbound_headers
 from support.sns import StaleMessage, sns_timestamp_check
 
 SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
@@ -49,7 +50,7 @@ class SnsHttp:
     timeout = 5.0
 
     def get(self, url: str) -> bytes:
-        response = requests.get(url, timeout=self.timeout)
+        response = requests.get(url, headers=outbound_headers(), timeout=self.timeout)
         response.raise_for_status()
         return response.content
 

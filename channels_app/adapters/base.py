@@ -289,7 +289,11 @@ def media_download(
             )
         try:
             response = requests.get(
-                url, headers=sent, timeout=http_timeout(), stream=True, allow_redirects=False
+                url,
+                headers=outbound_headers(sent),
+                timeout=http_timeout(),
+                stream=True,
+                allow_redirects=False,
             )
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise RetryableError(f"{type(exc).__name__}: {exc}") from exc

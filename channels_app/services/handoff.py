@@ -31,7 +31,7 @@ from support.delivery.registry import Schedule, SendResult, TargetKind
 from support.delivery.services import delivery_enqueue
 from support.errors import InvalidInput, NotFound, PermanentError, RetryableError
 from support.models import AttemptOutcome
-from support.outbound import classify_http_status, parse_retry_after
+from support.outbound import classify_http_status, outbound_headers, parse_retry_after
 from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 from tickets import services as ticket_services
 from tickets.models import (
@@ -293,7 +293,7 @@ def chatbot_callback_send(delivery: Delivery) -> SendResult:
             url,
             allow_http=bool(settings.DEBUG),
             data=body,
-            headers=headers,
+            headers=outbound_headers(headers),
             timeout=float(settings.CHATBOT_CALLBACK_TIMEOUT_SECONDS),
         )
     except UnsafeUrlError as exc:

@@ -35,6 +35,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
+from support.logging_context import outbound_headers
 from support.safe_urls import is_http_url
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,9 @@ def _may_refresh(url: str) -> bool:
 def _jwks_fetch(url: str) -> list[dict[str, Any]]:
     try:
         response = requests.get(
-            url, timeout=float(settings.OIDC_TIMEOUT), headers={"Accept": "application/json"}
+            url,
+            timeout=float(settings.OIDC_TIMEOUT),
+            headers=outbound_headers({"Accept": "application/json"}),
         )
     except requests.RequestException as exc:
         raise KeysUnavailable(f"JWKS fetch failed: {exc.__class__.__name__}") from exc

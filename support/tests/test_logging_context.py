@@ -241,3 +241,33 @@ def test_log_format_must_be_json_or_plain() -> None:
 
     with pytest.raises(ImproperlyConfigured):
         logging_context.logging_config("xml", "INFO")
+
+
+@responses.activate
+def test_every_outbound_client_sends_the_request_id(settings: Any) -> None:
+    """Media downloads, SNS certificate fetches, Salesforce and JWKS calls carry the id of
+    the request (or task) they run for, like the channel sends do."""
+    from calls.salesforce import SalesforceClient
+    from calls.sns import SnsHttp
+    from channels_app.adapters.base import media_download
+    from support.auth.tokens import _jwks_fetch
+
+    settings.SALESFORCE_AUTH_FLOW = "client_credentials"
+    settings.SALESFORCE_LOGIN_URL = "https://login.example.test"
+    responses.get("https://media.example.test/a.jpg", body=b"jpeg", content_type="image/jpeg")
+    responses.get("https://sns.example.test/cert.pem", body=b"pem")
+    responses.post(
+        "https://login.example.test/services/oauth2/token",
+        json={"access_token": "t", "instance_url": "https://sf.example.test"},
+    )
+    responses.get("https://idp.example.test/jwks.json", json={"keys": []})
+
+    with logging_context.bound(request_id="req-0123456789abcdef"):
+        media_download("https://media.example.test/a.jpg", allowed_hosts=("example.test",))
+        SnsHttp().get("https://sns.example.test/cert.pem")
+        SalesforceClient().token(refresh=True)
+        _jwks_fetch("https://idp.example.test/jwks.json")
+
+    assert len(responses.calls) == 4
+    for call in responses.calls:
+        assert call.request.headers.get("X-Request-ID") == "req-0123456789abcdef", call.request.url
