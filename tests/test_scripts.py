@@ -131,3 +131,16 @@ def test_audit_runs_pip_audit_strictly_over_the_pinned_requirements(monkeypatch)
     assert command[:3] == ["/x/pip-audit", "--requirement", str(ROOT / "requirements.txt")]
     assert {"--no-deps", "--strict", "--desc"} <= set(command)
     assert command[command.index("--vulnerability-service") + 1] == "osv"
+
+
+def test_every_apps_tests_are_collected_by_the_plain_test_command() -> None:
+    """``scripts/test.sh`` with no arguments runs pytest's ``testpaths``: an app whose
+    ``tests/`` folder is missing from it never runs in CI (events_out's did not, once)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    testpaths = set(config["tool"]["pytest"]["ini_options"]["testpaths"])
+    with_tests = {path.parent.parent.name for path in root.glob("*/tests/__init__.py")}
+    assert "support" in with_tests
+    assert with_tests <= testpaths, with_tests - testpaths
