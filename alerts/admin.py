@@ -173,7 +173,7 @@ class AlertEventInline(SupervisorInlineMixin, admin.TabularInline):  # type: ign
     extra = 0
     can_delete = False
     fields = ["created_at", "action", "from_state", "to_state", "actor", "note"]
-    readonly_fields = fields
+    readonly_fields = ["created_at", "action", "from_state", "to_state", "actor", "note"]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

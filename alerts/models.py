@@ -34,6 +34,59 @@ class Aggregation(models.TextChoices):
     INCREASE = "increase", "Increase over the window (a counter; from stored samples)"
 
 
+class TargetKind(models.TextChoices):
+    EMAIL = "email", "E-mail"
+    SLACK = "slack", "Slack incoming webhook"
+    PAGERDUTY = "pagerduty", "PagerDuty (Events API v2)"
+    SNS = "sns", "Amazon SNS topic"
+
+
+def default_severities() -> list[str]:
+    return [Severity.CRITICAL, Severity.WARNING]
+
+
+class AlertTarget(models.Model):
+    """Where alerts are sent, configured by supervisors. ``secret`` holds the Slack
+    webhook URL or the PagerDuty routing key, encrypted at rest (``CHANNELS_SECRETS_KEY``,
+    like the channel accounts' secrets)."""
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=TargetKind.choices)
+    severities = ArrayField(
+        models.CharField(max_length=16, choices=Severity.choices),
+        default=default_severities,
+        blank=True,
+        help_text="The tiers this target receives (unless a rule names its targets).",
+    )
+    email_to = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="E-mail: comma-separated addresses; empty sends to every active "
+        "supervisor with an address.",
+    )
+    secret = EncryptedSecretField(
+        blank=True,
+        help_text="Slack: the incoming webhook URL. PagerDuty: the integration's routing "
+        "key. Write-only.",
+    )
+    topic_arn = models.CharField(max_length=300, blank=True, help_text="SNS: the topic ARN.")
+    region = models.CharField(max_length=32, blank=True, help_text="SNS: empty is AWS_REGION.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def target_key(self) -> str:
+        """The delivery engine's target (one circuit per configured target)."""
+        return f"alert-target:{self.pk}"
+
+
 class AlertRule(models.Model):
     """A stored alarm: ``metric`` (a Prometheus selector, ``name{label="v",l2=~"re"}``, the
     matching samples summed), optionally divided by ``denominator`` (a ratio such as 5xx /
@@ -67,7 +120,7 @@ class AlertRule(models.Model):
         default=True, help_text="Resolve the alert when an evaluation no longer breaches."
     )
     targets = models.ManyToManyField(
-        "AlertTarget",
+        AlertTarget,
         blank=True,
         related_name="rules",
         help_text="Empty: every active target whose severities include the rule's.",
@@ -215,56 +268,3 @@ class AlertEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alert_id}: {self.action}"
-
-
-class TargetKind(models.TextChoices):
-    EMAIL = "email", "E-mail"
-    SLACK = "slack", "Slack incoming webhook"
-    PAGERDUTY = "pagerduty", "PagerDuty (Events API v2)"
-    SNS = "sns", "Amazon SNS topic"
-
-
-def default_severities() -> list[str]:
-    return [Severity.CRITICAL, Severity.WARNING]
-
-
-class AlertTarget(models.Model):
-    """Where alerts are sent, configured by supervisors. ``secret`` holds the Slack
-    webhook URL or the PagerDuty routing key, encrypted at rest (``CHANNELS_SECRETS_KEY``,
-    like the channel accounts' secrets)."""
-
-    name = models.CharField(max_length=100)
-    kind = models.CharField(max_length=16, choices=TargetKind.choices)
-    severities = ArrayField(
-        models.CharField(max_length=16, choices=Severity.choices),
-        default=default_severities,
-        blank=True,
-        help_text="The tiers this target receives (unless a rule names its targets).",
-    )
-    email_to = models.CharField(
-        max_length=1000,
-        blank=True,
-        help_text="E-mail: comma-separated addresses; empty sends to every active "
-        "supervisor with an address.",
-    )
-    secret = EncryptedSecretField(
-        blank=True,
-        help_text="Slack: the incoming webhook URL. PagerDuty: the integration's routing "
-        "key. Write-only.",
-    )
-    topic_arn = models.CharField(max_length=300, blank=True, help_text="SNS: the topic ARN.")
-    region = models.CharField(max_length=32, blank=True, help_text="SNS: empty is AWS_REGION.")
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["name", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.get_kind_display()})"
-
-    @property
-    def target_key(self) -> str:
-        """The delivery engine's target (one circuit per configured target)."""
-        return f"alert-target:{self.pk}"

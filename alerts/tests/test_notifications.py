@@ -90,7 +90,7 @@ def test_pagerduty_trigger_acknowledge_resolve_share_the_dedup_key(supervisor, p
     alert_resolve(alert_id=alert_id, actor=supervisor)
     _send_all()
 
-    bodies = [json.loads(call.request.body) for call in responses.calls]
+    bodies = [json.loads(call.request.body or b"") for call in responses.calls]
     key = f"support-alert-{alert_id}"
     assert bodies[0] == {
         "routing_key": ROUTING_KEY,
@@ -142,7 +142,7 @@ def test_slack_posts_text_to_the_webhook(public_dns):
     [delivery] = _send_all()
 
     assert delivery.status == DeliveryStatus.SUCCEEDED
-    assert json.loads(responses.calls[0].request.body) == {
+    assert json.loads(responses.calls[0].request.body or b"") == {
         "text": "*[FIRING] [warning] HighErrorRate*\nErrors over 5%.\n"
         f"<http://127.0.0.1:8000/alerts/{alert_id}/|Open the alert>"
     }

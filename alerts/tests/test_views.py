@@ -3,6 +3,8 @@ acknowledge / resolve by POST with CSRF; the admin for rules and targets."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -16,7 +18,7 @@ def _alert(fingerprint: str = "a", severity: str = "critical") -> Alert:
     ).alert
 
 
-def _client(user: object, *, csrf: bool = False) -> Client:
+def _client(user: Any, *, csrf: bool = False) -> Client:
     client = Client(enforce_csrf_checks=csrf)
     client.force_login(user)
     return client
