@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Q, QuerySet
 from prometheus_client.core import Metric
 
-from alerts.models import OPEN_STATES, Alert, AlertRule, AlertTarget
+from alerts.models import OPEN_STATES, Alert, AlertRule, AlertTarget, RuleEvaluation
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _SELECTOR = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?:\{{(?P<matchers>.*)\}})?\s*$", re.DOTALL)
@@ -91,6 +91,13 @@ def selector_sum(selector: Selector, families: Iterable[Metric]) -> float:
 
 def rule_list_enabled() -> QuerySet[AlertRule]:
     return AlertRule.objects.filter(enabled=True).prefetch_related("targets")
+
+
+def rule_evaluation_list(*, rule_id: int, limit: int = 20) -> list[RuleEvaluation]:
+    """The rule's latest evaluations, newest first (the alert page's recent values)."""
+    return list(
+        RuleEvaluation.objects.filter(rule_id=rule_id).order_by("-evaluated_at", "-id")[:limit]
+    )
 
 
 # --- alerts -------------------------------------------------------------------------------

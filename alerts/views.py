@@ -52,7 +52,12 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
     if alert is None:
         raise Http404("No such alert.")
     history = alert.history.select_related("actor").order_by("created_at", "id")
-    return render(request, "alerts/detail.html", {"alert": alert, "history": history})
+    evaluations = selectors.rule_evaluation_list(rule_id=alert.rule_id) if alert.rule_id else []
+    return render(
+        request,
+        "alerts/detail.html",
+        {"alert": alert, "history": history, "evaluations": evaluations},
+    )
 
 
 @login_required

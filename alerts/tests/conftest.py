@@ -60,3 +60,16 @@ def feed() -> Iterator[Feed]:
 def public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     """Target host names resolve to a public address (no DNS in tests)."""
     monkeypatch.setattr(alerts_http, "resolver", lambda host, port: ["93.184.215.14"])
+
+
+@pytest.fixture
+def seed_rules(db: Any) -> None:
+    """The seed rules as the migration creates them. A transactional test elsewhere flushes
+    the tables (and with them the migration's rows) on a reused test database, so the
+    migration's own function puts them back (get_or_create: a no-op when they are there)."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("alerts.migrations.0001_alert_rules_alerts_targets")
+    migration.seed_rules_create(apps, None)

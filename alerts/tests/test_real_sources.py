@@ -41,6 +41,7 @@ def _only(*names: str) -> None:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
 def test_daily_cost_sums_the_decisions_of_the_last_24_hours(customer):
     _only("DailyCost")
     _decisions(customer, cost="100", processing_ms=10, age=timedelta(hours=23), n=3)
@@ -54,6 +55,7 @@ def test_daily_cost_sums_the_decisions_of_the_last_24_hours(customer):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
 def test_high_latency_averages_the_last_ten_minutes(customer):
     _only("HighLatency")
     _decisions(customer, cost="0", processing_ms=9000, age=timedelta(minutes=11), n=3)

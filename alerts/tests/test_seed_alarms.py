@@ -74,6 +74,7 @@ def _only(name: str) -> AlertRule:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
 @pytest.mark.parametrize(
     ("name", "tier", "comparison", "threshold", "window", "over", "under"),
     SEED_ALARMS,
@@ -118,6 +119,7 @@ def test_seed_alarm_fires_over_its_threshold_and_resolves_under_it(
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
 def test_seed_http_5xx_rate_uses_the_counters_increase_over_five_minutes(feed):
     rule = _only("Http5xxRate")
     assert (rule.severity, rule.threshold, rule.window_seconds, rule.aggregation) == (
@@ -146,6 +148,7 @@ def test_seed_http_5xx_rate_uses_the_counters_increase_over_five_minutes(feed):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
 def test_quiet_metrics_fire_no_seed_alarm(feed):
     """An installation with no traffic (no decisions, no calls) raises nothing: a ratio with
     a zero denominator is no data, not 0% confidence."""

@@ -186,3 +186,17 @@ def test_metric_source_counts_alerts_by_state_and_severity(supervisor):
     assert 'support_alerts{severity="warning",state="firing"} 1.0' in text
     assert 'support_alerts{severity="critical",state="firing"} 0.0' in text
     assert 'support_metrics_source_up{source="alerts"} 1.0' in text
+
+
+@pytest.mark.django_db
+def test_the_alert_page_shows_the_rules_recent_values(feed, supervisor, client):
+    _rule()
+    now = timezone.now()
+    for minute, value in enumerate([3, 11]):
+        feed.set(test_depth=value)
+        alert_rules_evaluate(now=now + timedelta(minutes=minute))
+    client.force_login(supervisor)
+    body = client.get(f"/alerts/{Alert.objects.get().pk}/").content.decode()
+    assert "Recent evaluations" in body
+    assert "11.0000" in body
+    assert "3.0000" in body
