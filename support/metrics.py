@@ -21,6 +21,8 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
 import redis
@@ -56,12 +58,47 @@ def metric_sources() -> dict[str, MetricSource]:
     return dict(_sources)
 
 
+# --- the window, and collecting in-process (alarm rules) -----------------------------------
+
+_window_seconds: ContextVar[float | None] = ContextVar("metrics_window_seconds", default=None)
+
+
+@contextmanager
+def metrics_window(seconds: float) -> Iterator[None]:
+    """Within the block, windowed sources count over the last ``seconds`` instead of
+    ``METRICS_WINDOW_SECONDS`` (an alarm rule's "for 5 minutes")."""
+    token = _window_seconds.set(float(seconds))
+    try:
+        yield
+    finally:
+        _window_seconds.reset(token)
+
+
+def metrics_collect(*, window_seconds: float | None = None) -> list[Metric]:
+    """Every registered source's metric families, computed now in this process, over
+    ``window_seconds`` (default ``METRICS_WINDOW_SECONDS``). A source that fails (database or
+    Redis down) is logged and left out; the others still answer."""
+    families: list[Metric] = []
+    seconds = settings.METRICS_WINDOW_SECONDS if window_seconds is None else window_seconds
+    with metrics_window(seconds):
+        for name, source in sorted(metric_sources().items()):
+            try:
+                families.extend(source())
+            except (DatabaseError, redis.RedisError) as exc:
+                logger.warning("Metrics source %s failed: %s", name, type(exc).__name__)
+    return families
+
+
 # --- helpers shared by the sources ---------------------------------------------------------
 
 
 def window_start() -> datetime:
-    """The start of the window that windowed metrics count over."""
-    return timezone.now() - timedelta(seconds=settings.METRICS_WINDOW_SECONDS)
+    """The start of the window that windowed metrics count over (``metrics_window`` or
+    ``METRICS_WINDOW_SECONDS``)."""
+    seconds = _window_seconds.get()
+    if seconds is None:
+        seconds = float(settings.METRICS_WINDOW_SECONDS)
+    return timezone.now() - timedelta(seconds=seconds)
 
 
 def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:

@@ -208,6 +208,7 @@ def public_post(
     *,
     allow_http: bool = False,
     allow_private: bool = False,
+    resolve: Resolver | None = None,
     **kwargs: Any,
 ) -> requests.Response:
     """POST to a URL that a client or supervisor registered: the one way the server calls
@@ -215,7 +216,9 @@ def public_post(
     request on a connection whose peer address is checked again after connecting (so DNS
     rebinding between the check and the call is refused), never following redirects.
     Other failures are requests' own exceptions (timeouts, refused connections)."""
-    problem = public_url_error(url, allow_http=allow_http, allow_private=allow_private)
+    problem = public_url_error(
+        url, allow_http=allow_http, allow_private=allow_private, resolve=resolve
+    )
     if problem is not None:
         raise UnsafeUrlError(problem)
     kwargs["allow_redirects"] = False

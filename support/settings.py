@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "calls",
     "routing",
     "events_out",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -248,6 +249,31 @@ EVENTS_KAFKA_SASL_USERNAME = env.get_str("EVENTS_KAFKA_SASL_USERNAME")
 EVENTS_KAFKA_SASL_PASSWORD = env.get_str("EVENTS_KAFKA_SASL_PASSWORD")
 EVENTS_KAFKA_TIMEOUT = env.get_float("EVENTS_KAFKA_TIMEOUT", 10.0)
 EVENTS_KAFKA_MAX_ATTEMPTS = env.get_int("EVENTS_KAFKA_MAX_ATTEMPTS", 8)
+
+# Alerts (alerts; docs/alerts.md): alarm rules evaluated on a schedule, alerts, and
+# notifications through the delivery engine (targets are configured in the admin).
+ALERTS_EVALUATION_SECONDS = env.get_float("ALERTS_EVALUATION_SECONDS", 60.0)
+ALERTS_EVALUATIONS_RETENTION_DAYS = env.get_int("ALERTS_EVALUATIONS_RETENTION_DAYS", 14)
+ALERTS_NOTIFY_MAX_ATTEMPTS = env.get_int("ALERTS_NOTIFY_MAX_ATTEMPTS", 8)
+# Slack and PagerDuty calls (and SNS's connect/read timeouts), in seconds.
+ALERTS_HTTP_TIMEOUT = env.get_float("ALERTS_HTTP_TIMEOUT", 10.0)
+ALERTS_EMAIL_TIMEOUT = env.get_float("ALERTS_EMAIL_TIMEOUT", 10.0)
+ALERTS_EMAIL_FROM = env.get_str("ALERTS_EMAIL_FROM")  # empty: DEFAULT_FROM_EMAIL
+ALERTS_EMAIL_SUBJECT_PREFIX = env.get_str("ALERTS_EMAIL_SUBJECT_PREFIX", "[Support alert] ")
+ALERTS_PAGERDUTY_EVENTS_URL = env.get_str(
+    "ALERTS_PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue"
+)
+# PagerDuty's payload.source / client: which installation raised the alert.
+ALERTS_SOURCE_NAME = env.get_str("ALERTS_SOURCE_NAME", "support-desk")
+# Local development only: plain http target URLs, and hosts on private networks.
+ALERTS_TARGETS_ALLOW_HTTP = env.get_bool("ALERTS_TARGETS_ALLOW_HTTP", default=False)
+ALERTS_TARGETS_ALLOW_PRIVATE_NETWORKS = env.get_bool(
+    "ALERTS_TARGETS_ALLOW_PRIVATE_NETWORKS", default=False
+)
+CELERY_BEAT_SCHEDULE["alerts-evaluate"] = {
+    "task": "alerts.tasks.alert_rules_evaluate_task",
+    "schedule": ALERTS_EVALUATION_SECONDS,
+}
 
 # --- Auth -----------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -46,6 +46,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include(api_patterns)),
     path("calls/", include("calls.urls")),
+    path("alerts/", include("alerts.urls")),
     path("", include("tickets.urls")),
     # Seeds 000, 003 and 004 at the root, after the workbench (its POST /tickets/bulk
     # would otherwise be taken by the seed's /tickets/{id}).

@@ -51,6 +51,7 @@ URL_KWARG_NAMES = frozenset(
     {"ticket_id", "ref", "customer_id", "attachment_id", "canned_id", "job_id", "chunk_id"}
     | {"draft_id"}
     | {"hash", "channel", "token"}
+    | {"alert_id"}
 )
 
 
@@ -90,6 +91,7 @@ class World:
             "hash": self.call.hash,
             "channel": "whatsapp",
             "token": self.whatsapp.webhook_token,
+            **({"alert_id": self.extra["alert"].pk} if "alert" in self.extra else {}),
         }
 
     def key_headers(self, role: str) -> dict[str, str]:
@@ -236,4 +238,14 @@ def build_world(*, key_rate_limit: int = 10_000_000) -> World:
         webchat=webchat,
         chatbot=chatbot,
         feedback_token=feedback_token_make(ticket),
+        extra={"alert": _alert()},
     )
+
+
+def _alert() -> Any:
+    """A firing alert (alerts pages: supervisors only)."""
+    from alerts.services import alert_raise
+
+    return alert_raise(
+        fingerprint="matrix", title="Matrix alarm", summary="", severity="critical"
+    ).alert

@@ -160,6 +160,12 @@ admin:knowledge_replydraft_changelist GET login login login allow login login lo
 admin:channels_app_inboundevent_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_add GET login login login allow login login login login
+alerts:list                     GET    login  403    403    allow  login  login  login  login
+alerts:detail                   GET    login  403    403    allow  login  login  login  login
+alerts:acknowledge              POST   login  403    403    allow  login  login  login  login
+alerts:resolve                  POST   login  403    403    allow  login  login  login  login
+admin:alerts_alerttarget_changelist GET login login login allow login login login login
+admin:alerts_alertrule_changelist GET login login login allow login login login login
 """
 
 # Websocket routes (they have no names): the route string. A refused socket is closed with

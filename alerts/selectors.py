@@ -1,0 +1,163 @@
+"""Reads: metric selectors over collected samples, alerts for the pages and the dashboard,
+the targets an alert goes to."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+from prometheus_client.core import Metric
+
+from alerts.models import OPEN_STATES, Alert, AlertRule, AlertTarget, RuleEvaluation
+
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_SELECTOR = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?:\{{(?P<matchers>.*)\}})?\s*$", re.DOTALL)
+_MATCHER = re.compile(
+    r'\s*(?P<label>[a-zA-Z_][a-zA-Z0-9_]*)\s*(?P<op>=~|!~|!=|=)\s*"(?P<value>(?:[^"\\]|\\.)*)"'
+    r"\s*(?:,|$)"
+)
+
+
+class SelectorError(ValueError):
+    """A selector that does not parse (the admin form shows the message)."""
+
+
+@dataclass(frozen=True)
+class Matcher:
+    label: str
+    op: str
+    value: str
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        actual = labels.get(self.label, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        found = re.fullmatch(self.value, actual) is not None
+        return found if self.op == "=~" else not found
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A Prometheus-style instant selector: a sample name and label matchers."""
+
+    name: str
+    matchers: tuple[Matcher, ...] = ()
+
+    def matches(self, sample_name: str, labels: dict[str, str]) -> bool:
+        return sample_name == self.name and all(m.matches(labels) for m in self.matchers)
+
+
+def selector_parse(text: str) -> Selector:
+    """``name{label="v",other!="w",status=~"5.."}`` → :class:`Selector` (Prometheus
+    syntax: ``=``, ``!=``, ``=~``, ``!~``; regular expressions match the whole value)."""
+    found = _SELECTOR.match(text or "")
+    if found is None:
+        raise SelectorError(f'Not a selector: {text!r} (expected name{{label="value"}}).')
+    matchers: list[Matcher] = []
+    rest = (found.group("matchers") or "").strip()
+    position = 0
+    while position < len(rest):
+        part = _MATCHER.match(rest, position)
+        if part is None:
+            raise SelectorError(f"Cannot read the label matchers at {rest[position:]!r}.")
+        value = part.group("value").replace('\\"', '"').replace("\\\\", "\\")
+        if part.group("op") in ("=~", "!~"):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise SelectorError(f"Bad regular expression {value!r}: {exc}.") from None
+        matchers.append(Matcher(part.group("label"), part.group("op"), value))
+        position = part.end()
+    return Selector(found.group("name"), tuple(matchers))
+
+
+def selector_sum(selector: Selector, families: Iterable[Metric]) -> float:
+    """The sum of every sample ``selector`` matches (0 when none does: a count with no rows
+    is exported as a family without samples)."""
+    total = 0.0
+    for family in families:
+        for sample in family.samples:
+            if selector.matches(sample.name, dict(sample.labels)):
+                total += float(sample.value)
+    return total
+
+
+# --- rules --------------------------------------------------------------------------------
+
+
+def rule_list_enabled() -> QuerySet[AlertRule]:
+    return AlertRule.objects.filter(enabled=True).prefetch_related("targets")
+
+
+def rule_evaluation_list(*, rule_id: int, limit: int = 20) -> list[RuleEvaluation]:
+    """The rule's latest evaluations, newest first (the alert page's recent values)."""
+    return list(
+        RuleEvaluation.objects.filter(rule_id=rule_id).order_by("-evaluated_at", "-id")[:limit]
+    )
+
+
+# --- alerts -------------------------------------------------------------------------------
+
+
+def alert_list(*, state: str = "", severity: str = "", limit: int = 200) -> QuerySet[Alert]:
+    """Alerts for the list page, newest first; ``state`` ``open`` means firing or
+    acknowledged."""
+    alerts = Alert.objects.select_related("rule", "acknowledged_by", "resolved_by")
+    if state == "open":
+        alerts = alerts.filter(state__in=OPEN_STATES)
+    elif state:
+        alerts = alerts.filter(state=state)
+    if severity:
+        alerts = alerts.filter(severity=severity)
+    return alerts.order_by("-created_at", "-id")[:limit]
+
+
+def alert_list_firing(*, limit: int = 20) -> list[Alert]:
+    """Firing and acknowledged alerts, newest first (the supervisor dashboard's widget)."""
+    return list(
+        Alert.objects.filter(state__in=OPEN_STATES)
+        .select_related("rule", "acknowledged_by")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def alert_get(*, alert_id: int) -> Alert | None:
+    return (
+        Alert.objects.select_related("rule", "acknowledged_by", "resolved_by")
+        .filter(pk=alert_id)
+        .first()
+    )
+
+
+def alert_open_get(*, fingerprint: str) -> Alert | None:
+    return Alert.objects.filter(fingerprint=fingerprint, state__in=OPEN_STATES).first()
+
+
+def alert_counts() -> list[dict[str, object]]:
+    """Alerts by state and severity (the ``support_alerts`` metric)."""
+    return list(Alert.objects.values("state", "severity").annotate(n=Count("pk")).order_by())
+
+
+# --- targets ------------------------------------------------------------------------------
+
+
+def target_list_for(*, severity: str, rule: AlertRule | None = None) -> list[AlertTarget]:
+    """The active targets an alert of ``severity`` goes to: the rule's own targets when it
+    names some, else every active target whose tiers include ``severity``."""
+    if rule is not None:
+        named = [t for t in rule.targets.all() if t.is_active]
+        if named:
+            return named
+    return list(
+        AlertTarget.objects.filter(is_active=True)
+        .filter(Q(severities__contains=[severity]))
+        .order_by("pk")
+    )
+
+
+def target_list_by_ids(ids: Iterable[int]) -> list[AlertTarget]:
+    return list(AlertTarget.objects.filter(pk__in=list(ids), is_active=True).order_by("pk"))

@@ -1,0 +1,570 @@
+"""Writes of the alerts app: evaluating rules, raising / acknowledging / resolving alerts
+(every state change recorded in ``AlertEvent``), SLA events, notifications.
+
+**Evaluation** (:func:`alert_rules_evaluate`, the beat task's one call): one run at a time
+(a Redis lock); the metric sources are read in-process (``support.metrics.metrics_collect``)
+once per distinct window, never inside a transaction; each rule's value is stored as a
+``RuleEvaluation``; after ``datapoints_to_alarm`` consecutive breaching evaluations the rule's
+alert fires (one open alert per fingerprint: a unique partial index), and when an evaluation
+no longer breaches (no data counts as not breaching) an ``auto_resolve`` rule's alert is
+resolved. A rule evaluated less than half a period ago is skipped, so a repeated beat adds
+no datapoint.
+
+**Notifications** are ``support.delivery`` deliveries, one per (alert state change,
+target), of kinds ``alert_email``, ``alert_slack``, ``alert_pagerduty`` and ``alert_sns``
+(the adapters in ``alerts.adapters``). A trigger goes to the targets of the alert's tier
+(or the rule's own targets); acknowledge and resolve go to the targets that got the
+trigger, so PagerDuty receives the matching ``event_action`` with the same ``dedup_key``.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+from prometheus_client.core import Metric
+
+from alerts import selectors
+from alerts.adapters import AlertMessage, NotifyAdapter
+from alerts.adapters.email import email_send
+from alerts.adapters.pagerduty import pagerduty_send
+from alerts.adapters.slack import slack_send
+from alerts.adapters.sns import sns_send
+from alerts.models import (
+    OPEN_STATES,
+    SEVERITY_RANK,
+    Aggregation,
+    Alert,
+    AlertAction,
+    AlertEvent,
+    AlertRule,
+    AlertState,
+    AlertTarget,
+    Comparison,
+    RuleEvaluation,
+    Severity,
+    TargetKind,
+)
+from support.delivery.models import Delivery, Outcome
+from support.delivery.registry import DeliveryError, Schedule, SendResult
+from support.delivery.registry import TargetKind as DeliveryKind
+from support.delivery.services import delivery_enqueue
+from support.metrics import metrics_collect
+from support.redis_client import get_redis
+from support.services import audit_log_record
+
+logger = logging.getLogger(__name__)
+
+LOCK_KEY = "alerts:evaluate-lock"
+DELIVERY_KINDS: dict[str, str] = {
+    TargetKind.EMAIL: "alert_email",
+    TargetKind.SLACK: "alert_slack",
+    TargetKind.PAGERDUTY: "alert_pagerduty",
+    TargetKind.SNS: "alert_sns",
+}
+ADAPTERS: dict[str, NotifyAdapter] = {
+    TargetKind.EMAIL: email_send,
+    TargetKind.SLACK: slack_send,
+    TargetKind.PAGERDUTY: pagerduty_send,
+    TargetKind.SNS: sns_send,
+}
+COMPARE: dict[str, Callable[[float, float], bool]] = {
+    Comparison.GT: operator.gt,
+    Comparison.GTE: operator.ge,
+    Comparison.LT: operator.lt,
+    Comparison.LTE: operator.le,
+}
+
+
+class AlertStateError(ValueError):
+    """The change asked for does not apply to the alert's state (e.g. acknowledging a
+    resolved alert)."""
+
+
+# --- notifications ----------------------------------------------------------------------
+
+
+def _alert_url(alert: Alert) -> str:
+    return f"{settings.SITE_URL}{reverse('alerts:detail', args=[alert.pk])}"
+
+
+def _message(alert: Alert, action: str, actor: Any = None) -> AlertMessage:
+    return AlertMessage(
+        action=action,
+        alert_id=alert.pk,
+        title=alert.title,
+        summary=alert.summary,
+        severity=alert.severity,
+        state=alert.state,
+        url=_alert_url(alert),
+        dedup_key=alert.dedup_key,
+        actor=str(actor.get_username()) if getattr(actor, "is_authenticated", False) else "",
+        source=alert.fingerprint.split(":", 1)[0],
+        details={k: v for k, v in alert.details.items() if k != "events"},
+    )
+
+
+def _notify(alert: Alert, event: AlertEvent, action: str, targets: list[AlertTarget]) -> None:
+    """Enqueue one delivery per target (inside the caller's transaction; the engine sends
+    after commit). The key names the history row, so a repeat adds nothing."""
+    message = _message(alert, action, event.actor)
+    for target in targets:
+        delivery_enqueue(
+            kind=DELIVERY_KINDS[target.kind],
+            idempotency_key=f"alert-event:{event.pk}:target:{target.pk}",
+            target_key=target.target_key,
+            subject_type="alert",
+            subject_id=alert.pk,
+            payload={"target_id": target.pk, "message": message.as_payload()},
+        )
+
+
+def _notify_trigger(alert: Alert, event: AlertEvent) -> None:
+    targets = selectors.target_list_for(severity=alert.severity, rule=alert.rule)
+    _notify(alert, event, "trigger", targets)
+    known = set(alert.notified_target_ids)
+    alert.notified_target_ids = sorted(known | {t.pk for t in targets})
+    alert.save(update_fields=["notified_target_ids", "updated_at"])
+
+
+def _notify_followup(alert: Alert, event: AlertEvent, action: str) -> None:
+    _notify(alert, event, action, selectors.target_list_by_ids(alert.notified_target_ids))
+
+
+def _history(
+    alert: Alert, action: str, from_state: str, *, actor: Any = None, note: str = ""
+) -> AlertEvent:
+    return AlertEvent.objects.create(
+        alert=alert,
+        action=action,
+        from_state=from_state,
+        to_state=alert.state,
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+        note=note,
+    )
+
+
+# --- raising, acknowledging, resolving ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Raised:
+    alert: Alert
+    created: bool
+    escalated: bool = False
+
+
+def alert_raise(
+    *,
+    fingerprint: str,
+    title: str,
+    summary: str,
+    severity: str,
+    rule: AlertRule | None = None,
+    value: float | None = None,
+    details: dict[str, Any] | None = None,
+    subject_type: str = "",
+    subject_id: str | int = "",
+    note: str = "",
+) -> Raised:
+    """The open alert for ``fingerprint``, firing it (and notifying) if there is none. An
+    open alert asked again at a higher severity is escalated (and notified again at that
+    tier); otherwise it only takes the new value."""
+    with transaction.atomic():
+        alert = (
+            Alert.objects.select_for_update()
+            .filter(fingerprint=fingerprint, state__in=OPEN_STATES)
+            .first()
+        )
+        if alert is not None:
+            if SEVERITY_RANK[Severity(severity)] > SEVERITY_RANK[Severity(alert.severity)]:
+                alert.severity = severity
+                alert.title, alert.summary = title[:300], summary
+                alert.value = value
+                alert.details = {**alert.details, **(details or {})}
+                alert.save(
+                    update_fields=["severity", "title", "summary", "value", "details", "updated_at"]
+                )
+                event = _history(alert, AlertAction.ESCALATED, alert.state, note=note)
+                _notify_trigger(alert, event)
+                return Raised(alert, created=False, escalated=True)
+            if value is not None and value != alert.value:
+                alert.value = value
+                alert.save(update_fields=["value", "updated_at"])
+            return Raised(alert, created=False)
+        try:
+            with transaction.atomic():
+                alert = Alert.objects.create(
+                    rule=rule,
+                    fingerprint=fingerprint,
+                    title=title[:300],
+                    summary=summary,
+                    severity=severity,
+                    value=value,
+                    details=details or {},
+                    subject_type=subject_type,
+                    subject_id=str(subject_id),
+                )
+        except IntegrityError:  # another process opened it first
+            opened = selectors.alert_open_get(fingerprint=fingerprint)
+            assert opened is not None
+            return Raised(opened, created=False)
+        event = _history(alert, AlertAction.FIRED, "", note=note)
+        _notify_trigger(alert, event)
+        return Raised(alert, created=True)
+
+
+def _locked(alert_id: int) -> Alert:
+    alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
+    if alert is None:
+        raise Alert.DoesNotExist(f"No alert {alert_id}.")
+    return alert
+
+
+def alert_acknowledge(*, alert_id: int, actor: Any, note: str = "") -> Alert:
+    """Firing → acknowledged (by a supervisor): recorded, audited, and PagerDuty (and the
+    other targets that got the trigger) told."""
+    with transaction.atomic():
+        alert = _locked(alert_id)
+        if alert.state != AlertState.FIRING:
+            raise AlertStateError(f"The alert is {alert.get_state_display().lower()}.")
+        alert.state = AlertState.ACKNOWLEDGED
+        alert.acknowledged_at = timezone.now()
+        alert.acknowledged_by = actor
+        alert.save(update_fields=["state", "acknowledged_at", "acknowledged_by", "updated_at"])
+        event = _history(alert, AlertAction.ACKNOWLEDGED, AlertState.FIRING, actor=actor, note=note)
+        audit_log_record(
+            actor=actor,
+            action="alerts.acknowledged",
+            object_type="alert",
+            object_id=alert.pk,
+            details={"fingerprint": alert.fingerprint},
+        )
+        _notify_followup(alert, event, "acknowledge")
+    return alert
+
+
+def alert_resolve(*, alert_id: int, actor: Any = None, note: str = "") -> Alert:
+    """Firing or acknowledged → resolved, by a supervisor or (``actor`` None) by the
+    system when the condition cleared; recorded, audited when a person did it, and the
+    targets that got the trigger told."""
+    with transaction.atomic():
+        alert = _locked(alert_id)
+        if alert.state not in OPEN_STATES:
+            raise AlertStateError("The alert is already resolved.")
+        before = alert.state
+        alert.state = AlertState.RESOLVED
+        alert.resolved_at = timezone.now()
+        alert.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
+        alert.save(update_fields=["state", "resolved_at", "resolved_by", "updated_at"])
+        event = _history(alert, AlertAction.RESOLVED, before, actor=actor, note=note)
+        if alert.resolved_by is not None:
+            audit_log_record(
+                actor=actor,
+                action="alerts.resolved",
+                object_type="alert",
+                object_id=alert.pk,
+                details={"fingerprint": alert.fingerprint},
+            )
+        _notify_followup(alert, event, "resolve")
+    return alert
+
+
+# --- rule evaluation -------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationReport:
+    skipped: bool = False  # another evaluation held the lock
+    evaluated: int = 0
+    fired: list[int] = field(default_factory=list)  # rule ids
+    resolved: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RuleValue:
+    value: float | None
+    raw_numerator: float | None
+    raw_denominator: float | None
+
+
+def _sum(selector_text: str, families: list[Metric]) -> float:
+    return selectors.selector_sum(selectors.selector_parse(selector_text), families)
+
+
+def rule_value(rule: AlertRule, families: list[Metric], *, now: datetime) -> RuleValue:
+    """The rule's value from collected ``families``: the numerator's samples summed (over
+    the window, or for a counter its increase since the stored evaluation one window ago),
+    divided by the denominator's when the rule has one; None when there is no data (no
+    baseline yet for a counter, a zero denominator)."""
+    numerator = _sum(rule.metric, families)
+    denominator = _sum(rule.denominator, families) if rule.denominator else None
+    raw = RuleValue(None, numerator, denominator)
+    if rule.aggregation == Aggregation.INCREASE:
+        baseline = (
+            RuleEvaluation.objects.filter(
+                rule=rule,
+                evaluated_at__lte=now - timedelta(seconds=rule.window_seconds),
+                raw_numerator__isnull=False,
+            )
+            .order_by("-evaluated_at", "-id")
+            .first()
+        )
+        if baseline is None:
+            return raw
+        numerator = _increase(numerator, baseline.raw_numerator)
+        if denominator is not None:
+            denominator = _increase(denominator, baseline.raw_denominator)
+    if denominator is None:
+        return RuleValue(numerator, raw.raw_numerator, None)
+    if not denominator:
+        return raw
+    return RuleValue(numerator / denominator, raw.raw_numerator, raw.raw_denominator)
+
+
+def _increase(now_value: float, before: float | None) -> float:
+    if before is None or now_value < before:  # no baseline, or the counter was reset
+        return now_value
+    return now_value - before
+
+
+def _due(rule: AlertRule, now: datetime) -> bool:
+    if rule.last_evaluated_at is None:
+        return True
+    half_period = float(settings.ALERTS_EVALUATION_SECONDS) / 2
+    return (now - rule.last_evaluated_at).total_seconds() >= half_period
+
+
+def _breaching_run(rule: AlertRule) -> bool:
+    """The last ``datapoints_to_alarm`` evaluations all breached."""
+    needed = max(1, rule.datapoints_to_alarm)
+    recent = list(
+        RuleEvaluation.objects.filter(rule=rule)
+        .order_by("-evaluated_at", "-id")
+        .values_list("breaching", flat=True)[:needed]
+    )
+    return len(recent) == needed and all(recent)
+
+
+def _rule_summary(rule: AlertRule, value: float) -> str:
+    op = Comparison(rule.comparison).label
+    return (
+        f"{rule.metric}{' / ' + rule.denominator if rule.denominator else ''} = {value:.4g} "
+        f"{op} {rule.threshold:g} over {rule.window_seconds // 60 or rule.window_seconds} "
+        f"{'min' if rule.window_seconds >= 60 else 's'}"
+        f"{f' ({rule.datapoints_to_alarm} datapoints)' if rule.datapoints_to_alarm > 1 else ''}."
+        f"{' ' + rule.description if rule.description else ''}"
+    )
+
+
+def rule_evaluate(rule: AlertRule, families: list[Metric], *, now: datetime) -> str:
+    """Evaluate one rule on collected families: ``"fired"``, ``"resolved"`` or ``""``."""
+    result = rule_value(rule, families, now=now)
+    breaching = result.value is not None and COMPARE[rule.comparison](result.value, rule.threshold)
+    with transaction.atomic():
+        RuleEvaluation.objects.create(
+            rule=rule,
+            evaluated_at=now,
+            value=result.value,
+            raw_numerator=result.raw_numerator,
+            raw_denominator=result.raw_denominator,
+            breaching=breaching,
+        )
+        AlertRule.objects.filter(pk=rule.pk).update(last_evaluated_at=now)
+        rule.last_evaluated_at = now
+        if breaching and _breaching_run(rule):
+            assert result.value is not None
+            raised = alert_raise(
+                fingerprint=rule.fingerprint,
+                title=rule.name,
+                summary=_rule_summary(rule, result.value),
+                severity=rule.severity,
+                rule=rule,
+                value=result.value,
+                details={"rule": rule.name, "threshold": rule.threshold},
+            )
+            return "fired" if raised.created else ""
+        if not breaching and rule.auto_resolve:
+            open_alert = selectors.alert_open_get(fingerprint=rule.fingerprint)
+            if open_alert is not None:
+                shown = "no data" if result.value is None else f"{result.value:.4g}"
+                alert_resolve(alert_id=open_alert.pk, note=f"Condition cleared ({shown}).")
+                return "resolved"
+    return ""
+
+
+def alert_rules_evaluate(*, now: datetime | None = None) -> EvaluationReport:
+    """Evaluate every enabled rule that is due (see the module docstring)."""
+    client = get_redis()
+    token = uuid.uuid4().hex
+    ttl = max(30, int(settings.ALERTS_EVALUATION_SECONDS) * 2)
+    if not client.set(LOCK_KEY, token, nx=True, ex=ttl):
+        return EvaluationReport(skipped=True)
+    try:
+        return _evaluate_all(now or timezone.now())
+    finally:
+        if client.get(LOCK_KEY) in (token, token.encode()):
+            client.delete(LOCK_KEY)
+
+
+def _evaluate_all(now: datetime) -> EvaluationReport:
+    report = EvaluationReport()
+    rules = [r for r in selectors.rule_list_enabled() if _due(r, now)]
+    by_window: dict[int, list[Metric]] = {}
+    for rule in rules:
+        window = rule.window_seconds
+        if window not in by_window:
+            by_window[window] = metrics_collect(window_seconds=window)
+        try:
+            outcome = rule_evaluate(rule, by_window[window], now=now)
+        except selectors.SelectorError as exc:
+            logger.warning("Alarm rule %s (%s) cannot be evaluated: %s", rule.pk, rule.name, exc)
+            continue
+        report.evaluated += 1
+        if outcome == "fired":
+            report.fired.append(rule.pk)
+        elif outcome == "resolved":
+            report.resolved.append(rule.pk)
+    cutoff = now - timedelta(days=int(settings.ALERTS_EVALUATIONS_RETENTION_DAYS))
+    old = RuleEvaluation.objects.filter(evaluated_at__lt=cutoff).values_list("pk", flat=True)
+    RuleEvaluation.objects.filter(pk__in=list(old[:5000])).delete()
+    return report
+
+
+# --- SLA events (contract16: obs/sla records them) ---------------------------------------
+
+SLA_SEVERITY = {"sla.warning": Severity.WARNING, "sla.breached": Severity.CRITICAL}
+
+
+def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any]) -> Raised | None:
+    """One alert per (ticket, target) for ``sla.warning`` / ``sla.breached``: a warning
+    fires it, a breach fires or escalates it to critical. The same outbox event delivered
+    again changes nothing."""
+    severity = SLA_SEVERITY.get(event_type)
+    ticket_id = payload.get("ticket_id")
+    target = str(payload.get("target") or "")
+    if severity is None or ticket_id is None or not target:
+        logger.warning("SLA event %s (%s) without ticket or target: ignored", event_id, event_type)
+        return None
+    fingerprint = f"sla:{int(ticket_id)}:{target}"
+    if Alert.objects.filter(fingerprint=fingerprint, details__events__contains=[event_id]).exists():
+        return None
+    ref = str(payload.get("ticket_ref") or ticket_id)
+    what = target.replace("_", " ")
+    breached = event_type == "sla.breached"
+    title = f"SLA {'breached' if breached else 'at risk'}: {what} on ticket {ref}"
+    lines = [
+        f"The {what} target of ticket {ref} ({payload.get('policy') or 'SLA policy'}, "
+        f"priority {payload.get('priority') or '-'}) "
+        f"{'was due' if breached else 'is due'} at {payload.get('due_at') or '?'}.",
+    ]
+    escalation = [str(step) for step in payload.get("escalation") or []]
+    if escalation:
+        lines.append("Escalation: " + "; ".join(escalation) + ".")
+    lines.append(f"Ticket: {settings.SITE_URL}{reverse('ticket', args=[ref])}")
+    with transaction.atomic():
+        raised = alert_raise(
+            fingerprint=fingerprint,
+            title=title,
+            summary="\n".join(lines),
+            severity=severity,
+            details={
+                "ticket_id": int(ticket_id),
+                "ticket_ref": ref,
+                "target": target,
+                "due_at": payload.get("due_at"),
+                "team_id": payload.get("team_id"),
+            },
+            subject_type="ticket",
+            subject_id=int(ticket_id),
+            note=f"{event_type} (outbox event {event_id})",
+        )
+        alert = raised.alert
+        alert.details = {**alert.details, "events": [*alert.details.get("events", []), event_id]}
+        alert.save(update_fields=["details", "updated_at"])
+    return raised
+
+
+# --- the delivery kinds ------------------------------------------------------------------
+
+
+def notification_send(delivery: Delivery) -> SendResult:
+    """The delivery engine's ``send`` for every ``alert_*`` kind (no transaction open)."""
+    target = AlertTarget.objects.filter(pk=delivery.payload.get("target_id")).first()
+    if target is None or not target.is_active:
+        raise DeliveryError(
+            "The alert target was deleted or deactivated.",
+            outcome=Outcome.PERMANENT,
+            error_code="target_inactive",
+        )
+    if DELIVERY_KINDS.get(target.kind) != delivery.target_kind:
+        raise DeliveryError(
+            "The target's kind changed since the notification was queued.",
+            outcome=Outcome.PERMANENT,
+            error_code="kind_changed",
+        )
+    message = AlertMessage.from_payload(dict(delivery.payload.get("message") or {}))
+    return ADAPTERS[target.kind](target, message)
+
+
+def target_kinds() -> list[DeliveryKind]:
+    """Registered in ``AlertsConfig.ready()``: one delivery kind per target kind."""
+    labels = dict(TargetKind.choices)
+    return [
+        DeliveryKind(
+            name=name,
+            label=f"Alert notification ({labels[kind]})",
+            send=notification_send,
+            schedule=lambda: Schedule(
+                max_attempts=int(settings.ALERTS_NOTIFY_MAX_ATTEMPTS), base=5.0, cap=600.0
+            ),
+            # PagerDuty drops a repeated event of the same dedup_key and action.
+            deduplicates=(lambda d: True) if kind == TargetKind.PAGERDUTY else (lambda d: False),
+        )
+        for kind, name in DELIVERY_KINDS.items()
+    ]
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+def alert_target_save(*, target: AlertTarget, actor: Any, changed: list[str]) -> AlertTarget:
+    """Save a target a supervisor configured, audited (the secret never logged)."""
+    created = target.pk is None
+    target.save()
+    audit_log_record(
+        actor=actor,
+        action="alerts.target_created" if created else "alerts.target_changed",
+        object_type="alert_target",
+        object_id=target.pk,
+        details={
+            "name": target.name,
+            "kind": target.kind,
+            "severities": list(target.severities),
+            "is_active": target.is_active,
+            "changed": sorted(changed),
+        },
+    )
+    return target
+
+
+def alert_rule_save(*, rule: AlertRule, actor: Any, changed: list[str]) -> AlertRule:
+    created = rule.pk is None
+    rule.save()
+    audit_log_record(
+        actor=actor,
+        action="alerts.rule_created" if created else "alerts.rule_changed",
+        object_type="alert_rule",
+        object_id=rule.pk,
+        details={"name": rule.name, "changed": sorted(changed)},
+    )
+    return rule

@@ -1,0 +1,159 @@
+"""Every alarm of seeds 003 and 004 exists (created by the migration) with the seed's
+threshold, window and tier, fires when fed the metric over its threshold, and resolves when
+the metric is back under it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from alerts.models import Alert, AlertRule, AlertState
+from alerts.services import alert_rules_evaluate
+
+ERR = "support_routing_provider_errors"
+DONE = "support_routing_tickets_processed"
+LATENCY = "support_routing_processing_seconds"
+CONFIDENCE = "support_routing_confidence"
+
+
+def _bedrock(errors: float) -> list[tuple[dict[str, str], float]]:
+    return [({"provider": "bedrock"}, errors), ({"provider": "openai"}, 0.0)]
+
+
+# name, tier, comparison, threshold, window (s), metric fed over the threshold, under it
+SEED_ALARMS: list[tuple[str, str, str, float, int, dict[str, Any], dict[str, Any]]] = [
+    # seed 004, CloudWatch alarms
+    ("HighErrorRate", "warning", "gt", 0.05, 300,
+     {ERR: _bedrock(6), DONE: 100}, {ERR: _bedrock(5), DONE: 100}),
+    ("LowConfidence", "warning", "lt", 0.6, 900,
+     {CONFIDENCE: ("histogram", 10, 5.9)}, {CONFIDENCE: ("histogram", 10, 6.0)}),
+    ("HighLatency", "warning", "gt", 5.0, 600,
+     {LATENCY: ("histogram", 4, 20.4)}, {LATENCY: ("histogram", 4, 20.0)}),
+    ("SyncFailures", "warning", "gt", 10.0, 300,
+     {"support_routing_sync_failures": 11}, {"support_routing_sync_failures": 10}),
+    ("BedrockThrottling", "warning", "gt", 0.0, 300,
+     {ERR: _bedrock(1)}, {ERR: [({"provider": "openai"}, 3.0)]}),
+    # seed 004, critical alerts (PagerDuty)
+    ("CriticalErrorRate", "critical", "gt", 0.10, 300,
+     {ERR: _bedrock(11), DONE: 100}, {ERR: _bedrock(10), DONE: 100}),
+    ("CriticalProcessingTime", "critical", "gt", 10.0, 300,
+     {LATENCY: ("histogram", 2, 20.2)}, {LATENCY: ("histogram", 2, 20.0)}),
+    ("CriticalBedrockFailures", "critical", "gt", 0.5, 120,
+     {ERR: _bedrock(51), DONE: 100}, {ERR: _bedrock(50), DONE: 100}),
+    ("CriticalSyncFailures", "critical", "gt", 20.0, 300,
+     {"support_routing_sync_failures": 21}, {"support_routing_sync_failures": 20}),
+    # seed 004, warning alerts (e-mail)
+    ("WarningErrorRate", "warning", "gt", 0.05, 600,
+     {ERR: _bedrock(6), DONE: 100}, {ERR: _bedrock(5), DONE: 100}),
+    ("WarningLowConfidence", "warning", "lt", 0.7, 1800,
+     {CONFIDENCE: ("histogram", 10, 6.9)}, {CONFIDENCE: ("histogram", 10, 7.0)}),
+    ("WarningManualReviewRate", "warning", "gt", 0.3, 3600,
+     {"support_routing_manual_review_rate": 0.31}, {"support_routing_manual_review_rate": 0.3}),
+    ("DailyCost", "warning", "gt", 350.0, 86400,
+     {"support_routing_cost_usd": 350.01}, {"support_routing_cost_usd": 349.99}),
+    # seed 003
+    ("CallPipelineErrorRate", "warning", "gt", 0.05, 300,
+     {"support_call_events": [({"status": "failed"}, 6), ({"status": "processed"}, 94)]},
+     {"support_call_events": [({"status": "failed"}, 5), ({"status": "processed"}, 95)]}),
+    ("CallDeadLetters", "warning", "gt", 0.0, 86400,
+     {"support_call_events_failed": 1}, {"support_call_events_failed": 0}),
+    ("CallBedrockFailures", "warning", "gt", 0.0, 300,
+     {"support_call_analytics": [({"bedrock_status": "ServiceError"}, 1),
+                                 ({"bedrock_status": "Success"}, 9)]},
+     {"support_call_analytics": [({"bedrock_status": "Success"}, 10)]}),
+]  # fmt: skip
+
+
+def _only(name: str) -> AlertRule:
+    """Evaluate one seed rule alone (the others share its metrics)."""
+    AlertRule.objects.exclude(name=name).update(enabled=False)
+    return AlertRule.objects.get(name=name)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
+@pytest.mark.parametrize(
+    ("name", "tier", "comparison", "threshold", "window", "over", "under"),
+    SEED_ALARMS,
+    ids=[row[0] for row in SEED_ALARMS],
+)
+def test_seed_alarm_fires_over_its_threshold_and_resolves_under_it(
+    feed, name, tier, comparison, threshold, window, over, under
+):
+    rule = _only(name)
+    assert (rule.severity, rule.comparison, rule.threshold, rule.window_seconds) == (
+        tier,
+        comparison,
+        threshold,
+        window,
+    )
+    assert rule.enabled is True
+    now = timezone.now()
+
+    feed.set(**under)
+    assert alert_rules_evaluate(now=now).fired == []
+    assert feed.windows[-1] == window  # the sources counted over the rule's window
+
+    feed.set(**over)
+    report = alert_rules_evaluate(now=now + timedelta(minutes=1))
+    assert report.fired == [rule.pk]
+    alert = Alert.objects.get()
+    assert (alert.rule, alert.state, alert.severity, alert.title) == (
+        rule,
+        AlertState.FIRING,
+        tier,
+        name,
+    )
+    assert [e.action for e in alert.history.all()] == ["fired"]
+
+    feed.set(**under)
+    report = alert_rules_evaluate(now=now + timedelta(minutes=2))
+    assert report.resolved == [rule.pk]
+    alert.refresh_from_db()
+    assert alert.state == AlertState.RESOLVED
+    assert alert.resolved_by is None
+    assert [e.action for e in alert.history.all()] == ["fired", "resolved"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
+def test_seed_http_5xx_rate_uses_the_counters_increase_over_five_minutes(feed):
+    rule = _only("Http5xxRate")
+    assert (rule.severity, rule.threshold, rule.window_seconds, rule.aggregation) == (
+        "critical",
+        0.01,
+        300,
+        "increase",
+    )
+    total = "support_http_requests_total"
+    now = timezone.now()
+
+    def counters(ok: int, errors: int) -> dict[str, Any]:
+        return {total: [({"route": "inbox", "status": "200"}, ok),
+                        ({"route": "inbox", "status": "503"}, errors)]}  # fmt: skip
+
+    # All time: 10% errors, but no baseline yet: no data, nothing fires.
+    feed.set(**counters(900, 100))
+    assert alert_rules_evaluate(now=now).fired == []
+    # 5 minutes later: +198 OK, +2 errors = 1% (not over 1%).
+    feed.set(**counters(1098, 102))
+    assert alert_rules_evaluate(now=now + timedelta(minutes=5)).fired == []
+    # 5 more minutes: +197 OK, +3 errors = 1.5%.
+    feed.set(**counters(1295, 105))
+    assert alert_rules_evaluate(now=now + timedelta(minutes=10)).fired == [rule.pk]
+    assert Alert.objects.get().value == pytest.approx(0.015)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
+def test_quiet_metrics_fire_no_seed_alarm(feed):
+    """An installation with no traffic (no decisions, no calls) raises nothing: a ratio with
+    a zero denominator is no data, not 0% confidence."""
+    assert AlertRule.objects.filter(enabled=True).count() == len(SEED_ALARMS) + 1
+    report = alert_rules_evaluate(now=timezone.now())
+    assert report.evaluated == len(SEED_ALARMS) + 1
+    assert report.fired == []
+    assert not Alert.objects.exists()

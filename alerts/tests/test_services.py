@@ -1,0 +1,202 @@
+"""Rule evaluation, alert states and history, selectors, the metric source."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from alerts.models import Alert, AlertRule, AlertState, RuleEvaluation
+from alerts.selectors import SelectorError, alert_list_firing, selector_parse, selector_sum
+from alerts.services import (
+    LOCK_KEY,
+    AlertStateError,
+    alert_acknowledge,
+    alert_raise,
+    alert_resolve,
+    alert_rules_evaluate,
+)
+from alerts.tasks import alert_rules_evaluate_task
+from support.metrics import metrics_render
+from support.redis_client import get_redis
+
+
+def _rule(**extra: object) -> AlertRule:
+    AlertRule.objects.update(enabled=False)  # the seeds' rules stay out of the way
+    fields: dict[str, object] = {
+        "name": "Queue",
+        "metric": "test_depth",
+        "threshold": 10.0,
+        "severity": "warning",
+        "window_seconds": 300,
+        **extra,
+    }
+    return AlertRule.objects.create(**fields)
+
+
+def test_selector_parse_and_sum():
+    selector = selector_parse('x_total{status=~"5..", route!="health",method="GET"}')
+    assert [(m.label, m.op, m.value) for m in selector.matchers] == [
+        ("status", "=~", "5.."),
+        ("route", "!=", "health"),
+        ("method", "=", "GET"),
+    ]
+    assert selector.matches("x_total", {"status": "503", "route": "inbox", "method": "GET"})
+    assert not selector.matches("x_total", {"status": "5031", "route": "inbox", "method": "GET"})
+    assert not selector.matches("x_total", {"status": "500", "route": "health", "method": "GET"})
+    assert not selector.matches("y_total", {"status": "500", "route": "a", "method": "GET"})
+    assert selector_parse("plain").matchers == ()
+    with pytest.raises(SelectorError):
+        selector_parse("x{status=5}")
+    with pytest.raises(SelectorError):
+        selector_parse('x{status=~"("}')
+    with pytest.raises(SelectorError):
+        selector_parse("no spaces allowed")
+    assert selector_sum(selector_parse("nothing"), []) == 0.0
+
+
+@pytest.mark.django_db
+def test_datapoints_to_alarm_needs_consecutive_breaches(feed):
+    rule = _rule(datapoints_to_alarm=3)
+    now = timezone.now()
+    for minute, value in enumerate([11, 12, 5, 11, 11]):
+        feed.set(test_depth=value)
+        assert alert_rules_evaluate(now=now + timedelta(minutes=minute)).fired == []
+    feed.set(test_depth=13)
+    assert alert_rules_evaluate(now=now + timedelta(minutes=5)).fired == [rule.pk]
+    assert list(RuleEvaluation.objects.filter(rule=rule).values_list("value", "breaching")[:2]) == [
+        (13.0, True),
+        (11.0, True),
+    ]
+
+
+@pytest.mark.django_db
+def test_an_open_alert_is_not_raised_twice_and_keeps_the_latest_value(feed):
+    rule = _rule()
+    now = timezone.now()
+    for minute, value in enumerate([11, 20]):
+        feed.set(test_depth=value)
+        alert_rules_evaluate(now=now + timedelta(minutes=minute))
+    alert = Alert.objects.get()
+    assert (alert.value, alert.fingerprint) == (20.0, f"rule:{rule.pk}")
+    assert alert.history.count() == 1
+
+
+@pytest.mark.django_db
+def test_without_auto_resolve_the_alert_stays_open(feed):
+    _rule(auto_resolve=False)
+    now = timezone.now()
+    feed.set(test_depth=11)
+    alert_rules_evaluate(now=now)
+    feed.set(test_depth=1)
+    assert alert_rules_evaluate(now=now + timedelta(minutes=1)).resolved == []
+    assert Alert.objects.get().state == AlertState.FIRING
+
+
+@pytest.mark.django_db
+def test_one_evaluation_at_a_time_and_a_repeated_beat_adds_no_datapoint(feed):
+    rule = _rule()
+    feed.set(test_depth=1)
+    get_redis().set(LOCK_KEY, "someone-else", ex=30)
+    assert alert_rules_evaluate().skipped is True
+    get_redis().delete(LOCK_KEY)
+
+    now = timezone.now()
+    assert alert_rules_evaluate(now=now).evaluated == 1
+    assert alert_rules_evaluate(now=now + timedelta(seconds=10)).evaluated == 0
+    assert RuleEvaluation.objects.filter(rule=rule).count() == 1
+    assert get_redis().get(LOCK_KEY) is None
+
+
+@pytest.mark.django_db
+def test_a_counter_reset_counts_from_zero(feed):
+    _rule(aggregation="increase", metric="test_requests_total", threshold=50)
+    now = timezone.now()
+    feed.set(test_requests_total=1000)
+    alert_rules_evaluate(now=now)
+    feed.set(test_requests_total=60)  # the process restarted: 60 since
+    assert len(alert_rules_evaluate(now=now + timedelta(minutes=5)).fired) == 1
+
+
+@pytest.mark.django_db
+def test_old_evaluations_are_purged(feed, settings):
+    rule = _rule()
+    feed.set(test_depth=1)
+    now = timezone.now()
+    alert_rules_evaluate(now=now - timedelta(days=settings.ALERTS_EVALUATIONS_RETENTION_DAYS + 1))
+    alert_rules_evaluate(now=now)
+    assert RuleEvaluation.objects.filter(rule=rule).count() == 1
+
+
+@pytest.mark.django_db
+def test_the_beat_task_evaluates(feed):
+    rule = _rule()
+    feed.set(test_depth=11)
+    alert_rules_evaluate_task.delay()
+    assert Alert.objects.get().rule == rule
+
+
+@pytest.mark.django_db
+def test_states_and_history(supervisor):
+    alert = alert_raise(fingerprint="x", title="X", summary="", severity="critical").alert
+    assert alert_raise(fingerprint="x", title="X", summary="", severity="critical").created is False
+
+    alert_acknowledge(alert_id=alert.pk, actor=supervisor, note="looking")
+    with pytest.raises(AlertStateError):
+        alert_acknowledge(alert_id=alert.pk, actor=supervisor)
+    alert_resolve(alert_id=alert.pk, actor=supervisor)
+    with pytest.raises(AlertStateError):
+        alert_resolve(alert_id=alert.pk, actor=supervisor)
+
+    again = alert_raise(fingerprint="x", title="X", summary="", severity="critical")
+    assert again.created is True
+    assert again.alert.pk != alert.pk
+    assert [(e.action, e.actor, e.note) for e in alert.history.all()] == [
+        ("fired", None, ""),
+        ("acknowledged", supervisor, "looking"),
+        ("resolved", supervisor, ""),
+    ]
+    from support.models import AuditLog
+
+    assert list(AuditLog.objects.order_by("pk").values_list("action", "object_id")) == [
+        ("alerts.acknowledged", str(alert.pk)),
+        ("alerts.resolved", str(alert.pk)),
+    ]
+
+
+@pytest.mark.django_db
+def test_alert_list_firing_for_the_dashboard(supervisor):
+    first = alert_raise(fingerprint="a", title="A", summary="", severity="warning").alert
+    second = alert_raise(fingerprint="b", title="B", summary="", severity="critical").alert
+    third = alert_raise(fingerprint="c", title="C", summary="", severity="info").alert
+    alert_acknowledge(alert_id=first.pk, actor=supervisor)
+    alert_resolve(alert_id=third.pk, actor=supervisor)
+    assert [a.pk for a in alert_list_firing()] == [second.pk, first.pk]
+    assert [a.pk for a in alert_list_firing(limit=1)] == [second.pk]
+
+
+@pytest.mark.django_db
+def test_metric_source_counts_alerts_by_state_and_severity(supervisor):
+    alert = alert_raise(fingerprint="a", title="A", summary="", severity="critical").alert
+    alert_raise(fingerprint="b", title="B", summary="", severity="warning")
+    alert_acknowledge(alert_id=alert.pk, actor=supervisor)
+    text = metrics_render().decode()
+    assert 'support_alerts{severity="critical",state="acknowledged"} 1.0' in text
+    assert 'support_alerts{severity="warning",state="firing"} 1.0' in text
+    assert 'support_alerts{severity="critical",state="firing"} 0.0' in text
+    assert 'support_metrics_source_up{source="alerts"} 1.0' in text
+
+
+@pytest.mark.django_db
+def test_the_alert_page_shows_the_rules_recent_values(feed, supervisor, client):
+    _rule()
+    now = timezone.now()
+    for minute, value in enumerate([3, 11]):
+        feed.set(test_depth=value)
+        alert_rules_evaluate(now=now + timedelta(minutes=minute))
+    client.force_login(supervisor)
+    body = client.get(f"/alerts/{Alert.objects.get().pk}/").content.decode()
+    assert "Recent evaluations" in body
+    assert "11.0000" in body
+    assert "3.0000" in body
