@@ -55,9 +55,11 @@ def _nice_max(value: float) -> float:
     return float(10 * base)
 
 
-def _svg(title: str, desc: str, height: int, body: list[str], chart_id: str) -> SafeString:
+def _svg(
+    title: str, desc: str, height: int, body: list[str], chart_id: str, width: int = WIDTH
+) -> SafeString:
     return mark_safe(  # noqa: S308 - every label and value below went through escape()
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="{chart_id}-t {chart_id}-d" preserveAspectRatio="xMinYMin meet">'
         f'<title id="{chart_id}-t">{escape(title)}</title>'
         f'<desc id="{chart_id}-d">{escape(desc)}</desc>' + "".join(body) + "</svg>"
@@ -126,18 +128,18 @@ def _horizontal(data: WidgetData, title: str, chart_id: str, stacked: bool) -> S
     return _svg(title, desc, height, body, chart_id)
 
 
-def _lines(data: WidgetData, title: str, chart_id: str) -> SafeString:
+def _lines(data: WidgetData, title: str, chart_id: str, width: int = WIDTH) -> SafeString:
     idx = [data.columns.index(s) for s in data.series]
     rows = data.rows
     height = 240
     left, right, top, bottom = 48, 12, 10, 34
-    plot_w, plot_h = WIDTH - left - right, height - top - bottom
+    plot_w, plot_h = width - left - right, height - top - bottom
     peak = _nice_max(max((_num(r[i]) for r in rows for i in idx), default=0))
     body: list[str] = []
     for tick in range(5):
         y = top + plot_h - plot_h * tick / 4
         body.append(
-            f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{WIDTH - right}" y2="{y:.1f}"/>'
+            f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}"/>'
         )
         label = format_value(round(peak * tick / 4, 2), data.unit if data.unit != "%" else "")
         body.append(
@@ -149,7 +151,7 @@ def _lines(data: WidgetData, title: str, chart_id: str) -> SafeString:
     def x_at(i: int) -> float:
         return left + (plot_w * (i + 0.5) / n if n else 0)
 
-    every = max(1, math.ceil(n / 8))
+    every = max(1, math.ceil(n / (8 * width / WIDTH)))
     for i, row in enumerate(rows):
         if i % every == 0:
             body.append(
@@ -172,13 +174,13 @@ def _lines(data: WidgetData, title: str, chart_id: str) -> SafeString:
                 f"<title>{escape(tip)}</title></circle>"
             )
     desc = f"Lines of {', '.join(data.series)} over {n} {data.columns[0].lower()} buckets."
-    return _svg(title, desc, height, body, chart_id)
+    return _svg(title, desc, height, body, chart_id, width)
 
 
-def chart_svg(data: WidgetData, *, title: str, chart_id: str) -> SafeString:
+def chart_svg(data: WidgetData, *, title: str, chart_id: str, wide: bool = False) -> SafeString:
     """The widget's chart as inline SVG; empty for stats-only widgets or no rows."""
     if data.chart == "stats" or not data.rows or not data.series:
         return mark_safe("")
     if data.chart == "lines":
-        return _lines(data, title, chart_id)
+        return _lines(data, title, chart_id, WIDTH * 2 if wide else WIDTH)
     return _horizontal(data, title, chart_id, stacked=data.chart == "stacked")

@@ -74,7 +74,9 @@ def _widget_context(widget: Widget, parsed: ParsedFilters) -> dict[str, Any]:
         "widget": widget,
         "data": data,
         "table": _table(data),
-        "svg": chart_svg(data, title=widget.title, chart_id=f"chart-{widget.name}"),
+        "svg": chart_svg(
+            data, title=widget.title, chart_id=f"chart-{widget.name}", wide=widget.wide
+        ),
         "fragment_url": reverse("dashboard-widget", kwargs={"name": widget.name}) + f"?{query}",
         "json_url": f"{data_url}?{query}",
         "csv_url": f"{data_url}?{query}&format=csv",
