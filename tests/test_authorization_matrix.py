@@ -160,6 +160,10 @@ admin:knowledge_replydraft_changelist GET login login login allow login login lo
 admin:channels_app_inboundevent_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_add GET login login login allow login login login login
+landing                         GET    login  allow  allow  allow  login  login  login  login
+dashboard                       GET    login  403    403    allow  login  login  login  login
+dashboard-widget                GET    login  403    403    allow  login  login  login  login
+dashboard-data                  GET    login  403    403    allow  login  login  login  login
 """
 
 # Websocket routes (they have no names): the route string. A refused socket is closed with
@@ -309,6 +313,8 @@ KWARGS: dict[str, Callable[[World], dict[str, Any]]] = {
     "api-webchat-verify-confirm": lambda w: {"token": w.webchat.webhook_token},
     "admin:tickets_customer_change": lambda w: {"object_id": w.customer.pk},
     "seed-api-webhook": lambda w: {"seed_channel": "whatsapp"},
+    "dashboard-widget": lambda w: {"name": "backlog"},
+    "dashboard-data": lambda w: {"name": "backlog"},
 }
 
 # --- the URL patterns, from the resolver ----------------------------------------------------
