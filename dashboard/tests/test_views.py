@@ -223,3 +223,16 @@ def test_supervisor_sees_the_dashboard_link(sup, client, agent):
     assert 'href="/dashboard/"' in sup.get("/?view=all").content.decode()
     client.force_login(agent)
     assert 'href="/dashboard/"' not in client.get("/?view=all").content.decode()
+
+
+def test_routing_figures_follow_the_team_filter_and_hourly_buckets(sup):
+    alpha = _world(n=3, team_name="Alpha")
+    _world(n=5, team_name="Beta")
+    body = sup.get(f"/dashboard/data/routing/?team={alpha.pk}&range=24h").json()
+    stats = {s["label"]: s["value"] for s in body["stats"]}
+    assert stats["Manual review rate"] == 66.7  # decisions 0 and 2 of 3
+    assert stats["Routing accuracy"] == 66.7  # verdict 0 overridden, 1 and 2 accepted
+    assert body["columns"][0] == "Hour"
+    assert sum(row[1] for row in body["rows"]) == 3
+    everyone = {s["label"]: s["value"] for s in sup.get("/dashboard/data/routing/").json()["stats"]}
+    assert everyone["Manual review rate"] == 62.5  # 2 + 3 of 8
