@@ -280,6 +280,20 @@ def measure(runs: int) -> list[tuple[str, float, float, int, float]]:
     return results
 
 
+def measure_metric_sources(runs: int) -> None:
+    """What each /metrics source costs at this scale (to say which one is slow)."""
+    from support.metrics import metric_sources, register_builtin_sources
+
+    register_builtin_sources()
+    for name, source in sorted(metric_sources().items()):
+        timings = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            list(source())
+            timings.append((time.perf_counter() - t0) * 1000)
+        say(f"  /metrics source {name:24s} median {statistics.median(timings):7.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tickets", type=int, default=100_000)
@@ -300,6 +314,7 @@ def main() -> None:
 
     cache.clear()
     results = measure(args.runs)
+    measure_metric_sources(max(5, args.runs // 3))
     say(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     over = [r for r in results if r[1] >= r[4]]
     say("all targets met" if not over else f"{len(over)} over target: {[r[0] for r in over]}")

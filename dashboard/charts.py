@@ -44,15 +44,17 @@ def format_value(value: Any, unit: str = "") -> str:
     return f"{text} {unit}".strip() if unit and unit != "$" else text
 
 
-def _nice_max(value: float) -> float:
+def _scale(value: float) -> tuple[float, int]:
+    """A round axis maximum at or above ``value`` and how many intervals divide it into
+    round ticks (25 → 5 × 5, 40 → 4 × 10, 8 → 4 × 2)."""
     if value <= 0:
-        return 1.0
+        return 1.0, 4
     exponent = math.floor(math.log10(value))
     base = 10**exponent
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * base:
-            return float(step * base)
-    return float(10 * base)
+    for step, intervals in ((1, 4), (2, 4), (2.5, 5), (4, 4), (5, 5), (8, 4), (10, 5)):
+        if value <= step * base + 1e-9:
+            return float(step * base), intervals
+    return float(10 * base), 5
 
 
 def _svg(
@@ -81,13 +83,15 @@ def _horizontal(data: WidgetData, title: str, chart_id: str, stacked: bool) -> S
     totals = [
         sum(_num(r[i]) for i in idx) if stacked else max(_num(r[i]) for i in idx) for r in rows
     ]
-    peak = _nice_max(max(totals, default=0))
+    peak, intervals = _scale(max(totals, default=0))
     plot_w = WIDTH - LABEL_W - VALUE_W
     body: list[str] = []
-    for tick in range(5):
-        x = LABEL_W + plot_w * tick / 4
+    for tick in range(intervals + 1):
+        x = LABEL_W + plot_w * tick / intervals
         body.append(f'<line class="grid" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - 20}"/>')
-        label = format_value(round(peak * tick / 4, 2), data.unit if data.unit != "%" else "")
+        label = format_value(
+            round(peak * tick / intervals, 2), data.unit if data.unit != "%" else ""
+        )
         body.append(
             f'<text class="axis" x="{x:.1f}" y="{height - 6}" text-anchor="middle">'
             f"{escape(label)}</text>"
@@ -134,14 +138,16 @@ def _lines(data: WidgetData, title: str, chart_id: str, width: int = WIDTH) -> S
     height = 240
     left, right, top, bottom = 48, 12, 10, 34
     plot_w, plot_h = width - left - right, height - top - bottom
-    peak = _nice_max(max((_num(r[i]) for r in rows for i in idx), default=0))
+    peak, intervals = _scale(max((_num(r[i]) for r in rows for i in idx), default=0))
     body: list[str] = []
-    for tick in range(5):
-        y = top + plot_h - plot_h * tick / 4
+    for tick in range(intervals + 1):
+        y = top + plot_h - plot_h * tick / intervals
         body.append(
             f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}"/>'
         )
-        label = format_value(round(peak * tick / 4, 2), data.unit if data.unit != "%" else "")
+        label = format_value(
+            round(peak * tick / intervals, 2), data.unit if data.unit != "%" else ""
+        )
         body.append(
             f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
             f"{escape(label)}</text>"

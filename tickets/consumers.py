@@ -14,6 +14,10 @@ roles or the active flag changed in the admin or by SSO), on each presence "view
 (the page subscribing to a ticket), and at least every
 ``WORKBENCH_WS_ACCESS_RECHECK_SECONDS`` while events flow (for changes made elsewhere).
 A user who is no longer an active agent is disconnected (close code 4401).
+
+Each open socket also counts its user as online (``tickets.online``: the supervisor
+dashboard's "agents online"): marked on connect and on ``{"type": "heartbeat"}`` (the page
+sends one a minute), cleared on disconnect, dropped when heartbeats stop.
 """
 
 from __future__ import annotations
