@@ -256,18 +256,18 @@ def measure(runs: int) -> list[tuple[str, float, float, int, float]]:
                 200,
             )
         )
-    auth = {"HTTP_AUTHORIZATION": f"Bearer {METRICS_TOKEN}"}
+    auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     targets.append(("/metrics scrape", "/metrics", auth, 100))
     results = []
     for label, url, headers, target in targets:
         for _ in range(3):
-            assert client.get(url, **headers).status_code == 200, url
+            assert client.get(url, headers=headers).status_code == 200, url
         timings = []
         queries = 0
         for _ in range(runs):
             with CaptureQueriesContext(connection) as ctx:
                 t0 = time.perf_counter()
-                response = client.get(url, **headers)
+                response = client.get(url, headers=headers)
                 timings.append((time.perf_counter() - t0) * 1000)
             assert response.status_code == 200, url
             queries = len(ctx.captured_queries)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from playwright.sync_api import sync_playwright
 
@@ -57,7 +58,11 @@ def main() -> None:
         page.screenshot(path=str(OUT / "ticket.png"))
         other.close()
         # The supervisor dashboard, in the light and the dark theme (prefers-color-scheme).
-        for scheme, name in (("light", "dashboard.png"), ("dark", "dashboard-dark.png")):
+        themes: tuple[tuple[Literal["light", "dark"], str], ...] = (
+            ("light", "dashboard.png"),
+            ("dark", "dashboard-dark.png"),
+        )
+        for scheme, name in themes:
             page.emulate_media(color_scheme=scheme)
             page.set_viewport_size({"width": 1360, "height": 1500})
             page.goto(f"{base}/dashboard/?range=30d")
