@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Screenshots of the running product for the README (docs/img/).
 
-Usage: start the product (`make run`), then
+Inbox, ticket page (two agents: collision detection) and the supervisor dashboard in the
+light and dark themes. Usage: start the product (`make run`), then
     .venv/bin/python scripts/workbench_screenshots.py http://127.0.0.1:8000 [user] [password]
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from playwright.sync_api import sync_playwright
 
@@ -21,6 +23,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
+SHOTS = ("inbox.png", "ticket.png", "dashboard.png", "dashboard-dark.png")
 
 
 def main() -> None:
@@ -53,8 +56,20 @@ def main() -> None:
         other.keyboard.type("Let me check")
         page.wait_for_selector("#presence span", timeout=5000)
         page.screenshot(path=str(OUT / "ticket.png"))
+        other.close()
+        # The supervisor dashboard, in the light and the dark theme (prefers-color-scheme).
+        themes: tuple[tuple[Literal["light", "dark"], str], ...] = (
+            ("light", "dashboard.png"),
+            ("dark", "dashboard-dark.png"),
+        )
+        for scheme, name in themes:
+            page.emulate_media(color_scheme=scheme)
+            page.set_viewport_size({"width": 1360, "height": 1500})
+            page.goto(f"{base}/dashboard/?range=30d")
+            page.wait_for_selector("#live-status[data-state=live]")
+            page.screenshot(path=str(OUT / name), full_page=True)
         browser.close()
-    print(f"wrote {OUT / 'inbox.png'} and {OUT / 'ticket.png'}")
+    print(f"wrote {', '.join(str(OUT / n) for n in SHOTS)}")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "routing",
     "events_out",
     "alerts",
+    # Supervisor dashboard (issue #16): widgets discovered from each app's dashboard_widgets.py.
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -285,7 +287,8 @@ AUTH_PASSWORD_VALIDATORS = [
 if IS_TEST:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/"
+# After sign-in: supervisors to the dashboard, agents to their inbox (tickets.views.landing).
+LOGIN_REDIRECT_URL = "/start/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 OIDC_RP_CLIENT_ID = env.get_str("OIDC_RP_CLIENT_ID")

@@ -12,6 +12,7 @@ from seed_api import urls as seed_api_urls
 from support.health import health, health_live, health_ready
 from support.metrics import metrics_view
 from tickets.attachments import attachment_download
+from tickets.views import SignInView
 
 api_patterns: list[URLPattern | URLResolver] = [
     # Seed 001's paths first: /api/tickets/create and PUT /api/tickets/{id} would otherwise
@@ -38,15 +39,12 @@ urlpatterns: list[URLPattern | URLResolver] = [
         attachment_download,
         name="attachment-download",
     ),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(template_name="registration/login.html"),
-        name="login",
-    ),
+    path("accounts/login/", SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include(api_patterns)),
     path("calls/", include("calls.urls")),
     path("alerts/", include("alerts.urls")),
+    path("dashboard/", include("dashboard.urls")),
     path("", include("tickets.urls")),
     # Seeds 000, 003 and 004 at the root, after the workbench (its POST /tickets/bulk
     # would otherwise be taken by the seed's /tickets/{id}).

@@ -166,6 +166,10 @@ alerts:acknowledge              POST   login  403    403    allow  login  login 
 alerts:resolve                  POST   login  403    403    allow  login  login  login  login
 admin:alerts_alerttarget_changelist GET login login login allow login login login login
 admin:alerts_alertrule_changelist GET login login login allow login login login login
+landing                         GET    login  allow  allow  allow  login  login  login  login
+dashboard                       GET    login  403    403    allow  login  login  login  login
+dashboard-widget                GET    login  403    403    allow  login  login  login  login
+dashboard-data                  GET    login  403    403    allow  login  login  login  login
 """
 
 # Websocket routes (they have no names): the route string. A refused socket is closed with
@@ -315,6 +319,8 @@ KWARGS: dict[str, Callable[[World], dict[str, Any]]] = {
     "api-webchat-verify-confirm": lambda w: {"token": w.webchat.webhook_token},
     "admin:tickets_customer_change": lambda w: {"object_id": w.customer.pk},
     "seed-api-webhook": lambda w: {"seed_channel": "whatsapp"},
+    "dashboard-widget": lambda w: {"name": "backlog"},
+    "dashboard-data": lambda w: {"name": "backlog"},
 }
 
 # --- the URL patterns, from the resolver ----------------------------------------------------

@@ -14,6 +14,10 @@ roles or the active flag changed in the admin or by SSO), on each presence "view
 (the page subscribing to a ticket), and at least every
 ``WORKBENCH_WS_ACCESS_RECHECK_SECONDS`` while events flow (for changes made elsewhere).
 A user who is no longer an active agent is disconnected (close code 4401).
+
+Each open socket also counts its user as online (``tickets.online``: the supervisor
+dashboard's "agents online"): marked on connect and on ``{"type": "heartbeat"}`` (the page
+sends one a minute), cleared on disconnect, dropped when heartbeats stop.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from support.models import OutboxEvent
 from support.parsing import parse_id
 from support.redis_client import get_redis
 from tickets.models import Ticket
+from tickets.online import agent_online_clear, agent_online_touch
 from tickets.selectors import ticket_visible_to, user_team_ids
 
 REPLAY_LIMIT = 1000
@@ -147,6 +152,16 @@ def _presence_write(ticket_id: int, user: dict[str, Any], state: str) -> list[di
 _presence_write_async = database_sync_to_async(_presence_write)
 
 
+@database_sync_to_async
+def _online_touch(user_id: int, connection: str) -> None:
+    agent_online_touch(user_id=user_id, connection=connection)
+
+
+@database_sync_to_async
+def _online_clear(user_id: int, connection: str) -> None:
+    agent_online_clear(user_id=user_id, connection=connection)
+
+
 class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     user_info: dict[str, Any] | None = None
     watching: set[int]
@@ -164,6 +179,7 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         self.access_checked_at = time.monotonic()
         await self.channel_layer.group_add(ALL_EVENTS_GROUP, self.channel_name)
         await self.accept()
+        await _online_touch(info["id"], self.channel_name)
         query = parse_qs(self.scope.get("query_string", b"").decode())
         since = query.get("since", [""])[0]
         since_id = parse_id(since)
@@ -179,10 +195,15 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if self.user_info is None:
             return
         await self.channel_layer.group_discard(ALL_EVENTS_GROUP, self.channel_name)
+        await _online_clear(self.user_info["id"], self.channel_name)
         for ticket_id in list(self.watching):
             await self._presence(ticket_id, "left")
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "heartbeat":
+            if self.user_info is not None:
+                await _online_touch(self.user_info["id"], self.channel_name)
+            return
         if not isinstance(content, dict) or content.get("type") != "presence":
             return
         ticket_id = content.get("ticket_id")
@@ -237,6 +258,7 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if reloaded is None:
             for ticket_id in list(self.watching):
                 await self._presence(ticket_id, "left")
+            await _online_clear(self.user_info["id"], self.channel_name)
             self.user_info = None
             await self.channel_layer.group_discard(ALL_EVENTS_GROUP, self.channel_name)
             await self.close(code=4401)

@@ -6,8 +6,9 @@ import csv
 import random
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
 from tickets import services
+from tickets.context.models import CsatFeedback
 from tickets.models import (
     AccountType,
     CannedResponse,
@@ -155,6 +157,33 @@ DEMO_CANNED = [
 ]
 
 
+def _demo_timings(ticket_id: int, opened_at: datetime, now: datetime, rng: random.Random) -> None:
+    """Give a backdated demo ticket plausible first-response and resolution times (the
+    services stamped them "now") and, for most resolved ones, a CSAT answer, so the
+    supervisor dashboard's charts have something to show."""
+    ticket = Ticket.objects.get(pk=ticket_id)
+    fields: dict[str, Any] = {}
+    if ticket.first_response_at is not None:
+        first = min(opened_at + timedelta(minutes=rng.randint(2, 6 * 60)), now)
+        fields["first_response_at"] = first
+        if ticket.resolved_at is not None:
+            resolved = min(first + timedelta(minutes=rng.randint(20, 3 * 24 * 60)), now)
+            fields["resolved_at"] = resolved
+            if rng.random() < 0.7:
+                feedback, _ = CsatFeedback.objects.get_or_create(
+                    ticket=ticket,
+                    defaults={
+                        "customer_id": ticket.customer_id,
+                        "rating": rng.choice([5, 5, 5, 4, 4, 3, 2, 1]),
+                    },
+                )
+                CsatFeedback.objects.filter(pk=feedback.pk).update(
+                    created_at=resolved, updated_at=resolved
+                )
+    if fields:
+        Ticket.objects.filter(pk=ticket_id).update(**fields)
+
+
 def load_demo(*, password: str | None = None, progress: Callable[[str], None] = print) -> bool:
     """Create the demo world; returns False when it was already there (idempotent)."""
     for shortcut, title, body in DEMO_CANNED:
@@ -237,6 +266,7 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
     have = Ticket.objects.filter(tags__name=DEMO_TAG).count()
     now = timezone.now()
     category_team = {cat: slug for slug, (_, _, cats) in TEAMS.items() for cat in cats}
+    timing_rng = random.Random(7)  # its own sequence: the tickets' content stays as it was
     for index, row in enumerate(rows[have:DEMO_TICKETS], start=have):
         customer = customers[index % len(customers)]
         text = _fill(row["instruction"], rng)
@@ -292,6 +322,7 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
             Ticket.objects.filter(pk=ticket.pk, waiting_since__isnull=False).update(
                 waiting_since=opened_at
             )
+            _demo_timings(ticket.pk, opened_at, now, timing_rng)
         if (index + 1) % 50 == 0:
             progress(f"{index + 1}/{DEMO_TICKETS} tickets")
     progress(f"demo data loaded: {Ticket.objects.filter(tags__name=DEMO_TAG).count()} tickets")

@@ -186,6 +186,8 @@ class Ticket(models.Model):
             models.Index(fields=["customer", "-created_at"], name="ticket_customer_idx"),
             models.Index(fields=["team", "status"], name="ticket_team_status_idx"),
             models.Index(fields=["assignee", "status"], name="ticket_assignee_status_idx"),
+            # The dashboard's resolved-per-day and per-agent figures over a window.
+            models.Index(fields=["resolved_at"], name="ticket_resolved_at_idx"),
             GinIndex(fields=["search_vector"], name="ticket_search_idx"),
         ]
         constraints = [

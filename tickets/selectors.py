@@ -319,3 +319,10 @@ def canned_response_list(*, user: Any) -> list[CannedResponse]:
         .filter(Q(team__isnull=True) | Q(team_id__in=user_team_ids(user)))
         .order_by("title")
     )
+
+
+def ticket_assigned_open_exists(*, user: Any) -> bool:
+    """Whether the inbox's "Mine" view has anything in it (open work assigned to ``user``)."""
+    return Ticket.objects.filter(
+        assignee_id=user.pk, status__in=OPEN_STATUSES, merged_into__isnull=True
+    ).exists()

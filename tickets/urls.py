@@ -6,6 +6,7 @@ from tickets import views
 
 urlpatterns = [
     path("", views.inbox, name="inbox"),
+    path("start/", views.landing, name="landing"),
     path("", include("tickets.context.urls")),
     path("tickets/bulk", views.inbox_bulk, name="inbox-bulk"),
     path("tickets/<str:ref>/", views.ticket_detail, name="ticket"),

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import (
@@ -87,6 +88,29 @@ def _choices() -> dict[str, Any]:
 
 def _page_number(raw: str | None) -> int:
     return parse_id(raw or "") or 1
+
+
+class SignInView(auth_views.LoginView):
+    """Django's sign-in page; "back to the start page" (``/`` or nothing) becomes the
+    landing page, so people land where their role starts (see :func:`landing`)."""
+
+    template_name = "registration/login.html"
+
+    def get_success_url(self) -> str:
+        url = super().get_success_url()
+        return reverse("landing") if url in ("", "/", reverse("inbox")) else url
+
+
+@require_GET
+@agent_required
+def landing(request: HttpRequest) -> HttpResponse:
+    """Where sign-in leads: supervisors to the dashboard; an agent to "Mine", or to
+    "Unassigned" when nothing is assigned to them. ``/`` itself stays the inbox."""
+    if is_supervisor(request.user):
+        return redirect("dashboard")
+    if selectors.ticket_assigned_open_exists(user=request.user):
+        return redirect(f"{reverse('inbox')}?view=mine")
+    return redirect(f"{reverse('inbox')}?view=unassigned")
 
 
 @require_GET

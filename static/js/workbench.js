@@ -11,6 +11,7 @@
   var socket = null;
   var retry = 0;
   var refreshTimer = null;
+  var heartbeatTimer = null;
 
   function setStatus(state, text) {
     if (!statusEl) return;
@@ -45,6 +46,8 @@
     seen.add(event.id);
     if (event.id > lastEventId) lastEventId = event.id;
     body.dataset.lastEventId = String(lastEventId);
+    // Other page scripts (the dashboard) react to events without a socket of their own.
+    document.dispatchEvent(new CustomEvent("workbench:event", { detail: event }));
     if (page === "inbox") scheduleRefresh(refreshInbox);
     if (page === "ticket" && event.ticket_id === ticketId) scheduleRefresh(refreshTicket);
   }
@@ -55,6 +58,11 @@
     socket = new WebSocket(url);
     socket.onopen = function () {
       retry = 0;
+      // Keeps this browser counted as online on the supervisors' dashboard.
+      clearInterval(heartbeatTimer);
+      heartbeatTimer = setInterval(function () {
+        if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "heartbeat" }));
+      }, 60000);
       setStatus("live", "Live");
       if (ticketId) sendPresence("viewing");
     };

@@ -199,7 +199,8 @@ def _signed_in_user(client: Client) -> Any:
 def test_sign_in_takes_supervisor_role_from_the_id_token(idp: FakeIdP) -> None:
     client = _sign_in(idp, idp.id_claims(nonce="nonce-1", **{"cognito:groups": ["Supervisors"]}))
     assert client.response.status_code == 302  # type: ignore[attr-defined]
-    assert client.response["Location"] == "/"  # type: ignore[attr-defined]
+    # LOGIN_REDIRECT_URL: the landing page, which sends supervisors to the dashboard.
+    assert client.response["Location"] == "/start/"  # type: ignore[attr-defined]
     user = _signed_in_user(client)
     assert user is not None
     assert (user.email, user.first_name, user.is_staff) == ("kim@example.com", "Kim", True)

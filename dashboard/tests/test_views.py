@@ -1,0 +1,238 @@
+"""The dashboard's pages and data endpoints: who may see them, filters, CSV, JSON, and a
+bounded number of queries whatever the data."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from calls.models import Call, CallEvent, EventStatus, PipelineStatus
+from dashboard.widgets import widget_list
+from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback
+from tickets.context.models import CsatFeedback
+from tickets.models import Customer, Team, Ticket
+
+pytestmark = pytest.mark.django_db
+
+WIDGETS = ["backlog", "flow", "channels", "response_times", "csat", "routing", "calls", "agents"]
+
+
+@pytest.fixture
+def sup(supervisor) -> Client:
+    client = Client()
+    client.force_login(supervisor)
+    return client
+
+
+def _world(n: int = 3, team_name: str = "Alpha") -> Team:
+    now = timezone.now()
+    team, _ = Team.objects.get_or_create(name=team_name, slug=team_name.lower()[:40] or "t")
+    customer = Customer.objects.create(name="Ada", email=f"ada{Customer.objects.count()}@x.org")
+    for i in range(n):
+        ticket = Ticket.objects.create(
+            customer=customer,
+            subject=f"t{i}",
+            team=team,
+            channel="email" if i % 2 else "webchat",
+            status="resolved" if i % 3 == 0 else "open",
+            first_response_at=now - timedelta(hours=1),
+            resolved_at=now - timedelta(minutes=30) if i % 3 == 0 else None,
+        )
+        Ticket.objects.filter(pk=ticket.pk).update(created_at=now - timedelta(hours=2))
+        if i % 3 == 0:
+            CsatFeedback.objects.create(ticket=ticket, customer=customer, rating=5 - i % 5)
+        decision = RoutingDecision.objects.create(
+            ticket=ticket,
+            priority="normal",
+            confidence=0.9,
+            provider="local",
+            correlation_id=ticket.correlation_id,
+            requires_manual_review=i % 2 == 0,
+            cost_usd=Decimal("0.002"),
+            tokens_in=100,
+            tokens_out=20,
+        )
+        RoutingFeedback.objects.create(
+            decision=decision,
+            verdict=FeedbackVerdict.ACCEPTED if i % 4 else FeedbackVerdict.OVERRIDDEN,
+            team_correct=True,
+            priority_correct=True,
+        )
+        call = Call.objects.create(
+            contact_id=f"c-{team_name}-{i}", pipeline_status=PipelineStatus.SYNCED
+        )
+        CallEvent.objects.create(
+            source="ctr",
+            external_id=f"e-{team_name}-{i}",
+            status=EventStatus.FAILED if i == 0 else EventStatus.PROCESSED,
+        )
+        del call
+    return team
+
+
+def test_every_widget_is_registered():
+    assert [w.name for w in widget_list()] == [
+        "backlog",
+        "flow",
+        "channels",
+        "response_times",
+        "csat",
+        "routing",
+        "calls",
+        "agents",
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/dashboard/", "/dashboard/widgets/backlog/", "/dashboard/data/backlog/?format=csv"],
+)
+def test_agents_get_403_and_anonymous_sign_in(client, agent, url):
+    assert client.get(url).status_code == 302
+    client.force_login(agent)
+    response = client.get(url)
+    assert response.status_code == 403
+    assert b"backlog" not in response.content.lower() or b"supervisors" in response.content
+
+
+def test_page_shows_every_chart(sup):
+    _world()
+    response = sup.get("/dashboard/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for name in WIDGETS:
+        assert f'id="widget-{name}"' in html
+        assert f'id="chart-{name}-t"' in html, f"{name} has no chart"
+    assert html.count("<svg") == len(WIDGETS)
+    assert 'data-page="dashboard"' in html
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("range=forever", "Unknown range"),
+        ("range=custom&start=2026-13-01&end=2026-12-02", "start must be a date"),
+        ("start=2026-12-02", "needs both start and end"),
+        ("start=2026-12-05&end=2026-12-01", "end must not be before start"),
+        ("start=2020-01-01&end=2026-01-01", "at most 366 days"),
+        ("team=abc", "Unknown team"),
+        ("team=99999", "Unknown team"),
+        ("channel=fax", "Unknown channel"),
+    ],
+)
+def test_bad_filters_are_400_with_a_clear_message(sup, query, message):
+    page = sup.get(f"/dashboard/?{query}")
+    assert page.status_code == 400
+    assert message in page.content.decode()
+    data = sup.get(f"/dashboard/data/flow/?{query}")
+    assert data.status_code == 400
+    assert message in data.json()["error"]["message"]
+    assert sup.get(f"/dashboard/data/flow/?{query}&format=csv").status_code == 400
+    assert sup.get(f"/dashboard/widgets/flow/?{query}").status_code == 400
+
+
+def test_unknown_widget_and_format(sup):
+    assert sup.get("/dashboard/data/nope/").status_code == 404
+    response = sup.get("/dashboard/data/flow/?format=xml")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "format must be json or csv."
+
+
+def test_json_and_csv_carry_the_same_rows(sup):
+    team = _world()
+    json_body = sup.get(f"/dashboard/data/backlog/?team={team.pk}").json()
+    assert json_body["columns"] == ["Team", "New", "Open", "Pending", "Total"]
+    assert json_body["rows"] == [["Alpha", 0, 2, 0, 2]]
+    assert json_body["filters"]["team"] == [team.pk]
+    response = sup.get(f"/dashboard/data/backlog/?team={team.pk}&format=csv")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="backlog_')
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows == [["Team", "New", "Open", "Pending", "Total"], ["Alpha", "0", "2", "0", "2"]]
+
+
+def test_every_widget_has_json_and_csv(sup):
+    _world()
+    for name in WIDGETS:
+        body = sup.get(f"/dashboard/data/{name}/?range=24h").json()
+        assert body["rows"], name
+        response = sup.get(f"/dashboard/data/{name}/?range=24h&format=csv")
+        assert response.status_code == 200
+        assert (
+            len(list(csv.reader(io.StringIO(response.content.decode())))) == len(body["rows"]) + 1
+        )
+
+
+def test_csv_neutralises_formulas(sup):
+    _world(n=2, team_name="=HYPERLINK(1)")
+    text = sup.get("/dashboard/data/backlog/?format=csv").content.decode()
+    assert "'=HYPERLINK(1)" in text
+
+
+def test_widget_figures_on_known_data(sup):
+    _world(n=4)
+    routing = sup.get("/dashboard/data/routing/").json()
+    stats = {s["label"]: s["value"] for s in routing["stats"]}
+    assert stats["Manual review rate"] == 50.0  # 2 of 4 decisions
+    assert stats["Routing accuracy"] == 75.0  # 3 of 4 verdicts accepted
+    assert stats["Cost per ticket"] == pytest.approx(0.002)
+    assert stats["Tokens per ticket"] == 120
+    csat = {s["label"]: s["value"] for s in sup.get("/dashboard/data/csat/").json()["stats"]}
+    assert csat["Answers"] == 2  # tickets 0 and 3: ratings 5 and 2
+    assert csat["CSAT (4–5 ★)"] == 50.0
+    assert csat["Average rating"] == 3.5
+    calls = sup.get("/dashboard/data/calls/").json()
+    assert dict(calls["rows"])["Synced"] == 4
+    call_stats = {s["label"]: s["value"] for s in calls["stats"]}
+    assert call_stats["Records awaiting redelivery"] == 1
+    times = sup.get("/dashboard/data/response_times/").json()
+    assert {s["label"]: s["value"] for s in times["stats"]}["First response, median"] == 1.0
+
+
+def test_team_and_channel_filters_reach_the_widgets(sup):
+    alpha = _world(n=3, team_name="Alpha")
+    _world(n=5, team_name="Beta")
+    rows = sup.get(f"/dashboard/data/channels/?team={alpha.pk}").json()["rows"]
+    assert sum(r[1] for r in rows) == 3
+    rows = sup.get("/dashboard/data/channels/?channel=email").json()["rows"]
+    assert rows == [["Email", 3, 2]]  # Alpha 1 + Beta 2 email tickets
+
+
+def test_dashboard_queries_do_not_grow_with_data(sup, django_assert_max_num_queries):
+    _world(n=2, team_name="Alpha")
+    sup.get("/dashboard/")  # warm caches (content types, sessions)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as small:
+        assert sup.get("/dashboard/").status_code == 200
+    _world(n=12, team_name="Beta")
+    _world(n=12, team_name="Gamma")
+    with django_assert_max_num_queries(len(small.captured_queries)):
+        assert sup.get("/dashboard/").status_code == 200
+    assert len(small.captured_queries) <= 30
+
+
+def test_supervisor_sees_the_dashboard_link(sup, client, agent):
+    assert 'href="/dashboard/"' in sup.get("/?view=all").content.decode()
+    client.force_login(agent)
+    assert 'href="/dashboard/"' not in client.get("/?view=all").content.decode()
+
+
+def test_routing_figures_follow_the_team_filter_and_hourly_buckets(sup):
+    alpha = _world(n=3, team_name="Alpha")
+    _world(n=5, team_name="Beta")
+    body = sup.get(f"/dashboard/data/routing/?team={alpha.pk}&range=24h").json()
+    stats = {s["label"]: s["value"] for s in body["stats"]}
+    assert stats["Manual review rate"] == 66.7  # decisions 0 and 2 of 3
+    assert stats["Routing accuracy"] == 66.7  # verdict 0 overridden, 1 and 2 accepted
+    assert body["columns"][0] == "Hour"
+    assert sum(row[1] for row in body["rows"]) == 3
+    everyone = {s["label"]: s["value"] for s in sup.get("/dashboard/data/routing/").json()["stats"]}
+    assert everyone["Manual review rate"] == 62.5  # 2 + 3 of 8
