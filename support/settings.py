@@ -72,6 +72,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request metrics (obs/metrics2): outermost, so it times and counts every answer,
+    # probes and /metrics included (support/request_metrics.py).
+    "support.request_metrics.RequestMetricsMiddleware",
     # First: the health probes answer whatever the Host header (load balancer checks send
     # the target's IP) without passing the host check that guards every other path.
     "support.middleware.HealthProbeMiddleware",
