@@ -146,9 +146,7 @@ def processes(
         subprocess.Popen(
             cmd,
             cwd=ROOT,
-            env=product_processes.metrics_dir_prepare(
-                env, default=services.DATA / f"metrics-bench-{os.getpid()}"
-            )
+            env=product_processes.metrics_dir_prepare(env, default=services.DATA / "metrics-bench")
             if Path(cmd[0]).name == "uvicorn"
             else env,
             start_new_session=True,
