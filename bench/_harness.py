@@ -136,12 +136,19 @@ def processes(
     commands: list[list[str]], env: dict[str, str]
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Start ``commands`` (each in a session of its own, so :func:`session_cpu_seconds`
-    can count a command's children too); stop them all on the way out."""
+    can count a command's children too); stop them all on the way out. A uvicorn server
+    gets the request-metrics directory `make run` gives it (scripts/processes.py), so
+    benchmarks measure the multiprocess counters production runs with."""
+    import processes as product_processes
+    import services
+
     procs = [
         subprocess.Popen(
             cmd,
             cwd=ROOT,
-            env=env,
+            env=product_processes.metrics_dir_prepare(env, default=services.DATA / "metrics-bench")
+            if Path(cmd[0]).name == "uvicorn"
+            else env,
             start_new_session=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,14 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from calls import services
+from calls.analytics.providers import CallAnalysisOutput, ModelProvider
 from calls.models import AlertKind, AlertRule, Call, QueueTeam
 from calls.transcription import LOCAL_RESULTS_DIR
+from routing.providers.base import ProviderUnavailable
 
 DATA = Path(__file__).resolve().parent / "demo_data"
 TECH_CALL = "3f0c9b1e-2222-4c1d-8e77-0a1b2c3d4e5f"
+BROKEN_CALL = "3f0c9b1e-9999-4c1d-8e77-0a1b2c3d4e5f"
 # The bundled records name this (fictional) recordings bucket; the local backend never
 # reads it, and the allow-list exception applies to this demo load only.
 DEMO_RECORDINGS = ("connect-recordings-example/",)
@@ -65,6 +68,28 @@ def _agent_events(now: datetime) -> list[dict[str, Any]]:
     return [acw, available]
 
 
+class DemoBedrockOutage(ModelProvider):
+    """Demo history: the billing call's summary was asked of Bedrock while it was
+    throttling, so the local analysis stood in (the real fallback path; no AWS call)."""
+
+    def __init__(self) -> None:
+        super().__init__("bedrock", sleep=lambda seconds: None)
+
+    def _once(self, transcript: str, names: Sequence[str]) -> tuple[CallAnalysisOutput, str]:
+        raise ProviderUnavailable(
+            "Demo history: Bedrock answered ThrottlingException (rate exceeded)"
+        )
+
+
+def _broken_ctr() -> dict[str, Any]:
+    """Demo history: a CTR whose start time is not a time. It is recorded and fails to
+    apply, as the dead-letter queue of seed 003 would hold it (a re-send retries it)."""
+    ctr = copy.deepcopy(_load("ctr_billing.json"))
+    ctr["ContactId"] = BROKEN_CALL
+    ctr["InitiationTimestamp"] = "demo history: not a timestamp"
+    return ctr
+
+
 def load_demo_calls(progress: Callable[[str], None] = print) -> list[Call]:
     """Idempotent: records already received are duplicates, finished steps are skipped."""
     from tickets.models import Team
@@ -93,6 +118,7 @@ def load_demo_calls(progress: Callable[[str], None] = print) -> list[Call]:
         _load("ctr_ivr_failure.json"),
         _tech_ctr(),
         *_agent_events(datetime.now(UTC)),
+        _broken_ctr(),
     ]
     result = services.call_events_intake(
         body=json.dumps(records).encode(), schedule=False, also_allow_s3=DEMO_RECORDINGS
@@ -103,7 +129,8 @@ def load_demo_calls(progress: Callable[[str], None] = print) -> list[Call]:
     for call in calls:
         # Inline so the demo is complete without a worker; queued runs find the work done.
         if services.call_transcribe(call_id=call.pk) == "done":
-            services.call_analyse(call_id=call.pk)
+            outage = DemoBedrockOutage() if call.contact_id == billing["ContactId"] else None
+            services.call_analyse(call_id=call.pk, provider=outage)
             services.call_salesforce_case(call_id=call.pk)
     progress(f"Demo calls: {len(calls)} calls, {len(result.accepted)} new records.")
     return calls

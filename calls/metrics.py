@@ -6,8 +6,8 @@ inspection and retried when sent again (``support_call_events_failed``: the dead
 queue's equivalent); calls by pipeline status (``support_calls`` with status ``failed``); and
 the analytics results by the path that produced them and the Bedrock status it returned
 (``support_call_analytics``). A Bedrock call that failed and fell back to the local analysis
-is logged but not stored, so it shows only as ``produced_by="transcribe_model",
-provider="local"`` results, not as a separate count.
+is stored with ``bedrock_status="Failed"`` and counted (with Data Automation error
+statuses) in ``support_call_bedrock_failures``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from prometheus_client.core import Metric
 
 from calls.models import Call, CallAnalytics, CallEvent, EventStatus
 from support.metrics import gauge, window_start
+
+#: Bedrock statuses that are failures: ours (calls.services.pipeline.BEDROCK_FAILED) and
+#: Bedrock Data Automation's error states.
+BEDROCK_FAILURES = ("Failed", "ServiceError", "ClientError")
 
 
 def call_metrics() -> Iterator[Metric]:
@@ -61,6 +65,17 @@ def call_metrics() -> Iterator[Metric]:
         .annotate(n=Count("pk"))
         .order_by()
     )
+    bedrock_failed = 0
     for row in rows:
         analytics.add_metric([row["produced_by"], row["provider"], row["bedrock_status"]], row["n"])
+        if row["bedrock_status"] in BEDROCK_FAILURES:
+            bedrock_failed += row["n"]
     yield analytics
+
+    failures = gauge(
+        "call_bedrock_failures",
+        "Call analyses in the window whose Bedrock call failed (the local analysis stood in) "
+        "or whose stored Bedrock status is an error (seed 003 Bedrock failures).",
+    )
+    failures.add_metric([], bedrock_failed)
+    yield failures

@@ -17,6 +17,10 @@ class KnowledgeConfig(AppConfig):
         from tickets.panels import Panel, register_panel
 
         register_erasure_hook("knowledge", knowledge_erase)
+        from knowledge.metrics import kb_search_metrics
+        from support.metrics import metric_source_register
+
+        metric_source_register("knowledge", kb_search_metrics)  # GET /metrics
         # POST /api/tickets?include=suggestions (docs/customer-context.md).
         from knowledge.extras import create_extra_suggestions
         from tickets import extras

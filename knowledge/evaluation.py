@@ -120,7 +120,7 @@ def evaluate_drafts(
         query = row["query"]
         turns = [Turn(CUSTOMER, query)] if isinstance(query, str) else list(query)
         started = time.perf_counter()
-        results = kb_search_conversation(turns, k=CANDIDATES, sources=sources)
+        results = kb_search_conversation(turns, k=CANDIDATES, sources=sources, record=False)
         draft = draft_compose(turns, results, channel=channel, drafter=composer)
         latencies.append((time.perf_counter() - started) * 1000)
         relevant = set(row["relevant"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.db.models import Count, Q, QuerySet
 from knowledge import retrieval
 from knowledge.backends import get_backend
 from knowledge.conversation import AGENT, CUSTOMER, Turn
+from knowledge.metrics import kb_search_record
 from knowledge.models import IngestionJob, SuggestionFeedback
 from knowledge.retrieval import SearchResult
 from support.errors import NotFound
@@ -40,11 +42,14 @@ def kb_search(
 ) -> list[SearchResult]:
     """``customer_id``: the customer whose ticket the query comes from; a backend that
     sends the query off-machine gets their names to redact."""
+    started = time.perf_counter()
     backend = get_backend()
     names = _redaction_names(backend, customer_id)
-    return backend.search(
+    results = backend.search(
         query[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags, redact_names=names
     )
+    kb_search_record(seconds=time.perf_counter() - started, results=len(results))
+    return results
 
 
 def kb_search_conversation(
@@ -54,18 +59,25 @@ def kb_search_conversation(
     sources: Sequence[str] | None = None,
     tags: Sequence[str] | None = None,
     customer_id: int | None = None,
+    record: bool = True,
 ) -> list[SearchResult]:
     """Search with a conversation (see ``knowledge.conversation``). The local backend
     builds the query from the turns; other backends get its one-string form. Names of
-    ``customer_id`` are redacted from whatever leaves the machine, as in ``kb_search``."""
+    ``customer_id`` are redacted from whatever leaves the machine, as in ``kb_search``.
+    ``record=False``: not counted in the search metrics (offline evaluations)."""
+    started = time.perf_counter()
     backend = get_backend()
     names = _redaction_names(backend, customer_id)
     if backend.name == "local":
-        return retrieval.search(list(turns), k=k, sources=sources, tags=tags, redact_names=names)
-    text = retrieval.conversation_query(list(turns)).text
-    return backend.search(
-        text[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags, redact_names=names
-    )
+        results = retrieval.search(list(turns), k=k, sources=sources, tags=tags, redact_names=names)
+    else:
+        text = retrieval.conversation_query(list(turns)).text
+        results = backend.search(
+            text[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags, redact_names=names
+        )
+    if record:
+        kb_search_record(seconds=time.perf_counter() - started, results=len(results))
+    return results
 
 
 def ticket_conversation(ticket: Any) -> list[Turn]:

@@ -38,3 +38,7 @@ class RoutingConfig(AppConfig):
         from support.metrics import metric_source_register
 
         metric_source_register("routing", routing_metrics)
+        from routing.demo import load_demo_routing
+        from tickets.demo import demo_step_register
+
+        demo_step_register("routing", load_demo_routing)

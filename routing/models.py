@@ -198,7 +198,7 @@ class RoutingFeedback(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)  # /metrics window
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -51,6 +52,24 @@ PROCESS_ENV_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
 def process_env(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` with the process defaults filled in (the caller's values win)."""
     return {**PROCESS_ENV_DEFAULTS, **env}
+
+
+#: prometheus_client's multiprocess mode: each web worker keeps its request counters in
+#: files here and whichever worker answers ``/metrics`` sums them (support/request_metrics.py).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIR_DEFAULT = Path(tempfile.gettempdir()) / "support-metrics-web"
+
+
+def metrics_dir_prepare(env: Mapping[str, str], *, default: Path | str) -> dict[str, str]:
+    """``env`` for the web process: ``PROMETHEUS_MULTIPROC_DIR`` set (the caller's value
+    wins, else ``default``), the directory created and emptied of the previous run's
+    counter files (the workers that wrote them are gone; counters start again at 0, a
+    restart to Prometheus). Only ``*.db`` files are removed, never anything else."""
+    directory = Path(env.get(METRICS_DIR_ENV) or default)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return {**env, METRICS_DIR_ENV: str(directory)}
 
 
 def celery_worker(name: str, *, queues: str, concurrency: str, nice: int) -> list[str]:
@@ -174,10 +193,13 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"usage: processes.py NAME  (one of: {names}) | COMMAND [ARG ...]")
     known = len(argv) == 1 and argv[0] in {*service_names(), *ONE_OFF}
     command = container_command(argv[0], os.environ) if known else argv
+    env = dict(os.environ)
+    if argv == ["web"]:
+        env = metrics_dir_prepare(env, default=METRICS_DIR_DEFAULT)
     os.chdir(ROOT)
     sys.stdout.flush()
     # the table above, or what the operator typed
-    os.execvpe(command[0], command, process_env(os.environ))  # noqa: S606
+    os.execvpe(command[0], command, process_env(env))  # noqa: S606
 
 
 if __name__ == "__main__":

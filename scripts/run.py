@@ -91,8 +91,11 @@ def main() -> None:
     for name, cmd in commands.items():
         shown = " ".join([Path(cmd[0]).name, *cmd[1:]])
         step(f"starting {name}: {shown}")
+        child_env = env
+        if name == "web":  # request metrics across the uvicorn workers
+            child_env = processes.metrics_dir_prepare(env, default=services.DATA / "metrics-web")
         children[name] = subprocess.Popen(
-            cmd, cwd=ROOT, env=process_env(env), start_new_session=True
+            cmd, cwd=ROOT, env=process_env(child_env), start_new_session=True
         )
 
     def stop(*_: object) -> None:

@@ -17,3 +17,8 @@ class SupportConfig(AppConfig):
         from support.metrics import register_builtin_sources
 
         register_builtin_sources()  # GET /metrics (support/metrics.py)
+        from support.metrics import metric_source_register
+        from support.request_metrics import http_metrics
+
+        # Request counts and latency by route (support/request_metrics.py).
+        metric_source_register("http", http_metrics)

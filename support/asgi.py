@@ -13,6 +13,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from support.request_metrics import WebsocketMetrics  # noqa: E402
 from support.websocket_urls import websocket_urlpatterns  # noqa: E402
 
 
@@ -43,8 +44,8 @@ def _with_webhook_fast_path(app: object) -> object:
 application = ProtocolTypeRouter(
     {
         "http": _with_webhook_fast_path(_http_app()),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        "websocket": WebsocketMetrics(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

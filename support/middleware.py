@@ -10,6 +10,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonR
 from support.errors import error_body
 from support.health import PROBES
 
+#: Scraped by Prometheus at each task's address (support/metrics.py; bearer token).
+METRICS_PATH = "/metrics"
+
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NUL_MESSAGE = "NUL characters are not accepted in parameters or form fields."
 
@@ -23,15 +26,26 @@ class HealthProbeMiddleware:
     127.0.0.1. Only these exact paths are served here, with no session, cookie or user, and
     the views read nothing from the request; every other path still goes through the host
     check, so ``ALLOWED_HOSTS`` keeps protecting the rest of the site.
+
+    ``/metrics`` is answered here too: request counters live in each task's web processes
+    (support/request_metrics.py), so Prometheus scrapes every task by its IP address, not
+    the load balancer's name. The metrics view still requires its bearer token and reads
+    nothing else from the request (no Host, cookie, session or user).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        from support.metrics import metrics_view
+
+        self.early: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+            **PROBES,
+            METRICS_PATH: metrics_view,
+        }
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        probe = PROBES.get(request.path_info)
-        if probe is not None:
-            return probe(request)
+        view = self.early.get(request.path_info)
+        if view is not None:
+            return view(request)
         return self.get_response(request)
 
 

@@ -75,6 +75,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request metrics (obs/metrics2): outermost, so it times and counts every answer,
+    # probes and /metrics included (support/request_metrics.py).
+    "support.request_metrics.RequestMetricsMiddleware",
     # First: the health probes answer whatever the Host header (load balancer checks send
     # the target's IP) without passing the host check that guards every other path.
     "support.middleware.HealthProbeMiddleware",
@@ -540,6 +543,18 @@ HEALTH_CELERY_TIMEOUT = env.get_float("HEALTH_CELERY_TIMEOUT", 1.0)
 # METRICS_WINDOW_SECONDS.
 METRICS_TOKEN = env.get_str("METRICS_TOKEN", "")
 METRICS_WINDOW_SECONDS = env.get_int("METRICS_WINDOW_SECONDS", 86400)
+
+# --- CloudWatch metrics publishing (obs/metrics2; support/cloudwatch.py) ---
+# Off by default. On: beat sends the /metrics values with PutMetricData every interval.
+CLOUDWATCH_METRICS_ENABLED = env.get_bool("CLOUDWATCH_METRICS_ENABLED", default=False)
+CLOUDWATCH_METRICS_NAMESPACE = env.get_str("CLOUDWATCH_METRICS_NAMESPACE", "SupportDesk")
+CLOUDWATCH_METRICS_REGION = env.get_str("CLOUDWATCH_METRICS_REGION", "")
+CLOUDWATCH_METRICS_INTERVAL_SECONDS = env.get_int("CLOUDWATCH_METRICS_INTERVAL_SECONDS", 60)
+if CLOUDWATCH_METRICS_ENABLED:
+    CELERY_BEAT_SCHEDULE["cloudwatch-metrics-publish"] = {
+        "task": "support.tasks.cloudwatch_metrics_publish_task",
+        "schedule": float(CLOUDWATCH_METRICS_INTERVAL_SECONDS),
+    }
 DEMO_PASSWORD = env.get_str("DEMO_PASSWORD", "demo-password-123")
 # Live workbench sockets re-check the agent's teams and roles at least this often (they
 # also do on each ticket subscription and on an agent.access_changed event).

@@ -22,3 +22,12 @@ def outbox_purge_task() -> int:
 def raw_events_purge_task() -> dict[str, int]:
     """Idempotent and batched: deletes only done events past ``RAW_EVENT_RETENTION_DAYS``."""
     return retention.raw_events_purge()
+
+
+@shared_task(soft_time_limit=45, time_limit=60, ignore_result=True)
+def cloudwatch_metrics_publish_task() -> int:
+    """Optional CloudWatch publishing (support/cloudwatch.py); values are point-in-time,
+    so a failed run is not retried (the next one sends fresh values)."""
+    from support.cloudwatch import cloudwatch_metrics_publish
+
+    return cloudwatch_metrics_publish()

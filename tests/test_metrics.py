@@ -48,6 +48,7 @@ SEED_003 = {
     "support_call_events_failed",  # the dead-letter queue's equivalent
     "support_calls",
     "support_call_analytics",
+    "support_call_bedrock_failures",  # Bedrock failures
 }
 PLATFORM = {
     "support_webhook_events",
@@ -311,3 +312,40 @@ def test_a_failing_source_is_reported_and_the_rest_still_answer(
     assert value(families, "support_metrics_source_up", source="celery_queues") == 0
     assert value(families, "support_metrics_source_up", source="routing") == 1
     assert "support_celery_queue_length" not in families
+
+
+def nonzero(samples: dict[tuple[tuple[str, str], ...], float]) -> bool:
+    """Some sample of the family is non-zero (a histogram: some observation counted)."""
+    return any(v > 0 for key, v in samples.items() if not dict(key).get("le"))
+
+
+@pytest.fixture
+def no_workers() -> Iterator[None]:
+    """As in `make run` before its workers start: tasks are queued in Redis, not run."""
+    from support.celery import app
+
+    client = get_redis()
+    app.conf.task_always_eager = False
+    yield
+    app.conf.task_always_eager = True
+    client.delete("celery", "realtime")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_seed_metric_has_a_value_after_a_demo_load(
+    client: Client, token: str, no_workers: None
+) -> None:
+    """What `make run` loads (load_demo with the apps' demo steps, load_demo_calls) makes
+    every seed 003 / 004 metric non-zero on the first scrape, before any worker ran."""
+    from django.core.management import call_command
+
+    call_command("load_demo", password="demo-password-123")
+    call_command("load_demo_calls")
+    families = scrape(client, token)
+    zero = sorted(name for name in SEED_004 | SEED_003 if not nonzero(families[name]))
+    assert zero == []
+    assert value(families, "support_routing_provider_errors", provider="bedrock") > 0
+    # A second load adds nothing (idempotent).
+    before = RoutingDecision.objects.count(), RoutingFeedback.objects.count()
+    call_command("load_demo", password="demo-password-123")
+    assert (RoutingDecision.objects.count(), RoutingFeedback.objects.count()) == before

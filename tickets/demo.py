@@ -184,8 +184,26 @@ def _demo_timings(ticket_id: int, opened_at: datetime, now: datetime, rng: rando
         Ticket.objects.filter(pk=ticket_id).update(**fields)
 
 
+DemoStep = Callable[[Callable[[str], None]], None]
+_demo_steps: dict[str, DemoStep] = {}
+
+
+def demo_step_register(name: str, step: DemoStep) -> None:
+    """A feature app's part of the demo (registered in its ``AppConfig.ready``), run by
+    ``load_demo`` after the core's tickets, every time: a step must be idempotent."""
+    _demo_steps[name] = step
+
+
 def load_demo(*, password: str | None = None, progress: Callable[[str], None] = print) -> bool:
-    """Create the demo world; returns False when it was already there (idempotent)."""
+    """Create the demo world; returns False when it was already there (idempotent). The
+    apps' demo steps (``demo_step_register``) run after it either way."""
+    created = _load_core(password=password, progress=progress)
+    for step in _demo_steps.values():
+        step(progress)
+    return created
+
+
+def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool:
     for shortcut, title, body in DEMO_CANNED:
         CannedResponse.objects.get_or_create(
             shortcut=shortcut, defaults={"title": title, "body": body}

@@ -8,7 +8,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from calls.analytics.providers import get_provider, segment_sentiments
+from calls.analytics.providers import AnalyticsProvider, get_provider, segment_sentiments
 from calls.models import (
     AnalyticsPath,
     Call,
@@ -115,7 +115,13 @@ def _set_status_unless_synced(call_id: int, status: str) -> None:
     )
 
 
-def call_analyse(*, call_id: int) -> CallAnalytics | None:
+#: ``CallAnalytics.bedrock_status`` of an analysis made locally because Bedrock failed.
+BEDROCK_FAILED = "Failed"
+
+
+def call_analyse(
+    *, call_id: int, provider: AnalyticsProvider | None = None
+) -> CallAnalytics | None:
     """Step 2: summary, categories, topics through the configured provider.
 
     The provider (Bedrock: up to a 60 s read timeout) is called with no transaction open:
@@ -139,7 +145,7 @@ def call_analyse(*, call_id: int) -> CallAnalytics | None:
         Segment(s["speaker"], s["start"], s["end"], s["text"], s.get("sentiment", ""))
         for s in transcript.segments
     ]
-    provider = get_provider()
+    provider = provider or get_provider()
     analysis = provider.analyse(
         text=transcript.text, segments=segments, names=customer_redaction_names(call.customer_id)
     )
@@ -165,7 +171,10 @@ def call_analyse(*, call_id: int) -> CallAnalytics | None:
                 "transcript": transcript.text,
                 "sentiment": analysis.sentiment,
                 "sentiment_score": analysis.sentiment_score,
-                "bedrock_status": analysis.bedrock_status,
+                # A Bedrock failure that fell back is stored too (seed 003's Bedrock
+                # failures, support_call_bedrock_failures).
+                "bedrock_status": analysis.bedrock_status
+                or (BEDROCK_FAILED if analysis.fallback_from == "bedrock" else ""),
                 "produced_by": path,
                 "provider": analysis.provider,
             },

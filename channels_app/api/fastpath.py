@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -36,6 +38,7 @@ from urllib.parse import parse_qsl
 from django.conf import settings
 from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
+from django.urls import resolve
 
 from channels_app.api.views import (
     content_length,
@@ -46,6 +49,7 @@ from channels_app.api.views import (
 )
 from channels_app.models import ChannelAccount
 from support.errors import error_body
+from support.request_metrics import request_record
 from support.throttling import client_ip_from_meta
 
 logger = logging.getLogger(__name__)
@@ -75,12 +79,26 @@ class WebhookFastPath:
         if match is None or not _acceptable(scope, headers):
             await self.app(scope, receive, send)
             return
+        # Counted under the route Django would have matched (support/request_metrics.py).
+        started = time.perf_counter()
+        status = await self._deliver(match, scope, headers, receive, send)
+        if status is not None:
+            request_record(webhook_route(), "POST", status, time.perf_counter() - started)
+
+    async def _deliver(
+        self,
+        match: re.Match[str],
+        scope: Scope,
+        headers: dict[str, str],
+        receive: Receive,
+        send: Send,
+    ) -> int | None:
+        """Answer one delivery; the status sent, or None when the client went away."""
         channel, token = match["channel"], match["token"]
         limit = webhook_body_limit(channel)
         declared = content_length(headers.get("content-length"))
         if declared is not None and declared > limit:
-            await _respond(send, *webhook_too_large(channel))
-            return
+            return await _respond(send, *webhook_too_large(channel))
         client = scope.get("client") or ("unknown", 0)
         ip = client_ip_from_meta(
             {"REMOTE_ADDR": client[0], "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", "")}
@@ -88,19 +106,17 @@ class WebhookFastPath:
         loop = asyncio.get_running_loop()
         admitted = await loop.run_in_executor(self.executor, _admit, channel, token, ip)
         if isinstance(admitted, tuple):
-            await _respond(send, *admitted)
-            return
+            return await _respond(send, *admitted)
         body = await _read_body(receive, limit)
         if body is Unread.DISCONNECTED:
-            return
+            return None
         if body is Unread.TOO_LARGE:
-            await _respond(send, *webhook_too_large(channel))
-            return
+            return await _respond(send, *webhook_too_large(channel))
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         code, payload, extra = await loop.run_in_executor(
             self.executor, _record, channel, admitted, headers, body, query
         )
-        await _respond(send, code, payload, extra)
+        return await _respond(send, code, payload, extra)
 
 
 class Unread(enum.Enum):
@@ -173,7 +189,13 @@ def _record(
         close_old_connections()
 
 
-async def _respond(send: Send, code: int, payload: dict[str, Any], extra: dict[str, str]) -> None:
+@functools.cache
+def webhook_route() -> str:
+    """The route pattern of the Django view the fast path stands in for."""
+    return str(resolve("/api/webhooks/whatsapp/token").route)
+
+
+async def _respond(send: Send, code: int, payload: dict[str, Any], extra: dict[str, str]) -> int:
     data = json.dumps(payload).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -183,3 +205,4 @@ async def _respond(send: Send, code: int, payload: dict[str, Any], extra: dict[s
     ]
     await send({"type": "http.response.start", "status": code, "headers": headers})
     await send({"type": "http.response.body", "body": data})
+    return code

@@ -1,0 +1,92 @@
+"""Knowledge-base search latency and zero-result rate (``GET /metrics``; registered in
+``KnowledgeConfig.ready``).
+
+Searches are not stored anywhere, and they run in web processes (the search API, the
+ticket page's suggestions) and in workers (reply drafts), so each one is counted in Redis:
+one pipelined round trip per search (a few ``HINCRBY`` on a hash per clock hour, which
+expires after the window), next to a search that embeds the query and asks PostgreSQL.
+A scrape sums the hours of the window (``METRICS_WINDOW_SECONDS`` rounded up to whole
+hours, the current one included), like the other windowed gauges. Redis unavailable: the
+search goes on uncounted (logged), and the scrape reports the source down.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+
+import redis
+from django.conf import settings
+from prometheus_client.core import HistogramMetricFamily, Metric
+
+from support.metrics import PREFIX, gauge
+from support.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+KEY = "metrics:kb-search:{hour}"
+MAX_HOURS = 24 * 31
+
+
+def _hours() -> int:
+    return max(1, min(MAX_HOURS, math.ceil(int(settings.METRICS_WINDOW_SECONDS) / 3600)))
+
+
+def kb_search_record(*, seconds: float, results: int) -> None:
+    """Count one search: its duration and whether it found nothing."""
+    hour = int(time.time() // 3600)
+    key = KEY.format(hour=hour)
+    bucket = next((i for i, bound in enumerate(BUCKETS_SECONDS) if seconds <= bound), "inf")
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.hincrby(key, "n", 1)
+        pipe.hincrby(key, f"b{bucket}", 1)
+        pipe.hincrbyfloat(key, "sum", seconds)
+        if results == 0:
+            pipe.hincrby(key, "zero", 1)
+        pipe.expire(key, (_hours() + 1) * 3600)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("KB search not counted (Redis): %s", type(exc).__name__)
+
+
+def kb_search_metrics() -> Iterator[Metric]:
+    now_hour = int(time.time() // 3600)
+    pipe = get_redis().pipeline(transaction=False)
+    for hour in range(now_hour - _hours() + 1, now_hour + 1):
+        pipe.hgetall(KEY.format(hour=hour))
+    totals: dict[str, float] = {}
+    for row in pipe.execute():
+        for field, raw in row.items():
+            name = field.decode()
+            totals[name] = totals.get(name, 0.0) + float(raw)
+    n = totals.get("n", 0.0)
+    zero = totals.get("zero", 0.0)
+
+    points = []
+    cumulative = 0.0
+    for i, bound in enumerate(BUCKETS_SECONDS):
+        cumulative += totals.get(f"b{i}", 0.0)
+        points.append((repr(float(bound)), cumulative))
+    points.append(("+Inf", n))
+    histogram = HistogramMetricFamily(
+        f"{PREFIX}_kb_search_seconds",
+        "Knowledge-base search time in the window (search API, suggestions, drafts).",
+    )
+    histogram.add_metric([], points, sum_value=totals.get("sum", 0.0))
+    yield histogram
+
+    searches = gauge("kb_searches", "Knowledge-base searches in the window.")
+    searches.add_metric([], n)
+    yield searches
+    empty = gauge("kb_search_zero_results", "Searches in the window that found nothing.")
+    empty.add_metric([], zero)
+    yield empty
+    rate = gauge(
+        "kb_search_zero_result_rate", "Share of the window's searches that found nothing (0-1)."
+    )
+    rate.add_metric([], zero / n if n else 0.0)
+    yield rate

@@ -1,0 +1,111 @@
+"""Optional CloudWatch publishing of the ``/metrics`` values (``CLOUDWATCH_METRICS_ENABLED``).
+
+Off by default. When on, beat runs ``cloudwatch_metrics_publish_task`` every
+``CLOUDWATCH_METRICS_INTERVAL_SECONDS`` (60): it computes the same sources a scrape does
+(support/metrics.py, the database and Redis at this moment, so one publisher covers every
+process) and sends them with ``PutMetricData`` through ``support.aws.aws_client`` to
+``CLOUDWATCH_METRICS_NAMESPACE``:
+
+- every gauge sample as a metric named like the Prometheus family without the ``support_``
+  prefix, its labels as dimensions (``routing_tickets_processed``, ``provider=bedrock``);
+- every windowed histogram as ``<name>_count`` and ``<name>_mean``;
+- seed 004's metrics also under the seed's own names, without dimensions
+  (``TicketsProcessed``, ``ProcessingTime`` in seconds, ``ConfidenceScore``,
+  ``ManualReviewRate``, ``RoutingAccuracy``, ``TicketingSystemSyncFailures``,
+  ``BedrockAPIErrors``, ``CostPerTicket``), for alarms written against the seed.
+
+The per-process request counters (``support_http_*``, ``support_websocket_*``) are counters
+of the web process that answers, not of the deployment: they are left to Prometheus (the
+load balancer's own CloudWatch metrics cover requests and 5xx). A failed publish is logged
+and dropped: the next interval sends fresh values, so nothing is retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from prometheus_client.core import Metric
+
+from support.aws import aws_client, describe_aws_error
+from support.metrics import PREFIX, ScrapeCollector
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500  # PutMetricData takes up to 1,000 values (1 MB) per request
+PER_PROCESS = (f"{PREFIX}_http_", f"{PREFIX}_websocket_", f"{PREFIX}_provider_programming")
+
+#: Seed 004's names: (family, labels a sample must have). Gauge samples are summed (e.g.
+#: tickets over providers); a histogram gives its average.
+SEED_004: dict[str, tuple[str, dict[str, str]]] = {
+    "TicketsProcessed": (f"{PREFIX}_routing_tickets_processed", {}),
+    "ProcessingTime": (f"{PREFIX}_routing_processing_seconds", {}),
+    "ConfidenceScore": (f"{PREFIX}_routing_confidence_average", {}),
+    "ManualReviewRate": (f"{PREFIX}_routing_manual_review_rate", {}),
+    "RoutingAccuracy": (f"{PREFIX}_routing_accuracy", {"dimension": "overall"}),
+    "TicketingSystemSyncFailures": (f"{PREFIX}_routing_sync_failures", {}),
+    "BedrockAPIErrors": (f"{PREFIX}_routing_provider_errors", {"provider": "bedrock"}),
+    "CostPerTicket": (f"{PREFIX}_routing_cost_per_ticket_usd", {}),
+}
+
+
+def _short(name: str) -> str:
+    return name.removeprefix(f"{PREFIX}_")
+
+
+def _datum(name: str, value: float, labels: dict[str, str], at: datetime) -> dict[str, Any]:
+    return {
+        "MetricName": name,
+        "Dimensions": [{"Name": k, "Value": v or "-"} for k, v in sorted(labels.items())][:30],
+        "Value": float(value),
+        "Timestamp": at,
+    }
+
+
+def metric_data(families: Iterable[Metric], *, at: datetime) -> Iterator[dict[str, Any]]:
+    """``PutMetricData`` entries for the families of one scrape."""
+    seed: dict[str, list[float]] = {name: [] for name in SEED_004}
+    for family in families:
+        if family.name.startswith(PER_PROCESS):
+            continue
+        if family.type == "gauge":
+            for sample in family.samples:
+                yield _datum(_short(family.name), sample.value, dict(sample.labels), at)
+                for seed_name, (source, match) in SEED_004.items():
+                    if source == family.name and match.items() <= sample.labels.items():
+                        seed[seed_name].append(sample.value)
+        elif family.type == "histogram":
+            count = sum(s.value for s in family.samples if s.name.endswith("_count"))
+            total = sum(s.value for s in family.samples if s.name.endswith("_sum"))
+            average = total / count if count else 0.0
+            yield _datum(f"{_short(family.name)}_count", count, {}, at)
+            yield _datum(f"{_short(family.name)}_mean", average, {}, at)
+            for seed_name, (source, _) in SEED_004.items():
+                if source == family.name:
+                    seed[seed_name].append(average)
+    for seed_name, values in seed.items():
+        yield _datum(seed_name, sum(values), {}, at)
+
+
+def cloudwatch_metrics_publish() -> int:
+    """Compute every metric source now and send it; the number of values sent."""
+    if not settings.CLOUDWATCH_METRICS_ENABLED:
+        return 0
+    data = list(metric_data(ScrapeCollector().collect(), at=datetime.now(UTC)))
+    client = aws_client("cloudwatch", region=settings.CLOUDWATCH_METRICS_REGION or None)
+    sent = 0
+    for start in range(0, len(data), BATCH):
+        batch = data[start : start + BATCH]
+        try:
+            client.put_metric_data(
+                Namespace=settings.CLOUDWATCH_METRICS_NAMESPACE, MetricData=batch
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("CloudWatch metrics not published: %s", describe_aws_error(exc))
+            return sent
+        sent += len(batch)
+    return sent

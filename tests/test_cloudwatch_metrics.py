@@ -1,0 +1,95 @@
+"""Optional CloudWatch publishing (support/cloudwatch.py), against moto."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from support.aws import aws_clients_clear
+from support.cloudwatch import cloudwatch_metrics_publish
+from support.tasks import cloudwatch_metrics_publish_task
+from tests.test_metrics import feed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[Any]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings.CLOUDWATCH_METRICS_REGION = "us-east-1"
+    settings.CLOUDWATCH_METRICS_NAMESPACE = "SupportDeskTest"
+    aws_clients_clear()
+    with mock_aws():
+        import boto3
+
+        yield boto3.client("cloudwatch", region_name="us-east-1")
+    aws_clients_clear()
+
+
+def published(cloudwatch: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """{(name, dimensions): latest value} as moto stored them."""
+    values = {}
+    for metric in cloudwatch.list_metrics(Namespace="SupportDeskTest")["Metrics"]:
+        dims = tuple(sorted((d["Name"], d["Value"]) for d in metric["Dimensions"]))
+        stats = cloudwatch.get_metric_statistics(
+            Namespace="SupportDeskTest",
+            MetricName=metric["MetricName"],
+            Dimensions=metric["Dimensions"],
+            StartTime="2000-01-01T00:00:00Z",
+            EndTime="2100-01-01T00:00:00Z",
+            Period=60,
+            Statistics=["Maximum"],
+        )
+        values[(metric["MetricName"], dims)] = max(p["Maximum"] for p in stats["Datapoints"])
+    return values
+
+
+def test_off_by_default_sends_nothing(aws: Any, settings: Any) -> None:
+    assert settings.CLOUDWATCH_METRICS_ENABLED is False
+    assert "cloudwatch-metrics-publish" not in settings.CELERY_BEAT_SCHEDULE
+    assert cloudwatch_metrics_publish_task() == 0
+    assert aws.list_metrics(Namespace="SupportDeskTest")["Metrics"] == []
+
+
+def test_publishes_the_metrics_and_the_seed_names(aws: Any, settings: Any, customer: Any) -> None:
+    settings.CLOUDWATCH_METRICS_ENABLED = True
+    feed(customer)
+    sent = cloudwatch_metrics_publish_task()
+    values = published(aws)
+    assert sent == len(values)
+    assert values[("TicketsProcessed", ())] == 4
+    assert values[("BedrockAPIErrors", ())] == 1
+    assert values[("TicketingSystemSyncFailures", ())] == 1
+    assert values[("ManualReviewRate", ())] == 0.5
+    assert values[("RoutingAccuracy", ())] == 0.5
+    assert values[("ProcessingTime", ())] == pytest.approx(3.852 / 4)
+    assert values[("routing_tickets_processed", (("provider", "bedrock"),))] == 2
+    assert values[("routing_processing_seconds_count", ())] == 4
+    assert values[("call_events_failed", ())] == 1
+    # Per-process request counters are Prometheus's, not CloudWatch's.
+    assert not [name for name, _ in values if name.startswith(("http_", "websocket_"))]
+
+
+def test_a_failed_publish_is_logged_and_dropped(
+    aws: Any, settings: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    class Refusing:
+        def put_metric_data(self, **kwargs: Any) -> None:
+            error = {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}
+            raise ClientError(error, "PutMetricData")  # type: ignore[arg-type]
+
+    monkeypatch.setattr("support.cloudwatch.aws_client", lambda *a, **k: Refusing())
+    settings.CLOUDWATCH_METRICS_ENABLED = True
+    assert cloudwatch_metrics_publish() == 0
+    assert "CloudWatch metrics not published" in caplog.text
