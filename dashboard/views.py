@@ -66,14 +66,28 @@ def _table(data: WidgetData) -> list[list[str]]:
     ]
 
 
+def _table_rows(data: WidgetData, table: list[list[str]]) -> list[dict[str, Any]]:
+    """The shown rows with their page-only link and buttons."""
+    return [
+        {
+            "cells": cells,
+            "link": data.links[i] if data.links else None,
+            "actions": data.actions[i] if data.actions else [],
+        }
+        for i, cells in enumerate(table)
+    ]
+
+
 def _widget_context(widget: Widget, parsed: ParsedFilters) -> dict[str, Any]:
     data = widget.data(parsed.filters)
+    table = _table(data)
     query = urlencode(parsed.query())
     data_url = reverse("dashboard-data", kwargs={"name": widget.name})
     return {
         "widget": widget,
         "data": data,
-        "table": _table(data),
+        "table": _table_rows(data, table),
+        "has_actions": any(data.actions),
         "svg": chart_svg(
             data, title=widget.title, chart_id=f"chart-{widget.name}", wide=widget.wide
         ),

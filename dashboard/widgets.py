@@ -59,6 +59,22 @@ class Stat:
     hint: str = ""
 
 
+@dataclass(frozen=True)
+class RowAction:
+    """A button on a table row: a CSRF-protected POST to ``url`` (a local path) that comes
+    back to the dashboard (``next``). Shown on the page only, never in the JSON or CSV."""
+
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
+class RowLink:
+    """A link on a row's first cell (e.g. to the alert or ticket page)."""
+
+    url: str
+
+
 @dataclass
 class WidgetData:
     """One widget's data. ``columns[0]`` labels each row (a team, an hour, a channel);
@@ -71,6 +87,9 @@ class WidgetData:
     unit: str = ""
     stats: list[Stat] = field(default_factory=list)
     note: str = ""
+    # Per row, aligned with ``rows`` (page only): a link on the first cell, buttons.
+    links: list[RowLink | None] = field(default_factory=list)
+    actions: list[list[RowAction]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.chart not in CHART_KINDS:
@@ -78,6 +97,9 @@ class WidgetData:
         unknown = [s for s in self.series if s not in self.columns]
         if unknown:
             raise ValueError(f"series {unknown} are not columns")
+        for name, per_row in (("links", self.links), ("actions", self.actions)):
+            if per_row and len(per_row) != len(self.rows):
+                raise ValueError(f"{name} must have one entry per row")
 
     def as_json(self) -> dict[str, Any]:
         return {
