@@ -356,9 +356,6 @@ class AgentUserAdmin(UserAdmin):  # type: ignore[type-arg]
         agent_access_changed(user_ids=pks, reason="user deleted")
 
 
-from tickets.context.admin import *  # noqa: E402, F403 - customer-context admin
-
-
 # --- SLA (docs/sla.md): supervisors edit calendars and policies; agents cannot ----------
 
 
@@ -406,7 +403,10 @@ class SlaPolicyAdmin(SupervisorAdmin):
     search_fields = ("name",)
     fieldsets = (
         (None, {"fields": ("name", "is_active", "priority", "team", "channel", "calendar")}),
-        ("Targets (business minutes)", {"fields": ("first_response_minutes", "resolution_minutes")}),
+        (
+            "Targets (business minutes)",
+            {"fields": ("first_response_minutes", "resolution_minutes")},
+        ),
         (
             "Escalation",
             {"fields": ("escalate_on", "escalate_raise_priority", "escalate_to_team")},
@@ -436,3 +436,6 @@ class SlaEventAdmin(SupervisorAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from tickets.context.admin import *  # noqa: E402, F403 - customer-context admin

@@ -60,9 +60,7 @@ def parse_ticket_ref(ref: str | int) -> int:
 
 
 def ticket_get(ref: str | int, *, for_update: bool = False) -> Ticket:
-    qs = Ticket.objects.select_related(
-        "customer", "team", "assignee", "merged_into", "sla_policy"
-    )
+    qs = Ticket.objects.select_related("customer", "team", "assignee", "merged_into", "sla_policy")
     if for_update:
         qs = qs.select_for_update()
     try:
@@ -242,9 +240,7 @@ def inbox_page(
         qs = qs.filter(sla_due_q(before=timezone.now()))
     elif view == "sla_risk":
         now = timezone.now()
-        qs = qs.filter(sla_due_q(before=now + sla_warning_window())).exclude(
-            sla_due_q(before=now)
-        )
+        qs = qs.filter(sla_due_q(before=now + sla_warning_window())).exclude(sla_due_q(before=now))
     if view != "all" and not filters.get("status"):
         qs = qs.filter(status__in=OPEN_STATUSES)
     search = search.strip()[:200]

@@ -18,7 +18,6 @@ from django.utils import timezone
 from support.events import event_record
 from tickets.models import (
     PRIORITY_RANK,
-    SlaEscalateOn,
     SlaEvent,
     SlaEventKind,
     SlaPolicy,
@@ -94,9 +93,7 @@ def tickets_sla_resume(pairs: list[tuple[Ticket, str]], *, now: datetime) -> Non
             continue
         fields = ticket_sla_status_change(ticket, before=before, now=now)
         if fields:
-            Ticket.objects.filter(pk=ticket.pk).update(
-                **{f: getattr(ticket, f) for f in fields}
-            )
+            Ticket.objects.filter(pk=ticket.pk).update(**{f: getattr(ticket, f) for f in fields})
 
 
 # --- the checker ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,10 +18,13 @@ from tickets.sla import (
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
 NINE_TO_FIVE = ((time(9), time(17)),)
-WEEKDAYS = {d: NINE_TO_FIVE for d in range(5)}
+Hours = dict[int, tuple[tuple[time, time], ...]]
+WEEKDAYS: Hours = {d: NINE_TO_FIVE for d in range(5)}
 
 
-def _cal(tz: str = "Europe/Berlin", hours=None, holidays=()) -> CalendarSpec:
+def _cal(
+    tz: str = "Europe/Berlin", hours: Hours | None = None, holidays: Iterable[date] = ()
+) -> CalendarSpec:
     return CalendarSpec(
         timezone=tz,
         is_24_7=False,
@@ -29,8 +33,8 @@ def _cal(tz: str = "Europe/Berlin", hours=None, holidays=()) -> CalendarSpec:
     )
 
 
-def _local(tz: ZoneInfo, *args: int) -> datetime:
-    return datetime(*args, tzinfo=tz)  # type: ignore[misc]
+def _local(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=tz)
 
 
 def test_friday_afternoon_runs_over_the_weekend_to_monday():
@@ -64,9 +68,7 @@ def test_dst_start_makes_the_night_interval_an_hour_shorter():
     # 01:00-05:00 interval lasts three real hours.
     cal = _cal(hours={d: ((time(1), time(5)),) for d in range(7)})
     start = _local(BERLIN, 2026, 3, 28, 6, 0)  # Saturday, after closing
-    assert business_seconds_between(
-        cal, start, _local(BERLIN, 2026, 3, 29, 12, 0)
-    ) == 3 * 3600
+    assert business_seconds_between(cal, start, _local(BERLIN, 2026, 3, 29, 12, 0)) == 3 * 3600
     due = business_add(cal, start, 3 * 3600 + 30 * 60)
     assert due == _local(BERLIN, 2026, 3, 30, 1, 30)  # Monday 01:30 CEST
     assert due.astimezone(UTC) == datetime(2026, 3, 29, 23, 30, tzinfo=UTC)
@@ -105,7 +107,9 @@ def test_a_calendar_that_never_opens_gives_no_due_time():
     every_day_off = _cal(hours={0: NINE_TO_FIVE})
     mondays = [date(2026, 12, 7) + timedelta(weeks=w) for w in range(200)]
     cal = CalendarSpec(
-        timezone="Europe/Berlin", is_24_7=False, hours=every_day_off.hours,
+        timezone="Europe/Berlin",
+        is_24_7=False,
+        hours=every_day_off.hours,
         holidays=frozenset(mondays),
     )
     assert business_add(cal, _local(BERLIN, 2026, 12, 4, 9, 0), 60) is None
@@ -146,8 +150,14 @@ def test_the_most_specific_policy_wins():
 
 def test_due_times_add_the_stopped_time_to_the_resolution_only():
     policy = PolicySpec(
-        id=1, name="p", priority="high", team_id=None, channel="",
-        first_response_minutes=60, resolution_minutes=120, calendar=CalendarSpec(),
+        id=1,
+        name="p",
+        priority="high",
+        team_id=None,
+        channel="",
+        first_response_minutes=60,
+        resolution_minutes=120,
+        calendar=CalendarSpec(),
     )
     created = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
     due = due_times(policy, created_at=created, paused_seconds=1800)

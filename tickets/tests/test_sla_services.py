@@ -30,6 +30,11 @@ from tickets.tasks import sla_check_task
 pytestmark = pytest.mark.django_db
 
 
+def _dt(value: datetime | None) -> datetime:
+    assert value is not None
+    return value
+
+
 @pytest.fixture
 def always() -> BusinessCalendar:
     return BusinessCalendar.objects.create(name="24/7", timezone="UTC", is_24_7=True)
@@ -71,10 +76,10 @@ def test_ticket_create_sets_due_times_from_the_matching_policy(customer, always)
     ticket = _ticket(customer, priority="high")
     stored = Ticket.objects.get(pk=ticket.pk)
     assert stored.sla_policy_id == policy.pk
-    assert stored.first_response_due_at - stored.created_at == pytest.approx(
+    assert _dt(stored.first_response_due_at) - stored.created_at == pytest.approx(
         timedelta(minutes=60), abs=timedelta(seconds=1)
     )
-    assert stored.resolution_due_at - stored.created_at == pytest.approx(
+    assert _dt(stored.resolution_due_at) - stored.created_at == pytest.approx(
         timedelta(minutes=240), abs=timedelta(seconds=1)
     )
     low = Ticket.objects.get(pk=_ticket(customer, priority="low").pk)
@@ -148,16 +153,16 @@ def test_a_customer_reply_to_a_pending_ticket_restarts_the_clock(customer, alway
     services.ticket_update(ticket=ticket, status="pending")
     ticket.refresh_from_db()
     Ticket.objects.filter(pk=ticket.pk).update(
-        sla_paused_at=ticket.sla_paused_at - timedelta(minutes=20)
+        sla_paused_at=_dt(ticket.sla_paused_at) - timedelta(minutes=20)
     )
-    due = ticket.resolution_due_at
+    due = _dt(ticket.resolution_due_at)
     services.message_add(
         ticket=ticket, body="Here it is", direction=Direction.INBOUND, author_customer=customer
     )
     ticket.refresh_from_db()
     assert ticket.status == "open"
     assert ticket.sla_paused_at is None
-    assert ticket.resolution_due_at - due == pytest.approx(
+    assert _dt(ticket.resolution_due_at) - due == pytest.approx(
         timedelta(minutes=20), abs=timedelta(seconds=2)
     )
 
@@ -165,7 +170,9 @@ def test_a_customer_reply_to_a_pending_ticket_restarts_the_clock(customer, alway
 def test_business_hours_calendar_drives_the_due_time(customer):
     cal = BusinessCalendar.objects.create(name="Office", timezone="Europe/Berlin")
     for day in range(5):
-        BusinessHours.objects.create(calendar=cal, weekday=day, opens_at=time(9), closes_at=time(17))
+        BusinessHours.objects.create(
+            calendar=cal, weekday=day, opens_at=time(9), closes_at=time(17)
+        )
     _policy(cal, fr=120, res=None)
     friday_late = datetime(2026, 12, 4, 15, 0, tzinfo=UTC)  # 16:00 in Berlin
     with mock.patch("django.utils.timezone.now", return_value=friday_late):
@@ -268,9 +275,7 @@ def test_recording_twice_is_a_no_op_also_when_the_unique_constraint_decides(cust
     assert first is not None
     # A second writer that passed the candidate query before the first committed:
     assert (
-        sla_services.sla_event_record(
-            ticket_id=ticket.pk, target="first_response", kind="breached"
-        )
+        sla_services.sla_event_record(ticket_id=ticket.pk, target="first_response", kind="breached")
         is None
     )
     assert SlaEvent.objects.count() == 1
