@@ -6,7 +6,7 @@ import csv
 import random
 import re
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -19,20 +19,29 @@ from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
 from tickets import services
 from tickets.models import (
     AccountType,
+    BusinessCalendar,
+    BusinessHours,
     CannedResponse,
     Channel,
     Customer,
     Direction,
+    Holiday,
     MessageKind,
     Priority,
+    SlaEscalateOn,
+    SlaPolicy,
     Team,
     Ticket,
     TicketStatus,
     VipTier,
 )
+from tickets.services import sla as sla_services
 
 DATA_FILE = Path(__file__).resolve().parent / "demo_data" / "bitext_demo.csv"
 DEMO_TAG = "demo"
+#: The demo ticket whose first response is late, so the SLA checker records a breach (and
+#: raises an alert) right after a demo load.
+SLA_DEMO_TAG = "sla-demo"
 DEMO_TICKETS = 200
 
 # Bitext category → the team that handles it (the routing app's default map mirrors this).
@@ -162,6 +171,11 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
             shortcut=shortcut, defaults={"title": title, "body": body}
         )
     if Ticket.objects.filter(tags__name=DEMO_TAG).count() >= DEMO_TICKETS:
+        # an installation loaded before SLA policies existed gets them (and the ticket)
+        sla_demo_policies()
+        first = Customer.objects.order_by("pk").first()
+        if first is not None:
+            _sla_breaching_ticket(first, now=timezone.now())
         progress("demo data already loaded")
         return False
     password = password or settings.DEMO_PASSWORD
@@ -209,6 +223,8 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
             agents.append(agent)
         teams["priority-billing"].members.add(agents[2])
         progress("teams, 6 agents and a supervisor ready")
+        sla_demo_policies()
+        progress("SLA calendars and policies ready")
 
         customers = []
         for i in range(60):
@@ -292,10 +308,74 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
             Ticket.objects.filter(pk=ticket.pk, waiting_since__isnull=False).update(
                 waiting_since=opened_at
             )
+            _sla_from_opening(ticket.pk)
         if (index + 1) % 50 == 0:
             progress(f"{index + 1}/{DEMO_TICKETS} tickets")
+    _sla_breaching_ticket(customers[0], now=now)
     progress(f"demo data loaded: {Ticket.objects.filter(tags__name=DEMO_TAG).count()} tickets")
     return True
+
+
+def sla_demo_policies() -> None:
+    """Default SLA policies per priority over two calendars (idempotent by name)."""
+    office, created = BusinessCalendar.objects.get_or_create(
+        name="Office hours", defaults={"timezone": settings.TIME_ZONE}
+    )
+    if created:
+        for weekday in range(5):
+            BusinessHours.objects.create(
+                calendar=office, weekday=weekday, opens_at=time(9), closes_at=time(18)
+            )
+        year = timezone.localdate().year
+        for y in (year, year + 1):
+            Holiday.objects.create(calendar=office, date=date(y, 1, 1), name="New Year's Day")
+            Holiday.objects.create(calendar=office, date=date(y, 12, 25), name="Christmas Day")
+    always, _ = BusinessCalendar.objects.get_or_create(
+        name="Around the clock", defaults={"timezone": settings.TIME_ZONE, "is_24_7": True}
+    )
+    # name: priority, calendar, first response, resolution (minutes), raise priority
+    defaults = {
+        "Urgent (24/7)": (Priority.URGENT, always, 30, 4 * 60, False),
+        "High": (Priority.HIGH, office, 60, 8 * 60, True),
+        "Normal": (Priority.NORMAL, office, 4 * 60, 2 * 9 * 60, False),
+        "Low": (Priority.LOW, office, 8 * 60, 5 * 9 * 60, False),
+    }
+    for name, (priority, calendar, first, resolution, raise_it) in defaults.items():
+        SlaPolicy.objects.get_or_create(
+            name=name,
+            defaults={
+                "priority": priority,
+                "calendar": calendar,
+                "first_response_minutes": first,
+                "resolution_minutes": resolution,
+                "escalate_on": SlaEscalateOn.BREACHED,
+                "escalate_raise_priority": raise_it,
+            },
+        )
+
+
+def _sla_from_opening(ticket_id: int) -> None:
+    """Due times from the back-dated opening time (as if created then)."""
+    ticket = Ticket.objects.get(pk=ticket_id)
+    ticket.save(update_fields=sla_services.ticket_sla_recompute(ticket))
+
+
+def _sla_breaching_ticket(customer: Customer, *, now: datetime) -> None:
+    """An urgent email nobody answered for two hours: its 30-minute first response (24/7)
+    is overdue, so the checker's first run records the breach."""
+    if Ticket.objects.filter(tags__name=SLA_DEMO_TAG).exists():
+        return
+    ticket = services.ticket_create(
+        customer=customer,
+        subject="Charged twice and still no refund",
+        body="I was charged twice for order 4471 and nobody has answered. Please help!",
+        channel=Channel.EMAIL,
+        priority=Priority.URGENT,
+        tags=[SLA_DEMO_TAG],
+    )
+    opened_at = now - timedelta(hours=2)
+    Ticket.objects.filter(pk=ticket.pk).update(created_at=opened_at, waiting_since=opened_at)
+    _sla_from_opening(ticket.pk)
 
 
 def demo_customer_count() -> int:
