@@ -178,3 +178,13 @@ def test_agents_cannot_edit_policies_supervisors_can(client, agent, supervisor, 
     policy.refresh_from_db()
     assert (policy.first_response_minutes, policy.resolution_minutes) == (30, None)
     assert policy.calendar == office
+
+
+def test_the_api_gives_the_due_times(agent_client, customer, policy):
+    ticket = _ticket(customer, "Late one", minutes_ago=90)
+    body = agent_client.get(f"/api/tickets/{ticket.pk}").json()
+    stored = Ticket.objects.get(pk=ticket.pk)
+    assert body["first_response_due_at"] == _dt(stored.first_response_due_at).isoformat().replace(
+        "+00:00", "Z"
+    )
+    assert body["resolution_due_at"] is not None
