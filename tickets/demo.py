@@ -173,9 +173,9 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
     if Ticket.objects.filter(tags__name=DEMO_TAG).count() >= DEMO_TICKETS:
         # an installation loaded before SLA policies existed gets them (and the ticket)
         sla_demo_policies()
-        first = Customer.objects.order_by("pk").first()
-        if first is not None:
-            _sla_breaching_ticket(first, now=timezone.now())
+        oldest = Customer.objects.order_by("pk").first()
+        if oldest is not None:
+            _sla_breaching_ticket(oldest, now=timezone.now())
         progress("demo data already loaded")
         return False
     password = password or settings.DEMO_PASSWORD

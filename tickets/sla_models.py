@@ -91,6 +91,11 @@ class BusinessHours(models.Model):
         super().save(*args, **kwargs)  # type: ignore[arg-type]
         _forget_policies()
 
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        result = super().delete(*args, **kwargs)  # type: ignore[arg-type]
+        _forget_policies()
+        return result
+
 
 class Holiday(models.Model):
     """A closed day (local date of the calendar)."""
@@ -113,6 +118,11 @@ class Holiday(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         super().save(*args, **kwargs)  # type: ignore[arg-type]
         _forget_policies()
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        result = super().delete(*args, **kwargs)  # type: ignore[arg-type]
+        _forget_policies()
+        return result
 
 
 class SlaEscalateOn(models.TextChoices):
@@ -231,7 +241,11 @@ class SlaEvent(models.Model):
 
 def _forget_policies() -> None:
     """This process's cached policies are stale (other processes: after the cache's TTL,
-    ``SLA_POLICY_CACHE_SECONDS``)."""
+    ``SLA_POLICY_CACHE_SECONDS``). Forgotten again at commit, in case a read inside the
+    transaction cached what was not committed yet."""
+    from django.db import transaction
+
     from tickets.sla import sla_policies_forget
 
     sla_policies_forget()
+    transaction.on_commit(sla_policies_forget)

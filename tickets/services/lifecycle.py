@@ -88,7 +88,7 @@ def ticket_build(
 ) -> Ticket:
     """A new ticket, unsaved, as every creation writes it (``ticket_create`` and writers
     that batch rows, such as the channels' bulk drain). Its SLA due times come from the
-    cached policies (``tickets.sla``): no query."""
+    active policies, cached per process (``tickets.sla``): no query while cached."""
     due = ticket_due_times(
         priority=priority, team_id=team.pk if team else None, channel=channel, created_at=now
     )
@@ -161,7 +161,8 @@ def ticket_create(
     The hottest write of the product: the ticket, its first message and both events go to
     the database in one round trip after one for their ids (``support.db``), all or
     nothing. A duplicate ``channel_message_id`` (a redelivery) raises Conflict and leaves
-    nothing behind. No ``post_save`` signals are sent for these rows.
+    nothing behind. No ``post_save`` signals are sent for these rows. The SLA due times
+    come from the per-process policy cache (a read once a minute per process at most).
     """
     subject = subject.strip()
     if not subject:
