@@ -88,7 +88,7 @@ def test_local_date_not_utc_date_decides_the_weekday():
     assert business_add(cal, start, 3600) == _local(NEW_YORK, 2026, 12, 7, 10, 0)
 
 
-def test_an_interval_that_started_on_the_previous_local_day_is_used():
+def test_the_rest_of_todays_interval_counts_in_the_calendars_zone():
     # Open 09:00-17:00 in New York; 21:30 UTC on Monday is 16:30 there: 30 minutes left.
     cal = _cal(tz="America/New_York")
     start = datetime(2026, 12, 7, 21, 30, tzinfo=UTC)
@@ -146,6 +146,9 @@ def test_the_most_specific_policy_wins():
     assert match(team_id=8, channel="email") == 2
     assert match(team_id=None, channel="phone") == 1
     assert policy_match(everything, priority="normal", team_id=7, channel="email") is None
+    # without the exact pair, the team's policy beats the channel's
+    found = policy_match([by_channel, by_team, base], priority="high", team_id=7, channel="email")
+    assert found == by_team
 
 
 def test_due_times_add_the_stopped_time_to_the_resolution_only():
