@@ -160,6 +160,7 @@ admin:knowledge_replydraft_changelist GET login login login allow login login lo
 admin:channels_app_inboundevent_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_add GET login login login allow login login login login
+admin:tickets_slapolicy_changelist GET login login login allow login login login login
 """
 
 # Websocket routes (they have no names): the route string. A refused socket is closed with
