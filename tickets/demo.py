@@ -308,7 +308,7 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
             Ticket.objects.filter(pk=ticket.pk, waiting_since__isnull=False).update(
                 waiting_since=opened_at
             )
-            _sla_from_opening(ticket.pk)
+            _sla_from_opening(ticket.pk, now=now, rng=random.Random(index))
         if (index + 1) % 50 == 0:
             progress(f"{index + 1}/{DEMO_TICKETS} tickets")
     _sla_breaching_ticket(customers[0], now=now)
@@ -354,10 +354,25 @@ def sla_demo_policies() -> None:
         )
 
 
-def _sla_from_opening(ticket_id: int) -> None:
-    """Due times from the back-dated opening time (as if created then)."""
+def _sla_from_opening(ticket_id: int, *, now: datetime, rng: random.Random | None = None) -> None:
+    """Due times from the back-dated opening time (as if created then). With ``rng``, the
+    first reply and the resolution also move back to a plausible time after the opening
+    (minutes to hours; hours to days), so response times and SLA attainment look like a
+    real desk's: some met, some missed."""
     ticket = Ticket.objects.get(pk=ticket_id)
-    ticket.save(update_fields=sla_services.ticket_sla_recompute(ticket))
+    fields = sla_services.ticket_sla_recompute(ticket)
+    if rng is not None and ticket.first_response_at is not None:
+        ticket.first_response_at = min(
+            now, ticket.created_at + timedelta(minutes=rng.randint(5, 8 * 60))
+        )
+        fields.append("first_response_at")
+        if ticket.resolved_at is not None:
+            ticket.resolved_at = min(
+                now, ticket.first_response_at + timedelta(minutes=rng.randint(30, 3 * 24 * 60))
+            )
+            ticket.sla_paused_at = ticket.resolved_at
+            fields += ["resolved_at", "sla_paused_at"]
+    ticket.save(update_fields=fields)
 
 
 def _sla_breaching_ticket(customer: Customer, *, now: datetime) -> None:
@@ -375,7 +390,7 @@ def _sla_breaching_ticket(customer: Customer, *, now: datetime) -> None:
     )
     opened_at = now - timedelta(hours=2)
     Ticket.objects.filter(pk=ticket.pk).update(created_at=opened_at, waiting_since=opened_at)
-    _sla_from_opening(ticket.pk)
+    _sla_from_opening(ticket.pk, now=now)
 
 
 def demo_customer_count() -> int:

@@ -23,6 +23,13 @@ def test_demo_load_gives_policies_and_a_breach_on_a_demo_ticket(monkeypatch):
     ]
     assert Ticket.objects.filter(tags__name="demo").exclude(first_response_due_at=None).exists()
     late = Ticket.objects.get(tags__name=demo.SLA_DEMO_TAG)
+    for ticket in Ticket.objects.filter(tags__name="demo"):
+        # replies and resolutions happened after the (back-dated) opening
+        if ticket.first_response_at is not None:
+            assert ticket.created_at < ticket.first_response_at
+        if ticket.resolved_at is not None:
+            assert ticket.first_response_at is not None
+            assert ticket.first_response_at <= ticket.resolved_at
 
     result = sla_check()
 
