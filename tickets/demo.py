@@ -29,7 +29,10 @@ from tickets.models import (
     MessageKind,
     Priority,
     SlaEscalateOn,
+    SlaEvent,
+    SlaEventKind,
     SlaPolicy,
+    SlaTarget,
     Team,
     Ticket,
     TicketStatus,
@@ -311,6 +314,7 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
             _sla_from_opening(ticket.pk, now=now, rng=random.Random(index))
         if (index + 1) % 50 == 0:
             progress(f"{index + 1}/{DEMO_TICKETS} tickets")
+    _sla_history(now=now)
     _sla_breaching_ticket(customers[0], now=now)
     progress(f"demo data loaded: {Ticket.objects.filter(tags__name=DEMO_TAG).count()} tickets")
     return True
@@ -373,6 +377,44 @@ def _sla_from_opening(ticket_id: int, *, now: datetime, rng: random.Random | Non
             ticket.sla_paused_at = ticket.resolved_at
             fields += ["resolved_at", "sla_paused_at"]
     ticket.save(update_fields=fields)
+
+
+def _sla_history(*, now: datetime) -> None:
+    """The back-dated backlog was overdue before "today": record those breaches as past
+    ones (no event, no escalation), so the checker's first run after a demo load alerts
+    about the one fresh breach (the ``sla-demo`` ticket), not about a hundred old ones."""
+    from tickets.services.sla import FIRST_RESPONSE_OPEN, RESOLUTION_OPEN
+
+    demo_tickets = Ticket.objects.filter(tags__name=DEMO_TAG, merged_into__isnull=True)
+    rows = [
+        SlaEvent(
+            ticket_id=pk,
+            target=SlaTarget.FIRST_RESPONSE,
+            kind=SlaEventKind.BREACHED,
+            due_at=due,
+            policy_name=name or "",
+        )
+        for pk, due, name in demo_tickets.filter(
+            status__in=FIRST_RESPONSE_OPEN,
+            first_response_at__isnull=True,
+            first_response_due_at__lte=now,
+        ).values_list("pk", "first_response_due_at", "sla_policy__name")
+        if due is not None
+    ]
+    rows += [
+        SlaEvent(
+            ticket_id=pk,
+            target=SlaTarget.RESOLUTION,
+            kind=SlaEventKind.BREACHED,
+            due_at=due,
+            policy_name=name or "",
+        )
+        for pk, due, name in demo_tickets.filter(
+            status__in=RESOLUTION_OPEN, sla_paused_at__isnull=True, resolution_due_at__lte=now
+        ).values_list("pk", "resolution_due_at", "sla_policy__name")
+        if due is not None
+    ]
+    SlaEvent.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def _sla_breaching_ticket(customer: Customer, *, now: datetime) -> None:
