@@ -80,8 +80,11 @@ def _clear_cache() -> Iterator[None]:
 
     from knowledge.retrieval import title_stats_forget
     from tickets.context.cache import local_cache
+    from tickets.sla import sla_policies_forget
 
+    sla_policies_forget()  # SLA policies are cached per process (tickets.sla)
     yield
+    sla_policies_forget()
     cache.clear()
     local_cache.clear()  # the customer context's in-process LRU
     # The knowledge base's title statistics are cached per process and keyed by a version

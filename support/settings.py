@@ -760,6 +760,15 @@ CELERY_BEAT_SCHEDULE["interactions-purge"] = {
     "schedule": 3600.0,
 }
 
+# SLA policies (issue #16 item 2; docs/sla.md): a warning this many minutes before a due
+# time; tickets recorded per target and kind per checker run; how long a process keeps
+# the active policies before reading them again (saving one forgets them at once in the
+# saving process only).
+SLA_WARNING_MINUTES = env.get_int("SLA_WARNING_MINUTES", 30)
+SLA_CHECK_BATCH_SIZE = env.get_int("SLA_CHECK_BATCH_SIZE", 200)
+SLA_POLICY_CACHE_SECONDS = env.get_float("SLA_POLICY_CACHE_SECONDS", 60.0)
+CELERY_BEAT_SCHEDULE["sla-check"] = {"task": "tickets.tasks.sla_check_task", "schedule": 60.0}
+
 # Logs (docs/operations.md#logs): JSON lines in production, text for `make run`; each line
 # carries the request id, user id, ticket id and correlation id where known.
 LOG_FORMAT = env.get_str("LOG_FORMAT", "json" if IS_PROD else "plain").lower()

@@ -170,6 +170,7 @@ landing                         GET    login  allow  allow  allow  login  login 
 dashboard                       GET    login  403    403    allow  login  login  login  login
 dashboard-widget                GET    login  403    403    allow  login  login  login  login
 dashboard-data                  GET    login  403    403    allow  login  login  login  login
+admin:tickets_slapolicy_changelist GET login login login allow login login login login
 """
 
 # Websocket routes (they have no names): the route string. A refused socket is closed with

@@ -12,14 +12,20 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from support.auth.admin import SupervisorAdmin, SupervisorInlineMixin
+from support.auth.roles import is_supervisor
 from support.services import agent_access_changed
 from tickets import services
 from tickets.models import (
     Attachment,
+    BusinessCalendar,
+    BusinessHours,
     CannedResponse,
     ChannelIdentity,
     Customer,
+    Holiday,
     Message,
+    SlaEvent,
+    SlaPolicy,
     Tag,
     Team,
     Ticket,
@@ -177,6 +183,11 @@ class TicketAdmin(SupervisorAdmin):
         "closed_at",
         "last_message_at",
         "waiting_since",
+        "sla_policy",
+        "first_response_due_at",
+        "resolution_due_at",
+        "sla_paused_at",
+        "sla_paused_seconds",
         "created_at",
         "updated_at",
     )
@@ -343,6 +354,88 @@ class AgentUserAdmin(UserAdmin):  # type: ignore[type-arg]
         pks = list(queryset.values_list("pk", flat=True))
         super().delete_queryset(request, queryset)
         agent_access_changed(user_ids=pks, reason="user deleted")
+
+
+# --- SLA (docs/sla.md): supervisors edit calendars and policies; agents cannot ----------
+
+
+class _SupervisorEditsInline(SupervisorInlineMixin):
+    """Rows of a calendar: supervisors add and remove them too."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) or super().has_add_permission(request, obj)  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) or super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+
+class BusinessHoursInline(_SupervisorEditsInline, admin.TabularInline):  # type: ignore[type-arg]
+    model = BusinessHours
+    extra = 0
+
+
+class HolidayInline(_SupervisorEditsInline, admin.TabularInline):  # type: ignore[type-arg]
+    model = Holiday
+    extra = 0
+
+
+@admin.register(BusinessCalendar)
+class BusinessCalendarAdmin(SupervisorAdmin):
+    list_display = ("name", "timezone", "is_24_7", "updated_at")
+    search_fields = ("name",)
+    inlines = [BusinessHoursInline, HolidayInline]
+
+
+@admin.register(SlaPolicy)
+class SlaPolicyAdmin(SupervisorAdmin):
+    list_display = (
+        "name",
+        "priority",
+        "team",
+        "channel",
+        "first_response_minutes",
+        "resolution_minutes",
+        "calendar",
+        "escalate_on",
+        "is_active",
+    )
+    list_filter = ("priority", "is_active", "team", "channel")
+    search_fields = ("name",)
+    fieldsets = (
+        (None, {"fields": ("name", "is_active", "priority", "team", "channel", "calendar")}),
+        (
+            "Targets (business minutes)",
+            {"fields": ("first_response_minutes", "resolution_minutes")},
+        ),
+        (
+            "Escalation",
+            {"fields": ("escalate_on", "escalate_raise_priority", "escalate_to_team")},
+        ),
+    )
+
+
+@admin.register(SlaEvent)
+class SlaEventAdmin(SupervisorAdmin):
+    """The checker's record (read-only)."""
+
+    list_display = ("ticket", "target", "kind", "due_at", "policy_name", "created_at")
+    list_filter = ("target", "kind")
+    raw_id_fields = ("ticket",)
+    readonly_fields = (
+        "ticket",
+        "target",
+        "kind",
+        "due_at",
+        "policy_name",
+        "escalation",
+        "created_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 from tickets.context.admin import *  # noqa: E402, F403 - customer-context admin

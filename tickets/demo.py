@@ -6,9 +6,8 @@ import csv
 import random
 import re
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -21,20 +20,32 @@ from tickets import services
 from tickets.context.models import CsatFeedback
 from tickets.models import (
     AccountType,
+    BusinessCalendar,
+    BusinessHours,
     CannedResponse,
     Channel,
     Customer,
     Direction,
+    Holiday,
     MessageKind,
     Priority,
+    SlaEscalateOn,
+    SlaEvent,
+    SlaEventKind,
+    SlaPolicy,
+    SlaTarget,
     Team,
     Ticket,
     TicketStatus,
     VipTier,
 )
+from tickets.services import sla as sla_services
 
 DATA_FILE = Path(__file__).resolve().parent / "demo_data" / "bitext_demo.csv"
 DEMO_TAG = "demo"
+#: The demo ticket whose first response is late, so the SLA checker records a breach (and
+#: raises an alert) right after a demo load.
+SLA_DEMO_TAG = "sla-demo"
 DEMO_TICKETS = 200
 
 # Bitext category → the team that handles it (the routing app's default map mirrors this).
@@ -157,31 +168,22 @@ DEMO_CANNED = [
 ]
 
 
-def _demo_timings(ticket_id: int, opened_at: datetime, now: datetime, rng: random.Random) -> None:
-    """Give a backdated demo ticket plausible first-response and resolution times (the
-    services stamped them "now") and, for most resolved ones, a CSAT answer, so the
-    supervisor dashboard's charts have something to show."""
+def _demo_csat(ticket_id: int, rng: random.Random) -> None:
+    """Most resolved demo tickets get a CSAT answer, dated at their resolution (moved back
+    with the opening by ``_sla_from_opening``), so the dashboard's CSAT chart has data."""
     ticket = Ticket.objects.get(pk=ticket_id)
-    fields: dict[str, Any] = {}
-    if ticket.first_response_at is not None:
-        first = min(opened_at + timedelta(minutes=rng.randint(2, 6 * 60)), now)
-        fields["first_response_at"] = first
-        if ticket.resolved_at is not None:
-            resolved = min(first + timedelta(minutes=rng.randint(20, 3 * 24 * 60)), now)
-            fields["resolved_at"] = resolved
-            if rng.random() < 0.7:
-                feedback, _ = CsatFeedback.objects.get_or_create(
-                    ticket=ticket,
-                    defaults={
-                        "customer_id": ticket.customer_id,
-                        "rating": rng.choice([5, 5, 5, 4, 4, 3, 2, 1]),
-                    },
-                )
-                CsatFeedback.objects.filter(pk=feedback.pk).update(
-                    created_at=resolved, updated_at=resolved
-                )
-    if fields:
-        Ticket.objects.filter(pk=ticket_id).update(**fields)
+    if ticket.resolved_at is None or rng.random() >= 0.7:
+        return
+    feedback, _ = CsatFeedback.objects.get_or_create(
+        ticket=ticket,
+        defaults={
+            "customer_id": ticket.customer_id,
+            "rating": rng.choice([5, 5, 5, 4, 4, 3, 2, 1]),
+        },
+    )
+    CsatFeedback.objects.filter(pk=feedback.pk).update(
+        created_at=ticket.resolved_at, updated_at=ticket.resolved_at
+    )
 
 
 DemoStep = Callable[[Callable[[str], None]], None]
@@ -209,6 +211,11 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
             shortcut=shortcut, defaults={"title": title, "body": body}
         )
     if Ticket.objects.filter(tags__name=DEMO_TAG).count() >= DEMO_TICKETS:
+        # an installation loaded before SLA policies existed gets them (and the ticket)
+        sla_demo_policies()
+        oldest = Customer.objects.order_by("pk").first()
+        if oldest is not None:
+            _sla_breaching_ticket(oldest, now=timezone.now())
         progress("demo data already loaded")
         return False
     password = password or settings.DEMO_PASSWORD
@@ -256,6 +263,8 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
             agents.append(agent)
         teams["priority-billing"].members.add(agents[2])
         progress("teams, 6 agents and a supervisor ready")
+        sla_demo_policies()
+        progress("SLA calendars and policies ready")
 
         customers = []
         for i in range(60):
@@ -340,11 +349,129 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
             Ticket.objects.filter(pk=ticket.pk, waiting_since__isnull=False).update(
                 waiting_since=opened_at
             )
-            _demo_timings(ticket.pk, opened_at, now, timing_rng)
+            _sla_from_opening(ticket.pk, now=now, rng=random.Random(index))
+            _demo_csat(ticket.pk, timing_rng)
         if (index + 1) % 50 == 0:
             progress(f"{index + 1}/{DEMO_TICKETS} tickets")
+    _sla_history(now=now)
+    _sla_breaching_ticket(customers[0], now=now)
     progress(f"demo data loaded: {Ticket.objects.filter(tags__name=DEMO_TAG).count()} tickets")
     return True
+
+
+def sla_demo_policies() -> None:
+    """Default SLA policies per priority over two calendars (idempotent by name)."""
+    office, created = BusinessCalendar.objects.get_or_create(
+        name="Office hours", defaults={"timezone": settings.TIME_ZONE}
+    )
+    if created:
+        for weekday in range(5):
+            BusinessHours.objects.create(
+                calendar=office, weekday=weekday, opens_at=time(9), closes_at=time(18)
+            )
+        year = timezone.localdate().year
+        for y in (year, year + 1):
+            Holiday.objects.create(calendar=office, date=date(y, 1, 1), name="New Year's Day")
+            Holiday.objects.create(calendar=office, date=date(y, 12, 25), name="Christmas Day")
+    always, _ = BusinessCalendar.objects.get_or_create(
+        name="Around the clock", defaults={"timezone": settings.TIME_ZONE, "is_24_7": True}
+    )
+    # name: priority, calendar, first response, resolution (minutes), raise priority
+    defaults = {
+        "Urgent (24/7)": (Priority.URGENT, always, 30, 4 * 60, False),
+        "High": (Priority.HIGH, office, 60, 8 * 60, True),
+        "Normal": (Priority.NORMAL, office, 4 * 60, 2 * 9 * 60, False),
+        "Low": (Priority.LOW, office, 8 * 60, 5 * 9 * 60, False),
+    }
+    for name, (priority, calendar, first, resolution, raise_it) in defaults.items():
+        SlaPolicy.objects.get_or_create(
+            name=name,
+            defaults={
+                "priority": priority,
+                "calendar": calendar,
+                "first_response_minutes": first,
+                "resolution_minutes": resolution,
+                "escalate_on": SlaEscalateOn.BREACHED,
+                "escalate_raise_priority": raise_it,
+            },
+        )
+
+
+def _sla_from_opening(ticket_id: int, *, now: datetime, rng: random.Random | None = None) -> None:
+    """Due times from the back-dated opening time (as if created then). With ``rng``, the
+    first reply and the resolution also move back to a plausible time after the opening
+    (minutes to hours; hours to days), so response times and SLA attainment look like a
+    real desk's: some met, some missed."""
+    ticket = Ticket.objects.get(pk=ticket_id)
+    fields = sla_services.ticket_sla_recompute(ticket)
+    if rng is not None and ticket.first_response_at is not None:
+        ticket.first_response_at = min(
+            now, ticket.created_at + timedelta(minutes=rng.randint(5, 8 * 60))
+        )
+        fields.append("first_response_at")
+        if ticket.resolved_at is not None:
+            ticket.resolved_at = min(
+                now, ticket.first_response_at + timedelta(minutes=rng.randint(30, 3 * 24 * 60))
+            )
+            ticket.sla_paused_at = ticket.resolved_at
+            fields += ["resolved_at", "sla_paused_at"]
+    ticket.save(update_fields=fields)
+
+
+def _sla_history(*, now: datetime) -> None:
+    """The back-dated backlog was overdue before "today": record those breaches as past
+    ones (no event, no escalation), so the checker's first run after a demo load alerts
+    about the one fresh breach (the ``sla-demo`` ticket), not about a hundred old ones."""
+    from tickets.services.sla import FIRST_RESPONSE_OPEN, RESOLUTION_OPEN
+
+    demo_tickets = Ticket.objects.filter(tags__name=DEMO_TAG, merged_into__isnull=True)
+    rows = [
+        SlaEvent(
+            ticket_id=pk,
+            target=SlaTarget.FIRST_RESPONSE,
+            kind=SlaEventKind.BREACHED,
+            due_at=due,
+            policy_name=name or "",
+        )
+        for pk, due, name in demo_tickets.filter(
+            status__in=FIRST_RESPONSE_OPEN,
+            first_response_at__isnull=True,
+            first_response_due_at__lte=now,
+        ).values_list("pk", "first_response_due_at", "sla_policy__name")
+        if due is not None
+    ]
+    rows += [
+        SlaEvent(
+            ticket_id=pk,
+            target=SlaTarget.RESOLUTION,
+            kind=SlaEventKind.BREACHED,
+            due_at=due,
+            policy_name=name or "",
+        )
+        for pk, due, name in demo_tickets.filter(
+            status__in=RESOLUTION_OPEN, sla_paused_at__isnull=True, resolution_due_at__lte=now
+        ).values_list("pk", "resolution_due_at", "sla_policy__name")
+        if due is not None
+    ]
+    SlaEvent.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _sla_breaching_ticket(customer: Customer, *, now: datetime) -> None:
+    """An urgent email nobody answered for two hours: its 30-minute first response (24/7)
+    is overdue, so the checker's first run records the breach."""
+    if Ticket.objects.filter(tags__name=SLA_DEMO_TAG).exists():
+        return
+    ticket = services.ticket_create(
+        customer=customer,
+        subject="Charged twice and still no refund",
+        body="I was charged twice for order 4471 and nobody has answered. Please help!",
+        channel=Channel.EMAIL,
+        priority=Priority.URGENT,
+        tags=[SLA_DEMO_TAG],
+    )
+    opened_at = now - timedelta(hours=2)
+    Ticket.objects.filter(pk=ticket.pk).update(created_at=opened_at, waiting_since=opened_at)
+    _sla_from_opening(ticket.pk, now=now)
 
 
 def demo_customer_count() -> int:

@@ -176,6 +176,19 @@ class Ticket(models.Model):
     waiting_since = models.DateTimeField(
         null=True, blank=True, help_text="Oldest customer message not yet answered."
     )
+    # SLA (docs/sla.md): due times in business time from the matching policy, set at
+    # creation and recomputed on a priority or team change.
+    sla_policy = models.ForeignKey(
+        "tickets.SlaPolicy", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    first_response_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    resolution_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    sla_paused_at = models.DateTimeField(
+        null=True, blank=True, help_text="The resolution clock stopped (pending or resolved)."
+    )
+    sla_paused_seconds = models.PositiveIntegerField(
+        default=0, help_text="Business seconds the resolution clock was stopped."
+    )
     search_vector = SearchVectorField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -364,3 +377,4 @@ class Attachment(models.Model):
 
 
 from tickets.context.models import *  # noqa: E402, F403 - customer context models (same app)
+from tickets.sla_models import *  # noqa: E402, F403 - SLA policies and events (same app)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db.models import (
     Case,
+    Count,
+    DateTimeField,
     Exists,
     F,
     IntegerField,
@@ -20,7 +24,8 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Left
+from django.db.models.functions import Least, Left
+from django.utils import timezone
 
 from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
@@ -55,7 +60,7 @@ def parse_ticket_ref(ref: str | int) -> int:
 
 
 def ticket_get(ref: str | int, *, for_update: bool = False) -> Ticket:
-    qs = Ticket.objects.select_related("customer", "team", "assignee", "merged_into")
+    qs = Ticket.objects.select_related("customer", "team", "assignee", "merged_into", "sla_policy")
     if for_update:
         qs = qs.select_for_update()
     try:
@@ -104,6 +109,43 @@ def message_list(*, ticket: Ticket, include_internal: bool = True) -> QuerySet[M
 
 # --- workbench --------------------------------------------------------------------
 
+# --- SLA (docs/sla.md) ------------------------------------------------------------------
+
+#: A missing first reply counts while the ticket is new, open or pending; the resolution
+#: clock runs while new or open (``tickets.services.sla``).
+SLA_FIRST_RESPONSE_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
+SLA_RESOLUTION_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN)
+
+
+def sla_warning_window() -> timedelta:
+    return timedelta(minutes=int(getattr(settings, "SLA_WARNING_MINUTES", 30)))
+
+
+def _first_response_running() -> Q:
+    return Q(first_response_at__isnull=True, status__in=SLA_FIRST_RESPONSE_STATUSES)
+
+
+def _resolution_running() -> Q:
+    return Q(status__in=SLA_RESOLUTION_STATUSES, sla_paused_at__isnull=True)
+
+
+def sla_due_expression() -> Any:
+    """The ticket's next running due time (first response or resolution), NULL when no
+    clock runs: the inbox's badge and its "SLA due soonest" order."""
+    return Least(
+        Case(When(_first_response_running(), then=F("first_response_due_at"))),
+        Case(When(_resolution_running(), then=F("resolution_due_at"))),
+        output_field=DateTimeField(),
+    )
+
+
+def sla_due_q(*, before: datetime) -> Q:
+    """Tickets with a running clock due at or before ``before`` (uses the due indexes)."""
+    return (_first_response_running() & Q(first_response_due_at__lte=before)) | (
+        _resolution_running() & Q(resolution_due_at__lte=before)
+    )
+
+
 INBOX_VIEWS: dict[str, str] = {
     "mine": "Mine",
     "unassigned": "Unassigned",
@@ -111,6 +153,8 @@ INBOX_VIEWS: dict[str, str] = {
     "all": "All",
     "vip": "VIP",
     "review": "Needs review",
+    "sla_risk": "SLA at risk",
+    "sla_breached": "SLA breached",
 }
 INBOX_SORTS: dict[str, str] = {
     "newest": "Newest",
@@ -119,6 +163,7 @@ INBOX_SORTS: dict[str, str] = {
     "waiting": "Waiting longest",
     "priority": "Priority",
     "updated": "Recently active",
+    "sla_due": "SLA due soonest",
 }
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 PAGE_SIZE = 50
@@ -191,6 +236,11 @@ def inbox_page(
         qs = qs.exclude(customer__vip_tier=VipTier.NONE)
     elif view == "review":
         qs = qs.filter(needs_review=True)
+    elif view == "sla_breached":
+        qs = qs.filter(sla_due_q(before=timezone.now()))
+    elif view == "sla_risk":
+        now = timezone.now()
+        qs = qs.filter(sla_due_q(before=now + sla_warning_window())).exclude(sla_due_q(before=now))
     if view != "all" and not filters.get("status"):
         qs = qs.filter(status__in=OPEN_STATUSES)
     search = search.strip()[:200]
@@ -215,6 +265,7 @@ def inbox_page(
                 ticket=OuterRef("pk"), user_id=user.pk, seen_at__gte=OuterRef("last_message_at")
             )
         ),
+        sla_due=sla_due_expression(),
     )
     if sort == "relevance" and query is not None:
         # Ranks every match, so it costs more on common words than newest-first.
@@ -225,6 +276,8 @@ def inbox_page(
         qs = qs.order_by("created_at", "id")
     elif sort == "waiting":
         qs = qs.order_by(F("waiting_since").asc(nulls_last=True), "id")
+    elif sort == "sla_due":
+        qs = qs.order_by(F("sla_due").asc(nulls_last=True), "id")
     elif sort == "updated":
         qs = qs.order_by(F("last_message_at").desc(nulls_last=True), "-id")
     elif sort == "priority":
@@ -326,3 +379,58 @@ def ticket_assigned_open_exists(*, user: Any) -> bool:
     return Ticket.objects.filter(
         assignee_id=user.pk, status__in=OPEN_STATUSES, merged_into__isnull=True
     ).exists()
+def sla_attainment(
+    *,
+    start: datetime,
+    end: datetime,
+    team_ids: Sequence[int] | None = None,
+    channels: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """SLA attainment over ``[start, end)`` for the dashboard (contract16.md).
+
+    A first response counts when it was sent in the window, a resolution when the ticket
+    was resolved in the window (tickets with that target only; merged ones excluded);
+    met means at or before its due time. ``attainment`` is met / (met + breached), None
+    with nothing to count. ``open_breached`` / ``open_at_risk`` are open tickets (in the
+    same team and channel scope, whatever the window) past due now / due within the
+    warning window. Two queries.
+    """
+    qs = Ticket.objects.filter(merged_into__isnull=True)
+    if team_ids is not None:
+        qs = qs.filter(team_id__in=list(team_ids))
+    if channels is not None:
+        qs = qs.filter(channel__in=list(channels))
+    fr = Q(
+        first_response_at__gte=start,
+        first_response_at__lt=end,
+        first_response_due_at__isnull=False,
+    )
+    res = Q(resolved_at__gte=start, resolved_at__lt=end, resolution_due_at__isnull=False)
+    now = timezone.now()
+    counts = qs.aggregate(
+        fr_met=Count("pk", filter=fr & Q(first_response_at__lte=F("first_response_due_at"))),
+        fr_breached=Count("pk", filter=fr & Q(first_response_at__gt=F("first_response_due_at"))),
+        res_met=Count("pk", filter=res & Q(resolved_at__lte=F("resolution_due_at"))),
+        res_breached=Count("pk", filter=res & Q(resolved_at__gt=F("resolution_due_at"))),
+    )
+    live = qs.aggregate(
+        open_breached=Count("pk", filter=sla_due_q(before=now)),
+        open_at_risk=Count(
+            "pk", filter=sla_due_q(before=now + sla_warning_window()) & ~sla_due_q(before=now)
+        ),
+    )
+
+    def part(met: int, breached: int) -> dict[str, Any]:
+        total = met + breached
+        return {
+            "met": met,
+            "breached": breached,
+            "attainment": (met / total) if total else None,
+        }
+
+    return {
+        "first_response": part(counts["fr_met"], counts["fr_breached"]),
+        "resolution": part(counts["res_met"], counts["res_breached"]),
+        "open_breached": live["open_breached"],
+        "open_at_risk": live["open_at_risk"],
+    }

@@ -129,4 +129,10 @@ def tickets_customer_message_apply(
         rows = cursor.fetchall()
     attnames = [f.attname for f in fields]
     applied = [(Ticket.from_db(connection.alias, attnames, row[1:]), str(row[0])) for row in rows]
-    return sorted(applied, key=lambda pair: pair[0].pk)
+    applied.sort(key=lambda pair: pair[0].pk)
+    # a reopened ticket's resolution clock runs again (docs/sla.md); imported here:
+    # tickets.services imports this module
+    from tickets.services.sla import tickets_sla_resume
+
+    tickets_sla_resume([p for p in applied if p[0].status != p[1]], now=now)
+    return applied

@@ -31,6 +31,8 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.services.events import _ticket_event, message_new_event, ticket_new_event
+from tickets.services.sla import ticket_sla_recompute, ticket_sla_status_change
+from tickets.sla import ticket_due_times
 from tickets.thread_rules import (
     TicketRowSearchVector,
     TicketSearchVector,
@@ -85,7 +87,11 @@ def ticket_build(
     now: Any,
 ) -> Ticket:
     """A new ticket, unsaved, as every creation writes it (``ticket_create`` and writers
-    that batch rows, such as the channels' bulk drain)."""
+    that batch rows, such as the channels' bulk drain). Its SLA due times come from the
+    active policies, cached per process (``tickets.sla``): no query while cached."""
+    due = ticket_due_times(
+        priority=priority, team_id=team.pk if team else None, channel=channel, created_at=now
+    )
     return Ticket(
         pk=pk,
         customer=customer,
@@ -99,6 +105,9 @@ def ticket_build(
         last_message_at=now,
         waiting_since=now if waiting else None,
         search_vector=_search_vector(subject[:255], body, customer),
+        sla_policy_id=due.policy_id,
+        first_response_due_at=due.first_response_due_at,
+        resolution_due_at=due.resolution_due_at,
     )
 
 
@@ -152,7 +161,8 @@ def ticket_create(
     The hottest write of the product: the ticket, its first message and both events go to
     the database in one round trip after one for their ids (``support.db``), all or
     nothing. A duplicate ``channel_message_id`` (a redelivery) raises Conflict and leaves
-    nothing behind. No ``post_save`` signals are sent for these rows.
+    nothing behind. No ``post_save`` signals are sent for these rows. The SLA due times
+    come from the per-process policy cache (a read once a minute per process at most).
     """
     subject = subject.strip()
     if not subject:
@@ -301,8 +311,12 @@ def ticket_update(
 
     if not changes:
         return ticket
+    if "status" in changes:
+        fields += ticket_sla_status_change(ticket, before=changes["status"][0], now=now)
+    if "priority" in changes or "team" in changes:
+        fields += ticket_sla_recompute(ticket, now=now)
     if fields:
-        ticket.save(update_fields=[*fields, "updated_at"])
+        ticket.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
     if "subject" in changes:
         _refresh_search_vector(ticket)
     _system_note(ticket, actor, _describe_changes(changes, reason), {"changes": changes})

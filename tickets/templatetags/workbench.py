@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
 
 register = template.Library()
 
@@ -37,3 +39,57 @@ def waited(since: datetime | None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def _span(seconds: int) -> str:
+    """Compact duration: 45s, 12m, 3h 05m, 2d 4h."""
+    if seconds >= 86400:
+        return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def _ticket_sla_due(ticket: Any) -> datetime | None:
+    """The next running due time: the inbox annotates it (``sla_due``); elsewhere it is
+    computed from the row, by the same rule (``tickets.selectors.sla_due_expression``)."""
+    if hasattr(ticket, "sla_due"):
+        return ticket.sla_due  # type: ignore[no-any-return]
+    from tickets.selectors import SLA_FIRST_RESPONSE_STATUSES, SLA_RESOLUTION_STATUSES
+
+    candidates = []
+    if ticket.first_response_at is None and ticket.status in SLA_FIRST_RESPONSE_STATUSES:
+        candidates.append(ticket.first_response_due_at)
+    if ticket.status in SLA_RESOLUTION_STATUSES and ticket.sla_paused_at is None:
+        candidates.append(ticket.resolution_due_at)
+    return min((c for c in candidates if c is not None), default=None)
+
+
+@register.simple_tag
+def sla_badge(ticket: Any) -> str:
+    """Time left to the ticket's next SLA due time, or how long it is overdue."""
+    from tickets.selectors import sla_warning_window
+
+    due = _ticket_sla_due(ticket)
+    if due is None:
+        if ticket.sla_paused_at is not None and ticket.status == "pending":
+            return format_html(
+                '<span class="badge sla sla-paused" title="Waiting on the customer: '
+                'the resolution clock is stopped">SLA paused</span>'
+            )
+        return "—"
+    now = timezone.now()
+    left = int((due - now).total_seconds())
+    when = timezone.localtime(due).strftime("%Y-%m-%d %H:%M %Z")
+    if left <= 0:
+        return format_html(
+            '<span class="badge sla sla-breached" title="Was due {}">Overdue {}</span>',
+            when,
+            _span(-left),
+        )
+    kind = "sla-risk" if due <= now + sla_warning_window() else "sla-ok"
+    return format_html(
+        '<span class="badge sla {}" title="Due {}">{} left</span>', kind, when, _span(left)
+    )

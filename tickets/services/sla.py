@@ -1,0 +1,254 @@
+"""SLA writes: the clocks of a ticket (due times, pause and resume) and the checker that
+records warnings and breaches, escalates and publishes ``sla.warning`` / ``sla.breached``.
+
+The rules are in docs/sla.md; the arithmetic in ``tickets.sla``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from support.events import event_record
+from tickets.models import (
+    PRIORITY_RANK,
+    SlaEvent,
+    SlaEventKind,
+    SlaPolicy,
+    SlaTarget,
+    Ticket,
+    TicketStatus,
+)
+from tickets.sla import (
+    business_seconds_between,
+    due_times,
+    policy_match,
+    sla_policies,
+    sla_policy_by_id,
+)
+
+logger = logging.getLogger(__name__)
+
+#: The resolution clock stops while the ticket waits on the customer (pending) and once
+#: it is resolved or closed; it runs while new or open.
+CLOCK_STOPPED = frozenset({TicketStatus.PENDING, TicketStatus.RESOLVED, TicketStatus.CLOSED})
+#: Statuses in which a missing first reply still counts.
+FIRST_RESPONSE_OPEN = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
+RESOLUTION_OPEN = (TicketStatus.NEW, TicketStatus.OPEN)
+
+
+# --- a ticket's clocks -----------------------------------------------------------------
+
+
+def ticket_sla_recompute(ticket: Ticket, *, now: datetime | None = None) -> list[str]:
+    """Match the policy for the ticket's priority, team and channel and set its due
+    times (from its creation, plus the time its resolution clock was stopped). Changes
+    the instance only; returns the fields to save."""
+    created_at = ticket.created_at or now or timezone.now()
+    policy = policy_match(
+        sla_policies(), priority=ticket.priority, team_id=ticket.team_id, channel=ticket.channel
+    )
+    due = due_times(policy, created_at=created_at, paused_seconds=ticket.sla_paused_seconds)
+    ticket.sla_policy_id = due.policy_id
+    ticket.first_response_due_at = due.first_response_due_at
+    ticket.resolution_due_at = due.resolution_due_at
+    return ["sla_policy", "first_response_due_at", "resolution_due_at"]
+
+
+def ticket_sla_status_change(ticket: Ticket, *, before: str, now: datetime) -> list[str]:
+    """Stop the resolution clock when the ticket leaves new/open, restart it (moving the
+    resolution due time by the business time it was stopped) when it comes back. Changes
+    the instance only; returns the fields to save."""
+    was_running = before not in CLOCK_STOPPED
+    runs = ticket.status not in CLOCK_STOPPED
+    if was_running and not runs and ticket.sla_paused_at is None:
+        ticket.sla_paused_at = now
+        return ["sla_paused_at"]
+    if runs and not was_running and ticket.sla_paused_at is not None:
+        policy = sla_policy_by_id(ticket.sla_policy_id)
+        if policy is not None:
+            stopped = business_seconds_between(policy.calendar, ticket.sla_paused_at, now)
+            ticket.sla_paused_seconds += int(stopped)
+            ticket.resolution_due_at = due_times(
+                policy,
+                created_at=ticket.created_at or now,
+                paused_seconds=ticket.sla_paused_seconds,
+            ).resolution_due_at
+        ticket.sla_paused_at = None
+        return ["sla_paused_at", "sla_paused_seconds", "resolution_due_at"]
+    return []
+
+
+def tickets_sla_resume(pairs: list[tuple[Ticket, str]], *, now: datetime) -> None:
+    """After customer messages reopened tickets (``tickets.thread_rules``): restart their
+    resolution clocks. One UPDATE per reopened ticket (rare), none otherwise."""
+    for ticket, before in pairs:
+        if ticket.status == before or ticket.sla_paused_at is None:
+            continue
+        fields = ticket_sla_status_change(ticket, before=before, now=now)
+        if fields:
+            Ticket.objects.filter(pk=ticket.pk).update(**{f: getattr(ticket, f) for f in fields})
+
+
+# --- the checker ----------------------------------------------------------------------
+
+
+@dataclass
+class SlaCheckResult:
+    recorded: list[tuple[int, str, str]] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _warning_window() -> timedelta:
+    return timedelta(minutes=int(getattr(settings, "SLA_WARNING_MINUTES", 30)))
+
+
+def _candidates(target: str, kind: str, now: datetime) -> QuerySet[Ticket]:
+    due_field = f"{target}_due_at"
+    qs = Ticket.objects.filter(merged_into__isnull=True, **{f"{due_field}__isnull": False})
+    if target == SlaTarget.FIRST_RESPONSE:
+        qs = qs.filter(status__in=FIRST_RESPONSE_OPEN, first_response_at__isnull=True)
+    else:
+        qs = qs.filter(status__in=RESOLUTION_OPEN, sla_paused_at__isnull=True)
+    if kind == SlaEventKind.BREACHED:
+        qs = qs.filter(**{f"{due_field}__lte": now})
+    else:  # a warning only before the breach; a missed one is not recorded late
+        qs = qs.filter(**{f"{due_field}__gt": now, f"{due_field}__lte": now + _warning_window()})
+    done = SlaEvent.objects.filter(ticket=OuterRef("pk"), target=target, kind=kind)
+    return qs.filter(~Exists(done)).order_by(due_field, "pk")
+
+
+def _still_due(ticket: Ticket, target: str, kind: str, now: datetime) -> datetime | None:
+    """The due time when the locked row still qualifies (None: it no longer does)."""
+    if ticket.merged_into_id is not None:
+        return None
+    due: datetime | None = getattr(ticket, f"{target}_due_at")
+    if due is None:
+        return None
+    if target == SlaTarget.FIRST_RESPONSE:
+        if ticket.first_response_at is not None or ticket.status not in FIRST_RESPONSE_OPEN:
+            return None
+    elif ticket.sla_paused_at is not None or ticket.status not in RESOLUTION_OPEN:
+        return None
+    if kind == SlaEventKind.BREACHED:
+        return due if due <= now else None
+    return due if now < due <= now + _warning_window() else None
+
+
+def _escalate(ticket: Ticket, policy: SlaPolicy | None, kind: str, label: str) -> list[str]:
+    """The policy's escalation through the ticket services; human-readable actions."""
+    from tickets.services.lifecycle import ticket_update
+
+    if policy is None or policy.escalate_on != kind:
+        return []
+    actions: list[str] = []
+    reason = f"SLA {label} {kind}"
+    if policy.escalate_raise_priority:
+        order = sorted(PRIORITY_RANK, key=PRIORITY_RANK.__getitem__)
+        rank = PRIORITY_RANK.get(ticket.priority, 0)
+        if rank + 1 < len(order):
+            new = order[rank + 1]
+            actions.append(f"priority {ticket.priority} → {new}")
+            ticket = ticket_update(ticket=ticket, priority=new, reason=reason)
+    target_team = policy.escalate_to_team
+    if target_team is not None and ticket.team_id != target_team.pk:
+        actions.append(f"team → {target_team.name}")
+        ticket = ticket_update(ticket=ticket, team=target_team, reason=reason)
+    return actions
+
+
+def sla_event_record(
+    *, ticket_id: int, target: str, kind: str, now: datetime | None = None
+) -> SlaEvent | None:
+    """Record one warning or breach of a ticket's target, once.
+
+    Locks the ticket (skipping it when another transaction holds it: the next run takes
+    it), checks it still qualifies, inserts the ``SlaEvent`` (its unique constraint makes
+    a second run a no-op), applies the policy's escalation, writes a timeline entry and
+    records the outbox event ``sla.<kind>`` (payload: notes/contract16.md). Returns the
+    new event, or None when there was nothing (more) to record.
+    """
+    from tickets.services.lifecycle import _system_note
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        ticket = (
+            Ticket.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("sla_policy", "sla_policy__escalate_to_team")
+            .filter(pk=ticket_id)
+            .first()
+        )
+        if ticket is None:
+            return None
+        due = _still_due(ticket, target, kind, now)
+        if due is None:
+            return None
+        policy = ticket.sla_policy
+        try:
+            with transaction.atomic():
+                event = SlaEvent.objects.create(
+                    ticket=ticket,
+                    target=target,
+                    kind=kind,
+                    due_at=due,
+                    policy_name=policy.name if policy else "",
+                )
+        except IntegrityError:
+            return None  # recorded already (a concurrent run)
+        label = SlaTarget(target).label.lower()
+        priority, team_id = ticket.priority, ticket.team_id
+        actions = _escalate(ticket, policy, kind, label)
+        if actions:
+            event.escalation = actions
+            event.save(update_fields=["escalation"])
+        verb = "breached" if kind == SlaEventKind.BREACHED else "due soon"
+        local_due = timezone.localtime(due)
+        text = f"SLA {label} {verb}: due {local_due:%Y-%m-%d %H:%M %Z}"
+        if actions:
+            text += f" (escalated: {'; '.join(actions)})"
+        _system_note(
+            ticket, None, text, {"sla": {"target": target, "kind": kind, "escalation": actions}}
+        )
+        event_record(
+            f"sla.{kind}",
+            aggregate_type="ticket",
+            aggregate_id=ticket.pk,
+            payload={
+                "ticket_id": ticket.pk,
+                "ticket_ref": ticket.number,
+                "target": target,
+                "due_at": due.isoformat().replace("+00:00", "Z"),
+                "priority": priority,
+                "team_id": team_id,
+                "policy": policy.name if policy else "",
+                "escalation": actions,
+            },
+        )
+    return event
+
+
+def sla_check(*, now: datetime | None = None, batch_size: int | None = None) -> SlaCheckResult:
+    """Find tickets past due or within the warning window (``SLA_WARNING_MINUTES``) and
+    record each (ticket, target, kind) once; at most ``batch_size``
+    (``SLA_CHECK_BATCH_SIZE``) per target and kind per run, most overdue first. Breaches
+    are recorded before warnings."""
+    now = now or timezone.now()
+    limit = batch_size or int(getattr(settings, "SLA_CHECK_BATCH_SIZE", 200))
+    result = SlaCheckResult()
+    for kind in (SlaEventKind.BREACHED, SlaEventKind.WARNING):
+        for target in (SlaTarget.FIRST_RESPONSE, SlaTarget.RESOLUTION):
+            ids = list(_candidates(target, kind, now).values_list("pk", flat=True)[:limit])
+            for ticket_id in ids:
+                if sla_event_record(ticket_id=ticket_id, target=target, kind=kind, now=now):
+                    result.recorded.append((ticket_id, str(target), str(kind)))
+                else:
+                    result.skipped += 1
+    if result.recorded:
+        logger.info("sla check recorded %d events", len(result.recorded))
+    return result

@@ -1,0 +1,169 @@
+"""Business-time arithmetic and policy matching (no database)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from tickets.sla import (
+    CalendarSpec,
+    PolicySpec,
+    business_add,
+    business_seconds_between,
+    due_times,
+    policy_match,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
+NINE_TO_FIVE = ((time(9), time(17)),)
+Hours = dict[int, tuple[tuple[time, time], ...]]
+WEEKDAYS: Hours = {d: NINE_TO_FIVE for d in range(5)}
+
+
+def _cal(
+    tz: str = "Europe/Berlin", hours: Hours | None = None, holidays: Iterable[date] = ()
+) -> CalendarSpec:
+    return CalendarSpec(
+        timezone=tz,
+        is_24_7=False,
+        hours=WEEKDAYS if hours is None else hours,
+        holidays=frozenset(holidays),
+    )
+
+
+def _local(tz: ZoneInfo, y: int, mo: int, d: int, h: int = 0, mi: int = 0) -> datetime:
+    return datetime(y, mo, d, h, mi, tzinfo=tz)
+
+
+def test_friday_afternoon_runs_over_the_weekend_to_monday():
+    cal = _cal()
+    start = _local(BERLIN, 2026, 12, 4, 16, 0)  # Friday 16:00
+    due = business_add(cal, start, 2 * 3600)
+    assert due == _local(BERLIN, 2026, 12, 7, 10, 0)  # Monday 10:00
+    assert business_seconds_between(cal, start, due) == 2 * 3600
+
+
+def test_a_holiday_is_skipped():
+    cal = _cal(holidays=[date(2026, 12, 7)])
+    due = business_add(cal, _local(BERLIN, 2026, 12, 4, 16, 0), 2 * 3600)
+    assert due == _local(BERLIN, 2026, 12, 8, 10, 0)  # Tuesday
+
+
+def test_before_opening_the_clock_starts_at_opening_and_a_lunch_break_does_not_count():
+    cal = _cal(hours={0: ((time(9), time(12)), (time(13), time(17)))})
+    start = _local(BERLIN, 2026, 12, 7, 6, 30)  # Monday, before opening
+    assert business_add(cal, start, 3 * 3600 + 30 * 60) == _local(BERLIN, 2026, 12, 7, 13, 30)
+
+
+def test_zero_target_is_the_start_itself():
+    cal = _cal()
+    start = _local(BERLIN, 2026, 12, 5, 12, 0)  # Saturday: closed
+    assert business_add(cal, start, 0) == start
+
+
+def test_dst_start_makes_the_night_interval_an_hour_shorter():
+    # Europe/Berlin moves from 02:00 CET to 03:00 CEST on Sunday 2026-03-29: that night's
+    # 01:00-05:00 interval lasts three real hours.
+    cal = _cal(hours={d: ((time(1), time(5)),) for d in range(7)})
+    start = _local(BERLIN, 2026, 3, 28, 6, 0)  # Saturday, after closing
+    assert business_seconds_between(cal, start, _local(BERLIN, 2026, 3, 29, 12, 0)) == 3 * 3600
+    due = business_add(cal, start, 3 * 3600 + 30 * 60)
+    assert due == _local(BERLIN, 2026, 3, 30, 1, 30)  # Monday 01:30 CEST
+    assert due.astimezone(UTC) == datetime(2026, 3, 29, 23, 30, tzinfo=UTC)
+
+
+def test_dst_end_makes_the_night_interval_an_hour_longer():
+    cal = _cal(hours={d: ((time(1), time(5)),) for d in range(7)})
+    # 2026-10-25: 03:00 CEST goes back to 02:00 CET; 01:00-05:00 lasts five hours.
+    start = _local(BERLIN, 2026, 10, 25, 0, 0)
+    assert business_seconds_between(cal, start, _local(BERLIN, 2026, 10, 25, 12, 0)) == 5 * 3600
+
+
+def test_local_date_not_utc_date_decides_the_weekday():
+    # Saturday 01:00 UTC is Friday 20:00 in New York: closed until Monday 09:00 there.
+    cal = _cal(tz="America/New_York")
+    start = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
+    assert business_add(cal, start, 3600) == _local(NEW_YORK, 2026, 12, 7, 10, 0)
+
+
+def test_the_rest_of_todays_interval_counts_in_the_calendars_zone():
+    # Open 09:00-17:00 in New York; 21:30 UTC on Monday is 16:30 there: 30 minutes left.
+    cal = _cal(tz="America/New_York")
+    start = datetime(2026, 12, 7, 21, 30, tzinfo=UTC)
+    assert business_add(cal, start, 45 * 60) == _local(NEW_YORK, 2026, 12, 8, 9, 15)
+
+
+def test_24_7_is_plain_elapsed_time():
+    cal = CalendarSpec(timezone="Europe/Berlin", is_24_7=True)
+    start = _local(BERLIN, 2026, 3, 28, 23, 0)
+    assert business_add(cal, start, 4 * 3600) == start + timedelta(hours=4)
+    assert business_seconds_between(cal, start, start + timedelta(hours=4)) == 4 * 3600
+
+
+def test_a_calendar_that_never_opens_gives_no_due_time():
+    assert business_add(_cal(hours={}), _local(BERLIN, 2026, 12, 4, 9, 0), 60) is None
+    every_day_off = _cal(hours={0: NINE_TO_FIVE})
+    mondays = [date(2026, 12, 7) + timedelta(weeks=w) for w in range(200)]
+    cal = CalendarSpec(
+        timezone="Europe/Berlin",
+        is_24_7=False,
+        hours=every_day_off.hours,
+        holidays=frozenset(mondays),
+    )
+    assert business_add(cal, _local(BERLIN, 2026, 12, 4, 9, 0), 60) is None
+
+
+def _policy(pk: int, *, team_id=None, channel="", priority="high") -> PolicySpec:
+    return PolicySpec(
+        id=pk,
+        name=f"p{pk}",
+        priority=priority,
+        team_id=team_id,
+        channel=channel,
+        first_response_minutes=60,
+        resolution_minutes=None,
+        calendar=CalendarSpec(),
+    )
+
+
+def test_the_most_specific_policy_wins():
+    base, by_channel, by_team, both = (
+        _policy(1),
+        _policy(2, channel="email"),
+        _policy(3, team_id=7),
+        _policy(4, team_id=7, channel="email"),
+    )
+    everything = [both, by_team, by_channel, base, _policy(5, priority="low")]
+
+    def match(**kw):
+        found = policy_match(everything, **{"priority": "high", **kw})
+        return found.id if found else None
+
+    assert match(team_id=7, channel="email") == 4
+    assert match(team_id=7, channel="webchat") == 3
+    assert match(team_id=8, channel="email") == 2
+    assert match(team_id=None, channel="phone") == 1
+    assert policy_match(everything, priority="normal", team_id=7, channel="email") is None
+    # without the exact pair, the team's policy beats the channel's
+    found = policy_match([by_channel, by_team, base], priority="high", team_id=7, channel="email")
+    assert found == by_team
+
+
+def test_due_times_add_the_stopped_time_to_the_resolution_only():
+    policy = PolicySpec(
+        id=1,
+        name="p",
+        priority="high",
+        team_id=None,
+        channel="",
+        first_response_minutes=60,
+        resolution_minutes=120,
+        calendar=CalendarSpec(),
+    )
+    created = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+    due = due_times(policy, created_at=created, paused_seconds=1800)
+    assert due.first_response_due_at == created + timedelta(hours=1)
+    assert due.resolution_due_at == created + timedelta(hours=2, minutes=30)
+    assert due_times(None, created_at=created).policy_id is None
