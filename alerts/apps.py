@@ -34,3 +34,7 @@ class AlertsConfig(AppConfig):
         subscribe("sla.warning", on_sla_event)
         subscribe("sla.breached", on_sla_event)
         metric_source_register("alerts", alert_metrics)
+        from alerts.demo import load_demo_alerts
+        from tickets.demo import demo_step_register
+
+        demo_step_register("alerts", load_demo_alerts)

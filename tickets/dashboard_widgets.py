@@ -10,6 +10,7 @@ from dashboard.widgets import DashboardFilters, Stat, Widget, WidgetData, regist
 from tickets import stats
 from tickets.context.stats import csat_summary
 from tickets.online import agents_online_ids
+from tickets.selectors import sla_attainment
 
 TICKET_EVENTS = ("ticket.",)
 
@@ -194,6 +195,49 @@ register_widget(
         data=response_times_data,
         order=40,
         description="Hours from the ticket's creation.",
+    )
+)
+
+
+def _percent(part: dict[str, Any]) -> float | None:
+    ratio = part["attainment"]
+    return round(100 * ratio, 1) if ratio is not None else None
+
+
+def sla_data(filters: DashboardFilters) -> WidgetData:
+    figures = sla_attainment(
+        start=filters.start,
+        end=filters.end,
+        team_ids=filters.team_ids,
+        channels=filters.channels,
+    )
+    first, resolution = figures["first_response"], figures["resolution"]
+    return WidgetData(
+        columns=["Target", "Met", "Breached", "Attainment (%)"],
+        rows=[
+            ["First response", first["met"], first["breached"], _percent(first)],
+            ["Resolution", resolution["met"], resolution["breached"], _percent(resolution)],
+        ],
+        chart="stacked",
+        series=["Met", "Breached"],
+        stats=[
+            Stat("First response met", _percent(first), "%"),
+            Stat("Resolution met", _percent(resolution), "%"),
+            Stat("Breached now", figures["open_breached"], hint="open tickets past due"),
+            Stat("At risk", figures["open_at_risk"], hint="due within the warning window"),
+        ],
+        note="Met/breached: targets reached in the range; breached now / at risk: open tickets.",
+    )
+
+
+register_widget(
+    Widget(
+        name="sla",
+        title="SLA attainment",
+        data=sla_data,
+        order=50,
+        live_events=("sla.", "ticket."),
+        description="First-response and resolution targets met against the SLA policies.",
     )
 )
 register_widget(Widget(name="csat", title="Customer satisfaction (CSAT)", data=csat_data, order=60))

@@ -379,6 +379,8 @@ def ticket_assigned_open_exists(*, user: Any) -> bool:
     return Ticket.objects.filter(
         assignee_id=user.pk, status__in=OPEN_STATUSES, merged_into__isnull=True
     ).exists()
+
+
 def sla_attainment(
     *,
     start: datetime,

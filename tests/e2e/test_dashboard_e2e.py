@@ -21,15 +21,26 @@ from tickets.models import Customer, Team, Ticket
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pw-for-tests-1"
-WIDGETS = ["backlog", "flow", "channels", "response_times", "csat", "routing", "calls", "agents"]
+WIDGETS = [
+    "backlog",
+    "flow",
+    "channels",
+    "response_times",
+    "sla",
+    "csat",
+    "routing",
+    "calls",
+    "agents",
+]
 
 
 def _demo_world() -> None:
-    """The product's demo (tickets, CSAT, calls) plus routing decisions and verdicts (a
-    worker makes those in `make run`; tests run without the router)."""
+    """The product's demo (tickets, CSAT, calls, routing history) plus more routing
+    decisions and verdicts (a worker makes those in `make run`; tests run without it)."""
     load_demo(password=PASSWORD, progress=lambda _: None)
     load_demo_calls(progress=lambda _: None)
-    for i, ticket in enumerate(Ticket.objects.order_by("pk")[:40]):
+    undecided = Ticket.objects.filter(routing_decisions__isnull=True).order_by("pk")
+    for i, ticket in enumerate(undecided[:40]):
         decision = RoutingDecision.objects.create(
             ticket=ticket,
             priority=ticket.priority,
