@@ -385,9 +385,10 @@ class Signals:
 @dataclass
 class OutOfScope:
     """Is a text like any trained label? A logistic regression over ``Signals.features``,
-    fitted at training time on the held-out rows (in scope) against the same rows with their
-    own label removed (out of scope: what the models say about a text whose intent they were
-    not trained on). A text whose in-scope score is below ``threshold`` goes to review; the
+    fitted at training time on leave-labels-out folds (``_fit_out_of_scope_folds``: texts of
+    intents the fold's models never saw against held-out rows of intents they did; stored
+    detectors of the first version: the held-out rows against the same rows with their own
+    label removed). A text whose in-scope score is below ``threshold`` goes to review; the
     threshold is the ``budget`` quantile of the held-out rows' scores, so about that share of
     in-scope texts is sent to review by this rule."""
 
