@@ -154,6 +154,12 @@ def main():
     parser.add_argument("--features", default="auto", choices=classifier.FEATURE_CHOICES)
     parser.add_argument("--commands", action="store_true", help="run the manage.py commands")
     parser.add_argument(
+        "--oos-calibration",
+        default=classifier.OOS_FOLDS,
+        choices=(classifier.OOS_FOLDS, classifier.OOS_PSEUDO),
+        help="how the detector is calibrated (pseudo: the first version)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=1, help="evaluate the trained model this many times"
     )
     args = parser.parse_args()
@@ -177,7 +183,10 @@ def main():
             else:
                 started = time.perf_counter()
                 router, report = classifier.train(
-                    [t for t, _ in train], [lab for _, lab in train], features=args.features
+                    [t for t, _ in train],
+                    [lab for _, lab in train],
+                    features=args.features,
+                    oos_calibration=args.oos_calibration,
                 )
                 print(
                     f"  trained in {time.perf_counter() - started:.1f} s: {report.features}, "
