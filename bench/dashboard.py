@@ -65,7 +65,8 @@ SEED_SQL = [
         INSERT INTO tickets_ticket (customer_id, subject, status, priority, team_id, assignee_id,
             channel, channel_account_id, origin_platform_id, is_bot_handoff, needs_review,
             correlation_id, first_response_at, resolved_at, closed_at, last_message_at,
-            waiting_since, created_at, updated_at)
+            waiting_since, created_at, updated_at, first_response_due_at, resolution_due_at,
+            sla_paused_seconds)
         SELECT c.first + (g.g %% %(customers)s),
                'Bench ticket ' || g.g,
                CASE WHEN g.created > now() - interval '20 days' AND g.roll < 40 THEN
@@ -82,7 +83,12 @@ SEED_SQL = [
                CASE WHEN NOT (g.created > now() - interval '20 days' AND g.roll < 40)
                          AND g.roll >= 3 THEN
                     g.created + ((g.roll * 37) %% 4320 + 30) * interval '1 minute' END,
-               NULL, g.created + interval '30 minutes', NULL, g.created, g.created
+               NULL, g.created + interval '30 minutes', NULL, g.created, g.created,
+               -- SLA due times as a 24/7 policy per priority would set them
+               g.created + (ARRAY[480, 240, 240, 60, 30])[1 + g.g %% 5] * interval '1 minute',
+               g.created + (ARRAY[2700, 1080, 1080, 480, 240])[1 + g.g %% 5]
+                 * interval '1 minute',
+               0
         FROM g, c, t, a
         """,
     ),
