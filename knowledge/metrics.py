@@ -35,9 +35,13 @@ def _hours() -> int:
     return max(1, min(MAX_HOURS, math.ceil(int(settings.METRICS_WINDOW_SECONDS) / 3600)))
 
 
+def _current_hour() -> int:
+    return int(time.time() // 3600)
+
+
 def kb_search_record(*, seconds: float, results: int) -> None:
     """Count one search: its duration and whether it found nothing."""
-    hour = int(time.time() // 3600)
+    hour = _current_hour()
     key = KEY.format(hour=hour)
     bucket = next((i for i, bound in enumerate(BUCKETS_SECONDS) if seconds <= bound), "inf")
     try:
@@ -54,7 +58,7 @@ def kb_search_record(*, seconds: float, results: int) -> None:
 
 
 def kb_search_metrics() -> Iterator[Metric]:
-    now_hour = int(time.time() // 3600)
+    now_hour = _current_hour()
     pipe = get_redis().pipeline(transaction=False)
     for hour in range(now_hour - _hours() + 1, now_hour + 1):
         pipe.hgetall(KEY.format(hour=hour))
