@@ -116,7 +116,7 @@ def fill(target: int, rng: np.random.Generator) -> KnowledgeSource:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             with cursor.cursor.copy(
                 "COPY knowledge_chunk (document_id, source_id, kind, position, heading_path, "
-                "text, token_count, embedding, created_at) FROM STDIN"
+                "text, token_count, embedding, embedding_key, created_at) FROM STDIN"
             ) as copy:
                 for i in range(batch):
                     words = base_words[picks[i]][:]
@@ -133,6 +133,7 @@ def fill(target: int, rng: np.random.Generator) -> KnowledgeSource:
                             text,
                             len(words),
                             vector,
+                            "",  # synthetic: no embedder produced it
                             "now",
                         )
                     )
