@@ -24,6 +24,20 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"Unknown time zone {value!r} (use an IANA name).") from exc
 
 
+class ForgetsPoliciesOnChange:
+    """For the models the cached SLA policies are built from (calendars, hours, holidays,
+    policies): saving or deleting a row forgets the cache (``_forget_policies``)."""
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        super().save(*args, **kwargs)  # type: ignore[misc]
+        _forget_policies()
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        result: tuple[int, dict[str, int]] = super().delete(*args, **kwargs)  # type: ignore[misc]
+        _forget_policies()
+        return result
+
+
 class Weekday(models.IntegerChoices):
     MONDAY = 0, "Monday"
     TUESDAY = 1, "Tuesday"
@@ -34,7 +48,7 @@ class Weekday(models.IntegerChoices):
     SUNDAY = 6, "Sunday"
 
 
-class BusinessCalendar(models.Model):
+class BusinessCalendar(ForgetsPoliciesOnChange, models.Model):
     """When the SLA clocks run: weekly open hours in a time zone, minus holidays.
 
     ``is_24_7`` ignores the hours and holidays (the clock always runs).
@@ -56,17 +70,8 @@ class BusinessCalendar(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args: object, **kwargs: object) -> None:
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
-        _forget_policies()
 
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        result = super().delete(*args, **kwargs)  # type: ignore[arg-type]
-        _forget_policies()
-        return result
-
-
-class BusinessHours(models.Model):
+class BusinessHours(ForgetsPoliciesOnChange, models.Model):
     """One open interval on a weekday, in the calendar's local time. Several per day are
     allowed (a lunch break); an interval past midnight is split over two days."""
 
@@ -87,17 +92,8 @@ class BusinessHours(models.Model):
     def __str__(self) -> str:
         return f"{self.get_weekday_display()} {self.opens_at:%H:%M}–{self.closes_at:%H:%M}"
 
-    def save(self, *args: object, **kwargs: object) -> None:
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
-        _forget_policies()
 
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        result = super().delete(*args, **kwargs)  # type: ignore[arg-type]
-        _forget_policies()
-        return result
-
-
-class Holiday(models.Model):
+class Holiday(ForgetsPoliciesOnChange, models.Model):
     """A closed day (local date of the calendar)."""
 
     calendar = models.ForeignKey(
@@ -115,15 +111,6 @@ class Holiday(models.Model):
     def __str__(self) -> str:
         return f"{self.date:%Y-%m-%d} {self.name}".strip()
 
-    def save(self, *args: object, **kwargs: object) -> None:
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
-        _forget_policies()
-
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        result = super().delete(*args, **kwargs)  # type: ignore[arg-type]
-        _forget_policies()
-        return result
-
 
 class SlaEscalateOn(models.TextChoices):
     NEVER = "never", "Never (alert only)"
@@ -131,7 +118,7 @@ class SlaEscalateOn(models.TextChoices):
     BREACHED = "breached", "At the breach"
 
 
-class SlaPolicy(models.Model):
+class SlaPolicy(ForgetsPoliciesOnChange, models.Model):
     """Targets for tickets of one priority, optionally narrowed to a team and/or a channel.
 
     The most specific active policy wins: team and channel > team > channel > priority
@@ -193,15 +180,6 @@ class SlaPolicy(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
-        _forget_policies()
-
-    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
-        result = super().delete(*args, **kwargs)  # type: ignore[arg-type]
-        _forget_policies()
-        return result
 
 
 class SlaTarget(models.TextChoices):
