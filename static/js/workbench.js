@@ -12,6 +12,11 @@
   var retry = 0;
   var refreshTimer = null;
   var heartbeatTimer = null;
+  // Set while a plain form submission is taking this page away: a live refresh then could
+  // start a second navigation (a merged ticket's refresh redirects) that cancels the
+  // form's and loses its result and notice. Cleared after a while in case the answer was a
+  // download, which leaves the page where it is.
+  var leavingUntil = 0;
 
   function setStatus(state, text) {
     if (!statusEl) return;
@@ -25,17 +30,27 @@
     refreshTimer = setTimeout(fn, 120);
   }
 
+  function leaving() {
+    return Date.now() < leavingUntil;
+  }
+
+  document.addEventListener("submit", function (e) {
+    // htmx forms and cancelled confirmations have had their default prevented by now.
+    if (!e.defaultPrevented) leavingUntil = Date.now() + 10000;
+  });
+
   function refreshInbox() {
     var list = document.getElementById("inbox-list");
     if (!list || !window.htmx) return;
     var checked = Array.from(document.querySelectorAll("#inbox-list input[name=ids]:checked"));
-    if (checked.length) return; // do not wipe a selection the agent is building
+    if (checked.length || leaving()) return; // do not wipe a selection the agent is building
     htmx.ajax("GET", window.location.pathname + window.location.search, {
       target: "#inbox-list", swap: "innerHTML", headers: { "HX-Target": "inbox-list" }
     });
   }
 
   function refreshTicket() {
+    if (leaving()) return;
     var live = document.getElementById("ticket-live");
     if (live && window.htmx) htmx.trigger(live, "refresh");
   }
@@ -48,6 +63,7 @@
     body.dataset.lastEventId = String(lastEventId);
     // Other page scripts (the dashboard) react to events without a socket of their own.
     document.dispatchEvent(new CustomEvent("workbench:event", { detail: event }));
+    if (leaving()) return;
     if (page === "inbox") scheduleRefresh(refreshInbox);
     if (page === "ticket" && event.ticket_id === ticketId) scheduleRefresh(refreshTicket);
   }
