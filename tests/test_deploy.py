@@ -442,6 +442,67 @@ def test_readers_get_their_queue_and_tasks_get_secrets_not_environment() -> None
     assert "/health/live" in " ".join(web["HealthCheck"]["Command"])
 
 
+def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """A policy's statements, each conditional one (``!If [cond, statement, NoValue]``) as
+    the statement it adds when its condition holds."""
+    out = []
+    for statement in policy["PolicyDocument"]["Statement"]:
+        if "Fn::If" in statement:
+            statement = statement["Fn::If"][1]
+        out.append(statement)
+    return out
+
+
+def test_cloudwatch_publishing_is_a_switch_the_worker_may_use_for_its_own_namespace() -> None:
+    """CLOUDWATCH_METRICS_ENABLED reaches beat (which schedules the publish task) and the
+    worker (which runs it), and only the worker's role may PutMetricData, only when the
+    switch is on, only into the deployment's namespace (the action takes no resource ARN)."""
+    params = template()["Parameters"]
+    assert params["PublishMetricsToCloudWatch"]["Default"] == "false"
+    assert template()["Conditions"]["PublishMetrics"] == {
+        "Fn::Equals": [{"Ref": "PublishMetricsToCloudWatch"}, "true"]
+    }
+    for task in ("WorkerTaskDefinition", "BeatTaskDefinition"):
+        env = {e["Name"]: e["Value"] for e in prop(task)["ContainerDefinitions"][0]["Environment"]}
+        assert env["CLOUDWATCH_METRICS_ENABLED"] == {"Ref": "PublishMetricsToCloudWatch"}, task
+        assert env["CLOUDWATCH_METRICS_NAMESPACE"] == {"Fn::Sub": "SupportDesk/${EnvironmentName}"}
+    granted = {
+        logical
+        for logical, role in resources("AWS::IAM::Role").items()
+        for policy in role["Properties"].get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "cloudwatch:PutMetricData" in str(statement)
+    }
+    assert granted == {"WorkerTaskRole"}
+    worker = prop("WorkerTaskRole")["Policies"][0]["PolicyDocument"]["Statement"]
+    (conditional,) = [s for s in worker if "Fn::If" in s]
+    condition, statement, otherwise = conditional["Fn::If"]
+    assert condition == "PublishMetrics"
+    assert otherwise == {"Ref": "AWS::NoValue"}
+    assert statement["Action"] == "cloudwatch:PutMetricData"
+    assert statement["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": {"Fn::Sub": "SupportDesk/${EnvironmentName}"}}
+    }
+
+
+def test_prometheus_may_scrape_web_tasks_only_when_its_group_is_given() -> None:
+    assert template()["Parameters"]["PrometheusSecurityGroupId"]["Default"] == ""
+    rule = template()["Resources"]["PrometheusScrapeIngress"]
+    assert rule["Condition"] == "HasPrometheus"
+    assert rule["Properties"]["GroupId"] == {"Ref": "AppSecurityGroup"}
+    assert (rule["Properties"]["FromPort"], rule["Properties"]["ToPort"]) == (8000, 8000)
+    assert rule["Properties"]["SourceSecurityGroupId"] == {"Ref": "PrometheusSecurityGroupId"}
+    # Without it the web tasks stay reachable from the load balancer only.
+    assert prop("AppSecurityGroup")["SecurityGroupIngress"] == [
+        {
+            "IpProtocol": "tcp",
+            "FromPort": 8000,
+            "ToPort": 8000,
+            "SourceSecurityGroupId": {"Ref": "AlbSecurityGroup"},
+        }
+    ]
+
+
 def test_task_roles_name_their_resources() -> None:
     unscoped_ok = {
         "transcribe:StartTranscriptionJob",
@@ -450,11 +511,11 @@ def test_task_roles_name_their_resources() -> None:
     }
     for logical, role in resources("AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
+            for statement in _statements(policy):
                 actions = statement["Action"]
                 actions = [actions] if isinstance(actions, str) else actions
                 assert not [a for a in actions if a == "*" or a.endswith(":*")], logical
-                if statement["Resource"] == "*":
+                if statement["Resource"] == "*" and "Condition" not in statement:
                     assert set(actions) <= unscoped_ok, (logical, actions)
     # Beat and migrate get no AWS permission at all; a reader reads only its own queue.
     assert "Policies" not in prop("BeatTaskRole")
