@@ -169,7 +169,8 @@ def seed(n_tickets: int, n_messages: int, n_agents: int) -> None:
         with raw.copy(
             "COPY tickets_ticket (customer_id, subject, status, priority, team_id, assignee_id, "
             "channel, channel_account_id, origin_platform_id, is_bot_handoff, needs_review, "
-            "correlation_id, last_message_at, waiting_since, created_at, updated_at) FROM STDIN"
+            "correlation_id, last_message_at, waiting_since, created_at, updated_at, "
+            "sla_paused_seconds) FROM STDIN"
         ) as copy:
             for i in range(n_tickets):
                 created = now - timedelta(seconds=(n_tickets - i) * 30)
@@ -193,6 +194,7 @@ def seed(n_tickets: int, n_messages: int, n_agents: int) -> None:
                         created if status in ("new", "open") else None,
                         created,
                         created,
+                        0,  # no SLA policy in this bench: no due times, nothing paused
                     )
                 )
         cur.execute("SELECT min(id), max(id) FROM tickets_ticket")
