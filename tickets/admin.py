@@ -31,6 +31,7 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
+from tickets.services.sla import sla_policies_changed
 
 
 class ChannelIdentityInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore[type-arg]
@@ -379,15 +380,33 @@ class HolidayInline(_SupervisorEditsInline, admin.TabularInline):  # type: ignor
     extra = 0
 
 
+class ReappliesSlaOnChange:
+    """Saving or deleting here changes which due times open tickets should have: once the
+    change is committed a worker recomputes them (``tickets_sla_reapply``). ``save_related``
+    runs after the object and its inlines (hours, holidays) are saved."""
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # type: ignore[misc]
+        sla_policies_changed()
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)  # type: ignore[misc]
+        sla_policies_changed()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        super().delete_queryset(request, queryset)  # type: ignore[misc]
+        sla_policies_changed()
+
+
 @admin.register(BusinessCalendar)
-class BusinessCalendarAdmin(SupervisorAdmin):
+class BusinessCalendarAdmin(ReappliesSlaOnChange, SupervisorAdmin):
     list_display = ("name", "timezone", "is_24_7", "updated_at")
     search_fields = ("name",)
     inlines = [BusinessHoursInline, HolidayInline]
 
 
 @admin.register(SlaPolicy)
-class SlaPolicyAdmin(SupervisorAdmin):
+class SlaPolicyAdmin(ReappliesSlaOnChange, SupervisorAdmin):
     list_display = (
         "name",
         "priority",

@@ -365,3 +365,53 @@ def test_sla_attainment_counts_met_and_breached_in_the_window(customer, always, 
     }
     earlier = selectors.sla_attainment(start=start - timedelta(days=2), end=start)
     assert earlier["first_response"] == {"met": 0, "breached": 0, "attainment": None}
+
+
+# --- policy edits: the open tickets follow -----------------------------------------------
+
+
+def test_reapply_moves_open_tickets_to_the_edited_policy_and_leaves_closed_ones(customer, always):
+    policy = _policy(always, fr=60, res=240)
+    running = _ticket(customer, priority="high")
+    waiting = _ticket(customer, priority="high")
+    services.ticket_update(ticket=waiting, actor=None, status="pending")
+    done = _ticket(customer, priority="high")
+    services.ticket_update(ticket=done, actor=None, status="resolved")
+    done_due = Ticket.objects.get(pk=done.pk).first_response_due_at
+    SlaPolicy.objects.filter(pk=policy.pk).update(first_response_minutes=15, resolution_minutes=60)
+
+    assert sla_services.tickets_sla_reapply() == 2
+    for ticket in (running, waiting):
+        stored = Ticket.objects.get(pk=ticket.pk)
+        assert _dt(stored.first_response_due_at) - stored.created_at == pytest.approx(
+            timedelta(minutes=15), abs=timedelta(seconds=1)
+        )
+    stored = Ticket.objects.get(pk=running.pk)
+    assert _dt(stored.resolution_due_at) - stored.created_at == pytest.approx(
+        timedelta(minutes=60), abs=timedelta(seconds=1)
+    )
+    assert Ticket.objects.get(pk=done.pk).first_response_due_at == done_due
+    # Idempotent: nothing left to change.
+    assert sla_services.tickets_sla_reapply() == 0
+
+
+def test_reapply_after_a_deactivated_policy_clears_due_times_and_the_checker_follows(
+    customer, always
+):
+    policy = _policy(always, fr=60, res=240)
+    ticket = _backdate(_ticket(customer, priority="high"), minutes=30)
+    SlaPolicy.objects.filter(pk=policy.pk).update(first_response_minutes=10)
+    assert sla_services.tickets_sla_reapply() == 1
+    # 30 minutes old against a 10-minute target: the next check records the breach.
+    recorded = sla_services.sla_check().recorded
+    assert (ticket.pk, "first_response", "breached") in recorded
+    SlaPolicy.objects.filter(pk=policy.pk).update(is_active=False)
+    assert sla_services.tickets_sla_reapply() == 1
+    stored = Ticket.objects.get(pk=ticket.pk)
+    assert (stored.sla_policy_id, stored.first_response_due_at, stored.resolution_due_at) == (
+        None,
+        None,
+        None,
+    )
+    # The breach already recorded stays in the ticket's history.
+    assert SlaEvent.objects.filter(ticket=ticket, kind="breached").exists()

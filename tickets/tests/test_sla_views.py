@@ -188,3 +188,40 @@ def test_the_api_gives_the_due_times(agent_client, customer, policy):
         "+00:00", "Z"
     )
     assert body["resolution_due_at"] is not None
+
+
+def test_a_policy_edited_in_the_admin_moves_the_open_tickets_due_times(
+    client, supervisor, customer, policy, django_capture_on_commit_callbacks
+):
+    ticket = _ticket(customer, "Still open")
+    client.force_login(supervisor)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/admin/tickets/slapolicy/{policy.pk}/change/",
+            {
+                "name": "High 1h",
+                "is_active": "on",
+                "priority": "high",
+                "team": "",
+                "channel": "",
+                "calendar": str(policy.calendar_id),
+                "first_response_minutes": "20",
+                "resolution_minutes": "480",
+                "escalate_on": "breached",
+                "escalate_to_team": "",
+            },
+        )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    stored = Ticket.objects.get(pk=ticket.pk)
+    assert _dt(stored.first_response_due_at) - stored.created_at == pytest.approx(
+        timedelta(minutes=20), abs=timedelta(seconds=1)
+    )
+    # Deleting the policy (superusers may) leaves the ticket without due times.
+    from django.contrib.auth import get_user_model
+
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root-1")
+    client.force_login(root)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/tickets/slapolicy/{policy.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert Ticket.objects.get(pk=ticket.pk).first_response_due_at is None
