@@ -70,7 +70,7 @@ register_widget(
         title="Alerts",
         data=_alerts,
         order=5,
-        live_events=("sla.",),
+        live_events=("sla.", "alert."),
         wide=True,
         description="Firing and acknowledged alerts: alarm rules over metrics, SLA breaches.",
     )

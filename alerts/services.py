@@ -58,6 +58,7 @@ from support.delivery.models import Delivery, Outcome
 from support.delivery.registry import DeliveryError, Schedule, SendResult
 from support.delivery.registry import TargetKind as DeliveryKind
 from support.delivery.services import delivery_enqueue
+from support.events import event_record
 from support.metrics import metrics_collect
 from support.redis_client import get_redis
 from support.services import audit_log_record
@@ -140,9 +141,25 @@ def _notify_followup(alert: Alert, event: AlertEvent, action: str) -> None:
     _notify(alert, event, action, selectors.target_list_by_ids(alert.notified_target_ids))
 
 
+ALERT_CHANGED_EVENT = "alert.changed"
+
+
 def _history(
     alert: Alert, action: str, from_state: str, *, actor: Any = None, note: str = ""
 ) -> AlertEvent:
+    """Record a step of the alert's life, and tell the open dashboards (the event has no
+    ticket, so the workbench socket gives it to supervisors only)."""
+    event_record(
+        ALERT_CHANGED_EVENT,
+        aggregate_type="alert",
+        aggregate_id=alert.pk,
+        payload={
+            "alert_id": alert.pk,
+            "action": str(action),
+            "state": str(alert.state),
+            "severity": str(alert.severity),
+        },
+    )
     return AlertEvent.objects.create(
         alert=alert,
         action=action,

@@ -200,3 +200,64 @@ def test_the_alert_page_shows_the_rules_recent_values(feed, supervisor, client):
     assert "Recent evaluations" in body
     assert "11.0000" in body
     assert "3.0000" in body
+
+
+@pytest.mark.django_db
+def test_every_step_of_an_alert_tells_the_open_dashboards(supervisor):
+    """Rule alerts as well as SLA ones refresh a supervisor's dashboard live: each step is
+    an ``alert.changed`` event with no ticket (so only supervisors' sockets get it)."""
+    import alerts.dashboard_widgets  # noqa: F401 - registers the widget
+    from dashboard.widgets import widget_get
+    from support.models import OutboxEvent
+
+    alert = alert_raise(fingerprint="x", title="X", summary="", severity="warning").alert
+    alert_raise(fingerprint="x", title="X", summary="", severity="critical")  # escalated
+    alert_acknowledge(alert_id=alert.pk, actor=supervisor)
+    alert_resolve(alert_id=alert.pk, actor=supervisor)
+    events = OutboxEvent.objects.filter(event_type="alert.changed").order_by("pk")
+    assert [(e.payload["action"], e.payload["state"], e.payload["severity"]) for e in events] == [
+        ("fired", "firing", "warning"),
+        ("escalated", "firing", "critical"),
+        ("acknowledged", "acknowledged", "critical"),
+        ("resolved", "resolved", "critical"),
+    ]
+    assert all("ticket_id" not in e.payload for e in events)
+    widget = widget_get("alerts")
+    assert widget is not None
+    assert "alert." in widget.live_events
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alert_events_reach_supervisors_sockets_and_no_agents(supervisor, agent):
+    from asgiref.sync import async_to_sync
+
+    from tickets.consumers import WorkbenchConsumer
+    from tickets.tests.ws import WebsocketCommunicator
+
+    async def listen(user) -> WebsocketCommunicator:
+        communicator = WebsocketCommunicator(WorkbenchConsumer.as_asgi(), "/ws/workbench/")
+        communicator.scope["user"] = user
+        connected, _ = await communicator.connect()
+        assert connected
+        assert await communicator.receive_json_from() == {"type": "ready"}
+        return communicator
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        from channels.db import database_sync_to_async
+
+        boss, worker = await listen(supervisor), await listen(agent)
+        await database_sync_to_async(alert_raise)(
+            fingerprint="y", title="Y", summary="", severity="critical"
+        )
+        seen = []
+        for communicator in (boss, worker):
+            got = []
+            while not await communicator.receive_nothing(timeout=0.3, interval=0.02):
+                got.append((await communicator.receive_json_from())["event"]["event_type"])
+            await communicator.disconnect()
+            seen.append(got)
+        return seen[0], seen[1]
+
+    boss_saw, agent_saw = async_to_sync(scenario)()
+    assert "alert.changed" in boss_saw
+    assert "alert.changed" not in agent_saw
