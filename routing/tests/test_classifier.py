@@ -476,3 +476,69 @@ def test_embed_many_gives_the_vectors_of_one_stream(monkeypatch):
     alone = classifier.encoder().encode(texts)
     assert together.shape == (len(texts), alone.shape[1])
     assert np.array_equal(together, alone)
+
+
+def test_the_refit_on_every_row_continues_the_held_out_network(bitext_slice, monkeypatch):
+    calls: list[tuple[Any, int]] = []
+    real = classifier._fit_mlp
+
+    def recording(emb, y, start=None, epochs=classifier.MLP_EPOCHS):
+        calls.append((start, epochs))
+        return real(emb, y, start=start, epochs=epochs)
+
+    monkeypatch.setattr(classifier, "_fit_mlp", recording)
+    monkeypatch.setattr(classifier, "REFIT_EPOCHS", 3)
+    router, _ = classifier.train(
+        bitext_slice["texts"], bitext_slice["labels"], features="fusion", out_of_scope=False
+    )
+    assert len(calls) == 2
+    (first_start, first_epochs), (second_start, second_epochs) = calls
+    assert first_start is None  # the 85% network: a fresh one
+    assert first_epochs == classifier.MLP_EPOCHS
+    assert second_start is not None  # the refit: continued from it
+    assert second_epochs == 3
+    assert router.fusion is not None
+    assert router.fusion.mlp is not second_start  # a copy trained further
+    assert router.fusion.mlp.n_iter_ == 3  # passes of this fit
+
+
+def test_a_warm_started_network_keeps_its_start_untouched(bitext_slice):
+    texts, labels = bitext_slice["texts"][:120], bitext_slice["labels"][:120]
+    emb = classifier.encoder().encode(texts)
+    y = np.array([sorted(set(labels)).index(label) for label in labels])
+    start = classifier._fit_mlp(emb, y, epochs=2)
+    before = [w.copy() for w in start.coefs_]
+    more = classifier._fit_mlp(emb, y, start=start, epochs=2)
+    assert all(np.array_equal(a, b) for a, b in zip(before, start.coefs_, strict=True))
+    assert not np.array_equal(more.coefs_[0], start.coefs_[0])
+    # other labels than the start's: a fresh network
+    fresh = classifier._fit_mlp(emb[y < 2], y[y < 2], start=start, epochs=2)
+    assert list(fresh.classes_) == [0, 1]
+
+
+def test_the_svms_fit_on_a_background_thread_beside_the_network(bitext_slice, monkeypatch):
+    import threading
+
+    svm_threads: list[str] = []
+    real_fit = classifier._fit
+
+    def fit(texts, y, features, emb, c, *args):
+        svm_threads.append(threading.current_thread().name)
+        return real_fit(texts, y, features, emb, c, *args)
+
+    monkeypatch.setattr(classifier, "_fit", fit)
+    router, _ = classifier.train(
+        bitext_slice["texts"], bitext_slice["labels"], features="fusion", out_of_scope=False
+    )
+    # the 85% SVM and the one on every row, both off the thread that fits the networks
+    assert len(svm_threads) == 2
+    assert threading.main_thread().name not in svm_threads
+    # the same SVM as one fitted on every row alone
+    _, _, alone = real_fit(
+        [str(t) for t in bitext_slice["texts"]],
+        np.array([router.labels.index(label) for label in bitext_slice["labels"]]),
+        classifier.FEATURES_TFIDF,
+        None,
+        0.5,
+    )
+    assert np.array_equal(router.clf.coef_, alone.coef_)
