@@ -542,3 +542,29 @@ def test_the_svms_fit_on_a_background_thread_beside_the_network(bitext_slice, mo
         0.5,
     )
     assert np.array_equal(router.clf.coef_, alone.coef_)
+
+
+def test_the_network_on_every_row_is_fitted_beside_the_held_out_one(bitext_slice, monkeypatch):
+    import threading
+
+    fits: list[tuple[str, int]] = []
+    real = classifier._fit_mlp
+
+    def recording(emb, y, start=None, epochs=classifier.MLP_EPOCHS):
+        fits.append((threading.current_thread().name, len(y)))
+        return real(emb, y, start=start, epochs=epochs)
+
+    monkeypatch.setattr(classifier, "_fit_mlp", recording)
+    texts, labels = bitext_slice["texts"], bitext_slice["labels"]
+    router, _ = classifier.train(texts, labels, features="fusion", out_of_scope=False)
+    # two fresh networks: the 85% one here, the one on every row on a thread of its own
+    assert sorted(n for _, n in fits) == sorted([len(texts), round(len(texts) * 0.85)])
+    on_all = [name for name, n in fits if n == len(texts)]
+    assert on_all != [threading.main_thread().name]
+    # the same network as one fitted alone on every row (as before it moved to a thread)
+    assert router.fusion is not None
+    emb = classifier.embed_many(texts)
+    y = np.array([router.labels.index(label) for label in labels])
+    alone = real(emb, y)
+    for a, b in zip(router.fusion.mlp.coefs_, alone.coefs_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
