@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import functools
 import hashlib
 import itertools
 import logging
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from scipy import sparse
@@ -48,6 +49,8 @@ from routing.artifacts import artifact_dump, artifact_load
 from support.minilm import MiniLM, minilm
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 BITEXT_DIR = DATA_DIR / "bitext"
@@ -1032,6 +1035,23 @@ class TrainReport:
     out_of_scope: dict[str, float | None] | None = None
 
 
+def _quiet_network_convergence(fn: Callable[P, R]) -> Callable[P, R]:
+    """The networks stop after a fixed number of passes by design; their convergence warning
+    is silenced for the whole training, on every thread it uses. ``warnings.catch_warnings``
+    swaps process-wide state: one around each of two concurrent network fits could restore
+    the filters under the other (the warning then printed), so the one that counts is here,
+    on the calling thread, around everything the training threads do."""
+
+    @functools.wraps(fn)
+    def quiet(*args: P.args, **kwargs: P.kwargs) -> R:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            return fn(*args, **kwargs)
+
+    return quiet
+
+
+@_quiet_network_convergence
 def train(
     texts: Sequence[str],
     labels: Sequence[str],

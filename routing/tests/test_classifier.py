@@ -568,3 +568,14 @@ def test_the_network_on_every_row_is_fitted_beside_the_held_out_one(bitext_slice
     alone = real(emb, y)
     for a, b in zip(router.fusion.mlp.coefs_, alone.coefs_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_training_lets_no_network_convergence_warning_through(bitext_slice):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classifier.train(bitext_slice["texts"], bitext_slice["labels"], features="fusion")
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
