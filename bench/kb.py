@@ -45,7 +45,7 @@ from django.db import connection  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
 from bench.stackfaq_prepare import convert, find_xml  # noqa: E402
-from knowledge.embeddings import get_embedder  # noqa: E402
+from knowledge.embeddings import get_embedder, get_query_embedder  # noqa: E402
 from knowledge.evaluation import load_queries  # noqa: E402
 from knowledge.models import Chunk, Document, KnowledgeSource  # noqa: E402
 from knowledge.parsing import parse_jsonl  # noqa: E402
@@ -69,7 +69,7 @@ def bench_ingest(docs: list[dict]) -> None:
     counts = documents_ingest(source=source, items=items, full=True)
     total = counts.timings["total_s"]
     print(
-        f"ingestion: {len(items)} documents, {counts.chunks} chunks in {total:.1f} s = "
+        f"ingestion ({get_embedder().name}): {len(items)} documents, {counts.chunks} chunks in {total:.1f} s = "
         f"{counts.chunks / total:.1f} chunks/s "
         f"(embed {counts.timings.get('embed_s', 0):.1f} s, "
         f"write {counts.timings.get('write_s', 0):.1f} s, "
@@ -152,13 +152,13 @@ def fill(target: int, rng: np.random.Generator) -> KnowledgeSource:
 def bench_search(queries: list[str], total_chunks: int) -> None:
     vectors = []
     embed_ms = []
-    embedder = get_embedder()
+    embedder = get_query_embedder()
     for q in queries:
         started = time.perf_counter()
         vectors.append(embedder.encode([q])[0])
         embed_ms.append((time.perf_counter() - started) * 1000)
     print(
-        f"query embedding (MiniLM int8, 1 query): p50 {pct(embed_ms, 50):.1f} ms, "
+        f"query embedding ({embedder.name}, 1 query): p50 {pct(embed_ms, 50):.1f} ms, "
         f"p95 {pct(embed_ms, 95):.1f} ms"
     )
     for ef in (40, 80, 160):

@@ -274,7 +274,7 @@ def test_a_ticket_turn_is_embedded_once_per_process(monkeypatch):
             encoded.extend(texts)
             return np.eye(4, dtype=np.float32)[[len(t) % 4 for t in texts]]
 
-    monkeypatch.setattr(retrieval, "get_embedder", lambda: CountingEmbedder())
+    monkeypatch.setattr(retrieval, "get_query_embedder", lambda: CountingEmbedder())
     monkeypatch.setattr(retrieval, "_TURN_VECTORS", retrieval.OrderedDict())
     first = build_query(CONVERSATION)
     retrieval.conversation_vector(first)
