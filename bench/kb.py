@@ -69,7 +69,8 @@ def bench_ingest(docs: list[dict]) -> None:
     counts = documents_ingest(source=source, items=items, full=True)
     total = counts.timings["total_s"]
     print(
-        f"ingestion ({get_embedder().name}): {len(items)} documents, {counts.chunks} chunks in {total:.1f} s = "
+        f"ingestion ({get_embedder().name}): {len(items)} documents, "
+        f"{counts.chunks} chunks in {total:.1f} s = "
         f"{counts.chunks / total:.1f} chunks/s "
         f"(embed {counts.timings.get('embed_s', 0):.1f} s, "
         f"write {counts.timings.get('write_s', 0):.1f} s, "
