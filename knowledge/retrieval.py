@@ -268,6 +268,11 @@ def conversation_vector(
     ``redact_names``: the customer's names, for an embedder that sends text off-machine
     (such calls bypass the per-process turn cache: its key is the unredacted text)."""
     parts = query.parts
+    embed_turns = int(getattr(settings, "KB_CONTEXT_EMBED_TURNS", 0))
+    if embed_turns > 0:
+        # Only the nearest context turns are embedded (the encoder is most of a first-seen
+        # conversation's cost); names are still carried from all of them (entity_terms).
+        parts = parts[: 1 + embed_turns]
     texts = [p.text for p in parts]
     if embedder is not None or redact_names:
         vectors = (embedder or get_query_embedder()).encode(texts, redact_names=redact_names)

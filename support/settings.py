@@ -700,6 +700,10 @@ KB_CONTEXT_WEIGHT = env.get_float("KB_CONTEXT_WEIGHT", 0.3)
 KB_AGENT_WEIGHT = env.get_float("KB_AGENT_WEIGHT", 1.0)
 KB_CONTEXT_DECAY = env.get_float("KB_CONTEXT_DECAY", 0.9)
 KB_CONTEXT_TURNS = env.get_int("KB_CONTEXT_TURNS", 8)
+# ... of which the nearest 3 are embedded into the query vector (0 = all of them; 3 chosen on
+# MWOZ-FAQ dev, docs/knowledge.md);
+# names are carried from all KB_CONTEXT_TURNS
+KB_CONTEXT_EMBED_TURNS = env.get_int("KB_CONTEXT_EMBED_TURNS", 3)
 KB_ENTITY_WEIGHT = env.get_float("KB_ENTITY_WEIGHT", 0.5)
 KB_ENTITY_MAX_DF = env.get_float("KB_ENTITY_MAX_DF", 0.02)
 # Reply drafts (docs/knowledge.md#reply-drafts): offered only when the best article scores
