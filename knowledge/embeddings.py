@@ -233,16 +233,17 @@ def get_embedder(name: str | None = None) -> Embedder:
 
 
 def get_query_embedder() -> Embedder:
-    """The embedder for search queries (conversation turns, search strings): by default
-    ``minilm-int8`` over ``minilm`` passages, the same network with int8 kernels (half the
-    CPU per text, vectors at cosine ~0.994 to the passages' space; recall measured equal
-    within 0.003, docs/knowledge.md); otherwise the passages' own embedder."""
+    """The embedder for search queries (conversation turns, search strings):
+    ``KB_QUERY_EMBEDDER`` when it can search the passages' vectors, e.g. ``minilm-int8``
+    over ``minilm`` passages (the same network with int8 kernels: half the CPU per text,
+    vectors at cosine ~0.994, recall equal within 0.003 but reply-draft precision 0.979;
+    docs/knowledge.md); otherwise, and by default, the passages' own embedder."""
     return _load(query_embedder_name())
 
 
 def query_embedder_name() -> str:
     """``KB_QUERY_EMBEDDER`` when it can search ``KB_EMBEDDER``'s vectors, else
-    ``KB_EMBEDDER`` (the default ``minilm-int8`` applies over ``minilm`` passages only)."""
+    ``KB_EMBEDDER`` (``minilm-int8`` applies over ``minilm`` passages only)."""
     passages = str(settings.KB_EMBEDDER)
     query = str(getattr(settings, "KB_QUERY_EMBEDDER", "") or passages)
     return query if (passages, query) in QUERY_EMBEDDER_PAIRS else passages

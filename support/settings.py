@@ -678,10 +678,10 @@ KB_BACKEND = env.get_str("KB_BACKEND", "local")  # local (PostgreSQL) | bedrock
 KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm")  # minilm (offline, CPU) | titan (Bedrock)
 # MiniLM batches run side by side (one onnxruntime thread each): the cores embedding may use
 KB_EMBED_WORKERS = env.get_int("KB_EMBED_WORKERS", 2)
-# Queries only: minilm-int8 (default) embeds queries over minilm passages with the int8
-# variant (half the CPU per turn; docs/knowledge.md); set it to KB_EMBEDDER's value (minilm)
-# for float32 queries. Ignored over other passage embedders (titan, minilm-int8).
-KB_QUERY_EMBEDDER = env.get_str("KB_QUERY_EMBEDDER", "minilm-int8")
+# Queries only: minilm (default) = the passages' float32 vectors; minilm-int8 embeds queries
+# over minilm passages with the int8 variant (half the CPU per turn, but reply-draft citation
+# precision fell to 0.979 with it: docs/knowledge.md). Ignored over other passage embedders.
+KB_QUERY_EMBEDDER = env.get_str("KB_QUERY_EMBEDDER", "minilm")
 # Tokens embedded per passage (MiniLM, at most 256); fewer = faster ingestion, other vectors
 KB_EMBED_MAX_TOKENS = env.get_int("KB_EMBED_MAX_TOKENS", 256)
 KB_TITAN_MODEL_ID = env.get_str("KB_TITAN_MODEL_ID", "amazon.titan-embed-text-v2:0")

@@ -76,12 +76,14 @@ def test_a_few_short_texts_are_spread_over_the_workers(monkeypatch):
     np.testing.assert_allclose(vectors, MiniLM(batch_size=32).encode(turns), atol=1e-5)
 
 
-def test_queries_use_int8_over_minilm_passages_by_default(settings):
+def test_queries_can_use_int8_over_minilm_passages(settings):
     settings.KB_EMBEDDER = "minilm"
+    settings.KB_QUERY_EMBEDDER = "minilm-int8"
     assert query_embedder_name() == "minilm-int8"
     assert get_query_embedder().name == "minilm-int8"
     settings.KB_QUERY_EMBEDDER = "minilm"  # float32 queries, the passages' own vectors
     assert query_embedder_name() == "minilm"
+    assert get_query_embedder().name == "minilm"
 
 
 @pytest.mark.parametrize("passages", ["titan", "minilm-int8"])
