@@ -13,7 +13,7 @@ the longest) for a comparison under the same load; ``--workers`` sets ``KB_EMBED
 
 Usage (database from DATABASE_URL, e.g. `eval "$(python scripts/services.py start
 --print-env)"`): python bench/kb_ingest.py [--docs .devdata/stackfaq/docs.jsonl] [--runs 3]
-[--workers 2] [--legacy] [--edit 0.1]
+[--workers 2] [--legacy] [--edit 0.1] [--embedder minilm|minilm-int8] [--max-tokens 256]
 """
 
 from __future__ import annotations
@@ -38,11 +38,11 @@ import django  # noqa: E402
 
 django.setup()
 
-from knowledge.embeddings import Embedder, MiniLMEmbedder  # noqa: E402
+from knowledge.embeddings import Embedder, MiniLMEmbedder, MiniLMInt8Embedder  # noqa: E402
 from knowledge.models import KnowledgeSource  # noqa: E402
 from knowledge.parsing import parse_jsonl  # noqa: E402
 from knowledge.services import IngestCounts, documents_ingest, source_get_or_create  # noqa: E402
-from support.minilm import MiniLM  # noqa: E402
+from support.minilm import MAX_TOKENS, MiniLM  # noqa: E402
 
 SOURCE = "bench-ingest"
 
@@ -85,13 +85,24 @@ def main() -> int:
     parser.add_argument("--legacy", action="store_true", help="the encoder before issue 18")
     parser.add_argument("--edit", type=float, default=0.1, help="share of documents edited")
     parser.add_argument("--limit", type=int, default=0, help="first N documents only")
+    parser.add_argument(
+        "--embedder", default="minilm", choices=["minilm", "minilm-int8"], help="KB embedder"
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=MAX_TOKENS, help="tokens embedded per passage"
+    )
     args = parser.parse_args()
     lines = [line for line in Path(args.docs).read_text().splitlines() if line.strip()]
     if args.limit:
         lines = lines[: args.limit]
-    embedder: Embedder = LegacyEmbedder() if args.legacy else MiniLMEmbedder(workers=args.workers)
+    embedder: Embedder
+    if args.legacy:
+        embedder = LegacyEmbedder()
+    else:
+        factory = MiniLMInt8Embedder if args.embedder == "minilm-int8" else MiniLMEmbedder
+        embedder = factory(workers=args.workers, max_tokens=args.max_tokens)
     embedder.encode(["warm up"])
-    label = "legacy encoder" if args.legacy else f"workers={args.workers}"
+    label = "legacy encoder" if args.legacy else f"{embedder.name}, workers={args.workers}"
     print(f"{args.docs}: {len(lines)} documents, {label}, cpu count {os.cpu_count()}")
     rng = random.Random(11)
     for run in range(1, args.runs + 1):

@@ -44,7 +44,7 @@ from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from knowledge.conversation import ConversationQuery, Turn, build_query
-from knowledge.embeddings import Embedder, get_embedder
+from knowledge.embeddings import Embedder, get_query_embedder
 
 logger = logging.getLogger(__name__)
 
@@ -268,11 +268,16 @@ def conversation_vector(
     ``redact_names``: the customer's names, for an embedder that sends text off-machine
     (such calls bypass the per-process turn cache: its key is the unredacted text)."""
     parts = query.parts
+    embed_turns = int(getattr(settings, "KB_CONTEXT_EMBED_TURNS", 0))
+    if embed_turns > 0:
+        # Only the nearest context turns are embedded (the encoder is most of a first-seen
+        # conversation's cost); names are still carried from all of them (entity_terms).
+        parts = parts[: 1 + embed_turns]
     texts = [p.text for p in parts]
     if embedder is not None or redact_names:
-        vectors = (embedder or get_embedder()).encode(texts, redact_names=redact_names)
+        vectors = (embedder or get_query_embedder()).encode(texts, redact_names=redact_names)
     else:
-        vectors = _encode_turns(get_embedder(), texts)
+        vectors = _encode_turns(get_query_embedder(), texts)
     focus: np.ndarray = vectors[0]
     if len(parts) == 1 or query.context_weight <= 0:
         return focus
@@ -500,7 +505,7 @@ def rank_documents(
             query_vector = (
                 conversation_vector(conversation, redact_names=redact_names)
                 if conversation is not None
-                else get_embedder().encode([text_query], redact_names=redact_names)[0]
+                else get_query_embedder().encode([text_query], redact_names=redact_names)[0]
             )
         take_vectors(_vector_candidates(cursor, query_vector, limit, where, params))
     if mode == "hybrid":

@@ -678,6 +678,12 @@ KB_BACKEND = env.get_str("KB_BACKEND", "local")  # local (PostgreSQL) | bedrock
 KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm")  # minilm (offline, CPU) | titan (Bedrock)
 # MiniLM batches run side by side (one onnxruntime thread each): the cores embedding may use
 KB_EMBED_WORKERS = env.get_int("KB_EMBED_WORKERS", 2)
+# Queries only: minilm (default) = the passages' float32 vectors; minilm-int8 embeds queries
+# over minilm passages with the int8 variant (half the CPU per turn, but reply-draft citation
+# precision fell to 0.979 with it: docs/knowledge.md). Ignored over other passage embedders.
+KB_QUERY_EMBEDDER = env.get_str("KB_QUERY_EMBEDDER", "minilm")
+# Tokens embedded per passage (MiniLM, at most 256); fewer = faster ingestion, other vectors
+KB_EMBED_MAX_TOKENS = env.get_int("KB_EMBED_MAX_TOKENS", 256)
 KB_TITAN_MODEL_ID = env.get_str("KB_TITAN_MODEL_ID", "amazon.titan-embed-text-v2:0")
 KB_AWS_REGION = env.get_str("KB_AWS_REGION", "")
 KB_BEDROCK_KNOWLEDGE_BASE_ID = env.get_str("KB_BEDROCK_KNOWLEDGE_BASE_ID", "")
@@ -694,6 +700,10 @@ KB_CONTEXT_WEIGHT = env.get_float("KB_CONTEXT_WEIGHT", 0.3)
 KB_AGENT_WEIGHT = env.get_float("KB_AGENT_WEIGHT", 1.0)
 KB_CONTEXT_DECAY = env.get_float("KB_CONTEXT_DECAY", 0.9)
 KB_CONTEXT_TURNS = env.get_int("KB_CONTEXT_TURNS", 8)
+# ... of which the nearest 3 are embedded into the query vector (0 = all of them; 3 chosen on
+# MWOZ-FAQ dev, docs/knowledge.md);
+# names are carried from all KB_CONTEXT_TURNS
+KB_CONTEXT_EMBED_TURNS = env.get_int("KB_CONTEXT_EMBED_TURNS", 3)
 KB_ENTITY_WEIGHT = env.get_float("KB_ENTITY_WEIGHT", 0.5)
 KB_ENTITY_MAX_DF = env.get_float("KB_ENTITY_MAX_DF", 0.02)
 # Reply drafts (docs/knowledge.md#reply-drafts): offered only when the best article scores

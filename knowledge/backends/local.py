@@ -16,7 +16,7 @@ class LocalBackend:
     @property
     def sends_text(self) -> bool:
         # The embedder retrieval will use: Titan embeds the query remotely.
-        return bool(getattr(retrieval.get_embedder(), "sends_text", True))
+        return bool(getattr(retrieval.get_query_embedder(), "sends_text", True))
 
     def search(
         self,

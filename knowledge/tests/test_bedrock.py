@@ -258,7 +258,7 @@ def test_titan_embedding_of_a_ticket_query_is_redacted(
                 "contentType": "application/json",
             },
         )
-    monkeypatch.setattr(retrieval, "get_embedder", lambda: TitanEmbedder(client=runtime))
+    monkeypatch.setattr(retrieval, "get_query_embedder", lambda: TitanEmbedder(client=runtime))
     with stub:
         assert selectors.ticket_suggestions(zelda_ticket) == []
     assert sent

@@ -138,6 +138,41 @@ def test_the_entity_named_turns_earlier_decides_among_same_question_articles(faq
     assert {r.document_external_id for r in alone} == {f"{_slug(h)}/parking" for h in HOTELS}
 
 
+def test_names_are_carried_from_turns_too_far_back_to_be_embedded(faq, settings, monkeypatch):
+    from knowledge import retrieval
+
+    turns = [
+        Turn(CUSTOMER, "I need a guesthouse in the north."),
+        Turn(AGENT, "How about the Acorn Guest House?"),
+        Turn(CUSTOMER, "Is it expensive?"),
+        Turn(AGENT, "It is in the moderate price range."),
+        Turn(CUSTOMER, "Is it far from the station?"),
+        Turn(AGENT, "About ten minutes by taxi."),
+        Turn(CUSTOMER, "Do they have free parking?"),
+    ]
+    settings.KB_CONTEXT_EMBED_TURNS = 2
+    encoded: list[str] = []
+    embedder = retrieval.get_query_embedder()
+
+    class Recording:
+        name = embedder.name
+        dimensions = embedder.dimensions
+
+        def encode(self, texts):
+            encoded.extend(texts)
+            return embedder.encode(texts)
+
+    monkeypatch.setattr(retrieval, "get_query_embedder", lambda: Recording())
+    monkeypatch.setattr(retrieval, "_TURN_VECTORS", retrieval.OrderedDict())
+    results = search(turns, k=3)
+    # The focus and the two nearest turns were embedded, not the four before them ...
+    assert sorted(encoded) == sorted(
+        ["Do they have free parking?", "About ten minutes by taxi.", "Is it far from the station?"]
+    )
+    # ... yet the hotel named five turns back still decides among the parking articles.
+    assert results[0].document_external_id == "acorn-guest-house/parking"
+
+
 def test_the_last_turn_outweighs_the_context(faq):
     turns = [
         Turn(CUSTOMER, "What is the phone number of Kirkwood House?"),
@@ -259,7 +294,7 @@ def test_other_backends_get_the_one_string_form(monkeypatch):
     assert calls == [("When will it arrive? A-10042", 2)]
 
 
-def test_a_ticket_turn_is_embedded_once_per_process(monkeypatch):
+def test_a_ticket_turn_is_embedded_once_per_process(monkeypatch, settings):
     import numpy as np
 
     from knowledge import retrieval
@@ -274,8 +309,9 @@ def test_a_ticket_turn_is_embedded_once_per_process(monkeypatch):
             encoded.extend(texts)
             return np.eye(4, dtype=np.float32)[[len(t) % 4 for t in texts]]
 
-    monkeypatch.setattr(retrieval, "get_embedder", lambda: CountingEmbedder())
+    monkeypatch.setattr(retrieval, "get_query_embedder", lambda: CountingEmbedder())
     monkeypatch.setattr(retrieval, "_TURN_VECTORS", retrieval.OrderedDict())
+    settings.KB_CONTEXT_EMBED_TURNS = 0  # every turn embedded
     first = build_query(CONVERSATION)
     retrieval.conversation_vector(first)
     assert sorted(encoded) == sorted(p.text for p in first.parts)
