@@ -67,44 +67,48 @@ def ticket_sla_recompute(ticket: Ticket, *, now: datetime | None = None) -> list
 SLA_FIELDS = ("sla_policy_id", "first_response_due_at", "resolution_due_at")
 
 
-def tickets_sla_reapply(*, batch_size: int = 1000) -> int:
+def tickets_sla_reapply(*, batch_size: int = 500) -> int:
     """Recompute the due times of every ticket still running a clock (new, open or
     pending; merged tickets excluded) from the active policies as they are now, after a
     supervisor edited a policy, a calendar, its hours or holidays. A ticket keeps its
     creation time and the business time its resolution clock was stopped; warnings and
     breaches already recorded stay in its history, and the checker judges the new due
-    times from its next run. Idempotent: a ticket whose due times do not change is not
-    written. Returns how many tickets changed."""
+    times from its next run. Each batch is read and written under row locks, so an agent's
+    priority or team change at the same moment is never overwritten with due times for
+    the old values. Idempotent: a ticket whose due times do not change is not written.
+    Returns how many tickets changed."""
     sla_policies_forget()  # this process may hold the policies from before the edit
-    tickets = (
+    ids = list(
         Ticket.objects.filter(status__in=FIRST_RESPONSE_OPEN, merged_into__isnull=True)
-        .only(
-            "pk", "priority", "team_id", "channel", "created_at", "sla_paused_seconds", *SLA_FIELDS
-        )
         .order_by("pk")
+        .values_list("pk", flat=True)
     )
-    changed: list[Ticket] = []
     total = 0
-    for ticket in tickets.iterator(chunk_size=batch_size):
-        before = tuple(getattr(ticket, f) for f in SLA_FIELDS)
-        ticket_sla_recompute(ticket)
-        if tuple(getattr(ticket, f) for f in SLA_FIELDS) != before:
-            changed.append(ticket)
-        if len(changed) >= batch_size:
-            total += _save_due_times(changed)
-            changed = []
-    total += _save_due_times(changed)
+    for start in range(0, len(ids), batch_size):
+        with transaction.atomic():
+            batch = (
+                Ticket.objects.select_for_update(of=("self",))
+                .filter(
+                    pk__in=ids[start : start + batch_size],
+                    status__in=FIRST_RESPONSE_OPEN,
+                    merged_into__isnull=True,
+                )
+                .order_by("pk")
+            )
+            changed: list[Ticket] = []
+            for ticket in batch:
+                before = tuple(getattr(ticket, f) for f in SLA_FIELDS)
+                ticket_sla_recompute(ticket)
+                if tuple(getattr(ticket, f) for f in SLA_FIELDS) != before:
+                    changed.append(ticket)
+            if changed:
+                Ticket.objects.bulk_update(
+                    changed, ["sla_policy", "first_response_due_at", "resolution_due_at"]
+                )
+            total += len(changed)
     if total:
         logger.info("sla policies changed: due times of %d open tickets recomputed", total)
     return total
-
-
-def _save_due_times(tickets: list[Ticket]) -> int:
-    if tickets:
-        Ticket.objects.bulk_update(
-            tickets, ["sla_policy", "first_response_due_at", "resolution_due_at"]
-        )
-    return len(tickets)
 
 
 def sla_policies_changed() -> None:

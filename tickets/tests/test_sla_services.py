@@ -415,3 +415,13 @@ def test_reapply_after_a_deactivated_policy_clears_due_times_and_the_checker_fol
     )
     # The breach already recorded stays in the ticket's history.
     assert SlaEvent.objects.filter(ticket=ticket, kind="breached").exists()
+
+
+def test_reapply_works_through_batches_and_skips_merged_tickets(customer, always):
+    policy = _policy(always, fr=60, res=240)
+    tickets = [_ticket(customer, priority="high") for _ in range(5)]
+    services.ticket_merge(source=tickets[4], target=tickets[0], actor=None)
+    merged_due = Ticket.objects.get(pk=tickets[4].pk).first_response_due_at
+    SlaPolicy.objects.filter(pk=policy.pk).update(first_response_minutes=5)
+    assert sla_services.tickets_sla_reapply(batch_size=2) == 4
+    assert Ticket.objects.get(pk=tickets[4].pk).first_response_due_at == merged_due
