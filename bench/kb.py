@@ -63,6 +63,27 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
 
+def timed(items: list, call, before=None) -> list[float]:
+    """Milliseconds of ``call(item)`` for each item (``before()`` run untimed first)."""
+    out = []
+    for item in items:
+        if before is not None:
+            before()
+        started = time.perf_counter()
+        call(item)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def report(label: str, timings: list[float]) -> None:
+    print(f"{label}: p50 {pct(timings, 50):.1f} ms, p95 {pct(timings, 95):.1f} ms")
+
+
+def _forget_turn_vectors() -> None:
+    with retrieval._TURN_VECTORS_LOCK:
+        retrieval._TURN_VECTORS.clear()  # a conversation seen for the first time
+
+
 def bench_ingest(docs: list[dict]) -> None:
     source = source_get_or_create(name="bench-stackfaq")
     items = list(parse_jsonl("\n".join(json.dumps(d) for d in docs)))
@@ -175,14 +196,9 @@ def bench_search(queries: list[str], total_chunks: int) -> None:
             f"hybrid retrieval over {total_chunks} chunks, ef_search={ef}: "
             f"p50 {pct(timings, 50):.1f} ms, p95 {pct(timings, 95):.1f} ms"
         )
-    full = []
-    for q in queries:
-        started = time.perf_counter()
-        search(q, k=5)
-        full.append((time.perf_counter() - started) * 1000)
-    print(
-        f"full search() incl. query embedding and snippets: p50 {pct(full, 50):.1f} ms, "
-        f"p95 {pct(full, 95):.1f} ms"
+    report(
+        "full search() incl. query embedding and snippets",
+        timed(queries, lambda q: search(q, k=5)),
     )
 
 
@@ -210,25 +226,13 @@ def bench_conversations(path: Path, count: int, total_chunks: int) -> None:
         f"conversational hybrid retrieval over {total_chunks} chunks: "
         f"p50 {pct(timings, 50):.1f} ms, p95 {pct(timings, 95):.1f} ms"
     )
-    full = []
-    for turns in rows:
-        started = time.perf_counter()
-        search(turns, k=5)
-        full.append((time.perf_counter() - started) * 1000)
-    print(
-        f"full search() of a conversation (turn vectors cached by the pass above): "
-        f"p50 {pct(full, 50):.1f} ms, p95 {pct(full, 95):.1f} ms"
+    report(
+        "full search() of a conversation (turn vectors cached by the pass above)",
+        timed(rows, lambda turns: search(turns, k=5)),
     )
-    first = []
-    for turns in rows:
-        with retrieval._TURN_VECTORS_LOCK:
-            retrieval._TURN_VECTORS.clear()  # a conversation seen for the first time
-        started = time.perf_counter()
-        search(turns, k=5)
-        first.append((time.perf_counter() - started) * 1000)
-    print(
-        f"full search() of a conversation seen for the first time (no cached turn): "
-        f"p50 {pct(first, 50):.1f} ms, p95 {pct(first, 95):.1f} ms"
+    report(
+        "full search() of a conversation seen for the first time (no cached turn)",
+        timed(rows, lambda turns: search(turns, k=5), before=_forget_turn_vectors),
     )
 
 

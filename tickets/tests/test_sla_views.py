@@ -55,6 +55,23 @@ def _subjects(response) -> list[str]:
     return [t.subject for t in response.context["result"].tickets]
 
 
+def _policy_form(*, calendar: int, **fields: str) -> dict[str, str]:
+    """The admin change form of the "High 1h" policy, with ``fields`` changed."""
+    return {
+        "name": "High 1h",
+        "is_active": "on",
+        "priority": "high",
+        "team": "",
+        "channel": "",
+        "calendar": str(calendar),
+        "first_response_minutes": "60",
+        "resolution_minutes": "480",
+        "escalate_on": "breached",
+        "escalate_to_team": "",
+        **fields,
+    }
+
+
 def _count(client, url: str) -> int:
     with CaptureQueriesContext(connection) as ctx:
         assert client.get(url).status_code == 200
@@ -161,18 +178,7 @@ def test_agents_cannot_edit_policies_supervisors_can(client, agent, supervisor, 
     assert "Unknown time zone" in bad.content.decode()
     response = client.post(
         f"/admin/tickets/slapolicy/{policy.pk}/change/",
-        {
-            "name": "High 1h",
-            "is_active": "on",
-            "priority": "high",
-            "team": "",
-            "channel": "",
-            "calendar": str(office.pk),
-            "first_response_minutes": "30",
-            "resolution_minutes": "",
-            "escalate_on": "breached",
-            "escalate_to_team": "",
-        },
+        _policy_form(calendar=office.pk, first_response_minutes="30", resolution_minutes=""),
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     policy.refresh_from_db()
@@ -198,18 +204,7 @@ def test_a_policy_edited_in_the_admin_moves_the_open_tickets_due_times(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             f"/admin/tickets/slapolicy/{policy.pk}/change/",
-            {
-                "name": "High 1h",
-                "is_active": "on",
-                "priority": "high",
-                "team": "",
-                "channel": "",
-                "calendar": str(policy.calendar_id),
-                "first_response_minutes": "20",
-                "resolution_minutes": "480",
-                "escalate_on": "breached",
-                "escalate_to_team": "",
-            },
+            _policy_form(calendar=policy.calendar_id, first_response_minutes="20"),
         )
     assert response.status_code == 302, response.content.decode()[:2000]
     stored = Ticket.objects.get(pk=ticket.pk)
