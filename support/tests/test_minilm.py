@@ -59,3 +59,46 @@ def test_layer_counts_outside_the_model_are_refused(tmp_path: Path) -> None:
             minilm.truncate(Path("unused.onnx"), layers, tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="quantised"):
         minilm.MiniLM(layers=4)
+
+
+def test_the_fused_variant_is_the_same_network_in_fewer_kernels(tmp_path: Path) -> None:
+    import onnx
+
+    int8 = minilm.MiniLM(max_tokens=64, quantized=True, cache_dir=tmp_path)
+    fused = minilm.MiniLM(max_tokens=64, quantized=True, cache_dir=tmp_path, fused=True)
+    assert fused.name == "minilm-int8-fused" != int8.name
+    # built from the shipped file, deterministic, cached under its own name
+    assert fused.model_sha256 == minilm.FUSED_SHA256
+    assert (tmp_path / minilm.FUSED_NAME).exists()
+    a, b = int8.encode(TEXTS), fused.encode(TEXTS)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(axis=1).min() > 0.995  # the same embedding, not bit for bit
+    graph = onnx.load_from_string(minilm.quantized_model(tmp_path, fused=True)).graph
+    plain = onnx.load_from_string(minilm.quantized_model(tmp_path)).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("QAttention") == minilm.LAYERS
+    assert len(graph.node) < len(plain.node) / 2
+    assert minilm.minilm(quantized=True, cache_dir=tmp_path, fused=True) is not (
+        minilm.minilm(quantized=True, cache_dir=tmp_path)
+    )
+
+
+def test_the_fused_variant_needs_the_quantised_six_layers(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="quantised"):
+        minilm.MiniLM(fused=True)
+    with pytest.raises(ValueError, match="six layers"):
+        minilm.quantized_model(tmp_path, layers=4, fused=True)
+
+
+def test_an_unexpected_export_is_refused_by_the_attention_fusion(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    model = helper.make_model(
+        helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    )
+    onnx.save(model, str(tmp_path / "other.onnx"))
+    with pytest.raises(minilm.PermanentError, match="not the expected export"):
+        minilm.fuse_attention(tmp_path / "other.onnx", tmp_path / "out.onnx")
