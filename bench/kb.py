@@ -108,11 +108,14 @@ def fill(target: int, rng: np.random.Generator) -> KnowledgeSource:
         return source
     base = list(
         Chunk.objects.filter(source__name="bench-stackfaq", kind="body").values_list(
-            "text", "embedding"
+            "text", "embedding", "embedder"
         )
     )
-    base_vectors = np.array([np.array(v, dtype=np.float32) for _, v in base])
-    base_words = [t.split() for t, _ in base]
+    base_vectors = np.array([np.array(v, dtype=np.float32) for _, v, _ in base])
+    base_words = [t.split() for t, _, _ in base]
+    # Perturbed copies of those vectors: they live in the base chunks' embedding space, so
+    # they carry its name (search embeds queries like the stored majority).
+    space = base[0][2] if base else ""
     per_doc = 5
     started = time.perf_counter()
     next_doc = Document.objects.filter(source=source).count()
@@ -139,7 +142,7 @@ def fill(target: int, rng: np.random.Generator) -> KnowledgeSource:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             with cursor.cursor.copy(
                 "COPY knowledge_chunk (document_id, source_id, kind, position, heading_path, "
-                "text, token_count, embedding, embedding_key, created_at) FROM STDIN"
+                "text, token_count, embedding, embedding_key, embedder, created_at) FROM STDIN"
             ) as copy:
                 for i in range(batch):
                     words = base_words[picks[i]][:]
@@ -156,7 +159,8 @@ def fill(target: int, rng: np.random.Generator) -> KnowledgeSource:
                             text,
                             len(words),
                             vector,
-                            "",  # synthetic: no embedder produced it
+                            "",  # synthetic: no embedder produced this text's vector
+                            space,
                             "now",
                         )
                     )

@@ -13,7 +13,8 @@ the longest) for a comparison under the same load; ``--workers`` sets ``KB_EMBED
 
 Usage (database from DATABASE_URL, e.g. `eval "$(python scripts/services.py start
 --print-env)"`): python bench/kb_ingest.py [--docs .devdata/stackfaq/docs.jsonl] [--runs 3]
-[--workers 2] [--legacy] [--edit 0.1] [--embedder minilm|minilm-int8] [--max-tokens 256]
+[--workers 2] [--legacy] [--edit 0.1] [--embedder minilm|minilm-int8] [--max-tokens 128]
+(embedder and tokens default to the settings: minilm-int8, 128)
 """
 
 from __future__ import annotations
@@ -85,11 +86,19 @@ def main() -> int:
     parser.add_argument("--legacy", action="store_true", help="the encoder before issue 18")
     parser.add_argument("--edit", type=float, default=0.1, help="share of documents edited")
     parser.add_argument("--limit", type=int, default=0, help="first N documents only")
+    from django.conf import settings
+
     parser.add_argument(
-        "--embedder", default="minilm", choices=["minilm", "minilm-int8"], help="KB embedder"
+        "--embedder",
+        default=settings.KB_EMBEDDER,
+        choices=["minilm", "minilm-int8"],
+        help="KB embedder (default: KB_EMBEDDER)",
     )
     parser.add_argument(
-        "--max-tokens", type=int, default=MAX_TOKENS, help="tokens embedded per passage"
+        "--max-tokens",
+        type=int,
+        default=min(MAX_TOKENS, int(settings.KB_EMBED_MAX_TOKENS)),
+        help="tokens embedded per passage (default: KB_EMBED_MAX_TOKENS)",
     )
     args = parser.parse_args()
     lines = [line for line in Path(args.docs).read_text().splitlines() if line.strip()]

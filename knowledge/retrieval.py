@@ -43,8 +43,9 @@ from django.db import connection
 from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from knowledge import embeddings
 from knowledge.conversation import ConversationQuery, Turn, build_query
-from knowledge.embeddings import Embedder, get_query_embedder
+from knowledge.embeddings import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +293,97 @@ def conversation_vector(
 
 
 TITLE_STATS_VERSION_KEY = "kb-title-stats-version"
+EMBEDDERS_VERSION_KEY = "kb-stored-embedders-version"
+EMBEDDERS_SECONDS = 60
+LEGACY_EMBEDDER = "minilm"  # what a chunk from before ``Chunk.embedder`` was embedded with
+
+
+class _StoredEmbedders:
+    """How many chunks each embedder's vectors are, cached per process; reloaded when
+    ingestion or ``kb_reembed`` bumps ``EMBEDDERS_VERSION_KEY`` (or every
+    ``EMBEDDERS_SECONDS``). An index-only count over ``kb_chunk_embedder``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded_at = -math.inf
+        self._version: Any = None
+        self.counts: dict[str, int] = {}
+
+    def get(self) -> dict[str, int]:
+        from django.core.cache import cache
+        from redis.exceptions import RedisError
+
+        try:
+            version = cache.get(EMBEDDERS_VERSION_KEY)
+        except RedisError:  # search must not fail with the cache: fall back to the TTL
+            version = self._version
+        with self._lock:
+            if time.monotonic() - self._loaded_at > EMBEDDERS_SECONDS or version != self._version:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT embedder, count(*) FROM knowledge_chunk GROUP BY embedder"
+                    )
+                    self.counts = {str(name): int(n) for name, n in cursor.fetchall()}
+                self._loaded_at = time.monotonic()
+                self._version = version
+            return dict(self.counts)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._loaded_at = -math.inf
+            self._version = None
+            self.counts = {}
+
+
+stored_embedders = _StoredEmbedders()
+
+
+def stored_embedder() -> str:
+    """The embedder most stored chunks were embedded with (chunks of unknown origin count
+    as ``LEGACY_EMBEDDER``); the configured one when the knowledge base is empty or the
+    count is tied."""
+    configured = embeddings.passages_embedder_name()
+    counts: dict[str, int] = {}
+    for name, n in stored_embedders.get().items():
+        key = name or LEGACY_EMBEDDER
+        counts[key] = counts.get(key, 0) + n
+    if not counts or counts.get(configured, 0) >= max(counts.values()):
+        return configured
+    return max(sorted(counts), key=lambda name: counts[name])
+
+
+def stored_embedders_invalidate() -> None:
+    """Tell every process that chunks were (re-)embedded."""
+    from django.core.cache import cache
+    from redis.exceptions import RedisError
+
+    try:
+        cache.set(EMBEDDERS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    except RedisError:  # the counts then refresh within EMBEDDERS_SECONDS
+        logger.warning("kb stored embedders: could not signal the change", exc_info=True)
+
+
+_mismatch_logged: set[tuple[str, str]] = set()
+
+
+def get_query_embedder() -> Embedder:
+    """The query embedder for the vectors actually stored: while most chunks still hold
+    another embedder's vectors than ``KB_EMBEDDER`` gives (the setting changed, ``kb_reembed``
+    not run or not finished), queries are embedded like them, so search neither fails nor
+    ranks in the wrong space; a warning says so once per process."""
+    stored = stored_embedder()
+    configured = embeddings.passages_embedder_name()
+    embedder = embeddings.get_query_embedder(passages=stored)
+    if stored != configured and (stored, configured) not in _mismatch_logged:
+        _mismatch_logged.add((stored, configured))
+        logger.warning(
+            "knowledge base: most chunks were embedded with %s, KB_EMBEDDER gives %s; "
+            "queries use %s until `python manage.py kb_reembed` has re-embedded them",
+            stored,
+            configured,
+            embedder.name,
+        )
+    return embedder
 
 
 def title_stats_invalidate() -> None:
@@ -344,7 +436,10 @@ title_stats = _TitleStats()
 
 
 def title_stats_forget() -> None:
-    """Drop this process's cached title statistics (the next search reloads them)."""
+    """Drop this process's cached title statistics and stored-embedder counts (the next
+    search reloads them)."""
+    stored_embedders.forget()
+    _mismatch_logged.clear()
     with title_stats._lock:
         title_stats._loaded_at = -math.inf
         title_stats._version = None

@@ -35,7 +35,7 @@ from knowledge.parsing import (
     document_url,
 )
 from knowledge.readers import Item, ItemError
-from knowledge.retrieval import title_stats_invalidate
+from knowledge.retrieval import stored_embedders_invalidate, title_stats_invalidate
 from support.errors import InvalidInput, NotFound
 from support.parsing import parse_id
 
@@ -144,6 +144,7 @@ def _write_documents(
     vectors: Any,
     keys: list[str],
     counts: IngestCounts,
+    embedder_name: str,
 ) -> None:
     offset = 0
     touched: list[int] = []
@@ -189,6 +190,7 @@ def _write_documents(
                         token_count=len(draft.text.split()),
                         embedding=vectors[offset + i],
                         embedding_key=keys[offset + i],
+                        embedder=embedder_name,
                     )
                     for i, draft in enumerate(drafts)
                 ]
@@ -199,6 +201,7 @@ def _write_documents(
         with connection.cursor() as cursor:
             cursor.execute(_SEARCH_VECTOR_SQL, [touched])
         transaction.on_commit(title_stats_invalidate)
+        transaction.on_commit(stored_embedders_invalidate)
 
 
 def _ingest_batch(
@@ -244,7 +247,7 @@ def _ingest_batch(
     vectors = _embed(texts, keys, todo, full=full, embedder=embedder, counts=counts)
     counts.add_time("embed_s", time.perf_counter() - started)
     started = time.perf_counter()
-    _write_documents(source, todo, vectors, keys, counts)
+    _write_documents(source, todo, vectors, keys, counts, embedder.name)
     counts.add_time("write_s", time.perf_counter() - started)
 
 
@@ -281,6 +284,83 @@ def _embed(
     for i, key in enumerate(keys):
         vectors[i] = known[key]
     return vectors
+
+
+REEMBED_SIGNAL_SECONDS = 30  # how often kb_reembed tells the search processes to recount
+
+
+@dataclass
+class ReembedCounts:
+    total: int = 0  # chunks whose vector was not the configured embedder's when the run began
+    embedded: int = 0
+    seconds: float = 0.0
+
+
+def chunks_reembed(
+    *,
+    source: KnowledgeSource | None = None,
+    embedder: Embedder | None = None,
+    batch_size: int = 256,
+    progress: ProgressFn | None = None,
+) -> ReembedCounts:
+    """Give every chunk whose vector came from another embedder (``Chunk.embedder`` is not
+    the configured one's name: ``KB_EMBEDDER`` or ``KB_EMBED_MAX_TOKENS`` changed) a vector
+    from the configured embedder, from the text stored with it: no source is read again.
+
+    Idempotent: a chunk already embedded by this embedder is never touched, so an
+    interrupted run resumes where it stopped. Batches are written one transaction each; every
+    ``REEMBED_SIGNAL_SECONDS`` and at the end the search processes are told to recount
+    (``stored_embedders_invalidate``): search embeds its queries like the majority of the
+    stored vectors, so it follows the switch once most chunks have moved. Content hashes
+    keep the old embedder's name, so the next resync rewrites each document once, reusing
+    these vectors (matching ``embedding_key``)."""
+    embedder = embedder or get_embedder()
+    started = time.perf_counter()
+    pending = Chunk.objects.exclude(embedder=embedder.name)
+    if source is not None:
+        pending = pending.filter(source=source)
+    counts = ReembedCounts(total=pending.count())
+    last = 0
+    signalled = started
+    if progress:
+        progress(0, counts.total)
+    while True:
+        rows = list(
+            pending.filter(pk__gt=last)
+            .order_by("pk")
+            .values_list("pk", "kind", "heading_path", "text", "document__title")[:batch_size]
+        )
+        if not rows:
+            break
+        last = rows[-1][0]
+        texts = [
+            embedding_text(
+                title or "", ChunkDraft(kind=kind, position=0, heading_path=path, text=text)
+            )
+            for _, kind, path, text, title in rows
+        ]
+        vectors = embedder.encode(texts)
+        chunks = [
+            Chunk(
+                pk=pk,
+                embedding=vectors[i],
+                embedding_key=embedding_key(embedder.name, texts[i]),
+                embedder=embedder.name,
+            )
+            for i, (pk, *_) in enumerate(rows)
+        ]
+        with transaction.atomic():
+            Chunk.objects.bulk_update(chunks, ["embedding", "embedding_key", "embedder"])
+        counts.embedded += len(rows)
+        if time.perf_counter() - signalled > REEMBED_SIGNAL_SECONDS:
+            stored_embedders_invalidate()  # every search process recounts: not every batch
+            signalled = time.perf_counter()
+        if progress:
+            progress(min(counts.embedded, counts.total), counts.total)
+    if counts.embedded:
+        stored_embedders_invalidate()
+    counts.seconds = round(time.perf_counter() - started, 3)
+    return counts
 
 
 def documents_ingest(

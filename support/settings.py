@@ -675,15 +675,19 @@ CELERY_BEAT_SCHEDULE["routing-status-poll"] = {
 
 # knowledge (knowledge base)
 KB_BACKEND = env.get_str("KB_BACKEND", "local")  # local (PostgreSQL) | bedrock
-KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm")  # minilm (offline, CPU) | titan (Bedrock)
+# minilm-int8 (default: offline MiniLM, int8 kernels) | minilm (float32 kernels) | titan
+# (Bedrock). Changing it (or KB_EMBED_MAX_TOKENS) needs `manage.py kb_reembed`; until it
+# has run, search embeds its queries like the stored vectors (docs/knowledge.md).
+KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm-int8")
 # MiniLM batches run side by side (one onnxruntime thread each): the cores embedding may use
 KB_EMBED_WORKERS = env.get_int("KB_EMBED_WORKERS", 2)
-# Queries only: minilm (default) = the passages' float32 vectors; minilm-int8 embeds queries
-# over minilm passages with the int8 variant (half the CPU per turn, but reply-draft citation
-# precision fell to 0.979 with it: docs/knowledge.md). Ignored over other passage embedders.
-KB_QUERY_EMBEDDER = env.get_str("KB_QUERY_EMBEDDER", "minilm")
-# Tokens embedded per passage (MiniLM, at most 256); fewer = faster ingestion, other vectors
-KB_EMBED_MAX_TOKENS = env.get_int("KB_EMBED_MAX_TOKENS", 256)
+# Queries only: empty (default) = the passages' own embedder; minilm-int8 over minilm
+# passages embeds queries with the int8 variant (half the CPU per turn). Ignored when it
+# cannot search the passages' vectors.
+KB_QUERY_EMBEDDER = env.get_str("KB_QUERY_EMBEDDER", "")
+# Tokens embedded per passage (MiniLM, at most 256); fewer = faster ingestion, other vectors.
+# 128 with minilm-int8: ~100 chunks/s on 2 cores (docs/benchmarks.md)
+KB_EMBED_MAX_TOKENS = env.get_int("KB_EMBED_MAX_TOKENS", 128)
 KB_TITAN_MODEL_ID = env.get_str("KB_TITAN_MODEL_ID", "amazon.titan-embed-text-v2:0")
 KB_AWS_REGION = env.get_str("KB_AWS_REGION", "")
 KB_BEDROCK_KNOWLEDGE_BASE_ID = env.get_str("KB_BEDROCK_KNOWLEDGE_BASE_ID", "")
@@ -708,9 +712,10 @@ KB_ENTITY_WEIGHT = env.get_float("KB_ENTITY_WEIGHT", 0.5)
 KB_ENTITY_MAX_DF = env.get_float("KB_ENTITY_MAX_DF", 0.02)
 # Reply drafts (docs/knowledge.md#reply-drafts): offered only when the best article scores
 # at least KB_DRAFT_MIN_SCORE and leads the runner-up by KB_DRAFT_MIN_MARGIN (both calibrated
-# on the StackFAQ dev split by bench/kb_draft_calibrate.py); drafts per agent per minute.
+# on the StackFAQ dev split by bench/kb_draft_calibrate.py for the default embedders
+# minilm-int8, 128 tokens); drafts per agent per minute.
 KB_DRAFT_MIN_SCORE = env.get_float("KB_DRAFT_MIN_SCORE", 0.55)
-KB_DRAFT_MIN_MARGIN = env.get_float("KB_DRAFT_MIN_MARGIN", 0.04)
+KB_DRAFT_MIN_MARGIN = env.get_float("KB_DRAFT_MIN_MARGIN", 0.0475)
 KB_DRAFT_MAX_CITATIONS = env.get_int("KB_DRAFT_MAX_CITATIONS", 2)
 KB_DRAFT_RATE_LIMIT_PER_MINUTE = env.get_int("KB_DRAFT_RATE_LIMIT_PER_MINUTE", 20)
 

@@ -212,6 +212,27 @@ def test_dockerfile_is_multi_stage_non_root_with_a_liveness_healthcheck() -> Non
     assert "requirements-dev" not in everything
 
 
+def test_the_image_carries_the_int8_minilm_where_the_app_looks_for_it() -> None:
+    # KB_EMBEDDER=minilm-int8 (the default) and the router use the quantised MiniLM; built at
+    # image build time, the first process of a fresh container does not build it (~5 s).
+    from support import minilm
+
+    instructions = dockerfile_instructions()
+    stages = [i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
+    build, runtime = instructions[: stages[-1]], instructions[stages[-1] :]
+    builds = [rest for keyword, rest in build if keyword == "RUN" and "support.minilm" in rest]
+    assert builds == ["python -m support.minilm /opt/minilm-cache"]
+    user = next(rest for keyword, rest in runtime if keyword == "USER").split(":")[0]
+    assert (
+        "COPY",
+        f"--from=build --chown={user}:{user} /opt/minilm-cache /tmp/support-minilm-{user}",
+    ) in runtime
+    # default_cache_dir(): $TMPDIR (unset in the image: /tmp) / support-minilm-<uid>
+    assert minilm.default_cache_dir().name == f"support-minilm-{os.getuid()}"
+    env = " ".join(rest for keyword, rest in runtime if keyword == "ENV")
+    assert "TMPDIR" not in env
+
+
 def test_runtime_requirements_hold_no_dev_tools() -> None:
     names = {
         re.split(r"[=<>\[ ]", line.strip(), maxsplit=1)[0].lower()

@@ -33,7 +33,7 @@ def int8_reference() -> np.ndarray:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_int8_embedder_gives_the_shared_int8_vectors_whatever_the_batch(int8_reference, workers):
-    embedder = MiniLMInt8Embedder(workers=workers)
+    embedder = MiniLMInt8Embedder(workers=workers, max_tokens=256)
     assert embedder.name == "minilm-int8"
     np.testing.assert_allclose(embedder.encode(TEXTS), int8_reference, atol=1e-5)
     alone = np.vstack([embedder.encode([t]) for t in TEXTS])
@@ -42,8 +42,8 @@ def test_int8_embedder_gives_the_shared_int8_vectors_whatever_the_batch(int8_ref
 
 
 def test_int8_vectors_are_close_to_float32_but_another_embedding_key():
-    f32 = MiniLMEmbedder(workers=1).encode(TEXTS)
-    int8 = MiniLMInt8Embedder(workers=1).encode(TEXTS)
+    f32 = MiniLMEmbedder(workers=1, max_tokens=256).encode(TEXTS)
+    int8 = MiniLMInt8Embedder(workers=1, max_tokens=256).encode(TEXTS)
     cosines = (f32 * int8).sum(axis=1)
     assert cosines.min() > 0.97
     assert not np.allclose(f32, int8, atol=1e-4)
@@ -51,7 +51,7 @@ def test_int8_vectors_are_close_to_float32_but_another_embedding_key():
 
 
 def test_truncated_passages_are_another_embedder_name():
-    full = MiniLMEmbedder(workers=1)
+    full = MiniLMEmbedder(workers=1, max_tokens=256)
     short = MiniLMEmbedder(workers=1, max_tokens=64)
     assert (full.name, short.name) == ("minilm", "minilm-t64")
     assert MiniLMInt8Embedder(workers=1, max_tokens=64).name == "minilm-int8-t64"
@@ -77,6 +77,7 @@ def test_a_few_short_texts_are_spread_over_the_workers(monkeypatch):
 
 
 def test_queries_can_use_int8_over_minilm_passages(settings):
+    settings.KB_EMBED_MAX_TOKENS = 256  # the names without a -t suffix
     settings.KB_EMBEDDER = "minilm"
     settings.KB_QUERY_EMBEDDER = "minilm-int8"
     assert query_embedder_name() == "minilm-int8"

@@ -8,7 +8,7 @@ from typing import Any, TextIO
 
 
 def progress_bar(
-    label: str, stream: TextIO | Any = None
+    label: str, stream: TextIO | Any = None, unit: str = "doc"
 ) -> tuple[Callable[[int, int], None], Callable[[], None]]:
     from tqdm import tqdm
 
@@ -18,7 +18,7 @@ def progress_bar(
     def update(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, desc=label, unit="doc", file=out, mininterval=0.5)
+            bar = tqdm(total=total, desc=label, unit=unit, file=out, mininterval=0.5)
         bar.total = total
         bar.n = done
         bar.refresh()

@@ -1,0 +1,155 @@
+"""Int8 passages at 128 tokens are the default (issue 18: ingestion >= 100 chunks/s), and
+switching an installation whose chunks hold another embedder's vectors is safe: every
+chunk records its embedder, search embeds its queries like the stored vectors until
+``kb_reembed`` has moved them, and ``kb_reembed`` is idempotent."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+
+from knowledge import retrieval
+from knowledge.embeddings import (
+    MiniLMEmbedder,
+    embedder_named,
+    get_embedder,
+    passages_embedder_name,
+)
+from knowledge.models import Chunk, KnowledgeSource
+from knowledge.readers import read_path
+from knowledge.retrieval import search
+from knowledge.services import (
+    chunks_reembed,
+    documents_ingest,
+    embedding_key,
+    source_get_or_create,
+)
+
+ARTICLES = [
+    {"id": "refund", "title": "Refunds", "text": "A refund reaches your card within 5 days."},
+    {"id": "password", "title": "Reset your password", "text": "Use the Forgot link."},
+    {"id": "parking", "title": "Parking", "text": "The hotel has free parking for guests."},
+]
+
+
+@pytest.fixture
+def faq_file(tmp_path: Path) -> Path:
+    path = tmp_path / "faq.jsonl"
+    path.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES))
+    return path
+
+
+def ingest(path: Path, embedder=None) -> KnowledgeSource:
+    source = source_get_or_create(name="faq", kind=KnowledgeSource.Kind.UPLOAD)
+    documents_ingest(source=source, items=read_path(path), embedder=embedder)
+    return source
+
+
+def stored() -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in Chunk.objects.values_list("embedder", flat=True):
+        out[name] = out.get(name, 0) + 1
+    return out
+
+
+def test_the_default_passages_are_int8_truncated_to_128_tokens(settings):
+    assert (settings.KB_EMBEDDER, settings.KB_EMBED_MAX_TOKENS) == ("minilm-int8", 128)
+    assert passages_embedder_name() == "minilm-int8-t128"
+    assert get_embedder().name == "minilm-int8-t128"
+    # Queries are embedded by the passages' own embedder (int8: the same space).
+    assert retrieval.embeddings.get_query_embedder().name == "minilm-int8-t128"
+
+
+def test_a_changed_max_tokens_setting_gives_the_embedder_it_names(settings):
+    settings.KB_EMBED_MAX_TOKENS = 256
+    assert get_embedder().name == "minilm-int8"
+    settings.KB_EMBEDDER = "minilm"
+    assert get_embedder().name == "minilm"
+    settings.KB_EMBED_MAX_TOKENS = 128
+    assert get_embedder().name == "minilm-t128"
+
+
+def test_embedders_are_found_by_their_stored_name():
+    for name in ("minilm", "minilm-int8-t128", "minilm-t96"):
+        embedder = embedder_named(name)
+        assert embedder is not None
+        assert embedder.name == name
+    assert embedder_named("titan") is None  # sends text away: never chosen implicitly
+    assert embedder_named("nonsense-t12") is None
+
+
+@pytest.mark.django_db
+def test_ingestion_records_each_chunks_embedder(faq_file):
+    ingest(faq_file)
+    assert stored() == {"minilm-int8-t128": 6}  # three titles, three passages
+
+
+@pytest.mark.django_db
+def test_search_follows_the_stored_vectors_until_kb_reembed_has_run(faq_file, caplog):
+    # An installation upgraded from float32 passages (the old default, 256 tokens).
+    ingest(faq_file, embedder=MiniLMEmbedder(max_tokens=256))
+    assert stored() == {"minilm": 6}
+    assert retrieval.get_query_embedder().name == "minilm"  # not the configured int8-t128
+    assert "kb_reembed" in caplog.text
+    results = search("how long until my refund arrives", k=3)
+    assert results[0].document_external_id == "refund"
+
+    counts = chunks_reembed()
+    assert (counts.total, counts.embedded) == (6, 6)
+    assert stored() == {"minilm-int8-t128": 6}
+    refund = Chunk.objects.get(document__external_id="refund", kind="body")
+    assert refund.embedding_key == embedding_key("minilm-int8-t128", "Refunds\n" + refund.text)
+    retrieval.stored_embedders.forget()  # what the invalidation does in every process
+    assert retrieval.get_query_embedder().name == "minilm-int8-t128"
+    results = search("how long until my refund arrives", k=3)
+    assert results[0].document_external_id == "refund"
+    # The vectors are the int8 embedder's own: a fresh ingestion gives the same ones.
+    vector = get_embedder().encode(["Refunds\n" + refund.text])[0]
+    assert float(vector @ refund.embedding) == pytest.approx(1.0, abs=1e-5)
+
+    again = chunks_reembed()  # idempotent: nothing left to do
+    assert (again.total, again.embedded) == (0, 0)
+
+
+@pytest.mark.django_db
+def test_kb_reembed_command_reports_progress_and_counts(faq_file):
+    ingest(faq_file, embedder=MiniLMEmbedder(max_tokens=256))
+    out, err = StringIO(), StringIO()
+    call_command("kb_reembed", "--source", "faq", "--batch", "4", stdout=out, stderr=err)
+    assert out.getvalue().startswith("embedder=minilm-int8-t128 pending=6 embedded=6 ")
+    assert "kb_reembed" in err.getvalue()  # the progress bar
+    out = StringIO()
+    call_command("kb_reembed", "--no-progress", stdout=out)
+    assert out.getvalue().startswith("embedder=minilm-int8-t128 pending=0 embedded=0 ")
+
+
+@pytest.mark.django_db
+def test_search_with_a_mixed_knowledge_base_never_fails_or_comes_back_empty(faq_file):
+    ingest(faq_file, embedder=MiniLMEmbedder(max_tokens=256))
+    # Half re-embedded (an interrupted kb_reembed): both spaces in the table.
+    first = Chunk.objects.order_by("pk").values_list("pk", flat=True)[:3]
+    source = KnowledgeSource.objects.get(name="faq")
+    chunks_reembed(source=source, batch_size=3, progress=None)  # all of them ...
+    Chunk.objects.filter(pk__in=list(first)).update(embedder="minilm")  # ... minus three
+    retrieval.stored_embedders.forget()
+    results = search("reset my password", k=3)
+    assert results
+    assert results[0].document_external_id == "password"
+
+
+@pytest.mark.django_db
+def test_the_migration_names_the_embedder_of_existing_chunks(faq_file):
+    ingest(faq_file, embedder=MiniLMEmbedder(max_tokens=256))
+    Chunk.objects.update(embedder="")  # as the column arrives on an existing table
+    Chunk.objects.filter(document__external_id="parking").update(embedding_key="")  # pre-keys
+    migration = importlib.import_module("knowledge.migrations.0005_chunk_embedder")
+    migration.backfill(apps, None)
+    assert stored() == {"minilm": 4, "": 2}
+    retrieval.stored_embedders.forget()
+    assert retrieval.stored_embedder() == "minilm"  # unknown ones count as the old default
