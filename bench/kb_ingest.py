@@ -39,7 +39,8 @@ import django  # noqa: E402
 
 django.setup()
 
-from knowledge.embeddings import Embedder, MiniLMEmbedder, MiniLMInt8Embedder  # noqa: E402
+from knowledge import embeddings  # noqa: E402
+from knowledge.embeddings import Embedder  # noqa: E402
 from knowledge.models import KnowledgeSource  # noqa: E402
 from knowledge.parsing import parse_jsonl  # noqa: E402
 from knowledge.services import IngestCounts, documents_ingest, source_get_or_create  # noqa: E402
@@ -91,7 +92,7 @@ def main() -> int:
     parser.add_argument(
         "--embedder",
         default=settings.KB_EMBEDDER,
-        choices=["minilm", "minilm-int8"],
+        choices=["minilm", "minilm-int8", "minilm-int8-fused"],
         help="KB embedder (default: KB_EMBEDDER)",
     )
     parser.add_argument(
@@ -108,7 +109,8 @@ def main() -> int:
     if args.legacy:
         embedder = LegacyEmbedder()
     else:
-        factory = MiniLMInt8Embedder if args.embedder == "minilm-int8" else MiniLMEmbedder
+        factory = embeddings._REGISTRY[args.embedder]
+        assert issubclass(factory, embeddings.MiniLMEmbedder)
         embedder = factory(workers=args.workers, max_tokens=args.max_tokens)
     embedder.encode(["warm up"])
     label = "legacy encoder" if args.legacy else f"{embedder.name}, workers={args.workers}"

@@ -90,6 +90,7 @@ class MiniLMEmbedder(MiniLM):
 
     sends_text = False
     quantized = False
+    fused = False
     max_batch = MAX_BATCH
 
     def __init__(
@@ -100,7 +101,7 @@ class MiniLMEmbedder(MiniLM):
         max_tokens: int | None = None,
     ) -> None:
         # One intra-op thread per run: parallelism comes from running batches side by side.
-        super().__init__(threads=1, quantized=self.quantized)
+        super().__init__(threads=1, quantized=self.quantized, fused=self.fused)
         if max_tokens is None:
             max_tokens = int(getattr(settings, "KB_EMBED_MAX_TOKENS", MAX_TOKENS))
         self.max_tokens = max(8, min(MAX_TOKENS, max_tokens))
@@ -182,6 +183,15 @@ class MiniLMInt8Embedder(MiniLMEmbedder):
     max_batch = 1
 
 
+class MiniLMInt8FusedEmbedder(MiniLMInt8Embedder):
+    """The int8 network with its attention, LayerNorms and GELUs fused (``support.minilm``'s
+    ``fused`` variant, the router's encoder too): ~10-15 % less CPU per text than
+    ``minilm-int8``, vectors at cosine ~0.9999 to its, yet another name (a model's vectors
+    are never mixed with another's)."""
+
+    fused = True
+
+
 class TitanEmbedder:
     """Amazon Titan Text Embeddings V2 via ``bedrock-runtime`` (one call per text)."""
 
@@ -227,6 +237,7 @@ class TitanEmbedder:
 _REGISTRY: dict[str, type[MiniLMEmbedder] | type[TitanEmbedder]] = {
     "minilm": MiniLMEmbedder,
     "minilm-int8": MiniLMInt8Embedder,
+    "minilm-int8-fused": MiniLMInt8FusedEmbedder,
     "titan": TitanEmbedder,
 }
 
@@ -294,7 +305,7 @@ def query_embedder_name() -> str:
 
 # (passage embedder, query embedder) pairs that can search each other's vectors: the same
 # embedder, or the same network with int8 kernels over float32 passages.
-QUERY_EMBEDDER_PAIRS = {(n, n) for n in ("minilm", "minilm-int8", "titan")} | {
+QUERY_EMBEDDER_PAIRS = {(n, n) for n in ("minilm", "minilm-int8", "minilm-int8-fused", "titan")} | {
     ("minilm", "minilm-int8")
 }
 

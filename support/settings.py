@@ -675,10 +675,11 @@ CELERY_BEAT_SCHEDULE["routing-status-poll"] = {
 
 # knowledge (knowledge base)
 KB_BACKEND = env.get_str("KB_BACKEND", "local")  # local (PostgreSQL) | bedrock
-# minilm-int8 (default: offline MiniLM, int8 kernels) | minilm (float32 kernels) | titan
-# (Bedrock). Changing it (or KB_EMBED_MAX_TOKENS) needs `manage.py kb_reembed`; until it
-# has run, search embeds its queries like the stored vectors (docs/knowledge.md).
-KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm-int8")
+# minilm-int8-fused (default: offline MiniLM, int8 kernels, fused graph; the router's
+# encoder) | minilm-int8 (int8, unfused) | minilm (float32 kernels) | titan (Bedrock).
+# Changing it (or KB_EMBED_MAX_TOKENS) needs `manage.py kb_reembed`; until it has run,
+# search embeds its queries like the stored vectors (docs/knowledge.md).
+KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm-int8-fused")
 # MiniLM batches run side by side (one onnxruntime thread each): the cores embedding may use
 KB_EMBED_WORKERS = env.get_int("KB_EMBED_WORKERS", 2)
 # Queries only: empty (default) = the passages' own embedder; minilm-int8 over minilm

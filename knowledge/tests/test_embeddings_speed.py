@@ -10,6 +10,7 @@ from knowledge import embeddings
 from knowledge.embeddings import (
     MiniLMEmbedder,
     MiniLMInt8Embedder,
+    MiniLMInt8FusedEmbedder,
     get_query_embedder,
     query_embedder_name,
 )
@@ -98,3 +99,16 @@ def test_the_query_embedder_never_searches_another_space(settings, passages):
 
 def test_int8_is_a_registered_embedder():
     assert embeddings._REGISTRY["minilm-int8"] is MiniLMInt8Embedder
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_fused_embedder_gives_the_routers_vectors_whatever_the_batch(workers):
+    reference = MiniLM(quantized=True, fused=True, threads=1).encode(TEXTS)
+    embedder = MiniLMInt8FusedEmbedder(workers=workers, max_tokens=256)
+    assert embeddings._REGISTRY["minilm-int8-fused"] is MiniLMInt8FusedEmbedder
+    assert embedder.name == "minilm-int8-fused"
+    np.testing.assert_allclose(embedder.encode(TEXTS), reference, atol=1e-5)
+    np.testing.assert_allclose(embedder.encode(TEXTS[::-1]), reference[::-1], atol=1e-5)
+    unfused = MiniLMInt8Embedder(workers=1, max_tokens=256).encode(TEXTS)
+    assert (reference * unfused).sum(axis=1).min() > 0.995  # the same network, another name
+    assert embedding_key("minilm-int8-fused", "x") != embedding_key("minilm-int8", "x")

@@ -79,8 +79,8 @@ def test_fusion_beats_each_retriever_alone(settings):
 
 
 def _int8(settings) -> tuple[Figures, Figures, Figures]:
-    # The defaults: int8 passages at 128 tokens (one ingestion per test: a transaction each).
-    assert (settings.KB_EMBEDDER, settings.KB_EMBED_MAX_TOKENS) == ("minilm-int8", 128)
+    # The defaults: int8 passages (fused graph) at 128 tokens (one ingestion per test).
+    assert (settings.KB_EMBEDDER, settings.KB_EMBED_MAX_TOKENS) == ("minilm-int8-fused", 128)
     return _rankings(settings)
 
 
