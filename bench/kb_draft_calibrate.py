@@ -109,15 +109,10 @@ def gate_figures(
     rows: list[dict[str, Any]], min_score: float, min_margin: float
 ) -> tuple[float, float, float]:
     """coverage, citation precision, and the share drafted with the answer removed."""
-    drafted = right = no_answer = 0
+    drafted, right = gate_counts(rows, min_score, min_margin)
+    no_answer = 0
     for row in rows:
         ranked = row["ranked"]
-        if not ranked:
-            continue
-        best, runner = ranked[0][1], (ranked[1][1] if len(ranked) > 1 else 0.0)
-        if best >= min_score and best - runner >= min_margin:
-            drafted += 1
-            right += ranked[0][0] in row["relevant"]
         others = [r for r in ranked if r[0] not in row["relevant"]]
         if len(others) >= 2:
             o_best, o_runner = others[0][1], others[1][1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.apps import apps
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from knowledge import retrieval
 from knowledge.embeddings import (
@@ -158,3 +158,10 @@ def test_the_migration_names_the_embedder_of_existing_chunks(faq_file):
     assert stored() == {"minilm": 4, "": 2}
     retrieval.stored_embedders.forget()
     assert retrieval.stored_embedder() == "minilm"  # unknown ones count as the old default
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("command", ["kb_reembed", "kb_resync"])
+def test_the_kb_commands_refuse_an_unknown_source_by_name(command):
+    with pytest.raises(CommandError, match="no source named 'nope'"):
+        call_command(command, "--source", "nope", "--no-progress", stdout=StringIO())

@@ -1,4 +1,5 @@
-"""A progress bar for the kb_* commands (tqdm on a terminal, plain lines otherwise)."""
+"""What the kb_* commands share: a progress bar (tqdm on a terminal, plain lines otherwise)
+and the ``--source`` option's lookup."""
 
 from __future__ import annotations
 
@@ -28,3 +29,18 @@ def progress_bar(
             bar.close()
 
     return update, close
+
+
+def source_option(name: str) -> Any:
+    """The ``KnowledgeSource`` a ``--source`` option names (``None`` for all), or a
+    ``CommandError`` saying there is none by that name."""
+    from django.core.management.base import CommandError
+
+    from knowledge.models import KnowledgeSource
+
+    if not name:
+        return None
+    source = KnowledgeSource.objects.filter(name=name).first()
+    if source is None:
+        raise CommandError(f"--source: no source named {name!r}")
+    return source

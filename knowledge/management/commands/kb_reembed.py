@@ -10,8 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from knowledge.embeddings import get_embedder
-from knowledge.management.commands._progress import progress_bar
-from knowledge.models import KnowledgeSource
+from knowledge.management.commands._progress import progress_bar, source_option
 from knowledge.services import chunks_reembed
 
 
@@ -24,11 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        source = None
-        if options["source"]:
-            source = KnowledgeSource.objects.filter(name=options["source"]).first()
-            if source is None:
-                raise CommandError(f"--source: no source named {options['source']!r}")
+        source = source_option(options["source"])
         if options["batch"] < 1:
             raise CommandError("--batch must be at least 1")
         embedder = get_embedder()

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from knowledge.management.commands._progress import progress_bar
-from knowledge.models import KnowledgeSource
+from knowledge.management.commands._progress import progress_bar, source_option
 from knowledge.services import job_create, job_run
 
 
@@ -22,11 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        source = None
-        if options["source"]:
-            source = KnowledgeSource.objects.filter(name=options["source"]).first()
-            if source is None:
-                raise CommandError(f"--source: no source named {options['source']!r}")
+        source = source_option(options["source"])
         job = job_create(source=source, full=options["full"], backend=settings.KB_BACKEND)
         update, close = progress_bar("kb_resync", self.stderr._out)
         try:
