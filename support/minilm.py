@@ -182,30 +182,29 @@ def fuse_attention(source: Path, target: Path) -> None:
         )
         out_proj.input[0] = fused  # the old attention nodes now feed nothing
     graph.node.extend(added)
-    # Keep the nodes the output still depends on, in an order where inputs come first.
+    # Keep the nodes the output still depends on (by position: protobuf wrappers are not
+    # stable objects), in their original order, moved only as far as their inputs need.
+    nodes = list(graph.node)
     needed = {out.name for out in graph.output}
-    kept: list[onnx.NodeProto] = []
-    pending = list(graph.node)
+    keep: set[int] = set()
     while True:
-        used = [n for n in pending if any(out in needed for out in n.output)]
+        used = [i for i, n in enumerate(nodes) if i not in keep and set(n.output) & needed]
         if not used:
             break
-        for node in used:
-            needed.update(node.input)
-            kept.append(node)
-            pending.remove(node)
+        for i in used:
+            needed.update(nodes[i].input)
+            keep.add(i)
     available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
     ordered: list[onnx.NodeProto] = []
-    original = {id(n): i for i, n in enumerate(graph.node)}
-    kept.sort(key=lambda n: original[id(n)])
-    while kept:
-        ready = [n for n in kept if all(name in available for name in n.input)]
+    waiting = sorted(keep)
+    while waiting:
+        ready = [i for i in waiting if all(name in available for name in nodes[i].input)]
         if not ready:
             raise PermanentError(f"{source}: the fused graph has a cycle")
-        for node in ready:
-            ordered.append(node)
-            available.update(node.output)
-            kept.remove(node)
+        for i in ready:
+            ordered.append(nodes[i])
+            available.update(nodes[i].output)
+            waiting.remove(i)
     del graph.node[:]
     graph.node.extend(ordered)
     used_names = {name for node in graph.node for name in node.input}
