@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,6 +43,7 @@ from support.parsing import parse_id
 logger = logging.getLogger(__name__)
 
 BATCH_DOCUMENTS = 64
+CHUNK_INSERT_ROWS = 500  # rows per INSERT when a batch's chunks are written
 ProgressFn = Callable[[int, int], None]
 
 
@@ -148,6 +150,7 @@ def _write_documents(
 ) -> None:
     offset = 0
     touched: list[int] = []
+    chunks: list[Chunk] = []
     with transaction.atomic():
         for parsed, existing, digest, drafts in batch:
             fields = {
@@ -162,7 +165,7 @@ def _write_documents(
             }
             if existing is None:
                 document, created = Document.objects.get_or_create(
-                    source=source, external_id=parsed.external_id, defaults=fields
+                    source=source, external_id=parsed.external_id, defaults={**fields, "version": 1}
                 )
                 if not created:  # written concurrently: treat as an update
                     existing = document
@@ -175,43 +178,58 @@ def _write_documents(
                 Chunk.objects.filter(document=document).delete()
                 counts.updated += 1
             else:
-                document.version = 1
-                document.save(update_fields=["version"])
                 counts.created += 1
-            Chunk.objects.bulk_create(
-                [
-                    Chunk(
-                        document=document,
-                        source=source,
-                        kind=draft.kind,
-                        position=draft.position,
-                        heading_path=draft.heading_path[:1000],
-                        text=draft.text,
-                        token_count=len(draft.text.split()),
-                        embedding=vectors[offset + i],
-                        embedding_key=keys[offset + i],
-                        embedder=embedder_name,
-                    )
-                    for i, draft in enumerate(drafts)
-                ]
+            chunks.extend(
+                Chunk(
+                    document=document,
+                    source=source,
+                    kind=draft.kind,
+                    position=draft.position,
+                    heading_path=draft.heading_path[:1000],
+                    text=draft.text,
+                    token_count=len(draft.text.split()),
+                    embedding=vectors[offset + i],
+                    embedding_key=keys[offset + i],
+                    embedder=embedder_name,
+                )
+                for i, draft in enumerate(drafts)
             )
             offset += len(drafts)
             counts.chunks += len(drafts)
             touched.append(document.pk)
+        # One INSERT for the whole batch's chunks (not one per document): fewer round trips.
+        Chunk.objects.bulk_create(chunks, batch_size=CHUNK_INSERT_ROWS)
         with connection.cursor() as cursor:
             cursor.execute(_SEARCH_VECTOR_SQL, [touched])
         transaction.on_commit(title_stats_invalidate)
         transaction.on_commit(stored_embedders_invalidate)
 
 
-def _ingest_batch(
+@dataclass
+class _PreparedBatch:
+    """A batch of documents parsed and looked up, its new vectors being computed on the
+    ingestion's embedding thread (``vectors``) while the batch before it is written."""
+
+    documents: int
+    todo: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]]
+    texts: list[str]
+    keys: list[str]
+    known: dict[str, Any]
+    missing: list[str]
+    vectors: Future[tuple[np.ndarray, float]] | None
+
+
+def _prepare_batch(
     source: KnowledgeSource,
     docs: list[ParsedDocument],
     *,
     full: bool,
     embedder: Embedder,
     counts: IngestCounts,
-) -> None:
+    pool: ThreadPoolExecutor,
+) -> _PreparedBatch:
+    """Chunk the documents whose content changed (unless ``full``), find the vectors their
+    unchanged chunks already have and start embedding the rest on ``pool``."""
     started = time.perf_counter()
     existing = {
         d.external_id: d
@@ -220,13 +238,7 @@ def _ingest_batch(
         )
     }
     todo: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]] = []
-    seen: set[str] = set()
     for parsed in docs:
-        if parsed.external_id in seen:
-            counts.failed += 1
-            counts.errors.append({"id": parsed.external_id, "error": "duplicate id in input"})
-            continue
-        seen.add(parsed.external_id)
         digest = content_hash(parsed, embedder.name)
         current = existing.get(parsed.external_id)
         if (
@@ -238,52 +250,63 @@ def _ingest_batch(
             counts.unchanged += 1
             continue
         todo.append((parsed, current, digest, chunk_document(parsed)))
-    counts.add_time("parse_s", time.perf_counter() - started)
-    if not todo:
-        return
-    started = time.perf_counter()
     texts = [embedding_text(p.title, d) for p, _, _, drafts in todo for d in drafts]
     keys = [embedding_key(embedder.name, t) for t in texts]
-    vectors = _embed(texts, keys, todo, full=full, embedder=embedder, counts=counts)
-    counts.add_time("embed_s", time.perf_counter() - started)
-    started = time.perf_counter()
-    _write_documents(source, todo, vectors, keys, counts, embedder.name)
-    counts.add_time("write_s", time.perf_counter() - started)
-
-
-def _embed(
-    texts: list[str],
-    keys: list[str],
-    todo: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]],
-    *,
-    full: bool,
-    embedder: Embedder,
-    counts: IngestCounts,
-) -> np.ndarray:
-    """Vectors for ``texts``: each distinct text embedded once, and (unless ``full``) the
-    unchanged chunks of changed documents keep the vector they already have."""
-    known: dict[str, Any] = {}
-    if not full:
-        updated = [current.pk for _, current, _, _ in todo if current is not None]
-        if updated:
-            known = dict(
-                Chunk.objects.filter(
-                    document_id__in=updated, embedding_key__in=set(keys), embedding__isnull=False
-                ).values_list("embedding_key", "embedding")
-            )
+    known = _known_vectors(todo, keys, full=full)
     missing: dict[str, str] = {}
     for key, text in zip(keys, texts, strict=True):
         if key not in known:
             missing.setdefault(key, text)
-    if missing:
-        fresh = embedder.encode(list(missing.values()))
-        known.update(zip(missing, fresh, strict=True))
-    counts.embedded += len(missing)
-    counts.reused += len(texts) - len(missing)
-    vectors = np.zeros((len(texts), embedder.dimensions), dtype=np.float32)
-    for i, key in enumerate(keys):
+    counts.add_time("parse_s", time.perf_counter() - started)
+    future = pool.submit(_encode_timed, embedder, list(missing.values())) if missing else None
+    return _PreparedBatch(len(docs), todo, texts, keys, known, list(missing), future)
+
+
+def _encode_timed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    vectors = embedder.encode(texts)
+    return vectors, time.perf_counter() - started
+
+
+def _known_vectors(
+    todo: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]],
+    keys: list[str],
+    *,
+    full: bool,
+) -> dict[str, Any]:
+    """The vectors the changed documents' unchanged chunks already have (none if ``full``)."""
+    if full:
+        return {}
+    updated = [current.pk for _, current, _, _ in todo if current is not None]
+    if not updated:
+        return {}
+    return dict(
+        Chunk.objects.filter(
+            document_id__in=updated, embedding_key__in=set(keys), embedding__isnull=False
+        ).values_list("embedding_key", "embedding")
+    )
+
+
+def _finish_batch(
+    source: KnowledgeSource, batch: _PreparedBatch, *, embedder: Embedder, counts: IngestCounts
+) -> None:
+    """Wait for the batch's new vectors, then write its documents and chunks. Each distinct
+    text was embedded once; unchanged chunks of changed documents keep their vector."""
+    if not batch.todo:
+        return
+    known = dict(batch.known)
+    if batch.vectors is not None:
+        fresh, seconds = batch.vectors.result()
+        counts.add_time("embed_s", seconds)
+        known.update(zip(batch.missing, fresh, strict=True))
+    counts.embedded += len(batch.missing)
+    counts.reused += len(batch.texts) - len(batch.missing)
+    vectors = np.zeros((len(batch.texts), embedder.dimensions), dtype=np.float32)
+    for i, key in enumerate(batch.keys):
         vectors[i] = known[key]
-    return vectors
+    started = time.perf_counter()
+    _write_documents(source, batch.todo, vectors, batch.keys, counts, embedder.name)
+    counts.add_time("write_s", time.perf_counter() - started)
 
 
 REEMBED_SIGNAL_SECONDS = 30  # how often kb_reembed tells the search processes to recount
@@ -392,28 +415,53 @@ def documents_ingest(
     seen: set[str] = set()
     processed = 0
     batch: list[ParsedDocument] = []
+    pending: _PreparedBatch | None = None
 
-    def flush() -> None:
-        nonlocal processed
-        if batch:
-            _ingest_batch(source, batch, full=full, embedder=embedder, counts=counts)
-            processed += len(batch)
-            batch.clear()
+    def finish_pending() -> None:
+        nonlocal pending, processed
+        if pending is not None:
+            done, pending = pending, None
+            _finish_batch(source, done, embedder=embedder, counts=counts)
+            processed += done.documents
         _report(job, counts, processed, total, progress)
 
-    for item in all_items:
-        if isinstance(item, ItemError):
-            seen.add(item.external_id)
-            counts.failed += 1
-            counts.errors.append({"id": item.external_id, "error": item.message})
-            _document_mark_failed(source, item)
-            processed += 1
-            continue
-        seen.add(item.external_id)
-        batch.append(item)
-        if len(batch) >= BATCH_DOCUMENTS:
-            flush()
-    flush()
+    # Pipelined: batch N+1 is embedded on its own thread while batch N is written, so the
+    # cores are not idle during the database round trips.
+    with ThreadPoolExecutor(1, thread_name_prefix="kb-ingest") as pool:
+        try:
+            for item in all_items:
+                if item.external_id in seen:
+                    counts.failed += 1
+                    counts.errors.append({"id": item.external_id, "error": "duplicate id in input"})
+                    processed += 1
+                    continue
+                seen.add(item.external_id)
+                if isinstance(item, ItemError):
+                    counts.failed += 1
+                    counts.errors.append({"id": item.external_id, "error": item.message})
+                    _document_mark_failed(source, item)
+                    processed += 1
+                    continue
+                batch.append(item)
+                if len(batch) >= BATCH_DOCUMENTS:
+                    prepared = _prepare_batch(
+                        source, batch, full=full, embedder=embedder, counts=counts, pool=pool
+                    )
+                    batch = []
+                    finish_pending()
+                    pending = prepared
+            if batch:
+                prepared = _prepare_batch(
+                    source, batch, full=full, embedder=embedder, counts=counts, pool=pool
+                )
+                finish_pending()
+                pending = prepared
+            finish_pending()
+        except Exception:
+            # A later batch failed to parse or look up: still write the one already embedded.
+            if pending is not None:
+                finish_pending()
+            raise
     if delete_missing:
         stale = Document.objects.filter(source=source, status=Document.Status.ACTIVE)
         if scope_prefix is not None:

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import threading
 from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
+from knowledge import services
 from knowledge.models import Chunk, Document, IngestionJob, KnowledgeSource
+from knowledge.parsing import parse_jsonl
 from knowledge.readers import read_path
 from knowledge.retrieval import search
 from knowledge.services import documents_ingest, source_get_or_create
@@ -160,6 +163,81 @@ def test_a_text_repeated_in_a_batch_is_embedded_once(tmp_path):
     assert sorted(spy.texts) == ["Opening hours", "Opening hours\nOpen 9 to 5."]
     assert (counts.embedded, counts.reused) == (2, 4)
     assert len({tuple(c.embedding) for c in Chunk.objects.filter(source=source)}) == 2
+
+
+def faq_items(n: int, *, prefix: str = "d"):
+    rows = [
+        {"id": f"{prefix}{i}", "title": f"Question {i}", "text": f"Answer {i}."} for i in range(n)
+    ]
+    return list(parse_jsonl("\n".join(json.dumps(r) for r in rows), name="faq.jsonl"))
+
+
+class OverlapEmbedder(SpyEmbedder):
+    """Records, for each ``encode`` call, whether the ingestion wrote a batch meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = [threading.Event() for _ in range(4)]
+        self.calls = 0
+
+    def encode(self, texts, *, redact_names=()):
+        self.started[min(self.calls, 3)].set()
+        self.calls += 1
+        return super().encode(texts, redact_names=redact_names)
+
+
+def test_the_next_batch_is_embedded_while_the_previous_one_is_written(monkeypatch):
+    """Ingestion is pipelined: batch 2's encode starts before batch 1 is written, so the
+    database round trips do not leave the cores idle (the write of batch 1 waits here, with a
+    timeout, for batch 2's encode to begin: in a sequential ingestion it never would)."""
+    monkeypatch.setattr(services, "BATCH_DOCUMENTS", 2)
+    spy = OverlapEmbedder()
+    overlapped: list[bool] = []
+    real_write = services._write_documents
+
+    def write(source, batch, *args, **kwargs):
+        overlapped.append(spy.started[len(overlapped) + 1].wait(timeout=5))
+        return real_write(source, batch, *args, **kwargs)
+
+    monkeypatch.setattr(services, "_write_documents", write)
+    source = source_get_or_create(name="pipelined", kind=KnowledgeSource.Kind.FOLDER)
+    counts = documents_ingest(source=source, items=faq_items(5), embedder=spy)
+    assert spy.calls == 3
+    assert overlapped[:2] == [True, True]  # batches 1 and 2 written while 2 and 3 embedded
+    assert (counts.created, counts.chunks, counts.embedded) == (5, 10, 10)
+    assert Chunk.objects.filter(source=source, embedding__isnull=True).count() == 0
+    assert Document.objects.filter(source=source, version=1).count() == 5
+
+
+def test_an_id_repeated_anywhere_in_the_input_is_refused_once(monkeypatch):
+    monkeypatch.setattr(services, "BATCH_DOCUMENTS", 2)
+    items = faq_items(3) + faq_items(1)  # d0 again, in a later batch
+    source = source_get_or_create(name="dup-ids", kind=KnowledgeSource.Kind.FOLDER)
+    counts = documents_ingest(source=source, items=items, embedder=SpyEmbedder())
+    assert (counts.created, counts.updated, counts.failed) == (3, 0, 1)
+    assert counts.errors == [{"id": "d0", "error": "duplicate id in input"}]
+    assert Document.objects.get(source=source, external_id="d0").version == 1
+
+
+def test_a_batch_already_embedded_is_written_when_the_next_one_fails(monkeypatch):
+    monkeypatch.setattr(services, "BATCH_DOCUMENTS", 2)
+    real_prepare = services._prepare_batch
+    calls = []
+
+    def prepare(source, docs, **kwargs):
+        calls.append(len(docs))
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+        return real_prepare(source, docs, **kwargs)
+
+    monkeypatch.setattr(services, "_prepare_batch", prepare)
+    source = source_get_or_create(name="half", kind=KnowledgeSource.Kind.FOLDER)
+    with pytest.raises(RuntimeError, match="went away"):
+        documents_ingest(source=source, items=faq_items(4), embedder=SpyEmbedder())
+    assert sorted(Document.objects.filter(source=source).values_list("external_id", flat=True)) == [
+        "d0",
+        "d1",
+    ]
 
 
 def test_removed_files_are_deleted_and_their_chunks_removed(docs_dir):
