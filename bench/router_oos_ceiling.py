@@ -53,6 +53,8 @@ NAMES = [
     "knn mean",
     "knn max",
     "-mahalanobis",
+    "label cover",
+    "unknown share",
 ]
 
 
@@ -87,12 +89,15 @@ def main():
                 scores = router.decision(texts)
                 probs = classifier.softmax(scores, router.temperature)
                 emb = router.embed(texts)
-                return det.fusion.signals(probs, emb, scores, det.gaussian)
+                signals = det.fusion.signals(probs, emb, scores, det.gaussian)
+                if det.label_words is not None:
+                    signals.lexical = det.label_words.features(texts, probs.argmax(axis=1))
+                return signals
 
             s_in, s_out = signals([t for t, _ in test]), signals(oos)
             f_in, f_out = s_in.features(extended=True), s_out.features(extended=True)
-            f_in[:, -1] *= -1
-            f_out[:, -1] *= -1
+            f_in[:, 6] *= -1  # the Mahalanobis distance: high = in scope, like the rest
+            f_out[:, 6] *= -1
             y = np.r_[np.ones(len(f_in)), np.zeros(len(f_out))]
             for j, label in enumerate(NAMES):
                 col = np.r_[f_in[:, j], f_out[:, j]]

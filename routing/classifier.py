@@ -46,6 +46,7 @@ from sklearn.svm import LinearSVC
 from threadpoolctl import ThreadpoolController
 
 from routing.artifacts import artifact_dump, artifact_load
+from routing.label_words import LabelWords
 from support.minilm import MiniLM, minilm
 
 logger = logging.getLogger(__name__)
@@ -337,6 +338,9 @@ class Signals:
     knn_max: np.ndarray | None
     svm_scores: np.ndarray | None = None  # raw decision scores (texts, labels)
     distances: np.ndarray | None = None  # Mahalanobis distances to the label means
+    # (texts, 2): label cover and unknown share (``routing.label_words``), for detectors
+    # that read them
+    lexical: np.ndarray | None = None
 
     def without(self, columns: np.ndarray) -> Signals:
         """The same rows as if each row's label ``columns[i]`` had not been trained: that
@@ -396,6 +400,7 @@ class Signals:
                     self.knn_mean.max(axis=1),
                     self.knn_max.max(axis=1),
                     self.distances.min(axis=1),
+                    *(self.lexical.T if self.lexical is not None else ()),
                 ]
             ).astype(np.float64)
         cols = []
@@ -437,6 +442,9 @@ class OutOfScope:
     # before them keep the first feature set.
     gaussian: Gaussian | None = None
     extended: bool = False
+    # Detectors trained since the lexical signal also read, per text, how much of it the
+    # picked label's training rows use (``routing.label_words``); ``None`` before.
+    label_words: LabelWords | None = None
 
     def scores(self, signals: Signals) -> np.ndarray:
         x = signals.features(extended=self.extended)
@@ -487,6 +495,7 @@ def _leave_labels_out(
     *,
     emb: np.ndarray | None = None,
     temperature: float = 1.0,
+    texts: Sequence[str] | None = None,
 ) -> LabelFolds:
     """Leave-labels-out folds: the labels are split into ``groups`` seeded groups; for each,
     an SVM (and, given ``emb``, the neighbours and the label Gaussians; its probabilities
@@ -497,7 +506,8 @@ def _leave_labels_out(
     and the held-out rows (``held``) of the other labels are the in-scope examples.
 
     ``unseen`` (the group's best SVM scores) sets the learned cascade's bar; ``inside`` and
-    ``outside`` (``Signals.features(extended=True)``) calibrate the detector."""
+    ``outside`` (``Signals.features(extended=True)``, with ``texts`` the lexical signal of
+    the fold's own label words) calibrate the detector."""
     labels = np.unique(y)
     if len(labels) < 3:
         return LabelFolds(np.empty(0))
@@ -519,12 +529,17 @@ def _leave_labels_out(
             return top_scores(out_scores), None, None
         neighbours = Neighbours(emb[fit_rows], fy, len(kept))
         gaussian = Gaussian(emb[fit_rows], fy, len(kept))
+        words = (
+            LabelWords([texts[int(i)] for i in fit_rows], fy, len(kept))
+            if texts is not None
+            else None
+        )
         in_rows = held[~left[held]]
         in_scores = clf.decision_function(x[in_rows])
         feats = []
         for idx, sc in ((in_rows, in_scores), (out_rows, out_scores)):
             if not len(idx):
-                feats.append(np.empty((0, 7)))
+                feats.append(np.empty((0, 7 if words is None else 9)))
                 continue
             probs = softmax(sc, temperature)
             knn_mean, knn_max = neighbours.similarities(emb[idx])
@@ -532,6 +547,8 @@ def _leave_labels_out(
             signals = Signals(
                 probs, probs, probs, knn_mean, knn_max, raw, gaussian.distances(emb[idx])
             )
+            if words is not None and texts is not None:
+                signals.lexical = words.features([texts[int(i)] for i in idx], raw.argmax(axis=1))
             feats.append(signals.features(extended=True))
         return top_scores(out_scores), feats[0], feats[1]
 
@@ -556,6 +573,7 @@ def _fit_out_of_scope_folds(
     held: Signals,
     folds: LabelFolds,
     budget: float = OOS_BUDGET,
+    label_words: LabelWords | None = None,
 ) -> OutOfScope:
     """The detector calibrated on leave-labels-out folds: a logistic regression (classes
     balanced) separating the folds' in-scope rows from their left-out intents' rows; its
@@ -579,6 +597,7 @@ def _fit_out_of_scope_folds(
         budget,
         gaussian=gaussian,
         extended=True,
+        label_words=label_words,
     )
     scores_in = detector.scores(held)
     detector.threshold = float(np.quantile(scores_in, budget))
@@ -689,16 +708,18 @@ class TextRouter:
             out = probs
             need = np.flatnonzero(top_scores(scores) < detector.skip_score)
             if len(need):
-                if embeddings is None:
-                    emb = self.embed([texts[int(i)] for i in need])
-                else:
-                    emb = embeddings[need]
+                need_texts = [texts[int(i)] for i in need]
+                emb = self.embed(need_texts) if embeddings is None else embeddings[need]
                 signals = detector.fusion.signals(
                     probs[need],
                     emb,
                     scores[need] if detector.extended else None,
                     detector.gaussian if detector.extended else None,
                 )
+                if detector.label_words is not None:
+                    signals.lexical = detector.label_words.features(
+                        need_texts, probs[need].argmax(axis=1)
+                    )
                 in_scope[need] = detector.scores(signals)
                 if self.features == FEATURES_FUSION and self.fusion is not None:
                     # The label as without a detector: the SVM's where it is at least as
@@ -1172,12 +1193,17 @@ def train(
                 c,
                 emb=emb if oos_calibration == OOS_FOLDS else None,
                 temperature=temperature,
+                texts=texts if oos_calibration == OOS_FOLDS else None,
             )
             gaussian = Gaussian(emb[train_idx], y[train_idx], len(label_list))
             signals = tuned.signals(held_svm, emb[held_idx], scores, gaussian)
             if folds.inside is not None and folds.outside is not None:
                 step("calibrating the out-of-scope detector on the folds")
-                detector = _fit_out_of_scope_folds(tuned, gaussian, signals, folds, oos_budget)
+                words = LabelWords(sub, y[train_idx], len(label_list))
+                signals.lexical = words.features(held_texts, held_svm.argmax(axis=1))
+                detector = _fit_out_of_scope_folds(
+                    tuned, gaussian, signals, folds, oos_budget, label_words=words
+                )
             else:
                 step("calibrating the out-of-scope detector on the held-out rows")
                 detector = _fit_out_of_scope(tuned, signals, held_y, oos_budget)
@@ -1204,6 +1230,8 @@ def train(
             refit.neighbours = Neighbours(emb, y, len(label_list))
         if detector is not None and detector.gaussian is not None:
             detector.gaussian = Gaussian(emb, y, len(label_list))
+        if detector is not None and detector.label_words is not None:
+            detector.label_words = LabelWords(texts, y, len(label_list))
     if svm_all is not None and chosen in (FEATURES_TFIDF, FEATURES_FUSION):
         word, char, clf = svm_all.result()  # fitted beside the networks
     else:

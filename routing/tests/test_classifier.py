@@ -456,7 +456,11 @@ def test_the_detector_is_calibrated_on_leave_labels_out_folds(
     assert detector is not None
     assert detector.extended
     assert detector.gaussian is not None
-    assert len(detector.coef) == 7  # the extended features
+    assert len(detector.coef) == 9  # the extended features and the two lexical ones
+    assert detector.label_words is not None
+    # more of the text in the picked label's own words: more in scope (the unknown share's
+    # sign varies: it moves with the cover, whose complement it partly is)
+    assert detector.coef[7] > 0
     assert report.out_of_scope is not None
     assert {"in_scope_flagged", "unseen_flagged"} <= set(report.out_of_scope)
     # the first version stays trainable by name, with its own features and report
@@ -468,6 +472,57 @@ def test_the_detector_is_calibrated_on_leave_labels_out_folds(
     assert "pseudo_oos_flagged" in old_report.out_of_scope
     with pytest.raises(ValueError, match="oos_calibration"):
         classifier.train(bitext_slice["texts"], bitext_slice["labels"], oos_calibration="x")
+
+
+def test_the_lexical_signal_reads_the_picked_labels_training_words(fusion_router, bitext_slice):
+    router, _ = fusion_router
+    detector = router.out_of_scope
+    assert detector is not None
+    assert detector.label_words is not None
+    texts = bitext_slice["test_texts"][:20]
+    scores = router.decision(texts)
+    picked = scores.argmax(axis=1)
+    words = detector.label_words
+    cover = words.features(texts, picked)[:, 0]
+    assert np.median(cover) >= 0.9  # in-scope texts use their label's words
+    # the same texts with words no training row of their label uses (nor any other row)
+    odd = [f"{t} zeppelin harpsichord aquarium" for t in texts]
+    assert np.all(words.features(odd, picked)[:, 0] < cover)
+    _, plain = router.analyse(texts)
+    _, strange = router.analyse(odd)
+    assert plain is not None
+    assert strange is not None
+    assert np.mean(strange) < np.mean(plain)
+    # a detector stored before the lexical signal scores with its 7 features
+    old = copy.deepcopy(router)
+    assert old.out_of_scope is not None
+    del old.out_of_scope.__dict__["label_words"]
+    old.out_of_scope.coef = old.out_of_scope.coef[:7]
+    old.out_of_scope.mean = old.out_of_scope.mean[:7]
+    old.out_of_scope.scale = old.out_of_scope.scale[:7]
+    again = TextRouter.from_bytes(old.to_bytes())
+    assert again.out_of_scope is not None
+    assert again.out_of_scope.label_words is None
+    assert again.analyse(texts)[1] is not None
+
+
+def test_leave_labels_out_folds_read_each_folds_own_label_words():
+    emb, y = _clusters()
+    texts = [f"topic{label} word{label}x{i % 7} common" for i, label in enumerate(y)]
+    held = np.arange(0, len(y), 5)
+    rows = np.setdiff1d(np.arange(len(y)), held)
+    folds = classifier._leave_labels_out(
+        emb, y, rows, held, c=0.5, groups=3, emb=emb, temperature=5.0, texts=texts
+    )
+    assert folds.inside is not None
+    assert folds.outside is not None
+    assert folds.outside.shape == (len(y), 9)
+    assert folds.inside.shape == (2 * len(held), 9)
+    cover, unknown = 7, 8
+    # a left-out label's words were never in the fold's training rows
+    assert np.all(folds.outside[:, cover] <= 1 / 3 + 1e-9)  # only "common" is covered
+    assert np.median(folds.inside[:, cover]) == 1.0
+    assert np.median(folds.outside[:, unknown]) > np.median(folds.inside[:, unknown])
 
 
 def test_detectors_stored_before_the_folds_keep_their_features(pseudo_router):
