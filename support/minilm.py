@@ -75,7 +75,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+CACHE_DIR_ENV = "MINILM_CACHE_DIR"
+
+
 def default_cache_dir() -> Path:
+    """Where the built int8 variants are kept: ``$MINILM_CACHE_DIR`` when set (the image
+    sets it to the folder its build filled, outside ``/tmp``, which a platform may mount
+    empty), else ``$TMPDIR/support-minilm-<uid>``."""
+    configured = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured)
     return Path(tempfile.gettempdir()) / f"support-minilm-{os.getuid()}"
 
 

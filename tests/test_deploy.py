@@ -215,22 +215,33 @@ def test_dockerfile_is_multi_stage_non_root_with_a_liveness_healthcheck() -> Non
 def test_the_image_carries_the_int8_minilm_where_the_app_looks_for_it() -> None:
     # KB_EMBEDDER=minilm-int8 (the default) and the router use the quantised MiniLM; built at
     # image build time, the first process of a fresh container does not build it (~5 s).
-    from support import minilm
 
     instructions = dockerfile_instructions()
     stages = [i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
     build, runtime = instructions[: stages[-1]], instructions[stages[-1] :]
     builds = [rest for keyword, rest in build if keyword == "RUN" and "support.minilm" in rest]
     assert builds == ["python -m support.minilm /opt/minilm-cache"]
-    user = next(rest for keyword, rest in runtime if keyword == "USER").split(":")[0]
-    assert (
-        "COPY",
-        f"--from=build --chown={user}:{user} /opt/minilm-cache /tmp/support-minilm-{user}",
-    ) in runtime
-    # default_cache_dir(): $TMPDIR (unset in the image: /tmp) / support-minilm-<uid>
-    assert minilm.default_cache_dir().name == f"support-minilm-{os.getuid()}"
+    # copied outside /tmp (a platform may mount it empty), owned by root: the app reads it
+    assert ("COPY", "--from=build /opt/minilm-cache /opt/minilm") in runtime
     env = " ".join(rest for keyword, rest in runtime if keyword == "ENV")
+    assert "MINILM_CACHE_DIR=/opt/minilm" in env
     assert "TMPDIR" not in env
+
+
+def test_the_minilm_cache_folder_comes_from_the_environment(monkeypatch, tmp_path) -> None:
+    from support import minilm
+
+    monkeypatch.delenv(minilm.CACHE_DIR_ENV, raising=False)
+    assert minilm.default_cache_dir().name == f"support-minilm-{os.getuid()}"
+    monkeypatch.setenv(minilm.CACHE_DIR_ENV, str(tmp_path / "models"))
+    assert minilm.default_cache_dir() == tmp_path / "models"
+    # built once into that folder, then read from it as it is (nothing written again)
+    built = minilm.quantized_model()
+    cached = tmp_path / "models" / minilm.quantized_name(minilm.LAYERS, False)
+    assert cached.read_bytes() == built
+    stamp = cached.stat().st_mtime_ns
+    assert minilm.quantized_model() == built
+    assert cached.stat().st_mtime_ns == stamp
 
 
 def test_runtime_requirements_hold_no_dev_tools() -> None:
