@@ -1304,7 +1304,7 @@ def evaluate(
         router.embed(["warm-up"])  # load the encoder outside the timings
     timings: list[float] = []
 
-    def route(text: str) -> tuple[str, float, bool]:
+    def route(text: str) -> tuple[str, float, bool, bool]:
         started = time.perf_counter()
         all_probs, in_scope = router.analyse([text])
         probs = all_probs[0]
@@ -1316,13 +1316,14 @@ def evaluate(
             label, conf = router.labels[i], float(probs[i])
         outside = router.is_out_of_scope(float(in_scope[0]) if in_scope is not None else None)
         timings.append((time.perf_counter() - started) * 1000)
-        return label, conf, conf < threshold or outside
+        return label, conf, conf < threshold or outside, outside
 
     cpu_started = time.process_time()
     routed = [route(text) for text in texts]
-    predicted = [label for label, _, _ in routed]
-    confidences = np.array([conf for _, conf, _ in routed])
-    review = np.array([r for _, _, r in routed])
+    predicted = [label for label, _, _, _ in routed]
+    confidences = np.array([conf for _, conf, _, _ in routed])
+    review = np.array([r for _, _, r, _ in routed])
+    flagged = np.array([o for _, _, _, o in routed])
     correct = np.array([p == g for p, g in zip(predicted, gold, strict=True)])
     order = np.argsort(-confidences, kind="stable")
 
@@ -1336,6 +1337,10 @@ def evaluate(
         "accuracy_at_80": round(top_share(0.8), 4),
         "accuracy_at_90": round(top_share(0.9), 4),
         "review_rate": round(float(review.mean()), 4),
+        # why they go to review (a text can be both): confidence below the threshold, and
+        # the out-of-scope detector's flag
+        "review_low_confidence_rate": round(float(np.mean(confidences < threshold)), 4),
+        "review_out_of_scope_rate": round(float(flagged.mean()), 4),
         # accuracy on the texts that are routed automatically (not sent to review)
         "accuracy_routed": round(float(correct[~review].mean()), 4) if (~review).any() else 0.0,
     }

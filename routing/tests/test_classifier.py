@@ -237,6 +237,12 @@ def test_evaluate_reports_the_out_of_scope_review_rate(fusion_router, bitext_sli
     assert figures["oos_review_rate"] == 1.0
     assert figures["oos_n"] == len(UNRELATED)
     assert figures["review_rate"] <= 0.1
+    # the in-scope review, by reason: each part at most the whole, together at least it
+    low, flagged = figures["review_low_confidence_rate"], figures["review_out_of_scope_rate"]
+    assert max(low, flagged) <= figures["review_rate"] <= low + flagged
+    _, in_scope = router.analyse(bitext_slice["test_texts"][:30])
+    assert in_scope is not None
+    assert flagged == round(float(np.mean(in_scope < router.out_of_scope.threshold)), 4)
     assert {"p50_ms", "p99_ms", "accuracy"} <= set(figures)
 
 

@@ -16,6 +16,8 @@ KEYS = {
     "accuracy_at_80",
     "accuracy_at_90",
     "review_rate",
+    "review_low_confidence_rate",
+    "review_out_of_scope_rate",
     "accuracy_routed",
     "cpu_ms",
     "p50_ms",
