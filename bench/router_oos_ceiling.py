@@ -89,10 +89,7 @@ def main():
                 scores = router.decision(texts)
                 probs = classifier.softmax(scores, router.temperature)
                 emb = router.embed(texts)
-                signals = det.fusion.signals(probs, emb, scores, det.gaussian)
-                if det.label_words is not None:
-                    signals.lexical = det.label_words.features(texts, probs.argmax(axis=1))
-                return signals
+                return det.read(texts, probs, emb, scores)
 
             s_in, s_out = signals([t for t, _ in test]), signals(oos)
             f_in, f_out = s_in.features(extended=True), s_out.features(extended=True)

@@ -446,6 +446,26 @@ class OutOfScope:
     # picked label's training rows use (``routing.label_words``); ``None`` before.
     label_words: LabelWords | None = None
 
+    def read(
+        self,
+        texts: Sequence[str],
+        svm_probs: np.ndarray,
+        embeddings: np.ndarray,
+        svm_scores: np.ndarray,
+    ) -> Signals:
+        """Everything this detector reads about ``texts``: the fusion's signals (with the
+        raw SVM scores and Mahalanobis distances for detectors calibrated on folds) and the
+        lexical figures for the label the SVM picked (detectors trained since them)."""
+        signals = self.fusion.signals(
+            svm_probs,
+            embeddings,
+            svm_scores if self.extended else None,
+            self.gaussian if self.extended else None,
+        )
+        if self.label_words is not None:
+            signals.lexical = self.label_words.features(texts, svm_probs.argmax(axis=1))
+        return signals
+
     def scores(self, signals: Signals) -> np.ndarray:
         x = signals.features(extended=self.extended)
         z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
@@ -710,16 +730,7 @@ class TextRouter:
             if len(need):
                 need_texts = [texts[int(i)] for i in need]
                 emb = self.embed(need_texts) if embeddings is None else embeddings[need]
-                signals = detector.fusion.signals(
-                    probs[need],
-                    emb,
-                    scores[need] if detector.extended else None,
-                    detector.gaussian if detector.extended else None,
-                )
-                if detector.label_words is not None:
-                    signals.lexical = detector.label_words.features(
-                        need_texts, probs[need].argmax(axis=1)
-                    )
+                signals = detector.read(need_texts, probs[need], emb, scores[need])
                 in_scope[need] = detector.scores(signals)
                 if self.features == FEATURES_FUSION and self.fusion is not None:
                     # The label as without a detector: the SVM's where it is at least as
