@@ -139,19 +139,31 @@ def _vector_candidates(
     cursor: Any, vector: np.ndarray, limit: int, where: str, params: list[Any]
 ) -> list[tuple[int, int, str, float]]:
     literal = "[" + ",".join(f"{x:.6f}" for x in vector.tolist()) + "]"
-    cursor.execute("SET hnsw.ef_search = %s", [max(int(settings.KB_HNSW_EF_SEARCH), limit)])
-    if where:
-        # Filtered HNSW scans keep walking the graph until enough rows pass the filter.
-        cursor.execute("SET hnsw.iterative_scan = relaxed_order")
-    cursor.execute(
+    select = (
         "SELECT c.id, c.document_id, c.kind, 1 - (c.embedding <=> %s::vector) AS sim "
         "FROM knowledge_chunk c WHERE c.embedding IS NOT NULL" + where + " "
-        "ORDER BY c.embedding <=> %s::vector LIMIT %s",
-        [literal, *params, literal, limit],
+    )
+    cursor.execute("SET hnsw.ef_search = %s", [max(int(settings.KB_HNSW_EF_SEARCH), limit)])
+    # The scan keeps walking the graph until ``limit`` rows pass the filter *and* are
+    # visible: chunks replaced by a re-ingestion stay in the index until VACUUM, and a plain
+    # scan returns their entries (then drops them), so near duplicates of live chunks could
+    # crowd the live ones out of the ``ef_search`` candidates.
+    cursor.execute("SET hnsw.iterative_scan = relaxed_order")
+    cursor.execute(
+        select + "ORDER BY c.embedding <=> %s::vector LIMIT %s", [literal, *params, literal, limit]
     )
     rows = cursor.fetchall()
-    if where:
-        cursor.execute("RESET hnsw.iterative_scan")
+    cursor.execute("RESET hnsw.iterative_scan")
+    if len(rows) < limit:
+        # Fewer rows than asked: the knowledge base (or the filtered part) is that small, or
+        # the iterative scan hit its bound (``hnsw.max_scan_tuples``) among many replaced
+        # chunks after a large re-ingestion. An exact scan (the ``+ 0`` keeps the planner off
+        # the index) is cheap in the first case and right in the second.
+        cursor.execute(
+            select + "ORDER BY (c.embedding <=> %s::vector) + 0 LIMIT %s",
+            [literal, *params, literal, limit],
+        )
+        rows = cursor.fetchall()
     return [(r[0], r[1], r[2], float(r[3])) for r in rows]
 
 

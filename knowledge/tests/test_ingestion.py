@@ -5,6 +5,7 @@ import threading
 from io import StringIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 
@@ -12,7 +13,7 @@ from knowledge import services
 from knowledge.models import Chunk, Document, IngestionJob, KnowledgeSource
 from knowledge.parsing import parse_jsonl
 from knowledge.readers import read_path
-from knowledge.retrieval import search
+from knowledge.retrieval import _vector_candidates, get_query_embedder, search
 from knowledge.services import documents_ingest, source_get_or_create
 from knowledge.tests.conftest import make_pdf
 
@@ -280,6 +281,47 @@ def test_search_finds_passages_with_highlighted_snippets_and_filters(docs_dir):
     only_other = search("shipping time", k=5, sources=["other"])
     assert [r.document_external_id for r in only_other] == ["ship"]  # a JSONL file: its ids
     assert search("shipping", k=5, tags=["nope"]) == []
+
+
+def test_search_finds_live_chunks_among_replaced_ones_not_yet_vacuumed(docs_dir):
+    """A re-ingestion deletes a changed document's chunks and writes new ones; until VACUUM
+    the old ones stay in the HNSW index. A plain index scan returns its ``ef_search``
+    nearest entries and then drops the dead ones, so near duplicates of the live chunks
+    crowded them out (seen as a test that got no article in a busy test database)."""
+    from django.db import connection
+
+    ingest(docs_dir)
+    live = list(Chunk.objects.filter(embedding__isnull=False))
+    rng = np.random.default_rng(7)
+    replaced = []
+    for i in range(600):
+        near = live[i % len(live)]
+        vector = np.asarray(near.embedding, dtype=np.float32) + rng.normal(0, 0.01, 384)
+        replaced.append(
+            Chunk(
+                document=near.document,
+                source=near.source,
+                kind=near.kind,
+                position=1000 + i,
+                text=near.text,
+                embedding=(vector / np.linalg.norm(vector)).astype(np.float32),
+                embedding_key=f"replaced-{i}",
+                embedder=near.embedder,
+            )
+        )
+    Chunk.objects.bulk_create(replaced)
+    Chunk.objects.filter(position__gte=1000).delete()
+    query = get_query_embedder().encode(["how do I get my money back?"])[0]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a big table's plan: the index
+        assert len(_vector_candidates(cursor, query, 50, "", [])) == len(live)
+        # Far more replaced chunks than the iterative scan walks (``hnsw.max_scan_tuples``):
+        # the exact scan still finds every live one.
+        cursor.execute("SET LOCAL hnsw.max_scan_tuples = 100")
+        assert len(_vector_candidates(cursor, query, 50, "", [])) == len(live)
+    documents = {c.document.external_id for c in live}
+    found = {r.document_external_id for r in search("how do I get my money back?", k=10)}
+    assert found == documents
 
 
 def test_search_by_tag():
