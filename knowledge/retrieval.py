@@ -58,6 +58,7 @@ ENTITY_CANDIDATES = 100  # best-named documents added to the vector candidates
 ENTITY_SCAN_LIMIT = 5000  # titles read per query at most (rare terms match few)
 TITLE_STATS_SECONDS = 600
 CANDIDATES = 50
+EXACT_SCAN_MAX = 2000  # chunks to rank at most for an exact scan instead of the HNSW index
 MODES = ("hybrid", "vector", "text")
 _MARK_START, _MARK_END = "\x02", "\x03"
 _MARKED = re.compile(f"{_MARK_START}(.*?){_MARK_END}", re.DOTALL)
@@ -136,35 +137,65 @@ def _filters(sources: Sequence[str] | None, tags: Sequence[str] | None) -> tuple
 
 
 def _vector_candidates(
-    cursor: Any, vector: np.ndarray, limit: int, where: str, params: list[Any]
+    cursor: Any,
+    vector: np.ndarray,
+    limit: int,
+    where: str,
+    params: list[Any],
+    *,
+    exact: bool = False,
 ) -> list[tuple[int, int, str, float]]:
+    """The ``limit`` chunks nearest ``vector`` (id, document id, kind, cosine).
+
+    ``exact`` (the caller knows the rows to rank are few): one exact scan, no index."""
     literal = "[" + ",".join(f"{x:.6f}" for x in vector.tolist()) + "]"
     select = (
         "SELECT c.id, c.document_id, c.kind, 1 - (c.embedding <=> %s::vector) AS sim "
         "FROM knowledge_chunk c WHERE c.embedding IS NOT NULL" + where + " "
     )
-    cursor.execute("SET hnsw.ef_search = %s", [max(int(settings.KB_HNSW_EF_SEARCH), limit)])
+    # ``+ 0``: an expression the HNSW index cannot order by, so the planner ranks exactly.
+    exact_sql = select + "ORDER BY (c.embedding <=> %s::vector) + 0 LIMIT %s"
+    if exact:
+        cursor.execute(exact_sql, [literal, *params, literal, limit])
+        return [(r[0], r[1], r[2], float(r[3])) for r in cursor.fetchall()]
     # The scan keeps walking the graph until ``limit`` rows pass the filter *and* are
     # visible: chunks replaced by a re-ingestion stay in the index until VACUUM, and a plain
     # scan returns their entries (then drops them), so near duplicates of live chunks could
-    # crowd the live ones out of the ``ef_search`` candidates.
-    cursor.execute("SET hnsw.iterative_scan = relaxed_order")
+    # crowd the live ones out of the ``ef_search`` candidates. Every index scan here sets
+    # both, so they are left set for the session.
+    cursor.execute(
+        "SELECT set_config('hnsw.ef_search', %s, false), "
+        "set_config('hnsw.iterative_scan', 'relaxed_order', false)",
+        [str(max(int(settings.KB_HNSW_EF_SEARCH), limit))],
+    )
     cursor.execute(
         select + "ORDER BY c.embedding <=> %s::vector LIMIT %s", [literal, *params, literal, limit]
     )
     rows = cursor.fetchall()
-    cursor.execute("RESET hnsw.iterative_scan")
     if len(rows) < limit:
-        # Fewer rows than asked: the knowledge base (or the filtered part) is that small, or
-        # the iterative scan hit its bound (``hnsw.max_scan_tuples``) among many replaced
-        # chunks after a large re-ingestion. An exact scan (the ``+ 0`` keeps the planner off
-        # the index) is cheap in the first case and right in the second.
-        cursor.execute(
-            select + "ORDER BY (c.embedding <=> %s::vector) + 0 LIMIT %s",
-            [literal, *params, literal, limit],
-        )
+        # Fewer rows than asked: the filtered part is that small, or the iterative scan hit
+        # its bound (``hnsw.max_scan_tuples``) among many replaced chunks after a large
+        # re-ingestion. The exact scan is right in both cases.
+        cursor.execute(exact_sql, [literal, *params, literal, limit])
         rows = cursor.fetchall()
     return [(r[0], r[1], r[2], float(r[3])) for r in rows]
+
+
+def _few_rows(cursor: Any, sources: Sequence[str] | None, tags: Sequence[str] | None) -> bool:
+    """Are the chunks to rank few enough (``EXACT_SCAN_MAX``) for an exact scan, which is
+    then faster than the index? The whole knowledge base's size comes from this process's
+    cached counts; a source filter's from a bounded count on the source index. A tag
+    filter's is not counted (no index answers it cheaply): the index scan then."""
+    if tags:
+        return False
+    if not sources:
+        return sum(stored_embedders.get().values()) <= EXACT_SCAN_MAX
+    cursor.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk c WHERE c.source_id IN "
+        "(SELECT id FROM knowledge_knowledgesource WHERE name = ANY(%s)) LIMIT %s) AS few",
+        [list(sources), EXACT_SCAN_MAX + 1],
+    )
+    return int(cursor.fetchone()[0]) <= EXACT_SCAN_MAX
 
 
 _TSQUERY = "replace(plainto_tsquery('english', %s)::text, ' & ', ' | ')"
@@ -614,7 +645,8 @@ def rank_documents(
                 if conversation is not None
                 else get_query_embedder().encode([text_query], redact_names=redact_names)[0]
             )
-        take_vectors(_vector_candidates(cursor, query_vector, limit, where, params))
+        exact = _few_rows(cursor, sources, tags)
+        take_vectors(_vector_candidates(cursor, query_vector, limit, where, params, exact=exact))
     if mode == "hybrid":
         if conversation is not None and entity_weight > 0:
             terms = entity_terms(cursor, conversation)

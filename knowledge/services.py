@@ -538,6 +538,7 @@ def document_delete(*, source: KnowledgeSource, external_id: str) -> bool:
         document.version += 1
         document.save(update_fields=["status", "deleted_at", "version", "updated_at"])
         transaction.on_commit(title_stats_invalidate)
+        transaction.on_commit(stored_embedders_invalidate)
     return True
 
 

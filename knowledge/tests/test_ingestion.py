@@ -324,6 +324,39 @@ def test_search_finds_live_chunks_among_replaced_ones_not_yet_vacuumed(docs_dir)
     assert found == documents
 
 
+def test_few_chunks_are_ranked_exactly_and_many_through_the_index(docs_dir, monkeypatch):
+    """A small knowledge base (or source filter) is ranked by one exact scan: faster than
+    the index there, and it needs no session settings. Past ``EXACT_SCAN_MAX`` the HNSW
+    index does it; the results are the same."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from knowledge import retrieval
+
+    ingest(docs_dir)
+    other = source_get_or_create(name="other")
+    documents_ingest(source=other, items=read_path(docs_dir / "faq.jsonl"))
+    question = "how do I get my money back for a broken item?"
+
+    def run(**filters):
+        with CaptureQueriesContext(connection) as queries:
+            results = search(question, **filters)
+        found = [(r.document_external_id, round(r.score, 5)) for r in results]
+        return found, sum("hnsw" in q["sql"] for q in queries.captured_queries)
+
+    small, small_index = run()
+    small_docs, small_docs_index = run(sources=["docs"])
+    assert small
+    assert small_docs
+    assert small_index == small_docs_index == 0
+    monkeypatch.setattr(retrieval, "EXACT_SCAN_MAX", 1)
+    large, large_index = run()
+    large_docs, large_docs_index = run(sources=["docs"])
+    assert large_index == large_docs_index == 1
+    assert (large, large_docs) == (small, small_docs)
+    assert run(sources=["no-such-source"])[0] == []
+
+
 def test_search_by_tag():
     source = source_get_or_create(name="tagged")
     lines = [
