@@ -17,6 +17,11 @@ Data sets (see bench/router_data_prepare.py for sources and licences):
 - ``stackfaq``: StackFAQ paraphrases labelled with their thread (125 labels),
   ``.devdata/stackfaq/queries.jsonl``, split 70 / 30 per label here.
 
+Beside them, the far out-of-scope file ``.devdata/router_oos/far_mwoz.csv`` (written by
+``bench/router_data_prepare.py``: 700 MultiWOZ customer turns about hotels, trains, taxis and
+restaurants, the kind of message no customer-service intent covers) is routed by every
+model: ``far_oos_review_rate`` is the share of it sent to review.
+
 The split files are written to ``.devdata/router_oos/<data>/seed<N>/`` (train.csv, test.csv,
 oos.csv, columns ``text,label``). By default training and evaluation run in this process with
 the functions ``train_router`` and ``eval_router`` call (``routing.classifier.train`` /
@@ -60,6 +65,7 @@ BITEXT = ROOT.parent.parent / "shared" / "data" / "bitext-intent-detection"
 if not BITEXT.exists():
     BITEXT = Path("/work/shared/data/bitext-intent-detection")
 LEAVE_OUT = 0.25
+FAR_OOS = DEVDATA / "router_oos" / "far_mwoz.csv"
 
 
 def _split(texts, labels, seed, share=0.7):
@@ -122,6 +128,21 @@ def leave_out(name, seed):
     return train, test, oos, sorted(out)
 
 
+def sent_to_review(router, text, threshold):
+    """Does the router, as it routes, send ``text`` to review (the rule ``evaluate`` counts:
+    confidence below ``threshold`` or the out-of-scope detector's flag)?"""
+    probs, in_scope = router.analyse([text])
+    score = float(in_scope[0]) if in_scope is not None else None
+    return router.is_out_of_scope(score) or float(probs[0].max()) < threshold
+
+
+def far_texts():
+    if not FAR_OOS.exists():
+        print(f"{FAR_OOS} is missing (bench/router_data_prepare.py writes it): no far figure")
+        return []
+    return classifier.read_texts(FAR_OOS, "text")
+
+
 def write(path, rows, header):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as fh:
@@ -174,6 +195,7 @@ def main():
     encoder = args.encoder or classifier.ROUTER_ENCODER
     print(f"refit epochs {classifier.REFIT_EPOCHS}, encoder {encoder}")
     print(f"load average at start: {os.getloadavg()}")
+    far = far_texts()
     for name in args.data:
         for seed in args.seeds:
             train, test, oos, out = leave_out(name, seed)
@@ -224,6 +246,10 @@ def main():
                     threshold=threshold,
                     out_of_scope=oos,
                 )
+                if far:
+                    flagged = [sent_to_review(router, text, threshold) for text in far]
+                    figures["far_oos_review_rate"] = round(float(np.mean(flagged)), 4)
+                    figures["far_oos_n"] = len(far)
             print(f"  {json.dumps(figures)}  load {os.getloadavg()[0]:.1f}", flush=True)
 
 

@@ -42,7 +42,7 @@ from django.conf import settings  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from bench.router_oos import load  # noqa: E402
+from bench.router_oos import load, sent_to_review  # noqa: E402
 from routing import classifier  # noqa: E402
 
 NAMES = [
@@ -125,11 +125,7 @@ def main():
             intent_of = dict(zip(tr_t + te_t, tr_l + te_l, strict=True))
             reviewed: dict[str, list[bool]] = {}
             for text in oos:
-                probs, in_scope = router.analyse([text])
-                score = float(in_scope[0]) if in_scope is not None else None
-                flag = router.is_out_of_scope(score) or float(probs[0].max()) < (
-                    settings.ROUTING_REVIEW_THRESHOLD
-                )
+                flag = sent_to_review(router, text, settings.ROUTING_REVIEW_THRESHOLD)
                 reviewed.setdefault(intent_of.get(text, "?"), []).append(flag)
             print(
                 "  sent to review, per left-out intent: "
