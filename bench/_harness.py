@@ -53,6 +53,7 @@ def setup_env(*, isolate: bool = True, db: str = "") -> dict[str, str]:
 
 
 BENCH_DB = "support_bench_api"
+BENCH_KB_DB = "support_bench_kb"  # bench/kb.py and bench/kb_ingest.py
 BENCH_REDIS_DB = 3
 
 

@@ -15,8 +15,9 @@
    the same for conversation queries: building the query and embedding its turns, the
    ranking with the context vector and the carried names, and the full ``search()``.
 
-Usage (the database comes from DATABASE_URL, e.g. `eval "$(python scripts/services.py start
---print-env)"`): python bench/kb.py [--chunks 100000] [--queries 200] [--drop]
+Usage (it starts `make run`'s PostgreSQL and Redis if they are not running, and works in a
+database of its own, ``support_bench_kb``, where the filled chunks stay for the next run;
+``--drop`` deletes them): python bench/kb.py [--chunks 100000] [--queries 200] [--drop]
 [--conversations .devdata/mwozfaq/test.jsonl]
 """
 
@@ -34,12 +35,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
-os.environ.setdefault("ENVIRONMENT", "dev")  # local defaults (unset would mean prod)
 
-import django  # noqa: E402
+from bench import _harness  # noqa: E402
 
-django.setup()
+# The local services of `make run` (started if need be) and a database of the bench's own
+# beside the product's, so its sources (100,000 synthetic chunks among them) never show up
+# in the knowledge base that `make run` serves.
+_harness.setup_env(db=_harness.BENCH_KB_DB)
 
 from django.db import connection  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402

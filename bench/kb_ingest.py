@@ -11,9 +11,10 @@ their last section) and ingests again: only the changed chunks are embedded.
 session on onnxruntime's default thread pool, batches of 32 sorted by characters, padded to
 the longest) for a comparison under the same load; ``--workers`` sets ``KB_EMBED_WORKERS``.
 
-Usage (database from DATABASE_URL, e.g. `eval "$(python scripts/services.py start
---print-env)"`): python bench/kb_ingest.py [--docs .devdata/stackfaq/docs.jsonl] [--runs 3]
-[--workers 2] [--legacy] [--edit 0.1] [--embedder minilm|minilm-int8] [--max-tokens 128]
+Usage (it starts `make run`'s PostgreSQL and Redis if they are not running, and works in a
+database of its own, ``support_bench_kb``): python bench/kb_ingest.py
+[--docs .devdata/stackfaq/docs.jsonl] [--runs 3] [--workers 2] [--legacy] [--edit 0.1]
+[--embedder minilm|minilm-int8] [--max-tokens 128]
 (embedder and tokens default to the settings: minilm-int8, 128)
 """
 
@@ -32,12 +33,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
-os.environ.setdefault("ENVIRONMENT", "dev")  # local defaults (unset would mean prod)
 
-import django  # noqa: E402
+from bench import _harness  # noqa: E402
 
-django.setup()
+# The local services of `make run` (started if need be) and a database of the bench's own
+# beside the product's, so its sources (100,000 synthetic chunks among them) never show up
+# in the knowledge base that `make run` serves.
+_harness.setup_env(db=_harness.BENCH_KB_DB)
 
 from knowledge import embeddings  # noqa: E402
 from knowledge.embeddings import Embedder  # noqa: E402
