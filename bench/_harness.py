@@ -57,6 +57,21 @@ BENCH_KB_DB = "support_bench_kb"  # bench/kb.py and bench/kb_ingest.py
 BENCH_REDIS_DB = 3
 
 
+def setup_kb_bench(*, as_script: bool) -> None:
+    """Django for bench/kb.py and bench/kb_ingest.py. Run as a script: the local services of
+    `make run` (started if need be) and the database ``BENCH_KB_DB`` beside the product's,
+    so the bench's sources (100,000 synthetic chunks among them) never show up in the
+    knowledge base `make run` serves. Imported (the tests): the importer's settings."""
+    if as_script:
+        setup_env(db=BENCH_KB_DB)
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+    os.environ.setdefault("ENVIRONMENT", "dev")
+    import django
+
+    django.setup()
+
+
 def isolated(env: dict[str, str], name: str = BENCH_DB) -> dict[str, str]:
     """A database and a Redis db of the bench's own, on the same local servers, so a bench
     never leaves tickets or queued tasks in the product's data (`make run`)."""

@@ -36,19 +36,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-if __name__ == "__main__":
-    from bench import _harness
+from bench import _harness  # noqa: E402
 
-    # The local services of `make run` (started if need be) and a database of the bench's
-    # own beside the product's, so its sources (100,000 synthetic chunks among them) never
-    # show up in the knowledge base that `make run` serves.
-    _harness.setup_env(db=_harness.BENCH_KB_DB)
-else:  # imported (the tests): the importer's settings and database
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
-    os.environ.setdefault("ENVIRONMENT", "dev")
-    import django
-
-    django.setup()
+_harness.setup_kb_bench(as_script=__name__ == "__main__")
 
 from django.db import connection  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
