@@ -41,12 +41,12 @@ from knowledge.conversation import AGENT, CUSTOMER, Turn
 from knowledge.retrieval import SearchResult, conversation_query
 from support.fallback import provider_failure
 from support.safe_urls import http_url
+from support.text import sentences_of
 
 logger = logging.getLogger(__name__)
 
 CANDIDATES = 5  # articles retrieved: the best, its rivals for the margin, related ones
 MAX_SENTENCES_SCORED = 40
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 _EXAMPLES_PARAGRAPH = re.compile(r"^\s*(customers|users|people) (ask|phrase|write) this", re.I)
 _WORD = re.compile(r"[a-z0-9]+")
@@ -207,7 +207,7 @@ def split_sentences(passage: str, *, title: str = "") -> list[str]:
         for line in paragraph.splitlines():
             if _EXAMPLES_PARAGRAPH.match(line):
                 continue
-            for piece in _SENTENCE_END.split(line.strip()):
+            for piece in sentences_of(line.strip(), capitalised=True):
                 sentence = _LIST_MARK.sub("", piece).strip()
                 if _EXAMPLES_PARAGRAPH.match(sentence):
                     break  # example phrasings run to the end of the line
@@ -418,7 +418,7 @@ class ModelDrafter:
             local.fallback_reason = f"{self.name}: {exc}"[:500]
             return local
         body = textwrap.shorten(body, request.style.max_chars * 2, placeholder=" …")
-        sentences = [s for s in _SENTENCE_END.split(body.replace("\n", " ")) if s.strip()]
+        sentences = sentences_of(body.replace("\n", " "), capitalised=True)
         return Composition(
             sentences=[Sentence(s, 0, i) for i, s in enumerate(sentences)],
             provider=self.name,

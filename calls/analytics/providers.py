@@ -23,7 +23,6 @@ provider here.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from pydantic import BaseModel, Field
 from calls.parsers import Segment
 from support.errors import PermanentError
 from support.fallback import provider_failure
+from support.text import sentences_of
 
 CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
     "Billing": ("bill", "invoice", "charge", "payment", "refund", "paid", "pay ", "fee", "card"),
@@ -68,7 +68,6 @@ CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
     "Complaint": ("complain", "complaint", "unacceptable", "frustrat", "angry", "disappoint"),
 }
 DEFAULT_CATEGORY = "General enquiry"
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass
@@ -127,7 +126,7 @@ def segment_sentiments(segments: Sequence[Segment]) -> tuple[list[str], str, flo
 
 
 def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(text) if len(s.strip().split()) >= 3]
+    return [s for s in sentences_of(text) if len(s.split()) >= 3]
 
 
 def classify_categories(text: str) -> list[str]:

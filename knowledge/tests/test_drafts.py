@@ -160,6 +160,13 @@ def test_sentences_skip_questions_title_restatements_and_example_phrasings():
     ]
 
 
+def test_a_title_before_a_name_does_not_cut_the_sentence() -> None:
+    # The demo's "Check invoice" article: the draft once began "To locate your invoices
+    # from Ms." (the full stop after a title read as the end of a sentence).
+    passage = "To locate your invoices from Ms. Hawkings, please follow these steps:"
+    assert drafts.split_sentences(passage, title="How to: Check invoice") == [passage]
+
+
 # --- the API ------------------------------------------------------------------------------
 
 

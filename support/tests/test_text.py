@@ -1,0 +1,45 @@
+"""Sentences for the pieces that quote them back (reply drafts, call summaries)."""
+
+from __future__ import annotations
+
+import pytest
+
+from support.text import sentences_of
+
+
+def test_a_title_or_an_initial_does_not_end_a_sentence() -> None:
+    text = (
+        "To locate your invoices from Ms. Hawkings, please sign in. Dr. J. Smith (e.g. the "
+        "surgeon) called at No. 5 St. Mary's Road! Was it Mr. Jones? Yes."
+    )
+    assert sentences_of(text) == [
+        "To locate your invoices from Ms. Hawkings, please sign in.",
+        "Dr. J. Smith (e.g. the surgeon) called at No. 5 St. Mary's Road!",
+        "Was it Mr. Jones?",
+        "Yes.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("It ships today. then it arrives.", ["It ships today. then it arrives."]),
+        ("It ships today. Then it arrives.", ["It ships today.", "Then it arrives."]),
+        ('Done. "Thanks" she said.', ["Done.", '"Thanks" she said.']),
+        ("Call 555 0100.  2 agents answer.", ["Call 555 0100.", "2 agents answer."]),
+    ],
+)
+def test_capitalised_cuts_only_before_a_sentence_start(text: str, expected: list[str]) -> None:
+    assert sentences_of(text, capitalised=True) == expected
+
+
+def test_without_capitalised_any_full_stop_and_space_cuts() -> None:
+    assert sentences_of("it ships today. then it arrives. ") == [
+        "it ships today.",
+        "then it arrives.",
+    ]
+
+
+def test_empty_and_blank_text_have_no_sentence() -> None:
+    assert sentences_of("") == []
+    assert sentences_of("  \n ") == []

@@ -1,0 +1,69 @@
+"""Plain text cut into sentences, for the pieces that quote sentences back (reply drafts from
+articles, call summaries from transcripts).
+
+A full stop after a title or a common abbreviation does not end a sentence: "To locate your
+invoices from Ms. Hawkings, please …" is one sentence, not "To locate your invoices from
+Ms." and "Hawkings, please …". The same holds after a single-letter initial ("J. Smith").
+"""
+
+from __future__ import annotations
+
+import re
+
+# Lower case, without the final full stop. Words that often end a sentence ("etc", "a.m",
+# "inc") are left out: merging two sentences is the lesser harm only where a cut is likely.
+ABBREVIATIONS = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "mx",
+        "dr",
+        "prof",
+        "rev",
+        "sr",
+        "jr",
+        "st",
+        "mt",
+        "vs",
+        "e.g",
+        "i.e",
+        "cf",
+        "approx",
+        "dept",
+        "no",
+        "nos",
+        "tel",
+        "ext",
+        "ref",
+        "fig",
+    }
+)
+_BOUNDARY = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_START = re.compile(r"[A-Z0-9\"'(“‘]")
+
+
+def _abbreviation_before(text: str) -> bool:
+    """Does ``text`` end with an abbreviation or an initial and its full stop?"""
+    if not text.endswith("."):
+        return False
+    word = text.rsplit(None, 1)[-1].lstrip("(\"'“‘").rstrip(".").lower()
+    return word in ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+def sentences_of(text: str, *, capitalised: bool = False) -> list[str]:
+    """The sentences of ``text`` (stripped, none empty): cut after ".", "!" or "?" and white
+    space, except after an abbreviation or an initial; with ``capitalised``, only where the
+    next sentence starts with a capital, a digit, a quote or a bracket."""
+    out: list[str] = []
+    start = 0
+    for boundary in _BOUNDARY.finditer(text):
+        if capitalised and not _SENTENCE_START.match(text, boundary.end()):
+            continue
+        piece = text[start : boundary.start()]
+        if _abbreviation_before(piece):
+            continue
+        out.append(piece.strip())
+        start = boundary.end()
+    out.append(text[start:].strip())
+    return [s for s in out if s]
