@@ -24,13 +24,14 @@ import operator
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from prometheus_client.core import Metric
 
 from alerts import selectors
@@ -462,6 +463,17 @@ def _evaluate_all(now: datetime) -> EvaluationReport:
 SLA_SEVERITY = {"sla.warning": Severity.WARNING, "sla.breached": Severity.CRITICAL}
 
 
+def _readable_time(value: Any) -> str:
+    """An event's ISO 8601 time as people read it (the workbench's SLA badge format, the
+    site's time zone): "2026-12-04 08:16 UTC"; what does not parse, as it came."""
+    when = parse_datetime(str(value)) if value else None
+    if when is None:
+        return str(value) if value else "?"
+    if timezone.is_naive(when):
+        when = timezone.make_aware(when, UTC)
+    return timezone.localtime(when).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any]) -> Raised | None:
     """One alert per (ticket, target) for ``sla.warning`` / ``sla.breached``: a warning
     fires it, a breach fires or escalates it to critical. The same outbox event delivered
@@ -482,7 +494,7 @@ def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any])
     lines = [
         f"The {what} target of ticket {ref} ({payload.get('policy') or 'SLA policy'}, "
         f"priority {payload.get('priority') or '-'}) "
-        f"{'was due' if breached else 'is due'} at {payload.get('due_at') or '?'}.",
+        f"{'was due' if breached else 'is due'} at {_readable_time(payload.get('due_at'))}.",
     ]
     escalation = [str(step) for step in payload.get("escalation") or []]
     if escalation:

@@ -63,6 +63,8 @@ def test_sla_warning_then_breach_raise_one_alert_per_ticket_and_target(
     )
     assert alert.title == "SLA at risk: first response on ticket T-42"
     assert "Escalation: priority raised to urgent." in alert.summary
+    # the due time as people read it (the site's time zone), not the event's ISO string
+    assert "is due at 2026-12-03 10:00 UTC." in alert.summary
     assert (alert.subject_type, alert.subject_id) == ("ticket", "42")
     [delivery] = Delivery.objects.all()
     assert (delivery.target_kind, delivery.status) == ("alert_email", DeliveryStatus.SUCCEEDED)
@@ -132,3 +134,19 @@ def test_an_sla_event_without_ticket_or_target_is_logged_and_skipped(
     assert not Alert.objects.exists()
     assert OutboxEvent.objects.get().delivered_at is not None
     assert "without ticket or target" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("due_at", "shown"),
+    [
+        ("2026-12-04T08:16:22.439206Z", "2026-12-04 08:16 UTC"),
+        ("2026-12-04T09:16:22+01:00", "2026-12-04 08:16 UTC"),
+        ("2026-12-04T08:16:22", "2026-12-04 08:16 UTC"),
+        ("soon", "soon"),
+        (None, "?"),
+    ],
+)
+def test_sla_due_times_read_as_people_write_them(due_at: Any, shown: str) -> None:
+    from alerts.services import _readable_time
+
+    assert _readable_time(due_at) == shown
