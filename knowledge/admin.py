@@ -14,6 +14,7 @@ from knowledge.models import (
     SuggestionFeedback,
 )
 from knowledge.selectors import reply_draft_summary
+from support.auth.admin import RecordAdminMixin
 from tickets.admin import SupervisorAdmin
 
 
@@ -23,25 +24,33 @@ class KnowledgeSourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(RecordAdminMixin, admin.ModelAdmin):
+    """Documents come from uploads, S3 and ``kb_ingest``, and leave when their source drops
+    them (a sync, an S3 removal: ``document_delete`` takes the chunks and tells the search
+    caches). A row added or edited here would not match its chunks; one deleted here would
+    skip the caches and come back with the next sync."""
+
     list_display = ("title", "source", "external_id", "status", "version", "updated_at")
     list_filter = ("source", "status", "content_type")
     search_fields = ("title", "external_id")
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(IngestionJob)
-class IngestionJobAdmin(admin.ModelAdmin):
+class IngestionJobAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = ("id", "kind", "status", "source", "processed", "total", "created_at")
     list_filter = ("status", "kind", "backend")
 
 
 @admin.register(ObjectEvent)
-class ObjectEventAdmin(admin.ModelAdmin):
+class ObjectEventAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = ("event_key", "via", "action", "bucket", "key", "received_at", "processed_at")
 
 
 @admin.register(SuggestionFeedback)
-class SuggestionFeedbackAdmin(admin.ModelAdmin):
+class SuggestionFeedbackAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = ("ticket", "chunk_ref", "document", "helpful", "user", "created_at")
     list_filter = ("helpful",)
 

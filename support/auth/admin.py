@@ -31,6 +31,18 @@ class SupervisorAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return is_supervisor(request.user) or super().has_add_permission(request, *args)
 
 
+class RecordAdminMixin:
+    """Records the system writes (jobs, received events, feedback): shown, never added or
+    edited by hand, whoever asks (a hand-made record would be taken for a real one: a
+    forged received-event key, say, makes the real event look like a duplicate)."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class SupervisorInlineMixin:
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return is_supervisor(request.user) or super().has_view_permission(request, obj)  # type: ignore[misc]
