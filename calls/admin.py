@@ -20,6 +20,7 @@ from calls.models import (
     QueueTeam,
     Transcript,
 )
+from support.auth.admin import RecordAdminMixin
 from tickets.admin import SupervisorAdmin
 
 
@@ -34,7 +35,10 @@ class QueueTeamAdmin(SupervisorAdmin):
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CallEventAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Every record received, as received: a hand-made one (unique per source and external
+    id) would make the real record look like a redelivery."""
+
     list_display = ["id", "source", "external_id", "contact_id", "status", "error", "created_at"]
     list_filter = ["source", "status"]
     search_fields = ["external_id", "contact_id", "error"]
@@ -42,7 +46,10 @@ class CallEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CallAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    """Calls are what the contact records say (their queue decides who may see them); the
+    pipeline can be re-run from here."""
+
     list_display = [
         "contact_id",
         "hash",
@@ -82,7 +89,7 @@ class AlertRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AlertAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["message", "rule", "username", "created_at", "acknowledged_at"]
     actions = ["acknowledge"]
 
@@ -93,7 +100,10 @@ class AlertAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 def _plain(model: Any, **options: Any) -> None:
-    admin.site.register(model, type(f"{model.__name__}Admin", (admin.ModelAdmin,), options))
+    """A record the pipeline writes: listed and shown, not added or edited by hand."""
+    admin.site.register(
+        model, type(f"{model.__name__}Admin", (RecordAdminMixin, admin.ModelAdmin), options)
+    )
 
 
 _plain(Transcript, list_display=["call", "source", "updated_at"], raw_id_fields=["call"])

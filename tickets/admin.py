@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from support.auth.admin import SupervisorAdmin, SupervisorInlineMixin
+from support.auth.admin import RecordAdminMixin, SupervisorAdmin, SupervisorInlineMixin
 from support.auth.roles import is_supervisor
 from support.services import agent_access_changed
 from tickets import services
@@ -280,7 +280,10 @@ class TicketAdmin(SupervisorAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(SupervisorAdmin):
+class MessageAdmin(RecordAdminMixin, SupervisorAdmin):
+    """The conversation as it happened: what a customer wrote and what was sent cannot be
+    rewritten or made up here (no event, audit or delivery would follow)."""
+
     list_display = ("id", "ticket", "direction", "kind", "channel", "delivery_status", "created_at")
     list_filter = ("direction", "kind", "channel", "delivery_status")
     search_fields = ("body_text", "channel_message_id")
@@ -288,7 +291,10 @@ class MessageAdmin(SupervisorAdmin):
 
 
 @admin.register(Attachment)
-class AttachmentAdmin(SupervisorAdmin):
+class AttachmentAdmin(RecordAdminMixin, SupervisorAdmin):
+    """Files as received or sent: re-pointing one at another ticket's file would hand it to
+    whoever may see this ticket."""
+
     list_display = ("filename", "kind", "content_type", "size", "message", "created_at")
     list_filter = ("kind",)
     raw_id_fields = ("message",)

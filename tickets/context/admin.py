@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from support.auth.admin import RecordAdminMixin
 from tickets.admin import CustomerAdmin
 from tickets.context import privacy
 from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
@@ -92,7 +93,7 @@ class OrderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Interaction)
-class InteractionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class InteractionAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "occurred_at",
         "customer",
@@ -108,7 +109,7 @@ class InteractionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(CsatFeedback)
-class CsatFeedbackAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CsatFeedbackAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("ticket", "customer", "rating", "via_link", "updated_at")
     list_filter = ("rating", "via_link")
     raw_id_fields = ("ticket", "customer")

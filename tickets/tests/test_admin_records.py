@@ -1,0 +1,51 @@
+"""The conversation and what customers said about it are records: the admin shows them to
+supervisors and superusers and never rewrites or invents them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tickets.models import Message, Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def superuser(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("root", "root@example.com", "pw-12345678")
+
+
+@pytest.mark.parametrize("who", ["supervisor", "superuser"])
+@pytest.mark.parametrize("model", ["message", "attachment", "interaction", "csatfeedback"])
+def test_records_cannot_be_added_by_hand(request: Any, who: str, model: str) -> None:
+    browser = Client()
+    browser.force_login(request.getfixturevalue(who))
+    if who == "superuser" or model in ("message", "attachment"):  # supervisors' pages
+        assert browser.get(f"/admin/tickets/{model}/").status_code == 200
+    assert browser.get(f"/admin/tickets/{model}/add/").status_code == 403
+
+
+@pytest.mark.parametrize("who", ["supervisor", "superuser"])
+def test_what_a_customer_wrote_cannot_be_rewritten(request: Any, who: str, customer: Any) -> None:
+    ticket = Ticket.objects.create(subject="Refund", customer=customer, channel="email")
+    message = Message.objects.create(
+        ticket=ticket,
+        direction="inbound",
+        author_customer=customer,
+        body_text="I was charged twice.",
+        channel="email",
+    )
+    browser = Client()
+    browser.force_login(request.getfixturevalue(who))
+    page = browser.get(f"/admin/tickets/message/{message.pk}/change/")
+    assert page.status_code == 200  # shown, read-only
+    browser.post(
+        f"/admin/tickets/message/{message.pk}/change/",
+        {"ticket": ticket.pk, "direction": "inbound", "body_text": "All fine, thanks.",
+         "channel": "email", "kind": "public"},
+    )  # fmt: skip
+    message.refresh_from_db()
+    assert message.body_text == "I was charged twice."
