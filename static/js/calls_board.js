@@ -14,8 +14,21 @@
     const li = document.createElement("li");
     li.className = "alert live";
     li.dataset.alertId = ev.alert_id;
-    li.textContent = ev.message;
+    const when = document.createElement("time");
+    const now = new Date();
+    when.dateTime = now.toISOString();
+    when.textContent = now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    li.append(when, " " + ev.message);  // the message says how long it was when raised
     alerts.prepend(li);
+  }
+  // Minutes in the current state, kept current (the page's figure is from its rendering).
+  function tick() {
+    agents.querySelectorAll(".since[data-since]").forEach((cell) => {
+      const since = Date.parse(cell.dataset.since);
+      if (isNaN(since)) return;
+      const minutes = cell.parentElement.querySelector(".minutes");
+      minutes.textContent = String(Math.max(0, Math.floor((Date.now() - since) / 60000)));
+    });
   }
   function setState(ev) {
     const name = ev.username || ev.agent_arn;
@@ -28,7 +41,10 @@
       agents.appendChild(row);
     }
     row.querySelector(".state").textContent = ev.state;
-    row.querySelector(".since").textContent = new Date(ev.since).toLocaleTimeString();
+    const since = row.querySelector(".since");
+    since.dataset.since = ev.since;
+    since.textContent = new Date(ev.since).toLocaleTimeString();
+    tick();
   }
   function connect() {
     const proto = location.protocol === "https:" ? "wss" : "ws";
@@ -44,4 +60,5 @@
     };
   }
   connect();
+  setInterval(tick, 30000);
 })();

@@ -28,6 +28,9 @@ def test_customer_context_panel_is_registered_and_renders(customer, agent):
     request.user = agent
     html = render_to_string(panel.template, panel.context(request, ticket), request=request)
     assert "Ada Lovelace" in html
+    # contact details are the Customer card's (the ticket page shows them once)
+    assert "ada@example.com" not in html
+    assert "<dt>Tickets</dt><dd>1 open / 1</dd>" in html
     assert "ORD-55" in html
     assert "Churn risk: low" in html
     assert "1 failed or cancelled order in 90 days." in html
