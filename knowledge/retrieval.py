@@ -125,11 +125,24 @@ class SearchResult:
         }
 
 
-def _filters(sources: Sequence[str] | None, tags: Sequence[str] | None) -> tuple[str, list[Any]]:
-    sql, params = "", []
-    if sources:
-        sql += " AND c.source_id IN (SELECT id FROM knowledge_knowledgesource WHERE name = ANY(%s))"
-        params.append(list(sources))
+def _source_ids(cursor: Any, sources: Sequence[str] | None) -> list[int] | None:
+    """The ids of the named sources (None: no filter; empty: none of them exists)."""
+    if not sources:
+        return None
+    cursor.execute("SELECT id FROM knowledge_knowledgesource WHERE name = ANY(%s)", [list(sources)])
+    return [int(row[0]) for row in cursor.fetchall()]
+
+
+def _filters(source_ids: Sequence[int] | None, tags: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """SQL conditions on ``c`` (chunks). The sources go in as their ids, not a sub-select on
+    their names: the planner then reads the ids' own row counts (a 658-chunk source among
+    100,000 chunks: the source index, 8 ms; through the sub-select it assumed an average
+    source and scanned the whole table, 79 ms)."""
+    sql = ""
+    params: list[Any] = []
+    if source_ids is not None:
+        sql += " AND c.source_id = ANY(%s)"
+        params.append(list(source_ids))
     if tags:
         sql += " AND c.document_id IN (SELECT id FROM knowledge_document WHERE tags ?| %s)"
         params.append(list(tags))
@@ -181,19 +194,19 @@ def _vector_candidates(
     return [(r[0], r[1], r[2], float(r[3])) for r in rows]
 
 
-def _few_rows(cursor: Any, sources: Sequence[str] | None, tags: Sequence[str] | None) -> bool:
+def _few_rows(cursor: Any, source_ids: Sequence[int] | None, tags: Sequence[str] | None) -> bool:
     """Are the chunks to rank few enough (``EXACT_SCAN_MAX``) for an exact scan, which is
     then faster than the index? The whole knowledge base's size comes from this process's
     cached counts; a source filter's from a bounded count on the source index. A tag
     filter's is not counted (no index answers it cheaply): the index scan then."""
     if tags:
         return False
-    if not sources:
+    if source_ids is None:
         return sum(stored_embedders.get().values()) <= EXACT_SCAN_MAX
     cursor.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk c WHERE c.source_id IN "
-        "(SELECT id FROM knowledge_knowledgesource WHERE name = ANY(%s)) LIMIT %s) AS few",
-        [list(sources), EXACT_SCAN_MAX + 1],
+        "SELECT count(*) FROM (SELECT 1 FROM knowledge_chunk c WHERE c.source_id = ANY(%s) "
+        "LIMIT %s) AS few",
+        [list(source_ids), EXACT_SCAN_MAX + 1],
     )
     return int(cursor.fetchone()[0]) <= EXACT_SCAN_MAX
 
@@ -624,7 +637,8 @@ def rank_documents(
             )
     conversation = query if isinstance(query, ConversationQuery) else None
     text_query = query.focus if isinstance(query, ConversationQuery) else query
-    where, params = _filters(sources, tags)
+    source_ids = _source_ids(cursor, sources)
+    where, params = _filters(source_ids, tags)
     limit = max(candidates, k * 4)
     doc_vec: dict[int, float] = {}
     doc_text: dict[int, float] = {}
@@ -645,7 +659,7 @@ def rank_documents(
                 if conversation is not None
                 else get_query_embedder().encode([text_query], redact_names=redact_names)[0]
             )
-        exact = _few_rows(cursor, sources, tags)
+        exact = _few_rows(cursor, source_ids, tags)
         take_vectors(_vector_candidates(cursor, query_vector, limit, where, params, exact=exact))
     if mode == "hybrid":
         if conversation is not None and entity_weight > 0:
