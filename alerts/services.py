@@ -466,7 +466,10 @@ SLA_SEVERITY = {"sla.warning": Severity.WARNING, "sla.breached": Severity.CRITIC
 def _readable_time(value: Any) -> str:
     """An event's ISO 8601 time as people read it (the workbench's SLA badge format, the
     site's time zone): "2026-12-04 08:16 UTC"; what does not parse, as it came."""
-    when = parse_datetime(str(value)) if value else None
+    try:
+        when = parse_datetime(str(value)) if value else None
+    except ValueError:  # shaped like a time but not one ("2026-13-45T25:00")
+        when = None
     if when is None:
         return str(value) if value else "?"
     if timezone.is_naive(when):

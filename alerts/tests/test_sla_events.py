@@ -143,6 +143,7 @@ def test_an_sla_event_without_ticket_or_target_is_logged_and_skipped(
         ("2026-12-04T09:16:22+01:00", "2026-12-04 08:16 UTC"),
         ("2026-12-04T08:16:22", "2026-12-04 08:16 UTC"),
         ("soon", "soon"),
+        ("2026-13-45T25:00:00", "2026-13-45T25:00:00"),
         (None, "?"),
     ],
 )
