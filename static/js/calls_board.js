@@ -17,7 +17,7 @@
     const when = document.createElement("time");
     const now = new Date();
     when.dateTime = now.toISOString();
-    when.textContent = now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    when.textContent = now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
     li.append(when, " " + ev.message);  // the message says how long it was when raised
     alerts.prepend(li);
   }
