@@ -56,7 +56,7 @@ class SuggestionFeedbackAdmin(RecordAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ReplyDraft)
-class ReplyDraftAdmin(SupervisorAdmin):
+class ReplyDraftAdmin(RecordAdminMixin, SupervisorAdmin):
     """Supervisors: every draft offered and what became of it, with the outcome metric
     above the list (``knowledge/templates/admin/knowledge/replydraft/change_list.html``).
     Read-only: drafts are written by agents' requests and settled by their replies."""
@@ -69,12 +69,6 @@ class ReplyDraftAdmin(SupervisorAdmin):
     @admin.display(description="first citation")
     def first_citation(self, obj: ReplyDraft) -> str:
         return str(obj.citations[0].get("title", "")) if obj.citations else ""
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

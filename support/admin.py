@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from support import services
+from support.auth.admin import RecordAdminMixin
 from support.auth.lockout import login_lockout_reset
 from support.auth.roles import is_supervisor
 from support.models import ApiKey, AuditLog, OutboxEvent
@@ -103,17 +104,11 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditLogAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("created_at", "actor", "action", "object_type", "object_id")
     list_filter = ("action", "object_type")
     search_fields = ("object_id", "actor__username")
     readonly_fields = [f.name for f in AuditLog._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- login lockouts (django-axes) -------------------------------------------------------

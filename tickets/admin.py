@@ -440,7 +440,7 @@ class SlaPolicyAdmin(ReappliesSlaOnChange, SupervisorAdmin):
 
 
 @admin.register(SlaEvent)
-class SlaEventAdmin(SupervisorAdmin):
+class SlaEventAdmin(RecordAdminMixin, SupervisorAdmin):
     """The checker's record (read-only)."""
 
     list_display = ("ticket", "target", "kind", "due_at", "policy_name", "created_at")
@@ -455,12 +455,6 @@ class SlaEventAdmin(SupervisorAdmin):
         "escalation",
         "created_at",
     )
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 from tickets.context.admin import *  # noqa: E402, F403 - customer-context admin
