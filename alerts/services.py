@@ -63,6 +63,7 @@ from support.events import event_record
 from support.metrics import metrics_collect
 from support.redis_client import get_redis
 from support.services import audit_log_record
+from support.text import readable_time
 
 logger = logging.getLogger(__name__)
 
@@ -464,8 +465,8 @@ SLA_SEVERITY = {"sla.warning": Severity.WARNING, "sla.breached": Severity.CRITIC
 
 
 def _readable_time(value: Any) -> str:
-    """An event's ISO 8601 time as people read it (the workbench's SLA badge format, the
-    site's time zone): "2026-12-04 08:16 UTC"; what does not parse, as it came."""
+    """An event's ISO 8601 time as people read it (``support.text.readable_time``, as the
+    workbench's SLA badge writes it); what does not parse, as it came."""
     try:
         when = parse_datetime(str(value)) if value else None
     except ValueError:  # shaped like a time but not one ("2026-13-45T25:00")
@@ -474,7 +475,7 @@ def _readable_time(value: Any) -> str:
         return str(value) if value else "?"
     if timezone.is_naive(when):
         when = timezone.make_aware(when, UTC)
-    return timezone.localtime(when).strftime("%Y-%m-%d %H:%M %Z")
+    return readable_time(when)
 
 
 def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any]) -> Raised | None:

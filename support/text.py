@@ -1,5 +1,6 @@
-"""Plain text cut into sentences, for the pieces that quote sentences back (reply drafts from
-articles, call summaries from transcripts).
+"""Text for people: sentences cut for the pieces that quote them back (reply drafts from
+articles, call summaries from transcripts), and times written the one way the product
+writes them.
 
 A full stop after a title or a common abbreviation does not end a sentence: "To locate your
 invoices from Ms. Hawkings, please …" is one sentence, not "To locate your invoices from
@@ -9,6 +10,9 @@ Ms." and "Hawkings, please …". The same holds after a single-letter initial ("
 from __future__ import annotations
 
 import re
+from datetime import datetime
+
+from django.utils import timezone
 
 # Lower case, without the final full stop. Words that often end a sentence ("etc", "a.m",
 # "inc") are left out: merging two sentences is the lesser harm only where a cut is likely.
@@ -67,3 +71,9 @@ def sentences_of(text: str, *, capitalised: bool = False) -> list[str]:
         start = boundary.end()
     out.append(text[start:].strip())
     return [s for s in out if s]
+
+
+def readable_time(when: datetime) -> str:
+    """A moment as the workbench and the alerts write it, in the site's time zone:
+    "2026-12-04 08:16 UTC"."""
+    return timezone.localtime(when).strftime("%Y-%m-%d %H:%M %Z")

@@ -9,6 +9,8 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
+from support.text import readable_time
+
 register = template.Library()
 
 CHANNEL_ICONS = {
@@ -82,7 +84,7 @@ def sla_badge(ticket: Any) -> str:
         return "—"
     now = timezone.now()
     left = int((due - now).total_seconds())
-    when = timezone.localtime(due).strftime("%Y-%m-%d %H:%M %Z")
+    when = readable_time(due)
     if left <= 0:
         return format_html(
             '<span class="badge sla sla-breached" title="Was due {}">Overdue {}</span>',
