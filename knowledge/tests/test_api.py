@@ -66,6 +66,27 @@ def test_search_returns_documents_chunks_scores_and_snippets(agent_client, kb):
     assert [r["document"]["external_id"] for r in filtered["results"]] == ["reset"]
 
 
+def test_search_filtered_to_sources_by_name(agent_client, kb):
+    other = source_get_or_create(name="other")
+    documents_ingest(
+        source=other,
+        items=parse_jsonl(
+            json.dumps({"id": "o", "title": "Refunds elsewhere", "text": "Refunds."})
+        ),
+    )
+
+    def ids(source: str) -> list[str]:
+        response = agent_client.get("/api/kb/search", {"q": "refund", "source": source})
+        assert response.status_code == 200
+        return sorted(r["document"]["external_id"] for r in response.json()["results"])
+
+    help_ids = ids("help")
+    assert "o" not in help_ids
+    assert "refund" in help_ids
+    assert ids("other") == ["o"]
+    assert ids("no-such-source") == []  # an unknown name: nothing, not everything
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [({}, "q: a search query is required"), ({"q": "x", "k": "0"}, "k: must be between")],
