@@ -157,7 +157,7 @@ def format_reply(
 @dataclass(frozen=True)
 class Gate:
     offered: bool
-    score: float  # the best article's fused score
+    score: float  # the best article's fit (its fused score without what names added)
     margin: float  # its lead over the runner-up
     reason: str  # "" when offered; no_results | low_score | low_margin | no_passage
 
@@ -168,14 +168,19 @@ def draft_gate(
     min_score: float | None = None,
     min_margin: float | None = None,
 ) -> Gate:
-    """Is retrieval confident enough to write a draft from ``results[0]``?"""
+    """Is retrieval confident enough to write a draft from ``results[0]``?
+
+    The floor reads the best article's ``fit`` (the names a conversation carried can make
+    an article lead, not make it answer the question); the lead over the runner-up reads
+    the fused scores, names included (they tell one hotel's parking article from the
+    others')."""
     min_score = float(settings.KB_DRAFT_MIN_SCORE if min_score is None else min_score)
     min_margin = float(settings.KB_DRAFT_MIN_MARGIN if min_margin is None else min_margin)
     if not results:
         return Gate(False, 0.0, 0.0, "no_results")
-    best = results[0].score
+    best = results[0].fit
     runner_up = results[1].score if len(results) > 1 else 0.0
-    margin = best - runner_up
+    margin = results[0].score - runner_up
     if best < min_score:
         return Gate(False, best, margin, "low_score")
     if margin < min_margin:
@@ -469,12 +474,12 @@ def citation_of(result: SearchResult) -> Citation:
 
 
 def related_articles(results: Sequence[SearchResult], gate: Gate) -> list[SearchResult]:
-    """The best article, plus the runner-up when it also clears the score bar (it may add a
-    step); never more than ``KB_DRAFT_MAX_CITATIONS``."""
+    """The best article, plus the runner-up when it also clears the score bar by its fit
+    (it may add a step); never more than ``KB_DRAFT_MAX_CITATIONS``."""
     limit = max(1, int(settings.KB_DRAFT_MAX_CITATIONS))
     floor = float(settings.KB_DRAFT_MIN_SCORE)
     picked = [results[0]]
-    picked += [r for r in results[1:] if r.score >= floor][: limit - 1]
+    picked += [r for r in results[1:] if r.fit >= floor][: limit - 1]
     return picked
 
 

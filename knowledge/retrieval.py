@@ -19,7 +19,13 @@ Conversation queries (``knowledge.conversation.ConversationQuery``) add two thin
   order names, not "price" or "address") are carried; documents whose title holds them
   join the candidates, and a document scores the idf-weighted share of its title's rare
   lexemes that the conversation named, each counted with the weight (recency) of the
-  turn that named it:
+  turn that named it. Names that only the articles' text holds (every hotel's article
+  titled "Parking") count too: lexemes no title holds and few passages do (at most
+  ``KB_ENTITY_MAX_DF`` of them, and ``BODY_NAME_MAX_CHUNKS``); a document whose passage
+  holds them scores the idf-weighted share of everything the conversation named that
+  the passage holds, and keeps the better of its title and passage scores. What the names
+  add is ``SearchResult.named_score``; the draft and suggestion floors read the score
+  without it (``SearchResult.fit``):
 
     score = cosine + TEXT_WEIGHT * text_rank / best + ENTITY_WEIGHT * entity_share
 """
@@ -56,6 +62,9 @@ ENTITY_MIN_DF = 3  # ... and one in at most 3 titles always is (small knowledge 
 ENTITY_MAX_TERMS = 24
 ENTITY_CANDIDATES = 100  # best-named documents added to the vector candidates
 ENTITY_SCAN_LIMIT = 5000  # titles read per query at most (rare terms match few)
+BODY_NAME_MAX_CHUNKS = 200  # passages read per lexeme at most; held by more: not a name
+BODY_NAMES_CACHED = 20_000  # lexemes whose passages a process remembers
+COMMON_LEXEME_SECONDS = 3600  # a lexeme found in too many passages is not read again
 TITLE_STATS_SECONDS = 600
 CANDIDATES = 50
 EXACT_SCAN_MAX = 2000  # chunks to rank at most for an exact scan instead of the HNSW index
@@ -97,6 +106,16 @@ class SearchResult:
     score: float
     vector_score: float | None = None
     text_score: float | None = None
+    # The part of ``score`` the conversation's names added (0 for a one-string query).
+    named_score: float = 0.0
+
+    @property
+    def fit(self) -> float:
+        """How well the article fits the question itself: ``score`` without what the
+        names added. The draft and suggestion floors read this, so an article that holds
+        the name a conversation mentioned does not pass for an answer to any question;
+        the names still order the articles that do fit."""
+        return self.score - self.named_score
 
     @property
     def snippet_html(self) -> SafeString:
@@ -284,6 +303,7 @@ class Ranking:
     doc_vec: dict[int, float]
     doc_text: dict[int, float]
     doc_entity: dict[int, float] = field(default_factory=dict)
+    entity_weight: float = 0.0  # what a document's entity score counts in its fused score
 
 
 # --- conversation queries -------------------------------------------------------------
@@ -454,16 +474,43 @@ def title_stats_invalidate() -> None:
 
 
 class _TitleStats:
-    """Document frequency of each lexeme among title chunks, cached per process and
-    reloaded when ``title_stats_invalidate`` bumps the shared version (or every
-    ``TITLE_STATS_SECONDS``)."""
+    """Document frequency of each lexeme among title chunks, and the passages (body
+    chunks) holding the lexemes searches asked about, cached per process and reloaded
+    when ``title_stats_invalidate`` bumps the shared version (or every
+    ``TITLE_STATS_SECONDS``).
+
+    A lexeme found in more than ``BODY_NAME_MAX_CHUNKS`` passages ("room", "want") is
+    remembered as common across those reloads, for ``COMMON_LEXEME_SECONDS``: one
+    ingestion rarely makes it rare, and reading it again is most of what a conversation's
+    names cost (up to 201 rows each; a process's first conversations read ~11 of them)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loaded_at = -math.inf
         self._version: Any = None
+        self._generation = 0
         self.total = 0
         self.df: dict[str, int] = {}
+        # lexeme -> (chunk id, document id) of the passages holding it (this version)
+        self._passages: OrderedDict[str, tuple[tuple[int, int], ...]] = OrderedDict()
+        # lexeme -> when more than BODY_NAME_MAX_CHUNKS passages were found holding it
+        self._common: OrderedDict[str, float] = OrderedDict()
+
+    def forget(self) -> None:
+        with self._lock:
+            self._loaded_at = -math.inf
+            self._version = None
+            self.total = 0
+            self.df = {}
+        self.forget_passages()
+
+    def forget_passages(self) -> None:
+        """Forget the passages read for names and the lexemes found common (the next
+        searches read them again)."""
+        with self._lock:
+            self._generation += 1
+            self._passages.clear()
+            self._common.clear()
 
     def get(self, cursor: Any) -> _TitleStats:
         from django.core.cache import cache
@@ -483,9 +530,59 @@ class _TitleStats:
                 self.df = {word: int(ndoc) for word, ndoc in cursor.fetchall()}
                 cursor.execute("SELECT count(*) FROM knowledge_chunk WHERE kind = 'title'")
                 self.total = int(cursor.fetchone()[0])
+                self._passages.clear()  # their chunk ids may be gone
+                self._generation += 1
                 self._loaded_at = time.monotonic()
                 self._version = version
         return self
+
+    def passages(
+        self, cursor: Any, lexemes: Sequence[str]
+    ) -> dict[str, tuple[tuple[int, int], ...]]:
+        """The passages (chunk id, document id) holding each lexeme that at most
+        ``BODY_NAME_MAX_CHUNKS`` passages hold; the others are left out. A lexeme not asked
+        about since the knowledge base last changed (or, when found common, within
+        ``COMMON_LEXEME_SECONDS``) costs one bounded read on the full-text index, all of
+        them in one query."""
+        wanted = list(dict.fromkeys(lexemes))
+        now = time.monotonic()
+        known: dict[str, tuple[tuple[int, int], ...]] = {}
+        todo: list[str] = []
+        with self._lock:
+            generation = self._generation
+            for lexeme in wanted:
+                if lexeme in self._passages:
+                    known[lexeme] = self._passages[lexeme]
+                    self._passages.move_to_end(lexeme)
+                elif now - self._common.get(lexeme, -math.inf) > COMMON_LEXEME_SECONDS:
+                    todo.append(lexeme)
+        if todo:
+            cursor.execute(
+                "SELECT t.i, m.id, m.document_id "
+                "FROM unnest(%s::tsquery[]) WITH ORDINALITY AS t(q, i) "
+                "CROSS JOIN LATERAL (SELECT c.id, c.document_id FROM knowledge_chunk c "
+                "WHERE c.kind = 'body' AND c.search_vector @@ t.q LIMIT %s) AS m",
+                [[_tsquery_any([lexeme]) for lexeme in todo], BODY_NAME_MAX_CHUNKS + 1],
+            )
+            found: dict[str, list[tuple[int, int]]] = {lexeme: [] for lexeme in todo}
+            for index, chunk_id, doc_id in cursor.fetchall():
+                found[todo[index - 1]].append((int(chunk_id), int(doc_id)))
+            rare = {
+                lexeme: tuple(rows)
+                for lexeme, rows in found.items()
+                if len(rows) <= BODY_NAME_MAX_CHUNKS
+            }
+            known.update(rare)
+            with self._lock:
+                for lexeme in found.keys() - rare.keys():
+                    self._common[lexeme] = now
+                    self._common.move_to_end(lexeme)
+                if generation == self._generation:  # not read before a change
+                    self._passages.update(rare)
+                for cached in (self._passages, self._common):
+                    while len(cached) > BODY_NAMES_CACHED:
+                        cached.popitem(last=False)
+        return {lexeme: rows for lexeme, rows in known.items() if rows}
 
 
 title_stats = _TitleStats()
@@ -496,11 +593,7 @@ def title_stats_forget() -> None:
     search reloads them)."""
     stored_embedders.forget()
     _mismatch_logged.clear()
-    with title_stats._lock:
-        title_stats._loaded_at = -math.inf
-        title_stats._version = None
-        title_stats.total = 0
-        title_stats.df = {}
+    title_stats.forget()
 
 
 def _lexemes(cursor: Any, texts: list[str]) -> list[list[str]]:
@@ -518,26 +611,67 @@ def _distinctive_limit(stats: _TitleStats, max_df: float | None = None) -> float
     return max(float(ENTITY_MIN_DF), max_df * stats.total)
 
 
-def entity_terms(
-    cursor: Any, query: ConversationQuery, *, max_df: float | None = None
-) -> dict[str, float]:
-    """The context's distinctive lexemes (rare among titles) -> the weight of the newest
-    context turn that holds each. The focus is left out: its own words are searched by
-    the vector and full-text sides, and a question's generic words ("postcode") that a
-    few titles happen to hold would otherwise pass for names."""
+@dataclass
+class Names:
+    """What a conversation names: each carried lexeme's turn weight (``terms``), its idf
+    among titles when titles hold it rarely (``title_idf``), or, when no title holds it,
+    the passages holding it with its idf among passages if few passages do
+    (``passages``, ``passage_idf``)."""
+
+    terms: dict[str, float] = field(default_factory=dict)
+    title_idf: dict[str, float] = field(default_factory=dict)
+    passage_idf: dict[str, float] = field(default_factory=dict)
+    passages: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+
+def entity_terms(cursor: Any, query: ConversationQuery, *, max_df: float | None = None) -> Names:
+    """The context's distinctive lexemes with the weight of the newest context turn that
+    holds each: rare among titles, or held by no title and by few passages. A word some
+    title holds is the knowledge base's topic ("refund", "parking"), or a name its titles
+    already carry; one no title holds but few passages do is a name only the articles'
+    text gives (every hotel's article titled "Parking"). The focus is left out: its own
+    words are searched by the vector and full-text sides, and a question's generic words
+    ("postcode") that a few titles happen to hold would otherwise pass for names."""
     stats = title_stats.get(cursor)
     context = query.parts[1:]
-    if not stats.total or not context:
-        return {}
+    if not context:
+        return Names()
     limit = _distinctive_limit(stats, max_df)
-    terms: dict[str, float] = {}
+    seen: dict[str, float] = {}
     for part, lexemes in zip(context, _lexemes(cursor, [p.text for p in context]), strict=True):
         for lexeme in lexemes:
-            if 0 < stats.df.get(lexeme, 0) <= limit:
-                terms[lexeme] = max(terms.get(lexeme, 0.0), part.weight)
-    idf = {t: math.log(1 + stats.total / stats.df[t]) for t in terms}
-    strongest = sorted(terms, key=lambda t: -terms[t] * idf[t])[:ENTITY_MAX_TERMS]
-    return {t: terms[t] for t in strongest}
+            if stats.df.get(lexeme, 0) <= limit:  # common among titles: never a name
+                seen[lexeme] = max(seen.get(lexeme, 0.0), part.weight)
+    if not seen:
+        return Names()
+    names = Names()
+    for lexeme in seen:
+        df = stats.df.get(lexeme, 0)
+        if df:
+            names.title_idf[lexeme] = math.log(1 + stats.total / df)
+    body_total = max(sum(stored_embedders.get().values()) - stats.total, 1)
+    if max_df is None:
+        max_df = float(getattr(settings, "KB_ENTITY_MAX_DF", ENTITY_MAX_DF))
+    body_limit = min(float(BODY_NAME_MAX_CHUNKS), max(float(ENTITY_MIN_DF), max_df * body_total))
+    untitled = [lexeme for lexeme in seen if lexeme not in names.title_idf]
+    for lexeme, rows in stats.passages(cursor, untitled).items():
+        if len(rows) <= body_limit:
+            names.passages[lexeme] = rows
+            names.passage_idf[lexeme] = math.log(1 + body_total / len(rows))
+
+    def strength(lexeme: str) -> float:
+        return seen[lexeme] * names.title_idf.get(lexeme, names.passage_idf.get(lexeme, 0.0))
+
+    carried = [t for t in seen if t in names.title_idf or t in names.passage_idf]
+    strongest = set(sorted(carried, key=lambda t: (-strength(t), t))[:ENTITY_MAX_TERMS])
+    names.terms = {t: seen[t] for t in carried if t in strongest}
+    names.title_idf = {t: w for t, w in names.title_idf.items() if t in strongest}
+    names.passage_idf = {t: w for t, w in names.passage_idf.items() if t in strongest}
+    names.passages = {t: rows for t, rows in names.passages.items() if t in strongest}
+    return names
 
 
 def _tsquery_any(lexemes: Sequence[str]) -> str:
@@ -546,38 +680,67 @@ def _tsquery_any(lexemes: Sequence[str]) -> str:
 
 def _entity_matches(
     cursor: Any,
-    terms: dict[str, float],
+    names: Names,
     where: str,
     params: list[Any],
     *,
     max_df: float | None = None,
 ) -> dict[int, float]:
-    """Entity score of each document whose title holds a carried term: the share of the
-    title's distinctive lexemes (idf-weighted) that the conversation named, each counted
-    with the weight of the turn that named it. A title naming "Acorn Guest House" scores
-    1 when the agent said "Acorn" one turn ago; partial names score in proportion."""
-    if not terms:
+    """Entity score of each document whose title or a passage holds a carried name.
+
+    By the title: the share of the title's distinctive lexemes (idf-weighted) that the
+    conversation named, each counted with the weight of the turn that named it. A title
+    naming "Acorn Guest House" scores 1 when the agent said "Acorn" one turn ago; partial
+    names score in proportion. By a passage, for names no title holds (every hotel's
+    article titled "Parking", the hotel named in its text): the share of everything the
+    conversation named (idf-weighted, the titles' names too) that the passage holds,
+    turn-weighted alike. A document keeps its best score."""
+    if not names:
         return {}
     stats = title_stats.get(cursor)
     limit = _distinctive_limit(stats, max_df)
-    cursor.execute(
-        "SELECT c.document_id, tsvector_to_array(c.search_vector) "
-        "FROM knowledge_chunk c WHERE c.kind = 'title' AND c.search_vector @@ %s::tsquery"
-        + where
-        + " LIMIT %s",
-        [_tsquery_any(list(terms)), *params, ENTITY_SCAN_LIMIT],
-    )
     scores: dict[int, float] = {}
-    for doc_id, lexemes in cursor.fetchall():
-        total = found = 0.0
-        for lexeme in set(lexemes):
-            df = stats.df.get(lexeme, 0)
-            if 0 < df <= limit:
-                idf = math.log(1 + stats.total / df)
-                total += idf
-                found += idf * terms.get(lexeme, 0.0)
-        if found > 0:
-            scores[doc_id] = max(scores.get(doc_id, 0.0), found / total)
+    title_terms = [t for t in names.terms if t in names.title_idf]
+    if title_terms:
+        cursor.execute(
+            "SELECT c.document_id, tsvector_to_array(c.search_vector) "
+            "FROM knowledge_chunk c WHERE c.kind = 'title' AND c.search_vector @@ %s::tsquery"
+            + where
+            + " LIMIT %s",
+            [_tsquery_any(title_terms), *params, ENTITY_SCAN_LIMIT],
+        )
+        for doc_id, lexemes in cursor.fetchall():
+            total = found = 0.0
+            for lexeme in set(lexemes):
+                df = stats.df.get(lexeme, 0)
+                if 0 < df <= limit:
+                    idf = math.log(1 + stats.total / df)
+                    total += idf
+                    found += idf * names.terms.get(lexeme, 0.0)
+            if found > 0:
+                scores[doc_id] = max(scores.get(doc_id, 0.0), found / total)
+    if not names.passage_idf:
+        return scores
+    # The share of everything the conversation named (the titles' names too): a passage
+    # holding one stray word of the context does not score as if it were the name.
+    whole = sum(names.passage_idf.values()) + sum(names.title_idf.values())
+    held: dict[int, float] = {}  # chunk id -> weighted idf of the carried names it holds
+    document_of: dict[int, int] = {}
+    for lexeme, rows in names.passages.items():
+        gain = names.passage_idf[lexeme] * names.terms[lexeme]
+        for chunk_id, doc_id in rows:
+            held[chunk_id] = held.get(chunk_id, 0.0) + gain
+            document_of[chunk_id] = doc_id
+    if where and held:  # the passages the search's source and tag filters allow
+        cursor.execute(
+            "SELECT c.id FROM knowledge_chunk c WHERE c.id = ANY(%s)" + where,  # noqa: S608
+            [list(held), *params],
+        )
+        allowed = {int(row[0]) for row in cursor.fetchall()}
+        held = {chunk_id: gain for chunk_id, gain in held.items() if chunk_id in allowed}
+    for chunk_id, gain in held.items():
+        doc_id = document_of[chunk_id]
+        scores[doc_id] = max(scores.get(doc_id, 0.0), gain / whole)
     return scores
 
 
@@ -663,8 +826,8 @@ def rank_documents(
         take_vectors(_vector_candidates(cursor, query_vector, limit, where, params, exact=exact))
     if mode == "hybrid":
         if conversation is not None and entity_weight > 0:
-            terms = entity_terms(cursor, conversation)
-            doc_entity = _entity_matches(cursor, terms, where, params)
+            names = entity_terms(cursor, conversation)
+            doc_entity = _entity_matches(cursor, names, where, params)
         # The documents that best match the carried names join the candidates.
         named = sorted(doc_entity, key=lambda d: (-doc_entity[d], d))[:ENTITY_CANDIDATES]
         extra = [d for d in named if d not in doc_vec]
@@ -700,7 +863,8 @@ def rank_documents(
                 + entity_weight * doc_entity.get(doc_id, 0.0)
             )
     ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:k]
-    return Ranking(ranked, best_body, doc_vec, doc_text, doc_entity)
+    weight = entity_weight if mode == "hybrid" else 0.0
+    return Ranking(ranked, best_body, doc_vec, doc_text, doc_entity, weight)
 
 
 def conversation_query(query: str | Sequence[Turn] | ConversationQuery) -> ConversationQuery:
@@ -755,6 +919,7 @@ def search(
             ranking.best_body,
             ranking.doc_vec,
             ranking.doc_text,
+            {d: ranking.entity_weight * share for d, share in ranking.doc_entity.items()},
         )
 
 
@@ -765,6 +930,7 @@ def _results(
     best_body: dict[int, tuple[float, int]],
     doc_vec: dict[int, float],
     doc_text: dict[int, float],
+    doc_named: dict[int, float] | None = None,
 ) -> list[SearchResult]:
     from knowledge.models import Chunk
 
@@ -823,6 +989,7 @@ def _results(
                 score=score,
                 vector_score=doc_vec.get(doc_id),
                 text_score=doc_text.get(doc_id),
+                named_score=(doc_named or {}).get(doc_id, 0.0),
             )
         )
     return results

@@ -122,7 +122,7 @@ def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
         results = kb_search_conversation(turns, k=k, customer_id=ticket.customer_id)
         cache.set(key, results, timeout=SUGGESTIONS_CACHE_SECONDS)
     threshold = float(settings.KB_SUGGESTION_MIN_SCORE)
-    return [r for r in results if r.score >= threshold]
+    return [r for r in results if r.fit >= threshold]  # a name alone is no answer
 
 
 def job_get(job_id: int | str) -> IngestionJob:

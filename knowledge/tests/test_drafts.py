@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 
 import pytest
 from botocore.stub import Stubber
@@ -87,6 +88,20 @@ def test_gate_needs_both_the_score_and_the_lead_over_the_runner_up():
     assert (clear.offered, clear.reason) == (True, "")
     assert clear.margin == pytest.approx(0.10)
     assert gate([_result("a", 0.6)], min_score=0.5, min_margin=0.05).offered  # alone
+
+
+def test_the_floor_reads_the_fit_and_the_lead_the_names_too():
+    """A conversation's names lift the articles that hold them: that tells one hotel's
+    parking article from the others' (the lead), but does not make an article that holds
+    the name answer whatever was asked (the floor reads the score without the names)."""
+    gate = drafts.draft_gate
+    named_only = replace(_result("acorn/parking", 0.90), named_score=0.5)  # fits 0.40
+    low = gate([named_only, _result("other", 0.3)], min_score=0.55, min_margin=0.05)
+    assert (low.reason, low.score) == ("low_score", pytest.approx(0.40))
+    fits = replace(_result("acorn/parking", 1.10), named_score=0.5)  # fits 0.60
+    clear = gate([fits, _result("kirkwood/parking", 0.62)], min_score=0.55, min_margin=0.05)
+    assert clear.offered
+    assert clear.margin == pytest.approx(0.48)
 
 
 def test_calibrated_defaults(settings):
