@@ -614,9 +614,10 @@ def _distinctive_limit(stats: _TitleStats, max_df: float | None = None) -> float
 @dataclass
 class Names:
     """What a conversation names: each carried lexeme's turn weight (``terms``), its idf
-    among titles when titles hold it rarely (``title_idf``), or, when no title holds it,
-    the passages holding it with its idf among passages if few passages do
-    (``passages``, ``passage_idf``)."""
+    among titles when titles hold it rarely (``title_idf``), and the passages holding it
+    with its idf among passages when few passages do (``passages``, ``passage_idf``).
+    Which of them count by their passages depends on the titles searched
+    (``_entity_matches``)."""
 
     terms: dict[str, float] = field(default_factory=dict)
     title_idf: dict[str, float] = field(default_factory=dict)
@@ -629,12 +630,11 @@ class Names:
 
 def entity_terms(cursor: Any, query: ConversationQuery, *, max_df: float | None = None) -> Names:
     """The context's distinctive lexemes with the weight of the newest context turn that
-    holds each: rare among titles, or held by no title and by few passages. A word some
-    title holds is the knowledge base's topic ("refund", "parking"), or a name its titles
-    already carry; one no title holds but few passages do is a name only the articles'
-    text gives (every hotel's article titled "Parking"). The focus is left out: its own
-    words are searched by the vector and full-text sides, and a question's generic words
-    ("postcode") that a few titles happen to hold would otherwise pass for names."""
+    holds each: rare among titles, or held by no title and few passages (the passages of
+    title-rare ones are looked up too: a search filtered to titles that do not hold them
+    scores them by their passages). The focus is left out: its own words are searched by
+    the vector and full-text sides, and a question's generic words ("postcode") that a
+    few titles happen to hold would otherwise pass for names."""
     stats = title_stats.get(cursor)
     context = query.parts[1:]
     if not context:
@@ -656,8 +656,7 @@ def entity_terms(cursor: Any, query: ConversationQuery, *, max_df: float | None 
     if max_df is None:
         max_df = float(getattr(settings, "KB_ENTITY_MAX_DF", ENTITY_MAX_DF))
     body_limit = min(float(BODY_NAME_MAX_CHUNKS), max(float(ENTITY_MIN_DF), max_df * body_total))
-    untitled = [lexeme for lexeme in seen if lexeme not in names.title_idf]
-    for lexeme, rows in stats.passages(cursor, untitled).items():
+    for lexeme, rows in stats.passages(cursor, list(seen)).items():
         if len(rows) <= body_limit:
             names.passages[lexeme] = rows
             names.passage_idf[lexeme] = math.log(1 + body_total / len(rows))
@@ -701,6 +700,7 @@ def _entity_matches(
     limit = _distinctive_limit(stats, max_df)
     scores: dict[int, float] = {}
     title_terms = [t for t in names.terms if t in names.title_idf]
+    titled: set[str] = set()  # the carried names that the searched titles hold
     if title_terms:
         cursor.execute(
             "SELECT c.document_id, tsvector_to_array(c.search_vector) "
@@ -710,6 +710,7 @@ def _entity_matches(
             [_tsquery_any(title_terms), *params, ENTITY_SCAN_LIMIT],
         )
         for doc_id, lexemes in cursor.fetchall():
+            titled.update(lexeme for lexeme in lexemes if lexeme in names.title_idf)
             total = found = 0.0
             for lexeme in set(lexemes):
                 df = stats.df.get(lexeme, 0)
@@ -719,14 +720,21 @@ def _entity_matches(
                     found += idf * names.terms.get(lexeme, 0.0)
             if found > 0:
                 scores[doc_id] = max(scores.get(doc_id, 0.0), found / total)
-    if not names.passage_idf:
+    # Passages count for the names no searched title holds. A word some title holds is a
+    # topic of the knowledge base ("refund", "parking") or a name its titles already
+    # carry; one no title holds is a name only the articles' text gives (every hotel's
+    # article titled "Parking"), whichever titles hold it outside the search's filter.
+    by_passage = [t for t in names.passage_idf if t not in titled]
+    if not by_passage:
         return scores
     # The share of everything the conversation named (the titles' names too): a passage
     # holding one stray word of the context does not score as if it were the name.
-    whole = sum(names.passage_idf.values()) + sum(names.title_idf.values())
+    whole = sum(names.passage_idf[t] for t in by_passage)
+    whole += sum(names.title_idf[t] for t in titled)
     held: dict[int, float] = {}  # chunk id -> weighted idf of the carried names it holds
     document_of: dict[int, int] = {}
-    for lexeme, rows in names.passages.items():
+    for lexeme in by_passage:
+        rows = names.passages[lexeme]
         gain = names.passage_idf[lexeme] * names.terms[lexeme]
         for chunk_id, doc_id in rows:
             held[chunk_id] = held.get(chunk_id, 0.0) + gain
