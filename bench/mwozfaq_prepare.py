@@ -55,6 +55,10 @@ entities nor the test wording. The knowledge base holds all articles (1,431).
 Outputs (``--out``, default ``.devdata/mwozfaq``)
 -------------------------------------------------
 - ``docs.jsonl``: ``{"id", "title", "text", "tags"}`` for ``kb_ingest``;
+- ``docs_generic.jsonl``: the same articles under titles that name no entity ("Hotel
+  address", the same for all 33 hotels; the text still names the hotel): a knowledge base
+  whose names only the articles' text holds (``docs/benchmarks.md``, "Names only the
+  articles' text holds");
 - ``dev.jsonl`` / ``test.jsonl``: ``{"turns": [{"speaker", "text"}...], "relevant": [id]}``
   for ``kb_eval`` (conversation queries);
 - ``{dev,test}_last.jsonl``: the same queries as one string, the last customer turn only;
@@ -505,6 +509,29 @@ def build(sources: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, list
     return docs, splits
 
 
+GENERIC_TITLES = {
+    "addr": "address",
+    "post": "postcode",
+    "phone": "phone number",
+    "parking": "parking",
+    "internet": "internet",
+    "price": "price range",
+    "area": "area",
+    "stars": "star rating",
+    "type": "type",
+    "food": "food",
+    "fee": "entrance fee",
+}
+
+
+def generic_titles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The articles titled by domain and attribute only ("Hotel address")."""
+    return [
+        {**doc, "title": f"{doc['tags'][0].capitalize()} {GENERIC_TITLES[doc['tags'][1]]}"}
+        for doc in docs
+    ]
+
+
 def write(out: Path, docs: list[dict[str, Any]], splits: dict[str, list[dict[str, Any]]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
@@ -514,6 +541,7 @@ def write(out: Path, docs: list[dict[str, Any]], splits: dict[str, list[dict[str
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     dump("docs.jsonl", docs)
+    dump("docs_generic.jsonl", generic_titles(docs))
     for split, rows in splits.items():
         dump(f"{split}.jsonl", rows)
         dump(
