@@ -109,6 +109,8 @@ _SMALL_TALK = [  # longest first: the first alternative that matches wins
     r"(your|the) (help|assistance|time|information|info))?",
     r"thx|ty|cheers|much appreciated",
     r"(i|we) (really )?appreciate (it|that|your help|the help)",
+    r"(that|this|it)('s| is| was)? (really |very )?(helps|helped|works|worked|helpful)"
+    r"( a lot| (so|very) much)?",
     r"(ok(ay)?|o\.k\.|alright|all right|sure|yes|yeah|yep|no|nope|right|cool|fine|"
     r"great|perfect|awesome|excellent|wonderful|brilliant|lovely|nice|good|got it|"
     r"understood|i see|sounds (good|great|perfect|lovely|fine|nice|wonderful|ideal)|"

@@ -72,6 +72,8 @@ CONVERSATION = [
     [
         ("Hi there!", ""),
         ("Thanks so much. Have a nice day!", ""),
+        ("Thanks, that helps.", ""),
+        ("That was really helpful, thank you!", ""),
         ("Is there anything else I can help you with today?", ""),
         ("You're welcome! Thank you for contacting us.", ""),
         ("Hello! Do they have free parking?", "Do they have free parking?"),
