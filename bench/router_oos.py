@@ -129,11 +129,10 @@ def leave_out(name, seed):
 
 
 def sent_to_review(router, text, threshold):
-    """Does the router, as it routes, send ``text`` to review (the rule ``evaluate`` counts:
-    confidence below ``threshold`` or the out-of-scope detector's flag)?"""
+    """Does the router, as it routes, send ``text`` to review (``evaluate``'s rule)?"""
     probs, in_scope = router.analyse([text])
     score = float(in_scope[0]) if in_scope is not None else None
-    return router.is_out_of_scope(score) or float(probs[0].max()) < threshold
+    return router.sends_to_review(float(probs[0].max()), score, threshold)
 
 
 def far_texts():

@@ -758,6 +758,12 @@ class TextRouter:
             and in_scope < self.out_of_scope.threshold
         )
 
+    def sends_to_review(self, confidence: float, in_scope: float | None, threshold: float) -> bool:
+        """The model's own review rule (what ``evaluate`` counts): confidence below
+        ``threshold``, or the out-of-scope detector's flag. Production adds the ticket's
+        signals on top (``routing.providers.base.review_reasons``)."""
+        return confidence < threshold or self.is_out_of_scope(in_scope)
+
     def category_of(self, label: str) -> str:
         return self.label_to_category.get(label, label)
 
@@ -1325,9 +1331,10 @@ def evaluate(
         else:
             i = int(np.argmax(probs))
             label, conf = router.labels[i], float(probs[i])
-        outside = router.is_out_of_scope(float(in_scope[0]) if in_scope is not None else None)
+        score = float(in_scope[0]) if in_scope is not None else None
+        review = router.sends_to_review(conf, score, threshold)
         timings.append((time.perf_counter() - started) * 1000)
-        return label, conf, conf < threshold or outside, outside
+        return label, conf, review, router.is_out_of_scope(score)
 
     cpu_started = time.process_time()
     routed = [route(text) for text in texts]

@@ -246,6 +246,15 @@ def test_evaluate_reports_the_out_of_scope_review_rate(fusion_router, bitext_sli
     assert {"p50_ms", "p99_ms", "accuracy"} <= set(figures)
 
 
+def test_the_review_rule_is_low_confidence_or_out_of_scope(fusion_router):
+    router, _ = fusion_router
+    below = router.out_of_scope.threshold - 0.01
+    assert router.sends_to_review(0.5, None, threshold=0.6)
+    assert not router.sends_to_review(0.9, None, threshold=0.6)
+    assert not router.sends_to_review(0.9, below + 0.02, threshold=0.6)
+    assert router.sends_to_review(0.9, below, threshold=0.6)
+
+
 def test_pseudo_out_of_scope_rows_lose_their_own_label():
     svm = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     knn = np.array([[0.9, 0.5, 0.2], [0.1, 0.3, 0.95]])
