@@ -5,6 +5,18 @@
   const alerts = document.getElementById("alerts");
   const agents = document.getElementById("agents");
   const status = document.getElementById("ws-status");
+  const zone = document.getElementById("board").dataset.timeZone;
+  // Times in the site's zone and 24-hour, like the rendered ones (not the browser's zone:
+  // a wall screen and the server would otherwise disagree by hours).
+  function clock(date, seconds) {
+    const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    if (seconds) options.second = "2-digit";
+    try {
+      return date.toLocaleTimeString("en-GB", Object.assign({ timeZone: zone }, options));
+    } catch (e) {  // a zone name this browser does not know
+      return date.toLocaleTimeString("en-GB", options);
+    }
+  }
   const seen = new Set();
   let lastId = null;
   function addAlert(ev) {
@@ -17,7 +29,7 @@
     const when = document.createElement("time");
     const now = new Date();
     when.dateTime = now.toISOString();
-    when.textContent = now.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    when.textContent = clock(now, false);
     li.append(when, " " + ev.message);  // the message says how long it was when raised
     alerts.prepend(li);
   }
@@ -43,7 +55,7 @@
     row.querySelector(".state").textContent = ev.state;
     const since = row.querySelector(".since");
     since.dataset.since = ev.since;
-    since.textContent = new Date(ev.since).toLocaleTimeString();
+    since.textContent = clock(new Date(ev.since), true);
     tick();
   }
   function connect() {

@@ -141,7 +141,9 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page()
+            # A browser in another zone than the site's (UTC in tests): the board still
+            # writes the site's times, like the ones it rendered.
+            page = browser.new_page(timezone_id="America/New_York")
             refused: list[str] = []  # Content-Security-Policy violations the browser reports
             page.on(
                 "console",
@@ -157,6 +159,7 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
             )
             expect(page.locator("#alerts li.alert")).to_have_count(0)
 
+            posted = datetime.now(UTC)
             response = requests.post(
                 f"{live_server_url}/api/calls/events",
                 data=json.dumps(_acw_event(datetime.now(UTC))),
@@ -173,9 +176,17 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
                     r"^\d\d:\d\d jdoe has been in AfterContactWork for 12 min \(limit 5\)\.$"
                 )
             )
+            raised = live.locator("time").inner_text()
+            assert raised in {
+                f"{posted:%H:%M}",
+                f"{posted + timedelta(minutes=1):%H:%M}",
+            }, raised
             expect(page.locator('#agents tr[data-agent="jdoe"] .state')).to_have_text(
                 "AfterContactWork"
             )
+            since = page.locator('#agents tr[data-agent="jdoe"] .since')
+            started = datetime.fromisoformat(since.get_attribute("data-since") or "")
+            assert since.inner_text() == f"{started.astimezone(UTC):%H:%M:%S}"
             assert refused == []
         finally:
             browser.close()
