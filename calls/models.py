@@ -61,6 +61,7 @@ class CallEvent(models.Model):
 class PipelineStatus(models.TextChoices):
     RECEIVED = "received", "Received"
     AWAITING_RECORDING = "awaiting_recording", "Awaiting recording/result"
+    NO_RECORDING = "no_recording", "No recording (never reached an agent)"
     TRANSCRIBING = "transcribing", "Transcribing"
     TRANSCRIBED = "transcribed", "Transcribed"
     ANALYSED = "analysed", "Analysed"

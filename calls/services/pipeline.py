@@ -78,9 +78,22 @@ def transcript_save(*, call: Call, result: ParsedResult) -> Transcript:
     return transcript
 
 
+def _no_recording_expected(call: Call) -> bool:
+    """The contact ended without reaching an agent (the caller hung up in the IVR or the
+    queue): Connect records the agent's conversation, so no recording will come."""
+    return (
+        call.disconnected_at is not None
+        and call.connected_to_agent_at is None
+        and not call.agent_username
+        and not (call.s3_input_uri or call.recording_location)
+    )
+
+
 def call_transcribe(*, call_id: int) -> str:
-    """Step 1. Answers ``done``, ``pending`` (job running: poll again) or ``waiting``
-    (nothing to transcribe yet; an S3/Transcribe event or notification resumes)."""
+    """Step 1. Answers ``done``, ``pending`` (job running: poll again), ``waiting``
+    (nothing to transcribe yet; an S3/Transcribe event or notification resumes) or ``none``
+    (the call never reached an agent: no recording is expected; one that still arrives
+    resumes the pipeline like any other)."""
     call = Call.objects.get(pk=call_id)
     if Transcript.objects.filter(call=call).exists():
         return "done"
@@ -89,6 +102,9 @@ def call_transcribe(*, call_id: int) -> str:
         return "done"
     backend = get_backend()
     if backend.name != "local":
+        if _no_recording_expected(call):
+            _set_status(call, PipelineStatus.NO_RECORDING)
+            return "none"
         if not (call.s3_input_uri or call.recording_location):
             _set_status(call, PipelineStatus.AWAITING_RECORDING)
             return "waiting"
@@ -100,6 +116,9 @@ def call_transcribe(*, call_id: int) -> str:
     result = backend.fetch(call)
     if result is None:
         if backend.name == "local":
+            if _no_recording_expected(call):
+                _set_status(call, PipelineStatus.NO_RECORDING)
+                return "none"
             _set_status(call, PipelineStatus.AWAITING_RECORDING)
             return "waiting"
         return "pending"

@@ -134,8 +134,10 @@ def test_failed_ivr_journey_escalates_with_task_and_ticket(
     )
     assert json.loads(task.calls[0].request.body)["Subject"] == "IVR failure: max retries"
     assert len(responses.calls) == 2
-    # No recording and no result in storage: the pipeline waits, nothing else is sent.
-    assert call.pipeline_status == PipelineStatus.AWAITING_RECORDING
+    # It never reached an agent: no recording will come, and the call says so (it does not
+    # wait for one forever); nothing else is sent.
+    call.refresh_from_db()
+    assert call.pipeline_status == PipelineStatus.NO_RECORDING
     assert not Transcript.objects.exists()
     types = sorted(OutboxEvent.objects.values_list("event_type", flat=True))
     assert types == ["call.escalated", "message.created", "ticket.created"]
@@ -225,3 +227,28 @@ def test_erasing_the_caller_removes_them_from_calls(
     assert call.customer_phone == ""
     assert "4155550100" not in json.dumps(call.raw)
     assert "4155550100" not in json.dumps(list(CallEvent.objects.values("payload")))
+
+
+@pytest.mark.parametrize("backend", ["local", "transcribe"])
+def test_a_call_that_reached_an_agent_waits_for_its_recording(backend, settings):
+    """Connected to an agent, no recording or result yet: it is coming."""
+    from datetime import UTC, datetime
+
+    from calls.services.pipeline import call_transcribe
+
+    settings.CALLS_TRANSCRIPTION_BACKEND = backend
+    ended = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+    answered = Call.objects.create(
+        contact_id="c-answered", connected_to_agent_at=ended, disconnected_at=ended
+    )
+    in_progress = Call.objects.create(contact_id="c-in-ivr")  # not disconnected yet
+    ivr_only = Call.objects.create(contact_id="c-ivr-only", disconnected_at=ended)
+    assert call_transcribe(call_id=answered.pk) == "waiting"
+    assert call_transcribe(call_id=in_progress.pk) == "waiting"
+    assert call_transcribe(call_id=ivr_only.pk) == "none"
+    statuses = dict(Call.objects.values_list("contact_id", "pipeline_status"))
+    assert statuses == {
+        "c-answered": PipelineStatus.AWAITING_RECORDING,
+        "c-in-ivr": PipelineStatus.AWAITING_RECORDING,
+        "c-ivr-only": PipelineStatus.NO_RECORDING,
+    }
