@@ -92,6 +92,20 @@ def highlight_html(headline: str) -> SafeString:
     return format_html_join("", "{}", ((piece,) for piece in pieces))
 
 
+def framed(headline: str, text: str) -> str:
+    """The headline with "…" where it cuts its passage: ``ts_headline`` picks a window of
+    words that can open mid-sentence or inside a quotation ('Billing" or "Invoices"
+    section'), which reads as a mistake unless the cut shows."""
+    plain = " ".join(_SENTINELS.sub("", headline).split())
+    whole = " ".join(text.split())
+    at = whole.find(plain) if plain else -1
+    if at < 0 or plain == whole:
+        return headline
+    opening = "… " if at > 0 else ""
+    closing = " …" if at + len(plain) < len(whole) else ""
+    return opening + headline.strip() + closing
+
+
 @dataclass
 class SearchResult:
     document_id: int | None
@@ -993,7 +1007,7 @@ def _results(
                 chunk_id=chunk.pk,
                 heading_path=chunk.heading_path,
                 text=chunk.text,
-                headline=snippets.get(chunk.pk, chunk.text[:240]),
+                headline=framed(snippets.get(chunk.pk, chunk.text[:240]), chunk.text),
                 score=score,
                 vector_score=doc_vec.get(doc_id),
                 text_score=doc_text.get(doc_id),
