@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import (
     HttpRequest,
@@ -50,6 +51,14 @@ PANEL_SLOTS = (
 )
 
 
+def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
+    """403: the message alone for htmx (the workbench shows it in place), the site's
+    "Not allowed" page (templates/403.html) for a page."""
+    if getattr(request, "htmx", False):
+        return HttpResponseForbidden(message)
+    raise PermissionDenied(message)
+
+
 def agent_required(view: View) -> View:
     """Signed-in agents only; application errors become proper HTTP answers."""
 
@@ -57,11 +66,11 @@ def agent_required(view: View) -> View:
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not is_agent(request.user):
-            return HttpResponseForbidden("The workbench is for agents and supervisors.")
+            return _forbidden(request, "The workbench is for agents and supervisors.")
         try:
             return view(request, *args, **kwargs)
         except Forbidden as exc:
-            return HttpResponseForbidden(exc.message)
+            return _forbidden(request, exc.message)
         except NotFound as exc:
             return render(request, "tickets/not_found.html", {"message": exc.message}, status=404)
         except ApplicationError as exc:

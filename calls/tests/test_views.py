@@ -50,7 +50,9 @@ def test_list_and_detail(client, agent, call, django_assert_max_num_queries):
 
 def test_board_is_for_supervisors(client, agent, supervisor, db):
     client.force_login(agent)
-    assert client.get("/calls/board/").status_code == 403
+    refused = client.get("/calls/board/")
+    assert refused.status_code == 403
+    assert "<h1>Not allowed</h1>" in refused.content.decode()  # the site's page, its icon
     client.force_login(supervisor)
     page = client.get("/calls/board/")
     assert page.status_code == 200
