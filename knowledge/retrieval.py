@@ -64,6 +64,9 @@ ENTITY_CANDIDATES = 100  # best-named documents added to the vector candidates
 ENTITY_SCAN_LIMIT = 5000  # titles read per query at most (rare terms match few)
 BODY_NAME_MAX_CHUNKS = 200  # passages read per lexeme at most; held by more: not a name
 BODY_NAMES_CACHED = 20_000  # lexemes whose passages a process remembers
+# ... and passages in all (a customer's message can hold many words each held by ~200
+# passages: the memory stays bounded, ~25 MB at most)
+BODY_NAME_ROWS_CACHED = 200_000
 COMMON_LEXEME_SECONDS = 3600  # a lexeme found in too many passages is not read again
 TITLE_STATS_SECONDS = 600
 CANDIDATES = 50
@@ -507,6 +510,7 @@ class _TitleStats:
         self.df: dict[str, int] = {}
         # lexeme -> (chunk id, document id) of the passages holding it (this version)
         self._passages: OrderedDict[str, tuple[tuple[int, int], ...]] = OrderedDict()
+        self._passage_rows = 0  # passages held in ``_passages``, all lexemes together
         # lexeme -> when more than BODY_NAME_MAX_CHUNKS passages were found holding it
         self._common: OrderedDict[str, float] = OrderedDict()
 
@@ -524,6 +528,7 @@ class _TitleStats:
         with self._lock:
             self._generation += 1
             self._passages.clear()
+            self._passage_rows = 0
             self._common.clear()
 
     def get(self, cursor: Any) -> _TitleStats:
@@ -545,6 +550,7 @@ class _TitleStats:
                 cursor.execute("SELECT count(*) FROM knowledge_chunk WHERE kind = 'title'")
                 self.total = int(cursor.fetchone()[0])
                 self._passages.clear()  # their chunk ids may be gone
+                self._passage_rows = 0
                 self._generation += 1
                 self._loaded_at = time.monotonic()
                 self._version = version
@@ -592,10 +598,16 @@ class _TitleStats:
                     self._common[lexeme] = now
                     self._common.move_to_end(lexeme)
                 if generation == self._generation:  # not read before a change
-                    self._passages.update(rare)
-                for cached in (self._passages, self._common):
-                    while len(cached) > BODY_NAMES_CACHED:
-                        cached.popitem(last=False)
+                    for lexeme, rows in rare.items():
+                        self._passage_rows += len(rows) - len(self._passages.get(lexeme, ()))
+                        self._passages[lexeme] = rows
+                while self._passages and (
+                    len(self._passages) > BODY_NAMES_CACHED
+                    or self._passage_rows > BODY_NAME_ROWS_CACHED
+                ):
+                    self._passage_rows -= len(self._passages.popitem(last=False)[1])
+                while len(self._common) > BODY_NAMES_CACHED:
+                    self._common.popitem(last=False)
         return {lexeme: rows for lexeme, rows in known.items() if rows}
 
 

@@ -424,9 +424,35 @@ def test_a_word_many_passages_hold_is_not_a_name(
     monkeypatch.setattr(retrieval, "BODY_NAME_MAX_CHUNKS", 2)  # the Acorn has 3 articles
     retrieval.title_stats.forget_passages()
     assert retrieval.rank_documents(query, k=3, sources=["hotels-untitled"]).doc_entity == {}
+    # (the cursor is opened inside the capture, or its queries would go unseen)
     with (
-        retrieval.connection.cursor() as cursor,
         CaptureQueriesContext(retrieval.connection) as seen,
+        retrieval.connection.cursor() as cursor,
     ):
         assert retrieval.title_stats.passages(cursor, ["acorn"]) == {}
-    assert not seen.captured_queries  # remembered as common: not read again
+        assert retrieval.title_stats.passages(cursor, ["kirkwood"]) == {}  # read: common too
+    assert len(seen.captured_queries) == 1  # "acorn" remembered as common: not read again
+
+
+def test_the_passages_a_process_remembers_stay_bounded(
+    db, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Whatever words customers send, the passages remembered for names are bounded in
+    number (oldest forgotten first), not only the words."""
+    from knowledge import retrieval
+
+    _ingest_untitled("hotels-untitled", HOTELS, django_capture_on_commit_callbacks)
+    monkeypatch.setattr(retrieval, "BODY_NAME_ROWS_CACHED", 4)
+    stats = retrieval.title_stats
+    with CaptureQueriesContext(retrieval.connection) as seen, retrieval.connection.cursor() as c:
+        stats.get(c)
+        assert len(stats.passages(c, ["acorn"])["acorn"]) == 3
+        assert len(stats.passages(c, ["kirkwood"])["kirkwood"]) == 3
+        # both found, only the newest kept: 3 passages, not 6
+        assert list(stats._passages) == ["kirkwood"]
+        assert stats._passage_rows == 3
+        before = len(seen.captured_queries)
+        assert len(stats.passages(c, ["kirkwood"])["kirkwood"]) == 3  # remembered
+        assert len(seen.captured_queries) == before
+        assert len(stats.passages(c, ["acorn"])["acorn"]) == 3  # forgotten: read again
+        assert len(seen.captured_queries) == before + 1
