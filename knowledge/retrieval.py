@@ -700,7 +700,12 @@ def entity_terms(cursor: Any, query: ConversationQuery, *, max_df: float | None 
 
 
 def _tsquery_any(lexemes: Sequence[str]) -> str:
-    return " | ".join("'" + lexeme.replace("'", "''") + "'" for lexeme in lexemes)
+    """``'a' | 'b'`` for lexemes from customers' text: quotes doubled and backslashes
+    escaped, as tsquery input reads them (a URL token such as ``x.com/a'b`` keeps its
+    quote)."""
+    return " | ".join(
+        "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'" for lexeme in lexemes
+    )
 
 
 def _entity_matches(

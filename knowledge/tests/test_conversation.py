@@ -456,3 +456,34 @@ def test_the_passages_a_process_remembers_stay_bounded(
         assert len(seen.captured_queries) == before
         assert len(stats.passages(c, ["acorn"])["acorn"]) == 3  # forgotten: read again
         assert len(seen.captured_queries) == before + 1
+
+
+@pytest.mark.parametrize(
+    "lexeme", ["x.com/a'b", "h.com/%5c'", "a\\b", "'", "\\", "o'neil\\'", "plain"]
+)
+def test_any_lexeme_is_one_tsquery_term(db, lexeme):
+    """Names are looked up with lexemes of customers' text: quotes and backslashes stay
+    inside the term (no syntax error, no operator smuggled in)."""
+    from knowledge.retrieval import _tsquery_any, connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::tsquery::text", [_tsquery_any([lexeme, "other"])])
+        terms = cursor.fetchone()[0]
+    assert terms.count(" | ") == 1
+    assert terms.startswith("'")
+
+
+def test_a_customers_hostile_text_gets_suggestions_not_an_error(
+    agent_client, faq, customer, settings
+):
+    settings.KB_SUGGESTION_MIN_SCORE = 0.0
+    ticket = ticket_create(customer=customer, subject="x.com/a'b \\\\server\\share", body="hi")
+    hostile = (
+        "See http://h.com/%5C' and x.com/a'b or o'neil\\' & (acorn | !kirkwood) <-> :* "
+        + " ".join(f"word{i}x" for i in range(400))
+    )
+    message_add(ticket=ticket, body=hostile, direction="inbound", author_customer=customer)
+    message_add(ticket=ticket, body="Do they have free parking?", direction="inbound")
+    response = agent_client.get(f"/api/tickets/{ticket.pk}/suggestions")
+    assert response.status_code == 200
+    assert response.json()["suggestions"]
