@@ -84,8 +84,9 @@ def _forget_turn_vectors() -> None:
 
 
 def _forget_conversation_caches() -> None:
-    """A conversation seen first in a process that read no passage for names yet (its
-    first searches after a knowledge-base change)."""
+    """A conversation seen first in a process that has read no passage for names yet
+    (a process's first conversations after it starts: the common words it finds are
+    remembered for an hour, across knowledge-base changes)."""
     _forget_turn_vectors()
     retrieval.title_stats.forget_passages()
 
