@@ -119,3 +119,10 @@ def rows_insert(objs: Sequence[Model]) -> None:
     for obj in objs:
         obj._state.adding = False
         obj._state.db = conn.alias
+
+
+def advisory_xact_lock(key: str) -> None:
+    """Wait for, then hold until the transaction ends, the advisory lock named ``key``:
+    serialises work on one thing (a conversation, a recount) across processes."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])

@@ -27,7 +27,8 @@ from channels_app.models import ChannelAccount, InboundEvent, InboundStatus
 from channels_app.services.bulk import _message_is_plain, _messages_ingest_bulk
 from channels_app.services.email_auth import EmailQuarantined
 from channels_app.services.ingest import _message_ingest
-from channels_app.services.matching import _advisory_lock, _BatchCache
+from channels_app.services.matching import _BatchCache
+from support.db import advisory_xact_lock
 from support.errors import PermanentError, RetryableError
 from support.redis_client import get_redis
 from support.services import audit_log_record
@@ -226,7 +227,7 @@ def inbound_events_drain(*, account_id: int, limit: int = DRAIN_BATCH) -> DrainR
     """
     failed: list[tuple[int, str, Exception]] = []
     with transaction.atomic():
-        _advisory_lock(f"inbound-drain:{account_id}")
+        advisory_xact_lock(f"inbound-drain:{account_id}")
         events = list(
             InboundEvent.objects.select_for_update(skip_locked=True)
             .filter(account_id=account_id, status=InboundStatus.RECEIVED)

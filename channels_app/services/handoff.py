@@ -24,7 +24,7 @@ from django.db import transaction
 
 from channels_app.adapters.base import constant_time_equal, registered_channels
 from channels_app.models import ChannelAccount
-from channels_app.services.matching import _advisory_lock
+from support.db import advisory_xact_lock
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import Schedule, SendResult, TargetKind
@@ -153,7 +153,7 @@ def chatbot_handoff(
                 details={"callback_url": ["Needs a signed hand-off."]},
             )
         callback_url_check(callback_url)
-    _advisory_lock(f"chatbot:{session_id}")
+    advisory_xact_lock(f"chatbot:{session_id}")
     existing = Ticket.objects.filter(channel="chatbot", origin_platform_id=session_id).first()
     if existing is not None:
         return existing, False

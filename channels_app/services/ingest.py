@@ -18,8 +18,9 @@ from channels_app.adapters.base import (
 from channels_app.models import ChannelAccount
 from channels_app.services.email_auth import SUSPICIOUS_TAG
 from channels_app.services.email_threading import _email_route
-from channels_app.services.matching import _advisory_lock, _BatchCache, _customer_resolve
+from channels_app.services.matching import _BatchCache, _customer_resolve
 from channels_app.services.media import _enqueue_downloads
+from support.db import advisory_xact_lock
 from support.errors import Conflict
 from tickets import services as ticket_services
 from tickets.models import (
@@ -89,7 +90,7 @@ def _message_ingest(
     block = transaction.atomic() if cache is None else contextlib.nullcontext()
     try:
         with block:
-            _advisory_lock(f"{channel}:{account.pk}:{message.sender_id}")
+            advisory_xact_lock(f"{channel}:{account.pk}:{message.sender_id}")
             if (cache is None or message.is_echo) and Message.objects.filter(
                 channel=channel, channel_message_id=message.external_message_id
             ).exists():

@@ -6,8 +6,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from django.db import connection
-
 from channels_app.adapters.base import (
     InboundMessage,
     get_adapter,
@@ -27,12 +25,6 @@ class _BatchCache:
     """Look-ups reused within one transaction (one drain batch)."""
 
     customers: dict[str, Customer] = field(default_factory=dict)
-
-
-def _advisory_lock(key: str) -> None:
-    """Serialise work on one conversation (e.g. a new customer's first two messages)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
 
 
 def _customer_resolve(
