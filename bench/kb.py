@@ -55,7 +55,11 @@ from knowledge.retrieval import (  # noqa: E402
     rank_documents,
     search,
 )
-from knowledge.services import documents_ingest, source_get_or_create  # noqa: E402
+from knowledge.services import (  # noqa: E402
+    common_lexemes_count,
+    documents_ingest,
+    source_get_or_create,
+)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -84,9 +88,9 @@ def _forget_turn_vectors() -> None:
 
 
 def _forget_conversation_caches() -> None:
-    """A conversation seen first in a process that has read no passage for names yet
-    (a process's first conversations after it starts: the common words it finds are
-    remembered for an hour, across knowledge-base changes)."""
+    """A conversation seen first in a process that has read no passage for names yet (a
+    process's first conversations after it starts or after the knowledge base changed; the
+    common words are not read, ``CommonLexeme`` lists them)."""
     _forget_turn_vectors()
     retrieval.title_stats.forget_passages()
 
@@ -281,6 +285,12 @@ def main() -> int:
     rng = np.random.default_rng(7)
     random.seed(7)
     fill(args.chunks, rng)
+    started = time.perf_counter()
+    common = common_lexemes_count()  # as the worker does after an ingestion
+    print(
+        f"common words counted: {common} lexemes in more than "
+        f"{retrieval.BODY_NAME_MAX_CHUNKS} passages, {time.perf_counter() - started:.2f} s"
+    )
     total = Chunk.objects.count()
     sample = [q["query"] for q in random.sample(queries, min(args.queries, len(queries)))]
     bench_search(sample, total)

@@ -125,6 +125,22 @@ class Chunk(models.Model):
         return f"{self.document_id}#{self.position}"
 
 
+class CommonLexeme(models.Model):
+    """A word (a full-text lexeme) that more than ``BODY_NAME_MAX_CHUNKS`` passages hold, and
+    how many, as last counted (``knowledge.services.common_lexemes_count``, after each
+    ingestion and deletion). Conversational search never reads the passages of these to find
+    names: the table saves a process's first conversations reading up to 201 rows for each
+    ordinary word ("room", "want"). Lexemes counted before a change may be a little off;
+    a word missing from the table is read (bounded), so a stale table costs time, not names
+    that are there."""
+
+    lexeme = models.TextField(primary_key=True)
+    passages = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.lexeme} ({self.passages})"
+
+
 class IngestionJob(models.Model):
     """One sync/ingest run, with progress, counts, errors and timings."""
 

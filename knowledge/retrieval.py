@@ -67,7 +67,6 @@ BODY_NAMES_CACHED = 20_000  # lexemes whose passages a process remembers
 # ... and passages in all (a customer's message can hold many words each held by ~200
 # passages: the memory stays bounded, ~25 MB at most)
 BODY_NAME_ROWS_CACHED = 200_000
-COMMON_LEXEME_SECONDS = 3600  # a lexeme found in too many passages is not read again
 TITLE_STATS_SECONDS = 600
 CANDIDATES = 50
 EXACT_SCAN_MAX = 2000  # chunks to rank at most for an exact scan instead of the HNSW index
@@ -496,10 +495,10 @@ class _TitleStats:
     when ``title_stats_invalidate`` bumps the shared version (or every
     ``TITLE_STATS_SECONDS``).
 
-    A lexeme found in more than ``BODY_NAME_MAX_CHUNKS`` passages ("room", "want") is
-    remembered as common across those reloads, for ``COMMON_LEXEME_SECONDS``: one
-    ingestion rarely makes it rare, and reading it again is most of what a conversation's
-    names cost (up to 201 rows each; a process's first conversations read ~11 of them)."""
+    A lexeme more than ``BODY_NAME_MAX_CHUNKS`` passages hold ("room", "want") is never
+    read: ``CommonLexeme`` lists them as counted after the last ingestion or deletion
+    (reading them, up to 201 rows each, was most of what a process's first conversations
+    cost). One the table does not list yet is read, found common, and remembered so."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -508,11 +507,10 @@ class _TitleStats:
         self._generation = 0
         self.total = 0
         self.df: dict[str, int] = {}
-        # lexeme -> (chunk id, document id) of the passages holding it (this version)
+        # lexeme -> (chunk id, document id) of the passages holding it (this version); none
+        # for a lexeme too many passages hold
         self._passages: OrderedDict[str, tuple[tuple[int, int], ...]] = OrderedDict()
         self._passage_rows = 0  # passages held in ``_passages``, all lexemes together
-        # lexeme -> when more than BODY_NAME_MAX_CHUNKS passages were found holding it
-        self._common: OrderedDict[str, float] = OrderedDict()
 
     def forget(self) -> None:
         with self._lock:
@@ -523,13 +521,11 @@ class _TitleStats:
         self.forget_passages()
 
     def forget_passages(self) -> None:
-        """Forget the passages read for names and the lexemes found common (the next
-        searches read them again)."""
+        """Forget the passages read for names (the next searches read them again)."""
         with self._lock:
             self._generation += 1
             self._passages.clear()
             self._passage_rows = 0
-            self._common.clear()
 
     def get(self, cursor: Any) -> _TitleStats:
         from django.core.cache import cache
@@ -560,12 +556,11 @@ class _TitleStats:
         self, cursor: Any, lexemes: Sequence[str]
     ) -> dict[str, tuple[tuple[int, int], ...]]:
         """The passages (chunk id, document id) holding each lexeme that at most
-        ``BODY_NAME_MAX_CHUNKS`` passages hold; the others are left out. A lexeme not asked
-        about since the knowledge base last changed (or, when found common, within
-        ``COMMON_LEXEME_SECONDS``) costs one bounded read on the full-text index, all of
-        them in one query."""
+        ``BODY_NAME_MAX_CHUNKS`` passages hold; the others are left out. Lexemes not asked
+        about since the knowledge base last changed cost one query for all of them: those
+        ``CommonLexeme`` lists are not read, the others are read on the full-text index
+        (bounded: one more than the limit says "too many")."""
         wanted = list(dict.fromkeys(lexemes))
-        now = time.monotonic()
         known: dict[str, tuple[tuple[int, int], ...]] = {}
         todo: list[str] = []
         with self._lock:
@@ -574,31 +569,35 @@ class _TitleStats:
                 if lexeme in self._passages:
                     known[lexeme] = self._passages[lexeme]
                     self._passages.move_to_end(lexeme)
-                elif now - self._common.get(lexeme, -math.inf) > COMMON_LEXEME_SECONDS:
+                else:
                     todo.append(lexeme)
         if todo:
             cursor.execute(
                 "SELECT t.i, m.id, m.document_id "
-                "FROM unnest(%s::tsquery[]) WITH ORDINALITY AS t(q, i) "
-                "CROSS JOIN LATERAL (SELECT c.id, c.document_id FROM knowledge_chunk c "
-                "WHERE c.kind = 'body' AND c.search_vector @@ t.q LIMIT %s) AS m",
-                [[_tsquery_any([lexeme]) for lexeme in todo], BODY_NAME_MAX_CHUNKS + 1],
+                "FROM unnest(%s::text[], %s::tsquery[]) WITH ORDINALITY AS t(w, q, i) "
+                "LEFT JOIN knowledge_commonlexeme cl ON cl.lexeme = t.w AND cl.passages > %s "
+                "LEFT JOIN LATERAL (SELECT c.id, c.document_id FROM knowledge_chunk c "
+                "WHERE cl.lexeme IS NULL AND c.kind = 'body' AND c.search_vector @@ t.q "
+                "LIMIT %s) AS m ON true",
+                [
+                    todo,
+                    [_tsquery_any([lexeme]) for lexeme in todo],
+                    BODY_NAME_MAX_CHUNKS,
+                    BODY_NAME_MAX_CHUNKS + 1,
+                ],
             )
             found: dict[str, list[tuple[int, int]]] = {lexeme: [] for lexeme in todo}
             for index, chunk_id, doc_id in cursor.fetchall():
-                found[todo[index - 1]].append((int(chunk_id), int(doc_id)))
-            rare = {
-                lexeme: tuple(rows)
+                if chunk_id is not None:
+                    found[todo[index - 1]].append((int(chunk_id), int(doc_id)))
+            read = {  # too many passages: remembered as none
+                lexeme: tuple(rows) if len(rows) <= BODY_NAME_MAX_CHUNKS else ()
                 for lexeme, rows in found.items()
-                if len(rows) <= BODY_NAME_MAX_CHUNKS
             }
-            known.update(rare)
+            known.update(read)
             with self._lock:
-                for lexeme in found.keys() - rare.keys():
-                    self._common[lexeme] = now
-                    self._common.move_to_end(lexeme)
                 if generation == self._generation:  # not read before a change
-                    for lexeme, rows in rare.items():
+                    for lexeme, rows in read.items():
                         self._passage_rows += len(rows) - len(self._passages.get(lexeme, ()))
                         self._passages[lexeme] = rows
                 while self._passages and (
@@ -606,8 +605,6 @@ class _TitleStats:
                     or self._passage_rows > BODY_NAME_ROWS_CACHED
                 ):
                     self._passage_rows -= len(self._passages.popitem(last=False)[1])
-                while len(self._common) > BODY_NAMES_CACHED:
-                    self._common.popitem(last=False)
         return {lexeme: rows for lexeme, rows in known.items() if rows}
 
 

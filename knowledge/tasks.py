@@ -35,3 +35,12 @@ def kb_object_event_task(self: object, event_id: int) -> None:
     from knowledge.services import object_event_process
 
     object_event_process(event_id)
+
+
+@shared_task(acks_late=True, max_retries=0, soft_time_limit=300, time_limit=330)
+def kb_common_lexemes_count_task() -> int:
+    """Count the knowledge base's common words again (idempotent: the count replaces the
+    last one)."""
+    from knowledge.services import common_lexemes_count_run
+
+    return common_lexemes_count_run()

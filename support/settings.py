@@ -204,6 +204,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "outbox-relay-sweep": {"task": "support.tasks.outbox_relay_task", "schedule": 15.0},
     "outbox-purge": {"task": "support.tasks.outbox_purge_task", "schedule": 3600.0},
     "raw-events-purge": {"task": "support.tasks.raw_events_purge_task", "schedule": 3600.0},
+    # The knowledge base's common words (knowledge.models.CommonLexeme) are counted after each
+    # ingestion and deletion; this is the safety net.
+    "kb-common-lexemes-count": {
+        "task": "knowledge.tasks.kb_common_lexemes_count_task",
+        "schedule": 3600.0,
+    },
 }
 
 # Outbound delivery engine (support.delivery; docs/operations.md "Outbound deliveries").

@@ -14,12 +14,12 @@ from django.test.utils import CaptureQueriesContext
 
 from knowledge.conversation import AGENT, CUSTOMER, Turn, build_query, clean, parse_turns
 from knowledge.evaluation import evaluate, load_queries
-from knowledge.models import Document
+from knowledge.models import Document, KnowledgeSource
 from knowledge.panels import suggestions_panel_context
 from knowledge.parsing import parse_jsonl
 from knowledge.retrieval import search
 from knowledge.selectors import ticket_conversation
-from knowledge.services import documents_ingest, source_get_or_create
+from knowledge.services import document_delete, documents_ingest, source_get_or_create
 from support.errors import InvalidInput
 from tickets.services import message_add, ticket_create
 
@@ -456,6 +456,75 @@ def test_the_passages_a_process_remembers_stay_bounded(
         assert len(seen.captured_queries) == before
         assert len(stats.passages(c, ["acorn"])["acorn"]) == 3  # forgotten: read again
         assert len(seen.captured_queries) == before + 1
+
+
+def test_ingestion_and_deletion_count_the_common_words(
+    db, django_capture_on_commit_callbacks, monkeypatch
+):
+    """After an ingestion (and a deletion) the words more than ``BODY_NAME_MAX_CHUNKS``
+    passages hold are counted again into ``CommonLexeme``, with how many passages."""
+    from knowledge import retrieval, services
+    from knowledge.models import CommonLexeme
+
+    services.get_redis().delete(services.LEXEME_COUNT_FLAG)  # no count pending
+    monkeypatch.setattr(retrieval, "BODY_NAME_MAX_CHUNKS", 2)  # each hotel has 3 articles
+    _ingest_untitled("hotels-untitled", HOTELS, django_capture_on_commit_callbacks)
+    counted = dict(CommonLexeme.objects.values_list("lexeme", "passages"))
+    assert counted["acorn"] == 3
+    assert counted["kirkwood"] == 3
+    assert counted["park"] == len(HOTELS)  # "parking": every hotel's parking article
+    source = KnowledgeSource.objects.get(name="hotels-untitled")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert document_delete(source=source, external_id="acorn-guest-house/parking")
+    counted = dict(CommonLexeme.objects.values_list("lexeme", "passages"))
+    assert "acorn" not in counted  # two passages left: a name again
+    assert counted["park"] == len(HOTELS) - 1
+
+
+def test_words_the_count_lists_are_not_read_for_names(db, django_capture_on_commit_callbacks):
+    """A word ``CommonLexeme`` lists as held by too many passages is not read: "acorn" is
+    in three passages here, but the (deliberately wrong) count says 500, so it names
+    nothing, and the conversation's other names still are read."""
+    from knowledge import retrieval
+    from knowledge.models import CommonLexeme
+
+    _ingest_untitled("hotels-untitled", HOTELS, django_capture_on_commit_callbacks)
+    CommonLexeme.objects.create(lexeme="acorn", passages=500)
+    retrieval.title_stats.forget_passages()
+    with retrieval.connection.cursor() as cursor:
+        found = retrieval.title_stats.passages(cursor, ["acorn", "kirkwood"])
+    assert set(found) == {"kirkwood"}
+    assert len(found["kirkwood"]) == 3
+    query = retrieval.conversation_query(CONVERSATION)
+    assert retrieval.rank_documents(query, k=3, sources=["hotels-untitled"]).doc_entity == {}
+    CommonLexeme.objects.all().delete()
+    retrieval.title_stats.forget_passages()
+    assert retrieval.rank_documents(query, k=3, sources=["hotels-untitled"]).doc_entity
+
+
+def test_a_burst_of_changes_enqueues_one_count(db, monkeypatch):
+    """The count is enqueued once while one is pending (a Redis flag the count clears when
+    it starts); without Redis the change still succeeds (the hourly count follows)."""
+    from knowledge import services, tasks
+
+    enqueued: list[int] = []
+    monkeypatch.setattr(tasks.kb_common_lexemes_count_task, "delay", lambda: enqueued.append(1))
+    services.get_redis().delete(services.LEXEME_COUNT_FLAG)
+    services.common_lexemes_count_wake()
+    services.common_lexemes_count_wake()
+    assert enqueued == [1]
+    assert services.common_lexemes_count_run() == 0  # nothing ingested: no common word
+    services.common_lexemes_count_wake()
+    assert enqueued == [1, 1]
+
+    def down() -> None:
+        raise ConnectionError("redis down")
+
+    redis = services.get_redis()
+    monkeypatch.setattr(services, "get_redis", down)
+    services.common_lexemes_count_wake()  # logged, not raised
+    assert enqueued == [1, 1]
+    redis.delete(services.LEXEME_COUNT_FLAG)  # the enqueued count never ran here
 
 
 @pytest.mark.parametrize(

@@ -385,7 +385,7 @@ def test_kb_ingest_command_prints_counts_and_records_a_job(docs_dir):
     call_command("kb_ingest", str(docs_dir), "--source", "help-center", "--no-progress", stdout=out)
     assert out.getvalue().strip() == (
         f"source=help-center job={IngestionJob.objects.get().pk} created=5 updated=0 "
-        "unchanged=0 deleted=0 failed=0 chunks=11 embedded=11 reused=0"
+        "unchanged=0 deleted=0 failed=0 chunks=11 embedded=11 reused=0 common_words=0"
     )
     job = IngestionJob.objects.get()
     assert (job.kind, job.status, job.total, job.processed, job.created_count) == (

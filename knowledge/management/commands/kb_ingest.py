@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from knowledge.management.commands._progress import progress_bar
 from knowledge.models import IngestionJob, KnowledgeSource
 from knowledge.readers import read_path
 from knowledge.services import (
+    common_lexemes_count,
     documents_ingest,
     job_create,
     job_finish,
@@ -59,11 +61,17 @@ class Command(BaseCommand):
         finally:
             close()
         job_finish(job)
+        # Counted here too (a worker also counts after the ingestion's commit): searches
+        # right after the command find the common words listed.
+        started = time.perf_counter()
+        common = common_lexemes_count()
+        counts.add_time("common_words_s", time.perf_counter() - started)
         summary = {"source": name, "job": job.pk, **counts.as_dict(), "timings": counts.timings}
         self.stdout.write(
             f"source={name} job={job.pk} created={counts.created} updated={counts.updated} "
             f"unchanged={counts.unchanged} deleted={counts.deleted} failed={counts.failed} "
-            f"chunks={counts.chunks} embedded={counts.embedded} reused={counts.reused}"
+            f"chunks={counts.chunks} embedded={counts.embedded} reused={counts.reused} "
+            f"common_words={common}"
         )
         for error in counts.errors[:20]:
             self.stderr.write(f"  failed {error['id']}: {error['error']}")
