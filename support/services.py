@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -22,6 +21,7 @@ from support.events import (
     events_record,
     subscribers_for,
 )
+from support.lru import BoundedLRU
 from support.models import ApiKey, ApiKeyRole, AuditLog, OidcIdentity, OutboxEvent
 from support.redis_client import get_redis
 from support.sinks import sinks_publish
@@ -158,9 +158,12 @@ API_KEY_CACHE_SECONDS = 10.0
 # in the database.
 known_api_keys: dict[str, tuple[float, ApiKey]] = {}
 # Hashes of keys that do not exist → expires at. Anyone can send random keys, so this one
-# is bounded: beyond API_KEY_NEGATIVE_CACHE_SIZE the oldest entries go first.
+# is bounded: beyond API_KEY_NEGATIVE_CACHE_SIZE the oldest entries go first (lookups only
+# peek, so "oldest" is by write). The bound is read at each write, so a test can lower it.
 API_KEY_NEGATIVE_CACHE_SIZE = 1024
-unknown_api_keys: OrderedDict[str, float] = OrderedDict()
+unknown_api_keys: BoundedLRU[str, float] = BoundedLRU(
+    max_entries=lambda: API_KEY_NEGATIVE_CACHE_SIZE
+)
 
 
 def forget_api_key(key_hash: str) -> None:

@@ -4,7 +4,6 @@ when OIDC is configured, bearer JWTs verified against the provider's keys."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -26,7 +25,6 @@ from support.models import ApiKey, ApiKeyRole
 from support.selectors import oidc_user_get, user_by_email_get
 from support.services import (
     API_KEY_CACHE_SECONDS,
-    API_KEY_NEGATIVE_CACHE_SIZE,
     hash_api_key,
     known_api_keys,
     unknown_api_keys,
@@ -34,7 +32,6 @@ from support.services import (
 from support.throttling import client_ip, hit, over_limit
 
 logger = logging.getLogger(__name__)
-_lock = threading.Lock()
 _last_used_written: dict[int, float] = {}
 LAST_USED_EVERY_SECONDS = 60.0
 
@@ -55,7 +52,7 @@ def _lookup(key_hash: str) -> ApiKey | None:
     cached = _cached(key_hash, now)
     if cached is not None:
         return cached
-    missed = unknown_api_keys.get(key_hash)
+    missed = unknown_api_keys.peek(key_hash)  # not reordered: the oldest miss goes first
     if missed is not None and missed > now:
         return None
     key = ApiKey.objects.select_related("user").filter(key_hash=key_hash).first()
@@ -65,15 +62,11 @@ def _lookup(key_hash: str) -> ApiKey | None:
             # This user object belongs to this key's cache entry only: an integration key
             # never acts with its user's roles (see support.auth.roles).
             setattr(key.user, INTEGRATION_MARK, True)
-    with _lock:
-        if key is None:
-            unknown_api_keys[key_hash] = now + API_KEY_CACHE_SECONDS
-            unknown_api_keys.move_to_end(key_hash)
-            while len(unknown_api_keys) > API_KEY_NEGATIVE_CACHE_SIZE:
-                unknown_api_keys.popitem(last=False)
-        else:
-            unknown_api_keys.pop(key_hash, None)
-            known_api_keys[key_hash] = (now + API_KEY_CACHE_SECONDS, key)
+    if key is None:
+        unknown_api_keys.put(key_hash, now + API_KEY_CACHE_SECONDS)
+    else:
+        unknown_api_keys.pop(key_hash)
+        known_api_keys[key_hash] = (now + API_KEY_CACHE_SECONDS, key)
     return key
 
 

@@ -32,7 +32,7 @@ def _cached_entries() -> int:
 def test_random_invalid_keys_do_not_grow_the_cache_without_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(authentication, "API_KEY_NEGATIVE_CACHE_SIZE", 50, raising=False)
+    monkeypatch.setattr(services, "API_KEY_NEGATIVE_CACHE_SIZE", 50)
     for _ in range(200):
         assert authentication._lookup(hash_api_key(secrets.token_urlsafe(24))) is None
     assert _cached_entries() == 50

@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+
+from support.lru import BoundedLRU
 
 logger = logging.getLogger(__name__)
 
@@ -46,52 +46,43 @@ def context_cache_key(customer_id: int) -> str:
 
 
 class LocalContextCache:
-    """A thread-safe LRU of ``customer id -> (expires, stamp, context)``."""
+    """A thread-safe LRU of ``customer id -> (expires, stamp, context)``, sized by
+    ``CUSTOMER_CONTEXT_LOCAL_CACHE_SIZE`` read at each call (0: off)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[int, tuple[float, str, dict[str, Any]]] = OrderedDict()
+        self._entries: BoundedLRU[int, tuple[float, str, dict[str, Any]]] = BoundedLRU(
+            max_entries=self._size
+        )
 
     @staticmethod
     def _size() -> int:
         return max(0, int(settings.CUSTOMER_CONTEXT_LOCAL_CACHE_SIZE))
 
     def get(self, customer_id: int, stamp: str) -> dict[str, Any] | None:
-        if self._size() == 0:
+        entry = self._entries.get(customer_id)
+        if entry is None:
             return None
-        now = time.monotonic()
-        with self._lock:
-            entry = self._entries.get(customer_id)
-            if entry is None:
-                return None
-            expires, cached_stamp, data = entry
-            if now >= expires or cached_stamp != stamp:
-                del self._entries[customer_id]
-                return None
-            self._entries.move_to_end(customer_id)
+        expires, cached_stamp, data = entry
+        if time.monotonic() >= expires or cached_stamp != stamp:
+            # Should another thread have just stored a fresh entry, this drops it too: one
+            # more Redis read, never a stale context.
+            self._entries.pop(customer_id)
+            return None
         # A copy: callers may change what they get without changing the cached context.
         return copy.deepcopy(data)
 
     def set(self, customer_id: int, stamp: str, data: dict[str, Any]) -> None:
-        size = self._size()
-        if size == 0:
+        if self._size() == 0:
             return
         expires = time.monotonic() + float(settings.CUSTOMER_CONTEXT_LOCAL_CACHE_TTL)
-        entry = (expires, stamp, copy.deepcopy(data))
-        with self._lock:
-            self._entries[customer_id] = entry
-            self._entries.move_to_end(customer_id)
-            while len(self._entries) > size:
-                self._entries.popitem(last=False)
+        self._entries.put(customer_id, (expires, stamp, copy.deepcopy(data)))
 
     def drop(self, customer_ids: Iterable[int]) -> None:
-        with self._lock:
-            for customer_id in customer_ids:
-                self._entries.pop(customer_id, None)
+        for customer_id in customer_ids:
+            self._entries.pop(customer_id)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
