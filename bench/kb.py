@@ -83,8 +83,7 @@ def report(label: str, timings: list[float]) -> None:
 
 
 def _forget_turn_vectors() -> None:
-    with retrieval._TURN_VECTORS_LOCK:
-        retrieval._TURN_VECTORS.clear()  # a conversation seen for the first time
+    retrieval._TURN_VECTORS.clear()  # a conversation seen for the first time
 
 
 def _forget_conversation_caches() -> None:

@@ -38,7 +38,6 @@ import re
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +51,7 @@ from django.utils.safestring import SafeString
 from knowledge import embeddings
 from knowledge.conversation import ConversationQuery, Turn, build_query
 from knowledge.embeddings import Embedder
+from support.lru import BoundedLRU
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,8 @@ class SearchResult:
             "score": round(self.score, 6),
             "vector_score": None if self.vector_score is None else round(self.vector_score, 6),
             "text_score": None if self.text_score is None else round(self.text_score, 6),
+            "named_score": round(self.named_score, 6),
+            "fit": round(self.fit, 6),
             "snippet": self.snippet,
         }
 
@@ -325,28 +327,20 @@ class Ranking:
 # --- conversation queries -------------------------------------------------------------
 
 
-_TURN_VECTORS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-_TURN_VECTORS_LOCK = threading.Lock()
 TURN_VECTORS_CACHED = 4096  # a ticket's earlier turns are embedded once per process
+_TURN_VECTORS: BoundedLRU[tuple[str, str], np.ndarray] = BoundedLRU(lambda: TURN_VECTORS_CACHED)
 
 
 def _encode_turns(embedder: Embedder, texts: list[str]) -> np.ndarray:
-    """Embed turn texts, reusing this process's recent ones (LRU): when a ticket gets a new
+    """Embed turn texts, reusing this process's recent ones: when a ticket gets a new
     message only that message is new to the encoder."""
     keys = [(embedder.name, text) for text in texts]
-    with _TURN_VECTORS_LOCK:
-        known = {key: _TURN_VECTORS[key] for key in keys if key in _TURN_VECTORS}
-        for key in known:
-            _TURN_VECTORS.move_to_end(key)
+    known = _TURN_VECTORS.get_many(keys)
     todo = sorted({key[1] for key in keys if key not in known})
     if todo:
-        fresh = embedder.encode(todo)
-        with _TURN_VECTORS_LOCK:
-            for text, vector in zip(todo, fresh, strict=True):
-                known[(embedder.name, text)] = vector
-                _TURN_VECTORS[(embedder.name, text)] = vector
-            while len(_TURN_VECTORS) > TURN_VECTORS_CACHED:
-                _TURN_VECTORS.popitem(last=False)
+        for text, vector in zip(todo, embedder.encode(todo), strict=True):
+            known[(embedder.name, text)] = vector
+            _TURN_VECTORS.put((embedder.name, text), vector)
     return np.stack([known[key] for key in keys])
 
 
@@ -508,9 +502,10 @@ class _TitleStats:
         self.total = 0
         self.df: dict[str, int] = {}
         # lexeme -> (chunk id, document id) of the passages holding it (this version); none
-        # for a lexeme too many passages hold
-        self._passages: OrderedDict[str, tuple[tuple[int, int], ...]] = OrderedDict()
-        self._passage_rows = 0  # passages held in ``_passages``, all lexemes together
+        # for a lexeme too many passages hold. Bounded in lexemes and in passages.
+        self._passages: BoundedLRU[str, tuple[tuple[int, int], ...]] = BoundedLRU(
+            lambda: BODY_NAMES_CACHED, weight=len, max_weight=lambda: BODY_NAME_ROWS_CACHED
+        )
 
     def forget(self) -> None:
         with self._lock:
@@ -525,7 +520,6 @@ class _TitleStats:
         with self._lock:
             self._generation += 1
             self._passages.clear()
-            self._passage_rows = 0
 
     def get(self, cursor: Any) -> _TitleStats:
         from django.core.cache import cache
@@ -546,7 +540,6 @@ class _TitleStats:
                 cursor.execute("SELECT count(*) FROM knowledge_chunk WHERE kind = 'title'")
                 self.total = int(cursor.fetchone()[0])
                 self._passages.clear()  # their chunk ids may be gone
-                self._passage_rows = 0
                 self._generation += 1
                 self._loaded_at = time.monotonic()
                 self._version = version
@@ -561,16 +554,10 @@ class _TitleStats:
         ``CommonLexeme`` lists are not read, the others are read on the full-text index
         (bounded: one more than the limit says "too many")."""
         wanted = list(dict.fromkeys(lexemes))
-        known: dict[str, tuple[tuple[int, int], ...]] = {}
-        todo: list[str] = []
         with self._lock:
             generation = self._generation
-            for lexeme in wanted:
-                if lexeme in self._passages:
-                    known[lexeme] = self._passages[lexeme]
-                    self._passages.move_to_end(lexeme)
-                else:
-                    todo.append(lexeme)
+            known = self._passages.get_many(wanted)
+        todo = [lexeme for lexeme in wanted if lexeme not in known]
         if todo:
             cursor.execute(
                 "SELECT t.i, m.id, m.document_id "
@@ -598,13 +585,7 @@ class _TitleStats:
             with self._lock:
                 if generation == self._generation:  # not read before a change
                     for lexeme, rows in read.items():
-                        self._passage_rows += len(rows) - len(self._passages.get(lexeme, ()))
-                        self._passages[lexeme] = rows
-                while self._passages and (
-                    len(self._passages) > BODY_NAMES_CACHED
-                    or self._passage_rows > BODY_NAME_ROWS_CACHED
-                ):
-                    self._passage_rows -= len(self._passages.popitem(last=False)[1])
+                        self._passages.put(lexeme, rows)
         return {lexeme: rows for lexeme, rows in known.items() if rows}
 
 

@@ -76,6 +76,8 @@ def test_retrieve_maps_results(bedrock_settings):
             "score": 0.82,
             "vector_score": 0.82,
             "text_score": None,
+            "named_score": 0.0,
+            "fit": 0.82,
             "snippet": "Refunds are paid within 5 days.",
         },
         {
@@ -90,6 +92,8 @@ def test_retrieve_maps_results(bedrock_settings):
             "score": 0.41,
             "vector_score": 0.41,
             "text_score": None,
+            "named_score": 0.0,
+            "fit": 0.41,
             "snippet": "Exchanges are free.",
         },
     ]

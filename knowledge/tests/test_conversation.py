@@ -21,6 +21,7 @@ from knowledge.retrieval import search
 from knowledge.selectors import ticket_conversation
 from knowledge.services import document_delete, documents_ingest, source_get_or_create
 from support.errors import InvalidInput
+from support.lru import BoundedLRU
 from tickets.services import message_add, ticket_create
 
 HOTELS = ["Acorn Guest House", "Kirkwood House", "Alexander Bed and Breakfast", "Hamilton Lodge"]
@@ -167,7 +168,7 @@ def test_names_are_carried_from_turns_too_far_back_to_be_embedded(faq, settings,
             return embedder.encode(texts)
 
     monkeypatch.setattr(retrieval, "get_query_embedder", lambda: Recording())
-    monkeypatch.setattr(retrieval, "_TURN_VECTORS", retrieval.OrderedDict())
+    monkeypatch.setattr(retrieval, "_TURN_VECTORS", BoundedLRU(4096))
     results = search(turns, k=3)
     # The focus and the two nearest turns were embedded, not the four before them ...
     assert sorted(encoded) == sorted(
@@ -275,6 +276,37 @@ def test_suggestions_panel_builds_its_query_from_the_recent_messages(
     assert context["suggestions"][0]["document"]["external_id"] == "acorn-guest-house/parking"
 
 
+def test_the_panel_shows_how_well_each_article_fits_and_when_a_name_lifted_it(
+    agent, customer, faq, hotel_ticket, settings
+):
+    """The number beside a suggestion is its fit (what the suggestion and draft floors
+    read), not the score the names lifted; "named earlier" says why it ranks first."""
+    from django.template.loader import render_to_string
+
+    settings.KB_SUGGESTION_MIN_SCORE = 0.0
+    request = RequestFactory().get("/")
+    request.user = agent
+    context = suggestions_panel_context(request, hotel_ticket)
+    assert context is not None
+    top = context["suggestions"][0]
+    assert top["named_score"] >= 0.05
+    assert top["fit"] == pytest.approx(top["score"] - top["named_score"], abs=1e-5)
+    html = render_to_string("knowledge/suggestions_panel.html", context, request=request)
+    items = html.split('<li class="kb-suggestion"')[1:]
+    assert len(items) == len(context["suggestions"])
+    assert f"{top['fit']:.2f}</span>" in items[0]
+    assert f"{top['score']:.2f}</span>" not in items[0]
+    assert "named earlier" in items[0]
+    # The name in the question itself: nothing named earlier, the fit is the score.
+    asked = ticket_create(customer=customer, subject="Does Kirkwood House have free parking?")
+    context = suggestions_panel_context(request, asked)
+    assert context is not None
+    assert context["suggestions"]
+    assert all(s["named_score"] == 0 for s in context["suggestions"])
+    html = render_to_string("knowledge/suggestions_panel.html", context, request=request)
+    assert "named earlier" not in html
+
+
 def test_other_backends_get_the_one_string_form(monkeypatch):
     from knowledge import selectors
 
@@ -314,7 +346,7 @@ def test_a_ticket_turn_is_embedded_once_per_process(monkeypatch, settings):
             return np.eye(4, dtype=np.float32)[[len(t) % 4 for t in texts]]
 
     monkeypatch.setattr(retrieval, "get_query_embedder", lambda: CountingEmbedder())
-    monkeypatch.setattr(retrieval, "_TURN_VECTORS", retrieval.OrderedDict())
+    monkeypatch.setattr(retrieval, "_TURN_VECTORS", BoundedLRU(4096))
     settings.KB_CONTEXT_EMBED_TURNS = 0  # every turn embedded
     first = build_query(CONVERSATION)
     retrieval.conversation_vector(first)
@@ -449,8 +481,9 @@ def test_the_passages_a_process_remembers_stay_bounded(
         assert len(stats.passages(c, ["acorn"])["acorn"]) == 3
         assert len(stats.passages(c, ["kirkwood"])["kirkwood"]) == 3
         # both found, only the newest kept: 3 passages, not 6
-        assert list(stats._passages) == ["kirkwood"]
-        assert stats._passage_rows == 3
+        assert "kirkwood" in stats._passages
+        assert "acorn" not in stats._passages
+        assert stats._passages.total_weight == 3
         before = len(seen.captured_queries)
         assert len(stats.passages(c, ["kirkwood"])["kirkwood"]) == 3  # remembered
         assert len(seen.captured_queries) == before
