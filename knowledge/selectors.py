@@ -99,9 +99,9 @@ def ticket_conversation(ticket: Any) -> list[Turn]:
         )
         for m in recent
     ]
-    subject = (ticket.subject or "").strip()
-    first = turns[0].text if turns else ""
-    if subject and subject.lower() not in first.lower():
+    subject = " ".join((ticket.subject or "").split())
+    first = " ".join(turns[0].text.split()) if turns else ""
+    if subject and subject.casefold() not in first.casefold():
         turns.insert(0, Turn(CUSTOMER, subject[:MAX_TURN_CHARS]))
     return turns
 

@@ -104,6 +104,17 @@ def test_a_trailing_thank_you_does_not_become_the_question():
     assert build_query(turns).focus == "Do they have free parking?"
 
 
+def test_a_message_sent_twice_is_the_question_not_its_context():
+    """Its words are the question's own, not names mentioned earlier."""
+    turns = [
+        Turn(CUSTOMER, "I need to cancel  my Order"),
+        Turn(CUSTOMER, "i need to cancel my order"),
+    ]
+    query = build_query(turns)
+    assert query.focus == "i need to cancel my order"
+    assert query.context == ()
+
+
 def test_names_and_codes_named_earlier_are_carried_into_the_one_string_form():
     query = build_query(
         [
@@ -254,6 +265,14 @@ def test_ticket_conversation_uses_the_recent_public_messages_in_order(hotel_tick
     ]
 
 
+def test_a_subject_the_first_message_repeats_is_not_a_turn_of_its_own(customer):
+    """Case and spacing aside (e-mail clients and customers vary both)."""
+    ticket = ticket_create(
+        customer=customer, subject="Cancel  my Order", body="cancel my order please, it is late"
+    )
+    assert ticket_conversation(ticket) == [Turn(CUSTOMER, "cancel my order please, it is late")]
+
+
 def test_suggestions_api_builds_its_query_from_the_recent_messages(
     agent_client, faq, hotel_ticket, settings
 ):
@@ -382,6 +401,45 @@ def test_a_name_only_the_articles_bodies_hold_still_decides(db, django_capture_o
     # Without the context the parking articles tie: the name decided, not the question.
     alone = search(CONVERSATION[-1].text, k=4, sources=["hotels-untitled"])
     assert {r.document_external_id for r in alone} == {f"{_slug(h)}/parking" for h in HOTELS}
+
+
+STEPS = (
+    "Log in, open settings, choose billing, download statements, enter the postcode, verify "
+    "your identity, confirm the email, upload a receipt, select a currency, print the voucher, "
+    "review the history and export a spreadsheet."
+)
+
+
+def test_a_turn_that_describes_rather_than_names_carries_no_names(
+    db, django_capture_on_commit_callbacks
+):
+    """An agent's step-by-step reply holds many words few articles hold: it describes, it
+    does not name, so none of its words count as names (``ENTITY_MAX_PER_TURN``), even the
+    hotel it also mentions; a turn that names the hotel alone still does."""
+    from knowledge import retrieval
+
+    _ingest_untitled("hotels-untitled", HOTELS, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        documents_ingest(
+            source=source_get_or_create(name="hotels-untitled"),
+            items=parse_jsonl(json.dumps({"id": "guide", "title": "Guide", "text": STEPS})),
+        )
+    naming = retrieval.conversation_query(CONVERSATION)
+    named = retrieval.rank_documents(naming, k=3, sources=["hotels-untitled"]).doc_entity
+    assert {Document.objects.get(pk=pk).external_id for pk in named} >= {
+        "acorn-guest-house/parking"
+    }
+    rambling = [
+        CONVERSATION[0],
+        Turn(AGENT, f"How about the Acorn Guest House? To book: {STEPS}"),
+        CONVERSATION[-1],
+    ]
+    with retrieval.connection.cursor() as cursor:
+        held = retrieval.entity_terms(cursor, retrieval.conversation_query(rambling))
+    assert "acorn" not in held.terms
+    assert not {"voucher", "spreadsheet", "currenc"} & set(held.terms)
+    query = retrieval.conversation_query(rambling)
+    assert retrieval.rank_documents(query, k=3, sources=["hotels-untitled"]).doc_entity == {}
 
 
 def test_a_name_other_sources_titles_hold_is_found_in_the_filtered_sources_text(
