@@ -38,6 +38,7 @@ import numpy as np
 from django.conf import settings
 
 from knowledge.conversation import AGENT, CUSTOMER, Turn
+from knowledge.parsing import EXAMPLE_PHRASINGS
 from knowledge.retrieval import SearchResult, conversation_query
 from support.fallback import provider_failure
 from support.safe_urls import http_url
@@ -48,7 +49,6 @@ logger = logging.getLogger(__name__)
 CANDIDATES = 5  # articles retrieved: the best, its rivals for the margin, related ones
 MAX_SENTENCES_SCORED = 40
 _LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
-_EXAMPLES_PARAGRAPH = re.compile(r"^\s*(customers|users|people) (ask|phrase|write) this", re.I)
 _WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -207,14 +207,14 @@ def split_sentences(passage: str, *, title: str = "") -> list[str]:
     title_words = _words(title)
     out = []
     for paragraph in re.split(r"\n\s*\n", passage):
-        if _EXAMPLES_PARAGRAPH.match(paragraph):
+        if EXAMPLE_PHRASINGS.match(paragraph):
             continue
         for line in paragraph.splitlines():
-            if _EXAMPLES_PARAGRAPH.match(line):
+            if EXAMPLE_PHRASINGS.match(line):
                 continue
             for piece in sentences_of(line.strip(), capitalised=True):
                 sentence = _LIST_MARK.sub("", piece).strip()
-                if _EXAMPLES_PARAGRAPH.match(sentence):
+                if EXAMPLE_PHRASINGS.match(sentence):
                     break  # example phrasings run to the end of the line
                 if len(sentence.split()) < 4 or sentence.endswith("?"):
                     continue

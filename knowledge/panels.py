@@ -46,7 +46,7 @@ def suggestions_panel_context(request: HttpRequest, ticket: Any) -> dict[str, An
                 **r.as_dict(),
                 "url": http_url(r.url),
                 "snippet_html": r.snippet_html,
-                "insert_text": insert_text(r.title, r.text, http_url(r.url)),
+                "insert_text": insert_text(r.title, r.answer_text, http_url(r.url)),
             }
             for r in results
         ],

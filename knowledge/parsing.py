@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 
 from support.errors import InvalidInput
 from support.safe_urls import http_url
+from support.text import sentences_of
 
 logger = logging.getLogger(__name__)
 
@@ -292,3 +293,30 @@ def chunk_document(
         for words in words_in_section:
             drafts.append(ChunkDraft(len(drafts), section.heading_path, " ".join(words)))
     return drafts
+
+
+# --- example phrasings ------------------------------------------------------------------
+
+# An article may list how customers put its question ("Customers ask this as, for example:
+# ..."): the words help search find it, but they are no answer to show or send.
+EXAMPLE_PHRASINGS = re.compile(r"^\s*(customers|users|people) (ask|phrase|write) this", re.I)
+_MENTIONS_PHRASINGS = re.compile(r"\b(customers|users|people) (ask|phrase|write) this", re.I)
+
+
+def without_example_phrasings(text: str) -> str:
+    """``text`` without its example phrasings: from the sentence that opens them to the end
+    of its line (they run to the line's end); lines left empty are dropped, so text that is
+    nothing but example phrasings comes back empty."""
+    lines = []
+    for line in text.split("\n"):
+        if _MENTIONS_PHRASINGS.search(line) is None:
+            lines.append(line)
+            continue
+        kept = []
+        for sentence in sentences_of(line, capitalised=True):
+            if EXAMPLE_PHRASINGS.match(sentence):
+                break  # the phrasings run to the end of the line
+            kept.append(sentence)
+        if kept:
+            lines.append(" ".join(kept))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

@@ -51,6 +51,7 @@ from django.utils.safestring import SafeString
 from knowledge import embeddings
 from knowledge.conversation import ConversationQuery, Turn, build_query
 from knowledge.embeddings import Embedder
+from knowledge.parsing import without_example_phrasings
 from support.lru import BoundedLRU
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,11 @@ class SearchResult:
         the name a conversation mentioned does not pass for an answer to any question;
         the names still order the articles that do fit."""
         return self.score - self.named_score
+
+    @property
+    def answer_text(self) -> str:
+        """The passage as an agent inserts it: without the article's example phrasings."""
+        return shown_text(self.text)
 
     @property
     def snippet_html(self) -> SafeString:
@@ -303,19 +309,27 @@ def _strict_text_candidates(
     return [(r[0], r[1], r[2], float(r[3])) for r in cursor.fetchall()]
 
 
-def _snippets(cursor: Any, query: str, chunk_ids: list[int]) -> dict[int, str]:
-    if not chunk_ids:
+def shown_text(text: str) -> str:
+    """What a passage shows and inserts: its text without the article's example phrasings
+    (they help search find it; they are no answer), or all of it when that is all it is."""
+    return without_example_phrasings(text) or text
+
+
+def _snippets(cursor: Any, query: str, texts: dict[int, str]) -> dict[int, str]:
+    """Each passage's headline (``texts``: chunk id -> the text to show)."""
+    if not texts:
         return {}
+    ids = list(texts)
     options = f"StartSel={_MARK_START}, StopSel={_MARK_END}, MaxWords=35, MinWords=15"
     cursor.execute(
-        "WITH q AS (SELECT CASE WHEN " + _TSQUERY + " = '' THEN NULL "  # noqa: S608
+        "WITH q AS (SELECT CASE WHEN " + _TSQUERY + " = '' THEN NULL "
         "ELSE to_tsquery('english', " + _TSQUERY + ") END AS tsq) "
-        "SELECT c.id, CASE WHEN q.tsq IS NULL THEN left(c.text, 240) "
-        "ELSE ts_headline('english', c.text, q.tsq, %s) END FROM knowledge_chunk c, q "
-        "WHERE c.id = ANY(%s)",
-        [query, query, options, chunk_ids],
+        "SELECT x.i, CASE WHEN q.tsq IS NULL THEN left(x.t, 240) "
+        "ELSE ts_headline('english', x.t, q.tsq, %s) END "
+        "FROM unnest(%s::text[]) WITH ORDINALITY AS x(t, i), q",
+        [query, query, options, [texts[i] for i in ids]],
     )
-    return {row[0]: row[1] for row in cursor.fetchall()}
+    return {ids[int(row[0]) - 1]: row[1] for row in cursor.fetchall()}
 
 
 @dataclass
@@ -999,7 +1013,8 @@ def _results(
         if no_body
         else {}
     )
-    snippets = _snippets(cursor, query, [*chunk_ids, *(c.pk for c in title_only.values())])
+    shown = {c.pk: shown_text(c.text) for c in [*chunks.values(), *title_only.values()]}
+    snippets = _snippets(cursor, query, shown)
     results = []
     for doc_id, score in ranked:
         chunk: Chunk | None = (
@@ -1018,7 +1033,7 @@ def _results(
                 chunk_id=chunk.pk,
                 heading_path=chunk.heading_path,
                 text=chunk.text,
-                headline=framed(snippets.get(chunk.pk, chunk.text[:240]), chunk.text),
+                headline=framed(snippets.get(chunk.pk, shown[chunk.pk][:240]), shown[chunk.pk]),
                 score=score,
                 vector_score=doc_vec.get(doc_id),
                 text_score=doc_text.get(doc_id),

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from knowledge.models import IngestionJob
-from knowledge.retrieval import SearchResult
+from knowledge.retrieval import SearchResult, shown_text
 from support.aws import aws_client, aws_error
 from support.errors import PermanentError
 from support.redaction import redact
@@ -136,7 +136,7 @@ class BedrockBackend:
                     chunk_id=f"bedrock-{ref}",
                     heading_path="",
                     text=text,
-                    headline=text[:240],  # raw text: escaped when rendered
+                    headline=shown_text(text)[:240],  # raw text: escaped when rendered
                     score=float(item.get("score") or 0.0),
                     vector_score=float(item.get("score") or 0.0),
                 )

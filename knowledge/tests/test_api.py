@@ -200,6 +200,39 @@ def test_panel_is_registered_and_renders_insert_buttons(kb, ticket, agent):
     )
 
 
+def test_suggestions_show_and_insert_the_answer_not_the_example_phrasings(
+    customer, agent, agent_client, db
+):
+    """An article may list how customers ask its question (it helps search find it): the
+    snippet and the inserted text leave that out; the API's passage text keeps it."""
+    article = {
+        "id": "late",
+        "title": "Where is my parcel?",
+        "text": "Parcels arrive within 3 working days; track yours under My orders.\n\n"
+        "Customers ask this as, for example: wheres my parcel; parcel not here yet",
+    }
+    documents_ingest(
+        source=source_get_or_create(name="help"), items=parse_jsonl(json.dumps(article))
+    )
+    ticket = ticket_create(
+        customer=customer, subject="wheres my parcel", body="parcel not here yet"
+    )
+    request = RequestFactory().get("/")
+    request.user = agent
+    context = suggestions_panel_context(request, ticket)
+    assert context is not None
+    top = context["suggestions"][0]
+    assert top["document"]["external_id"] == "late"
+    assert top["insert_text"] == (
+        "Parcels arrive within 3 working days; track yours under My orders."
+    )
+    assert "parcel not here" not in str(top["snippet_html"])
+    assert "arrive within 3 working days" in str(top["snippet_html"])
+    found = agent_client.get("/api/kb/search", {"q": "wheres my parcel"}).json()["results"][0]
+    assert "Customers ask this as" in found["chunk"]["text"]
+    assert "Customers ask this as" not in found["snippet"]
+
+
 def test_upload_ingests_one_file_idempotently(supervisor_client, agent_client):
     from django.core.files.uploadedfile import SimpleUploadedFile
 

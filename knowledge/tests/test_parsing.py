@@ -134,3 +134,28 @@ def test_paragraphs_are_packed_until_the_limit():
     chunks = chunk_document(doc, max_words=100, overlap=10)
     assert [len(c.text.split()) for c in chunks] == [90, 70]
     assert chunks[1].text.split()[:10] == chunks[0].text.split()[-10:]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Track it under My orders.\n\nCustomers ask this as, for example: wheres my parcel",
+            "Track it under My orders.",
+        ),
+        (
+            "Track it under My orders. Users phrase this as: where is it; not here",
+            "Track it under My orders.",
+        ),
+        ("People write this as: refund pls; money back", ""),
+        (
+            "Most customers ask this as their first question. Track it under My orders.",
+            "Most customers ask this as their first question. Track it under My orders.",
+        ),
+        ("1. Log in.\n2. Open My orders.", "1. Log in.\n2. Open My orders."),
+    ],
+)
+def test_example_phrasings_are_left_out_of_the_answer(text, expected):
+    from knowledge.parsing import without_example_phrasings
+
+    assert without_example_phrasings(text) == expected
