@@ -78,7 +78,7 @@ def _celery_eager(settings: Any) -> None:
 def _clear_cache() -> Iterator[None]:
     from django.core.cache import cache
 
-    from knowledge.retrieval import title_stats_forget
+    from knowledge.retrieval import name_stats_forget
     from tickets.context.cache import local_cache
     from tickets.sla import sla_policies_forget
 
@@ -90,7 +90,7 @@ def _clear_cache() -> Iterator[None]:
     # The knowledge base's title statistics are cached per process and keyed by a version
     # kept in the cache just cleared: forget them too, or the next test's search would use
     # the statistics of rows its database never had (and run queries it would not run).
-    title_stats_forget()
+    name_stats_forget()
 
 
 @pytest.fixture(autouse=True)

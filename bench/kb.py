@@ -91,7 +91,7 @@ def _forget_conversation_caches() -> None:
     process's first conversations after it starts or after the knowledge base changed; the
     common words are not read, ``CommonLexeme`` lists them)."""
     _forget_turn_vectors()
-    retrieval.title_stats.forget_passages()
+    retrieval.name_stats.forget_passages()
 
 
 def bench_ingest(docs: list[dict]) -> None:

@@ -72,7 +72,7 @@ BODY_NAMES_CACHED = 20_000  # lexemes whose passages a process remembers
 # ... and passages in all (a customer's message can hold many words each held by ~200
 # passages: the memory stays bounded, ~25 MB at most)
 BODY_NAME_ROWS_CACHED = 200_000
-TITLE_STATS_SECONDS = 600
+NAME_STATS_SECONDS = 600
 CANDIDATES = 50
 EXACT_SCAN_MAX = 2000  # chunks to rank at most for an exact scan instead of the HNSW index
 MODES = ("hybrid", "vector", "text")
@@ -396,7 +396,7 @@ def conversation_vector(
     return (combined / np.linalg.norm(combined)).astype(np.float32)
 
 
-TITLE_STATS_VERSION_KEY = "kb-title-stats-version"
+NAME_STATS_VERSION_KEY = "kb-name-stats-version"
 EMBEDDERS_VERSION_KEY = "kb-stored-embedders-version"
 EMBEDDERS_SECONDS = 60
 LEGACY_EMBEDDER = "minilm"  # what a chunk from before ``Chunk.embedder`` was embedded with
@@ -490,22 +490,24 @@ def get_query_embedder() -> Embedder:
     return embedder
 
 
-def title_stats_invalidate() -> None:
-    """Tell every process that titles changed (ingestion and deletion call this)."""
+def name_stats_invalidate() -> None:
+    """Tell every process that the knowledge base changed (ingestion and deletion call
+    this): the statistics names are told by are read again."""
     from django.core.cache import cache
     from redis.exceptions import RedisError
 
     try:
-        cache.set(TITLE_STATS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
-    except RedisError:  # the statistics then refresh within TITLE_STATS_SECONDS
-        logger.warning("kb title statistics: could not signal the change", exc_info=True)
+        cache.set(NAME_STATS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+    except RedisError:  # the statistics then refresh within NAME_STATS_SECONDS
+        logger.warning("kb name statistics: could not signal the change", exc_info=True)
 
 
-class _TitleStats:
-    """Document frequency of each lexeme among title chunks, and the passages (body
+class _NameStats:
+    """What tells names from ordinary words: the document frequency of each lexeme among
+    title chunks, and the passages (body
     chunks) holding the lexemes searches asked about, cached per process and reloaded
-    when ``title_stats_invalidate`` bumps the shared version (or every
-    ``TITLE_STATS_SECONDS``).
+    when ``name_stats_invalidate`` bumps the shared version (or every
+    ``NAME_STATS_SECONDS``).
 
     A lexeme more than ``BODY_NAME_MAX_CHUNKS`` passages hold ("room", "want") is never
     read: ``CommonLexeme`` lists them as counted after the last ingestion or deletion
@@ -539,16 +541,16 @@ class _TitleStats:
             self._generation += 1
             self._passages.clear()
 
-    def get(self, cursor: Any) -> _TitleStats:
+    def get(self, cursor: Any) -> _NameStats:
         from django.core.cache import cache
         from redis.exceptions import RedisError
 
         try:
-            version = cache.get(TITLE_STATS_VERSION_KEY)
+            version = cache.get(NAME_STATS_VERSION_KEY)
         except RedisError:  # search must not fail with the cache: fall back to the TTL
             version = self._version
         with self._lock:
-            stale = time.monotonic() - self._loaded_at > TITLE_STATS_SECONDS
+            stale = time.monotonic() - self._loaded_at > NAME_STATS_SECONDS
             if stale or version != self._version:
                 cursor.execute(
                     "SELECT word, ndoc FROM ts_stat("
@@ -607,15 +609,15 @@ class _TitleStats:
         return {lexeme: rows for lexeme, rows in known.items() if rows}
 
 
-title_stats = _TitleStats()
+name_stats = _NameStats()
 
 
-def title_stats_forget() -> None:
-    """Drop this process's cached title statistics and stored-embedder counts (the next
+def name_stats_forget() -> None:
+    """Drop this process's cached name statistics and stored-embedder counts (the next
     search reloads them)."""
     stored_embedders.forget()
     _mismatch_logged.clear()
-    title_stats.forget()
+    name_stats.forget()
 
 
 def _lexemes(cursor: Any, texts: list[str]) -> list[list[str]]:
@@ -627,7 +629,7 @@ def _lexemes(cursor: Any, texts: list[str]) -> list[list[str]]:
     return [list(row[0]) for row in cursor.fetchall()]
 
 
-def _distinctive_limit(stats: _TitleStats, max_df: float | None = None) -> float:
+def _distinctive_limit(stats: _NameStats, max_df: float | None = None) -> float:
     if max_df is None:
         max_df = float(getattr(settings, "KB_ENTITY_MAX_DF", ENTITY_MAX_DF))
     return max(float(ENTITY_MIN_DF), max_df * stats.total)
@@ -658,7 +660,7 @@ def entity_terms(cursor: Any, query: ConversationQuery, *, max_df: float | None 
     the vector and full-text sides, and a question's generic words ("postcode") that a
     few titles happen to hold would otherwise pass for names. A turn that would carry more
     than ``ENTITY_MAX_PER_TURN`` of them carries none (it describes, it does not name)."""
-    stats = title_stats.get(cursor)
+    stats = name_stats.get(cursor)
     context = query.parts[1:]
     if not context:
         return Names()
@@ -735,7 +737,7 @@ def _entity_matches(
     turn-weighted alike. A document keeps its best score."""
     if not names:
         return {}
-    stats = title_stats.get(cursor)
+    stats = name_stats.get(cursor)
     limit = _distinctive_limit(stats, max_df)
     scores: dict[int, float] = {}
     title_terms = [t for t in names.terms if t in names.title_idf]

@@ -37,7 +37,7 @@ from knowledge.parsing import (
     document_url,
 )
 from knowledge.readers import Item, ItemError
-from knowledge.retrieval import stored_embedders_invalidate, title_stats_invalidate
+from knowledge.retrieval import name_stats_invalidate, stored_embedders_invalidate
 from support.db import advisory_xact_lock
 from support.errors import InvalidInput, NotFound
 from support.parsing import parse_id
@@ -204,7 +204,7 @@ def _write_documents(
         Chunk.objects.bulk_create(chunks, batch_size=CHUNK_INSERT_ROWS)
         with connection.cursor() as cursor:
             cursor.execute(_SEARCH_VECTOR_SQL, [touched])
-        transaction.on_commit(title_stats_invalidate)
+        transaction.on_commit(name_stats_invalidate)
         transaction.on_commit(stored_embedders_invalidate)
 
 
@@ -542,7 +542,7 @@ def document_delete(*, source: KnowledgeSource, external_id: str) -> bool:
         document.deleted_at = timezone.now()
         document.version += 1
         document.save(update_fields=["status", "deleted_at", "version", "updated_at"])
-        transaction.on_commit(title_stats_invalidate)
+        transaction.on_commit(name_stats_invalidate)
         transaction.on_commit(stored_embedders_invalidate)
         transaction.on_commit(common_lexemes_count_wake)
     return True

@@ -512,15 +512,15 @@ def test_a_word_many_passages_hold_is_not_a_name(
         Document.objects.get(pk=pk).external_id.startswith("acorn-guest-house/") for pk in named
     )
     monkeypatch.setattr(retrieval, "BODY_NAME_MAX_CHUNKS", 2)  # the Acorn has 3 articles
-    retrieval.title_stats.forget_passages()
+    retrieval.name_stats.forget_passages()
     assert retrieval.rank_documents(query, k=3, sources=["hotels-untitled"]).doc_entity == {}
     # (the cursor is opened inside the capture, or its queries would go unseen)
     with (
         CaptureQueriesContext(retrieval.connection) as seen,
         retrieval.connection.cursor() as cursor,
     ):
-        assert retrieval.title_stats.passages(cursor, ["acorn"]) == {}
-        assert retrieval.title_stats.passages(cursor, ["kirkwood"]) == {}  # read: common too
+        assert retrieval.name_stats.passages(cursor, ["acorn"]) == {}
+        assert retrieval.name_stats.passages(cursor, ["kirkwood"]) == {}  # read: common too
     assert len(seen.captured_queries) == 1  # "acorn" remembered as common: not read again
 
 
@@ -533,7 +533,7 @@ def test_the_passages_a_process_remembers_stay_bounded(
 
     _ingest_untitled("hotels-untitled", HOTELS, django_capture_on_commit_callbacks)
     monkeypatch.setattr(retrieval, "BODY_NAME_ROWS_CACHED", 4)
-    stats = retrieval.title_stats
+    stats = retrieval.name_stats
     with CaptureQueriesContext(retrieval.connection) as seen, retrieval.connection.cursor() as c:
         stats.get(c)
         assert len(stats.passages(c, ["acorn"])["acorn"]) == 3
@@ -581,15 +581,15 @@ def test_words_the_count_lists_are_not_read_for_names(db, django_capture_on_comm
 
     _ingest_untitled("hotels-untitled", HOTELS, django_capture_on_commit_callbacks)
     CommonLexeme.objects.create(lexeme="acorn", passages=500)
-    retrieval.title_stats.forget_passages()
+    retrieval.name_stats.forget_passages()
     with retrieval.connection.cursor() as cursor:
-        found = retrieval.title_stats.passages(cursor, ["acorn", "kirkwood"])
+        found = retrieval.name_stats.passages(cursor, ["acorn", "kirkwood"])
     assert set(found) == {"kirkwood"}
     assert len(found["kirkwood"]) == 3
     query = retrieval.conversation_query(CONVERSATION)
     assert retrieval.rank_documents(query, k=3, sources=["hotels-untitled"]).doc_entity == {}
     CommonLexeme.objects.all().delete()
-    retrieval.title_stats.forget_passages()
+    retrieval.name_stats.forget_passages()
     assert retrieval.rank_documents(query, k=3, sources=["hotels-untitled"]).doc_entity
 
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 INBOX_QUERY_BUDGET = 12
 TICKET_QUERY_BUDGET = 27  # with the routing, context, deliveries and KB panels (a new
-# conversation reads which passages hold its names once: knowledge.retrieval.title_stats)
+# conversation reads which passages hold its names once: knowledge.retrieval.name_stats)
 
 
 def _tickets(customer, n, **kwargs):
