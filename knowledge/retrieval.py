@@ -504,10 +504,9 @@ def name_stats_invalidate() -> None:
 
 class _NameStats:
     """What tells names from ordinary words: the document frequency of each lexeme among
-    title chunks, and the passages (body
-    chunks) holding the lexemes searches asked about, cached per process and reloaded
-    when ``name_stats_invalidate`` bumps the shared version (or every
-    ``NAME_STATS_SECONDS``).
+    title chunks, and the passages (body chunks) holding the lexemes searches asked about,
+    cached per process and reloaded when ``name_stats_invalidate`` bumps the shared
+    version (or every ``NAME_STATS_SECONDS``).
 
     A lexeme more than ``BODY_NAME_MAX_CHUNKS`` passages hold ("room", "want") is never
     read: ``CommonLexeme`` lists them as counted after the last ingestion or deletion

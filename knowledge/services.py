@@ -555,7 +555,7 @@ LEXEME_COUNT_FLAG = "knowledge:common-lexemes-count"
 
 def common_lexemes_count() -> int:
     """Count again the lexemes more than ``BODY_NAME_MAX_CHUNKS`` passages hold (one
-    ``ts_stat`` over every passage: ~0.7 s at 100,000 chunks) and replace ``CommonLexeme``'s
+    ``ts_stat`` over every passage: ~0.6 s at 100,000 chunks) and replace ``CommonLexeme``'s
     rows with them in one transaction; returns how many. One count at a time (an advisory
     lock); searches read the previous rows until it commits."""
     with transaction.atomic(), connection.cursor() as cursor:
