@@ -400,6 +400,39 @@ NAME_STATS_VERSION_KEY = "kb-name-stats-version"
 EMBEDDERS_VERSION_KEY = "kb-stored-embedders-version"
 EMBEDDERS_SECONDS = 60
 LEGACY_EMBEDDER = "minilm"  # what a chunk from before ``Chunk.embedder`` was embedded with
+VERSIONS_FRESH_SECONDS = 0.5  # a change another process signals is seen within this
+
+
+class _Versions:
+    """The shared version keys of this process's knowledge-base caches, read from the
+    Django cache in one round trip and reused for ``VERSIONS_FRESH_SECONDS`` (a search
+    asks five times; each read is a Redis round trip). A change this process signals is
+    seen at once (the signal forgets the reading)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read_at = -math.inf
+        self._values: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        """The version under ``key``; raises ``RedisError`` when the cache is down."""
+        from django.core.cache import cache
+
+        now = time.monotonic()
+        with self._lock:
+            if now - self._read_at <= VERSIONS_FRESH_SECONDS:
+                return self._values.get(key)
+        values = cache.get_many([NAME_STATS_VERSION_KEY, EMBEDDERS_VERSION_KEY])
+        with self._lock:
+            self._values, self._read_at = values, now
+        return values.get(key)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._read_at = -math.inf
+
+
+versions = _Versions()
 
 
 class _StoredEmbedders:
@@ -414,11 +447,10 @@ class _StoredEmbedders:
         self.counts: dict[str, int] = {}
 
     def get(self) -> dict[str, int]:
-        from django.core.cache import cache
         from redis.exceptions import RedisError
 
         try:
-            version = cache.get(EMBEDDERS_VERSION_KEY)
+            version = versions.get(EMBEDDERS_VERSION_KEY)
         except RedisError:  # search must not fail with the cache: fall back to the TTL
             version = self._version
         with self._lock:
@@ -465,6 +497,7 @@ def stored_embedders_invalidate() -> None:
         cache.set(EMBEDDERS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
     except RedisError:  # the counts then refresh within EMBEDDERS_SECONDS
         logger.warning("kb stored embedders: could not signal the change", exc_info=True)
+    versions.forget()
 
 
 _mismatch_logged: set[tuple[str, str]] = set()
@@ -500,6 +533,7 @@ def name_stats_invalidate() -> None:
         cache.set(NAME_STATS_VERSION_KEY, uuid.uuid4().hex, timeout=None)
     except RedisError:  # the statistics then refresh within NAME_STATS_SECONDS
         logger.warning("kb name statistics: could not signal the change", exc_info=True)
+    versions.forget()
 
 
 class _NameStats:
@@ -541,11 +575,10 @@ class _NameStats:
             self._passages.clear()
 
     def get(self, cursor: Any) -> _NameStats:
-        from django.core.cache import cache
         from redis.exceptions import RedisError
 
         try:
-            version = cache.get(NAME_STATS_VERSION_KEY)
+            version = versions.get(NAME_STATS_VERSION_KEY)
         except RedisError:  # search must not fail with the cache: fall back to the TTL
             version = self._version
         with self._lock:
@@ -614,6 +647,7 @@ name_stats = _NameStats()
 def name_stats_forget() -> None:
     """Drop this process's cached name statistics and stored-embedder counts (the next
     search reloads them)."""
+    versions.forget()
     stored_embedders.forget()
     _mismatch_logged.clear()
     name_stats.forget()

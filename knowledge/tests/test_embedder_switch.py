@@ -165,3 +165,31 @@ def test_the_migration_names_the_embedder_of_existing_chunks(faq_file):
 def test_the_kb_commands_refuse_an_unknown_source_by_name(command):
     with pytest.raises(CommandError, match="no source named 'nope'"):
         call_command(command, "--source", "nope", "--no-progress", stdout=StringIO())
+
+
+def test_the_caches_versions_are_read_once_per_moment_and_a_signal_is_seen(monkeypatch, db):
+    """A search asks both knowledge-base caches for their shared version (five times): one
+    Redis round trip serves them for ``VERSIONS_FRESH_SECONDS``; this process's own signal
+    is seen at once, another process's within the window."""
+    from django.core.cache import cache
+
+    reads: list[list[str]] = []
+    real = cache.get_many
+
+    def counting(keys, *args, **kwargs):
+        reads.append(list(keys))
+        return real(keys, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "get_many", counting)
+    retrieval.versions.forget()
+    first = retrieval.versions.get(retrieval.EMBEDDERS_VERSION_KEY)
+    retrieval.versions.get(retrieval.NAME_STATS_VERSION_KEY)
+    retrieval.stored_embedders.get()
+    assert len(reads) == 1  # both keys, one round trip
+    retrieval.stored_embedders_invalidate()  # this process's change: read again
+    assert retrieval.versions.get(retrieval.EMBEDDERS_VERSION_KEY) != first
+    assert len(reads) == 2
+    cache.set(retrieval.NAME_STATS_VERSION_KEY, "another process's change", timeout=None)
+    monkeypatch.setattr(retrieval, "VERSIONS_FRESH_SECONDS", 0.0)  # the window has passed
+    assert retrieval.versions.get(retrieval.NAME_STATS_VERSION_KEY) == "another process's change"
+    assert len(reads) == 3
