@@ -124,6 +124,18 @@ def test_inbox_views_and_filters(agent_web, agent, customer, other_agent):
     assert numbers("/?view=mine&status=resolved") == [mine.pk]
 
 
+def test_an_empty_inbox_says_why_and_where_to_look(agent_web, customer):
+    _tickets(customer, 1)  # unassigned
+    mine = agent_web.get("/?view=mine").content.decode()
+    assert "Nothing is assigned to you" in mine
+    assert 'href="?view=unassigned"' in mine
+    filtered = agent_web.get("/?view=all&status=resolved").content.decode()
+    assert "No ticket matches these filters" in filtered
+    assert 'href="?view=all">Clear them' in filtered
+    searched = agent_web.get("/?view=all&q=zzzqqq").content.decode()
+    assert "No ticket matches this search" in searched
+
+
 def test_inbox_search_covers_subject_messages_and_customer(agent_web, customer):
     first = services.ticket_create(customer=customer, subject="Refund please", body="x")
     second = services.ticket_create(customer=customer, subject="Other", body="My parcel is lost")
