@@ -314,11 +314,17 @@ class TicketDraftCreateApi(APIView):
         ticket = ticket_get_visible(ticket_id, user=request.user)
         offer = draft_services.reply_draft_create(ticket=ticket, user=request.user)
         if offer.draft is None:
+            message = NO_DRAFT_MESSAGES.get(offer.gate.reason, "")
+            if offer.gate.reason == "low_score":  # the figures the suggestions show beside
+                message = (
+                    f"{message[:-1]} (the best fits {offer.gate.score:.2f}; "
+                    f"a draft needs {float(settings.KB_DRAFT_MIN_SCORE):.2f})."
+                )
             return Response(
                 {
                     "draft": None,
                     "reason": offer.gate.reason,
-                    "message": NO_DRAFT_MESSAGES.get(offer.gate.reason, ""),
+                    "message": message,
                     "score": round(offer.gate.score, 6),
                     "margin": round(offer.gate.margin, 6),
                 }

@@ -220,7 +220,7 @@ def test_email_draft_greets_the_customer_and_signs_with_the_agent(
     assert "- When will I get my refund?: https://help.test/refund" in draft["text"]
 
 
-def test_no_draft_when_no_article_fits(agent_client, kb, customer):
+def test_no_draft_when_no_article_fits(agent_client, kb, customer, settings):
     ticket = _ticket(customer, body="Which football team won the league in 1998?")
     response = agent_client.post(f"/api/tickets/{ticket.pk}/drafts")
     assert response.status_code == 200
@@ -228,6 +228,10 @@ def test_no_draft_when_no_article_fits(agent_client, kb, customer):
     assert body["draft"] is None
     assert body["reason"] == "low_score"
     assert body["message"].startswith("No knowledge-base article fits")
+    # the figures the suggestions show beside it: the best article's fit, and the floor
+    assert body["message"].endswith(
+        f"(the best fits {body['score']:.2f}; a draft needs {settings.KB_DRAFT_MIN_SCORE:.2f})."
+    )
     assert not ReplyDraft.objects.exists()
 
 
