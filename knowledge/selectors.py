@@ -115,8 +115,8 @@ def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
         return []
     # Cached per ticket state: the ticket page must not embed and search on every view.
     stamp = ticket.last_message_at.timestamp() if ticket.last_message_at else 0
-    # v2: SearchResult carries a plain-text headline (results cached before it have none).
-    key = f"kb-suggestions:v2:{ticket.pk}:{stamp}:{k}"
+    # v3: headlines leave the articles' example phrasings out (v2: plain-text headlines).
+    key = f"kb-suggestions:v3:{ticket.pk}:{stamp}:{k}"
     results = cache.get(key)
     if results is None:
         results = kb_search_conversation(turns, k=k, customer_id=ticket.customer_id)
