@@ -119,6 +119,12 @@ class Chunk(models.Model):
                 name="kb_chunk_title_search_gin",
                 condition=models.Q(kind="title"),
             ),
+            # Every process reloads the title statistics after a knowledge-base change:
+            # counting and reading the title chunks through this index, not a scan of every
+            # chunk (86 ms each at 100,000 chunks).
+            models.Index(
+                fields=["document"], name="kb_chunk_title_doc", condition=models.Q(kind="title")
+            ),
         ]
 
     def __str__(self) -> str:
