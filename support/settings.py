@@ -480,6 +480,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 26_214_
 
 # --- Internationalisation ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
+# Dates as the workbench writes them ("2026-12-04 17:30") wherever a page gives no format.
+FORMAT_MODULE_PATH = ["support.formats"]
 TIME_ZONE = env.get_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
