@@ -136,6 +136,20 @@ def test_an_empty_inbox_says_why_and_where_to_look(agent_web, customer):
     assert "No ticket matches this search" in searched
 
 
+def test_an_empty_inbox_echoes_nothing_a_visitor_typed_unescaped(agent_web, customer):
+    """The empty-list message links back with the view (an unknown one never gets there) and
+    never repeats the search or filter values raw."""
+    hostile = '"><script>alert(1)</script>'
+    page = agent_web.get("/", {"view": "all", "q": hostile, "status": hostile})
+    assert page.status_code in (200, 400)
+    assert "<script>alert(1)" not in page.content.decode()
+    unknown = agent_web.get("/", {"view": hostile})  # an unknown view: back to the inbox
+    assert (unknown.status_code, unknown["Location"]) == (302, "/")
+    searched = agent_web.get("/", {"view": "all", "q": hostile}).content.decode()
+    assert "No ticket matches this search" in searched
+    assert "<script>alert(1)" not in searched
+
+
 def test_inbox_search_covers_subject_messages_and_customer(agent_web, customer):
     first = services.ticket_create(customer=customer, subject="Refund please", body="x")
     second = services.ticket_create(customer=customer, subject="Other", body="My parcel is lost")
