@@ -195,7 +195,7 @@ def parse_turns(raw: Any) -> list[Turn]:
     return turns
 
 
-def _folded(text: str) -> str:
+def folded(text: str) -> str:
     """``text`` compared loosely: case and runs of spaces ignored."""
     return " ".join(text.casefold().split())
 
@@ -220,12 +220,12 @@ def build_query(
         raw = [t.text.strip() for t in turns if t.speaker == CUSTOMER and t.text.strip()]
         return ConversationQuery(focus=raw[-1] if raw else "", context_weight=context_weight)
     context: list[WeightedText] = []
-    repeated = _folded(cleaned[focus_at][1])
+    repeated = folded(cleaned[focus_at][1])
     for index in range(len(cleaned) - 1, -1, -1):
         speaker, text = cleaned[index]
         # A message sent twice (or an e-mail's subject its body repeats) is the question
         # again, not context: its words would pass for names the conversation mentioned.
-        if index == focus_at or not text or _folded(text) == repeated:
+        if index == focus_at or not text or folded(text) == repeated:
             continue
         distance = abs(focus_at - index)
         weight = decay ** (distance - 1) * (agent_weight if speaker == AGENT else 1.0)

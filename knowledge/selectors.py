@@ -12,7 +12,7 @@ from django.db.models import Count, Q, QuerySet
 
 from knowledge import retrieval
 from knowledge.backends import get_backend
-from knowledge.conversation import AGENT, CUSTOMER, Turn
+from knowledge.conversation import AGENT, CUSTOMER, Turn, folded
 from knowledge.metrics import kb_search_record
 from knowledge.models import IngestionJob, SuggestionFeedback
 from knowledge.retrieval import SearchResult
@@ -99,9 +99,8 @@ def ticket_conversation(ticket: Any) -> list[Turn]:
         )
         for m in recent
     ]
-    subject = " ".join((ticket.subject or "").split())
-    first = " ".join(turns[0].text.split()) if turns else ""
-    if subject and subject.casefold() not in first.casefold():
+    subject = (ticket.subject or "").strip()
+    if subject and folded(subject) not in folded(turns[0].text if turns else ""):
         turns.insert(0, Turn(CUSTOMER, subject[:MAX_TURN_CHARS]))
     return turns
 
