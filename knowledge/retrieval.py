@@ -697,6 +697,8 @@ def entity_terms(cursor: Any, query: ConversationQuery, *, max_df: float | None 
     context = query.parts[1:]
     if not context:
         return Names()
+    if max_df is None:
+        max_df = float(getattr(settings, "KB_ENTITY_MAX_DF", ENTITY_MAX_DF))
     limit = _distinctive_limit(stats, max_df)
     seen: dict[str, float] = {}
     per_part: list[tuple[float, set[str]]] = []
@@ -713,8 +715,6 @@ def entity_terms(cursor: Any, query: ConversationQuery, *, max_df: float | None 
         if df:
             names.title_idf[lexeme] = math.log(1 + stats.total / df)
     body_total = max(sum(stored_embedders.get().values()) - stats.total, 1)
-    if max_df is None:
-        max_df = float(getattr(settings, "KB_ENTITY_MAX_DF", ENTITY_MAX_DF))
     body_limit = min(float(BODY_NAME_MAX_CHUNKS), max(float(ENTITY_MIN_DF), max_df * body_total))
     for lexeme, rows in stats.passages(cursor, list(seen)).items():
         if len(rows) <= body_limit:
