@@ -41,7 +41,7 @@ from knowledge.retrieval import name_stats_invalidate, stored_embedders_invalida
 from support.db import advisory_xact_lock
 from support.errors import InvalidInput, NotFound
 from support.parsing import parse_id
-from support.redis_client import get_redis
+from support.redis_client import enqueue_once, pending_clear
 
 logger = logging.getLogger(__name__)
 
@@ -576,20 +576,18 @@ def common_lexemes_count_wake() -> None:
     hourly beat count is the safety net (Redis down, a lost task)."""
     from knowledge.tasks import kb_common_lexemes_count_task
 
-    try:
-        if get_redis().set(LEXEME_COUNT_FLAG, 1, nx=True, ex=60):
-            kb_common_lexemes_count_task.delay()
-    except Exception:  # noqa: BLE001 - the change is committed; the beat count follows
-        logger.warning("Could not enqueue the common-lexeme count; the hourly one will run")
+    enqueue_once(
+        LEXEME_COUNT_FLAG,
+        kb_common_lexemes_count_task.delay,
+        seconds=60,
+        failed="Could not enqueue the common-lexeme count; the hourly one will run",
+    )
 
 
 def common_lexemes_count_run() -> int:
     """The task's work: clear the pending flag first (a change committed while counting
     enqueues the next count), then count."""
-    try:
-        get_redis().delete(LEXEME_COUNT_FLAG)
-    except Exception:  # noqa: BLE001 - counting still helps; the flag expires in a minute
-        logger.warning("Could not clear the common-lexeme count flag")
+    pending_clear(LEXEME_COUNT_FLAG)
     return common_lexemes_count()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 
 from support.models import OutboxEvent
-from support.redis_client import get_redis
+from support.redis_client import enqueue_once
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +132,9 @@ def schedule_relay() -> None:
     """Enqueue one relay task unless one is already pending (the beat sweep is the safety net)."""
     from support.tasks import outbox_relay_task
 
-    try:
-        if get_redis().set(RELAY_PENDING_KEY, 1, nx=True, ex=5):
-            outbox_relay_task.delay()
-    except Exception:  # noqa: BLE001 - broker down must not fail the committed request
-        logger.warning("Could not schedule the outbox relay; the beat sweep will deliver")
+    enqueue_once(
+        RELAY_PENDING_KEY,
+        outbox_relay_task.delay,
+        seconds=5,
+        failed="Could not schedule the outbox relay; the beat sweep will deliver",
+    )

@@ -30,7 +30,7 @@ from channels_app.services.ingest import _message_ingest
 from channels_app.services.matching import _BatchCache
 from support.db import advisory_xact_lock
 from support.errors import PermanentError, RetryableError
-from support.redis_client import get_redis
+from support.redis_client import enqueue_once, pending_clear
 from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.models import (
@@ -56,18 +56,16 @@ def inbound_drain_wake(account_id: int) -> None:
     """
     from channels_app.tasks import inbound_events_drain_task
 
-    try:
-        if get_redis().set(DRAIN_FLAG.format(account_id=account_id), 1, nx=True, ex=5):
-            inbound_events_drain_task.delay(account_id)
-    except Exception:  # noqa: BLE001 - the delivery is stored; the sweep picks it up
-        logger.warning("Could not enqueue the inbound drain; the sweep will process it")
+    enqueue_once(
+        DRAIN_FLAG.format(account_id=account_id),
+        lambda: inbound_events_drain_task.delay(account_id),
+        seconds=5,
+        failed="Could not enqueue the inbound drain; the sweep will process it",
+    )
 
 
 def inbound_drain_flag_clear(*, account_id: int) -> None:
-    try:
-        get_redis().delete(DRAIN_FLAG.format(account_id=account_id))
-    except Exception:  # noqa: BLE001
-        logger.warning("Could not clear the inbound drain flag")
+    pending_clear(DRAIN_FLAG.format(account_id=account_id))
 
 
 def _enqueue_process(event_id: int, countdown: float = 0) -> None:

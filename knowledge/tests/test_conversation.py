@@ -22,6 +22,7 @@ from knowledge.selectors import ticket_conversation
 from knowledge.services import document_delete, documents_ingest, source_get_or_create
 from support.errors import InvalidInput
 from support.lru import BoundedLRU
+from support.redis_client import get_redis
 from tickets.services import message_add, ticket_create
 
 HOTELS = ["Acorn Guest House", "Kirkwood House", "Alexander Bed and Breakfast", "Hamilton Lodge"]
@@ -557,7 +558,7 @@ def test_ingestion_and_deletion_count_the_common_words(
     from knowledge import retrieval, services
     from knowledge.models import CommonLexeme
 
-    services.get_redis().delete(services.LEXEME_COUNT_FLAG)  # no count pending
+    get_redis().delete(services.LEXEME_COUNT_FLAG)  # no count pending
     monkeypatch.setattr(retrieval, "BODY_NAME_MAX_CHUNKS", 2)  # each hotel has 3 articles
     _ingest_untitled("hotels-untitled", HOTELS, django_capture_on_commit_callbacks)
     counted = dict(CommonLexeme.objects.values_list("lexeme", "passages"))
@@ -600,7 +601,7 @@ def test_a_burst_of_changes_enqueues_one_count(db, monkeypatch):
 
     enqueued: list[int] = []
     monkeypatch.setattr(tasks.kb_common_lexemes_count_task, "delay", lambda: enqueued.append(1))
-    services.get_redis().delete(services.LEXEME_COUNT_FLAG)
+    get_redis().delete(services.LEXEME_COUNT_FLAG)
     services.common_lexemes_count_wake()
     services.common_lexemes_count_wake()
     assert enqueued == [1]
@@ -611,8 +612,8 @@ def test_a_burst_of_changes_enqueues_one_count(db, monkeypatch):
     def down() -> None:
         raise ConnectionError("redis down")
 
-    redis = services.get_redis()
-    monkeypatch.setattr(services, "get_redis", down)
+    redis = get_redis()
+    monkeypatch.setattr("support.redis_client.get_redis", down)
     services.common_lexemes_count_wake()  # logged, not raised
     assert enqueued == [1, 1]
     redis.delete(services.LEXEME_COUNT_FLAG)  # the enqueued count never ran here
