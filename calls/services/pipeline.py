@@ -89,6 +89,16 @@ def _no_recording_expected(call: Call) -> bool:
     )
 
 
+def _nothing_to_transcribe(call: Call) -> str:
+    """No recording yet: ``none`` when none will come (the call never reached an agent),
+    else ``waiting`` (an S3/Transcribe event or notification resumes the pipeline)."""
+    if _no_recording_expected(call):
+        _set_status(call, PipelineStatus.NO_RECORDING)
+        return "none"
+    _set_status(call, PipelineStatus.AWAITING_RECORDING)
+    return "waiting"
+
+
 def call_transcribe(*, call_id: int) -> str:
     """Step 1. Answers ``done``, ``pending`` (job running: poll again), ``waiting``
     (nothing to transcribe yet; an S3/Transcribe event or notification resumes) or ``none``
@@ -102,12 +112,8 @@ def call_transcribe(*, call_id: int) -> str:
         return "done"
     backend = get_backend()
     if backend.name != "local":
-        if _no_recording_expected(call):
-            _set_status(call, PipelineStatus.NO_RECORDING)
-            return "none"
         if not (call.s3_input_uri or call.recording_location):
-            _set_status(call, PipelineStatus.AWAITING_RECORDING)
-            return "waiting"
+            return _nothing_to_transcribe(call)
         if not call.transcription_job:
             handle = backend.start(call)
             Call.objects.filter(pk=call.pk).update(transcription_job=handle)
@@ -115,13 +121,7 @@ def call_transcribe(*, call_id: int) -> str:
             _set_status(call, PipelineStatus.TRANSCRIBING)
     result = backend.fetch(call)
     if result is None:
-        if backend.name == "local":
-            if _no_recording_expected(call):
-                _set_status(call, PipelineStatus.NO_RECORDING)
-                return "none"
-            _set_status(call, PipelineStatus.AWAITING_RECORDING)
-            return "waiting"
-        return "pending"
+        return _nothing_to_transcribe(call) if backend.name == "local" else "pending"
     transcript_save(call=call, result=result)
     return "done"
 
