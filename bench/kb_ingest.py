@@ -91,7 +91,7 @@ def main() -> int:
     parser.add_argument(
         "--embedder",
         default=settings.KB_EMBEDDER,
-        choices=["minilm", "minilm-int8", "minilm-int8-fused"],
+        choices=["minilm", "minilm-int8", "minilm-int8-fused", "minilm-int8-fused-ln"],
         help="KB embedder (default: KB_EMBEDDER)",
     )
     parser.add_argument(

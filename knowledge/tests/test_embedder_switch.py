@@ -59,17 +59,17 @@ def stored() -> dict[str, int]:
 
 
 def test_the_default_passages_are_int8_truncated_to_128_tokens(settings):
-    # the int8 network with its fused graph: the router's encoder
-    assert (settings.KB_EMBEDDER, settings.KB_EMBED_MAX_TOKENS) == ("minilm-int8-fused", 128)
-    assert passages_embedder_name() == "minilm-int8-fused-t128"
-    assert get_embedder().name == "minilm-int8-fused-t128"
+    # the int8 network with its fused graph and plain LayerNorms: the router's encoder
+    assert (settings.KB_EMBEDDER, settings.KB_EMBED_MAX_TOKENS) == ("minilm-int8-fused-ln", 128)
+    assert passages_embedder_name() == "minilm-int8-fused-ln-t128"
+    assert get_embedder().name == "minilm-int8-fused-ln-t128"
     # Queries are embedded by the passages' own embedder (int8: the same space).
-    assert retrieval.embeddings.get_query_embedder().name == "minilm-int8-fused-t128"
+    assert retrieval.embeddings.get_query_embedder().name == "minilm-int8-fused-ln-t128"
 
 
 def test_a_changed_max_tokens_setting_gives_the_embedder_it_names(settings):
     settings.KB_EMBED_MAX_TOKENS = 256
-    assert get_embedder().name == "minilm-int8-fused"
+    assert get_embedder().name == "minilm-int8-fused-ln"
     settings.KB_EMBEDDER = "minilm-int8"
     assert get_embedder().name == "minilm-int8"
     settings.KB_EMBEDDER = "minilm"
@@ -79,7 +79,7 @@ def test_a_changed_max_tokens_setting_gives_the_embedder_it_names(settings):
 
 
 def test_embedders_are_found_by_their_stored_name():
-    for name in ("minilm", "minilm-int8-fused-t128", "minilm-int8-t128", "minilm-t96"):
+    for name in ("minilm", "minilm-int8-fused-ln-t128", "minilm-int8-t128", "minilm-t96"):
         embedder = embedder_named(name)
         assert embedder is not None
         assert embedder.name == name
@@ -90,7 +90,7 @@ def test_embedders_are_found_by_their_stored_name():
 @pytest.mark.django_db
 def test_ingestion_records_each_chunks_embedder(faq_file):
     ingest(faq_file)
-    assert stored() == {"minilm-int8-fused-t128": 6}  # three titles, three passages
+    assert stored() == {"minilm-int8-fused-ln-t128": 6}  # three titles, three passages
 
 
 @pytest.mark.django_db
@@ -105,13 +105,13 @@ def test_search_follows_the_stored_vectors_until_kb_reembed_has_run(faq_file, ca
 
     counts = chunks_reembed()
     assert (counts.total, counts.embedded) == (6, 6)
-    assert stored() == {"minilm-int8-fused-t128": 6}
+    assert stored() == {"minilm-int8-fused-ln-t128": 6}
     refund = Chunk.objects.get(document__external_id="refund", kind="body")
     assert refund.embedding_key == embedding_key(
-        "minilm-int8-fused-t128", "Refunds\n" + refund.text
+        "minilm-int8-fused-ln-t128", "Refunds\n" + refund.text
     )
     retrieval.stored_embedders.forget()  # what the invalidation does in every process
-    assert retrieval.get_query_embedder().name == "minilm-int8-fused-t128"
+    assert retrieval.get_query_embedder().name == "minilm-int8-fused-ln-t128"
     results = search("how long until my refund arrives", k=3)
     assert results[0].document_external_id == "refund"
     # The vectors are the int8 embedder's own: a fresh ingestion gives the same ones.
@@ -127,11 +127,11 @@ def test_kb_reembed_command_reports_progress_and_counts(faq_file):
     ingest(faq_file, embedder=MiniLMEmbedder(max_tokens=256))
     out, err = StringIO(), StringIO()
     call_command("kb_reembed", "--source", "faq", "--batch", "4", stdout=out, stderr=err)
-    assert out.getvalue().startswith("embedder=minilm-int8-fused-t128 pending=6 embedded=6 ")
+    assert out.getvalue().startswith("embedder=minilm-int8-fused-ln-t128 pending=6 embedded=6 ")
     assert "kb_reembed" in err.getvalue()  # the progress bar
     out = StringIO()
     call_command("kb_reembed", "--no-progress", stdout=out)
-    assert out.getvalue().startswith("embedder=minilm-int8-fused-t128 pending=0 embedded=0 ")
+    assert out.getvalue().startswith("embedder=minilm-int8-fused-ln-t128 pending=0 embedded=0 ")
 
 
 @pytest.mark.django_db

@@ -11,6 +11,7 @@ from knowledge.embeddings import (
     MiniLMEmbedder,
     MiniLMInt8Embedder,
     MiniLMInt8FusedEmbedder,
+    MiniLMInt8FusedLNEmbedder,
     get_query_embedder,
     query_embedder_name,
 )
@@ -112,3 +113,19 @@ def test_the_fused_embedder_gives_the_routers_vectors_whatever_the_batch(workers
     unfused = MiniLMInt8Embedder(workers=1, max_tokens=256).encode(TEXTS)
     assert (reference * unfused).sum(axis=1).min() > 0.995  # the same network, another name
     assert embedding_key("minilm-int8-fused", "x") != embedding_key("minilm-int8", "x")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_default_embedder_gives_the_routers_vectors_whatever_the_batch(workers):
+    # The fused graph with plain LayerNorms: the knowledge base's default and the router's.
+    reference = MiniLM(quantized=True, fused=True, plain_norms=True, threads=1).encode(TEXTS)
+    embedder = MiniLMInt8FusedLNEmbedder(workers=workers, max_tokens=256)
+    assert embeddings._REGISTRY["minilm-int8-fused-ln"] is MiniLMInt8FusedLNEmbedder
+    assert embedder.name == "minilm-int8-fused-ln"
+    np.testing.assert_allclose(embedder.encode(TEXTS), reference, atol=1e-5)
+    np.testing.assert_allclose(embedder.encode(TEXTS[::-1]), reference[::-1], atol=1e-5)
+    fused = MiniLMInt8FusedEmbedder(workers=1, max_tokens=256).encode(TEXTS)
+    cosines = (reference * fused).sum(axis=1)
+    assert cosines.min() > 0.99  # the same network, another name
+    assert not np.allclose(reference, fused, atol=1e-5)
+    assert embedding_key("minilm-int8-fused-ln", "x") != embedding_key("minilm-int8-fused", "x")

@@ -80,7 +80,7 @@ def test_fusion_beats_each_retriever_alone(settings):
 
 def _int8(settings) -> tuple[Figures, Figures, Figures]:
     # The defaults: int8 passages (fused graph) at 128 tokens (one ingestion per test).
-    assert (settings.KB_EMBEDDER, settings.KB_EMBED_MAX_TOKENS) == ("minilm-int8-fused", 128)
+    assert (settings.KB_EMBEDDER, settings.KB_EMBED_MAX_TOKENS) == ("minilm-int8-fused-ln", 128)
     return _rankings(settings)
 
 

@@ -279,18 +279,22 @@ def test_models_stored_before_the_detector_load_without_one(fusion_router, bitex
     assert probs.shape == (5, 10)
 
 
-def test_new_models_use_the_fused_encoder_and_old_ones_keep_theirs(fusion_router, bitext_slice):
+def test_new_models_use_the_plain_norm_encoder_and_old_ones_keep_theirs(
+    fusion_router, bitext_slice
+):
     router, _ = fusion_router
-    assert router.encoder_name == classifier.ENCODER_INT8_FUSED == classifier.ROUTER_ENCODER
+    assert router.encoder_name == classifier.ENCODER_INT8_FUSED_LN == classifier.ROUTER_ENCODER
     text = bitext_slice["test_texts"][0]
-    fused = classifier.encoder(name=classifier.ENCODER_INT8_FUSED).encode([text])
-    np.testing.assert_allclose(router.embed([text]), fused)
-    # a model trained on the unfused int8 vectors (before the fused variant) keeps them
-    old = copy.copy(router)
-    old.encoder_name = classifier.ENCODER_INT8
-    unfused = classifier.encoder(name=classifier.ENCODER_INT8).encode([text])
-    np.testing.assert_allclose(old.embed([text]), unfused)
-    assert not np.array_equal(unfused, fused)
+    current = classifier.encoder(name=classifier.ENCODER_INT8_FUSED_LN).encode([text])
+    np.testing.assert_allclose(router.embed([text]), current)
+    # models trained on an earlier int8 variant's vectors keep them
+    for name in (classifier.ENCODER_INT8_FUSED, classifier.ENCODER_INT8):
+        old = copy.copy(router)
+        old.encoder_name = name
+        theirs = classifier.encoder(name=name).encode([text])
+        np.testing.assert_allclose(old.embed([text]), theirs)
+        assert not np.array_equal(theirs, current)
+        assert float((theirs * current).sum()) > 0.99  # the same network
 
 
 def test_no_detector_without_embeddings(bitext_slice):

@@ -83,6 +83,58 @@ def test_the_fused_variant_is_the_same_network_in_fewer_kernels(tmp_path: Path) 
     )
 
 
+def test_the_plain_norm_variant_keeps_onnx_layernorms_out_of_the_slow_fused_kernel(
+    tmp_path: Path,
+) -> None:
+    import onnx
+
+    fused = minilm.MiniLM(max_tokens=64, quantized=True, cache_dir=tmp_path, fused=True)
+    plain = minilm.MiniLM(
+        max_tokens=64, quantized=True, cache_dir=tmp_path, fused=True, plain_norms=True
+    )
+    assert plain.name == "minilm-int8-fused-ln" != fused.name
+    assert plain.model_sha256 == minilm.PLAIN_NORMS_SHA256
+    assert (tmp_path / minilm.PLAIN_NORMS_NAME).exists()
+    plain_bytes = minilm.quantized_model(tmp_path, fused=True, plain_norms=True)
+    ops = [n.op_type for n in onnx.load_from_string(plain_bytes).graph.node]
+    assert plain_bytes != minilm.quantized_model(tmp_path, fused=True)
+    assert ops.count("QAttention") == minilm.LAYERS
+    assert "SkipLayerNormalization" not in ops
+    assert ops.count("LayerNormalization") == 2 * minilm.LAYERS + 1
+    # the session must not fuse them back (onnxruntime would at its default level)
+    session_ops = {
+        node.op_type
+        for node in onnx.load(str(_optimised(tmp_path, plain_bytes, disabled=True))).graph.node
+    }
+    assert "SkipLayerNormalization" not in session_ops
+    refused = {
+        node.op_type
+        for node in onnx.load(str(_optimised(tmp_path, plain_bytes, disabled=False))).graph.node
+    }
+    assert "SkipLayerNormalization" in refused  # what the disabled transformer prevents
+    a, b = fused.encode(TEXTS), plain.encode(TEXTS)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert (a * b).sum(axis=1).min() > 0.99  # the same embedding, not bit for bit
+    with pytest.raises(ValueError, match="fused graph"):
+        minilm.quantized_model(tmp_path, plain_norms=True)
+
+
+def _optimised(tmp_path: Path, model: bytes, *, disabled: bool) -> Path:
+    """The graph an onnxruntime session runs, as the product creates it."""
+    import onnxruntime as ort
+
+    target = tmp_path / f"session-{disabled}.onnx"
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(target)
+    ort.InferenceSession(
+        model,
+        sess_options=options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=[minilm.SKIP_NORM_FUSION] if disabled else None,
+    )
+    return target
+
+
 def test_the_fused_variant_needs_the_quantised_six_layers(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="quantised"):
         minilm.MiniLM(fused=True)
