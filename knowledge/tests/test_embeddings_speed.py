@@ -102,30 +102,31 @@ def test_int8_is_a_registered_embedder():
     assert embeddings._REGISTRY["minilm-int8"] is MiniLMInt8Embedder
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_the_fused_embedder_gives_the_routers_vectors_whatever_the_batch(workers):
-    reference = MiniLM(quantized=True, fused=True, threads=1).encode(TEXTS)
-    embedder = MiniLMInt8FusedEmbedder(workers=workers, max_tokens=256)
-    assert embeddings._REGISTRY["minilm-int8-fused"] is MiniLMInt8FusedEmbedder
-    assert embedder.name == "minilm-int8-fused"
-    np.testing.assert_allclose(embedder.encode(TEXTS), reference, atol=1e-5)
-    np.testing.assert_allclose(embedder.encode(TEXTS[::-1]), reference[::-1], atol=1e-5)
-    unfused = MiniLMInt8Embedder(workers=1, max_tokens=256).encode(TEXTS)
-    assert (reference * unfused).sum(axis=1).min() > 0.995  # the same network, another name
-    assert embedding_key("minilm-int8-fused", "x") != embedding_key("minilm-int8", "x")
+# (name, embedder, support.minilm variant, the earlier variant it replaced)
+INT8_VARIANTS = [
+    ("minilm-int8-fused", MiniLMInt8FusedEmbedder, {"fused": True}, MiniLMInt8Embedder),
+    (
+        "minilm-int8-fused-ln",  # the default: the fused graph with plain LayerNorms
+        MiniLMInt8FusedLNEmbedder,
+        {"fused": True, "plain_norms": True},
+        MiniLMInt8FusedEmbedder,
+    ),
+]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_the_default_embedder_gives_the_routers_vectors_whatever_the_batch(workers):
-    # The fused graph with plain LayerNorms: the knowledge base's default and the router's.
-    reference = MiniLM(quantized=True, fused=True, plain_norms=True, threads=1).encode(TEXTS)
-    embedder = MiniLMInt8FusedLNEmbedder(workers=workers, max_tokens=256)
-    assert embeddings._REGISTRY["minilm-int8-fused-ln"] is MiniLMInt8FusedLNEmbedder
-    assert embedder.name == "minilm-int8-fused-ln"
+@pytest.mark.parametrize(("name", "factory", "variant", "earlier"), INT8_VARIANTS)
+def test_an_int8_variant_gives_the_routers_vectors_whatever_the_batch(
+    workers, name, factory, variant, earlier
+):
+    reference = MiniLM(quantized=True, threads=1, **variant).encode(TEXTS)
+    embedder = factory(workers=workers, max_tokens=256)
+    assert embeddings._REGISTRY[name] is factory
+    assert embedder.name == name
     np.testing.assert_allclose(embedder.encode(TEXTS), reference, atol=1e-5)
     np.testing.assert_allclose(embedder.encode(TEXTS[::-1]), reference[::-1], atol=1e-5)
-    fused = MiniLMInt8FusedEmbedder(workers=1, max_tokens=256).encode(TEXTS)
-    cosines = (reference * fused).sum(axis=1)
-    assert cosines.min() > 0.99  # the same network, another name
-    assert not np.allclose(reference, fused, atol=1e-5)
-    assert embedding_key("minilm-int8-fused-ln", "x") != embedding_key("minilm-int8-fused", "x")
+    before = earlier(workers=1, max_tokens=256)
+    theirs = before.encode(TEXTS)
+    assert (reference * theirs).sum(axis=1).min() > 0.99  # the same network, another name
+    assert not np.allclose(reference, theirs, atol=1e-5)
+    assert embedding_key(name, "x") != embedding_key(before.name, "x")
