@@ -354,6 +354,9 @@ def quantized_model(
             fd, tmp_name = tempfile.mkstemp(dir=folder, suffix=".part")
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+            # mkstemp's 0600 would keep the file from every other user: the image builds the
+            # cache as root and the app reads it as an unprivileged one (a model, no secret).
+            os.chmod(tmp_name, 0o644)
             os.replace(tmp_name, path)  # atomic: concurrent builders write the same bytes
         except OSError as exc:
             logger.warning("Cannot cache the quantised MiniLM in %s: %s", folder, exc)

@@ -228,6 +228,39 @@ def test_the_image_carries_the_int8_minilm_where_the_app_looks_for_it() -> None:
     assert "TMPDIR" not in env
 
 
+def test_the_image_builds_the_minilm_cache_without_settings(tmp_path) -> None:
+    # The build stage runs `python -m support.minilm /opt/minilm-cache` with no Django
+    # settings in its environment (no ENVIRONMENT, DJANGO_SETTINGS_MODULE, SECRET_KEY...):
+    # the module must not need them. The folder is filled from this machine's cache first,
+    # so the command only checks and lists the three variants (no ~15 s build).
+    import shutil
+    import subprocess
+
+    from support import minilm
+
+    variants = [(True, True), (True, False), (False, False)]
+    for fused, plain_norms in variants:
+        minilm.quantized_model(fused=fused, plain_norms=plain_norms)
+        name = minilm.quantized_name(fused=fused, plain_norms=plain_norms)
+        shutil.copyfile(minilm.default_cache_dir() / name, tmp_path / name)
+    clean = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    done = subprocess.run(
+        [sys.executable, "-m", "support.minilm", str(tmp_path)],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert [line.split()[1] for line in lines] == [
+        str(tmp_path / minilm.quantized_name(fused=f, plain_norms=p)) for f, p in variants
+    ]
+    assert lines[0].split()[0] == minilm.PLAIN_NORMS_SHA256
+
+
 def test_the_minilm_cache_folder_comes_from_the_environment(monkeypatch, tmp_path) -> None:
     from support import minilm
 

@@ -23,8 +23,10 @@ def test_quantized_variant_is_close_to_the_shipped_model(tmp_path: Path) -> None
     assert cosines.min() > 0.97
     # One text alone (the routing path, no padding) gives the batch's vector.
     np.testing.assert_allclose(small.encode([TEXTS[1]])[0], b[1], atol=1e-4)
-    # The build was cached under its recorded sha256.
+    # The build was cached under its recorded sha256, readable by other users (the image
+    # builds the cache as root; the app runs as an unprivileged user).
     assert (tmp_path / minilm.QUANTIZED_NAME).exists()
+    assert (tmp_path / minilm.QUANTIZED_NAME).stat().st_mode & 0o777 == 0o644
     assert small.model_sha256 == minilm.QUANTIZED_SHA256
 
 
