@@ -455,7 +455,13 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     assert list(entries) == processes.service_names()
     for name, command in entries.items():
         assert command == f"deploy/entrypoint.sh {name}"
-    config = (ROOT / "deploy/elasticbeanstalk/.ebextensions/01-support-desk.config").read_text()
+    # One configuration: Elastic Beanstalk merges every file of the folder (a second one,
+    # left from the first deploy, once set other proxy hops and health URL and migrated a
+    # second time from container_commands).
+    configs = sorted((ROOT / "deploy/elasticbeanstalk/.ebextensions").iterdir())
+    assert [path.name for path in configs] == ["01-support-desk.config"]
+    config = configs[0].read_text()
+    assert "container_commands" not in config  # migrations: the predeploy hook, once
     assert "EnvironmentType: SingleInstance" in config  # beat runs exactly once
     assert "/health/ready" in config
     hook = (
