@@ -469,6 +469,9 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     )
     assert "deploy/entrypoint.sh migrate" in hook.read_text()
     assert os.access(hook, os.X_OK)
+    # the encoder is built before the processes start, where they look for it
+    assert "MINILM_CACHE_DIR: /var/app/minilm" in config
+    assert 'python -m support.minilm "${MINILM_CACHE_DIR:-/var/app/minilm}"' in hook.read_text()
 
 
 def test_deploy_ecs_has_a_task_definition_per_process_with_its_own_role() -> None:
