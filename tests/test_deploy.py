@@ -228,13 +228,30 @@ def test_the_image_carries_the_int8_minilm_where_the_app_looks_for_it() -> None:
     assert "TMPDIR" not in env
 
 
+def _python(args: list[str], *, env: dict[str, str]) -> str:
+    """Run this interpreter with ``args`` from the repository root in ``env`` only; its
+    standard output (the test fails with its standard error when it does)."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def test_the_image_builds_the_minilm_cache_without_settings(tmp_path) -> None:
     # The build stage runs `python -m support.minilm /opt/minilm-cache` with no Django
     # settings in its environment (no ENVIRONMENT, DJANGO_SETTINGS_MODULE, SECRET_KEY...):
     # the module must not need them. The folder is filled from this machine's cache first,
     # so the command only checks and lists the three variants (no ~15 s build).
     import shutil
-    import subprocess
 
     from support import minilm
 
@@ -244,17 +261,7 @@ def test_the_image_builds_the_minilm_cache_without_settings(tmp_path) -> None:
         name = minilm.quantized_name(fused=fused, plain_norms=plain_norms)
         shutil.copyfile(minilm.default_cache_dir() / name, tmp_path / name)
     clean = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
-    done = subprocess.run(
-        [sys.executable, "-m", "support.minilm", str(tmp_path)],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    lines = done.stdout.splitlines()
+    lines = _python(["-m", "support.minilm", str(tmp_path)], env=clean).splitlines()
     assert [line.split()[1] for line in lines] == [
         str(tmp_path / minilm.quantized_name(fused=f, plain_norms=p)) for f, p in variants
     ]
@@ -312,7 +319,6 @@ def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
     # requirements, which once hid that the fused encoder's build needs sympy (brought by
     # cfn-lint, a dev requirement): the image would have failed to build the encoder.
     import importlib.metadata
-    import subprocess
 
     runtime = _requirement_names(ROOT / "requirements.txt")
     others = (
@@ -341,17 +347,8 @@ def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
         "REDIS_URL": "redis://localhost:6379/0",
         "CHANNELS_SECRETS_KEY": "A" * 43 + "=",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", _RUNTIME_ONLY],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    out = _python(["-c", _RUNTIME_ONLY], env=env)
+    assert json.loads(out.strip().splitlines()[-1]) == []
 
 
 def test_the_minilm_cache_folder_comes_from_the_environment(monkeypatch, tmp_path) -> None:
