@@ -231,17 +231,9 @@ def test_the_image_carries_the_int8_minilm_where_the_app_looks_for_it() -> None:
 def _python(args: list[str], *, env: dict[str, str]) -> str:
     """Run this interpreter with ``args`` from the repository root in ``env`` only; its
     standard output (the test fails with its standard error when it does)."""
-    import subprocess
+    from support.testing.processes import python_run
 
-    done = subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = python_run(args, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 

@@ -6,7 +6,6 @@ import importlib
 import io
 import os
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from django.db import connection
 from channels_app.models import ChannelAccount
 from channels_app.tests.conftest import make_account
 from support.crypto import secret_decrypt, secret_encrypt
+from support.testing.processes import python_run
 
 pytestmark = pytest.mark.django_db
 
@@ -180,15 +180,7 @@ def test_prod_without_channels_secrets_key_fails_fast() -> None:
     code = "import django; django.setup()"
 
     def run(**extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", code],
-            env={**env, **extra},
-            cwd=settings_dir(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return python_run(["-c", code], env={**env, **extra})
 
     missing = run()
     assert missing.returncode != 0
@@ -198,22 +190,8 @@ def test_prod_without_channels_secrets_key_fails_fast() -> None:
     assert "CHANNELS_SECRETS_KEY" not in configured.stderr
 
 
-def settings_dir() -> str:
-    from django.conf import settings
-
-    return str(settings.BASE_DIR)
-
-
 def test_a_malformed_key_fails_at_start() -> None:
     env = {**os.environ, "CHANNELS_SECRETS_KEY": f"{Fernet.generate_key().decode()},oops"}
-    started = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        env=env,
-        cwd=settings_dir(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    started = python_run(["-c", "import django; django.setup()"], env=env)
     assert started.returncode != 0
     assert "CHANNELS_SECRETS_KEY: key 2 must be a Fernet key" in started.stderr

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from support.testing.processes import python_run
+
 PROBE = (
     "import json; from django.conf import settings; print(json.dumps({"
     "'DEBUG': settings.DEBUG, 'ENVIRONMENT': settings.ENVIRONMENT, "
@@ -31,15 +30,7 @@ REQUIRED = {
 def _load_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("DB_")}
     env.update(DJANGO_SETTINGS_MODULE="support.settings", **overrides)
-    return subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return python_run(["-c", PROBE], env=env)
 
 
 def test_unset_environment_is_production_without_debug() -> None:
@@ -84,14 +75,6 @@ def test_secret_key_fallbacks_come_from_the_environment() -> None:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED}
     env.update(DJANGO_SETTINGS_MODULE="support.settings", ENVIRONMENT="dev")
     env["SECRET_KEY_FALLBACKS"] = "old-key-one,old-key-two"
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = python_run(["-c", probe], env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['old-key-one', 'old-key-two']"
