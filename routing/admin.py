@@ -77,12 +77,20 @@ class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "priority",
         "confidence",
         "requires_manual_review",
+        "out_of_scope",
         "provider",
         "fallback_from",
         "sync_status",
         "created_at",
     )
-    list_filter = ("requires_manual_review", "provider", "sync_status", "priority", "category")
+    list_filter = (
+        "requires_manual_review",
+        "out_of_scope",
+        "provider",
+        "sync_status",
+        "priority",
+        "category",
+    )
     search_fields = ("ticket__subject", "ticket__id", "intent", "category")
     raw_id_fields = ("ticket", "team", "router_model")
     inlines = [RoutingFeedbackInline]

@@ -26,6 +26,7 @@ def routing_data(filters: DashboardFilters) -> WidgetData:
                 at.strftime(fmt),
                 b["decisions"],
                 _pct(b["review"] / b["decisions"]) if b["decisions"] else None,
+                _pct(b["out_of_scope"] / b["scored"]) if b["scored"] else None,
                 _pct(b["accepted"] / b["verdicts"]) if b["verdicts"] else None,
             ]
         )
@@ -36,11 +37,12 @@ def routing_data(filters: DashboardFilters) -> WidgetData:
             "Hour" if filters.bucket == "hour" else "Day",
             "Decisions",
             "Review rate",
+            "Unlike any trained intent",
             "Accuracy",
         ],
         rows=rows,
         chart="lines",
-        series=["Review rate", "Accuracy"],
+        series=["Review rate", "Unlike any trained intent", "Accuracy"],
         unit="%",
         stats=[
             Stat(
@@ -54,6 +56,17 @@ def routing_data(filters: DashboardFilters) -> WidgetData:
                 _pct(figures["review_rate"]),
                 "%",
                 f"{figures['decisions']} decisions",
+            ),
+            Stat(
+                "Unlike any trained intent",
+                _pct(figures["out_of_scope_rate"]),
+                "%",
+                (
+                    f"of {figures['scored_decisions']} decisions; rising: customers ask "
+                    "something new"
+                    if figures["scored_decisions"]
+                    else "the active router has no detector (train one on your tickets)"
+                ),
             ),
             Stat("Cost per ticket", round(cost, 6) if cost is not None else None, "$"),
             Stat("Tokens per ticket", round(tokens) if tokens is not None else None),

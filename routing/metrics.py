@@ -4,7 +4,8 @@ Seed name → exported name (all over the window, ``METRICS_WINDOW_SECONDS``):
 TicketsProcessed → ``support_routing_tickets_processed``; ProcessingTime →
 ``support_routing_processing_seconds`` (histogram); ConfidenceScore →
 ``support_routing_confidence`` (histogram) and ``support_routing_confidence_average``;
-ManualReviewRate → ``support_routing_manual_review_rate``; RoutingAccuracy →
+ManualReviewRate → ``support_routing_manual_review_rate`` (and, beside it, the out-of-scope
+share ``support_routing_out_of_scope_rate``); RoutingAccuracy →
 ``support_routing_accuracy`` (from people's verdicts); TicketingSystemSyncFailures →
 ``support_routing_sync_failures``; BedrockAPIErrors → ``support_routing_provider_errors
 {provider="bedrock"}`` (decisions that fell back because their provider failed); tokens and
@@ -58,6 +59,8 @@ def routing_metrics() -> Iterator[Metric]:
     totals = decisions.aggregate(
         n=Count("pk"),
         review=Count("pk", filter=Q(requires_manual_review=True)),
+        unlike=Count("pk", filter=Q(out_of_scope=True)),
+        scored=Count("pk", filter=Q(out_of_scope__isnull=False)),
         confidence=Avg("confidence"),
         sync_failed=Count("pk", filter=Q(sync_status=SyncStatus.FAILED)),
         tokens_in=Sum("tokens_in"),
@@ -76,6 +79,15 @@ def routing_metrics() -> Iterator[Metric]:
     )
     review.add_metric([], totals["review"] / n if n else 0.0)
     yield review
+
+    unlike = gauge(
+        "routing_out_of_scope_rate",
+        "Share of the window's decisions by a router with an out-of-scope detector whose "
+        "text it found unlike any intent it was trained on (sent to review; 0-1).",
+    )
+    scored = int(totals["scored"] or 0)
+    unlike.add_metric([], totals["unlike"] / scored if scored else 0.0)
+    yield unlike
 
     sync = gauge(
         "routing_sync_failures",

@@ -137,6 +137,13 @@ class RoutingDecision(models.Model):
     reasons = models.JSONField(default=list, blank=True)
     requires_manual_review = models.BooleanField(default=False)
     review_reasons = models.JSONField(default=list, blank=True)
+    out_of_scope = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="The trained router found the text unlike any intent it was trained on "
+        "(sent to review): a share that grows says customers ask something new. Empty: "
+        "the router has no out-of-scope detector.",
+    )
     applied = models.BooleanField(default=False, help_text="Team and priority set on the ticket.")
     processing_ms = models.FloatField(default=0)
     tool_calls = models.JSONField(default=list, help_text="[{name, input, output, ms}]")

@@ -153,7 +153,10 @@ def router_model_train(
 
 def default_router() -> tuple[bytes, dict[str, Any], TextRouter]:
     """The shipped default router, trained on the bundled Bitext training split
-    (deterministic, offline, ~2 s), once per process."""
+    (deterministic, offline, ~2 s), once per process. TF-IDF only, so it has no
+    out-of-scope detector: Bitext's rows are clean one-liners, and a detector calibrated on
+    them flags most real tickets, which carry names, numbers and greetings (docs/routing.md,
+    "Out of scope on real tickets"); a router trained on a deployment's own tickets has one."""
     sha = classifier.file_sha256(classifier.BITEXT_TRAIN)
     with _cache_lock:
         if sha not in _default_artifact:
@@ -265,6 +268,12 @@ def _routing_decide(
                 reasons=list(priority_out.get("reasons", [])),
                 requires_manual_review=needs_review,
                 review_reasons=result.review_reasons,
+                # None: the router has no out-of-scope detector (no in-scope score)
+                out_of_scope=(
+                    bool(classification.get("out_of_scope"))
+                    if classification.get("in_scope") is not None
+                    else None
+                ),
                 processing_ms=round(elapsed_ms, 3),
                 tool_calls=result.trace.calls,
                 provider=result.provider,

@@ -45,7 +45,9 @@ def routing_quality(
     team_ids: Iterable[int] | None = None,
     channels: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Decisions made in the window: manual-review rate, accuracy from people's verdicts
+    """Decisions made in the window: manual-review rate, the share the trained router
+    found unlike any intent it was trained on (of the decisions made by a router with an
+    out-of-scope detector), accuracy from people's verdicts
     (given in the window on any decision of the filtered tickets), tokens and cost per
     routed ticket, overall and per bucket. Ratios are None without data.
 
@@ -58,6 +60,8 @@ def routing_quality(
     decision_sql = f"""
         SELECT date_trunc(%s, d.created_at AT TIME ZONE %s) AS at, count(*),
                count(DISTINCT d.ticket_id), count(*) FILTER (WHERE d.requires_manual_review),
+               count(*) FILTER (WHERE d.out_of_scope),
+               count(*) FILTER (WHERE d.out_of_scope IS NOT NULL),
                sum(d.cost_usd), sum(d.tokens_in + d.tokens_out)
         FROM {decisions} d {joins} WHERE {where}
         GROUP BY GROUPING SETS ((1), ())
@@ -75,14 +79,19 @@ def routing_quality(
         decision_rows = cursor.fetchall()
         cursor.execute(verdict_sql, [bucket, tz, FeedbackVerdict.ACCEPTED, *v_params])
         verdict_rows = cursor.fetchall()
-    total = (None, 0, 0, 0, None, None)
-    per_bucket: dict[datetime, tuple[int, int]] = {}
+    total = (None, 0, 0, 0, 0, 0, None, None)
+    per_bucket: dict[datetime, tuple[int, int, int, int]] = {}
     # The grand total is the row GROUPING SETS adds with a NULL bucket (buckets never are).
-    for at, n, tickets, review, cost, tokens in decision_rows:
+    for at, n, tickets, review, unlike, scored, cost, tokens in decision_rows:
         if at is None:
-            total = (at, n, tickets, review, cost, tokens)
+            total = (at, n, tickets, review, unlike, scored, cost, tokens)
         else:
-            per_bucket[timezone.make_aware(at, timezone.get_current_timezone())] = (n, review)
+            per_bucket[timezone.make_aware(at, timezone.get_current_timezone())] = (
+                n,
+                review,
+                unlike,
+                scored,
+            )
     judged, accepted = 0, 0
     verdict_bucket: dict[datetime, tuple[int, int]] = {}
     for at, n, ok in verdict_rows:
@@ -90,12 +99,15 @@ def routing_quality(
             judged, accepted = n, ok
         else:
             verdict_bucket[timezone.make_aware(at, timezone.get_current_timezone())] = (n, ok)
-    _, n, tickets, review, cost_sum, tokens = total
+    _, n, tickets, review, unlike, scored, cost_sum, tokens = total
     cost = float(cost_sum or 0)
     return {
         "decisions": n,
         "tickets": tickets,
         "review_rate": review / n if n else None,
+        # of the decisions whose router has an out-of-scope detector
+        "scored_decisions": scored,
+        "out_of_scope_rate": unlike / scored if scored else None,
         "verdicts": judged,
         "accuracy": accepted / judged if judged else None,
         "cost_usd": cost,
@@ -103,8 +115,10 @@ def routing_quality(
         "tokens_per_ticket": (tokens or 0) / tickets if tickets else None,
         "buckets": {
             at: {
-                "decisions": per_bucket.get(at, (0, 0))[0],
-                "review": per_bucket.get(at, (0, 0))[1],
+                "decisions": per_bucket.get(at, (0, 0, 0, 0))[0],
+                "review": per_bucket.get(at, (0, 0, 0, 0))[1],
+                "out_of_scope": per_bucket.get(at, (0, 0, 0, 0))[2],
+                "scored": per_bucket.get(at, (0, 0, 0, 0))[3],
                 "verdicts": verdict_bucket.get(at, (0, 0))[0],
                 "accepted": verdict_bucket.get(at, (0, 0))[1],
             }

@@ -51,6 +51,9 @@ SEED_003 = {
     "support_call_bedrock_failures",  # Bedrock failures
 }
 PLATFORM = {
+    # beside ManualReviewRate: the share unlike any trained intent (routers with a detector;
+    # the demo's shipped default has none, so it is 0 after a demo load)
+    "support_routing_out_of_scope_rate",
     "support_webhook_events",
     "support_inbound_processing_lag_seconds",
     "support_outbox_lag_seconds",
@@ -115,6 +118,7 @@ def feed(customer: Any) -> None:
                 provider="bedrock" if i < 2 else "local",
                 processing_ms=[40.0, 800.0, 3000.0, 12.0][i],
                 requires_manual_review=i >= 2,
+                out_of_scope=[None, False, False, True][i],  # None: no detector
                 fallback_from="bedrock" if i == 3 else "",
                 tokens_in=100 * (i + 1),
                 tokens_out=10 * (i + 1),
@@ -242,6 +246,7 @@ def test_values_after_feeding_data(client: Client, token: str, customer: Any, qu
     assert value(families, confidence, f"{confidence}_sum") == pytest.approx(2.7)
     assert value(families, "support_routing_confidence_average") == pytest.approx(0.675)
     assert value(families, "support_routing_manual_review_rate") == 0.5
+    assert value(families, "support_routing_out_of_scope_rate") == pytest.approx(1 / 3)
     assert value(families, "support_routing_accuracy", dimension="overall") == 0.5
     assert value(families, "support_routing_accuracy", dimension="team") == 0.5
     assert value(families, "support_routing_accuracy", dimension="priority") == 1.0
@@ -295,6 +300,7 @@ def test_the_window_leaves_old_rows_out(
     families = scrape(client, token)
     assert families["support_routing_tickets_processed"] == {}
     assert value(families, "support_routing_manual_review_rate") == 0
+    assert value(families, "support_routing_out_of_scope_rate") == 0
     seconds = "support_routing_processing_seconds"
     assert value(families, seconds, f"{seconds}_count") == 0
 

@@ -65,6 +65,7 @@ def _world(n: int = 3, team_name: str = "Alpha") -> Team:
             provider="local",
             correlation_id=ticket.correlation_id,
             requires_manual_review=i % 2 == 0,
+            out_of_scope=[False, None, True, False][i % 4],  # None: the router has no detector
             cost_usd=Decimal("0.002"),
             tokens_in=100,
             tokens_out=20,
@@ -187,6 +188,10 @@ def test_widget_figures_on_known_data(sup):
     routing = sup.get("/dashboard/data/routing/").json()
     stats = {s["label"]: s["value"] for s in routing["stats"]}
     assert stats["Manual review rate"] == 50.0  # 2 of 4 decisions
+    assert stats["Unlike any trained intent"] == 33.3  # decision 2 of the 3 with a detector
+    assert routing["columns"][3] == "Unlike any trained intent"
+    assert sum(row[1] for row in routing["rows"]) == 4
+    assert [row[3] for row in routing["rows"]] == [33.3]  # one bucket: today
     assert stats["Routing accuracy"] == 75.0  # 3 of 4 verdicts accepted
     assert stats["Cost per ticket"] == pytest.approx(0.002)
     assert stats["Tokens per ticket"] == 120

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from django.utils import timezone
 
-from routing import selectors, services
+from routing import classifier, selectors, services
 from routing.models import RouterModel, RoutingDecision, RoutingFeedback
 from support.models import OutboxEvent
 from tickets import services as ticket_services
@@ -32,6 +34,7 @@ def test_new_ticket_is_routed_after_commit(
         "cancel_order",
     )
     assert decision.requires_manual_review is False
+    assert decision.out_of_scope is None  # the shipped default has no detector
     assert decision.applied is True
     assert decision.provider == "local"
     assert decision.model_id == "router-model:bitext-default/v1"
@@ -43,6 +46,67 @@ def test_new_ticket_is_routed_after_commit(
     types = list(OutboxEvent.objects.values_list("event_type", flat=True))
     assert types == ["ticket.created", "message.created", "ticket.updated", "routing.decided"]
     assert RouterModel.objects.get().is_active
+
+
+def test_a_text_unlike_any_trained_intent_is_recorded_as_such(
+    routing_on, teams, customer, monkeypatch
+):
+    # The shipped default router has no detector (TF-IDF only): give the loaded one a
+    # detector that finds every text unlike its intents, as test_providers does.
+    router, _ = services.router_active()
+    assert router.features == classifier.FEATURES_TFIDF
+
+    def analyse(texts, embeddings=None):
+        probs = classifier.softmax(router.decision(texts), router.temperature)
+        return probs, np.full(len(texts), 0.02)
+
+    class Detector:
+        threshold = 0.3
+
+    monkeypatch.setattr(router, "analyse", analyse)
+    monkeypatch.setattr(router, "out_of_scope", Detector())
+    ticket = _ticket(customer, "Cancel order", "I want to cancel my order 123456")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    assert decision.out_of_scope is True
+    assert decision.requires_manual_review is True
+    assert decision.review_reasons == ["unlike any trained intent (in-scope score 0.02)"]
+    assert decision.classification["classifier"]["out_of_scope"] is True
+
+
+def test_decisions_stored_before_the_column_are_backfilled(routing_on, teams, customer):
+    from django.apps import apps
+    from django.db import connection
+
+    backfill = importlib.import_module(
+        "routing.migrations.0004_routingdecision_out_of_scope"
+    ).backfill
+    made = []
+    for n, found in enumerate(
+        [
+            {"out_of_scope": True, "in_scope": 0.1},
+            {"out_of_scope": False, "in_scope": 0.9},
+            {"out_of_scope": False, "in_scope": None},  # a router without a detector
+            {},
+        ]
+    ):
+        ticket = _ticket(customer, f"t{n}")
+        made.append(
+            RoutingDecision.objects.create(
+                ticket=ticket,
+                priority="normal",
+                confidence=0.9,
+                provider="local",
+                correlation_id=ticket.correlation_id,
+                classification={"category": "ORDER", "classifier": found},
+            )
+        )
+    backfill(apps, connection.schema_editor())
+    assert [RoutingDecision.objects.get(pk=d.pk).out_of_scope for d in made] == [
+        True,
+        False,
+        None,
+        None,
+    ]
 
 
 def test_routing_is_idempotent_per_attempt_key(routing_on, teams, customer):
