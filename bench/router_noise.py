@@ -10,11 +10,13 @@ every text (one of six, seeded). Routers:
 - ``tfidf``: TF-IDF only, no detector (the shipped default);
 - ``auto``: ``train_router``'s default features, with the out-of-scope detector, on the
   clean rows;
-- ``auto-own-tickets``: the same on the rows of which half carry the wrappers (a
-  deployment that trains on its own tickets; other random names and numbers than the test
-  texts' ones).
+- ``auto-own-tickets``: the same on the rows of which a share (``--own-share``, 0.5 by
+  default; several values: one router each) carry the wrappers (a deployment that trains on
+  its own tickets, or adds them to the clean rows with ``train_router --with-feedback``;
+  other random names and numbers than the test texts' ones).
 
     .venv/bin/python bench/router_noise.py [--routers tfidf auto auto-own-tickets]
+        [--own-share 0.5 ...]
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def main():
         "--routers", nargs="+", default=["tfidf", "auto", "auto-own-tickets"],
         choices=["tfidf", "auto", "auto-own-tickets"],
     )  # fmt: skip
+    parser.add_argument("--own-share", nargs="+", type=float, default=[0.5])
     args = parser.parse_args()
     texts, intents, categories = classifier.bitext_rows(classifier.BITEXT_TRAIN)
     test_texts, test_labels = classifier.read_csv(
@@ -84,11 +87,16 @@ def main():
     far_wrapped = [wrap(t, rng) for t in far]
     threshold = settings.ROUTING_REVIEW_THRESHOLD
     print(f"load average at start: {os.getloadavg()}")
-    for name in args.routers:
+    runs = [
+        (name, share)
+        for name in args.routers
+        for share in (args.own_share if name == "auto-own-tickets" else [0.0])
+    ]
+    for name, share in runs:
         rows = texts
-        if name == "auto-own-tickets":
+        if share:
             own = random.Random(12345)
-            rows = [wrap(t, own) if own.random() < 0.5 else t for t in texts]
+            rows = [wrap(t, own) if own.random() < share else t for t in texts]
         started = time.perf_counter()
         router, report = classifier.train(
             rows,
@@ -96,7 +104,8 @@ def main():
             categories=categories,
             features=classifier.FEATURES_TFIDF if name == "tfidf" else "auto",
         )
-        print(f"{name}: trained in {time.perf_counter() - started:.1f} s ({report.features})")
+        label = f"{name} ({share:g} of the rows wrapped)" if share else name
+        print(f"{label}: trained in {time.perf_counter() - started:.1f} s ({report.features})")
         for kind, inside, outside in (
             ("clean", test_texts, far),
             ("wrapped", test_wrapped, far_wrapped),
