@@ -22,6 +22,14 @@ VALUE_W = 60
 SERIES_CLASSES = 6
 
 
+def _present(value: Any) -> bool:
+    """A number to draw (``None`` and non-numbers are no data)."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _num(value: Any) -> float:
     try:
         number = float(value)
@@ -166,13 +174,23 @@ def _lines(data: WidgetData, title: str, chart_id: str, width: int = WIDTH) -> S
             )
     for s_i, col in enumerate(idx):
         cls = f"series-{s_i % SERIES_CLASSES}"
+        # A bucket without a value (a rate with nothing to divide) is a gap in the line, not
+        # a point at zero: the line is drawn in runs of consecutive values.
         points = [
-            (x_at(i), top + plot_h - plot_h * _num(row[col]) / peak) for i, row in enumerate(rows)
+            (i, x_at(i), top + plot_h - plot_h * _num(row[col]) / peak, row)
+            for i, row in enumerate(rows)
+            if _present(row[col])
         ]
-        if len(points) > 1:
-            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-            body.append(f'<polyline class="line {cls}" points="{path}"/>')
-        for (x, y), row in zip(points, rows, strict=True):
+        runs: list[list[tuple[float, float]]] = []
+        for n_point, (i, x, y, _) in enumerate(points):
+            if n_point == 0 or points[n_point - 1][0] != i - 1:
+                runs.append([])
+            runs[-1].append((x, y))
+        for run in runs:
+            if len(run) > 1:
+                path = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
+                body.append(f'<polyline class="line {cls}" points="{path}"/>')
+        for _, x, y, row in points:
             tip = f"{row[0]} · {data.series[s_i]}: {format_value(row[col], data.unit)}"
             radius = 2.5 if n > 48 else 3.5
             body.append(

@@ -46,3 +46,16 @@ def test_format_value():
     assert format_value(66.7, "%") == "66.7%"
     assert format_value(0.0028, "$") == "$0.0028"
     assert format_value(2.5, "h") == "2.5 h"
+
+
+def test_lines_leave_a_gap_where_a_bucket_has_no_value():
+    rows = [["d1", 10, 5], ["d2", None, 6], ["d3", 30, None], ["d4", 40, 8]]
+    data = WidgetData(columns=["Day", "P", "Q"], rows=rows, chart="lines", series=["P", "Q"])
+    svg = str(chart_svg(data, title="t", chart_id="g"))
+    # P: d1 alone, then d3-d4 joined; Q: d1-d2 joined, then d4 alone
+    assert svg.count('<polyline class="line series-0"') == 1
+    assert svg.count('<polyline class="line series-1"') == 1
+    assert svg.count('<circle class="series-0"') == 3
+    assert svg.count('<circle class="series-1"') == 3
+    assert "d2 · P" not in svg
+    assert "d3 · Q" not in svg
