@@ -270,6 +270,29 @@ ALERTS_NOTIFY_MAX_ATTEMPTS = env.get_int("ALERTS_NOTIFY_MAX_ATTEMPTS", 8)
 ALERTS_HTTP_TIMEOUT = env.get_float("ALERTS_HTTP_TIMEOUT", 10.0)
 ALERTS_EMAIL_TIMEOUT = env.get_float("ALERTS_EMAIL_TIMEOUT", 10.0)
 ALERTS_EMAIL_FROM = env.get_str("ALERTS_EMAIL_FROM")  # empty: DEFAULT_FROM_EMAIL
+# Outgoing e-mail (alert notifications) through Django's mail backend: an SMTP server (for
+# example Amazon SES's SMTP endpoint) in production; in development, files under
+# DATA_DIR/mail (no server needed: `make run`'s demo alerts can be read there).
+EMAIL_BACKEND = env.get_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.filebased.EmailBackend"
+    if ENVIRONMENT == "dev"
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_FILE_PATH = env.get_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+EMAIL_HOST = env.get_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.get_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env.get_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env.get_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env.get_bool("EMAIL_USE_TLS", default=False)  # STARTTLS (port 587)
+EMAIL_USE_SSL = env.get_bool("EMAIL_USE_SSL", default=False)  # implicit TLS (port 465)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured(
+        "EMAIL_USE_TLS and EMAIL_USE_SSL exclude each other: TLS is STARTTLS (usually port "
+        "587), SSL an encrypted connection from the start (usually 465). Set one."
+    )
+DEFAULT_FROM_EMAIL = env.get_str("DEFAULT_FROM_EMAIL", "support-desk@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 ALERTS_EMAIL_SUBJECT_PREFIX = env.get_str("ALERTS_EMAIL_SUBJECT_PREFIX", "[Support alert] ")
 ALERTS_PAGERDUTY_EVENTS_URL = env.get_str(
     "ALERTS_PAGERDUTY_EVENTS_URL", "https://events.pagerduty.com/v2/enqueue"

@@ -78,3 +78,52 @@ def test_secret_key_fallbacks_come_from_the_environment() -> None:
     result = python_run(["-c", probe], env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['old-key-one', 'old-key-two']"
+
+
+MAIL_PROBE = (
+    "import json; from django.conf import settings; print(json.dumps({k: getattr(settings, k) "
+    "for k in ('EMAIL_BACKEND', 'EMAIL_FILE_PATH', 'EMAIL_HOST', 'EMAIL_PORT', "
+    "'EMAIL_HOST_USER', 'EMAIL_USE_TLS', 'DEFAULT_FROM_EMAIL')}))"
+)
+
+
+def _mail_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("EMAIL_")}
+    env.update(DJANGO_SETTINGS_MODULE="support.settings", **overrides)
+    return python_run(["-c", MAIL_PROBE], env=env)
+
+
+def test_outgoing_mail_comes_from_the_environment() -> None:
+    """Alert e-mails reach a real SMTP server in production (set from the environment);
+    in development they are files, so the demo's alerts need no server."""
+    prod = _mail_settings(
+        **REQUIRED,
+        EMAIL_HOST="email-smtp.eu-west-1.amazonaws.com",
+        EMAIL_PORT="587",
+        EMAIL_HOST_USER="AKIAEXAMPLE",
+        EMAIL_HOST_PASSWORD="smtp-secret",
+        EMAIL_USE_TLS="true",
+        DEFAULT_FROM_EMAIL="alerts@example.com",
+    )
+    assert prod.returncode == 0, prod.stderr
+    figures = json.loads(prod.stdout)
+    assert figures["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert (figures["EMAIL_HOST"], figures["EMAIL_PORT"]) == (
+        "email-smtp.eu-west-1.amazonaws.com",
+        587,
+    )
+    assert (figures["EMAIL_HOST_USER"], figures["EMAIL_USE_TLS"]) == ("AKIAEXAMPLE", True)
+    assert figures["DEFAULT_FROM_EMAIL"] == "alerts@example.com"
+    assert "smtp-secret" not in prod.stdout + prod.stderr
+
+    dev = _mail_settings(ENVIRONMENT="dev", DATA_DIR="/tmp/support-mail-probe")
+    assert dev.returncode == 0, dev.stderr
+    figures = json.loads(dev.stdout)
+    assert figures["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend"
+    assert figures["EMAIL_FILE_PATH"] == "/tmp/support-mail-probe/mail"
+
+
+def test_tls_and_ssl_together_are_refused() -> None:
+    result = _mail_settings(ENVIRONMENT="dev", EMAIL_USE_TLS="true", EMAIL_USE_SSL="true")
+    assert result.returncode != 0
+    assert "EMAIL_USE_TLS and EMAIL_USE_SSL exclude each other" in result.stderr
