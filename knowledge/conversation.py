@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from support.errors import InvalidInput
+from support.redaction import EMAIL_RE, PHONE_RE
 
 CUSTOMER = "customer"
 AGENT = "agent"
@@ -122,6 +123,10 @@ _SMALL_TALK = [  # longest first: the first alternative that matches wins
     r"(best|kind|warm)? ?regards|sincerely|best wishes",
     r"(that('s| is| will be| would be) )?(all|everything)( i need(ed)?)?( for (now|today))?",
     r"(i|we) don't need anything else|nothing else",
+    # introductions, contact details and signatures: the customer's own name, address or
+    # phone is no article's word
+    r"(you can |please )?(reach|contact|call|text|ring|e-?mail) me( back)?( (at|on|via))?",
+    r"sent from my [\w ]+",
 ]
 _SMALL_TALK_RE = re.compile(
     r"\b(" + "|".join(f"(?:{p})" for p in _SMALL_TALK) + r")\b", re.IGNORECASE
@@ -137,14 +142,39 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[\w'#@./-]+")
 
 
+# A whole sentence that is an introduction ("Hi, this is Jo Smith.", "My name is Ana."; a
+# capitalised name: "this is not working" is not one) or a closing and a name ("Thanks,
+# Maria", "Kind regards, Jo Smith").
+_INTRO_RE = re.compile(
+    r"^\W*(?:(?i:h(?:i|ello|ey)(?: there)?)\W+)?(?i:this is|my name is|i am|i'm)\s+"
+    r"[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?(?:\s+(?i:here))?\W*$"
+)
+_SIGN_OFF_RE = re.compile(
+    r"^\W*(?:(?:many |a lot of )?thanks?(?: you)?(?: again)?|cheers|best|(?:best|kind|warm) "
+    r"regards|regards|sincerely|yours(?: truly| sincerely)?)\W+[\w'-]+(?: [\w'-]+)?\W*$",
+    re.IGNORECASE,
+)
+_URL_RE = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
+
+
 def _has_content(sentence: str) -> bool:
+    if _SIGN_OFF_RE.match(sentence) or _INTRO_RE.match(sentence):
+        return False
+    for pattern in (EMAIL_RE, _URL_RE, PHONE_RE):
+        sentence = pattern.sub(" ", sentence)
     rest = _SMALL_TALK_RE.sub(" ", sentence.lower())
     words = [w.strip("'.,/-") for w in _WORD.findall(rest)]
     return any(w and w not in _STOPWORDS for w in words)
 
 
+# An e-mail signature starts at a line "-- " (RFC 3676): nothing below it is the question.
+_SIGNATURE_RE = re.compile(r"^--[ \t]*$", re.MULTILINE)
+
+
 def clean(text: str) -> str:
-    """The text without sentences that are only greetings, thanks or boilerplate."""
+    """The text without its signature and the sentences that are only greetings, thanks,
+    introductions, contact details or boilerplate."""
+    text = _SIGNATURE_RE.split(text, maxsplit=1)[0]
     kept = [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip() and _has_content(s)]
     return " ".join(kept)
 

@@ -87,6 +87,30 @@ def test_clean_drops_greetings_thanks_and_boilerplate(text, expected):
     assert clean(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hi, this is Pierre Tanaka. How do I delete my account?", "How do I delete my account?"),
+        ("My name is Jo. The router keeps dropping wifi.", "The router keeps dropping wifi."),
+        ("How do I export my data? Thanks, Maria", "How do I export my data?"),
+        ("Can I pay by card? Kind regards, Jo Smith", "Can I pay by card?"),
+        ("Can I change it? You can reach me at jo.smith@example.com", "Can I change it?"),
+        ("Is the shop open? Please call me on +44 20 7946 0958.", "Is the shop open?"),
+        ("Where is my parcel?\n\nSent from my iPhone", "Where is my parcel?"),
+        ("Where is my parcel?\n-- \nJo Smith\nAcme Ltd | jo@acme.example", "Where is my parcel?"),
+        # what is not an introduction or a signature stays
+        ("Hi, this is not working.", "Hi, this is not working."),
+        ("I'm locked out.", "I'm locked out."),
+        ("Regards, the printer is still broken", "Regards, the printer is still broken"),
+        ("Best way to reset a password?", "Best way to reset a password?"),
+    ],
+)
+def test_clean_drops_introductions_contact_details_and_signatures(text, expected):
+    """A customer's own name, address or phone number is no article's word; they dilute the
+    query (StackFAQ questions wrapped in them: docs/benchmarks.md)."""
+    assert clean(text) == expected
+
+
 def test_the_last_customer_turn_is_the_focus_and_earlier_turns_are_weighted_context():
     query = build_query(CONVERSATION, context_weight=0.5, agent_weight=0.6, decay=0.7)
     assert query.focus == "Do they have free parking?"  # "Sounds lovely." dropped
