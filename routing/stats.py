@@ -101,6 +101,19 @@ def routing_quality(
             verdict_bucket[timezone.make_aware(at, timezone.get_current_timezone())] = (n, ok)
     _, n, tickets, review, unlike, scored, cost_sum, tokens = total
     cost = float(cost_sum or 0)
+
+    def counts(at: datetime) -> dict[str, int]:
+        made, reviewed, found, detected = per_bucket.get(at, (0, 0, 0, 0))
+        judged_in, accepted_in = verdict_bucket.get(at, (0, 0))
+        return {
+            "decisions": made,
+            "review": reviewed,
+            "out_of_scope": found,
+            "scored": detected,
+            "verdicts": judged_in,
+            "accepted": accepted_in,
+        }
+
     return {
         "decisions": n,
         "tickets": tickets,
@@ -113,15 +126,5 @@ def routing_quality(
         "cost_usd": cost,
         "cost_per_ticket_usd": cost / tickets if tickets else None,
         "tokens_per_ticket": (tokens or 0) / tickets if tickets else None,
-        "buckets": {
-            at: {
-                "decisions": per_bucket.get(at, (0, 0, 0, 0))[0],
-                "review": per_bucket.get(at, (0, 0, 0, 0))[1],
-                "out_of_scope": per_bucket.get(at, (0, 0, 0, 0))[2],
-                "scored": per_bucket.get(at, (0, 0, 0, 0))[3],
-                "verdicts": verdict_bucket.get(at, (0, 0))[0],
-                "accepted": verdict_bucket.get(at, (0, 0))[1],
-            }
-            for at in sorted({*per_bucket, *verdict_bucket})
-        },
+        "buckets": {at: counts(at) for at in sorted({*per_bucket, *verdict_bucket})},
     }
