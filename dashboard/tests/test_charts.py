@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from dashboard.charts import _scale, chart_svg, format_value
@@ -49,7 +51,7 @@ def test_format_value():
 
 
 def test_lines_leave_a_gap_where_a_bucket_has_no_value():
-    rows = [["d1", 10, 5], ["d2", None, 6], ["d3", 30, None], ["d4", 40, 8]]
+    rows: list[list[Any]] = [["d1", 10, 5], ["d2", None, 6], ["d3", 30, None], ["d4", 40, 8]]
     data = WidgetData(columns=["Day", "P", "Q"], rows=rows, chart="lines", series=["P", "Q"])
     svg = str(chart_svg(data, title="t", chart_id="g"))
     # P: d1 alone, then d3-d4 joined; Q: d1-d2 joined, then d4 alone
