@@ -3,6 +3,9 @@
 
     .venv/bin/python bench/redaction.py [--n 5000] [--repeat 3]
 
+It ends with a few hostile texts (60-150 KB runs that start every pattern and complete none)
+and the time each takes.
+
 No database or network. The texts are the bundled Bitext customer-service utterances
 (``routing/data/bitext``), every other one given personal data the way tickets carry it
 (a name, an e-mail, a phone number, a street address, a card or an IBAN), and each is
@@ -92,6 +95,22 @@ def main() -> None:
         f"p99 {singles[int(len(singles) * 0.99)]:.1f} µs"
     )
     print("placeholders: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    # Hostile shapes: long runs that every pattern's first characters match but none
+    # completes. Each should take time in proportion to its length (a pattern that retries
+    # from every position inside the run takes seconds here).
+    n = 30_000
+    hostile = {
+        'e-mail local part, no "@" after it': "a-" * n + " @x",
+        "e-mail domain part": "jo@" + "a-" * n,
+        "digits and spaces": "1 " * n + "x",
+        "capitalised words after a house number": "12 " + "Abc " * n + "x",
+        "IBAN-like groups": "GB12 " + "ABCD " * n,
+        "a customer name repeated": "Zelda " * n,
+    }
+    for label, text in hostile.items():
+        started = time.perf_counter()
+        redact(text, names=("Zelda Quimby",))
+        print(f"hostile, {label} ({len(text):,} chars): {time.perf_counter() - started:.3f} s")
 
 
 if __name__ == "__main__":

@@ -145,13 +145,16 @@ _WORD = re.compile(r"[\w'#@./-]+")
 # A whole sentence that is an introduction ("Hi, this is Jo Smith.", "My name is Ana."; a
 # capitalised name: "this is not working" is not one) or a closing and a name ("Thanks,
 # Maria", "Kind regards, Jo Smith").
+# Possessive quantifiers (``*+``, ``++``): a name's letters, apostrophes and hyphens are
+# never given back to the trailing punctuation, so a long run of "-" or "'" costs linear
+# time, not quadratic (these run on whatever a customer sends).
 _INTRO_RE = re.compile(
-    r"^\W*(?:(?i:h(?:i|ello|ey)(?: there)?)\W+)?(?i:this is|my name is|i am|i'm)\s+"
-    r"[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)?(?:\s+(?i:here))?\W*$"
+    r"^\W*+(?:(?i:h(?:i|ello|ey)(?: there)?)\W++)?(?i:this is|my name is|i am|i'm)\s++"
+    r"[A-Z][\w'-]*+(?:\s++[A-Z][\w'-]*+)?(?:\s++(?i:here))?\W*+$"
 )
 _SIGN_OFF_RE = re.compile(
-    r"^\W*(?:(?:many |a lot of )?thanks?(?: you)?(?: again)?|cheers|best|(?:best|kind|warm) "
-    r"regards|regards|sincerely|yours(?: truly| sincerely)?)\W+[\w'-]+(?: [\w'-]+)?\W*$",
+    r"^\W*+(?:(?:many |a lot of )?thanks?(?: you)?(?: again)?|cheers|best|(?:best|kind|warm) "
+    r"regards|regards|sincerely|yours(?: truly| sincerely)?)\W++[\w'-]++(?: [\w'-]++)?\W*+$",
     re.IGNORECASE,
 )
 _URL_RE = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)

@@ -51,7 +51,11 @@ PHONE = "[PHONE]"
 NAME = "[NAME]"
 PLACEHOLDERS = (EMAIL, IBAN, ACCOUNT, CARD, ADDRESS, POSTCODE, PHONE, NAME)
 
-EMAIL_RE = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+# Letters of any script (``\w``: "søren.kierkegaard@example.dk" goes whole, not leaving
+# "sø"). The local part starts where no local-part character precedes it and is taken whole
+# (possessive): a long run of such characters without an "@" is read once, not once per
+# position inside it (which took seconds on 60 KB of "a-a-a-...").
+EMAIL_RE = re.compile(r"(?<![\w.%+-])[\w.%+-]++@[\w.-]+\.[^\W\d_]{2,}\b")
 CARD_RE = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 PHONE_RE = re.compile(r"(?<![\w#])\+?\(?\d[\d\s().-]{6,}\d\b")
 IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", re.I)
