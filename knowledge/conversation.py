@@ -184,7 +184,17 @@ def clean(text: str) -> str:
 
 # --- names and codes -------------------------------------------------------------------
 
-_CODE = re.compile(r"\b(?=[\w-]*\d)[A-Za-z0-9][\w-]{3,}\b")  # order numbers, SKUs, postcodes
+# Order numbers, SKUs, postcodes: a run of word characters and hyphens, four or more, with a
+# digit. Each run is read once (possessive, no look-ahead over the run from every position:
+# that took 44 s on 60 KB of "a-a-a-..."); the digit and the length are checked in Python.
+_CODE_RUN = re.compile(r"(?<!\w)[A-Za-z0-9][\w-]*+")
+
+
+def _codes(text: str) -> list[str]:
+    runs = (run.rstrip("-") for run in _CODE_RUN.findall(text))
+    return [run for run in runs if len(run) >= 4 and any(ch.isdigit() for ch in run)]
+
+
 _QUOTED = re.compile(r"[\"“]([^\"”]{2,60})[\"”]")
 _CAPITALISED = re.compile(
     r"(?<![.!?]\s)(?<!^)\b([A-Z][\w&'-]*(?:\s+(?:of|and|the|de|&)?\s*[A-Z][\w&'-]*)*)"
@@ -198,7 +208,7 @@ def entity_phrases(texts: Iterable[str]) -> list[str]:
     for text in texts:
         found += _QUOTED.findall(text)
         found += [m for m in _CAPITALISED.findall(text) if m.lower() not in _STOPWORDS]
-        found += _CODE.findall(text)
+        found += _codes(text)
     unique: dict[str, str] = {}
     for phrase in found:
         unique.setdefault(phrase.lower(), phrase.strip())

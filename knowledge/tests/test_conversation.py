@@ -12,7 +12,15 @@ from django.core.management.base import CommandError
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 
-from knowledge.conversation import AGENT, CUSTOMER, Turn, build_query, clean, parse_turns
+from knowledge.conversation import (
+    AGENT,
+    CUSTOMER,
+    Turn,
+    build_query,
+    clean,
+    entity_phrases,
+    parse_turns,
+)
 from knowledge.evaluation import evaluate, load_queries
 from knowledge.models import Document, KnowledgeSource
 from knowledge.panels import suggestions_panel_context
@@ -672,3 +680,20 @@ def test_a_customers_hostile_text_gets_suggestions_not_an_error(
     response = agent_client.get(f"/api/tickets/{ticket.pk}/suggestions")
     assert response.status_code == 200
     assert response.json()["suggestions"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Order 12345 never arrived", ["12345"]),
+        ("SKU AB-1234-X", ["AB-1234-X"]),
+        ("ref #A-99812 from 2024-12-03", ["A-99812", "2024-12-03"]),
+        ("abc1-- and -xyz9", ["abc1", "xyz9"]),
+        ("postcode cb2 1tn", []),  # each part under four characters
+        ("no codes here", []),
+    ],
+)
+def test_codes_carried_from_the_context(text, expected):
+    """Runs of letters, digits and hyphens, four or more, with a digit (order numbers,
+    SKUs); each run read once, whatever its length."""
+    assert entity_phrases([text]) == expected
