@@ -18,8 +18,15 @@ HISTORY_DAYS = 90
 HISTORY_LIMIT = 20
 
 
+# What the router reads is cut here: an intent is stated in the first lines, and a message
+# can be megabytes (an e-mail with a pasted log), which every tool, the redaction and a
+# model provider would otherwise read in full.
+ROUTED_TEXT_MAX_CHARS = 4000
+
+
 def ticket_text(ticket: Ticket) -> str:
-    """Subject and the first customer message: what the router reads."""
+    """Subject and the first customer message (at most ``ROUTED_TEXT_MAX_CHARS``): what
+    the router reads."""
     first = (
         ticket.messages.filter(direction=Direction.INBOUND, kind="public")
         .order_by("created_at", "id")
@@ -29,8 +36,8 @@ def ticket_text(ticket: Ticket) -> str:
     subject = ticket.subject.strip()
     body = (first or "").strip()
     if body.lower().startswith(subject.lower()):
-        return body
-    return f"{subject}. {body}" if body else subject
+        return body[:ROUTED_TEXT_MAX_CHARS]
+    return (f"{subject}. {body}" if body else subject)[:ROUTED_TEXT_MAX_CHARS]
 
 
 # Bitext category → team slug (tickets/demo.py TEAMS); rows in CategoryTeam (admin) win.

@@ -252,3 +252,20 @@ def test_routing_runs_with_the_ticket_and_its_correlation_id_in_the_log_context(
 
     assert seen == [{"ticket_id": str(ticket.pk), "correlation_id": str(ticket.correlation_id)}]
     assert logging_context.current() == {}
+
+
+def test_the_router_reads_at_most_the_first_characters_of_a_long_message(
+    routing_on, teams, customer
+):
+    """A message can be megabytes (a pasted log): routing, its tools, the redaction and a
+    model provider read its first ``ROUTED_TEXT_MAX_CHARS``."""
+    from routing.context import ROUTED_TEXT_MAX_CHARS, ticket_text
+
+    body = "I want to cancel my order 123456. " + "order-" * 100_000
+    ticket = _ticket(customer, "Cancel order", body)
+    text = ticket_text(ticket)
+    assert len(text) == ROUTED_TEXT_MAX_CHARS
+    assert text.startswith("Cancel order. I want to cancel my order 123456.")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    assert decision.intent == "cancel_order"
+    assert decision.entities["order_numbers"] == ["123456"]

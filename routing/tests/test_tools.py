@@ -47,6 +47,13 @@ def test_extract_entities_has_no_false_positives_on_ordinary_words(text):
     assert all(values == [] for values in tools.extract_entities(text).values())
 
 
+def test_an_order_number_has_its_digit_within_its_twenty_characters():
+    assert tools.extract_entities("order ABCDEFGHIJKLMNOPQRST-1 please")["order_numbers"] == []
+    assert tools.extract_entities("order ABCDEFGHIJKLMNOPQRS1 please")["order_numbers"] == [
+        "ABCDEFGHIJKLMNOPQRS1"
+    ]
+
+
 def test_extract_entities_rejects_invalid_dates_and_short_numbers():
     out = tools.extract_entities("On 2026-13-45 I called 12345 about order #1234567")
     assert out["dates"] == []
