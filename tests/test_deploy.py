@@ -574,7 +574,7 @@ def test_readers_get_their_queue_and_tasks_get_secrets_not_environment() -> None
         (container,) = task["Properties"]["ContainerDefinitions"]
         (name,) = container["Command"]
         environment = {item["Name"]: item["Value"] for item in container["Environment"]}
-        secret_names = {item["Name"] for item in container["Secrets"]}
+        secret_names = {item["Name"] for item in _entries(container["Secrets"])}
         assert {"SECRET_KEY", "CHANNELS_SECRETS_KEY", "DB_USER", "DB_PASSWORD"} <= secret_names
         assert not secret_names & set(environment)
         assert not [n for n in environment if re.search("SECRET|PASSWORD|TOKEN$", n)], logical
@@ -592,6 +592,54 @@ def test_readers_get_their_queue_and_tasks_get_secrets_not_environment() -> None
     web = prop("WebTaskDefinition")["ContainerDefinitions"][0]
     assert "OIDC_RP_CLIENT_SECRET" in {item["Name"] for item in web["Secrets"]}
     assert "/health/live" in " ".join(web["HealthCheck"]["Command"])
+
+
+def _entries(items: list[Any]) -> list[Any]:
+    """A list's items, each conditional one (``!If [cond, item, NoValue]``) as the item it
+    adds when its condition holds."""
+    return [
+        item["Fn::If"][1] if isinstance(item, dict) and "Fn::If" in item else item for item in items
+    ]
+
+
+def test_the_worker_sends_alert_e_mail_through_the_smtp_server_given() -> None:
+    """E-mail alert targets are delivered by the worker (the default queue): it alone gets
+    the SMTP settings, the password from Secrets Manager only when its secret is given, and
+    the execution role may read that secret only then."""
+    params = template()["Parameters"]
+    for name in ("SmtpHost", "SmtpUsername", "SmtpPasswordSecretArn", "AlertsFromEmail"):
+        assert params[name]["Default"] == "", name
+    assert template()["Conditions"]["HasSmtpPassword"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "SmtpPasswordSecretArn"}, ""]}]
+    }
+    for logical, task in resources("AWS::ECS::TaskDefinition").items():
+        (container,) = task["Properties"]["ContainerDefinitions"]
+        env = {e["Name"]: e["Value"] for e in container["Environment"]}
+        secrets = container["Secrets"]
+        if logical != "WorkerTaskDefinition":
+            assert not [n for n in env if n.startswith("EMAIL_")], logical
+            continue
+        assert env["EMAIL_HOST"] == {"Ref": "SmtpHost"}
+        assert env["EMAIL_PORT"] == {"Ref": "SmtpPort"}
+        assert env["EMAIL_HOST_USER"] == {"Ref": "SmtpUsername"}
+        assert env["EMAIL_USE_TLS"] == "true"
+        assert env["DEFAULT_FROM_EMAIL"] == {"Ref": "AlertsFromEmail"}
+        (conditional,) = [s for s in secrets if "Fn::If" in s]
+        assert conditional["Fn::If"] == [
+            "HasSmtpPassword",
+            {"Name": "EMAIL_HOST_PASSWORD", "ValueFrom": {"Ref": "SmtpPasswordSecretArn"}},
+            {"Ref": "AWS::NoValue"},
+        ]
+    readable = [
+        statement["Resource"]
+        for policy in prop("ExecutionRole")["Policies"]
+        for statement in _statements(policy)
+        if statement.get("Action") == "secretsmanager:GetSecretValue"
+    ]
+    (resources_,) = readable
+    assert {
+        "Fn::If": ["HasSmtpPassword", {"Ref": "SmtpPasswordSecretArn"}, {"Ref": "AWS::NoValue"}]
+    } in resources_
 
 
 def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
