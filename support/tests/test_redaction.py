@@ -103,3 +103,19 @@ def test_the_customers_names_whole_words_any_case():
 
 def test_names_inside_emails_go_with_the_email():
     assert redact("zelda.quimby@example.org", names=["Zelda Quimby"]) == "[EMAIL]"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # addresses in any script go whole (the pattern used to start after the "ø")
+        ("write to søren.123@example.org", "write to [EMAIL]"),
+        ("lucía.garcía@correo.es or jo@münchen.de", "[EMAIL] or [EMAIL]"),
+        # a long run of address characters with no "@" after it stays as it is, and an
+        # address after it is still found (the run is read once, not from every position)
+        ("a-" * 5000 + " @x then jo@example.com", "a-" * 5000 + " @x then [EMAIL]"),
+        ("jo@" + "a-" * 5000, "jo@" + "a-" * 5000),
+    ],
+)
+def test_email_addresses_any_script_and_hostile_runs(text, expected):
+    assert redact(text) == expected
