@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 
-FIRST = ["Maria", "John", "Aiko", "Lars", "Fatima", "Pierre", "Chen", "Olga", "Kwame", "Sofia"]
-LAST = ["Gonzalez", "Smith", "Tanaka", "Johansson", "Haddad", "Dubois", "Wei", "Novak", "Mensah"]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.noise_names import FIRST, LAST
 
 
 def style_1(query: str, rng: random.Random) -> str:

@@ -39,11 +39,9 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
+from bench.noise_names import FIRST, LAST  # noqa: E402
 from bench.router_oos import BITEXT, FAR_OOS  # noqa: E402
 from routing import classifier  # noqa: E402
-
-FIRST = ["Maria", "John", "Aiko", "Lars", "Fatima", "Pierre", "Chen", "Olga", "Kwame", "Sofia"]
-LAST = ["Gonzalez", "Smith", "Tanaka", "Johansson", "Haddad", "Dubois", "Wei", "Novak", "Mensah"]
 
 
 def wrap(text: str, rng: random.Random) -> str:

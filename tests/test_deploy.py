@@ -643,14 +643,9 @@ def test_the_worker_sends_alert_e_mail_through_the_smtp_server_given() -> None:
 
 
 def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
-    """A policy's statements, each conditional one (``!If [cond, statement, NoValue]``) as
-    the statement it adds when its condition holds."""
-    out = []
-    for statement in policy["PolicyDocument"]["Statement"]:
-        if "Fn::If" in statement:
-            statement = statement["Fn::If"][1]
-        out.append(statement)
-    return out
+    """A policy's statements, each conditional one as the statement it adds when its
+    condition holds."""
+    return _entries(policy["PolicyDocument"]["Statement"])
 
 
 def test_cloudwatch_publishing_is_a_switch_the_worker_may_use_for_its_own_namespace() -> None:
