@@ -398,6 +398,9 @@ def conversation_vector(
 
 NAME_STATS_VERSION_KEY = "kb-name-stats-version"
 EMBEDDERS_VERSION_KEY = "kb-stored-embedders-version"
+# The counts one process made for the current version, there for the others to take
+# (``{"version", "counts", "counted_at"}``; it expires after ``EMBEDDERS_SECONDS``).
+EMBEDDERS_COUNTS_KEY = "kb-stored-embedders-counts"
 EMBEDDERS_SECONDS = 60
 LEGACY_EMBEDDER = "minilm"  # what a chunk from before ``Chunk.embedder`` was embedded with
 VERSIONS_FRESH_SECONDS = 0.5  # a change another process signals is seen within this
@@ -422,7 +425,9 @@ class _Versions:
         with self._lock:
             if now - self._read_at <= VERSIONS_FRESH_SECONDS:
                 return self._values.get(key)
-        values = cache.get_many([NAME_STATS_VERSION_KEY, EMBEDDERS_VERSION_KEY])
+        values = cache.get_many(
+            [NAME_STATS_VERSION_KEY, EMBEDDERS_VERSION_KEY, EMBEDDERS_COUNTS_KEY]
+        )
         with self._lock:
             self._values, self._read_at = values, now
         return values.get(key)
@@ -438,7 +443,10 @@ versions = _Versions()
 class _StoredEmbedders:
     """How many chunks each embedder's vectors are, cached per process; reloaded when
     ingestion or ``kb_reembed`` bumps ``EMBEDDERS_VERSION_KEY`` (or every
-    ``EMBEDDERS_SECONDS``). An index-only count over ``kb_chunk_embedder``."""
+    ``EMBEDDERS_SECONDS``). One process counts (an index-only count over
+    ``kb_chunk_embedder``, 10-25 ms at 100,000 chunks) and leaves its counts under
+    ``EMBEDDERS_COUNTS_KEY``; the others take them from the round trip that reads the
+    versions, so a change or the minute's refresh costs one count, not one per process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -451,16 +459,24 @@ class _StoredEmbedders:
 
         try:
             version = versions.get(EMBEDDERS_VERSION_KEY)
+            shared = versions.get(EMBEDDERS_COUNTS_KEY)
         except RedisError:  # search must not fail with the cache: fall back to the TTL
-            version = self._version
+            version, shared = self._version, None
         with self._lock:
             if time.monotonic() - self._loaded_at > EMBEDDERS_SECONDS or version != self._version:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT embedder, count(*) FROM knowledge_chunk GROUP BY embedder"
-                    )
-                    self.counts = {str(name): int(n) for name, n in cursor.fetchall()}
-                self._loaded_at = time.monotonic()
+                taken = _shared_counts(shared, version)
+                if taken is not None:
+                    self.counts, age = taken
+                    self._loaded_at = time.monotonic() - age
+                else:
+                    with connection.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT embedder, count(*) FROM knowledge_chunk GROUP BY embedder"
+                        )
+                        self.counts = {str(name): int(n) for name, n in cursor.fetchall()}
+                    self._loaded_at = time.monotonic()
+                    if not connection.in_atomic_block:  # never counts a rollback may undo
+                        _shared_counts_leave(self.counts, version)
                 self._version = version
             return dict(self.counts)
 
@@ -469,6 +485,33 @@ class _StoredEmbedders:
             self._loaded_at = -math.inf
             self._version = None
             self.counts = {}
+
+
+def _shared_counts(shared: Any, version: Any) -> tuple[dict[str, int], float] | None:
+    """Another process's counts for ``version`` and their age in seconds; ``None`` when
+    there are none, they are for another version or are no longer fresh."""
+    if not isinstance(shared, dict) or shared.get("version") != version:
+        return None
+    counts, counted_at = shared.get("counts"), shared.get("counted_at")
+    if not isinstance(counts, dict) or not isinstance(counted_at, int | float):
+        return None
+    age = max(0.0, time.time() - float(counted_at))
+    if age >= EMBEDDERS_SECONDS:
+        return None
+    return {str(name): int(n) for name, n in counts.items()}, age
+
+
+def _shared_counts_leave(counts: dict[str, int], version: Any) -> None:
+    """Leave this process's fresh counts for the others (best effort: without the cache
+    each process counts for itself)."""
+    from django.core.cache import cache
+    from redis.exceptions import RedisError
+
+    value = {"version": version, "counts": counts, "counted_at": time.time()}
+    try:
+        cache.set(EMBEDDERS_COUNTS_KEY, value, timeout=EMBEDDERS_SECONDS)
+    except RedisError:
+        logger.warning("kb stored embedders: could not share the counts", exc_info=True)
 
 
 stored_embedders = _StoredEmbedders()

@@ -193,3 +193,42 @@ def test_the_caches_versions_are_read_once_per_moment_and_a_signal_is_seen(monke
     monkeypatch.setattr(retrieval, "VERSIONS_FRESH_SECONDS", 0.0)  # the window has passed
     assert retrieval.versions.get(retrieval.NAME_STATS_VERSION_KEY) == "another process's change"
     assert len(reads) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_process_counts_the_stored_embedders_and_the_others_take_its_counts(
+    django_assert_num_queries, monkeypatch, tmp_path
+):
+    """A change (or the minute's refresh) costs one count over the chunks, not one per
+    process: the counting process leaves its counts in the cache with the version they are
+    for, and another process takes them from the round trip that reads the versions."""
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES[:2]))
+    second.write_text(json.dumps(ARTICLES[2]) + "\n")
+    source = source_get_or_create(name="counted", kind=KnowledgeSource.Kind.UPLOAD)
+    documents_ingest(source=source, items=read_path(first))
+    retrieval.name_stats_forget()
+    with django_assert_num_queries(1):  # this process counts
+        counts = retrieval.stored_embedders.get()
+    assert sum(counts.values()) == Chunk.objects.count() > 0
+    retrieval.name_stats_forget()  # another process: nothing of its own yet
+    with django_assert_num_queries(0):
+        assert retrieval.stored_embedders.get() == counts
+    documents_ingest(source=source, items=read_path(second))  # signals a new version
+    retrieval.name_stats_forget()
+    with django_assert_num_queries(1):  # counts left for the old version are not taken
+        counts = retrieval.stored_embedders.get()
+    assert sum(counts.values()) == Chunk.objects.count()
+    retrieval.name_stats_forget()
+    monkeypatch.setattr(retrieval, "EMBEDDERS_SECONDS", 0.0)  # counts no longer fresh
+    with django_assert_num_queries(1):
+        retrieval.stored_embedders.get()
+
+
+def test_counts_made_inside_a_transaction_are_not_shared(db):
+    """Counts a rollback could undo stay in the process that made them."""
+    from django.core.cache import cache
+
+    retrieval.name_stats_forget()
+    retrieval.stored_embedders.get()
+    assert cache.get(retrieval.EMBEDDERS_COUNTS_KEY) is None
