@@ -106,6 +106,8 @@ def main() -> None:
         "capitalised words after a house number": "12 " + "Abc " * n + "x",
         "IBAN-like groups": "GB12 " + "ABCD " * n,
         "a customer name repeated": "Zelda " * n,
+        "capitals and hyphens (a compound street name's letters)": "A-" * n + "1",
+        "capitals and dots": "A." * n + " 1",
     }
     for label, text in hostile.items():
         started = time.perf_counter()

@@ -107,8 +107,10 @@ ADDRESS_RES = (
         rf"\s+{_STREET_NAME},?\s+(?:n[º°o.]\s*)?\d{{1,5}}[A-Za-z]?\b{_UNIT}{_CITY_TAIL}"
     ),
     # Hauptstraße 5 · Musterstr. 12a · Berliner Straße 10 · Kalverstraat 92 · Storgatan 3
+    # (starts only where a word does, hyphens and dots included: from inside "A-A-A-…" or
+    # "A.A.A.…" every position would scan the rest of the run, quadratic in its length)
     re.compile(
-        rf"(?<!\w)(?:{_CAP_WORD}\s+)?(?:[{_UPPER}][\w-]*?)?(?i:{_GERMANIC})\s*\d{{1,5}}[a-z]?\b"
+        rf"(?<![\w'’.-])(?:{_CAP_WORD}\s+)?(?:[{_UPPER}][\w-]*?)?(?i:{_GERMANIC})\s*\d{{1,5}}[a-z]?\b"
         rf"{_UNIT}{_CITY_TAIL}"
     ),
 )

@@ -119,3 +119,20 @@ def test_names_inside_emails_go_with_the_email():
 )
 def test_email_addresses_any_script_and_hostile_runs(text, expected):
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a compound street name is found from its first letter, hyphens included
+        ("Karl-Marx-Straße 12, 10243 Berlin", "[ADDRESS]"),
+        ("bei Müller, Musterstr. 12a", "bei Müller, [ADDRESS]"),
+        ("the old straße 7 sign", "the old [ADDRESS] sign"),
+        # a long run of capitals and hyphens or dots is no street and stays as it is, and an
+        # address after it is still found (the run is read from its first letter only)
+        ("A-" * 3000 + "1 then Hauptstraße 5", "A-" * 3000 + "1 then [ADDRESS]"),
+        ("A." * 3000 + " 1 then Storgatan 3", "A." * 3000 + " 1 then [ADDRESS]"),
+    ],
+)
+def test_germanic_street_names_and_hostile_runs(text, expected):
+    assert redact(text) == expected

@@ -27,6 +27,9 @@ POSITIVE_THRESHOLD = 0.05
 NEGATIVE_THRESHOLD = -0.05
 # Comprehend's DetectSentiment accepts at most 5,000 bytes of UTF-8.
 COMPREHEND_MAX_BYTES = 5000
+# What is redacted before that cut: every character is at least one byte, and four times
+# the bytes leaves room for placeholders shorter than what they replace.
+REDACTED_MAX_CHARS = 4 * COMPREHEND_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,10 @@ class ComprehendAnalyser:
         text = text.strip()
         if not text:
             return Sentiment(0.0, "neutral")
+        # Only the start is sent: the redaction reads no more than could be (a message may
+        # be megabytes long), cut at a space so no half of an address or a number is left.
+        if len(text) > REDACTED_MAX_CHARS:
+            text = text[:REDACTED_MAX_CHARS].rsplit(None, 1)[0]
         # The one place this text leaves the machine: redacted here.
         text = redact(text, names=names)
         clipped = text.encode()[:COMPREHEND_MAX_BYTES].decode(errors="ignore")

@@ -163,3 +163,38 @@ def test_comprehend_gets_the_message_redacted(settings, monkeypatch):
         interaction_record_for_message(message_id=message.pk)
     [text] = sent
     assert text == "[NAME] here, [ADDRESS], [POSTCODE], [EMAIL], [PHONE]: awful!"
+
+
+def test_comprehend_gets_a_redacted_start_of_a_long_message(monkeypatch):
+    """A message of megabytes is not redacted whole (the redaction reads no more than four
+    times what Comprehend accepts, cut at a space); what is sent is redacted and within
+    Comprehend's 5,000 bytes."""
+    from tickets.context import sentiment
+
+    seen: list[int] = []
+    real = sentiment.redact
+
+    def measuring(text, **kwargs):
+        seen.append(len(text))
+        return real(text, **kwargs)
+
+    monkeypatch.setattr(sentiment, "redact", measuring)
+
+    class Client:
+        def detect_sentiment(self, **kwargs):
+            self.sent = kwargs["Text"]
+            return {
+                "Sentiment": "NEGATIVE",
+                "SentimentScore": {"Positive": 0.1, "Negative": 0.8},
+            }
+
+    client = Client()
+    text = "Write to jo.smith@example.com about my order. " * 50_000  # 2.3 MB
+    result = ComprehendAnalyser(client=client).analyse(text)
+    assert result.label == "negative"
+    assert seen
+    assert seen[0] <= sentiment.REDACTED_MAX_CHARS
+    assert len(client.sent.encode()) <= sentiment.COMPREHEND_MAX_BYTES
+    assert "@" not in client.sent
+    assert "[EMAIL]" in client.sent
+    assert client.sent.startswith("Write to [EMAIL] about my order.")
