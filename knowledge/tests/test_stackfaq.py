@@ -6,11 +6,14 @@ the API send them.
 The fusion's full-text weight (``KB_TEXT_WEIGHT`` 0.02) was tuned on float32 passages
 (``minilm``, 256 tokens): there fusion beats each retriever on both figures. With the
 default int8 passages at 128 tokens it keeps recall@5 and the StackFAQ targets, but its
-MRR@10 is 0.0016 below the vectors alone on this sample (0.9755 against 0.9771; all 1,249
-queries: 0.978 against 0.979): recorded as a strict xfail. Retuned on the int8 vectors
-(docs/benchmarks.md, "Retuned on today's vectors"), no weight did better on the held-out
-halves, so 0.02 stays; a future retune moves the reply-draft gate's scores too (recalibrate
-it then)."""
+MRR@10 is level with the vectors alone, ahead or behind by a hair depending on the CPU:
+0.0016 below on this sample on the machine it was measured on first (0.9755 against
+0.9771), 0.0002 above on an AMD EPYC with AVX2 only (0.9811 against 0.9809; int8 matrix
+products are computed differently without VNNI). The test asks for no more than
+``MRR_TOLERANCE`` below (it was a strict xfail on the sign, which the CPU decides). Retuned
+on the int8 vectors (docs/benchmarks.md, "Retuned on today's vectors"), no weight did
+better on the held-out halves, so 0.02 stays; a future retune moves the reply-draft gate's
+scores too (recalibrate it then)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from knowledge.retrieval import conversation_query, rank_documents
 from knowledge.services import documents_ingest, source_get_or_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+MRR_TOLERANCE = 0.005
 
 
 def _metrics(rankings: list[list[str]], relevant: list[str]) -> tuple[float, float]:
@@ -94,11 +99,7 @@ def test_default_int8_passages_meet_the_stackfaq_targets_and_fused_recall(settin
     assert hybrid[1] >= 0.95
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with int8 passages the fused MRR@10 is 0.0016 below the vectors alone on this "
-    "sample; no KB_TEXT_WEIGHT did better on the held-out halves (docs/benchmarks.md)",
-)
-def test_default_int8_passages_fused_mrr_beats_vectors_alone(settings):
+def test_default_int8_passages_fused_mrr_within_half_a_point_of_vectors_alone(settings):
+    # Which of the two is ahead depends on the CPU's int8 arithmetic (see the docstring).
     _, vector, hybrid = _int8(settings)
-    assert hybrid[1] >= vector[1]
+    assert hybrid[1] >= vector[1] - MRR_TOLERANCE
