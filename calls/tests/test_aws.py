@@ -709,7 +709,8 @@ def test_data_automation_output_objects_are_ignored_only_job_metadata_drives_the
     assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
     assert analytics.call_categories == ["Tech support"]
     statuses = {
-        e.payload["Records"][0]["s3"]["object"]["key"]: e.status for e in CallEvent.objects.all()
+        dict(e.payload or {})["Records"][0]["s3"]["object"]["key"]: e.status
+        for e in CallEvent.objects.all()
     }
     assert statuses == {
         f"{prefix}/custom_output/0/result.json": EventStatus.IGNORED,
