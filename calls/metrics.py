@@ -5,9 +5,12 @@ Seed 003 asks for events, failures, DLQ depth and Bedrock failures. Here: record
 inspection and retried when sent again (``support_call_events_failed``: the dead-letter
 queue's equivalent); calls by pipeline status (``support_calls`` with status ``failed``); and
 the analytics results by the path that produced them and the Bedrock status it returned
-(``support_call_analytics``). A Bedrock call that failed and fell back to the local analysis
-is stored with ``bedrock_status="Failed"`` and counted (with Data Automation error
-statuses) in ``support_call_bedrock_failures``.
+(``support_call_analytics``). Seed 003's Bedrock failures are
+``support_call_bedrock_failures`` (the ``CallBedrockFailures`` alarm): the analyses whose
+Bedrock call failed and fell back to the local analysis (stored with
+``bedrock_status="Failed"``), plus the calls Bedrock Data Automation failed (its invocation
+refused, or the job ended in ``ServiceError``/``ClientError``): those leave no analytics,
+only the failed call, whose ``pipeline_error`` starts with ``calls.transcription.BDA_FAILURE``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections.abc import Iterator
 from django.db.models import Count
 from prometheus_client.core import Metric
 
-from calls.models import Call, CallAnalytics, CallEvent, EventStatus
+from calls.models import Call, CallAnalytics, CallEvent, EventStatus, PipelineStatus
+from calls.transcription import BDA_FAILURE
 from support.metrics import gauge, window_start
 
 #: Bedrock statuses that are failures: ours (calls.services.pipeline.BEDROCK_FAILED) and
@@ -72,10 +76,17 @@ def call_metrics() -> Iterator[Metric]:
             bedrock_failed += row["n"]
     yield analytics
 
+    # A failed call's updated_at is when it failed (calls.tasks._fail).
+    data_automation_failed = Call.objects.filter(
+        pipeline_status=PipelineStatus.FAILED,
+        updated_at__gte=since,
+        pipeline_error__startswith=BDA_FAILURE,
+    ).count()
     failures = gauge(
         "call_bedrock_failures",
-        "Call analyses in the window whose Bedrock call failed (the local analysis stood in) "
-        "or whose stored Bedrock status is an error (seed 003 Bedrock failures).",
+        "Bedrock failures of the call pipeline in the window (seed 003): analyses whose "
+        "Bedrock call failed (the local analysis stood in) or whose stored Bedrock status is "
+        "an error, and calls that Bedrock Data Automation failed.",
     )
-    failures.add_metric([], bedrock_failed)
+    failures.add_metric([], bedrock_failed + data_automation_failed)
     yield failures

@@ -6,6 +6,7 @@ import logging
 
 from celery import chain, shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from calls import services
 from calls.models import Call, PipelineStatus
@@ -36,8 +37,11 @@ def call_pipeline_start(call_id: int) -> None:
 
 def _fail(call_id: int, exc: Exception) -> None:
     logger.warning("Call %s pipeline failed: %s", call_id, exc)
+    # updated_at: when it failed (the metrics count Data Automation failures by it).
     Call.objects.filter(pk=call_id).update(
-        pipeline_status=PipelineStatus.FAILED, pipeline_error=str(exc)[:2000]
+        pipeline_status=PipelineStatus.FAILED,
+        pipeline_error=str(exc)[:2000],
+        updated_at=timezone.now(),
     )
 
 

@@ -24,6 +24,12 @@ from support.errors import PermanentError
 
 LOCAL_RESULTS_DIR = "calls/results"
 
+#: How ``Call.pipeline_error`` starts when Bedrock Data Automation failed the call: the
+#: invocation or its status was refused for good, or the job ended in ``ServiceError`` or
+#: ``ClientError``. ``calls.metrics`` counts these calls in ``support_call_bedrock_failures``
+#: (seed 003's "Bedrock invocation failures").
+BDA_FAILURE = "Data Automation failed"
+
 
 class TranscriptionBackend(Protocol):
     name: str
@@ -175,18 +181,18 @@ class DataAutomationBackend:
                 clientToken=f"call-{call.hash}",
             )
         except (ClientError, BotoCoreError) as exc:
-            raise aws_error(exc, context="Data Automation invoke") from exc
+            raise aws_error(exc, context=f"{BDA_FAILURE} (invoke)") from exc
         return str(response["invocationArn"])
 
     def fetch(self, call: Call) -> ParsedResult | None:
         try:
             status = self.client.get_data_automation_status(invocationArn=call.transcription_job)
         except (ClientError, BotoCoreError) as exc:
-            raise aws_error(exc, context="Data Automation status") from exc
+            raise aws_error(exc, context=f"{BDA_FAILURE} (status)") from exc
         state = status["status"]
         if state in ("ServiceError", "ClientError"):
             raise PermanentError(
-                f"Data Automation {state}: {status.get('errorType', '')} "
+                f"{BDA_FAILURE} ({state}): {status.get('errorType', '')} "
                 f"{status.get('errorMessage', '')}".strip()
             )
         if state != "Success":

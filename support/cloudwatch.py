@@ -4,7 +4,13 @@ Off by default. When on, beat runs ``cloudwatch_metrics_publish_task`` every
 ``CLOUDWATCH_METRICS_INTERVAL_SECONDS`` (60): it computes the same sources a scrape does
 (support/metrics.py, the database and Redis at this moment, so one publisher covers every
 process) and sends them with ``PutMetricData`` through ``support.aws.aws_client`` to
-``CLOUDWATCH_METRICS_NAMESPACE``:
+``CLOUDWATCH_METRICS_NAMESPACE``.
+
+Windowed values count over the publishing interval, not over ``METRICS_WINDOW_SECONDS`` (a
+scrape's 24 h): each datapoint is what happened in the last interval, so a CloudWatch
+``Sum`` over 5 minutes is the count in those 5 minutes (seed 004's "> 10 failed syncs in 5
+minutes"), and averages and rates are the interval's. Levels (queue lengths, ages, dead
+letters waiting) are not windowed and are sent as they are.
 
 - every gauge sample as a metric named like the Prometheus family without the ``support_``
   prefix, its labels as dimensions (``routing_tickets_processed``, ``provider=bedrock``);
@@ -32,7 +38,7 @@ from django.conf import settings
 from prometheus_client.core import Metric
 
 from support.aws import aws_client, describe_aws_error
-from support.metrics import PREFIX, ScrapeCollector
+from support.metrics import PREFIX, ScrapeCollector, metrics_window
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +98,13 @@ def metric_data(families: Iterable[Metric], *, at: datetime) -> Iterator[dict[st
 
 
 def cloudwatch_metrics_publish() -> int:
-    """Compute every metric source now and send it; the number of values sent."""
+    """Compute every metric source now, over the last publishing interval, and send it;
+    the number of values sent."""
     if not settings.CLOUDWATCH_METRICS_ENABLED:
         return 0
-    data = list(metric_data(ScrapeCollector().collect(), at=datetime.now(UTC)))
+    with metrics_window(settings.CLOUDWATCH_METRICS_INTERVAL_SECONDS):
+        families = list(ScrapeCollector().collect())
+    data = list(metric_data(families, at=datetime.now(UTC)))
     client = aws_client("cloudwatch", region=settings.CLOUDWATCH_METRICS_REGION or None)
     sent = 0
     for start in range(0, len(data), BATCH):

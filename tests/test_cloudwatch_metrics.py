@@ -93,3 +93,34 @@ def test_a_failed_publish_is_logged_and_dropped(
     settings.CLOUDWATCH_METRICS_ENABLED = True
     assert cloudwatch_metrics_publish() == 0
     assert "CloudWatch metrics not published" in caplog.text
+
+
+def test_counts_cover_the_publishing_interval_and_levels_stay_levels(
+    aws: Any, settings: Any, customer: Any
+) -> None:
+    """Seed 004's "> 10 failed syncs in 5 minutes" is a CloudWatch Sum over 5 minutes of
+    the published values: each must count its interval only, not the scrape's 24 hours
+    (re-sent every minute, one failure would be summed five times)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from routing.models import RoutingDecision, SyncStatus
+    from support.delivery.models import Delivery
+
+    settings.CLOUDWATCH_METRICS_ENABLED = True
+    settings.CLOUDWATCH_METRICS_INTERVAL_SECONDS = 60
+    assert settings.METRICS_WINDOW_SECONDS == 86400
+    feed(customer)
+    earlier = timezone.now() - timedelta(minutes=10)
+    # The failed sync's decision and every delivery: in the last 24 h, not the last minute.
+    RoutingDecision.objects.filter(sync_status=SyncStatus.FAILED).update(created_at=earlier)
+    Delivery.objects.update(created_at=earlier)
+    cloudwatch_metrics_publish()
+    values = published(aws)
+    assert values[("TicketingSystemSyncFailures", ())] == 0
+    assert values[("routing_sync_failures", ())] == 0
+    assert values[("TicketsProcessed", ())] == 3
+    assert not [name for name, _ in values if name == "deliveries"]
+    # A level is not windowed: the dead letter still waits for a re-drive.
+    assert values[("deliveries_dead_letters", (("kind", "channel_reply"),))] == 1

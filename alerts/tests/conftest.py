@@ -64,12 +64,16 @@ def public_dns(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def seed_rules(db: Any) -> None:
-    """The seed rules as the migration creates them. A transactional test elsewhere flushes
-    the tables (and with them the migration's rows) on a reused test database, so the
-    migration's own function puts them back (get_or_create: a no-op when they are there)."""
+    """The seed rules as the migrations leave them. A transactional test elsewhere flushes
+    the tables (and with them the migrations' rows) on a reused test database, so the
+    migrations' own functions put them back (get_or_create, and updates of the old defaults
+    only: no-ops when the rows are there)."""
     import importlib
 
     from django.apps import apps
 
     migration = importlib.import_module("alerts.migrations.0001_alert_rules_alerts_targets")
     migration.seed_rules_create(apps, None)
+    importlib.import_module(
+        "alerts.migrations.0002_call_bedrock_failures_metric"
+    ).rule_metric_update(apps, None)

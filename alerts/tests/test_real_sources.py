@@ -65,3 +65,104 @@ def test_high_latency_averages_the_last_ten_minutes(customer):
     _decisions(customer, cost="0", processing_ms=9500, age=timedelta(seconds=5), n=1)
     assert len(alert_rules_evaluate(now=timezone.now() + timedelta(minutes=1)).fired) == 1
     assert Alert.objects.get().value == pytest.approx(5.25)
+
+
+# --- seed 003's "Bedrock invocation failures" (CallBedrockFailures) ------------------------
+
+BDA_ARN = "arn:aws:bedrock:us-east-1:123456789012:data-automation-invocation/8a7e4c1b"
+
+
+def _data_automation_fails(monkeypatch: pytest.MonkeyPatch, settings: Any, state: str) -> Any:
+    """The Data Automation backend on a stubbed client: the invocation starts, and the job
+    ends in ``state``."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from calls import transcription
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings.CALLS_TRANSCRIPTION_BACKEND = "data_automation"
+    settings.CALLS_ALLOWED_S3_BUCKETS = ["recordings-example"]
+    settings.CALLS_OUTPUT_BUCKET = "bda-output"
+    settings.CALLS_BDA_PROJECT_ARN = (
+        "arn:aws:bedrock:us-east-1:123456789012:data-automation-project/p1"
+    )
+    settings.CALLS_BDA_PROFILE_ARN = (
+        "arn:aws:bedrock:us-east-1:123456789012:data-automation-profile/us.data-automation-v1"
+    )
+    client = boto3.client("bedrock-data-automation-runtime", region_name="us-east-1")
+    stub = Stubber(client)
+    stub.add_response("invoke_data_automation_async", {"invocationArn": BDA_ARN})
+    stub.add_response(
+        "get_data_automation_status",
+        {"status": state, "errorType": "InternalServerError", "errorMessage": "Try later"},
+        {"invocationArn": BDA_ARN},
+    )
+    monkeypatch.setitem(
+        transcription.BACKENDS,
+        "data_automation",
+        lambda: transcription.DataAutomationBackend(client=client),
+    )
+    return stub
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
+@pytest.mark.parametrize("state", ["ServiceError", "ClientError"])
+def test_call_bedrock_failures_fires_on_a_data_automation_job_that_failed(
+    monkeypatch, settings, state
+):
+    """A failed Data Automation job leaves no analytics row, only the failed call: the
+    rule watched an analytics status nothing stored, and never fired."""
+    from calls.models import Call, CallAnalytics, PipelineStatus
+    from calls.tasks import call_transcribe_task
+
+    _only("CallBedrockFailures")
+    old = Call.objects.create(
+        contact_id="earlier",
+        pipeline_status=PipelineStatus.FAILED,
+        pipeline_error=f"Data Automation failed ({state}): an hour ago",
+    )
+    Call.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    call = Call.objects.create(
+        contact_id="c-bda", s3_input_uri="s3://recordings-example/calls/c-bda.wav"
+    )
+    assert alert_rules_evaluate().fired == []  # the older failure is not in the 5 minutes
+
+    with _data_automation_fails(monkeypatch, settings, state) as stub:
+        assert call_transcribe_task(call.pk) == "failed"
+        stub.assert_no_pending_responses()
+    call.refresh_from_db()
+    assert call.pipeline_status == PipelineStatus.FAILED
+    assert not CallAnalytics.objects.exists()
+    report = alert_rules_evaluate(now=timezone.now() + timedelta(minutes=1))
+    assert report.fired == [AlertRule.objects.get(name="CallBedrockFailures").pk]
+    assert Alert.objects.get().value == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
+def test_call_bedrock_failures_fires_on_a_summary_whose_bedrock_call_fell_back():
+    from calls.models import AnalyticsPath, Call, CallAnalytics
+    from calls.services.pipeline import BEDROCK_FAILED
+
+    _only("CallBedrockFailures")
+    call = Call.objects.create(contact_id="c-fallback")
+    CallAnalytics.objects.create(
+        call=call, produced_by=AnalyticsPath.DATA_AUTOMATION, bedrock_status="Success"
+    )
+    assert alert_rules_evaluate().fired == []
+    fallback = Call.objects.create(contact_id="c-fallback-2")
+    CallAnalytics.objects.create(
+        call=fallback,
+        produced_by=AnalyticsPath.LOCAL,
+        provider="local",
+        bedrock_status=BEDROCK_FAILED,
+    )
+    report = alert_rules_evaluate(now=timezone.now() + timedelta(minutes=1))
+    assert report.fired == [AlertRule.objects.get(name="CallBedrockFailures").pk]

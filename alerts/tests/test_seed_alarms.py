@@ -61,9 +61,7 @@ SEED_ALARMS: list[tuple[str, str, str, float, int, dict[str, Any], dict[str, Any
     ("CallDeadLetters", "warning", "gt", 0.0, 86400,
      {"support_call_events_failed": 1}, {"support_call_events_failed": 0}),
     ("CallBedrockFailures", "warning", "gt", 0.0, 300,
-     {"support_call_analytics": [({"bedrock_status": "ServiceError"}, 1),
-                                 ({"bedrock_status": "Success"}, 9)]},
-     {"support_call_analytics": [({"bedrock_status": "Success"}, 10)]}),
+     {"support_call_bedrock_failures": 1}, {"support_call_bedrock_failures": 0}),
 ]  # fmt: skip
 
 
@@ -157,3 +155,32 @@ def test_quiet_metrics_fire_no_seed_alarm(feed):
     assert report.evaluated == len(SEED_ALARMS) + 1
     assert report.fired == []
     assert not Alert.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("edited", [False, True], ids=["default", "edited"])
+def test_call_bedrock_failures_migration_moves_only_the_old_default(edited):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("alerts.migrations.0002_call_bedrock_failures_metric")
+    mine = 'support_call_analytics{bedrock_status="Failed"}'
+    AlertRule.objects.filter(name="CallBedrockFailures").delete()
+    rule = AlertRule.objects.create(
+        name="CallBedrockFailures",
+        metric=mine if edited else migration.OLD_METRIC,
+        description="Mine." if edited else migration.OLD_DESCRIPTION,
+        threshold=0.0,
+        severity="warning",
+    )
+    migration.rule_metric_update(apps, None)
+    rule.refresh_from_db()
+    if edited:
+        assert (rule.metric, rule.description) == (mine, "Mine.")
+    else:
+        assert rule.metric == "support_call_bedrock_failures"
+        assert rule.description == migration.NEW_DESCRIPTION
+    migration.rule_metric_restore(apps, None)
+    rule.refresh_from_db()
+    assert rule.metric == (mine if edited else migration.OLD_METRIC)

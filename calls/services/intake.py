@@ -336,8 +336,15 @@ def call_recording_notified(*, notification: dict[str, Any]) -> Call:
     return call
 
 
+#: The folders Bedrock Data Automation writes its outputs in, under
+#: ``{callId}/{job id}/{asset}/``; the ``job_metadata.json`` beside them names each one.
+BDA_OUTPUT_FOLDERS = frozenset({"standard_output", "custom_output"})
+
+
 def s3_result_created(*, record: dict[str, Any]) -> bool:
-    """An S3 event for ``{callId}/.../result(s).json`` or ``job_metadata.json``."""
+    """An S3 event for ``{callId}/.../result(s).json`` or ``job_metadata.json``. Data
+    Automation's own output objects (standard and custom) are ignored: its
+    ``job_metadata.json`` is the one that drives the pipeline."""
     if "Records" in record:
         s3 = record["Records"][0]["s3"]
         bucket, key = s3["bucket"]["name"], s3["object"]["key"]
@@ -354,8 +361,10 @@ def s3_result_created(*, record: dict[str, Any]) -> bool:
     contact_id = key.split("/", 1)[0]
     if key.startswith("transcripts/"):
         contact_id = name.removesuffix(".json")
-    if not contact_id or (name == "result.json" and "/standard_output/" in key):
-        return False  # follow job_metadata.json instead (it also names the custom output)
+    if not contact_id or BDA_OUTPUT_FOLDERS.intersection(key.split("/")[:-1]):
+        # A Data Automation output object: ``job_metadata.json`` names them and drives the
+        # pipeline; read on its own, one would replace the call's result (and fail it).
+        return False
     uri = f"s3://{bucket}/{key}"
     call = Call.objects.select_for_update().filter(contact_id=contact_id).first()
     if call is None:

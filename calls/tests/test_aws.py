@@ -120,21 +120,21 @@ def aws(calls_settings):
         yield s3
 
 
-def put_bda_outputs(s3: Any) -> None:
-    base = f"s3://bda-output/{CALL_ID}"
+def put_bda_outputs(s3: Any, prefix: str = CALL_ID) -> None:
+    base = f"s3://bda-output/{prefix}"
     s3.put_object(
         Bucket="bda-output",
-        Key=f"{CALL_ID}/standard_output/0/result.json",
+        Key=f"{prefix}/standard_output/0/result.json",
         Body=json.dumps(load("bda_standard_output.json")),
     )
     s3.put_object(
         Bucket="bda-output",
-        Key=f"{CALL_ID}/custom_output/0/result.json",
+        Key=f"{prefix}/custom_output/0/result.json",
         Body=json.dumps(load("bda_custom_output.json")),
     )
     s3.put_object(
         Bucket="bda-output",
-        Key=f"{CALL_ID}/job_metadata.json",
+        Key=f"{prefix}/job_metadata.json",
         Body=json.dumps(
             {
                 "job_id": "8a7e4c1b",
@@ -683,6 +683,40 @@ def test_seed_003_single_results_json_becomes_the_call_analytics(
     )
     assert analytics.transcript
     assert CallEvent.objects.get().status == EventStatus.PROCESSED
+
+
+@pytest.mark.parametrize("custom_first", [True, False], ids=["custom-first", "metadata-first"])
+def test_data_automation_output_objects_are_ignored_only_job_metadata_drives_the_call(
+    aws, django_capture_on_commit_callbacks, custom_first
+):
+    """Data Automation writes ``{job}/job_metadata.json`` beside ``{job}/0/standard_output/
+    0/result.json`` and ``{job}/0/custom_output/0/result.json``; the EventBridge rule
+    forwards every ``.json``. The custom output alone is no result: read as one, it failed
+    the call (or replaced the metadata the call was following)."""
+    call = Call.objects.create(contact_id=CALL_ID)
+    prefix = f"{CALL_ID}/8a7e4c1b"
+    put_bda_outputs(aws, prefix=prefix)
+    custom = _results_created(f"{prefix}/custom_output/0/result.json")
+    standard = _results_created(f"{prefix}/standard_output/0/result.json")
+    metadata = _results_created(f"{prefix}/job_metadata.json")
+    events = [custom, standard, metadata] if custom_first else [metadata, standard, custom]
+    for event in events:  # one poll each: every event is applied before the next arrives
+        _poll([event], django_capture_on_commit_callbacks)
+    call.refresh_from_db()
+    assert call.s3_output_uri == f"s3://bda-output/{prefix}/job_metadata.json"
+    assert (call.pipeline_status, call.pipeline_error) == ("analysed", "")
+    analytics = CallAnalytics.objects.get(call=call)
+    assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
+    assert analytics.call_categories == ["Tech support"]
+    statuses = {
+        dict(e.payload or {})["Records"][0]["s3"]["object"]["key"]: e.status
+        for e in CallEvent.objects.all()
+    }
+    assert statuses == {
+        f"{prefix}/custom_output/0/result.json": EventStatus.IGNORED,
+        f"{prefix}/standard_output/0/result.json": EventStatus.IGNORED,
+        f"{prefix}/job_metadata.json": EventStatus.PROCESSED,
+    }
 
 
 def test_results_for_an_unknown_call_are_kept_and_matched_when_its_record_arrives(
