@@ -719,6 +719,82 @@ def test_task_roles_name_their_resources() -> None:
     assert _refs([s["Resource"] for s in kb]) == {"KnowledgeEventsQueue"}
 
 
+def _granted(role: str, action: str) -> list[Any]:
+    """Every resource the role's policies allow ``action`` on (conditional statements as
+    when their condition holds)."""
+    found: list[Any] = []
+    for policy in prop(role).get("Policies", []):
+        for statement in _statements(policy):
+            actions = statement["Action"]
+            if action in ([actions] if isinstance(actions, str) else actions):
+                resource = statement["Resource"]
+                found.extend(resource if isinstance(resource, list) else [resource])
+    return found
+
+
+def test_the_roles_that_read_the_files_bucket_may_list_it() -> None:
+    """Without s3:ListBucket, S3 answers 403 for a missing key instead of 404, and
+    ``default_storage.exists()`` raises: the local calls backend asks it in the worker
+    (calls/transcription.py), so ``call_transcribe`` failed on a missing result."""
+    for role in ("WorkerTaskRole", "WebTaskRole"):
+        assert {"Fn::GetAtt": ["FilesBucket", "Arn"]} in _granted(role, "s3:ListBucket"), role
+
+
+TABLE = {
+    "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}"
+    ":table/${EnvironmentName}-interactions"
+}
+
+
+def test_customer_erasure_may_blank_the_interactions_table() -> None:
+    """customer_erase (the admin action in web; the command as a one-off task on the worker
+    task definition) queries the customer's interactions and blanks their summaries with
+    UpdateItem, and deletes their attachments from the files bucket."""
+    for role in ("WebTaskRole", "WorkerTaskRole"):
+        for action in ("dynamodb:Query", "dynamodb:UpdateItem"):
+            assert TABLE in _granted(role, action), (role, action)
+        assert {"Fn::Sub": "${FilesBucket.Arn}/*"} in _granted(role, "s3:DeleteObject"), role
+    outputs = template()["Outputs"]
+    assert outputs["WorkerTaskDefinitionArn"]["Value"] == {"Ref": "WorkerTaskDefinition"}
+    assert "customer_erase" in outputs["WorkerTaskDefinitionArn"]["Description"]
+
+
+def test_bedrock_roles_may_use_cross_region_inference_profiles() -> None:
+    """The default model ids are cross-region inference profiles (``us.anthropic...``): the
+    caller needs the profile in its region and the foundation model in every region the
+    profile routes to (AWS's documented policy: ``bedrock:*::foundation-model/*``)."""
+    for role in ("WebTaskRole", "WorkerTaskRole"):
+        for action in ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"):
+            granted = _granted(role, action)
+            assert {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*::foundation-model/*"} in granted
+            assert {
+                "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
+                ":inference-profile/*"
+            } in granted
+        assert _granted(role, "bedrock:Retrieve") == [
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
+                ":knowledge-base/*"
+            }
+        ]
+
+
+def test_web_may_score_feedback_with_comprehend() -> None:
+    """A feedback comment is scored inline in the web process (tickets/context/services.py
+    ``feedback_submit``) when SENTIMENT_BACKEND=comprehend: DetectSentiment only."""
+    assert _granted("WebTaskRole", "comprehend:DetectSentiment") == ["*"]
+    granted = {
+        action
+        for policy in prop("WebTaskRole")["Policies"]
+        for statement in _statements(policy)
+        for action in (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
+        if action.startswith("comprehend:")
+    }
+    assert granted == {"comprehend:DetectSentiment"}
+
+
 def test_environment_switches_database_size_multi_az_protection_and_retention() -> None:
     assert template()["Parameters"]["Environment"]["AllowedValues"] == ["dev", "prod"]
     settings = template()["Mappings"]["EnvironmentSettings"]
