@@ -475,6 +475,25 @@ def test_deploy_ecs_has_a_task_definition_per_process_with_its_own_role() -> Non
         assert {"SECRET_KEY", "DB_PASSWORD"} <= {s["name"] for s in container["secrets"]}
         if name in processes.READERS:
             assert processes.READERS[name][1] in names
+        # The log group is created on first start if missing (a task cannot start without
+        # it); the execution role then needs logs:CreateLogGroup (docs/deploy.md).
+        assert container["logConfiguration"]["options"]["awslogs-create-group"] == "true"
+        # Alert e-mails are sent by the worker alone: it alone gets the SMTP settings, the
+        # password as a secret.
+        email = {n for n in names if n.startswith("EMAIL_") or n == "DEFAULT_FROM_EMAIL"}
+        secrets = {s["name"] for s in container["secrets"]}
+        if name == "worker":
+            assert email == {
+                "EMAIL_HOST",
+                "EMAIL_PORT",
+                "EMAIL_HOST_USER",
+                "EMAIL_USE_TLS",
+                "DEFAULT_FROM_EMAIL",
+            }
+            assert "EMAIL_HOST_PASSWORD" in secrets
+        else:
+            assert not email, name
+            assert "EMAIL_HOST_PASSWORD" not in secrets, name
     assert len(roles) == len(processes.service_names()) + 1
     files = {p.stem for p in (ROOT / "deploy" / "ecs").glob("*.json")}
     assert files == {*processes.service_names(), "migrate"}
