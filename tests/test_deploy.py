@@ -463,6 +463,92 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     assert 'python -m support.minilm "${MINILM_CACHE_DIR:-/var/app/minilm}"' in hook.read_text()
 
 
+EB_HOOK = ROOT / "deploy/elasticbeanstalk/.platform/hooks/predeploy/01-migrate-and-collectstatic.sh"
+
+_RECORDER = """import json, os, sys
+with open(os.environ["HOOK_RECORD"], "a") as out:
+    keys = ("SECRET_KEY", "DATABASE_URL", "NOTES", "MINILM_CACHE_DIR", "bad-name")
+    out.write(json.dumps({"argv": sys.argv[1:], "env": {k: os.environ.get(k) for k in keys}}))
+    out.write("\\n")
+"""
+
+
+def _run_eb_hook(tmp_path: Path, properties: str, *, get_config_exit: int = 0) -> Any:
+    """The predeploy hook against a fake instance: a staging folder whose manage.py,
+    support.minilm and deploy/entrypoint.sh record their arguments and environment, a
+    virtualenv activation putting this interpreter first on PATH, and a get-config that
+    prints ``properties`` for ``environment``."""
+    import subprocess
+
+    staging = tmp_path / "staging"
+    (staging / "support").mkdir(parents=True)
+    (staging / "deploy").mkdir()
+    (staging / "manage.py").write_text(_RECORDER)
+    (staging / "support" / "__init__.py").write_text("")
+    (staging / "support" / "minilm.py").write_text(_RECORDER)
+    entrypoint = staging / "deploy" / "entrypoint.sh"
+    entrypoint.write_text('#!/bin/sh\nexec python "$(dirname "$0")/../manage.py" entrypoint "$@"\n')
+    entrypoint.chmod(0o755)
+    activate = tmp_path / "activate"
+    activate.write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
+    get_config = tmp_path / "get-config"
+    (tmp_path / "properties.json").write_text(properties)
+    get_config.write_text(
+        '#!/bin/sh\n[ "$1" = environment ] || exit 2\n'
+        f'cat "{tmp_path / "properties.json"}"\nexit {get_config_exit}\n'
+    )
+    get_config.chmod(0o755)
+    record = tmp_path / "record.jsonl"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "EB_STAGING_DIR": str(staging),
+        "EB_VENV_ACTIVATE": str(activate),
+        "EB_GET_CONFIG": str(get_config),
+        "HOOK_RECORD": str(record),
+    }
+    done = subprocess.run(
+        [str(EB_HOOK)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    calls = (
+        [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+    )
+    return done, calls
+
+
+def test_the_eb_predeploy_hook_runs_its_commands_with_the_environment_properties(
+    tmp_path: Path,
+) -> None:
+    """Platform hooks do not get the environment properties (Amazon Linux 2 and 2023): the
+    hook loads them from ``get-config environment`` (JSON) before collectstatic, the
+    MiniLM build and migrate, which need SECRET_KEY, DATABASE_URL, ... Values keep quotes,
+    spaces, newlines and shell syntax as they are."""
+    properties = {
+        "SECRET_KEY": "a'b\"c $HOME `id` ; exit 3",
+        "DATABASE_URL": "postgresql://u:p w@db.example.com:5432/support",
+        "NOTES": "line one\nline two",
+        "MINILM_CACHE_DIR": "/var/app/minilm here",
+        "bad-name": "not a shell name: skipped",
+    }
+    done, calls = _run_eb_hook(tmp_path, json.dumps(properties))
+    assert done.returncode == 0, done.stderr
+    assert [call["argv"] for call in calls] == [
+        ["collectstatic", "--no-input", "-v", "0"],
+        ["/var/app/minilm here"],
+        ["entrypoint", "migrate"],
+    ]
+    expected = {k: v for k, v in properties.items() if k != "bad-name"}
+    for call in calls:
+        assert call["env"] == {**expected, "bad-name": None}
+    assert "bad-name" in done.stderr
+
+
+def test_the_eb_predeploy_hook_stops_when_get_config_fails(tmp_path: Path) -> None:
+    done, calls = _run_eb_hook(tmp_path, "{}", get_config_exit=1)
+    assert done.returncode != 0
+    assert calls == []  # neither collectstatic nor migrate ran without the properties
+
+
 def test_deploy_ecs_has_a_task_definition_per_process_with_its_own_role() -> None:
     roles = set()
     for name in [*processes.service_names(), "migrate"]:
