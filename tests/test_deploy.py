@@ -451,8 +451,22 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     assert [path.name for path in configs] == ["01-support-desk.config"]
     config = configs[0].read_text()
     assert "container_commands" not in config  # migrations: the predeploy hook, once
-    assert "EnvironmentType: SingleInstance" in config  # beat runs exactly once
-    assert "/health/ready" in config
+    options = yaml.safe_load(config)["option_settings"]
+    # Beat runs exactly once: one instance, never a second one beside it while deploying.
+    assert options["aws:autoscaling:asg"] == {"MinSize": "1", "MaxSize": "1"}
+    assert options["aws:elasticbeanstalk:command"]["DeploymentPolicy"] == "AllAtOnce"
+    # Production settings redirect to HTTPS: the load balancer terminates TLS (the
+    # certificate is given when the environment is created, docs/deploy.md).
+    assert options["aws:elasticbeanstalk:environment"] == {
+        "EnvironmentType": "LoadBalanced",
+        "LoadBalancerType": "application",
+    }
+    assert options["aws:elbv2:listener:443"]["Protocol"] == "HTTPS"
+    assert options["aws:elasticbeanstalk:environment:process:default"] == {
+        "HealthCheckPath": "/health/ready"
+    }
+    # the load balancer and the platform's nginx
+    assert options["aws:elasticbeanstalk:application:environment"]["TRUSTED_PROXY_HOPS"] == "2"
     hook = (
         ROOT / "deploy/elasticbeanstalk/.platform/hooks/predeploy/01-migrate-and-collectstatic.sh"
     )
