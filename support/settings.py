@@ -5,6 +5,7 @@ See ``.env.example`` and ``docs/settings.md`` for every variable.
 
 from __future__ import annotations
 
+import ssl
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,12 @@ CHANNEL_LAYERS = {
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = None
+# rediss:// (ElastiCache with TLS): verify the server's certificate against the system CAs,
+# as redis-py does for the cache and the channel layer; kombu alone would not (CERT_NONE).
+CELERY_BROKER_USE_SSL = (
+    {"ssl_cert_reqs": ssl.CERT_REQUIRED} if REDIS_URL.startswith("rediss://") else None
+)
+CELERY_RESULT_BACKEND = None  # no results kept (a Redis result backend would need the same)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

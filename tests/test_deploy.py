@@ -451,8 +451,22 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     assert [path.name for path in configs] == ["01-support-desk.config"]
     config = configs[0].read_text()
     assert "container_commands" not in config  # migrations: the predeploy hook, once
-    assert "EnvironmentType: SingleInstance" in config  # beat runs exactly once
-    assert "/health/ready" in config
+    options = yaml.safe_load(config)["option_settings"]
+    # Beat runs exactly once: one instance, never a second one beside it while deploying.
+    assert options["aws:autoscaling:asg"] == {"MinSize": "1", "MaxSize": "1"}
+    assert options["aws:elasticbeanstalk:command"]["DeploymentPolicy"] == "AllAtOnce"
+    # Production settings redirect to HTTPS: the load balancer terminates TLS (the
+    # certificate is given when the environment is created, docs/deploy.md).
+    assert options["aws:elasticbeanstalk:environment"] == {
+        "EnvironmentType": "LoadBalanced",
+        "LoadBalancerType": "application",
+    }
+    assert options["aws:elbv2:listener:443"]["Protocol"] == "HTTPS"
+    assert options["aws:elasticbeanstalk:environment:process:default"] == {
+        "HealthCheckPath": "/health/ready"
+    }
+    # the load balancer and the platform's nginx
+    assert options["aws:elasticbeanstalk:application:environment"]["TRUSTED_PROXY_HOPS"] == "2"
     hook = (
         ROOT / "deploy/elasticbeanstalk/.platform/hooks/predeploy/01-migrate-and-collectstatic.sh"
     )
@@ -461,6 +475,92 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     # the encoder is built before the processes start, where they look for it
     assert "MINILM_CACHE_DIR: /var/app/minilm" in config
     assert 'python -m support.minilm "${MINILM_CACHE_DIR:-/var/app/minilm}"' in hook.read_text()
+
+
+EB_HOOK = ROOT / "deploy/elasticbeanstalk/.platform/hooks/predeploy/01-migrate-and-collectstatic.sh"
+
+_RECORDER = """import json, os, sys
+with open(os.environ["HOOK_RECORD"], "a") as out:
+    keys = ("SECRET_KEY", "DATABASE_URL", "NOTES", "MINILM_CACHE_DIR", "bad-name")
+    out.write(json.dumps({"argv": sys.argv[1:], "env": {k: os.environ.get(k) for k in keys}}))
+    out.write("\\n")
+"""
+
+
+def _run_eb_hook(tmp_path: Path, properties: str, *, get_config_exit: int = 0) -> Any:
+    """The predeploy hook against a fake instance: a staging folder whose manage.py,
+    support.minilm and deploy/entrypoint.sh record their arguments and environment, a
+    virtualenv activation putting this interpreter first on PATH, and a get-config that
+    prints ``properties`` for ``environment``."""
+    import subprocess
+
+    staging = tmp_path / "staging"
+    (staging / "support").mkdir(parents=True)
+    (staging / "deploy").mkdir()
+    (staging / "manage.py").write_text(_RECORDER)
+    (staging / "support" / "__init__.py").write_text("")
+    (staging / "support" / "minilm.py").write_text(_RECORDER)
+    entrypoint = staging / "deploy" / "entrypoint.sh"
+    entrypoint.write_text('#!/bin/sh\nexec python "$(dirname "$0")/../manage.py" entrypoint "$@"\n')
+    entrypoint.chmod(0o755)
+    activate = tmp_path / "activate"
+    activate.write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
+    get_config = tmp_path / "get-config"
+    (tmp_path / "properties.json").write_text(properties)
+    get_config.write_text(
+        '#!/bin/sh\n[ "$1" = environment ] || exit 2\n'
+        f'cat "{tmp_path / "properties.json"}"\nexit {get_config_exit}\n'
+    )
+    get_config.chmod(0o755)
+    record = tmp_path / "record.jsonl"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "EB_STAGING_DIR": str(staging),
+        "EB_VENV_ACTIVATE": str(activate),
+        "EB_GET_CONFIG": str(get_config),
+        "HOOK_RECORD": str(record),
+    }
+    done = subprocess.run(
+        [str(EB_HOOK)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    calls = (
+        [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+    )
+    return done, calls
+
+
+def test_the_eb_predeploy_hook_runs_its_commands_with_the_environment_properties(
+    tmp_path: Path,
+) -> None:
+    """Platform hooks do not get the environment properties (Amazon Linux 2 and 2023): the
+    hook loads them from ``get-config environment`` (JSON) before collectstatic, the
+    MiniLM build and migrate, which need SECRET_KEY, DATABASE_URL, ... Values keep quotes,
+    spaces, newlines and shell syntax as they are."""
+    properties = {
+        "SECRET_KEY": "a'b\"c $HOME `id` ; exit 3",
+        "DATABASE_URL": "postgresql://u:p w@db.example.com:5432/support",
+        "NOTES": "line one\nline two",
+        "MINILM_CACHE_DIR": "/var/app/minilm here",
+        "bad-name": "not a shell name: skipped",
+    }
+    done, calls = _run_eb_hook(tmp_path, json.dumps(properties))
+    assert done.returncode == 0, done.stderr
+    assert [call["argv"] for call in calls] == [
+        ["collectstatic", "--no-input", "-v", "0"],
+        ["/var/app/minilm here"],
+        ["entrypoint", "migrate"],
+    ]
+    expected = {k: v for k, v in properties.items() if k != "bad-name"}
+    for call in calls:
+        assert call["env"] == {**expected, "bad-name": None}
+    assert "bad-name" in done.stderr
+
+
+def test_the_eb_predeploy_hook_stops_when_get_config_fails(tmp_path: Path) -> None:
+    done, calls = _run_eb_hook(tmp_path, "{}", get_config_exit=1)
+    assert done.returncode != 0
+    assert calls == []  # neither collectstatic nor migrate ran without the properties
 
 
 def test_deploy_ecs_has_a_task_definition_per_process_with_its_own_role() -> None:
@@ -475,6 +575,25 @@ def test_deploy_ecs_has_a_task_definition_per_process_with_its_own_role() -> Non
         assert {"SECRET_KEY", "DB_PASSWORD"} <= {s["name"] for s in container["secrets"]}
         if name in processes.READERS:
             assert processes.READERS[name][1] in names
+        # The log group is created on first start if missing (a task cannot start without
+        # it); the execution role then needs logs:CreateLogGroup (docs/deploy.md).
+        assert container["logConfiguration"]["options"]["awslogs-create-group"] == "true"
+        # Alert e-mails are sent by the worker alone: it alone gets the SMTP settings, the
+        # password as a secret.
+        email = {n for n in names if n.startswith("EMAIL_") or n == "DEFAULT_FROM_EMAIL"}
+        secrets = {s["name"] for s in container["secrets"]}
+        if name == "worker":
+            assert email == {
+                "EMAIL_HOST",
+                "EMAIL_PORT",
+                "EMAIL_HOST_USER",
+                "EMAIL_USE_TLS",
+                "DEFAULT_FROM_EMAIL",
+            }
+            assert "EMAIL_HOST_PASSWORD" in secrets
+        else:
+            assert not email, name
+            assert "EMAIL_HOST_PASSWORD" not in secrets, name
     assert len(roles) == len(processes.service_names()) + 1
     files = {p.stem for p in (ROOT / "deploy" / "ecs").glob("*.json")}
     assert files == {*processes.service_names(), "migrate"}
@@ -717,6 +836,82 @@ def test_task_roles_name_their_resources() -> None:
     assert "Policies" not in prop("MigrateTaskRole")
     kb = prop("KbReaderTaskRole")["Policies"][0]["PolicyDocument"]["Statement"]
     assert _refs([s["Resource"] for s in kb]) == {"KnowledgeEventsQueue"}
+
+
+def _granted(role: str, action: str) -> list[Any]:
+    """Every resource the role's policies allow ``action`` on (conditional statements as
+    when their condition holds)."""
+    found: list[Any] = []
+    for policy in prop(role).get("Policies", []):
+        for statement in _statements(policy):
+            actions = statement["Action"]
+            if action in ([actions] if isinstance(actions, str) else actions):
+                resource = statement["Resource"]
+                found.extend(resource if isinstance(resource, list) else [resource])
+    return found
+
+
+def test_the_roles_that_read_the_files_bucket_may_list_it() -> None:
+    """Without s3:ListBucket, S3 answers 403 for a missing key instead of 404, and
+    ``default_storage.exists()`` raises: the local calls backend asks it in the worker
+    (calls/transcription.py), so ``call_transcribe`` failed on a missing result."""
+    for role in ("WorkerTaskRole", "WebTaskRole"):
+        assert {"Fn::GetAtt": ["FilesBucket", "Arn"]} in _granted(role, "s3:ListBucket"), role
+
+
+TABLE = {
+    "Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}"
+    ":table/${EnvironmentName}-interactions"
+}
+
+
+def test_customer_erasure_may_blank_the_interactions_table() -> None:
+    """customer_erase (the admin action in web; the command as a one-off task on the worker
+    task definition) queries the customer's interactions and blanks their summaries with
+    UpdateItem, and deletes their attachments from the files bucket."""
+    for role in ("WebTaskRole", "WorkerTaskRole"):
+        for action in ("dynamodb:Query", "dynamodb:UpdateItem"):
+            assert TABLE in _granted(role, action), (role, action)
+        assert {"Fn::Sub": "${FilesBucket.Arn}/*"} in _granted(role, "s3:DeleteObject"), role
+    outputs = template()["Outputs"]
+    assert outputs["WorkerTaskDefinitionArn"]["Value"] == {"Ref": "WorkerTaskDefinition"}
+    assert "customer_erase" in outputs["WorkerTaskDefinitionArn"]["Description"]
+
+
+def test_bedrock_roles_may_use_cross_region_inference_profiles() -> None:
+    """The default model ids are cross-region inference profiles (``us.anthropic...``): the
+    caller needs the profile in its region and the foundation model in every region the
+    profile routes to (AWS's documented policy: ``bedrock:*::foundation-model/*``)."""
+    for role in ("WebTaskRole", "WorkerTaskRole"):
+        for action in ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"):
+            granted = _granted(role, action)
+            assert {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*::foundation-model/*"} in granted
+            assert {
+                "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
+                ":inference-profile/*"
+            } in granted
+        assert _granted(role, "bedrock:Retrieve") == [
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
+                ":knowledge-base/*"
+            }
+        ]
+
+
+def test_web_may_score_feedback_with_comprehend() -> None:
+    """A feedback comment is scored inline in the web process (tickets/context/services.py
+    ``feedback_submit``) when SENTIMENT_BACKEND=comprehend: DetectSentiment only."""
+    assert _granted("WebTaskRole", "comprehend:DetectSentiment") == ["*"]
+    granted = {
+        action
+        for policy in prop("WebTaskRole")["Policies"]
+        for statement in _statements(policy)
+        for action in (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
+        if action.startswith("comprehend:")
+    }
+    assert granted == {"comprehend:DetectSentiment"}
 
 
 def test_environment_switches_database_size_multi_az_protection_and_retention() -> None:

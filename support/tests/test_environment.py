@@ -127,3 +127,29 @@ def test_tls_and_ssl_together_are_refused() -> None:
     result = _mail_settings(ENVIRONMENT="dev", EMAIL_USE_TLS="true", EMAIL_USE_SSL="true")
     assert result.returncode != 0
     assert "EMAIL_USE_TLS and EMAIL_USE_SSL exclude each other" in result.stderr
+
+
+BROKER_PROBE = (
+    "import json; from support.celery import app; ssl = app.connection_for_write().ssl; "
+    "print(json.dumps(ssl if ssl is None else {k: int(v) for k, v in ssl.items()}))"
+)
+
+
+def _broker_ssl(redis_url: str) -> object:
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("DB_")}
+    env.update(DJANGO_SETTINGS_MODULE="support.settings", **{**REQUIRED, "REDIS_URL": redis_url})
+    result = python_run(["-c", BROKER_PROBE], env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_celery_broker_verifies_the_certificate_of_a_rediss_url() -> None:
+    """ElastiCache with TLS (rediss://, the stack's REDIS_URL): the broker connection checks
+    the server's certificate against the system CAs, like the cache and the channel layer
+    (redis-py's default); kombu alone falls back to CERT_NONE, with a warning."""
+    import ssl
+
+    assert _broker_ssl("rediss://redis.example.com:6379/0") == {
+        "ssl_cert_reqs": int(ssl.CERT_REQUIRED)
+    }
+    assert _broker_ssl("redis://redis.example.com:6379/0") is None  # plain Redis: no TLS

@@ -2,10 +2,26 @@
 # Before the new version takes traffic: static files, then migrations (the same command as
 # the container's `migrate`). A failing migration stops the deployment; the old version
 # keeps running.
+# Hooks get neither the platform's virtualenv nor the environment properties (on Amazon
+# Linux 2 and 2023 only the app's processes do): both are loaded here. The EB_* variables
+# exist for tests (tests/test_deploy.py); the platform sets none of them.
 set -e
-cd /var/app/staging
-# The platform's virtualenv (hooks do not get it on PATH).
-. "$(ls -d /var/app/venv/*/bin/activate | head -n 1)"
+cd "${EB_STAGING_DIR:-/var/app/staging}"
+# The platform's virtualenv.
+. "${EB_VENV_ACTIVATE:-$(ls -d /var/app/venv/*/bin/activate | head -n 1)}"
+# The environment properties (SECRET_KEY, DATABASE_URL, ...): `get-config environment`
+# prints them as one JSON object; each becomes an exported variable, its value quoted
+# whatever it holds (quotes, spaces, newlines). A failing get-config stops the deployment.
+properties="$("${EB_GET_CONFIG:-/opt/elasticbeanstalk/bin/get-config}" environment)"
+exports="$(printf '%s' "$properties" | python -c '
+import json, re, shlex, sys
+for name, value in json.load(sys.stdin).items():
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        print(f"export {name}={shlex.quote(str(value))}")
+    else:
+        print(f"skipped an environment property with an invalid name: {name!r}", file=sys.stderr)
+')"
+eval "$exports"
 python manage.py collectstatic --no-input -v 0
 # The int8 MiniLM variants, built once per deployment from the shipped model into the folder
 # MINILM_CACHE_DIR names (as the image does at build time; files readable by the app's
