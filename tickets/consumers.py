@@ -8,6 +8,10 @@ socket viewing that ticket receives ``{"type": "presence", "ticket_id": 12, "age
 Presence lives in Redis (one hash per ticket, entries expire) so it works across
 processes.
 
+"May see" is the ticket's CURRENT team and assignee (the ticket page's rule), never the
+ones an event's payload recorded when it happened: a replayed (or late, re-sent) event of
+a ticket since routed to another team is not sent.
+
 What the agent may see is re-checked while the socket is open, so a change takes effect
 without a reconnect: on an ``agent.access_changed`` event for this user (team membership,
 roles or the active flag changed in the admin or by SSO), on each presence "viewing"
@@ -40,7 +44,7 @@ from support.parsing import parse_id
 from support.redis_client import get_redis
 from tickets.models import Ticket
 from tickets.online import agent_online_clear, agent_online_touch
-from tickets.selectors import ticket_visible_to, user_team_ids
+from tickets.selectors import ticket_visible_to, user_team_ids, visible_ticket_ids
 
 REPLAY_LIMIT = 1000
 PRESENCE_TTL = 30  # seconds an entry lives without a heartbeat
@@ -78,12 +82,38 @@ def _reload_user(user_id: int) -> tuple[Any, dict[str, Any]] | None:
     return (user, info) if info is not None else None
 
 
+def _event_ticket_id(event: dict[str, Any]) -> int | None:
+    ticket_id = event.get("ticket_id")
+    if ticket_id is None:
+        return None
+    return parse_id(str(ticket_id))
+
+
 @database_sync_to_async
-def _replay(since: int) -> list[dict[str, Any]]:
-    events = OutboxEvent.objects.filter(id__gt=since, delivered_at__isnull=False).order_by("id")[
-        :REPLAY_LIMIT
+def _replay(since: int, user: Any) -> list[dict[str, Any]]:
+    """Delivered events after ``since`` that ``user`` may see NOW.
+
+    A replayed event's payload carries the ticket's team and assignee as they were when it
+    happened (a ticket from a channel is created with no team, so its ``ticket.created``
+    would stay visible to every agent after routing moves it to a team). Each event is
+    therefore checked against its ticket's current team and assignee, the ticket page's
+    rule, in one query for the batch; events with no ticket are for supervisors only.
+    """
+    events = [
+        event.envelope()
+        for event in OutboxEvent.objects.filter(id__gt=since, delivered_at__isnull=False).order_by(
+            "id"
+        )[:REPLAY_LIMIT]
+        if event.event_type != ACCESS_CHANGED_EVENT
     ]
-    return [event.envelope() for event in events]
+    pairs = [(event, _event_ticket_id(event)) for event in events]
+    visible = visible_ticket_ids(user, [pk for _, pk in pairs if pk is not None])
+    supervisor = is_supervisor(user)
+    return [
+        event
+        for event, pk in pairs
+        if (pk in visible if event.get("ticket_id") is not None else supervisor)
+    ]
 
 
 @database_sync_to_async
@@ -99,7 +129,19 @@ _scope_cache: dict[int, tuple[float, tuple[int | None, int | None]]] = {}
 _scope_inflight: dict[int, asyncio.Future[tuple[int | None, int | None] | None]] = {}
 
 
+# The newest event id this process has handed to its sockets. The relay delivers in id
+# order, so an event below it comes late (sent again after a failed delivery): the team and
+# assignee in its payload may be out of date, so it must not feed the cache.
+_newest_event_id = 0
+
+
 def _scope_remember(event: dict[str, Any]) -> None:
+    global _newest_event_id
+    event_id = event.get("id")
+    if isinstance(event_id, int):
+        if event_id < _newest_event_id:
+            return
+        _newest_event_id = event_id
     ticket_id = event.get("ticket_id")
     if isinstance(ticket_id, int) and "team_id" in event and "assignee_id" in event:
         _scope_cache[ticket_id] = (time.monotonic(), (event["team_id"], event["assignee_id"]))
@@ -184,11 +226,8 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         since = query.get("since", [""])[0]
         since_id = parse_id(since)
         if since_id is not None:
-            for event in await _replay(since_id):
-                if event.get("event_type") == ACCESS_CHANGED_EVENT:
-                    continue
-                if await self._visible(event):
-                    await self.send_json({"type": "event", "replay": True, "event": event})
+            for event in await _replay(since_id, self.user):
+                await self.send_json({"type": "event", "replay": True, "event": event})
         await self.send_json({"type": "ready"})
 
     async def disconnect(self, code: int) -> None:
@@ -234,16 +273,17 @@ class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         )
 
     async def _visible(self, event: dict[str, Any]) -> bool:
-        ticket_id = event.get("ticket_id")
-        if ticket_id is None:
+        """Whether a live event's ticket is visible to this user now: by the ticket's
+        current team and assignee (the cache, fed in order by the events themselves, or
+        one query), never by a late event's own payload."""
+        if event.get("ticket_id") is None:
             return is_supervisor(self.user)
-        if "team_id" in event and "assignee_id" in event:
-            return ticket_visible_to(
-                self.user, team_id=event["team_id"], assignee_id=event["assignee_id"]
-            )
         if is_supervisor(self.user):
             return True
-        scope = await _ticket_scope(int(ticket_id))
+        ticket_id = _event_ticket_id(event)
+        if ticket_id is None:
+            return False
+        scope = await _ticket_scope(ticket_id)
         return scope is not None and ticket_visible_to(
             self.user, team_id=scope[0], assignee_id=scope[1]
         )

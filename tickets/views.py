@@ -24,6 +24,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from support.auth.roles import is_agent, is_supervisor
@@ -59,6 +60,17 @@ def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
     raise PermissionDenied(message)
 
 
+def _back_or_inbox(request: HttpRequest) -> str:
+    """Back where the form was (the Referer) when that is a page of this site; the inbox
+    otherwise (a Referer naming another site would make this an open redirect)."""
+    referer = request.META.get("HTTP_REFERER", "")
+    if referer and url_has_allowed_host_and_scheme(
+        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return referer
+    return reverse("inbox")
+
+
 def agent_required(view: View) -> View:
     """Signed-in agents only; application errors become proper HTTP answers."""
 
@@ -77,7 +89,7 @@ def agent_required(view: View) -> View:
             if getattr(request, "htmx", False):
                 return HttpResponseBadRequest(exc.message)
             messages.error(request, exc.message)
-            return redirect(request.META.get("HTTP_REFERER") or reverse("inbox"))
+            return redirect(_back_or_inbox(request))
 
     return wrapper
 
@@ -359,7 +371,7 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
         done, skipped = _bulk_apply(request, tickets, action, value)
     note = f"{done} ticket(s) updated" + (f", {skipped} skipped (not allowed)." if skipped else ".")
     messages.success(request, note)
-    return redirect(request.META.get("HTTP_REFERER") or reverse("inbox"))
+    return redirect(_back_or_inbox(request))
 
 
 def _bulk_apply(

@@ -137,9 +137,10 @@ def _analyser(key: str) -> SentimentAnalyser:
     return factory()
 
 
-def sentiment_analyse(text: str, *, customer_id: int | None = None) -> Sentiment:
+def sentiment_analyse(text: str, *, customer_id: int | None) -> Sentiment:
     """Score ``text``; an analyser that sends it off-machine gets the names of the
-    customer it is about, to redact them."""
+    customer it is about, to redact them. ``customer_id`` is required (``None`` only for
+    text about no customer) so that no caller forgets it."""
     analyser = get_analyser()
     if getattr(analyser, "sends_text", False) and customer_id is not None:
         from tickets.context.privacy import customer_redaction_names

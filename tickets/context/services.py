@@ -230,22 +230,66 @@ def feedback_token_ticket_id(token: str) -> int:
     return int(data["ticket"])
 
 
-@transaction.atomic
-def feedback_submit(
-    *, ticket: Ticket, rating: int, comment: str = "", via_link: bool = False
-) -> tuple[CsatFeedback, bool]:
-    """Record the customer's CSAT for a resolved or closed ticket; a new answer replaces
-    the previous one. Returns ``(feedback, created)``."""
-    if not isinstance(rating, int) or not 1 <= rating <= 5:
-        raise InvalidInput("rating: give a whole number from 1 to 5.", details={"rating": ["1–5."]})
-    ticket = Ticket.objects.select_for_update().filter(pk=ticket.pk).first() or ticket
+def _feedback_status_check(ticket: Ticket) -> None:
     if ticket.status not in FEEDBACK_STATUSES:
         raise InvalidInput(
             f"status: feedback is for resolved or closed tickets; {ticket.number} is "
             f"{ticket.status}.",
             details={"status": ["Not resolved yet."]},
         )
+
+
+def _feedback_unchanged(
+    ticket_id: int, *, rating: int, comment: str, via_link: bool
+) -> CsatFeedback | None:
+    """The ticket's feedback when it already is exactly this answer, else None."""
+    previous = CsatFeedback.objects.filter(ticket_id=ticket_id).first()
+    if previous is not None and (previous.rating, previous.comment, previous.via_link) == (
+        rating,
+        comment,
+        via_link,
+    ):
+        return previous
+    return None
+
+
+def feedback_submit(
+    *, ticket: Ticket, rating: int, comment: str = "", via_link: bool = False
+) -> tuple[CsatFeedback, bool]:
+    """Record the customer's CSAT for a resolved or closed ticket; a new answer replaces
+    the previous one. Returns ``(feedback, created)``.
+
+    The same answer again (a form sent twice, a replayed request) changes nothing: no
+    new interaction, event or sentiment call. The comment is scored before the
+    transaction (the analyser may be an outside service), with the customer's names
+    redacted from it."""
+    if not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise InvalidInput("rating: give a whole number from 1 to 5.", details={"rating": ["1–5."]})
     comment = comment.strip()[:5000]
+    ticket = Ticket.objects.filter(pk=ticket.pk).first() or ticket  # as it is now
+    _feedback_status_check(ticket)
+    same = _feedback_unchanged(ticket.pk, rating=rating, comment=comment, via_link=via_link)
+    if same is not None:
+        return same, False
+    score = (
+        sentiment_analyse(comment, customer_id=ticket.customer_id).score
+        if comment
+        else (rating - 3) / 2
+    )
+    return _feedback_save(
+        ticket=ticket, rating=rating, comment=comment, via_link=via_link, score=score
+    )
+
+
+@transaction.atomic
+def _feedback_save(
+    *, ticket: Ticket, rating: int, comment: str, via_link: bool, score: float
+) -> tuple[CsatFeedback, bool]:
+    ticket = Ticket.objects.select_for_update().filter(pk=ticket.pk).first() or ticket
+    _feedback_status_check(ticket)  # again, under the lock
+    same = _feedback_unchanged(ticket.pk, rating=rating, comment=comment, via_link=via_link)
+    if same is not None:
+        return same, False
     feedback, created = CsatFeedback.objects.update_or_create(
         ticket=ticket,
         defaults={
@@ -255,7 +299,6 @@ def feedback_submit(
             "via_link": via_link,
         },
     )
-    score = sentiment_analyse(comment).score if comment else (rating - 3) / 2
     get_backend().record(
         InteractionRecord(
             customer_id=ticket.customer_id,

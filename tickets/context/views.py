@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import math
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from support.errors import ApplicationError
 from support.parsing import parse_id
+from support.throttling import client_ip_from_meta, hit
 from tickets.context import services
+
+TEMPLATE = "tickets/context/feedback.html"
 
 
 def feedback_page(request: HttpRequest, token: str) -> HttpResponse:
+    if request.method == "POST":
+        # The API's per-IP limit (PerIPRateThrottle), in the same bucket: each answer writes
+        # an interaction and an event and may call the sentiment service.
+        limit = int(settings.API_ANON_RATE_LIMIT_PER_MINUTE)
+        wait = hit(f"ip:{client_ip_from_meta(request.META)}", limit)
+        if wait is not None:
+            message = "Too many answers from this address; please try again in a minute."
+            response = render(request, TEMPLATE, {"throttled": True, "error": message}, status=429)
+            response["Retry-After"] = str(math.ceil(wait))
+            return response
     try:
         ticket_id = services.feedback_token_ticket_id(token)
         ticket = services.ticket_for_feedback(ticket_id=ticket_id)
     except ApplicationError as exc:
-        return render(request, "tickets/context/feedback.html", {"error": exc.message}, status=403)
+        return render(request, TEMPLATE, {"error": exc.message}, status=403)
     context: dict[str, object] = {"ticket": ticket, "ratings": range(1, 6)}
     if request.method == "POST":
         raw = request.POST.get("rating", "")
@@ -28,6 +44,6 @@ def feedback_page(request: HttpRequest, token: str) -> HttpResponse:
             )
         except ApplicationError as exc:
             context["error"] = exc.message
-            return render(request, "tickets/context/feedback.html", context, status=400)
+            return render(request, TEMPLATE, context, status=400)
         context["thanks"] = True
-    return render(request, "tickets/context/feedback.html", context)
+    return render(request, TEMPLATE, context)

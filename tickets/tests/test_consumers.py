@@ -266,3 +266,87 @@ async def test_a_since_that_is_not_an_ascii_id_replays_nothing(agent):
     assert connected
     assert await communicator.receive_json_from() == {"type": "ready"}
     await communicator.disconnect()
+
+
+# --- visibility is the ticket's current one, not the event's (audit: replay leak) -------
+
+
+@database_sync_to_async
+def _created_then_routed_away(agent):
+    """A ticket created with no team (as every channel intake does), then routed to a
+    team the agent is not in: its ``ticket.created`` payload still says "no team"."""
+    customer, _, other = _world.func(agent)
+    ticket = services.ticket_create(customer=customer, subject="Lawsuit re J. Doe", body="x")
+    services.ticket_update(ticket=ticket, actor=None, team=other)
+    return ticket
+
+
+@database_sync_to_async
+def _envelopes(ticket):
+    events = OutboxEvent.objects.filter(payload__ticket_id=ticket.pk).order_by("id")
+    return [e.envelope() for e in events]
+
+
+async def test_replay_hides_events_of_a_ticket_no_longer_visible(agent):
+    ticket = await _created_then_routed_away(agent)
+    assert {e["event_type"] for e in await _envelopes(ticket)} >= {"ticket.created"}
+    communicator = _communicator(agent, since=0)  # /ws/events/ is the same consumer
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await _drain(communicator) == [{"type": "ready"}]
+    await communicator.disconnect()
+
+
+async def test_replay_shows_a_ticket_routed_to_the_agents_team(agent, other_agent):
+    customer, mine, _ = await _world(agent)
+
+    @database_sync_to_async
+    def routed_to_mine():
+        ticket = services.ticket_create(customer=customer, subject="for me", body="x")
+        services.ticket_update(ticket=ticket, actor=None, team=mine)
+        return ticket
+
+    ticket = await routed_to_mine()
+    communicator = _communicator(agent, since=0)
+    await communicator.connect()
+    replayed = await _drain(communicator)
+    await communicator.disconnect()
+    assert replayed[-1] == {"type": "ready"}
+    events = [m["event"] for m in replayed[:-1]]
+    assert events == await _envelopes(ticket)
+    assert events
+    assert all(m["replay"] is True for m in replayed[:-1])
+
+
+def test_replay_checks_visibility_in_one_query(agent, django_assert_num_queries):
+    from tickets.consumers import _replay, _user_info
+
+    customer, _, other = _world.func(agent)
+    for n in range(5):
+        _ticket.func(customer, other, f"hidden {n}")
+        _ticket.func(customer, None, f"shown {n}")
+    _user_info(agent)  # roles and teams, loaded once on connect
+    with django_assert_num_queries(2):  # the events, then their tickets' visibility
+        events = _replay.func(0, agent)
+    assert {e["subject"] for e in events if e["event_type"] == "ticket.created"} == {
+        f"shown {n}" for n in range(5)
+    }
+
+
+async def test_a_late_live_event_is_checked_against_the_current_ticket(agent):
+    """An event sent again after a failed delivery (behind newer events) carries a team
+    and assignee that may be out of date: the ticket's current ones decide."""
+    from channels.layers import get_channel_layer
+
+    from support.events import ALL_EVENTS_GROUP
+
+    communicator = await _connected(agent)
+    ticket = await _created_then_routed_away(agent)
+    await _drain(communicator)  # the live ticket.created came before the routing
+    created, *_ = await _envelopes(ticket)
+    assert created["event_type"] == "ticket.created"
+    assert created["team_id"] is None
+    layer = get_channel_layer()
+    await layer.group_send(ALL_EVENTS_GROUP, {"type": "event.message", "event": created})
+    assert await _drain(communicator) == []
+    await communicator.disconnect()

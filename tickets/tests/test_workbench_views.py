@@ -300,6 +300,32 @@ def test_bulk_actions(agent_web, agent, other_agent, customer):
     assert Ticket.objects.get(pk=c.pk).assignee is None
 
 
+def test_back_after_a_form_is_the_referer_only_on_this_site(agent_web, customer):
+    """After a bulk action or a refused change the page goes back to the Referer; one
+    naming another site (or a script URL) goes to the inbox instead: no open redirect."""
+    [ticket] = _tickets(customer, 1)
+    bulk = {"ids": [ticket.pk], "action": "tag", "value": "x"}
+    bad_update = (reverse("ticket-update", kwargs={"ref": ticket.number}), {"status": "nope"})
+    inbox = reverse("inbox")
+    for url, data in (("/tickets/bulk", bulk), bad_update):
+        for referer, expected in (
+            ("https://evil.example/phish", inbox),
+            ("//evil.example/phish", inbox),
+            ("javascript:alert(1)", inbox),
+            ("http://testserver/tickets/?view=mine", "http://testserver/tickets/?view=mine"),
+            ("/tickets/?view=all", "/tickets/?view=all"),
+            ("", inbox),
+        ):
+            response = agent_web.post(url, data, HTTP_REFERER=referer)
+            assert response.status_code == 302, (url, referer)
+            assert response["Location"] == expected, (url, referer)
+    # Over https, an http Referer of this site is not followed either.
+    response = agent_web.post(
+        "/tickets/bulk", bulk, HTTP_REFERER="http://testserver/tickets/", secure=True
+    )
+    assert response["Location"] == inbox
+
+
 def test_merge_moves_timeline_and_redirects_old_number(agent_web, agent, customer):
     from tickets.models import ChannelIdentity, Customer
 

@@ -278,6 +278,49 @@ def test_feedback_page_via_signed_link(client, customer):
     assert client.get("/feedback/forged").status_code == 403
 
 
+def test_feedback_page_is_rate_limited_per_ip(client, customer, settings):
+    """The public page shares the API's per-IP limit: over it, 429 with Retry-After and
+    nothing written (each answer writes an interaction and an event)."""
+    from support.redis_client import get_redis
+
+    ip = "203.0.113.77"
+    for key in get_redis().scan_iter(f"ratelimit:ip:{ip}:*"):
+        get_redis().delete(key)
+    settings.API_ANON_RATE_LIMIT_PER_MINUTE = 2
+    ticket = _resolved_ticket(customer)
+    url = f"/feedback/{services.feedback_token_make(ticket)}"
+    OutboxEvent.objects.all().delete()
+    assert client.post(url, {"rating": "1"}, REMOTE_ADDR=ip).status_code == 200
+    assert client.post(url, {"rating": "2"}, REMOTE_ADDR=ip).status_code == 200
+    refused = client.post(url, {"rating": "3", "comment": "again"}, REMOTE_ADDR=ip)
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert "Too many answers from this address" in refused.content.decode()
+    assert CsatFeedback.objects.get().rating == 2
+    assert Interaction.objects.count() == 2
+    assert OutboxEvent.objects.filter(event_type="csat.submitted").count() == 2
+    # Another address is not affected; viewing the page is not limited.
+    assert client.post(url, {"rating": "4"}, REMOTE_ADDR="203.0.113.78").status_code == 200
+    assert client.get(url, REMOTE_ADDR=ip).status_code == 200
+
+
+def test_the_same_answer_twice_writes_nothing_more(client, customer):
+    """A form sent twice (or a replayed request) adds no interaction, event or sentiment
+    call; a different answer still replaces the first (last answer wins)."""
+    ticket = _resolved_ticket(customer)
+    url = f"/feedback/{services.feedback_token_make(ticket)}"
+    OutboxEvent.objects.all().delete()
+    for _ in range(3):
+        response = client.post(url, {"rating": "2", "comment": " Slow. "})
+        assert response.status_code == 200
+        assert "Thank you" in response.content.decode()
+    assert Interaction.objects.count() == 1
+    assert OutboxEvent.objects.filter(event_type="csat.submitted").count() == 1
+    assert client.post(url, {"rating": "4", "comment": "Fixed now"}).status_code == 200
+    assert (CsatFeedback.objects.get().rating, Interaction.objects.count()) == (4, 2)
+    assert OutboxEvent.objects.filter(event_type="csat.submitted").count() == 2
+
+
 def test_order_figures_per_currency_and_churn_signals(customer):
     from tickets.context.selectors import customer_context_build
 

@@ -198,3 +198,38 @@ def test_comprehend_gets_a_redacted_start_of_a_long_message(monkeypatch):
     assert "@" not in client.sent
     assert "[EMAIL]" in client.sent
     assert client.sent.startswith("Write to [EMAIL] about my order.")
+
+
+@pytest.mark.django_db
+def test_a_feedback_comment_goes_to_comprehend_without_the_customers_name(settings, monkeypatch):
+    """The CSAT comment is scored like a message: redacted with the customer's names,
+    and with no transaction open (the network guard fails the test otherwise)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from tickets.context import sentiment
+    from tickets.context.models import Interaction
+    from tickets.context.services import feedback_submit
+    from tickets.models import Customer
+    from tickets.services import ticket_create, ticket_update
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client("comprehend", region_name="us-east-1")
+    sent: list[str] = []
+    client.meta.events.register(
+        "before-parameter-build.comprehend.DetectSentiment",
+        lambda params, **_kw: sent.append(params["Text"]),
+    )
+    stub = Stubber(client)
+    scores = {"Positive": 0.9, "Negative": 0.0, "Neutral": 0.1, "Mixed": 0.0}
+    stub.add_response("detect_sentiment", {"Sentiment": "POSITIVE", "SentimentScore": scores})
+    settings.SENTIMENT_BACKEND = "comprehend"
+    monkeypatch.setitem(sentiment._registry, "comprehend", lambda: ComprehendAnalyser(client))
+    customer = Customer.objects.create(name="Zelda Quimby", email="zq@example.org")
+    ticket = ticket_create(customer=customer, subject="Broken", body="Help")
+    ticket = ticket_update(ticket=ticket, status="resolved")
+    with stub:
+        feedback_submit(ticket=ticket, rating=5, comment="Thanks from Zelda Quimby!")
+    assert sent == ["Thanks from [NAME]!"]
+    assert Interaction.objects.get(kind="feedback").sentiment_label == "positive"
