@@ -569,7 +569,9 @@ def webchat_message_json(message: Any) -> dict[str, Any]:
         "id": message.pk,
         "from": "visitor" if message.direction == "inbound" else "agent",
         "text": message.body_text,
-        "client_id": (message.channel_message_id or "").partition(":")[2],
+        "client_id": (message.channel_message_id or "").partition(":")[2]
+        if message.direction == "inbound"
+        else "",
         "at": message.created_at.isoformat(),
     }
 

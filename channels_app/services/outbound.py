@@ -107,6 +107,8 @@ def _outbound_request(
     channel = channel or message.channel
     if message.channel == Channel.CHATBOT:
         recipient = ticket.customer.email if channel == "email" else ""
+    elif channel == Channel.WEBCHAT:
+        recipient = selectors.webchat_reply_visitor(ticket)
     else:
         recipient = ticket.origin_platform_id
     if not recipient and message.channel != Channel.CHATBOT:
