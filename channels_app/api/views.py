@@ -399,7 +399,11 @@ class ChatbotHandoffApi(APIView):
         serializer = ChatbotHandoffSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         account = signed if isinstance(signed, ChannelAccount) else None
-        ticket, created = services.chatbot_handoff(**serializer.validated_data, account=account)
+        ticket, created = services.chatbot_handoff(
+            **serializer.validated_data,
+            account=account,
+            api_key_id=None if account is not None else request.auth.pk,
+        )
         return Response(
             {
                 "ticket_id": ticket.pk,

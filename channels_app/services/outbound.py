@@ -15,7 +15,7 @@ from channels_app.adapters.base import (
     registered_channels,
 )
 from channels_app.models import ChannelAccount
-from channels_app.services.handoff import handoff_reply_deliveries_create
+from channels_app.services.handoff import handoff_reply_address, handoff_reply_deliveries_create
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import (
@@ -106,7 +106,7 @@ def _outbound_request(
     ticket = message.ticket
     channel = channel or message.channel
     if message.channel == Channel.CHATBOT:
-        recipient = ticket.customer.email if channel == "email" else ""
+        recipient = handoff_reply_address(ticket) if channel == "email" else ""
     elif channel == Channel.WEBCHAT:
         recipient = selectors.webchat_reply_visitor(ticket)
     else:
