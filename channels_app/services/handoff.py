@@ -22,10 +22,9 @@ import requests
 from django.conf import settings
 from django.db import transaction
 
-from channels_app.adapters.base import constant_time_equal, registered_channels
+from channels_app.adapters.base import constant_time_equal
 from channels_app.models import ChannelAccount
 from support.db import advisory_xact_lock
-from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import Schedule, SendResult, TargetKind
 from support.delivery.services import delivery_enqueue
@@ -37,7 +36,6 @@ from tickets import services as ticket_services
 from tickets.models import (
     Channel,
     Customer,
-    DeliveryState,
     Direction,
     Message,
     MessageKind,
@@ -260,36 +258,11 @@ def handoff_reply_deliveries_create(message: Message) -> Delivery | None:
     e-mail channel (a ``channel_reply`` delivery, which keeps the message's status) and,
     when the bot registered a callback URL, a signed POST to it (a ``chatbot_callback``
     delivery). Idempotent per message. Returns the e-mail delivery."""
-    from channels_app.services.outbound import CHANNEL_REPLY_KIND
+    from channels_app.services.outbound import email_reply_delivery_create
 
     ticket = message.ticket
     key = f"message:{message.pk}"
-    email = delivery_selectors.delivery_get(target_kind=CHANNEL_REPLY_KIND, idempotency_key=key)
-    if email is None:
-        account = (
-            ChannelAccount.objects.filter(channel=Channel.EMAIL, is_active=True)
-            .order_by("pk")
-            .first()
-        )
-        problem = ""
-        if "email" not in registered_channels() or account is None:
-            problem = "No e-mail account is configured; the hand-off reply was not sent."
-        elif not handoff_reply_address(ticket):
-            problem = "The customer has no e-mail address; the hand-off reply was not sent."
-        if problem:
-            ticket_services.message_delivery_update(
-                message=message, status=DeliveryState.FAILED, error=problem, error_code="no_account"
-            )
-        else:
-            assert account is not None
-            email = delivery_enqueue(
-                kind=CHANNEL_REPLY_KIND,
-                idempotency_key=key,
-                target_key=f"email:{account.pk}",
-                subject_type="ticket",
-                subject_id=ticket.pk,
-                payload={"message_id": message.pk, "account_id": account.pk, "channel": "email"},
-            )
+    email = email_reply_delivery_create(message, address=handoff_reply_address(ticket))
     url = handoff_callback_url(ticket)
     if url and ticket.channel_account_id.isdigit():
         delivery_enqueue(
