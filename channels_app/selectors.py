@@ -8,9 +8,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from channels_app.adapters.webchat.adapter import message_visitor, visitor_message_prefix
 from channels_app.models import ChannelAccount
 from support.errors import NotFound
-from tickets.models import Customer, Direction, Message, Ticket, TicketStatus
+from tickets.models import ChannelIdentity, Customer, Direction, Message, Ticket, TicketStatus
 
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 
@@ -90,18 +91,42 @@ def last_inbound_at(ticket: Ticket) -> object:
 
 
 def webchat_messages(*, visitor_id: str, account_id: int, after_id: int = 0) -> list[Message]:
-    """Public web chat messages of a visitor's web chat tickets (for the widget's polling;
-    entries another channel's ticket brought in by a merge stay with the agents)."""
+    """The visitor's own public web chat messages and the replies sent to it (for the
+    widget's polling), by the visitor each message names (``<visitor>:…`` channel ids),
+    never by the ticket it sits on: a merge can put several visitors' chats on one ticket
+    (every visitor is its own guest customer). Looked up among the tickets of the customer
+    who now holds the visitor's identity (a merge moves it with the messages)."""
+    customer_id = (
+        ChannelIdentity.objects.filter(channel="webchat", external_id=visitor_id)
+        .values_list("customer_id", flat=True)
+        .first()
+    )
+    if customer_id is None:
+        return []
     return list(
         Message.objects.filter(
+            ticket__customer_id=customer_id,
             channel="webchat",
-            ticket__channel="webchat",
-            ticket__channel_account_id=str(account_id),
-            ticket__origin_platform_id=visitor_id,
+            channel_message_id__startswith=visitor_message_prefix(visitor_id),
             kind="public",
             id__gt=after_id,
         ).order_by("id")[:200]
     )
+
+
+def webchat_reply_visitor(ticket: Ticket) -> str:
+    """The visitor an agent's web chat reply goes to: the one who wrote last on the ticket
+    (after a merge it may hold several visitors' chats), else the ticket's own visitor."""
+    for channel_message_id in (
+        Message.objects.filter(ticket=ticket, channel="webchat", direction=Direction.INBOUND)
+        .exclude(channel_message_id=None)
+        .order_by("-created_at", "-id")
+        .values_list("channel_message_id", flat=True)[:20]
+    ):
+        visitor = message_visitor(channel_message_id)
+        if visitor:
+            return visitor
+    return ticket.origin_platform_id
 
 
 def customers_open_tickets(

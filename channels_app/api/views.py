@@ -399,7 +399,11 @@ class ChatbotHandoffApi(APIView):
         serializer = ChatbotHandoffSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         account = signed if isinstance(signed, ChannelAccount) else None
-        ticket, created = services.chatbot_handoff(**serializer.validated_data, account=account)
+        ticket, created = services.chatbot_handoff(
+            **serializer.validated_data,
+            account=account,
+            api_key_id=None if account is not None else request.auth.pk,
+        )
         return Response(
             {
                 "ticket_id": ticket.pk,
@@ -569,7 +573,9 @@ def webchat_message_json(message: Any) -> dict[str, Any]:
         "id": message.pk,
         "from": "visitor" if message.direction == "inbound" else "agent",
         "text": message.body_text,
-        "client_id": (message.channel_message_id or "").partition(":")[2],
+        "client_id": (message.channel_message_id or "").partition(":")[2]
+        if message.direction == "inbound"
+        else "",
         "at": message.created_at.isoformat(),
     }
 

@@ -22,10 +22,9 @@ import requests
 from django.conf import settings
 from django.db import transaction
 
-from channels_app.adapters.base import constant_time_equal, registered_channels
+from channels_app.adapters.base import constant_time_equal
 from channels_app.models import ChannelAccount
 from support.db import advisory_xact_lock
-from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import Schedule, SendResult, TargetKind
 from support.delivery.services import delivery_enqueue
@@ -36,7 +35,7 @@ from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 from tickets import services as ticket_services
 from tickets.models import (
     Channel,
-    DeliveryState,
+    Customer,
     Direction,
     Message,
     MessageKind,
@@ -126,6 +125,34 @@ def callback_url_check(url: str) -> None:
         )
 
 
+def handoff_trusts_email(account: ChannelAccount | None) -> bool:
+    """Whether this bot vouches for the addresses its users give: only a chatbot account
+    configured so (``settings["trusts_customer_email"]``, e.g. a bot behind the site's
+    login). Anyone can type anyone's address into a bot, as into the web chat widget."""
+    if account is None:
+        return False
+    flag = account.settings.get("trusts_customer_email", False)
+    return flag is True or str(flag).strip().lower() in ("true", "1", "yes")
+
+
+def _handoff_customer(account: ChannelAccount | None, email: str, name: str) -> Customer:
+    """The address's customer when the bot is trusted, else a guest of its own (no e-mail,
+    so nothing links it to the address's owner; an agent may merge it after checking)."""
+    if handoff_trusts_email(account):
+        customer, _ = ticket_services.customer_get_or_create(email=email, name=name)
+        return customer
+    who = name.strip()
+    guest = f"{who} (unverified: {email})" if who else f"{email} (unverified)"
+    customer, _ = ticket_services.customer_get_or_create(email="", name=guest[:200])
+    return customer
+
+
+def _transcript_line(turn: dict[str, Any]) -> str:
+    """``{"role"|"from": …, "text"|"content": …}`` (seed 001's example uses ``from``)."""
+    who = turn.get("role", turn.get("from", "?"))
+    return f"{who!s}: {turn.get('text', turn.get('content', ''))!s}"
+
+
 @transaction.atomic
 def chatbot_handoff(
     *,
@@ -137,14 +164,18 @@ def chatbot_handoff(
     transcript: list[dict[str, Any]] | None = None,
     customer_name: str = "",
     account: ChannelAccount | None = None,
+    api_key_id: int | None = None,
     callback_url: str = "",
 ) -> tuple[Ticket, bool]:
     """Open (once per bot session) a ticket flagged ``is_bot_handoff``.
 
-    ``account`` is the chatbot account whose secret signed the hand-off (None for an
-    agent's API key): it may poll the ticket's status and receives the callbacks. A
-    ``callback_url`` needs it (callbacks are signed with its secret) and must pass the
-    safe-URL check (no internal address)."""
+    ``account`` is the chatbot account whose secret signed the hand-off, else
+    ``api_key_id`` the agent's API key that sent it: a session is the caller's own (the
+    same ``session_id`` from another account or key is another conversation). The account
+    may poll the ticket's status and receives the callbacks. A ``callback_url`` needs it
+    (callbacks are signed with its secret) and must pass the safe-URL check (no internal
+    address). ``customer_email`` is a claim (see :func:`handoff_trusts_email`): kept as the
+    first message's ``claimed_email``, where replies are e-mailed."""
     if callback_url:
         if account is None:
             raise InvalidInput(
@@ -153,12 +184,26 @@ def chatbot_handoff(
                 details={"callback_url": ["Needs a signed hand-off."]},
             )
         callback_url_check(callback_url)
-    advisory_xact_lock(f"chatbot:{session_id}")
-    existing = Ticket.objects.filter(channel="chatbot", origin_platform_id=session_id).first()
-    if existing is not None:
-        return existing, False
-    customer, _ = ticket_services.customer_get_or_create(email=customer_email, name=customer_name)
-    metadata: dict[str, Any] = {"bot_source": source, "bot_session_id": session_id}
+    caller = f"account:{account.pk}" if account is not None else f"key:{api_key_id or ''}"
+    advisory_xact_lock(f"chatbot:{caller}:{session_id}")
+    existing = Ticket.objects.filter(channel="chatbot", origin_platform_id=session_id)
+    if account is not None:
+        existing = existing.filter(channel_account_id=str(account.pk))
+    else:
+        existing = existing.filter(
+            channel_account_id="", messages__metadata__contains={"bot_api_key_id": api_key_id}
+        )
+    found = existing.order_by("pk").first()
+    if found is not None:
+        return found, False
+    customer = _handoff_customer(account, customer_email, customer_name)
+    metadata: dict[str, Any] = {
+        "bot_source": source,
+        "bot_session_id": session_id,
+        "claimed_email": customer_email,
+    }
+    if account is None:
+        metadata["bot_api_key_id"] = api_key_id
     if callback_url:
         metadata["bot_callback_url"] = callback_url
     ticket = ticket_services.ticket_create(
@@ -172,13 +217,9 @@ def chatbot_handoff(
         message_metadata=metadata,
     )
     if transcript:
-        lines = [
-            f"{turn.get('role', '?')!s}: {turn.get('text', turn.get('content', ''))!s}"
-            for turn in transcript
-        ]
         ticket_services.message_add(
             ticket=ticket,
-            body="Bot transcript\n" + "\n".join(lines),
+            body="Bot transcript\n" + "\n".join(_transcript_line(turn) for turn in transcript),
             kind=MessageKind.INTERNAL_NOTE,
             direction=Direction.OUTBOUND,
             metadata={"bot_transcript": transcript},
@@ -186,15 +227,27 @@ def chatbot_handoff(
     return ticket, True
 
 
-def handoff_callback_url(ticket: Ticket) -> str:
-    """The callback URL the bot registered at hand-off ("" if none)."""
+def _handoff_metadata(ticket: Ticket) -> dict[str, Any]:
+    """The hand-off's own record: the metadata of the ticket's first inbound message."""
     first = (
         Message.objects.filter(ticket=ticket, direction=Direction.INBOUND)
         .order_by("created_at", "pk")
         .values_list("metadata", flat=True)
         .first()
     )
-    return str((first or {}).get("bot_callback_url", ""))
+    return first if isinstance(first, dict) else {}
+
+
+def handoff_callback_url(ticket: Ticket) -> str:
+    """The callback URL the bot registered at hand-off ("" if none)."""
+    return str(_handoff_metadata(ticket).get("bot_callback_url", ""))
+
+
+def handoff_reply_address(ticket: Ticket) -> str:
+    """Where agents' replies on a hand-off are e-mailed: the customer's address, else the
+    one the bot's user gave (a guest's claim: mail goes to that mailbox, whose owner is
+    the only one who reads it, as with an unverified e-mail sender)."""
+    return ticket.customer.email or str(_handoff_metadata(ticket).get("claimed_email", ""))
 
 
 # --- agents' replies ------------------------------------------------------------------------
@@ -205,36 +258,11 @@ def handoff_reply_deliveries_create(message: Message) -> Delivery | None:
     e-mail channel (a ``channel_reply`` delivery, which keeps the message's status) and,
     when the bot registered a callback URL, a signed POST to it (a ``chatbot_callback``
     delivery). Idempotent per message. Returns the e-mail delivery."""
-    from channels_app.services.outbound import CHANNEL_REPLY_KIND
+    from channels_app.services.outbound import email_reply_delivery_create
 
     ticket = message.ticket
     key = f"message:{message.pk}"
-    email = delivery_selectors.delivery_get(target_kind=CHANNEL_REPLY_KIND, idempotency_key=key)
-    if email is None:
-        account = (
-            ChannelAccount.objects.filter(channel=Channel.EMAIL, is_active=True)
-            .order_by("pk")
-            .first()
-        )
-        problem = ""
-        if "email" not in registered_channels() or account is None:
-            problem = "No e-mail account is configured; the hand-off reply was not sent."
-        elif not ticket.customer.email:
-            problem = "The customer has no e-mail address; the hand-off reply was not sent."
-        if problem:
-            ticket_services.message_delivery_update(
-                message=message, status=DeliveryState.FAILED, error=problem, error_code="no_account"
-            )
-        else:
-            assert account is not None
-            email = delivery_enqueue(
-                kind=CHANNEL_REPLY_KIND,
-                idempotency_key=key,
-                target_key=f"email:{account.pk}",
-                subject_type="ticket",
-                subject_id=ticket.pk,
-                payload={"message_id": message.pk, "account_id": account.pk, "channel": "email"},
-            )
+    email = email_reply_delivery_create(message, address=handoff_reply_address(ticket))
     url = handoff_callback_url(ticket)
     if url and ticket.channel_account_id.isdigit():
         delivery_enqueue(

@@ -15,7 +15,7 @@ from channels_app.adapters.base import (
     registered_channels,
 )
 from channels_app.models import ChannelAccount
-from channels_app.services.handoff import handoff_reply_deliveries_create
+from channels_app.services.handoff import handoff_reply_address, handoff_reply_deliveries_create
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import (
@@ -51,17 +51,52 @@ CHANNEL_REPLY_KIND = "channel_reply"
 
 
 def outbound_wanted(payload: dict[str, Any]) -> bool:
-    """Whether a ``message.created`` event is a public reply we must deliver."""
+    """Whether a ``message.created`` event is a public reply we must deliver: every queued
+    one, whatever its channel (a channel with no adapter of its own, i.e. a chatbot
+    hand-off, an API or a phone ticket, goes by e-mail or is marked failed, never left
+    queued)."""
     return (
         payload.get("direction") == Direction.OUTBOUND
         and payload.get("kind") == MessageKind.PUBLIC
         and payload.get("delivery_status") == DeliveryState.QUEUED
-        and (
-            payload.get("channel") in registered_channels()
-            # a hand-off ticket's replies go out by e-mail (and the bot's callback)
-            or payload.get("channel") == Channel.CHATBOT
-        )
+        and payload.get("channel") in Channel.values
     )
+
+
+def email_reply_delivery_create(message: Message, *, address: str) -> Delivery | None:
+    """A reply on a ticket whose channel has no adapter of its own, sent by e-mail to
+    ``address`` (a ``channel_reply`` delivery through the first active e-mail account,
+    which keeps the message's status). When it cannot be sent (no e-mail account, no
+    address) the message is marked ``failed`` at once with the reason, never left
+    ``queued``. Idempotent per message."""
+    key = f"message:{message.pk}"
+    existing = delivery_selectors.delivery_get(target_kind=CHANNEL_REPLY_KIND, idempotency_key=key)
+    if existing is not None:
+        return existing
+    account = (
+        ChannelAccount.objects.filter(channel=Channel.EMAIL, is_active=True).order_by("pk").first()
+    )
+    if not address:
+        problem, code = (
+            f"No channel to reach this customer: a {message.get_channel_display()} ticket "
+            "is answered by e-mail and the customer has no e-mail address; not sent.",
+            "no_channel",
+        )
+    elif Channel.EMAIL not in registered_channels() or account is None:
+        problem, code = "No e-mail account is configured; the reply was not sent.", "no_account"
+    else:
+        return delivery_enqueue(
+            kind=CHANNEL_REPLY_KIND,
+            idempotency_key=key,
+            target_key=f"email:{account.pk}",
+            subject_type="ticket",
+            subject_id=message.ticket_id,
+            payload={"message_id": message.pk, "account_id": account.pk, "channel": "email"},
+        )
+    ticket_services.message_delivery_update(
+        message=message, status=DeliveryState.FAILED, error=problem, error_code=code
+    )
+    return None
 
 
 def outbound_delivery_create(*, message_id: int) -> Delivery | None:
@@ -74,7 +109,8 @@ def outbound_delivery_create(*, message_id: int) -> Delivery | None:
     if message.channel == Channel.CHATBOT:
         return handoff_reply_deliveries_create(message)
     if message.channel not in registered_channels():
-        return None
+        # API and phone tickets: no channel to answer on but the customer's e-mail
+        return email_reply_delivery_create(message, address=message.ticket.customer.email)
     key = f"message:{message.pk}"
     existing = delivery_selectors.delivery_get(target_kind=CHANNEL_REPLY_KIND, idempotency_key=key)
     if existing is not None:
@@ -105,17 +141,22 @@ def _outbound_request(
     chatbot hand-off's replies go by e-mail to the customer's address)."""
     ticket = message.ticket
     channel = channel or message.channel
-    if message.channel == Channel.CHATBOT:
-        recipient = ticket.customer.email if channel == "email" else ""
+    if channel != message.channel:  # by e-mail: a channel with no adapter of its own
+        if message.channel == Channel.CHATBOT:
+            recipient = handoff_reply_address(ticket)
+        else:
+            recipient = ticket.customer.email
+    elif channel == Channel.WEBCHAT:
+        recipient = selectors.webchat_reply_visitor(ticket)
     else:
         recipient = ticket.origin_platform_id
-    if not recipient and message.channel != Channel.CHATBOT:
-        identity = ChannelIdentity.objects.filter(
-            customer=ticket.customer, channel=message.channel
-        ).first()
-        recipient = identity.external_id if identity else ""
-    if not recipient and channel == "email":
-        recipient = ticket.customer.email
+        if not recipient:
+            identity = ChannelIdentity.objects.filter(
+                customer=ticket.customer, channel=message.channel
+            ).first()
+            recipient = identity.external_id if identity else ""
+        if not recipient and channel == "email":
+            recipient = ticket.customer.email
     if not recipient:
         raise PermanentError(f"The customer has no {channel} identity to reply to.")
     thread: tuple[str, ...] = ()

@@ -157,3 +157,81 @@ def test_widget_script_is_served_from_static(client: Any) -> None:
         script = fh.read()
     assert "/ws/webchat/" in script
     assert "X-Webchat-Session" in script
+
+
+def _key_client(agent: Any, name: str = "bot") -> APIClient:
+    from support.services import api_key_create
+
+    _, raw = api_key_create(user=agent, name=name)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    return client
+
+
+def test_a_session_id_is_the_callers_own(agent: Any, api_client: APIClient) -> None:
+    """Another bot account, or an API key, reusing a session id gets its own ticket, never
+    the first caller's (its id, number and status) with its own message dropped."""
+    make_account("chatbot")
+    make_account("chatbot", name="other-bot", app_secret="other-secret")
+    first = _signed_post(api_client, HANDOFF)
+    assert first.status_code == 201
+    other = _signed_post(
+        api_client, {**HANDOFF, "initial_message": "Other bot's user"}, secret="other-secret"
+    )
+    assert other.status_code == 201, other.content
+    assert other.json()["ticket_id"] != first.json()["ticket_id"]
+    keyed = _key_client(agent).post(
+        "/api/webhooks/chatbot", {**HANDOFF, "initial_message": "Key's user"}, format="json"
+    )
+    assert keyed.status_code == 201, keyed.content
+    second_key = _key_client(agent, name="bot-2").post(
+        "/api/webhooks/chatbot", HANDOFF, format="json"
+    )
+    assert second_key.status_code == 201
+    ids = {r.json()["ticket_id"] for r in (first, other, keyed, second_key)}
+    assert len(ids) == 4
+    assert {
+        Ticket.objects.get(pk=pk).messages.filter(direction="inbound").get().body_text for pk in ids
+    } == {"I want a refund for order 77", "Other bot's user", "Key's user"}
+    # each caller's retry still finds its own ticket
+    assert _signed_post(api_client, HANDOFF).json()["ticket_id"] == first.json()["ticket_id"]
+    again = _signed_post(api_client, HANDOFF, secret="other-secret")
+    assert (again.status_code, again.json()["ticket_id"]) == (200, other.json()["ticket_id"])
+
+
+def test_a_typed_email_is_a_claim_not_the_addresss_customer(api_client: APIClient) -> None:
+    """As in web chat: the address a bot's user gives never attaches the hand-off to the
+    customer who owns it (profile, orders, history); a guest holds it, the claim kept."""
+    from tickets.models import Customer
+
+    ana = Customer.objects.create(name="Ana Real", email="ana@example.com")
+    make_account("chatbot")
+    response = _signed_post(api_client, {**HANDOFF, "customer_name": "Ana"})
+    assert response.status_code == 201
+    ticket = Ticket.objects.get(pk=response.json()["ticket_id"])
+    assert ticket.customer_id != ana.pk
+    guest = ticket.customer
+    assert (guest.email, guest.name) == ("", "Ana (unverified: ana@example.com)")
+    first = ticket.messages.get(direction="inbound")
+    assert first.metadata["claimed_email"] == "ana@example.com"
+    assert Customer.objects.get(pk=ana.pk).tickets.count() == 0
+
+
+def test_a_trusted_bot_account_attaches_the_addresss_customer(api_client: APIClient) -> None:
+    from tickets.models import Customer
+
+    ana = Customer.objects.create(name="Ana Real", email="ana@example.com")
+    account = make_account("chatbot")
+    account.settings = {"trusts_customer_email": "true"}
+    account.save()
+    response = _signed_post(api_client, HANDOFF)
+    assert Ticket.objects.get(pk=response.json()["ticket_id"]).customer_id == ana.pk
+
+
+def test_transcript_turns_accept_from_as_well_as_role(api_client: APIClient) -> None:
+    """Seed 001's example (and the API's) name the speaker ``from``."""
+    make_account("chatbot")
+    transcript = [{"from": "customer", "text": "refund?"}, {"role": "bot", "content": "Which?"}]
+    _signed_post(api_client, {**HANDOFF, "transcript": transcript})
+    note = Message.objects.get(kind="internal_note")
+    assert note.body_text == "Bot transcript\ncustomer: refund?\nbot: Which?"

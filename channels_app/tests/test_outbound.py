@@ -473,3 +473,62 @@ def test_a_reply_whose_first_task_was_lost_is_sent_by_the_sweep(
     assert (message.delivery_status, message.channel_message_id) == ("sent", "wamid.SWEPT")
     with django_capture_on_commit_callbacks(execute=True):
         assert engine.deliveries_sweep() == 0
+
+
+SENDGRID = "https://api.sendgrid.com/v3/mail/send"
+
+
+@responses.activate
+@pytest.mark.parametrize("channel", ["api", "phone"])
+def test_a_reply_on_an_api_or_phone_ticket_is_emailed_to_the_customer(
+    channel: str, customer: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Those channels have no way back but the customer's e-mail: the reply goes through
+    the e-mail account, recorded like every outbound attempt, instead of staying queued."""
+    from tickets.services import ticket_create
+
+    email = make_account("email")
+    ticket = ticket_create(customer=customer, subject="Order 77", body="Hi", channel=channel)
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    message = reply(ticket, agent, django_capture_on_commit_callbacks, text="It ships today.")
+    assert len(responses.calls) == 1
+    sent = json.loads(responses.calls[0].request.body or b"")
+    assert sent["personalizations"] == [{"to": [{"email": "ada@example.com"}]}]
+    assert sent["subject"] == f"Re: Order 77 [{ticket.number}]"
+    delivery = Delivery.objects.get()
+    assert (delivery.target_key, delivery.status) == (f"email:{email.pk}", "succeeded")
+    assert Attempt.objects.filter(delivery=delivery).count() == 1
+    message.refresh_from_db()
+    assert (message.channel, message.delivery_status) == (channel, "sent")
+
+
+def test_a_reply_with_no_way_to_reach_the_customer_fails_visibly(
+    client: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A phone ticket of a customer without e-mail: marked failed with the reason at once
+    (shown on the ticket page), never "Queued" forever; nothing is enqueued."""
+    from tickets.models import Customer
+    from tickets.services import ticket_create
+
+    make_account("email")
+    caller = Customer.objects.create(name="Caller", phone="+447700900123")
+    ticket = ticket_create(customer=caller, subject="Call", body="Called", channel="phone")
+    message = reply(ticket, agent, django_capture_on_commit_callbacks)
+    message.refresh_from_db()
+    assert (message.delivery_status, message.delivery_error_code) == ("failed", "no_channel")
+    assert message.delivery_error.startswith("No channel to reach this customer")
+    assert Delivery.objects.count() == 0
+    client.force_login(agent)
+    page = client.get(f"/tickets/{ticket.number}/").content.decode()
+    assert "Failed: No channel to reach this customer" in page
+
+
+def test_an_api_reply_without_an_email_account_fails_visibly(
+    customer: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from tickets.services import ticket_create
+
+    ticket = ticket_create(customer=customer, subject="Hi", body="Hello", channel="api")
+    message = reply(ticket, agent, django_capture_on_commit_callbacks)
+    message.refresh_from_db()
+    assert (message.delivery_status, message.delivery_error_code) == ("failed", "no_account")

@@ -451,3 +451,73 @@ def test_a_verified_chat_cannot_be_moved_to_another_address(
     assert answer.json()["error"]["code"] == "already_verified"
     assert Customer.objects.filter(pk__in=[victim.pk, other.pk]).count() == 2
     assert ChannelIdentity.objects.get(external_id=started["visitor_id"]).customer == victim
+
+
+def test_after_a_merge_each_visitor_sees_only_its_own_chat_and_replies(
+    agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Every visitor is its own guest customer: merging two web chats puts both on one
+    ticket, but each widget still shows its own messages and the replies sent to it, and
+    a reply goes to the visitor who wrote last."""
+    account = make_account("webchat")
+    alice_web, bob_web = Client(REMOTE_ADDR="10.9.9.1"), Client(REMOTE_ADDR="10.9.9.2")
+    alice = _start(alice_web, account, "alice@example.com", "Alice")
+    bob = _start(bob_web, account, "bob@example.com", "Bob")
+    capture = django_capture_on_commit_callbacks
+    with mock.patch("channels_app.adapters.webchat.adapter.get_channel_layer") as layer:
+        layer.return_value.group_send = mock.AsyncMock()
+        _say(alice_web, capture, alice, "My card ends 4242, 1 Private Rd")
+        _say(bob_web, capture, bob, "A question about shipping")
+        ta = Ticket.objects.get(origin_platform_id=alice["visitor_id"])
+        tb = Ticket.objects.get(origin_platform_id=bob["visitor_id"])
+        with capture(execute=True):
+            ticket_services.message_add(ticket=ta, body="Alice: card noted", author_user=agent)
+            ticket_services.message_add(ticket=tb, body="Bob: ships Monday", author_user=agent)
+        ticket_services.ticket_merge(source=ta, target=tb, actor=agent, confirm_customer_merge=True)
+        assert _poll(bob_web, bob) == ["A question about shipping", "Bob: ships Monday"]
+        assert _poll(alice_web, alice) == ["My card ends 4242, 1 Private Rd", "Alice: card noted"]
+
+        _say(alice_web, capture, alice, "Also my PIN hint is blue")
+        assert Message.objects.filter(ticket=tb, direction="inbound").count() == 3
+        layer.return_value.group_send.reset_mock()
+        with capture(execute=True):
+            ticket_services.message_add(ticket=tb, body="Alice: PIN noted", author_user=agent)
+    [call] = layer.return_value.group_send.await_args_list
+    assert call.args[0] == f"webchat-{alice['visitor_id']}"
+    assert _poll(bob_web, bob) == ["A question about shipping", "Bob: ships Monday"]
+    assert _poll(alice_web, alice)[-2:] == ["Also my PIN hint is blue", "Alice: PIN noted"]
+
+
+def test_migration_names_the_visitor_of_replies_sent_before(agent: Any) -> None:
+    """0008: an old ``webchat-out-<id>`` reply gets its ticket's visitor, except on a
+    ticket another was merged into (which visitor it went to is unknown)."""
+    import importlib
+
+    from django.db import connection
+
+    forward = importlib.import_module(
+        "channels_app.migrations.0008_webchat_reply_visitor_ids"
+    ).FORWARD
+    account = make_account("webchat")
+    customer = Customer.objects.create(name="Guest")
+    replies = []
+    for visitor in ("v_one", "v_two"):
+        ticket = ticket_services.ticket_create(
+            customer=customer,
+            subject="Hi",
+            body="Hello",
+            channel="webchat",
+            channel_account_id=str(account.pk),
+            origin_platform_id=visitor,
+            channel_message_id=f"{visitor}:c1234567",
+        )
+        with mock.patch("channels_app.services.outbound_wanted", return_value=False):
+            message = ticket_services.message_add(ticket=ticket, body="Hi!", author_user=agent)
+        Message.objects.filter(pk=message.pk).update(channel_message_id=f"webchat-out-{message.pk}")
+        replies.append(message)
+    other = ticket_services.ticket_create(customer=customer, subject="x", body="y", channel="api")
+    ticket_services.ticket_merge(source=other, target=replies[1].ticket, actor=agent)
+    with connection.cursor() as cursor:
+        cursor.execute(forward)
+    ids = [Message.objects.get(pk=m.pk).channel_message_id for m in replies]
+    assert ids == [f"v_one:out-{replies[0].pk}", f"webchat-out-{replies[1].pk}"]

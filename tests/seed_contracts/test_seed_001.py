@@ -63,7 +63,9 @@ def test_chatbot_handoff_returns_the_ticket_id(client: Client) -> None:
     assert body["ticket_id"] == ticket.pk
     assert body["is_bot_handoff"] is True
     assert ticket.is_bot_handoff
-    assert ticket.customer.email == "user@example.com"
+    # the typed address is a claim (a guest holds it; replies are e-mailed to it)
+    assert ticket.customer.name == "user@example.com (unverified)"
+    assert ticket.messages.get().metadata["claimed_email"] == "user@example.com"
 
 
 def test_chatbot_polls_status_with_its_signature(client: Client) -> None:

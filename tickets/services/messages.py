@@ -45,8 +45,10 @@ def message_add(
 ) -> Message:
     """Add to the timeline: a customer's message, an agent's public reply or an internal note.
 
-    A public outbound reply is queued for delivery on the ticket's channel (the channel
-    app listens to ``message.created``). Duplicate ``channel_message_id`` raises Conflict.
+    A public outbound reply is queued for delivery: the channels app (listening to
+    ``message.created``) sends it on the ticket's channel, or by e-mail where that channel
+    has no way back (API, phone, chatbot hand-off), and gives it its final status (sent,
+    delivered or failed with the reason). Duplicate ``channel_message_id`` raises Conflict.
     """
     if kind not in MessageKind.values:
         raise InvalidInput(f"Unknown message kind {kind!r}.", details={"kind": ["Invalid."]})

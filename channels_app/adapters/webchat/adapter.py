@@ -41,6 +41,22 @@ def visitor_group(visitor_id: str) -> str:
     return f"webchat-{visitor_id}"
 
 
+# Every web chat message carries its visitor in its channel id, ``<visitor id>:<rest>``:
+# ``<visitor>:<client id>`` for the visitor's messages, ``<visitor>:out-<message id>`` for
+# the replies sent to it. A visitor's widget shows exactly the messages with its prefix,
+# wherever a merge moved them (``selectors.webchat_messages``).
+
+
+def visitor_message_prefix(visitor_id: str) -> str:
+    return f"{visitor_id}:"
+
+
+def message_visitor(channel_message_id: str | None) -> str:
+    """The visitor a web chat message's channel id names ("" if none)."""
+    visitor, sep, _ = (channel_message_id or "").partition(":")
+    return visitor if sep and visitor.startswith("v_") else ""
+
+
 class SessionExpired(SignatureError):
     """A genuine session past ``WEBCHAT_SESSION_TTL_SECONDS``: 401, start a new one."""
 
@@ -145,7 +161,9 @@ class WebchatAdapter(ChannelAdapter):
         if layer is not None:
             async_to_sync(layer.group_send)(visitor_group(outbound.recipient_id), payload)
         return SendResult(
-            external_message_id=f"webchat-out-{outbound.message_id}",
+            external_message_id=(
+                f"{visitor_message_prefix(outbound.recipient_id)}out-{outbound.message_id}"
+            ),
             request_body=payload["message"],
             delivered=True,
         )
