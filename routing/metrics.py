@@ -10,16 +10,19 @@ share ``support_routing_out_of_scope_rate``); RoutingAccuracy →
 ``support_routing_sync_failures``; BedrockAPIErrors → ``support_routing_provider_errors
 {provider="bedrock"}`` (decisions that fell back because their provider failed); tokens and
 cost → ``support_routing_tokens``, ``support_routing_cost_usd``,
-``support_routing_cost_per_ticket_usd``.
+``support_routing_cost_per_ticket_usd``. Not windowed: ``support_routing_unrouted_tickets``
+(tickets still without a decision; the routing sweep's work).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db.models import Avg, Count, Q, Sum
 from prometheus_client.core import Metric
 
+from routing import selectors
 from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback, SyncStatus
 from support.metrics import gauge, histogram_from_queryset, window_start
 
@@ -151,3 +154,11 @@ def routing_metrics() -> Iterator[Metric]:
     feedback = gauge("routing_verdicts", "Verdicts people gave in the window.")
     feedback.add_metric([], judged)
     yield feedback
+
+    unrouted = gauge(
+        "routing_unrouted_tickets",
+        "Tickets still without a routing decision ROUTING_SWEEP_AFTER_SECONDS after they "
+        "were created (up to ROUTING_SWEEP_LOOKBACK_SECONDS old); 0 while routing is off.",
+    )
+    unrouted.add_metric([], selectors.tickets_unrouted().count() if settings.ROUTING_ENABLED else 0)
+    yield unrouted

@@ -54,6 +54,7 @@ PLATFORM = {
     # beside ManualReviewRate: the share unlike any trained intent (routers with a detector;
     # the demo's shipped default has none, so it is 0 after a demo load)
     "support_routing_out_of_scope_rate",
+    "support_routing_unrouted_tickets",  # the routing sweep's safety net (docs/routing.md)
     "support_webhook_events",
     "support_inbound_processing_lag_seconds",
     "support_outbox_lag_seconds",
