@@ -120,6 +120,8 @@ def test_get_ticket_finds_the_ticket_by_the_callers_ticket_id(
     assert body["id"] == ticket.pk
     assert body["routing_status"] == "decided"
     assert body["correlation_id"] == str(ticket.correlation_id)
+    classification = body["issue_classification"]
+    assert classification["primary_category"] == classification["category"]  # seed's name
     # The internal id and number still answer (here no caller's id shadows them).
     assert supervisor_key_client.get(f"/tickets/{ticket.number}").json()["id"] == ticket.pk
     assert supervisor_key_client.get(f"/tickets/{ticket.pk}").json()["id"] == ticket.pk
