@@ -7,24 +7,43 @@ TicketsProcessed → ``support_routing_tickets_processed``; ProcessingTime →
 ManualReviewRate → ``support_routing_manual_review_rate`` (and, beside it, the out-of-scope
 share ``support_routing_out_of_scope_rate``); RoutingAccuracy →
 ``support_routing_accuracy`` (from people's verdicts); TicketingSystemSyncFailures →
-``support_routing_sync_failures``; BedrockAPIErrors → ``support_routing_provider_errors
+``support_routing_sync_failures`` (failed attempts to update the ticketing system, each
+retry counted: an outage shows at once, while the circuit breaker holds later ones back);
+BedrockAPIErrors → ``support_routing_provider_errors
 {provider="bedrock"}`` (decisions that fell back because their provider failed); tokens and
 cost → ``support_routing_tokens``, ``support_routing_cost_usd``,
-``support_routing_cost_per_ticket_usd``.
+``support_routing_cost_per_ticket_usd``. Not windowed: ``support_routing_unrouted_tickets``
+(tickets still without a decision; the routing sweep's work).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+from django.conf import settings
 from django.db.models import Avg, Count, Q, Sum
 from prometheus_client.core import Metric
 
-from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback, SyncStatus
+from routing import selectors
+from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback
+from routing.services import TICKETING_SYNC_KIND
+from support.delivery.models import Attempt, Outcome
 from support.metrics import gauge, histogram_from_queryset, window_start
 
 PROCESSING_BUCKETS_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def sync_failed_attempts(since: Any) -> int:
+    """Ticketing-sync attempts made since ``since`` that did not succeed (any failure
+    outcome, a lost attempt included), from the engine's attempt log (its partial index
+    on failed attempts' ``created_at``)."""
+    return (
+        Attempt.objects.filter(created_at__gte=since, delivery__target_kind=TICKETING_SYNC_KIND)
+        .exclude(outcome=Outcome.SUCCESS)
+        .count()
+    )
 
 
 def routing_metrics() -> Iterator[Metric]:
@@ -62,7 +81,6 @@ def routing_metrics() -> Iterator[Metric]:
         unlike=Count("pk", filter=Q(out_of_scope=True)),
         scored=Count("pk", filter=Q(out_of_scope__isnull=False)),
         confidence=Avg("confidence"),
-        sync_failed=Count("pk", filter=Q(sync_status=SyncStatus.FAILED)),
         tokens_in=Sum("tokens_in"),
         tokens_out=Sum("tokens_out"),
         cost=Sum("cost_usd"),
@@ -91,9 +109,10 @@ def routing_metrics() -> Iterator[Metric]:
 
     sync = gauge(
         "routing_sync_failures",
-        "Decisions in the window whose ticketing-system sync failed (dead letter).",
+        "Failed attempts to update the ticketing system in the window (every retry "
+        "counts; seed 004 TicketingSystemSyncFailures).",
     )
-    sync.add_metric([], totals["sync_failed"])
+    sync.add_metric([], sync_failed_attempts(since))
     yield sync
 
     errors = gauge(
@@ -151,3 +170,11 @@ def routing_metrics() -> Iterator[Metric]:
     feedback = gauge("routing_verdicts", "Verdicts people gave in the window.")
     feedback.add_metric([], judged)
     yield feedback
+
+    unrouted = gauge(
+        "routing_unrouted_tickets",
+        "Tickets still without a routing decision ROUTING_SWEEP_AFTER_SECONDS after they "
+        "were created (up to ROUTING_SWEEP_LOOKBACK_SECONDS old); 0 while routing is off.",
+    )
+    unrouted.add_metric([], selectors.tickets_unrouted().count() if settings.ROUTING_ENABLED else 0)
+    yield unrouted

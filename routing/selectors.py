@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.conf import settings
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback
 from support.auth.roles import is_supervisor
@@ -26,6 +29,22 @@ def routing_decision_list(*, ticket: Ticket) -> QuerySet[RoutingDecision]:
 
 def routing_decision_latest(*, ticket: Ticket) -> RoutingDecision | None:
     return routing_decision_list(ticket=ticket).first()
+
+
+def tickets_unrouted(*, now: Any = None) -> QuerySet[Ticket]:
+    """Tickets with no routing decision, created more than ``ROUTING_SWEEP_AFTER_SECONDS``
+    ago and less than ``ROUTING_SWEEP_LOOKBACK_SECONDS`` ago (older ones predate routing
+    or were left on purpose), oldest first. The routing sweep's work and the
+    ``support_routing_unrouted_tickets`` metric."""
+    now = now or timezone.now()
+    return (
+        Ticket.objects.filter(
+            created_at__lte=now - timedelta(seconds=settings.ROUTING_SWEEP_AFTER_SECONDS),
+            created_at__gt=now - timedelta(seconds=settings.ROUTING_SWEEP_LOOKBACK_SECONDS),
+        )
+        .exclude(Exists(RoutingDecision.objects.filter(ticket_id=OuterRef("pk"))))
+        .order_by("created_at", "pk")
+    )
 
 
 def _history_numbers(decision: RoutingDecision) -> list[str]:

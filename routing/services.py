@@ -259,6 +259,7 @@ def _routing_decide(
                 intent=out.intent,
                 classification={
                     "category": out.category,
+                    "primary_category": out.category,  # seed 004's name
                     "intent": out.intent,
                     "secondary": out.secondary,
                     "classifier": classification,

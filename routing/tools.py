@@ -188,7 +188,7 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def extract_entities(text: str) -> dict[str, list[str]]:
+def extract_entities(text: str) -> dict[str, list[Any]]:
     """Account numbers, service ids, order numbers, error codes, phone numbers, emails,
     money amounts and dates; each pattern is validated so ordinary words never match."""
     accounts = ACCOUNT_RE.findall(text)
@@ -222,8 +222,16 @@ def extract_entities(text: str) -> dict[str, list[str]]:
         "phone_numbers": _unique(phones),
         "emails": _unique(emails),
         "money_amounts": _unique(money),
+        # seed 004's name and type: the amounts as numbers
+        "monetary_amounts": [v for v in map(_money_value, _unique(money)) if v is not None],
         "dates": _unique(dates),
     }
+
+
+def _money_value(text: str) -> float | None:
+    """``"$1,234.50"`` -> 1234.5 (the number in a MONEY_RE match; None if there is none)."""
+    m = re.search(r"\d[\d,]*(?:\.\d{1,2})?", text)
+    return float(m.group(0).replace(",", "")) if m else None
 
 
 # --- 3. check_vip_status --------------------------------------------------------------------
@@ -274,7 +282,16 @@ def check_service_status(
         for m in matched
     )
     known_issue = any(o.get("known_issue") for m in matched for o in m["outages"])
-    return {"services": matched, "outage_match": outage_match, "known_issue": known_issue}
+    outages = [{"service_id": m["service_id"], **o} for m in matched for o in m["outages"]]
+    return {
+        "services": matched,
+        "outage_match": outage_match,
+        "known_issue": known_issue,
+        # seed 004's names for the same findings
+        "active_outages": [o for o in outages if not o.get("known_issue")],
+        "known_issues": [o for o in outages if o.get("known_issue")],
+        "service_health": "Outage" if outage_match else "Degraded" if known_issue else "Healthy",
+    }
 
 
 # --- 5. calculate_priority ---------------------------------------------------------------------
@@ -409,4 +426,5 @@ def get_historical_context(history: list[PastTicket]) -> dict[str, Any]:
         "open_tickets": sum(1 for p in history if p.status in ("new", "open", "pending")),
         "common_issues": [c for c, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:3]],
         "past_escalations": sum(1 for p in history if p.escalated),
+        "escalation_history": any(p.escalated for p in history),  # seed 004's name
     }

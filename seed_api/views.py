@@ -21,10 +21,12 @@ from calls.api.views import AnalyticsDetailApi, AnalyticsListApi
 from channels_app.api.views import webhook, webhook_account_for_request
 from routing import selectors as routing_selectors
 from routing.api.serializers import RoutingDecisionOutputSerializer
+from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent
 from support.errors import NotFound
 from support.throttling import PerIPRateThrottle
 from tickets import extras
+from tickets import services as ticket_services
 from tickets.api import serializers as ticket_serializers
 from tickets.api.schema import TICKET_ID
 from tickets.api.views import (
@@ -33,7 +35,7 @@ from tickets.api.views import (
     ticket_create_for_caller,
     ticket_created_body,
 )
-from tickets.selectors import ticket_get_visible
+from tickets.selectors import ticket_get_for_caller, ticket_visible_to
 
 
 def seed_contracts_enabled() -> bool:
@@ -83,7 +85,7 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
     @extend_schema(
         operation_id="seed_tickets_ingest",
         request=SeedTicketInputSerializer,
-        responses={202: OpenApiTypes.OBJECT},
+        responses={202: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
         examples=[
             OpenApiExample(
                 "seed 004",
@@ -100,20 +102,39 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
     def post(self, request: Request) -> Response:
         serializer = SeedTicketInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        ticket = ticket_create_for_caller(request, serializer.validated_data)
+        try:
+            ticket = ticket_create_for_caller(
+                request, serializer.validated_data, callers_own_id=True
+            )
+            code: int = status.HTTP_202_ACCEPTED
+        except ticket_services.TicketAlreadySubmitted as repeat:
+            # The same caller's ticket_id again (a retry): that ticket, nothing new. One
+            # the caller may no longer see answers the 409 alone.
+            ticket = repeat.ticket
+            if not ticket_visible_to(
+                request.user, team_id=ticket.team_id, assignee_id=ticket.assignee_id
+            ):
+                raise
+            code = status.HTTP_200_OK
         body = ticket_created_body(ticket)
         names = [n for n in ("context", "suggestions") if n in extras.available_create_extras()]
         built = extras.create_extras_build(names, request, ticket)
         return Response(
             {
-                "ticket_id": ticket.pk,
+                "ticket_id": seed_ticket_id(ticket),
                 **body,
                 "external_ticket_id": ticket.origin_platform_id,
                 "customer_context": built.get("context"),
                 "kb_suggestions": built.get("suggestions"),
             },
-            status=status.HTTP_202_ACCEPTED,
+            status=code,
         )
+
+
+def seed_ticket_id(ticket: Any) -> str | int:
+    """Seed 004's ``ticket_id``: the caller's own id when the ticket was submitted with one
+    (``GET /tickets/{id}`` finds it by that id), else the internal id."""
+    return ticket.origin_platform_id if ticket.origin_caller_id else ticket.pk
 
 
 # --- seed 004: GET /tickets/{id} (the routing decision) -------------------------------------
@@ -123,7 +144,8 @@ def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[
     """Seed 004's "Routing Decisions Table" row from the product's latest decision."""
     if decision is None:
         return {
-            "ticket_id": ticket.pk,
+            "ticket_id": seed_ticket_id(ticket),
+            "id": ticket.pk,
             "number": ticket.number,
             "customer_id": ticket.customer_id,
             "correlation_id": str(ticket.correlation_id),
@@ -131,7 +153,8 @@ def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[
         }
     created = decision.get("created_at")
     return {
-        "ticket_id": ticket.pk,
+        "ticket_id": seed_ticket_id(ticket),
+        "id": ticket.pk,
         "number": ticket.number,
         "timestamp": ticket_timestamp(created),
         "customer_id": ticket.customer_id,
@@ -157,14 +180,25 @@ def ticket_timestamp(iso: Any) -> int | None:
     return int(moment.timestamp()) if moment else None
 
 
+SEED_TICKET_ID = path_parameter(
+    "ticket_id",
+    description=(
+        "The ticket id you submitted with `POST /tickets` (yours win), else the ticket's id "
+        "(`42`) or number (`T-000042`)."
+    ),
+    pattern=r"^[^/]{1,255}$",
+    examples={"submitted": "TKT-1001", "id": "1", "number": "T-000001"},
+)
+
+
 class SeedRoutingDecisionApi(SeedContractMixin, APIView):
     @extend_schema(
         operation_id="seed_tickets_routing_decision",
-        parameters=[TICKET_ID],
+        parameters=[SEED_TICKET_ID],
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request: Request, ticket_id: str) -> Response:
-        ticket = ticket_get_visible(ticket_id, user=request.user)
+        ticket = ticket_get_for_caller(ticket_id, user=request.user)
         history = routing_selectors.routing_decisions_for_viewer(
             list(routing_selectors.routing_decision_list(ticket=ticket)), user=request.user
         )

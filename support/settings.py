@@ -705,6 +705,18 @@ CELERY_BEAT_SCHEDULE["routing-decision-purge"] = {
     "task": "routing.tasks.routing_decision_purge_task",
     "schedule": 3600.0,
 }
+# The routing sweep (routing.tasks.routing_sweep_task): every ROUTING_SWEEP_SECONDS, routing
+# again for tickets without a decision created more than ROUTING_SWEEP_AFTER_SECONDS and
+# less than ROUTING_SWEEP_LOOKBACK_SECONDS ago, at most ROUTING_SWEEP_BATCH per run; the
+# same tickets are the metric support_routing_unrouted_tickets.
+ROUTING_SWEEP_SECONDS = env.get_float("ROUTING_SWEEP_SECONDS", 120.0)
+ROUTING_SWEEP_AFTER_SECONDS = env.get_float("ROUTING_SWEEP_AFTER_SECONDS", 300.0)
+ROUTING_SWEEP_LOOKBACK_SECONDS = env.get_float("ROUTING_SWEEP_LOOKBACK_SECONDS", 86400.0)
+ROUTING_SWEEP_BATCH = env.get_int("ROUTING_SWEEP_BATCH", 200)
+CELERY_BEAT_SCHEDULE["routing-sweep"] = {
+    "task": "routing.tasks.routing_sweep_task",
+    "schedule": ROUTING_SWEEP_SECONDS,
+}
 CELERY_BEAT_SCHEDULE["routing-status-poll"] = {
     "task": "routing.tasks.service_status_poll_task",
     "schedule": 60.0,

@@ -18,7 +18,7 @@ from calls.models import Call, CallAnalytics, CallEvent, EventStatus, PipelineSt
 from channels_app.models import InboundEvent, InboundStatus
 from channels_app.tests.conftest import make_account
 from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback, SyncStatus
-from support.delivery.models import Delivery
+from support.delivery.models import Attempt, Delivery, Outcome
 from support.fallback import provider_failure
 from support.models import OutboxEvent
 from support.redis_client import get_redis
@@ -54,6 +54,7 @@ PLATFORM = {
     # beside ManualReviewRate: the share unlike any trained intent (routers with a detector;
     # the demo's shipped default has none, so it is 0 after a demo load)
     "support_routing_out_of_scope_rate",
+    "support_routing_unrouted_tickets",  # the routing sweep's safety net (docs/routing.md)
     "support_webhook_events",
     "support_inbound_processing_lag_seconds",
     "support_outbox_lag_seconds",
@@ -156,12 +157,21 @@ def feed(customer: Any) -> None:
 
     Delivery.objects.create(target_kind="channel_reply", idempotency_key="d1", status="succeeded")
     Delivery.objects.create(target_kind="channel_reply", idempotency_key="d2", status="dead")
-    Delivery.objects.create(
+    sync = Delivery.objects.create(
         target_kind="ticketing_sync",
         idempotency_key="d3",
         status="retrying",
         next_attempt_at=now - timedelta(minutes=1),
     )
+    # Ticketing-sync attempts: two failed in the window, one long before it, one succeeded;
+    # a failed attempt of another kind.
+    Attempt.objects.create(delivery=sync, number=1, outcome=Outcome.RETRYABLE)
+    Attempt.objects.create(delivery=sync, number=4, outcome=Outcome.LOST)
+    old = Attempt.objects.create(delivery=sync, number=2, outcome=Outcome.RETRYABLE)
+    Attempt.objects.filter(pk=old.pk).update(created_at=now - timedelta(days=2))
+    Attempt.objects.create(delivery=sync, number=3, outcome=Outcome.SUCCESS)
+    reply = Delivery.objects.get(idempotency_key="d2")
+    Attempt.objects.create(delivery=reply, number=1, outcome=Outcome.PERMANENT)
 
     CallEvent.objects.create(source="ctr", external_id="e1", status=EventStatus.PROCESSED)
     CallEvent.objects.create(source="recording", external_id="e2", status=EventStatus.FAILED)
@@ -250,7 +260,7 @@ def test_values_after_feeding_data(client: Client, token: str, customer: Any, qu
     assert value(families, "support_routing_accuracy", dimension="overall") == 0.5
     assert value(families, "support_routing_accuracy", dimension="team") == 0.5
     assert value(families, "support_routing_accuracy", dimension="priority") == 1.0
-    assert value(families, "support_routing_sync_failures") == 1
+    assert value(families, "support_routing_sync_failures") == 2  # failed attempts
     assert value(families, "support_routing_provider_errors", provider="bedrock") == 1
     assert value(families, "support_routing_tokens", direction="in") == 1000
     assert value(families, "support_routing_tokens", direction="out") == 100

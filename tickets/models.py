@@ -161,6 +161,18 @@ class Ticket(models.Model):
         max_length=64, blank=True, help_text="Which of the channel's accounts it came through."
     )
     origin_platform_id = models.CharField(max_length=255, blank=True)
+    origin_caller = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # the unique constraint below starts with it
+        help_text=(
+            "The API caller whose own ticket id ``origin_platform_id`` is (seed 004's "
+            "POST /tickets): unique per caller, so a repeated submission finds this ticket."
+        ),
+    )
     is_bot_handoff = models.BooleanField(default=False)
     needs_review = models.BooleanField(
         default=False, help_text="Waiting for a person to check an AI decision."
@@ -206,6 +218,13 @@ class Ticket(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=~Q(merged_into=models.F("id")), name="ticket_not_merged_into_self"
+            ),
+            # One ticket per (caller, the caller's ticket id): concurrent submissions of
+            # the same id cannot both create one (tickets.services.ticket_create).
+            models.UniqueConstraint(
+                fields=["origin_caller", "origin_platform_id"],
+                condition=Q(origin_caller__isnull=False),
+                name="ticket_origin_caller_unique",
             ),
         ]
 

@@ -307,6 +307,31 @@ def ticket_get_visible(ref: str | int, *, user: Any) -> Ticket:
     return ticket
 
 
+def ticket_submitted_get(*, caller: Any, external_id: str) -> Ticket | None:
+    """The ticket ``caller`` submitted under its own ticket id ``external_id`` (seed 004's
+    ``ticket_id``, kept as ``origin_platform_id`` with ``origin_caller``), or None."""
+    if not external_id or getattr(caller, "pk", None) is None:
+        return None
+    return (
+        Ticket.objects.select_related("customer", "team", "assignee", "merged_into", "sla_policy")
+        .filter(origin_caller_id=caller.pk, origin_platform_id=external_id)
+        .first()
+    )
+
+
+def ticket_get_for_caller(ref: str, *, user: Any) -> Ticket:
+    """Seed 004's ``GET /tickets/{id}``: the ticket this user submitted with ``ref`` as its
+    ticket id, else (none submitted so) the ticket whose id or number ``ref`` is. One
+    ticket either way: a caller's ids are unique per caller and win over the internal
+    ones. The same visibility rule as :func:`ticket_get_visible` (NotFound otherwise)."""
+    ticket = ticket_submitted_get(caller=user, external_id=str(ref))
+    if ticket is None:
+        return ticket_get_visible(ref, user=user)
+    if not ticket_visible_to(user, team_id=ticket.team_id, assignee_id=ticket.assignee_id):
+        raise NotFound(f"No ticket {ref!r}.")
+    return ticket
+
+
 def visible_ticket_ids(user: Any, ids: Iterable[int]) -> set[int]:
     """The ids among ``ids`` of tickets the user may see (one query; none for supervisors)."""
     wanted = {int(i) for i in ids}

@@ -188,3 +188,41 @@ def test_no_lock_is_held_while_the_ticketing_system_is_called(sync_on, teams, cu
     }
     assert Delivery.objects.get().status == "succeeded"
     assert RoutingDecision.objects.get().sync_status == "success"
+
+
+def _sync_failures() -> float:
+    from routing.metrics import routing_metrics
+
+    family = next(m for m in routing_metrics() if m.name == "support_routing_sync_failures")
+    return family.samples[0].value
+
+
+@responses.activate
+def test_the_sync_failures_metric_counts_failed_attempts_in_the_window(
+    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns
+):
+    """Seed 004's SyncFailures alarm (> 10 in 5 minutes) must see an outage as it happens:
+    every failed attempt counts when it was made, whenever its decision was."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from support.delivery.models import Attempt
+
+    responses.post(URL, body="busy", status=503)
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    assert _sync_failures() == 6  # the first try and 5 retries, all failed
+    long_ago = timezone.now() - timedelta(days=2)
+    RoutingDecision.objects.filter(pk=decision.pk).update(created_at=long_ago)
+    assert _sync_failures() == 6  # an old decision failing now still counts
+    Attempt.objects.update(created_at=long_ago)
+    assert _sync_failures() == 0  # attempts before the window do not
+
+
+@responses.activate
+def test_successful_syncs_are_not_failures(
+    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns
+):
+    responses.post(URL, json={}, status=200)
+    _route(customer, django_capture_on_commit_callbacks)
+    assert _sync_failures() == 0

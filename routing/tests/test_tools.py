@@ -31,8 +31,13 @@ def test_extract_entities_finds_each_kind():
         "phone_numbers": ["+44 20 7946 0958"],
         "emails": ["jo.bloggs@example.com"],
         "money_amounts": ["$49.99"],
+        "monetary_amounts": [49.99],
         "dates": ["2026-03-04", "12 March 2026"],
     }
+    assert tools.extract_entities("refund $1,234.50 and 20 EUR")["monetary_amounts"] == [
+        1234.5,
+        20.0,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -103,7 +108,27 @@ def test_check_service_status_matches_by_id_keyword_and_category():
     ]
     assert (by_keyword["outage_match"], by_keyword["known_issue"]) == (False, True)
     none = tools.check_service_status("hello", [], "ACCOUNT", SERVICES)
-    assert none == {"services": [], "outage_match": False, "known_issue": False}
+    assert none == {
+        "services": [],
+        "outage_match": False,
+        "known_issue": False,
+        "active_outages": [],
+        "known_issues": [],
+        "service_health": "Healthy",
+    }
+    # Seed 004's names beside ours.
+    assert by_id["service_health"] == "Outage"
+    assert by_id["active_outages"] == [
+        {
+            "service_id": "SVC100",
+            "title": "Card payments failing",
+            "known_issue": False,
+            "since": "x",
+        }
+    ]
+    assert by_keyword["service_health"] == "Degraded"
+    assert by_keyword["active_outages"] == []
+    assert [o["title"] for o in by_keyword["known_issues"]] == ["Slow tracking pages"]
 
 
 def test_calculate_priority_weights_and_reasons():
@@ -194,5 +219,7 @@ def test_get_historical_context():
     assert out["open_tickets"] == 1
     assert out["common_issues"] == ["REFUND", "ACCOUNT"]
     assert out["past_escalations"] == 1
+    assert out["escalation_history"] is True  # seed 004's name
+    assert tools.get_historical_context(history[:1])["escalation_history"] is False
     assert [t["number"] for t in out["recent_tickets"]] == ["T-000001", "T-000002", "T-000003"]
     assert tools.get_historical_context([])["tickets_last_7_days"] == 0

@@ -133,6 +133,15 @@ class Attempt(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["delivery", "number"], name="delivery_attempt_unique")
         ]
+        indexes = [
+            # Failed attempts over a recent window (the ticketing sync failures metric and
+            # its alarm rules): only failures are indexed.
+            models.Index(
+                fields=["created_at"],
+                name="delivery_attempt_failed_idx",
+                condition=~Q(outcome=Outcome.SUCCESS),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of delivery {self.delivery_id}: {self.outcome}"

@@ -15,7 +15,10 @@ from rest_framework.test import APIClient
 
 from routing.models import RoutingDecision
 from routing.services import routing_decide
-from tickets.models import Customer, Ticket
+from support.models import OutboxEvent
+from support.services import api_key_create
+from tickets import services as ticket_services
+from tickets.models import Customer, Team, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +41,8 @@ def test_post_tickets_answers_202_with_a_correlation_id(
     assert response.status_code == 202, response.content
     body = response.json()
     ticket = Ticket.objects.get(origin_platform_id="TKT-1001")
-    assert body["ticket_id"] == ticket.pk
+    assert body["ticket_id"] == "TKT-1001"  # the caller's id, as in seed 004's table
+    assert body["id"] == ticket.pk
     assert body["correlation_id"] == str(ticket.correlation_id)
     assert body["external_ticket_id"] == "TKT-1001"
     assert body["customer_context"]["customer"]["id"] == customer.pk
@@ -87,8 +91,113 @@ def test_get_ticket_retrieves_the_routing_decision(
         "created_at",
     ):
         assert field in body, field
-    assert body["ticket_id"] == ticket.pk
+    assert body["ticket_id"] == ticket.pk  # submitted without a ticket_id: the internal id
     assert body["customer_id"] == customer.pk
+
+
+def _submit(client: APIClient, customer: Customer, ticket_id: str) -> Any:
+    return client.post(
+        "/tickets",
+        {
+            "ticket_id": ticket_id,
+            "customer_id": str(customer.pk),
+            "subject": "Internet down",
+            "description": "No connection since this morning.",
+        },
+        format="json",
+    )
+
+
+def test_get_ticket_finds_the_ticket_by_the_callers_ticket_id(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    created = _submit(supervisor_key_client, customer, "TKT-1001")
+    assert created.status_code == 202, created.content
+    ticket = Ticket.objects.get(pk=created.json()["id"])
+    routing_decide(ticket_id=ticket.pk)
+    body = supervisor_key_client.get("/tickets/TKT-1001").json()
+    assert body["ticket_id"] == "TKT-1001"
+    assert body["id"] == ticket.pk
+    assert body["routing_status"] == "decided"
+    assert body["correlation_id"] == str(ticket.correlation_id)
+    classification = body["issue_classification"]
+    assert classification["primary_category"] == classification["category"]  # seed's name
+    # The internal id and number still answer (here no caller's id shadows them).
+    assert supervisor_key_client.get(f"/tickets/{ticket.number}").json()["id"] == ticket.pk
+    assert supervisor_key_client.get(f"/tickets/{ticket.pk}").json()["id"] == ticket.pk
+
+
+def test_a_numeric_ticket_id_is_the_callers_not_another_internal_ticket(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    other = Ticket.objects.create(customer=customer, subject="Someone else's ticket")
+    created = _submit(supervisor_key_client, customer, str(other.pk)).json()
+    assert created["id"] != other.pk
+    body = supervisor_key_client.get(f"/tickets/{other.pk}").json()
+    assert body["ticket_id"] == str(other.pk)
+    assert body["id"] == created["id"]
+    # The other ticket stays reachable by its number.
+    assert supervisor_key_client.get(f"/tickets/{other.number}").json()["id"] == other.pk
+
+
+def test_a_repeated_post_answers_the_first_ticket_and_creates_nothing(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    first = _submit(supervisor_key_client, customer, "TKT-7")
+    assert first.status_code == 202
+    routing_decide(ticket_id=first.json()["id"])
+    events = OutboxEvent.objects.count()
+    again = _submit(supervisor_key_client, customer, "TKT-7")
+    assert OutboxEvent.objects.count() == events  # no ticket.created: nothing routed again
+    assert again.status_code == 200, again.content
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["ticket_id"] == "TKT-7"
+    assert Ticket.objects.count() == 1
+    assert RoutingDecision.objects.count() == 1
+
+
+def test_ticket_ids_are_per_caller(
+    key_client: APIClient, supervisor_key_client: APIClient, customer: Customer, agent: Any
+) -> None:
+    Ticket.objects.create(customer=customer, subject="Earlier")  # the agent sees the customer
+    mine = _submit(supervisor_key_client, customer, "TKT-9").json()
+    theirs = _submit(key_client, customer, "TKT-9")
+    assert theirs.status_code == 202, theirs.content
+    assert theirs.json()["id"] != mine["id"]
+    assert Ticket.objects.filter(origin_platform_id="TKT-9").count() == 2
+
+
+def test_the_database_refuses_a_second_ticket_for_a_callers_id(
+    customer: Customer, supervisor: Any
+) -> None:
+    """What stops two concurrent POSTs that both passed the first look-up."""
+    first = ticket_services.ticket_create(
+        customer=customer, subject="a", origin_platform_id="TKT-3", origin_caller=supervisor
+    )
+    with pytest.raises(ticket_services.TicketAlreadySubmitted) as repeat:
+        ticket_services.ticket_create(
+            customer=customer, subject="b", origin_platform_id="TKT-3", origin_caller=supervisor
+        )
+    assert repeat.value.ticket.pk == first.pk
+    assert Ticket.objects.count() == 1
+
+
+def test_a_callers_ticket_keeps_the_visibility_rule(
+    key_client: APIClient, customer: Customer, agent: Any, other_agent: Any
+) -> None:
+    Ticket.objects.create(customer=customer, subject="Earlier")  # the agent sees the customer
+    created = _submit(key_client, customer, "TKT-5")
+    assert created.status_code == 202, created.content
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    Ticket.objects.filter(pk=created.json()["id"]).update(team=elsewhere, assignee=None)
+    assert key_client.get("/tickets/TKT-5").status_code == 404
+    again = _submit(key_client, customer, "TKT-5")
+    assert again.status_code == 409
+    assert Ticket.objects.filter(origin_platform_id="TKT-5").count() == 1
+    # Another caller's id is not this caller's.
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=api_key_create(name="other", user=other_agent)[1])
+    assert client.get("/tickets/TKT-5").status_code == 404
 
 
 def test_health(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:

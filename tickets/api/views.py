@@ -139,11 +139,23 @@ class TicketListCreateApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-def ticket_create_for_caller(request: Request, data: dict[str, Any]) -> Ticket:
+def ticket_create_for_caller(
+    request: Request, data: dict[str, Any], *, callers_own_id: bool = False
+) -> Ticket:
     """Create a ticket from validated ``TicketCreateInputSerializer`` data on behalf of the
     caller: the customer rule (an unseen ``customer_id`` answers like an unknown one, an
     unseen customer named by address is audited), then ``services.ticket_create``. Shared
-    with the seed contracts' create endpoints (``seed_api``)."""
+    with the seed contracts' create endpoints (``seed_api``).
+
+    ``callers_own_id``: ``origin_platform_id`` is the caller's own ticket id, one ticket
+    per caller and id: a repeat raises ``services.TicketAlreadySubmitted`` naming the
+    first (checked first, and enforced by the database against concurrent repeats)."""
+    external_id = data.get("origin_platform_id", "")
+    origin_caller = request.user if callers_own_id and external_id else None
+    if origin_caller is not None:
+        existing = selectors.ticket_submitted_get(caller=origin_caller, external_id=external_id)
+        if existing is not None:
+            raise services.TicketAlreadySubmitted(existing)
     unseen_customer = False
     if data.get("customer_id"):
         # A customer the caller may not see answers exactly like an unknown one.
@@ -176,8 +188,9 @@ def ticket_create_for_caller(request: Request, data: dict[str, Any]) -> Ticket:
         priority=data["priority"],
         team=_team_or_error(data.get("team_id")),
         tags=data.get("tags", []),
-        origin_platform_id=data.get("origin_platform_id", ""),
+        origin_platform_id=external_id,
         created_by=request.user,
+        origin_caller=origin_caller,
     )
     if unseen_customer:
         audit_log_record(

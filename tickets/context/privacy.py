@@ -369,8 +369,13 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
         # A ticket the customer opened has their words as its subject (an e-mail's
         # Subject, a chat's first line): erased like their messages.
         ticket.subject = ERASED if ticket.pk in opened else subject.redact(ticket.subject)
-        ticket.origin_platform_id = redact(ticket.origin_platform_id, tokens)
-    Ticket.objects.bulk_update(tickets, ["subject", "origin_platform_id"])
+        redacted = redact(ticket.origin_platform_id, tokens)
+        if redacted != ticket.origin_platform_id:
+            # No longer the caller's ticket id (and two redacted ids could now be equal,
+            # which the per-caller unique constraint forbids).
+            ticket.origin_platform_id = redacted
+            ticket.origin_caller = None
+    Ticket.objects.bulk_update(tickets, ["subject", "origin_platform_id", "origin_caller"])
     for ticket in tickets:
         Ticket.objects.filter(pk=ticket.pk).update(
             search_vector=SearchVector(Value(ticket.subject), weight="A", config="english")

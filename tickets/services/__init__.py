@@ -34,6 +34,7 @@ from tickets.services.events import (
 )
 from tickets.services.lifecycle import (
     NewAttachment,
+    TicketAlreadySubmitted,
     inbound_message_build,
     ticket_allowed_statuses,
     ticket_assign,
@@ -53,6 +54,7 @@ from tickets.thread_rules import TicketSearchVector, customer_search_text
 __all__ = [
     "PREVIEW_CHARS",
     "NewAttachment",
+    "TicketAlreadySubmitted",
     "TicketSearchVector",
     "attachment_content_store",
     "canned_response_render",

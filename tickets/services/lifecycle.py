@@ -50,6 +50,17 @@ class NewAttachment:
     kind: str = "other"
 
 
+class TicketAlreadySubmitted(Conflict):
+    """A caller's ticket id that already has a ticket (``ticket_create(origin_caller=)``)."""
+
+    def __init__(self, ticket: Ticket) -> None:
+        super().__init__(
+            "This ticket id was already submitted.",
+            details={"ticket_id": [ticket.origin_platform_id]},
+        )
+        self.ticket = ticket
+
+
 # --- tickets --------------------------------------------------------------------
 
 
@@ -155,6 +166,7 @@ def ticket_create(
     message_metadata: dict[str, Any] | None = None,
     attachments: Sequence[NewAttachment] = (),
     created_by: Any = None,
+    origin_caller: Any = None,
 ) -> Ticket:
     """Open a ticket with the customer's first message as the start of its timeline.
 
@@ -163,6 +175,10 @@ def ticket_create(
     nothing. A duplicate ``channel_message_id`` (a redelivery) raises Conflict and leaves
     nothing behind. No ``post_save`` signals are sent for these rows. The SLA due times
     come from the per-process policy cache (a read once a minute per process at most).
+
+    ``origin_caller`` (a user) makes ``origin_platform_id`` that caller's own ticket id,
+    unique per caller: a second ticket with the same pair raises
+    :class:`TicketAlreadySubmitted` (naming the first) and leaves nothing behind.
     """
     subject = subject.strip()
     if not subject:
@@ -187,6 +203,8 @@ def ticket_create(
         waiting=has_message,
         now=now,
     )
+    if origin_caller is not None:
+        ticket.origin_caller = origin_caller
     rows: list[Any] = [ticket]
     message: Message | None = None
     if has_message:
@@ -223,6 +241,12 @@ def ticket_create(
                 "This channel message was already recorded.",
                 details={"channel_message_id": [str(channel_message_id)]},
             ) from exc
+        if origin_caller is not None and "ticket_origin_caller_unique" in str(exc):
+            existing = Ticket.objects.filter(
+                origin_caller=origin_caller, origin_platform_id=origin_platform_id
+            ).first()
+            if existing is not None:
+                raise TicketAlreadySubmitted(existing) from exc
         raise
     relay_after_commit()
     return ticket

@@ -396,7 +396,14 @@ def test_the_beat_runs_one_sweep_and_leases_outlive_the_attempt_task() -> None:
     assert "support.delivery.tasks.delivery_attempt_task" in app.tasks
     assert ATTEMPT_TIME_LIMIT < django_settings.DELIVERY_LEASE_SECONDS
     sweeps = [name for name in django_settings.CELERY_BEAT_SCHEDULE if "sweep" in name]
-    assert sorted(sweeps) == ["channels-inbound-sweep", "delivery-sweep", "outbox-relay-sweep"]
+    # one delivery sweep for every kind; the others sweep inbound events, the outbox and
+    # tickets left unrouted
+    assert sorted(sweeps) == [
+        "channels-inbound-sweep",
+        "delivery-sweep",
+        "outbox-relay-sweep",
+        "routing-sweep",
+    ]
 
 
 # --- circuit breaking --------------------------------------------------------------------

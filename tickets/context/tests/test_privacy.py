@@ -217,3 +217,20 @@ def test_admin_customer_pages_show_orders(grace, supervisor, client):
     assert b"ORD-GH-1" in page.content
     for url in ("order", "interaction", "csatfeedback", "customererasure"):
         assert client.get(f"/admin/tickets/{url}/").status_code == 200
+
+
+def test_erase_frees_callers_ticket_ids_it_redacts(supervisor):
+    """Two of one caller's ticket ids that differ only in the customer's address redact to
+    the same text: they stop being the caller's ids (the per-caller unique constraint)."""
+    customer = Customer.objects.create(name="Ida Pell", email="ida.pell@example.com")
+    for external_id in ("web ida.pell@example.com", "web IDA.PELL@example.com"):
+        core.ticket_create(
+            customer=customer,
+            subject="Hi",
+            origin_platform_id=external_id,
+            origin_caller=supervisor,
+        )
+    privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    tickets = Ticket.objects.filter(customer=customer)
+    assert {t.origin_platform_id for t in tickets} == {f"web {privacy.REDACTED}"}
+    assert not tickets.filter(origin_caller__isnull=False).exists()
