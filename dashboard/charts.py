@@ -144,17 +144,20 @@ def _lines(data: WidgetData, title: str, chart_id: str, width: int = WIDTH) -> S
     idx = [data.columns.index(s) for s in data.series]
     rows = data.rows
     height = 240
-    left, right, top, bottom = 48, 12, 10, 34
-    plot_w, plot_h = width - left - right, height - top - bottom
     peak, intervals = _scale(max((_num(r[i]) for r in rows for i in idx), default=0))
+    labels = [
+        format_value(round(peak * tick / intervals, 2), data.unit if data.unit != "%" else "")
+        for tick in range(intervals + 1)
+    ]
+    # Room for the widest axis label ("1,500 ms"): about 6.5 px a character at 11 px.
+    left = max(48, 12 + math.ceil(6.5 * max(len(label) for label in labels)))
+    right, top, bottom = 12, 10, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
     body: list[str] = []
-    for tick in range(intervals + 1):
+    for tick, label in enumerate(labels):
         y = top + plot_h - plot_h * tick / intervals
         body.append(
             f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}"/>'
-        )
-        label = format_value(
-            round(peak * tick / intervals, 2), data.unit if data.unit != "%" else ""
         )
         body.append(
             f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'

@@ -61,3 +61,14 @@ def test_lines_leave_a_gap_where_a_bucket_has_no_value():
     assert svg.count('<circle class="series-1"') == 3
     assert "d2 · P" not in svg
     assert "d3 · Q" not in svg
+
+
+def test_lines_leave_room_for_long_axis_labels():
+    rows: list[list[Any]] = [["d1", 1200.0], ["d2", 1800.0]]
+    data = WidgetData(columns=["Day", "P"], rows=rows, chart="lines", series=["P"], unit="ms")
+    svg = str(chart_svg(data, title="t", chart_id="ms"))
+    # the widest label, "2,000 ms", ends at the plot's left edge minus 6 and starts inside
+    grid = svg.index('<line class="grid" x1="')
+    left = float(svg[grid:].split('x1="')[1].split('"')[0])
+    assert left - 6 - 6.5 * len("2,000 ms") >= 0
+    assert ">2,000 ms</text>" in svg

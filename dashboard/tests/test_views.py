@@ -29,6 +29,10 @@ WIDGETS = [
     "sla",
     "csat",
     "routing",
+    "routing_time",
+    "routing_confidence",
+    "routing_teams",
+    "routing_priority",
     "calls",
     "agents",
 ]
@@ -60,8 +64,12 @@ def _world(n: int = 3, team_name: str = "Alpha") -> Team:
             CsatFeedback.objects.create(ticket=ticket, customer=customer, rating=5 - i % 5)
         decision = RoutingDecision.objects.create(
             ticket=ticket,
-            priority="normal",
-            confidence=0.9,
+            team=team,
+            team_slug=team.slug,
+            priority=["normal", "high", "urgent"][i % 3],
+            confidence=[0.9, 0.55, 0.75][i % 3],
+            processing_ms=100.0 * (i + 1),
+            fallback_from="bedrock" if i == 1 else "",
             provider="local",
             correlation_id=ticket.correlation_id,
             requires_manual_review=i % 2 == 0,
@@ -195,6 +203,8 @@ def test_widget_figures_on_known_data(sup):
     assert stats["Routing accuracy"] == 75.0  # 3 of 4 verdicts accepted
     assert stats["Cost per ticket"] == pytest.approx(0.002)
     assert stats["Tokens per ticket"] == 120
+    assert stats["Provider error rate"] == 25.0  # decision 1 of 4 fell back
+    assert [row[5] for row in routing["rows"]] == [25.0]
     csat = {s["label"]: s["value"] for s in sup.get("/dashboard/data/csat/").json()["stats"]}
     assert csat["Answers"] == 2  # tickets 0 and 3: ratings 5 and 2
     assert csat["CSAT (4–5 ★)"] == 50.0
@@ -248,3 +258,62 @@ def test_routing_figures_follow_the_team_filter_and_hourly_buckets(sup):
     assert sum(row[1] for row in body["rows"]) == 3
     everyone = {s["label"]: s["value"] for s in sup.get("/dashboard/data/routing/").json()["stats"]}
     assert everyone["Manual review rate"] == 62.5  # 2 + 3 of 8
+
+
+def test_routing_breakdown_widgets_on_known_data(sup, settings):
+    settings.ROUTING_REVIEW_THRESHOLD = 0.6
+    _world(n=4)  # processing 100-400 ms; confidence .9 .55 .75 .9; normal high urgent normal
+    times = sup.get("/dashboard/data/routing_time/").json()
+    assert times["columns"] == ["Day", "Decisions", "Average", "p95"]
+    assert times["rows"] == [[times["rows"][0][0], 4, 250.0, 385.0]]
+    assert times["unit"] == "ms"
+    stats = {s["label"]: s["value"] for s in times["stats"]}
+    assert stats["Average processing time"] == 250.0
+    assert stats["p95 processing time"] == 385.0
+    day = sup.get("/dashboard/data/routing_time/?range=24h").json()
+    rate = {s["label"]: s for s in day["stats"]}["Processing rate"]
+    assert (rate["value"], rate["unit"]) == (0.2, "per hour")  # 4 decisions in 24 hours
+    confidence = sup.get("/dashboard/data/routing_confidence/").json()
+    assert len(confidence["rows"]) == 10
+    assert confidence["rows"][5] == ["50%–60%", 1, 1, 0]
+    assert confidence["rows"][7] == ["70%–80%", 1, 0, 1]
+    assert confidence["rows"][9] == ["90%–100%", 2, 0, 2]
+    stats = {s["label"]: s["value"] for s in confidence["stats"]}
+    assert stats["Below review threshold"] == 25.0
+    assert stats["Average confidence"] == 77.5
+    assert "Review threshold 60%" in confidence["note"]
+    teams = sup.get("/dashboard/data/routing_teams/").json()
+    assert teams["rows"] == [["Alpha", 4, 100.0, 2]]
+    priority = sup.get("/dashboard/data/routing_priority/?format=csv").content.decode()
+    assert list(csv.reader(io.StringIO(priority))) == [
+        ["Priority", "Decisions", "Share (%)", "Sent to review"],
+        ["Low", "0", "0.0", "0"],
+        ["Normal", "2", "50.0", "1"],  # decisions 0 and 3; 0 sent to review
+        ["High", "1", "25.0", "0"],
+        ["Urgent", "1", "25.0", "1"],
+    ]
+
+
+def test_routing_breakdown_widgets_render_accessible_charts(sup, settings):
+    settings.ROUTING_REVIEW_THRESHOLD = 0.6
+    _world(n=4)
+    html = sup.get("/dashboard/").content.decode()
+    assert "Routing processing time" in html
+    assert "Lines of Average, p95 over 1 day buckets." in html
+    assert "Stacked bars of Below review threshold, At or above it by Confidence." in html
+    assert "50%–60% · Below review threshold: 1" in html  # a tooltip per mark
+    assert "Grouped bars of Decisions by Team." in html
+    assert "Urgent · Decisions: 1" in html
+    assert "Provider errors" in html
+    fragment = sup.get("/dashboard/widgets/routing_confidence/").content.decode()
+    assert '<th scope="row">90%–100%</th>' in fragment
+    assert "ROUTING_REVIEW_THRESHOLD" in fragment
+
+
+def test_routing_breakdown_widgets_say_no_data_in_an_empty_range(sup):
+    for name in ("routing_time", "routing_confidence", "routing_teams", "routing_priority"):
+        body = sup.get(f"/dashboard/data/{name}/").json()
+        assert body["rows"] == [], name
+        fragment = sup.get(f"/dashboard/widgets/{name}/").content.decode()
+        assert "No data in this range." in fragment, name
+        assert "<svg" not in fragment, name
