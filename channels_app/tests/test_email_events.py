@@ -347,3 +347,27 @@ def test_the_adapter_maps_sendgrid_events() -> None:
             event="open",
         ),
     ]
+
+
+def test_supervisors_see_the_events_a_delivery_carried_and_retention_takes_them_along(
+    sent_reply: Message, post_events: Any, supervisor: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.retention import inbound_events_purge
+
+    post_events(batch(sent_reply))
+    raw = InboundEvent.objects.latest("id")
+    admin = Client()
+    admin.force_login(supervisor)
+    page = admin.get(f"/admin/channels_app/inboundevent/{raw.pk}/change/").content.decode()
+    assert BOUNCE_ID in page
+    assert "Applied to the message" in page
+    InboundEvent.objects.update(processed_at=timezone.now() - timedelta(days=400))
+    result = inbound_events_purge(timezone.now() - timedelta(days=30), 100, 10)
+    assert result.deleted == 2  # the two raw deliveries (inbound mail, events), not the 3 events
+    assert SentMessageEvent.objects.count() == 0
+    sent_reply.refresh_from_db()
+    assert sent_reply.delivery_status == "failed"
