@@ -15,7 +15,12 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from channels_app import services
-from channels_app.models import ChannelAccount, InboundEvent, WebchatVerification
+from channels_app.models import (
+    ChannelAccount,
+    InboundEvent,
+    SentMessageEvent,
+    WebchatVerification,
+)
 from channels_app.verification import WEBCHAT_CODE_KIND
 from support.auth.roles import is_supervisor
 from support.delivery.models import Delivery
@@ -109,10 +114,36 @@ class ChannelAccountAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class SentMessageEventInline(admin.TabularInline):  # type: ignore[type-arg]
+    """The events about sent mail a delivery carried (SendGrid's Event Webhook: bounces,
+    spam reports…) and what each did; read-only."""
+
+    model = SentMessageEvent
+    fields = ("event", "external_id", "message", "outcome", "occurred_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(InboundEvent)
 class InboundEventAdmin(SupervisorAdmin):
     """Supervisors (the role) see every raw delivery, re-process dead ones and release
-    quarantined e-mail; every field is read-only."""
+    quarantined e-mail; every field is read-only (with the sent-mail events it carried)."""
+
+    inlines = [SentMessageEventInline]
 
     list_display = ["id", "channel", "account", "status", "attempts", "received_at", "error_short"]
     list_filter = ["status", "channel"]

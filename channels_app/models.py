@@ -152,6 +152,50 @@ class InboundEvent(models.Model):
         return bytes(self.body)
 
 
+class SentEventOutcome(models.TextChoices):
+    APPLIED = "applied", "Applied to the message"
+    RECORDED = "recorded", "Recorded (no status change: deferred, spam report, …)"
+    UNMATCHED = "unmatched", "Recorded, no message of ours"
+
+
+class SentMessageEvent(models.Model):
+    """One provider event about a message we sent (SendGrid's Event Webhook: delivered,
+    bounce, dropped, deferred, spamreport, unsubscribe…), recorded once per provider
+    event id (``sg_event_id``), so a repeated event is applied once. The raw delivery
+    that carried it is ``inbound_event``; the bounce reason lives on the message
+    (``delivery_error``), so this row holds no personal data."""
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    account = models.ForeignKey(ChannelAccount, on_delete=models.PROTECT, related_name="+")
+    external_id = models.CharField(max_length=255, help_text="The provider's event id.")
+    event = models.CharField(max_length=32, help_text="The provider's event name.")
+    message = models.ForeignKey(
+        "tickets.Message",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    outcome = models.CharField(max_length=16, choices=SentEventOutcome.choices)
+    inbound_event = models.ForeignKey(
+        InboundEvent, on_delete=models.CASCADE, related_name="sent_message_events"
+    )
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "account", "external_id"], name="sent_message_event_unique"
+            )
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event} {self.external_id[:16]} ({self.outcome})"
+
+
 class WebchatVerification(models.Model):
     """A web chat visitor proving that an email address is theirs: a one-time code sent
     by the email channel (``channels_app.verification``).

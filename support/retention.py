@@ -48,7 +48,8 @@ def register_raw_event_purger(name: str, purger: RawEventPurger) -> None:
 
 def delete_in_batches(queryset: Any, *, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> int:
     """Delete the rows of ``queryset`` by primary key, ``batch`` at a time (short
-    transactions, short locks), at most ``max_batches`` batches."""
+    transactions, short locks), at most ``max_batches`` batches; returns how many rows of
+    ``queryset``'s model went (rows deleted with them by cascade are not counted)."""
     model = queryset.model
     deleted = 0
     for _ in range(max_batches):
@@ -56,8 +57,8 @@ def delete_in_batches(queryset: Any, *, batch: int = BATCH, max_batches: int = M
         if not ids:
             break
         with transaction.atomic():
-            count, _ = model.objects.filter(pk__in=ids).delete()
-        deleted += count
+            _, per_model = model.objects.filter(pk__in=ids).delete()
+        deleted += per_model.get(model._meta.label, 0)
         if len(ids) < batch:
             break
     return deleted

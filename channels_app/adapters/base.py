@@ -95,6 +95,13 @@ class StatusUpdate:
     # Messenger's "read"/"delivered" watermarks cover every earlier message.
     watermark: datetime | None = None
     recipient_id: str = ""
+    # Set by channels that report each status as an event of its own (SendGrid's Event
+    # Webhook): the provider's id of the event (applied once, recorded as a
+    # ``SentMessageEvent``), our ``Message`` id when the channel echoes it back (then
+    # found by it, not by ``external_message_id``) and the provider's event name.
+    event_id: str = ""
+    message_ref: int | None = None
+    event: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,12 @@ from channels_app.adapters.base import (
     WebhookRequest,
     get_adapter,
 )
-from channels_app.models import ChannelAccount, InboundEvent, InboundStatus
+from channels_app.models import ChannelAccount, InboundEvent, InboundStatus, SentEventOutcome
 from channels_app.services.bulk import _message_is_plain, _messages_ingest_bulk
 from channels_app.services.email_auth import EmailQuarantined
 from channels_app.services.ingest import _message_ingest
 from channels_app.services.matching import _BatchCache
+from channels_app.services.sent_events import sent_event_record
 from support.db import advisory_xact_lock
 from support.errors import PermanentError, RetryableError
 from support.redis_client import enqueue_once, pending_clear
@@ -87,9 +88,15 @@ class ProcessOutcome:
     quarantined: int = 0  # e-mail under CHANNELS_EMAIL_AUTH_POLICY=reject
     quarantine_reasons: list[str] = field(default_factory=list)
     released_by: str = ""  # the supervisor who released a quarantined e-mail
+    # provider events about sent mail (SendGrid): only recorded / naming no message of ours
+    recorded_events: int = 0
+    unmatched_events: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.__dict__)
+        for name in ("recorded_events", "unmatched_events"):
+            if not data[name]:
+                del data[name]
         if not self.quarantined:
             del data["quarantined"], data["quarantine_reasons"]
         if not self.released_by:
@@ -149,6 +156,18 @@ def _event_apply(
                 outcome.created_messages += 1
             else:
                 outcome.duplicates += 1
+        elif isinstance(item, StatusUpdate) and item.event_id:
+            # an event of its own (SendGrid): recorded once, never retried for a message
+            # it does not name (our message exists before it is sent)
+            recorded = sent_event_record(account=account, inbound_event=event, status=item)
+            if recorded is None:
+                outcome.duplicates += 1
+            elif recorded == SentEventOutcome.UNMATCHED:
+                outcome.unmatched_events += 1
+            elif recorded == SentEventOutcome.APPLIED:
+                outcome.statuses += 1
+            else:
+                outcome.recorded_events += 1
         elif isinstance(item, StatusUpdate):
             if _status_apply(event.channel, item):
                 outcome.statuses += 1
@@ -178,7 +197,13 @@ def _events_mark_done(done: list[tuple[InboundEvent, ProcessOutcome]]) -> None:
         return
     now = timezone.now()
     for event, outcome in done:
-        applied = outcome.created_messages or outcome.duplicates or outcome.statuses
+        applied = (
+            outcome.created_messages
+            or outcome.duplicates
+            or outcome.statuses
+            or outcome.recorded_events
+            or outcome.unmatched_events
+        )
         if outcome.quarantined and not applied:
             event.status = InboundStatus.QUARANTINED
         elif outcome.unknown and not applied:

@@ -22,6 +22,15 @@ from channels_app.adapters.base import (
     http_call,
 )
 from channels_app.adapters.email.auth import envelope_sender
+from channels_app.adapters.email.events import (
+    PUBLIC_KEY_SETTING,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    event_signature_verify,
+    events_check,
+    events_parse,
+    is_event_webhook,
+)
 from channels_app.adapters.email.parsing import (
     address,
     header_block,
@@ -44,11 +53,24 @@ def _kind(content_type: str) -> str:
 
 
 class EmailAdapter(ChannelAdapter):
+    """Inbound Parse (``multipart/form-data``) and the signed Event Webhook (JSON, see
+    ``events.py``) post to the same URL; the content type says which one it is."""
+
     channel = "email"
-    kept_headers = ("content-type", "user-agent")
+    # the Event Webhook's signature headers are kept so a stored delivery can be re-checked
+    kept_headers = (
+        "content-type",
+        "user-agent",
+        SIGNATURE_HEADER.lower(),
+        TIMESTAMP_HEADER.lower(),
+    )
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
-        """SendGrid signs nothing: the URL carries a secret ``token`` or basic auth does."""
+        """Event Webhook: SendGrid's ECDSA signature. Inbound Parse signs nothing: the URL
+        carries a secret ``token`` or basic auth does."""
+        if is_event_webhook(request):
+            event_signature_verify(str(account.settings.get(PUBLIC_KEY_SETTING) or ""), request)
+            return
         if not account.inbound_token:
             raise SignatureError("This account has no inbound token configured.", status=403)
         given = request.query.get("token", "")
@@ -65,12 +87,17 @@ class EmailAdapter(ChannelAdapter):
             raise SignatureError("The inbound token does not match.", status=403)
 
     def check_well_formed(self, request: WebhookRequest) -> None:
+        if is_event_webhook(request):
+            events_check(request.body)
+            return
         parse_form_data(request.header("content-type"), request.body)
 
     def delivery_id(self, request: WebhookRequest) -> str:
         return hashlib.sha256(request.body).hexdigest()
 
     def parse(self, account: ChannelAccount, request: WebhookRequest) -> list[Event]:
+        if is_event_webhook(request):
+            return events_parse(request.body)
         form = parse_form_data(request.header("content-type"), request.body)
         charsets: dict[str, str] = {}
         if form.fields.get("charsets"):
