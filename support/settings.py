@@ -631,8 +631,10 @@ CHANNELS_MEDIA_MAX_BYTES = env.get_int("CHANNELS_MEDIA_MAX_BYTES", 26_214_400)
 CHANNELS_MEDIA_EXTRA_HOSTS = env.get_list("CHANNELS_MEDIA_EXTRA_HOSTS", [])
 CHANNELS_EMAIL_MESSAGE_ID_DOMAIN = env.get_str("CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", "support.local")
 # SendGrid's signed Event Webhook: a delivery whose signed timestamp is further from now is
-# refused as a replay (each event is also applied once, by its sg_event_id).
-CHANNELS_EMAIL_EVENT_MAX_AGE_SECONDS = env.get_int("CHANNELS_EMAIL_EVENT_MAX_AGE_SECONDS", 600)
+# refused. 25 hours: SendGrid retries a batch it could not deliver for 24 hours, and its docs
+# do not say the retry is signed anew; a replay within the window changes nothing, since
+# each event is applied once, by its sg_event_id.
+CHANNELS_EMAIL_EVENT_MAX_AGE_SECONDS = env.get_int("CHANNELS_EMAIL_EVENT_MAX_AGE_SECONDS", 90_000)
 # Inbound e-mail failing SPF and DKIM (aligned with From), or replying to another
 # customer's ticket: "mark" (suspicious, own ticket), "reject" (quarantined event), "off"
 CHANNELS_EMAIL_AUTH_POLICY = env.get_str("CHANNELS_EMAIL_AUTH_POLICY", "mark").lower()

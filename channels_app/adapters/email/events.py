@@ -57,7 +57,7 @@ def is_event_webhook(request: WebhookRequest) -> bool:
 
 
 def max_age_seconds() -> int:
-    return int(getattr(settings, "CHANNELS_EMAIL_EVENT_MAX_AGE_SECONDS", 600))
+    return int(getattr(settings, "CHANNELS_EMAIL_EVENT_MAX_AGE_SECONDS", 90_000))
 
 
 def load_public_key(text: str) -> ec.EllipticCurvePublicKey:
