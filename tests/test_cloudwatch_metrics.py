@@ -68,7 +68,7 @@ def test_publishes_the_metrics_and_the_seed_names(aws: Any, settings: Any, custo
     assert sent == len(values)
     assert values[("TicketsProcessed", ())] == 4
     assert values[("BedrockAPIErrors", ())] == 1
-    assert values[("TicketingSystemSyncFailures", ())] == 1
+    assert values[("TicketingSystemSyncFailures", ())] == 2  # failed attempts (feed)
     assert values[("ManualReviewRate", ())] == 0.5
     assert values[("RoutingAccuracy", ())] == 0.5
     assert values[("ProcessingTime", ())] == pytest.approx(3.852 / 4)
@@ -106,16 +106,18 @@ def test_counts_cover_the_publishing_interval_and_levels_stay_levels(
     from django.utils import timezone
 
     from routing.models import RoutingDecision, SyncStatus
-    from support.delivery.models import Delivery
+    from support.delivery.models import Attempt, Delivery
 
     settings.CLOUDWATCH_METRICS_ENABLED = True
     settings.CLOUDWATCH_METRICS_INTERVAL_SECONDS = 60
     assert settings.METRICS_WINDOW_SECONDS == 86400
     feed(customer)
     earlier = timezone.now() - timedelta(minutes=10)
-    # The failed sync's decision and every delivery: in the last 24 h, not the last minute.
+    # The failed sync's decision, every delivery and every attempt (the failed syncs): in
+    # the last 24 h, not the last minute.
     RoutingDecision.objects.filter(sync_status=SyncStatus.FAILED).update(created_at=earlier)
     Delivery.objects.update(created_at=earlier)
+    Attempt.objects.filter(created_at__gt=earlier).update(created_at=earlier)
     cloudwatch_metrics_publish()
     values = published(aws)
     assert values[("TicketingSystemSyncFailures", ())] == 0
