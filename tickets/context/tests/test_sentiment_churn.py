@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from moto import mock_aws
 
@@ -127,17 +129,15 @@ def test_churn_score_is_capped_at_100():
     assert (risk.level, risk.score) == ("high", 100)
 
 
-@pytest.mark.django_db
-def test_comprehend_gets_the_message_redacted(settings, monkeypatch):
-    """A customer's message scored by Comprehend leaves without their name, e-mail, phone
-    or address (the text actually sent is captured)."""
+def _comprehend_stubbed(
+    settings: Any, monkeypatch: Any, label: str, *, positive: float, negative: float
+) -> tuple[Any, list[str]]:
+    """Comprehend as the sentiment backend, answering ``label`` once (a botocore Stubber),
+    and the list the text actually sent is captured in."""
     import boto3
     from botocore.stub import Stubber
 
     from tickets.context import sentiment
-    from tickets.context.services import interaction_record_for_message
-    from tickets.models import Customer, Message
-    from tickets.services import ticket_create
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -148,10 +148,23 @@ def test_comprehend_gets_the_message_redacted(settings, monkeypatch):
         lambda params, **_kw: sent.append(params["Text"]),
     )
     stub = Stubber(client)
-    scores = {"Positive": 0.1, "Negative": 0.8, "Neutral": 0.1, "Mixed": 0.0}
-    stub.add_response("detect_sentiment", {"Sentiment": "NEGATIVE", "SentimentScore": scores})
+    scores = {"Positive": positive, "Negative": negative, "Neutral": 0.1, "Mixed": 0.0}
+    stub.add_response("detect_sentiment", {"Sentiment": label, "SentimentScore": scores})
     settings.SENTIMENT_BACKEND = "comprehend"
     monkeypatch.setitem(sentiment._registry, "comprehend", lambda: ComprehendAnalyser(client))
+    return stub, sent
+
+
+@pytest.mark.django_db
+def test_comprehend_gets_the_message_redacted(settings, monkeypatch):
+    """A customer's message scored by Comprehend leaves without their name, e-mail, phone
+    or address (the text actually sent is captured)."""
+
+    from tickets.context.services import interaction_record_for_message
+    from tickets.models import Customer, Message
+    from tickets.services import ticket_create
+
+    stub, sent = _comprehend_stubbed(settings, monkeypatch, "NEGATIVE", positive=0.1, negative=0.8)
     customer = Customer.objects.create(name="Zelda Quimby", email="zq@example.org")
     ticket = ticket_create(
         customer=customer,
@@ -204,28 +217,13 @@ def test_comprehend_gets_a_redacted_start_of_a_long_message(monkeypatch):
 def test_a_feedback_comment_goes_to_comprehend_without_the_customers_name(settings, monkeypatch):
     """The CSAT comment is scored like a message: redacted with the customer's names,
     and with no transaction open (the network guard fails the test otherwise)."""
-    import boto3
-    from botocore.stub import Stubber
 
-    from tickets.context import sentiment
     from tickets.context.models import Interaction
     from tickets.context.services import feedback_submit
     from tickets.models import Customer
     from tickets.services import ticket_create, ticket_update
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client("comprehend", region_name="us-east-1")
-    sent: list[str] = []
-    client.meta.events.register(
-        "before-parameter-build.comprehend.DetectSentiment",
-        lambda params, **_kw: sent.append(params["Text"]),
-    )
-    stub = Stubber(client)
-    scores = {"Positive": 0.9, "Negative": 0.0, "Neutral": 0.1, "Mixed": 0.0}
-    stub.add_response("detect_sentiment", {"Sentiment": "POSITIVE", "SentimentScore": scores})
-    settings.SENTIMENT_BACKEND = "comprehend"
-    monkeypatch.setitem(sentiment._registry, "comprehend", lambda: ComprehendAnalyser(client))
+    stub, sent = _comprehend_stubbed(settings, monkeypatch, "POSITIVE", positive=0.9, negative=0.0)
     customer = Customer.objects.create(name="Zelda Quimby", email="zq@example.org")
     ticket = ticket_create(customer=customer, subject="Broken", body="Help")
     ticket = ticket_update(ticket=ticket, status="resolved")
