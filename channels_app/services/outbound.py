@@ -85,14 +85,7 @@ def email_reply_delivery_create(message: Message, *, address: str) -> Delivery |
     elif Channel.EMAIL not in registered_channels() or account is None:
         problem, code = "No e-mail account is configured; the reply was not sent.", "no_account"
     else:
-        return delivery_enqueue(
-            kind=CHANNEL_REPLY_KIND,
-            idempotency_key=key,
-            target_key=f"email:{account.pk}",
-            subject_type="ticket",
-            subject_id=message.ticket_id,
-            payload={"message_id": message.pk, "account_id": account.pk, "channel": "email"},
-        )
+        return _reply_enqueue(message, key=key, account=account, channel=Channel.EMAIL)
     ticket_services.message_delivery_update(
         message=message, status=DeliveryState.FAILED, error=problem, error_code=code
     )
@@ -124,13 +117,20 @@ def outbound_delivery_create(*, message_id: int) -> Delivery | None:
             error_code="no_account",
         )
         return None
+    return _reply_enqueue(message, key=key, account=account, channel=message.channel)
+
+
+def _reply_enqueue(
+    message: Message, *, key: str, account: ChannelAccount, channel: str
+) -> Delivery:
+    """The ``channel_reply`` delivery of ``message`` through ``account`` on ``channel``."""
     return delivery_enqueue(
         kind=CHANNEL_REPLY_KIND,
         idempotency_key=key,
-        target_key=f"{message.channel}:{account.pk}",
+        target_key=f"{channel}:{account.pk}",
         subject_type="ticket",
         subject_id=message.ticket_id,
-        payload={"message_id": message.pk, "account_id": account.pk, "channel": message.channel},
+        payload={"message_id": message.pk, "account_id": account.pk, "channel": channel},
     )
 
 
