@@ -250,6 +250,21 @@ def test_a_stale_timestamp_is_refused(sent_reply: Message, post_events: Any, set
     assert sent_reply.delivery_status == "sent"
 
 
+def test_a_timestamp_of_thousands_of_digits_is_refused_not_a_500(
+    sent_reply: Message, post_events: Any
+) -> None:
+    """Python refuses to read an integer of more than 4,300 digits: such a header is a bad
+    timestamp (403), never an error."""
+    sent = {
+        "Content-Type": "application/json",
+        "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(b"x" * 64).decode(),
+        "X-Twilio-Email-Event-Webhook-Timestamp": "9" * 5000,
+    }
+    response = post_events(batch(sent_reply), headers=sent)
+    assert response.status_code == 403
+    assert "not a Unix time" in response.json()["error"]["message"]
+
+
 def test_an_account_without_a_verification_key_refuses_events(
     sent_reply: Message, post_events: Any, email_account: ChannelAccount
 ) -> None:

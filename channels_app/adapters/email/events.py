@@ -89,7 +89,7 @@ def event_signature_verify(public_key: str, request: WebhookRequest) -> None:
         raise SignatureError(
             "This account has no Event Webhook verification key configured.", status=403
         )
-    if not (timestamp.isascii() and timestamp.isdigit()):
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
         raise SignatureError(f"{TIMESTAMP_HEADER} is not a Unix time.", status=403)
     if abs(time.time() - int(timestamp)) > max_age_seconds():
         raise SignatureError(
