@@ -24,6 +24,7 @@ from routing.api.serializers import RoutingDecisionOutputSerializer
 from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent
 from support.errors import NotFound
+from support.parsing import parse_id
 from support.throttling import PerIPRateThrottle
 from tickets import extras
 from tickets import services as ticket_services
@@ -63,11 +64,12 @@ class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
     timestamp = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
     def validate_customer_id(self, value: str) -> int:
-        if not (value.isascii() and value.isdigit() and int(value) > 0):
+        pk = parse_id(value)
+        if not pk:
             raise serializers.ValidationError(
                 "A customer id of this platform (digits), or give customer: {email, name}."
             )
-        return int(value)
+        return pk
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)

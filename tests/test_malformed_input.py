@@ -101,6 +101,26 @@ UNICODE_DIGITS: dict[str, Request] = {
     ),
 }
 
+# Ids of more digits than a PostgreSQL bigint holds (or Python will read: 4,300) are no ids.
+BIG = "9" * 25
+HUGE = "9" * 5000
+LONG_NUMBERS: dict[str, Request] = {
+    "api customer context, 25 digits": (
+        "GET",
+        lambda w: f"/api/customers/{BIG}/context",
+        None,
+        404,
+    ),
+    "api customer context, 5000 digits": (
+        "GET",
+        lambda w: f"/api/customers/{HUGE}/context",
+        None,
+        404,
+    ),
+    "api ticket, 25 digits": ("GET", lambda w: f"/api/tickets/{BIG}", None, 404),
+    "ticket page, 25 digits": ("GET", lambda w: f"/tickets/{BIG}/", None, 404),
+}
+
 NUL_CHARACTERS: dict[str, Request] = {
     "api list status": ("GET", lambda w: "/api/tickets?status=open%00", None, 400),
     "api list tag": ("GET", lambda w: "/api/tickets?tag=%00", None, 400),
@@ -174,6 +194,15 @@ def _send(client: Client, world: World, request: Request, headers: dict[str, str
 @pytest.mark.parametrize("name", sorted(UNICODE_DIGITS))
 def test_unicode_digits_are_not_ids(world: World, supervisor: Client, name: str) -> None:
     request = UNICODE_DIGITS[name]
+    response = _send(supervisor, world, request, world.key_headers("key_supervisor"))
+    assert response.status_code == request[3], response.content[:300]
+
+
+@pytest.mark.parametrize("name", sorted(LONG_NUMBERS))
+def test_numbers_too_long_for_an_id_are_not_found(
+    world: World, supervisor: Client, name: str
+) -> None:
+    request = LONG_NUMBERS[name]
     response = _send(supervisor, world, request, world.key_headers("key_supervisor"))
     assert response.status_code == request[3], response.content[:300]
 

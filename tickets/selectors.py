@@ -369,8 +369,9 @@ def customer_get_visible(customer_id: int | str, *, user: Any) -> Customer:
     id, so customer ids do not leak)."""
     text = str(customer_id).strip()
     customer = None
-    if text.isascii() and text.isdigit():
-        customer = Customer.objects.filter(customer_visibility_q(user), pk=int(text)).first()
+    pk = parse_id(text)
+    if pk is not None:
+        customer = Customer.objects.filter(customer_visibility_q(user), pk=pk).first()
     if customer is None:
         raise NotFound(f"No customer {customer_id!r}.")
     return customer

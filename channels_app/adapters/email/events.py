@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 
+from support.parsing import parse_id
+
 from channels_app.adapters.base import (
     Event,
     MalformedPayload,
@@ -129,8 +131,8 @@ def event_id(item: dict[str, Any]) -> str:
 
 def _our_message_id(item: dict[str, Any]) -> int | None:
     value = item.get("message_id")  # our custom arg (custom args arrive as strings)
-    text = str(value).strip() if isinstance(value, (str, int)) else ""
-    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
+    found = parse_id(str(value).strip()) if isinstance(value, (str, int)) else None
+    return found if found else None
 
 
 def events_parse(body: bytes) -> list[Event]:
