@@ -31,8 +31,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 
-from support.parsing import parse_id
-
 from channels_app.adapters.base import (
     Event,
     MalformedPayload,
@@ -43,6 +41,7 @@ from channels_app.adapters.base import (
     epoch_to_datetime,
     json_body,
 )
+from support.parsing import parse_id
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
