@@ -692,7 +692,7 @@ def test_readers_get_their_queue_and_tasks_get_secrets_not_environment() -> None
     for logical, task in resources("AWS::ECS::TaskDefinition").items():
         (container,) = task["Properties"]["ContainerDefinitions"]
         (name,) = container["Command"]
-        environment = {item["Name"]: item["Value"] for item in container["Environment"]}
+        environment = {item["Name"]: item["Value"] for item in _entries(container["Environment"])}
         secret_names = {item["Name"] for item in _entries(container["Secrets"])}
         assert {"SECRET_KEY", "CHANNELS_SECRETS_KEY", "DB_USER", "DB_PASSWORD"} <= secret_names
         assert not secret_names & set(environment)
@@ -733,7 +733,7 @@ def test_the_worker_sends_alert_e_mail_through_the_smtp_server_given() -> None:
     }
     for logical, task in resources("AWS::ECS::TaskDefinition").items():
         (container,) = task["Properties"]["ContainerDefinitions"]
-        env = {e["Name"]: e["Value"] for e in container["Environment"]}
+        env = {e["Name"]: e["Value"] for e in _entries(container["Environment"])}
         secrets = container["Secrets"]
         if logical != "WorkerTaskDefinition":
             assert not [n for n in env if n.startswith("EMAIL_")], logical
@@ -743,7 +743,7 @@ def test_the_worker_sends_alert_e_mail_through_the_smtp_server_given() -> None:
         assert env["EMAIL_HOST_USER"] == {"Ref": "SmtpUsername"}
         assert env["EMAIL_USE_TLS"] == "true"
         assert env["DEFAULT_FROM_EMAIL"] == {"Ref": "AlertsFromEmail"}
-        (conditional,) = [s for s in secrets if "Fn::If" in s]
+        (conditional,) = [s for s in secrets if s.get("Fn::If", [""])[0] == "HasSmtpPassword"]
         assert conditional["Fn::If"] == [
             "HasSmtpPassword",
             {"Name": "EMAIL_HOST_PASSWORD", "ValueFrom": {"Ref": "SmtpPasswordSecretArn"}},
@@ -777,7 +777,8 @@ def test_cloudwatch_publishing_is_a_switch_the_worker_may_use_for_its_own_namesp
         "Fn::Equals": [{"Ref": "PublishMetricsToCloudWatch"}, "true"]
     }
     for task in ("WorkerTaskDefinition", "BeatTaskDefinition"):
-        env = {e["Name"]: e["Value"] for e in prop(task)["ContainerDefinitions"][0]["Environment"]}
+        container = prop(task)["ContainerDefinitions"][0]
+        env = {e["Name"]: e["Value"] for e in _entries(container["Environment"])}
         assert env["CLOUDWATCH_METRICS_ENABLED"] == {"Ref": "PublishMetricsToCloudWatch"}, task
         assert env["CLOUDWATCH_METRICS_NAMESPACE"] == {"Fn::Sub": "SupportDesk/${EnvironmentName}"}
     granted = {
@@ -789,7 +790,7 @@ def test_cloudwatch_publishing_is_a_switch_the_worker_may_use_for_its_own_namesp
     }
     assert granted == {"WorkerTaskRole"}
     worker = prop("WorkerTaskRole")["Policies"][0]["PolicyDocument"]["Statement"]
-    (conditional,) = [s for s in worker if "Fn::If" in s]
+    (conditional,) = [s for s in worker if s.get("Fn::If", [""])[0] == "PublishMetrics"]
     condition, statement, otherwise = conditional["Fn::If"]
     assert condition == "PublishMetrics"
     assert otherwise == {"Ref": "AWS::NoValue"}
@@ -797,6 +798,211 @@ def test_cloudwatch_publishing_is_a_switch_the_worker_may_use_for_its_own_namesp
     assert statement["Condition"] == {
         "StringEquals": {"cloudwatch:namespace": {"Fn::Sub": "SupportDesk/${EnvironmentName}"}}
     }
+
+
+# --- Feature switches and their permissions, rendered as CloudFormation would deploy them ---
+
+_NO_VALUE = object()
+_INTRINSICS = {"Ref", "Fn::If", "Fn::Equals", "Fn::Not", "Fn::Join", "Fn::Split", "Fn::Select"}
+
+
+def _parameter(name: str, given: dict[str, Any]) -> Any:
+    if name in given:
+        return given[name]
+    parameter = template()["Parameters"][name]
+    default = parameter.get("Default")
+    return default.split(",") if parameter["Type"] == "CommaDelimitedList" else default
+
+
+def _render(value: Any, given: dict[str, Any]) -> Any:
+    """``value`` as the stack deploys it with the parameters ``given`` (the others at their
+    defaults): conditions decided, ``AWS::NoValue`` dropped, parameters replaced by their
+    values; references to resources and pseudo parameters left as they are."""
+    if isinstance(value, list):
+        return [v for v in (_render(item, given) for item in value) if v is not _NO_VALUE]
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1 or next(iter(value)) not in _INTRINSICS:
+        return {key: _render(inner, given) for key, inner in value.items()}
+    ((key, arg),) = value.items()
+    if key == "Ref":
+        if arg == "AWS::NoValue":
+            return _NO_VALUE
+        return _parameter(arg, given) if arg in template()["Parameters"] else value
+    if key == "Fn::If":
+        condition, when_true, when_false = arg
+        holds = _render(template()["Conditions"][condition], given)
+        return _render(when_true if holds else when_false, given)
+    args = _render(arg, given)
+    if key == "Fn::Equals":
+        return args[0] == args[1]
+    if key == "Fn::Not":
+        return not args[0]
+    if key == "Fn::Join" and all(isinstance(item, str) for item in args[1]):
+        return args[0].join(args[1])
+    if key == "Fn::Split" and isinstance(args[1], str):
+        return args[1].split(args[0])
+    if key == "Fn::Select" and isinstance(args[1], list):
+        return args[1][int(args[0])]
+    return {key: args}
+
+
+def _deployed_container(task: str, given: dict[str, Any]) -> dict[str, Any]:
+    (container,) = _render(prop(task)["ContainerDefinitions"], given)
+    return container
+
+
+def _deployed_environment(task: str, given: dict[str, Any]) -> dict[str, Any]:
+    return {e["Name"]: e["Value"] for e in _deployed_container(task, given)["Environment"]}
+
+
+def _deployed_secrets(task: str, given: dict[str, Any]) -> dict[str, Any]:
+    return {s["Name"]: s["ValueFrom"] for s in _deployed_container(task, given)["Secrets"]}
+
+
+# Parameter -> setting. Every process that runs feature code gets the same value (intake in
+# web and the readers, the outbox relay in realtime, enrichment and deliveries in the
+# worker); beat only schedules and migrate only migrates.
+FEATURE_SWITCHES = {
+    "AiProvider": "AI_PROVIDER",
+    "CallsAiProvider": "CALLS_AI_PROVIDER",
+    "RoutingBedrockModelId": "ROUTING_BEDROCK_MODEL_ID",
+    "RoutingBedrockSummaryModelId": "ROUTING_BEDROCK_SUMMARY_MODEL_ID",
+    "RoutingStatusUrl": "ROUTING_STATUS_URL",
+    "TicketingSystemUrl": "TICKETING_SYSTEM_URL",
+    "KbBackend": "KB_BACKEND",
+    "KbBedrockKnowledgeBaseId": "KB_BEDROCK_KNOWLEDGE_BASE_ID",
+    "KbBedrockDataSourceId": "KB_BEDROCK_DATA_SOURCE_ID",
+    "KbEmbedder": "KB_EMBEDDER",
+    "CallsTranscriptionBackend": "CALLS_TRANSCRIPTION_BACKEND",
+    "CallsBdaProjectArn": "CALLS_BDA_PROJECT_ARN",
+    "CallsBdaProfileArn": "CALLS_BDA_PROFILE_ARN",
+    "SentimentBackend": "SENTIMENT_BACKEND",
+    "SalesforceEnabled": "SALESFORCE_ENABLED",
+    "SalesforceLoginUrl": "SALESFORCE_LOGIN_URL",
+    "SalesforceClientId": "SALESFORCE_CLIENT_ID",
+    "EventBusArn": "EVENTS_EVENTBRIDGE_BUS",
+    "EventsKafkaBootstrapServers": "EVENTS_KAFKA_BOOTSTRAP_SERVERS",
+    "EventsKafkaSecurityProtocol": "EVENTS_KAFKA_SECURITY_PROTOCOL",
+    "EventsKafkaSaslMechanism": "EVENTS_KAFKA_SASL_MECHANISM",
+    "EventsKafkaSaslUsername": "EVENTS_KAFKA_SASL_USERNAME",
+}
+FEATURE_TASKS = {
+    "WebTaskDefinition",
+    "RealtimeTaskDefinition",
+    "WorkerTaskDefinition",
+    "KbReaderTaskDefinition",
+    "CallsReaderTaskDefinition",
+    "BdaResultsReaderTaskDefinition",
+}
+# Secrets: a Secrets Manager ARN, to the worker, which sends to these systems.
+SECRET_SWITCHES = {
+    "TicketingSystemTokenSecretArn": "TICKETING_SYSTEM_TOKEN",
+    "SalesforceClientSecretArn": "SALESFORCE_CLIENT_SECRET",
+    "EventsKafkaSaslPasswordSecretArn": "EVENTS_KAFKA_SASL_PASSWORD",
+}
+BUS = "arn:aws:events:eu-west-1:123456789012:event-bus/support-events"
+
+
+def _sample(parameter: str) -> str:
+    allowed = template()["Parameters"][parameter].get("AllowedValues")
+    if allowed:
+        return str(allowed[-1])
+    return BUS if parameter == "EventBusArn" else f"{parameter}-value"
+
+
+@pytest.mark.parametrize("parameter", sorted(FEATURE_SWITCHES))
+def test_a_feature_switch_reaches_the_processes_of_its_feature_only_when_given(
+    parameter: str,
+) -> None:
+    setting = FEATURE_SWITCHES[parameter]
+    assert template()["Parameters"][parameter]["Default"] == ""
+    value = _sample(parameter)
+    for task in resources("AWS::ECS::TaskDefinition"):
+        # Not given: not set at all, so the setting keeps its own default.
+        assert setting not in _deployed_environment(task, {}), task
+        deployed = _deployed_environment(task, {parameter: value})
+        if task in FEATURE_TASKS:
+            assert deployed[setting] == value, task
+        else:
+            assert setting not in deployed, task
+        assert setting not in _deployed_secrets(task, {parameter: value}), task
+
+
+def test_every_switch_the_template_sets_is_a_parameter_listed_here() -> None:
+    every = {p: _sample(p) for p in FEATURE_SWITCHES}
+    for task in FEATURE_TASKS:
+        added = set(_deployed_environment(task, every)) - set(_deployed_environment(task, {}))
+        # EventBridge's region is the bus ARN's own.
+        assert added == {*FEATURE_SWITCHES.values(), "EVENTS_EVENTBRIDGE_REGION"}, task
+        assert _deployed_environment(task, every)["EVENTS_EVENTBRIDGE_REGION"] == "eu-west-1"
+        assert "EVENTS_EVENTBRIDGE_REGION" not in _deployed_environment(task, {})
+
+
+@pytest.mark.parametrize("parameter", sorted(SECRET_SWITCHES))
+def test_a_secret_switch_reaches_the_worker_from_secrets_manager_only_when_given(
+    parameter: str,
+) -> None:
+    setting = SECRET_SWITCHES[parameter]
+    arn = f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:{setting.lower()}-AbCdEf"
+    assert template()["Parameters"][parameter]["Default"] == ""
+    for task in resources("AWS::ECS::TaskDefinition"):
+        assert setting not in _deployed_secrets(task, {}), task
+        secrets = _deployed_secrets(task, {parameter: arn})
+        if task == "WorkerTaskDefinition":
+            assert secrets[setting] == arn
+        else:
+            assert setting not in secrets, task
+        assert setting not in _deployed_environment(task, {parameter: arn}), task
+
+    def readable(given: dict[str, Any]) -> list[Any]:
+        (policy,) = _render(prop("ExecutionRole")["Policies"], given)
+        (statement,) = policy["PolicyDocument"]["Statement"]
+        assert statement["Action"] == "secretsmanager:GetSecretValue"
+        return statement["Resource"]
+
+    assert arn in readable({parameter: arn})
+    assert arn not in readable({})
+    assert len(readable({parameter: arn})) == len(readable({})) + 1
+
+
+def _grants(action: str, given: dict[str, Any]) -> dict[str, list[Any]]:
+    """Role -> the resources its policies allow ``action`` on, as deployed with ``given``."""
+    found: dict[str, list[Any]] = {}
+    for logical, role in resources("AWS::IAM::Role").items():
+        for policy in _render(role["Properties"].get("Policies", []), given):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = statement["Action"]
+                if action in ([actions] if isinstance(actions, str) else actions):
+                    resource = statement["Resource"]
+                    found.setdefault(logical, []).extend(
+                        resource if isinstance(resource, list) else [resource]
+                    )
+    return found
+
+
+def test_alert_topics_and_the_event_bus_are_granted_to_the_worker_only_when_given() -> None:
+    """Alert notifications and events out are deliveries, sent by the worker (the delivery
+    attempt task's default queue): it alone may Publish to the alert targets' topics and
+    PutEvents on the bus, and only when they are given."""
+    params = template()["Parameters"]
+    assert params["AlertSnsTopicArns"]["Type"] == "CommaDelimitedList"
+    assert params["AlertSnsTopicArns"]["Default"] == ""
+    topics = [
+        "arn:aws:sns:us-east-1:123456789012:pager",
+        "arn:aws:sns:eu-west-1:123456789012:support-alerts",
+    ]
+    call_alerts = {"Ref": "CallAlertsTopic"}
+    assert _grants("sns:Publish", {}) == {
+        "WebTaskRole": [call_alerts],
+        "WorkerTaskRole": [call_alerts],
+    }
+    assert _grants("sns:Publish", {"AlertSnsTopicArns": topics}) == {
+        "WebTaskRole": [call_alerts],
+        "WorkerTaskRole": [call_alerts, *topics],
+    }
+    assert _grants("events:PutEvents", {}) == {}
+    assert _grants("events:PutEvents", {"EventBusArn": BUS}) == {"WorkerTaskRole": [BUS]}
 
 
 def test_prometheus_may_scrape_web_tasks_only_when_its_group_is_given() -> None:
