@@ -78,22 +78,31 @@ def _table_rows(data: WidgetData, table: list[list[str]]) -> list[dict[str, Any]
     ]
 
 
-def _widget_context(widget: Widget, parsed: ParsedFilters) -> dict[str, Any]:
-    data = widget.data(parsed.filters)
-    table = _table(data)
+def _widget_context(
+    widget: Widget, parsed: ParsedFilters, *, on_page: bool = False
+) -> dict[str, Any]:
+    """What a widget's template needs; on the page a lazy widget has only its links (it
+    is loaded from ``fragment_url`` right after the page)."""
     query = urlencode(parsed.query())
     data_url = reverse("dashboard-data", kwargs={"name": widget.name})
-    return {
+    links = {
         "widget": widget,
+        "fragment_url": reverse("dashboard-widget", kwargs={"name": widget.name}) + f"?{query}",
+        "json_url": f"{data_url}?{query}",
+        "csv_url": f"{data_url}?{query}&format=csv",
+    }
+    if on_page and widget.lazy:
+        return {**links, "lazy": True}
+    data = widget.data(parsed.filters)
+    table = _table(data)
+    return {
+        **links,
         "data": data,
         "table": _table_rows(data, table),
         "has_actions": any(data.actions),
         "svg": chart_svg(
             data, title=widget.title, chart_id=f"chart-{widget.name}", wide=widget.wide
         ),
-        "fragment_url": reverse("dashboard-widget", kwargs={"name": widget.name}) + f"?{query}",
-        "json_url": f"{data_url}?{query}",
-        "csv_url": f"{data_url}?{query}&format=csv",
     }
 
 
@@ -117,7 +126,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "parsed": parsed,
             "selected_teams": set(parsed.filters.team_ids or ()),
             "selected_channels": set(parsed.filters.channels or ()),
-            "widgets": [_widget_context(w, parsed) for w in widget_list()],
+            "widgets": [_widget_context(w, parsed, on_page=True) for w in widget_list()],
             "last_event_id": last or 0,
         }
     )

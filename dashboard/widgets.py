@@ -128,7 +128,9 @@ DataFn = Callable[[DashboardFilters], WidgetData]
 @dataclass(frozen=True)
 class Widget:
     """``live_events``: outbox event types (prefixes ending in "." match a family) after
-    which an open dashboard refreshes this widget; ``wide`` spans two grid columns."""
+    which an open dashboard refreshes this widget; ``wide`` spans two grid columns;
+    ``lazy``: the page does not compute it but loads it from its fragment right after the
+    page (the page's own time stays within its target as widgets are added)."""
 
     name: str
     title: str
@@ -137,6 +139,7 @@ class Widget:
     description: str = ""
     live_events: tuple[str, ...] = ()
     wide: bool = False
+    lazy: bool = False
 
 
 _widgets: dict[str, Widget] = {}

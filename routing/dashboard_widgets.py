@@ -240,6 +240,7 @@ register_widget(
         data=routing_time_data,
         order=71,
         live_events=("routing.",),
+        lazy=True,
     )
 )
 register_widget(
@@ -249,6 +250,7 @@ register_widget(
         data=routing_confidence_data,
         order=72,
         live_events=("routing.",),
+        lazy=True,
     )
 )
 register_widget(
@@ -258,6 +260,7 @@ register_widget(
         data=routing_teams_data,
         order=73,
         live_events=("routing.",),
+        lazy=True,
     )
 )
 register_widget(
@@ -267,5 +270,6 @@ register_widget(
         data=routing_priority_data,
         order=74,
         live_events=("routing.",),
+        lazy=True,
     )
 )

@@ -119,11 +119,29 @@ def test_page_shows_every_chart(sup):
     html = response.content.decode()
     for name in WIDGETS:
         assert f'id="widget-{name}"' in html
-    charted = [name for name in WIDGETS if name != "alerts"]  # a list, not a chart
+    lazy = {w.name for w in widget_list() if w.lazy}
+    # a list, not a chart; the lazy widgets come from their fragments right after the page
+    charted = [name for name in WIDGETS if name != "alerts" and name not in lazy]
     for name in charted:
         assert f'id="chart-{name}-t"' in html, f"{name} has no chart"
     assert html.count("<svg") == len(charted)
+    assert html.count("data-lazy") == len(lazy)
+    for name in lazy:
+        fragment = sup.get(f"/dashboard/widgets/{name}/").content.decode()
+        assert f'id="chart-{name}-t"' in fragment, f"{name} has no chart"
     assert 'data-page="dashboard"' in html
+
+
+def test_lazy_widgets_are_left_out_of_the_page_and_keep_their_filters(sup):
+    """The page does not compute a lazy widget (its time stays within target as widgets
+    are added): it links the fragment, with the page's filters, which the script loads."""
+    _world()
+    html = sup.get("/dashboard/?range=90d").content.decode()
+    lazy = [w.name for w in widget_list() if w.lazy]
+    assert lazy  # the routing breakdowns
+    for name in lazy:
+        assert f'data-fragment-url="/dashboard/widgets/{name}/?range=90d' in html
+        assert f'id="chart-{name}-t"' not in html
 
 
 @pytest.mark.parametrize(
@@ -297,7 +315,10 @@ def test_routing_breakdown_widgets_on_known_data(sup, settings):
 def test_routing_breakdown_widgets_render_accessible_charts(sup, settings):
     settings.ROUTING_REVIEW_THRESHOLD = 0.6
     _world(n=4)
-    html = sup.get("/dashboard/").content.decode()
+    html = "".join(  # the page and its lazy widgets' fragments
+        sup.get(url).content.decode()
+        for url in ["/dashboard/"] + [f"/dashboard/widgets/{w.name}/" for w in widget_list()]
+    )
     assert "Routing processing time" in html
     assert "Lines of Average, p95 over 1 day buckets." in html
     assert "Stacked bars of Below review threshold, At or above it by Confidence." in html

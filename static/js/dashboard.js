@@ -16,7 +16,11 @@
     widget.classList.add("refreshing");
     return fetch(widget.dataset.fragmentUrl, { credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
-      .then(function (html) { body.innerHTML = html; widget.dataset.refreshedAt = String(Date.now()); })
+      .then(function (html) {
+        body.innerHTML = html;
+        body.removeAttribute("aria-busy");
+        widget.dataset.refreshedAt = String(Date.now());
+      })
       .catch(function () { /* keep the last figures; the next event tries again */ })
       .then(function () { widget.classList.remove("refreshing"); });
   }
@@ -55,4 +59,8 @@
     sync();
   }
   setupFilters();
+  // Widgets the page left out ("lazy"): loaded from their fragments right away.
+  document.querySelectorAll(".widget-body[data-lazy]").forEach(function (body) {
+    refresh(body.closest(".widget"));
+  });
 })();

@@ -29,6 +29,10 @@ WIDGETS = [
     "sla",
     "csat",
     "routing",
+    "routing_time",  # the four routing breakdowns are lazy: loaded after the page
+    "routing_confidence",
+    "routing_teams",
+    "routing_priority",
     "calls",
     "agents",
 ]
@@ -105,6 +109,7 @@ def test_supervisor_dashboard_filters_and_live_backlog(page, browser, live_asgi,
     _wait_live(page)
     for name in WIDGETS:
         chart = page.locator(f"#widget-{name} svg.chart")
+        chart.first.wait_for(timeout=10_000)
         assert chart.count() == 1, f"{name} draws no chart"
         assert chart.is_visible()
     assert page.locator(".empty-chart").count() == 0
