@@ -111,6 +111,7 @@ register_widget(
         data=routing_data,
         order=70,
         live_events=("routing.",),
+        lazy=True,
     )
 )
 

@@ -195,6 +195,7 @@ register_widget(
         data=response_times_data,
         order=40,
         description="Hours from the ticket's creation.",
+        lazy=True,
     )
 )
 
@@ -237,6 +238,7 @@ register_widget(
         data=sla_data,
         order=50,
         live_events=("sla.", "ticket."),
+        lazy=True,
         description="First-response and resolution targets met against the SLA policies.",
     )
 )
@@ -248,5 +250,6 @@ register_widget(
         data=agents_data,
         order=90,
         live_events=TICKET_EVENTS,
+        lazy=True,
     )
 )

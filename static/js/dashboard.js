@@ -21,7 +21,20 @@
         body.removeAttribute("aria-busy");
         widget.dataset.refreshedAt = String(Date.now());
       })
-      .catch(function () { /* keep the last figures; the next event tries again */ })
+      .catch(function () {
+        // Keep the last figures (the next event tries again); a lazy widget has none yet.
+        if (body.hasAttribute("data-lazy") && body.getAttribute("aria-busy") === "true") {
+          body.removeAttribute("aria-busy");
+          var note = document.createElement("p");
+          var link = document.createElement("a");
+          note.className = "error small";
+          note.setAttribute("role", "alert");
+          link.href = widget.dataset.fragmentUrl;
+          link.textContent = "Open it";
+          note.append("Could not load this widget. ", link, " or reload the page.");
+          body.replaceChildren(note);
+        }
+      })
       .then(function () { widget.classList.remove("refreshing"); });
   }
 

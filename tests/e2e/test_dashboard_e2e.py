@@ -170,3 +170,20 @@ def test_agent_gets_403(browser, live_asgi, agent):
     assert "for supervisors" in page.content()
     assert page.locator('a[href="/dashboard/"]').count() == 0
     context.close()
+
+
+def test_a_lazy_widget_that_cannot_load_says_so(page, live_asgi, supervisor):
+    """A lazy widget whose fragment fails does not stay on "Loading…" for ever: it says it
+    could not load and links to its fragment; the other widgets load."""
+    page.route("**/dashboard/widgets/sla/**", lambda route: route.abort())
+    _sign_in(page, "supervisor")
+    alert = page.locator("#widget-sla .widget-body [role=alert]")
+    alert.wait_for(timeout=10_000)
+    assert "Could not load this widget." in alert.inner_text()
+    assert "/dashboard/widgets/sla/" in (alert.locator("a").get_attribute("href") or "")
+    assert page.locator("#widget-sla .widget-body").get_attribute("aria-busy") is None
+    routing = page.locator("#widget-routing .widget-body")
+    page.wait_for_function(
+        "() => !document.querySelector('#widget-routing .widget-body').hasAttribute('aria-busy')"
+    )
+    assert "Loading" not in routing.inner_text()
