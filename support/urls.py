@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import URLPattern, URLResolver, include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from seed_api import urls as seed_api_urls
@@ -28,7 +30,19 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+
+class FaviconView(RedirectView):
+    """Browsers ask for /favicon.ico on pages with no icon link (the JSON and CSV views):
+    the site's icon, not a 404 in every log."""
+
+    http_method_names = ["get", "head"]
+
+    def get_redirect_url(self, *args: object, **kwargs: object) -> str:
+        return static("img/favicon.svg")
+
+
 urlpatterns: list[URLPattern | URLResolver] = [
+    path("favicon.ico", FaviconView.as_view(), name="favicon"),
     path("health", health, name="health"),
     path("health/live", health_live, name="health-live"),
     path("health/ready", health_ready, name="health-ready"),

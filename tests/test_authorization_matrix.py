@@ -75,6 +75,7 @@ METRICS_TOKEN = "matrix-metrics-token"
 # fmt: off
 # name (URL name)               method anon   ag_out ag_in  sup    k_out  k_in   k_sup  k_int
 TABLE_TEXT = """
+favicon                         GET    public public public public public public public public
 health                          GET    public public public public public public public public
 health-live                     GET    public public public public public public public public
 health-ready                    GET    public public public public public public public public

@@ -63,3 +63,12 @@ def test_links_match_what_the_user_may_open(
     assert (offered >= SUPERVISOR_LINKS) is supervisor_links
     assert not (SUPERVISOR_LINKS & offered) or supervisor_links
     assert ("/admin/" in offered) is admin_link
+
+
+def test_favicon_ico_is_the_site_icon(client):
+    """Browsers ask for /favicon.ico on the JSON and CSV views (no icon link there)."""
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"].endswith(".svg")
+    assert "img/favicon" in response["Location"]
+    assert client.post("/favicon.ico").status_code == 405
