@@ -260,9 +260,12 @@ def feedback_submit(
     the previous one. Returns ``(feedback, created)``.
 
     The same answer again (a form sent twice, a replayed request) changes nothing: no
-    new interaction, event or sentiment call. The comment is scored before the
-    transaction (the analyser may be an outside service), with the customer's names
-    redacted from it."""
+    new event or interaction. The answer and its ``csat.submitted`` event are one
+    transaction; the interaction (with the comment's sentiment) is written from the event
+    by ``interaction_record_for_csat``, in a task: the sentiment analyser and the
+    interactions store may be outside services (Comprehend, DynamoDB), which neither hold
+    the ticket's lock nor make the customer wait, and a failure there is retried rather
+    than losing the answer."""
     if not isinstance(rating, int) or not 1 <= rating <= 5:
         raise InvalidInput("rating: give a whole number from 1 to 5.", details={"rating": ["1–5."]})
     comment = comment.strip()[:5000]
@@ -271,19 +274,12 @@ def feedback_submit(
     same = _feedback_unchanged(ticket.pk, rating=rating, comment=comment, via_link=via_link)
     if same is not None:
         return same, False
-    score = (
-        sentiment_analyse(comment, customer_id=ticket.customer_id).score
-        if comment
-        else (rating - 3) / 2
-    )
-    return _feedback_save(
-        ticket=ticket, rating=rating, comment=comment, via_link=via_link, score=score
-    )
+    return _feedback_save(ticket=ticket, rating=rating, comment=comment, via_link=via_link)
 
 
 @transaction.atomic
 def _feedback_save(
-    *, ticket: Ticket, rating: int, comment: str, via_link: bool, score: float
+    *, ticket: Ticket, rating: int, comment: str, via_link: bool
 ) -> tuple[CsatFeedback, bool]:
     ticket = Ticket.objects.select_for_update().filter(pk=ticket.pk).first() or ticket
     _feedback_status_check(ticket)  # again, under the lock
@@ -299,7 +295,41 @@ def _feedback_save(
             "via_link": via_link,
         },
     )
-    get_backend().record(
+    event_record(
+        "csat.submitted",
+        aggregate_type="ticket",
+        aggregate_id=ticket.pk,
+        payload={
+            "ticket_id": ticket.pk,
+            "customer_id": ticket.customer_id,
+            "rating": rating,
+            "via_link": via_link,
+            "submitted_at": feedback.updated_at.isoformat(),
+        },
+    )
+    context_invalidate(ticket.customer_id)
+    return feedback, created
+
+
+def interaction_record_for_csat(*, ticket_id: int, submitted_at: datetime) -> bool:
+    """Log a CSAT answer (from its ``csat.submitted`` event) with the comment's sentiment,
+    redacted with the customer's names; without a comment the rating gives it. Idempotent
+    on ``csat:<ticket>:<time of the answer>``. An answer replaced since is not logged (the
+    newer answer's own event logs that one). Returns True when new."""
+    feedback = (
+        CsatFeedback.objects.select_related("ticket")
+        .filter(ticket_id=ticket_id, updated_at=submitted_at)
+        .first()
+    )
+    if feedback is None:
+        return False
+    ticket, rating, comment = feedback.ticket, feedback.rating, feedback.comment
+    score = (
+        sentiment_analyse(comment, customer_id=ticket.customer_id).score
+        if comment
+        else (rating - 3) / 2
+    )
+    created = get_backend().record(
         InteractionRecord(
             customer_id=ticket.customer_id,
             source_key=f"csat:{ticket.pk}:{feedback.updated_at.timestamp():.6f}",
@@ -312,19 +342,9 @@ def _feedback_save(
             sentiment_label=label_for_score(score),
         )
     )
-    event_record(
-        "csat.submitted",
-        aggregate_type="ticket",
-        aggregate_id=ticket.pk,
-        payload={
-            "ticket_id": ticket.pk,
-            "customer_id": ticket.customer_id,
-            "rating": rating,
-            "via_link": via_link,
-        },
-    )
-    context_invalidate(ticket.customer_id)
-    return feedback, created
+    if created:
+        context_invalidate(ticket.customer_id)
+    return created
 
 
 def ticket_for_feedback(*, ticket_id: int) -> Ticket:

@@ -58,6 +58,23 @@ def interaction_record_reopen_task(self: object, event_id: int, ticket_id: int, 
     )
 
 
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(RetryableError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=30,
+    time_limit=60,
+)
+def interaction_record_for_csat_task(self: object, ticket_id: int, submitted_at: str) -> bool:
+    """Idempotent: the interaction's natural key is ``csat:<ticket>:<time of the answer>``."""
+    return services.interaction_record_for_csat(
+        ticket_id=ticket_id, submitted_at=datetime.fromisoformat(submitted_at)
+    )
+
+
 @shared_task(soft_time_limit=600, time_limit=660)
 def interaction_purge_task() -> int:
     return services.interaction_purge()

@@ -54,6 +54,18 @@ def on_ticket_changed(event: OutboxEvent) -> None:
         )
 
 
+def on_csat_submitted(event: OutboxEvent) -> None:
+    """The answer's interaction, with its sentiment, is written in a task (events written
+    before ``submitted_at`` was added had their interaction written with the answer)."""
+    from tickets.context.tasks import interaction_record_for_csat_task
+
+    submitted_at = event.payload.get("submitted_at")
+    if submitted_at:
+        subscriber_task_enqueue(
+            interaction_record_for_csat_task, int(event.payload["ticket_id"]), submitted_at
+        )
+
+
 def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None:
     from tickets.context.selectors import customer_context_for
 
@@ -87,6 +99,7 @@ def connect() -> None:
     subscribe_batch("message.created", on_messages_created)
     subscribe("ticket.created", on_ticket_changed)
     subscribe("ticket.updated", on_ticket_changed)
+    subscribe("csat.submitted", on_csat_submitted)
     register_panel(
         Panel(
             name="customer_context",

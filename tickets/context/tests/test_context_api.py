@@ -186,16 +186,19 @@ def _resolved_ticket(customer):
     return core.ticket_update(ticket=ticket, status="resolved")
 
 
-def test_feedback_with_signed_token_needs_no_login(api_client, customer):
+def test_feedback_with_signed_token_needs_no_login(
+    api_client, customer, django_capture_on_commit_callbacks
+):
     ticket = _resolved_ticket(customer)
     token = services.feedback_token_make(ticket)
     assert services.feedback_link_build(ticket).endswith(f"/feedback/{token}")
     OutboxEvent.objects.all().delete()
-    response = api_client.post(
-        f"/api/tickets/{ticket.pk}/feedback",
-        {"rating": 2, "comment": "Slow and unhelpful.", "token": token},
-        format="json",
-    )
+    with django_capture_on_commit_callbacks(execute=True):  # the relay writes the interaction
+        response = api_client.post(
+            f"/api/tickets/{ticket.pk}/feedback",
+            {"rating": 2, "comment": "Slow and unhelpful.", "token": token},
+            format="json",
+        )
     assert response.status_code == 201
     assert response.json() == {
         "ticket_id": ticket.pk,
@@ -278,7 +281,9 @@ def test_feedback_page_via_signed_link(client, customer):
     assert client.get("/feedback/forged").status_code == 403
 
 
-def test_feedback_page_is_rate_limited_per_ip(client, customer, settings):
+def test_feedback_page_is_rate_limited_per_ip(
+    client, customer, settings, django_capture_on_commit_callbacks
+):
     """The public page shares the API's per-IP limit: over it, 429 with Retry-After and
     nothing written (each answer writes an interaction and an event)."""
     from support.redis_client import get_redis
@@ -290,9 +295,11 @@ def test_feedback_page_is_rate_limited_per_ip(client, customer, settings):
     ticket = _resolved_ticket(customer)
     url = f"/feedback/{services.feedback_token_make(ticket)}"
     OutboxEvent.objects.all().delete()
-    assert client.post(url, {"rating": "1"}, REMOTE_ADDR=ip).status_code == 200
-    assert client.post(url, {"rating": "2"}, REMOTE_ADDR=ip).status_code == 200
-    refused = client.post(url, {"rating": "3", "comment": "again"}, REMOTE_ADDR=ip)
+    for rating in ("1", "2"):  # each answer's interaction written before the next answer
+        with django_capture_on_commit_callbacks(execute=True):
+            assert client.post(url, {"rating": rating}, REMOTE_ADDR=ip).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        refused = client.post(url, {"rating": "3", "comment": "again"}, REMOTE_ADDR=ip)
     assert refused.status_code == 429
     assert 1 <= int(refused["Retry-After"]) <= 60
     assert "Too many answers from this address" in refused.content.decode()
@@ -304,19 +311,23 @@ def test_feedback_page_is_rate_limited_per_ip(client, customer, settings):
     assert client.get(url, REMOTE_ADDR=ip).status_code == 200
 
 
-def test_the_same_answer_twice_writes_nothing_more(client, customer):
+def test_the_same_answer_twice_writes_nothing_more(
+    client, customer, django_capture_on_commit_callbacks
+):
     """A form sent twice (or a replayed request) adds no interaction, event or sentiment
     call; a different answer still replaces the first (last answer wins)."""
     ticket = _resolved_ticket(customer)
     url = f"/feedback/{services.feedback_token_make(ticket)}"
     OutboxEvent.objects.all().delete()
     for _ in range(3):
-        response = client.post(url, {"rating": "2", "comment": " Slow. "})
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(url, {"rating": "2", "comment": " Slow. "})
         assert response.status_code == 200
         assert "Thank you" in response.content.decode()
     assert Interaction.objects.count() == 1
     assert OutboxEvent.objects.filter(event_type="csat.submitted").count() == 1
-    assert client.post(url, {"rating": "4", "comment": "Fixed now"}).status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(url, {"rating": "4", "comment": "Fixed now"}).status_code == 200
     assert (CsatFeedback.objects.get().rating, Interaction.objects.count()) == (4, 2)
     assert OutboxEvent.objects.filter(event_type="csat.submitted").count() == 2
 
@@ -348,3 +359,41 @@ def test_order_figures_per_currency_and_churn_signals(customer):
         ("failed_orders", 10),  # C was placed more than 90 days ago
         ("refunds", 10),
     ]
+
+
+def test_a_csat_answer_is_saved_without_the_interactions_store_or_the_analyser(
+    customer, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The answer and its event are one transaction that calls neither the interactions
+    store nor the sentiment analyser (either may be an outside service: DynamoDB,
+    Comprehend); the interaction is written from the event, once, and an answer replaced
+    before its task ran is not logged (the newer answer's event logs that one)."""
+    from datetime import datetime
+
+    from tickets.context import services as context_services
+
+    ticket = _resolved_ticket(customer)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("called while saving the answer")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(context_services, "get_backend", refuse)
+        patched.setattr(context_services, "sentiment_analyse", refuse)
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            _, created = services.feedback_submit(ticket=ticket, rating=1, comment="Awful")
+            services.feedback_submit(ticket=ticket, rating=5, comment="Sorted, thanks")
+    assert created
+    assert callbacks  # the relay, after commit
+    assert Interaction.objects.count() == 0
+    events = list(OutboxEvent.objects.filter(event_type="csat.submitted").order_by("pk"))
+    assert len(events) == 2
+    stamps = [datetime.fromisoformat(e.payload["submitted_at"]) for e in events]
+    assert stamps[1] == CsatFeedback.objects.get().updated_at
+    # The first answer was replaced before its task ran: nothing is logged for it.
+    assert not services.interaction_record_for_csat(ticket_id=ticket.pk, submitted_at=stamps[0])
+    assert services.interaction_record_for_csat(ticket_id=ticket.pk, submitted_at=stamps[1])
+    assert not services.interaction_record_for_csat(ticket_id=ticket.pk, submitted_at=stamps[1])
+    [interaction] = Interaction.objects.all()
+    assert interaction.summary == "CSAT 5/5: Sorted, thanks"
+    assert interaction.sentiment_label == "positive"

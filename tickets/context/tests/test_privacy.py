@@ -58,7 +58,8 @@ def grace(agent, django_capture_on_commit_callbacks):
             author_user=agent,
         )
     core.ticket_update(ticket=ticket, status="resolved", actor=agent)
-    services.feedback_submit(ticket=ticket, rating=1, comment=f"Signed, {NAME}")
+    with django_capture_on_commit_callbacks(execute=True):  # its interaction, from the event
+        services.feedback_submit(ticket=ticket, rating=1, comment=f"Signed, {NAME}")
     LogEntry.objects.log_actions(
         user_id=agent.pk,
         queryset=[customer],
