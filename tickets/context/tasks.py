@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from celery import shared_task
 
 from support.errors import RetryableError
 from tickets.context import services
 
+# Retried on transient errors with backoff; acknowledged after running (idempotent tasks).
+RETRYING: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "autoretry_for": (RetryableError,),
+    "retry_backoff": True,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
 
 @shared_task(
-    bind=True,
-    acks_late=True,
-    autoretry_for=(RetryableError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
+    **RETRYING,
     soft_time_limit=30,
     time_limit=60,
 )
@@ -26,12 +32,7 @@ def interaction_record_for_message_task(self: object, message_id: int) -> bool:
 
 
 @shared_task(
-    bind=True,
-    acks_late=True,
-    autoretry_for=(RetryableError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
+    **RETRYING,
     soft_time_limit=120,
     time_limit=180,
 )
@@ -42,12 +43,7 @@ def interaction_record_for_messages_task(self: object, message_ids: list[int]) -
 
 
 @shared_task(
-    bind=True,
-    acks_late=True,
-    autoretry_for=(RetryableError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
+    **RETRYING,
     soft_time_limit=30,
     time_limit=60,
 )
@@ -59,12 +55,7 @@ def interaction_record_reopen_task(self: object, event_id: int, ticket_id: int, 
 
 
 @shared_task(
-    bind=True,
-    acks_late=True,
-    autoretry_for=(RetryableError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
+    **RETRYING,
     soft_time_limit=30,
     time_limit=60,
 )
