@@ -66,6 +66,11 @@ class ChannelsAppConfig(AppConfig):
         post_save.connect(channel_account_cache_clear, sender=ChannelAccount)
         post_delete.connect(channel_account_cache_clear, sender=ChannelAccount)
 
+        from channels_app.demo import load_demo_channels
+        from tickets.demo import demo_step_register
+
+        demo_step_register("channels", load_demo_channels)
+
         from channels_app.panels import deliveries_context, webchat_visitor_context
         from tickets.panels import Panel, register_panel
 

@@ -116,6 +116,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
 
     url = f"http://{HOST}:{PORT}"
+    mail_dir = Path(env.get("EMAIL_FILE_PATH") or services.DATA / "mail")
+    if mail_dir.is_relative_to(ROOT):
+        mail_dir = mail_dir.relative_to(ROOT)
     health = wait_healthy(f"{url}/health")
     print()
     if health and health.get("status") == "ok":
@@ -129,6 +132,7 @@ def main() -> None:
     admin      {url}/admin/
     API docs   {url}/api/docs/
     health     {url}/health
+    e-mails    {mail_dir}/   (files: the demo's replies and alerts)
 
   Sign in:  supervisor / {env.get("DEMO_PASSWORD", "demo-password-123")}   (admin + workbench)
             agent1     / {env.get("DEMO_PASSWORD", "demo-password-123")}   (workbench)

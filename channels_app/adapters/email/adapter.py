@@ -1,4 +1,5 @@
-"""Email: SendGrid Inbound Parse in (multipart/form-data), SendGrid v3 Mail Send out."""
+"""Email: SendGrid Inbound Parse in (multipart/form-data), SendGrid v3 Mail Send out (or,
+for the demo mailbox, ``.eml`` files on this machine: ``local_files.py``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ from channels_app.adapters.email.events import (
     events_parse,
     is_event_webhook,
 )
+from channels_app.adapters.email.local_files import local_files_send
+from channels_app.adapters.email.outgoing import (
+    TRANSPORT_LOCAL_FILES,
+    TRANSPORT_SENDGRID,
+    TRANSPORT_SETTING,
+    OutgoingMail,
+)
 from channels_app.adapters.email.parsing import (
     address,
     header_block,
@@ -40,6 +48,7 @@ from channels_app.adapters.email.parsing import (
     parse_form_data,
     strip_quoted_reply,
 )
+from support.errors import PermanentError
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -161,42 +170,73 @@ class EmailAdapter(ChannelAdapter):
         ]
 
     def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
-        base = str(getattr(settings, "SENDGRID_API_BASE", "https://api.sendgrid.com")).rstrip("/")
-        subject = outbound.subject or "Your request"
-        if outbound.ticket_number:  # a reply on a ticket (else a notice, e.g. a code)
-            if not subject.lower().startswith("re:"):
-                subject = f"Re: {subject}"
-            if f"[{outbound.ticket_number}]" not in subject:
-                subject = f"{subject} [{outbound.ticket_number}]"
-        headers: dict[str, str] = {"Message-ID": outbound.outgoing_message_id}
-        if outbound.thread_message_ids:
-            headers["In-Reply-To"] = outbound.thread_message_ids[-1]
-            headers["References"] = " ".join(outbound.thread_message_ids)
-        sender: dict[str, str] = {
-            "email": str(account.settings.get("from_email") or account.external_id)
-        }
-        if account.settings.get("from_name"):
-            sender["name"] = str(account.settings["from_name"])
-        body = {
-            "personalizations": [{"to": [{"email": outbound.recipient_id}]}],
-            "from": sender,
-            "subject": subject,
-            "content": [{"type": "text/plain", "value": outbound.text}],
-            "headers": headers,
-            "custom_args": {
-                "ticket_id": str(outbound.ticket_id),
-                "message_id": str(outbound.message_id),
-            },
-        }
-        response = http_call(
-            "POST",
-            f"{base}/v3/mail/send",
-            json=body,
-            headers={"Authorization": f"Bearer {account.access_token}"},
-        )
-        return SendResult(
-            external_message_id=outbound.outgoing_message_id,
-            http_status=response.status_code,
-            request_body=body,
-            response_body=response.headers.get("X-Message-Id", ""),
-        )
+        """One reply (or notice) through the account's transport: SendGrid's v3 Mail Send,
+        or, for ``transport: local_files`` (the demo mailbox), an ``.eml`` file on this
+        machine. Both compose the same mail (``outgoing_mail``)."""
+        mail = outgoing_mail(account, outbound)
+        transport = str(account.settings.get(TRANSPORT_SETTING) or TRANSPORT_SENDGRID)
+        if transport == TRANSPORT_LOCAL_FILES:
+            return local_files_send(mail)
+        if transport != TRANSPORT_SENDGRID:
+            raise PermanentError(
+                f"Unknown e-mail transport {transport!r} on account {account.name!r} "
+                f"(settings {TRANSPORT_SETTING!r}: {TRANSPORT_SENDGRID} or "
+                f"{TRANSPORT_LOCAL_FILES})."
+            )
+        return _sendgrid_send(account, mail, outbound)
+
+
+def outgoing_mail(account: ChannelAccount, outbound: OutboundRequest) -> OutgoingMail:
+    """The mail a reply becomes, whatever carries it: ``Re: <subject> [T-000123]``, our
+    Message-ID, and In-Reply-To / References for the thread."""
+    subject = outbound.subject or "Your request"
+    if outbound.ticket_number:  # a reply on a ticket (else a notice, e.g. a code)
+        if not subject.lower().startswith("re:"):
+            subject = f"Re: {subject}"
+        if f"[{outbound.ticket_number}]" not in subject:
+            subject = f"{subject} [{outbound.ticket_number}]"
+    headers: dict[str, str] = {"Message-ID": outbound.outgoing_message_id}
+    if outbound.thread_message_ids:
+        headers["In-Reply-To"] = outbound.thread_message_ids[-1]
+        headers["References"] = " ".join(outbound.thread_message_ids)
+    return OutgoingMail(
+        from_email=str(account.settings.get("from_email") or account.external_id),
+        from_name=str(account.settings.get("from_name") or ""),
+        to=outbound.recipient_id,
+        subject=subject,
+        text=outbound.text,
+        headers=headers,
+        ticket_number=outbound.ticket_number,
+    )
+
+
+def _sendgrid_send(
+    account: ChannelAccount, mail: OutgoingMail, outbound: OutboundRequest
+) -> SendResult:
+    base = str(getattr(settings, "SENDGRID_API_BASE", "https://api.sendgrid.com")).rstrip("/")
+    sender: dict[str, str] = {"email": mail.from_email}
+    if mail.from_name:
+        sender["name"] = mail.from_name
+    body = {
+        "personalizations": [{"to": [{"email": mail.to}]}],
+        "from": sender,
+        "subject": mail.subject,
+        "content": [{"type": "text/plain", "value": mail.text}],
+        "headers": mail.headers,
+        "custom_args": {
+            "ticket_id": str(outbound.ticket_id),
+            "message_id": str(outbound.message_id),
+        },
+    }
+    response = http_call(
+        "POST",
+        f"{base}/v3/mail/send",
+        json=body,
+        headers={"Authorization": f"Bearer {account.access_token}"},
+    )
+    return SendResult(
+        external_message_id=outbound.outgoing_message_id,
+        http_status=response.status_code,
+        request_body=body,
+        response_body=response.headers.get("X-Message-Id", ""),
+    )

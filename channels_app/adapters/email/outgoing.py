@@ -1,0 +1,26 @@
+"""The mail a reply becomes, whatever transport carries it, and the transports an e-mail
+account may use (``account.settings["transport"]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: The account setting that picks how replies leave.
+TRANSPORT_SETTING = "transport"
+#: SendGrid's v3 Mail Send (the default): what a real mailbox uses.
+TRANSPORT_SENDGRID = "sendgrid"
+#: ``.eml`` files under ``EMAIL_FILE_PATH`` on this machine, nothing leaves it: the demo
+#: mailbox that ``load_demo`` creates. Refused under ``ENVIRONMENT=prod``.
+TRANSPORT_LOCAL_FILES = "local_files"
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    from_email: str
+    from_name: str
+    to: str
+    subject: str
+    text: str
+    #: Message-ID (ours, stable per message), In-Reply-To, References
+    headers: dict[str, str] = field(default_factory=dict)
+    ticket_number: str = ""  # empty for a notice (e.g. a web chat code)
