@@ -403,8 +403,8 @@ EMBEDDERS_VERSION_KEY = "kb-stored-embedders-version"
 EMBEDDERS_COUNTS_KEY = "kb-stored-embedders-counts"
 # The title statistics one process read for the current version, there for the others to
 # take (``{"version", "total", "df", "computed_at"}``; it expires after
-# ``NAME_STATS_SECONDS``). Tens of thousands of lexemes (~170 KB with 12,600): read on
-# its own, and only when the version changed, never in the versions' round trip.
+# ``NAME_STATS_SECONDS``). Up to tens of thousands of lexemes (~160 KiB with 12,400): read
+# on its own, and only when the version changed, never in the versions' round trip.
 NAME_STATS_KEY = "kb-name-stats"
 EMBEDDERS_SECONDS = 60
 LEGACY_EMBEDDER = "minilm"  # what a chunk from before ``Chunk.embedder`` was embedded with
@@ -605,8 +605,8 @@ class _NameStats:
     version (or every ``NAME_STATS_SECONDS``).
 
     One process reads the title statistics after a change (``ts_stat`` over the title
-    chunks and their count, ~100 ms with 20,000 titles) and leaves them under
-    ``NAME_STATS_KEY`` with their version; the others take them from there (~3 ms), so a
+    chunks and their count, ~90 ms with 20,000 titles) and leaves them under
+    ``NAME_STATS_KEY`` with their version; the others take them from there (3-4 ms), so a
     change costs one ``ts_stat``, not one per process. Never shared from inside a
     transaction (a rollback may undo what it read), nor while the cache is down.
 
