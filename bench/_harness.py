@@ -54,16 +54,17 @@ def setup_env(*, isolate: bool = True, db: str = "") -> dict[str, str]:
 
 BENCH_DB = "support_bench_api"
 BENCH_KB_DB = "support_bench_kb"  # bench/kb.py and bench/kb_ingest.py
+BENCH_KB_NAMES_DB = "support_bench_kb_names"  # bench/kb_name_stats.py: 20,000 titles
 BENCH_REDIS_DB = 3
 
 
-def setup_kb_bench(*, as_script: bool) -> None:
-    """Django for bench/kb.py and bench/kb_ingest.py. Run as a script: the local services of
-    `make run` (started if need be) and the database ``BENCH_KB_DB`` beside the product's,
-    so the bench's sources (100,000 synthetic chunks among them) never show up in the
-    knowledge base `make run` serves. Imported (the tests): the importer's settings."""
+def setup_kb_bench(*, as_script: bool, db: str = BENCH_KB_DB) -> None:
+    """Django for the knowledge-base benches. Run as a script: the local services of
+    `make run` (started if need be) and the database ``db`` beside the product's, so the
+    bench's sources (100,000 synthetic chunks among them) never show up in the knowledge
+    base `make run` serves. Imported (the tests): the importer's settings."""
     if as_script:
-        setup_env(db=BENCH_KB_DB)
+        setup_env(db=db)
         return
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
     os.environ.setdefault("ENVIRONMENT", "dev")

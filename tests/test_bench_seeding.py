@@ -72,3 +72,14 @@ def test_kb_bench_fills_synthetic_chunks_into_the_current_schema() -> None:
     source = kb.fill(12, np.random.default_rng(1))
     assert Chunk.objects.filter(source=source).count() == 12
     assert not Chunk.objects.filter(source=source, search_vector__isnull=True).exists()
+
+
+def test_kb_name_stats_bench_fills_titled_documents_into_the_current_schema() -> None:
+    from bench import kb_name_stats
+    from knowledge.models import Chunk
+
+    passages = [["Reset", "the", "password", "from", "settings"], ["Refunds", "take", "days"]]
+    source = kb_name_stats.fill(10, 5, passages)
+    assert Chunk.objects.filter(source=source).count() == 10
+    assert Chunk.objects.filter(source=source, kind="title").count() == 2
+    assert not Chunk.objects.filter(source=source, search_vector__isnull=True).exists()

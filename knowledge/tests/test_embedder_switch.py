@@ -15,6 +15,7 @@ from django.apps import apps
 from django.core.management import CommandError, call_command
 
 from knowledge import retrieval
+from knowledge.conversation import AGENT, CUSTOMER, Turn
 from knowledge.embeddings import (
     MiniLMEmbedder,
     embedder_named,
@@ -232,3 +233,104 @@ def test_counts_made_inside_a_transaction_are_not_shared(db):
     retrieval.name_stats_forget()
     retrieval.stored_embedders.get()
     assert cache.get(retrieval.EMBEDDERS_COUNTS_KEY) is None
+
+
+def _title_stats(stats: retrieval._NameStats) -> tuple[int, dict[str, int]]:
+    with retrieval.connection.cursor() as cursor:
+        stats.get(cursor)
+    return stats.total, dict(stats.df)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_process_reads_the_title_statistics_and_the_others_take_them(
+    django_assert_num_queries, monkeypatch, tmp_path
+):
+    """A change (or the ten minutes' refresh) costs one ``ts_stat`` over the title chunks,
+    not one per process: the process that reads them leaves them in the cache with their
+    version, another takes them from there (a read of its own, not in the versions' round
+    trip), and what was left for an older version is never taken."""
+    from django.core.cache import cache
+
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    first.write_text("".join(json.dumps(a) + "\n" for a in ARTICLES[:2]))
+    second.write_text(json.dumps(ARTICLES[2]) + "\n")
+    source = source_get_or_create(name="titled", kind=KnowledgeSource.Kind.UPLOAD)
+    documents_ingest(source=source, items=read_path(first))
+    versions_read: list[str] = []
+    real_get_many = cache.get_many
+
+    def get_many(keys, *args, **kwargs):
+        versions_read.extend(keys)
+        return real_get_many(keys, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "get_many", get_many)
+    one = retrieval.name_stats
+    retrieval.name_stats_forget()
+    with django_assert_num_queries(2):  # this process reads them: ts_stat and the count
+        total, df = _title_stats(one)
+    assert total == Chunk.objects.filter(kind="title").count() == 2
+    assert df == {"refund": 1, "reset": 1, "password": 1}
+    other = retrieval._NameStats()  # another process: nothing of its own yet
+    with django_assert_num_queries(0):
+        assert _title_stats(other) == (total, df)
+    with django_assert_num_queries(1), retrieval.connection.cursor() as cursor:
+        other.passages(cursor, ["refund"])  # read once, then remembered
+        other.passages(cursor, ["refund"])
+
+    documents_ingest(source=source, items=read_path(second))  # signals a new version
+    with django_assert_num_queries(2):  # what was left for the old version is not taken
+        total, df = _title_stats(one)
+    assert total == 3
+    assert df == {"refund": 1, "reset": 1, "password": 1, "park": 1}
+    with django_assert_num_queries(0):  # the other process sees the change and takes them
+        assert _title_stats(other) == (total, df)
+    with django_assert_num_queries(1), retrieval.connection.cursor() as cursor:
+        other.passages(cursor, ["refund"])  # its passages were dropped with the old version
+    assert retrieval.NAME_STATS_KEY not in versions_read  # the small round trip stays small
+
+    monkeypatch.setattr(retrieval, "NAME_STATS_SECONDS", 0.0)  # no longer fresh
+    with django_assert_num_queries(2):
+        assert _title_stats(retrieval._NameStats()) == (total, df)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_title_statistics_are_read_and_search_works_with_the_cache_down(
+    django_assert_num_queries, faq_file, monkeypatch
+):
+    """With Redis down each process reads the title statistics for itself (and keeps them
+    for ``NAME_STATS_SECONDS``): search does not fail with the cache."""
+    from django.core.cache import cache
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    ingest(faq_file)
+    retrieval.name_stats_forget()
+    with django_assert_num_queries(2):
+        expected = _title_stats(retrieval._NameStats())  # left in the cache, not taken below
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("redis down")
+
+    for name in ("get", "get_many", "set"):
+        monkeypatch.setattr(cache, name, down)
+    retrieval.name_stats_forget()
+    with django_assert_num_queries(2):
+        assert _title_stats(retrieval.name_stats) == expected
+    with django_assert_num_queries(0):
+        assert _title_stats(retrieval.name_stats) == expected
+    turns = [
+        Turn(CUSTOMER, "I am staying at your hotel next week."),
+        Turn(AGENT, "Welcome! How can I help?"),
+        Turn(CUSTOMER, "Do you have parking?"),
+    ]
+    assert search(turns, k=3)[0].document_external_id == "parking"
+
+
+def test_title_statistics_read_inside_a_transaction_are_not_shared(db, faq_file):
+    """Statistics a rollback could undo stay in the process that read them."""
+    from django.core.cache import cache
+
+    ingest(faq_file)
+    retrieval.name_stats_forget()
+    _title_stats(retrieval.name_stats)
+    assert retrieval.name_stats.total == 3
+    assert cache.get(retrieval.NAME_STATS_KEY) is None
