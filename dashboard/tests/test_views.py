@@ -256,7 +256,7 @@ def test_dashboard_queries_do_not_grow_with_data(sup, django_assert_max_num_quer
     _world(n=12, team_name="Gamma")
     with django_assert_max_num_queries(len(small.captured_queries)):
         assert sup.get("/dashboard/").status_code == 200
-    assert len(small.captured_queries) <= 30
+    assert len(small.captured_queries) <= 20  # heavy widgets are lazy (their fragments)
 
 
 def test_supervisor_sees_the_dashboard_link(sup, client, agent):
