@@ -22,7 +22,13 @@ from support.errors import Forbidden, InvalidInput, NotFound
 from support.events import event_record
 from tickets.context.cache import context_invalidate
 from tickets.context.interactions import InteractionRecord, get_backend
-from tickets.context.models import CsatFeedback, InteractionKind, Order, OrderStatus
+from tickets.context.models import (
+    CsatFeedback,
+    CustomerErasure,
+    InteractionKind,
+    Order,
+    OrderStatus,
+)
 from tickets.context.sentiment import label_for_score, sentiment_analyse
 from tickets.models import Customer, Direction, Message, MessageKind, Ticket, TicketStatus
 
@@ -104,6 +110,12 @@ def order_upsert(*, customer: Customer, data: OrderInput) -> tuple[Order, bool]:
 # --- interactions ---------------------------------------------------------------------
 
 
+def _erased(customer_id: int) -> bool:
+    """An erased customer gets no new interactions (a task queued before the erasure, e.g.
+    a message's or a CSAT answer's, runs after it)."""
+    return CustomerErasure.objects.filter(customer_id=customer_id).exists()
+
+
 def interaction_record(
     *,
     customer_id: int,
@@ -119,6 +131,8 @@ def interaction_record(
     ``source_key``; ``analyse_text`` is scored for sentiment. Returns True when new."""
     if kind not in InteractionKind.values:
         raise InvalidInput(f"kind: unknown {kind!r}.", details={"kind": ["Invalid."]})
+    if _erased(customer_id):
+        return False
     sentiment = (
         sentiment_analyse(analyse_text, customer_id=customer_id) if analyse_text.strip() else None
     )
@@ -153,6 +167,8 @@ def interaction_record_for_message(*, message_id: int) -> bool:
     if message is None:
         return False
     customer_id = message.author_customer_id or message.ticket.customer_id
+    if _erased(customer_id):
+        return False
     text = message.body_text.strip()
     sentiment = sentiment_analyse(text, customer_id=customer_id) if text else None
     created = get_backend().record(
@@ -176,7 +192,7 @@ def interaction_record_for_message(*, message_id: int) -> bool:
 def interaction_record_reopen(*, event_id: int, ticket_id: int, at: datetime) -> bool:
     """Log that a resolved ticket was reopened (one entry per ``ticket.updated`` event)."""
     ticket = Ticket.objects.filter(pk=ticket_id).only("id", "customer_id", "channel").first()
-    if ticket is None:
+    if ticket is None or _erased(ticket.customer_id):
         return False
     created = get_backend().record(
         InteractionRecord(
@@ -324,6 +340,8 @@ def interaction_record_for_csat(*, ticket_id: int, submitted_at: datetime) -> bo
     if feedback is None:
         return False
     ticket, rating, comment = feedback.ticket, feedback.rating, feedback.comment
+    if _erased(ticket.customer_id):
+        return False
     score = (
         sentiment_analyse(comment, customer_id=ticket.customer_id).score
         if comment

@@ -235,3 +235,27 @@ def test_erase_frees_callers_ticket_ids_it_redacts(supervisor):
     tickets = Ticket.objects.filter(customer=customer)
     assert {t.origin_platform_id for t in tickets} == {f"web {privacy.REDACTED}"}
     assert not tickets.filter(origin_caller__isnull=False).exists()
+
+
+def test_tasks_queued_before_an_erasure_write_no_interaction_after_it(supervisor):
+    """A CSAT answer's or an inbound message's interaction is written by a task from its
+    event; one that runs after the customer was erased writes nothing."""
+    from datetime import datetime
+
+    from support.models import OutboxEvent
+
+    customer = Customer.objects.create(name="Ida Erased", email="ida@example.org")
+    ticket = core.ticket_create(customer=customer, subject="Help", body="My order is late")
+    message = ticket.messages.get()
+    core.ticket_update(ticket=ticket, status="resolved")
+    services.feedback_submit(ticket=ticket, rating=1, comment="Still late, Ida")
+    event = OutboxEvent.objects.filter(event_type="csat.submitted").latest("pk")
+    submitted_at = datetime.fromisoformat(event.payload["submitted_at"])
+    Interaction.objects.all().delete()  # as if none of the tasks had run yet
+    privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    assert not services.interaction_record_for_csat(ticket_id=ticket.pk, submitted_at=submitted_at)
+    assert not services.interaction_record_for_message(message_id=message.pk)
+    assert not services.interaction_record_reopen(
+        event_id=event.pk, ticket_id=ticket.pk, at=timezone.now()
+    )
+    assert not Interaction.objects.filter(customer=customer).exists()
