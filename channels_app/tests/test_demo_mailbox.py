@@ -262,6 +262,37 @@ def test_local_files_transport_refuses_a_header_with_a_line_break(mail_dir: Path
     assert _mails(mail_dir) == []
 
 
+def test_a_subject_with_a_line_break_is_sent_on_one_line(mail_dir: Path) -> None:
+    """The subject is the customer's (an inbound ``=?utf-8?q?Hello=0D=0ABcc=3A_x?=``
+    decodes to a line break): the reply still goes out, its subject on one line."""
+    account = make_account("email", access_token="")
+    account.settings = {"transport": "local_files"}
+    account.save()
+    outbound = dataclasses.replace(_outbound(), subject="Hello\r\nBcc: x@y.test\tnow")
+    get_adapter("email").send(account, outbound)
+    [(_, mail)] = _mails(mail_dir)
+    assert mail["Subject"] == "Re: Hello Bcc: x@y.test now [T-000003]"
+    assert mail["Bcc"] is None
+
+
+def test_local_files_transport_cannot_write_its_folder(mail_dir: Path, settings: Any) -> None:
+    """A mail folder that is a file fails at once (retrying cannot help) and leaves no
+    temporary file behind; nothing is half-written."""
+    account = make_account("email", access_token="")
+    account.settings = {"transport": "local_files"}
+    account.save()
+    blocker = mail_dir.parent / "not-a-folder"
+    blocker.write_text("")
+    settings.EMAIL_FILE_PATH = str(blocker / "mail")
+    with pytest.raises(PermanentError, match="Could not write"):
+        get_adapter("email").send(account, _outbound())
+    settings.EMAIL_FILE_PATH = str(mail_dir)
+    get_adapter("email").send(account, _outbound())
+    get_adapter("email").send(account, _outbound())  # the same reply again: one file
+    assert len(_mails(mail_dir)) == 1
+    assert [p.name for p in mail_dir.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_an_unknown_transport_is_a_permanent_error(mail_dir: Path) -> None:
     account = make_account("email")
     account.settings = {"transport": "smtp"}

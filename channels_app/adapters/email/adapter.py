@@ -189,7 +189,9 @@ class EmailAdapter(ChannelAdapter):
 def outgoing_mail(account: ChannelAccount, outbound: OutboundRequest) -> OutgoingMail:
     """The mail a reply becomes, whatever carries it: ``Re: <subject> [T-000123]``, our
     Message-ID, and In-Reply-To / References for the thread."""
-    subject = outbound.subject or "Your request"
+    # One line: a ticket's subject is the customer's (an encoded CR LF in an inbound
+    # Subject decodes to a line break), and a header may not hold one.
+    subject = " ".join((outbound.subject or "").split()) or "Your request"
     if outbound.ticket_number:  # a reply on a ticket (else a notice, e.g. a code)
         if not subject.lower().startswith("re:"):
             subject = f"Re: {subject}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from email.utils import formataddr, make_msgid
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,22 @@ def local_files_send(mail: OutgoingMail) -> SendResult:
         raise PermanentError(str(exc)) from exc
     directory = Path(settings.EMAIL_FILE_PATH)
     path = directory / file_name(mail.ticket_number, headers["Message-ID"])
-    temporary = path.with_name(f".{path.name}.tmp")
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except OSError as exc:
+        # a temporary file of this attempt's own: two sends of one reply at once never
+        # write into each other's
+        handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except (PermissionError, NotADirectoryError, IsADirectoryError) as exc:
+        # not passing: retries would fail the same way until someone fixes the folder
+        raise PermanentError(f"Could not write {path}: {exc}") from exc
+    except OSError as exc:  # e.g. a full disk: may pass later
         raise RetryableError(f"Could not write {path}: {exc}") from exc
     record: dict[str, Any] = {
         "transport": "local_files",
