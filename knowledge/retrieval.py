@@ -496,8 +496,11 @@ def _shared_age(shared: Any, version: Any, *, stamp: str, max_age: float) -> flo
     """The age in seconds of ``shared``, what another process read and left in the cache
     for the others, when it is for ``version`` and fresh (read less than ``max_age``
     seconds ago, by ``shared[stamp]``); ``None`` otherwise. What was left for another
-    version is never taken."""
+    version is never taken, nor what was read from another database (two deployments, or
+    two benches, sharing one Redis: the version alone does not tell them apart)."""
     if not isinstance(shared, dict) or shared.get("version") != version:
+        return None
+    if shared.get("database") != _database_name():
         return None
     made = shared.get(stamp)
     if not isinstance(made, int | float):
@@ -506,12 +509,19 @@ def _shared_age(shared: Any, version: Any, *, stamp: str, max_age: float) -> flo
     return age if age < max_age else None
 
 
+def _database_name() -> str:
+    from django.db import connection
+
+    return str(connection.settings_dict.get("NAME") or "")
+
+
 def _shared_leave(key: str, value: dict[str, Any], *, timeout: float, what: str) -> None:
     """Leave what this process read (``value``, with its version and time) for the others
     (best effort: without the cache each process reads for itself)."""
     from django.core.cache import cache
     from redis.exceptions import RedisError
 
+    value = {**value, "database": _database_name()}
     try:
         cache.set(key, value, timeout=timeout)
     except RedisError:

@@ -288,6 +288,13 @@ def test_one_process_reads_the_title_statistics_and_the_others_take_them(
         other.passages(cursor, ["refund"])  # its passages were dropped with the old version
     assert retrieval.NAME_STATS_KEY not in versions_read  # the small round trip stays small
 
+    # What a process of another database (a deployment or bench sharing this Redis) left
+    # under the same version is not taken.
+    monkeypatch.setattr(retrieval, "_database_name", lambda: "another_database")
+    with django_assert_num_queries(2):
+        assert _title_stats(retrieval._NameStats()) == (total, df)
+    monkeypatch.undo()
+
     monkeypatch.setattr(retrieval, "NAME_STATS_SECONDS", 0.0)  # no longer fresh
     with django_assert_num_queries(2):
         assert _title_stats(retrieval._NameStats()) == (total, df)
