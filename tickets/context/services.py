@@ -8,6 +8,7 @@ Every write that changes a customer's context invalidates its cache entry
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -111,9 +112,29 @@ def order_upsert(*, customer: Customer, data: OrderInput) -> tuple[Order, bool]:
 
 
 def _erased(customer_id: int) -> bool:
-    """An erased customer gets no new interactions (a task queued before the erasure, e.g.
-    a message's or a CSAT answer's, runs after it)."""
     return CustomerErasure.objects.filter(customer_id=customer_id).exists()
+
+
+def _interaction_write(customer_id: int, build: Callable[[], InteractionRecord]) -> bool:
+    """The one way an interaction is written: nothing for an erased customer (a task
+    queued before the erasure runs after it; checked before ``build``, which may score
+    sentiment with an outside service), then the backend (idempotent on the record's
+    ``source_key``), then the customer's cached context. Returns True when new."""
+    if _erased(customer_id):
+        return False
+    created = get_backend().record(build())
+    if created:
+        context_invalidate(customer_id)
+    return created
+
+
+def _scored(text: str, customer_id: int) -> dict[str, Any]:
+    """The sentiment fields of a record for ``text`` (none for an empty text)."""
+    sentiment = sentiment_analyse(text, customer_id=customer_id) if text.strip() else None
+    return {
+        "sentiment_score": sentiment.score if sentiment else None,
+        "sentiment_label": sentiment.label if sentiment else "",
+    }
 
 
 def interaction_record(
@@ -131,13 +152,9 @@ def interaction_record(
     ``source_key``; ``analyse_text`` is scored for sentiment. Returns True when new."""
     if kind not in InteractionKind.values:
         raise InvalidInput(f"kind: unknown {kind!r}.", details={"kind": ["Invalid."]})
-    if _erased(customer_id):
-        return False
-    sentiment = (
-        sentiment_analyse(analyse_text, customer_id=customer_id) if analyse_text.strip() else None
-    )
-    created = get_backend().record(
-        InteractionRecord(
+    return _interaction_write(
+        customer_id,
+        lambda: InteractionRecord(
             customer_id=customer_id,
             source_key=source_key,
             channel=channel,
@@ -145,13 +162,9 @@ def interaction_record(
             occurred_at=occurred_at,
             summary=summary[:SUMMARY_CHARS],
             ticket_id=ticket_id,
-            sentiment_score=sentiment.score if sentiment else None,
-            sentiment_label=sentiment.label if sentiment else "",
-        )
+            **_scored(analyse_text, customer_id),
+        ),
     )
-    if created:
-        context_invalidate(customer_id)
-    return created
 
 
 def interaction_record_for_message(*, message_id: int) -> bool:
@@ -167,12 +180,10 @@ def interaction_record_for_message(*, message_id: int) -> bool:
     if message is None:
         return False
     customer_id = message.author_customer_id or message.ticket.customer_id
-    if _erased(customer_id):
-        return False
     text = message.body_text.strip()
-    sentiment = sentiment_analyse(text, customer_id=customer_id) if text else None
-    created = get_backend().record(
-        InteractionRecord(
+    return _interaction_write(
+        customer_id,
+        lambda: InteractionRecord(
             customer_id=customer_id,
             source_key=f"message:{message.pk}",
             channel=message.channel,
@@ -180,22 +191,19 @@ def interaction_record_for_message(*, message_id: int) -> bool:
             occurred_at=message.created_at,
             summary=text[:SUMMARY_CHARS],
             ticket_id=message.ticket_id,
-            sentiment_score=sentiment.score if sentiment else None,
-            sentiment_label=sentiment.label if sentiment else "",
-        )
+            **_scored(text, customer_id),
+        ),
     )
-    if created:
-        context_invalidate(customer_id)
-    return created
 
 
 def interaction_record_reopen(*, event_id: int, ticket_id: int, at: datetime) -> bool:
     """Log that a resolved ticket was reopened (one entry per ``ticket.updated`` event)."""
     ticket = Ticket.objects.filter(pk=ticket_id).only("id", "customer_id", "channel").first()
-    if ticket is None or _erased(ticket.customer_id):
+    if ticket is None:
         return False
-    created = get_backend().record(
-        InteractionRecord(
+    return _interaction_write(
+        ticket.customer_id,
+        lambda: InteractionRecord(
             customer_id=ticket.customer_id,
             source_key=f"reopen:{event_id}",
             channel=ticket.channel,
@@ -203,11 +211,8 @@ def interaction_record_reopen(*, event_id: int, ticket_id: int, at: datetime) ->
             occurred_at=at,
             summary=f"{ticket.number} reopened",
             ticket_id=ticket.pk,
-        )
+        ),
     )
-    if created:
-        context_invalidate(ticket.customer_id)
-    return created
 
 
 def interaction_purge(*, now: datetime | None = None) -> int:
@@ -340,15 +345,14 @@ def interaction_record_for_csat(*, ticket_id: int, submitted_at: datetime) -> bo
     if feedback is None:
         return False
     ticket, rating, comment = feedback.ticket, feedback.rating, feedback.comment
-    if _erased(ticket.customer_id):
-        return False
-    score = (
-        sentiment_analyse(comment, customer_id=ticket.customer_id).score
-        if comment
-        else (rating - 3) / 2
-    )
-    created = get_backend().record(
-        InteractionRecord(
+
+    def build() -> InteractionRecord:
+        score = (
+            sentiment_analyse(comment, customer_id=ticket.customer_id).score
+            if comment
+            else (rating - 3) / 2
+        )
+        return InteractionRecord(
             customer_id=ticket.customer_id,
             source_key=f"csat:{ticket.pk}:{feedback.updated_at.timestamp():.6f}",
             channel=ticket.channel,
@@ -359,10 +363,8 @@ def interaction_record_for_csat(*, ticket_id: int, submitted_at: datetime) -> bo
             sentiment_score=score,
             sentiment_label=label_for_score(score),
         )
-    )
-    if created:
-        context_invalidate(ticket.customer_id)
-    return created
+
+    return _interaction_write(ticket.customer_id, build)
 
 
 def ticket_for_feedback(*, ticket_id: int) -> Ticket:
