@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -330,3 +331,30 @@ class KeepAliveClient:
 
         if isinstance(self.writer, asyncio.StreamWriter):
             self.writer.close()
+
+
+def chunks_copy(cursor: Any, rows: Iterable[tuple[int, int, str, int, str, int, Any, str]]) -> None:
+    """Write synthetic knowledge chunks in one COPY (bench/kb.py, bench/kb_name_stats.py):
+    ``(document_id, source_id, kind, position, text, token_count, vector, embedder)`` per
+    row; no heading, no embedding key, the search vector left to fill."""
+    with cursor.cursor.copy(
+        "COPY knowledge_chunk (document_id, source_id, kind, position, heading_path, "
+        "text, token_count, embedding, embedding_key, embedder, created_at) FROM STDIN"
+    ) as copy:
+        for document_id, source_id, kind, position, text, tokens, vector, embedder in rows:
+            embedding = "[" + ",".join(f"{x:.5f}" for x in vector) + "]"
+            copy.write_row(
+                (
+                    document_id,
+                    source_id,
+                    kind,
+                    position,
+                    "",
+                    text,
+                    tokens,
+                    embedding,
+                    "",
+                    embedder,
+                    "now",
+                )
+            )

@@ -150,30 +150,15 @@ def fill(target: int, rng: np.random.Generator) -> KnowledgeSource:
             noise = rng.normal(0, 0.035, size=(batch, base_vectors.shape[1])).astype(np.float32)
             vectors = base_vectors[picks] + noise
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            with cursor.cursor.copy(
-                "COPY knowledge_chunk (document_id, source_id, kind, position, heading_path, "
-                "text, token_count, embedding, embedding_key, embedder, created_at) FROM STDIN"
-            ) as copy:
-                for i in range(batch):
-                    words = base_words[picks[i]][:]
-                    random.shuffle(words)
-                    text = " ".join(words[:80])
-                    vector = "[" + ",".join(f"{x:.5f}" for x in vectors[i]) + "]"
-                    copy.write_row(
-                        (
-                            documents[i // per_doc].pk,
-                            source.pk,
-                            "body",
-                            i % per_doc,
-                            "",
-                            text,
-                            len(words),
-                            vector,
-                            "",  # synthetic: no embedder produced this text's vector
-                            space,
-                            "now",
-                        )
-                    )
+            rows = []
+            for i in range(batch):
+                words = base_words[picks[i]][:]
+                random.shuffle(words)
+                text = " ".join(words[:80])
+                # synthetic: no embedder produced this vector; it carries the space's name
+                row = (documents[i // per_doc].pk, source.pk, "body", i % per_doc, text)
+                rows.append((*row, len(words), vectors[i], space))
+            _harness.chunks_copy(cursor, rows)
             have += batch
             print(f"  {have} chunks ({time.perf_counter() - started:.0f} s)", flush=True)
         cursor.execute(

@@ -131,34 +131,18 @@ def fill(target: int, per_doc: int, passages: list[list[str]]) -> KnowledgeSourc
             vectors = base[vectors_rng.integers(0, len(base), size=batch)]
             vectors = vectors + vectors_rng.normal(0, 0.3, size=vectors.shape).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            with cursor.cursor.copy(
-                "COPY knowledge_chunk (document_id, source_id, kind, position, heading_path, "
-                "text, token_count, embedding, embedding_key, embedder, created_at) FROM STDIN"
-            ) as copy:
-                for i in range(batch):
-                    doc, position = divmod(i, per_doc)
-                    if position == 0:
-                        kind, text = "title", titles[doc]
-                    else:
-                        words = passages[rng.randrange(len(passages))][:]
-                        rng.shuffle(words)
-                        kind, text = "body", " ".join(words[:80])
-                    vector = "[" + ",".join(f"{x:.5f}" for x in vectors[i]) + "]"
-                    copy.write_row(
-                        (
-                            documents[doc].pk,
-                            source.pk,
-                            kind,
-                            position,
-                            "",
-                            text,
-                            len(text.split()),
-                            vector,
-                            "",
-                            "bench",
-                            "now",
-                        )
-                    )
+            rows = []
+            for i in range(batch):
+                doc, position = divmod(i, per_doc)
+                if position == 0:
+                    kind, text = "title", titles[doc]
+                else:
+                    words = passages[rng.randrange(len(passages))][:]
+                    rng.shuffle(words)
+                    kind, text = "body", " ".join(words[:80])
+                row = (documents[doc].pk, source.pk, kind, position, text, len(text.split()))
+                rows.append((*row, vectors[i], "bench"))
+            _harness.chunks_copy(cursor, rows)
             have += batch
             print(f"  {have} chunks ({time.perf_counter() - started:.0f} s)", flush=True)
         cursor.execute(  # as ingestion writes them (knowledge.services._SEARCH_VECTOR_SQL)
