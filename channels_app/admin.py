@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from channels_app import services
+from channels_app.account_settings import account_settings_problems
 from channels_app.models import (
     ChannelAccount,
     InboundEvent,
@@ -58,6 +59,10 @@ class ChannelAccountForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        channel = data.get("channel") or self.instance.channel
+        if channel and "settings" in data:
+            for problem in account_settings_problems(channel, data["settings"]):
+                self.add_error("settings", problem)
         if self.instance.pk:
             for name in SECRET_FIELDS:
                 if not data.get(name):

@@ -24,7 +24,7 @@ from django.db import transaction
 
 from channels_app.adapters.email.outgoing import TRANSPORT_LOCAL_FILES, TRANSPORT_SETTING
 from channels_app.models import ChannelAccount
-from channels_app.services import channel_account_upsert
+from channels_app.services import channel_account_settings_update, channel_account_upsert
 from tickets.demo import DEMO_TAG, SLA_DEMO_TAG
 from tickets.models import Channel, Ticket
 
@@ -52,8 +52,7 @@ def load_demo_channels(progress: Callable[[str], None] = print) -> None:
             mailbox = channel_account_upsert(
                 channel=Channel.EMAIL, name=DEMO_MAILBOX_NAME, external_id=DEMO_MAILBOX_ADDRESS
             )
-            mailbox.settings = dict(DEMO_MAILBOX_SETTINGS)
-            mailbox.save(update_fields=["settings", "updated_at"])
+            channel_account_settings_update(mailbox, DEMO_MAILBOX_SETTINGS)
         progress(
             f"channels: {DEMO_MAILBOX_NAME}: replies by e-mail go to {settings.EMAIL_FILE_PATH}"
         )

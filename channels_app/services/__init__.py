@@ -26,7 +26,11 @@ test where it is defined and looked up (e.g. ``channels_app.services.drain``), n
 
 from __future__ import annotations
 
-from channels_app.services.accounts import SECRET_FIELDS, channel_account_upsert
+from channels_app.services.accounts import (
+    SECRET_FIELDS,
+    channel_account_settings_update,
+    channel_account_upsert,
+)
 from channels_app.services.drain import (
     DONE_STATUSES,
     DRAIN_BATCH,
@@ -69,6 +73,7 @@ __all__ = [
     "EmailQuarantined",
     "ProcessOutcome",
     "attachment_download",
+    "channel_account_settings_update",
     "channel_account_upsert",
     "channel_reply_target_kind",
     "chatbot_handoff",

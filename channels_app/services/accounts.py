@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
+from channels_app.account_settings import account_settings_problems
 from channels_app.adapters.base import (
     registered_channels,
 )
@@ -51,4 +54,18 @@ def channel_account_upsert(
             fields.append(key)
     if fields:
         account.save(update_fields=[*fields, "updated_at"])
+    return account
+
+
+def channel_account_settings_update(
+    account: ChannelAccount, changes: Mapping[str, Any]
+) -> ChannelAccount:
+    """Set the options in ``changes`` on the account's settings (the others stay), after
+    checking the result (``account_settings``): ``InvalidInput`` naming each bad key."""
+    merged = {**account.settings, **changes}
+    problems = account_settings_problems(account.channel, merged)
+    if problems:
+        raise InvalidInput(" ".join(problems), details={"settings": problems})
+    account.settings = merged
+    account.save(update_fields=["settings", "updated_at"])
     return account

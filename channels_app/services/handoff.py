@@ -22,6 +22,7 @@ import requests
 from django.conf import settings
 from django.db import transaction
 
+from channels_app.account_settings import TRUE_WORDS
 from channels_app.adapters.base import constant_time_equal
 from channels_app.models import ChannelAccount
 from support.db import advisory_xact_lock
@@ -132,7 +133,7 @@ def handoff_trusts_email(account: ChannelAccount | None) -> bool:
     if account is None:
         return False
     flag = account.settings.get("trusts_customer_email", False)
-    return flag is True or str(flag).strip().lower() in ("true", "1", "yes")
+    return flag is True or str(flag).strip().lower() in TRUE_WORDS
 
 
 def _handoff_customer(account: ChannelAccount | None, email: str, name: str) -> Customer:

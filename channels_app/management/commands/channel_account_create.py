@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from channels_app import services
+from channels_app.account_settings import account_settings_problems
+from channels_app.adapters.base import registered_channels
 from channels_app.adapters.twitter import tokens
 from support.errors import InvalidInput
 
@@ -58,6 +60,16 @@ class Command(BaseCommand):
         expires_at = _expires_at(options["token_expires_at"])
         if options["token_expires_in"] is not None and options["token_expires_in"] < 0:
             raise CommandError("--token-expires-in takes a number of seconds (0 or more).")
+        extra = {}
+        for item in options["setting"]:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise CommandError(f"--setting takes KEY=VALUE, not {item!r}.")
+            extra[key.strip()] = value
+        # checked before the account is written (an unknown channel is refused below)
+        problems = account_settings_problems(options["channel"], extra)
+        if problems and options["channel"] in [*registered_channels(), "chatbot"]:
+            raise CommandError(" ".join(problems))
         try:
             account = services.channel_account_upsert(
                 channel=options["channel"],
@@ -88,15 +100,11 @@ class Command(BaseCommand):
                 access_token_set=options["access_token"] is not None,
                 credentials_set=any(options[name] is not None for name in oauth2[:3]),
             )
-        extra = {}
-        for item in options["setting"]:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise CommandError(f"--setting takes KEY=VALUE, not {item!r}.")
-            extra[key.strip()] = value
         if extra:
-            account.settings = {**account.settings, **extra}
-            account.save(update_fields=["settings", "updated_at"])
+            try:
+                services.channel_account_settings_update(account, extra)
+            except InvalidInput as exc:
+                raise CommandError(exc.message) from exc
         self.stdout.write(f"{account} (id {account.pk})")
         self.stdout.write(account.webhook_path)
 
