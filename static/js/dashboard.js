@@ -26,12 +26,21 @@
         if (body.hasAttribute("data-lazy") && body.getAttribute("aria-busy") === "true") {
           body.removeAttribute("aria-busy");
           var note = document.createElement("p");
-          var link = document.createElement("a");
+          var retry = document.createElement("button");
           note.className = "error small";
           note.setAttribute("role", "alert");
-          link.href = widget.dataset.fragmentUrl;
-          link.textContent = "Open it";
-          note.append("Could not load this widget. ", link, " or reload the page.");
+          retry.type = "button";
+          retry.className = "link";
+          retry.textContent = "Try again";
+          retry.addEventListener("click", function () {
+            var loading = document.createElement("p");
+            loading.className = "muted small";
+            loading.textContent = "Loading…";
+            body.replaceChildren(loading);
+            body.setAttribute("aria-busy", "true");
+            refresh(widget);
+          });
+          note.append("Could not load this widget. ", retry, " or reload the page.");
           body.replaceChildren(note);
         }
       })

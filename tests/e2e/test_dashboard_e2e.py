@@ -174,14 +174,24 @@ def test_agent_gets_403(browser, live_asgi, agent):
 
 def test_a_lazy_widget_that_cannot_load_says_so(page, live_asgi, supervisor):
     """A lazy widget whose fragment fails does not stay on "Loading…" for ever: it says it
-    could not load and links to its fragment; the other widgets load."""
+    could not load and offers to try again (in place, in the dashboard's own layout); the
+    other widgets load."""
     page.route("**/dashboard/widgets/sla/**", lambda route: route.abort())
     _sign_in(page, "supervisor")
-    alert = page.locator("#widget-sla .widget-body [role=alert]")
+    body = page.locator("#widget-sla .widget-body")
+    alert = body.locator("[role=alert]")
     alert.wait_for(timeout=10_000)
     assert "Could not load this widget." in alert.inner_text()
-    assert "/dashboard/widgets/sla/" in (alert.locator("a").get_attribute("href") or "")
-    assert page.locator("#widget-sla .widget-body").get_attribute("aria-busy") is None
+    assert body.get_attribute("aria-busy") is None
+    page.unroute("**/dashboard/widgets/sla/**")
+    alert.get_by_role("button", name="Try again").click()
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#widget-sla .widget-body');"
+        " return !b.hasAttribute('aria-busy') && !b.querySelector('[role=alert]'); }"
+    )
+    assert "Loading" not in body.inner_text()
+    assert "Could not load" not in body.inner_text()
+    assert page.url.rstrip("/").endswith("/dashboard")  # still on the dashboard
     routing = page.locator("#widget-routing .widget-body")
     page.wait_for_function(
         "() => !document.querySelector('#widget-routing .widget-body').hasAttribute('aria-busy')"
