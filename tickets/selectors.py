@@ -364,6 +364,20 @@ def customer_visible_to(user: Any, *, customer_id: int) -> bool:
     return Ticket.objects.filter(customer_id=customer_id).filter(ticket_visibility_q(user)).exists()
 
 
+def customers_fully_visible_to(user: Any, *, customer_ids: Iterable[int]) -> bool:
+    """Whether the user may see every ticket of each of these customers (one query; always
+    for supervisors). What an agent needs to act on a customer as a whole, e.g. to merge
+    it into another: seeing one of its tickets is not enough."""
+    wanted = {int(i) for i in customer_ids}
+    if not wanted or is_supervisor(user):
+        return True
+    of_them = Ticket.objects.filter(customer_id__in=wanted)
+    # by primary key, not exclude(Q): a NULL team or assignee must not make a row vanish
+    return not of_them.exclude(
+        pk__in=of_them.filter(ticket_visibility_q(user)).values("pk")
+    ).exists()
+
+
 def customer_get_visible(customer_id: int | str, *, user: Any) -> Customer:
     """A customer the user may see (NotFound otherwise, the same answer as for an unknown
     id, so customer ids do not leak)."""

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from support.auth.roles import is_supervisor
-from support.errors import Conflict, InvalidInput
+from support.errors import Conflict, Forbidden, InvalidInput
 from support.services import audit_log_record
 from tickets.models import (
     ChannelIdentity,
@@ -16,6 +16,7 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
+from tickets.selectors import customers_fully_visible_to
 from tickets.services.events import _ticket_event
 from tickets.services.lifecycle import _search_vector_for, _system_note
 
@@ -33,7 +34,9 @@ def ticket_merge(
     When the two tickets belong to different customers, moving the source customer's
     channel identities hands that person's future messages to the other customer: it
     needs a supervisor or ``confirm_customer_merge=True`` (else ``InvalidInput``), and is
-    recorded in the audit log (``ticket.merge_customers``).
+    recorded in the audit log (``ticket.merge_customers``). An agent may merge two
+    customers only when it sees every ticket of both (else ``Forbidden``): one visible
+    ticket of a customer does not make the customer the agent's to hand over.
     """
     if source.pk == target.pk:
         raise InvalidInput("A ticket cannot be merged into itself.", details={"into": ["Same."]})
@@ -62,6 +65,21 @@ def ticket_merge(
             f"moves {source.number}'s customer's channel identities to the other customer. "
             "Confirm it explicitly (confirm_customer_merge) or ask a supervisor.",
             details={"confirm_customer_merge": ["Required to merge tickets of two customers."]},
+        )
+    if (
+        cross_customer
+        and actor is not None
+        and not by_supervisor
+        and not customers_fully_visible_to(
+            actor, customer_ids=[source.customer_id, target.customer_id]
+        )
+    ):
+        # Seeing one ticket of a customer is not seeing the customer: their identities (and
+        # so their future messages) are not an agent's to move when some of their tickets
+        # are in teams the agent is not in.
+        raise Forbidden(
+            f"{source.number} and {target.number} belong to different customers, and one of "
+            "them has tickets in teams you are not in: ask a supervisor to merge them."
         )
     moved = Message.objects.filter(ticket=source).update(ticket=target)
     moved_identities = 0

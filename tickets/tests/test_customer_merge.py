@@ -156,3 +156,65 @@ def test_moving_an_identity_in_the_admin_is_audited(
         supervisor,
         {"channel": "whatsapp", "from_customer_id": bob.pk, "to_customer_id": customer.pk},
     )
+
+
+def test_an_agent_cannot_merge_away_a_customer_it_sees_only_in_part(
+    agent_client: Any,
+    agent: Any,
+    supervisor: Any,
+    two_customers: tuple[Ticket, Ticket, Customer],
+    customer: Customer,
+) -> None:
+    """Naming a customer's address on a new ticket makes that ticket visible, not the
+    customer's others: an agent who cannot see all of a customer's tickets may not hand
+    its identities (and so its future messages) to another customer, in either direction
+    (API and workbench). A supervisor may."""
+    from tickets.models import Team
+
+    source, target, bob = two_customers
+    elsewhere = Team.objects.create(name="Billing", slug="billing")
+    services.ticket_create(customer=bob, subject="Bob's bill", body="hidden", team=elsewhere)
+    for src, dst in ((source, target), (target, source)):
+        refused = agent_client.post(
+            f"/api/tickets/{src.number}/merge",
+            {"into": dst.number, "confirm_customer_merge": True},
+            format="json",
+        )
+        assert refused.status_code == 403, refused.content
+        assert "ask a supervisor" in refused.json()["error"]["message"]
+    page = Client()
+    page.force_login(agent)
+    form = page.post(
+        reverse("ticket-merge", kwargs={"ref": source.number}),
+        {"into": target.number, "confirm_customer_merge": "1"},
+    )
+    assert form.status_code == 403
+    assert ChannelIdentity.objects.get(external_id="+4477").customer == bob
+    assert not Ticket.objects.filter(merged_into__isnull=False).exists()
+    assert not AuditLog.objects.exists()
+
+    # once the agent sees every ticket of both (here: it is in the team), it may
+    elsewhere.members.add(agent)
+    agent_client.force_authenticate(type(agent).objects.get(pk=agent.pk))  # a new request's user
+    merged = agent_client.post(
+        f"/api/tickets/{source.number}/merge",
+        {"into": target.number, "confirm_customer_merge": True},
+        format="json",
+    )
+    assert merged.status_code == 200
+    assert ChannelIdentity.objects.get(external_id="+4477").customer == customer
+
+
+def test_a_supervisor_merges_customers_whatever_their_teams(
+    supervisor_client: Any, two_customers: tuple[Ticket, Ticket, Customer], customer: Customer
+) -> None:
+    from tickets.models import Team
+
+    source, target, bob = two_customers
+    elsewhere = Team.objects.create(name="Billing", slug="billing")
+    services.ticket_create(customer=bob, subject="Bob's bill", body="hidden", team=elsewhere)
+    merged = supervisor_client.post(
+        f"/api/tickets/{source.number}/merge", {"into": target.number}, format="json"
+    )
+    assert merged.status_code == 200
+    assert ChannelIdentity.objects.get(external_id="+4477").customer == customer
