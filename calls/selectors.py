@@ -18,7 +18,7 @@ from calls.models import (
 )
 from support.auth.roles import is_supervisor
 from support.errors import NotFound
-from tickets.models import Customer, format_ticket_number
+from tickets.models import Customer, Team, format_ticket_number
 from tickets.selectors import user_team_ids, visible_ticket_ids
 
 
@@ -31,6 +31,15 @@ def call_visibility_q(user: Any, *, prefix: str = "") -> Q:
         return Q()
     queues = QueueTeam.objects.filter(team_id__in=user_team_ids(user)).values("queue_name")
     return Q(**{f"{prefix}queue_name__in": queues})
+
+
+def queue_team(queue_name: str) -> Team | None:
+    """The team whose agents see the calls of this queue when exactly one does; None for
+    no queue, an unmapped queue or one shared by several teams."""
+    if not queue_name:
+        return None
+    rows = list(QueueTeam.objects.filter(queue_name=queue_name).select_related("team")[:2])
+    return rows[0].team if len(rows) == 1 else None
 
 
 def _epoch(analytics: CallAnalytics) -> int:

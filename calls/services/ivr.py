@@ -14,7 +14,7 @@ from calls.models import (
     IVRJourney,
     SalesforceObject,
 )
-from calls.selectors import call_url, customer_for_phone
+from calls.selectors import call_url, customer_for_phone, queue_team
 from calls.services.salesforce import salesforce_delivery_create
 from support.events import event_record
 from tickets.models import Channel, Customer
@@ -79,6 +79,9 @@ def escalation_create(*, call: Call, kind: str, reason: str) -> Escalation:
         channel=Channel.PHONE,
         tags=["ivr-failure", kind],
         origin_platform_id=call.contact_id,
+        # the agents who see the call see its escalation; a call of no single team's queue
+        # (most IVR failures: the caller never reached a queue) is every agent's to pick up
+        team=queue_team(call.queue_name),
     )
     escalation.ticket = ticket
     escalation.save(update_fields=["ticket", "updated_at"])

@@ -252,3 +252,24 @@ def test_a_call_that_reached_an_agent_waits_for_its_recording(backend, settings)
         "c-in-ivr": PipelineStatus.AWAITING_RECORDING,
         "c-ivr-only": PipelineStatus.NO_RECORDING,
     }
+
+
+@pytest.mark.parametrize("mapped_teams", [0, 1, 2])
+def test_an_escalation_ticket_goes_to_the_team_that_sees_the_call(mapped_teams: int) -> None:
+    """The agents who see a call see its escalation: a call whose queue maps to one team
+    escalates into that team's ticket (before: a ticket with no team, so every agent saw
+    the caller's number and the call's id); no queue, or a queue several teams share,
+    leaves the ticket for routing."""
+    from calls.models import QueueTeam
+    from calls.services.ivr import escalation_create
+    from tickets.models import Team
+
+    teams = [Team.objects.create(name=f"Team {i}", slug=f"team-{i}") for i in range(2)]
+    for team in teams[:mapped_teams]:
+        QueueTeam.objects.create(queue_name="BillingQueue", team=team)
+    call = Call.objects.create(
+        contact_id=f"c-{mapped_teams}", queue_name="BillingQueue", customer_phone="+14155550112"
+    )
+    ticket = escalation_create(call=call, kind="max_retries", reason="3 failed attempts").ticket
+    assert ticket is not None
+    assert ticket.team == (teams[0] if mapped_teams == 1 else None)
