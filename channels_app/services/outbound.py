@@ -149,7 +149,11 @@ def _outbound_request(
     elif channel == Channel.WEBCHAT:
         recipient = selectors.webchat_reply_visitor(ticket)
     else:
-        recipient = ticket.origin_platform_id
+        # The sender's id on the channel, for a ticket a channel account received; an API
+        # caller's origin_platform_id is its own ticket id (seed 004) or a claim, never a
+        # number or address to message: those tickets reply to an identity the customer
+        # has on the channel (made by the channel's own messages, or by a supervisor).
+        recipient = ticket.origin_platform_id if ticket.channel_account_id else ""
         if not recipient:
             identity = ChannelIdentity.objects.filter(
                 customer=ticket.customer, channel=message.channel

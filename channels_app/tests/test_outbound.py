@@ -532,3 +532,34 @@ def test_an_api_reply_without_an_email_account_fails_visibly(
     message = reply(ticket, agent, django_capture_on_commit_callbacks)
     message.refresh_from_db()
     assert (message.delivery_status, message.delivery_error_code) == ("failed", "no_account")
+
+
+@responses.activate
+def test_an_api_ticket_never_messages_the_number_its_creator_wrote(
+    customer: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """``origin_platform_id`` on a ticket made through the API is the caller's own id or a
+    claim: a reply never goes to it (before: a WhatsApp message from the company's number
+    to whatever number the creator wrote). It goes to the customer's own identity on the
+    channel, and fails visibly when there is none."""
+    from tickets.services import channel_identity_link, ticket_create
+
+    make_account("whatsapp")
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SENT-0002"}]})
+    ticket = ticket_create(
+        customer=customer,
+        subject="Hi",
+        body="Hello",
+        channel="whatsapp",
+        origin_platform_id="15550009999",
+        created_by=agent,
+    )
+    message = reply(ticket, agent, django_capture_on_commit_callbacks)
+    message.refresh_from_db()
+    assert message.delivery_status == "failed"
+    assert "no whatsapp identity" in message.delivery_error
+    assert len(responses.calls) == 0
+
+    channel_identity_link(customer=customer, channel="whatsapp", external_id="16505550000")
+    message = reply(ticket, agent, django_capture_on_commit_callbacks)
+    assert [json.loads(c.request.body or b"")["to"] for c in responses.calls] == ["16505550000"]
