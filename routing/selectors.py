@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -82,18 +83,38 @@ def routing_decisions_for_viewer(
         if not _history_numbers(decision):
             continue
         calls = []
+        hidden: list[dict[str, Any]] = []
         for call in decision.tool_calls:
             output = call.get("output") if isinstance(call, dict) else None
             if call.get("name") == HISTORY_TOOL and isinstance(output, dict):
-                recent = [
-                    past
-                    for past in output.get("recent_tickets") or []
-                    if isinstance(past, dict) and pks.get(str(past.get("number"))) in visible
-                ]
+                recent = []
+                for past in output.get("recent_tickets") or []:
+                    if not isinstance(past, dict):
+                        continue
+                    seen = pks.get(str(past.get("number"))) in visible
+                    (recent if seen else hidden).append(past)
                 call = {**call, "output": {**output, "recent_tickets": recent}}
             calls.append(call)
         decision.tool_calls = calls
+        if hidden:  # a model's own words may quote them (AI_PROVIDER=bedrock / openai)
+            decision.reasoning = _masked(decision.reasoning, hidden)
+            decision.reasons = [
+                _masked(r, hidden) if isinstance(r, str) else r for r in decision.reasons or []
+            ]
     return decisions
+
+
+HIDDEN_TICKET = "[a ticket you cannot see]"
+
+
+def _masked(text: str, hidden: list[dict[str, Any]]) -> str:
+    """``text`` without the numbers and subjects of the past tickets in ``hidden`` (a
+    model that read the history tool may quote them; a paraphrase is beyond this)."""
+    for past in hidden:
+        for value in (str(past.get("number") or ""), str(past.get("subject") or "").strip()):
+            if len(value) >= 4:
+                text = re.sub(re.escape(value), HIDDEN_TICKET, text, flags=re.IGNORECASE)
+    return text
 
 
 def routing_review_queue() -> QuerySet[Ticket]:

@@ -124,3 +124,32 @@ def test_history_tool_lists_only_tickets_the_viewer_may_see(
     page = client.get(f"/tickets/{ticket.number}/").content.decode()
     assert "Chargeback" not in page
     assert hidden.number not in page
+
+
+def test_a_models_words_do_not_name_tickets_the_viewer_may_not_see(
+    routing_on, teams, customer, agent, supervisor_client, agent_client
+):
+    """A model's reasoning (AI_PROVIDER=bedrock / openai) may quote the history tool: what
+    an agent is shown of it names no past ticket the agent may not see, by number or by
+    subject; supervisors see it as written."""
+    from routing.models import RoutingDecision
+
+    teams["orders"].members.add(agent)
+    hidden = ticket_services.ticket_create(
+        customer=customer, subject="Chargeback on my card", body="x", team=teams["billing"]
+    )
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Where is my package", body="track my order please"
+    )
+    services.routing_decide(ticket_id=ticket.pk)
+    decision = RoutingDecision.objects.filter(ticket=ticket).latest("pk")
+    words = f"Earlier {hidden.number} ('chargeback on my card') was a billing dispute."
+    RoutingDecision.objects.filter(pk=decision.pk).update(reasoning=words, reasons=[words])
+
+    everything = supervisor_client.get(f"/api/tickets/{ticket.pk}/routing").json()["latest"]
+    assert everything["reasoning"] == words
+    mine = agent_client.get(f"/api/tickets/{ticket.pk}/routing").json()["latest"]
+    for text in (mine["reasoning"], *mine["reasons"]):
+        assert hidden.number not in text
+        assert "chargeback on my card" not in text.lower()
+        assert "[a ticket you cannot see]" in text
