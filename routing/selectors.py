@@ -87,7 +87,7 @@ def routing_decisions_for_viewer(
         for call in decision.tool_calls:
             output = call.get("output") if isinstance(call, dict) else None
             if call.get("name") == HISTORY_TOOL and isinstance(output, dict):
-                recent = []
+                recent: list[dict[str, Any]] = []
                 for past in output.get("recent_tickets") or []:
                     if not isinstance(past, dict):
                         continue
