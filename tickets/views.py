@@ -226,10 +226,18 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
 def ticket_detail(request: HttpRequest, ref: str) -> HttpResponse:
     ticket = selectors.ticket_get_visible(ref, user=request.user)
     if ticket.merged_into_id is not None:
-        messages.info(request, f"{ticket.number} was merged into this ticket.")
-        return redirect("ticket", ref=format_ref(ticket.merged_into_id))
+        if _merge_target_visible(request, ticket):
+            messages.info(request, f"{ticket.number} was merged into this ticket.")
+            return redirect("ticket", ref=format_ref(ticket.merged_into_id))
+        # a target this user may not see: the closed ticket itself, not a 404 page
+        messages.info(request, f"{ticket.number} was merged into a ticket you cannot see.")
     services.ticket_mark_read(ticket=ticket, user=request.user)
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
+
+
+def _merge_target_visible(request: HttpRequest, ticket: Ticket) -> bool:
+    target = ticket.merged_into_id
+    return target is not None and target in selectors.visible_ticket_ids(request.user, [target])
 
 
 def format_ref(pk: int) -> str:
@@ -241,7 +249,7 @@ def format_ref(pk: int) -> str:
 def ticket_timeline(request: HttpRequest, ref: str) -> HttpResponse:
     """The timeline and header of a ticket, refreshed live by the page."""
     ticket = selectors.ticket_get_visible(ref, user=request.user)
-    if ticket.merged_into_id is not None:
+    if ticket.merged_into_id is not None and _merge_target_visible(request, ticket):
         response = HttpResponse(status=204)
         target = format_ref(ticket.merged_into_id)
         response["HX-Redirect"] = reverse("ticket", kwargs={"ref": target})

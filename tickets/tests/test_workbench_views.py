@@ -350,6 +350,23 @@ def test_merge_moves_timeline_and_redirects_old_number(agent_web, agent, custome
     assert Ticket.objects.get(pk=source.pk).merged_into == target
 
 
+def test_a_ticket_merged_into_one_the_agent_may_not_see_opens_itself(
+    agent_web, supervisor, customer
+):
+    """The old number of a ticket merged (by a supervisor) into a ticket of another team
+    opens the closed ticket with a note, not a redirect to a 404 page."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    source = services.ticket_create(customer=customer, subject="dup", body="same issue")
+    target = services.ticket_create(customer=customer, subject="orig", body="x", team=billing)
+    services.ticket_merge(source=source, target=target, actor=supervisor)
+    page = agent_web.get(f"/tickets/{source.number}/")
+    assert page.status_code == 200
+    assert "merged into a ticket you cannot see" in page.content.decode()
+    live = agent_web.get(reverse("ticket-live", kwargs={"ref": source.number}))
+    assert live.status_code == 200
+    assert "HX-Redirect" not in live
+
+
 def test_canned_response_placeholders(agent_web, agent, customer):
     agent.first_name = "Ann"
     agent.save()
