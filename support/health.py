@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ from support.fallback import programming_error_count
 from support.throttling import fail_open_count
 
 _celery_cache: dict[str, Any] = {"at": 0.0, "result": None}
+_celery_lock = threading.Lock()
 CELERY_CACHE_SECONDS = 5.0
 
 
@@ -68,10 +70,27 @@ def deliveries_summary() -> dict[str, Any]:
 
 
 def check_celery() -> dict[str, Any]:
+    """A worker's answer to a ping, at most one ping per process every
+    ``CELERY_CACHE_SECONDS``: while one request pings (up to ``HEALTH_CELERY_TIMEOUT``),
+    the others answer with the last result instead of each waiting on a ping of its own
+    (the page is public: a burst of requests must not hold every web thread)."""
     now = time.monotonic()
     cached = _celery_cache["result"]
     if cached is not None and now - _celery_cache["at"] < CELERY_CACHE_SECONDS:
         return dict(cached)
+    if not _celery_lock.acquire(blocking=cached is None):
+        return dict(cached)  # another request is pinging: the last result meanwhile
+    try:
+        return _celery_ping()
+    finally:
+        _celery_lock.release()
+
+
+def _celery_ping() -> dict[str, Any]:
+    now = time.monotonic()
+    cached = _celery_cache["result"]
+    if cached is not None and now - _celery_cache["at"] < CELERY_CACHE_SECONDS:
+        return dict(cached)  # pinged by the request this one waited for
     from support.celery import app
 
     try:

@@ -131,3 +131,36 @@ def test_ready_is_503_when_the_database_is_down(client, monkeypatch):
 def test_probes_need_no_authentication(client, db):
     assert client.get("/health/live").status_code == 200
     assert client.get("/health/ready").status_code == 200
+
+
+def test_one_celery_ping_at_a_time_the_others_answer_with_the_last_result(monkeypatch):
+    """A burst of /health requests after the cached answer expires: one pings the workers,
+    the others answer at once with the last result instead of each waiting on a ping."""
+    import threading
+
+    from support.celery import app as celery_app
+
+    health._celery_cache.update(at=0.0, result={"status": "ok", "workers": 1})  # expired
+    pinging = threading.Event()
+    release = threading.Event()
+    pings = []
+
+    def slow_ping(timeout):
+        pings.append(timeout)
+        pinging.set()
+        release.wait(5)
+        return [{"w1": {"ok": "pong"}}, {"w2": {"ok": "pong"}}]
+
+    monkeypatch.setattr(celery_app.control, "ping", slow_ping)
+    first: list[dict] = []
+    pinger = threading.Thread(target=lambda: first.append(health.check_celery()))
+    pinger.start()
+    assert pinging.wait(5)
+    others = [health.check_celery() for _ in range(20)]  # while the ping is under way
+    release.set()
+    pinger.join(5)
+    assert others == [{"status": "ok", "workers": 1}] * 20
+    assert first == [{"status": "ok", "workers": 2}]
+    assert len(pings) == 1
+    assert health.check_celery() == {"status": "ok", "workers": 2}  # cached, no new ping
+    assert len(pings) == 1
