@@ -36,6 +36,12 @@ from tickets.api.views import (
     ticket_create_for_caller,
     ticket_created_body,
 )
+from tickets.context.api.views import (
+    FeedbackOutputSerializer,
+    TicketContextApi,
+    TicketFeedbackApi,
+)
+from tickets.models import Ticket
 from tickets.selectors import ticket_get_for_caller, ticket_visible_to
 
 
@@ -206,6 +212,48 @@ class SeedRoutingDecisionApi(SeedContractMixin, APIView):
         )
         latest = RoutingDecisionOutputSerializer(history[0]).data if history else None
         return Response(seed_routing_decision(ticket, latest))
+
+
+# --- seed 000: /tickets/{id}/context and /tickets/{id}/feedback -------------------------------
+
+
+class SeedTicketRefMixin:
+    """``{id}`` as ``GET /tickets/{id}`` reads it (the caller's own ticket id first, else
+    the internal id or number; the same visibility rule), and ``ticket_id`` answered as
+    ``POST /tickets`` answers it (beside the internal ``id``)."""
+
+    def ticket_for(self, request: Request, ref: str) -> Ticket:
+        return ticket_get_for_caller(ref, user=request.user)
+
+    def ticket_ids(self, ticket: Ticket) -> dict[str, Any]:
+        return {"ticket_id": seed_ticket_id(ticket), "id": ticket.pk}
+
+
+class SeedFeedbackOutputSerializer(FeedbackOutputSerializer):
+    ticket_id = serializers.CharField(  # type: ignore[assignment]
+        help_text="The ticket id you submitted with `POST /tickets`, else the internal id."
+    )
+    id = serializers.IntegerField(help_text="The internal ticket id.")
+
+
+@extend_schema_view(
+    get=extend_schema(operation_id="seed_tickets_context", parameters=[SEED_TICKET_ID])
+)
+class SeedTicketContextApi(SeedContractMixin, SeedTicketRefMixin, TicketContextApi):
+    """Seed 000's ``GET /tickets/{id}/context``."""
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="seed_tickets_feedback",
+        parameters=[SEED_TICKET_ID],
+        responses={201: SeedFeedbackOutputSerializer, 200: SeedFeedbackOutputSerializer},
+    )
+)
+class SeedTicketFeedbackApi(SeedContractMixin, SeedTicketRefMixin, TicketFeedbackApi):
+    """Seed 000's ``POST /tickets/{id}/feedback``. A signed feedback link (``token``) names
+    its ticket by the internal id or number, as on the product's path: its holder (the
+    customer) submitted no ticket id of its own."""
 
 
 # --- seed 001: /api/tickets/create, PUT /api/tickets/{id} -----------------------------------
