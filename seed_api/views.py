@@ -139,10 +139,11 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
         )
 
 
-def seed_ticket_id(ticket: Any) -> str | int:
-    """Seed 004's ``ticket_id``: the caller's own id when the ticket was submitted with one
-    (``GET /tickets/{id}`` finds it by that id), else the internal id."""
-    return ticket.origin_platform_id if ticket.origin_caller_id else ticket.pk
+def seed_ticket_id(ticket: Any) -> str:
+    """Seed 004's ``ticket_id`` (a string, "partition key"): the caller's own id when the
+    ticket was submitted with one (``GET /tickets/{id}`` finds it by that id), else the
+    internal id as a string."""
+    return str(ticket.origin_platform_id if ticket.origin_caller_id else ticket.pk)
 
 
 # --- seed 004: GET /tickets/{id} (the routing decision) -------------------------------------
@@ -155,7 +156,7 @@ def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[
             "ticket_id": seed_ticket_id(ticket),
             "id": ticket.pk,
             "number": ticket.number,
-            "customer_id": ticket.customer_id,
+            "customer_id": str(ticket.customer_id),
             "correlation_id": str(ticket.correlation_id),
             "routing_status": "pending",
         }
@@ -165,7 +166,7 @@ def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[
         "id": ticket.pk,
         "number": ticket.number,
         "timestamp": ticket_timestamp(created),
-        "customer_id": ticket.customer_id,
+        "customer_id": str(ticket.customer_id),
         "assigned_team": decision.get("team"),
         "priority_level": decision.get("priority"),
         "confidence_score": decision.get("confidence"),

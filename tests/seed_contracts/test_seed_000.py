@@ -45,7 +45,7 @@ def test_post_tickets_returns_status_customer_context_and_kb_suggestions(
     assert response.status_code == 202, response.content
     body = response.json()
     ticket = Ticket.objects.get()
-    assert body["ticket_id"] == ticket.pk
+    assert (body["ticket_id"], body["id"]) == (str(ticket.pk), ticket.pk)  # seed 004: strings
     assert body["status"] == TicketStatus.NEW
     assert body["customer_context"]["customer"]["email"] == "user@example.com"
     assert body["kb_suggestions"][0]["document"]["external_id"] == "login"
@@ -73,7 +73,7 @@ def test_post_ticket_feedback(key_client: APIClient) -> None:
         {"subject": "Refund", "customer": {"email": "ada@example.com"}},
         format="json",
     ).json()
-    Ticket.objects.filter(pk=created["ticket_id"]).update(status=TicketStatus.RESOLVED)
+    Ticket.objects.filter(pk=created["id"]).update(status=TicketStatus.RESOLVED)
     response = key_client.post(
         f"/tickets/{created['ticket_id']}/feedback",
         {"rating": 5, "comment": "Quick"},

@@ -66,7 +66,8 @@ def test_get_ticket_retrieves_the_routing_decision(
         {"customer_id": str(customer.pk), "subject": "Refund", "description": "Charged twice"},
         format="json",
     ).json()
-    ticket = Ticket.objects.get(pk=created["ticket_id"])
+    assert created["ticket_id"] == str(created["id"])  # seed 004: a string
+    ticket = Ticket.objects.get(pk=created["id"])
     RoutingDecision.objects.filter(ticket=ticket).delete()  # eager Celery routed it
     pending = key_client.get(f"/tickets/{ticket.pk}")
     assert pending.status_code == 200
@@ -91,8 +92,12 @@ def test_get_ticket_retrieves_the_routing_decision(
         "created_at",
     ):
         assert field in body, field
-    assert body["ticket_id"] == ticket.pk  # submitted without a ticket_id: the internal id
-    assert body["customer_id"] == customer.pk
+    # Seed 004's table: "ticket_id": "string (partition key)", "customer_id": "string".
+    # Submitted without a ticket_id: the internal id, as a string.
+    assert (body["ticket_id"], body["id"]) == (str(ticket.pk), ticket.pk)
+    assert body["customer_id"] == str(customer.pk)
+    assert pending.json()["customer_id"] == str(customer.pk)
+    assert pending.json()["ticket_id"] == str(ticket.pk)
 
 
 def _submit(client: APIClient, customer: Customer, ticket_id: str) -> Any:
