@@ -149,6 +149,11 @@ def seed_ticket_id(ticket: Any) -> str:
 # --- seed 004: GET /tickets/{id} (the routing decision) -------------------------------------
 
 
+# Seed 004's sync_status is pending, success or failed; a decision with no ticketing
+# system configured (``SyncStatus.NOT_CONFIGURED``, stored as "") says so by name.
+SEED_SYNC_NOT_CONFIGURED = "not_configured"
+
+
 def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[str, Any]:
     """Seed 004's "Routing Decisions Table" row from the product's latest decision."""
     if decision is None:
@@ -176,8 +181,9 @@ def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[
         "processing_time_ms": decision.get("processing_ms"),
         "tool_calls": decision.get("tool_calls"),
         "correlation_id": decision.get("correlation_id"),
-        "sync_status": decision.get("sync_status"),
+        "sync_status": decision.get("sync_status") or SEED_SYNC_NOT_CONFIGURED,
         "created_at": created,
+        "ttl": ticket_timestamp(decision.get("expires_at")),
         "routing_status": "decided",
     }
 

@@ -100,6 +100,24 @@ def test_get_ticket_retrieves_the_routing_decision(
     assert pending.json()["ticket_id"] == str(ticket.pk)
 
 
+def test_decision_row_has_a_named_sync_status_and_a_ttl(
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
+) -> None:
+    """Seed 004's table: ``"sync_status": "string"  // pending, success, failed`` and
+    ``"ttl": "number (Unix timestamp)"`` (TTL: 90 days). Before: ``""`` with no ticketing
+    system configured, and no ``ttl``."""
+    settings.TICKETING_SYSTEM_URL = ""
+    created = _submit(supervisor_key_client, customer, "TKT-11").json()
+    routing_decide(ticket_id=created["id"])
+    decision = RoutingDecision.objects.get(ticket_id=created["id"])
+    body = supervisor_key_client.get("/tickets/TKT-11").json()
+    assert body["sync_status"] == "not_configured"
+    assert body["ttl"] == int(decision.expires_at.timestamp())
+    assert body["ttl"] > body["timestamp"]
+    RoutingDecision.objects.filter(pk=decision.pk).update(sync_status="failed")
+    assert supervisor_key_client.get("/tickets/TKT-11").json()["sync_status"] == "failed"
+
+
 def _submit(client: APIClient, customer: Customer, ticket_id: str) -> Any:
     return client.post(
         "/tickets",
