@@ -226,3 +226,14 @@ def test_a_callers_ticket_keeps_the_visibility_rule(
 def test_health(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("support.health.check_celery", lambda: {"status": "ok", "workers": 1})
     assert client.get("/health").status_code == 200
+
+
+def test_extract_entities_is_narrower_than_the_seeds_regexes() -> None:
+    """Seed 004's ``ACC-\\d+`` and ``[A-Z]+-\\d+`` are deliberately not copied
+    (docs/routing.md, "extract_entities is deliberately narrower"): an account number has
+    3-12 digits and is never also an error code."""
+    from routing.tools import extract_entities
+
+    found = extract_entities("Account ACC-12 fails with ERR-504 on ACC-123456, see TKT-1001")
+    assert found["account_numbers"] == ["ACC-123456"]
+    assert found["error_codes"] == ["ERR-504", "TKT-1001"]
