@@ -11,17 +11,6 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from knowledge.api.views import KbSyncApi
 from seed_api import views
 from tickets.api.views import TicketMessageCreateApi
-from tickets.context.api.views import TicketContextApi, TicketFeedbackApi
-
-
-@extend_schema_view(get=extend_schema(operation_id="seed_tickets_context"))
-class SeedTicketContextApi(views.SeedContractMixin, TicketContextApi):
-    """Seed 000's ``GET /tickets/{id}/context``."""
-
-
-@extend_schema_view(post=extend_schema(operation_id="seed_tickets_feedback"))
-class SeedTicketFeedbackApi(views.SeedContractMixin, TicketFeedbackApi):
-    """Seed 000's ``POST /tickets/{id}/feedback``."""
 
 
 @extend_schema_view(post=extend_schema(operation_id="seed_kb_sync"))
@@ -40,12 +29,12 @@ root_patterns: list[URLPattern | URLResolver] = [
     path("tickets/<str:ticket_id>", views.SeedRoutingDecisionApi.as_view(), name="seed-ticket"),
     path(
         "tickets/<str:ticket_id>/context",
-        SeedTicketContextApi.as_view(),
+        views.SeedTicketContextApi.as_view(),
         name="seed-ticket-context",
     ),
     path(
         "tickets/<str:ticket_id>/feedback",
-        SeedTicketFeedbackApi.as_view(),
+        views.SeedTicketFeedbackApi.as_view(),
         name="seed-ticket-feedback",
     ),
     path("kb/sync", SeedKbSyncApi.as_view(), name="seed-kb-sync"),

@@ -36,6 +36,12 @@ from tickets.api.views import (
     ticket_create_for_caller,
     ticket_created_body,
 )
+from tickets.context.api.views import (
+    FeedbackOutputSerializer,
+    TicketContextApi,
+    TicketFeedbackApi,
+)
+from tickets.models import Ticket
 from tickets.selectors import ticket_get_for_caller, ticket_visible_to
 
 
@@ -133,13 +139,19 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
         )
 
 
-def seed_ticket_id(ticket: Any) -> str | int:
-    """Seed 004's ``ticket_id``: the caller's own id when the ticket was submitted with one
-    (``GET /tickets/{id}`` finds it by that id), else the internal id."""
-    return ticket.origin_platform_id if ticket.origin_caller_id else ticket.pk
+def seed_ticket_id(ticket: Any) -> str:
+    """Seed 004's ``ticket_id`` (a string, "partition key"): the caller's own id when the
+    ticket was submitted with one (``GET /tickets/{id}`` finds it by that id), else the
+    internal id as a string."""
+    return str(ticket.origin_platform_id if ticket.origin_caller_id else ticket.pk)
 
 
 # --- seed 004: GET /tickets/{id} (the routing decision) -------------------------------------
+
+
+# Seed 004's sync_status is pending, success or failed; a decision with no ticketing
+# system configured (``SyncStatus.NOT_CONFIGURED``, stored as "") says so by name.
+SEED_SYNC_NOT_CONFIGURED = "not_configured"
 
 
 def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[str, Any]:
@@ -149,7 +161,7 @@ def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[
             "ticket_id": seed_ticket_id(ticket),
             "id": ticket.pk,
             "number": ticket.number,
-            "customer_id": ticket.customer_id,
+            "customer_id": str(ticket.customer_id),
             "correlation_id": str(ticket.correlation_id),
             "routing_status": "pending",
         }
@@ -159,7 +171,7 @@ def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[
         "id": ticket.pk,
         "number": ticket.number,
         "timestamp": ticket_timestamp(created),
-        "customer_id": ticket.customer_id,
+        "customer_id": str(ticket.customer_id),
         "assigned_team": decision.get("team"),
         "priority_level": decision.get("priority"),
         "confidence_score": decision.get("confidence"),
@@ -169,8 +181,9 @@ def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[
         "processing_time_ms": decision.get("processing_ms"),
         "tool_calls": decision.get("tool_calls"),
         "correlation_id": decision.get("correlation_id"),
-        "sync_status": decision.get("sync_status"),
+        "sync_status": decision.get("sync_status") or SEED_SYNC_NOT_CONFIGURED,
         "created_at": created,
+        "ttl": ticket_timestamp(decision.get("expires_at")),
         "routing_status": "decided",
     }
 
@@ -206,6 +219,48 @@ class SeedRoutingDecisionApi(SeedContractMixin, APIView):
         )
         latest = RoutingDecisionOutputSerializer(history[0]).data if history else None
         return Response(seed_routing_decision(ticket, latest))
+
+
+# --- seed 000: /tickets/{id}/context and /tickets/{id}/feedback -------------------------------
+
+
+class SeedTicketRefMixin:
+    """``{id}`` as ``GET /tickets/{id}`` reads it (the caller's own ticket id first, else
+    the internal id or number; the same visibility rule), and ``ticket_id`` answered as
+    ``POST /tickets`` answers it (beside the internal ``id``)."""
+
+    def ticket_for(self, request: Request, ref: str) -> Ticket:
+        return ticket_get_for_caller(ref, user=request.user)
+
+    def ticket_ids(self, ticket: Ticket) -> dict[str, Any]:
+        return {"ticket_id": seed_ticket_id(ticket), "id": ticket.pk}
+
+
+class SeedFeedbackOutputSerializer(FeedbackOutputSerializer):
+    ticket_id = serializers.CharField(  # type: ignore[assignment]
+        help_text="The ticket id you submitted with `POST /tickets`, else the internal id."
+    )
+    id = serializers.IntegerField(help_text="The internal ticket id.")
+
+
+@extend_schema_view(
+    get=extend_schema(operation_id="seed_tickets_context", parameters=[SEED_TICKET_ID])
+)
+class SeedTicketContextApi(SeedContractMixin, SeedTicketRefMixin, TicketContextApi):
+    """Seed 000's ``GET /tickets/{id}/context``."""
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="seed_tickets_feedback",
+        parameters=[SEED_TICKET_ID],
+        responses={201: SeedFeedbackOutputSerializer, 200: SeedFeedbackOutputSerializer},
+    )
+)
+class SeedTicketFeedbackApi(SeedContractMixin, SeedTicketRefMixin, TicketFeedbackApi):
+    """Seed 000's ``POST /tickets/{id}/feedback``. A signed feedback link (``token``) names
+    its ticket by the internal id or number, as on the product's path: its holder (the
+    customer) submitted no ticket id of its own."""
 
 
 # --- seed 001: /api/tickets/create, PUT /api/tickets/{id} -----------------------------------

@@ -18,7 +18,9 @@ letters waiting) are not windowed and are sent as they are.
 - seed 004's metrics also under the seed's own names, without dimensions
   (``TicketsProcessed``, ``ProcessingTime`` in seconds, ``ConfidenceScore``,
   ``ManualReviewRate``, ``RoutingAccuracy``, ``TicketingSystemSyncFailures``,
-  ``BedrockAPIErrors``, ``CostPerTicket``), for alarms written against the seed.
+  ``BedrockAPIErrors``, ``CostPerTicket``), for alarms written against the seed;
+  ``ManualReviewRate`` and ``RoutingAccuracy`` as percentages (0-100, ``Unit: Percent``)
+  as the seed defines them, while their gauges (and the dimensioned copies) stay 0-1.
 
 The per-process request counters (``support_http_*``, ``support_websocket_*``) are counters
 of the web process that answers, not of the deployment: they are left to Prometheus (the
@@ -57,19 +59,28 @@ SEED_004: dict[str, tuple[str, dict[str, str]]] = {
     "BedrockAPIErrors": (f"{PREFIX}_routing_provider_errors", {"provider": "bedrock"}),
     "CostPerTicket": (f"{PREFIX}_routing_cost_per_ticket_usd", {}),
 }
+#: Seed 004 names whose value the seed gives as a percentage ("Percentage requiring manual
+#: review", "Percentage of correct routings"; its alarm says "> 30%"): their gauges are
+#: fractions (0-1, as on /metrics and for the alert rules), sent here x 100, Unit Percent.
+SEED_004_PERCENT = frozenset({"ManualReviewRate", "RoutingAccuracy"})
 
 
 def _short(name: str) -> str:
     return name.removeprefix(f"{PREFIX}_")
 
 
-def _datum(name: str, value: float, labels: dict[str, str], at: datetime) -> dict[str, Any]:
-    return {
+def _datum(
+    name: str, value: float, labels: dict[str, str], at: datetime, unit: str = ""
+) -> dict[str, Any]:
+    datum = {
         "MetricName": name,
         "Dimensions": [{"Name": k, "Value": v or "-"} for k, v in sorted(labels.items())][:30],
         "Value": float(value),
         "Timestamp": at,
     }
+    if unit:
+        datum["Unit"] = unit
+    return datum
 
 
 def metric_data(families: Iterable[Metric], *, at: datetime) -> Iterator[dict[str, Any]]:
@@ -94,7 +105,10 @@ def metric_data(families: Iterable[Metric], *, at: datetime) -> Iterator[dict[st
                 if source == family.name:
                     seed[seed_name].append(average)
     for seed_name, values in seed.items():
-        yield _datum(seed_name, sum(values), {}, at)
+        if seed_name in SEED_004_PERCENT:
+            yield _datum(seed_name, sum(values) * 100, {}, at, unit="Percent")
+        else:
+            yield _datum(seed_name, sum(values), {}, at)
 
 
 def cloudwatch_metrics_publish() -> int:

@@ -69,8 +69,10 @@ def test_publishes_the_metrics_and_the_seed_names(aws: Any, settings: Any, custo
     assert values[("TicketsProcessed", ())] == 4
     assert values[("BedrockAPIErrors", ())] == 1
     assert values[("TicketingSystemSyncFailures", ())] == 2  # failed attempts (feed)
-    assert values[("ManualReviewRate", ())] == 0.5
-    assert values[("RoutingAccuracy", ())] == 0.5
+    # Seed 004: "Percentage requiring manual review", "Percentage of correct routings".
+    assert values[("ManualReviewRate", ())] == 50.0
+    assert values[("RoutingAccuracy", ())] == 50.0
+    assert values[("routing_manual_review_rate", ())] == 0.5  # the gauge's own name: 0-1
     assert values[("ProcessingTime", ())] == pytest.approx(3.852 / 4)
     assert values[("routing_tickets_processed", (("provider", "bedrock"),))] == 2
     assert values[("routing_processing_seconds_count", ())] == 4
@@ -126,3 +128,30 @@ def test_counts_cover_the_publishing_interval_and_levels_stay_levels(
     assert not [name for name, _ in values if name == "deliveries"]
     # A level is not windowed: the dead letter still waits for a re-drive.
     assert values[("deliveries_dead_letters", (("kind", "channel_reply"),))] == 1
+
+
+def test_seed_rates_are_sent_as_percentages() -> None:
+    """Seed 004: ``ManualReviewRate`` "Percentage requiring manual review" (alarm "> 30%"),
+    ``RoutingAccuracy`` "Percentage of correct routings". Before: the fraction, no Unit."""
+    from datetime import UTC, datetime
+
+    from prometheus_client.core import GaugeMetricFamily
+
+    from support.cloudwatch import metric_data
+
+    review = GaugeMetricFamily("support_routing_manual_review_rate", "", value=0.4)
+    accuracy = GaugeMetricFamily("support_routing_accuracy", "", labels=["dimension"])
+    accuracy.add_metric(["overall"], 0.875)
+    data = {d["MetricName"]: d for d in metric_data([review, accuracy], at=datetime.now(UTC))}
+    assert (data["ManualReviewRate"]["Value"], data["ManualReviewRate"]["Unit"]) == (
+        40.0,
+        "Percent",
+    )
+    assert (data["RoutingAccuracy"]["Value"], data["RoutingAccuracy"]["Unit"]) == (
+        87.5,
+        "Percent",
+    )
+    # The gauges under their own names stay fractions, as on /metrics.
+    assert data["routing_manual_review_rate"]["Value"] == 0.4
+    assert "Unit" not in data["routing_manual_review_rate"]
+    assert "Unit" not in data["TicketsProcessed"]

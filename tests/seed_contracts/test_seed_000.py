@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from tickets.models import Ticket, TicketStatus
+from tickets.context.models import CsatFeedback
+from tickets.context.services import feedback_token_make
+from tickets.models import Customer, Team, Ticket, TicketStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +45,7 @@ def test_post_tickets_returns_status_customer_context_and_kb_suggestions(
     assert response.status_code == 202, response.content
     body = response.json()
     ticket = Ticket.objects.get()
-    assert body["ticket_id"] == ticket.pk
+    assert (body["ticket_id"], body["id"]) == (str(ticket.pk), ticket.pk)  # seed 004: strings
     assert body["status"] == TicketStatus.NEW
     assert body["customer_context"]["customer"]["email"] == "user@example.com"
     assert body["kb_suggestions"][0]["document"]["external_id"] == "login"
@@ -71,7 +73,7 @@ def test_post_ticket_feedback(key_client: APIClient) -> None:
         {"subject": "Refund", "customer": {"email": "ada@example.com"}},
         format="json",
     ).json()
-    Ticket.objects.filter(pk=created["ticket_id"]).update(status=TicketStatus.RESOLVED)
+    Ticket.objects.filter(pk=created["id"]).update(status=TicketStatus.RESOLVED)
     response = key_client.post(
         f"/tickets/{created['ticket_id']}/feedback",
         {"rating": 5, "comment": "Quick"},
@@ -80,10 +82,96 @@ def test_post_ticket_feedback(key_client: APIClient) -> None:
     assert response.status_code == 201, response.content
     assert response.json() == {
         "ticket_id": created["ticket_id"],
+        "id": created["id"],
         "rating": 5,
         "comment": "Quick",
         "created": True,
     }
+
+
+def _submit(client: APIClient, customer: Customer, ticket_id: str) -> dict[str, Any]:
+    """Seed 004's ``POST /tickets`` with the caller's own ``ticket_id``."""
+    response = client.post(
+        "/tickets",
+        {"ticket_id": ticket_id, "customer_id": str(customer.pk), "subject": "Refund"},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    return dict(response.json())
+
+
+def test_context_and_feedback_take_the_ticket_id_post_tickets_answered(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    """The ``ticket_id`` ``POST /tickets`` answers names the ticket on the sibling routes
+    too, as on ``GET /tickets/{id}`` (before: 404 for ``TKT-77``)."""
+    created = _submit(supervisor_key_client, customer, "TKT-77")
+    assert created["ticket_id"] == "TKT-77"
+    assert supervisor_key_client.get("/tickets/TKT-77").json()["id"] == created["id"]
+    context = supervisor_key_client.get("/tickets/TKT-77/context")
+    assert context.status_code == 200, context.content
+    assert (context.json()["ticket_id"], context.json()["id"]) == ("TKT-77", created["id"])
+    assert context.json()["customer"]["email"] == customer.email
+    Ticket.objects.filter(pk=created["id"]).update(status=TicketStatus.RESOLVED)
+    feedback = supervisor_key_client.post("/tickets/TKT-77/feedback", {"rating": 5}, format="json")
+    assert feedback.status_code == 201, feedback.content
+    assert (feedback.json()["ticket_id"], feedback.json()["id"]) == ("TKT-77", created["id"])
+    assert CsatFeedback.objects.get().ticket_id == created["id"]
+
+
+def test_a_numeric_ticket_id_names_the_callers_ticket_not_another_internal_one(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    """Before: ``/tickets/{id}/context`` answered the ticket whose internal id the caller's
+    own id happened to be (another customer's context), and feedback was written on it."""
+    stranger = Customer.objects.create(name="Someone Else", email="else@example.com")
+    other = Ticket.objects.create(
+        customer=stranger, subject="Someone else's", status=TicketStatus.RESOLVED
+    )
+    created = _submit(supervisor_key_client, customer, str(other.pk))
+    Ticket.objects.filter(pk=created["id"]).update(status=TicketStatus.RESOLVED)
+    context = supervisor_key_client.get(f"/tickets/{other.pk}/context").json()
+    assert context["id"] == created["id"]
+    assert context["customer"]["email"] == customer.email
+    feedback = supervisor_key_client.post(
+        f"/tickets/{other.pk}/feedback", {"rating": 4}, format="json"
+    )
+    assert feedback.status_code == 201, feedback.content
+    assert list(CsatFeedback.objects.values_list("ticket_id", flat=True)) == [created["id"]]
+    # The other ticket stays reachable by its number, and the product's own routes keep
+    # reading {id} as the internal id.
+    by_number = supervisor_key_client.get(f"/tickets/{other.number}/context").json()
+    assert by_number["id"] == other.pk
+    product = supervisor_key_client.get(f"/api/tickets/{other.pk}/context").json()
+    assert (product["ticket_id"], product["customer"]["email"]) == (other.pk, stranger.email)
+
+
+def test_context_of_a_callers_ticket_keeps_the_visibility_rule(
+    key_client: APIClient, customer: Customer
+) -> None:
+    Ticket.objects.create(customer=customer, subject="Earlier")  # the agent sees the customer
+    created = _submit(key_client, customer, "TKT-8")
+    assert key_client.get("/tickets/TKT-8/context").status_code == 200
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    Ticket.objects.filter(pk=created["id"]).update(team=elsewhere, assignee=None)
+    assert key_client.get("/tickets/TKT-8/context").status_code == 404
+    Ticket.objects.filter(pk=created["id"]).update(status=TicketStatus.RESOLVED)
+    refused = key_client.post("/tickets/TKT-8/feedback", {"rating": 1}, format="json")
+    assert refused.status_code == 404
+    assert not CsatFeedback.objects.exists()
+
+
+def test_feedback_link_on_the_seed_route_names_the_ticket_by_its_internal_id(
+    api_client: APIClient, customer: Customer
+) -> None:
+    ticket = Ticket.objects.create(customer=customer, subject="x", status=TicketStatus.RESOLVED)
+    token = feedback_token_make(ticket)
+    response = api_client.post(
+        f"/tickets/{ticket.pk}/feedback", {"rating": 3, "token": token}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["id"] == ticket.pk
+    assert CsatFeedback.objects.get().ticket_id == ticket.pk
 
 
 def test_kb_sync(supervisor_key_client: APIClient, kb: Any) -> None:

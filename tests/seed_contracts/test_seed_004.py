@@ -66,7 +66,8 @@ def test_get_ticket_retrieves_the_routing_decision(
         {"customer_id": str(customer.pk), "subject": "Refund", "description": "Charged twice"},
         format="json",
     ).json()
-    ticket = Ticket.objects.get(pk=created["ticket_id"])
+    assert created["ticket_id"] == str(created["id"])  # seed 004: a string
+    ticket = Ticket.objects.get(pk=created["id"])
     RoutingDecision.objects.filter(ticket=ticket).delete()  # eager Celery routed it
     pending = key_client.get(f"/tickets/{ticket.pk}")
     assert pending.status_code == 200
@@ -91,8 +92,30 @@ def test_get_ticket_retrieves_the_routing_decision(
         "created_at",
     ):
         assert field in body, field
-    assert body["ticket_id"] == ticket.pk  # submitted without a ticket_id: the internal id
-    assert body["customer_id"] == customer.pk
+    # Seed 004's table: "ticket_id": "string (partition key)", "customer_id": "string".
+    # Submitted without a ticket_id: the internal id, as a string.
+    assert (body["ticket_id"], body["id"]) == (str(ticket.pk), ticket.pk)
+    assert body["customer_id"] == str(customer.pk)
+    assert pending.json()["customer_id"] == str(customer.pk)
+    assert pending.json()["ticket_id"] == str(ticket.pk)
+
+
+def test_decision_row_has_a_named_sync_status_and_a_ttl(
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
+) -> None:
+    """Seed 004's table: ``"sync_status": "string"  // pending, success, failed`` and
+    ``"ttl": "number (Unix timestamp)"`` (TTL: 90 days). Before: ``""`` with no ticketing
+    system configured, and no ``ttl``."""
+    settings.TICKETING_SYSTEM_URL = ""
+    created = _submit(supervisor_key_client, customer, "TKT-11").json()
+    routing_decide(ticket_id=created["id"])
+    decision = RoutingDecision.objects.get(ticket_id=created["id"])
+    body = supervisor_key_client.get("/tickets/TKT-11").json()
+    assert body["sync_status"] == "not_configured"
+    assert body["ttl"] == int(decision.expires_at.timestamp())
+    assert body["ttl"] > body["timestamp"]
+    RoutingDecision.objects.filter(pk=decision.pk).update(sync_status="failed")
+    assert supervisor_key_client.get("/tickets/TKT-11").json()["sync_status"] == "failed"
 
 
 def _submit(client: APIClient, customer: Customer, ticket_id: str) -> Any:
@@ -203,3 +226,14 @@ def test_a_callers_ticket_keeps_the_visibility_rule(
 def test_health(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("support.health.check_celery", lambda: {"status": "ok", "workers": 1})
     assert client.get("/health").status_code == 200
+
+
+def test_extract_entities_is_narrower_than_the_seeds_regexes() -> None:
+    """Seed 004's ``ACC-\\d+`` and ``[A-Z]+-\\d+`` are deliberately not copied
+    (docs/routing.md, "extract_entities is deliberately narrower"): an account number has
+    3-12 digits and is never also an error code."""
+    from routing.tools import extract_entities
+
+    found = extract_entities("Account ACC-12 fails with ERR-504 on ACC-123456, see TKT-1001")
+    assert found["account_numbers"] == ["ACC-123456"]
+    assert found["error_codes"] == ["ERR-504", "TKT-1001"]

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from tickets.attachments import attachment_url
 from tickets.models import (
+    AccountType,
     Attachment,
     Channel,
-    Customer,
     Message,
     MessageKind,
     Priority,
     Ticket,
     TicketStatus,
+    VipTier,
 )
 
 
@@ -54,12 +56,29 @@ class TicketUpdateInputSerializer(serializers.Serializer):
     priority = serializers.ChoiceField(choices=Priority.choices, required=False)
     team_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     assignee_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    assigned_agent_id = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="Seed 001's name for `assignee_id` (the same rule); give one of the two.",
+    )
     subject = serializers.CharField(required=False, max_length=255)
     tags = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False, max_length=20
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "assigned_agent_id" in attrs:
+            alias = attrs.pop("assigned_agent_id")
+            if "assignee_id" in attrs and attrs["assignee_id"] != alias:
+                raise serializers.ValidationError(
+                    {
+                        "assigned_agent_id": [
+                            "Differs from assignee_id: give one of the two (the same field)."
+                        ]
+                    }
+                )
+            attrs["assignee_id"] = alias
         if not attrs:
             raise serializers.ValidationError(
                 {"non_field_errors": ["Nothing to change: give at least one field."]}
@@ -74,10 +93,37 @@ class MessageCreateInputSerializer(serializers.Serializer):
     )
 
 
-class CustomerOutputSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Customer
-        fields = ["id", "name", "email", "phone", "vip_tier", "account_type", "created_at"]
+@extend_schema_serializer(component_name="CustomerOutput")  # its name before seed 001's fields
+class TicketCustomerOutputSerializer(serializers.Serializer):
+    """A ticket's customer with seed 001's ``internal_id`` and ``channel_identity``; read
+    from the ticket (``source="*"``) because the identity is the one on its channel."""
+
+    id = serializers.IntegerField(source="customer.id", read_only=True)
+    name = serializers.CharField(source="customer.name", max_length=200)
+    email = serializers.EmailField(
+        source="customer.email", allow_blank=True, help_text="Primary email address."
+    )
+    phone = serializers.CharField(source="customer.phone", max_length=32)
+    vip_tier = serializers.ChoiceField(source="customer.vip_tier", choices=VipTier.choices)
+    account_type = serializers.ChoiceField(
+        source="customer.account_type", choices=AccountType.choices
+    )
+    created_at = serializers.DateTimeField(source="customer.created_at", read_only=True)
+    internal_id = serializers.SerializerMethodField(
+        help_text="Seed 001's name for the customer's id (a string, as in its table)."
+    )
+    channel_identity = serializers.SerializerMethodField(
+        help_text="How the customer is known on the ticket's channel (a WhatsApp number, a "
+        "page-scoped id…): the first identity there, or null when it has none."
+    )
+
+    def get_internal_id(self, obj: Ticket) -> str:
+        return str(obj.customer_id)
+
+    def get_channel_identity(self, obj: Ticket) -> str | None:
+        # .all() so that a list's prefetch_related("customer__identities") serves it.
+        identities = [i for i in obj.customer.identities.all() if i.channel == obj.channel]
+        return min(identities, key=lambda i: i.pk).external_id if identities else None
 
 
 class AttachmentOutputSerializer(serializers.ModelSerializer):
@@ -135,9 +181,15 @@ class MessageOutputSerializer(serializers.ModelSerializer):
 
 class TicketOutputSerializer(serializers.ModelSerializer):
     number = serializers.CharField(read_only=True)
-    customer = CustomerOutputSerializer(read_only=True)
+    customer = TicketCustomerOutputSerializer(source="*", read_only=True)
     team = serializers.SerializerMethodField()
     assignee = serializers.SerializerMethodField()
+    assigned_agent_id = serializers.IntegerField(
+        source="assignee_id",
+        read_only=True,
+        allow_null=True,
+        help_text="Seed 001's name for the assignee's id (`assignee.id`).",
+    )
     tags = serializers.SerializerMethodField()
     merged_into = serializers.SerializerMethodField()
 
@@ -153,6 +205,7 @@ class TicketOutputSerializer(serializers.ModelSerializer):
             "customer",
             "team",
             "assignee",
+            "assigned_agent_id",
             "tags",
             "origin_platform_id",
             "is_bot_handoff",

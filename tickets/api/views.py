@@ -96,8 +96,10 @@ class TicketListCreateApi(APIView):
         responses=s.TicketOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        qs = selectors.ticket_list(filters=request.query_params.dict()).filter(
-            selectors.ticket_visibility_q(request.user)
+        qs = (
+            selectors.ticket_list(filters=request.query_params.dict())
+            .filter(selectors.ticket_visibility_q(request.user))
+            .prefetch_related("customer__identities")  # the customer's channel_identity
         )
         paginator = TicketCursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)

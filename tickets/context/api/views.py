@@ -18,6 +18,7 @@ from support.throttling import PerIPRateThrottle
 from tickets import selectors as ticket_selectors
 from tickets.api.schema import TICKET_ID
 from tickets.context import selectors, services
+from tickets.models import Ticket
 
 
 class FeedbackInputSerializer(serializers.Serializer):
@@ -35,16 +36,28 @@ class FeedbackOutputSerializer(serializers.Serializer):
     created = serializers.BooleanField()
 
 
-class TicketContextApi(APIView):
+class TicketRefMixin:
+    """How ``{ticket_id}`` is read and answered; seed 000's routes (``seed_api``) override
+    both to take the caller's own ticket ids, as seed 004's ``GET /tickets/{id}`` does."""
+
+    def ticket_for(self, request: Request, ref: str) -> Ticket:
+        """The ticket ``ref`` (id or number) names, if this caller may see it (404)."""
+        return ticket_selectors.ticket_get_visible(ref, user=request.user)
+
+    def ticket_ids(self, ticket: Ticket) -> dict[str, Any]:
+        return {"ticket_id": ticket.pk}
+
+
+class TicketContextApi(TicketRefMixin, APIView):
     @extend_schema(
         operation_id="tickets_context",
         parameters=[TICKET_ID],
         responses=OpenApiResponse(description="The customer context of the ticket's customer."),
     )
     def get(self, request: Request, ticket_id: str) -> Response:
-        ticket = ticket_selectors.ticket_get_visible(ticket_id, user=request.user)
+        ticket = self.ticket_for(request, ticket_id)
         data = selectors.customer_context_for(ticket.customer, user=request.user)
-        return Response({"ticket_id": ticket.pk, **data})
+        return Response({**self.ticket_ids(ticket), **data})
 
 
 class CustomerContextApi(APIView):
@@ -61,7 +74,7 @@ class CustomerContextApi(APIView):
         return Response(selectors.customer_context_for(customer, user=request.user))
 
 
-class TicketFeedbackApi(APIView):
+class TicketFeedbackApi(TicketRefMixin, APIView):
     """CSAT after resolution: agents (signed in) or the customer with the signed token."""
 
     permission_classes = [AllowAny]
@@ -80,21 +93,15 @@ class TicketFeedbackApi(APIView):
         serializer = FeedbackInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
-        ticket_pk = ticket_selectors.parse_ticket_ref(ticket_id)
         token = data.get("token") or request.query_params.get("token")
         if token:
-            if services.feedback_token_ticket_id(token) != ticket_pk:
-                raise Forbidden(
-                    "This link is for another ticket.", details={"token": ["Wrong ticket."]}
-                )
+            ticket = self.ticket_for_link(ticket_id, token=token)
         elif not IsAgent().has_permission(request, self):  # type: ignore[arg-type]
             if not getattr(request.user, "is_authenticated", False):
                 raise exceptions.NotAuthenticated()
             raise Forbidden("Only agents or the signed link may submit feedback.")
-        if token:
-            ticket = ticket_selectors.ticket_get(ticket_pk)
         else:  # an agent: only the tickets it may see (404 for the others, as everywhere)
-            ticket = ticket_selectors.ticket_get_visible(ticket_pk, user=request.user)
+            ticket = self.ticket_for(request, ticket_id)
         feedback, created = services.feedback_submit(
             ticket=ticket,
             rating=data["rating"],
@@ -102,9 +109,18 @@ class TicketFeedbackApi(APIView):
             via_link=bool(token),
         )
         body = {
-            "ticket_id": ticket.pk,
+            **self.ticket_ids(ticket),
             "rating": feedback.rating,
             "comment": feedback.comment,
             "created": created,
         }
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    def ticket_for_link(self, ref: str, *, token: str) -> Ticket:
+        """The ticket of a signed feedback link; ``ref`` must be its id or number."""
+        ticket_pk = ticket_selectors.parse_ticket_ref(ref)
+        if services.feedback_token_ticket_id(token) != ticket_pk:
+            raise Forbidden(
+                "This link is for another ticket.", details={"token": ["Wrong ticket."]}
+            )
+        return ticket_selectors.ticket_get(ticket_pk)
