@@ -14,13 +14,14 @@ letters waiting) are not windowed and are sent as they are.
 
 - every gauge sample as a metric named like the Prometheus family without the ``support_``
   prefix, its labels as dimensions (``routing_tickets_processed``, ``provider=bedrock``);
-- every windowed histogram as ``<name>_count`` and ``<name>_mean``;
+- every windowed histogram as ``<name>_count`` and ``<name>_mean`` (no mean when the count is 0);
 - seed 004's metrics also under the seed's own names, without dimensions
   (``TicketsProcessed``, ``ProcessingTime`` in seconds, ``ConfidenceScore``,
   ``ManualReviewRate``, ``RoutingAccuracy``, ``TicketingSystemSyncFailures``,
   ``BedrockAPIErrors``, ``CostPerTicket``), for alarms written against the seed;
   ``ManualReviewRate`` and ``RoutingAccuracy`` as percentages (0-100, ``Unit: Percent``)
   as the seed defines them, while their gauges (and the dimensioned copies) stay 0-1.
+  An average or a rate with no sample in the interval is not sent (counts are: 0).
 
 The per-process request counters (``support_http_*``, ``support_websocket_*``) are counters
 of the web process that answers, not of the deployment: they are left to Prometheus (the
@@ -63,6 +64,10 @@ SEED_004: dict[str, tuple[str, dict[str, str]]] = {
 #: review", "Percentage of correct routings"; its alarm says "> 30%"): their gauges are
 #: fractions (0-1, as on /metrics and for the alert rules), sent here x 100, Unit Percent.
 SEED_004_PERCENT = frozenset({"ManualReviewRate", "RoutingAccuracy"})
+#: Seed 004 names that count (0 is a value: nothing happened). The others are averages or
+#: rates: with no sample in the interval they are not sent (a 0 would read as "confidence
+#: 0" or "accuracy 0%" in every quiet minute and trip an alarm written against the seed).
+SEED_004_COUNTS = frozenset({"TicketsProcessed", "TicketingSystemSyncFailures", "BedrockAPIErrors"})
 
 
 def _short(name: str) -> str:
@@ -98,13 +103,17 @@ def metric_data(families: Iterable[Metric], *, at: datetime) -> Iterator[dict[st
         elif family.type == "histogram":
             count = sum(s.value for s in family.samples if s.name.endswith("_count"))
             total = sum(s.value for s in family.samples if s.name.endswith("_sum"))
-            average = total / count if count else 0.0
             yield _datum(f"{_short(family.name)}_count", count, {}, at)
+            if not count:
+                continue  # no mean of nothing
+            average = total / count
             yield _datum(f"{_short(family.name)}_mean", average, {}, at)
             for seed_name, (source, _) in SEED_004.items():
                 if source == family.name:
                     seed[seed_name].append(average)
     for seed_name, values in seed.items():
+        if not values and seed_name not in SEED_004_COUNTS:
+            continue
         if seed_name in SEED_004_PERCENT:
             yield _datum(seed_name, sum(values) * 100, {}, at, unit="Percent")
         else:

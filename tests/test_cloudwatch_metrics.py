@@ -155,3 +155,31 @@ def test_seed_rates_are_sent_as_percentages() -> None:
     assert data["routing_manual_review_rate"]["Value"] == 0.4
     assert "Unit" not in data["routing_manual_review_rate"]
     assert "Unit" not in data["TicketsProcessed"]
+
+
+def test_a_quiet_interval_sends_no_average_or_rate_only_counts() -> None:
+    """No decision in the interval: the seed's counts say 0, but no ConfidenceScore,
+    ProcessingTime, ManualReviewRate or RoutingAccuracy datapoint is sent (before: 0, which
+    an alarm such as "confidence < 0.6" reads as a breach in every quiet minute)."""
+    from datetime import UTC, datetime
+
+    from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+    from support.cloudwatch import metric_data
+
+    processed = GaugeMetricFamily("support_routing_tickets_processed", "", labels=["provider"])
+    seconds = HistogramMetricFamily(
+        "support_routing_processing_seconds", "", buckets=[("1.0", 0), ("+Inf", 0)], sum_value=0
+    )
+    data = {d["MetricName"]: d for d in metric_data([processed, seconds], at=datetime.now(UTC))}
+    assert data["TicketsProcessed"]["Value"] == 0.0
+    assert data["routing_processing_seconds_count"]["Value"] == 0.0
+    for absent in (
+        "ConfidenceScore",
+        "ProcessingTime",
+        "ManualReviewRate",
+        "RoutingAccuracy",
+        "CostPerTicket",
+        "routing_processing_seconds_mean",
+    ):
+        assert absent not in data
