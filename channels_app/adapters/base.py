@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from django.conf import settings
 from support.errors import PermanentError, RetryableError
 from support.models import AttemptOutcome
 from support.outbound import classify_http_status, outbound_headers, parse_retry_after
+from support.parsing import UnreadableJson, json_loads
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -198,14 +198,11 @@ class ChannelAdapter(ABC):
 
 
 def json_body(body: bytes) -> Any:
+    """The JSON of a webhook body (``support.parsing.json_loads``), else ``MalformedPayload``."""
     try:
-        return json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise MalformedPayload(f"The body is not UTF-8 ({exc.reason}).") from exc
-    except json.JSONDecodeError as exc:
-        raise MalformedPayload(
-            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from exc
+        return json_loads(body)
+    except UnreadableJson as exc:
+        raise MalformedPayload(str(exc)) from None
 
 
 def hmac_sha256(secret: str, data: bytes) -> bytes:

@@ -8,7 +8,6 @@ limits, signatures, CORS of the widget) read side by side; no logic to split out
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from django.conf import settings
@@ -42,7 +41,7 @@ from channels_app.services import handoff
 from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
-from support.parsing import contains_nul, parse_id
+from support.parsing import UnreadableJson, contains_nul, json_loads, parse_id
 from support.throttling import PerIPRateThrottle, client_ip, hit
 from tickets.models import Ticket
 
@@ -419,12 +418,15 @@ class ChatbotHandoffApi(APIView):
 # --- web chat widget ----------------------------------------------------------------------
 
 
-def _json(request: HttpRequest) -> dict[str, Any] | None:
+def _json(request: HttpRequest) -> dict[str, Any] | JsonResponse:
+    """The body's JSON object, or the 400 ``malformed_payload`` that says what is wrong."""
     try:
-        data = json.loads(request.body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        data = json_loads(request.body or b"{}")
+    except UnreadableJson as exc:
+        return _error("malformed_payload", str(exc), 400)
+    if not isinstance(data, dict):
+        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    return data
 
 
 @webchat_cors
@@ -441,8 +443,8 @@ def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
     if isinstance(account, JsonResponse):
         return account
     data = _json(request)
-    if data is None:
-        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    if isinstance(data, JsonResponse):
+        return data
     name = str(data.get("name", "")).strip()
     email = str(data.get("email", "")).strip()
     if not name or "@" not in email:
@@ -522,8 +524,8 @@ def webchat_verify(request: HttpRequest, token: str) -> HttpResponse:
     if limited is not None:
         return limited
     data = _json(request)
-    if data is None:
-        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    if isinstance(data, JsonResponse):
+        return data
     email = str(data.get("email") or claims.get("e") or "")
     try:
         sent = verification.webchat_verification_request(
@@ -554,8 +556,8 @@ def webchat_verify_confirm(request: HttpRequest, token: str) -> HttpResponse:
     if limited is not None:
         return limited
     data = _json(request)
-    if data is None:
-        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    if isinstance(data, JsonResponse):
+        return data
     code = str(data.get("code", "")).strip()
     if not code.isascii() or not code.isdigit():
         return _error("invalid_code", "'code' is the number from the email.", 400)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -49,6 +48,7 @@ from channels_app.adapters.email.parsing import (
     strip_quoted_reply,
 )
 from support.errors import PermanentError
+from support.parsing import json_loads
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -108,15 +108,17 @@ class EmailAdapter(ChannelAdapter):
         if is_event_webhook(request):
             return events_parse(request.body)
         form = parse_form_data(request.header("content-type"), request.body)
-        charsets: dict[str, str] = {}
+        charsets: Any = {}
         if form.fields.get("charsets"):
             try:
-                charsets = json.loads(form.text("charsets"))
-            except json.JSONDecodeError:
+                charsets = json_loads(form.text("charsets"), what="The charsets field")
+            except ValueError:
                 charsets = {}
+        if not isinstance(charsets, dict):
+            charsets = {}
 
         def field(name: str) -> str:
-            return form.text(name, charsets.get(name, "utf-8"))
+            return form.text(name, str(charsets.get(name) or "utf-8"))
 
         files = list(form.files.values())
         headers: Message
