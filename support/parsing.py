@@ -1,4 +1,4 @@
-"""Parsing untrusted input: ids (ASCII digits only), JSON, NUL characters.
+"""Parsing untrusted input: ids (ASCII digits only), JSON, NUL characters, file names.
 
 ``str.isdigit()`` is true for Unicode digits that ``int()`` refuses ("¹", "²") or reads
 ("٣" is 3), so ``text.isdigit()`` followed by ``int(text)`` is a 500 waiting for a fuzzer.
@@ -8,6 +8,8 @@ Every id that arrives in a URL, a query string or a form goes through :func:`par
 from __future__ import annotations
 
 import json
+import posixpath
+import unicodedata
 from typing import Any
 
 # A PostgreSQL bigint holds 19 digits; 18 keep every value in range.
@@ -96,3 +98,28 @@ def json_depth_within(value: object, limit: int) -> bool:
         children = item.values() if isinstance(item, dict) else item
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return True
+
+
+# --- file names from senders ----------------------------------------------------------
+
+FILE_NAME_MAX_BYTES = 200  # UTF-8 bytes: file systems allow 255 per path component
+
+
+def safe_file_name(name: object, *, fallback: str = "attachment") -> str:
+    """A sender's file name made safe to show and to store: its last path component
+    (``../../invoice.pdf`` → ``invoice.pdf``, either slash), without control characters
+    (NUL included), at most ``FILE_NAME_MAX_BYTES`` UTF-8 bytes with its extension kept;
+    ``fallback`` when nothing usable is left ("", ".", "..")."""
+    text = "".join(ch for ch in str(name or "") if unicodedata.category(ch) not in ("Cc", "Cf"))
+    base = posixpath.basename(text.replace("\\", "/")).strip()
+    if base.strip(".") == "":
+        return fallback
+    if len(base.encode("utf-8")) <= FILE_NAME_MAX_BYTES:
+        return base
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem or len(ext) > 16:
+        stem, ext = base, ""
+    suffix = f".{ext}" if ext else ""
+    room = FILE_NAME_MAX_BYTES - len(suffix.encode("utf-8"))
+    cut = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore").rstrip()
+    return (cut + suffix) if cut.strip(".") else fallback

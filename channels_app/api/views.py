@@ -449,6 +449,11 @@ def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
     email = str(data.get("email", "")).strip()
     if not name or "@" not in email:
         return _error("invalid", "name and a valid email are required.", 400)
+    if contains_nul(name) or contains_nul(email):
+        # Nothing is received yet: the visitor is told, rather than a NUL signed into the
+        # session (messages keep what they carry: NUL there becomes U+FFFD, see
+        # channels_app.adapters.base).
+        return _error("invalid", "name and email may not contain NUL characters.", 400)
     issued = session_issue(account, name=name, email=email)
     return JsonResponse(
         {

@@ -41,6 +41,7 @@ from channels_app.adapters.email.outgoing import (
 from channels_app.adapters.email.parsing import (
     address,
     header_block,
+    header_text,
     html_to_text,
     message_ids,
     mime_parts,
@@ -125,21 +126,23 @@ class EmailAdapter(ChannelAdapter):
         if "email" in form.fields:  # "POST the raw, full MIME message" mode
             text, html, files, mime = mime_parts(form.fields["email"])
             headers = mime
-            subject = str(mime.get("subject", ""))
-            sender = str(mime.get("from", ""))
+            subject = header_text(mime, "subject")
+            sender = header_text(mime, "from")
         else:
             text, html = field("text"), field("html")
             headers = header_block(field("headers"))
-            subject = field("subject") or str(headers.get("subject", ""))
-            sender = field("from") or str(headers.get("from", ""))
+            subject = field("subject") or header_text(headers, "subject")
+            sender = field("from") or header_text(headers, "from")
+        # Whatever the sender wrote is kept: NUL, over-long names, addresses and
+        # Message-IDs are made storable where the InboundMessage is built (base.py).
         name, addr = address(sender)
         body = text if text.strip() else html_to_text(html) if html else ""
-        own_id = message_ids(str(headers.get("message-id", "")))
-        references = message_ids(str(headers.get("references", "")))
-        in_reply_to = message_ids(str(headers.get("in-reply-to", "")))
+        own_id = message_ids(header_text(headers, "message-id"))
+        references = message_ids(header_text(headers, "references"))
+        in_reply_to = message_ids(header_text(headers, "in-reply-to"))
         metadata: dict[str, Any] = {
             "subject": subject,
-            "to": field("to") or str(headers.get("to", "")),
+            "to": field("to") or header_text(headers, "to"),
             "spf": field("SPF"),
             "dkim": field("dkim"),
             # SPF is checked for the SMTP envelope sender: kept to align it with From
