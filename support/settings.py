@@ -647,6 +647,10 @@ if CHANNELS_EMAIL_AUTH_POLICY not in {"mark", "reject", "off"}:
 # email verification codes (lifetime, wrong guesses allowed, codes per session/address/hour).
 WEBCHAT_SESSION_TTL_SECONDS = env.get_int("WEBCHAT_SESSION_TTL_SECONDS", 86400)
 WEBCHAT_WS_MESSAGES_PER_MINUTE = env.get_int("WEBCHAT_WS_MESSAGES_PER_MINUTE", 30)
+# The widget polls every 4 s (15 a minute) when its websocket is down; an address may hold
+# many visitors (an office behind one NAT).
+WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE = env.get_int("WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE", 60)
+WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE = env.get_int("WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE", 600)
 WEBCHAT_VERIFY_CODE_TTL_SECONDS = env.get_int("WEBCHAT_VERIFY_CODE_TTL_SECONDS", 600)
 WEBCHAT_VERIFY_MAX_ATTEMPTS = env.get_int("WEBCHAT_VERIFY_MAX_ATTEMPTS", 5)
 WEBCHAT_VERIFY_CODES_PER_HOUR = env.get_int("WEBCHAT_VERIFY_CODES_PER_HOUR", 5)

@@ -486,16 +486,41 @@ def _webchat_session(
 @webchat_cors
 @require_http_methods(["GET"])
 def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
-    """The polling fallback: the visitor's conversation after message id ``after``."""
+    """The polling fallback: the visitor's conversation after message id ``after``.
+    At most ``WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE`` polls a minute per session and
+    ``WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE`` per address (429 with ``Retry-After``)."""
+    limited = _poll_rate_limited(request, None)
+    if limited is not None:
+        return limited
     session = _webchat_session(request, token)
     if isinstance(session, JsonResponse):
         return session
     account, claims = session
+    limited = _poll_rate_limited(request, claims["v"])
+    if limited is not None:
+        return limited
     after = request.GET.get("after", "0")
     messages = selectors.webchat_messages(
         visitor_id=claims["v"], account_id=account.pk, after_id=parse_id(after) or 0
     )
     return JsonResponse({"messages": [webchat_message_json(m) for m in messages]})
+
+
+def _poll_rate_limited(request: HttpRequest, visitor_id: str | None) -> JsonResponse | None:
+    """The address's poll limit (``visitor_id`` None, before the session is read) or the
+    session's (after)."""
+    if visitor_id is None:
+        bucket = f"webchat-poll-ip:{client_ip(request)}"  # type: ignore[arg-type]
+        limit = int(settings.WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE)
+    else:
+        bucket = f"webchat-poll-session:{visitor_id}"
+        limit = int(settings.WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE)
+    wait = hit(bucket, limit)
+    if wait is None:
+        return None
+    response = _error("rate_limited", "Too many polls; wait before polling again.", 429)
+    response["Retry-After"] = str(int(wait))
+    return response
 
 
 def _verify_rate_limited(request: HttpRequest, visitor_id: str) -> JsonResponse | None:

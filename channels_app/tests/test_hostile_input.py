@@ -88,6 +88,39 @@ def test_webchat_session_refuses_nul_with_a_clear_400(web: Client, field: str) -
     assert "NUL" in response.json()["error"]["message"]
 
 
+def test_webchat_polling_is_rate_limited_per_session(web: Client, settings: Any) -> None:
+    settings.WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE = 3
+    account = make_account("webchat")
+    session = session_issue(account, name="Vera", email="v@example.com")["session"]
+    url = f"/api/webchat/{account.webhook_token}/messages"
+    codes = [web.get(url, HTTP_X_WEBCHAT_SESSION=session).status_code for _ in range(4)]
+    assert codes[:3] == [200, 200, 200]
+    refused = web.get(url, HTTP_X_WEBCHAT_SESSION=session)
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "rate_limited"
+    # another visitor (another session) from another address still polls
+    other = session_issue(account, name="Olga", email="o@example.com")["session"]
+    fresh = Client(REMOTE_ADDR="10.251.0.1")
+    assert fresh.get(url, HTTP_X_WEBCHAT_SESSION=other).status_code == 200
+
+
+def test_webchat_polling_is_rate_limited_per_address(web: Client, settings: Any) -> None:
+    settings.WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE = 2
+    account = make_account("webchat")
+    url = f"/api/webchat/{account.webhook_token}/messages"
+    codes = [
+        web.get(
+            url,
+            HTTP_X_WEBCHAT_SESSION=session_issue(account, name="V", email="v@example.com")[
+                "session"
+            ],
+        ).status_code
+        for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
+
+
 # --- e-mail (SendGrid Inbound Parse) -------------------------------------------------------
 
 
