@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from calls.models import EventSource
+from support.parsing import json_loads
 
 AGENT_EVENT_TYPES = frozenset({"STATE_CHANGE", "HEART_BEAT", "LOGIN", "LOGOUT"})
 CONTACT_EVENT_DETAIL = "Amazon Connect Contact Event"
@@ -57,7 +57,7 @@ def parse_time(value: Any) -> datetime | None:
 def decode_kinesis_data(data: str) -> dict[str, Any]:
     try:
         decoded = base64.b64decode(data, validate=True)
-        record = json.loads(decoded)
+        record = json_loads(decoded, what="The Kinesis record data")
     except (binascii.Error, ValueError) as exc:
         raise RecordError(f"Kinesis record data is not base64 JSON: {exc}") from exc
     if not isinstance(record, dict):
@@ -90,7 +90,7 @@ def expand(body: Any) -> list[dict[str, Any] | RecordError]:
         return kout
     if body.get("Type") == "Notification" and isinstance(body.get("Message"), str):
         try:
-            return expand(json.loads(body["Message"]))
+            return expand(json_loads(body["Message"], what="The SNS Message"))
         except ValueError:
             return [RecordError("SNS Message is not JSON.")]
     return [body]

@@ -37,6 +37,7 @@ from channels_app.models import InboundEvent, InboundStatus
 from channels_app.services import CHANNEL_REPLY_KIND
 from support.delivery.models import Attempt
 from support.delivery.selectors import deliveries_for_subject
+from support.parsing import json_loads
 from tickets.context.privacy import ErasureSubject
 
 ERASED_NOTE = "erased: personal data removed at the customer's request"
@@ -102,7 +103,7 @@ def token_claims(token: str) -> dict[str, Any]:
         data = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         if compressed:
             data = zlib.decompress(data)
-        claims = json.loads(data)
+        claims = json_loads(data, what="The token")
     except (binascii.Error, ValueError, zlib.error):
         return {}
     return claims if isinstance(claims, dict) else {}

@@ -1,4 +1,4 @@
-"""Parsing untrusted text into ids: ASCII digits only.
+"""Parsing untrusted input: ids (ASCII digits only), JSON, NUL characters, file names.
 
 ``str.isdigit()`` is true for Unicode digits that ``int()`` refuses ("¹", "²") or reads
 ("٣" is 3), so ``text.isdigit()`` followed by ``int(text)`` is a 500 waiting for a fuzzer.
@@ -6,6 +6,11 @@ Every id that arrives in a URL, a query string or a form goes through :func:`par
 """
 
 from __future__ import annotations
+
+import json
+import posixpath
+import unicodedata
+from typing import Any
 
 # A PostgreSQL bigint holds 19 digits; 18 keep every value in range.
 MAX_ID_DIGITS = 18
@@ -41,3 +46,80 @@ def without_nul(value: object) -> object:
     if isinstance(value, list):
         return [without_nul(item) for item in value]
     return value
+
+
+# --- JSON from clients ----------------------------------------------------------------
+
+# Deeper than any payload a channel, AWS or the widget sends (they nest under 20 levels);
+# shallow enough that code walking the parsed value recursively (``without_nul``, saving
+# it as jsonb) stays far from Python's recursion limit.
+JSON_MAX_DEPTH = 100
+
+
+class UnreadableJson(ValueError):
+    """Text that is not JSON we read; the message says why, for a 400."""
+
+
+def json_loads(data: bytes | str, *, what: str = "The body") -> Any:
+    """``json.loads`` for what a client sent: UTF-8 only, and ``UnreadableJson`` (a
+    ``ValueError``) with a clear message for text that is not UTF-8, not JSON, or nested
+    more than ``JSON_MAX_DEPTH`` levels. (A 2 KB ``[[[…]]]`` makes ``json.loads`` raise
+    ``RecursionError``, which is no ``ValueError``: every caller answered it with a 500.)
+    Every JSON body or field that arrives from outside is read with this."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise UnreadableJson(f"{what} is not UTF-8 ({exc.reason}).") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UnreadableJson(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    except RecursionError:
+        value = None
+        deep = True
+    else:
+        deep = not json_depth_within(value, JSON_MAX_DEPTH)
+    if deep:
+        raise UnreadableJson(f"{what} is nested more than {JSON_MAX_DEPTH} levels deep.")
+    return value
+
+
+def json_depth_within(value: object, limit: int) -> bool:
+    """Whether lists and objects in ``value`` nest at most ``limit`` levels (no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return True
+
+
+# --- file names from senders ----------------------------------------------------------
+
+FILE_NAME_MAX_BYTES = 200  # UTF-8 bytes: file systems allow 255 per path component
+
+
+def safe_file_name(name: object, *, fallback: str = "attachment") -> str:
+    """A sender's file name made safe to show and to store: its last path component
+    (``../../invoice.pdf`` → ``invoice.pdf``, either slash), without control characters
+    (NUL included), at most ``FILE_NAME_MAX_BYTES`` UTF-8 bytes with its extension kept;
+    ``fallback`` when nothing usable is left ("", ".", "..")."""
+    text = "".join(ch for ch in str(name or "") if unicodedata.category(ch) not in ("Cc", "Cf"))
+    base = posixpath.basename(text.replace("\\", "/")).strip()
+    if base.strip(".") == "":
+        return fallback
+    if len(base.encode("utf-8")) <= FILE_NAME_MAX_BYTES:
+        return base
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem or len(ext) > 16:
+        stem, ext = base, ""
+    suffix = f".{ext}" if ext else ""
+    room = FILE_NAME_MAX_BYTES - len(suffix.encode("utf-8"))
+    cut = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore").rstrip()
+    return (cut + suffix) if cut.strip(".") else fallback

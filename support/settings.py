@@ -406,7 +406,7 @@ REST_FRAMEWORK = {
         "support.throttling.PerClientRateThrottle",
     ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["support.api_parsers.JsonParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_VERSIONING_CLASS": "rest_framework.versioning.AcceptHeaderVersioning",
     "DEFAULT_VERSION": "1",
@@ -647,6 +647,10 @@ if CHANNELS_EMAIL_AUTH_POLICY not in {"mark", "reject", "off"}:
 # email verification codes (lifetime, wrong guesses allowed, codes per session/address/hour).
 WEBCHAT_SESSION_TTL_SECONDS = env.get_int("WEBCHAT_SESSION_TTL_SECONDS", 86400)
 WEBCHAT_WS_MESSAGES_PER_MINUTE = env.get_int("WEBCHAT_WS_MESSAGES_PER_MINUTE", 30)
+# The widget polls every 4 s (15 a minute) when its websocket is down; an address may hold
+# many visitors (an office behind one NAT).
+WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE = env.get_int("WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE", 60)
+WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE = env.get_int("WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE", 600)
 WEBCHAT_VERIFY_CODE_TTL_SECONDS = env.get_int("WEBCHAT_VERIFY_CODE_TTL_SECONDS", 600)
 WEBCHAT_VERIFY_MAX_ATTEMPTS = env.get_int("WEBCHAT_VERIFY_MAX_ATTEMPTS", 5)
 WEBCHAT_VERIFY_CODES_PER_HOUR = env.get_int("WEBCHAT_VERIFY_CODES_PER_HOUR", 5)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.authz_world import World, build_world
+from tests.authz_world import WEBHOOK_SECRET, World, build_world
 
 pytestmark = pytest.mark.django_db
 
@@ -236,3 +236,81 @@ def test_webchat_polling_after_a_unicode_digit(world: World) -> None:
     )
     assert response.status_code == 200, response.content[:300]
     assert response.json() == {"messages": []}
+
+
+# --- JSON nested too deeply: 2 KB made json.loads raise RecursionError (a 500) ----------
+
+DEEP = b"[" * 1000 + b"]" * 1000
+
+
+def _webchat_session(world: World) -> dict[str, Any]:
+    from channels_app.adapters.webchat.adapter import session_issue
+
+    issued = session_issue(world.webchat, name="Visitor", email="v@example.com")
+    return {"HTTP_X_WEBCHAT_SESSION": issued["session"]}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/webchat/{token}/session",
+        "/api/webhooks/webchat/{token}",
+        "/api/webchat/{token}/verify",
+        "/api/webchat/{token}/verify/confirm",
+    ],
+)
+def test_deep_json_at_the_web_chat_endpoints_is_a_400(world: World, path: str) -> None:
+    response = Client(raise_request_exception=False).post(
+        path.format(token=world.webchat.webhook_token),
+        DEEP,
+        content_type="application/json",
+        **_webchat_session(world),
+    )
+    assert response.status_code == 400, response.content[:300]
+    error = response.json()["error"]
+    assert error["code"] == "malformed_payload"
+    assert "nested more than" in error["message"]
+
+
+def test_deep_json_at_a_signed_webhook_is_a_400(world: World) -> None:
+    from channels_app.fixtures import meta_signature
+
+    response = Client(raise_request_exception=False).post(
+        f"/api/webhooks/whatsapp/{world.whatsapp.webhook_token}",
+        DEEP,
+        content_type="application/json",
+        HTTP_X_HUB_SIGNATURE_256=meta_signature(WEBHOOK_SECRET, DEEP),
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert "nested more than" in response.json()["error"]["message"]
+
+
+def test_deep_json_at_the_sns_endpoint_is_a_400(world: World) -> None:
+    response = Client(raise_request_exception=False).post(
+        "/api/calls/sns", DEEP, content_type="application/json"
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert "nested more than" in response.json()["error"]["message"]
+
+
+def test_deep_json_at_call_events_is_a_400(world: World) -> None:
+    response = Client(raise_request_exception=False).post(
+        "/api/calls/events",
+        DEEP,
+        content_type="application/json",
+        headers=world.key_headers("key_integration"),
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert "nested more than" in response.json()["error"]["message"]
+
+
+def test_deep_json_at_the_api_is_a_400(world: World, supervisor: Client) -> None:
+    """Every DRF endpoint reads JSON with ``support.parsing.JsonParser``."""
+    response = supervisor.post(
+        f"/api/tickets/{_ticket(world)}/merge",
+        DEEP,
+        content_type="application/json",
+        headers=world.key_headers("key_supervisor"),
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert "nested more than" in response.json()["error"]["message"]

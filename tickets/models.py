@@ -7,9 +7,13 @@ import uuid
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
+from django.core.exceptions import SuspiciousFileOperation
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils.text import get_valid_filename
+
+from support.parsing import safe_file_name
 
 
 class Channel(models.TextChoices):
@@ -375,7 +379,15 @@ class AttachmentKind(models.TextChoices):
 
 
 def attachment_path(instance: Attachment, filename: str) -> str:
-    return f"attachments/{instance.message.ticket_id}/{uuid.uuid4().hex}/{filename}"
+    """Where a file is stored: its own folder, and a name safe for any storage whatever
+    the sender called it (``support.parsing.safe_file_name``; Django's storage refuses
+    ``..`` and names it cannot derive a file name from)."""
+    name = safe_file_name(filename)
+    try:
+        name = get_valid_filename(name)
+    except SuspiciousFileOperation:  # nothing of it is a letter, digit, "-", "_" or "."
+        name = "attachment"
+    return f"attachments/{instance.message.ticket_id}/{uuid.uuid4().hex}/{name}"
 
 
 class Attachment(models.Model):

@@ -37,7 +37,7 @@ from calls.services.agents import agent_event_apply
 from calls.services.ivr import call_journey_assess
 from calls.services.pipeline import call_pipeline_schedule
 from support.errors import InvalidInput, PermanentError
-from support.parsing import without_nul
+from support.parsing import json_loads, without_nul
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ def call_events_intake(
     """
     try:
         # PostgreSQL text and jsonb cannot hold NUL: kept as U+FFFD (nothing is dropped).
-        parsed = without_nul(json.loads(body))
+        parsed = without_nul(json_loads(body))
     except ValueError as exc:
-        message = f"The body is not valid JSON: {exc}"
+        message = str(exc)
         with transaction.atomic():
             _record_failed(
                 payload=None,

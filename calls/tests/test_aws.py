@@ -320,6 +320,9 @@ def test_sns_rejections(api_client, aws, signer, tamper, django_capture_on_commi
     assert response.status_code == 403
     assert not CallEvent.objects.exists()
     assert not Call.objects.exists()
+    if tamper == "topic":  # checked first (free): no certificate fetched for a stranger
+        assert response.json()["error"]["code"] == "forbidden"
+        assert signer.http.urls == []
 
 
 def test_sqs_poll_s3_event_and_bad_message(aws, django_capture_on_commit_callbacks):

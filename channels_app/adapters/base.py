@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
@@ -24,6 +23,7 @@ from django.conf import settings
 from support.errors import PermanentError, RetryableError
 from support.models import AttemptOutcome
 from support.outbound import classify_http_status, outbound_headers, parse_retry_after
+from support.parsing import UnreadableJson, json_loads, without_nul
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -53,6 +53,44 @@ class WebhookRequest:
         return self.headers.get(name.lower(), "")
 
 
+# --- what a channel sends, made storable at one place ------------------------------------
+#
+# Every string in an ``InboundMessage`` (and its ``MediaRef``s) or a ``StatusUpdate`` came
+# from outside: whatever the adapter's ``parse`` passes, the event keeps it storable.
+# PostgreSQL text and jsonb refuse NUL: each NUL becomes U+FFFD (as call intake does), so
+# the message is kept, never failed for ever in the drain. Ids are bounded to the id
+# columns (255) with :func:`bounded_id`; the sender's name, e-mail address and phone are
+# cut to the customer's columns. Attachment file names are made safe where they are
+# stored (``tickets.services``, ``support.parsing.safe_file_name``).
+
+ID_MAX = 255  # Message.channel_message_id, ChannelIdentity.external_id
+SENDER_NAME_MAX = 200  # Customer.name, ChannelIdentity.display_name
+SENDER_EMAIL_MAX = 254  # Customer.email
+SENDER_PHONE_MAX = 32  # Customer.phone
+
+
+def bounded_id(value: str) -> str:
+    """An external id that fits the id columns: as it is up to ``ID_MAX`` characters,
+    else its beginning and ``#<sha256 of the whole>`` (a ``<…>`` Message-ID keeps its
+    closing bracket). The same long id always gives the same value, so a reply that
+    names it (In-Reply-To, References) still finds its thread."""
+    if len(value) <= ID_MAX:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    tail = ">" if value.startswith("<") and value.endswith(">") else ""
+    return f"{value[: ID_MAX - len(digest) - 1 - len(tail)]}#{digest}{tail}"
+
+
+def _strings_without_nul(event: object) -> None:
+    """Replace NUL in every string, string tuple and dict field of a frozen dataclass."""
+    for item in fields(event):  # type: ignore[arg-type]
+        value = getattr(event, item.name)
+        if isinstance(value, str | dict):
+            object.__setattr__(event, item.name, without_nul(value))
+        elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+            object.__setattr__(event, item.name, tuple(without_nul(v) for v in value))
+
+
 @dataclass(frozen=True)
 class MediaRef:
     kind: str  # tickets.models.AttachmentKind value
@@ -61,6 +99,9 @@ class MediaRef:
     mime_type: str = ""
     filename: str = ""
     content: bytes | None = None  # email attachments arrive inline
+
+    def __post_init__(self) -> None:
+        _strings_without_nul(self)
 
 
 @dataclass(frozen=True)
@@ -82,6 +123,20 @@ class InboundMessage:
     references: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        _strings_without_nul(self)
+        bounded = {
+            "external_message_id": bounded_id(self.external_message_id),
+            "sender_id": bounded_id(self.sender_id),
+            "reply_to_external_id": bounded_id(self.reply_to_external_id),
+            "references": tuple(bounded_id(ref) for ref in self.references),
+            "sender_name": self.sender_name[:SENDER_NAME_MAX],
+            "sender_email": self.sender_email[:SENDER_EMAIL_MAX],
+            "sender_phone": self.sender_phone[:SENDER_PHONE_MAX],
+        }
+        for name, value in bounded.items():
+            object.__setattr__(self, name, value)
+
 
 @dataclass(frozen=True)
 class StatusUpdate:
@@ -102,6 +157,9 @@ class StatusUpdate:
     event_id: str = ""
     message_ref: int | None = None
     event: str = ""
+
+    def __post_init__(self) -> None:
+        _strings_without_nul(self)
 
 
 @dataclass(frozen=True)
@@ -198,14 +256,11 @@ class ChannelAdapter(ABC):
 
 
 def json_body(body: bytes) -> Any:
+    """The JSON of a webhook body (``support.parsing.json_loads``), else ``MalformedPayload``."""
     try:
-        return json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise MalformedPayload(f"The body is not UTF-8 ({exc.reason}).") from exc
-    except json.JSONDecodeError as exc:
-        raise MalformedPayload(
-            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from exc
+        return json_loads(body)
+    except UnreadableJson as exc:
+        raise MalformedPayload(str(exc)) from None
 
 
 def hmac_sha256(secret: str, data: bytes) -> bytes:

@@ -8,7 +8,6 @@ limits, signatures, CORS of the widget) read side by side; no logic to split out
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from django.conf import settings
@@ -42,7 +41,7 @@ from channels_app.services import handoff
 from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
-from support.parsing import contains_nul, parse_id
+from support.parsing import UnreadableJson, contains_nul, json_loads, parse_id
 from support.throttling import PerIPRateThrottle, client_ip, hit
 from tickets.models import Ticket
 
@@ -419,12 +418,15 @@ class ChatbotHandoffApi(APIView):
 # --- web chat widget ----------------------------------------------------------------------
 
 
-def _json(request: HttpRequest) -> dict[str, Any] | None:
+def _json(request: HttpRequest) -> dict[str, Any] | JsonResponse:
+    """The body's JSON object, or the 400 ``malformed_payload`` that says what is wrong."""
     try:
-        data = json.loads(request.body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+        data = json_loads(request.body or b"{}")
+    except UnreadableJson as exc:
+        return _error("malformed_payload", str(exc), 400)
+    if not isinstance(data, dict):
+        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    return data
 
 
 @webchat_cors
@@ -441,12 +443,17 @@ def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
     if isinstance(account, JsonResponse):
         return account
     data = _json(request)
-    if data is None:
-        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    if isinstance(data, JsonResponse):
+        return data
     name = str(data.get("name", "")).strip()
     email = str(data.get("email", "")).strip()
     if not name or "@" not in email:
         return _error("invalid", "name and a valid email are required.", 400)
+    if contains_nul(name) or contains_nul(email):
+        # Nothing is received yet: the visitor is told, rather than a NUL signed into the
+        # session (messages keep what they carry: NUL there becomes U+FFFD, see
+        # channels_app.adapters.base).
+        return _error("invalid", "name and email may not contain NUL characters.", 400)
     issued = session_issue(account, name=name, email=email)
     return JsonResponse(
         {
@@ -479,16 +486,41 @@ def _webchat_session(
 @webchat_cors
 @require_http_methods(["GET"])
 def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
-    """The polling fallback: the visitor's conversation after message id ``after``."""
+    """The polling fallback: the visitor's conversation after message id ``after``.
+    At most ``WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE`` polls a minute per session and
+    ``WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE`` per address (429 with ``Retry-After``)."""
+    limited = _poll_rate_limited(request, None)
+    if limited is not None:
+        return limited
     session = _webchat_session(request, token)
     if isinstance(session, JsonResponse):
         return session
     account, claims = session
+    limited = _poll_rate_limited(request, claims["v"])
+    if limited is not None:
+        return limited
     after = request.GET.get("after", "0")
     messages = selectors.webchat_messages(
         visitor_id=claims["v"], account_id=account.pk, after_id=parse_id(after) or 0
     )
     return JsonResponse({"messages": [webchat_message_json(m) for m in messages]})
+
+
+def _poll_rate_limited(request: HttpRequest, visitor_id: str | None) -> JsonResponse | None:
+    """The address's poll limit (``visitor_id`` None, before the session is read) or the
+    session's (after)."""
+    if visitor_id is None:
+        bucket = f"webchat-poll-ip:{client_ip(request)}"  # type: ignore[arg-type]
+        limit = int(settings.WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE)
+    else:
+        bucket = f"webchat-poll-session:{visitor_id}"
+        limit = int(settings.WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE)
+    wait = hit(bucket, limit)
+    if wait is None:
+        return None
+    response = _error("rate_limited", "Too many polls; wait before polling again.", 429)
+    response["Retry-After"] = str(int(wait))
+    return response
 
 
 def _verify_rate_limited(request: HttpRequest, visitor_id: str) -> JsonResponse | None:
@@ -522,8 +554,8 @@ def webchat_verify(request: HttpRequest, token: str) -> HttpResponse:
     if limited is not None:
         return limited
     data = _json(request)
-    if data is None:
-        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    if isinstance(data, JsonResponse):
+        return data
     email = str(data.get("email") or claims.get("e") or "")
     try:
         sent = verification.webchat_verification_request(
@@ -554,8 +586,8 @@ def webchat_verify_confirm(request: HttpRequest, token: str) -> HttpResponse:
     if limited is not None:
         return limited
     data = _json(request)
-    if data is None:
-        return _error("malformed_payload", "The body is not a JSON object.", 400)
+    if isinstance(data, JsonResponse):
+        return data
     code = str(data.get("code", "")).strip()
     if not code.isascii() or not code.isdigit():
         return _error("invalid_code", "'code' is the number from the email.", 400)

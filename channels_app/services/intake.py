@@ -19,6 +19,7 @@ from channels_app.adapters.base import (
 )
 from channels_app.models import ChannelAccount, InboundEvent, InboundStatus
 from channels_app.services.drain import inbound_drain_wake
+from support.parsing import without_nul
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,11 @@ def inbound_receive(
     except SignatureError:
         ChannelAccount.objects.filter(pk=account.pk).update(rejected_count=F("rejected_count") + 1)
         raise
-    headers = {k: v for k, v in request.headers.items() if k in adapter.kept_headers}
+    # Stored as text and jsonb: a NUL (which PostgreSQL refuses) becomes U+FFFD here, as
+    # in every parsed event (``channels_app.adapters.base``); the raw body is bytea.
+    headers = {
+        k: str(without_nul(v)) for k, v in request.headers.items() if k in adapter.kept_headers
+    }
     try:
         adapter.check_well_formed(request)
     except MalformedPayload as exc:
@@ -59,12 +64,12 @@ def inbound_receive(
             headers=headers,
             body=request.body,
             status=InboundStatus.MALFORMED,
-            error=str(exc),
+            error=str(without_nul(str(exc))),
         )
         raise
     return _inbound_store(
         account=account,
-        external_id=adapter.delivery_id(request)[:255],
+        external_id=str(without_nul(adapter.delivery_id(request)))[:255],
         headers=headers,
         body=request.body,
         status=InboundStatus.RECEIVED,

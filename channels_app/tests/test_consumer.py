@@ -155,3 +155,33 @@ async def test_a_message_flood_gets_error_frames_and_the_socket_stays_up(setting
     pushed = await communicator.receive_json_from()
     assert pushed["message"]["text"] == "Slow down"
     await communicator.disconnect()
+
+
+async def test_a_nul_sent_over_the_websocket_is_kept_as_u_fffd() -> None:
+    """The socket takes the webhooks' intake: a NUL (which PostgreSQL text refuses) in the
+    text, the client id or an older session's name becomes U+FFFD; the message is kept."""
+    from channels_app.models import InboundEvent
+    from channels_app.services import inbound_event_process
+
+    account: Any = await database_sync_to_async(make_account)("webchat")
+    issued = session_issue(account, name="Ve\x00ra", email="vera@example.com")
+    communicator = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to({"text": "my order\x00 is late", "client_id": "client\x00ws-1"})
+    ack = await communicator.receive_json_from()
+    assert ack["type"] == "ack"
+    await communicator.disconnect()
+
+    def process() -> Message:
+        event = InboundEvent.objects.get(account=account)
+        inbound_event_process(event_id=event.pk)
+        return Message.objects.select_related("ticket__customer").get(channel="webchat")
+
+    message = await database_sync_to_async(process)()
+    assert message.body_text == "my order\ufffd is late"
+    assert message.channel_message_id.endswith(":client\ufffdws-1")
+    assert message.ticket.customer.name == "Ve\ufffdra"

@@ -55,7 +55,10 @@ def customer_get_or_create(
     try:
         with transaction.atomic():
             customer = Customer.objects.create(
-                email=email, name=name.strip(), phone=phone.strip(), **(defaults or {})
+                email=email,
+                name=name.strip()[: Customer._meta.get_field("name").max_length],
+                phone=phone.strip(),
+                **(defaults or {}),
             )
     except IntegrityError:
         existing = customer_find_by_email(email)

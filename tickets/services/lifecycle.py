@@ -14,6 +14,7 @@ from django.utils import timezone
 from support.db import ids_reserve, rows_insert
 from support.errors import Conflict, InvalidInput, InvalidTransition
 from support.events import events_record, outbox_rows, relay_after_commit
+from support.parsing import safe_file_name
 from support.safe_urls import http_url
 from tickets.models import (
     Attachment,
@@ -409,11 +410,11 @@ def _attachment_create(message: Message, item: NewAttachment) -> Attachment:
 
     attachment = Attachment(
         message=message,
-        filename=item.filename[:255] or "attachment",
-        content_type=item.content_type,
+        filename=safe_file_name(item.filename),  # the sender's: "../x", "..", NUL, …
+        content_type=item.content_type[:127],
         kind=item.kind,
         external_url=http_url(item.external_url),  # shown as a link: http(s) only
-        external_media_id=item.external_media_id,
+        external_media_id=item.external_media_id[:255],
     )
     if item.content is not None:
         attachment.size = len(item.content)

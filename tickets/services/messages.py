@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from support.errors import Conflict, InvalidInput
+from support.parsing import safe_file_name
 from tickets.models import (
     Attachment,
     Customer,
@@ -132,7 +133,7 @@ def attachment_content_store(
     if attachment.file:
         return attachment
     if filename:
-        attachment.filename = filename[:255]
+        attachment.filename = safe_file_name(filename)
     if content_type:
         attachment.content_type = content_type[:127]
     attachment.size = len(content)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -42,6 +41,7 @@ from channels_app.adapters.email.outgoing import (
 from channels_app.adapters.email.parsing import (
     address,
     header_block,
+    header_text,
     html_to_text,
     message_ids,
     mime_parts,
@@ -49,6 +49,7 @@ from channels_app.adapters.email.parsing import (
     strip_quoted_reply,
 )
 from support.errors import PermanentError
+from support.parsing import json_loads
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -108,36 +109,40 @@ class EmailAdapter(ChannelAdapter):
         if is_event_webhook(request):
             return events_parse(request.body)
         form = parse_form_data(request.header("content-type"), request.body)
-        charsets: dict[str, str] = {}
+        charsets: Any = {}
         if form.fields.get("charsets"):
             try:
-                charsets = json.loads(form.text("charsets"))
-            except json.JSONDecodeError:
+                charsets = json_loads(form.text("charsets"), what="The charsets field")
+            except ValueError:
                 charsets = {}
+        if not isinstance(charsets, dict):
+            charsets = {}
 
         def field(name: str) -> str:
-            return form.text(name, charsets.get(name, "utf-8"))
+            return form.text(name, str(charsets.get(name) or "utf-8"))
 
         files = list(form.files.values())
         headers: Message
         if "email" in form.fields:  # "POST the raw, full MIME message" mode
             text, html, files, mime = mime_parts(form.fields["email"])
             headers = mime
-            subject = str(mime.get("subject", ""))
-            sender = str(mime.get("from", ""))
+            subject = header_text(mime, "subject")
+            sender = header_text(mime, "from")
         else:
             text, html = field("text"), field("html")
             headers = header_block(field("headers"))
-            subject = field("subject") or str(headers.get("subject", ""))
-            sender = field("from") or str(headers.get("from", ""))
+            subject = field("subject") or header_text(headers, "subject")
+            sender = field("from") or header_text(headers, "from")
+        # Whatever the sender wrote is kept: NUL, over-long names, addresses and
+        # Message-IDs are made storable where the InboundMessage is built (base.py).
         name, addr = address(sender)
         body = text if text.strip() else html_to_text(html) if html else ""
-        own_id = message_ids(str(headers.get("message-id", "")))
-        references = message_ids(str(headers.get("references", "")))
-        in_reply_to = message_ids(str(headers.get("in-reply-to", "")))
+        own_id = message_ids(header_text(headers, "message-id"))
+        references = message_ids(header_text(headers, "references"))
+        in_reply_to = message_ids(header_text(headers, "in-reply-to"))
         metadata: dict[str, Any] = {
             "subject": subject,
-            "to": field("to") or str(headers.get("to", "")),
+            "to": field("to") or header_text(headers, "to"),
             "spf": field("SPF"),
             "dkim": field("dkim"),
             # SPF is checked for the SMTP envelope sender: kept to align it with From

@@ -23,9 +23,10 @@ always posts both fields, so their absence means something else produced the req
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
+
+from support.parsing import json_loads
 
 _DKIM_RESULT = re.compile(r"@([^\s:,{}@]+)\s*:\s*([A-Za-z]+)")
 _SPF_RESULT = re.compile(r"^\s*([A-Za-z]+)")
@@ -57,8 +58,8 @@ def domains_aligned(domain: str, from_domain: str) -> bool:
 def envelope_sender(envelope: str) -> str:
     """The SMTP envelope sender of SendGrid's ``envelope`` JSON field ("" if unreadable)."""
     try:
-        data = json.loads(envelope or "")
-    except json.JSONDecodeError:
+        data = json_loads(envelope or "", what="The envelope field")
+    except ValueError:
         return ""
     sender = data.get("from") if isinstance(data, dict) else None
     return sender.strip().lower() if isinstance(sender, str) else ""

@@ -105,6 +105,30 @@ def strip_quoted_reply(text: str) -> str:
     return "\n".join(kept).strip() or text.strip()
 
 
+def header_text(message: Message, name: str) -> str:
+    """A header's value as text, "" when absent. The standard library parses a header
+    when it is read, and its parser fails on some values anyone can send (Python 3.11:
+    ``Message-ID: <a@[`` raises ``UnboundLocalError``; fuzzed From, To and Message-ID
+    values raise ``IndexError`` or ``AttributeError``): then the raw value is kept."""
+    try:
+        return str(message.get(name) or "")
+    except Exception:  # noqa: BLE001 - any parser failure: the raw text is kept
+        for key, value in message.raw_items():
+            if key.lower() == name.lower():
+                return str(value)
+        return ""
+
+
+def part_text(part: Message) -> str:
+    """A MIME part's text; its bytes decoded as UTF-8 (bad bytes replaced) when the part
+    names an unknown charset (``LookupError``) or cannot be decoded as it says."""
+    try:
+        return str(part.get_content())  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a charset or transfer encoding we cannot apply
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
+
+
 def header_block(raw: str) -> Message:
     return email.message_from_string(raw.strip() + "\n\n", policy=email.policy.default)
 
@@ -114,7 +138,10 @@ def message_ids(value: str) -> tuple[str, ...]:
 
 
 def address(value: str) -> tuple[str, str]:
-    name, addr = parseaddr(value or "")
+    try:
+        name, addr = parseaddr(value or "")
+    except Exception:  # noqa: BLE001 - unparseable: the whole value is the address
+        return "", (value or "").strip().lower()
     return name, addr.strip().lower()
 
 
@@ -128,17 +155,21 @@ def mime_parts(raw: bytes) -> tuple[str, str, list[FormPart], EmailMessage]:
     assert isinstance(msg, EmailMessage)
     text_part = msg.get_body(preferencelist=("plain",))
     html_part = msg.get_body(preferencelist=("html",))
-    text = text_part.get_content() if text_part is not None else ""
-    html = html_part.get_content() if html_part is not None else ""
+    text = part_text(text_part) if text_part is not None else ""
+    html = part_text(html_part) if html_part is not None else ""
     files = []
     for part in msg.iter_attachments():
         payload = part.get_payload(decode=True)
+        try:
+            filename = part.get_filename() or "attachment"
+        except Exception:  # noqa: BLE001 - a Content-Disposition the parser fails on
+            filename = "attachment"
         files.append(
             FormPart(
                 "attachment",
                 payload if isinstance(payload, bytes) else b"",
-                part.get_filename() or "attachment",
+                filename,
                 part.get_content_type(),
             )
         )
-    return str(text), str(html), files, msg
+    return text, html, files, msg

@@ -1,0 +1,272 @@
+"""What anyone can send to the public intake (web chat, SendGrid Inbound Parse) is kept:
+a NUL, a path for a file name, an over-long name, address or Message-ID, a header the
+standard library's parser fails on, an unknown charset. Before, each was acknowledged
+(200) and then failed in the drain for ever (dead letter; a re-drive failed again)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_issue
+from channels_app.models import InboundEvent, InboundStatus
+from channels_app.tests.conftest import make_account
+from tickets.models import Attachment, Customer, Message
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def web() -> Client:
+    return Client(
+        REMOTE_ADDR=f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.7",
+        raise_request_exception=False,
+    )
+
+
+def _processed(account: Any) -> InboundEvent:
+    event = InboundEvent.objects.get(account=account)
+    assert event.status == InboundStatus.PROCESSED, (event.status, event.error[:300])
+    return event
+
+
+# --- web chat -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "kept"),
+    [
+        ("Vera", {"text": "hello\x00world"}, {"body_text": "hello\ufffdworld"}),
+        ("Vera", {"text": "hi", "page_url": "https://shop.test/\x00"}, {"page_url": "/\ufffd"}),
+        ("Ve\x00ra", {"text": "hi"}, {"customer": "Ve\ufffdra"}),  # a session from before
+    ],
+    ids=["text", "page-url", "session-name"],
+)
+def test_webchat_nul_is_kept_as_u_fffd(
+    web: Client,
+    django_capture_on_commit_callbacks: Any,
+    name: str,
+    body: dict[str, str],
+    kept: dict[str, str],
+) -> None:
+    account = make_account("webchat")
+    session = session_issue(account, name=name, email="v@example.com")["session"]
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = web.post(
+            f"/api/webhooks/webchat/{account.webhook_token}",
+            data=json.dumps({"client_id": "client-nul-1", **body}),
+            content_type="application/json",
+            **{f"HTTP_{SESSION_HEADER.upper().replace('-', '_')}": session},
+        )
+    assert sent.status_code == 200, sent.content
+    _processed(account)
+    message = Message.objects.select_related("ticket__customer").get(channel="webchat")
+    if "body_text" in kept:
+        assert message.body_text == kept["body_text"]
+    if "page_url" in kept:
+        assert message.metadata["page_url"].endswith(kept["page_url"])
+    if "customer" in kept:
+        assert message.ticket.customer.name == kept["customer"]
+
+
+@pytest.mark.parametrize("field", ["name", "email"])
+def test_webchat_session_refuses_nul_with_a_clear_400(web: Client, field: str) -> None:
+    account = make_account("webchat")
+    data = {"name": "Vera", "email": "v@example.com"}
+    data[field] = data[field].replace("e", "e\x00", 1)
+    response = web.post(
+        f"/api/webchat/{account.webhook_token}/session",
+        data=json.dumps(data),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "NUL" in response.json()["error"]["message"]
+
+
+def test_webchat_polling_is_rate_limited_per_session(web: Client, settings: Any) -> None:
+    settings.WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE = 3
+    account = make_account("webchat")
+    session = session_issue(account, name="Vera", email="v@example.com")["session"]
+    url = f"/api/webchat/{account.webhook_token}/messages"
+    codes = [web.get(url, HTTP_X_WEBCHAT_SESSION=session).status_code for _ in range(4)]
+    assert codes[:3] == [200, 200, 200]
+    refused = web.get(url, HTTP_X_WEBCHAT_SESSION=session)
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "rate_limited"
+    # another visitor (another session) from another address still polls
+    other = session_issue(account, name="Olga", email="o@example.com")["session"]
+    fresh = Client(REMOTE_ADDR="10.251.0.1")
+    assert fresh.get(url, HTTP_X_WEBCHAT_SESSION=other).status_code == 200
+
+
+def test_webchat_polling_is_rate_limited_per_address(web: Client, settings: Any) -> None:
+    settings.WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE = 2
+    account = make_account("webchat")
+    url = f"/api/webchat/{account.webhook_token}/messages"
+    codes = [
+        web.get(
+            url,
+            HTTP_X_WEBCHAT_SESSION=session_issue(account, name="V", email="v@example.com")[
+                "session"
+            ],
+        ).status_code
+        for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
+
+
+# --- e-mail (SendGrid Inbound Parse) -------------------------------------------------------
+
+
+def _multipart(parts: list[tuple[str, str, bytes, str]]) -> tuple[bytes, str]:
+    """(name, filename, value, content type) parts, byte-exact as SendGrid posts them."""
+    boundary = "xYzZY"
+    out = b""
+    for name, filename, value, ctype in parts:
+        disp = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disp}\r\n".encode()
+        if ctype:
+            out += f"Content-Type: {ctype}\r\n".encode()
+        out += b"\r\n" + value + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return out, f"multipart/form-data; boundary={boundary}"
+
+
+def _email(client: Client, account: Any, capture: Any, **fields: str | bytes) -> Any:
+    values: dict[str, str | bytes] = {
+        "from": "Eve <eve@attacker.test>",
+        "to": "support@acme.test",
+        "subject": "Hello",
+        "text": "Please help",
+        "SPF": "pass",
+        "dkim": "{@attacker.test : pass}",
+        **fields,
+    }
+    parts = [
+        (name, "", value if isinstance(value, bytes) else value.encode(), "")
+        for name, value in values.items()
+        if not name.startswith("file:")
+    ] + [
+        ("attachment1", name[5:], value if isinstance(value, bytes) else value.encode(), "x/y")
+        for name, value in values.items()
+        if name.startswith("file:")
+    ]
+    body, ctype = _multipart(parts)
+    token = base64.b64encode(f"sendgrid:{account.inbound_token}".encode()).decode()
+    with capture(execute=True):
+        return client.generic(
+            "POST",
+            account.webhook_path,
+            data=body,
+            content_type=ctype,
+            HTTP_AUTHORIZATION=f"Basic {token}",
+        )
+
+
+@pytest.mark.parametrize(
+    ("filename", "stored"),
+    [("../../invoice.pdf", "invoice.pdf"), ("..", "attachment"), ("a\x00b.pdf", "ab.pdf")],
+)
+def test_email_attachment_named_by_the_sender_is_stored_safely(
+    web: Client,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+    tmp_path: Any,
+    filename: str,
+    stored: str,
+) -> None:
+    settings.MEDIA_ROOT = str(tmp_path)
+    account = make_account("email")
+    sent = _email(
+        web, account, django_capture_on_commit_callbacks, **{f"file:{filename}": b"%PDF-1.4"}
+    )
+    assert sent.status_code == 200
+    _processed(account)
+    attachment = Attachment.objects.get()
+    assert attachment.filename.replace("\ufffd", "") == stored
+    assert attachment.file.name.startswith(f"attachments/{attachment.message.ticket_id}/")
+    assert ".." not in attachment.file.name
+    assert attachment.file.read() == b"%PDF-1.4"
+
+
+LONG_ID = f"<{'m' * 300}@attacker.test>"
+
+
+@pytest.mark.parametrize(
+    ("fields", "check"),
+    [
+        ({"text": "hello\x00world"}, lambda m: m.body_text == "hello\ufffdworld"),
+        ({"subject": "hi\x00there"}, lambda m: m.ticket.subject == "hi\ufffdthere"),
+        (
+            {"from": f"{'A' * 250} <eve@attacker.test>"},
+            lambda m: m.ticket.customer.name == "A" * 200,
+        ),
+        (
+            {"headers": f"Message-ID: {LONG_ID}\n"},
+            lambda m: len(m.channel_message_id) == 255 and m.channel_message_id.endswith(">"),
+        ),
+        ({"headers": "Message-ID: <a@[\n"}, lambda m: m.body_text == "Please help"),
+        (
+            {
+                "email": (
+                    "From: Eve <eve@attacker.test>\r\nTo: support@acme.test\r\n"
+                    "Subject: hi\r\nMessage-ID: <raw-1@attacker.test>\r\n"
+                    "Content-Type: text/plain; charset=x-no-such-charset\r\n\r\nhello\r\n"
+                )
+            },
+            lambda m: m.body_text == "hello" and m.channel_message_id == "<raw-1@attacker.test>",
+        ),
+        (
+            {
+                "from": f"eve@{'a' * 250}.attacker.test",
+                "dkim": f"{{@{'a' * 250}.attacker.test : pass}}",
+            },
+            lambda m: len(m.ticket.customer.email) <= 254,
+        ),
+        ({"charsets": "[" * 1000 + "]" * 1000}, lambda m: m.body_text == "Please help"),
+    ],
+    ids=[
+        "nul-in-body",
+        "nul-in-subject",
+        "long-display-name",
+        "long-message-id",
+        "message-id-stdlib-parser-bug",
+        "raw-mime-unknown-charset",
+        "long-address",
+        "deep-charsets-json",
+    ],
+)
+def test_email_anyone_can_send_is_kept_with_cleaned_values(
+    web: Client, django_capture_on_commit_callbacks: Any, fields: dict[str, str], check: Any
+) -> None:
+    account = make_account("email")
+    sent = _email(web, account, django_capture_on_commit_callbacks, **fields)
+    assert sent.status_code == 200, sent.content
+    _processed(account)
+    message = Message.objects.select_related("ticket__customer").get(channel="email")
+    assert check(message), (message.body_text, message.channel_message_id)
+
+
+def test_a_reply_to_an_over_long_message_id_threads_into_its_ticket(
+    web: Client, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    settings.CHANNELS_EMAIL_AUTH_POLICY = "off"
+    account = make_account("email")
+    _email(web, account, django_capture_on_commit_callbacks, headers=f"Message-ID: {LONG_ID}\n")
+    _email(
+        web,
+        account,
+        django_capture_on_commit_callbacks,
+        text="Any news?",
+        headers=f"Message-ID: <second@attacker.test>\nIn-Reply-To: {LONG_ID}\n",
+    )
+    assert InboundEvent.objects.filter(status=InboundStatus.PROCESSED).count() == 2
+    first, second = Message.objects.filter(channel="email").order_by("pk")
+    assert second.ticket_id == first.ticket_id
+    assert Customer.objects.count() == 1
