@@ -75,6 +75,25 @@ def test_call_summary_uses_the_shared_model_factory_redacted(
     assert model.calls[0]["tools"] == ["CallAnalysisOutput"]
 
 
+def test_call_summary_prompt_redacts_what_transcripts_spell_out(factory: Factory) -> None:
+    """Transcribe writes an e-mail address as words ("at", "dot"), a postcode in lower case
+    and a card number as the caller reads it out; none of it reaches the model."""
+    segments = [
+        Segment(
+            "Customer", 0, 4, "Hi, it's Zoe\u0308 Quimby, my email is zq1815 at example dot org."
+        ),
+        Segment("Customer", 4, 8, "My postcode is nw1 6xe and the card is 4111.1111.1111.1111."),
+        Segment("Agent", 8, 9, "Thanks, I've logged in at example dot com, refund issued."),
+    ]
+    providers.ModelProvider("bedrock").analyse(text="", segments=segments, names=["Zoë Quimby"])
+    sent = str(factory.model.calls[0]["messages"])
+    for placeholder in ("[NAME]", "[EMAIL]", "[POSTCODE]", "[CARD]"):
+        assert placeholder in sent
+    leaked = [p for p in ("zq1815", "nw1 6xe", "4111", "Zoe", "Zoë", "Quimby") if p in sent]
+    assert leaked == []
+    assert "logged in at example dot com" in sent  # an ordinary sentence stays
+
+
 def test_a_bug_met_by_the_summary_fallback_is_surfaced(factory: Factory) -> None:
     factory.model = ScriptedModel([])  # no turn to play: an IndexError in our code
     provider = providers.ModelProvider("bedrock")
