@@ -154,3 +154,31 @@ def test_call_analyse_records_who_really_analysed(
     analytics = services.call_analyse(call_id=call.pk)
     assert analytics is not None
     assert (analytics.provider, analytics.produced_by) == ("local", AnalyticsPath.LOCAL)
+
+
+def test_call_analyse_redacts_the_name_the_contact_flow_recorded(
+    factory: Factory, settings: Any
+) -> None:
+    """A caller matched to no customer has no customer names; the names a contact flow put
+    in the call's attributes are redacted instead (and a generic attribute is not)."""
+    settings.CALLS_AI_PROVIDER = "bedrock"
+    call = Call.objects.create(
+        contact_id="c-summary-attr",
+        customer_phone="+447700900123",
+        attributes={
+            "CustomerFirstName": "Zelda",
+            "customer_last_name": "Quimby",
+            "queue": "Billing",
+        },
+    )
+    Transcript.objects.create(
+        call=call,
+        source="transcribe",
+        text=" ".join(s.text for s in SEGMENTS),
+        segments=[s.as_dict() for s in SEGMENTS],
+    )
+    assert call.customer_id is None
+    services.call_analyse(call_id=call.pk)
+    sent = str(factory.model.calls[0]["messages"])
+    assert "[NAME]" in sent
+    assert [p for p in ("Zelda", "Quimby") if p in sent] == []
