@@ -22,7 +22,7 @@ an IBAN looks like an account number, an address holds digits a phone rule would
    → ``[IBAN]``
 3. account and order ids matching ``ROUTING_ACCOUNT_PATTERNS`` → ``[ACCOUNT]``
 4. payment card numbers (13–19 digits, Luhn checked; groups separated by one or two
-   spaces, a hyphen, or dots between groups of 3–6 digits; a number written next to the
+   spaces, a hyphen, or dots between groups of 4–6 digits; a number written next to the
    card is left out of it) → ``[CARD]``
 5. street addresses → ``[ADDRESS]``: a house number, up to four words and a street type
    (``12 Baker Street``, ``221B Baker St``, ``4 Elm Court``), Romance forms (``10 rue de la
@@ -121,7 +121,7 @@ def _may_spell_email(text: str) -> bool:
 # Between the groups of a card number or an IBAN: one or two spaces (every Unicode space is
 # a plain one by then, see ``_normalise``), one hyphen or one dot. The Luhn and mod-97
 # checks keep ordinary numbers; a dotted number counts only when dots are its only
-# separators and its groups are 3-6 digits long (not amounts, dates or versions).
+# separators and its groups are 4-6 digits long (not amounts, dates or versions).
 _GROUP_SEP = r"(?: {1,2}|[.-])"
 CARD_RE = re.compile(rf"\b(?:\d{_GROUP_SEP}?){{12,18}}\d\b")
 PHONE_RE = re.compile(r"(?<![\w#])\+?\(?\d[\d\s().-]{6,}\d\b")
@@ -236,13 +236,13 @@ def phone_ok(candidate: str) -> bool:
 
 def card_ok(candidate: str) -> bool:
     """13 to 19 digits passing the Luhn check; dots only as the sole separator between
-    groups of 3 to 6 digits."""
+    groups of 4 to 6 digits."""
     digits = re.sub(r"\D", "", candidate)
     if not (13 <= len(digits) <= 19 and luhn_ok(digits)):
         return False
     if "." not in candidate:
         return True
-    return all(3 <= len(group) <= 6 and group.isdigit() for group in candidate.split("."))
+    return all(4 <= len(group) <= 6 and group.isdigit() for group in candidate.split("."))
 
 
 def _cards(match: re.Match[str]) -> str:
@@ -250,10 +250,11 @@ def _cards(match: re.Match[str]) -> str:
     if card_ok(text):
         return CARD
     # A number written before or after the card ("ref 12 4111 1111 1111 1111") is taken in
-    # the same match: try the runs of whole groups inside it, of three digits or more each
-    # (as cards are grouped), so at most a few dozen short checks per match.
+    # the same match: try the runs of whole groups inside it, of four digits or more each
+    # (as cards are grouped: 4-4-4-4, 4-6-5; not a list of 3-digit figures), so at most a
+    # few dozen short checks per match.
     parts = re.split(r"(\D+)", text)  # digits, separator, digits, …
-    long_groups = [len(group) >= 3 for group in parts[0::2]]
+    long_groups = [len(group) >= 4 for group in parts[0::2]]
     count = len(long_groups)
     for start in range(count):
         last = start
