@@ -108,6 +108,15 @@ def main() -> None:
         "a customer name repeated": "Zelda " * n,
         "capitals and hyphens (a compound street name's letters)": "A-" * n + "1",
         "capitals and dots": "A." * n + " 1",
+        "digits and dots": "1." * n + "x",
+        "digits and no-break spaces": "1\u00a0" * n + "x",
+        "4-digit groups, double spaces": "4112  " * (n // 3) + "x",
+        'spelled-out e-mail, " at " chain': "ab at " * (n // 3),
+        'spelled-out e-mail, " dot " chain with no "at"': "ab dot " * (n // 3),
+        "spelled-out e-mail, domain labels and no top-level domain": "x at "
+        + "ab dot " * (n // 3)
+        + "9",
+        "lower-case postcode-like words": "ab1 " * (n // 2),
     }
     for label, text in hostile.items():
         started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from calls.models import (
 )
 from support.auth.roles import is_supervisor
 from support.errors import NotFound
+from tickets.context.privacy import customer_redaction_names
 from tickets.models import Customer, Team, format_ticket_number
 from tickets.selectors import user_team_ids, visible_ticket_ids
 
@@ -165,6 +167,43 @@ def customer_for_phone(phone: str) -> Customer | None:
     if not phone:
         return None
     return Customer.objects.filter(phone=phone).order_by("id").first()
+
+
+# Contact attributes a contact flow may set to the caller's name (from a Customer Profiles
+# lookup, a CRM dip or a "say your name" step), compared in lower case without separators:
+# "CustomerName", "customer_first_name", "FirstName", …
+NAME_ATTRIBUTE_KEYS = frozenset(
+    {
+        "customername",
+        "customerfirstname",
+        "customerlastname",
+        "customerfullname",
+        "callername",
+        "callerfirstname",
+        "callerlastname",
+        "contactname",
+        "fullname",
+        "firstname",
+        "lastname",
+        "givenname",
+        "familyname",
+        "surname",
+    }
+)
+
+
+def call_redaction_names(call: Call) -> tuple[str, ...]:
+    """The names a call's transcript and summary may hold, for ``support.redaction``: the
+    matched customer's (their name, channel display names) and any name the contact flow
+    put in the call's attributes (``NAME_ATTRIBUTE_KEYS``). A caller matched to no
+    customer and named by no attribute has none: their name is not guessed."""
+    names = list(customer_redaction_names(call.customer_id))
+    for key, value in (call.attributes or {}).items():
+        if not isinstance(value, str) or not 2 <= len(value.strip()) <= 100:
+            continue
+        if re.sub(r"[^a-z]", "", str(key).lower()) in NAME_ATTRIBUTE_KEYS:
+            names.append(value.strip())
+    return tuple(dict.fromkeys(names))
 
 
 def call_url(call: Call) -> str:

@@ -453,7 +453,8 @@ def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
     return {
         "ticket_id": ticket.pk,
         "ticket_number": ticket.number,
-        "external_ref": ticket.origin_platform_id,
+        # an API caller's own ticket id only, never a channel's sender id (address, phone)
+        "external_ref": ticket.origin_platform_id if ticket.origin_caller_id else "",
         "assignment": {
             "team": decision.team_slug,
             "team_name": decision.team.name if decision.team else "",

@@ -19,10 +19,10 @@ from calls.models import (
 from calls.parsers import (
     ParsedResult,
 )
+from calls.selectors import call_redaction_names
 from calls.transcription import get_backend, result_from_s3_object
 from support.errors import RetryableError
 from support.events import event_record
-from tickets.context.privacy import customer_redaction_names
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def call_analyse(
     ]
     provider = provider or get_provider()
     analysis = provider.analyse(
-        text=transcript.text, segments=segments, names=customer_redaction_names(call.customer_id)
+        text=transcript.text, segments=segments, names=call_redaction_names(call)
     )
     if analysis.fallback_from:
         logger.warning(

@@ -16,12 +16,13 @@ from calls.models import (
     SalesforceObject,
 )
 from calls.salesforce import SalesforceClient
-from calls.selectors import call_url
+from calls.selectors import call_redaction_names, call_url
 from calls.services.pipeline import _set_status
 from support.delivery.models import Delivery
 from support.delivery.registry import Change, DeliveryChange, Schedule, SendResult, TargetKind
 from support.delivery.selectors import deliveries_for_subject
 from support.delivery.services import delivery_enqueue
+from support.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +35,28 @@ def call_salesforce_case(*, call_id: int) -> Delivery | None:
         return None
     if not settings.SALESFORCE_ENABLED:
         return None
-    summary = analytics.call_summary or "(no summary)"
+    # The summary and topics may quote the transcript word for word (the local TextRank
+    # summary is its own sentences, its topics its most weighted terms): redacted like text
+    # for a model provider, with the caller's names, and a topic with no letter left out
+    # (a number alone is no topic and may be a piece of a card or phone number: "4111").
+    # The caller's phone number is not sent: the Subject names the Connect contact, the
+    # Description links to the call page.
+    names = call_redaction_names(call)
+    summary = redact(analytics.call_summary, names=names) or "(no summary)"
+    topics = [
+        redact(topic, names=names)
+        for topic in analytics.topics
+        if any(ch.isalpha() for ch in topic)
+    ]
     delivery = salesforce_delivery_create(
         key=f"case:{call.contact_id}",
         sobject=SalesforceObject.CASE,
         call=call,
         payload={
-            "Subject": f"Phone call {call.customer_phone or call.contact_id}"[:255],
+            "Subject": f"Phone call {call.contact_id}"[:255],
             "Description": (
                 f"{summary}\n\nCategories: {', '.join(analytics.call_categories)}\n"
-                f"Topics: {', '.join(analytics.topics)}\nTranscript: {call_url(call)}"
+                f"Topics: {', '.join(topics)}\nTranscript: {call_url(call)}"
             ),
             "Origin": "Phone",
             "Status": "New",

@@ -278,3 +278,46 @@ def test_jwt_bearer_flow(delivery, settings, tmp_path):
         audience="https://login.salesforce.com",
     )
     assert (claims["iss"], claims["sub"]) == ("3MVG9example", "integration@example.com")
+
+
+def test_the_case_carries_no_card_number_name_or_phone_from_the_call(salesforce):
+    """The local summary is made of the transcript's own sentences; the Case gets it
+    redacted with the caller's names, and the Subject names the contact, not the phone."""
+    from calls.analytics.providers import LocalProvider
+    from calls.models import AnalyticsPath, CallAnalytics
+    from calls.parsers import Segment
+    from tickets.models import Customer
+
+    customer = Customer.objects.create(name="Zelda Quimby", phone="+447700900123")
+    segments = [
+        Segment(
+            "Customer", 0, 4, "Zelda here, charged twice, my card number is 4111 1111 1111 1111."
+        ),
+        Segment("Agent", 4, 8, "I see the duplicate charge on 4111.1111.1111.1111, refund today."),
+    ]
+    analysis = LocalProvider().analyse(text="", segments=segments)
+    call = Call.objects.create(
+        contact_id="c-case-1", customer_phone="+447700900123", customer=customer
+    )
+    CallAnalytics.objects.create(
+        call=call,
+        call_summary=analysis.summary,
+        call_categories=analysis.categories,
+        topics=[*analysis.topics, "quimby refund"],
+        produced_by=AnalyticsPath.LOCAL,
+    )
+    assert "4111 1111 1111 1111" in analysis.summary  # what the Case used to carry
+
+    delivery = services.call_salesforce_case(call_id=call.pk)
+    assert delivery is not None
+
+    fields = delivery.payload["fields"]
+    assert fields["Subject"] == "Phone call c-case-1"
+    assert "[CARD]" in fields["Description"]
+    assert "[NAME] refund" in fields["Description"]  # the topics too
+    sent = str(delivery.payload)
+    leaked = [
+        p for p in ("4111", "1111", "+447700900123", "7700900123", "Zelda", "Quimby") if p in sent
+    ]
+    assert leaked == [], delivery.payload
+    assert "charged twice" in fields["Description"]  # the rest of the summary stays

@@ -75,6 +75,25 @@ def test_call_summary_uses_the_shared_model_factory_redacted(
     assert model.calls[0]["tools"] == ["CallAnalysisOutput"]
 
 
+def test_call_summary_prompt_redacts_what_transcripts_spell_out(factory: Factory) -> None:
+    """Transcribe writes an e-mail address as words ("at", "dot"), a postcode in lower case
+    and a card number as the caller reads it out; none of it reaches the model."""
+    segments = [
+        Segment(
+            "Customer", 0, 4, "Hi, it's Zoe\u0308 Quimby, my email is zq1815 at example dot org."
+        ),
+        Segment("Customer", 4, 8, "My postcode is nw1 6xe and the card is 4111.1111.1111.1111."),
+        Segment("Agent", 8, 9, "Thanks, I've logged in at example dot com, refund issued."),
+    ]
+    providers.ModelProvider("bedrock").analyse(text="", segments=segments, names=["Zoë Quimby"])
+    sent = str(factory.model.calls[0]["messages"])
+    for placeholder in ("[NAME]", "[EMAIL]", "[POSTCODE]", "[CARD]"):
+        assert placeholder in sent
+    leaked = [p for p in ("zq1815", "nw1 6xe", "4111", "Zoe", "Zoë", "Quimby") if p in sent]
+    assert leaked == []
+    assert "logged in at example dot com" in sent  # an ordinary sentence stays
+
+
 def test_a_bug_met_by_the_summary_fallback_is_surfaced(factory: Factory) -> None:
     factory.model = ScriptedModel([])  # no turn to play: an IndexError in our code
     provider = providers.ModelProvider("bedrock")
@@ -135,3 +154,31 @@ def test_call_analyse_records_who_really_analysed(
     analytics = services.call_analyse(call_id=call.pk)
     assert analytics is not None
     assert (analytics.provider, analytics.produced_by) == ("local", AnalyticsPath.LOCAL)
+
+
+def test_call_analyse_redacts_the_name_the_contact_flow_recorded(
+    factory: Factory, settings: Any
+) -> None:
+    """A caller matched to no customer has no customer names; the names a contact flow put
+    in the call's attributes are redacted instead (and a generic attribute is not)."""
+    settings.CALLS_AI_PROVIDER = "bedrock"
+    call = Call.objects.create(
+        contact_id="c-summary-attr",
+        customer_phone="+447700900123",
+        attributes={
+            "CustomerFirstName": "Zelda",
+            "customer_last_name": "Quimby",
+            "queue": "Billing",
+        },
+    )
+    Transcript.objects.create(
+        call=call,
+        source="transcribe",
+        text=" ".join(s.text for s in SEGMENTS),
+        segments=[s.as_dict() for s in SEGMENTS],
+    )
+    assert call.customer_id is None
+    services.call_analyse(call_id=call.pk)
+    sent = str(factory.model.calls[0]["messages"])
+    assert "[NAME]" in sent
+    assert [p for p in ("Zelda", "Quimby") if p in sent] == []

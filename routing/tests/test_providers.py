@@ -391,3 +391,34 @@ def test_bedrock_requests_carry_no_personal_data(teams, routing_on):
     assert "recent_tickets" in sent[1]
     leaks = [(i, p) for i, body in enumerate(sent) for p in PERSONAL if p.lower() in body.lower()]
     assert leaks == []
+
+
+def test_the_model_wrapper_redacts_no_break_spaces_and_lower_case_postcodes():
+    """Ticket text from an HTML e-mail (no-break spaces inside a card number) and a tool
+    result quoting a past subject with a lower-case postcode (review r6)."""
+    from routing.providers.redacting import RedactingModel
+    from routing.tests.conftest import ScriptedModel
+
+    wrapper = RedactingModel(ScriptedModel([]), names=["Zelda Quimby"])
+    nbsp = "\u00a0"
+    messages = [
+        {"role": "user", "content": [{"text": f"Charge on 5500{nbsp}0000{nbsp}0000{nbsp}0004"}]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "toolResult": {
+                        "toolUseId": "t1",
+                        "status": "success",
+                        "content": [
+                            {"json": {"recent_tickets": [{"subject": "New address: e1 6an"}]}}
+                        ],
+                    }
+                }
+            ],
+        },
+    ]
+    sent = str(wrapper.redact_messages(messages))
+    assert "[CARD]" in sent
+    assert "[POSTCODE]" in sent
+    assert [p for p in ("0004", "e1 6an") if p in sent] == []

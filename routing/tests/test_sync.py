@@ -226,3 +226,39 @@ def test_successful_syncs_are_not_failures(
     responses.post(URL, json={}, status=200)
     _route(customer, django_capture_on_commit_callbacks)
     assert _sync_failures() == 0
+
+
+@pytest.mark.parametrize(
+    ("channel", "sender_id", "own_ticket_id"),
+    [
+        ("email", "zelda.q@example.org", False),  # the channel's sender id: an address
+        ("whatsapp", "447700900123", False),  # a phone number
+        ("api", "CRM-8841", True),  # an API caller's own ticket id
+    ],
+)
+def test_the_payload_refers_only_to_an_api_callers_own_ticket_id(
+    teams, customer, django_user_model, channel, sender_id, own_ticket_id
+):
+    """docs/routing.md: the payload carries assignment, priority and routing metadata, and
+    ``external_ref`` only when the ticket's ``origin_platform_id`` is an API caller's own
+    ticket id; a channel's sender id (an e-mail address, a phone number) is not sent."""
+    caller = django_user_model.objects.create_user("crm-sync") if own_ticket_id else None
+    ticket = ticket_services.ticket_create(
+        customer=customer,
+        subject="Refund",
+        body="Please refund me",
+        channel=channel,
+        origin_platform_id=sender_id,
+        origin_caller=caller,
+    )
+    decision = RoutingDecision.objects.create(
+        ticket=ticket,
+        priority="normal",
+        confidence=0.9,
+        provider="local",
+        correlation_id=ticket.correlation_id,
+    )
+    payload = services.ticketing_sync_payload(decision)
+    assert payload["external_ref"] == (sender_id if own_ticket_id else "")
+    if not own_ticket_id:
+        assert sender_id not in str(payload)

@@ -136,3 +136,116 @@ def test_email_addresses_any_script_and_hostile_runs(text, expected):
 )
 def test_germanic_street_names_and_hostile_runs(text, expected):
     assert redact(text) == expected
+
+
+NBSP, NNBSP = "\u00a0", "\u202f"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # card numbers as HTML e-mails, forms and people write them (Luhn still checked)
+        (f"card 4111{NBSP}1111{NBSP}1111{NBSP}1111 please", "card [CARD] please"),
+        (f"card 4111{NNBSP}1111{NNBSP}1111{NNBSP}1111.", "card [CARD]."),
+        ("card 4111.1111.1111.1111 please", "card [CARD] please"),
+        ("card 4111  1111  1111  1111 please", "card [CARD] please"),
+        ("card 4111\u200b1111\u200b1111\u200b1111", "card [CARD]"),
+        ("amex 3782-822463-10005", "amex [CARD]"),
+        # a number written just before or after the card is not taken for part of it
+        ("ref 12 4111 1111 1111 1111", "ref 12 [CARD]"),
+        ("card no 1 5500.0000.0000.0004 exp 12", "card no 1 [CARD] exp 12"),
+        # IBANs with non-breaking spaces, hyphens, dots (mod-97 still checked)
+        (f"pay DE89{NBSP}3704{NBSP}0044{NBSP}0532{NBSP}0130{NBSP}00 thanks", "pay [IBAN] thanks"),
+        ("pay DE89-3704-0044-0532-0130-00 thanks", "pay [IBAN] thanks"),
+        ("pay GB29.NWBK.6016.1331.9268.19 thanks", "pay [IBAN] thanks"),
+        ("pay DE89  3704  0044  0532  0130  00", "pay [IBAN]"),
+        # the other rules see a non-breaking space as a space
+        (
+            f"I live at 221B{NBSP}Baker Street, London NW1{NBSP}6XE.",
+            "I live at [ADDRESS], London [POSTCODE].",
+        ),
+    ],
+)
+def test_cards_and_ibans_with_any_separator(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # the checks still keep ordinary numbers
+        "ref 4111.1111.1111.1112 and 4111-1111-1111-1112",
+        "prices 12.50 13.75 14.25 15.00 and 10.40",
+        "from 2024.01.05 to 2024.02.07, v1.2.3.4",
+        "code DE00-ABCD-EFGH-IJKL-MN",
+        "order 1234  5678  9012  3456",
+        # a list of 3-digit figures holds no card, whatever run of them passes Luhn
+        "RSS samples 218 413 441 465 476 477 477 477 484 486 486 MB",
+    ],
+)
+def test_wider_separators_keep_ordinary_numbers(text):
+    assert redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # e-mail addresses spelled out, as call transcripts (and some people) write them
+        ("email me at zq1815 at example dot org", "email me at [EMAIL]"),
+        ("it's zq1815 at example dot org.", "it's [EMAIL]."),
+        ("zq1815(at)example(dot)org", "[EMAIL]"),
+        ("zq1815 [at] example [dot] co [dot] uk, thanks", "[EMAIL], thanks"),
+        ("Zelda Dot Quimby AT Example DOT Com", "[EMAIL]"),
+        ("reach me at jo dot smith at example dot com", "reach me at [EMAIL]"),
+        ("my address is zq1815 at example.org", "my address is [EMAIL]"),
+        ("jo @ example dot com or jo@example dot com", "[EMAIL] or [EMAIL]"),
+        # lower-case UK postcodes
+        ("I live at sw1a 1aa, London", "I live at [POSTCODE], London"),
+        ("postcode nw1 6xe", "postcode [POSTCODE]"),
+        ("it's e1 6an", "it's [POSTCODE]"),
+        ("Ec1a 1bb please", "[POSTCODE] please"),
+    ],
+)
+def test_spoken_emails_and_lower_case_postcodes(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "meet at the station dot com",
+        "I bought it at amazon.com last week",
+        "log in at example dot com and visit our website at example dot com",
+        "see you at 5.30 pm, we arrived at Heathrow. Then at 10.15 at the office",
+        "I'm at home. Call me at noon.",
+        "my ps5 1tb and the i5 8gb laptop, 2nd and 3rd floor, the m25 2nd exit",
+        "look at this.It broke at 3.45",
+        "paid £20 at tesco.com, 19.99 at example.com",
+    ],
+)
+def test_ordinary_sentences_with_at_and_short_codes_are_kept(text):
+    assert redact(text) == text
+
+
+def test_names_match_whatever_their_unicode_form():
+    decomposed = "Zoe\u0308 Ma\u0301rquez"  # "Zoë Márquez" with combining marks
+    assert redact(f"Hi, {decomposed} here", names=["Zoë Márquez"]) == "Hi, [NAME] here"
+    assert redact("Hi, Zoë here", names=[decomposed]) == "Hi, [NAME] here"
+    assert redact("ZOË MÁRQUEZ", names=["zoë márquez"]) == "[NAME]"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # long runs that start the new patterns and complete none stay as they are, and an
+        # address after them is still found (each run is read from its start only)
+        ("ab dot " * 3000 + "then zq1815 at example dot org", "ab dot " * 3000 + "then [EMAIL]"),
+        ("x at " + "ab dot " * 3000 + "9", "x at " + "ab dot " * 3000 + "9"),
+        ("it at " * 3000 + "jo(at)example(dot)org", "it at " * 3000 + "[EMAIL]"),
+        ("1. " * 3000 + "4111.1111.1111.1111", "1. " * 3000 + "[CARD]"),
+        (f"1{NBSP}" * 3000 + "x", "1 " * 3000 + "x"),
+        ("ab1 " * 3000 + "nw1 6xe", "ab1 " * 3000 + "[POSTCODE]"),
+    ],
+)
+def test_spelled_out_emails_and_separators_on_hostile_runs(text, expected):
+    assert redact(text) == expected
