@@ -446,8 +446,10 @@ def test_a_merge_carries_the_sources_first_response_to_an_unanswered_target(
     merged = Ticket.objects.get(pk=target.pk)
     assert merged.first_response_at == answered
     assert (target.pk, "first_response", "breached") not in sla_services.sla_check().recorded
-    event = OutboxEvent.objects.filter(event_type="ticket.updated", aggregate_id=str(target.pk))
-    assert event.last().payload["changes"]["first_response_at"] == [None, answered.isoformat()]
+    event = OutboxEvent.objects.filter(
+        event_type="ticket.updated", aggregate_id=str(target.pk)
+    ).latest("id")
+    assert event.payload["changes"]["first_response_at"] == [None, answered.isoformat()]
 
 
 def test_a_merge_keeps_the_earlier_first_response_and_never_one_before_the_target(customer, agent):
