@@ -64,6 +64,8 @@ from support.metrics import metrics_collect
 from support.redis_client import get_redis
 from support.services import audit_log_record
 from support.text import readable_time
+from tickets.models import SlaTarget, Ticket
+from tickets.selectors import SLA_FIRST_RESPONSE_STATUSES, sla_warning_window
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +309,7 @@ class EvaluationReport:
     evaluated: int = 0
     fired: list[int] = field(default_factory=list)  # rule ids
     resolved: list[int] = field(default_factory=list)
+    sla_resolved: list[int] = field(default_factory=list)  # alert ids
 
 
 @dataclass(frozen=True)
@@ -453,6 +456,7 @@ def _evaluate_all(now: datetime) -> EvaluationReport:
             report.fired.append(rule.pk)
         elif outcome == "resolved":
             report.resolved.append(rule.pk)
+    report.sla_resolved = sla_alerts_resolve(now=now)
     cutoff = now - timedelta(days=int(settings.ALERTS_EVALUATIONS_RETENTION_DAYS))
     old = RuleEvaluation.objects.filter(evaluated_at__lt=cutoff).values_list("pk", flat=True)
     RuleEvaluation.objects.filter(pk__in=list(old[:5000])).delete()
@@ -462,6 +466,7 @@ def _evaluate_all(now: datetime) -> EvaluationReport:
 # --- SLA events (contract16: obs/sla records them) ---------------------------------------
 
 SLA_SEVERITY = {"sla.warning": Severity.WARNING, "sla.breached": Severity.CRITICAL}
+SLA_PREFIX = "sla:"
 
 
 def _readable_time(value: Any) -> str:
@@ -488,7 +493,7 @@ def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any])
     if severity is None or ticket_id is None or not target:
         logger.warning("SLA event %s (%s) without ticket or target: ignored", event_id, event_type)
         return None
-    fingerprint = f"sla:{int(ticket_id)}:{target}"
+    fingerprint = f"{SLA_PREFIX}{int(ticket_id)}:{target}"
     if Alert.objects.filter(fingerprint=fingerprint, details__events__contains=[event_id]).exists():
         return None
     ref = str(payload.get("ticket_ref") or ticket_id)
@@ -525,6 +530,63 @@ def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any])
         alert.details = {**alert.details, "events": [*alert.details.get("events", []), event_id]}
         alert.save(update_fields=["details", "updated_at"])
     return raised
+
+
+def _sla_cleared(alert: Alert, ticket: Ticket | None, now: datetime) -> str:
+    """Why the clock an SLA alert was raised for has stopped ("" while it still runs): the
+    first response was given, the ticket was resolved, closed or merged, or (a warning
+    only) its due time moved out of the warning window (a priority or policy change).
+    A breach stays open until the first response or the resolution: its time has passed.
+    A resolution clock paused while the ticket waits on the customer (pending) has not
+    stopped: it restarts when the customer answers."""
+    if ticket is None:
+        return "the ticket no longer exists"
+    if ticket.merged_into_id is not None:
+        return f"ticket {ticket.number} was merged into another ticket"
+    if ticket.status not in SLA_FIRST_RESPONSE_STATUSES:
+        return f"ticket {ticket.number} is {ticket.get_status_display().lower()}"
+    target = str(alert.details.get("target") or alert.fingerprint.rsplit(":", 1)[-1])
+    if target == SlaTarget.FIRST_RESPONSE:
+        if ticket.first_response_at is not None:
+            return f"first response given {readable_time(ticket.first_response_at)}"
+        due = ticket.first_response_due_at
+    else:
+        due = ticket.resolution_due_at
+    if alert.severity == Severity.WARNING and due is not None and due > now + sla_warning_window():
+        return f"now due {readable_time(due)}, outside the warning window"
+    return ""
+
+
+def sla_alerts_resolve(
+    *, ticket_ids: list[int] | None = None, now: datetime | None = None
+) -> list[int]:
+    """Resolve (as the system) the open SLA alerts whose clock has stopped
+    (:func:`_sla_cleared`), of ``ticket_ids`` or of every ticket; returns the alerts'
+    ids. Called for ticket and message events (``AlertsConfig``) and by every rule
+    evaluation, which also catches due times moved by a policy edit (no event)."""
+    now = now or timezone.now()
+    alerts = Alert.objects.filter(state__in=OPEN_STATES, fingerprint__startswith=SLA_PREFIX)
+    if ticket_ids is not None:
+        alerts = alerts.filter(
+            fingerprint__in=[
+                f"{SLA_PREFIX}{int(pk)}:{target}" for pk in ticket_ids for target in SlaTarget
+            ]
+        )
+    found = list(alerts.order_by("id"))
+    if not found:
+        return []
+    tickets = Ticket.objects.in_bulk([int(a.details.get("ticket_id") or 0) for a in found])
+    resolved: list[int] = []
+    for alert in found:
+        reason = _sla_cleared(alert, tickets.get(int(alert.details.get("ticket_id") or 0)), now)
+        if not reason:
+            continue
+        try:
+            alert_resolve(alert_id=alert.pk, note=f"Condition cleared: {reason}.")
+        except AlertStateError:  # resolved meanwhile (a person, another run)
+            continue
+        resolved.append(alert.pk)
+    return resolved
 
 
 # --- the delivery kinds ------------------------------------------------------------------

@@ -16,12 +16,17 @@ from django.utils import timezone
 from dashboard.widgets import DashboardFilters
 from support.errors import InvalidInput
 
+#: A preset's label and length. ``24h`` is rolling (the last 24 hours, hour buckets); the
+#: day presets (``WHOLE_DAYS``) are whole local days, today included: "Last 7 days" starts at local
+#: midnight six days ago, so its day rows are 7 and the first is a whole day (a rolling
+#: 7 × 24 h started mid-day and drew an eighth, partial, row).
 RANGES: dict[str, tuple[str, timedelta]] = {
     "24h": ("Last 24 hours", timedelta(hours=24)),
     "7d": ("Last 7 days", timedelta(days=7)),
     "30d": ("Last 30 days", timedelta(days=30)),
     "90d": ("Last 90 days", timedelta(days=90)),
 }
+WHOLE_DAYS = frozenset({"7d", "30d", "90d"})
 DEFAULT_RANGE = "7d"
 MAX_DAYS = 366
 MAX_CHOICES = 50  # teams or channels in one query
@@ -98,8 +103,14 @@ def filters_parse(
             choices = ", ".join(RANGES)
             raise _bad("range", f"Unknown range {range_key[:40]!r}; choose one of {choices}.")
         end = now
-        start = now - RANGES[range_key][1]
-        start_day, end_day = start.astimezone(tz).date(), now.astimezone(tz).date()
+        length = RANGES[range_key][1]
+        end_day = now.astimezone(tz).date()
+        if range_key not in WHOLE_DAYS:
+            start = now - length
+        else:  # whole local days, today included
+            first_day = end_day - timedelta(days=length.days - 1)
+            start = timezone.make_aware(datetime.combine(first_day, time.min), tz)
+        start_day = start.astimezone(tz).date()
 
     known_teams = set(team_ids)
     teams: list[int] = []

@@ -4,7 +4,8 @@
 Searches are not stored anywhere, and they run in web processes (the search API, the
 ticket page's suggestions) and in workers (reply drafts), so each one is counted in Redis:
 one pipelined round trip per search (a few ``HINCRBY`` on a hash per clock hour, which
-expires after the window), next to a search that embeds the query and asks PostgreSQL.
+expires after the window: ``support.window_counts``), next to a search that embeds the
+query and asks PostgreSQL.
 A scrape sums the hours of the window (``METRICS_WINDOW_SECONDS`` rounded up to whole
 hours, the current one included), like the other windowed gauges. Redis unavailable: the
 search goes on uncounted (logged), and the scrape reports the source down.
@@ -22,12 +23,12 @@ from django.conf import settings
 from prometheus_client.core import HistogramMetricFamily, Metric
 
 from support.metrics import PREFIX, gauge
-from support.redis_client import get_redis
+from support.window_counts import window_counts_add, window_counts_sum
 
 logger = logging.getLogger(__name__)
 
 BUCKETS_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-KEY = "metrics:kb-search:{hour}"
+KEY = "metrics:kb-search:{bucket}"  # the clock hour
 MAX_HOURS = 24 * 31
 
 
@@ -41,32 +42,19 @@ def _current_hour() -> int:
 
 def kb_search_record(*, seconds: float, results: int) -> None:
     """Count one search: its duration and whether it found nothing."""
-    hour = _current_hour()
-    key = KEY.format(hour=hour)
     bucket = next((i for i, bound in enumerate(BUCKETS_SECONDS) if seconds <= bound), "inf")
+    fields: dict[str, float] = {"n": 1, f"b{bucket}": 1, "sum": float(seconds)}
+    if results == 0:
+        fields["zero"] = 1
     try:
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.hincrby(key, "n", 1)
-        pipe.hincrby(key, f"b{bucket}", 1)
-        pipe.hincrbyfloat(key, "sum", seconds)
-        if results == 0:
-            pipe.hincrby(key, "zero", 1)
-        pipe.expire(key, (_hours() + 1) * 3600)
-        pipe.execute()
+        window_counts_add(KEY, {_current_hour(): fields}, keep_seconds=(_hours() + 1) * 3600)
     except redis.RedisError as exc:
         logger.warning("KB search not counted (Redis): %s", type(exc).__name__)
 
 
 def kb_search_metrics() -> Iterator[Metric]:
     now_hour = _current_hour()
-    pipe = get_redis().pipeline(transaction=False)
-    for hour in range(now_hour - _hours() + 1, now_hour + 1):
-        pipe.hgetall(KEY.format(hour=hour))
-    totals: dict[str, float] = {}
-    for row in pipe.execute():
-        for field, raw in row.items():
-            name = field.decode()
-            totals[name] = totals.get(name, 0.0) + float(raw)
+    totals = window_counts_sum(KEY, range(now_hour - _hours() + 1, now_hour + 1))
     n = totals.get("n", 0.0)
     zero = totals.get("zero", 0.0)
 

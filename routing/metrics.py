@@ -14,6 +14,12 @@ BedrockAPIErrors → ``support_routing_provider_errors
 cost → ``support_routing_tokens``, ``support_routing_cost_usd``,
 ``support_routing_cost_per_ticket_usd``. Not windowed: ``support_routing_unrouted_tickets``
 (tickets still without a decision; the routing sweep's work).
+
+Averages and ratios whose denominator is 0 in the window (no decision, no verdict, no
+decision by a router with an out-of-scope detector) are left out, not published as 0: a
+family with no sample is Prometheus' "no data" (an alarm rule's selector then finds
+nothing), while 0 would read as "every decision had confidence 0 / was wrong". Accuracy
+counts each decision's latest verdict only (``selectors.routing_verdicts_latest``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from django.db.models import Avg, Count, Q, Sum
 from prometheus_client.core import Metric
 
 from routing import selectors
-from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback
+from routing.models import FeedbackVerdict, RoutingDecision
 from routing.services import TICKETING_SYNC_KIND
 from support.delivery.models import Attempt, Outcome
 from support.metrics import gauge, histogram_from_queryset, window_start
@@ -87,15 +93,20 @@ def routing_metrics() -> Iterator[Metric]:
     )
     n = int(totals["n"] or 0)
 
-    average = gauge("routing_confidence_average", "Average decision confidence in the window.")
-    average.add_metric([], float(totals["confidence"] or 0))
+    average = gauge(
+        "routing_confidence_average",
+        "Average decision confidence in the window (no sample without decisions).",
+    )
+    if totals["confidence"] is not None:
+        average.add_metric([], float(totals["confidence"]))
     yield average
 
     review = gauge(
         "routing_manual_review_rate",
         "Share of decisions in the window flagged for manual review (0-1).",
     )
-    review.add_metric([], totals["review"] / n if n else 0.0)
+    if n:
+        review.add_metric([], totals["review"] / n)
     yield review
 
     unlike = gauge(
@@ -104,7 +115,8 @@ def routing_metrics() -> Iterator[Metric]:
         "text it found unlike any intent it was trained on (sent to review; 0-1).",
     )
     scored = int(totals["scored"] or 0)
-    unlike.add_metric([], totals["unlike"] / scored if scored else 0.0)
+    if scored:
+        unlike.add_metric([], totals["unlike"] / scored)
     yield unlike
 
     sync = gauge(
@@ -142,32 +154,42 @@ def routing_metrics() -> Iterator[Metric]:
     per_ticket = gauge(
         "routing_cost_per_ticket_usd", "Average model cost per decision in the window (USD)."
     )
-    per_ticket.add_metric([], cost / n if n else 0.0)
+    if n:
+        per_ticket.add_metric([], cost / n)
     yield per_ticket
     tokens_per_ticket = gauge(
         "routing_tokens_per_ticket", "Average tokens (in + out) per decision in the window."
     )
     used = float((totals["tokens_in"] or 0) + (totals["tokens_out"] or 0))
-    tokens_per_ticket.add_metric([], used / n if n else 0.0)
+    if n:
+        tokens_per_ticket.add_metric([], used / n)
     yield tokens_per_ticket
 
-    verdicts = RoutingFeedback.objects.filter(created_at__gte=since).aggregate(
-        n=Count("pk"),
-        accepted=Count("pk", filter=Q(verdict=FeedbackVerdict.ACCEPTED)),
-        team=Count("pk", filter=Q(team_correct=True)),
-        priority=Count("pk", filter=Q(priority_correct=True)),
+    verdicts = (
+        selectors.routing_verdicts_latest()
+        .filter(created_at__gte=since)
+        .aggregate(
+            n=Count("pk"),
+            accepted=Count("pk", filter=Q(verdict=FeedbackVerdict.ACCEPTED)),
+            team=Count("pk", filter=Q(team_correct=True)),
+            priority=Count("pk", filter=Q(priority_correct=True)),
+        )
     )
     judged = int(verdicts["n"] or 0)
     accuracy = gauge(
         "routing_accuracy",
-        "Share of decisions people judged correct in the window (0-1), from verdicts: "
-        "overall (accepted), team and priority.",
+        "Share of decisions people judged correct in the window (0-1), from each "
+        "decision's latest verdict: overall (accepted), team and priority.",
         ["dimension"],
     )
     for dimension, key in (("overall", "accepted"), ("team", "team"), ("priority", "priority")):
-        accuracy.add_metric([dimension], verdicts[key] / judged if judged else 0.0)
+        if judged:
+            accuracy.add_metric([dimension], verdicts[key] / judged)
     yield accuracy
-    feedback = gauge("routing_verdicts", "Verdicts people gave in the window.")
+    feedback = gauge(
+        "routing_verdicts",
+        "Reviewed decisions whose latest verdict was given in the window.",
+    )
     feedback.add_metric([], judged)
     yield feedback
 

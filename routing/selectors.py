@@ -122,9 +122,21 @@ def routing_review_queue() -> QuerySet[Ticket]:
     return Ticket.objects.filter(needs_review=True).select_related("customer", "team")
 
 
+def routing_verdicts_latest() -> QuerySet[RoutingFeedback]:
+    """Each reviewed decision's latest verdict only: a decision accepted twice counts
+    once, and one accepted then overridden counts as overridden (the later verdict
+    replaces the earlier one in every accuracy figure; the earlier rows stay, as history
+    and training data)."""
+    later = RoutingFeedback.objects.filter(
+        decision_id=OuterRef("decision_id"), pk__gt=OuterRef("pk")
+    )
+    return RoutingFeedback.objects.filter(~Exists(later))
+
+
 def routing_accuracy() -> dict[str, Any]:
-    """Accuracy measured from people's verdicts (accepted or overridden decisions)."""
-    agg = RoutingFeedback.objects.aggregate(
+    """Accuracy over reviewed decisions, each judged by its latest verdict (accepted or
+    overridden; :func:`routing_verdicts_latest`)."""
+    agg = routing_verdicts_latest().aggregate(
         reviewed=Count("id"),
         overridden=Count("id", filter=Q(verdict=FeedbackVerdict.OVERRIDDEN)),
         team_ok=Count("id", filter=Q(team_correct=True)),

@@ -55,7 +55,9 @@ def routing_quality(
     found unlike any intent it was trained on (of the decisions made by a router with an
     out-of-scope detector), the provider error rate (decisions whose provider failed and
     fell back to the local router: ``fallback_from`` set), accuracy from people's verdicts
-    (given in the window on any decision of the filtered tickets), tokens and cost per
+    (given in the window on any decision of the filtered tickets; each decision judged by
+    its latest verdict only, so a verdict replaced later no longer counts, in its bucket
+    or the total), tokens and cost per
     routed ticket, overall and per bucket. Ratios are None without data.
 
     Two passes, one over the window's decisions and one over its verdicts; ``GROUPING
@@ -80,6 +82,10 @@ def routing_quality(
         SELECT date_trunc(%s, v.created_at AT TIME ZONE %s) AS at, count(*),
                count(*) FILTER (WHERE v.verdict = %s)
         FROM {verdicts} v {v_joins} WHERE {v_where}
+          AND NOT EXISTS (
+            SELECT 1 FROM {verdicts} later
+            WHERE later.decision_id = v.decision_id AND later.id > v.id
+          )
         GROUP BY GROUPING SETS ((1), ())
     """  # noqa: S608 - as above
     with connection.cursor() as cursor:

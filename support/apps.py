@@ -18,7 +18,9 @@ class SupportConfig(AppConfig):
 
         register_builtin_sources()  # GET /metrics (support/metrics.py)
         from support.metrics import metric_source_register
-        from support.request_metrics import http_metrics
+        from support.request_metrics import http_metrics, http_window_metrics
 
-        # Request counts and latency by route (support/request_metrics.py).
+        # Request counts and latency by route (support/request_metrics.py), and the
+        # requests per minute of every web process, from Redis (the alarm evaluator's).
         metric_source_register("http", http_metrics)
+        metric_source_register("http_window", http_window_metrics)

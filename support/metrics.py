@@ -92,13 +92,18 @@ def metrics_collect(*, window_seconds: float | None = None) -> list[Metric]:
 # --- helpers shared by the sources ---------------------------------------------------------
 
 
-def window_start() -> datetime:
-    """The start of the window that windowed metrics count over (``metrics_window`` or
+def metrics_window_seconds() -> float:
+    """The length of the window that windowed metrics count over (``metrics_window`` or
     ``METRICS_WINDOW_SECONDS``)."""
     seconds = _window_seconds.get()
     if seconds is None:
         seconds = float(settings.METRICS_WINDOW_SECONDS)
-    return timezone.now() - timedelta(seconds=seconds)
+    return seconds
+
+
+def window_start() -> datetime:
+    """The start of the window that windowed metrics count over."""
+    return timezone.now() - timedelta(seconds=metrics_window_seconds())
 
 
 def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:

@@ -16,6 +16,21 @@ worker that died stay, so totals never go backwards, and the open-connection gau
 worker is dropped at the next scrape (:func:`dead_process_cleanup`). Without the variable
 (tests, ``manage.py runserver``) the values live in this process only.
 
+**Requests per minute in Redis, for the alarm evaluator.** The counters above live in the
+web processes' memory (or files), but alarm rules are evaluated by a Celery worker, another
+process and, deployed, another ECS task, which can read neither. So each request is also
+added to a per-process tally in memory (requests and 5xx answers per clock minute: a lock
+and two additions), and a daemon thread of each web process adds the tally to Redis every
+:data:`FLUSH_SECONDS` (``HINCRBY`` on a hash per minute that expires after
+:data:`KEEP_SECONDS`; ``support.window_counts``): one pipelined round trip per process
+every few seconds, never one per request, and never on the request's thread. Redis
+unreachable: that tally is dropped and logged (fail open: the requests are unaffected, the
+alarm sees fewer requests). The ``http_window`` metric source sums the minutes of the
+window (:func:`http_window_metrics`), wherever it runs; the seed's ``Http5xxRate`` rule
+divides its two gauges (``alerts`` migration 0003). Counts reach Redis up to
+``FLUSH_SECONDS`` after the request, and what a process had not added when it was killed
+(SIGKILL) is lost; a clean exit adds it.
+
 Labels stay bounded: ``route`` is the URL pattern the resolver matched
 (``api/tickets/<int:pk>``), never the path; a path that matched nothing is ``unmatched``,
 static files ``static``, and the paths answered before URL resolution (health probes,
@@ -24,8 +39,11 @@ static files ``static``, and the paths answered before URL resolution (health pr
 
 from __future__ import annotations
 
+import atexit
 import logging
+import math
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -36,6 +54,9 @@ from django.http import HttpRequest, HttpResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from redis import RedisError
+
+from support.window_counts import window_counts_add, window_counts_sum
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +97,8 @@ _children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
 def request_record(route: str, method: str, status: int, seconds: float) -> None:
-    """Count one answered request (a dict lookup and three in-memory writes)."""
+    """Count one answered request (a dict lookup and three in-memory writes, plus the
+    per-minute tally that reaches Redis every few seconds)."""
     if method not in METHODS:
         method = "other"
     key = (route, method, status)
@@ -86,6 +108,112 @@ def request_record(route: str, method: str, status: int, seconds: float) -> None
         _children[key] = pair
     pair[0].inc()
     pair[1].observe(seconds)
+    minute_count(status)
+
+
+# --- requests per minute in Redis (the alarm evaluator's source) ------------------------
+
+#: The Redis hash of one clock minute (``int(time.time() // 60)``): fields ``n`` (requests)
+#: and ``5xx``.
+MINUTE_KEY = "metrics:http:{bucket}"
+#: How often each web process adds its tally to Redis.
+FLUSH_SECONDS = 5.0
+#: How long a minute stays readable: the longest window the source answers, and a margin.
+MAX_WINDOW_SECONDS = 24 * 3600
+KEEP_SECONDS = MAX_WINDOW_SECONDS + 300
+
+_tally: dict[int, list[int]] = {}  # minute -> [requests, 5xx]
+_tally_lock = threading.Lock()
+_flusher_started = False
+
+
+def minute_count(status: int, *, at: float | None = None) -> None:
+    """Add one request (and whether it was a 5xx) to this process's tally; starts the
+    flushing thread with the first one (again in a forked child)."""
+    minute = int((time.time() if at is None else at) // 60)
+    with _tally_lock:
+        row = _tally.get(minute)
+        if row is None:
+            row = _tally[minute] = [0, 0]
+        row[0] += 1
+        if status >= 500:
+            row[1] += 1
+    if not _flusher_started:
+        _flusher_start()
+
+
+def minute_counts_flush() -> bool:
+    """Add this process's tally to Redis in one round trip and start a new one. False
+    when Redis could not be reached: that tally is dropped (logged), never retried
+    against a request."""
+    with _tally_lock:
+        if not _tally:
+            return True
+        tally = dict(_tally)
+        _tally.clear()
+    counts = {minute: {"n": n, "5xx": errors} for minute, (n, errors) in tally.items()}
+    try:
+        window_counts_add(MINUTE_KEY, counts, keep_seconds=KEEP_SECONDS)
+    except RedisError as exc:
+        lost = sum(n for n, _ in tally.values())
+        logger.warning(
+            "%d requests not counted for the alarms (Redis): %s", lost, type(exc).__name__
+        )
+        return False
+    return True
+
+
+def _flush_loop() -> None:
+    while True:
+        time.sleep(FLUSH_SECONDS)
+        try:
+            minute_counts_flush()
+        except Exception:  # the thread must outlive any one failure (logged)
+            logger.exception("Request counts flush failed")
+
+
+def _flusher_start() -> None:
+    global _flusher_started
+    with _tally_lock:
+        if _flusher_started:
+            return
+        _flusher_started = True
+    threading.Thread(target=_flush_loop, name="request-counts-flush", daemon=True).start()
+
+
+def _after_fork() -> None:
+    """A forked child has no flushing thread and must not add its parent's tally again."""
+    global _flusher_started
+    _flusher_started = False
+    _tally.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+atexit.register(minute_counts_flush)
+
+
+def http_window_metrics() -> Iterator[Metric]:
+    """The ``http_window`` metric source: requests and 5xx answers of every web process
+    over the window (the current minute included), from Redis."""
+    from support.metrics import gauge, metrics_window_seconds  # models: not at import time
+
+    seconds = min(float(metrics_window_seconds()), float(MAX_WINDOW_SECONDS))
+    now = int(time.time() // 60)
+    minutes = max(1, math.ceil(seconds / 60))
+    totals = window_counts_sum(MINUTE_KEY, range(now - minutes + 1, now + 1))
+    requests = gauge(
+        "http_window_requests",
+        "HTTP requests the web processes answered in the window (every process; counted "
+        "per minute in Redis, up to a few seconds late).",
+    )
+    requests.add_metric([], totals.get("n", 0.0))
+    yield requests
+    errors = gauge(
+        "http_window_errors",
+        "HTTP requests the web processes answered with a 5xx status in the window.",
+    )
+    errors.add_metric([], totals.get("5xx", 0.0))
+    yield errors
 
 
 def _early_routes() -> dict[str, str]:

@@ -309,8 +309,10 @@ def test_the_window_leaves_old_rows_out(
     RoutingDecision.objects.update(created_at=timezone.now() - timedelta(hours=2))
     families = scrape(client, token)
     assert families["support_routing_tickets_processed"] == {}
-    assert value(families, "support_routing_manual_review_rate") == 0
-    assert value(families, "support_routing_out_of_scope_rate") == 0
+    # No decision in the window: no review rate, no out-of-scope share (no sample; 0 would
+    # read as "none needed review")
+    assert families["support_routing_manual_review_rate"] == {}
+    assert families["support_routing_out_of_scope_rate"] == {}
     seconds = "support_routing_processing_seconds"
     assert value(families, seconds, f"{seconds}_count") == 0
 
@@ -365,3 +367,44 @@ def test_every_seed_metric_has_a_value_after_a_demo_load(
     before = RoutingDecision.objects.count(), RoutingFeedback.objects.count()
     call_command("load_demo", password="demo-password-123")
     assert (RoutingDecision.objects.count(), RoutingFeedback.objects.count()) == before
+
+
+def test_averages_and_ratios_without_samples_are_left_out(client: Client, token: str) -> None:
+    """Review r5: an idle window published average confidence 0 and accuracy 0 (and 0 %
+    review), which an alarm or a chart reads as "every decision had confidence 0 / was
+    wrong". Without a denominator the family has no sample; counts stay 0."""
+    families = scrape(client, token)
+    for name in (
+        "support_routing_confidence_average",
+        "support_routing_manual_review_rate",
+        "support_routing_out_of_scope_rate",
+        "support_routing_accuracy",
+        "support_routing_cost_per_ticket_usd",
+        "support_routing_tokens_per_ticket",
+    ):
+        assert families[name] == {}, name
+    assert value(families, "support_routing_verdicts") == 0
+    assert value(families, "support_routing_cost_usd") == 0
+
+
+def test_accuracy_counts_each_decision_by_its_latest_verdict(
+    client: Client, token: str, customer: Any
+) -> None:
+    ticket = ticket_create(customer=customer, subject="T", body="?")
+    decision = RoutingDecision.objects.create(
+        ticket=ticket,
+        correlation_id=ticket.correlation_id,
+        attempt_key="metrics",
+        priority="normal",
+        confidence=0.9,
+        provider="local",
+    )
+    for verdict, team_ok in ((FeedbackVerdict.ACCEPTED, True), (FeedbackVerdict.OVERRIDDEN, False)):
+        RoutingFeedback.objects.create(
+            decision=decision, verdict=verdict, team_correct=team_ok, priority_correct=True
+        )
+    families = scrape(client, token)
+    assert value(families, "support_routing_verdicts") == 1
+    assert value(families, "support_routing_accuracy", dimension="overall") == 0
+    assert value(families, "support_routing_accuracy", dimension="team") == 0
+    assert value(families, "support_routing_accuracy", dimension="priority") == 1

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +200,160 @@ def test_text_parses(client: Client, token: str) -> None:
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
     names = {f.name for f in text_string_to_metric_families(response.content.decode())}
     assert {REQUESTS, DURATION, "support_websocket_connections_open"} <= names
+
+
+# --- requests per minute in Redis: what the alarm evaluator (a Celery worker) reads ------
+
+
+@pytest.fixture
+def minute_tally(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """This process's tally starts empty, no flushing thread runs (the test flushes), the
+    per-minute keys in Redis are gone; yields the list of Redis writes of the tally."""
+    from support import window_counts
+    from support.redis_client import get_redis
+
+    monkeypatch.setattr(request_metrics, "_tally", {})
+    monkeypatch.setattr(request_metrics, "_flusher_started", True)
+    writes: list[Any] = []
+    real_add = window_counts.window_counts_add
+
+    def add(key: str, counts: Any, *, keep_seconds: int) -> None:
+        writes.append({minute: dict(fields) for minute, fields in counts.items()})
+        real_add(key, counts, keep_seconds=keep_seconds)
+
+    monkeypatch.setattr(request_metrics, "window_counts_add", add)
+    client = get_redis()
+    for key in client.scan_iter("metrics:http:*"):
+        client.delete(key)
+    yield writes
+    for key in client.scan_iter("metrics:http:*"):
+        client.delete(key)
+
+
+WEB_PROCESS_5XX = textwrap.dedent(
+    """
+    import django
+
+    django.setup()
+    from support.request_metrics import request_record
+
+    for _ in range(95):
+        request_record("inbox", "GET", 200, 0.01)
+    for _ in range(5):
+        request_record("inbox", "GET", 503, 0.01)
+    """
+)
+
+
+def _seed_rule(name: str) -> Any:
+    """The seed rule as the migrations leave it (a transactional test elsewhere may have
+    flushed the migrations' rows on a reused test database: put them back)."""
+    import importlib
+
+    from django.apps import apps
+
+    from alerts.models import AlertRule
+
+    for module, function in (
+        ("0001_alert_rules_alerts_targets", "seed_rules_create"),
+        ("0002_call_bedrock_failures_metric", "rule_metric_update"),
+        ("0003_http_5xx_rate_from_redis_counts", "rule_source_update"),
+    ):
+        getattr(importlib.import_module(f"alerts.migrations.{module}"), function)(apps, None)
+    return AlertRule.objects.get(name=name)
+
+
+def test_http_5xx_rate_fires_on_the_requests_of_another_process(
+    tmp_path: Path, minute_tally: list[Any]
+) -> None:
+    """Review r5: the rule is evaluated by a Celery worker (another process, another ECS
+    task); the web process's requests reach it through Redis, not the worker's own
+    counters. The web process here answers 100 requests, 5 of them 503 (5 % > 1 %) and
+    exits (a clean exit adds its tally; a running one adds it every few seconds)."""
+    from django.utils import timezone
+
+    from alerts.models import Alert, RuleEvaluation
+    from alerts.services import rule_evaluate
+    from support.metrics import metrics_collect
+
+    rule = _seed_rule("Http5xxRate")
+    env = {**os.environ, request_metrics.MULTIPROC_ENV: str(tmp_path)}
+    env.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
+    subprocess.run(
+        [sys.executable, "-c", WEB_PROCESS_5XX], cwd=ROOT, env=env, check=True, timeout=120
+    )
+    rule_evaluate(rule, metrics_collect(window_seconds=rule.window_seconds), now=timezone.now())
+    evaluation = RuleEvaluation.objects.get(rule=rule)
+    assert (evaluation.raw_numerator, evaluation.raw_denominator, evaluation.value) == (
+        5,
+        100,
+        0.05,
+    )
+    alert = Alert.objects.get(fingerprint=rule.fingerprint)
+    assert (alert.severity, alert.value) == ("critical", 0.05)
+    assert minute_tally == []  # nothing of this process's
+
+
+def test_requests_are_counted_in_memory_and_added_to_redis_in_one_write(
+    client: Client, minute_tally: list[Any]
+) -> None:
+    """The hot path never waits for Redis: 30 requests, no write; the flush (the thread's,
+    every FLUSH_SECONDS) adds them all in one pipelined write, per minute."""
+    from support.metrics import metrics_collect
+
+    for _ in range(28):
+        assert client.get("/health/live").status_code == 200
+    request_metrics.request_record("api/tickets", "POST", 500, 0.01)
+    request_metrics.request_record("api/tickets", "POST", 502, 0.01)
+    assert minute_tally == []
+    assert request_metrics.minute_counts_flush() is True
+    [write] = minute_tally
+    assert sum(f["n"] for f in write.values()) == 30
+    assert sum(f["5xx"] for f in write.values()) == 2
+    assert request_metrics.minute_counts_flush() is True  # nothing new: no write
+    assert len(minute_tally) == 1
+    families = {f.name: f for f in metrics_collect(window_seconds=300)}
+    [requests_in_window] = families["support_http_window_requests"].samples
+    [errors_in_window] = families["support_http_window_errors"].samples
+    assert (requests_in_window.value, errors_in_window.value) == (30, 2)
+
+
+def test_counts_older_than_the_window_are_left_out(minute_tally: list[Any]) -> None:
+    import time
+
+    from support.metrics import metrics_collect
+
+    now = time.time()
+    request_metrics.minute_count(503, at=now - 600)  # ten minutes ago
+    request_metrics.minute_count(200, at=now)
+    request_metrics.minute_counts_flush()
+    five = {f.name: f.samples[0].value for f in metrics_collect(window_seconds=300)
+            if f.name.startswith("support_http_window_")}  # fmt: skip
+    hour = {f.name: f.samples[0].value for f in metrics_collect(window_seconds=3600)
+            if f.name.startswith("support_http_window_")}  # fmt: skip
+    assert five == {"support_http_window_requests": 1, "support_http_window_errors": 0}
+    assert hour == {"support_http_window_requests": 2, "support_http_window_errors": 1}
+
+
+def test_redis_down_loses_the_count_not_the_request(
+    client: Client, minute_tally: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    from support import window_counts
+
+    def down() -> Any:
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr(window_counts, "get_redis", down)
+    assert client.get("/health/live").status_code == 200
+    assert request_metrics.minute_counts_flush() is False
+    assert request_metrics._tally == {}  # dropped, not retried against a request
+    monkeypatch.undo()
+
+
+def test_a_forked_child_starts_with_an_empty_tally(minute_tally: list[Any]) -> None:
+    request_metrics.minute_count(200)
+    request_metrics._after_fork()
+    assert request_metrics._tally == {}
+    assert request_metrics._flusher_started is False

@@ -77,3 +77,6 @@ def seed_rules(db: Any) -> None:
     importlib.import_module(
         "alerts.migrations.0002_call_bedrock_failures_metric"
     ).rule_metric_update(apps, None)
+    importlib.import_module(
+        "alerts.migrations.0003_http_5xx_rate_from_redis_counts"
+    ).rule_source_update(apps, None)

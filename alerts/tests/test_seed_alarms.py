@@ -62,6 +62,10 @@ SEED_ALARMS: list[tuple[str, str, str, float, int, dict[str, Any], dict[str, Any
      {"support_call_events_failed": 1}, {"support_call_events_failed": 0}),
     ("CallBedrockFailures", "warning", "gt", 0.0, 300,
      {"support_call_bedrock_failures": 1}, {"support_call_bedrock_failures": 0}),
+    # the web processes' requests per minute, from Redis (migration 0003)
+    ("Http5xxRate", "critical", "gt", 0.01, 300,
+     {"support_http_window_errors": 3, "support_http_window_requests": 200},
+     {"support_http_window_errors": 2, "support_http_window_requests": 200}),
 ]  # fmt: skip
 
 
@@ -118,30 +122,27 @@ def test_seed_alarm_fires_over_its_threshold_and_resolves_under_it(
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("seed_rules")
-def test_seed_http_5xx_rate_uses_the_counters_increase_over_five_minutes(feed):
+def test_seed_http_5xx_rate_reads_the_requests_per_minute_every_process_can_read(feed):
+    """Review r5: the rule watched ``support_http_requests_total``, counters that only the
+    web processes hold, while a Celery worker evaluates it. It now divides the window
+    gauges of the ``http_window`` source (requests per minute in Redis), and the web
+    processes' counters seen by the evaluator change nothing."""
     rule = _only("Http5xxRate")
-    assert (rule.severity, rule.threshold, rule.window_seconds, rule.aggregation) == (
-        "critical",
-        0.01,
-        300,
-        "increase",
+    assert (rule.metric, rule.denominator, rule.aggregation) == (
+        "support_http_window_errors",
+        "support_http_window_requests",
+        "window",
     )
-    total = "support_http_requests_total"
     now = timezone.now()
-
-    def counters(ok: int, errors: int) -> dict[str, Any]:
-        return {total: [({"route": "inbox", "status": "200"}, ok),
-                        ({"route": "inbox", "status": "503"}, errors)]}  # fmt: skip
-
-    # All time: 10% errors, but no baseline yet: no data, nothing fires.
-    feed.set(**counters(900, 100))
+    total = "support_http_requests_total"
+    feed.set(**{
+        total: [({"route": "inbox", "status": "503"}, 50)],
+        "support_http_window_errors": 0,
+        "support_http_window_requests": 100,
+    })  # fmt: skip
     assert alert_rules_evaluate(now=now).fired == []
-    # 5 minutes later: +198 OK, +2 errors = 1% (not over 1%).
-    feed.set(**counters(1098, 102))
-    assert alert_rules_evaluate(now=now + timedelta(minutes=5)).fired == []
-    # 5 more minutes: +197 OK, +3 errors = 1.5%.
-    feed.set(**counters(1295, 105))
-    assert alert_rules_evaluate(now=now + timedelta(minutes=10)).fired == [rule.pk]
+    feed.set(**{"support_http_window_errors": 3, "support_http_window_requests": 200})
+    assert alert_rules_evaluate(now=now + timedelta(minutes=1)).fired == [rule.pk]
     assert Alert.objects.get().value == pytest.approx(0.015)
 
 
@@ -150,9 +151,9 @@ def test_seed_http_5xx_rate_uses_the_counters_increase_over_five_minutes(feed):
 def test_quiet_metrics_fire_no_seed_alarm(feed):
     """An installation with no traffic (no decisions, no calls) raises nothing: a ratio with
     a zero denominator is no data, not 0% confidence."""
-    assert AlertRule.objects.filter(enabled=True).count() == len(SEED_ALARMS) + 1
+    assert AlertRule.objects.filter(enabled=True).count() == len(SEED_ALARMS)
     report = alert_rules_evaluate(now=timezone.now())
-    assert report.evaluated == len(SEED_ALARMS) + 1
+    assert report.evaluated == len(SEED_ALARMS)
     assert report.fired == []
     assert not Alert.objects.exists()
 
@@ -184,3 +185,31 @@ def test_call_bedrock_failures_migration_moves_only_the_old_default(edited):
     migration.rule_metric_restore(apps, None)
     rule.refresh_from_db()
     assert rule.metric == (mine if edited else migration.OLD_METRIC)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("edited", [False, True], ids=["default", "edited"])
+def test_http_5xx_rate_migration_moves_only_the_old_default(edited):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("alerts.migrations.0003_http_5xx_rate_from_redis_counts")
+    metric, denominator, aggregation = migration.OLD
+    AlertRule.objects.filter(name="Http5xxRate").delete()
+    rule = AlertRule.objects.create(
+        name="Http5xxRate",
+        metric='support_http_requests_total{status="500"}' if edited else metric,
+        denominator=denominator,
+        aggregation=aggregation,
+        threshold=0.01,
+        severity="critical",
+    )
+    before = (rule.metric, rule.denominator, rule.aggregation)
+    migration.rule_source_update(apps, None)
+    rule.refresh_from_db()
+    moved = (rule.metric, rule.denominator, rule.aggregation)
+    assert moved == (before if edited else migration.NEW)
+    migration.rule_source_restore(apps, None)
+    rule.refresh_from_db()
+    assert (rule.metric, rule.denominator, rule.aggregation) == before

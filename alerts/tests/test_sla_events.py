@@ -151,3 +151,125 @@ def test_sla_due_times_read_as_people_write_them(due_at: Any, shown: str) -> Non
     from alerts.services import _readable_time
 
     assert _readable_time(due_at) == shown
+
+
+# --- SLA alerts resolve when the clock has stopped (review r5) ---------------------------
+
+
+def _ticket(**fields: Any) -> Any:
+    from tickets import services as ticket_services
+    from tickets.models import Customer, Ticket
+
+    customer, _ = Customer.objects.get_or_create(email="ada@example.org", defaults={"name": "Ada"})
+    ticket = ticket_services.ticket_create(customer=customer, subject="help", body="hi")
+    if fields:
+        Ticket.objects.filter(pk=ticket.pk).update(**fields)
+        ticket.refresh_from_db()
+    return ticket
+
+
+def _raise(ticket: Any, event_type: str, target: str = "first_response") -> Alert:
+    from django.utils import timezone
+
+    from alerts.services import sla_event_handle
+
+    due = getattr(ticket, f"{target}_due_at") or timezone.now()
+    raised = sla_event_handle(
+        event_id=OutboxEvent.objects.count() + 1000,
+        event_type=event_type,
+        payload={
+            "ticket_id": ticket.pk,
+            "ticket_ref": ticket.number,
+            "target": target,
+            "due_at": due.isoformat(),
+        },
+    )
+    assert raised is not None
+    return raised.alert
+
+
+def _near(minutes: int) -> Any:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() + timedelta(minutes=minutes)
+
+
+@pytest.mark.django_db
+def test_an_answered_tickets_first_response_alert_resolves_through_the_relay(
+    agent, django_capture_on_commit_callbacks
+):
+    """The agent's reply is a ``message.created`` event: the relay batch that carries it
+    resolves the alert, by the system (no actor), with the reason in its history."""
+    from tickets import services as ticket_services
+
+    ticket = _ticket(first_response_due_at=_near(20))
+    alert = _raise(ticket, "sla.warning")
+    other = _raise(_ticket(first_response_due_at=_near(20)), "sla.warning")
+    ticket_services.message_add(ticket=ticket, body="On it", author_user=agent)
+    _relay(django_capture_on_commit_callbacks)
+    alert.refresh_from_db()
+    other.refresh_from_db()
+    assert (alert.state, alert.resolved_by) == (AlertState.RESOLVED, None)
+    [resolved] = [e for e in alert.history.all() if e.action == "resolved"]
+    assert resolved.actor is None
+    assert resolved.note.startswith("Condition cleared: first response given")
+    assert other.state == AlertState.FIRING  # not answered
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", ["resolved", "closed"])
+def test_a_resolved_or_closed_tickets_breach_alerts_resolve(agent, status):
+    from alerts.services import sla_alerts_resolve
+    from tickets import services as ticket_services
+
+    ticket = _ticket(first_response_due_at=_near(-5), resolution_due_at=_near(-1))
+    first = _raise(ticket, "sla.breached")
+    resolution = _raise(ticket, "sla.breached", target="resolution")
+    assert sla_alerts_resolve(ticket_ids=[ticket.pk]) == []  # still running, still late
+    ticket_services.ticket_update(ticket=ticket, actor=agent, status=status)
+    assert sla_alerts_resolve(ticket_ids=[ticket.pk]) == [first.pk, resolution.pk]
+    for alert in (first, resolution):
+        alert.refresh_from_db()
+        assert alert.state == AlertState.RESOLVED
+
+
+@pytest.mark.django_db
+def test_a_merged_tickets_alert_resolves_at_the_next_evaluation(supervisor):
+    from django.utils import timezone
+
+    from alerts.services import alert_rules_evaluate
+    from tickets import services as ticket_services
+
+    source = _ticket(first_response_due_at=_near(-5))
+    target = _ticket()
+    alert = _raise(source, "sla.breached")
+    ticket_services.ticket_merge(source=source, target=target, actor=supervisor)
+    report = alert_rules_evaluate(now=timezone.now())
+    assert report.sla_resolved == [alert.pk]
+    alert.refresh_from_db()
+    assert alert.state == AlertState.RESOLVED
+    assert "was merged" in alert.history.get(action="resolved").note
+
+
+@pytest.mark.django_db
+def test_a_warning_whose_due_time_moved_out_of_the_window_resolves_a_breach_does_not():
+    from alerts.services import sla_alerts_resolve
+    from tickets.models import Ticket
+
+    warned = _ticket(first_response_due_at=_near(20))
+    warning = _raise(warned, "sla.warning")
+    late = _ticket(resolution_due_at=_near(-5))
+    breach = _raise(late, "sla.breached", target="resolution")
+    pending = _ticket(resolution_due_at=_near(10), status="pending")
+    paused = _raise(pending, "sla.warning", target="resolution")
+    assert sla_alerts_resolve() == []
+    # a lower priority (or an edited policy): due in 3 hours, out of the 30-minute window
+    Ticket.objects.filter(pk__in=[warned.pk, late.pk]).update(
+        first_response_due_at=_near(180), resolution_due_at=_near(180)
+    )
+    assert sla_alerts_resolve() == [warning.pk]
+    for alert in (breach, paused):  # a breach happened; a pause is not a stop
+        alert.refresh_from_db()
+        assert alert.state == AlertState.FIRING

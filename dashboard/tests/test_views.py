@@ -338,3 +338,42 @@ def test_routing_breakdown_widgets_say_no_data_in_an_empty_range(sup):
         fragment = sup.get(f"/dashboard/widgets/{name}/").content.decode()
         assert "No data in this range." in fragment, name
         assert "<svg" not in fragment, name
+
+
+@pytest.mark.parametrize(("preset", "days"), [("7d", 7), ("30d", 30), ("90d", 90)])
+def test_day_presets_are_whole_local_days_and_rows_match_totals(preset, days):
+    """Review r5: "Last 7 days" was 7 × 24 h back from now, so its day rows were 8, the
+    first a partial day whose tickets before the cut-off were missing. A day preset is
+    now whole local days, today included: 7 rows, each a whole day, and every ticket of
+    the first day is in its row and in the totals."""
+    from dashboard.filters import filters_parse
+    from tickets.dashboard_widgets import channel_data, flow_data
+
+    now = timezone.localtime().replace(hour=12, minute=0, second=0, microsecond=0)
+    parsed = filters_parse({"range": preset}, team_ids=[], channels=[], now=now)
+    first_day = now - timedelta(days=days - 1)
+    assert parsed.filters.start == first_day.replace(hour=0)
+    assert (parsed.start_date, parsed.end_date) == (first_day.date(), now.date())
+    customer = Customer.objects.create(name="Ada", email="ada-days@x.org")
+    for at in (
+        first_day.replace(hour=0, minute=30),  # the first day's early hours
+        first_day.replace(hour=23),
+        first_day - timedelta(hours=13),  # the day before the range (23:00)
+    ):
+        ticket = Ticket.objects.create(customer=customer, subject="s", channel="email")
+        Ticket.objects.filter(pk=ticket.pk).update(created_at=at)
+    data = flow_data(parsed.filters)
+    assert len(data.rows) == days
+    assert data.rows[0][0] == first_day.strftime("%Y-%m-%d")
+    assert data.rows[0][1] == 2
+    assert {s.label: s.value for s in data.stats}["Created"] == 2
+    assert channel_data(parsed.filters).rows == [["Email", 2, 2]]
+
+
+def test_the_24_hour_preset_stays_rolling():
+    from dashboard.filters import filters_parse
+
+    now = timezone.localtime().replace(hour=12, minute=30, second=0, microsecond=0)
+    parsed = filters_parse({"range": "24h"}, team_ids=[], channels=[], now=now)
+    assert (parsed.filters.start, parsed.filters.end) == (now - timedelta(hours=24), now)
+    assert parsed.filters.bucket == "hour"

@@ -157,3 +157,53 @@ def test_an_empty_window_has_no_figures(today):
     quality = routing_quality(**window)
     assert quality["provider_errors"] == 0
     assert quality["provider_error_rate"] is None
+
+
+# --- accuracy counts each reviewed decision once, by its latest verdict (review r5) ------
+
+
+def test_a_decision_accepted_twice_is_one_reviewed_decision(supervisor):
+    from routing import selectors, services
+
+    decision = _decision(timezone.now(), team=Team.objects.create(slug="orders", name="Orders"))
+    services.routing_decision_accept(decision=decision, actor=supervisor)
+    services.routing_decision_accept(decision=decision, actor=supervisor)  # a double click
+    now = timezone.now()
+    quality = routing_quality(start=now - DAY, end=now + timedelta(minutes=1))
+    assert selectors.routing_accuracy() == {
+        "reviewed": 1,
+        "overridden": 0,
+        "team_accuracy": 1.0,
+        "priority_accuracy": 1.0,
+    }
+    assert (quality["verdicts"], quality["accuracy"]) == (1, 1.0)
+
+
+def test_accepted_then_overridden_counts_as_overridden_only(supervisor):
+    """The later verdict replaces the earlier one: one decision whose team was wrong is
+    0 % team accuracy, not 50 %; in the bucket of the earlier verdict it is gone."""
+    from routing import selectors, services
+
+    orders = Team.objects.create(slug="orders", name="Orders")
+    billing = Team.objects.create(slug="billing", name="Billing")
+    decision = _decision(timezone.now(), team=orders)
+    accepted = services.routing_decision_accept(decision=decision, actor=supervisor)
+    yesterday = timezone.now() - DAY
+    type(accepted).objects.filter(pk=accepted.pk).update(created_at=yesterday)
+    services.routing_decision_override(
+        decision=decision, actor=supervisor, team=billing, priority="normal"
+    )
+    other = _decision(timezone.now(), team=orders)
+    services.routing_decision_accept(decision=other, actor=supervisor)
+    now = timezone.now()
+    assert selectors.routing_accuracy() == {
+        "reviewed": 2,
+        "overridden": 1,
+        "team_accuracy": 0.5,
+        "priority_accuracy": 1.0,
+    }
+    quality = routing_quality(start=now - 3 * DAY, end=now + timedelta(minutes=1))
+    assert (quality["verdicts"], quality["accuracy"]) == (2, 0.5)
+    by_day = {at.date(): (c["verdicts"], c["accepted"]) for at, c in quality["buckets"].items()}
+    assert by_day.get(timezone.localtime(yesterday).date(), (0, 0)) == (0, 0)
+    assert by_day[timezone.localtime(now).date()] == (2, 1)

@@ -19,7 +19,7 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from support.errors import Forbidden, InvalidInput, NotFound
+from support.errors import Conflict, Forbidden, InvalidInput, NotFound
 from support.events import event_record
 from tickets.context.cache import context_invalidate
 from tickets.context.interactions import InteractionRecord, get_backend
@@ -251,7 +251,17 @@ def feedback_token_ticket_id(token: str) -> int:
     return int(data["ticket"])
 
 
+MERGED_FEEDBACK_MESSAGE = (
+    "This request was merged into another one of yours; we will ask about that one when "
+    "it is resolved, so there is nothing to rate here."
+)
+
+
 def _feedback_status_check(ticket: Ticket) -> None:
+    if ticket.merged_into_id is not None:
+        # A merged ticket is a closed duplicate: its answer would count in CSAT beside the
+        # ticket it became (docs/dashboard.md: merged tickets are left out everywhere).
+        raise Conflict(MERGED_FEEDBACK_MESSAGE, details={"ticket": ["Merged."]})
     if ticket.status not in FEEDBACK_STATUSES:
         raise InvalidInput(
             f"status: feedback is for resolved or closed tickets; {ticket.number} is "
@@ -278,7 +288,9 @@ def feedback_submit(
     *, ticket: Ticket, rating: int, comment: str = "", via_link: bool = False
 ) -> tuple[CsatFeedback, bool]:
     """Record the customer's CSAT for a resolved or closed ticket; a new answer replaces
-    the previous one. Returns ``(feedback, created)``.
+    the previous one. Returns ``(feedback, created)``. A ticket merged into another is
+    refused (``Conflict``): the answer is not moved to the ticket it was merged into,
+    which may be another customer's and is asked about on its own when resolved.
 
     The same answer again (a form sent twice, a replayed request) changes nothing: no
     new event or interaction. The answer and its ``csat.submitted`` event are one
@@ -371,4 +383,6 @@ def ticket_for_feedback(*, ticket_id: int) -> Ticket:
     ticket = Ticket.objects.filter(pk=ticket_id).first()
     if ticket is None:
         raise NotFound(f"No ticket {ticket_id}.")
+    if ticket.merged_into_id is not None:
+        raise Conflict(MERGED_FEEDBACK_MESSAGE, details={"ticket": ["Merged."]})
     return ticket

@@ -20,8 +20,11 @@ def csat_summary(
 ) -> dict[str, Any]:
     """Answers given in the window (by ``updated_at``: the last answer counts) about the
     filtered tickets: ``{responses, average, satisfied_ratio, ratings: {1..5: n}}``;
-    satisfied means a rating of 4 or 5 (the usual CSAT score)."""
-    qs = CsatFeedback.objects.filter(updated_at__gte=start, updated_at__lt=end)
+    satisfied means a rating of 4 or 5 (the usual CSAT score). Answers on merged tickets
+    are left out (a closed duplicate; new answers on them are refused)."""
+    qs = CsatFeedback.objects.filter(
+        updated_at__gte=start, updated_at__lt=end, ticket__merged_into__isnull=True
+    )
     if team_ids:
         qs = qs.filter(ticket__team_id__in=list(team_ids))
     if channels:

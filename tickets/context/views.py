@@ -8,7 +8,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from support.errors import ApplicationError
+from support.errors import ApplicationError, Conflict
 from support.parsing import parse_id
 from support.throttling import client_ip_from_meta, hit
 from tickets.context import services
@@ -30,6 +30,8 @@ def feedback_page(request: HttpRequest, token: str) -> HttpResponse:
     try:
         ticket_id = services.feedback_token_ticket_id(token)
         ticket = services.ticket_for_feedback(ticket_id=ticket_id)
+    except Conflict as exc:  # a merged ticket: nothing to rate here (not a bad link)
+        return render(request, TEMPLATE, {"merged": True, "error": exc.message}, status=409)
     except ApplicationError as exc:
         return render(request, TEMPLATE, {"error": exc.message}, status=403)
     context: dict[str, object] = {"ticket": ticket, "ratings": range(1, 6)}

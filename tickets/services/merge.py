@@ -23,6 +23,24 @@ from tickets.services.lifecycle import _search_vector_for, _system_note
 # --- workbench ------------------------------------------------------------------
 
 
+def _first_response_carry(source: Ticket, target: Ticket) -> tuple[str | None, str] | None:
+    """The source's agent replies move to the target's timeline, so the target was
+    answered when the earlier of the two was (docs/sla.md): a target whose only reply came
+    from the source no longer counts as unanswered (the SLA checker, the workbench badge
+    and the alerts read ``first_response_at``; the due times, from creation, priority,
+    team and channel, do not change). Never before the target existed: a reply on the
+    duplicate before the target was opened answered it at once. Changes ``target``;
+    returns (before, after) as ISO text when it changed."""
+    if source.first_response_at is None:
+        return None
+    answered = max(source.first_response_at, target.created_at)
+    before = target.first_response_at
+    if before is not None and before <= answered:
+        return None
+    target.first_response_at = answered
+    return (before.isoformat() if before else None, answered.isoformat())
+
+
 @transaction.atomic
 def ticket_merge(
     *, source: Ticket, target: Ticket, actor: Any = None, confirm_customer_merge: bool = False
@@ -108,6 +126,9 @@ def ticket_merge(
     ):
         target.waiting_since = source.waiting_since
         fields.append("waiting_since")
+    carried = _first_response_carry(source, target)
+    if carried:
+        fields.append("first_response_at")
     target.save(update_fields=fields)
     old_status = source.status
     source.merged_into = target
@@ -133,7 +154,10 @@ def ticket_merge(
         source,
         changes={"status": [old_status, TicketStatus.CLOSED], "merged_into": [None, target.pk]},
     )
-    _ticket_event("ticket.updated", target, changes={"merged_from": [None, source.pk]})
+    changes: dict[str, Any] = {"merged_from": [None, source.pk]}
+    if carried:
+        changes["first_response_at"] = [carried[0], carried[1]]
+    _ticket_event("ticket.updated", target, changes=changes)
     if cross_customer:
         audit_log_record(
             actor=actor,

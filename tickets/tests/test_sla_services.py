@@ -425,3 +425,48 @@ def test_reapply_works_through_batches_and_skips_merged_tickets(customer, always
     SlaPolicy.objects.filter(pk=policy.pk).update(first_response_minutes=5)
     assert sla_services.tickets_sla_reapply(batch_size=2) == 4
     assert Ticket.objects.get(pk=tickets[4].pk).first_response_due_at == merged_due
+
+
+# --- a merge carries the source's first response over (review r5) ------------------------
+
+
+def test_a_merge_carries_the_sources_first_response_to_an_unanswered_target(
+    customer, always, agent
+):
+    """The target's only agent reply came from the merged source: the target was answered
+    then, and the checker records no first-response breach for it."""
+    _policy(always, fr=60, res=240)
+    target = _backdate(_ticket(customer, priority="high"), minutes=120)
+    source = _backdate(_ticket(customer, priority="high"), minutes=90)
+    services.message_add(ticket=source, body="On it", author_user=agent)
+    answered = Ticket.objects.get(pk=source.pk).first_response_at
+    assert answered is not None
+    assert Ticket.objects.get(pk=target.pk).first_response_at is None
+    services.ticket_merge(source=source, target=target, actor=agent)
+    merged = Ticket.objects.get(pk=target.pk)
+    assert merged.first_response_at == answered
+    assert (target.pk, "first_response", "breached") not in sla_services.sla_check().recorded
+    event = OutboxEvent.objects.filter(
+        event_type="ticket.updated", aggregate_id=str(target.pk)
+    ).latest("id")
+    assert event.payload["changes"]["first_response_at"] == [None, answered.isoformat()]
+
+
+def test_a_merge_keeps_the_earlier_first_response_and_never_one_before_the_target(customer, agent):
+    early = _ticket(customer)
+    services.message_add(ticket=early, body="Answered early", author_user=agent)
+    late_target = _backdate(_ticket(customer), minutes=0)
+    Ticket.objects.filter(pk=early.pk).update(
+        first_response_at=late_target.created_at - timedelta(hours=1)
+    )
+    # answered on the duplicate before the target existed: the target was answered at once
+    services.ticket_merge(source=Ticket.objects.get(pk=early.pk), target=late_target, actor=agent)
+    assert Ticket.objects.get(pk=late_target.pk).first_response_at == late_target.created_at
+
+    answered_target = _ticket(customer)
+    services.message_add(ticket=answered_target, body="First", author_user=agent)
+    first = Ticket.objects.get(pk=answered_target.pk).first_response_at
+    later = _ticket(customer)
+    services.message_add(ticket=later, body="Second", author_user=agent)
+    services.ticket_merge(source=later, target=answered_target, actor=agent)
+    assert Ticket.objects.get(pk=answered_target.pk).first_response_at == first

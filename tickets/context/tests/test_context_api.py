@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from support.errors import Conflict
 from support.models import OutboxEvent
 from tickets import services as core
 from tickets.context import services
@@ -397,3 +398,51 @@ def test_a_csat_answer_is_saved_without_the_interactions_store_or_the_analyser(
     [interaction] = Interaction.objects.all()
     assert interaction.summary == "CSAT 5/5: Sorted, thanks"
     assert interaction.sentiment_label == "positive"
+
+
+# --- merged tickets take no CSAT answer and count in no CSAT figure (review r5) ----------
+
+
+def _merged_pair(customer, supervisor):
+    target = _resolved_ticket(customer)
+    source = _resolved_ticket(customer)
+    core.ticket_merge(source=source, target=target, actor=supervisor)
+    return Ticket.objects.get(pk=source.pk), target
+
+
+def test_csat_figures_leave_merged_tickets_out(customer, supervisor):
+    from tickets.context.stats import csat_summary
+
+    source, target = _merged_pair(customer, supervisor)
+    services.feedback_submit(ticket=target, rating=5)
+    # an answer the duplicate took before it was merged (or before this fix)
+    CsatFeedback.objects.create(ticket=source, customer=customer, rating=1)
+    now = timezone.now()
+    summary = csat_summary(start=now - timedelta(days=1), end=now + timedelta(minutes=1))
+    assert summary == {
+        "responses": 1,
+        "average": 5.0,
+        "satisfied_ratio": 1.0,
+        "ratings": {1: 0, 2: 0, 3: 0, 4: 0, 5: 1},
+    }
+
+
+def test_a_merged_tickets_feedback_link_is_refused_with_a_clear_page(
+    client, api_client, customer, supervisor
+):
+    source, _ = _merged_pair(customer, supervisor)
+    token = services.feedback_token_make(source)
+    page = client.get(f"/feedback/{token}")
+    assert page.status_code == 409
+    text = page.content.decode()
+    assert "This request was merged" in text
+    assert services.MERGED_FEEDBACK_MESSAGE in text
+    assert client.post(f"/feedback/{token}", {"rating": "1"}).status_code == 409
+    api = api_client.post(
+        f"/api/tickets/{source.pk}/feedback", {"rating": 1, "token": token}, format="json"
+    )
+    assert api.status_code == 409
+    assert api.json()["error"]["details"] == {"ticket": ["Merged."]}
+    with pytest.raises(Conflict):
+        services.feedback_submit(ticket=source, rating=1)
+    assert not CsatFeedback.objects.exists()
