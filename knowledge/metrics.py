@@ -80,5 +80,6 @@ def kb_search_metrics() -> Iterator[Metric]:
     rate = gauge(
         "kb_search_zero_result_rate", "Share of the window's searches that found nothing (0-1)."
     )
-    rate.add_metric([], zero / n if n else 0.0)
+    if n:  # no searches: no rate (a 0 would read as "every search found something")
+        rate.add_metric([], zero / n)
     yield rate
