@@ -343,6 +343,43 @@ def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
     assert json.loads(out.strip().splitlines()[-1]) == []
 
 
+_PROD_SETTINGS_ENV = {
+    "ENVIRONMENT": "prod",
+    "DJANGO_SETTINGS_MODULE": "support.settings",
+    "SECRET_KEY": "build-only",
+    "ALLOWED_HOSTS": "build",
+    "DATABASE_URL": "postgresql://x@localhost/x",
+    "REDIS_URL": "redis://localhost:6379/0",
+    "CHANNELS_SECRETS_KEY": "A" * 43 + "=",
+}
+
+
+@pytest.mark.parametrize(
+    ("given", "region"),
+    [
+        ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-central-1"}, "eu-west-1"),
+        # boto's standard variable, which platforms set, when ours is not (Elastic Beanstalk)
+        ({"AWS_DEFAULT_REGION": "eu-central-1"}, "eu-central-1"),
+        ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "ap-south-1"}, "ap-south-1"),
+        ({}, "us-east-1"),
+    ],
+)
+def test_the_aws_region_falls_back_to_botos_default_region(
+    given: dict[str, str], region: str
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": str(ROOT),
+        **_PROD_SETTINGS_ENV,
+        **given,
+    }
+    code = (
+        "from django.conf import settings; print(settings.AWS_REGION, settings.AWS_S3_REGION_NAME)"
+    )
+    assert _python(["-c", code], env=env).split() == [region, region]
+
+
 def test_the_minilm_cache_folder_comes_from_the_environment(monkeypatch, tmp_path) -> None:
     from support import minilm
 
@@ -474,6 +511,10 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     assert os.access(hook, os.X_OK)
     # the encoder is built before the processes start, where they look for it
     assert "MINILM_CACHE_DIR: /var/app/minilm" in config
+    # The region is one the operator sets (nothing in option_settings can name it): the
+    # config lists it with the other values to set, with a placeholder.
+    to_set = config.split("Set in the console", 1)[1]
+    assert re.search(r"AWS_REGION=<[^>]*region", to_set)
     assert 'python -m support.minilm "${MINILM_CACHE_DIR:-/var/app/minilm}"' in hook.read_text()
 
 
