@@ -469,6 +469,45 @@ def test_the_container_runs_the_same_commands_as_make_run(monkeypatch) -> None:
         processes.container_command("wokrer", {})
 
 
+@pytest.mark.parametrize("name", list(processes.READERS))
+def test_a_reader_without_its_queue_says_so_once_and_idles_until_stopped(name: str) -> None:
+    # Elastic Beanstalk runs every Procfile process and restarts one that exits: a reader
+    # whose queue is not configured waits instead, and stops cleanly on SIGTERM.
+    import select
+    import signal
+    import subprocess
+
+    variable = processes.READERS[name][1]
+    env = {key: value for key, value in os.environ.items() if not key.endswith("_QUEUE_URL")}
+    env[variable] = " "
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "processes.py"), name],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([proc.stderr], [], [], 30)
+        assert ready, "the reader said nothing"
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"{name}: not configured ({variable} is not set)" in line
+        assert proc.poll() is None, "the reader exited instead of idling"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert "not configured" not in err  # said once
+    assert out == ""
+    assert processes.reader_unconfigured(name, {})
+    assert not processes.reader_unconfigured(name, {variable: "https://sqs/q"})
+    assert not processes.reader_unconfigured("worker", {})
+
+
 def test_the_entrypoint_delegates_to_the_process_table() -> None:
     entrypoint = (ROOT / "deploy" / "entrypoint.sh").read_text()
     assert 'exec python "$(dirname "$0")/../scripts/processes.py" "$@"' in entrypoint
