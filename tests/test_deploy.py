@@ -530,6 +530,12 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     options = yaml.safe_load(config)["option_settings"]
     # Beat runs exactly once: one instance, never a second one beside it while deploying.
     assert options["aws:autoscaling:asg"] == {"MinSize": "1", "MaxSize": "1"}
+    # Every process on that instance: about 3 GB (docs/benchmarks.md), so at least 4 GiB.
+    memory_gib = {"t3.medium": 4, "t3a.medium": 4, "t3.large": 8, "m6i.large": 8, "m7i.large": 8}
+    types = options["aws:ec2:instances"]["InstanceTypes"].split(",")
+    assert types
+    assert all(memory_gib.get(kind.strip(), 0) >= 4 for kind in types), types
+    assert "aws:autoscaling:launchconfiguration" not in options  # one place says the type
     assert options["aws:elasticbeanstalk:command"]["DeploymentPolicy"] == "AllAtOnce"
     # Production settings redirect to HTTPS: the load balancer terminates TLS (the
     # certificate is given when the environment is created, docs/deploy.md).
