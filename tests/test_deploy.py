@@ -1102,14 +1102,11 @@ def test_alert_topics_and_the_event_bus_are_granted_to_the_worker_only_when_give
         "arn:aws:sns:us-east-1:123456789012:pager",
         "arn:aws:sns:eu-west-1:123456789012:support-alerts",
     ]
+    # Call alerts too (calls.services.alert_sns_send, a delivery on the default queue).
     call_alerts = {"Ref": "CallAlertsTopic"}
-    assert _grants("sns:Publish", {}) == {
-        "WebTaskRole": [call_alerts],
-        "WorkerTaskRole": [call_alerts],
-    }
+    assert _grants("sns:Publish", {}) == {"WorkerTaskRole": [call_alerts]}
     assert _grants("sns:Publish", {"AlertSnsTopicArns": topics}) == {
-        "WebTaskRole": [call_alerts],
-        "WorkerTaskRole": [call_alerts, *topics],
+        "WorkerTaskRole": [call_alerts, *topics]
     }
     assert _grants("events:PutEvents", {}) == {}
     assert _grants("events:PutEvents", {"EventBusArn": BUS}) == {"WorkerTaskRole": [BUS]}
@@ -1165,6 +1162,18 @@ def _granted(role: str, action: str) -> list[Any]:
                 resource = statement["Resource"]
                 found.extend(resource if isinstance(resource, list) else [resource])
     return found
+
+
+def test_no_task_writes_to_the_knowledge_bucket() -> None:
+    """Documents reach the knowledge base from the bucket through kb-sqs and the worker
+    (knowledge.services.object_event_process, source syncs); uploads through the API are
+    stored in the database, never in the bucket: web writes nothing there."""
+    objects = {"Fn::Sub": "${KnowledgeBucket.Arn}/*"}
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        writers = [role for role, found in _grants(action, {}).items() if objects in found]
+        assert writers == [], action
+    assert objects in _granted("WebTaskRole", "s3:GetObject")
+    assert objects in _granted("WorkerTaskRole", "s3:GetObject")
 
 
 def test_the_roles_that_read_the_files_bucket_may_list_it() -> None:
