@@ -39,6 +39,7 @@ def _load(name: str, path: Path) -> Any:
 sys.path.insert(0, str(ROOT / "scripts"))
 processes = _load("processes", ROOT / "scripts" / "processes.py")
 run_script = _load("run_script", ROOT / "scripts" / "run.py")
+healthcheck = _load("healthcheck", ROOT / "scripts" / "healthcheck.py")
 
 
 # --- .dockerignore -------------------------------------------------------------------------
@@ -220,7 +221,8 @@ def test_dockerfile_is_multi_stage_non_root_with_a_liveness_healthcheck() -> Non
     assert all("--from=" in rest for keyword, rest in runtime if keyword == "COPY")
     health = [rest for keyword, rest in runtime if keyword == "HEALTHCHECK"]
     assert len(health) == 1
-    assert "/health/live" in health[0]
+    assert health[0].endswith('CMD ["python", "/app/scripts/healthcheck.py"]')
+    assert "scripts/healthcheck.py" in build_context()
     env = " ".join(rest for keyword, rest in runtime if keyword == "ENV")
     assert re.search(r"\bMALLOC_ARENA_MAX=2\b", env)
     assert re.search(r"\bENVIRONMENT=prod\b", env)
@@ -234,6 +236,68 @@ def test_dockerfile_is_multi_stage_non_root_with_a_liveness_healthcheck() -> Non
     assert "pip install -r /tmp/requirements.txt" in runs
     everything = " ".join(rest for _, rest in instructions)
     assert "requirements-dev" not in everything
+
+
+def _fake_proc(tmp_path: Path, *command_lines: list[str]) -> Path:
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    for pid, args in enumerate(command_lines, start=1):
+        (proc / str(pid)).mkdir()
+        (proc / str(pid) / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in args))
+    return proc
+
+
+@pytest.fixture
+def liveness_server():
+    """A local server answering /health/live with the status the test sets."""
+    import http.server
+    import threading
+
+    state = {"status": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(state["status"] if self.path == "/health/live" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], state
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_healthcheck_probes_the_web_server_and_passes_other_processes(
+    tmp_path: Path, liveness_server
+) -> None:
+    port, state = liveness_server
+    env = {"PORT": "8000", "WEB_CONCURRENCY": "2"}
+    web = ["/opt/venv/bin/python", *processes.container_command("web", env)]
+    # Behind `docker run --init` the web server is not PID 1: it is found all the same.
+    with_init = _fake_proc(tmp_path / "init", ["/sbin/docker-init", "--", "web"], web)
+    assert healthcheck.check(port=port, proc=with_init) == 0
+    state["status"] = 503
+    assert healthcheck.check(port=port, proc=with_init) == 1
+    closed = _free_port()
+    assert healthcheck.check(port=closed, proc=with_init, timeout=2) == 1
+    # Every other process listens on nothing: healthy without a probe (the port is closed).
+    readers = {variable: "https://sqs/q" for _, variable in processes.READERS.values()}
+    for name in ["realtime", "worker", "beat", *processes.READERS, "migrate"]:
+        args = processes.container_command(name, readers)
+        proc = _fake_proc(tmp_path / name, args)
+        assert healthcheck.check(port=closed, proc=proc, timeout=2) == 0, name
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_the_image_carries_the_int8_minilm_where_the_app_looks_for_it() -> None:
