@@ -743,6 +743,9 @@ def test_deploy_ecs_has_a_task_definition_per_process_with_its_own_role() -> Non
         definition = json.loads((ROOT / "deploy" / "ecs" / f"{name}.json").read_text())
         (container,) = definition["containerDefinitions"]
         assert container["command"] == [name]
+        # Celery's tasks (calls: hard limits of 90-180 s, acks late) and the readers' message
+        # in hand get Fargate's longest grace between SIGTERM and SIGKILL (default 30 s).
+        assert container.get("stopTimeout") == (None if name in ("web", "migrate") else 120)
         roles.add(definition["taskRoleArn"])
         names = {item["name"] for item in container["environment"]}
         assert not names & {"SECRET_KEY", "DB_PASSWORD", "CHANNELS_SECRETS_KEY"}
@@ -838,6 +841,8 @@ def test_every_process_has_an_ecs_service_with_its_own_task_role() -> None:
         (container,) = task["ContainerDefinitions"]
         (name,) = container["Command"]
         (role,) = _refs(task["TaskRoleArn"])
+        # as in deploy/ecs: Fargate's longest stop grace for everything but web
+        assert container.get("StopTimeout") == (None if name == "web" else 120), name
         assert name not in deployed, f"{name} deployed twice"
         deployed[name] = role
     assert sorted(deployed) == sorted(processes.service_names())
