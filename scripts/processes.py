@@ -13,7 +13,9 @@ does not start them), or ``migrate`` (one-off, before a new release takes traffi
 container's knobs come from its environment: ``PORT`` (8000), ``WEB_CONCURRENCY`` (2),
 ``REALTIME_CONCURRENCY`` (2), ``CELERY_CONCURRENCY`` (2), ``CELERYBEAT_SCHEDULE``
 (/tmp/celerybeat-schedule), and the queue URLs of the readers (``KB_SQS_QUEUE_URL``,
-``CALLS_SQS_QUEUE_URL``, ``CALLS_BDA_RESULTS_QUEUE_URL``).
+``CALLS_SQS_QUEUE_URL``, ``CALLS_BDA_RESULTS_QUEUE_URL``). A reader whose queue URL is unset
+says so once and idles until it is stopped (exit 0), so that a platform starting every
+process (Elastic Beanstalk) does not restart it in a loop.
 
 Only the standard library is imported here: scripts/run.py imports this before Django is
 set up.
@@ -22,10 +24,12 @@ set up.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -148,10 +152,37 @@ def manage_command(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "manage.py"), *args]
 
 
+def reader_unconfigured(name: str, env: Mapping[str, str]) -> bool:
+    """Whether ``name`` is an SQS reader whose queue URL its environment does not give."""
+    return name in READERS and not env.get(READERS[name][1], "").strip()
+
+
+def idle_unconfigured(name: str) -> NoReturn:
+    """Say once that reader ``name`` is not configured, then wait for SIGTERM / SIGINT and
+    exit 0. A platform that runs every process unconditionally (Elastic Beanstalk's
+    Procfile) would otherwise restart an exiting reader in a loop."""
+    variable = READERS[name][1]
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(
+        f"{name}: not configured ({variable} is not set), idle: set {variable} to the SQS "
+        "queue URL it reads to start it",
+        file=sys.stderr,
+        flush=True,
+    )
+    while True:
+        signal.pause()
+
+
 def reader_command(name: str, env: Mapping[str, str]) -> list[str]:
-    """The SQS reader ``name`` on the queue its environment variable names."""
+    """The SQS reader ``name`` on the queue its environment variable names (``main``
+    idles instead when it is unset: ``reader_unconfigured``)."""
     command, variable = READERS[name]
-    queue_url = env.get(variable, "")
+    queue_url = env.get(variable, "").strip()
     if not queue_url:
         raise SystemExit(f"{name}: set {variable} to the SQS queue URL it reads")
     if command == "kb_sqs_poll":
@@ -192,6 +223,8 @@ def main(argv: list[str]) -> None:
         names = ", ".join([*service_names(), *ONE_OFF])
         raise SystemExit(f"usage: processes.py NAME  (one of: {names}) | COMMAND [ARG ...]")
     known = len(argv) == 1 and argv[0] in {*service_names(), *ONE_OFF}
+    if known and reader_unconfigured(argv[0], os.environ):
+        idle_unconfigured(argv[0])
     command = container_command(argv[0], os.environ) if known else argv
     env = dict(os.environ)
     if argv == ["web"]:

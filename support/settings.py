@@ -477,7 +477,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env.get_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 S3_ENABLED = env.get_bool("S3_ENABLED", default=False)
-AWS_REGION = env.get_str("AWS_REGION", "us-east-1")
+# boto's own variable is AWS_DEFAULT_REGION (the AWS CLI's, and what many platforms set):
+# used when AWS_REGION is not, so both name the region every client of ours uses.
+AWS_REGION = env.get_str("AWS_REGION") or env.get_str("AWS_DEFAULT_REGION", "us-east-1")
 # Every boto3 client (support/aws.py): connect/read timeouts in seconds, and attempts per
 # call including the first (botocore "standard" retry mode). Call sites that need more say
 # so: AWS_BEDROCK_READ_TIMEOUT for Bedrock generation, SQS long polls wait longer.

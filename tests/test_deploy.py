@@ -39,6 +39,7 @@ def _load(name: str, path: Path) -> Any:
 sys.path.insert(0, str(ROOT / "scripts"))
 processes = _load("processes", ROOT / "scripts" / "processes.py")
 run_script = _load("run_script", ROOT / "scripts" / "run.py")
+healthcheck = _load("healthcheck", ROOT / "scripts" / "healthcheck.py")
 
 
 # --- .dockerignore -------------------------------------------------------------------------
@@ -168,6 +169,30 @@ def test_the_build_context_of_this_tree_holds_no_local_data() -> None:
                 assert rel in context, rel
 
 
+# --- .env.example ---------------------------------------------------------------------------
+
+_SETTING_READ = re.compile(r'env\.get_\w+\(\s*"([A-Z][A-Z0-9_]*)"')
+_ENVIRON_READ = re.compile(r'os\.environ\.get\(\s*"([A-Z][A-Z0-9_]*)"')
+
+
+def test_env_example_lists_every_variable_the_application_reads() -> None:
+    # docs/settings.md: ".env.example lists every variable with its default". Settings are
+    # read through support/env.py (env.get_*); support/ reads a few before settings exist.
+    skip = {".venv", "tests", "node_modules", "bench", "scripts"}
+    read: set[str] = set()
+    for path in ROOT.rglob("*.py"):
+        parts = set(path.relative_to(ROOT).parts[:-1])
+        if parts & skip or path.name.startswith("test_") or path.name == "conftest.py":
+            continue
+        text = path.read_text()
+        read |= set(_SETTING_READ.findall(text))
+        if path.parent.name == "support":
+            read |= set(_ENVIRON_READ.findall(text))
+    assert {"DB_PORT", "DB_SSLMODE", "WSGI_THREADS", "DJANGO_HTTP_INTERFACE"} <= read
+    listed = set(re.findall(r"\b([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text()))
+    assert sorted(read - listed) == []
+
+
 # --- Dockerfile ----------------------------------------------------------------------------
 
 
@@ -196,7 +221,8 @@ def test_dockerfile_is_multi_stage_non_root_with_a_liveness_healthcheck() -> Non
     assert all("--from=" in rest for keyword, rest in runtime if keyword == "COPY")
     health = [rest for keyword, rest in runtime if keyword == "HEALTHCHECK"]
     assert len(health) == 1
-    assert "/health/live" in health[0]
+    assert health[0].endswith('CMD ["python", "/app/scripts/healthcheck.py"]')
+    assert "scripts/healthcheck.py" in build_context()
     env = " ".join(rest for keyword, rest in runtime if keyword == "ENV")
     assert re.search(r"\bMALLOC_ARENA_MAX=2\b", env)
     assert re.search(r"\bENVIRONMENT=prod\b", env)
@@ -210,6 +236,68 @@ def test_dockerfile_is_multi_stage_non_root_with_a_liveness_healthcheck() -> Non
     assert "pip install -r /tmp/requirements.txt" in runs
     everything = " ".join(rest for _, rest in instructions)
     assert "requirements-dev" not in everything
+
+
+def _fake_proc(tmp_path: Path, *command_lines: list[str]) -> Path:
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    for pid, args in enumerate(command_lines, start=1):
+        (proc / str(pid)).mkdir()
+        (proc / str(pid) / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in args))
+    return proc
+
+
+@pytest.fixture
+def liveness_server():
+    """A local server answering /health/live with the status the test sets."""
+    import http.server
+    import threading
+
+    state = {"status": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(state["status"] if self.path == "/health/live" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], state
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_healthcheck_probes_the_web_server_and_passes_other_processes(
+    tmp_path: Path, liveness_server
+) -> None:
+    port, state = liveness_server
+    env = {"PORT": "8000", "WEB_CONCURRENCY": "2"}
+    web = ["/opt/venv/bin/python", *processes.container_command("web", env)]
+    # Behind `docker run --init` the web server is not PID 1: it is found all the same.
+    with_init = _fake_proc(tmp_path / "init", ["/sbin/docker-init", "--", "web"], web)
+    assert healthcheck.check(port=port, proc=with_init) == 0
+    state["status"] = 503
+    assert healthcheck.check(port=port, proc=with_init) == 1
+    closed = _free_port()
+    assert healthcheck.check(port=closed, proc=with_init, timeout=2) == 1
+    # Every other process listens on nothing: healthy without a probe (the port is closed).
+    readers = {variable: "https://sqs/q" for _, variable in processes.READERS.values()}
+    for name in ["realtime", "worker", "beat", *processes.READERS, "migrate"]:
+        args = processes.container_command(name, readers)
+        proc = _fake_proc(tmp_path / name, args)
+        assert healthcheck.check(port=closed, proc=proc, timeout=2) == 0, name
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_the_image_carries_the_int8_minilm_where_the_app_looks_for_it() -> None:
@@ -343,6 +431,43 @@ def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
     assert json.loads(out.strip().splitlines()[-1]) == []
 
 
+_PROD_SETTINGS_ENV = {
+    "ENVIRONMENT": "prod",
+    "DJANGO_SETTINGS_MODULE": "support.settings",
+    "SECRET_KEY": "build-only",
+    "ALLOWED_HOSTS": "build",
+    "DATABASE_URL": "postgresql://x@localhost/x",
+    "REDIS_URL": "redis://localhost:6379/0",
+    "CHANNELS_SECRETS_KEY": "A" * 43 + "=",
+}
+
+
+@pytest.mark.parametrize(
+    ("given", "region"),
+    [
+        ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-central-1"}, "eu-west-1"),
+        # boto's standard variable, which platforms set, when ours is not (Elastic Beanstalk)
+        ({"AWS_DEFAULT_REGION": "eu-central-1"}, "eu-central-1"),
+        ({"AWS_REGION": "", "AWS_DEFAULT_REGION": "ap-south-1"}, "ap-south-1"),
+        ({}, "us-east-1"),
+    ],
+)
+def test_the_aws_region_falls_back_to_botos_default_region(
+    given: dict[str, str], region: str
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": str(ROOT),
+        **_PROD_SETTINGS_ENV,
+        **given,
+    }
+    code = (
+        "from django.conf import settings; print(settings.AWS_REGION, settings.AWS_S3_REGION_NAME)"
+    )
+    assert _python(["-c", code], env=env).split() == [region, region]
+
+
 def test_the_minilm_cache_folder_comes_from_the_environment(monkeypatch, tmp_path) -> None:
     from support import minilm
 
@@ -432,6 +557,45 @@ def test_the_container_runs_the_same_commands_as_make_run(monkeypatch) -> None:
         processes.container_command("wokrer", {})
 
 
+@pytest.mark.parametrize("name", list(processes.READERS))
+def test_a_reader_without_its_queue_says_so_once_and_idles_until_stopped(name: str) -> None:
+    # Elastic Beanstalk runs every Procfile process and restarts one that exits: a reader
+    # whose queue is not configured waits instead, and stops cleanly on SIGTERM.
+    import select
+    import signal
+    import subprocess
+
+    variable = processes.READERS[name][1]
+    env = {key: value for key, value in os.environ.items() if not key.endswith("_QUEUE_URL")}
+    env[variable] = " "
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "processes.py"), name],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready, _, _ = select.select([proc.stderr], [], [], 30)
+        assert ready, "the reader said nothing"
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"{name}: not configured ({variable} is not set)" in line
+        assert proc.poll() is None, "the reader exited instead of idling"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert "not configured" not in err  # said once
+    assert out == ""
+    assert processes.reader_unconfigured(name, {})
+    assert not processes.reader_unconfigured(name, {variable: "https://sqs/q"})
+    assert not processes.reader_unconfigured("worker", {})
+
+
 def test_the_entrypoint_delegates_to_the_process_table() -> None:
     entrypoint = (ROOT / "deploy" / "entrypoint.sh").read_text()
     assert 'exec python "$(dirname "$0")/../scripts/processes.py" "$@"' in entrypoint
@@ -454,6 +618,12 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     options = yaml.safe_load(config)["option_settings"]
     # Beat runs exactly once: one instance, never a second one beside it while deploying.
     assert options["aws:autoscaling:asg"] == {"MinSize": "1", "MaxSize": "1"}
+    # Every process on that instance: about 3 GB (docs/benchmarks.md), so at least 4 GiB.
+    memory_gib = {"t3.medium": 4, "t3a.medium": 4, "t3.large": 8, "m6i.large": 8, "m7i.large": 8}
+    types = options["aws:ec2:instances"]["InstanceTypes"].split(",")
+    assert types
+    assert all(memory_gib.get(kind.strip(), 0) >= 4 for kind in types), types
+    assert "aws:autoscaling:launchconfiguration" not in options  # one place says the type
     assert options["aws:elasticbeanstalk:command"]["DeploymentPolicy"] == "AllAtOnce"
     # Production settings redirect to HTTPS: the load balancer terminates TLS (the
     # certificate is given when the environment is created, docs/deploy.md).
@@ -474,6 +644,10 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     assert os.access(hook, os.X_OK)
     # the encoder is built before the processes start, where they look for it
     assert "MINILM_CACHE_DIR: /var/app/minilm" in config
+    # The region is one the operator sets (nothing in option_settings can name it): the
+    # config lists it with the other values to set, with a placeholder.
+    to_set = config.split("Set in the console", 1)[1]
+    assert re.search(r"AWS_REGION=<[^>]*region", to_set)
     assert 'python -m support.minilm "${MINILM_CACHE_DIR:-/var/app/minilm}"' in hook.read_text()
 
 
@@ -569,6 +743,9 @@ def test_deploy_ecs_has_a_task_definition_per_process_with_its_own_role() -> Non
         definition = json.loads((ROOT / "deploy" / "ecs" / f"{name}.json").read_text())
         (container,) = definition["containerDefinitions"]
         assert container["command"] == [name]
+        # Celery's tasks (calls: hard limits of 90-180 s, acks late) and the readers' message
+        # in hand get Fargate's longest grace between SIGTERM and SIGKILL (default 30 s).
+        assert container.get("stopTimeout") == (None if name in ("web", "migrate") else 120)
         roles.add(definition["taskRoleArn"])
         names = {item["name"] for item in container["environment"]}
         assert not names & {"SECRET_KEY", "DB_PASSWORD", "CHANNELS_SECRETS_KEY"}
@@ -664,6 +841,8 @@ def test_every_process_has_an_ecs_service_with_its_own_task_role() -> None:
         (container,) = task["ContainerDefinitions"]
         (name,) = container["Command"]
         (role,) = _refs(task["TaskRoleArn"])
+        # as in deploy/ecs: Fargate's longest stop grace for everything but web
+        assert container.get("StopTimeout") == (None if name == "web" else 120), name
         assert name not in deployed, f"{name} deployed twice"
         deployed[name] = role
     assert sorted(deployed) == sorted(processes.service_names())
@@ -992,14 +1171,11 @@ def test_alert_topics_and_the_event_bus_are_granted_to_the_worker_only_when_give
         "arn:aws:sns:us-east-1:123456789012:pager",
         "arn:aws:sns:eu-west-1:123456789012:support-alerts",
     ]
+    # Call alerts too (calls.services.alert_sns_send, a delivery on the default queue).
     call_alerts = {"Ref": "CallAlertsTopic"}
-    assert _grants("sns:Publish", {}) == {
-        "WebTaskRole": [call_alerts],
-        "WorkerTaskRole": [call_alerts],
-    }
+    assert _grants("sns:Publish", {}) == {"WorkerTaskRole": [call_alerts]}
     assert _grants("sns:Publish", {"AlertSnsTopicArns": topics}) == {
-        "WebTaskRole": [call_alerts],
-        "WorkerTaskRole": [call_alerts, *topics],
+        "WorkerTaskRole": [call_alerts, *topics]
     }
     assert _grants("events:PutEvents", {}) == {}
     assert _grants("events:PutEvents", {"EventBusArn": BUS}) == {"WorkerTaskRole": [BUS]}
@@ -1055,6 +1231,18 @@ def _granted(role: str, action: str) -> list[Any]:
                 resource = statement["Resource"]
                 found.extend(resource if isinstance(resource, list) else [resource])
     return found
+
+
+def test_no_task_writes_to_the_knowledge_bucket() -> None:
+    """Documents reach the knowledge base from the bucket through kb-sqs and the worker
+    (knowledge.services.object_event_process, source syncs); uploads through the API are
+    stored in the database, never in the bucket: web writes nothing there."""
+    objects = {"Fn::Sub": "${KnowledgeBucket.Arn}/*"}
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        writers = [role for role, found in _grants(action, {}).items() if objects in found]
+        assert writers == [], action
+    assert objects in _granted("WebTaskRole", "s3:GetObject")
+    assert objects in _granted("WorkerTaskRole", "s3:GetObject")
 
 
 def test_the_roles_that_read_the_files_bucket_may_list_it() -> None:
