@@ -144,3 +144,26 @@ def test_every_apps_tests_are_collected_by_the_plain_test_command() -> None:
     with_tests = {path.parent.parent.name for path in root.glob("*/tests/__init__.py")}
     assert "support" in with_tests
     assert with_tests <= testpaths, with_tests - testpaths
+
+
+def test_no_tracked_path_is_a_link_or_a_local_folder() -> None:
+    """Nothing machine-local is committed: no symbolic link (a helper worktree's
+    ``.devdata -> /work/main/.devdata`` was, and merging it replaced the ignored data
+    folder with a link to itself), and nothing under ``.devdata``, ``.venv`` or
+    ``staticfiles``."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    listing = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    links = [line.split("\t", 1)[1] for line in listing if line.startswith("120000 ")]
+    assert links == []
+    local = [
+        line.split("\t", 1)[1]
+        for line in listing
+        if line.split("\t", 1)[1].split("/", 1)[0] in (".devdata", ".venv", "staticfiles")
+    ]
+    assert local == []
