@@ -153,9 +153,11 @@ def routing_accuracy() -> dict[str, Any]:
 
 def routing_feedback_examples(*, labels: set[str]) -> list[tuple[str, str]]:
     """(text, label) pairs from overrides and acceptances whose intent or category is one
-    of ``labels``: the extra rows for the next training run."""
+    of ``labels``: the extra rows for the next training run, each decision by its latest
+    verdict (:func:`routing_verdicts_latest`: one accepted, then overridden, teaches the
+    correction, not both labels)."""
     rows: list[tuple[str, str]] = []
-    for fb in RoutingFeedback.objects.exclude(text="").order_by("id"):
+    for fb in routing_verdicts_latest().exclude(text="").order_by("id"):
         label = fb.intent if fb.intent in labels else fb.category
         if label in labels:
             rows.append((fb.text, label))

@@ -156,6 +156,29 @@ def test_low_confidence_waits_for_review_then_override_is_feedback(
     ]
 
 
+def test_a_later_verdict_replaces_the_earlier_one_in_the_training_rows(
+    routing_on, teams, customer, agent
+):
+    """Accepted, then overridden: the next training run learns the correction only (before:
+    both rows, one text under two labels)."""
+    routing_on.ROUTING_REVIEW_THRESHOLD = 0.999
+    ticket = _ticket(customer, "charge", "a charge I do not know on my card")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    accepted = services.routing_decision_accept(decision=decision, actor=agent)
+    services.routing_decision_override(
+        decision=decision,
+        actor=agent,
+        team=teams["billing"],
+        priority="high",
+        category="PAYMENT",
+        intent="payment_issue",
+        note="a charge",
+    )
+    labels = {"payment_issue", accepted.intent or accepted.category} - {""}
+    rows = selectors.routing_feedback_examples(labels=labels)
+    assert rows == [("charge. a charge I do not know on my card", "payment_issue")]
+
+
 def test_accept_applies_team_and_counts_as_correct(routing_on, teams, customer, agent):
     routing_on.ROUTING_REVIEW_THRESHOLD = 0.999
     ticket = _ticket(customer, "Invoice", "I need my invoice for March")
