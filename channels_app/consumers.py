@@ -18,7 +18,6 @@ from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from channels_app import selectors, services
@@ -26,6 +25,7 @@ from channels_app.adapters.base import MalformedPayload, SignatureError
 from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_read, visitor_group
 from support.errors import NotFound
 from support.throttling import hit
+from support.websockets import JsonConsumer
 
 _hit = sync_to_async(hit, thread_sensitive=False)
 
@@ -58,7 +58,7 @@ def _receive(account: Any, session: str, content: dict[str, Any]) -> dict[str, A
     return {"type": "ack", "client_id": content.get("client_id"), "duplicate": not created}
 
 
-class WebchatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class WebchatConsumer(JsonConsumer):
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
         query = parse_qs(self.scope.get("query_string", b"").decode())

@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
@@ -42,6 +41,7 @@ from support.events import ACCESS_CHANGED_EVENT, ALL_EVENTS_GROUP
 from support.models import OutboxEvent
 from support.parsing import parse_id
 from support.redis_client import get_redis
+from support.websockets import JsonConsumer
 from tickets.models import Ticket
 from tickets.online import agent_online_clear, agent_online_touch
 from tickets.selectors import ticket_visible_to, user_team_ids, visible_ticket_ids
@@ -204,7 +204,7 @@ def _online_clear(user_id: int, connection: str) -> None:
     agent_online_clear(user_id=user_id, connection=connection)
 
 
-class WorkbenchConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class WorkbenchConsumer(JsonConsumer):
     user_info: dict[str, Any] | None = None
     watching: set[int]
     access_checked_at: float = 0.0

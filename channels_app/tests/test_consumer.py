@@ -185,3 +185,26 @@ async def test_a_nul_sent_over_the_websocket_is_kept_as_u_fffd() -> None:
     assert message.body_text == "my order\ufffd is late"
     assert message.channel_message_id.endswith(":client\ufffdws-1")
     assert message.ticket.customer.name == "Ve\ufffdra"
+
+
+async def test_a_frame_that_is_not_json_or_too_deep_gets_an_error_and_the_socket_stays() -> None:
+    """Frames are read like webhook bodies (``support.websockets.JsonConsumer``): not JSON,
+    or a 2 KB ``[[[…]]]`` (RecursionError in Channels' own decoder, which closed the
+    socket), is answered with an error frame; the next message is taken."""
+    account = await database_sync_to_async(make_account)("webchat")
+    issued = session_issue(account, name="Vera", email="vera@example.com")
+    communicator = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    for frame, says in (("[" * 1000 + "]" * 1000, "nested more than"), ("{oops", "not valid JSON")):
+        await communicator.comm.send_input({"type": "websocket.receive", "text": frame})
+        error = await communicator.receive_json_from()
+        assert error["type"] == "error"
+        assert says in error["message"]
+    await communicator.send_json_to({"text": "still here", "client_id": "client-deep-1"})
+    ack = await communicator.receive_json_from()
+    assert ack == {"type": "ack", "client_id": "client-deep-1", "duplicate": False}
+    await communicator.disconnect()
