@@ -163,9 +163,14 @@ def minute_counts_flush() -> bool:
     return True
 
 
+#: Set to stop the flushing thread (tests); the thread waits on it between flushes rather
+#: than calling ``time.sleep``, which a test may patch (a patched no-op sleep made the
+#: loop spin, flushing and appending to the patch's record thousands of times a second).
+_stop = threading.Event()
+
+
 def _flush_loop() -> None:
-    while True:
-        time.sleep(FLUSH_SECONDS)
+    while not _stop.wait(FLUSH_SECONDS):
         try:
             minute_counts_flush()
         except Exception:  # the thread must outlive any one failure (logged)

@@ -357,3 +357,29 @@ def test_a_forked_child_starts_with_an_empty_tally(minute_tally: list[Any]) -> N
     request_metrics._after_fork()
     assert request_metrics._tally == {}
     assert request_metrics._flusher_started is False
+
+
+def test_the_flushing_thread_waits_on_an_event_not_on_time_sleep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A test elsewhere patches ``time.sleep`` (a no-op that records its calls): the
+    process's flushing thread, started by any earlier request, then spun, flushing and
+    recording thousands of times a second (a CI run's SQS back-off test saw 19,277
+    "sleeps"). It waits on its stop event instead."""
+    import threading
+    import time as time_module
+
+    sleeps: list[float] = []
+    flushes: list[int] = []
+    monkeypatch.setattr(time_module, "sleep", sleeps.append)
+    monkeypatch.setattr(request_metrics, "FLUSH_SECONDS", 0.05)
+    monkeypatch.setattr(request_metrics, "_stop", threading.Event())
+    monkeypatch.setattr(request_metrics, "minute_counts_flush", lambda: flushes.append(1))
+    thread = threading.Thread(target=request_metrics._flush_loop, daemon=True)
+    thread.start()
+    request_metrics._stop.wait(0.3)
+    request_metrics._stop.set()
+    thread.join(2)
+    assert not thread.is_alive()
+    assert sleeps == []
+    assert 1 <= len(flushes) <= 10
