@@ -394,6 +394,18 @@ print(json.dumps(failed))
 """
 
 
+#: The environment a production settings import needs (placeholders, nothing reachable).
+_PROD_SETTINGS_ENV = {
+    "ENVIRONMENT": "prod",
+    "DJANGO_SETTINGS_MODULE": "support.settings",
+    "SECRET_KEY": "build-only",
+    "ALLOWED_HOSTS": "build",
+    "DATABASE_URL": "postgresql://x@localhost/x",
+    "REDIS_URL": "redis://localhost:6379/0",
+    "CHANNELS_SECRETS_KEY": "A" * 43 + "=",
+}
+
+
 def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
     # The image installs requirements.txt only; CI's virtualenv also has the test and tool
     # requirements, which once hid that the fused encoder's build needs sympy (brought by
@@ -419,27 +431,10 @@ def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
         "HOME": os.environ.get("HOME", "/tmp"),
         "PYTHONPATH": str(ROOT),
         "BLOCKED_MODULES": json.dumps(blocked),
-        "ENVIRONMENT": "prod",
-        "DJANGO_SETTINGS_MODULE": "support.settings",
-        "SECRET_KEY": "build-only",
-        "ALLOWED_HOSTS": "build",
-        "DATABASE_URL": "postgresql://x@localhost/x",
-        "REDIS_URL": "redis://localhost:6379/0",
-        "CHANNELS_SECRETS_KEY": "A" * 43 + "=",
+        **_PROD_SETTINGS_ENV,
     }
     out = _python(["-c", _RUNTIME_ONLY], env=env)
     assert json.loads(out.strip().splitlines()[-1]) == []
-
-
-_PROD_SETTINGS_ENV = {
-    "ENVIRONMENT": "prod",
-    "DJANGO_SETTINGS_MODULE": "support.settings",
-    "SECRET_KEY": "build-only",
-    "ALLOWED_HOSTS": "build",
-    "DATABASE_URL": "postgresql://x@localhost/x",
-    "REDIS_URL": "redis://localhost:6379/0",
-    "CHANNELS_SECRETS_KEY": "A" * 43 + "=",
-}
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,18 @@ class Socket:
         await self.comm.wait(1)
 
 
+async def _visitor_socket(account: Any, name: str = "Vera") -> tuple[Socket, dict[str, Any]]:
+    """A connected web chat socket of a new visitor of ``account``, and its session."""
+    issued = session_issue(account, name=name, email="vera@example.com")
+    communicator = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator, issued
+
+
 async def test_visitor_sends_over_the_websocket_and_receives_agent_replies() -> None:
     account = await database_sync_to_async(make_account)("webchat")
     issued = session_issue(account, name="Vera", email="vera@example.com")
@@ -103,13 +115,7 @@ async def test_expired_session_is_refused_with_4401() -> None:
 
 async def test_a_session_expiring_while_connected_is_closed() -> None:
     account: Any = await database_sync_to_async(make_account)("webchat")
-    issued = session_issue(account, name="Vera", email="vera@example.com")
-    communicator = Socket(
-        URLRouter(websocket_urlpatterns),
-        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
-    )
-    connected, _ = await communicator.connect()
-    assert connected
+    communicator, _ = await _visitor_socket(account)
     with _signing_clock(time.time() + 86400 + 5):
         await communicator.send_json_to({"text": "still there?", "client_id": "client-ws-09"})
         frame = await communicator.receive_json_from()
@@ -126,13 +132,7 @@ async def test_a_session_expiring_while_connected_is_closed() -> None:
 async def test_a_message_flood_gets_error_frames_and_the_socket_stays_up(settings: Any) -> None:
     settings.WEBCHAT_WS_MESSAGES_PER_MINUTE = 3
     account: Any = await database_sync_to_async(make_account)("webchat")
-    issued = session_issue(account, name="Vera", email="vera@example.com")
-    communicator = Socket(
-        URLRouter(websocket_urlpatterns),
-        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
-    )
-    connected, _ = await communicator.connect()
-    assert connected
+    communicator, issued = await _visitor_socket(account)
     frames = []
     with _rate_clock():
         for n in range(5):
@@ -164,13 +164,7 @@ async def test_a_nul_sent_over_the_websocket_is_kept_as_u_fffd() -> None:
     from channels_app.services import inbound_event_process
 
     account: Any = await database_sync_to_async(make_account)("webchat")
-    issued = session_issue(account, name="Ve\x00ra", email="vera@example.com")
-    communicator = Socket(
-        URLRouter(websocket_urlpatterns),
-        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
-    )
-    connected, _ = await communicator.connect()
-    assert connected
+    communicator, _ = await _visitor_socket(account, name="Ve\x00ra")
     await communicator.send_json_to({"text": "my order\x00 is late", "client_id": "client\x00ws-1"})
     ack = await communicator.receive_json_from()
     assert ack["type"] == "ack"
@@ -192,13 +186,7 @@ async def test_a_frame_that_is_not_json_or_too_deep_gets_an_error_and_the_socket
     or a 2 KB ``[[[…]]]`` (RecursionError in Channels' own decoder, which closed the
     socket), is answered with an error frame; the next message is taken."""
     account = await database_sync_to_async(make_account)("webchat")
-    issued = session_issue(account, name="Vera", email="vera@example.com")
-    communicator = Socket(
-        URLRouter(websocket_urlpatterns),
-        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
-    )
-    connected, _ = await communicator.connect()
-    assert connected
+    communicator, _ = await _visitor_socket(account)
     for frame, says in (("[" * 1000 + "]" * 1000, "nested more than"), ("{oops", "not valid JSON")):
         await communicator.comm.send_input({"type": "websocket.receive", "text": frame})
         error = await communicator.receive_json_from()
