@@ -67,9 +67,12 @@ def _email_sender_trusted(message: InboundMessage) -> bool:
 def _email_guest_create(message: InboundMessage) -> Customer:
     """A customer for one unverified sender: no e-mail, no identity, so nothing links it to
     the address's real owner (an agent may merge it after checking)."""
-    address = message.sender_email or message.sender_id
+    address = message.sender_email
     who = message.sender_name.strip()
-    name = f"{who} (unverified: {address})" if who else f"{address} (unverified)"
+    if not address:  # the mail named no sender address (the adapter's ``no-address:`` id)
+        name = f"{who or 'Unknown sender'} (no sender address)"
+    else:
+        name = f"{who} (unverified: {address})" if who else f"{address} (unverified)"
     customer, _ = ticket_services.customer_get_or_create(email="", name=name[:200])
     return customer
 

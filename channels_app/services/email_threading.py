@@ -91,6 +91,8 @@ def _email_route(
     quarantine = policy == "reject" and not released
     auth = _email_sender_auth(message)
     reasons = [] if auth.authenticated else [auth.summary]
+    if not message.sender_email:
+        reasons.append("the mail names no sender address: a reply has nowhere to go")
     if reasons and quarantine:
         raise EmailQuarantined(reasons)
     claimed, _ = _email_claimed_ticket(message)

@@ -166,15 +166,17 @@ def _outbound_request(
     thread: tuple[str, ...] = ()
     outgoing = ""
     if channel == "email":
+        # a Message-ID too long for its column is stored shortened, the whole one beside it
+        # (metadata "message_id"): a reply names the sender's own
         thread = tuple(
-            str(mid)
-            for mid in Message.objects.filter(
+            str(whole or stored)
+            for stored, whole in Message.objects.filter(
                 ticket=ticket, channel="email", kind=MessageKind.PUBLIC
             )
             .exclude(channel_message_id=None)
             .exclude(pk=message.pk)
             .order_by("created_at")
-            .values_list("channel_message_id", flat=True)
+            .values_list("channel_message_id", "metadata__message_id")
         )
         domain = settings.CHANNELS_EMAIL_MESSAGE_ID_DOMAIN
         outgoing = f"<reply-{message.pk}.{ticket.correlation_id}@{domain}>"

@@ -254,10 +254,21 @@ def test_local_files_transport_is_refused_in_production(settings: Any, mail_dir:
 
 def test_local_files_transport_refuses_a_header_with_a_line_break(mail_dir: Path) -> None:
     account = make_account("email", access_token="")
+    account.settings = {"transport": "local_files", "from_name": "Acme\nBcc: x@y.test"}
+    account.save()
+    with pytest.raises(PermanentError, match="can't contain newlines"):
+        get_adapter("email").send(account, _outbound())
+    assert _mails(mail_dir) == []
+
+
+def test_a_recipient_that_is_not_an_address_is_refused_before_any_transport(
+    mail_dir: Path,
+) -> None:
+    account = make_account("email", access_token="")
     account.settings = {"transport": "local_files"}
     account.save()
     outbound = dataclasses.replace(_outbound(), recipient_id="ada@example.com\nBcc: x@y.test")
-    with pytest.raises(PermanentError, match="can't contain newlines"):
+    with pytest.raises(PermanentError, match="is not an e-mail address to reply to"):
         get_adapter("email").send(account, outbound)
     assert _mails(mail_dir) == []
 

@@ -11,12 +11,14 @@ import secrets
 from typing import Any
 
 import pytest
+import responses
 from django.test import Client
 
 from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_issue
 from channels_app.models import InboundEvent, InboundStatus
 from channels_app.tests.conftest import make_account
-from tickets.models import Attachment, Customer, Message
+from tickets.models import Attachment, ChannelIdentity, Customer, Message, Ticket
+from tickets.services import message_add
 
 pytestmark = pytest.mark.django_db
 
@@ -270,3 +272,108 @@ def test_a_reply_to_an_over_long_message_id_threads_into_its_ticket(
     first, second = Message.objects.filter(channel="email").order_by("pk")
     assert second.ticket_id == first.ticket_id
     assert Customer.objects.count() == 1
+
+
+# --- e-mail whose From names no address: kept, never skipped ---------------------------------
+
+ENVELOPE = '{"to": ["support@acme.test"], "from": "john@example.org"}'
+
+
+@pytest.mark.parametrize(
+    ("fields", "email", "found_in"),
+    [
+        (
+            {"from": "John Smith", "envelope": ENVELOPE, "dkim": "none"},
+            "john@example.org",
+            "envelope",
+        ),
+        (
+            {"from": "<>", "headers": "Sender: John <john@example.org>\n", "SPF": "none"},
+            "john@example.org",
+            "sender",
+        ),
+        (
+            {
+                "from": "undisclosed-recipients:;",
+                "headers": "Reply-To: John <John@Example.org>\n",
+                "SPF": "none",
+            },
+            "john@example.org",
+            "reply-to",
+        ),
+    ],
+    ids=["bare-name-envelope", "empty-sender-header", "group-reply-to"],
+)
+def test_email_from_without_an_address_takes_the_next_header_that_has_one(
+    web: Client,
+    django_capture_on_commit_callbacks: Any,
+    fields: dict[str, str],
+    email: str,
+    found_in: str,
+    supervisor: Any,
+) -> None:
+    """Before: the message was skipped ("without id or sender") once acknowledged: lost."""
+    account = make_account("email")
+    fields = {"dkim": "{@example.org : pass}", **fields}
+    sent = _email(web, account, django_capture_on_commit_callbacks, **fields)
+    assert sent.status_code == 200
+    _processed(account)
+    message = Message.objects.select_related("ticket__customer").get(channel="email")
+    assert message.body_text == "Please help"
+    assert message.ticket.customer.email == email  # authenticated: the address's customer
+    assert message.metadata["sender_from"] == found_in
+    assert "suspicious" not in message.metadata
+    page = Client()
+    page.force_login(supervisor)
+    shown = page.get(f"/tickets/{message.ticket.number}/").content.decode()
+    assert "The From header named no address: the sender's address was taken from" in shown
+
+
+@responses.activate
+def test_email_with_no_sender_address_at_all_is_kept_marked_and_a_reply_says_why(
+    web: Client, django_capture_on_commit_callbacks: Any, agent: Any
+) -> None:
+    account = make_account("email")
+    for n in (1, 2):  # two such mails: two guests, neither threads into the other's ticket
+        _email(
+            web,
+            account,
+            django_capture_on_commit_callbacks,
+            **{"from": "undisclosed-recipients:;", "text": f"Help {n}"},
+            headers=f"Message-ID: <none-{n}@nowhere>\n",
+        )
+    first, second = Message.objects.select_related("ticket__customer").order_by("pk")
+    assert (first.body_text, second.body_text) == ("Help 1", "Help 2")
+    assert first.ticket_id != second.ticket_id
+    assert first.ticket.customer_id != second.ticket.customer_id
+    assert first.ticket.customer.name == "Unknown sender (no sender address)"
+    assert first.ticket.customer.email == ""
+    assert first.metadata["sender_from"] == "none"
+    assert any("no sender address" in reason for reason in first.metadata["suspicious"])
+    assert ChannelIdentity.objects.count() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        reply = message_add(ticket=first.ticket, body="Who are you?", author_user=agent)
+    reply.refresh_from_db()
+    assert reply.delivery_status == "failed"
+    assert "named no sender address" in reply.delivery_error
+    assert len(responses.calls) == 0  # nothing was sent anywhere
+
+
+@responses.activate
+def test_a_reply_names_the_whole_over_long_message_id_it_answers(
+    web: Client, django_capture_on_commit_callbacks: Any, agent: Any, settings: Any
+) -> None:
+    """Before: In-Reply-To named the id as stored (shortened with a hash): the customer's
+    mail program could not thread our reply."""
+    settings.CHANNELS_EMAIL_AUTH_POLICY = "off"
+    account = make_account("email")
+    account.settings = {"from_email": "support@acme.test"}
+    account.save()
+    _email(web, account, django_capture_on_commit_callbacks, headers=f"Message-ID: {LONG_ID}\n")
+    ticket = Ticket.objects.get()
+    responses.post("https://api.sendgrid.com/v3/mail/send", status=202)
+    with django_capture_on_commit_callbacks(execute=True):
+        message_add(ticket=ticket, body="Looking into it.", author_user=agent)
+    headers = json.loads(responses.calls[0].request.body or b"")["headers"]
+    assert headers["In-Reply-To"] == LONG_ID
+    assert headers["References"] == LONG_ID

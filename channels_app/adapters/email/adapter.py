@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from channels_app.adapters.base import (
+    ID_MAX,
     ChannelAdapter,
     Event,
     InboundMessage,
@@ -43,6 +44,7 @@ from channels_app.adapters.email.parsing import (
     header_block,
     header_text,
     html_to_text,
+    is_mailbox,
     message_ids,
     mime_parts,
     parse_form_data,
@@ -55,6 +57,37 @@ if TYPE_CHECKING:
     from email.message import Message
 
     from channels_app.models import ChannelAccount
+
+
+# A mail whose headers name no sender address at all is kept (nothing received is lost),
+# its sender identified by this prefix and a hash of its Message-ID: a guest customer of its
+# own, never an identity anyone else's mail could match.
+NO_ADDRESS_PREFIX = "no-address:"
+MESSAGE_ID_MAX = 998  # RFC 5322's longest line: no longer id can be named in a reply
+SENDER_FALLBACKS = ("sender", "reply-to")  # read, in order, when From names no address
+
+
+def _sender(from_value: str, headers: Message, envelope_from: str) -> tuple[str, str, str]:
+    """The sender's name, address and the header the address came from: ``from``; when From
+    names none (``From: John Smith``, ``<>``, a group, a parser failure), the Sender header,
+    Reply-To, then the SMTP envelope sender (``envelope``); ``none`` when no header has one.
+    Whichever it is, sender authentication (SPF / DKIM alignment) is checked against it."""
+    name, addr = address(from_value)
+    if is_mailbox(addr):
+        return name, addr, "from"
+    if not name and not set(from_value) & set("<>@:;,"):
+        name = " ".join(from_value.split())  # "From: John Smith": a name, no address
+    for header in SENDER_FALLBACKS:
+        other_name, other = address(header_text(headers, header))
+        if is_mailbox(other):
+            return name or other_name, other, header
+    if is_mailbox(envelope_from):
+        return name, envelope_from, "envelope"
+    return name, "", "none"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _kind(content_type: str) -> str:
@@ -135,7 +168,6 @@ class EmailAdapter(ChannelAdapter):
             sender = field("from") or header_text(headers, "from")
         # Whatever the sender wrote is kept: NUL, over-long names, addresses and
         # Message-IDs are made storable where the InboundMessage is built (base.py).
-        name, addr = address(sender)
         body = text if text.strip() else html_to_text(html) if html else ""
         own_id = message_ids(header_text(headers, "message-id"))
         references = message_ids(header_text(headers, "references"))
@@ -149,6 +181,13 @@ class EmailAdapter(ChannelAdapter):
             "envelope_from": envelope_sender(field("envelope")),
             "spam_score": field("spam_score"),
         }
+        name, addr, found_in = _sender(sender, headers, metadata["envelope_from"])
+        if found_in != "from":
+            metadata["sender_from"] = found_in  # shown: the From header gave no address
+        external_id = own_id[0] if own_id else self.delivery_id(request)
+        if len(external_id) > ID_MAX:
+            # stored shortened (bounded_id); replies must name the sender's own, whole id
+            metadata["message_id"] = external_id[:MESSAGE_ID_MAX]
         media = tuple(
             MediaRef(
                 kind=_kind(f.content_type),
@@ -160,8 +199,10 @@ class EmailAdapter(ChannelAdapter):
         )
         return [
             InboundMessage(
-                external_message_id=own_id[0] if own_id else self.delivery_id(request),
-                sender_id=addr,
+                external_message_id=external_id,
+                # no address anywhere: the mail is kept all the same, under an id of its own
+                # (a guest customer, marked; a reply explains that it has nowhere to go)
+                sender_id=addr or f"{NO_ADDRESS_PREFIX}{_digest(external_id)}",
                 sender_name=name,
                 sender_email=addr,
                 text=strip_quoted_reply(body),
@@ -178,6 +219,13 @@ class EmailAdapter(ChannelAdapter):
         """One reply (or notice) through the account's transport: SendGrid's v3 Mail Send,
         or, for ``transport: local_files`` (the demo mailbox), an ``.eml`` file on this
         machine. Both compose the same mail (``outgoing_mail``)."""
+        if not is_mailbox(outbound.recipient_id):
+            raise PermanentError(
+                "The customer's mail named no sender address: there is no address to reply "
+                "to (add the customer's e-mail address to reply by e-mail)."
+                if outbound.recipient_id.startswith(NO_ADDRESS_PREFIX)
+                else f"{outbound.recipient_id!r} is not an e-mail address to reply to."
+            )
         mail = outgoing_mail(account, outbound)
         transport = str(account.settings.get(TRANSPORT_SETTING) or TRANSPORT_SENDGRID)
         if transport == TRANSPORT_LOCAL_FILES:

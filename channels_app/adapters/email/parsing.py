@@ -145,6 +145,15 @@ def address(value: str) -> tuple[str, str]:
     return name, addr.strip().lower()
 
 
+_MAILBOX = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>.]+")
+
+
+def is_mailbox(value: str) -> bool:
+    """Whether ``value`` is an address a reply can go to (``local@domain.tld``): not the
+    bare name ``parseaddr`` returns for ``From: John Smith``, nor ``<>``."""
+    return bool(_MAILBOX.fullmatch(value or ""))
+
+
 def addresses(value: str) -> list[str]:
     return [addr.lower() for _, addr in getaddresses([value or ""]) if addr]
 
