@@ -117,6 +117,10 @@ def main() -> None:
         + "ab dot " * (n // 3)
         + "9",
         "lower-case postcode-like words": "ab1 " * (n // 2),
+        "digit words in runs of six (a read-out number one short)": "one two three four five six x "
+        * (n // 15),
+        "digit words, one run of 60 KB": "one " * (n // 2),
+        "digit words beside a digit": "oh 1 " * (n // 2),
     }
     for label, text in hostile.items():
         started = time.perf_counter()

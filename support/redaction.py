@@ -33,7 +33,9 @@ an IBAN looks like an account number, an address holds digits a phone rule would
    and in lower case ``nw1 6xe`` with the letters a postcode may have, not ``ps5 1tb``),
    Canada (``K1A 0B1``), US ZIP+4 and ``<state> <ZIP>`` (``IL 62704``), Dutch
    ``1012 AB City``
-7. phone numbers (9–15 digits, not shaped like a date) → ``[PHONE]``
+7. phone numbers (9–15 digits, not shaped like a date) → ``[PHONE]``; numbers read out
+   digit by digit as transcripts write them ("four one one one one one …", "oh two oh
+   double seven …") → ``[CARD]`` when they are one, ``[PHONE]`` when 9–15 digits long
 8. the names of the ticket's own customer, given by the caller (``names``): each full name
    and each of its parts (two letters or more), case-insensitive, whole words only →
    ``[NAME]``
@@ -130,6 +132,37 @@ IBAN_RE = re.compile(
     re.I,
 )
 DATE_SHAPE_RE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\s*$")
+
+# Numbers read out digit by digit, as call transcripts write them ("four one one one, one
+# one one one ...", "oh two oh, double seven ..."): the run is read as its digits and
+# replaced when those are a card (Luhn) or a phone-length number, as written digits are.
+# Seven tokens or more ("double oh" is one), then nine digits or more.
+_DIGIT_WORDS = {
+    "zero": "0",
+    "oh": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+}
+_SPOKEN_TOKEN = rf"(?:(?:double|triple) )?(?:{'|'.join(_DIGIT_WORDS)}|\d)"
+SPOKEN_NUMBER_RE = re.compile(
+    rf"(?i)(?<![\w-]){_SPOKEN_TOKEN}(?:(?:[ ,.-]| ?, ){_SPOKEN_TOKEN}){{6,}}(?![\w-])"
+)
+
+
+def _may_read_out_number(text: str, has_digit: bool) -> bool:
+    """Cheap first look (substring counts, which never miss a token): enough digit words
+    for a run, or one beside written digits."""
+    lower = text.lower()
+    words = sum(lower.count(word) for word in _DIGIT_WORDS)
+    return words >= 7 or (words > 0 and has_digit)
+
 
 # --- street addresses -------------------------------------------------------------------
 
@@ -269,6 +302,25 @@ def _cards(match: re.Match[str]) -> str:
     return text
 
 
+def _spoken_digits(run: str) -> str:
+    digits = []
+    repeat = 1
+    for word in re.findall(r"[a-z]+|\d", run.lower()):
+        if word in ("double", "triple"):
+            repeat = 2 if word == "double" else 3
+            continue
+        digits.append((_DIGIT_WORDS.get(word) or word) * repeat)
+        repeat = 1
+    return "".join(digits)
+
+
+def _spoken_numbers(match: re.Match[str]) -> str:
+    digits = _spoken_digits(match.group(0))
+    if 13 <= len(digits) <= 19 and luhn_ok(digits):
+        return CARD
+    return PHONE if 9 <= len(digits) <= 15 else match.group(0)
+
+
 def _phones(match: re.Match[str]) -> str:
     return PHONE if phone_ok(match.group(0)) else match.group(0)
 
@@ -363,6 +415,8 @@ def redact(
         out = _sub_all(ADDRESS_RES, ADDRESS, out)
         out = _sub_all(POSTCODE_RES, POSTCODE, out)
         out = PHONE_RE.sub(_phones, out)
+    if _may_read_out_number(out, has_digit):
+        out = SPOKEN_NUMBER_RE.sub(_spoken_numbers, out)
     names_re = _names_re_for(tuple(names))
     if names_re is not None:
         out = names_re.sub(NAME, out)

@@ -249,3 +249,49 @@ def test_names_match_whatever_their_unicode_form():
 )
 def test_spelled_out_emails_and_separators_on_hostile_runs(text, expected):
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # as call transcripts write numbers read out digit by digit
+        (
+            "my card is four one one one one one one one one one one one one one one one",
+            "my card is [CARD]",
+        ),
+        ("Four one one one, one one one one, one one one one, one one one one.", "[CARD]."),
+        (
+            "five five five five-five five five five-five five five five-four four four four",
+            "[CARD]",
+        ),
+        (
+            "call me on oh two oh, seven nine four six, double oh one two please",
+            "call me on [PHONE] please",
+        ),
+        ("it's seven seven oh oh nine triple zero one two", "it's [PHONE]"),
+        ("the number is 0 7 7 oh oh nine zero zero zero one", "the number is [PHONE]"),
+    ],
+)
+def test_numbers_read_out_word_by_word(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "it costs one two three dollars",
+        "I need one or two or three of them, maybe four five six seven eight nine",
+        "one two three four five six seven eight",
+        "Four one one one one one one one one one one one one one one two",  # not a card
+        "one of the two, one by one, nine to five, oh no, the one-two-three punch",
+        "someone two three four five six seven eight nine",
+    ],
+)
+def test_words_that_are_not_a_read_out_number_are_kept(text):
+    assert redact(text) == text
+
+
+def test_read_out_numbers_on_hostile_runs():
+    run = "one one x " * 20000
+    assert redact(run + "oh two oh seven nine four six oh oh one two") == run + "[PHONE]"
+    assert redact("one " * 20000) == "one " * 20000  # 20,000 digits: neither card nor phone
