@@ -145,12 +145,12 @@ def address(value: str) -> tuple[str, str]:
     return name, addr.strip().lower()
 
 
-_MAILBOX = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>.]+")
+_MAILBOX = re.compile(r"[^@\s<>,;:]+@[^@\s<>,;:.][^@\s<>,;:]*")
 
 
 def is_mailbox(value: str) -> bool:
-    """Whether ``value`` is an address a reply can go to (``local@domain.tld``): not the
-    bare name ``parseaddr`` returns for ``From: John Smith``, nor ``<>``."""
+    """Whether ``value`` is an address a reply can go to (``local@domain``): not the bare
+    name ``parseaddr`` returns for ``From: John Smith``, nor ``<>`` or ``john@``."""
     return bool(_MAILBOX.fullmatch(value or ""))
 
 
