@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from calls.models import (
@@ -26,6 +26,7 @@ from calls.parsers import (
     RecordError,
     classify,
     contact_event_fields,
+    contact_id_text,
     ctr_fields,
     expand,
     parse_time,
@@ -219,7 +220,10 @@ def call_event_process(*, event_id: int) -> str:
         try:
             with transaction.atomic():
                 status = _apply(event.source, payload)
-        except (RecordError, PermanentError, KeyError, TypeError, ValueError) as exc:
+        except (RecordError, PermanentError, KeyError, TypeError, ValueError, DataError) as exc:
+            # DataError: a value the database refused (too long, out of range). The
+            # savepoint above rolled it back; the event is kept as failed, never left
+            # "received" (a redelivery would count it a duplicate and the call be lost).
             event.status = EventStatus.FAILED
             event.error = f"{type(exc).__name__}: {exc}"
             logger.warning("Call event %s failed: %s", event.pk, event.error)
@@ -361,6 +365,7 @@ def s3_result_created(*, record: dict[str, Any]) -> bool:
     contact_id = key.split("/", 1)[0]
     if key.startswith("transcripts/"):
         contact_id = name.removesuffix(".json")
+    contact_id = contact_id_text(contact_id, "The S3 key's contact id")
     if not contact_id or BDA_OUTPUT_FOLDERS.intersection(key.split("/")[:-1]):
         # A Data Automation output object: ``job_metadata.json`` names them and drives the
         # pipeline; read on its own, one would replace the call's result (and fail it).

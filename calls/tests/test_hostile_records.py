@@ -1,0 +1,205 @@
+"""Hostile or malformed records: a clear 400 (or a record kept as failed), never a 500,
+and never an event left ``received`` for ever (a redelivery would count it a duplicate,
+so the call would be lost)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from calls.models import Call, CallEvent, EventStatus
+from calls.tests.conftest import load
+
+pytestmark = pytest.mark.django_db
+
+
+def ctr(contact_id: str, **fields: Any) -> dict[str, Any]:
+    return {**load("ctr_billing.json"), "ContactId": contact_id, **fields}
+
+
+def agent_event(event_id: str, **fields: Any) -> dict[str, Any]:
+    return {**load("agent_state_acw.json"), "EventId": event_id, **fields}
+
+
+def s3_notification(s3: Any) -> dict[str, Any]:
+    return {"Records": [{"eventSource": "aws:s3", "s3": s3}]}
+
+
+@pytest.fixture
+def raising_client(integration_key: tuple[Any, str]) -> APIClient:
+    """Server errors answer 500 instead of raising in the test."""
+    client = APIClient(raise_request_exception=False)
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {integration_key[1]}")
+    return client
+
+
+# (body, what the 400's message says)
+REFUSED_AT_INTAKE: dict[str, tuple[str, str]] = {
+    "contact event detail is text": (
+        json.dumps({"detail-type": "Amazon Connect Contact Event", "id": "e1", "detail": "x"}),
+        "detail must be an object",
+    ),
+    "transcribe detail is a list": (
+        json.dumps({"detail-type": "Transcribe Job State Change", "id": "e2", "detail": [1]}),
+        "detail must be an object",
+    ),
+    "eventbridge s3 object is text": (
+        json.dumps({"detail-type": "Object Created", "id": "e3", "detail": {"object": "k"}}),
+        "detail.object must be an object",
+    ),
+    "s3 notification s3 is text": (
+        json.dumps(s3_notification("x")),
+        "Records[0].s3 must be an object",
+    ),
+    "s3 notification bucket is text": (
+        json.dumps(s3_notification({"bucket": "b", "object": {"key": "c-1/results.json"}})),
+        "Records[0].s3.bucket must be an object",
+    ),
+    "kinesis record is text": (
+        json.dumps({"Records": [{"kinesis": "x"}]}),
+        "Records[0].kinesis must be an object",
+    ),
+    "contact id is an object": (
+        json.dumps(ctr("x", ContactId={"a": 1})),
+        "ContactId must be a string",
+    ),
+    "contact id too long": (
+        json.dumps(ctr("c" * 129)),
+        "ContactId is longer than 128 characters",
+    ),
+    "call id too long": (
+        json.dumps({"callId": "n" * 129, "audioS3Uri": "s3://connect-recordings-example/a"}),
+        "callId is longer than 128 characters",
+    ),
+    "audio uri too long": (
+        json.dumps({"callId": "n1", "audioS3Uri": "s3://connect-recordings-example/" + "a" * 1100}),
+        "audioS3Uri is longer than 1024",
+    ),
+    "agent event id too long": (
+        json.dumps(agent_event("e" * 65)),
+        "EventId is longer than 64 characters",
+    ),
+    "NaN": ('{"ContactId": "nan-1", "InitiationTimestamp": NaN}', "NaN"),
+    "Infinity": ('{"ContactId": "inf-1", "InitiationTimestamp": -Infinity}', "Infinity"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_AT_INTAKE))
+def test_malformed_records_answer_400_and_are_kept_as_failed(
+    name, raising_client, calls_settings, django_capture_on_commit_callbacks
+):
+    body, message = REFUSED_AT_INTAKE[name]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = raising_client.post(
+            "/api/calls/events", data=body, content_type="application/json"
+        )
+    assert response.status_code == 400, response.content
+    assert message in response.json()["error"]["message"]
+    event = CallEvent.objects.get()
+    assert event.status == EventStatus.FAILED
+    assert message in event.error
+    assert not Call.objects.exists()
+
+
+# Records that are recognised (so accepted with 202) but cannot be applied: each must end
+# as a failed event with the reason, not stay "received".
+FAILED_WHEN_APPLIED: dict[str, tuple[dict[str, Any], str]] = {
+    "agent is text": (ctr("p1", Agent="bob"), "Agent must be an object"),
+    "queue is a list": (ctr("p2", Queue=[1]), "Queue must be an object"),
+    "recording is text": (ctr("p3", Recording="s3://x/y"), "Recording must be an object"),
+    "recordings hold text": (
+        ctr("p4", Recording=None, Recordings=["x"]),
+        "Recordings[0] must be an object",
+    ),
+    "customer endpoint is text": (
+        ctr("p5", CustomerEndpoint="+14155550100"),
+        "CustomerEndpoint must be an object",
+    ),
+    "epoch beyond any date": (ctr("p6", InitiationTimestamp=1e300), "Bad timestamp"),
+    "negative epoch": (ctr("p7", InitiationTimestamp=-1e18), "Bad timestamp"),
+    "boolean timestamp": (ctr("p8", InitiationTimestamp=True), "Bad timestamp"),
+    "year 1 with an offset": (
+        ctr("p9", InitiationTimestamp="0001-01-01T00:00:00+05:00"),
+        "outside 2000-2099",
+    ),
+    "year 9999 with an offset": (
+        ctr("p10", InitiationTimestamp="9999-12-31T23:59:59-05:00"),
+        "outside 2000-2099",
+    ),
+    "timestamp without a time zone": (
+        ctr("p11", DisconnectTimestamp="2026-11-20T10:08:40"),
+        "has no time zone",
+    ),
+    "channel too long": (ctr("p12", Channel="V" * 17), "Channel is longer than 16"),
+    "disconnect reason too long": (
+        ctr("p13", DisconnectReason="D" * 65),
+        "DisconnectReason is longer than 64",
+    ),
+    "queue name too long": (ctr("p14", Queue={"Name": "Q" * 129}), "Queue.Name is longer"),
+    "phone number too long": (
+        ctr("p15", CustomerEndpoint={"Address": "1" * 40, "Type": "TELEPHONE_NUMBER"}),
+        "CustomerEndpoint.Address is longer",
+    ),
+    "flow log entries are text": (
+        ctr("p16", ContactFlowLogs=["x", 1]),
+        "ContactFlowLogs[0] must be an object",
+    ),
+    "agent snapshot is text": (
+        agent_event("a1", CurrentAgentSnapshot="x"),
+        "CurrentAgentSnapshot must be an object",
+    ),
+    "agent contacts hold text": (
+        agent_event("a2", CurrentAgentSnapshot={"Contacts": ["x"]}),
+        "Contacts[0] must be an object",
+    ),
+    "agent state start far away": (
+        agent_event(
+            "a3",
+            CurrentAgentSnapshot={"AgentStatus": {"Name": "Available", "StartTimestamp": 1e20}},
+        ),
+        "Bad timestamp",
+    ),
+    "contact id of an S3 result too long": (
+        s3_notification(
+            {
+                "bucket": {"name": "connect-recordings-example"},
+                "object": {"key": "c" * 129 + "/results.json", "eTag": "1"},
+            }
+        ),
+        "The S3 key's contact id is longer than 128 characters",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAILED_WHEN_APPLIED))
+def test_records_that_cannot_be_applied_are_kept_as_failed(
+    name, integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    record, message = FAILED_WHEN_APPLIED[name]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = integration_client.post(
+            "/api/calls/events", data=json.dumps(record), content_type="application/json"
+        )
+    assert response.status_code == 202
+    event = CallEvent.objects.get()
+    assert event.status == EventStatus.FAILED, event.error
+    assert message in event.error
+    assert not Call.objects.exists()
+
+
+def test_a_deeply_nested_ivr_journey_attribute_is_no_journey(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    """The flow-set ``ivr_journey`` attribute is JSON in a string: read like any JSON
+    from outside (json.loads raised RecursionError on it)."""
+    record = ctr("deep-1", Attributes={"ivr_journey": "[" * 100_000 + "]" * 100_000})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = integration_client.post(
+            "/api/calls/events", data=json.dumps(record), content_type="application/json"
+        )
+    assert response.status_code == 202
+    assert CallEvent.objects.get().status == EventStatus.PROCESSED
+    assert Call.objects.get().ivr_journey.steps == []
