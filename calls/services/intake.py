@@ -266,10 +266,15 @@ def call_upsert(
     """Create or update the call for ``fields.contact_id``.
 
     ``fill_only`` (contact events) only fills empty fields, so a later or earlier contact
-    trace record keeps its richer values.
+    trace record keeps its richer values. A contact trace record (``raw``) older than the
+    one already applied (``LastUpdateTimestamp``: the streams do not keep order) is
+    applied the same way, and the newer ``raw`` is kept.
     """
     call, _ = Call.objects.get_or_create(contact_id=fields.contact_id)
     call = Call.objects.select_for_update().get(pk=call.pk)
+    if raw is not None and _ctr_older(raw, than=call.raw):
+        logger.info("Older contact trace record for %s only fills gaps", call.contact_id)
+        fill_only, raw = True, None
     changed: list[str] = []
     for name in (
         "channel",
@@ -301,7 +306,10 @@ def call_upsert(
             call.customer = customer
             changed.append("customer")
     if fields.attributes:
-        call.attributes = {**call.attributes, **fields.attributes}
+        if fill_only:
+            call.attributes = {**fields.attributes, **call.attributes}
+        else:
+            call.attributes = {**call.attributes, **fields.attributes}
         changed.append("attributes")
     if raw is not None:
         call.raw = raw
@@ -309,6 +317,19 @@ def call_upsert(
     if changed:
         call.save(update_fields=[*set(changed), "updated_at"])
     return call
+
+
+def _ctr_older(record: dict[str, Any], *, than: dict[str, Any] | None) -> bool:
+    """Whether ``record`` was last updated before the record ``than`` (both contact
+    trace records); False when either has no readable ``LastUpdateTimestamp``."""
+    if not than:
+        return False
+    try:
+        mine = parse_time(record.get("LastUpdateTimestamp"))
+        theirs = parse_time(than.get("LastUpdateTimestamp"))
+    except RecordError:
+        return False
+    return mine is not None and theirs is not None and mine < theirs
 
 
 def call_record_ingest(*, record: dict[str, Any]) -> Call:

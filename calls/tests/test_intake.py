@@ -313,3 +313,40 @@ def test_concurrent_insert_falls_back_to_one_by_one(calls_settings, monkeypatch)
     result = services.call_events_intake(body=json.dumps([first, second]).encode(), schedule=False)
     assert (len(result.accepted), result.duplicates) == (1, 1)
     assert Event.objects.count() == 2
+
+
+def test_an_older_contact_trace_record_arriving_late_does_not_undo_the_update(
+    calls_settings, django_capture_on_commit_callbacks
+):
+    """Kinesis and EventBridge do not keep order: when an updated record (a later
+    LastUpdateTimestamp) is applied first, the original arriving after it only fills
+    what the update left empty; it does not put back the old queue or attributes."""
+    from calls import services
+
+    original = {
+        **load("ctr_billing.json"),
+        "LastUpdateTimestamp": "2026-11-20T10:10:31Z",
+        "Attributes": {"case": "old", "language": "en-US"},
+        "Recording": None,
+    }
+    update = {
+        **original,
+        "LastUpdateTimestamp": "2026-11-20T11:00:00Z",
+        "Queue": {**original["Queue"], "Name": "SupportQueue"},
+        "Attributes": {"case": "new"},
+    }
+    for record in (update, original):
+        with django_capture_on_commit_callbacks(execute=True):
+            services.call_events_intake(body=json.dumps(record).encode())
+    assert list(CallEvent.objects.values_list("status", flat=True)) == [EventStatus.PROCESSED] * 2
+    call = Call.objects.get()
+    assert call.queue_name == "SupportQueue"
+    assert call.attributes == {"case": "new", "language": "en-US"}
+    assert call.raw["LastUpdateTimestamp"] == "2026-11-20T11:00:00Z"
+    # In order, an update still applies.
+    newer = {**update, "LastUpdateTimestamp": "2026-11-20T12:00:00Z", "Attributes": {"case": "x"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        services.call_events_intake(body=json.dumps(newer).encode())
+    call.refresh_from_db()
+    assert call.attributes == {"case": "x", "language": "en-US"}
+    assert call.raw["LastUpdateTimestamp"] == "2026-11-20T12:00:00Z"
