@@ -35,6 +35,17 @@ def call_visibility_q(user: Any, *, prefix: str = "") -> Q:
     return Q(**{f"{prefix}queue_name__in": queues})
 
 
+_HASH = re.compile(r"[0-9a-f]{32}")
+
+
+def call_hash_parse(text: str) -> str | None:
+    """A call's key as it arrives in a path: the MD5 hex digest of its contact id (any
+    case), lower-cased; None for anything else (which no call has, and a NUL in it would
+    reach PostgreSQL)."""
+    value = text.lower()
+    return value if _HASH.fullmatch(value) else None
+
+
 def queue_team(queue_name: str) -> Team | None:
     """The team whose agents see the calls of this queue when exactly one does; None for
     no queue, an unmapped queue or one shared by several teams."""
@@ -112,13 +123,16 @@ def call_list(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[C
 
 def call_get_visible(*, hash: str, user: Any) -> Call:
     """A call ``user`` may see; NotFound otherwise (the same answer as an unknown hash)."""
+    key = call_hash_parse(hash)
+    if key is None:
+        raise NotFound("No call with this hash.")
     call = (
         Call.objects.select_related("analytics", "ivr_journey", "transcript", "customer")
-        .filter(call_visibility_q(user), hash=hash)
+        .filter(call_visibility_q(user), hash=key)
         .first()
     )
     if call is None:
-        raise NotFound(f"No call with hash {hash!r}.")
+        raise NotFound(f"No call with hash {key!r}.")
     return call
 
 

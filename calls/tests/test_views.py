@@ -121,3 +121,10 @@ def test_call_list_query_count_does_not_grow(client, agent, billing, django_asse
     assert [f"/calls/{c.hash}/" in html for c in Call.objects.order_by("contact_id")] == [
         True
     ] * 8 + [False]
+
+
+def test_a_call_page_for_a_hash_that_is_no_md5_digest_is_not_found(client, supervisor, call):
+    """A NUL in the path reached PostgreSQL (500); like an unknown hash, 404."""
+    client.force_login(supervisor)
+    assert client.get("/calls/%00/").status_code == 404
+    assert client.get("/calls/" + "a" * 3000 + "/").status_code == 404
