@@ -97,7 +97,7 @@ def objects(value: Any, where: str) -> list[dict[str, Any]]:
     return [obj(item, f"{where}[{i}]") for i, item in enumerate(value)]
 
 
-def text(value: Any, where: str, max_length: int) -> str:
+def text_field(value: Any, where: str, max_length: int) -> str:
     """A text field: a string or a number, at most ``max_length`` characters (the
     column's size: a longer value failed in the database); ``""`` when absent."""
     if value is None:
@@ -116,7 +116,7 @@ def _max(model: Any, name: str) -> int:
 
 def contact_id_text(value: Any, where: str) -> str:
     """A contact (call) id: a string or a number that fits ``Call.contact_id``."""
-    return text(value, where, _max(Call, "contact_id"))
+    return text_field(value, where, _max(Call, "contact_id"))
 
 
 # --- classification -------------------------------------------------------------------
@@ -177,7 +177,7 @@ def classify(record: dict[str, Any]) -> Classified:
         event_id = str(record.get("id") or f"{contact_id}:{detail.get('eventType', '')}")
         return Classified(EventSource.CONTACT_EVENT, event_id, contact_id, record)
     if detail_type == TRANSCRIBE_DETAIL:
-        job = text(
+        job = text_field(
             obj(record.get("detail"), "detail").get("TranscriptionJobName"),
             "detail.TranscriptionJobName",
             _max(Call, "transcription_job"),
@@ -216,7 +216,7 @@ def classify(record: dict[str, Any]) -> Classified:
         event_type = str(record["EventType"])
         if event_type not in AGENT_EVENT_TYPES:
             raise RecordError(f"Unknown agent EventType {event_type!r}.")
-        event_id = text(record.get("EventId"), "EventId", _max(AgentStateEvent, "event_id"))
+        event_id = text_field(record.get("EventId"), "EventId", _max(AgentStateEvent, "event_id"))
         if not event_id:
             raise RecordError("Agent event without EventId.")
         return Classified(EventSource.AGENT_EVENT, event_id, "", record)
@@ -224,7 +224,7 @@ def classify(record: dict[str, Any]) -> Classified:
         call_id = contact_id_text(record.get("callId"), "callId")
         if not call_id:
             raise RecordError("Recording notification without callId.")
-        audio = text(record.get("audioS3Uri"), "audioS3Uri", _max(Call, "s3_input_uri"))
+        audio = text_field(record.get("audioS3Uri"), "audioS3Uri", _max(Call, "s3_input_uri"))
         if not audio.startswith("s3://"):
             raise RecordError("Recording notification needs audioS3Uri as s3://bucket/key.")
         return Classified(EventSource.RECORDING, call_id, call_id, record)
@@ -269,7 +269,7 @@ def ctr_fields(record: dict[str, Any]) -> CallFields:
     if not recording and recordings:
         recording = recordings[0]
     endpoint = obj(record.get("CustomerEndpoint"), "CustomerEndpoint")
-    location = text(
+    location = text_field(
         recording.get("Location"), "Recording.Location", _max(Call, "recording_location")
     )
     if location and not location.startswith("s3://"):
@@ -277,7 +277,7 @@ def ctr_fields(record: dict[str, Any]) -> CallFields:
     attributes = obj(record.get("Attributes"), "Attributes")
 
     def field(value: Any, where: str, name: str) -> str:
-        return text(value or None, where, _max(Call, name))
+        return text_field(value or None, where, _max(Call, name))
 
     return CallFields(
         contact_id=contact_id_text(record["ContactId"], "ContactId"),
@@ -297,7 +297,7 @@ def ctr_fields(record: dict[str, Any]) -> CallFields:
         customer_phone=field(endpoint.get("Address"), "CustomerEndpoint.Address", "customer_phone")
         if endpoint.get("Type") in (None, "TELEPHONE_NUMBER")
         else "",
-        recording_location=text(
+        recording_location=text_field(
             location or None, "Recording.Location", _max(Call, "recording_location")
         ),
         attributes={str(k): v for k, v in attributes.items()},
@@ -309,14 +309,14 @@ def contact_event_fields(record: dict[str, Any]) -> CallFields:
     detail = obj(record.get("detail"), "detail")
     agent = obj(detail.get("agentInfo"), "detail.agentInfo")
     queue = obj(detail.get("queueInfo"), "detail.queueInfo")
-    queue_arn = text(queue.get("queueArn"), "detail.queueInfo.queueArn", 2048)
+    queue_arn = text_field(queue.get("queueArn"), "detail.queueInfo.queueArn", 2048)
     queue_name = queue_arn.rsplit("/", 1)[-1]
     return CallFields(
         contact_id=contact_id_text(detail["contactId"], "detail.contactId"),
-        channel=text(
+        channel=text_field(
             detail.get("channel") or None, "detail.channel", _max(Call, "channel")
         ).upper(),
-        initiation_method=text(
+        initiation_method=text_field(
             detail.get("initiationMethod") or None,
             "detail.initiationMethod",
             _max(Call, "initiation_method"),
@@ -324,8 +324,10 @@ def contact_event_fields(record: dict[str, Any]) -> CallFields:
         initiated_at=parse_time(detail.get("initiationTimestamp")),
         connected_to_agent_at=parse_time(agent.get("connectedToAgentTimestamp")),
         disconnected_at=parse_time(detail.get("disconnectTimestamp")),
-        queue_name=text(queue_name or None, "detail.queueInfo.queueArn", _max(Call, "queue_name")),
-        agent_arn=text(
+        queue_name=text_field(
+            queue_name or None, "detail.queueInfo.queueArn", _max(Call, "queue_name")
+        ),
+        agent_arn=text_field(
             agent.get("agentArn") or None, "detail.agentInfo.agentArn", _max(Call, "agent_arn")
         ),
     )
@@ -357,7 +359,9 @@ def agent_state(record: dict[str, Any]) -> AgentState:
     occurred = parse_time(record.get("EventTimestamp"))
     if occurred is None:
         raise RecordError("Agent event without EventTimestamp.")
-    state = text(status.get("Name") or None, "AgentStatus.Name", _max(AgentStateEvent, "state"))
+    state = text_field(
+        status.get("Name") or None, "AgentStatus.Name", _max(AgentStateEvent, "state")
+    )
     started = parse_time(status.get("StartTimestamp"))
     for contact in objects(snapshot.get("Contacts"), "CurrentAgentSnapshot.Contacts"):
         contact_state = str(contact.get("State") or "")
@@ -373,10 +377,10 @@ def agent_state(record: dict[str, Any]) -> AgentState:
     return AgentState(
         event_id=str(record.get("EventId")),
         event_type=event_type,
-        agent_arn=text(
+        agent_arn=text_field(
             record.get("AgentARN") or None, "AgentARN", _max(AgentStateEvent, "agent_arn")
         ),
-        username=text(
+        username=text_field(
             config.get("Username") or None,
             "Configuration.Username",
             _max(AgentStateEvent, "username"),
@@ -424,6 +428,20 @@ class ParsedResult:
     bedrock_status: str = ""
 
 
+def seconds(value: Any, where: str, *, scale: float = 1.0) -> float:
+    """A time offset in a result (``"12.5"``, ``12500`` millis with ``scale=1000``);
+    0 when absent, ``RecordError`` for anything that is not a finite number."""
+    if value in (None, ""):
+        return 0.0
+    try:
+        number = float(value) if not isinstance(value, bool | dict | list) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise RecordError(f"{where} must be a number, not {str(value)[:40]!r}.")
+    return number / scale
+
+
 def _speaker_name(label: str) -> str:
     return {"spk_0": "Agent", "spk_1": "Customer", "ch_0": "Agent", "ch_1": "Customer"}.get(
         label, label or "Speaker"
@@ -435,14 +453,16 @@ def parse_transcribe(doc: dict[str, Any]) -> ParsedResult:
     results = doc.get("results")
     if not isinstance(results, dict) or "transcripts" not in results:
         raise RecordError("Not a Transcribe result: results.transcripts is missing.")
-    text = " ".join(str(t.get("transcript", "")) for t in results.get("transcripts") or [])
+    transcripts = objects(results.get("transcripts"), "results.transcripts")
+    text = " ".join(str(t.get("transcript", "")) for t in transcripts)
     segments: list[Segment] = []
-    for seg in results.get("audio_segments") or []:
+    where = "results.audio_segments"
+    for i, seg in enumerate(objects(results.get("audio_segments"), where)):
         segments.append(
             Segment(
                 speaker=_speaker_name(str(seg.get("speaker_label") or "")),
-                start=float(seg.get("start_time") or 0),
-                end=float(seg.get("end_time") or 0),
+                start=seconds(seg.get("start_time"), f"{where}[{i}].start_time"),
+                end=seconds(seg.get("end_time"), f"{where}[{i}].end_time"),
                 text=str(seg.get("transcript") or ""),
             )
         )
@@ -455,18 +475,28 @@ def _segments_from_items(results: dict[str, Any]) -> list[Segment]:
     """Older output: group ``items`` into turns by the speaker_labels segments."""
     turns: list[Segment] = []
     speaker_of: list[tuple[float, float, str]] = []
-    for seg in (results.get("speaker_labels") or {}).get("segments") or []:
+    where = "results.speaker_labels.segments"
+    labels = obj(results.get("speaker_labels"), "results.speaker_labels")
+    for i, seg in enumerate(objects(labels.get("segments"), where)):
+        if seg.get("start_time") in (None, "") or seg.get("end_time") in (None, ""):
+            raise RecordError(f"{where}[{i}].start_time must be a number (and end_time).")
         speaker_of.append(
-            (float(seg["start_time"]), float(seg["end_time"]), str(seg["speaker_label"]))
+            (
+                seconds(seg["start_time"], f"{where}[{i}].start_time"),
+                seconds(seg["end_time"], f"{where}[{i}].end_time"),
+                str(seg.get("speaker_label") or ""),
+            )
         )
-    for item in results.get("items") or []:
-        content = str(((item.get("alternatives") or [{}])[0]).get("content") or "")
+    for i, item in enumerate(objects(results.get("items"), "results.items")):
+        where = f"results.items[{i}]"
+        alternatives = objects(item.get("alternatives"), f"{where}.alternatives")
+        content = str((alternatives or [{}])[0].get("content") or "")
         if item.get("type") == "punctuation":
             if turns:
                 turns[-1].text += content
             continue
-        start = float(item.get("start_time") or 0)
-        end = float(item.get("end_time") or start)
+        start = seconds(item.get("start_time"), f"{where}.start_time")
+        end = seconds(item.get("end_time"), f"{where}.end_time") or start
         label = str(item.get("speaker_label") or "")
         if not label:
             label = next((s for a, b, s in speaker_of if a <= start <= b), "")
@@ -491,16 +521,18 @@ def parse_bda(doc: dict[str, Any], custom: dict[str, Any] | None = None) -> Pars
     audio = doc.get("audio")
     if not isinstance(audio, dict):
         raise RecordError("Not a Data Automation audio result: the audio object is missing.")
-    transcript = audio.get("transcript") or {}
-    text = str((transcript.get("representation") or {}).get("text") or "")
+    transcript = obj(audio.get("transcript"), "audio.transcript")
+    representation = obj(transcript.get("representation"), "audio.transcript.representation")
+    text = str(representation.get("text") or "")
     segments: list[Segment] = []
-    for seg in doc.get("audio_segments") or []:
-        label = str((seg.get("speaker") or {}).get("speaker_label") or "")
+    for i, seg in enumerate(objects(doc.get("audio_segments"), "audio_segments")):
+        where = f"audio_segments[{i}]"
+        label = str(obj(seg.get("speaker"), f"{where}.speaker").get("speaker_label") or "")
         segments.append(
             Segment(
                 speaker=_speaker_name(label),
-                start=float(seg.get("start_timestamp_millis") or 0) / 1000,
-                end=float(seg.get("end_timestamp_millis") or 0) / 1000,
+                start=seconds(seg.get("start_timestamp_millis"), where, scale=1000),
+                end=seconds(seg.get("end_timestamp_millis"), where, scale=1000),
                 text=str(seg.get("text") or ""),
             )
         )
@@ -509,9 +541,11 @@ def parse_bda(doc: dict[str, Any], custom: dict[str, Any] | None = None) -> Pars
             match = _BDA_TURN.match(line.strip())
             if match:
                 segments.append(Segment(_speaker_name(match["spk"]), 0.0, 0.0, match["text"]))
-    topics_std = audio.get("topics") or []
+    topics_std = objects(audio.get("topics"), "audio.topics")
     topic_summary = "\n".join(str(t.get("summary") or "") for t in topics_std if t.get("summary"))
-    inference = (custom or doc.get("custom_output") or {}).get("inference_result") or {}
+    custom_doc = obj(custom or doc.get("custom_output"), "custom_output")
+    inference = obj(custom_doc.get("inference_result"), "custom_output.inference_result")
+    moderation = audio.get("content_moderation") or []
     categories = inference.get("call_categories") or []
     topics = inference.get("topics") or []
     result = ParsedResult(
@@ -522,7 +556,7 @@ def parse_bda(doc: dict[str, Any], custom: dict[str, Any] | None = None) -> Pars
         topic_summary=topic_summary,
         categories=[str(c) for c in categories] if isinstance(categories, list) else [],
         topics=[str(t) for t in topics] if isinstance(topics, list) else [],
-        content_moderation=list(audio.get("content_moderation") or []),
+        content_moderation=moderation if isinstance(moderation, list) else [],
         audio_summary=str(audio.get("summary") or ""),
         bedrock_status="Success",
     )

@@ -203,3 +203,108 @@ def test_a_deeply_nested_ivr_journey_attribute_is_no_journey(
     assert response.status_code == 202
     assert CallEvent.objects.get().status == EventStatus.PROCESSED
     assert Call.objects.get().ivr_journey.steps == []
+
+
+# Transcription results (a Transcribe or Data Automation JSON read from storage or S3) of
+# the wrong shape: the call fails with the reason instead of the task crashing and the
+# call staying "received" with no error.
+BAD_RESULTS: dict[str, tuple[str, str]] = {
+    "transcripts hold text": (json.dumps({"results": {"transcripts": ["x"]}}), "[0] must be"),
+    "audio segments hold text": (
+        json.dumps({"results": {"transcripts": [{"transcript": "hi"}], "audio_segments": ["x"]}}),
+        "results.audio_segments[0] must be an object",
+    ),
+    "items hold text": (
+        json.dumps({"results": {"transcripts": [{"transcript": "hi"}], "items": ["x"]}}),
+        "results.items[0] must be an object",
+    ),
+    "speaker segment without times": (
+        json.dumps(
+            {
+                "results": {
+                    "transcripts": [{"transcript": "hi"}],
+                    "speaker_labels": {"segments": [{"speaker_label": "spk_0"}]},
+                    "items": [{"start_time": "1.0", "alternatives": [{"content": "hi"}]}],
+                }
+            }
+        ),
+        "start_time must be a number",
+    ),
+    "segment time not a number": (
+        json.dumps(
+            {
+                "results": {
+                    "transcripts": [{"transcript": "hi"}],
+                    "audio_segments": [{"start_time": "abc"}],
+                }
+            }
+        ),
+        "start_time must be a number",
+    ),
+    "data automation transcript is text": (
+        json.dumps({"audio": {"transcript": "x"}}),
+        "audio.transcript must be an object",
+    ),
+    "data automation topics hold text": (
+        json.dumps({"audio": {"transcript": {"representation": {"text": "hi"}}, "topics": ["x"]}}),
+        "audio.topics[0] must be an object",
+    ),
+    "nested 100,000 deep": ("[" * 100_000 + "]" * 100_000, "nested more than"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_RESULTS))
+def test_a_malformed_transcription_result_fails_the_call_with_the_reason(
+    name, calls_settings, django_capture_on_commit_callbacks
+):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from calls import services
+    from calls.models import PipelineStatus
+
+    doc, message = BAD_RESULTS[name]
+    record = load("ctr_billing.json")
+    default_storage.save(f"calls/results/{record['ContactId']}/transcribe.json", ContentFile(doc))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.call_events_intake(body=json.dumps(record).encode())
+    call = Call.objects.get()
+    assert call.pipeline_status == PipelineStatus.FAILED
+    assert message in call.pipeline_error
+
+
+@pytest.mark.parametrize("name", sorted(BAD_RESULTS))
+def test_a_malformed_result_in_s3_is_a_permanent_error(name, calls_settings):
+    import io
+
+    from calls.transcription import result_from_s3_object
+    from support.errors import PermanentError
+
+    doc, message = BAD_RESULTS[name]
+
+    class S3:
+        def get_object(self, **kwargs: Any) -> dict[str, Any]:
+            return {"Body": io.BytesIO(doc.encode())}
+
+    with pytest.raises(
+        PermanentError, match=r"^s3://connect-recordings-example/c/x\.json: "
+    ) as exc:
+        result_from_s3_object("s3://connect-recordings-example/c/x.json", client=S3())
+    assert message in str(exc.value)
+
+
+def test_a_nul_in_a_transcription_result_is_kept_as_a_replacement_character(
+    calls_settings, django_capture_on_commit_callbacks
+):
+    """PostgreSQL text cannot hold NUL: saving the transcript failed (DataError) and the
+    call stayed "received"; as for received events, NUL becomes U+FFFD."""
+    from calls import services
+    from calls.tests.conftest import place_result
+
+    record = load("ctr_billing.json")
+    doc = {"results": {"transcripts": [{"transcript": "card\x00number"}]}}
+    place_result(record["ContactId"], "transcribe.json", doc)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.call_events_intake(body=json.dumps(record).encode())
+    call = Call.objects.get()
+    assert call.transcript.text == "card\ufffdnumber"
