@@ -14,11 +14,12 @@ from calls.models import (
     Alert,
     Call,
     CallAnalytics,
+    PipelineStatus,
     QueueTeam,
     contact_hash,
 )
 from support.auth.roles import is_supervisor
-from support.errors import NotFound
+from support.errors import InvalidInput, NotFound
 from tickets.context.privacy import customer_redaction_names
 from tickets.models import Customer, Team, format_ticket_number
 from tickets.selectors import user_team_ids, visible_ticket_ids
@@ -107,8 +108,11 @@ def analytics_list(
 
 
 def call_list(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[Call]:
-    """The calls ``user`` may see (:func:`call_visibility_q`), newest first."""
+    """The calls ``user`` may see (:func:`call_visibility_q`), newest first. An unknown
+    ``status`` is ``InvalidInput`` (a typo listed no call at all)."""
     filters = filters or {}
+    if filters.get("status") and filters["status"] not in PipelineStatus.values:
+        raise InvalidInput(f"status must be one of: {', '.join(PipelineStatus.values)}.")
     query = Call.objects.select_related("analytics", "ivr_journey", "customer").filter(
         call_visibility_q(user)
     )
