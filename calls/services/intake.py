@@ -51,6 +51,12 @@ class IntakeResult:
     accepted: list[int] = field(default_factory=list)
     duplicates: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    #: Duplicates of events recorded before and still ``received``: their processing may
+    #: have died (a redelivery is how SQS retries), so they are processed again.
+    pending: list[int] = field(default_factory=list)
+
+    def to_process(self) -> list[int]:
+        return [*self.accepted, *self.pending]
 
 
 def _fingerprint(value: Any) -> str:
@@ -123,8 +129,8 @@ def call_events_intake(
                 continue
             items[key] = item
         _record_events(items, result)
-        if schedule and result.accepted:
-            ids = list(result.accepted)
+        if schedule and result.to_process():
+            ids = result.to_process()
             transaction.on_commit(lambda: _schedule_events(ids))
     if result.errors and not result.accepted and not result.duplicates:
         first = result.errors[0]["error"]
@@ -184,6 +190,8 @@ def _record_events(items: dict[tuple[str, str], Any], result: IntakeResult) -> N
             result.accepted.append(event.pk)
         else:
             result.duplicates += 1
+            if event.status == EventStatus.RECEIVED:
+                result.pending.append(event.pk)
     if not new:
         return
     try:
