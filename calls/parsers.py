@@ -11,7 +11,7 @@ import binascii
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from calls.models import AgentStateEvent, Call, EventSource
@@ -40,12 +40,15 @@ class Classified:
 #: Timestamps outside these years are refused: no call happened before 2000, and a
 #: year like 9999 (or 1 with an offset) is out of PostgreSQL's range once in UTC.
 PLAUSIBLE_YEARS = range(2000, 2100)
+#: Clocks drift, but a record from further ahead would head every list "newest first".
+FUTURE_TOLERANCE = timedelta(days=1)
 
 
 def parse_time(value: Any) -> datetime | None:
     """ISO 8601 with a time zone (``Z`` or an offset), or epoch seconds/millis → aware
-    datetime. A timestamp without a time zone, or outside :data:`PLAUSIBLE_YEARS`, is a
-    ``RecordError``: guessing its zone would file the call at the wrong time."""
+    datetime. A timestamp without a time zone, outside :data:`PLAUSIBLE_YEARS` or more
+    than :data:`FUTURE_TOLERANCE` ahead is a ``RecordError``: guessing its zone would file
+    the call at the wrong time."""
     if value in (None, ""):
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -72,6 +75,8 @@ def parse_time(value: Any) -> datetime | None:
         raise RecordError(
             f"Timestamp {value!r} is outside {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[-1]}."
         )
+    if parsed > datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise RecordError(f"Timestamp {value!r} is more than a day in the future.")
     return parsed
 
 

@@ -5,9 +5,11 @@ so the call would be lost)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from calls.models import Call, CallEvent, EventStatus
@@ -128,6 +130,10 @@ FAILED_WHEN_APPLIED: dict[str, tuple[dict[str, Any], str]] = {
     "year 9999 with an offset": (
         ctr("p10", InitiationTimestamp="9999-12-31T23:59:59-05:00"),
         "outside 2000-2099",
+    ),
+    "a timestamp next year": (
+        ctr("p10b", InitiationTimestamp=(timezone.now() + timedelta(days=400)).isoformat()),
+        "is more than a day in the future",
     ),
     "timestamp without a time zone": (
         ctr("p11", DisconnectTimestamp="2026-11-20T10:08:40"),
