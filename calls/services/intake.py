@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
@@ -109,6 +109,8 @@ def call_events_intake(
         if isinstance(record, RecordError):
             outcomes.append((index, parsed, record, _fingerprint({"index": index, "body": parsed})))
             continue
+        # Records decoded from the body (Kinesis data, an SNS Message) may hold NULs too.
+        record = cast("dict[str, Any]", without_nul(record))
         try:
             outcomes.append((index, record, classify(record), ""))
         except RecordError as exc:

@@ -314,3 +314,30 @@ def test_a_nul_in_a_transcription_result_is_kept_as_a_replacement_character(
         services.call_events_intake(body=json.dumps(record).encode())
     call = Call.objects.get()
     assert call.transcript.text == "card\ufffdnumber"
+
+
+def _kinesis(record: dict[str, Any]) -> dict[str, Any]:
+    import base64
+
+    data = base64.b64encode(json.dumps(record).encode()).decode()
+    return {"Records": [{"kinesis": {"data": data}}]}
+
+
+@pytest.mark.parametrize("wrap", ["kinesis", "sns"])
+def test_a_nul_inside_a_kinesis_record_or_an_sns_message_is_kept_as_a_replacement_character(
+    wrap, raising_client, calls_settings, django_capture_on_commit_callbacks
+):
+    """The body's own NULs were replaced, but not those of records decoded from it (Kinesis
+    base64 data, an SNS envelope's Message): storing them failed in PostgreSQL, a 500."""
+    record = {**load("ctr_billing.json"), "Attributes": {"note": "a\x00b"}}
+    if wrap == "kinesis":
+        body = _kinesis(record)
+    else:
+        body = {"Type": "Notification", "Message": json.dumps(record)}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = raising_client.post(
+            "/api/calls/events", data=json.dumps(body), content_type="application/json"
+        )
+    assert response.status_code == 202, response.content
+    assert CallEvent.objects.get().status == EventStatus.PROCESSED
+    assert Call.objects.get().attributes["note"] == "a\ufffdb"
