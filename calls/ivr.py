@@ -14,10 +14,12 @@ Pure functions: no database.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+
+from calls.parsers import obj, objects
+from support.parsing import json_loads
 
 ERROR_RESULTS = frozenset({"error", "failed", "failure", "lambdaerror", "noroute"})
 RETRY_RESULTS = frozenset({"timeout", "nomatch", "nomatchingcondition", "invalidinput"})
@@ -53,8 +55,8 @@ def journey_steps(record: dict[str, Any], attributes: dict[str, Any]) -> list[di
     logs = record.get("ContactFlowLogs") or record.get("FlowLogs")
     if isinstance(logs, list) and logs:
         steps = []
-        for entry in logs:
-            params = entry.get("Parameters") or {}
+        for i, entry in enumerate(objects(logs, "ContactFlowLogs")):
+            params = obj(entry.get("Parameters"), f"ContactFlowLogs[{i}].Parameters")
             prompt = params.get("Text") or params.get("PromptLocation") or params.get("Name") or ""
             input_ = params.get("Input") or params.get("Value") or params.get("StoredCustomerInput")
             steps.append(
@@ -71,7 +73,10 @@ def journey_steps(record: dict[str, Any], attributes: dict[str, Any]) -> list[di
     raw = attributes.get("ivr_journey") or attributes.get("ivrJourney")
     if raw:
         try:
-            items = json.loads(raw) if isinstance(raw, str) else raw
+            # Set by a contact flow from what callers typed: read like any JSON from outside.
+            items = (
+                json_loads(raw, what="The ivr_journey attribute") if isinstance(raw, str) else raw
+            )
         except ValueError:
             items = []
         if isinstance(items, list):

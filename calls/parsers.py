@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from calls.models import EventSource
+from calls.models import AgentStateEvent, Call, EventSource
 from support.parsing import json_loads
 
 AGENT_EVENT_TYPES = frozenset({"STATE_CHANGE", "HEART_BEAT", "LOGIN", "LOGOUT"})
@@ -36,19 +37,91 @@ class Classified:
     payload: dict[str, Any]
 
 
+#: Timestamps outside these years are refused: no call happened before 2000, and a
+#: year like 9999 (or 1 with an offset) is out of PostgreSQL's range once in UTC.
+PLAUSIBLE_YEARS = range(2000, 2100)
+#: Clocks drift, but a record from further ahead would head every list "newest first".
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
 def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 (with Z) or epoch seconds/millis → aware UTC datetime."""
+    """ISO 8601 with a time zone (``Z`` or an offset), or epoch seconds/millis → aware
+    datetime. A timestamp without a time zone, outside :data:`PLAUSIBLE_YEARS` or more
+    than :data:`FUTURE_TOLERANCE` ahead is a ``RecordError``: guessing its zone would file
+    the call at the wrong time."""
     if value in (None, ""):
         return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise RecordError(f"Bad timestamp {value!r}.")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise RecordError(f"Bad timestamp {value!r}.")
         seconds = value / 1000 if value > 10_000_000_000 else value
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    text = str(value).strip().replace("Z", "+00:00")
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise RecordError(f"Bad timestamp {value!r}.") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        try:
+            parsed = datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise RecordError(f"Bad timestamp {value!r}.") from exc
+    else:
+        text = value.strip().replace("Z", "+00:00")
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise RecordError(f"Bad timestamp {value!r}.") from exc
+        if parsed.tzinfo is None:
+            raise RecordError(
+                f"Timestamp {value!r} has no time zone (expected e.g. 2026-11-20T10:03:00Z)."
+            )
+    if parsed.year not in PLAUSIBLE_YEARS:
+        raise RecordError(
+            f"Timestamp {value!r} is outside {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[-1]}."
+        )
+    if parsed > datetime.now(UTC) + FUTURE_TOLERANCE:
+        raise RecordError(f"Timestamp {value!r} is more than a day in the future.")
+    return parsed
+
+
+# --- shapes of untrusted records -------------------------------------------------------
+
+
+def obj(value: Any, where: str) -> dict[str, Any]:
+    """``value`` when it is a JSON object, ``{}`` when absent (null); otherwise a
+    ``RecordError`` naming the field (a string there used to be an AttributeError)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError(f"{where} must be an object.")
+    return value
+
+
+def objects(value: Any, where: str) -> list[dict[str, Any]]:
+    """A list of JSON objects (``[]`` when absent); ``RecordError`` otherwise."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RecordError(f"{where} must be a list.")
+    return [obj(item, f"{where}[{i}]") for i, item in enumerate(value)]
+
+
+def text_field(value: Any, where: str, max_length: int) -> str:
+    """A text field: a string or a number, at most ``max_length`` characters (the
+    column's size: a longer value failed in the database); ``""`` when absent."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise RecordError(f"{where} must be a string.")
+    result = str(value)
+    if len(result) > max_length:
+        raise RecordError(f"{where} is longer than {max_length} characters.")
+    return result
+
+
+def _max(model: Any, name: str) -> int:
+    return int(model._meta.get_field(name).max_length)
+
+
+def contact_id_text(value: Any, where: str) -> str:
+    """A contact (call) id: a string or a number that fits ``Call.contact_id``."""
+    return text_field(value, where, _max(Call, "contact_id"))
 
 
 # --- classification -------------------------------------------------------------------
@@ -84,7 +157,9 @@ def expand(body: Any) -> list[dict[str, Any] | RecordError]:
         kout: list[dict[str, Any] | RecordError] = []
         for rec in records:
             try:
-                kout.append(decode_kinesis_data(str(rec.get("kinesis", {}).get("data", ""))))
+                where = f"Records[{len(kout)}]"
+                kinesis = obj(obj(rec, where).get("kinesis"), f"{where}.kinesis")
+                kout.append(decode_kinesis_data(str(kinesis.get("data", ""))))
             except RecordError as exc:
                 kout.append(exc)
         return kout
@@ -100,19 +175,25 @@ def classify(record: dict[str, Any]) -> Classified:
     """Recognise one record; raises RecordError for bad or unknown ones."""
     detail_type = record.get("detail-type")
     if detail_type == CONTACT_EVENT_DETAIL:
-        detail = record.get("detail") or {}
-        contact_id = str(detail.get("contactId") or "")
+        detail = obj(record.get("detail"), "detail")
+        contact_id = contact_id_text(detail.get("contactId"), "detail.contactId")
         if not contact_id:
             raise RecordError("Contact event without detail.contactId.")
         event_id = str(record.get("id") or f"{contact_id}:{detail.get('eventType', '')}")
         return Classified(EventSource.CONTACT_EVENT, event_id, contact_id, record)
     if detail_type == TRANSCRIBE_DETAIL:
-        job = str((record.get("detail") or {}).get("TranscriptionJobName") or "")
+        job = text_field(
+            obj(record.get("detail"), "detail").get("TranscriptionJobName"),
+            "detail.TranscriptionJobName",
+            _max(Call, "transcription_job"),
+        )
         if not job:
             raise RecordError("Transcribe event without detail.TranscriptionJobName.")
         return Classified(EventSource.TRANSCRIBE, str(record.get("id") or job), job, record)
     if detail_type == S3_CREATED_DETAIL:
-        key = str(((record.get("detail") or {}).get("object") or {}).get("key") or "")
+        detail = obj(record.get("detail"), "detail")
+        obj(detail.get("bucket"), "detail.bucket")
+        key = str(obj(detail.get("object"), "detail.object").get("key") or "")
         if not key:
             raise RecordError("S3 event without detail.object.key.")
         return Classified(EventSource.S3, str(record.get("id") or key), "", record)
@@ -125,7 +206,12 @@ def classify(record: dict[str, Any]) -> Classified:
         and isinstance(records[0], dict)
         and (records[0].get("eventSource") == "aws:s3")
     ):
-        s3 = records[0].get("s3") or {}
+        for i, item in enumerate(records):
+            where = f"Records[{i}]"
+            s3 = obj(obj(item, where).get("s3"), f"{where}.s3")
+            obj(s3.get("bucket"), f"{where}.s3.bucket")
+            obj(s3.get("object"), f"{where}.s3.object")
+        s3 = obj(records[0].get("s3"), "Records[0].s3")
         key = str((s3.get("object") or {}).get("key") or "")
         if not key:
             raise RecordError("S3 notification without Records[0].s3.object.key.")
@@ -135,19 +221,20 @@ def classify(record: dict[str, Any]) -> Classified:
         event_type = str(record["EventType"])
         if event_type not in AGENT_EVENT_TYPES:
             raise RecordError(f"Unknown agent EventType {event_type!r}.")
-        event_id = str(record.get("EventId") or "")
+        event_id = text_field(record.get("EventId"), "EventId", _max(AgentStateEvent, "event_id"))
         if not event_id:
             raise RecordError("Agent event without EventId.")
         return Classified(EventSource.AGENT_EVENT, event_id, "", record)
     if "callId" in record or "audioS3Uri" in record:
-        call_id = str(record.get("callId") or "")
+        call_id = contact_id_text(record.get("callId"), "callId")
         if not call_id:
             raise RecordError("Recording notification without callId.")
-        if not str(record.get("audioS3Uri") or "").startswith("s3://"):
+        audio = text_field(record.get("audioS3Uri"), "audioS3Uri", _max(Call, "s3_input_uri"))
+        if not audio.startswith("s3://"):
             raise RecordError("Recording notification needs audioS3Uri as s3://bucket/key.")
         return Classified(EventSource.RECORDING, call_id, call_id, record)
     if "ContactId" in record or "AWSContactTraceRecordFormatVersion" in record:
-        contact_id = str(record.get("ContactId") or "")
+        contact_id = contact_id_text(record.get("ContactId"), "ContactId")
         if not contact_id:
             raise RecordError("Contact trace record without ContactId.")
         version = record.get("LastUpdateTimestamp") or record.get("DisconnectTimestamp") or ""
@@ -180,51 +267,74 @@ class CallFields:
 
 def ctr_fields(record: dict[str, Any]) -> CallFields:
     """Fields of a contact trace record (the CTR data model)."""
-    agent = record.get("Agent") or {}
-    queue = record.get("Queue") or {}
-    recording = record.get("Recording") or {}
-    if not recording and record.get("Recordings"):
-        recording = (record.get("Recordings") or [{}])[0] or {}
-    endpoint = record.get("CustomerEndpoint") or {}
-    location = str(recording.get("Location") or "")
+    agent = obj(record.get("Agent"), "Agent")
+    queue = obj(record.get("Queue"), "Queue")
+    recording = obj(record.get("Recording"), "Recording")
+    recordings = objects(record.get("Recordings"), "Recordings")
+    if not recording and recordings:
+        recording = recordings[0]
+    endpoint = obj(record.get("CustomerEndpoint"), "CustomerEndpoint")
+    location = text_field(
+        recording.get("Location"), "Recording.Location", _max(Call, "recording_location")
+    )
     if location and not location.startswith("s3://"):
         location = f"s3://{location}"
-    attributes = record.get("Attributes") or {}
-    if not isinstance(attributes, dict):
-        raise RecordError("Attributes must be an object.")
+    attributes = obj(record.get("Attributes"), "Attributes")
+
+    def field(value: Any, where: str, name: str) -> str:
+        return text_field(value or None, where, _max(Call, name))
+
     return CallFields(
-        contact_id=str(record["ContactId"]),
-        channel=str(record.get("Channel") or ""),
-        initiation_method=str(record.get("InitiationMethod") or ""),
+        contact_id=contact_id_text(record["ContactId"], "ContactId"),
+        channel=field(record.get("Channel"), "Channel", "channel"),
+        initiation_method=field(
+            record.get("InitiationMethod"), "InitiationMethod", "initiation_method"
+        ),
         initiated_at=parse_time(record.get("InitiationTimestamp")),
         connected_to_agent_at=parse_time(agent.get("ConnectedToAgentTimestamp")),
         disconnected_at=parse_time(record.get("DisconnectTimestamp")),
-        disconnect_reason=str(record.get("DisconnectReason") or ""),
-        queue_name=str(queue.get("Name") or ""),
-        agent_username=str(agent.get("Username") or ""),
-        agent_arn=str(agent.get("ARN") or ""),
-        customer_phone=str(endpoint.get("Address") or "")
+        disconnect_reason=field(
+            record.get("DisconnectReason"), "DisconnectReason", "disconnect_reason"
+        ),
+        queue_name=field(queue.get("Name"), "Queue.Name", "queue_name"),
+        agent_username=field(agent.get("Username"), "Agent.Username", "agent_username"),
+        agent_arn=field(agent.get("ARN"), "Agent.ARN", "agent_arn"),
+        customer_phone=field(endpoint.get("Address"), "CustomerEndpoint.Address", "customer_phone")
         if endpoint.get("Type") in (None, "TELEPHONE_NUMBER")
         else "",
-        recording_location=location,
+        recording_location=text_field(
+            location or None, "Recording.Location", _max(Call, "recording_location")
+        ),
         attributes={str(k): v for k, v in attributes.items()},
     )
 
 
 def contact_event_fields(record: dict[str, Any]) -> CallFields:
     """Fields of an EventBridge "Amazon Connect Contact Event" (camelCase detail)."""
-    detail = record.get("detail") or {}
-    agent = detail.get("agentInfo") or {}
-    queue = detail.get("queueInfo") or {}
+    detail = obj(record.get("detail"), "detail")
+    agent = obj(detail.get("agentInfo"), "detail.agentInfo")
+    queue = obj(detail.get("queueInfo"), "detail.queueInfo")
+    queue_arn = text_field(queue.get("queueArn"), "detail.queueInfo.queueArn", 2048)
+    queue_name = queue_arn.rsplit("/", 1)[-1]
     return CallFields(
-        contact_id=str(detail["contactId"]),
-        channel=str(detail.get("channel") or "").upper(),
-        initiation_method=str(detail.get("initiationMethod") or ""),
+        contact_id=contact_id_text(detail["contactId"], "detail.contactId"),
+        channel=text_field(
+            detail.get("channel") or None, "detail.channel", _max(Call, "channel")
+        ).upper(),
+        initiation_method=text_field(
+            detail.get("initiationMethod") or None,
+            "detail.initiationMethod",
+            _max(Call, "initiation_method"),
+        ),
         initiated_at=parse_time(detail.get("initiationTimestamp")),
         connected_to_agent_at=parse_time(agent.get("connectedToAgentTimestamp")),
         disconnected_at=parse_time(detail.get("disconnectTimestamp")),
-        queue_name=str(queue.get("queueArn") or "").rsplit("/", 1)[-1] if queue else "",
-        agent_arn=str(agent.get("agentArn") or ""),
+        queue_name=text_field(
+            queue_name or None, "detail.queueInfo.queueArn", _max(Call, "queue_name")
+        ),
+        agent_arn=text_field(
+            agent.get("agentArn") or None, "detail.agentInfo.agentArn", _max(Call, "agent_arn")
+        ),
     )
 
 
@@ -248,15 +358,17 @@ def agent_state(record: dict[str, Any]) -> AgentState:
     In the agent event stream, a contact in state ``ENDED`` still on the agent's snapshot
     is after-contact work; ``CONNECTED``/``CONNECTED_ONHOLD`` is on a contact.
     """
-    snapshot = record.get("CurrentAgentSnapshot") or {}
-    config = snapshot.get("Configuration") or {}
-    status = snapshot.get("AgentStatus") or {}
+    snapshot = obj(record.get("CurrentAgentSnapshot"), "CurrentAgentSnapshot")
+    config = obj(snapshot.get("Configuration"), "CurrentAgentSnapshot.Configuration")
+    status = obj(snapshot.get("AgentStatus"), "CurrentAgentSnapshot.AgentStatus")
     occurred = parse_time(record.get("EventTimestamp"))
     if occurred is None:
         raise RecordError("Agent event without EventTimestamp.")
-    state = str(status.get("Name") or "")
+    state = text_field(
+        status.get("Name") or None, "AgentStatus.Name", _max(AgentStateEvent, "state")
+    )
     started = parse_time(status.get("StartTimestamp"))
-    for contact in snapshot.get("Contacts") or []:
+    for contact in objects(snapshot.get("Contacts"), "CurrentAgentSnapshot.Contacts"):
         contact_state = str(contact.get("State") or "")
         if contact_state == "ENDED":
             state, started = "AfterContactWork", parse_time(contact.get("StateStartTimestamp"))
@@ -270,8 +382,14 @@ def agent_state(record: dict[str, Any]) -> AgentState:
     return AgentState(
         event_id=str(record.get("EventId")),
         event_type=event_type,
-        agent_arn=str(record.get("AgentARN") or ""),
-        username=str(config.get("Username") or ""),
+        agent_arn=text_field(
+            record.get("AgentARN") or None, "AgentARN", _max(AgentStateEvent, "agent_arn")
+        ),
+        username=text_field(
+            config.get("Username") or None,
+            "Configuration.Username",
+            _max(AgentStateEvent, "username"),
+        ),
         state=state,
         state_started_at=started or occurred,
         occurred_at=occurred,
@@ -315,6 +433,20 @@ class ParsedResult:
     bedrock_status: str = ""
 
 
+def seconds(value: Any, where: str, *, scale: float = 1.0) -> float:
+    """A time offset in a result (``"12.5"``, ``12500`` millis with ``scale=1000``);
+    0 when absent, ``RecordError`` for anything that is not a finite number."""
+    if value in (None, ""):
+        return 0.0
+    try:
+        number = float(value) if not isinstance(value, bool | dict | list) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise RecordError(f"{where} must be a number, not {str(value)[:40]!r}.")
+    return number / scale
+
+
 def _speaker_name(label: str) -> str:
     return {"spk_0": "Agent", "spk_1": "Customer", "ch_0": "Agent", "ch_1": "Customer"}.get(
         label, label or "Speaker"
@@ -326,14 +458,16 @@ def parse_transcribe(doc: dict[str, Any]) -> ParsedResult:
     results = doc.get("results")
     if not isinstance(results, dict) or "transcripts" not in results:
         raise RecordError("Not a Transcribe result: results.transcripts is missing.")
-    text = " ".join(str(t.get("transcript", "")) for t in results.get("transcripts") or [])
+    transcripts = objects(results.get("transcripts"), "results.transcripts")
+    text = " ".join(str(t.get("transcript", "")) for t in transcripts)
     segments: list[Segment] = []
-    for seg in results.get("audio_segments") or []:
+    where = "results.audio_segments"
+    for i, seg in enumerate(objects(results.get("audio_segments"), where)):
         segments.append(
             Segment(
                 speaker=_speaker_name(str(seg.get("speaker_label") or "")),
-                start=float(seg.get("start_time") or 0),
-                end=float(seg.get("end_time") or 0),
+                start=seconds(seg.get("start_time"), f"{where}[{i}].start_time"),
+                end=seconds(seg.get("end_time"), f"{where}[{i}].end_time"),
                 text=str(seg.get("transcript") or ""),
             )
         )
@@ -346,18 +480,28 @@ def _segments_from_items(results: dict[str, Any]) -> list[Segment]:
     """Older output: group ``items`` into turns by the speaker_labels segments."""
     turns: list[Segment] = []
     speaker_of: list[tuple[float, float, str]] = []
-    for seg in (results.get("speaker_labels") or {}).get("segments") or []:
+    where = "results.speaker_labels.segments"
+    labels = obj(results.get("speaker_labels"), "results.speaker_labels")
+    for i, seg in enumerate(objects(labels.get("segments"), where)):
+        if seg.get("start_time") in (None, "") or seg.get("end_time") in (None, ""):
+            raise RecordError(f"{where}[{i}].start_time must be a number (and end_time).")
         speaker_of.append(
-            (float(seg["start_time"]), float(seg["end_time"]), str(seg["speaker_label"]))
+            (
+                seconds(seg["start_time"], f"{where}[{i}].start_time"),
+                seconds(seg["end_time"], f"{where}[{i}].end_time"),
+                str(seg.get("speaker_label") or ""),
+            )
         )
-    for item in results.get("items") or []:
-        content = str(((item.get("alternatives") or [{}])[0]).get("content") or "")
+    for i, item in enumerate(objects(results.get("items"), "results.items")):
+        where = f"results.items[{i}]"
+        alternatives = objects(item.get("alternatives"), f"{where}.alternatives")
+        content = str((alternatives or [{}])[0].get("content") or "")
         if item.get("type") == "punctuation":
             if turns:
                 turns[-1].text += content
             continue
-        start = float(item.get("start_time") or 0)
-        end = float(item.get("end_time") or start)
+        start = seconds(item.get("start_time"), f"{where}.start_time")
+        end = seconds(item.get("end_time"), f"{where}.end_time") or start
         label = str(item.get("speaker_label") or "")
         if not label:
             label = next((s for a, b, s in speaker_of if a <= start <= b), "")
@@ -382,16 +526,18 @@ def parse_bda(doc: dict[str, Any], custom: dict[str, Any] | None = None) -> Pars
     audio = doc.get("audio")
     if not isinstance(audio, dict):
         raise RecordError("Not a Data Automation audio result: the audio object is missing.")
-    transcript = audio.get("transcript") or {}
-    text = str((transcript.get("representation") or {}).get("text") or "")
+    transcript = obj(audio.get("transcript"), "audio.transcript")
+    representation = obj(transcript.get("representation"), "audio.transcript.representation")
+    text = str(representation.get("text") or "")
     segments: list[Segment] = []
-    for seg in doc.get("audio_segments") or []:
-        label = str((seg.get("speaker") or {}).get("speaker_label") or "")
+    for i, seg in enumerate(objects(doc.get("audio_segments"), "audio_segments")):
+        where = f"audio_segments[{i}]"
+        label = str(obj(seg.get("speaker"), f"{where}.speaker").get("speaker_label") or "")
         segments.append(
             Segment(
                 speaker=_speaker_name(label),
-                start=float(seg.get("start_timestamp_millis") or 0) / 1000,
-                end=float(seg.get("end_timestamp_millis") or 0) / 1000,
+                start=seconds(seg.get("start_timestamp_millis"), where, scale=1000),
+                end=seconds(seg.get("end_timestamp_millis"), where, scale=1000),
                 text=str(seg.get("text") or ""),
             )
         )
@@ -400,9 +546,11 @@ def parse_bda(doc: dict[str, Any], custom: dict[str, Any] | None = None) -> Pars
             match = _BDA_TURN.match(line.strip())
             if match:
                 segments.append(Segment(_speaker_name(match["spk"]), 0.0, 0.0, match["text"]))
-    topics_std = audio.get("topics") or []
+    topics_std = objects(audio.get("topics"), "audio.topics")
     topic_summary = "\n".join(str(t.get("summary") or "") for t in topics_std if t.get("summary"))
-    inference = (custom or doc.get("custom_output") or {}).get("inference_result") or {}
+    custom_doc = obj(custom or doc.get("custom_output"), "custom_output")
+    inference = obj(custom_doc.get("inference_result"), "custom_output.inference_result")
+    moderation = audio.get("content_moderation") or []
     categories = inference.get("call_categories") or []
     topics = inference.get("topics") or []
     result = ParsedResult(
@@ -413,7 +561,7 @@ def parse_bda(doc: dict[str, Any], custom: dict[str, Any] | None = None) -> Pars
         topic_summary=topic_summary,
         categories=[str(c) for c in categories] if isinstance(categories, list) else [],
         topics=[str(t) for t in topics] if isinstance(topics, list) else [],
-        content_moderation=list(audio.get("content_moderation") or []),
+        content_moderation=moderation if isinstance(moderation, list) else [],
         audio_summary=str(audio.get("summary") or ""),
         bedrock_status="Success",
     )

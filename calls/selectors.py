@@ -14,11 +14,12 @@ from calls.models import (
     Alert,
     Call,
     CallAnalytics,
+    PipelineStatus,
     QueueTeam,
     contact_hash,
 )
 from support.auth.roles import is_supervisor
-from support.errors import NotFound
+from support.errors import InvalidInput, NotFound
 from tickets.context.privacy import customer_redaction_names
 from tickets.models import Customer, Team, format_ticket_number
 from tickets.selectors import user_team_ids, visible_ticket_ids
@@ -33,6 +34,17 @@ def call_visibility_q(user: Any, *, prefix: str = "") -> Q:
         return Q()
     queues = QueueTeam.objects.filter(team_id__in=user_team_ids(user)).values("queue_name")
     return Q(**{f"{prefix}queue_name__in": queues})
+
+
+_HASH = re.compile(r"[0-9a-f]{32}")
+
+
+def call_hash_parse(text: str) -> str | None:
+    """A call's key as it arrives in a path: the MD5 hex digest of its contact id (any
+    case), lower-cased; None for anything else (which no call has, and a NUL in it would
+    reach PostgreSQL)."""
+    value = text.lower()
+    return value if _HASH.fullmatch(value) else None
 
 
 def queue_team(queue_name: str) -> Team | None:
@@ -96,8 +108,11 @@ def analytics_list(
 
 
 def call_list(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[Call]:
-    """The calls ``user`` may see (:func:`call_visibility_q`), newest first."""
+    """The calls ``user`` may see (:func:`call_visibility_q`), newest first. An unknown
+    ``status`` is ``InvalidInput`` (a typo listed no call at all)."""
     filters = filters or {}
+    if filters.get("status") and filters["status"] not in PipelineStatus.values:
+        raise InvalidInput(f"status must be one of: {', '.join(PipelineStatus.values)}.")
     query = Call.objects.select_related("analytics", "ivr_journey", "customer").filter(
         call_visibility_q(user)
     )
@@ -112,13 +127,16 @@ def call_list(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[C
 
 def call_get_visible(*, hash: str, user: Any) -> Call:
     """A call ``user`` may see; NotFound otherwise (the same answer as an unknown hash)."""
+    key = call_hash_parse(hash)
+    if key is None:
+        raise NotFound("No call with this hash.")
     call = (
         Call.objects.select_related("analytics", "ivr_journey", "transcript", "customer")
-        .filter(call_visibility_q(user), hash=hash)
+        .filter(call_visibility_q(user), hash=key)
         .first()
     )
     if call is None:
-        raise NotFound(f"No call with hash {hash!r}.")
+        raise NotFound(f"No call with hash {key!r}.")
     return call
 
 

@@ -59,8 +59,12 @@ http: SnsHttp = SnsHttp()
 
 
 def check_sns_url(url: str, what: str) -> None:
-    parsed = urlparse(url)
-    if parsed.scheme != "https" or not SNS_HOST.match(parsed.hostname or ""):
+    try:
+        parsed = urlparse(url)
+        allowed = parsed.scheme == "https" and bool(SNS_HOST.match(parsed.hostname or ""))
+    except ValueError:  # e.g. an unclosed "[" (urlparse raises): not a URL at all
+        allowed = False
+    if not allowed:
         raise SnsVerificationError(f"{what} must be an https URL on an SNS amazonaws.com host.")
 
 

@@ -8,7 +8,6 @@ starts a job and answers its handle (job name or invocation ARN).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,6 +20,7 @@ from calls.parsers import ParsedResult, RecordError, parse_bda, parse_result, sp
 from calls.s3access import S3LocationRefused, s3_uri_check
 from support.aws import aws_client, aws_error, aws_error_code
 from support.errors import PermanentError
+from support.parsing import json_loads, without_nul
 
 LOCAL_RESULTS_DIR = "calls/results"
 
@@ -56,9 +56,11 @@ def read_json_s3(uri: str, client: Any = None) -> dict[str, Any]:
     except (ClientError, BotoCoreError) as exc:
         raise aws_error(exc, context=f"Reading {uri}") from exc
     try:
-        data = json.loads(body)
+        # Written by AWS, but read like any JSON from outside (depth, NaN); NUL kept as
+        # U+FFFD, as for received events (PostgreSQL text cannot hold it).
+        data = without_nul(json_loads(body, what="The object"))
     except ValueError as exc:
-        raise PermanentError(f"{uri} is not JSON: {exc}") from exc
+        raise PermanentError(f"{uri}: {exc}") from exc
     if not isinstance(data, dict):
         raise PermanentError(f"{uri} is not a JSON object.")
     return data
@@ -75,7 +77,7 @@ def result_from_s3_object(uri: str, client: Any = None) -> ParsedResult:
             custom = read_json_s3(custom_path, client) if custom_path else None
             return parse_bda(standard, custom)
         return parse_result(doc)
-    except (KeyError, IndexError, TypeError) as exc:
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise PermanentError(f"{uri}: unexpected Data Automation metadata ({exc}).") from exc
     except RecordError as exc:
         raise PermanentError(f"{uri}: {exc}") from exc
@@ -91,7 +93,10 @@ def result_from_storage(contact_id: str) -> ParsedResult | None:
         if default_storage.exists(name):
             with default_storage.open(name, "rb") as handle:
                 try:
-                    return parse_result(json.loads(handle.read()))
+                    doc = without_nul(json_loads(handle.read(), what="The result"))
+                    if not isinstance(doc, dict):
+                        raise RecordError("The result is not a JSON object.")
+                    return parse_result(doc)
                 except (ValueError, RecordError) as exc:
                     raise PermanentError(f"{name}: {exc}") from exc
     return None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
 from calls import selectors
 from support.auth.roles import is_agent, is_supervisor
-from support.errors import NotFound
+from support.errors import InvalidInput, NotFound
 
 
 def _agent_only(request: HttpRequest) -> None:
@@ -20,7 +20,10 @@ def _agent_only(request: HttpRequest) -> None:
 @login_required
 def call_list(request: HttpRequest) -> HttpResponse:
     _agent_only(request)
-    calls = selectors.call_list(user=request.user, filters=request.GET.dict())[:100]
+    try:
+        calls = selectors.call_list(user=request.user, filters=request.GET.dict())[:100]
+    except InvalidInput as exc:
+        return HttpResponseBadRequest(exc.message)
     return render(request, "calls/list.html", {"calls": calls})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import posixpath
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 # A PostgreSQL bigint holds 19 digits; 18 keep every value in range.
@@ -65,13 +66,15 @@ def json_loads(data: bytes | str, *, what: str = "The body") -> Any:
     ``ValueError``) with a clear message for text that is not UTF-8, not JSON, or nested
     more than ``JSON_MAX_DEPTH`` levels. (A 2 KB ``[[[…]]]`` makes ``json.loads`` raise
     ``RecursionError``, which is no ``ValueError``: every caller answered it with a 500.)
+    ``NaN`` and ``Infinity`` are refused as DRF's parser refuses them: they are not JSON,
+    and PostgreSQL's jsonb cannot store them (keeping such a payload was a 500).
     Every JSON body or field that arrives from outside is read with this."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
         raise UnreadableJson(f"{what} is not UTF-8 ({exc.reason}).") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant(what))
     except json.JSONDecodeError as exc:
         raise UnreadableJson(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
@@ -84,6 +87,13 @@ def json_loads(data: bytes | str, *, what: str = "The body") -> Any:
     if deep:
         raise UnreadableJson(f"{what} is nested more than {JSON_MAX_DEPTH} levels deep.")
     return value
+
+
+def _refuse_constant(what: str) -> Callable[[str], Any]:
+    def refuse(name: str) -> Any:
+        raise UnreadableJson(f"{what} is not valid JSON: {name} is not a JSON number.")
+
+    return refuse
 
 
 def json_depth_within(value: object, limit: int) -> bool:

@@ -206,7 +206,13 @@ class AnalyticsDetailApi(AnalyticsReaderMixin, APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request: Request, hash: str) -> Response:
-        items = selectors.analytics_list(**self.reader(request), hash=hash, limit=1)
+        key = selectors.call_hash_parse(hash)
+        if key is None:
+            raise InvalidInput(
+                "hash must be the 32-character hex MD5 digest of the call id.",
+                details={"hash": ["Invalid."]},
+            )
+        items = selectors.analytics_list(**self.reader(request), hash=key, limit=1)
         if not items:
             return Response(_envelope([], "No analytics found for this hash"), status=404)
         return Response(_envelope(items))

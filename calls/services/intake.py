@@ -8,10 +8,10 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from calls.models import (
@@ -26,6 +26,7 @@ from calls.parsers import (
     RecordError,
     classify,
     contact_event_fields,
+    contact_id_text,
     ctr_fields,
     expand,
     parse_time,
@@ -50,6 +51,12 @@ class IntakeResult:
     accepted: list[int] = field(default_factory=list)
     duplicates: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    #: Duplicates of events recorded before and still ``received``: their processing may
+    #: have died (a redelivery is how SQS retries), so they are processed again.
+    pending: list[int] = field(default_factory=list)
+
+    def to_process(self) -> list[int]:
+        return [*self.accepted, *self.pending]
 
 
 def _fingerprint(value: Any) -> str:
@@ -102,6 +109,8 @@ def call_events_intake(
         if isinstance(record, RecordError):
             outcomes.append((index, parsed, record, _fingerprint({"index": index, "body": parsed})))
             continue
+        # Records decoded from the body (Kinesis data, an SNS Message) may hold NULs too.
+        record = cast("dict[str, Any]", without_nul(record))
         try:
             outcomes.append((index, record, classify(record), ""))
         except RecordError as exc:
@@ -122,8 +131,8 @@ def call_events_intake(
                 continue
             items[key] = item
         _record_events(items, result)
-        if schedule and result.accepted:
-            ids = list(result.accepted)
+        if schedule and result.to_process():
+            ids = result.to_process()
             transaction.on_commit(lambda: _schedule_events(ids))
     if result.errors and not result.accepted and not result.duplicates:
         first = result.errors[0]["error"]
@@ -183,6 +192,8 @@ def _record_events(items: dict[tuple[str, str], Any], result: IntakeResult) -> N
             result.accepted.append(event.pk)
         else:
             result.duplicates += 1
+            if event.status == EventStatus.RECEIVED:
+                result.pending.append(event.pk)
     if not new:
         return
     try:
@@ -219,7 +230,10 @@ def call_event_process(*, event_id: int) -> str:
         try:
             with transaction.atomic():
                 status = _apply(event.source, payload)
-        except (RecordError, PermanentError, KeyError, TypeError, ValueError) as exc:
+        except (RecordError, PermanentError, KeyError, TypeError, ValueError, DataError) as exc:
+            # DataError: a value the database refused (too long, out of range). The
+            # savepoint above rolled it back; the event is kept as failed, never left
+            # "received" (a redelivery would count it a duplicate and the call be lost).
             event.status = EventStatus.FAILED
             event.error = f"{type(exc).__name__}: {exc}"
             logger.warning("Call event %s failed: %s", event.pk, event.error)
@@ -262,10 +276,15 @@ def call_upsert(
     """Create or update the call for ``fields.contact_id``.
 
     ``fill_only`` (contact events) only fills empty fields, so a later or earlier contact
-    trace record keeps its richer values.
+    trace record keeps its richer values. A contact trace record (``raw``) older than the
+    one already applied (``LastUpdateTimestamp``: the streams do not keep order) is
+    applied the same way, and the newer ``raw`` is kept.
     """
     call, _ = Call.objects.get_or_create(contact_id=fields.contact_id)
     call = Call.objects.select_for_update().get(pk=call.pk)
+    if raw is not None and _ctr_older(raw, than=call.raw):
+        logger.info("Older contact trace record for %s only fills gaps", call.contact_id)
+        fill_only, raw = True, None
     changed: list[str] = []
     for name in (
         "channel",
@@ -297,7 +316,10 @@ def call_upsert(
             call.customer = customer
             changed.append("customer")
     if fields.attributes:
-        call.attributes = {**call.attributes, **fields.attributes}
+        if fill_only:
+            call.attributes = {**fields.attributes, **call.attributes}
+        else:
+            call.attributes = {**call.attributes, **fields.attributes}
         changed.append("attributes")
     if raw is not None:
         call.raw = raw
@@ -305,6 +327,19 @@ def call_upsert(
     if changed:
         call.save(update_fields=[*set(changed), "updated_at"])
     return call
+
+
+def _ctr_older(record: dict[str, Any], *, than: dict[str, Any] | None) -> bool:
+    """Whether ``record`` was last updated before the record ``than`` (both contact
+    trace records); False when either has no readable ``LastUpdateTimestamp``."""
+    if not than:
+        return False
+    try:
+        mine = parse_time(record.get("LastUpdateTimestamp"))
+        theirs = parse_time(than.get("LastUpdateTimestamp"))
+    except RecordError:
+        return False
+    return mine is not None and theirs is not None and mine < theirs
 
 
 def call_record_ingest(*, record: dict[str, Any]) -> Call:
@@ -361,6 +396,7 @@ def s3_result_created(*, record: dict[str, Any]) -> bool:
     contact_id = key.split("/", 1)[0]
     if key.startswith("transcripts/"):
         contact_id = name.removesuffix(".json")
+    contact_id = contact_id_text(contact_id, "The S3 key's contact id")
     if not contact_id or BDA_OUTPUT_FOLDERS.intersection(key.split("/")[:-1]):
         # A Data Automation output object: ``job_metadata.json`` names them and drives the
         # pipeline; read on its own, one would replace the call's result (and fail it).

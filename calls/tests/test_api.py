@@ -120,3 +120,19 @@ def test_agents_see_only_calls_of_their_teams_queues(
     everything = supervisor_client.get("/api/analytics").json()
     assert sorted(i["call_id"] for i in everything["items"]) == ["call-123", "call-456"]
     assert supervisor_client.get(f"/api/analytics/{unmapped.hash}").status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["%00", "abc", "0" * 31 + "g", "a" * 33])
+def test_a_hash_that_is_no_md5_digest_answers_400(bad, supervisor_client, analysed):
+    """The schema's pattern (32 hex digits): a NUL in the path reached PostgreSQL (500)."""
+    response = supervisor_client.get(f"/api/analytics/{bad}")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "hash must be the 32-character hex MD5 digest of the call id."
+    )
+
+
+def test_a_hash_in_capitals_finds_the_call(supervisor_client, analysed):
+    response = supervisor_client.get(f"/api/analytics/{analysed.hash.upper()}")
+    assert response.status_code == 200
+    assert response.json()["items"][0]["hash"] == analysed.hash

@@ -747,3 +747,26 @@ def test_results_for_an_unknown_call_are_kept_and_matched_when_its_record_arrive
     analytics = CallAnalytics.objects.get(call=call)
     assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
     assert analytics.call_summary == custom["call_summary"]
+
+
+@pytest.mark.parametrize(
+    "cert_url", ["https://[sns.us-east-1.amazonaws.com/cert.pem", "https://[::1"]
+)
+def test_sns_malformed_certificate_url_is_refused_not_a_500(
+    aws, signer, cert_url, django_capture_on_commit_callbacks
+):
+    """Anyone who knows the topic can post a fresh message; a URL urlparse cannot read
+    (an unclosed IPv6 bracket) raised ValueError: a 500."""
+    from rest_framework.test import APIClient
+
+    message = {**signer(notification(SEED_MESSAGE)), "SigningCertURL": cert_url}
+    client = APIClient(raise_request_exception=False)
+    response = post_sns(client, message, django_capture_on_commit_callbacks)
+    assert response.status_code == 403
+    assert response.json()["error"] == {
+        "code": "bad_signature",
+        "message": "SigningCertURL must be an https URL on an SNS amazonaws.com host.",
+        "details": {},
+    }
+    assert signer.http.urls == []
+    assert not CallEvent.objects.exists()

@@ -313,3 +313,105 @@ def test_concurrent_insert_falls_back_to_one_by_one(calls_settings, monkeypatch)
     result = services.call_events_intake(body=json.dumps([first, second]).encode(), schedule=False)
     assert (len(result.accepted), result.duplicates) == (1, 1)
     assert Event.objects.count() == 2
+
+
+def test_an_older_contact_trace_record_arriving_late_does_not_undo_the_update(
+    calls_settings, django_capture_on_commit_callbacks
+):
+    """Kinesis and EventBridge do not keep order: when an updated record (a later
+    LastUpdateTimestamp) is applied first, the original arriving after it only fills
+    what the update left empty; it does not put back the old queue or attributes."""
+    from calls import services
+
+    original = {
+        **load("ctr_billing.json"),
+        "LastUpdateTimestamp": "2026-11-20T10:10:31Z",
+        "Attributes": {"case": "old", "language": "en-US"},
+        "Recording": None,
+    }
+    update = {
+        **original,
+        "LastUpdateTimestamp": "2026-11-20T11:00:00Z",
+        "Queue": {**original["Queue"], "Name": "SupportQueue"},
+        "Attributes": {"case": "new"},
+    }
+    for record in (update, original):
+        with django_capture_on_commit_callbacks(execute=True):
+            services.call_events_intake(body=json.dumps(record).encode())
+    assert list(CallEvent.objects.values_list("status", flat=True)) == [EventStatus.PROCESSED] * 2
+    call = Call.objects.get()
+    assert call.queue_name == "SupportQueue"
+    assert call.attributes == {"case": "new", "language": "en-US"}
+    assert call.raw["LastUpdateTimestamp"] == "2026-11-20T11:00:00Z"
+    # In order, an update still applies.
+    newer = {**update, "LastUpdateTimestamp": "2026-11-20T12:00:00Z", "Attributes": {"case": "x"}}
+    with django_capture_on_commit_callbacks(execute=True):
+        services.call_events_intake(body=json.dumps(newer).encode())
+    call.refresh_from_db()
+    assert call.attributes == {"case": "x", "language": "en-US"}
+    assert call.raw["LastUpdateTimestamp"] == "2026-11-20T12:00:00Z"
+
+
+class _FakeSqs:
+    """One message, delivered again until it is deleted (as SQS does)."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.deleted: list[str] = []
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        if self.deleted:
+            return {"Messages": []}
+        return {"Messages": [{"MessageId": "m1", "ReceiptHandle": "r1", "Body": self.body}]}
+
+    def delete_message(self, **kwargs: Any) -> None:
+        self.deleted.append(kwargs["ReceiptHandle"])
+
+
+def test_an_sqs_message_whose_processing_crashed_is_applied_when_redelivered(
+    calls_settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The first delivery recorded the event, then applying it raised (a database blip):
+    the message stays on the queue. Its redelivery found the event "received", counted it
+    a duplicate and deleted the message, so the call was never recorded."""
+    from calls.management.commands.calls_poll_sqs import poll_once
+    from calls.services import intake
+
+    sqs = _FakeSqs(json.dumps(load("ctr_billing.json")))
+    real_apply = intake._apply
+
+    def blip(source: str, payload: dict[str, Any]) -> str:
+        raise RuntimeError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(intake, "_apply", blip)
+    assert poll_once(sqs, "https://sqs.example/q", wait=0) == (0, 1)
+    assert CallEvent.objects.get().status == EventStatus.RECEIVED
+    monkeypatch.setattr(intake, "_apply", real_apply)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert poll_once(sqs, "https://sqs.example/q", wait=0) == (1, 0)
+    assert CallEvent.objects.get().status == EventStatus.PROCESSED
+    assert Call.objects.get().contact_id == "5ca32fbd-8f92-46af-92a5-6b0f970f0efe"
+
+
+def test_a_record_still_received_is_applied_again_when_sent_again(
+    calls_settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Over HTTP too: a resend of a record whose processing task died is scheduled again
+    (applying is idempotent: an event already processed is left alone)."""
+    from calls import services
+    from calls.services import intake
+
+    body = json.dumps(load("ctr_billing.json")).encode()
+    real_apply = intake._apply
+    monkeypatch.setattr(intake, "_apply", lambda source, payload: 1 / 0)
+    with pytest.raises(ZeroDivisionError), django_capture_on_commit_callbacks(execute=True):
+        services.call_events_intake(body=body)
+    monkeypatch.setattr(intake, "_apply", real_apply)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.call_events_intake(body=body)
+    assert (result.accepted, result.duplicates) == ([], 1)
+    assert CallEvent.objects.get().status == EventStatus.PROCESSED
+    assert Call.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        services.call_events_intake(body=body)
+    assert callbacks == []  # processed: nothing scheduled again

@@ -121,3 +121,23 @@ def test_call_list_query_count_does_not_grow(client, agent, billing, django_asse
     assert [f"/calls/{c.hash}/" in html for c in Call.objects.order_by("contact_id")] == [
         True
     ] * 8 + [False]
+
+
+def test_a_call_page_for_a_hash_that_is_no_md5_digest_is_not_found(client, supervisor, call):
+    """A NUL in the path reached PostgreSQL (500); like an unknown hash, 404."""
+    client.force_login(supervisor)
+    assert client.get("/calls/%00/").status_code == 404
+    assert client.get("/calls/" + "a" * 3000 + "/").status_code == 404
+
+
+def test_an_unknown_status_filter_answers_400(client, supervisor, call):
+    """``?status=`` names a pipeline status; a typo listed no call at all (200, empty)."""
+    client.force_login(supervisor)
+    response = client.get("/calls/", {"status": "bogus"})
+    assert response.status_code == 400
+    assert response.content.decode() == (
+        "status must be one of: received, awaiting_recording, no_recording, transcribing, "
+        "transcribed, analysed, synced, failed."
+    )
+    listed = client.get("/calls/", {"status": call.pipeline_status}).content.decode()
+    assert f"/calls/{call.hash}/" in listed

@@ -32,3 +32,12 @@ def test_nul_helpers_look_inside_keys_lists_and_dicts():
     assert not contains_nul({"a": ["ok", {"k": 1}], "b": 2})
     assert without_nul(payload) == {"a": ["ok", {"k\ufffd": 1}], "b": "x"}
     assert not contains_nul(without_nul(payload))
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_loads_refuses_nan_and_infinity(constant):
+    """Python's json reads them; they are not JSON and jsonb cannot store them."""
+    from support.parsing import UnreadableJson, json_loads
+
+    with pytest.raises(UnreadableJson, match=f"The body is not valid JSON: {constant} is not"):
+        json_loads(f'{{"a": [1, {constant}]}}')

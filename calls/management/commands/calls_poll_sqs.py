@@ -29,7 +29,8 @@ def poll_once(client: Any, queue_url: str, *, wait: int = 10, batch: int = 10) -
     def handle(message: dict[str, Any]) -> bool:
         try:
             result = services.call_events_intake(body=message["Body"].encode(), schedule=False)
-            for event_id in result.accepted:
+            # Also events a previous delivery recorded but did not finish applying.
+            for event_id in result.to_process():
                 status = services.call_event_process(event_id=event_id)
                 if status == "failed":
                     raise InvalidInput(f"Event {event_id} failed to process.")
