@@ -45,10 +45,9 @@ FUTURE_TOLERANCE = timedelta(days=1)
 
 
 def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 with a time zone (``Z`` or an offset), or epoch seconds/millis → aware
-    datetime. A timestamp without a time zone, outside :data:`PLAUSIBLE_YEARS` or more
-    than :data:`FUTURE_TOLERANCE` ahead is a ``RecordError``: guessing its zone would file
-    the call at the wrong time."""
+    """ISO 8601 (``Z`` or an offset; none: UTC, as every Connect timestamp is), or epoch
+    seconds/millis → aware datetime. A timestamp outside :data:`PLAUSIBLE_YEARS` or more
+    than :data:`FUTURE_TOLERANCE` ahead is a ``RecordError``."""
     if value in (None, ""):
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
@@ -67,10 +66,8 @@ def parse_time(value: Any) -> datetime | None:
             parsed = datetime.fromisoformat(text)
         except ValueError as exc:
             raise RecordError(f"Bad timestamp {value!r}.") from exc
-        if parsed.tzinfo is None:
-            raise RecordError(
-                f"Timestamp {value!r} has no time zone (expected e.g. 2026-11-20T10:03:00Z)."
-            )
+        if parsed.tzinfo is None:  # Connect's timestamps are UTC (it writes the Z)
+            parsed = parsed.replace(tzinfo=UTC)
     if parsed.year not in PLAUSIBLE_YEARS:
         raise RecordError(
             f"Timestamp {value!r} is outside {PLAUSIBLE_YEARS[0]}-{PLAUSIBLE_YEARS[-1]}."

@@ -135,10 +135,6 @@ FAILED_WHEN_APPLIED: dict[str, tuple[dict[str, Any], str]] = {
         ctr("p10b", InitiationTimestamp=(timezone.now() + timedelta(days=400)).isoformat()),
         "is more than a day in the future",
     ),
-    "timestamp without a time zone": (
-        ctr("p11", DisconnectTimestamp="2026-11-20T10:08:40"),
-        "has no time zone",
-    ),
     "channel too long": (ctr("p12", Channel="V" * 17), "Channel is longer than 16"),
     "disconnect reason too long": (
         ctr("p13", DisconnectReason="D" * 65),
@@ -341,3 +337,19 @@ def test_a_nul_inside_a_kinesis_record_or_an_sns_message_is_kept_as_a_replacemen
     assert response.status_code == 202, response.content
     assert CallEvent.objects.get().status == EventStatus.PROCESSED
     assert Call.objects.get().attributes["note"] == "a\ufffdb"
+
+
+def test_a_timestamp_without_a_time_zone_is_read_as_utc(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    """Connect writes its timestamps in UTC; one sent without the Z is not refused."""
+    record = ctr("naive-1", DisconnectTimestamp="2026-11-20T10:08:40")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = integration_client.post(
+            "/api/calls/events", data=json.dumps(record), content_type="application/json"
+        )
+    assert response.status_code == 202
+    assert CallEvent.objects.get().status == EventStatus.PROCESSED
+    call = Call.objects.get()
+    assert call.disconnected_at is not None
+    assert call.disconnected_at.isoformat() == "2026-11-20T10:08:40+00:00"
