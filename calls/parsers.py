@@ -269,7 +269,11 @@ def ctr_fields(record: dict[str, Any]) -> CallFields:
     recording = obj(record.get("Recording"), "Recording")
     recordings = objects(record.get("Recordings"), "Recordings")
     if not recording and recordings:
-        recording = recordings[0]
+        # the call's audio: a screen recording (MediaStreamType VIDEO) is not transcribed
+        audio = [
+            r for r in recordings if str(r.get("MediaStreamType") or "AUDIO").upper() == "AUDIO"
+        ]
+        recording = audio[0] if audio else {}
     endpoint = obj(record.get("CustomerEndpoint"), "CustomerEndpoint")
     location = text_field(
         recording.get("Location"), "Recording.Location", _max(Call, "recording_location")

@@ -353,3 +353,25 @@ def test_a_timestamp_without_a_time_zone_is_read_as_utc(
     call = Call.objects.get()
     assert call.disconnected_at is not None
     assert call.disconnected_at.isoformat() == "2026-11-20T10:08:40+00:00"
+
+
+def test_a_screen_recording_listed_first_is_not_taken_for_the_call_audio(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    """CTR ``Recordings`` lists voice and screen recordings; only the audio is transcribed
+    (before, whichever came first was taken)."""
+    bucket = calls_settings.CALLS_RECORDINGS_BUCKET
+    record = ctr(
+        "screen-1",
+        Recording=None,
+        Recordings=[
+            {"Location": f"{bucket}/screen/s.webm", "MediaStreamType": "VIDEO"},
+            {"Location": f"{bucket}/voice/v.wav", "MediaStreamType": "AUDIO"},
+        ],
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = integration_client.post(
+            "/api/calls/events", data=json.dumps(record), content_type="application/json"
+        )
+    assert response.status_code == 202
+    assert Call.objects.get().recording_location == f"s3://{bucket}/voice/v.wav"
