@@ -307,7 +307,7 @@ def call_upsert(
             setattr(call, name, value)
             changed.append(name)
     phone = normalise_phone(fields.customer_phone)
-    if phone and call.customer_phone != phone:
+    if phone and call.customer_phone != phone and not (fill_only and call.customer_phone):
         call.customer_phone = phone
         changed.append("customer_phone")
     if call.customer_id is None and call.customer_phone:

@@ -334,6 +334,7 @@ def test_an_older_contact_trace_record_arriving_late_does_not_undo_the_update(
         "LastUpdateTimestamp": "2026-11-20T11:00:00Z",
         "Queue": {**original["Queue"], "Name": "SupportQueue"},
         "Attributes": {"case": "new"},
+        "CustomerEndpoint": {"Address": "+14155550199", "Type": "TELEPHONE_NUMBER"},
     }
     for record in (update, original):
         with django_capture_on_commit_callbacks(execute=True):
@@ -341,6 +342,7 @@ def test_an_older_contact_trace_record_arriving_late_does_not_undo_the_update(
     assert list(CallEvent.objects.values_list("status", flat=True)) == [EventStatus.PROCESSED] * 2
     call = Call.objects.get()
     assert call.queue_name == "SupportQueue"
+    assert call.customer_phone == "+14155550199"
     assert call.attributes == {"case": "new", "language": "en-US"}
     assert call.raw["LastUpdateTimestamp"] == "2026-11-20T11:00:00Z"
     # In order, an update still applies.
