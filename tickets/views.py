@@ -28,7 +28,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from support.auth.roles import is_agent, is_supervisor
-from support.errors import ApplicationError, Forbidden, NotFound
+from support.errors import ApplicationError, Forbidden, InvalidInput, NotFound
 from support.models import OutboxEvent
 from support.parsing import parse_id
 from tickets import selectors, services
@@ -87,7 +87,8 @@ def agent_required(view: View) -> View:
             return render(request, "tickets/not_found.html", {"message": exc.message}, status=404)
         except ApplicationError as exc:
             if getattr(request, "htmx", False):
-                return HttpResponseBadRequest(exc.message)
+                # plain text: the message may quote what was sent
+                return HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
             messages.error(request, exc.message)
             return redirect(_back_or_inbox(request))
 
@@ -108,7 +109,13 @@ def _choices() -> dict[str, Any]:
 
 
 def _page_number(raw: str | None) -> int:
-    return parse_id(raw or "") or 1
+    """The inbox page asked for (1 when absent); the selector checks its range."""
+    if not raw:
+        return 1
+    page = parse_id(raw)
+    if page is None:
+        raise InvalidInput(selectors.INBOX_PAGE_ERROR, details={"page": ["Not a number."]})
+    return page
 
 
 class SignInView(auth_views.LoginView):

@@ -140,8 +140,10 @@ def test_an_empty_inbox_echoes_nothing_a_visitor_typed_unescaped(agent_web, cust
     """The empty-list message links back with the view (an unknown one never gets there) and
     never repeats the search or filter values raw."""
     hostile = '"><script>alert(1)</script>'
-    page = agent_web.get("/", {"view": "all", "q": hostile, "status": hostile})
-    assert page.status_code in (200, 400)
+    # an unknown status: back to the inbox, which shows why (escaped)
+    page = agent_web.get("/", {"view": "all", "q": hostile, "status": hostile}, follow=True)
+    assert page.redirect_chain == [("/", 302)]
+    assert "status: unknown value" in page.content.decode()
     assert "<script>alert(1)" not in page.content.decode()
     unknown = agent_web.get("/", {"view": hostile})  # an unknown view: back to the inbox
     assert (unknown.status_code, unknown["Location"]) == (302, "/")
@@ -185,6 +187,39 @@ def test_inbox_pagination(agent_web, customer):
     assert (len(page.tickets), page.has_next) == (2, True)
     page2 = selectors.inbox_page(user=agent_web_user(agent_web), view="all", page=2, page_size=2)
     assert (len(page2.tickets), page2.has_next) == (1, False)
+
+
+@pytest.mark.parametrize("page", ["0", "-1", "abc", "1.5", "999999999999999999", "1001", "%C2%B2"])
+def test_inbox_bad_page_numbers_are_refused_saying_why(agent_web, customer, page):
+    """A page that is not a whole number from 1 to the last one allowed is refused; a huge
+    one used to reach PostgreSQL as an OFFSET out of bigint range (a 500)."""
+    _tickets(customer, 1)
+    partial = agent_web.get(
+        f"/?view=all&page={page}", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="inbox-list"
+    )
+    assert partial.status_code == 400
+    assert partial.content.decode().startswith("page must be a whole number from 1 to 1000")
+    full = agent_web.get(f"/?view=all&page={page}")
+    assert (full.status_code, full["Location"]) == (302, "/")
+    said = [str(m) for m in full.wsgi_request._messages]
+    assert len(said) == 1
+    assert said[0].startswith("page must be a whole number from 1 to 1000"), said
+    assert agent_web.get("/?view=all&page=1000").status_code == 200  # the last allowed
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("status=bogus", "status"), ("priority=asap", "priority"), ("channel=fax", "channel")],
+)
+def test_inbox_unknown_filter_values_are_refused_naming_them(agent_web, customer, query, field):
+    """An unknown status, priority or channel used to show an empty list as if nothing
+    matched; the inbox says which value is wrong."""
+    _tickets(customer, 1)
+    partial = agent_web.get(
+        f"/?view=all&{query}", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="inbox-list"
+    )
+    assert partial.status_code == 400
+    assert partial.content.decode().startswith(f"{field}: unknown value")
 
 
 def agent_web_user(client):

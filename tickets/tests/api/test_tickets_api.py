@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -159,6 +161,61 @@ def test_list_filters_and_cursor_pagination(agent_client, agent, customer):
     bad = agent_client.get("/api/tickets", {"team": "x"})
     assert bad.status_code == 400
     assert "team" in bad.json()["error"]["details"]
+
+
+def _b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "says"),
+    [
+        ("status=bogus", "status", "status: unknown value 'bogus'; one of new, open"),
+        ("status=new,bogus", "status", "status: unknown value 'bogus'"),
+        ("priority=asap", "priority", "priority: unknown value 'asap'"),
+        ("channel=fax", "channel", "channel: unknown value 'fax'"),
+        ("page_size=0", "page_size", "page_size must be a whole number from 1 to 200."),
+        ("page_size=-1", "page_size", "page_size must be a whole number from 1 to 200."),
+        ("page_size=abc", "page_size", "page_size must be a whole number from 1 to 200."),
+        ("page_size=201", "page_size", "page_size must be a whole number from 1 to 200."),
+        ("page_size=" + "9" * 30, "page_size", "page_size must be a whole number from 1 to 200."),
+        ("cursor=not-a-cursor", "cursor", "cursor: not a cursor this list gave"),
+        # a well-formed cursor whose position is not a creation time
+        (f"cursor={_b64('p=yesterday')}", "cursor", "cursor: not a cursor this list gave"),
+        ("needs_review=maybe", "needs_review", "needs_review must be true or false."),
+        ("team=1&team=2", "team", "team: give it once"),
+        ("page_size=5&page_size=500", "page_size", "page_size: give it once"),
+    ],
+)
+def test_list_bad_query_parameters_are_400_saying_what_is_wrong(
+    agent_client, customer, query, field, says
+):
+    """Before: unknown choices listed nothing (as if nothing matched), a bad page_size fell
+    back to 25 or was cut to 200 silently, a bad cursor was a 404, needs_review=maybe was
+    ignored and a repeated parameter kept only its last value."""
+    services.ticket_create(customer=customer, subject="S", body="b")
+    response = agent_client.get(f"/api/tickets?{query}")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert error["message"].startswith(says), error["message"]
+    assert field in error["details"]
+
+
+def test_list_repeated_choice_filters_add_up_like_a_comma_list(agent_client, customer):
+    new = services.ticket_create(customer=customer, subject="new", body="b")
+    pending = services.ticket_create(customer=customer, subject="pending", body="b")
+    services.ticket_update(ticket=pending, status="pending")
+    services.ticket_create(customer=customer, subject="high", body="b", priority="high")
+    repeated = agent_client.get("/api/tickets?status=new&status=pending&priority=normal")
+    listed = agent_client.get("/api/tickets?status=new,pending&priority=normal")
+    assert repeated.status_code == listed.status_code == 200
+    subjects = [t["subject"] for t in repeated.json()["results"]]
+    assert subjects == [t["subject"] for t in listed.json()["results"]]
+    assert subjects == ["pending", "new"], (subjects, new.pk)
+    same_twice = agent_client.get("/api/tickets?page_size=1&page_size=1")
+    assert same_twice.status_code == 200
+    assert len(same_twice.json()["results"]) == 1
 
 
 def test_api_key_authentication_and_revocation(agent):
