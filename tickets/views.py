@@ -309,6 +309,19 @@ def _assignee_from(raw: str, request: HttpRequest, current_id: int | None) -> An
     return assignee
 
 
+def _team_from(raw: str) -> Team | None:
+    """Parse a team field: empty (or ``none``) is "No team"; anything else must be a team's
+    id (a value that was neither used to take the ticket out of its team)."""
+    if raw in ("", "none"):
+        return None
+    team_id = parse_id(raw)
+    if team_id is None:
+        raise InvalidInput(
+            "team must be a team id, or empty for no team.", details={"team": ["Not an id."]}
+        )
+    return get_object_or_404(Team, pk=team_id)
+
+
 @require_POST
 @agent_required
 def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
@@ -322,8 +335,7 @@ def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
         if post.get(key):
             fields[key] = post[key]
     if "team" in post:
-        team_id = parse_id(post["team"])
-        fields["team"] = get_object_or_404(Team, pk=team_id) if team_id is not None else None
+        fields["team"] = _team_from(post["team"])
     if "tags" in post:
         fields["tags"] = [t for t in post["tags"].replace(";", ",").split(",") if t.strip()]
     if fields:

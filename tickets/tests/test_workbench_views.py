@@ -310,6 +310,22 @@ def test_update_controls_and_agent_cannot_assign_others(agent_web, agent, other_
     assert ticket.assignee == agent
 
 
+@pytest.mark.parametrize("team", ["abc", "9" * 25, "\u00b2"])
+def test_update_with_a_team_that_is_no_id_changes_nothing(agent_web, agent, customer, team):
+    """A team value that is not an id (nor empty, "No team") used to take the ticket out of
+    its team, as if "No team" had been chosen."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    billing.members.add(agent)
+    [ticket] = _tickets(customer, 1, team=billing)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"team": team}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert response.content.decode() == "team must be a team id, or empty for no team."
+    assert Ticket.objects.get(pk=ticket.pk).team_id == billing.pk
+    assert agent_web.post(url, {"team": ""}).status_code == 302  # "No team" still works
+    assert Ticket.objects.get(pk=ticket.pk).team_id is None
+
+
 def test_supervisor_may_assign_others(supervisor_web, other_agent, customer):
     [ticket] = _tickets(customer, 1)
     url = reverse("ticket-update", kwargs={"ref": ticket.number})
