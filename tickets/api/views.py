@@ -305,6 +305,11 @@ class TicketDetailApi(APIView):
                         f"assignee_id: no user {data['assignee_id']}.",
                         details={"assignee_id": ["Unknown user."]},
                     )
+                refusal = services.assignee_refusal(assignee)
+                if refusal is not None:
+                    raise InvalidInput(
+                        f"assignee_id: {refusal}", details={"assignee_id": [refusal]}
+                    )
             assigning_other = assignee is not None and assignee.pk != request.user.pk
             unassigning_other = assignee is None and ticket.assignee_id not in (
                 None,

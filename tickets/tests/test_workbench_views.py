@@ -326,6 +326,33 @@ def test_update_with_a_team_that_is_no_id_changes_nothing(agent_web, agent, cust
     assert Ticket.objects.get(pk=ticket.pk).team_id is None
 
 
+def test_workbench_assigns_agents_and_supervisors_only(supervisor_web, outsider, customer):
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = supervisor_web.post(url, {"assignee": str(outsider.pk)}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert response.content.decode() == "assignee: outsider is not an agent or supervisor."
+    bulk = supervisor_web.post(
+        "/tickets/bulk", {"action": "assign", "value": str(outsider.pk), "ids": [ticket.pk]}
+    )
+    assert bulk.status_code == 302
+    assert Ticket.objects.get(pk=ticket.pk).assignee_id is None
+
+
+def test_admin_form_assigns_agents_and_supervisors_only(customer, outsider, other_agent):
+    from django.forms.models import model_to_dict
+
+    from tickets.admin import TicketAdminForm
+
+    [ticket] = _tickets(customer, 1)
+    data = {k: v for k, v in model_to_dict(ticket).items() if v is not None}
+    data["tags"] = [t.pk for t in ticket.tags.all()]
+    form = TicketAdminForm(instance=ticket, data={**data, "assignee": outsider.pk})
+    assert not form.is_valid()
+    assert form.errors["assignee"] == ["outsider is not an agent or supervisor."]
+    assert TicketAdminForm(instance=ticket, data={**data, "assignee": other_agent.pk}).is_valid()
+
+
 def test_supervisor_may_assign_others(supervisor_web, other_agent, customer):
     [ticket] = _tickets(customer, 1)
     url = reverse("ticket-update", kwargs={"ref": ticket.number})

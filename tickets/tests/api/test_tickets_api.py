@@ -115,6 +115,26 @@ def test_agents_cannot_assign_others_but_supervisors_can(
     assert response.json()["assignee"]["id"] == other_agent.pk
 
 
+def test_tickets_are_assigned_to_agents_and_supervisors_only(
+    supervisor_client, supervisor, outsider, customer
+):
+    """A user without the agent or supervisor role (who cannot open the workbench) could be
+    given a ticket; the workbench only offers agents, the API and form took any user."""
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    url = f"/api/tickets/{ticket.pk}"
+    for body in ({"assignee_id": outsider.pk}, {"assigned_agent_id": outsider.pk}):
+        response = supervisor_client.patch(url, body, format="json")
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["message"] == "assignee_id: outsider is not an agent or supervisor."
+        assert "assignee_id" in error["details"]
+        ticket.refresh_from_db()
+        assert ticket.assignee_id is None
+    assert supervisor_client.patch(url, {"assignee_id": supervisor.pk}, format="json").json()[
+        "assignee"
+    ] == {"id": supervisor.pk, "username": "supervisor"}
+
+
 def test_post_message_reply_and_note(agent_client, customer):
     ticket = services.ticket_create(customer=customer, subject="S", body="b")
     url = f"/api/tickets/{ticket.pk}/messages"
