@@ -68,6 +68,11 @@ TICKET_LIST_PARAMS = (*selectors.TICKET_FILTERS, "needs_review", "cursor", "page
 
 def ticket_list_filters(params: QueryDict) -> dict[str, str]:
     """The list's filters from the query string (``selectors.ticket_list`` checks values)."""
+    if "page" in params:
+        # page numbers are other lists' way (the inbox, /analytics): here page=2 would
+        # quietly answer the first page again, and a client paging by number never ends
+        message = "page: this list pages by cursor; follow the next and previous links."
+        raise InvalidInput(message, details={"page": [message]})
     filters: dict[str, str] = {}
     for key in TICKET_LIST_PARAMS:
         values = list(dict.fromkeys(params.getlist(key)))

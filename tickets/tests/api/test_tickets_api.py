@@ -203,6 +203,9 @@ def _b64(text):
         # a well-formed cursor whose position is not a creation time
         (f"cursor={_b64('p=yesterday')}", "cursor", "cursor: not a cursor this list gave"),
         ("needs_review=maybe", "needs_review", "needs_review must be true or false."),
+        ("page=2", "page", "page: this list pages by cursor"),
+        ("page=0", "page", "page: this list pages by cursor"),
+        ("page=abc", "page", "page: this list pages by cursor"),
         ("team=1&team=2", "team", "team: give it once"),
         ("page_size=5&page_size=500", "page_size", "page_size: give it once"),
     ],
@@ -212,7 +215,8 @@ def test_list_bad_query_parameters_are_400_saying_what_is_wrong(
 ):
     """Before: unknown choices listed nothing (as if nothing matched), a bad page_size fell
     back to 25 or was cut to 200 silently, a bad cursor was a 404, needs_review=maybe was
-    ignored and a repeated parameter kept only its last value."""
+    ignored, page=2 answered the first page and a repeated parameter kept only its last
+    value."""
     services.ticket_create(customer=customer, subject="S", body="b")
     response = agent_client.get(f"/api/tickets?{query}")
     assert response.status_code == 400, response.content
