@@ -327,9 +327,6 @@ def _team_from(raw: str) -> Team | None:
 def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
     ticket = selectors.ticket_get_visible(ref, user=request.user)
     post = request.POST
-    if "assignee" in post:
-        assignee = _assignee_from(post["assignee"], request, ticket.assignee_id)
-        services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
     fields: dict[str, Any] = {}
     for key in ("status", "priority"):
         if post.get(key):
@@ -338,8 +335,14 @@ def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
         fields["team"] = _team_from(post["team"])
     if "tags" in post:
         fields["tags"] = [t for t in post["tags"].replace(";", ",").split(",") if t.strip()]
-    if fields:
-        services.ticket_update(ticket=ticket, actor=request.user, **fields)
+    assign = "assignee" in post
+    assignee = _assignee_from(post["assignee"], request, ticket.assignee_id) if assign else None
+    # All or nothing: a refused status must not leave the assignment behind.
+    with transaction.atomic():
+        if assign:
+            services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
+        if fields:
+            services.ticket_update(ticket=ticket, actor=request.user, **fields)
     return _back_to_ticket(request, ticket)
 
 

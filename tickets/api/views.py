@@ -7,6 +7,7 @@ from typing import Any, cast
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.http import QueryDict
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions, status
@@ -301,38 +302,44 @@ class TicketDetailApi(APIView):
         serializer = s.TicketUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
-        if "assignee_id" in data:
-            assignee = None
-            if data["assignee_id"] is not None:
-                assignee = get_user_model().objects.filter(pk=data["assignee_id"]).first()
-                if assignee is None:
-                    raise InvalidInput(
-                        f"assignee_id: no user {data['assignee_id']}.",
-                        details={"assignee_id": ["Unknown user."]},
-                    )
-                refusal = services.assignee_refusal(assignee)
-                if refusal is not None:
-                    raise InvalidInput(
-                        f"assignee_id: {refusal}", details={"assignee_id": [refusal]}
-                    )
-            assigning_other = assignee is not None and assignee.pk != request.user.pk
-            unassigning_other = assignee is None and ticket.assignee_id not in (
-                None,
-                request.user.pk,
-            )
-            if (assigning_other or unassigning_other) and not is_supervisor(request.user):
-                raise Forbidden(
-                    "Only supervisors assign tickets to other people.",
-                    details={"assignee_id": ["Supervisors only."]},
-                )
-            services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
+        # Everything is checked before anything is written, and written all or nothing: a
+        # refused status or an unknown team used to leave the assignment behind.
         fields = {k: data[k] for k in ("status", "priority", "subject", "tags") if k in data}
         if "team_id" in data:
             fields["team"] = _team_or_error(data["team_id"])
-        if fields:
-            services.ticket_update(ticket=ticket, actor=request.user, **fields)
+        assign = "assignee_id" in data
+        assignee = _assignee_for(request, ticket, data["assignee_id"]) if assign else None
+        with transaction.atomic():
+            if assign:
+                services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
+            if fields:
+                services.ticket_update(ticket=ticket, actor=request.user, **fields)
         ticket = selectors.ticket_get(ticket.pk)
         return Response(s.TicketOutputSerializer(ticket).data)
+
+
+def _assignee_for(request: Request, ticket: Ticket, assignee_id: int | None) -> Any:
+    """The user ``assignee_id`` names (None: unassign), if the caller may give it the
+    ticket: agents only take or release their own; an active agent or supervisor only."""
+    assignee = None
+    if assignee_id is not None:
+        assignee = get_user_model().objects.filter(pk=assignee_id).first()
+        if assignee is None:
+            raise InvalidInput(
+                f"assignee_id: no user {assignee_id}.",
+                details={"assignee_id": ["Unknown user."]},
+            )
+        refusal = services.assignee_refusal(assignee)
+        if refusal is not None:
+            raise InvalidInput(f"assignee_id: {refusal}", details={"assignee_id": [refusal]})
+    assigning_other = assignee is not None and assignee.pk != request.user.pk
+    unassigning_other = assignee is None and ticket.assignee_id not in (None, request.user.pk)
+    if (assigning_other or unassigning_other) and not is_supervisor(request.user):
+        raise Forbidden(
+            "Only supervisors assign tickets to other people.",
+            details={"assignee_id": ["Supervisors only."]},
+        )
+    return assignee
 
 
 class TicketMessageCreateApi(APIView):

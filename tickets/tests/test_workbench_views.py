@@ -353,6 +353,17 @@ def test_admin_form_assigns_agents_and_supervisors_only(customer, outsider, othe
     assert TicketAdminForm(instance=ticket, data={**data, "assignee": other_agent.pk}).is_valid()
 
 
+@pytest.mark.parametrize("change", [{"team": "abc"}, {"status": "open"}, {"team": "999999"}])
+def test_workbench_refused_update_changes_nothing(agent_web, customer, change):
+    """Taking a ticket and a refused change in one form: the ticket was taken anyway."""
+    [ticket] = _tickets(customer, 1)
+    services.ticket_update(ticket=ticket, status="closed")  # closed is final
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"assignee": "me", **change}, HTTP_HX_REQUEST="true")
+    assert response.status_code in (400, 404)
+    assert Ticket.objects.get(pk=ticket.pk).assignee_id is None
+
+
 def test_supervisor_may_assign_others(supervisor_web, other_agent, customer):
     [ticket] = _tickets(customer, 1)
     url = reverse("ticket-update", kwargs={"ref": ticket.number})

@@ -135,6 +135,25 @@ def test_tickets_are_assigned_to_agents_and_supervisors_only(
     ] == {"id": supervisor.pk, "username": "supervisor"}
 
 
+@pytest.mark.parametrize(
+    "change",
+    [{"team_id": 999_999}, {"status": "open"}, {"priority": "asap"}],
+)
+def test_a_refused_update_changes_nothing(agent_client, agent, customer, change):
+    """The assignment was written before the other fields were checked: a 400 for an
+    unknown team or a status the ticket cannot take still assigned the ticket."""
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    services.ticket_update(ticket=ticket, status="closed")  # closed is final
+    events = OutboxEvent.objects.count()
+    response = agent_client.patch(
+        f"/api/tickets/{ticket.pk}", {"assignee_id": agent.pk, **change}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    ticket.refresh_from_db()
+    assert ticket.assignee_id is None
+    assert OutboxEvent.objects.count() == events
+
+
 def test_post_message_reply_and_note(agent_client, customer):
     ticket = services.ticket_create(customer=customer, subject="S", body="b")
     url = f"/api/tickets/{ticket.pk}/messages"
