@@ -214,6 +214,8 @@ def ticket_create_for_caller(
         existing = selectors.ticket_submitted_get(caller=origin_caller, external_id=external_id)
         if existing is not None:
             raise services.TicketAlreadySubmitted(existing)
+    # checked before the customer is created: a 400 must leave nothing behind
+    team = _team_or_error(data.get("team_id"))
     unseen_customer = False
     if data.get("customer_id"):
         # A customer the caller may not see answers exactly like an unknown one.
@@ -244,7 +246,7 @@ def ticket_create_for_caller(
         body=data.get("description", ""),
         channel=data["channel"],
         priority=data["priority"],
-        team=_team_or_error(data.get("team_id")),
+        team=team,
         tags=data.get("tags", []),
         origin_platform_id=external_id,
         created_by=request.user,

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from support.models import OutboxEvent
 from support.services import api_key_create
 from tickets import services
-from tickets.models import Team, Ticket
+from tickets.models import Customer, Team, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -69,6 +69,8 @@ def test_bad_input_is_a_400_naming_the_field(agent_client, payload, field):
     assert field in error["details"]
     assert field in error["message"]
     assert Ticket.objects.count() == 0
+    # nothing else either: an unknown team_id used to leave the new customer behind
+    assert not Customer.objects.filter(email="bob@example.com").exists()
 
 
 def test_malformed_json_is_a_400(agent_client):
