@@ -77,19 +77,26 @@ def ticket_get(ref: str | int, *, for_update: bool = False) -> Ticket:
         raise NotFound(f"No ticket {ref!r}.") from None
 
 
+def choices_check(key: str, values: Iterable[str]) -> None:
+    """InvalidInput naming the first of ``values`` that is no choice of ``key`` (a key of
+    ``CHOICE_FILTERS``), and the choices."""
+    choices = CHOICE_FILTERS[key]
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        message = f"{key}: unknown value {unknown[0][:40]!r}; one of {', '.join(choices)}."
+        raise InvalidInput(message, details={key: [message]})
+
+
 def ticket_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Ticket]:
     """Tickets newest first, filtered by exact fields; unknown values raise InvalidInput
     (an unknown status or channel would otherwise look like "nothing matches")."""
     filters = filters or {}
     qs = Ticket.objects.select_related("customer", "team", "assignee").prefetch_related("tags")
-    for key, choices in CHOICE_FILTERS.items():
+    for key in CHOICE_FILTERS:
         value = filters.get(key)
         if value:
             values = [v.strip() for v in str(value).split(",") if v.strip()]
-            unknown = [v for v in values if v not in choices]
-            if unknown:
-                message = f"{key}: unknown value {unknown[0][:40]!r}; one of {', '.join(choices)}."
-                raise InvalidInput(message, details={key: [message]})
+            choices_check(key, values)
             qs = qs.filter(**{f"{key}__in": values})
     for key in ("team", "assignee", "customer"):
         value = filters.get(key)

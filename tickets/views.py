@@ -395,6 +395,11 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
         .order_by("pk")
     )
     value = request.POST.get("value", "")
+    # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
+    if action == "status":
+        selectors.choices_check("status", [value])
+    elif action == "tag" and not value.strip():
+        raise InvalidInput("tag: give a tag name.", details={"value": ["Empty."]})
     done, skipped = 0, 0
     # All or nothing: a refused change (e.g. an agent assigning others) undoes the batch.
     with transaction.atomic():

@@ -389,6 +389,28 @@ def test_bulk_actions(agent_web, agent, other_agent, customer):
     assert Ticket.objects.get(pk=c.pk).assignee is None
 
 
+@pytest.mark.parametrize(
+    ("action", "value", "says"),
+    [
+        ("status", "bogus", "status: unknown value 'bogus'; one of new, open"),
+        ("status", "", "status: unknown value ''"),
+        ("tag", "  ", "tag: give a tag name."),
+    ],
+)
+def test_bulk_with_an_unknown_value_is_refused_saying_so(agent_web, customer, action, value, says):
+    """An unknown status was reported as "skipped (not allowed)" and an empty tag as
+    "updated", with nothing done either way."""
+    [ticket] = _tickets(customer, 1)
+    post = {"ids": [ticket.pk], "action": action, "value": value}
+    response = agent_web.post("/tickets/bulk", post, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert response.content.decode().startswith(says)
+    page = agent_web.post("/tickets/bulk", post, follow=True)
+    said = [str(m) for m in page.context["messages"]]
+    assert len(said) == 1
+    assert said[0].startswith(says)
+
+
 def test_back_after_a_form_is_the_referer_only_on_this_site(agent_web, customer):
     """After a bulk action or a refused change the page goes back to the Referer; one
     naming another site (or a script URL) goes to the inbox instead: no open redirect."""
