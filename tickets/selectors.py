@@ -321,7 +321,7 @@ def inbox_page(
     return InboxPage(
         tickets=rows[:page_size],
         page=page,
-        has_next=len(rows) > page_size,
+        has_next=len(rows) > page_size and page < INBOX_MAX_PAGE,
         view=view,
         sort=sort,
         search=search,

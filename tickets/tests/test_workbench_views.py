@@ -207,6 +207,17 @@ def test_inbox_bad_page_numbers_are_refused_saying_why(agent_web, customer, page
     assert agent_web.get("/?view=all&page=1000").status_code == 200  # the last allowed
 
 
+def test_the_last_allowed_inbox_page_offers_no_next_page(agent_web, customer, monkeypatch):
+    from tickets import selectors
+
+    _tickets(customer, 3)
+    monkeypatch.setattr(selectors, "INBOX_MAX_PAGE", 2)
+    user = agent_web_user(agent_web)
+    assert selectors.inbox_page(user=user, view="all", page=1, page_size=1).has_next
+    last = selectors.inbox_page(user=user, view="all", page=2, page_size=1)
+    assert (len(last.tickets), last.has_next) == (1, False)  # page 3 would be refused
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [("status=bogus", "status"), ("priority=asap", "priority"), ("channel=fax", "channel")],
