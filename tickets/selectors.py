@@ -70,7 +70,9 @@ def parse_ticket_ref(ref: str | int) -> int:
 def ticket_get(ref: str | int, *, for_update: bool = False) -> Ticket:
     qs = Ticket.objects.select_related("customer", "team", "assignee", "merged_into", "sla_policy")
     if for_update:
-        qs = qs.select_for_update()
+        # the ticket's row only: PostgreSQL cannot lock the nullable side of the outer
+        # joins (team, assignee, ...), so a plain select_for_update() failed every time
+        qs = qs.select_for_update(of=("self",))
     try:
         return qs.get(pk=parse_ticket_ref(ref))
     except Ticket.DoesNotExist:

@@ -335,11 +335,12 @@ def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
         fields["team"] = _team_from(post["team"])
     if "tags" in post:
         fields["tags"] = [t for t in post["tags"].replace(";", ",").split(",") if t.strip()]
-    assign = "assignee" in post
-    assignee = _assignee_from(post["assignee"], request, ticket.assignee_id) if assign else None
     # All or nothing: a refused status must not leave the assignment behind.
     with transaction.atomic():
-        if assign:
+        if "assignee" in post:
+            # the rule on the row as it is written (locked), not as first read
+            ticket = selectors.ticket_get(ticket.pk, for_update=True)
+            assignee = _assignee_from(post["assignee"], request, ticket.assignee_id)
             services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
         if fields:
             services.ticket_update(ticket=ticket, actor=request.user, **fields)

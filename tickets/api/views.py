@@ -304,15 +304,16 @@ class TicketDetailApi(APIView):
         serializer = s.TicketUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
-        # Everything is checked before anything is written, and written all or nothing: a
-        # refused status or an unknown team used to leave the assignment behind.
+        # Written all or nothing: a refused status or an unknown team used to leave the
+        # assignment behind.
         fields = {k: data[k] for k in ("status", "priority", "subject", "tags") if k in data}
         if "team_id" in data:
             fields["team"] = _team_or_error(data["team_id"])
-        assign = "assignee_id" in data
-        assignee = _assignee_for(request, ticket, data["assignee_id"]) if assign else None
         with transaction.atomic():
-            if assign:
+            if "assignee_id" in data:
+                # the rule on the row as it is written (locked), not as first read
+                ticket = selectors.ticket_get(ticket.pk, for_update=True)
+                assignee = _assignee_for(request, ticket, data["assignee_id"])
                 services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
             if fields:
                 services.ticket_update(ticket=ticket, actor=request.user, **fields)

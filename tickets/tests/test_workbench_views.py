@@ -375,6 +375,26 @@ def test_workbench_refused_update_changes_nothing(agent_web, customer, change):
     assert Ticket.objects.get(pk=ticket.pk).assignee_id is None
 
 
+def test_workbench_assignment_rule_reads_the_ticket_as_it_is_written(
+    agent_web, other_agent, customer, monkeypatch
+):
+    from tickets import selectors
+
+    [ticket] = _tickets(customer, 1)
+    real = selectors.ticket_get_visible
+
+    def read_then_reassigned(ref, *, user):
+        seen = real(ref, user=user)  # nobody's when read
+        services.ticket_assign(ticket=seen, assignee=other_agent)  # a supervisor, meanwhile
+        return seen
+
+    monkeypatch.setattr(selectors, "ticket_get_visible", read_then_reassigned)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"assignee": "none"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 403
+    assert Ticket.objects.get(pk=ticket.pk).assignee_id == other_agent.pk
+
+
 def test_supervisor_may_assign_others(supervisor_web, other_agent, customer):
     [ticket] = _tickets(customer, 1)
     url = reverse("ticket-update", kwargs={"ref": ticket.number})

@@ -156,6 +156,29 @@ def test_a_refused_update_changes_nothing(agent_client, agent, customer, change)
     assert OutboxEvent.objects.count() == events
 
 
+def test_the_assignment_rule_reads_the_ticket_as_it_is_written(
+    agent_client, other_agent, customer, monkeypatch
+):
+    """The rule (agents release only their own tickets) read the ticket before the write
+    locked it: given to another agent in between, an agent's "unassign" went through."""
+    from tickets import selectors
+
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    real = selectors.ticket_get_visible
+
+    def read_then_reassigned(ref, *, user):
+        seen = real(ref, user=user)  # nobody's when read
+        services.ticket_assign(ticket=seen, assignee=other_agent)  # a supervisor, meanwhile
+        return seen
+
+    monkeypatch.setattr(selectors, "ticket_get_visible", read_then_reassigned)
+    url = f"/api/tickets/{ticket.pk}"
+    response = agent_client.patch(url, {"assignee_id": None}, format="json")
+    assert response.status_code == 403, response.content
+    ticket.refresh_from_db()
+    assert ticket.assignee_id == other_agent.pk
+
+
 def test_post_message_reply_and_note(agent_client, customer):
     ticket = services.ticket_create(customer=customer, subject="S", body="b")
     url = f"/api/tickets/{ticket.pk}/messages"
