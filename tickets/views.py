@@ -147,11 +147,13 @@ def inbox(request: HttpRequest) -> HttpResponse:
     params = request.GET
     view = params.get("view") or "mine"
     sort = params.get("sort") or "newest"
-    filters = {
-        key: params.get(key, "")
-        for key in ("status", "priority", "channel", "team", "assignee", "tag")
-        if params.get(key)
-    }
+    filters: dict[str, str] = {}
+    for key in ("status", "priority", "channel", "team", "assignee", "tag"):
+        values = [v for v in params.getlist(key) if v]
+        if values:
+            # a repeated status, priority or channel adds up like a comma list, as in the
+            # API (the last one alone used to count)
+            filters[key] = ",".join(values) if key in selectors.CHOICE_FILTERS else values[-1]
     result = selectors.inbox_page(
         user=request.user,
         view=view,

@@ -124,6 +124,18 @@ def test_inbox_views_and_filters(agent_web, agent, customer, other_agent):
     assert numbers("/?view=mine&status=resolved") == [mine.pk]
 
 
+def test_inbox_repeated_status_adds_up_like_a_comma_list(agent_web, customer):
+    new, pending, resolved = _tickets(customer, 3)
+    services.ticket_update(ticket=pending, status="pending")
+    services.ticket_update(ticket=resolved, status="resolved")
+
+    def numbers(url):
+        return sorted(t.pk for t in agent_web.get(url).context["result"].tickets)
+
+    assert numbers("/?view=all&status=new&status=pending") == [new.pk, pending.pk]
+    assert numbers("/?view=all&status=new,pending") == [new.pk, pending.pk]
+
+
 def test_an_empty_inbox_says_why_and_where_to_look(agent_web, customer):
     _tickets(customer, 1)  # unassigned
     mine = agent_web.get("/?view=mine").content.decode()
