@@ -33,6 +33,7 @@ from support.models import OutboxEvent
 from support.parsing import parse_id
 from tickets import selectors, services
 from tickets.models import (
+    MESSAGE_BODY_MAX_CHARS,
     CannedResponse,
     Channel,
     MessageKind,
@@ -285,9 +286,13 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
     kind = request.POST.get("kind", MessageKind.PUBLIC)
     if kind not in (MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE):
         return HttpResponseBadRequest("kind must be public or internal_note.")
-    services.message_add(
-        ticket=ticket, body=request.POST.get("body", ""), kind=kind, author_user=request.user
-    )
+    body = request.POST.get("body", "")
+    if len(body) > MESSAGE_BODY_MAX_CHARS:  # the API's limit
+        raise InvalidInput(
+            f"body: at most {MESSAGE_BODY_MAX_CHARS} characters (this one has {len(body)}).",
+            details={"body": ["Too long."]},
+        )
+    services.message_add(ticket=ticket, body=body, kind=kind, author_user=request.user)
     return _back_to_ticket(request, ticket)
 
 

@@ -407,6 +407,19 @@ def test_workbench_assignment_rule_reads_the_ticket_as_it_is_written(
     assert Ticket.objects.get(pk=ticket.pk).assignee_id == other_agent.pk
 
 
+def test_composer_takes_what_the_api_takes(agent_web, customer):
+    """The API caps a reply at 50,000 characters; the workbench composer took any length
+    (up to the 25 MB upload limit) and queued it for delivery."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-message", kwargs={"ref": ticket.number})
+    too_long = agent_web.post(url, {"body": "x" * 50_001}, HTTP_HX_REQUEST="true")
+    assert too_long.status_code == 400
+    assert too_long.content.decode() == "body: at most 50000 characters (this one has 50001)."
+    assert ticket.messages.count() == 1  # the customer's first message only
+    assert agent_web.post(url, {"body": "x" * 50_000}).status_code == 302
+    assert ticket.messages.count() == 2
+
+
 def test_supervisor_may_assign_others(supervisor_web, other_agent, customer):
     [ticket] = _tickets(customer, 1)
     url = reverse("ticket-update", kwargs={"ref": ticket.number})
