@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from dashboard.widgets import DashboardFilters
 from support.errors import InvalidInput
+from support.parsing import parse_id
 
 #: A preset's label and length. ``24h`` is rolling (the last 24 hours, hour buckets); the
 #: day presets (``WHOLE_DAYS``) are whole local days, today included: "Last 7 days" starts at local
@@ -115,9 +116,10 @@ def filters_parse(
     known_teams = set(team_ids)
     teams: list[int] = []
     for raw in _several(get_list("team"), "team"):
-        if not raw.isdigit() or int(raw) not in known_teams:
+        team_id = parse_id(raw)  # ASCII digits only: "²" passes isdigit() but not int()
+        if team_id is None or team_id not in known_teams:
             raise _bad("team", f"Unknown team {raw[:40]!r}.")
-        teams.append(int(raw))
+        teams.append(team_id)
     known_channels = set(channels)
     chosen: list[str] = []
     for raw in _several(get_list("channel"), "channel"):

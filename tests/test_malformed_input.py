@@ -66,7 +66,8 @@ UNICODE_DIGITS: dict[str, Request] = {
         lambda w: {"helpful": True},
         400,
     ),
-    "inbox page": ("GET", lambda w: f"/?page={SUP}", None, 200),
+    # not a page number: back to the inbox, saying so (the workbench's answer to bad input)
+    "inbox page": ("GET", lambda w: f"/?page={SUP}", None, 302),
     "ticket page": ("GET", lambda w: f"/tickets/{SUP}/", None, 404),
     "ticket search by number": ("GET", lambda w: f"/?view=all&q=T-{SUP}", None, 200),
     "workbench team": (

@@ -140,6 +140,13 @@ class TicketAdminForm(forms.ModelForm):  # type: ignore[type-arg]
             "merged_into",
         ]
 
+    def clean_assignee(self) -> Any:
+        assignee = self.cleaned_data.get("assignee")
+        refusal = services.assignee_refusal(assignee) if assignee is not None else None
+        if refusal is not None:
+            raise forms.ValidationError(refusal)
+        return assignee
+
     def clean_status(self) -> str:
         status: str = self.cleaned_data["status"]
         if self.instance.pk:

@@ -317,6 +317,10 @@ class DeliveryState(models.TextChoices):
 DELIVERY_RANK = {"": 0, "queued": 1, "sent": 2, "delivered": 3, "read": 4}
 
 
+#: The longest reply or note an agent may write (the API and the workbench composer).
+MESSAGE_BODY_MAX_CHARS = 50_000
+
+
 class Message(models.Model):
     """One entry of a ticket's timeline."""
 

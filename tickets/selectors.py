@@ -34,10 +34,12 @@ from tickets.models import (
     PRIORITY_RANK,
     Attachment,
     CannedResponse,
+    Channel,
     ChannelIdentity,
     Customer,
     Message,
     MessageKind,
+    Priority,
     Team,
     Ticket,
     TicketRead,
@@ -46,6 +48,12 @@ from tickets.models import (
 )
 
 TICKET_FILTERS = ("status", "priority", "channel", "team", "assignee", "customer", "tag")
+#: The filters that take a comma list of choices, and their choices.
+CHOICE_FILTERS: dict[str, tuple[str, ...]] = {
+    "status": tuple(TicketStatus.values),
+    "priority": tuple(Priority.values),
+    "channel": tuple(Channel.values),
+}
 
 
 def parse_ticket_ref(ref: str | int) -> int:
@@ -62,21 +70,35 @@ def parse_ticket_ref(ref: str | int) -> int:
 def ticket_get(ref: str | int, *, for_update: bool = False) -> Ticket:
     qs = Ticket.objects.select_related("customer", "team", "assignee", "merged_into", "sla_policy")
     if for_update:
-        qs = qs.select_for_update()
+        # the ticket's row only: PostgreSQL cannot lock the nullable side of the outer
+        # joins (team, assignee, ...), so a plain select_for_update() failed every time
+        qs = qs.select_for_update(of=("self",))
     try:
         return qs.get(pk=parse_ticket_ref(ref))
     except Ticket.DoesNotExist:
         raise NotFound(f"No ticket {ref!r}.") from None
 
 
+def choices_check(key: str, values: Iterable[str]) -> None:
+    """InvalidInput naming the first of ``values`` that is no choice of ``key`` (a key of
+    ``CHOICE_FILTERS``), and the choices."""
+    choices = CHOICE_FILTERS[key]
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        message = f"{key}: unknown value {unknown[0][:40]!r}; one of {', '.join(choices)}."
+        raise InvalidInput(message, details={key: [message]})
+
+
 def ticket_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Ticket]:
-    """Tickets newest first, filtered by exact fields; unknown values raise InvalidInput."""
+    """Tickets newest first, filtered by exact fields; unknown values raise InvalidInput
+    (an unknown status or channel would otherwise look like "nothing matches")."""
     filters = filters or {}
     qs = Ticket.objects.select_related("customer", "team", "assignee").prefetch_related("tags")
-    for key in ("status", "priority", "channel"):
+    for key in CHOICE_FILTERS:
         value = filters.get(key)
         if value:
-            values = [v for v in str(value).split(",") if v]
+            values = [v.strip() for v in str(value).split(",") if v.strip()]
+            choices_check(key, values)
             qs = qs.filter(**{f"{key}__in": values})
     for key in ("team", "assignee", "customer"):
         value = filters.get(key)
@@ -91,7 +113,11 @@ def ticket_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Ticket]:
         qs = qs.filter(**{f"{key}_id": pk})
     if filters.get("tag"):
         qs = qs.filter(tags__name=str(filters["tag"]).lower())
-    if filters.get("needs_review") in ("true", "1", True):
+    needs_review = filters.get("needs_review")
+    if needs_review not in (None, "", True, False, "true", "false", "1", "0"):
+        message = "needs_review must be true or false."
+        raise InvalidInput(message, details={"needs_review": [message]})
+    if needs_review in ("true", "1", True):
         qs = qs.filter(needs_review=True)
     return qs.order_by("-created_at", "-id")
 
@@ -167,6 +193,10 @@ INBOX_SORTS: dict[str, str] = {
 }
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 PAGE_SIZE = 50
+#: The deepest inbox page (50,000 tickets in): past it, filters or search narrow the list.
+#: Bounds the OFFSET (a page of 10^18 overflowed PostgreSQL's bigint: a 500).
+INBOX_MAX_PAGE = 1000
+INBOX_PAGE_ERROR = f"page must be a whole number from 1 to {INBOX_MAX_PAGE}."
 
 
 def user_team_ids(user: Any) -> list[int]:
@@ -223,6 +253,8 @@ def inbox_page(
         raise InvalidInput(f"Unknown view {view!r}.", details={"view": ["Invalid."]})
     if sort not in INBOX_SORTS:
         raise InvalidInput(f"Unknown sort {sort!r}.", details={"sort": ["Invalid."]})
+    if not 1 <= page <= INBOX_MAX_PAGE:
+        raise InvalidInput(INBOX_PAGE_ERROR, details={"page": [INBOX_PAGE_ERROR]})
     filters.pop("needs_review", None)
     qs = ticket_list(filters=filters).filter(merged_into__isnull=True)
     qs = qs.filter(ticket_visibility_q(user))
@@ -286,13 +318,12 @@ def inbox_page(
             output_field=IntegerField(),
         )
         qs = qs.annotate(priority_rank=rank).order_by("-priority_rank", "-created_at", "-id")
-    page = max(1, page)
     offset = (page - 1) * page_size
     rows = list(qs[offset : offset + page_size + 1])
     return InboxPage(
         tickets=rows[:page_size],
         page=page,
-        has_next=len(rows) > page_size,
+        has_next=len(rows) > page_size and page < INBOX_MAX_PAGE,
         view=view,
         sort=sort,
         search=search,

@@ -28,11 +28,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from support.auth.roles import is_agent, is_supervisor
-from support.errors import ApplicationError, Forbidden, NotFound
+from support.errors import ApplicationError, Forbidden, InvalidInput, NotFound
 from support.models import OutboxEvent
 from support.parsing import parse_id
 from tickets import selectors, services
 from tickets.models import (
+    MESSAGE_BODY_MAX_CHARS,
     CannedResponse,
     Channel,
     MessageKind,
@@ -87,7 +88,8 @@ def agent_required(view: View) -> View:
             return render(request, "tickets/not_found.html", {"message": exc.message}, status=404)
         except ApplicationError as exc:
             if getattr(request, "htmx", False):
-                return HttpResponseBadRequest(exc.message)
+                # plain text: the message may quote what was sent
+                return HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
             messages.error(request, exc.message)
             return redirect(_back_or_inbox(request))
 
@@ -108,7 +110,13 @@ def _choices() -> dict[str, Any]:
 
 
 def _page_number(raw: str | None) -> int:
-    return parse_id(raw or "") or 1
+    """The inbox page asked for (1 when absent); the selector checks its range."""
+    if not raw:
+        return 1
+    page = parse_id(raw)
+    if page is None:
+        raise InvalidInput(selectors.INBOX_PAGE_ERROR, details={"page": ["Not a number."]})
+    return page
 
 
 class SignInView(auth_views.LoginView):
@@ -140,11 +148,13 @@ def inbox(request: HttpRequest) -> HttpResponse:
     params = request.GET
     view = params.get("view") or "mine"
     sort = params.get("sort") or "newest"
-    filters = {
-        key: params.get(key, "")
-        for key in ("status", "priority", "channel", "team", "assignee", "tag")
-        if params.get(key)
-    }
+    filters: dict[str, str] = {}
+    for key in ("status", "priority", "channel", "team", "assignee", "tag"):
+        values = [v for v in params.getlist(key) if v]
+        if values:
+            # a repeated status, priority or channel adds up like a comma list, as in the
+            # API (the last one alone used to count)
+            filters[key] = ",".join(values) if key in selectors.CHOICE_FILTERS else values[-1]
     result = selectors.inbox_page(
         user=request.user,
         view=view,
@@ -276,9 +286,13 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
     kind = request.POST.get("kind", MessageKind.PUBLIC)
     if kind not in (MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE):
         return HttpResponseBadRequest("kind must be public or internal_note.")
-    services.message_add(
-        ticket=ticket, body=request.POST.get("body", ""), kind=kind, author_user=request.user
-    )
+    body = request.POST.get("body", "")
+    if len(body) > MESSAGE_BODY_MAX_CHARS:  # the API's limit
+        raise InvalidInput(
+            f"body: at most {MESSAGE_BODY_MAX_CHARS} characters (this one has {len(body)}).",
+            details={"body": ["Too long."]},
+        )
+    services.message_add(ticket=ticket, body=body, kind=kind, author_user=request.user)
     return _back_to_ticket(request, ticket)
 
 
@@ -302,25 +316,41 @@ def _assignee_from(raw: str, request: HttpRequest, current_id: int | None) -> An
     return assignee
 
 
+def _team_from(raw: str) -> Team | None:
+    """Parse a team field: empty (or ``none``) is "No team"; anything else must be a team's
+    id (a value that was neither used to take the ticket out of its team)."""
+    if raw in ("", "none"):
+        return None
+    team_id = parse_id(raw)
+    if team_id is None:
+        raise InvalidInput(
+            "team must be a team id, or empty for no team.", details={"team": ["Not an id."]}
+        )
+    return get_object_or_404(Team, pk=team_id)
+
+
 @require_POST
 @agent_required
 def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
     ticket = selectors.ticket_get_visible(ref, user=request.user)
     post = request.POST
-    if "assignee" in post:
-        assignee = _assignee_from(post["assignee"], request, ticket.assignee_id)
-        services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
     fields: dict[str, Any] = {}
     for key in ("status", "priority"):
         if post.get(key):
             fields[key] = post[key]
     if "team" in post:
-        team_id = parse_id(post["team"])
-        fields["team"] = get_object_or_404(Team, pk=team_id) if team_id is not None else None
+        fields["team"] = _team_from(post["team"])
     if "tags" in post:
         fields["tags"] = [t for t in post["tags"].replace(";", ",").split(",") if t.strip()]
-    if fields:
-        services.ticket_update(ticket=ticket, actor=request.user, **fields)
+    # All or nothing: a refused status must not leave the assignment behind.
+    with transaction.atomic():
+        if "assignee" in post:
+            # the rule on the row as it is written (locked), not as first read
+            ticket = selectors.ticket_get(ticket.pk, for_update=True)
+            assignee = _assignee_from(post["assignee"], request, ticket.assignee_id)
+            services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
+        if fields:
+            services.ticket_update(ticket=ticket, actor=request.user, **fields)
     return _back_to_ticket(request, ticket)
 
 
@@ -373,6 +403,11 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
         .order_by("pk")
     )
     value = request.POST.get("value", "")
+    # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
+    if action == "status":
+        selectors.choices_check("status", [value])
+    elif action == "tag" and not value.strip():
+        raise InvalidInput("tag: give a tag name.", details={"value": ["Empty."]})
     done, skipped = 0, 0
     # All or nothing: a refused change (e.g. an agent assigning others) undoes the batch.
     with transaction.atomic():

@@ -154,6 +154,9 @@ def test_lazy_widgets_are_left_out_of_the_page_and_keep_their_filters(sup):
         ("start=2020-01-01&end=2026-01-01", "at most 366 days"),
         ("team=abc", "Unknown team"),
         ("team=99999", "Unknown team"),
+        # digits to str.isdigit() that int() refuses (a 500 before)
+        ("team=%C2%B2", "Unknown team"),
+        ("team=%D9%A3", "Unknown team"),
         ("channel=fax", "Unknown channel"),
     ],
 )

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from tickets.attachments import attachment_url
 from tickets.models import (
+    MESSAGE_BODY_MAX_CHARS,
     AccountType,
     Attachment,
     Channel,
@@ -87,7 +88,7 @@ class TicketUpdateInputSerializer(serializers.Serializer):
 
 
 class MessageCreateInputSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=50_000)
+    body = serializers.CharField(max_length=MESSAGE_BODY_MAX_CHARS)
     kind = serializers.ChoiceField(
         choices=[MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE], default=MessageKind.PUBLIC
     )

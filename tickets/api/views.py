@@ -6,10 +6,13 @@ from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.http import QueryDict
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -18,6 +21,7 @@ from rest_framework.views import APIView
 from support.auth.permissions import IsAgent
 from support.auth.roles import is_supervisor
 from support.errors import Forbidden, InvalidInput
+from support.parsing import parse_id
 from support.services import audit_log_record
 from tickets import extras, selectors, services
 from tickets.api import serializers as s
@@ -27,10 +31,62 @@ from tickets.status_access import StatusGrant, status_access_grant
 
 
 class TicketCursorPagination(CursorPagination):
+    """Newest first; a ``page_size`` out of 1-200 or a cursor this list did not give is a
+    400 saying so (DRF falls back to the default size, cuts to the maximum, and answers an
+    unreadable cursor with 404)."""
+
     page_size = 25
     max_page_size = 200
     page_size_query_param = "page_size"
     ordering = ("-created_at", "-id")
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.get(self.page_size_query_param, "")
+        if raw == "":
+            return self.page_size
+        size = parse_id(raw)
+        if size is None or not 1 <= size <= self.max_page_size:
+            message = f"page_size must be a whole number from 1 to {self.max_page_size}."
+            raise InvalidInput(message, details={"page_size": [message]})
+        return size
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        try:
+            cursor = super().decode_cursor(request)
+            if cursor is not None and cursor.position is not None:
+                # the position is a creation time: a made-up one would fail in the query
+                Ticket._meta.get_field("created_at").to_python(cursor.position)
+        except (exceptions.NotFound, DjangoValidationError):
+            message = "cursor: not a cursor this list gave; follow the next or previous link."
+            raise InvalidInput(message, details={"cursor": [message]}) from None
+        return cursor
+
+
+#: The list's own parameters: given more than once, a choice filter adds up like a comma
+#: list; any other with different values is refused (the last one used to win silently).
+TICKET_LIST_PARAMS = (*selectors.TICKET_FILTERS, "needs_review", "cursor", "page_size")
+
+
+def ticket_list_filters(params: QueryDict) -> dict[str, str]:
+    """The list's filters from the query string (``selectors.ticket_list`` checks values)."""
+    if "page" in params:
+        # page numbers are other lists' way (the inbox, /analytics): here page=2 would
+        # quietly answer the first page again, and a client paging by number never ends
+        message = "page: this list pages by cursor; follow the next and previous links."
+        raise InvalidInput(message, details={"page": [message]})
+    filters: dict[str, str] = {}
+    for key in TICKET_LIST_PARAMS:
+        values = list(dict.fromkeys(params.getlist(key)))
+        if not values:
+            continue
+        if key in selectors.CHOICE_FILTERS:
+            filters[key] = ",".join(values)
+        elif len(values) > 1:
+            message = f"{key}: give it once (it came with {len(values)} different values)."
+            raise InvalidInput(message, details={key: [message]})
+        else:
+            filters[key] = values[0]
+    return filters
 
 
 def _team_or_error(team_id: int | None) -> Team | None:
@@ -85,7 +141,7 @@ TICKET_LIST_PARAMETERS = (
     OpenApiParameter("tag", str, description="Filter by one tag name."),
     OpenApiParameter("needs_review", bool, description="Only tickets routing sent to people."),
     OpenApiParameter("cursor", str, description="The page cursor from `next`/`previous`."),
-    OpenApiParameter("page_size", int, description="Tickets per page (at most 200)."),
+    OpenApiParameter("page_size", int, description="Tickets per page, 1 to 200 (default 25)."),
 )
 
 
@@ -97,7 +153,7 @@ class TicketListCreateApi(APIView):
     )
     def get(self, request: Request) -> Response:
         qs = (
-            selectors.ticket_list(filters=request.query_params.dict())
+            selectors.ticket_list(filters=ticket_list_filters(request.query_params))
             .filter(selectors.ticket_visibility_q(request.user))
             .prefetch_related("customer__identities")  # the customer's channel_identity
         )
@@ -158,6 +214,8 @@ def ticket_create_for_caller(
         existing = selectors.ticket_submitted_get(caller=origin_caller, external_id=external_id)
         if existing is not None:
             raise services.TicketAlreadySubmitted(existing)
+    # checked before the customer is created: a 400 must leave nothing behind
+    team = _team_or_error(data.get("team_id"))
     unseen_customer = False
     if data.get("customer_id"):
         # A customer the caller may not see answers exactly like an unknown one.
@@ -188,7 +246,7 @@ def ticket_create_for_caller(
         body=data.get("description", ""),
         channel=data["channel"],
         priority=data["priority"],
-        team=_team_or_error(data.get("team_id")),
+        team=team,
         tags=data.get("tags", []),
         origin_platform_id=external_id,
         created_by=request.user,
@@ -246,33 +304,45 @@ class TicketDetailApi(APIView):
         serializer = s.TicketUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
-        if "assignee_id" in data:
-            assignee = None
-            if data["assignee_id"] is not None:
-                assignee = get_user_model().objects.filter(pk=data["assignee_id"]).first()
-                if assignee is None:
-                    raise InvalidInput(
-                        f"assignee_id: no user {data['assignee_id']}.",
-                        details={"assignee_id": ["Unknown user."]},
-                    )
-            assigning_other = assignee is not None and assignee.pk != request.user.pk
-            unassigning_other = assignee is None and ticket.assignee_id not in (
-                None,
-                request.user.pk,
-            )
-            if (assigning_other or unassigning_other) and not is_supervisor(request.user):
-                raise Forbidden(
-                    "Only supervisors assign tickets to other people.",
-                    details={"assignee_id": ["Supervisors only."]},
-                )
-            services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
+        # Written all or nothing: a refused status or an unknown team used to leave the
+        # assignment behind.
         fields = {k: data[k] for k in ("status", "priority", "subject", "tags") if k in data}
         if "team_id" in data:
             fields["team"] = _team_or_error(data["team_id"])
-        if fields:
-            services.ticket_update(ticket=ticket, actor=request.user, **fields)
+        with transaction.atomic():
+            if "assignee_id" in data:
+                # the rule on the row as it is written (locked), not as first read
+                ticket = selectors.ticket_get(ticket.pk, for_update=True)
+                assignee = _assignee_for(request, ticket, data["assignee_id"])
+                services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
+            if fields:
+                services.ticket_update(ticket=ticket, actor=request.user, **fields)
         ticket = selectors.ticket_get(ticket.pk)
         return Response(s.TicketOutputSerializer(ticket).data)
+
+
+def _assignee_for(request: Request, ticket: Ticket, assignee_id: int | None) -> Any:
+    """The user ``assignee_id`` names (None: unassign), if the caller may give it the
+    ticket: agents only take or release their own; an active agent or supervisor only."""
+    assignee = None
+    if assignee_id is not None:
+        assignee = get_user_model().objects.filter(pk=assignee_id).first()
+        if assignee is None:
+            raise InvalidInput(
+                f"assignee_id: no user {assignee_id}.",
+                details={"assignee_id": ["Unknown user."]},
+            )
+        refusal = services.assignee_refusal(assignee)
+        if refusal is not None:
+            raise InvalidInput(f"assignee_id: {refusal}", details={"assignee_id": [refusal]})
+    assigning_other = assignee is not None and assignee.pk != request.user.pk
+    unassigning_other = assignee is None and ticket.assignee_id not in (None, request.user.pk)
+    if (assigning_other or unassigning_other) and not is_supervisor(request.user):
+        raise Forbidden(
+            "Only supervisors assign tickets to other people.",
+            details={"assignee_id": ["Supervisors only."]},
+        )
+    return assignee
 
 
 class TicketMessageCreateApi(APIView):

@@ -35,6 +35,7 @@ from tickets.services.events import (
 from tickets.services.lifecycle import (
     NewAttachment,
     TicketAlreadySubmitted,
+    assignee_refusal,
     inbound_message_build,
     ticket_allowed_statuses,
     ticket_assign,
@@ -56,6 +57,7 @@ __all__ = [
     "NewAttachment",
     "TicketAlreadySubmitted",
     "TicketSearchVector",
+    "assignee_refusal",
     "attachment_content_store",
     "canned_response_render",
     "channel_identity_link",

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from support.auth.roles import is_agent
 from support.db import ids_reserve, rows_insert
 from support.errors import Conflict, InvalidInput, InvalidTransition
 from support.events import events_record, outbox_rows, relay_after_commit
@@ -388,11 +389,23 @@ def _system_note(ticket: Ticket, actor: Any, text: str, metadata: dict[str, Any]
 
 
 @transaction.atomic
+def assignee_refusal(user: Any) -> str | None:
+    """Why ``user`` may not be given tickets, or None: only active agents and supervisors
+    (anyone else cannot open the workbench to work on them)."""
+    if not user.is_active:
+        return "That user is inactive."
+    if not is_agent(user):
+        return f"{user.get_username()} is not an agent or supervisor."
+    return None
+
+
 def ticket_assign(*, ticket: Ticket, assignee: Any, actor: Any = None) -> Ticket:
-    """Assign to a user (or ``None`` to unassign); written to the timeline and published."""
+    """Assign to an agent or supervisor (or ``None`` to unassign); written to the timeline
+    and published."""
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
-    if assignee is not None and not assignee.is_active:
-        raise InvalidInput("That user is inactive.", details={"assignee": ["Inactive user."]})
+    refusal = assignee_refusal(assignee) if assignee is not None else None
+    if refusal is not None:
+        raise InvalidInput(f"assignee: {refusal}", details={"assignee": [refusal]})
     if ticket.assignee_id == (assignee.pk if assignee else None):
         return ticket
     old = ticket.assignee.get_username() if ticket.assignee else None

@@ -124,6 +124,18 @@ def test_inbox_views_and_filters(agent_web, agent, customer, other_agent):
     assert numbers("/?view=mine&status=resolved") == [mine.pk]
 
 
+def test_inbox_repeated_status_adds_up_like_a_comma_list(agent_web, customer):
+    new, pending, resolved = _tickets(customer, 3)
+    services.ticket_update(ticket=pending, status="pending")
+    services.ticket_update(ticket=resolved, status="resolved")
+
+    def numbers(url):
+        return sorted(t.pk for t in agent_web.get(url).context["result"].tickets)
+
+    assert numbers("/?view=all&status=new&status=pending") == [new.pk, pending.pk]
+    assert numbers("/?view=all&status=new,pending") == [new.pk, pending.pk]
+
+
 def test_an_empty_inbox_says_why_and_where_to_look(agent_web, customer):
     _tickets(customer, 1)  # unassigned
     mine = agent_web.get("/?view=mine").content.decode()
@@ -140,8 +152,10 @@ def test_an_empty_inbox_echoes_nothing_a_visitor_typed_unescaped(agent_web, cust
     """The empty-list message links back with the view (an unknown one never gets there) and
     never repeats the search or filter values raw."""
     hostile = '"><script>alert(1)</script>'
-    page = agent_web.get("/", {"view": "all", "q": hostile, "status": hostile})
-    assert page.status_code in (200, 400)
+    # an unknown status: back to the inbox, which shows why (escaped)
+    page = agent_web.get("/", {"view": "all", "q": hostile, "status": hostile}, follow=True)
+    assert page.redirect_chain == [("/", 302)]
+    assert "status: unknown value" in page.content.decode()
     assert "<script>alert(1)" not in page.content.decode()
     unknown = agent_web.get("/", {"view": hostile})  # an unknown view: back to the inbox
     assert (unknown.status_code, unknown["Location"]) == (302, "/")
@@ -185,6 +199,50 @@ def test_inbox_pagination(agent_web, customer):
     assert (len(page.tickets), page.has_next) == (2, True)
     page2 = selectors.inbox_page(user=agent_web_user(agent_web), view="all", page=2, page_size=2)
     assert (len(page2.tickets), page2.has_next) == (1, False)
+
+
+@pytest.mark.parametrize("page", ["0", "-1", "abc", "1.5", "999999999999999999", "1001", "%C2%B2"])
+def test_inbox_bad_page_numbers_are_refused_saying_why(agent_web, customer, page):
+    """A page that is not a whole number from 1 to the last one allowed is refused; a huge
+    one used to reach PostgreSQL as an OFFSET out of bigint range (a 500)."""
+    _tickets(customer, 1)
+    partial = agent_web.get(
+        f"/?view=all&page={page}", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="inbox-list"
+    )
+    assert partial.status_code == 400
+    assert partial.content.decode().startswith("page must be a whole number from 1 to 1000")
+    full = agent_web.get(f"/?view=all&page={page}")
+    assert (full.status_code, full["Location"]) == (302, "/")
+    said = [str(m) for m in full.wsgi_request._messages]
+    assert len(said) == 1
+    assert said[0].startswith("page must be a whole number from 1 to 1000"), said
+    assert agent_web.get("/?view=all&page=1000").status_code == 200  # the last allowed
+
+
+def test_the_last_allowed_inbox_page_offers_no_next_page(agent_web, customer, monkeypatch):
+    from tickets import selectors
+
+    _tickets(customer, 3)
+    monkeypatch.setattr(selectors, "INBOX_MAX_PAGE", 2)
+    user = agent_web_user(agent_web)
+    assert selectors.inbox_page(user=user, view="all", page=1, page_size=1).has_next
+    last = selectors.inbox_page(user=user, view="all", page=2, page_size=1)
+    assert (len(last.tickets), last.has_next) == (1, False)  # page 3 would be refused
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("status=bogus", "status"), ("priority=asap", "priority"), ("channel=fax", "channel")],
+)
+def test_inbox_unknown_filter_values_are_refused_naming_them(agent_web, customer, query, field):
+    """An unknown status, priority or channel used to show an empty list as if nothing
+    matched; the inbox says which value is wrong."""
+    _tickets(customer, 1)
+    partial = agent_web.get(
+        f"/?view=all&{query}", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="inbox-list"
+    )
+    assert partial.status_code == 400
+    assert partial.content.decode().startswith(f"{field}: unknown value")
 
 
 def agent_web_user(client):
@@ -275,6 +333,93 @@ def test_update_controls_and_agent_cannot_assign_others(agent_web, agent, other_
     assert ticket.assignee == agent
 
 
+@pytest.mark.parametrize("team", ["abc", "9" * 25, "\u00b2"])
+def test_update_with_a_team_that_is_no_id_changes_nothing(agent_web, agent, customer, team):
+    """A team value that is not an id (nor empty, "No team") used to take the ticket out of
+    its team, as if "No team" had been chosen."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    billing.members.add(agent)
+    [ticket] = _tickets(customer, 1, team=billing)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"team": team}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert response.content.decode() == "team must be a team id, or empty for no team."
+    assert Ticket.objects.get(pk=ticket.pk).team_id == billing.pk
+    assert agent_web.post(url, {"team": ""}).status_code == 302  # "No team" still works
+    assert Ticket.objects.get(pk=ticket.pk).team_id is None
+
+
+def test_workbench_assigns_agents_and_supervisors_only(supervisor_web, outsider, customer):
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = supervisor_web.post(url, {"assignee": str(outsider.pk)}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert response.content.decode() == "assignee: outsider is not an agent or supervisor."
+    bulk = supervisor_web.post(
+        "/tickets/bulk", {"action": "assign", "value": str(outsider.pk), "ids": [ticket.pk]}
+    )
+    assert bulk.status_code == 302
+    assert Ticket.objects.get(pk=ticket.pk).assignee_id is None
+
+
+def test_admin_form_assigns_agents_and_supervisors_only(customer, outsider, other_agent):
+    from django.forms.models import model_to_dict
+
+    from tickets.admin import TicketAdminForm
+
+    [ticket] = _tickets(customer, 1)
+    data = {k: v for k, v in model_to_dict(ticket).items() if v is not None}
+    data["tags"] = [t.pk for t in ticket.tags.all()]
+    form = TicketAdminForm(instance=ticket, data={**data, "assignee": outsider.pk})
+    assert not form.is_valid()
+    assert form.errors["assignee"] == ["outsider is not an agent or supervisor."]
+    assert TicketAdminForm(instance=ticket, data={**data, "assignee": other_agent.pk}).is_valid()
+
+
+@pytest.mark.parametrize("change", [{"team": "abc"}, {"status": "open"}, {"team": "999999"}])
+def test_workbench_refused_update_changes_nothing(agent_web, customer, change):
+    """Taking a ticket and a refused change in one form: the ticket was taken anyway."""
+    [ticket] = _tickets(customer, 1)
+    services.ticket_update(ticket=ticket, status="closed")  # closed is final
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"assignee": "me", **change}, HTTP_HX_REQUEST="true")
+    assert response.status_code in (400, 404)
+    assert Ticket.objects.get(pk=ticket.pk).assignee_id is None
+
+
+def test_workbench_assignment_rule_reads_the_ticket_as_it_is_written(
+    agent_web, other_agent, customer, monkeypatch
+):
+    from tickets import selectors
+
+    [ticket] = _tickets(customer, 1)
+    real = selectors.ticket_get_visible
+
+    def read_then_reassigned(ref, *, user):
+        seen = real(ref, user=user)  # nobody's when read
+        services.ticket_assign(ticket=seen, assignee=other_agent)  # a supervisor, meanwhile
+        return seen
+
+    monkeypatch.setattr(selectors, "ticket_get_visible", read_then_reassigned)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"assignee": "none"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 403
+    assert Ticket.objects.get(pk=ticket.pk).assignee_id == other_agent.pk
+
+
+def test_composer_takes_what_the_api_takes(agent_web, customer):
+    """The API caps a reply at 50,000 characters; the workbench composer took any length
+    (up to the 25 MB upload limit) and queued it for delivery."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-message", kwargs={"ref": ticket.number})
+    too_long = agent_web.post(url, {"body": "x" * 50_001}, HTTP_HX_REQUEST="true")
+    assert too_long.status_code == 400
+    assert too_long.content.decode() == "body: at most 50000 characters (this one has 50001)."
+    assert ticket.messages.count() == 1  # the customer's first message only
+    assert agent_web.post(url, {"body": "x" * 50_000}).status_code == 302
+    assert ticket.messages.count() == 2
+
+
 def test_supervisor_may_assign_others(supervisor_web, other_agent, customer):
     [ticket] = _tickets(customer, 1)
     url = reverse("ticket-update", kwargs={"ref": ticket.number})
@@ -298,6 +443,28 @@ def test_bulk_actions(agent_web, agent, other_agent, customer):
     refused = {"ids": [c.pk], "action": "assign", "value": str(other_agent.pk)}
     assert agent_web.post("/tickets/bulk", refused).status_code == 403
     assert Ticket.objects.get(pk=c.pk).assignee is None
+
+
+@pytest.mark.parametrize(
+    ("action", "value", "says"),
+    [
+        ("status", "bogus", "status: unknown value 'bogus'; one of new, open"),
+        ("status", "", "status: unknown value ''"),
+        ("tag", "  ", "tag: give a tag name."),
+    ],
+)
+def test_bulk_with_an_unknown_value_is_refused_saying_so(agent_web, customer, action, value, says):
+    """An unknown status was reported as "skipped (not allowed)" and an empty tag as
+    "updated", with nothing done either way."""
+    [ticket] = _tickets(customer, 1)
+    post = {"ids": [ticket.pk], "action": action, "value": value}
+    response = agent_web.post("/tickets/bulk", post, HTTP_HX_REQUEST="true")
+    assert response.status_code == 400
+    assert response.content.decode().startswith(says)
+    page = agent_web.post("/tickets/bulk", post, follow=True)
+    said = [str(m) for m in page.context["messages"]]
+    assert len(said) == 1
+    assert said[0].startswith(says)
 
 
 def test_back_after_a_form_is_the_referer_only_on_this_site(agent_web, customer):

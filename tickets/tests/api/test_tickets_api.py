@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import base64
+
 import pytest
 from rest_framework.test import APIClient
 
 from support.models import OutboxEvent
 from support.services import api_key_create
 from tickets import services
-from tickets.models import Team, Ticket
+from tickets.models import Customer, Team, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +69,8 @@ def test_bad_input_is_a_400_naming_the_field(agent_client, payload, field):
     assert field in error["details"]
     assert field in error["message"]
     assert Ticket.objects.count() == 0
+    # nothing else either: an unknown team_id used to leave the new customer behind
+    assert not Customer.objects.filter(email="bob@example.com").exists()
 
 
 def test_malformed_json_is_a_400(agent_client):
@@ -111,6 +115,68 @@ def test_agents_cannot_assign_others_but_supervisors_can(
     response = supervisor_client.patch(url, {"assignee_id": other_agent.pk}, format="json")
     assert response.status_code == 200
     assert response.json()["assignee"]["id"] == other_agent.pk
+
+
+def test_tickets_are_assigned_to_agents_and_supervisors_only(
+    supervisor_client, supervisor, outsider, customer
+):
+    """A user without the agent or supervisor role (who cannot open the workbench) could be
+    given a ticket; the workbench only offers agents, the API and form took any user."""
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    url = f"/api/tickets/{ticket.pk}"
+    for body in ({"assignee_id": outsider.pk}, {"assigned_agent_id": outsider.pk}):
+        response = supervisor_client.patch(url, body, format="json")
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["message"] == "assignee_id: outsider is not an agent or supervisor."
+        assert "assignee_id" in error["details"]
+        ticket.refresh_from_db()
+        assert ticket.assignee_id is None
+    assert supervisor_client.patch(url, {"assignee_id": supervisor.pk}, format="json").json()[
+        "assignee"
+    ] == {"id": supervisor.pk, "username": "supervisor"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"team_id": 999_999}, {"status": "open"}, {"priority": "asap"}],
+)
+def test_a_refused_update_changes_nothing(agent_client, agent, customer, change):
+    """The assignment was written before the other fields were checked: a 400 for an
+    unknown team or a status the ticket cannot take still assigned the ticket."""
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    services.ticket_update(ticket=ticket, status="closed")  # closed is final
+    events = OutboxEvent.objects.count()
+    response = agent_client.patch(
+        f"/api/tickets/{ticket.pk}", {"assignee_id": agent.pk, **change}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    ticket.refresh_from_db()
+    assert ticket.assignee_id is None
+    assert OutboxEvent.objects.count() == events
+
+
+def test_the_assignment_rule_reads_the_ticket_as_it_is_written(
+    agent_client, other_agent, customer, monkeypatch
+):
+    """The rule (agents release only their own tickets) read the ticket before the write
+    locked it: given to another agent in between, an agent's "unassign" went through."""
+    from tickets import selectors
+
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    real = selectors.ticket_get_visible
+
+    def read_then_reassigned(ref, *, user):
+        seen = real(ref, user=user)  # nobody's when read
+        services.ticket_assign(ticket=seen, assignee=other_agent)  # a supervisor, meanwhile
+        return seen
+
+    monkeypatch.setattr(selectors, "ticket_get_visible", read_then_reassigned)
+    url = f"/api/tickets/{ticket.pk}"
+    response = agent_client.patch(url, {"assignee_id": None}, format="json")
+    assert response.status_code == 403, response.content
+    ticket.refresh_from_db()
+    assert ticket.assignee_id == other_agent.pk
 
 
 def test_post_message_reply_and_note(agent_client, customer):
@@ -159,6 +225,65 @@ def test_list_filters_and_cursor_pagination(agent_client, agent, customer):
     bad = agent_client.get("/api/tickets", {"team": "x"})
     assert bad.status_code == 400
     assert "team" in bad.json()["error"]["details"]
+
+
+def _b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "says"),
+    [
+        ("status=bogus", "status", "status: unknown value 'bogus'; one of new, open"),
+        ("status=new,bogus", "status", "status: unknown value 'bogus'"),
+        ("priority=asap", "priority", "priority: unknown value 'asap'"),
+        ("channel=fax", "channel", "channel: unknown value 'fax'"),
+        ("page_size=0", "page_size", "page_size must be a whole number from 1 to 200."),
+        ("page_size=-1", "page_size", "page_size must be a whole number from 1 to 200."),
+        ("page_size=abc", "page_size", "page_size must be a whole number from 1 to 200."),
+        ("page_size=201", "page_size", "page_size must be a whole number from 1 to 200."),
+        ("page_size=" + "9" * 30, "page_size", "page_size must be a whole number from 1 to 200."),
+        ("cursor=not-a-cursor", "cursor", "cursor: not a cursor this list gave"),
+        # a well-formed cursor whose position is not a creation time
+        (f"cursor={_b64('p=yesterday')}", "cursor", "cursor: not a cursor this list gave"),
+        ("needs_review=maybe", "needs_review", "needs_review must be true or false."),
+        ("page=2", "page", "page: this list pages by cursor"),
+        ("page=0", "page", "page: this list pages by cursor"),
+        ("page=abc", "page", "page: this list pages by cursor"),
+        ("team=1&team=2", "team", "team: give it once"),
+        ("page_size=5&page_size=500", "page_size", "page_size: give it once"),
+    ],
+)
+def test_list_bad_query_parameters_are_400_saying_what_is_wrong(
+    agent_client, customer, query, field, says
+):
+    """Before: unknown choices listed nothing (as if nothing matched), a bad page_size fell
+    back to 25 or was cut to 200 silently, a bad cursor was a 404, needs_review=maybe was
+    ignored, page=2 answered the first page and a repeated parameter kept only its last
+    value."""
+    services.ticket_create(customer=customer, subject="S", body="b")
+    response = agent_client.get(f"/api/tickets?{query}")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert error["message"].startswith(says), error["message"]
+    assert field in error["details"]
+
+
+def test_list_repeated_choice_filters_add_up_like_a_comma_list(agent_client, customer):
+    new = services.ticket_create(customer=customer, subject="new", body="b")
+    pending = services.ticket_create(customer=customer, subject="pending", body="b")
+    services.ticket_update(ticket=pending, status="pending")
+    services.ticket_create(customer=customer, subject="high", body="b", priority="high")
+    repeated = agent_client.get("/api/tickets?status=new&status=pending&priority=normal")
+    listed = agent_client.get("/api/tickets?status=new,pending&priority=normal")
+    assert repeated.status_code == listed.status_code == 200
+    subjects = [t["subject"] for t in repeated.json()["results"]]
+    assert subjects == [t["subject"] for t in listed.json()["results"]]
+    assert subjects == ["pending", "new"], (subjects, new.pk)
+    same_twice = agent_client.get("/api/tickets?page_size=1&page_size=1")
+    assert same_twice.status_code == 200
+    assert len(same_twice.json()["results"]) == 1
 
 
 def test_api_key_authentication_and_revocation(agent):
