@@ -81,7 +81,13 @@ class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
         attrs = super().validate(attrs)
         external = attrs.pop("ticket_id", "")
         attrs.pop("timestamp", None)
-        if external and not attrs.get("origin_platform_id"):
+        given = attrs.get("origin_platform_id") or ""
+        if external and given and external != given:
+            # one id is kept: the other would answer 404 when the caller looks it up
+            raise serializers.ValidationError(
+                {"ticket_id": "ticket_id and origin_platform_id name the same id: send one."}
+            )
+        if external:
             attrs["origin_platform_id"] = external
         return attrs
 

@@ -211,3 +211,22 @@ def test_api_tickets_include_suggestions(key_client: APIClient, kb: Any) -> None
     body = response.json()
     assert body["suggestions"][0]["document"]["external_id"] == "login"
     assert body["context"]["customer"]["email"] == "user@example.com"
+
+
+def test_ticket_id_and_a_different_origin_platform_id_are_refused_not_one_dropped(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    """Before: ``ticket_id`` was silently dropped for ``origin_platform_id``, so the id the
+    caller sent answered 404 afterwards."""
+    body = {"customer_id": str(customer.pk), "subject": "Refund", "ticket_id": "TKT-5"}
+    response = supervisor_key_client.post(
+        "/tickets", {**body, "origin_platform_id": "other-5"}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert "ticket_id" in response.content.decode()
+    assert not Ticket.objects.exists()
+    same = supervisor_key_client.post(
+        "/tickets", {**body, "origin_platform_id": "TKT-5"}, format="json"
+    )
+    assert same.status_code == 202, same.content
+    assert supervisor_key_client.get("/tickets/TKT-5").status_code == 200
