@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -89,9 +90,19 @@ def _event_ticket_id(event: dict[str, Any]) -> int | None:
     return parse_id(str(ticket_id))
 
 
+@dataclass(frozen=True)
+class Replay:
+    events: list[dict[str, Any]]
+    #: more than ``REPLAY_LIMIT`` events were missed: only the first were read, so the page
+    #: reloads what it shows, and carries on from ``last_event_id`` (the newest delivered)
+    truncated: bool = False
+    last_event_id: int | None = None
+
+
 @database_sync_to_async
-def _replay(since: int, user: Any) -> list[dict[str, Any]]:
-    """Delivered events after ``since`` that ``user`` may see NOW.
+def _replay(since: int, user: Any) -> Replay:
+    """Delivered events after ``since`` that ``user`` may see NOW (the first
+    ``REPLAY_LIMIT``; beyond them, ``truncated``).
 
     A replayed event's payload carries the ticket's team and assignee as they were when it
     happened (a ticket from a channel is created with no team, so its ``ticket.created``
@@ -99,21 +110,26 @@ def _replay(since: int, user: Any) -> list[dict[str, Any]]:
     therefore checked against its ticket's current team and assignee, the ticket page's
     rule, in one query for the batch; events with no ticket are for supervisors only.
     """
+    delivered = OutboxEvent.objects.filter(delivered_at__isnull=False)
+    rows = list(delivered.filter(id__gt=since).order_by("id")[: REPLAY_LIMIT + 1])
+    truncated = len(rows) > REPLAY_LIMIT
     events = [
         event.envelope()
-        for event in OutboxEvent.objects.filter(id__gt=since, delivered_at__isnull=False).order_by(
-            "id"
-        )[:REPLAY_LIMIT]
+        for event in rows[:REPLAY_LIMIT]
         if event.event_type != ACCESS_CHANGED_EVENT
     ]
     pairs = [(event, _event_ticket_id(event)) for event in events]
     visible = visible_ticket_ids(user, [pk for _, pk in pairs if pk is not None])
     supervisor = is_supervisor(user)
-    return [
+    shown = [
         event
         for event, pk in pairs
         if (pk in visible if event.get("ticket_id") is not None else supervisor)
     ]
+    if not truncated:
+        return Replay(shown)
+    newest = delivered.order_by("-id").values_list("id", flat=True).first()
+    return Replay(shown, truncated=True, last_event_id=newest)
 
 
 @database_sync_to_async
@@ -225,10 +241,14 @@ class WorkbenchConsumer(JsonConsumer):
         query = parse_qs(self.scope.get("query_string", b"").decode())
         since = query.get("since", [""])[0]
         since_id = parse_id(since)
+        ready: dict[str, Any] = {"type": "ready"}
         if since_id is not None:
-            for event in await _replay(since_id, self.user):
+            replay = await _replay(since_id, self.user)
+            for event in replay.events:
                 await self.send_json({"type": "event", "replay": True, "event": event})
-        await self.send_json({"type": "ready"})
+            if replay.truncated:  # too much was missed to replay: the page reloads instead
+                ready.update(truncated=True, last_event_id=replay.last_event_id)
+        await self.send_json(ready)
 
     async def disconnect(self, code: int) -> None:
         if self.user_info is None:

@@ -85,6 +85,15 @@
     socket.onmessage = function (msg) {
       var data = JSON.parse(msg.data);
       if (data.type === "event") handleEvent(data.event);
+      else if (data.type === "ready" && data.truncated) {
+        // More was missed than the server replays: reload what the page shows.
+        if (typeof data.last_event_id === "number" && data.last_event_id > lastEventId) {
+          lastEventId = data.last_event_id;
+          body.dataset.lastEventId = String(lastEventId);
+        }
+        if (page === "inbox") scheduleRefresh(refreshInbox);
+        if (page === "ticket") scheduleRefresh(refreshTicket);
+      }
       else if (data.type === "presence" && data.ticket_id === ticketId) showPresence(data.agents);
     };
     socket.onclose = function (ev) {

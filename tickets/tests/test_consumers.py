@@ -327,7 +327,7 @@ def test_replay_checks_visibility_in_one_query(agent, django_assert_num_queries)
         _ticket.func(customer, None, f"shown {n}")
     _user_info(agent)  # roles and teams, loaded once on connect
     with django_assert_num_queries(2):  # the events, then their tickets' visibility
-        events = _replay.func(0, agent)
+        events = _replay.func(0, agent).events
     assert {e["subject"] for e in events if e["event_type"] == "ticket.created"} == {
         f"shown {n}" for n in range(5)
     }
@@ -350,3 +350,24 @@ async def test_a_late_live_event_is_checked_against_the_current_ticket(agent):
     await layer.group_send(ALL_EVENTS_GROUP, {"type": "event.message", "event": created})
     assert await _drain(communicator) == []
     await communicator.disconnect()
+
+
+async def test_a_replay_longer_than_its_limit_says_so_and_where_to_carry_on(agent, monkeypatch):
+    """Before: the first REPLAY_LIMIT missed events, then "ready" as if nothing more was
+    missed: an open ticket page changed by a later event stayed stale."""
+    monkeypatch.setattr("tickets.consumers.REPLAY_LIMIT", 3)
+    customer, mine, _ = await _world(agent)
+    for n in range(3):  # six events: two per ticket
+        await _ticket(customer, mine, f"missed {n}")
+    newest = await _last_event_id()
+    communicator = _communicator(agent, since=0)
+    await communicator.connect()
+    received = await _drain(communicator)
+    await communicator.disconnect()
+    assert [m["type"] for m in received] == ["event"] * 3 + ["ready"]
+    assert received[-1] == {"type": "ready", "truncated": True, "last_event_id": newest}
+    # caught up from there: nothing more to replay, no truncation
+    again = _communicator(agent, since=newest)
+    await again.connect()
+    assert await _drain(again) == [{"type": "ready"}]
+    await again.disconnect()
