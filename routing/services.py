@@ -347,7 +347,16 @@ def _check_priority(priority: str) -> None:
 
 @transaction.atomic
 def routing_decision_accept(*, decision: RoutingDecision, actor: Any) -> RoutingFeedback:
-    """A person confirms the decision: team and priority go on the ticket, review ends."""
+    """A person confirms the decision: team and priority go on the ticket, review ends.
+
+    A decision that names no known team (review reason "no known team") cannot be
+    accepted: that would unassign the ticket and end its review; it is overridden."""
+    if decision.team_id is None:
+        raise InvalidInput(
+            f"This decision names no known team ({decision.team_slug or 'none'}): "
+            "override it with a team instead.",
+            details={"team": ["The decision names no known team."]},
+        )
     ticket = decision.ticket
     feedback = RoutingFeedback.objects.create(
         decision=decision,
