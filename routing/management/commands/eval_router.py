@@ -52,10 +52,18 @@ class Command(BaseCommand):
         )
         router, row = services.router_active()
         figures = classifier.evaluate(
-            router, texts, labels, threshold=threshold, out_of_scope=outside
+            router,
+            texts,
+            labels,
+            threshold=threshold,
+            out_of_scope=outside,
+            progress=lambda line: self.stderr.write(line),
         )
         self.stdout.write(f"model {row.name} v{row.version} ({row.features}) on {opts['data']}")
         for key, value in figures.items():
             self.stdout.write(f"{key:>15}: {value}")
         if opts["json"]:
-            Path(opts["json"]).write_text(json.dumps(figures, indent=2) + "\n")
+            try:
+                Path(opts["json"]).write_text(json.dumps(figures, indent=2) + "\n")
+            except OSError as exc:
+                raise CommandError(f"--json {opts['json']}: {exc}") from exc

@@ -36,16 +36,10 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
-            texts, labels = classifier.read_csv(
-                opts["data"], opts["text_column"], opts["label_column"]
+            # one pass: each label is paired with the category of its own row
+            texts, labels, categories = classifier.read_csv_categories(
+                opts["data"], opts["text_column"], opts["label_column"], opts["category_column"]
             )
-            categories = None
-            if opts["category_column"]:
-                _, categories = classifier.read_csv(
-                    opts["data"], opts["text_column"], opts["category_column"]
-                )
-                if len(categories) != len(labels):
-                    raise CommandError("Rows with a label and a category differ; clean the CSV.")
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         added = 0
