@@ -289,3 +289,24 @@ def test_eval_router_shows_progress_on_long_runs(tmp_path, monkeypatch, capsys):
     assert [line.split("] ", 1)[1] for line in err.splitlines()] == [
         f"routed {n} of 810 texts" for n in (200, 400, 600, 800, 810)
     ]
+
+
+@pytest.mark.parametrize(("name", "problem"), [("x" * 101, "over 100 characters"), (" ", "empty")])
+def test_train_router_refuses_a_model_name_it_cannot_store_before_training(
+    tmp_path, capsys, name, problem
+):
+    """--name is checked first: one over the column's 100 characters was a DataError
+    traceback once training had finished, and a blank one stored a model with no name."""
+    path = tmp_path / "small.csv"
+    path.write_text("text,label\n" + "card declined,card\nexchange rate,rate\n" * 3)
+    with pytest.raises(CommandError, match=f"--name is {problem}"):
+        call_command(
+            "train_router",
+            data=str(path),
+            text_column="text",
+            label_column="label",
+            name=name,
+            features="tfidf",
+        )
+    assert capsys.readouterr().err == ""  # refused before any training step
+    assert not RouterModel.objects.exists()
