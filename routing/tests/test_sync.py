@@ -297,3 +297,26 @@ def test_a_refused_token_pauses_the_target_and_is_retried_after_the_pause(sync_o
     assert (report.outcome, report.status) == ("auth", "retrying")
     assert Circuit.objects.get().state == "open"
     assert RoutingDecision.objects.get().sync_status == "pending"
+
+
+@pytest.mark.parametrize(
+    "url", ["tickets.example.test/api/routing", "ftp://tickets.example.test/x", "https://"]
+)
+def test_a_malformed_ticketing_url_is_a_permanent_failure_not_retried(
+    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns, url
+):
+    """A TICKETING_SYSTEM_URL requests cannot use (no scheme, another scheme, no host) is a
+    configuration error: the same request would fail the same way on every retry. One
+    attempt, recorded, then a dead letter saying why (it was retried 5 times as a network
+    error and counted against the target's circuit)."""
+    from support.delivery.models import Circuit
+
+    sync_on.TICKETING_SYSTEM_URL = url
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.error_code) == ("dead", 1, "invalid_url")
+    assert "TICKETING_SYSTEM_URL" in delivery.last_error
+    assert list(delivery.attempt_log.values_list("outcome", flat=True)) == ["permanent"]
+    assert countdowns == [0.0]
+    assert not Circuit.objects.exclude(consecutive_failures=0).exists()
+    assert decision.sync_status == "failed"
