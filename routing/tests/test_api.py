@@ -194,10 +194,14 @@ def test_a_decision_id_that_is_not_this_tickets_is_a_400_naming_it(
     assert (decision.ticket.team.slug, decision.ticket.priority) == ("orders", decision.priority)
 
 
-def test_accepting_a_decision_that_names_no_team_is_refused(agent_client, decision):
+def test_accepting_a_decision_that_names_no_team_is_refused(rf, agent, agent_client, decision):
     """A decision whose team is unknown (review reason "no known team") cannot be accepted:
-    accepting it used to unassign the ticket and take it out of the review queue."""
+    accepting it used to unassign the ticket and take it out of the review queue. The
+    ticket panel offers the override only."""
+    from django.template.loader import render_to_string
+
     from routing.models import RoutingDecision
+    from routing.panels import panel_context
     from tickets.models import Ticket
 
     RoutingDecision.objects.filter(pk=decision.pk).update(
@@ -211,3 +215,9 @@ def test_accepting_a_decision_that_names_no_team_is_refused(agent_client, decisi
     ticket = Ticket.objects.select_related("team").get(pk=decision.ticket_id)
     assert (ticket.team_id, ticket.needs_review) == (decision.team_id, True)
     assert RoutingFeedback.objects.count() == 0
+
+    request = rf.get("/")
+    request.user = agent
+    html = render_to_string("routing/panel.html", panel_context(request, ticket), request)
+    assert "/routing/override" in html
+    assert "/routing/accept" not in html  # the panel offers only the override
