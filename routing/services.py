@@ -214,6 +214,14 @@ def _team_by_slug(slug: str) -> Team | None:
     return Team.objects.filter(slug=slug).first() if slug else None
 
 
+def _fit(field: str, value: str) -> str:
+    """``value`` cut to ``RoutingDecision.<field>``'s length: a model's answer is not bound
+    by our columns, and a decision that cannot be stored would leave the ticket unrouted
+    (a cut team or category no longer matches the tools', so the decision goes to review)."""
+    max_length = getattr(RoutingDecision._meta.get_field(field), "max_length", None)
+    return value[:max_length] if max_length else value
+
+
 def routing_decide(
     *, ticket_id: int, attempt_key: str = "initial", provider: RoutingProvider | None = None
 ) -> RoutingDecision:
@@ -251,12 +259,12 @@ def _routing_decide(
                 ticket=ticket,
                 attempt_key=attempt_key,
                 team=team,
-                team_slug=out.team,
+                team_slug=_fit("team_slug", out.team),
                 priority=out.priority,
                 priority_score=float(priority_out.get("score", 0.0)),
                 confidence=out.confidence,
-                category=out.category,
-                intent=out.intent,
+                category=_fit("category", out.category),
+                intent=_fit("intent", out.intent),
                 classification={
                     "category": out.category,
                     "primary_category": out.category,  # seed 004's name
