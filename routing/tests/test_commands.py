@@ -310,3 +310,31 @@ def test_train_router_refuses_a_model_name_it_cannot_store_before_training(
         )
     assert capsys.readouterr().err == ""  # refused before any training step
     assert not RouterModel.objects.exists()
+
+
+def test_train_router_shows_progress_while_embedding(tmp_path, monkeypatch, capsys):
+    """Embedding is the long part of training on many rows (each text encoded alone:
+    about a minute for 15,000 rows) and printed one line before it: it now reports how
+    far it is every PROGRESS_EVERY texts."""
+    from routing import classifier
+
+    monkeypatch.setattr(classifier, "ENCODE_CHUNK", 4)
+    monkeypatch.setattr(classifier, "PROGRESS_EVERY", 8)
+    path = tmp_path / "small.csv"
+    rows = "".join(
+        f"my card was declined at shop {n},card\nI want a refund for order {n},refund\n"
+        for n in range(12)
+    )
+    path.write_text("text,label\n" + rows)
+    call_command(
+        "train_router",
+        data=str(path),
+        text_column="text",
+        label_column="label",
+        features="fusion",
+        no_out_of_scope=True,
+    )
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+    assert [line for line in lines if line.startswith("embedded")] == [
+        f"embedded {n} of 24 texts" for n in (8, 16, 24)
+    ]
