@@ -553,7 +553,10 @@ def ticketing_sync_target_kind() -> TargetKind:
 def service_status_poll() -> int:
     """Poll ``ROUTING_STATUS_URL`` (JSON ``{"services": [{"id", "name", "state",
     "outages": [{"id", "title", "known_issue"}]}]}``) into ServiceStatus / Outage.
-    Outages the endpoint no longer lists are resolved. Returns the services updated."""
+    Outages the endpoint no longer lists are resolved. Returns the services updated.
+    The endpoint is outside our control: parts of another shape are skipped with a
+    warning (a service whose ``outages`` is not a list is skipped whole: reading it as
+    none would resolve its open outages)."""
     if not settings.ROUTING_STATUS_URL:
         return 0
     try:
@@ -563,9 +566,15 @@ def service_status_poll() -> int:
     except (requests.RequestException, ValueError, AttributeError) as exc:
         logger.warning("Status endpoint poll failed: %s", exc)
         return 0
+    if not isinstance(services_data, list):
+        logger.warning("Status endpoint: 'services' is not a list; nothing read")
+        return 0
     now = timezone.now()
     count = 0
     for item in services_data:
+        if not isinstance(item, dict) or not isinstance(item.get("outages", []), list):
+            logger.warning("Status endpoint: skipped a service of another shape: %.200r", item)
+            continue
         state = item.get("state", "operational")
         if not item.get("id") or state not in ServiceStatus.State.values:
             continue
@@ -576,6 +585,8 @@ def service_status_poll() -> int:
             )
             seen = []
             for outage in item.get("outages", []):
+                if not isinstance(outage, dict):
+                    continue
                 ext = str(outage.get("id", ""))[:100]
                 if not ext:
                     continue
