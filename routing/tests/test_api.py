@@ -221,3 +221,20 @@ def test_accepting_a_decision_that_names_no_team_is_refused(rf, agent, agent_cli
     html = render_to_string("routing/panel.html", panel_context(request, ticket), request)
     assert "/routing/override" in html
     assert "/routing/accept" not in html  # the panel offers only the override
+
+
+def test_session_posts_need_the_csrf_token_the_panel_sends(agent, decision):
+    """Accept / override from the ticket page are session posts: refused without the CSRF
+    token (403, nothing stored), accepted with the X-CSRFToken header panel.js sends."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(agent)
+    url = f"/api/tickets/{decision.ticket_id}/routing/accept"
+    assert client.post(url, "{}", content_type="application/json").status_code == 403
+    assert RoutingFeedback.objects.count() == 0
+    assert client.get(f"/tickets/{decision.ticket.number}/").status_code == 200
+    token = client.cookies["csrftoken"].value
+    res = client.post(url, "{}", content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    assert res.status_code == 200, res.content
+    assert RoutingFeedback.objects.count() == 1
