@@ -238,3 +238,26 @@ def test_session_posts_need_the_csrf_token_the_panel_sends(agent, decision):
     res = client.post(url, "{}", content_type="application/json", HTTP_X_CSRFTOKEN=token)
     assert res.status_code == 200, res.content
     assert RoutingFeedback.objects.count() == 1
+
+
+def test_the_decision_history_costs_the_same_queries_however_many_verdicts(
+    supervisor, supervisor_client, decision, teams, django_assert_num_queries
+):
+    """Each verdict's team and actor are loaded with the verdicts (they were two queries
+    per verdict)."""
+    url = f"/api/tickets/{decision.ticket_id}/routing"
+    services.routing_decision_accept(decision=decision, actor=supervisor)
+    supervisor_client.get(url)  # warm the session and the user's groups
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as one:
+        assert supervisor_client.get(url).status_code == 200
+    for _ in range(5):
+        services.routing_decision_override(
+            decision=decision, actor=supervisor, team=teams["billing"], priority="high"
+        )
+    with django_assert_num_queries(len(one)):
+        res = supervisor_client.get(url)
+    assert len(res.json()["latest"]["feedback"]) == 6
