@@ -338,3 +338,18 @@ def test_train_router_shows_progress_while_embedding(tmp_path, monkeypatch, caps
     assert [line for line in lines if line.startswith("embedded")] == [
         f"embedded {n} of 24 texts" for n in (8, 16, 24)
     ]
+
+
+def test_eval_router_refuses_labels_the_model_does_not_know(tmp_path, capsys):
+    """A label column the active model knows nothing of (the wrong column, another model's
+    labels) printed accuracy 0.0 as if measured. None known: a CommandError naming a few of
+    them and what the model has; some unknown: a warning naming them, then the figures."""
+    path = tmp_path / "other.csv"
+    path.write_text("text,label\nmy card was declined,card_x\nrefund please,refund_x\n")
+    with pytest.raises(CommandError, match=r"None of the labels in .*other\.csv \(card_x"):
+        call_command("eval_router", data=str(path), text_column="text", label_column="label")
+    path.write_text("text,label\ncancel my order,cancel_order\nrefund please,refund_x\n")
+    call_command("eval_router", data=str(path), text_column="text", label_column="label")
+    captured = capsys.readouterr()
+    assert "1 of 2 texts have a label the model does not know: refund_x" in captured.err
+    assert "accuracy" in captured.out
