@@ -141,22 +141,39 @@ def encoder(threads: int = 1, name: str = ROUTER_ENCODER) -> MiniLM:
 
 ENCODE_WORKERS = 2  # training: texts encoded on this many threads (the machine's 2 cores)
 ENCODE_CHUNK = 256
+# texts between the progress lines of training's embedding and of evaluate() (long runs)
+PROGRESS_EVERY = 1000
 
 
 def embed_many(
-    texts: Sequence[str], workers: int = ENCODE_WORKERS, name: str = ROUTER_ENCODER
+    texts: Sequence[str],
+    workers: int = ENCODE_WORKERS,
+    name: str = ROUTER_ENCODER,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """The int8 vectors of many texts (training), each text encoded alone as routing does,
     on ``workers`` threads sharing one single-threaded ONNX session (its ``run`` releases the
     GIL): the same vectors as one stream. One session with two intra-op threads on a
     one-text input spent twice the CPU per text for a third less wall time (measured at load
-    8: 400 texts, 2.5-2.9 s of CPU against 1.2-1.35 s for two threads of one)."""
+    8: 400 texts, 2.5-2.9 s of CPU against 1.2-1.35 s for two threads of one).
+    ``progress`` gets the number of texts done about every ``PROGRESS_EVERY`` and at the end."""
     enc = encoder(threads=1, name=name)
     if workers <= 1 or len(texts) <= ENCODE_CHUNK:
-        return enc.encode(list(texts))
+        vectors = enc.encode(list(texts))
+        if progress is not None:
+            progress(len(texts))
+        return vectors
     chunks = [list(texts[i : i + ENCODE_CHUNK]) for i in range(0, len(texts), ENCODE_CHUNK)]
+    parts: list[np.ndarray] = []
+    done = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.vstack(list(pool.map(enc.encode, chunks)))
+        for part in pool.map(enc.encode, chunks):  # in order
+            before, done = done, done + len(part)
+            parts.append(part)
+            crossed = done // PROGRESS_EVERY > before // PROGRESS_EVERY
+            if progress is not None and (crossed or done == len(texts)):
+                progress(done)
+    return np.vstack(parts)
 
 
 # --- the router -------------------------------------------------------------------------
@@ -1146,7 +1163,11 @@ def train(
     emb = None
     if features != FEATURES_TFIDF:
         step(f"embedding {len(texts)} texts")
-        emb = embed_many(texts, name=encoder_name)
+        emb = embed_many(
+            texts,
+            name=encoder_name,
+            progress=lambda done: step(f"embedded {done} of {len(texts)} texts"),
+        )
 
     step("fitting on 85%, scoring the held-out 15%")
     train_idx, held_idx = _holdout_split(y)
@@ -1316,12 +1337,14 @@ def evaluate(
     *,
     threshold: float,
     out_of_scope: Sequence[str] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, float | int]:
     """Accuracy, macro-F1, accuracy on the most confident 80% / 90%, review rate and the
     per-ticket latency (each text routed alone, as in production). A text goes to review when
     its confidence is below ``threshold`` or the model's detector finds it out of scope.
     ``out_of_scope``: texts that belong to no label; ``oos_review_rate`` is the share of them
-    sent to review (the latency figures cover them too)."""
+    sent to review (the latency figures cover them too). ``progress`` gets a line every
+    ``PROGRESS_EVERY`` texts and at the end of each set."""
     n = len(texts)
     if n == 0:
         raise ValueError("No rows to evaluate.")
@@ -1347,8 +1370,19 @@ def evaluate(
         timings.append((time.perf_counter() - started) * 1000)
         return label, conf, review, router.is_out_of_scope(score)
 
+    started = time.perf_counter()
+
+    def route_all(items: Sequence[str], what: str) -> list[tuple[str, float, bool, bool]]:
+        out = []
+        for done, text in enumerate(items, 1):
+            out.append(route(text))
+            if progress is not None and (done % PROGRESS_EVERY == 0 or done == len(items)):
+                elapsed = time.perf_counter() - started
+                progress(f"[{elapsed:5.1f}s] routed {done} of {len(items)} {what}")
+        return out
+
     cpu_started = time.process_time()
-    routed = [route(text) for text in texts]
+    routed = route_all(texts, "texts")
     predicted = [label for label, _, _, _ in routed]
     confidences = np.array([conf for _, conf, _, _ in routed])
     review = np.array([r for _, _, r, _ in routed])
@@ -1374,7 +1408,7 @@ def evaluate(
         "accuracy_routed": round(float(correct[~review].mean()), 4) if (~review).any() else 0.0,
     }
     if out_of_scope:
-        oos_review = np.array([route(text)[2] for text in out_of_scope])
+        oos_review = np.array([r[2] for r in route_all(out_of_scope, "out-of-scope texts")])
         figures["oos_review_rate"] = round(float(oos_review.mean()), 4)
         figures["oos_n"] = len(out_of_scope)
     figures |= {
@@ -1388,33 +1422,86 @@ def evaluate(
     return figures
 
 
-def read_texts(path: Path | str, text_column: str) -> list[str]:
-    """The non-empty texts of one column (e.g. an out-of-scope file: texts with no label)."""
+def _csv_rows(path: Path | str, columns: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
+    """Each data row of a UTF-8 CSV with a header: its line number and the values of
+    ``columns`` (stripped). Whatever makes the file unusable is a ``ValueError`` naming the
+    file (and the line): no header, a missing column, bytes that are not UTF-8, a row the
+    csv module cannot read (a field over its limit, often an unclosed quote that makes the
+    rest of the file one field)."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        if text_column not in columns:
-            raise ValueError(
-                f"Column {text_column!r} is not in {path} (columns: {', '.join(columns)})"
-            )
-        return [text for row in reader if (text := (row[text_column] or "").strip())]
+        done = 0  # the last line of the last row read: the next row starts after it
+        try:
+            header = reader.fieldnames
+            if not header:
+                raise ValueError(f"{path} is empty: its first line must name the columns.")
+            for col in columns:
+                if col not in header:
+                    raise ValueError(
+                        f"Column {col!r} is not in {path} (columns: {', '.join(header)})"
+                    )
+            done = reader.line_num
+            for row in reader:
+                yield done + 1, [(row[col] or "").strip() for col in columns]
+                done = reader.line_num
+        except UnicodeDecodeError as exc:
+            raise ValueError(_not_utf8(path)) from exc
+        except csv.Error as exc:
+            if "field larger than field limit" in str(exc):
+                problem = (
+                    f"a field is longer than {csv.field_size_limit():,} characters "
+                    "(an unclosed quote makes the rest of the file one field)"
+                )
+            else:
+                problem = str(exc)
+            raise ValueError(f"{path}, line {done + 1}: {problem}.") from exc
+
+
+def _not_utf8(path: Path | str) -> str:
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        where = f"byte {raw[exc.start]:#04x} on line {line}"
+    else:  # pragma: no cover - the reader said otherwise
+        where = "an undecodable byte"
+    return f"{path} is not UTF-8 text ({where}): save it as UTF-8."
+
+
+def read_texts(path: Path | str, text_column: str) -> list[str]:
+    """The non-empty texts of one column (e.g. an out-of-scope file: texts with no label)."""
+    return [text for _, (text,) in _csv_rows(path, [text_column]) if text]
 
 
 def read_csv(path: Path | str, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
-    """Rows with a non-empty text and label; names the missing column when there is one."""
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
-        for col in (text_column, label_column):
-            if col not in columns:
-                raise ValueError(f"Column {col!r} is not in {path} (columns: {', '.join(columns)})")
-        texts, labels = [], []
-        for row in reader:
-            text, label = (row[text_column] or "").strip(), (row[label_column] or "").strip()
-            if text and label:
-                texts.append(text)
-                labels.append(label)
+    """Rows with a non-empty text and label (at least one: ``ValueError`` otherwise); names
+    the missing column when there is one."""
+    texts, labels, _ = read_csv_categories(path, text_column, label_column)
     return texts, labels
+
+
+def read_csv_categories(
+    path: Path | str, text_column: str, label_column: str, category_column: str = ""
+) -> tuple[list[str], list[str], list[str] | None]:
+    """:func:`read_csv`, and with ``category_column`` each row's category, read from the same
+    row (a row with a text and a label but no category is a ``ValueError`` naming its line);
+    ``None`` without it."""
+    columns = [text_column, label_column] + ([category_column] if category_column else [])
+    texts, labels, categories = [], [], []
+    for line, values in _csv_rows(path, columns):
+        text, label = values[0], values[1]
+        if not (text and label):
+            continue
+        if category_column:
+            if not values[2]:
+                raise ValueError(f"{path}, line {line}: no {category_column!r} for this row.")
+            categories.append(values[2])
+        texts.append(text)
+        labels.append(label)
+    if not texts:
+        raise ValueError(f"{path} has no row with both a {text_column!r} and a {label_column!r}.")
+    return texts, labels, categories if category_column else None
 
 
 def bitext_rows(path: Path) -> tuple[list[str], list[str], list[str]]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback
@@ -23,7 +23,10 @@ def routing_decision_list(*, ticket: Ticket) -> QuerySet[RoutingDecision]:
     return (
         RoutingDecision.objects.filter(ticket=ticket)
         .select_related("team", "router_model")
-        .prefetch_related("feedback")
+        .prefetch_related(
+            # each verdict's team and actor are shown with it
+            Prefetch("feedback", RoutingFeedback.objects.select_related("team", "actor"))
+        )
         .order_by("-created_at", "-id")
     )
 

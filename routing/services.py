@@ -214,6 +214,14 @@ def _team_by_slug(slug: str) -> Team | None:
     return Team.objects.filter(slug=slug).first() if slug else None
 
 
+def _fit(field: str, value: str) -> str:
+    """``value`` cut to ``RoutingDecision.<field>``'s length: a model's answer is not bound
+    by our columns, and a decision that cannot be stored would leave the ticket unrouted
+    (a cut team or category no longer matches the tools', so the decision goes to review)."""
+    max_length = getattr(RoutingDecision._meta.get_field(field), "max_length", None)
+    return value[:max_length] if max_length else value
+
+
 def routing_decide(
     *, ticket_id: int, attempt_key: str = "initial", provider: RoutingProvider | None = None
 ) -> RoutingDecision:
@@ -251,12 +259,12 @@ def _routing_decide(
                 ticket=ticket,
                 attempt_key=attempt_key,
                 team=team,
-                team_slug=out.team,
+                team_slug=_fit("team_slug", out.team),
                 priority=out.priority,
                 priority_score=float(priority_out.get("score", 0.0)),
                 confidence=out.confidence,
-                category=out.category,
-                intent=out.intent,
+                category=_fit("category", out.category),
+                intent=_fit("intent", out.intent),
                 classification={
                     "category": out.category,
                     "primary_category": out.category,  # seed 004's name
@@ -347,7 +355,16 @@ def _check_priority(priority: str) -> None:
 
 @transaction.atomic
 def routing_decision_accept(*, decision: RoutingDecision, actor: Any) -> RoutingFeedback:
-    """A person confirms the decision: team and priority go on the ticket, review ends."""
+    """A person confirms the decision: team and priority go on the ticket, review ends.
+
+    A decision that names no known team (review reason "no known team") cannot be
+    accepted: that would unassign the ticket and end its review; it is overridden."""
+    if decision.team_id is None:
+        raise InvalidInput(
+            f"This decision names no known team ({decision.team_slug or 'none'}): "
+            "override it with a team instead.",
+            details={"team": ["The decision names no known team."]},
+        )
     ticket = decision.ticket
     feedback = RoutingFeedback.objects.create(
         decision=decision,
@@ -536,7 +553,10 @@ def ticketing_sync_target_kind() -> TargetKind:
 def service_status_poll() -> int:
     """Poll ``ROUTING_STATUS_URL`` (JSON ``{"services": [{"id", "name", "state",
     "outages": [{"id", "title", "known_issue"}]}]}``) into ServiceStatus / Outage.
-    Outages the endpoint no longer lists are resolved. Returns the services updated."""
+    Outages the endpoint no longer lists are resolved. Returns the services updated.
+    The endpoint is outside our control: parts of another shape are skipped with a
+    warning (a service whose ``outages`` is not a list is skipped whole: reading it as
+    none would resolve its open outages)."""
     if not settings.ROUTING_STATUS_URL:
         return 0
     try:
@@ -546,9 +566,15 @@ def service_status_poll() -> int:
     except (requests.RequestException, ValueError, AttributeError) as exc:
         logger.warning("Status endpoint poll failed: %s", exc)
         return 0
+    if not isinstance(services_data, list):
+        logger.warning("Status endpoint: 'services' is not a list; nothing read")
+        return 0
     now = timezone.now()
     count = 0
     for item in services_data:
+        if not isinstance(item, dict) or not isinstance(item.get("outages", []), list):
+            logger.warning("Status endpoint: skipped a service of another shape: %.200r", item)
+            continue
         state = item.get("state", "operational")
         if not item.get("id") or state not in ServiceStatus.State.values:
             continue
@@ -559,6 +585,8 @@ def service_status_poll() -> int:
             )
             seen = []
             for outage in item.get("outages", []):
+                if not isinstance(outage, dict):
+                    continue
                 ext = str(outage.get("id", ""))[:100]
                 if not ext:
                     continue

@@ -5,7 +5,11 @@ a request that did arrive is recognised by the ticketing system instead of appli
 
 Only this module calls the ticketing system. It answers what the system said (the delivery
 engine classifies the status: 2xx success, 429 throttled, 401 refused credentials, 408/425
-/5xx retryable, other 4xx permanent); a timeout or refused connection is retryable.
+/5xx retryable, other 4xx permanent); a timeout or refused connection is retryable, a URL
+requests cannot use (no scheme, another scheme, no host) permanent.
+Redirects are not followed: requests would re-send the POST as a GET of the new address,
+and that page's 200 would be recorded as a sync that never happened. A 3xx is a permanent
+failure naming the address it points to (set ``TICKETING_SYSTEM_URL`` to that).
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ from django.conf import settings
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult
 from support.outbound import outbound_headers, parse_retry_after
+
+#: What requests raises for a URL it cannot send to (no or another scheme, no host).
+INVALID_URL = (
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidURL,
+)
 
 
 def ticketing_post(*, body: dict[str, Any], idempotency_key: str) -> SendResult:
@@ -37,14 +48,25 @@ def ticketing_post(*, body: dict[str, Any], idempotency_key: str) -> SendResult:
             json=body,
             headers=outbound_headers(headers),
             timeout=settings.TICKETING_SYSTEM_TIMEOUT,
+            allow_redirects=False,
         )
+    except INVALID_URL as exc:  # configuration: every retry would fail the same way
+        raise DeliveryError(
+            f"TICKETING_SYSTEM_URL {url!r} cannot be used ({type(exc).__name__}: {exc}).",
+            outcome=Outcome.PERMANENT,
+            error_code="invalid_url",
+        ) from exc
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc
     ok = 200 <= response.status_code < 300
+    error = "" if ok else response.text[:1000]
+    if 300 <= response.status_code < 400:
+        location = response.headers.get("Location", "")[:500] or "no Location header"
+        error = f"The ticketing system redirected the POST ({location}); it is not followed."
     return SendResult(
         http_status=response.status_code,
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
         request_summary={"url": url, "idempotency_key": idempotency_key},
         response_summary=response.text[:2000],
-        error="" if ok else response.text[:1000],
+        error=error,
     )

@@ -65,17 +65,29 @@ class TicketRoutingOutputSerializer(serializers.Serializer):  # type: ignore[typ
     history = RoutingDecisionOutputSerializer(many=True)
 
 
+#: ``RoutingFeedback.category`` / ``.intent`` hold this many characters.
+LABEL_MAX_LENGTH = 64
+
+
 class RoutingOverrideInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    decision_id = serializers.IntegerField(required=False, help_text="Default: the latest.")
+    decision_id = serializers.IntegerField(
+        required=False, min_value=1, help_text="Default: the latest."
+    )
     team = serializers.CharField(help_text="Team slug.")
     priority = serializers.ChoiceField(choices=Priority.choices)
-    category = serializers.CharField(required=False, allow_blank=True, default="")
-    intent = serializers.CharField(required=False, allow_blank=True, default="")
+    category = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=LABEL_MAX_LENGTH
+    )
+    intent = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=LABEL_MAX_LENGTH
+    )
     note = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class RoutingAcceptInputSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    decision_id = serializers.IntegerField(required=False, help_text="Default: the latest.")
+    decision_id = serializers.IntegerField(
+        required=False, min_value=1, help_text="Default: the latest."
+    )
 
 
 class RoutingVerdictOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]

@@ -19,13 +19,20 @@ from tickets.selectors import ticket_get_visible
 
 
 def _decision(ticket: Ticket, decision_id: int | None) -> RoutingDecision:
+    """The decision named by the body's ``decision_id`` (the latest when it names none).
+    One that is not this ticket's is bad input (400, like an unknown team), whether it is
+    another ticket's or does not exist: the answer tells neither apart."""
     qs = selectors.routing_decision_list(ticket=ticket)
-    decision = qs.filter(pk=decision_id).first() if decision_id else qs.first()
+    if decision_id is None:
+        latest = qs.first()
+        if latest is None:
+            raise NotFound(f"{ticket.number} has no routing decision yet.")
+        return latest
+    decision = qs.filter(pk=decision_id).first()
     if decision is None:
-        raise NotFound(
-            f"No routing decision {decision_id} on {ticket.number}."
-            if decision_id
-            else f"{ticket.number} has no routing decision yet."
+        raise InvalidInput(
+            f"decision_id: no routing decision {decision_id} on {ticket.number}.",
+            details={"decision_id": [f"Not a routing decision of {ticket.number}."]},
         )
     return decision
 

@@ -153,3 +153,111 @@ def test_a_models_words_do_not_name_tickets_the_viewer_may_not_see(
         assert hidden.number not in text
         assert "chargeback on my card" not in text.lower()
         assert "[a ticket you cannot see]" in text
+
+
+def test_override_refuses_a_category_or_intent_longer_than_stored_with_a_400(
+    agent_client, decision
+):
+    """A label longer than the feedback's columns (64) is bad input, not a database error
+    (it was a 500)."""
+    url = f"/api/tickets/{decision.ticket_id}/routing/override"
+    for field in ("category", "intent"):
+        res = agent_client.post(
+            url, {"team": "orders", "priority": "high", field: "x" * 65}, format="json"
+        )
+        assert res.status_code == 400, res.content
+        assert list(res.json()["error"]["details"]) == [field]
+    assert RoutingFeedback.objects.count() == 0
+
+
+@pytest.mark.parametrize("verb", ["accept", "override"])
+def test_a_decision_id_that_is_not_this_tickets_is_a_400_naming_it(
+    verb, agent_client, decision, customer
+):
+    """``decision_id`` is input: one of another ticket's decisions, one that does not exist,
+    and 0 (which used to mean "the latest") are refused with a 400 that names the field,
+    like an unknown team; nothing is stored and the ticket is untouched."""
+    other = ticket_services.ticket_create(
+        customer=customer, subject="Where is my parcel", body="track my order please"
+    )
+    elsewhere = services.routing_decide(ticket_id=other.pk)
+    url = f"/api/tickets/{decision.ticket_id}/routing/{verb}"
+    body = {"team": "billing", "priority": "urgent"} if verb == "override" else {}
+    for wrong in (elsewhere.pk, elsewhere.pk + 1000, 0):
+        res = agent_client.post(url, {**body, "decision_id": wrong}, format="json")
+        assert res.status_code == 400, (wrong, res.content)
+        error = res.json()["error"]
+        assert list(error["details"]) == ["decision_id"]
+        assert error["message"].startswith("decision_id: ")
+    assert RoutingFeedback.objects.count() == 0
+    decision.ticket.refresh_from_db()
+    assert (decision.ticket.team.slug, decision.ticket.priority) == ("orders", decision.priority)
+
+
+def test_accepting_a_decision_that_names_no_team_is_refused(rf, agent, agent_client, decision):
+    """A decision whose team is unknown (review reason "no known team") cannot be accepted:
+    accepting it used to unassign the ticket and take it out of the review queue. The
+    ticket panel offers the override only."""
+    from django.template.loader import render_to_string
+
+    from routing.models import RoutingDecision
+    from routing.panels import panel_context
+    from tickets.models import Ticket
+
+    RoutingDecision.objects.filter(pk=decision.pk).update(
+        team=None, team_slug="ghost-team", requires_manual_review=True
+    )
+    Ticket.objects.filter(pk=decision.ticket_id).update(needs_review=True)
+    url = f"/api/tickets/{decision.ticket_id}/routing/accept"
+    res = agent_client.post(url, {}, format="json")
+    assert res.status_code == 400, res.content
+    assert "override" in res.json()["error"]["message"]
+    ticket = Ticket.objects.select_related("team").get(pk=decision.ticket_id)
+    assert (ticket.team_id, ticket.needs_review) == (decision.team_id, True)
+    assert RoutingFeedback.objects.count() == 0
+
+    request = rf.get("/")
+    request.user = agent
+    html = render_to_string("routing/panel.html", panel_context(request, ticket), request)
+    assert "/routing/override" in html
+    assert "/routing/accept" not in html  # the panel offers only the override
+
+
+def test_session_posts_need_the_csrf_token_the_panel_sends(agent, decision):
+    """Accept / override from the ticket page are session posts: refused without the CSRF
+    token (403, nothing stored), accepted with the X-CSRFToken header panel.js sends."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(agent)
+    url = f"/api/tickets/{decision.ticket_id}/routing/accept"
+    assert client.post(url, "{}", content_type="application/json").status_code == 403
+    assert RoutingFeedback.objects.count() == 0
+    assert client.get(f"/tickets/{decision.ticket.number}/").status_code == 200
+    token = client.cookies["csrftoken"].value
+    res = client.post(url, "{}", content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    assert res.status_code == 200, res.content
+    assert RoutingFeedback.objects.count() == 1
+
+
+def test_the_decision_history_costs_the_same_queries_however_many_verdicts(
+    supervisor, supervisor_client, decision, teams, django_assert_num_queries
+):
+    """Each verdict's team and actor are loaded with the verdicts (they were two queries
+    per verdict)."""
+    url = f"/api/tickets/{decision.ticket_id}/routing"
+    services.routing_decision_accept(decision=decision, actor=supervisor)
+    supervisor_client.get(url)  # warm the session and the user's groups
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as one:
+        assert supervisor_client.get(url).status_code == 200
+    for _ in range(5):
+        services.routing_decision_override(
+            decision=decision, actor=supervisor, team=teams["billing"], priority="high"
+        )
+    with django_assert_num_queries(len(one)):
+        res = supervisor_client.get(url)
+    assert len(res.json()["latest"]["feedback"]) == 6

@@ -422,3 +422,46 @@ def test_the_model_wrapper_redacts_no_break_spaces_and_lower_case_postcodes():
     assert "[CARD]" in sent
     assert "[POSTCODE]" in sent
     assert [p for p in ("0004", "e1 6an") if p in sent] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("category", "ORDER: the customer wants to cancel order 123456 before it ships today"),
+        ("intent", "cancel_order_" + "x" * 60),
+        ("team", "orders-" + "x" * 100),
+    ],
+)
+def test_a_models_over_long_label_still_routes_the_ticket(teams, routing_on, field, value):
+    """A model's answer longer than the decision's columns (category and intent 64, team
+    slug 100) was a DataError when the decision was stored: the task failed, not retried,
+    and the ticket stayed unrouted (the sweep would ask the model again, and again). The
+    decision is stored, cut to the column, and goes to review (the category and team then
+    differ from the tools': a person checks)."""
+    from routing.services import routing_decide
+    from tickets import services as ticket_services
+    from tickets.models import Customer
+
+    customer = Customer.objects.create(name="Ann Example", email="ann@example.org")
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Cancel my order", body="Please cancel order 123456."
+    )
+    model = ScriptedModel(
+        [
+            ("tools", [(name, {}) for name in TOOL_ORDER[:4]]),
+            ("tool", "check_service_status", {"service_ids": [], "category": "ORDER"}),
+            ("tool", "calculate_priority", {"category": "ORDER", "outage_match": False}),
+            ("tool", "route_to_team", {"category": "ORDER"}),
+            ("tool", "RoutingDecisionOutput", {**DECISION, field: value}),
+        ]
+    )
+    decision = routing_decide(
+        ticket_id=ticket.pk, provider=AgentProvider(model_factory=lambda: model)
+    )
+    decision.refresh_from_db()
+    stored = decision.team_slug if field == "team" else getattr(decision, field)
+    assert value.startswith(stored)
+    assert len(stored) == (100 if field == "team" else 64)
+    assert decision.provider == "bedrock"
+    assert decision.requires_manual_review is (field != "intent")

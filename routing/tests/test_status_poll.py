@@ -54,3 +54,31 @@ def test_status_poll_off_or_failing(settings):
     responses.get(URL, status=500)
     assert services.service_status_poll() == 0
     assert ServiceStatus.objects.count() == 0
+
+
+GOOD = {"id": "SVC200", "name": "Mail", "state": "degraded", "outages": []}
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("services_value", "updated"),
+    [
+        ({"SVC100": {"state": "outage"}}, []),  # an object, not a list: nothing to read
+        (["SVC100", None, 7, GOOD], ["SVC200"]),  # items that are not objects are skipped
+        # outages that are not a list: the service is skipped (reading them as none would
+        # resolve its open outages)
+        ([{"id": "SVC100", "state": "outage", "outages": "inc-1"}, GOOD], ["SVC200"]),
+        # outage entries that are not objects are skipped, the service is read
+        ([{"id": "SVC100", "state": "outage", "outages": [None, "x"]}, GOOD], ["SVC100", "SVC200"]),
+        ([{"id": "SVC100", "state": ["outage"]}, GOOD], ["SVC200"]),  # not a known state
+    ],
+)
+def test_a_status_answer_of_another_shape_is_skipped_not_a_crash(settings, services_value, updated):
+    """The status endpoint is outside our control: an answer of another shape was an
+    AttributeError every minute (the poll task failed, nothing was updated). Malformed
+    parts are skipped with a warning; the well-formed rest is read."""
+    settings.ROUTING_STATUS_URL = URL
+    responses.get(URL, json={"services": services_value})
+    assert services.service_status_poll() == len(updated)
+    assert sorted(ServiceStatus.objects.values_list("service_id", flat=True)) == updated
+    assert not Outage.objects.exists()

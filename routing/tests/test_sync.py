@@ -262,3 +262,61 @@ def test_the_payload_refers_only_to_an_api_callers_own_ticket_id(
     assert payload["external_ref"] == (sender_id if own_ticket_id else "")
     if not own_ticket_id:
         assert sender_id not in str(payload)
+
+
+@responses.activate
+def test_a_redirect_is_a_failed_sync_not_a_success(
+    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns
+):
+    """A 302 from the ticketing system (a moved endpoint, a sign-in page) is not followed:
+    requests would turn the POST into a GET of the new address and its 200 was recorded as
+    a successful sync that never reached the ticketing system. It is a permanent failure
+    naming where it was sent, with one POST made."""
+    login = "https://tickets.example.test/login"
+    responses.post(URL, status=302, headers={"Location": login})
+    responses.get(login, status=200, body="<html>sign in</html>")
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    assert [(c.request.method, c.request.url) for c in responses.calls] == [("POST", URL)]
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.error_code) == ("dead", 1, "http_302")
+    assert login in delivery.last_error
+    assert decision.sync_status == "failed"
+
+
+@responses.activate
+def test_a_refused_token_pauses_the_target_and_is_retried_after_the_pause(sync_on, teams, customer):
+    """docs/routing.md: a 401 opens the ticketing system's circuit at once; the delivery
+    keeps its remaining attempts for after the pause (a fixed token then goes through)."""
+    from support.delivery.models import Circuit
+
+    responses.post(URL, status=401, body="bad token")
+    ticket = ticket_services.ticket_create(customer=customer, subject="Refund", body="refund?")
+    services.routing_decide(ticket_id=ticket.pk)  # not committed: no task ran
+    delivery = Delivery.objects.get()
+    report = engine.delivery_attempt(delivery_id=delivery.pk)
+    assert (report.outcome, report.status) == ("auth", "retrying")
+    assert Circuit.objects.get().state == "open"
+    assert RoutingDecision.objects.get().sync_status == "pending"
+
+
+@pytest.mark.parametrize(
+    "url", ["tickets.example.test/api/routing", "ftp://tickets.example.test/x", "https://"]
+)
+def test_a_malformed_ticketing_url_is_a_permanent_failure_not_retried(
+    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns, url
+):
+    """A TICKETING_SYSTEM_URL requests cannot use (no scheme, another scheme, no host) is a
+    configuration error: the same request would fail the same way on every retry. One
+    attempt, recorded, then a dead letter saying why (it was retried 5 times as a network
+    error and counted against the target's circuit)."""
+    from support.delivery.models import Circuit
+
+    sync_on.TICKETING_SYSTEM_URL = url
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.error_code) == ("dead", 1, "invalid_url")
+    assert "TICKETING_SYSTEM_URL" in delivery.last_error
+    assert list(delivery.attempt_log.values_list("outcome", flat=True)) == ["permanent"]
+    assert countdowns == [0.0]
+    assert not Circuit.objects.exclude(consecutive_failures=0).exists()
+    assert decision.sync_status == "failed"

@@ -51,11 +51,42 @@ class Command(BaseCommand):
             else settings.ROUTING_REVIEW_THRESHOLD
         )
         router, row = services.router_active()
+        self._check_labels(router, labels, opts["data"])
         figures = classifier.evaluate(
-            router, texts, labels, threshold=threshold, out_of_scope=outside
+            router,
+            texts,
+            labels,
+            threshold=threshold,
+            out_of_scope=outside,
+            progress=lambda line: self.stderr.write(line),
         )
         self.stdout.write(f"model {row.name} v{row.version} ({row.features}) on {opts['data']}")
         for key, value in figures.items():
             self.stdout.write(f"{key:>15}: {value}")
         if opts["json"]:
-            Path(opts["json"]).write_text(json.dumps(figures, indent=2) + "\n")
+            try:
+                Path(opts["json"]).write_text(json.dumps(figures, indent=2) + "\n")
+            except OSError as exc:
+                raise CommandError(f"--json {opts['json']}: {exc}") from exc
+
+    def _check_labels(self, router: classifier.TextRouter, labels: list[str], path: str) -> None:
+        """The CSV's labels must be the model's labels or its categories (as ``evaluate``
+        reads them): none known is the wrong column or another model's file, not a
+        measurement of 0; some unknown is worth a warning (they count as errors)."""
+        known = set(router.labels) | set(router.categories)
+        unknown = sorted(set(labels) - known)
+        if not unknown:
+            return
+        if len(unknown) == len(set(labels)):
+            raise CommandError(
+                f"None of the labels in {path} ({', '.join(unknown[:5])}"
+                f"{', ...' if len(unknown) > 5 else ''}) is one of the active model's labels "
+                f"or categories (e.g. {', '.join(sorted(known)[:5])}): is --label-column right?"
+            )
+        missing = set(unknown)
+        count = sum(1 for label in labels if label in missing)
+        self.stderr.write(
+            f"{count} of {len(labels)} texts have a label the model does not know: "
+            f"{', '.join(unknown[:10])}{', ...' if len(unknown) > 10 else ''} "
+            "(they count as errors)"
+        )

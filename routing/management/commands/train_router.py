@@ -6,6 +6,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from routing import classifier, selectors, services
+from routing.models import RouterModel
+
+MODEL_NAME_MAX_LENGTH = RouterModel._meta.get_field("name").max_length or 100
 
 
 class Command(BaseCommand):
@@ -35,17 +38,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        name = opts["name"].strip()
+        # checked before the (possibly long) training, not by the database after it
+        if not name:
+            raise CommandError("--name is empty: give the model a name.")
+        if len(name) > MODEL_NAME_MAX_LENGTH:
+            raise CommandError(f"--name is over {MODEL_NAME_MAX_LENGTH} characters.")
         try:
-            texts, labels = classifier.read_csv(
-                opts["data"], opts["text_column"], opts["label_column"]
+            # one pass: each label is paired with the category of its own row
+            texts, labels, categories = classifier.read_csv_categories(
+                opts["data"], opts["text_column"], opts["label_column"], opts["category_column"]
             )
-            categories = None
-            if opts["category_column"]:
-                _, categories = classifier.read_csv(
-                    opts["data"], opts["text_column"], opts["category_column"]
-                )
-                if len(categories) != len(labels):
-                    raise CommandError("Rows with a label and a category differ; clean the CSV.")
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         added = 0
@@ -63,7 +66,7 @@ class Command(BaseCommand):
                 texts=texts,
                 labels=labels,
                 categories=categories,
-                name=opts["name"],
+                name=name,
                 features=opts["features"],
                 source=str(opts["data"]),
                 activate=not opts["no_activate"],
