@@ -387,6 +387,7 @@ def routing_decision_accept(*, decision: RoutingDecision, actor: Any) -> Routing
         reason="AI routing accepted",
     )
     RoutingDecision.objects.filter(pk=decision.pk).update(applied=True)
+    ticketing_sync_verdict(feedback=feedback)
     return feedback
 
 
@@ -425,6 +426,7 @@ def routing_decision_override(
         needs_review=False,
         reason="AI routing overridden" + (f": {note}" if note else ""),
     )
+    ticketing_sync_verdict(feedback=feedback)
     return feedback
 
 
@@ -436,13 +438,17 @@ def routing_decision_purge(*, now: Any = None) -> int:
             "pk", flat=True
         )
     )
+    verdicts = RoutingFeedback.objects.filter(decision_id__in=ids).values_list("pk", flat=True)
     with transaction.atomic():
         Delivery.objects.filter(
             target_kind=TICKETING_SYNC_KIND,
-            idempotency_key__in=[ticketing_sync_key(pk) for pk in ids],
+            idempotency_key__in=[
+                *(ticketing_sync_key(pk) for pk in ids),
+                *(ticketing_verdict_key(pk) for pk in verdicts),
+            ],
         ).delete()
-        deleted, _ = RoutingDecision.objects.filter(pk__in=ids).delete()
-    return deleted
+        _, per_model = RoutingDecision.objects.filter(pk__in=ids).delete()
+    return per_model.get(RoutingDecision._meta.label, 0)  # not their verdicts, also deleted
 
 
 # --- external ticketing sync ----------------------------------------------------------------
@@ -453,6 +459,12 @@ def routing_decision_purge(*, now: Any = None) -> int:
 # ``RETRY_DELAY_BASE`` (settings ``TICKETING_SYNC_MAX_RETRIES``, default 5, and
 # ``TICKETING_SYNC_RETRY_DELAY_BASE``, default 1 s): retry n waits base x 2^(n-1), capped at
 # 16 x base (1, 2, 4, 8, 16 s), then a dead letter. ``RoutingDecision.sync_status`` follows.
+#
+# A person's verdict changes the decision as seed 004's stream sees it (its Lambda is
+# triggered by every change of a routing decision), so it is synced too: the decision's
+# payload with the team and priority the person chose, ``requires_manual_review`` false and
+# ``review`` ({verdict, reviewed_at}), under its own key ``routing-verdict-<feedback id>``.
+# Without it the ticketing system kept the model's team after an agent corrected it.
 
 TICKETING_SYNC_KIND = "ticketing_sync"
 SYNC_DELAY_CAP_FACTOR = 16  # seed 004: min(2 ** attempt, 16) seconds at a 1 s base
@@ -489,6 +501,9 @@ def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
             "correlation_id": str(decision.correlation_id),
             "created_at": decision.created_at.isoformat(),
         },
+        # when this state of the routing was reached: a receiver keeps the latest (a
+        # decision's sync retried or re-driven after a person's verdict must not undo it)
+        "updated_at": decision.created_at.isoformat(),
     }
 
 
@@ -505,6 +520,39 @@ def ticketing_sync_create(*, decision: RoutingDecision) -> Delivery:
         subject_type="ticket",
         subject_id=decision.ticket_id,
         payload=ticketing_sync_payload(decision),
+    )
+
+
+def ticketing_verdict_key(feedback_id: int) -> str:
+    return f"routing-verdict-{feedback_id}"
+
+
+def ticketing_sync_verdict(*, feedback: RoutingFeedback) -> Delivery | None:
+    """Sync a person's accept or override (after commit); None when no system is set."""
+    if not settings.TICKETING_SYSTEM_URL:
+        return None
+    decision = feedback.decision
+    payload = ticketing_sync_payload(decision)
+    payload["assignment"] = {
+        "team": feedback.team.slug if feedback.team else "",
+        "team_name": feedback.team.name if feedback.team else "",
+    }
+    payload["priority"] = feedback.priority
+    payload["routing"]["requires_manual_review"] = False
+    payload["review"] = {
+        "verdict": feedback.verdict,
+        "feedback_id": feedback.pk,
+        "reviewed_at": feedback.created_at.isoformat(),
+    }
+    payload["updated_at"] = feedback.created_at.isoformat()
+    RoutingDecision.objects.filter(pk=decision.pk).update(sync_status=SyncStatus.PENDING)
+    return delivery_enqueue(
+        kind=TICKETING_SYNC_KIND,
+        idempotency_key=ticketing_verdict_key(feedback.pk),
+        target_key=urlsplit(settings.TICKETING_SYSTEM_URL).netloc,
+        subject_type="ticket",
+        subject_id=decision.ticket_id,
+        payload=payload,
     )
 
 
@@ -525,7 +573,8 @@ def _ticketing_sync_changed(delivery: Delivery, change: DeliveryChange) -> None:
         Change.RETRYING: SyncStatus.PENDING,
         Change.REDRIVEN: SyncStatus.PENDING,
     }[change.event]
-    decision_id = int(delivery.idempotency_key.removeprefix("routing-decision-"))
+    # the decision's own sync or a verdict's: both payloads name the decision
+    decision_id = int(delivery.payload["routing"]["decision_id"])
     RoutingDecision.objects.filter(pk=decision_id).update(sync_status=status)
 
 

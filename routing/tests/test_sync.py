@@ -320,3 +320,79 @@ def test_a_malformed_ticketing_url_is_a_permanent_failure_not_retried(
     assert countdowns == [0.0]
     assert not Circuit.objects.exclude(consecutive_failures=0).exists()
     assert decision.sync_status == "failed"
+
+
+@responses.activate
+@pytest.mark.parametrize("verdict", ["accepted", "overridden"])
+def test_a_persons_verdict_is_synced_with_the_team_and_priority_they_chose(
+    sync_on, teams, customer, agent, django_capture_on_commit_callbacks, verdict
+):
+    """Seed 004 syncs every change of a routing decision (its Lambda reads the decisions'
+    stream). Before: only the model's decision was sent, so after an agent corrected the
+    team the ticketing system kept the model's."""
+    responses.post(URL, json={"ok": True}, status=200)
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        if verdict == "accepted":
+            feedback = services.routing_decision_accept(decision=decision, actor=agent)
+        else:
+            feedback = services.routing_decision_override(
+                decision=decision,
+                actor=agent,
+                team=teams["orders"],
+                priority="urgent",
+                note="Ada's router is broken",
+            )
+    sync = Delivery.objects.get(idempotency_key=f"routing-verdict-{feedback.pk}")
+    assert (sync.status, sync.target_kind) == ("succeeded", "ticketing_sync")
+    sent = responses.calls[-1]
+    assert sent.request.headers["Idempotency-Key"] == f"routing-verdict-{feedback.pk}"
+    body = sync.payload
+    expected = (decision.team_slug, decision.priority)
+    if verdict == "overridden":
+        expected = ("orders", "urgent")
+    assert (body["assignment"]["team"], body["priority"]) == expected
+    assert body["routing"]["decision_id"] == decision.pk
+    assert body["routing"]["requires_manual_review"] is False
+    assert body["review"] == {
+        "verdict": verdict,
+        "feedback_id": feedback.pk,
+        "reviewed_at": feedback.created_at.isoformat(),
+    }
+    assert (
+        body["updated_at"]
+        > Delivery.objects.get(idempotency_key=f"routing-decision-{decision.pk}").payload[
+            "updated_at"
+        ]
+    )
+    assert "broken" not in str(body)  # the agent's note stays here
+    decision.refresh_from_db()
+    assert decision.sync_status == "success"
+
+
+def test_no_verdict_sync_without_a_ticketing_system(
+    routing_on, teams, customer, agent, django_capture_on_commit_callbacks
+):
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    services.routing_decision_accept(decision=decision, actor=agent)
+    assert not Delivery.objects.exists()
+
+
+@responses.activate
+def test_purging_a_decision_deletes_its_verdicts_syncs_too(
+    sync_on, teams, customer, agent, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    responses.post(URL, json={"ok": True}, status=200)
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.routing_decision_accept(decision=decision, actor=agent)
+    assert Delivery.objects.count() == 2
+    RoutingDecision.objects.filter(pk=decision.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert services.routing_decision_purge() == 1
+    assert not Delivery.objects.exists()
