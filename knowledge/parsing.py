@@ -7,8 +7,8 @@ two sections, carries its heading path, and consecutive chunks of a section over
 
 from __future__ import annotations
 
+import codecs
 import io
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from support.errors import InvalidInput
+from support.parsing import UnreadableJson, json_loads
 from support.safe_urls import http_url
 from support.text import sentences_of
 
@@ -44,12 +45,48 @@ class Section:
 
 @dataclass
 class ParsedDocument:
+    """One document as parsed. NUL characters are dropped from every field here, whatever
+    the format (a PDF's text layer, a JSONL string's ``\\u0000``): PostgreSQL text cannot
+    hold them, and one used to fail the whole upload or batch with a database error."""
+
     external_id: str
     title: str
     sections: list[Section]
     url: str = ""
     content_type: str = ""
     tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.external_id = _without_nul(self.external_id)
+        self.title = _without_nul(self.title)
+        self.url = _without_nul(self.url)
+        self.tags = [_without_nul(t) for t in self.tags]
+        self.sections = [
+            Section(_without_nul(s.heading_path), _without_nul(s.text)) for s in self.sections
+        ]
+
+
+def _without_nul(text: str) -> str:
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+# Byte-order marks, longest first (UTF-32 LE starts with UTF-16 LE's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def decode_text(data: bytes) -> str:
+    """A text file's characters: UTF-8, or the encoding its byte-order mark names (Windows
+    tools save UTF-16 with one); bytes that do not decode become U+FFFD."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data.decode(codec, errors="replace")
+    return data.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -210,7 +247,7 @@ def parse_file(name: str, data: bytes, *, external_id: str | None = None) -> Par
     if kind == "pdf":
         title, sections = parse_pdf(data, name=name)
     else:
-        text = data.decode("utf-8", errors="replace")
+        text = decode_text(data)
         if kind == "markdown":
             title, sections = parse_markdown(text, name=name)
         elif kind == "html":
@@ -221,15 +258,22 @@ def parse_file(name: str, data: bytes, *, external_id: str | None = None) -> Par
 
 
 def parse_jsonl(data: bytes | str, *, name: str = "") -> Iterator[ParsedDocument]:
-    """One document per line ``{"id", "title", "text", "url"?, "tags"?}``; bad lines raise."""
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    """One document per line ``{"id", "title", "text", "url"?, "tags"?}``; bad lines raise
+    (as does a file that is not UTF-8, or a line nested deeper than JSON we read)."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = data
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{name}:{number}: invalid JSON ({exc.msg})") from exc
+            row = json_loads(line, what="the line")
+        except UnreadableJson as exc:
+            raise InvalidInput(f"{name}:{number}: invalid JSON ({exc})") from None
         if not isinstance(row, dict) or not str(row.get("id", "")).strip():
             raise InvalidInput(f"{name}:{number}: each line needs an 'id'")
         if not isinstance(row.get("text", ""), str) or not isinstance(row.get("title", ""), str):

@@ -47,11 +47,21 @@ def read_path(path: Path) -> Iterator[Item]:
         if kind is None:
             continue
         if kind == "jsonl":
-            for doc in parse_jsonl(file.read_bytes(), name=rel):
-                doc.external_id = f"{rel}#{doc.external_id}"
-                yield doc
+            yield from _parse_jsonl(rel, file.read_bytes())
             continue
         yield _parse(rel, file.read_bytes(), rel)
+
+
+def _parse_jsonl(name: str, data: bytes) -> list[Item]:
+    """The documents of a JSONL file inside a folder or bucket (ids ``name#id``), or one
+    ``ItemError`` for the file when a line is bad: the file is read whole or not at all."""
+    try:
+        docs = list(parse_jsonl(data, name=name))
+    except InvalidInput as exc:
+        return [ItemError(name, str(exc))]
+    for doc in docs:
+        doc.external_id = f"{name}#{doc.external_id}"
+    return list(docs)
 
 
 def _parse(name: str, data: bytes, external_id: str) -> Item:
@@ -98,13 +108,7 @@ def s3_read_object(source: KnowledgeSource, key: str, client: Any = None) -> lis
     body = _s3_call(client.get_object, Bucket=source.bucket, Key=key)["Body"].read()
     name = key.rsplit("/", 1)[-1]
     if content_type_for(name) == "jsonl":
-        try:
-            docs = list(parse_jsonl(body, name=key))
-        except InvalidInput as exc:
-            return [ItemError(key, str(exc))]
-        for doc in docs:
-            doc.external_id = f"{key}#{doc.external_id}"
-        return list(docs)
+        return _parse_jsonl(key, body)
     item = _parse(name, body, key)
     if isinstance(item, ParsedDocument) and not item.url:
         item.url = f"s3://{source.bucket}/{key}"

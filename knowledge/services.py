@@ -46,6 +46,7 @@ from support.redis_client import enqueue_once, pending_clear
 logger = logging.getLogger(__name__)
 
 BATCH_DOCUMENTS = 64
+EXTERNAL_ID_MAX_LENGTH = Document._meta.get_field("external_id").max_length or 1000
 CHUNK_INSERT_ROWS = 500  # rows per INSERT when a batch's chunks are written
 ProgressFn = Callable[[int, int], None]
 
@@ -433,6 +434,16 @@ def documents_ingest(
     with ThreadPoolExecutor(1, thread_name_prefix="kb-ingest") as pool:
         try:
             for item in all_items:
+                if len(item.external_id) > EXTERNAL_ID_MAX_LENGTH:  # a JSONL id, an S3 key
+                    counts.failed += 1
+                    counts.errors.append(
+                        {
+                            "id": f"{item.external_id[:200]}...",
+                            "error": f"id longer than {EXTERNAL_ID_MAX_LENGTH} characters",
+                        }
+                    )
+                    processed += 1
+                    continue
                 if item.external_id in seen:
                     counts.failed += 1
                     counts.errors.append({"id": item.external_id, "error": "duplicate id in input"})

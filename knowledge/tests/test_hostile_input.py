@@ -1,0 +1,106 @@
+"""Hostile or careless input to the knowledge base: uploads and source files that once
+answered 500, stopped a whole sync or burnt minutes of CPU. Each case gives a 400 or a
+per-file failure with its reason, and the rest of the run goes on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+
+from knowledge.models import Chunk, Document, KnowledgeSource
+from knowledge.readers import read_path
+from knowledge.services import documents_ingest, source_get_or_create
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def client_500(supervisor) -> Client:
+    """A client that returns a 500 response instead of raising, as a browser sees it."""
+    client = Client(raise_request_exception=False)
+    client.force_login(supervisor)
+    return client
+
+
+def upload(client: Client, name: str, data: bytes):
+    return client.post("/api/kb/documents", {"file": SimpleUploadedFile(name, data)})
+
+
+def texts(external_id: str) -> list[str]:
+    return list(
+        Chunk.objects.filter(document__external_id=external_id)
+        .order_by("position")
+        .values_list("text", flat=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "passage"),
+    [
+        ("nul.txt", b"Refunds take\x00 five days.", "Refunds take five days."),
+        ("nul.md", b"# Refunds\x00\nThey take\x00 five days.", "They take five days."),
+        ("utf16.txt", "Refunds take five days.".encode("utf-16"), "Refunds take five days."),
+        ("utf8bom.txt", b"\xef\xbb\xbfRefunds take five days.", "Refunds take five days."),
+        (
+            "nul.jsonl",
+            json.dumps(
+                {"id": "r\u0000", "title": "Refunds\u0000", "text": "Five\u0000 days."}
+            ).encode(),
+            "Five days.",
+        ),
+    ],
+)
+def test_nul_characters_and_utf16_files_are_read_not_a_500(client_500, name, data, passage):
+    response = upload(client_500, name, data)
+    assert response.status_code == 201, response.content
+    assert response.json()["created"] == 1
+    [document] = Document.objects.all()
+    assert "\x00" not in document.external_id + document.title
+    assert texts(document.external_id)[-1] == passage
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("latin1.jsonl", b'{"id": "a", "title": "caf\xe9", "text": "x"}', "not UTF-8"),
+        ("deep.jsonl", b"[" * 100_000 + b"]" * 100_000, "nested more than"),
+    ],
+)
+def test_unreadable_jsonl_uploads_are_a_400(client_500, name, data, message):
+    response = upload(client_500, name, data)
+    assert response.status_code == 400, response.content
+    assert message in response.json()["error"]["message"]
+    assert not Document.objects.exists()
+
+
+def test_an_id_too_long_to_store_is_a_failed_item_and_the_others_are_kept(client_500):
+    lines = [
+        {"id": "x" * 2000, "title": "Long", "text": "An id of 2000 characters."},
+        {"id": "ok", "title": "Fine", "text": "A normal article."},
+    ]
+    response = upload(client_500, "faq.jsonl", "\n".join(map(json.dumps, lines)).encode())
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert (body["created"], body["failed"]) == (1, 1)
+    assert body["errors"][0]["error"] == "id longer than 1000 characters"
+    assert list(Document.objects.values_list("external_id", "status")) == [
+        ("faq.jsonl#ok", "active")
+    ]
+
+
+def test_a_bad_jsonl_file_in_a_folder_is_one_failure_not_a_failed_sync(tmp_path: Path):
+    (tmp_path / "good.md").write_text("# Returns\nWithin 30 days.")
+    (tmp_path / "bad.jsonl").write_bytes(b'{"id": "a", "title": "t", "text": "x"}\nnot json\n')
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"id": "b", "title": "caf\xe9", "text": "x"}')
+    source = source_get_or_create(name="docs", kind=KnowledgeSource.Kind.FOLDER, path=str(tmp_path))
+    counts = documents_ingest(source=source, items=read_path(tmp_path), delete_missing=True)
+    assert (counts.created, counts.failed) == (1, 2)
+    assert sorted(e["id"] for e in counts.errors) == ["bad.jsonl", "latin1.jsonl"]
+    assert "bad.jsonl:2: invalid JSON" in counts.errors[0]["error"]
+    assert list(Document.objects.filter(status="active").values_list("external_id", flat=True)) == [
+        "good.md"
+    ]
