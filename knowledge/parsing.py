@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 
 from support.errors import InvalidInput
 from support.parsing import UnreadableJson, json_loads
@@ -175,9 +176,20 @@ def parse_markdown(text: str, *, name: str = "", title: str = "") -> tuple[str, 
 # --- HTML ---------------------------------------------------------------------
 
 
-def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
-    from bs4 import BeautifulSoup
+# BeautifulSoup's html.parser builds ~20,000 elements a second: a 10 MB upload of "<b>x"
+# is 2.5 million of them (minutes of CPU, gigabytes of tree). Help pages have a few
+# thousand; a file with more start tags than this is refused before it is parsed.
+HTML_MAX_TAGS = 100_000
+_START_TAG = re.compile(r"<[A-Za-z]")
+_HTML_BLOCKS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "th", "dd", "dt"}
 
+
+def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
+    from bs4 import BeautifulSoup, Tag
+
+    tags = sum(1 for _ in _START_TAG.finditer(html))
+    if tags > HTML_MAX_TAGS:
+        raise InvalidInput(f"{name or 'file'}: more than {HTML_MAX_TAGS} HTML elements")
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "template"]):
         tag.decompose()
@@ -193,12 +205,19 @@ def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
             sections.append(Section(" > ".join(h for _, h in path), text))
         buffer.clear()
 
-    blocks = ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "th", "dd", "dt"]
-    for element in body.find_all(blocks):
-        if element.find_parent(["p", "li", "pre", "td", "th", "dd", "dt"]):
-            continue  # nested inside a block already taken whole
+    # One walk in document order; a block is taken whole and its inside not walked again,
+    # so the work grows with the file's size (looking up each block's ancestors, and
+    # reading headings nested in headings, was quadratic: 5,000 unclosed <h2> took a minute).
+    stack = list(reversed(body.contents))
+    while stack:
+        element = stack.pop()
+        if not isinstance(element, Tag):
+            continue
+        if element.name not in _HTML_BLOCKS:
+            stack.extend(reversed(element.contents))
+            continue
         text = _clean(element.get_text(" ", strip=True))
-        if element.name and element.name[0] == "h" and element.name[1:].isdigit():
+        if element.name[0] == "h":
             level = int(element.name[1:])
             flush()
             if level == 1 and not title:
@@ -220,16 +239,50 @@ def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
 # --- PDF and text ---------------------------------------------------------------
 
 
+# A PDF's text is read page by page with pypdf (pure Python, ~3 us per token of a page's
+# content). A few kilobytes of compressed drawing operations can hold millions of them, so
+# the work is bounded: pages, operators and operands over the whole file (~10-18 s of CPU
+# at the limit, measured with Helvetica text operations),
+# and tokens per content stream (pypdf's own limit, lowered).
+PDF_MAX_PAGES = 2000
+PDF_MAX_WORK = 1_000_000
+PDF_STREAM_MAX_WORK = 1_000_000
+
+
+class _PdfTooBusy(Exception):
+    pass
+
+
 def parse_pdf(data: bytes, *, name: str = "") -> tuple[str, list[Section]]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import PyPdfError
+
+    label = name or "file"
+    budget = PDF_MAX_WORK
+
+    def spend(operator: Any, operands: Any, cm: Any, tm: Any) -> None:
+        nonlocal budget
+        budget -= 1 + sum(len(o) if isinstance(o, list | dict) else 1 for o in operands)
+        if budget < 0:
+            raise _PdfTooBusy
 
     try:
-        reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
-        meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except (PdfReadError, ValueError, KeyError) as exc:
-        raise InvalidInput(f"{name or 'file'}: unreadable PDF ({exc})") from exc
+        with apply_configuration(stream_parsing_work_maximum_count=PDF_STREAM_MAX_WORK):
+            reader = PdfReader(io.BytesIO(data))
+            if len(reader.pages) > PDF_MAX_PAGES:
+                raise InvalidInput(f"{label}: more than {PDF_MAX_PAGES} pages")
+            pages = [page.extract_text(visitor_operand_before=spend) or "" for page in reader.pages]
+            meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except _PdfTooBusy:
+        raise InvalidInput(
+            f"{label}: too much to read (over {PDF_MAX_WORK} drawing operations)"
+        ) from None
+    # PyPdfError: PdfReadError, LimitReachedError...; the others: what pypdf raises on
+    # malformed objects it does not check (a hostile file is not a 500).
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise InvalidInput(f"{label}: unreadable PDF ({exc})") from exc
+    except RecursionError:
+        raise InvalidInput(f"{label}: unreadable PDF (nested too deeply)") from None
     sections = [Section(f"Page {i}", t.strip()) for i, t in enumerate(pages, 1) if t.strip()]
     return str(meta_title).strip() or _title_from_name(name), sections
 

@@ -104,3 +104,117 @@ def test_a_bad_jsonl_file_in_a_folder_is_one_failure_not_a_failed_sync(tmp_path:
     assert list(Document.objects.filter(status="active").values_list("external_id", flat=True)) == [
         "good.md"
     ]
+
+
+def _calls(fn, *args, **kwargs) -> int:
+    """How many Python function calls ``fn`` makes: a measure of work that does not
+    depend on the machine's speed or load."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.runcall(fn, *args, **kwargs)
+    return pstats.Stats(profile).total_calls  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda n: "<h2>x" * n,  # headings left open nest: each held the rest as its text
+        lambda n: "<div>" * n + "<p>x</p>" * (n // 10),  # each passage walked every div
+    ],
+)
+def test_html_work_grows_linearly_with_nesting(shape):
+    from knowledge.parsing import parse_html
+
+    small, large = _calls(parse_html, shape(1000)), _calls(parse_html, shape(4000))
+    assert large < 5 * small, (small, large)  # quadratic: 16 times
+
+
+def _pdf(objects: list[bytes]) -> bytes:
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
+def busy_pdf(*, pages: int, operations: int) -> bytes:
+    """``pages`` pages sharing one content stream of ``operations`` text operations."""
+    import zlib
+
+    stream = zlib.compress(b"BT /F1 12 Tf 72 720 Td (Refunds take five days) Tj ET\n" * operations)
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+    return _pdf(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
+            + stream
+            + b"\nendstream",
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        ]
+        + [
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R "
+            b"/Resources << /Font << /F1 4 0 R >> >> >>"
+        ]
+        * pages
+    )
+
+
+def test_a_pdf_with_too_much_drawing_work_is_a_failed_file(client_500, monkeypatch):
+    from knowledge import parsing
+
+    monkeypatch.setattr(parsing, "PDF_MAX_WORK", 5_000, raising=False)
+    ok = upload(client_500, "short.pdf", busy_pdf(pages=1, operations=100))
+    assert ok.status_code == 201, ok.content
+    response = upload(client_500, "bomb.pdf", busy_pdf(pages=50, operations=200))
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert error["error"] == "bomb.pdf: too much to read (over 5000 drawing operations)"
+    assert Document.objects.get(external_id="bomb.pdf").status == "failed"
+
+
+def test_a_pdf_over_the_page_limit_is_a_failed_file(client_500, monkeypatch):
+    from knowledge import parsing
+
+    monkeypatch.setattr(parsing, "PDF_MAX_PAGES", 3, raising=False)
+    response = upload(client_500, "manual.pdf", busy_pdf(pages=4, operations=1))
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert error["error"] == "manual.pdf: more than 3 pages"
+
+
+def test_pypdf_limits_are_a_failed_file_not_a_500(client_500, monkeypatch):
+    from pypdf import apply_configuration
+
+    from knowledge import parsing
+
+    # pypdf's own limit on one content stream raises LimitReachedError (no PdfReadError)
+    monkeypatch.setattr(parsing, "PDF_STREAM_MAX_WORK", 100, raising=False)
+    with apply_configuration(stream_parsing_work_maximum_count=100):
+        response = upload(client_500, "dense.pdf", busy_pdf(pages=1, operations=100))
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert error["error"].startswith("dense.pdf: unreadable PDF (")
+
+
+def test_html_with_more_elements_than_the_limit_is_a_failed_file(client_500, monkeypatch):
+    from knowledge import parsing
+
+    monkeypatch.setattr(parsing, "HTML_MAX_TAGS", 1_000, raising=False)
+    ok = upload(client_500, "page.html", b"<p>Refunds take five days.</p>" * 1_000)
+    assert ok.status_code == 201, ok.content
+    response = upload(client_500, "tags.html", b"<b>x" * 1_001)
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert error["error"] == "tags.html: more than 1000 HTML elements"
