@@ -218,3 +218,16 @@ def test_html_with_more_elements_than_the_limit_is_a_failed_file(client_500, mon
     assert response.status_code == 400, response.content
     [error] = response.json()["errors"]
     assert error["error"] == "tags.html: more than 1000 HTML elements"
+
+
+def test_a_folder_file_over_the_size_limit_is_a_failed_item(tmp_path: Path, monkeypatch):
+    from knowledge import readers
+
+    monkeypatch.setattr(readers, "SOURCE_FILE_MAX_BYTES", 100, raising=False)
+    (tmp_path / "small.md").write_text("# Returns\nWithin 30 days.")
+    (tmp_path / "huge.txt").write_text("x " * 100)
+    counts = documents_ingest(source=source_get_or_create(name="docs"), items=read_path(tmp_path))
+    assert (counts.created, counts.failed) == (1, 1)
+    assert counts.errors == [
+        {"id": "huge.txt", "error": "huge.txt: larger than 100 bytes (200 bytes)"}
+    ]

@@ -212,3 +212,38 @@ def test_a_stale_sns_envelope_over_http_is_refused(api_client, settings):
     assert ObjectEvent.objects.count() == 0
     # Read from SQS (an authenticated queue that may hold a backlog) the same envelope parses.
     assert [e.action for e in parse_events(stale)] == ["delete"]
+
+
+def test_an_object_gone_between_listing_and_reading_does_not_fail_the_sync(
+    s3, s3_source, monkeypatch
+):
+    from knowledge import readers
+
+    s3.put_object(Bucket="kb-docs", Key="help/a.md", Body=b"# A\nalpha")
+    s3.put_object(Bucket="kb-docs", Key="help/gone.md", Body=b"# Gone\nsoon")
+    assert source_sync(source=s3_source).created == 2
+    listed = list(readers.s3_keys(s3_source))
+    s3.delete_object(Bucket="kb-docs", Key="help/gone.md")  # after the listing
+    monkeypatch.setattr(readers, "s3_keys", lambda source, client=None: iter(listed))
+    counts = source_sync(source=s3_source)
+    assert (counts.unchanged, counts.deleted, counts.failed) == (1, 1, 0)
+    assert dict(Document.objects.values_list("external_id", "status")) == {
+        "help/a.md": "active",
+        "help/gone.md": "deleted",
+    }
+
+
+def test_an_object_over_the_size_limit_is_a_failed_item_never_downloaded(
+    s3, s3_source, monkeypatch
+):
+    from knowledge import readers
+
+    monkeypatch.setattr(readers, "SOURCE_FILE_MAX_BYTES", 100, raising=False)
+    s3.put_object(Bucket="kb-docs", Key="help/a.md", Body=b"# A\nalpha")
+    s3.put_object(Bucket="kb-docs", Key="help/huge.md", Body=b"# Huge\n" + b"x " * 100)
+    counts = source_sync(source=s3_source)
+    assert (counts.created, counts.failed) == (1, 1)
+    assert counts.errors == [
+        {"id": "help/huge.md", "error": "help/huge.md: larger than 100 bytes (207 bytes)"}
+    ]
+    assert Document.objects.get(external_id="help/huge.md").status == "failed"
