@@ -307,6 +307,9 @@ def parse_file(name: str, data: bytes, *, external_id: str | None = None) -> Par
             title, sections = parse_html(text, name=name)
         else:
             title, sections = parse_text(text, name=name)
+    if not any(s.text.strip() for s in sections):  # an article with nothing to find or cite
+        hint = " (a scanned PDF? only a text layer is read)" if kind == "pdf" else ""
+        raise InvalidInput(f"{name}: no text found{hint}")
     return ParsedDocument(external_id or name, title, sections, content_type=kind)
 
 

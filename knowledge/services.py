@@ -40,7 +40,7 @@ from knowledge.readers import Item, ItemError
 from knowledge.retrieval import name_stats_invalidate, stored_embedders_invalidate
 from support.db import advisory_xact_lock
 from support.errors import InvalidInput, NotFound
-from support.parsing import parse_id
+from support.parsing import contains_nul, parse_id
 from support.redis_client import enqueue_once, pending_clear
 
 logger = logging.getLogger(__name__)
@@ -779,6 +779,8 @@ def suggestion_feedback_record(
     """Store (or change) one agent's verdict on a suggested passage for a ticket."""
     if len(chunk_ref) > CHUNK_REF_MAX_LENGTH:
         raise InvalidInput(f"chunk_id: at most {CHUNK_REF_MAX_LENGTH} characters")
+    if contains_nul(chunk_ref):  # from the URL path, which no middleware checks
+        raise InvalidInput("chunk_id: NUL characters are not accepted")
     chunk = None
     chunk_pk = parse_id(chunk_ref)
     if chunk_pk is not None:
@@ -823,8 +825,16 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
 
 
 def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> IngestCounts:
-    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)."""
+    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)
+    into an upload source: a folder or S3 source is re-read from where it lives, and its
+    next full sync would delete the uploaded document."""
     from knowledge.parsing import content_type_for, parse_file, parse_jsonl
+
+    if source.kind != KnowledgeSource.Kind.UPLOAD:
+        raise InvalidInput(
+            f"source: {source.name!r} is a {source.kind} source, "
+            "re-read from where it lives; upload to an upload source"
+        )
 
     name = Path(filename).name
     kind = content_type_for(name)

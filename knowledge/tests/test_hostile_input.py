@@ -231,3 +231,56 @@ def test_a_folder_file_over_the_size_limit_is_a_failed_item(tmp_path: Path, monk
     assert counts.errors == [
         {"id": "huge.txt", "error": "huge.txt: larger than 100 bytes (200 bytes)"}
     ]
+
+
+def test_a_nul_character_in_a_suggestion_id_is_a_400(agent, customer):
+    from tickets.services import ticket_create
+
+    ticket = ticket_create(customer=customer, subject="Refund", body="Where is my refund?")
+    client = Client(raise_request_exception=False)
+    client.force_login(agent)
+    response = client.post(
+        f"/api/tickets/{ticket.pk}/suggestions/a%00b/feedback",
+        {"helpful": True},
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["message"] == "chunk_id: NUL characters are not accepted"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("empty.txt", b"", "empty.txt: no text found"),
+        ("blank.md", b"  \n\n\t\n", "blank.md: no text found"),
+        (
+            "empty.html",
+            b"<html><head><title>Hi</title></head><body></body></html>",
+            "empty.html: no text found",
+        ),
+        ("scan.pdf", None, "scan.pdf: no text found (a scanned PDF? only a text layer is read)"),
+    ],
+)
+def test_a_file_without_text_is_a_failed_file_not_an_empty_article(client_500, name, data, message):
+    if data is None:
+        data = busy_pdf(pages=1, operations=0)  # a page with nothing drawn on it
+    response = upload(client_500, name, data)
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert error["error"].startswith(message)
+    assert list(Document.objects.values_list("external_id", "status")) == [(name, "failed")]
+    assert not Chunk.objects.exists()
+
+
+def test_uploads_go_only_to_upload_sources(client_500, tmp_path: Path):
+    (tmp_path / "a.md").write_text("# A\nalpha")
+    source_get_or_create(name="docs", kind=KnowledgeSource.Kind.FOLDER, path=str(tmp_path))
+    response = client_500.post(
+        "/api/kb/documents",
+        {"file": SimpleUploadedFile("b.md", b"# B\nbeta"), "source": "docs"},
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["message"] == (
+        "source: 'docs' is a folder source, re-read from where it lives; upload to an upload source"
+    )
+    assert not Document.objects.exists()
