@@ -803,10 +803,15 @@ def suggestion_feedback_record(
 
 
 def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent]:
-    """Record parsed S3 events once each and queue their processing after commit."""
+    """Record parsed S3 events once each and queue their processing after commit; returns
+    the newly recorded ones. An event received again that was recorded but never
+    processed (its task was lost: the broker was down when it was queued, or its retries
+    ran out) is queued again: the sender's redelivery is its re-drive. Processing is
+    idempotent, and a processed event is never queued twice."""
     from knowledge.tasks import kb_object_event_task
 
     recorded = []
+    redrive = []
     with transaction.atomic():
         for event in events:
             stored = object_event_record(
@@ -819,7 +824,13 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
             )
             if stored is not None:
                 recorded.append(stored)
-        for stored in recorded:
+                continue
+            pending = ObjectEvent.objects.filter(
+                event_key=event.event_key[:300], processed_at__isnull=True
+            ).first()
+            if pending is not None:
+                redrive.append(pending)
+        for stored in recorded + redrive:
             transaction.on_commit(partial(kb_object_event_task.delay, stored.pk))
     return recorded
 

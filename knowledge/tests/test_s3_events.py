@@ -247,3 +247,23 @@ def test_an_object_over_the_size_limit_is_a_failed_item_never_downloaded(
         {"id": "help/huge.md", "error": "help/huge.md: larger than 100 bytes (207 bytes)"}
     ]
     assert Document.objects.get(external_id="help/huge.md").status == "failed"
+
+
+def test_a_redelivered_event_whose_processing_was_lost_is_processed(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks
+):
+    """The first delivery was recorded but its task never ran (the broker was down when
+    it was queued, or the worker lost it): the sender's redelivery processes it."""
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    with django_capture_on_commit_callbacks(execute=False):  # the task is never queued
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 1})
+    assert ObjectEvent.objects.get().processed_at is None
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 0})
+    assert ObjectEvent.objects.get().processed_at is not None
+    assert Document.objects.get().external_id == "help/refunds.md"
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:  # processed: nothing
+        post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert callbacks == []
