@@ -854,6 +854,8 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
     items: list[Item]
     if kind == "jsonl":
         docs = list(parse_jsonl(data, name=name))
+        if not docs:
+            raise InvalidInput(f"file: {name} holds no documents")
         for doc in docs:
             doc.external_id = f"{name}#{doc.external_id}"
         items = list(docs)

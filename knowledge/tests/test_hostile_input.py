@@ -284,3 +284,10 @@ def test_uploads_go_only_to_upload_sources(client_500, tmp_path: Path):
         "source: 'docs' is a folder source, re-read from where it lives; upload to an upload source"
     )
     assert not Document.objects.exists()
+
+
+@pytest.mark.parametrize("data", [b"", b"\n  \n"])
+def test_a_jsonl_upload_without_documents_is_a_400(client_500, data):
+    response = upload(client_500, "faq.jsonl", data)
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["message"] == "file: faq.jsonl holds no documents"
