@@ -622,6 +622,33 @@ def job_create(
     )
 
 
+def sync_job_queue(
+    *, source: KnowledgeSource | None, full: bool, backend: str, user: Any = None
+) -> IngestionJob:
+    """A sync job, its task queued once the job is committed. When the broker cannot take
+    the task (Redis down) the job is finished as failed with the reason: it would stay
+    ``queued`` for ever otherwise, and the request that asked for it answered 500."""
+    job = job_create(source=source, full=full, backend=backend, user=user)
+    transaction.on_commit(partial(_sync_job_publish, job))
+    return job
+
+
+def _sync_job_publish(job: IngestionJob) -> None:
+    from kombu.exceptions import KombuError
+
+    from knowledge.tasks import kb_sync_task
+
+    try:
+        kb_sync_task.delay(job.pk)
+    except (KombuError, OSError) as exc:
+        logger.warning("kb job %s could not be queued", job.pk, exc_info=True)
+        job_finish(
+            job,
+            error=f"not queued: the task broker refused it ({type(exc).__name__}); "
+            "start the sync again",
+        )
+
+
 def job_start(job: IngestionJob) -> None:
     job.status = IngestionJob.Status.RUNNING
     job.started_at = timezone.now()

@@ -259,3 +259,29 @@ def test_upload_ingests_one_file_idempotently(supervisor_client, agent_client):
         ("returns.md", "active", 2),
         ("scan.pdf", "failed", 0),
     ]
+
+
+def test_a_sync_the_broker_cannot_take_is_a_failed_job_not_a_stuck_one(
+    supervisor_client, agent_client, tmp_path: Path, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from knowledge.tasks import kb_sync_task
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(kb_sync_task, "delay", broker_down)
+    KnowledgeSource.objects.create(name="folder", kind="folder", path=str(tmp_path))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = supervisor_client.post("/api/kb/sync", {"source": "folder"}, format="json")
+    assert response.status_code == 202
+    job = agent_client.get(f"/api/kb/jobs/{response.json()['job_id']}").json()
+    assert job["status"] == "failed"
+    assert job["errors"] == [
+        {
+            "id": "",
+            "error": "not queued: the task broker refused it (OperationalError); "
+            "start the sync again",
+        }
+    ]
