@@ -81,6 +81,29 @@ _BOMS = (
 )
 
 
+# A file named .txt, .md or .html that is something else (a careless upload): refused with
+# what it looks like, rather than ingested as an article of mojibake.
+_MAGIC = (
+    (b"%PDF-", "PDF file", " (name it .pdf)"),
+    (b"PK\x03\x04", "ZIP archive (DOCX, XLSX...)", ""),
+    (b"\x89PNG", "PNG image", ""),
+    (b"\xff\xd8\xff", "JPEG image", ""),
+    (b"GIF8", "GIF image", ""),
+    (b"\xd0\xcf\x11\xe0", "Office 97-2003 file", ""),
+)
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\ufffd]")
+BINARY_MAX_SHARE = 0.2  # control characters and undecodable bytes, of all characters (binary
+# files: about half; text with a few stray bytes: a few per cent)
+
+
+def _refuse_binary(name: str, data: bytes, text: str) -> None:
+    for magic, what, hint in _MAGIC:
+        if data.startswith(magic):
+            raise InvalidInput(f"{name}: a {what}, not text{hint}")
+    if text and len(_NOT_TEXT.findall(text)) > BINARY_MAX_SHARE * len(text):
+        raise InvalidInput(f"{name}: binary content, not text")
+
+
 def decode_text(data: bytes) -> str:
     """A text file's characters: UTF-8, or the encoding its byte-order mark names (Windows
     tools save UTF-16 with one); bytes that do not decode become U+FFFD."""
@@ -301,6 +324,7 @@ def parse_file(name: str, data: bytes, *, external_id: str | None = None) -> Par
         title, sections = parse_pdf(data, name=name)
     else:
         text = decode_text(data)
+        _refuse_binary(name, data, text)
         if kind == "markdown":
             title, sections = parse_markdown(text, name=name)
         elif kind == "html":

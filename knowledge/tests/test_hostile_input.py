@@ -291,3 +291,27 @@ def test_a_jsonl_upload_without_documents_is_a_400(client_500, data):
     response = upload(client_500, "faq.jsonl", data)
     assert response.status_code == 400, response.content
     assert response.json()["error"]["message"] == "file: faq.jsonl holds no documents"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("notes.txt", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "notes.txt: a PNG image"),
+        ("guide.md", None, "guide.md: a PDF file, not text (name it .pdf)"),
+        ("manual.html", b"PK\x03\x04" + b"\x14\x00" * 300, "manual.html: a ZIP archive"),
+        ("blob.txt", bytes(range(256)) * 8, "blob.txt: binary content, not text"),
+    ],
+)
+def test_a_binary_file_under_a_text_name_is_a_failed_file(client_500, name, data, message):
+    if data is None:
+        data = busy_pdf(pages=1, operations=3)
+    response = upload(client_500, name, data)
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert error["error"].startswith(message)
+    assert not Chunk.objects.exists()
+
+
+def test_text_with_a_few_odd_bytes_is_still_text(client_500):
+    data = b"Refunds take five days \xff\xfe and arrive \x01 on your card. " * 20
+    assert upload(client_500, "refunds.txt", data).status_code == 201
