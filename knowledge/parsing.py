@@ -35,6 +35,15 @@ SUPPORTED_SUFFIXES = {
 }
 CHUNK_WORDS = 160  # ~210 word pieces: under MiniLM's 256-token window
 OVERLAP_WORDS = 32
+# A "word" longer than this (a pasted base64 blob, a minified line) is cut, with "…": a
+# passage is at most ~160 x 100 characters, not a megabyte sent whole in every search
+# result and suggestion (MiniLM reads a word over 100 characters as one unknown token, and
+# PostgreSQL's full text skips words over 2,047 bytes, so neither found it anyway). Titles
+# are cut where the document's is (500, ``ParsedDocument``). Output is unchanged for text
+# without such words, so CHUNKER_VERSION stays: documents ingested before keep their
+# passages until they change.
+WORD_MAX_CHARS = 100
+TITLE_MAX_CHARS = 500
 CHUNKER_VERSION = "1"
 
 
@@ -59,7 +68,7 @@ class ParsedDocument:
 
     def __post_init__(self) -> None:
         self.external_id = _without_nul(self.external_id)
-        self.title = _without_nul(self.title)
+        self.title = _without_nul(self.title)[:TITLE_MAX_CHARS]  # what Document keeps
         self.url = _without_nul(self.url)
         self.tags = [_without_nul(t) for t in self.tags]
         self.sections = [
@@ -398,7 +407,10 @@ def chunk_document(
         words_in_section: list[list[str]] = []
         current: list[str] = []
         for paragraph in _paragraphs(section.text):
-            words = paragraph.split()
+            words = [
+                w if len(w) <= WORD_MAX_CHARS else f"{w[:WORD_MAX_CHARS]}…"
+                for w in paragraph.split()
+            ]
             if current and len(current) + len(words) > max_words:
                 words_in_section.append(current)
                 current = current[-overlap:] if overlap else []

@@ -315,3 +315,17 @@ def test_a_binary_file_under_a_text_name_is_a_failed_file(client_500, name, data
 def test_text_with_a_few_odd_bytes_is_still_text(client_500):
     data = b"Refunds take five days \xff\xfe and arrive \x01 on your card. " * 20
     assert upload(client_500, "refunds.txt", data).status_code == 201
+
+
+def test_an_enormous_line_makes_passages_of_bounded_size(client_500):
+    """A pasted base64 blob or a minified line: one "word" of a megabyte became one
+    passage of a megabyte, sent whole in every search result and suggestion."""
+    blob = "QUJD" * 250_000
+    data = f"# {'Very long title ' * 5_000}\nRefunds take five days. {blob} Thanks.\n".encode()
+    response = upload(client_500, "pasted.md", data)
+    assert response.status_code == 201, response.content
+    lengths = [len(t) for t in Chunk.objects.values_list("text", flat=True)]
+    assert max(lengths) <= 20_000, lengths
+    body = Chunk.objects.get(kind="body").text
+    assert body.startswith("Refunds take five days. QUJDQUJD")
+    assert body.endswith("… Thanks.")
