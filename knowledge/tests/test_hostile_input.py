@@ -329,3 +329,20 @@ def test_an_enormous_line_makes_passages_of_bounded_size(client_500):
     body = Chunk.objects.get(kind="body").text
     assert body.startswith("Refunds take five days. QUJDQUJD")
     assert body.endswith("… Thanks.")
+
+
+def test_an_upload_with_more_passages_than_the_limit_is_a_400(client_500, monkeypatch):
+    """Uploads are embedded inside the request: ~17 ms of CPU a passage, so 10 MB of
+    text (~13,000 passages) held a web thread and both cores for minutes."""
+    from knowledge import services
+
+    monkeypatch.setattr(services, "UPLOAD_MAX_CHUNKS", 5, raising=False)
+    fits = " ".join(f"word{i}" for i in range(4 * 128))  # title + 4 passages
+    assert upload(client_500, "fits.txt", fits.encode()).status_code == 201
+    response = upload(client_500, "book.txt", (fits + " more" * 40).encode())
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["message"] == (
+        "file: book.txt makes 6 passages; an upload takes at most 5 "
+        "(they are embedded during the request): load it with kb_ingest or from S3"
+    )
+    assert list(Document.objects.values_list("external_id", flat=True)) == ["fits.txt"]
