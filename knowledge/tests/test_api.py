@@ -285,3 +285,20 @@ def test_a_sync_the_broker_cannot_take_is_a_failed_job_not_a_stuck_one(
             "start the sync again",
         }
     ]
+
+
+def test_a_deleted_article_leaves_the_cached_suggestions_at_once(
+    agent_client, kb, ticket, django_capture_on_commit_callbacks
+):
+    """Suggestions are cached per ticket state for 5 minutes; an article removed (a wrong
+    or confidential upload, an S3 deletion) was still shown, text and all, until then."""
+    from knowledge.services import document_delete
+
+    def shown() -> list[str]:
+        response = agent_client.get(f"/api/tickets/{ticket.pk}/suggestions")
+        return [s["document"]["external_id"] for s in response.json()["suggestions"]]
+
+    assert shown()[0] == "reset"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert document_delete(source=kb, external_id="reset")
+    assert "reset" not in shown()
