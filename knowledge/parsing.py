@@ -7,15 +7,17 @@ two sections, carries its heading path, and consecutive chunks of a section over
 
 from __future__ import annotations
 
+import codecs
 import io
-import json
 import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 
 from support.errors import InvalidInput
+from support.parsing import UnreadableJson, json_loads
 from support.safe_urls import http_url
 from support.text import sentences_of
 
@@ -33,6 +35,15 @@ SUPPORTED_SUFFIXES = {
 }
 CHUNK_WORDS = 160  # ~210 word pieces: under MiniLM's 256-token window
 OVERLAP_WORDS = 32
+# A "word" longer than this (a pasted base64 blob, a minified line) is cut, with "…": a
+# passage is at most ~160 x 100 characters, not a megabyte sent whole in every search
+# result and suggestion (MiniLM reads a word over 100 characters as one unknown token, and
+# PostgreSQL's full text skips words over 2,047 bytes, so neither found it anyway). Titles
+# are cut where the document's is (500, ``ParsedDocument``). Output is unchanged for text
+# without such words, so CHUNKER_VERSION stays: documents ingested before keep their
+# passages until they change.
+WORD_MAX_CHARS = 100
+TITLE_MAX_CHARS = 500
 CHUNKER_VERSION = "1"
 
 
@@ -44,12 +55,71 @@ class Section:
 
 @dataclass
 class ParsedDocument:
+    """One document as parsed. NUL characters are dropped from every field here, whatever
+    the format (a PDF's text layer, a JSONL string's ``\\u0000``): PostgreSQL text cannot
+    hold them, and one used to fail the whole upload or batch with a database error."""
+
     external_id: str
     title: str
     sections: list[Section]
     url: str = ""
     content_type: str = ""
     tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.external_id = _without_nul(self.external_id)
+        self.title = _without_nul(self.title)[:TITLE_MAX_CHARS]  # what Document keeps
+        self.url = _without_nul(self.url)
+        self.tags = [_without_nul(t) for t in self.tags]
+        self.sections = [
+            Section(_without_nul(s.heading_path), _without_nul(s.text)) for s in self.sections
+        ]
+
+
+def _without_nul(text: str) -> str:
+    return text.replace("\x00", "") if "\x00" in text else text
+
+
+# Byte-order marks, longest first (UTF-32 LE starts with UTF-16 LE's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+# A file named .txt, .md or .html that is something else (a careless upload): refused with
+# what it looks like, rather than ingested as an article of mojibake.
+_MAGIC = (
+    (b"%PDF-", "PDF file", " (name it .pdf)"),
+    (b"PK\x03\x04", "ZIP archive (DOCX, XLSX...)", ""),
+    (b"\x89PNG", "PNG image", ""),
+    (b"\xff\xd8\xff", "JPEG image", ""),
+    (b"GIF8", "GIF image", ""),
+    (b"\xd0\xcf\x11\xe0", "Office 97-2003 file", ""),
+)
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\ufffd]")
+BINARY_MAX_SHARE = 0.2  # control characters and undecodable bytes, of all characters (binary
+# files: about half; text with a few stray bytes: a few per cent)
+
+
+def _refuse_binary(name: str, data: bytes, text: str) -> None:
+    for magic, what, hint in _MAGIC:
+        if data.startswith(magic):
+            raise InvalidInput(f"{name}: a {what}, not text{hint}")
+    if text and len(_NOT_TEXT.findall(text)) > BINARY_MAX_SHARE * len(text):
+        raise InvalidInput(f"{name}: binary content, not text")
+
+
+def decode_text(data: bytes) -> str:
+    """A text file's characters: UTF-8, or the encoding its byte-order mark names (Windows
+    tools save UTF-16 with one); bytes that do not decode become U+FFFD."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data.decode(codec, errors="replace")
+    return data.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -138,9 +208,20 @@ def parse_markdown(text: str, *, name: str = "", title: str = "") -> tuple[str, 
 # --- HTML ---------------------------------------------------------------------
 
 
-def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
-    from bs4 import BeautifulSoup
+# BeautifulSoup's html.parser builds ~20,000 elements a second: a 10 MB upload of "<b>x"
+# is 2.5 million of them (minutes of CPU, gigabytes of tree). Help pages have a few
+# thousand; a file with more start tags than this is refused before it is parsed.
+HTML_MAX_TAGS = 100_000
+_START_TAG = re.compile(r"<[A-Za-z]")
+_HTML_BLOCKS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "th", "dd", "dt"}
 
+
+def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
+    from bs4 import BeautifulSoup, Tag
+
+    tags = sum(1 for _ in _START_TAG.finditer(html))
+    if tags > HTML_MAX_TAGS:
+        raise InvalidInput(f"{name or 'file'}: more than {HTML_MAX_TAGS} HTML elements")
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "nav", "header", "footer", "noscript", "template"]):
         tag.decompose()
@@ -156,12 +237,19 @@ def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
             sections.append(Section(" > ".join(h for _, h in path), text))
         buffer.clear()
 
-    blocks = ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "th", "dd", "dt"]
-    for element in body.find_all(blocks):
-        if element.find_parent(["p", "li", "pre", "td", "th", "dd", "dt"]):
-            continue  # nested inside a block already taken whole
+    # One walk in document order; a block is taken whole and its inside not walked again,
+    # so the work grows with the file's size (looking up each block's ancestors, and
+    # reading headings nested in headings, was quadratic: 5,000 unclosed <h2> took a minute).
+    stack = list(reversed(body.contents))
+    while stack:
+        element = stack.pop()
+        if not isinstance(element, Tag):
+            continue
+        if element.name not in _HTML_BLOCKS:
+            stack.extend(reversed(element.contents))
+            continue
         text = _clean(element.get_text(" ", strip=True))
-        if element.name and element.name[0] == "h" and element.name[1:].isdigit():
+        if element.name[0] == "h":
             level = int(element.name[1:])
             flush()
             if level == 1 and not title:
@@ -183,16 +271,50 @@ def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
 # --- PDF and text ---------------------------------------------------------------
 
 
+# A PDF's text is read page by page with pypdf (pure Python, ~3 us per token of a page's
+# content). A few kilobytes of compressed drawing operations can hold millions of them, so
+# the work is bounded: pages, operators and operands over the whole file (~10-18 s of CPU
+# at the limit, measured with Helvetica text operations),
+# and tokens per content stream (pypdf's own limit, lowered).
+PDF_MAX_PAGES = 2000
+PDF_MAX_WORK = 1_000_000
+PDF_STREAM_MAX_WORK = 1_000_000
+
+
+class _PdfTooBusy(Exception):
+    pass
+
+
 def parse_pdf(data: bytes, *, name: str = "") -> tuple[str, list[Section]]:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf import PdfReader, apply_configuration
+    from pypdf.errors import PyPdfError
+
+    label = name or "file"
+    budget = PDF_MAX_WORK
+
+    def spend(operator: Any, operands: Any, cm: Any, tm: Any) -> None:
+        nonlocal budget
+        budget -= 1 + sum(len(o) if isinstance(o, list | dict) else 1 for o in operands)
+        if budget < 0:
+            raise _PdfTooBusy
 
     try:
-        reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
-        meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except (PdfReadError, ValueError, KeyError) as exc:
-        raise InvalidInput(f"{name or 'file'}: unreadable PDF ({exc})") from exc
+        with apply_configuration(stream_parsing_work_maximum_count=PDF_STREAM_MAX_WORK):
+            reader = PdfReader(io.BytesIO(data))
+            if len(reader.pages) > PDF_MAX_PAGES:
+                raise InvalidInput(f"{label}: more than {PDF_MAX_PAGES} pages")
+            pages = [page.extract_text(visitor_operand_before=spend) or "" for page in reader.pages]
+            meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except _PdfTooBusy:
+        raise InvalidInput(
+            f"{label}: too much to read (over {PDF_MAX_WORK} drawing operations)"
+        ) from None
+    # PyPdfError: PdfReadError, LimitReachedError...; the others: what pypdf raises on
+    # malformed objects it does not check (a hostile file is not a 500).
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise InvalidInput(f"{label}: unreadable PDF ({exc})") from exc
+    except RecursionError:
+        raise InvalidInput(f"{label}: unreadable PDF (nested too deeply)") from None
     sections = [Section(f"Page {i}", t.strip()) for i, t in enumerate(pages, 1) if t.strip()]
     return str(meta_title).strip() or _title_from_name(name), sections
 
@@ -210,26 +332,37 @@ def parse_file(name: str, data: bytes, *, external_id: str | None = None) -> Par
     if kind == "pdf":
         title, sections = parse_pdf(data, name=name)
     else:
-        text = data.decode("utf-8", errors="replace")
+        text = decode_text(data)
+        _refuse_binary(name, data, text)
         if kind == "markdown":
             title, sections = parse_markdown(text, name=name)
         elif kind == "html":
             title, sections = parse_html(text, name=name)
         else:
             title, sections = parse_text(text, name=name)
+    if not any(s.text.strip() for s in sections):  # an article with nothing to find or cite
+        hint = " (a scanned PDF? only a text layer is read)" if kind == "pdf" else ""
+        raise InvalidInput(f"{name}: no text found{hint}")
     return ParsedDocument(external_id or name, title, sections, content_type=kind)
 
 
 def parse_jsonl(data: bytes | str, *, name: str = "") -> Iterator[ParsedDocument]:
-    """One document per line ``{"id", "title", "text", "url"?, "tags"?}``; bad lines raise."""
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    """One document per line ``{"id", "title", "text", "url"?, "tags"?}``; bad lines raise
+    (as does a file that is not UTF-8, or a line nested deeper than JSON we read)."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    else:
+        text = data
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{name}:{number}: invalid JSON ({exc.msg})") from exc
+            row = json_loads(line, what="the line")
+        except UnreadableJson as exc:
+            raise InvalidInput(f"{name}:{number}: invalid JSON ({exc})") from None
         if not isinstance(row, dict) or not str(row.get("id", "")).strip():
             raise InvalidInput(f"{name}:{number}: each line needs an 'id'")
         if not isinstance(row.get("text", ""), str) or not isinstance(row.get("title", ""), str):
@@ -274,7 +407,10 @@ def chunk_document(
         words_in_section: list[list[str]] = []
         current: list[str] = []
         for paragraph in _paragraphs(section.text):
-            words = paragraph.split()
+            words = [
+                w if len(w) <= WORD_MAX_CHARS else f"{w[:WORD_MAX_CHARS]}…"
+                for w in paragraph.split()
+            ]
             if current and len(current) + len(words) > max_words:
                 words_in_section.append(current)
                 current = current[-overlap:] if overlap else []

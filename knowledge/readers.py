@@ -16,8 +16,12 @@ from django.conf import settings
 
 from knowledge.models import KnowledgeSource
 from knowledge.parsing import ParsedDocument, content_type_for, parse_file, parse_jsonl
-from support.aws import aws_client, aws_error
-from support.errors import InvalidInput
+from support.aws import aws_client, aws_error, aws_error_code
+from support.errors import ExternalAuthError, InvalidInput, RetryableError
+
+# Files and objects are read whole into memory, then parsed: one larger than this is a
+# failed item, never read (uploads have their own, smaller limit).
+SOURCE_FILE_MAX_BYTES = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -46,12 +50,29 @@ def read_path(path: Path) -> Iterator[Item]:
         kind = content_type_for(file.name)
         if kind is None:
             continue
-        if kind == "jsonl":
-            for doc in parse_jsonl(file.read_bytes(), name=rel):
-                doc.external_id = f"{rel}#{doc.external_id}"
-                yield doc
-            continue
-        yield _parse(rel, file.read_bytes(), rel)
+        size = file.stat().st_size
+        if size > SOURCE_FILE_MAX_BYTES:
+            yield _too_large(rel, size)
+        elif kind == "jsonl":
+            yield from _parse_jsonl(rel, file.read_bytes())
+        else:
+            yield _parse(rel, file.read_bytes(), rel)
+
+
+def _too_large(name: str, size: int) -> ItemError:
+    return ItemError(name, f"{name}: larger than {SOURCE_FILE_MAX_BYTES} bytes ({size} bytes)")
+
+
+def _parse_jsonl(name: str, data: bytes) -> list[Item]:
+    """The documents of a JSONL file inside a folder or bucket (ids ``name#id``), or one
+    ``ItemError`` for the file when a line is bad: the file is read whole or not at all."""
+    try:
+        docs = list(parse_jsonl(data, name=name))
+    except InvalidInput as exc:
+        return [ItemError(name, str(exc))]
+    for doc in docs:
+        doc.external_id = f"{name}#{doc.external_id}"
+    return list(docs)
 
 
 def _parse(name: str, data: bytes, external_id: str) -> Item:
@@ -93,18 +114,28 @@ def s3_keys(source: KnowledgeSource, client: Any = None) -> Iterator[str]:
 
 
 def s3_read_object(source: KnowledgeSource, key: str, client: Any = None) -> list[Item]:
-    """Parse one object; ids are the S3 keys (``key#id`` for lines of a JSONL object)."""
+    """Parse one object; ids are the S3 keys (``key#id`` for lines of a JSONL object).
+    Nothing for an object deleted since it was listed (a full sync then deletes its
+    document); a failed item for one too large or that S3 will not give (archived...; the others
+    are still read); a retryable or an auth error is raised."""
     client = client or s3_client()
-    body = _s3_call(client.get_object, Bucket=source.bucket, Key=key)["Body"].read()
+    try:
+        response = client.get_object(Bucket=source.bucket, Key=key)
+    except (ClientError, BotoCoreError) as exc:
+        if aws_error_code(exc) in ("NoSuchKey", "404"):
+            return []  # deleted since it was listed (or announced): gone, not failed
+        error = aws_error(exc, context="S3")
+        if isinstance(error, RetryableError | ExternalAuthError):
+            raise error from exc  # the whole read stops: every object would fail alike
+        return [ItemError(key, f"{key}: {error}")]  # this object only (archived...)
+    size = int(response.get("ContentLength") or 0)
+    if size > SOURCE_FILE_MAX_BYTES:
+        response["Body"].close()
+        return [_too_large(key, size)]
+    body = response["Body"].read()
     name = key.rsplit("/", 1)[-1]
     if content_type_for(name) == "jsonl":
-        try:
-            docs = list(parse_jsonl(body, name=key))
-        except InvalidInput as exc:
-            return [ItemError(key, str(exc))]
-        for doc in docs:
-            doc.external_id = f"{key}#{doc.external_id}"
-        return list(docs)
+        return _parse_jsonl(key, body)
     item = _parse(name, body, key)
     if isinstance(item, ParsedDocument) and not item.url:
         item.url = f"s3://{source.bucket}/{key}"

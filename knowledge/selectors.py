@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet
+from redis.exceptions import RedisError
 
 from knowledge import retrieval
 from knowledge.backends import get_backend
@@ -112,10 +113,16 @@ def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
     turns = ticket_conversation(ticket)
     if not any(t.speaker == CUSTOMER and t.text for t in turns):
         return []
-    # Cached per ticket state: the ticket page must not embed and search on every view.
+    # Cached per ticket state and knowledge-base state: the ticket page must not embed and
+    # search on every view, and an article ingestion or deletion removed must not be shown
+    # from the cache (the version every ingestion and deletion signals).
     stamp = ticket.last_message_at.timestamp() if ticket.last_message_at else 0
+    try:
+        kb_version = retrieval.versions.get(retrieval.NAME_STATS_VERSION_KEY)
+    except RedisError:  # the cache is down: nothing is cached anyway
+        kb_version = None
     # v3: headlines leave the articles' example phrasings out (v2: plain-text headlines).
-    key = f"kb-suggestions:v3:{ticket.pk}:{stamp}:{k}"
+    key = f"kb-suggestions:v3:{ticket.pk}:{stamp}:{k}:{kb_version}"
     results = cache.get(key)
     if results is None:
         results = kb_search_conversation(turns, k=k, customer_id=ticket.customer_id)

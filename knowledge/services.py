@@ -40,12 +40,17 @@ from knowledge.readers import Item, ItemError
 from knowledge.retrieval import name_stats_invalidate, stored_embedders_invalidate
 from support.db import advisory_xact_lock
 from support.errors import InvalidInput, NotFound
-from support.parsing import parse_id
+from support.parsing import contains_nul, parse_id
 from support.redis_client import enqueue_once, pending_clear
 
 logger = logging.getLogger(__name__)
 
 BATCH_DOCUMENTS = 64
+EXTERNAL_ID_MAX_LENGTH = Document._meta.get_field("external_id").max_length or 1000
+# An upload is embedded inside the request (~17 ms of CPU a passage): 1,000 passages (a
+# ~500-page book) hold a web thread ~20 s; bigger loads go through kb_ingest or S3, in a
+# worker. 10 MB of text would be ~13,000 passages: minutes of both cores.
+UPLOAD_MAX_CHUNKS = 1000
 CHUNK_INSERT_ROWS = 500  # rows per INSERT when a batch's chunks are written
 ProgressFn = Callable[[int, int], None]
 
@@ -433,6 +438,16 @@ def documents_ingest(
     with ThreadPoolExecutor(1, thread_name_prefix="kb-ingest") as pool:
         try:
             for item in all_items:
+                if len(item.external_id) > EXTERNAL_ID_MAX_LENGTH:  # a JSONL id, an S3 key
+                    counts.failed += 1
+                    counts.errors.append(
+                        {
+                            "id": f"{item.external_id[:200]}...",
+                            "error": f"id longer than {EXTERNAL_ID_MAX_LENGTH} characters",
+                        }
+                    )
+                    processed += 1
+                    continue
                 if item.external_id in seen:
                     counts.failed += 1
                     counts.errors.append({"id": item.external_id, "error": "duplicate id in input"})
@@ -611,6 +626,33 @@ def job_create(
     )
 
 
+def sync_job_queue(
+    *, source: KnowledgeSource | None, full: bool, backend: str, user: Any = None
+) -> IngestionJob:
+    """A sync job, its task queued once the job is committed. When the broker cannot take
+    the task (Redis down) the job is finished as failed with the reason: it would stay
+    ``queued`` for ever otherwise, and the request that asked for it answered 500."""
+    job = job_create(source=source, full=full, backend=backend, user=user)
+    transaction.on_commit(partial(_sync_job_publish, job))
+    return job
+
+
+def _sync_job_publish(job: IngestionJob) -> None:
+    from kombu.exceptions import KombuError
+
+    from knowledge.tasks import kb_sync_task
+
+    try:
+        kb_sync_task.delay(job.pk)
+    except (KombuError, OSError) as exc:
+        logger.warning("kb job %s could not be queued", job.pk, exc_info=True)
+        job_finish(
+            job,
+            error=f"not queued: the task broker refused it ({type(exc).__name__}); "
+            "start the sync again",
+        )
+
+
 def job_start(job: IngestionJob) -> None:
     job.status = IngestionJob.Status.RUNNING
     job.started_at = timezone.now()
@@ -768,6 +810,8 @@ def suggestion_feedback_record(
     """Store (or change) one agent's verdict on a suggested passage for a ticket."""
     if len(chunk_ref) > CHUNK_REF_MAX_LENGTH:
         raise InvalidInput(f"chunk_id: at most {CHUNK_REF_MAX_LENGTH} characters")
+    if contains_nul(chunk_ref):  # from the URL path, which no middleware checks
+        raise InvalidInput("chunk_id: NUL characters are not accepted")
     chunk = None
     chunk_pk = parse_id(chunk_ref)
     if chunk_pk is not None:
@@ -790,10 +834,15 @@ def suggestion_feedback_record(
 
 
 def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent]:
-    """Record parsed S3 events once each and queue their processing after commit."""
+    """Record parsed S3 events once each and queue their processing after commit; returns
+    the newly recorded ones. An event received again that was recorded but never
+    processed (its task was lost: the broker was down when it was queued, or its retries
+    ran out) is queued again: the sender's redelivery is its re-drive. Processing is
+    idempotent, and a processed event is never queued twice."""
     from knowledge.tasks import kb_object_event_task
 
     recorded = []
+    redrive = []
     with transaction.atomic():
         for event in events:
             stored = object_event_record(
@@ -806,14 +855,28 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
             )
             if stored is not None:
                 recorded.append(stored)
-        for stored in recorded:
+                continue
+            pending = ObjectEvent.objects.filter(
+                event_key=event.event_key[:300], processed_at__isnull=True
+            ).first()
+            if pending is not None:
+                redrive.append(pending)
+        for stored in recorded + redrive:
             transaction.on_commit(partial(kb_object_event_task.delay, stored.pk))
     return recorded
 
 
 def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> IngestCounts:
-    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)."""
+    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)
+    into an upload source: a folder or S3 source is re-read from where it lives, and its
+    next full sync would delete the uploaded document."""
     from knowledge.parsing import content_type_for, parse_file, parse_jsonl
+
+    if source.kind != KnowledgeSource.Kind.UPLOAD:
+        raise InvalidInput(
+            f"source: {source.name!r} is a {source.kind} source, "
+            "re-read from where it lives; upload to an upload source"
+        )
 
     name = Path(filename).name
     kind = content_type_for(name)
@@ -822,6 +885,8 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
     items: list[Item]
     if kind == "jsonl":
         docs = list(parse_jsonl(data, name=name))
+        if not docs:
+            raise InvalidInput(f"file: {name} holds no documents")
         for doc in docs:
             doc.external_id = f"{name}#{doc.external_id}"
         items = list(docs)
@@ -830,4 +895,11 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
             items = [parse_file(name, data)]
         except InvalidInput as exc:
             items = [ItemError(name, str(exc))]
+    passages = sum(len(chunk_document(d)) for d in items if isinstance(d, ParsedDocument))
+    if passages > UPLOAD_MAX_CHUNKS:
+        raise InvalidInput(
+            f"file: {name} makes {passages} passages; an upload takes at most "
+            f"{UPLOAD_MAX_CHUNKS} (they are embedded during the request): load it with "
+            "kb_ingest or from S3"
+        )
     return documents_ingest(source=source, items=items)

@@ -6,7 +6,6 @@ import hmac
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -95,15 +94,12 @@ class KbSyncApi(APIView):
             source = KnowledgeSource.objects.filter(name=data.validated_data["source"]).first()
             if source is None:
                 raise NotFound(f"source: no source named {data.validated_data['source']!r}")
-        job = services.job_create(
+        job = services.sync_job_queue(
             source=source,
             full=data.validated_data["full"],
             backend=settings.KB_BACKEND,
             user=request.user,
         )
-        from knowledge.tasks import kb_sync_task
-
-        transaction.on_commit(lambda: kb_sync_task.delay(job.pk))
         return Response({"job_id": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
 
 

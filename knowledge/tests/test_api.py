@@ -259,3 +259,46 @@ def test_upload_ingests_one_file_idempotently(supervisor_client, agent_client):
         ("returns.md", "active", 2),
         ("scan.pdf", "failed", 0),
     ]
+
+
+def test_a_sync_the_broker_cannot_take_is_a_failed_job_not_a_stuck_one(
+    supervisor_client, agent_client, tmp_path: Path, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError
+
+    from knowledge.tasks import kb_sync_task
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(kb_sync_task, "delay", broker_down)
+    KnowledgeSource.objects.create(name="folder", kind="folder", path=str(tmp_path))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = supervisor_client.post("/api/kb/sync", {"source": "folder"}, format="json")
+    assert response.status_code == 202
+    job = agent_client.get(f"/api/kb/jobs/{response.json()['job_id']}").json()
+    assert job["status"] == "failed"
+    assert job["errors"] == [
+        {
+            "id": "",
+            "error": "not queued: the task broker refused it (OperationalError); "
+            "start the sync again",
+        }
+    ]
+
+
+def test_a_deleted_article_leaves_the_cached_suggestions_at_once(
+    agent_client, kb, ticket, django_capture_on_commit_callbacks
+):
+    """Suggestions are cached per ticket state for 5 minutes; an article removed (a wrong
+    or confidential upload, an S3 deletion) was still shown, text and all, until then."""
+    from knowledge.services import document_delete
+
+    def shown() -> list[str]:
+        response = agent_client.get(f"/api/tickets/{ticket.pk}/suggestions")
+        return [s["document"]["external_id"] for s in response.json()["suggestions"]]
+
+    assert shown()[0] == "reset"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert document_delete(source=kb, external_id="reset")
+    assert "reset" not in shown()

@@ -212,3 +212,58 @@ def test_a_stale_sns_envelope_over_http_is_refused(api_client, settings):
     assert ObjectEvent.objects.count() == 0
     # Read from SQS (an authenticated queue that may hold a backlog) the same envelope parses.
     assert [e.action for e in parse_events(stale)] == ["delete"]
+
+
+def test_an_object_gone_between_listing_and_reading_does_not_fail_the_sync(
+    s3, s3_source, monkeypatch
+):
+    from knowledge import readers
+
+    s3.put_object(Bucket="kb-docs", Key="help/a.md", Body=b"# A\nalpha")
+    s3.put_object(Bucket="kb-docs", Key="help/gone.md", Body=b"# Gone\nsoon")
+    assert source_sync(source=s3_source).created == 2
+    listed = list(readers.s3_keys(s3_source))
+    s3.delete_object(Bucket="kb-docs", Key="help/gone.md")  # after the listing
+    monkeypatch.setattr(readers, "s3_keys", lambda source, client=None: iter(listed))
+    counts = source_sync(source=s3_source)
+    assert (counts.unchanged, counts.deleted, counts.failed) == (1, 1, 0)
+    assert dict(Document.objects.values_list("external_id", "status")) == {
+        "help/a.md": "active",
+        "help/gone.md": "deleted",
+    }
+
+
+def test_an_object_over_the_size_limit_is_a_failed_item_never_downloaded(
+    s3, s3_source, monkeypatch
+):
+    from knowledge import readers
+
+    monkeypatch.setattr(readers, "SOURCE_FILE_MAX_BYTES", 100, raising=False)
+    s3.put_object(Bucket="kb-docs", Key="help/a.md", Body=b"# A\nalpha")
+    s3.put_object(Bucket="kb-docs", Key="help/huge.md", Body=b"# Huge\n" + b"x " * 100)
+    counts = source_sync(source=s3_source)
+    assert (counts.created, counts.failed) == (1, 1)
+    assert counts.errors == [
+        {"id": "help/huge.md", "error": "help/huge.md: larger than 100 bytes (207 bytes)"}
+    ]
+    assert Document.objects.get(external_id="help/huge.md").status == "failed"
+
+
+def test_a_redelivered_event_whose_processing_was_lost_is_processed(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks
+):
+    """The first delivery was recorded but its task never ran (the broker was down when
+    it was queued, or the worker lost it): the sender's redelivery processes it."""
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    with django_capture_on_commit_callbacks(execute=False):  # the task is never queued
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 1})
+    assert ObjectEvent.objects.get().processed_at is None
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 0})
+    assert ObjectEvent.objects.get().processed_at is not None
+    assert Document.objects.get().external_id == "help/refunds.md"
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:  # processed: nothing
+        post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert callbacks == []
