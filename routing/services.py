@@ -507,8 +507,12 @@ def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
     }
 
 
+DECISION_KEY_PREFIX = "routing-decision-"
+VERDICT_KEY_PREFIX = "routing-verdict-"
+
+
 def ticketing_sync_key(decision_id: int) -> str:
-    return f"routing-decision-{decision_id}"
+    return f"{DECISION_KEY_PREFIX}{decision_id}"
 
 
 def ticketing_sync_create(*, decision: RoutingDecision) -> Delivery:
@@ -524,7 +528,7 @@ def ticketing_sync_create(*, decision: RoutingDecision) -> Delivery:
 
 
 def ticketing_verdict_key(feedback_id: int) -> str:
-    return f"routing-verdict-{feedback_id}"
+    return f"{VERDICT_KEY_PREFIX}{feedback_id}"
 
 
 def ticketing_sync_verdict(*, feedback: RoutingFeedback) -> Delivery | None:
@@ -573,9 +577,18 @@ def _ticketing_sync_changed(delivery: Delivery, change: DeliveryChange) -> None:
         Change.RETRYING: SyncStatus.PENDING,
         Change.REDRIVEN: SyncStatus.PENDING,
     }[change.event]
-    # the decision's own sync or a verdict's: both payloads name the decision
-    decision_id = int(delivery.payload["routing"]["decision_id"])
-    RoutingDecision.objects.filter(pk=decision_id).update(sync_status=status)
+    key = delivery.idempotency_key
+    decision_id: int | None
+    if key.startswith(VERDICT_KEY_PREFIX):  # a person's verdict on the decision
+        decision_id = (
+            RoutingFeedback.objects.filter(pk=int(key.removeprefix(VERDICT_KEY_PREFIX)))
+            .values_list("decision_id", flat=True)
+            .first()
+        )
+    else:
+        decision_id = int(key.removeprefix(DECISION_KEY_PREFIX))
+    if decision_id is not None:  # a verdict purged with its decision: nothing to mark
+        RoutingDecision.objects.filter(pk=decision_id).update(sync_status=status)
 
 
 def _ticketing_sync_schedule() -> Schedule:

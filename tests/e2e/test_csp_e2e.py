@@ -15,6 +15,7 @@ from knowledge.services import documents_ingest, source_get_or_create
 from routing.models import RoutingDecision, RoutingFeedback
 from tests.e2e.test_workbench_e2e import _call, _sign_in, _wait_live
 from tickets import services
+from tickets.models import Team
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -51,8 +52,11 @@ def test_kb_panel_inserts_a_passage_and_a_stored_payload_stays_inert(page, super
 
 def test_routing_panel_accept_posts_from_its_static_script(page, supervisor, customer):
     ticket = _call(services.ticket_create, customer=customer, subject="Route me", body="?")
+    team = Team.objects.create(slug="billing", name="Billing")  # a decision names a team
     decision = RoutingDecision.objects.create(
         ticket=ticket,
+        team=team,
+        team_slug=team.slug,
         priority="normal",
         confidence=0.5,
         provider="local",
