@@ -382,4 +382,6 @@ def test_the_flushing_thread_waits_on_an_event_not_on_time_sleep(
     thread.join(2)
     assert not thread.is_alive()
     assert sleeps == []
-    assert 1 <= len(flushes) <= 10
+    # about 6 at 0.05 s over 0.3 s; more when the machine is busy (a CI run saw 11), and
+    # thousands when the loop spins: the bound tells the two apart, not the timing
+    assert 1 <= len(flushes) <= 100
