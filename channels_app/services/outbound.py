@@ -14,6 +14,7 @@ from channels_app.adapters.base import (
     get_adapter,
     registered_channels,
 )
+from channels_app.adapters.email.adapter import NO_ADDRESS_PREFIX
 from channels_app.models import ChannelAccount
 from channels_app.services.handoff import handoff_reply_address, handoff_reply_deliveries_create
 from support.delivery import selectors as delivery_selectors
@@ -160,6 +161,9 @@ def _outbound_request(
             ).first()
             recipient = identity.external_id if identity else ""
         if not recipient and channel == "email":
+            recipient = ticket.customer.email
+        if recipient.startswith(NO_ADDRESS_PREFIX) and ticket.customer.email:
+            # a mail that named no sender address; an agent has since given the customer one
             recipient = ticket.customer.email
     if not recipient:
         raise PermanentError(f"The customer has no {channel} identity to reply to.")

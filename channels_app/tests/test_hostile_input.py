@@ -357,6 +357,13 @@ def test_email_with_no_sender_address_at_all_is_kept_marked_and_a_reply_says_why
     assert reply.delivery_status == "failed"
     assert "named no sender address" in reply.delivery_error
     assert len(responses.calls) == 0  # nothing was sent anywhere
+    # an agent who learns the address gives it to the customer: replies go there
+    Customer.objects.filter(pk=first.ticket.customer_id).update(email="ann@example.org")
+    responses.post("https://api.sendgrid.com/v3/mail/send", status=202)
+    with django_capture_on_commit_callbacks(execute=True):
+        message_add(ticket=first.ticket, body="Found you.", author_user=agent)
+    sent = json.loads(responses.calls[0].request.body or b"")
+    assert sent["personalizations"] == [{"to": [{"email": "ann@example.org"}]}]
 
 
 @responses.activate
