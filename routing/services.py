@@ -515,15 +515,21 @@ def ticketing_sync_key(decision_id: int) -> str:
     return f"{DECISION_KEY_PREFIX}{decision_id}"
 
 
-def ticketing_sync_create(*, decision: RoutingDecision) -> Delivery:
-    """The decision's sync delivery (one per decision); sent after commit."""
+def _ticketing_enqueue(key: str, ticket_id: int, payload: dict[str, Any]) -> Delivery:
     return delivery_enqueue(
         kind=TICKETING_SYNC_KIND,
-        idempotency_key=ticketing_sync_key(decision.pk),
+        idempotency_key=key,
         target_key=urlsplit(settings.TICKETING_SYSTEM_URL).netloc,
         subject_type="ticket",
-        subject_id=decision.ticket_id,
-        payload=ticketing_sync_payload(decision),
+        subject_id=ticket_id,
+        payload=payload,
+    )
+
+
+def ticketing_sync_create(*, decision: RoutingDecision) -> Delivery:
+    """The decision's sync delivery (one per decision); sent after commit."""
+    return _ticketing_enqueue(
+        ticketing_sync_key(decision.pk), decision.ticket_id, ticketing_sync_payload(decision)
     )
 
 
@@ -550,14 +556,7 @@ def ticketing_sync_verdict(*, feedback: RoutingFeedback) -> Delivery | None:
     }
     payload["updated_at"] = feedback.created_at.isoformat()
     RoutingDecision.objects.filter(pk=decision.pk).update(sync_status=SyncStatus.PENDING)
-    return delivery_enqueue(
-        kind=TICKETING_SYNC_KIND,
-        idempotency_key=ticketing_verdict_key(feedback.pk),
-        target_key=urlsplit(settings.TICKETING_SYSTEM_URL).netloc,
-        subject_type="ticket",
-        subject_id=decision.ticket_id,
-        payload=payload,
-    )
+    return _ticketing_enqueue(ticketing_verdict_key(feedback.pk), decision.ticket_id, payload)
 
 
 def ticketing_sync_delivery(decision: RoutingDecision) -> Delivery | None:

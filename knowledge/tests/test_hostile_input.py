@@ -14,6 +14,7 @@ from django.test import Client
 from knowledge.models import Chunk, Document, KnowledgeSource
 from knowledge.readers import read_path
 from knowledge.services import documents_ingest, source_get_or_create
+from knowledge.tests.conftest import pdf_of
 
 pytestmark = pytest.mark.django_db
 
@@ -131,30 +132,13 @@ def test_html_work_grows_linearly_with_nesting(shape):
     assert large < 5 * small, (small, large)  # quadratic: 16 times
 
 
-def _pdf(objects: list[bytes]) -> bytes:
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for offset in offsets:
-        out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
-
-
 def busy_pdf(*, pages: int, operations: int) -> bytes:
     """``pages`` pages sharing one content stream of ``operations`` text operations."""
     import zlib
 
     stream = zlib.compress(b"BT /F1 12 Tf 72 720 Td (Refunds take five days) Tj ET\n" * operations)
     kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
-    return _pdf(
+    return pdf_of(
         [
             b"<< /Type /Catalog /Pages 2 0 R >>",
             b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % pages,
