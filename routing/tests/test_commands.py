@@ -237,30 +237,7 @@ def test_a_bad_csv_is_a_clear_command_error(tmp_path, command, case):
 CAT_ROWS = "card declined,card,CARDS\nrefund money,refund,MONEY\ntrack parcel,track,ORDERS\n" * 3
 
 
-def test_train_router_refuses_a_row_without_its_category(tmp_path):
-    """With --category-column, a row with a text and a label but no category is refused
-    by its line. The columns used to be read in two passes and paired by position, so a
-    category-only row and a row without a category (same counts) shifted every label onto
-    the next row's category."""
-    path = tmp_path / "cats.csv"
-    path.write_text("text,label,cat\nsome words,,ORPHAN\n" + CAT_ROWS + "track my parcel,track,\n")
-    with pytest.raises(CommandError, match=r"cats\.csv, line 12: no 'cat'"):
-        call_command(
-            "train_router",
-            data=str(path),
-            text_column="text",
-            label_column="label",
-            category_column="cat",
-            features="tfidf",
-        )
-    assert not RouterModel.objects.exists()
-
-
-def test_train_router_maps_each_label_to_its_own_rows_category(tmp_path, capsys):
-    """A row with a category but no label is skipped like any unlabelled row (the two-pass
-    reading refused the file: "Rows with a label and a category differ")."""
-    path = tmp_path / "cats.csv"
-    path.write_text("text,label,cat\nsome words,,ORPHAN\n" + CAT_ROWS)
+def _train_with_categories(path):
     call_command(
         "train_router",
         data=str(path),
@@ -269,6 +246,26 @@ def test_train_router_maps_each_label_to_its_own_rows_category(tmp_path, capsys)
         category_column="cat",
         features="tfidf",
     )
+
+
+def test_train_router_refuses_a_row_without_its_category(tmp_path):
+    """With --category-column, a row with a text and a label but no category is refused
+    by its line. The columns used to be read in two passes and paired by position, so a
+    category-only row and a row without a category (same counts) shifted every label onto
+    the next row's category."""
+    path = tmp_path / "cats.csv"
+    path.write_text("text,label,cat\nsome words,,ORPHAN\n" + CAT_ROWS + "track my parcel,track,\n")
+    with pytest.raises(CommandError, match=r"cats\.csv, line 12: no 'cat'"):
+        _train_with_categories(path)
+    assert not RouterModel.objects.exists()
+
+
+def test_train_router_maps_each_label_to_its_own_rows_category(tmp_path, capsys):
+    """A row with a category but no label is skipped like any unlabelled row (the two-pass
+    reading refused the file: "Rows with a label and a category differ")."""
+    path = tmp_path / "cats.csv"
+    path.write_text("text,label,cat\nsome words,,ORPHAN\n" + CAT_ROWS)
+    _train_with_categories(path)
     assert RouterModel.objects.get(is_active=True).label_to_category == {
         "card": "CARDS",
         "refund": "MONEY",
