@@ -8,7 +8,8 @@ ManualReviewRate → ``support_routing_manual_review_rate`` (and, beside it, the
 share ``support_routing_out_of_scope_rate``); RoutingAccuracy →
 ``support_routing_accuracy`` (from people's verdicts); TicketingSystemSyncFailures →
 ``support_routing_sync_failures`` (failed attempts to update the ticketing system, each
-retry counted: an outage shows at once, while the circuit breaker holds later ones back);
+retry counted, plus the syncs requested while the circuit breaker holds them back: an
+outage shows at once and keeps counting with the traffic);
 BedrockAPIErrors → ``support_routing_provider_errors
 {provider="bedrock"}`` (decisions that fell back because their provider failed); tokens and
 cost → ``support_routing_tokens``, ``support_routing_cost_usd``,
@@ -34,7 +35,7 @@ from prometheus_client.core import Metric
 from routing import selectors
 from routing.models import FeedbackVerdict, RoutingDecision
 from routing.services import TICKETING_SYNC_KIND
-from support.delivery.models import Attempt, Outcome
+from support.delivery.selectors import failures_since
 from support.metrics import gauge, histogram_from_queryset, window_start
 
 PROCESSING_BUCKETS_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -42,14 +43,10 @@ CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def sync_failed_attempts(since: Any) -> int:
-    """Ticketing-sync attempts made since ``since`` that did not succeed (any failure
-    outcome, a lost attempt included), from the engine's attempt log (its partial index
-    on failed attempts' ``created_at``)."""
-    return (
-        Attempt.objects.filter(created_at__gte=since, delivery__target_kind=TICKETING_SYNC_KIND)
-        .exclude(outcome=Outcome.SUCCESS)
-        .count()
-    )
+    """Ticketing syncs that failed since ``since``: failed attempts, plus syncs requested
+    since then that the ticketing system's open circuit holds back (seed 004's stream
+    Lambda would have tried, and failed, each of them)."""
+    return failures_since(target_kind=TICKETING_SYNC_KIND, since=since)
 
 
 def routing_metrics() -> Iterator[Metric]:
@@ -122,7 +119,8 @@ def routing_metrics() -> Iterator[Metric]:
     sync = gauge(
         "routing_sync_failures",
         "Failed attempts to update the ticketing system in the window (every retry "
-        "counts; seed 004 TicketingSystemSyncFailures).",
+        "counts), plus syncs requested in the window that its open circuit holds back "
+        "(seed 004 TicketingSystemSyncFailures).",
     )
     sync.add_metric([], sync_failed_attempts(since))
     yield sync

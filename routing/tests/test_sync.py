@@ -220,6 +220,37 @@ def test_the_sync_failures_metric_counts_failed_attempts_in_the_window(
 
 
 @responses.activate
+def test_syncs_held_back_by_the_open_circuit_count_as_failures(
+    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns
+):
+    """Once the breaker opens, attempts stop: counting attempts alone levelled off at the
+    breaker's threshold (10) plus a probe a minute, so CriticalSyncFailures (> 20 in 5
+    minutes) could never fire in an outage. Every sync requested while the circuit holds
+    it back counts (seed 004's stream Lambda would have tried and failed each), and stops
+    counting once it is sent."""
+    from support.delivery import services as delivery_services
+    from support.delivery.models import Circuit
+
+    sync_on.DELIVERY_CIRCUIT_FAILURES = 10
+    responses.post(URL, body="down", status=503)
+    for _ in range(2):  # 6 + 4 failed attempts: the breaker opens on the 10th
+        _route(customer, django_capture_on_commit_callbacks)
+    assert Circuit.objects.get().state == "open"
+    assert _sync_failures() == 10
+    for _ in range(15):  # held back, no attempt made
+        _route(customer, django_capture_on_commit_callbacks)
+    assert Delivery.objects.filter(total_attempts=0).count() == 15
+    assert _sync_failures() == 25
+    assert _sync_failures() > 20  # CriticalSyncFailures (seed 004: > 20 in 5 min) can fire
+
+    # The circuit closes (by hand here) and the held syncs go out: no longer failures.
+    responses.replace(responses.POST, URL, json={}, status=200)
+    with django_capture_on_commit_callbacks(execute=True):
+        delivery_services.circuit_close(circuit_ids=[Circuit.objects.get().pk], actor=None)
+    assert _sync_failures() == 10
+
+
+@responses.activate
 def test_successful_syncs_are_not_failures(
     sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns
 ):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from support.delivery.models import Circuit, CircuitState, Delivery
+from support.delivery.models import (
+    OPEN_STATUSES,
+    Attempt,
+    Circuit,
+    CircuitState,
+    Delivery,
+    Outcome,
+)
 from support.models import DeliveryStatus
 
 
@@ -44,6 +52,31 @@ def circuits_paused() -> QuerySet[Circuit]:
     return Circuit.objects.filter(
         Q(state=CircuitState.OPEN, open_until__gt=now) | Q(state=CircuitState.HALF_OPEN)
     )
+
+
+def failures_since(*, target_kind: str, since: datetime) -> int:
+    """Sends of ``target_kind`` that failed since ``since``: every attempt that did not
+    succeed (a lost one included; each retry counts, when it was made), plus the deliveries
+    created since then that an open circuit holds back before their first attempt. The
+    breaker stops attempts after ``DELIVERY_CIRCUIT_FAILURES`` failures, so counting
+    attempts alone levels off at a few per cool-off whatever the traffic; each held
+    delivery is a send the target could not take, and it counts again as an attempt if the
+    probe fails it. Attempts read the partial index on failed attempts' ``created_at``."""
+    failed = (
+        Attempt.objects.filter(created_at__gte=since, delivery__target_kind=target_kind)
+        .exclude(outcome=Outcome.SUCCESS)
+        .count()
+    )
+    paused = circuits_paused().filter(
+        target_kind=OuterRef("target_kind"), target_key=OuterRef("target_key")
+    )
+    held = Delivery.objects.filter(
+        target_kind=target_kind,
+        created_at__gte=since,
+        status__in=OPEN_STATUSES,
+        total_attempts=0,
+    ).filter(Exists(paused))
+    return failed + held.count()
 
 
 def circuit_get(*, target_kind: str, target_key: str = "") -> Circuit | None:
