@@ -388,7 +388,6 @@ def _system_note(ticket: Ticket, actor: Any, text: str, metadata: dict[str, Any]
     )
 
 
-@transaction.atomic
 def assignee_refusal(user: Any) -> str | None:
     """Why ``user`` may not be given tickets, or None: only active agents and supervisors
     (anyone else cannot open the workbench to work on them)."""
@@ -399,6 +398,7 @@ def assignee_refusal(user: Any) -> str | None:
     return None
 
 
+@transaction.atomic
 def ticket_assign(*, ticket: Ticket, assignee: Any, actor: Any = None) -> Ticket:
     """Assign to an agent or supervisor (or ``None`` to unassign); written to the timeline
     and published."""

@@ -602,3 +602,28 @@ def test_admin_is_for_supervisors(client, agent, supervisor, customer):
     assert client.get("/admin/tickets/team/add/").status_code == 200
     # Editing users (roles, superuser flag) stays with superusers.
     assert client.get(f"/admin/auth/user/{agent.pk}/change/").status_code == 403
+
+
+def _assigned(ticket, user):
+    from django.db import transaction
+
+    with transaction.atomic():
+        services.ticket_assign(ticket=ticket, assignee=user)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_unassign_action_works_outside_a_request_transaction(supervisor_web, agent, customer):
+    """``ticket_assign`` locks the row but opened no transaction of its own (the decorator
+    sat on ``assignee_refusal``): the admin's "Unassign selected tickets", which runs in
+    autocommit, failed with a 500 on every ticket."""
+    first, second = _tickets(customer, 2)
+    _assigned(first, agent)
+    _assigned(second, agent)
+    response = supervisor_web.post(
+        "/admin/tickets/ticket/",
+        {"action": "unassign", "_selected_action": [first.pk, second.pk]},
+    )
+    assert response.status_code == 302
+    assert list(Ticket.objects.values_list("assignee_id", flat=True)) == [None, None]
+    notes = Message.objects.filter(kind="system", body_text=f"assignee: {agent.username} → —")
+    assert notes.count() == 2
