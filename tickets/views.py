@@ -306,12 +306,11 @@ def _assignee_from(raw: str, request: HttpRequest, current_id: int | None) -> An
         assignee = get_object_or_404(get_user_model(), pk=parse_id(raw))
     else:
         raise NotFound(f"No user {raw!r}.")
-    target_id = assignee.pk if assignee else None
-    if target_id == current_id:
-        return assignee
-    assigning_other = assignee is not None and assignee.pk != request.user.pk
-    unassigning_other = assignee is None and current_id not in (None, request.user.pk)
-    if (assigning_other or unassigning_other) and not is_supervisor(request.user):
+    if not services.assignment_allowed(
+        actor=request.user,
+        current_assignee_id=current_id,
+        assignee_id=assignee.pk if assignee else None,
+    ):
         raise Forbidden("Only supervisors assign tickets to other people.")
     return assignee
 

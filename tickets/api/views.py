@@ -19,7 +19,6 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from support.auth.permissions import IsAgent
-from support.auth.roles import is_supervisor
 from support.errors import Forbidden, InvalidInput
 from support.parsing import parse_id
 from support.services import audit_log_record
@@ -335,9 +334,11 @@ def _assignee_for(request: Request, ticket: Ticket, assignee_id: int | None) -> 
         refusal = services.assignee_refusal(assignee)
         if refusal is not None:
             raise InvalidInput(f"assignee_id: {refusal}", details={"assignee_id": [refusal]})
-    assigning_other = assignee is not None and assignee.pk != request.user.pk
-    unassigning_other = assignee is None and ticket.assignee_id not in (None, request.user.pk)
-    if (assigning_other or unassigning_other) and not is_supervisor(request.user):
+    if not services.assignment_allowed(
+        actor=request.user,
+        current_assignee_id=ticket.assignee_id,
+        assignee_id=assignee.pk if assignee else None,
+    ):
         raise Forbidden(
             "Only supervisors assign tickets to other people.",
             details={"assignee_id": ["Supervisors only."]},

@@ -179,6 +179,25 @@ def test_the_assignment_rule_reads_the_ticket_as_it_is_written(
     assert ticket.assignee_id == other_agent.pk
 
 
+def test_an_agent_may_repeat_the_current_assignee(agent_client, other_agent, customer):
+    """The API refused an agent's update naming the ticket's current assignee when that is
+    someone else (seed 001's PUT sends the whole ticket back, assigned_agent_id included),
+    where the workbench took it as the no-op it is: both now apply one rule
+    (``services.assignment_allowed``)."""
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    services.ticket_assign(ticket=ticket, assignee=other_agent)
+    url = f"/api/tickets/{ticket.pk}"
+    same = {"assigned_agent_id": other_agent.pk, "priority": "high"}
+    response = agent_client.patch(url, same, format="json")
+    assert response.status_code == 200, response.content
+    assert (response.json()["assigned_agent_id"], response.json()["priority"]) == (
+        other_agent.pk,
+        "high",
+    )
+    # giving it to someone else, or releasing it, stays a supervisor's
+    assert agent_client.patch(url, {"assignee_id": None}, format="json").status_code == 403
+
+
 def test_post_message_reply_and_note(agent_client, customer):
     ticket = services.ticket_create(customer=customer, subject="S", body="b")
     url = f"/api/tickets/{ticket.pk}/messages"
