@@ -338,6 +338,22 @@ def ticket_get_visible(ref: str | int, *, user: Any) -> Ticket:
     return ticket
 
 
+def ticket_list_locked(ids: Iterable[int], *, user: Any) -> list[Ticket]:
+    """The tickets among ``ids`` that ``user`` may see and that were not merged, their rows
+    locked (``SELECT ... FOR UPDATE``) until the caller's transaction ends: for a change to
+    many tickets (the inbox's bulk actions), whose rules must read the rows as they will be
+    written. Locked in id order, the order every multi-ticket lock takes (``ticket_merge``
+    too), so two such changes over the same tickets wait for each other, never deadlock.
+    The filters hold for the rows once locked: a ticket merged or moved out of the user's
+    view while this waited for it is left out."""
+    return list(
+        Ticket.objects.filter(pk__in=set(ids), merged_into__isnull=True)
+        .filter(ticket_visibility_q(user))
+        .order_by("pk")
+        .select_for_update()
+    )
+
+
 def ticket_submitted_get(*, caller: Any, external_id: str) -> Ticket | None:
     """The ticket ``caller`` submitted under its own ticket id ``external_id`` (seed 004's
     ``ticket_id``, kept as ``origin_platform_id`` with ``origin_caller``), or None."""

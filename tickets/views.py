@@ -395,23 +395,24 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in BULK_ACTIONS:
         return HttpResponseBadRequest("action must be assign, status or tag.")
-    ids = [pk for pk in map(parse_id, request.POST.getlist("ids")) if pk is not None]
-    tickets = list(
-        Ticket.objects.filter(pk__in=ids, merged_into__isnull=True)
-        .filter(selectors.ticket_visibility_q(request.user))
-        .order_by("pk")
-    )
+    ids = {pk for pk in map(parse_id, request.POST.getlist("ids")) if pk is not None}
     value = request.POST.get("value", "")
     # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
     if action == "status":
         selectors.choices_check("status", [value])
     elif action == "tag" and not value.strip():
         raise InvalidInput("tag: give a tag name.", details={"value": ["Empty."]})
-    done, skipped = 0, 0
     # All or nothing: a refused change (e.g. an agent assigning others) undoes the batch.
     with transaction.atomic():
+        # The rows locked first (in id order) and every rule applied to them as they are
+        # now: read unlocked, a ticket taken by someone else, closed or merged between the
+        # read and the write was overwritten with what the stale read allowed.
+        tickets = selectors.ticket_list_locked(ids, user=request.user)
         done, skipped = _bulk_apply(request, tickets, action, value)
-    note = f"{done} ticket(s) updated" + (f", {skipped} skipped (not allowed)." if skipped else ".")
+    skipped += len(ids) - len(tickets)  # merged, out of view (or unknown) by now
+    note = f"{done} ticket(s) updated" + (
+        f", {skipped} skipped (not allowed, merged or not in your view)." if skipped else "."
+    )
     messages.success(request, note)
     return redirect(_back_or_inbox(request))
 
@@ -422,7 +423,10 @@ def _bulk_apply(
     done, skipped = 0, 0
     for ticket in tickets:
         if action == "assign":
-            assignee = _assignee_from(value, request, ticket.assignee_id)
+            try:
+                assignee = _assignee_from(value, request, ticket.assignee_id)
+            except Forbidden as exc:  # which ticket of the batch, as it is now
+                raise Forbidden(f"{ticket.number}: {exc.message}") from exc
             services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
         elif action == "status":
             if not ticket.can_transition_to(value):

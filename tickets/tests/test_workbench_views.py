@@ -604,11 +604,118 @@ def test_admin_is_for_supervisors(client, agent, supervisor, customer):
     assert client.get(f"/admin/auth/user/{agent.pk}/change/").status_code == 403
 
 
+# --- bulk actions against concurrent changes (real transactions) ---------------------
+
+
+def _commit_once_waited_on(change):
+    """Run ``change`` in a transaction of its own (another connection, another thread)
+    and commit it only once a request of this thread waits for one of its row locks: the
+    change lands between the request's first look at the tickets and its write, whichever
+    of the two takes the lock. The caller joins the returned thread after the request."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    holding, failed = threading.Event(), []
+
+    def run() -> None:
+        try:
+            with transaction.atomic(), connections["default"].cursor() as cursor:
+                change()
+                cursor.execute("SELECT pg_backend_pid()")
+                pid = cursor.fetchone()[0]
+                holding.set()
+                for _ in range(2000):  # a bound, not a timing: commit anyway after ~20 s
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE %s = ANY(pg_blocking_pids(pid))",
+                        [pid],
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                    time.sleep(0.01)
+        except Exception as exc:  # reported by the test, not lost in the thread
+            failed.append(exc)
+        finally:
+            holding.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert holding.wait(20)
+    return thread, failed
+
+
 def _assigned(ticket, user):
     from django.db import transaction
 
     with transaction.atomic():
         services.ticket_assign(ticket=ticket, assignee=user)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_release_reads_the_tickets_as_they_are_written(
+    agent_web, agent, other_agent, customer
+):
+    """Bulk assign read the tickets unlocked and applied the rule to what it read: a
+    ticket a supervisor gave to someone else meanwhile was released by the agent who had
+    read it as its own (single-ticket assignment already locked the row first)."""
+    first, second = _tickets(customer, 2)
+    _assigned(first, agent)
+    _assigned(second, agent)
+    thread, failed = _commit_once_waited_on(
+        lambda: services.ticket_assign(ticket=second, assignee=other_agent)
+    )
+    post = {"ids": [first.pk, second.pk], "action": "assign", "value": "none"}
+    response = agent_web.post("/tickets/bulk", post, HTTP_HX_REQUEST="true")
+    thread.join()
+    assert failed == []
+    assert response.status_code == 403
+    expected = f"{second.number}: Only supervisors assign tickets to other people."
+    assert response.content.decode() == expected
+    # all or nothing: the agent's own ticket stays as it was too
+    assigned = dict(Ticket.objects.values_list("pk", "assignee_id"))
+    assert assigned == {first.pk: agent.pk, second.pk: other_agent.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_assign_leaves_out_a_ticket_merged_meanwhile(agent_web, agent, supervisor, customer):
+    """A ticket merged into another while the bulk action waited for it was assigned
+    anyway (the merged-or-not filter was read before the lock)."""
+    first, second, target = _tickets(customer, 3)
+    thread, failed = _commit_once_waited_on(
+        lambda: services.ticket_merge(source=second, target=target, actor=supervisor)
+    )
+    post = {"ids": [first.pk, second.pk], "action": "assign", "value": "me"}
+    response = agent_web.post("/tickets/bulk", post, follow=True)
+    thread.join()
+    assert failed == []
+    assert [str(m) for m in response.context["messages"]] == [
+        "1 ticket(s) updated, 1 skipped (not allowed, merged or not in your view)."
+    ]
+    assigned = dict(Ticket.objects.values_list("pk", "assignee_id"))
+    assert assigned == {first.pk: agent.pk, second.pk: None, target.pk: None}
+    assert Ticket.objects.get(pk=second.pk).merged_into_id == target.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_status_skips_a_ticket_closed_meanwhile(agent_web, customer):
+    """The allowed-transition check read the status before the lock: a ticket closed in
+    between failed the service's own check, and the whole batch was refused."""
+    first, second = _tickets(customer, 2)
+    thread, failed = _commit_once_waited_on(
+        lambda: services.ticket_update(ticket=second, status="closed")
+    )
+    post = {"ids": [first.pk, second.pk], "action": "status", "value": "pending"}
+    response = agent_web.post("/tickets/bulk", post, follow=True)
+    thread.join()
+    assert failed == []
+    assert [str(m) for m in response.context["messages"]] == [
+        "1 ticket(s) updated, 1 skipped (not allowed, merged or not in your view)."
+    ]
+    statuses = dict(Ticket.objects.values_list("pk", "status"))
+    assert statuses == {first.pk: "pending", second.pk: "closed"}
 
 
 @pytest.mark.django_db(transaction=True)
