@@ -192,7 +192,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 
 def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
-    timeline = list(selectors.message_list(ticket=ticket))
+    timeline = selectors.ticket_timeline(ticket=ticket, user=request.user)
     panels = []
     known = {slot for slot, _ in PANEL_SLOTS}
     extra_slots = sorted({p.slot for p in panels_for(None)} - known)
@@ -236,18 +236,14 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
 def ticket_detail(request: HttpRequest, ref: str) -> HttpResponse:
     ticket = selectors.ticket_get_visible(ref, user=request.user)
     if ticket.merged_into_id is not None:
-        if _merge_target_visible(request, ticket):
+        if selectors.ticket_merge_target_visible(ticket, user=request.user):
             messages.info(request, f"{ticket.number} was merged into this ticket.")
             return redirect("ticket", ref=format_ref(ticket.merged_into_id))
-        # a target this user may not see: the closed ticket itself, not a 404 page
+        # a target this user may not see: the closed ticket itself, not a 404 page, and
+        # nowhere its target's number (the timeline and the API say the same)
         messages.info(request, f"{ticket.number} was merged into a ticket you cannot see.")
     services.ticket_mark_read(ticket=ticket, user=request.user)
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
-
-
-def _merge_target_visible(request: HttpRequest, ticket: Ticket) -> bool:
-    target = ticket.merged_into_id
-    return target is not None and target in selectors.visible_ticket_ids(request.user, [target])
 
 
 def format_ref(pk: int) -> str:
@@ -259,7 +255,9 @@ def format_ref(pk: int) -> str:
 def ticket_timeline(request: HttpRequest, ref: str) -> HttpResponse:
     """The timeline and header of a ticket, refreshed live by the page."""
     ticket = selectors.ticket_get_visible(ref, user=request.user)
-    if ticket.merged_into_id is not None and _merge_target_visible(request, ticket):
+    if ticket.merged_into_id is not None and selectors.ticket_merge_target_visible(
+        ticket, user=request.user
+    ):
         response = HttpResponse(status=204)
         target = format_ref(ticket.merged_into_id)
         response["HX-Redirect"] = reverse("ticket", kwargs={"ref": target})

@@ -534,6 +534,28 @@ def test_a_ticket_merged_into_one_the_agent_may_not_see_opens_itself(
     assert "HX-Redirect" not in live
 
 
+def test_a_ticket_merged_out_of_view_never_names_its_target(agent_web, supervisor, customer):
+    """The page's note said "merged into a ticket you cannot see" while its timeline entry
+    said "Merged into T-…" and a reply was refused naming the target: nowhere now (the
+    API's ``merged_into`` agrees)."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    source = services.ticket_create(customer=customer, subject="dup", body="same issue")
+    target = services.ticket_create(customer=customer, subject="orig", body="x", team=billing)
+    services.ticket_merge(source=source, target=target, actor=supervisor)
+    page = agent_web.get(f"/tickets/{source.number}/").content.decode()
+    live = agent_web.get(reverse("ticket-live", kwargs={"ref": source.number})).content.decode()
+    for html in (page, live):
+        assert "Merged into a ticket you cannot see." in html
+        assert target.number not in html
+    url = reverse("ticket-message", kwargs={"ref": source.number})
+    reply = agent_web.post(url, {"body": "hi"}, HTTP_HX_REQUEST="true")
+    assert reply.status_code == 400
+    assert reply.content.decode() == f"{source.number} was merged into another ticket."
+    # the entry itself is kept whole: a supervisor (redirected to the target) can read it
+    note = Message.objects.get(ticket=source, kind="system")
+    assert note.body_text == f"Merged into {target.number}."
+
+
 def test_canned_response_placeholders(agent_web, agent, customer):
     agent.first_name = "Ann"
     agent.save()
