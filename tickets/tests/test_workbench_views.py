@@ -633,7 +633,8 @@ def _commit_once_waited_on(change):
     """Run ``change`` in a transaction of its own (another connection, another thread)
     and commit it only once a request of this thread waits for one of its row locks: the
     change lands between the request's first look at the tickets and its write, whichever
-    of the two takes the lock. The caller joins the returned thread after the request."""
+    of the two takes the lock. The caller joins the returned thread after the request
+    (:func:`_bulk_while_committing`)."""
     import threading
     import time
 
@@ -669,6 +670,21 @@ def _commit_once_waited_on(change):
     return thread, failed
 
 
+def _bulk_while_committing(client, change, post, **extra):
+    """POST a bulk action while ``change`` commits in another transaction, once the bulk
+    action waits for it (:func:`_commit_once_waited_on`)."""
+    thread, failed = _commit_once_waited_on(change)
+    try:
+        response = client.post("/tickets/bulk", post, **extra)
+    finally:
+        thread.join()
+    assert failed == []
+    return response
+
+
+ONE_DONE_ONE_SKIPPED = "1 ticket(s) updated, 1 skipped (not allowed, merged or not in your view)."
+
+
 def _assigned(ticket, user):
     from django.db import transaction
 
@@ -686,13 +702,12 @@ def test_bulk_release_reads_the_tickets_as_they_are_written(
     first, second = _tickets(customer, 2)
     _assigned(first, agent)
     _assigned(second, agent)
-    thread, failed = _commit_once_waited_on(
-        lambda: services.ticket_assign(ticket=second, assignee=other_agent)
+    response = _bulk_while_committing(
+        agent_web,
+        lambda: services.ticket_assign(ticket=second, assignee=other_agent),
+        {"ids": [first.pk, second.pk], "action": "assign", "value": "none"},
+        HTTP_HX_REQUEST="true",
     )
-    post = {"ids": [first.pk, second.pk], "action": "assign", "value": "none"}
-    response = agent_web.post("/tickets/bulk", post, HTTP_HX_REQUEST="true")
-    thread.join()
-    assert failed == []
     assert response.status_code == 403
     expected = f"{second.number}: Only supervisors assign tickets to other people."
     assert response.content.decode() == expected
@@ -706,16 +721,13 @@ def test_bulk_assign_leaves_out_a_ticket_merged_meanwhile(agent_web, agent, supe
     """A ticket merged into another while the bulk action waited for it was assigned
     anyway (the merged-or-not filter was read before the lock)."""
     first, second, target = _tickets(customer, 3)
-    thread, failed = _commit_once_waited_on(
-        lambda: services.ticket_merge(source=second, target=target, actor=supervisor)
+    response = _bulk_while_committing(
+        agent_web,
+        lambda: services.ticket_merge(source=second, target=target, actor=supervisor),
+        {"ids": [first.pk, second.pk], "action": "assign", "value": "me"},
+        follow=True,
     )
-    post = {"ids": [first.pk, second.pk], "action": "assign", "value": "me"}
-    response = agent_web.post("/tickets/bulk", post, follow=True)
-    thread.join()
-    assert failed == []
-    assert [str(m) for m in response.context["messages"]] == [
-        "1 ticket(s) updated, 1 skipped (not allowed, merged or not in your view)."
-    ]
+    assert [str(m) for m in response.context["messages"]] == [ONE_DONE_ONE_SKIPPED]
     assigned = dict(Ticket.objects.values_list("pk", "assignee_id"))
     assert assigned == {first.pk: agent.pk, second.pk: None, target.pk: None}
     assert Ticket.objects.get(pk=second.pk).merged_into_id == target.pk
@@ -726,16 +738,13 @@ def test_bulk_status_skips_a_ticket_closed_meanwhile(agent_web, customer):
     """The allowed-transition check read the status before the lock: a ticket closed in
     between failed the service's own check, and the whole batch was refused."""
     first, second = _tickets(customer, 2)
-    thread, failed = _commit_once_waited_on(
-        lambda: services.ticket_update(ticket=second, status="closed")
+    response = _bulk_while_committing(
+        agent_web,
+        lambda: services.ticket_update(ticket=second, status="closed"),
+        {"ids": [first.pk, second.pk], "action": "status", "value": "pending"},
+        follow=True,
     )
-    post = {"ids": [first.pk, second.pk], "action": "status", "value": "pending"}
-    response = agent_web.post("/tickets/bulk", post, follow=True)
-    thread.join()
-    assert failed == []
-    assert [str(m) for m in response.context["messages"]] == [
-        "1 ticket(s) updated, 1 skipped (not allowed, merged or not in your view)."
-    ]
+    assert [str(m) for m in response.context["messages"]] == [ONE_DONE_ONE_SKIPPED]
     statuses = dict(Ticket.objects.values_list("pk", "status"))
     assert statuses == {first.pk: "pending", second.pk: "closed"}
 
