@@ -151,6 +151,9 @@ def widget_fragment(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "dashboard/_widget_body.html", _widget_context(widget, parsed))
 
 
+CSV_BOM = "\ufeff"
+
+
 def _csv_cell(value: Any) -> Any:
     """No spreadsheet formula injection: a text cell starting like a formula is quoted."""
     if value is None:
@@ -181,7 +184,10 @@ def widget_data(request: HttpRequest, name: str) -> HttpResponse:
         writer.writerow(data.columns)
         for row in data.rows:
             writer.writerow([_csv_cell(v) for v in row])
-        response = HttpResponse(buffer.getvalue(), content_type="text/csv; charset=utf-8")
+        # A UTF-8 byte order mark first: without one Excel reads the file in the machine's
+        # legacy code page and shows accented names as mojibake ("JosÃ©"); CSV readers
+        # that know UTF-8 skip it (Python's "utf-8-sig", LibreOffice, Numbers, pandas).
+        response = HttpResponse(CSV_BOM + buffer.getvalue(), content_type="text/csv; charset=utf-8")
         stamp = f"{parsed.start_date.isoformat()}_{parsed.end_date.isoformat()}"
         response["Content-Disposition"] = f'attachment; filename="{widget.name}_{stamp}.csv"'
         return response

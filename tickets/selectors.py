@@ -338,6 +338,22 @@ def ticket_get_visible(ref: str | int, *, user: Any) -> Ticket:
     return ticket
 
 
+def ticket_list_locked(ids: Iterable[int], *, user: Any) -> list[Ticket]:
+    """The tickets among ``ids`` that ``user`` may see and that were not merged, their rows
+    locked (``SELECT ... FOR UPDATE``) until the caller's transaction ends: for a change to
+    many tickets (the inbox's bulk actions), whose rules must read the rows as they will be
+    written. Locked in id order, the order every multi-ticket lock takes (``ticket_merge``
+    too), so two such changes over the same tickets wait for each other, never deadlock.
+    The filters hold for the rows once locked: a ticket merged or moved out of the user's
+    view while this waited for it is left out."""
+    return list(
+        Ticket.objects.filter(pk__in=set(ids), merged_into__isnull=True)
+        .filter(ticket_visibility_q(user))
+        .order_by("pk")
+        .select_for_update()
+    )
+
+
 def ticket_submitted_get(*, caller: Any, external_id: str) -> Ticket | None:
     """The ticket ``caller`` submitted under its own ticket id ``external_id`` (seed 004's
     ``ticket_id``, kept as ``origin_platform_id`` with ``origin_caller``), or None."""
@@ -373,6 +389,36 @@ def visible_ticket_ids(user: Any, ids: Iterable[int]) -> set[int]:
         .filter(ticket_visibility_q(user))
         .values_list("pk", flat=True)
     )
+
+
+#: What a merged ticket's timeline and page say of the ticket it went to, for a reader who
+#: may not see that ticket (:func:`ticket_merge_target_visible`).
+MERGED_OUT_OF_VIEW = "Merged into a ticket you cannot see."
+
+
+def ticket_merge_target_visible(ticket: Ticket, *, user: Any) -> bool:
+    """Whether ``user`` may see the ticket ``ticket`` was merged into (False when it was
+    not merged). Wherever a merged ticket is shown, its target is named only then: the
+    ticket page (a redirect there, else a note that it went to a ticket the user cannot
+    see), its timeline (:func:`ticket_timeline`), the API's ``merged_into``, the refusal
+    of a reply to it. One query for an agent, none for a supervisor."""
+    target = ticket.merged_into_id
+    return target is not None and target in visible_ticket_ids(user, [target])
+
+
+def ticket_timeline(*, ticket: Ticket, user: Any) -> list[Message]:
+    """The ticket's timeline as ``user`` reads it (the ticket page, the API's ticket
+    detail): :func:`message_list`, except that the entry recording a merge into a ticket
+    the user may not see says so without naming it (:data:`MERGED_OUT_OF_VIEW`)."""
+    messages = list(message_list(ticket=ticket))
+    if ticket.merged_into_id is None or ticket_merge_target_visible(ticket, user=user):
+        return messages
+    for message in messages:
+        if message.kind == MessageKind.SYSTEM and "merged_into" in (message.metadata or {}):
+            # in memory only (never saved): supervisors and the target's viewers see it all
+            message.body_text = MERGED_OUT_OF_VIEW
+            message.metadata = {k: v for k, v in message.metadata.items() if k != "merged_into"}
+    return messages
 
 
 # --- customers: visible through their tickets ----------------------------------------

@@ -192,7 +192,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 
 
 def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
-    timeline = list(selectors.message_list(ticket=ticket))
+    timeline = selectors.ticket_timeline(ticket=ticket, user=request.user)
     panels = []
     known = {slot for slot, _ in PANEL_SLOTS}
     extra_slots = sorted({p.slot for p in panels_for(None)} - known)
@@ -236,18 +236,14 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
 def ticket_detail(request: HttpRequest, ref: str) -> HttpResponse:
     ticket = selectors.ticket_get_visible(ref, user=request.user)
     if ticket.merged_into_id is not None:
-        if _merge_target_visible(request, ticket):
+        if selectors.ticket_merge_target_visible(ticket, user=request.user):
             messages.info(request, f"{ticket.number} was merged into this ticket.")
             return redirect("ticket", ref=format_ref(ticket.merged_into_id))
-        # a target this user may not see: the closed ticket itself, not a 404 page
+        # a target this user may not see: the closed ticket itself, not a 404 page, and
+        # nowhere its target's number (the timeline and the API say the same)
         messages.info(request, f"{ticket.number} was merged into a ticket you cannot see.")
     services.ticket_mark_read(ticket=ticket, user=request.user)
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
-
-
-def _merge_target_visible(request: HttpRequest, ticket: Ticket) -> bool:
-    target = ticket.merged_into_id
-    return target is not None and target in selectors.visible_ticket_ids(request.user, [target])
 
 
 def format_ref(pk: int) -> str:
@@ -259,7 +255,9 @@ def format_ref(pk: int) -> str:
 def ticket_timeline(request: HttpRequest, ref: str) -> HttpResponse:
     """The timeline and header of a ticket, refreshed live by the page."""
     ticket = selectors.ticket_get_visible(ref, user=request.user)
-    if ticket.merged_into_id is not None and _merge_target_visible(request, ticket):
+    if ticket.merged_into_id is not None and selectors.ticket_merge_target_visible(
+        ticket, user=request.user
+    ):
         response = HttpResponse(status=204)
         target = format_ref(ticket.merged_into_id)
         response["HX-Redirect"] = reverse("ticket", kwargs={"ref": target})
@@ -306,12 +304,11 @@ def _assignee_from(raw: str, request: HttpRequest, current_id: int | None) -> An
         assignee = get_object_or_404(get_user_model(), pk=parse_id(raw))
     else:
         raise NotFound(f"No user {raw!r}.")
-    target_id = assignee.pk if assignee else None
-    if target_id == current_id:
-        return assignee
-    assigning_other = assignee is not None and assignee.pk != request.user.pk
-    unassigning_other = assignee is None and current_id not in (None, request.user.pk)
-    if (assigning_other or unassigning_other) and not is_supervisor(request.user):
+    if not services.assignment_allowed(
+        actor=request.user,
+        current_assignee_id=current_id,
+        assignee_id=assignee.pk if assignee else None,
+    ):
         raise Forbidden("Only supervisors assign tickets to other people.")
     return assignee
 
@@ -396,23 +393,24 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     if action not in BULK_ACTIONS:
         return HttpResponseBadRequest("action must be assign, status or tag.")
-    ids = [pk for pk in map(parse_id, request.POST.getlist("ids")) if pk is not None]
-    tickets = list(
-        Ticket.objects.filter(pk__in=ids, merged_into__isnull=True)
-        .filter(selectors.ticket_visibility_q(request.user))
-        .order_by("pk")
-    )
+    ids = {pk for pk in map(parse_id, request.POST.getlist("ids")) if pk is not None}
     value = request.POST.get("value", "")
     # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
     if action == "status":
         selectors.choices_check("status", [value])
     elif action == "tag" and not value.strip():
         raise InvalidInput("tag: give a tag name.", details={"value": ["Empty."]})
-    done, skipped = 0, 0
     # All or nothing: a refused change (e.g. an agent assigning others) undoes the batch.
     with transaction.atomic():
+        # The rows locked first (in id order) and every rule applied to them as they are
+        # now: read unlocked, a ticket taken by someone else, closed or merged between the
+        # read and the write was overwritten with what the stale read allowed.
+        tickets = selectors.ticket_list_locked(ids, user=request.user)
         done, skipped = _bulk_apply(request, tickets, action, value)
-    note = f"{done} ticket(s) updated" + (f", {skipped} skipped (not allowed)." if skipped else ".")
+    skipped += len(ids) - len(tickets)  # merged, out of view (or unknown) by now
+    note = f"{done} ticket(s) updated" + (
+        f", {skipped} skipped (not allowed, merged or not in your view)." if skipped else "."
+    )
     messages.success(request, note)
     return redirect(_back_or_inbox(request))
 
@@ -423,7 +421,10 @@ def _bulk_apply(
     done, skipped = 0, 0
     for ticket in tickets:
         if action == "assign":
-            assignee = _assignee_from(value, request, ticket.assignee_id)
+            try:
+                assignee = _assignee_from(value, request, ticket.assignee_id)
+            except Forbidden as exc:  # which ticket of the batch, as it is now
+                raise Forbidden(f"{ticket.number}: {exc.message}") from exc
             services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
         elif action == "status":
             if not ticket.can_transition_to(value):

@@ -3,6 +3,7 @@ bounded number of queries whatever the data."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from datetime import timedelta
@@ -187,7 +188,7 @@ def test_json_and_csv_carry_the_same_rows(sup):
     response = sup.get(f"/dashboard/data/backlog/?team={team.pk}&format=csv")
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="backlog_')
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert rows == [["Team", "New", "Open", "Pending", "Total"], ["Alpha", "0", "2", "0", "2"]]
 
 
@@ -202,14 +203,29 @@ def test_every_widget_has_json_and_csv(sup):
         response = sup.get(f"/dashboard/data/{name}/?range=24h&format=csv")
         assert response.status_code == 200
         assert (
-            len(list(csv.reader(io.StringIO(response.content.decode())))) == len(body["rows"]) + 1
+            len(list(csv.reader(io.StringIO(response.content.decode("utf-8-sig")))))
+            == len(body["rows"]) + 1
         )
 
 
-def test_csv_neutralises_formulas(sup):
-    _world(n=2, team_name="=HYPERLINK(1)")
-    text = sup.get("/dashboard/data/backlog/?format=csv").content.decode()
-    assert "'=HYPERLINK(1)" in text
+def test_csv_starts_with_a_utf8_bom_so_excel_reads_accents(sup):
+    """Without a byte order mark Excel opened the export in the machine's legacy code
+    page: "Équipe Zoë" showed as "Ã‰quipe ZoÃ«"."""
+    _world(n=2, team_name="Équipe Zoë")
+    response = sup.get("/dashboard/data/backlog/?format=csv")
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.content.startswith(codecs.BOM_UTF8)
+    assert response.content.count(codecs.BOM_UTF8) == 1
+    rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert rows == [["Team", "New", "Open", "Pending", "Total"], ["Équipe Zoë", "0", "1", "0", "1"]]
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(1)", "+1+cmd", "-1+cmd", "@SUM(A1)", "\t=1", "\r=1"])
+def test_csv_neutralises_formulas(sup, name):
+    _world(n=2, team_name=name)
+    text = sup.get("/dashboard/data/backlog/?format=csv").content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[1][0] == "'" + name
 
 
 def test_widget_figures_on_known_data(sup):
@@ -305,7 +321,7 @@ def test_routing_breakdown_widgets_on_known_data(sup, settings):
     assert "Review threshold 60%" in confidence["note"]
     teams = sup.get("/dashboard/data/routing_teams/").json()
     assert teams["rows"] == [["Alpha", 4, 100.0, 2]]
-    priority = sup.get("/dashboard/data/routing_priority/?format=csv").content.decode()
+    priority = sup.get("/dashboard/data/routing_priority/?format=csv").content.decode("utf-8-sig")
     assert list(csv.reader(io.StringIO(priority))) == [
         ["Priority", "Decisions", "Share (%)", "Sent to review"],
         ["Low", "0", "0.0", "0"],

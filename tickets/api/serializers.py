@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_serializer
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from tickets.attachments import attachment_url
@@ -19,6 +19,7 @@ from tickets.models import (
     Ticket,
     TicketStatus,
     VipTier,
+    format_ticket_number,
 )
 
 
@@ -180,7 +181,18 @@ class MessageOutputSerializer(serializers.ModelSerializer):
         return None
 
 
+class MergedIntoOutputSerializer(serializers.Serializer):
+    """The ticket a merged ticket went to; both null when the caller may not see that
+    ticket (the ticket page's "merged into a ticket you cannot see")."""
+
+    id = serializers.IntegerField(allow_null=True)
+    number = serializers.CharField(allow_null=True)
+
+
 class TicketOutputSerializer(serializers.ModelSerializer):
+    """A ticket. ``context["visible_ticket_ids"]`` names the merge targets the caller may
+    see (``ticket_output_context`` in the views); any other target is not named."""
+
     number = serializers.CharField(read_only=True)
     customer = TicketCustomerOutputSerializer(source="*", read_only=True)
     team = serializers.SerializerMethodField()
@@ -192,7 +204,10 @@ class TicketOutputSerializer(serializers.ModelSerializer):
         help_text="Seed 001's name for the assignee's id (`assignee.id`).",
     )
     tags = serializers.SerializerMethodField()
-    merged_into = serializers.SerializerMethodField()
+    merged_into = serializers.SerializerMethodField(
+        help_text="Null unless the ticket was merged into another; then that ticket, or "
+        "`{id: null, number: null}` when the caller may not see it."
+    )
 
     class Meta:
         model = Ticket
@@ -234,10 +249,14 @@ class TicketOutputSerializer(serializers.ModelSerializer):
     def get_tags(self, obj: Ticket) -> list[str]:
         return sorted(tag.name for tag in obj.tags.all())
 
+    @extend_schema_field(MergedIntoOutputSerializer(allow_null=True))
     def get_merged_into(self, obj: Ticket) -> dict[str, Any] | None:
         if obj.merged_into_id is None:
             return None
-        return {"id": obj.merged_into_id, "number": f"T-{obj.merged_into_id:06d}"}
+        if obj.merged_into_id not in self.context.get("visible_ticket_ids", ()):
+            # merged, into a ticket this caller may not see: said, not named
+            return {"id": None, "number": None}
+        return {"id": obj.merged_into_id, "number": format_ticket_number(obj.merged_into_id)}
 
 
 class TicketDetailOutputSerializer(TicketOutputSerializer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
@@ -19,7 +20,6 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from support.auth.permissions import IsAgent
-from support.auth.roles import is_supervisor
 from support.errors import Forbidden, InvalidInput
 from support.parsing import parse_id
 from support.services import audit_log_record
@@ -145,6 +145,14 @@ TICKET_LIST_PARAMETERS = (
 )
 
 
+def ticket_output_context(request: Request, tickets: Iterable[Ticket]) -> dict[str, Any]:
+    """What ``TicketOutputSerializer`` needs for this caller: the merge targets among
+    ``tickets`` it may see (the ticket page's rule, ``visible_ticket_ids``; one query for
+    a page of an agent's tickets with any merged, none otherwise)."""
+    targets = [t.merged_into_id for t in tickets if t.merged_into_id is not None]
+    return {"visible_ticket_ids": selectors.visible_ticket_ids(request.user, targets)}
+
+
 class TicketListCreateApi(APIView):
     @extend_schema(
         operation_id="tickets_list",
@@ -159,7 +167,8 @@ class TicketListCreateApi(APIView):
         )
         paginator = TicketCursorPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
-        data = s.TicketOutputSerializer(page, many=True).data
+        context = ticket_output_context(request, page or [])
+        data = s.TicketOutputSerializer(page, many=True, context=context).data
         return paginator.get_paginated_response(data)
 
     @extend_schema(
@@ -284,8 +293,9 @@ class TicketDetailApi(APIView):
     )
     def get(self, request: Request, ticket_id: str) -> Response:
         ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
-        messages = selectors.message_list(ticket=ticket)
-        return Response(s.TicketDetailOutputSerializer(ticket, context={"messages": messages}).data)
+        messages = selectors.ticket_timeline(ticket=ticket, user=request.user)
+        context = {**ticket_output_context(request, [ticket]), "messages": messages}
+        return Response(s.TicketDetailOutputSerializer(ticket, context=context).data)
 
     @extend_schema(
         operation_id="tickets_update",
@@ -318,7 +328,8 @@ class TicketDetailApi(APIView):
             if fields:
                 services.ticket_update(ticket=ticket, actor=request.user, **fields)
         ticket = selectors.ticket_get(ticket.pk)
-        return Response(s.TicketOutputSerializer(ticket).data)
+        context = ticket_output_context(request, [ticket])
+        return Response(s.TicketOutputSerializer(ticket, context=context).data)
 
 
 def _assignee_for(request: Request, ticket: Ticket, assignee_id: int | None) -> Any:
@@ -335,9 +346,11 @@ def _assignee_for(request: Request, ticket: Ticket, assignee_id: int | None) -> 
         refusal = services.assignee_refusal(assignee)
         if refusal is not None:
             raise InvalidInput(f"assignee_id: {refusal}", details={"assignee_id": [refusal]})
-    assigning_other = assignee is not None and assignee.pk != request.user.pk
-    unassigning_other = assignee is None and ticket.assignee_id not in (None, request.user.pk)
-    if (assigning_other or unassigning_other) and not is_supervisor(request.user):
+    if not services.assignment_allowed(
+        actor=request.user,
+        current_assignee_id=ticket.assignee_id,
+        assignee_id=assignee.pk if assignee else None,
+    ):
         raise Forbidden(
             "Only supervisors assign tickets to other people.",
             details={"assignee_id": ["Supervisors only."]},
@@ -438,4 +451,6 @@ class TicketMergeApi(APIView):
             actor=request.user,
             confirm_customer_merge=serializer.validated_data["confirm_customer_merge"],
         )
-        return Response(s.TicketOutputSerializer(selectors.ticket_get(target.pk)).data)
+        target = selectors.ticket_get(target.pk)
+        context = ticket_output_context(request, [target])
+        return Response(s.TicketOutputSerializer(target, context=context).data)

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from support.auth.roles import is_agent
+from support.auth.roles import is_agent, is_supervisor
 from support.db import ids_reserve, rows_insert
 from support.errors import Conflict, InvalidInput, InvalidTransition
 from support.events import events_record, outbox_rows, relay_after_commit
@@ -388,7 +388,6 @@ def _system_note(ticket: Ticket, actor: Any, text: str, metadata: dict[str, Any]
     )
 
 
-@transaction.atomic
 def assignee_refusal(user: Any) -> str | None:
     """Why ``user`` may not be given tickets, or None: only active agents and supervisors
     (anyone else cannot open the workbench to work on them)."""
@@ -399,9 +398,26 @@ def assignee_refusal(user: Any) -> str | None:
     return None
 
 
+def assignment_allowed(
+    *, actor: Any, current_assignee_id: int | None, assignee_id: int | None
+) -> bool:
+    """The assignment rule: supervisors give a ticket to anyone; agents may take a ticket
+    (give it to themselves) and release their own, not give one to someone else or release
+    someone else's. Apply it to the ticket's row as it will be written (locked:
+    ``selectors.ticket_get(..., for_update=True)``, ``selectors.ticket_list_locked``), not
+    as first read, or a ticket given to someone else in between is overwritten."""
+    if assignee_id == current_assignee_id or is_supervisor(actor):
+        return True
+    assigning_other = assignee_id is not None and assignee_id != actor.pk
+    unassigning_other = assignee_id is None and current_assignee_id not in (None, actor.pk)
+    return not (assigning_other or unassigning_other)
+
+
+@transaction.atomic
 def ticket_assign(*, ticket: Ticket, assignee: Any, actor: Any = None) -> Ticket:
     """Assign to an agent or supervisor (or ``None`` to unassign); written to the timeline
-    and published."""
+    and published. Who may give the ticket to whom is :func:`assignment_allowed`, which
+    the caller checks (on the row it locked)."""
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
     refusal = assignee_refusal(assignee) if assignee is not None else None
     if refusal is not None:

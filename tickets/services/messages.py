@@ -20,7 +20,9 @@ from tickets.models import (
     MessageKind,
     Ticket,
     TicketStatus,
+    format_ticket_number,
 )
+from tickets.selectors import ticket_merge_target_visible
 from tickets.services.events import _message_event, _ticket_event
 from tickets.services.lifecycle import NewAttachment, _attachment_create, _search_vector_for
 from tickets.thread_rules import (
@@ -60,7 +62,10 @@ def message_add(
             "A message needs a body or an attachment.", details={"body": ["Required."]}
         )
     if ticket.merged_into_id is not None:
-        target = ticket.merged_into.number if ticket.merged_into else "another ticket"
+        # named only to whom may see it (an agent replying on the page of a ticket merged
+        # into another team's: docs/workbench.md)
+        named = author_user is None or ticket_merge_target_visible(ticket, user=author_user)
+        target = format_ticket_number(ticket.merged_into_id) if named else "another ticket"
         raise InvalidInput(
             f"{ticket.number} was merged into {target}.",
             details={"ticket": ["Merged."]},

@@ -371,3 +371,37 @@ async def test_a_replay_longer_than_its_limit_says_so_and_where_to_carry_on(agen
     await again.connect()
     assert await _drain(again) == [{"type": "ready"}]
     await again.disconnect()
+
+
+async def test_a_merge_names_its_target_only_to_those_who_may_see_it(agent, supervisor):
+    """The source's ``ticket.updated`` carried ``changes.merged_into`` = the target's id to
+    every agent who may see the source, live and in a replay, where the ticket page and
+    the API say "merged into a ticket you cannot see"."""
+    customer, _, other = await _world(agent)
+    source = await _ticket(customer, None, "dup")
+    target = await _ticket(customer, other, "orig")
+    agent_socket = await _connected(agent)
+    supervisor_socket = await _connected(supervisor)
+
+    @database_sync_to_async
+    def merge():
+        services.ticket_merge(source=source, target=target, actor=supervisor)
+
+    await merge()
+
+    def merges(received):
+        return [
+            m["event"]["changes"]["merged_into"]
+            for m in received
+            if m.get("type") == "event" and "merged_into" in m["event"].get("changes", {})
+        ]
+
+    assert merges(await _drain(agent_socket)) == [[None, None]]
+    assert merges(await _drain(supervisor_socket)) == [[None, target.pk]]
+    await agent_socket.disconnect()
+    await supervisor_socket.disconnect()
+    for user, expected in ((agent, [[None, None]]), (supervisor, [[None, target.pk]])):
+        replay = _communicator(user, since=0)
+        await replay.connect()
+        assert merges(await _drain(replay)) == expected
+        await replay.disconnect()

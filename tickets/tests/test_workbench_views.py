@@ -534,6 +534,28 @@ def test_a_ticket_merged_into_one_the_agent_may_not_see_opens_itself(
     assert "HX-Redirect" not in live
 
 
+def test_a_ticket_merged_out_of_view_never_names_its_target(agent_web, supervisor, customer):
+    """The page's note said "merged into a ticket you cannot see" while its timeline entry
+    said "Merged into T-…" and a reply was refused naming the target: nowhere now (the
+    API's ``merged_into`` agrees)."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    source = services.ticket_create(customer=customer, subject="dup", body="same issue")
+    target = services.ticket_create(customer=customer, subject="orig", body="x", team=billing)
+    services.ticket_merge(source=source, target=target, actor=supervisor)
+    page = agent_web.get(f"/tickets/{source.number}/").content.decode()
+    live = agent_web.get(reverse("ticket-live", kwargs={"ref": source.number})).content.decode()
+    for html in (page, live):
+        assert "Merged into a ticket you cannot see." in html
+        assert target.number not in html
+    url = reverse("ticket-message", kwargs={"ref": source.number})
+    reply = agent_web.post(url, {"body": "hi"}, HTTP_HX_REQUEST="true")
+    assert reply.status_code == 400
+    assert reply.content.decode() == f"{source.number} was merged into another ticket."
+    # the entry itself is kept whole: a supervisor (redirected to the target) can read it
+    note = Message.objects.get(ticket=source, kind="system")
+    assert note.body_text == f"Merged into {target.number}."
+
+
 def test_canned_response_placeholders(agent_web, agent, customer):
     agent.first_name = "Ann"
     agent.save()
@@ -602,3 +624,144 @@ def test_admin_is_for_supervisors(client, agent, supervisor, customer):
     assert client.get("/admin/tickets/team/add/").status_code == 200
     # Editing users (roles, superuser flag) stays with superusers.
     assert client.get(f"/admin/auth/user/{agent.pk}/change/").status_code == 403
+
+
+# --- bulk actions against concurrent changes (real transactions) ---------------------
+
+
+def _commit_once_waited_on(change):
+    """Run ``change`` in a transaction of its own (another connection, another thread)
+    and commit it only once a request of this thread waits for one of its row locks: the
+    change lands between the request's first look at the tickets and its write, whichever
+    of the two takes the lock. The caller joins the returned thread after the request
+    (:func:`_bulk_while_committing`)."""
+    import threading
+    import time
+
+    from django.db import connections, transaction
+
+    holding, failed = threading.Event(), []
+
+    def run() -> None:
+        try:
+            with transaction.atomic(), connections["default"].cursor() as cursor:
+                change()
+                cursor.execute("SELECT pg_backend_pid()")
+                pid = cursor.fetchone()[0]
+                holding.set()
+                for _ in range(2000):  # a bound, not a timing: commit anyway after ~20 s
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE %s = ANY(pg_blocking_pids(pid))",
+                        [pid],
+                    )
+                    if cursor.fetchone()[0]:
+                        break
+                    time.sleep(0.01)
+        except Exception as exc:  # reported by the test, not lost in the thread
+            failed.append(exc)
+        finally:
+            holding.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert holding.wait(20)
+    return thread, failed
+
+
+def _bulk_while_committing(client, change, post, **extra):
+    """POST a bulk action while ``change`` commits in another transaction, once the bulk
+    action waits for it (:func:`_commit_once_waited_on`)."""
+    thread, failed = _commit_once_waited_on(change)
+    try:
+        response = client.post("/tickets/bulk", post, **extra)
+    finally:
+        thread.join()
+    assert failed == []
+    return response
+
+
+ONE_DONE_ONE_SKIPPED = "1 ticket(s) updated, 1 skipped (not allowed, merged or not in your view)."
+
+
+def _assigned(ticket, user):
+    from django.db import transaction
+
+    with transaction.atomic():
+        services.ticket_assign(ticket=ticket, assignee=user)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_release_reads_the_tickets_as_they_are_written(
+    agent_web, agent, other_agent, customer
+):
+    """Bulk assign read the tickets unlocked and applied the rule to what it read: a
+    ticket a supervisor gave to someone else meanwhile was released by the agent who had
+    read it as its own (single-ticket assignment already locked the row first)."""
+    first, second = _tickets(customer, 2)
+    _assigned(first, agent)
+    _assigned(second, agent)
+    response = _bulk_while_committing(
+        agent_web,
+        lambda: services.ticket_assign(ticket=second, assignee=other_agent),
+        {"ids": [first.pk, second.pk], "action": "assign", "value": "none"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 403
+    expected = f"{second.number}: Only supervisors assign tickets to other people."
+    assert response.content.decode() == expected
+    # all or nothing: the agent's own ticket stays as it was too
+    assigned = dict(Ticket.objects.values_list("pk", "assignee_id"))
+    assert assigned == {first.pk: agent.pk, second.pk: other_agent.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_assign_leaves_out_a_ticket_merged_meanwhile(agent_web, agent, supervisor, customer):
+    """A ticket merged into another while the bulk action waited for it was assigned
+    anyway (the merged-or-not filter was read before the lock)."""
+    first, second, target = _tickets(customer, 3)
+    response = _bulk_while_committing(
+        agent_web,
+        lambda: services.ticket_merge(source=second, target=target, actor=supervisor),
+        {"ids": [first.pk, second.pk], "action": "assign", "value": "me"},
+        follow=True,
+    )
+    assert [str(m) for m in response.context["messages"]] == [ONE_DONE_ONE_SKIPPED]
+    assigned = dict(Ticket.objects.values_list("pk", "assignee_id"))
+    assert assigned == {first.pk: agent.pk, second.pk: None, target.pk: None}
+    assert Ticket.objects.get(pk=second.pk).merged_into_id == target.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_status_skips_a_ticket_closed_meanwhile(agent_web, customer):
+    """The allowed-transition check read the status before the lock: a ticket closed in
+    between failed the service's own check, and the whole batch was refused."""
+    first, second = _tickets(customer, 2)
+    response = _bulk_while_committing(
+        agent_web,
+        lambda: services.ticket_update(ticket=second, status="closed"),
+        {"ids": [first.pk, second.pk], "action": "status", "value": "pending"},
+        follow=True,
+    )
+    assert [str(m) for m in response.context["messages"]] == [ONE_DONE_ONE_SKIPPED]
+    statuses = dict(Ticket.objects.values_list("pk", "status"))
+    assert statuses == {first.pk: "pending", second.pk: "closed"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_admin_unassign_action_works_outside_a_request_transaction(supervisor_web, agent, customer):
+    """``ticket_assign`` locks the row but opened no transaction of its own (the decorator
+    sat on ``assignee_refusal``): the admin's "Unassign selected tickets", which runs in
+    autocommit, failed with a 500 on every ticket."""
+    first, second = _tickets(customer, 2)
+    _assigned(first, agent)
+    _assigned(second, agent)
+    response = supervisor_web.post(
+        "/admin/tickets/ticket/",
+        {"action": "unassign", "_selected_action": [first.pk, second.pk]},
+    )
+    assert response.status_code == 302
+    assert list(Ticket.objects.values_list("assignee_id", flat=True)) == [None, None]
+    notes = Message.objects.filter(kind="system", body_text=f"assignee: {agent.username} → —")
+    assert notes.count() == 2

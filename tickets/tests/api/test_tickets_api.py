@@ -179,6 +179,72 @@ def test_the_assignment_rule_reads_the_ticket_as_it_is_written(
     assert ticket.assignee_id == other_agent.pk
 
 
+def test_an_agent_may_repeat_the_current_assignee(agent_client, other_agent, customer):
+    """The API refused an agent's update naming the ticket's current assignee when that is
+    someone else (seed 001's PUT sends the whole ticket back, assigned_agent_id included),
+    where the workbench took it as the no-op it is: both now apply one rule
+    (``services.assignment_allowed``)."""
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    services.ticket_assign(ticket=ticket, assignee=other_agent)
+    url = f"/api/tickets/{ticket.pk}"
+    same = {"assigned_agent_id": other_agent.pk, "priority": "high"}
+    response = agent_client.patch(url, same, format="json")
+    assert response.status_code == 200, response.content
+    assert (response.json()["assigned_agent_id"], response.json()["priority"]) == (
+        other_agent.pk,
+        "high",
+    )
+    # giving it to someone else, or releasing it, stays a supervisor's
+    assert agent_client.patch(url, {"assignee_id": None}, format="json").status_code == 403
+
+
+def test_merged_into_names_only_a_target_the_caller_may_see(
+    agent_client, supervisor_client, other_agent, supervisor, customer
+):
+    """``merged_into`` named the merge target (id and number) to agents who may not see
+    it, as did the merged ticket's timeline entry and the refusal of a reply to it; the
+    ticket page said "merged into a ticket you cannot see". Now the API says the same:
+    merged, into a ticket it does not name."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    billing.members.add(other_agent)
+    source = services.ticket_create(customer=customer, subject="dup", body="same issue")
+    target = services.ticket_create(customer=customer, subject="orig", body="x", team=billing)
+    services.ticket_merge(source=source, target=target, actor=supervisor)
+    hidden = {"id": None, "number": None}
+    url = f"/api/tickets/{source.pk}"
+
+    detail = agent_client.get(url)
+    assert detail.status_code == 200
+    assert detail.json()["merged_into"] == hidden
+    assert [(m["kind"], m["body_text"]) for m in detail.json()["messages"]] == [
+        ("system", "Merged into a ticket you cannot see.")
+    ]
+    listed = agent_client.get("/api/tickets", {"status": "closed"}).json()["results"]
+    assert [(t["id"], t["merged_into"]) for t in listed] == [(source.pk, hidden)]
+    patched = agent_client.patch(url, {"priority": "high"}, format="json")
+    assert (patched.status_code, patched.json()["merged_into"]) == (200, hidden)
+    reply = agent_client.post(f"{url}/messages", {"body": "hi"}, format="json")
+    assert reply.status_code == 400
+    assert reply.json()["error"]["message"] == f"{source.number} was merged into another ticket."
+    for response in (detail, patched, reply, agent_client.get("/api/tickets")):
+        assert target.number not in response.content.decode()
+
+    # Those who may see the target get it named, everywhere.
+    named = {"id": target.pk, "number": target.number}
+    billing_client = APIClient()
+    billing_client.force_authenticate(other_agent)
+    for client in (supervisor_client, billing_client):
+        seen = client.get(url).json()
+        assert seen["merged_into"] == named
+        assert seen["messages"][0]["body_text"] == f"Merged into {target.number}."
+        listed = client.get("/api/tickets", {"status": "closed"}).json()["results"]
+        assert [t["merged_into"] for t in listed] == [named]
+        reply = client.post(f"{url}/messages", {"body": "hi"}, format="json")
+        assert reply.json()["error"]["message"] == (
+            f"{source.number} was merged into {target.number}."
+        )
+
+
 def test_post_message_reply_and_note(agent_client, customer):
     ticket = services.ticket_create(customer=customer, subject="S", body="b")
     url = f"/api/tickets/{ticket.pk}/messages"
