@@ -282,7 +282,8 @@ def test_the_router_reads_at_most_the_first_characters_of_a_long_message(
 ):
     """A message can be megabytes (a pasted log): routing, its tools, the redaction and a
     model provider read its first ``ROUTED_TEXT_MAX_CHARS``."""
-    from routing.context import ROUTED_TEXT_MAX_CHARS, ticket_text
+    from routing.classifier import ROUTED_TEXT_MAX_CHARS
+    from routing.context import ticket_text
 
     body = "I want to cancel my order 123456. " + "order-" * 100_000
     ticket = _ticket(customer, "Cancel order", body)
