@@ -33,7 +33,7 @@ def routing_erase(subject: ErasureSubject) -> int:
             ]
         )
         changed += 1
-    for feedback in RoutingFeedback.objects.filter(decision__ticket_id__in=subject.ticket_ids):
+    for feedback in RoutingFeedback.objects.filter(ticket_id__in=subject.ticket_ids):
         feedback.text = subject.redact(feedback.text)
         feedback.note = subject.redact(feedback.note)
         feedback.save(update_fields=["text", "note"])

@@ -129,7 +129,8 @@ def routing_verdicts_latest() -> QuerySet[RoutingFeedback]:
     """Each reviewed decision's latest verdict only: a decision accepted twice counts
     once, and one accepted then overridden counts as overridden (the later verdict
     replaces the earlier one in every accuracy figure; the earlier rows stay, as history
-    and training data)."""
+    and training data). A verdict whose decision was purged (retention) is one: the
+    purge keeps only the latest verdict of each decision it deletes."""
     later = RoutingFeedback.objects.filter(
         decision_id=OuterRef("decision_id"), pk__gt=OuterRef("pk")
     )
@@ -138,12 +139,17 @@ def routing_verdicts_latest() -> QuerySet[RoutingFeedback]:
 
 def routing_accuracy() -> dict[str, Any]:
     """Accuracy over reviewed decisions, each judged by its latest verdict (accepted or
-    overridden; :func:`routing_verdicts_latest`)."""
-    agg = routing_verdicts_latest().aggregate(
-        reviewed=Count("id"),
-        overridden=Count("id", filter=Q(verdict=FeedbackVerdict.OVERRIDDEN)),
-        team_ok=Count("id", filter=Q(team_correct=True)),
-        priority_ok=Count("id", filter=Q(priority_correct=True)),
+    overridden; :func:`routing_verdicts_latest`). Decisions still kept only: verdicts
+    outlive their purged decisions as training rows, not as a current figure."""
+    agg = (
+        routing_verdicts_latest()
+        .filter(decision__isnull=False)
+        .aggregate(
+            reviewed=Count("id"),
+            overridden=Count("id", filter=Q(verdict=FeedbackVerdict.OVERRIDDEN)),
+            team_ok=Count("id", filter=Q(team_correct=True)),
+            priority_ok=Count("id", filter=Q(priority_correct=True)),
+        )
     )
     n = agg["reviewed"]
     return {

@@ -29,6 +29,7 @@ from routing.models import (
     SyncStatus,
 )
 from routing.providers.base import RoutingProvider
+from routing.selectors import routing_verdicts_latest
 from routing.ticketing import ticketing_post
 from support import logging_context
 from support.delivery import selectors as delivery_selectors
@@ -368,6 +369,7 @@ def routing_decision_accept(*, decision: RoutingDecision, actor: Any) -> Routing
     ticket = decision.ticket
     feedback = RoutingFeedback.objects.create(
         decision=decision,
+        ticket=ticket,
         verdict=FeedbackVerdict.ACCEPTED,
         team=decision.team,
         priority=decision.priority,
@@ -407,6 +409,7 @@ def routing_decision_override(
     ticket = decision.ticket
     feedback = RoutingFeedback.objects.create(
         decision=decision,
+        ticket=ticket,
         verdict=FeedbackVerdict.OVERRIDDEN,
         team=team,
         priority=priority,
@@ -431,24 +434,34 @@ def routing_decision_override(
 
 
 def routing_decision_purge(*, now: Any = None) -> int:
-    """Delete decisions past ``expires_at`` (90 days by default), with their sync
-    deliveries (the payload repeats the decision)."""
-    ids = list(
-        RoutingDecision.objects.filter(expires_at__lt=now or timezone.now()).values_list(
-            "pk", flat=True
-        )
-    )
-    verdicts = RoutingFeedback.objects.filter(decision_id__in=ids).values_list("pk", flat=True)
+    """Delete decisions past ``expires_at`` (``ROUTING_DECISION_RETENTION_DAYS``, 90 by
+    default), with their sync deliveries and their verdicts' (the payloads repeat the
+    decision). Returns the decisions deleted.
+
+    Their verdicts stay, with ``decision`` empty: they are the training labels
+    (``train_router --with-feedback``), and what they hold is the label and the ticket's
+    routed text, which the ticket itself keeps until its customer is erased (the erasure
+    reaches the verdict through its ``ticket``); nothing of the decision's own (entities,
+    reasons, tool trace) is left. Of a decision judged more than once only the latest
+    verdict stays, the one training and accuracy read (``routing_verdicts_latest``): the
+    earlier ones were its history, which goes with it."""
     with transaction.atomic():
+        ids = list(
+            RoutingDecision.objects.filter(expires_at__lt=now or timezone.now())
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        verdicts = RoutingFeedback.objects.filter(decision_id__in=ids)
         Delivery.objects.filter(
             target_kind=TICKETING_SYNC_KIND,
             idempotency_key__in=[
                 *(ticketing_sync_key(pk) for pk in ids),
-                *(ticketing_verdict_key(pk) for pk in verdicts),
+                *(ticketing_verdict_key(pk) for pk in verdicts.values_list("pk", flat=True)),
             ],
         ).delete()
-        _, per_model = RoutingDecision.objects.filter(pk__in=ids).delete()
-    return per_model.get(RoutingDecision._meta.label, 0)  # not their verdicts, also deleted
+        verdicts.exclude(pk__in=routing_verdicts_latest().values("pk")).delete()
+        _, per_model = RoutingDecision.objects.filter(pk__in=ids).delete()  # verdicts: SET_NULL
+    return per_model.get(RoutingDecision._meta.label, 0)
 
 
 # --- external ticketing sync ----------------------------------------------------------------
@@ -538,10 +551,11 @@ def ticketing_verdict_key(feedback_id: int) -> str:
 
 
 def ticketing_sync_verdict(*, feedback: RoutingFeedback) -> Delivery | None:
-    """Sync a person's accept or override (after commit); None when no system is set."""
-    if not settings.TICKETING_SYSTEM_URL:
-        return None
+    """Sync a person's accept or override (after commit); None when no system is set
+    (or the decision was purged since: the payload is the decision's)."""
     decision = feedback.decision
+    if not settings.TICKETING_SYSTEM_URL or decision is None:
+        return None
     payload = ticketing_sync_payload(decision)
     payload["assignment"] = {
         "team": feedback.team.slug if feedback.team else "",
@@ -586,7 +600,7 @@ def _ticketing_sync_changed(delivery: Delivery, change: DeliveryChange) -> None:
         )
     else:
         decision_id = int(key.removeprefix(DECISION_KEY_PREFIX))
-    if decision_id is not None:  # a verdict purged with its decision: nothing to mark
+    if decision_id is not None:  # a verdict (or its decision) purged: nothing to mark
         RoutingDecision.objects.filter(pk=decision_id).update(sync_status=status)
 
 
