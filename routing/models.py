@@ -234,3 +234,31 @@ class RoutingFeedback(models.Model):
             # the decision's ticket, kept for when the decision is purged
             self.ticket_id = self.decision.ticket_id
         super().save(*args, **kwargs)
+
+
+class RoutingFailure(models.Model):
+    """A ticket whose routing task failed: what the routing sweep knows of it (one row a
+    ticket; deleted once a decision is stored). docs/routing.md, "Never unrouted".
+
+    Permanent (the ticket's own data will never route: the database refuses it, the code
+    calls it invalid): recorded once and never swept again; the admin lists it and routes
+    it again on request. Transient (the database or a provider away, a time limit, an
+    error not known to be the ticket's): swept again from ``next_attempt_at``, the wait
+    doubling with each failure."""
+
+    ticket = models.OneToOneField(Ticket, on_delete=models.CASCADE, related_name="routing_failure")
+    permanent = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed routing tasks.")
+    error = models.TextField(blank=True, help_text="The last failure: type and message.")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweep may route it again; empty: never."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        kind = "permanent" if self.permanent else f"retry at {self.next_attempt_at}"
+        return f"routing of ticket {self.ticket_id} failed ({kind})"

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback
+from routing.models import FeedbackVerdict, RoutingDecision, RoutingFailure, RoutingFeedback
 from support.auth.roles import is_supervisor
 from support.errors import NotFound
 from tickets.models import Ticket
@@ -38,8 +38,9 @@ def routing_decision_latest(*, ticket: Ticket) -> RoutingDecision | None:
 def tickets_unrouted(*, now: Any = None) -> QuerySet[Ticket]:
     """Tickets with no routing decision, created more than ``ROUTING_SWEEP_AFTER_SECONDS``
     ago and less than ``ROUTING_SWEEP_LOOKBACK_SECONDS`` ago (older ones predate routing
-    or were left on purpose), oldest first. The routing sweep's work and the
-    ``support_routing_unrouted_tickets`` metric."""
+    or were left on purpose), oldest first, those whose routing failed included: the
+    ``support_routing_unrouted_tickets`` metric (the sweep's work is
+    :func:`tickets_to_sweep`)."""
     now = now or timezone.now()
     return (
         Ticket.objects.filter(
@@ -49,6 +50,17 @@ def tickets_unrouted(*, now: Any = None) -> QuerySet[Ticket]:
         .exclude(Exists(RoutingDecision.objects.filter(ticket_id=OuterRef("pk"))))
         .order_by("created_at", "pk")
     )
+
+
+def tickets_to_sweep(*, now: Any = None) -> QuerySet[Ticket]:
+    """The routing sweep's work: :func:`tickets_unrouted` but those whose routing failed
+    for good (recorded once, left to people) or failed lately and wait out their backoff
+    (``RoutingFailure.next_attempt_at``)."""
+    now = now or timezone.now()
+    waiting = RoutingFailure.objects.filter(ticket_id=OuterRef("pk")).filter(
+        Q(permanent=True) | Q(next_attempt_at__gt=now)
+    )
+    return tickets_unrouted(now=now).exclude(Exists(waiting))
 
 
 def _history_numbers(decision: RoutingDecision) -> list[str]:
