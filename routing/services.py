@@ -471,7 +471,8 @@ def routing_decision_purge(*, now: Any = None) -> int:
                 *(ticketing_verdict_key(pk) for pk in verdicts.values_list("pk", flat=True)),
             ],
         ).delete()
-        verdicts.exclude(pk__in=routing_verdicts_latest().values("pk")).delete()
+        latest = routing_verdicts_latest().filter(decision_id__in=ids).values("pk")
+        verdicts.exclude(pk__in=latest).delete()
         _, per_model = RoutingDecision.objects.filter(pk__in=ids).delete()  # verdicts: SET_NULL
     return per_model.get(RoutingDecision._meta.label, 0)
 
