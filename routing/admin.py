@@ -14,11 +14,18 @@ from routing.models import (
     Outage,
     RouterModel,
     RoutingDecision,
+    RoutingFailure,
     RoutingFeedback,
     ServiceStatus,
 )
 from tickets.admin import TicketAdmin
 from tickets.models import Ticket
+
+
+def _ticket_link(ticket_id: int) -> str:
+    url = reverse("admin:tickets_ticket_change", args=[ticket_id])
+    # format_html escapes its arguments into strings first: format the number before.
+    return format_html('<a href="{}">{}</a>', url, f"T-{ticket_id:06d}")
 
 
 @admin.register(CategoryTeam)
@@ -100,9 +107,40 @@ class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="Ticket")
     def ticket_link(self, obj: RoutingDecision) -> str:
-        url = reverse("admin:tickets_ticket_change", args=[obj.ticket_id])
-        # format_html escapes its arguments into strings first: format the number before.
-        return format_html('<a href="{}">{}</a>', url, f"T-{obj.ticket_id:06d}")
+        return _ticket_link(obj.ticket_id)
+
+
+@admin.register(RoutingFailure)
+class RoutingFailureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Tickets whose routing task failed: the permanent ones wait here for a person (the
+    sweep leaves them), the transient ones for the sweep's next try."""
+
+    list_display = (
+        "ticket_link",
+        "permanent",
+        "attempts",
+        "next_attempt_at",
+        "error",
+        "updated_at",
+    )
+    list_filter = ("permanent",)
+    search_fields = ("ticket__id", "error")
+    actions = ["route_again"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Ticket")
+    def ticket_link(self, obj: RoutingFailure) -> str:
+        return _ticket_link(obj.ticket_id)
+
+    @admin.action(description="Route the selected tickets again")
+    def route_again(self, request: HttpRequest, queryset: QuerySet[RoutingFailure]) -> None:
+        sent = services.routing_failure_redrive(failures=queryset)
+        self.message_user(request, f"{sent} ticket(s) sent to routing again.")
 
 
 class RoutingDecisionInline(admin.TabularInline):  # type: ignore[type-arg]

@@ -22,6 +22,11 @@ class RoutingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.checks import register as check_register
+
+        from routing.checks import check_ticketing_system_url
+
+        check_register(check_ticketing_system_url)
         from routing.panels import register
         from routing.privacy import routing_erase
         from routing.services import ticketing_sync_target_kind

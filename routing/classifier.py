@@ -906,6 +906,19 @@ class FastLinear:
         return out if len(out) == 1 else out[None, :]
 
 
+# What the router reads of a text is cut here, in routing (``routing.context.ticket_text``),
+# training (``train``) and evaluation (``evaluate``) alike: an intent is stated in the first
+# lines, and a message can be megabytes (an e-mail with a pasted log), which every tool, the
+# redaction and a model provider would otherwise read in full. A model trained on words
+# that routing never reads learns from text it is never shown.
+ROUTED_TEXT_MAX_CHARS = 4000
+
+
+def routed_text(text: str) -> str:
+    """``text`` as the router reads it: its first ``ROUTED_TEXT_MAX_CHARS`` characters."""
+    return text[:ROUTED_TEXT_MAX_CHARS]
+
+
 def normalise(text: str) -> str:
     return " ".join((text or "").lower().split())
 
@@ -1149,7 +1162,7 @@ def train(
     if encoder_name not in ENCODER_CHOICES:
         raise ValueError(f"encoder_name must be one of {ENCODER_CHOICES}")
     started = time.perf_counter()
-    texts = [str(t) for t in texts]
+    texts = [routed_text(str(t)) for t in texts]  # what routing reads of each
     label_list = sorted(set(labels))
     if len(label_list) < 2:
         raise ValueError("Training needs at least two labels.")
@@ -1357,7 +1370,7 @@ def evaluate(
 
     def route(text: str) -> tuple[str, float, bool, bool]:
         started = time.perf_counter()
-        all_probs, in_scope = router.analyse([text])
+        all_probs, in_scope = router.analyse([routed_text(text)])
         probs = all_probs[0]
         if by_category:
             cats = router.category_confidences(probs)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from routing.classifier import TextRouter
+from routing.classifier import TextRouter, routed_text
 from routing.models import CategoryTeam, Outage, RoutingDecision, ServiceStatus
 from routing.tools import CustomerInfo, PastTicket, ServiceInfo, TicketContext
 from tickets.context.privacy import customer_redaction_names
@@ -18,15 +18,9 @@ HISTORY_DAYS = 90
 HISTORY_LIMIT = 20
 
 
-# What the router reads is cut here: an intent is stated in the first lines, and a message
-# can be megabytes (an e-mail with a pasted log), which every tool, the redaction and a
-# model provider would otherwise read in full.
-ROUTED_TEXT_MAX_CHARS = 4000
-
-
 def ticket_text(ticket: Ticket) -> str:
-    """Subject and the first customer message (at most ``ROUTED_TEXT_MAX_CHARS``): what
-    the router reads."""
+    """Subject and the first customer message, cut as the router reads every text
+    (``classifier.routed_text``: at most ``ROUTED_TEXT_MAX_CHARS``, training alike)."""
     first = (
         ticket.messages.filter(direction=Direction.INBOUND, kind="public")
         .order_by("created_at", "id")
@@ -36,8 +30,8 @@ def ticket_text(ticket: Ticket) -> str:
     subject = ticket.subject.strip()
     body = (first or "").strip()
     if body.lower().startswith(subject.lower()):
-        return body[:ROUTED_TEXT_MAX_CHARS]
-    return (f"{subject}. {body}" if body else subject)[:ROUTED_TEXT_MAX_CHARS]
+        return routed_text(body)
+    return routed_text(f"{subject}. {body}" if body else subject)
 
 
 # Bitext category → team slug (tickets/demo.py TEAMS); rows in CategoryTeam (admin) win.

@@ -165,7 +165,7 @@ def routing_metrics() -> Iterator[Metric]:
 
     verdicts = (
         selectors.routing_verdicts_latest()
-        .filter(created_at__gte=since)
+        .filter(created_at__gte=since, decision__isnull=False)
         .aggregate(
             n=Count("pk"),
             accepted=Count("pk", filter=Q(verdict=FeedbackVerdict.ACCEPTED)),

@@ -4,6 +4,7 @@ external ticketing sync is a ``support.delivery`` delivery (``routing.services``
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -190,9 +191,23 @@ class FeedbackVerdict(models.TextChoices):
 
 
 class RoutingFeedback(models.Model):
-    """A person's verdict on a decision; overrides are labels for the next training run."""
+    """A person's verdict on a decision; overrides are labels for the next training run.
 
-    decision = models.ForeignKey(RoutingDecision, on_delete=models.CASCADE, related_name="feedback")
+    A verdict outlives its decision: the retention purge deletes the decision (its
+    entities, reasons and tool trace) and leaves ``decision`` empty, while the verdict
+    keeps what training reads (the label and the ticket's routed ``text``, a copy of what
+    the ticket itself keeps until its customer is erased; ``ticket`` is how the erasure
+    finds it). docs/routing.md, "Retention"."""
+
+    decision = models.ForeignKey(
+        RoutingDecision,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="feedback",
+        help_text="Empty once the decision was purged (retention); the verdict stays.",
+    )
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="routing_verdicts")
     verdict = models.CharField(max_length=16, choices=FeedbackVerdict.choices)
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
     priority = models.CharField(max_length=16, choices=Priority.choices, blank=True)
@@ -211,4 +226,39 @@ class RoutingFeedback(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.verdict} on decision {self.decision_id}"
+        decision = self.decision_id or "purged"
+        return f"{self.verdict} on ticket {self.ticket_id} (decision {decision})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.ticket_id is None and self.decision is not None:
+            # the decision's ticket, kept for when the decision is purged
+            self.ticket_id = self.decision.ticket_id
+        super().save(*args, **kwargs)
+
+
+class RoutingFailure(models.Model):
+    """A ticket whose routing task failed: what the routing sweep knows of it (one row a
+    ticket; deleted once a decision is stored). docs/routing.md, "Never unrouted".
+
+    Permanent (the ticket's own data will never route: the database refuses it, the code
+    calls it invalid): recorded once and never swept again; the admin lists it and routes
+    it again on request. Transient (the database or a provider away, a time limit, an
+    error not known to be the ticket's): swept again from ``next_attempt_at``, the wait
+    doubling with each failure."""
+
+    ticket = models.OneToOneField(Ticket, on_delete=models.CASCADE, related_name="routing_failure")
+    permanent = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed routing tasks.")
+    error = models.TextField(blank=True, help_text="The last failure: type and message.")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sweep may route it again; empty: never."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        kind = "permanent" if self.permanent else f"retry at {self.next_attempt_at}"
+        return f"routing of ticket {self.ticket_id} failed ({kind})"

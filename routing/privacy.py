@@ -1,10 +1,10 @@
 """Erasure of what routing keeps about a customer: decisions (entities, reasons, tool
 trace), feedback texts kept for training (the ticket's text: the customer's own words
-become ``[erased]``), and sync payloads."""
+become ``[erased]``), failed routings' errors, and sync payloads."""
 
 from __future__ import annotations
 
-from routing.models import RoutingDecision, RoutingFeedback
+from routing.models import RoutingDecision, RoutingFailure, RoutingFeedback
 from routing.services import TICKETING_SYNC_KIND
 from support.delivery.models import Attempt
 from support.delivery.selectors import deliveries_for_subject
@@ -33,10 +33,14 @@ def routing_erase(subject: ErasureSubject) -> int:
             ]
         )
         changed += 1
-    for feedback in RoutingFeedback.objects.filter(decision__ticket_id__in=subject.ticket_ids):
+    for feedback in RoutingFeedback.objects.filter(ticket_id__in=subject.ticket_ids):
         feedback.text = subject.redact(feedback.text)
         feedback.note = subject.redact(feedback.note)
         feedback.save(update_fields=["text", "note"])
+        changed += 1
+    for failure in RoutingFailure.objects.filter(ticket_id__in=subject.ticket_ids):
+        failure.error = subject.redact(failure.error)
+        failure.save(update_fields=["error"])
         changed += 1
     syncs = deliveries_for_subject(
         subject_type="ticket",

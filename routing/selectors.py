@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback
+from routing.models import FeedbackVerdict, RoutingDecision, RoutingFailure, RoutingFeedback
 from support.auth.roles import is_supervisor
 from support.errors import NotFound
 from tickets.models import Ticket
@@ -38,8 +38,9 @@ def routing_decision_latest(*, ticket: Ticket) -> RoutingDecision | None:
 def tickets_unrouted(*, now: Any = None) -> QuerySet[Ticket]:
     """Tickets with no routing decision, created more than ``ROUTING_SWEEP_AFTER_SECONDS``
     ago and less than ``ROUTING_SWEEP_LOOKBACK_SECONDS`` ago (older ones predate routing
-    or were left on purpose), oldest first. The routing sweep's work and the
-    ``support_routing_unrouted_tickets`` metric."""
+    or were left on purpose), oldest first, those whose routing failed included: the
+    ``support_routing_unrouted_tickets`` metric (the sweep's work is
+    :func:`tickets_to_sweep`)."""
     now = now or timezone.now()
     return (
         Ticket.objects.filter(
@@ -49,6 +50,17 @@ def tickets_unrouted(*, now: Any = None) -> QuerySet[Ticket]:
         .exclude(Exists(RoutingDecision.objects.filter(ticket_id=OuterRef("pk"))))
         .order_by("created_at", "pk")
     )
+
+
+def tickets_to_sweep(*, now: Any = None) -> QuerySet[Ticket]:
+    """The routing sweep's work: :func:`tickets_unrouted` but those whose routing failed
+    for good (recorded once, left to people) or failed lately and wait out their backoff
+    (``RoutingFailure.next_attempt_at``)."""
+    now = now or timezone.now()
+    waiting = RoutingFailure.objects.filter(ticket_id=OuterRef("pk")).filter(
+        Q(permanent=True) | Q(next_attempt_at__gt=now)
+    )
+    return tickets_unrouted(now=now).exclude(Exists(waiting))
 
 
 def _history_numbers(decision: RoutingDecision) -> list[str]:
@@ -129,7 +141,8 @@ def routing_verdicts_latest() -> QuerySet[RoutingFeedback]:
     """Each reviewed decision's latest verdict only: a decision accepted twice counts
     once, and one accepted then overridden counts as overridden (the later verdict
     replaces the earlier one in every accuracy figure; the earlier rows stay, as history
-    and training data)."""
+    and training data). A verdict whose decision was purged (retention) is one: the
+    purge keeps only the latest verdict of each decision it deletes."""
     later = RoutingFeedback.objects.filter(
         decision_id=OuterRef("decision_id"), pk__gt=OuterRef("pk")
     )
@@ -138,12 +151,17 @@ def routing_verdicts_latest() -> QuerySet[RoutingFeedback]:
 
 def routing_accuracy() -> dict[str, Any]:
     """Accuracy over reviewed decisions, each judged by its latest verdict (accepted or
-    overridden; :func:`routing_verdicts_latest`)."""
-    agg = routing_verdicts_latest().aggregate(
-        reviewed=Count("id"),
-        overridden=Count("id", filter=Q(verdict=FeedbackVerdict.OVERRIDDEN)),
-        team_ok=Count("id", filter=Q(team_correct=True)),
-        priority_ok=Count("id", filter=Q(priority_correct=True)),
+    overridden; :func:`routing_verdicts_latest`). Decisions still kept only: verdicts
+    outlive their purged decisions as training rows, not as a current figure."""
+    agg = (
+        routing_verdicts_latest()
+        .filter(decision__isnull=False)
+        .aggregate(
+            reviewed=Count("id"),
+            overridden=Count("id", filter=Q(verdict=FeedbackVerdict.OVERRIDDEN)),
+            team_ok=Count("id", filter=Q(team_correct=True)),
+            priority_ok=Count("id", filter=Q(priority_correct=True)),
+        )
     )
     n = agg["reviewed"]
     return {

@@ -6,13 +6,15 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -24,19 +26,28 @@ from routing.models import (
     Outage,
     RouterModel,
     RoutingDecision,
+    RoutingFailure,
     RoutingFeedback,
     ServiceStatus,
     SyncStatus,
 )
 from routing.providers.base import RoutingProvider
+from routing.selectors import routing_verdicts_latest
 from routing.ticketing import ticketing_post
 from support import logging_context
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import Change, DeliveryChange, Schedule, SendResult, TargetKind
 from support.delivery.services import delivery_enqueue
-from support.errors import InvalidInput, NotFound
+from support.errors import (
+    ApplicationError,
+    ExternalAuthError,
+    InvalidInput,
+    NotFound,
+    PermanentError,
+)
 from support.events import event_record
+from support.outbound import backoff_seconds
 from tickets import services as ticket_services
 from tickets.models import PRIORITY_RANK, Priority, Team, Ticket
 
@@ -296,6 +307,8 @@ def _routing_decide(
                 correlation_id=ticket.correlation_id,
             )
             _apply(decision, ticket, team, needs_review)
+            # routed: an earlier failure is history (the sweep skips routed tickets anyway)
+            RoutingFailure.objects.filter(ticket_id=ticket_id).delete()
     except IntegrityError:
         return RoutingDecision.objects.get(ticket_id=ticket_id, attempt_key=attempt_key)
     return decision
@@ -368,6 +381,7 @@ def routing_decision_accept(*, decision: RoutingDecision, actor: Any) -> Routing
     ticket = decision.ticket
     feedback = RoutingFeedback.objects.create(
         decision=decision,
+        ticket=ticket,
         verdict=FeedbackVerdict.ACCEPTED,
         team=decision.team,
         priority=decision.priority,
@@ -407,6 +421,7 @@ def routing_decision_override(
     ticket = decision.ticket
     feedback = RoutingFeedback.objects.create(
         decision=decision,
+        ticket=ticket,
         verdict=FeedbackVerdict.OVERRIDDEN,
         team=team,
         priority=priority,
@@ -431,24 +446,124 @@ def routing_decision_override(
 
 
 def routing_decision_purge(*, now: Any = None) -> int:
-    """Delete decisions past ``expires_at`` (90 days by default), with their sync
-    deliveries (the payload repeats the decision)."""
-    ids = list(
-        RoutingDecision.objects.filter(expires_at__lt=now or timezone.now()).values_list(
-            "pk", flat=True
-        )
-    )
-    verdicts = RoutingFeedback.objects.filter(decision_id__in=ids).values_list("pk", flat=True)
+    """Delete decisions past ``expires_at`` (``ROUTING_DECISION_RETENTION_DAYS``, 90 by
+    default), with their sync deliveries and their verdicts' (the payloads repeat the
+    decision). Returns the decisions deleted.
+
+    Their verdicts stay, with ``decision`` empty: they are the training labels
+    (``train_router --with-feedback``), and what they hold is the label and the ticket's
+    routed text, which the ticket itself keeps until its customer is erased (the erasure
+    reaches the verdict through its ``ticket``); nothing of the decision's own (entities,
+    reasons, tool trace) is left. Of a decision judged more than once only the latest
+    verdict stays, the one training and accuracy read (``routing_verdicts_latest``): the
+    earlier ones were its history, which goes with it."""
     with transaction.atomic():
+        ids = list(
+            RoutingDecision.objects.filter(expires_at__lt=now or timezone.now())
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        verdicts = RoutingFeedback.objects.filter(decision_id__in=ids)
         Delivery.objects.filter(
             target_kind=TICKETING_SYNC_KIND,
             idempotency_key__in=[
                 *(ticketing_sync_key(pk) for pk in ids),
-                *(ticketing_verdict_key(pk) for pk in verdicts),
+                *(ticketing_verdict_key(pk) for pk in verdicts.values_list("pk", flat=True)),
             ],
         ).delete()
-        _, per_model = RoutingDecision.objects.filter(pk__in=ids).delete()
-    return per_model.get(RoutingDecision._meta.label, 0)  # not their verdicts, also deleted
+        latest = routing_verdicts_latest().filter(decision_id__in=ids).values("pk")
+        verdicts.exclude(pk__in=latest).delete()
+        _, per_model = RoutingDecision.objects.filter(pk__in=ids).delete()  # verdicts: SET_NULL
+    return per_model.get(RoutingDecision._meta.label, 0)
+
+
+# --- failed routing tasks (the routing sweep's memory) ---------------------------------------
+
+#: A failure of the ticket's own: routing it again gives the same error (the database
+#: refuses its data, the code calls it invalid or missing, a component refuses it for good).
+ROUTING_PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    ApplicationError,
+    PermanentError,
+    DataError,
+)
+#: Permanent errors of the deployment, not of the ticket: an operator fixes them for every
+#: ticket at once (a refused credential, a router artifact signed with another key), so the
+#: tickets keep being swept, backing off, and route once it is fixed.
+ROUTING_CONFIGURATION_ERRORS: tuple[type[BaseException], ...] = (
+    ExternalAuthError,
+    artifacts.ArtifactError,
+)
+SWEEP_BACKOFF_CAP_SECONDS = 3600.0  # at most an hour between sweeps of one ticket
+
+
+def routing_failure_is_permanent(exc: BaseException) -> bool:
+    """True when routing the ticket again would fail the same way (``ROUTING_PERMANENT_
+    ERRORS``, configuration errors excepted); anything else is transient."""
+    return isinstance(exc, ROUTING_PERMANENT_ERRORS) and not isinstance(
+        exc, ROUTING_CONFIGURATION_ERRORS
+    )
+
+
+def routing_failure_record(
+    *, ticket_id: int, exc: BaseException, now: Any = None
+) -> RoutingFailure | None:
+    """Record that the ticket's routing task failed with ``exc`` (after its own retries).
+    A permanent failure is recorded once: the sweep leaves the ticket alone from then on
+    (and a later failure does not change the record). A transient one counts an attempt
+    and sets when the sweep may try again: ``ROUTING_SWEEP_SECONDS`` x 2^(attempts - 1),
+    jittered, at most ``SWEEP_BACKOFF_CAP_SECONDS``. None when the ticket is gone."""
+    permanent = routing_failure_is_permanent(exc)
+    now = now or timezone.now()
+    with transaction.atomic():
+        if not Ticket.objects.filter(pk=ticket_id).exists():
+            return None
+        failure, _ = RoutingFailure.objects.select_for_update().get_or_create(ticket_id=ticket_id)
+        if failure.permanent:
+            return failure
+        failure.attempts += 1
+        failure.permanent = permanent
+        failure.error = f"{type(exc).__name__}: {exc}"[:2000]
+        failure.next_attempt_at = (
+            None
+            if permanent
+            else now
+            + timedelta(
+                seconds=backoff_seconds(
+                    failure.attempts,
+                    base=float(settings.ROUTING_SWEEP_SECONDS),
+                    cap=SWEEP_BACKOFF_CAP_SECONDS,
+                )
+            )
+        )
+        failure.save()
+    if permanent:
+        logger.error(
+            "Routing ticket %s failed for good; the sweep leaves it (admin: routing failures): %s",
+            ticket_id,
+            failure.error,
+        )
+    else:
+        logger.warning(
+            "Routing ticket %s failed (%s times); the sweep tries again from %s: %s",
+            ticket_id,
+            failure.attempts,
+            failure.next_attempt_at,
+            failure.error,
+        )
+    return failure
+
+
+def routing_failure_redrive(*, failures: Iterable[RoutingFailure]) -> int:
+    """Staff route the tickets again (the admin action): their records go and each
+    ticket's routing task is enqueued after commit. Returns the tickets sent."""
+    from routing.tasks import route_ticket_task  # the interface layer, only at call time
+
+    ticket_ids = [failure.ticket_id for failure in failures]
+    with transaction.atomic():
+        RoutingFailure.objects.filter(ticket_id__in=ticket_ids).delete()
+        for ticket_id in ticket_ids:
+            transaction.on_commit(partial(route_ticket_task.delay, ticket_id))
+    return len(ticket_ids)
 
 
 # --- external ticketing sync ----------------------------------------------------------------
@@ -538,10 +653,11 @@ def ticketing_verdict_key(feedback_id: int) -> str:
 
 
 def ticketing_sync_verdict(*, feedback: RoutingFeedback) -> Delivery | None:
-    """Sync a person's accept or override (after commit); None when no system is set."""
-    if not settings.TICKETING_SYSTEM_URL:
-        return None
+    """Sync a person's accept or override (after commit); None when no system is set
+    (or the decision was purged since: the payload is the decision's)."""
     decision = feedback.decision
+    if not settings.TICKETING_SYSTEM_URL or decision is None:
+        return None
     payload = ticketing_sync_payload(decision)
     payload["assignment"] = {
         "team": feedback.team.slug if feedback.team else "",
@@ -586,7 +702,7 @@ def _ticketing_sync_changed(delivery: Delivery, change: DeliveryChange) -> None:
         )
     else:
         decision_id = int(key.removeprefix(DECISION_KEY_PREFIX))
-    if decision_id is not None:  # a verdict purged with its decision: nothing to mark
+    if decision_id is not None:  # a verdict (or its decision) purged: nothing to mark
         RoutingDecision.objects.filter(pk=decision_id).update(sync_status=status)
 
 

@@ -3,46 +3,67 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 from routing import selectors, services
 from support.errors import RetryableError
+from support.outbound import backoff_seconds
 
 logger = logging.getLogger(__name__)
 
-#: Worth another try: the database or a provider was briefly unavailable. Anything else
-#: (a missing ticket, a bug) fails the task; the routing sweep below is the safety net.
+#: Worth another try at once: the database or a provider was briefly unavailable. After
+#: the task's own retries, and for anything else, the failure is recorded
+#: (``services.routing_failure_record``): a permanent one (the ticket's own data) is not
+#: swept again, a transient one is, backing off. The routing sweep below is the safety net.
 ROUTING_RETRYABLE = (RetryableError, OperationalError, InterfaceError)
+RETRY_BACKOFF_BASE = 5.0  # 5, 10, 20 s (jittered); longer outages are the sweep's
+RETRY_BACKOFF_CAP = 60.0
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    autoretry_for=ROUTING_RETRYABLE,
-    retry_backoff=5,  # 5, 10, 20 s (jittered); longer outages are the sweep's
-    retry_jitter=True,
-    max_retries=3,
-    soft_time_limit=90,
-    time_limit=120,
-)
-def route_ticket_task(self: object, ticket_id: int, attempt_key: str = "initial") -> int:
+@shared_task(bind=True, acks_late=True, max_retries=3, soft_time_limit=90, time_limit=120)
+def route_ticket_task(self: Any, ticket_id: int, attempt_key: str = "initial") -> int:
     """Idempotent: one decision per (ticket, attempt key)."""
-    return services.routing_decide(ticket_id=ticket_id, attempt_key=attempt_key).pk
+    try:
+        return services.routing_decide(ticket_id=ticket_id, attempt_key=attempt_key).pk
+    except ROUTING_RETRYABLE as exc:
+        if self.request.retries < self.max_retries:
+            countdown = backoff_seconds(
+                self.request.retries + 1,
+                base=RETRY_BACKOFF_BASE,
+                cap=RETRY_BACKOFF_CAP,
+                retry_after=getattr(exc, "retry_after", None),
+            )
+            raise self.retry(exc=exc, countdown=countdown) from exc
+        _failure_record(ticket_id, exc)
+        raise
+    except Exception as exc:  # the task boundary: recorded for the sweep, then raised
+        _failure_record(ticket_id, exc)
+        raise
+
+
+def _failure_record(ticket_id: int, exc: BaseException) -> None:
+    try:
+        services.routing_failure_record(ticket_id=ticket_id, exc=exc)
+    except DatabaseError as db_exc:  # the database is away: the sweep finds it unrecorded
+        logger.warning("Routing ticket %s failed (%s); not recorded: %s", ticket_id, exc, db_exc)
 
 
 @shared_task(soft_time_limit=60, time_limit=90)
 def routing_sweep_task() -> int:
     """Beat's safety net for "never unrouted": routing again for tickets still without a
     decision a few minutes after they were created (their task failed or was lost), at
-    most ``ROUTING_SWEEP_BATCH`` per run. Each task expires unrun after one sweep
+    most ``ROUTING_SWEEP_BATCH`` per run: not those whose routing failed for good, nor,
+    until their backoff has passed, those whose routing failed lately
+    (``selectors.tickets_to_sweep``). Each task expires unrun after one sweep
     interval, so a backed-up queue holds at most one sweep copy per ticket."""
     if not settings.ROUTING_ENABLED:
         return 0
     ids = list(
-        selectors.tickets_unrouted().values_list("pk", flat=True)[: settings.ROUTING_SWEEP_BATCH]
+        selectors.tickets_to_sweep().values_list("pk", flat=True)[: settings.ROUTING_SWEEP_BATCH]
     )
     for ticket_id in ids:
         route_ticket_task.apply_async((ticket_id,), expires=settings.ROUTING_SWEEP_SECONDS)

@@ -692,3 +692,34 @@ def test_training_lets_no_network_convergence_warning_through(bitext_slice):
         warnings.simplefilter("always")
         classifier.train(bitext_slice["texts"], bitext_slice["labels"], features="fusion")
     assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+def test_training_and_evaluation_read_a_text_as_routing_does(monkeypatch):
+    """Routing reads a ticket's first ``ROUTED_TEXT_MAX_CHARS`` characters
+    (``routing.context.ticket_text``); training read every text whole, so a long training
+    text taught the model words routing never shows it. Both read ``routed_text``."""
+    cut = classifier.ROUTED_TEXT_MAX_CHARS
+    filler = " filler" * (cut // len(" filler") + 1)  # pushes what follows past the cut
+    texts = [f"cancel my order {n}{filler} zebracancel" for n in range(6)] + [
+        f"refund my money {n}{filler} zebrarefund" for n in range(6)
+    ]
+    labels = ["cancel"] * 6 + ["refund"] * 6
+    assert all(len(t) > cut for t in texts)
+
+    router, _ = classifier.train(texts, labels, features="tfidf")
+
+    vocabulary = set(router.word.vocabulary_)
+    assert {"cancel", "refund", "filler"} <= vocabulary
+    assert not {"zebracancel", "zebrarefund"} & vocabulary
+
+    seen: list[str] = []
+    analyse = router.analyse
+
+    def spy(batch: Any, embeddings: Any = None) -> Any:
+        seen.extend(batch)
+        return analyse(batch, embeddings)
+
+    monkeypatch.setattr(router, "analyse", spy)
+    classifier.evaluate(router, texts[:1], labels[:1], threshold=0.5, out_of_scope=texts[6:7])
+    assert [len(t) for t in seen[1:]] == [cut, cut]  # after evaluate's warm-up
+    assert seen[1:] == [classifier.routed_text(texts[0]), classifier.routed_text(texts[6])]

@@ -210,6 +210,59 @@ def test_purge_deletes_only_expired(routing_on, teams, customer):
     assert Ticket.objects.filter(pk=ticket.pk).exists()
 
 
+def test_purging_a_decision_keeps_its_latest_verdict_as_a_training_row(
+    routing_on, teams, customer, agent, supervisor
+):
+    """The purge deleted a decision's verdicts with it (CASCADE): the agents' accepts and
+    overrides, the labels ``train_router --with-feedback`` reads, were lost after 90 days.
+    The latest verdict stays, without its decision, with its label and the ticket's text
+    (which the erasure still reaches); the decision's own data goes."""
+    from routing.context import ticket_text
+    from tickets.context import privacy
+
+    ticket = _ticket(customer, "Refund", "Ada Lovelace here, I want a refund for my order")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    services.routing_decision_accept(decision=decision, actor=agent)
+    services.routing_decision_override(
+        decision=decision,
+        actor=agent,
+        team=teams["billing"],
+        priority="high",
+        category="REFUND",
+        intent="get_refund",
+        note="a refund",
+    )
+    kept = RoutingFeedback.objects.latest("id")
+    RoutingDecision.objects.filter(pk=decision.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert services.routing_decision_purge() == 1
+
+    assert not RoutingDecision.objects.exists()
+    verdict = RoutingFeedback.objects.get()  # the accept it replaced went with the decision
+    assert (verdict.pk, verdict.decision_id, verdict.ticket_id) == (kept.pk, None, ticket.pk)
+    assert (verdict.verdict, verdict.intent, verdict.category) == (
+        "overridden",
+        "get_refund",
+        "REFUND",
+    )
+    assert verdict.text == ticket_text(ticket)
+    assert selectors.routing_feedback_examples(labels={"get_refund"}) == [
+        (ticket_text(ticket), "get_refund")
+    ]
+    # a training row, not a current figure: accuracy counts decisions still kept
+    assert selectors.routing_accuracy()["reviewed"] == 0
+    assert services.routing_decision_purge() == 0
+    assert RoutingFeedback.objects.count() == 1
+
+    privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    assert "Ada" in verdict.text
+    verdict.refresh_from_db()
+    assert "Ada" not in verdict.text
+    assert "refund for my order" not in verdict.text
+
+
 def test_routing_disabled_does_nothing(
     settings, teams, customer, django_capture_on_commit_callbacks
 ):
@@ -282,7 +335,8 @@ def test_the_router_reads_at_most_the_first_characters_of_a_long_message(
 ):
     """A message can be megabytes (a pasted log): routing, its tools, the redaction and a
     model provider read its first ``ROUTED_TEXT_MAX_CHARS``."""
-    from routing.context import ROUTED_TEXT_MAX_CHARS, ticket_text
+    from routing.classifier import ROUTED_TEXT_MAX_CHARS
+    from routing.context import ticket_text
 
     body = "I want to cancel my order 123456. " + "order-" * 100_000
     ticket = _ticket(customer, "Cancel order", body)

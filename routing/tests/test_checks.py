@@ -1,0 +1,53 @@
+"""The system check of ``TICKETING_SYSTEM_URL`` (``manage.py check``; ``migrate`` runs it
+too): a URL the sync cannot POST to fails at deploy, not at the first sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from routing.checks import check_ticketing_system_url
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("tickets.example.com/api/routing", "it has no scheme"),
+        ("localhost:8080/api/routing", "it has no scheme"),
+        ("ftp://tickets.example.com/in", "its scheme is 'ftp', not http or https"),
+        ("https://tickets.example.com/api routing", "it contains spaces"),
+        ("https://tickets.example.com/api\trouting", "it contains spaces"),
+        ("https:///api/routing", "it names no host"),
+        ("https://[::1/api", "it cannot be parsed"),
+    ],
+)
+def test_a_malformed_ticketing_url_is_an_error_naming_why(
+    settings: Any, url: str, why: str
+) -> None:
+    settings.TICKETING_SYSTEM_URL = url
+    [error] = check_ticketing_system_url()
+    assert error.id == "routing.E001"
+    assert error.is_serious()
+    assert error.msg.startswith(f"TICKETING_SYSTEM_URL {url!r} is not a URL the ticketing sync")
+    assert why in error.msg
+    assert "leave it empty to switch the ticketing sync off" in (error.hint or "")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "https://tickets.example.com/api/routing", "http://10.0.0.5:8080/in?x=1", "HTTPS://T.io"],
+)
+def test_an_empty_or_http_ticketing_url_passes(settings: Any, url: str) -> None:
+    settings.TICKETING_SYSTEM_URL = url
+    assert check_ticketing_system_url() == []
+
+
+def test_manage_py_check_fails_on_a_malformed_ticketing_url(settings: Any) -> None:
+    settings.TICKETING_SYSTEM_URL = "tickets.example.com/api"
+    with pytest.raises(SystemCheckError, match=r"routing\.E001.*TICKETING_SYSTEM_URL"):
+        call_command("check")
+    settings.TICKETING_SYSTEM_URL = "https://tickets.example.com/api"
+    call_command("check")  # nothing raised
