@@ -1404,3 +1404,36 @@ def test_dynamodb_table_cognito_alarm_topic_and_secrets() -> None:
     assert "AWS::SecretsManager::Secret" in {r["Type"] for r in template()["Resources"].values()}
     target = prop("TargetGroup")
     assert target["HealthCheckPath"] == "/health/ready"
+
+
+URL_PARAMETERS = ("RoutingStatusUrl", "TicketingSystemUrl", "SalesforceLoginUrl")
+
+
+@pytest.mark.parametrize("parameter", URL_PARAMETERS)
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),  # the feature is off
+        ("https://tickets.example.com/api/routing", True),
+        ("http://10.0.4.7:8080/sync?team=a#x", True),
+        ("HTTPS://Tickets.Example.com", True),
+        ("https://[2001:db8::5]:8443/status", True),
+        ("tickets.example.com/api/routing", False),  # no scheme
+        ("ftp://tickets.example.com/x", False),
+        ("https:///api/routing", False),  # no host
+        ("https://tickets.example.com/api routing", False),
+        (" https://tickets.example.com", False),
+    ],
+)
+def test_url_parameters_refuse_what_the_application_would_refuse(
+    parameter: str, value: str, accepted: bool
+) -> None:
+    """CloudFormation refuses a malformed URL when the stack is created or updated (the
+    migrate task, which runs the system checks, is not given the feature settings), with
+    the same verdict as the application's own check (``support.safe_urls.is_http_url``,
+    ``routing.E001`` for TICKETING_SYSTEM_URL)."""
+    from support.safe_urls import is_http_url
+
+    pattern = template()["Parameters"][parameter]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, value)) is accepted
+    assert (value == "" or is_http_url(value)) is accepted
