@@ -11,9 +11,10 @@ Celery task or one websocket event, whatever the thread or event loop:
   a request (or a task) enqueues, and :func:`celery_task_prerun` binds it again in the
   worker (both connected in ``support.celery``).
 - Outbound HTTP: :func:`outbound_headers` adds ``X-Request-ID`` to a call's headers.
-- :class:`ContextFilter` (on the handler) puts the four fields on every record, and
-  :func:`logging_config` builds ``LOGGING`` for ``LOG_FORMAT`` ``json`` (one JSON object a
-  line, python-json-logger) or ``plain`` (text).
+- :class:`ContextFilter` (on the handler) puts the four fields on every record,
+  :class:`RequestPathFilter` (on the handler too) keeps Django's own request records to
+  the route pattern, and :func:`logging_config` builds ``LOGGING`` for ``LOG_FORMAT``
+  ``json`` (one JSON object a line, python-json-logger) or ``plain`` (text).
 
 Only identifiers are carried: never names, e-mail addresses, message bodies or secrets.
 """
@@ -135,6 +136,35 @@ class ContextFilter(logging.Filter):
         return True
 
 
+def request_route(request: Any) -> str:
+    """What a log line names for a request: its route pattern (``feedback/<str:token>``),
+    never its path or query string, which can hold credentials; ``-`` when no route
+    matched."""
+    match = getattr(request, "resolver_match", None)
+    return (match.route or "/") if match else "-"
+
+
+class RequestPathFilter(logging.Filter):
+    """Django's own request records (``django.request`` for every 4xx and 5xx answer,
+    ``django.security.csrf``) name the request's path in the message and carry the request
+    in ``extra``, which the JSON format printed as ``<ASGIRequest: POST '/path?query'>``.
+    Paths and query strings can hold credentials (a feedback link's signed token,
+    SendGrid's inbound ``?token=``, an OIDC callback's ``?code=``): the path in the message
+    becomes the route pattern, as on the request line, and the request object is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = record.__dict__.pop("request", None)
+        if request is None:
+            return True
+        path = getattr(request, "path", None)
+        if path and isinstance(record.args, tuple):
+            # log_response escapes its arguments (unicode_escape): match either spelling
+            spellings = {path, path.encode("unicode_escape").decode("ascii")}
+            route = request_route(request)
+            record.args = tuple(route if arg in spellings else arg for arg in record.args)
+        return True
+
+
 class JsonFormatter(_JsonFormatter):
     """One JSON object per line: time, level, logger, message, the context's fields and
     whatever the call passed in ``extra=``."""
@@ -174,7 +204,10 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "support.logging_context.ContextFilter"}},
+        "filters": {
+            "context": {"()": "support.logging_context.ContextFilter"},
+            "request_paths": {"()": "support.logging_context.RequestPathFilter"},
+        },
         "formatters": {
             "plain": {"()": "support.logging_context.PlainFormatter"},
             "json": {"()": "support.logging_context.JsonFormatter"},
@@ -183,7 +216,7 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": log_format,
-                "filters": ["context"],
+                "filters": ["context", "request_paths"],
             }
         },
         "root": {"handlers": ["console"], "level": level},
@@ -231,7 +264,7 @@ class RequestContextMiddleware:
             request_logger.info(
                 "%s %s %s",
                 request.method,
-                (match.route or "/") if match else "-",
+                request_route(request),
                 response.status_code,
                 extra={
                     "method": request.method,

@@ -66,9 +66,14 @@ def test_pages_need_login(client, db):
 def test_agents_of_other_teams_do_not_see_the_call(client, other_agent, supervisor, call):
     client.force_login(other_agent)
     assert f"/calls/{call.hash}/" not in client.get("/calls/").content.decode()
+    # the search (contact id or caller's number) stays inside the visible calls
+    for q in (call.contact_id, call.customer_phone):
+        assert f"/calls/{call.hash}/" not in client.get("/calls/", {"q": q}).content.decode()
     assert client.get(f"/calls/{call.hash}/").status_code == 404
     client.force_login(supervisor)
     assert f"/calls/{call.hash}/" in client.get("/calls/").content.decode()
+    for q in (call.contact_id, call.customer_phone):
+        assert f"/calls/{call.hash}/" in client.get("/calls/", {"q": q}).content.decode()
     assert client.get(f"/calls/{call.hash}/").status_code == 200
 
 

@@ -13,7 +13,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from support.auth.oidc import email_unverified, roles_from_claims
-from support.auth.roles import INTEGRATION_MARK, _group_names
+from support.auth.roles import INTEGRATION_MARK, TOKEN_ROLES_MARK, _group_names
 from support.auth.tokens import (
     KeysUnavailable,
     TokenExpired,
@@ -131,7 +131,8 @@ class OIDCBearerAuthentication(authentication.BaseAuthentication):
     Cognito ``client_id``, expiry), with no call to the provider but the cached JWKS. Its
     user is the one its subject signed in as in the browser (a Cognito access token
     carries no email), else the one with the token's verified email. The request acts with the
-    roles the token's groups claim gives, never more: a token without groups has none.
+    roles the token's groups claim gives, never more: a token without groups has none, also
+    for a user who is a superuser locally.
     Refused tokens answer 401; an unreachable JWKS 503.
     """
 
@@ -160,8 +161,10 @@ class OIDCBearerAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "No active user for this token (sign in to the workbench once first)."
             )
-        # The token decides the roles (support.auth.roles reads this memo).
+        # The token decides the roles (support.auth.roles reads this memo), and only the
+        # token: a superuser's account acts with the token's groups like any other.
         user._support_group_names = roles_from_claims(claims)
+        setattr(user, TOKEN_ROLES_MARK, True)
         return user, claims
 
     def authenticate_header(self, request: Request) -> str:

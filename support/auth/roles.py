@@ -10,6 +10,10 @@ SUPERVISORS_GROUP = "Supervisors"
 # such a request has no role, whatever the user's groups, so views that check roles on
 # ``request.user`` directly refuse it too.
 INTEGRATION_MARK = "_support_via_integration_key"
+# Set on the user object an OIDC bearer token authenticates (support.auth.authentication):
+# the request acts with the roles the token's groups claim gives and nothing more, so the
+# local account's superuser flag adds no role to it.
+TOKEN_ROLES_MARK = "_support_roles_from_token"  # noqa: S105 - an attribute name
 
 
 def _group_names(user: Any) -> set[str]:
@@ -28,14 +32,18 @@ def _is_person(user: Any) -> bool:
     )
 
 
+def _superuser(user: Any) -> bool:
+    return bool(user.is_superuser) and not getattr(user, TOKEN_ROLES_MARK, False)
+
+
 def is_supervisor(user: Any) -> bool:
     if not _is_person(user):
         return False
-    return bool(user.is_superuser or SUPERVISORS_GROUP in _group_names(user))
+    return _superuser(user) or SUPERVISORS_GROUP in _group_names(user)
 
 
 def is_agent(user: Any) -> bool:
     """Supervisors can do everything agents can."""
     if not _is_person(user):
         return False
-    return bool(user.is_superuser or _group_names(user) & {AGENTS_GROUP, SUPERVISORS_GROUP})
+    return _superuser(user) or bool(_group_names(user) & {AGENTS_GROUP, SUPERVISORS_GROUP})

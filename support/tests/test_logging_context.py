@@ -271,3 +271,65 @@ def test_every_outbound_client_sends_the_request_id(settings: Any) -> None:
     assert len(responses.calls) == 4
     for call in responses.calls:
         assert call.request.headers.get("X-Request-ID") == "req-0123456789abcdef", call.request.url
+
+
+@pytest.fixture
+def production_log() -> Iterator[io.StringIO]:
+    """The root logger as ``LOGGING`` configures it in production (``LOG_FORMAT=json``),
+    its handler's filters included, writing to a buffer."""
+    stream = io.StringIO()
+    config = logging_context.logging_config("json", "INFO")
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    logging.config.dictConfig(config)
+    handler = root.handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(stream)
+    yield stream
+    root.handlers[:], root.level = saved[0], saved[1]
+
+
+@pytest.mark.django_db
+def test_django_request_warnings_name_the_route_not_a_path_holding_a_token(
+    production_log: io.StringIO, customer: Any
+) -> None:
+    """Django logs every 4xx with the request's path, and the JSON line also printed the
+    request object: path and query string, here a feedback link's signed token (valid: it
+    lets anyone rate the ticket and read its subject)."""
+    from tickets import services
+    from tickets.context.services import feedback_token_make
+    from tickets.models import TicketStatus
+
+    ticket = services.ticket_create(customer=customer, subject="Broken kettle", body="Help")
+    ticket.status = TicketStatus.RESOLVED
+    ticket.save(update_fields=["status"])
+    token = feedback_token_make(ticket)
+
+    page = Client().post(f"/feedback/{token}", {"rating": "9"})  # out of range: 400
+    api = Client().post(
+        f"/api/tickets/{ticket.pk}/feedback?token={token}",
+        json.dumps({"rating": 9}),
+        content_type="application/json",
+    )
+    csrf = Client(enforce_csrf_checks=True).post(f"/feedback/{token}", {"rating": "5"})
+
+    assert (page.status_code, api.status_code, csrf.status_code) == (400, 400, 403)
+    text = production_log.getvalue()
+    assert token not in text
+    assert token.split(":")[-1] not in text  # not even the signature part
+    warnings = [r for r in _records(production_log) if r["logger"].startswith("django.")]
+    assert [r["message"] for r in warnings] == [
+        "Bad Request: feedback/<str:token>",
+        "Bad Request: api/tickets/<str:ticket_id>/feedback",
+        "Forbidden (CSRF cookie not set.): feedback/<str:token>",
+    ]
+    assert all("request" not in r for r in warnings)
+    assert [r["status_code"] for r in warnings] == [400, 400, 403]
+
+
+def test_a_path_no_route_matched_is_not_logged(production_log: io.StringIO) -> None:
+    response = Client().get("/feedback/not-a-route/secret-part/")
+    assert response.status_code == 404
+    text = production_log.getvalue()
+    assert "secret-part" not in text
+    assert "Not Found: -" in text

@@ -321,6 +321,21 @@ def test_bearer_roles_come_from_the_token(idp: FakeIdP, kim: Any) -> None:
 
 
 @pytest.mark.django_db
+def test_bearer_roles_come_from_the_token_for_a_local_superuser_too(idp: FakeIdP, kim: Any) -> None:
+    """The superuser flag of the local account gave a bearer token every role, whatever its
+    groups: SSO could no longer take a role away from such an account."""
+    kim.is_superuser = True
+    kim.save(update_fields=["is_superuser"])
+    agent = _api(idp.sign(idp.access_claims(**{"cognito:groups": [AGENTS_GROUP]})))
+    assert agent.get(reverse("api-tickets")).status_code == 200
+    assert agent.get(reverse("api-kb-feedback")).status_code == 403
+    no_groups = _api(idp.sign(idp.access_claims()))
+    assert no_groups.get(reverse("api-tickets")).status_code == 403
+    supervisor = _api(idp.sign(idp.access_claims(**{"cognito:groups": [SUPERVISORS_GROUP]})))
+    assert supervisor.get(reverse("api-kb-feedback")).status_code == 200
+
+
+@pytest.mark.django_db
 def test_bearer_id_token_finds_its_user_by_email(idp: FakeIdP, django_user_model: Any) -> None:
     django_user_model.objects.create_user("kim", email="kim@example.com")
     client = _api(idp.sign(idp.id_claims(**{"cognito:groups": ["Agents"]})))
