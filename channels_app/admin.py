@@ -5,6 +5,8 @@ which re-drives their dead letters."""
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from django import forms
@@ -26,6 +28,11 @@ from channels_app.verification import WEBCHAT_CODE_KIND
 from support.auth.roles import is_supervisor
 from support.delivery.models import Delivery
 from tickets.admin import SupervisorAdmin
+
+# Header names whose values are credentials (case-insensitive): shown hidden in the admin.
+_CREDENTIAL_HEADER_RE = re.compile(
+    r"authorization|cookie|session|token|secret|api[-_]?key|password", re.IGNORECASE
+)
 
 SECRET_FIELDS = services.SECRET_FIELDS
 
@@ -157,7 +164,7 @@ class InboundEventAdmin(SupervisorAdmin):
         "channel",
         "account",
         "external_id",
-        "headers",
+        "headers_shown",
         "body_text",
         "received_at",
         "status",
@@ -166,8 +173,23 @@ class InboundEventAdmin(SupervisorAdmin):
         "processed_at",
         "summary",
     ]
-    exclude = ["body"]
+    exclude = ["body", "headers"]
     actions = ["reprocess", "release"]
+
+    @admin.display(description="Headers")
+    def headers_shown(self, obj: InboundEvent) -> str:
+        """The stored headers with credentials hidden: a web chat visitor's session token
+        (valid for a day: whoever holds it posts and reads as that visitor), an
+        ``Authorization`` or cookie, an API key. They stay stored, for re-processing."""
+        shown = {
+            name: (
+                f"[hidden: {len(str(value))} characters]"
+                if _CREDENTIAL_HEADER_RE.search(name)
+                else value
+            )
+            for name, value in (obj.headers or {}).items()
+        }
+        return json.dumps(shown, indent=2, ensure_ascii=False, sort_keys=True)
 
     @admin.display(description="Error")
     def error_short(self, obj: InboundEvent) -> str:

@@ -174,3 +174,35 @@ def test_deliveries_panel_shows_a_dead_letter_with_its_error(
     assert "http_400" in html
     assert "Recipient not in allowed list" in html
     assert "Re-drive in admin" in html
+
+
+def test_an_inbound_events_credentials_are_hidden_on_its_admin_page(
+    admin_client: Client, django_user_model: Any
+) -> None:
+    """A web chat visitor's session token (valid for a day) let a supervisor who opened the
+    raw event post and read as that visitor; an Authorization header or cookie likewise.
+    They stay stored (re-processing verifies them again), but the page hides them."""
+    django_user_model.objects.filter(username="supervisor").update(is_superuser=True)
+    account = make_account("webchat")
+    event = InboundEvent.objects.create(
+        channel="webchat",
+        account=account,
+        headers={
+            "X-Webchat-Session": "eyJ2aXNpdG9yIjoiYWJjIn0:1tZk:visitor-session-signature",
+            "Authorization": "Bearer abc-secret-bearer",
+            "Cookie": "sessionid=cookie-value-123",
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": "sha256=0f1e2d",
+        },
+        body=b'{"text": "hello"}',
+    )
+    page = admin_client.get(f"/admin/channels_app/inboundevent/{event.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for secret in ("visitor-session-signature", "abc-secret-bearer", "cookie-value-123"):
+        assert secret not in html
+    assert "[hidden: 54 characters]" in html
+    assert "application/json" in html
+    assert "sha256=0f1e2d" in html
+    event.refresh_from_db()
+    assert event.headers["X-Webchat-Session"].endswith("visitor-session-signature")
