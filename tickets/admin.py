@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin
@@ -44,7 +44,10 @@ class CustomerAdmin(SupervisorAdmin):
     list_display = ("id", "name", "email", "phone", "vip_tier", "account_type", "created_at")
     list_filter = ("vip_tier", "account_type")
     search_fields = ("name", "email", "phone", "identities__external_id")
-    inlines = [ChannelIdentityInline]
+    # Annotated: the customer-context admin extends it (mypy could not always infer it).
+    inlines: ClassVar[list[type[admin.options.InlineModelAdmin[Any, Any]]]] = [
+        ChannelIdentityInline
+    ]
 
 
 @admin.register(ChannelIdentity)
