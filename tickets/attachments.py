@@ -8,6 +8,8 @@ from django.conf import settings
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.urls import reverse
+from django.utils.http import content_disposition_header
+from storages.backends.s3 import S3Storage
 
 from support.auth.roles import is_agent
 from tickets.models import Attachment
@@ -18,6 +20,32 @@ def attachment_url(attachment: Attachment) -> str:
     if attachment.file:
         return reverse("attachment-download", args=[attachment.pk])
     return attachment.external_url
+
+
+def shown_inline(content_type: str) -> bool:
+    """Pictures, sound and video open in the browser; anything else (HTML, PDF, SVG, which
+    can carry script) is downloaded."""
+    kind = content_type.lower()
+    return kind.startswith(("image/", "audio/", "video/")) and not kind.startswith("image/svg")
+
+
+def _signed_url(attachment: Attachment, inline: bool) -> str:
+    """The signed S3 URL, telling S3 to answer with our disposition and type: S3 serves an
+    object with the type it was stored under, so an uploaded HTML file would otherwise open
+    as a page on the bucket's origin."""
+    storage = attachment.file.storage
+    if not isinstance(storage, S3Storage):
+        return str(attachment.file.url)
+    disposition = content_disposition_header(not inline, attachment.filename)
+    return str(
+        storage.url(
+            attachment.file.name,
+            parameters={
+                "ResponseContentDisposition": disposition or "attachment",
+                "ResponseContentType": attachment.content_type or "application/octet-stream",
+            },
+        )
+    )
 
 
 def attachment_download(request: HttpRequest, attachment_id: int) -> HttpResponseBase:
@@ -33,10 +61,10 @@ def attachment_download(request: HttpRequest, attachment_id: int) -> HttpRespons
     ticket = attachment.message.ticket
     if not ticket_visible_to(request.user, team_id=ticket.team_id, assignee_id=ticket.assignee_id):
         raise Http404("No such attachment.")  # the same answer as an unknown id
+    inline = shown_inline(attachment.content_type)
     if settings.S3_ENABLED:
         # A short-lived signed URL: the bytes never pass through the web process.
-        return HttpResponseRedirect(attachment.file.url)
-    inline = attachment.content_type.startswith(("image/", "audio/", "video/"))
+        return HttpResponseRedirect(_signed_url(attachment, inline))
     response = FileResponse(
         attachment.file.open("rb"),
         as_attachment=not inline,

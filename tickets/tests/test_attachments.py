@@ -83,3 +83,56 @@ def test_signed_s3_redirect_also_needs_a_visible_ticket(attachment, other_agent,
     client = Client()
     client.force_login(other_agent)
     assert client.get(f"/attachments/{attachment.pk}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("filename", "content_type", "inline"),
+    [
+        ("page.html", "text/html", False),  # would open as a page on the bucket's origin
+        ("logo.svg", "image/svg+xml", False),  # a picture that can carry script
+        ("photo.png", "image/png", True),
+        ("note.txt", "", False),
+    ],
+)
+def test_the_signed_s3_url_names_our_disposition_and_type(
+    customer, agent, settings, tmp_path, monkeypatch, filename, content_type, inline
+):
+    """S3 answers a signed URL with the type the object was stored under, so the redirect
+    asks it for the same disposition the local download gives (attachment unless a picture,
+    sound or video) and the attachment's own type."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from moto import mock_aws
+
+    from support.storage import S3Storage
+
+    settings.MEDIA_ROOT = tmp_path
+    ticket = services.ticket_create(
+        customer=customer,
+        subject="Files",
+        body="see attached",
+        attachments=[
+            services.NewAttachment(
+                filename=filename,
+                content=b"<script>x</script>",
+                content_type=content_type,
+                kind="document",
+            )
+        ],
+    )
+    attachment = Attachment.objects.get(message__ticket=ticket)
+    settings.S3_ENABLED = True
+    with mock_aws():
+        monkeypatch.setattr(
+            Attachment._meta.get_field("file"), "storage", S3Storage(bucket_name="files")
+        )
+        client = Client()
+        client.force_login(agent)
+        response = client.get(f"/attachments/{attachment.pk}")
+    assert response.status_code == 302
+    query = parse_qs(urlsplit(response["Location"]).query)
+    disposition = query["response-content-disposition"][0]
+    assert disposition.startswith("inline" if inline else "attachment")
+    assert filename in disposition
+    assert query["response-content-type"] == [content_type or "application/octet-stream"]
+    assert "Signature" in response["Location"] or "X-Amz-Signature" in response["Location"]
