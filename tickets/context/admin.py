@@ -110,9 +110,9 @@ class InteractionAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type
 
 @admin.register(CsatFeedback)
 class CsatFeedbackAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("ticket", "customer", "rating", "via_link", "updated_at")
+    list_display = ("ticket", "customer", "rating", "via_link", "recorded_by", "updated_at")
     list_filter = ("rating", "via_link")
-    raw_id_fields = ("ticket", "customer")
+    raw_id_fields = ("ticket", "customer", "recorded_by")
 
 
 @admin.register(CustomerErasure)

@@ -125,6 +125,14 @@ class CsatFeedback(models.Model):
     )
     comment = models.TextField(blank=True)
     via_link = models.BooleanField(default=False, help_text="Sent through the signed link.")
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The agent who recorded this answer (empty: the customer, through the link).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

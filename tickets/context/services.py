@@ -284,11 +284,31 @@ def _feedback_unchanged(
     return None
 
 
+LINK_ANSWER_KEPT_MESSAGE = (
+    "The customer rated this ticket through the feedback link; an agent cannot replace "
+    "the customer's own answer."
+)
+
+
+def _link_answer_check(ticket_id: int, *, via_link: bool) -> None:
+    """An agent's answer never replaces the customer's own (from the signed link): agents
+    could otherwise rewrite the ratings their CSAT figures are made of."""
+    if not via_link and CsatFeedback.objects.filter(ticket_id=ticket_id, via_link=True).exists():
+        raise Conflict(LINK_ANSWER_KEPT_MESSAGE, details={"rating": ["Answered by the customer."]})
+
+
 def feedback_submit(
-    *, ticket: Ticket, rating: int, comment: str = "", via_link: bool = False
+    *,
+    ticket: Ticket,
+    rating: int,
+    comment: str = "",
+    via_link: bool = False,
+    recorded_by: Any = None,
 ) -> tuple[CsatFeedback, bool]:
     """Record the customer's CSAT for a resolved or closed ticket; a new answer replaces
-    the previous one. Returns ``(feedback, created)``. A ticket merged into another is
+    the previous one, except that an agent's (``via_link`` false, ``recorded_by`` the
+    agent) never replaces the customer's own from the signed link (``Conflict``); the
+    customer's replaces anyone's. Returns ``(feedback, created)``. A ticket merged into another is
     refused (``Conflict``): the answer is not moved to the ticket it was merged into,
     which may be another customer's and is asked about on its own when resolved.
 
@@ -307,18 +327,26 @@ def feedback_submit(
     same = _feedback_unchanged(ticket.pk, rating=rating, comment=comment, via_link=via_link)
     if same is not None:
         return same, False
-    return _feedback_save(ticket=ticket, rating=rating, comment=comment, via_link=via_link)
+    _link_answer_check(ticket.pk, via_link=via_link)
+    return _feedback_save(
+        ticket=ticket,
+        rating=rating,
+        comment=comment,
+        via_link=via_link,
+        recorded_by=None if via_link else recorded_by,
+    )
 
 
 @transaction.atomic
 def _feedback_save(
-    *, ticket: Ticket, rating: int, comment: str, via_link: bool
+    *, ticket: Ticket, rating: int, comment: str, via_link: bool, recorded_by: Any
 ) -> tuple[CsatFeedback, bool]:
     ticket = Ticket.objects.select_for_update().filter(pk=ticket.pk).first() or ticket
     _feedback_status_check(ticket)  # again, under the lock
     same = _feedback_unchanged(ticket.pk, rating=rating, comment=comment, via_link=via_link)
     if same is not None:
         return same, False
+    _link_answer_check(ticket.pk, via_link=via_link)  # again, under the lock
     feedback, created = CsatFeedback.objects.update_or_create(
         ticket=ticket,
         defaults={
@@ -326,6 +354,7 @@ def _feedback_save(
             "rating": rating,
             "comment": comment,
             "via_link": via_link,
+            "recorded_by": recorded_by,
         },
     )
     event_record(

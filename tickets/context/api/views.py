@@ -107,6 +107,7 @@ class TicketFeedbackApi(TicketRefMixin, APIView):
             rating=data["rating"],
             comment=data.get("comment", ""),
             via_link=bool(token),
+            recorded_by=None if token else request.user,
         )
         body = {
             **self.ticket_ids(ticket),

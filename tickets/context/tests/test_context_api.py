@@ -258,6 +258,32 @@ def test_feedback_by_agent_and_only_after_resolution(agent_client, customer):
     assert CsatFeedback.objects.get().via_link is False
 
 
+def test_an_agent_cannot_replace_the_customers_own_answer(agent_client, api_client, customer):
+    """Agents may record CSAT for a customer (a phone call's answer) and correct their own,
+    but the customer's answer from the signed link is theirs: an agent replacing a 1 with
+    a 5 rewrote the figures agents are judged by. The customer may still change it, and
+    who recorded an answer is kept."""
+    ticket = _resolved_ticket(customer)
+    url = f"/api/tickets/{ticket.pk}/feedback"
+    recorded = agent_client.post(url, {"rating": 3}, format="json")
+    assert recorded.status_code == 201
+    first = CsatFeedback.objects.get()
+    assert first.recorded_by is not None
+    assert first.recorded_by.username == "agent"
+    token = services.feedback_token_make(ticket)
+    own = api_client.post(url, {"rating": 1, "comment": "Awful", "token": token}, format="json")
+    assert own.status_code == 200  # the customer's answer replaces the agent's
+    assert CsatFeedback.objects.get().recorded_by is None
+    refused = agent_client.post(url, {"rating": 5, "comment": "Great"}, format="json")
+    assert refused.status_code == 409
+    assert "feedback link" in refused.json()["error"]["message"]
+    feedback = CsatFeedback.objects.get()
+    assert (feedback.rating, feedback.comment, feedback.via_link) == (1, "Awful", True)
+    again = api_client.post(url, {"rating": 2, "token": token}, format="json")
+    assert again.status_code == 200
+    assert CsatFeedback.objects.get().rating == 2
+
+
 def test_feedback_by_agent_only_on_tickets_the_agent_may_see(agent_client, customer):
     """Signed in without the link, an agent of another team gets 404 (found by the
     authorization matrix): recording a rating on a ticket it cannot see is refused."""
