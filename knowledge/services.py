@@ -246,6 +246,7 @@ def _prepare_batch(
         )
     }
     todo: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]] = []
+    recovered: list[int] = []
     for parsed in docs:
         digest = content_hash(parsed, embedder.name)
         current = existing.get(parsed.external_id)
@@ -256,8 +257,12 @@ def _prepare_batch(
             and current.content_hash == digest
         ):
             counts.unchanged += 1
+            if current.error:  # a failed new version, replaced by the good one again
+                recovered.append(current.pk)
             continue
         todo.append((parsed, current, digest, chunk_document(parsed)))
+    if recovered:
+        Document.objects.filter(pk__in=recovered).update(error="", updated_at=timezone.now())
     texts = [embedding_text(p.title, d) for p, _, _, drafts in todo for d in drafts]
     keys = [embedding_key(embedder.name, t) for t in texts]
     known = _known_vectors(todo, keys, full=full)
@@ -421,6 +426,7 @@ def documents_ingest(
         job.total = total
         job.save(update_fields=["total", "updated_at"])
     seen: set[str] = set()
+    failed_files: set[str] = set()
     processed = 0
     batch: list[ParsedDocument] = []
     pending: _PreparedBatch | None = None
@@ -456,8 +462,12 @@ def documents_ingest(
                 seen.add(item.external_id)
                 if isinstance(item, ItemError):
                     counts.failed += 1
-                    counts.errors.append({"id": item.external_id, "error": item.message})
-                    _document_mark_failed(source, item)
+                    kept = _document_mark_failed(source, item)
+                    message = item.message
+                    if kept is not None:
+                        message = f"{message} (version {kept} stays in search)"
+                    counts.errors.append({"id": item.external_id, "error": message})
+                    failed_files.add(item.external_id)
                     processed += 1
                     continue
                 batch.append(item)
@@ -487,6 +497,10 @@ def documents_ingest(
         for external_id in stale.exclude(external_id__in=seen).values_list(
             "external_id", flat=True
         ):
+            # The documents of a JSONL file that failed this time stay (``name#id``): a
+            # bad line must not take its good articles out of search.
+            if any(external_id.startswith(f"{name}#") for name in failed_files):
+                continue
             if document_delete(source=source, external_id=external_id):
                 counts.deleted += 1
     if counts.created or counts.updated or counts.deleted or counts.failed:
@@ -496,13 +510,30 @@ def documents_ingest(
     return counts
 
 
-def _document_mark_failed(source: KnowledgeSource, item: ItemError) -> None:
-    Document.objects.update_or_create(
-        source=source,
-        external_id=item.external_id[:1000],
-        defaults={"status": Document.Status.FAILED, "error": item.message[:2000]},
-    )
-    Chunk.objects.filter(document__source=source, document__external_id=item.external_id).delete()
+def _document_mark_failed(source: KnowledgeSource, item: ItemError) -> int | None:
+    """Record that a file could not be read. A document with a good version in search
+    keeps it (status active, its passages, its version) and shows the failure in
+    ``error`` until a good version replaces it: returns that version. Otherwise the
+    document is ``failed`` (no passages): returns None."""
+    external_id = item.external_id[:EXTERNAL_ID_MAX_LENGTH]
+    error = item.message[:2000]
+    with transaction.atomic():
+        current = (
+            Document.objects.select_for_update()
+            .filter(source=source, external_id=external_id)
+            .first()
+        )
+        if current is not None and current.status == Document.Status.ACTIVE:
+            current.error = error
+            current.save(update_fields=["error", "updated_at"])
+            return current.version
+        Document.objects.update_or_create(
+            source=source,
+            external_id=external_id,
+            defaults={"status": Document.Status.FAILED, "error": error},
+        )
+        Chunk.objects.filter(document__source=source, document__external_id=external_id).delete()
+    return None
 
 
 def _report(

@@ -25,6 +25,11 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     settings.KB_AWS_REGION = "us-east-1"
 
 
+@pytest.fixture
+def superuser(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("root", "root@example.com", "pw-12345678")
+
+
 def make_pdf(text: str) -> bytes:
     """A minimal one-page PDF with ``text`` in Helvetica (valid xref offsets)."""
     stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
