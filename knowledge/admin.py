@@ -62,8 +62,28 @@ class DocumentAdmin(RecordAdminMixin, admin.ModelAdmin):
 
 @admin.register(IngestionJob)
 class IngestionJobAdmin(RecordAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "source", "processed", "total", "created_at")
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "source",
+        "processed",
+        "total",
+        "created_at",
+        "heartbeat_at",
+        "reason",
+    )
     list_filter = ("status", "kind", "backend")
+
+    @admin.display(description="reason")
+    def reason(self, obj: IngestionJob) -> str:
+        """Why a job failed as a whole (the sweep's "stopped: no sign of progress ...",
+        "not run: source ... is being synced by job N", an exception); the files that
+        failed are in ``errors``."""
+        if obj.status != IngestionJob.Status.FAILED:
+            return ""
+        reasons = [e.get("error", "") for e in obj.errors if not e.get("id")]
+        return str(reasons[-1])[:200] if reasons else ""
 
 
 @admin.register(ObjectEvent)
