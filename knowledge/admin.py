@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
 from knowledge.models import (
@@ -23,6 +24,21 @@ class KnowledgeSourceAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "path", "bucket", "prefix", "updated_at")
 
 
+class LastReadFailedFilter(admin.SimpleListFilter):
+    title = "last read failed"
+    parameter_name = "read_failed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.exclude(error="")
+        if self.value() == "no":
+            return queryset.filter(error="")
+        return queryset
+
+
 @admin.register(Document)
 class DocumentAdmin(RecordAdminMixin, admin.ModelAdmin):
     """Documents come from uploads, S3 and ``kb_ingest``, and leave when their source drops
@@ -30,9 +46,15 @@ class DocumentAdmin(RecordAdminMixin, admin.ModelAdmin):
     caches). A row added or edited here would not match its chunks; one deleted here would
     skip the caches and come back with the next sync."""
 
-    list_display = ("title", "source", "external_id", "status", "version", "updated_at")
-    list_filter = ("source", "status", "content_type")
+    list_display = ("title", "source", "external_id", "status", "version", "problem", "updated_at")
+    list_filter = ("source", "status", LastReadFailedFilter, "content_type")
     search_fields = ("title", "external_id")
+
+    @admin.display(description="last read failed")
+    def problem(self, obj: Document) -> str:
+        """Why the last read of the file failed (a document with a good version keeps it
+        in search meanwhile)."""
+        return obj.error[:200]
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -40,8 +62,28 @@ class DocumentAdmin(RecordAdminMixin, admin.ModelAdmin):
 
 @admin.register(IngestionJob)
 class IngestionJobAdmin(RecordAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "kind", "status", "source", "processed", "total", "created_at")
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "source",
+        "processed",
+        "total",
+        "created_at",
+        "heartbeat_at",
+        "reason",
+    )
     list_filter = ("status", "kind", "backend")
+
+    @admin.display(description="reason")
+    def reason(self, obj: IngestionJob) -> str:
+        """Why a job failed as a whole (the sweep's "stopped: no sign of progress ...",
+        "not run: source ... is being synced by job N", an exception); the files that
+        failed are in ``errors``."""
+        if obj.status != IngestionJob.Status.FAILED:
+            return ""
+        reasons = [e.get("error", "") for e in obj.errors if not e.get("id")]
+        return str(reasons[-1])[:200] if reasons else ""
 
 
 @admin.register(ObjectEvent)

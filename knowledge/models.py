@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
+from django.utils import timezone
 from pgvector.django import HnswIndex, VectorField
 
 from knowledge.embeddings import DIMENSIONS
@@ -148,7 +149,13 @@ class CommonLexeme(models.Model):
 
 
 class IngestionJob(models.Model):
-    """One sync/ingest run, with progress, counts, errors and timings."""
+    """One sync/ingest run, with progress, counts, errors and timings.
+
+    ``heartbeat_at`` is the last sign of life of whoever holds the job: set when it is
+    queued, while its task waits for its source, and as the run reads, embeds, writes and
+    deletes (at most every ``services.HEARTBEAT_SECONDS``). A queued or running job whose
+    heartbeat is older than ``KB_JOB_STALE_SECONDS`` was left by a killed worker or a lost
+    task: ``services.jobs_sweep`` finishes it as failed with the reason."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -184,11 +191,21 @@ class IngestionJob(models.Model):
     )
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            # The unfinished jobs: the sweep and a sync request's look for one already
+            # queued read these few rows, not every job ever run (each S3 event is one).
+            models.Index(
+                fields=["source", "heartbeat_at"],
+                name="kb_job_active",
+                condition=models.Q(status__in=["queued", "running"]),
+            )
+        ]
 
     def __str__(self) -> str:
         return f"job {self.pk} {self.kind} {self.status}"

@@ -8,19 +8,24 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from knowledge import retrieval
 from knowledge.embeddings import Embedder, get_embedder
+from knowledge.locks import session_locks_release, session_locks_try
 from knowledge.models import (
     Chunk,
     Document,
@@ -39,7 +44,7 @@ from knowledge.parsing import (
 from knowledge.readers import Item, ItemError
 from knowledge.retrieval import name_stats_invalidate, stored_embedders_invalidate
 from support.db import advisory_xact_lock
-from support.errors import InvalidInput, NotFound
+from support.errors import Conflict, InvalidInput, NotFound
 from support.parsing import contains_nul, parse_id
 from support.redis_client import enqueue_once, pending_clear
 
@@ -246,6 +251,7 @@ def _prepare_batch(
         )
     }
     todo: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]] = []
+    recovered: list[int] = []
     for parsed in docs:
         digest = content_hash(parsed, embedder.name)
         current = existing.get(parsed.external_id)
@@ -256,8 +262,12 @@ def _prepare_batch(
             and current.content_hash == digest
         ):
             counts.unchanged += 1
+            if current.error:  # a failed new version, replaced by the good one again
+                recovered.append(current.pk)
             continue
         todo.append((parsed, current, digest, chunk_document(parsed)))
+    if recovered:
+        Document.objects.filter(pk__in=recovered).update(error="", updated_at=timezone.now())
     texts = [embedding_text(p.title, d) for p, _, _, drafts in todo for d in drafts]
     keys = [embedding_key(embedder.name, t) for t in texts]
     known = _known_vectors(todo, keys, full=full)
@@ -296,15 +306,27 @@ def _known_vectors(
 
 
 def _finish_batch(
-    source: KnowledgeSource, batch: _PreparedBatch, *, embedder: Embedder, counts: IngestCounts
+    source: KnowledgeSource,
+    batch: _PreparedBatch,
+    *,
+    embedder: Embedder,
+    counts: IngestCounts,
+    beat: Callable[[], None] = lambda: None,
 ) -> None:
     """Wait for the batch's new vectors, then write its documents and chunks. Each distinct
-    text was embedded once; unchanged chunks of changed documents keep their vector."""
+    text was embedded once; unchanged chunks of changed documents keep their vector.
+    ``beat`` is called while the vectors are computed (a batch of long files embeds for
+    minutes)."""
     if not batch.todo:
         return
     known = dict(batch.known)
     if batch.vectors is not None:
-        fresh, seconds = batch.vectors.result()
+        while True:
+            try:
+                fresh, seconds = batch.vectors.result(timeout=HEARTBEAT_SECONDS)
+                break
+            except TimeoutError:
+                beat()
         counts.add_time("embed_s", seconds)
         known.update(zip(batch.missing, fresh, strict=True))
     counts.embedded += len(batch.missing)
@@ -415,12 +437,17 @@ def documents_ingest(
     embedder = embedder or get_embedder()
     counts = IngestCounts()
     started = time.perf_counter()
-    all_items = list(items)
+    beat = JobHeartbeat(job)
+    all_items = []
+    for item in items:  # reading a folder or a bucket, parsing each file: progress too
+        all_items.append(item)
+        beat()
     total = len(all_items)
     if job is not None:
         job.total = total
         job.save(update_fields=["total", "updated_at"])
     seen: set[str] = set()
+    failed_files: set[str] = set()
     processed = 0
     batch: list[ParsedDocument] = []
     pending: _PreparedBatch | None = None
@@ -429,7 +456,7 @@ def documents_ingest(
         nonlocal pending, processed
         if pending is not None:
             done, pending = pending, None
-            _finish_batch(source, done, embedder=embedder, counts=counts)
+            _finish_batch(source, done, embedder=embedder, counts=counts, beat=beat)
             processed += done.documents
         _report(job, counts, processed, total, progress)
 
@@ -456,8 +483,12 @@ def documents_ingest(
                 seen.add(item.external_id)
                 if isinstance(item, ItemError):
                     counts.failed += 1
-                    counts.errors.append({"id": item.external_id, "error": item.message})
-                    _document_mark_failed(source, item)
+                    kept = _document_mark_failed(source, item)
+                    message = item.message
+                    if kept is not None:
+                        message = f"{message} (version {kept} stays in search)"
+                    counts.errors.append({"id": item.external_id, "error": message})
+                    failed_files.add(item.external_id)
                     processed += 1
                     continue
                 batch.append(item)
@@ -475,6 +506,8 @@ def documents_ingest(
                 finish_pending()
                 pending = prepared
             finish_pending()
+        except JobAbandoned:
+            raise  # the sweep finished the job: stop, write nothing more
         except Exception:
             # A later batch failed to parse or look up: still write the one already embedded.
             if pending is not None:
@@ -487,6 +520,11 @@ def documents_ingest(
         for external_id in stale.exclude(external_id__in=seen).values_list(
             "external_id", flat=True
         ):
+            # The documents of a JSONL file that failed this time stay (``name#id``): a
+            # bad line must not take its good articles out of search.
+            if any(external_id.startswith(f"{name}#") for name in failed_files):
+                continue
+            beat()
             if document_delete(source=source, external_id=external_id):
                 counts.deleted += 1
     if counts.created or counts.updated or counts.deleted or counts.failed:
@@ -496,13 +534,30 @@ def documents_ingest(
     return counts
 
 
-def _document_mark_failed(source: KnowledgeSource, item: ItemError) -> None:
-    Document.objects.update_or_create(
-        source=source,
-        external_id=item.external_id[:1000],
-        defaults={"status": Document.Status.FAILED, "error": item.message[:2000]},
-    )
-    Chunk.objects.filter(document__source=source, document__external_id=item.external_id).delete()
+def _document_mark_failed(source: KnowledgeSource, item: ItemError) -> int | None:
+    """Record that a file could not be read. A document with a good version in search
+    keeps it (status active, its passages, its version) and shows the failure in
+    ``error`` until a good version replaces it: returns that version. Otherwise the
+    document is ``failed`` (no passages): returns None."""
+    external_id = item.external_id[:EXTERNAL_ID_MAX_LENGTH]
+    error = item.message[:2000]
+    with transaction.atomic():
+        current = (
+            Document.objects.select_for_update()
+            .filter(source=source, external_id=external_id)
+            .first()
+        )
+        if current is not None and current.status == Document.Status.ACTIVE:
+            current.error = error
+            current.save(update_fields=["error", "updated_at"])
+            return current.version
+        Document.objects.update_or_create(
+            source=source,
+            external_id=external_id,
+            defaults={"status": Document.Status.FAILED, "error": error},
+        )
+        Chunk.objects.filter(document__source=source, document__external_id=external_id).delete()
+    return None
 
 
 def _report(
@@ -525,20 +580,23 @@ def _report(
     job.chunk_count = counts.chunks
     job.errors = counts.errors[:200]
     job.timings = dict(counts.timings)
-    job.save(
-        update_fields=[
-            "processed",
-            "created_count",
-            "updated_count",
-            "unchanged_count",
-            "deleted_count",
-            "failed_count",
-            "chunk_count",
-            "errors",
-            "timings",
-            "updated_at",
-        ]
-    )
+    job.heartbeat_at = timezone.now()
+    fields = {
+        "processed": job.processed,
+        "created_count": job.created_count,
+        "updated_count": job.updated_count,
+        "unchanged_count": job.unchanged_count,
+        "deleted_count": job.deleted_count,
+        "failed_count": job.failed_count,
+        "chunk_count": job.chunk_count,
+        "errors": job.errors,
+        "timings": job.timings,
+        "heartbeat_at": job.heartbeat_at,
+        "updated_at": job.heartbeat_at,
+    }
+    # Only while the job is unfinished: the sweep's reason is never overwritten.
+    if not IngestionJob.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(**fields):
+        raise JobAbandoned(job.pk)
 
 
 def document_delete(*, source: KnowledgeSource, external_id: str) -> bool:
@@ -607,6 +665,36 @@ def common_lexemes_count_run() -> int:
 
 
 # --- Jobs -------------------------------------------------------------------------------
+#
+# One job at a time writes a source: a run holds its sources' session advisory locks
+# (``knowledge.locks``), which PostgreSQL frees when a killed worker's session ends. The job
+# row says what happened: its ``heartbeat_at`` moves while it works, and ``jobs_sweep``
+# finishes the jobs nobody is running any more.
+
+ACTIVE_STATUSES = (IngestionJob.Status.QUEUED, IngestionJob.Status.RUNNING)
+# A job's heartbeat is written at most this often, however often its work calls it (every
+# item read, batch embedded or written, document deleted, moment waited for a source):
+# well under ``KB_JOB_STALE_SECONDS``.
+HEARTBEAT_SECONDS = 10.0
+# How long a run waits in place for a source another job holds before it gives the worker
+# back (``SourceBusy``: the task tries again later, ``knowledge.tasks``).
+SOURCE_LOCK_WAIT_SECONDS = 10.0
+SOURCE_LOCK_POLL_SECONDS = 0.5
+SWEEP_BATCH = 200  # jobs finished per sweep at most
+SYNC_REQUEST_LOCK = "knowledge:sync-request"
+
+
+class SourceBusy(Conflict):
+    """Another job (or process) holds a source this run needs."""
+
+
+class JobAbandoned(Exception):
+    """The job was finished by someone else (the stale-job sweep) while this process held
+    it: the process stops, writes nothing more, and lets go of its sources."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} was finished while it ran (the stale-job sweep)")
+        self.job_id = job_id
 
 
 def job_create(
@@ -628,13 +716,34 @@ def job_create(
 
 def sync_job_queue(
     *, source: KnowledgeSource | None, full: bool, backend: str, user: Any = None
-) -> IngestionJob:
-    """A sync job, its task queued once the job is committed. When the broker cannot take
-    the task (Redis down) the job is finished as failed with the reason: it would stay
+) -> tuple[IngestionJob, bool]:
+    """A sync job and whether it is a new one.
+
+    A sync already queued or running that covers the request (the same source, or all
+    sources; a full one if ``full`` is asked) is returned instead of a second job: two
+    syncs of one source would interleave their deletes and inserts, and pressing Sync twice
+    means the same thing as once. Requests are serialised by a transaction-level advisory
+    lock, and stale jobs are swept first, so a job whose worker died never stands in for a
+    new one. A new job's task is queued once the job is committed; when the broker cannot
+    take it (Redis down) the job is finished as failed with the reason: it would stay
     ``queued`` for ever otherwise, and the request that asked for it answered 500."""
-    job = job_create(source=source, full=full, backend=backend, user=user)
-    transaction.on_commit(partial(_sync_job_publish, job))
-    return job
+    with transaction.atomic():
+        advisory_xact_lock(SYNC_REQUEST_LOCK)
+        jobs_sweep()
+        scope = Q(source__isnull=True)
+        if source is not None:
+            scope |= Q(source=source)
+        covering = IngestionJob.objects.filter(
+            scope, kind=IngestionJob.Kind.SYNC, status__in=ACTIVE_STATUSES
+        )
+        if full:
+            covering = covering.filter(full=True)
+        existing = covering.select_related("source").order_by("pk").first()
+        if existing is not None:
+            return existing, False
+        job = job_create(source=source, full=full, backend=backend, user=user)
+        transaction.on_commit(partial(_sync_job_publish, job))
+    return job, True
 
 
 def _sync_job_publish(job: IngestionJob) -> None:
@@ -653,23 +762,174 @@ def _sync_job_publish(job: IngestionJob) -> None:
         )
 
 
-def job_start(job: IngestionJob) -> None:
-    job.status = IngestionJob.Status.RUNNING
-    job.started_at = timezone.now()
-    job.save(update_fields=["status", "started_at", "updated_at"])
+def job_heartbeat(job: IngestionJob) -> None:
+    """Tell the sweep the job is looked after (``heartbeat_at`` = now), or raise
+    ``JobAbandoned`` when it was finished meanwhile."""
+    now = timezone.now()
+    if not IngestionJob.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
+        heartbeat_at=now
+    ):
+        raise JobAbandoned(job.pk)
+    job.heartbeat_at = now
 
 
-def job_finish(job: IngestionJob, *, error: str = "") -> None:
-    job.status = IngestionJob.Status.FAILED if error else IngestionJob.Status.SUCCEEDED
-    if error:
-        job.errors = [*job.errors, {"id": "", "error": error}]
-    job.finished_at = timezone.now()
+class JobHeartbeat:
+    """``job_heartbeat`` at most every ``HEARTBEAT_SECONDS``: call it whenever work
+    advances. Does nothing without a job."""
+
+    def __init__(self, job: IngestionJob | None) -> None:
+        self.job = job
+        self._last = -float("inf")
+
+    def __call__(self, *, force: bool = False) -> None:
+        if self.job is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last >= HEARTBEAT_SECONDS:
+            self._last = now
+            job_heartbeat(self.job)
+
+
+def _source_lock_name(source: KnowledgeSource) -> str:
+    return f"knowledge:source-sync:{source.pk}"
+
+
+def _source_holder(source: KnowledgeSource, job: IngestionJob | None) -> str:
+    """Who holds the source, as far as the jobs tell (a command's or a swept job's process
+    may hold it with no running job to show)."""
+    holders = IngestionJob.objects.filter(
+        Q(source=source) | Q(source__isnull=True), status=IngestionJob.Status.RUNNING
+    )
+    if job is not None:
+        holders = holders.exclude(pk=job.pk)
+    holder = holders.order_by("-started_at").first()
+    if holder is None:
+        return "another process"
+    return f"job {holder.pk} ({holder.kind})"
+
+
+@contextmanager
+def source_locks(
+    sources: Sequence[KnowledgeSource],
+    *,
+    job: IngestionJob | None = None,
+    wait_seconds: float | None = None,
+) -> Iterator[None]:
+    """Hold the sync lock of every source given for the block: one run at a time writes a
+    source. Waits up to ``wait_seconds`` (``SOURCE_LOCK_WAIT_SECONDS``) while another
+    session holds one, beating ``job``'s heartbeat, then raises ``SourceBusy`` naming the
+    holder. All or nothing, in id order: a waiter holds none of them."""
+    ordered = sorted({s.pk: s for s in sources}.values(), key=lambda s: s.pk)
+    names = [_source_lock_name(s) for s in ordered]
+    beat = JobHeartbeat(job)
+    wait = SOURCE_LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    deadline = time.monotonic() + wait
+    while (busy := session_locks_try(names)) is not None:
+        if time.monotonic() >= deadline:
+            beat(force=True)  # looked after: its task comes back for it
+            held = ordered[names.index(busy)]
+            raise SourceBusy(
+                f"source {held.name!r} is being synced by {_source_holder(held, job)}",
+                details={"source": held.name},
+            )
+        beat()
+        time.sleep(SOURCE_LOCK_POLL_SECONDS)
+    try:
+        yield
+    finally:
+        session_locks_release(names)
+
+
+def job_sources(job: IngestionJob) -> list[KnowledgeSource]:
+    """The sources a sync job writes: its own, or every folder and S3 source (an upload
+    source has nothing to re-read)."""
+    if job.source is not None:
+        return [job.source]
+    return list(KnowledgeSource.objects.exclude(kind=KnowledgeSource.Kind.UPLOAD).order_by("pk"))
+
+
+def job_start(job: IngestionJob) -> bool:
+    """Claim a queued job: running, started and beating now. False when it is not queued
+    any more (another copy of its task took it, or it was finished)."""
+    now = timezone.now()
+    claimed = IngestionJob.objects.filter(pk=job.pk, status=IngestionJob.Status.QUEUED).update(
+        status=IngestionJob.Status.RUNNING, started_at=now, heartbeat_at=now, updated_at=now
+    )
+    if claimed:
+        job.status = IngestionJob.Status.RUNNING
+        job.started_at = job.heartbeat_at = now
+    return bool(claimed)
+
+
+def job_finish(job: IngestionJob, *, error: str = "") -> bool:
+    """Finish an unfinished job: failed with ``error`` added to its errors, else
+    succeeded. A job finished already (the sweep came first) keeps its status and reason:
+    False."""
+    now = timezone.now()
+    status = IngestionJob.Status.FAILED if error else IngestionJob.Status.SUCCEEDED
+    errors = [*job.errors, {"id": "", "error": error}] if error else job.errors
+    timings = job.timings
     if job.started_at:
-        job.timings = {
-            **job.timings,
-            "wall_s": round((job.finished_at - job.started_at).total_seconds(), 3),
-        }
-    job.save(update_fields=["status", "errors", "finished_at", "timings", "updated_at"])
+        timings = {**timings, "wall_s": round((now - job.started_at).total_seconds(), 3)}
+    finished = IngestionJob.objects.filter(pk=job.pk, status__in=ACTIVE_STATUSES).update(
+        status=status, errors=errors, timings=timings, finished_at=now, updated_at=now
+    )
+    if not finished:
+        logger.warning("kb job %s was finished already; %s not recorded", job.pk, status)
+        job.refresh_from_db()
+        return False
+    job.status, job.errors, job.timings, job.finished_at = status, errors, timings, now
+    return True
+
+
+def job_fail(job_id: int, *, error: str) -> bool:
+    """Finish a job that will not run (its task gave up) as failed with the reason."""
+    return job_finish(IngestionJob.objects.get(pk=job_id), error=error)
+
+
+def jobs_sweep(*, stale_seconds: float | None = None) -> int:
+    """Finish as failed every queued or running job with no sign of life (``heartbeat_at``)
+    for ``KB_JOB_STALE_SECONDS``: a worker killed mid-run (out of memory, a deploy, its
+    hard time limit) or a task lost before it started leaves its job unfinished for ever,
+    the source looking busy and its sync requests answered with a dead job. Its sources'
+    locks went with the worker's session. Idempotent; a job that beat since it was read is
+    left alone; at most ``SWEEP_BATCH`` a run. Returns how many."""
+    stale = float(settings.KB_JOB_STALE_SECONDS if stale_seconds is None else stale_seconds)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=stale)
+    count = 0
+    jobs = IngestionJob.objects.filter(status__in=ACTIVE_STATUSES, heartbeat_at__lt=cutoff)
+    for job in jobs.order_by("pk")[:SWEEP_BATCH]:
+        reason = _stale_reason(job, stale)
+        swept = IngestionJob.objects.filter(
+            pk=job.pk, status=job.status, heartbeat_at=job.heartbeat_at
+        ).update(
+            status=IngestionJob.Status.FAILED,
+            errors=[*job.errors, {"id": "", "error": reason}],
+            finished_at=now,
+            updated_at=now,
+        )
+        if swept:
+            count += 1
+            logger.warning("kb job %s swept: %s", job.pk, reason)
+    return count
+
+
+def _stale_reason(job: IngestionJob, stale: float) -> str:
+    again = {
+        IngestionJob.Kind.SYNC: "start the sync again",
+        IngestionJob.Kind.INGEST: "run kb_ingest again",
+        IngestionJob.Kind.EVENT: "the S3 event is applied again when it is delivered again",
+    }.get(IngestionJob.Kind(job.kind), "start it again")
+    if job.status == IngestionJob.Status.QUEUED:
+        return (
+            f"never started: no worker took it up within {stale:.0f} s (its task was lost, "
+            f"or the workers were down); {again}"
+        )
+    return (
+        f"stopped: no sign of progress for over {stale:.0f} s (the worker running it was "
+        f"killed, restarted or stuck); {again}"
+    )
 
 
 def source_items(source: KnowledgeSource) -> Iterator[Item]:
@@ -702,21 +962,37 @@ def source_sync(
     )
 
 
-def job_run(job_id: int, *, progress: ProgressFn | None = None) -> IngestionJob:
-    """Run a queued sync job on the configured backend (idempotent: a finished job returns)."""
+def job_run(
+    job_id: int, *, progress: ProgressFn | None = None, wait_seconds: float | None = None
+) -> IngestionJob:
+    """Run a queued sync job on the configured backend, holding its sources' locks.
+
+    Idempotent: a job that is not queued (finished, or taken by another copy of its task)
+    is returned as it is. ``SourceBusy`` when another run holds one of its sources for
+    longer than ``wait_seconds``: the job stays queued, its heartbeat fresh. A job the
+    sweep finished while it ran stops at its next heartbeat and is returned."""
     from knowledge.backends import get_backend
 
     job = IngestionJob.objects.select_related("source").get(pk=job_id)
-    if job.status in (IngestionJob.Status.SUCCEEDED, IngestionJob.Status.FAILED):
+    if job.status != IngestionJob.Status.QUEUED:
         return job
-    job_start(job)
+    sources = job_sources(job)
     try:
-        get_backend(job.backend).sync(job, progress=progress)
-    except Exception as exc:  # task boundary: the job records every failure
-        logger.exception("kb job %s failed", job.pk)
-        job_finish(job, error=f"{type(exc).__name__}: {exc}")
-        raise
-    job_finish(job)
+        with source_locks(sources, job=job, wait_seconds=wait_seconds):
+            if not job_start(job):
+                return job
+            try:
+                get_backend(job.backend).sync(job, sources=sources, progress=progress)
+            except JobAbandoned:
+                raise
+            except Exception as exc:  # task boundary: the job records every failure
+                logger.exception("kb job %s failed", job.pk)
+                job_finish(job, error=f"{type(exc).__name__}: {exc}")
+                raise
+            job_finish(job)
+    except JobAbandoned:
+        logger.warning("kb job %s was finished by the sweep while it ran: stopped", job.pk)
+        job.refresh_from_db()
     return job
 
 
@@ -740,9 +1016,16 @@ def object_event_record(
     return event if created else None
 
 
-def object_event_process(event_id: int) -> IngestionJob | None:
+def object_event_process(
+    event_id: int, *, wait_seconds: float | None = None
+) -> IngestionJob | None:
     """Ingest or delete exactly the object named by a recorded event, in every S3 source
-    whose bucket and prefix cover it. Idempotent: a processed event returns at once."""
+    whose bucket and prefix cover it, each under the source's sync lock (an event applied
+    in the middle of a sync would be undone by it: the sync deletes what its listing did
+    not hold, or writes back what the event deleted). ``SourceBusy`` when a source stays
+    held for ``wait_seconds``: the event stays unprocessed and its task tries again later.
+    Idempotent: a processed event returns at once, and a source applied again is
+    unchanged."""
     from knowledge.backends import get_backend
 
     event = ObjectEvent.objects.get(pk=event_id)
@@ -755,15 +1038,16 @@ def object_event_process(event_id: int) -> IngestionJob | None:
     ]
     job: IngestionJob | None = None
     for source in sources:
-        job = job_create(source=source, kind=IngestionJob.Kind.EVENT, backend=_backend_name())
-        job_start(job)
-        try:
-            get_backend(job.backend).apply_object(job, key=event.key, action=event.action)
-        except Exception as exc:  # task boundary
-            logger.exception("kb event %s failed", event.pk)
-            job_finish(job, error=f"{type(exc).__name__}: {exc}")
-            raise
-        job_finish(job)
+        with source_locks([source], wait_seconds=wait_seconds):
+            job = job_create(source=source, kind=IngestionJob.Kind.EVENT, backend=_backend_name())
+            job_start(job)
+            try:
+                get_backend(job.backend).apply_object(job, key=event.key, action=event.action)
+            except Exception as exc:  # task boundary
+                logger.exception("kb event %s failed", event.pk)
+                job_finish(job, error=f"{type(exc).__name__}: {exc}")
+                raise
+            job_finish(job)
     event.job = job
     event.processed_at = timezone.now()
     event.save(update_fields=["job", "processed_at"])

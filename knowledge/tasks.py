@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
+import logging
+import random
+from typing import Any
+
 from celery import shared_task
 
 from support.errors import RetryableError
+
+logger = logging.getLogger(__name__)
+
+# A sync or an S3 event whose source another run holds (``SourceBusy``) gives its worker
+# back and tries again this often, this many times: an hour, the sync task's hard limit.
+BUSY_RETRY_SECONDS = 60
+BUSY_MAX_RETRIES = 60
+
+
+def _busy_countdown() -> float:
+    return BUSY_RETRY_SECONDS * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not security
 
 
 @shared_task(
     bind=True,
     acks_late=True,
-    max_retries=3,
+    max_retries=BUSY_MAX_RETRIES,
     soft_time_limit=3300,
     time_limit=3600,
 )
-def kb_sync_task(self: object, job_id: int) -> int:
-    from knowledge.services import job_run
+def kb_sync_task(self: Any, job_id: int) -> int:
+    from knowledge.services import SourceBusy, job_fail, job_run
 
-    job_run(job_id)
+    try:
+        job_run(job_id)
+    except SourceBusy as exc:
+        if self.request.retries >= BUSY_MAX_RETRIES:
+            job_fail(
+                job_id,
+                error=f"not run: {exc.message} after {self.request.retries + 1} tries; "
+                "start the sync again when it has finished",
+            )
+            return job_id
+        raise self.retry(exc=exc, countdown=_busy_countdown()) from exc
     return job_id
 
 
@@ -31,10 +56,30 @@ def kb_sync_task(self: object, job_id: int) -> int:
     soft_time_limit=600,
     time_limit=660,
 )
-def kb_object_event_task(self: object, event_id: int) -> None:
-    from knowledge.services import object_event_process
+def kb_object_event_task(self: Any, event_id: int, busy_tries: int = 0) -> None:
+    from knowledge.services import SourceBusy, object_event_process
 
-    object_event_process(event_id)
+    try:
+        object_event_process(event_id)
+    except SourceBusy as exc:
+        # The event goes in after the sync holding its source: a new task later, with a
+        # count of its own (the retries above are for errors). Still busy after an hour:
+        # the event stays unprocessed, and S3 delivering it again re-drives it.
+        if busy_tries >= BUSY_MAX_RETRIES:
+            logger.error("kb event %s not applied after an hour: %s", event_id, exc.message)
+            return
+        kb_object_event_task.apply_async(
+            (event_id,), {"busy_tries": busy_tries + 1}, countdown=_busy_countdown()
+        )
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def kb_jobs_sweep_task() -> int:
+    """Beat: finish as failed the sync and ingest jobs nobody runs any more (their worker
+    was killed, their task lost). Idempotent."""
+    from knowledge.services import jobs_sweep
+
+    return jobs_sweep()
 
 
 @shared_task(acks_late=True, max_retries=0, soft_time_limit=300, time_limit=330)

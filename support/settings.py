@@ -780,6 +780,16 @@ KB_DRAFT_MIN_SCORE = env.get_float("KB_DRAFT_MIN_SCORE", 0.55)
 KB_DRAFT_MIN_MARGIN = env.get_float("KB_DRAFT_MIN_MARGIN", 0.0475)
 KB_DRAFT_MAX_CITATIONS = env.get_int("KB_DRAFT_MAX_CITATIONS", 2)
 KB_DRAFT_RATE_LIMIT_PER_MINUTE = env.get_int("KB_DRAFT_RATE_LIMIT_PER_MINUTE", 20)
+# Sync and ingest jobs (docs/knowledge.md#jobs): every KB_JOB_SWEEP_SECONDS, a queued or
+# running job with no sign of life (IngestionJob.heartbeat_at; a running job beats at least
+# every 10 s while it reads, embeds, writes or waits) for KB_JOB_STALE_SECONDS is finished
+# as failed with the reason: its worker was killed or its task was lost.
+KB_JOB_STALE_SECONDS = env.get_float("KB_JOB_STALE_SECONDS", 900.0)
+KB_JOB_SWEEP_SECONDS = env.get_float("KB_JOB_SWEEP_SECONDS", 300.0)
+CELERY_BEAT_SCHEDULE["kb-jobs-sweep"] = {
+    "task": "knowledge.tasks.kb_jobs_sweep_task",
+    "schedule": KB_JOB_SWEEP_SECONDS,
+}
 
 # calls (call analytics)
 CALLS_TRANSCRIPTION_BACKEND = env.get_str("CALLS_TRANSCRIPTION_BACKEND", "local")

@@ -59,6 +59,7 @@ def job_data(job: IngestionJob) -> dict[str, Any]:
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "heartbeat_at": job.heartbeat_at.isoformat(),
     }
 
 
@@ -70,7 +71,10 @@ class KbSyncInput(serializers.Serializer):
 
 
 class KbSyncApi(APIView):
-    """Start a resync (seed 000's ``/kb/sync``): 202 with the job id; runs in Celery."""
+    """Start a resync (seed 000's ``/kb/sync``): 202 with the job id; runs in Celery. While
+    a sync covering the request is queued or running, that job is answered instead, with
+    ``existing: true`` and a message (a new job's answer keeps the seed's two fields): a
+    source is synced by one job at a time."""
 
     permission_classes = [IsSupervisor]
 
@@ -80,7 +84,12 @@ class KbSyncApi(APIView):
         responses={
             202: inline_serializer(
                 "KbSyncStarted",
-                {"job_id": serializers.IntegerField(), "status": serializers.CharField()},
+                {
+                    "job_id": serializers.IntegerField(),
+                    "status": serializers.CharField(),
+                    "existing": serializers.BooleanField(required=False),
+                    "message": serializers.CharField(required=False),
+                },
             )
         },
         examples=[OpenApiExample("one source", request_only=True, value={"source": "faq"})],
@@ -94,13 +103,21 @@ class KbSyncApi(APIView):
             source = KnowledgeSource.objects.filter(name=data.validated_data["source"]).first()
             if source is None:
                 raise NotFound(f"source: no source named {data.validated_data['source']!r}")
-        job = services.sync_job_queue(
+        job, created = services.sync_job_queue(
             source=source,
             full=data.validated_data["full"],
             backend=settings.KB_BACKEND,
             user=request.user,
         )
-        return Response({"job_id": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
+        body: dict[str, Any] = {"job_id": job.pk, "status": job.status}
+        if not created:
+            scope = f"source {job.source.name!r}" if job.source else "all sources"
+            body["existing"] = True
+            body["message"] = (
+                f"A sync of {scope} is already {job.status} (job {job.pk}); "
+                "this request joins it instead of starting a second one."
+            )
+        return Response(body, status=status.HTTP_202_ACCEPTED)
 
 
 class KbJobApi(APIView):

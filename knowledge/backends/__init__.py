@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from knowledge.models import IngestionJob
+from knowledge.models import IngestionJob, KnowledgeSource
 from knowledge.retrieval import SearchResult
 from support.errors import PermanentError
 
@@ -35,7 +35,16 @@ class KnowledgeBackend(Protocol):
         sends the query off-machine redacts it (``support.redaction``) first."""
         ...
 
-    def sync(self, job: IngestionJob, *, progress: ProgressFn | None = None) -> None: ...
+    def sync(
+        self,
+        job: IngestionJob,
+        *,
+        sources: Sequence[KnowledgeSource] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        """``sources``: the ones the caller holds the sync locks of (``None``: the job's
+        own, or all)."""
+        ...
 
     def apply_object(self, job: IngestionJob, *, key: str, action: str) -> None: ...
 

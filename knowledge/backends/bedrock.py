@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from knowledge.models import IngestionJob
+from knowledge.models import IngestionJob, KnowledgeSource
 from knowledge.retrieval import SearchResult, shown_text
 from support.aws import aws_client, aws_error
 from support.errors import PermanentError
@@ -143,7 +143,14 @@ class BedrockBackend:
             )
         return results[:k]
 
-    def sync(self, job: IngestionJob, *, progress: Any = None) -> None:
+    def sync(
+        self,
+        job: IngestionJob,
+        *,
+        sources: Sequence[KnowledgeSource] | None = None,
+        progress: Any = None,
+    ) -> None:
+        # Bedrock reads its data source itself: one ingestion job, whatever the sources.
         if not settings.KB_BEDROCK_DATA_SOURCE_ID:
             raise PermanentError("KB_BEDROCK_DATA_SOURCE_ID is not set")
         agent = self._agent or _client("bedrock-agent")

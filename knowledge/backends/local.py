@@ -30,10 +30,16 @@ class LocalBackend:
         # Only the embedder may send the query anywhere (Titan): it redacts it itself.
         return retrieval.search(query, k=k, sources=sources, tags=tags, redact_names=redact_names)
 
-    def sync(self, job: IngestionJob, *, progress: Any = None) -> None:
-        from knowledge.services import _report, source_sync
+    def sync(
+        self,
+        job: IngestionJob,
+        *,
+        sources: Sequence[KnowledgeSource] | None = None,
+        progress: Any = None,
+    ) -> None:
+        from knowledge.services import _report, job_sources, source_sync
 
-        targets = [job.source] if job.source else list(KnowledgeSource.objects.all())
+        targets = list(sources) if sources is not None else job_sources(job)
         totals: dict[str, int] = {}
         for source in targets:
             if source is None:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -23,6 +25,31 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
     }.items():
         monkeypatch.setenv(name, value)
     settings.KB_AWS_REGION = "us-east-1"
+
+
+@pytest.fixture
+def superuser(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("root", "root@example.com", "pw-12345678")
+
+
+@pytest.fixture
+def other_session() -> Iterator[Any]:
+    """A second database session: another worker or a command, holding locks."""
+    other = connections.create_connection("default")
+    yield other
+    other.close()
+
+
+def lock(session: Any, source: Any, *, take: bool = True) -> bool:
+    """Take (or release) ``source``'s sync lock in ``session``."""
+    sql = (
+        "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+        if take
+        else "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
+    )
+    with session.cursor() as cursor:
+        cursor.execute(sql, [f"knowledge:source-sync:{source.pk}"])
+        return bool(cursor.fetchone()[0])
 
 
 def make_pdf(text: str) -> bytes:

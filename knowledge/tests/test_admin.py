@@ -15,11 +15,6 @@ pytestmark = pytest.mark.django_db
 RECORDS = ("document", "ingestionjob", "objectevent", "suggestionfeedback")
 
 
-@pytest.fixture
-def superuser(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_superuser("root", "root@example.com", "pw-12345678")
-
-
 @pytest.mark.parametrize("who", ["supervisor", "superuser"])
 @pytest.mark.parametrize("model", RECORDS)
 def test_records_cannot_be_added_by_hand(request: Any, who: str, model: str) -> None:

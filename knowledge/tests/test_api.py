@@ -261,6 +261,66 @@ def test_upload_ingests_one_file_idempotently(supervisor_client, agent_client):
     ]
 
 
+def test_a_broken_reupload_keeps_the_previous_version_searchable(
+    supervisor_client, agent_client, superuser
+):
+    """Replacing a document by a file that cannot be read used to take the good version
+    out of search; the failure is still answered, recorded and shown."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.test import Client
+
+    from knowledge.models import Document
+
+    good = b"# Returns\nReturn any item within 30 days for a full refund."
+
+    def upload(data: bytes):
+        return supervisor_client.post(
+            "/api/kb/documents", {"file": SimpleUploadedFile("returns.md", data)}
+        )
+
+    def found() -> list[str]:
+        results = agent_client.get("/api/kb/search", {"q": "return an item refund"}).json()
+        return [r["chunk"]["text"] for r in results["results"]]
+
+    assert upload(good).status_code == 201
+    assert found() == ["Return any item within 30 days for a full refund."]
+    broken = upload(b"%PDF-1.4 exported as Markdown by mistake")
+    assert broken.status_code == 400
+    assert broken.json() == {
+        "source": "uploads",
+        "created": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "failed": 1,
+        "chunks": 0,
+        "errors": [
+            {
+                "id": "returns.md",
+                "error": "returns.md: a PDF file, not text (name it .pdf) "
+                "(version 1 stays in search)",
+            }
+        ],
+    }
+    assert found() == ["Return any item within 30 days for a full refund."]
+    document = Document.objects.get(external_id="returns.md")
+    assert (document.status, document.version, document.error) == (
+        "active",
+        1,
+        "returns.md: a PDF file, not text (name it .pdf)",
+    )
+    admin = Client()
+    admin.force_login(superuser)
+    listed = admin.get("/admin/knowledge/document/", {"read_failed": "yes"}).content.decode()
+    assert "returns.md: a PDF file, not text (name it .pdf)" in listed
+
+    assert upload(good).json()["unchanged"] == 1  # the good file again clears the failure
+    document.refresh_from_db()
+    assert (document.status, document.version, document.error) == ("active", 1, "")
+    listed = admin.get("/admin/knowledge/document/", {"read_failed": "yes"}).content.decode()
+    assert "returns.md" not in listed
+
+
 def test_a_sync_the_broker_cannot_take_is_a_failed_job_not_a_stuck_one(
     supervisor_client, agent_client, tmp_path: Path, monkeypatch, django_capture_on_commit_callbacks
 ):

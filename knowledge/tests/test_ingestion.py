@@ -265,6 +265,51 @@ def test_a_broken_file_is_recorded_and_does_not_stop_the_run(docs_dir):
     assert state()["broken.pdf"] == ("failed", 0, 0)
 
 
+def test_a_file_broken_since_the_last_sync_keeps_its_previous_version_in_search(docs_dir):
+    """A file replaced by one that cannot be read used to take its good version out of
+    search (document failed, passages deleted) until it was fixed."""
+    ingest(docs_dir)
+    before = texts_of("returns.md")
+    (docs_dir / "returns.md").write_bytes(b"%PDF-1.4 saved as Markdown by mistake")
+    (docs_dir / "faq.jsonl").write_text(
+        json.dumps({"id": "ship", "title": "Shipping", "text": "Orders ship in 2 days."})
+        + "\n{not json\n"
+    )
+    _, counts = ingest(docs_dir)
+    assert (counts.updated, counts.deleted, counts.failed) == (0, 0, 2)
+    assert sorted(e["id"] for e in counts.errors) == ["faq.jsonl", "returns.md"]
+    [returns_error] = [e["error"] for e in counts.errors if e["id"] == "returns.md"]
+    assert returns_error == (
+        "returns.md: a PDF file, not text (name it .pdf) (version 1 stays in search)"
+    )
+    assert state()["returns.md"] == ("active", 1, 3)
+    assert state()["faq.jsonl#ship"] == ("active", 1, 2)  # a bad line elsewhere in its file
+    assert texts_of("returns.md") == before
+    assert {r.document_external_id for r in search("return an item for a refund", k=3)} >= {
+        "returns.md"
+    }
+    document = Document.objects.get(external_id="returns.md")
+    assert document.error == "returns.md: a PDF file, not text (name it .pdf)"
+
+    # Fixed with the same text again: nothing to re-embed, and the failure is cleared.
+    (docs_dir / "returns.md").write_text(
+        "# Returns\nYou can return any item within 30 days for a full refund.\n"
+        "## Damaged items\nSend us a photo and we ship a replacement.\n"
+    )
+    _, counts = ingest(docs_dir)
+    assert (counts.updated, counts.unchanged) == (0, 4)
+    document.refresh_from_db()
+    assert (document.status, document.version, document.error) == ("active", 1, "")
+
+
+def texts_of(external_id: str) -> list[str]:
+    return list(
+        Chunk.objects.filter(document__external_id=external_id)
+        .order_by("position")
+        .values_list("text", flat=True)
+    )
+
+
 def test_search_finds_passages_with_highlighted_snippets_and_filters(docs_dir):
     ingest(docs_dir)
     other = source_get_or_create(name="other")

@@ -11,7 +11,7 @@ from knowledge.management.commands.kb_sqs_poll import poll_once
 from knowledge.models import Document, IngestionJob, KnowledgeSource, ObjectEvent
 from knowledge.s3events import parse_events
 from knowledge.services import source_get_or_create, source_sync
-from knowledge.tests.conftest import fixture_json
+from knowledge.tests.conftest import fixture_json, lock
 from support.errors import InvalidInput
 
 TOKEN = "kb-events-secret"
@@ -267,3 +267,40 @@ def test_a_redelivered_event_whose_processing_was_lost_is_processed(
     with django_capture_on_commit_callbacks(execute=True) as callbacks:  # processed: nothing
         post_event(api_client, fixture_json("eventbridge_object_created.json"))
     assert callbacks == []
+
+
+def test_an_event_for_a_source_being_synced_goes_in_after_the_sync(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks, monkeypatch, other_session
+):
+    """An event applied in the middle of a sync of its source was undone by it (the sync
+    deletes what its listing did not hold, or writes back what the event deleted): it
+    waits for the source, its task trying again later, and goes in after the sync."""
+    from knowledge import services, tasks
+
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    monkeypatch.setattr(services, "SOURCE_LOCK_WAIT_SECONDS", 0.0)
+    monkeypatch.setattr(tasks, "BUSY_MAX_RETRIES", 2)
+    tries = []
+    process = services.object_event_process
+
+    def counted(event_id: int) -> Any:
+        tries.append(event_id)
+        return process(event_id)
+
+    monkeypatch.setattr(services, "object_event_process", counted)
+    assert lock(other_session, s3_source)  # a sync of the bucket in another worker
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 1})
+    event = ObjectEvent.objects.get()
+    assert tries == [event.pk] * 3  # the first try and two later ones, then it waits for S3
+    assert event.processed_at is None
+    assert not Document.objects.exists()
+    assert not IngestionJob.objects.exists()  # nothing was started
+
+    lock(other_session, s3_source, take=False)  # the sync finished
+    with django_capture_on_commit_callbacks(execute=True):  # S3 delivers it again
+        post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    event.refresh_from_db()
+    assert event.processed_at is not None
+    assert Document.objects.get().external_id == "help/refunds.md"

@@ -13,12 +13,15 @@ from knowledge.management.commands._progress import progress_bar
 from knowledge.models import IngestionJob, KnowledgeSource
 from knowledge.readers import read_path
 from knowledge.services import (
+    JobAbandoned,
+    SourceBusy,
     common_lexemes_count,
     documents_ingest,
     job_create,
     job_finish,
     job_start,
     source_get_or_create,
+    source_locks,
 )
 from support.errors import InvalidInput
 
@@ -44,23 +47,33 @@ class Command(BaseCommand):
         name = options["source"] or path.stem.replace("_", "-").lower()[:100]
         source = source_get_or_create(name=name, kind=KnowledgeSource.Kind.FOLDER, path=str(path))
         job = job_create(source=source, kind=IngestionJob.Kind.INGEST, full=options["full"])
-        job_start(job)
         update, close = progress_bar(f"kb_ingest {name}", self.stderr._out)
         try:
-            counts = documents_ingest(
-                source=source,
-                items=read_path(path),
-                full=options["full"],
-                delete_missing=not options["keep_missing"],
-                job=job,
-                progress=None if options["no_progress"] else update,
-            )
+            # One run at a time writes a source (a sync of it waits, or this does).
+            with source_locks([source], job=job):
+                job_start(job)
+                counts = documents_ingest(
+                    source=source,
+                    items=read_path(path),
+                    full=options["full"],
+                    delete_missing=not options["keep_missing"],
+                    job=job,
+                    progress=None if options["no_progress"] else update,
+                )
+                job_finish(job)
+        except SourceBusy as exc:
+            job_finish(job, error=f"not run: {exc.message}")
+            raise CommandError(f"{exc.message}; try again when it has finished") from exc
+        except JobAbandoned as exc:
+            raise CommandError(str(exc)) from exc
         except InvalidInput as exc:
             job_finish(job, error=str(exc))
             raise CommandError(str(exc)) from exc
+        except (Exception, KeyboardInterrupt) as exc:  # the job says why it stopped
+            job_finish(job, error=f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             close()
-        job_finish(job)
         # Counted here too (a worker also counts after the ingestion's commit): searches
         # right after the command find the common words listed.
         started = time.perf_counter()

@@ -1,15 +1,17 @@
 """``kb_resync [--source NAME] [--full]``: re-read sources (folder, S3) or start a Bedrock
-ingestion job, in this process with a progress bar."""
+ingestion job, in this process with a progress bar. A source another run is syncing is
+waited for briefly, then the command stops with the holder's name (its job failed with
+the reason)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from knowledge.management.commands._progress import progress_bar, source_option
-from knowledge.services import job_create, job_run
+from knowledge.services import SourceBusy, job_create, job_fail, job_run
 
 
 class Command(BaseCommand):
@@ -26,6 +28,9 @@ class Command(BaseCommand):
         update, close = progress_bar("kb_resync", self.stderr._out)
         try:
             job = job_run(job.pk, progress=None if options["no_progress"] else update)
+        except SourceBusy as exc:
+            job_fail(job.pk, error=f"not run: {exc.message}")
+            raise CommandError(f"{exc.message}; try again when it has finished") from exc
         finally:
             close()
         job.refresh_from_db()
