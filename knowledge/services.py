@@ -25,7 +25,6 @@ from django.utils import timezone
 
 from knowledge import retrieval
 from knowledge.embeddings import Embedder, get_embedder
-from knowledge.locks import session_locks_release, session_locks_try
 from knowledge.models import (
     Chunk,
     Document,
@@ -43,7 +42,11 @@ from knowledge.parsing import (
 )
 from knowledge.readers import Item, ItemError
 from knowledge.retrieval import name_stats_invalidate, stored_embedders_invalidate
-from support.db import advisory_xact_lock
+from support.db import (
+    advisory_session_locks_release,
+    advisory_session_locks_try,
+    advisory_xact_lock,
+)
 from support.errors import Conflict, InvalidInput, NotFound
 from support.parsing import contains_nul, parse_id
 from support.redis_client import enqueue_once, pending_clear
@@ -667,7 +670,8 @@ def common_lexemes_count_run() -> int:
 # --- Jobs -------------------------------------------------------------------------------
 #
 # One job at a time writes a source: a run holds its sources' session advisory locks
-# (``knowledge.locks``), which PostgreSQL frees when a killed worker's session ends. The job
+# (``support.db.advisory_session_locks_try``), which PostgreSQL frees when a killed
+# worker's session ends. The job
 # row says what happened: its ``heartbeat_at`` moves while it works, and ``jobs_sweep``
 # finishes the jobs nobody is running any more.
 
@@ -824,7 +828,7 @@ def source_locks(
     beat = JobHeartbeat(job)
     wait = SOURCE_LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + wait
-    while (busy := session_locks_try(names)) is not None:
+    while (busy := advisory_session_locks_try(names)) is not None:
         if time.monotonic() >= deadline:
             beat(force=True)  # looked after: its task comes back for it
             held = ordered[names.index(busy)]
@@ -837,7 +841,7 @@ def source_locks(
     try:
         yield
     finally:
-        session_locks_release(names)
+        advisory_session_locks_release(names)
 
 
 def job_sources(job: IngestionJob) -> list[KnowledgeSource]:

@@ -15,11 +15,12 @@ and many-to-many links and files are the caller's business.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import Model
 from django.db.models.sql import InsertQuery
 
@@ -126,3 +127,37 @@ def advisory_xact_lock(key: str) -> None:
     serialises work on one thing (a conversation, a recount) across processes."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+
+
+def advisory_session_locks_try(names: Sequence[str]) -> str | None:
+    """Take every session-level advisory lock named, in the given order, or none of them:
+    ``None`` when all are now held by this session, else the first name another session
+    holds (the ones taken before it are released again, so a waiter never sits on half of
+    what it needs). A session lock outlives transactions (held across a run's many) and
+    needs none open; PostgreSQL releases it when the session ends, so a killed worker frees
+    its locks at once. Keys share ``advisory_xact_lock``'s name space."""
+    taken: list[str] = []
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [name])
+            row = cursor.fetchone()
+            if not (row and row[0]):
+                advisory_session_locks_release(taken)
+                return name
+            taken.append(name)
+    return None
+
+
+def advisory_session_locks_release(names: Sequence[str]) -> None:
+    """Release session locks this session holds (a lost connection has released them
+    already: logged, not raised)."""
+    if not names:
+        return
+    try:
+        with connection.cursor() as cursor:
+            for name in reversed(names):
+                cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [name])
+    except DatabaseError:
+        logging.getLogger(__name__).warning(
+            "Could not release %s (connection lost: released with it)", list(names)
+        )

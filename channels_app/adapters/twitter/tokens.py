@@ -38,11 +38,12 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from channels_app.adapters.base import http_timeout
 from channels_app.models import ChannelAccount
+from support.db import advisory_session_locks_release
 from support.errors import PermanentError, RetryableError
 from support.models import AttemptOutcome
 from support.outbound import classify_http_status, parse_retry_after
@@ -172,12 +173,7 @@ def refresh_lock(account_id: int, *, wait_seconds: float) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
-        except DatabaseError:
-            # The session is gone, and the lock with it.
-            logger.warning("Could not release %s (connection lost)", key)
+        advisory_session_locks_release([key])  # a lost session has released it already
 
 
 def _sqlstate(exc: BaseException) -> str | None:
