@@ -10,9 +10,9 @@ processes.
 
 "May see" is the ticket's CURRENT team and assignee (the ticket page's rule), never the
 ones an event's payload recorded when it happened: a replayed (or late, re-sent) event of
-a ticket since routed to another team is not sent. A merge's ``changes.merged_into`` names
-its target only to those who may see that ticket (null otherwise), as the ticket page and
-the API's ``merged_into`` do.
+a ticket since routed to another team is not sent. A merge's ``changes.merged_into`` and
+``changes.merged_from`` name the other ticket only to those who may see it (null
+otherwise), as the ticket page and the API's ``merged_into`` do.
 
 What the agent may see is re-checked while the socket is open, so a change takes effect
 without a reconnect: on an ``agent.access_changed`` event for this user (team membership,
@@ -92,22 +92,37 @@ def _event_ticket_id(event: dict[str, Any]) -> int | None:
     return parse_id(str(ticket_id))
 
 
-def _merge_target(event: dict[str, Any]) -> int | None:
-    """The ticket a ``ticket.updated`` event's merge went to (``changes.merged_into``)."""
+MERGE_REFERENCES = ("merged_into", "merged_from")  # the other ticket of a merge
+
+
+def _merge_refs(event: dict[str, Any]) -> list[int]:
+    """The other tickets a ``ticket.updated`` event's merge names: ``changes.merged_into``
+    (on the ticket merged away) and ``changes.merged_from`` (on the ticket it went to)."""
     changes = event.get("changes")
-    merged = changes.get("merged_into") if isinstance(changes, dict) else None
-    if not isinstance(merged, list) or len(merged) != 2 or merged[1] is None:
-        return None
-    return parse_id(str(merged[1]))
+    if not isinstance(changes, dict):
+        return []
+    refs = []
+    for key in MERGE_REFERENCES:
+        change = changes.get(key)
+        if isinstance(change, list) and len(change) == 2 and change[1] is not None:
+            ref = parse_id(str(change[1]))
+            if ref is not None:
+                refs.append(ref)
+    return refs
 
 
-def _merge_target_shown(event: dict[str, Any], visible: set[int]) -> dict[str, Any]:
-    """The event, its merge target left unnamed (null) unless in ``visible``."""
-    target = _merge_target(event)
-    if target is None or target in visible:
-        return event
-    changes = {**event["changes"], "merged_into": [event["changes"]["merged_into"][0], None]}
-    return {**event, "changes": changes}
+def _merge_refs_shown(event: dict[str, Any], visible: set[int]) -> dict[str, Any]:
+    """The event, each ticket its merge names left unnamed (null) unless in ``visible``."""
+    changes = dict(event["changes"]) if isinstance(event.get("changes"), dict) else {}
+    hidden = False
+    for key in MERGE_REFERENCES:
+        change = changes.get(key)
+        if isinstance(change, list) and len(change) == 2 and change[1] is not None:
+            ref = parse_id(str(change[1]))
+            if ref is None or ref not in visible:
+                changes[key] = [change[0], None]
+                hidden = True
+    return {**event, "changes": changes} if hidden else event
 
 
 @database_sync_to_async
@@ -151,10 +166,10 @@ def _replay(since: int, user: Any) -> Replay:
         for event, pk in pairs
         if (pk in visible if event.get("ticket_id") is not None else supervisor)
     ]
-    targets = [t for t in map(_merge_target, shown) if t is not None]
-    if targets:  # merges are rare: no query otherwise
-        visible_targets = visible_ticket_ids(user, targets)
-        shown = [_merge_target_shown(event, visible_targets) for event in shown]
+    refs = [ref for event in shown for ref in _merge_refs(event)]
+    if refs:  # merges are rare: no query otherwise
+        visible_refs = visible_ticket_ids(user, refs)
+        shown = [_merge_refs_shown(event, visible_refs) for event in shown]
     if not truncated:
         return Replay(shown)
     newest = delivered.order_by("-id").values_list("id", flat=True).first()
@@ -375,10 +390,10 @@ class WorkbenchConsumer(JsonConsumer):
             return
         _scope_remember(event)
         if await self._visible(event):
-            target = _merge_target(event)
-            if target is not None:
-                visible = await _visible_ticket_ids(self.user, [target])
-                event = _merge_target_shown(event, visible)
+            refs = _merge_refs(event)
+            if refs:
+                visible = await _visible_ticket_ids(self.user, refs)
+                event = _merge_refs_shown(event, visible)
             await self.send_json({"type": "event", "event": event})
 
     async def presence_message(self, message: dict[str, Any]) -> None:

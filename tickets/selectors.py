@@ -394,6 +394,8 @@ def visible_ticket_ids(user: Any, ids: Iterable[int]) -> set[int]:
 #: What a merged ticket's timeline and page say of the ticket it went to, for a reader who
 #: may not see that ticket (:func:`ticket_merge_target_visible`).
 MERGED_OUT_OF_VIEW = "Merged into a ticket you cannot see."
+#: What the ticket a merge went to says of a merged ticket the reader may not see.
+MERGED_FROM_OUT_OF_VIEW = "A ticket you cannot see was merged into this one ({moved})."
 
 
 def ticket_merge_target_visible(ticket: Ticket, *, user: Any) -> bool:
@@ -408,16 +410,38 @@ def ticket_merge_target_visible(ticket: Ticket, *, user: Any) -> bool:
 
 def ticket_timeline(*, ticket: Ticket, user: Any) -> list[Message]:
     """The ticket's timeline as ``user`` reads it (the ticket page, the API's ticket
-    detail): :func:`message_list`, except that the entry recording a merge into a ticket
-    the user may not see says so without naming it (:data:`MERGED_OUT_OF_VIEW`)."""
+    detail): :func:`message_list`, except that the entries recording a merge name the other
+    ticket only when the user may see it: into a ticket the user may not see
+    (:data:`MERGED_OUT_OF_VIEW`), or from one (:data:`MERGED_FROM_OUT_OF_VIEW`)."""
     messages = list(message_list(ticket=ticket))
-    if ticket.merged_into_id is None or ticket_merge_target_visible(ticket, user=user):
+    notes = [
+        m
+        for m in messages
+        if m.kind == MessageKind.SYSTEM
+        and ("merged_into" in (m.metadata or {}) or "merged_from" in (m.metadata or {}))
+    ]
+    if not notes:
         return messages
-    for message in messages:
-        if message.kind == MessageKind.SYSTEM and "merged_into" in (message.metadata or {}):
-            # in memory only (never saved): supervisors and the target's viewers see it all
+    sources = [
+        parse_id(str(m.metadata["merged_from"])) for m in notes if "merged_from" in m.metadata
+    ]
+    visible = visible_ticket_ids(user, [pk for pk in sources if pk is not None])
+    into_hidden = ticket.merged_into_id is not None and not ticket_merge_target_visible(
+        ticket, user=user
+    )
+    for message in notes:  # in memory only (never saved): those who may see it read it all
+        metadata = message.metadata
+        if "merged_into" in metadata and into_hidden:
             message.body_text = MERGED_OUT_OF_VIEW
-            message.metadata = {k: v for k, v in message.metadata.items() if k != "merged_into"}
+            message.metadata = {k: v for k, v in metadata.items() if k != "merged_into"}
+        elif "merged_from" in metadata and parse_id(str(metadata["merged_from"])) not in visible:
+            moved = metadata.get("moved_messages")
+            message.body_text = MERGED_FROM_OUT_OF_VIEW.format(
+                moved=f"{moved} timeline entries moved"
+                if isinstance(moved, int)
+                else "entries moved"
+            )
+            message.metadata = {k: v for k, v in metadata.items() if k != "merged_from"}
     return messages
 
 

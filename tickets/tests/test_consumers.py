@@ -405,3 +405,37 @@ async def test_a_merge_names_its_target_only_to_those_who_may_see_it(agent, supe
         await replay.connect()
         assert merges(await _drain(replay)) == expected
         await replay.disconnect()
+
+
+async def test_a_merge_names_its_source_only_to_those_who_may_see_it(agent, supervisor):
+    """The target's ``ticket.updated`` carried ``changes.merged_from`` = the source's id
+    to every agent who may see the target, live and in a replay, when the source is
+    another team's ticket (the target's timeline no longer names it either)."""
+    customer, _, other = await _world(agent)
+    source = await _ticket(customer, other, "dup")
+    target = await _ticket(customer, None, "orig")
+    agent_socket = await _connected(agent)
+    supervisor_socket = await _connected(supervisor)
+
+    @database_sync_to_async
+    def merge():
+        services.ticket_merge(source=source, target=target, actor=supervisor)
+
+    await merge()
+
+    def merges(received):
+        return [
+            m["event"]["changes"]["merged_from"]
+            for m in received
+            if m.get("type") == "event" and "merged_from" in m["event"].get("changes", {})
+        ]
+
+    assert merges(await _drain(agent_socket)) == [[None, None]]
+    assert merges(await _drain(supervisor_socket)) == [[None, source.pk]]
+    await agent_socket.disconnect()
+    await supervisor_socket.disconnect()
+    for user, expected in ((agent, [[None, None]]), (supervisor, [[None, source.pk]])):
+        replay = _communicator(user, since=0)
+        await replay.connect()
+        assert merges(await _drain(replay)) == expected
+        await replay.disconnect()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.db import connection
+from django.test import Client as DjangoClient
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -554,6 +555,34 @@ def test_a_ticket_merged_out_of_view_never_names_its_target(agent_web, superviso
     # the entry itself is kept whole: a supervisor (redirected to the target) can read it
     note = Message.objects.get(ticket=source, kind="system")
     assert note.body_text == f"Merged into {target.number}."
+
+
+def test_the_ticket_a_merge_went_to_never_names_a_source_the_agent_may_not_see(
+    agent_web, agent_client, supervisor, customer
+):
+    """The reverse of the above: a supervisor merges another team's ticket into one the
+    agent sees; the target's timeline said "T-… merged into this ticket" (and the API the
+    same), naming a ticket the agent may not open. The messages that moved are shown, as
+    they are now the target's."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    source = services.ticket_create(
+        customer=customer, subject="dup", body="moved text", team=billing
+    )
+    target = services.ticket_create(customer=customer, subject="orig", body="x")
+    services.ticket_merge(source=source, target=target, actor=supervisor)
+    page = agent_web.get(f"/tickets/{target.number}/").content.decode()
+    api = agent_client.get(f"/api/tickets/{target.pk}").json()
+    bodies = [m["body_text"] for m in api["messages"]]
+    assert "A ticket you cannot see was merged into this one (1 timeline entries moved)." in bodies
+    assert "A ticket you cannot see was merged into this one" in page
+    assert "moved text" in page
+    assert source.number not in page
+    assert source.number not in str(api)
+    note = Message.objects.get(ticket=target, kind="system")
+    assert note.body_text.startswith(f"{source.number} merged into this ticket")
+    supervisor_client = DjangoClient()
+    supervisor_client.force_login(supervisor)
+    assert source.number in supervisor_client.get(f"/tickets/{target.number}/").content.decode()
 
 
 def test_canned_response_placeholders(agent_web, agent, customer):
