@@ -142,18 +142,23 @@ def _incr_script() -> Any:
     return _incr_script_for(get_redis())
 
 
-def hit(bucket: str, limit: int) -> float | None:
-    """Count one request in ``bucket``; the seconds to wait when over ``limit``, else None."""
+def hit(bucket: str, limit: int, window_seconds: int = WINDOW_SECONDS) -> float | None:
+    """Count one request in ``bucket``; the seconds to wait when over ``limit`` in this
+    window (a minute unless ``window_seconds`` says otherwise), else None."""
     now = time.time()
-    window = int(now // WINDOW_SECONDS)
-    key = f"ratelimit:{bucket}:{window}"
+    window = int(now // window_seconds)
+    key = (
+        f"ratelimit:{bucket}:{window}"
+        if window_seconds == WINDOW_SECONDS
+        else (f"ratelimit:{bucket}:{window_seconds}s:{window}")
+    )
     try:
-        count = int(_incr_script()(keys=[key], args=[WINDOW_SECONDS + 5]))
+        count = int(_incr_script()(keys=[key], args=[window_seconds + 5]))
     except redis.RedisError as exc:
         _record_fail_open(exc)
         return None
     if count > limit:
-        return max(1.0, (window + 1) * WINDOW_SECONDS - now)
+        return max(1.0, (window + 1) * window_seconds - now)
     return None
 
 

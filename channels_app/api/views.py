@@ -524,11 +524,15 @@ def _poll_rate_limited(request: HttpRequest, visitor_id: str | None) -> JsonResp
 
 
 def _verify_rate_limited(request: HttpRequest, visitor_id: str) -> JsonResponse | None:
-    for bucket, limit in (
-        (f"webchat-verify-ip:{client_ip(request)}", 30),  # type: ignore[arg-type]
-        (f"webchat-verify-session:{visitor_id}", 10),
+    ip = client_ip(request)  # type: ignore[arg-type]
+    for bucket, limit, window in (
+        (f"webchat-verify-ip:{ip}", 30, 60),
+        (f"webchat-verify-session:{visitor_id}", 10, 60),
+        # A new session per request gets round the per-session and per-address limits:
+        # without this one, one address could have ~1,800 codes an hour mailed to others.
+        (f"webchat-verify-ip-hour:{ip}", settings.WEBCHAT_VERIFY_REQUESTS_PER_IP_PER_HOUR, 3600),
     ):
-        wait = hit(bucket, limit)
+        wait = hit(bucket, limit, window)
         if wait is not None:
             response = _error("rate_limited", "Too many verification requests.", 429)
             response["Retry-After"] = str(int(wait))

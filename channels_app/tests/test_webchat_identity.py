@@ -346,6 +346,35 @@ def test_verifying_an_unknown_address_makes_the_guest_that_customer(
 
 
 @responses.activate
+def test_one_address_cannot_have_codes_mailed_to_many_others(
+    web: Client, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A new session per request, each naming another address, got round the per-session
+    and per-address limits: one IP could have ~30 codes a minute mailed to strangers
+    (the sender's reputation and quota). An hourly limit per IP stops it."""
+    responses.post(SENDGRID, status=202)
+    _email_account()
+    account = make_account("webchat")
+    settings.WEBCHAT_VERIFY_REQUESTS_PER_IP_PER_HOUR = 3
+    answers = []
+    for n in range(5):
+        started = _start(web, account, f"stranger{n}@example.com")
+        with django_capture_on_commit_callbacks(execute=True):
+            answers.append(
+                web.post(
+                    started["verify_url"],
+                    data={},
+                    content_type="application/json",
+                    HTTP_X_WEBCHAT_SESSION=started["session"],
+                )
+            )
+    assert [a.status_code for a in answers] == [202, 202, 202, 429, 429]
+    assert answers[3].json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(answers[3]["Retry-After"]) <= 3600
+    assert len(responses.calls) == 3
+
+
+@responses.activate
 def test_codes_are_limited_per_address_and_guesses_per_code(
     web: Client, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
