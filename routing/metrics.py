@@ -14,7 +14,8 @@ BedrockAPIErrors → ``support_routing_provider_errors
 {provider="bedrock"}`` (decisions that fell back because their provider failed); tokens and
 cost → ``support_routing_tokens``, ``support_routing_cost_usd``,
 ``support_routing_cost_per_ticket_usd``. Not windowed: ``support_routing_unrouted_tickets``
-(tickets still without a decision; the routing sweep's work).
+(tickets still without a decision; the routing sweep's work) and
+``support_routing_failed_tickets{kind}`` (those whose routing failed: permanent or retrying).
 
 Averages and ratios whose denominator is 0 in the window (no decision, no verdict, no
 decision by a router with an out-of-scope detector) are left out, not published as 0: a
@@ -33,7 +34,7 @@ from django.db.models import Avg, Count, Q, Sum
 from prometheus_client.core import Metric
 
 from routing import selectors
-from routing.models import FeedbackVerdict, RoutingDecision
+from routing.models import FeedbackVerdict, RoutingDecision, RoutingFailure
 from routing.services import TICKETING_SYNC_KIND
 from support.delivery.selectors import failures_since
 from support.metrics import gauge, histogram_from_queryset, window_start
@@ -198,3 +199,17 @@ def routing_metrics() -> Iterator[Metric]:
     )
     unrouted.add_metric([], selectors.tickets_unrouted().count() if settings.ROUTING_ENABLED else 0)
     yield unrouted
+
+    failed = gauge(
+        "routing_failed_tickets",
+        "Tickets whose routing failed and that have no decision yet, by kind: permanent "
+        "(never retried: the admin's Routing failures page routes them again) or retrying "
+        "(the sweep tries again after a backoff).",
+        ["kind"],
+    )
+    kinds = dict(
+        RoutingFailure.objects.values_list("permanent").annotate(n=Count("pk")).order_by()
+    )
+    failed.add_metric(["permanent"], kinds.get(True, 0))
+    failed.add_metric(["retrying"], kinds.get(False, 0))
+    yield failed

@@ -162,6 +162,7 @@ def test_a_permanent_failure_is_recorded_once_and_left_by_the_sweep(
     # still a ticket without a decision: the metric counts it until a person acts
     unrouted = next(m for m in routing_metrics() if m.name == "support_routing_unrouted_tickets")
     assert [s.value for s in unrouted.samples] == [1]
+    assert _failed_tickets() == {"permanent": 1, "retrying": 0}  # and says it needs a person
     # a later failure (a re-drive that fails again) does not change the record
     assert services.routing_failure_record(ticket_id=ticket.pk, exc=OperationalError("x"))
     failure.refresh_from_db()
@@ -172,6 +173,12 @@ def test_a_permanent_failure_is_recorded_once_and_left_by_the_sweep(
         assert services.routing_failure_redrive(failures=RoutingFailure.objects.all()) == 1
     assert RoutingDecision.objects.filter(ticket=ticket).count() == 1
     assert not RoutingFailure.objects.exists()
+    assert _failed_tickets() == {"permanent": 0, "retrying": 0}
+
+
+def _failed_tickets() -> dict[str, float]:
+    family = next(m for m in routing_metrics() if m.name == "support_routing_failed_tickets")
+    return {s.labels["kind"]: s.value for s in family.samples}
 
 
 def test_a_transient_failure_is_swept_again_after_a_growing_backoff(
@@ -195,6 +202,7 @@ def test_a_transient_failure_is_swept_again_after_a_growing_backoff(
     failure = RoutingFailure.objects.get()
     assert (failure.ticket_id, failure.permanent, failure.attempts) == (ticket.pk, False, 1)
     assert failure.error == "OperationalError: server closed the connection unexpectedly"
+    assert _failed_tickets() == {"permanent": 0, "retrying": 1}
     interval = float(routing_on.ROUTING_SWEEP_SECONDS)
     assert failure.next_attempt_at is not None
     first_wait = (failure.next_attempt_at - failure.updated_at).total_seconds()
