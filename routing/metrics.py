@@ -200,16 +200,14 @@ def routing_metrics() -> Iterator[Metric]:
     unrouted.add_metric([], selectors.tickets_unrouted().count() if settings.ROUTING_ENABLED else 0)
     yield unrouted
 
-    failed = gauge(
+    failing = gauge(
         "routing_failed_tickets",
         "Tickets whose routing failed and that have no decision yet, by kind: permanent "
         "(never retried: the admin's Routing failures page routes them again) or retrying "
         "(the sweep tries again after a backoff).",
         ["kind"],
     )
-    kinds = dict(
-        RoutingFailure.objects.values_list("permanent").annotate(n=Count("pk")).order_by()
-    )
-    failed.add_metric(["permanent"], kinds.get(True, 0))
-    failed.add_metric(["retrying"], kinds.get(False, 0))
-    yield failed
+    kinds = dict(RoutingFailure.objects.values_list("permanent").annotate(n=Count("pk")).order_by())
+    failing.add_metric(["permanent"], kinds.get(True, 0))
+    failing.add_metric(["retrying"], kinds.get(False, 0))
+    yield failing
