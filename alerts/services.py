@@ -639,7 +639,19 @@ def notification_send(delivery: Delivery) -> SendResult:
             error_code="kind_changed",
         )
     message = AlertMessage.from_payload(dict(delivery.payload.get("message") or {}))
+    if message.action == "trigger" and _alert_resolved(message.alert_id):
+        # A trigger retried or re-driven after the alert resolved (its resolve may already
+        # have gone out): sent now it would open a PagerDuty incident, or a "FIRING" mail,
+        # that nothing resolves any more. The resolve tells the target what happened.
+        return SendResult(
+            request_summary={"target": target.pk, "event_action": "trigger", "sent": False},
+            response_summary="Not sent: the alert was resolved before this trigger went out.",
+        )
     return ADAPTERS[target.kind](target, message)
+
+
+def _alert_resolved(alert_id: int) -> bool:
+    return Alert.objects.filter(pk=alert_id, state=AlertState.RESOLVED).exists()
 
 
 def target_kinds() -> list[DeliveryKind]:
