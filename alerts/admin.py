@@ -15,7 +15,12 @@ from django.http import HttpRequest
 from alerts import services
 from alerts.adapters.http import target_url_problem
 from alerts.models import Alert, AlertEvent, AlertRule, AlertTarget, Severity, TargetKind
-from alerts.selectors import SelectorError, selector_parse
+from alerts.selectors import (
+    SelectorError,
+    metric_names_known,
+    selector_parse,
+    selector_unknown_name_problem,
+)
 from support.auth.admin import SupervisorAdmin, SupervisorInlineMixin
 
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
@@ -42,12 +47,19 @@ class AlertRuleForm(forms.ModelForm):  # type: ignore[type-arg]
         ]
 
     def _selector(self, field: str) -> str:
+        """A selector that parses and names a metric some source exports (a name nothing
+        exports sums to 0 for ever: the rule could never fire, or never resolve)."""
         value = str(self.cleaned_data.get(field) or "").strip()
         if value:
             try:
-                selector_parse(value)
+                selector = selector_parse(value)
             except SelectorError as exc:
                 raise forms.ValidationError(str(exc)) from None
+            if not hasattr(self, "_known_names"):
+                self._known_names = metric_names_known()
+            problem = selector_unknown_name_problem(selector, self._known_names)
+            if problem:
+                raise forms.ValidationError(problem)
         return value
 
     def clean_metric(self) -> str:

@@ -3,6 +3,7 @@ the targets an alert goes to."""
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from django.db.models import Count, Q, QuerySet
 from prometheus_client.core import Metric
 
 from alerts.models import OPEN_STATES, Alert, AlertRule, AlertTarget, RuleEvaluation
+from support.metrics import metrics_collect
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _SELECTOR = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?:\{{(?P<matchers>.*)\}})?\s*$", re.DOTALL)
@@ -84,6 +86,40 @@ def selector_sum(selector: Selector, families: Iterable[Metric]) -> float:
             if selector.matches(sample.name, dict(sample.labels)):
                 total += float(sample.value)
     return total
+
+
+#: The sample names a family of each type exports besides its own name (prometheus_client).
+_SAMPLE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "summary": ("_sum", "_count", "_created"),
+    "info": ("_info",),
+}
+
+
+def metric_names_known(families: Iterable[Metric] | None = None) -> set[str]:
+    """Every sample name the metric sources export (``families``, or collected now): a
+    family's samples, and the names its type exports even before it has samples (a
+    histogram's ``_sum`` and ``_count``, a counter's ``_total``)."""
+    if families is None:
+        families = metrics_collect()
+    names: set[str] = set()
+    for family in families:
+        names.add(family.name)
+        names.update(family.name + suffix for suffix in _SAMPLE_SUFFIXES.get(family.type, ()))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def selector_unknown_name_problem(selector: Selector, known: set[str]) -> str:
+    """Why ``selector`` would sum nothing for ever (``""`` when its name is exported): a
+    name no source exports is a typo or a metric that does not exist."""
+    if selector.name in known:
+        return ""
+    close = difflib.get_close_matches(selector.name, sorted(known), n=3, cutoff=0.8)
+    hint = f" (did you mean {', '.join(close)}?)" if close else " (see GET /metrics)"
+    return f"No metric source exports {selector.name}{hint}."
 
 
 # --- rules --------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ from tickets.selectors import SLA_FIRST_RESPONSE_STATUSES, sla_warning_window
 logger = logging.getLogger(__name__)
 
 LOCK_KEY = "alerts:evaluate-lock"
+RULE_PREFIX = "rule:"
 DELIVERY_KINDS: dict[str, str] = {
     TargetKind.EMAIL: "alert_email",
     TargetKind.SLACK: "alert_slack",
@@ -310,6 +311,7 @@ class EvaluationReport:
     fired: list[int] = field(default_factory=list)  # rule ids
     resolved: list[int] = field(default_factory=list)
     sla_resolved: list[int] = field(default_factory=list)  # alert ids
+    retired: list[int] = field(default_factory=list)  # alert ids: rule disabled or deleted
 
 
 @dataclass(frozen=True)
@@ -424,6 +426,34 @@ def rule_evaluate(rule: AlertRule, families: list[Metric], *, now: datetime) -> 
     return ""
 
 
+def rule_alerts_retire() -> list[int]:
+    """Resolve (as the system) the open alerts of rules that were deleted, or disabled
+    (unless ``auto_resolve`` is off: a person resolves those): nothing evaluates such a
+    rule any more, so its alert, and the PagerDuty incident it opened, would stay open for
+    ever. Returns the alerts' ids; the targets that got the trigger are told."""
+    found = list(
+        Alert.objects.filter(state__in=OPEN_STATES, fingerprint__startswith=RULE_PREFIX)
+        .order_by("id")
+        .only("pk", "fingerprint")
+    )
+    ids = {a.pk: a.fingerprint.removeprefix(RULE_PREFIX) for a in found}
+    rules = AlertRule.objects.in_bulk([int(v) for v in ids.values() if v.isdigit()])
+    retired: list[int] = []
+    for alert_id, rule_id in ids.items():
+        if not rule_id.isdigit():  # raised by code with a fingerprint of its own
+            continue
+        rule = rules.get(int(rule_id))
+        if rule is not None and (rule.enabled or not rule.auto_resolve):
+            continue
+        note = "The rule was deleted." if rule is None else "The rule was disabled."
+        try:
+            alert_resolve(alert_id=alert_id, note=note)
+        except AlertStateError:  # resolved meanwhile (a person)
+            continue
+        retired.append(alert_id)
+    return retired
+
+
 def alert_rules_evaluate(*, now: datetime | None = None) -> EvaluationReport:
     """Evaluate every enabled rule that is due (see the module docstring)."""
     client = get_redis()
@@ -456,6 +486,7 @@ def _evaluate_all(now: datetime) -> EvaluationReport:
             report.fired.append(rule.pk)
         elif outcome == "resolved":
             report.resolved.append(rule.pk)
+    report.retired = rule_alerts_retire()
     report.sla_resolved = sla_alerts_resolve(now=now)
     cutoff = now - timedelta(days=int(settings.ALERTS_EVALUATIONS_RETENTION_DAYS))
     old = RuleEvaluation.objects.filter(evaluated_at__lt=cutoff).values_list("pk", flat=True)
@@ -608,7 +639,19 @@ def notification_send(delivery: Delivery) -> SendResult:
             error_code="kind_changed",
         )
     message = AlertMessage.from_payload(dict(delivery.payload.get("message") or {}))
+    if message.action == "trigger" and _alert_resolved(message.alert_id):
+        # A trigger retried or re-driven after the alert resolved (its resolve may already
+        # have gone out): sent now it would open a PagerDuty incident, or a "FIRING" mail,
+        # that nothing resolves any more. The resolve tells the target what happened.
+        return SendResult(
+            request_summary={"target": target.pk, "event_action": "trigger", "sent": False},
+            response_summary="Not sent: the alert was resolved before this trigger went out.",
+        )
     return ADAPTERS[target.kind](target, message)
+
+
+def _alert_resolved(alert_id: int) -> bool:
+    return Alert.objects.filter(pk=alert_id, state=AlertState.RESOLVED).exists()
 
 
 def target_kinds() -> list[DeliveryKind]:

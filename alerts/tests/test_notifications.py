@@ -222,3 +222,34 @@ def test_a_deactivated_target_gets_nothing_more(supervisor):
     assert mail.outbox == []
     alert_resolve(alert_id=alert_id, actor=supervisor)
     assert Delivery.objects.count() == 1  # the resolve goes to active targets only
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_a_trigger_still_retrying_when_the_alert_resolves_is_not_sent_after_the_resolve(
+    supervisor, public_dns
+):
+    """PagerDuty down for the trigger, back for the resolve: a trigger retried (or
+    re-driven) after the resolve would open an incident nothing ever resolves."""
+    _target(TargetKind.PAGERDUTY, ["critical"], secret=ROUTING_KEY)
+    responses.post(PD_URL, status=503, body="busy")
+    alert_id = _raise()
+    [trigger] = _send_all()
+    assert trigger.status == DeliveryStatus.RETRYING
+    responses.replace(responses.POST, PD_URL, status=202, json={"status": "success"})
+    alert_resolve(alert_id=alert_id, actor=supervisor)
+    _send_all()
+
+    report = delivery_attempt(delivery_id=trigger.pk, expected_attempts=1)
+
+    actions = [json.loads(call.request.body or b"")["event_action"] for call in responses.calls]
+    assert actions == ["trigger", "resolve"]
+    trigger.refresh_from_db()
+    assert (report.claimed, trigger.status) == (True, DeliveryStatus.SUCCEEDED)
+    attempt = trigger.attempt_log.order_by("number").last()
+    assert attempt is not None
+    assert (attempt.http_status, attempt.request_summary) == (
+        None,
+        {"target": trigger.payload["target_id"], "event_action": "trigger", "sent": False},
+    )
+    assert "resolved before" in attempt.response_summary

@@ -261,3 +261,46 @@ def test_alert_events_reach_supervisors_sockets_and_no_agents(supervisor, agent)
     boss_saw, agent_saw = async_to_sync(scenario)()
     assert "alert.changed" in boss_saw
     assert "alert.changed" not in agent_saw
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("change", ["disabled", "deleted"])
+def test_the_alert_of_a_rule_disabled_or_deleted_while_firing_resolves(feed, change):
+    """Disabled rules are not evaluated and a deleted one leaves ``rule=None``: the open
+    alert must not stay firing for ever (nor its PagerDuty incident open)."""
+    from alerts.models import AlertTarget, TargetKind
+    from support.delivery.models import Delivery
+
+    AlertTarget.objects.create(name="mail", kind=TargetKind.EMAIL, severities=["warning"])
+    rule = _rule()
+    now = timezone.now()
+    feed.set(test_depth=11)
+    assert alert_rules_evaluate(now=now).fired == [rule.pk]
+    if change == "disabled":
+        AlertRule.objects.filter(pk=rule.pk).update(enabled=False)
+    else:
+        rule.delete()
+
+    report = alert_rules_evaluate(now=now + timedelta(minutes=1))
+
+    alert = Alert.objects.get()
+    assert alert.state == AlertState.RESOLVED
+    assert (report.retired, report.resolved) == ([alert.pk], [])
+    assert alert.resolved_by is None
+    assert [e.note for e in alert.history.all()][-1] == f"The rule was {change}."
+    messages = Delivery.objects.order_by("pk").values_list("payload__message__action", flat=True)
+    assert list(messages) == ["trigger", "resolve"]
+    # Evaluating again changes nothing.
+    assert alert_rules_evaluate(now=now + timedelta(minutes=2)).retired == []
+    assert Delivery.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_disabled_rule_without_auto_resolve_leaves_its_alert_to_a_person(feed):
+    rule = _rule(auto_resolve=False)
+    now = timezone.now()
+    feed.set(test_depth=11)
+    alert_rules_evaluate(now=now)
+    AlertRule.objects.filter(pk=rule.pk).update(enabled=False)
+    assert alert_rules_evaluate(now=now + timedelta(minutes=1)).retired == []
+    assert Alert.objects.get().state == AlertState.FIRING

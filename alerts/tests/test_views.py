@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from alerts.models import Alert, AlertState, AlertTarget
+from alerts.models import Alert, AlertRule, AlertState, AlertTarget
 from alerts.services import alert_raise
 
 
@@ -156,3 +156,47 @@ def test_supervisors_configure_targets_in_the_admin_with_write_only_secrets(supe
         },
     )
     assert "Cannot read the label matchers" in bad_rule.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_rule_naming_a_metric_no_source_exports_is_refused_with_the_field(supervisor):
+    """A typo in a selector summed no sample (0) for ever: the rule could never fire
+    (``> t``) or never resolve (``< t``). The form names the field and the close names."""
+    client = _client(supervisor)
+    form = {
+        "name": "Typo",
+        "metric": 'support_routing_provider_error{provider="bedrock"}',
+        "denominator": "support_routing_tickets_processed",
+        "aggregation": "window",
+        "window_seconds": 300,
+        "comparison": "gt",
+        "threshold": 0.5,
+        "datapoints_to_alarm": 1,
+        "severity": "warning",
+    }
+    refused = client.post("/admin/alerts/alertrule/add/", form)
+    assert refused.status_code == 200
+    errors = refused.context["adminform"].form.errors
+    assert list(errors) == ["metric"]
+    assert errors["metric"] == [
+        "No metric source exports support_routing_provider_error (did you mean "
+        "support_routing_provider_errors?)."
+    ]
+    refused = client.post(
+        "/admin/alerts/alertrule/add/",
+        {**form, "metric": "support_routing_provider_errors"}
+        | {"denominator": "support_routing_ticket_processed"},
+    )
+    assert list(refused.context["adminform"].form.errors) == ["denominator"]
+
+    # Names a histogram or counter exports without samples yet are known too.
+    accepted = client.post(
+        "/admin/alerts/alertrule/add/",
+        {
+            **form,
+            "metric": "support_routing_processing_seconds_sum",
+            "denominator": "support_routing_processing_seconds_count",
+        },
+    )
+    assert accepted.status_code == 302
+    assert AlertRule.objects.filter(name="Typo").exists()

@@ -55,3 +55,13 @@ def test_the_documented_receiver_snippet_verifies_our_signature():
     assert namespace["verify"]("whsec_doc", header, body)
     assert not namespace["verify"]("whsec_doc", header, body + b"x")
     assert not namespace["verify"]("other", header, body)
+    # A forged or garbled header is refused, never an exception (a 500 at the receiver).
+    for garbled in [
+        "t=abc,v1=00",
+        "t=,v1=00",
+        "t=1e3,v1=00",
+        "v1=00",
+        "",
+        "t=99999999999999999999",
+    ]:
+        assert namespace["verify"]("whsec_doc", garbled, body) is False
