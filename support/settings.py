@@ -170,6 +170,10 @@ CHANNEL_LAYERS = {
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Flash messages in the session, not in a cookie: the admin shows one-time secrets (a new
+# API key, a webhook's signing secret) as a message after a redirect, and Django's default
+# (cookie first) sent them to the browser in a signed but readable ``messages`` cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 CELERY_BROKER_URL = REDIS_URL
 # rediss:// (ElastiCache with TLS): verify the server's certificate against the system CAs,

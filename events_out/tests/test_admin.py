@@ -25,6 +25,18 @@ def _form(**overrides):
     return data
 
 
+def test_the_generated_secret_never_travels_in_a_cookie(client, supervisor):
+    """The secret is shown as a message after the redirect: Django's default message
+    storage carried it there in a ``messages`` cookie (signed, compressed, not encrypted:
+    readable by whatever sees the browser's cookies). Messages live in the session."""
+    client.force_login(supervisor)
+    response = client.post(reverse(ADD), _form())
+    assert response.status_code == 302
+    assert "messages" not in response.cookies
+    page = client.get(response["Location"])
+    assert OutgoingWebhook.objects.get().secret in page.content.decode()
+
+
 def test_a_supervisor_adds_a_webhook_and_sees_the_generated_secret_once(client, supervisor):
     client.force_login(supervisor)
     response = client.post(reverse(ADD), _form(), follow=True)
