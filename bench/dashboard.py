@@ -141,10 +141,10 @@ SEED_SQL = [
     (
         "routing verdicts",
         """
-        INSERT INTO routing_routingfeedback (decision_id, verdict, priority, category, intent,
-            team_correct, priority_correct, text, note, created_at)
-        SELECT id, CASE WHEN id %% 5 = 0 THEN 'overridden' ELSE 'accepted' END, '', '', '',
-               id %% 5 <> 0, true, '', '', created_at + interval '1 hour'
+        INSERT INTO routing_routingfeedback (decision_id, ticket_id, verdict, priority,
+            category, intent, team_correct, priority_correct, text, note, created_at)
+        SELECT id, ticket_id, CASE WHEN id %% 5 = 0 THEN 'overridden' ELSE 'accepted' END, '',
+               '', '', id %% 5 <> 0, true, '', '', created_at + interval '1 hour'
         FROM routing_routingdecision WHERE id %% 10 = 0
         """,
     ),
