@@ -312,6 +312,8 @@ class EvaluationReport:
     resolved: list[int] = field(default_factory=list)
     sla_resolved: list[int] = field(default_factory=list)  # alert ids
     retired: list[int] = field(default_factory=list)  # alert ids: rule disabled or deleted
+    # rule ids left as they were: a metric source they read failed (no data is not "clear")
+    unavailable: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -468,15 +470,38 @@ def alert_rules_evaluate(*, now: datetime | None = None) -> EvaluationReport:
             client.delete(LOCK_KEY)
 
 
+def _rule_names(rule: AlertRule) -> list[str]:
+    texts = [rule.metric, rule.denominator] if rule.denominator else [rule.metric]
+    return [selectors.selector_parse(text).name for text in texts]
+
+
 def _evaluate_all(now: datetime) -> EvaluationReport:
     report = EvaluationReport()
     rules = [r for r in selectors.rule_list_enabled() if _due(r, now)]
     by_window: dict[int, list[Metric]] = {}
+    # Per window: the sample names collected, when a source failed (else None). A rule
+    # reading a name that is missing then is not evaluated: its source being down is no
+    # reading, and "no data" would resolve its alert, to fire again when the source is
+    # back (two notifications per outage of the database or Redis).
+    missing_check: dict[int, set[str] | None] = {}
     for rule in rules:
         window = rule.window_seconds
         if window not in by_window:
-            by_window[window] = metrics_collect(window_seconds=window)
+            failed: list[str] = []
+            by_window[window] = metrics_collect(window_seconds=window, failed=failed)
+            missing_check[window] = (
+                selectors.metric_names_known(by_window[window]) if failed else None
+            )
         try:
+            known = missing_check[window]
+            if known is not None and any(name not in known for name in _rule_names(rule)):
+                logger.warning(
+                    "Alarm rule %s (%s) not evaluated: a metric source it reads failed",
+                    rule.pk,
+                    rule.name,
+                )
+                report.unavailable.append(rule.pk)
+                continue
             outcome = rule_evaluate(rule, by_window[window], now=now)
         except selectors.SelectorError as exc:
             logger.warning("Alarm rule %s (%s) cannot be evaluated: %s", rule.pk, rule.name, exc)

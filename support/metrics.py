@@ -74,10 +74,13 @@ def metrics_window(seconds: float) -> Iterator[None]:
         _window_seconds.reset(token)
 
 
-def metrics_collect(*, window_seconds: float | None = None) -> list[Metric]:
+def metrics_collect(
+    *, window_seconds: float | None = None, failed: list[str] | None = None
+) -> list[Metric]:
     """Every registered source's metric families, computed now in this process, over
     ``window_seconds`` (default ``METRICS_WINDOW_SECONDS``). A source that fails (database or
-    Redis down) is logged and left out; the others still answer."""
+    Redis down) is logged and left out, its name added to ``failed`` when given; the others
+    still answer."""
     families: list[Metric] = []
     seconds = settings.METRICS_WINDOW_SECONDS if window_seconds is None else window_seconds
     with metrics_window(seconds):
@@ -86,6 +89,8 @@ def metrics_collect(*, window_seconds: float | None = None) -> list[Metric]:
                 families.extend(source())
             except (DatabaseError, redis.RedisError) as exc:
                 logger.warning("Metrics source %s failed: %s", name, type(exc).__name__)
+                if failed is not None:
+                    failed.append(name)
     return families
 
 

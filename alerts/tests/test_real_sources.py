@@ -166,3 +166,40 @@ def test_call_bedrock_failures_fires_on_a_summary_whose_bedrock_call_fell_back()
     )
     report = alert_rules_evaluate(now=timezone.now() + timedelta(minutes=1))
     assert report.fired == [AlertRule.objects.get(name="CallBedrockFailures").pk]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
+def test_a_failing_source_leaves_its_rules_alerts_as_they_are(customer, monkeypatch):
+    """The routing source failing (its database query refused) left DailyCost's name out
+    of the collected metrics: "no data", which resolved the open alert, and it fired again
+    when the source was back: two notifications per outage, and a PagerDuty incident
+    closed while nothing was known. The rule is not evaluated while its source is down."""
+    from django.db import OperationalError
+
+    from support import metrics
+
+    _only("DailyCost")
+    _decisions(customer, cost="200", processing_ms=10, age=timedelta(minutes=5), n=2)
+    rule = AlertRule.objects.get(name="DailyCost")
+    assert alert_rules_evaluate().fired == [rule.pk]
+    alert = Alert.objects.get()
+
+    real = metrics.metric_sources()
+
+    def down():
+        raise OperationalError("the database is away")
+
+    sources = {**real, "routing": down}
+    monkeypatch.setattr(metrics, "metric_sources", lambda: sources)
+    later = timezone.now() + timedelta(minutes=2)
+    report = alert_rules_evaluate(now=later)
+    assert (report.resolved, report.unavailable) == ([], [rule.pk])
+    alert.refresh_from_db()
+    assert alert.state == "firing"
+
+    monkeypatch.setattr(metrics, "metric_sources", lambda: real)  # back: evaluated again
+    report = alert_rules_evaluate(now=later + timedelta(minutes=2))
+    assert (report.evaluated, report.unavailable, report.fired) == (1, [], [])
+    alert.refresh_from_db()
+    assert alert.state == "firing"
