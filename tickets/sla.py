@@ -25,6 +25,10 @@ from django.conf import settings
 # A calendar with open hours has one open interval within at most a year and a bit
 # (holidays aside); this bounds the walk for a calendar with every open day a holiday.
 MAX_DAYS = 800
+#: ``closes_at`` 23:59:59 (the latest a TimeField takes) means midnight: the day is open
+#: to its end, so a night shift split over two days has no one-second hole.
+END_OF_DAY = dtime(23, 59, 59)
+UTC = zoneinfo.ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,11 @@ def _intervals(cal: CalendarSpec, day: date) -> list[tuple[datetime, datetime]]:
     tz = cal.tz
     out = []
     for opens, closes in cal.hours.get(day.weekday(), ()):
-        start = datetime.combine(day, opens, tzinfo=tz).astimezone(zoneinfo.ZoneInfo("UTC"))
-        end = datetime.combine(day, closes, tzinfo=tz).astimezone(zoneinfo.ZoneInfo("UTC"))
+        start = datetime.combine(day, opens, tzinfo=tz).astimezone(UTC)
+        if closes >= END_OF_DAY:
+            end = datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=tz).astimezone(UTC)
+        else:
+            end = datetime.combine(day, closes, tzinfo=tz).astimezone(UTC)
         if end > start:
             out.append((start, end))
     return out
