@@ -23,8 +23,12 @@ from typing import Any
 from django.conf import settings
 
 # A calendar with open hours has one open interval within at most a year and a bit
-# (holidays aside); this bounds the walk for a calendar with every open day a holiday.
+# (holidays aside); this bounds the walk for a calendar whose open days are all
+# holidays from some date on: that many closed days in a row and it never opens again.
 MAX_DAYS = 800
+#: A due time further than this from its start is none (the walk is one step per day:
+#: a target of millions of minutes must not keep a worker busy).
+HORIZON_DAYS = 3660
 #: ``closes_at`` 23:59:59 (the latest a TimeField takes) means midnight: the day is open
 #: to its end, so a night shift split over two days has no one-second hole.
 END_OF_DAY = dtime(23, 59, 59)
@@ -79,7 +83,8 @@ def _has_hours(cal: CalendarSpec) -> bool:
 
 def business_add(cal: CalendarSpec, start: datetime, seconds: float) -> datetime | None:
     """The moment ``seconds`` of business time after ``start`` (None: the calendar never
-    opens). Zero seconds from a closed moment is ``start`` itself."""
+    opens again, or not within ``HORIZON_DAYS``). Zero seconds from a closed moment is
+    ``start`` itself. One step per calendar day, whatever the target."""
     if seconds <= 0:
         return start
     if cal.is_24_7:
@@ -88,15 +93,20 @@ def business_add(cal: CalendarSpec, start: datetime, seconds: float) -> datetime
         return None
     remaining = timedelta(seconds=seconds)
     day = start.astimezone(cal.tz).date() - timedelta(days=1)  # an interval may straddle
-    for _ in range(MAX_DAYS):
+    closed_days = 0
+    for _ in range(HORIZON_DAYS):
+        closed_days += 1
         for opens, closes in _intervals(cal, day):
             if closes <= start:
                 continue
+            closed_days = 0
             begin = max(opens, start)
             available = closes - begin
             if remaining <= available:
                 return begin + remaining
             remaining -= available
+        if closed_days > MAX_DAYS:
+            return None
         day += timedelta(days=1)
     return None
 

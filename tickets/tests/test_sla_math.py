@@ -223,3 +223,17 @@ def test_hours_round_the_clock_every_day_lose_no_second_a_day():
     cal = _cal(tz="UTC", hours={d: ((time(0), time(23, 59, 59)),) for d in range(7)})
     start = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
     assert business_add(cal, start, 5 * 86400) == datetime(2026, 12, 12, 12, 0, tzinfo=UTC)
+
+
+def test_a_target_of_years_of_business_time_still_has_a_due_time():
+    # 5,000 business hours at 8 a day, Monday to Friday: 625 days, 125 weeks (more than
+    # 800 calendar days, the bound for a calendar that never opens again).
+    cal = _cal(tz="Europe/London")
+    due = business_add(cal, _local(LONDON, 2026, 1, 5, 9, 0), 5000 * 3600)
+    assert due == _local(LONDON, 2028, 5, 26, 17, 0)  # a Friday, 17:00 BST
+
+
+def test_an_absurd_target_gives_no_due_time_instead_of_walking_forever():
+    # The largest target the admin takes (PositiveIntegerField): thousands of years.
+    cal = _cal(tz="Europe/London")
+    assert business_add(cal, _local(LONDON, 2026, 1, 5, 9, 0), 2_147_483_647 * 60) is None
