@@ -87,6 +87,9 @@ def business_add(cal: CalendarSpec, start: datetime, seconds: float) -> datetime
     ``start`` itself. One step per calendar day, whatever the target."""
     if seconds <= 0:
         return start
+    # UTC, so that adding a duration is real elapsed time (an aware local datetime adds
+    # wall-clock time, an hour off across a DST change).
+    start = start.astimezone(UTC)
     if cal.is_24_7:
         return start + timedelta(seconds=seconds)
     if not _has_hours(cal):
@@ -115,6 +118,7 @@ def business_seconds_between(cal: CalendarSpec, start: datetime, end: datetime) 
     """Business seconds from ``start`` to ``end`` (0 when ``end`` is not later)."""
     if end <= start:
         return 0.0
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     if cal.is_24_7:
         return (end - start).total_seconds()
     total = timedelta()

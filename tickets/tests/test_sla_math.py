@@ -98,8 +98,11 @@ def test_the_rest_of_todays_interval_counts_in_the_calendars_zone():
 def test_24_7_is_plain_elapsed_time():
     cal = CalendarSpec(timezone="Europe/Berlin", is_24_7=True)
     start = _local(BERLIN, 2026, 3, 28, 23, 0)
-    assert business_add(cal, start, 4 * 3600) == start + timedelta(hours=4)
-    assert business_seconds_between(cal, start, start + timedelta(hours=4)) == 4 * 3600
+    # four real hours across the clock change: 22:00 UTC + 4h, 04:00 CEST (a Berlin-aware
+    # ``start + timedelta(hours=4)`` would be wall-clock time, 03:00 CEST, an hour short)
+    after = datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
+    assert business_add(cal, start, 4 * 3600) == after
+    assert business_seconds_between(cal, start, after) == 4 * 3600
 
 
 def test_a_calendar_that_never_opens_gives_no_due_time():
@@ -237,3 +240,13 @@ def test_an_absurd_target_gives_no_due_time_instead_of_walking_forever():
     # The largest target the admin takes (PositiveIntegerField): thousands of years.
     cal = _cal(tz="Europe/London")
     assert business_add(cal, _local(LONDON, 2026, 1, 5, 9, 0), 2_147_483_647 * 60) is None
+
+
+def test_a_local_start_inside_an_interval_spanning_the_clock_change_adds_real_time():
+    # Open 00:00-06:00 every day in London. 00:30 GMT on 2026-03-29 + 2h of business time
+    # is 02:30 UTC (03:30 BST), whether the start comes in UTC or in London time.
+    cal = _cal(tz="Europe/London", hours={d: ((time(0), time(6)),) for d in range(7)})
+    start = _local(LONDON, 2026, 3, 29, 0, 30)
+    expected = datetime(2026, 3, 29, 2, 30, tzinfo=UTC)
+    assert business_add(cal, start.astimezone(UTC), 2 * 3600) == expected
+    assert business_add(cal, start, 2 * 3600) == expected
