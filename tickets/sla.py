@@ -245,9 +245,17 @@ def sla_policies() -> Sequence[PolicySpec]:
 
 
 def sla_policy_by_id(policy_id: int | None) -> PolicySpec | None:
+    """The active policy with this id. A ticket can name a policy this process's cache does
+    not know yet (created in another process, given to the ticket by the re-apply, within
+    ``SLA_POLICY_CACHE_SECONDS``): then the cache is reloaded once, rather than a resumed
+    clock losing the time it was stopped. None for an inactive or deleted policy."""
     if policy_id is None:
         return None
-    return next((p for p in sla_policies() if p.id == policy_id), None)
+    found = next((p for p in sla_policies() if p.id == policy_id), None)
+    if found is None:
+        sla_policies_forget()
+        found = next((p for p in sla_policies() if p.id == policy_id), None)
+    return found
 
 
 def ticket_due_times(
