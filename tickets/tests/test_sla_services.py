@@ -532,3 +532,22 @@ def test_resuming_where_the_cached_policies_predate_the_tickets_policy_keeps_the
         )
     assert ticket.sla_paused_seconds == 45 * 60
     assert ticket.resolution_due_at == datetime(2026, 12, 7, 13, 45, tzinfo=UTC)
+
+
+def test_a_due_time_passing_between_two_runs_is_breached_once_on_the_next(customer, always):
+    _policy(always, fr=60, res=None)
+    opened = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    with mock.patch("django.utils.timezone.now", return_value=opened):
+        ticket = _ticket(customer, priority="high")
+    due = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    assert ticket.first_response_due_at == due
+    before = sla_services.sla_check(now=due - timedelta(seconds=30))
+    assert before.recorded == [(ticket.pk, "first_response", "warning")]
+    after = sla_services.sla_check(now=due + timedelta(minutes=7))  # the beat was late
+    assert after.recorded == [(ticket.pk, "first_response", "breached")]
+    again = sla_services.sla_check(now=due + timedelta(minutes=8))
+    assert again.recorded == []
+    assert list(
+        SlaEvent.objects.filter(ticket=ticket).order_by("id").values_list("kind", "due_at")
+    ) == [("warning", due), ("breached", due)]
+    assert OutboxEvent.objects.filter(event_type="sla.breached").count() == 1
