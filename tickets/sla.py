@@ -23,8 +23,16 @@ from typing import Any
 from django.conf import settings
 
 # A calendar with open hours has one open interval within at most a year and a bit
-# (holidays aside); this bounds the walk for a calendar with every open day a holiday.
+# (holidays aside); this bounds the walk for a calendar whose open days are all
+# holidays from some date on: that many closed days in a row and it never opens again.
 MAX_DAYS = 800
+#: A due time further than this from its start is none (the walk is one step per day:
+#: a target of millions of minutes must not keep a worker busy).
+HORIZON_DAYS = 3660
+#: ``closes_at`` 23:59:59 (the latest a TimeField takes) means midnight: the day is open
+#: to its end, so a night shift split over two days has no one-second hole.
+END_OF_DAY = dtime(23, 59, 59)
+UTC = zoneinfo.ZoneInfo("UTC")
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,11 @@ def _intervals(cal: CalendarSpec, day: date) -> list[tuple[datetime, datetime]]:
     tz = cal.tz
     out = []
     for opens, closes in cal.hours.get(day.weekday(), ()):
-        start = datetime.combine(day, opens, tzinfo=tz).astimezone(zoneinfo.ZoneInfo("UTC"))
-        end = datetime.combine(day, closes, tzinfo=tz).astimezone(zoneinfo.ZoneInfo("UTC"))
+        start = datetime.combine(day, opens, tzinfo=tz).astimezone(UTC)
+        if closes >= END_OF_DAY:
+            end = datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=tz).astimezone(UTC)
+        else:
+            end = datetime.combine(day, closes, tzinfo=tz).astimezone(UTC)
         if end > start:
             out.append((start, end))
     return out
@@ -72,24 +83,33 @@ def _has_hours(cal: CalendarSpec) -> bool:
 
 def business_add(cal: CalendarSpec, start: datetime, seconds: float) -> datetime | None:
     """The moment ``seconds`` of business time after ``start`` (None: the calendar never
-    opens). Zero seconds from a closed moment is ``start`` itself."""
+    opens again, or not within ``HORIZON_DAYS``). Zero seconds from a closed moment is
+    ``start`` itself. One step per calendar day, whatever the target."""
     if seconds <= 0:
         return start
+    # UTC, so that adding a duration is real elapsed time (an aware local datetime adds
+    # wall-clock time, an hour off across a DST change).
+    start = start.astimezone(UTC)
     if cal.is_24_7:
         return start + timedelta(seconds=seconds)
     if not _has_hours(cal):
         return None
     remaining = timedelta(seconds=seconds)
     day = start.astimezone(cal.tz).date() - timedelta(days=1)  # an interval may straddle
-    for _ in range(MAX_DAYS):
+    closed_days = 0
+    for _ in range(HORIZON_DAYS):
+        closed_days += 1
         for opens, closes in _intervals(cal, day):
             if closes <= start:
                 continue
+            closed_days = 0
             begin = max(opens, start)
             available = closes - begin
             if remaining <= available:
                 return begin + remaining
             remaining -= available
+        if closed_days > MAX_DAYS:
+            return None
         day += timedelta(days=1)
     return None
 
@@ -98,6 +118,7 @@ def business_seconds_between(cal: CalendarSpec, start: datetime, end: datetime) 
     """Business seconds from ``start`` to ``end`` (0 when ``end`` is not later)."""
     if end <= start:
         return 0.0
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     if cal.is_24_7:
         return (end - start).total_seconds()
     total = timedelta()
@@ -224,9 +245,17 @@ def sla_policies() -> Sequence[PolicySpec]:
 
 
 def sla_policy_by_id(policy_id: int | None) -> PolicySpec | None:
+    """The active policy with this id. A ticket can name a policy this process's cache does
+    not know yet (created in another process, given to the ticket by the re-apply, within
+    ``SLA_POLICY_CACHE_SECONDS``): then the cache is reloaded once, rather than a resumed
+    clock losing the time it was stopped. None for an inactive or deleted policy."""
     if policy_id is None:
         return None
-    return next((p for p in sla_policies() if p.id == policy_id), None)
+    found = next((p for p in sla_policies() if p.id == policy_id), None)
+    if found is None:
+        sla_policies_forget()
+        found = next((p for p in sla_policies() if p.id == policy_id), None)
+    return found
 
 
 def ticket_due_times(

@@ -98,8 +98,11 @@ def test_the_rest_of_todays_interval_counts_in_the_calendars_zone():
 def test_24_7_is_plain_elapsed_time():
     cal = CalendarSpec(timezone="Europe/Berlin", is_24_7=True)
     start = _local(BERLIN, 2026, 3, 28, 23, 0)
-    assert business_add(cal, start, 4 * 3600) == start + timedelta(hours=4)
-    assert business_seconds_between(cal, start, start + timedelta(hours=4)) == 4 * 3600
+    # four real hours across the clock change: 22:00 UTC + 4h, 04:00 CEST (a Berlin-aware
+    # ``start + timedelta(hours=4)`` would be wall-clock time, 03:00 CEST, an hour short)
+    after = datetime(2026, 3, 29, 2, 0, tzinfo=UTC)
+    assert business_add(cal, start, 4 * 3600) == after
+    assert business_seconds_between(cal, start, after) == 4 * 3600
 
 
 def test_a_calendar_that_never_opens_gives_no_due_time():
@@ -167,3 +170,83 @@ def test_due_times_add_the_stopped_time_to_the_resolution_only():
     assert due.first_response_due_at == created + timedelta(hours=1)
     assert due.resolution_due_at == created + timedelta(hours=2, minutes=30)
     assert due_times(None, created_at=created).policy_id is None
+
+
+# --- review probes: exact due times a support team relies on ---------------------------
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def test_spring_forward_weekend_in_london_and_new_york_keeps_office_hours():
+    # London goes 01:00 GMT -> 02:00 BST on Sunday 2026-03-29; New York 02:00 EST ->
+    # 03:00 EDT on Sunday 2026-03-08. Friday 16:00 + 2 business hours: Monday 10:00 local.
+    london = _cal(tz="Europe/London")
+    due = business_add(london, _local(LONDON, 2026, 3, 27, 16, 0), 2 * 3600)
+    assert due == datetime(2026, 3, 30, 9, 0, tzinfo=UTC)  # 10:00 BST
+    new_york = _cal(tz="America/New_York")
+    due = business_add(new_york, _local(NEW_YORK, 2026, 3, 6, 16, 0), 2 * 3600)
+    assert due == datetime(2026, 3, 9, 14, 0, tzinfo=UTC)  # 10:00 EDT
+
+
+def test_fall_back_weekend_in_london_and_new_york_keeps_office_hours():
+    # London 02:00 BST -> 01:00 GMT on Sunday 2026-10-25; New York 02:00 EDT -> 01:00 EST
+    # on Sunday 2026-11-01.
+    london = _cal(tz="Europe/London")
+    due = business_add(london, _local(LONDON, 2026, 10, 23, 16, 0), 2 * 3600)
+    assert due == datetime(2026, 10, 26, 10, 0, tzinfo=UTC)  # 10:00 GMT
+    new_york = _cal(tz="America/New_York")
+    due = business_add(new_york, _local(NEW_YORK, 2026, 10, 30, 16, 0), 2 * 3600)
+    assert due == datetime(2026, 11, 2, 15, 0, tzinfo=UTC)  # 10:00 EST
+
+
+def test_a_holiday_is_the_local_date_not_the_utc_date():
+    # Auckland is UTC+13 in December: its holiday Tuesday 2026-12-08 runs from Monday
+    # 11:00 UTC. Monday 16:00 + 2h: one hour on Monday, one on Wednesday.
+    auckland = ZoneInfo("Pacific/Auckland")
+    cal = _cal(tz="Pacific/Auckland", holidays=[date(2026, 12, 8)])
+    due = business_add(cal, _local(auckland, 2026, 12, 7, 16, 0), 2 * 3600)
+    assert due == _local(auckland, 2026, 12, 9, 10, 0)
+
+
+def test_a_night_shift_split_at_midnight_has_no_one_second_hole():
+    # Monday 22:00-23:59:59 (the documented "until midnight") and Tuesday 00:00-06:00.
+    cal = _cal(
+        tz="Europe/London",
+        hours={0: ((time(22), time(23, 59, 59)),), 1: ((time(0), time(6)),)},
+    )
+    due = business_add(cal, _local(LONDON, 2026, 12, 7, 23, 0), 2 * 3600)
+    assert due == _local(LONDON, 2026, 12, 8, 1, 0)
+    night = business_seconds_between(
+        cal, _local(LONDON, 2026, 12, 7, 21, 0), _local(LONDON, 2026, 12, 8, 7, 0)
+    )
+    assert night == 8 * 3600
+
+
+def test_hours_round_the_clock_every_day_lose_no_second_a_day():
+    cal = _cal(tz="UTC", hours={d: ((time(0), time(23, 59, 59)),) for d in range(7)})
+    start = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    assert business_add(cal, start, 5 * 86400) == datetime(2026, 12, 12, 12, 0, tzinfo=UTC)
+
+
+def test_a_target_of_years_of_business_time_still_has_a_due_time():
+    # 5,000 business hours at 8 a day, Monday to Friday: 625 days, 125 weeks (more than
+    # 800 calendar days, the bound for a calendar that never opens again).
+    cal = _cal(tz="Europe/London")
+    due = business_add(cal, _local(LONDON, 2026, 1, 5, 9, 0), 5000 * 3600)
+    assert due == _local(LONDON, 2028, 5, 26, 17, 0)  # a Friday, 17:00 BST
+
+
+def test_an_absurd_target_gives_no_due_time_instead_of_walking_forever():
+    # The largest target the admin takes (PositiveIntegerField): thousands of years.
+    cal = _cal(tz="Europe/London")
+    assert business_add(cal, _local(LONDON, 2026, 1, 5, 9, 0), 2_147_483_647 * 60) is None
+
+
+def test_a_local_start_inside_an_interval_spanning_the_clock_change_adds_real_time():
+    # Open 00:00-06:00 every day in London. 00:30 GMT on 2026-03-29 + 2h of business time
+    # is 02:30 UTC (03:30 BST), whether the start comes in UTC or in London time.
+    cal = _cal(tz="Europe/London", hours={d: ((time(0), time(6)),) for d in range(7)})
+    start = _local(LONDON, 2026, 3, 29, 0, 30)
+    expected = datetime(2026, 3, 29, 2, 30, tzinfo=UTC)
+    assert business_add(cal, start.astimezone(UTC), 2 * 3600) == expected
+    assert business_add(cal, start, 2 * 3600) == expected

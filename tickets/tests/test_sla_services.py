@@ -470,3 +470,84 @@ def test_a_merge_keeps_the_earlier_first_response_and_never_one_before_the_targe
     services.message_add(ticket=later, body="Second", author_user=agent)
     services.ticket_merge(source=later, target=answered_target, actor=agent)
     assert Ticket.objects.get(pk=answered_target.pk).first_response_at == first
+
+
+# --- review probes: the stopped clock in business time ------------------------------------
+
+
+def _london_office() -> BusinessCalendar:
+    cal = BusinessCalendar.objects.create(name="London office", timezone="Europe/London")
+    for day in range(5):
+        BusinessHours.objects.create(
+            calendar=cal, weekday=day, opens_at=time(9), closes_at=time(17)
+        )
+    return cal
+
+
+def test_a_pending_weekend_across_the_clock_change_moves_the_due_time_by_business_time(
+    customer,
+):
+    # Opened Friday 2026-03-27 16:00 GMT, 4 business hours to resolve: due Monday
+    # 2026-03-30 12:00 BST. Pending from Friday 16:30 to Monday 09:30 BST (after the
+    # clocks went forward): stopped one business hour, so due Monday 13:00 BST. A priority
+    # change afterwards recomputes from creation and keeps the stopped hour.
+    cal = _london_office()
+    _policy(cal, res=240)
+    _policy(cal, name="Normal", priority="normal", res=480)
+    opened = datetime(2026, 3, 27, 16, 0, tzinfo=UTC)
+    with mock.patch("django.utils.timezone.now", return_value=opened):
+        ticket = _ticket(customer, priority="high")
+    assert ticket.resolution_due_at == datetime(2026, 3, 30, 11, 0, tzinfo=UTC)
+    ticket.status = "pending"
+    sla_services.ticket_sla_status_change(
+        ticket, before="open", now=datetime(2026, 3, 27, 16, 30, tzinfo=UTC)
+    )
+    ticket.status = "open"
+    sla_services.ticket_sla_status_change(
+        ticket, before="pending", now=datetime(2026, 3, 30, 8, 30, tzinfo=UTC)
+    )
+    assert ticket.sla_paused_seconds == 3600
+    assert ticket.resolution_due_at == datetime(2026, 3, 30, 12, 0, tzinfo=UTC)
+    ticket.priority = "normal"
+    sla_services.ticket_sla_recompute(ticket)
+    # 8 business hours + the stopped one from Friday 16:00: Monday 17:00 BST
+    assert ticket.resolution_due_at == datetime(2026, 3, 30, 16, 0, tzinfo=UTC)
+
+
+def test_resuming_where_the_cached_policies_predate_the_tickets_policy_keeps_the_stop(
+    customer, always
+):
+    # Another process created the policy (and the re-apply gave it to the ticket) less
+    # than SLA_POLICY_CACHE_SECONDS ago: this process's cache does not know it yet.
+    _policy(always, res=240)
+    opened = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    with mock.patch("django.utils.timezone.now", return_value=opened):
+        ticket = _ticket(customer, priority="high")
+    ticket.status = "pending"
+    sla_services.ticket_sla_status_change(ticket, before="open", now=opened)
+    ticket.status = "open"
+    with mock.patch.dict("tickets.sla._cache", {"at": 1e18, "policies": ()}):
+        sla_services.ticket_sla_status_change(
+            ticket, before="pending", now=opened + timedelta(minutes=45)
+        )
+    assert ticket.sla_paused_seconds == 45 * 60
+    assert ticket.resolution_due_at == datetime(2026, 12, 7, 13, 45, tzinfo=UTC)
+
+
+def test_a_due_time_passing_between_two_runs_is_breached_once_on_the_next(customer, always):
+    _policy(always, fr=60, res=None)
+    opened = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+    with mock.patch("django.utils.timezone.now", return_value=opened):
+        ticket = _ticket(customer, priority="high")
+    due = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    assert ticket.first_response_due_at == due
+    before = sla_services.sla_check(now=due - timedelta(seconds=30))
+    assert before.recorded == [(ticket.pk, "first_response", "warning")]
+    after = sla_services.sla_check(now=due + timedelta(minutes=7))  # the beat was late
+    assert after.recorded == [(ticket.pk, "first_response", "breached")]
+    again = sla_services.sla_check(now=due + timedelta(minutes=8))
+    assert again.recorded == []
+    assert list(
+        SlaEvent.objects.filter(ticket=ticket).order_by("id").values_list("kind", "due_at")
+    ) == [("warning", due), ("breached", due)]
+    assert OutboxEvent.objects.filter(event_type="sla.breached").count() == 1
