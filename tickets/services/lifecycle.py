@@ -33,7 +33,11 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.services.events import _ticket_event, message_new_event, ticket_new_event
-from tickets.services.sla import ticket_sla_recompute, ticket_sla_status_change
+from tickets.services.sla import (
+    FIRST_RESPONSE_OPEN,
+    ticket_sla_recompute,
+    ticket_sla_status_change,
+)
 from tickets.sla import ticket_due_times
 from tickets.thread_rules import (
     TicketRowSearchVector,
@@ -339,7 +343,9 @@ def ticket_update(
         return ticket
     if "status" in changes:
         fields += ticket_sla_status_change(ticket, before=changes["status"][0], now=now)
-    if "priority" in changes or "team" in changes:
+    if ("priority" in changes or "team" in changes) and ticket.status in FIRST_RESPONSE_OPEN:
+        # a resolved or closed ticket keeps the due times it was judged by: re-filing it
+        # under another priority or team must not turn a met target into a breach
         fields += ticket_sla_recompute(ticket, now=now)
     if fields:
         ticket.save(update_fields=[*dict.fromkeys(fields), "updated_at"])

@@ -123,6 +123,26 @@ def test_priority_and_team_changes_recompute_the_due_times(customer, always):
     assert (ticket.sla_policy_id, ticket.first_response_due_at) == (None, None)
 
 
+def test_a_resolved_ticket_refiled_keeps_the_due_times_it_was_judged_by(customer, always):
+    """Resolved in 3 hours against a 4-hour target, then re-filed as urgent (1 hour): the
+    recompute made it a breach after the fact (and a team change could do the same). The
+    clock is over; a reopened ticket follows its priority and team again."""
+    policy = _policy(always)
+    _policy(always, name="Urgent", priority="urgent", fr=15, res=60)
+    ticket = _ticket(customer, priority="high")
+    judged = Ticket.objects.get(pk=ticket.pk)
+    services.ticket_update(ticket=ticket, status="resolved")
+    services.ticket_update(ticket=ticket, priority="urgent")
+    ticket.refresh_from_db()
+    assert (ticket.priority, ticket.sla_policy_id) == ("urgent", policy.pk)
+    assert ticket.resolution_due_at == judged.resolution_due_at
+    assert ticket.first_response_due_at == judged.first_response_due_at
+    services.ticket_update(ticket=ticket, status="open", priority="high")
+    services.ticket_update(ticket=ticket, priority="urgent")
+    ticket.refresh_from_db()
+    assert ticket.resolution_due_at == judged.created_at + timedelta(minutes=60)
+
+
 def test_pending_stops_the_resolution_clock_and_reopening_moves_the_due_time(
     customer, always, agent
 ):
