@@ -514,3 +514,27 @@ def test_last_contact_rule_judges_the_last_contact_itself(customer):
     log("message:2", "message", 0, -0.6)
     reasons = {r["code"] for r in customer_context_build(customer)["churn"]["reasons"]}
     assert "recent_unhappy_contact" in reasons
+
+
+def test_a_ticket_moved_to_another_customer_drops_both_cached_contexts(customer):
+    """Before: only the payload's (new) customer was dropped; the one the ticket left kept
+    listing it for CUSTOMER_CONTEXT_CACHE_TTL seconds."""
+    from tickets.context.selectors import customer_context_get
+    from tickets.context.wiring import on_ticket_changed
+    from tickets.models import Customer
+
+    other = Customer.objects.create(name="Other", email="other@example.com")
+    for who in (customer, other):
+        customer_context_get(who)
+        assert cache.get(context_cache_key(who.pk)) is not None
+    event = OutboxEvent(
+        event_type="ticket.updated",
+        payload={
+            "ticket_id": 1,
+            "customer_id": other.pk,
+            "changes": {"customer_id": [customer.pk, other.pk]},
+        },
+    )
+    on_ticket_changed(event)
+    assert cache.get(context_cache_key(customer.pk)) is None
+    assert cache.get(context_cache_key(other.pk)) is None
