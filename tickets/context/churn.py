@@ -20,7 +20,7 @@ MAX_SCORE = 100
 class ChurnSignals:
     recent_sentiment: float | None = None  # mean of the last 5 scored messages (90 days)
     previous_sentiment: float | None = None  # mean of the 5 scored messages before those
-    last_sentiment: float | None = None
+    last_sentiment: float | None = None  # the last contact's own score (None: not scored)
     contacts_30d: int = 0
     days_since_last_contact: int | None = None
     open_tickets: int = 0
@@ -50,6 +50,12 @@ class ChurnRisk:
             "score": self.score,
             "reasons": [{"code": r.code, "points": r.points, "text": r.text} for r in self.reasons],
         }
+
+
+def score_delta(recent: float, previous: float) -> float:
+    """``recent - previous`` to the 4 places the sentiment means are rounded to, so that
+    thresholds compare as written (0.4 - 0.7 is -0.3, not -0.29999999999999993)."""
+    return round(recent - previous, 4)
 
 
 def _level(score: int) -> str:
@@ -85,7 +91,9 @@ def churn_risk(signals: ChurnSignals) -> ChurnRisk:
     if (
         s.recent_sentiment is not None
         and s.previous_sentiment is not None
-        and s.recent_sentiment - s.previous_sentiment <= -0.3
+        # Rounded like the means (4 places): in binary floating point 0.4 - 0.7 is
+        # -0.29999999999999993, which missed a drop of exactly 0.3.
+        and score_delta(s.recent_sentiment, s.previous_sentiment) <= -0.3
     ):
         add(
             "sentiment_falling",

@@ -56,8 +56,12 @@ class ImportCommand(BaseCommand):
                 report = type(self).importer(
                     handle, skip_invalid=options["skip_invalid"], progress=bar.update
                 )
-        except imports.HeaderError as exc:
+        except imports.ImportFileError as exc:
             raise CommandError(f"{path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise CommandError(
+                f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV"
+            ) from exc
         finally:
             bar.close()
         for rejection in report.rejected[:50]:

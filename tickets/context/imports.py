@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -75,14 +75,29 @@ class ImportReport:
         }
 
 
-class HeaderError(ValueError):
+class ImportFileError(ValueError):
+    """The file as a whole cannot be read (its header, its CSV syntax, its encoding):
+    nothing is written."""
+
+
+class HeaderError(ImportFileError):
     pass
+
+
+class OwnerChanged(ImportFileError):
+    """An order number was taken by another customer between validation and the write."""
 
 
 def _reader(handle: TextIO, *, required: Iterable[str], known: Iterable[str]) -> csv.DictReader:
     reader = csv.DictReader(handle)
-    header = [h.strip() for h in reader.fieldnames or []]
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]
+    except csv.Error as exc:
+        raise ImportFileError(f"CSV error after line {reader.line_num}: {exc}") from exc
     reader.fieldnames = header
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise HeaderError(f"repeated column(s): {', '.join(repeated)}")
     missing = [c for c in required if c not in header]
     if missing:
         raise HeaderError(f"missing column(s): {', '.join(missing)}")
@@ -90,6 +105,32 @@ def _reader(handle: TextIO, *, required: Iterable[str], known: Iterable[str]) ->
     if unknown:
         raise HeaderError(f"unknown column(s): {', '.join(unknown)} (known: {', '.join(known)})")
     return reader
+
+
+def _rows(reader: csv.DictReader) -> Iterator[dict[str | None, Any]]:
+    """The reader's rows; a CSV syntax error (a field over the size limit, an unclosed
+    quote...) is the file's, reported with its line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise ImportFileError(f"CSV error after line {reader.line_num}: {exc}") from exc
+
+
+def _shape_errors(raw: dict[str | None, Any], width: int) -> dict[str, list[str]]:
+    """Errors no single column check sees: values beyond the header (``DictReader``
+    keeps them under ``None``: an unquoted comma shifts every later column) and NUL
+    characters (PostgreSQL text cannot hold them)."""
+    errors: dict[str, list[str]] = {}
+    extra = raw.get(None)
+    if extra:
+        errors["row"] = [
+            f"{width + len(extra)} values but the header has {width} columns "
+            "(quote values that contain commas)."
+        ]
+    for key, value in raw.items():
+        if key is not None and value and "\x00" in value:
+            errors[key] = ["Contains a NUL character."]
+    return errors
 
 
 def _copy_rows(
@@ -124,16 +165,23 @@ class CustomerRow:
     account_type: str
 
 
-def _customer_row(raw: dict[str, str | None]) -> tuple[CustomerRow | None, dict[str, list[str]]]:
+EMAIL_MAX = Customer._meta.get_field("email").max_length or 254
+
+
+def _customer_row(
+    raw: dict[str | None, Any], width: int = len(CUSTOMER_COLUMNS)
+) -> tuple[CustomerRow | None, dict[str, list[str]]]:
     def get(key: str) -> str:
         return (raw.get(key) or "").strip()
 
-    errors: dict[str, list[str]] = {}
+    errors = _shape_errors(raw, width)
     email, name, phone = get("email").lower(), get("name"), get("phone")
     vip = get("vip_tier").lower() or VipTier.NONE
     account = get("account_type").lower() or AccountType.INDIVIDUAL
     if not email:
         errors["email"] = ["Required."]
+    elif len(email) > EMAIL_MAX:
+        errors["email"] = [f"At most {EMAIL_MAX} characters."]
     else:
         try:
             validate_email(email)
@@ -161,9 +209,10 @@ def customers_import(
     reader = _reader(handle, required=("email",), known=CUSTOMER_COLUMNS)
     rows: list[CustomerRow] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(reader, start=1):
+    width = len(reader.fieldnames or ())
+    for number, raw in enumerate(_rows(reader), start=1):
         report.total += 1
-        row, errors = _customer_row(raw)
+        row, errors = _customer_row(raw, width)
         if row is not None and row.email in seen:
             errors = {"email": [f"Duplicate of row {seen[row.email]}."]}
             row = None
@@ -237,13 +286,20 @@ def _parse_items(text: str) -> tuple[list[dict[str, Any]] | None, str]:
     return items, ""
 
 
+def _parse_amount(text: str) -> Decimal | None:
+    try:
+        return Decimal(text or "0")
+    except InvalidOperation:
+        return None
+
+
 def _order_row(
-    raw: dict[str, str | None], customers: dict[str, int]
+    raw: dict[str | None, Any], customers: dict[str, int], width: int = len(ORDER_COLUMNS)
 ) -> tuple[tuple[int, OrderInput] | None, dict[str, list[str]]]:
     def get(key: str) -> str:
         return (raw.get(key) or "").strip()
 
-    errors: dict[str, list[str]] = {}
+    errors = _shape_errors(raw, width)
     for name in ORDER_REQUIRED:
         if not get(name):
             errors[name] = ["Required."]
@@ -251,14 +307,13 @@ def _order_row(
     customer_id = customers.get(email)
     if email and customer_id is None:
         errors["customer_email"] = [f"No customer with email {email!r}."]
-    try:
-        total = Decimal(get("total") or "0")
-        refunded = Decimal(get("refunded_amount") or "0")
-        if not (total.is_finite() and refunded.is_finite()):
-            raise InvalidOperation
-    except InvalidOperation:
-        errors.setdefault("total", []).append("Amounts must be decimal numbers such as 19.99.")
-        total = refunded = Decimal(0)
+    # Each amount's error under its own column (a bad refund used to be reported as
+    # "total"); range and decimal places are order_validate's, shared with order_upsert.
+    total = _parse_amount(get("total"))
+    refunded = _parse_amount(get("refunded_amount"))
+    for name, value in (("total", total), ("refunded_amount", refunded)):
+        if value is None and get(name):
+            errors[name] = ["A decimal number such as 19.99."]
     placed_at = _parse_datetime(get("placed_at"))
     if get("placed_at") and placed_at is None:
         errors["placed_at"] = ["An ISO 8601 date-time such as 2026-01-31T10:00:00Z."]
@@ -269,6 +324,8 @@ def _order_row(
         return None, errors
     assert placed_at is not None
     assert customer_id is not None
+    assert total is not None
+    assert refunded is not None
     data = OrderInput(
         number=get("number"),
         status=get("status").lower(),
@@ -309,14 +366,19 @@ def orders_import(
 ) -> ImportReport:
     report = ImportReport()
     reader = _reader(handle, required=ORDER_REQUIRED, known=ORDER_COLUMNS)
-    raws = list(reader)
-    customers = _customer_ids({(r.get("customer_email") or "").strip().lower() for r in raws})
-    owners = _owners([(r.get("number") or "").strip() for r in raws])
+    raws = list(_rows(reader))
+    width = len(reader.fieldnames or ())
+    # Looked up in two queries; a value with a NUL cannot be sent to PostgreSQL (its row
+    # is rejected by _shape_errors).
+    emails = {(r.get("customer_email") or "").strip().lower() for r in raws}
+    numbers = [(r.get("number") or "").strip() for r in raws]
+    customers = _customer_ids({e for e in emails if "\x00" not in e})
+    owners = _owners([n for n in numbers if "\x00" not in n])
     rows: list[tuple[int, OrderInput]] = []
     seen: dict[str, int] = {}
     for number, raw in enumerate(raws, start=1):
         report.total += 1
-        parsed, errors = _order_row(raw, customers)
+        parsed, errors = _order_row(raw, customers, width)
         if parsed is not None:
             customer_id, data = parsed
             if data.number in seen:
@@ -388,6 +450,13 @@ def orders_import(
                 """  # noqa: S608 - table name from model meta, values bound via COPY
             )
             inserted = [flag for (flag,) in cursor.fetchall()]
+        if len(inserted) < len(rows):
+            # ON CONFLICT ... WHERE skipped a row: the number was taken by another
+            # customer after validation. Roll back rather than import part of the file.
+            raise OwnerChanged(
+                f"{len(rows) - len(inserted)} order number(s) were taken by another "
+                "customer during the import; nothing was written, run it again."
+            )
         context_invalidate_many(cid for cid, _ in rows)
     report.created = sum(1 for flag in inserted if flag)
     report.updated = len(inserted) - report.created

@@ -303,9 +303,36 @@ def _text_match(field: str, tokens: list[str]) -> Q:
     return q
 
 
-@transaction.atomic
 def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int]:
-    """Erase the customer's personal data (see the module docstring). Idempotent."""
+    """Erase the customer's personal data (see the module docstring). Idempotent.
+
+    The database is erased in one transaction that also writes the erasure marker; the
+    interaction summaries are blanked after it commits, with no transaction open: the
+    interactions store may be a network service (DynamoDB), and docs/operations.md keeps
+    network calls out of transactions. The committed marker stops new interactions being
+    written meanwhile. Should that call fail, the error reaches the caller and erasing
+    again finishes the job; the audit-log row is written once it is done."""
+    counts, first = _customer_erase_rows(customer=customer, actor=actor)
+    counts["interactions_erased"] = get_backend().erase_customer(customer.pk)
+    with transaction.atomic():
+        if first:
+            CustomerErasure.objects.filter(customer_id=customer.pk).update(counts=counts)
+        audit_log_record(
+            actor=actor,
+            action="customer.erase",
+            object_type="customer",
+            object_id=customer.pk,
+            details={"via": via, **counts},
+        )
+        context_invalidate(customer.pk)
+    logger.info("Customer %s erased: %s", customer.pk, counts)
+    return counts
+
+
+@transaction.atomic
+def _customer_erase_rows(*, customer: Customer, actor: Any) -> tuple[dict[str, int], bool]:
+    """Everything but the interactions store, in one transaction; returns the counts and
+    whether this was the customer's first erasure."""
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     identities = list(ChannelIdentity.objects.filter(customer=customer))
     tokens, identifiers = _tokens(customer, identities)
@@ -386,7 +413,6 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     counts["csat_comments_erased"] = (
         CsatFeedback.objects.filter(customer=customer).exclude(comment="").update(comment="")
     )
-    counts["interactions_erased"] = get_backend().erase_customer(customer.pk)
     counts["events_redacted"] = _redact_events(subject, own_ids)
     counts["log_entries_redacted"] = _redact_logs(subject, identities)
     for name, hook in sorted(_erasure_hooks.items()):
@@ -397,23 +423,15 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     customer.phone = ""
     customer.save(update_fields=["name", "email", "phone", "updated_at"])
     # The first erasure's record stays; a repeated one is still audit-logged.
-    CustomerErasure.objects.get_or_create(
+    _, first = CustomerErasure.objects.get_or_create(
         customer=customer,
         defaults={
             "erased_by": actor if getattr(actor, "is_authenticated", False) else None,
             "counts": counts,
         },
     )
-    audit_log_record(
-        actor=actor,
-        action="customer.erase",
-        object_type="customer",
-        object_id=customer.pk,
-        details={"via": via, **counts},
-    )
     context_invalidate(customer.pk)
-    logger.info("Customer %s erased: %s", customer.pk, counts)
-    return counts
+    return counts, first
 
 
 def _opened_by(ticket_ids: list[int], own_ids: set[int]) -> set[int]:

@@ -19,7 +19,7 @@ from support.auth.roles import is_supervisor
 from support.errors import NotFound
 from support.parsing import parse_id
 from tickets.context.cache import context_cache_get, context_cache_set
-from tickets.context.churn import ChurnSignals, churn_risk
+from tickets.context.churn import ChurnSignals, churn_risk, score_delta
 from tickets.context.interactions import ScorePoint, get_backend
 from tickets.context.models import (
     FAILED_ORDER_STATUSES,
@@ -138,14 +138,18 @@ def customer_context_build(customer: Customer, *, now: datetime | None = None) -
         for p in points
         if p.kind in CONTACT_KINDS and p.occurred_at >= now - timedelta(days=30)
     }
-    last_contact = max((p.occurred_at for p in points if p.kind in CONTACT_KINDS), default=None)
+    # The last contact's own score: an unscored contact (a call without transcript, a
+    # message with only an attachment) is not judged by an older message's sentiment.
+    last_contact = max(
+        (p for p in points if p.kind in CONTACT_KINDS), key=lambda p: p.occurred_at, default=None
+    )
     last_order_at = orders.pop("_last_placed_at")
     signals = ChurnSignals(
         recent_sentiment=sentiment["recent_average"],
         previous_sentiment=sentiment["previous_average"],
-        last_sentiment=sentiment["last"],
+        last_sentiment=last_contact.score if last_contact else None,
         contacts_30d=len(contact_days),
-        days_since_last_contact=(now - last_contact).days if last_contact else None,
+        days_since_last_contact=(now - last_contact.occurred_at).days if last_contact else None,
         open_tickets=tickets["open"],
         reopened_90d=sum(1 for p in points if p.kind == InteractionKind.TICKET_REOPENED),
         failed_orders_90d=orders.pop("_failed_90d"),
@@ -261,7 +265,7 @@ def _sentiment(points: list[ScorePoint], *, now: datetime) -> dict[str, Any]:
     recent_avg, previous_avg = _mean(recent), _mean(previous)
     direction = "unknown"
     if recent_avg is not None and previous_avg is not None:
-        delta = recent_avg - previous_avg
+        delta = score_delta(recent_avg, previous_avg)
         direction = "improving" if delta >= 0.15 else "declining" if delta <= -0.15 else "stable"
     weeks: dict[int, list[float]] = defaultdict(list)
     for p in scored:
@@ -290,7 +294,8 @@ def _sentiment(points: list[ScorePoint], *, now: datetime) -> dict[str, Any]:
 
 
 def _csat(customer: Customer, *, window_start: datetime) -> dict[str, Any]:
-    qs = CsatFeedback.objects.filter(customer=customer)
+    # Answers on merged tickets (closed duplicates) count nowhere, as in csat_summary.
+    qs = CsatFeedback.objects.filter(customer=customer, ticket__merged_into__isnull=True)
     totals = qs.aggregate(
         average=Avg("rating"),
         count=Count("id"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -54,6 +54,23 @@ class OrderInput:
     items: list[dict[str, Any]] | None = None
 
 
+AMOUNT_MAX = Decimal("1e10")  # Order.total / refunded_amount: 12 digits, 2 after the point
+AMOUNT_STEP = Decimal("0.01")
+PLACED_AT_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+PLACED_AT_SKEW = timedelta(days=1)  # a shop's clock a little ahead of ours
+
+
+def amount_error(value: Decimal) -> str:
+    """Why ``value`` is not an order amount ("" when it is): finite, 0 to
+    9,999,999,999.99, at most 2 decimal places (more would be rounded by the column, and
+    9,999,999,999.995 would overflow it)."""
+    if not value.is_finite() or value < 0 or value >= AMOUNT_MAX:
+        return "A number from 0 to 9,999,999,999.99."
+    if value != value.quantize(AMOUNT_STEP):
+        return f"At most 2 decimal places ({value} would be rounded)."
+    return ""
+
+
 def order_validate(data: OrderInput) -> dict[str, list[str]]:
     """Field errors of one order (empty when valid); shared with the CSV import."""
     errors: dict[str, list[str]] = {}
@@ -63,12 +80,18 @@ def order_validate(data: OrderInput) -> dict[str, list[str]]:
         errors["status"] = [f"Unknown status {data.status!r}; use one of {OrderStatus.values}."]
     if len(data.currency) != 3 or not data.currency.isalpha() or not data.currency.isupper():
         errors["currency"] = ["A 3-letter ISO 4217 code such as USD."]
-    if data.total < 0 or data.total >= Decimal("1e10"):
-        errors["total"] = ["Between 0 and 9,999,999,999.99."]
-    if data.refunded_amount < 0 or data.refunded_amount > data.total:
+    total_error = amount_error(data.total)
+    if total_error:
+        errors["total"] = [total_error]
+    refund_error = amount_error(data.refunded_amount)
+    if refund_error:
+        errors["refunded_amount"] = [refund_error]
+    elif not total_error and data.refunded_amount > data.total:
         errors["refunded_amount"] = ["Between 0 and the order total."]
     if timezone.is_naive(data.placed_at):
         errors["placed_at"] = ["Needs a timezone (e.g. 2026-01-31T10:00:00Z)."]
+    elif not PLACED_AT_EARLIEST <= data.placed_at <= timezone.now() + PLACED_AT_SKEW:
+        errors["placed_at"] = ["Between 1970-01-01 and now (an order placed in the future?)."]
     return errors
 
 

@@ -35,10 +35,14 @@ def on_ticket_changed(event: OutboxEvent) -> None:
     from tickets.context.tasks import interaction_record_reopen_task
 
     payload = event.payload
-    customer_id = payload.get("customer_id")
-    if customer_id is not None:
-        context_invalidate(int(customer_id))
-    status_change = (payload.get("changes") or {}).get("status")
+    changes = payload.get("changes") or {}
+    # A ticket moved between customers (a customer merge whose source is kept, e.g. an
+    # erased one) changes both contexts: the payload names only the new customer.
+    moved = changes.get("customer_id")
+    customer_ids = {payload.get("customer_id"), *(moved if isinstance(moved, list) else ())}
+    for customer_id in sorted(int(c) for c in customer_ids if c is not None):
+        context_invalidate(customer_id)
+    status_change = changes.get("status")
     if (
         event.event_type == "ticket.updated"
         and isinstance(status_change, list)

@@ -472,3 +472,69 @@ def test_a_merged_tickets_feedback_link_is_refused_with_a_clear_page(
     with pytest.raises(Conflict):
         services.feedback_submit(ticket=source, rating=1)
     assert not CsatFeedback.objects.exists()
+
+
+def test_context_csat_and_churn_leave_merged_tickets_out(customer, supervisor):
+    """Before: the context's CSAT average, count and last answer, and the churn score's
+    low-rating points, counted a merged duplicate's answer (csat_summary did not)."""
+    from tickets.context.selectors import customer_context_build
+
+    source, target = _merged_pair(customer, supervisor)
+    services.feedback_submit(ticket=target, rating=5)
+    CsatFeedback.objects.create(ticket=source, customer=customer, rating=1)
+    data = customer_context_build(customer)
+    assert (data["csat"]["average"], data["csat"]["count"]) == (5.0, 1)
+    assert data["csat"]["last"]["ticket_id"] == target.pk
+    assert "low_csat" not in {r["code"] for r in data["churn"]["reasons"]}
+
+
+def test_last_contact_rule_judges_the_last_contact_itself(customer):
+    """Docs: "last contact within 7 days and it was negative". Before: the last *scored*
+    message's sentiment was used, so an unscored call yesterday after an angry message
+    20 days ago read "Last contact (1 d ago) was negative"."""
+    from tickets.context.selectors import customer_context_build
+
+    now = timezone.now()
+
+    def log(key, kind, days_ago, score):
+        Interaction.objects.create(
+            customer=customer,
+            source_key=key,
+            channel="email",
+            kind=kind,
+            sentiment_score=score,
+            occurred_at=now - timedelta(days=days_ago),
+        )
+
+    log("message:1", "message", 20, -0.8)
+    log("call:1", "call", 1, None)
+    reasons = {r["code"] for r in customer_context_build(customer)["churn"]["reasons"]}
+    assert "recent_unhappy_contact" not in reasons
+    assert "negative_sentiment" in reasons  # the angry message still counts in the mean
+    log("message:2", "message", 0, -0.6)
+    reasons = {r["code"] for r in customer_context_build(customer)["churn"]["reasons"]}
+    assert "recent_unhappy_contact" in reasons
+
+
+def test_a_ticket_moved_to_another_customer_drops_both_cached_contexts(customer):
+    """Before: only the payload's (new) customer was dropped; the one the ticket left kept
+    listing it for CUSTOMER_CONTEXT_CACHE_TTL seconds."""
+    from tickets.context.selectors import customer_context_get
+    from tickets.context.wiring import on_ticket_changed
+    from tickets.models import Customer
+
+    other = Customer.objects.create(name="Other", email="other@example.com")
+    for who in (customer, other):
+        customer_context_get(who)
+        assert cache.get(context_cache_key(who.pk)) is not None
+    event = OutboxEvent(
+        event_type="ticket.updated",
+        payload={
+            "ticket_id": 1,
+            "customer_id": other.pk,
+            "changes": {"customer_id": [customer.pk, other.pk]},
+        },
+    )
+    on_ticket_changed(event)
+    assert cache.get(context_cache_key(customer.pk)) is None
+    assert cache.get(context_cache_key(other.pk)) is None

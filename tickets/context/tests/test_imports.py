@@ -3,11 +3,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from tickets.context.cache import context_cache_key
 from tickets.context.imports import HeaderError, customers_import, orders_import
@@ -183,3 +188,150 @@ def test_orders_import_validates_then_writes_and_invalidates_context(
     # Imported orders show in the context at once.
     assert cache.get(context_cache_key(customer.pk)) is None
     assert customer_context_get(customer)["orders"]["count"] == 1
+
+
+# --- bad rows give a per-row error naming the field, never a crash (review ctxfix) -------
+
+GOOD_AT = "2026-11-01T10:00:00Z"
+
+
+def test_order_amount_errors_name_their_own_field_and_extra_places_are_rejected(customer):
+    """Before: a bad refund was reported under ``total``; 19.999 was silently stored as
+    20.00; 9999999999.999 passed validation and crashed the write (numeric overflow)."""
+    rows = [
+        ["O-1", "ada@example.com", "paid", "USD", "10", "1,5", GOOD_AT, ""],
+        ["O-2", "ada@example.com", "paid", "KWD", "19.999", "0", GOOD_AT, ""],
+        ["O-3", "ada@example.com", "paid", "USD", "9999999999.999", "0", GOOD_AT, ""],
+        ["O-4", "ada@example.com", "paid", "USD", "10", "0.001", GOOD_AT, ""],
+        ["O-5", "ada@example.com", "paid", "USD", "NaN", "0", GOOD_AT, ""],
+        ["O-6", "ada@example.com", "paid", "USD", "10.50", "0.5", GOOD_AT, ""],
+    ]
+    report = orders_import(io.StringIO(_orders_csv(rows)), skip_invalid=True)
+    assert {r.row: r.errors for r in report.rejected} == {
+        1: {"refunded_amount": ["A decimal number such as 19.99."]},
+        2: {"total": ["At most 2 decimal places (19.999 would be rounded)."]},
+        3: {"total": ["At most 2 decimal places (9999999999.999 would be rounded)."]},
+        4: {"refunded_amount": ["At most 2 decimal places (0.001 would be rounded)."]},
+        5: {"total": ["A number from 0 to 9,999,999,999.99."]},
+    }
+    assert list(Order.objects.values_list("number", "total", "refunded_amount")) == [
+        ("O-6", Decimal("10.50"), Decimal("0.50"))
+    ]
+
+
+def test_order_upsert_answers_invalid_input_for_any_bad_amount_or_date(customer):
+    """Before: a NaN amount raised ``decimal.InvalidOperation`` (a 500 for an integrator)
+    and a placed_at before year 1 in UTC crashed the write."""
+    from support.errors import InvalidInput
+    from tickets.context.services import OrderInput, order_upsert
+
+    now = timezone.now()
+    cases = {
+        "total": OrderInput(number="A-1", status="paid", total=Decimal("NaN"), placed_at=now),
+        "refunded_amount": OrderInput(
+            number="A-2",
+            status="paid",
+            total=Decimal(5),
+            refunded_amount=Decimal("sNaN"),
+            placed_at=now,
+        ),
+        "placed_at": OrderInput(
+            number="A-3",
+            status="paid",
+            total=Decimal(5),
+            placed_at=datetime(1, 1, 1, tzinfo=dt_timezone(timedelta(hours=1))),
+        ),
+    }
+    for field, data in cases.items():
+        with pytest.raises(InvalidInput) as caught:
+            order_upsert(customer=customer, data=data)
+        assert list(caught.value.details) == [field]
+    future = OrderInput(
+        number="A-4", status="paid", total=Decimal(5), placed_at=now + timedelta(days=2)
+    )
+    with pytest.raises(InvalidInput):
+        order_upsert(customer=customer, data=future)
+    assert not Order.objects.exists()
+
+
+def test_rows_with_values_beyond_the_header_or_nul_characters_are_rejected(customer):
+    """Before: an unquoted comma's extra value was dropped and the row imported; a NUL
+    character crashed the write (PostgreSQL text cannot hold it)."""
+    text = _orders_csv(
+        [
+            ["O-1", "ada@example.com", "paid", "USD", "10", "0", GOOD_AT, "", "stray"],
+            ["O-2\x00", "ada@example.com", "paid", "USD", "10", "0", GOOD_AT, ""],
+        ]
+    )
+    report = orders_import(io.StringIO(text))
+    assert {r.row: r.errors for r in report.rejected} == {
+        1: {"row": ["9 values but the header has 8 columns (quote values that contain commas)."]},
+        2: {"number": ["Contains a NUL character."]},
+    }
+    assert report.written is False
+    customers = customers_import(io.StringIO("email,name\nzed@example.com,Zed,Jones\n"))
+    assert [r.errors for r in customers.rejected] == [
+        {"row": ["3 values but the header has 2 columns (quote values that contain commas)."]}
+    ]
+
+
+def test_customers_import_rejects_an_email_longer_than_the_column():
+    """Before: a 312-character address passed ``validate_email`` and crashed the write."""
+    email = "a" * 64 + "@" + ("b" * 60 + ".") * 4 + "com"
+    report = customers_import(io.StringIO(f"email\n{email}\n"))
+    assert [r.errors for r in report.rejected] == [{"email": ["At most 254 characters."]}]
+    assert not Customer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"number,customer_email,status,total,placed_at,total\n",
+            "repeated column(s): total",
+        ),
+        (
+            (
+                "number,customer_email,status,total,placed_at,items\n"
+                f'O-1,ada@example.com,paid,1,{GOOD_AT},"[{{""sku"": ""{"x" * 140000}""}}]"\n'
+            ).encode(),
+            "CSV error after line 1: field larger than field limit",
+        ),
+        (
+            f"number,customer_email,status,total,placed_at\nO-\xe9,a@b.c,paid,1,{GOOD_AT}\n".encode(
+                "latin-1"
+            ),
+            "not UTF-8 text",
+        ),
+    ],
+)
+def test_import_orders_command_reports_an_unreadable_file(tmp_path, customer, content, message):
+    """Before: a repeated column was silently read as its last copy; a huge field and a
+    non-UTF-8 file ended the command with a traceback."""
+    path = tmp_path / "orders.csv"
+    path.write_bytes(content)
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("import_orders", str(path), "--no-progress")
+    assert not Order.objects.exists()
+
+
+def test_orders_import_writes_nothing_when_a_number_changes_owner_meanwhile(customer, monkeypatch):
+    """The upsert skips a row whose number belongs to another customer; when that owner
+    appeared after validation, the import rolled back instead of writing the rest and
+    saying nothing (before: written, 1 created, the other row silently missing)."""
+    from tickets.context import imports
+
+    other = Customer.objects.create(email="other@example.com")
+    Order.objects.create(
+        customer=other, number="O-1", status="paid", total=1, placed_at=timezone.now()
+    )
+    monkeypatch.setattr(imports, "_owners", lambda numbers: {})  # validated before it existed
+    text = _orders_csv(
+        [
+            ["O-1", "ada@example.com", "paid", "USD", "10", "0", GOOD_AT, ""],
+            ["O-2", "ada@example.com", "paid", "USD", "10", "0", GOOD_AT, ""],
+        ]
+    )
+    with pytest.raises(imports.OwnerChanged):
+        orders_import(io.StringIO(text))
+    assert list(Order.objects.values_list("number", "customer_id")) == [("O-1", other.pk)]

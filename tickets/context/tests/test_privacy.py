@@ -4,16 +4,19 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
+import boto3
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
+from moto import mock_aws
 
 from support.models import AuditLog
 from tickets import services as core
 from tickets.context import privacy, services
+from tickets.context.interactions import DynamoInteractionBackend, register_backend
 from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
 from tickets.context.services import OrderInput
 from tickets.models import ChannelIdentity, Customer, Message, Ticket
@@ -259,3 +262,47 @@ def test_tasks_queued_before_an_erasure_write_no_interaction_after_it(supervisor
         event_id=event.pk, ticket_id=ticket.pk, at=timezone.now()
     )
     assert not Interaction.objects.filter(customer=customer).exists()
+
+
+@mock_aws
+def test_export_and_erase_in_dynamodb_mode(supervisor, settings, customer):
+    """With INTERACTIONS_BACKEND=dynamodb the export lists the customer's interactions
+    from the table (not PostgreSQL) with orders and CSAT comments; erase (twice) blanks
+    the summaries there and the comments, and keeps orders, kinds and scores."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    backend = DynamoInteractionBackend(client=client, table="interactions-privacy")
+    backend.table_create()
+    register_backend("dynamodb-privacy", lambda: backend)
+    settings.INTERACTIONS_BACKEND = "dynamodb-privacy"
+    services.order_upsert(
+        customer=customer,
+        data=OrderInput(number="P-1", status="paid", total=Decimal(9), placed_at=timezone.now()),
+    )
+    ticket = core.ticket_create(customer=customer, subject="Help", body="Where is P-1?")
+    Ticket.objects.filter(pk=ticket.pk).update(status="resolved")
+    CsatFeedback.objects.create(ticket=ticket, customer=customer, rating=2, comment="Ada was sad")
+    assert services.interaction_record(
+        customer_id=customer.pk,
+        source_key="call:1",
+        channel="voice",
+        kind="call",
+        occurred_at=timezone.now(),
+        summary="Ada Lovelace called about P-1",
+    )
+    data = privacy.customer_export_build(customer)
+    assert [o["number"] for o in data["orders"]] == ["P-1"]
+    assert [f["comment"] for f in data["csat_feedback"]] == ["Ada was sad"]
+    assert [(i["source_key"], i["summary"]) for i in data["interactions"]] == [
+        ("call:1", "Ada Lovelace called about P-1")
+    ]
+    assert Interaction.objects.count() == 0
+    for _ in range(2):
+        privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    customer.refresh_from_db()
+    after = privacy.customer_export_build(customer)
+    assert [(i["source_key"], i["kind"], i["summary"]) for i in after["interactions"]] == [
+        ("call:1", "call", "[erased]")
+    ]
+    assert [(f["rating"], f["comment"]) for f in after["csat_feedback"]] == [(2, "")]
+    assert [o["number"] for o in after["orders"]] == ["P-1"]
+    assert "Ada" not in json.dumps(after)

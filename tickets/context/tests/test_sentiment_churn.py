@@ -233,3 +233,63 @@ def test_a_feedback_comment_goes_to_comprehend_without_the_customers_name(
         feedback_submit(ticket=ticket, rating=5, comment="Thanks from Zelda Quimby!")
     assert sent == ["Thanks from [NAME]!"]
     assert Interaction.objects.get(kind="feedback").sentiment_label == "positive"
+
+
+# Each row of the rules table in docs/customer-context.md, at its threshold and just short
+# of it: (signals, the rule's code, the points docs give; 0 = the rule does not fire).
+CHURN_RULES = [
+    ({"recent_sentiment": -0.5}, "negative_sentiment", 30),
+    ({"recent_sentiment": -0.4999}, "negative_sentiment", 15),
+    ({"recent_sentiment": -0.05}, "negative_sentiment", 15),
+    ({"recent_sentiment": -0.0499}, "negative_sentiment", 0),
+    # falling: recent mean >= 0.3 below the previous one (0.4 vs 0.7 is exactly 0.3)
+    ({"recent_sentiment": 0.4, "previous_sentiment": 0.7}, "sentiment_falling", 15),
+    ({"recent_sentiment": 0.2, "previous_sentiment": 0.5}, "sentiment_falling", 15),
+    ({"recent_sentiment": 0.4001, "previous_sentiment": 0.7}, "sentiment_falling", 0),
+    ({"contacts_30d": 6}, "frequent_contacts", 20),
+    ({"contacts_30d": 5}, "frequent_contacts", 10),
+    ({"contacts_30d": 3}, "frequent_contacts", 10),
+    ({"contacts_30d": 2}, "frequent_contacts", 0),
+    (
+        {"days_since_last_contact": 7, "last_sentiment": -0.05},
+        "recent_unhappy_contact",
+        10,
+    ),
+    ({"days_since_last_contact": 8, "last_sentiment": -0.9}, "recent_unhappy_contact", 0),
+    ({"days_since_last_contact": 0, "last_sentiment": -0.0499}, "recent_unhappy_contact", 0),
+    ({"days_since_last_contact": 0, "last_sentiment": None}, "recent_unhappy_contact", 0),
+    ({"open_tickets": 1}, "open_tickets", 5),
+    ({"open_tickets": 3}, "open_tickets", 15),
+    ({"open_tickets": 4}, "open_tickets", 15),
+    ({"reopened_90d": 1}, "reopened_tickets", 15),
+    ({"reopened_90d": 3}, "reopened_tickets", 30),
+    ({"failed_orders_90d": 1}, "failed_orders", 10),
+    ({"failed_orders_90d": 3}, "failed_orders", 20),
+    ({"refunds_90d": 1}, "refunds", 10),
+    ({"refunds_90d": 3}, "refunds", 20),
+    ({"low_csat_90d": 1}, "low_csat", 15),
+    ({"low_csat_90d": 3}, "low_csat", 30),
+    ({"days_since_last_order": 181}, "lapsed_buyer", 10),
+    ({"days_since_last_order": 180}, "lapsed_buyer", 0),
+    ({"days_since_last_order": None}, "lapsed_buyer", 0),
+]
+
+
+@pytest.mark.parametrize(("signals", "code", "points"), CHURN_RULES)
+def test_each_churn_rule_fires_at_the_documented_threshold_with_its_points(signals, code, points):
+    """Before: a drop of exactly 0.3 (0.7 → 0.4) gave no ``sentiment_falling`` points,
+    0.4 - 0.7 being -0.29999999999999993 in floating point."""
+    reasons = {r.code: r.points for r in churn_risk(ChurnSignals(**signals)).reasons}
+    assert reasons.get(code, 0) == points
+    assert set(reasons) <= {code}  # nothing else fired
+
+
+def test_churn_levels_at_their_thresholds():
+    assert churn_risk(ChurnSignals(open_tickets=3, refunds_90d=1)).level == "medium"  # 25
+    assert churn_risk(ChurnSignals(open_tickets=3, failed_orders_90d=1)).level == "medium"
+    assert churn_risk(ChurnSignals(open_tickets=2, refunds_90d=1, low_csat_90d=0)).level == "low"
+    assert (
+        churn_risk(ChurnSignals(recent_sentiment=-0.9, reopened_90d=1, refunds_90d=1)).score == 55
+    )
+    assert churn_risk(ChurnSignals(low_csat_90d=2, refunds_90d=2)).level == "high"  # 30 + 20
+    assert churn_risk(ChurnSignals(low_csat_90d=2, refunds_90d=1, open_tickets=1)).level == "medium"
