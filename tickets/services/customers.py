@@ -135,6 +135,10 @@ def customer_merge(
             "moved": moved,
         },
     )
+    # The customers' cached contexts are served only with their row's ``updated_at``: a
+    # merge of a customer with no ticket (orders, interactions, identities only) sends no
+    # ticket event, so the stamp is what makes the target's context show what moved.
+    Customer.objects.filter(pk__in=[source.pk, target.pk]).update(updated_at=timezone.now())
     if not keeps_source:
         source.delete()
     return target
@@ -195,6 +199,8 @@ def channel_identity_move(
     the admin): that person's future messages go to ``customer``. Audited."""
     ChannelIdentity.objects.filter(pk=identity.pk).update(customer=customer)
     identity.customer = customer
+    # both customers' cached contexts list their identities: a new stamp retires them
+    Customer.objects.filter(pk__in=[customer.pk, previous.pk]).update(updated_at=timezone.now())
     audit_log_record(
         actor=actor,
         action="channel_identity.move",

@@ -128,3 +128,32 @@ def test_bulk_import_invalidation_drops_local_entries(lru: Any) -> None:
     assert len(local_cache) == 1
     context_invalidate_many([customer.pk])
     assert len(local_cache) == 0
+
+
+def test_a_merge_or_an_identity_move_is_seen_in_both_cached_contexts(lru: Any) -> None:
+    """A customer with orders but no ticket merged into another sends no ticket event, and
+    a supervisor's identity move none at all: the cached contexts (local and Redis) kept
+    the old orders and identities for the cache's TTL (300 s). Both now change the
+    customers' ``updated_at``, the stamp a cached context is served with."""
+    from tickets.models import ChannelIdentity
+    from tickets.services import channel_identity_move, customer_merge
+
+    ada, bob, cy = _customer("Ada"), _customer("Bob"), _customer("Cy")
+    _order(bob, "ORD-9")  # Bob has an order and no ticket
+
+    def context(customer: Customer) -> dict[str, Any]:
+        return customer_context_get(Customer.objects.get(pk=customer.pk))  # as a request reads
+
+    assert context(ada)["orders"]["count"] == 0  # cached now
+    customer_merge(source=bob, target=ada, reason="same person")
+    assert context(ada)["orders"]["count"] == 1
+
+    identity = ChannelIdentity.objects.create(
+        customer=ada, channel="whatsapp", external_id="447700900001"
+    )
+    ada.save()  # as the admin's inline would
+    assert [i["external_id"] for i in context(ada)["identities"]] == ["447700900001"]
+    assert context(cy)["identities"] == []
+    channel_identity_move(identity=identity, customer=cy, previous=ada, actor=None)
+    assert context(ada)["identities"] == []
+    assert [i["external_id"] for i in context(cy)["identities"]] == ["447700900001"]
