@@ -345,6 +345,17 @@ def test_verifying_an_unknown_address_makes_the_guest_that_customer(
     ]
 
 
+def _verify_request(web: Client, started: dict[str, Any], capture: Any) -> Any:
+    """Ask for a code for the session ``started``, running what is sent after commit."""
+    with capture(execute=True):
+        return web.post(
+            started["verify_url"],
+            data={},
+            content_type="application/json",
+            HTTP_X_WEBCHAT_SESSION=started["session"],
+        )
+
+
 @responses.activate
 def test_one_address_cannot_have_codes_mailed_to_many_others(
     web: Client, settings: Any, django_capture_on_commit_callbacks: Any
@@ -359,15 +370,7 @@ def test_one_address_cannot_have_codes_mailed_to_many_others(
     answers = []
     for n in range(5):
         started = _start(web, account, f"stranger{n}@example.com")
-        with django_capture_on_commit_callbacks(execute=True):
-            answers.append(
-                web.post(
-                    started["verify_url"],
-                    data={},
-                    content_type="application/json",
-                    HTTP_X_WEBCHAT_SESSION=started["session"],
-                )
-            )
+        answers.append(_verify_request(web, started, django_capture_on_commit_callbacks))
     assert [a.status_code for a in answers] == [202, 202, 202, 429, 429]
     assert answers[3].json()["error"]["code"] == "rate_limited"
     assert 1 <= int(answers[3]["Retry-After"]) <= 3600
@@ -385,15 +388,7 @@ def test_codes_are_limited_per_address_and_guesses_per_code(
     sessions = [_start(web, account, "ana@example.com") for _ in range(3)]
     answers = []
     for started in sessions:
-        with django_capture_on_commit_callbacks(execute=True):
-            answers.append(
-                web.post(
-                    started["verify_url"],
-                    data={},
-                    content_type="application/json",
-                    HTTP_X_WEBCHAT_SESSION=started["session"],
-                )
-            )
+        answers.append(_verify_request(web, started, django_capture_on_commit_callbacks))
     assert [a.status_code for a in answers] == [202, 202, 429]
     assert answers[2].json()["error"]["code"] == "rate_limited"
     assert len(responses.calls) == 2

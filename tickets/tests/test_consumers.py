@@ -373,13 +373,18 @@ async def test_a_replay_longer_than_its_limit_says_so_and_where_to_carry_on(agen
     await again.disconnect()
 
 
-async def test_a_merge_names_its_target_only_to_those_who_may_see_it(agent, supervisor):
-    """The source's ``ticket.updated`` carried ``changes.merged_into`` = the target's id to
-    every agent who may see the source, live and in a replay, where the ticket page and
-    the API say "merged into a ticket you cannot see"."""
+@pytest.mark.parametrize("key", ["merged_into", "merged_from"])
+async def test_a_merge_names_the_other_ticket_only_to_those_who_may_see_it(agent, supervisor, key):
+    """A merge's ``ticket.updated`` events name the other ticket: the source's
+    ``changes.merged_into`` (the target) and the target's ``changes.merged_from`` (the
+    source). Each went to every agent who may see the ticket, live and in a replay, when
+    the other ticket was one the agent may not see (where the ticket page and the API say
+    "a ticket you cannot see")."""
     customer, _, other = await _world(agent)
-    source = await _ticket(customer, None, "dup")
-    target = await _ticket(customer, other, "orig")
+    hidden_side = "target" if key == "merged_into" else "source"
+    source = await _ticket(customer, other if hidden_side == "source" else None, "dup")
+    target = await _ticket(customer, other if hidden_side == "target" else None, "orig")
+    named = target.pk if key == "merged_into" else source.pk
     agent_socket = await _connected(agent)
     supervisor_socket = await _connected(supervisor)
 
@@ -391,50 +396,16 @@ async def test_a_merge_names_its_target_only_to_those_who_may_see_it(agent, supe
 
     def merges(received):
         return [
-            m["event"]["changes"]["merged_into"]
+            m["event"]["changes"][key]
             for m in received
-            if m.get("type") == "event" and "merged_into" in m["event"].get("changes", {})
+            if m.get("type") == "event" and key in m["event"].get("changes", {})
         ]
 
     assert merges(await _drain(agent_socket)) == [[None, None]]
-    assert merges(await _drain(supervisor_socket)) == [[None, target.pk]]
+    assert merges(await _drain(supervisor_socket)) == [[None, named]]
     await agent_socket.disconnect()
     await supervisor_socket.disconnect()
-    for user, expected in ((agent, [[None, None]]), (supervisor, [[None, target.pk]])):
-        replay = _communicator(user, since=0)
-        await replay.connect()
-        assert merges(await _drain(replay)) == expected
-        await replay.disconnect()
-
-
-async def test_a_merge_names_its_source_only_to_those_who_may_see_it(agent, supervisor):
-    """The target's ``ticket.updated`` carried ``changes.merged_from`` = the source's id
-    to every agent who may see the target, live and in a replay, when the source is
-    another team's ticket (the target's timeline no longer names it either)."""
-    customer, _, other = await _world(agent)
-    source = await _ticket(customer, other, "dup")
-    target = await _ticket(customer, None, "orig")
-    agent_socket = await _connected(agent)
-    supervisor_socket = await _connected(supervisor)
-
-    @database_sync_to_async
-    def merge():
-        services.ticket_merge(source=source, target=target, actor=supervisor)
-
-    await merge()
-
-    def merges(received):
-        return [
-            m["event"]["changes"]["merged_from"]
-            for m in received
-            if m.get("type") == "event" and "merged_from" in m["event"].get("changes", {})
-        ]
-
-    assert merges(await _drain(agent_socket)) == [[None, None]]
-    assert merges(await _drain(supervisor_socket)) == [[None, source.pk]]
-    await agent_socket.disconnect()
-    await supervisor_socket.disconnect()
-    for user, expected in ((agent, [[None, None]]), (supervisor, [[None, source.pk]])):
+    for user, expected in ((agent, [[None, None]]), (supervisor, [[None, named]])):
         replay = _communicator(user, since=0)
         await replay.connect()
         assert merges(await _drain(replay)) == expected
