@@ -16,6 +16,22 @@ from tickets.models import Customer, Message, Ticket
 pytestmark = pytest.mark.django_db
 
 
+def _accept_then_override(decision, agent, teams, category, intent):
+    """An agent accepts the decision, then overrides it to billing, high, ``category`` and
+    ``intent``; returns the accept verdict."""
+    accepted = services.routing_decision_accept(decision=decision, actor=agent)
+    services.routing_decision_override(
+        decision=decision,
+        actor=agent,
+        team=teams["billing"],
+        priority="high",
+        category=category,
+        intent=intent,
+        note=f"a {intent}",
+    )
+    return accepted
+
+
 def _ticket(customer, subject, body=""):
     return ticket_services.ticket_create(customer=customer, subject=subject, body=body)
 
@@ -164,16 +180,7 @@ def test_a_later_verdict_replaces_the_earlier_one_in_the_training_rows(
     routing_on.ROUTING_REVIEW_THRESHOLD = 0.999
     ticket = _ticket(customer, "charge", "a charge I do not know on my card")
     decision = services.routing_decide(ticket_id=ticket.pk)
-    accepted = services.routing_decision_accept(decision=decision, actor=agent)
-    services.routing_decision_override(
-        decision=decision,
-        actor=agent,
-        team=teams["billing"],
-        priority="high",
-        category="PAYMENT",
-        intent="payment_issue",
-        note="a charge",
-    )
+    accepted = _accept_then_override(decision, agent, teams, "PAYMENT", "payment_issue")
     labels = {"payment_issue", accepted.intent or accepted.category} - {""}
     rows = selectors.routing_feedback_examples(labels=labels)
     assert rows == [("charge. a charge I do not know on my card", "payment_issue")]
@@ -222,16 +229,7 @@ def test_purging_a_decision_keeps_its_latest_verdict_as_a_training_row(
 
     ticket = _ticket(customer, "Refund", "Ada Lovelace here, I want a refund for my order")
     decision = services.routing_decide(ticket_id=ticket.pk)
-    services.routing_decision_accept(decision=decision, actor=agent)
-    services.routing_decision_override(
-        decision=decision,
-        actor=agent,
-        team=teams["billing"],
-        priority="high",
-        category="REFUND",
-        intent="get_refund",
-        note="a refund",
-    )
+    _accept_then_override(decision, agent, teams, "REFUND", "get_refund")
     kept = RoutingFeedback.objects.latest("id")
     RoutingDecision.objects.filter(pk=decision.pk).update(
         expires_at=timezone.now() - timedelta(seconds=1)

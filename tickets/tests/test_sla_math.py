@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from tickets.sla import (
     CalendarSpec,
     PolicySpec,
@@ -177,26 +179,25 @@ def test_due_times_add_the_stopped_time_to_the_resolution_only():
 LONDON = ZoneInfo("Europe/London")
 
 
-def test_spring_forward_weekend_in_london_and_new_york_keeps_office_hours():
-    # London goes 01:00 GMT -> 02:00 BST on Sunday 2026-03-29; New York 02:00 EST ->
-    # 03:00 EDT on Sunday 2026-03-08. Friday 16:00 + 2 business hours: Monday 10:00 local.
-    london = _cal(tz="Europe/London")
-    due = business_add(london, _local(LONDON, 2026, 3, 27, 16, 0), 2 * 3600)
-    assert due == datetime(2026, 3, 30, 9, 0, tzinfo=UTC)  # 10:00 BST
-    new_york = _cal(tz="America/New_York")
-    due = business_add(new_york, _local(NEW_YORK, 2026, 3, 6, 16, 0), 2 * 3600)
-    assert due == datetime(2026, 3, 9, 14, 0, tzinfo=UTC)  # 10:00 EDT
-
-
-def test_fall_back_weekend_in_london_and_new_york_keeps_office_hours():
-    # London 02:00 BST -> 01:00 GMT on Sunday 2026-10-25; New York 02:00 EDT -> 01:00 EST
-    # on Sunday 2026-11-01.
-    london = _cal(tz="Europe/London")
-    due = business_add(london, _local(LONDON, 2026, 10, 23, 16, 0), 2 * 3600)
-    assert due == datetime(2026, 10, 26, 10, 0, tzinfo=UTC)  # 10:00 GMT
-    new_york = _cal(tz="America/New_York")
-    due = business_add(new_york, _local(NEW_YORK, 2026, 10, 30, 16, 0), 2 * 3600)
-    assert due == datetime(2026, 11, 2, 15, 0, tzinfo=UTC)  # 10:00 EST
+@pytest.mark.parametrize(
+    ("zone", "friday", "monday_10_local_utc"),
+    [
+        # spring forward: London 01:00 GMT -> 02:00 BST on Sunday 2026-03-29, New York
+        # 02:00 EST -> 03:00 EDT on Sunday 2026-03-08
+        (LONDON, (2026, 3, 27), datetime(2026, 3, 30, 9, 0, tzinfo=UTC)),  # 10:00 BST
+        (NEW_YORK, (2026, 3, 6), datetime(2026, 3, 9, 14, 0, tzinfo=UTC)),  # 10:00 EDT
+        # fall back: London 02:00 BST -> 01:00 GMT on Sunday 2026-10-25, New York
+        # 02:00 EDT -> 01:00 EST on Sunday 2026-11-01
+        (LONDON, (2026, 10, 23), datetime(2026, 10, 26, 10, 0, tzinfo=UTC)),  # 10:00 GMT
+        (NEW_YORK, (2026, 10, 30), datetime(2026, 11, 2, 15, 0, tzinfo=UTC)),  # 10:00 EST
+    ],
+)
+def test_a_clock_change_weekend_keeps_office_hours(zone, friday, monday_10_local_utc):
+    """Friday 16:00 + 2 business hours is Monday 10:00 local across either clock change."""
+    calendar = _cal(tz=zone.key)
+    year, month, day = friday
+    due = business_add(calendar, _local(zone, year, month, day, 16, 0), 2 * 3600)
+    assert due == monday_10_local_utc
 
 
 def test_a_holiday_is_the_local_date_not_the_utc_date():
