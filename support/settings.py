@@ -163,10 +163,26 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
+# The channel layer waits for a socket's next event with a blocking BZPOPMIN of up to 5 s
+# (channels_redis' RedisChannelLayer.brpop_timeout). redis-py 8 gives every connection a 5 s
+# read timeout by default, so an idle workbench's wait ended in a TimeoutError that closed
+# its websocket every few seconds (the page reconnected, the log filled with tracebacks):
+# the read timeout has to outlast the blocking pop, and still catch a dead connection.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 15.0
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "support-ws", "capacity": 1000},
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                    "socket_connect_timeout": 5,
+                }
+            ],
+            "prefix": "support-ws",
+            "capacity": 1000,
+        },
     }
 }
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"

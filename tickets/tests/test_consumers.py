@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
+from channels_redis.core import RedisChannelLayer
 from django.contrib.auth.models import AnonymousUser
 
 from support.models import OutboxEvent
@@ -71,6 +74,21 @@ async def test_agent_receives_only_visible_tickets(agent):
         ("message.created", unteamed.pk),
     ]
     assert all("replay" not in m for m in received)
+
+
+async def test_an_idle_socket_outlives_the_channel_layers_blocking_wait(agent):
+    """Nothing happens for longer than the layer's blocking pop (and redis-py 8's default
+    5 s read timeout): the socket still delivers the next event. With the read timeout
+    shorter than the pop, the consumer died with a Redis TimeoutError after ~5 s idle."""
+    customer, mine, _ = await _world(agent)
+    communicator = _communicator(agent)
+    await communicator.connect()
+    assert await communicator.receive_json_from() == {"type": "ready"}
+    await asyncio.sleep(RedisChannelLayer.brpop_timeout + 2)
+    ticket = await _ticket(customer, mine, "after a quiet spell")
+    received = await _drain(communicator)
+    await communicator.disconnect()
+    assert [m["event"]["ticket_id"] for m in received] == [ticket.pk] * 2
 
 
 async def test_supervisor_receives_everything(supervisor, agent):
