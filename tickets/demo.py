@@ -27,6 +27,7 @@ from tickets.models import (
     Customer,
     Direction,
     Holiday,
+    Message,
     MessageKind,
     Priority,
     SlaEscalateOn,
@@ -354,6 +355,7 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
                 waiting_since=opened_at
             )
             _sla_from_opening(ticket.pk, now=now, rng=random.Random(index))
+            _messages_from_opening(ticket.pk, now=now, rng=random.Random(-index - 1))
             _demo_csat(ticket.pk, timing_rng)
         if (index + 1) % 50 == 0:
             progress(f"{index + 1}/{DEMO_TICKETS} tickets")
@@ -421,6 +423,59 @@ def _sla_from_opening(ticket_id: int, *, now: datetime, rng: random.Random | Non
     ticket.save(update_fields=fields)
 
 
+def _messages_from_opening(ticket_id: int, *, now: datetime, rng: random.Random) -> None:
+    """The conversation follows the back-dated ticket: the customer's first message at the
+    opening, the first public reply at ``first_response_at``, the resolution at
+    ``resolved_at``, a customer's later answer hours after what came before it, everything
+    else a minute or two after, never after ``now``; the ticket's last-message and
+    waiting times from those. (The messages kept their load time, so a ticket opened days
+    ago showed its first reply dated before the question it answers.)"""
+    ticket = Ticket.objects.get(pk=ticket_id)
+    messages = list(ticket.messages.order_by("created_at", "pk"))
+    replied_at, resolved_at = ticket.first_response_at, ticket.resolved_at
+    at = ticket.created_at
+    replied = False
+    for position, message in enumerate(messages):
+        public = message.kind == MessageKind.PUBLIC
+        status = (message.metadata.get("changes") or {}).get("status") or [None, None]
+        if position == 0:
+            at = ticket.created_at
+        elif public and message.direction == Direction.OUTBOUND and not replied:
+            replied = True
+            at = max(at, replied_at or at)
+        elif public and message.direction == Direction.INBOUND:
+            at += timedelta(minutes=rng.randint(20, 18 * 60))
+        elif status[1] == TicketStatus.RESOLVED and resolved_at is not None:
+            at = max(at, resolved_at)
+        else:
+            at += timedelta(minutes=rng.randint(1, 3))
+            if not replied and replied_at is not None:
+                at = min(at, replied_at)  # what happened before the first reply
+        message.created_at = min(at, now)
+        for field in ("sent_at", "delivered_at"):
+            if getattr(message, field) is not None:
+                setattr(message, field, message.created_at)
+    Message.objects.bulk_update(messages, ["created_at", "sent_at", "delivered_at"])
+    conversation = [m for m in messages if m.kind != MessageKind.SYSTEM]
+    fields: dict[str, datetime | None] = {}
+    if conversation:
+        fields["last_message_at"] = conversation[-1].created_at
+    if ticket.waiting_since is not None:
+        unanswered = [
+            m.created_at
+            for m in conversation
+            if m.kind == MessageKind.PUBLIC and m.direction == Direction.INBOUND
+        ]
+        answered = [
+            m.created_at
+            for m in conversation
+            if m.kind == MessageKind.PUBLIC and m.direction == Direction.OUTBOUND
+        ]
+        waiting = [t for t in unanswered if not answered or t > answered[-1]]
+        fields["waiting_since"] = waiting[0] if waiting else ticket.created_at
+    Ticket.objects.filter(pk=ticket_id).update(**fields)
+
+
 def _sla_history(*, now: datetime) -> None:
     """The back-dated backlog was overdue before "today": record those breaches as past
     ones (no event, no escalation), so the checker's first run after a demo load alerts
@@ -475,6 +530,7 @@ def _sla_breaching_ticket(customer: Customer, *, now: datetime) -> None:
     opened_at = now - timedelta(hours=2)
     Ticket.objects.filter(pk=ticket.pk).update(created_at=opened_at, waiting_since=opened_at)
     _sla_from_opening(ticket.pk, now=now)
+    _messages_from_opening(ticket.pk, now=now, rng=random.Random(0))
 
 
 def demo_customer_count() -> int:
