@@ -267,6 +267,9 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
             teams[team_slug].members.add(agent)
             agents.append(agent)
         teams["priority-billing"].members.add(agents[2])
+        # agent1, the sign-in `make run` prints, also answers Billing: the demo's calls are
+        # on the Billing and Support queues, and an agent sees the calls of their teams.
+        teams["billing"].members.add(agents[0])
         progress("teams, 6 agents and a supervisor ready")
         sla_demo_policies()
         progress("SLA calendars and policies ready")

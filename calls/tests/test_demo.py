@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from calls.models import Alert, AnalyticsPath, Call, CallAnalytics, Escalation
+from calls.selectors import call_list
+from support.auth.roles import is_supervisor
+from tickets import demo as tickets_demo
 
 pytestmark = pytest.mark.django_db
 
@@ -17,3 +21,13 @@ def test_demo_calls_load_twice(calls_settings, django_capture_on_commit_callback
     assert paths == [AnalyticsPath.DATA_AUTOMATION, AnalyticsPath.LOCAL]
     assert Escalation.objects.get().kind == "max_retries"
     assert Alert.objects.get().username == "jdoe"
+
+
+def test_the_demo_agent_sees_a_demo_call(monkeypatch, calls_settings):
+    """The sign-in `make run` prints for an agent (agent1) finds a call on the calls page."""
+    monkeypatch.setattr(tickets_demo, "DEMO_TICKETS", 4)
+    tickets_demo.load_demo(password="demo-pass-for-tests", progress=lambda _: None)
+    call_command("load_demo_calls")
+    agent1 = get_user_model().objects.get(username="agent1")
+    assert not is_supervisor(agent1)
+    assert call_list(user=agent1).exists()
