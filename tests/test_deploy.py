@@ -2053,3 +2053,85 @@ def test_each_task_role_grants_what_its_process_calls_and_nothing_else() -> None
     # Beat and migrate make no AWS call at all.
     assert _role_grants(role_of["beat"], given) == set()
     assert _role_grants(role_of["migrate"], given) == set()
+
+
+# --- What a first deployment probes, listens on and alarms on --------------------------------
+
+
+def test_every_health_check_probes_a_real_path_on_the_port_the_web_server_listens_on() -> None:
+    """The load balancer (ECS and Elastic Beanstalk), the ECS container check and the
+    image's HEALTHCHECK each name a path the application serves as a probe (answered
+    whatever the Host header, before the HTTPS redirect), on the port uvicorn binds."""
+    from django.urls import resolve
+
+    from support.health import PROBES, health_live, health_ready
+
+    config = (ROOT / "deploy/elasticbeanstalk/.ebextensions/01-support-desk.config").read_text()
+    options = yaml.safe_load(config)["option_settings"]
+    web = prop("WebTaskDefinition")["ContainerDefinitions"][0]
+    (probe_url,) = re.findall(
+        r"http://127\.0\.0\.1:(\d+)(/[\w/]+)", " ".join(web["HealthCheck"]["Command"])
+    )
+    json_web = json.loads((ROOT / "deploy/ecs/web.json").read_text())["containerDefinitions"][0]
+    (json_probe,) = re.findall(
+        r"http://127\.0\.0\.1:(\d+)(/[\w/]+)", " ".join(json_web["healthCheck"]["command"])
+    )
+    probes = {
+        "target group": (prop("TargetGroup")["HealthCheckPath"], health_ready),
+        "elastic beanstalk": (
+            options["aws:elasticbeanstalk:environment:process:default"]["HealthCheckPath"],
+            health_ready,
+        ),
+        "ecs container": (probe_url[1], health_live),
+        "ecs/web.json": (json_probe[1], health_live),
+    }
+    for where, (path, view) in probes.items():
+        assert PROBES.get(path) is view, where
+        assert resolve(path).func is view, where
+    # One port everywhere: the image's PORT, uvicorn's --port, the container, the target
+    # group, the security group and the ECS probe.
+    port = int(
+        dict(
+            re.findall(
+                r"\b([A-Z_]+)=(\S+)",
+                " ".join(rest for keyword, rest in dockerfile_instructions() if keyword == "ENV"),
+            )
+        )["PORT"]
+    )
+    command = processes.container_command("web", {"PORT": str(port)})
+    assert command[command.index("--port") + 1] == str(port)
+    assert web["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]
+    assert json_web["portMappings"] == [{"containerPort": port, "protocol": "tcp"}]
+    assert prop("TargetGroup")["Port"] == port
+    assert int(probe_url[0]) == int(json_probe[0]) == port
+    (ingress,) = prop("AppSecurityGroup")["SecurityGroupIngress"]
+    assert ingress["FromPort"] == ingress["ToPort"] == port
+    services = resources("AWS::ECS::Service")
+    (balanced,) = [s for s in services.values() if "LoadBalancers" in s["Properties"]]
+    assert balanced["Properties"]["LoadBalancers"][0]["ContainerPort"] == port
+    # Elastic Beanstalk's nginx forwards to PORT.
+    assert options["aws:elasticbeanstalk:application:environment"]["PORT"] == str(port)
+
+
+# AWS's metrics each alarm may name (CloudWatch's documented metrics of the namespace); the
+# application's own, under SupportDesk/<name>, are what support/cloudwatch.py publishes.
+AWS_METRICS = {
+    "AWS/ApplicationELB": {"UnHealthyHostCount", "HTTPCode_Target_5XX_Count"},
+    "AWS/SQS": {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
+    "AWS/RDS": {"CPUUtilization", "FreeStorageSpace", "DatabaseConnections"},
+}
+
+
+def test_alarms_name_metrics_that_exist() -> None:
+    from support.cloudwatch import SEED_004
+
+    for logical, alarm in resources("AWS::CloudWatch::Alarm").items():
+        properties = alarm["Properties"]
+        namespace, metric = properties["Namespace"], properties["MetricName"]
+        if namespace == {"Fn::Sub": "SupportDesk/${EnvironmentName}"}:
+            assert metric in SEED_004, logical
+            continue
+        assert metric in AWS_METRICS.get(namespace, set()), (logical, namespace, metric)
+        # Each dimension names a resource of this stack.
+        for dimension in properties["Dimensions"]:
+            assert _refs(dimension["Value"]) <= set(template()["Resources"]), logical
