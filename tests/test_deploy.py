@@ -2135,3 +2135,22 @@ def test_alarms_name_metrics_that_exist() -> None:
         # Each dimension names a resource of this stack.
         for dimension in properties["Dimensions"]:
             assert _refs(dimension["Value"]) <= set(template()["Resources"]), logical
+
+
+def test_the_execution_role_reads_exactly_the_secrets_the_tasks_are_given() -> None:
+    """A secret the execution role may not read stops the task at start (ECS cannot
+    inject it); one it may read that no task is given is a permission without a use."""
+    given = {**_EVERY_PARAMETER, "ChannelsSecretsKeySecretArn": "arn:aws:secretsmanager:x"}
+    (policy,) = _render(prop("ExecutionRole")["Policies"], given)
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    readable = {_resource_name(r, {}) for r in statement["Resource"]}
+    used = {
+        # "${DbCredentials}:username::" is a key of the DbCredentials secret.
+        re.sub(r"^(\$\{\w+\}):.*$", r"\1", _resource_name(source, {}))
+        for task in resources("AWS::ECS::TaskDefinition")
+        for source in _deployed_secrets(task, given).values()
+    }
+    assert "${DbCredentials}" in used
+    assert sorted(used - readable) == [], "given to a task, not readable"
+    assert sorted(readable - used) == [], "readable, given to no task"
