@@ -1228,16 +1228,17 @@ def _granted(role: str, action: str) -> list[Any]:
     return found
 
 
-def test_no_task_writes_to_the_knowledge_bucket() -> None:
-    """Documents reach the knowledge base from the bucket through kb-sqs and the worker
+def test_only_the_worker_reads_the_knowledge_bucket_and_nobody_writes_it() -> None:
+    """Documents reach the knowledge base from the bucket through kb-sqs, which only
+    records the event, and the worker, which reads the object
     (knowledge.services.object_event_process, source syncs); uploads through the API are
-    stored in the database, never in the bucket: web writes nothing there."""
+    parsed in web from the request and stored in the database, never in the bucket."""
     objects = {"Fn::Sub": "${KnowledgeBucket.Arn}/*"}
     for action in ("s3:PutObject", "s3:DeleteObject"):
         writers = [role for role, found in _grants(action, {}).items() if objects in found]
         assert writers == [], action
-    assert objects in _granted("WebTaskRole", "s3:GetObject")
-    assert objects in _granted("WorkerTaskRole", "s3:GetObject")
+    readers = [role for role, found in _grants("s3:GetObject", {}).items() if objects in found]
+    assert readers == ["WorkerTaskRole"]
 
 
 def test_the_roles_that_read_the_files_bucket_may_list_it() -> None:
@@ -1272,35 +1273,29 @@ def test_bedrock_roles_may_use_cross_region_inference_profiles() -> None:
     caller needs the profile in its region and the foundation model in every region the
     profile routes to (AWS's documented policy: ``bedrock:*::foundation-model/*``)."""
     for role in ("WebTaskRole", "WorkerTaskRole"):
-        for action in ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"):
-            granted = _granted(role, action)
-            assert {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*::foundation-model/*"} in granted
-            assert {
-                "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
-                ":inference-profile/*"
-            } in granted
-        assert _granted(role, "bedrock:Retrieve") == [
-            {
-                "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
-                ":knowledge-base/*"
-            }
-        ]
+        granted = _granted(role, "bedrock:InvokeModel")
+        assert {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*::foundation-model/*"} in granted
+        assert {
+            "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
+            ":inference-profile/*"
+        } in granted
+        # The models run with streaming off (routing.providers.models.strands_model).
+        assert _granted(role, "bedrock:InvokeModelWithResponseStream") == []
+    # Knowledge-base searches run in web only.
+    assert _granted("WebTaskRole", "bedrock:Retrieve") == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}"
+            ":knowledge-base/*"
+        }
+    ]
+    assert _granted("WorkerTaskRole", "bedrock:Retrieve") == []
 
 
-def test_web_may_score_feedback_with_comprehend() -> None:
-    """A feedback comment is scored inline in the web process (tickets/context/services.py
-    ``feedback_submit``) when SENTIMENT_BACKEND=comprehend: DetectSentiment only."""
-    assert _granted("WebTaskRole", "comprehend:DetectSentiment") == ["*"]
-    granted = {
-        action
-        for policy in prop("WebTaskRole")["Policies"]
-        for statement in _statements(policy)
-        for action in (
-            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
-        )
-        if action.startswith("comprehend:")
-    }
-    assert granted == {"comprehend:DetectSentiment"}
+def test_only_the_worker_scores_sentiment_with_comprehend() -> None:
+    """Since the 2026-12-05 release a CSAT comment is scored by a worker task
+    (``interaction_record_for_csat``, from the ``csat.submitted`` event), like every other
+    interaction: web no longer calls Comprehend."""
+    assert _grants("comprehend:DetectSentiment", {}) == {"WorkerTaskRole": ["*"]}
 
 
 def test_environment_switches_database_size_multi_az_protection_and_retention() -> None:
@@ -1437,3 +1432,725 @@ def test_url_parameters_refuse_what_the_application_would_refuse(
     pattern = template()["Parameters"][parameter]["AllowedPattern"]
     assert bool(re.fullmatch(pattern, value)) is accepted
     assert (value == "" or is_http_url(value)) is accepted
+
+
+# --- Every variable the application reads: deployed, or deliberately left at its default ---
+
+_CONSTANT_READ = re.compile(r'^\w*ENV = "([A-Z][A-Z0-9_]*)"', re.MULTILINE)
+_RAW_READ = re.compile(r'_raw\(\s*"([A-Z][A-Z0-9_]*)"')
+_MAPPING_READ = re.compile(r'(?:os\.environ|\benv)\.get\(\s*"([A-Z][A-Z0-9_]*)"')
+
+
+def _variables_read() -> set[str]:
+    """Every environment variable the deployed code reads: settings (support/env.py's
+    ``env.get_*``, anywhere), the few read before settings exist in support/, and the
+    process table's knobs (scripts/processes.py, which the image runs)."""
+    skip = {".venv", "tests", "node_modules", "bench"}
+    read: set[str] = set()
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if set(rel.parts[:-1]) & skip or rel.name.startswith("test_") or rel.name == "conftest.py":
+            continue
+        text = path.read_text()
+        read |= set(_SETTING_READ.findall(text))
+        if rel.parts[0] == "support" or rel.as_posix() == "scripts/processes.py":
+            read |= set(_MAPPING_READ.findall(text))
+            read |= set(_CONSTANT_READ.findall(text))
+            read |= set(_RAW_READ.findall(text))
+    return read | {variable for _, variable in processes.READERS.values()}
+
+
+# Read by the application, set by no deployment file, on purpose: the default is the
+# production value. A new setting fails test_every_variable_read_is_deployed_or_defaulted
+# until it is set by the template (a parameter where an operator must choose, as
+# DbPoolMax) and documented for Elastic Beanstalk, or listed here.
+DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
+    # Local development and tests only; production refuses or never wants them.
+    "development": {
+        "DEBUG",
+        "DEMO_PASSWORD",
+        "EMAIL_FILE_PATH",
+        "CELERY_TASK_ALWAYS_EAGER",
+        "PROVIDER_RAISE_PROGRAMMING_ERRORS",
+        "INTERACTIONS_DYNAMODB_ENDPOINT_URL",
+        "OUTGOING_WEBHOOKS_ALLOW_HTTP",
+        "OUTGOING_WEBHOOKS_ALLOW_PRIVATE_NETWORKS",
+        "ALERTS_TARGETS_ALLOW_HTTP",
+        "ALERTS_TARGETS_ALLOW_PRIVATE_NETWORKS",
+        "TRUST_X_FORWARDED_FOR",  # the older name of TRUSTED_PROXY_HOPS=1
+        "DJANGO_HTTP_INTERFACE",  # "asgi" is an experiment's switch
+    },
+    # Derived from what the stack sets, or the production default is what it needs.
+    "derived": {
+        "AWS_DEFAULT_REGION",  # AWS_REGION is set
+        "OIDC_ENABLED",  # on with OIDC_RP_CLIENT_ID (web)
+        "OIDC_OP_ISSUER",  # from the Cognito JWKS URL
+        "SITE_CSP_MEDIA_ORIGINS",  # from the files bucket
+        "PROMETHEUS_MULTIPROC_DIR",  # scripts/processes.py sets it for web
+        "DB_NAME",  # "support", the database the stack creates
+        "DB_PORT",  # 5432, RDS's
+        "DB_SSLMODE",  # "require" in production
+        "DB_POOL",  # on outside tests
+        "EMAIL_BACKEND",  # SMTP in production
+        "LOG_FORMAT",  # JSON in production
+        "LOG_TRUST_REQUEST_ID",  # off in production
+        "SECURE_SSL_REDIRECT",  # on in production (TLS ends at the load balancer)
+        "SECURE_HSTS_SECONDS",
+        "STATIC_ROOT",  # collectstatic's output in the image / the EB bundle
+        "MEDIA_ROOT",  # S3_ENABLED: media live in the files bucket
+        "ALERTS_EMAIL_FROM",  # DEFAULT_FROM_EMAIL (AlertsFromEmail)
+        "CLOUDWATCH_METRICS_REGION",  # AWS_REGION
+        "KB_AWS_REGION",  # AWS_REGION
+        "ROUTING_BEDROCK_REGION",  # AWS_REGION
+        "ROUTER_ARTIFACT_KEY",  # derived from SECRET_KEY
+    },
+    # Features the stack does not offer or feeds another way (docs/deploy.md "Feature
+    # switches", "Not offered"): the readers take SQS, not the HTTP intake's token/topics.
+    "not offered": {
+        "DATABASE_URL",  # ECS: DB_HOST and the credentials secret (EB documents it)
+        "KB_EVENTS_TOKEN",
+        "CALLS_SNS_TOPIC_ARNS",
+        "ROUTING_OPENAI_API_KEY",
+        "ROUTING_OPENAI_BASE_URL",
+        "ROUTING_OPENAI_MODEL_ID",
+        "SALESFORCE_AUTH_FLOW",
+        "SALESFORCE_USERNAME",
+        "SALESFORCE_PRIVATE_KEY_FILE",
+        "SECRET_KEY_FALLBACKS",  # only while a SECRET_KEY rotation settles (docs/settings.md)
+        "TRUSTED_PROXY_CIDRS",  # TRUSTED_PROXY_HOPS is set instead
+        "CORS_ALLOWED_ORIGINS",  # no cross-origin browser client by default
+        "SEED_ANALYTICS_PUBLIC",  # off: analytics need authentication
+        "SEED_CONTRACTS_ENABLED",
+        "OUTGOING_WEBHOOKS_ENABLED",
+        "ROUTING_ENABLED",
+        "LOGIN_LOCKOUT_ENABLED",
+        "WEBHOOK_FAST_PATH",
+        "SITE_CSP_REPORT_ONLY",
+        "SITE_CSP_REPORT_URI",
+        "EMAIL_USE_SSL",  # the stack's SMTP uses STARTTLS (EMAIL_USE_TLS)
+        "INTERACTIONS_RETENTION_DAYS",
+    },
+    # Tuning values and integration details with production defaults (docs/settings.md).
+    "tuning": {
+        "ALERTS_EMAIL_SUBJECT_PREFIX",
+        "ALERTS_EMAIL_TIMEOUT",
+        "ALERTS_EVALUATIONS_RETENTION_DAYS",
+        "ALERTS_EVALUATION_SECONDS",
+        "ALERTS_HTTP_TIMEOUT",
+        "ALERTS_NOTIFY_MAX_ATTEMPTS",
+        "ALERTS_PAGERDUTY_EVENTS_URL",
+        "ALERTS_SOURCE_NAME",
+        "API_ANON_RATE_LIMIT_PER_MINUTE",
+        "API_AUTH_FAILURE_LIMIT_PER_MINUTE",
+        "API_RATE_LIMIT_PER_MINUTE",
+        "AWS_BEDROCK_READ_TIMEOUT",
+        "AWS_CONNECT_TIMEOUT",
+        "AWS_MAX_ATTEMPTS",
+        "AWS_READ_TIMEOUT",
+        "CALLS_IVR_MAX_RETRIES",
+        "CALLS_TRANSCRIBE_LANGUAGE",
+        "CALLS_TRANSCRIBE_POLL_SECONDS",
+        "CELERY_TASK_SOFT_TIME_LIMIT",
+        "CELERY_TASK_TIME_LIMIT",
+        "CHANNELS_EMAIL_AUTH_POLICY",
+        "CHANNELS_EMAIL_EVENT_MAX_AGE_SECONDS",
+        "CHANNELS_EMAIL_MESSAGE_ID_DOMAIN",
+        "CHANNELS_EMAIL_WEBHOOK_MAX_BYTES",
+        "CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE",
+        "CHANNELS_HTTP_TIMEOUT",
+        "CHANNELS_INBOUND_MAX_ATTEMPTS",
+        "CHANNELS_MEDIA_EXTRA_HOSTS",
+        "CHANNELS_MEDIA_MAX_BYTES",
+        "CHANNELS_OUTBOUND_BACKOFF_BASE",
+        "CHANNELS_OUTBOUND_BACKOFF_CAP",
+        "CHANNELS_OUTBOUND_MAX_ATTEMPTS",
+        "CHANNELS_WEBHOOK_MAX_BYTES",
+        "CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE",
+        "CHANNEL_REOPEN_WINDOW_HOURS",
+        "CHATBOT_CALLBACK_TIMEOUT_SECONDS",
+        "CHATBOT_SIGNATURE_MAX_AGE_SECONDS",
+        "CLOUDWATCH_METRICS_INTERVAL_SECONDS",
+        "CONTEXT_AWS_TIMEOUT",
+        "CUSTOMER_CONTEXT_CACHE_TTL",
+        "CUSTOMER_CONTEXT_LOCAL_CACHE_SIZE",
+        "CUSTOMER_CONTEXT_LOCAL_CACHE_TTL",
+        "DATA_UPLOAD_MAX_MEMORY_SIZE",
+        "DB_POOL_MIN",
+        "DB_POOL_TIMEOUT",
+        "DELIVERY_CIRCUIT_COOLOFF_SECONDS",
+        "DELIVERY_CIRCUIT_FAILURES",
+        "DELIVERY_LEASE_SECONDS",
+        "DELIVERY_RETRY_AFTER_MAX_SECONDS",
+        "DELIVERY_SWEEP_BATCH",
+        "DELIVERY_SWEEP_GRACE_SECONDS",
+        "DELIVERY_SWEEP_SECONDS",
+        "EVENTS_EVENTBRIDGE_MAX_ATTEMPTS",
+        "EVENTS_EVENTBRIDGE_SOURCE",
+        "EVENTS_KAFKA_MAX_ATTEMPTS",
+        "EVENTS_KAFKA_TIMEOUT",
+        "EVENTS_KAFKA_TOPIC_MESSAGES",
+        "EVENTS_KAFKA_TOPIC_TICKETS",
+        "FEEDBACK_LINK_MAX_AGE_DAYS",
+        "HEALTH_CELERY_TIMEOUT",
+        "KB_AGENT_WEIGHT",
+        "KB_CONTEXT_DECAY",
+        "KB_CONTEXT_EMBED_TURNS",
+        "KB_CONTEXT_TURNS",
+        "KB_CONTEXT_WEIGHT",
+        "KB_DRAFT_MAX_CITATIONS",
+        "KB_DRAFT_MIN_MARGIN",
+        "KB_DRAFT_MIN_SCORE",
+        "KB_DRAFT_RATE_LIMIT_PER_MINUTE",
+        "KB_EMBED_MAX_TOKENS",
+        "KB_EMBED_WORKERS",
+        "KB_ENTITY_MAX_DF",
+        "KB_ENTITY_WEIGHT",
+        "KB_HNSW_EF_SEARCH",
+        "KB_JOB_STALE_SECONDS",
+        "KB_JOB_SWEEP_SECONDS",
+        "KB_QUERY_EMBEDDER",
+        "KB_SUGGESTION_MIN_SCORE",
+        "KB_TEXT_WEIGHT",
+        "KB_TITAN_MODEL_ID",
+        "LOGIN_FAILURE_LIMIT",
+        "LOGIN_LOCKOUT_MINUTES",
+        "LOGIN_LOCKOUT_PARAMETERS",
+        "LOG_LEVEL",
+        "META_GRAPH_API_BASE",
+        "META_GRAPH_API_VERSION",
+        "METRICS_WINDOW_SECONDS",
+        "OIDC_AGENT_GROUPS",
+        "OIDC_CLOCK_LEEWAY_SECONDS",
+        "OIDC_GROUPS_CLAIM",
+        "OIDC_JWKS_CACHE_SECONDS",
+        "OIDC_JWKS_MIN_REFRESH_SECONDS",
+        "OIDC_RP_SCOPES",
+        "OIDC_RP_SIGN_ALGO",
+        "OIDC_SUPERVISOR_GROUPS",
+        "OIDC_TIMEOUT",
+        "OUTBOX_RETENTION_DAYS",
+        "OUTGOING_WEBHOOKS_MAX_ATTEMPTS",
+        "OUTGOING_WEBHOOKS_TIMEOUT",
+        "RAW_EVENT_RETENTION_DAYS",
+        "ROUTING_ACCOUNT_PATTERNS",
+        "ROUTING_BEDROCK_BACKOFF",
+        "ROUTING_BEDROCK_MAX_ATTEMPTS",
+        "ROUTING_BEDROCK_TIMEOUT",
+        "ROUTING_DECISION_RETENTION_DAYS",
+        "ROUTING_REVIEW_THRESHOLD",
+        "ROUTING_SWEEP_AFTER_SECONDS",
+        "ROUTING_SWEEP_BATCH",
+        "ROUTING_SWEEP_LOOKBACK_SECONDS",
+        "ROUTING_SWEEP_SECONDS",
+        "ROUTING_VIP_BILLING_TEAM",
+        "SALESFORCE_API_VERSION",
+        "SALESFORCE_EXTERNAL_ID_FIELD",
+        "SALESFORCE_MAX_ATTEMPTS",
+        "SALESFORCE_TIMEOUT",
+        "SALESFORCE_TOKEN_TTL",
+        "SENDGRID_API_BASE",
+        "SENTIMENT_LANGUAGE",
+        "SLA_CHECK_BATCH_SIZE",
+        "SLA_POLICY_CACHE_SECONDS",
+        "SLA_WARNING_MINUTES",
+        "SNS_MAX_AGE_SECONDS",
+        "TICKETING_SYNC_MAX_RETRIES",
+        "TICKETING_SYNC_RETRY_DELAY_BASE",
+        "TICKETING_SYSTEM_TIMEOUT",
+        "TIME_ZONE",
+        "WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE",
+        "WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE",
+        "WEBCHAT_SESSION_TTL_SECONDS",
+        "WEBCHAT_VERIFY_CODES_PER_HOUR",
+        "WEBCHAT_VERIFY_CODE_TTL_SECONDS",
+        "WEBCHAT_VERIFY_MAX_ATTEMPTS",
+        "WEBCHAT_VERIFY_REQUESTS_PER_IP_PER_HOUR",
+        "WEBCHAT_WS_MESSAGES_PER_MINUTE",
+        "WEBHOOK_FAST_PATH_THREADS",
+        "WHATSAPP_WINDOW_HOURS",
+        "WORKBENCH_WS_ACCESS_RECHECK_SECONDS",
+        "WSGI_THREADS",
+        "X_API_BASE",
+        "X_TOKEN_REFRESH_MARGIN_SECONDS",
+    },
+}
+
+# The image sets these for its own layout; on Elastic Beanstalk the defaults serve (beat's
+# schedule file in /tmp, DATA_DIR unused with S3 media and SMTP mail).
+ELASTIC_BEANSTALK_DEFAULTED = {"CELERYBEAT_SCHEDULE", "DATA_DIR"}
+
+# Stack parameters an operator sets for capacity (docs/deploy.md "Database connections"):
+# parameter -> (setting, the task definitions that get it). Empty: not set at all.
+TUNING_PARAMETERS: dict[str, tuple[str, set[str]]] = {
+    "DbPoolMax": ("DB_POOL_MAX", set()),  # every task: each opens the database
+    "WebConcurrency": ("WEB_CONCURRENCY", {"WebTaskDefinition"}),
+    "RealtimeConcurrency": ("REALTIME_CONCURRENCY", {"RealtimeTaskDefinition"}),
+    "CeleryConcurrency": ("CELERY_CONCURRENCY", {"WorkerTaskDefinition"}),
+}
+# Every optional parameter given, as an operator could deploy the stack.
+_EVERY_PARAMETER: dict[str, Any] = {
+    **{p: "feature" for p in FEATURE_SWITCHES},
+    **{p: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:s" for p in SECRET_SWITCHES},
+    "EventBusArn": BUS,
+    "SmtpPasswordSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:smtp",
+    **{p: "5" for p in TUNING_PARAMETERS},
+}
+
+
+def _template_sets() -> set[str]:
+    names: set[str] = set()
+    for task in resources("AWS::ECS::TaskDefinition"):
+        names |= set(_deployed_environment(task, _EVERY_PARAMETER))
+        names |= set(_deployed_secrets(task, _EVERY_PARAMETER))
+    return names
+
+
+def _image_sets() -> set[str]:
+    runtime = dockerfile_instructions()
+    stages = [i for i, (keyword, _) in enumerate(runtime) if keyword == "FROM"]
+    env = " ".join(rest for keyword, rest in runtime[stages[-1] :] if keyword == "ENV")
+    return set(re.findall(r"\b([A-Z][A-Z0-9_]*)=", env))
+
+
+def _elastic_beanstalk_sets() -> set[str]:
+    """What the Elastic Beanstalk configuration sets, and what it tells the operator to
+    set (the comment after "Set in the console"; ``OIDC_*`` stands for every OIDC_ name
+    the template gives web)."""
+    config = (ROOT / "deploy/elasticbeanstalk/.ebextensions/01-support-desk.config").read_text()
+    options = yaml.safe_load(config)["option_settings"]
+    names = set(options["aws:elasticbeanstalk:application:environment"])
+    documented = config.split("Set in the console", 1)[1]
+    documented = "\n".join(line for line in documented.splitlines() if line.strip().startswith("#"))
+    names |= set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b(?!\*)", documented))
+    if "OIDC_*" in documented:
+        names |= {n for n in _template_sets() if n.startswith("OIDC_")}
+    return names
+
+
+def test_every_variable_read_is_deployed_or_defaulted() -> None:
+    """Each variable the application reads is set by the stack (its task definitions, or
+    the image), and set or documented by the Elastic Beanstalk configuration, or is
+    listed above as deliberately left at its default (DB_POOL_MAX once had no parameter:
+    the only way to size the pools was a task-definition edit the next update undid)."""
+    read = _variables_read()
+    assert {"DB_POOL_MAX", "ENVIRONMENT", "MINILM_CACHE_DIR", "WEB_CONCURRENCY"} <= read
+    defaulted = set().union(*DEFAULTED_IN_DEPLOYMENT.values())
+    ecs = _template_sets() | _image_sets()
+    eb = _elastic_beanstalk_sets()
+    assert sorted(read - ecs - defaulted) == [], "neither set by the stack nor defaulted"
+    eb_defaulted = defaulted | ELASTIC_BEANSTALK_DEFAULTED
+    assert sorted(read - eb - eb_defaulted) == [], "not set or documented for Elastic Beanstalk"
+    # The list holds no stale entry: nothing the code no longer reads, nothing deployed.
+    assert sorted(defaulted - read) == []
+    assert sorted(defaulted & ecs) == []
+
+
+def test_deploy_sets_only_variables_the_application_reads() -> None:
+    """A misspelt or retired name in a deployment file would be silently ignored."""
+    read = _variables_read()
+    # Read by Python, Django or the libraries themselves, not through support.env.
+    outside = {"DJANGO_SETTINGS_MODULE", "MALLOC_ARENA_MAX", "PYTHONDONTWRITEBYTECODE"}
+    outside |= {"PYTHONUNBUFFERED", "PATH", "DATA_DIR"} - read
+    for source, names in (
+        ("template", _template_sets()),
+        ("image", _image_sets()),
+        ("elastic beanstalk", _elastic_beanstalk_sets()),
+    ):
+        assert sorted(names - read - outside) == [], source
+    for path in (ROOT / "deploy" / "ecs").glob("*.json"):
+        (container,) = json.loads(path.read_text())["containerDefinitions"]
+        names = {e["name"] for e in container["environment"]}
+        names |= {s["name"] for s in container["secrets"]}
+        assert sorted(names - read) == [], path.name
+
+
+@pytest.mark.parametrize("parameter", sorted(TUNING_PARAMETERS))
+def test_a_tuning_parameter_reaches_its_tasks_only_when_given(parameter: str) -> None:
+    setting, tasks = TUNING_PARAMETERS[parameter]
+    assert template()["Parameters"][parameter]["Default"] == ""
+    pattern = template()["Parameters"][parameter]["AllowedPattern"]
+    # CloudFormation refuses what the application would refuse at start-up (env.get_int).
+    for value, accepted in (("", True), ("5", True), ("0", False), ("five", False)):
+        assert bool(re.fullmatch(pattern, value)) is accepted, value
+    every = set(resources("AWS::ECS::TaskDefinition"))
+    for task in every:
+        assert setting not in _deployed_environment(task, {}), task
+        deployed = _deployed_environment(task, {parameter: "7"})
+        if task in (tasks or every):
+            assert deployed[setting] == "7", task
+        else:
+            assert setting not in deployed, task
+
+
+# --- IAM: each task role grants exactly what the code running under it calls ---------------
+
+FILES = "${FilesBucket.Arn}"
+KNOWLEDGE = "${KnowledgeBucket.Arn}"
+RECORDINGS = "${RecordingsBucket.Arn}"
+CALLS_OUTPUT = "${CallsOutputBucket.Arn}"
+OWN_QUEUE = "<the reader's own queue>"
+MODELS = (
+    "arn:${AWS::Partition}:bedrock:*::foundation-model/*",
+    "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/*",
+)
+KNOWLEDGE_BASES = "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:knowledge-base/*"
+DATA_AUTOMATION = (
+    "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:data-automation-project/*",
+    "arn:${AWS::Partition}:bedrock:*:${AWS::AccountId}:data-automation-profile/*",
+    "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:data-automation-invocation/*",
+)
+INTERACTIONS = (
+    "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}"
+    ":table/${EnvironmentName}-interactions"
+)
+# The processes of the stack; "one-off" is a command run on the worker's task definition
+# (customer_erase, kb_resync, kb_reembed: docs/deploy.md "IAM: one role per service").
+WORKER_PROCESSES = {"worker", "one-off"}
+
+# Every AWS call in the code: (file, boto3 service, operation) -> the processes that make
+# it in a deployment (empty: no deployed path reaches it) and the permissions it needs as
+# (action, resource). test_every_aws_call_in_the_code_is_in_the_table finds the calls
+# (a new one fails until it is listed here); test_each_task_role_grants_what_its_process_
+# calls_and_nothing_else compares the template's roles with this table both ways.
+Grant = tuple[str, str]
+AWS_CALLS: dict[tuple[str, str, str], tuple[set[str], set[Grant]]] = {
+    # Knowledge base: syncs and object events are ingested by the worker (kb-sqs only
+    # records events); searches and reply drafts run in web; uploads are parsed in web.
+    ("knowledge/readers.py", "s3", "get_object"): (
+        WORKER_PROCESSES,
+        {("s3:GetObject", f"{KNOWLEDGE}/*")},
+    ),
+    ("knowledge/readers.py", "s3", "list_objects_v2"): (
+        WORKER_PROCESSES,
+        {("s3:ListBucket", KNOWLEDGE)},
+    ),
+    # Titan embeddings: queries and uploads in web, ingestion in the worker.
+    ("knowledge/embeddings.py", "bedrock-runtime", "invoke_model"): (
+        {"web", *WORKER_PROCESSES},
+        {("bedrock:InvokeModel", model) for model in MODELS},
+    ),
+    ("knowledge/backends/bedrock.py", "bedrock-agent-runtime", "retrieve"): (
+        {"web"},
+        {("bedrock:Retrieve", KNOWLEDGE_BASES)},
+    ),
+    ("knowledge/backends/bedrock.py", "bedrock-agent", "start_ingestion_job"): (
+        WORKER_PROCESSES,
+        {("bedrock:StartIngestionJob", KNOWLEDGE_BASES)},
+    ),
+    # BedrockKnowledgeBackend.job_status: nothing calls it.
+    ("knowledge/backends/bedrock.py", "bedrock-agent", "get_ingestion_job"): (set(), set()),
+    # Readers: receive and delete on their own queue (support.aws.sqs_receive_each).
+    ("support/aws.py", "sqs", "receive_message"): (
+        set(processes.READERS),
+        {("sqs:ReceiveMessage", OWN_QUEUE)},
+    ),
+    ("support/aws.py", "sqs", "delete_message"): (
+        set(processes.READERS),
+        {("sqs:DeleteMessage", OWN_QUEUE)},
+    ),
+    # Only for a queue given by name; the processes are given its URL.
+    ("calls/management/commands/calls_poll_sqs.py", "sqs", "get_queue_url"): (set(), set()),
+    # Call analytics, all in the worker (the readers record events and enqueue). Transcribe
+    # and Data Automation read the recording and write the result with the caller's
+    # permissions.
+    ("calls/transcription.py", "s3", "get_object"): (
+        WORKER_PROCESSES,
+        {("s3:GetObject", f"{RECORDINGS}/*"), ("s3:GetObject", f"{CALLS_OUTPUT}/*")},
+    ),
+    ("calls/transcription.py", "transcribe", "start_transcription_job"): (
+        WORKER_PROCESSES,
+        {
+            ("transcribe:StartTranscriptionJob", "*"),
+            ("s3:GetObject", f"{RECORDINGS}/*"),
+            ("s3:PutObject", f"{CALLS_OUTPUT}/*"),
+        },
+    ),
+    ("calls/transcription.py", "transcribe", "get_transcription_job"): (
+        WORKER_PROCESSES,
+        {("transcribe:GetTranscriptionJob", "*")},
+    ),
+    ("calls/transcription.py", "bedrock-data-automation-runtime", "invoke_data_automation_async"): (
+        WORKER_PROCESSES,
+        {
+            *{("bedrock:InvokeDataAutomationAsync", arn) for arn in DATA_AUTOMATION},
+            ("s3:GetObject", f"{RECORDINGS}/*"),
+            ("s3:PutObject", f"{CALLS_OUTPUT}/*"),
+        },
+    ),
+    ("calls/transcription.py", "bedrock-data-automation-runtime", "get_data_automation_status"): (
+        WORKER_PROCESSES,
+        {("bedrock:GetDataAutomationStatus", arn) for arn in DATA_AUTOMATION},
+    ),
+    # Deliveries (support.delivery) on the default queue: the worker.
+    ("calls/services/agents.py", "sns", "publish"): (
+        WORKER_PROCESSES,
+        {("sns:Publish", "${CallAlertsTopic}")},
+    ),
+    ("alerts/adapters/sns.py", "sns", "publish"): (
+        WORKER_PROCESSES,
+        {("sns:Publish", "${AlertSnsTopicArns}")},
+    ),
+    ("events_out/adapters/eventbridge.py", "events", "put_events"): (
+        WORKER_PROCESSES,
+        {("events:PutEvents", "${EventBusArn}")},
+    ),
+    ("support/cloudwatch.py", "cloudwatch", "put_metric_data"): (
+        WORKER_PROCESSES,
+        {("cloudwatch:PutMetricData", "*")},
+    ),
+    # Interactions and sentiment: worker tasks write them (CSAT comments included); web
+    # reads the customer context and erases (the admin action), as customer_erase does.
+    ("tickets/context/sentiment.py", "comprehend", "detect_sentiment"): (
+        WORKER_PROCESSES,
+        {("comprehend:DetectSentiment", "*")},
+    ),
+    ("tickets/context/interactions.py", "dynamodb", "put_item"): (
+        WORKER_PROCESSES,
+        {("dynamodb:PutItem", INTERACTIONS)},
+    ),
+    ("tickets/context/interactions.py", "dynamodb", "query"): (
+        {"web", *WORKER_PROCESSES},
+        {("dynamodb:Query", INTERACTIONS)},
+    ),
+    ("tickets/context/interactions.py", "dynamodb", "update_item"): (
+        {"web", *WORKER_PROCESSES},
+        {("dynamodb:UpdateItem", INTERACTIONS)},
+    ),
+    # table_create: local development and tests (the stack creates the table).
+    ("tickets/context/interactions.py", "dynamodb", "create_table"): (set(), set()),
+    ("tickets/context/interactions.py", "dynamodb", "update_time_to_live"): (set(), set()),
+    # Libraries that build their own clients (not found by the scan; each file is checked
+    # to still use them). django-storages: attachments. web: uploads, downloads, the
+    # admin's erasure; realtime: media received in webhooks, attachments of replies;
+    # worker: media downloads, erasure, the local calls backend's results
+    # (ListBucket: a missing key answers 404 instead of 403).
+    ("support/storage.py", "s3", "django-storages"): (
+        {"web", *WORKER_PROCESSES},
+        {
+            ("s3:GetObject", f"{FILES}/*"),
+            ("s3:PutObject", f"{FILES}/*"),
+            ("s3:DeleteObject", f"{FILES}/*"),
+            ("s3:ListBucket", FILES),
+        },
+    ),
+    ("support/storage.py", "s3", "django-storages (realtime)"): (
+        {"realtime"},
+        {("s3:GetObject", f"{FILES}/*"), ("s3:PutObject", f"{FILES}/*")},
+    ),
+    # Strands' BedrockModel with streaming off: Converse, which is bedrock:InvokeModel.
+    # Routing, summaries and call analysis in the worker; reply drafts in web.
+    ("routing/providers/models.py", "bedrock-runtime", "strands BedrockModel"): (
+        {"web", *WORKER_PROCESSES},
+        {("bedrock:InvokeModel", model) for model in MODELS},
+    ),
+}
+LIBRARY_CALLS = {
+    "support/storage.py": "from storages.backends.s3 import S3Storage",
+    "routing/providers/models.py": "streaming=False",
+}
+
+
+def _aws_call_sites() -> set[tuple[str, str, str]]:
+    """(file, service, operation) for each boto3 operation a file names on a client it
+    builds with ``aws_client("<service>")`` (or the knowledge backend's ``_client``).
+    support/aws.py's SQS helpers use the client their callers (the readers) build."""
+    import botocore.session
+    from botocore import xform_name
+
+    session = botocore.session.get_session()
+    skip = {".venv", "tests", "bench", "node_modules", "migrations"}
+    found: set[tuple[str, str, str]] = set()
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if set(rel.parts[:-1]) & skip or rel.name.startswith("test_") or rel.name == "conftest.py":
+            continue
+        text = path.read_text()
+        services = set(re.findall(r'_client\(\s*"([a-z0-9-]+)"', text))
+        if rel.as_posix() == "support/aws.py":
+            services.add("sqs")
+        for service in services:
+            for name in session.get_service_model(service).operation_names:
+                operation = xform_name(name)
+                if re.search(rf'\.{operation}\b|\(\s*"{operation}"', text):
+                    found.add((rel.as_posix(), service, operation))
+    return found
+
+
+def test_every_aws_call_in_the_code_is_in_the_table() -> None:
+    scanned = _aws_call_sites()
+    listed = {key for key in AWS_CALLS if key[0] not in LIBRARY_CALLS}
+    assert sorted(scanned - listed) == [], "an AWS call no role was checked for"
+    assert sorted(listed - scanned) == [], "the table lists a call the code no longer makes"
+    for path, marker in LIBRARY_CALLS.items():
+        assert marker in (ROOT / path).read_text(), path
+
+
+def _resource_name(value: Any, given: dict[str, Any]) -> str:
+    """A rendered resource as the table names it (``${X.Arn}``, ``${X}``, a Sub's text,
+    ``${Parameter}`` for a parameter's given value)."""
+    if isinstance(value, str):
+        for parameter, sample in given.items():
+            if value == sample or (isinstance(sample, list) and value in sample):
+                return f"${{{parameter}}}"
+        return value
+    ((key, arg),) = value.items()
+    if key == "Fn::Sub":
+        return str(arg)
+    if key == "Fn::GetAtt":
+        return f"${{{arg[0]}.{arg[1]}}}"
+    if key == "Ref":
+        return f"${{{arg}}}"
+    raise AssertionError(value)
+
+
+def _role_grants(role: str, given: dict[str, Any]) -> set[Grant]:
+    granted: set[Grant] = set()
+    for policy in _render(prop(role).get("Policies", []), given):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"]
+            targets = statement["Resource"]
+            for action in [actions] if isinstance(actions, str) else actions:
+                for target in targets if isinstance(targets, list) else [targets]:
+                    granted.add((action, _resource_name(target, given)))
+    return granted
+
+
+READER_QUEUES = {
+    "kb-sqs": "KnowledgeEventsQueue",
+    "calls-sqs": "CallNotificationsQueue",
+    "bda-results": "BdaResultsQueue",
+}
+
+
+def test_each_task_role_grants_what_its_process_calls_and_nothing_else() -> None:
+    """Least privilege, both ways: a role missing a permission its process's calls need
+    fails here, and so does a permission no call of its process uses (web once could read
+    the knowledge, recordings and results buckets, call Comprehend and write interactions,
+    the readers read S3 and looked up queue URLs; none of them does)."""
+    given = {
+        "AlertSnsTopicArns": ["arn:aws:sns:eu-west-1:123456789012:pager"],
+        "EventBusArn": BUS,
+        "PublishMetricsToCloudWatch": "true",
+    }
+    role_of: dict[str, str] = {}
+    for task in resources("AWS::ECS::TaskDefinition").values():
+        (container,) = task["Properties"]["ContainerDefinitions"]
+        (name,) = container["Command"]
+        (role_of[name],) = _refs(task["Properties"]["TaskRoleArn"])
+    role_of["one-off"] = role_of["worker"]
+    assert set(role_of) == {*processes.service_names(), "migrate", "one-off"}
+    for role in set(role_of.values()):
+        needed: set[Grant] = set()
+        for process in [p for p, r in role_of.items() if r == role]:
+            for users, grants in AWS_CALLS.values():
+                if process in users:
+                    own = f"${{{READER_QUEUES.get(process, '?')}.Arn}}"
+                    needed |= {(a, own if r == OWN_QUEUE else r) for a, r in grants}
+        granted = _role_grants(role, given)
+        assert sorted(needed - granted) == [], (role, "missing")
+        assert sorted(granted - needed) == [], (role, "granted without a use")
+    # Beat and migrate make no AWS call at all.
+    assert _role_grants(role_of["beat"], given) == set()
+    assert _role_grants(role_of["migrate"], given) == set()
+
+
+# --- What a first deployment probes, listens on and alarms on --------------------------------
+
+
+def test_every_health_check_probes_a_real_path_on_the_port_the_web_server_listens_on() -> None:
+    """The load balancer (ECS and Elastic Beanstalk), the ECS container check and the
+    image's HEALTHCHECK each name a path the application serves as a probe (answered
+    whatever the Host header, before the HTTPS redirect), on the port uvicorn binds."""
+    from django.urls import resolve
+
+    from support.health import PROBES, health_live, health_ready
+
+    config = (ROOT / "deploy/elasticbeanstalk/.ebextensions/01-support-desk.config").read_text()
+    options = yaml.safe_load(config)["option_settings"]
+    web = prop("WebTaskDefinition")["ContainerDefinitions"][0]
+    (probe_url,) = re.findall(
+        r"http://127\.0\.0\.1:(\d+)(/[\w/]+)", " ".join(web["HealthCheck"]["Command"])
+    )
+    json_web = json.loads((ROOT / "deploy/ecs/web.json").read_text())["containerDefinitions"][0]
+    (json_probe,) = re.findall(
+        r"http://127\.0\.0\.1:(\d+)(/[\w/]+)", " ".join(json_web["healthCheck"]["command"])
+    )
+    probes = {
+        "target group": (prop("TargetGroup")["HealthCheckPath"], health_ready),
+        "elastic beanstalk": (
+            options["aws:elasticbeanstalk:environment:process:default"]["HealthCheckPath"],
+            health_ready,
+        ),
+        "ecs container": (probe_url[1], health_live),
+        "ecs/web.json": (json_probe[1], health_live),
+    }
+    for where, (path, view) in probes.items():
+        assert PROBES.get(path) is view, where
+        assert resolve(path).func is view, where
+    # One port everywhere: the image's PORT, uvicorn's --port, the container, the target
+    # group, the security group and the ECS probe.
+    port = int(
+        dict(
+            re.findall(
+                r"\b([A-Z_]+)=(\S+)",
+                " ".join(rest for keyword, rest in dockerfile_instructions() if keyword == "ENV"),
+            )
+        )["PORT"]
+    )
+    command = processes.container_command("web", {"PORT": str(port)})
+    assert command[command.index("--port") + 1] == str(port)
+    assert web["PortMappings"] == [{"ContainerPort": port, "Protocol": "tcp"}]
+    assert json_web["portMappings"] == [{"containerPort": port, "protocol": "tcp"}]
+    assert prop("TargetGroup")["Port"] == port
+    assert int(probe_url[0]) == int(json_probe[0]) == port
+    (ingress,) = prop("AppSecurityGroup")["SecurityGroupIngress"]
+    assert ingress["FromPort"] == ingress["ToPort"] == port
+    services = resources("AWS::ECS::Service")
+    (balanced,) = [s for s in services.values() if "LoadBalancers" in s["Properties"]]
+    assert balanced["Properties"]["LoadBalancers"][0]["ContainerPort"] == port
+    # Elastic Beanstalk's nginx forwards to PORT.
+    assert options["aws:elasticbeanstalk:application:environment"]["PORT"] == str(port)
+
+
+# AWS's metrics each alarm may name (CloudWatch's documented metrics of the namespace); the
+# application's own, under SupportDesk/<name>, are what support/cloudwatch.py publishes.
+AWS_METRICS = {
+    "AWS/ApplicationELB": {"UnHealthyHostCount", "HTTPCode_Target_5XX_Count"},
+    "AWS/SQS": {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
+    "AWS/RDS": {"CPUUtilization", "FreeStorageSpace", "DatabaseConnections"},
+}
+
+
+def test_alarms_name_metrics_that_exist() -> None:
+    from support.cloudwatch import SEED_004
+
+    for logical, alarm in resources("AWS::CloudWatch::Alarm").items():
+        properties = alarm["Properties"]
+        namespace, metric = properties["Namespace"], properties["MetricName"]
+        if namespace == {"Fn::Sub": "SupportDesk/${EnvironmentName}"}:
+            assert metric in SEED_004, logical
+            continue
+        assert metric in AWS_METRICS.get(namespace, set()), (logical, namespace, metric)
+        # Each dimension names a resource of this stack.
+        for dimension in properties["Dimensions"]:
+            assert _refs(dimension["Value"]) <= set(template()["Resources"]), logical
+
+
+def test_the_execution_role_reads_exactly_the_secrets_the_tasks_are_given() -> None:
+    """A secret the execution role may not read stops the task at start (ECS cannot
+    inject it); one it may read that no task is given is a permission without a use."""
+    given = {**_EVERY_PARAMETER, "ChannelsSecretsKeySecretArn": "arn:aws:secretsmanager:x"}
+    (policy,) = _render(prop("ExecutionRole")["Policies"], given)
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    readable = {_resource_name(r, {}) for r in statement["Resource"]}
+    used = {
+        # "${DbCredentials}:username::" is a key of the DbCredentials secret.
+        re.sub(r"^(\$\{\w+\}):.*$", r"\1", _resource_name(source, {}))
+        for task in resources("AWS::ECS::TaskDefinition")
+        for source in _deployed_secrets(task, given).values()
+    }
+    assert "${DbCredentials}" in used
+    assert sorted(used - readable) == [], "given to a task, not readable"
+    assert sorted(readable - used) == [], "readable, given to no task"
