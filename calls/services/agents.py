@@ -123,16 +123,18 @@ def alerts_evaluate(
             candidates = [s for s in spans if s.state == state]
         else:
             query = AgentStateSpan.objects.filter(
-                state=state, ended_at__isnull=True, started_at__lte=now - limit
+                state=state, ended_at__isnull=True, started_at__lt=now - limit
             )
             if agent_arn:
                 query = query.filter(agent_arn=agent_arn)
             candidates = list(query)
         for span in candidates:
-            seconds = span.duration_seconds(now)
-            if seconds < limit.total_seconds():
+            # Seed 002: an alert when the threshold is *exceeded* (the rule reads "longer
+            # than N minutes"): exactly N minutes is not, N minutes and a moment is.
+            # Compared exactly, not in the whole seconds duration_seconds() rounds to.
+            if (span.ended_at or now) - span.started_at <= limit:
                 continue
-            alert = alert_raise(rule=rule, span=span, seconds=seconds)
+            alert = alert_raise(rule=rule, span=span, seconds=span.duration_seconds(now))
             if alert is not None:
                 raised.append(alert)
     return raised

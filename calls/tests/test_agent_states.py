@@ -134,3 +134,39 @@ def test_alert_to_sns(settings, acw_rule, django_capture_on_commit_callbacks):
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert len(messages) == 1
     assert "jdoe has been in AfterContactWork for 9 min" in messages[0]["Body"]
+
+
+def test_a_state_exactly_as_long_as_the_limit_has_not_exceeded_it(acw_rule):
+    """Seed 002: "alert sent if threshold exceeded"; the rule is "state lasts *longer
+    than* N minutes". Before: 5:00 of after-contact work raised the 5-minute alert, on
+    a closed span at intake and on an open one in the sweep."""
+    # A closed span of exactly 5:00, then one of 5:01.
+    services.agent_event_apply(record=event("e1", "ENDED", T0))
+    services.agent_event_apply(record=event("e2", None, T0 + timedelta(minutes=5)))
+    assert not Alert.objects.exists()
+    services.agent_event_apply(record=event("e3", "ENDED", T0 + timedelta(minutes=10)))
+    services.agent_event_apply(record=event("e4", None, T0 + timedelta(minutes=15, seconds=1)))
+    assert [a.message for a in Alert.objects.all()] == [
+        "jdoe has been in AfterContactWork for 5 min (limit 5)."
+    ]
+    # The sweep over an open span: not at 5:00, at 5:00.5.
+    services.agent_event_apply(record=event("e5", "ENDED", T0 + timedelta(minutes=20)))
+    assert services.alerts_evaluate(now=T0 + timedelta(minutes=25)) == []
+    late = T0 + timedelta(minutes=25, milliseconds=500)
+    assert [a.span.state for a in services.alerts_evaluate(now=late)] == ["AfterContactWork"]
+
+
+def test_offline_exactly_as_long_as_the_limit_raises_nothing(db):
+    AlertRule.objects.create(
+        name="Offline in shift",
+        kind=AlertKind.OFFLINE_DURING_SHIFT,
+        threshold_minutes=10,
+        shift_start=time(9, 0),
+        shift_end=time(17, 0),
+    )
+    logout = event("e1", None, datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
+    logout["EventType"] = "LOGOUT"
+    services.agent_event_apply(record=logout)
+    assert services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 10, tzinfo=UTC)) == []
+    raised = services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 10, 1, tzinfo=UTC))
+    assert [a.message for a in raised] == ["jdoe has been offline during their shift for 10 min."]
