@@ -11,7 +11,9 @@ from moto import mock_aws
 from calls import services
 from calls.models import AgentStateEvent, AgentStateSpan, Alert, AlertKind, AlertRule
 from calls.tests.conftest import load
+from support.events import ALL_EVENTS_GROUP
 from support.models import OutboxEvent
+from support.sinks import groups_for
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 20, 10, 8, 40, tzinfo=UTC)
@@ -170,3 +172,34 @@ def test_offline_exactly_as_long_as_the_limit_raises_nothing(db):
     assert services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 10, tzinfo=UTC)) == []
     raised = services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 10, 1, tzinfo=UTC))
     assert [a.message for a in raised] == ["jdoe has been offline during their shift for 10 min."]
+
+
+def test_each_state_change_is_one_live_event_for_the_board(acw_rule):
+    """Seed 002's agent monitoring: "state duration calculated … state saved …
+    WebSocket API pushes update to frontend": every change of state is one
+    ``call.agent_state`` event on the ``events`` group (the board's socket), with the
+    state left and how long it lasted; a heartbeat in the same state adds none."""
+    arn = load("agent_state_acw.json")["AgentARN"]
+    services.agent_event_apply(record=event("e1", "CONNECTED", T0 - timedelta(minutes=4)))
+    services.agent_event_apply(record=event("e2", "ENDED", T0))
+    heartbeat = event("e3", "ENDED", T0, at=T0 + timedelta(minutes=1))
+    heartbeat["EventType"] = "HEART_BEAT"
+    services.agent_event_apply(record=heartbeat)
+    services.agent_event_apply(record=event("e4", None, T0 + timedelta(minutes=2)))
+    events = list(OutboxEvent.objects.filter(event_type="call.agent_state").order_by("id"))
+    assert [e.payload for e in events] == [
+        {
+            "username": "jdoe",
+            "agent_arn": arn,
+            "state": state,
+            "since": since.isoformat(),
+            "previous_state": previous,
+            "previous_seconds": seconds,
+        }
+        for state, since, previous, seconds in [
+            ("OnContact", T0 - timedelta(minutes=4), "", None),
+            ("AfterContactWork", T0, "OnContact", 240),
+            ("Available", T0 + timedelta(minutes=2), "AfterContactWork", 120),
+        ]
+    ]
+    assert {tuple(groups_for(e)) for e in events} == {(ALL_EVENTS_GROUP,)}
