@@ -52,6 +52,15 @@ class CallEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "external_id"], name="callevent_unique_ext")
         ]
+        indexes = [
+            # The dead letters (calls.metrics, support_call_events_failed): a few rows
+            # among every record of the retention period.
+            models.Index(
+                fields=["id"],
+                name="callevent_failed_idx",
+                condition=models.Q(status="failed"),
+            )
+        ]
         ordering = ["-id"]
 
     def __str__(self) -> str:

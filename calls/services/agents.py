@@ -102,6 +102,24 @@ def _in_shift(rule: AlertRule, now: datetime) -> bool:
     return local >= rule.shift_start or local < rule.shift_end
 
 
+def _shift_started_at(rule: AlertRule, moment: datetime) -> datetime | None:
+    """When the shift that ``moment`` falls in began: the latest ``shift_start`` (local
+    time) at or before it, the evening before for a shift past midnight. None for rules
+    without a shift."""
+    if rule.kind != AlertKind.OFFLINE_DURING_SHIFT or rule.shift_start is None:
+        return None
+    local = timezone.localtime(moment)
+    started = local.replace(
+        hour=rule.shift_start.hour,
+        minute=rule.shift_start.minute,
+        second=rule.shift_start.second,
+        microsecond=0,
+    )
+    if started > local:
+        started -= timedelta(days=1)
+    return started
+
+
 def alerts_evaluate(
     *,
     now: datetime | None = None,
@@ -123,15 +141,24 @@ def alerts_evaluate(
             candidates = [s for s in spans if s.state == state]
         else:
             query = AgentStateSpan.objects.filter(
-                state=state, ended_at__isnull=True, started_at__lte=now - limit
+                state=state, ended_at__isnull=True, started_at__lt=now - limit
             )
             if agent_arn:
                 query = query.filter(agent_arn=agent_arn)
             candidates = list(query)
         for span in candidates:
-            seconds = span.duration_seconds(now)
-            if seconds < limit.total_seconds():
+            end = span.ended_at or now
+            start = span.started_at
+            shift_started = _shift_started_at(rule, end)
+            if shift_started is not None:
+                # Offline *during the shift*: time offline before it began does not count.
+                start = max(start, shift_started)
+            # Seed 002: an alert when the threshold is *exceeded* (the rule reads "longer
+            # than N minutes"): exactly N minutes is not, N minutes and a moment is.
+            # Compared exactly, not in the whole seconds duration_seconds() rounds to.
+            if end - start <= limit:
                 continue
+            seconds = max(0, int((end - start).total_seconds()))
             alert = alert_raise(rule=rule, span=span, seconds=seconds)
             if alert is not None:
                 raised.append(alert)

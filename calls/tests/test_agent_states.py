@@ -11,7 +11,9 @@ from moto import mock_aws
 from calls import services
 from calls.models import AgentStateEvent, AgentStateSpan, Alert, AlertKind, AlertRule
 from calls.tests.conftest import load
+from support.events import ALL_EVENTS_GROUP
 from support.models import OutboxEvent
+from support.sinks import groups_for
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 20, 10, 8, 40, tzinfo=UTC)
@@ -134,3 +136,127 @@ def test_alert_to_sns(settings, acw_rule, django_capture_on_commit_callbacks):
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert len(messages) == 1
     assert "jdoe has been in AfterContactWork for 9 min" in messages[0]["Body"]
+
+
+def test_a_state_exactly_as_long_as_the_limit_has_not_exceeded_it(acw_rule):
+    """Seed 002: "alert sent if threshold exceeded"; the rule is "state lasts *longer
+    than* N minutes". Before: 5:00 of after-contact work raised the 5-minute alert, on
+    a closed span at intake and on an open one in the sweep."""
+    # A closed span of exactly 5:00, then one of 5:01.
+    services.agent_event_apply(record=event("e1", "ENDED", T0))
+    services.agent_event_apply(record=event("e2", None, T0 + timedelta(minutes=5)))
+    assert not Alert.objects.exists()
+    services.agent_event_apply(record=event("e3", "ENDED", T0 + timedelta(minutes=10)))
+    services.agent_event_apply(record=event("e4", None, T0 + timedelta(minutes=15, seconds=1)))
+    assert [a.message for a in Alert.objects.all()] == [
+        "jdoe has been in AfterContactWork for 5 min (limit 5)."
+    ]
+    # The sweep over an open span: not at 5:00, at 5:00.5.
+    services.agent_event_apply(record=event("e5", "ENDED", T0 + timedelta(minutes=20)))
+    assert services.alerts_evaluate(now=T0 + timedelta(minutes=25)) == []
+    late = T0 + timedelta(minutes=25, milliseconds=500)
+    assert [a.span.state for a in services.alerts_evaluate(now=late)] == ["AfterContactWork"]
+
+
+def test_offline_exactly_as_long_as_the_limit_raises_nothing(db):
+    AlertRule.objects.create(
+        name="Offline in shift",
+        kind=AlertKind.OFFLINE_DURING_SHIFT,
+        threshold_minutes=10,
+        shift_start=time(9, 0),
+        shift_end=time(17, 0),
+    )
+    logout = event("e1", None, datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
+    logout["EventType"] = "LOGOUT"
+    services.agent_event_apply(record=logout)
+    assert services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 10, tzinfo=UTC)) == []
+    raised = services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 10, 1, tzinfo=UTC))
+    assert [a.message for a in raised] == ["jdoe has been offline during their shift for 10 min."]
+
+
+def test_each_state_change_is_one_live_event_for_the_board(acw_rule):
+    """Seed 002's agent monitoring: "state duration calculated … state saved …
+    WebSocket API pushes update to frontend": every change of state is one
+    ``call.agent_state`` event on the ``events`` group (the board's socket), with the
+    state left and how long it lasted; a heartbeat in the same state adds none."""
+    arn = load("agent_state_acw.json")["AgentARN"]
+    services.agent_event_apply(record=event("e1", "CONNECTED", T0 - timedelta(minutes=4)))
+    services.agent_event_apply(record=event("e2", "ENDED", T0))
+    heartbeat = event("e3", "ENDED", T0, at=T0 + timedelta(minutes=1))
+    heartbeat["EventType"] = "HEART_BEAT"
+    services.agent_event_apply(record=heartbeat)
+    services.agent_event_apply(record=event("e4", None, T0 + timedelta(minutes=2)))
+    events = list(OutboxEvent.objects.filter(event_type="call.agent_state").order_by("id"))
+    assert [e.payload for e in events] == [
+        {
+            "username": "jdoe",
+            "agent_arn": arn,
+            "state": state,
+            "since": since.isoformat(),
+            "previous_state": previous,
+            "previous_seconds": seconds,
+        }
+        for state, since, previous, seconds in [
+            ("OnContact", T0 - timedelta(minutes=4), "", None),
+            ("AfterContactWork", T0, "OnContact", 240),
+            ("Available", T0 + timedelta(minutes=2), "AfterContactWork", 120),
+        ]
+    ]
+    assert {tuple(groups_for(e)) for e in events} == {(ALL_EVENTS_GROUP,)}
+
+
+def test_offline_during_shift_counts_only_the_time_inside_the_shift(db):
+    """Offline since 08:00 with the shift starting at 09:00: at 09:05 the agent has been
+    offline *during their shift* for 5 minutes, not 65. Before: the whole span counted,
+    so the 10-minute rule fired the minute the shift began ("offline during their shift
+    for 61 min"); an overnight shift counts from its start the evening before."""
+    AlertRule.objects.create(
+        name="Offline in shift",
+        kind=AlertKind.OFFLINE_DURING_SHIFT,
+        threshold_minutes=10,
+        shift_start=time(9, 0),
+        shift_end=time(17, 0),
+    )
+    logout = event("e1", None, datetime(2026, 11, 20, 8, 0, tzinfo=UTC))
+    logout["EventType"] = "LOGOUT"
+    services.agent_event_apply(record=logout)
+    assert services.alerts_evaluate(now=datetime(2026, 11, 20, 9, 5, tzinfo=UTC)) == []
+    assert services.alerts_evaluate(now=datetime(2026, 11, 20, 9, 10, tzinfo=UTC)) == []
+    raised = services.alerts_evaluate(now=datetime(2026, 11, 20, 9, 12, tzinfo=UTC))
+    assert [a.message for a in raised] == ["jdoe has been offline during their shift for 12 min."]
+
+
+def test_offline_across_midnight_counts_from_the_evening_shift_start(db):
+    AlertRule.objects.create(
+        name="Night shift",
+        kind=AlertKind.OFFLINE_DURING_SHIFT,
+        threshold_minutes=30,
+        shift_start=time(22, 0),
+        shift_end=time(6, 0),
+    )
+    logout = event("e1", None, datetime(2026, 11, 20, 18, 0, tzinfo=UTC))
+    logout["EventType"] = "LOGOUT"
+    services.agent_event_apply(record=logout)
+    assert services.alerts_evaluate(now=datetime(2026, 11, 20, 22, 20, tzinfo=UTC)) == []
+    raised = services.alerts_evaluate(now=datetime(2026, 11, 21, 0, 15, tzinfo=UTC))
+    assert [a.message for a in raised] == ["jdoe has been offline during their shift for 135 min."]
+
+
+def test_a_login_soon_after_the_shift_began_raises_nothing(db):
+    """The closed span judged at intake: offline 08:00-09:05, shift from 09:00, limit 10."""
+    AlertRule.objects.create(
+        name="Offline in shift",
+        kind=AlertKind.OFFLINE_DURING_SHIFT,
+        threshold_minutes=10,
+        shift_start=time(9, 0),
+        shift_end=time(17, 0),
+    )
+    logout = event("e1", None, datetime(2026, 11, 20, 8, 0, tzinfo=UTC))
+    logout["EventType"] = "LOGOUT"
+    services.agent_event_apply(record=logout)
+    services.agent_event_apply(record=event("e2", None, datetime(2026, 11, 20, 9, 5, tzinfo=UTC)))
+    assert [s.state for s in AgentStateSpan.objects.order_by("started_at")] == [
+        "Offline",
+        "Available",
+    ]
+    assert not Alert.objects.exists()

@@ -31,7 +31,7 @@ from channels_app.models import InboundEvent
 from channels_app.services.handoff import handoff_signature
 from channels_app.tests.conftest import TEST_SECRET, make_account
 from support.models import OutboxEvent
-from tickets.models import ChannelIdentity, Customer, Message, Ticket
+from tickets.models import ChannelIdentity, Customer, Message, Tag, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -249,3 +249,56 @@ def test_event_envelope_ids_stay_numbers(key_client: APIClient) -> None:
     envelope = OutboxEvent.objects.get(event_type="ticket.created").envelope()
     ticket = Ticket.objects.get(pk=created["id"])
     assert (envelope["ticket_id"], envelope["customer_id"]) == (ticket.pk, ticket.customer_id)
+
+
+def test_every_attribute_of_the_tickets_table_is_on_the_api_with_its_type(
+    supervisor_key_client: APIClient, customer: Customer, agent: Any
+) -> None:
+    """The Tickets Table's attributes, each read back by ``GET /api/tickets/{id}``:
+    ``created_at, updated_at, status, priority, assigned_agent_id, tags[], source {channel,
+    origin_platform_id, is_bot_handoff}, customer {internal_id, name, email,
+    channel_identity}, subject, timeline[]`` (``source`` flattened and the timeline named
+    ``messages``: docs/api.md, "Seed contracts")."""
+    ChannelIdentity.objects.create(customer=customer, channel="whatsapp", external_id="+4412")
+    ticket = Ticket.objects.create(
+        customer=customer,
+        subject="Router down",
+        channel="whatsapp",
+        origin_platform_id="wamid.1",
+        priority="high",
+        assignee=agent,
+    )
+    ticket.tags.set([Tag.objects.create(name="network")])
+    Message.objects.create(ticket=ticket, body_text="It blinks red.", channel="whatsapp")
+    body = supervisor_key_client.get(f"/api/tickets/{ticket.pk}").json()
+    ticket.refresh_from_db()
+    assert {
+        "created_at": body["created_at"],
+        "updated_at": body["updated_at"],
+        "status": body["status"],
+        "priority": body["priority"],
+        "assigned_agent_id": body["assigned_agent_id"],
+        "tags": body["tags"],
+        "channel": body["channel"],
+        "origin_platform_id": body["origin_platform_id"],
+        "is_bot_handoff": body["is_bot_handoff"],
+        "subject": body["subject"],
+    } == {
+        "created_at": ticket.created_at.isoformat().replace("+00:00", "Z"),
+        "updated_at": ticket.updated_at.isoformat().replace("+00:00", "Z"),
+        "status": "new",
+        "priority": "high",
+        "assigned_agent_id": agent.pk,
+        "tags": ["network"],
+        "channel": "whatsapp",
+        "origin_platform_id": "wamid.1",
+        "is_bot_handoff": False,
+        "subject": "Router down",
+    }
+    assert {k: body["customer"][k] for k in ("internal_id", "name", "email")} == {
+        "internal_id": str(customer.pk),
+        "name": customer.name,
+        "email": customer.email,
+    }
+    assert body["customer"]["channel_identity"] == "+4412"
+    assert [m["body_text"] for m in body["messages"]] == ["It blinks red."]
