@@ -1302,7 +1302,11 @@ def test_environment_switches_database_size_multi_az_protection_and_retention() 
     assert template()["Parameters"]["Environment"]["AllowedValues"] == ["dev", "prod"]
     settings = template()["Mappings"]["EnvironmentSettings"]
     assert settings["dev"]["DbAllocatedStorage"] == "20"  # seed 000: 20 GB single-AZ in dev
+    # seeds 001 and 003: 35 days of point-in-time recovery (RDS here, DynamoDB there)
+    assert settings["prod"]["DbBackupRetentionDays"] == 35
     assert settings["prod"]["DbBackupRetentionDays"] > settings["dev"]["DbBackupRetentionDays"]
+    recovery = prop("InteractionsTable")["PointInTimeRecoverySpecification"]
+    assert recovery == {"PointInTimeRecoveryEnabled": True, "RecoveryPeriodInDays": 35}
     assert settings["prod"]["LogRetentionDays"] > settings["dev"]["LogRetentionDays"]
     database = prop("Database")
     assert database["MultiAZ"] == {"Fn::If": ["IsProd", True, False]}
