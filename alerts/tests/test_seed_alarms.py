@@ -213,3 +213,26 @@ def test_http_5xx_rate_migration_moves_only_the_old_default(edited):
     migration.rule_source_restore(apps, None)
     rule.refresh_from_db()
     assert (rule.metric, rule.denominator, rule.aggregation) == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("edited", [False, True], ids=["default", "edited"])
+def test_call_dead_letters_migration_rewords_only_the_old_default(edited):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("alerts.migrations.0004_call_dead_letters_description")
+    # the migrated database already has the new wording
+    assert AlertRule.objects.get(name="CallDeadLetters").description == migration.NEW
+    mine = "Mine."
+    AlertRule.objects.filter(name="CallDeadLetters").update(
+        description=mine if edited else migration.OLD
+    )
+    migration.description_update(apps, None)
+    rule = AlertRule.objects.get(name="CallDeadLetters")
+    assert rule.description == (mine if edited else migration.NEW)
+    assert "24 hours" not in rule.description
+    migration.description_restore(apps, None)
+    rule.refresh_from_db()
+    assert rule.description == (mine if edited else migration.OLD)
