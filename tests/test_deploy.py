@@ -977,7 +977,10 @@ def test_cloudwatch_publishing_is_a_switch_the_worker_may_use_for_its_own_namesp
 # --- Feature switches and their permissions, rendered as CloudFormation would deploy them ---
 
 _NO_VALUE = object()
-_INTRINSICS = {"Ref", "Fn::If", "Fn::Equals", "Fn::Not", "Fn::Join", "Fn::Split", "Fn::Select"}
+_INTRINSICS = {
+    *("Ref", "Fn::If", "Fn::Equals", "Fn::Not", "Fn::Join", "Fn::Split", "Fn::Select"),
+    "Fn::FindInMap",
+}
 
 
 def _parameter(name: str, given: dict[str, Any]) -> Any:
@@ -1018,6 +1021,8 @@ def _render(value: Any, given: dict[str, Any]) -> Any:
         return args[1].split(args[0])
     if key == "Fn::Select" and isinstance(args[1], list):
         return args[1][int(args[0])]
+    if key == "Fn::FindInMap" and all(isinstance(item, str) for item in args):
+        return template()["Mappings"][args[0]][args[1]][args[2]]
     return {key: args}
 
 
@@ -1686,7 +1691,6 @@ ELASTIC_BEANSTALK_DEFAULTED = {"CELERYBEAT_SCHEDULE", "DATA_DIR"}
 # Stack parameters an operator sets for capacity (docs/deploy.md "Database connections"):
 # parameter -> (setting, the task definitions that get it). Empty: not set at all.
 TUNING_PARAMETERS: dict[str, tuple[str, set[str]]] = {
-    "DbPoolMax": ("DB_POOL_MAX", set()),  # every task: each opens the database
     "WebConcurrency": ("WEB_CONCURRENCY", {"WebTaskDefinition"}),
     "RealtimeConcurrency": ("REALTIME_CONCURRENCY", {"RealtimeTaskDefinition"}),
     "CeleryConcurrency": ("CELERY_CONCURRENCY", {"WorkerTaskDefinition"}),
@@ -1698,6 +1702,7 @@ _EVERY_PARAMETER: dict[str, Any] = {
     "EventBusArn": BUS,
     "SmtpPasswordSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:smtp",
     **{p: "5" for p in TUNING_PARAMETERS},
+    "DbPoolMax": "5",
 }
 
 
@@ -1784,6 +1789,24 @@ def test_a_tuning_parameter_reaches_its_tasks_only_when_given(parameter: str) ->
             assert deployed[setting] == "7", task
         else:
             assert setting not in deployed, task
+
+
+@pytest.mark.parametrize(("environment", "default"), [("dev", "4"), ("prod", "10")])
+def test_every_task_sizes_its_database_pool_for_the_environments_database(
+    environment: str, default: str
+) -> None:
+    """DB_POOL_MAX reaches every task: the stack's parameter when given, else a size for
+    the environment's database. Left at the application's 20, the template's 14 processes
+    could open 280 connections (560 while services roll) against db.t4g.micro's ~80-110."""
+    parameter = template()["Parameters"]["DbPoolMax"]
+    assert parameter["Default"] == ""
+    for value, accepted in (("", True), ("5", True), ("0", False), ("five", False)):
+        assert bool(re.fullmatch(parameter["AllowedPattern"], value)) is accepted, value
+    for task in resources("AWS::ECS::TaskDefinition"):
+        deployed = _deployed_environment(task, {"Environment": environment})
+        assert deployed["DB_POOL_MAX"] == default, task
+        given = _deployed_environment(task, {"Environment": environment, "DbPoolMax": "7"})
+        assert given["DB_POOL_MAX"] == "7", task
 
 
 # --- IAM: each task role grants exactly what the code running under it calls ---------------
