@@ -32,6 +32,7 @@ from tickets.context.models import (
 )
 from tickets.context.sentiment import label_for_score, sentiment_analyse
 from tickets.models import Customer, Direction, Message, MessageKind, Ticket, TicketStatus
+from tickets.services.customers import customer_stamps_renew
 
 logger = logging.getLogger(__name__)
 
@@ -238,9 +239,26 @@ def interaction_record_reopen(*, event_id: int, ticket_id: int, at: datetime) ->
     )
 
 
+PURGE_BATCH = 5000
+
+
 def interaction_purge(*, now: datetime | None = None) -> int:
-    """Delete expired interactions (PostgreSQL backend; DynamoDB expires items itself)."""
-    return get_backend().purge_expired(now=now)
+    """Delete expired interactions (PostgreSQL backend; DynamoDB expires items itself), in
+    short transactions of ``PURGE_BATCH`` rows. Each batch renews the ``updated_at`` stamp
+    of the customers it purged, in the same transaction: a context cached while the
+    interaction was live is not served again (the stamp is how cached contexts are kept
+    fresh across processes, local caches included). Returns how many were deleted."""
+    now = now or timezone.now()
+    backend = get_backend()
+    total = 0
+    while True:
+        # No network call here: the DynamoDB backend's purge is a no-op (its TTL deletes).
+        with transaction.atomic():
+            batch = backend.purge_expired(now=now, limit=PURGE_BATCH)
+            customer_stamps_renew(batch.customer_ids)
+        total += batch.deleted
+        if batch.deleted < PURGE_BATCH:
+            return total
 
 
 # --- CSAT feedback --------------------------------------------------------------------
