@@ -74,26 +74,58 @@ def amount_error(value: Decimal) -> str:
 
 def order_validate(data: OrderInput) -> dict[str, list[str]]:
     """Field errors of one order (empty when valid); shared with the CSV import."""
+    return order_fields_validate(
+        number=data.number,
+        status=data.status,
+        currency=data.currency,
+        total=data.total,
+        refunded_amount=data.refunded_amount,
+        placed_at=data.placed_at,
+    )
+
+
+def order_fields_validate(
+    *,
+    number: str | None,
+    status: str | None,
+    currency: str | None,
+    total: Decimal | None,
+    refunded_amount: Decimal | None,
+    placed_at: datetime | None,
+) -> dict[str, list[str]]:
+    """Field errors of an order's values, every bad field at once. A value given as None
+    is not checked: the CSV import passes None for a column it could not read (and has
+    reported why), so the other columns of that row are still checked here."""
     errors: dict[str, list[str]] = {}
-    if not data.number.strip() or len(data.number) > 64:
+    if number is not None and (not number.strip() or len(number) > 64):
         errors["number"] = ["Required, at most 64 characters."]
-    if data.status not in OrderStatus.values:
-        errors["status"] = [f"Unknown status {data.status!r}; use one of {OrderStatus.values}."]
-    if len(data.currency) != 3 or not data.currency.isalpha() or not data.currency.isupper():
+    if status is not None and status not in OrderStatus.values:
+        errors["status"] = [f"Unknown status {status!r}; use one of {OrderStatus.values}."]
+    if currency is not None and (
+        len(currency) != 3 or not currency.isalpha() or not currency.isupper()
+    ):
         errors["currency"] = ["A 3-letter ISO 4217 code such as USD."]
-    total_error = amount_error(data.total)
+    total_error = amount_error(total) if total is not None else ""
     if total_error:
         errors["total"] = [total_error]
-    refund_error = amount_error(data.refunded_amount)
-    if refund_error:
-        errors["refunded_amount"] = [refund_error]
-    elif not total_error and data.refunded_amount > data.total:
-        errors["refunded_amount"] = ["Between 0 and the order total."]
-    if timezone.is_naive(data.placed_at):
+    if refunded_amount is not None:
+        refund_error = amount_error(refunded_amount)
+        if refund_error:
+            errors["refunded_amount"] = [refund_error]
+        elif total is not None and not total_error and refunded_amount > total:
+            errors["refunded_amount"] = ["Between 0 and the order total."]
+    if placed_at is None:
+        pass
+    elif timezone.is_naive(placed_at):
         errors["placed_at"] = ["Needs a timezone (e.g. 2026-01-31T10:00:00Z)."]
-    elif not PLACED_AT_EARLIEST <= data.placed_at <= timezone.now() + PLACED_AT_SKEW:
+    elif not PLACED_AT_EARLIEST <= placed_at <= timezone.now() + PLACED_AT_SKEW:
         errors["placed_at"] = ["Between 1970-01-01 and now (an order placed in the future?)."]
     return errors
+
+
+def order_errors_text(errors: dict[str, list[str]]) -> str:
+    """``field: reason`` for every bad field, as ``InvalidInput`` messages name them."""
+    return "; ".join(f"{field}: {' '.join(reasons)}" for field, reasons in errors.items())
 
 
 @transaction.atomic
@@ -101,8 +133,7 @@ def order_upsert(*, customer: Customer, data: OrderInput) -> tuple[Order, bool]:
     """Create or update an order by its number; the customer's context shows it at once."""
     errors = order_validate(data)
     if errors:
-        field = next(iter(errors))
-        raise InvalidInput(f"{field}: {errors[field][0]}", details=errors)
+        raise InvalidInput(order_errors_text(errors), details=errors)
     order, created = Order.objects.select_for_update().get_or_create(
         number=data.number.strip(),
         defaults={
