@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from support.errors import Conflict, Forbidden, InvalidInput, NotFound
 from support.events import event_record
+from support.parsing import contains_nul
 from tickets.context.cache import context_invalidate
 from tickets.context.interactions import InteractionRecord, get_backend
 from tickets.context.models import (
@@ -81,7 +82,12 @@ def order_validate(data: OrderInput) -> dict[str, list[str]]:
         total=data.total,
         refunded_amount=data.refunded_amount,
         placed_at=data.placed_at,
+        items=data.items or [],
     )
+
+
+ITEMS_SHAPE = 'A JSON list of objects such as [{"sku": "A1", "quantity": 1}].'
+NUL_ERROR = "Contains a NUL character."
 
 
 def order_fields_validate(
@@ -92,6 +98,7 @@ def order_fields_validate(
     total: Decimal | None,
     refunded_amount: Decimal | None,
     placed_at: datetime | None,
+    items: object = None,
 ) -> dict[str, list[str]]:
     """Field errors of an order's values, every bad field at once. A value given as None
     is not checked: the CSV import passes None for a column it could not read (and has
@@ -99,6 +106,8 @@ def order_fields_validate(
     errors: dict[str, list[str]] = {}
     if number is not None and (not number.strip() or len(number) > 64):
         errors["number"] = ["Required, at most 64 characters."]
+    elif number is not None and contains_nul(number):  # PostgreSQL text cannot hold it
+        errors["number"] = [NUL_ERROR]
     if status is not None and status not in OrderStatus.values:
         errors["status"] = [f"Unknown status {status!r}; use one of {OrderStatus.values}."]
     if currency is not None and (
@@ -120,6 +129,11 @@ def order_fields_validate(
         errors["placed_at"] = ["Needs a timezone (e.g. 2026-01-31T10:00:00Z)."]
     elif not PLACED_AT_EARLIEST <= placed_at <= timezone.now() + PLACED_AT_SKEW:
         errors["placed_at"] = ["Between 1970-01-01 and now (an order placed in the future?)."]
+    if items is not None:
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            errors["items"] = [ITEMS_SHAPE]
+        elif contains_nul(items):
+            errors["items"] = [NUL_ERROR]
     return errors
 
 

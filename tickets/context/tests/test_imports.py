@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -263,6 +264,30 @@ def test_order_upsert_names_every_bad_field(customer):
     assert sorted(caught.value.details) == ["currency", "status", "total"]
     message = str(caught.value)
     assert all(f"{field}:" in message for field in ("currency", "status", "total"))
+    assert not Order.objects.exists()
+
+
+def test_order_upsert_checks_what_the_import_checks_items_and_nul_characters(customer):
+    """Before: order_upsert stored items that were not a list of objects (the import
+    refuses them), and a NUL character in the number or the items crashed the write (a
+    500 for an integrator) where the import reports it."""
+    from support.errors import InvalidInput
+    from tickets.context.services import OrderInput, order_upsert
+
+    now = timezone.now()
+    bad_items: list[Any] = [{"sku": "K1"}, ["K1"], [{"sku": "K\x00"}]]
+    cases = {
+        "items": [
+            OrderInput(number="A-1", status="paid", total=Decimal(5), placed_at=now, items=bad)
+            for bad in bad_items
+        ],
+        "number": [OrderInput(number="A\x001", status="paid", total=Decimal(5), placed_at=now)],
+    }
+    for field, inputs in cases.items():
+        for data in inputs:
+            with pytest.raises(InvalidInput) as caught:
+                order_upsert(customer=customer, data=data)
+            assert list(caught.value.details) == [field]
     assert not Order.objects.exists()
 
 
