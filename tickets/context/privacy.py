@@ -19,9 +19,10 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.postgres.search import SearchVector
@@ -29,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q, Value
 from django.utils import timezone
 
+from support.errors import PermanentError, RetryableError
 from support.models import AuditLog, OutboxEvent
 from support.services import audit_log_record
 from tickets.context.cache import context_invalidate
@@ -324,9 +326,9 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     apps' ``after_commit`` hooks. So a rollback never leaves outside data erased while
     the rows still point to it, and no network call holds the transaction open
     (docs/operations.md). The committed marker stops new interactions being written
-    meanwhile. Should a step outside fail, the error reaches the caller and erasing
-    again finishes the job (each step finds what is left by ids); the audit-log row is
-    written once everything is done."""
+    meanwhile. Should a step outside fail, ``ErasureIncomplete`` reaches the caller and
+    erasing again finishes the job (each step finds what is left by ids); the audit-log
+    row is written once everything is done."""
     counts, first, subject, own_ids = _customer_erase_rows(customer=customer, actor=actor)
     counts.update(_erase_outside_database(subject, own_ids))
     with transaction.atomic():
@@ -344,16 +346,47 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     return counts
 
 
+class ErasureIncomplete(Exception):
+    """The customer's rows are erased (committed) but a step outside PostgreSQL failed:
+    erasing again finishes it."""
+
+    def __init__(self, customer_id: int, step: str, cause: BaseException) -> None:
+        self.customer_id = customer_id
+        super().__init__(
+            f"Customer {customer_id}: their data in the database is erased, but {step} "
+            f"failed ({cause}); erase again to finish."
+        )
+
+
+# What a step outside PostgreSQL raises: storage (disk, S3 through django-storages),
+# the interactions store (support.aws errors) or another app's outside eraser.
+OUTSIDE_ERRORS = (OSError, BotoCoreError, ClientError, RetryableError, PermanentError)
+
+
 def _erase_outside_database(subject: ErasureSubject, own_ids: list[int]) -> dict[str, int]:
     """The erase steps outside PostgreSQL, after the rows' erase committed (no transaction
     open). Each is idempotent and finds its work by ids, so a repeat erase finishes what a
-    failure left."""
-    counts = {
-        "attachments_deleted": _attachment_files_erase(own_ids),
-        "interactions_erased": get_backend().erase_customer(subject.customer_id),
-    }
+    failure left (``ErasureIncomplete`` says so)."""
+    steps: list[tuple[str, str, Callable[[], int]]] = [
+        (
+            "attachments_deleted",
+            "deleting attachment files",
+            lambda: _attachment_files_erase(own_ids),
+        ),
+        (
+            "interactions_erased",
+            "erasing the interaction summaries",
+            lambda: get_backend().erase_customer(subject.customer_id),
+        ),
+    ]
     for name, hook in sorted(_after_commit_erasure_hooks.items()):
-        counts[f"hook_{name}"] = hook(subject)
+        steps.append((f"hook_{name}", f"the {name} eraser", partial(hook, subject)))
+    counts: dict[str, int] = {}
+    for key, step, run in steps:
+        try:
+            counts[key] = run()
+        except OUTSIDE_ERRORS as exc:
+            raise ErasureIncomplete(subject.customer_id, step, exc) from exc
     return counts
 
 
