@@ -60,13 +60,20 @@ class CustomerContextAdmin(CustomerAdmin):
         self, request: HttpRequest, queryset: QuerySet[Customer]
     ) -> HttpResponse | None:
         if request.POST.get("confirm") == "yes":
+            erased = 0
             for customer in queryset:
-                privacy.customer_erase(customer=customer, actor=request.user, via="admin")
-            self.message_user(
-                request,
-                f"Erased the personal data of {queryset.count()} customer(s).",
-                messages.SUCCESS,
-            )
+                try:
+                    privacy.customer_erase(customer=customer, actor=request.user, via="admin")
+                except privacy.ErasureIncomplete as exc:  # the others are still erased
+                    self.message_user(request, str(exc), messages.ERROR)
+                else:
+                    erased += 1
+            if erased:
+                self.message_user(
+                    request,
+                    f"Erased the personal data of {erased} customer(s).",
+                    messages.SUCCESS,
+                )
             return None
         context: dict[str, Any] = {
             **self.admin_site.each_context(request),

@@ -49,6 +49,14 @@ class InteractionRecord:
 
 
 @dataclass(frozen=True)
+class Purged:
+    """One purge batch: how many entries were deleted, and the customers they were of."""
+
+    deleted: int = 0
+    customer_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
 class ScorePoint:
     occurred_at: datetime
     kind: str
@@ -73,8 +81,8 @@ class InteractionBackend(Protocol):
     def erase_customer(self, customer_id: int) -> int:
         """Blank the free-text summaries; keep kinds, dates and scores (aggregates)."""
 
-    def purge_expired(self, *, now: datetime | None = None) -> int:
-        """Delete expired entries; returns how many."""
+    def purge_expired(self, *, now: datetime, limit: int) -> Purged:
+        """Delete up to ``limit`` expired entries; returns how many, and whose."""
 
 
 def expiry_for(item: InteractionRecord) -> datetime:
@@ -148,9 +156,16 @@ class PostgresInteractionBackend:
     def erase_customer(self, customer_id: int) -> int:
         return Interaction.objects.filter(customer_id=customer_id).update(summary=ERASED_SUMMARY)
 
-    def purge_expired(self, *, now: datetime | None = None) -> int:
-        deleted, _ = Interaction.objects.filter(expires_at__lte=now or timezone.now()).delete()
-        return deleted
+    def purge_expired(self, *, now: datetime, limit: int) -> Purged:
+        # The rows read are the rows deleted (by id): the customers returned are exactly
+        # those whose interactions went, whatever is written meanwhile.
+        rows = list(
+            Interaction.objects.filter(expires_at__lte=now)
+            .order_by("id")
+            .values_list("id", "customer_id")[:limit]
+        )
+        deleted, _ = Interaction.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
+        return Purged(deleted, frozenset(customer_id for _, customer_id in rows))
 
 
 # --- DynamoDB -------------------------------------------------------------------------
@@ -329,8 +344,8 @@ class DynamoInteractionBackend:
             )
         return len(items)
 
-    def purge_expired(self, *, now: datetime | None = None) -> int:
-        return 0  # DynamoDB's TTL deletes expired items; reads skip them until then
+    def purge_expired(self, *, now: datetime, limit: int) -> Purged:
+        return Purged()  # DynamoDB's TTL deletes expired items; reads skip them until then
 
 
 _registry: dict[str, Callable[[], InteractionBackend]] = {

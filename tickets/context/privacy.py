@@ -19,9 +19,10 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.postgres.search import SearchVector
@@ -29,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q, Value
 from django.utils import timezone
 
+from support.errors import PermanentError, RetryableError
 from support.models import AuditLog, OutboxEvent
 from support.services import audit_log_record
 from tickets.context.cache import context_invalidate
@@ -98,12 +100,23 @@ class ErasureSubject:
 ErasureHook = Callable[[ErasureSubject], int]
 ExportHook = Callable[[Customer], dict[str, Any]]
 _erasure_hooks: dict[str, ErasureHook] = {}
+_after_commit_erasure_hooks: dict[str, ErasureHook] = {}
 _export_hooks: dict[str, ExportHook] = {}
 
 
-def register_erasure_hook(name: str, hook: ErasureHook) -> None:
-    """Another app's eraser: gets the subject, returns how many rows it changed."""
-    _erasure_hooks[name] = hook
+def register_erasure_hook(name: str, hook: ErasureHook, *, after_commit: bool = False) -> None:
+    """Another app's eraser: gets the subject, returns how many rows (or items) it changed.
+
+    The one rule of erasure: a hook runs inside the erase transaction and changes
+    PostgreSQL rows only, so a rollback undoes it with everything else. Anything outside
+    PostgreSQL (S3 or other file storage, DynamoDB, another service's API) is erased by a
+    hook registered with ``after_commit=True``: it runs once the database erase has
+    committed, with no transaction open, and on every erase of the customer, the first and
+    any repeat (so it must be idempotent and find what it erases by ids: on a repeat the
+    profile is already blank, so ``tokens`` and ``identifiers`` are empty). An error
+    there reaches the caller before the audit-log row is written; erasing again finishes.
+    """
+    (_after_commit_erasure_hooks if after_commit else _erasure_hooks)[name] = hook
 
 
 def register_export_hook(name: str, hook: ExportHook) -> None:
@@ -306,14 +319,18 @@ def _text_match(field: str, tokens: list[str]) -> Q:
 def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int]:
     """Erase the customer's personal data (see the module docstring). Idempotent.
 
-    The database is erased in one transaction that also writes the erasure marker; the
-    interaction summaries are blanked after it commits, with no transaction open: the
-    interactions store may be a network service (DynamoDB), and docs/operations.md keeps
-    network calls out of transactions. The committed marker stops new interactions being
-    written meanwhile. Should that call fail, the error reaches the caller and erasing
-    again finishes the job; the audit-log row is written once it is done."""
-    counts, first = _customer_erase_rows(customer=customer, actor=actor)
-    counts["interactions_erased"] = get_backend().erase_customer(customer.pk)
+    The database is erased in one transaction that also writes the erasure marker (the
+    apps' hooks included: they change rows only). Everything outside PostgreSQL is erased
+    after it commits, with no transaction open (``_erase_outside_database``): attachment
+    files (S3 or disk), the interaction summaries (the store may be DynamoDB) and the
+    apps' ``after_commit`` hooks. So a rollback never leaves outside data erased while
+    the rows still point to it, and no network call holds the transaction open
+    (docs/operations.md). The committed marker stops new interactions being written
+    meanwhile. Should a step outside fail, ``ErasureIncomplete`` reaches the caller and
+    erasing again finishes the job (each step finds what is left by ids); the audit-log
+    row is written once everything is done."""
+    counts, first, subject, own_ids = _customer_erase_rows(customer=customer, actor=actor)
+    counts.update(_erase_outside_database(subject, own_ids))
     with transaction.atomic():
         if first:
             CustomerErasure.objects.filter(customer_id=customer.pk).update(counts=counts)
@@ -329,10 +346,70 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     return counts
 
 
+class ErasureIncomplete(Exception):
+    """The customer's rows are erased (committed) but a step outside PostgreSQL failed:
+    erasing again finishes it."""
+
+    def __init__(self, customer_id: int, step: str, cause: BaseException) -> None:
+        self.customer_id = customer_id
+        super().__init__(
+            f"Customer {customer_id}: their data in the database is erased, but {step} "
+            f"failed ({cause}); erase again to finish."
+        )
+
+
+# What a step outside PostgreSQL raises: storage (disk, S3 through django-storages),
+# the interactions store (support.aws errors) or another app's outside eraser.
+OUTSIDE_ERRORS = (OSError, BotoCoreError, ClientError, RetryableError, PermanentError)
+
+
+def _erase_outside_database(subject: ErasureSubject, own_ids: list[int]) -> dict[str, int]:
+    """The erase steps outside PostgreSQL, after the rows' erase committed (no transaction
+    open). Each is idempotent and finds its work by ids, so a repeat erase finishes what a
+    failure left (``ErasureIncomplete`` says so)."""
+    steps: list[tuple[str, str, Callable[[], int]]] = [
+        (
+            "attachments_deleted",
+            "deleting attachment files",
+            lambda: _attachment_files_erase(own_ids),
+        ),
+        (
+            "interactions_erased",
+            "erasing the interaction summaries",
+            lambda: get_backend().erase_customer(subject.customer_id),
+        ),
+    ]
+    for name, hook in sorted(_after_commit_erasure_hooks.items()):
+        steps.append((f"hook_{name}", f"the {name} eraser", partial(hook, subject)))
+    counts: dict[str, int] = {}
+    for key, step, run in steps:
+        try:
+            counts[key] = run()
+        except OUTSIDE_ERRORS as exc:
+            raise ErasureIncomplete(subject.customer_id, step, exc) from exc
+    return counts
+
+
+def _attachment_files_erase(message_ids: list[int]) -> int:
+    """Delete the files of these messages' attachments from storage (S3 or disk), then
+    their rows, one by one: a storage failure leaves the rest (rows still pointing at
+    their files) for the next erase. Returns how many were deleted."""
+    deleted = 0
+    for attachment in Attachment.objects.filter(message_id__in=message_ids).order_by("id"):
+        if attachment.file:
+            attachment.file.delete(save=False)  # idempotent: a missing file is no error
+        Attachment.objects.filter(pk=attachment.pk).delete()
+        deleted += 1
+    return deleted
+
+
 @transaction.atomic
-def _customer_erase_rows(*, customer: Customer, actor: Any) -> tuple[dict[str, int], bool]:
-    """Everything but the interactions store, in one transaction; returns the counts and
-    whether this was the customer's first erasure."""
+def _customer_erase_rows(
+    *, customer: Customer, actor: Any
+) -> tuple[dict[str, int], bool, ErasureSubject, list[int]]:
+    """Every database row, in one transaction (nothing outside PostgreSQL: see
+    ``customer_erase``); returns the counts, whether this was the customer's first
+    erasure, the subject and the ids of the customer's own messages."""
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     identities = list(ChannelIdentity.objects.filter(customer=customer))
     tokens, identifiers = _tokens(customer, identities)
@@ -358,13 +435,11 @@ def _customer_erase_rows(*, customer: Customer, actor: Any) -> tuple[dict[str, i
     )
     counts: dict[str, int] = {}
 
-    # Replaced entirely; attachments deleted.
-    attachments = list(Attachment.objects.filter(message_id__in=own_ids))
-    for attachment in attachments:
-        if attachment.file:
-            attachment.file.delete(save=False)
-    Attachment.objects.filter(pk__in=[a.pk for a in attachments]).delete()
-    counts["attachments_deleted"] = len(attachments)
+    # Replaced entirely. Their attachments lose their names and links here; the files
+    # (and then the rows) are deleted after commit, by _attachment_files_erase.
+    Attachment.objects.filter(message_id__in=own_ids).update(
+        filename=ERASED, external_url="", external_media_id=""
+    )
     counts["messages_anonymised"] = Message.objects.filter(pk__in=own_ids).update(
         body_text=ERASED, body_html="", metadata={}
     )
@@ -430,8 +505,9 @@ def _customer_erase_rows(*, customer: Customer, actor: Any) -> tuple[dict[str, i
             "counts": counts,
         },
     )
+    # A cache delete, now and after commit: on a rollback it only costs a rebuild.
     context_invalidate(customer.pk)
-    return counts, first
+    return counts, first, subject, own_ids
 
 
 def _opened_by(ticket_ids: list[int], own_ids: set[int]) -> set[int]:

@@ -1,9 +1,11 @@
 """Sentiment of customer messages behind a small interface with a registry.
 
 ``vader`` (default) runs offline with VADER's lexicon (shipped inside the
-``vaderSentiment`` wheel); ``comprehend`` calls Amazon Comprehend ``DetectSentiment`` with
-the text redacted first (``support.redaction``, with the customer's names: analysers that
-send text off-machine say so with ``sends_text = True`` and get ``names``).
+``vaderSentiment`` wheel); ``comprehend`` calls Amazon Comprehend ``DetectSentiment``.
+``sentiment_analyse`` is the one way text reaches an analyser, and it redacts the text
+first (``support.redaction``, with the customer's names) for every analyser that does not
+declare ``sends_text = False`` (a local one, like VADER): an analyser that says nothing is
+taken to send text off the machine.
 Scores are on one scale, -1 (negative) … 1 (positive), so the churn score does not care
 which analyser produced them.
 """
@@ -40,6 +42,9 @@ class Sentiment:
 
 class SentimentAnalyser(Protocol):
     name: str
+    # False only for an analyser that runs in this process: everything else gets the
+    # text redacted by ``sentiment_analyse``.
+    sends_text: bool
 
     def analyse(self, text: str) -> Sentiment: ...
 
@@ -54,6 +59,7 @@ def label_for_score(score: float) -> str:
 
 class VaderAnalyser:
     name = "vader"
+    sends_text = False
 
     def __init__(self) -> None:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -84,16 +90,11 @@ class ComprehendAnalyser:
             self._client = aws_client("comprehend", connect_timeout=timeout, read_timeout=timeout)
         return self._client
 
-    def analyse(self, text: str, *, names: Sequence[str] = ()) -> Sentiment:
+    def analyse(self, text: str) -> Sentiment:
+        """``text`` as ``sentiment_analyse`` gives it: already redacted."""
         text = text.strip()
         if not text:
             return Sentiment(0.0, "neutral")
-        # Only the start is sent: the redaction reads no more than could be (a message may
-        # be megabytes long), cut at a space so no half of an address or a number is left.
-        if len(text) > REDACTED_MAX_CHARS:
-            text = text[:REDACTED_MAX_CHARS].rsplit(None, 1)[0]
-        # The one place this text leaves the machine: redacted here.
-        text = redact(text, names=names)
         clipped = text.encode()[:COMPREHEND_MAX_BYTES].decode(errors="ignore")
         try:
             response = self.client.detect_sentiment(
@@ -137,14 +138,28 @@ def _analyser(key: str) -> SentimentAnalyser:
     return factory()
 
 
+def redacted_for_provider(text: str, *, names: Sequence[str] = ()) -> str:
+    """``text`` as it may leave the machine: its start only (the redaction reads no more
+    than a provider could take, as a message may be megabytes long; cut at a space so no
+    half of an address or a number is left), redacted with the customer's ``names``."""
+    text = text.strip()
+    if len(text) > REDACTED_MAX_CHARS:
+        text = text[:REDACTED_MAX_CHARS].rsplit(None, 1)[0]
+    return redact(text, names=names)
+
+
 def sentiment_analyse(text: str, *, customer_id: int | None) -> Sentiment:
-    """Score ``text``; an analyser that sends it off-machine gets the names of the
-    customer it is about, to redact them. ``customer_id`` is required (``None`` only for
-    text about no customer) so that no caller forgets it."""
+    """Score ``text``: the one way text reaches an analyser. For any analyser but a local
+    one (``sends_text = False``; an analyser that does not say is taken to send text off
+    the machine) the text is redacted here first, with the names of the customer it is
+    about. ``customer_id`` is required (``None`` only for text about no customer) so that
+    no caller forgets it."""
     analyser = get_analyser()
-    if getattr(analyser, "sends_text", False) and customer_id is not None:
+    if not getattr(analyser, "sends_text", True):
+        return analyser.analyse(text)
+    names: Sequence[str] = ()
+    if customer_id is not None:
         from tickets.context.privacy import customer_redaction_names
 
         names = customer_redaction_names(customer_id)
-        return analyser.analyse(text, names=names)  # type: ignore[call-arg]
-    return analyser.analyse(text)
+    return analyser.analyse(redacted_for_provider(text, names=names))

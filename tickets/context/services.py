@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from support.errors import Conflict, Forbidden, InvalidInput, NotFound
 from support.events import event_record
+from support.parsing import contains_nul
 from tickets.context.cache import context_invalidate
 from tickets.context.interactions import InteractionRecord, get_backend
 from tickets.context.models import (
@@ -32,6 +33,7 @@ from tickets.context.models import (
 )
 from tickets.context.sentiment import label_for_score, sentiment_analyse
 from tickets.models import Customer, Direction, Message, MessageKind, Ticket, TicketStatus
+from tickets.services.customers import customer_stamps_renew
 
 logger = logging.getLogger(__name__)
 
@@ -73,26 +75,71 @@ def amount_error(value: Decimal) -> str:
 
 def order_validate(data: OrderInput) -> dict[str, list[str]]:
     """Field errors of one order (empty when valid); shared with the CSV import."""
+    return order_fields_validate(
+        number=data.number,
+        status=data.status,
+        currency=data.currency,
+        total=data.total,
+        refunded_amount=data.refunded_amount,
+        placed_at=data.placed_at,
+        items=data.items or [],
+    )
+
+
+ITEMS_SHAPE = 'A JSON list of objects such as [{"sku": "A1", "quantity": 1}].'
+NUL_ERROR = "Contains a NUL character."
+
+
+def order_fields_validate(
+    *,
+    number: str | None,
+    status: str | None,
+    currency: str | None,
+    total: Decimal | None,
+    refunded_amount: Decimal | None,
+    placed_at: datetime | None,
+    items: object = None,
+) -> dict[str, list[str]]:
+    """Field errors of an order's values, every bad field at once. A value given as None
+    is not checked: the CSV import passes None for a column it could not read (and has
+    reported why), so the other columns of that row are still checked here."""
     errors: dict[str, list[str]] = {}
-    if not data.number.strip() or len(data.number) > 64:
+    if number is not None and (not number.strip() or len(number) > 64):
         errors["number"] = ["Required, at most 64 characters."]
-    if data.status not in OrderStatus.values:
-        errors["status"] = [f"Unknown status {data.status!r}; use one of {OrderStatus.values}."]
-    if len(data.currency) != 3 or not data.currency.isalpha() or not data.currency.isupper():
+    elif number is not None and contains_nul(number):  # PostgreSQL text cannot hold it
+        errors["number"] = [NUL_ERROR]
+    if status is not None and status not in OrderStatus.values:
+        errors["status"] = [f"Unknown status {status!r}; use one of {OrderStatus.values}."]
+    if currency is not None and (
+        len(currency) != 3 or not currency.isalpha() or not currency.isupper()
+    ):
         errors["currency"] = ["A 3-letter ISO 4217 code such as USD."]
-    total_error = amount_error(data.total)
+    total_error = amount_error(total) if total is not None else ""
     if total_error:
         errors["total"] = [total_error]
-    refund_error = amount_error(data.refunded_amount)
-    if refund_error:
-        errors["refunded_amount"] = [refund_error]
-    elif not total_error and data.refunded_amount > data.total:
-        errors["refunded_amount"] = ["Between 0 and the order total."]
-    if timezone.is_naive(data.placed_at):
+    if refunded_amount is not None:
+        refund_error = amount_error(refunded_amount)
+        if refund_error:
+            errors["refunded_amount"] = [refund_error]
+        elif total is not None and not total_error and refunded_amount > total:
+            errors["refunded_amount"] = ["Between 0 and the order total."]
+    if placed_at is None:
+        pass
+    elif timezone.is_naive(placed_at):
         errors["placed_at"] = ["Needs a timezone (e.g. 2026-01-31T10:00:00Z)."]
-    elif not PLACED_AT_EARLIEST <= data.placed_at <= timezone.now() + PLACED_AT_SKEW:
+    elif not PLACED_AT_EARLIEST <= placed_at <= timezone.now() + PLACED_AT_SKEW:
         errors["placed_at"] = ["Between 1970-01-01 and now (an order placed in the future?)."]
+    if items is not None:
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            errors["items"] = [ITEMS_SHAPE]
+        elif contains_nul(items):
+            errors["items"] = [NUL_ERROR]
     return errors
+
+
+def order_errors_text(errors: dict[str, list[str]]) -> str:
+    """``field: reason`` for every bad field, as ``InvalidInput`` messages name them."""
+    return "; ".join(f"{field}: {' '.join(reasons)}" for field, reasons in errors.items())
 
 
 @transaction.atomic
@@ -100,8 +147,7 @@ def order_upsert(*, customer: Customer, data: OrderInput) -> tuple[Order, bool]:
     """Create or update an order by its number; the customer's context shows it at once."""
     errors = order_validate(data)
     if errors:
-        field = next(iter(errors))
-        raise InvalidInput(f"{field}: {errors[field][0]}", details=errors)
+        raise InvalidInput(order_errors_text(errors), details=errors)
     order, created = Order.objects.select_for_update().get_or_create(
         number=data.number.strip(),
         defaults={
@@ -238,9 +284,26 @@ def interaction_record_reopen(*, event_id: int, ticket_id: int, at: datetime) ->
     )
 
 
+PURGE_BATCH = 5000
+
+
 def interaction_purge(*, now: datetime | None = None) -> int:
-    """Delete expired interactions (PostgreSQL backend; DynamoDB expires items itself)."""
-    return get_backend().purge_expired(now=now)
+    """Delete expired interactions (PostgreSQL backend; DynamoDB expires items itself), in
+    short transactions of ``PURGE_BATCH`` rows. Each batch renews the ``updated_at`` stamp
+    of the customers it purged, in the same transaction: a context cached while the
+    interaction was live is not served again (the stamp is how cached contexts are kept
+    fresh across processes, local caches included). Returns how many were deleted."""
+    now = now or timezone.now()
+    backend = get_backend()
+    total = 0
+    while True:
+        # No network call here: the DynamoDB backend's purge is a no-op (its TTL deletes).
+        with transaction.atomic():
+            batch = backend.purge_expired(now=now, limit=PURGE_BATCH)
+            customer_stamps_renew(batch.customer_ids)
+        total += batch.deleted
+        if batch.deleted < PURGE_BATCH:
+            return total
 
 
 # --- CSAT feedback --------------------------------------------------------------------

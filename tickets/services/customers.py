@@ -3,6 +3,7 @@ move an identity."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -24,6 +25,17 @@ from tickets.services.lifecycle import _refresh_search_vector, _system_note
 def _customer_columns() -> tuple[list[str], str]:
     fields = Customer._meta.concrete_fields
     return [f.attname for f in fields], ", ".join(f'"{f.column}"' for f in fields)
+
+
+def customer_stamps_renew(customer_ids: Iterable[int]) -> int:
+    """Set the customers' ``updated_at`` to now: the stamp their cached contexts are served
+    with (``tickets.context.cache``), so every process stops serving those contexts at once.
+    For a change to what a context shows that no ticket event or context write announces
+    (a merge, an identity move, interactions purged). Returns how many rows changed."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return 0
+    return Customer.objects.filter(pk__in=ids).update(updated_at=timezone.now())
 
 
 def customer_find_by_email(email: str) -> Customer | None:
@@ -135,10 +147,9 @@ def customer_merge(
             "moved": moved,
         },
     )
-    # The customers' cached contexts are served only with their row's ``updated_at``: a
-    # merge of a customer with no ticket (orders, interactions, identities only) sends no
-    # ticket event, so the stamp is what makes the target's context show what moved.
-    Customer.objects.filter(pk__in=[source.pk, target.pk]).update(updated_at=timezone.now())
+    # A merge of a customer with no ticket (orders, interactions, identities only) sends
+    # no ticket event, so the stamp is what makes the target's context show what moved.
+    customer_stamps_renew([source.pk, target.pk])
     if not keeps_source:
         source.delete()
     return target
@@ -200,7 +211,7 @@ def channel_identity_move(
     ChannelIdentity.objects.filter(pk=identity.pk).update(customer=customer)
     identity.customer = customer
     # both customers' cached contexts list their identities: a new stamp retires them
-    Customer.objects.filter(pk__in=[customer.pk, previous.pk]).update(updated_at=timezone.now())
+    customer_stamps_renew([customer.pk, previous.pk])
     audit_log_record(
         actor=actor,
         action="channel_identity.move",

@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -158,7 +159,7 @@ def test_orders_import_validates_then_writes_and_invalidates_context(
     assert Order.objects.count() == 0
     assert {r.row: sorted(r.errors) for r in report.rejected} == {
         2: ["customer_email"],
-        3: ["items", "placed_at", "total"],
+        3: ["items", "placed_at", "status", "total"],
         4: ["number"],
         5: ["placed_at", "refunded_amount"],
     }
@@ -217,6 +218,77 @@ def test_order_amount_errors_name_their_own_field_and_extra_places_are_rejected(
     assert list(Order.objects.values_list("number", "total", "refunded_amount")) == [
         ("O-6", Decimal("10.50"), Decimal("0.50"))
     ]
+
+
+def test_a_row_reports_every_bad_column_not_only_its_unreadable_amount_or_date(customer):
+    """Before: a row whose amount or date could not be read reported only that (the
+    shared checks of status, currency and the other fields were skipped), so a fixed file
+    was rejected again for the next column."""
+    rows = [
+        ["O-1", "ada@example.com", "lost", "US", "abc", "0", GOOD_AT, ""],
+        ["O-2", "ada@example.com", "lost", "EURO", "10", "0", "yesterday", ""],
+        ["", "ada@example.com", "paid", "USD", "10", "x", GOOD_AT, "{"],
+        ["O-4", "ada@example.com", "", "USD", "", "0", GOOD_AT, ""],
+    ]
+    report = orders_import(io.StringIO(_orders_csv(rows)), skip_invalid=True)
+    unknown = "Unknown status 'lost'; use one of"
+    iso = "A 3-letter ISO 4217 code such as USD."
+    assert {r.row: sorted(r.errors) for r in report.rejected} == {
+        1: ["currency", "status", "total"],
+        2: ["currency", "placed_at", "status"],
+        3: ["items", "number", "refunded_amount"],
+        4: ["status", "total"],
+    }
+    errors = {r.row: r.errors for r in report.rejected}
+    assert errors[1]["total"] == ["A decimal number such as 19.99."]
+    assert errors[1]["status"][0].startswith(unknown)
+    assert errors[1]["currency"] == [iso]
+    assert errors[2]["placed_at"] == ["An ISO 8601 date-time such as 2026-01-31T10:00:00Z."]
+    assert errors[4] == {"status": ["Required."], "total": ["Required."]}  # one reason each
+    assert not Order.objects.exists()
+
+
+def test_order_upsert_names_every_bad_field(customer):
+    from support.errors import InvalidInput
+    from tickets.context.services import OrderInput, order_upsert
+
+    data = OrderInput(
+        number="A-1",
+        status="lost",
+        currency="usd",
+        total=Decimal("NaN"),
+        placed_at=timezone.now(),
+    )
+    with pytest.raises(InvalidInput) as caught:
+        order_upsert(customer=customer, data=data)
+    assert sorted(caught.value.details) == ["currency", "status", "total"]
+    message = str(caught.value)
+    assert all(f"{field}:" in message for field in ("currency", "status", "total"))
+    assert not Order.objects.exists()
+
+
+def test_order_upsert_checks_what_the_import_checks_items_and_nul_characters(customer):
+    """Before: order_upsert stored items that were not a list of objects (the import
+    refuses them), and a NUL character in the number or the items crashed the write (a
+    500 for an integrator) where the import reports it."""
+    from support.errors import InvalidInput
+    from tickets.context.services import OrderInput, order_upsert
+
+    now = timezone.now()
+    bad_items: list[Any] = [{"sku": "K1"}, ["K1"], [{"sku": "K\x00"}]]
+    cases = {
+        "items": [
+            OrderInput(number="A-1", status="paid", total=Decimal(5), placed_at=now, items=bad)
+            for bad in bad_items
+        ],
+        "number": [OrderInput(number="A\x001", status="paid", total=Decimal(5), placed_at=now)],
+    }
+    for field, inputs in cases.items():
+        for data in inputs:
+            with pytest.raises(InvalidInput) as caught:
+                order_upsert(customer=customer, data=data)
+            assert list(caught.value.details) == [field]
+    assert not Order.objects.exists()
 
 
 def test_order_upsert_answers_invalid_input_for_any_bad_amount_or_date(customer):

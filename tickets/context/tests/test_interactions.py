@@ -17,6 +17,8 @@ from tickets.context.interactions import (
     register_backend,
 )
 from tickets.context.models import Interaction
+from tickets.context.selectors import customer_context_get
+from tickets.models import Customer
 
 pytestmark = pytest.mark.django_db
 
@@ -95,6 +97,51 @@ def test_purge_deletes_only_expired(customer):
     assert [r.source_key for r in backend.recent(customer.pk, limit=10)] == ["fresh"]
     assert services.interaction_purge() == 1
     assert list(Interaction.objects.values_list("source_key", flat=True)) == ["fresh"]
+
+
+def test_purge_retires_the_cached_contexts_of_the_customers_it_purged(customer):
+    """A context cached before an interaction expired listed it until the cache's TTL
+    even after the purge deleted the row: the purge now renews the ``updated_at`` stamp
+    of the customers it purged (the stamp a cached context is served with), and of no
+    one else."""
+    other = Customer.objects.create(name="Bob", email="bob@example.com")
+    now = timezone.now()
+    for who, key in ((customer, "soon"), (other, "later")):
+        services.interaction_record(
+            customer_id=who.pk,
+            source_key=key,
+            channel="email",
+            kind="message",
+            occurred_at=now - timedelta(days=1),
+            summary=key,
+        )
+    Interaction.objects.filter(source_key="soon").update(expires_at=now + timedelta(minutes=1))
+
+    def recent(who: Customer) -> list[str]:
+        fresh = Customer.objects.get(pk=who.pk)  # as a request reads it
+        return [i["summary"] for i in customer_context_get(fresh)["interactions"]["recent"]]
+
+    assert (recent(customer), recent(other)) == (["soon"], ["later"])  # both cached now
+    other_stamp = Customer.objects.get(pk=other.pk).updated_at
+    assert services.interaction_purge(now=now + timedelta(minutes=2)) == 1
+    assert recent(customer) == []
+    assert recent(other) == ["later"]
+    assert Customer.objects.get(pk=other.pk).updated_at == other_stamp
+
+
+def test_purge_runs_in_batches_until_nothing_expired_is_left(customer, monkeypatch):
+    monkeypatch.setattr(services, "PURGE_BATCH", 2)
+    old = timezone.now() - timedelta(days=200)
+    for n in range(5):
+        services.interaction_record(
+            customer_id=customer.pk,
+            source_key=f"old:{n}",
+            channel="email",
+            kind="message",
+            occurred_at=old,
+        )
+    assert services.interaction_purge() == 5
+    assert not Interaction.objects.exists()
 
 
 @mock_aws

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from decimal import Decimal
 
@@ -19,7 +20,7 @@ from tickets.context import privacy, services
 from tickets.context.interactions import DynamoInteractionBackend, register_backend
 from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
 from tickets.context.services import OrderInput
-from tickets.models import ChannelIdentity, Customer, Message, Ticket
+from tickets.models import Attachment, ChannelIdentity, Customer, Message, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -306,3 +307,170 @@ def test_export_and_erase_in_dynamodb_mode(supervisor, settings, customer):
     assert [(f["rating"], f["comment"]) for f in after["csat_feedback"]] == [(2, "")]
     assert [o["number"] for o in after["orders"]] == ["P-1"]
     assert "Ada" not in json.dumps(after)
+
+
+# --- side effects outside PostgreSQL run after the erase commits (review ctx) -----------
+
+
+def _customer_with_attachment(name: str, email: str) -> tuple[Customer, Attachment]:
+    customer = Customer.objects.create(name=name, email=email)
+    ticket = core.ticket_create(
+        customer=customer,
+        subject="Photo",
+        body="The parcel arrived broken, see the photo",
+        channel="email",
+        attachments=[
+            core.NewAttachment(
+                filename="broken-parcel.jpg",
+                content=b"\xff\xd8 jpeg bytes",
+                content_type="image/jpeg",
+                kind="image",
+            )
+        ],
+    )
+    return customer, Attachment.objects.get(message__ticket=ticket)
+
+
+def test_an_erase_rolled_back_leaves_the_customers_files_in_place(
+    supervisor, settings, tmp_path, monkeypatch
+):
+    """Before: attachment files were deleted from storage inside the erase transaction, so
+    an erase that failed later (here: another app's hook) rolled the database back to
+    rows pointing at files that were gone. Files are deleted only once the rows' erase
+    has committed."""
+    settings.MEDIA_ROOT = tmp_path
+    customer, attachment = _customer_with_attachment("Ida Pell", "ida.pell@example.com")
+    path = attachment.file.path
+
+    def failing_hook(subject: privacy.ErasureSubject) -> int:
+        raise RuntimeError("hook failed")
+
+    monkeypatch.setitem(privacy._erasure_hooks, "zz-failing", failing_hook)
+    with pytest.raises(RuntimeError, match="hook failed"):
+        privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    customer.refresh_from_db()
+    assert customer.name == "Ida Pell"
+    assert not CustomerErasure.objects.exists()
+    attachment.refresh_from_db()
+    assert attachment.filename == "broken-parcel.jpg"
+    with open(path, "rb") as handle:
+        assert handle.read() == b"\xff\xd8 jpeg bytes"
+
+
+def test_erase_deletes_s3_attachment_files_with_no_transaction_open(
+    supervisor, settings, monkeypatch
+):
+    """Before: the S3 DeleteObject ran inside the erase transaction (the suite's network
+    guard refused it, so erase failed with S3 storage)."""
+    from support.storage import S3Storage
+    from tickets.models import Attachment as AttachmentModel
+
+    settings.S3_ENABLED = True
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="files")
+        storage = S3Storage(bucket_name="files")
+        monkeypatch.setattr(AttachmentModel._meta.get_field("file"), "storage", storage)
+        customer, attachment = _customer_with_attachment("Ida Pell", "ida.pell@example.com")
+        name = attachment.file.name
+        assert storage.exists(name)
+        counts = privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+        assert not storage.exists(name)
+    assert counts["attachments_deleted"] == 1
+    assert CustomerErasure.objects.get().counts["attachments_deleted"] == 1
+    assert not AttachmentModel.objects.exists()
+
+
+def test_a_file_delete_that_fails_after_commit_is_finished_by_erasing_again(
+    supervisor, settings, tmp_path, monkeypatch
+):
+    """The rows are erased and committed; a storage failure after that reaches the caller
+    (no audit row yet), the attachment row stays (without its name) so erasing again
+    deletes the file and the row."""
+    from django.core.files.storage import FileSystemStorage
+
+    settings.MEDIA_ROOT = tmp_path
+    customer, attachment = _customer_with_attachment("Ida Pell", "ida.pell@example.com")
+    path = attachment.file.path
+    real_delete = FileSystemStorage.delete
+
+    def unavailable(self: FileSystemStorage, name: str) -> None:
+        raise OSError("storage unavailable")
+
+    monkeypatch.setattr(FileSystemStorage, "delete", unavailable)
+    with pytest.raises(privacy.ErasureIncomplete, match="storage unavailable"):
+        privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    customer.refresh_from_db()
+    assert (customer.name, customer.email) == ("", "")
+    assert CustomerErasure.objects.filter(customer=customer).exists()
+    assert not AuditLog.objects.filter(action="customer.erase").exists()
+    attachment.refresh_from_db()
+    assert attachment.filename == privacy.ERASED
+
+    monkeypatch.setattr(FileSystemStorage, "delete", real_delete)
+    counts = privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    assert counts["attachments_deleted"] == 1
+    assert not Attachment.objects.exists()
+    assert not os.path.exists(path)
+    assert AuditLog.objects.filter(action="customer.erase").count() == 1
+
+
+def test_after_commit_hooks_run_outside_the_transaction_on_every_erase(supervisor, monkeypatch):
+    """An app's eraser for data outside PostgreSQL (here: an S3 call under moto, which
+    the suite's network guard refuses inside a transaction) runs after the rows' erase
+    committed, on the first erase and on a repeat, and gets the customer's ids."""
+    customer = Customer.objects.create(name="Ida Pell", email="ida.pell@example.com")
+    ticket = core.ticket_create(customer=customer, subject="Hi", body="Hello there friends")
+    seen = []
+
+    def outside(subject: privacy.ErasureSubject) -> int:
+        boto3.client("s3", region_name="us-east-1").list_buckets()
+        seen.append((subject.customer_id, subject.ticket_ids, bool(subject.tokens)))
+        return 1
+
+    monkeypatch.setitem(privacy._after_commit_erasure_hooks, "outside", outside)
+    with mock_aws():
+        first = privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+        privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    assert first["hook_outside"] == 1
+    assert seen == [(customer.pk, [ticket.pk], True), (customer.pk, [ticket.pk], False)]
+
+
+def test_admin_and_command_show_an_unfinished_erase_and_how_to_finish_it(
+    supervisor, client, settings, tmp_path, monkeypatch
+):
+    """Before: a failure after the commit (file storage, DynamoDB) was a 500 page in the
+    admin, and the other selected customers were not erased; the command printed a
+    traceback. Now: the admin says which customer is not finished and to erase again, and
+    goes on with the others; the command fails with that one line."""
+    from django.contrib.auth.models import Permission
+    from django.core.files.storage import FileSystemStorage
+    from django.core.management.base import CommandError
+
+    settings.MEDIA_ROOT = tmp_path
+    ida, _ = _customer_with_attachment("Ida Pell", "ida.pell@example.com")
+    bob = Customer.objects.create(name="Bob Stone", email="bob.stone@example.com")
+
+    def unavailable(self: FileSystemStorage, name: str) -> None:
+        raise OSError("storage unavailable")
+
+    monkeypatch.setattr(FileSystemStorage, "delete", unavailable)
+    supervisor.user_permissions.add(
+        *Permission.objects.filter(content_type=ContentType.objects.get_for_model(Customer))
+    )
+    client.force_login(supervisor)
+    done = client.post(
+        "/admin/tickets/customer/",
+        {"action": "erase_personal_data", "_selected_action": [ida.pk, bob.pk], "confirm": "yes"},
+        follow=True,
+    )
+    assert done.status_code == 200
+    text = done.content.decode()
+    assert f"Customer {ida.pk}" in text
+    assert "erase again" in text
+    assert "storage unavailable" in text
+    assert set(CustomerErasure.objects.values_list("customer_id", flat=True)) == {ida.pk, bob.pk}
+    assert list(
+        AuditLog.objects.filter(action="customer.erase").values_list("object_id", flat=True)
+    ) == [str(bob.pk)]
+    with pytest.raises(CommandError, match="erase again"):
+        call_command("customer_erase", str(ida.pk), "--yes")

@@ -178,6 +178,51 @@ def test_comprehend_gets_the_message_redacted(settings, monkeypatch):
     assert text == "[NAME] here, [ADDRESS], [POSTCODE], [EMAIL], [PHONE]: awful!"
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("declares", ["sends_text", "nothing"])
+def test_any_registered_analyser_gets_the_text_redacted_unless_it_runs_locally(
+    settings, monkeypatch, declares
+):
+    """Before: only the Comprehend adapter redacted. Another registered analyser (an LLM
+    provider, say) got the customer's message as written, whether it said it sends text
+    (it got the names, and the raw text) or said nothing (taken for a local one). The one
+    path, ``sentiment_analyse``, now redacts for every analyser that does not declare
+    ``sends_text = False``."""
+    from tickets.context import sentiment
+    from tickets.context.services import interaction_record_for_message
+    from tickets.models import Customer, Message
+    from tickets.services import ticket_create
+
+    received: list[str] = []
+
+    class Provider:
+        name = "provider"
+
+        def analyse(self, text: str, **kwargs: Any) -> sentiment.Sentiment:
+            received.append(text)
+            return sentiment.Sentiment(-0.5, "negative")
+
+    if declares == "sends_text":
+        Provider.sends_text = True  # type: ignore[attr-defined]
+    monkeypatch.setitem(sentiment._registry, "provider", Provider)
+    settings.SENTIMENT_BACKEND = "provider"
+    sentiment.reset_analysers()
+    customer = Customer.objects.create(name="Zelda Quimby", email="zq@example.org")
+    ticket = ticket_create(
+        customer=customer, subject="Broken", body="Zelda here, zq@example.org, 415 555 0177!"
+    )
+    interaction_record_for_message(message_id=Message.objects.get(ticket=ticket).pk)
+    assert received == ["[NAME] here, [EMAIL], [PHONE]!"]
+
+
+def test_vader_runs_locally_and_reads_the_text_as_written(monkeypatch):
+    from tickets.context import sentiment
+
+    assert VaderAnalyser.sends_text is False
+    monkeypatch.setattr(sentiment, "redact", lambda *a, **k: pytest.fail("redacted"))
+    assert sentiment.sentiment_analyse("I love it", customer_id=None).label == "positive"
+
+
 def test_comprehend_gets_a_redacted_start_of_a_long_message(monkeypatch):
     """A message of megabytes is not redacted whole (the redaction reads no more than four
     times what Comprehend accepts, cut at a space); what is sent is redacted and within
@@ -203,7 +248,9 @@ def test_comprehend_gets_a_redacted_start_of_a_long_message(monkeypatch):
 
     client = Client()
     text = "Write to jo.smith@example.com about my order. " * 50_000  # 2.3 MB
-    result = ComprehendAnalyser(client=client).analyse(text)
+    monkeypatch.setitem(sentiment._registry, "comprehend", lambda: ComprehendAnalyser(client))
+    sentiment.reset_analysers()
+    result = sentiment.get_analyser("comprehend").analyse(sentiment.redacted_for_provider(text))
     assert result.label == "negative"
     assert seen
     assert seen[0] <= sentiment.REDACTED_MAX_CHARS

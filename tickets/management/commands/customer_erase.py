@@ -21,6 +21,9 @@ class Command(BaseCommand):
         customer = customer_from_ref(options["customer"])
         if not options["yes"]:
             raise CommandError("This cannot be undone: run again with --yes to erase.")
-        counts = privacy.customer_erase(customer=customer, actor=None, via="command")
+        try:
+            counts = privacy.customer_erase(customer=customer, actor=None, via="command")
+        except privacy.ErasureIncomplete as exc:
+            raise CommandError(str(exc)) from exc
         details = ", ".join(f"{k}={v}" for k, v in counts.items())
         self.stdout.write(self.style.SUCCESS(f"Customer {customer.pk} erased ({details})."))
