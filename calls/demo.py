@@ -40,14 +40,31 @@ def _place(contact_id: str, name: str, doc: Any) -> None:
     default_storage.save(path, ContentFile(json.dumps(doc).encode()))
 
 
+def _shifted(value: Any, by: timedelta) -> Any:
+    """``value`` with every ``…Timestamp`` in it moved by ``by`` (a CTR keeps its shape)."""
+    if isinstance(value, list):
+        return [_shifted(item, by) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key.endswith("Timestamp") and isinstance(item, str):
+            moved = datetime.fromisoformat(item.replace("Z", "+00:00")) + by
+            out[key] = moved.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        else:
+            out[key] = _shifted(item, by)
+    return out
+
+
 def _tech_ctr() -> dict[str, Any]:
-    ctr = copy.deepcopy(_load("ctr_billing.json"))
+    """The billing call's record, another caller on the Support queue two hours later (all
+    its times move together: the call lasts as long)."""
+    ctr = _shifted(copy.deepcopy(_load("ctr_billing.json")), timedelta(hours=1, minutes=57))
     ctr["ContactId"] = TECH_CALL
     ctr["CustomerEndpoint"]["Address"] = "+14155550122"
     ctr["Queue"]["Name"] = "SupportQueue"
     ctr["Agent"]["Username"] = "asmith"
     ctr["Attributes"] = {"ivr_path": "Main IVR>Support"}
-    ctr["InitiationTimestamp"] = "2026-11-20T12:00:00Z"
     ctr["Recording"]["Location"] = f"connect-recordings-example/calls/{TECH_CALL}.wav"
     return ctr
 

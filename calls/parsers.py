@@ -285,15 +285,22 @@ def ctr_fields(record: dict[str, Any]) -> CallFields:
     def field(value: Any, where: str, name: str) -> str:
         return text_field(value or None, where, _max(Call, name))
 
+    initiated_at = parse_time(record.get("InitiationTimestamp"))
+    disconnected_at = parse_time(record.get("DisconnectTimestamp"))
+    if initiated_at and disconnected_at and disconnected_at < initiated_at:
+        raise RecordError(
+            f"DisconnectTimestamp {record.get('DisconnectTimestamp')} is before "
+            f"InitiationTimestamp {record.get('InitiationTimestamp')}."
+        )
     return CallFields(
         contact_id=contact_id_text(record["ContactId"], "ContactId"),
         channel=field(record.get("Channel"), "Channel", "channel"),
         initiation_method=field(
             record.get("InitiationMethod"), "InitiationMethod", "initiation_method"
         ),
-        initiated_at=parse_time(record.get("InitiationTimestamp")),
+        initiated_at=initiated_at,
         connected_to_agent_at=parse_time(agent.get("ConnectedToAgentTimestamp")),
-        disconnected_at=parse_time(record.get("DisconnectTimestamp")),
+        disconnected_at=disconnected_at,
         disconnect_reason=field(
             record.get("DisconnectReason"), "DisconnectReason", "disconnect_reason"
         ),

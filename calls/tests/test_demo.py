@@ -21,6 +21,9 @@ def test_demo_calls_load_twice(calls_settings, django_capture_on_commit_callback
     assert paths == [AnalyticsPath.DATA_AUTOMATION, AnalyticsPath.LOCAL]
     assert Escalation.objects.get().kind == "max_retries"
     assert Alert.objects.get().username == "jdoe"
+    # every demo call lasts a while (one once showed -6680 s: its record's times did not
+    # move with its start)
+    assert all(call.duration_seconds and call.duration_seconds > 0 for call in Call.objects.all())
 
 
 def test_the_demo_agent_sees_a_demo_call(monkeypatch, calls_settings):

@@ -135,6 +135,10 @@ FAILED_WHEN_APPLIED: dict[str, tuple[dict[str, Any], str]] = {
         ctr("p10b", InitiationTimestamp=(timezone.now() + timedelta(days=400)).isoformat()),
         "is more than a day in the future",
     ),
+    "disconnected before it began": (
+        ctr("p11", InitiationTimestamp="2026-11-20T12:00:00Z"),  # disconnect 10:08:40
+        "DisconnectTimestamp 2026-11-20T10:08:40Z is before InitiationTimestamp",
+    ),
     "channel too long": (ctr("p12", Channel="V" * 17), "Channel is longer than 16"),
     "disconnect reason too long": (
         ctr("p13", DisconnectReason="D" * 65),
