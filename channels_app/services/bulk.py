@@ -143,6 +143,7 @@ def _messages_ingest_bulk(
     message_rows: list[Any] = []
     events: list[Any] = []
     touched: dict[int, int] = {}  # ticket -> where its first message's events start
+    message_events: dict[int, list[Any]] = {}  # ticket -> its messages' events
     for m in todo:
         customer = customers[m.sender_id]
         text = m.text or "(empty message)"
@@ -178,12 +179,16 @@ def _messages_ingest_bulk(
             metadata=metadata,
         )
         message_rows.append(message)
-        events.append(ticket_services.message_new_event("message.created", message))
+        event = ticket_services.message_new_event("message.created", message, ticket=ticket)
+        message_events.setdefault(ticket.pk, []).append(event)
+        events.append(event)
     rows_insert([*people, *new_rows, *message_rows])
     # The threading rules, shared with message_add (tickets.thread_rules); a status they
     # change is published just before the message that changed it, as one by one.
     applied = tickets_customer_message_apply(ticket_ids=list(touched), now=now)
     for ticket, before in sorted(applied, key=lambda pair: -touched[pair[0].pk]):
+        for event in message_events.get(ticket.pk, ()):  # the ticket as the message left it
+            event.payload.update(ticket_services.message_ticket_fields(ticket))
         if ticket.status != before:
             events.insert(
                 touched[ticket.pk],

@@ -12,6 +12,7 @@ import responses
 
 from channels_app.models import ChannelAccount, InboundEvent, InboundStatus
 from channels_app.tests.conftest import counts, diff, make_account
+from support.models import OutboxEvent
 from tickets.models import Attachment, ChannelIdentity, Message, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -315,6 +316,11 @@ def test_resolved_ticket_reopens_within_the_window_and_not_after(
     ticket.refresh_from_db()
     assert ticket.status == "open"
     assert Ticket.objects.count() == 1
+    # the message's event (seed 001's schema) has the ticket as the message left it
+    event = OutboxEvent.objects.filter(event_type="message.created").latest("pk")
+    assert event.payload["ticket_id"] == ticket.pk
+    assert (event.payload["status"], event.payload["customer_id"]) == ("open", ticket.customer_id)
+    assert event.payload["source"] == "whatsapp"
     ticket_update(ticket=ticket, status="resolved")
     Ticket.objects.filter(pk=ticket.pk).update(
         resolved_at=timezone.now() - timedelta(hours=settings.CHANNEL_REOPEN_WINDOW_HOURS + 1)

@@ -29,6 +29,7 @@ from tickets.services.customers import (
 from tickets.services.events import (
     PREVIEW_CHARS,
     message_new_event,
+    message_ticket_fields,
     ticket_event_payload,
     ticket_new_event,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "message_add",
     "message_delivery_update",
     "message_new_event",
+    "message_ticket_fields",
     "ticket_allowed_statuses",
     "ticket_assign",
     "ticket_build",

@@ -227,7 +227,7 @@ def ticket_create(
         rows.append(message)
     events = [ticket_new_event("ticket.created", ticket, subject=ticket.subject, tags=tag_names)]
     if message is not None:
-        events.append(message_new_event("message.created", message))
+        events.append(message_new_event("message.created", message, ticket=ticket))
     rows += outbox_rows(events)
     # A single multi-statement write is a transaction of its own; a savepoint is needed
     # only inside a caller's transaction (so Conflict leaves it usable) or for the extra

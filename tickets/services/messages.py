@@ -103,7 +103,7 @@ def message_add(
         ((ticket, before),) = tickets_customer_message_apply(ticket_ids=[ticket.pk], now=now)
         if ticket.status != before:
             _ticket_event("ticket.updated", ticket, changes={"status": [before, ticket.status]})
-        _message_event("message.created", message)
+        _message_event("message.created", message, ticket=ticket)
         return message
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
     fields = ["last_message_at", "updated_at"]
@@ -123,7 +123,7 @@ def message_add(
         ticket.search_vector = _search_vector_for(ticket)
         fields.append("search_vector")
     ticket.save(update_fields=fields)
-    _message_event("message.created", message)
+    _message_event("message.created", message, ticket=ticket)
     return message
 
 

@@ -91,12 +91,31 @@ def test_agent_public_reply_is_queued_and_sets_first_response(customer, agent):
 def test_inbound_message_reopens_pending_ticket(customer, agent):
     ticket = services.ticket_create(customer=customer, subject="s", body="help")
     services.ticket_update(ticket=ticket, status="pending")
-    services.message_add(
+    message = services.message_add(
         ticket=ticket, body="still broken", direction="inbound", author_customer=customer
     )
     ticket.refresh_from_db()
     assert ticket.status == "open"
     assert ticket.waiting_since is not None
+    # seed 001's event schema, with the ticket as the message left it (reopened)
+    event = OutboxEvent.objects.get(event_type="message.created", aggregate_id=str(message.pk))
+    assert {k: event.payload[k] for k in ("customer_id", "status", "priority", "source")} == {
+        "customer_id": customer.pk,
+        "status": "open",
+        "priority": ticket.priority,
+        "source": ticket.channel,
+    }
+
+
+def test_an_agents_first_reply_event_carries_the_opened_ticket(customer, agent):
+    ticket = services.ticket_create(customer=customer, subject="s", body="help", priority="high")
+    assert ticket.status == "new"
+    reply = services.message_add(ticket=ticket, body="On it.", author_user=agent)
+    event = OutboxEvent.objects.get(event_type="message.created", aggregate_id=str(reply.pk))
+    assert (event.payload["status"], event.payload["priority"]) == ("open", "high")
+    assert event.payload["customer_id"] == customer.pk
+    first = OutboxEvent.objects.filter(event_type="message.created").earliest("pk")
+    assert (first.payload["status"], first.payload["customer_id"]) == ("new", customer.pk)
 
 
 def test_duplicate_channel_message_is_a_conflict(customer):
