@@ -163,7 +163,10 @@ def message_delivery_update(
     """
     from tickets.models import DELIVERY_RANK
 
-    message = Message.objects.select_for_update().get(pk=message.pk)
+    # the ticket read with it for the event's fields (locked: the message only)
+    message = (
+        Message.objects.select_for_update(of=("self",)).select_related("ticket").get(pk=message.pk)
+    )
     at = at or timezone.now()
     fields: list[str] = []
     stamp_field = {
