@@ -156,6 +156,28 @@ WHERE d.id = c.document_id AND c.document_id = ANY(%s)
 """
 
 
+def _document_for_write(
+    source: KnowledgeSource, external_id: str, fields: dict[str, Any]
+) -> tuple[Document, bool]:
+    """The document ``external_id`` of ``source``, locked for the rest of the transaction,
+    and whether it was created now (version 1, with ``fields``). A run that read the
+    document earlier (``_prepare_batch``, outside any transaction) may have been overtaken
+    by another run since: what it writes next (the version above all) is taken from this
+    locked row, never from the copy it read."""
+    locked = Document.objects.select_for_update()
+    document = locked.filter(source=source, external_id=external_id).first()
+    if document is not None:
+        return document, False
+    document, created = Document.objects.get_or_create(
+        source=source, external_id=external_id, defaults={**fields, "version": 1}
+    )
+    if created:
+        return document, True
+    # Created by another run since this one looked (its INSERT waited for that run's
+    # transaction and found the row): lock it as it is now.
+    return locked.get(pk=document.pk), False
+
+
 def _write_documents(
     source: KnowledgeSource,
     batch: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]],
@@ -163,12 +185,26 @@ def _write_documents(
     keys: list[str],
     counts: IngestCounts,
     embedder_name: str,
+    *,
+    full: bool = False,
 ) -> None:
+    """Write a batch's documents and chunks in one transaction. Each document row is
+    locked before it is written, and in id order: two runs writing the same document (two
+    uploads of one file at once, an upload during a sync of its source's S3 event)
+    serialise on the row and each takes the next version from it; the same order in every
+    run means they never deadlock over a batch of several. A run that finds, under the
+    lock, the content it was about to write (another run wrote it meanwhile) counts the
+    document unchanged unless ``full``."""
+    offsets: list[int] = []
     offset = 0
+    for *_, drafts in batch:
+        offsets.append(offset)
+        offset += len(drafts)
     touched: list[int] = []
     chunks: list[Chunk] = []
     with transaction.atomic():
-        for parsed, existing, digest, drafts in batch:
+        for index in sorted(range(len(batch)), key=lambda i: batch[i][0].external_id):
+            parsed, _, digest, drafts = batch[index]
             fields = {
                 "title": parsed.title[:500],
                 "url": document_url(parsed.url)[:1000],
@@ -179,22 +215,27 @@ def _write_documents(
                 "error": "",
                 "deleted_at": None,
             }
-            if existing is None:
-                document, created = Document.objects.get_or_create(
-                    source=source, external_id=parsed.external_id, defaults={**fields, "version": 1}
-                )
-                if not created:  # written concurrently: treat as an update
-                    existing = document
-            if existing is not None:
-                document = existing
+            document, created = _document_for_write(source, parsed.external_id, fields)
+            if created:
+                counts.created += 1
+            elif (
+                not full
+                and document.status == Document.Status.ACTIVE
+                and document.content_hash == digest
+            ):
+                counts.unchanged += 1  # another run wrote this very content meanwhile
+                if document.error:
+                    document.error = ""
+                    document.save(update_fields=["error", "updated_at"])
+                continue
+            else:
                 for name, value in fields.items():
                     setattr(document, name, value)
-                document.version = document.version + 1
+                document.version += 1  # from the locked row: the next version
                 document.save()
                 Chunk.objects.filter(document=document).delete()
                 counts.updated += 1
-            else:
-                counts.created += 1
+            start = offsets[index]
             chunks.extend(
                 Chunk(
                     document=document,
@@ -204,19 +245,19 @@ def _write_documents(
                     heading_path=draft.heading_path[:1000],
                     text=draft.text,
                     token_count=len(draft.text.split()),
-                    embedding=vectors[offset + i],
-                    embedding_key=keys[offset + i],
+                    embedding=vectors[start + i],
+                    embedding_key=keys[start + i],
                     embedder=embedder_name,
                 )
                 for i, draft in enumerate(drafts)
             )
-            offset += len(drafts)
             counts.chunks += len(drafts)
             touched.append(document.pk)
         # One INSERT for the whole batch's chunks (not one per document): fewer round trips.
         Chunk.objects.bulk_create(chunks, batch_size=CHUNK_INSERT_ROWS)
-        with connection.cursor() as cursor:
-            cursor.execute(_SEARCH_VECTOR_SQL, [touched])
+        if touched:
+            with connection.cursor() as cursor:
+                cursor.execute(_SEARCH_VECTOR_SQL, [touched])
         transaction.on_commit(name_stats_invalidate)
         transaction.on_commit(stored_embedders_invalidate)
 
@@ -233,6 +274,7 @@ class _PreparedBatch:
     known: dict[str, Any]
     missing: list[str]
     vectors: Future[tuple[np.ndarray, float]] | None
+    full: bool = False
 
 
 def _prepare_batch(
@@ -280,7 +322,7 @@ def _prepare_batch(
             missing.setdefault(key, text)
     counts.add_time("parse_s", time.perf_counter() - started)
     future = pool.submit(_encode_timed, embedder, list(missing.values())) if missing else None
-    return _PreparedBatch(len(docs), todo, texts, keys, known, list(missing), future)
+    return _PreparedBatch(len(docs), todo, texts, keys, known, list(missing), future, full)
 
 
 def _encode_timed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, float]:
@@ -338,7 +380,9 @@ def _finish_batch(
     for i, key in enumerate(batch.keys):
         vectors[i] = known[key]
     started = time.perf_counter()
-    _write_documents(source, batch.todo, vectors, batch.keys, counts, embedder.name)
+    _write_documents(
+        source, batch.todo, vectors, batch.keys, counts, embedder.name, full=batch.full
+    )
     counts.add_time("write_s", time.perf_counter() - started)
 
 
