@@ -47,8 +47,8 @@ from support.db import (
     advisory_session_locks_try,
     advisory_xact_lock,
 )
-from support.errors import Conflict, InvalidInput, NotFound
-from support.parsing import contains_nul, parse_id
+from support.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from support.parsing import contains_nul, parse_id, safe_file_name
 from support.redis_client import enqueue_once, pending_clear
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ EXTERNAL_ID_MAX_LENGTH = Document._meta.get_field("external_id").max_length or 1
 # ~500-page book) hold a web thread ~20 s; bigger loads go through kb_ingest or S3, in a
 # worker. 10 MB of text would be ~13,000 passages: minutes of both cores.
 UPLOAD_MAX_CHUNKS = 1000
+# Bytes an uploaded file may hold (10 MB): a bigger file is a 413 naming the limit.
+UPLOAD_MAX_BYTES = 10 * 1024 * 1024
 CHUNK_INSERT_ROWS = 500  # rows per INSERT when a batch's chunks are written
 ProgressFn = Callable[[int, int], None]
 
@@ -1198,6 +1200,42 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
     return recorded
 
 
+def upload_too_large(what: str) -> PayloadTooLarge:
+    """The 413 of an upload over ``UPLOAD_MAX_BYTES``: ``what`` says what was too big."""
+    return PayloadTooLarge(
+        f"{what}; an upload takes at most {UPLOAD_MAX_BYTES // (1024 * 1024)} MB "
+        f"({UPLOAD_MAX_BYTES:,} bytes): load bigger files with kb_ingest or from S3",
+        details={"limit_bytes": UPLOAD_MAX_BYTES},
+    )
+
+
+def upload_name_check(*, filename: str, size: int) -> str:
+    """The name an uploaded file is stored and known by (its document id), after the checks
+    every upload passes before anything is written: a name of a kind we read (its last
+    path component, without control characters: ``support.parsing.safe_file_name``), some
+    bytes, at most ``UPLOAD_MAX_BYTES``. ``InvalidInput`` (400) or ``PayloadTooLarge``
+    (413) otherwise, naming the file."""
+    from knowledge.parsing import content_type_for
+
+    name = safe_file_name(filename, fallback="")
+    if not name:
+        raise InvalidInput("file: a file name is required")
+    if content_type_for(name) is None:
+        raise InvalidInput(f"file: {name} is not Markdown, HTML, text, PDF or JSONL")
+    if ".jsonl#" in name.lower():
+        # The articles of an uploaded ``faq.jsonl`` are ``faq.jsonl#<id>``: a file of this
+        # name would replace one of them, or be deleted by the JSONL file's next upload.
+        raise InvalidInput(
+            f"file: {name} would stand for an article of an uploaded JSONL file "
+            "('.jsonl#' is how their ids are written); rename it"
+        )
+    if size <= 0:
+        raise InvalidInput(f"file: {name} is empty (0 bytes)")
+    if size > UPLOAD_MAX_BYTES:
+        raise upload_too_large(f"file: {name} is {size:,} bytes")
+    return name
+
+
 def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> IngestCounts:
     """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)
     into an upload source: a folder or S3 source is re-read from where it lives, and its
@@ -1210,11 +1248,10 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
             "re-read from where it lives; upload to an upload source"
         )
 
-    name = Path(filename).name
+    name = upload_name_check(filename=filename, size=len(data))
     kind = content_type_for(name)
-    if kind is None:
-        raise InvalidInput(f"file: {name} is not Markdown, HTML, text, PDF or JSONL")
     items: list[Item]
+    scope: str | None = None
     if kind == "jsonl":
         docs = list(parse_jsonl(data, name=name))
         if not docs:
@@ -1222,6 +1259,7 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
         for doc in docs:
             doc.external_id = f"{name}#{doc.external_id}"
         items = list(docs)
+        scope = f"{name}#"  # the file replaces its articles: those it no longer holds go
     else:
         try:
             items = [parse_file(name, data)]
@@ -1234,4 +1272,6 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
             f"{UPLOAD_MAX_CHUNKS} (they are embedded during the request): load it with "
             "kb_ingest or from S3"
         )
-    return documents_ingest(source=source, items=items)
+    return documents_ingest(
+        source=source, items=items, delete_missing=scope is not None, scope_prefix=scope
+    )

@@ -21,6 +21,7 @@ from knowledge.s3events import parse_events
 from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent, IsSupervisor
 from support.errors import Forbidden, InvalidInput, NotFound
+from support.parsing import parse_id
 from support.throttling import PerClientRateThrottle, PerIPRateThrottle, hit
 from tickets.api.schema import TICKET_ID
 
@@ -394,7 +395,9 @@ class KbFeedbackApi(APIView):
         )
 
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# What a multipart body may hold besides the file (boundaries, headers, the source
+# field): a body bigger than the file cap plus this is refused before it is parsed.
+UPLOAD_FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 class KbDocumentUploadApi(APIView):
@@ -416,19 +419,22 @@ class KbDocumentUploadApi(APIView):
                 },
             )
         },
-        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request) -> Response:
+        # Checked on the declared length before the body is parsed: the multipart parser
+        # would copy a body of any size to a temporary file first.
+        declared = parse_id(request.META.get("CONTENT_LENGTH")) or 0
+        if declared > services.UPLOAD_MAX_BYTES + UPLOAD_FORM_OVERHEAD_BYTES:
+            raise services.upload_too_large(f"file: the request is {declared:,} bytes")
         upload = request.FILES.get("file")
         if upload is None:
             raise InvalidInput("file: a file is required")
-        if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
-            raise InvalidInput(f"file: larger than {MAX_UPLOAD_BYTES} bytes")
-        name = str(request.data.get("source") or "uploads")
-        source = services.source_get_or_create(name=name, kind=KnowledgeSource.Kind.UPLOAD)
-        counts = services.upload_ingest(
-            source=source, filename=upload.name or "upload", data=upload.read()
+        name = services.upload_name_check(filename=upload.name or "", size=upload.size or 0)
+        source = services.source_get_or_create(
+            name=str(request.data.get("source") or "uploads"), kind=KnowledgeSource.Kind.UPLOAD
         )
+        counts = services.upload_ingest(source=source, filename=name, data=upload.read())
         return Response(
             {"source": source.name, **counts.as_dict(), "errors": counts.errors},
             status=status.HTTP_201_CREATED if not counts.failed else status.HTTP_400_BAD_REQUEST,
