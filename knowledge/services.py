@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -792,23 +793,26 @@ def sync_job_queue(
         if existing is not None:
             return existing, False
         job = job_create(source=source, full=full, backend=backend, user=user)
-        transaction.on_commit(partial(_sync_job_publish, job))
+        transaction.on_commit(partial(_job_publish, job))
     return job, True
 
 
-def _sync_job_publish(job: IngestionJob) -> None:
+def _job_publish(job: IngestionJob) -> None:
+    """Queue a committed job's task (a sync's or an upload's); when the broker cannot take
+    it, finish the job as failed with the reason instead of leaving it queued."""
     from kombu.exceptions import KombuError
 
-    from knowledge.tasks import kb_sync_task
+    from knowledge.tasks import kb_sync_task, kb_upload_task
 
+    task = kb_upload_task if job.kind == IngestionJob.Kind.UPLOAD else kb_sync_task
     try:
-        kb_sync_task.delay(job.pk)
+        task.delay(job.pk)
     except (KombuError, OSError) as exc:
         logger.warning("kb job %s could not be queued", job.pk, exc_info=True)
         job_finish(
             job,
             error=f"not queued: the task broker refused it ({type(exc).__name__}); "
-            "start the sync again",
+            f"{_job_again(job)}",
         )
 
 
@@ -965,12 +969,18 @@ def jobs_sweep(*, stale_seconds: float | None = None) -> int:
     return count
 
 
-def _stale_reason(job: IngestionJob, stale: float) -> str:
-    again = {
+def _job_again(job: IngestionJob) -> str:
+    """What to do about a job that did not run to its end."""
+    return {
         IngestionJob.Kind.SYNC: "start the sync again",
         IngestionJob.Kind.INGEST: "run kb_ingest again",
         IngestionJob.Kind.EVENT: "the S3 event is applied again when it is delivered again",
+        IngestionJob.Kind.UPLOAD: "upload the file again",
     }.get(IngestionJob.Kind(job.kind), "start it again")
+
+
+def _stale_reason(job: IngestionJob, stale: float) -> str:
+    again = _job_again(job)
     if job.status == IngestionJob.Status.QUEUED:
         return (
             f"never started: no worker took it up within {stale:.0f} s (its task was lost, "
@@ -1236,18 +1246,25 @@ def upload_name_check(*, filename: str, size: int) -> str:
     return name
 
 
-def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> IngestCounts:
-    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)
-    into an upload source: a folder or S3 source is re-read from where it lives, and its
-    next full sync would delete the uploaded document."""
-    from knowledge.parsing import content_type_for, parse_file, parse_jsonl
-
+def upload_source_check(source: KnowledgeSource) -> None:
+    """Uploads go to upload sources only: a folder or S3 source is re-read from where it
+    lives, and its next full sync would delete the uploaded document."""
     if source.kind != KnowledgeSource.Kind.UPLOAD:
         raise InvalidInput(
             f"source: {source.name!r} is a {source.kind} source, "
             "re-read from where it lives; upload to an upload source"
         )
 
+
+def upload_ingest(
+    *, source: KnowledgeSource, filename: str, data: bytes, job: IngestionJob | None = None
+) -> IngestCounts:
+    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)
+    into an upload source; progress and counts go to ``job`` when given (an asynchronous
+    upload). Idempotent: the same file again counts as unchanged."""
+    from knowledge.parsing import content_type_for, parse_file, parse_jsonl
+
+    upload_source_check(source)
     name = upload_name_check(filename=filename, size=len(data))
     kind = content_type_for(name)
     items: list[Item]
@@ -1269,9 +1286,103 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
     if passages > UPLOAD_MAX_CHUNKS:
         raise InvalidInput(
             f"file: {name} makes {passages} passages; an upload takes at most "
-            f"{UPLOAD_MAX_CHUNKS} (they are embedded during the request): load it with "
+            f"{UPLOAD_MAX_CHUNKS} (they are embedded "
+            f"{'during the request' if job is None else 'in one run'}): load it with "
             "kb_ingest or from S3"
         )
     return documents_ingest(
-        source=source, items=items, delete_missing=scope is not None, scope_prefix=scope
+        source=source, items=items, delete_missing=scope is not None, scope_prefix=scope, job=job
     )
+
+
+# --- Asynchronous uploads -----------------------------------------------------------------
+#
+# ``Prefer: respond-async`` on the upload: the file is stored first (nothing received is
+# lost), an ``upload`` job is queued and answered 202, and ``kb_upload_task`` parses and
+# ingests it. The job is claimed before it runs (a redelivered task finds it taken and
+# returns) and ingestion is idempotent by content hash, so a file is never ingested twice.
+
+UPLOAD_STORAGE_PREFIX = "kb-uploads"
+
+
+def upload_job_queue(
+    *, source: KnowledgeSource, filename: str, data: bytes, user: Any = None
+) -> IngestionJob:
+    """Store an uploaded file and queue the job that ingests it; its task is queued once
+    the job is committed (when the broker refuses it the job fails with the reason). The
+    checks every upload passes come first, so what is refused is refused at once (400 or
+    413), as in the synchronous mode. The file is stored under a name of ours, never the
+    sender's."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    upload_source_check(source)
+    name = upload_name_check(filename=filename, size=len(data))
+    key = default_storage.save(
+        f"{UPLOAD_STORAGE_PREFIX}/{uuid.uuid4().hex}/upload", ContentFile(data)
+    )
+    with transaction.atomic():
+        job = job_create(source=source, kind=IngestionJob.Kind.UPLOAD, user=user)
+        job.file_name, job.file_key, job.total = name, key, 1
+        job.save(update_fields=["file_name", "file_key", "total", "updated_at"])
+        transaction.on_commit(partial(_job_publish, job))
+    return job
+
+
+def upload_job_run(job_id: int) -> IngestionJob:
+    """Run a queued upload job: read its stored file, ingest it into its source, finish
+    the job and remove the file. Idempotent: a job that is not queued (taken by another
+    copy of its task, or finished) is returned as it is. A file that cannot be ingested
+    (a 400 in the synchronous mode) fails the job with the reason and is removed; any
+    other failure fails the job, keeps the file (``file_key``) and is raised."""
+    from django.core.files.storage import default_storage
+
+    job = IngestionJob.objects.select_related("source").get(pk=job_id)
+    if job.status != IngestionJob.Status.QUEUED or job.source is None or not job_start(job):
+        return job
+    try:
+        try:
+            with default_storage.open(job.file_key, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:  # removed, or a storage the worker does not share
+            job_finish(
+                job,
+                error=f"the stored file {job.file_key} cannot be read "
+                f"({type(exc).__name__}); {_job_again(job)}",
+            )
+            return job
+        try:
+            counts = upload_ingest(source=job.source, filename=job.file_name, data=data, job=job)
+        except InvalidInput as exc:  # the file itself: what the synchronous mode answers 400
+            job_finish(job, error=exc.message)
+        else:
+            if counts.failed:
+                reasons = "; ".join(e["error"] for e in counts.errors[:3])
+                job_finish(job, error=f"not ingested: {reasons}")
+            else:
+                job_finish(job)
+    except JobAbandoned:
+        logger.warning("kb upload job %s was finished by the sweep while it ran", job.pk)
+        job.refresh_from_db()
+        return job
+    except Exception as exc:  # task boundary: the job records every failure
+        logger.exception("kb upload job %s failed", job.pk)
+        job_finish(job, error=f"{type(exc).__name__}: {exc}; {_job_again(job)}")
+        raise
+    _upload_file_remove(job)
+    return job
+
+
+def _upload_file_remove(job: IngestionJob) -> None:
+    """The stored file of a finished upload job is not needed any more."""
+    from django.core.files.storage import default_storage
+
+    if not job.file_key:
+        return
+    try:
+        default_storage.delete(job.file_key)
+    except OSError:
+        logger.warning("kb upload job %s: could not remove %s", job.pk, job.file_key)
+        return
+    IngestionJob.objects.filter(pk=job.pk).update(file_key="")
+    job.file_key = ""

@@ -6,6 +6,7 @@ import hmac
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -42,6 +43,7 @@ def job_data(job: IngestionJob) -> dict[str, Any]:
         "status": job.status,
         "backend": job.backend,
         "source": job.source.name if job.source else None,
+        "file": job.file_name or None,  # an upload job's file (its document id)
         "full": job.full,
         "external_job_id": job.external_job_id or None,
         "progress": job.progress,
@@ -400,10 +402,22 @@ class KbFeedbackApi(APIView):
 UPLOAD_FORM_OVERHEAD_BYTES = 64 * 1024
 
 
+def prefers_async(request: Request) -> bool:
+    """Whether the request's ``Prefer`` header (RFC 7240: comma-separated preferences,
+    each maybe with parameters) asks for ``respond-async``."""
+    preferences = request.headers.get("Prefer", "")  # several headers arrive comma-joined
+    return any(
+        p.split(";", 1)[0].split("=", 1)[0].strip().lower() == "respond-async"
+        for p in preferences.split(",")
+    )
+
+
 class KbDocumentUploadApi(APIView):
     """``POST /api/kb/documents`` (multipart ``file``, optional ``source``, default
     ``uploads``): parse and ingest one file now; the id is the file name (re-uploading the
-    same name replaces the document, an identical upload is a no-op)."""
+    same name replaces the document, an identical upload is a no-op). With ``Prefer:
+    respond-async`` the file is stored, 202 answers the upload job (``GET
+    /api/kb/jobs/{id}``, also the ``Location``) and a worker ingests it."""
 
     permission_classes = [IsSupervisor]
     parser_classes = [MultiPartParser, FormParser]
@@ -419,7 +433,21 @@ class KbDocumentUploadApi(APIView):
                 },
             )
         },
-        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT},
+        parameters=[
+            OpenApiParameter(
+                "Prefer",
+                str,
+                OpenApiParameter.HEADER,
+                description="`respond-async`: store the file, answer 202 with the upload "
+                "job and ingest it in a worker (default: ingest now, 201/400).",
+            )
+        ],
+        responses={
+            201: OpenApiTypes.OBJECT,
+            202: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            413: OpenApiTypes.OBJECT,
+        },
     )
     def post(self, request: Request) -> Response:
         # Checked on the declared length before the body is parsed: the multipart parser
@@ -434,6 +462,14 @@ class KbDocumentUploadApi(APIView):
         source = services.source_get_or_create(
             name=str(request.data.get("source") or "uploads"), kind=KnowledgeSource.Kind.UPLOAD
         )
+        if prefers_async(request):
+            job = services.upload_job_queue(
+                source=source, filename=name, data=upload.read(), user=request.user
+            )
+            response = Response(job_data(job), status=status.HTTP_202_ACCEPTED)
+            response["Preference-Applied"] = "respond-async"
+            response["Location"] = reverse("api-kb-job", kwargs={"job_id": job.pk})
+            return response
         counts = services.upload_ingest(source=source, filename=name, data=upload.read())
         return Response(
             {"source": source.name, **counts.as_dict(), "errors": counts.errors},

@@ -220,3 +220,222 @@ def test_path_tricks_in_file_names_name_the_last_component_only(
     counts = upload_ingest(source=source, filename=name, data=b"# Returns\nWithin 30 days.")
     assert counts.created == 1
     assert list(Document.objects.values_list("external_id", flat=True)) == [stored]
+
+
+# --- Prefer: respond-async -------------------------------------------------------------
+
+
+ASYNC = {"HTTP_PREFER": "respond-async"}
+
+
+@pytest.fixture
+def media(settings: Any, tmp_path: Any) -> Any:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def stored_files(media: Any) -> list[str]:
+    return sorted(str(p.relative_to(media)) for p in media.rglob("*") if p.is_file())
+
+
+@pytest.mark.django_db
+def test_an_async_upload_is_stored_answered_202_with_its_job_and_ingested_by_a_worker(
+    browser: Client, agent_client: Any, media: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from knowledge.models import IngestionJob
+
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = post_file(browser, "returns.md", b"# Returns\nWithin 30 days.", **ASYNC)
+    assert response.status_code == 202, response.content
+    assert response["Preference-Applied"] == "respond-async"
+    body = response.json()
+    assert response["Location"] == f"/api/kb/jobs/{body['id']}"
+    assert (body["kind"], body["status"], body["source"], body["file"]) == (
+        "upload",
+        "queued",
+        "uploads",
+        "returns.md",
+    )
+    # Stored before anything else, under a name of ours; nothing ingested yet.
+    job = IngestionJob.objects.get(pk=body["id"])
+    assert stored_files(media) == [job.file_key]
+    assert job.file_key.startswith("kb-uploads/")
+    assert "returns" not in job.file_key
+    assert not Document.objects.exists()
+
+    for callback in queued:  # the commit: the task runs (eagerly, in tests)
+        callback()
+    shown = agent_client.get(response["Location"]).json()
+    assert (shown["status"], shown["progress"], shown["errors"]) == ("succeeded", 1.0, [])
+    assert shown["counts"] == {
+        "created": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "failed": 0,
+        "chunks": 2,
+    }
+    assert list(Document.objects.values_list("external_id", "version")) == [("returns.md", 1)]
+    assert stored_files(media) == []  # read and ingested: removed
+    assert IngestionJob.objects.get(pk=body["id"]).file_key == ""
+
+
+@pytest.mark.django_db
+def test_a_redelivered_upload_task_never_ingests_twice(
+    browser: Client, media: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from knowledge import tasks
+    from knowledge.models import IngestionJob
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_file(browser, "returns.md", b"# Returns\nWithin 30 days.", **ASYNC)
+    job_id = response.json()["id"]
+    before = IngestionJob.objects.get(pk=job_id)
+    assert before.status == "succeeded"
+    tasks.kb_upload_task.apply(args=(job_id,)).get()  # the broker delivers it again
+    after = IngestionJob.objects.get(pk=job_id)
+    assert (after.status, after.finished_at, after.created_count) == (
+        "succeeded",
+        before.finished_at,
+        1,
+    )
+    assert list(Document.objects.values_list("version", flat=True)) == [1]
+    assert Chunk.objects.count() == 2
+
+    # A copy that arrives while the first copy runs finds the job taken and returns.
+    running = IngestionJob.objects.create(
+        source=before.source, kind="upload", status="running", file_name="x.md", file_key="k"
+    )
+    tasks.kb_upload_task.apply(args=(running.pk,)).get()
+    assert IngestionJob.objects.get(pk=running.pk).status == "running"
+
+
+@pytest.mark.django_db
+def test_an_async_upload_that_cannot_be_read_fails_its_job_with_the_reason(
+    browser: Client, agent_client: Any, media: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_file(browser, "returns.md", b"%PDF-1.4 exported by mistake", **ASYNC)
+    assert response.status_code == 202
+    shown = agent_client.get(response["Location"]).json()
+    assert shown["status"] == "failed"
+    assert shown["counts"]["failed"] == 1
+    reason = "returns.md: a PDF file, not text (name it .pdf)"
+    assert shown["errors"] == [
+        {"id": "returns.md", "error": reason},
+        {"id": "", "error": f"not ingested: {reason}"},
+    ]
+    assert stored_files(media) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "data", "status", "message"),
+    [
+        ("returns.md", b"", 400, "file: returns.md is empty (0 bytes)"),
+        ("photo.png", b"\x89PNG", 400, "file: photo.png is not Markdown, HTML, text, PDF or JSONL"),
+    ],
+)
+def test_an_async_upload_is_checked_before_it_is_stored(
+    browser: Client, media: Any, name: str, data: bytes, status: int, message: str
+) -> None:
+    from knowledge.models import IngestionJob
+
+    response = post_file(browser, name, data, **ASYNC)
+    assert response.status_code == status, response.content
+    assert response.json()["error"]["message"] == message
+    assert not media.exists() or stored_files(media) == []
+    assert not IngestionJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_async_upload_the_broker_refuses_keeps_its_file_and_fails_its_job(
+    browser: Client,
+    agent_client: Any,
+    media: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from kombu.exceptions import OperationalError
+
+    from knowledge import tasks
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.kb_upload_task, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_file(browser, "returns.md", b"# Returns\nWithin 30 days.", **ASYNC)
+    assert response.status_code == 202
+    shown = agent_client.get(response["Location"]).json()
+    assert (shown["status"], shown["errors"]) == (
+        "failed",
+        [
+            {
+                "id": "",
+                "error": "not queued: the task broker refused it (OperationalError); "
+                "upload the file again",
+            }
+        ],
+    )
+    assert len(stored_files(media)) == 1  # nothing received is lost
+
+
+@pytest.mark.django_db
+def test_an_upload_job_left_by_a_killed_worker_is_swept_with_what_to_do(
+    browser: Client, media: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from knowledge.models import IngestionJob
+    from knowledge.services import jobs_sweep
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = post_file(browser, "returns.md", b"# Returns\nWithin 30 days.", **ASYNC)
+    job_id = response.json()["id"]
+    IngestionJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert jobs_sweep(stale_seconds=900) == 1
+    job = IngestionJob.objects.get(pk=job_id)
+    assert job.status == "failed"
+    assert job.errors[-1]["error"].endswith("upload the file again")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("prefer", "status"),
+    [
+        ("respond-async", 202),
+        ("wait=10, respond-async", 202),
+        ("RESPOND-ASYNC; x=1", 202),
+        ("return=minimal", 201),
+        ("respond-asynchronously", 201),
+    ],
+)
+def test_only_a_prefer_respond_async_header_makes_an_upload_async(
+    browser: Client,
+    media: Any,
+    prefer: str,
+    status: int,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_file(browser, "a.md", b"# A\nalpha", HTTP_PREFER=prefer)
+    assert response.status_code == status, response.content
+    assert Document.objects.get().status == "active"
+
+
+@pytest.mark.django_db
+def test_agents_cannot_upload_asynchronously_either(agent_client: Any, media: Any) -> None:
+    from knowledge.models import IngestionJob
+
+    response = agent_client.post(
+        "/api/kb/documents",
+        {"file": SimpleUploadedFile("a.md", b"# A\nalpha")},
+        format="multipart",
+        HTTP_PREFER="respond-async",
+    )
+    assert response.status_code == 403
+    assert not IngestionJob.objects.exists()
+    assert not media.exists() or stored_files(media) == []
