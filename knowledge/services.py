@@ -1246,6 +1246,26 @@ def upload_name_check(*, filename: str, size: int) -> str:
     return name
 
 
+def upload_source_get(name: str) -> KnowledgeSource:
+    """The source an upload names, created (kind upload) by the first upload that names
+    it; a new source's name must be a slug, as the model (and the admin) has it: any
+    string ("../etc", "FAQ uploads", markup) used to become a source."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_slug
+
+    existing = KnowledgeSource.objects.filter(name=name).first()
+    if existing is not None:
+        return existing
+    refused = "source: a new source's name is a slug of 1 to 100 letters, digits, '-' or '_'"
+    try:
+        validate_slug(name)
+    except ValidationError:
+        raise InvalidInput(refused) from None
+    if len(name) > 100:
+        raise InvalidInput(refused)
+    return source_get_or_create(name=name, kind=KnowledgeSource.Kind.UPLOAD)
+
+
 def upload_source_check(source: KnowledgeSource) -> None:
     """Uploads go to upload sources only: a folder or S3 source is re-read from where it
     lives, and its next full sync would delete the uploaded document."""
@@ -1353,7 +1373,7 @@ def upload_job_run(job_id: int) -> IngestionJob:
             return job
         try:
             counts = upload_ingest(source=job.source, filename=job.file_name, data=data, job=job)
-        except InvalidInput as exc:  # the file itself: what the synchronous mode answers 400
+        except (InvalidInput, PayloadTooLarge) as exc:  # the file itself: the sync mode's 4xx
             job_finish(job, error=exc.message)
         else:
             if counts.failed:

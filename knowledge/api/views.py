@@ -459,9 +459,7 @@ class KbDocumentUploadApi(APIView):
         if upload is None:
             raise InvalidInput("file: a file is required")
         name = services.upload_name_check(filename=upload.name or "", size=upload.size or 0)
-        source = services.source_get_or_create(
-            name=str(request.data.get("source") or "uploads"), kind=KnowledgeSource.Kind.UPLOAD
-        )
+        source = services.upload_source_get(str(request.data.get("source") or "uploads"))
         if prefers_async(request):
             job = services.upload_job_queue(
                 source=source, filename=name, data=upload.read(), user=request.user

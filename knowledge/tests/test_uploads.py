@@ -439,3 +439,21 @@ def test_agents_cannot_upload_asynchronously_either(agent_client: Any, media: An
     assert response.status_code == 403
     assert not IngestionJob.objects.exists()
     assert not media.exists() or stored_files(media) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["../etc", "FAQ uploads", "<b>x</b>", "uploads\n"])
+def test_an_upload_to_a_new_source_needs_a_slug_name(browser: Client, name: str) -> None:
+    """A source is created by the first upload that names it: any string used to become
+    a source (the model's name is a slug, which the admin enforces)."""
+    from knowledge.models import KnowledgeSource
+
+    response = browser.post(
+        "/api/kb/documents", {"file": SimpleUploadedFile("a.md", b"# A\nalpha"), "source": name}
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["message"] == (
+        "source: a new source's name is a slug of 1 to 100 letters, digits, '-' or '_'"
+    )
+    assert not KnowledgeSource.objects.exists()
+    assert not Document.objects.exists()
