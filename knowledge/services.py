@@ -1253,16 +1253,17 @@ def upload_source_get(name: str) -> KnowledgeSource:
     from django.core.exceptions import ValidationError
     from django.core.validators import validate_slug
 
+    if not name or len(name) > 100 or contains_nul(name):
+        raise InvalidInput("source: a name of 1 to 100 characters is required")
     existing = KnowledgeSource.objects.filter(name=name).first()
     if existing is not None:
         return existing
-    refused = "source: a new source's name is a slug of 1 to 100 letters, digits, '-' or '_'"
     try:
         validate_slug(name)
     except ValidationError:
-        raise InvalidInput(refused) from None
-    if len(name) > 100:
-        raise InvalidInput(refused)
+        raise InvalidInput(
+            "source: a new source's name is a slug of 1 to 100 letters, digits, '-' or '_'"
+        ) from None
     return source_get_or_create(name=name, kind=KnowledgeSource.Kind.UPLOAD)
 
 

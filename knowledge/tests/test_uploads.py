@@ -4,19 +4,24 @@ caller can send (docs/knowledge.md, "Uploads")."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
-from knowledge import services
+from knowledge import services, tasks
 from knowledge.embeddings import get_embedder
-from knowledge.models import Chunk, Document
-from knowledge.services import IngestCounts, source_get_or_create, upload_ingest
+from knowledge.models import Chunk, Document, IngestionJob, KnowledgeSource
+from knowledge.services import IngestCounts, jobs_sweep, source_get_or_create, upload_ingest
+
+RETURNS = b"# Returns\nWithin 30 days."
 
 
 def in_threads(*calls: Callable[[], IngestCounts]) -> list[IngestCounts]:
@@ -175,13 +180,31 @@ def test_a_zero_byte_file_is_refused_and_changes_nothing(browser: Client) -> Non
 
 
 @pytest.mark.django_db
+def test_the_kind_is_the_extensions_never_the_content_type_the_client_claims(
+    browser: Client,
+) -> None:
+    def post(name: str, data: bytes, claimed: str) -> Any:
+        return browser.post(
+            "/api/kb/documents", {"file": SimpleUploadedFile(name, data, content_type=claimed)}
+        )
+
+    assert post("returns.md", RETURNS, "application/pdf").status_code == 201
+    assert Document.objects.get(external_id="returns.md").content_type == "markdown"
+    fake = post("manual.pdf", RETURNS, "text/markdown")
+    assert fake.status_code == 400, fake.content
+    assert fake.json()["errors"][0]["error"].startswith("manual.pdf: unreadable PDF")
+    script = post("page.html", b"<script>alert(1)</script><p>Opening hours</p>", "text/plain")
+    assert script.status_code == 201
+    assert not Chunk.objects.filter(document__external_id="page.html", text__contains="alert")
+
+
+@pytest.mark.django_db
 def test_a_jsonl_reupload_takes_out_the_articles_the_file_no_longer_holds(
     browser: Client,
 ) -> None:
     """Re-uploading a file replaces its documents: for a JSONL file, the articles removed
     from it used to stay in search for good (nothing but a new upload of the same id could
     reach them)."""
-    import json
 
     def faq(*ids: str) -> bytes:
         return "\n".join(
@@ -214,8 +237,6 @@ def test_a_jsonl_reupload_takes_out_the_articles_the_file_no_longer_holds(
 def test_path_tricks_in_file_names_name_the_last_component_only(
     browser: Client, name: str, stored: str
 ) -> None:
-    from knowledge.models import KnowledgeSource
-
     source = source_get_or_create(name="uploads", kind=KnowledgeSource.Kind.UPLOAD)
     counts = upload_ingest(source=source, filename=name, data=b"# Returns\nWithin 30 days.")
     assert counts.created == 1
@@ -226,6 +247,12 @@ def test_path_tricks_in_file_names_name_the_last_component_only(
 
 
 ASYNC = {"HTTP_PREFER": "respond-async"}
+
+
+def post_async(client: Client, capture: Any, *, data: bytes = RETURNS, run: bool = True) -> Any:
+    """An asynchronous upload of ``returns.md``; its task runs at the commit if ``run``."""
+    with capture(execute=run):
+        return post_file(client, "returns.md", data, **ASYNC)
 
 
 @pytest.fixture
@@ -242,8 +269,6 @@ def stored_files(media: Any) -> list[str]:
 def test_an_async_upload_is_stored_answered_202_with_its_job_and_ingested_by_a_worker(
     browser: Client, agent_client: Any, media: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from knowledge.models import IngestionJob
-
     with django_capture_on_commit_callbacks(execute=False) as queued:
         response = post_file(browser, "returns.md", b"# Returns\nWithin 30 days.", **ASYNC)
     assert response.status_code == 202, response.content
@@ -284,11 +309,7 @@ def test_an_async_upload_is_stored_answered_202_with_its_job_and_ingested_by_a_w
 def test_a_redelivered_upload_task_never_ingests_twice(
     browser: Client, media: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from knowledge import tasks
-    from knowledge.models import IngestionJob
-
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post_file(browser, "returns.md", b"# Returns\nWithin 30 days.", **ASYNC)
+    response = post_async(browser, django_capture_on_commit_callbacks)
     job_id = response.json()["id"]
     before = IngestionJob.objects.get(pk=job_id)
     assert before.status == "succeeded"
@@ -314,8 +335,9 @@ def test_a_redelivered_upload_task_never_ingests_twice(
 def test_an_async_upload_that_cannot_be_read_fails_its_job_with_the_reason(
     browser: Client, agent_client: Any, media: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post_file(browser, "returns.md", b"%PDF-1.4 exported by mistake", **ASYNC)
+    response = post_async(
+        browser, django_capture_on_commit_callbacks, data=b"%PDF-1.4 exported by mistake"
+    )
     assert response.status_code == 202
     shown = agent_client.get(response["Location"]).json()
     assert shown["status"] == "failed"
@@ -339,8 +361,6 @@ def test_an_async_upload_that_cannot_be_read_fails_its_job_with_the_reason(
 def test_an_async_upload_is_checked_before_it_is_stored(
     browser: Client, media: Any, name: str, data: bytes, status: int, message: str
 ) -> None:
-    from knowledge.models import IngestionJob
-
     response = post_file(browser, name, data, **ASYNC)
     assert response.status_code == status, response.content
     assert response.json()["error"]["message"] == message
@@ -358,14 +378,11 @@ def test_an_async_upload_the_broker_refuses_keeps_its_file_and_fails_its_job(
 ) -> None:
     from kombu.exceptions import OperationalError
 
-    from knowledge import tasks
-
     def broker_down(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
 
     monkeypatch.setattr(tasks.kb_upload_task, "delay", broker_down)
-    with django_capture_on_commit_callbacks(execute=True):
-        response = post_file(browser, "returns.md", b"# Returns\nWithin 30 days.", **ASYNC)
+    response = post_async(browser, django_capture_on_commit_callbacks)
     assert response.status_code == 202
     shown = agent_client.get(response["Location"]).json()
     assert (shown["status"], shown["errors"]) == (
@@ -385,15 +402,7 @@ def test_an_async_upload_the_broker_refuses_keeps_its_file_and_fails_its_job(
 def test_an_upload_job_left_by_a_killed_worker_is_swept_with_what_to_do(
     browser: Client, media: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from knowledge.models import IngestionJob
-    from knowledge.services import jobs_sweep
-
-    with django_capture_on_commit_callbacks(execute=False):
-        response = post_file(browser, "returns.md", b"# Returns\nWithin 30 days.", **ASYNC)
+    response = post_async(browser, django_capture_on_commit_callbacks, run=False)
     job_id = response.json()["id"]
     IngestionJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert jobs_sweep(stale_seconds=900) == 1
@@ -428,8 +437,6 @@ def test_only_a_prefer_respond_async_header_makes_an_upload_async(
 
 @pytest.mark.django_db
 def test_agents_cannot_upload_asynchronously_either(agent_client: Any, media: Any) -> None:
-    from knowledge.models import IngestionJob
-
     response = agent_client.post(
         "/api/kb/documents",
         {"file": SimpleUploadedFile("a.md", b"# A\nalpha")},
@@ -446,7 +453,6 @@ def test_agents_cannot_upload_asynchronously_either(agent_client: Any, media: An
 def test_an_upload_to_a_new_source_needs_a_slug_name(browser: Client, name: str) -> None:
     """A source is created by the first upload that names it: any string used to become
     a source (the model's name is a slug, which the admin enforces)."""
-    from knowledge.models import KnowledgeSource
 
     response = browser.post(
         "/api/kb/documents", {"file": SimpleUploadedFile("a.md", b"# A\nalpha"), "source": name}
