@@ -4,6 +4,7 @@ caller can send (docs/knowledge.md, "Uploads")."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable
@@ -109,6 +110,55 @@ def test_two_simultaneous_identical_uploads_write_one_version(
     document = Document.objects.get(source=source, external_id="returns.md")
     assert document.version == 2
     assert Chunk.objects.filter(document=document).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_uploads_changing_the_same_articles_in_opposite_orders_do_not_deadlock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two versions of one JSONL file, their articles in opposite orders, uploaded at
+    once: each run used to lock its documents in file order, so one held ``a`` and waited
+    for ``b`` while the other held ``b`` and waited for ``a`` (PostgreSQL killed one: a
+    500). Rows are locked in id order now. Each run, once it has written its first
+    document, waits (up to 3 s) for the other to have written one too: the old order
+    always met there and deadlocked, the new one cannot meet (the second run waits for the
+    first's lock on ``a``)."""
+
+    def faq(*rows: tuple[str, str]) -> bytes:
+        return "\n".join(
+            json.dumps({"id": i, "title": f"Question {i}", "text": text}) for i, text in rows
+        ).encode()
+
+    source = source_get_or_create(name="uploads")
+    upload_ingest(source=source, filename="faq.jsonl", data=faq(("a", "One."), ("b", "Two.")))
+    meeting = MeetingEmbedder(2)
+    monkeypatch.setattr(services, "get_embedder", lambda: meeting)
+    rendezvous = threading.Barrier(2, timeout=3)
+    met = threading.local()
+    real_save = Document.save
+
+    def save(self: Document, *args: Any, **kwargs: Any) -> None:
+        real_save(self, *args, **kwargs)
+        if not getattr(met, "done", False):
+            met.done = True
+            # Broken: the other run is waiting for this one's lock; go on.
+            with contextlib.suppress(threading.BrokenBarrierError):
+                rendezvous.wait()
+
+    monkeypatch.setattr(Document, "save", save)
+    results = in_threads(
+        lambda: upload_ingest(
+            source=source, filename="faq.jsonl", data=faq(("a", "Uno."), ("b", "Dos."))
+        ),
+        lambda: upload_ingest(
+            source=source, filename="faq.jsonl", data=faq(("b", "Zwei."), ("a", "Eins."))
+        ),
+    )
+    assert [r.updated for r in results] == [2, 2]
+    assert sorted(Document.objects.values_list("external_id", "version")) == [
+        ("faq.jsonl#a", 3),
+        ("faq.jsonl#b", 3),
+    ]
 
 
 # --- What a hostile or careless caller sends ---------------------------------------------
