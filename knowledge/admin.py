@@ -67,6 +67,7 @@ class IngestionJobAdmin(RecordAdminMixin, admin.ModelAdmin):
         "kind",
         "status",
         "source",
+        "file_name",
         "processed",
         "total",
         "created_at",

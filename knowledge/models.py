@@ -167,6 +167,7 @@ class IngestionJob(models.Model):
         SYNC = "sync", "Sync"
         INGEST = "ingest", "Ingest"
         EVENT = "event", "Object event"
+        UPLOAD = "upload", "Upload"
 
     source = models.ForeignKey(
         KnowledgeSource, on_delete=models.CASCADE, null=True, blank=True, related_name="jobs"
@@ -189,6 +190,11 @@ class IngestionJob(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # An asynchronous upload (``kind=upload``): the file's name (its document id) and where
+    # its bytes wait in the default storage until the job has read them (emptied once the
+    # file is removed; kept when the run stopped on something other than the file itself).
+    file_name = models.CharField(max_length=255, blank=True, default="")
+    file_key = models.CharField(max_length=500, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(default=timezone.now)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -47,8 +48,8 @@ from support.db import (
     advisory_session_locks_try,
     advisory_xact_lock,
 )
-from support.errors import Conflict, InvalidInput, NotFound
-from support.parsing import contains_nul, parse_id
+from support.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from support.parsing import contains_nul, parse_id, safe_file_name
 from support.redis_client import enqueue_once, pending_clear
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ EXTERNAL_ID_MAX_LENGTH = Document._meta.get_field("external_id").max_length or 1
 # ~500-page book) hold a web thread ~20 s; bigger loads go through kb_ingest or S3, in a
 # worker. 10 MB of text would be ~13,000 passages: minutes of both cores.
 UPLOAD_MAX_CHUNKS = 1000
+# Bytes an uploaded file may hold (10 MB): a bigger file is a 413 naming the limit.
+UPLOAD_MAX_BYTES = 10 * 1024 * 1024
 CHUNK_INSERT_ROWS = 500  # rows per INSERT when a batch's chunks are written
 ProgressFn = Callable[[int, int], None]
 
@@ -156,6 +159,28 @@ WHERE d.id = c.document_id AND c.document_id = ANY(%s)
 """
 
 
+def _document_for_write(
+    source: KnowledgeSource, external_id: str, fields: dict[str, Any]
+) -> tuple[Document, bool]:
+    """The document ``external_id`` of ``source``, locked for the rest of the transaction,
+    and whether it was created now (version 1, with ``fields``). A run that read the
+    document earlier (``_prepare_batch``, outside any transaction) may have been overtaken
+    by another run since: what it writes next (the version above all) is taken from this
+    locked row, never from the copy it read."""
+    locked = Document.objects.select_for_update()
+    document = locked.filter(source=source, external_id=external_id).first()
+    if document is not None:
+        return document, False
+    document, created = Document.objects.get_or_create(
+        source=source, external_id=external_id, defaults={**fields, "version": 1}
+    )
+    if created:
+        return document, True
+    # Created by another run since this one looked (its INSERT waited for that run's
+    # transaction and found the row): lock it as it is now.
+    return locked.get(pk=document.pk), False
+
+
 def _write_documents(
     source: KnowledgeSource,
     batch: list[tuple[ParsedDocument, Document | None, str, list[ChunkDraft]]],
@@ -163,12 +188,26 @@ def _write_documents(
     keys: list[str],
     counts: IngestCounts,
     embedder_name: str,
+    *,
+    full: bool = False,
 ) -> None:
+    """Write a batch's documents and chunks in one transaction. Each document row is
+    locked before it is written, and in id order: two runs writing the same document (two
+    uploads of one file at once, an upload during a sync of its source's S3 event)
+    serialise on the row and each takes the next version from it; the same order in every
+    run means they never deadlock over a batch of several. A run that finds, under the
+    lock, the content it was about to write (another run wrote it meanwhile) counts the
+    document unchanged unless ``full``."""
+    offsets: list[int] = []
     offset = 0
+    for *_, drafts in batch:
+        offsets.append(offset)
+        offset += len(drafts)
     touched: list[int] = []
     chunks: list[Chunk] = []
     with transaction.atomic():
-        for parsed, existing, digest, drafts in batch:
+        for index in sorted(range(len(batch)), key=lambda i: batch[i][0].external_id):
+            parsed, _, digest, drafts = batch[index]
             fields = {
                 "title": parsed.title[:500],
                 "url": document_url(parsed.url)[:1000],
@@ -179,22 +218,27 @@ def _write_documents(
                 "error": "",
                 "deleted_at": None,
             }
-            if existing is None:
-                document, created = Document.objects.get_or_create(
-                    source=source, external_id=parsed.external_id, defaults={**fields, "version": 1}
-                )
-                if not created:  # written concurrently: treat as an update
-                    existing = document
-            if existing is not None:
-                document = existing
+            document, created = _document_for_write(source, parsed.external_id, fields)
+            if created:
+                counts.created += 1
+            elif (
+                not full
+                and document.status == Document.Status.ACTIVE
+                and document.content_hash == digest
+            ):
+                counts.unchanged += 1  # another run wrote this very content meanwhile
+                if document.error:
+                    document.error = ""
+                    document.save(update_fields=["error", "updated_at"])
+                continue
+            else:
                 for name, value in fields.items():
                     setattr(document, name, value)
-                document.version = document.version + 1
+                document.version += 1  # from the locked row: the next version
                 document.save()
                 Chunk.objects.filter(document=document).delete()
                 counts.updated += 1
-            else:
-                counts.created += 1
+            start = offsets[index]
             chunks.extend(
                 Chunk(
                     document=document,
@@ -204,19 +248,19 @@ def _write_documents(
                     heading_path=draft.heading_path[:1000],
                     text=draft.text,
                     token_count=len(draft.text.split()),
-                    embedding=vectors[offset + i],
-                    embedding_key=keys[offset + i],
+                    embedding=vectors[start + i],
+                    embedding_key=keys[start + i],
                     embedder=embedder_name,
                 )
                 for i, draft in enumerate(drafts)
             )
-            offset += len(drafts)
             counts.chunks += len(drafts)
             touched.append(document.pk)
         # One INSERT for the whole batch's chunks (not one per document): fewer round trips.
         Chunk.objects.bulk_create(chunks, batch_size=CHUNK_INSERT_ROWS)
-        with connection.cursor() as cursor:
-            cursor.execute(_SEARCH_VECTOR_SQL, [touched])
+        if touched:
+            with connection.cursor() as cursor:
+                cursor.execute(_SEARCH_VECTOR_SQL, [touched])
         transaction.on_commit(name_stats_invalidate)
         transaction.on_commit(stored_embedders_invalidate)
 
@@ -233,6 +277,7 @@ class _PreparedBatch:
     known: dict[str, Any]
     missing: list[str]
     vectors: Future[tuple[np.ndarray, float]] | None
+    full: bool = False
 
 
 def _prepare_batch(
@@ -280,7 +325,7 @@ def _prepare_batch(
             missing.setdefault(key, text)
     counts.add_time("parse_s", time.perf_counter() - started)
     future = pool.submit(_encode_timed, embedder, list(missing.values())) if missing else None
-    return _PreparedBatch(len(docs), todo, texts, keys, known, list(missing), future)
+    return _PreparedBatch(len(docs), todo, texts, keys, known, list(missing), future, full)
 
 
 def _encode_timed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, float]:
@@ -338,7 +383,9 @@ def _finish_batch(
     for i, key in enumerate(batch.keys):
         vectors[i] = known[key]
     started = time.perf_counter()
-    _write_documents(source, batch.todo, vectors, batch.keys, counts, embedder.name)
+    _write_documents(
+        source, batch.todo, vectors, batch.keys, counts, embedder.name, full=batch.full
+    )
     counts.add_time("write_s", time.perf_counter() - started)
 
 
@@ -746,23 +793,26 @@ def sync_job_queue(
         if existing is not None:
             return existing, False
         job = job_create(source=source, full=full, backend=backend, user=user)
-        transaction.on_commit(partial(_sync_job_publish, job))
+        transaction.on_commit(partial(_job_publish, job))
     return job, True
 
 
-def _sync_job_publish(job: IngestionJob) -> None:
+def _job_publish(job: IngestionJob) -> None:
+    """Queue a committed job's task (a sync's or an upload's); when the broker cannot take
+    it, finish the job as failed with the reason instead of leaving it queued."""
     from kombu.exceptions import KombuError
 
-    from knowledge.tasks import kb_sync_task
+    from knowledge.tasks import kb_sync_task, kb_upload_task
 
+    task = kb_upload_task if job.kind == IngestionJob.Kind.UPLOAD else kb_sync_task
     try:
-        kb_sync_task.delay(job.pk)
+        task.delay(job.pk)
     except (KombuError, OSError) as exc:
         logger.warning("kb job %s could not be queued", job.pk, exc_info=True)
         job_finish(
             job,
             error=f"not queued: the task broker refused it ({type(exc).__name__}); "
-            "start the sync again",
+            f"{_job_again(job)}",
         )
 
 
@@ -919,12 +969,18 @@ def jobs_sweep(*, stale_seconds: float | None = None) -> int:
     return count
 
 
-def _stale_reason(job: IngestionJob, stale: float) -> str:
-    again = {
+def _job_again(job: IngestionJob) -> str:
+    """What to do about a job that did not run to its end."""
+    return {
         IngestionJob.Kind.SYNC: "start the sync again",
         IngestionJob.Kind.INGEST: "run kb_ingest again",
         IngestionJob.Kind.EVENT: "the S3 event is applied again when it is delivered again",
+        IngestionJob.Kind.UPLOAD: "upload the file again",
     }.get(IngestionJob.Kind(job.kind), "start it again")
+
+
+def _stale_reason(job: IngestionJob, stale: float) -> str:
+    again = _job_again(job)
     if job.status == IngestionJob.Status.QUEUED:
         return (
             f"never started: no worker took it up within {stale:.0f} s (its task was lost, "
@@ -1154,23 +1210,86 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
     return recorded
 
 
-def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> IngestCounts:
-    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)
-    into an upload source: a folder or S3 source is re-read from where it lives, and its
-    next full sync would delete the uploaded document."""
-    from knowledge.parsing import content_type_for, parse_file, parse_jsonl
+def upload_too_large(what: str) -> PayloadTooLarge:
+    """The 413 of an upload over ``UPLOAD_MAX_BYTES``: ``what`` says what was too big."""
+    return PayloadTooLarge(
+        f"{what}; an upload takes at most {UPLOAD_MAX_BYTES // (1024 * 1024)} MB "
+        f"({UPLOAD_MAX_BYTES:,} bytes): load bigger files with kb_ingest or from S3",
+        details={"limit_bytes": UPLOAD_MAX_BYTES},
+    )
 
+
+def upload_name_check(*, filename: str, size: int) -> str:
+    """The name an uploaded file is stored and known by (its document id), after the checks
+    every upload passes before anything is written: a name of a kind we read (its last
+    path component, without control characters: ``support.parsing.safe_file_name``), some
+    bytes, at most ``UPLOAD_MAX_BYTES``. ``InvalidInput`` (400) or ``PayloadTooLarge``
+    (413) otherwise, naming the file."""
+    from knowledge.parsing import content_type_for
+
+    name = safe_file_name(filename, fallback="")
+    if not name:
+        raise InvalidInput("file: a file name is required")
+    if content_type_for(name) is None:
+        raise InvalidInput(f"file: {name} is not Markdown, HTML, text, PDF or JSONL")
+    if ".jsonl#" in name.lower():
+        # The articles of an uploaded ``faq.jsonl`` are ``faq.jsonl#<id>``: a file of this
+        # name would replace one of them, or be deleted by the JSONL file's next upload.
+        raise InvalidInput(
+            f"file: {name} would stand for an article of an uploaded JSONL file "
+            "('.jsonl#' is how their ids are written); rename it"
+        )
+    if size <= 0:
+        raise InvalidInput(f"file: {name} is empty (0 bytes)")
+    if size > UPLOAD_MAX_BYTES:
+        raise upload_too_large(f"file: {name} is {size:,} bytes")
+    return name
+
+
+def upload_source_get(name: str) -> KnowledgeSource:
+    """The source an upload names, created (kind upload) by the first upload that names
+    it; a new source's name must be a slug, as the model (and the admin) has it: any
+    string ("../etc", "FAQ uploads", markup) used to become a source."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_slug
+
+    if not name or len(name) > 100 or contains_nul(name):
+        raise InvalidInput("source: a name of 1 to 100 characters is required")
+    existing = KnowledgeSource.objects.filter(name=name).first()
+    if existing is not None:
+        return existing
+    try:
+        validate_slug(name)
+    except ValidationError:
+        raise InvalidInput(
+            "source: a new source's name is a slug of 1 to 100 letters, digits, '-' or '_'"
+        ) from None
+    return source_get_or_create(name=name, kind=KnowledgeSource.Kind.UPLOAD)
+
+
+def upload_source_check(source: KnowledgeSource) -> None:
+    """Uploads go to upload sources only: a folder or S3 source is re-read from where it
+    lives, and its next full sync would delete the uploaded document."""
     if source.kind != KnowledgeSource.Kind.UPLOAD:
         raise InvalidInput(
             f"source: {source.name!r} is a {source.kind} source, "
             "re-read from where it lives; upload to an upload source"
         )
 
-    name = Path(filename).name
+
+def upload_ingest(
+    *, source: KnowledgeSource, filename: str, data: bytes, job: IngestionJob | None = None
+) -> IngestCounts:
+    """Ingest one uploaded file (a JSONL upload holds many documents, ids ``name#id``)
+    into an upload source; progress and counts go to ``job`` when given (an asynchronous
+    upload). Idempotent: the same file again counts as unchanged."""
+    from knowledge.parsing import content_type_for, parse_file, parse_jsonl
+
+    upload_source_check(source)
+    name = upload_name_check(filename=filename, size=len(data))
     kind = content_type_for(name)
-    if kind is None:
-        raise InvalidInput(f"file: {name} is not Markdown, HTML, text, PDF or JSONL")
     items: list[Item]
+    scope: str | None = None
     if kind == "jsonl":
         docs = list(parse_jsonl(data, name=name))
         if not docs:
@@ -1178,6 +1297,7 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
         for doc in docs:
             doc.external_id = f"{name}#{doc.external_id}"
         items = list(docs)
+        scope = f"{name}#"  # the file replaces its articles: those it no longer holds go
     else:
         try:
             items = [parse_file(name, data)]
@@ -1187,7 +1307,103 @@ def upload_ingest(*, source: KnowledgeSource, filename: str, data: bytes) -> Ing
     if passages > UPLOAD_MAX_CHUNKS:
         raise InvalidInput(
             f"file: {name} makes {passages} passages; an upload takes at most "
-            f"{UPLOAD_MAX_CHUNKS} (they are embedded during the request): load it with "
+            f"{UPLOAD_MAX_CHUNKS} (they are embedded "
+            f"{'during the request' if job is None else 'in one run'}): load it with "
             "kb_ingest or from S3"
         )
-    return documents_ingest(source=source, items=items)
+    return documents_ingest(
+        source=source, items=items, delete_missing=scope is not None, scope_prefix=scope, job=job
+    )
+
+
+# --- Asynchronous uploads -----------------------------------------------------------------
+#
+# ``Prefer: respond-async`` on the upload: the file is stored first (nothing received is
+# lost), an ``upload`` job is queued and answered 202, and ``kb_upload_task`` parses and
+# ingests it. The job is claimed before it runs (a redelivered task finds it taken and
+# returns) and ingestion is idempotent by content hash, so a file is never ingested twice.
+
+UPLOAD_STORAGE_PREFIX = "kb-uploads"
+
+
+def upload_job_queue(
+    *, source: KnowledgeSource, filename: str, data: bytes, user: Any = None
+) -> IngestionJob:
+    """Store an uploaded file and queue the job that ingests it; its task is queued once
+    the job is committed (when the broker refuses it the job fails with the reason). The
+    checks every upload passes come first, so what is refused is refused at once (400 or
+    413), as in the synchronous mode. The file is stored under a name of ours, never the
+    sender's."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    upload_source_check(source)
+    name = upload_name_check(filename=filename, size=len(data))
+    key = default_storage.save(
+        f"{UPLOAD_STORAGE_PREFIX}/{uuid.uuid4().hex}/upload", ContentFile(data)
+    )
+    with transaction.atomic():
+        job = job_create(source=source, kind=IngestionJob.Kind.UPLOAD, user=user)
+        job.file_name, job.file_key, job.total = name, key, 1
+        job.save(update_fields=["file_name", "file_key", "total", "updated_at"])
+        transaction.on_commit(partial(_job_publish, job))
+    return job
+
+
+def upload_job_run(job_id: int) -> IngestionJob:
+    """Run a queued upload job: read its stored file, ingest it into its source, finish
+    the job and remove the file. Idempotent: a job that is not queued (taken by another
+    copy of its task, or finished) is returned as it is. A file that cannot be ingested
+    (a 400 in the synchronous mode) fails the job with the reason and is removed; any
+    other failure fails the job, keeps the file (``file_key``) and is raised."""
+    from django.core.files.storage import default_storage
+
+    job = IngestionJob.objects.select_related("source").get(pk=job_id)
+    if job.status != IngestionJob.Status.QUEUED or job.source is None or not job_start(job):
+        return job
+    try:
+        try:
+            with default_storage.open(job.file_key, "rb") as handle:
+                data = handle.read()
+        except OSError as exc:  # removed, or a storage the worker does not share
+            job_finish(
+                job,
+                error=f"the stored file {job.file_key} cannot be read "
+                f"({type(exc).__name__}); {_job_again(job)}",
+            )
+            return job
+        try:
+            counts = upload_ingest(source=job.source, filename=job.file_name, data=data, job=job)
+        except (InvalidInput, PayloadTooLarge) as exc:  # the file itself: the sync mode's 4xx
+            job_finish(job, error=exc.message)
+        else:
+            if counts.failed:
+                reasons = "; ".join(e["error"] for e in counts.errors[:3])
+                job_finish(job, error=f"not ingested: {reasons}")
+            else:
+                job_finish(job)
+    except JobAbandoned:
+        logger.warning("kb upload job %s was finished by the sweep while it ran", job.pk)
+        job.refresh_from_db()
+        return job
+    except Exception as exc:  # task boundary: the job records every failure
+        logger.exception("kb upload job %s failed", job.pk)
+        job_finish(job, error=f"{type(exc).__name__}: {exc}; {_job_again(job)}")
+        raise
+    _upload_file_remove(job)
+    return job
+
+
+def _upload_file_remove(job: IngestionJob) -> None:
+    """The stored file of a finished upload job is not needed any more."""
+    from django.core.files.storage import default_storage
+
+    if not job.file_key:
+        return
+    try:
+        default_storage.delete(job.file_key)
+    except OSError:
+        logger.warning("kb upload job %s: could not remove %s", job.pk, job.file_key)
+        return
+    IngestionJob.objects.filter(pk=job.pk).update(file_key="")
+    job.file_key = ""

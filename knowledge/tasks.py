@@ -73,6 +73,17 @@ def kb_object_event_task(self: Any, event_id: int, busy_tries: int = 0) -> None:
         )
 
 
+@shared_task(bind=True, acks_late=True, max_retries=0, soft_time_limit=600, time_limit=660)
+def kb_upload_task(self: Any, job_id: int) -> int:
+    """Ingest an asynchronous upload (``Prefer: respond-async``). Idempotent: the job is
+    claimed before it runs, so a redelivered copy finds it taken (or finished) and
+    returns; a run killed midway leaves its job to the stale-job sweep."""
+    from knowledge.services import upload_job_run
+
+    upload_job_run(job_id)
+    return job_id
+
+
 @shared_task(soft_time_limit=60, time_limit=90)
 def kb_jobs_sweep_task() -> int:
     """Beat: finish as failed the sync and ingest jobs nobody runs any more (their worker

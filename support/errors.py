@@ -46,6 +46,13 @@ class Conflict(ApplicationError):
     http_status = status.HTTP_409_CONFLICT
 
 
+class PayloadTooLarge(ApplicationError):
+    """A request or file larger than the endpoint takes (the message names the limit)."""
+
+    code = "too_large"
+    http_status = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
 class InvalidTransition(ApplicationError):
     code = "invalid_transition"
 

@@ -6,6 +6,7 @@ import hmac
 from typing import Any
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -21,6 +22,7 @@ from knowledge.s3events import parse_events
 from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent, IsSupervisor
 from support.errors import Forbidden, InvalidInput, NotFound
+from support.parsing import parse_id
 from support.throttling import PerClientRateThrottle, PerIPRateThrottle, hit
 from tickets.api.schema import TICKET_ID
 
@@ -41,6 +43,7 @@ def job_data(job: IngestionJob) -> dict[str, Any]:
         "status": job.status,
         "backend": job.backend,
         "source": job.source.name if job.source else None,
+        "file": job.file_name or None,  # an upload job's file (its document id)
         "full": job.full,
         "external_job_id": job.external_job_id or None,
         "progress": job.progress,
@@ -394,13 +397,27 @@ class KbFeedbackApi(APIView):
         )
 
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# What a multipart body may hold besides the file (boundaries, headers, the source
+# field): a body bigger than the file cap plus this is refused before it is parsed.
+UPLOAD_FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+def prefers_async(request: Request) -> bool:
+    """Whether the request's ``Prefer`` header (RFC 7240: comma-separated preferences,
+    each maybe with parameters) asks for ``respond-async``."""
+    preferences = request.headers.get("Prefer", "")  # several headers arrive comma-joined
+    return any(
+        p.split(";", 1)[0].split("=", 1)[0].strip().lower() == "respond-async"
+        for p in preferences.split(",")
+    )
 
 
 class KbDocumentUploadApi(APIView):
     """``POST /api/kb/documents`` (multipart ``file``, optional ``source``, default
     ``uploads``): parse and ingest one file now; the id is the file name (re-uploading the
-    same name replaces the document, an identical upload is a no-op)."""
+    same name replaces the document, an identical upload is a no-op). With ``Prefer:
+    respond-async`` the file is stored, 202 answers the upload job (``GET
+    /api/kb/jobs/{id}``, also the ``Location``) and a worker ingests it."""
 
     permission_classes = [IsSupervisor]
     parser_classes = [MultiPartParser, FormParser]
@@ -416,19 +433,42 @@ class KbDocumentUploadApi(APIView):
                 },
             )
         },
-        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
+        parameters=[
+            OpenApiParameter(
+                "Prefer",
+                str,
+                OpenApiParameter.HEADER,
+                description="`respond-async`: store the file, answer 202 with the upload "
+                "job and ingest it in a worker (default: ingest now, 201/400).",
+            )
+        ],
+        responses={
+            201: OpenApiTypes.OBJECT,
+            202: OpenApiTypes.OBJECT,
+            400: OpenApiTypes.OBJECT,
+            413: OpenApiTypes.OBJECT,
+        },
     )
     def post(self, request: Request) -> Response:
+        # Checked on the declared length before the body is parsed: the multipart parser
+        # would copy a body of any size to a temporary file first.
+        declared = parse_id(request.META.get("CONTENT_LENGTH")) or 0
+        if declared > services.UPLOAD_MAX_BYTES + UPLOAD_FORM_OVERHEAD_BYTES:
+            raise services.upload_too_large(f"file: the request is {declared:,} bytes")
         upload = request.FILES.get("file")
         if upload is None:
             raise InvalidInput("file: a file is required")
-        if upload.size is not None and upload.size > MAX_UPLOAD_BYTES:
-            raise InvalidInput(f"file: larger than {MAX_UPLOAD_BYTES} bytes")
-        name = str(request.data.get("source") or "uploads")
-        source = services.source_get_or_create(name=name, kind=KnowledgeSource.Kind.UPLOAD)
-        counts = services.upload_ingest(
-            source=source, filename=upload.name or "upload", data=upload.read()
-        )
+        name = services.upload_name_check(filename=upload.name or "", size=upload.size or 0)
+        source = services.upload_source_get(str(request.data.get("source") or "uploads"))
+        if prefers_async(request):
+            job = services.upload_job_queue(
+                source=source, filename=name, data=upload.read(), user=request.user
+            )
+            response = Response(job_data(job), status=status.HTTP_202_ACCEPTED)
+            response["Preference-Applied"] = "respond-async"
+            response["Location"] = reverse("api-kb-job", kwargs={"job_id": job.pk})
+            return response
+        counts = services.upload_ingest(source=source, filename=name, data=upload.read())
         return Response(
             {"source": source.name, **counts.as_dict(), "errors": counts.errors},
             status=status.HTTP_201_CREATED if not counts.failed else status.HTTP_400_BAD_REQUEST,
