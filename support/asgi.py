@@ -41,9 +41,18 @@ def _with_webhook_fast_path(app: object) -> object:
     return WebhookFastPath(app, threads=int(settings.WEBHOOK_FAST_PATH_THREADS))  # type: ignore[arg-type]
 
 
+def _with_body_limit(app: object) -> object:
+    """Bodies over ``REQUEST_MAX_BYTES`` answer 413 before anything reads them."""
+    from django.conf import settings
+
+    from support.body_limit import RequestBodyLimit
+
+    return RequestBodyLimit(app, int(settings.REQUEST_MAX_BYTES))  # type: ignore[arg-type]
+
+
 application = ProtocolTypeRouter(
     {
-        "http": _with_webhook_fast_path(_http_app()),
+        "http": _with_body_limit(_with_webhook_fast_path(_http_app())),
         "websocket": WebsocketMetrics(
             AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),

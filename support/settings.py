@@ -528,6 +528,11 @@ STORAGES = {
     },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 26_214_400)
+# The largest request body any endpoint takes (support/body_limit.py): above every
+# endpoint's own cap (25 MiB e-mail webhooks and attachments), refused with 413 before the
+# application reads it (a multipart body is otherwise written to temporary files whatever
+# its size, even for an anonymous form POST). 0 switches it off.
+REQUEST_MAX_BYTES = env.get_int("REQUEST_MAX_BYTES", 33_554_432)
 
 # --- Internationalisation ------------------------------------------------------
 LANGUAGE_CODE = "en-us"
