@@ -205,21 +205,26 @@ def test_each_state_change_is_one_live_event_for_the_board(acw_rule):
     assert {tuple(groups_for(e)) for e in events} == {(ALL_EVENTS_GROUP,)}
 
 
+def _offline_in_shift(threshold: int, start: time, end: time, *, since: datetime) -> None:
+    """An "offline during shift" rule, and jdoe logged out at ``since``."""
+    AlertRule.objects.create(
+        name="Offline in shift",
+        kind=AlertKind.OFFLINE_DURING_SHIFT,
+        threshold_minutes=threshold,
+        shift_start=start,
+        shift_end=end,
+    )
+    logout = event("e1", None, since)
+    logout["EventType"] = "LOGOUT"
+    services.agent_event_apply(record=logout)
+
+
 def test_offline_during_shift_counts_only_the_time_inside_the_shift(db):
     """Offline since 08:00 with the shift starting at 09:00: at 09:05 the agent has been
     offline *during their shift* for 5 minutes, not 65. Before: the whole span counted,
     so the 10-minute rule fired the minute the shift began ("offline during their shift
     for 61 min"); an overnight shift counts from its start the evening before."""
-    AlertRule.objects.create(
-        name="Offline in shift",
-        kind=AlertKind.OFFLINE_DURING_SHIFT,
-        threshold_minutes=10,
-        shift_start=time(9, 0),
-        shift_end=time(17, 0),
-    )
-    logout = event("e1", None, datetime(2026, 11, 20, 8, 0, tzinfo=UTC))
-    logout["EventType"] = "LOGOUT"
-    services.agent_event_apply(record=logout)
+    _offline_in_shift(10, time(9, 0), time(17, 0), since=datetime(2026, 11, 20, 8, 0, tzinfo=UTC))
     assert services.alerts_evaluate(now=datetime(2026, 11, 20, 9, 5, tzinfo=UTC)) == []
     assert services.alerts_evaluate(now=datetime(2026, 11, 20, 9, 10, tzinfo=UTC)) == []
     raised = services.alerts_evaluate(now=datetime(2026, 11, 20, 9, 12, tzinfo=UTC))
@@ -227,16 +232,7 @@ def test_offline_during_shift_counts_only_the_time_inside_the_shift(db):
 
 
 def test_offline_across_midnight_counts_from_the_evening_shift_start(db):
-    AlertRule.objects.create(
-        name="Night shift",
-        kind=AlertKind.OFFLINE_DURING_SHIFT,
-        threshold_minutes=30,
-        shift_start=time(22, 0),
-        shift_end=time(6, 0),
-    )
-    logout = event("e1", None, datetime(2026, 11, 20, 18, 0, tzinfo=UTC))
-    logout["EventType"] = "LOGOUT"
-    services.agent_event_apply(record=logout)
+    _offline_in_shift(30, time(22, 0), time(6, 0), since=datetime(2026, 11, 20, 18, 0, tzinfo=UTC))
     assert services.alerts_evaluate(now=datetime(2026, 11, 20, 22, 20, tzinfo=UTC)) == []
     raised = services.alerts_evaluate(now=datetime(2026, 11, 21, 0, 15, tzinfo=UTC))
     assert [a.message for a in raised] == ["jdoe has been offline during their shift for 135 min."]
@@ -244,16 +240,7 @@ def test_offline_across_midnight_counts_from_the_evening_shift_start(db):
 
 def test_a_login_soon_after_the_shift_began_raises_nothing(db):
     """The closed span judged at intake: offline 08:00-09:05, shift from 09:00, limit 10."""
-    AlertRule.objects.create(
-        name="Offline in shift",
-        kind=AlertKind.OFFLINE_DURING_SHIFT,
-        threshold_minutes=10,
-        shift_start=time(9, 0),
-        shift_end=time(17, 0),
-    )
-    logout = event("e1", None, datetime(2026, 11, 20, 8, 0, tzinfo=UTC))
-    logout["EventType"] = "LOGOUT"
-    services.agent_event_apply(record=logout)
+    _offline_in_shift(10, time(9, 0), time(17, 0), since=datetime(2026, 11, 20, 8, 0, tzinfo=UTC))
     services.agent_event_apply(record=event("e2", None, datetime(2026, 11, 20, 9, 5, tzinfo=UTC)))
     assert [s.state for s in AgentStateSpan.objects.order_by("started_at")] == [
         "Offline",
