@@ -437,3 +437,70 @@ def test_html_text_keeps_what_it_kept() -> None:
 def test_only_the_beginning_of_a_huge_html_part_is_read_for_text(monkeypatch: Any) -> None:
     monkeypatch.setattr(parsing, "HTML_TEXT_MAX_CHARS", len("<p>first paragraph</p>"))
     assert html_to_text("<p>first paragraph</p><p>second</p>") == "first paragraph"
+
+
+def _raw_mime(body: str, content_type: str) -> str:
+    return (
+        "From: Eve <eve@attacker.test>\r\nTo: support@acme.test\r\nSubject: Nested\r\n"
+        f"Message-ID: <nested-1@attacker.test>\r\nContent-Type: {content_type}\r\n\r\n{body}"
+    )
+
+
+def test_an_email_nested_too_deep_is_kept_with_its_headers_and_a_note(
+    web: Client, django_capture_on_commit_callbacks: Any, supervisor: Any
+) -> None:
+    """1,200 nested multipart sections (80 KB): the standard library's parser spent
+    seconds on it and then raised RecursionError, so the e-mail failed in the drain on
+    every try and never became a ticket."""
+    depth = 1200
+    body = "".join(
+        f'--b{i}\r\nContent-Type: multipart/mixed; boundary="b{i + 1}"\r\n\r\n'
+        for i in range(depth)
+    )
+    body += f"--b{depth}\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+    body += "".join(f"--b{i}--\r\n" for i in reversed(range(depth + 1)))
+    account = make_account("email")
+    raw = _raw_mime(body, 'multipart/mixed; boundary="b0"')
+    sent = _email(web, account, django_capture_on_commit_callbacks, email=raw)
+    assert sent.status_code == 200
+    _processed(account)
+    message = Message.objects.select_related("ticket__customer").get(channel="email")
+    assert message.ticket.subject == "Nested"
+    assert message.channel_message_id == "<nested-1@attacker.test>"
+    assert message.metadata["not_read"] == [
+        f"This e-mail declares {depth + 1} nested MIME sections (more than 100): its text "
+        "and attachments were not read. The delivery is kept as it arrived (admin: inbound "
+        "events)."
+    ]
+    assert not Attachment.objects.exists()
+    page = Client()
+    page.force_login(supervisor)
+    shown = page.get(f"/tickets/{message.ticket.number}/").content.decode()
+    assert f"This e-mail declares {depth + 1} nested MIME sections" in shown
+
+
+def test_an_email_keeps_its_first_hundred_attachments_and_says_so(
+    web: Client, django_capture_on_commit_callbacks: Any, settings: Any, tmp_path: Any
+) -> None:
+    """Each attachment is a row and a stored file: 3,000 one-byte attachments (300 KB)
+    took 12 s in one drain, and 25 MiB holds some 250,000."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    parts = "--B\r\nContent-Type: text/plain\r\n\r\nSee attached\r\n" + "".join(
+        f"--B\r\nContent-Type: application/octet-stream\r\n"
+        f'Content-Disposition: attachment; filename="f{i}.bin"\r\n\r\nx\r\n'
+        for i in range(150)
+    )
+    account = make_account("email")
+    raw = _raw_mime(parts + "--B--\r\n", 'multipart/mixed; boundary="B"')
+    sent = _email(web, account, django_capture_on_commit_callbacks, email=raw)
+    assert sent.status_code == 200
+    _processed(account)
+    message = Message.objects.get(channel="email")
+    assert message.body_text == "See attached"
+    assert sorted(a.filename for a in message.attachments.all()) == sorted(
+        f"f{i}.bin" for i in range(100)
+    )
+    assert message.metadata["not_read"] == [
+        "This e-mail has 150 attachments: the first 100 are kept. The delivery is kept as "
+        "it arrived (admin: inbound events)."
+    ]

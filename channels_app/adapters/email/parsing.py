@@ -180,6 +180,25 @@ def addresses(value: str) -> list[str]:
     return [addr.lower() for _, addr in getaddresses([value or ""]) if addr]
 
 
+_MIME_CONTAINER = re.compile(rb"(?im)^content-type:[ \t\r\n]*(?:multipart|message)/")
+
+
+def mime_container_count(raw: bytes) -> int:
+    """How many multipart or message sections a raw MIME message declares (each nests the
+    parts after it): the standard library's parser checks every line against every open
+    boundary (N² in the depth) and walks the tree recursively (``RecursionError`` past
+    about a thousand levels)."""
+    return len(_MIME_CONTAINER.findall(raw))
+
+
+def mime_headers(raw: bytes) -> EmailMessage:
+    """Only the top-level header block of a raw MIME message (its body left unparsed)."""
+    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
+    msg = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
 def mime_parts(raw: bytes) -> tuple[str, str, list[FormPart], EmailMessage]:
     """Text, HTML and attachments of a raw MIME message (SendGrid's "send raw" mode)."""
     msg = email.message_from_bytes(raw, policy=email.policy.default)
