@@ -418,10 +418,28 @@ class ChatbotHandoffApi(APIView):
 # --- web chat widget ----------------------------------------------------------------------
 
 
+#: The largest body the widget's own endpoints read (a name, an address, a code); its
+#: messages go through the webhook and its cap (``webhook_body_limit``).
+WIDGET_BODY_MAX_BYTES = 16_384
+
+
 def _json(request: HttpRequest) -> dict[str, Any] | JsonResponse:
-    """The body's JSON object, or the 400 ``malformed_payload`` that says what is wrong."""
+    """The body's JSON object, or the 400 ``malformed_payload`` that says what is wrong
+    (413 past ``WIDGET_BODY_MAX_BYTES``, refused on its ``Content-Length`` before it is
+    read; before, these anonymous endpoints read and parsed up to 25 MiB)."""
+    too_large = _error(
+        "too_large",
+        f"The body is larger than {WIDGET_BODY_MAX_BYTES} bytes.",
+        413,
+    )
+    declared = content_length(request.META.get("CONTENT_LENGTH"))
+    if declared is not None and declared > WIDGET_BODY_MAX_BYTES:
+        return too_large
+    body = request.read(WIDGET_BODY_MAX_BYTES + 1)
+    if len(body) > WIDGET_BODY_MAX_BYTES:
+        return too_large
     try:
-        data = json_loads(request.body or b"{}")
+        data = json_loads(body or b"{}")
     except UnreadableJson as exc:
         return _error("malformed_payload", str(exc), 400)
     if not isinstance(data, dict):
@@ -445,8 +463,11 @@ def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
     data = _json(request)
     if isinstance(data, JsonResponse):
         return data
-    name = str(data.get("name", "")).strip()
-    email = str(data.get("email", "")).strip()
+    name, email = data.get("name", ""), data.get("email", "")
+    if not isinstance(name, str) or not isinstance(email, str):
+        # str() made a list or an object the visitor's "name" (and a claimed address)
+        return _error("invalid", "name and email must be strings.", 400)
+    name, email = name.strip(), email.strip()
     if not name or "@" not in email:
         return _error("invalid", "name and a valid email are required.", 400)
     if contains_nul(name) or contains_nul(email):
@@ -560,7 +581,10 @@ def webchat_verify(request: HttpRequest, token: str) -> HttpResponse:
     data = _json(request)
     if isinstance(data, JsonResponse):
         return data
-    email = str(data.get("email") or claims.get("e") or "")
+    given = data.get("email")
+    if given is not None and not isinstance(given, str):
+        return _error("invalid", "email must be a string.", 400)
+    email = str(given or claims.get("e") or "")
     try:
         sent = verification.webchat_verification_request(
             account=account, visitor_id=claims["v"], email=email

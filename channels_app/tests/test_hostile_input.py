@@ -504,3 +504,44 @@ def test_an_email_keeps_its_first_hundred_attachments_and_says_so(
         "This e-mail has 150 attachments: the first 100 are kept. The delivery is kept as "
         "it arrived (admin: inbound events)."
     ]
+
+
+# --- the widget's own endpoints -----------------------------------------------------------
+
+
+def test_widget_endpoints_refuse_a_large_body_before_reading_it(web: Client) -> None:
+    """They read whatever Django would (DATA_UPLOAD_MAX_MEMORY_SIZE, 25 MiB) and parsed
+    it, for anyone, 60 times a minute per address."""
+    account = make_account("webchat")
+    url = f"/api/webchat/{account.webhook_token}/session"
+    big = json.dumps({"name": "Vera" + " " * 20_000, "email": "v@example.com"})
+    refused = web.post(url, data=big, content_type="application/json")
+    assert refused.status_code == 413, refused.content
+    assert refused.json()["error"]["code"] == "too_large"
+    assert refused["Access-Control-Allow-Origin"] == "*"  # the widget can read why
+    small = json.dumps({"name": "Vera", "email": "v@example.com"})
+    assert web.post(url, data=small, content_type="application/json").status_code == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": ["Vera", "Ann"], "email": "v@example.com"},
+        {"name": "Vera", "email": {"@": "example.com"}},
+        {"name": {"first": "Vera"}, "email": ["a@b.test"]},
+    ],
+    ids=["name-list", "email-object", "both"],
+)
+def test_a_session_needs_a_name_and_an_email_that_are_strings(
+    web: Client, body: dict[str, Any]
+) -> None:
+    """Before, str() turned a list or an object into the visitor's name or claimed
+    address ("['Vera', 'Ann']", "{'@': 'example.com'}") and the session was issued."""
+    account = make_account("webchat")
+    sent = web.post(
+        f"/api/webchat/{account.webhook_token}/session",
+        data=json.dumps(body),
+        content_type="application/json",
+    )
+    assert sent.status_code == 400
+    assert sent.json()["error"]["message"] == "name and email must be strings."
