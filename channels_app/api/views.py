@@ -376,6 +376,19 @@ class ChatbotHandoffApi(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
+        # Before the body is read and hashed with every chatbot account's secret: anyone
+        # could send 25 MiB (DATA_UPLOAD_MAX_MEMORY_SIZE) with any X-Signature-256.
+        limit = int(settings.CHANNELS_WEBHOOK_MAX_BYTES)
+        declared = content_length(request.META.get("CONTENT_LENGTH"))
+        if declared is not None and declared > limit:
+            return Response(
+                error_body(
+                    "too_large",
+                    f"The body is larger than {limit} bytes, the most a hand-off may be.",
+                    {"max_bytes": limit},
+                ),
+                status=413,
+            )
         signed = _chatbot_hmac_account(request)
         if signed is False:
             return Response(
