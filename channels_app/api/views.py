@@ -42,7 +42,7 @@ from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
 from support.parsing import UnreadableJson, contains_nul, json_loads, parse_id
-from support.throttling import PerIPRateThrottle, client_ip, hit
+from support.throttling import PerIPRateThrottle, client_ip, hit, over_limit
 from tickets.models import Ticket
 
 
@@ -150,6 +150,17 @@ def webhook_account_for_request(
         declared = 0
     if declared > limit:
         return webhook_too_large(channel)[:2]  # type: ignore[return-value]
+    # Each try hashes the body (up to the cap) with one more account's secret: a caller
+    # whose signatures match no account may fail API_AUTH_FAILURE_LIMIT_PER_MINUTE times a
+    # minute, then gets 429 before anything is read (before: 60,000 a minute, the webhook
+    # limit, each up to 50 HMACs of 1 MiB). Real deliveries match and are not counted.
+    misses = f"webhook-seed-miss:{client_ip(request)}"  # type: ignore[arg-type]
+    failures = int(settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE)
+    wait = over_limit(misses, failures)
+    if wait is not None:
+        return 429, error_body(
+            "rate_limited", "Too many deliveries whose signature matches no account."
+        )
     signed = services.webhook_request_build(
         headers=dict(request.headers), body=request.body[: limit + 1], query=request.GET.dict()
     )
@@ -159,6 +170,7 @@ def webhook_account_for_request(
         except SignatureError:
             continue
         return account
+    hit(misses, failures)
     return 403, error_body("invalid_signature", "The signature matches no account.")
 
 
