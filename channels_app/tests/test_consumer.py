@@ -196,3 +196,25 @@ async def test_a_frame_that_is_not_json_or_too_deep_gets_an_error_and_the_socket
     ack = await communicator.receive_json_from()
     assert ack == {"type": "ack", "client_id": "client-deep-1", "duplicate": False}
     await communicator.disconnect()
+
+
+async def test_a_frame_too_long_is_refused_before_it_is_parsed() -> None:
+    """Frames are parsed on the event loop every socket and request of the process share,
+    and uvicorn accepts frames up to 16 MiB; the per-session limit counts a frame only once
+    it is parsed."""
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    frame = json.dumps([{"a": 1}] * 10_000)  # 90,001 characters
+    with mock.patch("support.websockets.json_loads") as parse:
+        await communicator.comm.send_input({"type": "websocket.receive", "text": frame})
+        error = await communicator.receive_json_from()
+    assert parse.call_count == 0
+    assert error == {
+        "type": "error",
+        "code": "too_large",
+        "message": "The frame is longer than 65536 characters.",
+    }
+    await communicator.send_json_to({"text": "still here", "client_id": "client-long-1"})
+    ack = await communicator.receive_json_from()
+    assert ack == {"type": "ack", "client_id": "client-long-1", "duplicate": False}
+    await communicator.disconnect()
