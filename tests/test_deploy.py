@@ -1437,3 +1437,13 @@ def test_url_parameters_refuse_what_the_application_would_refuse(
     pattern = template()["Parameters"][parameter]["AllowedPattern"]
     assert bool(re.fullmatch(pattern, value)) is accepted
     assert (value == "" or is_http_url(value)) is accepted
+
+
+def test_the_web_process_caps_websocket_frames_near_what_consumers_parse() -> None:
+    """uvicorn buffers frames of up to 16 MiB by default; the consumers parse at most
+    ``WS_FRAME_MAX_CHARS`` characters (4 bytes each at most in UTF-8)."""
+    from support.websockets import WS_FRAME_MAX_CHARS
+
+    web = run_script.process_commands(host="127.0.0.1", port=8000, web_workers="1")["web"]
+    assert "--ws-max-size" in web
+    assert int(web[web.index("--ws-max-size") + 1]) == 4 * WS_FRAME_MAX_CHARS
