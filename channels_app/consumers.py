@@ -22,7 +22,12 @@ from django.conf import settings
 
 from channels_app import selectors, services
 from channels_app.adapters.base import MalformedPayload, SignatureError
-from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_read, visitor_group
+from channels_app.adapters.webchat.adapter import (
+    SESSION_HEADER,
+    session_read,
+    visitor_group,
+    visitor_send_bucket,
+)
 from support.errors import NotFound
 from support.throttling import hit
 from support.websockets import JsonConsumer
@@ -85,7 +90,7 @@ class WebchatConsumer(JsonConsumer):
             await self.close(code=4401)
             return
         wait = await _hit(
-            f"webchat-ws:{self.visitor_id}", int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE)
+            visitor_send_bucket(self.visitor_id), int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE)
         )
         if wait is not None:
             await self.send_json(

@@ -35,6 +35,7 @@ from channels_app.adapters.webchat.adapter import (
     SessionExpired,
     session_issue,
     session_read,
+    visitor_send_bucket,
 )
 from channels_app.models import ChannelAccount
 from channels_app.services import handoff
@@ -200,8 +201,31 @@ def _webhook_post_request(
     body = request.read(limit + 1)
     if len(body) > limit:
         return webhook_too_large(channel)
+    if channel == "webchat":
+        limited = _webchat_send_limited(admitted, request.headers.get(SESSION_HEADER, ""))
+        if limited is not None:
+            return limited
     return webhook_record(
         admitted, headers=dict(request.headers), body=body, query=request.GET.dict()
+    )
+
+
+def _webchat_send_limited(account: ChannelAccount, session: str) -> Result | None:
+    """A visitor's messages POSTed over HTTP count in its socket's bucket
+    (``WEBCHAT_WS_MESSAGES_PER_MINUTE``): before, only the per-address webhook limit
+    (60,000 a minute) applied, so one session could post a message every millisecond.
+    A session that does not verify is refused by ``webhook_record``, uncounted."""
+    try:
+        claims = session_read(account, session)
+    except SignatureError:
+        return None
+    wait = hit(visitor_send_bucket(claims["v"]), int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE))
+    if wait is None:
+        return None
+    return (
+        429,
+        error_body("rate_limited", "Too many messages; wait a moment before sending more."),
+        {"Retry-After": str(int(wait))},
     )
 
 

@@ -545,3 +545,29 @@ def test_a_session_needs_a_name_and_an_email_that_are_strings(
     )
     assert sent.status_code == 400
     assert sent.json()["error"]["message"] == "name and email must be strings."
+
+
+def test_webchat_messages_over_http_share_the_sessions_limit(web: Client, settings: Any) -> None:
+    """The socket allowed WEBCHAT_WS_MESSAGES_PER_MINUTE a session; the same messages
+    POSTed to the widget's webhook had only the per-address webhook limit (60,000 a
+    minute), each one an inbound event and a message on a ticket."""
+    settings.WEBCHAT_WS_MESSAGES_PER_MINUTE = 2
+    account = make_account("webchat")
+    session = session_issue(account, name="Vera", email="v@example.com")["session"]
+
+    def send(n: int, token: str) -> Any:
+        return web.post(
+            f"/api/webhooks/webchat/{account.webhook_token}",
+            data=json.dumps({"text": f"hello {n}", "client_id": f"client-flood-{n}"}),
+            content_type="application/json",
+            headers={SESSION_HEADER: token},
+        )
+
+    sent = [send(n, session) for n in range(3)]
+    assert [r.status_code for r in sent] == [200, 200, 429]
+    assert sent[2].json()["error"]["code"] == "rate_limited"
+    assert int(sent[2]["Retry-After"]) >= 1
+    assert InboundEvent.objects.filter(account=account).count() == 2
+    other = session_issue(account, name="Ann", email="a@example.com")["session"]
+    assert send(3, other).status_code == 200  # another visitor: its own bucket
+    assert send(4, "forged").status_code == 403  # refused as before, uncounted

@@ -47,6 +47,12 @@ def visitor_group(visitor_id: str) -> str:
 # wherever a merge moved them (``selectors.webchat_messages``).
 
 
+def visitor_send_bucket(visitor_id: str) -> str:
+    """The rate-limit bucket of a visitor's messages, over the socket and over HTTP alike
+    (``WEBCHAT_WS_MESSAGES_PER_MINUTE``)."""
+    return f"webchat-ws:{visitor_id}"
+
+
 def visitor_message_prefix(visitor_id: str) -> str:
     return f"{visitor_id}:"
 
