@@ -218,3 +218,28 @@ async def test_a_frame_too_long_is_refused_before_it_is_parsed() -> None:
     ack = await communicator.receive_json_from()
     assert ack == {"type": "ack", "client_id": "client-long-1", "duplicate": False}
     await communicator.disconnect()
+
+
+async def test_connects_are_limited_per_address(settings: Any) -> None:
+    """Each connect (a widget lookup and a session check) was free for anyone; now limited
+    per address like polls. Another address still connects."""
+    settings.WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE = 2
+    account = await database_sync_to_async(make_account)("webchat")
+    session = session_issue(account, name="Vera", email="vera@example.com")["session"]
+    path = f"/ws/webchat/{account.webhook_token}/?session={session}"
+
+    def socket_from(ip: str) -> Socket:
+        communicator = Socket(URLRouter(websocket_urlpatterns), path)
+        communicator.comm.scope["client"] = (ip, 50000)
+        return communicator
+
+    results = []
+    for _ in range(3):
+        communicator = socket_from("198.51.100.7")
+        results.append(await communicator.connect())
+        if results[-1][0]:
+            await communicator.disconnect()
+    assert results == [(True, None), (True, None), (False, 4429)]
+    other = socket_from("198.51.100.8")
+    assert await other.connect() == (True, None)
+    await other.disconnect()
