@@ -243,12 +243,20 @@ def content_length(value: str | None) -> int | None:
     return int(value.strip())
 
 
+#: A web chat message: at most 5,000 characters of text (``MAX_TEXT``), a client id and
+#: the page's URL, even with every character escaped.
+WEBCHAT_MESSAGE_MAX_BYTES = 65_536
+
+
 def webhook_body_limit(channel: str) -> int:
     """The largest body a channel's webhook accepts: e-mail (whole messages with their
-    attachments, ``CHANNELS_EMAIL_WEBHOOK_MAX_BYTES``) or JSON events
+    attachments, ``CHANNELS_EMAIL_WEBHOOK_MAX_BYTES``), a web chat message (64 KiB: any
+    visitor's session can post, and the raw body is stored whole) or JSON events
     (``CHANNELS_WEBHOOK_MAX_BYTES``, about 1 MB)."""
     if channel == "email":
         return int(settings.CHANNELS_EMAIL_WEBHOOK_MAX_BYTES)
+    if channel == "webchat":
+        return min(WEBCHAT_MESSAGE_MAX_BYTES, int(settings.CHANNELS_WEBHOOK_MAX_BYTES))
     return int(settings.CHANNELS_WEBHOOK_MAX_BYTES)
 
 

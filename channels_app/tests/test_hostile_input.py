@@ -571,3 +571,29 @@ def test_webchat_messages_over_http_share_the_sessions_limit(web: Client, settin
     other = session_issue(account, name="Ann", email="a@example.com")["session"]
     assert send(3, other).status_code == 200  # another visitor: its own bucket
     assert send(4, "forged").status_code == 403  # refused as before, uncounted
+
+
+def test_a_webchat_message_body_is_capped_near_what_a_message_holds(web: Client) -> None:
+    """Any visitor's session may post, and the raw body is stored whole: a 5,000-character
+    message with 1 MiB of padding in another field was stored as a 1 MiB inbound event."""
+    account = make_account("webchat")
+    session = session_issue(account, name="Vera", email="v@example.com")["session"]
+    padded = json.dumps({"text": "hello", "client_id": "client-pad-1", "page_url": "x" * 100_000})
+    refused = web.post(
+        f"/api/webhooks/webchat/{account.webhook_token}",
+        data=padded,
+        content_type="application/json",
+        headers={SESSION_HEADER: session},
+    )
+    assert refused.status_code == 413
+    assert refused.json()["error"]["details"] == {"max_bytes": 65_536}
+    assert not InboundEvent.objects.exists()
+    longest = json.dumps({"text": "\u00e9" * 5000, "client_id": "client-pad-2"})
+    assert len(longest.encode()) < 65_536  # every character escaped still fits
+    accepted = web.post(
+        f"/api/webhooks/webchat/{account.webhook_token}",
+        data=longest,
+        content_type="application/json",
+        headers={SESSION_HEADER: session},
+    )
+    assert accepted.status_code == 200, accepted.content
