@@ -25,6 +25,7 @@ from channels_app import selectors, services
 from channels_app.adapters.base import MalformedPayload, SignatureError
 from channels_app.adapters.webchat.adapter import (
     SESSION_HEADER,
+    WEBCHAT_MESSAGE_MAX_BYTES,
     session_read,
     visitor_group,
     visitor_send_bucket,
@@ -50,11 +51,12 @@ def _open(token: str, session: str) -> tuple[Any, dict[str, Any]] | int:
 
 @database_sync_to_async
 def _receive(account: Any, session: str, content: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps({"text": content.get("text"), "client_id": content.get("client_id")})
+    if len(body) > WEBCHAT_MESSAGE_MAX_BYTES:  # as over HTTP: not kept (the raw body would be)
+        return {"type": "error", "code": "too_large", "message": "The message is too long."}
     request = services.webhook_request_build(
         headers={SESSION_HEADER: session, "content-type": "application/json"},
-        body=json.dumps(
-            {"text": content.get("text"), "client_id": content.get("client_id")}
-        ).encode(),
+        body=body.encode(),
         query={},
     )
     try:

@@ -32,6 +32,7 @@ from channels_app.adapters.base import (
 )
 from channels_app.adapters.webchat.adapter import (
     SESSION_HEADER,
+    WEBCHAT_MESSAGE_MAX_BYTES,
     SessionExpired,
     session_issue,
     session_read,
@@ -241,11 +242,6 @@ def content_length(value: str | None) -> int | None:
     if value is None or not value.strip().isascii() or not value.strip().isdigit():
         return None
     return int(value.strip())
-
-
-#: A web chat message: at most 5,000 characters of text (``MAX_TEXT``), a client id and
-#: the page's URL, even with every character escaped.
-WEBCHAT_MESSAGE_MAX_BYTES = 65_536
 
 
 def webhook_body_limit(channel: str) -> int:

@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 
 from channels_app.adapters.webchat.adapter import session_issue
+from channels_app.models import InboundEvent
 from channels_app.tests.conftest import make_account
 from support.websocket_urls import websocket_urlpatterns
 from tickets.models import Message
@@ -243,3 +244,17 @@ async def test_connects_are_limited_per_address(settings: Any) -> None:
     other = socket_from("198.51.100.8")
     assert await other.connect() == (True, None)
     await other.disconnect()
+
+
+async def test_a_message_too_long_to_keep_is_refused_unstored() -> None:
+    """A frame within the frame limit can still make a body past what HTTP accepts (the
+    text is re-encoded with every accented character escaped); it was kept whole as a
+    malformed raw event, as HTTP no longer does."""
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    frame = json.dumps({"text": "\u00e9" * 11_000, "client_id": "client-big-1"}, ensure_ascii=False)
+    await communicator.comm.send_input({"type": "websocket.receive", "text": frame})
+    error = await communicator.receive_json_from()
+    assert error == {"type": "error", "code": "too_large", "message": "The message is too long."}
+    assert not await database_sync_to_async(InboundEvent.objects.exists)()
+    await communicator.disconnect()

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 SESSION_SALT = "channels_app.webchat.session"
 SESSION_HEADER = "x-webchat-session"
 MAX_TEXT = 5000
+#: The largest message body kept (its raw bytes are stored whole): ``MAX_TEXT`` characters,
+#: a client id and the page's URL, even with every character escaped.
+WEBCHAT_MESSAGE_MAX_BYTES = 65_536
 
 
 def visitor_group(visitor_id: str) -> str:
