@@ -80,8 +80,38 @@ def string_to_sign(message: dict[str, Any]) -> bytes:
     return "".join(parts).encode()
 
 
-def _certificate(url: str) -> x509.Certificate:
+def _topic_region(message: dict[str, Any]) -> str:
+    """The region of the message's ``TopicArn`` (``arn:<partition>:sns:<region>:…``)."""
+    parts = str(message.get("TopicArn", "")).split(":")
+    return parts[3] if len(parts) >= 6 and parts[2] == "sns" else ""
+
+
+def check_certificate_url(url: str, *, region: str) -> None:
+    """A signing certificate is a ``.pem`` file on the SNS host of the topic's own region,
+    with no port, credentials or query: anyone who knows an accepted topic can post a
+    fresh, unsigned message, and each new URL is fetched once (then cached an hour)."""
     check_sns_url(url, "SigningCertURL")
+    parsed = urlparse(url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    host = (parsed.hostname or "").removesuffix(".cn")
+    if (
+        not region
+        or host != f"sns.{region}.amazonaws.com"
+        or port is not None
+        or parsed.username is not None
+        or parsed.query
+        or parsed.fragment
+        or not parsed.path.endswith(".pem")
+    ):
+        raise SnsVerificationError(
+            "SigningCertURL must be a .pem file on the SNS host of the topic's region."
+        )
+
+
+def _certificate(url: str) -> x509.Certificate:
     key = f"calls:sns-cert:{url}"
     pem = cache.get(key)
     if pem is None:
@@ -109,7 +139,9 @@ def verify(message: dict[str, Any]) -> None:
         signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
     except binascii.Error as exc:
         raise SnsVerificationError("Signature is not base64.") from exc
-    cert = _certificate(str(message.get("SigningCertURL", "")))
+    cert_url = str(message.get("SigningCertURL", ""))
+    check_certificate_url(cert_url, region=_topic_region(message))
+    cert = _certificate(cert_url)
     public_key = cert.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise SnsVerificationError("The signing certificate has no RSA key.")

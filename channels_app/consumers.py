@@ -5,7 +5,8 @@ agent replies arrive from the outbound delivery as ``webchat.message``.
 
 Close codes: 4401 for a missing or expired session (at connect, or when it expires while
 the socket is open: the next message gets a ``session_expired`` error frame, then the
-close), 4403 for a forged session or another widget's. Each session may send
+close), 4403 for a forged session or another widget's, 4429 for an address past
+``WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE`` connects a minute. Each session may send
 ``WEBCHAT_WS_MESSAGES_PER_MINUTE`` messages a minute; over that a message is refused with
 a ``rate_limited`` error frame (``retry_after`` seconds) and the socket stays open.
 """
@@ -22,9 +23,15 @@ from django.conf import settings
 
 from channels_app import selectors, services
 from channels_app.adapters.base import MalformedPayload, SignatureError
-from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_read, visitor_group
+from channels_app.adapters.webchat.adapter import (
+    SESSION_HEADER,
+    WEBCHAT_MESSAGE_MAX_BYTES,
+    session_read,
+    visitor_group,
+    visitor_send_bucket,
+)
 from support.errors import NotFound
-from support.throttling import hit
+from support.throttling import client_ip_from_meta, hit
 from support.websockets import JsonConsumer
 
 _hit = sync_to_async(hit, thread_sensitive=False)
@@ -44,11 +51,12 @@ def _open(token: str, session: str) -> tuple[Any, dict[str, Any]] | int:
 
 @database_sync_to_async
 def _receive(account: Any, session: str, content: dict[str, Any]) -> dict[str, Any]:
+    body = json.dumps({"text": content.get("text"), "client_id": content.get("client_id")})
+    if len(body) > WEBCHAT_MESSAGE_MAX_BYTES:  # as over HTTP: not kept (the raw body would be)
+        return {"type": "error", "code": "too_large", "message": "The message is too long."}
     request = services.webhook_request_build(
         headers={SESSION_HEADER: session, "content-type": "application/json"},
-        body=json.dumps(
-            {"text": content.get("text"), "client_id": content.get("client_id")}
-        ).encode(),
+        body=body.encode(),
         query={},
     )
     try:
@@ -58,8 +66,26 @@ def _receive(account: Any, session: str, content: dict[str, Any]) -> dict[str, A
     return {"type": "ack", "client_id": content.get("client_id"), "duplicate": not created}
 
 
+def _scope_ip(scope: dict[str, Any]) -> str:
+    """The client's address as the HTTP limits take it (``TRUSTED_PROXY_*``)."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    client = scope.get("client") or ("unknown", 0)
+    return client_ip_from_meta(
+        {"REMOTE_ADDR": client[0], "HTTP_X_FORWARDED_FOR": headers.get("x-forwarded-for", "")}
+    )
+
+
 class WebchatConsumer(JsonConsumer):
     async def connect(self) -> None:
+        # Each connect looks the widget up and checks a session, for anyone: limited per
+        # address like polls (WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE); over it, 4429.
+        wait = await _hit(
+            f"webchat-ws-connect:{_scope_ip(self.scope)}",
+            int(settings.WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE),
+        )
+        if wait is not None:
+            await self.close(code=4429)
+            return
         token = self.scope["url_route"]["kwargs"]["token"]
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.session = query.get("session", [""])[0]
@@ -85,7 +111,7 @@ class WebchatConsumer(JsonConsumer):
             await self.close(code=4401)
             return
         wait = await _hit(
-            f"webchat-ws:{self.visitor_id}", int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE)
+            visitor_send_bucket(self.visitor_id), int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE)
         )
         if wait is not None:
             await self.send_json(

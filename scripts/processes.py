@@ -123,6 +123,10 @@ def process_commands(
             # must not let any client pick its own address; the scheme comes from
             # X-Forwarded-Proto through SECURE_PROXY_SSL_HEADER.
             "--no-proxy-headers",
+            # Websocket frames: uvicorn buffers up to 16 MiB by default; the consumers
+            # parse at most 64 Ki characters (support.websockets.WS_FRAME_MAX_CHARS).
+            "--ws-max-size",
+            "262144",
             "--timeout-graceful-shutdown",
             "5",
         ],

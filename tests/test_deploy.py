@@ -2182,3 +2182,13 @@ def test_the_execution_role_reads_exactly_the_secrets_the_tasks_are_given() -> N
     assert "${DbCredentials}" in used
     assert sorted(used - readable) == [], "given to a task, not readable"
     assert sorted(readable - used) == [], "readable, given to no task"
+
+
+def test_the_web_process_caps_websocket_frames_near_what_consumers_parse() -> None:
+    """uvicorn buffers frames of up to 16 MiB by default; the consumers parse at most
+    ``WS_FRAME_MAX_CHARS`` characters (4 bytes each at most in UTF-8)."""
+    from support.websockets import WS_FRAME_MAX_CHARS
+
+    web = run_script.process_commands(host="127.0.0.1", port=8000, web_workers="1")["web"]
+    assert "--ws-max-size" in web
+    assert int(web[web.index("--ws-max-size") + 1]) == 4 * WS_FRAME_MAX_CHARS

@@ -25,6 +25,8 @@ from support.throttling import PerIPRateThrottle
 
 logger = logging.getLogger(__name__)
 FOUND = "Call recording analytics retrieved successfully"
+#: The largest SNS delivery read: a 256 KiB message, escaped, in its JSON envelope.
+SNS_BODY_MAX_BYTES = 2_097_152
 CONTACT_EVENT_EXAMPLE = {
     "version": "0",
     "id": "5b6c1d5e-1a2b-4c3d-9e8f-0a1b2c3d4e5f",
@@ -84,6 +86,23 @@ class SnsIntakeApi(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request) -> Response:
+        # Before the body is read: an SNS message is at most 256 KiB, so its JSON envelope
+        # fits SNS_BODY_MAX_BYTES even with every character escaped (anyone could post up
+        # to 25 MiB, DATA_UPLOAD_MAX_MEMORY_SIZE, to be read and parsed before the topic
+        # check).
+        declared = request.META.get("CONTENT_LENGTH") or ""
+        if declared.strip().isdigit() and int(declared) > SNS_BODY_MAX_BYTES:
+            return Response(
+                {
+                    "error": {
+                        "code": "too_large",
+                        "message": f"The body is larger than {SNS_BODY_MAX_BYTES} bytes; "
+                        "an SNS delivery is never that large.",
+                        "details": {"max_bytes": SNS_BODY_MAX_BYTES},
+                    }
+                },
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
         try:
             message = json_loads(request.body)
         except ValueError as exc:

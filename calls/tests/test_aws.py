@@ -770,3 +770,52 @@ def test_sns_malformed_certificate_url_is_refused_not_a_500(
     }
     assert signer.http.urls == []
     assert not CallEvent.objects.exists()
+
+
+def test_an_sns_body_larger_than_sns_sends_is_refused_before_it_is_read(
+    aws, signer, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Anyone could post up to 25 MiB (Django's cap) to be read and parsed as JSON before
+    the topic was even looked at; an SNS message is at most 256 KiB."""
+    from rest_framework.test import APIClient
+
+    from calls.api import views
+
+    parsed: list[Any] = []
+    monkeypatch.setattr(views, "json_loads", lambda body: parsed.append(body))
+    message = {**signer(notification(SEED_MESSAGE)), "Padding": "x" * 2_100_000}
+    client = APIClient(raise_request_exception=False)
+    response = post_sns(client, message, django_capture_on_commit_callbacks)
+    assert response.status_code == 413
+    assert response.json()["error"]["details"] == {"max_bytes": 2_097_152}
+    assert parsed == []
+    assert not CallEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "cert_url",
+    [
+        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.us-east-1.amazonaws.com/?Action=ListTopics",
+        "https://sns.us-east-1.amazonaws.com:8443/SimpleNotificationService-abc.pem",
+        "https://user@sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem?x=1",
+    ],
+    ids=["other-region", "api-query", "port", "credentials", "query"],
+)
+def test_sns_certificate_url_must_be_a_pem_of_the_topics_region(
+    aws, signer, cert_url, django_capture_on_commit_callbacks
+):
+    """Anyone who knows an accepted topic can post a fresh message naming any URL on any
+    sns.*.amazonaws.com host; each new one was fetched (cached an hour per URL)."""
+    from rest_framework.test import APIClient
+
+    message = {**signer(notification(SEED_MESSAGE)), "SigningCertURL": cert_url}
+    client = APIClient(raise_request_exception=False)
+    response = post_sns(client, message, django_capture_on_commit_callbacks)
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == (
+        "SigningCertURL must be a .pem file on the SNS host of the topic's region."
+    )
+    assert signer.http.urls == []
+    assert not CallEvent.objects.exists()

@@ -32,9 +32,11 @@ from channels_app.adapters.base import (
 )
 from channels_app.adapters.webchat.adapter import (
     SESSION_HEADER,
+    WEBCHAT_MESSAGE_MAX_BYTES,
     SessionExpired,
     session_issue,
     session_read,
+    visitor_send_bucket,
 )
 from channels_app.models import ChannelAccount
 from channels_app.services import handoff
@@ -42,7 +44,7 @@ from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
 from support.parsing import UnreadableJson, contains_nul, json_loads, parse_id
-from support.throttling import PerIPRateThrottle, client_ip, hit
+from support.throttling import PerIPRateThrottle, client_ip, hit, over_limit
 from tickets.models import Ticket
 
 
@@ -150,6 +152,17 @@ def webhook_account_for_request(
         declared = 0
     if declared > limit:
         return webhook_too_large(channel)[:2]  # type: ignore[return-value]
+    # Each try hashes the body (up to the cap) with one more account's secret: a caller
+    # whose signatures match no account may fail API_AUTH_FAILURE_LIMIT_PER_MINUTE times a
+    # minute, then gets 429 before anything is read (before: 60,000 a minute, the webhook
+    # limit, each up to 50 HMACs of 1 MiB). Real deliveries match and are not counted.
+    misses = f"webhook-seed-miss:{client_ip(request)}"  # type: ignore[arg-type]
+    failures = int(settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE)
+    wait = over_limit(misses, failures)
+    if wait is not None:
+        return 429, error_body(
+            "rate_limited", "Too many deliveries whose signature matches no account."
+        )
     signed = services.webhook_request_build(
         headers=dict(request.headers), body=request.body[: limit + 1], query=request.GET.dict()
     )
@@ -159,6 +172,7 @@ def webhook_account_for_request(
         except SignatureError:
             continue
         return account
+    hit(misses, failures)
     return 403, error_body("invalid_signature", "The signature matches no account.")
 
 
@@ -188,8 +202,31 @@ def _webhook_post_request(
     body = request.read(limit + 1)
     if len(body) > limit:
         return webhook_too_large(channel)
+    if channel == "webchat":
+        limited = _webchat_send_limited(admitted, request.headers.get(SESSION_HEADER, ""))
+        if limited is not None:
+            return limited
     return webhook_record(
         admitted, headers=dict(request.headers), body=body, query=request.GET.dict()
+    )
+
+
+def _webchat_send_limited(account: ChannelAccount, session: str) -> Result | None:
+    """A visitor's messages POSTed over HTTP count in its socket's bucket
+    (``WEBCHAT_WS_MESSAGES_PER_MINUTE``): before, only the per-address webhook limit
+    (60,000 a minute) applied, so one session could post a message every millisecond.
+    A session that does not verify is refused by ``webhook_record``, uncounted."""
+    try:
+        claims = session_read(account, session)
+    except SignatureError:
+        return None
+    wait = hit(visitor_send_bucket(claims["v"]), int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE))
+    if wait is None:
+        return None
+    return (
+        429,
+        error_body("rate_limited", "Too many messages; wait a moment before sending more."),
+        {"Retry-After": str(int(wait))},
     )
 
 
@@ -209,10 +246,13 @@ def content_length(value: str | None) -> int | None:
 
 def webhook_body_limit(channel: str) -> int:
     """The largest body a channel's webhook accepts: e-mail (whole messages with their
-    attachments, ``CHANNELS_EMAIL_WEBHOOK_MAX_BYTES``) or JSON events
+    attachments, ``CHANNELS_EMAIL_WEBHOOK_MAX_BYTES``), a web chat message (64 KiB: any
+    visitor's session can post, and the raw body is stored whole) or JSON events
     (``CHANNELS_WEBHOOK_MAX_BYTES``, about 1 MB)."""
     if channel == "email":
         return int(settings.CHANNELS_EMAIL_WEBHOOK_MAX_BYTES)
+    if channel == "webchat":
+        return min(WEBCHAT_MESSAGE_MAX_BYTES, int(settings.CHANNELS_WEBHOOK_MAX_BYTES))
     return int(settings.CHANNELS_WEBHOOK_MAX_BYTES)
 
 
@@ -376,6 +416,19 @@ class ChatbotHandoffApi(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
+        # Before the body is read and hashed with every chatbot account's secret: anyone
+        # could send 25 MiB (DATA_UPLOAD_MAX_MEMORY_SIZE) with any X-Signature-256.
+        limit = int(settings.CHANNELS_WEBHOOK_MAX_BYTES)
+        declared = content_length(request.META.get("CONTENT_LENGTH"))
+        if declared is not None and declared > limit:
+            return Response(
+                error_body(
+                    "too_large",
+                    f"The body is larger than {limit} bytes, the most a hand-off may be.",
+                    {"max_bytes": limit},
+                ),
+                status=413,
+            )
         signed = _chatbot_hmac_account(request)
         if signed is False:
             return Response(
@@ -418,10 +471,28 @@ class ChatbotHandoffApi(APIView):
 # --- web chat widget ----------------------------------------------------------------------
 
 
+#: The largest body the widget's own endpoints read (a name, an address, a code); its
+#: messages go through the webhook and its cap (``webhook_body_limit``).
+WIDGET_BODY_MAX_BYTES = 16_384
+
+
 def _json(request: HttpRequest) -> dict[str, Any] | JsonResponse:
-    """The body's JSON object, or the 400 ``malformed_payload`` that says what is wrong."""
+    """The body's JSON object, or the 400 ``malformed_payload`` that says what is wrong
+    (413 past ``WIDGET_BODY_MAX_BYTES``, refused on its ``Content-Length`` before it is
+    read; before, these anonymous endpoints read and parsed up to 25 MiB)."""
+    too_large = _error(
+        "too_large",
+        f"The body is larger than {WIDGET_BODY_MAX_BYTES} bytes.",
+        413,
+    )
+    declared = content_length(request.META.get("CONTENT_LENGTH"))
+    if declared is not None and declared > WIDGET_BODY_MAX_BYTES:
+        return too_large
+    body = request.read(WIDGET_BODY_MAX_BYTES + 1)
+    if len(body) > WIDGET_BODY_MAX_BYTES:
+        return too_large
     try:
-        data = json_loads(request.body or b"{}")
+        data = json_loads(body or b"{}")
     except UnreadableJson as exc:
         return _error("malformed_payload", str(exc), 400)
     if not isinstance(data, dict):
@@ -445,8 +516,11 @@ def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
     data = _json(request)
     if isinstance(data, JsonResponse):
         return data
-    name = str(data.get("name", "")).strip()
-    email = str(data.get("email", "")).strip()
+    name, email = data.get("name", ""), data.get("email", "")
+    if not isinstance(name, str) or not isinstance(email, str):
+        # str() made a list or an object the visitor's "name" (and a claimed address)
+        return _error("invalid", "name and email must be strings.", 400)
+    name, email = name.strip(), email.strip()
     if not name or "@" not in email:
         return _error("invalid", "name and a valid email are required.", 400)
     if contains_nul(name) or contains_nul(email):
@@ -560,7 +634,10 @@ def webchat_verify(request: HttpRequest, token: str) -> HttpResponse:
     data = _json(request)
     if isinstance(data, JsonResponse):
         return data
-    email = str(data.get("email") or claims.get("e") or "")
+    given = data.get("email")
+    if given is not None and not isinstance(given, str):
+        return _error("invalid", "email must be a string.", 400)
+    email = str(given or claims.get("e") or "")
     try:
         sent = verification.webchat_verification_request(
             account=account, visitor_id=claims["v"], email=email

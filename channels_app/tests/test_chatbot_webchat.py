@@ -9,6 +9,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from channels_app.adapters.meta.common import meta_signature
+from channels_app.services import handoff
 from channels_app.tests.conftest import TEST_SECRET, counts, diff, make_account
 from tickets.models import Message, Ticket
 
@@ -235,3 +236,24 @@ def test_transcript_turns_accept_from_as_well_as_role(api_client: APIClient) -> 
     _signed_post(api_client, {**HANDOFF, "transcript": transcript})
     note = Message.objects.get(kind="internal_note")
     assert note.body_text == "Bot transcript\ncustomer: refund?\nbot: Which?"
+
+
+def test_a_handoff_body_over_the_webhook_cap_is_refused_before_it_is_hashed(
+    api_client: APIClient, settings: Any, monkeypatch: Any
+) -> None:
+    """Any X-Signature-256 made the view read the body (up to 25 MiB, Django's cap) and
+    hash it with every chatbot account's secret, for anyone, 60,000 times a minute."""
+    make_account("chatbot")
+    settings.CHANNELS_WEBHOOK_MAX_BYTES = 4096
+    hashed: list[bytes] = []
+    monkeypatch.setattr(
+        handoff,
+        "chatbot_account_for_signature",
+        lambda given, *, payload, timestamp=None: hashed.append(payload),
+    )
+    big = {**HANDOFF, "initial_message": "x" * 5000}
+    response = _signed_post(api_client, big)
+    assert response.status_code == 413
+    assert response.json()["error"]["details"] == {"max_bytes": 4096}
+    assert hashed == []
+    assert Ticket.objects.count() == 0

@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 
 from channels_app.adapters.webchat.adapter import session_issue
+from channels_app.models import InboundEvent
 from channels_app.tests.conftest import make_account
 from support.websocket_urls import websocket_urlpatterns
 from tickets.models import Message
@@ -195,4 +196,65 @@ async def test_a_frame_that_is_not_json_or_too_deep_gets_an_error_and_the_socket
     await communicator.send_json_to({"text": "still here", "client_id": "client-deep-1"})
     ack = await communicator.receive_json_from()
     assert ack == {"type": "ack", "client_id": "client-deep-1", "duplicate": False}
+    await communicator.disconnect()
+
+
+async def test_a_frame_too_long_is_refused_before_it_is_parsed() -> None:
+    """Frames are parsed on the event loop every socket and request of the process share,
+    and uvicorn accepts frames up to 16 MiB; the per-session limit counts a frame only once
+    it is parsed."""
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    frame = json.dumps([{"a": 1}] * 10_000)  # 90,001 characters
+    with mock.patch("support.websockets.json_loads") as parse:
+        await communicator.comm.send_input({"type": "websocket.receive", "text": frame})
+        error = await communicator.receive_json_from()
+    assert parse.call_count == 0
+    assert error == {
+        "type": "error",
+        "code": "too_large",
+        "message": "The frame is longer than 65536 characters.",
+    }
+    await communicator.send_json_to({"text": "still here", "client_id": "client-long-1"})
+    ack = await communicator.receive_json_from()
+    assert ack == {"type": "ack", "client_id": "client-long-1", "duplicate": False}
+    await communicator.disconnect()
+
+
+async def test_connects_are_limited_per_address(settings: Any) -> None:
+    """Each connect (a widget lookup and a session check) was free for anyone; now limited
+    per address like polls. Another address still connects."""
+    settings.WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE = 2
+    account = await database_sync_to_async(make_account)("webchat")
+    session = session_issue(account, name="Vera", email="vera@example.com")["session"]
+    path = f"/ws/webchat/{account.webhook_token}/?session={session}"
+
+    def socket_from(ip: str) -> Socket:
+        communicator = Socket(URLRouter(websocket_urlpatterns), path)
+        communicator.comm.scope["client"] = (ip, 50000)
+        return communicator
+
+    results = []
+    for _ in range(3):
+        communicator = socket_from("198.51.100.7")
+        results.append(await communicator.connect())
+        if results[-1][0]:
+            await communicator.disconnect()
+    assert results == [(True, None), (True, None), (False, 4429)]
+    other = socket_from("198.51.100.8")
+    assert await other.connect() == (True, None)
+    await other.disconnect()
+
+
+async def test_a_message_too_long_to_keep_is_refused_unstored() -> None:
+    """A frame within the frame limit can still make a body past what HTTP accepts (the
+    text is re-encoded with every accented character escaped); it was kept whole as a
+    malformed raw event, as HTTP no longer does."""
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    frame = json.dumps({"text": "\u00e9" * 11_000, "client_id": "client-big-1"}, ensure_ascii=False)
+    await communicator.comm.send_input({"type": "websocket.receive", "text": frame})
+    error = await communicator.receive_json_from()
+    assert error == {"type": "error", "code": "too_large", "message": "The message is too long."}
+    assert not await database_sync_to_async(InboundEvent.objects.exists)()
     await communicator.disconnect()

@@ -8,12 +8,15 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import sys
 from typing import Any
 
 import pytest
 import responses
 from django.test import Client
 
+from channels_app.adapters.email import parsing
+from channels_app.adapters.email.parsing import html_to_text
 from channels_app.adapters.webchat.adapter import SESSION_HEADER, session_issue
 from channels_app.models import InboundEvent, InboundStatus
 from channels_app.tests.conftest import make_account
@@ -384,3 +387,253 @@ def test_a_reply_names_the_whole_over_long_message_id_it_answers(
     headers = json.loads(responses.calls[0].request.body or b"")["headers"]
     assert headers["In-Reply-To"] == LONG_ID
     assert headers["References"] == LONG_ID
+
+
+# --- work an e-mail can cause ---------------------------------------------------------------
+
+
+def _calls_made(function: Any, *args: Any) -> int:
+    """How many Python and built-in function calls ``function(*args)`` makes: a count of
+    work that does not depend on the machine's speed or load."""
+    count = 0
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(profile)
+    try:
+        function(*args)
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def test_deeply_nested_html_costs_work_in_proportion_to_its_size() -> None:
+    """Each block element's newline used to walk to its last descendant: HTML nested N
+    deep cost N² (220 KB of nested ``<div>`` took 72 s in the drain, past the drain's soft
+    time limit, which rolled the inbox's whole batch back, so the next drain took the same
+    e-mail again). Twice the depth must now cost about twice the work, not four times."""
+
+    def nested(depth: int) -> str:
+        return "<div>" * depth + "x" + "</div>" * depth
+
+    assert html_to_text(nested(3)) == "x"
+    small, large = _calls_made(html_to_text, nested(1000)), _calls_made(html_to_text, nested(2000))
+    assert large / small < 2.5, (small, large)
+
+
+def test_html_text_keeps_what_it_kept() -> None:
+    html = (
+        "<html><head><title>T</title><style>p{}</style></head><body><p>Hello <b>there</b>"
+        "</p><div>line<br>two</div><blockquote>quoted<p>x</p></blockquote><script>bad()"
+        "</script><!-- note --><table><tr><td>a</td><td>b</td></tr></table><ul><li>one</li>"
+        "<li>two</li></ul><template><p>hidden</p></template>tail&nbsp;&nbsp;x</body></html>"
+    )
+    assert html_to_text(html) == "Hello there\nline\ntwo\nab\n\none\ntwo\n\ntail x"
+
+
+def test_only_the_beginning_of_a_huge_html_part_is_read_for_text(monkeypatch: Any) -> None:
+    monkeypatch.setattr(parsing, "HTML_TEXT_MAX_CHARS", len("<p>first paragraph</p>"))
+    assert html_to_text("<p>first paragraph</p><p>second</p>") == "first paragraph"
+
+
+def _raw_mime(body: str, content_type: str) -> str:
+    return (
+        "From: Eve <eve@attacker.test>\r\nTo: support@acme.test\r\nSubject: Nested\r\n"
+        f"Message-ID: <nested-1@attacker.test>\r\nContent-Type: {content_type}\r\n\r\n{body}"
+    )
+
+
+def test_an_email_nested_too_deep_is_kept_with_its_headers_and_a_note(
+    web: Client, django_capture_on_commit_callbacks: Any, supervisor: Any
+) -> None:
+    """1,200 nested multipart sections (80 KB): the standard library's parser spent
+    seconds on it and then raised RecursionError, so the e-mail failed in the drain on
+    every try and never became a ticket."""
+    depth = 1200
+    body = "".join(
+        f'--b{i}\r\nContent-Type: multipart/mixed; boundary="b{i + 1}"\r\n\r\n'
+        for i in range(depth)
+    )
+    body += f"--b{depth}\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+    body += "".join(f"--b{i}--\r\n" for i in reversed(range(depth + 1)))
+    account = make_account("email")
+    raw = _raw_mime(body, 'multipart/mixed; boundary="b0"')
+    sent = _email(web, account, django_capture_on_commit_callbacks, email=raw)
+    assert sent.status_code == 200
+    _processed(account)
+    message = Message.objects.select_related("ticket__customer").get(channel="email")
+    assert message.ticket.subject == "Nested"
+    assert message.channel_message_id == "<nested-1@attacker.test>"
+    assert message.metadata["not_read"] == [
+        f"This e-mail declares {depth + 1} nested MIME sections (more than 100): its text "
+        "and attachments were not read. The delivery is kept as it arrived (admin: inbound "
+        "events)."
+    ]
+    assert not Attachment.objects.exists()
+    page = Client()
+    page.force_login(supervisor)
+    shown = page.get(f"/tickets/{message.ticket.number}/").content.decode()
+    assert f"This e-mail declares {depth + 1} nested MIME sections" in shown
+
+
+def test_an_email_keeps_its_first_hundred_attachments_and_says_so(
+    web: Client, django_capture_on_commit_callbacks: Any, settings: Any, tmp_path: Any
+) -> None:
+    """Each attachment is a row and a stored file: 3,000 one-byte attachments (300 KB)
+    took 12 s in one drain, and 25 MiB holds some 250,000."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    parts = "--B\r\nContent-Type: text/plain\r\n\r\nSee attached\r\n" + "".join(
+        f"--B\r\nContent-Type: application/octet-stream\r\n"
+        f'Content-Disposition: attachment; filename="f{i}.bin"\r\n\r\nx\r\n'
+        for i in range(150)
+    )
+    account = make_account("email")
+    raw = _raw_mime(parts + "--B--\r\n", 'multipart/mixed; boundary="B"')
+    sent = _email(web, account, django_capture_on_commit_callbacks, email=raw)
+    assert sent.status_code == 200
+    _processed(account)
+    message = Message.objects.get(channel="email")
+    assert message.body_text == "See attached"
+    assert sorted(a.filename for a in message.attachments.all()) == sorted(
+        f"f{i}.bin" for i in range(100)
+    )
+    assert message.metadata["not_read"] == [
+        "This e-mail has 150 attachments: the first 100 are kept. The delivery is kept as "
+        "it arrived (admin: inbound events)."
+    ]
+
+
+# --- the widget's own endpoints -----------------------------------------------------------
+
+
+def test_widget_endpoints_refuse_a_large_body_before_reading_it(web: Client) -> None:
+    """They read whatever Django would (DATA_UPLOAD_MAX_MEMORY_SIZE, 25 MiB) and parsed
+    it, for anyone, 60 times a minute per address."""
+    account = make_account("webchat")
+    url = f"/api/webchat/{account.webhook_token}/session"
+    big = json.dumps({"name": "Vera" + " " * 20_000, "email": "v@example.com"})
+    refused = web.post(url, data=big, content_type="application/json")
+    assert refused.status_code == 413, refused.content
+    assert refused.json()["error"]["code"] == "too_large"
+    assert refused["Access-Control-Allow-Origin"] == "*"  # the widget can read why
+    small = json.dumps({"name": "Vera", "email": "v@example.com"})
+    assert web.post(url, data=small, content_type="application/json").status_code == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": ["Vera", "Ann"], "email": "v@example.com"},
+        {"name": "Vera", "email": {"@": "example.com"}},
+        {"name": {"first": "Vera"}, "email": ["a@b.test"]},
+    ],
+    ids=["name-list", "email-object", "both"],
+)
+def test_a_session_needs_a_name_and_an_email_that_are_strings(
+    web: Client, body: dict[str, Any]
+) -> None:
+    """Before, str() turned a list or an object into the visitor's name or claimed
+    address ("['Vera', 'Ann']", "{'@': 'example.com'}") and the session was issued."""
+    account = make_account("webchat")
+    sent = web.post(
+        f"/api/webchat/{account.webhook_token}/session",
+        data=json.dumps(body),
+        content_type="application/json",
+    )
+    assert sent.status_code == 400
+    assert sent.json()["error"]["message"] == "name and email must be strings."
+
+
+def test_webchat_messages_over_http_share_the_sessions_limit(web: Client, settings: Any) -> None:
+    """The socket allowed WEBCHAT_WS_MESSAGES_PER_MINUTE a session; the same messages
+    POSTed to the widget's webhook had only the per-address webhook limit (60,000 a
+    minute), each one an inbound event and a message on a ticket."""
+    settings.WEBCHAT_WS_MESSAGES_PER_MINUTE = 2
+    account = make_account("webchat")
+    session = session_issue(account, name="Vera", email="v@example.com")["session"]
+
+    def send(n: int, token: str) -> Any:
+        return web.post(
+            f"/api/webhooks/webchat/{account.webhook_token}",
+            data=json.dumps({"text": f"hello {n}", "client_id": f"client-flood-{n}"}),
+            content_type="application/json",
+            headers={SESSION_HEADER: token},
+        )
+
+    sent = [send(n, session) for n in range(3)]
+    assert [r.status_code for r in sent] == [200, 200, 429]
+    assert sent[2].json()["error"]["code"] == "rate_limited"
+    assert int(sent[2]["Retry-After"]) >= 1
+    assert InboundEvent.objects.filter(account=account).count() == 2
+    other = session_issue(account, name="Ann", email="a@example.com")["session"]
+    assert send(3, other).status_code == 200  # another visitor: its own bucket
+    assert send(4, "forged").status_code == 403  # refused as before, uncounted
+
+
+def test_a_webchat_message_body_is_capped_near_what_a_message_holds(web: Client) -> None:
+    """Any visitor's session may post, and the raw body is stored whole: a 5,000-character
+    message with 1 MiB of padding in another field was stored as a 1 MiB inbound event."""
+    account = make_account("webchat")
+    session = session_issue(account, name="Vera", email="v@example.com")["session"]
+    padded = json.dumps({"text": "hello", "client_id": "client-pad-1", "page_url": "x" * 100_000})
+    refused = web.post(
+        f"/api/webhooks/webchat/{account.webhook_token}",
+        data=padded,
+        content_type="application/json",
+        headers={SESSION_HEADER: session},
+    )
+    assert refused.status_code == 413
+    assert refused.json()["error"]["details"] == {"max_bytes": 65_536}
+    assert not InboundEvent.objects.exists()
+    longest = json.dumps({"text": "\u00e9" * 5000, "client_id": "client-pad-2"})
+    assert len(longest.encode()) < 65_536  # every character escaped still fits
+    accepted = web.post(
+        f"/api/webhooks/webchat/{account.webhook_token}",
+        data=longest,
+        content_type="application/json",
+        headers={SESSION_HEADER: session},
+    )
+    assert accepted.status_code == 200, accepted.content
+
+
+def test_form_file_parts_past_the_cap_are_dropped_before_parsing() -> None:
+    """SendGrid posts each attachment as a form file; the standard library's parser costs
+    about 0.7 ms a part (24,000 one-byte files, 3 MB: 17 s), at intake and twice more in
+    the drain. Fields are kept wherever they stand."""
+    files = [(f"attachment{i}", f"f{i}.bin", b"x", "application/octet-stream") for i in range(150)]
+    body, ctype = _multipart(
+        [("from", "", b"Eve <eve@attacker.test>", ""), *files, ("text", "", b"Hi there", "")]
+    )
+    form = parsing.parse_form_data(ctype, body)
+    assert form.dropped_files == 50
+    assert sorted(form.files) == sorted(f"attachment{i}" for i in range(100))
+    assert form.text("text") == "Hi there"
+    assert form.text("from") == "Eve <eve@attacker.test>"
+
+
+def test_a_raw_email_with_too_many_parts_is_read_up_to_the_cap(
+    web: Client, django_capture_on_commit_callbacks: Any, settings: Any, tmp_path: Any
+) -> None:
+    settings.MEDIA_ROOT = str(tmp_path)
+    parts = "--B\r\nContent-Type: text/plain\r\n\r\nSee attached\r\n" + "".join(
+        f"--B\r\nContent-Type: application/octet-stream\r\n"
+        f'Content-Disposition: attachment; filename="f{i}.bin"\r\n\r\nx\r\n'
+        for i in range(1500)
+    )
+    account = make_account("email")
+    raw = _raw_mime(parts + "--B--\r\n", 'multipart/mixed; boundary="B"')
+    sent = _email(web, account, django_capture_on_commit_callbacks, email=raw)
+    assert sent.status_code == 200
+    _processed(account)
+    message = Message.objects.get(channel="email")
+    assert message.body_text == "See attached"
+    assert message.metadata["not_read"] == [
+        "This e-mail declares 1502 MIME parts: only the first 1000 were read. The delivery "
+        "is kept as it arrived (admin: inbound events).",
+        "This e-mail has 998 attachments: the first 100 are kept. The delivery is kept as "
+        "it arrived (admin: inbound events).",
+    ]
+    assert message.attachments.count() == 100

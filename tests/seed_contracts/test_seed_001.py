@@ -302,3 +302,34 @@ def test_every_attribute_of_the_tickets_table_is_on_the_api_with_its_type(
     }
     assert body["customer"]["channel_identity"] == "+4412"
     assert [m["body_text"] for m in body["messages"]] == ["It blinks red."]
+
+
+def test_signatures_that_match_no_account_are_limited_per_address(
+    client: Client, settings: Any
+) -> None:
+    """Without a token the account is found by trying every active one's secret: each
+    forged delivery cost one HMAC of the body (up to 1 MiB) per account, 60,000 times a
+    minute (the webhook limit). Misses are now limited per address like failed API keys;
+    matching deliveries are not counted, and other addresses are not affected."""
+    settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE = 2
+    make_account("messenger", name="other", app_secret="another-secret", external_id="1")
+    account = make_account("messenger")
+    fixture = fixture_load("messenger", "text_message")
+    forged = [
+        client.post(
+            "/api/webhooks/facebook",
+            fixture.body,
+            content_type="application/json",
+            HTTP_X_HUB_SIGNATURE_256=meta_signature("not-a-secret", fixture.body),
+        ).status_code
+        for _ in range(3)
+    ]
+    assert forged == [403, 403, 429]
+    genuine = Client(REMOTE_ADDR="192.0.2.9").post(
+        "/api/webhooks/facebook",
+        fixture.body,
+        content_type="application/json",
+        headers=signed_headers(account, fixture),
+    )
+    assert genuine.status_code == 200, genuine.content
+    assert InboundEvent.objects.get().account_id == account.pk

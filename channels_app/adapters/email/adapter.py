@@ -46,6 +46,10 @@ from channels_app.adapters.email.parsing import (
     html_to_text,
     is_mailbox,
     message_ids,
+    mime_container_count,
+    mime_first_parts,
+    mime_headers,
+    mime_part_count,
     mime_parts,
     parse_form_data,
     strip_quoted_reply,
@@ -65,6 +69,14 @@ if TYPE_CHECKING:
 NO_ADDRESS_PREFIX = "no-address:"
 MESSAGE_ID_MAX = 998  # RFC 5322's longest line: no longer id can be named in a reply
 SENDER_FALLBACKS = ("sender", "reply-to")  # read, in order, when From names no address
+# What one e-mail may make us do (anyone can send one): its MIME structure is read only
+# when it declares at most this many multipart or message sections, and at most this
+# many attachments are kept. Beyond either, the message is still made (headers, and the
+# text when it could be read) with a note saying what was not read; the delivery itself
+# is kept as it arrived (admin: inbound events).
+MIME_MAX_CONTAINERS = 100
+MIME_MAX_PARTS = 1000  # the parser costs about 0.65 ms a part
+ATTACHMENTS_MAX = 100
 
 
 def _sender(from_value: str, headers: Message, envelope_from: str) -> tuple[str, str, str]:
@@ -156,8 +168,27 @@ class EmailAdapter(ChannelAdapter):
 
         files = list(form.files.values())
         headers: Message
+        not_read: list[str] = []
         if "email" in form.fields:  # "POST the raw, full MIME message" mode
-            text, html, files, mime = mime_parts(form.fields["email"])
+            raw = form.fields["email"]
+            containers = mime_container_count(raw)
+            if containers > MIME_MAX_CONTAINERS:
+                text, html, files, mime = "", "", [], mime_headers(raw)
+                not_read.append(
+                    f"This e-mail declares {containers} nested MIME sections (more than "
+                    f"{MIME_MAX_CONTAINERS}): its text and attachments were not read. The "
+                    "delivery is kept as it arrived (admin: inbound events)."
+                )
+            else:
+                parts = mime_part_count(raw)
+                if parts > MIME_MAX_PARTS:
+                    raw = mime_first_parts(raw, MIME_MAX_PARTS)
+                    not_read.append(
+                        f"This e-mail declares {parts} MIME parts: only the first "
+                        f"{MIME_MAX_PARTS} were read. The delivery is kept as it arrived "
+                        "(admin: inbound events)."
+                    )
+                text, html, files, mime = mime_parts(raw)
             headers = mime
             subject = header_text(mime, "subject")
             sender = header_text(mime, "from")
@@ -188,6 +219,15 @@ class EmailAdapter(ChannelAdapter):
         if len(external_id) > ID_MAX:
             # stored shortened (bounded_id); replies must name the sender's own, whole id
             metadata["message_id"] = external_id[:MESSAGE_ID_MAX]
+        attached = len(files) + form.dropped_files
+        if attached > ATTACHMENTS_MAX:
+            not_read.append(
+                f"This e-mail has {attached} attachments: the first {ATTACHMENTS_MAX} are "
+                "kept. The delivery is kept as it arrived (admin: inbound events)."
+            )
+            files = files[:ATTACHMENTS_MAX]
+        if not_read:
+            metadata["not_read"] = not_read
         media = tuple(
             MediaRef(
                 kind=_kind(f.content_type),

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 SESSION_SALT = "channels_app.webchat.session"
 SESSION_HEADER = "x-webchat-session"
 MAX_TEXT = 5000
+#: The largest message body kept (its raw bytes are stored whole): ``MAX_TEXT`` characters,
+#: a client id and the page's URL, even with every character escaped.
+WEBCHAT_MESSAGE_MAX_BYTES = 65_536
 
 
 def visitor_group(visitor_id: str) -> str:
@@ -45,6 +48,12 @@ def visitor_group(visitor_id: str) -> str:
 # ``<visitor>:<client id>`` for the visitor's messages, ``<visitor>:out-<message id>`` for
 # the replies sent to it. A visitor's widget shows exactly the messages with its prefix,
 # wherever a merge moved them (``selectors.webchat_messages``).
+
+
+def visitor_send_bucket(visitor_id: str) -> str:
+    """The rate-limit bucket of a visitor's messages, over the socket and over HTTP alike
+    (``WEBCHAT_WS_MESSAGES_PER_MINUTE``)."""
+    return f"webchat-ws:{visitor_id}"
 
 
 def visitor_message_prefix(visitor_id: str) -> str:
