@@ -1400,7 +1400,14 @@ def test_dynamodb_table_cognito_alarm_topic_and_secrets() -> None:
     assert groups == {"Agents", "Supervisors"}
     client = prop("UserPoolClient")
     assert client["AllowedOAuthFlows"] == ["code"]
-    assert prop("UserPool")["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    pool = prop("UserPool")
+    assert pool["AdminCreateUserConfig"] == {"AllowAdminCreateUserOnly": True}
+    # seed 001's user pool: e-mail-based login, a password policy enforced
+    assert (pool["UsernameAttributes"], pool["AutoVerifiedAttributes"]) == (["email"], ["email"])
+    policy = pool["Policies"]["PasswordPolicy"]
+    assert policy["MinimumLength"] >= 12
+    required = ("RequireLowercase", "RequireUppercase", "RequireNumbers")
+    assert [policy[rule] for rule in required] == [True, True, True]
     alarms = resources("AWS::CloudWatch::Alarm")
     assert alarms
     for logical, alarm in alarms.items():
