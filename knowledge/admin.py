@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from knowledge import services
 from knowledge.models import (
     Document,
     IngestionJob,
@@ -16,6 +17,8 @@ from knowledge.models import (
 )
 from knowledge.selectors import reply_draft_summary
 from support.auth.admin import RecordAdminMixin
+from support.auth.roles import is_supervisor
+from support.errors import InvalidInput
 from tickets.admin import SupervisorAdmin
 
 
@@ -75,6 +78,23 @@ class IngestionJobAdmin(RecordAdminMixin, admin.ModelAdmin):
         "reason",
     )
     list_filter = ("status", "kind", "backend")
+    actions = ["upload_again"]
+
+    @admin.action(description="Run the selected failed uploads again (their kept files)")
+    def upload_again(self, request: HttpRequest, queryset: QuerySet[IngestionJob]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors run uploads again.", messages.ERROR)
+            return
+        queued, refused = [], []
+        for job in queryset.order_by("pk"):
+            try:
+                queued.append(services.upload_job_retry(job=job, user=request.user).pk)
+            except InvalidInput as exc:
+                refused.append(exc.message)
+        if queued:
+            self.message_user(request, f"Queued again as job(s) {', '.join(map(str, queued))}.")
+        for reason in refused:
+            self.message_user(request, reason, messages.WARNING)
 
     @admin.display(description="reason")
     def reason(self, obj: IngestionJob) -> str:

@@ -1350,6 +1350,34 @@ def upload_job_queue(
     return job
 
 
+def upload_job_retry(*, job: IngestionJob, user: Any = None) -> IngestionJob:
+    """Queue again a failed upload whose stored file was kept (the broker refused its task,
+    the worker died or the run failed): a new ``upload`` job takes the file over and the
+    failed one keeps its record without it, so a second retry of the same job is refused.
+    ``InvalidInput`` for any other job (nothing to run again)."""
+    with transaction.atomic():
+        jobs = IngestionJob.objects.select_for_update(of=("self",)).select_related("source")
+        failed = jobs.get(pk=job.pk)
+        if (
+            failed.kind != IngestionJob.Kind.UPLOAD
+            or failed.status != IngestionJob.Status.FAILED
+            or not failed.file_key
+            or failed.source is None
+        ):
+            raise InvalidInput(
+                f"job {failed.pk}: only a failed upload whose file was kept can run again "
+                f"(this one is a {failed.kind} job, {failed.status}"
+                f"{', its file already removed or taken over' if not failed.file_key else ''})."
+            )
+        upload_source_check(failed.source)
+        again = job_create(source=failed.source, kind=IngestionJob.Kind.UPLOAD, user=user)
+        again.file_name, again.file_key, again.total = failed.file_name, failed.file_key, 1
+        again.save(update_fields=["file_name", "file_key", "total", "updated_at"])
+        IngestionJob.objects.filter(pk=failed.pk).update(file_key="", updated_at=timezone.now())
+        transaction.on_commit(partial(_job_publish, again))
+    return again
+
+
 def upload_job_run(job_id: int) -> IngestionJob:
     """Run a queued upload job: read its stored file, ingest it into its source, finish
     the job and remove the file. Idempotent: a job that is not queued (taken by another

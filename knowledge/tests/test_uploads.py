@@ -513,3 +513,61 @@ def test_an_upload_to_a_new_source_needs_a_slug_name(browser: Client, name: str)
     )
     assert not KnowledgeSource.objects.exists()
     assert not Document.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_supervisor_runs_a_failed_upload_again_from_its_kept_file(
+    browser: Client,
+    django_user_model: Any,
+    media: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The broker refused the task: the job failed, the file was kept. The admin's action
+    queues it again as a new job that ingests the kept file and removes it; the failed job
+    keeps its record without the file, so it cannot be run twice."""
+    from kombu.exceptions import OperationalError
+
+    real_delay = tasks.kb_upload_task.delay
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("Connection refused.")
+
+    monkeypatch.setattr(tasks.kb_upload_task, "delay", broker_down)
+    failed_id = post_async(browser, django_capture_on_commit_callbacks).json()["id"]
+    kept = IngestionJob.objects.get(pk=failed_id).file_key
+    assert stored_files(media) == [kept]
+    monkeypatch.setattr(tasks.kb_upload_task, "delay", real_delay)
+
+    admin = Client()  # the jobs' admin page is the superusers' (their model permissions)
+    admin.force_login(
+        django_user_model.objects.create_superuser("root", "root@example.com", "pw-for-tests-1")
+    )
+    changelist = "/admin/knowledge/ingestionjob/"
+    action = {"action": "upload_again", "_selected_action": [failed_id]}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(changelist, action, follow=True)
+    assert response.status_code == 200
+    again = IngestionJob.objects.exclude(pk=failed_id).get()
+    assert f"Queued again as job(s) {again.pk}." in response.content.decode()
+    assert (again.kind, again.status, again.file_name) == ("upload", "succeeded", "returns.md")
+    assert list(Document.objects.values_list("external_id", "version")) == [("returns.md", 1)]
+    assert stored_files(media) == []
+    failed = IngestionJob.objects.get(pk=failed_id)
+    assert (failed.status, failed.file_key) == ("failed", "")
+
+    response = admin.post(changelist, action, follow=True)  # the same job, again
+    assert "only a failed upload whose file was kept can run again" in response.content.decode()
+    assert IngestionJob.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_only_a_failed_upload_with_its_file_runs_again(
+    browser: Client, media: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    done = IngestionJob.objects.get(
+        pk=post_async(browser, django_capture_on_commit_callbacks).json()["id"]
+    )
+    assert done.status == "succeeded"
+    with pytest.raises(services.InvalidInput, match="upload job, succeeded"):
+        services.upload_job_retry(job=done)
