@@ -21,6 +21,7 @@ from tickets.admin import CustomerAdmin
 from tickets.context import privacy
 from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
 from tickets.models import Customer
+from tickets.services.customers import customer_stamps_renew
 
 
 class OrderInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -90,8 +91,29 @@ admin.site.unregister(Customer)
 admin.site.register(Customer, CustomerContextAdmin)
 
 
+class RenewsContextMixin:
+    """Rows a customer context shows (orders, interactions) changed or deleted in the admin
+    renew their customers' stamps, as the services' writes do: a cached context (up to
+    ``CUSTOMER_CONTEXT_CACHE_TTL``, in every process) stopped showing a deleted order or
+    interaction only when it expired."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        before = form.initial.get("customer") if change else None  # an order moved away
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+        customer_stamps_renew([c for c in (obj.customer_id, before) if c])
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)  # type: ignore[misc]
+        customer_stamps_renew([obj.customer_id])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        customers = list(queryset.values_list("customer_id", flat=True))
+        super().delete_queryset(request, queryset)  # type: ignore[misc]
+        customer_stamps_renew(customers)
+
+
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class OrderAdmin(RenewsContextMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("number", "customer", "status", "total", "currency", "placed_at")
     list_filter = ("status", "currency")
     search_fields = ("number", "customer__email")
@@ -100,7 +122,7 @@ class OrderAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Interaction)
-class InteractionAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class InteractionAdmin(RenewsContextMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "occurred_at",
         "customer",
