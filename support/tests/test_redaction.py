@@ -295,3 +295,23 @@ def test_read_out_numbers_on_hostile_runs():
     run = "one one x " * 20000
     assert redact(run + "oh two oh seven nine four six oh oh one two") == run + "[PHONE]"
     assert redact("one " * 20000) == "one " * 20000  # 20,000 digits: neither card nor phone
+
+
+def test_no_group_is_repeated_possessively_anywhere() -> None:
+    """``(?:…)*+`` / ``(?:…)++`` matched wrongly before Python 3.11.5 when the group
+    backtracks inside (CPython gh-106052): on Debian 12's python3.11 (3.11.2) the spoken
+    e-mail pattern found no address at all. An atomic group around a greedy repeat,
+    ``(?>(?:…)*)``, means the same and works on every 3.11."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    possessive_group = re.compile(r"\)(?:[*+?]|\{\d*,?\d*\})\+")
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for path in root.rglob("*.py")
+        if not {".venv", "tests", "node_modules"} & set(path.relative_to(root).parts)
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if possessive_group.search(line)
+    ]
+    assert found == []
