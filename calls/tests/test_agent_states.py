@@ -94,16 +94,7 @@ def test_sweep_raises_when_the_threshold_passes(acw_rule):
 
 
 def test_offline_during_shift(db):
-    AlertRule.objects.create(
-        name="Offline in shift",
-        kind=AlertKind.OFFLINE_DURING_SHIFT,
-        threshold_minutes=10,
-        shift_start=time(9, 0),
-        shift_end=time(17, 0),
-    )
-    logout = event("e1", None, datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
-    logout["EventType"] = "LOGOUT"
-    services.agent_event_apply(record=logout)
+    _offline_in_shift(10, time(9, 0), time(17, 0), since=datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
     assert services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 5, tzinfo=UTC)) == []
     assert (
         services.alerts_evaluate(now=datetime(2026, 11, 20, 18, 0, tzinfo=UTC)) == []
@@ -159,16 +150,7 @@ def test_a_state_exactly_as_long_as_the_limit_has_not_exceeded_it(acw_rule):
 
 
 def test_offline_exactly_as_long_as_the_limit_raises_nothing(db):
-    AlertRule.objects.create(
-        name="Offline in shift",
-        kind=AlertKind.OFFLINE_DURING_SHIFT,
-        threshold_minutes=10,
-        shift_start=time(9, 0),
-        shift_end=time(17, 0),
-    )
-    logout = event("e1", None, datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
-    logout["EventType"] = "LOGOUT"
-    services.agent_event_apply(record=logout)
+    _offline_in_shift(10, time(9, 0), time(17, 0), since=datetime(2026, 11, 20, 11, 0, tzinfo=UTC))
     assert services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 10, tzinfo=UTC)) == []
     raised = services.alerts_evaluate(now=datetime(2026, 11, 20, 11, 10, 1, tzinfo=UTC))
     assert [a.message for a in raised] == ["jdoe has been offline during their shift for 10 min."]

@@ -479,23 +479,33 @@ def test_an_email_nested_too_deep_is_kept_with_its_headers_and_a_note(
     assert f"This e-mail declares {depth + 1} nested MIME sections" in shown
 
 
+def _email_with_attachments(
+    web: Client, capture: Any, settings: Any, tmp_path: Any, count: int
+) -> Message:
+    """A raw e-mail saying "See attached" with ``count`` one-byte attachments, received
+    and drained; its message."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    parts = "--B\r\nContent-Type: text/plain\r\n\r\nSee attached\r\n" + "".join(
+        f"--B\r\nContent-Type: application/octet-stream\r\n"
+        f'Content-Disposition: attachment; filename="f{i}.bin"\r\n\r\nx\r\n'
+        for i in range(count)
+    )
+    account = make_account("email")
+    raw = _raw_mime(parts + "--B--\r\n", 'multipart/mixed; boundary="B"')
+    sent = _email(web, account, capture, email=raw)
+    assert sent.status_code == 200
+    _processed(account)
+    return Message.objects.get(channel="email")
+
+
 def test_an_email_keeps_its_first_hundred_attachments_and_says_so(
     web: Client, django_capture_on_commit_callbacks: Any, settings: Any, tmp_path: Any
 ) -> None:
     """Each attachment is a row and a stored file: 3,000 one-byte attachments (300 KB)
     took 12 s in one drain, and 25 MiB holds some 250,000."""
-    settings.MEDIA_ROOT = str(tmp_path)
-    parts = "--B\r\nContent-Type: text/plain\r\n\r\nSee attached\r\n" + "".join(
-        f"--B\r\nContent-Type: application/octet-stream\r\n"
-        f'Content-Disposition: attachment; filename="f{i}.bin"\r\n\r\nx\r\n'
-        for i in range(150)
+    message = _email_with_attachments(
+        web, django_capture_on_commit_callbacks, settings, tmp_path, 150
     )
-    account = make_account("email")
-    raw = _raw_mime(parts + "--B--\r\n", 'multipart/mixed; boundary="B"')
-    sent = _email(web, account, django_capture_on_commit_callbacks, email=raw)
-    assert sent.status_code == 200
-    _processed(account)
-    message = Message.objects.get(channel="email")
     assert message.body_text == "See attached"
     assert sorted(a.filename for a in message.attachments.all()) == sorted(
         f"f{i}.bin" for i in range(100)
@@ -617,18 +627,9 @@ def test_form_file_parts_past_the_cap_are_dropped_before_parsing() -> None:
 def test_a_raw_email_with_too_many_parts_is_read_up_to_the_cap(
     web: Client, django_capture_on_commit_callbacks: Any, settings: Any, tmp_path: Any
 ) -> None:
-    settings.MEDIA_ROOT = str(tmp_path)
-    parts = "--B\r\nContent-Type: text/plain\r\n\r\nSee attached\r\n" + "".join(
-        f"--B\r\nContent-Type: application/octet-stream\r\n"
-        f'Content-Disposition: attachment; filename="f{i}.bin"\r\n\r\nx\r\n'
-        for i in range(1500)
+    message = _email_with_attachments(
+        web, django_capture_on_commit_callbacks, settings, tmp_path, 1500
     )
-    account = make_account("email")
-    raw = _raw_mime(parts + "--B--\r\n", 'multipart/mixed; boundary="B"')
-    sent = _email(web, account, django_capture_on_commit_callbacks, email=raw)
-    assert sent.status_code == 200
-    _processed(account)
-    message = Message.objects.get(channel="email")
     assert message.body_text == "See attached"
     assert message.metadata["not_read"] == [
         "This e-mail declares 1502 MIME parts: only the first 1000 were read. The delivery "
