@@ -28,6 +28,13 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def _where(scope: Scope) -> str:
+    """The method and the path's first two segments: webhook paths carry a secret token
+    further on, and no secret goes to the logs (nor the query string)."""
+    path = str(scope.get("path") or "")
+    return f"{scope.get('method')} {'/'.join(path.split('/')[:3])}"
+
+
 def _declared_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers") or ():
         if name.lower() == b"content-length":
@@ -70,11 +77,10 @@ class RequestBodyLimit:
         declared = _declared_length(scope)
         if declared is not None and declared > self.max_bytes:
             logger.warning(
-                "Request body of %s bytes refused (REQUEST_MAX_BYTES %s): %s %s",
+                "Request body of %s bytes refused (REQUEST_MAX_BYTES %s): %s",
                 declared,
                 self.max_bytes,
-                scope.get("method"),
-                scope.get("path"),  # without the query string (it may carry a token)
+                _where(scope),
             )
             await _refuse(send, declared, self.max_bytes)
             return
@@ -89,10 +95,9 @@ class RequestBodyLimit:
                 if state["received"] > self.max_bytes:
                     state["over"] = True
                     logger.warning(
-                        "Request body over REQUEST_MAX_BYTES %s refused while reading: %s %s",
+                        "Request body over REQUEST_MAX_BYTES %s refused while reading: %s",
                         self.max_bytes,
-                        scope.get("method"),
-                        scope.get("path"),
+                        _where(scope),
                     )
                     if not state["started"]:
                         state["started"] = True

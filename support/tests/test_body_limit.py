@@ -113,3 +113,23 @@ def test_the_deployed_application_refuses_a_huge_anonymous_form_post(settings: A
 
     asyncio.run(application(scope, receive, send))
     assert sent[0]["status"] == 413
+
+
+def test_the_log_line_never_carries_a_webhook_token(caplog: pytest.LogCaptureFixture) -> None:
+    inner = Recorder()
+    app: Any = RequestBodyLimit(inner, 100)
+    headers = [(b"content-length", b"101")]
+    scope = {"type": "http", "method": "POST", "path": "/api/webhooks/whatsapp/s3cr3t-token"}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level("WARNING", logger="support.body_limit"):
+        asyncio.run(app({**scope, "headers": headers}, receive, send))
+    assert sent[0]["status"] == 413
+    assert "POST /api/webhooks" in caplog.text
+    assert "s3cr3t" not in caplog.text
