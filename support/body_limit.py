@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from support.errors import PayloadTooLarge, error_body
+from support.parsing import content_length
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +39,7 @@ def _where(scope: Scope) -> str:
 def _declared_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers") or ():
         if name.lower() == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+            return content_length(value)
     return None
 
 

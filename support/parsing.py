@@ -25,6 +25,16 @@ def parse_id(text: object, *, max_digits: int = MAX_ID_DIGITS) -> int | None:
     return None
 
 
+def content_length(value: str | bytes | None) -> int | None:
+    """A declared body size (a ``Content-Length`` value): its ASCII digits, spaces around
+    them allowed; None when the header is absent or not a number."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if value is None or not value.strip().isascii() or not value.strip().isdigit():
+        return None
+    return int(value.strip())
+
+
 def contains_nul(value: object) -> bool:
     """Whether a string, or any key or string inside lists and dicts, holds a NUL
     character (PostgreSQL text and jsonb cannot store one)."""

@@ -20,7 +20,7 @@ from calls.models import CallEvent, EventSource, EventStatus
 from support.api_schema import path_parameter
 from support.auth.permissions import IsIntegration
 from support.errors import InvalidInput
-from support.parsing import json_loads, parse_id
+from support.parsing import content_length, json_loads, parse_id
 from support.throttling import PerIPRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -90,8 +90,8 @@ class SnsIntakeApi(APIView):
         # fits SNS_BODY_MAX_BYTES even with every character escaped (anyone could post up
         # to 25 MiB, DATA_UPLOAD_MAX_MEMORY_SIZE, to be read and parsed before the topic
         # check).
-        declared = request.META.get("CONTENT_LENGTH") or ""
-        if declared.strip().isdigit() and int(declared) > SNS_BODY_MAX_BYTES:
+        declared = content_length(request.META.get("CONTENT_LENGTH"))
+        if declared is not None and declared > SNS_BODY_MAX_BYTES:
             return Response(
                 {
                     "error": {

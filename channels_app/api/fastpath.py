@@ -41,7 +41,6 @@ from django.http.request import split_domain_port, validate_host
 from django.urls import resolve
 
 from channels_app.api.views import (
-    content_length,
     webhook_admit,
     webhook_body_limit,
     webhook_record,
@@ -49,6 +48,7 @@ from channels_app.api.views import (
 )
 from channels_app.models import ChannelAccount
 from support.errors import error_body
+from support.parsing import content_length
 from support.request_metrics import request_record
 from support.throttling import client_ip_from_meta
 

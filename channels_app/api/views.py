@@ -43,7 +43,7 @@ from channels_app.services import handoff
 from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
-from support.parsing import UnreadableJson, contains_nul, json_loads, parse_id
+from support.parsing import UnreadableJson, contains_nul, content_length, json_loads, parse_id
 from support.throttling import PerIPRateThrottle, client_ip, hit, over_limit
 from tickets.models import Ticket
 
@@ -146,11 +146,8 @@ def webhook_account_for_request(
                 return account
         return 403, error_body("forbidden", "No account matches this handshake.")
     limit = webhook_body_limit(channel)
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
+    declared = content_length(request.META.get("CONTENT_LENGTH"))
+    if declared is not None and declared > limit:
         return webhook_too_large(channel)[:2]  # type: ignore[return-value]
     # Each try hashes the body (up to the cap) with one more account's secret: a caller
     # whose signatures match no account may fail API_AUTH_FAILURE_LIMIT_PER_MINUTE times a
@@ -235,13 +232,6 @@ def _rate_limited(ip: str) -> float | None:
 
 
 Result = tuple[int, dict[str, Any], dict[str, str]]
-
-
-def content_length(value: str | None) -> int | None:
-    """The declared body size, or None when the header is absent or not a number."""
-    if value is None or not value.strip().isascii() or not value.strip().isdigit():
-        return None
-    return int(value.strip())
 
 
 def webhook_body_limit(channel: str) -> int:

@@ -22,7 +22,7 @@ from knowledge.s3events import parse_events
 from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent, IsSupervisor
 from support.errors import Forbidden, InvalidInput, NotFound
-from support.parsing import parse_id
+from support.parsing import content_length
 from support.throttling import PerClientRateThrottle, PerIPRateThrottle, hit
 from tickets.api.schema import TICKET_ID
 
@@ -452,7 +452,7 @@ class KbDocumentUploadApi(APIView):
     def post(self, request: Request) -> Response:
         # Checked on the declared length before the body is parsed: the multipart parser
         # would copy a body of any size to a temporary file first.
-        declared = parse_id(request.META.get("CONTENT_LENGTH")) or 0
+        declared = content_length(request.META.get("CONTENT_LENGTH")) or 0
         if declared > services.UPLOAD_MAX_BYTES + UPLOAD_FORM_OVERHEAD_BYTES:
             raise services.upload_too_large(f"file: the request is {declared:,} bytes")
         upload = request.FILES.get("file")
