@@ -19,7 +19,7 @@ from calls import selectors, services, sns
 from calls.models import CallEvent, EventSource, EventStatus
 from support.api_schema import path_parameter
 from support.auth.permissions import IsIntegration
-from support.errors import InvalidInput
+from support.errors import InvalidInput, error_body
 from support.parsing import content_length, json_loads, parse_id
 from support.throttling import PerIPRateThrottle
 
@@ -93,14 +93,12 @@ class SnsIntakeApi(APIView):
         declared = content_length(request.META.get("CONTENT_LENGTH"))
         if declared is not None and declared > SNS_BODY_MAX_BYTES:
             return Response(
-                {
-                    "error": {
-                        "code": "too_large",
-                        "message": f"The body is larger than {SNS_BODY_MAX_BYTES} bytes; "
-                        "an SNS delivery is never that large.",
-                        "details": {"max_bytes": SNS_BODY_MAX_BYTES},
-                    }
-                },
+                error_body(
+                    "too_large",
+                    f"The body is larger than {SNS_BODY_MAX_BYTES} bytes; "
+                    "an SNS delivery is never that large.",
+                    {"max_bytes": SNS_BODY_MAX_BYTES},
+                ),
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
         try:
