@@ -571,3 +571,34 @@ def test_only_a_failed_upload_with_its_file_runs_again(
     assert done.status == "succeeded"
     with pytest.raises(services.InvalidInput, match="upload job, succeeded"):
         services.upload_job_retry(job=done)
+
+
+@pytest.mark.django_db
+def test_staff_who_are_not_supervisors_cannot_run_an_upload_again(
+    browser: Client,
+    django_user_model: Any,
+    media: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """A staff account given only the view permission on jobs sees the action refused."""
+    from django.contrib.auth.models import Permission
+    from kombu.exceptions import OperationalError
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("Connection refused.")
+
+    monkeypatch.setattr(tasks.kb_upload_task, "delay", broker_down)
+    failed_id = post_async(browser, django_capture_on_commit_callbacks).json()["id"]
+    clerk = django_user_model.objects.create_user("clerk", "clerk@example.com", "pw-tests-1")
+    clerk.is_staff = True
+    clerk.save()
+    clerk.user_permissions.add(Permission.objects.get(codename="view_ingestionjob"))
+    client = Client()
+    client.force_login(clerk)
+    action = {"action": "upload_again", "_selected_action": [failed_id]}
+    response = client.post("/admin/knowledge/ingestionjob/", action, follow=True)
+    assert response.status_code == 200
+    assert "Only supervisors run uploads again." in response.content.decode()
+    assert IngestionJob.objects.count() == 1
+    assert IngestionJob.objects.get(pk=failed_id).file_key != ""
