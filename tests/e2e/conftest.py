@@ -83,6 +83,8 @@ def live_asgi(django_db_setup: Any, django_db_blocker: Any) -> Iterator[str]:
             "--no-access-log",
             "--lifespan",
             "off",
+            "--timeout-graceful-shutdown",  # as the product runs it (scripts/processes.py)
+            "5",
         ],
         cwd=ROOT,
         env=env,

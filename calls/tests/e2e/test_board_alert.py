@@ -87,6 +87,10 @@ def live_server_url() -> Iterator[str]:
             str(port),
             "--log-level",
             "warning",
+            # as the product runs it (scripts/processes.py): live websockets do not hold
+            # the shutdown open
+            "--timeout-graceful-shutdown",
+            "5",
         ],
         cwd=ROOT,
         env=env,
@@ -106,7 +110,11 @@ def live_server_url() -> Iterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _acw_event(now: datetime) -> dict[str, Any]:
