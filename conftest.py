@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group
+from django.db import connections
 from rest_framework.test import APIClient
 
 from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
@@ -132,6 +133,14 @@ def supervisor(django_user_model: Any) -> Any:
 def outsider(django_user_model: Any) -> Any:
     """Signed in, but neither an agent nor a supervisor."""
     return _user(django_user_model, "outsider", None)
+
+
+@pytest.fixture
+def other_session() -> Iterator[Any]:
+    """A second database session: another worker or a command, holding locks."""
+    other = connections.create_connection("default")
+    yield other
+    other.close()
 
 
 @pytest.fixture

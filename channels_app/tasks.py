@@ -70,6 +70,13 @@ def inbound_events_drain_task(self, account_id: int) -> int:  # type: ignore[no-
 
 def _drain(task: Any, account_id: int) -> int:
     services.inbound_drain_flag_clear(account_id=account_id)
+    with services.inbound_drainer(account_id=account_id) as drainer:
+        # Not the drainer: the running one takes what woke this task. Leaving, the drainer
+        # wakes a successor when deliveries are left (handover, or a late arrival).
+        return _drain_batches(task, account_id) if drainer else 0
+
+
+def _drain_batches(task: Any, account_id: int) -> int:
     eager = bool(task.app.conf.task_always_eager)
     total = 0
     started = time.monotonic()
@@ -89,8 +96,7 @@ def _drain(task: Any, account_id: int) -> int:
         if time.monotonic() - idle_since >= DRAIN_LINGER_SECONDS:
             return total
         time.sleep(DRAIN_POLL_SECONDS)
-    services.inbound_drain_wake(account_id)  # more left: continue in a fresh task
-    return total
+    return total  # more left: the drainer lock's release wakes a fresh task
 
 
 @shared_task(acks_late=True, soft_time_limit=30, time_limit=45)

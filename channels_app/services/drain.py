@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from channels_app.adapters.base import (
@@ -29,7 +31,11 @@ from channels_app.services.email_auth import EmailQuarantined
 from channels_app.services.ingest import _message_ingest
 from channels_app.services.matching import _BatchCache
 from channels_app.services.sent_events import sent_event_record
-from support.db import advisory_xact_lock
+from support.db import (
+    advisory_session_locks_release,
+    advisory_session_locks_try,
+    advisory_xact_lock,
+)
 from support.errors import PermanentError, RetryableError
 from support.redis_client import enqueue_once, pending_clear
 from support.services import audit_log_record
@@ -67,6 +73,41 @@ def inbound_drain_wake(account_id: int) -> None:
 
 def inbound_drain_flag_clear(*, account_id: int) -> None:
     pending_clear(DRAIN_FLAG.format(account_id=account_id))
+
+
+DRAINER_LOCK = "inbound-drainer:{account_id}"
+
+
+@contextmanager
+def inbound_drainer(*, account_id: int) -> Iterator[bool]:
+    """Make the calling drain task the account's one drainer while it runs: yields True when
+    it is, False at once when another task already is. That one loops until nothing is
+    left, so a second has nothing to do and gives its worker back: before, it waited on
+    the batch lock, and a burst held every realtime worker process in drains of one
+    account while the outbox relay (live events) and outbound replies queued behind them.
+
+    A session-level advisory lock (PostgreSQL frees it if the worker dies). On leaving, the
+    lock is released first and then deliveries still ``received`` wake a new drain: one
+    recorded while the drainer was finishing (whose own wake met the lock still held) is not
+    left for the sweep, and a drainer handing over after ``DRAIN_TASK_SECONDS`` wakes its
+    successor the same way.
+    """
+    name = DRAINER_LOCK.format(account_id=account_id)
+    if advisory_session_locks_try([name]) is not None:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        advisory_session_locks_release([name])
+        try:
+            left = InboundEvent.objects.filter(
+                account_id=account_id, status=InboundStatus.RECEIVED
+            ).exists()
+        except DatabaseError:  # the drain's own error is on its way (and retried)
+            left = False
+        if left:
+            inbound_drain_wake(account_id)
 
 
 def _enqueue_process(event_id: int, countdown: float = 0) -> None:

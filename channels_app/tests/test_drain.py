@@ -157,3 +157,88 @@ def test_a_drain_task_lingers_for_a_stream_then_ends(settings: Any) -> None:
             app.conf.task_always_eager = eager
     assert total == 3  # the deliveries that arrived during the lull were taken
     assert 5 <= drain.call_count < 60  # then it polled for ~0.2 s and ended
+
+
+def _drainer_lock(session: Any, account_id: int, *, take: bool = True) -> bool:
+    """Take (or release) the account's drainer lock in another database session."""
+    sql = (
+        "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+        if take
+        else "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
+    )
+    with session.cursor() as cursor:
+        cursor.execute(sql, [services.DRAINER_LOCK.format(account_id=account_id)])
+        return bool(cursor.fetchone()[0])
+
+
+def _drain_task_run(account_id: int) -> int:
+    """The drain task as a worker runs it (not eager: it lingers, polls and hands over)."""
+    from channels_app import tasks
+    from support.celery import app
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = False
+    try:
+        with (
+            mock.patch.object(tasks, "DRAIN_LINGER_SECONDS", 0.05),
+            mock.patch.object(tasks, "DRAIN_POLL_SECONDS", 0.01),
+        ):
+            return int(tasks.inbound_events_drain_task.run(account_id))
+    finally:
+        app.conf.task_always_eager = eager
+
+
+def test_a_second_drain_of_an_account_gives_its_worker_back_at_once(
+    client: Client, other_session: Any
+) -> None:
+    """While one task drains an account, a second one woken for it returns at once instead
+    of waiting on the batch lock: a burst used to hold every realtime worker process in
+    drains of one account, and the outbox relay and outbound replies waited behind them."""
+    account = make_account("whatsapp")
+    with mock.patch("channels_app.services.intake.inbound_drain_wake"):
+        assert post(client, account, wa_body("34600000001", "wamid.d1", "hi")).status_code == 200
+    assert _drainer_lock(other_session, account.pk)  # another worker is the drainer
+    try:
+        with mock.patch.object(services, "inbound_events_drain") as batches:
+            assert _drain_task_run(account.pk) == 0
+        assert batches.call_count == 0
+        assert InboundEvent.objects.get().status == "received"  # the drainer takes it
+    finally:
+        _drainer_lock(other_session, account.pk, take=False)
+    assert _drain_task_run(account.pk) == 1  # the lock free: this task drains
+    assert Message.objects.filter(channel_message_id="wamid.d1").exists()
+
+
+def test_the_drainer_wakes_a_successor_for_deliveries_left_after_it_let_go(
+    client: Client, other_session: Any
+) -> None:
+    """A delivery recorded while the drainer finishes (its wake met the lock still held, so
+    that task gave up) is not left for the minute sweep: leaving, the drainer releases the
+    lock and then wakes a new drain for what is still received."""
+    from channels_app.services import drain
+
+    account = make_account("whatsapp")
+    seen: list[bool] = []
+
+    def batch(*, account_id: int, limit: int = services.DRAIN_BATCH) -> services.DrainResult:
+        if not InboundEvent.objects.exists():  # arrives as the drainer is finishing
+            with mock.patch("channels_app.services.intake.inbound_drain_wake"):
+                post(client, account, wa_body("34600000001", "wamid.late", "one more"))
+        return services.DrainResult(taken=0, retries=[])
+
+    def wake(account_id: int) -> None:
+        seen.append(_drainer_lock(other_session, account_id))  # free again by now
+        _drainer_lock(other_session, account_id, take=False)
+
+    with (
+        mock.patch.object(services, "inbound_events_drain", side_effect=batch),
+        mock.patch.object(drain, "inbound_drain_wake", side_effect=wake) as woken,
+    ):
+        _drain_task_run(account.pk)
+    assert woken.call_args_list == [mock.call(account.pk)]
+    assert seen == [True]
+
+    with mock.patch.object(drain, "inbound_drain_wake") as woken:  # nothing left: no wake
+        services.inbound_events_drain(account_id=account.pk)
+        _drain_task_run(account.pk)
+    assert woken.call_count == 0

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -30,14 +28,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
 @pytest.fixture
 def superuser(django_user_model: Any) -> Any:
     return django_user_model.objects.create_superuser("root", "root@example.com", "pw-12345678")
-
-
-@pytest.fixture
-def other_session() -> Iterator[Any]:
-    """A second database session: another worker or a command, holding locks."""
-    other = connections.create_connection("default")
-    yield other
-    other.close()
 
 
 def lock(session: Any, source: Any, *, take: bool = True) -> bool:
