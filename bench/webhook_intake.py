@@ -273,12 +273,16 @@ def _measure(
     ]
     lost = len([m for m in wanted if m not in found])
     duplicated = total_rows - len(found)
+    live = _live_events(run, wanted, first_sent, deadline)
     print(f"[bench] sent {len(results)} in {elapsed:.2f}s; non-200: {len(errors)}")
     print(f"accepted/s          {len(acks) / elapsed:8.1f}")
     print(f"ack p50             {_harness.percentile(acks, 50) * 1000:8.1f} ms")
     print(f"ack p99             {_harness.percentile(acks, 99) * 1000:8.1f} ms")
     print(f"into ticket p50     {_harness.percentile(into_ticket, 50) * 1000:8.1f} ms")
     print(f"into ticket p95     {_harness.percentile(into_ticket, 95) * 1000:8.1f} ms")
+    if live:
+        print(f"live event p50      {_harness.percentile(live, 50) * 1000:8.1f} ms")
+        print(f"live event p95      {_harness.percentile(live, 95) * 1000:8.1f} ms")
     print(f"lost                {lost:8d}   (not in a ticket within {args.drain_seconds:.0f}s)")
     print(f"duplicated          {duplicated:8d}")
     if acks:
@@ -289,6 +293,39 @@ def _measure(
     # CPU over the sending only (the drain that follows is not counted), per 200 answer
     _cpu_report(cpu_before, cpu_after, len(acks))
     print(f"load average after sending: {load_after}")
+
+
+def _live_events(
+    run: str, wanted: dict[str, int], first_sent: dict[int, float], deadline: float
+) -> list[float]:
+    """Seconds from a message's first send until the relay delivered its ``message.created``
+    event (to the workbench's websocket groups: what an agent sees), for every message in
+    a ticket; waits for the relay until ``deadline``. Undelivered events count as the time
+    waited (so a relay that falls behind shows)."""
+    from support.models import OutboxEvent
+    from tickets.models import Message
+
+    sent_by_pk = {
+        pk: first_sent[wanted[mid]]
+        for pk, mid in Message.objects.filter(
+            channel="whatsapp", channel_message_id__startswith=f"wamid.bench.{run}."
+        ).values_list("pk", "channel_message_id")
+        if mid in wanted
+    }
+    if not sent_by_pk:
+        return []
+    since = datetime.fromtimestamp(min(sent_by_pk.values()), UTC)
+    delivered: dict[int, float] = {}
+    while True:
+        rows = OutboxEvent.objects.filter(
+            event_type="message.created", created_at__gte=since, delivered_at__isnull=False
+        ).values_list("payload__message_id", "delivered_at")
+        delivered = {int(m): at.timestamp() for m, at in rows if m is not None}
+        if all(pk in delivered for pk in sent_by_pk) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    now = time.time()
+    return [delivered.get(pk, now) - sent for pk, sent in sent_by_pk.items()]
 
 
 def _load_average() -> str:
