@@ -320,7 +320,7 @@ def _live_events(
         rows = OutboxEvent.objects.filter(
             event_type="message.created", created_at__gte=since, delivered_at__isnull=False
         ).values_list("payload__message_id", "delivered_at")
-        delivered = {int(m): at.timestamp() for m, at in rows if m is not None}
+        delivered = {int(m): at.timestamp() for m, at in rows if m is not None and at}
         if all(pk in delivered for pk in sent_by_pk) or time.monotonic() >= deadline:
             break
         time.sleep(0.5)

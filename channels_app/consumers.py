@@ -7,7 +7,8 @@ Close codes: 4401 for a missing or expired session (at connect, or when it expir
 the socket is open: the next message gets a ``session_expired`` error frame, then the
 close), 4403 for a forged session or another widget's, 4429 for an address past
 ``WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE`` connects a minute. Each session may send
-``WEBCHAT_WS_MESSAGES_PER_MINUTE`` messages a minute; over that a message is refused with
+``WEBCHAT_WS_MESSAGES_PER_MINUTE`` messages a minute and each address
+``WEBCHAT_MESSAGES_PER_IP_PER_MINUTE`` (over HTTP too); over that a message is refused with
 a ``rate_limited`` error frame (``retry_after`` seconds) and the socket stays open.
 """
 
@@ -28,13 +29,14 @@ from channels_app.adapters.webchat.adapter import (
     WEBCHAT_MESSAGE_MAX_BYTES,
     session_read,
     visitor_group,
-    visitor_send_bucket,
+    visitor_send_wait,
 )
 from support.errors import NotFound
 from support.throttling import client_ip_from_meta, hit
 from support.websockets import JsonConsumer
 
 _hit = sync_to_async(hit, thread_sensitive=False)
+_send_wait = sync_to_async(visitor_send_wait, thread_sensitive=False)
 
 
 @database_sync_to_async
@@ -79,9 +81,9 @@ class WebchatConsumer(JsonConsumer):
     async def connect(self) -> None:
         # Each connect looks the widget up and checks a session, for anyone: limited per
         # address like polls (WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE); over it, 4429.
+        self.ip = _scope_ip(self.scope)
         wait = await _hit(
-            f"webchat-ws-connect:{_scope_ip(self.scope)}",
-            int(settings.WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE),
+            f"webchat-ws-connect:{self.ip}", int(settings.WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE)
         )
         if wait is not None:
             await self.close(code=4429)
@@ -110,9 +112,7 @@ class WebchatConsumer(JsonConsumer):
             await self.send_json({"type": "error", "code": "session_expired", "message": str(exc)})
             await self.close(code=4401)
             return
-        wait = await _hit(
-            visitor_send_bucket(self.visitor_id), int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE)
-        )
+        wait = await _send_wait(self.visitor_id, self.ip)
         if wait is not None:
             await self.send_json(
                 {

@@ -674,6 +674,9 @@ if CHANNELS_EMAIL_AUTH_POLICY not in {"mark", "reject", "off"}:
 # email verification codes (lifetime, wrong guesses allowed, codes per session/address/hour).
 WEBCHAT_SESSION_TTL_SECONDS = env.get_int("WEBCHAT_SESSION_TTL_SECONDS", 86400)
 WEBCHAT_WS_MESSAGES_PER_MINUTE = env.get_int("WEBCHAT_WS_MESSAGES_PER_MINUTE", 30)
+# ... and per address (sessions are free: an address may open 60 a minute); an office
+# behind one NAT shares it: 300 is ten visitors each at the session limit.
+WEBCHAT_MESSAGES_PER_IP_PER_MINUTE = env.get_int("WEBCHAT_MESSAGES_PER_IP_PER_MINUTE", 300)
 # The widget polls every 4 s (15 a minute) when its websocket is down; an address may hold
 # many visitors (an office behind one NAT).
 WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE = env.get_int("WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE", 60)

@@ -36,7 +36,7 @@ from channels_app.adapters.webchat.adapter import (
     SessionExpired,
     session_issue,
     session_read,
-    visitor_send_bucket,
+    visitor_send_wait,
 )
 from channels_app.models import ChannelAccount
 from channels_app.services import handoff
@@ -200,7 +200,11 @@ def _webhook_post_request(
     if len(body) > limit:
         return webhook_too_large(channel)
     if channel == "webchat":
-        limited = _webchat_send_limited(admitted, request.headers.get(SESSION_HEADER, ""))
+        limited = _webchat_send_limited(
+            admitted,
+            request.headers.get(SESSION_HEADER, ""),
+            client_ip(request),  # type: ignore[arg-type]
+        )
         if limited is not None:
             return limited
     return webhook_record(
@@ -208,16 +212,16 @@ def _webhook_post_request(
     )
 
 
-def _webchat_send_limited(account: ChannelAccount, session: str) -> Result | None:
-    """A visitor's messages POSTed over HTTP count in its socket's bucket
-    (``WEBCHAT_WS_MESSAGES_PER_MINUTE``): before, only the per-address webhook limit
+def _webchat_send_limited(account: ChannelAccount, session: str, ip: str) -> Result | None:
+    """A visitor's messages POSTed over HTTP count in its socket's buckets (the session's
+    and the address's, ``visitor_send_wait``): before, only the per-address webhook limit
     (60,000 a minute) applied, so one session could post a message every millisecond.
     A session that does not verify is refused by ``webhook_record``, uncounted."""
     try:
         claims = session_read(account, session)
     except SignatureError:
         return None
-    wait = hit(visitor_send_bucket(claims["v"]), int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE))
+    wait = visitor_send_wait(claims["v"], ip)
     if wait is None:
         return None
     return (

@@ -258,3 +258,38 @@ async def test_a_message_too_long_to_keep_is_refused_unstored() -> None:
     assert error == {"type": "error", "code": "too_large", "message": "The message is too long."}
     assert not await database_sync_to_async(InboundEvent.objects.exists)()
     await communicator.disconnect()
+
+
+async def test_an_addresss_sessions_share_one_message_limit(settings: Any) -> None:
+    """Sessions are free (60 a minute per address), each with its own message limit, so an
+    address could multiply its messages by opening sessions; now the messages of all its
+    sessions count together too. Another address keeps its own."""
+    settings.WEBCHAT_WS_MESSAGES_PER_MINUTE = 2
+    settings.WEBCHAT_MESSAGES_PER_IP_PER_MINUTE = 3
+    account = await database_sync_to_async(make_account)("webchat")
+
+    async def socket_from(ip: str, name: str) -> Socket:
+        session = session_issue(account, name=name, email=f"{name}@example.com")["session"]
+        communicator = Socket(
+            URLRouter(websocket_urlpatterns),
+            f"/ws/webchat/{account.webhook_token}/?session={session}",
+        )
+        communicator.comm.scope["client"] = (ip, 50000)
+        assert await communicator.connect() == (True, None)
+        return communicator
+
+    frames = []
+    with _rate_clock():
+        sockets = [await socket_from("198.51.100.7", f"v{n}") for n in range(3)]
+        for n, communicator in enumerate(sockets):  # one message each, then one more
+            await communicator.send_json_to({"text": "hi", "client_id": f"client-ip-{n}"})
+            frames.append(await communicator.receive_json_from())
+        await sockets[0].send_json_to({"text": "again", "client_id": "client-ip-3"})
+        frames.append(await sockets[0].receive_json_from())
+        other = await socket_from("198.51.100.8", "w")
+        await other.send_json_to({"text": "hi", "client_id": "client-ip-4"})
+        frames.append(await other.receive_json_from())
+    assert [f["type"] for f in frames] == ["ack", "ack", "ack", "error", "ack"]
+    assert frames[3]["code"] == "rate_limited"
+    for communicator in [*sockets, other]:
+        await communicator.disconnect()

@@ -10,6 +10,7 @@ import json
 import secrets
 import sys
 from typing import Any
+from unittest import mock
 
 import pytest
 import responses
@@ -581,6 +582,35 @@ def test_webchat_messages_over_http_share_the_sessions_limit(web: Client, settin
     other = session_issue(account, name="Ann", email="a@example.com")["session"]
     assert send(3, other).status_code == 200  # another visitor: its own bucket
     assert send(4, "forged").status_code == 403  # refused as before, uncounted
+
+
+def test_webchat_messages_over_http_share_the_addresss_limit(web: Client, settings: Any) -> None:
+    """Anyone may start 60 sessions a minute, each with its own message limit: the messages
+    of one address's sessions now count together too (WEBCHAT_MESSAGES_PER_IP_PER_MINUTE)."""
+    settings.WEBCHAT_WS_MESSAGES_PER_MINUTE = 2
+    settings.WEBCHAT_MESSAGES_PER_IP_PER_MINUTE = 3
+    account = make_account("webchat")
+    sessions = [
+        session_issue(account, name=f"V{n}", email=f"v{n}@example.com")["session"] for n in range(3)
+    ]
+
+    def send(n: int, token: str, ip: str = "198.51.100.7") -> Any:
+        return web.post(
+            f"/api/webhooks/webchat/{account.webhook_token}",
+            data=json.dumps({"text": f"hello {n}", "client_id": f"client-ipflood-{n}"}),
+            content_type="application/json",
+            headers={SESSION_HEADER: token},
+            REMOTE_ADDR=ip,
+        )
+
+    clock = mock.patch("support.throttling.time", mock.Mock(time=mock.Mock(return_value=1.8e9)))
+    with clock:
+        sent = [send(n, token) for n, token in enumerate(sessions)]  # one each: 3
+        sent.append(send(3, sessions[0]))  # the address's fourth
+        sent.append(send(4, sessions[1], ip="198.51.100.8"))  # another address
+    assert [r.status_code for r in sent] == [200, 200, 200, 429, 200]
+    assert sent[3].json()["error"]["code"] == "rate_limited"
+    assert InboundEvent.objects.filter(account=account).count() == 4
 
 
 def test_a_webchat_message_body_is_capped_near_what_a_message_holds(web: Client) -> None:

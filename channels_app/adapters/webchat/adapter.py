@@ -56,6 +56,19 @@ def visitor_send_bucket(visitor_id: str) -> str:
     return f"webchat-ws:{visitor_id}"
 
 
+def visitor_send_wait(visitor_id: str, ip: str) -> float | None:
+    """Count one visitor message, over the socket or over HTTP; the seconds to wait when it
+    is over the session's limit (``WEBCHAT_WS_MESSAGES_PER_MINUTE``) or its address's
+    (``WEBCHAT_MESSAGES_PER_IP_PER_MINUTE``), else None. The address limit matters because
+    sessions are free: an address may open 60 a minute, each with its own session limit."""
+    from support.throttling import hit
+
+    wait = hit(visitor_send_bucket(visitor_id), int(settings.WEBCHAT_WS_MESSAGES_PER_MINUTE))
+    if wait is not None:
+        return wait
+    return hit(f"webchat-send-ip:{ip}", int(settings.WEBCHAT_MESSAGES_PER_IP_PER_MINUTE))
+
+
 def visitor_message_prefix(visitor_id: str) -> str:
     return f"{visitor_id}:"
 
