@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import operator
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,7 +60,7 @@ from support.delivery.registry import TargetKind as DeliveryKind
 from support.delivery.services import delivery_enqueue
 from support.events import event_record
 from support.metrics import metrics_collect
-from support.redis_client import get_redis
+from support.redis_client import Lease
 from support.services import audit_log_record
 from support.text import readable_time
 from tickets.models import SlaTarget, Ticket
@@ -458,16 +457,13 @@ def rule_alerts_retire() -> list[int]:
 
 def alert_rules_evaluate(*, now: datetime | None = None) -> EvaluationReport:
     """Evaluate every enabled rule that is due (see the module docstring)."""
-    client = get_redis()
-    token = uuid.uuid4().hex
-    ttl = max(30, int(settings.ALERTS_EVALUATION_SECONDS) * 2)
-    if not client.set(LOCK_KEY, token, nx=True, ex=ttl):
+    lease = Lease(LOCK_KEY, max(30, int(settings.ALERTS_EVALUATION_SECONDS) * 2))
+    if not lease.take():
         return EvaluationReport(skipped=True)
     try:
         return _evaluate_all(now or timezone.now())
     finally:
-        if client.get(LOCK_KEY) in (token, token.encode()):
-            client.delete(LOCK_KEY)
+        lease.release()
 
 
 def _rule_names(rule: AlertRule) -> list[str]:

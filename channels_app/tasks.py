@@ -70,18 +70,19 @@ def inbound_events_drain_task(self, account_id: int) -> int:  # type: ignore[no-
 
 def _drain(task: Any, account_id: int) -> int:
     services.inbound_drain_flag_clear(account_id=account_id)
-    with services.inbound_drainer(account_id=account_id) as drainer:
-        # Not the drainer: the running one takes what woke this task. Leaving, the drainer
-        # wakes a successor when deliveries are left (handover, or a late arrival).
-        return _drain_batches(task, account_id) if drainer else 0
+    with services.inbound_drainer(account_id=account_id) as renew:
+        # None: another task is the drainer and takes what woke this one. Leaving, the
+        # drainer wakes a successor when deliveries are left (handover, or a late arrival).
+        return 0 if renew is None else _drain_batches(task, account_id, renew)
 
 
-def _drain_batches(task: Any, account_id: int) -> int:
+def _drain_batches(task: Any, account_id: int, renew: Any) -> int:
     eager = bool(task.app.conf.task_always_eager)
     total = 0
     started = time.monotonic()
     idle_since: float | None = None
     while time.monotonic() - started < DRAIN_TASK_SECONDS:
+        renew()
         result = services.inbound_events_drain(account_id=account_id)
         if not eager:  # eager (tests): one attempt, as below
             for event_id, delay in result.retries:

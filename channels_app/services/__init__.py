@@ -35,7 +35,7 @@ from channels_app.services.drain import (
     DONE_STATUSES,
     DRAIN_BATCH,
     DRAIN_FLAG,
-    DRAINER_LOCK,
+    DRAINER_LEASE,
     STATUS_RETRIES,
     DrainResult,
     ProcessOutcome,
@@ -66,7 +66,7 @@ from channels_app.services.outbound import (
 __all__ = [
     "CHANNEL_REPLY_KIND",
     "DONE_STATUSES",
-    "DRAINER_LOCK",
+    "DRAINER_LEASE",
     "DRAIN_BATCH",
     "DRAIN_FLAG",
     "SECRET_FIELDS",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from redis import RedisError
 
 from channels_app.adapters.base import (
     InboundMessage,
@@ -31,13 +32,9 @@ from channels_app.services.email_auth import EmailQuarantined
 from channels_app.services.ingest import _message_ingest
 from channels_app.services.matching import _BatchCache
 from channels_app.services.sent_events import sent_event_record
-from support.db import (
-    advisory_session_locks_release,
-    advisory_session_locks_try,
-    advisory_xact_lock,
-)
+from support.db import advisory_xact_lock
 from support.errors import PermanentError, RetryableError
-from support.redis_client import enqueue_once, pending_clear
+from support.redis_client import Lease, enqueue_once, pending_clear
 from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.models import (
@@ -75,31 +72,41 @@ def inbound_drain_flag_clear(*, account_id: int) -> None:
     pending_clear(DRAIN_FLAG.format(account_id=account_id))
 
 
-DRAINER_LOCK = "inbound-drainer:{account_id}"
+DRAINER_LEASE = "channels:inbound-drainer:{account_id}"
+#: How long a drainer that stops renewing (it died) keeps others out. A drain renews it every
+#: few seconds between batches; a batch lasting longer lets a second drain in, which then
+#: waits on the batch lock as every drain did before the lease.
+DRAINER_LEASE_SECONDS = 15
 
 
 @contextmanager
-def inbound_drainer(*, account_id: int) -> Iterator[bool]:
-    """Make the calling drain task the account's one drainer while it runs: yields True when
-    it is, False at once when another task already is. That one loops until nothing is
-    left, so a second has nothing to do and gives its worker back: before, it waited on
-    the batch lock, and a burst held every realtime worker process in drains of one
-    account while the outbox relay (live events) and outbound replies queued behind them.
+def inbound_drainer(*, account_id: int) -> Iterator[Callable[[], object] | None]:
+    """Make the calling drain task the account's one drainer while it runs: yields the
+    function that renews its lease (call it between batches) or, when another task already
+    is the drainer, None at once. That one loops until nothing is left, so a second has
+    nothing to do and gives its worker back: before, it waited on the batch lock, and a
+    burst held every realtime worker process in drains of one account while the outbox
+    relay (live events) and outbound replies queued behind them. Redis down: the task
+    drains anyway (the batch lock keeps the order, as before the lease).
 
-    A session-level advisory lock (PostgreSQL frees it if the worker dies). On leaving, the
-    lock is released first and then deliveries still ``received`` wake a new drain: one
-    recorded while the drainer was finishing (whose own wake met the lock still held) is not
-    left for the sweep, and a drainer handing over after ``DRAIN_TASK_SECONDS`` wakes its
-    successor the same way.
+    On leaving, the lease is released first and then deliveries still ``received`` wake a
+    new drain: one recorded while the drainer was finishing (whose own wake met the lease
+    still held) is not left for the sweep, and a drainer handing over after
+    ``DRAIN_TASK_SECONDS`` wakes its successor the same way.
     """
-    name = DRAINER_LOCK.format(account_id=account_id)
-    if advisory_session_locks_try([name]) is not None:
-        yield False
-        return
+    lease: Lease | None = Lease(DRAINER_LEASE.format(account_id=account_id), DRAINER_LEASE_SECONDS)
     try:
-        yield True
+        if lease is not None and not lease.take():
+            yield None
+            return
+    except RedisError:
+        logger.warning("No drainer lease for account %s (Redis): draining anyway", account_id)
+        lease = None
+    try:
+        yield lease.renew if lease is not None else _no_lease
     finally:
-        advisory_session_locks_release([name])
+        if lease is not None:
+            lease.release()
         try:
             left = InboundEvent.objects.filter(
                 account_id=account_id, status=InboundStatus.RECEIVED
@@ -108,6 +115,10 @@ def inbound_drainer(*, account_id: int) -> Iterator[bool]:
             left = False
         if left:
             inbound_drain_wake(account_id)
+
+
+def _no_lease() -> None:
+    """Renewing without a lease (Redis was down when the drain began)."""
 
 
 def _enqueue_process(event_id: int, countdown: float = 0) -> None:

@@ -159,16 +159,13 @@ def test_a_drain_task_lingers_for_a_stream_then_ends(settings: Any) -> None:
     assert 5 <= drain.call_count < 60  # then it polled for ~0.2 s and ended
 
 
-def _drainer_lock(session: Any, account_id: int, *, take: bool = True) -> bool:
-    """Take (or release) the account's drainer lock in another database session."""
-    sql = (
-        "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
-        if take
-        else "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
-    )
-    with session.cursor() as cursor:
-        cursor.execute(sql, [services.DRAINER_LOCK.format(account_id=account_id)])
-        return bool(cursor.fetchone()[0])
+def _other_drainer(account_id: int) -> Any:
+    """Another worker's drainer lease on the account (a Lease taken here)."""
+    from support.redis_client import Lease
+
+    lease = Lease(services.DRAINER_LEASE.format(account_id=account_id), 15)
+    assert lease.take()
+    return lease
 
 
 def _drain_task_run(account_id: int) -> int:
@@ -188,33 +185,31 @@ def _drain_task_run(account_id: int) -> int:
         app.conf.task_always_eager = eager
 
 
-def test_a_second_drain_of_an_account_gives_its_worker_back_at_once(
-    client: Client, other_session: Any
-) -> None:
+def test_a_second_drain_of_an_account_gives_its_worker_back_at_once(client: Client) -> None:
     """While one task drains an account, a second one woken for it returns at once instead
     of waiting on the batch lock: a burst used to hold every realtime worker process in
     drains of one account, and the outbox relay and outbound replies waited behind them."""
     account = make_account("whatsapp")
     with mock.patch("channels_app.services.intake.inbound_drain_wake"):
         assert post(client, account, wa_body("34600000001", "wamid.d1", "hi")).status_code == 200
-    assert _drainer_lock(other_session, account.pk)  # another worker is the drainer
+    other = _other_drainer(account.pk)  # another worker is the drainer
     try:
         with mock.patch.object(services, "inbound_events_drain") as batches:
             assert _drain_task_run(account.pk) == 0
         assert batches.call_count == 0
         assert InboundEvent.objects.get().status == "received"  # the drainer takes it
     finally:
-        _drainer_lock(other_session, account.pk, take=False)
-    assert _drain_task_run(account.pk) == 1  # the lock free: this task drains
+        other.release()
+    assert _drain_task_run(account.pk) == 1  # the lease free: this task drains
     assert Message.objects.filter(channel_message_id="wamid.d1").exists()
 
 
 def test_the_drainer_wakes_a_successor_for_deliveries_left_after_it_let_go(
-    client: Client, other_session: Any
+    client: Client,
 ) -> None:
-    """A delivery recorded while the drainer finishes (its wake met the lock still held, so
+    """A delivery recorded while the drainer finishes (its wake met the lease still held, so
     that task gave up) is not left for the minute sweep: leaving, the drainer releases the
-    lock and then wakes a new drain for what is still received."""
+    lease and then wakes a new drain for what is still received."""
     from channels_app.services import drain
 
     account = make_account("whatsapp")
@@ -227,8 +222,8 @@ def test_the_drainer_wakes_a_successor_for_deliveries_left_after_it_let_go(
         return services.DrainResult(taken=0, retries=[])
 
     def wake(account_id: int) -> None:
-        seen.append(_drainer_lock(other_session, account_id))  # free again by now
-        _drainer_lock(other_session, account_id, take=False)
+        _other_drainer(account_id).release()  # free again by now, or this fails
+        seen.append(True)
 
     with (
         mock.patch.object(services, "inbound_events_drain", side_effect=batch),
@@ -242,3 +237,37 @@ def test_the_drainer_wakes_a_successor_for_deliveries_left_after_it_let_go(
         services.inbound_events_drain(account_id=account.pk)
         _drain_task_run(account.pk)
     assert woken.call_count == 0
+
+
+def test_a_drainer_that_died_keeps_others_out_only_until_its_lease_expires(
+    client: Client,
+) -> None:
+    """The lease is a Redis key with a lifetime, renewed between batches: a drainer killed
+    mid-drain does not block the account's intake for good (a database session lock on a
+    pooled connection could outlive its task)."""
+    from support.redis_client import get_redis
+
+    account = make_account("whatsapp")
+    with mock.patch("channels_app.services.intake.inbound_drain_wake"):
+        post(client, account, wa_body("34600000001", "wamid.dead1", "hello?"))
+    dead = _other_drainer(account.pk)
+    key = services.DRAINER_LEASE.format(account_id=account.pk)
+    assert 0 < get_redis().ttl(key) <= 15
+    assert _drain_task_run(account.pk) == 0
+    get_redis().delete(key)  # what its expiry does
+    assert _drain_task_run(account.pk) == 1
+    assert dead.renew() is True  # renewed within a third of its life: no call made
+    dead.renewed = 0.0
+    assert dead.renew() is False  # lost: the key is gone, nothing renewed
+    assert get_redis().get(key) is None
+
+
+def test_redis_down_the_drain_runs_as_before_the_lease(client: Client) -> None:
+    """No Redis, no lease: the task drains anyway (the batch lock keeps arrival order)."""
+    import redis
+
+    account = make_account("whatsapp")
+    with mock.patch("channels_app.services.intake.inbound_drain_wake"):
+        post(client, account, wa_body("34600000001", "wamid.noredis", "hi"))
+    with mock.patch("support.redis_client.Lease.take", side_effect=redis.ConnectionError):
+        assert _drain_task_run(account.pk) == 1
