@@ -37,6 +37,9 @@ class DraftOffer:
 
     draft: ReplyDraft | None
     gate: drafts.Gate
+    # Links or e-mail addresses a model wrote that no cited article holds, taken out of the
+    # text (``[link removed]`` marks each): the panel tells the agent to check the draft.
+    links_removed: int = 0
 
 
 def _normalise(text: str) -> str:
@@ -105,7 +108,7 @@ def reply_draft_create(*, ticket: Any, user: Any) -> DraftOffer:
         ids = [c.document_id for c in draft.citations if isinstance(c.document_id, int)]
         if ids:
             row.documents.set(Document.objects.filter(pk__in=ids))
-    return DraftOffer(row, draft.gate)
+    return DraftOffer(row, draft.gate, links_removed=len(draft.removed_links))
 
 
 def reply_draft_get(*, ticket: Any, draft_id: str, user: Any) -> ReplyDraft:

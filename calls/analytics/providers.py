@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 from calls.parsers import Segment
 from support.errors import PermanentError
 from support.fallback import provider_failure
+from support.prompt_data import DATA_RULE, data_fence
 from support.text import sentences_of
 
 CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -197,12 +198,29 @@ class LocalProvider:
 
 SYSTEM_PROMPT = (
     "You analyse customer-support phone calls. Personal data is redacted as [EMAIL], "
-    "[PHONE], [CARD], [IBAN], [ACCOUNT], [ADDRESS], [POSTCODE], [NAME]; never ask for it."
+    "[PHONE], [CARD], [IBAN], [ACCOUNT], [ADDRESS], [POSTCODE], [NAME]; never ask for it. "
+    + DATA_RULE
 )
+# The transcript is what callers said: between the request's data tags (support.prompt_data).
 PROMPT = (
     "Summarise this call in 2-3 sentences, choose 1-3 categories from: {categories}, and "
-    "list up to 5 topics (short noun phrases).\n\nTranscript:\n{transcript}"
+    "list up to 5 topics (short noun phrases). The transcript is the data between {open} "
+    "and {close}:\n{transcript}"
 )
+CATEGORIES = (*CATEGORY_KEYWORDS, DEFAULT_CATEGORY)
+
+
+def known_categories(chosen: Sequence[object]) -> list[str]:
+    """The model's categories that are on our list (case and spaces aside, written our
+    way), at most three, each once: a transcript may ask the model for any other (they
+    reach the call page and a Salesforce case's Type)."""
+    ours = {" ".join(c.lower().split()): c for c in CATEGORIES}
+    out: list[str] = []
+    for value in chosen:
+        name = ours.get(" ".join(str(value).lower().split()))
+        if name and name not in out:
+            out.append(name)
+    return out[:3]
 
 
 class CallAnalysisOutput(BaseModel):
@@ -247,8 +265,12 @@ class ModelProvider:
             callback_handler=None,
             retry_strategy=None,
         )
+        fence = data_fence(transcript)
         prompt = PROMPT.format(
-            categories=", ".join([*CATEGORY_KEYWORDS, DEFAULT_CATEGORY]), transcript=transcript
+            categories=", ".join(CATEGORIES),
+            open=fence.open,
+            close=fence.close,
+            transcript=fence.wrap(transcript),
         )
         result = agent(prompt, structured_output_model=CallAnalysisOutput)
         output = result.structured_output
@@ -275,9 +297,11 @@ class ModelProvider:
             local.fallback_reason = f"{type(exc).__name__}: {exc}"[:500]
             return local
         labels, overall, score = segment_sentiments(segments)
+        body = " ".join(s.text for s in segments) if segments else text
         return Analysis(
             summary=output.summary.strip(),
-            categories=[str(c) for c in output.categories][:3],
+            # none of ours (all invented): the keyword rules choose, as offline
+            categories=known_categories(output.categories) or classify_categories(body),
             topics=[str(t) for t in output.topics][:5],
             sentiment=overall,
             sentiment_score=score,

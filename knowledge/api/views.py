@@ -345,7 +345,10 @@ class TicketDraftCreateApi(APIView):
                     "margin": round(offer.gate.margin, 6),
                 }
             )
-        return Response({"draft": draft_data(offer.draft)}, status=status.HTTP_201_CREATED)
+        return Response(
+            {"draft": draft_data(offer.draft), "links_removed": offer.links_removed},
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class TicketDraftDiscardApi(APIView):

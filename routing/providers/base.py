@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 
-from routing.schemas import ProviderResult
+from routing.schemas import ProviderResult, ToolTrace
 from routing.tools import TicketContext
 
 AMBIGUITY_MARGIN = 0.15
@@ -34,8 +34,25 @@ def cost_usd(model_id: str, tokens_in: int, tokens_out: int) -> Decimal:
     return Decimal(str(round(value, 6)))
 
 
+def rules_decision(ctx: TicketContext) -> dict[str, dict[str, Any]]:
+    """What the rule tools say for ``ctx`` on their own: the classifier's category, then the
+    priority and team for it (the local provider's run, on a fresh trace).
+
+    An LLM's tool calls are not enough to check it against: the model chooses their
+    arguments (a category of its own to ``calculate_priority`` or ``route_to_team``, the
+    service ids), and text in the ticket may tell it which. The rules' own run takes none."""
+    from routing.providers.local import run_tools
+
+    return run_tools(ctx, ToolTrace())
+
+
 def review_reasons(result: ProviderResult, ctx: TicketContext) -> list[str]:
-    """Why a person should check this decision: low confidence or conflicting signals."""
+    """Why a person should check this decision: low confidence or conflicting signals.
+
+    An LLM decision (whose input holds customer text that may try to steer it: a prompt
+    injection) is also checked against :func:`rules_decision`: a team other than the rules'
+    or a priority above theirs is applied only after a person looked. The local provider's
+    decision *is* the rules' decision, so it is not run twice."""
     threshold = settings.ROUTING_REVIEW_THRESHOLD
     decision = result.decision
     reasons: list[str] = []
@@ -69,6 +86,16 @@ def review_reasons(result: ProviderResult, ctx: TicketContext) -> list[str]:
     routed: dict[str, Any] | None = result.trace.last("route_to_team")
     if routed and routed.get("team") and decision.team != routed["team"]:
         reasons.append(f"model chose {decision.team}, rules say {routed['team']}")
+    if result.provider != "local":
+        from tickets.models import PRIORITY_RANK
+
+        rules = rules_decision(ctx)
+        team, priority = rules["team"].get("team") or "", rules["priority"]["priority"]
+        reason = f"model chose {decision.team}, rules say {team}"
+        if team and decision.team != team and reason not in reasons:
+            reasons.append(reason)
+        if PRIORITY_RANK.get(decision.priority, 1) > PRIORITY_RANK.get(priority, 1):
+            reasons.append(f"model chose priority {decision.priority}, rules say {priority}")
     if decision.requires_manual_review and not reasons:
         reasons.append("the model asked for a review")
     return reasons

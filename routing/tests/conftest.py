@@ -84,7 +84,13 @@ class ScriptedModel(Model):
         tool_choice: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[dict[str, Any]]:
-        self.calls.append({"messages": messages, "tools": [t["name"] for t in tool_specs or []]})
+        self.calls.append(
+            {
+                "messages": messages,
+                "tools": [t["name"] for t in tool_specs or []],
+                "system": system_prompt,
+            }
+        )
         turn = self.turns.pop(0)
         yield {"messageStart": {"role": "assistant"}}
         if turn[0] in ("tool", "tools"):

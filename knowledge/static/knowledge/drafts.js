@@ -32,7 +32,7 @@
     var requestButton = panel.querySelector(".kb-draft-request");
     var current = null;
 
-    function show(draft) {
+    function show(draft, linksRemoved) {
       current = draft;
       textBox.textContent = draft.text;
       list.replaceChildren();
@@ -52,6 +52,9 @@
       });
       result.hidden = false;
       status.textContent = draft.fallback ? "Drafted offline (the AI provider was unavailable)." : "";
+      if (linksRemoved) {
+        status.textContent = "The AI wrote " + linksRemoved + " link(s) or address(es) that no cited article holds: removed, marked [link removed]. Check the draft before sending.";
+      }
     }
 
     requestButton.addEventListener("click", function () {
@@ -68,7 +71,7 @@
           status.textContent = answer.body.message || "No knowledge-base article fits this ticket.";
           panel.dataset.kbNoDraft = answer.body.reason || "none";
         } else {
-          show(answer.body.draft);
+          show(answer.body.draft, answer.body.links_removed || 0);
         }
       }).catch(function () {
         status.textContent = "Drafts are unavailable right now.";
