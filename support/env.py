@@ -8,9 +8,11 @@ as ``prod`` (DEBUG off, required settings enforced): local development says
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -108,6 +110,24 @@ def get_cidr_list(name: str) -> list[str]:
         except ValueError as exc:
             raise ImproperlyConfigured(f"{name}: {value!r} is not an IP network ({exc})") from exc
     return values
+
+
+LOCAL_MESSAGE_ID_DOMAIN = "support.local"
+
+
+def message_id_domain_default(site_url: str) -> str:
+    """The domain our e-mail Message-IDs end in when none is set: the host of ``site_url``
+    (the deployment's own name), or ``support.local`` for a local or numeric address (a
+    Message-ID names a domain, and mail filters score one ending in "localhost")."""
+    host = (urlsplit(site_url).hostname or "").lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return LOCAL_MESSAGE_ID_DOMAIN
+    except ValueError:
+        pass
+    if "." not in host or host.endswith((".localhost", ".local", ".internal")):
+        return LOCAL_MESSAGE_ID_DOMAIN
+    return host
 
 
 def check_required() -> None:

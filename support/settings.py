@@ -656,7 +656,12 @@ CHANNELS_HANDSHAKE_RATE_LIMIT_PER_MINUTE = env.get_int(
 # entries here), at most CHANNELS_MEDIA_MAX_BYTES (streamed, refused past the cap).
 CHANNELS_MEDIA_MAX_BYTES = env.get_int("CHANNELS_MEDIA_MAX_BYTES", 26_214_400)
 CHANNELS_MEDIA_EXTRA_HOSTS = env.get_list("CHANNELS_MEDIA_EXTRA_HOSTS", [])
-CHANNELS_EMAIL_MESSAGE_ID_DOMAIN = env.get_str("CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", "support.local")
+# The right-hand side of our Message-IDs: by default the host of SITE_URL (the deployment's
+# own domain, e.g. support.example.com), "support.local" for a local address. Threading
+# matches whole Message-IDs, so changing it leaves earlier threads working.
+CHANNELS_EMAIL_MESSAGE_ID_DOMAIN = env.get_str(
+    "CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", env.message_id_domain_default(SITE_URL)
+)
 # SendGrid's signed Event Webhook: a delivery whose signed timestamp is further from now is
 # refused. 25 hours: SendGrid retries a batch it could not deliver for 24 hours, and its docs
 # do not say the retry is signed anew; a replay within the window changes nothing, since

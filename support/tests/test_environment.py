@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 
+import pytest
 from cryptography.fernet import Fernet
 
 from support.testing.processes import python_run
@@ -153,3 +154,39 @@ def test_the_celery_broker_verifies_the_certificate_of_a_rediss_url() -> None:
         "ssl_cert_reqs": int(ssl.CERT_REQUIRED)
     }
     assert _broker_ssl("redis://redis.example.com:6379/0") is None  # plain Redis: no TLS
+
+
+@pytest.mark.parametrize(
+    ("site_url", "domain"),
+    [
+        ("https://support.example.com", "support.example.com"),
+        ("https://Help.Example.COM:8443/desk/", "help.example.com"),
+        ("http://127.0.0.1:8000", "support.local"),
+        ("http://localhost:8000", "support.local"),
+        ("http://[::1]:8000", "support.local"),
+        ("http://desk.localhost", "support.local"),
+        ("", "support.local"),
+    ],
+)
+def test_message_ids_end_in_the_deployments_own_domain_by_default(
+    site_url: str, domain: str
+) -> None:
+    """Deployments set SITE_URL (https://<DomainName>) but not the Message-ID domain, so
+    every reply left as <reply-…@support.local>, a name no mail filter can check."""
+    from support.env import message_id_domain_default
+
+    assert message_id_domain_default(site_url) == domain
+
+
+def test_a_deployment_without_a_message_id_domain_uses_its_site_url() -> None:
+    probe = "from django.conf import settings; print(settings.CHANNELS_EMAIL_MESSAGE_ID_DOMAIN)"
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED}
+    env.pop("CHANNELS_EMAIL_MESSAGE_ID_DOMAIN", None)
+    env.update(DJANGO_SETTINGS_MODULE="support.settings", ENVIRONMENT="dev")
+    env["SITE_URL"] = "https://support.example.com"
+    result = python_run(["-c", probe], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "support.example.com"
+    env["CHANNELS_EMAIL_MESSAGE_ID_DOMAIN"] = "mail.example.org"  # set: it wins
+    result = python_run(["-c", probe], env=env)
+    assert result.stdout.strip().splitlines()[-1] == "mail.example.org"
