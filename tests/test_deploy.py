@@ -745,6 +745,12 @@ def test_deploy_ecs_has_a_task_definition_per_process_with_its_own_role() -> Non
         names = {item["name"] for item in container["environment"]}
         assert not names & {"SECRET_KEY", "DB_PASSWORD", "CHANNELS_SECRETS_KEY"}
         assert {"SECRET_KEY", "DB_PASSWORD"} <= {s["name"] for s in container["secrets"]}
+        for secret in container["secrets"]:
+            # ECS takes a Secrets Manager secret's full ARN: its name, "-" and the six
+            # characters Secrets Manager adds (then an optional JSON key); the placeholder
+            # says so, a bare name did not.
+            arn = secret["valueFrom"].split(":secret:", 1)[1]
+            assert re.fullmatch(r"support-desk/[a-z-]+-SUFFIX(:[a-z]+::)?", arn), arn
         if name in processes.READERS:
             assert processes.READERS[name][1] in names
         # The log group is created on first start if missing (a task cannot start without
