@@ -194,6 +194,7 @@ class AlertEventInline(SupervisorInlineMixin, admin.TabularInline):  # type: ign
 @admin.register(Alert)
 class AlertAdmin(SupervisorAdmin):
     list_display = ["title", "severity", "state", "created_at", "acknowledged_by", "resolved_at"]
+    list_select_related = ["acknowledged_by"]
     list_filter = ["state", "severity"]
     search_fields = ["title", "fingerprint"]
     inlines = [AlertEventInline]
