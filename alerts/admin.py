@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from alerts import services
@@ -186,6 +187,9 @@ class AlertEventInline(SupervisorInlineMixin, admin.TabularInline):  # type: ign
     can_delete = False
     fields = ["created_at", "action", "from_state", "to_state", "actor", "note"]
     readonly_fields = ["created_at", "action", "from_state", "to_state", "actor", "note"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AlertEvent]:
+        return super().get_queryset(request).select_related("actor")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

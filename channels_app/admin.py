@@ -139,6 +139,9 @@ class SentMessageEventInline(admin.TabularInline):  # type: ignore[type-arg]
     can_delete = False
     show_change_link = False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SentMessageEvent]:
+        return super().get_queryset(request).select_related("message")
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return is_supervisor(request.user) or super().has_view_permission(request, obj)
 

@@ -599,6 +599,35 @@ def test_supervisor_crawl(world: CrawlWorld, db: Any, model: Any, model_admin: A
     assert not crawl.problems, "\n".join(crawl.problems)
 
 
+def test_ticket_page_does_not_query_per_message(world: CrawlWorld, db: Any) -> None:
+    """The ticket's change page shows its messages inline, with their authors: a long
+    conversation costs no more queries than a short one."""
+    from tickets import services
+    from tickets.models import Ticket
+
+    client = _signed_in(world.superuser, DEMO_PASSWORD)
+    customer, agent = world.matrix.customer, world.matrix.users["agent_in"]
+    ticket = services.ticket_create(customer=customer, subject="Where is it?", body="Hello?")
+    url = _url(Ticket, "change", ticket.pk)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    queries()  # the first request also loads the session and per-process caches
+    short = queries()
+    for n in range(3):
+        services.message_add(
+            ticket=ticket,
+            body=f"Still waiting ({n})",
+            direction="inbound",
+            author_customer=customer,
+        )
+        services.message_add(ticket=ticket, body=f"On its way ({n})", author_user=agent)
+    assert queries() == short
+
+
 def _nullable_columns_not_joined(model_admin: Any, request: Any) -> list[str]:
     """Columns showing a nullable foreign key that the changelist's query does not join:
     Django's automatic ``select_related()`` follows only non-null keys, so each row with a
@@ -623,3 +652,26 @@ def test_nullable_relation_columns_are_joined(world: CrawlWorld, db: Any) -> Non
     request = _request(world.superuser)
     missing = [m for _, ma in REGISTRY for m in _nullable_columns_not_joined(ma, request)]
     assert not missing, "\n".join(missing)
+
+
+def _inline_relations_not_joined(model_admin: Any, request: Any) -> list[str]:
+    """Read-only relations an inline shows that its query does not join: an inline's
+    queryset is not ``select_related`` by the admin at all, so each row costs a query."""
+    missing = []
+    for inline in model_admin.get_inline_instances(request):
+        opts = inline.model._meta
+        selected = inline.get_queryset(request).query.select_related
+        joined = set(selected) if isinstance(selected, dict) else set()
+        for name in inline.get_readonly_fields(request):
+            field = next((f for f in opts.get_fields() if f.name == name), None)
+            if field is None or not (field.many_to_one or field.one_to_one):
+                continue
+            if not field.auto_created and name not in joined:
+                missing.append(f"{type(inline).__name__}.{name}")
+    return missing
+
+
+def test_inline_relations_are_joined(world: CrawlWorld, db: Any) -> None:
+    request = _request(world.superuser)
+    missing = {m for _, ma in REGISTRY for m in _inline_relations_not_joined(ma, request)}
+    assert not missing, "\n".join(sorted(missing))

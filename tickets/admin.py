@@ -125,6 +125,10 @@ class MessageInline(SupervisorInlineMixin, admin.StackedInline):  # type: ignore
     ordering = ("created_at", "id")
     show_change_link = True
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        # The authors come with the messages, not one query per message.
+        return super().get_queryset(request).select_related("author_user", "author_customer")
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
