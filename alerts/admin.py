@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from alerts import services
@@ -187,6 +188,9 @@ class AlertEventInline(SupervisorInlineMixin, admin.TabularInline):  # type: ign
     fields = ["created_at", "action", "from_state", "to_state", "actor", "note"]
     readonly_fields = ["created_at", "action", "from_state", "to_state", "actor", "note"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AlertEvent]:
+        return super().get_queryset(request).select_related("actor")
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -194,6 +198,7 @@ class AlertEventInline(SupervisorInlineMixin, admin.TabularInline):  # type: ign
 @admin.register(Alert)
 class AlertAdmin(SupervisorAdmin):
     list_display = ["title", "severity", "state", "created_at", "acknowledged_by", "resolved_at"]
+    list_select_related = ["acknowledged_by"]
     list_filter = ["state", "severity"]
     search_fields = ["title", "fingerprint"]
     inlines = [AlertEventInline]

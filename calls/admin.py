@@ -121,6 +121,7 @@ _plain(
 _plain(
     Escalation,
     list_display=["call", "kind", "ticket", "created_at"],
+    list_select_related=["call", "ticket"],
     raw_id_fields=["call", "ticket"],
 )
 _plain(

@@ -11,7 +11,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import CharField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Cast
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -27,6 +28,7 @@ from channels_app.models import (
 from channels_app.verification import WEBCHAT_CODE_KIND
 from support.auth.roles import is_supervisor
 from support.delivery.models import Delivery
+from support.models import DeliveryStatus
 from tickets.admin import SupervisorAdmin
 
 # Header names whose values are credentials (case-insensitive): shown hidden in the admin.
@@ -137,6 +139,9 @@ class SentMessageEventInline(admin.TabularInline):  # type: ignore[type-arg]
     can_delete = False
     show_change_link = False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SentMessageEvent]:
+        return super().get_queryset(request).select_related("message")
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return is_supervisor(request.user) or super().has_view_permission(request, obj)
 
@@ -242,15 +247,30 @@ class WebchatVerificationAdmin(admin.ModelAdmin):
     exclude = ["code_salt"]
     readonly_fields = ["code_delivery"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebchatVerification]:
+        # Each code's delivery joins the list's query (one query, not one per row).
+        deliveries = Delivery.objects.filter(
+            target_kind=WEBCHAT_CODE_KIND,
+            subject_type="webchat_verification",
+            subject_id=Cast(OuterRef("pk"), CharField()),
+        ).order_by("pk")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                code_delivery_id=Subquery(deliveries.values("pk")[:1]),
+                code_delivery_status=Subquery(deliveries.values("status")[:1]),
+            )
+        )
+
     @admin.display(description="Code delivery")
     def code_delivery(self, obj: WebchatVerification) -> str:
-        delivery = Delivery.objects.filter(
-            target_kind=WEBCHAT_CODE_KIND, subject_type="webchat_verification", subject_id=obj.pk
-        ).first()
-        if delivery is None:
+        delivery_id = getattr(obj, "code_delivery_id", None)
+        if delivery_id is None:
             return "—"
-        url = reverse("admin:delivery_delivery_change", args=[delivery.pk])
-        return format_html('<a href="{}">{}</a>', url, delivery.get_status_display())
+        url = reverse("admin:delivery_delivery_change", args=[delivery_id])
+        status = DeliveryStatus(getattr(obj, "code_delivery_status", "")).label
+        return format_html('<a href="{}">{}</a>', url, status)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -78,6 +78,7 @@ class IngestionJobAdmin(RecordAdminMixin, admin.ModelAdmin):
         "reason",
     )
     list_filter = ("status", "kind", "backend")
+    list_select_related = ("source",)
     actions = ["upload_again"]
 
     @admin.action(description="Run the selected failed uploads again (their kept files)")
@@ -116,6 +117,7 @@ class ObjectEventAdmin(RecordAdminMixin, admin.ModelAdmin):
 class SuggestionFeedbackAdmin(RecordAdminMixin, admin.ModelAdmin):
     list_display = ("ticket", "chunk_ref", "document", "helpful", "user", "created_at")
     list_filter = ("helpful",)
+    list_select_related = ("ticket", "document", "user")
 
 
 @admin.register(ReplyDraft)

@@ -75,6 +75,9 @@ class RoutingFeedbackInline(admin.TabularInline):  # type: ignore[type-arg]
     readonly_fields = ("verdict", "team", "priority", "category", "intent", "note", "actor")
     fields = readonly_fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RoutingFeedback]:
+        return super().get_queryset(request).select_related("team", "actor")
+
 
 @admin.register(RoutingDecision)
 class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]

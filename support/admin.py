@@ -106,6 +106,7 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 @admin.register(AuditLog)
 class AuditLogAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("created_at", "actor", "action", "object_type", "object_id")
+    list_select_related = ("actor",)
     list_filter = ("action", "object_type")
     search_fields = ("object_id", "actor__username")
     readonly_fields = [f.name for f in AuditLog._meta.fields]

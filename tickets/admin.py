@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -15,6 +15,7 @@ from support.auth.admin import RecordAdminMixin, SupervisorAdmin, SupervisorInli
 from support.auth.roles import is_supervisor
 from support.services import agent_access_changed
 from tickets import services
+from tickets.attachments import attachment_url
 from tickets.models import (
     Attachment,
     BusinessCalendar,
@@ -75,9 +76,13 @@ class TeamAdmin(SupervisorAdmin):
     filter_horizontal = ("members",)
     search_fields = ("name",)
 
-    @admin.display(description="Members")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        # Counted in the list's query, not once per row.
+        return super().get_queryset(request).annotate(members_total=Count("members"))
+
+    @admin.display(description="Members", ordering="members_total")
     def member_count(self, obj: Team) -> int:
-        return obj.members.count()
+        return int(obj.members_total)  # type: ignore[attr-defined]
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         before = set(form.instance.members.values_list("pk", flat=True)) if change else set()
@@ -119,6 +124,10 @@ class MessageInline(SupervisorInlineMixin, admin.StackedInline):  # type: ignore
     readonly_fields = fields
     ordering = ("created_at", "id")
     show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        # The authors come with the messages, not one query per message.
+        return super().get_queryset(request).select_related("author_user", "author_customer")
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -216,6 +225,8 @@ class TicketAdmin(SupervisorAdmin):
 
     @admin.display(description="Workbench")
     def workbench_link(self, obj: Ticket) -> str:
+        if obj.pk is None:  # the add page: no workbench page yet
+            return "(after saving)"
         return format_html(
             '<a href="{}">Open {} in the workbench</a>',
             reverse("ticket", kwargs={"ref": obj.number}),
@@ -308,12 +319,24 @@ class AttachmentAdmin(RecordAdminMixin, SupervisorAdmin):
     list_display = ("filename", "kind", "content_type", "size", "message", "created_at")
     list_filter = ("kind",)
     raw_id_fields = ("message",)
+    # The stored file's own URL (``/media/...``, or a bare S3 URL) is not served: files
+    # go out through the download view, which checks who asks and sets a safe disposition.
+    exclude = ("file",)
+    readonly_fields = ("download",)
+
+    @admin.display(description="File")
+    def download(self, obj: Attachment) -> str:
+        url = attachment_url(obj) if obj.pk else ""
+        if not url:
+            return "—"
+        return format_html('<a href="{}">{}</a>', url, obj.filename)
 
 
 @admin.register(CannedResponse)
 class CannedResponseAdmin(SupervisorAdmin):
     list_display = ("title", "shortcut", "team", "is_active", "updated_at")
     list_filter = ("is_active", "team")
+    list_select_related = ("team",)
     search_fields = ("title", "shortcut", "body")
     prepopulated_fields = {"shortcut": ("title",)}
     fieldsets = (
@@ -435,6 +458,7 @@ class SlaPolicyAdmin(ReappliesSlaOnChange, SupervisorAdmin):
         "is_active",
     )
     list_filter = ("priority", "is_active", "team", "channel")
+    list_select_related = ("team", "calendar")
     search_fields = ("name",)
     fieldsets = (
         (None, {"fields": ("name", "is_active", "priority", "team", "channel", "calendar")}),

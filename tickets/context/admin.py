@@ -141,12 +141,14 @@ class InteractionAdmin(RenewsContextMixin, RecordAdminMixin, admin.ModelAdmin): 
 class CsatFeedbackAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("ticket", "customer", "rating", "via_link", "recorded_by", "updated_at")
     list_filter = ("rating", "via_link")
+    list_select_related = ("ticket", "customer", "recorded_by")
     raw_id_fields = ("ticket", "customer", "recorded_by")
 
 
 @admin.register(CustomerErasure)
 class CustomerErasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("customer", "erased_by", "created_at")
+    list_select_related = ("customer", "erased_by")
     readonly_fields = ("customer", "erased_by", "counts", "created_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
