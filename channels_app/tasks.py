@@ -69,11 +69,13 @@ def inbound_events_drain_task(self, account_id: int) -> int:  # type: ignore[no-
 
 
 def _drain(task: Any, account_id: int) -> int:
-    services.inbound_drain_flag_clear(account_id=account_id)
     with services.inbound_drainer(account_id=account_id) as renew:
         # None: another task is the drainer and takes what woke this one. Leaving, the
-        # drainer wakes a successor when deliveries are left (handover, or a late arrival).
-        return 0 if renew is None else _drain_batches(task, account_id, renew)
+        # drainer starts a successor when deliveries are left (handover, a late arrival).
+        if renew is None:
+            return 0
+        services.inbound_drain_flag_clear(account_id=account_id)
+        return _drain_batches(task, account_id, renew)
 
 
 def _drain_batches(task: Any, account_id: int, renew: Any) -> int:

@@ -34,7 +34,7 @@ from channels_app.services.matching import _BatchCache
 from channels_app.services.sent_events import sent_event_record
 from support.db import advisory_xact_lock
 from support.errors import PermanentError, RetryableError
-from support.redis_client import Lease, enqueue_once, pending_clear
+from support.redis_client import Lease, enqueue_once, get_redis, pending_clear
 from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.models import (
@@ -77,6 +77,8 @@ DRAINER_LEASE = "channels:inbound-drainer:{account_id}"
 #: few seconds between batches; a batch lasting longer lets a second drain in, which then
 #: waits on the batch lock as every drain did before the lease.
 DRAINER_LEASE_SECONDS = 15
+#: At most one delayed check per account for a drainer that may have died (see below).
+DRAINER_RECHECK_FLAG = "channels:inbound-drainer-recheck:{account_id}"
 
 
 @contextmanager
@@ -89,14 +91,21 @@ def inbound_drainer(*, account_id: int) -> Iterator[Callable[[], object] | None]
     relay (live events) and outbound replies queued behind them. Redis down: the task
     drains anyway (the batch lock keeps the order, as before the lease).
 
-    On leaving, the lease is released first and then deliveries still ``received`` wake a
-    new drain: one recorded while the drainer was finishing (whose own wake met the lease
-    still held) is not left for the sweep, and a drainer handing over after
-    ``DRAIN_TASK_SECONDS`` wakes its successor the same way.
+    The wake flag is cleared by the drainer only (``inbound_drain_flag_clear`` after this
+    yields a function): a task that gives way leaves it set, so a burst wakes one task per
+    flag lifetime, not one per delivery. A task that gives way also schedules one check for
+    when the lease would expire (a drainer killed mid-drain renews it no more): recovery in
+    seconds, not at the sweep's two minutes.
+
+    On leaving, the lease is released first and then deliveries still ``received`` start a
+    new drain (directly: the wake flag may still be set by a task that gave way): one
+    recorded while the drainer was finishing is not left for the sweep, and a drainer
+    handing over after ``DRAIN_TASK_SECONDS`` starts its successor the same way.
     """
     lease: Lease | None = Lease(DRAINER_LEASE.format(account_id=account_id), DRAINER_LEASE_SECONDS)
     try:
         if lease is not None and not lease.take():
+            _drainer_recheck(account_id, lease.key)
             yield None
             return
     except RedisError:
@@ -114,11 +123,37 @@ def inbound_drainer(*, account_id: int) -> Iterator[Callable[[], object] | None]
         except DatabaseError:  # the drain's own error is on its way (and retried)
             left = False
         if left:
-            inbound_drain_wake(account_id)
+            _drain_enqueue(account_id)
 
 
 def _no_lease() -> None:
     """Renewing without a lease (Redis was down when the drain began)."""
+
+
+def _drain_enqueue(account_id: int, countdown: float = 0) -> None:
+    from channels_app.tasks import inbound_events_drain_task
+
+    try:
+        inbound_events_drain_task.apply_async((account_id,), countdown=countdown)
+    except Exception:  # noqa: BLE001 - the broker down: the sweep takes the rest
+        logger.warning("Could not enqueue the inbound drain; the sweep will process it")
+
+
+def _drainer_recheck(account_id: int, lease_key: str) -> None:
+    """One drain task for when the holder's lease runs out, unless one is scheduled."""
+    from channels_app.tasks import inbound_events_drain_task
+
+    if inbound_events_drain_task.app.conf.task_always_eager:
+        return  # tests and single-process demos: nothing runs later
+    try:
+        redis = get_redis()
+        seconds = max(int(redis.ttl(lease_key)), 0) + 1
+        flag = DRAINER_RECHECK_FLAG.format(account_id=account_id)
+        if not redis.set(flag, 1, nx=True, ex=seconds + 1):
+            return
+    except RedisError:
+        return
+    _drain_enqueue(account_id, countdown=seconds)
 
 
 def _enqueue_process(event_id: int, countdown: float = 0) -> None:

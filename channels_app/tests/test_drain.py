@@ -192,15 +192,32 @@ def test_a_second_drain_of_an_account_gives_its_worker_back_at_once(client: Clie
     account = make_account("whatsapp")
     with mock.patch("channels_app.services.intake.inbound_drain_wake"):
         assert post(client, account, wa_body("34600000001", "wamid.d1", "hi")).status_code == 200
+    from channels_app.services import drain
+    from support.redis_client import get_redis
+
     other = _other_drainer(account.pk)  # another worker is the drainer
+    flag = services.DRAIN_FLAG.format(account_id=account.pk)
+    get_redis().set(flag, 1, ex=5)  # what woke this task
     try:
-        with mock.patch.object(services, "inbound_events_drain") as batches:
+        with (
+            mock.patch.object(services, "inbound_events_drain") as batches,
+            mock.patch.object(drain, "_drain_enqueue") as later,
+        ):
             assert _drain_task_run(account.pk) == 0
+            assert _drain_task_run(account.pk) == 0  # woken again: still one check scheduled
         assert batches.call_count == 0
         assert InboundEvent.objects.get().status == "received"  # the drainer takes it
+        # The wake flag stays set: more deliveries do not wake a task each meanwhile.
+        assert get_redis().get(flag) is not None
+        # One check for when the holder's lease would run out (it may have died).
+        ((args, kwargs),) = later.call_args_list
+        assert args == (account.pk,)
+        assert 1 < kwargs["countdown"] <= 16
     finally:
         other.release()
+        get_redis().delete(services.DRAINER_RECHECK_FLAG.format(account_id=account.pk))
     assert _drain_task_run(account.pk) == 1  # the lease free: this task drains
+    assert get_redis().get(flag) is None  # the drainer cleared it
     assert Message.objects.filter(channel_message_id="wamid.d1").exists()
 
 
@@ -227,13 +244,13 @@ def test_the_drainer_wakes_a_successor_for_deliveries_left_after_it_let_go(
 
     with (
         mock.patch.object(services, "inbound_events_drain", side_effect=batch),
-        mock.patch.object(drain, "inbound_drain_wake", side_effect=wake) as woken,
+        mock.patch.object(drain, "_drain_enqueue", side_effect=wake) as woken,
     ):
         _drain_task_run(account.pk)
     assert woken.call_args_list == [mock.call(account.pk)]
     assert seen == [True]
 
-    with mock.patch.object(drain, "inbound_drain_wake") as woken:  # nothing left: no wake
+    with mock.patch.object(drain, "_drain_enqueue") as woken:  # nothing left: no wake
         services.inbound_events_drain(account_id=account.pk)
         _drain_task_run(account.pk)
     assert woken.call_count == 0
@@ -250,10 +267,15 @@ def test_a_drainer_that_died_keeps_others_out_only_until_its_lease_expires(
     account = make_account("whatsapp")
     with mock.patch("channels_app.services.intake.inbound_drain_wake"):
         post(client, account, wa_body("34600000001", "wamid.dead1", "hello?"))
+    from channels_app.services import drain
+
     dead = _other_drainer(account.pk)
     key = services.DRAINER_LEASE.format(account_id=account.pk)
     assert 0 < get_redis().ttl(key) <= 15
-    assert _drain_task_run(account.pk) == 0
+    with mock.patch.object(drain, "_drain_enqueue") as later:
+        assert _drain_task_run(account.pk) == 0
+    assert later.call_count == 1  # a check when the lease runs out: this one
+    get_redis().delete(services.DRAINER_RECHECK_FLAG.format(account_id=account.pk))
     get_redis().delete(key)  # what its expiry does
     assert _drain_task_run(account.pk) == 1
     assert dead.renew() is True  # renewed within a third of its life: no call made
