@@ -116,6 +116,9 @@ def inbound_drainer(*, account_id: int) -> Iterator[Callable[[], object] | None]
     finally:
         if lease is not None:
             lease.release()
+        # A task that gave way meanwhile left the flag set: cleared, a delivery recorded
+        # after the check below wakes a drain at once (one before it is found by it).
+        inbound_drain_flag_clear(account_id=account_id)
         try:
             left = InboundEvent.objects.filter(
                 account_id=account_id, status=InboundStatus.RECEIVED

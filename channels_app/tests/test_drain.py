@@ -293,3 +293,21 @@ def test_redis_down_the_drain_runs_as_before_the_lease(client: Client) -> None:
         post(client, account, wa_body("34600000001", "wamid.noredis", "hi"))
     with mock.patch("support.redis_client.Lease.take", side_effect=redis.ConnectionError):
         assert _drain_task_run(account.pk) == 1
+
+
+def test_a_delivery_right_after_the_drainer_left_wakes_a_drain_at_once(client: Client) -> None:
+    """A task that gave way while the drainer ran left the wake flag set (so a burst does
+    not start a task per delivery); the drainer clears it as it leaves, so the next
+    delivery's wake starts a drain at once instead of after the flag's five seconds."""
+    from support.redis_client import get_redis
+
+    account = make_account("whatsapp")
+    flag = services.DRAIN_FLAG.format(account_id=account.pk)
+
+    def batch(*, account_id: int, limit: int = services.DRAIN_BATCH) -> services.DrainResult:
+        get_redis().set(flag, 1, ex=5)  # a delivery's wake while the drainer runs
+        return services.DrainResult(taken=0, retries=[])
+
+    with mock.patch.object(services, "inbound_events_drain", side_effect=batch):
+        _drain_task_run(account.pk)
+    assert get_redis().get(flag) is None
