@@ -104,13 +104,14 @@ def inbound_drainer(*, account_id: int) -> Iterator[Callable[[], object] | None]
     """
     lease: Lease | None = Lease(DRAINER_LEASE.format(account_id=account_id), DRAINER_LEASE_SECONDS)
     try:
-        if lease is not None and not lease.take():
-            _drainer_recheck(account_id, lease.key)
-            yield None
-            return
+        taken = lease is not None and lease.take()
     except RedisError:
         logger.warning("No drainer lease for account %s (Redis): draining anyway", account_id)
-        lease = None
+        lease, taken = None, True
+    if not taken:
+        _drainer_recheck(account_id, DRAINER_LEASE.format(account_id=account_id))
+        yield None
+        return
     try:
         yield lease.renew if lease is not None else _no_lease
     finally:
@@ -152,7 +153,9 @@ def _drainer_recheck(account_id: int, lease_key: str) -> None:
         redis = get_redis()
         seconds = max(int(redis.ttl(lease_key)), 0) + 1
         flag = DRAINER_RECHECK_FLAG.format(account_id=account_id)
-        if not redis.set(flag, 1, nx=True, ex=seconds + 1):
+        # The flag lapses as the check comes due: a check that finds the lease renewed (the
+        # holder alive) schedules the next one, until a check finds it gone.
+        if not redis.set(flag, 1, nx=True, ex=seconds):
             return
     except RedisError:
         return

@@ -213,6 +213,10 @@ def test_a_second_drain_of_an_account_gives_its_worker_back_at_once(client: Clie
         ((args, kwargs),) = later.call_args_list
         assert args == (account.pk,)
         assert 1 < kwargs["countdown"] <= 16
+        # ... whose flag lapses as it comes due, so a check that finds the holder alive
+        # (the lease renewed) can schedule the next one.
+        recheck = services.DRAINER_RECHECK_FLAG.format(account_id=account.pk)
+        assert 0 < get_redis().ttl(recheck) <= kwargs["countdown"]
     finally:
         other.release()
         get_redis().delete(services.DRAINER_RECHECK_FLAG.format(account_id=account.pk))
