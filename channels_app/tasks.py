@@ -99,7 +99,7 @@ def _drain_batches(task: Any, account_id: int, renew: Any) -> int:
         if time.monotonic() - idle_since >= DRAIN_LINGER_SECONDS:
             return total
         time.sleep(DRAIN_POLL_SECONDS)
-    return total  # more left: the drainer lock's release wakes a fresh task
+    return total  # more left: the leaving drainer starts a fresh task (inbound_drainer)
 
 
 @shared_task(acks_late=True, soft_time_limit=30, time_limit=45)
