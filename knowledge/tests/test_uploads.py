@@ -299,6 +299,19 @@ def test_path_tricks_in_file_names_name_the_last_component_only(
 ASYNC = {"HTTP_PREFER": "respond-async"}
 
 
+def broker_refuses(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """The task broker refuses ``kb_upload_task`` (Redis down); returns what restores it."""
+    from kombu.exceptions import OperationalError
+
+    real_delay = tasks.kb_upload_task.delay
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(tasks.kb_upload_task, "delay", broker_down)
+    return lambda: monkeypatch.setattr(tasks.kb_upload_task, "delay", real_delay)
+
+
 def post_async(client: Client, capture: Any, *, data: bytes = RETURNS, run: bool = True) -> Any:
     """An asynchronous upload of ``returns.md``; its task runs at the commit if ``run``."""
     with capture(execute=run):
@@ -426,12 +439,7 @@ def test_an_async_upload_the_broker_refuses_keeps_its_file_and_fails_its_job(
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    from kombu.exceptions import OperationalError
-
-    def broker_down(*args: Any, **kwargs: Any) -> None:
-        raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
-
-    monkeypatch.setattr(tasks.kb_upload_task, "delay", broker_down)
+    broker_refuses(monkeypatch)
     response = post_async(browser, django_capture_on_commit_callbacks)
     assert response.status_code == 202
     shown = agent_client.get(response["Location"]).json()
@@ -526,18 +534,11 @@ def test_a_supervisor_runs_a_failed_upload_again_from_its_kept_file(
     """The broker refused the task: the job failed, the file was kept. The admin's action
     queues it again as a new job that ingests the kept file and removes it; the failed job
     keeps its record without the file, so it cannot be run twice."""
-    from kombu.exceptions import OperationalError
-
-    real_delay = tasks.kb_upload_task.delay
-
-    def broker_down(*args: Any, **kwargs: Any) -> None:
-        raise OperationalError("Connection refused.")
-
-    monkeypatch.setattr(tasks.kb_upload_task, "delay", broker_down)
+    broker_back = broker_refuses(monkeypatch)
     failed_id = post_async(browser, django_capture_on_commit_callbacks).json()["id"]
     kept = IngestionJob.objects.get(pk=failed_id).file_key
     assert stored_files(media) == [kept]
-    monkeypatch.setattr(tasks.kb_upload_task, "delay", real_delay)
+    broker_back()
 
     admin = Client()  # the jobs' admin page is the superusers' (their model permissions)
     admin.force_login(
@@ -583,12 +584,8 @@ def test_staff_who_are_not_supervisors_cannot_run_an_upload_again(
 ) -> None:
     """A staff account given only the view permission on jobs sees the action refused."""
     from django.contrib.auth.models import Permission
-    from kombu.exceptions import OperationalError
 
-    def broker_down(*args: Any, **kwargs: Any) -> None:
-        raise OperationalError("Connection refused.")
-
-    monkeypatch.setattr(tasks.kb_upload_task, "delay", broker_down)
+    broker_refuses(monkeypatch)
     failed_id = post_async(browser, django_capture_on_commit_callbacks).json()["id"]
     clerk = django_user_model.objects.create_user("clerk", "clerk@example.com", "pw-tests-1")
     clerk.is_staff = True
