@@ -150,16 +150,17 @@ def _drainer_recheck(account_id: int, lease_key: str) -> None:
     if inbound_events_drain_task.app.conf.task_always_eager:
         return  # tests and single-process demos: nothing runs later
     try:
-        redis = get_redis()
-        seconds = max(int(redis.ttl(lease_key)), 0) + 1
-        flag = DRAINER_RECHECK_FLAG.format(account_id=account_id)
-        # The flag lapses as the check comes due: a check that finds the lease renewed (the
-        # holder alive) schedules the next one, until a check finds it gone.
-        if not redis.set(flag, 1, nx=True, ex=seconds):
-            return
+        seconds = max(int(get_redis().ttl(lease_key)), 0) + 1
     except RedisError:
         return
-    _drain_enqueue(account_id, countdown=seconds)
+    # The flag lapses as the check comes due: a check that finds the lease renewed (the
+    # holder alive) schedules the next one, until a check finds it gone.
+    enqueue_once(
+        DRAINER_RECHECK_FLAG.format(account_id=account_id),
+        lambda: _drain_enqueue(account_id, countdown=seconds),
+        seconds=seconds,
+        failed="Could not schedule the drainer check; the sweep will process what is left",
+    )
 
 
 def _enqueue_process(event_id: int, countdown: float = 0) -> None:
