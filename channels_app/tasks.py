@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
@@ -78,7 +79,7 @@ def _drain(task: Any, account_id: int) -> int:
         return _drain_batches(task, account_id, renew)
 
 
-def _drain_batches(task: Any, account_id: int, renew: Any) -> int:
+def _drain_batches(task: Any, account_id: int, renew: Callable[[], object]) -> int:
     eager = bool(task.app.conf.task_always_eager)
     total = 0
     started = time.monotonic()
