@@ -12,7 +12,7 @@ from support import services
 from support.auth.admin import RecordAdminMixin
 from support.auth.lockout import login_lockout_reset
 from support.auth.roles import is_supervisor
-from support.models import ApiKey, AuditLog, OutboxEvent
+from support.models import ApiKey, AuditLog, OidcIdentity, OutboxEvent
 
 admin.site.site_header = "Support Desk · Supervisor admin"
 admin.site.site_title = "Support Desk admin"
@@ -71,6 +71,20 @@ class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         for key in queryset:
             services.api_key_revoke(api_key=key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(OidcIdentity)
+class OidcIdentityAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Which provider subject signs in as which local user (written at each SSO sign-in).
+    Adding a row here is how a superuser, or a second provider account of an address
+    another subject already uses, is let in through SSO: e-mail matching never takes
+    those (``support.selectors.oidc_email_match_refusal``). Superusers only."""
+
+    list_display = ("user", "issuer", "subject", "created_at", "updated_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "user__email", "subject", "issuer")
+    autocomplete_fields = ("user",)
+    readonly_fields = ("created_at", "updated_at")
 
 
 @admin.register(OutboxEvent)

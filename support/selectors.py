@@ -21,3 +21,19 @@ def user_by_email_get(*, email: str) -> Any | None:
     """The one user with this email (case-insensitive); None when none or several."""
     users = list(get_user_model().objects.filter(email__iexact=email)[:2])
     return users[0] if len(users) == 1 else None
+
+
+def oidc_email_match_refusal(*, user: Any, issuer: str, subject: str) -> str | None:
+    """Why the provider's ``subject``, not linked to any user yet, may not take over
+    ``user`` because their (verified) emails match; None when it may.
+
+    A superuser is never taken by email: a provider account with that address (anyone the
+    provider lets register one) would sign in with every permission. Nor is an account
+    another subject of the same provider already signed in as: a second provider account
+    with the same address is someone else. Link such identities in the admin instead
+    (``OidcIdentity``)."""
+    if user.is_superuser:
+        return "a superuser's email (superusers sign in with their password)"
+    if OidcIdentity.objects.filter(user=user, issuer=issuer).exclude(subject=subject).exists():
+        return "an email already signed in as by another subject of this provider"
+    return None

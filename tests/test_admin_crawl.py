@@ -116,6 +116,7 @@ def _fill_gaps(matrix: World, superuser: Any) -> None:
     from routing.models import CategoryTeam, Outage, ServiceStatus
     from routing.services import routing_failure_record
     from support.delivery.models import Circuit, CircuitState
+    from support.models import OidcIdentity
     from tickets import services as ticket_services
     from tickets.context import privacy
     from tickets.context.services import OrderInput, interaction_record, order_upsert
@@ -219,6 +220,12 @@ def _fill_gaps(matrix: World, superuser: Any) -> None:
     SuggestionFeedback.objects.create(
         ticket=ticket, chunk_ref="gone-1", helpful=False, user=matrix.users["agent_in"]
     )
+    for n, name in enumerate(("agent_in", "supervisor")):
+        OidcIdentity.objects.create(
+            user=matrix.users[name],
+            issuer="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Crawl",
+            subject=f"5f1c2a9e-0000-4000-8000-00000000c4a{n}",
+        )
     CategoryTeam.objects.create(category="REFUND", team=matrix.team)
     service = ServiceStatus.objects.create(
         service_id="SVC-CRAWL", name="Payments", keywords="payment,card", state="degraded"

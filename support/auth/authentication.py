@@ -22,7 +22,7 @@ from support.auth.tokens import (
     token_verify,
 )
 from support.models import ApiKey, ApiKeyRole
-from support.selectors import oidc_user_get, user_by_email_get
+from support.selectors import oidc_email_match_refusal, oidc_user_get, user_by_email_get
 from support.services import (
     API_KEY_CACHE_SECONDS,
     hash_api_key,
@@ -157,6 +157,10 @@ class OIDCBearerAuthentication(authentication.BaseAuthentication):
         user = oidc_user_get(issuer=claims["iss"], subject=claims["sub"])
         if user is None and isinstance(claims.get("email"), str) and not email_unverified(claims):
             user = user_by_email_get(email=claims["email"])
+            if user is not None and oidc_email_match_refusal(
+                user=user, issuer=claims["iss"], subject=claims["sub"]
+            ):
+                user = None
         if user is None or not user.is_active:
             raise exceptions.AuthenticationFailed(
                 "No active user for this token (sign in to the workbench once first)."

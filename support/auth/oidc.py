@@ -20,7 +20,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
 from support.auth.tokens import KeysUnavailable, TokenInvalid, TokenKind, token_verify
-from support.selectors import oidc_user_get
+from support.selectors import oidc_email_match_refusal, oidc_user_get
 from support.services import agent_access_changed, oidc_identity_link
 
 logger = logging.getLogger(__name__)
@@ -93,14 +93,24 @@ class GroupMappingOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
 
     def filter_users_by_claims(self, claims: dict[str, Any]) -> Any:
         """The user this subject signed in as before, else the one with this (verified)
-        email; an unverified email on a first sign-in refuses it."""
+        email; an unverified email on a first sign-in refuses it, and so does the email of
+        a user no provider account may take by email (a superuser, an account another
+        subject of this provider signed in as: ``oidc_email_match_refusal``)."""
         if claims.get("iss") and claims.get("sub"):
             user = oidc_user_get(issuer=claims["iss"], subject=claims["sub"])
             if user is not None:
                 return self.UserModel.objects.filter(pk=user.pk)
         if email_unverified(claims):
             raise SuspiciousOperation("first sign-in with an unverified email")
-        return super().filter_users_by_claims(claims)
+        users = super().filter_users_by_claims(claims)
+        for user in users[:5]:
+            refusal = oidc_email_match_refusal(
+                user=user, issuer=claims.get("iss", ""), subject=claims.get("sub", "")
+            )
+            if refusal is not None:
+                logger.warning("OIDC sign-in refused: first sign-in with %s", refusal)
+                raise SuspiciousOperation(f"first sign-in with {refusal}")
+        return users
 
     def get_or_create_user(self, access_token: str, id_token: str, payload: Any) -> Any:
         user = super().get_or_create_user(access_token, id_token, payload)

@@ -247,6 +247,48 @@ def test_unverified_email_never_signs_in_as_an_existing_account(
     assert _api(bearer).get(reverse("api-tickets")).status_code == 401
 
 
+OTHER_SUB = "5f1c2a9e-0000-4000-8000-000000000002"
+
+
+@pytest.mark.django_db
+def test_a_superusers_email_never_signs_in_as_the_superuser(
+    idp: FakeIdP, django_user_model: Any
+) -> None:
+    """Anyone the provider lets hold that (verified) address signed in with every
+    permission, whatever the provider's groups said."""
+    root = django_user_model.objects.create_superuser(
+        "root", email="kim@example.com", password="a-long-local-password-1"
+    )
+    client = _sign_in(idp, idp.id_claims(nonce="nonce-1", **{"cognito:groups": ["Agents"]}))
+    assert client.response["Location"] == FAILURE_URL  # type: ignore[attr-defined]
+    assert _signed_in_user(client) is None
+    assert not OidcIdentity.objects.exists()
+    assert list(get_user_model().objects.all()) == [root]  # no second account either
+    # Nor as a bearer token carrying that email.
+    bearer = idp.sign(idp.id_claims(**{"cognito:groups": ["Agents"]}))
+    assert _api(bearer).get(reverse("api-tickets")).status_code == 401
+    # Linked on purpose (in the admin), the subject signs in as it.
+    OidcIdentity.objects.create(user=root, issuer=ISSUER, subject=SUB)
+    linked = _sign_in(idp, idp.id_claims(nonce="nonce-1", **{"cognito:groups": ["Agents"]}))
+    assert _signed_in_user(linked) == root
+
+
+@pytest.mark.django_db
+def test_a_second_subject_with_the_same_email_is_not_the_first_ones_account(
+    idp: FakeIdP,
+) -> None:
+    first = _sign_in(idp, idp.id_claims(nonce="nonce-1", **{"cognito:groups": ["Agents"]}))
+    kim = _signed_in_user(first)
+    assert kim is not None
+    claims = idp.id_claims(nonce="nonce-1", sub=OTHER_SUB, **{"cognito:groups": ["Agents"]})
+    other = _sign_in(idp, claims, userinfo={"sub": OTHER_SUB, "email": "kim@example.com"})
+    assert other.response["Location"] == FAILURE_URL  # type: ignore[attr-defined]
+    assert _signed_in_user(other) is None
+    assert list(OidcIdentity.objects.values_list("subject", "user")) == [(SUB, kim.pk)]
+    bearer = idp.sign(idp.id_claims(sub=OTHER_SUB, **{"cognito:groups": ["Agents"]}))
+    assert _api(bearer).get(reverse("api-tickets")).status_code == 401
+
+
 @pytest.mark.django_db
 def test_signed_in_subject_keeps_its_account_when_its_email_changes(idp: FakeIdP) -> None:
     first = _sign_in(idp, idp.id_claims(nonce="nonce-1", **{"cognito:groups": ["Agents"]}))
