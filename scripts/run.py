@@ -134,8 +134,9 @@ def main() -> None:
     health     {url}/health
     e-mails    {mail_dir}/   (files: the demo's replies and alerts)
 
-  Sign in:  supervisor / {env.get("DEMO_PASSWORD", "demo-password-123")}   (admin + workbench)
-            agent1     / {env.get("DEMO_PASSWORD", "demo-password-123")}   (workbench)
+  Sign in:  agent1     / {env.get("DEMO_PASSWORD", "demo-password-123")}   (workbench)
+            supervisor / {env.get("DEMO_PASSWORD", "demo-password-123")}   (workbench, dashboard, supervisor admin)
+            admin      / {env.get("DEMO_PASSWORD", "demo-password-123")}   (superuser: users, API keys, channels)
 
   Ctrl-C stops it.
 """,

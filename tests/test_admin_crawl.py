@@ -9,7 +9,7 @@ and rolled back at the end.
 
 For every ModelAdmin of ``admin.site`` (one test each, per user):
 
-- a superuser (the demo's ``supervisor``) GETs the changelist, its search (``?q=x``), the
+- a superuser (the demo's ``admin``) GETs the changelist, its search (``?q=x``), the
   first choice of every filter it shows, its first date-hierarchy link, the add page (when
   allowed), the change pages of the first and last rows, the history and
   delete-confirmation pages of the first, follows the links read-only fields show, and
@@ -50,7 +50,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from support.auth.roles import AGENTS_GROUP
+from support.auth.roles import AGENTS_GROUP, is_supervisor
 from tests.authz_world import PASSWORD, World, build_world
 
 DEMO_PASSWORD = "demo-pass-for-tests"
@@ -384,7 +384,7 @@ def world(
             load_demo_calls(progress=lambda _: None)
             matrix = build_world()
             users = get_user_model().objects
-            superuser = users.get(username="supervisor")
+            superuser = users.get(username="admin")
             _fill_gaps(matrix, superuser)
             _second_rows(matrix, superuser)
             _login_failures()
@@ -605,6 +605,21 @@ def test_supervisor_crawl(world: CrawlWorld, db: Any, model: Any, model_admin: A
     else:
         crawl.refused()
     assert not crawl.problems, "\n".join(crawl.problems)
+
+
+def test_the_demo_supervisor_is_the_role_and_the_superuser_a_login_of_its_own(
+    world: CrawlWorld, db: Any
+) -> None:
+    """The demo's `supervisor` was a superuser: whoever tried the product as a supervisor
+    saw API keys, channel accounts and users, which a deployment's supervisors never do."""
+    demo_supervisor = get_user_model().objects.get(username="supervisor")
+    assert not demo_supervisor.is_superuser
+    assert is_supervisor(demo_supervisor)
+    client = _signed_in(demo_supervisor, DEMO_PASSWORD)
+    assert client.get(reverse("admin:tickets_ticket_changelist")).status_code == 200
+    assert client.get(reverse("admin:support_apikey_changelist")).status_code == 403
+    assert world.superuser.username == "admin"
+    assert world.superuser.is_superuser
 
 
 def test_ticket_page_does_not_query_per_message(world: CrawlWorld, db: Any) -> None:

@@ -1,4 +1,5 @@
-"""Demo data: teams, agents, a supervisor, customers and ~200 tickets from Bitext."""
+"""Demo data: teams, agents, a supervisor, an administrator, customers and ~200 tickets
+from Bitext."""
 
 from __future__ import annotations
 
@@ -229,6 +230,9 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
         agents_group, _ = Group.objects.get_or_create(name=AGENTS_GROUP)
         supervisors_group, _ = Group.objects.get_or_create(name=SUPERVISORS_GROUP)
         user_model = get_user_model()
+        # The supervisor is the role as a deployment has it (staff, the Supervisors group:
+        # the workbench, the dashboard and the supervisor's admin pages), not a superuser:
+        # API keys, channel accounts and users are the administrator's, a separate login.
         supervisor, created = user_model.objects.get_or_create(
             username="supervisor",
             defaults={
@@ -236,13 +240,25 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
                 "first_name": "Sam",
                 "last_name": "Rivera",
                 "is_staff": True,
-                "is_superuser": True,
             },
         )
         if created:
             supervisor.set_password(password)
             supervisor.save()
         supervisor.groups.add(supervisors_group)
+        administrator, created = user_model.objects.get_or_create(
+            username="admin",
+            defaults={
+                "email": "admin@example.com",
+                "first_name": "Alex",
+                "last_name": "Admin",
+                "is_staff": True,
+                "is_superuser": True,
+            },
+        )
+        if created:
+            administrator.set_password(password)
+            administrator.save()
 
         teams: dict[str, Team] = {}
         for slug, (name, description, _) in TEAMS.items():
@@ -270,7 +286,7 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
         # agent1, the sign-in `make run` prints, also answers Billing: the demo's calls are
         # on the Billing and Support queues, and an agent sees the calls of their teams.
         teams["billing"].members.add(agents[0])
-        progress("teams, 6 agents and a supervisor ready")
+        progress("teams, 6 agents, a supervisor and an administrator ready")
         sla_demo_policies()
         progress("SLA calendars and policies ready")
 
