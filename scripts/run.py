@@ -125,6 +125,7 @@ def main() -> None:
         step(f"health: ok {health.get('checks')}")
     else:
         step(f"health: NOT ok yet: {health}")
+    password = env.get("DEMO_PASSWORD", "demo-password-123")
     print(
         f"""
   Support Desk is running at {url}/
@@ -134,9 +135,9 @@ def main() -> None:
     health     {url}/health
     e-mails    {mail_dir}/   (files: the demo's replies and alerts)
 
-  Sign in:  agent1     / {env.get("DEMO_PASSWORD", "demo-password-123")}   (workbench)
-            supervisor / {env.get("DEMO_PASSWORD", "demo-password-123")}   (workbench, dashboard, supervisor admin)
-            admin      / {env.get("DEMO_PASSWORD", "demo-password-123")}   (superuser: users, API keys, channels)
+  Sign in:  agent1     / {password}   (workbench)
+            supervisor / {password}   (workbench, dashboard, supervisor admin)
+            admin      / {password}   (superuser: users, API keys, channels)
 
   Ctrl-C stops it.
 """,
