@@ -41,6 +41,36 @@ def _install_network_guard() -> Iterator[None]:
     network_guard.uninstall()
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """The test database as its migrations leave it, also when ``--reuse-db`` keeps one a
+    transactional test flushed on an earlier run (the flush empties every table, the rows
+    data migrations wrote included): the seeded alarm rules are written again, by the
+    migrations' own functions, when none is there."""
+    with django_db_blocker.unblock():
+        _seeded_alarm_rules_restore()
+
+
+def _seeded_alarm_rules_restore() -> None:
+    import importlib
+
+    from django.apps import apps
+    from django.db.migrations import RunPython
+    from django.db.migrations.loader import MigrationLoader
+
+    from alerts.models import AlertRule
+
+    if AlertRule.objects.filter(source__startswith="seed ").exists():
+        return
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    names = sorted(name for app, name in loader.disk_migrations if app == "alerts")
+    for name in names:
+        module = importlib.import_module(f"alerts.migrations.{name}")
+        for operation in module.Migration.operations:
+            if isinstance(operation, RunPython):
+                operation.code(apps, None)
+
+
 @pytest.fixture(autouse=True)
 def network_guard_scope(
     request: pytest.FixtureRequest, _install_network_guard: None
