@@ -545,6 +545,11 @@ def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any])
     if severity is None or ticket_id is None or not target:
         logger.warning("SLA event %s (%s) without ticket or target: ignored", event_id, event_type)
         return None
+    if payload.get("stopped_at"):
+        # Recorded when the clock stopped late (tickets.services.sla.sla_stopped_late): the
+        # ticket was already answered or resolved, nobody is left to page.
+        logger.debug("SLA event %s: the clock had already stopped; no alert", event_id)
+        return None
     fingerprint = f"{SLA_PREFIX}{int(ticket_id)}:{target}"
     if Alert.objects.filter(fingerprint=fingerprint, details__events__contains=[event_id]).exists():
         return None

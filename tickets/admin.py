@@ -477,7 +477,15 @@ class SlaPolicyAdmin(ReappliesSlaOnChange, SupervisorAdmin):
 class SlaEventAdmin(RecordAdminMixin, SupervisorAdmin):
     """The checker's record (read-only)."""
 
-    list_display = ("ticket", "target", "kind", "due_at", "policy_name", "created_at")
+    list_display = (
+        "ticket",
+        "target",
+        "kind",
+        "due_at",
+        "stopped_at",
+        "policy_name",
+        "created_at",
+    )
     list_filter = ("target", "kind")
     raw_id_fields = ("ticket",)
     readonly_fields = (
@@ -485,6 +493,7 @@ class SlaEventAdmin(RecordAdminMixin, SupervisorAdmin):
         "target",
         "kind",
         "due_at",
+        "stopped_at",
         "policy_name",
         "escalation",
         "created_at",

@@ -202,6 +202,9 @@ class SlaEvent(models.Model):
     due_at = models.DateTimeField()
     policy_name = models.CharField(max_length=100, blank=True)
     escalation = models.JSONField(default=list, blank=True)
+    # A breach recorded when the clock stopped (first reply, resolved, pending) after its
+    # due time but before a checker run saw it overdue: when it stopped. No escalation.
+    stopped_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -126,6 +126,22 @@ def test_sla_warning_then_breach_raise_one_alert_per_ticket_and_target(
 
 
 @pytest.mark.django_db
+def test_a_breach_recorded_after_the_clock_stopped_pages_nobody(
+    django_capture_on_commit_callbacks,
+):
+    """``sla_stopped_late`` records the breach of a clock that stopped late (the ticket
+    answered or resolved): integrations get the event, but there is nothing to act on."""
+    AlertTarget.objects.create(
+        name="Supervisors", kind=TargetKind.EMAIL, severities=["critical", "warning"]
+    )
+    _record("sla.breached", stopped_at="2026-12-03T10:00:20Z", escalation=[])
+    _relay(django_capture_on_commit_callbacks)
+    assert not Alert.objects.exists()
+    assert not Delivery.objects.exists()
+    assert OutboxEvent.objects.get().delivered_at is not None
+
+
+@pytest.mark.django_db
 def test_an_sla_event_without_ticket_or_target_is_logged_and_skipped(
     django_capture_on_commit_callbacks, caplog
 ):

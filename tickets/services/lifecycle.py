@@ -26,6 +26,7 @@ from tickets.models import (
     Message,
     MessageKind,
     Priority,
+    SlaTarget,
     Tag,
     Team,
     Ticket,
@@ -35,6 +36,7 @@ from tickets.models import (
 from tickets.services.events import _ticket_event, message_new_event, ticket_new_event
 from tickets.services.sla import (
     FIRST_RESPONSE_OPEN,
+    sla_stopped_late,
     ticket_sla_recompute,
     ticket_sla_status_change,
 )
@@ -357,6 +359,8 @@ def ticket_update(
         # Its own event type, so subscribers (webhooks, EventBridge) need not read changes.
         events.append(ticket_new_event("ticket.resolved", ticket, resolved_at=_iso(now)))
     events_record(events)
+    if "resolved_at" in fields and ticket.resolved_at is not None:
+        sla_stopped_late(ticket, target=SlaTarget.RESOLUTION, stopped_at=now)
     return ticket
 
 

@@ -18,6 +18,7 @@ from tickets.models import (
     Direction,
     Message,
     MessageKind,
+    SlaTarget,
     Ticket,
     TicketStatus,
     format_ticket_number,
@@ -25,6 +26,7 @@ from tickets.models import (
 from tickets.selectors import ticket_merge_target_visible
 from tickets.services.events import _message_event, _ticket_event
 from tickets.services.lifecycle import NewAttachment, _attachment_create, _search_vector_for
+from tickets.services.sla import sla_stopped_late
 from tickets.thread_rules import (
     tickets_customer_message_apply,
 )
@@ -124,6 +126,8 @@ def message_add(
         fields.append("search_vector")
     ticket.save(update_fields=fields)
     _message_event("message.created", message, ticket=ticket)
+    if "first_response_at" in fields:
+        sla_stopped_late(ticket, target=SlaTarget.FIRST_RESPONSE, stopped_at=now)
     return message
 
 

@@ -282,7 +282,7 @@ def sla_event_record(
                 "ticket_id": ticket.pk,
                 "ticket_ref": ticket.number,
                 "target": target,
-                "due_at": due.isoformat().replace("+00:00", "Z"),
+                "due_at": _iso(due),
                 "priority": priority,
                 "team_id": team_id,
                 "policy": policy.name if policy else "",
@@ -290,6 +290,73 @@ def sla_event_record(
             },
         )
     return event
+
+
+def sla_stopped_late(ticket: Ticket, *, target: str, stopped_at: datetime) -> SlaEvent | None:
+    """The clock of ``target`` stopped at ``stopped_at`` (the first reply was sent, the
+    ticket resolved) after its due time, and no checker run saw it overdue while it ran
+    (the checker looks at running clocks only, once a minute): record the breach now, as
+    the attainment counts it, once per (ticket, target) like the checker's.
+
+    Called with the ticket's row locked, in the transaction that stopped the clock. The
+    event keeps ``stopped_at``; nothing is escalated (the ticket was answered or resolved)
+    and the outbox event ``sla.breached`` carries ``stopped_at`` too, so the alerts leave
+    it alone (nothing is left to act on) while integrations get every breach. A merged
+    ticket is not judged."""
+    from tickets.services.lifecycle import _system_note
+
+    due: datetime | None = getattr(ticket, f"{target}_due_at")
+    if due is None or stopped_at <= due or ticket.merged_into_id is not None:
+        return None
+    kind = SlaEventKind.BREACHED
+    if SlaEvent.objects.filter(ticket=ticket, target=target, kind=kind).exists():
+        return None  # the checker saw it while it ran
+    policy = ticket.sla_policy
+    try:
+        with transaction.atomic():
+            event = SlaEvent.objects.create(
+                ticket=ticket,
+                target=target,
+                kind=kind,
+                due_at=due,
+                stopped_at=stopped_at,
+                policy_name=policy.name if policy else "",
+            )
+    except IntegrityError:
+        return None  # a checker run recorded it meanwhile
+    label = SlaTarget(target).label.lower()
+    stop = "answered" if target == SlaTarget.FIRST_RESPONSE else "resolved"
+    text = (
+        f"SLA {label} breached: due {timezone.localtime(due):%Y-%m-%d %H:%M %Z}, "
+        f"{stop} {timezone.localtime(stopped_at):%Y-%m-%d %H:%M %Z}"
+    )
+    _system_note(
+        ticket,
+        None,
+        text,
+        {"sla": {"target": target, "kind": kind, "escalation": [], "stopped_late": True}},
+    )
+    event_record(
+        f"sla.{kind}",
+        aggregate_type="ticket",
+        aggregate_id=ticket.pk,
+        payload={
+            "ticket_id": ticket.pk,
+            "ticket_ref": ticket.number,
+            "target": target,
+            "due_at": _iso(due),
+            "stopped_at": _iso(stopped_at),
+            "priority": ticket.priority,
+            "team_id": ticket.team_id,
+            "policy": policy.name if policy else "",
+            "escalation": [],
+        },
+    )
+    return event
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def sla_check(*, now: datetime | None = None, batch_size: int | None = None) -> SlaCheckResult:

@@ -571,3 +571,80 @@ def test_a_due_time_passing_between_two_runs_is_breached_once_on_the_next(custom
         SlaEvent.objects.filter(ticket=ticket).order_by("id").values_list("kind", "due_at")
     ) == [("warning", due), ("breached", due)]
     assert OutboxEvent.objects.filter(event_type="sla.breached").count() == 1
+
+
+# --- clocks that stop late between two checker runs --------------------------------------
+
+
+def test_a_clock_stopped_late_between_two_runs_records_its_breach_without_escalating(
+    customer, always, agent
+):
+    """A first reply or a resolution just after the due time, before the next checker run
+    saw the ticket overdue, was counted as missed by the attainment but had no SlaEvent
+    and no ``sla.breached``: the checker looks at running clocks only."""
+    team = Team.objects.create(name="Escalations", slug="esc")
+    _policy(
+        always,
+        fr=60,
+        res=120,
+        escalate_raise_priority=True,
+        escalate_to_team=team,
+        escalate_on="breached",
+    )
+    ticket = _backdate(_ticket(customer, priority="high"), 61)  # first reply 1 minute late
+
+    services.message_add(ticket=ticket, body="Sorry for the wait", author_user=agent)
+
+    event = SlaEvent.objects.get()
+    ticket.refresh_from_db()
+    assert (event.target, event.kind, event.due_at) == (
+        "first_response",
+        "breached",
+        ticket.first_response_due_at,
+    )
+    assert event.stopped_at == ticket.first_response_at
+    assert event.escalation == []
+    assert (ticket.priority, ticket.team_id) == ("high", None)  # answered: not escalated
+    [outbox] = OutboxEvent.objects.filter(event_type__startswith="sla.")
+    assert outbox.event_type == "sla.breached"
+    assert outbox.payload["stopped_at"] == _dt(ticket.first_response_at).isoformat().replace(
+        "+00:00", "Z"
+    )
+    assert outbox.payload["escalation"] == []
+    notes = Message.objects.filter(ticket=ticket, kind=MessageKind.SYSTEM)
+    assert any(
+        n.startswith("SLA first response breached: due ") and ", answered " in n
+        for n in notes.values_list("body_text", flat=True)
+    )
+    assert sla_services.sla_check().recorded == []  # the checker adds nothing after it
+
+    _backdate(ticket, 60)  # now the resolution is an hour late, still unseen by a run
+    services.ticket_update(ticket=Ticket.objects.get(pk=ticket.pk), status="resolved")
+    resolution = SlaEvent.objects.get(target="resolution")
+    ticket.refresh_from_db()
+    assert (resolution.kind, resolution.stopped_at) == ("breached", ticket.resolved_at)
+    assert ticket.priority == "high"
+    assert OutboxEvent.objects.filter(event_type="sla.breached").count() == 2
+    # the attainment and the recorded breaches now agree
+    attainment = selectors.sla_attainment(
+        start=timezone.now() - timedelta(hours=1), end=timezone.now()
+    )
+    assert attainment["first_response"]["breached"] == 1
+    assert attainment["resolution"]["breached"] == 1
+
+
+def test_clocks_stopped_in_time_or_already_breached_record_nothing_more(customer, always, agent):
+    _policy(always, fr=60, res=120)
+    on_time = _backdate(_ticket(customer, priority="high"), 59)
+    services.message_add(ticket=on_time, body="Hello", author_user=agent)
+    services.ticket_update(ticket=Ticket.objects.get(pk=on_time.pk), status="resolved")
+    assert not SlaEvent.objects.filter(ticket=on_time).exists()
+
+    seen = _backdate(_ticket(customer, priority="high"), 61)
+    assert sla_services.sla_check().recorded == [(seen.pk, "first_response", "breached")]
+    services.message_add(ticket=seen, body="Hello", author_user=agent)
+    assert SlaEvent.objects.filter(ticket=seen).count() == 1
+    assert SlaEvent.objects.get(ticket=seen).stopped_at is None
+    # a second reply is no stop: nothing new
+    services.message_add(ticket=seen, body="Anything else?", author_user=agent)
+    assert OutboxEvent.objects.filter(event_type="sla.breached").count() == 1
