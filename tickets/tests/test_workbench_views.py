@@ -792,5 +792,5 @@ def test_admin_unassign_action_works_outside_a_request_transaction(supervisor_we
     )
     assert response.status_code == 302
     assert list(Ticket.objects.values_list("assignee_id", flat=True)) == [None, None]
-    notes = Message.objects.filter(kind="system", body_text=f"assignee: {agent.username} → —")
+    notes = Message.objects.filter(kind="system", body_text=f"Assignee: {agent.username} → —")
     assert notes.count() == 2
