@@ -15,7 +15,7 @@ from support.models import OutboxEvent
 from support.services import api_key_create
 from tests.e2e.conftest import ARTIFACTS
 from tickets import services
-from tickets.models import Message, Ticket
+from tickets.models import MESSAGE_BODY_MAX_CHARS, Message, Ticket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -150,6 +150,36 @@ def test_internal_note_is_never_sent_outbound(page, agent, customer):
     )
     assert [(t, p["kind"], p["delivery_status"]) for t, p in events] == [
         ("message.created", "internal_note", "")
+    ]
+
+
+def test_a_refused_reply_says_why_by_the_composer_and_keeps_the_text(page, agent, customer):
+    """htmx swaps nothing in for a 4xx: a refused reply (or status change, assignment…)
+    did nothing visible at all. Now the reason shows by the form that sent it, the text
+    typed stays, and the next try clears it."""
+    ticket = _call(services.ticket_create, customer=customer, subject="Long story", body="b")
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    too_long = MESSAGE_BODY_MAX_CHARS + 1
+    page.evaluate(
+        "n => { document.getElementById('composer-body').value = 'x'.repeat(n); }", too_long
+    )
+    page.click("#composer-send")
+    error = page.locator("#composer .form-error")
+    error.wait_for(state="visible")
+    assert error.text_content() == (
+        f"body: at most {MESSAGE_BODY_MAX_CHARS} characters (this one has {too_long})."
+    )
+    assert error.get_attribute("role") == "alert"
+    assert len(page.input_value("#composer-body")) == too_long
+    page.fill("#composer-body", "The short version.")
+    page.click("#composer-send")
+    page.locator("li.entry-public", has_text="The short version.").wait_for()
+    assert error.is_hidden()
+    assert page.input_value("#composer-body") == ""
+    assert list(ticket.messages.values_list("body_text", flat=True).order_by("id")) == [
+        "b",
+        "The short version.",
     ]
 
 

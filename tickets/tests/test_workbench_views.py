@@ -317,7 +317,8 @@ def test_reply_and_note_from_composer(agent_web, agent, customer):
     reply, note = Message.objects.filter(ticket=ticket, direction="outbound").order_by("id")
     assert (reply.kind, reply.delivery_status, reply.author_user) == ("public", "queued", agent)
     assert (note.kind, note.delivery_status) == ("internal_note", "")
-    assert agent_web.post(url, {"kind": "system", "body": "x"}).status_code == 400
+    refused = agent_web.post(url, {"kind": "system", "body": "x"}, HTTP_HX_REQUEST="true")
+    assert (refused.status_code, refused.content) == (400, b"kind must be public or internal_note.")
 
 
 def test_update_controls_and_agent_cannot_assign_others(agent_web, agent, other_agent, customer):
@@ -466,6 +467,99 @@ def test_bulk_with_an_unknown_value_is_refused_saying_so(agent_web, customer, ac
     said = [str(m) for m in page.context["messages"]]
     assert len(said) == 1
     assert said[0].startswith(says)
+
+
+PLAIN = "text/plain; charset=utf-8"
+
+
+def _said(client, url):
+    """The notes the page at ``url`` shows (the flash messages)."""
+    return [str(m) for m in client.get(url).context["messages"]]
+
+
+def test_refusals_answer_htmx_with_their_reason_as_plain_text(agent_web, other_agent, customer):
+    """workbench.js shows an htmx refusal's text by the form that sent it. A 403 was HTML
+    and a 404 the whole "Not found" page, which it cannot show as a reason."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    refused = agent_web.post(url, {"assignee": str(other_agent.pk)}, HTTP_HX_REQUEST="true")
+    assert (refused.status_code, refused["Content-Type"], refused.content.decode()) == (
+        403,
+        PLAIN,
+        "Only supervisors assign tickets to other people.",
+    )
+    gone = agent_web.get("/tickets/T-999999/live", HTTP_HX_REQUEST="true")
+    assert (gone.status_code, gone["Content-Type"], gone.content.decode()) == (
+        404,
+        PLAIN,
+        "No ticket 'T-999999'.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("team", "999999", "team: no team 999999."),
+        ("assignee", "999999", "assignee: no user '999999'."),
+        ("assignee", "abc", "assignee: no user 'abc'."),
+    ],
+)
+def test_an_unknown_team_or_user_in_the_controls_is_refused_saying_so(
+    agent_web, customer, field, value, says
+):
+    """A team deleted (or a user removed) since the page was drawn: the answer was the "Not
+    found" page, as if the ticket were gone."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    data = {field: value, "priority": "high"}
+    fragment = agent_web.post(url, data, HTTP_HX_REQUEST="true")
+    assert (fragment.status_code, fragment.content.decode()) == (400, says)
+    page_url = f"http://testserver/tickets/{ticket.number}/"
+    page = agent_web.post(url, data, HTTP_REFERER=page_url)
+    assert (page.status_code, page["Location"]) == (302, page_url)
+    assert _said(agent_web, page_url) == [says]
+    assert Ticket.objects.get(pk=ticket.pk).priority == "normal"  # all or nothing
+
+
+@pytest.mark.parametrize(
+    ("into", "says"),
+    [
+        ("", "Give the number of the ticket to merge into (e.g. T-000123)."),
+        ("  ", "Give the number of the ticket to merge into (e.g. T-000123)."),
+        ("T-999999", "No ticket 'T-999999' to merge into: check the number."),
+        ("hello", "No ticket 'hello' to merge into: check the number."),
+        ("hidden", "No ticket '{hidden}' to merge into: check the number."),
+    ],
+)
+def test_merge_into_a_mistyped_number_says_so_on_the_ticket(agent_web, customer, into, says):
+    """A typo in "Merge into another ticket" opened the "Not found" page; a ticket the
+    agent may not see reads like an unknown number (numbers do not leak)."""
+    [source] = _tickets(customer, 1)
+    [hidden] = _tickets(customer, 1, team=Team.objects.create(name="Hidden", slug="hidden"))
+    into = hidden.number if into == "hidden" else into
+    says = says.format(hidden=hidden.number)
+    url = reverse("ticket-merge", kwargs={"ref": source.number})
+    page_url = f"http://testserver/tickets/{source.number}/"
+    response = agent_web.post(url, {"into": into}, HTTP_REFERER=page_url)
+    assert (response.status_code, response["Location"]) == (302, page_url)
+    assert _said(agent_web, page_url) == [says]
+    assert Ticket.objects.filter(merged_into__isnull=False).count() == 0
+
+
+@pytest.mark.parametrize("ids", [[], ["abc"], ["\u00b2"]])
+def test_bulk_with_no_ticket_selected_says_so(agent_web, customer, ids):
+    """It said "0 ticket(s) updated." as a success."""
+    [ticket] = _tickets(customer, 1)
+    post = {"ids": ids, "action": "tag", "value": "x"}
+    fragment = agent_web.post("/tickets/bulk", post, HTTP_HX_REQUEST="true")
+    says = "Select at least one ticket (the boxes on the left), then apply."
+    assert (fragment.status_code, fragment.content.decode()) == (400, says)
+    response = agent_web.post("/tickets/bulk", post)
+    assert response.status_code == 302
+    assert _said(agent_web, response["Location"]) == [says]
+    unknown = agent_web.post("/tickets/bulk", {**post, "ids": [ticket.pk], "action": "zap"})
+    assert _said(agent_web, unknown["Location"]) == ["action must be assign, status or tag."]
+    assert not ticket.tags.filter(name="x").exists()
 
 
 def test_back_after_a_form_is_the_referer_only_on_this_site(agent_web, customer):
