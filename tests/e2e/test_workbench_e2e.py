@@ -199,7 +199,12 @@ def test_a_refused_routing_verdict_says_why_in_the_panel(page, agent, customer):
         correlation_id=uuid.uuid4(),
     )
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
     _sign_in(page)
     page.goto(f"/tickets/{ticket.number}/")
     # the decision replaced since the page was drawn
