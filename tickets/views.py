@@ -136,6 +136,16 @@ class SignInView(auth_views.LoginView):
         return reverse("landing") if url in ("", "/", reverse("inbox")) else url
 
 
+class SignOutView(auth_views.LogoutView):
+    """Django's sign-out (a POST, as the navigation's button sends). A GET, from a typed or
+    bookmarked /accounts/logout/, shows a page with that button (it was a blank 405)."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return render(request, "registration/logout_confirm.html")
+
+
 @require_GET
 @agent_required
 def landing(request: HttpRequest) -> HttpResponse:

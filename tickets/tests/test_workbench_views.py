@@ -88,6 +88,55 @@ def test_sign_in_page_renders_and_signs_in(client, agent):
     assert response["Location"] == "/start/"  # the landing page: "Mine" or "Unassigned"
 
 
+def test_a_failed_sign_in_keeps_the_username(client, agent):
+    """The form came back empty: the username had to be typed again."""
+    page = client.post("/accounts/login/", {"username": "agent", "password": "wrong"})
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "didn't match" in html
+    assert 'name="username" value="agent" autocomplete="username" required>' in html
+    assert 'autocomplete="current-password" required autofocus>' in html  # the password next
+
+
+def test_sign_out_by_address_shows_the_button_not_a_blank_page(client, agent):
+    """GET /accounts/logout/ (typed or bookmarked) was an empty 405 page."""
+    client.force_login(agent)
+    page = client.get("/accounts/logout/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "You are signed in as agent." in html
+    assert '<form method="post" action="/accounts/logout/">' in html
+    assert "_auth_user_id" in client.session  # a GET signs nobody out
+    assert client.post("/accounts/logout/").status_code == 302
+    assert "_auth_user_id" not in client.session
+    assert "You are signed out" in client.get("/accounts/logout/").content.decode()
+
+
+def test_error_pages_django_renders_without_a_request_look_like_the_site(rf):
+    """500, 400 and a refused CSRF token were Django's bare pages ("Server Error (500)",
+    "Bad Request (400)", and the CSRF page's explanation for developers)."""
+    from django.core.exceptions import SuspiciousOperation
+    from django.views import defaults
+
+    error = defaults.server_error(rf.get("/"))
+    assert error.status_code == 500
+    assert '<h1 id="error-title">Something went wrong</h1>' in error.content.decode()
+    assert "/css/app" in error.content.decode()
+    bad = defaults.bad_request(rf.get("/"), SuspiciousOperation("x"))
+    assert bad.status_code == 400
+    assert '<h1 id="error-title">Bad request</h1>' in bad.content.decode()
+
+
+def test_a_form_sent_without_its_csrf_token_says_what_to_do(agent):
+    client = DjangoClient(enforce_csrf_checks=True)
+    page = client.post("/accounts/login/", {"username": "agent", "password": "pw-for-tests-1"})
+    html = page.content.decode()
+    assert page.status_code == 403
+    assert '<h1 id="error-title">This form is out of date</h1>' in html
+    assert "reload the page and send the form again" in html
+    assert "CSRF verification failed" not in html
+
+
 def test_inbox_queries_do_not_grow_with_rows(agent_web, customer, django_assert_max_num_queries):
     _tickets(customer, 3)
     small = _count(agent_web, "/?view=all")
