@@ -136,13 +136,46 @@ def test_a_call_page_for_a_hash_that_is_no_md5_digest_is_not_found(client, super
 
 
 def test_an_unknown_status_filter_answers_400(client, supervisor, call):
-    """``?status=`` names a pipeline status; a typo listed no call at all (200, empty)."""
+    """``?status=`` names a pipeline status; a typo listed no call at all (200, empty). The
+    answer is the calls page with the reason (it was the reason alone, as plain text)."""
     client.force_login(supervisor)
-    response = client.get("/calls/", {"status": "bogus"})
+    response = client.get("/calls/", {"status": "bogus", "q": "+1415"})
     assert response.status_code == 400
-    assert response.content.decode() == (
-        "status must be one of: received, awaiting_recording, no_recording, transcribing, "
-        "transcribed, analysed, synced, failed."
-    )
+    html = response.content.decode()
+    assert "<title>Calls · " in html
+    assert (
+        '<p class="form-error" role="alert">status must be one of: received, '
+        "awaiting_recording, no_recording, transcribing, transcribed, analysed, synced, "
+        "failed.</p>"
+    ) in html
+    assert 'name="q" value="+1415"' in html  # what was typed stays
+    assert f"/calls/{call.hash}/" not in html
     listed = client.get("/calls/", {"status": call.pipeline_status}).content.decode()
     assert f"/calls/{call.hash}/" in listed
+    assert f'<option value="{call.pipeline_status}" selected>' in listed
+
+
+def test_the_calls_list_searches_and_says_when_nothing_matches(client, supervisor, call):
+    """The list took ``q`` and ``status`` but the page had no field for either."""
+    client.force_login(supervisor)
+    page = client.get("/calls/").content.decode()
+    assert '<input type="search" name="q" value=""' in page
+    found = client.get("/calls/", {"q": call.contact_id[:8]}).content.decode()
+    assert f"/calls/{call.hash}/" in found
+    none = client.get("/calls/", {"q": "no-such-call"}).content.decode()
+    assert f"/calls/{call.hash}/" not in none
+    assert "No call matches this search." in none
+
+
+def test_the_calls_list_says_when_it_shows_only_the_newest(client, supervisor, monkeypatch):
+    from calls import views
+
+    monkeypatch.setattr(views, "CALL_LIST_LIMIT", 2)
+    for i in range(3):
+        Call.objects.create(contact_id=f"c-{i}", queue_name="Q")
+    client.force_login(supervisor)
+    page = client.get("/calls/").content.decode()
+    assert sum(f"/calls/{c.hash}/" in page for c in Call.objects.all()) == 2
+    assert "The newest 2 calls are shown; search by contact id or phone for older ones." in page
+    Call.objects.filter(contact_id="c-0").delete()
+    assert "The newest" not in client.get("/calls/").content.decode()
