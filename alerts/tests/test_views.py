@@ -95,6 +95,9 @@ def test_acknowledge_and_resolve_from_the_page_with_csrf(supervisor):
     body = client.get(f"/alerts/{alert.pk}/").content.decode()
     assert "mine" in body
     assert "Acknowledge</button>" not in body
+    # the history names states by their labels ("firing → acknowledged" before)
+    assert "<td>Firing → Acknowledged</td>" in body
+    assert "<td>Acknowledged → Resolved</td>" in body
 
     # An off-site "next" is ignored; a second resolve says why it did nothing.
     response = client.post(

@@ -45,6 +45,9 @@ def test_list_and_detail(client, agent, call, django_assert_max_num_queries):
     assert 'class="speaker-customer"' in html
     assert "sentiment-positive" in html
     assert "Press 1 for billing, 2 for support" in html
+    # Connect's constants as words ("VOICE · INBOUND" and "POSITIVE" before)
+    assert "<p>Voice · Inbound · " in html
+    assert '<span class="badge sentiment-positive">Positive</span>' in html
     assert client.get("/calls/" + "0" * 32 + "/").status_code == 404
 
 
@@ -53,10 +56,21 @@ def test_board_is_for_supervisors(client, agent, supervisor, db):
     refused = client.get("/calls/board/")
     assert refused.status_code == 403
     assert "<h1>Not allowed</h1>" in refused.content.decode()  # the site's page, its icon
+    from django.utils import timezone
+
+    from calls.models import AgentStateSpan
+
+    AgentStateSpan.objects.create(
+        agent_arn="arn:agent/1",
+        username="jdoe",
+        state="AfterContactWork",
+        started_at=timezone.now(),
+    )
     client.force_login(supervisor)
     page = client.get("/calls/board/")
     assert page.status_code == 200
     assert "/static/js/calls_board.js" in page.content.decode()  # listens on /ws/events/
+    assert '<td class="state">After contact work</td>' in page.content.decode()
 
 
 def test_pages_need_login(client, db):
@@ -100,7 +114,7 @@ def test_escalation_ticket_is_named_only_when_visible(client, agent, other_agent
     Escalation.objects.create(call=call, kind="max_retries", reason="Too many", ticket=hidden)
     client.force_login(agent)
     page = client.get(f"/calls/{call.hash}/").content.decode()
-    assert "max_retries: Too many" in page
+    assert "Max retries: Too many" in page  # "max_retries" before
     assert hidden.number not in page
     client.force_login(other_agent)
     QueueTeam.objects.create(queue_name="BillingQueue", team=other_team)
