@@ -280,6 +280,21 @@ def test_the_last_allowed_inbox_page_offers_no_next_page(agent_web, customer, mo
     assert (len(last.tickets), last.has_next) == (1, False)  # page 3 would be refused
 
 
+def test_the_pager_says_previous_and_next_whatever_the_sort(agent_web, customer, monkeypatch):
+    """It said "← Newer" / "Older →", wrong under every sort but the newest first."""
+    from functools import partial
+
+    from tickets import selectors
+
+    _tickets(customer, 3)
+    monkeypatch.setattr(selectors, "inbox_page", partial(selectors.inbox_page, page_size=1))
+    html = agent_web.get("/?view=all&sort=oldest&page=2").content.decode()
+    assert 'rel="prev">← Previous</a>' in html
+    assert 'rel="next">Next →</a>' in html
+    assert "Newer" not in html
+    assert "Older" not in html
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [("status=bogus", "status"), ("priority=asap", "priority"), ("channel=fax", "channel")],
