@@ -3,6 +3,8 @@ alert with its history and the acknowledge / resolve buttons (POST, CSRF)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -26,22 +28,28 @@ def _supervisor_only(request: HttpRequest) -> None:
 def alert_list(request: HttpRequest) -> HttpResponse:
     _supervisor_only(request)
     state = request.GET.get("state", "open")
-    if state not in {"open", "", *AlertState.values}:
-        state = "open"
     severity = request.GET.get("severity", "")
-    if severity not in Severity.values:
-        severity = ""
-    return render(
-        request,
-        "alerts/list.html",
-        {
-            "alerts": selectors.alert_list(state=state, severity=severity),
-            "state": state,
-            "severity": severity,
-            "states": [("open", "Open"), *AlertState.choices, ("", "All")],
-            "severities": Severity.choices,
-        },
-    )
+    context: dict[str, Any] = {
+        "state": state,
+        "severity": severity,
+        "states": [("open", "Open"), *AlertState.choices, ("", "All")],
+        "severities": Severity.choices,
+    }
+    # An unknown value is refused saying so (it quietly became "Open" / "All", a list that
+    # looked like the answer to what was asked)
+    refused = [
+        f"{name}: unknown value {value!r}; one of {', '.join(allowed)}."
+        for name, value, allowed in (
+            ("state", state, ["open", *AlertState.values]),
+            ("severity", severity, Severity.values),
+        )
+        if value and value not in allowed
+    ]
+    if refused:
+        context.update({"alerts": [], "error": " ".join(refused)})
+        return render(request, "alerts/list.html", context, status=400)
+    context["alerts"] = selectors.alert_list(state=state, severity=severity)
+    return render(request, "alerts/list.html", context)
 
 
 @login_required

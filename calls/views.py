@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from calls import selectors
+from calls.models import PipelineStatus
 from support.auth.roles import is_agent, is_supervisor
 from support.errors import InvalidInput, NotFound
 
@@ -17,14 +20,29 @@ def _agent_only(request: HttpRequest) -> None:
         raise PermissionDenied
 
 
+#: The calls list shows the newest this many; the search and status filter find older ones.
+CALL_LIST_LIMIT = 100
+
+
 @login_required
 def call_list(request: HttpRequest) -> HttpResponse:
+    """The calls the user may see, newest first, searched by contact id or phone (``q``)
+    and filtered by pipeline status (``status``). A bad filter is the page again with the
+    reason (400; it was the reason alone as plain text)."""
     _agent_only(request)
+    filters = {key: value for key in ("q", "status") if (value := request.GET.get(key, "").strip())}
+    context: dict[str, Any] = {
+        "filters": filters,
+        "statuses": PipelineStatus.choices,
+        "limit": CALL_LIST_LIMIT,
+    }
     try:
-        calls = selectors.call_list(user=request.user, filters=request.GET.dict())[:100]
+        calls = list(selectors.call_list(user=request.user, filters=filters)[: CALL_LIST_LIMIT + 1])
     except InvalidInput as exc:
-        return HttpResponseBadRequest(exc.message)
-    return render(request, "calls/list.html", {"calls": calls})
+        context.update({"calls": [], "error": exc.message})
+        return render(request, "calls/list.html", context, status=400)
+    context.update({"calls": calls[:CALL_LIST_LIMIT], "more": len(calls) > CALL_LIST_LIMIT})
+    return render(request, "calls/list.html", context)
 
 
 @login_required

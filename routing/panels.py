@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from routing import selectors
-from tickets.models import Team, Ticket
+from tickets.models import Priority, Team, Ticket
 from tickets.panels import Panel, register_panel
 
 
@@ -19,7 +19,7 @@ def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None
         "decision": decision,
         "ticket": ticket,
         "teams": list(Team.objects.values_list("slug", "name")),
-        "priorities": ["low", "normal", "high", "urgent"],
+        "priorities": Priority.choices,  # (value, label): "High", not "high"
     }
 
 

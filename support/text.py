@@ -77,3 +77,15 @@ def readable_time(when: datetime) -> str:
     """A moment as the workbench and the alerts write it, in the site's time zone:
     "2026-12-04 08:16 UTC"."""
     return timezone.localtime(when).strftime("%Y-%m-%d %H:%M %Z")
+
+
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def words(code: object) -> str:
+    """A stored code or a vendor's constant as people read it, for values with no label of
+    our own (Amazon Connect's ``INBOUND`` and agent states, a sentiment's ``NEUTRAL``):
+    "INBOUND" → "Inbound", "queue_transfer" → "Queue transfer", "AfterContactWork" → "After
+    contact work". Empty for nothing."""
+    text = _CAMEL_BOUNDARY.sub(" ", str(code or "")).replace("_", " ").strip()
+    return text[:1].upper() + text[1:].lower()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import URLPattern, URLResolver, include, path
 from django.views.generic import RedirectView
@@ -14,7 +13,7 @@ from seed_api import urls as seed_api_urls
 from support.health import health, health_live, health_ready
 from support.metrics import metrics_view
 from tickets.attachments import attachment_download
-from tickets.views import SignInView
+from tickets.views import SignInView, SignOutView
 
 api_patterns: list[URLPattern | URLResolver] = [
     # Seed 001's paths first: /api/tickets/create and PUT /api/tickets/{id} would otherwise
@@ -54,7 +53,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
         name="attachment-download",
     ),
     path("accounts/login/", SignInView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", SignOutView.as_view(), name="logout"),
     path("api/", include(api_patterns)),
     path("calls/", include("calls.urls")),
     path("alerts/", include("alerts.urls")),

@@ -83,6 +83,7 @@ metrics                         GET    signed signed signed signed signed signed
 login                           GET    public public public public public public public public
 login                           POST   public public public public public public public public
 logout                          POST   public public public public public public public public
+logout                          GET    public public public public public public public public
 attachment-download             GET    login  404    allow  allow  login  login  login  login
 
 inbox                           GET    login  allow  allow  allow  login  login  login  login

@@ -80,7 +80,7 @@ UNICODE_DIGITS: dict[str, Request] = {
         "FORM",
         lambda w: f"/tickets/{w.ticket.number}/update",
         lambda w: {"assignee": SUP},
-        404,
+        302,  # back to the ticket, saying so (a form's value, not a missing page)
     ),
     "workbench bulk ids": (
         "FORM",
@@ -92,7 +92,7 @@ UNICODE_DIGITS: dict[str, Request] = {
         "FORM",
         lambda w: f"/tickets/{w.ticket.number}/merge",
         lambda w: {"into": SUP},
-        404,
+        302,  # back to the ticket, saying so
     ),
     "feedback page rating": (
         "FORM",

@@ -19,9 +19,10 @@ from django.http import (
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseForbidden,
+    HttpResponseNotFound,
     JsonResponse,
 )
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -46,6 +47,9 @@ from tickets.models import (
 from tickets.panels import panels_for
 
 View = Callable[..., HttpResponse]
+#: htmx answers that are a reason, not HTML: workbench.js shows them by the form that sent
+#: the request (and nothing is swapped in).
+PLAIN_TEXT = "text/plain; charset=utf-8"
 PANEL_SLOTS = (
     ("sidebar", "Customer context"),
     ("routing", "Routing"),
@@ -57,7 +61,7 @@ def _forbidden(request: HttpRequest, message: str) -> HttpResponse:
     """403: the message alone for htmx (the workbench shows it in place), the site's
     "Not allowed" page (templates/403.html) for a page."""
     if getattr(request, "htmx", False):
-        return HttpResponseForbidden(message)
+        return HttpResponseForbidden(message, content_type=PLAIN_TEXT)
     raise PermissionDenied(message)
 
 
@@ -85,11 +89,13 @@ def agent_required(view: View) -> View:
         except Forbidden as exc:
             return _forbidden(request, exc.message)
         except NotFound as exc:
+            if getattr(request, "htmx", False):
+                return HttpResponseNotFound(exc.message, content_type=PLAIN_TEXT)
             return render(request, "tickets/not_found.html", {"message": exc.message}, status=404)
         except ApplicationError as exc:
             if getattr(request, "htmx", False):
                 # plain text: the message may quote what was sent
-                return HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
+                return HttpResponseBadRequest(exc.message, content_type=PLAIN_TEXT)
             messages.error(request, exc.message)
             return redirect(_back_or_inbox(request))
 
@@ -128,6 +134,16 @@ class SignInView(auth_views.LoginView):
     def get_success_url(self) -> str:
         url = super().get_success_url()
         return reverse("landing") if url in ("", "/", reverse("inbox")) else url
+
+
+class SignOutView(auth_views.LogoutView):
+    """Django's sign-out (a POST, as the navigation's button sends). A GET, from a typed or
+    bookmarked /accounts/logout/, shows a page with that button (it was a blank 405)."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return render(request, "registration/logout_confirm.html")
 
 
 @require_GET
@@ -283,7 +299,7 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
     ticket = selectors.ticket_get_visible(ref, user=request.user)
     kind = request.POST.get("kind", MessageKind.PUBLIC)
     if kind not in (MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE):
-        return HttpResponseBadRequest("kind must be public or internal_note.")
+        raise InvalidInput("kind must be public or internal_note.", details={"kind": ["Invalid."]})
     body = request.POST.get("body", "")
     if len(body) > MESSAGE_BODY_MAX_CHARS:  # the API's limit
         raise InvalidInput(
@@ -300,10 +316,12 @@ def _assignee_from(raw: str, request: HttpRequest, current_id: int | None) -> An
         assignee = None
     elif raw == "me":
         assignee = request.user
-    elif parse_id(raw) is not None:
-        assignee = get_object_or_404(get_user_model(), pk=parse_id(raw))
     else:
-        raise NotFound(f"No user {raw!r}.")
+        # a form field's value, not a page: 400 saying so (was the "Not found" page)
+        user_id = parse_id(raw)
+        assignee = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+        if assignee is None:
+            raise InvalidInput(f"assignee: no user {raw!r}.", details={"assignee": ["Unknown."]})
     if not services.assignment_allowed(
         actor=request.user,
         current_assignee_id=current_id,
@@ -323,7 +341,10 @@ def _team_from(raw: str) -> Team | None:
         raise InvalidInput(
             "team must be a team id, or empty for no team.", details={"team": ["Not an id."]}
         )
-    return get_object_or_404(Team, pk=team_id)
+    team = Team.objects.filter(pk=team_id).first()
+    if team is None:  # deleted since the page was drawn (was the "Not found" page)
+        raise InvalidInput(f"team: no team {team_id}.", details={"team": ["Unknown."]})
+    return team
 
 
 @require_POST
@@ -355,7 +376,21 @@ def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
 @agent_required
 def ticket_merge(request: HttpRequest, ref: str) -> HttpResponse:
     source = selectors.ticket_get_visible(ref, user=request.user)
-    target = selectors.ticket_get_visible(request.POST.get("into", ""), user=request.user)
+    into = request.POST.get("into", "").strip()
+    if not into:
+        raise InvalidInput(
+            "Give the number of the ticket to merge into (e.g. T-000123).",
+            details={"into": ["Empty."]},
+        )
+    try:
+        target = selectors.ticket_get_visible(into, user=request.user)
+    except NotFound:
+        # a mistyped number in the form: back to the ticket saying so, not the "Not found"
+        # page (the same answer for a ticket this agent may not see: numbers do not leak)
+        raise InvalidInput(
+            f"No ticket {into!r} to merge into: check the number.",
+            details={"into": ["Unknown."]},
+        ) from None
     target = services.ticket_merge(
         source=source,
         target=target,
@@ -392,8 +427,15 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
     """Apply one change to the selected tickets; each goes through the services."""
     action = request.POST.get("action", "")
     if action not in BULK_ACTIONS:
-        return HttpResponseBadRequest("action must be assign, status or tag.")
+        raise InvalidInput(
+            "action must be assign, status or tag.", details={"action": ["Invalid."]}
+        )
     ids = {pk for pk in map(parse_id, request.POST.getlist("ids")) if pk is not None}
+    if not ids:  # was "0 ticket(s) updated." as a success
+        raise InvalidInput(
+            "Select at least one ticket (the boxes on the left), then apply.",
+            details={"ids": ["None selected."]},
+        )
     value = request.POST.get("value", "")
     # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
     if action == "status":

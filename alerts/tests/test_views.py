@@ -65,6 +65,27 @@ def test_list_filters_by_state_and_severity(supervisor):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        (
+            "state=fired",
+            "state: unknown value 'fired'; one of open, firing, acknowledged, resolved.",
+        ),
+        ("severity=high", "severity: unknown value 'high'; one of critical, warning, info."),
+    ],
+)
+def test_an_unknown_filter_value_is_refused_saying_so(supervisor, query, says):
+    """It quietly became "Open" / "All severities": a list that looked like the answer."""
+    _alert("a")
+    response = _client(supervisor).get(f"/alerts/?{query}")
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert f'<p class="form-error" role="alert">{says}</p>'.replace("'", "&#x27;") in html
+    assert "Alarm a" not in html
+
+
+@pytest.mark.django_db
 def test_acknowledge_and_resolve_from_the_page_with_csrf(supervisor):
     alert = _alert()
     client = _client(supervisor, csrf=True)
@@ -95,6 +116,9 @@ def test_acknowledge_and_resolve_from_the_page_with_csrf(supervisor):
     body = client.get(f"/alerts/{alert.pk}/").content.decode()
     assert "mine" in body
     assert "Acknowledge</button>" not in body
+    # the history names states by their labels ("firing → acknowledged" before)
+    assert "<td>Firing → Acknowledged</td>" in body
+    assert "<td>Acknowledged → Resolved</td>" in body
 
     # An off-site "next" is ignored; a second resolve says why it did nothing.
     response = client.post(

@@ -45,6 +45,9 @@ def test_list_and_detail(client, agent, call, django_assert_max_num_queries):
     assert 'class="speaker-customer"' in html
     assert "sentiment-positive" in html
     assert "Press 1 for billing, 2 for support" in html
+    # Connect's constants as words ("VOICE · INBOUND" and "POSITIVE" before)
+    assert "<p>Voice · Inbound · " in html
+    assert '<span class="badge sentiment-positive">Positive</span>' in html
     assert client.get("/calls/" + "0" * 32 + "/").status_code == 404
 
 
@@ -53,10 +56,21 @@ def test_board_is_for_supervisors(client, agent, supervisor, db):
     refused = client.get("/calls/board/")
     assert refused.status_code == 403
     assert "<h1>Not allowed</h1>" in refused.content.decode()  # the site's page, its icon
+    from django.utils import timezone
+
+    from calls.models import AgentStateSpan
+
+    AgentStateSpan.objects.create(
+        agent_arn="arn:agent/1",
+        username="jdoe",
+        state="AfterContactWork",
+        started_at=timezone.now(),
+    )
     client.force_login(supervisor)
     page = client.get("/calls/board/")
     assert page.status_code == 200
     assert "/static/js/calls_board.js" in page.content.decode()  # listens on /ws/events/
+    assert '<td class="state">After contact work</td>' in page.content.decode()
 
 
 def test_pages_need_login(client, db):
@@ -100,7 +114,7 @@ def test_escalation_ticket_is_named_only_when_visible(client, agent, other_agent
     Escalation.objects.create(call=call, kind="max_retries", reason="Too many", ticket=hidden)
     client.force_login(agent)
     page = client.get(f"/calls/{call.hash}/").content.decode()
-    assert "max_retries: Too many" in page
+    assert "Max retries: Too many" in page  # "max_retries" before
     assert hidden.number not in page
     client.force_login(other_agent)
     QueueTeam.objects.create(queue_name="BillingQueue", team=other_team)
@@ -136,13 +150,46 @@ def test_a_call_page_for_a_hash_that_is_no_md5_digest_is_not_found(client, super
 
 
 def test_an_unknown_status_filter_answers_400(client, supervisor, call):
-    """``?status=`` names a pipeline status; a typo listed no call at all (200, empty)."""
+    """``?status=`` names a pipeline status; a typo listed no call at all (200, empty). The
+    answer is the calls page with the reason (it was the reason alone, as plain text)."""
     client.force_login(supervisor)
-    response = client.get("/calls/", {"status": "bogus"})
+    response = client.get("/calls/", {"status": "bogus", "q": "+1415"})
     assert response.status_code == 400
-    assert response.content.decode() == (
-        "status must be one of: received, awaiting_recording, no_recording, transcribing, "
-        "transcribed, analysed, synced, failed."
-    )
+    html = response.content.decode()
+    assert "<title>Calls · " in html
+    assert (
+        '<p class="form-error" role="alert">status must be one of: received, '
+        "awaiting_recording, no_recording, transcribing, transcribed, analysed, synced, "
+        "failed.</p>"
+    ) in html
+    assert 'name="q" value="+1415"' in html  # what was typed stays
+    assert f"/calls/{call.hash}/" not in html
     listed = client.get("/calls/", {"status": call.pipeline_status}).content.decode()
     assert f"/calls/{call.hash}/" in listed
+    assert f'<option value="{call.pipeline_status}" selected>' in listed
+
+
+def test_the_calls_list_searches_and_says_when_nothing_matches(client, supervisor, call):
+    """The list took ``q`` and ``status`` but the page had no field for either."""
+    client.force_login(supervisor)
+    page = client.get("/calls/").content.decode()
+    assert '<input type="search" name="q" value=""' in page
+    found = client.get("/calls/", {"q": call.contact_id[:8]}).content.decode()
+    assert f"/calls/{call.hash}/" in found
+    none = client.get("/calls/", {"q": "no-such-call"}).content.decode()
+    assert f"/calls/{call.hash}/" not in none
+    assert "No call matches this search." in none
+
+
+def test_the_calls_list_says_when_it_shows_only_the_newest(client, supervisor, monkeypatch):
+    from calls import views
+
+    monkeypatch.setattr(views, "CALL_LIST_LIMIT", 2)
+    for i in range(3):
+        Call.objects.create(contact_id=f"c-{i}", queue_name="Q")
+    client.force_login(supervisor)
+    page = client.get("/calls/").content.decode()
+    assert sum(f"/calls/{c.hash}/" in page for c in Call.objects.all()) == 2
+    assert "The newest 2 calls are shown; search by contact id or phone for older ones." in page
+    Call.objects.filter(contact_id="c-0").delete()
+    assert "The newest" not in client.get("/calls/").content.decode()

@@ -92,6 +92,10 @@ def test_panel_renders(rf, agent, decision):
     html = render_to_string("routing/panel.html", panel_context(request, decision.ticket), request)
     assert "Orders &amp; Delivery" in html
     assert "classify_issue" in html
+    # the override's fields are labelled and offer priorities by their labels
+    assert "<label>Team <select" in html
+    assert '<label>Priority <select name="priority"><option value="low" >Low</option>' in html
+    assert '<p class="form-error routing-error" role="alert" hidden></p>' in html
 
 
 def test_history_tool_lists_only_tickets_the_viewer_may_see(

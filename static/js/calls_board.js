@@ -17,6 +17,11 @@
       return date.toLocaleTimeString("en-GB", options);
     }
   }
+  // A state as the page writes it (support.text.words): "AfterContactWork" → "After contact work".
+  function words(code) {
+    const text = String(code || "").replace(/([a-z0-9])(?=[A-Z])/g, "$1 ").replace(/_/g, " ").trim();
+    return text.charAt(0).toUpperCase() + text.slice(1).toLowerCase();
+  }
   const seen = new Set();
   let lastId = null;
   function addAlert(ev) {
@@ -52,7 +57,7 @@
       row.firstChild.textContent = name;
       agents.appendChild(row);
     }
-    row.querySelector(".state").textContent = ev.state;
+    row.querySelector(".state").textContent = words(ev.state);
     const since = row.querySelector(".since");
     since.dataset.since = ev.since;
     since.textContent = clock(new Date(ev.since), true);

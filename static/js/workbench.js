@@ -189,6 +189,59 @@
     updateComposer();
   }
 
+  // --- refusals ---------------------------------------------------------------------
+  // htmx does not swap in a refused answer (400, 403, 404, 409): without this, a refused
+  // reply, status change or assignment did nothing visible at all. The reason is shown by
+  // the form that sent it (its own .form-error, else its card's, else one at the top of
+  // the page) and what was typed stays where it was.
+  function inForm(elt) { return Boolean(elt && elt.closest && elt.closest("form")); }
+
+  function errorBox(elt, create) {
+    var form = (elt && elt.closest && elt.closest("form")) || elt;
+    var box = form && form.querySelector ? form.querySelector(".form-error") : null;
+    if (!box && form && form.closest) {
+      var card = form.closest(".card, .composer");
+      if (card) box = card.querySelector(".form-error");
+    }
+    if (!box) box = document.getElementById("page-error");
+    if (!box && create) {
+      box = document.createElement("p");
+      box.id = "page-error";
+      box.className = "form-error";
+      box.setAttribute("role", "alert");
+      var main = document.getElementById("main");
+      main.insertBefore(box, main.firstChild);
+    }
+    return box;
+  }
+
+  function showError(elt, text) {
+    var box = errorBox(elt, true);
+    box.textContent = text;
+    box.hidden = false;
+  }
+
+  document.addEventListener("htmx:responseError", function (e) {
+    var xhr = e.detail.xhr;
+    var type = xhr.getResponseHeader("Content-Type") || "";
+    // the views answer htmx with the reason as plain text; anything else (a whole page)
+    // is not shown raw
+    var text = type.indexOf("text/plain") === 0 && xhr.responseText ? xhr.responseText
+      : (inForm(e.detail.elt) ? "Not saved" : "The page could not be updated") +
+        " (the server answered " + xhr.status + "). Reload the page and try again.";
+    showError(e.detail.elt, text);
+  });
+  document.addEventListener("htmx:sendError", function (e) {
+    showError(e.detail.elt, inForm(e.detail.elt)
+      ? "Could not reach the server: nothing was saved. Check the connection and try again."
+      : "Could not reach the server to update the page. Check the connection.");
+  });
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (!inForm(e.detail.elt)) return;  // a live refresh leaves a refusal in view
+    var box = errorBox(e.detail.elt, false);  // a new try clears the last one
+    if (box) { box.hidden = true; box.textContent = ""; }
+  });
+
   // --- inbox: selection and bulk ---------------------------------------------------
   var cursor = -1;
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.text import sentences_of
+from support.text import sentences_of, words
 
 
 def test_a_title_or_an_initial_does_not_end_a_sentence() -> None:
@@ -43,3 +43,20 @@ def test_without_capitalised_any_full_stop_and_space_cuts() -> None:
 def test_empty_and_blank_text_have_no_sentence() -> None:
     assert sentences_of("") == []
     assert sentences_of("  \n ") == []
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("INBOUND", "Inbound"),
+        ("QUEUE_TRANSFER", "Queue transfer"),
+        ("data_automation", "Data automation"),
+        ("AfterContactWork", "After contact work"),
+        ("Available", "Available"),
+        ("NEUTRAL", "Neutral"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_words_turns_a_code_into_words(code: object, expected: str) -> None:
+    assert words(code) == expected

@@ -7,15 +7,17 @@ import json
 import threading
 import urllib.error
 import urllib.request
+import uuid
 from typing import Any
 
 import pytest
 
+from routing.models import RoutingDecision, RoutingFeedback
 from support.models import OutboxEvent
 from support.services import api_key_create
 from tests.e2e.conftest import ARTIFACTS
 from tickets import services
-from tickets.models import Message, Ticket
+from tickets.models import MESSAGE_BODY_MAX_CHARS, Message, Team, Ticket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -151,6 +153,71 @@ def test_internal_note_is_never_sent_outbound(page, agent, customer):
     assert [(t, p["kind"], p["delivery_status"]) for t, p in events] == [
         ("message.created", "internal_note", "")
     ]
+
+
+def test_a_refused_reply_says_why_by_the_composer_and_keeps_the_text(page, agent, customer):
+    """htmx swaps nothing in for a 4xx: a refused reply (or status change, assignment…)
+    did nothing visible at all. Now the reason shows by the form that sent it, the text
+    typed stays, and the next try clears it."""
+    ticket = _call(services.ticket_create, customer=customer, subject="Long story", body="b")
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    too_long = MESSAGE_BODY_MAX_CHARS + 1
+    page.evaluate(
+        "n => { document.getElementById('composer-body').value = 'x'.repeat(n); }", too_long
+    )
+    page.click("#composer-send")
+    error = page.locator("#composer .form-error")
+    error.wait_for(state="visible")
+    assert error.text_content() == (
+        f"body: at most {MESSAGE_BODY_MAX_CHARS} characters (this one has {too_long})."
+    )
+    assert error.get_attribute("role") == "alert"
+    assert len(page.input_value("#composer-body")) == too_long
+    page.fill("#composer-body", "The short version.")
+    page.click("#composer-send")
+    page.locator("li.entry-public", has_text="The short version.").wait_for()
+    assert error.is_hidden()
+    assert page.input_value("#composer-body") == ""
+    assert list(ticket.messages.values_list("body_text", flat=True).order_by("id")) == [
+        "b",
+        "The short version.",
+    ]
+
+
+def test_a_refused_routing_verdict_says_why_in_the_panel(page, agent, customer):
+    """The panel's script showed the API's error as raw JSON in an alert box."""
+    ticket = _call(services.ticket_create, customer=customer, subject="Where is it", body="?")
+    team = Team.objects.create(slug="billing", name="Billing")
+    RoutingDecision.objects.create(
+        ticket=ticket,
+        team=team,
+        team_slug=team.slug,
+        priority="normal",
+        confidence=0.5,
+        provider="local",
+        correlation_id=uuid.uuid4(),
+    )
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    # the decision replaced since the page was drawn
+    page.evaluate(
+        "document.querySelectorAll('form.routing-verdict [name=decision_id]')"
+        ".forEach(i => { i.value = '999999'; })"
+    )
+    page.click("form.routing-verdict button:has-text('Override')")
+    error = page.locator(".routing-panel .routing-error")
+    error.wait_for(state="visible")
+    assert error.text_content() == f"decision_id: no routing decision 999999 on {ticket.number}."
+    assert dialogs == []
+    assert not RoutingFeedback.objects.exists()
 
 
 def test_merge_moves_timeline_and_old_number_redirects(page, agent, customer):

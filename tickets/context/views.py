@@ -45,7 +45,10 @@ def feedback_page(request: HttpRequest, token: str) -> HttpResponse:
                 via_link=True,
             )
         except ApplicationError as exc:
-            context["error"] = exc.message
+            # the page again, with what the customer chose and wrote (it came back empty)
+            context.update(
+                {"error": exc.message, "rating": raw, "comment": request.POST.get("comment", "")}
+            )
             return render(request, TEMPLATE, context, status=400)
         context["thanks"] = True
     return render(request, TEMPLATE, context)

@@ -374,14 +374,35 @@ def ticket_allowed_statuses(ticket: Ticket) -> frozenset[str]:
     return ALLOWED_TRANSITIONS[ticket.status]
 
 
+#: Stored values shown by their labels on the timeline ("Status: Open → Resolved", not
+#: "status: open → resolved"); the entry's metadata and the ``ticket.updated`` event keep
+#: the values themselves.
+_CHANGE_CHOICES: dict[str, dict[str, str]] = {
+    "status": dict(TicketStatus.choices),
+    "priority": dict(Priority.choices),
+}
+
+
+def _change_value(field: str, value: Any) -> str:
+    """One side of a change as people read it: a choice's label, yes / no, a list
+    comma-separated (a Python list's repr before), "—" for nothing."""
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return _CHANGE_CHOICES.get(field, {}).get(value, str(value))
+
+
 def _describe_changes(changes: dict[str, list[Any]], reason: str) -> str:
-    parts = []
-    for field, (old, new) in changes.items():
-        label = field.replace("_", " ")
-        parts.append(
-            f"{label}: {old if old not in (None, '', []) else '—'} → "
-            f"{new if new not in (None, '', []) else '—'}"
-        )
+    """The timeline's text for a change: "Status: Open → Resolved; Priority: Normal →
+    High" (and the reason in brackets)."""
+    parts = [
+        f"{field.replace('_', ' ').capitalize()}: "
+        f"{_change_value(field, old)} → {_change_value(field, new)}"
+        for field, (old, new) in changes.items()
+    ]
     text = "; ".join(parts)
     return f"{text} ({reason})" if reason else text
 

@@ -9,7 +9,8 @@ from django import template
 from django.utils import timezone
 from django.utils.html import format_html
 
-from support.text import readable_time
+from support.text import readable_time, words
+from tickets.models import Channel
 
 register = template.Library()
 
@@ -29,6 +30,24 @@ CHANNEL_ICONS = {
 @register.filter
 def channel_icon(channel: str) -> str:
     return CHANNEL_ICONS.get(channel, "?")
+
+
+_CHANNEL_LABELS = dict(Channel.choices)
+
+
+@register.filter
+def channel_label(channel: str) -> str:
+    """A channel as the inbox names it ("Web chat"), for data that carries the value
+    ("webchat": the customer-context panel's interactions)."""
+    return str(_CHANNEL_LABELS.get(channel) or words(channel))
+
+
+@register.filter
+def interaction_kind(kind: str) -> str:
+    """An interaction's kind by its label ("Customer message", not "message")."""
+    from tickets.context.models import InteractionKind
+
+    return str(dict(InteractionKind.choices).get(kind) or words(kind))
 
 
 @register.filter

@@ -40,6 +40,23 @@ def test_ticket_create_writes_ticket_first_message_and_events(customer):
     assert Ticket.objects.filter(search_vector="password").count() == 1
 
 
+def test_timeline_entries_read_as_words_not_stored_values(customer, agent):
+    """Before: "tags: ['a'] → ['a', 'b']" and "needs review: False → True" (a Python
+    list's repr and booleans) on the agents' timeline."""
+    ticket = services.ticket_create(customer=customer, subject="s", body="b", tags=["a"])
+    services.ticket_update(ticket=ticket, actor=agent, tags=["a", "b"], needs_review=True)
+    services.ticket_update(ticket=ticket, actor=agent, tags=[], reason="cleanup")
+    notes = Message.objects.filter(ticket=ticket, kind="system").order_by("id")
+    assert [n.body_text for n in notes] == [
+        "Needs review: no → yes; Tags: a → a, b",
+        "Tags: a, b → — (cleanup)",
+    ]
+    assert notes[0].metadata["changes"] == {
+        "needs_review": [False, True],
+        "tags": [["a"], ["a", "b"]],
+    }
+
+
 def test_ticket_create_requires_subject(customer):
     with pytest.raises(InvalidInput):
         services.ticket_create(customer=customer, subject="  ")
@@ -54,7 +71,8 @@ def test_ticket_update_follows_transitions_and_logs_system_entry(customer, agent
     assert (ticket.status, ticket.priority) == ("resolved", "high")
     assert ticket.resolved_at is not None
     system = Message.objects.get(ticket=ticket, kind="system")
-    assert "status: new → resolved" in system.body_text
+    # the choices' labels, as people read them (the raw values are in the event)
+    assert system.body_text == "Status: New → Resolved; Priority: Normal → High"
     assert system.author_user == agent
     updated = OutboxEvent.objects.get(event_type="ticket.updated")
     assert updated.payload["changes"] == {

@@ -129,6 +129,9 @@ def test_ticket_page_shows_the_targets(agent_web, customer, policy, agent):
     services.message_add(ticket=ticket, body="On it", author_user=agent)
     html = agent_web.get(f"/tickets/{ticket.number}/").content.decode()
     assert "<dt>First response</dt><dd>Missed · sent" in html
+    services.ticket_update(ticket=ticket, status="resolved")
+    html = agent_web.get(f"/tickets/{ticket.number}/").content.decode()
+    assert "<dt>SLA</dt><dd>High 1h</dd>" in html  # no clock left to show ("High 1h —" before)
 
 
 def test_agents_cannot_edit_policies_supervisors_can(client, agent, supervisor, policy):

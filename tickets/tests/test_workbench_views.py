@@ -88,6 +88,55 @@ def test_sign_in_page_renders_and_signs_in(client, agent):
     assert response["Location"] == "/start/"  # the landing page: "Mine" or "Unassigned"
 
 
+def test_a_failed_sign_in_keeps_the_username(client, agent):
+    """The form came back empty: the username had to be typed again."""
+    page = client.post("/accounts/login/", {"username": "agent", "password": "wrong"})
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "didn't match" in html
+    assert 'name="username" value="agent" autocomplete="username" required>' in html
+    assert 'autocomplete="current-password" required autofocus>' in html  # the password next
+
+
+def test_sign_out_by_address_shows_the_button_not_a_blank_page(client, agent):
+    """GET /accounts/logout/ (typed or bookmarked) was an empty 405 page."""
+    client.force_login(agent)
+    page = client.get("/accounts/logout/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "You are signed in as agent." in html
+    assert '<form method="post" action="/accounts/logout/">' in html
+    assert "_auth_user_id" in client.session  # a GET signs nobody out
+    assert client.post("/accounts/logout/").status_code == 302
+    assert "_auth_user_id" not in client.session
+    assert "You are signed out" in client.get("/accounts/logout/").content.decode()
+
+
+def test_error_pages_django_renders_without_a_request_look_like_the_site(rf):
+    """500, 400 and a refused CSRF token were Django's bare pages ("Server Error (500)",
+    "Bad Request (400)", and the CSRF page's explanation for developers)."""
+    from django.core.exceptions import SuspiciousOperation
+    from django.views import defaults
+
+    error = defaults.server_error(rf.get("/"))
+    assert error.status_code == 500
+    assert '<h1 id="error-title">Something went wrong</h1>' in error.content.decode()
+    assert "/css/app" in error.content.decode()
+    bad = defaults.bad_request(rf.get("/"), SuspiciousOperation("x"))
+    assert bad.status_code == 400
+    assert '<h1 id="error-title">Bad request</h1>' in bad.content.decode()
+
+
+def test_a_form_sent_without_its_csrf_token_says_what_to_do(agent):
+    client = DjangoClient(enforce_csrf_checks=True)
+    page = client.post("/accounts/login/", {"username": "agent", "password": "pw-for-tests-1"})
+    html = page.content.decode()
+    assert page.status_code == 403
+    assert '<h1 id="error-title">This form is out of date</h1>' in html
+    assert "reload the page and send the form again" in html
+    assert "CSRF verification failed" not in html
+
+
 def test_inbox_queries_do_not_grow_with_rows(agent_web, customer, django_assert_max_num_queries):
     _tickets(customer, 3)
     small = _count(agent_web, "/?view=all")
@@ -231,6 +280,21 @@ def test_the_last_allowed_inbox_page_offers_no_next_page(agent_web, customer, mo
     assert (len(last.tickets), last.has_next) == (1, False)  # page 3 would be refused
 
 
+def test_the_pager_says_previous_and_next_whatever_the_sort(agent_web, customer, monkeypatch):
+    """It said "← Newer" / "Older →", wrong under every sort but the newest first."""
+    from functools import partial
+
+    from tickets import selectors
+
+    _tickets(customer, 3)
+    monkeypatch.setattr(selectors, "inbox_page", partial(selectors.inbox_page, page_size=1))
+    html = agent_web.get("/?view=all&sort=oldest&page=2").content.decode()
+    assert 'rel="prev">← Previous</a>' in html
+    assert 'rel="next">Next →</a>' in html
+    assert "Newer" not in html
+    assert "Older" not in html
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [("status=bogus", "status"), ("priority=asap", "priority"), ("channel=fax", "channel")],
@@ -317,7 +381,8 @@ def test_reply_and_note_from_composer(agent_web, agent, customer):
     reply, note = Message.objects.filter(ticket=ticket, direction="outbound").order_by("id")
     assert (reply.kind, reply.delivery_status, reply.author_user) == ("public", "queued", agent)
     assert (note.kind, note.delivery_status) == ("internal_note", "")
-    assert agent_web.post(url, {"kind": "system", "body": "x"}).status_code == 400
+    refused = agent_web.post(url, {"kind": "system", "body": "x"}, HTTP_HX_REQUEST="true")
+    assert (refused.status_code, refused.content) == (400, b"kind must be public or internal_note.")
 
 
 def test_update_controls_and_agent_cannot_assign_others(agent_web, agent, other_agent, customer):
@@ -466,6 +531,99 @@ def test_bulk_with_an_unknown_value_is_refused_saying_so(agent_web, customer, ac
     said = [str(m) for m in page.context["messages"]]
     assert len(said) == 1
     assert said[0].startswith(says)
+
+
+PLAIN = "text/plain; charset=utf-8"
+
+
+def _said(client, url):
+    """The notes the page at ``url`` shows (the flash messages)."""
+    return [str(m) for m in client.get(url).context["messages"]]
+
+
+def test_refusals_answer_htmx_with_their_reason_as_plain_text(agent_web, other_agent, customer):
+    """workbench.js shows an htmx refusal's text by the form that sent it. A 403 was HTML
+    and a 404 the whole "Not found" page, which it cannot show as a reason."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    refused = agent_web.post(url, {"assignee": str(other_agent.pk)}, HTTP_HX_REQUEST="true")
+    assert (refused.status_code, refused["Content-Type"], refused.content.decode()) == (
+        403,
+        PLAIN,
+        "Only supervisors assign tickets to other people.",
+    )
+    gone = agent_web.get("/tickets/T-999999/live", HTTP_HX_REQUEST="true")
+    assert (gone.status_code, gone["Content-Type"], gone.content.decode()) == (
+        404,
+        PLAIN,
+        "No ticket 'T-999999'.",
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("team", "999999", "team: no team 999999."),
+        ("assignee", "999999", "assignee: no user '999999'."),
+        ("assignee", "abc", "assignee: no user 'abc'."),
+    ],
+)
+def test_an_unknown_team_or_user_in_the_controls_is_refused_saying_so(
+    agent_web, customer, field, value, says
+):
+    """A team deleted (or a user removed) since the page was drawn: the answer was the "Not
+    found" page, as if the ticket were gone."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    data = {field: value, "priority": "high"}
+    fragment = agent_web.post(url, data, HTTP_HX_REQUEST="true")
+    assert (fragment.status_code, fragment.content.decode()) == (400, says)
+    page_url = f"http://testserver/tickets/{ticket.number}/"
+    page = agent_web.post(url, data, HTTP_REFERER=page_url)
+    assert (page.status_code, page["Location"]) == (302, page_url)
+    assert _said(agent_web, page_url) == [says]
+    assert Ticket.objects.get(pk=ticket.pk).priority == "normal"  # all or nothing
+
+
+@pytest.mark.parametrize(
+    ("into", "says"),
+    [
+        ("", "Give the number of the ticket to merge into (e.g. T-000123)."),
+        ("  ", "Give the number of the ticket to merge into (e.g. T-000123)."),
+        ("T-999999", "No ticket 'T-999999' to merge into: check the number."),
+        ("hello", "No ticket 'hello' to merge into: check the number."),
+        ("hidden", "No ticket '{hidden}' to merge into: check the number."),
+    ],
+)
+def test_merge_into_a_mistyped_number_says_so_on_the_ticket(agent_web, customer, into, says):
+    """A typo in "Merge into another ticket" opened the "Not found" page; a ticket the
+    agent may not see reads like an unknown number (numbers do not leak)."""
+    [source] = _tickets(customer, 1)
+    [hidden] = _tickets(customer, 1, team=Team.objects.create(name="Hidden", slug="hidden"))
+    into = hidden.number if into == "hidden" else into
+    says = says.format(hidden=hidden.number)
+    url = reverse("ticket-merge", kwargs={"ref": source.number})
+    page_url = f"http://testserver/tickets/{source.number}/"
+    response = agent_web.post(url, {"into": into}, HTTP_REFERER=page_url)
+    assert (response.status_code, response["Location"]) == (302, page_url)
+    assert _said(agent_web, page_url) == [says]
+    assert Ticket.objects.filter(merged_into__isnull=False).count() == 0
+
+
+@pytest.mark.parametrize("ids", [[], ["abc"], ["\u00b2"]])
+def test_bulk_with_no_ticket_selected_says_so(agent_web, customer, ids):
+    """It said "0 ticket(s) updated." as a success."""
+    [ticket] = _tickets(customer, 1)
+    post = {"ids": ids, "action": "tag", "value": "x"}
+    fragment = agent_web.post("/tickets/bulk", post, HTTP_HX_REQUEST="true")
+    says = "Select at least one ticket (the boxes on the left), then apply."
+    assert (fragment.status_code, fragment.content.decode()) == (400, says)
+    response = agent_web.post("/tickets/bulk", post)
+    assert response.status_code == 302
+    assert _said(agent_web, response["Location"]) == [says]
+    unknown = agent_web.post("/tickets/bulk", {**post, "ids": [ticket.pk], "action": "zap"})
+    assert _said(agent_web, unknown["Location"]) == ["action must be assign, status or tag."]
+    assert not ticket.tags.filter(name="x").exists()
 
 
 def test_back_after_a_form_is_the_referer_only_on_this_site(agent_web, customer):
@@ -792,5 +950,5 @@ def test_admin_unassign_action_works_outside_a_request_transaction(supervisor_we
     )
     assert response.status_code == 302
     assert list(Ticket.objects.values_list("assignee_id", flat=True)) == [None, None]
-    notes = Message.objects.filter(kind="system", body_text=f"assignee: {agent.username} → —")
+    notes = Message.objects.filter(kind="system", body_text=f"Assignee: {agent.username} → —")
     assert notes.count() == 2

@@ -189,8 +189,9 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
                 f"{posted:%H:%M}",
                 f"{posted + timedelta(minutes=1):%H:%M}",
             }, raised
+            # the state as words, as the page renders it (support.text.words)
             expect(page.locator('#agents tr[data-agent="jdoe"] .state')).to_have_text(
-                "AfterContactWork"
+                "After contact work"
             )
             since = page.locator('#agents tr[data-agent="jdoe"] .since')
             started = datetime.fromisoformat(since.get_attribute("data-since") or "")

@@ -33,7 +33,7 @@
           method: "POST", credentials: "same-origin",
           headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
           body: JSON.stringify({helpful: fb.dataset.helpful === "true"})
-        }).then(function (r) { if (r.ok) { fb.classList.add("kb-feedback-sent"); } });
+        }).then(function (r) { if (r.ok) { fb.classList.add("kb-feedback-sent"); fb.setAttribute("aria-pressed", "true"); } });
       }
     });
   }

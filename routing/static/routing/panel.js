@@ -1,6 +1,7 @@
-/* Routing panel: Accept / Override post JSON to the routing API, then reload the page.
- * A static file (no inline script): the workbench's Content-Security-Policy forbids inline
- * scripts. */
+/* Routing panel: Accept / Override post JSON to the routing API, then reload the page; a
+ * refusal's reason (the API's error message) is shown in the panel (it was the raw JSON in
+ * an alert box). A static file (no inline script): the workbench's Content-Security-Policy
+ * forbids inline scripts. */
 (function () {
   "use strict";
   document.querySelectorAll("form.routing-verdict[data-json]").forEach(function (form) {
@@ -11,8 +12,17 @@
       var data = Object.fromEntries(new FormData(form));
       var token = data.csrfmiddlewaretoken; delete data.csrfmiddlewaretoken;
       if (data.decision_id) data.decision_id = parseInt(data.decision_id, 10);
+      var box = form.closest(".routing-panel").querySelector(".routing-error");
+      function refused(text) { box.textContent = text; box.hidden = false; }
+      box.hidden = true;
       fetch(form.action, {method: "POST", headers: {"Content-Type": "application/json", "X-CSRFToken": token}, body: JSON.stringify(data), credentials: "same-origin"})
-        .then(function (r) { if (r.ok) { window.location.reload(); } else { r.text().then(alert); } });
+        .then(function (r) {
+          if (r.ok) { window.location.reload(); return; }
+          return r.json().then(function (body) {
+            var err = body && body.error;
+            refused((err && err.message) || ("Not saved (the server answered " + r.status + ")."));
+          }, function () { refused("Not saved (the server answered " + r.status + "). Reload the page and try again."); });
+        }, function () { refused("Could not reach the server: nothing was saved. Check the connection and try again."); });
     });
   });
 })();

@@ -308,6 +308,24 @@ def test_feedback_page_via_signed_link(client, customer):
     assert client.get("/feedback/forged").status_code == 403
 
 
+def test_a_refused_feedback_answer_keeps_what_the_customer_chose_and_wrote(client, customer):
+    """The page came back with the rating unchosen and the comment box empty."""
+    ticket = _resolved_ticket(customer)
+    url = f"/feedback/{services.feedback_token_make(ticket)}"
+    refused = client.post(url, {"rating": "9", "comment": "The <b>app</b> kept crashing"})
+    assert refused.status_code == 400
+    html = refused.content.decode()
+    assert '<p class="form-error" role="alert">' in html
+    assert (
+        '<textarea id="comment" name="comment" rows="4" maxlength="5000">'
+        "The &lt;b&gt;app&lt;/b&gt; kept crashing</textarea>"
+    ) in html
+    assert " checked>" not in html  # 9 is none of the five
+    again = client.post(url, {"rating": "abc", "comment": ""}).content.decode()
+    assert " checked>" not in again
+    assert not CsatFeedback.objects.exists()
+
+
 def test_feedback_page_is_rate_limited_per_ip(
     client, customer, settings, django_capture_on_commit_callbacks
 ):

@@ -24,6 +24,14 @@ def test_customer_context_panel_is_registered_and_renders(customer, agent):
         ),
     )
     ticket = core.ticket_create(customer=customer, subject="Payment failed")
+    services.interaction_record(
+        customer_id=customer.pk,
+        source_key="chat-1",
+        channel="webchat",
+        kind="message",
+        occurred_at=timezone.now(),
+        summary="Where is my refund",
+    )
     request = RequestFactory().get("/")
     request.user = agent
     html = render_to_string(panel.template, panel.context(request, ticket), request=request)
@@ -32,6 +40,9 @@ def test_customer_context_panel_is_registered_and_renders(customer, agent):
     assert "ada@example.com" not in html
     assert "<dt>Tickets</dt><dd>1 open / 1</dd>" in html
     assert "ORD-55" in html
+    # stored values as people read them ("failed", "webchat · message" before)
+    assert '<span class="badge order-failed">Failed</span>' in html
+    assert " · Web chat · Customer message</small>" in html
     assert "Churn risk: low" in html
     assert "1 failed or cancelled order in 90 days." in html
     assert html.count('class="bar empty"') == 12
