@@ -417,3 +417,73 @@ def test_a_record_still_received_is_applied_again_when_sent_again(
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         services.call_events_intake(body=body)
     assert callbacks == []  # processed: nothing scheduled again
+
+
+def on_event_bus(detail_type: str, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as an EventBridge rule's API destination posts it: the bus's envelope,
+    with a detail-type the publisher chose (Connect itself publishes no CTR on a bus)."""
+    return {
+        "version": "0",
+        "id": f"bus-{detail_type.replace(' ', '-').lower()}",
+        "detail-type": detail_type,
+        "source": "buddie.connect",
+        "account": "123456789012",
+        "time": "2026-11-20T10:12:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": record,
+    }
+
+
+def test_connect_records_published_on_an_event_bus_are_the_records_they_carry(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    """Seed 002: "CTR event published to EventBridge". Connect streams contact trace
+    records and agent events to Kinesis; a bridge that publishes them on an EventBridge bus
+    wraps each in the bus's envelope under a detail-type of its own, and the rule's API
+    destination posts that here. Before: 400 "Unknown EventBridge detail-type" and the call
+    never recorded. Each is the record it carries, under the same key as from the stream,
+    so one that also comes from the stream is a duplicate."""
+    from calls.models import AgentStateEvent
+
+    ctr, agent = load("ctr_billing.json"), load("agent_state_acw.json")
+    body = [on_event_bus("Contact Trace Record", ctr), on_event_bus("Agent Event", agent)]
+    response = post_raw(integration_client, json.dumps(body), django_capture_on_commit_callbacks)
+    assert response.status_code == 202, response.content
+    assert response.json() == {"accepted": 2, "duplicates": 0, "errors": []}
+    assert sorted(CallEvent.objects.values_list("source", "external_id", "status")) == [
+        (EventSource.AGENT_EVENT, agent["EventId"], EventStatus.PROCESSED),
+        (
+            EventSource.CTR,
+            f"{ctr['ContactId']}:{ctr['LastUpdateTimestamp']}",
+            EventStatus.PROCESSED,
+        ),
+    ]
+    call = Call.objects.get()
+    assert (call.contact_id, call.queue_name, call.agent_username) == (
+        ctr["ContactId"],
+        "BillingQueue",
+        "jdoe",
+    )
+    assert call.raw == ctr
+    assert AgentStateEvent.objects.get().state == "AfterContactWork"
+    again = post_raw(
+        integration_client, json.dumps(kinesis(ctr, agent)), django_capture_on_commit_callbacks
+    )
+    assert again.json() == {"accepted": 0, "duplicates": 2, "errors": []}
+
+
+def test_a_record_on_an_event_bus_names_its_s3_objects_like_any_other(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    """The allow-list reads the record inside the envelope: a CTR naming another bucket is
+    refused whole, as from the stream."""
+    ctr = _ctr_recorded_at("s3://someone-elses-bucket/secret.wav")
+    response = post_raw(
+        integration_client,
+        json.dumps(on_event_bus("Contact Trace Record", ctr)),
+        django_capture_on_commit_callbacks,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "s3_location_not_allowed"
+    assert not CallEvent.objects.exists()
