@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 import pytest
 
 from calls.models import Call, CallEvent, EventSource, EventStatus
-from calls.tests.conftest import load
+from calls.tests.conftest import kinesis, load, on_event_bus
 
 pytestmark = pytest.mark.django_db
 
@@ -17,29 +16,6 @@ pytestmark = pytest.mark.django_db
 def post_raw(client: Any, raw: str, capture: Any) -> Any:
     with capture(execute=True):
         return client.post("/api/calls/events", data=raw, content_type="application/json")
-
-
-def kinesis(*records: Any) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": "1",
-                    "sequenceNumber": f"4959033022767391722317744727084645658{i}",
-                    "data": base64.b64encode(json.dumps(r).encode()).decode(),
-                    "approximateArrivalTimestamp": 1732550400.123,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"shardId-000000000000:4959033022767391722317744727084645658{i}",
-                "eventName": "aws:kinesis:record",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/connect-ctr",
-            }
-            for i, r in enumerate(records)
-        ]
-    }
 
 
 def test_kinesis_batch_with_one_bad_record(
@@ -417,22 +393,6 @@ def test_a_record_still_received_is_applied_again_when_sent_again(
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         services.call_events_intake(body=body)
     assert callbacks == []  # processed: nothing scheduled again
-
-
-def on_event_bus(detail_type: str, record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` as an EventBridge rule's API destination posts it: the bus's envelope,
-    with a detail-type the publisher chose (Connect itself publishes no CTR on a bus)."""
-    return {
-        "version": "0",
-        "id": f"bus-{detail_type.replace(' ', '-').lower()}",
-        "detail-type": detail_type,
-        "source": "buddie.connect",
-        "account": "123456789012",
-        "time": "2026-11-20T10:12:00Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": record,
-    }
 
 
 def test_connect_records_published_on_an_event_bus_are_the_records_they_carry(
