@@ -514,3 +514,20 @@ def test_the_processes_run_in_private_subnets_behind_security_groups() -> None:
     assert all("CidrIp" not in rule for rule in prop("DataSecurityGroup")["SecurityGroupIngress"])
     assert "SecurityGroupIngress" not in prop("WorkerSecurityGroup")
     assert prop("Database")["PubliclyAccessible"] is False
+
+
+def test_the_call_buckets_expire_old_versions_and_abandoned_uploads() -> None:
+    """ "S3 lifecycle policies" (cost) beside "S3 versioning enabled" (recovery): the
+    recordings and results buckets keep every object, and a replaced or deleted one's old
+    version for 90 days (as the knowledge bucket), then let it go; an upload left half
+    done is cleaned up after 7 days. How long recordings themselves are kept is the
+    operator's decision (docs/calls.md, "Personal data")."""
+    from tests.test_deploy import prop
+
+    for bucket in ("RecordingsBucket", "CallsOutputBucket"):
+        (rule,) = prop(bucket)["LifecycleConfiguration"]["Rules"]
+        assert rule["Status"] == "Enabled", bucket
+        assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 90}, bucket
+        assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}, bucket
+        assert "ExpirationInDays" not in rule, bucket  # current objects are kept
+        assert "Transitions" not in rule, bucket
