@@ -168,6 +168,14 @@ def expand(body: Any) -> list[dict[str, Any] | RecordError]:
     return [body]
 
 
+def _is_contact_trace_record(record: dict[str, Any]) -> bool:
+    return "ContactId" in record or "AWSContactTraceRecordFormatVersion" in record
+
+
+def _is_agent_event(record: dict[str, Any]) -> bool:
+    return "EventType" in record and ("AgentARN" in record or "CurrentAgentSnapshot" in record)
+
+
 def classify(record: dict[str, Any]) -> Classified:
     """Recognise one record; raises RecordError for bad or unknown ones."""
     detail_type = record.get("detail-type")
@@ -195,6 +203,15 @@ def classify(record: dict[str, Any]) -> Classified:
             raise RecordError("S3 event without detail.object.key.")
         return Classified(EventSource.S3, str(record.get("id") or key), "", record)
     if detail_type is not None:
+        carried = record.get("detail")
+        if isinstance(carried, dict) and (
+            _is_contact_trace_record(carried) or _is_agent_event(carried)
+        ):
+            # Connect streams these to Kinesis only; a bridge that publishes them on an
+            # EventBridge bus (seed 002: "CTR event published to EventBridge") wraps each
+            # under a detail-type of its own. The record is what it carries, under the same
+            # key as from the stream (so one that comes both ways is applied once).
+            return classify(carried)
         raise RecordError(f"Unknown EventBridge detail-type {detail_type!r}.")
     records = record.get("Records")
     if (
@@ -214,7 +231,7 @@ def classify(record: dict[str, Any]) -> Classified:
             raise RecordError("S3 notification without Records[0].s3.object.key.")
         etag = str((s3.get("object") or {}).get("eTag") or "")
         return Classified(EventSource.S3, f"{key}:{etag}", "", record)
-    if "EventType" in record and ("AgentARN" in record or "CurrentAgentSnapshot" in record):
+    if _is_agent_event(record):
         event_type = str(record["EventType"])
         if event_type not in AGENT_EVENT_TYPES:
             raise RecordError(f"Unknown agent EventType {event_type!r}.")
@@ -230,7 +247,7 @@ def classify(record: dict[str, Any]) -> Classified:
         if not audio.startswith("s3://"):
             raise RecordError("Recording notification needs audioS3Uri as s3://bucket/key.")
         return Classified(EventSource.RECORDING, call_id, call_id, record)
-    if "ContactId" in record or "AWSContactTraceRecordFormatVersion" in record:
+    if _is_contact_trace_record(record):
         contact_id = contact_id_text(record.get("ContactId"), "ContactId")
         if not contact_id:
             raise RecordError("Contact trace record without ContactId.")

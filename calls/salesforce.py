@@ -9,6 +9,8 @@ records). The delivery engine records every attempt.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from typing import Any
 from urllib.parse import quote
@@ -61,9 +63,24 @@ def _error(response: requests.Response) -> tuple[str, str]:
     return "", str(body)[:300]
 
 
+_pool = threading.local()
+
+
+def _pooled_session() -> requests.Session:
+    """This thread's session, kept between sends so its connection pool reuses the TLS
+    connection to Salesforce (seed 002: "connection pooling for Salesforce"): one per
+    thread (a session is not shared across threads) and per process (a forked worker
+    makes its own; a connection is never shared across a fork)."""
+    pid = os.getpid()
+    if getattr(_pool, "pid", None) != pid:
+        _pool.session, _pool.pid = requests.Session(), pid
+    session: requests.Session = _pool.session
+    return session
+
+
 class SalesforceClient:
     def __init__(self, session: requests.Session | None = None) -> None:
-        self.session = session or requests.Session()
+        self.session = session or _pooled_session()
         self.timeout = settings.SALESFORCE_TIMEOUT
 
     # --- OAuth --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from calls.models import (
     Alert,
     Call,
     CallAnalytics,
+    Escalation,
     PipelineStatus,
     QueueTeam,
     contact_hash,
@@ -21,19 +22,24 @@ from calls.models import (
 from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
 from tickets.context.privacy import customer_redaction_names
-from tickets.models import Customer, Team, format_ticket_number
-from tickets.selectors import user_team_ids, visible_ticket_ids
+from tickets.models import Customer, Team, Ticket, format_ticket_number
+from tickets.selectors import ticket_visibility_q, user_team_ids, visible_ticket_ids
 
 
 def call_visibility_q(user: Any, *, prefix: str = "") -> Q:
     """Which calls a user may see: supervisors all; agents the calls whose queue maps to
-    one of their teams (:class:`~calls.models.QueueTeam`). Calls of unmapped queues, or
-    with no queue, are for supervisors only. ``prefix`` is the path to the call from the
+    one of their teams (:class:`~calls.models.QueueTeam`), and the calls one of whose
+    escalation tickets they may see (the ticket links to the call page, where whoever
+    follows an IVR failure up reads the journey). Other calls of unmapped queues, or with
+    no queue, are for supervisors only. ``prefix`` is the path to the call from the
     queried model (``"call__"`` for analytics)."""
     if is_supervisor(user):
         return Q()
     queues = QueueTeam.objects.filter(team_id__in=user_team_ids(user)).values("queue_name")
-    return Q(**{f"{prefix}queue_name__in": queues})
+    escalated = Escalation.objects.filter(
+        ticket__in=Ticket.objects.filter(ticket_visibility_q(user)).values("pk")
+    ).values("call_id")
+    return Q(**{f"{prefix}queue_name__in": queues}) | Q(**{f"{prefix}pk__in": escalated})
 
 
 _HASH = re.compile(r"[0-9a-f]{32}")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,43 @@ def place_result(contact_id: str, name: str, doc: Any) -> None:
     from django.core.files.storage import default_storage
 
     default_storage.save(f"calls/results/{contact_id}/{name}", ContentFile(json.dumps(doc)))
+
+
+def kinesis(*records: Any) -> dict[str, Any]:
+    """``records`` as a Kinesis batch reaches a Lambda (and the forwarder posts it on)."""
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": "1",
+                    "sequenceNumber": f"4959033022767391722317744727084645658{i}",
+                    "data": base64.b64encode(json.dumps(r).encode()).decode(),
+                    "approximateArrivalTimestamp": 1732550400.123,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"shardId-000000000000:4959033022767391722317744727084645658{i}",
+                "eventName": "aws:kinesis:record",
+                "awsRegion": "us-east-1",
+                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/connect-ctr",
+            }
+            for i, r in enumerate(records)
+        ]
+    }
+
+
+def on_event_bus(detail_type: str, record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` as an EventBridge rule's API destination posts it: the bus's envelope,
+    with a detail-type the publisher chose (Connect itself publishes no CTR on a bus)."""
+    return {
+        "version": "0",
+        "id": f"bus-{detail_type.replace(' ', '-').lower()}",
+        "detail-type": detail_type,
+        "source": "buddie.connect",
+        "account": "123456789012",
+        "time": "2026-11-20T10:12:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": record,
+    }

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 import pytest
 
 from calls.models import Call, CallEvent, EventSource, EventStatus
-from calls.tests.conftest import load
+from calls.tests.conftest import kinesis, load, on_event_bus
 
 pytestmark = pytest.mark.django_db
 
@@ -17,29 +16,6 @@ pytestmark = pytest.mark.django_db
 def post_raw(client: Any, raw: str, capture: Any) -> Any:
     with capture(execute=True):
         return client.post("/api/calls/events", data=raw, content_type="application/json")
-
-
-def kinesis(*records: Any) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": "1",
-                    "sequenceNumber": f"4959033022767391722317744727084645658{i}",
-                    "data": base64.b64encode(json.dumps(r).encode()).decode(),
-                    "approximateArrivalTimestamp": 1732550400.123,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"shardId-000000000000:4959033022767391722317744727084645658{i}",
-                "eventName": "aws:kinesis:record",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/connect-ctr",
-            }
-            for i, r in enumerate(records)
-        ]
-    }
 
 
 def test_kinesis_batch_with_one_bad_record(
@@ -417,3 +393,57 @@ def test_a_record_still_received_is_applied_again_when_sent_again(
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         services.call_events_intake(body=body)
     assert callbacks == []  # processed: nothing scheduled again
+
+
+def test_connect_records_published_on_an_event_bus_are_the_records_they_carry(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    """Seed 002: "CTR event published to EventBridge". Connect streams contact trace
+    records and agent events to Kinesis; a bridge that publishes them on an EventBridge bus
+    wraps each in the bus's envelope under a detail-type of its own, and the rule's API
+    destination posts that here. Before: 400 "Unknown EventBridge detail-type" and the call
+    never recorded. Each is the record it carries, under the same key as from the stream,
+    so one that also comes from the stream is a duplicate."""
+    from calls.models import AgentStateEvent
+
+    ctr, agent = load("ctr_billing.json"), load("agent_state_acw.json")
+    body = [on_event_bus("Contact Trace Record", ctr), on_event_bus("Agent Event", agent)]
+    response = post_raw(integration_client, json.dumps(body), django_capture_on_commit_callbacks)
+    assert response.status_code == 202, response.content
+    assert response.json() == {"accepted": 2, "duplicates": 0, "errors": []}
+    assert sorted(CallEvent.objects.values_list("source", "external_id", "status")) == [
+        (EventSource.AGENT_EVENT, agent["EventId"], EventStatus.PROCESSED),
+        (
+            EventSource.CTR,
+            f"{ctr['ContactId']}:{ctr['LastUpdateTimestamp']}",
+            EventStatus.PROCESSED,
+        ),
+    ]
+    call = Call.objects.get()
+    assert (call.contact_id, call.queue_name, call.agent_username) == (
+        ctr["ContactId"],
+        "BillingQueue",
+        "jdoe",
+    )
+    assert call.raw == ctr
+    assert AgentStateEvent.objects.get().state == "AfterContactWork"
+    again = post_raw(
+        integration_client, json.dumps(kinesis(ctr, agent)), django_capture_on_commit_callbacks
+    )
+    assert again.json() == {"accepted": 0, "duplicates": 2, "errors": []}
+
+
+def test_a_record_on_an_event_bus_names_its_s3_objects_like_any_other(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    """The allow-list reads the record inside the envelope: a CTR naming another bucket is
+    refused whole, as from the stream."""
+    ctr = _ctr_recorded_at("s3://someone-elses-bucket/secret.wav")
+    response = post_raw(
+        integration_client,
+        json.dumps(on_event_bus("Contact Trace Record", ctr)),
+        django_capture_on_commit_callbacks,
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "s3_location_not_allowed"
+    assert not CallEvent.objects.exists()

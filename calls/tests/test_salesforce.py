@@ -321,3 +321,42 @@ def test_the_case_carries_no_card_number_name_or_phone_from_the_call(salesforce)
     ]
     assert leaked == [], delivery.payload
     assert "charged twice" in fields["Description"]  # the rest of the summary stays
+
+
+@responses.activate
+def test_deliveries_in_one_worker_share_one_connection_pool(salesforce, monkeypatch):
+    """Seed 002: "Connection pooling for Salesforce". Every send built a new
+    ``requests.Session``, so each record opened a new TLS connection to Salesforce; the
+    sends of one worker thread now go through one session (its connection pool), and
+    another thread has its own (a session is not shared across threads)."""
+    import threading
+
+    from calls.salesforce import SalesforceClient
+
+    used: list[requests.Session] = []
+    request = requests.Session.request
+
+    def spy(self: requests.Session, *args, **kwargs):  # type: ignore[no-untyped-def]
+        used.append(self)
+        return request(self, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", spy)
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    responses.patch(f"{SF_SOBJECTS}/Case/Support_Desk_Id__c/case%3Ac-1", status=201, json=CREATED)
+    responses.patch(f"{SF_SOBJECTS}/Case/Support_Desk_Id__c/case%3Ac-2", status=201, json=CREATED)
+    for contact in ("c-1", "c-2"):
+        delivery = services.salesforce_delivery_create(
+            key=f"case:{contact}",
+            sobject="Case",
+            call=Call.objects.create(contact_id=contact),
+            payload={"Subject": "Phone call"},
+        )
+        assert send(delivery).outcome == "success"
+    assert len(used) == 3  # the token, then two upserts
+    assert len({id(session) for session in used}) == 1
+    elsewhere: list[requests.Session] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(SalesforceClient().session))
+    thread.start()
+    thread.join()
+    assert SalesforceClient().session is used[0]
+    assert elsewhere[0] is not used[0]

@@ -193,3 +193,36 @@ def test_the_calls_list_says_when_it_shows_only_the_newest(client, supervisor, m
     assert "The newest 2 calls are shown; search by contact id or phone for older ones." in page
     Call.objects.filter(contact_id="c-0").delete()
     assert "The newest" not in client.get("/calls/").content.decode()
+
+
+def test_an_agent_who_sees_an_escalation_ticket_sees_its_call(
+    client, agent, other_agent, calls_settings, django_capture_on_commit_callbacks
+):
+    """Seed 002's IVR journey flow ends "Frontend displays journey timeline". A caller who
+    failed in the IVR never reached a queue, so the call was for supervisors only, while
+    its escalation ticket went to every agent (no team) with a link to the call page that
+    answered them 404: whoever followed the failure up never saw the journey. An agent who
+    may see one of a call's escalation tickets now sees the call; once routing moves the
+    ticket to another team, that team's agents do, and the others no longer."""
+    with django_capture_on_commit_callbacks(execute=True):
+        services.call_events_intake(body=json.dumps(load("ctr_ivr_failure.json")).encode())
+    call = Call.objects.get()
+    ticket = call.escalations.get().ticket
+    assert ticket is not None
+    assert (call.queue_name, ticket.team) == ("", None)
+    page = f"/calls/{call.hash}/"
+    assert page in ticket.messages.get().body_text
+    client.force_login(agent)
+    shown = client.get(page)
+    assert shown.status_code == 200
+    assert "Please enter your account number" in shown.content.decode()  # the journey
+    assert page in client.get("/calls/").content.decode()
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    elsewhere.members.add(other_agent)
+    Team.objects.create(name="Mine", slug="mine").members.add(agent)
+    ticket.team = elsewhere
+    ticket.save(update_fields=["team"])
+    assert client.get(page).status_code == 404
+    assert page not in client.get("/calls/").content.decode()
+    client.force_login(other_agent)
+    assert client.get(page).status_code == 200

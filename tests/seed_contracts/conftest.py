@@ -1,6 +1,7 @@
 """Shared pieces of the seed contract tests: an agent's API key (seed 004's "API Key"
 authentication; seed 001's clients send a JWT, the platform's equivalent is a session or a
-bearer token), a small knowledge base, and an analysed call."""
+bearer token), a small knowledge base, an analysed call, and (from calls/tests) the Connect
+forwarder's integration key and the calls and Salesforce settings (seed 002)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import pytest
 from rest_framework.test import APIClient
 
 from calls.models import Call, CallAnalytics, QueueTeam
+from calls.tests.conftest import (  # noqa: F401 - fixtures for seed 002's flows
+    calls_settings,
+    integration_client,
+    integration_key,
+    salesforce,
+)
 from knowledge.parsing import parse_jsonl
 from knowledge.services import documents_ingest, source_get_or_create
 from support.services import api_key_create
