@@ -70,7 +70,8 @@ def escalation_create(*, call: Call, kind: str, reason: str) -> Escalation:
         return Escalation.objects.get(call=call, kind=kind)
     body = (
         f"IVR failure ({kind}) on call {call.contact_id}.\n{reason}\n"
-        f"Caller: {call.customer_phone or 'unknown'}. Call page: {call_url(call)}"
+        f"Caller: {call.customer_phone or 'unknown'} (caller ID, not verified: confirm who "
+        f"is calling before discussing the account). Call page: {call_url(call)}"
     )
     ticket = ticket_create(
         customer=_caller(call),

@@ -226,3 +226,27 @@ def test_an_agent_who_sees_an_escalation_ticket_sees_its_call(
     assert page not in client.get("/calls/").content.decode()
     client.force_login(other_agent)
     assert client.get(page).status_code == 200
+
+
+def test_a_caller_matched_by_number_is_marked_unverified(
+    client, supervisor, calls_settings, django_capture_on_commit_callbacks
+):
+    """A call is linked to the customer whose phone is the caller's number, and caller ID
+    can be spoofed: the call page and the IVR-failure ticket said who was calling as if
+    known."""
+    from tickets.models import Customer
+
+    record = load("ctr_ivr_failure.json")
+    number = record["CustomerEndpoint"]["Address"]
+    known = Customer.objects.create(name="Dana Known", phone=number)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.call_events_intake(body=json.dumps(record).encode())
+    call = Call.objects.get()
+    assert call.customer == known
+    client.force_login(supervisor)
+    page = client.get(f"/calls/{call.hash}/").content.decode()
+    assert "caller Dana Known <span" in page
+    assert f"(by caller ID {number}, not verified)" in page
+    ticket = call.escalations.get().ticket
+    assert ticket is not None and ticket.customer == known
+    assert f"Caller: {number} (caller ID, not verified" in ticket.messages.get().body_text
