@@ -248,5 +248,6 @@ def test_a_caller_matched_by_number_is_marked_unverified(
     assert "caller Dana Known <span" in page
     assert f"(by caller ID {number}, not verified)" in page
     ticket = call.escalations.get().ticket
-    assert ticket is not None and ticket.customer == known
+    assert ticket is not None
+    assert ticket.customer == known
     assert f"Caller: {number} (caller ID, not verified" in ticket.messages.get().body_text
