@@ -57,7 +57,12 @@ from support.redis_client import get_redis
 from support.websockets import JsonConsumer
 from tickets.models import Ticket
 from tickets.online import agent_online_clear, agent_online_touch
-from tickets.selectors import ticket_visible_to, user_team_ids, visible_ticket_ids
+from tickets.selectors import (
+    ticket_visibility_check,
+    ticket_visible_to,
+    user_team_ids,
+    visible_ticket_ids,
+)
 
 REPLAY_LIMIT = 1000
 PRESENCE_TTL = 30  # seconds an entry lives without a heartbeat
@@ -455,16 +460,6 @@ class WorkbenchConsumer(JsonConsumer):
             {"type": "presence.message", "ticket_id": ticket_id, "agents": agents},
         )
 
-    def _visible(self, event: dict[str, Any], scope: Scope | None) -> bool:
-        """Whether a live event's ticket is visible to this user now: by ``scope``, the
-        ticket's current team and assignee (:class:`LiveBatch`), never by a late event's
-        own payload. Events with no ticket are for supervisors only."""
-        if event.get("ticket_id") is None or is_supervisor(self.user):
-            return is_supervisor(self.user)
-        return scope is not None and ticket_visible_to(
-            self.user, team_id=scope[0], assignee_id=scope[1]
-        )
-
     async def _recheck_access(self) -> bool:
         """Load the user's roles and teams again; False (and the socket closed) when it
         may no longer use the workbench. Presence on tickets it can no longer see ends."""
@@ -524,9 +519,18 @@ class WorkbenchConsumer(JsonConsumer):
         stale = time.monotonic() - self.access_checked_at >= recheck_after
         if stale and not await self._recheck_access():
             return False
+        # Whether an event's ticket is visible to the user now: by its scope, the
+        # ticket's current team and assignee (LiveBatch), never by a late event's own
+        # payload. Events with no ticket are for supervisors only.
+        supervisor = is_supervisor(self.user)
+        may_see = ticket_visibility_check(self.user)  # roles and teams read once
         for index in range(start, end):
             event = batch.events[index]
-            if not self._visible(event, batch.scopes[index]):
+            scope = batch.scopes[index]
+            if event.get("ticket_id") is None:
+                if not supervisor:
+                    continue
+            elif not supervisor and (scope is None or not may_see(*scope)):
                 continue
             refs = batch.merge_refs[index]
             if refs:  # merges are rare: the frame is this user's own
