@@ -205,7 +205,9 @@ def _ticket_scopes_query(ticket_ids: list[int]) -> dict[int, Scope]:
 # an event fanned out to 50 sockets costs at most one query here, not 50.
 SCOPE_TTL = 30.0
 _scope_cache: dict[int, tuple[float, Scope]] = {}
-_scope_inflight: dict[int, asyncio.Future[Scope | None]] = {}
+# Lookups running, by ticket: a task of their own, so a socket that goes away while it waits
+# does not cancel the lookup for the others.
+_scope_inflight: dict[int, asyncio.Future[dict[int, Scope]]] = {}
 
 
 # The newest event id this process has handed to its sockets. The relay delivers in id
@@ -228,12 +230,20 @@ def _scope_remember(event: dict[str, Any]) -> None:
             _scope_cache.clear()
 
 
+async def _ticket_scopes_fetch(ticket_ids: list[int]) -> dict[int, Scope]:
+    found = await _ticket_scopes_query(ticket_ids)
+    stamp = time.monotonic()
+    for ticket_id, scope in found.items():
+        _scope_cache[ticket_id] = (stamp, scope)
+    return found
+
+
 async def _ticket_scopes(ticket_ids: Iterable[int]) -> dict[int, Scope | None]:
     """Each ticket's current scope (None: no such ticket): from the cache while fresh, the
     rest in ONE query, which sockets asking for the same tickets meanwhile wait for
     instead of querying again."""
     scopes: dict[int, Scope | None] = {}
-    pending: dict[int, asyncio.Future[Scope | None]] = {}
+    waits: dict[int, asyncio.Future[dict[int, Scope]]] = {}
     missing: list[int] = []
     now = time.monotonic()
     for ticket_id in set(ticket_ids):
@@ -241,31 +251,22 @@ async def _ticket_scopes(ticket_ids: Iterable[int]) -> dict[int, Scope | None]:
         if cached is not None and now - cached[0] < SCOPE_TTL:
             scopes[ticket_id] = cached[1]
         elif ticket_id in _scope_inflight:
-            pending[ticket_id] = _scope_inflight[ticket_id]
+            waits[ticket_id] = _scope_inflight[ticket_id]
         else:
             missing.append(ticket_id)
     if missing:
-        loop = asyncio.get_running_loop()
-        mine = {ticket_id: loop.create_future() for ticket_id in missing}
-        _scope_inflight.update(mine)
-        try:
-            found = await _ticket_scopes_query(missing)
-            stamp = time.monotonic()
-            for ticket_id, future in mine.items():
-                scope = found.get(ticket_id)
-                if scope is not None:
-                    _scope_cache[ticket_id] = (stamp, scope)
-                scopes[ticket_id] = scope
-                future.set_result(scope)
-        except BaseException as exc:
-            for future in mine.values():
-                future.set_exception(exc)
-            raise
-        finally:
-            for ticket_id in missing:
-                del _scope_inflight[ticket_id]
-    for ticket_id, future in pending.items():
-        scopes[ticket_id] = await asyncio.shield(future)
+        lookup = asyncio.ensure_future(_ticket_scopes_fetch(missing))
+
+        def done(_: object, ids: list[int] = missing) -> None:
+            for ticket_id in ids:
+                if _scope_inflight.get(ticket_id) is lookup:
+                    del _scope_inflight[ticket_id]
+
+        lookup.add_done_callback(done)
+        for ticket_id in missing:
+            _scope_inflight[ticket_id] = waits[ticket_id] = lookup
+    for ticket_id, lookup_ in waits.items():
+        scopes[ticket_id] = (await asyncio.shield(lookup_)).get(ticket_id)
     return scopes
 
 
@@ -329,8 +330,9 @@ async def _live_batch_build(events: list[dict[str, Any]]) -> LiveBatch:
 
 
 # The batches being (or just) built, by their event ids: every socket of the process gets
-# the same batch, and the first to handle it builds it for all. Kept a few seconds (a
-# socket behind the others still finds it), at most LIVE_BATCHES_KEPT.
+# the same batch, and the first to handle it starts building it for all (in a task of its
+# own: a socket that goes away meanwhile does not cancel it for the others). Kept a few
+# seconds (a socket behind the others still finds it), at most LIVE_BATCHES_KEPT.
 LIVE_BATCH_TTL = 5.0
 LIVE_BATCHES_KEPT = 64
 _live_batches: dict[tuple[Any, ...], tuple[float, asyncio.Future[LiveBatch]]] = {}
@@ -340,21 +342,20 @@ async def _live_batch(events: list[dict[str, Any]]) -> LiveBatch:
     key = tuple(event.get("id") for event in events)
     now = time.monotonic()
     entry = _live_batches.get(key)
-    if entry is not None and now - entry[0] < LIVE_BATCH_TTL:
-        return await asyncio.shield(entry[1])
-    for old, (at, _) in list(_live_batches.items()):
-        if now - at >= LIVE_BATCH_TTL or len(_live_batches) >= LIVE_BATCHES_KEPT:
-            del _live_batches[old]
-    future: asyncio.Future[LiveBatch] = asyncio.get_running_loop().create_future()
-    _live_batches[key] = (now, future)
-    try:
-        batch = await _live_batch_build(events)
-    except BaseException as exc:
-        _live_batches.pop(key, None)
-        future.set_exception(exc)
-        raise
-    future.set_result(batch)
-    return batch
+    if entry is None or now - entry[0] >= LIVE_BATCH_TTL or entry[1].cancelled():
+        for old, (at, _) in list(_live_batches.items()):
+            if now - at >= LIVE_BATCH_TTL or len(_live_batches) >= LIVE_BATCHES_KEPT:
+                del _live_batches[old]
+        build = asyncio.ensure_future(_live_batch_build(events))
+
+        def failed(task: asyncio.Future[LiveBatch]) -> None:  # built again next time
+            broken = task.cancelled() or task.exception() is not None
+            if broken and _live_batches.get(key, (0.0, None))[1] is task:
+                del _live_batches[key]
+
+        build.add_done_callback(failed)
+        entry = _live_batches[key] = (now, build)
+    return await asyncio.shield(entry[1])
 
 
 def _presence_write(ticket_id: int, user: dict[str, Any], state: str) -> list[dict[str, Any]]:

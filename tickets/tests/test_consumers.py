@@ -530,3 +530,31 @@ async def test_an_access_change_inside_a_batch_applies_to_the_events_after_it(ag
 
     assert [m["event"] for m in await _drain(socket)] == first["events"]
     await socket.disconnect()
+
+
+async def test_a_batch_being_built_survives_the_socket_that_started_it(monkeypatch):
+    """The first socket to get a batch starts building it for every socket of the process;
+    if that socket goes away meanwhile (its handler cancelled), the others still get it."""
+    from tickets import consumers
+
+    for name in ("_scope_cache", "_scope_inflight", "_live_batches"):
+        monkeypatch.setattr(consumers, name, {})
+    monkeypatch.setattr(consumers, "_newest_event_id", 0)
+    answer = asyncio.Event()
+
+    async def slow_lookup(ticket_ids):
+        await answer.wait()
+        return {ticket_id: (None, None) for ticket_id in ticket_ids}
+
+    monkeypatch.setattr(consumers, "_ticket_scopes_query", slow_lookup)
+    events = [{"id": 7, "event_type": "message.created", "ticket_id": 3}]
+    first = asyncio.ensure_future(consumers._live_batch(events))
+    await asyncio.sleep(0.05)  # it started the build and waits for the lookup
+    second = asyncio.ensure_future(consumers._live_batch(events))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    answer.set()
+
+    batch = await asyncio.wait_for(second, 1)
+    assert batch.scopes == [(None, None)]
+    assert first.cancelled()
