@@ -112,12 +112,13 @@ class SocketClients:
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def collect(
-        self, expected: list[set[int]], timeout: float
+        self, expected: list[set[int]], timeout: float, quiet: float = 10
     ) -> list[tuple[dict[int, float], int]]:
         """Per socket: the first arrival (epoch seconds) of each ``message.created`` by
         message id, and how many such frames came in all; waits until every socket has
-        what ``expected`` says it should (or ``timeout``), then closes the sockets."""
-        self.conn.send(("expect", [sorted(e) for e in expected], timeout))
+        what ``expected`` says it should, or no frame came for ``quiet`` seconds (the rest
+        is not coming: dropped on the way), or ``timeout``; then closes the sockets."""
+        self.conn.send(("expect", [sorted(e) for e in expected], timeout, quiet))
         if not self.conn.poll(timeout + 30):
             raise RuntimeError("the bench's websockets did not answer")
         state, result = self.conn.recv()
@@ -170,7 +171,7 @@ async def _client(conn: Connection, port: int, cookies: list[str]) -> None:
         raise RuntimeError("a websocket closed before its ready frame")
     conn.send(("ready", None))
     loop = asyncio.get_running_loop()
-    _, expected_lists, timeout = await loop.run_in_executor(None, conn.recv)
+    _, expected_lists, timeout, quiet = await loop.run_in_executor(None, conn.recv)
     expected = [set(e) for e in expected_lists]
     received: list[dict[int, float]] = [{} for _ in cookies]
     counts = [0] * len(cookies)
@@ -186,7 +187,8 @@ async def _client(conn: Connection, port: int, cookies: list[str]) -> None:
                     counts[index] += 1
                     got.setdefault(int(event["message_id"]), at)
         complete = all(e <= got.keys() for e, got in zip(expected, received, strict=True))
-        if complete or time.monotonic() >= deadline:
+        last = max((f[-1][0] for f in frames if f), default=0.0)
+        if complete or time.monotonic() >= deadline or 0 < last <= time.time() - quiet:
             break
         await asyncio.sleep(0.25)
     for task in tasks:
