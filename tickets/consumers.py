@@ -65,6 +65,10 @@ from tickets.selectors import (
 )
 
 REPLAY_LIMIT = 1000
+# Frames a socket sends in a row before it lets the event loop run something else: a send
+# does not wait (it only writes to the transport), so a batch of hundreds of events on every
+# socket of a process would hold the loop, and the requests it serves, for all that time.
+FRAMES_PER_TURN = 16
 PRESENCE_TTL = 30  # seconds an entry lives without a heartbeat
 PRESENCE_STATES = ("viewing", "typing")
 
@@ -525,6 +529,7 @@ class WorkbenchConsumer(JsonConsumer):
         # payload. Events with no ticket are for supervisors only.
         supervisor = is_supervisor(self.user)
         may_see = ticket_visibility_check(self.user)  # roles and teams read once
+        sent = 0
         for index in range(start, end):
             event = batch.events[index]
             scope = batch.scopes[index]
@@ -539,6 +544,9 @@ class WorkbenchConsumer(JsonConsumer):
                 await self.send_json({"type": "event", "event": _merge_refs_shown(event, visible)})
             else:
                 await self.send(text_data=batch.frames[index])
+            sent += 1
+            if sent % FRAMES_PER_TURN == 0:
+                await asyncio.sleep(0)
         return True
 
     async def presence_message(self, message: dict[str, Any]) -> None:

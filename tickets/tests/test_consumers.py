@@ -558,3 +558,29 @@ async def test_a_batch_being_built_survives_the_socket_that_started_it(monkeypat
     batch = await asyncio.wait_for(second, 1)
     assert batch.scopes == [(None, None)]
     assert first.cancelled()
+
+
+async def test_a_long_batch_lets_the_event_loop_serve_others_between_frames(supervisor):
+    """A frame's send does not wait, so a socket sending a whole batch without a pause held
+    the process's event loop (every other socket and request) until it was done."""
+    from tickets.consumers import FRAMES_PER_TURN
+
+    customer, _, _ = await _world(supervisor)
+    tickets = [await _ticket(customer, None, f"t{n}") for n in range(FRAMES_PER_TURN)]
+    batch = await _batch_message(*tickets)  # two events a ticket
+    socket = await _connected(supervisor)
+    seen: list[int] = []  # frames out when another task got to run
+
+    async def other_work():
+        while True:
+            seen.append(socket.output_queue.qsize())
+            await asyncio.sleep(0)
+
+    other = asyncio.ensure_future(other_work())
+    await _group_send(batch)
+    await asyncio.sleep(0.5)  # nothing reads the frames meanwhile: the count only grows
+    other.cancel()
+    received = await _drain(socket)
+    await socket.disconnect()
+    assert len(received) == 2 * FRAMES_PER_TURN
+    assert FRAMES_PER_TURN in seen  # it ran after the first frames, before the rest
