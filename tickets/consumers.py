@@ -66,8 +66,9 @@ from tickets.selectors import (
 
 REPLAY_LIMIT = 1000
 # Frames a socket sends in a row before it lets the event loop run something else: a send
-# does not wait (it only writes to the transport), so a batch of hundreds of events on every
-# socket of a process would hold the loop, and the requests it serves, for all that time.
+# does not wait (it writes to the transport; it waits only when the client's connection is
+# backed up), so a batch of hundreds of events on every socket of a process would hold the
+# loop, and the requests it serves, for all that time.
 FRAMES_PER_TURN = 16
 PRESENCE_TTL = 30  # seconds an entry lives without a heartbeat
 PRESENCE_STATES = ("viewing", "typing")
