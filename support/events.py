@@ -78,10 +78,6 @@ def subscriber_task_enqueue(task: Any, *args: Any) -> None:
     transaction.on_commit(run_task, robust=True)
 
 
-def ticket_group(ticket_id: int | str) -> str:
-    return f"ticket-{ticket_id}"
-
-
 @dataclass(frozen=True)
 class NewEvent:
     event_type: str

@@ -6,8 +6,8 @@ marks an event delivered only when no sink reported a failure for it; a failed e
 pending and comes again with the next relay (every sink must therefore accept an event
 twice). Sinks:
 
-- ``websocket`` (here): the Channels groups ``events`` and ``ticket-<id>`` (the live
-  workbench), registered by ``SupportConfig.ready()``;
+- ``websocket`` (here): the Channels group ``events`` (the live workbench), one message
+  per batch, registered by ``SupportConfig.ready()``;
 - Amazon EventBridge, outgoing webhooks and Kafka (``events_out``): they never call out from
   the relay; they write one ``support.delivery`` delivery per event and target (unique per
   idempotency key, so a repeated batch adds nothing), and the delivery engine sends it with
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from support.events import ALL_EVENTS_GROUP, ticket_group
+from support.events import ALL_EVENTS_GROUP
 from support.models import OutboxEvent
 
 
@@ -55,37 +55,36 @@ def sinks() -> list[EventSink]:
     return list(_sinks.values())
 
 
-def groups_for(event: OutboxEvent) -> list[str]:
-    groups = [ALL_EVENTS_GROUP]
-    ticket_id = event.payload.get("ticket_id")
-    if ticket_id is not None:
-        groups.append(ticket_group(ticket_id))
-    return groups
+#: The channel-layer message type of a relay batch (``WorkbenchConsumer.event_batch``).
+EVENT_BATCH = "event.batch"
+
+
+def event_batch_message(events: Sequence[OutboxEvent]) -> dict[str, Any]:
+    """The one channel-layer message for a batch: its envelopes in id order."""
+    return {"type": EVENT_BATCH, "events": [event.envelope() for event in events]}
 
 
 class WebsocketSink:
-    """The Channels layer (the live workbench): every group send of a batch in one
-    event-loop run (``async_to_sync`` per send costs a thread hop, several ms each)."""
+    """The Channels layer (the live workbench): the whole batch as ONE message to the
+    ``events`` group, which every workbench socket joins.
+
+    Each socket gets every message of the group, so the layer carries (and each web
+    process unpacks, and each socket handles) one message per batch instead of one per
+    event: with N sockets connected that was N messages per event, each with its own
+    visibility decision. The socket still sends the browser one frame per event, in id
+    order (``tickets.consumers``). If the send fails, the whole batch stays pending and
+    comes again (the page drops repeats by event id). No per-ticket group is sent to:
+    no socket ever joined one."""
 
     name = "websocket"
 
     def publish(self, events: Sequence[OutboxEvent]) -> Mapping[int, Exception]:
         layer: Any = get_channel_layer()
-        if layer is None:
+        if layer is None or not events:
             return {}
-
-        async def send_all() -> dict[int, Exception]:
-            errors: dict[int, Exception] = {}
-            for event in events:
-                message = {"type": "event.message", "event": event.envelope()}
-                try:
-                    for group in groups_for(event):
-                        await layer.group_send(group, message)
-                except Exception as exc:  # noqa: BLE001 - kept pending, retried
-                    errors[event.pk] = exc
-            return errors
-
-        return async_to_sync(send_all)()
+        # an exception fails every event of the batch (sinks_publish): kept pending, retried
+        async_to_sync(layer.group_send)(ALL_EVENTS_GROUP, event_batch_message(events))
+        return {}
 
 
 def sinks_publish(events: Sequence[OutboxEvent]) -> dict[int, Exception]:

@@ -21,6 +21,15 @@ roles or the active flag changed in the admin or by SSO), on each presence "view
 ``WORKBENCH_WS_ACCESS_RECHECK_SECONDS`` while events flow (for changes made elsewhere).
 A user who is no longer an active agent is disconnected (close code 4401).
 
+Events come from the relay one channel-layer message per batch (``event.batch``, the
+batch's envelopes in id order; ``support.sinks.WebsocketSink``), and the socket sends one
+``{"type": "event", ...}`` frame per event it may show, in that order. What does not
+depend on the user is worked out once per batch in each process, for all its sockets
+(:class:`LiveBatch`: each event's ticket scope, one query for the tickets the batch and
+the cache do not know, and each frame's JSON); each socket then only applies its user's
+rule. An ``agent.access_changed`` for the user inside a batch applies to the events after
+it.
+
 Each open socket also counts its user as online (``tickets.online``: the supervisor
 dashboard's "agents online"): marked on connect and on ``{"type": "heartbeat"}`` (the page
 sends one a minute), cleared on disconnect, dropped when heartbeats stop.
@@ -31,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -47,9 +57,19 @@ from support.redis_client import get_redis
 from support.websockets import JsonConsumer
 from tickets.models import Ticket
 from tickets.online import agent_online_clear, agent_online_touch
-from tickets.selectors import ticket_visible_to, user_team_ids, visible_ticket_ids
+from tickets.selectors import (
+    ticket_visibility_check,
+    ticket_visible_to,
+    user_team_ids,
+    visible_ticket_ids,
+)
 
 REPLAY_LIMIT = 1000
+# Frames a socket sends in a row before it lets the event loop run something else: a send
+# does not wait (it writes to the transport; it waits only when the client's connection is
+# backed up), so a batch of hundreds of events on every socket of a process would hold the
+# loop, and the requests it serves, for all that time.
+FRAMES_PER_TURN = 16
 PRESENCE_TTL = 30  # seconds an entry lives without a heartbeat
 PRESENCE_STATES = ("viewing", "typing")
 
@@ -176,17 +196,23 @@ def _replay(since: int, user: Any) -> Replay:
     return Replay(shown, truncated=True, last_event_id=newest)
 
 
+Scope = tuple[int | None, int | None]  # a ticket's (team_id, assignee_id)
+
+
 @database_sync_to_async
-def _ticket_scope_query(ticket_id: int) -> tuple[int | None, int | None] | None:
-    return Ticket.objects.filter(pk=ticket_id).values_list("team_id", "assignee_id").first()
+def _ticket_scopes_query(ticket_ids: list[int]) -> dict[int, Scope]:
+    rows = Ticket.objects.filter(pk__in=ticket_ids).values_list("pk", "team_id", "assignee_id")
+    return {pk: (team_id, assignee_id) for pk, team_id, assignee_id in rows}
 
 
 # Per-process cache of (team_id, assignee_id) by ticket, shared by every socket in this
 # process: fed by ticket events (which carry both) and by one coalesced query on a miss, so
 # an event fanned out to 50 sockets costs at most one query here, not 50.
 SCOPE_TTL = 30.0
-_scope_cache: dict[int, tuple[float, tuple[int | None, int | None]]] = {}
-_scope_inflight: dict[int, asyncio.Future[tuple[int | None, int | None] | None]] = {}
+_scope_cache: dict[int, tuple[float, Scope]] = {}
+# Lookups running, by ticket: a task of their own, so a socket that goes away while it waits
+# does not cancel the lookup for the others.
+_scope_inflight: dict[int, asyncio.Future[dict[int, Scope]]] = {}
 
 
 # The newest event id this process has handed to its sockets. The relay delivers in id
@@ -209,28 +235,132 @@ def _scope_remember(event: dict[str, Any]) -> None:
             _scope_cache.clear()
 
 
-async def _ticket_scope(ticket_id: int) -> tuple[int | None, int | None] | None:
-    cached = _scope_cache.get(ticket_id)
-    if cached is not None and time.monotonic() - cached[0] < SCOPE_TTL:
-        return cached[1]
-    pending = _scope_inflight.get(ticket_id)
-    if pending is not None:
-        return await asyncio.shield(pending)
-    future: asyncio.Future[tuple[int | None, int | None] | None] = (
-        asyncio.get_running_loop().create_future()
-    )
-    _scope_inflight[ticket_id] = future
-    try:
-        scope = await _ticket_scope_query(ticket_id)
-        if scope is not None:
-            _scope_cache[ticket_id] = (time.monotonic(), scope)
-        future.set_result(scope)
-        return scope
-    except BaseException as exc:
-        future.set_exception(exc)
-        raise
-    finally:
-        del _scope_inflight[ticket_id]
+async def _ticket_scopes_fetch(ticket_ids: list[int]) -> dict[int, Scope]:
+    found = await _ticket_scopes_query(ticket_ids)
+    stamp = time.monotonic()
+    for ticket_id, scope in found.items():
+        _scope_cache[ticket_id] = (stamp, scope)
+    return found
+
+
+async def _ticket_scopes(ticket_ids: Iterable[int]) -> dict[int, Scope | None]:
+    """Each ticket's current scope (None: no such ticket): from the cache while fresh, the
+    rest in ONE query, which sockets asking for the same tickets meanwhile wait for
+    instead of querying again."""
+    scopes: dict[int, Scope | None] = {}
+    waits: dict[int, asyncio.Future[dict[int, Scope]]] = {}
+    missing: list[int] = []
+    now = time.monotonic()
+    for ticket_id in set(ticket_ids):
+        cached = _scope_cache.get(ticket_id)
+        if cached is not None and now - cached[0] < SCOPE_TTL:
+            scopes[ticket_id] = cached[1]
+        elif ticket_id in _scope_inflight:
+            waits[ticket_id] = _scope_inflight[ticket_id]
+        else:
+            missing.append(ticket_id)
+    if missing:
+        lookup = asyncio.ensure_future(_ticket_scopes_fetch(missing))
+
+        def done(_: object, ids: list[int] = missing) -> None:
+            for ticket_id in ids:
+                if _scope_inflight.get(ticket_id) is lookup:
+                    del _scope_inflight[ticket_id]
+
+        lookup.add_done_callback(done)
+        for ticket_id in missing:
+            _scope_inflight[ticket_id] = waits[ticket_id] = lookup
+    for ticket_id, lookup_ in waits.items():
+        scopes[ticket_id] = (await asyncio.shield(lookup_)).get(ticket_id)
+    return scopes
+
+
+async def _ticket_scope(ticket_id: int) -> Scope | None:
+    return (await _ticket_scopes([ticket_id]))[ticket_id]
+
+
+def _carries_scope(event: dict[str, Any]) -> bool:
+    """Whether the event's payload has its ticket's team and assignee (ticket events)."""
+    return isinstance(event.get("ticket_id"), int) and "team_id" in event and "assignee_id" in event
+
+
+@dataclass(frozen=True)
+class LiveBatch:
+    """A batch of live events as every socket of this process reads it: built once per
+    batch (:func:`_live_batch`), then each socket only applies its user's rule to
+    ``scopes`` and sends ``frames``."""
+
+    events: list[dict[str, Any]]
+    #: the scope of each event's ticket as of that event: the cache, fed in order by the
+    #: batch's own ticket events, or one query for the batch's tickets it does not know
+    #: (None: no ticket, or no such ticket)
+    scopes: list[Scope | None]
+    #: each event's ``{"type": "event", ...}`` frame text, encoded once for every socket
+    frames: list[str]
+    #: the other tickets each event's merge names (:func:`_merge_refs`; mostly none)
+    merge_refs: list[list[int]]
+
+
+async def _live_batch_build(events: list[dict[str, Any]]) -> LiveBatch:
+    ticket_ids = [_event_ticket_id(event) for event in events]
+    # The tickets an event needs before the batch itself says their team and assignee (a
+    # late event's payload never does: it may be out of date), looked up in one go.
+    told: set[int] = set()
+    needed: set[int] = set()
+    for event, ticket_id in zip(events, ticket_ids, strict=True):
+        if ticket_id is None:
+            continue
+        if _carries_scope(event) and event.get("id", 0) >= _newest_event_id:
+            told.add(ticket_id)
+        elif ticket_id not in told:
+            needed.add(ticket_id)
+    known = await _ticket_scopes(needed) if needed else {}
+    scopes: list[Scope | None] = []
+    unknown: dict[int, int] = {}  # index → ticket id
+    for index, (event, ticket_id) in enumerate(zip(events, ticket_ids, strict=True)):
+        _scope_remember(event)
+        if ticket_id is not None:
+            cached = _scope_cache.get(ticket_id)
+            if cached is not None and time.monotonic() - cached[0] < SCOPE_TTL:
+                known[ticket_id] = cached[1]
+            elif ticket_id not in known:  # newer events came meanwhile (so this one is
+                unknown[index] = ticket_id  # late) and the cache has nothing fresh for it
+        scopes.append(known.get(ticket_id) if ticket_id is not None else None)
+    if unknown:
+        found = await _ticket_scopes(unknown.values())
+        for index, ticket_id in unknown.items():
+            scopes[index] = found[ticket_id]
+    frames = [json.dumps({"type": "event", "event": event}) for event in events]
+    return LiveBatch(events, scopes, frames, [_merge_refs(event) for event in events])
+
+
+# The batches being (or just) built, by their event ids: every socket of the process gets
+# the same batch, and the first to handle it starts building it for all (in a task of its
+# own: a socket that goes away meanwhile does not cancel it for the others). Kept a few
+# seconds (a socket behind the others still finds it), at most LIVE_BATCHES_KEPT.
+LIVE_BATCH_TTL = 5.0
+LIVE_BATCHES_KEPT = 64
+_live_batches: dict[tuple[Any, ...], tuple[float, asyncio.Future[LiveBatch]]] = {}
+
+
+async def _live_batch(events: list[dict[str, Any]]) -> LiveBatch:
+    key = tuple(event.get("id") for event in events)
+    now = time.monotonic()
+    entry = _live_batches.get(key)
+    if entry is None or now - entry[0] >= LIVE_BATCH_TTL or entry[1].cancelled():
+        for old, (at, _) in list(_live_batches.items()):
+            if now - at >= LIVE_BATCH_TTL or len(_live_batches) >= LIVE_BATCHES_KEPT:
+                del _live_batches[old]
+        build = asyncio.ensure_future(_live_batch_build(events))
+
+        def failed(task: asyncio.Future[LiveBatch]) -> None:  # built again next time
+            broken = task.cancelled() or task.exception() is not None
+            if broken and _live_batches.get(key, (0.0, None))[1] is task:
+                del _live_batches[key]
+
+        build.add_done_callback(failed)
+        entry = _live_batches[key] = (now, build)
+    return await asyncio.shield(entry[1])
 
 
 def _presence_write(ticket_id: int, user: dict[str, Any], state: str) -> list[dict[str, Any]]:
@@ -336,22 +466,6 @@ class WorkbenchConsumer(JsonConsumer):
             {"type": "presence.message", "ticket_id": ticket_id, "agents": agents},
         )
 
-    async def _visible(self, event: dict[str, Any]) -> bool:
-        """Whether a live event's ticket is visible to this user now: by the ticket's
-        current team and assignee (the cache, fed in order by the events themselves, or
-        one query), never by a late event's own payload."""
-        if event.get("ticket_id") is None:
-            return is_supervisor(self.user)
-        if is_supervisor(self.user):
-            return True
-        ticket_id = _event_ticket_id(event)
-        if ticket_id is None:
-            return False
-        scope = await _ticket_scope(ticket_id)
-        return scope is not None and ticket_visible_to(
-            self.user, team_id=scope[0], assignee_id=scope[1]
-        )
-
     async def _recheck_access(self) -> bool:
         """Load the user's roles and teams again; False (and the socket closed) when it
         may no longer use the workbench. Presence on tickets it can no longer see ends."""
@@ -376,25 +490,65 @@ class WorkbenchConsumer(JsonConsumer):
                 await self._presence(ticket_id, "left")
         return True
 
+    async def event_batch(self, message: dict[str, Any]) -> None:
+        """A relay batch (``support.sinks.WebsocketSink``): one frame per event the user
+        may see, in id order."""
+        await self._live_events(message["events"])
+
     async def event_message(self, message: dict[str, Any]) -> None:
+        """One event (what relays sent before batches: a rolling deploy)."""
+        await self._live_events([message["event"]])
+
+    async def _live_events(self, events: list[dict[str, Any]]) -> None:
         if self.user_info is None:
             return
-        event = message["event"]
-        if event.get("event_type") == ACCESS_CHANGED_EVENT:  # never forwarded
-            if event.get("user_id") == self.user_info["id"]:
-                await self._recheck_access()
-            return
+        batch = await _live_batch(events)
+        start = 0
+        for index, event in enumerate(events):
+            if event.get("event_type") != ACCESS_CHANGED_EVENT:  # never forwarded
+                continue
+            # this user's access changed: the events before it are sent as it was, the
+            # events after it as it is now
+            if not await self._forward(batch, start, index):
+                return
+            if event.get("user_id") == self.user_info["id"] and not await self._recheck_access():
+                return
+            start = index + 1
+        await self._forward(batch, start, len(events))
+
+    async def _forward(self, batch: LiveBatch, start: int, end: int) -> bool:
+        """Send ``batch``'s events ``start:end`` the user may see; False when the socket
+        closed (access re-checked and lost)."""
+        if start >= end:
+            return True
         recheck_after = float(settings.WORKBENCH_WS_ACCESS_RECHECK_SECONDS)
         stale = time.monotonic() - self.access_checked_at >= recheck_after
         if stale and not await self._recheck_access():
-            return
-        _scope_remember(event)
-        if await self._visible(event):
-            refs = _merge_refs(event)
-            if refs:
+            return False
+        # Whether an event's ticket is visible to the user now: by its scope, the
+        # ticket's current team and assignee (LiveBatch), never by a late event's own
+        # payload. Events with no ticket are for supervisors only.
+        supervisor = is_supervisor(self.user)
+        may_see = ticket_visibility_check(self.user)  # roles and teams read once
+        sent = 0
+        for index in range(start, end):
+            event = batch.events[index]
+            scope = batch.scopes[index]
+            if event.get("ticket_id") is None:
+                if not supervisor:
+                    continue
+            elif not supervisor and (scope is None or not may_see(*scope)):
+                continue
+            refs = batch.merge_refs[index]
+            if refs:  # merges are rare: the frame is this user's own
                 visible = await _visible_ticket_ids(self.user, refs)
-                event = _merge_refs_shown(event, visible)
-            await self.send_json({"type": "event", "event": event})
+                await self.send_json({"type": "event", "event": _merge_refs_shown(event, visible)})
+            else:
+                await self.send(text_data=batch.frames[index])
+            sent += 1
+            if sent % FRAMES_PER_TURN == 0:
+                await asyncio.sleep(0)
+        return True
 
     async def presence_message(self, message: dict[str, Any]) -> None:
         await self.send_json(

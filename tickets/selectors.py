@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -217,9 +217,19 @@ def ticket_visibility_q(user: Any) -> Q:
 
 def ticket_visible_to(user: Any, *, team_id: int | None, assignee_id: int | None) -> bool:
     """The same rule as :func:`ticket_visibility_q` for an event payload."""
+    return ticket_visibility_check(user)(team_id, assignee_id)
+
+
+def ticket_visibility_check(user: Any) -> Callable[[int | None, int | None], bool]:
+    """:func:`ticket_visible_to` for many tickets, ``check(team_id, assignee_id)``: the
+    user's roles and teams are read once (a live socket decides a batch of events)."""
     if is_supervisor(user):
-        return True
-    return team_id is None or assignee_id == user.pk or team_id in user_team_ids(user)
+        return lambda team_id, assignee_id: True
+    user_id = user.pk
+    teams = frozenset(user_team_ids(user))
+    return lambda team_id, assignee_id: (
+        team_id is None or assignee_id == user_id or team_id in teams
+    )
 
 
 @dataclass(frozen=True)

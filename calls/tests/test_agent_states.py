@@ -11,9 +11,7 @@ from moto import mock_aws
 from calls import services
 from calls.models import AgentStateEvent, AgentStateSpan, Alert, AlertKind, AlertRule
 from calls.tests.conftest import load
-from support.events import ALL_EVENTS_GROUP
 from support.models import OutboxEvent
-from support.sinks import groups_for
 
 pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 20, 10, 8, 40, tzinfo=UTC)
@@ -184,7 +182,6 @@ def test_each_state_change_is_one_live_event_for_the_board(acw_rule):
             ("Available", T0 + timedelta(minutes=2), "AfterContactWork", 120),
         ]
     ]
-    assert {tuple(groups_for(e)) for e in events} == {(ALL_EVENTS_GROUP,)}
 
 
 def _offline_in_shift(threshold: int, start: time, end: time, *, since: datetime) -> None:

@@ -48,13 +48,15 @@ def test_committed_event_is_delivered_to_channels_groups_after_commit(customer):
         received = async_to_sync(_drain)(layer, channel)
     finally:
         async_to_sync(layer.group_discard)(events.ALL_EVENTS_GROUP, channel)
-    assert [m["type"] for m in received] == ["event.message", "event.message"]
-    assert [m["event"]["event_type"] for m in received] == ["ticket.created", "message.created"]
-    assert [m["event"]["id"] for m in received] == list(
+    # one message for the relay's batch, its events in id order
+    assert [m["type"] for m in received] == ["event.batch"]
+    batch = received[0]["events"]
+    assert [e["event_type"] for e in batch] == ["ticket.created", "message.created"]
+    assert [e["id"] for e in batch] == list(
         OutboxEvent.objects.order_by("id").values_list("id", flat=True)
     )
-    assert received[0]["event"]["ticket_id"] == ticket.pk
-    assert received[0]["event"]["status"] == "new"
+    assert batch[0]["ticket_id"] == ticket.pk
+    assert batch[0]["status"] == "new"
     assert OutboxEvent.objects.filter(delivered_at__isnull=True).count() == 0
 
 

@@ -4,6 +4,7 @@ pending and comes again with the next relay (to every sink: each must accept a r
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,44 @@ def test_a_sink_that_raises_keeps_the_whole_batch_pending(sink):
     event.refresh_from_db()
     assert event.delivered_at is None
     assert event.last_error == "ConnectionError: sink down"
+
+
+class FlakyLayer:
+    """A channel layer whose group sends fail while ``down``."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.sent.append((group, message))
+        if self.down:
+            raise ConnectionError("channel layer down")
+
+
+@pytest.mark.django_db
+def test_the_websocket_sink_sends_a_batch_as_one_message_and_a_failed_send_keeps_it_pending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    layer = FlakyLayer()
+    monkeypatch.setattr("support.sinks.get_channel_layer", lambda: layer)
+    events = [
+        event_record("ticket.updated", aggregate_type="ticket", aggregate_id=n, payload=p)
+        for n, p in enumerate([{"ticket_id": 1}, {"ticket_id": 2}, {}])
+    ]
+    ids = [e.pk for e in events]
+
+    assert services.outbox_relay() == 0
+
+    def sent() -> list[tuple[str, str, list[int]]]:
+        return [(g, m["type"], [e["id"] for e in m["events"]]) for g, m in layer.sent]
+
+    assert sent() == [("events", "event.batch", ids)]  # one send, not one per event/group
+    pending = OutboxEvent.objects.filter(pk__in=ids, delivered_at__isnull=True)
+    assert sorted(e.last_error for e in pending) == ["ConnectionError: channel layer down"] * 3
+
+    layer.down = False
+    assert services.outbox_relay() == 3
+    assert sent() == [("events", "event.batch", ids)] * 2
+    assert layer.sent[1][1]["events"] == [e.envelope() for e in OutboxEvent.objects.order_by("id")]
+    assert not OutboxEvent.objects.filter(delivered_at__isnull=True).exists()

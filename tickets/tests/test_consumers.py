@@ -428,3 +428,159 @@ async def test_a_merge_names_the_other_ticket_only_to_those_who_may_see_it(agent
         await replay.connect()
         assert merges(await _drain(replay)) == expected
         await replay.disconnect()
+
+
+# --- relay batches: one channel-layer message per batch, one frame per event ------------
+
+
+@database_sync_to_async
+def _batch_message(*tickets, extra=()):
+    """The message the relay's websocket sink sends for these tickets' events (one batch,
+    in id order), with ``extra`` envelopes after them."""
+    from support.sinks import event_batch_message
+
+    rows = OutboxEvent.objects.filter(payload__ticket_id__in=[t.pk for t in tickets])
+    message = event_batch_message(list(rows.order_by("id")))
+    message["events"].extend(extra)
+    return message
+
+
+async def _group_send(message):
+    from channels.layers import get_channel_layer
+
+    from support.events import ALL_EVENTS_GROUP
+
+    await get_channel_layer().group_send(ALL_EVENTS_GROUP, message)
+
+
+async def test_a_batch_is_one_frame_per_event_in_order_and_only_what_each_socket_may_see(
+    agent, supervisor
+):
+    customer, mine, other = await _world(agent)
+    tickets = [
+        await _ticket(customer, team, subject)
+        for subject, team in (("mine", mine), ("other", other), ("no team", None))
+    ]
+    batch = await _batch_message(*tickets)  # created before the sockets: not sent live
+    assert len(batch["events"]) == 6
+    agent_socket, supervisor_socket = await _connected(agent), await _connected(supervisor)
+
+    await _group_send(batch)
+
+    hidden = tickets[1].pk
+    frames = [{"type": "event", "event": e} for e in batch["events"]]
+    assert await _drain(agent_socket) == [f for f in frames if f["event"]["ticket_id"] != hidden]
+    assert await _drain(supervisor_socket) == frames
+    await agent_socket.disconnect()
+    await supervisor_socket.disconnect()
+
+
+async def test_a_batch_looks_up_its_unknown_tickets_once_for_every_socket(
+    agent, other_agent, supervisor, monkeypatch
+):
+    """The tickets a batch's message events name (message events carry no team) are
+    looked up in one query for the batch, shared by the process's sockets; before, one
+    query per ticket."""
+    from tickets import consumers
+
+    customer, _, _ = await _world(agent)
+    tickets = [await _ticket(customer, None, f"no team {n}") for n in range(3)]
+    batch = await _batch_message(*tickets)
+    batch["events"] = [e for e in batch["events"] if e["event_type"] == "message.created"]
+    sockets = [await _connected(user) for user in (agent, other_agent, supervisor)]
+    consumers._scope_cache.clear()
+    looked_up = []
+    query = consumers._ticket_scopes_query
+
+    async def counted(ticket_ids):
+        looked_up.append(sorted(ticket_ids))
+        return await query(ticket_ids)
+
+    monkeypatch.setattr(consumers, "_ticket_scopes_query", counted)
+
+    await _group_send(batch)
+
+    for socket in sockets:
+        received = await _drain(socket)
+        assert [m["event"] for m in received] == batch["events"]
+        await socket.disconnect()
+    assert looked_up == [sorted(t.pk for t in tickets)]
+
+
+async def test_an_access_change_inside_a_batch_applies_to_the_events_after_it(agent, other_agent):
+    """The user's own ``agent.access_changed`` in the middle of a batch: the events
+    before it are judged as the socket knew the user, those after it as it is now
+    (another user's changes nothing)."""
+    from support.events import ACCESS_CHANGED_EVENT
+
+    customer, mine, _ = await _world(agent)
+    before = await _ticket(customer, mine, "before")
+    after = await _ticket(customer, mine, "after")
+    socket = await _connected(agent)
+    await _leave_team(agent, mine, announce=False)  # the socket does not know yet
+    first, second = await _batch_message(before), await _batch_message(after)
+
+    def access_changed(user, after_event):
+        return {"id": after_event["id"], "event_type": ACCESS_CHANGED_EVENT, "user_id": user.pk}
+
+    created, message = first["events"]
+    events = [created, access_changed(other_agent, created), message]
+    events += [access_changed(agent, message), *second["events"]]
+    await _group_send({"type": "event.batch", "events": events})
+
+    assert [m["event"] for m in await _drain(socket)] == first["events"]
+    await socket.disconnect()
+
+
+async def test_a_batch_being_built_survives_the_socket_that_started_it(monkeypatch):
+    """The first socket to get a batch starts building it for every socket of the process;
+    if that socket goes away meanwhile (its handler cancelled), the others still get it."""
+    from tickets import consumers
+
+    for name in ("_scope_cache", "_scope_inflight", "_live_batches"):
+        monkeypatch.setattr(consumers, name, {})
+    monkeypatch.setattr(consumers, "_newest_event_id", 0)
+    answer = asyncio.Event()
+
+    async def slow_lookup(ticket_ids):
+        await answer.wait()
+        return {ticket_id: (None, None) for ticket_id in ticket_ids}
+
+    monkeypatch.setattr(consumers, "_ticket_scopes_query", slow_lookup)
+    events = [{"id": 7, "event_type": "message.created", "ticket_id": 3}]
+    first = asyncio.ensure_future(consumers._live_batch(events))
+    await asyncio.sleep(0.05)  # it started the build and waits for the lookup
+    second = asyncio.ensure_future(consumers._live_batch(events))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    answer.set()
+
+    batch = await asyncio.wait_for(second, 1)
+    assert batch.scopes == [(None, None)]
+    assert first.cancelled()
+
+
+async def test_a_long_batch_lets_the_event_loop_serve_others_between_frames(supervisor):
+    """A frame's send does not wait, so a socket sending a whole batch without a pause held
+    the process's event loop (every other socket and request) until it was done."""
+    from tickets.consumers import FRAMES_PER_TURN
+
+    customer, _, _ = await _world(supervisor)
+    tickets = [await _ticket(customer, None, f"t{n}") for n in range(FRAMES_PER_TURN)]
+    batch = await _batch_message(*tickets)  # two events a ticket
+    socket = await _connected(supervisor)
+    seen: list[int] = []  # frames out when another task got to run
+
+    async def other_work():
+        while True:
+            seen.append(socket.output_queue.qsize())
+            await asyncio.sleep(0)
+
+    other = asyncio.ensure_future(other_work())
+    await _group_send(batch)
+    await asyncio.sleep(0.5)  # nothing reads the frames meanwhile: the count only grows
+    other.cancel()
+    received = await _drain(socket)
+    await socket.disconnect()
+    assert len(received) == 2 * FRAMES_PER_TURN
+    assert FRAMES_PER_TURN in seen  # it ran after the first frames, before the rest

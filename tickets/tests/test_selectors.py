@@ -1,0 +1,41 @@
+"""Selectors of the core: the visibility rule's in-memory forms agree with its query."""
+
+from __future__ import annotations
+
+from itertools import product
+from typing import Any
+
+import pytest
+
+from tickets.models import Customer, Team, Ticket
+from tickets.selectors import ticket_visibility_check, ticket_visibility_q, ticket_visible_to
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_per_ticket_and_batch_checks_agree_with_the_query(
+    agent: Any, other_agent: Any, supervisor: Any
+) -> None:
+    """Every (team, assignee) combination, for an agent, another agent and a supervisor:
+    ``ticket_visible_to`` and the batch form a live socket uses (roles and teams read
+    once) say what ``ticket_visibility_q`` selects."""
+    mine = Team.objects.create(name="Mine", slug="mine")
+    other = Team.objects.create(name="Other", slug="other")
+    mine.members.add(agent)
+    customer = Customer.objects.create(name="Ada", email="ada@example.com")
+    tickets = [
+        Ticket.objects.create(customer=customer, subject="s", team=team, assignee=assignee)
+        for team, assignee in product((None, mine, other), (None, agent, other_agent))
+    ]
+    for user in (agent, other_agent, supervisor):
+        visible = Ticket.objects.filter(ticket_visibility_q(user))
+        selected = set(visible.values_list("pk", flat=True))
+        check = ticket_visibility_check(user)
+        for ticket in tickets:
+            expected = ticket.pk in selected
+            assert check(ticket.team_id, ticket.assignee_id) is expected
+            assert (
+                ticket_visible_to(user, team_id=ticket.team_id, assignee_id=ticket.assignee_id)
+                is expected
+            )
+    assert 0 < len(selected) == len(tickets)  # the supervisor's: all of them
