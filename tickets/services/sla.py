@@ -249,16 +249,8 @@ def sla_event_record(
         if due is None:
             return None
         policy = ticket.sla_policy
-        try:
-            with transaction.atomic():
-                event = SlaEvent.objects.create(
-                    ticket=ticket,
-                    target=target,
-                    kind=kind,
-                    due_at=due,
-                    policy_name=policy.name if policy else "",
-                )
-        except IntegrityError:
+        event = _sla_event_insert(ticket, target=target, kind=kind, due=due, policy=policy)
+        if event is None:
             return None  # recorded already (a concurrent run)
         label = SlaTarget(target).label.lower()
         priority, team_id = ticket.priority, ticket.team_id
@@ -274,22 +266,55 @@ def sla_event_record(
         _system_note(
             ticket, None, text, {"sla": {"target": target, "kind": kind, "escalation": actions}}
         )
-        event_record(
-            f"sla.{kind}",
-            aggregate_type="ticket",
-            aggregate_id=ticket.pk,
-            payload={
-                "ticket_id": ticket.pk,
-                "ticket_ref": ticket.number,
-                "target": target,
-                "due_at": _iso(due),
-                "priority": priority,
-                "team_id": team_id,
-                "policy": policy.name if policy else "",
-                "escalation": actions,
-            },
+        _sla_event_publish(
+            event, ticket=ticket, priority=priority, team_id=team_id, escalation=actions
         )
     return event
+
+
+def _sla_event_insert(
+    ticket: Ticket,
+    *,
+    target: str,
+    kind: str,
+    due: datetime,
+    policy: SlaPolicy | None,
+    stopped_at: datetime | None = None,
+) -> SlaEvent | None:
+    """The ``SlaEvent`` row, or None when (ticket, target, kind) has one already."""
+    try:
+        with transaction.atomic():
+            return SlaEvent.objects.create(
+                ticket=ticket,
+                target=target,
+                kind=kind,
+                due_at=due,
+                stopped_at=stopped_at,
+                policy_name=policy.name if policy else "",
+            )
+    except IntegrityError:
+        return None
+
+
+def _sla_event_publish(
+    event: SlaEvent, *, ticket: Ticket, priority: str, team_id: int | None, escalation: list[str]
+) -> None:
+    """The outbox event ``sla.<kind>`` of a recorded warning or breach (docs/sla.md)."""
+    payload: dict[str, object] = {
+        "ticket_id": ticket.pk,
+        "ticket_ref": ticket.number,
+        "target": event.target,
+        "due_at": _iso(event.due_at),
+        "priority": priority,
+        "team_id": team_id,
+        "policy": event.policy_name,
+        "escalation": escalation,
+    }
+    if event.stopped_at is not None:
+        payload["stopped_at"] = _iso(event.stopped_at)
+    event_record(
+        f"sla.{event.kind}", aggregate_type="ticket", aggregate_id=ticket.pk, payload=payload
+    )
 
 
 def sla_stopped_late(ticket: Ticket, *, target: str, stopped_at: datetime) -> SlaEvent | None:
@@ -311,18 +336,10 @@ def sla_stopped_late(ticket: Ticket, *, target: str, stopped_at: datetime) -> Sl
     kind = SlaEventKind.BREACHED
     if SlaEvent.objects.filter(ticket=ticket, target=target, kind=kind).exists():
         return None  # the checker saw it while it ran
-    policy = ticket.sla_policy
-    try:
-        with transaction.atomic():
-            event = SlaEvent.objects.create(
-                ticket=ticket,
-                target=target,
-                kind=kind,
-                due_at=due,
-                stopped_at=stopped_at,
-                policy_name=policy.name if policy else "",
-            )
-    except IntegrityError:
+    event = _sla_event_insert(
+        ticket, target=target, kind=kind, due=due, policy=ticket.sla_policy, stopped_at=stopped_at
+    )
+    if event is None:
         return None  # a checker run recorded it meanwhile
     label = SlaTarget(target).label.lower()
     stop = "answered" if target == SlaTarget.FIRST_RESPONSE else "resolved"
@@ -336,21 +353,8 @@ def sla_stopped_late(ticket: Ticket, *, target: str, stopped_at: datetime) -> Sl
         text,
         {"sla": {"target": target, "kind": kind, "escalation": [], "stopped_late": True}},
     )
-    event_record(
-        f"sla.{kind}",
-        aggregate_type="ticket",
-        aggregate_id=ticket.pk,
-        payload={
-            "ticket_id": ticket.pk,
-            "ticket_ref": ticket.number,
-            "target": target,
-            "due_at": _iso(due),
-            "stopped_at": _iso(stopped_at),
-            "priority": ticket.priority,
-            "team_id": ticket.team_id,
-            "policy": policy.name if policy else "",
-            "escalation": [],
-        },
+    _sla_event_publish(
+        event, ticket=ticket, priority=ticket.priority, team_id=ticket.team_id, escalation=[]
     )
     return event
 
