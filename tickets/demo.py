@@ -211,6 +211,23 @@ def load_demo(*, password: str | None = None, progress: Callable[[str], None] = 
     return created
 
 
+def _demo_administrator(password: str) -> None:
+    """The demo's superuser, ``admin`` (users, API keys, channel accounts), once."""
+    administrator, created = get_user_model().objects.get_or_create(
+        username="admin",
+        defaults={
+            "email": "admin@example.com",
+            "first_name": "Alex",
+            "last_name": "Admin",
+            "is_staff": True,
+            "is_superuser": True,
+        },
+    )
+    if created:
+        administrator.set_password(password)
+        administrator.save()
+
+
 def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool:
     for shortcut, title, body in DEMO_CANNED:
         CannedResponse.objects.get_or_create(
@@ -222,6 +239,8 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
         oldest = Customer.objects.order_by("pk").first()
         if oldest is not None:
             _sla_breaching_ticket(oldest, now=timezone.now())
+        # an installation loaded when `supervisor` was the superuser gets the `admin` login
+        _demo_administrator(password or settings.DEMO_PASSWORD)
         progress("demo data already loaded")
         return False
     password = password or settings.DEMO_PASSWORD
@@ -246,19 +265,7 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
             supervisor.set_password(password)
             supervisor.save()
         supervisor.groups.add(supervisors_group)
-        administrator, created = user_model.objects.get_or_create(
-            username="admin",
-            defaults={
-                "email": "admin@example.com",
-                "first_name": "Alex",
-                "last_name": "Admin",
-                "is_staff": True,
-                "is_superuser": True,
-            },
-        )
-        if created:
-            administrator.set_password(password)
-            administrator.save()
+        _demo_administrator(password)
 
         teams: dict[str, Team] = {}
         for slug, (name, description, _) in TEAMS.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from support.models import OutboxEvent
@@ -43,11 +44,17 @@ def test_demo_load_gives_policies_and_a_breach_on_a_demo_ticket(monkeypatch):
     event = OutboxEvent.objects.get(event_type="sla.breached", aggregate_id=str(late.pk))
     assert event.payload["ticket_ref"] == late.number
     assert event.payload["policy"] == "Urgent (24/7)"
-    # loading again changes nothing
+    # loading again changes nothing, but gives an installation loaded before the demo had
+    # an `admin` login (its `supervisor` was the superuser) that login
+    users = get_user_model().objects
+    assert users.get(username="admin").is_superuser
+    assert not users.get(username="supervisor").is_superuser
+    users.filter(username="admin").delete()
     demo.load_demo(password="demo-pass-for-tests", progress=lambda _: None)
     assert Ticket.objects.filter(tags__name=demo.SLA_DEMO_TAG).count() == 1
     assert SlaPolicy.objects.count() == 4
     assert SlaEvent.objects.count() == history + 1
+    assert users.get(username="admin").check_password("demo-pass-for-tests")
 
 
 def test_demo_conversations_follow_their_back_dated_tickets(monkeypatch):
