@@ -137,6 +137,11 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
             "true or false (whether the bot vouches for the addresses its users give)",
             _flag,
         ),
+        Setting(
+            "require_signature_timestamp",
+            "true or false (whether a hand-off must be signed with X-Signature-Timestamp)",
+            _flag,
+        ),
     ),
 }
 

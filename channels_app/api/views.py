@@ -343,14 +343,45 @@ class ChatbotHandoffSerializer(serializers.Serializer):
         return value
 
 
-def _chatbot_hmac_account(request: Request) -> ChannelAccount | bool | None:
-    """None: no signature given; False: it matches no chatbot account's secret; else the
-    account whose secret signed the body."""
+def _chatbot_hmac_account(request: Request) -> ChannelAccount | Response | None:
+    """None: no signature given; the account whose secret signed the body (with
+    ``X-Signature-Timestamp``: ``"<timestamp>." + body``, the timestamp fresh); else the
+    refusal: 401 for a stale timestamp, or none where the account requires one; 403 for a
+    signature no active chatbot account made."""
     given = request.META.get("HTTP_X_SIGNATURE_256", "")
     if not given:
         return None
-    account = handoff.chatbot_account_for_signature(given, payload=request.body)
-    return account if account is not None else False
+    timestamp = request.headers.get(handoff.TIMESTAMP_HEADER)
+    if timestamp is not None:
+        if not handoff.signature_timestamp_fresh(timestamp):
+            return Response(
+                error_body(
+                    "stale_signature",
+                    f"{handoff.TIMESTAMP_HEADER} must be Unix seconds within "
+                    f"{settings.CHATBOT_SIGNATURE_MAX_AGE_SECONDS} s of now.",
+                ),
+                status=401,
+            )
+        account = handoff.chatbot_account_for_signature(
+            given, payload=request.body, timestamp=timestamp
+        )
+    else:
+        account = handoff.chatbot_account_for_signature(given, payload=request.body)
+        if account is not None and handoff.handoff_requires_timestamp(account):
+            return Response(
+                error_body(
+                    "timestamp_required",
+                    f"This chatbot account requires {handoff.TIMESTAMP_HEADER} and "
+                    f'{handoff.SIGNATURE_HEADER}: sha256=<HMAC of "<timestamp>." + body>.',
+                ),
+                status=401,
+            )
+    if account is None:
+        return Response(
+            error_body("invalid_signature", f"{handoff.SIGNATURE_HEADER} does not match."),
+            status=403,
+        )
+    return account
 
 
 def chatbot_status_access(request: HttpRequest, ticket_ref: str) -> Ticket | None:
@@ -382,7 +413,9 @@ class ChatbotHandoffApi(APIView):
     """A bot hands a conversation to people: a ticket flagged ``is_bot_handoff``.
 
     Authenticated by an agent's API key, or by ``X-Signature-256: sha256=<hex HMAC of the
-    body>`` with a chatbot channel account's app secret. One ticket per ``session_id``.
+    body>`` with a chatbot channel account's app secret (with ``X-Signature-Timestamp``:
+    of ``"<timestamp>." + body``, required where the account says so). One ticket per
+    ``session_id``.
     """
 
     authentication_classes = [ApiKeyAuthentication]
@@ -424,10 +457,8 @@ class ChatbotHandoffApi(APIView):
                 status=413,
             )
         signed = _chatbot_hmac_account(request)
-        if signed is False:
-            return Response(
-                error_body("invalid_signature", "X-Signature-256 does not match."), status=403
-            )
+        if isinstance(signed, Response):
+            return signed
         if signed is None and request.auth is not None and not is_agent(request.user):
             # A valid key whose role may not hand off (an integration key, a non-agent's).
             return Response(

@@ -6,7 +6,9 @@ account secret, body)>`` (or the call carries an agent's API key). What the serv
 and what the bot signs afterwards add a timestamp, so a captured request cannot be replayed
 later: ``X-Signature-Timestamp: <unix seconds>`` and ``X-Signature-256: sha256=<hex
 HMAC-SHA256(secret, "<timestamp>." + payload)>``, where the payload is the body of a
-callback POST, or ``GET <path>`` for a status poll (docs/channels.md#chatbot-hand-off).
+callback POST or of a hand-off, or ``GET <path>`` for a status poll. A hand-off may be
+signed either way unless its account requires the timestamp
+(docs/channels.md#chatbot-hand-off).
 """
 
 from __future__ import annotations
@@ -130,9 +132,20 @@ def handoff_trusts_email(account: ChannelAccount | None) -> bool:
     """Whether this bot vouches for the addresses its users give: only a chatbot account
     configured so (``settings["trusts_customer_email"]``, e.g. a bot behind the site's
     login). Anyone can type anyone's address into a bot, as into the web chat widget."""
+    return _account_flag(account, "trusts_customer_email")
+
+
+def handoff_requires_timestamp(account: ChannelAccount | None) -> bool:
+    """Whether this bot's hand-offs must carry ``X-Signature-Timestamp`` (its account's
+    ``settings["require_signature_timestamp"]``): a body signed without one can be
+    replayed at any later time by whoever captured it."""
+    return _account_flag(account, "require_signature_timestamp")
+
+
+def _account_flag(account: ChannelAccount | None, name: str) -> bool:
     if account is None:
         return False
-    flag = account.settings.get("trusts_customer_email", False)
+    flag = account.settings.get(name, False)
     return flag is True or str(flag).strip().lower() in TRUE_WORDS
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -257,3 +258,70 @@ def test_a_handoff_body_over_the_webhook_cap_is_refused_before_it_is_hashed(
     assert response.json()["error"]["details"] == {"max_bytes": 4096}
     assert hashed == []
     assert Ticket.objects.count() == 0
+
+
+def _timestamped_post(
+    client: APIClient, payload: dict[str, Any], *, timestamp: int, secret: str = TEST_SECRET
+) -> Any:
+    body = json.dumps(payload).encode()
+    return client.generic(
+        "POST",
+        "/api/webhooks/chatbot",
+        data=body,  # type: ignore[arg-type]
+        content_type="application/json",
+        HTTP_X_SIGNATURE_TIMESTAMP=str(timestamp),
+        HTTP_X_SIGNATURE_256=handoff.handoff_signature(secret, timestamp, body),
+    )
+
+
+def test_a_handoff_may_be_signed_with_a_timestamp(api_client: APIClient) -> None:
+    """The same signature scheme as the bot's status polls and our callbacks: a captured
+    hand-off cannot be sent again once the timestamp is stale."""
+    make_account("chatbot")
+    now = int(time.time())
+    response = _timestamped_post(api_client, HANDOFF, timestamp=now)
+    assert response.status_code == 201, response.content
+    assert Ticket.objects.get().is_bot_handoff
+
+    stale = _timestamped_post(api_client, {**HANDOFF, "session_id": "s-2"}, timestamp=now - 301)
+    assert stale.status_code == 401
+    assert stale.json()["error"]["code"] == "stale_signature"
+    # A timestamp the signature does not cover (a body-only signature with the header added)
+    body = json.dumps({**HANDOFF, "session_id": "s-3"}).encode()
+    forged = api_client.generic(
+        "POST",
+        "/api/webhooks/chatbot",
+        data=body,  # type: ignore[arg-type]
+        content_type="application/json",
+        HTTP_X_SIGNATURE_TIMESTAMP=str(now),
+        HTTP_X_SIGNATURE_256=meta_signature(TEST_SECRET, body),
+    )
+    assert forged.status_code == 403
+    assert forged.json()["error"]["code"] == "invalid_signature"
+    assert _timestamped_post(api_client, HANDOFF, timestamp=now, secret="wrong").status_code == 403
+    again = _timestamped_post(api_client, HANDOFF, timestamp=now)
+    assert again.status_code == 200  # the same session again: its ticket, nothing new
+    assert Ticket.objects.count() == 1
+
+
+def test_an_account_may_require_the_timestamp(api_client: APIClient) -> None:
+    account = make_account("chatbot")
+    account.settings = {"require_signature_timestamp": "true"}
+    account.save()
+    replayable = _signed_post(api_client, HANDOFF)
+    assert replayable.status_code == 401
+    error = replayable.json()["error"]
+    assert error["code"] == "timestamp_required"
+    assert "X-Signature-Timestamp" in error["message"]
+    assert Ticket.objects.count() == 0
+    assert _timestamped_post(api_client, HANDOFF, timestamp=int(time.time())).status_code == 201
+
+
+def test_require_signature_timestamp_is_a_known_chatbot_setting() -> None:
+    from channels_app.account_settings import account_settings_problems
+
+    assert account_settings_problems("chatbot", {"require_signature_timestamp": "yes"}) == []
+    assert account_settings_problems("chatbot", {"require_signature_timestamp": "maybe"}) == [
+        "require_signature_timestamp takes true or false (whether a hand-off must be signed "
+        "with X-Signature-Timestamp); got 'maybe'."
+    ]
