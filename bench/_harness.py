@@ -226,40 +226,27 @@ def postgres_cpu_seconds(data_dir: Path) -> float:
 
 
 def uvicorn_cmd(port: int, workers: int) -> list[str]:
-    return [
-        str(Path(sys.executable).parent / "uvicorn"),
-        "support.asgi:application",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    """The web process exactly as `make run` and the container start it
+    (scripts/processes.py), on loopback, logging warnings only."""
+    import processes as product_processes
+
+    web = product_processes.process_commands(
+        host="127.0.0.1", port=port, web_workers=str(workers), schedule=""
+    )["web"]
+    return [*web, "--log-level", "warning"]
 
 
 def celery_cmd(concurrency: int = 1, queues: str = "realtime,celery", nice: int = 10) -> list[str]:
-    """A Celery worker as `make run` starts them (at a lower CPU priority than web)."""
-    return [
-        "nice",
-        "-n",
-        str(nice),
-        str(Path(sys.executable).parent / "celery"),
-        "-A",
-        "support",
-        "worker",
-        "-l",
-        "WARNING",
-        "-c",
-        str(concurrency),
-        "-Q",
-        queues,
-        "-n",
-        f"bench-{queues.split(',')[0]}-{os.getpid()}@%h",
-    ]
+    """A Celery worker as `make run` starts them (scripts/processes.py), logging warnings."""
+    import processes as product_processes
+
+    return product_processes.celery_worker(
+        f"bench-{queues.split(',')[0]}",
+        queues=queues,
+        concurrency=str(concurrency),
+        nice=nice,
+        log_level="WARNING",
+    )
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -76,7 +76,9 @@ def metrics_dir_prepare(env: Mapping[str, str], *, default: Path | str) -> dict[
     return {**env, METRICS_DIR_ENV: str(directory)}
 
 
-def celery_worker(name: str, *, queues: str, concurrency: str, nice: int) -> list[str]:
+def celery_worker(
+    name: str, *, queues: str, concurrency: str, nice: int, log_level: str = "INFO"
+) -> list[str]:
     """A Celery worker for ``queues`` at CPU priority ``nice`` (web requests run at 0)."""
     return [
         "nice",
@@ -87,7 +89,7 @@ def celery_worker(name: str, *, queues: str, concurrency: str, nice: int) -> lis
         "support",
         "worker",
         "-l",
-        "INFO",
+        log_level,
         "-c",
         concurrency,
         "-Q",
