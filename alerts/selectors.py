@@ -195,5 +195,10 @@ def target_list_for(*, severity: str, rule: AlertRule | None = None) -> list[Ale
     )
 
 
-def target_list_by_ids(ids: Iterable[int]) -> list[AlertTarget]:
-    return list(AlertTarget.objects.filter(pk__in=list(ids), is_active=True).order_by("pk"))
+def target_list_by_ids(ids: Iterable[int], *, include_inactive: bool = False) -> list[AlertTarget]:
+    """The targets of ``ids`` that still exist: the active ones, or with
+    ``include_inactive`` the deactivated ones too."""
+    targets = AlertTarget.objects.filter(pk__in=list(ids))
+    if not include_inactive:
+        targets = targets.filter(is_active=True)
+    return list(targets.order_by("pk"))

@@ -15,6 +15,8 @@ target), of kinds ``alert_email``, ``alert_slack``, ``alert_pagerduty`` and ``al
 (the adapters in ``alerts.adapters``). A trigger goes to the targets of the alert's tier
 (or the rule's own targets); acknowledge and resolve go to the targets that got the
 trigger, so PagerDuty receives the matching ``event_action`` with the same ``dedup_key``.
+A target deactivated meanwhile still gets the resolve (only the resolve), so what the
+trigger opened there is closed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,7 +144,14 @@ def _notify_trigger(alert: Alert, event: AlertEvent) -> None:
 
 
 def _notify_followup(alert: Alert, event: AlertEvent, action: str) -> None:
-    _notify(alert, event, action, selectors.target_list_by_ids(alert.notified_target_ids))
+    """Acknowledge goes to the active targets that got the trigger. Resolve goes to every
+    target that got (or was queued) the trigger and still exists, deactivated ones too:
+    what the trigger opened (a PagerDuty incident, a *FIRING* mail) must be closed, and a
+    target switched off while the alert fired would otherwise keep it open for ever."""
+    targets = selectors.target_list_by_ids(
+        alert.notified_target_ids, include_inactive=action == "resolve"
+    )
+    _notify(alert, event, action, targets)
 
 
 ALERT_CHANGED_EVENT = "alert.changed"
@@ -650,11 +659,23 @@ def sla_alerts_resolve(
 
 
 def notification_send(delivery: Delivery) -> SendResult:
-    """The delivery engine's ``send`` for every ``alert_*`` kind (no transaction open)."""
+    """The delivery engine's ``send`` for every ``alert_*`` kind (no transaction open).
+
+    A deactivated target gets only resolves (of alerts whose trigger it was sent or
+    queued: only those are queued for it), so nothing it was told stays open; the attempt
+    says so (``"target_inactive": true`` in its request summary). A deleted target gets
+    nothing (its address or key went with it)."""
     target = AlertTarget.objects.filter(pk=delivery.payload.get("target_id")).first()
-    if target is None or not target.is_active:
+    if target is None:
         raise DeliveryError(
-            "The alert target was deleted or deactivated.",
+            "The alert target was deleted.",
+            outcome=Outcome.PERMANENT,
+            error_code="target_deleted",
+        )
+    message = AlertMessage.from_payload(dict(delivery.payload.get("message") or {}))
+    if not target.is_active and message.action != "resolve":
+        raise DeliveryError(
+            "The alert target was deactivated (it still gets the resolve of what it was sent).",
             outcome=Outcome.PERMANENT,
             error_code="target_inactive",
         )
@@ -664,7 +685,6 @@ def notification_send(delivery: Delivery) -> SendResult:
             outcome=Outcome.PERMANENT,
             error_code="kind_changed",
         )
-    message = AlertMessage.from_payload(dict(delivery.payload.get("message") or {}))
     if message.action == "trigger" and _alert_resolved(message.alert_id):
         # A trigger retried or re-driven after the alert resolved (its resolve may already
         # have gone out): sent now it would open a PagerDuty incident, or a "FIRING" mail,
@@ -673,7 +693,11 @@ def notification_send(delivery: Delivery) -> SendResult:
             request_summary={"target": target.pk, "event_action": "trigger", "sent": False},
             response_summary="Not sent: the alert was resolved before this trigger went out.",
         )
-    return ADAPTERS[target.kind](target, message)
+    result = ADAPTERS[target.kind](target, message)
+    if not target.is_active:
+        summary = {**result.request_summary, "target_inactive": True}
+        return replace(result, request_summary=summary)
+    return result
 
 
 def _alert_resolved(alert_id: int) -> bool:

@@ -1,6 +1,6 @@
 """Text for people: sentences cut for the pieces that quote them back (reply drafts from
-articles, call summaries from transcripts), and times written the one way the product
-writes them.
+articles, call summaries from transcripts), and times and lengths of time written the one
+way the product writes them.
 
 A full stop after a title or a common abbreviation does not end a sentence: "To locate your
 invoices from Ms. Hawkings, please …" is one sentence, not "To locate your invoices from
@@ -77,6 +77,25 @@ def readable_time(when: datetime) -> str:
     """A moment as the workbench and the alerts write it, in the site's time zone:
     "2026-12-04 08:16 UTC"."""
     return timezone.localtime(when).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def readable_duration(seconds: object) -> str:
+    """A length of time (a call's) as people read it: "45 s", "4 min 12 s", "1 h 03 min"
+    (from an hour on, to the minute; cut, not rounded). Empty for nothing, a negative
+    length (a record whose end came before its start) or what is not a number."""
+    if seconds is None or seconds == "":
+        return ""
+    try:
+        total = int(float(str(seconds)))
+    except (ValueError, OverflowError):  # not a number, NaN, infinity
+        return ""
+    if total < 0:
+        return ""
+    if total < 60:
+        return f"{total} s"
+    if total < 3600:
+        return f"{total // 60} min {total % 60:02d} s"
+    return f"{total // 3600} h {total % 3600 // 60:02d} min"
 
 
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")

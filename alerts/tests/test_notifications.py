@@ -210,7 +210,10 @@ def test_sns_missing_topic_is_permanent(settings):
 
 
 @pytest.mark.django_db
-def test_a_deactivated_target_gets_nothing_more(supervisor):
+def test_a_deactivated_target_gets_no_trigger_nor_acknowledge_but_the_resolve(supervisor):
+    """Its trigger was queued (it may have gone out before the target was switched off:
+    a retry after a timeout), so the resolve still goes: it closes what the trigger may
+    have opened. Nothing else does."""
     target = _target(TargetKind.EMAIL, ["critical"])
     alert_id = _raise()
     target.is_active = False
@@ -220,8 +223,100 @@ def test_a_deactivated_target_gets_nothing_more(supervisor):
     assert delivery.status == DeliveryStatus.DEAD
     assert delivery.error_code == "target_inactive"
     assert mail.outbox == []
+    alert_acknowledge(alert_id=alert_id, actor=supervisor)
+    assert Delivery.objects.count() == 1  # an acknowledge goes to active targets only
+    _raise(fingerprint="another")
+    assert Delivery.objects.count() == 1  # and so does a new trigger
+
     alert_resolve(alert_id=alert_id, actor=supervisor)
-    assert Delivery.objects.count() == 1  # the resolve goes to active targets only
+    [_, resolve] = _send_all()
+
+    assert (resolve.target_key, resolve.status) == (target.target_key, DeliveryStatus.SUCCEEDED)
+    assert [m.subject for m in mail.outbox] == [
+        "[Support alert] [RESOLVED by supervisor] [critical] HighErrorRate"
+    ]
+    attempt = resolve.attempt_log.get()
+    assert (attempt.outcome, attempt.request_summary) == (
+        Outcome.SUCCESS,
+        {"to": ["supervisor@example.com"], "action": "resolve", "target_inactive": True},
+    )
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_a_pagerduty_target_deactivated_while_the_alert_fires_gets_the_resolve(
+    supervisor, public_dns
+):
+    """The incident the trigger opened at PagerDuty is resolved there too, not left open
+    for ever because a supervisor switched the target off first."""
+    target = _target(TargetKind.PAGERDUTY, ["critical"], secret=ROUTING_KEY)
+    responses.post(PD_URL, status=202, json={"status": "success"})
+    alert_id = _raise()
+    _send_all()
+    target.is_active = False
+    target.save()
+
+    alert_resolve(alert_id=alert_id)
+    deliveries = _send_all()
+
+    key = f"support-alert-{alert_id}"
+    assert [json.loads(call.request.body or b"") for call in responses.calls][1:] == [
+        {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": key}
+    ]
+    assert [d.status for d in deliveries] == [DeliveryStatus.SUCCEEDED] * 2
+    attempt = deliveries[1].attempt_log.get()
+    assert (attempt.http_status, attempt.request_summary["target_inactive"]) == (202, True)
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_a_resolve_queued_before_the_target_was_deactivated_is_still_sent(supervisor, public_dns):
+    """PagerDuty down when the resolve was first tried; the target switched off before the
+    retry: the retry still goes."""
+    target = _target(TargetKind.PAGERDUTY, ["critical"], secret=ROUTING_KEY)
+    responses.post(PD_URL, status=202, json={"status": "success"})
+    alert_id = _raise()
+    _send_all()
+    responses.replace(responses.POST, PD_URL, status=503, body="busy")
+    alert_resolve(alert_id=alert_id, actor=supervisor)
+    [_, resolve] = _send_all()
+    assert resolve.status == DeliveryStatus.RETRYING
+    target.is_active = False
+    target.save()
+    responses.replace(responses.POST, PD_URL, status=202, json={"status": "success"})
+
+    delivery_attempt(delivery_id=resolve.pk, expected_attempts=1)
+
+    resolve.refresh_from_db()
+    assert resolve.status == DeliveryStatus.SUCCEEDED
+    actions = [json.loads(call.request.body or b"")["event_action"] for call in responses.calls]
+    assert actions == ["trigger", "resolve", "resolve"]
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_a_deleted_target_gets_no_resolve(supervisor, public_dns):
+    """Its routing key is gone with it: nothing is queued, and a resolve queued before
+    the deletion is a dead letter that says why."""
+    kept = _target(TargetKind.PAGERDUTY, ["critical"], secret=ROUTING_KEY)
+    deleted = _target(TargetKind.EMAIL, ["critical"])
+    responses.post(PD_URL, status=202, json={"status": "success"})
+    first = _raise(fingerprint="a")
+    second = _raise(fingerprint="b")
+    _send_all()
+    alert_resolve(alert_id=first, actor=supervisor)
+    deleted_key = deleted.target_key
+    deleted.delete()
+    alert_resolve(alert_id=second, actor=supervisor)
+
+    deliveries = _send_all()
+
+    resolves = [d for d in deliveries if d.payload["message"]["action"] == "resolve"]
+    assert [(d.target_key, d.status, d.error_code) for d in resolves] == [
+        (kept.target_key, DeliveryStatus.SUCCEEDED, ""),
+        (deleted_key, DeliveryStatus.DEAD, "target_deleted"),
+        (kept.target_key, DeliveryStatus.SUCCEEDED, ""),
+    ]
 
 
 @pytest.mark.django_db

@@ -27,6 +27,7 @@ from support.delivery.models import Delivery
 from support.delivery.registry import Schedule, SendResult, TargetKind
 from support.delivery.services import delivery_enqueue
 from support.events import event_record
+from support.text import words
 
 logger = logging.getLogger(__name__)
 
@@ -169,9 +170,11 @@ def alert_raise(*, rule: AlertRule, span: AgentStateSpan, seconds: int) -> Alert
     who = span.username or span.agent_arn
     minutes = seconds // 60
     if rule.kind == AlertKind.STATE_LONGER_THAN:
-        message = (
-            f"{who} has been in {span.state} for {minutes} min (limit {rule.threshold_minutes})."
-        )
+        # The state in words, as the board shows it ("AfterContactWork" → "after contact
+        # work"); the stored state and the event payload keep Amazon Connect's name.
+        state = words(span.state)
+        state = state[:1].lower() + state[1:]
+        message = f"{who} has been in {state} for {minutes} min (limit {rule.threshold_minutes})."
     else:
         message = f"{who} has been offline during their shift for {minutes} min."
     try:

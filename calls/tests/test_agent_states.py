@@ -63,7 +63,7 @@ def test_long_acw_raises_one_alert_and_a_live_event(acw_rule):
     # Entering ACW 12 minutes ago, reported now (as a late record or a heartbeat shows it).
     services.agent_event_apply(record=event("e1", "ENDED", started, at=now))
     alert = Alert.objects.get()
-    assert alert.message == "jdoe has been in AfterContactWork for 12 min (limit 5)."
+    assert alert.message == "jdoe has been in after contact work for 12 min (limit 5)."
     outbox = OutboxEvent.objects.filter(event_type="call.alert").get()
     assert outbox.payload == {
         "alert_id": alert.pk,
@@ -124,7 +124,7 @@ def test_alert_to_sns(settings, acw_rule, django_capture_on_commit_callbacks):
         services.agent_event_apply(record=event("e1", "ENDED", now - timedelta(minutes=9), at=now))
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     assert len(messages) == 1
-    assert "jdoe has been in AfterContactWork for 9 min" in messages[0]["Body"]
+    assert "jdoe has been in after contact work for 9 min" in messages[0]["Body"]
 
 
 def test_a_state_exactly_as_long_as_the_limit_has_not_exceeded_it(acw_rule):
@@ -138,7 +138,7 @@ def test_a_state_exactly_as_long_as_the_limit_has_not_exceeded_it(acw_rule):
     services.agent_event_apply(record=event("e3", "ENDED", T0 + timedelta(minutes=10)))
     services.agent_event_apply(record=event("e4", None, T0 + timedelta(minutes=15, seconds=1)))
     assert [a.message for a in Alert.objects.all()] == [
-        "jdoe has been in AfterContactWork for 5 min (limit 5)."
+        "jdoe has been in after contact work for 5 min (limit 5)."
     ]
     # The sweep over an open span: not at 5:00, at 5:00.5.
     services.agent_event_apply(record=event("e5", "ENDED", T0 + timedelta(minutes=20)))

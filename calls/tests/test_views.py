@@ -51,6 +51,15 @@ def test_list_and_detail(client, agent, call, django_assert_max_num_queries):
     assert client.get("/calls/" + "0" * 32 + "/").status_code == 404
 
 
+def test_the_call_page_shows_the_duration_in_minutes_and_seconds(client, agent, call):
+    """10:03:00 to 10:08:40 is 340 seconds, which the page wrote as "340 s"."""
+    assert call.duration_seconds == 340
+    client.force_login(agent)
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert " · 5 min 40 s\n · caller " in html
+    assert "340 s" not in html
+
+
 def test_board_is_for_supervisors(client, agent, supervisor, db):
     client.force_login(agent)
     refused = client.get("/calls/board/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from support.text import sentences_of, words
+from support.text import readable_duration, sentences_of, words
 
 
 def test_a_title_or_an_initial_does_not_end_a_sentence() -> None:
@@ -60,3 +60,29 @@ def test_empty_and_blank_text_have_no_sentence() -> None:
 )
 def test_words_turns_a_code_into_words(code: object, expected: str) -> None:
     assert words(code) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0, "0 s"),
+        (45, "45 s"),
+        (59.9, "59 s"),
+        (60, "1 min 00 s"),
+        (252, "4 min 12 s"),
+        (3599, "59 min 59 s"),
+        (3600, "1 h 00 min"),
+        (3780, "1 h 03 min"),
+        (3839, "1 h 03 min"),
+        (93780, "26 h 03 min"),
+        (None, ""),
+        (-5, ""),
+        ("", ""),
+        ("252", "4 min 12 s"),
+        ("soon", ""),
+        (float("inf"), ""),
+        (float("nan"), ""),
+    ],
+)
+def test_readable_duration(seconds: object, expected: str) -> None:
+    assert readable_duration(seconds) == expected

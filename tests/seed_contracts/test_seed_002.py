@@ -311,7 +311,7 @@ def test_agent_monitoring_flow(
     # 5. After-contact work for 6 minutes exceeds the 5-minute limit: one alert, sent to SNS.
     alert = Alert.objects.get()
     assert (alert.rule, alert.span, alert.username) == (rule, spans[1], "jdoe")
-    assert alert.message == "jdoe has been in AfterContactWork for 6 min (limit 5)."
+    assert alert.message == "jdoe has been in after contact work for 6 min (limit 5)."
     assert [json.loads(m["Body"]) for m in messages] == [
         {"alert_id": alert.pk, "username": "jdoe", "message": alert.message}
     ]

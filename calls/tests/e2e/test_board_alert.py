@@ -181,7 +181,7 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
             # when it was raised (24-hour, like the rendered ones), then what it says
             expect(live).to_have_text(
                 re.compile(
-                    r"^\d\d:\d\d jdoe has been in AfterContactWork for 12 min \(limit 5\)\.$"
+                    r"^\d\d:\d\d jdoe has been in after contact work for 12 min \(limit 5\)\.$"
                 )
             )
             raised = live.locator("time").inner_text()
