@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from bs4 import BeautifulSoup
 from django.db import connection
 from django.test import Client as DjangoClient
 from django.test.utils import CaptureQueriesContext
@@ -484,6 +485,64 @@ def test_composer_takes_what_the_api_takes(agent_web, customer):
     assert ticket.messages.count() == 1  # the customer's first message only
     assert agent_web.post(url, {"body": "x" * 50_000}).status_code == 302
     assert ticket.messages.count() == 2
+
+
+def _composer(response):
+    """The composer of a ticket page: (text in its box, kind checked, reason shown or None)."""
+    form = BeautifulSoup(response.content, "html.parser").select_one("form#composer")
+    assert form is not None
+    textarea, checked, box = (
+        form.select_one(css) for css in ("textarea", "input[name=kind][checked]", ".form-error")
+    )
+    assert textarea is not None
+    assert checked is not None
+    assert box is not None
+    text = textarea.get_text()
+    text = text[1:] if text.startswith("\n") else text  # a browser drops this line break
+    return text, str(checked["value"]), None if box.has_attr("hidden") else box.get_text()
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "says"),
+    [
+        ("public", "   \n ", "A message needs a body or an attachment."),
+        ("public", "x" * 50_001, "body: at most 50000 characters (this one has 50001)."),
+        ("internal_note", "\n<b>Ask</b> them & wait\n" + "y" * 50_000, "body: at most 50000"),
+        ("system", "Hello", "kind must be public or internal_note."),
+    ],
+)
+def test_a_reply_refused_without_javascript_keeps_its_text(agent_web, customer, kind, body, says):
+    """A plain form post (no htmx) of a refused reply went back to the page by a redirect,
+    with the reason at the top and the text typed gone. It is the ticket page again (400):
+    the text in the composer, its type still chosen, the reason under it."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-message", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"kind": kind, "body": body})
+    assert response.status_code == 400
+    assert "tickets/ticket.html" in [t.name for t in response.templates]
+    text, checked, reason = _composer(response)
+    assert text == body
+    assert checked == ("internal_note" if kind == "internal_note" else "public")
+    assert reason is not None
+    assert reason.startswith(says)
+    assert ticket.messages.count() == 1  # the customer's first message only
+    # a page drawn afresh has an empty composer and no reason
+    assert _composer(agent_web.get(f"/tickets/{ticket.number}/")) == ("", "public", None)
+
+
+def test_a_reply_to_a_merged_ticket_refused_without_javascript_keeps_its_text(
+    agent_web, supervisor, customer
+):
+    source, target = _tickets(customer, 2)
+    services.ticket_merge(source=source, target=target, actor=supervisor)
+    url = reverse("ticket-message", kwargs={"ref": source.number})
+    response = agent_web.post(url, {"kind": "public", "body": "On its way"})
+    assert response.status_code == 400
+    assert _composer(response) == (
+        "On its way",
+        "public",
+        f"{source.number} was merged into {target.number}.",
+    )
 
 
 def test_supervisor_may_assign_others(supervisor_web, other_agent, customer):
