@@ -459,8 +459,12 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
     # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
     if action == "status":
         selectors.choices_check("status", [value])
-    elif action == "tag" and not value.strip():
-        raise InvalidInput("tag: give a tag name.", details={"value": ["Empty."]})
+    elif action == "tag":
+        # the services' one check of a tag's name (too long is refused, naming it)
+        names = services.tag_names_normalise([value])
+        if not names:
+            raise InvalidInput("tag: give a tag name.", details={"value": ["Empty."]})
+        value = names[0]
     # All or nothing: a refused change (e.g. an agent assigning others) undoes the batch.
     with transaction.atomic():
         # The rows locked first (in id order) and every rule applied to them as they are
@@ -493,7 +497,7 @@ def _bulk_apply(
                 continue
             services.ticket_update(ticket=ticket, actor=request.user, status=value)
         else:
-            names = sorted({*ticket.tags.values_list("name", flat=True), value.strip().lower()})
+            names = sorted({*ticket.tags.values_list("name", flat=True), value})
             services.ticket_update(ticket=ticket, actor=request.user, tags=names)
         done += 1
     return done, skipped

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from support.models import OutboxEvent
 from tickets import services
-from tickets.models import CannedResponse, Message, Team, Ticket, TicketRead
+from tickets.models import CannedResponse, Message, Tag, Team, Ticket, TicketRead
 from tickets.panels import Panel, _panels, register_panel
 
 pytestmark = pytest.mark.django_db
@@ -590,6 +590,34 @@ def test_bulk_with_an_unknown_value_is_refused_saying_so(agent_web, customer, ac
     said = [str(m) for m in page.context["messages"]]
     assert len(said) == 1
     assert said[0].startswith(says)
+
+
+LONG_TAG = "customer-asked-for-a-refund-of-the-second-order-in-the-spring-sale"
+
+
+def test_a_tag_over_64_characters_is_refused_by_the_controls_and_bulk(agent_web, customer):
+    """The controls' and bulk tagging's tags went to the services, which cut them to 64
+    characters without a word; refused now, saying which and why, and nothing changes."""
+    assert len(LONG_TAG) == 66
+    says = f"tags: {LONG_TAG!r} is 66 characters long; a tag has at most 64 characters."
+    [ticket] = _tickets(customer, 1)  # tagged a and b
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    data = {"tags": f"a, b, {LONG_TAG.title()}", "priority": "high"}
+    fragment = agent_web.post(url, data, HTTP_HX_REQUEST="true")
+    assert (fragment.status_code, fragment.content.decode()) == (400, says)
+    page_url = f"http://testserver/tickets/{ticket.number}/"
+    page = agent_web.post(url, data, HTTP_REFERER=page_url)
+    assert (page.status_code, page["Location"]) == (302, page_url)
+    assert _said(agent_web, page_url) == [says]
+    bulk = {"ids": [ticket.pk], "action": "tag", "value": f" {LONG_TAG} "}
+    fragment = agent_web.post("/tickets/bulk", bulk, HTTP_HX_REQUEST="true")
+    assert (fragment.status_code, fragment.content.decode()) == (400, says)
+    page = agent_web.post("/tickets/bulk", bulk, HTTP_REFERER="http://testserver/")
+    assert _said(agent_web, page["Location"]) == [says]
+    ticket.refresh_from_db()
+    assert ticket.priority == "normal"
+    assert sorted(t.name for t in ticket.tags.all()) == ["a", "b"]
+    assert not Tag.objects.filter(name__startswith="customer-asked").exists()
 
 
 PLAIN = "text/plain; charset=utf-8"
