@@ -104,8 +104,13 @@ class Team(models.Model):
         return self.name
 
 
+#: A tag's name at most (``Tag.name``); a longer one is refused, naming it
+#: (``tickets.services.tag_names_normalise``), never cut.
+TAG_NAME_MAX_CHARS = 64
+
+
 class Tag(models.Model):
-    name = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=TAG_NAME_MAX_CHARS, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

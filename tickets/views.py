@@ -262,6 +262,18 @@ def ticket_detail(request: HttpRequest, ref: str) -> HttpResponse:
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
 
 
+def _reply_refused(
+    request: HttpRequest, ticket: Ticket, exc: ApplicationError, *, body: str, kind: str
+) -> HttpResponse:
+    """A refused reply sent without htmx (no JavaScript): the ticket page again, with the
+    reason under the composer and what was typed still in it (a redirect back, as the other
+    forms answer, would lose the text). htmx gets the reason as plain text instead
+    (:func:`agent_required`); workbench.js shows it there and leaves the text alone."""
+    composer = {"body": body, "kind": kind, "error": exc.message}
+    context = {**_ticket_context(request, ticket), "composer": composer}
+    return render(request, "tickets/ticket.html", context, status=exc.http_status)
+
+
 def format_ref(pk: int) -> str:
     return Ticket(pk=pk).number
 
@@ -298,15 +310,22 @@ def _back_to_ticket(request: HttpRequest, ticket: Ticket) -> HttpResponse:
 def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
     ticket = selectors.ticket_get_visible(ref, user=request.user)
     kind = request.POST.get("kind", MessageKind.PUBLIC)
-    if kind not in (MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE):
-        raise InvalidInput("kind must be public or internal_note.", details={"kind": ["Invalid."]})
     body = request.POST.get("body", "")
-    if len(body) > MESSAGE_BODY_MAX_CHARS:  # the API's limit
-        raise InvalidInput(
-            f"body: at most {MESSAGE_BODY_MAX_CHARS} characters (this one has {len(body)}).",
-            details={"body": ["Too long."]},
-        )
-    services.message_add(ticket=ticket, body=body, kind=kind, author_user=request.user)
+    try:
+        if kind not in (MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE):
+            raise InvalidInput(
+                "kind must be public or internal_note.", details={"kind": ["Invalid."]}
+            )
+        if len(body) > MESSAGE_BODY_MAX_CHARS:  # the API's limit
+            raise InvalidInput(
+                f"body: at most {MESSAGE_BODY_MAX_CHARS} characters (this one has {len(body)}).",
+                details={"body": ["Too long."]},
+            )
+        services.message_add(ticket=ticket, body=body, kind=kind, author_user=request.user)
+    except ApplicationError as exc:
+        if getattr(request, "htmx", False) or isinstance(exc, NotFound):
+            raise  # plain text for htmx (agent_required); a ticket gone has no page
+        return _reply_refused(request, ticket, exc, body=body, kind=kind)
     return _back_to_ticket(request, ticket)
 
 
@@ -440,8 +459,12 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
     # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
     if action == "status":
         selectors.choices_check("status", [value])
-    elif action == "tag" and not value.strip():
-        raise InvalidInput("tag: give a tag name.", details={"value": ["Empty."]})
+    elif action == "tag":
+        # the services' one check of a tag's name (too long is refused, naming it)
+        names = services.tag_names_normalise([value])
+        if not names:
+            raise InvalidInput("tag: give a tag name.", details={"value": ["Empty."]})
+        value = names[0]
     # All or nothing: a refused change (e.g. an agent assigning others) undoes the batch.
     with transaction.atomic():
         # The rows locked first (in id order) and every rule applied to them as they are
@@ -474,7 +497,7 @@ def _bulk_apply(
                 continue
             services.ticket_update(ticket=ticket, actor=request.user, status=value)
         else:
-            names = sorted({*ticket.tags.values_list("name", flat=True), value.strip().lower()})
+            names = sorted({*ticket.tags.values_list("name", flat=True), value})
             services.ticket_update(ticket=ticket, actor=request.user, tags=names)
         done += 1
     return done, skipped

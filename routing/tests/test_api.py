@@ -98,6 +98,40 @@ def test_panel_renders(rf, agent, decision):
     assert '<p class="form-error routing-error" role="alert" hidden></p>' in html
 
 
+def test_panel_shows_labels_in_words_and_keeps_them_at_hand(agent_client, client, agent, decision):
+    """The panel showed the data set's labels as they are ("CANCELLATION_FEE /
+    check_cancellation_fee"); in words now, the labels themselves on hover and under the
+    tool trace (the category -> team map and the admin use them), the API unchanged."""
+    from bs4 import BeautifulSoup
+
+    decision.category, decision.intent = "CANCELLATION_FEE", "check_cancellation_fee"
+    decision.save(update_fields=["category", "intent"])
+    client.force_login(agent)
+    page = client.get(f"/tickets/T-{decision.ticket_id:06d}/")
+    assert page.status_code == 200
+    panel = BeautifulSoup(page.content, "html.parser").select_one(".routing-panel")
+    assert panel is not None
+    shown = panel.select_one(".routing-labels")
+    assert shown is not None
+    assert shown.get_text() == "Cancellation fee / Check cancellation fee"
+    assert shown["title"] == "CANCELLATION_FEE / check_cancellation_fee"
+    trace = panel.select_one("details")
+    assert trace is not None
+    assert [c.get_text() for c in trace.select("p > code")] == [
+        "CANCELLATION_FEE",
+        "check_cancellation_fee",
+    ]
+    latest = agent_client.get(f"/api/tickets/{decision.ticket_id}/routing").json()["latest"]
+    assert (latest["category"], latest["intent"]) == ("CANCELLATION_FEE", "check_cancellation_fee")
+
+    decision.category, decision.intent = "", ""  # nothing decided: a dash, no empty title
+    decision.save(update_fields=["category", "intent"])
+    page = client.get(f"/tickets/T-{decision.ticket_id:06d}/")
+    shown = BeautifulSoup(page.content, "html.parser").select_one(".routing-labels")
+    assert shown is not None
+    assert (shown.get_text(), shown.get("title")) == ("— / —", None)
+
+
 def test_history_tool_lists_only_tickets_the_viewer_may_see(
     routing_on, teams, customer, agent, supervisor_client, agent_client, client
 ):

@@ -169,6 +169,7 @@
     form.addEventListener("htmx:afterRequest", function (e) {
       if (e.detail.successful && e.detail.elt === form) {
         textarea.value = "";
+        textarea.removeAttribute("aria-invalid");  // set on a page a refused reply came back to
         typing = false;
         sendPresence("viewing");
       }

@@ -185,6 +185,49 @@ def test_a_refused_reply_says_why_by_the_composer_and_keeps_the_text(page, agent
     ]
 
 
+def test_without_javascript_a_refused_reply_comes_back_with_its_text(
+    browser, live_asgi, agent, customer
+):
+    """A browser without JavaScript posts the composer as a plain form: a refused reply
+    came back by a redirect with the reason at the top of the page and the text gone. The
+    page comes back with the text, its type (an internal note here) and the reason under
+    the composer."""
+    ticket = _call(services.ticket_create, customer=customer, subject="Long story", body="b")
+    context = browser.new_context(base_url=live_asgi, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        _sign_in(page)
+        page.goto(f"/tickets/{ticket.number}/")
+        too_long = "x" * MESSAGE_BODY_MAX_CHARS + "\nSigned, Ada"
+        page.check("#composer input[name=kind][value=internal_note]")
+        page.fill("#composer-body", too_long)
+        with page.expect_navigation() as sent:
+            page.click("#composer-send")
+        assert sent.value is not None
+        assert sent.value.status == 400
+        error = page.locator("#composer .form-error")
+        assert error.is_visible()
+        sent_chars = len(too_long.replace("\n", "\r\n"))  # a form sends line breaks as CR LF
+        assert error.text_content() == (
+            f"body: at most {MESSAGE_BODY_MAX_CHARS} characters (this one has {sent_chars})."
+        )
+        assert page.input_value("#composer-body") == too_long
+        assert page.is_checked("#composer input[name=kind][value=internal_note]")
+        page.fill("#composer-body", "The short version.")
+        page.click("#composer-send")
+        page.locator("li", has_text="The short version.").first.wait_for()
+        assert page.url.endswith(f"/tickets/{ticket.number}/")
+        assert page.locator("#composer .form-error").is_hidden()
+        assert page.input_value("#composer-body") == ""
+        page.screenshot(path=str(ARTIFACTS / "without-javascript-refused-reply-end.png"))
+    finally:
+        context.close()
+    assert list(ticket.messages.values_list("kind", "body_text").order_by("id")) == [
+        ("public", "b"),
+        ("internal_note", "The short version."),
+    ]
+
+
 def test_a_refused_routing_verdict_says_why_in_the_panel(page, agent, customer):
     """The panel's script showed the API's error as raw JSON in an alert box."""
     ticket = _call(services.ticket_create, customer=customer, subject="Where is it", body="?")

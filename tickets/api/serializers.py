@@ -10,6 +10,7 @@ from rest_framework import serializers
 from tickets.attachments import attachment_url
 from tickets.models import (
     MESSAGE_BODY_MAX_CHARS,
+    TAG_NAME_MAX_CHARS,
     AccountType,
     Attachment,
     Channel,
@@ -21,6 +22,24 @@ from tickets.models import (
     VipTier,
     format_ticket_number,
 )
+
+
+@extend_schema_field({"type": "string", "maxLength": TAG_NAME_MAX_CHARS})
+class TagNameField(serializers.CharField):
+    """A tag's name. Its length is checked by the services (``tags: '…' is 70 characters
+    long; a tag has at most 64 characters.``, ``tickets.services.tag_names_normalise``),
+    the one check for every way tags come in; DRF's own would answer a bare "no more than
+    64 characters" under the item's index."""
+
+
+def _tag_list() -> serializers.ListField:
+    return serializers.ListField(
+        child=TagNameField(),
+        required=False,
+        max_length=20,
+        help_text=f"Tag names, at most {TAG_NAME_MAX_CHARS} characters each (stored trimmed "
+        "and in lower case); a longer one is refused naming it, never cut.",
+    )
 
 
 class CustomerInputSerializer(serializers.Serializer):
@@ -39,9 +58,7 @@ class TicketCreateInputSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.API)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
     team_id = serializers.IntegerField(required=False, min_value=1)
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, max_length=20
-    )
+    tags = _tag_list()
     origin_platform_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -65,9 +82,7 @@ class TicketUpdateInputSerializer(serializers.Serializer):
         help_text="Seed 001's name for `assignee_id` (the same rule); give one of the two.",
     )
     subject = serializers.CharField(required=False, max_length=255)
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, max_length=20
-    )
+    tags = _tag_list()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "assigned_agent_id" in attrs:

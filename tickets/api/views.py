@@ -225,6 +225,7 @@ def ticket_create_for_caller(
             raise services.TicketAlreadySubmitted(existing)
     # checked before the customer is created: a 400 must leave nothing behind
     team = _team_or_error(data.get("team_id"))
+    tags = services.tag_names_normalise(data.get("tags", []))  # a tag too long, named
     unseen_customer = False
     if data.get("customer_id"):
         # A customer the caller may not see answers exactly like an unknown one.
@@ -256,7 +257,7 @@ def ticket_create_for_caller(
         channel=data["channel"],
         priority=data["priority"],
         team=team,
-        tags=data.get("tags", []),
+        tags=tags,
         origin_platform_id=external_id,
         created_by=request.user,
         origin_caller=origin_caller,

@@ -18,6 +18,7 @@ from support.events import events_record, outbox_rows, relay_after_commit
 from support.parsing import safe_file_name
 from support.safe_urls import http_url
 from tickets.models import (
+    TAG_NAME_MAX_CHARS,
     Attachment,
     Channel,
     Customer,
@@ -72,13 +73,35 @@ class TicketAlreadySubmitted(Conflict):
 # --- tickets --------------------------------------------------------------------
 
 
-def _tag_names(names: Iterable[str]) -> list[str]:
-    """Normalised tag names (trimmed, lower case, at most 64 characters), each once."""
-    return list(dict.fromkeys(n for n in (raw.strip().lower()[:64] for raw in names) if n))
+#: How much of a refused tag its refusal quotes (a pasted paragraph is not echoed whole).
+_TAG_QUOTE_CHARS = 100
+
+
+def tag_names_normalise(names: Iterable[str]) -> list[str]:
+    """Tag names as stored: trimmed, lower case, each once, empty ones left out.
+
+    The one check of every way tags come in (the API's create and update, the ticket
+    page's controls, bulk tagging, tickets opened by the apps): a name longer than
+    ``TAG_NAME_MAX_CHARS`` once trimmed and lower-cased raises InvalidInput naming it and
+    the limit (it was cut to 64 characters without a word)."""
+    normalised: list[str] = []
+    for raw in names:
+        name = raw.strip().lower()
+        if len(name) > TAG_NAME_MAX_CHARS:
+            shown = name if len(name) <= _TAG_QUOTE_CHARS else f"{name[:TAG_NAME_MAX_CHARS]}…"
+            reason = (
+                f"tags: {shown!r} is {len(name)} characters long; "
+                f"a tag has at most {TAG_NAME_MAX_CHARS} characters."
+            )
+            raise InvalidInput(reason, details={"tags": [reason]})
+        if name:
+            normalised.append(name)
+    return list(dict.fromkeys(normalised))
 
 
 def _tags_from_names(names: Iterable[str]) -> list[Tag]:
-    return [Tag.objects.get_or_create(name=name)[0] for name in _tag_names(names)]
+    """The tags of names already normalised (:func:`tag_names_normalise`)."""
+    return [Tag.objects.get_or_create(name=name)[0] for name in names]
 
 
 def _search_vector(subject: str, text: str = "", customer: Customer | None = None) -> Any:
@@ -195,7 +218,7 @@ def ticket_create(
         raise InvalidInput(f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]})
     now = timezone.now()
     has_message = bool(body.strip() or body_html.strip() or attachments)
-    tag_names = _tag_names(tags)
+    tag_names = tag_names_normalise(tags)
     ids = ids_reserve(Ticket, Message) if has_message else ids_reserve(Ticket)
     ticket = ticket_build(
         pk=ids[0],
@@ -278,6 +301,7 @@ def ticket_update(
     Each change is written to the timeline as a system entry and published as
     ``ticket.updated`` with the changed fields.
     """
+    tag_names = None if tags is None else tag_names_normalise(tags)  # refused before any write
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
     changes: dict[str, list[Any]] = {}
     now = timezone.now()
@@ -333,9 +357,9 @@ def ticket_update(
         changes["needs_review"] = [ticket.needs_review, needs_review]
         ticket.needs_review = needs_review
         fields.append("needs_review")
-    if tags is not None:
+    if tag_names is not None:
         old = sorted(ticket.tags.values_list("name", flat=True))
-        tag_objs = _tags_from_names(tags)
+        tag_objs = _tags_from_names(tag_names)
         new = sorted(t.name for t in tag_objs)
         if old != new:
             ticket.tags.set(tag_objs)

@@ -14,6 +14,39 @@ def _events():
     return list(OutboxEvent.objects.order_by("id").values_list("event_type", flat=True))
 
 
+LONG_TAG = "refund-requested-for-the-second-order-placed-in-the-spring-sale-x"  # 65
+
+
+def test_a_tag_over_64_characters_is_refused_naming_it_never_cut(customer, agent):
+    """A 65-character tag was stored cut to 64 without a word (a name lower-cased longer,
+    such as "İ", too)."""
+    assert len(LONG_TAG) == 65
+    says = f"tags: {LONG_TAG!r} is 65 characters long; a tag has at most 64 characters."
+    with pytest.raises(InvalidInput) as refused:
+        services.ticket_create(customer=customer, subject="s", body="b", tags=["ok", LONG_TAG])
+    assert (refused.value.message, refused.value.details) == (says, {"tags": [says]})
+    assert Ticket.objects.count() == 0
+    with pytest.raises(InvalidInput, match="is 80 characters long"):
+        services.tag_names_normalise(["\u0130" * 40])  # "İ" lower-cased is two characters
+    # the limit counts the name as stored: trimmed and lower case
+    assert services.tag_names_normalise([f"  {'A' * 64}  ", "a" * 64, " "]) == ["a" * 64]
+    # a pasted paragraph is not echoed whole
+    with pytest.raises(InvalidInput) as pasted:
+        services.tag_names_normalise(["x" * 5000])
+    assert pasted.value.message == (
+        f"tags: '{'x' * 64}…' is 5000 characters long; a tag has at most 64 characters."
+    )
+
+    ticket = services.ticket_create(customer=customer, subject="s", body="b", tags=["a"])
+    OutboxEvent.objects.all().delete()
+    with pytest.raises(InvalidInput, match="at most 64"):
+        services.ticket_update(ticket=ticket, actor=agent, priority="high", tags=[LONG_TAG])
+    ticket.refresh_from_db()
+    assert (ticket.priority, [t.name for t in ticket.tags.all()]) == ("normal", ["a"])
+    assert _events() == []
+    assert not Message.objects.filter(ticket=ticket, kind="system").exists()
+
+
 def test_ticket_create_writes_ticket_first_message_and_events(customer):
     ticket = services.ticket_create(
         customer=customer,

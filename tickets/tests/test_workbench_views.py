@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from bs4 import BeautifulSoup
 from django.db import connection
 from django.test import Client as DjangoClient
 from django.test.utils import CaptureQueriesContext
@@ -8,7 +9,7 @@ from django.urls import reverse
 
 from support.models import OutboxEvent
 from tickets import services
-from tickets.models import CannedResponse, Message, Team, Ticket, TicketRead
+from tickets.models import CannedResponse, Message, Tag, Team, Ticket, TicketRead
 from tickets.panels import Panel, _panels, register_panel
 
 pytestmark = pytest.mark.django_db
@@ -486,6 +487,64 @@ def test_composer_takes_what_the_api_takes(agent_web, customer):
     assert ticket.messages.count() == 2
 
 
+def _composer(response):
+    """The composer of a ticket page: (text in its box, kind checked, reason shown or None)."""
+    form = BeautifulSoup(response.content, "html.parser").select_one("form#composer")
+    assert form is not None
+    textarea, checked, box = (
+        form.select_one(css) for css in ("textarea", "input[name=kind][checked]", ".form-error")
+    )
+    assert textarea is not None
+    assert checked is not None
+    assert box is not None
+    text = textarea.get_text()
+    text = text[1:] if text.startswith("\n") else text  # a browser drops this line break
+    return text, str(checked["value"]), None if box.has_attr("hidden") else box.get_text()
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "says"),
+    [
+        ("public", "   \n ", "A message needs a body or an attachment."),
+        ("public", "x" * 50_001, "body: at most 50000 characters (this one has 50001)."),
+        ("internal_note", "\n<b>Ask</b> them & wait\n" + "y" * 50_000, "body: at most 50000"),
+        ("system", "Hello", "kind must be public or internal_note."),
+    ],
+)
+def test_a_reply_refused_without_javascript_keeps_its_text(agent_web, customer, kind, body, says):
+    """A plain form post (no htmx) of a refused reply went back to the page by a redirect,
+    with the reason at the top and the text typed gone. It is the ticket page again (400):
+    the text in the composer, its type still chosen, the reason under it."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-message", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"kind": kind, "body": body})
+    assert response.status_code == 400
+    assert "tickets/ticket.html" in [t.name for t in response.templates]
+    text, checked, reason = _composer(response)
+    assert text == body
+    assert checked == ("internal_note" if kind == "internal_note" else "public")
+    assert reason is not None
+    assert reason.startswith(says)
+    assert ticket.messages.count() == 1  # the customer's first message only
+    # a page drawn afresh has an empty composer and no reason
+    assert _composer(agent_web.get(f"/tickets/{ticket.number}/")) == ("", "public", None)
+
+
+def test_a_reply_to_a_merged_ticket_refused_without_javascript_keeps_its_text(
+    agent_web, supervisor, customer
+):
+    source, target = _tickets(customer, 2)
+    services.ticket_merge(source=source, target=target, actor=supervisor)
+    url = reverse("ticket-message", kwargs={"ref": source.number})
+    response = agent_web.post(url, {"kind": "public", "body": "On its way"})
+    assert response.status_code == 400
+    assert _composer(response) == (
+        "On its way",
+        "public",
+        f"{source.number} was merged into {target.number}.",
+    )
+
+
 def test_supervisor_may_assign_others(supervisor_web, other_agent, customer):
     [ticket] = _tickets(customer, 1)
     url = reverse("ticket-update", kwargs={"ref": ticket.number})
@@ -531,6 +590,34 @@ def test_bulk_with_an_unknown_value_is_refused_saying_so(agent_web, customer, ac
     said = [str(m) for m in page.context["messages"]]
     assert len(said) == 1
     assert said[0].startswith(says)
+
+
+LONG_TAG = "customer-asked-for-a-refund-of-the-second-order-in-the-spring-sale"
+
+
+def test_a_tag_over_64_characters_is_refused_by_the_controls_and_bulk(agent_web, customer):
+    """The controls' and bulk tagging's tags went to the services, which cut them to 64
+    characters without a word; refused now, saying which and why, and nothing changes."""
+    assert len(LONG_TAG) == 66
+    says = f"tags: {LONG_TAG!r} is 66 characters long; a tag has at most 64 characters."
+    [ticket] = _tickets(customer, 1)  # tagged a and b
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    data = {"tags": f"a, b, {LONG_TAG.title()}", "priority": "high"}
+    fragment = agent_web.post(url, data, HTTP_HX_REQUEST="true")
+    assert (fragment.status_code, fragment.content.decode()) == (400, says)
+    page_url = f"http://testserver/tickets/{ticket.number}/"
+    page = agent_web.post(url, data, HTTP_REFERER=page_url)
+    assert (page.status_code, page["Location"]) == (302, page_url)
+    assert _said(agent_web, page_url) == [says]
+    bulk = {"ids": [ticket.pk], "action": "tag", "value": f" {LONG_TAG} "}
+    fragment = agent_web.post("/tickets/bulk", bulk, HTTP_HX_REQUEST="true")
+    assert (fragment.status_code, fragment.content.decode()) == (400, says)
+    page = agent_web.post("/tickets/bulk", bulk, HTTP_REFERER="http://testserver/")
+    assert _said(agent_web, page["Location"]) == [says]
+    ticket.refresh_from_db()
+    assert ticket.priority == "normal"
+    assert sorted(t.name for t in ticket.tags.all()) == ["a", "b"]
+    assert not Tag.objects.filter(name__startswith="customer-asked").exists()
 
 
 PLAIN = "text/plain; charset=utf-8"

@@ -73,6 +73,41 @@ def test_bad_input_is_a_400_naming_the_field(agent_client, payload, field):
     assert not Customer.objects.filter(email="bob@example.com").exists()
 
 
+LONG_TAG = "x" * 60 + "-tag-"  # 65 characters
+TAG_REFUSAL = f"tags: {LONG_TAG!r} is 65 characters long; a tag has at most 64 characters."
+
+
+def test_a_tag_over_64_characters_is_refused_naming_it_never_cut(agent_client, customer):
+    """DRF's own check answered "Ensure this field has no more than 64 characters." under
+    the item's index (naming neither the tag nor the field); the services cut any longer
+    name they were given to 64 characters without a word."""
+    response = agent_client.post(
+        "/api/tickets", {**CREATE, "tags": ["billing", LONG_TAG]}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == {
+        "code": "invalid",
+        "message": TAG_REFUSAL,
+        "details": {"tags": [TAG_REFUSAL]},
+    }
+    assert Ticket.objects.count() == 0
+    assert not Customer.objects.filter(email="bob@example.com").exists()  # nothing left behind
+
+    ticket = services.ticket_create(customer=customer, subject="S", body="b", tags=["a"])
+    patch = {"priority": "high", "tags": ["b", f"  {LONG_TAG.upper()} "]}
+    response = agent_client.patch(f"/api/tickets/{ticket.pk}", patch, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["message"] == TAG_REFUSAL
+    ticket.refresh_from_db()
+    assert (ticket.priority, [t.name for t in ticket.tags.all()]) == ("normal", ["a"])
+    # 64 characters, trimmed and lower-cased, is a tag
+    response = agent_client.patch(
+        f"/api/tickets/{ticket.pk}", {"tags": [f" {LONG_TAG[1:].upper()} "]}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["tags"] == [LONG_TAG[1:]]
+
+
 def test_malformed_json_is_a_400(agent_client):
     response = agent_client.post("/api/tickets", "{nope", content_type="application/json")
     assert response.status_code == 400
