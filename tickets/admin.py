@@ -475,20 +475,10 @@ class SlaPolicyAdmin(ReappliesSlaOnChange, SupervisorAdmin):
 
 @admin.register(SlaEvent)
 class SlaEventAdmin(RecordAdminMixin, SupervisorAdmin):
-    """The checker's record (read-only)."""
+    """The checker's record (read-only): the page shows every field, the list all but the
+    escalation (a JSON list of what was done)."""
 
-    list_display = (
-        "ticket",
-        "target",
-        "kind",
-        "due_at",
-        "stopped_at",
-        "policy_name",
-        "created_at",
-    )
-    list_filter = ("target", "kind")
-    raw_id_fields = ("ticket",)
-    readonly_fields = (
+    fields = readonly_fields = (
         "ticket",
         "target",
         "kind",
@@ -498,6 +488,8 @@ class SlaEventAdmin(RecordAdminMixin, SupervisorAdmin):
         "escalation",
         "created_at",
     )
+    list_display = tuple(name for name in readonly_fields if name != "escalation")
+    list_filter = ("target", "kind")
 
 
 from tickets.context.admin import *  # noqa: E402, F403 - customer-context admin
