@@ -105,8 +105,6 @@ class CrawlWorld:
 
 def _fill_gaps(matrix: World, superuser: Any) -> None:
     """One realistic row for each model the demo and the matrix world leave empty."""
-    from axes.models import AccessFailureLog, AccessLog
-
     from channels_app.models import InboundEvent, SentMessageEvent
     from channels_app.services import channel_account_upsert
     from channels_app.verification import webchat_verification_request
@@ -239,13 +237,6 @@ def _fill_gaps(matrix: World, superuser: Any) -> None:
     )
     CategoryTeam.objects.create(category="ACCOUNT", team=matrix.other_team)
     routing_failure_record(ticket_id=matrix.second_ticket.pk, exc=ValueError("model gone"))
-    # Axes writes neither here (AXES_DISABLE_ACCESS_LOG, no failure log) but the admin
-    # lists them: rows from another configuration.
-    for log_model in (AccessLog, AccessFailureLog):
-        for username in ("agent1", "agent2"):
-            log_model.objects.create(
-                username=username, ip_address="127.0.0.1", user_agent="crawl", path_info=ADMIN_LOGIN
-            )
 
 
 def _second_rows(matrix: World, superuser: Any) -> None:
