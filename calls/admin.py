@@ -20,8 +20,19 @@ from calls.models import (
     QueueTeam,
     Transcript,
 )
-from support.auth.admin import RecordAdminMixin
+from calls.selectors import call_visibility_q
+from support.auth.admin import RecordAdminMixin, admin_visibility_register
+from support.auth.roles import is_supervisor
 from tickets.admin import SupervisorAdmin
+
+# Calls follow the queue → team mapping and their escalation tickets (docs/security.md):
+# the admin links or names a call only for those who may see it (``admin_link``).
+admin_visibility_register(
+    Call,
+    lambda user, call: (
+        is_supervisor(user) or Call.objects.filter(call_visibility_q(user), pk=call.pk).exists()
+    ),
+)
 
 
 @admin.register(QueueTeam)

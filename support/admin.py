@@ -16,10 +16,6 @@ from support.auth.lockout import lockout_keys, login_attempts_with_lockout, logi
 from support.auth.roles import is_supervisor
 from support.models import ApiKey, AuditLog, OidcIdentity, OutboxEvent
 
-admin.site.site_header = "Support Desk · Supervisor admin"
-admin.site.site_title = "Support Desk admin"
-admin.site.index_title = "Supervisor console"
-
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
