@@ -38,6 +38,33 @@ class SupervisorAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return is_supervisor(request.user) or super().has_add_permission(request, *args)
 
 
+class AboutAdminMixin:
+    """A line above the list and the form saying what these rows are (``about``) and the
+    page of the project's documentation that explains them (``docs``, a path in the
+    repository's ``docs/``: the application does not serve its documentation). Shown by
+    ``templates/admin/base_site.html``."""
+
+    about: str = ""
+    docs: str = ""
+
+    def _about_context(self, extra_context: dict[str, Any] | None) -> dict[str, Any]:
+        return {**(extra_context or {}), "admin_about": self.about, "admin_docs": self.docs}
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        return super().changelist_view(request, self._about_context(extra_context))  # type: ignore[misc]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: Any = None,
+    ) -> Any:
+        return super().changeform_view(  # type: ignore[misc]
+            request, object_id, form_url, self._about_context(extra_context)
+        )
+
+
 class RecordAdminMixin:
     """Records the system writes (jobs, received events, feedback): shown, never added or
     edited by hand, whoever asks (a hand-made record would be taken for a real one: a
