@@ -22,7 +22,7 @@ from alerts.selectors import (
     selector_parse,
     selector_unknown_name_problem,
 )
-from support.auth.admin import SupervisorAdmin, SupervisorInlineMixin
+from support.auth.admin import AboutAdminMixin, SupervisorAdmin, SupervisorInlineMixin
 
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
@@ -83,7 +83,14 @@ class AlertRuleForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(SupervisorAdmin):
+class AlertRuleAdmin(AboutAdminMixin, SupervisorAdmin):
+    about = (
+        "Alarm rules over the figures of /metrics (backlog, error rates, deliveries...), "
+        "evaluated every minute by default: a breach raises an alert and notifies the "
+        "alert targets. Not the agent-state rules of the call centre (Calls → Agent-state "
+        "alert rules)."
+    )
+    docs = "docs/alerts.md (Rules)"
     form = AlertRuleForm
     list_display = [
         "name",
@@ -196,7 +203,13 @@ class AlertEventInline(SupervisorInlineMixin, admin.TabularInline):  # type: ign
 
 
 @admin.register(Alert)
-class AlertAdmin(SupervisorAdmin):
+class AlertAdmin(AboutAdminMixin, SupervisorAdmin):
+    about = (
+        "Alerts raised by the alarm rules and by the SLA checker; acknowledge and resolve "
+        "them on the Alerts page (/alerts/). Not the agent-state alerts of the call centre "
+        "(Calls → Agent-state alerts)."
+    )
+    docs = "docs/alerts.md (Alerts)"
     list_display = ["title", "severity", "state", "created_at", "acknowledged_by", "resolved_at"]
     list_select_related = ["acknowledged_by"]
     list_filter = ["state", "severity"]

@@ -20,8 +20,19 @@ from calls.models import (
     QueueTeam,
     Transcript,
 )
-from support.auth.admin import RecordAdminMixin
+from calls.selectors import call_visibility_q
+from support.auth.admin import AboutAdminMixin, RecordAdminMixin, admin_visibility_register
+from support.auth.roles import is_supervisor
 from tickets.admin import SupervisorAdmin
+
+# Calls follow the queue → team mapping and their escalation tickets (docs/security.md):
+# the admin links or names a call only for those who may see it (``admin_link``).
+admin_visibility_register(
+    Call,
+    lambda user, call: (
+        is_supervisor(user) or Call.objects.filter(call_visibility_q(user), pk=call.pk).exists()
+    ),
+)
 
 
 @admin.register(QueueTeam)
@@ -74,8 +85,27 @@ class CallAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
         self.message_user(request, f"{queryset.count()} pipeline(s) started.")
 
 
+# Two kinds of alerts live in the admin: these, about agents' states in Amazon Connect,
+# and the alerts app's (alarm rules over the metrics, SLA alerts). The names and the line
+# above each page say which is which.
+AGENT_STATE_RULES_ABOUT = (
+    "Rules over agents' states in Amazon Connect: a state that lasts longer than N "
+    "minutes, or offline during a shift. They raise the agent-state alerts shown on the "
+    "supervisors' board (/calls/board/), optionally copied to SNS. Not the alarm rules "
+    "over the metrics (Alerts → Alert rules)."
+)
+AGENT_STATE_ALERTS_ABOUT = (
+    "What the agent-state alert rules raised: one per rule and state span, shown on the "
+    "supervisors' board (/calls/board/). Not the alerts of the alarm rules and the SLA "
+    "checker (Alerts → Alerts)."
+)
+AGENT_STATE_DOCS = "docs/calls.md (Flows: Agent states)"
+
+
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AlertRuleAdmin(AboutAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    about = AGENT_STATE_RULES_ABOUT
+    docs = AGENT_STATE_DOCS
     list_display = [
         "name",
         "kind",
@@ -89,7 +119,9 @@ class AlertRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Alert)
-class AlertAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AlertAdmin(AboutAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    about = AGENT_STATE_ALERTS_ABOUT
+    docs = AGENT_STATE_DOCS
     list_display = ["message", "rule", "username", "created_at", "acknowledged_at"]
     actions = ["acknowledge"]
 

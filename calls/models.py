@@ -302,6 +302,9 @@ class AlertKind(models.TextChoices):
 
 
 class AlertRule(models.Model):
+    """A rule over agents' states (seed 002): a state lasting longer than N minutes, or
+    offline during a shift. Not the alarm rules over the metrics (``alerts.AlertRule``)."""
+
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=32, choices=AlertKind.choices)
     state = models.CharField(
@@ -317,11 +320,18 @@ class AlertRule(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        # The admin lists the alerts app's rules too: each says which it is.
+        verbose_name = "agent-state alert rule"
+        verbose_name_plural = "agent-state alert rules"
+
     def __str__(self) -> str:
         return self.name
 
 
 class Alert(models.Model):
+    """An agent-state rule's alert about one span (not an ``alerts.Alert``)."""
+
     rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="alerts")
     span = models.ForeignKey(AgentStateSpan, on_delete=models.CASCADE, related_name="alerts")
     username = models.CharField(max_length=150, blank=True)
@@ -333,6 +343,8 @@ class Alert(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["rule", "span"], name="alert_unique_span")]
         ordering = ["-created_at"]
+        verbose_name = "agent-state alert"
+        verbose_name_plural = "agent-state alerts"
 
     def __str__(self) -> str:
         return self.message

@@ -14,8 +14,6 @@ from django.contrib import admin, messages
 from django.db.models import CharField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Cast
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
 
 from channels_app import services
 from channels_app.account_settings import account_settings_problems
@@ -26,6 +24,7 @@ from channels_app.models import (
     WebchatVerification,
 )
 from channels_app.verification import WEBCHAT_CODE_KIND
+from support.auth.admin import admin_link
 from support.auth.roles import is_supervisor
 from support.delivery.models import Delivery
 from support.models import DeliveryStatus
@@ -268,9 +267,10 @@ class WebchatVerificationAdmin(admin.ModelAdmin):
         delivery_id = getattr(obj, "code_delivery_id", None)
         if delivery_id is None:
             return "—"
-        url = reverse("admin:delivery_delivery_change", args=[delivery_id])
         status = DeliveryStatus(getattr(obj, "code_delivery_status", "")).label
-        return format_html('<a href="{}">{}</a>', url, status)
+        # Linked only for those who may open the deliveries admin (the row is not loaded:
+        # that page's permission does not depend on the delivery).
+        return admin_link(Delivery(pk=delivery_id), text=status)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

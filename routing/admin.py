@@ -5,8 +5,6 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
 
 from routing import services
 from routing.models import (
@@ -18,14 +16,15 @@ from routing.models import (
     RoutingFeedback,
     ServiceStatus,
 )
+from support.auth.admin import admin_link
 from tickets.admin import TicketAdmin
 from tickets.models import Ticket
 
 
-def _ticket_link(ticket_id: int) -> str:
-    url = reverse("admin:tickets_ticket_change", args=[ticket_id])
-    # format_html escapes its arguments into strings first: format the number before.
-    return format_html('<a href="{}">{}</a>', url, f"T-{ticket_id:06d}")
+def _ticket_link(ticket: Ticket) -> str:
+    """The ticket's number, linked to its admin page for those who may open it and see
+    it (``admin_link``; the list joins the ticket for the rule)."""
+    return admin_link(ticket, text=ticket.number)
 
 
 @admin.register(CategoryTeam)
@@ -102,6 +101,7 @@ class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "category",
     )
     search_fields = ("ticket__subject", "ticket__id", "intent", "category")
+    list_select_related = ("ticket",)
     raw_id_fields = ("ticket", "team", "router_model")
     inlines = [RoutingFeedbackInline]
 
@@ -110,7 +110,7 @@ class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="Ticket")
     def ticket_link(self, obj: RoutingDecision) -> str:
-        return _ticket_link(obj.ticket_id)
+        return _ticket_link(obj.ticket)
 
 
 @admin.register(RoutingFailure)
@@ -127,6 +127,7 @@ class RoutingFailureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "updated_at",
     )
     list_filter = ("permanent",)
+    list_select_related = ("ticket",)
     search_fields = ("ticket__id", "error")
     actions = ["route_again"]
 
@@ -138,7 +139,7 @@ class RoutingFailureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="Ticket")
     def ticket_link(self, obj: RoutingFailure) -> str:
-        return _ticket_link(obj.ticket_id)
+        return _ticket_link(obj.ticket)
 
     @admin.action(description="Route the selected tickets again")
     def route_again(self, request: HttpRequest, queryset: QuerySet[RoutingFailure]) -> None:

@@ -3,20 +3,18 @@ from __future__ import annotations
 from typing import Any
 
 from axes.admin import AccessAttemptAdmin
-from axes.models import AccessAttempt
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
+from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from support import services
 from support.auth.admin import RecordAdminMixin
-from support.auth.lockout import login_lockout_reset
+from support.auth.lockout import lockout_keys, login_attempts_with_lockout, login_lockout_reset
 from support.auth.roles import is_supervisor
 from support.models import ApiKey, AuditLog, OidcIdentity, OutboxEvent
-
-admin.site.site_header = "Support Desk · Supervisor admin"
-admin.site.site_title = "Support Desk admin"
-admin.site.index_title = "Supervisor console"
 
 
 @admin.register(ApiKey)
@@ -127,14 +125,114 @@ class AuditLogAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-ar
 
 
 # --- login lockouts (django-axes) -------------------------------------------------------
-# axes registers its own admin for failed sign-ins; ours lets supervisors (the role, not
-# per-model permissions) see them and unlock, with an audit-log entry per unlock.
-admin.site.unregister(AccessAttempt)
+# axes registers admin pages for three models; with this configuration only one is
+# written. Access attempts (failed sign-ins, what lockouts are counted from) are recorded
+# by axes' default handler, the database one (AXES_HANDLER is not set; with the cache
+# handler nothing would be, and the page is left out as well). Successful
+# sign-ins are not logged (AXES_DISABLE_ACCESS_LOG) and the failure log is off
+# (AXES_ENABLE_ACCESS_FAILURE_LOG unset): those two pages would stay empty for ever, and
+# an empty "Access failures" page reads as "nobody failed to sign in". They are shown
+# again if the setting that writes them is turned on.
+if getattr(settings, "AXES_DISABLE_ACCESS_LOG", False) and admin.site.is_registered(AccessLog):
+    admin.site.unregister(AccessLog)
+if not getattr(settings, "AXES_ENABLE_ACCESS_FAILURE_LOG", False) and admin.site.is_registered(
+    AccessFailureLog
+):
+    admin.site.unregister(AccessFailureLog)
+# The attempts page is ours (registered below): it lets supervisors (the role, not
+# per-model permissions) see them and unlock, with an audit-log entry per unlock, and says
+# whether each record's username or address is locked out now (axes' own "status"
+# compares one record's count with the limit, but a username's failures are spread over
+# one record per address and browser, and a record past the lockout time no longer
+# counts).
+if admin.site.is_registered(AccessAttempt):
+    admin.site.unregister(AccessAttempt)
+_DATABASE_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+
+_LOCKOUT_KEY_NAMES = {"username": "username", "ip_address": "IP"}
 
 
-@admin.register(AccessAttempt)
+class LockedOutNowFilter(admin.SimpleListFilter):
+    title = "locked out now"
+    parameter_name = "locked_now"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        locked = Q()
+        for i in range(len(lockout_keys())):
+            locked |= Q(**{f"lockout_failures_{i}__gte": settings.AXES_FAILURE_LIMIT})
+        if self.value() == "yes":
+            return queryset.filter(locked)
+        if self.value() == "no":
+            return queryset.exclude(locked)
+        return queryset
+
+
 class LoginLockoutAdmin(AccessAttemptAdmin):
+    list_display = [
+        "attempt_time",
+        "username",
+        "ip_address",
+        "failures_since_start",
+        "lockout",
+        "user_agent",
+        "path_info",
+    ]
+    list_filter = ["attempt_time", LockedOutNowFilter]
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "username",
+                    "ip_address",
+                    "failures_since_start",
+                    "attempt_time",
+                    "lockout",
+                    "path_info",
+                )
+            },
+        ),
+        ("Form data (passwords masked)", {"fields": ("get_data", "post_data")}),
+        ("Browser", {"fields": ("user_agent", "http_accept")}),
+    )
+    readonly_fields = [*AccessAttemptAdmin.readonly_fields, "lockout"]
     actions = ["unlock_usernames", "unlock_ip_addresses"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AccessAttempt]:
+        return login_attempts_with_lockout(super().get_queryset(request))
+
+    @admin.display(description="Lockout now")
+    def lockout(self, obj: AccessAttempt) -> str:
+        """Whether a sign-in with this record's username, or from its address, is refused
+        now: the failures within the lockout time of every record sharing them (axes'
+        rule), and when the lockout ends at the latest (the lockout time after the newest
+        of those failures; sooner if older ones leave the window first)."""
+        limit = settings.AXES_FAILURE_LIMIT
+        cooloff = settings.AXES_COOLOFF_TIME
+        if obj.attempt_time < timezone.now() - cooloff:
+            counted = "this record no longer counts (older than the lockout time)"
+        else:
+            counted = ""
+        locked, most = [], 0
+        for i, fields in enumerate(lockout_keys()):
+            failures = getattr(obj, f"lockout_failures_{i}", None) or 0
+            most = max(most, failures)
+            latest = getattr(obj, f"lockout_latest_{i}", None)
+            if failures >= limit and latest is not None:
+                key = " from ".join(
+                    f"{_LOCKOUT_KEY_NAMES.get(f, f)} {getattr(obj, f)}" for f in fields
+                )
+                until = timezone.localtime(latest + cooloff)
+                locked.append(
+                    f"{key} ({failures} failures) until {until:%Y-%m-%d %H:%M} at the latest"
+                )
+        if locked:
+            return "Locked out: " + "; ".join(locked)
+        state = f"Not locked ({most} of {limit} failures within the lockout time)"
+        return f"{state}; {counted}" if counted else state
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return is_supervisor(request.user) or super().has_module_permission(request)
@@ -159,3 +257,7 @@ class LoginLockoutAdmin(AccessAttemptAdmin):
         ips = sorted({ip for ip in queryset.values_list("ip_address", flat=True) if ip})
         login_lockout_reset(actor=request.user, ip_addresses=ips)
         self.message_user(request, f"Unlocked {len(ips)} IP address(es): {', '.join(ips)}.")
+
+
+if getattr(settings, "AXES_HANDLER", _DATABASE_HANDLER) == _DATABASE_HANDLER:
+    admin.site.register(AccessAttempt, LoginLockoutAdmin)

@@ -11,8 +11,14 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from support.auth.admin import RecordAdminMixin, SupervisorAdmin, SupervisorInlineMixin
-from support.auth.roles import is_supervisor
+from support.admin_site import admin_request
+from support.auth.admin import (
+    RecordAdminMixin,
+    SupervisorAdmin,
+    SupervisorInlineMixin,
+    admin_visibility_register,
+)
+from support.auth.roles import is_agent, is_supervisor
 from support.services import agent_access_changed
 from tickets import services
 from tickets.attachments import attachment_url
@@ -32,7 +38,35 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
+from tickets.selectors import customer_visible_to, ticket_visible_to, visible_ticket_ids
 from tickets.services.sla import sla_policies_changed
+
+# What the admin may link or name for whom (support.auth.admin.admin_link): the workbench's
+# rules (docs/security.md). Customers follow their tickets; messages and attachments are
+# their ticket's.
+admin_visibility_register(
+    Ticket, lambda user, t: ticket_visible_to(user, team_id=t.team_id, assignee_id=t.assignee_id)
+)
+admin_visibility_register(Customer, lambda user, c: customer_visible_to(user, customer_id=c.pk))
+admin_visibility_register(
+    Message, lambda user, m: m.ticket_id in visible_ticket_ids(user, [m.ticket_id])
+)
+admin_visibility_register(
+    Attachment,
+    lambda user, a: a.message.ticket_id in visible_ticket_ids(user, [a.message.ticket_id]),
+)
+
+
+def workbench_visible(ticket: Ticket) -> bool:
+    """Whether the admin user being served may open this ticket's workbench page (agents
+    and supervisors, under the ticket rule); the page answers 404 otherwise."""
+    request = admin_request()
+    user = getattr(request, "user", None)
+    return (
+        user is not None
+        and is_agent(user)
+        and ticket_visible_to(user, team_id=ticket.team_id, assignee_id=ticket.assignee_id)
+    )
 
 
 class ChannelIdentityInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore[type-arg]
@@ -227,6 +261,8 @@ class TicketAdmin(SupervisorAdmin):
     def workbench_link(self, obj: Ticket) -> str:
         if obj.pk is None:  # the add page: no workbench page yet
             return "(after saving)"
+        if not workbench_visible(obj):
+            return "Not open to you in the workbench"
         return format_html(
             '<a href="{}">Open {} in the workbench</a>',
             reverse("ticket", kwargs={"ref": obj.number}),
@@ -329,6 +365,9 @@ class AttachmentAdmin(RecordAdminMixin, SupervisorAdmin):
         url = attachment_url(obj) if obj.pk else ""
         if not url:
             return "—"
+        if obj.file and not workbench_visible(obj.message.ticket):
+            # The download view applies the ticket rule (404 otherwise): no link.
+            return obj.filename
         return format_html('<a href="{}">{}</a>', url, obj.filename)
 
 
@@ -475,20 +514,10 @@ class SlaPolicyAdmin(ReappliesSlaOnChange, SupervisorAdmin):
 
 @admin.register(SlaEvent)
 class SlaEventAdmin(RecordAdminMixin, SupervisorAdmin):
-    """The checker's record (read-only)."""
+    """The checker's record (read-only): the page shows every field, the list all but the
+    escalation (a JSON list of what was done)."""
 
-    list_display = (
-        "ticket",
-        "target",
-        "kind",
-        "due_at",
-        "stopped_at",
-        "policy_name",
-        "created_at",
-    )
-    list_filter = ("target", "kind")
-    raw_id_fields = ("ticket",)
-    readonly_fields = (
+    fields = readonly_fields = (
         "ticket",
         "target",
         "kind",
@@ -498,6 +527,8 @@ class SlaEventAdmin(RecordAdminMixin, SupervisorAdmin):
         "escalation",
         "created_at",
     )
+    list_display = tuple(name for name in readonly_fields if name != "escalation")
+    list_filter = ("target", "kind")
 
 
 from tickets.context.admin import *  # noqa: E402, F403 - customer-context admin

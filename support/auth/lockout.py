@@ -15,8 +15,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from support.throttling import client_ip_from_meta
 
@@ -70,3 +73,36 @@ def login_lockout_reset(*, actor: Any, usernames: Any = (), ip_addresses: Any = 
                     details={field: value, "attempt_records": count},
                 )
     return removed
+
+
+def lockout_keys() -> list[tuple[str, ...]]:
+    """What failures are counted per (``LOGIN_LOCKOUT_PARAMETERS`` as axes has it): each a
+    tuple of ``AccessAttempt`` fields, e.g. ``("username",)``, ``("ip_address",)``,
+    ``("username", "ip_address")``."""
+    return [(p,) if isinstance(p, str) else tuple(p) for p in settings.AXES_LOCKOUT_PARAMETERS]
+
+
+def login_attempts_with_lockout(queryset: Any) -> Any:
+    """Failed sign-in records with what axes would decide for them now, in the list's one
+    query: for each lockout key (index ``i`` of :func:`lockout_keys`),
+    ``lockout_failures_<i>``, the failures within the lockout time of every record sharing
+    this record's value(s), 0 for none (what axes sums: one record per username, IP and
+    browser, so a username's failures may be spread over several), and
+    ``lockout_latest_<i>``, the newest of them. Axes refuses a sign-in when one sum reaches
+    ``AXES_FAILURE_LIMIT``."""
+    from axes.models import AccessAttempt
+
+    since = timezone.now() - settings.AXES_COOLOFF_TIME
+    annotations: dict[str, Any] = {}
+    for i, fields in enumerate(lockout_keys()):
+        window = (
+            AccessAttempt.objects.filter(attempt_time__gte=since)
+            .filter(**{name: OuterRef(name) for name in fields})
+            .order_by()
+            .values(*fields)
+        )
+        total = window.annotate(total=Sum("failures_since_start")).values("total")[:1]
+        latest = window.annotate(latest=Max("attempt_time")).values("latest")[:1]
+        annotations[f"lockout_failures_{i}"] = Coalesce(Subquery(total), 0)
+        annotations[f"lockout_latest_{i}"] = Subquery(latest)
+    return queryset.annotate(**annotations)

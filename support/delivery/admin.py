@@ -14,9 +14,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
 
-from support.auth.admin import SupervisorAdmin, SupervisorInlineMixin
+from support.auth.admin import SupervisorAdmin, SupervisorInlineMixin, admin_link
 from support.auth.roles import is_supervisor
 from support.delivery import services
 from support.delivery.models import Attempt, Circuit, CircuitState, Delivery
@@ -133,11 +132,10 @@ class DeliveryAdmin(SupervisorAdmin):
         ).first()
         if circuit is None:
             return "closed (no failures recorded)"
-        url = reverse("admin:delivery_circuit_change", args=[circuit.pk])
         label = circuit.get_state_display()
         if circuit.state == CircuitState.OPEN and circuit.open_until:
             label = f"{label} until {timezone.localtime(circuit.open_until):%Y-%m-%d %H:%M:%S}"
-        return format_html('<a href="{}">{}</a>', url, label)
+        return admin_link(circuit, text=label)
 
     @admin.action(description="Re-drive the selected dead letters")
     def redrive(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:

@@ -149,3 +149,57 @@ def test_force_login_and_force_authenticate_are_unaffected(agent, agent_client):
     client.force_login(agent)
     assert client.get("/").status_code == 200
     assert agent_client.get("/api/tickets").status_code == 200
+
+
+def test_the_admin_lists_only_the_axes_records_this_configuration_writes(supervisor):
+    """Successful sign-ins are not logged (AXES_DISABLE_ACCESS_LOG) and the failure log is
+    off: axes' "Access logs" and "Access failures" pages stayed empty whatever happened."""
+    from axes.models import AccessFailureLog, AccessLog
+    from django.contrib import admin as django_admin
+
+    assert django_admin.site.is_registered(AccessAttempt)
+    assert not django_admin.site.is_registered(AccessLog)
+    assert not django_admin.site.is_registered(AccessFailureLog)
+    client = Client()
+    client.force_login(supervisor)
+    assert client.get("/admin/axes/accesslog/").status_code == 404
+    assert client.get("/admin/axes/accessfailurelog/").status_code == 404
+
+
+def test_the_attempts_page_says_a_username_is_locked_when_its_failures_are_spread(
+    agent, supervisor
+):
+    """One failure from each of five addresses: five records of one failure each, and the
+    username is locked. Axes' own column said "4 Attempt Remaining" on every one."""
+    for n in range(5):
+        _fail("agent", 1, ip=f"198.51.100.{30 + n}")
+    assert AccessAttempt.objects.count() == 5
+    assert _login("agent", PASSWORD, ip="198.51.100.30").status_code == 429  # a 6th failure
+    admin = Client()
+    admin.force_login(supervisor)
+    page = admin.get("/admin/axes/accessattempt/").content.decode()
+    assert page.count("Locked out: username agent (6 failures) until") == 5
+    assert "Attempt Remaining" not in page
+    locked = admin.get("/admin/axes/accessattempt/?locked_now=yes")
+    assert locked.context["cl"].result_count == 5
+    first = AccessAttempt.objects.order_by("pk").first()
+    detail = admin.get(f"/admin/axes/accessattempt/{first.pk}/change/").content.decode()
+    assert "Locked out: username agent (6 failures)" in detail
+
+
+def test_the_attempts_page_says_when_failures_no_longer_count(agent, supervisor):
+    """A record older than the lockout time is not counted by axes (it is deleted at the
+    next sign-in): the page says so instead of "Locked Out"."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    admin = Client()
+    admin.force_login(supervisor)  # a sign-in deletes expired records: before they expire
+    _fail("agent", 5, ip="198.51.100.50")
+    AccessAttempt.objects.update(attempt_time=timezone.now() - timedelta(minutes=16))
+    page = admin.get("/admin/axes/accessattempt/").content.decode()
+    assert "Not locked (0 of 5 failures within the lockout time); this record no longer counts" in (
+        page
+    )
+    assert admin.get("/admin/axes/accessattempt/?locked_now=no").context["cl"].result_count == 1

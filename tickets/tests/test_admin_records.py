@@ -49,3 +49,17 @@ def test_what_a_customer_wrote_cannot_be_rewritten(request: Any, who: str, custo
     )  # fmt: skip
     message.refresh_from_db()
     assert message.body_text == "I was charged twice."
+
+
+def test_the_sla_event_admin_names_its_fields_once() -> None:
+    """The page shows every field of the event (a record: read-only for everyone) and the
+    list the same names but the escalation, from one definition."""
+    from tickets.admin import SlaEventAdmin
+    from tickets.models import SlaEvent
+
+    fields = [f.name for f in SlaEvent._meta.fields if not f.primary_key]
+    assert sorted(SlaEventAdmin.readonly_fields) == sorted(fields)
+    assert SlaEventAdmin.fields == SlaEventAdmin.readonly_fields
+    assert SlaEventAdmin.list_display == tuple(
+        name for name in SlaEventAdmin.readonly_fields if name != "escalation"
+    )
