@@ -565,7 +565,7 @@ def _inbox_bulk_apply(request: HttpRequest) -> str:
             "Select at least one ticket (the boxes on the left), then apply.",
             details={"ids": ["None selected."]},
         )
-    value = request.POST.get("value", "")
+    value = _bulk_value(request.POST, action)
     # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
     if action == "status":
         selectors.choices_check("status", [value])
@@ -588,6 +588,14 @@ def _inbox_bulk_apply(request: HttpRequest) -> str:
     )
 
 
+def _bulk_value(post: QueryDict, action: str) -> str:
+    """The value for ``action``: its own field (``value_status``: the form has one per
+    action, all sent without JavaScript), else ``value`` (one field, as workbench.js and
+    scripts send it)."""
+    own = f"value_{action}"
+    return post.get(own, "") if own in post else post.get("value", "")
+
+
 def _bulk_refused(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
     """A bulk action refused without htmx (the bulk form is a plain form post): the inbox
     again, as the page that sent it showed it (the view, filters and page of its Referer,
@@ -601,7 +609,7 @@ def _bulk_refused(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
     context["bulk"] = {
         "ids": set(post.getlist("ids")),
         "action": action if (action := post.get("action", "")) in BULK_ACTIONS else "assign",
-        "value": post.get("value", ""),
+        "value": _bulk_value(post, post.get("action", "")),
         "error": exc.message,
     }
     context.update(_inbox_page_extras())

@@ -1210,28 +1210,21 @@ def test_a_merge_refused_without_javascript_keeps_what_was_sent(agent_web, custo
 
 
 def _bulk(response):
-    """The inbox's bulk form as drawn: the tickets ticked, the action, the value field shown
-    (its name and value) and the reason."""
+    """The inbox's bulk form as drawn: the tickets ticked, the action, the field of its
+    value (each action has one) and the value in it, and the reason."""
     soup = _soup(response)
     form = soup.select_one("form#bulk")
     assert form is not None
     ticked = sorted(int(str(box["value"])) for box in soup.select("input[name=ids][checked]"))
-    shown = [
-        label
-        for label in form.select("label.bulk-value")
-        if not label.has_attr("hidden") and not label.select_one("[disabled]")
-    ]
-    assert len(shown) == 1
-    field = shown[0].select_one("select, input")
+    action = _selected(form, "action")
+    label = form.select_one(f"label.bulk-value[data-for={action}]")
+    assert label is not None
+    assert not label.has_attr("hidden")
+    field = label.select_one("select, input")
     assert field is not None
-    value = _selected(shown[0], field["name"]) if field.name == "select" else field.get("value")
-    return (
-        ticked,
-        _selected(form, "action"),
-        shown[0]["data-for"],
-        value,
-        _reason(form.select_one(".form-error")),
-    )
+    assert not field.has_attr("disabled")
+    value = _selected(label, field["name"]) if field.name == "select" else field.get("value")
+    return (ticked, action, field["name"], value, _reason(form.select_one(".form-error")))
 
 
 def test_a_bulk_action_refused_without_javascript_keeps_the_selection(agent_web, customer):
@@ -1245,7 +1238,7 @@ def test_a_bulk_action_refused_without_javascript_keeps_the_selection(agent_web,
     response = agent_web.post("/tickets/bulk", post, HTTP_REFERER="http://testserver/?view=all")
     assert response.status_code == 400
     assert "tickets/inbox.html" in [t.name for t in response.templates]
-    assert _bulk(response) == (sorted([a.pk, c.pk]), "tag", "tag", f" {LONG_TAG} ", says)
+    assert _bulk(response) == (sorted([a.pk, c.pk]), "tag", "value_tag", f" {LONG_TAG} ", says)
     listed = {int(str(row["data-ticket-id"])) for row in _soup(response).select("tr.ticket-row")}
     assert listed == {a.pk, b.pk, c.pk}
     # the Referer's filters still apply; the page's links lead to the inbox, not to
@@ -1265,7 +1258,7 @@ def test_a_bulk_action_refused_without_javascript_keeps_the_selection(agent_web,
     refused = {"ids": [b.pk], "action": "status", "value": "bogus"}
     response = agent_web.post("/tickets/bulk", refused, HTTP_REFERER="http://testserver/?view=all")
     ticked, action, shown, _value, reason = _bulk(response)
-    assert (ticked, action, shown) == ([b.pk], "status", "status")
+    assert (ticked, action, shown) == ([b.pk], "status", "value_status")
     assert reason is not None
     assert reason.startswith("status: unknown value 'bogus'")
     # a Referer naming another site is not read: the inbox as first drawn
@@ -1274,3 +1267,49 @@ def test_a_bulk_action_refused_without_javascript_keeps_the_selection(agent_web,
     assert response.context["result"].view == "mine"
     assert sorted(t.name for t in c.tags.all()) == ["a", "b"]
     assert not Tag.objects.filter(name__startswith="customer-asked").exists()
+
+
+def _sent_without_javascript(form, choose):
+    """What a browser without JavaScript sends for ``form``: its enabled fields as drawn,
+    ``choose`` ({field's data-for or name: value}) set by the person first."""
+    data: dict[str, list[str]] = {}
+    for field in form.select("input[name], select[name]"):
+        if field.has_attr("disabled") or field.get("type") == "checkbox":
+            continue
+        name = str(field["name"])
+        key = str(field.get("data-for") or name)
+        if key in choose:
+            value = choose[key]
+        elif field.name == "select":
+            value = _selected(form, name) if name == "action" else _first_selected(field)
+        else:
+            value = str(field.get("value", ""))
+        data.setdefault(name, []).append(value)
+    return data
+
+
+def _first_selected(select):
+    option = select.select_one("option[selected]") or select.select_one("option")
+    return str(option["value"])
+
+
+@pytest.mark.parametrize(
+    ("action", "value"), [("status", "pending"), ("tag", "vip"), ("assign", "me")]
+)
+def test_bulk_actions_work_without_javascript(agent_web, agent, customer, action, value):
+    """The bulk form drew the status and tag fields hidden and disabled, for workbench.js to
+    show the one the action needs: without JavaScript only "Assign to" could be used ("Set
+    status" sent the assignee's field, "me", and was refused as an unknown status)."""
+    a, b = _tickets(customer, 2)
+    form = _soup(agent_web.get("/?view=all")).select_one("form#bulk")
+    assert form is not None
+    data = _sent_without_javascript(form, {"action": action, action: value})
+    response = agent_web.post("/tickets/bulk", {**data, "ids": [a.pk, b.pk]})
+    assert response.status_code == 302, _bulk(response)[-1]
+    a.refresh_from_db()
+    done = {
+        "status": a.status == "pending",
+        "tag": a.tags.filter(name="vip").exists(),
+        "assign": a.assignee_id == agent.pk,
+    }
+    assert done == {key: key == action for key in done}
