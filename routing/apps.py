@@ -47,3 +47,8 @@ class RoutingConfig(AppConfig):
         from tickets.demo import demo_step_register
 
         demo_step_register("routing", load_demo_routing)
+        from routing.reasons import review_note_words
+        from tickets.system_text import register_system_text
+
+        # the timeline shows review reasons with the data set's labels in words
+        register_system_text("routing", review_note_words)

@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from routing import selectors
+from routing.reasons import review_reasons_words
 from tickets.models import Priority, Team, Ticket
 from tickets.panels import Panel, register_panel
 
@@ -17,6 +18,8 @@ def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None
         selectors.routing_decisions_for_viewer([decision], user=request.user)
     return {
         "decision": decision,
+        # as people read them (the data set's labels in words); as stored on hover
+        "review_reasons": review_reasons_words(decision.review_reasons) if decision else [],
         "ticket": ticket,
         "teams": list(Team.objects.values_list("slug", "name")),
         "priorities": Priority.choices,  # (value, label): "High", not "high"

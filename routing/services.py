@@ -32,6 +32,7 @@ from routing.models import (
     SyncStatus,
 )
 from routing.providers.base import RoutingProvider
+from routing.reasons import REVIEW_NOTE
 from routing.selectors import routing_verdicts_latest
 from routing.ticketing import ticketing_post
 from support import logging_context
@@ -319,7 +320,8 @@ def _apply(decision: RoutingDecision, ticket: Ticket, team: Team | None, review:
         ticket_services.ticket_update(
             ticket=ticket,
             needs_review=True,
-            reason=f"AI routing needs review: {'; '.join(decision.review_reasons)}",
+            # stored as written; shown in words (routing.reasons.review_note_words)
+            reason=f"{REVIEW_NOTE}: {'; '.join(decision.review_reasons)}",
         )
     else:
         # A team somebody already chose is kept, and a priority is never lowered: the

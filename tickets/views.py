@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -21,6 +21,7 @@ from django.http import (
     HttpResponseForbidden,
     HttpResponseNotFound,
     JsonResponse,
+    QueryDict,
 )
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -161,7 +162,14 @@ def landing(request: HttpRequest) -> HttpResponse:
 @require_GET
 @agent_required
 def inbox(request: HttpRequest) -> HttpResponse:
-    params = request.GET
+    context = _inbox_context(request, request.GET)
+    if getattr(request, "htmx", False) and request.headers.get("HX-Target") == "inbox-list":
+        return render(request, "tickets/_inbox_list.html", context)
+    return render(request, "tickets/inbox.html", {**context, **_inbox_page_extras()})
+
+
+def _inbox_context(request: HttpRequest, params: QueryDict) -> dict[str, Any]:
+    """The inbox list as ``params`` (the page's query) ask for it."""
     view = params.get("view") or "mine"
     sort = params.get("sort") or "newest"
     filters: dict[str, str] = {}
@@ -180,7 +188,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         page=_page_number(params.get("page")),
     )
     base = {k: v for k, v in params.items() if k != "page" and v}
-    context = {
+    return {
         "result": result,
         "filters": filters,
         "views": selectors.INBOX_VIEWS,
@@ -189,25 +197,30 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "is_supervisor": is_supervisor(request.user),
         **_choices(),
     }
-    if getattr(request, "htmx", False) and request.headers.get("HX-Target") == "inbox-list":
-        return render(request, "tickets/_inbox_list.html", context)
-    context.update(
-        {
-            "teams": list(Team.objects.order_by("name")),
-            "agents": list(
-                get_user_model()
-                .objects.filter(is_active=True, groups__name__in=["Agents", "Supervisors"])
-                .distinct()
-                .order_by("username")
-            ),
-            "tags": list(Tag.objects.order_by("name")[:200]),
-            "last_event_id": _last_event_id(),
-        }
+
+
+def _inbox_page_extras() -> dict[str, Any]:
+    """What the whole inbox page adds to its list: the filters' and bulk form's choices."""
+    return {
+        "teams": list(Team.objects.order_by("name")),
+        "agents": _agents(),
+        "tags": list(Tag.objects.order_by("name")[:200]),
+        "last_event_id": _last_event_id(),
+    }
+
+
+def _agents() -> list[Any]:
+    return list(
+        get_user_model()
+        .objects.filter(is_active=True, groups__name__in=["Agents", "Supervisors"])
+        .distinct()
+        .order_by("username")
     )
-    return render(request, "tickets/inbox.html", context)
 
 
-def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
+def _ticket_context(
+    request: HttpRequest, ticket: Ticket, *, controls_sent: QueryDict | None = None
+) -> dict[str, Any]:
     timeline = selectors.ticket_timeline(ticket=ticket, user=request.user)
     panels = []
     known = {slot for slot, _ in PANEL_SLOTS}
@@ -225,7 +238,7 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
                 )
                 registered.append({"panel": panel, "context": extra, "html": html})
         panels.append({"slot": slot, "title": title, "panels": registered})
-    return {
+    context: dict[str, Any] = {
         "ticket": ticket,
         "timeline": timeline,
         "tags": [t.name for t in ticket.tags.all()],
@@ -234,17 +247,61 @@ def _ticket_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any]:
         "other_tickets": selectors.customer_other_tickets(ticket=ticket, user=request.user),
         "canned": selectors.canned_response_list(user=request.user),
         "teams": list(Team.objects.order_by("name")),
-        "agents": list(
-            get_user_model()
-            .objects.filter(is_active=True, groups__name__in=["Agents", "Supervisors"])
-            .distinct()
-            .order_by("username")
-        ),
+        "agents": _agents(),
         "panel_slots": panels,
         "is_supervisor": is_supervisor(request.user),
         "last_event_id": _last_event_id(),
         **_choices(),
     }
+    context["controls"] = _controls_values(request, ticket, context, controls_sent)
+    return context
+
+
+CONTROL_FIELDS = ("status", "priority", "team", "assignee", "tags")
+
+
+def _controls_values(
+    request: HttpRequest, ticket: Ticket, context: dict[str, Any], sent: QueryDict | None = None
+) -> dict[str, Any]:
+    """The values the ticket controls show (each as its form sends it): the ticket's own;
+    with ``sent`` (a change refused without htmx), those the agent sent instead, where the
+    form offers them. A value it does not offer (a team deleted since, someone an agent may
+    not choose) shows the ticket's own: a select drawn with none chosen would show, and
+    send again, its first option ("Nobody", "No team")."""
+    values = {
+        "status": ticket.status,
+        "priority": ticket.priority,
+        "team": str(ticket.team_id or ""),
+        "assignee": str(ticket.assignee_id or "none"),
+        "tags": ", ".join(context["tags"]),
+    }
+    if sent is None:
+        return values
+    user = request.user
+    offered = {
+        "status": {ticket.status, *context["allowed_statuses"]},
+        "priority": set(Priority.values),
+        "team": {"", *(str(t.pk) for t in context["teams"])},
+        "assignee": {
+            "none",
+            *(
+                str(a.pk)
+                for a in context["agents"]
+                if context["is_supervisor"] or a.pk in (user.pk, ticket.assignee_id)
+            ),
+        },
+    }
+    for key in CONTROL_FIELDS:
+        value = sent.get(key)
+        if value is None or (key == "status" and not value):  # not sent: no change
+            continue
+        if key == "assignee":
+            value = {"me": str(user.pk), "": "none"}.get(value, value)
+        elif key == "team" and value == "none":
+            value = ""
+        if key == "tags" or value in offered[key]:
+            values[key] = value
+    return values
 
 
 @require_GET
@@ -262,15 +319,36 @@ def ticket_detail(request: HttpRequest, ref: str) -> HttpResponse:
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
 
 
-def _reply_refused(
-    request: HttpRequest, ticket: Ticket, exc: ApplicationError, *, body: str, kind: str
+def _refused_on_page(request: HttpRequest, exc: ApplicationError) -> bool:
+    """Does a refused form post get its page again (the values sent and the reason by the
+    form), rather than the reason alone? Not for htmx, which gets the reason as plain text
+    (:func:`agent_required`; workbench.js shows it by the form and leaves what was typed),
+    and not for a ticket gone, which has no page."""
+    return not getattr(request, "htmx", False) and not isinstance(exc, NotFound)
+
+
+def _ticket_refused(
+    request: HttpRequest,
+    ticket: Ticket,
+    exc: ApplicationError,
+    form: str,
+    sent: dict[str, Any] | None = None,
+    *,
+    controls_sent: QueryDict | None = None,
 ) -> HttpResponse:
-    """A refused reply sent without htmx (no JavaScript): the ticket page again, with the
-    reason under the composer and what was typed still in it (a redirect back, as the other
-    forms answer, would lose the text). htmx gets the reason as plain text instead
-    (:func:`agent_required`); workbench.js shows it there and leaves the text alone."""
-    composer = {"body": body, "kind": kind, "error": exc.message}
-    context = {**_ticket_context(request, ticket), "composer": composer}
+    """A form of the ticket page refused without htmx (no JavaScript, or the merge form,
+    which is a plain form post): the ticket page again, with the reason by that form
+    (``form``: ``composer``, ``controls`` or ``merge``, as the template names them) and
+    what was sent still in it; a redirect back, as these forms answered before, lost it.
+    The ticket is read again: a refused change wrote nothing."""
+    ticket = selectors.ticket_get(ticket.pk)
+    context = _ticket_context(request, ticket, controls_sent=controls_sent)
+    context[form] = {
+        **context.get(form, {}),
+        **(sent or {}),
+        "error": exc.message,
+        "invalid": sorted(exc.details),  # the fields the refusal names (aria-invalid)
+    }
     return render(request, "tickets/ticket.html", context, status=exc.http_status)
 
 
@@ -323,9 +401,9 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
             )
         services.message_add(ticket=ticket, body=body, kind=kind, author_user=request.user)
     except ApplicationError as exc:
-        if getattr(request, "htmx", False) or isinstance(exc, NotFound):
-            raise  # plain text for htmx (agent_required); a ticket gone has no page
-        return _reply_refused(request, ticket, exc, body=body, kind=kind)
+        if not _refused_on_page(request, exc):
+            raise
+        return _ticket_refused(request, ticket, exc, "composer", {"body": body, "kind": kind})
     return _back_to_ticket(request, ticket)
 
 
@@ -370,6 +448,17 @@ def _team_from(raw: str) -> Team | None:
 @agent_required
 def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
     ticket = selectors.ticket_get_visible(ref, user=request.user)
+    try:
+        ticket = _ticket_update_apply(request, ticket)
+    except ApplicationError as exc:
+        if not _refused_on_page(request, exc):
+            raise
+        # the values sent in the controls (_controls_values), the reason at their top
+        return _ticket_refused(request, ticket, exc, "controls", controls_sent=request.POST)
+    return _back_to_ticket(request, ticket)
+
+
+def _ticket_update_apply(request: HttpRequest, ticket: Ticket) -> Ticket:
     post = request.POST
     fields: dict[str, Any] = {}
     for key in ("status", "priority"):
@@ -388,7 +477,7 @@ def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
             services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
         if fields:
             services.ticket_update(ticket=ticket, actor=request.user, **fields)
-    return _back_to_ticket(request, ticket)
+    return ticket
 
 
 @require_POST
@@ -396,6 +485,26 @@ def ticket_update(request: HttpRequest, ref: str) -> HttpResponse:
 def ticket_merge(request: HttpRequest, ref: str) -> HttpResponse:
     source = selectors.ticket_get_visible(ref, user=request.user)
     into = request.POST.get("into", "").strip()
+    confirm = request.POST.get("confirm_customer_merge") in ("1", "true", "on")
+    try:
+        target = _ticket_merge_apply(request, source, into, confirm=confirm)
+    except ApplicationError as exc:
+        if not _refused_on_page(request, exc):
+            raise
+        sent = {"into": request.POST.get("into", ""), "confirm": confirm}
+        return _ticket_refused(request, source, exc, "merge", sent)
+    messages.success(request, f"{source.number} merged into {target.number}.")
+    url = reverse("ticket", kwargs={"ref": target.number})
+    if getattr(request, "htmx", False):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = url
+        return response
+    return redirect(url)
+
+
+def _ticket_merge_apply(
+    request: HttpRequest, source: Ticket, into: str, *, confirm: bool
+) -> Ticket:
     if not into:
         raise InvalidInput(
             "Give the number of the ticket to merge into (e.g. T-000123).",
@@ -404,25 +513,15 @@ def ticket_merge(request: HttpRequest, ref: str) -> HttpResponse:
     try:
         target = selectors.ticket_get_visible(into, user=request.user)
     except NotFound:
-        # a mistyped number in the form: back to the ticket saying so, not the "Not found"
-        # page (the same answer for a ticket this agent may not see: numbers do not leak)
+        # a mistyped number in the form: said by the form, not the "Not found" page (the
+        # same answer for a ticket this agent may not see: numbers do not leak)
         raise InvalidInput(
             f"No ticket {into!r} to merge into: check the number.",
             details={"into": ["Unknown."]},
         ) from None
-    target = services.ticket_merge(
-        source=source,
-        target=target,
-        actor=request.user,
-        confirm_customer_merge=request.POST.get("confirm_customer_merge") in ("1", "true", "on"),
+    return services.ticket_merge(
+        source=source, target=target, actor=request.user, confirm_customer_merge=confirm
     )
-    messages.success(request, f"{source.number} merged into {target.number}.")
-    url = reverse("ticket", kwargs={"ref": target.number})
-    if getattr(request, "htmx", False):
-        response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
-        return response
-    return redirect(url)
 
 
 @require_GET
@@ -444,6 +543,17 @@ BULK_ACTIONS = ("assign", "status", "tag")
 @agent_required
 def inbox_bulk(request: HttpRequest) -> HttpResponse:
     """Apply one change to the selected tickets; each goes through the services."""
+    try:
+        note = _inbox_bulk_apply(request)
+    except ApplicationError as exc:
+        if not _refused_on_page(request, exc):
+            raise
+        return _bulk_refused(request, exc)
+    messages.success(request, note)
+    return redirect(_back_or_inbox(request))
+
+
+def _inbox_bulk_apply(request: HttpRequest) -> str:
     action = request.POST.get("action", "")
     if action not in BULK_ACTIONS:
         raise InvalidInput(
@@ -455,7 +565,7 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
             "Select at least one ticket (the boxes on the left), then apply.",
             details={"ids": ["None selected."]},
         )
-    value = request.POST.get("value", "")
+    value = _bulk_value(request.POST, action)
     # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
     if action == "status":
         selectors.choices_check("status", [value])
@@ -473,11 +583,45 @@ def inbox_bulk(request: HttpRequest) -> HttpResponse:
         tickets = selectors.ticket_list_locked(ids, user=request.user)
         done, skipped = _bulk_apply(request, tickets, action, value)
     skipped += len(ids) - len(tickets)  # merged, out of view (or unknown) by now
-    note = f"{done} ticket(s) updated" + (
+    return f"{done} ticket(s) updated" + (
         f", {skipped} skipped (not allowed, merged or not in your view)." if skipped else "."
     )
-    messages.success(request, note)
-    return redirect(_back_or_inbox(request))
+
+
+def _bulk_value(post: QueryDict, action: str) -> str:
+    """The value for ``action``: its own field (``value_status``: the form has one per
+    action, all sent without JavaScript), else ``value`` (one field, as workbench.js and
+    scripts send it)."""
+    own = f"value_{action}"
+    return post.get(own, "") if own in post else post.get("value", "")
+
+
+def _bulk_refused(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
+    """A bulk action refused without htmx (the bulk form is a plain form post): the inbox
+    again, as the page that sent it showed it (the view, filters and page of its Referer,
+    when that is this site's inbox), with the tickets still ticked, the action and value
+    chosen and the reason in the form. A redirect back, as it answered before, lost them."""
+    try:
+        context = _inbox_context(request, _inbox_query_of_referer(request))
+    except ApplicationError:  # a query the inbox refuses now (a page no longer there)
+        context = _inbox_context(request, QueryDict())
+    post = request.POST
+    context["bulk"] = {
+        "ids": set(post.getlist("ids")),
+        "action": action if (action := post.get("action", "")) in BULK_ACTIONS else "assign",
+        "value": _bulk_value(post, post.get("action", "")),
+        "error": exc.message,
+    }
+    context.update(_inbox_page_extras())
+    return render(request, "tickets/inbox.html", context, status=exc.http_status)
+
+
+def _inbox_query_of_referer(request: HttpRequest) -> QueryDict:
+    """The query of the inbox page a form was sent from (its Referer) when that is this
+    site's inbox (:func:`_back_or_inbox`); an empty query (the inbox as first drawn)
+    otherwise."""
+    referer = urlsplit(_back_or_inbox(request))
+    return QueryDict(referer.query if referer.path == reverse("inbox") else "")
 
 
 def _bulk_apply(

@@ -132,6 +132,46 @@ def test_panel_shows_labels_in_words_and_keeps_them_at_hand(agent_client, client
     assert (shown.get_text(), shown.get("title")) == ("— / —", None)
 
 
+def test_review_reasons_name_the_labels_in_words_on_the_ticket_page(
+    agent_client, client, agent, decision
+):
+    """The panel's "Needs review" line and the timeline entry quoted the data set's labels
+    ("no known team for category ORDER", "model says CANCELLATION_FEE, classifier says
+    ORDER"). In words on the page now, the reasons as stored on hover; what is stored and
+    what the API returns are unchanged (so entries written before read the same way)."""
+    from bs4 import BeautifulSoup
+
+    from routing.reasons import REVIEW_NOTE
+
+    reasons = [
+        "no known team for category ORDER",
+        "model says CANCELLATION_FEE, classifier says ORDER",
+    ]
+    decision.requires_manual_review, decision.review_reasons = True, reasons
+    decision.save(update_fields=["requires_manual_review", "review_reasons"])
+    ticket_services.ticket_update(
+        ticket=decision.ticket, needs_review=True, reason=f"{REVIEW_NOTE}: {'; '.join(reasons)}"
+    )
+    client.force_login(agent)
+    page = client.get(f"/tickets/T-{decision.ticket_id:06d}/")
+    assert page.status_code == 200
+    soup = BeautifulSoup(page.content, "html.parser")
+    words = (
+        "no known team for category “Order”; model says “Cancellation fee”, classifier says “Order”"
+    )
+    warning = soup.select_one(".routing-panel .warning")
+    assert warning is not None
+    assert warning.get_text() == f"Needs review: {words}"
+    assert warning["title"] == "; ".join(reasons)
+    entries = [p.get_text(" ", strip=True) for p in soup.select("#timeline .system-text")]
+    [entry] = [e for e in entries if REVIEW_NOTE in e]
+    assert entry.startswith(f"⚙ Needs review: no → yes ({REVIEW_NOTE}: {words}) ")
+    latest = agent_client.get(f"/api/tickets/{decision.ticket_id}/routing").json()["latest"]
+    assert latest["review_reasons"] == reasons
+    api = agent_client.get(f"/api/tickets/{decision.ticket_id}").json()
+    assert f"({REVIEW_NOTE}: {'; '.join(reasons)})" in api["messages"][-1]["body_text"]
+
+
 def test_history_tool_lists_only_tickets_the_viewer_may_see(
     routing_on, teams, customer, agent, supervisor_client, agent_client, client
 ):

@@ -228,6 +228,46 @@ def test_without_javascript_a_refused_reply_comes_back_with_its_text(
     ]
 
 
+def test_without_javascript_refused_controls_come_back_with_the_tags_typed(
+    browser, live_asgi, agent, customer
+):
+    """Without JavaScript a refused change to the ticket controls went back by a redirect,
+    the reason at the top and the tags typed gone. The page comes back with the tags and
+    the priority as sent and the reason at the top of the "Ticket" card."""
+    ticket = _call(services.ticket_create, customer=customer, subject="Tags", body="b")
+    long_tag = "customer-asked-for-a-refund-of-the-second-order-in-the-spring-sale"
+    typed = f"refund, spring-sale, {long_tag}, vip"
+    context = browser.new_context(base_url=live_asgi, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        _sign_in(page)
+        page.goto(f"/tickets/{ticket.number}/")
+        controls = page.locator("#ticket-controls form.stack")
+        controls.locator("select[name=priority]").select_option("high")
+        controls.locator("input[name=tags]").fill(typed)
+        with page.expect_navigation() as sent:
+            controls.locator("button[type=submit]").click()
+        assert sent.value is not None
+        assert sent.value.status == 400
+        error = page.locator("#controls-error")
+        assert error.is_visible()
+        assert error.text_content() == (
+            f"tags: {long_tag!r} is 66 characters long; a tag has at most 64 characters."
+        )
+        assert controls.locator("input[name=tags]").input_value() == typed
+        assert controls.locator("select[name=priority]").input_value() == "high"
+        controls.locator("input[name=tags]").fill(typed.replace(f"{long_tag}, ", ""))
+        controls.locator("button[type=submit]").click()
+        page.wait_for_url(f"**/tickets/{ticket.number}/")
+        assert page.locator("#controls-error").is_hidden()
+        page.screenshot(path=str(ARTIFACTS / "without-javascript-refused-controls-end.png"))
+    finally:
+        context.close()
+    ticket.refresh_from_db()
+    assert ticket.priority == "high"
+    assert sorted(t.name for t in ticket.tags.all()) == ["refund", "spring-sale", "vip"]
+
+
 def test_a_refused_routing_verdict_says_why_in_the_panel(page, agent, customer):
     """The panel's script showed the API's error as raw JSON in an alert box."""
     ticket = _call(services.ticket_create, customer=customer, subject="Where is it", body="?")

@@ -11,6 +11,7 @@ from django.utils.html import format_html
 
 from support.text import readable_time, words
 from tickets.models import Channel
+from tickets.system_text import system_text_for_people
 
 register = template.Library()
 
@@ -40,6 +41,13 @@ def channel_label(channel: str) -> str:
     """A channel as the inbox names it ("Web chat"), for data that carries the value
     ("webchat": the customer-context panel's interactions)."""
     return str(_CHANNEL_LABELS.get(channel) or words(channel))
+
+
+@register.filter
+def system_text(text: str) -> str:
+    """A system entry's text as people read it (:mod:`tickets.system_text`: e.g. the
+    routing's review reasons with the data set's labels in words)."""
+    return system_text_for_people(str(text or ""))
 
 
 @register.filter

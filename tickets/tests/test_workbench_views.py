@@ -191,10 +191,10 @@ def test_an_empty_inbox_says_why_and_where_to_look(agent_web, customer):
     _tickets(customer, 1)  # unassigned
     mine = agent_web.get("/?view=mine").content.decode()
     assert "Nothing is assigned to you" in mine
-    assert 'href="?view=unassigned"' in mine
+    assert 'href="/?view=unassigned"' in mine
     filtered = agent_web.get("/?view=all&status=resolved").content.decode()
     assert "No ticket matches these filters" in filtered
-    assert 'href="?view=all">Clear them' in filtered
+    assert 'href="/?view=all">Clear them' in filtered
     searched = agent_web.get("/?view=all&q=zzzqqq").content.decode()
     assert "No ticket matches this search" in searched
 
@@ -425,7 +425,8 @@ def test_workbench_assigns_agents_and_supervisors_only(supervisor_web, outsider,
     bulk = supervisor_web.post(
         "/tickets/bulk", {"action": "assign", "value": str(outsider.pk), "ids": [ticket.pk]}
     )
-    assert bulk.status_code == 302
+    assert bulk.status_code == 400
+    assert _bulk(bulk)[-1] == "assignee: outsider is not an agent or supervisor."
     assert Ticket.objects.get(pk=ticket.pk).assignee_id is None
 
 
@@ -586,10 +587,12 @@ def test_bulk_with_an_unknown_value_is_refused_saying_so(agent_web, customer, ac
     response = agent_web.post("/tickets/bulk", post, HTTP_HX_REQUEST="true")
     assert response.status_code == 400
     assert response.content.decode().startswith(says)
-    page = agent_web.post("/tickets/bulk", post, follow=True)
-    said = [str(m) for m in page.context["messages"]]
-    assert len(said) == 1
-    assert said[0].startswith(says)
+    page = agent_web.post("/tickets/bulk", post)  # without JavaScript: the reason by the form
+    assert page.status_code == 400
+    reason = _bulk(page)[-1]
+    assert reason is not None
+    assert reason.startswith(says)
+    assert not [str(m) for m in page.context["messages"]]
 
 
 LONG_TAG = "customer-asked-for-a-refund-of-the-second-order-in-the-spring-sale"
@@ -605,15 +608,13 @@ def test_a_tag_over_64_characters_is_refused_by_the_controls_and_bulk(agent_web,
     data = {"tags": f"a, b, {LONG_TAG.title()}", "priority": "high"}
     fragment = agent_web.post(url, data, HTTP_HX_REQUEST="true")
     assert (fragment.status_code, fragment.content.decode()) == (400, says)
-    page_url = f"http://testserver/tickets/{ticket.number}/"
-    page = agent_web.post(url, data, HTTP_REFERER=page_url)
-    assert (page.status_code, page["Location"]) == (302, page_url)
-    assert _said(agent_web, page_url) == [says]
+    page = agent_web.post(url, data)  # without JavaScript: the reason by the controls
+    assert (page.status_code, _controls(page)[1]) == (400, says)
     bulk = {"ids": [ticket.pk], "action": "tag", "value": f" {LONG_TAG} "}
     fragment = agent_web.post("/tickets/bulk", bulk, HTTP_HX_REQUEST="true")
     assert (fragment.status_code, fragment.content.decode()) == (400, says)
     page = agent_web.post("/tickets/bulk", bulk, HTTP_REFERER="http://testserver/")
-    assert _said(agent_web, page["Location"]) == [says]
+    assert (page.status_code, _bulk(page)[-1]) == (400, says)
     ticket.refresh_from_db()
     assert ticket.priority == "normal"
     assert sorted(t.name for t in ticket.tags.all()) == ["a", "b"]
@@ -665,10 +666,8 @@ def test_an_unknown_team_or_user_in_the_controls_is_refused_saying_so(
     data = {field: value, "priority": "high"}
     fragment = agent_web.post(url, data, HTTP_HX_REQUEST="true")
     assert (fragment.status_code, fragment.content.decode()) == (400, says)
-    page_url = f"http://testserver/tickets/{ticket.number}/"
-    page = agent_web.post(url, data, HTTP_REFERER=page_url)
-    assert (page.status_code, page["Location"]) == (302, page_url)
-    assert _said(agent_web, page_url) == [says]
+    page = agent_web.post(url, data)  # without JavaScript: the reason by the controls
+    assert (page.status_code, _controls(page)[1]) == (400, says)
     assert Ticket.objects.get(pk=ticket.pk).priority == "normal"  # all or nothing
 
 
@@ -690,10 +689,9 @@ def test_merge_into_a_mistyped_number_says_so_on_the_ticket(agent_web, customer,
     into = hidden.number if into == "hidden" else into
     says = says.format(hidden=hidden.number)
     url = reverse("ticket-merge", kwargs={"ref": source.number})
-    page_url = f"http://testserver/tickets/{source.number}/"
-    response = agent_web.post(url, {"into": into}, HTTP_REFERER=page_url)
-    assert (response.status_code, response["Location"]) == (302, page_url)
-    assert _said(agent_web, page_url) == [says]
+    response = agent_web.post(url, {"into": into})
+    assert response.status_code == 400
+    assert _merge(response) == (True, into, False, says)  # the ticket page, the form open
     assert Ticket.objects.filter(merged_into__isnull=False).count() == 0
 
 
@@ -706,21 +704,22 @@ def test_bulk_with_no_ticket_selected_says_so(agent_web, customer, ids):
     says = "Select at least one ticket (the boxes on the left), then apply."
     assert (fragment.status_code, fragment.content.decode()) == (400, says)
     response = agent_web.post("/tickets/bulk", post)
-    assert response.status_code == 302
-    assert _said(agent_web, response["Location"]) == [says]
+    assert (response.status_code, _bulk(response)[-1]) == (400, says)
     unknown = agent_web.post("/tickets/bulk", {**post, "ids": [ticket.pk], "action": "zap"})
-    assert _said(agent_web, unknown["Location"]) == ["action must be assign, status or tag."]
+    assert unknown.status_code == 400
+    assert _bulk(unknown)[-1] == "action must be assign, status or tag."
     assert not ticket.tags.filter(name="x").exists()
 
 
 def test_back_after_a_form_is_the_referer_only_on_this_site(agent_web, customer):
-    """After a bulk action or a refused change the page goes back to the Referer; one
-    naming another site (or a script URL) goes to the inbox instead: no open redirect."""
+    """After a bulk action the page goes back to the Referer; one naming another site (or
+    a script URL) goes to the inbox instead: no open redirect. (A refused change answers
+    with its page again, not a redirect; a refused bulk action reads the Referer's inbox
+    query the same way: test_a_bulk_action_refused_without_javascript_keeps_the_selection.)"""
     [ticket] = _tickets(customer, 1)
     bulk = {"ids": [ticket.pk], "action": "tag", "value": "x"}
-    bad_update = (reverse("ticket-update", kwargs={"ref": ticket.number}), {"status": "nope"})
     inbox = reverse("inbox")
-    for url, data in (("/tickets/bulk", bulk), bad_update):
+    for url, data in (("/tickets/bulk", bulk),):
         for referer, expected in (
             ("https://evil.example/phish", inbox),
             ("//evil.example/phish", inbox),
@@ -759,7 +758,10 @@ def test_merge_moves_timeline_and_redirects_old_number(agent_web, agent, custome
     redirect = agent_web.get(f"/tickets/{source.number}/")
     assert (redirect.status_code, redirect["Location"]) == (302, f"/tickets/{target.number}/")
     again = agent_web.post(url, {"into": target.number})
-    assert again.status_code == 302
+    assert again.status_code == 409  # the merged ticket's page, saying so by the form
+    reason = _merge(again)[-1]
+    assert reason is not None
+    assert "merged" in reason
     assert Ticket.objects.get(pk=source.pk).merged_into == target
 
 
@@ -1039,3 +1041,275 @@ def test_admin_unassign_action_works_outside_a_request_transaction(supervisor_we
     assert list(Ticket.objects.values_list("assignee_id", flat=True)) == [None, None]
     notes = Message.objects.filter(kind="system", body_text=f"Assignee: {agent.username} → —")
     assert notes.count() == 2
+
+
+# --- the other forms refused without JavaScript -------------------------------------------
+
+
+def _soup(response):
+    return BeautifulSoup(response.content, "html.parser")
+
+
+def _selected(form, name):
+    """The value a <select> of ``form`` sends as drawn: its selected option, else its first."""
+    select = form.select_one(f"select[name={name}]")
+    assert select is not None
+    option = select.select_one("option[selected]") or select.select_one("option")
+    return None if option is None else str(option["value"])
+
+
+def _reason(box):
+    """The text of a reason box, or None when it is hidden."""
+    assert box is not None
+    return None if box.has_attr("hidden") else box.get_text()
+
+
+def _controls(response):
+    """The ticket controls as drawn: the values their form sends, and the reason shown."""
+    card = _soup(response).select_one("#ticket-controls")
+    assert card is not None
+    form = card.select_one("form.stack")
+    assert form is not None
+    tags = form.select_one("input[name=tags]")
+    assert tags is not None
+    values = {name: _selected(form, name) for name in ("status", "priority", "team", "assignee")}
+    return {**values, "tags": str(tags["value"])}, _reason(card.select_one(".form-error"))
+
+
+@pytest.mark.parametrize(
+    ("sent", "says", "status", "shown"),
+    [
+        # every field kept, the long tag list as typed
+        (
+            {"tags": f"a, b, {LONG_TAG}, c"},
+            f"tags: {LONG_TAG!r} is 66 characters long; a tag has at most 64 characters.",
+            400,
+            {"tags": f"a, b, {LONG_TAG}, c"},
+        ),
+        # a team deleted since the page was drawn: no option for it, the ticket's own shown
+        ({"team": "999999"}, "team: no team 999999.", 400, {"team": ""}),
+        # an agent giving the ticket to someone else: 403, the ticket's assignee shown
+        (
+            {"assignee": "other"},
+            "Only supervisors assign tickets to other people.",
+            403,
+            {"assignee": "none"},
+        ),
+    ],
+)
+def test_the_controls_refused_without_javascript_keep_what_was_sent(
+    agent_web, agent, other_agent, customer, sent, says, status, shown
+):
+    """A plain form post (no htmx) of a refused change went back to the page by a redirect,
+    with the reason at the top and the controls showing the ticket's values again (a long
+    tag list had to be typed again). It is the ticket page again, the values sent in the
+    controls (those the form offers) and the reason at the top of their card."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    billing.members.add(agent)
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    data = {
+        "status": "pending",
+        "priority": "high",
+        "team": str(billing.pk),
+        "assignee": "me",
+        "tags": "a, b, c",
+        **sent,
+    }
+    if data["assignee"] == "other":
+        data["assignee"] = str(other_agent.pk)
+    response = agent_web.post(url, data)
+    assert response.status_code == status
+    assert "tickets/ticket.html" in [t.name for t in response.templates]
+    expected = {
+        "status": "pending",
+        "priority": "high",
+        "team": str(billing.pk),
+        "assignee": str(agent.pk),
+        "tags": "a, b, c",
+        **sent,
+        **shown,
+    }
+    assert _controls(response) == (expected, says)
+    assert _composer(response) == ("", "public", None)  # the other forms say nothing
+    ticket = Ticket.objects.get(pk=ticket.pk)  # all or nothing
+    assert (ticket.status, ticket.priority, ticket.team_id, ticket.assignee_id) == (
+        "new",
+        "normal",
+        None,
+        None,
+    )
+    assert sorted(t.name for t in ticket.tags.all()) == ["a", "b"]
+    # a page drawn afresh shows the ticket's values and no reason
+    fresh = agent_web.get(f"/tickets/{ticket.number}/")
+    assert _controls(fresh) == (
+        {"status": "new", "priority": "normal", "team": "", "assignee": "none", "tags": "a, b"},
+        None,
+    )
+
+
+def test_the_quick_take_it_refused_without_javascript_says_why_in_the_controls(
+    agent_web, other_agent, customer
+):
+    """ "Take it" (a form of its own in the controls) refused: the reason in the card."""
+    [ticket] = _tickets(customer, 1)
+    services.ticket_update(ticket=ticket, status="closed")
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"assignee": "me", "status": "open"})
+    assert response.status_code == 400
+    values, reason = _controls(response)
+    assert reason == "A closed ticket cannot become open."
+    assert values["status"] == "closed"  # no option to open a closed ticket
+    assert Ticket.objects.get(pk=ticket.pk).assignee_id is None
+
+
+def _merge(response):
+    """The merge form as drawn: open or not, the number in it, the box ticked, the reason."""
+    soup = _soup(response)
+    details = soup.select_one("details.merge")
+    form = soup.select_one("form#merge-form")
+    assert details is not None
+    assert form is not None
+    into, confirm = (
+        form.select_one("input[name=into]"),
+        form.select_one("input[name=confirm_customer_merge]"),
+    )
+    assert into is not None
+    assert confirm is not None
+    return (
+        details.has_attr("open"),
+        str(into.get("value", "")),
+        confirm.has_attr("checked"),
+        _reason(form.select_one(".form-error")),
+    )
+
+
+def test_a_merge_refused_without_javascript_keeps_what_was_sent(agent_web, customer):
+    """The merge form is a plain form post (with JavaScript too): refused, it went back to
+    the ticket by a redirect, the reason at the top, the form closed and empty."""
+    from tickets.models import Customer
+
+    [source] = _tickets(customer, 1)
+    [other] = _tickets(Customer.objects.create(name="Bob", email="bob@example.com"), 1)
+    url = reverse("ticket-merge", kwargs={"ref": source.number})
+    response = agent_web.post(url, {"into": "T-999999", "confirm_customer_merge": "1"})
+    assert response.status_code == 400
+    assert "tickets/ticket.html" in [t.name for t in response.templates]
+    says = "No ticket 'T-999999' to merge into: check the number."
+    assert _merge(response) == (True, "T-999999", True, says)
+    assert _controls(response)[1] is None
+    # another customer's ticket without the confirmation: the number kept, the box not ticked
+    response = agent_web.post(url, {"into": other.number})
+    assert response.status_code == 400
+    opened, into, ticked, reason = _merge(response)
+    assert (opened, into, ticked) == (True, other.number, False)
+    assert reason is not None
+    assert "confirm" in reason
+    assert Ticket.objects.filter(merged_into__isnull=False).count() == 0
+    assert _merge(agent_web.get(f"/tickets/{source.number}/")) == (False, "", False, None)
+
+
+def _bulk(response):
+    """The inbox's bulk form as drawn: the tickets ticked, the action, the field of its
+    value (each action has one) and the value in it, and the reason."""
+    soup = _soup(response)
+    form = soup.select_one("form#bulk")
+    assert form is not None
+    ticked = sorted(int(str(box["value"])) for box in soup.select("input[name=ids][checked]"))
+    action = _selected(form, "action")
+    label = form.select_one(f"label.bulk-value[data-for={action}]")
+    assert label is not None
+    assert not label.has_attr("hidden")
+    field = label.select_one("select, input")
+    assert field is not None
+    assert not field.has_attr("disabled")
+    value = _selected(label, field["name"]) if field.name == "select" else field.get("value")
+    return (ticked, action, field["name"], value, _reason(form.select_one(".form-error")))
+
+
+def test_a_bulk_action_refused_without_javascript_keeps_the_selection(agent_web, customer):
+    """A refused bulk action went back to the inbox by a redirect: the reason at the top,
+    the boxes unticked, the action and the tag typed gone. It is the inbox again (400), as
+    the Referer showed it (its view and filters), with all of that kept."""
+    a, b, c = _tickets(customer, 3)
+    services.ticket_update(ticket=c, priority="high")
+    post = {"ids": [a.pk, c.pk], "action": "tag", "value": f" {LONG_TAG} "}
+    says = f"tags: {LONG_TAG!r} is 66 characters long; a tag has at most 64 characters."
+    response = agent_web.post("/tickets/bulk", post, HTTP_REFERER="http://testserver/?view=all")
+    assert response.status_code == 400
+    assert "tickets/inbox.html" in [t.name for t in response.templates]
+    assert _bulk(response) == (sorted([a.pk, c.pk]), "tag", "value_tag", f" {LONG_TAG} ", says)
+    listed = {int(str(row["data-ticket-id"])) for row in _soup(response).select("tr.ticket-row")}
+    assert listed == {a.pk, b.pk, c.pk}
+    # the Referer's filters still apply; the page's links lead to the inbox, not to
+    # /tickets/bulk (a GET there is refused)
+    referer = "http://testserver/?view=all&priority=high"
+    response = agent_web.post("/tickets/bulk", post, HTTP_REFERER=referer)
+    assert response.status_code == 400
+    listed = {int(str(row["data-ticket-id"])) for row in _soup(response).select("tr.ticket-row")}
+    assert listed == {c.pk}
+    assert _bulk(response)[0] == [c.pk]  # a ticked ticket not listed is not sent again
+    soup = _soup(response)
+    assert not [a["href"] for a in soup.select("a[href^='?']")]
+    filters = soup.select_one("form#filters")
+    assert filters is not None
+    assert filters["action"] == reverse("inbox")
+    # a status for a ticket that may not take it is skipped, not refused; an unknown one is
+    refused = {"ids": [b.pk], "action": "status", "value": "bogus"}
+    response = agent_web.post("/tickets/bulk", refused, HTTP_REFERER="http://testserver/?view=all")
+    ticked, action, shown, _value, reason = _bulk(response)
+    assert (ticked, action, shown) == ([b.pk], "status", "value_status")
+    assert reason is not None
+    assert reason.startswith("status: unknown value 'bogus'")
+    # a Referer naming another site is not read: the inbox as first drawn
+    response = agent_web.post("/tickets/bulk", post, HTTP_REFERER="https://evil.example/?view=all")
+    assert response.status_code == 400
+    assert response.context["result"].view == "mine"
+    assert sorted(t.name for t in c.tags.all()) == ["a", "b"]
+    assert not Tag.objects.filter(name__startswith="customer-asked").exists()
+
+
+def _sent_without_javascript(form, choose):
+    """What a browser without JavaScript sends for ``form``: its enabled fields as drawn,
+    ``choose`` ({field's data-for or name: value}) set by the person first."""
+    data: dict[str, list[str]] = {}
+    for field in form.select("input[name], select[name]"):
+        if field.has_attr("disabled") or field.get("type") == "checkbox":
+            continue
+        name = str(field["name"])
+        key = str(field.get("data-for") or name)
+        if key in choose:
+            value = choose[key]
+        elif field.name == "select":
+            value = _selected(form, name) if name == "action" else _first_selected(field)
+        else:
+            value = str(field.get("value", ""))
+        data.setdefault(name, []).append(value)
+    return data
+
+
+def _first_selected(select):
+    option = select.select_one("option[selected]") or select.select_one("option")
+    return str(option["value"])
+
+
+@pytest.mark.parametrize(
+    ("action", "value"), [("status", "pending"), ("tag", "vip"), ("assign", "me")]
+)
+def test_bulk_actions_work_without_javascript(agent_web, agent, customer, action, value):
+    """The bulk form drew the status and tag fields hidden and disabled, for workbench.js to
+    show the one the action needs: without JavaScript only "Assign to" could be used ("Set
+    status" sent the assignee's field, "me", and was refused as an unknown status)."""
+    a, b = _tickets(customer, 2)
+    form = _soup(agent_web.get("/?view=all")).select_one("form#bulk")
+    assert form is not None
+    data = _sent_without_javascript(form, {"action": action, action: value})
+    response = agent_web.post("/tickets/bulk", {**data, "ids": [a.pk, b.pk]})
+    assert response.status_code == 302, _bulk(response)[-1]
+    a.refresh_from_db()
+    done = {
+        "status": a.status == "pending",
+        "tag": a.tags.filter(name="vip").exists(),
+        "assign": a.assignee_id == agent.pk,
+    }
+    assert done == {key: key == action for key in done}
