@@ -74,25 +74,25 @@ UNICODE_DIGITS: dict[str, Request] = {
         "FORM",
         lambda w: f"/tickets/{w.ticket.number}/update",
         lambda w: {"team": SUP},
-        302,
+        400,  # the ticket page again, the reason by the controls (a form's value)
     ),
     "workbench assignee": (
         "FORM",
         lambda w: f"/tickets/{w.ticket.number}/update",
         lambda w: {"assignee": SUP},
-        302,  # back to the ticket, saying so (a form's value, not a missing page)
+        400,  # the ticket page again, saying so (a form's value, not a missing page)
     ),
     "workbench bulk ids": (
         "FORM",
         lambda w: "/tickets/bulk",
         lambda w: {"action": "tag", "value": "x", "ids": [SUP]},
-        302,
+        400,  # the inbox again, the selection kept, the reason by the form
     ),
     "workbench merge into": (
         "FORM",
         lambda w: f"/tickets/{w.ticket.number}/merge",
         lambda w: {"into": SUP},
-        302,  # back to the ticket, saying so
+        400,  # the ticket page again, the reason in the merge form
     ),
     "feedback page rating": (
         "FORM",
