@@ -19,6 +19,7 @@ from support.auth.admin import (
     admin_visibility_register,
 )
 from support.auth.roles import is_agent, is_supervisor
+from support.errors import InvalidInput
 from support.services import agent_access_changed
 from tickets import services
 from tickets.attachments import attachment_url
@@ -136,8 +137,26 @@ class TeamAdmin(SupervisorAdmin):
         agent_access_changed(user_ids=[m for m in members if m], reason="team deleted")
 
 
+class TagAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = Tag
+        fields = ["name"]
+
+    def clean_name(self) -> str:
+        """The name as every other way in stores it (trimmed, lower case: the workbench
+        and the API would never find "VIP " as the tag "vip")."""
+        try:
+            names = services.tag_names_normalise([self.cleaned_data["name"]])
+        except InvalidInput as exc:
+            raise forms.ValidationError(exc.message) from exc
+        if not names:
+            raise forms.ValidationError("Give a tag name.")
+        return names[0]
+
+
 @admin.register(Tag)
 class TagAdmin(SupervisorAdmin):
+    form = TagAdminForm
     search_fields = ("name",)
 
 

@@ -63,3 +63,21 @@ def test_the_sla_event_admin_names_its_fields_once() -> None:
     assert SlaEventAdmin.list_display == tuple(
         name for name in SlaEventAdmin.readonly_fields if name != "escalation"
     )
+
+
+def test_a_tag_added_in_the_admin_is_stored_as_every_other_way_stores_it(supervisor: Any) -> None:
+    """The admin stored "VIP " as typed: a tag the workbench, the API and bulk tagging
+    (which trim and lower-case) never find, beside their own "vip"."""
+    from tickets.models import Tag
+
+    browser = Client()
+    browser.force_login(supervisor)
+    response = browser.post("/admin/tickets/tag/add/", {"name": "  VIP Customer "})
+    assert response.status_code == 302, response.content[:500]
+    assert list(Tag.objects.values_list("name", flat=True)) == ["vip customer"]
+    again = browser.post("/admin/tickets/tag/add/", {"name": "VIP customer"})
+    assert again.status_code == 200  # the form again: that tag exists
+    assert b"already exists" in again.content
+    blank = browser.post("/admin/tickets/tag/add/", {"name": "   "})
+    assert blank.status_code == 200
+    assert Tag.objects.count() == 1
