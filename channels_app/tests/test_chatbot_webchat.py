@@ -26,14 +26,28 @@ HANDOFF = {
 }
 
 
-def _signed_post(client: APIClient, payload: dict[str, Any], secret: str = TEST_SECRET) -> Any:
+def _signed_post(
+    client: APIClient,
+    payload: dict[str, Any],
+    secret: str = TEST_SECRET,
+    *,
+    timestamp: int | None = None,
+) -> Any:
+    """The hand-off POSTed with the body's HMAC, or with ``timestamp`` the HMAC of
+    ``"<timestamp>." + body`` and its ``X-Signature-Timestamp``."""
     body = json.dumps(payload).encode()
+    headers = {"HTTP_X_SIGNATURE_256": meta_signature(secret, body)}
+    if timestamp is not None:
+        headers = {
+            "HTTP_X_SIGNATURE_TIMESTAMP": str(timestamp),
+            "HTTP_X_SIGNATURE_256": handoff.handoff_signature(secret, timestamp, body),
+        }
     return client.generic(
         "POST",
         "/api/webhooks/chatbot",
         data=body,  # type: ignore[arg-type]
         content_type="application/json",
-        HTTP_X_SIGNATURE_256=meta_signature(secret, body),
+        **headers,  # type: ignore[arg-type]
     )
 
 
@@ -260,30 +274,16 @@ def test_a_handoff_body_over_the_webhook_cap_is_refused_before_it_is_hashed(
     assert Ticket.objects.count() == 0
 
 
-def _timestamped_post(
-    client: APIClient, payload: dict[str, Any], *, timestamp: int, secret: str = TEST_SECRET
-) -> Any:
-    body = json.dumps(payload).encode()
-    return client.generic(
-        "POST",
-        "/api/webhooks/chatbot",
-        data=body,  # type: ignore[arg-type]
-        content_type="application/json",
-        HTTP_X_SIGNATURE_TIMESTAMP=str(timestamp),
-        HTTP_X_SIGNATURE_256=handoff.handoff_signature(secret, timestamp, body),
-    )
-
-
 def test_a_handoff_may_be_signed_with_a_timestamp(api_client: APIClient) -> None:
     """The same signature scheme as the bot's status polls and our callbacks: a captured
     hand-off cannot be sent again once the timestamp is stale."""
     make_account("chatbot")
     now = int(time.time())
-    response = _timestamped_post(api_client, HANDOFF, timestamp=now)
+    response = _signed_post(api_client, HANDOFF, timestamp=now)
     assert response.status_code == 201, response.content
     assert Ticket.objects.get().is_bot_handoff
 
-    stale = _timestamped_post(api_client, {**HANDOFF, "session_id": "s-2"}, timestamp=now - 301)
+    stale = _signed_post(api_client, {**HANDOFF, "session_id": "s-2"}, timestamp=now - 301)
     assert stale.status_code == 401
     assert stale.json()["error"]["code"] == "stale_signature"
     # A timestamp the signature does not cover (a body-only signature with the header added)
@@ -298,8 +298,8 @@ def test_a_handoff_may_be_signed_with_a_timestamp(api_client: APIClient) -> None
     )
     assert forged.status_code == 403
     assert forged.json()["error"]["code"] == "invalid_signature"
-    assert _timestamped_post(api_client, HANDOFF, timestamp=now, secret="wrong").status_code == 403
-    again = _timestamped_post(api_client, HANDOFF, timestamp=now)
+    assert _signed_post(api_client, HANDOFF, timestamp=now, secret="wrong").status_code == 403
+    again = _signed_post(api_client, HANDOFF, timestamp=now)
     assert again.status_code == 200  # the same session again: its ticket, nothing new
     assert Ticket.objects.count() == 1
 
@@ -314,7 +314,7 @@ def test_an_account_may_require_the_timestamp(api_client: APIClient) -> None:
     assert error["code"] == "timestamp_required"
     assert "X-Signature-Timestamp" in error["message"]
     assert Ticket.objects.count() == 0
-    assert _timestamped_post(api_client, HANDOFF, timestamp=int(time.time())).status_code == 201
+    assert _signed_post(api_client, HANDOFF, timestamp=int(time.time())).status_code == 201
 
 
 def test_require_signature_timestamp_is_a_known_chatbot_setting() -> None:
