@@ -388,7 +388,9 @@ def _back_to_ticket(request: HttpRequest, ticket: Ticket) -> HttpResponse:
 def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
     ticket = selectors.ticket_get_visible(ref, user=request.user)
     kind = request.POST.get("kind", MessageKind.PUBLIC)
-    body = request.POST.get("body", "")
+    # A browser sends each line break of a form's text as CR LF (HTML's form encoding):
+    # stored as "\n", as the API's and the channels' texts are, and counted once.
+    body = request.POST.get("body", "").replace("\r\n", "\n")
     try:
         if kind not in (MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE):
             raise InvalidInput(

@@ -531,6 +531,20 @@ def test_a_reply_refused_without_javascript_keeps_its_text(agent_web, customer, 
     assert _composer(agent_web.get(f"/tickets/{ticket.number}/")) == ("", "public", None)
 
 
+def test_a_replys_line_breaks_are_stored_and_counted_once(agent_web, customer):
+    """Browsers send a form's line breaks as CR LF: a reply of 40,000 characters in 20,000
+    lines arrived as 60,000 and was refused as over the 50,000 limit, and what was accepted
+    was stored with CR LF where the API and the channels store "\n"."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-message", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"kind": "internal_note", "body": "x\r\n" * 20_000})
+    assert response.status_code == 302, response.content[:300]
+    note = ticket.messages.get(kind="internal_note")
+    assert note.body_text == "x\n" * 20_000
+    agent_web.post(url, {"kind": "internal_note", "body": "Hello\r\nsecond line"})
+    assert ticket.messages.filter(body_text="Hello\nsecond line").count() == 1
+
+
 def test_a_reply_to_a_merged_ticket_refused_without_javascript_keeps_its_text(
     agent_web, supervisor, customer
 ):
