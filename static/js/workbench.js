@@ -8,6 +8,10 @@
   var lastEventId = parseInt(body.dataset.lastEventId || "0", 10);
   var seen = new Set();
   var statusEl = document.getElementById("live-status");
+  // Drawn hidden: without this script there is no live connection and no shortcut.
+  document.querySelectorAll("#live-status, [data-help-open]").forEach(function (el) {
+    el.hidden = false;
+  });
   var socket = null;
   var retry = 0;
   var refreshTimer = null;

@@ -198,6 +198,9 @@ def test_without_javascript_a_refused_reply_comes_back_with_its_text(
         page = context.new_page()
         _sign_in(page)
         page.goto(f"/tickets/{ticket.number}/")
+        # what needs the script is not offered without it (it said "Connecting…" for ever)
+        assert page.is_hidden("#live-status")
+        assert page.is_hidden("[data-help-open]")
         too_long = "x" * MESSAGE_BODY_MAX_CHARS + "\nSigned, Ada"
         page.check("#composer input[name=kind][value=internal_note]")
         page.fill("#composer-body", too_long)
