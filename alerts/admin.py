@@ -18,6 +18,7 @@ from alerts.adapters.http import target_url_problem
 from alerts.models import Alert, AlertEvent, AlertRule, AlertTarget, Severity, TargetKind
 from alerts.selectors import (
     SelectorError,
+    alert_list_open_sent_to,
     metric_names_known,
     selector_parse,
     selector_unknown_name_problem,
@@ -175,6 +176,25 @@ class AlertTargetAdmin(SupervisorAdmin):
     @admin.display(description="Severities")
     def tiers(self, obj: AlertTarget) -> str:
         return ", ".join(obj.severities)
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """A target sent an alert that is still open is owed its resolve, which a deleted
+        target never gets (its PagerDuty incident or *FIRING* mail would stay open for
+        ever): such a deletion is refused, on the confirmation page and by the "delete
+        selected" action alike, each open alert named with what to do instead
+        (docs/alerts.md)."""
+        to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        names = {t.pk: t.name for t in objs}
+        for alert in alert_list_open_sent_to(names):
+            sent_to = ", ".join(names[pk] for pk in alert.notified_target_ids if pk in names)
+            protected.append(
+                f"Open alert #{alert.pk} “{alert.title}” ({alert.get_state_display().lower()}), "
+                f"sent to {sent_to}: a deleted target never gets its resolve. Resolve the "
+                "alert first, or deactivate the target instead (it still gets the resolve)."
+            )
+        return to_delete, counts, perms_needed, protected
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         new_secret = form.cleaned_data.get("secret") or ""
