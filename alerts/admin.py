@@ -23,7 +23,12 @@ from alerts.selectors import (
     selector_parse,
     selector_unknown_name_problem,
 )
-from support.auth.admin import AboutAdminMixin, SupervisorAdmin, SupervisorInlineMixin
+from support.auth.admin import (
+    AboutAdminMixin,
+    SupervisorAdmin,
+    SupervisorInlineMixin,
+    VisibleRowsAdminMixin,
+)
 
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
@@ -223,7 +228,9 @@ class AlertEventInline(SupervisorInlineMixin, admin.TabularInline):  # type: ign
 
 
 @admin.register(Alert)
-class AlertAdmin(AboutAdminMixin, SupervisorAdmin):
+class AlertAdmin(VisibleRowsAdminMixin, AboutAdminMixin, SupervisorAdmin):
+    # An SLA alert names its ticket (number, subject): listed for those who may see it.
+    visible_subject = ("subject_type", "subject_id")
     about = (
         "Alerts raised by the alarm rules and by the SLA checker; acknowledge and resolve "
         "them on the Alerts page (/alerts/). Not the agent-state alerts of the call centre "

@@ -53,9 +53,12 @@ class QueueTeamAdmin(SupervisorAdmin):
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CallEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Every record received, as received: a hand-made one (unique per source and external
-    id) would make the real record look like a redelivery."""
+    id) would make the real record look like a redelivery. A record (the caller's number,
+    the call's journey) is listed for those who may see its call."""
+
+    visible_match = ("contact_id", Call, "contact_id")
 
     list_display = ["id", "source", "external_id", "contact_id", "status", "error", "created_at"]
     list_filter = ["source", "status"]

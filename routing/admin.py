@@ -67,8 +67,9 @@ class RouterModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self.message_user(request, "Activated.")
 
 
-class RoutingFeedbackInline(admin.TabularInline):  # type: ignore[type-arg]
+class RoutingFeedbackInline(VisibleRowsAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
     model = RoutingFeedback
+    visible_through = ("ticket",)  # the decision's ticket
     extra = 0
     can_delete = False
     readonly_fields = ("verdict", "team", "priority", "category", "intent", "note", "actor")

@@ -57,7 +57,8 @@ def world(db: Any) -> dict[str, Any]:
 
 def _make(label: str, side: dict[str, Any], user: Any) -> models.Model:
     """One ``label`` object about this side's ticket, customer or call."""
-    from calls.models import Escalation, Transcript
+    from alerts.models import Alert
+    from calls.models import CallEvent, Escalation, Transcript
     from knowledge.models import SuggestionFeedback
     from routing.models import RoutingDecision, RoutingFailure
     from support.delivery.models import Delivery
@@ -100,6 +101,16 @@ def _make(label: str, side: dict[str, Any], user: Any) -> models.Model:
         ),
         "calls.call": lambda: call,
         "calls.transcript": lambda: Transcript.objects.create(call=call, source="contact_lens"),
+        "calls.callevent": lambda: CallEvent.objects.create(
+            source="ctr", external_id=f"ctr-{call.pk}", contact_id=call.contact_id
+        ),
+        "alerts.alert": lambda: Alert.objects.create(
+            fingerprint=f"sla:{ticket.pk}:first_response",
+            title=f"SLA breached: {ticket.subject}",
+            severity="critical",
+            subject_type="ticket",
+            subject_id=str(ticket.pk),
+        ),
         "calls.escalation": lambda: Escalation.objects.create(
             call=call, kind="ivr_failure", reason="stuck", ticket=ticket
         ),
@@ -146,6 +157,7 @@ LABELS = [
     "tickets.order",
     "calls.call",
     "calls.transcript",
+    "calls.callevent",
     "calls.escalation",
     "routing.routingdecision",
     "routing.routingfailure",
@@ -153,6 +165,7 @@ LABELS = [
     "delivery.delivery",
     "support.outboxevent",
     "support.auditlog",
+    "alerts.alert",
 ]
 
 
@@ -317,29 +330,105 @@ def test_names_on_forms_and_the_delete_summary_follow_the_rule(
     assert shared.pk
 
 
+def _relations(model: type[models.Model], ruled: set[Any]) -> list[Any]:
+    """The model's foreign keys and many-to-many fields to objects under a rule."""
+    return [
+        f
+        for f in model._meta.get_fields()
+        if f.concrete and f.is_relation and f.related_model in ruled  # type: ignore[union-attr]
+    ]
+
+
 def test_every_admin_of_objects_under_the_rule_applies_it() -> None:
     """A new admin page (or inline) of tickets, customers, calls, messages, files or a
     record about one lists them only as the rule allows: every registered admin whose
-    model is, or points at, one of them uses ``VisibleRowsAdminMixin``."""
+    model is, or points at, one of them uses ``VisibleRowsAdminMixin`` with that relation
+    in ``visible_through``; an inline, unless what it points at is its page's object."""
     from support.auth.admin import _VISIBLE_ROWS
 
     ruled = set(_VISIBLE_ROWS)
     exempt = {
         "calls.Call.customer",  # a call is its queue's; its caller is named as the rule says
         "knowledge.ReplyDraft.sent_message",  # a message of the draft's own ticket
+        # A ticket's messages are the ticket's; the author, read-only, is named by
+        # admin_link (a message moved by a merge may name a customer the agent may not see).
+        "tickets.Message.author_customer",
     }
     missing = []
+
+    def check(model_admin: Any, model: type[models.Model], relations: list[Any]) -> None:
+        relations = [f for f in relations if f"{model._meta.label}.{f.name}" not in exempt]
+        if not relations:
+            return
+        if not admin_rows_checked(model_admin):
+            missing.append(f"{type(model_admin).__name__} ({model._meta.label})")
+            return
+        through = set(getattr(model_admin, "visible_through", ()))
+        missing.extend(
+            f"{model._meta.label}.{f.name}"
+            for f in relations
+            if f.name not in through and "" not in through
+        )
+
     for model, model_admin in admin.site._registry.items():
-        relations = [
-            f for f in model._meta.concrete_fields if f.is_relation and f.related_model in ruled
-        ]
-        if model in ruled or relations:
-            if not admin_rows_checked(model_admin):
-                missing.append(model._meta.label)
-                continue
-            through = set(getattr(model_admin, "visible_through", ()))
-            for field in relations:
-                name = f"{model._meta.label}.{field.name}"
-                if field.name not in through and "" not in through and name not in exempt:
-                    missing.append(name)
+        if model in ruled and not admin_rows_checked(model_admin):
+            missing.append(f"{type(model_admin).__name__} ({model._meta.label})")
+        check(model_admin, model, _relations(model, ruled))
+        for inline_class in model_admin.inlines:
+            inline = inline_class(model, admin.site)
+            # Rows of the page's own object (a ticket's messages) are that object's.
+            others = [f for f in _relations(inline.model, ruled) if f.related_model is not model]
+            check(inline, inline.model, others)
     assert not missing
+
+
+def test_a_form_keeps_the_hidden_value_it_holds_and_refuses_to_choose_one(
+    django_user_model: Any, world: dict[str, Any]
+) -> None:
+    """The choices of a relation to a ticket or customer are those the agent may see, so
+    it cannot point a row at another team's (an identity at their customer, a ticket
+    merged into theirs); the value a row already holds stays valid when saved."""
+    from tickets.models import ChannelIdentity, Ticket
+
+    ours, theirs = world["ours"], world["theirs"]
+    viewer = _staff_agent(
+        django_user_model, ours["team"], "view_channelidentity", "change_channelidentity"
+    )
+    identity = ChannelIdentity.objects.create(
+        customer=ours["customer"], channel="whatsapp", external_id="wa-ours"
+    )
+    browser = _browser(viewer)
+    form = {"customer": theirs["customer"].pk, "channel": "whatsapp", "external_id": "wa-ours"}
+    response = browser.post(_url(identity, "change"), form)
+    assert response.status_code == 200  # the form again, with the error
+    identity.refresh_from_db()
+    assert identity.customer_id == ours["customer"].pk
+
+    Ticket.objects.filter(pk=ours["ticket"].pk).update(merged_into=theirs["ticket"])
+    editor = django_user_model.objects.create_user("editor", password=PASSWORD, is_staff=True)
+    editor.groups.add(Group.objects.get(name=AGENTS_GROUP))
+    ours["team"].members.add(editor)
+    editor.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_ticket", "change_ticket"])
+    )
+    ticket = Ticket.objects.get(pk=ours["ticket"].pk)
+    response = _browser(editor).post(
+        _url(ticket, "change"),
+        {
+            "customer": ticket.customer_id,
+            "subject": "Renamed by our agent",
+            "status": ticket.status,
+            "priority": ticket.priority,
+            "team": ticket.team_id,
+            "channel": ticket.channel,
+            "merged_into": theirs["ticket"].pk,
+            "messages-TOTAL_FORMS": "0",
+            "messages-INITIAL_FORMS": "0",
+            "routing_decisions-TOTAL_FORMS": "0",
+            "routing_decisions-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    ticket.refresh_from_db()
+    assert ticket.subject == "Renamed by our agent"
+    assert ticket.merged_into_id == theirs["ticket"].pk

@@ -164,12 +164,15 @@ def visible_rows(
     user: Any,
     through: tuple[str, ...],
     subject: tuple[str, str] | None = None,
+    match: tuple[str, type[Model], str] | None = None,
 ) -> QuerySet[Any]:
     """``queryset`` narrowed to what ``user`` may see: each path in ``through`` leads to
     an object under a registered rule (``""``: the rows themselves are), which must be
     visible to them (an empty relation hides nothing); ``subject`` names the fields of
     a "type + id" pair (``("subject_type", "subject_id")``) whose registered types must
-    be visible too. Supervisors and superusers see all; someone in no role, none."""
+    be visible too; ``match`` (``(field, model, its field)``) keeps the rows whose
+    ``field`` is that of a visible ``model`` row (a raw call record's contact id).
+    Supervisors and superusers see all; someone in no role, none."""
     if _sees_everything(user):
         return queryset
     if user is None or not is_agent(user):
@@ -188,6 +191,9 @@ def visible_rows(
             queryset = queryset.exclude(
                 Q(**{kind: name}) & ~Q(**{f"{ident}__in": pks.values("_pk_text")})
             )
+    if match is not None:
+        field, model, remote = match
+        queryset = queryset.filter(**{f"{field}__in": visible_rows_of(model, user).values(remote)})
     return queryset
 
 
@@ -201,17 +207,39 @@ class VisibleRowsAdminMixin:
 
     ``visible_through``: paths from the row to the objects under a rule (``""`` when the
     rows are such objects, ``"ticket"``, ``"call"``, ``"customer"``); ``visible_subject``:
-    a "type + id" pair of fields naming such an object (deliveries, outbox events). The
-    choices of a form's relations to such objects are narrowed the same way."""
+    a "type + id" pair of fields naming such an object (deliveries, outbox events, alerts);
+    ``visible_match``: a field holding the key of such an object (a raw call record's
+    contact id: ``("contact_id", Call, "contact_id")``). The choices of a form's relations
+    to such objects are narrowed the same way (the value it holds stays valid: an agent
+    may save a ticket merged into one it does not see, the target named as hidden)."""
 
     visible_through: tuple[str, ...] = ()
     visible_subject: tuple[str, str] | None = None
+    visible_match: tuple[str, type[Model], str] | None = None
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
         return visible_rows(
-            queryset, getattr(request, "user", None), self.visible_through, self.visible_subject
+            queryset,
+            getattr(request, "user", None),
+            self.visible_through,
+            self.visible_subject,
+            self.visible_match,
         )
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+        if obj is None or obj.pk is None or _sees_everything(getattr(request, "user", None)):
+            return form
+        for name, field in form.base_fields.items():
+            model = getattr(getattr(field, "queryset", None), "model", None)
+            current = getattr(obj, f"{name}_id", None)
+            if model in _VISIBLE_ROWS and current is not None:
+                # The value the row holds is kept (it was not chosen by this person).
+                field.queryset = field.queryset | model._default_manager.filter(pk=current)
+        return form
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         if db_field.related_model in _VISIBLE_ROWS and "queryset" not in kwargs:
@@ -284,7 +312,11 @@ def _viewer_sees(request: HttpRequest | None, obj: Model, site: Any) -> tuple[bo
     ):
         own = opts.concrete_model._default_manager.filter(pk=obj.pk)  # type: ignore[union-attr]
         visible = visible_rows(
-            own, user, model_admin.visible_through, model_admin.visible_subject
+            own,
+            user,
+            model_admin.visible_through,
+            model_admin.visible_subject,
+            model_admin.visible_match,
         ).exists()
     may_open = bool(
         visible
