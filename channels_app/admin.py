@@ -157,9 +157,13 @@ class SentMessageEventInline(VisibleRowsAdminMixin, admin.TabularInline):  # typ
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(SupervisorAdmin):
+class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     """Supervisors (the role) see every raw delivery, re-process dead ones and release
-    quarantined e-mail; every field is read-only (with the sent-mail events it carried)."""
+    quarantined e-mail; every field is read-only (with the sent-mail events it carried).
+    A raw delivery is a customer's message as received, tied to no ticket until processed:
+    for supervisors only, whatever Django permissions someone else was given."""
+
+    visible_to_supervisors_only = True
 
     inlines = [SentMessageEventInline]
 

@@ -432,3 +432,20 @@ def test_a_form_keeps_the_hidden_value_it_holds_and_refuses_to_choose_one(
     ticket.refresh_from_db()
     assert ticket.subject == "Renamed by our agent"
     assert ticket.merged_into_id == theirs["ticket"].pk
+
+
+def test_raw_inbound_deliveries_are_for_supervisors_only(
+    django_user_model: Any, world: dict[str, Any], supervisor: Any
+) -> None:
+    """A raw delivery is a customer's message as received, tied to no ticket: a staff agent
+    given the Django permission to view them saw every team's customers' messages."""
+    from channels_app.models import ChannelAccount, InboundEvent
+
+    account = ChannelAccount.objects.create(channel="webchat", name="Chat", external_id="chat")
+    event = InboundEvent.objects.create(
+        channel="webchat", account=account, external_id="raw-1", body=b'{"text": "Hi"}'
+    )
+    viewer = _staff_agent(django_user_model, world["ours"]["team"], "view_inboundevent")
+    assert not _listed(_browser(viewer), event)
+    assert _browser(viewer).get(_url(event, "change")).status_code == 302
+    assert _listed(_browser(supervisor), event)

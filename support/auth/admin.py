@@ -165,17 +165,21 @@ def visible_rows(
     through: tuple[str, ...],
     subject: tuple[str, str] | None = None,
     match: tuple[str, type[Model], str] | None = None,
+    *,
+    supervisors_only: bool = False,
 ) -> QuerySet[Any]:
     """``queryset`` narrowed to what ``user`` may see: each path in ``through`` leads to
     an object under a registered rule (``""``: the rows themselves are), which must be
     visible to them (an empty relation hides nothing); ``subject`` names the fields of
     a "type + id" pair (``("subject_type", "subject_id")``) whose registered types must
     be visible too; ``match`` (``(field, model, its field)``) keeps the rows whose
-    ``field`` is that of a visible ``model`` row (a raw call record's contact id).
-    Supervisors and superusers see all; someone in no role, none."""
+    ``field`` is that of a visible ``model`` row (a raw call record's contact id);
+    ``supervisors_only``: rows that cannot be tied to such an object (raw inbound
+    deliveries) are for supervisors. Supervisors and superusers see all; someone in no
+    role, none."""
     if _sees_everything(user):
         return queryset
-    if user is None or not is_agent(user):
+    if user is None or not is_agent(user) or supervisors_only:
         return queryset.none()
     for path in through:
         target, nullable = _target_model(queryset.model, path)
@@ -209,13 +213,16 @@ class VisibleRowsAdminMixin:
     rows are such objects, ``"ticket"``, ``"call"``, ``"customer"``); ``visible_subject``:
     a "type + id" pair of fields naming such an object (deliveries, outbox events, alerts);
     ``visible_match``: a field holding the key of such an object (a raw call record's
-    contact id: ``("contact_id", Call, "contact_id")``). The choices of a form's relations
+    contact id: ``("contact_id", Call, "contact_id")``); ``visible_to_supervisors_only``:
+    rows that hold such objects' data but cannot be tied to one (a raw inbound delivery:
+    a customer's message as received). The choices of a form's relations
     to such objects are narrowed the same way (the value it holds stays valid: an agent
     may save a ticket merged into one it does not see, the target named as hidden)."""
 
     visible_through: tuple[str, ...] = ()
     visible_subject: tuple[str, str] | None = None
     visible_match: tuple[str, type[Model], str] | None = None
+    visible_to_supervisors_only: bool = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
@@ -225,6 +232,7 @@ class VisibleRowsAdminMixin:
             self.visible_through,
             self.visible_subject,
             self.visible_match,
+            supervisors_only=self.visible_to_supervisors_only,
         )
 
     def get_form(
@@ -317,6 +325,7 @@ def _viewer_sees(request: HttpRequest | None, obj: Model, site: Any) -> tuple[bo
             model_admin.visible_through,
             model_admin.visible_subject,
             model_admin.visible_match,
+            supervisors_only=model_admin.visible_to_supervisors_only,
         ).exists()
     may_open = bool(
         visible
