@@ -18,11 +18,17 @@ from alerts.adapters.http import target_url_problem
 from alerts.models import Alert, AlertEvent, AlertRule, AlertTarget, Severity, TargetKind
 from alerts.selectors import (
     SelectorError,
+    alert_list_open_sent_to,
     metric_names_known,
     selector_parse,
     selector_unknown_name_problem,
 )
-from support.auth.admin import AboutAdminMixin, SupervisorAdmin, SupervisorInlineMixin
+from support.auth.admin import (
+    AboutAdminMixin,
+    SupervisorAdmin,
+    SupervisorInlineMixin,
+    VisibleRowsAdminMixin,
+)
 
 _TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
@@ -176,6 +182,25 @@ class AlertTargetAdmin(SupervisorAdmin):
     def tiers(self, obj: AlertTarget) -> str:
         return ", ".join(obj.severities)
 
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """A target sent an alert that is still open is owed its resolve, which a deleted
+        target never gets (its PagerDuty incident or *FIRING* mail would stay open for
+        ever): such a deletion is refused, on the confirmation page and by the "delete
+        selected" action alike, each open alert named with what to do instead
+        (docs/alerts.md)."""
+        to_delete, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        names = {t.pk: t.name for t in objs}
+        for alert in alert_list_open_sent_to(names):
+            sent_to = ", ".join(names[pk] for pk in alert.notified_target_ids if pk in names)
+            protected.append(
+                f"Open alert #{alert.pk} “{alert.title}” ({alert.get_state_display().lower()}), "
+                f"sent to {sent_to}: a deleted target never gets its resolve. Resolve the "
+                "alert first, or deactivate the target instead (it still gets the resolve)."
+            )
+        return to_delete, counts, perms_needed, protected
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         new_secret = form.cleaned_data.get("secret") or ""
         if new_secret:
@@ -203,7 +228,9 @@ class AlertEventInline(SupervisorInlineMixin, admin.TabularInline):  # type: ign
 
 
 @admin.register(Alert)
-class AlertAdmin(AboutAdminMixin, SupervisorAdmin):
+class AlertAdmin(VisibleRowsAdminMixin, AboutAdminMixin, SupervisorAdmin):
+    # An SLA alert names its ticket (number, subject): listed for those who may see it.
+    visible_subject = ("subject_type", "subject_id")
     about = (
         "Alerts raised by the alarm rules and by the SLA checker; acknowledge and resolve "
         "them on the Alerts page (/alerts/). Not the agent-state alerts of the call centre "

@@ -202,3 +202,14 @@ def target_list_by_ids(ids: Iterable[int], *, include_inactive: bool = False) ->
     if not include_inactive:
         targets = targets.filter(is_active=True)
     return list(targets.order_by("pk"))
+
+
+def alert_list_open_sent_to(target_ids: Iterable[int]) -> list[Alert]:
+    """The open alerts (firing or acknowledged) whose trigger went, or is queued, to one of
+    these targets: each is owed a resolve that a deleted target would never get."""
+    ids = [int(pk) for pk in target_ids]
+    if not ids:
+        return []
+    return list(
+        Alert.objects.filter(state__in=OPEN_STATES, notified_target_ids__overlap=ids).order_by("pk")
+    )

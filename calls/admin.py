@@ -21,7 +21,12 @@ from calls.models import (
     Transcript,
 )
 from calls.selectors import call_visibility_q
-from support.auth.admin import AboutAdminMixin, RecordAdminMixin, admin_visibility_register
+from support.auth.admin import (
+    AboutAdminMixin,
+    RecordAdminMixin,
+    VisibleRowsAdminMixin,
+    admin_visibility_register,
+)
 from support.auth.roles import is_supervisor
 from tickets.admin import SupervisorAdmin
 
@@ -32,6 +37,8 @@ admin_visibility_register(
     lambda user, call: (
         is_supervisor(user) or Call.objects.filter(call_visibility_q(user), pk=call.pk).exists()
     ),
+    rows=call_visibility_q,
+    subject_name="call",
 )
 
 
@@ -46,9 +53,12 @@ class QueueTeamAdmin(SupervisorAdmin):
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CallEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Every record received, as received: a hand-made one (unique per source and external
-    id) would make the real record look like a redelivery."""
+    id) would make the real record look like a redelivery. A record (the caller's number,
+    the call's journey) is listed for those who may see its call."""
+
+    visible_match = ("contact_id", Call, "contact_id")
 
     list_display = ["id", "source", "external_id", "contact_id", "status", "error", "created_at"]
     list_filter = ["source", "status"]
@@ -57,10 +67,11 @@ class CallEventAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-a
 
 
 @admin.register(Call)
-class CallAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CallAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Calls are what the contact records say (their queue decides who may see them); the
     pipeline can be re-run from here."""
 
+    visible_through = ("",)
     list_display = [
         "contact_id",
         "hash",
@@ -132,29 +143,39 @@ class AlertAdmin(AboutAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: 
 
 
 def _plain(model: Any, **options: Any) -> None:
-    """A record the pipeline writes: listed and shown, not added or edited by hand."""
-    admin.site.register(
-        model, type(f"{model.__name__}Admin", (RecordAdminMixin, admin.ModelAdmin), options)
-    )
+    """A record the pipeline writes: listed and shown, not added or edited by hand. One
+    about a call (or a ticket) is listed for those who may see that call (and ticket)."""
+    bases: tuple[type, ...] = (RecordAdminMixin, admin.ModelAdmin)
+    if options.get("visible_through"):
+        bases = (VisibleRowsAdminMixin, *bases)
+    admin.site.register(model, type(f"{model.__name__}Admin", bases, options))
 
 
-_plain(Transcript, list_display=["call", "source", "updated_at"], raw_id_fields=["call"])
+_plain(
+    Transcript,
+    list_display=["call", "source", "updated_at"],
+    raw_id_fields=["call"],
+    visible_through=("call",),
+)
 _plain(
     CallAnalytics,
     list_display=["call", "produced_by", "provider", "sentiment", "created_at"],
     raw_id_fields=["call"],
+    visible_through=("call",),
 )
 _plain(
     IVRJourney,
     list_display=["call", "outcome", "failure_kind"],
     list_filter=["outcome"],
     raw_id_fields=["call"],
+    visible_through=("call",),
 )
 _plain(
     Escalation,
     list_display=["call", "kind", "ticket", "created_at"],
     list_select_related=["call", "ticket"],
     raw_id_fields=["call", "ticket"],
+    visible_through=("call", "ticket"),
 )
 _plain(
     AgentStateEvent,

@@ -24,7 +24,7 @@ from channels_app.models import (
     WebchatVerification,
 )
 from channels_app.verification import WEBCHAT_CODE_KIND
-from support.auth.admin import admin_link
+from support.auth.admin import VisibleRowsAdminMixin, admin_link
 from support.auth.roles import is_supervisor
 from support.delivery.models import Delivery
 from support.models import DeliveryStatus
@@ -127,10 +127,12 @@ class ChannelAccountAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
-class SentMessageEventInline(admin.TabularInline):  # type: ignore[type-arg]
+class SentMessageEventInline(VisibleRowsAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
     """The events about sent mail a delivery carried (SendGrid's Event Webhook: bounces,
-    spam reports…) and what each did; read-only."""
+    spam reports…) and what each did; read-only. Those about a message of a ticket the
+    viewer may not see are left out."""
 
+    visible_through = ("message",)
     model = SentMessageEvent
     fields = ("event", "external_id", "message", "outcome", "occurred_at")
     readonly_fields = fields
@@ -155,9 +157,13 @@ class SentMessageEventInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(SupervisorAdmin):
+class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     """Supervisors (the role) see every raw delivery, re-process dead ones and release
-    quarantined e-mail; every field is read-only (with the sent-mail events it carried)."""
+    quarantined e-mail; every field is read-only (with the sent-mail events it carried).
+    A raw delivery is a customer's message as received, tied to no ticket until processed:
+    for supervisors only, whatever Django permissions someone else was given."""
+
+    visible_to_supervisors_only = True
 
     inlines = [SentMessageEventInline]
 
@@ -227,12 +233,13 @@ class InboundEventAdmin(SupervisorAdmin):
 
 
 @admin.register(WebchatVerification)
-class WebchatVerificationAdmin(admin.ModelAdmin):
+class WebchatVerificationAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):
     """Web chat email verifications and whether each was confirmed; each code's sending
     (attempts, dead letters) is a delivery in the deliveries admin. Read-only: a code that
     failed to go out is simply asked for again by the visitor (codes expire within
     minutes)."""
 
+    visible_through = ("customer",)
     list_display = [
         "id",
         "email",

@@ -16,7 +16,7 @@ from knowledge.models import (
     SuggestionFeedback,
 )
 from knowledge.selectors import reply_draft_summary
-from support.auth.admin import RecordAdminMixin
+from support.auth.admin import RecordAdminMixin, VisibleRowsAdminMixin
 from support.auth.roles import is_supervisor
 from support.errors import InvalidInput
 from tickets.admin import SupervisorAdmin
@@ -114,18 +114,20 @@ class ObjectEventAdmin(RecordAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SuggestionFeedback)
-class SuggestionFeedbackAdmin(RecordAdminMixin, admin.ModelAdmin):
+class SuggestionFeedbackAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):
+    visible_through = ("ticket",)
     list_display = ("ticket", "chunk_ref", "document", "helpful", "user", "created_at")
     list_filter = ("helpful",)
     list_select_related = ("ticket", "document", "user")
 
 
 @admin.register(ReplyDraft)
-class ReplyDraftAdmin(RecordAdminMixin, SupervisorAdmin):
+class ReplyDraftAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Supervisors: every draft offered and what became of it, with the outcome metric
     above the list (``knowledge/templates/admin/knowledge/replydraft/change_list.html``).
     Read-only: drafts are written by agents' requests and settled by their replies."""
 
+    visible_through = ("ticket",)
     list_display = ("id", "ticket", "user", "channel", "provider", "first_citation", "outcome")
     list_filter = ("outcome", "provider", "channel")
     list_select_related = ("ticket", "user")

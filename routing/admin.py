@@ -16,7 +16,7 @@ from routing.models import (
     RoutingFeedback,
     ServiceStatus,
 )
-from support.auth.admin import admin_link
+from support.auth.admin import VisibleRowsAdminMixin, admin_link
 from tickets.admin import TicketAdmin
 from tickets.models import Ticket
 
@@ -67,8 +67,9 @@ class RouterModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self.message_user(request, "Activated.")
 
 
-class RoutingFeedbackInline(admin.TabularInline):  # type: ignore[type-arg]
+class RoutingFeedbackInline(VisibleRowsAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
     model = RoutingFeedback
+    visible_through = ("ticket",)  # the decision's ticket
     extra = 0
     can_delete = False
     readonly_fields = ("verdict", "team", "priority", "category", "intent", "note", "actor")
@@ -79,7 +80,8 @@ class RoutingFeedbackInline(admin.TabularInline):  # type: ignore[type-arg]
 
 
 @admin.register(RoutingDecision)
-class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RoutingDecisionAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    visible_through = ("ticket",)
     list_display = (
         "ticket_link",
         "team_slug",
@@ -114,10 +116,11 @@ class RoutingDecisionAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(RoutingFailure)
-class RoutingFailureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class RoutingFailureAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Tickets whose routing task failed: the permanent ones wait here for a person (the
     sweep leaves them), the transient ones for the sweep's next try."""
 
+    visible_through = ("ticket",)
     list_display = (
         "ticket_link",
         "permanent",

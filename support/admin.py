@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from support import services
-from support.auth.admin import RecordAdminMixin
+from support.auth.admin import RecordAdminMixin, VisibleRowsAdminMixin
 from support.auth.lockout import lockout_keys, login_attempts_with_lockout, login_lockout_reset
 from support.auth.roles import is_supervisor
 from support.models import ApiKey, AuditLog, OidcIdentity, OutboxEvent
@@ -86,7 +86,9 @@ class OidcIdentityAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class OutboxEventAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    # An event about a ticket or a call carries its data: listed for those who may see it.
+    visible_subject = ("aggregate_type", "aggregate_id")
     list_display = (
         "id",
         "event_type",
@@ -116,7 +118,9 @@ class OutboxEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditLogAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    # What was done to a ticket or a customer: listed for those who may see it.
+    visible_subject = ("object_type", "object_id")
     list_display = ("created_at", "actor", "action", "object_type", "object_id")
     list_select_related = ("actor",)
     list_filter = ("action", "object_type")

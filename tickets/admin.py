@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -16,6 +16,7 @@ from support.auth.admin import (
     RecordAdminMixin,
     SupervisorAdmin,
     SupervisorInlineMixin,
+    VisibleRowsAdminMixin,
     admin_visibility_register,
 )
 from support.auth.roles import is_agent, is_supervisor
@@ -39,22 +40,43 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
-from tickets.selectors import customer_visible_to, ticket_visible_to, visible_ticket_ids
+from tickets.selectors import (
+    customer_visibility_q,
+    customer_visible_to,
+    ticket_visibility_q,
+    ticket_visible_to,
+    visible_ticket_ids,
+)
 from tickets.services.sla import sla_policies_changed
 
 # What the admin may link or name for whom (support.auth.admin.admin_link): the workbench's
 # rules (docs/security.md). Customers follow their tickets; messages and attachments are
 # their ticket's.
+# The same rules filter the admin pages of these objects and of the records that hang off
+# them (``VisibleRowsAdminMixin``: lists, pages, searches, lookups).
 admin_visibility_register(
-    Ticket, lambda user, t: ticket_visible_to(user, team_id=t.team_id, assignee_id=t.assignee_id)
+    Ticket,
+    lambda user, t: ticket_visible_to(user, team_id=t.team_id, assignee_id=t.assignee_id),
+    rows=ticket_visibility_q,
+    subject_name="ticket",
 )
-admin_visibility_register(Customer, lambda user, c: customer_visible_to(user, customer_id=c.pk))
 admin_visibility_register(
-    Message, lambda user, m: m.ticket_id in visible_ticket_ids(user, [m.ticket_id])
+    Customer,
+    lambda user, c: customer_visible_to(user, customer_id=c.pk),
+    rows=customer_visibility_q,
+    subject_name="customer",
+)
+admin_visibility_register(
+    Message,
+    lambda user, m: m.ticket_id in visible_ticket_ids(user, [m.ticket_id]),
+    rows=lambda user: Q(ticket__in=Ticket.objects.filter(ticket_visibility_q(user)).values("pk")),
 )
 admin_visibility_register(
     Attachment,
     lambda user, a: a.message.ticket_id in visible_ticket_ids(user, [a.message.ticket_id]),
+    rows=lambda user: Q(
+        message__ticket__in=Ticket.objects.filter(ticket_visibility_q(user)).values("pk")
+    ),
 )
 
 
@@ -76,7 +98,8 @@ class ChannelIdentityInline(SupervisorInlineMixin, admin.TabularInline):  # type
 
 
 @admin.register(Customer)
-class CustomerAdmin(SupervisorAdmin):
+class CustomerAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
+    visible_through = ("",)
     list_display = ("id", "name", "email", "phone", "vip_tier", "account_type", "created_at")
     list_filter = ("vip_tier", "account_type")
     search_fields = ("name", "email", "phone", "identities__external_id")
@@ -87,7 +110,8 @@ class CustomerAdmin(SupervisorAdmin):
 
 
 @admin.register(ChannelIdentity)
-class ChannelIdentityAdmin(SupervisorAdmin):
+class ChannelIdentityAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
+    visible_through = ("customer",)
     list_display = ("channel", "external_id", "customer", "created_at")
     list_filter = ("channel",)
     search_fields = ("external_id", "customer__name", "customer__email")
@@ -222,7 +246,8 @@ class TicketAdminForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(Ticket)
-class TicketAdmin(SupervisorAdmin):
+class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
+    visible_through = ("",)
     form = TicketAdminForm
     list_display = (
         "number",
@@ -356,10 +381,11 @@ class TicketAdmin(SupervisorAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(RecordAdminMixin, SupervisorAdmin):
+class MessageAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """The conversation as it happened: what a customer wrote and what was sent cannot be
     rewritten or made up here (no event, audit or delivery would follow)."""
 
+    visible_through = ("",)
     list_display = ("id", "ticket", "direction", "kind", "channel", "delivery_status", "created_at")
     list_filter = ("direction", "kind", "channel", "delivery_status")
     search_fields = ("body_text", "channel_message_id")
@@ -367,10 +393,11 @@ class MessageAdmin(RecordAdminMixin, SupervisorAdmin):
 
 
 @admin.register(Attachment)
-class AttachmentAdmin(RecordAdminMixin, SupervisorAdmin):
+class AttachmentAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Files as received or sent: re-pointing one at another ticket's file would hand it to
     whoever may see this ticket."""
 
+    visible_through = ("",)
     list_display = ("filename", "kind", "content_type", "size", "message", "created_at")
     list_filter = ("kind",)
     raw_id_fields = ("message",)
@@ -532,10 +559,11 @@ class SlaPolicyAdmin(ReappliesSlaOnChange, SupervisorAdmin):
 
 
 @admin.register(SlaEvent)
-class SlaEventAdmin(RecordAdminMixin, SupervisorAdmin):
+class SlaEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """The checker's record (read-only): the page shows every field, the list all but the
     escalation (a JSON list of what was done)."""
 
+    visible_through = ("ticket",)
     fields = readonly_fields = (
         "ticket",
         "target",

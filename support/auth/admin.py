@@ -10,12 +10,16 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin import helpers
-from django.contrib.admin.utils import quote
-from django.db.models import Model
+from django.contrib.admin import helpers, widgets
+from django.contrib.admin.utils import NestedObjects, quote
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db import router
+from django.db.models import CharField, Model, Q, QuerySet
+from django.db.models.functions import Cast
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
+from django.utils.text import Truncator, capfirst
 
 from support.admin_site import admin_request
 from support.auth.roles import is_agent, is_supervisor
@@ -85,18 +89,38 @@ class SupervisorInlineMixin:
         return is_supervisor(request.user) or super().has_change_permission(request, obj)  # type: ignore[misc]
 
 
-# --- links to related objects: only to what the viewer may open -------------------------
+# --- what the viewer may see: the project's visibility rule in the admin ---------------
 
 #: ``rule(user, obj)``: may this person see ``obj`` outside the admin (the workbench, the
 #: API)? Registered by the apps that own a visibility rule (``tickets.admin``: tickets,
 #: customers, messages, attachments; ``calls.admin``: calls), since this module imports
 #: no feature app.
 VisibilityRule = Callable[[Any, Any], bool]
+#: ``rows(user)``: the same rule as a filter on the model's rows (``ticket_visibility_q``,
+#: ``customer_visibility_q``, ``call_visibility_q``), for the admin's lists and lookups.
+VisibilityRows = Callable[[Any], Q]
 _VISIBILITY: dict[type[Model], VisibilityRule] = {}
+_VISIBLE_ROWS: dict[type[Model], VisibilityRows] = {}
+#: The names other records use for these models in a "type + id" pair (a delivery's
+#: ``subject_type``, an outbox event's ``aggregate_type``): "ticket", "call".
+_SUBJECT_NAMES: dict[str, type[Model]] = {}
 
 
-def admin_visibility_register(model: type[Model], rule: VisibilityRule) -> None:
+def admin_visibility_register(
+    model: type[Model],
+    rule: VisibilityRule,
+    *,
+    rows: VisibilityRows,
+    subject_name: str = "",
+) -> None:
+    """Register the project's visibility rule for ``model``: per object (``rule``, for
+    links and names) and as a filter (``rows``, for the admin pages that list or open
+    such objects: :class:`VisibleRowsAdminMixin`). ``subject_name`` is what records
+    that point at such an object by type and id call its type."""
     _VISIBILITY[model] = rule
+    _VISIBLE_ROWS[model] = rows
+    if subject_name:
+        _SUBJECT_NAMES[subject_name] = model
 
 
 def admin_visible(user: Any, obj: Model) -> bool:
@@ -107,6 +131,146 @@ def admin_visible(user: Any, obj: Model) -> bool:
     if rule is None:
         return True
     return user is not None and is_agent(user) and rule(user, obj)
+
+
+def _sees_everything(user: Any) -> bool:
+    return user is not None and is_supervisor(user)
+
+
+def visible_rows_of(model: type[Model], user: Any) -> QuerySet[Any]:
+    """The rows of ``model`` (which has a registered rule) that ``user`` may see: all for
+    supervisors and superusers, none for someone in no role, else the rule's filter."""
+    queryset = model._default_manager.all()
+    if _sees_everything(user):
+        return queryset
+    if user is None or not is_agent(user):
+        return queryset.none()
+    return queryset.filter(_VISIBLE_ROWS[model](user))
+
+
+def _target_model(model: type[Model], path: str) -> tuple[type[Model], bool]:
+    """The model at the end of ``path`` (``"ticket"``, ``"message__ticket"``; ``""`` for
+    ``model`` itself) and whether some step of it may be empty."""
+    nullable = False
+    for name in [part for part in path.split("__") if part]:
+        field = model._meta.get_field(name)
+        nullable = nullable or bool(getattr(field, "null", False))
+        model = field.related_model  # type: ignore[assignment]
+    return model, nullable
+
+
+def visible_rows(
+    queryset: QuerySet[Any],
+    user: Any,
+    through: tuple[str, ...],
+    subject: tuple[str, str] | None = None,
+    match: tuple[str, type[Model], str] | None = None,
+    *,
+    supervisors_only: bool = False,
+) -> QuerySet[Any]:
+    """``queryset`` narrowed to what ``user`` may see: each path in ``through`` leads to
+    an object under a registered rule (``""``: the rows themselves are), which must be
+    visible to them (an empty relation hides nothing); ``subject`` names the fields of
+    a "type + id" pair (``("subject_type", "subject_id")``) whose registered types must
+    be visible too; ``match`` (``(field, model, its field)``) keeps the rows whose
+    ``field`` is that of a visible ``model`` row (a raw call record's contact id);
+    ``supervisors_only``: rows that cannot be tied to such an object (raw inbound
+    deliveries) are for supervisors. Supervisors and superusers see all; someone in no
+    role, none."""
+    if _sees_everything(user):
+        return queryset
+    if user is None or not is_agent(user) or supervisors_only:
+        return queryset.none()
+    for path in through:
+        target, nullable = _target_model(queryset.model, path)
+        if not path:
+            queryset = queryset.filter(_VISIBLE_ROWS[target](user))
+            continue
+        seen = Q(**{f"{path}__in": visible_rows_of(target, user).values("pk")})
+        queryset = queryset.filter(seen | Q(**{f"{path}__isnull": True}) if nullable else seen)
+    if subject is not None:
+        kind, ident = subject
+        for name, target in _SUBJECT_NAMES.items():
+            pks = visible_rows_of(target, user).annotate(_pk_text=Cast("pk", CharField()))
+            queryset = queryset.exclude(
+                Q(**{kind: name}) & ~Q(**{f"{ident}__in": pks.values("_pk_text")})
+            )
+    if match is not None:
+        field, model, remote = match
+        queryset = queryset.filter(**{f"{field}__in": visible_rows_of(model, user).values(remote)})
+    return queryset
+
+
+class VisibleRowsAdminMixin:
+    """For admin pages (and inlines) whose rows are, or hang off, tickets, customers,
+    calls, messages or attachments: a person who is not a supervisor (nor a superuser)
+    lists, searches, opens, changes and deletes only the rows whose objects they may see
+    in the workbench, whatever Django permissions they were given. Another row answers
+    as a missing one does (Django's "doesn't exist" redirect, or 404), and the autocomplete
+    and raw-id lookups of other pages, which read this page's queryset, never offer it.
+
+    ``visible_through``: paths from the row to the objects under a rule (``""`` when the
+    rows are such objects, ``"ticket"``, ``"call"``, ``"customer"``); ``visible_subject``:
+    a "type + id" pair of fields naming such an object (deliveries, outbox events, alerts);
+    ``visible_match``: a field holding the key of such an object (a raw call record's
+    contact id: ``("contact_id", Call, "contact_id")``); ``visible_to_supervisors_only``:
+    rows that hold such objects' data but cannot be tied to one (a raw inbound delivery:
+    a customer's message as received). The choices of a form's relations
+    to such objects are narrowed the same way (the value it holds stays valid: an agent
+    may save a ticket merged into one it does not see, the target named as hidden)."""
+
+    visible_through: tuple[str, ...] = ()
+    visible_subject: tuple[str, str] | None = None
+    visible_match: tuple[str, type[Model], str] | None = None
+    visible_to_supervisors_only: bool = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        return visible_rows(
+            queryset,
+            getattr(request, "user", None),
+            self.visible_through,
+            self.visible_subject,
+            self.visible_match,
+            supervisors_only=self.visible_to_supervisors_only,
+        )
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)  # type: ignore[misc]
+        if obj is None or obj.pk is None or _sees_everything(getattr(request, "user", None)):
+            return form
+        for name, field in form.base_fields.items():
+            model = getattr(getattr(field, "queryset", None), "model", None)
+            current = getattr(obj, f"{name}_id", None)
+            if model in _VISIBLE_ROWS and current is not None:
+                # The value the row holds is kept (it was not chosen by this person).
+                field.queryset = field.queryset | model._default_manager.filter(pk=current)
+        return form
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.related_model in _VISIBLE_ROWS and "queryset" not in kwargs:
+            user = getattr(request, "user", None)
+            if not _sees_everything(user):
+                kwargs["queryset"] = visible_rows_of(db_field.related_model, user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)  # type: ignore[misc]
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.related_model in _VISIBLE_ROWS and "queryset" not in kwargs:
+            user = getattr(request, "user", None)
+            if not _sees_everything(user):
+                kwargs["queryset"] = visible_rows_of(db_field.related_model, user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)  # type: ignore[misc]
+
+
+def admin_rows_checked(model_admin: Any) -> bool:
+    """Whether this admin page applies the visibility rule to its rows (for the test that
+    every page listing such objects does)."""
+    return isinstance(model_admin, VisibleRowsAdminMixin)
+
+
+# --- links to related objects: only to what the viewer may open -------------------------
 
 
 def hidden_text(obj: Model) -> str:
@@ -120,9 +284,9 @@ def admin_link(obj: Model | None, *, text: str | None = None, site: Any = None) 
 
     - a link to its admin page when they may open that page (the page's own
       ``has_view_permission``: Django permissions, or the supervisor role on
-      ``SupervisorAdmin`` pages) *and* may see the object under its visibility rule;
-    - its name as plain text when they may do one of the two (the name is reachable to
-      them anyway);
+      ``SupervisorAdmin`` pages) *and* may see the object under its visibility rule (the
+      page lists only such objects: :class:`VisibleRowsAdminMixin`);
+    - its name as plain text when they may see it but not open that page;
     - otherwise :func:`hidden_text`, which names no data of it.
 
     ``text`` replaces ``str(obj)``. Outside an admin request nothing is linked, and
@@ -130,30 +294,58 @@ def admin_link(obj: Model | None, *, text: str | None = None, site: Any = None) 
     if obj is None:
         return "-"
     request = admin_request()
-    user = getattr(request, "user", None)
     label = str(obj) if text is None else text
+    may_open, visible = _viewer_sees(request, obj, site or admin.site)
+    if may_open:
+        url = _change_url(obj, site or admin.site)
+        return format_html('<a href="{}">{}</a>', url, label) if url else label
+    return label if visible else hidden_text(obj)
+
+
+def _viewer_sees(request: HttpRequest | None, obj: Model, site: Any) -> tuple[bool, bool]:
+    """``(may_open, visible)`` for the admin user of ``request`` and ``obj``: whether its
+    admin page would open for them (the page's ``has_view_permission``, and the object
+    among the page's rows), and whether they may see it at all (the visibility rule of its
+    model, or of the objects it hangs off when its admin page applies one:
+    :class:`VisibleRowsAdminMixin`). Opening implies seeing."""
+    user = getattr(request, "user", None)
     opts = obj._meta
-    site = site or admin.site
     model_admin = site._registry.get(opts.model) or site._registry.get(opts.concrete_model)
+    visible = admin_visible(user, obj)
+    if (
+        visible
+        and admin_rows_checked(model_admin)
+        and opts.concrete_model not in _VISIBILITY
+        and not _sees_everything(user)
+    ):
+        own = opts.concrete_model._default_manager.filter(pk=obj.pk)  # type: ignore[union-attr]
+        visible = visible_rows(
+            own,
+            user,
+            model_admin.visible_through,
+            model_admin.visible_subject,
+            model_admin.visible_match,
+            supervisors_only=model_admin.visible_to_supervisors_only,
+        ).exists()
     may_open = bool(
-        request is not None
+        visible
+        and request is not None
         and model_admin is not None
         and model_admin.has_view_permission(request, obj)
     )
-    visible = admin_visible(user, obj)
-    if may_open and visible:
-        try:
-            url = reverse(
-                f"admin:{opts.app_label}_{opts.model_name}_change",
-                args=[quote(obj.pk)],
-                current_app=site.name,
-            )
-        except NoReverseMatch:
-            return label
-        return format_html('<a href="{}">{}</a>', url, label)
-    if may_open or visible:
-        return label
-    return hidden_text(obj)
+    return may_open, visible
+
+
+def _change_url(obj: Model, site: Any) -> str:
+    opts = obj._meta
+    try:
+        return reverse(
+            f"admin:{opts.app_label}_{opts.model_name}_change",
+            args=[quote(obj.pk)],
+            current_app=site.name,
+        )
+    except NoReverseMatch:
+        return ""
 
 
 def _readonly_relation(
@@ -166,6 +358,64 @@ def _readonly_relation(
     return admin_link(remote_obj, site=getattr(self.model_admin, "admin_site", None))
 
 
+def _raw_id_label(self: widgets.ForeignKeyRawIdWidget, value: Any) -> tuple[str, str]:
+    """``ForeignKeyRawIdWidget.label_and_url_for_value`` as the project has it: the chosen
+    object's name next to the id box of an editable form only for those who may see it,
+    linked only for those who may open its page (Django 5.2 names and links it for
+    everyone who reaches the form)."""
+    key = self.rel.get_related_field().name
+    try:
+        obj = self.rel.model._default_manager.using(self.db).get(**{key: value})
+    except (ValueError, ObjectDoesNotExist, ValidationError):
+        return "", ""
+    may_open, visible = _viewer_sees(admin_request(), obj, self.admin_site)
+    if not visible:
+        return hidden_text(obj), ""
+    return str(Truncator(obj).words(14)), _change_url(obj, self.admin_site) if may_open else ""
+
+
+def _deleted_objects(
+    self: admin.ModelAdmin,  # type: ignore[type-arg]
+    objs: Any,
+    request: HttpRequest,
+) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+    """``ModelAdmin.get_deleted_objects`` as the project has it: what a deletion would take
+    with it (the confirmation page, the "delete selected" action) is named and linked as
+    :func:`admin_link` does; an object the person deleting may not see is not named, and
+    the deletion is refused as for an object they may not delete (Django 5.2 names and
+    links every one, and deletes what it cannot see)."""
+    try:
+        first = objs[0]
+    except IndexError:
+        return [], {}, set(), []
+    collector = NestedObjects(using=router.db_for_write(first._meta.model), origin=objs)
+    collector.collect(objs)
+    perms_needed: set[str] = set()
+    site = self.admin_site
+
+    def format_callback(obj: Model) -> str:
+        opts = obj._meta
+        model_admin = site._registry.get(type(obj))
+        _, visible = _viewer_sees(request, obj, site)
+        if not visible or (
+            model_admin is not None and not model_admin.has_delete_permission(request, obj)
+        ):
+            perms_needed.add(str(opts.verbose_name))
+        return format_html("{}: {}", capfirst(opts.verbose_name), admin_link(obj, site=site))
+
+    to_delete = collector.nested(format_callback)
+    protected = [format_callback(obj) for obj in collector.protected]
+    found_by_model: dict[Any, Any] = collector.model_objs
+    model_count = {
+        str(model._meta.verbose_name_plural): len(found) for model, found in found_by_model.items()
+    }
+    return to_delete, model_count, perms_needed, protected
+
+
 def readonly_relations_checked() -> None:
-    """Installed once, by ``support.admin_site.SupportAdminConfig.ready()``."""
+    """Installed once, by ``support.admin_site.SupportAdminConfig.ready()``: read-only
+    relations, the raw-id widget's label and the deletion summary name and link related
+    objects as :func:`admin_link` does."""
     helpers.AdminReadonlyField.get_admin_url = _readonly_relation  # type: ignore[attr-defined]
+    widgets.ForeignKeyRawIdWidget.label_and_url_for_value = _raw_id_label  # type: ignore[method-assign]
+    admin.ModelAdmin.get_deleted_objects = _deleted_objects  # type: ignore[method-assign]

@@ -15,7 +15,12 @@ from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
-from support.auth.admin import SupervisorAdmin, SupervisorInlineMixin, admin_link
+from support.auth.admin import (
+    SupervisorAdmin,
+    SupervisorInlineMixin,
+    VisibleRowsAdminMixin,
+    admin_link,
+)
 from support.auth.roles import is_supervisor
 from support.delivery import services
 from support.delivery.models import Attempt, Circuit, CircuitState, Delivery
@@ -44,7 +49,10 @@ class AttemptInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(SupervisorAdmin):
+class DeliveryAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
+    # A delivery about a ticket or a call (a reply, a CRM push) carries its text: listed
+    # for those who may see that ticket or call.
+    visible_subject = ("subject_type", "subject_id")
     list_display = [
         "id",
         "target_kind",

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from support.auth.admin import RecordAdminMixin
+from support.auth.admin import RecordAdminMixin, VisibleRowsAdminMixin
 from tickets.admin import CustomerAdmin
 from tickets.context import privacy
 from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
@@ -113,7 +113,8 @@ class RenewsContextMixin:
 
 
 @admin.register(Order)
-class OrderAdmin(RenewsContextMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class OrderAdmin(VisibleRowsAdminMixin, RenewsContextMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    visible_through = ("customer",)
     list_display = ("number", "customer", "status", "total", "currency", "placed_at")
     list_filter = ("status", "currency")
     search_fields = ("number", "customer__email")
@@ -122,7 +123,10 @@ class OrderAdmin(RenewsContextMixin, admin.ModelAdmin):  # type: ignore[type-arg
 
 
 @admin.register(Interaction)
-class InteractionAdmin(RenewsContextMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class InteractionAdmin(  # type: ignore[type-arg]
+    VisibleRowsAdminMixin, RenewsContextMixin, RecordAdminMixin, admin.ModelAdmin
+):
+    visible_through = ("customer", "ticket")
     list_display = (
         "occurred_at",
         "customer",
@@ -138,7 +142,8 @@ class InteractionAdmin(RenewsContextMixin, RecordAdminMixin, admin.ModelAdmin): 
 
 
 @admin.register(CsatFeedback)
-class CsatFeedbackAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CsatFeedbackAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    visible_through = ("ticket", "customer")
     list_display = ("ticket", "customer", "rating", "via_link", "recorded_by", "updated_at")
     list_filter = ("rating", "via_link")
     list_select_related = ("ticket", "customer", "recorded_by")
@@ -146,7 +151,8 @@ class CsatFeedbackAdmin(RecordAdminMixin, admin.ModelAdmin):  # type: ignore[typ
 
 
 @admin.register(CustomerErasure)
-class CustomerErasureAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CustomerErasureAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    visible_through = ("customer",)
     list_display = ("customer", "erased_by", "created_at")
     list_select_related = ("customer", "erased_by")
     readonly_fields = ("customer", "erased_by", "counts", "created_at")
