@@ -240,6 +240,8 @@ class WebchatVerificationAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):
     minutes)."""
 
     visible_through = ("customer",)
+    # before it names a customer a verification is a visitor's typed address: supervisors'
+    visible_unlinked_to_supervisors_only = True
     list_display = [
         "id",
         "email",

@@ -449,3 +449,36 @@ def test_raw_inbound_deliveries_are_for_supervisors_only(
     assert not _listed(_browser(viewer), event)
     assert _browser(viewer).get(_url(event, "change")).status_code == 302
     assert _listed(_browser(supervisor), event)
+
+
+def test_a_web_chat_verification_naming_no_customer_is_for_supervisors(
+    django_user_model: Any, world: dict[str, Any]
+) -> None:
+    """Before it names a customer a verification is an address a visitor typed, tied to
+    no ticket: a staff agent given the permission to view them saw every visitor's."""
+    from datetime import timedelta
+
+    from channels_app.models import ChannelAccount, WebchatVerification
+
+    account = ChannelAccount.objects.create(channel="webchat", name="Chat", external_id="chat")
+    expires = timezone.now() + timedelta(minutes=10)
+    unlinked, ours, theirs = (
+        WebchatVerification.objects.create(
+            account=account,
+            visitor_id=f"visitor-{n}",
+            email=f"v{n}@example.com",
+            code_salt="s",
+            expires_at=expires,
+            customer=customer,
+        )
+        for n, customer in enumerate((None, world["ours"]["customer"], world["theirs"]["customer"]))
+    )
+    viewer = _browser(
+        _staff_agent(django_user_model, world["ours"]["team"], "view_webchatverification")
+    )
+    assert _listed(viewer, ours)
+    assert not _listed(viewer, theirs)
+    assert not _listed(viewer, unlinked)
+    assert viewer.get(_url(unlinked, "change")).status_code == 302
+    root = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+    assert all(_listed(_browser(root), row) for row in (unlinked, ours, theirs))

@@ -167,6 +167,7 @@ def visible_rows(
     match: tuple[str, type[Model], str] | None = None,
     *,
     supervisors_only: bool = False,
+    unlinked_hidden: bool = False,
 ) -> QuerySet[Any]:
     """``queryset`` narrowed to what ``user`` may see: each path in ``through`` leads to
     an object under a registered rule (``""``: the rows themselves are), which must be
@@ -175,8 +176,9 @@ def visible_rows(
     be visible too; ``match`` (``(field, model, its field)``) keeps the rows whose
     ``field`` is that of a visible ``model`` row (a raw call record's contact id);
     ``supervisors_only``: rows that cannot be tied to such an object (raw inbound
-    deliveries) are for supervisors. Supervisors and superusers see all; someone in no
-    role, none."""
+    deliveries) are for supervisors; ``unlinked_hidden``: a row whose relation in
+    ``through`` is empty is for supervisors too (else an empty relation hides nothing).
+    Supervisors and superusers see all; someone in no role, none."""
     if _sees_everything(user):
         return queryset
     if user is None or not is_agent(user) or supervisors_only:
@@ -187,7 +189,8 @@ def visible_rows(
             queryset = queryset.filter(_VISIBLE_ROWS[target](user))
             continue
         seen = Q(**{f"{path}__in": visible_rows_of(target, user).values("pk")})
-        queryset = queryset.filter(seen | Q(**{f"{path}__isnull": True}) if nullable else seen)
+        unlinked = nullable and not unlinked_hidden
+        queryset = queryset.filter(seen | Q(**{f"{path}__isnull": True}) if unlinked else seen)
     if subject is not None:
         kind, ident = subject
         for name, target in _SUBJECT_NAMES.items():
@@ -215,7 +218,9 @@ class VisibleRowsAdminMixin:
     ``visible_match``: a field holding the key of such an object (a raw call record's
     contact id: ``("contact_id", Call, "contact_id")``); ``visible_to_supervisors_only``:
     rows that hold such objects' data but cannot be tied to one (a raw inbound delivery:
-    a customer's message as received). The choices of a form's relations
+    a customer's message as received); ``visible_unlinked_to_supervisors_only``: a row
+    whose relation is empty is for supervisors (a web chat visitor's verification before
+    it names a customer: an address anyone typed). The choices of a form's relations
     to such objects are narrowed the same way (the value it holds stays valid: an agent
     may save a ticket merged into one it does not see, the target named as hidden)."""
 
@@ -223,6 +228,7 @@ class VisibleRowsAdminMixin:
     visible_subject: tuple[str, str] | None = None
     visible_match: tuple[str, type[Model], str] | None = None
     visible_to_supervisors_only: bool = False
+    visible_unlinked_to_supervisors_only: bool = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
@@ -233,6 +239,7 @@ class VisibleRowsAdminMixin:
             self.visible_subject,
             self.visible_match,
             supervisors_only=self.visible_to_supervisors_only,
+            unlinked_hidden=self.visible_unlinked_to_supervisors_only,
         )
 
     def get_form(
@@ -326,6 +333,7 @@ def _viewer_sees(request: HttpRequest | None, obj: Model, site: Any) -> tuple[bo
             model_admin.visible_subject,
             model_admin.visible_match,
             supervisors_only=model_admin.visible_to_supervisors_only,
+            unlinked_hidden=model_admin.visible_unlinked_to_supervisors_only,
         ).exists()
     may_open = bool(
         visible
