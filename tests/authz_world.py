@@ -122,7 +122,7 @@ def build_world(*, key_rate_limit: int = 10_000_000) -> World:
     from calls.models import Call, CallAnalytics
     from channels_app.services import channel_account_upsert
     from knowledge.models import Chunk, Document, IngestionJob, KnowledgeSource, ReplyDraft
-    from routing.models import RoutingDecision
+    from routing.testing import routing_decision_create
     from tickets import services
     from tickets.context.services import feedback_token_make
     from tickets.models import Attachment, CannedResponse, Customer, Team
@@ -174,17 +174,7 @@ def build_world(*, key_rate_limit: int = 10_000_000) -> World:
     canned = CannedResponse.objects.create(
         title="Matrix thanks", shortcut="matrix-thanks", body="Thanks {{ customer.name }}"
     )
-    decision = RoutingDecision.objects.create(
-        ticket=ticket,
-        team=team,
-        team_slug=team.slug,
-        priority="normal",
-        confidence=0.9,
-        category="REFUND",
-        intent="refund",
-        provider="local",
-        correlation_id=uuid.uuid4(),
-    )
+    decision = routing_decision_create(ticket, team=team, category="REFUND", intent="refund")
     source = KnowledgeSource.objects.create(name="matrix-faq")
     document = Document.objects.create(source=source, external_id="refunds.md", title="Refunds")
     chunk = Chunk.objects.create(document=document, source=source, text="Refunds take 5 days.")

@@ -72,18 +72,10 @@ def world(customer: Any) -> dict[str, Any]:
 
 
 def _decision(ticket: Any) -> Any:
-    from routing.models import RoutingDecision
+    from routing.testing import routing_decision_create
 
-    return RoutingDecision.objects.create(
-        ticket=ticket,
-        team=ticket.team,
-        team_slug=ticket.team.slug,
-        priority="normal",
-        confidence=0.9,
-        category="REFUND",
-        intent="refund",
-        provider="local",
-        correlation_id=ticket.correlation_id,
+    return routing_decision_create(
+        ticket, category="REFUND", intent="refund", correlation_id=ticket.correlation_id
     )
 
 

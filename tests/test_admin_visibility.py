@@ -60,7 +60,8 @@ def _make(label: str, side: dict[str, Any], user: Any) -> models.Model:
     from alerts.models import Alert
     from calls.models import CallEvent, Escalation, Transcript
     from knowledge.models import SuggestionFeedback
-    from routing.models import RoutingDecision, RoutingFailure
+    from routing.models import RoutingFailure
+    from routing.testing import routing_decision_create
     from support.delivery.models import Delivery
     from support.models import AuditLog, OutboxEvent
     from tickets.context.models import CsatFeedback, Interaction, Order
@@ -114,16 +115,8 @@ def _make(label: str, side: dict[str, Any], user: Any) -> models.Model:
         "calls.escalation": lambda: Escalation.objects.create(
             call=call, kind="ivr_failure", reason="stuck", ticket=ticket
         ),
-        "routing.routingdecision": lambda: RoutingDecision.objects.create(
-            ticket=ticket,
-            team=ticket.team,
-            team_slug=ticket.team.slug,
-            priority="normal",
-            confidence=0.9,
-            category="REFUND",
-            intent="refund",
-            provider="local",
-            correlation_id=ticket.correlation_id,
+        "routing.routingdecision": lambda: routing_decision_create(
+            ticket, category="REFUND", intent="refund", correlation_id=ticket.correlation_id
         ),
         "routing.routingfailure": lambda: RoutingFailure.objects.create(ticket=ticket),
         "knowledge.suggestionfeedback": lambda: SuggestionFeedback.objects.create(

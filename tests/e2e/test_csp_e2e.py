@@ -5,14 +5,14 @@ fails the test on any reported violation)."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from playwright.sync_api import expect
 
 from knowledge.parsing import parse_jsonl
 from knowledge.services import documents_ingest, source_get_or_create
-from routing.models import RoutingDecision, RoutingFeedback
+from routing.models import RoutingFeedback
+from routing.testing import routing_decision_create
 from tests.e2e.test_workbench_e2e import _call, _sign_in, _wait_live
 from tickets import services
 from tickets.models import Team
@@ -53,15 +53,7 @@ def test_kb_panel_inserts_a_passage_and_a_stored_payload_stays_inert(page, super
 def test_routing_panel_accept_posts_from_its_static_script(page, supervisor, customer):
     ticket = _call(services.ticket_create, customer=customer, subject="Route me", body="?")
     team = Team.objects.create(slug="billing", name="Billing")  # a decision names a team
-    decision = RoutingDecision.objects.create(
-        ticket=ticket,
-        team=team,
-        team_slug=team.slug,
-        priority="normal",
-        confidence=0.5,
-        provider="local",
-        correlation_id=uuid.uuid4(),
-    )
+    decision = routing_decision_create(ticket, team=team, confidence=0.5)
     _sign_in(page, "supervisor", PASSWORD)
     page.goto(f"/tickets/{ticket.number}/")
     _wait_live(page)

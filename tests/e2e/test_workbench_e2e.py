@@ -7,12 +7,12 @@ import json
 import threading
 import urllib.error
 import urllib.request
-import uuid
 from typing import Any
 
 import pytest
 
-from routing.models import RoutingDecision, RoutingFeedback
+from routing.models import RoutingFeedback
+from routing.testing import routing_decision_create
 from support.models import OutboxEvent
 from support.services import api_key_create
 from tests.e2e.conftest import ARTIFACTS
@@ -275,15 +275,7 @@ def test_a_refused_routing_verdict_says_why_in_the_panel(page, agent, customer):
     """The panel's script showed the API's error as raw JSON in an alert box."""
     ticket = _call(services.ticket_create, customer=customer, subject="Where is it", body="?")
     team = Team.objects.create(slug="billing", name="Billing")
-    RoutingDecision.objects.create(
-        ticket=ticket,
-        team=team,
-        team_slug=team.slug,
-        priority="normal",
-        confidence=0.5,
-        provider="local",
-        correlation_id=uuid.uuid4(),
-    )
+    routing_decision_create(ticket, team=team, confidence=0.5)
     dialogs: list[str] = []
 
     def on_dialog(dialog: Any) -> None:
