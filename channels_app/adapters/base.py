@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -173,6 +173,40 @@ Event = InboundMessage | StatusUpdate | UnknownEvent
 
 
 @dataclass(frozen=True)
+class OutboundFile:
+    """A file an agent attached to a reply: an ``Attachment`` of the outgoing message."""
+
+    attachment_id: int
+    filename: str
+    content_type: str
+    size: int
+    kind: str  # an ``AttachmentKind`` value: image, audio, video, document, other
+    #: The stored bytes (read from the project's storage when called).
+    read: Callable[[], bytes]
+    #: A URL the provider can fetch for a few minutes (a signed S3 URL), or "" where files
+    #: are not reachable from outside (local storage): channels that take media only by
+    #: URL cannot send the file then.
+    public_url: Callable[[], str]
+
+
+@dataclass(frozen=True)
+class ReplyLimits:
+    """What one reply on a channel may carry, as the provider accepts it. Checked when an
+    agent sends (a refusal naming the limit) and again before the send."""
+
+    #: The longest text the provider takes in one message (characters); None: no limit of
+    #: the channel's own (the project's message limit applies).
+    text_max_chars: int | None = None
+    #: Whether a reply may carry files at all.
+    files: bool = False
+    files_max_count: int = 0
+    file_max_bytes: int = 0
+    #: Content types accepted: exact ("application/pdf") or a prefix ending in "/"
+    #: ("image/"). Empty with ``files``: any type.
+    file_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class OutboundRequest:
     """What an adapter needs to send one reply."""
 
@@ -188,6 +222,8 @@ class OutboundRequest:
     # The delivery's idempotency key, for a channel whose API drops a repeated send by it
     # (none of the HTTP channels has one today: see ``ChannelAdapter.deduplicates_sends``).
     idempotency_key: str = ""
+    #: Files the agent attached, in the order attached (within the channel's ``ReplyLimits``).
+    files: tuple[OutboundFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -223,6 +259,8 @@ class ChannelAdapter(ABC):
     #: died mid-call may reach the customer twice, and the engine counts it
     #: (``Delivery.possible_duplicate``). docs/channels.md lists each channel.
     deduplicates_sends: bool = False
+    #: What one reply may carry on this channel (text length, files).
+    reply_limits: ReplyLimits = ReplyLimits()
 
     @abstractmethod
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
