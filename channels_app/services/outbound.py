@@ -17,6 +17,7 @@ from channels_app.adapters.base import (
 from channels_app.adapters.email.adapter import NO_ADDRESS_PREFIX
 from channels_app.models import ChannelAccount
 from channels_app.services.handoff import handoff_reply_address, handoff_reply_deliveries_create
+from channels_app.services.reply_limits import channel_label, reply_limits_problems
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import (
@@ -37,6 +38,7 @@ from tickets.models import (
     Message,
     MessageKind,
 )
+from tickets.reply_rules import ReplyFileInfo
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +200,13 @@ def _outbound_request(
     )
 
 
+def _message_files(message: Message) -> list[ReplyFileInfo]:
+    return [
+        ReplyFileInfo(filename=a.filename, content_type=a.content_type, size=a.size)
+        for a in message.attachments.order_by("pk")
+    ]
+
+
 def outbound_reply_send(delivery: Delivery) -> SendResult:
     """Send one reply through its channel's adapter (the engine calls this with no
     transaction open; the adapter raises ``RetryableError`` / ``PermanentError``)."""
@@ -213,9 +222,19 @@ def outbound_reply_send(delivery: Delivery) -> SendResult:
     if account is None:
         raise PermanentError("The channel account was deleted.")
     channel = str(payload.get("channel") or message.channel)
-    result = get_adapter(channel).send(
-        account, _outbound_request(message, delivery.idempotency_key, channel)
+    adapter = get_adapter(channel)
+    outbound = _outbound_request(message, delivery.idempotency_key, channel)
+    # checked when the agent sent it; again here (a reply queued before a limit changed, a
+    # re-driven delivery): refused in words, never sent for the provider to refuse
+    problems = reply_limits_problems(
+        adapter.reply_limits,
+        label=channel_label(channel),
+        text=outbound.text,
+        files=_message_files(message),
     )
+    if problems:
+        raise PermanentError(" ".join(m for found in problems.values() for m in found))
+    result = adapter.send(account, outbound)
     return SendResult(
         http_status=result.http_status,
         external_id=result.external_message_id,

@@ -23,6 +23,7 @@ from tickets.models import (
     TicketStatus,
     format_ticket_number,
 )
+from tickets.reply_rules import ReplyFileInfo, reply_check
 from tickets.selectors import ticket_merge_target_visible
 from tickets.services.events import _message_event, _ticket_event
 from tickets.services.lifecycle import NewAttachment, _attachment_create, _search_vector_for
@@ -53,7 +54,9 @@ def message_add(
     A public outbound reply is queued for delivery: the channels app (listening to
     ``message.created``) sends it on the ticket's channel, or by e-mail where that channel
     has no way back (API, phone, chatbot hand-off), and gives it its final status (sent,
-    delivered or failed with the reason). Duplicate ``channel_message_id`` raises Conflict.
+    delivered or failed with the reason). Such a reply is first checked against what that
+    channel takes (``tickets.reply_rules``: text length, files): ``InvalidInput`` naming
+    ``body`` or ``files`` and the limit. Duplicate ``channel_message_id`` raises Conflict.
     """
     if kind not in MessageKind.values:
         raise InvalidInput(f"Unknown message kind {kind!r}.", details={"kind": ["Invalid."]})
@@ -76,6 +79,22 @@ def message_add(
     if delivery_status is None:
         is_reply = direction == Direction.OUTBOUND and kind == MessageKind.PUBLIC
         delivery_status = DeliveryState.QUEUED if is_reply else DeliveryState.NONE
+    if delivery_status == DeliveryState.QUEUED:
+        # a reply about to be sent: within what its channel takes (``tickets.reply_rules``;
+        # the channels app's adapters' limits), refused now rather than failed at the send
+        reply_check(
+            ticket=ticket,
+            channel=channel or ticket.channel,
+            body=body,
+            files=[
+                ReplyFileInfo(
+                    filename=safe_file_name(item.filename),
+                    content_type=item.content_type,
+                    size=len(item.content or b""),
+                )
+                for item in attachments
+            ],
+        )
     try:
         # No inner savepoint: Conflict leaves this function's atomic block, which rolls
         # back to its own savepoint (or the whole transaction when it is the outermost).
