@@ -71,6 +71,19 @@ class ReplyRules:
 _providers: dict[str, ReplyRules] = {}
 
 
+def size_words(size: int) -> str:
+    """``16 MB``, ``20.3 MB``, ``512 KB``, ``80 bytes`` (binary units, as the project's
+    other limits: 1 MB = 1,048,576 bytes)."""
+    mb = 1024 * 1024
+    if size >= mb:
+        value = size / mb
+        text = f"{value:.1f}".removesuffix(".0")
+        return f"{text} MB"
+    if size >= 1024:
+        return f"{round(size / 1024)} KB"
+    return f"{size} bytes"
+
+
 def register_reply_rules(name: str, rules: ReplyRules) -> None:
     _providers[name] = rules
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from channels_app.adapters.base import ReplyLimits, get_adapter, registered_channels
 from tickets.models import Channel, Ticket
-from tickets.reply_rules import ReplyBox, ReplyFile, ReplyRules
+from tickets.reply_rules import ReplyBox, ReplyFile, ReplyRules, size_words
 
 #: Content types named in words in the reply box (others are shown as they are).
 _TYPE_WORDS = {
@@ -38,19 +38,6 @@ def reply_channel(channel: str) -> str:
 
 def channel_label(channel: str) -> str:
     return str(Channel(channel).label) if channel in Channel.values else channel
-
-
-def size_words(size: int) -> str:
-    """``16 MB``, ``20.3 MB``, ``512 KB``, ``80 bytes`` (binary units, as the project's
-    other limits: 1 MB = 1,048,576 bytes)."""
-    mb = 1024 * 1024
-    if size >= mb:
-        value = size / mb
-        text = f"{value:.1f}".removesuffix(".0")
-        return f"{text} MB"
-    if size >= 1024:
-        return f"{round(size / 1024)} KB"
-    return f"{size} bytes"
 
 
 def type_allowed(content_type: str, allowed: tuple[str, ...]) -> bool:

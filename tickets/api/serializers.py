@@ -104,9 +104,28 @@ class TicketUpdateInputSerializer(serializers.Serializer):
 
 
 class MessageCreateInputSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=MESSAGE_BODY_MAX_CHARS)
+    body = serializers.CharField(
+        max_length=MESSAGE_BODY_MAX_CHARS,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The text; may be empty when files are attached (multipart).",
+    )
     kind = serializers.ChoiceField(
         choices=[MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE], default=MessageKind.PUBLIC
+    )
+
+
+class MessageCreateMultipartSerializer(MessageCreateInputSerializer):
+    """The multipart form of a message (its schema only: the files are read by
+    ``tickets.services.message_files_read``)."""
+
+    files = serializers.ListField(
+        child=serializers.FileField(),
+        required=False,
+        help_text="Files to attach (repeat the field): at most 10, "
+        "TICKET_REPLY_FILES_MAX_BYTES together (20 MiB by default), and for a public reply "
+        "what the ticket's channel takes (docs/channels.md).",
     )
 
 

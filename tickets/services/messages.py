@@ -3,16 +3,21 @@ storing downloaded attachments, delivery status."""
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from support.errors import Conflict, InvalidInput
 from support.parsing import safe_file_name
 from tickets.models import (
+    MESSAGE_BODY_MAX_CHARS,
     Attachment,
+    AttachmentKind,
     Customer,
     DeliveryState,
     Direction,
@@ -23,7 +28,7 @@ from tickets.models import (
     TicketStatus,
     format_ticket_number,
 )
-from tickets.reply_rules import ReplyFileInfo, reply_check
+from tickets.reply_rules import ReplyFileInfo, reply_check, size_words
 from tickets.selectors import ticket_merge_target_visible
 from tickets.services.events import _message_event, _ticket_event
 from tickets.services.lifecycle import NewAttachment, _attachment_create, _search_vector_for
@@ -31,6 +36,75 @@ from tickets.services.sla import sla_stopped_late
 from tickets.thread_rules import (
     tickets_customer_message_apply,
 )
+
+# --- files an agent attaches (workbench reply box, API) ----------------------------------
+
+#: The most files one reply or note carries (each channel may take fewer).
+MESSAGE_FILES_MAX_COUNT = 10
+#: What a multipart body holds besides its files: the text (at most 4 bytes a character),
+#: the other fields, boundaries and part headers.
+MESSAGE_FORM_OVERHEAD_BYTES = 4 * MESSAGE_BODY_MAX_CHARS + 64 * 1024
+
+
+def message_files_max_bytes() -> int:
+    """``TICKET_REPLY_FILES_MAX_BYTES``: the files of one reply or note, together."""
+    return int(settings.TICKET_REPLY_FILES_MAX_BYTES)
+
+
+def _files_too_large(size_text: str) -> InvalidInput:
+    says = (
+        f"The files of one message can be at most {size_words(message_files_max_bytes())} "
+        f"together; {size_text}."
+    )
+    return InvalidInput(says, details={"files": [says]})
+
+
+def message_upload_length_check(declared: int | None) -> None:
+    """Refuse, before its body is read, a multipart request whose ``Content-Length`` is
+    more than the files' cap and a form's text can be (``InvalidInput`` by ``files``)."""
+    if declared and declared > message_files_max_bytes() + MESSAGE_FORM_OVERHEAD_BYTES:
+        raise _files_too_large(f"this request is {size_words(declared)}")
+
+
+def _file_kind(content_type: str) -> str:
+    major = content_type.split("/", 1)[0]
+    kinds = {"image": AttachmentKind.IMAGE, "audio": AttachmentKind.AUDIO}
+    return str(kinds.get(major, AttachmentKind.VIDEO if major == "video" else "document"))
+
+
+def message_files_read(uploads: Sequence[UploadedFile]) -> list[NewAttachment]:
+    """The files an agent attached, as ``NewAttachment``s for ``message_add``: at most
+    ``MESSAGE_FILES_MAX_COUNT``, ``TICKET_REPLY_FILES_MAX_BYTES`` together (checked on the
+    sizes the parser counted, before any file is read), none empty. Each name goes through
+    ``safe_file_name``; the content type is the name's (``mimetypes``), never the one the
+    browser claims. Refusals are ``InvalidInput`` by ``files``."""
+    if not uploads:
+        return []
+    if len(uploads) > MESSAGE_FILES_MAX_COUNT:
+        says = (
+            f"A message can carry at most {MESSAGE_FILES_MAX_COUNT} files; "
+            f"this one has {len(uploads)}."
+        )
+        raise InvalidInput(says, details={"files": [says]})
+    total = sum(int(upload.size or 0) for upload in uploads)
+    if total > message_files_max_bytes():
+        raise _files_too_large(f"these are {size_words(total)}")
+    files = []
+    for upload in uploads:
+        name = safe_file_name(upload.name)
+        if not upload.size:
+            says = f"{name} is empty."
+            raise InvalidInput(says, details={"files": [says]})
+        content_type = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+        files.append(
+            NewAttachment(
+                filename=name,
+                content_type=content_type,
+                content=upload.read(),
+                kind=_file_kind(content_type),
+            )
+        )
+    return files
 
 
 @transaction.atomic
