@@ -219,3 +219,51 @@ def test_a_reply_queued_before_the_limit_fails_at_the_send_in_words(
     )
     assert Delivery.objects.get().status == "dead"
     assert Message.objects.filter(pk=message.pk, delivery_status="failed").exists()
+
+
+# --- the reply box ------------------------------------------------------------------------
+
+
+def test_the_reply_box_shows_the_channels_limits(
+    customer: Customer, agent: Any, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limits(
+        "messenger",
+        monkeypatch,
+        text_max_chars=2000,
+        files=True,
+        files_max_count=1,
+        file_max_bytes=25 * MB,
+        file_types=("image/", "application/pdf"),
+    )
+    ticket = messenger_ticket(customer)
+    client.force_login(agent)
+    page = BeautifulSoup(client.get(f"/tickets/{ticket.number}/").content, "html.parser")
+    textarea, files, hint, files_hint = (
+        page.select_one(css)
+        for css in ("#composer-body", "#composer-files", "#composer-hint", "#composer-files-hint")
+    )
+    assert textarea is not None and files is not None  # noqa: PT018
+    assert hint is not None and files_hint is not None  # noqa: PT018
+    assert textarea["data-max-chars"] == "2000"
+    assert hint.get_text() == "Sent to the customer on Messenger (at most 2000 characters)."
+    assert files["data-accept"] == "image/*,application/pdf"
+    assert files_hint.get_text() == (
+        "Files on Messenger: images, PDF, up to 25 MB each, 1 file at most; internal notes "
+        "take any file. At most 20 MB together."
+    )
+    # a web chat ticket: no text limit of its own, no files; an API ticket replies by e-mail
+    chat = ticket_create(customer=customer, subject="Chat", body="Hi", channel="webchat")
+    page = BeautifulSoup(client.get(f"/tickets/{chat.number}/").content, "html.parser")
+    textarea, files_hint = (
+        page.select_one("#composer-body"),
+        page.select_one("#composer-files-hint"),
+    )
+    assert textarea is not None and files_hint is not None  # noqa: PT018
+    assert not textarea.has_attr("data-max-chars")
+    assert files_hint.get_text().startswith("Web chat replies can't carry files; internal notes")
+    api = ticket_create(customer=customer, subject="API", body="Hi", channel="api")
+    page = BeautifulSoup(client.get(f"/tickets/{api.number}/").content, "html.parser")
+    hint = page.select_one("#composer-hint")
+    assert hint is not None
+    assert hint.get_text() == "Sent to the customer on Email."
