@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +12,7 @@ from django.db import IntegrityError, transaction
 
 from channels_app import selectors
 from channels_app.adapters.base import (
+    OutboundFile,
     OutboundRequest,
     get_adapter,
     registered_channels,
@@ -30,7 +33,9 @@ from support.delivery.registry import (
 from support.delivery.services import delivery_enqueue
 from support.errors import PermanentError
 from tickets import services as ticket_services
+from tickets.attachments import attachment_provider_url
 from tickets.models import (
+    Attachment,
     Channel,
     ChannelIdentity,
     DeliveryState,
@@ -38,7 +43,6 @@ from tickets.models import (
     Message,
     MessageKind,
 )
-from tickets.reply_rules import ReplyFileInfo
 
 logger = logging.getLogger(__name__)
 
@@ -197,14 +201,33 @@ def _outbound_request(
         thread_message_ids=thread,
         outgoing_message_id=outgoing,
         idempotency_key=idempotency_key,
+        files=_outbound_files(message),
     )
 
 
-def _message_files(message: Message) -> list[ReplyFileInfo]:
-    return [
-        ReplyFileInfo(filename=a.filename, content_type=a.content_type, size=a.size)
-        for a in message.attachments.order_by("pk")
-    ]
+def _file_reader(attachment: Attachment) -> Callable[[], bytes]:
+    def read() -> bytes:
+        with attachment.file.open("rb") as stored:
+            return bytes(stored.read())
+
+    return read
+
+
+def _outbound_files(message: Message) -> tuple[OutboundFile, ...]:
+    """The files of a reply, in the order attached: those stored (``read`` opens the file
+    when the adapter calls it; ``public_url`` signs a short-lived S3 URL, "" off S3)."""
+    return tuple(
+        OutboundFile(
+            attachment_id=attachment.pk,
+            filename=attachment.filename,
+            content_type=attachment.content_type or "application/octet-stream",
+            size=attachment.size,
+            kind=attachment.kind,
+            read=_file_reader(attachment),
+            public_url=partial(attachment_provider_url, attachment),
+        )
+        for attachment in message.attachments.exclude(file="").order_by("pk")
+    )
 
 
 def outbound_reply_send(delivery: Delivery) -> SendResult:
@@ -230,7 +253,7 @@ def outbound_reply_send(delivery: Delivery) -> SendResult:
         adapter.reply_limits,
         label=channel_label(channel),
         text=outbound.text,
-        files=_message_files(message),
+        files=outbound.files,
     )
     if problems:
         raise PermanentError(" ".join(m for found in problems.values() for m in found))

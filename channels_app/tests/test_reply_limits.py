@@ -267,3 +267,56 @@ def test_the_reply_box_shows_the_channels_limits(
     hint = page.select_one("#composer-hint")
     assert hint is not None
     assert hint.get_text() == "Sent to the customer on Email."
+
+
+# --- the files an adapter gets --------------------------------------------------------------
+
+
+def test_the_outbound_request_carries_the_replys_files(
+    customer: Customer, agent: Any, monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Any
+) -> None:
+    """In the order attached: ``read`` gives the stored bytes, ``public_url`` "" off S3 and
+    a signed S3 URL valid a few minutes on it (with our type and disposition)."""
+    import time
+    from urllib.parse import parse_qs, urlsplit
+
+    from moto import mock_aws
+
+    from channels_app.services.outbound import _outbound_request
+    from support.storage import S3Storage
+    from tickets.models import Attachment
+
+    settings.MEDIA_ROOT = tmp_path
+    limits("email", monkeypatch, files=True)
+    ticket = ticket_create(customer=customer, subject="Order", body="Hi", channel="api")
+    message = message_add(
+        ticket=ticket,
+        body="Attached.",
+        author_user=agent,
+        attachments=[
+            NewAttachment("invoice.pdf", "application/pdf", b"%PDF-1", kind="document"),
+            NewAttachment("photo.png", "image/png", b"\x89PNG", kind="image"),
+        ],
+    )
+    outbound = _outbound_request(message, "message:1", "email")
+    pdf, png = outbound.files
+    assert [(f.filename, f.content_type, f.size, f.kind) for f in outbound.files] == [
+        ("invoice.pdf", "application/pdf", 6, "document"),
+        ("photo.png", "image/png", 4, "image"),
+    ]
+    assert [f.attachment_id for f in outbound.files] == list(
+        message.attachments.order_by("pk").values_list("pk", flat=True)
+    )
+    assert (pdf.read(), png.read()) == (b"%PDF-1", b"\x89PNG")
+    assert (pdf.public_url(), png.public_url()) == ("", "")
+    settings.S3_ENABLED = True
+    with mock_aws():
+        monkeypatch.setattr(
+            Attachment._meta.get_field("file"), "storage", S3Storage(bucket_name="files")
+        )
+        url = _outbound_request(message, "message:1", "email").files[0].public_url()
+    query = parse_qs(urlsplit(url).query)
+    valid_for = int(query["Expires"][0]) - time.time()
+    assert 290 < valid_for <= 300  # a few minutes, not the storage's hour
+    assert query["response-content-type"] == ["application/pdf"]
+    assert query["response-content-disposition"][0].startswith("attachment")
