@@ -75,6 +75,12 @@ def reply_limits_problems(
                 f"{label} replies can carry at most {limits.files_max_count} "
                 f"file{'s' if limits.files_max_count != 1 else ''}; this one has {len(files)}."
             )
+        total = sum(item.size for item in files)
+        if limits.files_max_total_bytes and total > limits.files_max_total_bytes:
+            refused.append(
+                f"{label} replies can carry at most {size_words(limits.files_max_total_bytes)} "
+                f"of files together; these are {size_words(total)}."
+            )
         for item in files:
             if limits.file_max_bytes and item.size > limits.file_max_bytes:
                 refused.append(
@@ -114,6 +120,8 @@ def reply_box(ticket: Ticket) -> ReplyBox:
         if limits.files_max_count:
             count = limits.files_max_count
             parts.append(f"{count} file{'s' if count != 1 else ''} at most")
+        if limits.files_max_total_bytes:
+            parts.append(f"{size_words(limits.files_max_total_bytes)} together")
         words = ", ".join(parts)
     else:
         words = f"{channel_label(out)} replies can't carry files"
