@@ -535,9 +535,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 26_214_
 # its size, even for an anonymous form POST). 0 switches it off.
 REQUEST_MAX_BYTES = env.get_int("REQUEST_MAX_BYTES", 33_554_432)
 # The files an agent attaches to one reply or note, all together (workbench and API;
-# tickets.services.messages): 20 MiB keeps an e-mail within SendGrid's 30 MB per message
+# tickets.services.messages): 20 MB keeps an e-mail within SendGrid's 30 MB per message
 # once base64 grows it by a third. Keep it below REQUEST_MAX_BYTES.
-TICKET_REPLY_FILES_MAX_BYTES = env.get_int("TICKET_REPLY_FILES_MAX_BYTES", 20_971_520)
+TICKET_REPLY_FILES_MAX_BYTES = env.get_int("TICKET_REPLY_FILES_MAX_BYTES", 20_000_000)
 
 # --- Internationalisation ------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -72,15 +72,14 @@ _providers: dict[str, ReplyRules] = {}
 
 
 def size_words(size: int) -> str:
-    """``16 MB``, ``20.3 MB``, ``512 KB``, ``80 bytes`` (binary units, as the project's
-    other limits: 1 MB = 1,048,576 bytes)."""
-    mb = 1024 * 1024
-    if size >= mb:
-        value = size / mb
-        text = f"{value:.1f}".removesuffix(".0")
+    """``16 MB``, ``20.3 MB``, ``512 KB``, ``80 bytes``: decimal units, as the channels'
+    providers state their limits (1 MB = 1,000,000 bytes)."""
+    if size >= 1_000_000:
+        text = f"{size / 1_000_000:.1f}".removesuffix(".0")
         return f"{text} MB"
-    if size >= 1024:
-        return f"{round(size / 1024)} KB"
+    if size >= 1000:
+        text = f"{size / 1000:.1f}".removesuffix(".0")
+        return f"{text} KB"
     return f"{size} bytes"
 
 

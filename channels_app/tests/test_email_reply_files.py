@@ -118,16 +118,14 @@ def test_the_local_mailbox_writes_the_files_as_mime_parts(
 def test_email_replies_take_files_up_to_a_total_below_sendgrids(
     customer: Customer, agent: Any, settings: Any
 ) -> None:
-    """20 MiB of files is under SendGrid's 30 MB once base64 grows it by a third."""
+    """20 MB of files is under SendGrid's 30 MB once base64 grows it by a third."""
     limits = get_adapter("email").reply_limits
     assert limits.files
-    assert limits.files_max_total_bytes == REPLY_FILES_MAX_BYTES == 20 * 1024 * 1024
+    assert limits.files_max_total_bytes == REPLY_FILES_MAX_BYTES == 20_000_000
     assert (REPLY_FILES_MAX_BYTES + 2) // 3 * 4 < 30_000_000
-    settings.TICKET_REPLY_FILES_MAX_BYTES = 40 * 1024 * 1024  # raised by an operator
+    settings.TICKET_REPLY_FILES_MAX_BYTES = 40_000_000  # raised by an operator
     ticket = ticket_create(customer=customer, subject="Big", body="Hi", channel="email")
-    big = [
-        NewAttachment(f"part{i}.pdf", "application/pdf", b"x" * (8 * 1024 * 1024)) for i in range(3)
-    ]
+    big = [NewAttachment(f"part{i}.pdf", "application/pdf", b"x" * 8_000_000) for i in range(3)]
     with pytest.raises(InvalidInput) as refused:
         message_add(ticket=ticket, body="Three parts", author_user=agent, attachments=big)
     assert refused.value.details == {

@@ -27,7 +27,7 @@ from tickets.services.lifecycle import NewAttachment
 
 pytestmark = pytest.mark.django_db
 
-MB = 1024 * 1024
+MB = 1_000_000
 
 
 def limits(channel: str, monkeypatch: pytest.MonkeyPatch, **values: Any) -> ReplyLimits:

@@ -124,7 +124,7 @@ class MessageCreateMultipartSerializer(MessageCreateInputSerializer):
         child=serializers.FileField(),
         required=False,
         help_text="Files to attach (repeat the field): at most 10, "
-        "TICKET_REPLY_FILES_MAX_BYTES together (20 MiB by default), and for a public reply "
+        "TICKET_REPLY_FILES_MAX_BYTES together (20 MB by default), and for a public reply "
         "what the ticket's channel takes (docs/channels.md).",
     )
 

@@ -30,7 +30,7 @@ def files_by_email(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         get_adapter("email"),
         "reply_limits",
-        ReplyLimits(files=True, files_max_count=5, file_max_bytes=1024 * 1024),
+        ReplyLimits(files=True, files_max_count=5, file_max_bytes=1_000_000),
     )
 
 
@@ -106,7 +106,7 @@ def test_files_over_the_cap_are_refused_by_the_form_with_the_text_kept(
     url = reverse("ticket-message", kwargs={"ref": ticket.number})
     chosen = [upload("a.pdf", b"a" * 600), upload("b.pdf", b"b" * 600)]
     data = {"kind": "public", "body": "Two files", "files": chosen}
-    says = "The files of one message can be at most 1000 bytes together; these are 1 KB."
+    says = "The files of one message can be at most 1 KB together; these are 1.2 KB."
     with_js = web.post(url, data, HTTP_HX_REQUEST="true")
     assert (with_js.status_code, with_js.content.decode()) == (400, says)
     for item in chosen:
@@ -223,7 +223,7 @@ def test_a_body_far_over_the_cap_is_refused_before_it_is_parsed(
     assert response.status_code == 400
     assert response.json()["error"]["details"] == {
         "files": [
-            "The files of one message can be at most 1000 bytes together; this request is 488 KB."
+            "The files of one message can be at most 1 KB together; this request is 500.2 KB."
         ]
     }
     assert parsed == []

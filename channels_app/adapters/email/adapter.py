@@ -81,7 +81,7 @@ MIME_MAX_CONTAINERS = 100
 MIME_MAX_PARTS = 1000  # the parser costs about 0.65 ms a part
 ATTACHMENTS_MAX = 100
 #: The files of one reply, together (the e-mail adapter's ``reply_limits``).
-REPLY_FILES_MAX_BYTES = 20 * 1024 * 1024
+REPLY_FILES_MAX_BYTES = 20_000_000
 #: SendGrid's v3 Mail Send: "the total size of your email, including attachments, must be
 #: less than 30MB" (docs.sendgrid.com, Mail Send limitations).
 SENDGRID_MESSAGE_MAX_BYTES = 30_000_000
@@ -129,7 +129,7 @@ class EmailAdapter(ChannelAdapter):
     )
 
     # SendGrid takes less than 30 MB a message, attachments included, after base64 (a
-    # third more): 20 MiB of files is 28 MB so encoded, with room for the text.
+    # third more): 20 MB of files is 26.7 MB so encoded, with room for the text.
     reply_limits = ReplyLimits(
         files=True,
         files_max_count=10,
