@@ -117,6 +117,7 @@ def test_files_on_a_channel_that_takes_none_are_refused_but_a_note_may_carry_the
 ) -> None:
     from support.errors import InvalidInput
 
+    limits("webchat", monkeypatch)  # no files (the default of a channel that says nothing)
     ticket = ticket_create(customer=customer, subject="Chat", body="Hi", channel="webchat")
     label = NewAttachment(filename="label.pdf", content_type="application/pdf", content=b"%PDF")
     with pytest.raises(InvalidInput) as refused:
@@ -252,7 +253,8 @@ def test_the_reply_box_shows_the_channels_limits(
         "Files on Messenger: images, PDF, up to 25 MB each, 1 file at most; internal notes "
         "take any file. At most 20 MB together."
     )
-    # a web chat ticket: no text limit of its own, no files; an API ticket replies by e-mail
+    # a channel with no text limit of its own and no files; an API ticket replies by e-mail
+    limits("webchat", monkeypatch)
     chat = ticket_create(customer=customer, subject="Chat", body="Hi", channel="webchat")
     page = BeautifulSoup(client.get(f"/tickets/{chat.number}/").content, "html.parser")
     textarea, files_hint = (

@@ -88,8 +88,9 @@ def test_a_reply_from_the_workbench_carries_files_shown_on_the_ticket_page(
 
 
 def test_an_internal_note_may_carry_files_on_a_channel_that_takes_none(
-    web: Client, customer: Customer
+    web: Client, customer: Customer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(get_adapter("webchat"), "reply_limits", ReplyLimits())  # no files
     chat = ticket_create(customer=customer, subject="Chat", body="Hi", channel="webchat")
     url = reverse("ticket-message", kwargs={"ref": chat.number})
     refused = web.post(url, {"kind": "public", "body": "Here", "files": [upload("a.pdf")]})
