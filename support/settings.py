@@ -485,6 +485,10 @@ SPECTACULAR_SETTINGS = {
     # The schema and its UI are for signed-in agents and agents' keys (docs/api.md).
     "SERVE_PERMISSIONS": ["support.auth.permissions.IsAgent"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # a choice set used by two request bodies (JSON and multipart) gets one name
+    "ENUM_NAME_OVERRIDES": {
+        "MessageCreateKindEnum": "tickets.api.serializers.MESSAGE_CREATE_KINDS",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

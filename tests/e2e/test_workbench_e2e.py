@@ -426,3 +426,28 @@ def test_the_reply_box_counts_against_the_channel_limit_and_sends_files(
     assert [(a.filename, a.content_type, a.size) for a in message.attachments.all()] == [
         ("label.pdf", "application/pdf", 14)
     ]
+
+
+def test_without_javascript_a_note_carries_files(browser, live_asgi, agent, customer, tmp_path):
+    """The reply form is a multipart form: a browser without JavaScript sends the files
+    with the text, and the note shows them on the timeline."""
+    ticket = _call(services.ticket_create, customer=customer, subject="Files", body="b")
+    context = browser.new_context(base_url=live_asgi, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        _sign_in(page)
+        page.goto(f"/tickets/{ticket.number}/")
+        invoice = tmp_path / "invoice.pdf"
+        invoice.write_bytes(b"%PDF-1.4 invoice")
+        page.check("#composer input[name=kind][value=internal_note]")
+        page.fill("#composer-body", "The invoice we sent.")
+        page.set_input_files("#composer-files", str(invoice))
+        with page.expect_navigation():
+            page.click("#composer-send")
+        page.locator("ul.attachments a[download]", has_text="invoice.pdf").wait_for()
+    finally:
+        context.close()
+    note = Message.objects.get(ticket=ticket, kind="internal_note")
+    assert [(a.filename, a.content_type, a.size) for a in note.attachments.all()] == [
+        ("invoice.pdf", "application/pdf", 16)
+    ]

@@ -103,6 +103,11 @@ class TicketUpdateInputSerializer(serializers.Serializer):
         return attrs
 
 
+#: What an agent may add: a reply or a note (also the schema's ``MessageCreateKindEnum``,
+#: shared by the JSON and the multipart form: ``SPECTACULAR_SETTINGS``).
+MESSAGE_CREATE_KINDS = [MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE]
+
+
 class MessageCreateInputSerializer(serializers.Serializer):
     body = serializers.CharField(
         max_length=MESSAGE_BODY_MAX_CHARS,
@@ -111,9 +116,7 @@ class MessageCreateInputSerializer(serializers.Serializer):
         default="",
         help_text="The text; may be empty when files are attached (multipart).",
     )
-    kind = serializers.ChoiceField(
-        choices=[MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE], default=MessageKind.PUBLIC
-    )
+    kind = serializers.ChoiceField(choices=MESSAGE_CREATE_KINDS, default=MessageKind.PUBLIC)
 
 
 class MessageCreateMultipartSerializer(MessageCreateInputSerializer):

@@ -67,9 +67,10 @@ def message_upload_length_check(declared: int | None) -> None:
 
 
 def _file_kind(content_type: str) -> str:
+    """The attachment's kind by its type: image, audio, video, else a document."""
     major = content_type.split("/", 1)[0]
-    kinds = {"image": AttachmentKind.IMAGE, "audio": AttachmentKind.AUDIO}
-    return str(kinds.get(major, AttachmentKind.VIDEO if major == "video" else "document"))
+    kinds = (AttachmentKind.IMAGE, AttachmentKind.AUDIO, AttachmentKind.VIDEO)
+    return str(major if major in kinds else AttachmentKind.DOCUMENT)
 
 
 def message_files_read(uploads: Sequence[UploadedFile]) -> list[NewAttachment]:
