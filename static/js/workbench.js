@@ -162,7 +162,7 @@
       if (kind === "internal_note" || !files.dataset.accept) files.removeAttribute("accept");
       else files.setAttribute("accept", files.dataset.accept);
     }
-    if (filesHint && filesHint.dataset.reply) {
+    if (filesHint && filesHint.dataset.note) {
       filesHint.dataset.full = filesHint.dataset.full || filesHint.textContent;
       filesHint.textContent = kind === "internal_note" ? filesHint.dataset.note : filesHint.dataset.full;
     }
