@@ -383,8 +383,9 @@ class TicketMessageCreateApi(APIView):
     )
     def post(self, request: Request, ticket_id: str) -> Response:
         ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
-        # the files' cap on the declared length, before the multipart parser copies the body
-        services.message_upload_length_check(content_length(request.META.get("CONTENT_LENGTH")))
+        if request.content_type.startswith("multipart/"):
+            # the files' cap on the declared length, before the parser copies the body
+            services.message_upload_length_check(content_length(request.META.get("CONTENT_LENGTH")))
         serializer = s.MessageCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         attachments = services.message_files_read(request.FILES.getlist("files"))
