@@ -230,6 +230,15 @@ def test_every_relative_link_resolves() -> None:
     assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
 
 
+def test_the_readme_links_every_page_of_docs_and_shows_its_screenshots() -> None:
+    readme = _page(ROOT / "README.md")
+    targets = {target.partition("#")[0] for _, target in _links(readme)}
+    pages = {path.relative_to(ROOT).as_posix() for path in DOCS[1:]}
+    assert sorted(pages - targets) == []
+    images = {path.relative_to(ROOT).as_posix() for path in (ROOT / "docs" / "img").glob("*.png")}
+    assert sorted(images - targets) == []
+
+
 # --- 2. manage.py commands and their flags ----------------------------------------------
 
 _MANAGE = re.compile(r"manage\.py\s+([a-z][a-z0-9_]*)((?:(?!manage\.py).)*)")
@@ -520,7 +529,10 @@ def test_the_readme_configuration_table_names_variables_the_code_reads() -> None
 
 # --- 5. make targets ----------------------------------------------------------------------
 
-_MAKE = re.compile(r"(?:^|[\s;&|(])make\s+([a-z][\w.-]*)")
+# `make` as the command: first on the line, or after `&&`, `;`, `|`, `(`, or VAR=value.
+_MAKE = re.compile(
+    r"(?:^|[;&|(])\s*(?:[A-Z_][A-Z0-9_]*=\S*\s+)*make\s+([a-z][\w.-]*)", re.MULTILINE
+)
 
 
 @cache
@@ -542,6 +554,11 @@ def make_problems() -> tuple[int, list[str]]:
                 if target not in makefile_targets():
                     problems.append(f"{page.name}:{number}: `make {target}` is not a target")
     return checked, problems
+
+
+def test_make_is_read_as_a_command_only() -> None:
+    text = "make run && ENVIRONMENT=dev make test; apt-get install make python3 | (make stop)"
+    assert _MAKE.findall(text) == ["run", "test", "stop"]
 
 
 def test_every_make_target_shown_exists() -> None:
