@@ -1,11 +1,17 @@
 """README.md and docs/*.md kept true to the code, so that drift fails CI.
 
-Read as data (no network, no database): every relative link resolves (file and heading
-anchor, as GitHub makes anchors), every ``manage.py <command> --flag`` names a command and
-options its parser accepts, every repository path shown in backticks exists, every
-``make <target>`` is a Makefile target, and docs/settings.md names exactly the environment
-variables the code reads (tests/test_deploy.py's ``_variables_read``, the same list
-.env.example is held to).
+Read as data (no network, no database; Django is set up only to read the management
+commands' parsers and the settings' names):
+
+1. every relative link resolves: the file, and the anchor as GitHub makes it from a heading;
+   the README links every page of docs/ and every screenshot;
+2. every ``manage.py <command> --flag`` names a command and options its parser accepts,
+   and every ``--flag`` after ``bench/*.py`` or ``scripts/*.py`` is one of the script's;
+3. every repository path shown in backticks or code blocks exists;
+4. docs/settings.md names exactly the environment variables the code reads
+   (tests/test_deploy.py's ``_variables_read``, the list .env.example is held to), and the
+   README's configuration table only variables the code reads;
+5. every ``make <target>`` shown is a Makefile target.
 """
 
 from __future__ import annotations
@@ -336,6 +342,41 @@ def test_every_manage_py_command_shown_exists_with_the_flags_shown() -> None:
     commands, flags, problems = command_problems()
     assert commands > 50
     assert flags > 30
+    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+
+
+_SCRIPT = re.compile(r"((?:bench|scripts)/[\w/]+\.py)((?:(?!(?:bench|scripts)/[\w/]+\.py).)*)")
+
+
+def script_flag_problems() -> tuple[int, list[str]]:
+    """The same for ``bench/*.py`` and ``scripts/*.py``, which are not management commands
+    (importing them would run them): each flag shown must be an option string of the
+    script's source (``"--runs"``)."""
+    checked = 0
+    problems = []
+    for path in DOCS:
+        page = _page(path)
+        for number, text, is_code in _command_lines(page):
+            if not is_code:
+                continue
+            for match in _SCRIPT.finditer(text):
+                script = ROOT / match.group(1)
+                if not script.exists():
+                    continue  # test_every_repository_path_shown_exists says so
+                source = script.read_text()
+                tail = re.split(r"\s(?:\||&&|;|>|#)|`", match.group(2))[0]
+                for flag in _FLAG.findall(tail):
+                    checked += 1
+                    if f'"{flag}"' not in source and f"'{flag}'" not in source:
+                        problems.append(
+                            f"{page.name}:{number}: {match.group(1)} has no option {flag}"
+                        )
+    return checked, problems
+
+
+def test_every_bench_and_script_flag_shown_exists() -> None:
+    checked, problems = script_flag_problems()
+    assert checked > 150
     assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
 
 
