@@ -11,12 +11,16 @@ commands' parsers and the settings' names):
 4. docs/settings.md names exactly the environment variables the code reads
    (tests/test_deploy.py's ``_variables_read``, the list .env.example is held to), and the
    README's configuration table only variables the code reads;
-5. every ``make <target>`` shown is a Makefile target.
+5. every ``make <target>`` shown is a Makefile target;
+6. every dotted name of the project's code shown (``tickets.services.message_add``) can be
+   imported, or is a model label or a system check id.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
+import tomllib
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +38,9 @@ PENDING_ELSEWHERE: set[tuple[str, str]] = {
     # TEMPORARY (docs/channels.md is being edited elsewhere): the test is
     # channels_app/tests/test_drain_bulk.py; tests/ is the project's own folder.
     ("docs/channels.md", "`tests/test_drain_bulk.py` does not exist"),
+    # TEMPORARY (docs/workbench.md is being edited elsewhere): support/consumers.py and its
+    # EventStreamConsumer were removed (8e7f4c8); the sentence naming it can go.
+    ("docs/workbench.md", "`support.consumers.EventStreamConsumer` is no name"),
 }
 
 
@@ -606,4 +613,95 @@ def test_every_make_target_shown_exists() -> None:
     assert {"run", "test", "stop", "audit"} <= makefile_targets()
     checked, problems = make_problems()
     assert checked > 20
+    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+
+
+# --- 6. Dotted names of the code ----------------------------------------------------------
+
+# Dotted words on the pages that start like a package of ours and name no code, on purpose.
+NOT_CODE_NAMES = {
+    "routing.decided",  # an event type
+    "support.request",  # a logger's name
+    "support.ticketing",  # the EventBridge source of our events
+    "support.local",  # the Message-ID domain of a local install
+    "tickets.recent",  # a key of the customer context's JSON
+    "calls.services.X",  # "any name X" the calls.services package re-exports
+}
+
+
+@cache
+def _packages() -> tuple[str, ...]:
+    """The project's own packages: import-linter's root packages (pyproject.toml)."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return tuple(pyproject["tool"]["importlinter"]["root_packages"])
+
+
+def code_names(text: str) -> Iterator[str]:
+    packages = "|".join(_packages())
+    for match in re.finditer(rf"(?<![\w./-])((?:{packages})(?:\.[A-Za-z_]\w*)+)(?![\w/])", text):
+        name = match.group(1)
+        if not re.search(r"\.(py|md|json|jsonl|html|js|css|yaml|txt|csv|eml|png|sh)$", name):
+            yield name
+
+
+def _has_attributes(found: object, attributes: list[str]) -> bool:
+    for attribute in attributes:
+        if not hasattr(found, attribute):
+            return False
+        found = getattr(found, attribute)
+    return True
+
+
+@cache
+def code_name_exists(name: str) -> bool:
+    """An importable module and its attributes, a model label and its attributes
+    (``tickets.Message.created_at``) or a system check id (``routing.E001``)."""
+    from django.apps import apps
+
+    if re.fullmatch(r"\w+\.[EW]\d{3}", name):
+        return True
+    parts = name.split(".")
+    try:
+        return _has_attributes(apps.get_model(".".join(parts[:2])), parts[2:])
+    except (LookupError, ValueError):
+        pass
+    for cut in range(len(parts), 0, -1):
+        try:
+            module = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        return _has_attributes(module, parts[cut:])
+    return False
+
+
+def code_name_problems() -> tuple[int, list[str]]:
+    checked = 0
+    problems = []
+    for path in DOCS:
+        page = _page(path)
+        for number, text, is_code in _command_lines(page):
+            if not is_code:
+                continue
+            for name in code_names(text):
+                checked += 1
+                if name not in NOT_CODE_NAMES and not code_name_exists(name):
+                    problems.append(f"{page.name}:{number}: `{name}` is no name in the code")
+    return checked, problems
+
+
+def test_code_names_are_recognised() -> None:
+    text = "tickets.services.message_add(...), routing/panel.js, support.env.py, x.support.env"
+    assert list(code_names(text)) == ["tickets.services.message_add"]
+    assert code_name_exists("support.env.get_str")
+    assert code_name_exists("tickets.Message")
+    assert code_name_exists("tickets.Message.created_at")
+    assert not code_name_exists("tickets.Message.no_such_field")
+    assert code_name_exists("routing.E001")
+    assert not code_name_exists("support.env.no_such_reader")
+    assert not code_name_exists("support.no_such_module")
+
+
+def test_every_code_name_shown_exists() -> None:
+    checked, problems = code_name_problems()
+    assert checked > 150
     assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
