@@ -7,7 +7,8 @@ commands' parsers and the settings' names):
    the README links every page of docs/ and every screenshot;
 2. every ``manage.py <command> --flag`` names a command and options its parser accepts,
    and every ``--flag`` after ``bench/*.py`` or ``scripts/*.py`` is one of the script's;
-3. every repository path shown in backticks or code blocks exists;
+3. every repository path shown in backticks or code blocks exists, and every test named
+   (``tests/test_x.py::test_name``) is defined there;
 4. docs/settings.md names exactly the environment variables the code reads
    (tests/test_deploy.py's ``_variables_read``, the list .env.example is held to), and the
    README's configuration table only variables the code reads;
@@ -487,6 +488,41 @@ def test_repository_paths_are_recognised() -> None:
 def test_every_repository_path_shown_exists() -> None:
     checked, problems = path_problems()
     assert checked > 400
+    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+
+
+_TEST_ID = re.compile(r"((?:[\w.-]+/)*[\w.-]+\.py)?::(\w+)")
+
+
+def test_id_problems() -> tuple[int, list[str]]:
+    """``tests/test_x.py::test_name`` (and ``::other`` after it, same file): the test
+    function or class is defined in that file."""
+    checked = 0
+    problems = []
+    for path in DOCS:
+        page = _page(path)
+        for number, text, is_code in _command_lines(page):
+            if not is_code:
+                continue
+            file = None
+            for match in _TEST_ID.finditer(text):
+                file = match.group(1) or file
+                if file is None or not (ROOT / file).is_file():
+                    continue  # no file named: the paths test covers a wrong one
+                checked += 1
+                name = match.group(2)
+                if not re.search(
+                    rf"^\s*(?:async\s+)?(?:def|class)\s+{name}\b",
+                    (ROOT / file).read_text(),
+                    re.MULTILINE,
+                ):
+                    problems.append(f"{page.name}:{number}: {file} defines no {name}")
+    return checked, problems
+
+
+def test_every_test_named_exists() -> None:
+    checked, problems = test_id_problems()
+    assert checked > 50
     assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
 
 
