@@ -269,17 +269,23 @@ def _command_lines(page: Page) -> Iterator[tuple[int, str, bool]]:
         for offset, line in enumerate(bare.split("\n")):
             yield start + offset, line, False
     kinds = _line_kinds(page.text)
-    number = 0
-    while number < len(kinds):
-        number += 1
-        kind, line = kinds[number - 1]
+    logical: list[tuple[int, str]] = []
+    for number, (kind, line) in enumerate(kinds, 1):
         if kind != "code":
             continue
-        start = number
-        while line.endswith("\\") and number < len(kinds) and kinds[number][0] == "code":
-            number += 1
-            line = line[:-1] + " " + kinds[number - 1][1]
-        yield start, line, True
+        previous = logical[-1] if logical else None
+        joined = previous is not None and previous[0] + previous[1].count("\n") + 1 == number
+        if (
+            joined
+            and previous is not None
+            and (previous[1].endswith("\\") or re.match(r"\s+\[?--", line))
+        ):
+            # a backslash continuation, or options wrapped onto an indented next line
+            logical[-1] = (previous[0], previous[1].removesuffix("\\") + "\n" + line)
+        else:
+            logical.append((number, line))
+    for number, line in logical:
+        yield number, line.replace("\n", " "), True
 
 
 def _command_snippets(page: Page) -> Iterator[tuple[int, str, list[str]]]:
@@ -330,7 +336,8 @@ def test_flags_are_read_from_the_shown_command_only() -> None:
         "Run `python manage.py kb_eval --k 5 [--json] [--mode a|b]` then `--other`;\n"
         "prose manage.py migrate --fake\n"
         "```sh\npython manage.py kb_ingest docs/ \\\n  --source faq  # --not-this\n```\n"
-        "\n    manage.py check --deploy | grep --count x && manage.py shell --no-startup\n",
+        "\n    manage.py check --deploy | grep --count x && manage.py shell --no-startup\n"
+        "    manage.py kb_reembed [--source NAME]\n        [--batch 256]  # wrapped\n",
     )
     assert list(_command_snippets(page)) == [
         (1, "kb_eval", ["--k", "--json", "--mode"]),
@@ -338,6 +345,7 @@ def test_flags_are_read_from_the_shown_command_only() -> None:
         (4, "kb_ingest", ["--source"]),
         (8, "check", ["--deploy"]),
         (8, "shell", ["--no-startup"]),
+        (9, "kb_reembed", ["--source", "--batch"]),
     ]
     options = command_options("kb_eval")
     assert options is not None
