@@ -12,7 +12,8 @@ commands' parsers and the settings' names):
 4. docs/settings.md names exactly the environment variables the code reads
    (tests/test_deploy.py's ``_variables_read``, the list .env.example is held to), and the
    README's configuration table only variables the code reads;
-5. every ``make <target>`` shown is a Makefile target;
+5. every ``make <target>`` shown is a Makefile target, and docs/operations.md names every
+   periodic (beat) job;
 6. every dotted name of the project's code shown (``tickets.services.message_add``) can be
    imported, or is a model label or a system check id.
 """
@@ -617,6 +618,14 @@ def test_the_readme_configuration_table_names_variables_the_code_reads() -> None
             if not found:
                 problems.append(f"README.md: {name} in the configuration table is read nowhere")
     assert problems == [], "\n".join(problems)
+
+
+def test_docs_operations_names_every_periodic_job() -> None:
+    from django.conf import settings
+
+    page = _page(ROOT / "docs" / "operations.md").text
+    named = set(re.findall(r"^\| `([a-z0-9-]+)` \|", page, re.MULTILINE))
+    assert sorted(set(settings.CELERY_BEAT_SCHEDULE) - named) == []
 
 
 # --- 5. make targets ----------------------------------------------------------------------
