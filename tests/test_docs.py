@@ -45,10 +45,6 @@ PENDING_ELSEWHERE: set[tuple[str, str]] = {
     # TEMPORARY (docs/workbench.md is being edited elsewhere): support/consumers.py and its
     # EventStreamConsumer were removed (8e7f4c8); the sentence naming it can go.
     ("docs/workbench.md", "`support.consumers.EventStreamConsumer` is no name"),
-    # TEMPORARY (a comment in the code, left to the lead: this branch changes docs only):
-    # the heading is "Reply drafts (`knowledge/drafts.py`, `knowledge/draft_services.py`)",
-    # #reply-drafts-knowledgedraftspy-knowledgedraft_servicespy.
-    ("support/settings.py", "docs/knowledge.md#reply-drafts: no heading"),
 }
 
 
