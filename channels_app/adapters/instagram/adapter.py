@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from channels_app.adapters.base import ReplyLimits
 from channels_app.adapters.meta.messaging import MessagingPlatformAdapter
 
 if TYPE_CHECKING:
@@ -16,6 +17,8 @@ class InstagramAdapter(MessagingPlatformAdapter):
     object_name = "instagram"
     # lookaside.fbsbx.com/ig_messaging_cdn, and Instagram's own CDN.
     media_hosts: tuple[str, ...] = ("fbcdn.net", "fbsbx.com", "cdninstagram.com")
+    # Instagram messaging text: at most 1,000 (Meta counts UTF-8 bytes; docs/channels.md).
+    reply_limits = ReplyLimits(text_max_chars=1000)
 
     def send_path(self, account: ChannelAccount) -> str:
         # POST /<IG professional account or Page id>/messages (Instagram messaging Send API)

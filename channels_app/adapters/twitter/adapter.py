@@ -19,6 +19,7 @@ from channels_app.adapters.base import (
     MalformedPayload,
     MediaRef,
     OutboundRequest,
+    ReplyLimits,
     SendResult,
     SignatureError,
     StatusUpdate,
@@ -71,6 +72,8 @@ class TwitterAdapter(ChannelAdapter):
     channel = "twitter"
     kept_headers = ("content-type", "user-agent", "x-twitter-webhooks-signature")
     media_hosts: tuple[str, ...] = ("ton.twitter.com", "ton.x.com", "twimg.com")
+    # A direct message's text: at most 10,000 characters (docs/channels.md).
+    reply_limits = ReplyLimits(text_max_chars=10_000)
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         given = request.header("x-twitter-webhooks-signature")

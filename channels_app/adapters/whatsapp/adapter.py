@@ -15,6 +15,7 @@ from channels_app.adapters.base import (
     MalformedPayload,
     MediaRef,
     OutboundRequest,
+    ReplyLimits,
     SendResult,
     StatusUpdate,
     UnknownEvent,
@@ -46,6 +47,9 @@ class WhatsAppAdapter(MetaAdapter):
     channel = "whatsapp"
     # The Graph API answers a media id with a lookaside.fbsbx.com URL.
     media_hosts: tuple[str, ...] = ("fbsbx.com", "whatsapp.net")
+    # Cloud API text message body: at most 4,096 characters (docs/channels.md, "What a
+    # reply may carry").
+    reply_limits = ReplyLimits(text_max_chars=4096)
 
     def check_well_formed(self, request: WebhookRequest) -> None:
         data = json_body(request.body)

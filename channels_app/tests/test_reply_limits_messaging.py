@@ -1,0 +1,54 @@
+"""What a reply may carry on WhatsApp, Messenger, Instagram and X (``reply_limits``), and
+that docs/channels.md says the same ("What a reply may carry: WhatsApp, …")."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from channels_app.adapters.base import ReplyLimits, get_adapter
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "channels.md"
+SECTION = "## What a reply may carry: WhatsApp, Messenger, Instagram, X"
+NAMES = {"WhatsApp": "whatsapp", "Messenger": "messenger", "Instagram": "instagram", "X": "twitter"}
+
+
+def docs_rows() -> dict[str, list[str]]:
+    """The section's table: channel → its cells."""
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index(SECTION)
+    end = text.index("\n## ", start + len(SECTION))
+    rows: dict[str, list[str]] = {}
+    for line in text[start:end].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] in NAMES:
+            rows[NAMES[cells[0]]] = cells[1:]
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [
+        ("whatsapp", ReplyLimits(text_max_chars=4096)),
+        ("messenger", ReplyLimits(text_max_chars=2000)),
+        ("instagram", ReplyLimits(text_max_chars=1000)),
+        ("twitter", ReplyLimits(text_max_chars=10_000)),
+    ],
+)
+def test_each_messaging_adapter_declares_its_providers_limits(
+    channel: str, expected: ReplyLimits
+) -> None:
+    assert get_adapter(channel).reply_limits == expected
+
+
+def test_the_docs_table_says_what_the_adapters_hold() -> None:
+    rows = docs_rows()
+    assert sorted(rows) == sorted(NAMES.values())
+    for channel, (text, files, *_) in rows.items():
+        limits = get_adapter(channel).reply_limits
+        number = re.fullmatch(r"([\d,]+) characters", text)
+        assert number is not None, (channel, text)
+        assert int(number.group(1).replace(",", "")) == limits.text_max_chars, channel
+        assert files.startswith("yes") == limits.files, (channel, files)
