@@ -166,3 +166,16 @@ def customers_open_tickets(
         ):
             found[ticket.customer_id] = ticket
     return found
+
+
+#: ``Message.metadata`` key of a reply's parts already sent (``services.reply_parts``).
+REPLY_PARTS_KEY = "reply_parts"
+
+
+def reply_parts_get(*, message_id: int) -> dict[str, dict[str, str]]:
+    """The recorded parts of a reply (``services.reply_parts``); empty: none sent yet."""
+    metadata = Message.objects.filter(pk=message_id).values_list("metadata", flat=True).first()
+    parts = metadata.get(REPLY_PARTS_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(parts, dict):
+        return {}
+    return {str(k): dict(v) for k, v in parts.items() if isinstance(v, dict)}

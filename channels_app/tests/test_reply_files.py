@@ -1,0 +1,292 @@
+"""Replies with files on WhatsApp, Messenger, X and Instagram: the provider calls each one
+takes (text, then per file an upload and a message), their request shapes, a retry after a
+failed part that sends nothing twice, refusals in words. HTTP mocked with responses."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import responses
+from django.utils import timezone
+
+from channels_app import services
+from channels_app.adapters.base import OutboundFile, OutboundRequest
+from channels_app.services import outbound as outbound_module
+from channels_app.tests.conftest import make_account
+from support.delivery import services as engine
+from support.delivery.models import Delivery
+from tickets.models import Message, Ticket
+from tickets.services import message_add
+
+pytestmark = pytest.mark.django_db
+
+GRAPH = "https://graph.facebook.com/v21.0"
+WA_MESSAGES = f"{GRAPH}/106540352242922/messages"
+WA_MEDIA = f"{GRAPH}/106540352242922/media"
+PDF = b"%PDF-1.4 a small invoice"
+PNG = b"\x89PNG\r\n\x1a\n a small picture"
+
+
+def a_file(
+    attachment_id: int = 901,
+    filename: str = "invoice.pdf",
+    content_type: str = "application/pdf",
+    content: bytes = PDF,
+    *,
+    size: int | None = None,
+    url: str = "",
+    kind: str = "document",
+) -> OutboundFile:
+    return OutboundFile(
+        attachment_id=attachment_id,
+        filename=filename,
+        content_type=content_type,
+        size=len(content) if size is None else size,
+        kind=kind,
+        read=lambda: content,
+        public_url=lambda: url,
+    )
+
+
+@pytest.fixture
+def files(monkeypatch: pytest.MonkeyPatch) -> list[OutboundFile]:
+    """The files the reply carries: added to the ``OutboundRequest`` the engine builds."""
+    attached: list[OutboundFile] = []
+    original = outbound_module._outbound_request
+
+    def with_files(message: Message, key: str, channel: str | None = None) -> OutboundRequest:
+        return dataclasses.replace(original(message, key, channel), files=tuple(attached))
+
+    monkeypatch.setattr(outbound_module, "_outbound_request", with_files)
+    return attached
+
+
+def send_reply(ticket: Ticket, agent: Any, text: str = "Here is your invoice.") -> Delivery:
+    """Queue a reply and make its first attempt."""
+    message = message_add(ticket=ticket, body=text, author_user=agent)
+    delivery = services.outbound_delivery_create(message_id=message.pk)
+    assert delivery is not None
+    engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def retry(delivery: Delivery) -> Delivery:
+    engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=delivery.attempts)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def body_json(call: Any) -> Any:
+    return json.loads(call.request.body or b"")
+
+
+def multipart(call: Any) -> dict[str, bytes]:
+    """The fields of a multipart/form-data request: name → value (a file's bytes, with its
+    filename and type kept under ``<name>.filename`` / ``<name>.type``)."""
+    content_type = call.request.headers["Content-Type"]
+    assert content_type.startswith("multipart/form-data; boundary=")
+    boundary = content_type.split("boundary=", 1)[1].encode()
+    fields: dict[str, bytes] = {}
+    for chunk in call.request.body.split(b"--" + boundary)[1:-1]:
+        head, _, value = chunk.strip(b"\r\n").partition(b"\r\n\r\n")
+        disposition = head.split(b"\r\n")[0].decode()
+        name = disposition.split('name="', 1)[1].split('"', 1)[0]
+        fields[name] = value
+        if 'filename="' in disposition:
+            filename = disposition.split('filename="', 1)[1].split('"')[0]
+            fields[f"{name}.filename"] = filename.encode()
+            for line in head.split(b"\r\n")[1:]:
+                if line.lower().startswith(b"content-type:"):
+                    fields[f"{name}.type"] = line.split(b":", 1)[1].strip()
+    return fields
+
+
+# --- WhatsApp ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def wa_ticket(post_fixture: Any) -> Ticket:
+    account = make_account("whatsapp")
+    post_fixture(account, "text_message")
+    return Ticket.objects.get()
+
+
+@responses.activate
+def test_whatsapp_text_and_a_document_then_an_image(
+    wa_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files += [a_file(), a_file(902, "photo.png", "image/png", PNG, kind="image")]
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.TEXT"}]})
+    responses.post(WA_MEDIA, json={"id": "MEDIA-PDF"})
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.PDF"}]})
+    responses.post(WA_MEDIA, json={"id": "MEDIA-PNG"})
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.PNG"}]})
+
+    delivery = send_reply(wa_ticket, agent)
+
+    assert [(c.request.method, c.request.url) for c in responses.calls] == [
+        ("POST", WA_MESSAGES),
+        ("POST", WA_MEDIA),
+        ("POST", WA_MESSAGES),
+        ("POST", WA_MEDIA),
+        ("POST", WA_MESSAGES),
+    ]
+    to = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "16505551234"}
+    assert body_json(responses.calls[0]) == {
+        **to,
+        "type": "text",
+        "text": {"preview_url": False, "body": "Here is your invoice."},
+    }
+    upload = multipart(responses.calls[1])
+    assert upload == {
+        "messaging_product": b"whatsapp",
+        "type": b"application/pdf",
+        "file": PDF,
+        "file.filename": b"invoice.pdf",
+        "file.type": b"application/pdf",
+    }
+    assert responses.calls[1].request.headers["Authorization"] == "Bearer test-access-token"
+    assert body_json(responses.calls[2]) == {
+        **to,
+        "type": "document",
+        "document": {"id": "MEDIA-PDF", "filename": "invoice.pdf"},
+    }
+    assert multipart(responses.calls[3])["type"] == b"image/png"
+    assert body_json(responses.calls[4]) == {**to, "type": "image", "image": {"id": "MEDIA-PNG"}}
+
+    assert (delivery.status, delivery.attempts) == ("succeeded", 1)
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert (message.delivery_status, message.channel_message_id) == ("sent", "wamid.TEXT")
+    parts = message.metadata["reply_parts"]
+    assert {part: record.get("id") for part, record in parts.items()} == {
+        "text": "wamid.TEXT",
+        "file:901": "wamid.PDF",
+        "file:902": "wamid.PNG",
+    }
+    # one attempt, every call in its summary, never a file's bytes
+    attempt = delivery.attempt_log.get()
+    assert (attempt.outcome, attempt.http_status) == ("success", 200)
+    logged = attempt.request_summary["parts"]
+    assert [(p["part"], p["step"], p["http_status"]) for p in logged] == [
+        ("text", "send", 200),
+        ("file:901", "upload", 200),
+        ("file:901", "send", 200),
+        ("file:902", "upload", 200),
+        ("file:902", "send", 200),
+    ]
+    assert logged[1]["request"]["file"] == {
+        "attachment_id": 901,
+        "filename": "invoice.pdf",
+        "content_type": "application/pdf",
+        "size": len(PDF),
+    }
+    assert "PDF-1.4" not in json.dumps(attempt.request_summary)
+
+
+@responses.activate
+def test_whatsapp_retry_after_a_failed_file_message_sends_nothing_twice(
+    wa_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    """The text went out and the file was uploaded; the file's message failed (500). The
+    retry sends that message only: no second text, no second upload."""
+    files.append(a_file())
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.TEXT"}]})
+    responses.post(WA_MEDIA, json={"id": "MEDIA-PDF"})
+    responses.post(
+        WA_MESSAGES, status=500, json={"error": {"message": "Service unavailable", "code": 2}}
+    )
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.PDF"}]})
+
+    delivery = send_reply(wa_ticket, agent)
+    assert (delivery.status, delivery.attempts, delivery.last_http_status) == ("retrying", 1, 500)
+    failed = delivery.attempt_log.get()
+    assert (failed.outcome, failed.http_status) == ("retryable", 500)
+    assert failed.error == (
+        "WhatsApp refused the message with the file “invoice.pdf” (HTTP 500): Service "
+        "unavailable Already sent, not sent again: the text."
+    )
+    assert [(p["part"], p["step"]) for p in json.loads(failed.response_summary)] == [
+        ("text", "send"),
+        ("file:901", "upload"),
+        ("file:901", "send"),
+    ]
+    assert len(responses.calls) == 3
+
+    delivery = retry(delivery)
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    assert len(responses.calls) == 4
+    assert responses.calls[3].request.url == WA_MESSAGES
+    assert body_json(responses.calls[3])["document"] == {
+        "id": "MEDIA-PDF",
+        "filename": "invoice.pdf",
+    }
+    texts = [c for c in responses.calls if b'"type": "text"' in (c.request.body or b"")]
+    assert len(texts) == 1
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert (message.delivery_status, message.channel_message_id) == ("sent", "wamid.TEXT")
+    skipped = delivery.attempt_log.get(number=2).request_summary["parts"]
+    assert [(p["part"], p.get("step"), p.get("skipped")) for p in skipped] == [
+        ("text", None, "sent by an earlier attempt"),
+        ("file:901", "upload", "uploaded before"),
+        ("file:901", "send", None),
+    ]
+
+
+@responses.activate
+def test_whatsapp_upload_refused_is_permanent_in_the_providers_words(
+    wa_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files.append(a_file())
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.TEXT"}]})
+    responses.post(
+        WA_MEDIA,
+        status=400,
+        json={
+            "error": {
+                "message": "(#131053) Media upload error",
+                "error_user_msg": "The file type is not supported.",
+                "code": 131053,
+            }
+        },
+    )
+    delivery = send_reply(wa_ticket, agent)
+    assert (delivery.status, delivery.attempts, delivery.error_code) == ("dead", 1, "http_400")
+    assert len(responses.calls) == 2
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert (message.delivery_status, message.delivery_error_code) == ("failed", "http_400")
+    assert message.delivery_error == (
+        "WhatsApp refused the upload of the file “invoice.pdf” (HTTP 400): The file type is "
+        "not supported. Already sent, not sent again: the text."
+    )
+
+
+@responses.activate
+def test_whatsapp_refuses_a_file_it_cannot_take_before_sending_anything(
+    wa_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files += [a_file(), a_file(902, "big.png", "image/png", PNG, size=6_000_000, kind="image")]
+    delivery = send_reply(wa_ticket, agent)
+    assert len(responses.calls) == 0
+    assert (delivery.status, delivery.error_code) == ("dead", "reply_file_refused")
+    assert delivery.last_error == (
+        "Not sent: “big.png” is 6.0 MB; WhatsApp takes images up to 5.0 MB (send it as a "
+        "PDF, or smaller)."
+    )
+
+
+@responses.activate
+def test_whatsapp_files_follow_the_24_hour_window_like_text(
+    wa_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files.append(a_file())
+    Message.objects.filter(ticket=wa_ticket, direction="inbound").update(
+        created_at=timezone.now() - timedelta(hours=25)
+    )
+    delivery = send_reply(wa_ticket, agent)
+    assert len(responses.calls) == 0
+    assert (delivery.status, delivery.error_code) == ("dead", "whatsapp_window_closed")
