@@ -290,3 +290,103 @@ def test_whatsapp_files_follow_the_24_hour_window_like_text(
     delivery = send_reply(wa_ticket, agent)
     assert len(responses.calls) == 0
     assert (delivery.status, delivery.error_code) == ("dead", "whatsapp_window_closed")
+
+
+# --- Messenger ---------------------------------------------------------------------------
+
+MESSENGER_SEND = f"{GRAPH}/me/messages"
+
+
+@pytest.fixture
+def messenger_ticket(post_fixture: Any) -> Ticket:
+    account = make_account("messenger")
+    post_fixture(account, "text_message")
+    return Ticket.objects.get()
+
+
+@responses.activate
+def test_messenger_text_then_each_file_uploaded_with_its_message(
+    messenger_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files += [a_file(), a_file(902, "photo.png", "image/png", PNG, kind="image")]
+    for mid in ("m_TEXT", "m_PDF", "m_PNG"):
+        responses.post(MESSENGER_SEND, json={"recipient_id": "6789012345678901", "message_id": mid})
+
+    delivery = send_reply(messenger_ticket, agent)
+
+    assert len(responses.calls) == 3
+    assert body_json(responses.calls[0]) == {
+        "recipient": {"id": "6789012345678901"},
+        "messaging_type": "RESPONSE",
+        "message": {"text": "Here is your invoice."},
+    }
+    pdf = multipart(responses.calls[1])
+    assert {k: v for k, v in pdf.items() if k != "message"} == {
+        "recipient": b'{"id": "6789012345678901"}',
+        "messaging_type": b"RESPONSE",
+        "filedata": PDF,
+        "filedata.filename": b"invoice.pdf",
+        "filedata.type": b"application/pdf",
+    }
+    assert json.loads(pdf["message"]) == {
+        "attachment": {"type": "file", "payload": {"is_reusable": False}}
+    }
+    png = multipart(responses.calls[2])
+    assert json.loads(png["message"])["attachment"]["type"] == "image"
+    assert (png["filedata"], png["filedata.type"]) == (PNG, b"image/png")
+    assert responses.calls[2].request.headers["Authorization"] == "Bearer test-access-token"
+
+    assert (delivery.status, delivery.attempts) == ("succeeded", 1)
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert (message.delivery_status, message.channel_message_id) == ("sent", "m_TEXT")
+    assert [
+        (p["part"], p["step"], p["http_status"])
+        for p in delivery.attempt_log.get().request_summary["parts"]
+    ] == [("text", "send", 200), ("file:901", "send", 200), ("file:902", "send", 200)]
+
+
+@responses.activate
+def test_messenger_retry_after_the_second_file_failed_resends_only_that_file(
+    messenger_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files += [a_file(), a_file(902, "photo.png", "image/png", PNG, kind="image")]
+    responses.post(MESSENGER_SEND, json={"message_id": "m_TEXT"})
+    responses.post(MESSENGER_SEND, json={"message_id": "m_PDF"})
+    responses.post(MESSENGER_SEND, status=503, json={"error": {"message": "Please retry"}})
+    responses.post(MESSENGER_SEND, json={"message_id": "m_PNG"})
+
+    delivery = send_reply(messenger_ticket, agent)
+    assert (delivery.status, delivery.last_http_status) == ("retrying", 503)
+    assert delivery.last_error == (
+        "Messenger refused the message with the file “photo.png” (HTTP 503): Please retry "
+        "Already sent, not sent again: the text, the file “invoice.pdf”."
+    )
+    delivery = retry(delivery)
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    assert len(responses.calls) == 4
+    assert multipart(responses.calls[3])["filedata.filename"] == b"photo.png"
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert {p: r["id"] for p, r in message.metadata["reply_parts"].items()} == {
+        "text": "m_TEXT",
+        "file:901": "m_PDF",
+        "file:902": "m_PNG",
+    }
+
+
+@responses.activate
+def test_messenger_file_refused_is_permanent_in_the_providers_words(
+    messenger_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files.append(a_file())
+    responses.post(MESSENGER_SEND, json={"message_id": "m_TEXT"})
+    responses.post(
+        MESSENGER_SEND,
+        status=400,
+        json={"error": {"message": "(#100) Upload attachment failure.", "code": 100}},
+    )
+    delivery = send_reply(messenger_ticket, agent)
+    assert (delivery.status, delivery.error_code) == ("dead", "http_400")
+    assert delivery.last_error == (
+        "Messenger refused the message with the file “invoice.pdf” (HTTP 400): (#100) Upload "
+        "attachment failure. Already sent, not sent again: the text."
+    )

@@ -59,7 +59,12 @@ def docs_rows() -> dict[str, list[str]]:
                 ),
             ),
         ),
-        ("messenger", ReplyLimits(text_max_chars=2000)),
+        (
+            "messenger",
+            ReplyLimits(
+                text_max_chars=2000, files=True, files_max_count=10, file_max_bytes=25_000_000
+            ),
+        ),
         ("instagram", ReplyLimits(text_max_chars=1000)),
         ("twitter", ReplyLimits(text_max_chars=10_000)),
     ],

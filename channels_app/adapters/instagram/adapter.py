@@ -19,6 +19,7 @@ class InstagramAdapter(MessagingPlatformAdapter):
     media_hosts: tuple[str, ...] = ("fbcdn.net", "fbsbx.com", "cdninstagram.com")
     # Instagram messaging text: at most 1,000 (Meta counts UTF-8 bytes; docs/channels.md).
     reply_limits = ReplyLimits(text_max_chars=1000)
+    label = "Instagram"
 
     def send_path(self, account: ChannelAccount) -> str:
         # POST /<IG professional account or Page id>/messages (Instagram messaging Send API)
