@@ -228,7 +228,11 @@ class ReplyParts:
         every call of the attempt as its response summary."""
         status = getattr(exc, "http_status", None)
         answer = getattr(exc, "response_text", "")
-        because = provider_message(answer) if answer else str(exc)
+        # an error the adapter already told in words (a code of its own: X's refused
+        # token names the account and the fix) keeps them; else the provider's own
+        because = (
+            provider_message(answer) if answer and not getattr(exc, "error_code", "") else str(exc)
+        )
         doing = "the upload of" if step == "upload" else "the message with"
         head = (
             f"{self.label} refused {doing} {what} (HTTP {status}): {because}"

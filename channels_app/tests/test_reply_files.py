@@ -8,6 +8,7 @@ import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import responses
@@ -15,6 +16,8 @@ from django.utils import timezone
 
 from channels_app import services
 from channels_app.adapters.base import OutboundFile, OutboundRequest
+from channels_app.adapters.twitter.oauth1 import signature
+from channels_app.models import ChannelAccount
 from channels_app.services import outbound as outbound_module
 from channels_app.tests.conftest import make_account
 from support.delivery import services as engine
@@ -389,4 +392,148 @@ def test_messenger_file_refused_is_permanent_in_the_providers_words(
     assert delivery.last_error == (
         "Messenger refused the message with the file “invoice.pdf” (HTTP 400): (#100) Upload "
         "attachment failure. Already sent, not sent again: the text."
+    )
+
+
+# --- X -----------------------------------------------------------------------------------
+
+X_DM = "https://api.x.com/2/dm_conversations/with/4337869213/messages"
+X_UPLOAD = "https://api.x.com/2/media/upload"
+
+
+@pytest.fixture
+def x_ticket(post_fixture: Any) -> Ticket:
+    account = make_account("twitter")
+    post_fixture(account, "dm_message_create")
+    return Ticket.objects.get()
+
+
+def x_dm(event_id: str) -> dict[str, Any]:
+    return {"data": {"dm_conversation_id": "3001969357-4337869213", "dm_event_id": event_id}}
+
+
+def x_media(media_id: str) -> dict[str, Any]:
+    return {"data": {"id": media_id, "media_key": f"3_{media_id}", "expires_after_secs": 86400}}
+
+
+@responses.activate
+def test_x_text_then_one_dm_per_image(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files += [
+        a_file(901, "photo.png", "image/png", PNG, kind="image"),
+        a_file(902, "receipt.jpg", "image/jpeg", b"\xff\xd8\xff jpeg", kind="image"),
+    ]
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(X_UPLOAD, json=x_media("1880000000000000001"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000002"))
+    responses.post(X_UPLOAD, json=x_media("1880000000000000002"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000003"))
+
+    delivery = send_reply(x_ticket, agent, text="Your receipt and the photo.")
+
+    assert [c.request.url for c in responses.calls] == [X_DM, X_UPLOAD, X_DM, X_UPLOAD, X_DM]
+    assert body_json(responses.calls[0]) == {"text": "Your receipt and the photo."}
+    assert multipart(responses.calls[1]) == {
+        "media_category": b"dm_image",
+        "media": PNG,
+        "media.filename": b"photo.png",
+        "media.type": b"image/png",
+    }
+    for call in responses.calls:
+        assert call.request.headers["Authorization"] == "Bearer test-access-token"
+    assert body_json(responses.calls[2]) == {"attachments": [{"media_id": "1880000000000000001"}]}
+    assert body_json(responses.calls[4]) == {"attachments": [{"media_id": "1880000000000000002"}]}
+    assert (delivery.status, delivery.attempts) == ("succeeded", 1)
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert (message.delivery_status, message.channel_message_id) == (
+        "sent",
+        "1700000000000000001",
+    )
+
+
+@responses.activate
+def test_x_retry_after_a_failed_upload_does_not_resend_the_text(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files.append(a_file(901, "photo.png", "image/png", PNG, kind="image"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(X_UPLOAD, status=503, json={"title": "Service Unavailable"})
+    responses.post(X_UPLOAD, json=x_media("1880000000000000001"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000002"))
+
+    delivery = send_reply(x_ticket, agent)
+    assert (delivery.status, delivery.last_http_status) == ("retrying", 503)
+    assert delivery.last_error == (
+        "X refused the upload of the file “photo.png” (HTTP 503): Service Unavailable "
+        "Already sent, not sent again: the text."
+    )
+    delivery = retry(delivery)
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    assert [c.request.url for c in responses.calls] == [X_DM, X_UPLOAD, X_UPLOAD, X_DM]
+    assert body_json(responses.calls[3]) == {"attachments": [{"media_id": "1880000000000000001"}]}
+
+
+@responses.activate
+def test_x_upload_refused_is_permanent_in_xs_words(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files.append(a_file(901, "photo.png", "image/png", PNG, kind="image"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(
+        X_UPLOAD,
+        status=403,
+        json={
+            "title": "Forbidden",
+            "detail": "The token is missing the media.write scope.",
+            "status": 403,
+        },
+    )
+    delivery = send_reply(x_ticket, agent)
+    assert (delivery.status, delivery.error_code) == ("dead", "http_403")
+    assert delivery.last_error == (
+        "X refused the upload of the file “photo.png” (HTTP 403): The token is missing the "
+        "media.write scope. Already sent, not sent again: the text."
+    )
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_x_takes_images_only(x_ticket: Ticket, agent: Any, files: list[OutboundFile]) -> None:
+    files.append(a_file())
+    delivery = send_reply(x_ticket, agent)
+    assert len(responses.calls) == 0
+    assert delivery.last_error == "Not sent: X does not take “invoice.pdf” (application/pdf)."
+
+
+@responses.activate
+def test_x_upload_with_send_auth_oauth1_is_signed_without_the_multipart_body(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    """OAuth 1.0a signs the method, URL and oauth_* values: a multipart body is not part of
+    the signature base string (RFC 5849 3.4.1.3), so the upload verifies at X."""
+    account = ChannelAccount.objects.get(channel="twitter")
+    account.token_secret = "ts"
+    account.settings = {"send_auth": "oauth1", "consumer_key": "ck", "oauth_token": "tok"}
+    account.save()
+    files.append(a_file(901, "photo.png", "image/png", PNG, kind="image"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(X_UPLOAD, json=x_media("1880000000000000001"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000002"))
+
+    delivery = send_reply(x_ticket, agent)
+
+    assert (delivery.status, [c.request.url for c in responses.calls]) == (
+        "succeeded",
+        [X_DM, X_UPLOAD, X_DM],
+    )
+    header = str(responses.calls[1].request.headers["Authorization"])
+    assert header.startswith("OAuth ")
+    params = {
+        key: unquote(value.strip('"'))
+        for key, _, value in (part.partition("=") for part in header[6:].split(", "))
+    }
+    signed = {k: v for k, v in params.items() if k != "oauth_signature"}
+    assert params["oauth_signature"] == signature(
+        "POST", X_UPLOAD, signed, account.consumer_secret, "ts"
     )

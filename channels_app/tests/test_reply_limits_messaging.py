@@ -66,7 +66,16 @@ def docs_rows() -> dict[str, list[str]]:
             ),
         ),
         ("instagram", ReplyLimits(text_max_chars=1000)),
-        ("twitter", ReplyLimits(text_max_chars=10_000)),
+        (
+            "twitter",
+            ReplyLimits(
+                text_max_chars=10_000,
+                files=True,
+                files_max_count=10,
+                file_max_bytes=5_000_000,
+                file_types=("image/jpeg", "image/png", "image/webp"),
+            ),
+        ),
     ],
 )
 def test_each_messaging_adapter_declares_its_providers_limits(
