@@ -537,3 +537,100 @@ def test_x_upload_with_send_auth_oauth1_is_signed_without_the_multipart_body(
     assert params["oauth_signature"] == signature(
         "POST", X_UPLOAD, signed, account.consumer_secret, "ts"
     )
+
+
+# --- Instagram ---------------------------------------------------------------------------
+
+IG_SEND = f"{GRAPH}/17841405822304914/messages"
+SIGNED = (
+    "https://files.s3.eu-west-1.amazonaws.com/attachments/1/ab12/photo.png"
+    "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=600&X-Amz-Signature=0123abcd"
+)
+
+
+@pytest.fixture
+def ig_ticket(post_fixture: Any) -> Ticket:
+    account = make_account("instagram")
+    post_fixture(account, "text_message")
+    return Ticket.objects.get()
+
+
+def ig_photo() -> OutboundFile:
+    return a_file(901, "photo.png", "image/png", PNG, url=SIGNED, kind="image")
+
+
+@responses.activate
+def test_instagram_sends_a_file_by_its_signed_url_when_s3_is_on(
+    ig_ticket: Ticket, agent: Any, files: list[OutboundFile], settings: Any
+) -> None:
+    settings.S3_ENABLED = True
+    files.append(ig_photo())
+    responses.post(IG_SEND, json={"recipient_id": "1784145963457001", "message_id": "ig_TEXT"})
+    responses.post(IG_SEND, json={"recipient_id": "1784145963457001", "message_id": "ig_PNG"})
+
+    delivery = send_reply(ig_ticket, agent)
+
+    assert len(responses.calls) == 2
+    assert body_json(responses.calls[0]) == {
+        "recipient": {"id": "1784145963457001"},
+        "message": {"text": "Here is your invoice."},
+    }
+    assert body_json(responses.calls[1]) == {
+        "recipient": {"id": "1784145963457001"},
+        "message": {"attachment": {"type": "image", "payload": {"url": SIGNED}}},
+    }
+    assert (delivery.status, delivery.attempts) == ("succeeded", 1)
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert (message.delivery_status, message.channel_message_id) == ("sent", "ig_TEXT")
+    # the attempt's summary keeps the link without its signature
+    logged = delivery.attempt_log.get().request_summary["parts"][1]["request"]
+    assert logged["message"]["attachment"]["payload"]["url"] == SIGNED.split("?")[0]
+    assert "X-Amz-Signature" not in json.dumps(delivery.attempt_log.get().request_summary)
+
+
+@responses.activate
+def test_instagram_retry_resends_only_the_file_and_a_refusal_is_in_instagrams_words(
+    ig_ticket: Ticket, agent: Any, files: list[OutboundFile], settings: Any
+) -> None:
+    settings.S3_ENABLED = True
+    files += [ig_photo(), a_file(902, "clip.mp4", "video/mp4", b"mp4", url=SIGNED, kind="video")]
+    responses.post(IG_SEND, json={"message_id": "ig_TEXT"})
+    responses.post(IG_SEND, status=500, json={"error": {"message": "An unknown error occurred"}})
+    responses.post(IG_SEND, json={"message_id": "ig_PNG"})
+    responses.post(
+        IG_SEND,
+        status=400,
+        json={"error": {"message": "(#100) The media could not be fetched from this URI"}},
+    )
+    delivery = send_reply(ig_ticket, agent)
+    assert (delivery.status, delivery.last_http_status) == ("retrying", 500)
+    delivery = retry(delivery)
+    assert (delivery.status, delivery.error_code) == ("dead", "http_400")
+    assert len(responses.calls) == 4
+    assert "text" not in body_json(responses.calls[2])["message"]
+    assert body_json(responses.calls[3])["message"]["attachment"]["type"] == "video"
+    assert delivery.last_error == (
+        "Instagram refused the message with the file “clip.mp4” (HTTP 400): (#100) The media "
+        "could not be fetched from this URI Already sent, not sent again: the text, the file "
+        "“photo.png”."
+    )
+
+
+@responses.activate
+def test_instagram_takes_no_files_while_they_are_stored_on_this_server(
+    ig_ticket: Ticket, agent: Any, files: list[OutboundFile], settings: Any
+) -> None:
+    settings.S3_ENABLED = False
+    files.append(a_file(901, "photo.png", "image/png", PNG, kind="image"))
+    delivery = send_reply(ig_ticket, agent)
+    assert len(responses.calls) == 0
+    assert delivery.last_error == "Not sent: Instagram replies here cannot carry files."
+    # and with S3 on, a file that still has no link is refused before anything is sent
+    settings.S3_ENABLED = True
+    delivery.delete()
+    delivery = send_reply(ig_ticket, agent)
+    assert len(responses.calls) == 0
+    assert delivery.last_error == (
+        "Not sent: Instagram fetches a file from a link, and “photo.png” is not reachable "
+        "from outside (files are stored on this server: S3 is off)."
+    )

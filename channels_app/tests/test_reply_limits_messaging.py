@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,9 @@ from channels_app.adapters.base import ReplyLimits, get_adapter
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "channels.md"
 SECTION = "## What a reply may carry: WhatsApp, Messenger, Instagram, X"
+WITH_S3 = ReplyLimits(
+    text_max_chars=1000, files=True, files_max_count=10, file_max_bytes=25_000_000
+)
 NAMES = {"WhatsApp": "whatsapp", "Messenger": "messenger", "Instagram": "instagram", "X": "twitter"}
 
 
@@ -93,8 +97,38 @@ def test_the_docs_table_says_what_the_adapters_hold() -> None:
         assert number is not None, (channel, text)
         assert int(number.group(1).replace(",", "")) == limits.text_max_chars, channel
         assert files.startswith("yes") == limits.files, (channel, files)
+        if channel == "instagram":  # files with S3 only: the limits that then apply
+            limits = WITH_S3
         if limits.files:
             sizes = re.search(r"up to (\d+) per reply, each up to (\d+) MB", files)
             assert sizes is not None, (channel, files)
             assert int(sizes.group(1)) == limits.files_max_count, channel
             assert int(sizes.group(2)) * 1_000_000 == limits.file_max_bytes, channel
+
+
+def test_instagram_takes_files_only_when_they_are_reachable_from_outside(settings: Any) -> None:
+    """Instagram fetches a file by its URL: with S3 (signed URLs) it may carry files, with
+    files stored on this server none (a property the compose-time check reads)."""
+    settings.S3_ENABLED = False
+    assert get_adapter("instagram").reply_limits == ReplyLimits(text_max_chars=1000)
+    settings.S3_ENABLED = True
+    assert get_adapter("instagram").reply_limits == ReplyLimits(
+        text_max_chars=1000,
+        files=True,
+        files_max_count=10,
+        file_max_bytes=25_000_000,
+        file_types=(
+            "image/png",
+            "image/jpeg",
+            "video/mp4",
+            "video/ogg",
+            "video/x-msvideo",
+            "video/quicktime",
+            "video/webm",
+            "audio/aac",
+            "audio/mp4",
+            "audio/x-m4a",
+            "audio/wav",
+            "audio/x-wav",
+        ),
+    )
