@@ -17,7 +17,8 @@ from django.utils import timezone
 from channels_app import services
 from channels_app.adapters.base import OutboundFile, OutboundRequest
 from channels_app.adapters.twitter.oauth1 import signature
-from channels_app.models import ChannelAccount
+from channels_app.fixtures import fixture_load
+from channels_app.models import ChannelAccount, InboundEvent
 from channels_app.services import outbound as outbound_module
 from channels_app.tests.conftest import make_account
 from support.delivery import services as engine
@@ -633,4 +634,84 @@ def test_instagram_takes_no_files_while_they_are_stored_on_this_server(
     assert delivery.last_error == (
         "Not sent: Instagram fetches a file from a link, and “photo.png” is not reachable "
         "from outside (files are stored on this server: S3 is off)."
+    )
+
+
+# --- statuses and echoes of a file's own message -------------------------------------------
+
+
+def fixture_with(channel: str, name: str, old: str, new: str) -> bytes:
+    return fixture_load(channel, name).body.replace(old.encode(), new.encode())
+
+
+@responses.activate
+def test_whatsapp_status_of_a_files_message_is_the_replys(
+    wa_ticket: Ticket, agent: Any, files: list[OutboundFile], post_fixture: Any
+) -> None:
+    """WhatsApp reports each message: a file that failed to reach the customer fails the
+    reply (in WhatsApp's words), and its statuses are never left unmatched for retry."""
+    files.append(a_file())
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.TEXT"}]})
+    responses.post(WA_MEDIA, json={"id": "MEDIA-PDF"})
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.PDF"}]})
+    delivery = send_reply(wa_ticket, agent)
+    account = ChannelAccount.objects.get(channel="whatsapp")
+    before = InboundEvent.objects.count()
+
+    body = fixture_with("whatsapp", "status_failed", "wamid.OUTBOUND-FIXTURE-0001", "wamid.PDF")
+    post_fixture(account, "status_failed", body=body)
+
+    event = InboundEvent.objects.order_by("pk")[before]
+    assert event.status == "processed"
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert (message.delivery_status, message.delivery_error_code) == ("failed", "131047")
+    assert message.channel_message_id == "wamid.TEXT"
+
+
+@responses.activate
+def test_messenger_echo_and_delivery_of_a_files_message(
+    messenger_ticket: Ticket, agent: Any, files: list[OutboundFile], post_fixture: Any
+) -> None:
+    """Meta echoes every message the Page sends: the echo of a file's message is part of
+    the reply on the timeline (not a message from Meta's inbox), even without the
+    account's app_id; its delivery receipt delivers the reply."""
+    files.append(a_file())
+    responses.post(MESSENGER_SEND, json={"message_id": "m_TEXT"})
+    responses.post(MESSENGER_SEND, json={"message_id": "m_PDF"})
+    delivery = send_reply(messenger_ticket, agent)
+    account = ChannelAccount.objects.get(channel="messenger")
+    messages = Message.objects.count()
+
+    post_fixture(
+        account, "echo", body=fixture_with("messenger", "echo", "m_ECHO_FIXTURE_0001", "m_PDF")
+    )
+    assert Message.objects.count() == messages
+
+    body = fixture_with("messenger", "delivery", "m_OUTBOUND_FIXTURE_0001", "m_PDF")
+    body = body.replace(b',"watermark":1749416429000', b"")
+    post_fixture(account, "delivery", body=body)
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert message.delivery_status == "delivered"
+    assert InboundEvent.objects.filter(status="retrying").count() == 0
+
+
+@responses.activate
+def test_x_read_receipt_of_the_last_image_reads_the_reply(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile], post_fixture: Any
+) -> None:
+    """X reports the last DM read: after a reply in parts that is a file's DM."""
+    files.append(a_file(901, "photo.png", "image/png", PNG, kind="image"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000011"))
+    responses.post(X_UPLOAD, json=x_media("1880000000000000001"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000012"))
+    delivery = send_reply(x_ticket, agent)
+    account = ChannelAccount.objects.get(channel="twitter")
+
+    body = fixture_with("twitter", "mark_read", "1700000000000000001", "1700000000000000012")
+    post_fixture(account, "mark_read", body=body)
+
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert (message.channel_message_id, message.delivery_status) == (
+        "1700000000000000011",
+        "read",
     )

@@ -128,13 +128,25 @@ class MessagingPlatformAdapter(MetaAdapter):
                     )
                 ]
             return [
-                StatusUpdate(external_message_id=mid, status="delivered", timestamp=at)
+                StatusUpdate(
+                    external_message_id=mid,
+                    status="delivered",
+                    timestamp=at,
+                    recipient_id=sender,
+                )
                 for mid in mids
             ]
         if "read" in item:
             read = item["read"]
             if read.get("mid"):
-                return [StatusUpdate(external_message_id=read["mid"], status="read", timestamp=at)]
+                return [
+                    StatusUpdate(
+                        external_message_id=read["mid"],
+                        status="read",
+                        timestamp=at,
+                        recipient_id=sender,
+                    )
+                ]
             return [
                 StatusUpdate(
                     external_message_id="",

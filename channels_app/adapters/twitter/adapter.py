@@ -144,6 +144,7 @@ class TwitterAdapter(ChannelAdapter):
                     external_message_id=str(read.get("last_read_event_id", "")),
                     status="read",
                     timestamp=epoch_to_datetime(read.get("created_timestamp"), millis=True),
+                    recipient_id=str(read.get("sender_id", "")),  # the customer who read
                 )
             )
         known = {
