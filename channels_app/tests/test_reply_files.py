@@ -62,8 +62,8 @@ def files(monkeypatch: pytest.MonkeyPatch) -> list[OutboundFile]:
     attached: list[OutboundFile] = []
     original = outbound_module._outbound_request
 
-    def with_files(message: Message, key: str, channel: str | None = None) -> OutboundRequest:
-        return dataclasses.replace(original(message, key, channel), files=tuple(attached))
+    def with_files(*args: Any, **kwargs: Any) -> OutboundRequest:
+        return dataclasses.replace(original(*args, **kwargs), files=tuple(attached))
 
     monkeypatch.setattr(outbound_module, "_outbound_request", with_files)
     return attached
@@ -715,3 +715,33 @@ def test_x_read_receipt_of_the_last_image_reads_the_reply(
         "1700000000000000011",
         "read",
     )
+
+
+@responses.activate
+def test_an_upload_the_provider_no_longer_keeps_is_uploaded_again(
+    wa_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    """A re-driven reply whose file was uploaded 30 days ago (WhatsApp keeps media 30
+    days): the old media id is not reused."""
+    files.append(a_file())
+    message = message_add(ticket=wa_ticket, body="Here is your invoice.", author_user=agent)
+    old = (timezone.now() - timedelta(days=30)).isoformat()
+    Message.objects.filter(pk=message.pk).update(
+        metadata={
+            "reply_parts": {
+                "text": {"id": "wamid.TEXT"},
+                "file:901": {"media_id": "MEDIA-OLD", "uploaded_at": old},
+            }
+        }
+    )
+    responses.post(WA_MEDIA, json={"id": "MEDIA-NEW"})
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.PDF"}]})
+    delivery = services.outbound_delivery_create(message_id=message.pk)
+    assert delivery is not None
+    engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
+
+    assert [c.request.url for c in responses.calls] == [WA_MEDIA, WA_MESSAGES]
+    assert body_json(responses.calls[1])["document"]["id"] == "MEDIA-NEW"
+    message.refresh_from_db()
+    assert message.channel_message_id == "wamid.TEXT"
+    assert message.metadata["reply_parts"]["file:901"]["media_id"] == "MEDIA-NEW"
