@@ -233,12 +233,15 @@ class ReplyParts:
         because = (
             provider_message(answer) if answer and not getattr(exc, "error_code", "") else str(exc)
         )
+        because = because.strip()
+        if not because.endswith((".", "!", "?")):
+            because += "."
         doing = "the upload of" if step == "upload" else "the message with"
-        head = (
-            f"{self.label} refused {doing} {what} (HTTP {status}): {because}"
-            if status is not None
-            else f"{self.label}: {doing} {what} failed: {because}"
-        )
+        if status is None:  # no answer: a timeout, a connection error
+            head = f"{self.label}: {doing} {what} failed: {because}"
+        else:
+            verb = "refused" if 400 <= status < 500 else "did not take"
+            head = f"{self.label} {verb} {doing} {what} (HTTP {status}): {because}"
         done = [
             self.names.get(part, part) for part, record in self.recorded.items() if record.get("id")
         ]

@@ -211,8 +211,8 @@ def test_whatsapp_retry_after_a_failed_file_message_sends_nothing_twice(
     failed = delivery.attempt_log.get()
     assert (failed.outcome, failed.http_status) == ("retryable", 500)
     assert failed.error == (
-        "WhatsApp refused the message with the file “invoice.pdf” (HTTP 500): Service "
-        "unavailable Already sent, not sent again: the text."
+        "WhatsApp did not take the message with the file “invoice.pdf” (HTTP 500): Service "
+        "unavailable. Already sent, not sent again: the text."
     )
     assert [(p["part"], p["step"]) for p in json.loads(failed.response_summary)] == [
         ("text", "send"),
@@ -362,8 +362,8 @@ def test_messenger_retry_after_the_second_file_failed_resends_only_that_file(
     delivery = send_reply(messenger_ticket, agent)
     assert (delivery.status, delivery.last_http_status) == ("retrying", 503)
     assert delivery.last_error == (
-        "Messenger refused the message with the file “photo.png” (HTTP 503): Please retry "
-        "Already sent, not sent again: the text, the file “invoice.pdf”."
+        "Messenger did not take the message with the file “photo.png” (HTTP 503): Please "
+        "retry. Already sent, not sent again: the text, the file “invoice.pdf”."
     )
     delivery = retry(delivery)
     assert (delivery.status, delivery.attempts) == ("succeeded", 2)
@@ -466,7 +466,7 @@ def test_x_retry_after_a_failed_upload_does_not_resend_the_text(
     delivery = send_reply(x_ticket, agent)
     assert (delivery.status, delivery.last_http_status) == ("retrying", 503)
     assert delivery.last_error == (
-        "X refused the upload of the file “photo.png” (HTTP 503): Service Unavailable "
+        "X did not take the upload of the file “photo.png” (HTTP 503): Service Unavailable. "
         "Already sent, not sent again: the text."
     )
     delivery = retry(delivery)
@@ -612,7 +612,7 @@ def test_instagram_retry_resends_only_the_file_and_a_refusal_is_in_instagrams_wo
     assert body_json(responses.calls[3])["message"]["attachment"]["type"] == "video"
     assert delivery.last_error == (
         "Instagram refused the message with the file “clip.mp4” (HTTP 400): (#100) The media "
-        "could not be fetched from this URI Already sent, not sent again: the text, the file "
+        "could not be fetched from this URI. Already sent, not sent again: the text, the file "
         "“photo.png”."
     )
 
@@ -745,3 +745,19 @@ def test_an_upload_the_provider_no_longer_keeps_is_uploaded_again(
     message.refresh_from_db()
     assert message.channel_message_id == "wamid.TEXT"
     assert message.metadata["reply_parts"]["file:901"]["media_id"] == "MEDIA-NEW"
+
+
+@responses.activate
+def test_x_upload_refused_token_keeps_the_account_and_the_fix(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files.append(a_file(901, "photo.png", "image/png", PNG, kind="image"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(X_UPLOAD, status=401, json={"title": "Unauthorized", "status": 401})
+    delivery = send_reply(x_ticket, agent)
+    assert (delivery.status, delivery.error_code) == ("dead", "x_unauthorized")
+    assert delivery.last_error.startswith(
+        'X refused the upload of the file “photo.png” (HTTP 401): X account "main" (channel '
+    )
+    assert "channel_account_create --channel twitter" in delivery.last_error
+    assert delivery.last_error.endswith("Already sent, not sent again: the text.")
