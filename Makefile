@@ -1,5 +1,5 @@
 # The two commands: `make run` (the product) and `make test` (every check).
-.PHONY: run test install stop lint bench e2e-deps audit
+.PHONY: run test install stop lint audit
 
 run:
 	@scripts/bootstrap.sh

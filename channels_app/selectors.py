@@ -204,3 +204,50 @@ def customers_open_tickets(
         ):
             found[ticket.customer_id] = ticket
     return found
+
+
+#: ``Message.metadata`` key of a reply's parts already sent (``services.reply_parts``).
+REPLY_PARTS_KEY = "reply_parts"
+
+
+def reply_parts_get(*, message_id: int) -> dict[str, dict[str, str]]:
+    """The recorded parts of a reply (``services.reply_parts``); empty: none sent yet."""
+    metadata = Message.objects.filter(pk=message_id).values_list("metadata", flat=True).first()
+    parts = metadata.get(REPLY_PARTS_KEY) if isinstance(metadata, dict) else None
+    if not isinstance(parts, dict):
+        return {}
+    return {str(k): dict(v) for k, v in parts.items() if isinstance(v, dict)}
+
+
+#: How many of a customer's latest replies with parts a status or an echo is matched against.
+REPLY_PART_LOOKBACK = 50
+
+
+def reply_part_message_get(
+    *, channel: str, external_id: str, customer_external_id: str
+) -> Message | None:
+    """The reply one of whose parts (a file's own message: ``services.reply_parts``) the
+    channel calls ``external_id``, among the latest replies to the customer it knows as
+    ``customer_external_id``; None when none. A reply is known by its first part's id
+    (``channel_message_id``): statuses and echoes of its other parts find it here."""
+    if not (external_id and customer_external_id):
+        return None
+    identity = ChannelIdentity.objects.filter(
+        channel=channel, external_id=customer_external_id
+    ).first()
+    if identity is None:
+        return None
+    recent = Message.objects.filter(
+        ticket__customer_id=identity.customer_id,
+        channel=channel,
+        direction=Direction.OUTBOUND,
+        metadata__has_key=REPLY_PARTS_KEY,
+    ).order_by("-created_at")[:REPLY_PART_LOOKBACK]
+    for message in recent:
+        parts = message.metadata.get(REPLY_PARTS_KEY)
+        if isinstance(parts, dict) and any(
+            isinstance(record, dict) and record.get("id") == external_id
+            for record in parts.values()
+        ):
+            return message
+    return None

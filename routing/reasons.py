@@ -9,12 +9,14 @@ category -> team map and the admin use. The pages people read (the routing panel
 ticket's timeline) show them through :func:`review_reason_words` and
 :func:`review_note_words` instead, at display time: entries written before read the same
 way, and nothing stored changes. Only the labels in the reasons that quote them are
-rewritten; any other text (and a label-less "?") is shown as stored.
+rewritten, and the team slugs of "model chose billing, rules say orders" become the
+teams' names; any other text (and a label-less "?") is shown as stored.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from support.text import words
 
@@ -30,6 +32,9 @@ _LABELLED = (
     re.compile(r"^model says (?P<label>.+), classifier says (?P<label2>.+)$"),
     re.compile(r"^ambiguous between (?P<label>.+) \([0-9.]+\) and (?P<label2>.+) \([0-9.]+\)$"),
 )
+# The reason that names two teams by their slugs ("model chose billing, rules say orders");
+# the priority one ("model chose priority urgent, rules say normal") is words already.
+_TEAMS = re.compile(r"^model chose (?!priority )(?P<label>.+), rules say (?P<label2>.+)$")
 
 
 def _label_words(label: str) -> str:
@@ -40,21 +45,40 @@ def _label_words(label: str) -> str:
     return f"“{words(label)}”"
 
 
+def _team_words(slug: str) -> str:
+    """A team's slug as its name in quotes ("orders" → "“Orders & returns”"); a slug no
+    team here has (a team deleted since) in words, as a label is."""
+    from tickets.models import Team
+
+    if slug.startswith("“"):
+        return slug
+    name = Team.objects.filter(slug=slug).values_list("name", flat=True).first()
+    return f"“{name}”" if name else _label_words(slug)
+
+
+def _replaced(reason: str, match: re.Match[str], shown: Callable[[str], str]) -> str:
+    out, last = [], 0
+    for name in ("label", "label2"):
+        if name not in match.re.groupindex:
+            continue
+        start, end = match.span(name)
+        out += [reason[last:start], shown(match[name])]
+        last = end
+    return "".join([*out, reason[last:]])
+
+
 def review_reason_words(reason: str) -> str:
     """One review reason as people read it: "no known team for category ORDER" → "no
-    known team for category “Order”". A reason that quotes no label is returned as is."""
+    known team for category “Order”"; "model chose billing, rules say orders" names the
+    teams ("“Billing”", "“Orders & returns”"). A reason that quotes no label is returned as
+    is."""
     for pattern in _LABELLED:
         match = pattern.match(reason)
-        if match is None:
-            continue
-        out, last = [], 0
-        for name in ("label", "label2"):
-            if name not in pattern.groupindex:
-                continue
-            start, end = match.span(name)
-            out += [reason[last:start], _label_words(match[name])]
-            last = end
-        return "".join([*out, reason[last:]])
+        if match is not None:
+            return _replaced(reason, match, _label_words)
+    match = _TEAMS.match(reason)
+    if match is not None:
+        return _replaced(reason, match, _team_words)
     return reason
 
 

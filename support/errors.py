@@ -184,7 +184,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         logger.exception("Unhandled API error in %s", type(view).__name__ if view else "?")
         return None
     assert isinstance(exc, exceptions.APIException)
-    code = next((c for cls, c in _CODES.items() if isinstance(exc, cls)), "error")
+    # DRF's own classes by the table; one of ours (a subclass of APIException with a code of
+    # its own, e.g. ``identity_provider_unavailable``) by its ``default_code``
+    code = next(
+        (c for cls, c in _CODES.items() if isinstance(exc, cls)),
+        str(getattr(exc, "default_code", "") or "error"),
+    )
     details: Any = {}
     if isinstance(exc, exceptions.ValidationError):
         details = exc.detail

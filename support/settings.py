@@ -815,7 +815,8 @@ KB_CONTEXT_TURNS = env.get_int("KB_CONTEXT_TURNS", 8)
 KB_CONTEXT_EMBED_TURNS = env.get_int("KB_CONTEXT_EMBED_TURNS", 3)
 KB_ENTITY_WEIGHT = env.get_float("KB_ENTITY_WEIGHT", 0.5)
 KB_ENTITY_MAX_DF = env.get_float("KB_ENTITY_MAX_DF", 0.02)
-# Reply drafts (docs/knowledge.md#reply-drafts): offered only when the best article scores
+# Reply drafts (docs/knowledge.md#reply-drafts-knowledgedraftspy-knowledgedraft_servicespy):
+# offered only when the best article scores
 # at least KB_DRAFT_MIN_SCORE and leads the runner-up by KB_DRAFT_MIN_MARGIN (both calibrated
 # on the StackFAQ dev split by bench/kb_draft_calibrate.py for the default embedders
 # minilm-int8, 128 tokens); drafts per agent per minute.

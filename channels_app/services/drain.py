@@ -19,6 +19,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from redis import RedisError
 
+from channels_app import selectors
 from channels_app.adapters.base import (
     InboundMessage,
     StatusUpdate,
@@ -510,6 +511,14 @@ def _status_apply(channel: str, status: StatusUpdate) -> bool:
     found = Message.objects.filter(
         channel=channel, channel_message_id=status.external_message_id
     ).first()
+    if found is None:
+        # a file's own message of a reply sent in parts: the status is the reply's (a file
+        # that failed to reach the customer fails the reply, with the channel's words)
+        found = selectors.reply_part_message_get(
+            channel=channel,
+            external_id=status.external_message_id,
+            customer_external_id=status.recipient_id,
+        )
     if found is None:
         return False
     ticket_services.message_delivery_update(

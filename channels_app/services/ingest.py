@@ -162,6 +162,12 @@ def _echo_record(channel: str, account: ChannelAccount, message: InboundMessage)
     own_app = str(account.settings.get("app_id", ""))
     if own_app and message.metadata.get("app_id") == own_app:
         return False
+    if selectors.reply_part_message_get(
+        channel=channel,
+        external_id=message.external_message_id,
+        customer_external_id=message.sender_id,
+    ):
+        return False  # a file's message of one of our replies: already on the timeline
     account_key = str(account.pk)
     identity = ChannelIdentity.objects.filter(
         channel=channel, external_id=message.sender_id

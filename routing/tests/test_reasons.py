@@ -63,3 +63,30 @@ def test_the_timeline_note_of_a_review_names_the_labels_in_words():
         "Note: model says ORDER, classifier says REFUND",
     ):
         assert review_note_words(text) == text
+
+
+@pytest.mark.django_db
+def test_a_reason_naming_two_teams_shows_their_names():
+    """ "model chose billing, rules say orders" named the teams by their slugs on the routing
+    panel; people know them by name. A slug no team has any more reads as a label does; the
+    priority reason is words already and stays as stored."""
+    from tickets.models import Team
+
+    Team.objects.create(name="Billing", slug="billing")
+    Team.objects.create(name="Orders & returns", slug="orders")
+    shown = review_reason_words("model chose billing, rules say orders")
+    assert shown == "model chose “Billing”, rules say “Orders & returns”"
+    assert review_reason_words(shown) == shown
+    assert review_reason_words("model chose gone_team, rules say orders") == (
+        "model chose “Gone team”, rules say “Orders & returns”"
+    )
+    for stored in (
+        "model chose priority urgent, rules say normal",
+        "model chose , rules say orders",
+    ):
+        assert review_reason_words(stored) == stored
+    note = f"Needs review: no → yes ({REVIEW_NOTE}: model chose billing, rules say orders)"
+    assert review_note_words(note) == (
+        f"Needs review: no → yes ({REVIEW_NOTE}: model chose “Billing”, rules say "
+        "“Orders & returns”)"
+    )

@@ -437,3 +437,5 @@ def test_bearer_answers_503_when_the_jwks_cannot_be_fetched(idp: FakeIdP, kim: A
     response = _api(token).get(reverse("api-tickets"))
     assert response.status_code == 503
     assert "identity provider" in response.json()["error"]["message"]
+    # its own code, as docs/api.md lists it (was the catch-all "error")
+    assert response.json()["error"]["code"] == "identity_provider_unavailable"

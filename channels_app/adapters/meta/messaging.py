@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+import requests
 
 from channels_app.adapters.base import (
     Event,
@@ -10,6 +15,7 @@ from channels_app.adapters.base import (
     InboundMessage,
     MalformedPayload,
     MediaRef,
+    OutboundFile,
     OutboundRequest,
     SendResult,
     StatusUpdate,
@@ -22,9 +28,23 @@ from channels_app.adapters.base import (
     media_hosts,
 )
 from channels_app.adapters.meta.common import MetaAdapter, graph_url
+from channels_app.adapters.parts import (
+    TEXT_PART,
+    ReplyParts,
+    file_part,
+    file_summary,
+    files_check,
+)
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
+
+
+# A file's attachment type in the Send API: image, video, audio, or file for anything else.
+def attachment_type(content_type: str) -> str:
+    kind = content_type.split("/", 1)[0].strip().lower()
+    return kind if kind in ("image", "video", "audio") else "file"
+
 
 ATTACHMENT_KINDS = {
     "image": "image",
@@ -108,13 +128,25 @@ class MessagingPlatformAdapter(MetaAdapter):
                     )
                 ]
             return [
-                StatusUpdate(external_message_id=mid, status="delivered", timestamp=at)
+                StatusUpdate(
+                    external_message_id=mid,
+                    status="delivered",
+                    timestamp=at,
+                    recipient_id=sender,
+                )
                 for mid in mids
             ]
         if "read" in item:
             read = item["read"]
             if read.get("mid"):
-                return [StatusUpdate(external_message_id=read["mid"], status="read", timestamp=at)]
+                return [
+                    StatusUpdate(
+                        external_message_id=read["mid"],
+                        status="read",
+                        timestamp=at,
+                        recipient_id=sender,
+                    )
+                ]
             return [
                 StatusUpdate(
                     external_message_id="",
@@ -174,7 +206,12 @@ class MessagingPlatformAdapter(MetaAdapter):
             "message": {"text": outbound.text},
         }
 
+    #: How the channel is named in errors ("Messenger refused …").
+    label: str = ""
+
     def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        if outbound.files:
+            return self._send_parts(account, outbound)
         body = self.send_body(outbound)
         response = http_call(
             "POST",
@@ -190,6 +227,79 @@ class MessagingPlatformAdapter(MetaAdapter):
             response_body=response.text[:2000],
         )
 
+    def _send_parts(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        """A reply with files: the text as a message of its own, then one message per file
+        (the Send API takes one attachment per message); parts sent by an earlier attempt
+        are skipped (``adapters.parts``)."""
+        files_check(self.label, outbound.files, self.reply_limits, more=self.file_problem)
+        parts = ReplyParts(self.label, outbound)
+        url = graph_url(self.send_path(account))
+        headers = self.auth_headers(account)
+        if outbound.text.strip() and not parts.sent_id(TEXT_PART, "the text"):
+            body = self.send_body(outbound)
+            response = parts.call(
+                TEXT_PART,
+                "send",
+                "the text",
+                body,
+                partial(http_call, "POST", url, json=body, headers=headers),
+            )
+            parts.sent(TEXT_PART, _message_id(response))
+        for file in outbound.files:
+            part, what = file_part(file), f"the file “{file.filename}”"
+            if parts.sent_id(part, what):
+                continue
+            summary, call = self.file_request(url, headers, outbound, file)
+            response = parts.call(part, "send", what, summary, call)
+            parts.sent(part, _message_id(response))
+        return parts.result()
+
+    def file_problem(self, file: OutboundFile) -> str:
+        """A channel's own reason to refuse a file before anything is sent ("": none)."""
+        return ""
+
+    def file_request(
+        self, url: str, headers: dict[str, str], outbound: OutboundRequest, file: OutboundFile
+    ) -> tuple[dict[str, Any], Callable[[], requests.Response]]:
+        """One file's message: (its summary for the attempt, the call). Messenger uploads
+        the bytes with the message: multipart ``recipient``, ``messaging_type``,
+        ``message`` (``{"attachment": {"type": …, "payload": {"is_reusable": false}}}``) and
+        ``filedata``; the answer is ``{"recipient_id", "message_id"}``."""
+        base = self.send_body(outbound)
+        message = {
+            "attachment": {
+                "type": attachment_type(file.content_type),
+                "payload": {"is_reusable": False},
+            }
+        }
+        fields = {
+            key: json.dumps(value) if isinstance(value, dict) else value
+            for key, value in base.items()
+            if key != "message"
+        }
+        fields["message"] = json.dumps(message)
+        summary = {
+            **{k: v for k, v in base.items() if k != "message"},
+            "message": message,
+            "filedata": file_summary(file),
+        }
+        return summary, partial(
+            http_call,
+            "POST",
+            url,
+            data=fields,
+            files={"filedata": (file.filename, file.read(), file.content_type)},
+            headers=headers,
+        )
+
     def fetch_media(self, account: ChannelAccount, media: MediaRef) -> FetchedMedia:
         content, content_type = media_download(media.url, allowed_hosts=media_hosts(self))
         return FetchedMedia(content=content, content_type=content_type, filename=media.filename)
+
+
+def _message_id(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return ""
+    return str(data.get("message_id", "")) if isinstance(data, dict) else ""

@@ -6,7 +6,9 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -18,7 +20,9 @@ from channels_app.adapters.base import (
     InboundMessage,
     MalformedPayload,
     MediaRef,
+    OutboundFile,
     OutboundRequest,
+    ReplyLimits,
     SendResult,
     SignatureError,
     StatusUpdate,
@@ -32,6 +36,13 @@ from channels_app.adapters.base import (
     media_download,
     media_hosts,
 )
+from channels_app.adapters.parts import (
+    TEXT_PART,
+    ReplyParts,
+    file_part,
+    file_summary,
+    files_check,
+)
 from channels_app.adapters.twitter import tokens
 from channels_app.adapters.twitter.oauth1 import authorization_header
 from support.errors import PermanentError
@@ -40,6 +51,12 @@ if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
 
 MEDIA_KINDS = {"photo": "image", "video": "video", "animated_gif": "video"}
+# Files a reply may carry: images by the one-request upload (``dm_image``, 5 MB; video and
+# GIF need the chunked upload and X's processing, not done here). An upload is usable for
+# 24 hours: a retry reuses it for less than that.
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+MEDIA_CATEGORY = "dm_image"
+MEDIA_KEPT = timedelta(hours=23)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +88,14 @@ class TwitterAdapter(ChannelAdapter):
     channel = "twitter"
     kept_headers = ("content-type", "user-agent", "x-twitter-webhooks-signature")
     media_hosts: tuple[str, ...] = ("ton.twitter.com", "ton.x.com", "twimg.com")
+    # A direct message's text: at most 10,000 characters (docs/channels.md).
+    reply_limits = ReplyLimits(
+        text_max_chars=10_000,
+        files=True,
+        files_max_count=10,
+        file_max_bytes=5_000_000,
+        file_types=IMAGE_TYPES,
+    )
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         given = request.header("x-twitter-webhooks-signature")
@@ -119,6 +144,7 @@ class TwitterAdapter(ChannelAdapter):
                     external_message_id=str(read.get("last_read_event_id", "")),
                     status="read",
                     timestamp=epoch_to_datetime(read.get("created_timestamp"), millis=True),
+                    recipient_id=str(read.get("sender_id", "")),  # the customer who read
                 )
             )
         known = {
@@ -176,18 +202,12 @@ class TwitterAdapter(ChannelAdapter):
         first when it expires within the margin, and once more when X answers 401, then
         the send is retried once (``tokens``). ``settings.send_auth = "oauth1"`` signs
         with the OAuth 1.0a user context instead (the media download credentials)."""
-        url = f"{tokens.api_base()}/2/dm_conversations/with/{outbound.recipient_id}/messages"
+        url = self._dm_url(outbound)
         body = {"text": outbound.text}
-        mode = str(account.settings.get("send_auth", "") or "oauth2")
-        if mode == "oauth1":
-            response = self._post(account, url, body, self._oauth1_header(account, url))
-        elif mode == "oauth2":
-            response = self._send_oauth2(account, url, body)
-        else:
-            raise PermanentError(
-                f"{tokens.account_label(account)}: setting send_auth must be oauth2 or "
-                f"oauth1, not {mode!r}."
-            )
+        self._send_auth(account)
+        if outbound.files:
+            return self._send_parts(account, outbound)
+        response = self._authorized(account, url, partial(_post_json, url, body))
         data = response.json().get("data", {})
         return SendResult(
             external_message_id=str(data.get("dm_event_id", "")),
@@ -196,12 +216,101 @@ class TwitterAdapter(ChannelAdapter):
             response_body=response.text[:2000],
         )
 
-    def _send_oauth2(
-        self, account: ChannelAccount, url: str, body: dict[str, Any]
+    def _dm_url(self, outbound: OutboundRequest) -> str:
+        return f"{tokens.api_base()}/2/dm_conversations/with/{outbound.recipient_id}/messages"
+
+    def _send_auth(self, account: ChannelAccount) -> str:
+        mode = str(account.settings.get("send_auth", "") or "oauth2")
+        if mode not in ("oauth1", "oauth2"):
+            raise PermanentError(
+                f"{tokens.account_label(account)}: setting send_auth must be oauth2 or "
+                f"oauth1, not {mode!r}."
+            )
+        return mode
+
+    def _send_parts(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        """A reply with files: the text as a DM of its own, then per file an upload
+        (``POST /2/media/upload``, multipart ``media`` and ``media_category=dm_image``;
+        answer ``{"data": {"id": …}}``) and a DM with ``attachments: [{"media_id": …}]``
+        (X takes one media per DM). Parts sent by an earlier attempt are skipped, an
+        upload younger than a day is reused (``adapters.parts``)."""
+        files_check("X", outbound.files, self.reply_limits)
+        parts = ReplyParts("X", outbound)
+        url = self._dm_url(outbound)
+        if outbound.text.strip() and not parts.sent_id(TEXT_PART, "the text"):
+            body: dict[str, Any] = {"text": outbound.text}
+            response = parts.call(
+                TEXT_PART,
+                "send",
+                "the text",
+                body,
+                partial(self._authorized, account, url, partial(_post_json, url, body)),
+            )
+            parts.sent(TEXT_PART, _dm_event_id(response))
+        for file in outbound.files:
+            part, what = file_part(file), f"the file “{file.filename}”"
+            if parts.sent_id(part, what):
+                continue
+            media_id = parts.uploaded_id(part, kept_for=MEDIA_KEPT)
+            if not media_id:
+                media_id = self._upload(account, file, parts, part, what)
+                parts.uploaded(part, media_id)
+            body = {"attachments": [{"media_id": media_id}]}
+            response = parts.call(
+                part,
+                "send",
+                what,
+                body,
+                partial(self._authorized, account, url, partial(_post_json, url, body)),
+            )
+            parts.sent(part, _dm_event_id(response))
+        return parts.result()
+
+    def _upload(
+        self, account: ChannelAccount, file: OutboundFile, parts: ReplyParts, part: str, what: str
+    ) -> str:
+        url = f"{tokens.api_base()}/2/media/upload"
+        fields = {"media_category": MEDIA_CATEGORY}
+
+        def upload(authorization: str) -> requests.Response:
+            return http_call(
+                "POST",
+                url,
+                data=fields,
+                files={"media": (file.filename, file.read(), file.content_type)},
+                headers={"Authorization": authorization},
+            )
+
+        response = parts.call(
+            part,
+            "upload",
+            what,
+            {"url": url, **fields, "media": file_summary(file)},
+            partial(self._authorized, account, url, upload),
+        )
+        data = _json(response).get("data")
+        media_id = str(data.get("id", "")) if isinstance(data, dict) else ""
+        if not media_id:
+            raise PermanentError(
+                f"X answered the upload of “{file.filename}” without a media id: "
+                f"{response.text[:200]}"
+            )
+        return media_id
+
+    def _authorized(
+        self,
+        account: ChannelAccount,
+        url: str,
+        request: Callable[[str], requests.Response],
     ) -> requests.Response:
+        """Make ``request`` (given the ``Authorization`` header) with the account's send
+        credentials: OAuth 1.0a, or the OAuth 2.0 token refreshed and tried once more on
+        401 (``tokens``)."""
+        if self._send_auth(account) == "oauth1":
+            return self._guarded(account, request, self._oauth1_header(account, url))
         token = tokens.access_token_for_send(account)
         try:
-            return self._post(account, url, body, f"Bearer {token}")
+            return self._guarded(account, request, f"Bearer {token}")
         except PermanentError as exc:
             if getattr(exc, "http_status", None) != 401 or not tokens.refreshable(account):
                 raise
@@ -210,19 +319,18 @@ class TwitterAdapter(ChannelAdapter):
                 tokens.account_label(account),
             )
         token = tokens.access_token_refresh(account, rejected=token)
-        return self._post(account, url, body, f"Bearer {token}", after_refresh=True)
+        return self._guarded(account, request, f"Bearer {token}", after_refresh=True)
 
-    def _post(
+    def _guarded(
         self,
         account: ChannelAccount,
-        url: str,
-        body: dict[str, Any],
+        request: Callable[[str], requests.Response],
         authorization: str,
         *,
         after_refresh: bool = False,
     ) -> requests.Response:
         try:
-            return http_call("POST", url, json=body, headers={"Authorization": authorization})
+            return request(authorization)
         except PermanentError as exc:
             if getattr(exc, "http_status", None) != 401:
                 raise
@@ -275,6 +383,23 @@ class TwitterAdapter(ChannelAdapter):
             content_type=content_type or media.mime_type or "application/octet-stream",
             filename=media.filename or media.url.rsplit("/", 1)[-1] or "media",
         )
+
+
+def _post_json(url: str, body: dict[str, Any], authorization: str) -> requests.Response:
+    return http_call("POST", url, json=body, headers={"Authorization": authorization})
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _dm_event_id(response: requests.Response) -> str:
+    data = _json(response).get("data")
+    return str(data.get("dm_event_id", "")) if isinstance(data, dict) else ""
 
 
 def _unauthorized(

@@ -50,8 +50,9 @@ from support.outbound import classify_http_status, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
-#: The scopes an X account needs here: read and send DMs, and a refresh token.
-SCOPES = "dm.read dm.write tweet.read users.read offline.access"
+#: The scopes an X account needs here: read and send DMs, upload a reply's images, and a
+#: refresh token.
+SCOPES = "dm.read dm.write tweet.read users.read media.write offline.access"
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 REFRESH_REFUSED = "x_refresh_refused"
 UNAUTHORIZED = "x_unauthorized"

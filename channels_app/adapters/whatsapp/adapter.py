@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -14,7 +15,9 @@ from channels_app.adapters.base import (
     InboundMessage,
     MalformedPayload,
     MediaRef,
+    OutboundFile,
     OutboundRequest,
+    ReplyLimits,
     SendResult,
     StatusUpdate,
     UnknownEvent,
@@ -26,6 +29,14 @@ from channels_app.adapters.base import (
     media_hosts,
 )
 from channels_app.adapters.meta.common import MetaAdapter, graph_url
+from channels_app.adapters.parts import (
+    TEXT_PART,
+    ReplyParts,
+    file_part,
+    file_summary,
+    files_check,
+    megabytes,
+)
 from support.errors import PermanentError
 
 if TYPE_CHECKING:
@@ -41,11 +52,54 @@ MEDIA_TYPES = {
 }
 WINDOW_CLOSED_CODE = "whatsapp_window_closed"
 
+# What the Cloud API takes (its "Supported media types"): the message type each content
+# type goes as, and the largest file of that type (decimal MB, as documented).
+MB = 1_000_000
+IMAGE_TYPES = ("image/jpeg", "image/png")
+VIDEO_TYPES = ("video/mp4", "video/3gpp")
+AUDIO_TYPES = ("audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg")
+DOCUMENT_TYPES = (
+    "text/plain",
+    "application/pdf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+)
+IMAGE_MAX_BYTES = 5 * MB
+FILE_MAX_BYTES = 16 * MB  # audio and video; documents (100 MB at WhatsApp) kept to it too
+FILES_MAX = 10
+# An uploaded media id lives 30 days at WhatsApp; reused by a retry for less than that.
+MEDIA_KEPT = timedelta(days=29)
+
+
+def message_type(content_type: str) -> str:
+    """The Cloud API message type a file goes as: image, video, audio or document."""
+    value = content_type.split(";")[0].strip().lower()
+    if value in IMAGE_TYPES:
+        return "image"
+    if value in VIDEO_TYPES:
+        return "video"
+    if value in AUDIO_TYPES:
+        return "audio"
+    return "document"
+
 
 class WhatsAppAdapter(MetaAdapter):
     channel = "whatsapp"
     # The Graph API answers a media id with a lookaside.fbsbx.com URL.
     media_hosts: tuple[str, ...] = ("fbsbx.com", "whatsapp.net")
+    # Cloud API text message body: at most 4,096 characters (docs/channels.md, "What a
+    # reply may carry").
+    reply_limits = ReplyLimits(
+        text_max_chars=4096,
+        files=True,
+        files_max_count=FILES_MAX,
+        file_max_bytes=FILE_MAX_BYTES,
+        file_types=(*IMAGE_TYPES, *VIDEO_TYPES, *AUDIO_TYPES, *DOCUMENT_TYPES),
+    )
 
     def check_well_formed(self, request: WebhookRequest) -> None:
         data = json_body(request.body)
@@ -153,6 +207,8 @@ class WhatsAppAdapter(MetaAdapter):
             )
             error.error_code = WINDOW_CLOSED_CODE  # type: ignore[attr-defined]
             raise error
+        if outbound.files:
+            return self._send_parts(account, outbound)
         body = {
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
@@ -175,6 +231,87 @@ class WhatsAppAdapter(MetaAdapter):
             response_body=response.text[:2000],
         )
 
+    def _send_parts(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        """A reply with files: the text as a message of its own (first, so the customer
+        reads it before the files; a caption would be limited to 1,024 characters and
+        not shown with audio), then per file an upload (``POST /{phone-number-id}/media``)
+        and a message of type image, video, audio or document naming the media id
+        (documents keep their file name). Parts sent by an earlier attempt are skipped
+        (``adapters.parts``)."""
+        files_check("WhatsApp", outbound.files, self.reply_limits, more=_image_too_large)
+        parts = ReplyParts("WhatsApp", outbound)
+        messages_url = graph_url(f"{account.external_id}/messages")
+        headers = self.auth_headers(account)
+        base = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": outbound.recipient_id,
+        }
+        if outbound.text.strip() and not parts.sent_id(TEXT_PART, "the text"):
+            body = {**base, "type": "text", "text": {"preview_url": False, "body": outbound.text}}
+            response = parts.call(
+                TEXT_PART,
+                "send",
+                "the text",
+                body,
+                partial(http_call, "POST", messages_url, json=body, headers=headers),
+            )
+            parts.sent(TEXT_PART, _message_id(response))
+        for file in outbound.files:
+            part, what = file_part(file), f"the file “{file.filename}”"
+            if parts.sent_id(part, what):
+                continue
+            media_id = parts.uploaded_id(part, kept_for=MEDIA_KEPT)
+            if not media_id:
+                media_id = self._upload(account, file, parts, part, what)
+                parts.uploaded(part, media_id)
+            kind = message_type(file.content_type)
+            media: dict[str, Any] = {"id": media_id}
+            if kind == "document":
+                media["filename"] = file.filename
+            body = {**base, "type": kind, kind: media}
+            response = parts.call(
+                part,
+                "send",
+                what,
+                body,
+                partial(http_call, "POST", messages_url, json=body, headers=headers),
+            )
+            parts.sent(part, _message_id(response))
+        return parts.result()
+
+    def _upload(
+        self,
+        account: ChannelAccount,
+        file: OutboundFile,
+        parts: ReplyParts,
+        part: str,
+        what: str,
+    ) -> str:
+        """Upload a file's bytes (multipart ``file``, ``type``, ``messaging_product``);
+        WhatsApp answers ``{"id": <media id>}``."""
+        url = graph_url(f"{account.external_id}/media")
+        response = parts.call(
+            part,
+            "upload",
+            what,
+            {"url": url, "messaging_product": "whatsapp", "file": file_summary(file)},
+            lambda: http_call(
+                "POST",
+                url,
+                data={"messaging_product": "whatsapp", "type": file.content_type},
+                files={"file": (file.filename, file.read(), file.content_type)},
+                headers=self.auth_headers(account),
+            ),
+        )
+        media_id = str(_json(response).get("id", ""))
+        if not media_id:
+            raise PermanentError(
+                f"WhatsApp answered the upload of “{file.filename}” without a media id: "
+                f"{response.text[:200]}"
+            )
+        return media_id
+
     def fetch_media(self, account: ChannelAccount, media: MediaRef) -> FetchedMedia:
         info = http_call("GET", graph_url(media.media_id), headers=self.auth_headers(account))
         meta = info.json()
@@ -189,3 +326,25 @@ class WhatsAppAdapter(MetaAdapter):
             content_type=meta.get("mime_type") or content_type or media.mime_type,
             filename=media.filename,
         )
+
+
+def _image_too_large(file: OutboundFile) -> str:
+    if message_type(file.content_type) == "image" and file.size > IMAGE_MAX_BYTES:
+        return (
+            f"“{file.filename}” is {megabytes(file.size)}; WhatsApp takes images up to "
+            f"{megabytes(IMAGE_MAX_BYTES)} (send it as a PDF, or smaller)"
+        )
+    return ""
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _message_id(response: Any) -> str:
+    ids = [m.get("id", "") for m in _json(response).get("messages", []) if isinstance(m, dict)]
+    return str(ids[0]) if ids else ""

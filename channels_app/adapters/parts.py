@@ -1,0 +1,252 @@
+"""A reply sent as several provider calls: its text, then each file.
+
+One reply is one delivery (``channel_reply``) and one ``send`` per attempt, but on the
+messaging channels a reply with files takes several calls (a message for the text; per
+file an upload and a message naming it, or one call that does both). :class:`ReplyParts`
+runs them for an adapter:
+
+- each part's progress is recorded as soon as the provider accepted it
+  (``channels_app.services.reply_parts``, on the reply's ``Message.metadata``), so a
+  retried delivery skips what the customer already has and reuses an upload the provider
+  still keeps instead of uploading the bytes twice;
+- every call of the attempt is summarised (part, step, the request without the file's
+  bytes, HTTP status, the start of the answer): on success in the ``SendResult`` the engine
+  records on the attempt; on failure in the error's ``response_text`` (the attempt's
+  response summary), with a message in words that names the file and the provider's
+  own explanation;
+- failures keep their kind (``RetryableError`` / ``PermanentError`` from ``http_call``, with
+  ``http_status``): no retry loop here, the engine retries the delivery.
+
+Files a channel cannot take are refused before anything is sent (:func:`files_check`), so a
+reply is never half sent for a reason known in advance.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import requests
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from channels_app.adapters.base import OutboundFile, OutboundRequest, ReplyLimits, SendResult
+from support.errors import PermanentError, RetryableError
+
+TEXT_PART = "text"
+FILE_REFUSED_CODE = "reply_file_refused"
+SUMMARY_MAX = 2000
+
+
+def file_part(file: OutboundFile) -> str:
+    return f"file:{file.attachment_id}"
+
+
+def file_summary(file: OutboundFile) -> dict[str, Any]:
+    """What a request summary says of a file: never its bytes."""
+    return {
+        "attachment_id": file.attachment_id,
+        "filename": file.filename,
+        "content_type": file.content_type,
+        "size": file.size,
+    }
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"
+
+
+def type_allowed(content_type: str, types: tuple[str, ...]) -> bool:
+    """``types`` as ``ReplyLimits.file_types``: exact types or prefixes ending in "/"."""
+    value = content_type.split(";")[0].strip().lower()
+    return not types or any(
+        value.startswith(allowed) if allowed.endswith("/") else value == allowed
+        for allowed in types
+    )
+
+
+def files_check(
+    label: str,
+    files: tuple[OutboundFile, ...],
+    limits: ReplyLimits,
+    *,
+    more: Callable[[OutboundFile], str] | None = None,
+) -> None:
+    """Refuse (``PermanentError``, code ``reply_file_refused``) before anything is sent a
+    reply whose files the channel cannot take; ``more`` adds a channel's own rule (a
+    message in words, or "")."""
+    if not files:
+        return
+    problems: list[str] = []
+    if not limits.files:
+        problems.append(f"{label} replies here cannot carry files")
+    elif len(files) > limits.files_max_count:
+        problems.append(
+            f"{label} takes at most {limits.files_max_count} files in one reply, not {len(files)}"
+        )
+    if limits.files:
+        for file in files:
+            if not type_allowed(file.content_type, limits.file_types):
+                problems.append(
+                    f"{label} does not take “{file.filename}” ({file.content_type or 'no type'})"
+                )
+            elif limits.file_max_bytes and file.size > limits.file_max_bytes:
+                problems.append(
+                    f"“{file.filename}” is {megabytes(file.size)}; {label} takes files up to "
+                    f"{megabytes(limits.file_max_bytes)}"
+                )
+            elif more is not None and (problem := more(file)):
+                problems.append(problem)
+    if problems:
+        error = PermanentError("Not sent: " + "; ".join(problems) + ".")
+        error.error_code = FILE_REFUSED_CODE  # type: ignore[attr-defined]
+        raise error
+
+
+def provider_message(text: str) -> str:
+    """The provider's own words in an error answer: the Graph API's ``error`` object
+    (``error_user_msg``, else ``message``), X's ``detail`` or ``errors[0].message``; else
+    the start of the body."""
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        return text.strip()[:300]
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            words = error.get("error_user_msg") or error.get("message")
+            if words:
+                return str(words)[:300]
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            words = errors[0].get("message") or errors[0].get("detail")
+            if words:
+                return str(words)[:300]
+        if body.get("detail") or body.get("title"):
+            return str(body.get("detail") or body.get("title"))[:300]
+    return text.strip()[:300]
+
+
+class ReplyParts:
+    """The parts of one reply for one ``send`` (see the module docstring)."""
+
+    def __init__(self, label: str, outbound: OutboundRequest) -> None:
+        # imported here: the adapters load before the services package that imports them
+        from channels_app.selectors import reply_parts_get
+
+        self.label = label
+        self.message_id = outbound.message_id
+        self.recorded = reply_parts_get(message_id=outbound.message_id)
+        self.ids: list[str] = []  # the provider's message ids, in the reply's order
+        self.log: list[dict[str, Any]] = []  # every part and call of this attempt
+        self.last_status: int | None = None
+        self.names: dict[str, str] = {}  # part → the part in words
+
+    # --- what earlier attempts did -----------------------------------------------------
+
+    def sent_id(self, part: str, what: str) -> str:
+        """The provider's id of ``part`` when an earlier attempt sent it ("" otherwise)."""
+        self.names[part] = what
+        sent = str(self.recorded.get(part, {}).get("id", ""))
+        if sent:
+            self.ids.append(sent)
+            self.log.append({"part": part, "skipped": "sent by an earlier attempt", "id": sent})
+        return sent
+
+    def uploaded_id(self, part: str, *, kept_for: timedelta) -> str:
+        """The media id an earlier attempt uploaded for ``part``, while the provider still
+        keeps it (``kept_for`` after the upload, less a margin); "" otherwise."""
+        record = self.recorded.get(part, {})
+        media_id = str(record.get("media_id", ""))
+        at = parse_datetime(str(record.get("uploaded_at", "")))
+        if not media_id or at is None or timezone.now() - at > kept_for:
+            return ""
+        self.log.append({"part": part, "step": "upload", "skipped": "uploaded before"})
+        return media_id
+
+    # --- calls and progress -------------------------------------------------------------
+
+    def call(
+        self,
+        part: str,
+        step: str,
+        what: str,
+        request: dict[str, Any],
+        send: Callable[[], requests.Response],
+    ) -> requests.Response:
+        """Make one provider call for ``part`` (``step``: "upload" or "send"; ``what``: the
+        part in words, e.g. 'the file “a.pdf”'), summarised whatever happens."""
+        self.names[part] = what
+        entry: dict[str, Any] = {"part": part, "step": step, "request": request}
+        self.log.append(entry)
+        try:
+            response = send()
+        except (RetryableError, PermanentError) as exc:
+            entry["http_status"] = getattr(exc, "http_status", None)
+            entry["error"] = str(exc)[:300]
+            raise self._failed(exc, step, what) from None
+        self.last_status = response.status_code
+        entry["http_status"] = response.status_code
+        entry["response"] = response.text[:300]
+        return response
+
+    def uploaded(self, part: str, media_id: str) -> None:
+        from channels_app.services.reply_parts import reply_part_record
+
+        uploaded_at = timezone.now().isoformat()
+        reply_part_record(
+            message_id=self.message_id, part=part, media_id=media_id, uploaded_at=uploaded_at
+        )
+        self.recorded.setdefault(part, {}).update(media_id=media_id, uploaded_at=uploaded_at)
+
+    def sent(self, part: str, message_id: str) -> None:
+        from channels_app.services.reply_parts import reply_part_record
+
+        reply_part_record(message_id=self.message_id, part=part, id=message_id)
+        self.recorded.setdefault(part, {})["id"] = message_id
+        self.ids.append(message_id)
+
+    def result(self) -> SendResult:
+        """The attempt as the engine records it: the first part's id names the reply
+        (status webhooks for it find the message)."""
+        return SendResult(
+            external_message_id=self.ids[0] if self.ids else "",
+            http_status=self.last_status,
+            request_body={"parts": self.log},
+            response_body=self._summary(),
+        )
+
+    def _summary(self) -> str:
+        return json.dumps(self.log, ensure_ascii=False, default=str)[:SUMMARY_MAX]
+
+    def _failed(
+        self, exc: RetryableError | PermanentError, step: str, what: str
+    ) -> RetryableError | PermanentError:
+        """The same error (kind, HTTP status, ``Retry-After``, code), told in words, with
+        every call of the attempt as its response summary."""
+        status = getattr(exc, "http_status", None)
+        answer = getattr(exc, "response_text", "")
+        # an error the adapter already told in words (a code of its own: X's refused
+        # token names the account and the fix) keeps them; else the provider's own
+        because = (
+            provider_message(answer) if answer and not getattr(exc, "error_code", "") else str(exc)
+        )
+        because = because.strip()
+        if not because.endswith((".", "!", "?")):
+            because += "."
+        doing = "the upload of" if step == "upload" else "the message with"
+        if status is None:  # no answer: a timeout, a connection error
+            head = f"{self.label}: {doing} {what} failed: {because}"
+        else:
+            verb = "refused" if 400 <= status < 500 else "did not take"
+            head = f"{self.label} {verb} {doing} {what} (HTTP {status}): {because}"
+        done = [
+            self.names.get(part, part) for part, record in self.recorded.items() if record.get("id")
+        ]
+        if done:
+            head += f" Already sent, not sent again: {', '.join(done)}."
+        exc.args = (head,)
+        exc.response_text = self._summary()  # type: ignore[union-attr]
+        return exc

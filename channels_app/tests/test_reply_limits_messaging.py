@@ -1,0 +1,134 @@
+"""What a reply may carry on WhatsApp, Messenger, Instagram and X (``reply_limits``), and
+that docs/channels.md says the same ("What a reply may carry: WhatsApp, …")."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from channels_app.adapters.base import ReplyLimits, get_adapter
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "channels.md"
+SECTION = "## What a reply may carry: WhatsApp, Messenger, Instagram, X"
+WITH_S3 = ReplyLimits(
+    text_max_chars=1000, files=True, files_max_count=10, file_max_bytes=25_000_000
+)
+NAMES = {"WhatsApp": "whatsapp", "Messenger": "messenger", "Instagram": "instagram", "X": "twitter"}
+
+
+def docs_rows() -> dict[str, list[str]]:
+    """The section's first table: channel → its cells (a later table names channels too)."""
+    text = DOCS.read_text(encoding="utf-8")
+    start = text.index(SECTION)
+    end = text.index("\n## ", start + len(SECTION))
+    rows: dict[str, list[str]] = {}
+    for line in text[start:end].splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] in NAMES and NAMES[cells[0]] not in rows:
+            rows[NAMES[cells[0]]] = cells[1:]
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [
+        (
+            "whatsapp",
+            ReplyLimits(
+                text_max_chars=4096,
+                files=True,
+                files_max_count=10,
+                file_max_bytes=16_000_000,
+                file_types=(
+                    "image/jpeg",
+                    "image/png",
+                    "video/mp4",
+                    "video/3gpp",
+                    "audio/aac",
+                    "audio/amr",
+                    "audio/mpeg",
+                    "audio/mp4",
+                    "audio/ogg",
+                    "text/plain",
+                    "application/pdf",
+                    "application/msword",
+                    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                    "application/vnd.ms-excel",
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    "application/vnd.ms-powerpoint",
+                    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+                ),
+            ),
+        ),
+        (
+            "messenger",
+            ReplyLimits(
+                text_max_chars=2000, files=True, files_max_count=10, file_max_bytes=25_000_000
+            ),
+        ),
+        ("instagram", ReplyLimits(text_max_chars=1000)),
+        (
+            "twitter",
+            ReplyLimits(
+                text_max_chars=10_000,
+                files=True,
+                files_max_count=10,
+                file_max_bytes=5_000_000,
+                file_types=("image/jpeg", "image/png", "image/webp"),
+            ),
+        ),
+    ],
+)
+def test_each_messaging_adapter_declares_its_providers_limits(
+    channel: str, expected: ReplyLimits
+) -> None:
+    assert get_adapter(channel).reply_limits == expected
+
+
+def test_the_docs_table_says_what_the_adapters_hold() -> None:
+    rows = docs_rows()
+    assert sorted(rows) == sorted(NAMES.values())
+    for channel, (text, files, *_) in rows.items():
+        limits = get_adapter(channel).reply_limits
+        number = re.fullmatch(r"([\d,]+) characters", text)
+        assert number is not None, (channel, text)
+        assert int(number.group(1).replace(",", "")) == limits.text_max_chars, channel
+        assert files.startswith("yes") == limits.files, (channel, files)
+        if channel == "instagram":  # files with S3 only: the limits that then apply
+            limits = WITH_S3
+        if limits.files:
+            sizes = re.search(r"up to (\d+) per reply, each up to (\d+) MB", files)
+            assert sizes is not None, (channel, files)
+            assert int(sizes.group(1)) == limits.files_max_count, channel
+            assert int(sizes.group(2)) * 1_000_000 == limits.file_max_bytes, channel
+
+
+def test_instagram_takes_files_only_when_they_are_reachable_from_outside(settings: Any) -> None:
+    """Instagram fetches a file by its URL: with S3 (signed URLs) it may carry files, with
+    files stored on this server none (a property the compose-time check reads)."""
+    settings.S3_ENABLED = False
+    assert get_adapter("instagram").reply_limits == ReplyLimits(text_max_chars=1000)
+    settings.S3_ENABLED = True
+    assert get_adapter("instagram").reply_limits == ReplyLimits(
+        text_max_chars=1000,
+        files=True,
+        files_max_count=10,
+        file_max_bytes=25_000_000,
+        file_types=(
+            "image/png",
+            "image/jpeg",
+            "video/mp4",
+            "video/ogg",
+            "video/x-msvideo",
+            "video/quicktime",
+            "video/webm",
+            "audio/aac",
+            "audio/mp4",
+            "audio/x-m4a",
+            "audio/wav",
+            "audio/x-wav",
+        ),
+    )
