@@ -11,6 +11,7 @@ same words, never with a provider's 400.
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Sequence
 
 from channels_app.adapters.base import ReplyLimits, get_adapter, registered_channels
@@ -24,6 +25,23 @@ _TYPE_WORDS = {
     "video/": "video",
     "text/": "text files",
     "application/pdf": "PDF",
+    # the types the adapters name, in words that do not depend on this machine's
+    # mime.types (the others: their usual extension)
+    "image/jpeg": "JPG",
+    "image/png": "PNG",
+    "image/webp": "WEBP",
+    "image/gif": "GIF",
+    "video/mp4": "MP4",
+    "video/3gpp": "3GP",
+    "audio/aac": "AAC",
+    "audio/amr": "AMR",
+    "audio/mpeg": "MP3",
+    "audio/mp4": "M4A",
+    "audio/x-m4a": "M4A",
+    "audio/ogg": "OGG",
+    "audio/wav": "WAV",
+    "audio/x-wav": "WAV",
+    "text/plain": "TXT",
 }
 
 
@@ -49,8 +67,20 @@ def type_allowed(content_type: str, allowed: tuple[str, ...]) -> bool:
     return any(kind.startswith(a) if a.endswith("/") else kind == a for a in allowed)
 
 
+def _type_word(content_type: str) -> str:
+    """A type as people name it: "images" for ``image/``, else its usual extension ("PDF",
+    "JPG", "DOCX"), else the type itself."""
+    if content_type in _TYPE_WORDS:
+        return _TYPE_WORDS[content_type]
+    extension = mimetypes.guess_extension(content_type, strict=False)
+    return extension.lstrip(".").upper() if extension else content_type
+
+
 def types_words(allowed: tuple[str, ...]) -> str:
-    return ", ".join(_TYPE_WORDS.get(a, a) for a in allowed) if allowed else "any type"
+    """``ReplyLimits.file_types`` in words, each once ("JPG, PNG, WEBP"); "any type"."""
+    if not allowed:
+        return "any type"
+    return ", ".join(dict.fromkeys(_type_word(a) for a in allowed))
 
 
 def reply_limits_problems(
