@@ -54,6 +54,12 @@ class ChannelsAppConfig(AppConfig):
         from tickets.context.privacy import register_erasure_hook
 
         subscribe("message.created", _on_message_created)
+        # what a public reply may carry on its channel (text length, files): checked by the
+        # core when an agent sends, shown by the reply box
+        from channels_app.services.reply_limits import channel_reply_rules
+        from tickets.reply_rules import register_reply_rules
+
+        register_reply_rules("channels", channel_reply_rules())
         register_erasure_hook("channels", channels_erase)
         register_erasure_hook("webchat-verifications", webchat_verifications_erase)
         register_raw_event_purger("channels_inbound_events", inbound_events_purge)

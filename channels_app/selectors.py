@@ -11,7 +11,16 @@ from django.utils import timezone
 from channels_app.adapters.webchat.adapter import message_visitor, visitor_message_prefix
 from channels_app.models import ChannelAccount
 from support.errors import NotFound
-from tickets.models import ChannelIdentity, Customer, Direction, Message, Ticket, TicketStatus
+from tickets.models import (
+    Attachment,
+    ChannelIdentity,
+    Customer,
+    Direction,
+    Message,
+    MessageKind,
+    Ticket,
+    TicketStatus,
+)
 
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 
@@ -110,7 +119,36 @@ def webchat_messages(*, visitor_id: str, account_id: int, after_id: int = 0) -> 
             channel_message_id__startswith=visitor_message_prefix(visitor_id),
             kind="public",
             id__gt=after_id,
-        ).order_by("id")[:200]
+        )
+        .prefetch_related("attachments")
+        .order_by("id")[:200]
+    )
+
+
+def webchat_file_get(*, visitor_id: str, attachment_id: int) -> Attachment | None:
+    """A file an agent sent to this web chat visitor: an attachment, stored, of an
+    outbound public web chat message the visitor's own conversation holds (the same rule
+    as ``webchat_messages``: by the visitor its channel id names, among the tickets of the
+    customer who now holds the visitor's identity). None for anything else (another
+    visitor's, the customer's own, an internal note's)."""
+    customer_id = (
+        ChannelIdentity.objects.filter(channel="webchat", external_id=visitor_id)
+        .values_list("customer_id", flat=True)
+        .first()
+    )
+    if customer_id is None:
+        return None
+    return (
+        Attachment.objects.filter(
+            pk=attachment_id,
+            message__ticket__customer_id=customer_id,
+            message__channel="webchat",
+            message__channel_message_id__startswith=visitor_message_prefix(visitor_id),
+            message__direction=Direction.OUTBOUND,
+            message__kind=MessageKind.PUBLIC,
+        )
+        .exclude(file="")
+        .first()
     )
 
 

@@ -485,6 +485,10 @@ SPECTACULAR_SETTINGS = {
     # The schema and its UI are for signed-in agents and agents' keys (docs/api.md).
     "SERVE_PERMISSIONS": ["support.auth.permissions.IsAgent"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # a choice set used by two request bodies (JSON and multipart) gets one name
+    "ENUM_NAME_OVERRIDES": {
+        "MessageCreateKindEnum": "tickets.api.serializers.MESSAGE_CREATE_KINDS",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -534,6 +538,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.get_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 26_214_
 # application reads it (a multipart body is otherwise written to temporary files whatever
 # its size, even for an anonymous form POST). 0 switches it off.
 REQUEST_MAX_BYTES = env.get_int("REQUEST_MAX_BYTES", 33_554_432)
+# The files an agent attaches to one reply or note, all together (workbench and API;
+# tickets.services.messages): 20 MB keeps an e-mail within SendGrid's 30 MB per message
+# once base64 grows it by a third. Keep it below REQUEST_MAX_BYTES.
+TICKET_REPLY_FILES_MAX_BYTES = env.get_int("TICKET_REPLY_FILES_MAX_BYTES", 20_000_000)
 
 # --- Internationalisation ------------------------------------------------------
 LANGUAGE_CODE = "en-us"

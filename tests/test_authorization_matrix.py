@@ -135,6 +135,7 @@ api-webchat-session             POST   public public public public public public
 api-webchat-messages            GET    signed signed signed signed signed signed signed signed
 api-webchat-verify              POST   signed signed signed signed signed signed signed signed
 api-webchat-verify-confirm      POST   signed signed signed signed signed signed signed signed
+api-webchat-file                GET    404    404    404    404    404    404    404    404
 api-schema                      GET    401    allow  allow  allow  allow  allow  allow  403
 seed-tickets                    POST   401    allow  allow  allow  allow  allow  allow  403
 seed-ticket                     GET    401    404    allow  allow  404    allow  allow  403
@@ -320,6 +321,9 @@ KWARGS: dict[str, Callable[[World], dict[str, Any]]] = {
     "api-webchat-messages": lambda w: {"token": w.webchat.webhook_token},
     "api-webchat-verify": lambda w: {"token": w.webchat.webhook_token},
     "api-webchat-verify-confirm": lambda w: {"token": w.webchat.webhook_token},
+    # no session, or one whose visitor was sent no such file: the same 404 (the visitor's
+    # own file: channels_app/tests/test_webchat_files.py)
+    "api-webchat-file": lambda w: {"token": w.webchat.webhook_token},
     "admin:tickets_customer_change": lambda w: {"object_id": w.customer.pk},
     "seed-api-webhook": lambda w: {"seed_channel": "whatsapp"},
     "dashboard-widget": lambda w: {"name": "backlog"},

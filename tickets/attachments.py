@@ -29,10 +29,11 @@ def shown_inline(content_type: str) -> bool:
     return kind.startswith(("image/", "audio/", "video/")) and not kind.startswith("image/svg")
 
 
-def _signed_url(attachment: Attachment, inline: bool) -> str:
+def _signed_url(attachment: Attachment, inline: bool, expire: int | None = None) -> str:
     """The signed S3 URL, telling S3 to answer with our disposition and type: S3 serves an
     object with the type it was stored under, so an uploaded HTML file would otherwise open
-    as a page on the bucket's origin."""
+    as a page on the bucket's origin. ``expire``: seconds (default: the storage's own,
+    ``AWS_QUERYSTRING_EXPIRE``)."""
     storage = attachment.file.storage
     if not isinstance(storage, S3Storage):
         return str(attachment.file.url)
@@ -44,7 +45,25 @@ def _signed_url(attachment: Attachment, inline: bool) -> str:
                 "ResponseContentDisposition": disposition or "attachment",
                 "ResponseContentType": attachment.content_type or "application/octet-stream",
             },
+            expire=expire,
         )
+    )
+
+
+#: How long a URL handed to a channel provider (to fetch a file we send) stays valid.
+PROVIDER_URL_EXPIRE_SECONDS = 300
+
+
+def attachment_provider_url(attachment: Attachment) -> str:
+    """A URL a channel provider can fetch the stored file from for a few minutes (a signed
+    S3 URL, with our type and disposition), or "" when files are not on S3 (local storage
+    is not reachable from outside)."""
+    if not (settings.S3_ENABLED and attachment.file):
+        return ""
+    if not isinstance(attachment.file.storage, S3Storage):
+        return ""
+    return _signed_url(
+        attachment, shown_inline(attachment.content_type), expire=PROVIDER_URL_EXPIRE_SECONDS
     )
 
 

@@ -32,7 +32,7 @@ from django.views.decorators.http import require_GET, require_POST
 from support.auth.roles import is_agent, is_supervisor
 from support.errors import ApplicationError, Forbidden, InvalidInput, NotFound
 from support.models import OutboxEvent
-from support.parsing import parse_id
+from support.parsing import content_length, parse_id
 from tickets import selectors, services
 from tickets.models import (
     MESSAGE_BODY_MAX_CHARS,
@@ -46,6 +46,7 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.panels import panels_for
+from tickets.reply_rules import reply_box_for, size_words
 
 View = Callable[..., HttpResponse]
 #: htmx answers that are a reason, not HTML: workbench.js shows them by the form that sent
@@ -251,6 +252,9 @@ def _ticket_context(
         "panel_slots": panels,
         "is_supervisor": is_supervisor(request.user),
         "last_event_id": _last_event_id(),
+        # what a public reply may carry on its channel (tickets.reply_rules)
+        "reply_box": reply_box_for(ticket),
+        "reply_files_max": size_words(services.message_files_max_bytes()),
         **_choices(),
     }
     context["controls"] = _controls_values(request, ticket, context, controls_sent)
@@ -392,6 +396,9 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
     # stored as "\n", as the API's and the channels' texts are, and counted once.
     body = request.POST.get("body", "").replace("\r\n", "\n")
     try:
+        # the files' cap, on the declared length first (REQUEST_MAX_BYTES bounds what the
+        # CSRF check has parsed already); refused files come back by the form, the text kept
+        services.message_upload_length_check(content_length(request.META.get("CONTENT_LENGTH")))
         if kind not in (MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE):
             raise InvalidInput(
                 "kind must be public or internal_note.", details={"kind": ["Invalid."]}
@@ -401,7 +408,10 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
                 f"body: at most {MESSAGE_BODY_MAX_CHARS} characters (this one has {len(body)}).",
                 details={"body": ["Too long."]},
             )
-        services.message_add(ticket=ticket, body=body, kind=kind, author_user=request.user)
+        attachments = services.message_files_read(request.FILES.getlist("files"))
+        services.message_add(
+            ticket=ticket, body=body, kind=kind, author_user=request.user, attachments=attachments
+        )
     except ApplicationError as exc:
         if not _refused_on_page(request, exc):
             raise

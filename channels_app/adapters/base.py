@@ -204,6 +204,9 @@ class ReplyLimits:
     #: Content types accepted: exact ("application/pdf") or a prefix ending in "/"
     #: ("image/"). Empty with ``files``: any type.
     file_types: tuple[str, ...] = ()
+    #: The files of one reply together (bytes); 0: no total of the channel's own (e-mail:
+    #: SendGrid's 30 MB a message, after base64).
+    files_max_total_bytes: int = 0
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("webchat/<str:token>/messages", views.webchat_messages, name="api-webchat-messages"),
     path("webchat/<str:token>/verify", views.webchat_verify, name="api-webchat-verify"),
     path(
+        "webchat/<str:token>/files/<int:attachment_id>",
+        views.webchat_file,
+        name="api-webchat-file",
+    ),
+    path(
         "webchat/<str:token>/verify/confirm",
         views.webchat_verify_confirm,
         name="api-webchat-verify-confirm",

@@ -11,7 +11,8 @@ import functools
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.types import OpenApiTypes
@@ -605,6 +606,41 @@ def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
     return JsonResponse({"messages": [webchat_message_json(m) for m in messages]})
 
 
+@webchat_cors
+@require_http_methods(["GET"])
+def webchat_file(request: HttpRequest, token: str, attachment_id: int) -> HttpResponseBase:
+    """A file an agent sent to this visitor, for its own session (``X-Webchat-Session``):
+    only files of the outbound public messages of the visitor's own conversation
+    (``selectors.webchat_file_get``), always as a download (``nosniff``, ``sandbox``).
+    Anything else, a missing, forged or expired session included, is the same 404, so
+    nothing says whether a file exists. Rate limited as polling is (per address before
+    the session is read, per session after)."""
+    limited = _poll_rate_limited(request, None)
+    if limited is not None:
+        return limited
+    session = _webchat_session(request, token)
+    missing = _error("not_found", "No such file.", 404)
+    if isinstance(session, JsonResponse):
+        return missing
+    _, claims = session
+    limited = _poll_rate_limited(request, claims["v"])
+    if limited is not None:
+        return limited
+    attachment = selectors.webchat_file_get(visitor_id=claims["v"], attachment_id=attachment_id)
+    if attachment is None:
+        return missing
+    response = FileResponse(
+        attachment.file.open("rb"),
+        as_attachment=True,
+        filename=attachment.filename,
+        content_type=attachment.content_type or "application/octet-stream",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
 def _poll_rate_limited(request: HttpRequest, visitor_id: str | None) -> JsonResponse | None:
     """The address's poll limit (``visitor_id`` None, before the session is read) or the
     session's (after)."""
@@ -707,7 +743,7 @@ def webchat_verify_confirm(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def webchat_message_json(message: Any) -> dict[str, Any]:
-    return {
+    data = {
         "id": message.pk,
         "from": "visitor" if message.direction == "inbound" else "agent",
         "text": message.body_text,
@@ -716,10 +752,23 @@ def webchat_message_json(message: Any) -> dict[str, Any]:
         else "",
         "at": message.created_at.isoformat(),
     }
+    if message.direction == "outbound":
+        # the files an agent sent: the widget fetches each from api-webchat-file
+        data["files"] = [
+            webchat_file_json(a.pk, a.filename, a.content_type, a.size)
+            for a in message.attachments.all()
+            if a.file
+        ]
+    return data
+
+
+def webchat_file_json(attachment_id: int, name: str, content_type: str, size: int) -> Any:
+    return {"id": attachment_id, "name": name, "type": content_type, "size": size}
 
 
 __all__ = [
     "ChatbotHandoffApi",
+    "webchat_file",
     "webchat_messages",
     "webchat_session",
     "webchat_verify",

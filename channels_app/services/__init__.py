@@ -22,6 +22,7 @@ test where it is defined and looked up (e.g. ``channels_app.services.drain``), n
 - ``media``: attachments fetched by reference.
 - ``handoff``: chatbot hand-off.
 - ``outbound``: public replies through the delivery engine.
+- ``reply_limits``: what one reply may carry on its channel (text length, files).
 """
 
 from __future__ import annotations

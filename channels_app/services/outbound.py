@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -10,6 +12,7 @@ from django.db import IntegrityError, transaction
 
 from channels_app import selectors
 from channels_app.adapters.base import (
+    OutboundFile,
     OutboundRequest,
     get_adapter,
     registered_channels,
@@ -17,6 +20,7 @@ from channels_app.adapters.base import (
 from channels_app.adapters.email.adapter import NO_ADDRESS_PREFIX
 from channels_app.models import ChannelAccount
 from channels_app.services.handoff import handoff_reply_address, handoff_reply_deliveries_create
+from channels_app.services.reply_limits import channel_label, reply_limits_problems
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import (
@@ -29,7 +33,9 @@ from support.delivery.registry import (
 from support.delivery.services import delivery_enqueue
 from support.errors import PermanentError
 from tickets import services as ticket_services
+from tickets.attachments import attachment_provider_url
 from tickets.models import (
+    Attachment,
     Channel,
     ChannelIdentity,
     DeliveryState,
@@ -195,6 +201,32 @@ def _outbound_request(
         thread_message_ids=thread,
         outgoing_message_id=outgoing,
         idempotency_key=idempotency_key,
+        files=_outbound_files(message),
+    )
+
+
+def _file_reader(attachment: Attachment) -> Callable[[], bytes]:
+    def read() -> bytes:
+        with attachment.file.open("rb") as stored:
+            return bytes(stored.read())
+
+    return read
+
+
+def _outbound_files(message: Message) -> tuple[OutboundFile, ...]:
+    """The files of a reply, in the order attached: those stored (``read`` opens the file
+    when the adapter calls it; ``public_url`` signs a short-lived S3 URL, "" off S3)."""
+    return tuple(
+        OutboundFile(
+            attachment_id=attachment.pk,
+            filename=attachment.filename,
+            content_type=attachment.content_type or "application/octet-stream",
+            size=attachment.size,
+            kind=attachment.kind,
+            read=_file_reader(attachment),
+            public_url=partial(attachment_provider_url, attachment),
+        )
+        for attachment in message.attachments.exclude(file="").order_by("pk")
     )
 
 
@@ -213,9 +245,19 @@ def outbound_reply_send(delivery: Delivery) -> SendResult:
     if account is None:
         raise PermanentError("The channel account was deleted.")
     channel = str(payload.get("channel") or message.channel)
-    result = get_adapter(channel).send(
-        account, _outbound_request(message, delivery.idempotency_key, channel)
+    adapter = get_adapter(channel)
+    outbound = _outbound_request(message, delivery.idempotency_key, channel)
+    # checked when the agent sent it; again here (a reply queued before a limit changed, a
+    # re-driven delivery): refused in words, never sent for the provider to refuse
+    problems = reply_limits_problems(
+        adapter.reply_limits,
+        label=channel_label(channel),
+        text=outbound.text,
+        files=outbound.files,
     )
+    if problems:
+        raise PermanentError(" ".join(m for found in problems.values() for m in found))
+    result = adapter.send(account, outbound)
     return SendResult(
         http_status=result.http_status,
         external_id=result.external_message_id,

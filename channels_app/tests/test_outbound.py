@@ -392,7 +392,7 @@ def test_webchat_reply_is_pushed_and_delivered(
         "webchat-v_fixture0001",
         {
             "type": "webchat.message",
-            "message": {"id": message.pk, "from": "agent", "text": "Sure!"},
+            "message": {"id": message.pk, "from": "agent", "text": "Sure!", "files": []},
         },
     )
     message.refresh_from_db()

@@ -504,7 +504,10 @@ def test_x_takes_images_only(x_ticket: Ticket, agent: Any, files: list[OutboundF
     files.append(a_file())
     delivery = send_reply(x_ticket, agent)
     assert len(responses.calls) == 0
-    assert delivery.last_error == "Not sent: X does not take “invoice.pdf” (application/pdf)."
+    # refused by the limits check before the adapter (channels_app.services.reply_limits)
+    assert delivery.last_error == (
+        "X (Twitter) replies can't carry invoice.pdf (application/pdf); they take JPG, PNG, WEBP."
+    )
 
 
 @responses.activate
@@ -625,7 +628,8 @@ def test_instagram_takes_no_files_while_they_are_stored_on_this_server(
     files.append(a_file(901, "photo.png", "image/png", PNG, kind="image"))
     delivery = send_reply(ig_ticket, agent)
     assert len(responses.calls) == 0
-    assert delivery.last_error == "Not sent: Instagram replies here cannot carry files."
+    # refused by the limits check before the adapter (channels_app.services.reply_limits)
+    assert delivery.last_error == "Instagram replies can't carry files."
     # and with S3 on, a file that still has no link is refused before anything is sent
     settings.S3_ENABLED = True
     delivery.delete()

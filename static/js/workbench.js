@@ -155,14 +155,49 @@
       hint.dataset.reply = hint.dataset.reply || hint.textContent;
       hint.textContent = kind === "internal_note" ? "Only agents see internal notes; nothing is sent to the customer." : hint.dataset.reply;
     }
+    // files: a public reply's picker offers what the channel takes; a note takes any file
+    var files = document.getElementById("composer-files");
+    var filesHint = document.getElementById("composer-files-hint");
+    if (files) {
+      if (kind === "internal_note" || !files.dataset.accept) files.removeAttribute("accept");
+      else files.setAttribute("accept", files.dataset.accept);
+    }
+    if (filesHint && filesHint.dataset.note) {
+      filesHint.dataset.full = filesHint.dataset.full || filesHint.textContent;
+      filesHint.textContent = kind === "internal_note" ? filesHint.dataset.note : filesHint.dataset.full;
+    }
+    updateCount();
+  }
+
+  // The characters of a public reply against its channel's limit (the server counts the
+  // same: code points, a line break once); notes go nowhere and show no count.
+  function updateCount() {
+    var form = document.getElementById("composer");
+    var textarea = document.getElementById("composer-body");
+    var count = document.getElementById("composer-count");
+    if (!form || !textarea || !count) return;
+    var files = document.getElementById("composer-files");
+    // a reply of files alone needs no text
+    textarea.required = !(files && files.files && files.files.length);
+    var max = parseInt(textarea.dataset.maxChars || "", 10);
+    var kind = form.querySelector("input[name=kind]:checked").value;
+    if (kind === "internal_note" || !max) { count.hidden = true; return; }
+    var used = Array.from(textarea.value).length;
+    count.hidden = false;
+    count.textContent = used.toLocaleString("en") + " / " + max.toLocaleString("en") + " characters";
+    count.classList.toggle("over", used > max);
   }
 
   function setupComposer() {
     var form = document.getElementById("composer");
     if (!form) return;
     var textarea = document.getElementById("composer-body");
-    form.addEventListener("change", function (e) { if (e.target.name === "kind") updateComposer(); });
+    form.addEventListener("change", function (e) {
+      if (e.target.name === "kind") updateComposer();
+      if (e.target.name === "files") updateCount();
+    });
     textarea.addEventListener("input", function () {
+      updateCount();
       if (!typing) { typing = true; sendPresence("typing"); }
       clearTimeout(typingTimer);
       typingTimer = setTimeout(function () { typing = false; sendPresence("viewing"); }, 3000);
@@ -174,6 +209,9 @@
       if (e.detail.successful && e.detail.elt === form) {
         textarea.value = "";
         textarea.removeAttribute("aria-invalid");  // set on a page a refused reply came back to
+        var files = document.getElementById("composer-files");
+        if (files) { files.value = ""; files.removeAttribute("aria-invalid"); }
+        updateCount();
         typing = false;
         sendPresence("viewing");
       }
@@ -188,6 +226,7 @@
           textarea.value = textarea.value.slice(0, start) + data.body + textarea.value.slice(start);
           textarea.focus();
           canned.value = "";
+          updateCount();
         });
       });
     }

@@ -7,7 +7,8 @@
  * The typed email is only a claim: "Verify my email" asks for a one-time code sent to
  * that address (POST /api/webchat/<token>/verify, then /verify/confirm) and links the chat
  * to the customer's record once the code is entered. Sessions expire (401 / close 4401):
- * the widget then starts over.
+ * the widget then starts over. Files an agent sends show as links under the reply; each is
+ * fetched with the session (GET /api/webchat/<token>/files/<id>) and saved.
  * No dependencies, no CDN.
  */
 (function () {
@@ -53,7 +54,9 @@
     ".swc-err{color:#b00;padding:0 10px}",
     ".swc-verify{display:flex;gap:6px;padding:0 8px 8px;font-size:12px;align-items:center}",
     ".swc-verify input{width:90px;padding:4px;border:1px solid #ccd;border-radius:4px}",
-    ".swc-verify button{font-size:12px}"
+    ".swc-verify button{font-size:12px}",
+    ".swc-file{display:block;margin-top:4px;padding:0;border:0;background:none;color:#1f6feb;",
+    "text-decoration:underline;cursor:pointer;font:inherit;text-align:left}"
   ].join(""));
   document.head.appendChild(css);
 
@@ -103,8 +106,29 @@
     if (msg.client_id) { seen["c:" + msg.client_id] = true; }
     if (msg.id) { lastId = Math.max(lastId, msg.id); }
     var node = el("div", { "class": "swc-msg swc-" + msg.from }, msg.text);
+    (msg.files || []).forEach(function (f) {
+      // the file needs the session header: fetched, then saved from the browser's memory
+      var link = el("button", { type: "button", "class": "swc-file" }, f.name);
+      link.addEventListener("click", function () { download(f); });
+      node.appendChild(link);
+    });
     body.appendChild(node);
     body.scrollTop = body.scrollHeight;
+  }
+
+  function download(file) {
+    fetch(base + "/api/webchat/" + token + "/files/" + file.id, {
+      headers: { "X-Webchat-Session": state.session }
+    }).then(function (r) {
+      if (!r.ok) { throw new Error("This file is not available any more."); }
+      return r.blob();
+    }).then(function (blob) {
+      var url = URL.createObjectURL(blob);
+      var a = el("a", { href: url, download: file.name });
+      document.body.appendChild(a); a.click(); a.remove();
+      setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
+      error.textContent = "";
+    }).catch(function (e) { error.textContent = e.message; });
   }
 
   function poll() {

@@ -385,3 +385,69 @@ def test_keyboard_help_and_presence_of_another_agent(page, browser, agent, other
     page.locator("#presence", has_text="other-agent is typing").wait_for(timeout=LIVE_TIMEOUT_MS)
     page.screenshot(path=str(ARTIFACTS / "ticket-presence.png"))
     other_context.close()
+
+
+def test_the_reply_box_counts_against_the_channel_limit_and_sends_files(
+    page, agent, customer, tmp_path
+):
+    """A public reply's characters against its channel's limit (none for notes), and files
+    attached through the htmx form: the note carries them, the box is cleared after."""
+    ticket = _call(services.ticket_create, customer=customer, subject="Label", body="b")
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    _wait_live(page)
+    count = page.locator("#composer-count")
+    assert count.is_hidden()  # an API ticket replies by e-mail: no limit of its own
+    # the count as a channel with a limit shows it (the limit is the page's data attribute)
+    page.evaluate("() => { document.getElementById('composer-body').dataset.maxChars = '20'; }")
+    page.keyboard.press("r")
+    page.keyboard.type("x" * 25)
+    assert count.text_content() == "25 / 20 characters"
+    assert count.get_attribute("class") == "hint over"
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")
+    assert count.text_content() == "20 / 20 characters"
+    assert count.get_attribute("class") == "hint"
+    page.check("#composer input[name=kind][value=internal_note]")
+    assert count.is_hidden()
+    label = tmp_path / "label.pdf"
+    label.write_bytes(b"%PDF-1.4 label")
+    page.set_input_files("#composer-files", str(label))
+    page.click("#composer-send")
+    note = page.locator("li.entry-internal_note", has_text="label.pdf")
+    note.wait_for(timeout=LIVE_TIMEOUT_MS)
+    page.wait_for_function(
+        "document.getElementById('composer-files').files.length === 0", timeout=LIVE_TIMEOUT_MS
+    )
+    [message] = Message.objects.filter(ticket=ticket, direction="outbound")
+    assert [(a.filename, a.content_type, a.size) for a in message.attachments.all()] == [
+        ("label.pdf", "application/pdf", 14)
+    ]
+
+
+def test_without_javascript_a_note_carries_files(browser, live_asgi, agent, customer, tmp_path):
+    """The reply form is a multipart form: a browser without JavaScript sends the files
+    with the text, and the note shows them on the timeline."""
+    ticket = _call(services.ticket_create, customer=customer, subject="Files", body="b")
+    context = browser.new_context(base_url=live_asgi, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        _sign_in(page)
+        page.goto(f"/tickets/{ticket.number}/")
+        invoice = tmp_path / "invoice.pdf"
+        invoice.write_bytes(b"%PDF-1.4 invoice")
+        page.check("#composer input[name=kind][value=internal_note]")
+        page.fill("#composer-body", "The invoice we sent.")
+        page.set_input_files("#composer-files", str(invoice))
+        with page.expect_navigation():
+            page.click("#composer-send")
+        page.locator("ul.attachments a[download]", has_text="invoice.pdf").wait_for()
+    finally:
+        context.close()
+    note = Message.objects.get(ticket=ticket, kind="internal_note")
+    assert [(a.filename, a.content_type, a.size) for a in note.attachments.all()] == [
+        ("invoice.pdf", "application/pdf", 16)
+    ]

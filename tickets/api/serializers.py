@@ -103,10 +103,32 @@ class TicketUpdateInputSerializer(serializers.Serializer):
         return attrs
 
 
+#: What an agent may add: a reply or a note (also the schema's ``MessageCreateKindEnum``,
+#: shared by the JSON and the multipart form: ``SPECTACULAR_SETTINGS``).
+MESSAGE_CREATE_KINDS = [MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE]
+
+
 class MessageCreateInputSerializer(serializers.Serializer):
-    body = serializers.CharField(max_length=MESSAGE_BODY_MAX_CHARS)
-    kind = serializers.ChoiceField(
-        choices=[MessageKind.PUBLIC, MessageKind.INTERNAL_NOTE], default=MessageKind.PUBLIC
+    body = serializers.CharField(
+        max_length=MESSAGE_BODY_MAX_CHARS,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The text; may be empty when files are attached (multipart).",
+    )
+    kind = serializers.ChoiceField(choices=MESSAGE_CREATE_KINDS, default=MessageKind.PUBLIC)
+
+
+class MessageCreateMultipartSerializer(MessageCreateInputSerializer):
+    """The multipart form of a message (its schema only: the files are read by
+    ``tickets.services.message_files_read``)."""
+
+    files = serializers.ListField(
+        child=serializers.FileField(),
+        required=False,
+        help_text="Files to attach (repeat the field): at most 10, "
+        "TICKET_REPLY_FILES_MAX_BYTES together (20 MB by default), and for a public reply "
+        "what the ticket's channel takes (docs/channels.md).",
     )
 
 

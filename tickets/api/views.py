@@ -14,14 +14,16 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schem
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from support.api_parsers import JsonParser
 from support.auth.permissions import IsAgent
 from support.errors import Forbidden, InvalidInput
-from support.parsing import parse_id
+from support.parsing import content_length, parse_id
 from support.services import audit_log_record
 from tickets import extras, selectors, services
 from tickets.api import serializers as s
@@ -360,10 +362,18 @@ def _assignee_for(request: Request, ticket: Ticket, assignee_id: int | None) -> 
 
 
 class TicketMessageCreateApi(APIView):
+    """A reply or an internal note: JSON (``body``, ``kind``), or ``multipart/form-data``
+    with the same fields and ``files`` (repeated) to attach files."""
+
+    parser_classes = [JsonParser, MultiPartParser]
+
     @extend_schema(
         operation_id="tickets_messages_create",
         parameters=[TICKET_ID],
-        request=s.MessageCreateInputSerializer,
+        request={
+            "application/json": s.MessageCreateInputSerializer,
+            "multipart/form-data": s.MessageCreateMultipartSerializer,
+        },
         examples=[
             OpenApiExample(
                 "reply", request_only=True, value={"body": "It ships today.", "kind": "public"}
@@ -373,13 +383,18 @@ class TicketMessageCreateApi(APIView):
     )
     def post(self, request: Request, ticket_id: str) -> Response:
         ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
+        if request.content_type.startswith("multipart/"):
+            # the files' cap on the declared length, before the parser copies the body
+            services.message_upload_length_check(content_length(request.META.get("CONTENT_LENGTH")))
         serializer = s.MessageCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        attachments = services.message_files_read(request.FILES.getlist("files"))
         message = services.message_add(
             ticket=ticket,
             body=serializer.validated_data["body"],
             kind=serializer.validated_data["kind"],
             author_user=request.user,
+            attachments=attachments,
         )
         return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
 

@@ -49,13 +49,18 @@ from tickets.services.lifecycle import (
 )
 from tickets.services.merge import ticket_merge
 from tickets.services.messages import (
+    MESSAGE_FILES_MAX_COUNT,
     attachment_content_store,
     message_add,
     message_delivery_update,
+    message_files_max_bytes,
+    message_files_read,
+    message_upload_length_check,
 )
 from tickets.thread_rules import TicketSearchVector, customer_search_text
 
 __all__ = [
+    "MESSAGE_FILES_MAX_COUNT",
     "PREVIEW_CHARS",
     "NewAttachment",
     "TicketAlreadySubmitted",
@@ -74,8 +79,11 @@ __all__ = [
     "inbound_message_build",
     "message_add",
     "message_delivery_update",
+    "message_files_max_bytes",
+    "message_files_read",
     "message_new_event",
     "message_ticket_fields",
+    "message_upload_length_check",
     "tag_names_normalise",
     "ticket_allowed_statuses",
     "ticket_assign",

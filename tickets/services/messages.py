@@ -3,16 +3,21 @@ storing downloaded attachments, delivery status."""
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from support.errors import Conflict, InvalidInput
 from support.parsing import safe_file_name
 from tickets.models import (
+    MESSAGE_BODY_MAX_CHARS,
     Attachment,
+    AttachmentKind,
     Customer,
     DeliveryState,
     Direction,
@@ -23,6 +28,7 @@ from tickets.models import (
     TicketStatus,
     format_ticket_number,
 )
+from tickets.reply_rules import ReplyFileInfo, reply_check, size_words
 from tickets.selectors import ticket_merge_target_visible
 from tickets.services.events import _message_event, _ticket_event
 from tickets.services.lifecycle import NewAttachment, _attachment_create, _search_vector_for
@@ -30,6 +36,76 @@ from tickets.services.sla import sla_stopped_late
 from tickets.thread_rules import (
     tickets_customer_message_apply,
 )
+
+# --- files an agent attaches (workbench reply box, API) ----------------------------------
+
+#: The most files one reply or note carries (each channel may take fewer).
+MESSAGE_FILES_MAX_COUNT = 10
+#: What a multipart body holds besides its files: the text (at most 4 bytes a character),
+#: the other fields, boundaries and part headers.
+MESSAGE_FORM_OVERHEAD_BYTES = 4 * MESSAGE_BODY_MAX_CHARS + 64 * 1024
+
+
+def message_files_max_bytes() -> int:
+    """``TICKET_REPLY_FILES_MAX_BYTES``: the files of one reply or note, together."""
+    return int(settings.TICKET_REPLY_FILES_MAX_BYTES)
+
+
+def _files_too_large(size_text: str) -> InvalidInput:
+    says = (
+        f"The files of one message can be at most {size_words(message_files_max_bytes())} "
+        f"together; {size_text}."
+    )
+    return InvalidInput(says, details={"files": [says]})
+
+
+def message_upload_length_check(declared: int | None) -> None:
+    """Refuse, before its body is read, a multipart request whose ``Content-Length`` is
+    more than the files' cap and a form's text can be (``InvalidInput`` by ``files``)."""
+    if declared and declared > message_files_max_bytes() + MESSAGE_FORM_OVERHEAD_BYTES:
+        raise _files_too_large(f"this request is {size_words(declared)}")
+
+
+def _file_kind(content_type: str) -> str:
+    """The attachment's kind by its type: image, audio, video, else a document."""
+    major = content_type.split("/", 1)[0]
+    kinds = (AttachmentKind.IMAGE, AttachmentKind.AUDIO, AttachmentKind.VIDEO)
+    return str(major if major in kinds else AttachmentKind.DOCUMENT)
+
+
+def message_files_read(uploads: Sequence[UploadedFile]) -> list[NewAttachment]:
+    """The files an agent attached, as ``NewAttachment``s for ``message_add``: at most
+    ``MESSAGE_FILES_MAX_COUNT``, ``TICKET_REPLY_FILES_MAX_BYTES`` together (checked on the
+    sizes the parser counted, before any file is read), none empty. Each name goes through
+    ``safe_file_name``; the content type is the name's (``mimetypes``), never the one the
+    browser claims. Refusals are ``InvalidInput`` by ``files``."""
+    if not uploads:
+        return []
+    if len(uploads) > MESSAGE_FILES_MAX_COUNT:
+        says = (
+            f"A message can carry at most {MESSAGE_FILES_MAX_COUNT} files; "
+            f"this one has {len(uploads)}."
+        )
+        raise InvalidInput(says, details={"files": [says]})
+    total = sum(int(upload.size or 0) for upload in uploads)
+    if total > message_files_max_bytes():
+        raise _files_too_large(f"these are {size_words(total)}")
+    files = []
+    for upload in uploads:
+        name = safe_file_name(upload.name)
+        if not upload.size:
+            says = f"{name} is empty."
+            raise InvalidInput(says, details={"files": [says]})
+        content_type = mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+        files.append(
+            NewAttachment(
+                filename=name,
+                content_type=content_type,
+                content=upload.read(),
+                kind=_file_kind(content_type),
+            )
+        )
+    return files
 
 
 @transaction.atomic
@@ -53,7 +129,9 @@ def message_add(
     A public outbound reply is queued for delivery: the channels app (listening to
     ``message.created``) sends it on the ticket's channel, or by e-mail where that channel
     has no way back (API, phone, chatbot hand-off), and gives it its final status (sent,
-    delivered or failed with the reason). Duplicate ``channel_message_id`` raises Conflict.
+    delivered or failed with the reason). Such a reply is first checked against what that
+    channel takes (``tickets.reply_rules``: text length, files): ``InvalidInput`` naming
+    ``body`` or ``files`` and the limit. Duplicate ``channel_message_id`` raises Conflict.
     """
     if kind not in MessageKind.values:
         raise InvalidInput(f"Unknown message kind {kind!r}.", details={"kind": ["Invalid."]})
@@ -76,6 +154,22 @@ def message_add(
     if delivery_status is None:
         is_reply = direction == Direction.OUTBOUND and kind == MessageKind.PUBLIC
         delivery_status = DeliveryState.QUEUED if is_reply else DeliveryState.NONE
+    if delivery_status == DeliveryState.QUEUED:
+        # a reply about to be sent: within what its channel takes (``tickets.reply_rules``;
+        # the channels app's adapters' limits), refused now rather than failed at the send
+        reply_check(
+            ticket=ticket,
+            channel=channel or ticket.channel,
+            body=body,
+            files=[
+                ReplyFileInfo(
+                    filename=safe_file_name(item.filename),
+                    content_type=item.content_type,
+                    size=len(item.content or b""),
+                )
+                for item in attachments
+            ],
+        )
     try:
         # No inner savepoint: Conflict leaves this function's atomic block, which rolls
         # back to its own savepoint (or the whole transaction when it is the outermost).

@@ -15,7 +15,9 @@ from channels_app.adapters.base import (
     Event,
     InboundMessage,
     MediaRef,
+    OutboundFile,
     OutboundRequest,
+    ReplyLimits,
     SendResult,
     SignatureError,
     WebhookRequest,
@@ -38,6 +40,7 @@ from channels_app.adapters.email.outgoing import (
     TRANSPORT_SENDGRID,
     TRANSPORT_SETTING,
     OutgoingMail,
+    files_record,
 )
 from channels_app.adapters.email.parsing import (
     address,
@@ -77,6 +80,11 @@ SENDER_FALLBACKS = ("sender", "reply-to")  # read, in order, when From names no 
 MIME_MAX_CONTAINERS = 100
 MIME_MAX_PARTS = 1000  # the parser costs about 0.65 ms a part
 ATTACHMENTS_MAX = 100
+#: The files of one reply, together (the e-mail adapter's ``reply_limits``).
+REPLY_FILES_MAX_BYTES = 20_000_000
+#: SendGrid's v3 Mail Send: "the total size of your email, including attachments, must be
+#: less than 30MB" (docs.sendgrid.com, Mail Send limitations).
+SENDGRID_MESSAGE_MAX_BYTES = 30_000_000
 
 
 def _sender(from_value: str, headers: Message, envelope_from: str) -> tuple[str, str, str]:
@@ -118,6 +126,15 @@ class EmailAdapter(ChannelAdapter):
         "user-agent",
         SIGNATURE_HEADER.lower(),
         TIMESTAMP_HEADER.lower(),
+    )
+
+    # SendGrid takes less than 30 MB a message, attachments included, after base64 (a
+    # third more): 20 MB of files is 26.7 MB so encoded, with room for the text.
+    reply_limits = ReplyLimits(
+        files=True,
+        files_max_count=10,
+        file_max_bytes=REPLY_FILES_MAX_BYTES,
+        files_max_total_bytes=REPLY_FILES_MAX_BYTES,
     )
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
@@ -302,7 +319,22 @@ def outgoing_mail(account: ChannelAccount, outbound: OutboundRequest) -> Outgoin
         text=outbound.text,
         headers=headers,
         ticket_number=outbound.ticket_number,
+        files=outbound.files,
     )
+
+
+def _sendgrid_attachments(files: tuple[OutboundFile, ...]) -> list[dict[str, str]]:
+    """The v3 Mail Send ``attachments``: each file's bytes in base64, its type and name,
+    shown as an attachment (not inline)."""
+    return [
+        {
+            "content": base64.b64encode(item.read()).decode("ascii"),
+            "type": item.content_type or "application/octet-stream",
+            "filename": item.filename,
+            "disposition": "attachment",
+        }
+        for item in files
+    ]
 
 
 def _sendgrid_send(
@@ -323,6 +355,17 @@ def _sendgrid_send(
             "message_id": str(outbound.message_id),
         },
     }
+    record = dict(body)
+    if mail.files:
+        body["attachments"] = attachments = _sendgrid_attachments(mail.files)
+        encoded = sum(len(a["content"]) for a in attachments) + len(mail.text.encode())
+        if encoded >= SENDGRID_MESSAGE_MAX_BYTES:
+            raise PermanentError(
+                f"This e-mail would be {encoded:,} bytes with its files in base64; SendGrid "
+                f"takes less than {SENDGRID_MESSAGE_MAX_BYTES:,} bytes a message."
+            )
+        # the record keeps what was attached, never the bytes
+        record["attachments"] = files_record(mail.files)
     response = http_call(
         "POST",
         f"{base}/v3/mail/send",
@@ -332,6 +375,6 @@ def _sendgrid_send(
     return SendResult(
         external_message_id=outbound.outgoing_message_id,
         http_status=response.status_code,
-        request_body=body,
+        request_body=record,
         response_body=response.headers.get("X-Message-Id", ""),
     )

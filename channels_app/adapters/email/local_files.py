@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.mail import BadHeaderError, EmailMessage
 
 from channels_app.adapters.base import SendResult
-from channels_app.adapters.email.outgoing import OutgoingMail
+from channels_app.adapters.email.outgoing import OutgoingMail, files_record
 from support.errors import PermanentError, RetryableError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -49,6 +49,8 @@ def local_files_send(mail: OutgoingMail) -> SendResult:
         to=[mail.to],
         headers=headers,
     )
+    for item in mail.files:  # MIME parts of their own, base64, as a mail client attaches
+        message.attach(item.filename, item.read(), item.content_type)
     try:
         data = message.message().as_bytes()
     except BadHeaderError as exc:  # a line break in a header: bad data, as SendGrid's 400
@@ -80,6 +82,8 @@ def local_files_send(mail: OutgoingMail) -> SendResult:
         "subject": mail.subject,
         "headers": headers,
     }
+    if mail.files:
+        record["attachments"] = files_record(mail.files)
     return SendResult(
         external_message_id=headers["Message-ID"],
         request_body=record,

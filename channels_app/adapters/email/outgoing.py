@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from channels_app.adapters.base import OutboundFile
+
 #: The account setting that picks how replies leave.
 TRANSPORT_SETTING = "transport"
 #: SendGrid's v3 Mail Send (the default): what a real mailbox uses.
@@ -24,3 +26,11 @@ class OutgoingMail:
     #: Message-ID (ours, stable per message), In-Reply-To, References
     headers: dict[str, str] = field(default_factory=dict)
     ticket_number: str = ""  # empty for a notice (e.g. a web chat code)
+    #: The files the agent attached (read when the transport writes the mail).
+    files: tuple[OutboundFile, ...] = ()
+
+
+def files_record(files: tuple[OutboundFile, ...]) -> list[dict[str, object]]:
+    """What the delivery's record keeps of the files: names, types, sizes, never the
+    bytes (the record is shown to staff and kept with every attempt)."""
+    return [{"filename": f.filename, "type": f.content_type, "size": f.size} for f in files]

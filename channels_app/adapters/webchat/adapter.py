@@ -23,6 +23,7 @@ from channels_app.adapters.base import (
     InboundMessage,
     MalformedPayload,
     OutboundRequest,
+    ReplyLimits,
     SendResult,
     SignatureError,
     WebhookRequest,
@@ -129,6 +130,11 @@ class WebchatAdapter(ChannelAdapter):
     trusts_sender_email = False  # anyone can type any address into the widget
     # The widget shows a message id once (static/webchat/widget.js keeps the ids it saw).
     deduplicates_sends = True
+    # Files: the widget opens each through the visitor's own session
+    # (``api-webchat-file``); as many and as big as an e-mail reply takes.
+    reply_limits = ReplyLimits(
+        files=True, files_max_count=10, file_max_bytes=20_000_000, files_max_total_bytes=20_000_000
+    )
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         session_read(account, request.header(SESSION_HEADER))
@@ -178,6 +184,16 @@ class WebchatAdapter(ChannelAdapter):
                 "id": outbound.message_id,
                 "from": "agent",
                 "text": outbound.text,
+                # the widget fetches each with the visitor's session (api-webchat-file)
+                "files": [
+                    {
+                        "id": f.attachment_id,
+                        "name": f.filename,
+                        "type": f.content_type,
+                        "size": f.size,
+                    }
+                    for f in outbound.files
+                ],
             },
         }
         if layer is not None:

@@ -1,0 +1,71 @@
+"""The web chat widget in a real browser: a file an agent sends shows under the reply and
+downloads with the visitor's own session."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from channels_app.services import channel_account_upsert
+from tests.e2e.test_workbench_e2e import LIVE_TIMEOUT_MS, _call
+from tickets.models import Ticket
+from tickets.services import NewAttachment, message_add
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+LABEL = b"%PDF-1.4 return label"
+
+
+def test_a_visitor_downloads_a_file_an_agent_sent(
+    browser: Any, live_asgi: str, agent: Any, tmp_path: Any
+) -> None:
+    account = _call(channel_account_upsert, channel="webchat", name="site")
+    # a context of its own: the widget brings its inline <style>, which this site's own
+    # CSP refuses (the ``page`` fixture fails on any CSP report); an embedding page has its
+    # own policy
+    context = browser.new_context(base_url=live_asgi, accept_downloads=True)
+    try:
+        _visitor_downloads(context.new_page(), account, agent, tmp_path)
+    finally:
+        context.close()
+
+
+def _visitor_downloads(page: Any, account: Any, agent: Any, tmp_path: Any) -> None:
+    page.goto("/accounts/login/")  # any page of the site: the widget is same-origin here
+    page.evaluate(
+        """token => {
+            const s = document.createElement("script");
+            s.src = "/static/webchat/widget.js";
+            s.dataset.token = token;
+            document.body.appendChild(s);
+        }""",
+        account.webhook_token,
+    )
+    page.click(".swc-btn")
+    page.fill(".swc-start input[type=text]", "Vera")
+    page.fill(".swc-start input[type=email]", "vera@example.com")
+    page.click(".swc-start button[type=submit]")
+    page.fill(".swc-form input", "Where is my return label?")
+    page.keyboard.press("Enter")
+    deadline = time.monotonic() + LIVE_TIMEOUT_MS / 1000
+    while not Ticket.objects.filter(channel="webchat").exists():
+        assert time.monotonic() < deadline, "the visitor's message made no ticket"
+        time.sleep(0.2)
+    ticket = Ticket.objects.get(channel="webchat")
+    _call(
+        message_add,
+        ticket=ticket,
+        body="Here it is.",
+        author_user=agent,
+        attachments=[NewAttachment("label.pdf", "application/pdf", LABEL, kind="document")],
+    )
+    link = page.locator(".swc-agent .swc-file", has_text="label.pdf")
+    link.wait_for(timeout=LIVE_TIMEOUT_MS)
+    with page.expect_download(timeout=LIVE_TIMEOUT_MS) as download:
+        link.click()
+    assert download.value.suggested_filename == "label.pdf"
+    saved = tmp_path / "label.pdf"
+    download.value.save_as(saved)
+    assert saved.read_bytes() == LABEL
