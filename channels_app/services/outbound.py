@@ -7,6 +7,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
@@ -21,6 +22,7 @@ from channels_app.adapters.email.adapter import NO_ADDRESS_PREFIX
 from channels_app.models import ChannelAccount
 from channels_app.services.handoff import handoff_reply_address, handoff_reply_deliveries_create
 from channels_app.services.reply_limits import channel_label, reply_limits_problems
+from support.aws import aws_error
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery
 from support.delivery.registry import (
@@ -206,9 +208,21 @@ def _outbound_request(
 
 
 def _file_reader(attachment: Attachment) -> Callable[[], bytes]:
+    """The stored bytes; a file no longer stored is a refusal in words (retrying cannot bring
+    it back), a storage that fails for now (S3 throttled or unreachable) is retried as any
+    AWS call is (``support.aws.aws_error``)."""
+
     def read() -> bytes:
-        with attachment.file.open("rb") as stored:
-            return bytes(stored.read())
+        try:
+            with attachment.file.open("rb") as stored:
+                return bytes(stored.read())
+        except FileNotFoundError as exc:
+            raise PermanentError(
+                f"The file “{attachment.filename}” of this reply is no longer stored; "
+                "send the reply again with the file attached."
+            ) from exc
+        except (BotoCoreError, ClientError) as exc:
+            raise aws_error(exc, context=f"Reading “{attachment.filename}”") from exc
 
     return read
 

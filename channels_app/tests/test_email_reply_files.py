@@ -157,3 +157,38 @@ def test_sendgrid_is_never_asked_for_more_than_its_total(settings: Any) -> None:
         get_adapter("email").send(account, outbound)
     assert len(mocked.calls) == 0
     assert "SendGrid takes less than 30,000,000 bytes a message" in str(refused.value)
+
+
+@responses.activate
+def test_a_file_no_longer_stored_fails_the_reply_in_words_not_as_an_unexpected_error(
+    customer: Customer,
+    agent: Any,
+    django_capture_on_commit_callbacks: Any,
+    tmp_path: Path,
+    settings: Any,
+) -> None:
+    """The stored file gone before the send (storage cleaned, a restore without media):
+    reading it raised FileNotFoundError, which the delivery engine retried as an unexpected
+    error until its attempts ran out, and the agent read "Failed: FileNotFoundError: [Errno 2]
+    … /srv/…/invoice.pdf" (a server path).
+    Now the reply fails saying which file in words, and nothing is sent."""
+    from support.delivery.models import Delivery
+
+    settings.MEDIA_ROOT = tmp_path
+    make_account("email")
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    ticket = ticket_create(customer=customer, subject="Order 77", body="Hi", channel="api")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        message = message_add(
+            ticket=ticket, body="Your invoice and label.", author_user=agent, attachments=files()
+        )
+    Path(message.attachments.get(filename="invoice.pdf").file.path).unlink()
+    with django_capture_on_commit_callbacks(execute=True):
+        for callback in callbacks:
+            callback()
+    assert len(responses.calls) == 0
+    message.refresh_from_db()
+    assert message.delivery_status == "failed"
+    delivery = Delivery.objects.get()
+    assert delivery.status == "dead"
+    assert "“invoice.pdf” of this reply is no longer stored" in delivery.last_error
