@@ -38,14 +38,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # Pages other work is editing while this test lands: a finding in one of them is listed
 # here, with the fix, until that page is corrected (then the entry goes). Temporary.
-PENDING_ELSEWHERE: set[tuple[str, str]] = {
-    # TEMPORARY (docs/channels.md is being edited elsewhere): the test is
-    # channels_app/tests/test_drain_bulk.py; tests/ is the project's own folder.
-    ("docs/channels.md", "`tests/test_drain_bulk.py` does not exist"),
-    # TEMPORARY (docs/workbench.md is being edited elsewhere): support/consumers.py and its
-    # EventStreamConsumer were removed (8e7f4c8); the sentence naming it can go.
-    ("docs/workbench.md", "`support.consumers.EventStreamConsumer` is no name"),
-}
+PENDING_ELSEWHERE: set[tuple[str, str]] = set()
 
 
 def _not_pending(problem: str) -> bool:
