@@ -247,7 +247,7 @@ def test_the_reply_box_shows_the_channels_limits(
     assert textarea is not None and files is not None  # noqa: PT018
     assert hint is not None and files_hint is not None  # noqa: PT018
     assert textarea["data-max-chars"] == "2000"
-    assert hint.get_text() == "Sent to the customer on Messenger (at most 2000 characters)."
+    assert hint.get_text() == "Sent to the customer on Messenger (at most 2,000 characters)."
     assert files["data-accept"] == "image/*,application/pdf"
     assert files_hint.get_text() == (
         "Files on Messenger: images, PDF, up to 25 MB each, 1 file at most; internal notes "
