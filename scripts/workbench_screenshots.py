@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Screenshots of the running product for the README (docs/img/).
 
-Inbox, ticket page (two agents: collision detection) and the supervisor dashboard in the
-light and dark themes. Usage: start the product (`make run`), then
+Inbox, ticket page (two agents: collision detection), the whole ticket page with every
+panel and the supervisor dashboard in the light and dark themes. Usage: start the product
+(`make run`), then
     .venv/bin/python scripts/workbench_screenshots.py http://127.0.0.1:8000 [user] [password]
 """
 
@@ -23,7 +24,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 OUT = Path(__file__).resolve().parent.parent / "docs" / "img"
-SHOTS = ("inbox.png", "ticket.png", "dashboard.png", "dashboard-dark.png")
+SHOTS = ("inbox.png", "ticket.png", "ticket-panels.png", "dashboard.png", "dashboard-dark.png")
 
 
 def main() -> None:
@@ -57,6 +58,10 @@ def main() -> None:
         page.wait_for_selector("#presence span", timeout=5000)
         page.screenshot(path=str(OUT / "ticket.png"))
         other.close()
+        # The whole page: customer context, AI routing, knowledge base, the reply box.
+        page.reload()
+        page.wait_for_selector("#live-status[data-state=live]")
+        page.screenshot(path=str(OUT / "ticket-panels.png"), full_page=True)
         # The supervisor dashboard, in the light and the dark theme (prefers-color-scheme).
         themes: tuple[tuple[Literal["light", "dark"], str], ...] = (
             ("light", "dashboard.png"),

@@ -14,6 +14,8 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Sequence
 
+from django.conf import settings
+
 from channels_app.adapters.base import ReplyLimits, get_adapter, registered_channels
 from tickets.models import Channel, Ticket
 from tickets.reply_rules import ReplyBox, ReplyFile, ReplyRules, size_words
@@ -150,7 +152,9 @@ def reply_box(ticket: Ticket) -> ReplyBox:
         if limits.files_max_count:
             count = limits.files_max_count
             parts.append(f"{count} file{'s' if count != 1 else ''} at most")
-        if limits.files_max_total_bytes:
+        # the project's own cap on a message's files is said beside it (the reply box's
+        # "At most 20 MB together."): the channel's only where it is the smaller
+        if 0 < limits.files_max_total_bytes < int(settings.TICKET_REPLY_FILES_MAX_BYTES):
             parts.append(f"{size_words(limits.files_max_total_bytes)} together")
         words = ", ".join(parts)
     else:

@@ -226,7 +226,11 @@ def test_a_reply_queued_before_the_limit_fails_at_the_send_in_words(
 
 
 def test_the_reply_box_shows_the_channels_limits(
-    customer: Customer, agent: Any, client: Client, monkeypatch: pytest.MonkeyPatch
+    customer: Customer,
+    agent: Any,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
 ) -> None:
     limits(
         "messenger",
@@ -269,6 +273,18 @@ def test_the_reply_box_shows_the_channels_limits(
     hint = page.select_one("#composer-hint")
     assert hint is not None
     assert hint.get_text() == "Sent to the customer on Email."
+    # e-mail's own total is the project's cap: said once, not twice
+    files_hint = page.select_one("#composer-files-hint")
+    assert files_hint is not None
+    assert files_hint.get_text() == (
+        "Files on Email: any type, up to 20 MB each, 10 files at most; internal notes take "
+        "any file. At most 20 MB together."
+    )
+    settings.TICKET_REPLY_FILES_MAX_BYTES = 40 * MB  # a larger cap: e-mail's is the smaller
+    page = BeautifulSoup(client.get(f"/tickets/{api.number}/").content, "html.parser")
+    files_hint = page.select_one("#composer-files-hint")
+    assert files_hint is not None
+    assert "10 files at most, 20 MB together; internal notes" in files_hint.get_text()
 
 
 # --- the files an adapter gets --------------------------------------------------------------
