@@ -415,7 +415,16 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
     except ApplicationError as exc:
         if not _refused_on_page(request, exc):
             raise
-        return _ticket_refused(request, ticket, exc, "composer", {"body": body, "kind": kind})
+        # a page sent again has an empty file input (a browser never fills one in): say so
+        # whenever files came with the refused reply, whatever the refusal was about
+        files_sent = bool(request.FILES.getlist("files"))
+        return _ticket_refused(
+            request,
+            ticket,
+            exc,
+            "composer",
+            {"body": body, "kind": kind, "files_sent": files_sent},
+        )
     return _back_to_ticket(request, ticket)
 
 

@@ -246,3 +246,23 @@ def test_an_agent_cannot_attach_to_a_ticket_it_may_not_see(
     )
     assert response.status_code == 404
     assert sent(hidden) == []
+
+
+def test_a_reply_refused_for_its_text_asks_for_its_files_again(
+    web: Client, ticket: Ticket, files_by_email: None, settings: Any
+) -> None:
+    """Without JavaScript a refused reply comes back as a page, whose file input is empty
+    (a browser never fills one in): when files came with it, the reason says to choose them
+    again whatever the refusal was about (it said so only when the files were refused)."""
+    url = reverse("ticket-message", kwargs={"ref": ticket.number})
+    data = {"kind": "bogus", "body": "With a file", "files": [upload("a.pdf", b"%PDF-1.4 x")]}
+    page = web.post(url, data)
+    assert page.status_code == 400
+    error = BeautifulSoup(page.content, "html.parser").select_one("form#composer .form-error")
+    assert error is not None
+    assert error.get_text().endswith(" Choose the files again.")
+    # no files sent: nothing to choose again
+    page = web.post(url, {"kind": "bogus", "body": "No file"})
+    error = BeautifulSoup(page.content, "html.parser").select_one("form#composer .form-error")
+    assert error is not None
+    assert "Choose the files again" not in error.get_text()
