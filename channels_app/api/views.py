@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
@@ -678,7 +678,7 @@ def webchat_upload(request: HttpRequest, token: str) -> HttpResponse:
         file = request.FILES.get("file")
         text = request.POST.get("text", "")
         client_id = request.POST.get("client_id", "") or f"up-{secrets.token_hex(12)}"
-    except (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent) as exc:
+    except (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as exc:
         return _error("malformed_payload", f"The upload could not be read: {exc}", 400)
     if file is None:
         return _error("malformed_payload", "Send one file in the 'file' field.", 400)

@@ -130,7 +130,11 @@ def test_a_file_alone_needs_no_text(
 
 
 def test_the_file_is_stored_before_the_acknowledgement(
-    client: Client, account: ChannelAccount, session: str, tmp_path: Path
+    client: Client,
+    account: ChannelAccount,
+    session: str,
+    tmp_path: Path,
+    django_capture_on_commit_callbacks: Any,
 ) -> None:
     """Acknowledged with the drain not run yet (its task lost, the worker down): the bytes
     are already in storage and the event names them, so the drain can make the message
@@ -142,8 +146,10 @@ def test_the_file_is_stored_before_the_acknowledgement(
     event = InboundEvent.objects.get()
     assert event.status == InboundStatus.RECEIVED
     assert not Message.objects.exists()
-    inbound_event_process(event_id=event.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound_event_process(event_id=event.pk)
     assert Attachment.objects.get().file.read() == PNG
+    assert stored_uploads(tmp_path) == []  # one copy: the attachment's
 
 
 def test_a_redrained_event_and_a_repeated_upload_add_nothing(
@@ -166,7 +172,9 @@ def test_a_redrained_event_and_a_repeated_upload_add_nothing(
     assert again.json() == {"status": "duplicate", "id": event.pk, "client_id": "client-file-0001"}
     assert (Message.objects.count(), Attachment.objects.count()) == (1, 1)
     assert InboundEvent.objects.count() == 1
-    assert len(stored_uploads(tmp_path)) == 1
+    # the staged copy went once the attachment held its own; the attachment is kept
+    assert stored_uploads(tmp_path) == []
+    assert Attachment.objects.get().file.read() == PNG
 
 
 def test_too_large_by_its_content_length_is_refused_before_reading(
@@ -298,8 +306,7 @@ def test_a_body_naming_another_visitors_file_gets_no_file(
 ) -> None:
     """A message posted straight to the webhook may name a stored upload: only one under
     the sender's own prefix is ever read."""
-    with django_capture_on_commit_callbacks(execute=True):
-        assert upload(client, account, session).status_code == 202
+    assert upload(client, account, session).status_code == 202  # not drained yet
     key = json.loads(bytes(InboundEvent.objects.get().body))["file"]["key"]
     assert default_storage.exists(key)
     eve = session_issue(account, name="Eve", email="eve@example.com")["session"]
@@ -314,7 +321,9 @@ def test_a_body_naming_another_visitors_file_gets_no_file(
     eves = Message.objects.get(channel_message_id__endswith=":eve-00000001")
     assert not eves.attachments.exists()
     assert eves.metadata["file_missing"] == "x.png"
-    assert Attachment.objects.count() == 1
+    # the drain made Vera's message meanwhile, with her file
+    [attachment] = Attachment.objects.all()
+    assert str(attachment.message.channel_message_id).endswith(":client-file-0001")
 
 
 def test_the_agent_sees_the_picture_on_the_ticket(
@@ -338,3 +347,32 @@ def test_the_agent_sees_the_picture_on_the_ticket(
     assert served.status_code == 200
     assert served["Content-Type"] == "image/png"
     assert served["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_name_keeps_its_checked_extension(
+    client: Client,
+    account: ChannelAccount,
+    session: str,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The visitor's name is kept (spaces included, which storage may change in its own
+    name), but a message posted to the webhook naming the upload "page.html" gets the
+    name checked at upload."""
+    assert upload(client, account, session, name="my kettle.png").status_code == 202
+    key = json.loads(bytes(InboundEvent.objects.get().body))["file"]["key"]
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = client.post(
+            f"/api/webhooks/webchat/{account.webhook_token}",
+            {"client_id": "client-renamed-01", "file": {"key": key, "name": "page.html"}},
+            content_type="application/json",
+            HTTP_X_WEBCHAT_SESSION=session,
+        )
+    assert sent.status_code == 200
+    names = dict(Attachment.objects.values_list("message__channel_message_id", "filename"))
+    stored = key.rpartition("/")[2]
+    assert stored.endswith(".png")
+    assert {str(k).partition(":")[2]: v for k, v in names.items()} == {
+        "client-file-0001": "my kettle.png",
+        "client-renamed-01": stored,
+    }
+    assert set(Attachment.objects.values_list("content_type", flat=True)) == {"image/png"}

@@ -32,6 +32,7 @@ from channels_app.adapters.base import (
     WebhookRequest,
     json_body,
 )
+from support.parsing import safe_file_name
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -176,6 +177,11 @@ def session_read(
     return claims
 
 
+def _extension(name: str) -> str:
+    stem, dot, ext = name.rpartition(".")
+    return ext.lower() if dot and stem else ""
+
+
 def _file_name(data: dict[str, Any]) -> str:
     file = data.get("file")
     return str(file.get("name", "file")) if isinstance(file, dict) else "file"
@@ -190,18 +196,26 @@ def _upload_media(
     other stored object). A storage error other than "not there" propagates, so the drain
     retries the event rather than losing the file."""
     key = str(file.get("key", ""))
-    name = str(file.get("name", "")) or key.rpartition("/")[2] or "file"
     if (
         not key.startswith(upload_prefix(account.pk, visitor_id))
         or ".." in key.split("/")
         or not default_storage.exists(key)
     ):
-        return (), name[:255]
+        return (), (str(file.get("name", "")) or "file")[:255]
+    # The name as the visitor gave it (storage may have changed spaces and such in the
+    # key), as long as its extension is the one checked at upload: a message posted to the
+    # webhook could otherwise call a picture "page.html".
+    stored = key.rpartition("/")[2] or "file"
+    given = safe_file_name(file.get("name"), fallback=stored)
+    name = given if _extension(given) == _extension(stored) else stored
     with default_storage.open(key, "rb") as handle:
         content = handle.read()
     found = upload_type(name, content[:16])
     content_type, kind = found or ("application/octet-stream", "other")
-    return (MediaRef(kind=kind, mime_type=content_type, filename=name, content=content),), ""
+    media = MediaRef(
+        kind=kind, mime_type=content_type, filename=name, content=content, staged_name=key
+    )
+    return (media,), ""
 
 
 class WebchatAdapter(ChannelAdapter):
