@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.adapters.webchat.adapter import message_visitor, visitor_message_prefix
@@ -126,10 +127,11 @@ def webchat_messages(*, visitor_id: str, account_id: int, after_id: int = 0) -> 
 
 
 def webchat_file_get(*, visitor_id: str, attachment_id: int) -> Attachment | None:
-    """A file an agent sent to this web chat visitor: an attachment, stored, of an
-    outbound public web chat message the visitor's own conversation holds (the same rule
-    as ``webchat_messages``: by the visitor its channel id names, among the tickets of the
-    customer who now holds the visitor's identity). None for anything else (another
+    """A file an agent sent to this web chat visitor, or one the visitor sent itself: an
+    attachment, stored, of an outbound public (or an inbound) web chat message the
+    visitor's own conversation holds (the same rule as ``webchat_messages``: by the
+    visitor its channel id names, among the tickets of the customer who now holds the
+    visitor's identity). None for anything else (another
     visitor's, the customer's own, an internal note's)."""
     customer_id = (
         ChannelIdentity.objects.filter(channel="webchat", external_id=visitor_id)
@@ -144,8 +146,10 @@ def webchat_file_get(*, visitor_id: str, attachment_id: int) -> Attachment | Non
             message__ticket__customer_id=customer_id,
             message__channel="webchat",
             message__channel_message_id__startswith=visitor_message_prefix(visitor_id),
-            message__direction=Direction.OUTBOUND,
-            message__kind=MessageKind.PUBLIC,
+        )
+        .filter(
+            Q(message__direction=Direction.OUTBOUND, message__kind=MessageKind.PUBLIC)
+            | Q(message__direction=Direction.INBOUND)
         )
         .exclude(file="")
         .first()

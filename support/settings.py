@@ -699,6 +699,12 @@ WEBCHAT_VERIFY_CODE_TTL_SECONDS = env.get_int("WEBCHAT_VERIFY_CODE_TTL_SECONDS",
 WEBCHAT_VERIFY_MAX_ATTEMPTS = env.get_int("WEBCHAT_VERIFY_MAX_ATTEMPTS", 5)
 WEBCHAT_VERIFY_CODES_PER_HOUR = env.get_int("WEBCHAT_VERIFY_CODES_PER_HOUR", 5)
 WEBCHAT_VERIFY_REQUESTS_PER_IP_PER_HOUR = env.get_int("WEBCHAT_VERIFY_REQUESTS_PER_IP_PER_HOUR", 20)
+# Files a visitor sends (docs/channels.md "Files from visitors"): the largest upload
+# (refused on its Content-Length before it is read), and uploads per session and per
+# address an hour (on top of the message limits above).
+WEBCHAT_UPLOAD_MAX_BYTES = env.get_int("WEBCHAT_UPLOAD_MAX_BYTES", 10_000_000)
+WEBCHAT_UPLOADS_PER_SESSION_PER_HOUR = env.get_int("WEBCHAT_UPLOADS_PER_SESSION_PER_HOUR", 20)
+WEBCHAT_UPLOADS_PER_IP_PER_HOUR = env.get_int("WEBCHAT_UPLOADS_PER_IP_PER_HOUR", 200)
 WHATSAPP_WINDOW_HOURS = env.get_int("WHATSAPP_WINDOW_HOURS", 24)
 META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook.com")
 META_GRAPH_API_VERSION = env.get_str("META_GRAPH_API_VERSION", "v21.0")

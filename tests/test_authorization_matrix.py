@@ -136,6 +136,7 @@ api-webchat-messages            GET    signed signed signed signed signed signed
 api-webchat-verify              POST   signed signed signed signed signed signed signed signed
 api-webchat-verify-confirm      POST   signed signed signed signed signed signed signed signed
 api-webchat-file                GET    404    404    404    404    404    404    404    404
+api-webchat-upload              POST   signed signed signed signed signed signed signed signed
 api-schema                      GET    401    allow  allow  allow  allow  allow  allow  403
 seed-tickets                    POST   401    allow  allow  allow  allow  allow  allow  403
 seed-ticket                     GET    401    404    allow  allow  404    allow  allow  403
@@ -324,6 +325,7 @@ KWARGS: dict[str, Callable[[World], dict[str, Any]]] = {
     # no session, or one whose visitor was sent no such file: the same 404 (the visitor's
     # own file: channels_app/tests/test_webchat_files.py)
     "api-webchat-file": lambda w: {"token": w.webchat.webhook_token},
+    "api-webchat-upload": lambda w: {"token": w.webchat.webhook_token},
     "admin:tickets_customer_change": lambda w: {"object_id": w.customer.pk},
     "seed-api-webhook": lambda w: {"seed_channel": "whatsapp"},
     "dashboard-widget": lambda w: {"name": "backlog"},
@@ -617,6 +619,15 @@ def _signed_positive(world: World) -> dict[tuple[str, str], Callable[[], Any]]:
 
         return call
 
+    def webchat_upload() -> Any:
+        # A valid session gets past the gate to the file checks (here: no file, 400).
+        session = session_issue(world.webchat, name="Visitor", email="v@example.com")
+        return Client().post(
+            reverse("api-webchat-upload", kwargs={"token": world.webchat.webhook_token}),
+            {"text": "hello"},
+            headers={SESSION_HEADER: session["session"]},
+        )
+
     def feedback(method: str) -> Callable[[], Any]:
         def call() -> Any:
             world.ticket.status = TicketStatus.RESOLVED
@@ -662,6 +673,7 @@ def _signed_positive(world: World) -> dict[tuple[str, str], Callable[[], Any]]:
         ("seed-api-webhook", "POST"): seed_webhook("POST"),
         ("seed-api-webhook", "GET"): seed_webhook("GET"),
         ("api-webchat-messages", "GET"): webchat_messages,
+        ("api-webchat-upload", "POST"): webchat_upload,
         ("api-webchat-verify", "POST"): webchat_verify("api-webchat-verify", {}),
         ("api-webchat-verify-confirm", "POST"): webchat_verify(
             "api-webchat-verify-confirm", {"code": "123456"}

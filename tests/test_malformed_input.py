@@ -273,6 +273,31 @@ def test_deep_json_at_the_web_chat_endpoints_is_a_400(world: World, path: str) -
     assert "nested more than" in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"--b\r\nnot a part", "multipart/form-data; boundary=b"),  # cut short
+        (b"file=x", "multipart/form-data"),  # no boundary
+        (b"file=x", "application/x-www-form-urlencoded"),  # no file at all
+        (
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="a\x00.png"\r\n\r\n'
+            b'\x89PNG\r\n\x1a\n\r\n--b\r\nContent-Disposition: form-data; name="text"\r\n\r\n'
+            b"a\x00b\r\n--b--\r\n",
+            "multipart/form-data; boundary=b",
+        ),  # NUL in the file name and the text
+    ],
+)
+def test_a_malformed_web_chat_upload_is_a_400(world: World, body: bytes, content_type: str) -> None:
+    response = Client(raise_request_exception=False).post(
+        f"/api/webchat/{world.webchat.webhook_token}/files",
+        body,
+        content_type=content_type,
+        **_webchat_session(world),
+    )
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"]["code"] in ("malformed_payload", "invalid")
+
+
 def test_deep_json_at_a_signed_webhook_is_a_400(world: World) -> None:
     from channels_app.fixtures import meta_signature
 

@@ -99,6 +99,9 @@ class MediaRef:
     mime_type: str = ""
     filename: str = ""
     content: bytes | None = None  # email attachments arrive inline
+    #: The storage name of a copy our own intake kept (a web chat visitor's upload): the
+    #: attachment gets its own copy, and this one is deleted once that is committed.
+    staged_name: str = ""
 
     def __post_init__(self) -> None:
         _strings_without_nul(self)

@@ -10,6 +10,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("webchat/<str:token>/session", views.webchat_session, name="api-webchat-session"),
     path("webchat/<str:token>/messages", views.webchat_messages, name="api-webchat-messages"),
     path("webchat/<str:token>/verify", views.webchat_verify, name="api-webchat-verify"),
+    path("webchat/<str:token>/files", views.webchat_upload, name="api-webchat-upload"),
     path(
         "webchat/<str:token>/files/<int:attachment_id>",
         views.webchat_file,

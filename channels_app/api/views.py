@@ -8,10 +8,13 @@ limits, signatures, CORS of the widget) read side by side; no logic to split out
 from __future__ import annotations
 
 import functools
+import secrets
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -32,6 +35,7 @@ from channels_app.adapters.base import (
     registered_channels,
 )
 from channels_app.adapters.webchat.adapter import (
+    MAX_TEXT,
     SESSION_HEADER,
     WEBCHAT_MESSAGE_MAX_BYTES,
     SessionExpired,
@@ -41,6 +45,7 @@ from channels_app.adapters.webchat.adapter import (
 )
 from channels_app.models import ChannelAccount
 from channels_app.services import handoff
+from channels_app.services.webchat_uploads import WebchatUpload, webchat_upload_receive
 from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
@@ -561,6 +566,8 @@ def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
             "messages_url": f"/api/webhooks/webchat/{token}",
             "poll_url": f"/api/webchat/{token}/messages",
             "verify_url": f"/api/webchat/{token}/verify",
+            "upload_url": f"/api/webchat/{token}/files",
+            "upload_max_bytes": int(settings.WEBCHAT_UPLOAD_MAX_BYTES),
             "verify_confirm_url": f"/api/webchat/{token}/verify/confirm",
             "ws_path": f"/ws/webchat/{token}/",
         },
@@ -638,6 +645,94 @@ def webchat_file(request: HttpRequest, token: str, attachment_id: int) -> HttpRe
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox"
     response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@webchat_cors
+@require_http_methods(["POST"])
+def webchat_upload(request: HttpRequest, token: str) -> HttpResponse:
+    """A file from the visitor (multipart: ``file``, optional ``text`` and ``client_id``),
+    for its own session (``X-Webchat-Session``), as a message of its chat.
+
+    Refused before the body is read: a ``Content-Length`` over ``WEBCHAT_UPLOAD_MAX_BYTES``
+    (413), then an unknown widget (404) or a missing, expired (401) or forged (403)
+    session, then no ``Content-Length`` (400), then over the limits (429: uploads per
+    session and per address an hour, and the visitor's message limits). Then an empty
+    file or a type outside the safe list is 400. The file is stored and its event
+    recorded before the 202
+    (``webchat_upload_receive``): a file acknowledged is never lost."""
+    cap = int(settings.WEBCHAT_UPLOAD_MAX_BYTES)
+    declared = content_length(request.META.get("CONTENT_LENGTH"))
+    if declared is not None and declared > cap:
+        return _error("too_large", f"The file is larger than {cap} bytes.", 413)
+    session = _webchat_session(request, token)
+    if isinstance(session, JsonResponse):
+        return session
+    if declared is None:
+        return _error("length_required", "Send the file with a Content-Length header.", 400)
+    account, claims = session
+    limited = _upload_rate_limited(request, claims["v"])
+    if limited is not None:
+        return limited
+    try:
+        file = request.FILES.get("file")
+        text = request.POST.get("text", "")
+        client_id = request.POST.get("client_id", "") or f"up-{secrets.token_hex(12)}"
+    except (MultiPartParserError, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent) as exc:
+        return _error("malformed_payload", f"The upload could not be read: {exc}", 400)
+    if file is None:
+        return _error("malformed_payload", "Send one file in the 'file' field.", 400)
+    if file.size is None or file.size > cap:
+        return _error("too_large", f"The file is larger than {cap} bytes.", 413)
+    if len(text) > MAX_TEXT or contains_nul(text):
+        return _error("invalid", f"'text' is at most {MAX_TEXT} characters, without NUL.", 400)
+    if not 8 <= len(client_id) <= 64 or contains_nul(client_id):
+        return _error("invalid", "'client_id' is 8 to 64 characters.", 400)
+    upload = WebchatUpload(
+        file=file,
+        filename=file.name or "",
+        size=file.size,
+        text=text.strip(),
+        client_id=client_id,
+    )
+    try:
+        event, created = webchat_upload_receive(
+            account=account,
+            visitor_id=claims["v"],
+            session=request.headers.get(SESSION_HEADER, ""),
+            upload=upload,
+        )
+    except SignatureError as exc:
+        return _error("invalid_session", str(exc), exc.status)
+    except MalformedPayload as exc:
+        return _error("malformed_payload", str(exc), 400)
+    return JsonResponse(
+        {
+            "status": "accepted" if created else "duplicate",
+            "id": event.pk,
+            "client_id": client_id,
+        },
+        status=202,
+    )
+
+
+def _upload_rate_limited(request: HttpRequest, visitor_id: str) -> JsonResponse | None:
+    """Uploads per session and per address an hour, then the visitor's message limits
+    (a file is a message too: ``visitor_send_wait``)."""
+    ip = client_ip(request)  # type: ignore[arg-type]
+    for bucket, limit in (
+        (f"webchat-upload-session:{visitor_id}", settings.WEBCHAT_UPLOADS_PER_SESSION_PER_HOUR),
+        (f"webchat-upload-ip:{ip}", settings.WEBCHAT_UPLOADS_PER_IP_PER_HOUR),
+    ):
+        wait = hit(bucket, int(limit), 3600)
+        if wait is not None:
+            break
+    else:
+        wait = visitor_send_wait(visitor_id, ip)
+    if wait is None:
+        return None
+    response = _error("rate_limited", "Too many files; wait before sending more.", 429)
+    response["Retry-After"] = str(int(wait))
     return response
 
 
@@ -752,8 +847,9 @@ def webchat_message_json(message: Any) -> dict[str, Any]:
         else "",
         "at": message.created_at.isoformat(),
     }
-    if message.direction == "outbound":
-        # the files an agent sent: the widget fetches each from api-webchat-file
+    # the files an agent sent, and the visitor's own: the widget fetches each from
+    # api-webchat-file
+    if message.direction in ("outbound", "inbound"):
         data["files"] = [
             webchat_file_json(a.pk, a.filename, a.content_type, a.size)
             for a in message.attachments.all()
@@ -771,6 +867,7 @@ __all__ = [
     "webchat_file",
     "webchat_messages",
     "webchat_session",
+    "webchat_upload",
     "webchat_verify",
     "webchat_verify_confirm",
     "webhook",

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from typing import Any
 
+from django.core.files.storage import default_storage
 from django.db import transaction
 
 from channels_app import selectors
@@ -148,9 +149,24 @@ def _message_ingest(
             )
             if to_fetch:
                 transaction.on_commit(lambda: _enqueue_downloads(to_fetch))
+            staged = [m.staged_name for m in message.media if m.staged_name]
+            if staged:
+                transaction.on_commit(lambda: _staged_files_delete(staged))
             return True
     except Conflict:
         return False
+
+
+def _staged_files_delete(names: list[str]) -> None:
+    """Delete the copies our intake kept (a web chat upload) once the message's attachment
+    holds its own, committed: one copy of a customer's file, the one erasure deletes. A
+    failure only leaves a spare copy; a re-drain finds the message recorded and needs
+    none."""
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.warning("Could not delete the staged upload %s", name, exc_info=True)
 
 
 def _echo_record(channel: str, account: ChannelAccount, message: InboundMessage) -> bool:

@@ -91,7 +91,7 @@ def test_the_visitor_gets_the_file_with_its_own_session(
         f"/api/webchat/{chat['account'].webhook_token}/messages",
         HTTP_X_WEBCHAT_SESSION=chat["session"],
     )
-    assert [m.get("files") for m in polled.json()["messages"]] == [None, [described]]
+    assert [m.get("files") for m in polled.json()["messages"]] == [[], [described]]
     response = client.get(
         file_url(chat["account"], attachment.pk), HTTP_X_WEBCHAT_SESSION=chat["session"]
     )

@@ -9,6 +9,9 @@
  * to the customer's record once the code is entered. Sessions expire (401 / close 4401):
  * the widget then starts over. Files an agent sends show as links under the reply; each is
  * fetched with the session (GET /api/webchat/<token>/files/<id>) and saved.
+ * The visitor may send a file too (the paperclip: a picture, a PDF or a text file, up to
+ * the size the session answer names): POST /api/webchat/<token>/files, with its progress
+ * shown; once the chat has recorded it, the visitor can download it again from its message.
  * No dependencies, no CDN.
  */
 (function () {
@@ -20,7 +23,9 @@
   var title = script.getAttribute("data-title") || "Chat with us";
   var storeKey = "support-webchat:" + token;
   var state = JSON.parse(localStorage.getItem(storeKey) || "null");
-  var lastId = 0, seen = {}, socket = null, pollTimer = null;
+  var lastId = 0, seen = {}, nodes = {}, socket = null, pollTimer = null;
+  // What POST /api/webchat/<token>/files accepts (the server checks again, and the bytes).
+  var UPLOAD_ACCEPT = ".jpg,.jpeg,.png,.gif,.webp,.pdf,.txt";
 
   function save() { localStorage.setItem(storeKey, JSON.stringify(state)); }
   function el(tag, attrs, text) {
@@ -55,6 +60,7 @@
     ".swc-verify{display:flex;gap:6px;padding:0 8px 8px;font-size:12px;align-items:center}",
     ".swc-verify input{width:90px;padding:4px;border:1px solid #ccd;border-radius:4px}",
     ".swc-verify button{font-size:12px}",
+    ".swc-attach{padding:0 8px;cursor:pointer}.swc-note{display:block;font-size:12px;color:#555}",
     ".swc-file{display:block;margin-top:4px;padding:0;border:0;background:none;color:#1f6feb;",
     "text-decoration:underline;cursor:pointer;font:inherit;text-align:left}"
   ].join(""));
@@ -96,24 +102,83 @@
     startView();
   }
 
+  function fileLinks(node, files) {
+    (files || []).forEach(function (f) {
+      // the file needs the session header: fetched, then saved from the browser's memory
+      var link = el("button", { type: "button", "class": "swc-file" }, f.name);
+      link.addEventListener("click", function () { download(f); });
+      node.appendChild(link);
+    });
+  }
+
   function show(msg) {
     var key = msg.id ? "id:" + msg.id : "c:" + msg.client_id;
     if (seen[key] || (msg.client_id && seen["c:" + msg.client_id] && msg.from === "visitor")) {
       if (msg.id) { seen[key] = true; lastId = Math.max(lastId, msg.id); }
+      // a file this visitor sent, now recorded: its link replaces the "sending" note
+      var sent = msg.client_id && nodes[msg.client_id];
+      if (sent && msg.files && msg.files.length && !sent.linked) {
+        sent.linked = true;
+        Array.prototype.slice.call(sent.querySelectorAll(".swc-note")).forEach(function (n) {
+          n.remove();
+        });
+        fileLinks(sent, msg.files);
+      }
       return;
     }
     seen[key] = true;
     if (msg.client_id) { seen["c:" + msg.client_id] = true; }
     if (msg.id) { lastId = Math.max(lastId, msg.id); }
     var node = el("div", { "class": "swc-msg swc-" + msg.from }, msg.text);
-    (msg.files || []).forEach(function (f) {
-      // the file needs the session header: fetched, then saved from the browser's memory
-      var link = el("button", { type: "button", "class": "swc-file" }, f.name);
-      link.addEventListener("click", function () { download(f); });
-      node.appendChild(link);
-    });
+    fileLinks(node, msg.files);
+    if (msg.client_id) { nodes[msg.client_id] = node; node.linked = !!(msg.files || []).length; }
     body.appendChild(node);
     body.scrollTop = body.scrollHeight;
+    return node;
+  }
+
+  function sendFile(file, text) {
+    // One file (and the text typed, if any) as a message of the chat, with its progress.
+    var max = (state && state.upload_max_bytes) || 0;
+    if (max && file.size > max) {
+      error.textContent = "This file is too large (at most " + Math.floor(max / 1e6) + " MB).";
+      return;
+    }
+    var cid = clientId();
+    var node = show({ client_id: cid, from: "visitor", text: text });
+    var note = el("span", { "class": "swc-note" }, file.name + ": sending…");
+    node.appendChild(note);
+    var form = new FormData();
+    form.append("file", file, file.name);
+    form.append("client_id", cid);
+    if (text) { form.append("text", text); }
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", base + "/api/webchat/" + token + "/files");
+    xhr.setRequestHeader("X-Webchat-Session", state.session);
+    xhr.upload.onprogress = function (ev) {
+      if (ev.lengthComputable) {
+        note.textContent = file.name + ": sending… " + Math.round(100 * ev.loaded / ev.total) + "%";
+      }
+    };
+    xhr.onload = function () {
+      var j = {};
+      try { j = JSON.parse(xhr.responseText); } catch (e) { j = {}; }
+      if (xhr.status === 401) { expired(); return; }
+      if (xhr.status < 200 || xhr.status >= 300) {
+        note.textContent = file.name + ": not sent";
+        error.textContent = (j.error && j.error.message) || "The file could not be sent.";
+        return;
+      }
+      note.textContent = file.name + ": sent";
+      error.textContent = "";
+      // the link to download it again comes with the recorded message
+      setTimeout(poll, 1500); setTimeout(poll, 6000);
+    };
+    xhr.onerror = function () {
+      note.textContent = file.name + ": not sent";
+      error.textContent = "The file could not be sent; check your connection.";
+    };
+    xhr.send(form);
   }
 
   function download(file) {
@@ -173,6 +238,16 @@
     var form = el("form", { "class": "swc-form" });
     var input = el("input", { type: "text", maxlength: "5000", "aria-label": "Message",
                               placeholder: "Type a message" });
+    var picker = el("input", { type: "file", accept: UPLOAD_ACCEPT, hidden: "" });
+    var attach = el("button", { type: "button", "class": "swc-attach", "aria-label": "Send a file",
+                                title: "Send a picture, a PDF or a text file" }, "📎");
+    attach.addEventListener("click", function () { picker.click(); });
+    picker.addEventListener("change", function () {
+      var file = picker.files && picker.files[0];
+      if (file) { sendFile(file, input.value.trim()); input.value = ""; }
+      picker.value = "";
+    });
+    form.appendChild(picker); form.appendChild(attach);
     form.appendChild(input); form.appendChild(el("button", { type: "submit" }, "Send"));
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
@@ -224,7 +299,8 @@
       ev.preventDefault();
       api("POST", "/api/webchat/" + token + "/session", { name: name.value, email: email.value })
         .then(function (j) {
-          state = { session: j.session, visitor_id: j.visitor_id }; save();
+          state = { session: j.session, visitor_id: j.visitor_id,
+                    upload_max_bytes: j.upload_max_bytes }; save();
           panel.removeChild(form); chatView();
         })
         .catch(function (e) { error.textContent = e.message; });

@@ -1,5 +1,6 @@
 """The web chat widget in a real browser: a file an agent sends shows under the reply and
-downloads with the visitor's own session."""
+downloads with the visitor's own session; a file the visitor sends (the paperclip) becomes
+an attachment of its message, and the visitor can download it again."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from channels_app.services import channel_account_upsert
 from tests.e2e.test_workbench_e2e import LIVE_TIMEOUT_MS, _call
-from tickets.models import Ticket
+from tickets.models import Attachment, Ticket
 from tickets.services import NewAttachment, message_add
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -32,7 +33,7 @@ def test_a_visitor_downloads_a_file_an_agent_sent(
         context.close()
 
 
-def _visitor_downloads(page: Any, account: Any, agent: Any, tmp_path: Any) -> None:
+def _open_widget(page: Any, account: Any) -> None:
     page.goto("/accounts/login/")  # any page of the site: the widget is same-origin here
     page.evaluate(
         """token => {
@@ -47,7 +48,11 @@ def _visitor_downloads(page: Any, account: Any, agent: Any, tmp_path: Any) -> No
     page.fill(".swc-start input[type=text]", "Vera")
     page.fill(".swc-start input[type=email]", "vera@example.com")
     page.click(".swc-start button[type=submit]")
-    page.fill(".swc-form input", "Where is my return label?")
+
+
+def _visitor_downloads(page: Any, account: Any, agent: Any, tmp_path: Any) -> None:
+    _open_widget(page, account)
+    page.fill(".swc-form input[type=text]", "Where is my return label?")
     page.keyboard.press("Enter")
     deadline = time.monotonic() + LIVE_TIMEOUT_MS / 1000
     while not Ticket.objects.filter(channel="webchat").exists():
@@ -69,3 +74,39 @@ def _visitor_downloads(page: Any, account: Any, agent: Any, tmp_path: Any) -> No
     saved = tmp_path / "label.pdf"
     download.value.save_as(saved)
     assert saved.read_bytes() == LABEL
+
+
+PHOTO = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def test_a_visitor_sends_a_photo(browser: Any, live_asgi: str, tmp_path: Any) -> None:
+    account = _call(channel_account_upsert, channel="webchat", name="site")
+    context = browser.new_context(base_url=live_asgi, accept_downloads=True)
+    try:
+        page = context.new_page()
+        _open_widget(page, account)
+        page.fill(".swc-form input[type=text]", "It arrived broken")
+        photo = tmp_path / "kettle.png"
+        photo.write_bytes(PHOTO)
+        page.set_input_files(".swc-form input[type=file]", str(photo))
+        page.locator(".swc-visitor .swc-note", has_text="kettle.png").wait_for(
+            timeout=LIVE_TIMEOUT_MS
+        )
+        deadline = time.monotonic() + LIVE_TIMEOUT_MS / 1000
+        while not Attachment.objects.filter(filename="kettle.png").exists():
+            assert time.monotonic() < deadline, "the visitor's file made no attachment"
+            time.sleep(0.2)
+        attachment = Attachment.objects.get()
+        assert attachment.message.body_text == "It arrived broken"
+        assert attachment.message.ticket.channel == "webchat"
+        assert attachment.file.read() == PHOTO
+        # once recorded, the visitor's message links the file, to download it again
+        link = page.locator(".swc-visitor .swc-file", has_text="kettle.png")
+        link.wait_for(timeout=LIVE_TIMEOUT_MS)
+        with page.expect_download(timeout=LIVE_TIMEOUT_MS) as download:
+            link.click()
+        saved = tmp_path / "again.png"
+        download.value.save_as(saved)
+        assert saved.read_bytes() == PHOTO
+    finally:
+        context.close()

@@ -9,6 +9,7 @@ customer, linked to a real one only after proving the address (``channels_app.ve
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +17,14 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core import signing
+from django.core.files.storage import default_storage
 
 from channels_app.adapters.base import (
     ChannelAdapter,
     Event,
     InboundMessage,
     MalformedPayload,
+    MediaRef,
     OutboundRequest,
     ReplyLimits,
     SendResult,
@@ -29,6 +32,7 @@ from channels_app.adapters.base import (
     WebhookRequest,
     json_body,
 )
+from support.parsing import safe_file_name
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -39,6 +43,55 @@ MAX_TEXT = 5000
 #: The largest message body kept (its raw bytes are stored whole): ``MAX_TEXT`` characters,
 #: a client id and the page's URL, even with every character escaped.
 WEBCHAT_MESSAGE_MAX_BYTES = 65_536
+
+
+# --- files a visitor sends (``api-webchat-upload``) -------------------------------------
+#
+# The only types a visitor may send, decided by the file name's extension and checked
+# against the file's first bytes: pictures a browser shows safely, PDF and plain text.
+# Never SVG or HTML (they carry script), never executables or archives.
+#: extension -> (content type, attachment kind, magic prefixes; () = text, no NUL)
+UPLOAD_TYPES: dict[str, tuple[str, str, tuple[bytes, ...]]] = {
+    "jpg": ("image/jpeg", "image", (b"\xff\xd8\xff",)),
+    "jpeg": ("image/jpeg", "image", (b"\xff\xd8\xff",)),
+    "png": ("image/png", "image", (b"\x89PNG\r\n\x1a\n",)),
+    "gif": ("image/gif", "image", (b"GIF87a", b"GIF89a")),
+    "webp": ("image/webp", "image", (b"RIFF",)),
+    "pdf": ("application/pdf", "document", (b"%PDF-",)),
+    "txt": ("text/plain", "document", ()),
+}
+#: Where a visitor's file is kept from its upload on; the event names it, and the drain
+#: only reads keys under the sending visitor's own prefix (``upload_prefix``).
+UPLOAD_ROOT = "webchat-uploads"
+
+
+def upload_type(filename: str, head: bytes) -> tuple[str, str] | None:
+    """(content type, attachment kind) of a visitor's file, from its name's extension,
+    when its first bytes match that type; None for any other file."""
+    _, dot, ext = filename.rpartition(".")
+    known = UPLOAD_TYPES.get(ext.lower()) if dot else None
+    if known is None:
+        return None
+    content_type, kind, magics = known
+    if magics:
+        if not head.startswith(magics):
+            return None
+        if ext.lower() == "webp" and head[8:12] != b"WEBP":
+            return None
+    elif b"\x00" in head:
+        return None  # "text" with NUL bytes is a binary renamed .txt
+    return content_type, kind
+
+
+def upload_prefix(account_id: int, visitor_id: str) -> str:
+    return f"{UPLOAD_ROOT}/{account_id}/{visitor_id}/"
+
+
+def upload_key(account_id: int, visitor_id: str, client_id: str, filename: str) -> str:
+    """The storage name of a visitor's file: under its own prefix, one folder per message
+    (a hash of its client id: any characters the widget chose stay out of the path)."""
+    folder = hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"{upload_prefix(account_id, visitor_id)}{folder}/{filename}"
 
 
 def visitor_group(visitor_id: str) -> str:
@@ -124,6 +177,47 @@ def session_read(
     return claims
 
 
+def _extension(name: str) -> str:
+    stem, dot, ext = name.rpartition(".")
+    return ext.lower() if dot and stem else ""
+
+
+def _file_name(data: dict[str, Any]) -> str:
+    file = data.get("file")
+    return str(file.get("name", "file")) if isinstance(file, dict) else "file"
+
+
+def _upload_media(
+    account: ChannelAccount, visitor_id: str, file: dict[str, Any]
+) -> tuple[tuple[MediaRef, ...], str]:
+    """The stored upload an event names, as the message's one file; or (), and the name to
+    report, when it is missing. Only a key under the sending visitor's own prefix is read:
+    a body posted straight to the webhook cannot name another visitor's file (or any
+    other stored object). A storage error other than "not there" propagates, so the drain
+    retries the event rather than losing the file."""
+    key = str(file.get("key", ""))
+    if (
+        not key.startswith(upload_prefix(account.pk, visitor_id))
+        or ".." in key.split("/")
+        or not default_storage.exists(key)
+    ):
+        return (), (str(file.get("name", "")) or "file")[:255]
+    # The name as the visitor gave it (storage may have changed spaces and such in the
+    # key), as long as its extension is the one checked at upload: a message posted to the
+    # webhook could otherwise call a picture "page.html".
+    stored = key.rpartition("/")[2] or "file"
+    given = safe_file_name(file.get("name"), fallback=stored)
+    name = given if _extension(given) == _extension(stored) else stored
+    with default_storage.open(key, "rb") as handle:
+        content = handle.read()
+    found = upload_type(name, content[:16])
+    content_type, kind = found or ("application/octet-stream", "other")
+    media = MediaRef(
+        kind=kind, mime_type=content_type, filename=name, content=content, staged_name=key
+    )
+    return (media,), ""
+
+
 class WebchatAdapter(ChannelAdapter):
     channel = "webchat"
     kept_headers = ("content-type", "user-agent", SESSION_HEADER)
@@ -144,7 +238,12 @@ class WebchatAdapter(ChannelAdapter):
         if not isinstance(data, dict):
             raise MalformedPayload("Expected a JSON object.")
         text = data.get("text")
-        if not isinstance(text, str) or not text.strip():
+        file = data.get("file")
+        if file is not None and not (isinstance(file, dict) and isinstance(file.get("key"), str)):
+            raise MalformedPayload("'file' must be an object naming a stored upload.")
+        if file is not None and text is None:
+            text = ""  # a file may come alone
+        if not isinstance(text, str) or (file is None and not text.strip()):
             raise MalformedPayload("'text' is required and must be a non-empty string.")
         if len(text) > MAX_TEXT:
             raise MalformedPayload(f"'text' is longer than {MAX_TEXT} characters.")
@@ -161,18 +260,26 @@ class WebchatAdapter(ChannelAdapter):
         # Accepted while the session was valid; processing (or a re-drive) may come later.
         claims = session_read(account, request.header(SESSION_HEADER), check_expiry=False)
         data = json_body(request.body)
-        metadata = {"page_url": str(data.get("page_url", ""))[:500]}
+        metadata: dict[str, Any] = {"page_url": str(data.get("page_url", ""))[:500]}
         if claims.get("e"):
             metadata["claimed_email"] = str(claims["e"])[:254]
+        text = str(data.get("text") or "").strip()
+        media: tuple[MediaRef, ...] = ()
+        if isinstance(data.get("file"), dict):
+            media, missing = _upload_media(account, claims["v"], data["file"])
+            if missing:
+                metadata["file_missing"] = missing
+                text = text or f"(a file that could not be found: {missing})"
         return [
             InboundMessage(
                 external_message_id=f"{claims['v']}:{data['client_id']}",
                 sender_id=claims["v"],
                 sender_name=claims.get("n", ""),
                 sender_email="",  # a claim, not an identity: see the module docstring
-                text=data["text"].strip(),
-                subject=f"Web chat: {data['text'].strip()[:80]}",
+                text=text,
+                subject=f"Web chat: {(text or _file_name(data))[:80]}",
                 metadata=metadata,
+                media=media,
             )
         ]
 
