@@ -15,7 +15,7 @@ from channels_app.adapters.base import OutboundFile, get_adapter
 from channels_app.adapters.parts import files_check
 from channels_app.adapters.twitter import tokens
 from channels_app.models import ChannelAccount
-from channels_app.services.reply_limits import reply_limits_problems, sizes_words
+from channels_app.services.reply_limits import reply_limits_problems
 from channels_app.tests.conftest import make_account
 from channels_app.tests.test_twitter_tokens import (
     DM_URL,
@@ -35,6 +35,7 @@ from tickets.services.lifecycle import NewAttachment
 pytestmark = pytest.mark.django_db
 
 MB = 1_000_000
+SCOPES_SETTING = "granted_scopes"  # where an X account keeps the scopes X granted
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -96,6 +97,8 @@ def test_the_adapters_own_check_before_the_send_reads_the_same_sizes() -> None:
 def test_the_reply_box_says_each_kinds_size_and_never_more_than_a_message_may_carry(
     customer: Customer, agent: Any, client: Client, settings: Any
 ) -> None:
+    from channels_app.services.reply_limits import sizes_words
+
     settings.TICKET_REPLY_FILES_MAX_BYTES = 20 * MB
     assert sizes_words(get_adapter("whatsapp").reply_limits) == (
         "images up to 5 MB, video and audio up to 16 MB, documents up to 20 MB"
@@ -153,7 +156,7 @@ def test_instagram_text_is_counted_in_utf8_bytes(
 def x_ticket(customer: Customer, scopes: str | None) -> tuple[ChannelAccount, Any]:
     account = make_account("twitter")
     if scopes is not None:
-        account.settings = {**account.settings, tokens.SCOPES_SETTING: scopes}
+        account.settings = {**account.settings, SCOPES_SETTING: scopes}
         account.save()
     ticket = ticket_create(customer=customer, subject="DM", body="Hi", channel="twitter")
     return account, ticket
@@ -207,7 +210,7 @@ def test_a_token_refresh_keeps_the_scopes_x_granted() -> None:
     responses.post(DM_URL, status=201, json={"data": {}}, match=bearer(NEW_ACCESS))
     get_adapter("twitter").send(account, outbound())
     stored = ChannelAccount.objects.get(pk=account.pk)
-    assert stored.settings[tokens.SCOPES_SETTING] == NEW_PAIR["scope"]
+    assert stored.settings[SCOPES_SETTING] == NEW_PAIR["scope"]
     assert tokens.granted_scopes(stored) == frozenset(str(NEW_PAIR["scope"]).split())
     assert tokens.granted_scopes(account) == tokens.granted_scopes(stored)
 
