@@ -74,6 +74,8 @@ def test_whatsapp_sizes_depend_on_the_type_when_the_agent_sends() -> None:
 
 
 def test_instagram_images_are_held_to_8_mb_and_video_to_25(settings: Any) -> None:
+    from channels_app.services.reply_limits import sizes_words
+
     settings.S3_ENABLED = True
     limits = get_adapter("instagram").reply_limits
     photo = ReplyFileInfo("photo.png", "image/png", 9 * MB)
@@ -81,6 +83,12 @@ def test_instagram_images_are_held_to_8_mb_and_video_to_25(settings: Any) -> Non
     assert reply_limits_problems(limits, label="Instagram", text="", files=[photo, video]) == {
         "files": ["Instagram images can be at most 8 MB; photo.png is 9 MB."]
     }
+    longer = ReplyFileInfo("long.mp4", "video/mp4", 26 * MB)
+    assert reply_limits_problems(limits, label="Instagram", text="", files=[longer]) == {
+        "files": ["Instagram video and audio can be at most 25 MB; long.mp4 is 26 MB."]
+    }
+    settings.TICKET_REPLY_FILES_MAX_BYTES = 20 * MB
+    assert sizes_words(limits) == "images up to 8 MB, video and audio up to 20 MB"
 
 
 def test_the_adapters_own_check_before_the_send_reads_the_same_sizes() -> None:

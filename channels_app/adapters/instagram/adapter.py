@@ -31,6 +31,7 @@ WITH_FILES = ReplyLimits(
     files_max_count=10,
     file_max_bytes=25_000_000,
     file_max_bytes_by_type=(("image/", 8_000_000),),
+    other_files_word="video and audio",  # the only other types it takes
     file_types=(*IMAGE_TYPES, *VIDEO_TYPES, *AUDIO_TYPES),
 )
 
