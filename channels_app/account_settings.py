@@ -130,6 +130,11 @@ SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("send_auth", "'oauth2' (the default) or 'oauth1'", _one_of("oauth2", "oauth1")),
         Setting("consumer_key", "the OAuth 1.0a consumer (API) key", _non_empty_text),
         Setting("oauth_token", "the OAuth 1.0a access token", _non_empty_text),
+        Setting(
+            "granted_scopes",
+            "the OAuth 2.0 scopes X granted the token, space-separated (kept by every refresh)",
+            _text,
+        ),
     ),
     "chatbot": (
         Setting(

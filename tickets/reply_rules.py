@@ -55,6 +55,8 @@ class ReplyBox:
     accept: str = ""
     #: In words: "PDF, images; up to 16 MB each, 10 files at most" / "no files".
     files_words: str = ""
+    #: The longest text in UTF-8 bytes, where the channel counts bytes (Instagram).
+    text_max_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,32 @@ class ReplyLimits:
     #: The files of one reply together (bytes); 0: no total of the channel's own (e-mail:
     #: SendGrid's 30 MB a message, after base64).
     files_max_total_bytes: int = 0
+    #: The largest file of a type, where the provider's limit depends on it: (type, bytes)
+    #: pairs, the type exact ("application/pdf") or a prefix ending in "/" ("image/"); the
+    #: first match wins, ``file_max_bytes`` for the others (WhatsApp: images 5 MB, video
+    #: and audio 16 MB, the others, documents, 100 MB). Read it with ``max_bytes_for``.
+    file_max_bytes_by_type: tuple[tuple[str, int], ...] = ()
+    #: What the files ``file_max_bytes_by_type`` does not name are, in words ("documents").
+    other_files_word: str = "other files"
+    #: The longest text in UTF-8 bytes, where the provider counts bytes (Instagram: 1,000):
+    #: emoji and letters outside ASCII take 2-4 bytes each. None: not counted in bytes.
+    text_max_bytes: int | None = None
+    #: Why files are refused, in words, where it is not the channel's rule but the
+    #: account's (an X account connected without ``media.write``); "": the channel's.
+    files_refusal: str = ""
+
+    def max_bytes_for(self, content_type: str) -> int:
+        """The largest file of ``content_type`` (0: no limit of the channel's own)."""
+        return self.rule_for(content_type)[1]
+
+    def rule_for(self, content_type: str) -> tuple[str, int]:
+        """The ``file_max_bytes_by_type`` entry that applies to ``content_type``, else
+        ``("", file_max_bytes)``."""
+        kind = content_type.split(";", 1)[0].strip().lower()
+        for prefix, size in self.file_max_bytes_by_type:
+            if kind.startswith(prefix) if prefix.endswith("/") else kind == prefix:
+                return prefix, size
+        return "", self.file_max_bytes
 
 
 @dataclass(frozen=True)
@@ -267,6 +293,13 @@ class ChannelAdapter(ABC):
     deduplicates_sends: bool = False
     #: What one reply may carry on this channel (text length, files).
     reply_limits: ReplyLimits = ReplyLimits()
+
+    def reply_limits_for(self, account: ChannelAccount | None) -> ReplyLimits:
+        """What one reply through ``account`` may carry (None: the account is not known):
+        the channel's ``reply_limits``, unless the account narrows them (an X account
+        connected without permission to upload media). Read by the compose-time check and
+        by the check before the send."""
+        return self.reply_limits
 
     @abstractmethod
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:

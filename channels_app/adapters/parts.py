@@ -58,6 +58,15 @@ def megabytes(size: int) -> str:
     return f"{size / 1_000_000:.1f} MB"
 
 
+def kind_words(limits: ReplyLimits, content_type: str) -> str:
+    """The files whose size limit applies to ``content_type``, in words: "images",
+    "video", "audio", "documents" (``other_files_word``), else "files"."""
+    prefix, _ = limits.rule_for(content_type)
+    if not prefix:
+        return limits.other_files_word if limits.file_max_bytes_by_type else "files"
+    return {"image/": "images", "video/": "video", "audio/": "audio"}.get(prefix, prefix)
+
+
 def type_allowed(content_type: str, types: tuple[str, ...]) -> bool:
     """``types`` as ``ReplyLimits.file_types``: exact types or prefixes ending in "/"."""
     value = content_type.split(";")[0].strip().lower()
@@ -81,7 +90,9 @@ def files_check(
         return
     problems: list[str] = []
     if not limits.files:
-        problems.append(f"{label} replies here cannot carry files")
+        problems.append(
+            limits.files_refusal.rstrip(".") or f"{label} replies here cannot carry files"
+        )
     elif len(files) > limits.files_max_count:
         problems.append(
             f"{label} takes at most {limits.files_max_count} files in one reply, not {len(files)}"
@@ -92,10 +103,10 @@ def files_check(
                 problems.append(
                     f"{label} does not take “{file.filename}” ({file.content_type or 'no type'})"
                 )
-            elif limits.file_max_bytes and file.size > limits.file_max_bytes:
+            elif (largest := limits.max_bytes_for(file.content_type)) and file.size > largest:
                 problems.append(
-                    f"“{file.filename}” is {megabytes(file.size)}; {label} takes files up to "
-                    f"{megabytes(limits.file_max_bytes)}"
+                    f"“{file.filename}” is {megabytes(file.size)}; {label} takes "
+                    f"{kind_words(limits, file.content_type)} up to {megabytes(largest)}"
                 )
             elif more is not None and (problem := more(file)):
                 problems.append(problem)

@@ -264,7 +264,7 @@ def outbound_reply_send(delivery: Delivery) -> SendResult:
     # checked when the agent sent it; again here (a reply queued before a limit changed, a
     # re-driven delivery): refused in words, never sent for the provider to refuse
     problems = reply_limits_problems(
-        adapter.reply_limits,
+        adapter.reply_limits_for(account),
         label=channel_label(channel),
         text=outbound.text,
         files=outbound.files,

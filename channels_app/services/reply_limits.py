@@ -16,7 +16,14 @@ from collections.abc import Sequence
 
 from django.conf import settings
 
-from channels_app.adapters.base import ReplyLimits, get_adapter, registered_channels
+from channels_app.adapters.base import (
+    ChannelAdapter,
+    ReplyLimits,
+    get_adapter,
+    registered_channels,
+)
+from channels_app.adapters.parts import kind_words
+from channels_app.selectors import channel_account_for_ticket
 from tickets.models import Channel, Ticket
 from tickets.reply_rules import ReplyBox, ReplyFile, ReplyRules, size_words
 
@@ -96,11 +103,18 @@ def reply_limits_problems(
             f"{label} replies can be at most {limits.text_max_chars:,} characters; "
             f"this one has {len(text):,}."
         ]
+    elif limits.text_max_bytes is not None:
+        used = len(text.encode("utf-8", "surrogatepass"))
+        if used > limits.text_max_bytes:
+            problems["body"] = [
+                f"{label} replies can be at most {limits.text_max_bytes:,} bytes of text; "
+                f"this one has {used:,} (emoji and accented letters take 2–4 bytes each)."
+            ]
     if not files:
         return problems
     refused: list[str] = []
     if not limits.files:
-        refused.append(f"{label} replies can't carry files.")
+        refused.append(limits.files_refusal or f"{label} replies can't carry files.")
     else:
         if limits.files_max_count and len(files) > limits.files_max_count:
             refused.append(
@@ -114,10 +128,11 @@ def reply_limits_problems(
                 f"of files together; these are {size_words(total)}."
             )
         for item in files:
-            if limits.file_max_bytes and item.size > limits.file_max_bytes:
+            largest = limits.max_bytes_for(item.content_type)
+            if largest and item.size > largest:
                 refused.append(
-                    f"{label} files can be at most {size_words(limits.file_max_bytes)}; "
-                    f"{item.filename} is {size_words(item.size)}."
+                    f"{label} {kind_words(limits, item.content_type)} can be at most "
+                    f"{size_words(largest)}; {item.filename} is {size_words(item.size)}."
                 )
             if not type_allowed(item.content_type, limits.file_types):
                 shown = item.content_type or "unknown"
@@ -137,18 +152,51 @@ def reply_problems_for(
     channel it really goes out on (``reply_channel``)."""
     out = reply_channel(channel)
     return reply_limits_problems(
-        get_adapter(out).reply_limits, label=channel_label(out), text=text, files=files
+        ticket_reply_limits(ticket, out), label=channel_label(out), text=text, files=files
+    )
+
+
+def ticket_reply_limits(ticket: Ticket, out: str) -> ReplyLimits:
+    """The limits of a reply on ``ticket`` going out on ``out``: the adapter's for the
+    account the reply goes through (the ticket's, when it goes out on its own channel)."""
+    adapter = get_adapter(out)
+    if type(adapter).reply_limits_for is ChannelAdapter.reply_limits_for:
+        return adapter.reply_limits  # the same for every account: no need to look it up
+    account = channel_account_for_ticket(ticket) if out == ticket.channel else None
+    return adapter.reply_limits_for(account)
+
+
+def sizes_words(limits: ReplyLimits) -> str:
+    """The largest file of each kind in words, none above the project's cap on the files of
+    one message (``TICKET_REPLY_FILES_MAX_BYTES``: what applies here): "images up to 5 MB,
+    video and audio up to 16 MB, documents up to 20 MB"; "up to 25 MB each"; ""."""
+    cap = int(settings.TICKET_REPLY_FILES_MAX_BYTES)
+
+    def applies(size: int) -> int:
+        return min(size, cap) if cap and size else size
+
+    if not limits.file_max_bytes_by_type:
+        largest = applies(limits.file_max_bytes)
+        return f"up to {size_words(largest)} each" if largest else ""
+    shown: dict[int, list[str]] = {}
+    for prefix, size in limits.file_max_bytes_by_type:
+        shown.setdefault(applies(size), []).append(kind_words(limits, prefix))
+    if limits.file_max_bytes:
+        shown.setdefault(applies(limits.file_max_bytes), []).append(limits.other_files_word)
+    return ", ".join(
+        f"{' and '.join(dict.fromkeys(words))} up to {size_words(size)}"
+        for size, words in shown.items()
     )
 
 
 def reply_box(ticket: Ticket) -> ReplyBox:
     """The figures the reply box shows for public replies on ``ticket``."""
     out = reply_channel(ticket.channel)
-    limits = get_adapter(out).reply_limits
+    limits = ticket_reply_limits(ticket, out)
     if limits.files:
         parts = [types_words(limits.file_types)]
-        if limits.file_max_bytes:
-            parts.append(f"up to {size_words(limits.file_max_bytes)} each")
+        if sizes := sizes_words(limits):
+            parts.append(sizes)
         if limits.files_max_count:
             count = limits.files_max_count
             parts.append(f"{count} file{'s' if count != 1 else ''} at most")
@@ -158,10 +206,13 @@ def reply_box(ticket: Ticket) -> ReplyBox:
             parts.append(f"{size_words(limits.files_max_total_bytes)} together")
         words = ", ".join(parts)
     else:
-        words = f"{channel_label(out)} replies can't carry files"
+        words = (
+            limits.files_refusal.rstrip(".") or f"{channel_label(out)} replies can't carry files"
+        )
     return ReplyBox(
         channel_label=channel_label(out),
         text_max_chars=limits.text_max_chars,
+        text_max_bytes=limits.text_max_bytes,
         files=limits.files,
         files_max_count=limits.files_max_count,
         file_max_bytes=limits.file_max_bytes,

@@ -254,7 +254,8 @@ def test_the_reply_box_shows_the_channels_limits(
     assert hint.get_text() == "Sent to the customer on Messenger (at most 2,000 characters)."
     assert files["data-accept"] == "image/*,application/pdf"
     assert files_hint.get_text() == (
-        "Files on Messenger: images, PDF, up to 25 MB each, 1 file at most; internal notes "
+        # Messenger takes 25 MB, but no message here carries more than 20 MB of files
+        "Files on Messenger: images, PDF, up to 20 MB each, 1 file at most; internal notes "
         "take any file. At most 20 MB together."
     )
     # a channel with no text limit of its own and no files; an API ticket replies by e-mail

@@ -14,7 +14,12 @@ from channels_app.adapters.base import ReplyLimits, get_adapter
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "channels.md"
 SECTION = "## What a reply may carry: WhatsApp, Messenger, Instagram, X"
 WITH_S3 = ReplyLimits(
-    text_max_chars=1000, files=True, files_max_count=10, file_max_bytes=25_000_000
+    text_max_bytes=1000,
+    files=True,
+    files_max_count=10,
+    file_max_bytes=25_000_000,
+    file_max_bytes_by_type=(("image/", 8_000_000),),
+    other_files_word="video and audio",
 )
 NAMES = {"WhatsApp": "whatsapp", "Messenger": "messenger", "Instagram": "instagram", "X": "twitter"}
 
@@ -41,7 +46,13 @@ def docs_rows() -> dict[str, list[str]]:
                 text_max_chars=4096,
                 files=True,
                 files_max_count=10,
-                file_max_bytes=16_000_000,
+                file_max_bytes=100_000_000,
+                file_max_bytes_by_type=(
+                    ("image/", 5_000_000),
+                    ("video/", 16_000_000),
+                    ("audio/", 16_000_000),
+                ),
+                other_files_word="documents",
                 file_types=(
                     "image/jpeg",
                     "image/png",
@@ -69,7 +80,7 @@ def docs_rows() -> dict[str, list[str]]:
                 text_max_chars=2000, files=True, files_max_count=10, file_max_bytes=25_000_000
             ),
         ),
-        ("instagram", ReplyLimits(text_max_chars=1000)),
+        ("instagram", ReplyLimits(text_max_bytes=1000)),
         (
             "twitter",
             ReplyLimits(
@@ -93,30 +104,51 @@ def test_the_docs_table_says_what_the_adapters_hold() -> None:
     assert sorted(rows) == sorted(NAMES.values())
     for channel, (text, files, *_) in rows.items():
         limits = get_adapter(channel).reply_limits
-        number = re.fullmatch(r"([\d,]+) characters", text)
+        number = re.fullmatch(r"([\d,]+) (characters|bytes of UTF-8)", text)
         assert number is not None, (channel, text)
-        assert int(number.group(1).replace(",", "")) == limits.text_max_chars, channel
+        counted = (
+            limits.text_max_chars if number.group(2) == "characters" else limits.text_max_bytes
+        )
+        assert int(number.group(1).replace(",", "")) == counted, channel
         assert files.startswith("yes") == limits.files, (channel, files)
         if channel == "instagram":  # files with S3 only: the limits that then apply
             limits = WITH_S3
         if limits.files:
-            sizes = re.search(r"up to (\d+) per reply, each up to (\d+) MB", files)
-            assert sizes is not None, (channel, files)
-            assert int(sizes.group(1)) == limits.files_max_count, channel
-            assert int(sizes.group(2)) * 1_000_000 == limits.file_max_bytes, channel
+            count = re.search(r"up to (\d+) per reply", files)
+            assert count is not None, (channel, files)
+            assert int(count.group(1)) == limits.files_max_count, channel
+            # "each up to 25 MB", or per kind: "images up to 5 MB, video and audio up to
+            # 16 MB, documents up to 100 MB"
+            sizes = re.search(r"each up to (\d+) MB", files)
+            if not limits.file_max_bytes_by_type:
+                assert sizes is not None, (channel, files)
+                assert int(sizes.group(1)) * 1_000_000 == limits.file_max_bytes, channel
+            else:
+                said = {
+                    kind: int(size) * 1_000_000
+                    for kinds, size in re.findall(r"([a-z ]+?) up to (\d+) MB", files)
+                    for kind in kinds.strip().split(" and ")
+                }
+                words = {"image/": "images", "video/": "video", "audio/": "audio"}
+                for prefix, size in limits.file_max_bytes_by_type:
+                    assert said.get(words[prefix]) == size, (channel, prefix, said)
+                for word in limits.other_files_word.split(" and "):
+                    assert said.get(word) == limits.file_max_bytes, (channel, word, said)
 
 
 def test_instagram_takes_files_only_when_they_are_reachable_from_outside(settings: Any) -> None:
     """Instagram fetches a file by its URL: with S3 (signed URLs) it may carry files, with
     files stored on this server none (a property the compose-time check reads)."""
     settings.S3_ENABLED = False
-    assert get_adapter("instagram").reply_limits == ReplyLimits(text_max_chars=1000)
+    assert get_adapter("instagram").reply_limits == ReplyLimits(text_max_bytes=1000)
     settings.S3_ENABLED = True
     assert get_adapter("instagram").reply_limits == ReplyLimits(
-        text_max_chars=1000,
+        text_max_bytes=1000,
         files=True,
         files_max_count=10,
         file_max_bytes=25_000_000,
+        file_max_bytes_by_type=(("image/", 8_000_000),),
+        other_files_word="video and audio",
         file_types=(
             "image/png",
             "image/jpeg",

@@ -660,6 +660,20 @@ def test_the_command_takes_the_refresh_token_client_and_expiry() -> None:
     assert account.access_token_expires_at is not None
     assert account.access_token_expires_at.isoformat() == "2030-01-02T03:04:05+00:00"
     assert (account.refresh_token, account.client_id) == (OLD_REFRESH, CLIENT_ID)
+    # the scopes X granted a pasted token (its answer's "scope"): without media.write the
+    # compose-time check refuses files on this account
+    call_command(
+        "channel_account_create",
+        "--channel",
+        "twitter",
+        "--name",
+        "@acme",
+        "--token-scope",
+        SCOPE,
+        stdout=io.StringIO(),
+    )
+    account.refresh_from_db()
+    assert account.settings["granted_scopes"] == SCOPE
 
 
 @pytest.mark.django_db

@@ -170,7 +170,9 @@
   }
 
   // The characters of a public reply against its channel's limit (the server counts the
-  // same: code points, a line break once); notes go nowhere and show no count.
+  // same: code points, a line break once), or its UTF-8 bytes where the channel counts
+  // bytes (data-max-bytes: Instagram); notes go nowhere and show no count. The server's
+  // check decides.
   function updateCount() {
     var form = document.getElementById("composer");
     var textarea = document.getElementById("composer-body");
@@ -179,12 +181,14 @@
     var files = document.getElementById("composer-files");
     // a reply of files alone needs no text
     textarea.required = !(files && files.files && files.files.length);
-    var max = parseInt(textarea.dataset.maxChars || "", 10);
+    var bytes = parseInt(textarea.dataset.maxBytes || "", 10);
+    var max = bytes || parseInt(textarea.dataset.maxChars || "", 10);
     var kind = form.querySelector("input[name=kind]:checked").value;
     if (kind === "internal_note" || !max) { count.hidden = true; return; }
-    var used = Array.from(textarea.value).length;
+    // the server stores a line break as one "\n" (the browser's value has no CR either)
+    var used = bytes ? new TextEncoder().encode(textarea.value).length : Array.from(textarea.value).length;
     count.hidden = false;
-    count.textContent = used.toLocaleString("en") + " / " + max.toLocaleString("en") + " characters";
+    count.textContent = used.toLocaleString("en") + " / " + max.toLocaleString("en") + (bytes ? " bytes" : " characters");
     count.classList.toggle("over", used > max);
   }
 

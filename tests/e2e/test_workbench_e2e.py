@@ -428,6 +428,25 @@ def test_the_reply_box_counts_against_the_channel_limit_and_sends_files(
     ]
 
 
+def test_the_reply_box_counts_bytes_where_the_channel_does(page, agent, customer):
+    """Instagram counts a reply's text in UTF-8 bytes (data-max-bytes): emoji and accented
+    letters take more than one, so the count says bytes and is over before 10 characters."""
+    ticket = _call(services.ticket_create, customer=customer, subject="Bytes", body="b")
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    _wait_live(page)
+    count = page.locator("#composer-count")
+    page.evaluate("() => { document.getElementById('composer-body').dataset.maxBytes = '10'; }")
+    page.keyboard.press("r")
+    page.keyboard.type("café 👍!")  # 7 characters: "é" 2 bytes, the emoji 4
+    assert count.text_content() == "11 / 10 bytes"
+    assert count.get_attribute("class") == "hint over"
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")  # the emoji: one character, 4 bytes
+    assert count.text_content() == "6 / 10 bytes"
+    assert count.get_attribute("class") == "hint"
+
+
 def test_without_javascript_a_note_carries_files(browser, live_asgi, agent, customer, tmp_path):
     """The reply form is a multipart form: a browser without JavaScript sends the files
     with the text, and the note shows them on the timeline."""

@@ -12,7 +12,6 @@ from django.conf import settings
 
 from channels_app.adapters.base import OutboundFile, ReplyLimits, http_call
 from channels_app.adapters.meta.messaging import MessagingPlatformAdapter, attachment_type
-from channels_app.adapters.parts import megabytes
 
 if TYPE_CHECKING:
     from channels_app.adapters.base import OutboundRequest
@@ -24,13 +23,15 @@ if TYPE_CHECKING:
 IMAGE_TYPES = ("image/png", "image/jpeg")
 VIDEO_TYPES = ("video/mp4", "video/ogg", "video/x-msvideo", "video/quicktime", "video/webm")
 AUDIO_TYPES = ("audio/aac", "audio/mp4", "audio/x-m4a", "audio/wav", "audio/x-wav")
-IMAGE_MAX_BYTES = 8_000_000
-TEXT_ONLY = ReplyLimits(text_max_chars=1000)
+# Text: at most 1,000 bytes of UTF-8 (Meta counts bytes, not characters).
+TEXT_ONLY = ReplyLimits(text_max_bytes=1000)
 WITH_FILES = ReplyLimits(
-    text_max_chars=1000,
+    text_max_bytes=1000,
     files=True,
     files_max_count=10,
     file_max_bytes=25_000_000,
+    file_max_bytes_by_type=(("image/", 8_000_000),),
+    other_files_word="video and audio",  # the only other types it takes
     file_types=(*IMAGE_TYPES, *VIDEO_TYPES, *AUDIO_TYPES),
 )
 
@@ -45,7 +46,7 @@ class InstagramAdapter(MessagingPlatformAdapter):
     # computed from settings (read on the adapter instance, ``get_adapter``), not a constant
     @property
     def reply_limits(self) -> ReplyLimits:  # type: ignore[override]
-        """Text: at most 1,000 (Meta counts UTF-8 bytes; docs/channels.md). Files only
+        """Text: at most 1,000 bytes of UTF-8 (docs/channels.md). Files only
         when Instagram can fetch them: with ``S3_ENABLED`` (a short-lived signed URL per
         file); with local storage nothing outside can reach them, so no files."""
         return WITH_FILES if getattr(settings, "S3_ENABLED", False) else TEXT_ONLY
@@ -65,11 +66,6 @@ class InstagramAdapter(MessagingPlatformAdapter):
             return (
                 f"Instagram fetches a file from a link, and “{file.filename}” is not reachable "
                 "from outside (files are stored on this server: S3 is off)"
-            )
-        if attachment_type(file.content_type) == "image" and file.size > IMAGE_MAX_BYTES:
-            return (
-                f"“{file.filename}” is {megabytes(file.size)}; Instagram takes images up to "
-                f"{megabytes(IMAGE_MAX_BYTES)}"
             )
         return ""
 

@@ -231,7 +231,9 @@ class MessagingPlatformAdapter(MetaAdapter):
         """A reply with files: the text as a message of its own, then one message per file
         (the Send API takes one attachment per message); parts sent by an earlier attempt
         are skipped (``adapters.parts``)."""
-        files_check(self.label, outbound.files, self.reply_limits, more=self.file_problem)
+        files_check(
+            self.label, outbound.files, self.reply_limits_for(account), more=self.file_problem
+        )
         parts = ReplyParts(self.label, outbound)
         url = graph_url(self.send_path(account))
         headers = self.auth_headers(account)

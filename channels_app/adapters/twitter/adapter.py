@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,23 @@ class TwitterAdapter(ChannelAdapter):
         file_max_bytes=5_000_000,
         file_types=IMAGE_TYPES,
     )
+
+    def reply_limits_for(self, account: ChannelAccount | None) -> ReplyLimits:
+        """No files through an account whose token X granted without ``media.write`` (its
+        scopes as X returned them with the last token, ``tokens.granted_scopes``): X would
+        refuse the upload with a 403. Scopes unknown (a token from before they were
+        kept): the channel's limits, and a 403 names the fix."""
+        scopes = tokens.granted_scopes(account) if account is not None else None
+        if scopes is None or tokens.MEDIA_SCOPE in scopes:
+            return self.reply_limits
+        return replace(
+            self.reply_limits,
+            files=False,
+            files_refusal=(
+                "This X account was connected without permission to upload images; connect "
+                f"it again (OAuth 2.0 scopes: {tokens.SCOPES}) to send files."
+            ),
+        )
 
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         given = request.header("x-twitter-webhooks-signature")
@@ -234,7 +252,7 @@ class TwitterAdapter(ChannelAdapter):
         answer ``{"data": {"id": …}}``) and a DM with ``attachments: [{"media_id": …}]``
         (X takes one media per DM). Parts sent by an earlier attempt are skipped, an
         upload younger than a day is reused (``adapters.parts``)."""
-        files_check("X", outbound.files, self.reply_limits)
+        files_check("X", outbound.files, self.reply_limits_for(account))
         parts = ReplyParts("X", outbound)
         url = self._dm_url(outbound)
         if outbound.text.strip() and not parts.sent_id(TEXT_PART, "the text"):

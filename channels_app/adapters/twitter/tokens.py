@@ -53,6 +53,11 @@ logger = logging.getLogger(__name__)
 #: The scopes an X account needs here: read and send DMs, upload a reply's images, and a
 #: refresh token.
 SCOPES = "dm.read dm.write tweet.read users.read media.write offline.access"
+#: The scope X needs to take a reply's images (``POST /2/media/upload``).
+MEDIA_SCOPE = "media.write"
+#: Where an account keeps the scopes X granted its token (``settings``), as X returned them
+#: with the last token (``scope``, space-separated); missing: unknown.
+SCOPES_SETTING = "granted_scopes"
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 REFRESH_REFUSED = "x_refresh_refused"
 UNAUTHORIZED = "x_unauthorized"
@@ -99,6 +104,15 @@ def fix_hint(account: ChannelAccount) -> str:
         "(and --client-id, plus --client-secret for a confidential client), or in the "
         "admin (Channels → Channel accounts)."
     )
+
+
+def granted_scopes(account: ChannelAccount) -> frozenset[str] | None:
+    """The scopes X granted the account's token, None when not known (a token issued
+    before they were kept, and not refreshed since)."""
+    value = (account.settings or {}).get(SCOPES_SETTING)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return frozenset(value.split())
 
 
 def account_label(account: ChannelAccount) -> str:
@@ -189,6 +203,7 @@ def _adopt(account: ChannelAccount, current: ChannelAccount) -> None:
         "access_token_expires_at",
         "token_refreshed_at",
         "auth_error",
+        "settings",
     ):
         setattr(account, name, getattr(current, name))
 
@@ -316,6 +331,8 @@ def _pair_store(account: ChannelAccount, pair: TokenPair) -> None:
             row.access_token_expires_at = pair.expires_at
             row.token_refreshed_at = now
             row.auth_error = ""
+            if pair.scope.strip():
+                row.settings = {**(row.settings or {}), SCOPES_SETTING: pair.scope.strip()}
             row.save(
                 update_fields=[
                     "access_token",
@@ -323,9 +340,11 @@ def _pair_store(account: ChannelAccount, pair: TokenPair) -> None:
                     "access_token_expires_at",
                     "token_refreshed_at",
                     "auth_error",
+                    "settings",
                     "updated_at",
                 ]
             )
+            account.settings = row.settings
     account.access_token = pair.access_token
     account.refresh_token = pair.refresh_token or used
     account.access_token_expires_at = pair.expires_at
@@ -341,13 +360,21 @@ def tokens_configure(
     expires_in: int | None = None,
     access_token_set: bool = False,
     credentials_set: bool = False,
+    scope: str | None = None,
 ) -> ChannelAccount:
     """Set the non-secret OAuth 2.0 details of an account (its secrets go through
     ``channel_account_upsert``): the client id and the access token's expiry (absolute,
     or seconds from now like X's ``expires_in``). A new access token without an expiry
     has an unknown one (refreshed when X refuses it). New credentials or a new client id
-    clear ``auth_error``."""
+    clear ``auth_error``. ``scope``: the scopes X granted a new access token (its
+    ``scope``); a new access token without them has unknown scopes."""
     fields: list[str] = []
+    if scope is not None or access_token_set:
+        kept = {k: v for k, v in (account.settings or {}).items() if k != SCOPES_SETTING}
+        if scope and scope.strip():
+            kept[SCOPES_SETTING] = scope.strip()
+        account.settings = kept
+        fields.append("settings")
     if client_id is not None:
         account.client_id = client_id
         fields.append("client_id")

@@ -35,7 +35,6 @@ from channels_app.adapters.parts import (
     file_part,
     file_summary,
     files_check,
-    megabytes,
 )
 from support.errors import PermanentError
 
@@ -68,8 +67,6 @@ DOCUMENT_TYPES = (
     "application/vnd.ms-powerpoint",
     "application/vnd.openxmlformats-officedocument.presentationml.presentation",
 )
-IMAGE_MAX_BYTES = 5 * MB
-FILE_MAX_BYTES = 16 * MB  # audio and video; documents (100 MB at WhatsApp) kept to it too
 FILES_MAX = 10
 # An uploaded media id lives 30 days at WhatsApp; reused by a retry for less than that.
 MEDIA_KEPT = timedelta(days=29)
@@ -93,11 +90,15 @@ class WhatsAppAdapter(MetaAdapter):
     media_hosts: tuple[str, ...] = ("fbsbx.com", "whatsapp.net")
     # Cloud API text message body: at most 4,096 characters (docs/channels.md, "What a
     # reply may carry").
+    # Files: images up to 5 MB, video and audio up to 16 MB, documents up to 100 MB (the
+    # compose-time check and the check before the send both read these).
     reply_limits = ReplyLimits(
         text_max_chars=4096,
         files=True,
         files_max_count=FILES_MAX,
-        file_max_bytes=FILE_MAX_BYTES,
+        file_max_bytes=100 * MB,
+        file_max_bytes_by_type=(("image/", 5 * MB), ("video/", 16 * MB), ("audio/", 16 * MB)),
+        other_files_word="documents",
         file_types=(*IMAGE_TYPES, *VIDEO_TYPES, *AUDIO_TYPES, *DOCUMENT_TYPES),
     )
 
@@ -238,7 +239,7 @@ class WhatsAppAdapter(MetaAdapter):
         and a message of type image, video, audio or document naming the media id
         (documents keep their file name). Parts sent by an earlier attempt are skipped
         (``adapters.parts``)."""
-        files_check("WhatsApp", outbound.files, self.reply_limits, more=_image_too_large)
+        files_check("WhatsApp", outbound.files, self.reply_limits_for(account))
         parts = ReplyParts("WhatsApp", outbound)
         messages_url = graph_url(f"{account.external_id}/messages")
         headers = self.auth_headers(account)
@@ -326,15 +327,6 @@ class WhatsAppAdapter(MetaAdapter):
             content_type=meta.get("mime_type") or content_type or media.mime_type,
             filename=media.filename,
         )
-
-
-def _image_too_large(file: OutboundFile) -> str:
-    if message_type(file.content_type) == "image" and file.size > IMAGE_MAX_BYTES:
-        return (
-            f"“{file.filename}” is {megabytes(file.size)}; WhatsApp takes images up to "
-            f"{megabytes(IMAGE_MAX_BYTES)} (send it as a PDF, or smaller)"
-        )
-    return ""
 
 
 def _json(response: Any) -> dict[str, Any]:

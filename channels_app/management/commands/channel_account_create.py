@@ -36,6 +36,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--client-secret", help="X: OAuth 2.0 Client Secret (confidential clients only)"
         )
+        parser.add_argument(
+            "--token-scope",
+            metavar="SCOPES",
+            help="X: the scopes X granted the access token (scope of X's answer, "
+            "space-separated); without media.write replies can't carry files",
+        )
         expiry = parser.add_mutually_exclusive_group()
         expiry.add_argument(
             "--token-expires-in",
@@ -91,6 +97,7 @@ class Command(BaseCommand):
             any(options[name] is not None for name in oauth2)
             or expires_at is not None
             or (options["token_expires_in"] is not None)
+            or options["token_scope"] is not None
         ):
             tokens.tokens_configure(
                 account=account,
@@ -99,6 +106,7 @@ class Command(BaseCommand):
                 expires_in=options["token_expires_in"],
                 access_token_set=options["access_token"] is not None,
                 credentials_set=any(options[name] is not None for name in oauth2[:3]),
+                scope=options["token_scope"],
             )
         if extra:
             try:
