@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from channels_app.adapters.base import OutboundFile, OutboundRequest, ReplyLimits, SendResult
+from channels_app.adapters.limits import reply_limits_problems
 from support.errors import PermanentError, RetryableError
 
 TEXT_PART = "text"
@@ -54,28 +55,6 @@ def file_summary(file: OutboundFile) -> dict[str, Any]:
     }
 
 
-def megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB"
-
-
-def kind_words(limits: ReplyLimits, content_type: str) -> str:
-    """The files whose size limit applies to ``content_type``, in words: "images",
-    "video", "audio", "documents" (``other_files_word``), else "files"."""
-    prefix, _ = limits.rule_for(content_type)
-    if not prefix:
-        return limits.other_files_word if limits.file_max_bytes_by_type else "files"
-    return {"image/": "images", "video/": "video", "audio/": "audio"}.get(prefix, prefix)
-
-
-def type_allowed(content_type: str, types: tuple[str, ...]) -> bool:
-    """``types`` as ``ReplyLimits.file_types``: exact types or prefixes ending in "/"."""
-    value = content_type.split(";")[0].strip().lower()
-    return not types or any(
-        value.startswith(allowed) if allowed.endswith("/") else value == allowed
-        for allowed in types
-    )
-
-
 def files_check(
     label: str,
     files: tuple[OutboundFile, ...],
@@ -84,36 +63,24 @@ def files_check(
     more: Callable[[OutboundFile], str] | None = None,
 ) -> None:
     """Refuse (``PermanentError``, code ``reply_file_refused``) before anything is sent a
-    reply whose files the channel cannot take; ``more`` adds a channel's own rule (a
-    message in words, or "")."""
+    reply whose files the channel cannot take: the same rules and words as the check before
+    the send (``channels_app.adapters.limits.reply_limits_problems``); ``more`` adds a
+    channel's own rule (a sentence in words, or "")."""
     if not files:
         return
-    problems: list[str] = []
-    if not limits.files:
-        problems.append(
-            limits.files_refusal.rstrip(".") or f"{label} replies here cannot carry files"
-        )
-    elif len(files) > limits.files_max_count:
-        problems.append(
-            f"{label} takes at most {limits.files_max_count} files in one reply, not {len(files)}"
-        )
-    if limits.files:
-        for file in files:
-            if not type_allowed(file.content_type, limits.file_types):
-                problems.append(
-                    f"{label} does not take “{file.filename}” ({file.content_type or 'no type'})"
-                )
-            elif (largest := limits.max_bytes_for(file.content_type)) and file.size > largest:
-                problems.append(
-                    f"“{file.filename}” is {megabytes(file.size)}; {label} takes "
-                    f"{kind_words(limits, file.content_type)} up to {megabytes(largest)}"
-                )
-            elif more is not None and (problem := more(file)):
-                problems.append(problem)
+    problems = list(
+        reply_limits_problems(limits, label=label, text="", files=files).get("files", [])
+    )
+    if limits.files and more is not None:
+        problems += [_sentence(problem) for file in files if (problem := more(file))]
     if problems:
-        error = PermanentError("Not sent: " + "; ".join(problems) + ".")
+        error = PermanentError(" ".join(problems))
         error.error_code = FILE_REFUSED_CODE  # type: ignore[attr-defined]
         raise error
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def provider_message(text: str) -> str:

@@ -19,9 +19,10 @@ from channels_app.adapters.base import (
     registered_channels,
 )
 from channels_app.adapters.email.adapter import NO_ADDRESS_PREFIX
+from channels_app.adapters.limits import reply_limits_problems
 from channels_app.models import ChannelAccount
 from channels_app.services.handoff import handoff_reply_address, handoff_reply_deliveries_create
-from channels_app.services.reply_limits import channel_label, reply_limits_problems
+from channels_app.services.reply_limits import channel_label
 from support.aws import aws_error
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery

@@ -635,7 +635,7 @@ def test_instagram_takes_no_files_while_they_are_stored_on_this_server(
     delivery = send_reply(ig_ticket, agent)
     assert len(responses.calls) == 0
     assert delivery.last_error == (
-        "Not sent: Instagram fetches a file from a link, and “photo.png” is not reachable "
+        "Instagram fetches a file from a link, and “photo.png” is not reachable "
         "from outside (files are stored on this server: S3 is off)."
     )
 

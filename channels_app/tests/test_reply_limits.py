@@ -13,11 +13,8 @@ from django.test import Client
 from django.urls import reverse
 
 from channels_app.adapters.base import ReplyLimits, get_adapter
-from channels_app.services.reply_limits import (
-    reply_channel,
-    reply_limits_problems,
-    size_words,
-)
+from channels_app.adapters.limits import reply_limits_problems
+from channels_app.services.reply_limits import reply_channel, size_words
 from channels_app.tests.conftest import counts, diff, make_account
 from support.delivery.models import Delivery
 from tickets.models import Customer, Message, Ticket

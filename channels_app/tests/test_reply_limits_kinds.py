@@ -12,10 +12,10 @@ from bs4 import BeautifulSoup
 from django.test import Client
 
 from channels_app.adapters.base import OutboundFile, get_adapter
+from channels_app.adapters.limits import reply_limits_problems
 from channels_app.adapters.parts import files_check
 from channels_app.adapters.twitter import tokens
 from channels_app.models import ChannelAccount
-from channels_app.services.reply_limits import reply_limits_problems
 from channels_app.tests.conftest import make_account
 from channels_app.tests.test_twitter_tokens import (
     DM_URL,
@@ -92,12 +92,15 @@ def test_instagram_images_are_held_to_8_mb_and_video_to_25(settings: Any) -> Non
 
 
 def test_the_adapters_own_check_before_the_send_reads_the_same_sizes() -> None:
+    """The adapter's guard is the one check's rules and words (``reply_limits_problems``):
+    a refusal reads the same whether the agent, the send or the adapter meets it."""
     limits = get_adapter("whatsapp").reply_limits
     with pytest.raises(PermanentError) as refused:
         files_check("WhatsApp", (a_file("big.png", "image/png", 6 * MB),), limits)
-    assert (
-        str(refused.value) == "Not sent: “big.png” is 6.0 MB; WhatsApp takes images up to 5.0 MB."
-    )
+    assert str(refused.value) == "WhatsApp images can be at most 5 MB; big.png is 6 MB."
+    assert reply_limits_problems(
+        limits, label="WhatsApp", text="", files=[a_file("big.png", "image/png", 6 * MB)]
+    ) == {"files": [str(refused.value)]}
     # a 50 MB PDF is a document: WhatsApp takes it
     files_check("WhatsApp", (a_file("manual.pdf", "application/pdf", 50 * MB),), limits)
 
