@@ -37,6 +37,8 @@ from channels_app.adapters.limits import reply_limits_problems
 from support.errors import PermanentError, RetryableError
 
 TEXT_PART = "text"
+#: One part's call: its summary for the attempt (never a file's bytes) and the call.
+PartRequest = tuple[dict[str, Any], Callable[[], requests.Response]]
 FILE_REFUSED_CODE = "reply_file_refused"
 SUMMARY_MAX = 2000
 
@@ -185,6 +187,41 @@ class ReplyParts:
         reply_part_record(message_id=self.message_id, part=part, id=message_id)
         self.recorded.setdefault(part, {})["id"] = message_id
         self.ids.append(message_id)
+
+    def send_each(
+        self,
+        outbound: OutboundRequest,
+        *,
+        text: Callable[[], PartRequest],
+        file: Callable[[OutboundFile, str, str], PartRequest],
+        sent_id: Callable[[requests.Response], str],
+    ) -> SendResult:
+        """Send the reply part by part: the text as a message of its own (first, so the
+        customer reads it before the files), then each file in the order attached. ``text``
+        and ``file`` (given the file, its part and the part in words; it may upload first,
+        through :meth:`media_id`) build one part's call and its summary; ``sent_id`` reads
+        the provider's message id from the answer. Parts an earlier attempt sent are
+        skipped; each part is recorded as soon as the provider took it."""
+        if outbound.text.strip() and not self.sent_id(TEXT_PART, "the text"):
+            summary, call = text()
+            response = self.call(TEXT_PART, "send", "the text", summary, call)
+            self.sent(TEXT_PART, sent_id(response))
+        for item in outbound.files:
+            part, what = file_part(item), f"the file “{item.filename}”"
+            if self.sent_id(part, what):
+                continue
+            summary, call = file(item, part, what)
+            self.sent(part, sent_id(self.call(part, "send", what, summary, call)))
+        return self.result()
+
+    def media_id(self, part: str, *, kept_for: timedelta, upload: Callable[[], str]) -> str:
+        """The provider's media id for ``part``: an earlier attempt's upload while the
+        provider keeps it, else ``upload()`` now (recorded at once)."""
+        media_id = self.uploaded_id(part, kept_for=kept_for)
+        if not media_id:
+            media_id = upload()
+            self.uploaded(part, media_id)
+        return media_id
 
     def result(self) -> SendResult:
         """The attempt as the engine records it: the first part's id names the reply

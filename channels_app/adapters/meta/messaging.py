@@ -29,9 +29,8 @@ from channels_app.adapters.base import (
 )
 from channels_app.adapters.meta.common import MetaAdapter, graph_url
 from channels_app.adapters.parts import (
-    TEXT_PART,
+    PartRequest,
     ReplyParts,
-    file_part,
     file_summary,
     files_check,
 )
@@ -234,27 +233,19 @@ class MessagingPlatformAdapter(MetaAdapter):
         files_check(
             self.label, outbound.files, self.reply_limits_for(account), more=self.file_problem
         )
-        parts = ReplyParts(self.label, outbound)
         url = graph_url(self.send_path(account))
         headers = self.auth_headers(account)
-        if outbound.text.strip() and not parts.sent_id(TEXT_PART, "the text"):
+
+        def text() -> PartRequest:
             body = self.send_body(outbound)
-            response = parts.call(
-                TEXT_PART,
-                "send",
-                "the text",
-                body,
-                partial(http_call, "POST", url, json=body, headers=headers),
-            )
-            parts.sent(TEXT_PART, _message_id(response))
-        for file in outbound.files:
-            part, what = file_part(file), f"the file “{file.filename}”"
-            if parts.sent_id(part, what):
-                continue
-            summary, call = self.file_request(url, headers, outbound, file)
-            response = parts.call(part, "send", what, summary, call)
-            parts.sent(part, _message_id(response))
-        return parts.result()
+            return body, partial(http_call, "POST", url, json=body, headers=headers)
+
+        return ReplyParts(self.label, outbound).send_each(
+            outbound,
+            text=text,
+            file=lambda file, _part, _what: self.file_request(url, headers, outbound, file),
+            sent_id=_message_id,
+        )
 
     def file_problem(self, file: OutboundFile) -> str:
         """A channel's own reason to refuse a file before anything is sent ("": none)."""

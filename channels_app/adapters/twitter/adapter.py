@@ -38,9 +38,8 @@ from channels_app.adapters.base import (
     media_hosts,
 )
 from channels_app.adapters.parts import (
-    TEXT_PART,
+    PartRequest,
     ReplyParts,
-    file_part,
     file_summary,
     files_check,
 )
@@ -255,34 +254,18 @@ class TwitterAdapter(ChannelAdapter):
         files_check("X", outbound.files, self.reply_limits_for(account))
         parts = ReplyParts("X", outbound)
         url = self._dm_url(outbound)
-        if outbound.text.strip() and not parts.sent_id(TEXT_PART, "the text"):
-            body: dict[str, Any] = {"text": outbound.text}
-            response = parts.call(
-                TEXT_PART,
-                "send",
-                "the text",
-                body,
-                partial(self._authorized, account, url, partial(_post_json, url, body)),
-            )
-            parts.sent(TEXT_PART, _dm_event_id(response))
-        for file in outbound.files:
-            part, what = file_part(file), f"the file “{file.filename}”"
-            if parts.sent_id(part, what):
-                continue
-            media_id = parts.uploaded_id(part, kept_for=MEDIA_KEPT)
-            if not media_id:
-                media_id = self._upload(account, file, parts, part, what)
-                parts.uploaded(part, media_id)
-            body = {"attachments": [{"media_id": media_id}]}
-            response = parts.call(
-                part,
-                "send",
-                what,
-                body,
-                partial(self._authorized, account, url, partial(_post_json, url, body)),
-            )
-            parts.sent(part, _dm_event_id(response))
-        return parts.result()
+
+        def dm(body: dict[str, Any]) -> PartRequest:
+            return body, partial(self._authorized, account, url, partial(_post_json, url, body))
+
+        def file_dm(file: OutboundFile, part: str, what: str) -> PartRequest:
+            upload = partial(self._upload, account, file, parts, part, what)
+            media_id = parts.media_id(part, kept_for=MEDIA_KEPT, upload=upload)
+            return dm({"attachments": [{"media_id": media_id}]})
+
+        return parts.send_each(
+            outbound, text=lambda: dm({"text": outbound.text}), file=file_dm, sent_id=_dm_event_id
+        )
 
     def _upload(
         self, account: ChannelAccount, file: OutboundFile, parts: ReplyParts, part: str, what: str

@@ -30,9 +30,8 @@ from channels_app.adapters.base import (
 )
 from channels_app.adapters.meta.common import MetaAdapter, graph_url
 from channels_app.adapters.parts import (
-    TEXT_PART,
+    PartRequest,
     ReplyParts,
-    file_part,
     file_summary,
     files_check,
 )
@@ -248,38 +247,21 @@ class WhatsAppAdapter(MetaAdapter):
             "recipient_type": "individual",
             "to": outbound.recipient_id,
         }
-        if outbound.text.strip() and not parts.sent_id(TEXT_PART, "the text"):
+
+        def text() -> PartRequest:
             body = {**base, "type": "text", "text": {"preview_url": False, "body": outbound.text}}
-            response = parts.call(
-                TEXT_PART,
-                "send",
-                "the text",
-                body,
-                partial(http_call, "POST", messages_url, json=body, headers=headers),
-            )
-            parts.sent(TEXT_PART, _message_id(response))
-        for file in outbound.files:
-            part, what = file_part(file), f"the file “{file.filename}”"
-            if parts.sent_id(part, what):
-                continue
-            media_id = parts.uploaded_id(part, kept_for=MEDIA_KEPT)
-            if not media_id:
-                media_id = self._upload(account, file, parts, part, what)
-                parts.uploaded(part, media_id)
+            return body, partial(http_call, "POST", messages_url, json=body, headers=headers)
+
+        def file_message(file: OutboundFile, part: str, what: str) -> PartRequest:
+            upload = partial(self._upload, account, file, parts, part, what)
+            media: dict[str, Any] = {"id": parts.media_id(part, kept_for=MEDIA_KEPT, upload=upload)}
             kind = message_type(file.content_type)
-            media: dict[str, Any] = {"id": media_id}
             if kind == "document":
                 media["filename"] = file.filename
             body = {**base, "type": kind, kind: media}
-            response = parts.call(
-                part,
-                "send",
-                what,
-                body,
-                partial(http_call, "POST", messages_url, json=body, headers=headers),
-            )
-            parts.sent(part, _message_id(response))
-        return parts.result()
+            return body, partial(http_call, "POST", messages_url, json=body, headers=headers)
+
+        return parts.send_each(outbound, text=text, file=file_message, sent_id=_message_id)
 
     def _upload(
         self,
