@@ -89,6 +89,8 @@ class OidcIdentityAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class OutboxEventAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     # An event about a ticket or a call carries its data: listed for those who may see it.
     visible_subject = ("aggregate_type", "aggregate_id")
+    # an event about an alert (alert.changed): supervisors'
+    visible_other_subjects_to_supervisors_only = True
     list_display = (
         "id",
         "event_type",

@@ -475,3 +475,46 @@ def test_a_web_chat_verification_naming_no_customer_is_for_supervisors(
     assert viewer.get(_url(unlinked, "change")).status_code == 302
     root = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
     assert all(_listed(_browser(root), row) for row in (unlinked, ours, theirs))
+
+
+def test_deliveries_and_events_about_alerts_and_visitors_codes_are_for_supervisors(
+    django_user_model: Any, world: dict[str, Any], supervisor: Any
+) -> None:
+    """A delivery or an outbox event names its subject by type and id; only tickets and
+    calls were placed by the rule, so a staff agent given the permission to view them saw
+    every alert's notification and every web chat visitor's code delivery (the address
+    the visitor typed, before it names any customer). Rows about a ticket still follow the
+    ticket; rows of a type no rule places are for supervisors."""
+    from support.delivery.models import Delivery
+    from support.models import OutboxEvent
+
+    ticket = world["ours"]["ticket"]
+    ours = Delivery.objects.create(
+        target_kind="channel_reply",
+        idempotency_key="reply-ours",
+        subject_type="ticket",
+        subject_id=str(ticket.pk),
+    )
+    code = Delivery.objects.create(
+        target_kind="webchat_verification",
+        idempotency_key="code-1",
+        subject_type="webchat_verification",
+        subject_id="1",
+        payload={"email": "typed@example.com"},
+    )
+    alert = Delivery.objects.create(
+        target_kind="alert_target", idempotency_key="alert-1", subject_type="alert", subject_id="1"
+    )
+    event = OutboxEvent.objects.create(
+        event_type="alert.changed", aggregate_type="alert", aggregate_id="1"
+    )
+    viewer = _browser(
+        _staff_agent(django_user_model, world["ours"]["team"], "view_delivery", "view_outboxevent")
+    )
+    assert _listed(viewer, ours)
+    for row in (code, alert, event):
+        assert not _listed(viewer, row)
+        assert viewer.get(_url(row, "change")).status_code == 302
+    assert all(_listed(_browser(supervisor), row) for row in (ours, code, alert))
+    root = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+    assert all(_listed(_browser(root), row) for row in (ours, code, alert, event))

@@ -168,6 +168,7 @@ def visible_rows(
     *,
     supervisors_only: bool = False,
     unlinked_hidden: bool = False,
+    other_subjects_hidden: bool = False,
 ) -> QuerySet[Any]:
     """``queryset`` narrowed to what ``user`` may see: each path in ``through`` leads to
     an object under a registered rule (``""``: the rows themselves are), which must be
@@ -177,7 +178,9 @@ def visible_rows(
     ``field`` is that of a visible ``model`` row (a raw call record's contact id);
     ``supervisors_only``: rows that cannot be tied to such an object (raw inbound
     deliveries) are for supervisors; ``unlinked_hidden``: a row whose relation in
-    ``through`` is empty is for supervisors too (else an empty relation hides nothing).
+    ``through`` is empty is for supervisors too (else an empty relation hides nothing);
+    ``other_subjects_hidden``: a row whose ``subject`` names a type no rule places (an
+    alert, a web chat verification) is for supervisors too (else it is shown).
     Supervisors and superusers see all; someone in no role, none."""
     if _sees_everything(user):
         return queryset
@@ -193,6 +196,8 @@ def visible_rows(
         queryset = queryset.filter(seen | Q(**{f"{path}__isnull": True}) if unlinked else seen)
     if subject is not None:
         kind, ident = subject
+        if other_subjects_hidden:
+            queryset = queryset.filter(Q(**{kind: ""}) | Q(**{f"{kind}__in": list(_SUBJECT_NAMES)}))
         for name, target in _SUBJECT_NAMES.items():
             pks = visible_rows_of(target, user).annotate(_pk_text=Cast("pk", CharField()))
             queryset = queryset.exclude(
@@ -220,7 +225,9 @@ class VisibleRowsAdminMixin:
     rows that hold such objects' data but cannot be tied to one (a raw inbound delivery:
     a customer's message as received); ``visible_unlinked_to_supervisors_only``: a row
     whose relation is empty is for supervisors (a web chat visitor's verification before
-    it names a customer: an address anyone typed). The choices of a form's relations
+    it names a customer: an address anyone typed); ``visible_other_subjects_to_supervisors_only``:
+    a row whose "type + id" names a type no rule places is for supervisors (a delivery of
+    an alert's notification or of a web chat visitor's code). The choices of a form's relations
     to such objects are narrowed the same way (the value it holds stays valid: an agent
     may save a ticket merged into one it does not see, the target named as hidden)."""
 
@@ -229,6 +236,7 @@ class VisibleRowsAdminMixin:
     visible_match: tuple[str, type[Model], str] | None = None
     visible_to_supervisors_only: bool = False
     visible_unlinked_to_supervisors_only: bool = False
+    visible_other_subjects_to_supervisors_only: bool = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
@@ -240,6 +248,7 @@ class VisibleRowsAdminMixin:
             self.visible_match,
             supervisors_only=self.visible_to_supervisors_only,
             unlinked_hidden=self.visible_unlinked_to_supervisors_only,
+            other_subjects_hidden=self.visible_other_subjects_to_supervisors_only,
         )
 
     def get_form(
@@ -334,6 +343,7 @@ def _viewer_sees(request: HttpRequest | None, obj: Model, site: Any) -> tuple[bo
             model_admin.visible_match,
             supervisors_only=model_admin.visible_to_supervisors_only,
             unlinked_hidden=model_admin.visible_unlinked_to_supervisors_only,
+            other_subjects_hidden=model_admin.visible_other_subjects_to_supervisors_only,
         ).exists()
     may_open = bool(
         visible

@@ -53,6 +53,8 @@ class DeliveryAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     # A delivery about a ticket or a call (a reply, a CRM push) carries its text: listed
     # for those who may see that ticket or call.
     visible_subject = ("subject_type", "subject_id")
+    # an alert's notification or a web chat visitor's code (its typed address): supervisors'
+    visible_other_subjects_to_supervisors_only = True
     list_display = [
         "id",
         "target_kind",
