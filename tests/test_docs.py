@@ -36,18 +36,6 @@ from tests.test_deploy import _variables_read
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
-# Pages other work is editing while this test lands: a finding in one of them is listed
-# here, with the fix, until that page is corrected (then the entry goes). Temporary.
-PENDING_ELSEWHERE: set[tuple[str, str]] = set()
-
-
-def _not_pending(problem: str) -> bool:
-    """False for a problem listed in PENDING_ELSEWHERE (file and a distinctive fragment)."""
-    return not any(
-        problem.startswith(name + ":") and fragment in problem
-        for name, fragment in PENDING_ELSEWHERE
-    )
-
 
 @dataclass(frozen=True)
 class Page:
@@ -237,7 +225,7 @@ def test_duplicate_headings_are_numbered(tmp_path: Path) -> None:
 def test_every_relative_link_resolves() -> None:
     checked, problems = link_problems()
     assert checked > 100
-    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+    assert problems == [], "\n".join(problems)
 
 
 def test_the_readme_links_every_page_of_docs_and_shows_its_screenshots() -> None:
@@ -288,7 +276,7 @@ def code_reference_problems() -> tuple[int, list[str]]:
 def test_every_reference_from_the_code_to_a_page_resolves() -> None:
     checked, problems = code_reference_problems()
     assert checked > 100
-    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+    assert problems == [], "\n".join(problems)
 
 
 # --- 2. manage.py commands and their flags ----------------------------------------------
@@ -396,7 +384,7 @@ def test_every_manage_py_command_shown_exists_with_the_flags_shown() -> None:
     commands, flags, problems = command_problems()
     assert commands > 50
     assert flags > 30
-    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+    assert problems == [], "\n".join(problems)
 
 
 _SCRIPT = re.compile(r"((?:bench|scripts)/[\w/]+\.py)((?:(?!(?:bench|scripts)/[\w/]+\.py).)*)")
@@ -431,7 +419,7 @@ def script_flag_problems() -> tuple[int, list[str]]:
 def test_every_bench_and_script_flag_shown_exists() -> None:
     checked, problems = script_flag_problems()
     assert checked > 150
-    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+    assert problems == [], "\n".join(problems)
 
 
 # --- 3. Repository paths in backticks -----------------------------------------------------
@@ -534,7 +522,7 @@ def test_repository_paths_are_recognised() -> None:
 def test_every_repository_path_shown_exists() -> None:
     checked, problems = path_problems()
     assert checked > 400
-    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+    assert problems == [], "\n".join(problems)
 
 
 _TEST_ID = re.compile(r"((?:[\w.-]+/)*[\w.-]+\.py)?::(\w+)")
@@ -569,7 +557,7 @@ def test_id_problems() -> tuple[int, list[str]]:
 def test_every_test_named_exists() -> None:
     checked, problems = test_id_problems()
     assert checked > 50
-    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+    assert problems == [], "\n".join(problems)
 
 
 # --- 4. docs/settings.md and the README's configuration table ---------------------------
@@ -703,7 +691,7 @@ def test_every_make_target_shown_exists() -> None:
     assert {"run", "test", "stop", "audit"} <= makefile_targets()
     checked, problems = make_problems()
     assert checked > 20
-    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
+    assert problems == [], "\n".join(problems)
 
 
 # --- 6. Dotted names of the code ----------------------------------------------------------
@@ -794,29 +782,4 @@ def test_code_names_are_recognised() -> None:
 def test_every_code_name_shown_exists() -> None:
     checked, problems = code_name_problems()
     assert checked > 150
-    assert [p for p in problems if _not_pending(p)] == [], "\n".join(problems)
-
-
-# --- The temporary entries ----------------------------------------------------------------
-
-
-def test_every_pending_entry_still_matches_a_finding() -> None:
-    """An entry of PENDING_ELSEWHERE goes as soon as its page (or line) is fixed."""
-    problems = [
-        *link_problems()[1],
-        *code_reference_problems()[1],
-        *command_problems()[2],
-        *script_flag_problems()[1],
-        *path_problems()[1],
-        *test_id_problems()[1],
-        *make_problems()[1],
-        *code_name_problems()[1],
-    ]
-    stale = [
-        entry
-        for entry in PENDING_ELSEWHERE
-        if not any(
-            problem.startswith(entry[0] + ":") and entry[1] in problem for problem in problems
-        )
-    ]
-    assert stale == [], "fixed: remove these entries from PENDING_ELSEWHERE"
+    assert problems == [], "\n".join(problems)

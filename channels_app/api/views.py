@@ -596,16 +596,10 @@ def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
     """The polling fallback: the visitor's conversation after message id ``after``.
     At most ``WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE`` polls a minute per session and
     ``WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE`` per address (429 with ``Retry-After``)."""
-    limited = _poll_rate_limited(request, None)
-    if limited is not None:
-        return limited
-    session = _webchat_session(request, token)
+    session = _polled_session(request, token)
     if isinstance(session, JsonResponse):
         return session
     account, claims = session
-    limited = _poll_rate_limited(request, claims["v"])
-    if limited is not None:
-        return limited
     after = request.GET.get("after", "0")
     messages = selectors.webchat_messages(
         visitor_id=claims["v"], account_id=account.pk, after_id=parse_id(after) or 0
@@ -622,17 +616,11 @@ def webchat_file(request: HttpRequest, token: str, attachment_id: int) -> HttpRe
     Anything else, a missing, forged or expired session included, is the same 404, so
     nothing says whether a file exists. Rate limited as polling is (per address before
     the session is read, per session after)."""
-    limited = _poll_rate_limited(request, None)
-    if limited is not None:
-        return limited
-    session = _webchat_session(request, token)
     missing = _error("not_found", "No such file.", 404)
+    session = _polled_session(request, token, refused=missing)
     if isinstance(session, JsonResponse):
-        return missing
+        return session
     _, claims = session
-    limited = _poll_rate_limited(request, claims["v"])
-    if limited is not None:
-        return limited
     attachment = selectors.webchat_file_get(visitor_id=claims["v"], attachment_id=attachment_id)
     if attachment is None:
         return missing
@@ -734,6 +722,23 @@ def _upload_rate_limited(request: HttpRequest, visitor_id: str) -> JsonResponse 
     response = _error("rate_limited", "Too many files; wait before sending more.", 429)
     response["Retry-After"] = str(int(wait))
     return response
+
+
+def _polled_session(
+    request: HttpRequest, token: str, *, refused: JsonResponse | None = None
+) -> tuple[ChannelAccount, dict[str, Any]] | JsonResponse:
+    """The session of a poll-like read (messages, a file): the address's poll limit before
+    the session is read, the session's after (429 with ``Retry-After``); a session refused
+    answers ``refused`` when given (a file: the same 404 as a missing one), else its own
+    refusal."""
+    limited = _poll_rate_limited(request, None)
+    if limited is not None:
+        return limited
+    session = _webchat_session(request, token)
+    if isinstance(session, JsonResponse):
+        return refused if refused is not None else session
+    limited = _poll_rate_limited(request, session[1]["v"])
+    return limited if limited is not None else session
 
 
 def _poll_rate_limited(request: HttpRequest, visitor_id: str | None) -> JsonResponse | None:
