@@ -334,6 +334,19 @@ def test_a_video_x_could_not_process_fails_the_reply_naming_the_file(
 
 
 @responses.activate
+def test_an_initialize_answered_without_a_numeric_media_id_fails_at_once(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files.append(clip())
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(INIT, json={"data": {"id": "../../2/users/me"}})
+    delivery = send_reply(x_ticket, agent)
+    assert delivery.status == "dead"
+    assert delivery.last_error.startswith("X answered the upload of “clip.mp4” without a media id")
+    assert [c.request.url for c in responses.calls] == [X_DM, INIT]
+
+
+@responses.activate
 def test_the_status_is_signed_as_a_get_with_its_query_under_oauth1(
     x_ticket: Ticket, agent: Any, files: list[OutboundFile]
 ) -> None:

@@ -383,7 +383,7 @@ class TwitterAdapter(ChannelAdapter):
         )
         data = _data(response)
         upload_id = str(data.get("id", ""))
-        if not upload_id:
+        if not upload_id.isdigit():  # X's media ids are numbers; this one goes in URLs
             raise PermanentError(
                 f"X answered the upload of “{file.filename}” without a media id: "
                 f"{response.text[:200]}"
