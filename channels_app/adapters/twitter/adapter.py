@@ -481,7 +481,13 @@ class TwitterAdapter(ChannelAdapter):
         when = f"in {wait} s, as X asked" if wait else "at the next attempt"
         pending = RetryableError(state or "processing", retry_after=float(wait) if wait else None)
         pending.error_code = PROCESSING_CODE  # type: ignore[attr-defined]
-        logger.info("X media %s (%s) still %s: checked again %s", upload_id, what, state, when)
+        logger.info(
+            "X media %s of message %s still %s: checked again %s",
+            upload_id,
+            parts.message_id,
+            state,
+            when,
+        )
         raise parts.told(
             pending,
             f"X is still processing {what} ({state or 'no state given'}{done}); its status "
