@@ -41,13 +41,18 @@ _TYPE_WORDS = {
 }
 
 
+#: The files a ``file_max_bytes_by_type`` entry names, in words (others: their type in
+#: words, "PDF files").
+_KIND_WORDS = {"image/": "images", "video/": "video", "audio/": "audio", "image/gif": "GIFs"}
+
+
 def kind_words(limits: ReplyLimits, content_type: str) -> str:
     """The files whose size limit applies to ``content_type``, in words: "images",
-    "video", "audio", "documents" (``other_files_word``), else "files"."""
+    "GIFs", "video", "audio", "documents" (``other_files_word``), else "files"."""
     prefix, _ = limits.rule_for(content_type)
     if not prefix:
         return limits.other_files_word if limits.file_max_bytes_by_type else "files"
-    return {"image/": "images", "video/": "video", "audio/": "audio"}.get(prefix, prefix)
+    return _KIND_WORDS.get(prefix) or f"{_type_word(prefix)} files"
 
 
 def type_allowed(content_type: str, allowed: tuple[str, ...]) -> bool:

@@ -14,8 +14,14 @@ runs them for an adapter:
   records on the attempt; on failure in the error's ``response_text`` (the attempt's
   response summary), with a message in words that names the file and the provider's
   own explanation;
+- an upload made in several calls (X's chunked upload of a video: initialize, append per
+  segment, finalize, the status while X processes it) records its progress on the part as
+  it goes (:meth:`ReplyParts.record`, read back by :meth:`ReplyParts.progress`), so the
+  next attempt resumes it instead of sending the bytes again;
 - failures keep their kind (``RetryableError`` / ``PermanentError`` from ``http_call``, with
-  ``http_status``): no retry loop here, the engine retries the delivery.
+  ``http_status``; one the adapter reads in a 2xx answer is told the same way by
+  :meth:`ReplyParts.told`, with its ``retry_after``): no retry loop here, the engine retries
+  the delivery.
 
 Files a channel cannot take are refused before anything is sent (:func:`files_check`), so a
 reply is never half sent for a reason known in advance.
@@ -26,7 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from django.utils import timezone
@@ -41,6 +47,7 @@ TEXT_PART = "text"
 PartRequest = tuple[dict[str, Any], Callable[[], requests.Response]]
 FILE_REFUSED_CODE = "reply_file_refused"
 SUMMARY_MAX = 2000
+_E = TypeVar("_E", bound=Exception)
 
 
 def file_part(file: OutboundFile) -> str:
@@ -172,20 +179,25 @@ class ReplyParts:
         entry["response"] = response.text[:300]
         return response
 
-    def uploaded(self, part: str, media_id: str) -> None:
+    def progress(self, part: str) -> dict[str, str]:
+        """What earlier attempts recorded of ``part`` (an upload in several calls keeps its
+        progress here, :meth:`record`)."""
+        return {key: str(value) for key, value in self.recorded.get(part, {}).items()}
+
+    def record(self, part: str, **values: str) -> None:
+        """Record ``values`` of ``part`` at once: the progress of an upload made in several
+        calls (a provider's upload id, the segments it took), which a later attempt
+        resumes instead of sending the bytes again."""
         from channels_app.services.reply_parts import reply_part_record
 
-        uploaded_at = timezone.now().isoformat()
-        reply_part_record(
-            message_id=self.message_id, part=part, media_id=media_id, uploaded_at=uploaded_at
-        )
-        self.recorded.setdefault(part, {}).update(media_id=media_id, uploaded_at=uploaded_at)
+        reply_part_record(message_id=self.message_id, part=part, **values)
+        self.recorded.setdefault(part, {}).update(values)
+
+    def uploaded(self, part: str, media_id: str) -> None:
+        self.record(part, media_id=media_id, uploaded_at=timezone.now().isoformat())
 
     def sent(self, part: str, message_id: str) -> None:
-        from channels_app.services.reply_parts import reply_part_record
-
-        reply_part_record(message_id=self.message_id, part=part, id=message_id)
-        self.recorded.setdefault(part, {})["id"] = message_id
+        self.record(part, id=message_id)
         self.ids.append(message_id)
 
     def send_each(
@@ -251,17 +263,26 @@ class ReplyParts:
         because = because.strip()
         if not because.endswith((".", "!", "?")):
             because += "."
-        doing = "the upload of" if step == "upload" else "the message with"
+        # every step but the message itself belongs to the upload (an upload in several
+        # calls: initialize, append, finalize, status)
+        doing = "the message with" if step == "send" else "the upload of"
         if status is None:  # no answer: a timeout, a connection error
             head = f"{self.label}: {doing} {what} failed: {because}"
         else:
             verb = "refused" if 400 <= status < 500 else "did not take"
             head = f"{self.label} {verb} {doing} {what} (HTTP {status}): {because}"
+        return self.told(exc, head)
+
+    def told(self, exc: _E, head: str) -> _E:
+        """``exc`` (its kind, ``retry_after`` and code kept) with ``head`` as its message
+        (what happened, in words naming the part), what earlier parts already sent, and
+        every call of the attempt as its response summary: for a failure the adapter
+        finds in an answer the provider gave with 2xx (a media X could not process)."""
         done = [
             self.names.get(part, part) for part, record in self.recorded.items() if record.get("id")
         ]
         if done:
             head += f" Already sent, not sent again: {', '.join(done)}."
         exc.args = (head,)
-        exc.response_text = self._summary()  # type: ignore[union-attr]
+        exc.response_text = self._summary()  # type: ignore[attr-defined]
         return exc

@@ -499,13 +499,16 @@ def test_x_upload_refused_is_permanent_in_xs_words(
 
 
 @responses.activate
-def test_x_takes_images_only(x_ticket: Ticket, agent: Any, files: list[OutboundFile]) -> None:
+def test_x_takes_images_gifs_and_mp4_video_only(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
     files.append(a_file())
     delivery = send_reply(x_ticket, agent)
     assert len(responses.calls) == 0
     # refused by the limits check before the adapter (channels_app.services.reply_limits)
     assert delivery.last_error == (
-        "X (Twitter) replies can't carry invoice.pdf (application/pdf); they take JPG, PNG, WEBP."
+        "X (Twitter) replies can't carry invoice.pdf (application/pdf); they take JPG, PNG, "
+        "WEBP, GIF, MP4."
     )
 
 

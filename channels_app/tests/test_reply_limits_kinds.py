@@ -185,7 +185,7 @@ def test_files_are_refused_on_an_x_account_granted_without_media_write(
         message_add(ticket=ticket, body="Here", author_user=agent, attachments=[image()])
     assert refused.value.details == {
         "files": [
-            "This X account was connected without permission to upload images; connect it "
+            "This X account was connected without permission to upload media; connect it "
             f"again (OAuth 2.0 scopes: {tokens.SCOPES}) to send files."
         ]
     }
@@ -194,7 +194,7 @@ def test_files_are_refused_on_an_x_account_granted_without_media_write(
     page = BeautifulSoup(client.get(f"/tickets/{ticket.number}/").content, "html.parser")
     hint = page.select_one("#composer-files-hint")
     assert hint is not None
-    assert "connected without permission to upload images" in hint.get_text()
+    assert "connected without permission to upload media" in hint.get_text()
 
 
 @pytest.mark.parametrize("scopes", [None, tokens.SCOPES])
@@ -210,7 +210,7 @@ def test_the_check_before_the_send_reads_the_accounts_scopes(customer: Customer)
     limits = get_adapter("twitter").reply_limits_for(account)
     with pytest.raises(PermanentError) as refused:
         files_check("X", (a_file("photo.png", "image/png", 1000),), limits)
-    assert "connected without permission to upload images" in str(refused.value)
+    assert "connected without permission to upload media" in str(refused.value)
 
 
 @responses.activate

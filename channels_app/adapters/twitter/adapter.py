@@ -8,11 +8,13 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import requests
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from channels_app.adapters.base import (
     ChannelAdapter,
@@ -45,18 +47,36 @@ from channels_app.adapters.parts import (
 )
 from channels_app.adapters.twitter import tokens
 from channels_app.adapters.twitter.oauth1 import authorization_header
-from support.errors import PermanentError
+from support.errors import PermanentError, RetryableError
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
 
 MEDIA_KINDS = {"photo": "image", "video": "video", "animated_gif": "video"}
-# Files a reply may carry: images by the one-request upload (``dm_image``, 5 MB; video and
-# GIF need the chunked upload and X's processing, not done here). An upload is usable for
-# 24 hours: a retry reuses it for less than that.
+MB = 1_000_000
+# Files a reply may carry, within X's limits for direct messages (docs.x.com, media
+# "Best practices" and POST /2/media/upload/initialize; default accounts: X Premium's
+# larger video is not known here): images up to 5 MB by the one-request upload
+# (``dm_image``); animated GIFs up to 15 MB (``dm_gif``) and MP4 video up to 512 MB
+# (``dm_video``, 0.5 to 140 seconds) by the chunked upload and X's processing.
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+GIF_TYPE = "image/gif"
+VIDEO_TYPES = ("video/mp4",)
 MEDIA_CATEGORY = "dm_image"
+CHUNKED_CATEGORIES = {GIF_TYPE: "dm_gif", "video/": "dm_video"}
+# A finalized upload is usable for 24 hours: a retry reuses it for less than that.
 MEDIA_KEPT = timedelta(hours=23)
+# The chunked upload: segments of at most 5 MB (X's advice; its server takes 8 MB), read
+# when called so a test can make them small; an initialized upload X keeps
+# ``expires_after_secs`` (an hour when it does not say) is resumed by a retry while
+# at least this margin is left of it.
+SEGMENT_BYTES = 4 * 1024 * 1024
+UPLOAD_KEPT_DEFAULT = timedelta(hours=1)
+UPLOAD_MARGIN = timedelta(minutes=5)
+# X's processing of a finalized upload (``processing_info.state``).
+PROCESSING_DONE, PROCESSING_FAILED = "succeeded", "failed"
+PROCESSING_CODE = "x_media_processing"
+PROCESSING_FAILED_CODE = "x_media_failed"
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +108,14 @@ class TwitterAdapter(ChannelAdapter):
     channel = "twitter"
     kept_headers = ("content-type", "user-agent", "x-twitter-webhooks-signature")
     media_hosts: tuple[str, ...] = ("ton.twitter.com", "ton.x.com", "twimg.com")
-    # A direct message's text: at most 10,000 characters (docs/channels.md).
+    # A direct message's text: at most 10,000 characters; one media per direct message,
+    # sizes per type (docs/channels.md).
     reply_limits = ReplyLimits(
         text_max_chars=10_000,
         files=True,
         files_max_count=10,
-        file_max_bytes=5_000_000,
-        file_types=IMAGE_TYPES,
+        file_max_bytes_by_type=((GIF_TYPE, 15 * MB), ("image/", 5 * MB), ("video/", 512 * MB)),
+        file_types=(*IMAGE_TYPES, GIF_TYPE, *VIDEO_TYPES),
     )
 
     def reply_limits_for(self, account: ChannelAccount | None) -> ReplyLimits:
@@ -109,7 +130,7 @@ class TwitterAdapter(ChannelAdapter):
             self.reply_limits,
             files=False,
             files_refusal=(
-                "This X account was connected without permission to upload images; connect "
+                "This X account was connected without permission to upload media; connect "
                 f"it again (OAuth 2.0 scopes: {tokens.SCOPES}) to send files."
             ),
         )
@@ -246,11 +267,12 @@ class TwitterAdapter(ChannelAdapter):
         return mode
 
     def _send_parts(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
-        """A reply with files: the text as a DM of its own, then per file an upload
-        (``POST /2/media/upload``, multipart ``media`` and ``media_category=dm_image``;
-        answer ``{"data": {"id": …}}``) and a DM with ``attachments: [{"media_id": …}]``
-        (X takes one media per DM). Parts sent by an earlier attempt are skipped, an
-        upload younger than a day is reused (``adapters.parts``)."""
+        """A reply with files: the text as a DM of its own, then per file an upload and a
+        DM with ``attachments: [{"media_id": …}]`` (X takes one media per DM). An image
+        goes in one request (:meth:`_upload`); a GIF or a video by the chunked upload and
+        X's processing (:meth:`_upload_chunked`), which may end the attempt as retryable
+        while X processes it. Parts sent by an earlier attempt are skipped, an upload
+        younger than a day is reused (``adapters.parts``)."""
         files_check("X", outbound.files, self.reply_limits_for(account))
         parts = ReplyParts("X", outbound)
         url = self._dm_url(outbound)
@@ -259,7 +281,8 @@ class TwitterAdapter(ChannelAdapter):
             return body, partial(self._authorized, account, url, partial(_post_json, url, body))
 
         def file_dm(file: OutboundFile, part: str, what: str) -> PartRequest:
-            upload = partial(self._upload, account, file, parts, part, what)
+            uploader = self._upload_chunked if _chunked_category(file) else self._upload
+            upload = partial(uploader, account, file, parts, part, what)
             media_id = parts.media_id(part, kept_for=MEDIA_KEPT, upload=upload)
             return dm({"attachments": [{"media_id": media_id}]})
 
@@ -298,17 +321,192 @@ class TwitterAdapter(ChannelAdapter):
             )
         return media_id
 
+    def _upload_chunked(
+        self, account: ChannelAccount, file: OutboundFile, parts: ReplyParts, part: str, what: str
+    ) -> str:
+        """A GIF or a video by X's chunked upload: ``POST /2/media/upload/initialize``
+        (JSON ``media_type``, ``total_bytes``, ``media_category`` ``dm_gif`` / ``dm_video``;
+        answer ``{"data": {"id", "expires_after_secs"}}``), ``POST …/{id}/append`` per
+        segment (multipart ``segment_index``, ``media``), ``POST …/{id}/finalize``, then,
+        while the answer's ``processing_info.state`` is ``pending`` or ``in_progress``,
+        ``GET /2/media/upload?command=STATUS&media_id=…`` until ``succeeded``.
+
+        Each step is recorded on the part as soon as X took it (``ReplyParts.record``:
+        ``upload_id`` and ``upload_until`` after the initialize, ``segments`` after each
+        append, ``finalized_at``), so a retry resumes where the last attempt stopped and
+        never sends a segment X has. While X processes the media the attempt ends at once
+        as retryable after the ``check_after_secs`` X asked for (``RetryableError`` with
+        ``retry_after``: the delivery engine's retry, never a wait in the worker); the
+        next attempt asks the status and goes on. ``failed`` fails the reply in words
+        naming the file."""
+        category = _chunked_category(file)
+        done = parts.progress(part)
+        now = timezone.now()
+        upload_id = done.get("upload_id", "")
+        finalized = _when(done.get("finalized_at"))
+        until = _when(done.get("upload_until"))
+        if upload_id and finalized is not None and now - finalized <= MEDIA_KEPT:
+            info = self._media_status(account, parts, part, what, upload_id)
+        else:
+            content = file.read()
+            if not (upload_id and finalized is None and until and now < until - UPLOAD_MARGIN):
+                upload_id = self._media_initialize(
+                    account, file, parts, part, what, category, len(content)
+                )
+                done = parts.progress(part)
+            self._media_append(account, parts, part, what, upload_id, content, done)
+            info = self._media_finalize(account, parts, part, what, upload_id)
+        return self._media_ready(parts, what, upload_id, info)
+
+    def _media_initialize(
+        self,
+        account: ChannelAccount,
+        file: OutboundFile,
+        parts: ReplyParts,
+        part: str,
+        what: str,
+        category: str,
+        total_bytes: int,
+    ) -> str:
+        url = f"{tokens.api_base()}/2/media/upload/initialize"
+        body = {
+            "media_type": _base_type(file.content_type),
+            "total_bytes": total_bytes,
+            "media_category": category,
+        }
+        response = parts.call(
+            part,
+            "initialize",
+            what,
+            {"url": url, **body, "media": file_summary(file)},
+            partial(self._authorized, account, url, partial(_post_json, url, body)),
+        )
+        data = _data(response)
+        upload_id = str(data.get("id", ""))
+        if not upload_id.isdigit():  # X's media ids are numbers; this one goes in URLs
+            raise PermanentError(
+                f"X answered the upload of “{file.filename}” without a media id: "
+                f"{response.text[:200]}"
+            )
+        kept = _seconds(data.get("expires_after_secs"))
+        until = timezone.now() + (timedelta(seconds=kept) if kept else UPLOAD_KEPT_DEFAULT)
+        parts.record(
+            part, upload_id=upload_id, upload_until=until.isoformat(), segments="0", finalized_at=""
+        )
+        return upload_id
+
+    def _media_append(
+        self,
+        account: ChannelAccount,
+        parts: ReplyParts,
+        part: str,
+        what: str,
+        upload_id: str,
+        content: bytes,
+        done: Mapping[str, str],
+    ) -> None:
+        """The segments X does not have yet (an earlier attempt's are skipped)."""
+        url = f"{tokens.api_base()}/2/media/upload/{upload_id}/append"
+        size = SEGMENT_BYTES
+        taken = int(done.get("segments") or 0)
+        for index, start in enumerate(range(0, len(content), size)):
+            if index < taken:
+                continue
+            segment = content[start : start + size]
+            parts.call(
+                part,
+                "append",
+                what,
+                {"url": url, "segment_index": index, "bytes": len(segment)},
+                partial(self._authorized, account, url, partial(_append, url, index, segment)),
+            )
+            parts.record(part, segments=str(index + 1))
+
+    def _media_finalize(
+        self, account: ChannelAccount, parts: ReplyParts, part: str, what: str, upload_id: str
+    ) -> dict[str, Any]:
+        url = f"{tokens.api_base()}/2/media/upload/{upload_id}/finalize"
+
+        def finalize(authorization: str) -> requests.Response:
+            return http_call("POST", url, headers={"Authorization": authorization})
+
+        response = parts.call(
+            part, "finalize", what, {"url": url}, partial(self._authorized, account, url, finalize)
+        )
+        parts.record(part, finalized_at=timezone.now().isoformat())
+        return _data(response)
+
+    def _media_status(
+        self, account: ChannelAccount, parts: ReplyParts, part: str, what: str, upload_id: str
+    ) -> dict[str, Any]:
+        url = f"{tokens.api_base()}/2/media/upload?command=STATUS&media_id={upload_id}"
+
+        def status(authorization: str) -> requests.Response:
+            return http_call("GET", url, headers={"Authorization": authorization})
+
+        response = parts.call(
+            part,
+            "status",
+            what,
+            {"url": url},
+            partial(self._authorized, account, url, status, method="GET"),
+        )
+        return _data(response)
+
+    def _media_ready(
+        self,
+        parts: ReplyParts,
+        what: str,
+        upload_id: str,
+        data: Mapping[str, Any],
+    ) -> str:
+        """``upload_id`` once X's answer (finalize or status) says the media is usable: no
+        ``processing_info``, or ``succeeded``. Still processing: a retryable error after
+        the ``check_after_secs`` X asked for; ``failed``: a permanent one, in words."""
+        info = data.get("processing_info")
+        if not isinstance(info, dict) or info.get("state") == PROCESSING_DONE:
+            return upload_id
+        state = str(info.get("state", ""))
+        if state == PROCESSING_FAILED:
+            error = info.get("error")
+            if not isinstance(error, dict):
+                error = {}
+            reason = str(error.get("message") or error.get("name") or "no reason given")
+            failed = PermanentError(reason)
+            failed.error_code = PROCESSING_FAILED_CODE  # type: ignore[attr-defined]
+            raise parts.told(failed, f"X could not process {what}: {reason.strip().rstrip('.')}.")
+        wait = _seconds(info.get("check_after_secs"))
+        progress = info.get("progress_percent")
+        done = f", {progress}% done" if isinstance(progress, int) else ""
+        when = f"in {wait} s, as X asked" if wait else "at the next attempt"
+        pending = RetryableError(state or "processing", retry_after=float(wait) if wait else None)
+        pending.error_code = PROCESSING_CODE  # type: ignore[attr-defined]
+        logger.info(
+            "X media %s of message %s still %s: checked again %s",
+            upload_id,
+            parts.message_id,
+            state,
+            when,
+        )
+        raise parts.told(
+            pending,
+            f"X is still processing {what} ({state or 'no state given'}{done}); its status "
+            f"is checked again {when}.",
+        )
+
     def _authorized(
         self,
         account: ChannelAccount,
         url: str,
         request: Callable[[str], requests.Response],
+        *,
+        method: str = "POST",
     ) -> requests.Response:
         """Make ``request`` (given the ``Authorization`` header) with the account's send
-        credentials: OAuth 1.0a, or the OAuth 2.0 token refreshed and tried once more on
-        401 (``tokens``)."""
+        credentials: OAuth 1.0a (signing ``method`` and ``url`` with its query), or the
+        OAuth 2.0 token refreshed and tried once more on 401 (``tokens``)."""
         if self._send_auth(account) == "oauth1":
-            return self._guarded(account, request, self._oauth1_header(account, url))
+            return self._guarded(account, request, self._oauth1_header(account, url, method))
         token = tokens.access_token_for_send(account)
         try:
             return self._guarded(account, request, f"Bearer {token}")
@@ -337,7 +535,7 @@ class TwitterAdapter(ChannelAdapter):
                 raise
             raise _unauthorized(account, exc, after_refresh=after_refresh) from exc
 
-    def _oauth1_header(self, account: ChannelAccount, url: str) -> str:
+    def _oauth1_header(self, account: ChannelAccount, url: str, method: str = "POST") -> str:
         consumer_key = str(account.settings.get("consumer_key", ""))
         token = str(account.settings.get("oauth_token", ""))
         if not (consumer_key and token and account.consumer_secret and account.token_secret):
@@ -346,9 +544,10 @@ class TwitterAdapter(ChannelAdapter):
                 "credentials: settings consumer_key and oauth_token, and the consumer_secret "
                 "and token_secret of the account."
             )
-        # A JSON body is not part of the OAuth 1.0a signature base string (RFC 5849 3.4.1.3).
+        # A JSON or multipart body is not part of the OAuth 1.0a signature base string (RFC
+        # 5849 3.4.1.3); a query string is (taken from ``url``).
         return authorization_header(
-            "POST",
+            method,
             url,
             consumer_key=consumer_key,
             consumer_secret=account.consumer_secret,
@@ -390,12 +589,51 @@ def _post_json(url: str, body: dict[str, Any], authorization: str) -> requests.R
     return http_call("POST", url, json=body, headers={"Authorization": authorization})
 
 
+def _append(url: str, index: int, segment: bytes, authorization: str) -> requests.Response:
+    return http_call(
+        "POST",
+        url,
+        data={"segment_index": str(index)},
+        files={"media": ("blob", segment, "application/octet-stream")},
+        headers={"Authorization": authorization},
+    )
+
+
 def _json(response: requests.Response) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _data(response: requests.Response) -> dict[str, Any]:
+    data = _json(response).get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _base_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _chunked_category(file: OutboundFile) -> str:
+    """The media category of a file X takes by the chunked upload (GIF, video); "" for
+    an image (the one-request upload)."""
+    kind = _base_type(file.content_type)
+    for prefix, category in CHUNKED_CATEGORIES.items():
+        if kind.startswith(prefix) if prefix.endswith("/") else kind == prefix:
+            return category
+    return ""
+
+
+def _seconds(value: Any) -> int:
+    """A whole number of seconds X gave (``check_after_secs``, ``expires_after_secs``);
+    0 when it gave none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _when(value: str | None) -> datetime | None:
+    return parse_datetime(value) if value else None
 
 
 def _dm_event_id(response: requests.Response) -> str:
