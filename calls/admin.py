@@ -133,13 +133,21 @@ class AlertRuleAdmin(AboutAdminMixin, admin.ModelAdmin):  # type: ignore[type-ar
 class AlertAdmin(AboutAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     about = AGENT_STATE_ALERTS_ABOUT
     docs = AGENT_STATE_DOCS
-    list_display = ["message", "rule", "username", "created_at", "acknowledged_at"]
+    list_display = [
+        "message",
+        "rule",
+        "username",
+        "created_at",
+        "acknowledged_at",
+        "acknowledged_by",
+    ]
+    list_select_related = ["rule", "acknowledged_by"]
     actions = ["acknowledge"]
 
     @admin.action(description="Acknowledge")
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         for alert in queryset:
-            services.alert_acknowledge(alert=alert)
+            services.alert_acknowledge(alert=alert, actor=request.user)
 
 
 def _plain(model: Any, **options: Any) -> None:

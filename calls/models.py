@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
+from django.conf import settings
 from django.db import models
 
 
@@ -337,6 +338,14 @@ class Alert(models.Model):
     username = models.CharField(max_length=150, blank=True)
     message = models.TextField()
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    # Who acknowledged it (the board's button or the admin action); empty before it was kept.
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -12,6 +13,8 @@ from django.utils import timezone
 from calls.models import (
     AgentStateSpan,
     Alert,
+    AlertKind,
+    AlertRule,
     Call,
     CallAnalytics,
     Escalation,
@@ -160,22 +163,60 @@ def call_escalations(*, call: Call, user: Any) -> list[dict[str, str]]:
     ]
 
 
-def agent_board() -> dict[str, Any]:
-    now = timezone.now()
+def state_limits() -> dict[str, int]:
+    """Per agent state, the shortest limit of the enabled "state lasts longer than N
+    minutes" rules (the board marks an agent past it)."""
+    limits: dict[str, int] = {}
+    rules = AlertRule.objects.filter(enabled=True, kind=AlertKind.STATE_LONGER_THAN)
+    for state, minutes in rules.exclude(state="").values_list("state", "threshold_minutes"):
+        limits[state] = min(minutes, limits.get(state, minutes))
+    return limits
+
+
+#: The board lists at most this many open alerts, newest first (the admin has them all).
+BOARD_ALERTS = 50
+
+
+def agent_board(*, now: datetime | None = None) -> dict[str, Any]:
+    """The supervisors' board: each agent's open span (how long, and whether it is past
+    its state's limit) and the alerts nobody acknowledged yet (whether the state each is
+    about has ended since)."""
+    now = now or timezone.now()
+    limits = state_limits()
     spans = AgentStateSpan.objects.filter(ended_at__isnull=True).order_by("username")
-    return {
-        "agents": [
+    agents = []
+    for s in spans:
+        seconds = s.duration_seconds(now)
+        limit = limits.get(s.state)
+        agents.append(
             {
                 "username": s.username or s.agent_arn,
                 "state": s.state,
                 "since": s.started_at,
-                "minutes": s.duration_seconds(now) // 60,
+                "seconds": seconds,
+                "minutes": seconds // 60,
+                "limit_minutes": limit,
+                # As the rule reads: past the limit, not at it (calls.services.agents).
+                "over": limit is not None and seconds > limit * 60,
             }
-            for s in spans
+        )
+    alerts = list(
+        Alert.objects.select_related("rule", "span")
+        .filter(acknowledged_at__isnull=True)
+        .order_by("-created_at", "-id")[:BOARD_ALERTS]
+    )
+    return {
+        "agents": agents,
+        "alerts": [
+            {
+                "alert": a,
+                "agent": a.span.username or a.span.agent_arn,
+                "since": a.span.started_at,
+                "ended": a.span.ended_at is not None,
+            }
+            for a in alerts
         ],
-        "alerts": list(
-            Alert.objects.select_related("rule").filter(acknowledged_at__isnull=True)[:50]
-        ),
+        "state_limits": limits,
     }
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
 
-from calls import selectors
-from calls.models import PipelineStatus
+from calls import selectors, services
+from calls.models import Alert, PipelineStatus
 from support.auth.roles import is_agent, is_supervisor
 from support.errors import InvalidInput, NotFound
 
@@ -63,9 +66,32 @@ def call_detail(request: HttpRequest, hash: str) -> HttpResponse:
 
 
 @login_required
+@require_GET
 def agent_board(request: HttpRequest) -> HttpResponse:
     """Supervisors only: every agent's live state and the alerts (agents get 403; their
     own state is in the Connect CCP)."""
     if not is_supervisor(request.user):
         raise PermissionDenied
-    return render(request, "calls/board.html", selectors.agent_board())
+    context = selectors.agent_board()
+    # Times of today show the clock only, older ones their day too (a span from yesterday
+    # read "02:26" and looked like this morning).
+    context["today"] = timezone.localdate().isoformat()
+    return render(request, "calls/board.html", context)
+
+
+@login_required
+@require_POST
+def board_alert_acknowledge(request: HttpRequest, agent_alert_id: int) -> HttpResponse:
+    """The board's Acknowledge button (supervisors; POST with CSRF): the alert leaves every
+    open board and keeps who acknowledged it. Back to the board, saying so."""
+    if not is_supervisor(request.user):
+        raise PermissionDenied
+    alert = Alert.objects.select_related("span").filter(pk=agent_alert_id).first()
+    if alert is None:
+        raise Http404("No such alert.")
+    if alert.acknowledged_at is not None:
+        messages.info(request, "That alert was already acknowledged.")
+    else:
+        services.alert_acknowledge(alert=alert, actor=request.user)
+        messages.success(request, f"Acknowledged: {alert.message}")
+    return redirect("calls:board")

@@ -1,7 +1,8 @@
 """Which domain events leave the product, and under which names.
 
-Internal events (``agent.access_changed``, ``call.alert``, ``call.agent_state``, web chat
-pushes) stay on the websocket layer: they describe agents and live sessions, not tickets.
+Internal events (``agent.access_changed``, ``call.alert``, ``call.alert_acknowledged``,
+``call.agent_state``, web chat pushes) stay on the websocket layer: they describe agents
+and live sessions, not tickets.
 """
 
 from __future__ import annotations

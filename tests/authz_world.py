@@ -51,7 +51,7 @@ URL_KWARG_NAMES = frozenset(
     {"ticket_id", "ref", "customer_id", "attachment_id", "canned_id", "job_id", "chunk_id"}
     | {"draft_id"}
     | {"hash", "channel", "token"}
-    | {"alert_id"}
+    | {"alert_id", "agent_alert_id"}
 )
 
 
@@ -92,6 +92,11 @@ class World:
             "channel": "whatsapp",
             "token": self.whatsapp.webhook_token,
             **({"alert_id": self.extra["alert"].pk} if "alert" in self.extra else {}),
+            **(
+                {"agent_alert_id": self.extra["agent_alert"].pk}
+                if "agent_alert" in self.extra
+                else {}
+            ),
         }
 
     def key_headers(self, role: str) -> dict[str, str]:
@@ -228,8 +233,27 @@ def build_world(*, key_rate_limit: int = 10_000_000) -> World:
         webchat=webchat,
         chatbot=chatbot,
         feedback_token=feedback_token_make(ticket),
-        extra={"alert": _alert()},
+        extra={"alert": _alert(), "agent_alert": _agent_alert()},
     )
+
+
+def _agent_alert() -> Any:
+    """An agent-state alert (the board's Acknowledge button: supervisors only)."""
+    from django.utils import timezone
+
+    from calls.models import AgentStateSpan, AlertKind, AlertRule
+    from calls.services import alert_raise
+
+    rule = AlertRule.objects.create(
+        name="Matrix ACW", kind=AlertKind.STATE_LONGER_THAN, state="AfterContactWork"
+    )
+    span = AgentStateSpan.objects.create(
+        agent_arn="arn:aws:connect:agent/matrix",
+        username="matrix-agent",
+        state="AfterContactWork",
+        started_at=timezone.now(),
+    )
+    return alert_raise(rule=rule, span=span, seconds=600)
 
 
 def _alert() -> Any:

@@ -98,6 +98,7 @@ context-feedback                GET    signed signed signed signed signed signed
 context-feedback                POST   signed signed signed signed signed signed signed signed
 calls:list                      GET    login  allow  allow  allow  login  login  login  login
 calls:board                     GET    login  403    403    allow  login  login  login  login
+calls:board-alert-acknowledge   POST   login  403    403    allow  login  login  login  login
 calls:detail                    GET    login  404    404    allow  login  login  login  login
 
 api-tickets                     GET    401    allow  allow  allow  allow  allow  allow  403

@@ -192,9 +192,12 @@ def alert_raise(*, rule: AlertRule, span: AgentStateSpan, seconds: int) -> Alert
             "alert_id": alert.pk,
             "rule": rule.name,
             "username": span.username,
+            "agent_arn": span.agent_arn,
             "state": span.state,
             "minutes": minutes,
             "message": message,
+            # The span's start: the board marks the alert over once that span has ended.
+            "since": span.started_at.isoformat(),
         },
     )
     if rule.notify_sns and settings.CALLS_ALERT_SNS_TOPIC_ARN:
@@ -262,8 +265,26 @@ def alert_sns_target_kind() -> TargetKind:
     )
 
 
-def alert_acknowledge(*, alert: Alert) -> Alert:
-    if alert.acknowledged_at is None:
-        alert.acknowledged_at = timezone.now()
-        alert.save(update_fields=["acknowledged_at", "updated_at"])
+def alert_acknowledge(*, alert: Alert, actor: Any = None) -> Alert:
+    """A supervisor has seen the alert: it leaves the board (every open board, through a
+    ``call.alert_acknowledged`` event) and keeps who and when. Acknowledging one already
+    acknowledged changes nothing (two supervisors pressing at once: the first one counts)."""
+    with transaction.atomic():
+        updated = Alert.objects.filter(pk=alert.pk, acknowledged_at__isnull=True).update(
+            acknowledged_at=timezone.now(),
+            acknowledged_by=actor if getattr(actor, "pk", None) else None,
+            updated_at=timezone.now(),
+        )
+        if updated:
+            event_record(
+                "call.alert_acknowledged",
+                aggregate_type="agent",
+                aggregate_id=alert.username or alert.span.agent_arn[-64:],
+                payload={
+                    "alert_id": alert.pk,
+                    "username": alert.username,
+                    "by": getattr(actor, "username", "") or "",
+                },
+            )
+    alert.refresh_from_db(fields=["acknowledged_at", "acknowledged_by", "updated_at"])
     return alert

@@ -69,9 +69,11 @@ def test_long_acw_raises_one_alert_and_a_live_event(acw_rule):
         "alert_id": alert.pk,
         "rule": "Long ACW",
         "username": "jdoe",
+        "agent_arn": alert.span.agent_arn,
         "state": "AfterContactWork",
         "minutes": 12,
         "message": alert.message,
+        "since": started.isoformat(),  # the span's start: the board marks it over after
     }
     # The same record again, a heartbeat and the sweep: still one alert.
     assert services.agent_event_apply(record=event("e1", "ENDED", started, at=now)) is None

@@ -79,7 +79,10 @@ def test_board_is_for_supervisors(client, agent, supervisor, db):
     page = client.get("/calls/board/")
     assert page.status_code == 200
     assert "/static/js/calls_board.js" in page.content.decode()  # listens on /ws/events/
-    assert '<td class="state">After contact work</td>' in page.content.decode()
+    assert (
+        '<td class="state"><span class="badge">After contact work</span></td>'
+        in page.content.decode()
+    )
 
 
 def test_pages_need_login(client, db):

@@ -345,9 +345,11 @@ def test_agent_monitoring_flow(
             "alert_id": alert.pk,
             "rule": "Long ACW",
             "username": "jdoe",
+            "agent_arn": arn,
             "state": "AfterContactWork",
             "minutes": 6,
             "message": alert.message,
+            "since": wrap_up.isoformat(),
         },
     ]
     assert board_quiet

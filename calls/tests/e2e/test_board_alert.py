@@ -179,11 +179,11 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
             live = page.locator("#alerts li.alert.live")
             expect(live).to_have_count(1, timeout=10_000)
             # when it was raised (24-hour, like the rendered ones), then what it says
-            expect(live).to_have_text(
-                re.compile(
-                    r"^\d\d:\d\d jdoe has been in after contact work for 12 min \(limit 5\)\.$"
-                )
+            expect(live.locator("time")).to_have_text(re.compile(r"^\d\d:\d\d$"))
+            expect(live.locator(".message")).to_have_text(
+                "jdoe has been in after contact work for 12 min (limit 5)."
             )
+            expect(live.locator(".span-state")).to_have_text("Still in that state")
             raised = live.locator("time").inner_text()
             assert raised in {
                 f"{posted:%H:%M}",
@@ -196,6 +196,32 @@ def test_long_acw_alert_appears_live(live_server_url, supervisor, agent):
             since = page.locator('#agents tr[data-agent="jdoe"] .since')
             started = datetime.fromisoformat(since.get_attribute("data-since") or "")
             assert since.inner_text() == f"{started.astimezone(UTC):%H:%M:%S}"
+            # time in state as people read it, past the state's limit and marked so
+            row = page.locator('#agents tr[data-agent="jdoe"]')
+            expect(row).to_have_class(re.compile(r"\bover\b"))
+            expect(row.locator(".duration")).to_have_text(re.compile(r"^1[23] min \d\d s$"))
+            expect(row.locator(".limit")).to_have_text("over the 5 min limit")
+
+            # a second board (another supervisor's screen), open before the acknowledgement
+            other = browser.new_context(storage_state=page.context.storage_state()).new_page()
+            other.goto(f"{live_server_url}/calls/board/")
+            expect(other.locator("#ws-status")).to_have_attribute(
+                "data-state", "open", timeout=10_000
+            )
+            expect(other.locator("#alerts li.alert")).to_have_count(1)
+
+            # acknowledged from the board (the button that came with the live alert): it
+            # leaves the board, and the page says so
+            live.get_by_role("button", name="Acknowledge").click()
+            page.wait_for_url(f"{live_server_url}/calls/board/")
+            expect(page.locator(".flash")).to_contain_text(
+                "Acknowledged: jdoe has been in after contact work for 12 min (limit 5)."
+            )
+            expect(page.locator("#alerts li.alert")).to_have_count(0)
+            expect(page.locator("#alerts li.empty")).to_have_text("No open alerts.")
+            # and leaves the other board live (call.alert_acknowledged over /ws/events/)
+            expect(other.locator("#alerts li.alert")).to_have_count(0, timeout=10_000)
+            expect(other.locator("#alerts li.empty")).to_have_text("No open alerts.")
             assert refused == []
         finally:
             browser.close()
