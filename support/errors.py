@@ -70,6 +70,13 @@ class RetryableError(Exception):
         self.retry_after = retry_after
 
 
+class PendingError(RetryableError):
+    """The other side took the request and is still working on it (X processing an
+    uploaded video): nothing failed. Asked again after ``retry_after`` seconds; the delivery
+    engine counts it neither towards the target's circuit nor towards the attempts
+    (``support.delivery``: outcome ``pending``). The caller bounds how long it waits."""
+
+
 class PermanentError(Exception):
     """An external call failed for good (other 4xx, bad data): never retried."""
 

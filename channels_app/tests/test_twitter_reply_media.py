@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote
 
@@ -135,7 +136,12 @@ def test_a_video_goes_by_the_chunked_upload_and_the_dm_carries_its_media_id(
     assert (delivery.status, delivery.error_code) == ("retrying", "x_media_processing")
     delivery = retry(delivery)
 
-    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    # the wait used no attempt (outcome "pending": X answered, nothing failed)
+    assert (delivery.status, delivery.attempts, delivery.total_attempts) == ("succeeded", 1, 2)
+    assert list(delivery.attempt_log.order_by("number").values_list("outcome", flat=True)) == [
+        "pending",
+        "success",
+    ]
     assert [(c.request.method, c.request.url) for c in responses.calls] == [
         ("POST", X_DM),
         ("POST", INIT),
@@ -277,7 +283,7 @@ def test_while_x_processes_the_attempt_ends_retryable_after_xs_wait_and_the_next
     assert message.delivery_status == "queued"
 
     delivery = retry(delivery)
-    assert (delivery.status, delivery.attempts) == ("retrying", 2)
+    assert (delivery.status, delivery.attempts, delivery.total_attempts) == ("retrying", 0, 2)
     assert abs(waited(delivery) - 11) < 0.5
     assert delivery.last_error.startswith(
         "X is still processing the file “clip.mp4” (in_progress, 40% done); its status is "
@@ -285,7 +291,7 @@ def test_while_x_processes_the_attempt_ends_retryable_after_xs_wait_and_the_next
     )
 
     delivery = retry(delivery)
-    assert (delivery.status, delivery.attempts) == ("succeeded", 3)
+    assert (delivery.status, delivery.attempts, delivery.total_attempts) == ("succeeded", 1, 3)
     assert [(c.request.method, c.request.url) for c in responses.calls] == [
         ("POST", X_DM),
         ("POST", INIT),
@@ -297,6 +303,31 @@ def test_while_x_processes_the_attempt_ends_retryable_after_xs_wait_and_the_next
     ]
     assert body_json(responses.calls[6]) == {"attachments": [{"media_id": MEDIA_ID}]}
     assert recorded(delivery)["id"] == "1700000000000000002"
+
+
+@responses.activate
+def test_a_video_x_processes_for_too_long_fails_the_reply_saying_so(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files.append(clip())
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(INIT, json=initialized())
+    responses.post(APPEND, json=appended())
+    responses.post(FINALIZE, json=processing("pending", check_after_secs=5))
+    responses.get(STATUS, json=processing("in_progress", check_after_secs=5))
+    delivery = send_reply(x_ticket, agent)
+    assert delivery.status == "retrying"
+    # X's processing has outlasted the bound by the next check (waits use no attempt, so
+    # without it a stuck upload would be asked about for as long as the engine allows)
+    monkeypatch.setattr(x_adapter, "PROCESSING_MAX", timedelta(0))
+    delivery = retry(delivery)
+    assert (delivery.status, delivery.error_code) == ("dead", "x_media_processing_too_long")
+    assert delivery.last_error == (
+        "X was still processing the file “clip.mp4” after 0 minutes; not sent. "
+        "Already sent, not sent again: the text."
+    )
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert message.delivery_status == "failed"
 
 
 @responses.activate

@@ -19,6 +19,9 @@ class Outcome(models.TextChoices):
     THROTTLED = "throttled", "Throttled (rate limited)"
     AUTH = "auth", "Credentials refused"
     PERMANENT = "permanent", "Permanent failure"
+    # The target took the request and is still working on it (``PendingError``): asked
+    # again when it said; no failure, so neither an attempt used nor a circuit failure.
+    PENDING = "pending", "Pending (the target is still working on it)"
     # Recorded by the engine, never by a target kind: the worker holding the lease stopped
     # before it recorded an outcome (the request may or may not have reached the target).
     LOST = "lost", "Lost (worker stopped mid-attempt)"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from support.delivery.models import Outcome
-from support.errors import PermanentError, RetryableError, ThrottledError
+from support.errors import PendingError, PermanentError, RetryableError, ThrottledError
 from support.outbound import backoff_seconds
 
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ def error_from_exception(exc: Exception) -> DeliveryError:
 
     ``RetryableError`` is retryable (throttled for a 429 or a ``ThrottledError``, such as an
     AWS ``ThrottlingException`` classified by ``support.aws``, or the ``outcome`` attribute it
-    carries: throttled or auth), ``PermanentError`` permanent; ``http_status``,
+    carries: throttled or auth; a ``PendingError`` is pending: the target is still working on
+    it), ``PermanentError`` permanent; ``http_status``,
     ``error_code`` (or ``code``) and ``response_text`` attributes are kept when present.
     """
     if isinstance(exc, DeliveryError):
@@ -98,6 +99,8 @@ def error_from_exception(exc: Exception) -> DeliveryError:
     if isinstance(exc, RetryableError):
         throttled = http_status == 429 or isinstance(exc, ThrottledError)
         outcome = Outcome.THROTTLED if throttled else Outcome.RETRYABLE
+        if isinstance(exc, PendingError):
+            outcome = Outcome.PENDING
         explicit = getattr(exc, "outcome", None)  # an adapter that knows better (auth…)
         if explicit in (Outcome.RETRYABLE, Outcome.THROTTLED, Outcome.AUTH):
             outcome = Outcome(explicit)

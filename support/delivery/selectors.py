@@ -56,15 +56,17 @@ def circuits_paused() -> QuerySet[Circuit]:
 
 def failures_since(*, target_kind: str, since: datetime) -> int:
     """Sends of ``target_kind`` that failed since ``since``: every attempt that did not
-    succeed (a lost one included; each retry counts, when it was made), plus the deliveries
-    created since then that an open circuit holds back before their first attempt. The
-    breaker stops attempts after ``DELIVERY_CIRCUIT_FAILURES`` failures, so counting
-    attempts alone levels off at a few per cool-off whatever the traffic; each held
-    delivery is a send the target could not take, and it counts again as an attempt if the
-    probe fails it. Attempts read the partial index on failed attempts' ``created_at``."""
+    succeed and was not pending (a lost one included; each retry counts, when it was
+    made), plus the deliveries created since then that an open circuit holds back before
+    their first attempt. The breaker stops attempts after ``DELIVERY_CIRCUIT_FAILURES``
+    failures, so counting attempts alone levels off at a few per cool-off whatever the
+    traffic; each held delivery is a send the target could not take, and it counts again
+    as an attempt if the probe fails it. Attempts read the partial index on failed
+    attempts' ``created_at``."""
     failed = (
         Attempt.objects.filter(created_at__gte=since, delivery__target_kind=target_kind)
         .exclude(outcome=Outcome.SUCCESS)
+        .exclude(outcome=Outcome.PENDING)  # the target is working on it: no failure
         .count()
     )
     paused = circuits_paused().filter(

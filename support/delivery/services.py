@@ -61,6 +61,11 @@ _PROCESS = f"{socket.gethostname()[:40]}:{os.getpid()}"
 PROBE_WAIT_SECONDS = 5.0  # a delivery refused while another one probes a half-open target
 UNKNOWN_KIND_WAIT_SECONDS = 60.0
 ERROR_MAX = 5000
+# A target still working on a request (outcome ``pending``, ``PendingError``) is asked
+# again after the wait it gave, or this many seconds; one delivery waits at most this many
+# times (then it is a dead letter like any other, re-driven from the admin).
+PENDING_WAIT_DEFAULT = 5.0
+PENDING_WAITS_MAX = 120
 
 
 def _new_owner() -> str:
@@ -354,9 +359,27 @@ def _record(
             change = DeliveryChange(event="succeeded", result=result)
         else:
             schedule = kind.schedule()
-            final = outcome == Outcome.PERMANENT or delivery.attempts >= schedule.max_attempts
+            if outcome == Outcome.PENDING:
+                # Nothing failed: the attempt is given back (the retry task expects the
+                # count as it stands after this) and the target's own wait is used, within
+                # the engine's cap on retry-after and on how many times one delivery waits.
+                delivery.attempts -= 1
+                waits = Attempt.objects.filter(delivery=delivery, outcome=Outcome.PENDING).count()
+                final = waits > PENDING_WAITS_MAX
+                if final:
+                    error = f"Still pending after {waits} checks: {error}"
+                    code = code or "pending_too_long"
+                else:
+                    report_delay = min(
+                        max(float(retry_after or PENDING_WAIT_DEFAULT), 1.0),
+                        float(settings.DELIVERY_RETRY_AFTER_MAX_SECONDS),
+                    )
+            else:
+                final = outcome == Outcome.PERMANENT or delivery.attempts >= schedule.max_attempts
+                if not final:
+                    report_delay = schedule.delay(delivery.attempts, retry_after)
             if not final:
-                report_delay = schedule.delay(delivery.attempts, retry_after)
+                assert report_delay is not None
                 expires = delivery.expires_at
                 final = expires is not None and now + timedelta(seconds=report_delay) >= expires
             delivery.last_error = error[:ERROR_MAX]

@@ -47,7 +47,7 @@ from channels_app.adapters.parts import (
 )
 from channels_app.adapters.twitter import tokens
 from channels_app.adapters.twitter.oauth1 import authorization_header
-from support.errors import PermanentError, RetryableError
+from support.errors import PendingError, PermanentError
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -76,6 +76,11 @@ UPLOAD_MARGIN = timedelta(minutes=5)
 # X's processing of a finalized upload (``processing_info.state``).
 PROCESSING_DONE, PROCESSING_FAILED = "succeeded", "failed"
 PROCESSING_CODE = "x_media_processing"
+# How long X may process one finalized upload before the reply fails saying so (X gives
+# no bound; a 512 MB video takes minutes). The waits in between are the delivery engine's
+# ``pending`` outcome: they use no attempt and are no failure of the account.
+PROCESSING_MAX = timedelta(minutes=30)
+PROCESSING_TOO_LONG_CODE = "x_media_processing_too_long"
 PROCESSING_FAILED_CODE = "x_media_failed"
 
 logger = logging.getLogger(__name__)
@@ -347,6 +352,13 @@ class TwitterAdapter(ChannelAdapter):
         until = _when(done.get("upload_until"))
         if upload_id and finalized is not None and now - finalized <= MEDIA_KEPT:
             info = self._media_status(account, parts, part, what, upload_id)
+            if now - finalized > PROCESSING_MAX and _processing(info):
+                late = PermanentError(f"still {_processing(info)} after {PROCESSING_MAX}")
+                late.error_code = PROCESSING_TOO_LONG_CODE  # type: ignore[attr-defined]
+                minutes = int(PROCESSING_MAX.total_seconds() // 60)
+                raise parts.told(
+                    late, f"X was still processing {what} after {minutes} minutes; not sent."
+                )
         else:
             content = file.read()
             if not (upload_id and finalized is None and until and now < until - UPLOAD_MARGIN):
@@ -479,7 +491,7 @@ class TwitterAdapter(ChannelAdapter):
         progress = info.get("progress_percent")
         done = f", {progress}% done" if isinstance(progress, int) else ""
         when = f"in {wait} s, as X asked" if wait else "at the next attempt"
-        pending = RetryableError(state or "processing", retry_after=float(wait) if wait else None)
+        pending = PendingError(state or "processing", retry_after=float(wait) if wait else None)
         pending.error_code = PROCESSING_CODE  # type: ignore[attr-defined]
         logger.info(
             "X media %s of message %s still %s: checked again %s",
@@ -630,6 +642,16 @@ def _seconds(value: Any) -> int:
     """A whole number of seconds X gave (``check_after_secs``, ``expires_after_secs``);
     0 when it gave none."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _processing(data: Mapping[str, Any]) -> str:
+    """The processing state of X's answer while the media is not usable yet ("" when it is:
+    no ``processing_info``, ``succeeded``, or ``failed``, which ``_media_ready`` tells)."""
+    info = data.get("processing_info")
+    if not isinstance(info, dict):
+        return ""
+    state = str(info.get("state", ""))
+    return "" if state in (PROCESSING_DONE, PROCESSING_FAILED) else (state or "processing")
 
 
 def _when(value: str | None) -> datetime | None:

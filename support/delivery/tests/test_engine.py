@@ -27,7 +27,7 @@ from support.delivery.registry import (
     target_kind_unregister,
 )
 from support.delivery.tests.conftest import KIND, ScriptedTarget, enqueue
-from support.errors import PermanentError, RetryableError
+from support.errors import PendingError, PermanentError, RetryableError
 from support.models import AuditLog
 
 pytestmark = pytest.mark.django_db
@@ -491,6 +491,62 @@ def test_permanent_answers_do_not_open_the_circuit(target: ScriptedTarget, setti
         engine.delivery_attempt(delivery_id=enqueue(f"k-{n}").pk)
     circuit = Circuit.objects.get()
     assert (circuit.state, circuit.consecutive_failures) == ("closed", 1)
+
+
+def test_a_target_still_working_uses_no_attempt_and_is_no_failure(
+    target: ScriptedTarget, settings: Any
+) -> None:
+    """``PendingError`` (X processing an uploaded video): asked again after the wait the
+    target gave, as many times as it takes (within the engine's cap), without using the
+    kind's attempts, counting towards the target's circuit or the failure figures."""
+    settings.DELIVERY_CIRCUIT_FAILURES = 2
+    target.max_attempts = 2
+    delivery = enqueue()
+    target.script = [FAIL, *(PendingError("processing", retry_after=7.0) for _ in range(4))]
+    first = engine.delivery_attempt(delivery_id=delivery.pk)
+    assert first.outcome == "retryable"
+    for _ in range(4):
+        Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=ago(1))
+        delivery.refresh_from_db()
+        report = engine.delivery_attempt(
+            delivery_id=delivery.pk, expected_attempts=delivery.attempts
+        )
+        assert (report.outcome, report.status) == ("pending", "retrying")
+        assert report.next_attempt_in == 7.0  # the target's wait, not the kind's backoff
+    delivery.refresh_from_db()
+    # four waits after one failure: still one attempt used of two, five made
+    assert (delivery.attempts, delivery.total_attempts) == (1, 5)
+    assert delivery.error_code == ""
+    assert delivery.last_error == "processing"
+    # the target answered each time: its one failure was forgiven, no pause
+    circuit = Circuit.objects.get()
+    assert (circuit.state, circuit.consecutive_failures) == ("closed", 0)
+    since = timezone.now() - timedelta(hours=1)
+    assert selectors.failures_since(target_kind=KIND, since=since) == 1
+    # then it is done: a success on the second of two attempts
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=ago(1))
+    assert engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=1).outcome == (
+        "success"
+    )
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+
+
+def test_a_target_pending_for_ever_ends_as_a_dead_letter(
+    target: ScriptedTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "PENDING_WAITS_MAX", 2)
+    delivery = enqueue()
+    target.script = [PendingError("processing") for _ in range(3)]
+    for _ in range(3):
+        Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=ago(1))
+        report = engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
+        assert report.outcome == "pending"
+    assert report.status == "dead"
+    delivery.refresh_from_db()
+    assert delivery.last_error == "Still pending after 3 checks: processing"
+    assert delivery.error_code == "pending_too_long"
+    assert target.changes[-1] == ("k-1", "dead")
 
 
 def test_closing_a_circuit_by_hand_resumes_its_deliveries(
