@@ -140,3 +140,24 @@ def test_the_admin_action_keeps_who_acknowledged(admin_client, acw_rule, django_
     alert.refresh_from_db()
     assert alert.acknowledged_at is not None
     assert alert.acknowledged_by == django_user_model.objects.get(username="admin")
+
+
+def test_acknowledging_needs_the_forms_csrf_token(supervisor, acw_rule):
+    from django.test import Client
+
+    alert = services.alert_raise(
+        rule=acw_rule, span=span("jdoe", "AfterContactWork", 12), seconds=12 * 60
+    )
+    assert alert is not None
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(supervisor)
+    url = f"/calls/board/alerts/{alert.pk}/acknowledge"
+    assert client.post(url).status_code == 403  # a cross-site form cannot acknowledge
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is None
+    board = client.get("/calls/board/")
+    token = board.cookies["csrftoken"].value
+    answer = client.post(url, {"csrfmiddlewaretoken": token})
+    assert answer.status_code == 302
+    alert.refresh_from_db()
+    assert alert.acknowledged_at is not None
