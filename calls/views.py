@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -76,6 +77,8 @@ def agent_board(request: HttpRequest) -> HttpResponse:
     # Times of today show the clock only, older ones their day too (a span from yesterday
     # read "02:26" and looked like this morning).
     context["today"] = timezone.localdate().isoformat()
+    # For states that change live (a data attribute: the page runs no inline script).
+    context["state_limits_json"] = json.dumps(context["state_limits"], sort_keys=True)
     return render(request, "calls/board.html", context)
 
 

@@ -67,7 +67,7 @@ def test_time_in_state_reads_as_a_duration_and_past_the_limit_is_marked(
     assert "6 h 40 min" in free
     assert "limit" not in free
     # the page's script knows every state's limit for agents whose state changes live
-    assert '<script id="board-state-limits" type="application/json">{"AfterContactWork": 5}' in page
+    assert 'data-state-limits="{&quot;AfterContactWork&quot;: 5}"' in page
 
 
 def test_an_alert_whose_state_has_ended_is_marked_over(client, supervisor, acw_rule):

@@ -32,8 +32,9 @@
     return Math.floor(total / 3600) + " h " + two(Math.floor((total % 3600) / 60)) + " min";
   }
   // Per state, the shortest limit of the enabled "state lasts longer than" rules.
-  const limitsNode = document.getElementById("board-state-limits");
-  const limits = limitsNode ? JSON.parse(limitsNode.textContent) : {};
+  let limits = {};
+  try { limits = JSON.parse(document.getElementById("board").dataset.stateLimits || "{}"); }
+  catch (e) { limits = {}; }
   const ackForm = document.getElementById("alert-acknowledge");
   const seen = new Set();
   let lastId = null;
