@@ -117,6 +117,11 @@ def reply_box(ticket: Ticket) -> ReplyBox:
             f"{t}*" if t.endswith("/") else t for t in (limits.file_types if limits.files else ())
         ),
         files_words=words,
+        file_max_bytes_by_type=tuple(
+            (prefix, size, kind_words(limits, prefix))
+            for prefix, size in limits.file_max_bytes_by_type
+        ),
+        other_files_word=kind_words(limits, ""),
     )
 
 
