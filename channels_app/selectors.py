@@ -156,6 +156,25 @@ def webchat_file_get(*, visitor_id: str, attachment_id: int) -> Attachment | Non
     )
 
 
+def handoff_file_get(*, account_id: int, attachment_id: int) -> Attachment | None:
+    """A file an agent sent on a hand-off ticket of chatbot account ``account_id``: an
+    attachment, stored, of an outbound public message (an agent's reply) of a ticket that
+    account handed off. None for anything else (another bot's or an API-key hand-off's, an
+    internal note's, the customer's own, any other ticket's)."""
+    return (
+        Attachment.objects.filter(
+            pk=attachment_id,
+            message__ticket__channel="chatbot",
+            message__ticket__is_bot_handoff=True,
+            message__ticket__channel_account_id=str(account_id),
+            message__direction=Direction.OUTBOUND,
+            message__kind=MessageKind.PUBLIC,
+        )
+        .exclude(file="")
+        .first()
+    )
+
+
 def webchat_reply_visitor(ticket: Ticket) -> str:
     """The visitor an agent's web chat reply goes to: the one who wrote last on the ticket
     (after a merge it may hold several visitors' chats), else the ticket's own visitor."""

@@ -130,6 +130,7 @@ calls-sns                       POST   signed signed signed signed signed signed
 analytics-list                  GET    401    allow  allow  allow  allow  allow  allow  403
 analytics-detail                GET    401    404    404    allow  404    404    allow  403
 api-chatbot-handoff             POST   401    401    401    401    allow  allow  allow  403
+api-chatbot-file                GET    404    404    404    404    404    404    404    404
 api-channel-webhook             GET    signed signed signed signed signed signed signed signed
 api-channel-webhook             POST   signed signed signed signed signed signed signed signed
 api-webchat-session             POST   public public public public public public public public
@@ -327,6 +328,9 @@ KWARGS: dict[str, Callable[[World], dict[str, Any]]] = {
     # own file: channels_app/tests/test_webchat_files.py)
     "api-webchat-file": lambda w: {"token": w.webchat.webhook_token},
     "api-webchat-upload": lambda w: {"token": w.webchat.webhook_token},
+    # no signed URL a bot's callback gave: the same 404 for every login and key (the bot's
+    # own signed URL: channels_app/tests/test_handoff_files.py)
+    "api-chatbot-file": lambda w: {"attachment_id": w.attachment.pk},
     "admin:tickets_customer_change": lambda w: {"object_id": w.customer.pk},
     "seed-api-webhook": lambda w: {"seed_channel": "whatsapp"},
     "dashboard-widget": lambda w: {"name": "backlog"},

@@ -8,6 +8,7 @@ NUL characters (PostgreSQL text and jsonb cannot hold them, so the query failed)
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -94,6 +95,14 @@ UNICODE_DIGITS: dict[str, Request] = {
         lambda w: {"into": SUP},
         400,  # the ticket page again, the reason in the merge form
     ),
+    # a download URL a hand-off bot's callback gave: anything not ours is the one 404
+    "chatbot file expiry": (
+        "GET",
+        lambda w: f"/api/webhooks/chatbot/files/{w.attachment.pk}?expires={SUP}&signature=0",
+        None,
+        404,
+    ),
+    "chatbot file id": ("GET", lambda w: f"/api/webhooks/chatbot/files/{SUP}", None, 404),
     "feedback page rating": (
         "FORM",
         lambda w: f"/feedback/{w.feedback_token}",
@@ -101,6 +110,17 @@ UNICODE_DIGITS: dict[str, Request] = {
         400,
     ),
 }
+
+
+def _chatbot_file_url(attachment_id: str) -> str:
+    """A download URL signed with the world's chatbot account's secret, as a bot holding
+    it could make for any id (then only the database lookup can fail)."""
+    from channels_app.services.handoff import handoff_file_signature
+
+    expires = int(time.time()) + 60
+    signature = handoff_file_signature(WEBHOOK_SECRET, int(attachment_id), expires)
+    return f"/api/webhooks/chatbot/files/{attachment_id}?expires={expires}&signature={signature}"
+
 
 # Ids of more digits than a PostgreSQL bigint holds (or Python will read: 4,300) are no ids.
 BIG = "9" * 25
@@ -119,6 +139,19 @@ LONG_NUMBERS: dict[str, Request] = {
         404,
     ),
     "api ticket, 25 digits": ("GET", lambda w: f"/api/tickets/{BIG}", None, 404),
+    "chatbot file, 25 digits signed": ("GET", lambda w: _chatbot_file_url(BIG), None, 404),
+    "chatbot file, 5000 digits": (
+        "GET",
+        lambda w: f"/api/webhooks/chatbot/files/{HUGE}?expires=1&signature=0",
+        None,
+        404,
+    ),
+    "chatbot file, 5000-digit expiry": (
+        "GET",
+        lambda w: f"/api/webhooks/chatbot/files/{w.attachment.pk}?expires={HUGE}&signature=0",
+        None,
+        404,
+    ),
     "ticket page, 25 digits": ("GET", lambda w: f"/tickets/{BIG}/", None, 404),
 }
 
@@ -130,6 +163,18 @@ NUL_CHARACTERS: dict[str, Request] = {
     "inbox search": ("GET", lambda w: "/?q=%00", None, 400),
     "inbox status": ("GET", lambda w: "/?status=%00", None, 400),
     "calls search": ("GET", lambda w: "/calls/?q=%00", None, 400),
+    "chatbot file signature": (
+        "GET",
+        lambda w: f"/api/webhooks/chatbot/files/{w.attachment.pk}?expires=1&signature=%00",
+        None,
+        400,
+    ),
+    "chatbot file expiry": (
+        "GET",
+        lambda w: f"/api/webhooks/chatbot/files/{w.attachment.pk}?expires=%00&signature=0",
+        None,
+        400,
+    ),
     "workbench reply": (
         "FORM",
         lambda w: f"/tickets/{w.ticket.number}/messages",

@@ -10,6 +10,7 @@ checked: they go nowhere. With no provider registered nothing is checked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -57,6 +58,17 @@ class ReplyBox:
     files_words: str = ""
     #: The longest text in UTF-8 bytes, where the channel counts bytes (Instagram).
     text_max_bytes: int | None = None
+    #: The largest file of a type, where the channel's limit depends on it: (type, bytes,
+    #: the files it covers in words) in order, the type exact or a prefix ending in "/";
+    #: the first match wins, ``file_max_bytes`` (``other_files_word``) for the others.
+    file_max_bytes_by_type: tuple[tuple[str, int, str], ...] = ()
+    #: What ``file_max_bytes`` covers, in words ("documents"; "files" when it covers all).
+    other_files_word: str = "files"
+
+    @property
+    def file_max_bytes_by_type_json(self) -> str:
+        """``file_max_bytes_by_type`` as the reply box's script reads it (a JSON list)."""
+        return json.dumps([list(rule) for rule in self.file_max_bytes_by_type])
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,7 @@ def _ticket_context(
         # what a public reply may carry on its channel (tickets.reply_rules)
         "reply_box": reply_box_for(ticket),
         "reply_files_max": size_words(services.message_files_max_bytes()),
+        "reply_files_max_bytes": services.message_files_max_bytes(),
         **_choices(),
     }
     context["controls"] = _controls_values(request, ticket, context, controls_sent)

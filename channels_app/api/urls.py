@@ -6,6 +6,11 @@ from channels_app.api import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("webhooks/chatbot", views.ChatbotHandoffApi.as_view(), name="api-chatbot-handoff"),
+    path(
+        "webhooks/chatbot/files/<int:attachment_id>",
+        views.chatbot_file,
+        name="api-chatbot-file",
+    ),
     path("webhooks/<str:channel>/<str:token>", views.webhook, name="api-channel-webhook"),
     path("webchat/<str:token>/session", views.webchat_session, name="api-webchat-session"),
     path("webchat/<str:token>/messages", views.webchat_messages, name="api-webchat-messages"),

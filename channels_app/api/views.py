@@ -339,8 +339,9 @@ class ChatbotHandoffSerializer(serializers.Serializer):
         required=False,
         default="",
         allow_blank=True,
-        help_text="Where agents' replies are also POSTed, signed (signed hand-offs only; "
-        "https, public addresses only).",
+        help_text="Where agents' replies are also POSTed, signed, with their files' "
+        "download URLs (signed hand-offs only; https, public addresses only; "
+        "docs/channels.md#chatbot-hand-off).",
     )
 
     def validate_transcript(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -505,6 +506,34 @@ class ChatbotHandoffApi(APIView):
 #: The largest body the widget's own endpoints read (a name, an address, a code); its
 #: messages go through the webhook and its cap (``webhook_body_limit``).
 WIDGET_BODY_MAX_BYTES = 16_384
+
+
+@require_http_methods(["GET"])
+def chatbot_file(request: HttpRequest, attachment_id: int) -> HttpResponseBase:
+    """A file of an agent's reply, for the hand-off bot whose callback listed it: the URL
+    the callback gave (``?expires=…&signature=…``, each once), signed with that chatbot
+    account's secret and valid a few minutes (``handoff.handoff_file_for_url``), always as
+    a download (``nosniff``, ``sandbox``). Anything else (a forged, altered, expired or
+    another bot's URL, a file of an internal note, of the customer, of any other ticket) is
+    the same 404, so nothing says whether a file exists."""
+    expires, signature = request.GET.getlist("expires"), request.GET.getlist("signature")
+    attachment = None
+    if len(expires) == 1 and len(signature) == 1:
+        attachment = handoff.handoff_file_for_url(
+            attachment_id, expires=expires[0], signature=signature[0]
+        )
+    if attachment is None:
+        return _error("not_found", "No such file.", 404)
+    response = FileResponse(
+        attachment.file.open("rb"),
+        as_attachment=True,
+        filename=attachment.filename,
+        content_type=attachment.content_type or "application/octet-stream",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox"
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _json(request: HttpRequest) -> dict[str, Any] | JsonResponse:
@@ -869,6 +898,7 @@ def webchat_file_json(attachment_id: int, name: str, content_type: str, size: in
 
 __all__ = [
     "ChatbotHandoffApi",
+    "chatbot_file",
     "webchat_file",
     "webchat_messages",
     "webchat_session",

@@ -9,6 +9,12 @@ HMAC-SHA256(secret, "<timestamp>." + payload)>``, where the payload is the body 
 callback POST or of a hand-off, or ``GET <path>`` for a status poll. A hand-off may be
 signed either way unless its account requires the timestamp
 (docs/channels.md#chatbot-hand-off).
+
+Files: a callback lists the reply's files, each with a ``url`` the bot fetches within
+``FILE_URL_MAX_AGE_SECONDS``: the signed S3 URL when files are on S3, else this app's own
+(``api-chatbot-file``): ``?expires=<unix seconds>&signature=<hex HMAC-SHA256(secret,
+"chatbot-file:<attachment id>:<expires>")>``, signed with the same account's secret and
+good only for the files of that account's hand-off tickets' replies.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ import hmac
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 
 from channels_app.account_settings import TRUE_WORDS
 from channels_app.adapters.base import constant_time_equal
@@ -36,7 +45,9 @@ from support.models import AttemptOutcome
 from support.outbound import classify_http_status, outbound_headers, parse_retry_after
 from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 from tickets import services as ticket_services
+from tickets.attachments import PROVIDER_URL_EXPIRE_SECONDS
 from tickets.models import (
+    Attachment,
     Channel,
     Customer,
     Direction,
@@ -50,6 +61,13 @@ logger = logging.getLogger(__name__)
 CALLBACK_KIND = "chatbot_callback"
 SIGNATURE_HEADER = "X-Signature-256"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
+#: How long the ``url`` of a file in a callback stays valid: the signed S3 URL's lifetime,
+#: and our own URL's off S3, so a bot meets one rule whatever the storage.
+FILE_URL_MAX_AGE_SECONDS = PROVIDER_URL_EXPIRE_SECONDS
+#: Web servers' clocks differ a little: an expiry up to this much further ahead than one of
+#: our URLs can carry is still taken (anything further is no URL of ours: 404).
+FILE_URL_CLOCK_SLACK_SECONDS = 60
+_HEX = frozenset("0123456789abcdef")
 
 
 # --- signatures ---------------------------------------------------------------------------
@@ -94,6 +112,53 @@ def signature_timestamp_fresh(raw: str, *, now: float | None = None) -> bool:
         return False
     now = time.time() if now is None else now
     return abs(now - int(raw)) <= int(settings.CHATBOT_SIGNATURE_MAX_AGE_SECONDS)
+
+
+def handoff_file_signature(secret: str, attachment_id: int, expires: int | str) -> str:
+    """``<hex HMAC-SHA256(secret, "chatbot-file:<attachment id>:<expires>")>``: the
+    signature of a file URL (its own prefix: no callback or request signature is one)."""
+    message = f"chatbot-file:{attachment_id}:{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def handoff_file_url(attachment_id: int, *, account: ChannelAccount, expires: int) -> str:
+    """This app's download URL of a reply's file, for the bot of ``account`` until
+    ``expires`` (Unix seconds): ``SITE_URL`` + ``api-chatbot-file`` + the signed query."""
+    query = urlencode(
+        {
+            "expires": expires,
+            "signature": handoff_file_signature(account.app_secret, attachment_id, expires),
+        }
+    )
+    return f"{settings.SITE_URL}{reverse('api-chatbot-file', args=[attachment_id])}?{query}"
+
+
+def handoff_file_for_url(
+    attachment_id: int, *, expires: str, signature: str, now: float | None = None
+) -> Attachment | None:
+    """The file a download URL names, if the URL is one of ours and still valid: an expiry
+    from now to ``FILE_URL_MAX_AGE_SECONDS`` (plus a little clock slack) ahead, a signature
+    (64 lower-case hex digits) an active chatbot account's secret made over the id and
+    expiry (every account compared in constant time), and a file of an agent's reply on a
+    ticket that account handed off (``selectors.handoff_file_get``). None for anything
+    else; nothing is read from the database before the signature matches."""
+    from channels_app import selectors
+
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
+        return None
+    now = time.time() if now is None else now
+    if not now <= int(expires) <= now + FILE_URL_MAX_AGE_SECONDS + FILE_URL_CLOCK_SLACK_SECONDS:
+        return None
+    if len(signature) != 64 or not set(signature) <= _HEX:
+        return None
+    found: ChannelAccount | None = None
+    for account in chatbot_accounts():
+        expected = handoff_file_signature(account.app_secret, attachment_id, expires)
+        if constant_time_equal(signature, expected) and found is None:
+            found = account
+    if found is None:
+        return None
+    return selectors.handoff_file_get(account_id=found.pk, attachment_id=attachment_id)
 
 
 def handoff_ticket_for_account(ticket_ref: str, *, account: ChannelAccount) -> Ticket | None:
@@ -290,8 +355,30 @@ def handoff_reply_deliveries_create(message: Message) -> Delivery | None:
     return email
 
 
-def callback_body(message: Message) -> dict[str, Any]:
+def callback_body(
+    message: Message, *, account: ChannelAccount, now: float | None = None
+) -> dict[str, Any]:
+    """What the bot's callback receives: the reply, its ticket and its files, each with a
+    ``url`` the bot can fetch until ``expires_at`` (the signed S3 URL on S3, else ours:
+    :func:`handoff_file_url`, signed with ``account``'s secret). Made again for every
+    attempt, so a retried callback carries fresh URLs."""
+    from channels_app.services.outbound import outbound_files
+
     ticket = message.ticket
+    expires = int(time.time() if now is None else now) + FILE_URL_MAX_AGE_SECONDS
+    expires_at = datetime.fromtimestamp(expires, tz=UTC).isoformat()
+    files = [
+        {
+            "id": file.attachment_id,
+            "name": file.filename,
+            "content_type": file.content_type,
+            "size": file.size,
+            "url": file.public_url()
+            or handoff_file_url(file.attachment_id, account=account, expires=expires),
+            "expires_at": expires_at,
+        }
+        for file in outbound_files(message)
+    ]
     return {
         "event": "agent_reply",
         "ticket_id": ticket.pk,
@@ -302,6 +389,7 @@ def callback_body(message: Message) -> dict[str, Any]:
             "id": message.pk,
             "body_text": message.body_text,
             "created_at": message.created_at.isoformat(),
+            "files": files,
         },
     }
 
@@ -322,7 +410,7 @@ def chatbot_callback_send(delivery: Delivery) -> SendResult:
     if account is None or not account.app_secret:
         raise PermanentError("The chatbot account is gone, inactive or has no secret.")
     url = handoff_callback_url(message.ticket)
-    body = json.dumps(callback_body(message), separators=(",", ":")).encode()
+    body = json.dumps(callback_body(message, account=account), separators=(",", ":")).encode()
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",

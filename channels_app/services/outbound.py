@@ -204,7 +204,7 @@ def _outbound_request(
         thread_message_ids=thread,
         outgoing_message_id=outgoing,
         idempotency_key=idempotency_key,
-        files=_outbound_files(message),
+        files=outbound_files(message),
     )
 
 
@@ -228,7 +228,7 @@ def _file_reader(attachment: Attachment) -> Callable[[], bytes]:
     return read
 
 
-def _outbound_files(message: Message) -> tuple[OutboundFile, ...]:
+def outbound_files(message: Message) -> tuple[OutboundFile, ...]:
     """The files of a reply, in the order attached: those stored (``read`` opens the file
     when the adapter calls it; ``public_url`` signs a short-lived S3 URL, "" off S3)."""
     return tuple(

@@ -30,7 +30,9 @@ from tickets.reply_rules import ReplyBox, ReplyFile, ReplyRules, size_words
 def reply_channel(channel: str) -> str:
     """The channel a public reply on a ``channel`` ticket goes out on (the same choice as
     ``outbound_delivery_create``): a chatbot hand-off, and a channel with no adapter of its
-    own (API, phone), reply by e-mail; every other channel on itself."""
+    own (API, phone), reply by e-mail; every other channel on itself. A hand-off's files
+    are e-mailed, so e-mail's limits are the ones; its bot's callback only lists them, with
+    links (``handoff.callback_body``), and adds no limit of its own."""
     if channel == Channel.CHATBOT or channel not in registered_channels():
         return Channel.EMAIL
     return channel
@@ -115,6 +117,11 @@ def reply_box(ticket: Ticket) -> ReplyBox:
             f"{t}*" if t.endswith("/") else t for t in (limits.file_types if limits.files else ())
         ),
         files_words=words,
+        file_max_bytes_by_type=tuple(
+            (prefix, size, kind_words(limits, prefix))
+            for prefix, size in limits.file_max_bytes_by_type
+        ),
+        other_files_word=kind_words(limits, ""),
     )
 
 

@@ -129,6 +129,47 @@ def test_the_reply_box_says_each_kinds_size_and_never_more_than_a_message_may_ca
     )
 
 
+def test_the_reply_box_gives_its_script_each_kinds_size_and_the_messages_cap(
+    customer: Customer, agent: Any, client: Client, settings: Any
+) -> None:
+    """What workbench.js reads to tell an agent at once that a chosen file is too large
+    (the file input's data attributes): the channel's largest file of each kind, with the
+    words the server's refusal uses, and the cap on one message's files."""
+    import json
+
+    settings.TICKET_REPLY_FILES_MAX_BYTES = 20 * MB
+    ticket = ticket_create(customer=customer, subject="Order", body="Hi", channel="whatsapp")
+    client.force_login(agent)
+    page = BeautifulSoup(client.get(f"/tickets/{ticket.number}/").content, "html.parser")
+    files = page.select_one("#composer-files")
+    assert files is not None
+    assert files["data-channel"] == "WhatsApp"
+    assert files["data-max-file-bytes"] == str(100 * MB)
+    assert json.loads(str(files["data-max-file-bytes-by-type"])) == [
+        ["image/", 5 * MB, "images"],
+        ["video/", 16 * MB, "video"],
+        ["audio/", 16 * MB, "audio"],
+    ]
+    assert files["data-other-files"] == "documents"
+    assert files["data-files-max-total"] == str(20 * MB)
+    assert page.select_one("#composer-files-error[role=alert][hidden]") is not None
+    # a channel whose limit is the same for every file (e-mail: an API ticket's replies)
+    api = ticket_create(customer=customer, subject="API", body="Hi", channel="api")
+    page = BeautifulSoup(client.get(f"/tickets/{api.number}/").content, "html.parser")
+    files = page.select_one("#composer-files")
+    assert files is not None
+    assert (files["data-channel"], files["data-max-file-bytes"]) == ("Email", str(20 * MB))
+    assert files["data-max-file-bytes-by-type"] == "[]"
+    assert files["data-other-files"] == "files"
+    # an account that takes no files: no size to check (the hint says it takes none)
+    _, dm = x_ticket(customer, "dm.read dm.write tweet.read users.read offline.access")
+    page = BeautifulSoup(client.get(f"/tickets/{dm.number}/").content, "html.parser")
+    files = page.select_one("#composer-files")
+    assert files is not None
+    assert not files.has_attr("data-max-file-bytes")
+    assert files["data-files-max-total"] == str(20 * MB)
+
+
 # --- Instagram counts bytes -----------------------------------------------------------------
 
 

@@ -167,6 +167,7 @@
       filesHint.textContent = kind === "internal_note" ? filesHint.dataset.note : filesHint.dataset.full;
     }
     updateCount();
+    checkFiles();
   }
 
   // The characters of a public reply against its channel's limit (the server counts the
@@ -192,13 +193,73 @@
     count.classList.toggle("over", used > max);
   }
 
+  // Sizes as the server states them (tickets.reply_rules.size_words): decimal units.
+  function sizeWords(size) {
+    if (size >= 1000000) return (size / 1000000).toFixed(1).replace(/\.0$/, "") + " MB";
+    if (size >= 1000) return (size / 1000).toFixed(1).replace(/\.0$/, "") + " KB";
+    return size + " bytes";
+  }
+
+  // The largest file of a type on the reply's channel and the files it covers in words:
+  // the first rule of data-max-file-bytes-by-type that matches (a prefix ending in "/" or
+  // the exact type), else data-max-file-bytes (data-other-files). 0: no limit.
+  function fileRule(files, type) {
+    var kind = (type || "").split(";")[0].trim().toLowerCase();
+    var rules = [];
+    try { rules = JSON.parse(files.dataset.maxFileBytesByType || "[]"); } catch (e) { rules = []; }
+    for (var i = 0; i < rules.length; i++) {
+      var prefix = rules[i][0];
+      if (prefix.slice(-1) === "/" ? kind.indexOf(prefix) === 0 : kind === prefix) {
+        return { max: rules[i][1], words: rules[i][2] };
+      }
+    }
+    return { max: parseInt(files.dataset.maxFileBytes || "0", 10) || 0, words: files.dataset.otherFiles || "files" };
+  }
+
+  // A chosen file too large for the reply's channel (public replies only: notes go
+  // nowhere), or files together over one message's cap, said by the picker at once in the
+  // server's words, naming the file and the limit. Sending is not blocked: the server's
+  // check decides, and refuses with the same words.
+  function checkFiles() {
+    var form = document.getElementById("composer");
+    var files = document.getElementById("composer-files");
+    var box = document.getElementById("composer-files-error");
+    if (!form || !files || !box) return;
+    var kind = form.querySelector("input[name=kind]:checked").value;
+    var chosen = Array.from(files.files || []);
+    var problems = [];
+    if (kind !== "internal_note") {
+      chosen.forEach(function (file) {
+        var rule = fileRule(files, file.type);
+        if (rule.max && file.size > rule.max) {
+          problems.push(files.dataset.channel + " " + rule.words + " can be at most " + sizeWords(rule.max) + "; " + file.name + " is " + sizeWords(file.size) + ".");
+        }
+      });
+    }
+    var cap = parseInt(files.dataset.filesMaxTotal || "0", 10);
+    var total = chosen.reduce(function (sum, file) { return sum + file.size; }, 0);
+    if (cap && total > cap) {
+      problems.push("The files of one message can be at most " + sizeWords(cap) + " together; these are " + sizeWords(total) + ".");
+    }
+    box.textContent = problems.join(" ");
+    box.hidden = !problems.length;
+    // aria-invalid only as this check set it: a refused reply's page sets it too
+    if (problems.length) {
+      files.setAttribute("aria-invalid", "true");
+      files.dataset.sizeWarned = "true";
+    } else if (files.dataset.sizeWarned) {
+      files.removeAttribute("aria-invalid");
+      delete files.dataset.sizeWarned;
+    }
+  }
+
   function setupComposer() {
     var form = document.getElementById("composer");
     if (!form) return;
     var textarea = document.getElementById("composer-body");
     form.addEventListener("change", function (e) {
       if (e.target.name === "kind") updateComposer();
-      if (e.target.name === "files") updateCount();
+      if (e.target.name === "files") { updateCount(); checkFiles(); }
     });
     textarea.addEventListener("input", function () {
       updateCount();
@@ -216,6 +277,7 @@
         var files = document.getElementById("composer-files");
         if (files) { files.value = ""; files.removeAttribute("aria-invalid"); }
         updateCount();
+        checkFiles();
         typing = false;
         sendPresence("viewing");
       }

@@ -470,3 +470,41 @@ def test_without_javascript_a_note_carries_files(browser, live_asgi, agent, cust
     assert [(a.filename, a.content_type, a.size) for a in note.attachments.all()] == [
         ("invoice.pdf", "application/pdf", 16)
     ]
+
+
+def test_a_file_too_large_for_the_channel_is_named_at_once(page, agent, customer):
+    """Choosing a file larger than the channel takes says so by the file picker at once, in
+    the server's words (the file and the limit), before anything is sent; a note takes any
+    file up to the message's cap, and a smaller file clears the warning."""
+    ticket = _call(
+        services.ticket_create, customer=customer, subject="Photo", body="b", channel="whatsapp"
+    )
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    _wait_live(page)
+    warning = page.locator("#composer-files-error")
+    files = page.locator("#composer-files")
+    assert warning.is_hidden()
+    big = {"name": "big.png", "mimeType": "image/png", "buffer": b"\0" * 6_000_000}
+    manual = {"name": "manual.pdf", "mimeType": "application/pdf", "buffer": b"%PDF" * 10}
+    page.set_input_files("#composer-files", files=[manual, big])
+    assert warning.text_content() == "WhatsApp images can be at most 5 MB; big.png is 6 MB."
+    assert warning.is_visible()
+    assert files.get_attribute("aria-invalid") == "true"
+    # an internal note goes nowhere: the channel's sizes do not apply
+    page.check("#composer input[name=kind][value=internal_note]")
+    assert warning.is_hidden()
+    assert files.get_attribute("aria-invalid") is None
+    page.check("#composer input[name=kind][value=public]")
+    assert warning.text_content() == "WhatsApp images can be at most 5 MB; big.png is 6 MB."
+    page.set_input_files("#composer-files", files=[manual])
+    assert warning.is_hidden()
+    # the cap on one message's files applies to notes too (lowered here: the page's value)
+    page.evaluate(
+        "() => { document.getElementById('composer-files').dataset.filesMaxTotal = '30'; }"
+    )
+    page.check("#composer input[name=kind][value=internal_note]")
+    assert warning.text_content() == (
+        "The files of one message can be at most 30 bytes together; these are 40 bytes."
+    )
+    assert not Message.objects.filter(ticket=ticket, direction="outbound").exists()

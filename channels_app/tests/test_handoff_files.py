@@ -1,0 +1,244 @@
+"""Files on a chatbot hand-off's callback: the callback body lists the reply's files (name,
+type, size) with a ``url`` the bot can fetch for a few minutes: the signed S3 URL on S3,
+else this app's own download URL signed with the bot's secret (``api-chatbot-file``),
+which serves only the files of that bot's hand-off tickets' replies and answers one 404
+for anything else (docs/channels.md#chatbot-hand-off)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from django.test import Client
+
+from channels_app.adapters.meta.common import meta_signature
+from channels_app.services import handoff
+from channels_app.tests.conftest import TEST_SECRET, make_account
+from support.delivery.models import Delivery
+from tickets.models import Message, MessageKind, Ticket
+from tickets.services import NewAttachment, message_add, ticket_create
+
+pytestmark = pytest.mark.django_db
+
+SENDGRID = "https://api.sendgrid.com/v3/mail/send"
+CALLBACK = "https://bot.example.com/support-replies"
+PDF = b"%PDF-1.4 invoice \x00\xff"
+PNG = b"\x89PNG\r\n\x1a\n label"
+HANDOFF = {
+    "source": "web_chat",
+    "customer_email": "user@example.com",
+    "subject": "Cannot login",
+    "initial_message": "The reset link never arrives.",
+    "session_id": "xyz",
+    "callback_url": CALLBACK,
+}
+
+
+@pytest.fixture(autouse=True)
+def _world(settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings.MEDIA_ROOT = tmp_path
+    settings.SITE_URL = "https://support.example.com"
+    monkeypatch.setattr("support.safe_urls._resolve", lambda host, port: ["93.184.216.34"])
+    account = make_account("email")
+    account.settings = {"from_email": "support@acme.test"}
+    account.save()
+
+
+def _handoff(client: Client, secret: str = TEST_SECRET, **extra: Any) -> Ticket:
+    body = json.dumps({**HANDOFF, **extra}).encode()
+    response = client.post(
+        "/api/webhooks/chatbot",
+        body,
+        content_type="application/json",
+        HTTP_X_SIGNATURE_256=meta_signature(secret, body),
+    )
+    assert response.status_code == 201, response.content
+    return Ticket.objects.get(pk=response.json()["ticket_id"])
+
+
+def _files() -> list[NewAttachment]:
+    return [
+        NewAttachment("invoice.pdf", "application/pdf", PDF, kind="document"),
+        NewAttachment("label.png", "image/png", PNG, kind="image"),
+    ]
+
+
+def _reply_and_callback(ticket: Ticket, agent: Any, capture: Any) -> tuple[Message, Any]:
+    """An agent's reply with two files; the callback body the bot received."""
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    responses.post(CALLBACK, status=200, body="ok")
+    with capture(execute=True):
+        message = message_add(
+            ticket=ticket, body="Your invoice and label.", author_user=agent, attachments=_files()
+        )
+    [callback] = [c for c in responses.calls if c.request.url == CALLBACK]
+    return message, json.loads(callback.request.body or b"")
+
+
+def _signed(attachment_id: int, expires: int, secret: str = TEST_SECRET) -> str:
+    message = f"chatbot-file:{attachment_id}:{expires}".encode()
+    signature = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return f"/api/webhooks/chatbot/files/{attachment_id}?expires={expires}&signature={signature}"
+
+
+@responses.activate
+def test_the_callback_lists_the_replys_files_with_a_url_the_bot_can_fetch(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_account("chatbot")
+    ticket = _handoff(client)
+    before = int(time.time())
+    message, body = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    pdf, png = message.attachments.order_by("pk")
+    assert body["message"]["body_text"] == "Your invoice and label."
+    files = body["message"]["files"]
+    assert [{k: v for k, v in f.items() if k not in ("url", "expires_at")} for f in files] == [
+        {"id": pdf.pk, "name": "invoice.pdf", "content_type": "application/pdf", "size": len(PDF)},
+        {"id": png.pk, "name": "label.png", "content_type": "image/png", "size": len(PNG)},
+    ]
+    for item, content in zip(files, (PDF, PNG), strict=True):
+        url = urlsplit(item["url"])
+        assert (url.scheme, url.netloc, url.path) == (
+            "https",
+            "support.example.com",
+            f"/api/webhooks/chatbot/files/{item['id']}",
+        )
+        expires = int(parse_qs(url.query)["expires"][0])
+        assert before + 300 <= expires <= int(time.time()) + 300
+        assert item["expires_at"] == datetime.fromtimestamp(expires, tz=UTC).isoformat()
+        # fetched as the bot would: a plain GET, no credentials but the URL's own
+        response = Client().get(f"{url.path}?{url.query}")
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content) == content  # type: ignore[attr-defined]
+        assert response["Content-Type"] == item["content_type"]
+        assert response["Content-Disposition"].startswith("attachment;")
+        assert response["X-Content-Type-Options"] == "nosniff"
+        assert response["Cache-Control"] == "private, no-store"
+
+
+@responses.activate
+def test_on_s3_the_url_is_the_signed_s3_url(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(
+        "channels_app.services.outbound.attachment_provider_url",
+        lambda attachment: f"https://bucket.s3.amazonaws.com/{attachment.pk}?X-Amz-Signature=s",
+    )
+    make_account("chatbot")
+    ticket = _handoff(client)
+    message, body = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    ids = list(message.attachments.order_by("pk").values_list("pk", flat=True))
+    assert [f["url"] for f in body["message"]["files"]] == [
+        f"https://bucket.s3.amazonaws.com/{pk}?X-Amz-Signature=s" for pk in ids
+    ]
+
+
+@responses.activate
+def test_a_reply_without_files_lists_none(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_account("chatbot")
+    ticket = _handoff(client)
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    responses.post(CALLBACK, status=200, body="ok")
+    with django_capture_on_commit_callbacks(execute=True):
+        message_add(ticket=ticket, body="Hello", author_user=agent)
+    [callback] = [c for c in responses.calls if c.request.url == CALLBACK]
+    assert json.loads(callback.request.body or b"")["message"]["files"] == []
+    assert Delivery.objects.get(target_kind="chatbot_callback").status == "succeeded"
+
+
+def _get(path: str) -> Any:
+    return Client(raise_request_exception=False).get(path)
+
+
+@responses.activate
+def test_the_download_url_serves_only_that_bots_reply_files(
+    client: Client, agent: Any, customer: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Forged, altered, expired, another bot's, an internal note's, the customer's own and
+    another ticket's files are all the same 404 (nothing says whether a file exists)."""
+    make_account("chatbot")
+    make_account("chatbot", name="other-bot", app_secret="other-bot-secret")
+    ticket = _handoff(client)
+    message, _ = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    pdf = message.attachments.order_by("pk").first()
+    assert pdf is not None
+    note = message_add(
+        ticket=ticket,
+        body="internal",
+        kind=MessageKind.INTERNAL_NOTE,
+        author_user=agent,
+        attachments=[NewAttachment("secret.pdf", "application/pdf", PDF)],
+    ).attachments.get()
+    inbound = message_add(
+        ticket=ticket,
+        body="from the customer",
+        direction="inbound",
+        author_customer=ticket.customer,
+        attachments=[NewAttachment("mine.pdf", "application/pdf", PDF)],
+    ).attachments.get()
+    theirs = _handoff(client, secret="other-bot-secret", session_id="other")
+    other_bot_file = message_add(
+        ticket=theirs, body="y", author_user=agent, attachments=_files()
+    ).attachments.first()
+    plain = ticket_create(customer=customer, subject="Not a hand-off", body="Hi", channel="api")
+    plain_file = message_add(
+        ticket=plain, body="z", author_user=agent, attachments=_files()
+    ).attachments.first()
+    assert other_bot_file is not None
+    assert plain_file is not None
+    later = int(time.time()) + 120
+
+    assert _get(_signed(pdf.pk, later)).status_code == 200
+    refused = {
+        "forged": _signed(pdf.pk, later, secret="forged"),
+        "altered id": _signed(pdf.pk, later).replace(f"files/{pdf.pk}?", f"files/{note.pk}?"),
+        "altered expiry": _signed(pdf.pk, later).replace(f"={later}&", f"={later + 1}&"),
+        "expired": _signed(pdf.pk, int(time.time()) - 1),
+        "too far ahead": _signed(pdf.pk, int(time.time()) + 3600),
+        "another bot's secret": _signed(pdf.pk, later, secret="other-bot-secret"),
+        "internal note": _signed(note.pk, later),
+        "the customer's own": _signed(inbound.pk, later),
+        "another bot's ticket": _signed(other_bot_file.pk, later),
+        "not a hand-off": _signed(plain_file.pk, later),
+        "no such file": _signed(999_999_999, later),
+        "no signature": f"/api/webhooks/chatbot/files/{pdf.pk}?expires={later}",
+        "no expiry": _signed(pdf.pk, later).replace(f"expires={later}&", ""),
+        "upper-case hex": _signed(pdf.pk, later).replace(
+            _signed(pdf.pk, later).rpartition("=")[2],
+            _signed(pdf.pk, later).rpartition("=")[2].upper(),
+        ),
+        "not hex": _signed(pdf.pk, later)[:-1] + "g",
+        "two expiries": _signed(pdf.pk, later) + f"&expires={later}",
+    }
+    answers = {name: _get(path) for name, path in refused.items()}
+    assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(refused, 404)
+    assert len({r.content for r in answers.values()}) == 1
+
+
+@responses.activate
+def test_a_deactivated_bot_account_fetches_nothing(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    account = make_account("chatbot")
+    ticket = _handoff(client)
+    _, body = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    url = urlsplit(body["message"]["files"][0]["url"])
+    account.is_active = False
+    account.save()
+    assert _get(f"{url.path}?{url.query}").status_code == 404
+
+
+def test_file_signatures_are_the_documented_hmac() -> None:
+    assert handoff.handoff_file_signature("s3cret", 7, 1764767100) == (
+        hmac.new(b"s3cret", b"chatbot-file:7:1764767100", hashlib.sha256).hexdigest()
+    )
