@@ -3,6 +3,7 @@ counting while the page stays open (a supervisor leaves it on a wall screen)."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -25,10 +26,12 @@ def test_minutes_in_state_keep_counting(page: Any, supervisor: Any) -> None:
     page.clock.install()  # the browser's clock, moved on below without waiting
     _sign_in(page, "supervisor")
     page.goto("/calls/board/")
-    minutes = page.locator('tr[data-agent="jdoe"] .minutes')
-    assert minutes.inner_text() == "12"
+    shown = page.locator('tr[data-agent="jdoe"] .minutes .duration')
+    # time in state as people read it (it was a bare "12")
+    assert re.fullmatch(r"12 min [1-5]\d s", shown.inner_text()), shown.inner_text()
     page.clock.fast_forward("10:00")
     page.wait_for_function(
-        "document.querySelector('tr[data-agent=\"jdoe\"] .minutes').textContent === '22'",
+        "/^22 min [1-5]\\d s$/.test("
+        "document.querySelector('tr[data-agent=\"jdoe\"] .minutes .duration').textContent)",
         timeout=5000,
     )
