@@ -18,7 +18,8 @@ would recreate the person's data. A delivery that only mentions one of their nam
 in place when still pending, so another customer's message still goes through.
 
 A blanked web chat delivery's file still staged (``channels_app.services.staged_uploads``:
-one never drained) is deleted from storage once the erase has committed.
+one never drained) is deleted from storage once the erase has committed; should that
+fail, the hourly ``webchat-uploads-purge`` deletes it (no pending event names it now).
 
 **Outbound attempts** on their tickets: request and response bodies and errors redacted.
 """

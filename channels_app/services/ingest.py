@@ -151,7 +151,7 @@ def _message_ingest(
                 transaction.on_commit(lambda: _enqueue_downloads(to_fetch))
             # The copies our intake kept (a web chat upload) go once the attachment holds
             # its own, committed: one copy of a customer's file, the one erasure deletes.
-            # A failed delete leaves a spare copy (logged); a re-drain finds
+            # A failed delete leaves a spare copy to the hourly purge; a re-drain finds
             # the message recorded and needs none.
             staged_uploads_delete_on_commit(m.staged_name for m in message.media if m.staged_name)
             return True

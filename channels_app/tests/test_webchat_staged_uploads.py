@@ -1,7 +1,9 @@
 """A web chat visitor's file waits in storage ("staged", ``webchat-uploads/…``) from its
 202 until the drain makes it an attachment. When its event never gets there (erased,
-purged, discarded) the staged copy goes with it, after the commit. A failure to delete is
-logged, never the file, and never stops the purge."""
+purged, discarded) the staged copy goes with it, after the commit; what still slips
+through (a failed delete, a lost account) is deleted by the hourly staged uploads purge
+once no pending event names it. A failure to delete is logged, never the file, and never
+stops the purge."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from django.utils import timezone
 from channels_app.adapters.webchat.adapter import UPLOAD_ROOT, session_issue
 from channels_app.models import ChannelAccount, InboundEvent, InboundStatus
 from channels_app.tests.conftest import make_account
+from support.celery import app
 from support.retention import raw_events_purge
 from tickets.context import privacy
 from tickets.models import Customer
@@ -159,6 +162,37 @@ def test_discarding_events_in_the_admin_deletes_their_staged_files(
     assert staged(tmp_path) == {staged_key(three)}
 
 
+def test_the_hourly_purge_deletes_old_staged_files_no_pending_event_names(
+    client: Client,
+    account: ChannelAccount,
+    tmp_path: Path,
+    settings: Any,
+) -> None:
+    settings.WEBCHAT_STAGED_UPLOAD_MAX_AGE_HOURS = 2
+    session = new_session(account)
+    dead = staged_key(upload(client, account, session, client_id="client-file-0001"))
+    InboundEvent.objects.update(status=InboundStatus.DEAD)  # awaits a re-drive: kept
+    processed = upload(client, account, session, name="done.png", client_id="client-file-0002")
+    # processed, but the delete after its drain failed: the attachment has its own copy
+    InboundEvent.objects.filter(pk=processed.pk).update(status=InboundStatus.PROCESSED)
+    orphan = f"{UPLOAD_ROOT}/{account.pk}/v_0a1b2c/{'f' * 24}/lost.png"  # its event is gone
+    recent = f"{UPLOAD_ROOT}/{account.pk}/v_0a1b2c/{'e' * 24}/new.png"  # being recorded
+    outside = "attachments/2026/12/kettle.png"  # not a staged upload: never touched
+    for name in (orphan, recent, outside):
+        default_storage.save(name, SimpleUploadedFile("x", PNG))
+    for name in (dead, staged_key(processed), orphan, outside):
+        age(tmp_path, name, hours=3)
+
+    entry = django_settings.CELERY_BEAT_SCHEDULE["webchat-uploads-purge"]
+    assert entry["schedule"] == 3600.0
+    assert entry["task"] in app.tasks
+    assert app.tasks[str(entry["task"])].delay().get() == 2
+
+    assert staged(tmp_path) == {dead, recent}
+    assert (tmp_path / outside).read_bytes() == PNG
+    assert app.tasks[str(entry["task"])].delay().get() == 0  # nothing more
+
+
 def test_a_failed_delete_is_logged_without_the_file_and_the_purge_goes_on(
     client: Client,
     account: ChannelAccount,
@@ -186,7 +220,7 @@ def test_a_failed_delete_is_logged_without_the_file_and_the_purge_goes_on(
         assert raw_events_purge()["channels_inbound_events"] == 2
 
     assert not InboundEvent.objects.exists()
-    assert staged(tmp_path) == {staged_key(first)}
+    assert staged(tmp_path) == {staged_key(first)}  # left for the hourly purge
     [record] = [r for r in caplog.records if "staged" in r.getMessage()]
     assert record.levelno == logging.WARNING
     logged = record.getMessage() + str(record.exc_info or "") + str(record.exc_text or "")
