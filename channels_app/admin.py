@@ -23,6 +23,7 @@ from channels_app.models import (
     SentMessageEvent,
     WebchatVerification,
 )
+from channels_app.services.staged_uploads import inbound_events_discard
 from channels_app.verification import WEBCHAT_CODE_KIND
 from support.auth.admin import VisibleRowsAdminMixin, admin_link
 from support.auth.roles import is_supervisor
@@ -211,6 +212,14 @@ class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    # Deleting (Django's delete permission: superusers) discards a delivery; a web chat
+    # visitor's file it names, still staged, goes with it after the commit.
+    def delete_model(self, request: HttpRequest, obj: InboundEvent) -> None:
+        inbound_events_discard(events=InboundEvent.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[InboundEvent]) -> None:
+        inbound_events_discard(events=queryset)
 
     @admin.action(description="Re-process the selected events")
     def reprocess(self, request: HttpRequest, queryset: QuerySet[InboundEvent]) -> None:

@@ -17,6 +17,10 @@ would recreate the person's data. A delivery that only mentions one of their nam
 (it may be someone else's message) is blanked when already processed, and only redacted
 in place when still pending, so another customer's message still goes through.
 
+A blanked web chat delivery's file still staged (``channels_app.services.staged_uploads``:
+one never drained) is deleted from storage once the erase has committed; should that
+fail, the hourly ``webchat-uploads-purge`` deletes it (no pending event names it now).
+
 **Outbound attempts** on their tickets: request and response bodies and errors redacted.
 """
 
@@ -32,9 +36,10 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from channels_app.adapters.webchat.adapter import SESSION_HEADER
+from channels_app.adapters.webchat.adapter import SESSION_HEADER, event_staged_names
 from channels_app.models import InboundEvent, InboundStatus
 from channels_app.services import CHANNEL_REPLY_KIND
+from channels_app.services.staged_uploads import staged_uploads_delete_on_commit
 from support.delivery.models import Attempt
 from support.delivery.selectors import deliveries_for_subject
 from support.parsing import json_loads
@@ -135,10 +140,13 @@ def inbound_events_erase(subject: ErasureSubject) -> int:
         found[event_id] = found.get(event_id, False) or is_strong
     changed = 0
     now = timezone.now()
+    staged: list[str] = []
     for event in InboundEvent.objects.filter(pk__in=list(found)):
         pending = event.status in PENDING
         fields = ["body", "headers", "summary", "error", "updated_at"]
         if found[event.pk] or not pending:
+            if event.channel == "webchat":  # the file it names, as blanking forgets it
+                staged += event_staged_names(event.account_id, event.external_id, event.body_bytes)
             event.body = b""
             event.headers = {}
             event.summary = {}
@@ -161,6 +169,8 @@ def inbound_events_erase(subject: ErasureSubject) -> int:
             event.error = subject.redact(event.error)
         event.save(update_fields=fields)
         changed += 1
+    # A visitor's file that was never made an attachment: deleted once the erase commits.
+    staged_uploads_delete_on_commit(staged)
     return changed
 
 

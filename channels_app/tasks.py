@@ -11,6 +11,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from channels_app import services
+from channels_app.services.staged_uploads import staged_uploads_purge
 from support.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
@@ -129,3 +130,10 @@ def inbound_event_sweep_task(stale_seconds: float | None = None) -> int:
     if stale_seconds is None:
         return services.inbound_event_sweep()
     return services.inbound_event_sweep(stale_seconds=stale_seconds)
+
+
+@shared_task(soft_time_limit=300, time_limit=360)
+def staged_uploads_purge_task() -> int:
+    """Hourly (beat ``webchat-uploads-purge``): staged web chat uploads no pending event
+    names, past ``WEBCHAT_STAGED_UPLOAD_MAX_AGE_HOURS``. Idempotent."""
+    return staged_uploads_purge()

@@ -46,10 +46,18 @@ def register_raw_event_purger(name: str, purger: RawEventPurger) -> None:
     _purgers[name] = purger
 
 
-def delete_in_batches(queryset: Any, *, batch: int = BATCH, max_batches: int = MAX_BATCHES) -> int:
+def delete_in_batches(
+    queryset: Any,
+    *,
+    batch: int = BATCH,
+    max_batches: int = MAX_BATCHES,
+    before_delete: Callable[[list[Any]], None] | None = None,
+) -> int:
     """Delete the rows of ``queryset`` by primary key, ``batch`` at a time (short
     transactions, short locks), at most ``max_batches`` batches; returns how many rows of
-    ``queryset``'s model went (rows deleted with them by cascade are not counted)."""
+    ``queryset``'s model went (rows deleted with them by cascade are not counted).
+    ``before_delete(ids)`` runs in each batch's transaction before its delete: what the
+    rows name outside the database (files) is read there and removed on commit."""
     model = queryset.model
     deleted = 0
     for _ in range(max_batches):
@@ -57,6 +65,8 @@ def delete_in_batches(queryset: Any, *, batch: int = BATCH, max_batches: int = M
         if not ids:
             break
         with transaction.atomic():
+            if before_delete is not None:
+                before_delete(ids)
             _, per_model = model.objects.filter(pk__in=ids).delete()
         deleted += per_model.get(model._meta.label, 0)
         if len(ids) < batch:

@@ -705,6 +705,9 @@ WEBCHAT_VERIFY_REQUESTS_PER_IP_PER_HOUR = env.get_int("WEBCHAT_VERIFY_REQUESTS_P
 WEBCHAT_UPLOAD_MAX_BYTES = env.get_int("WEBCHAT_UPLOAD_MAX_BYTES", 10_000_000)
 WEBCHAT_UPLOADS_PER_SESSION_PER_HOUR = env.get_int("WEBCHAT_UPLOADS_PER_SESSION_PER_HOUR", 20)
 WEBCHAT_UPLOADS_PER_IP_PER_HOUR = env.get_int("WEBCHAT_UPLOADS_PER_IP_PER_HOUR", 200)
+# A visitor's file waits in storage until the drain makes it an attachment; the hourly
+# purge deletes staged files older than this that no pending event names (0: never).
+WEBCHAT_STAGED_UPLOAD_MAX_AGE_HOURS = env.get_float("WEBCHAT_STAGED_UPLOAD_MAX_AGE_HOURS", 24.0)
 WHATSAPP_WINDOW_HOURS = env.get_int("WHATSAPP_WINDOW_HOURS", 24)
 META_GRAPH_API_BASE = env.get_str("META_GRAPH_API_BASE", "https://graph.facebook.com")
 META_GRAPH_API_VERSION = env.get_str("META_GRAPH_API_VERSION", "v21.0")
@@ -719,6 +722,10 @@ WEBHOOK_FAST_PATH_THREADS = env.get_int("WEBHOOK_FAST_PATH_THREADS", 8)
 CELERY_BEAT_SCHEDULE["channels-inbound-sweep"] = {
     "task": "channels_app.tasks.inbound_event_sweep_task",
     "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["webchat-uploads-purge"] = {
+    "task": "channels_app.tasks.staged_uploads_purge_task",
+    "schedule": 3600.0,
 }
 
 # routing (AI routing agent)

@@ -20,6 +20,8 @@ test where it is defined and looked up (e.g. ``channels_app.services.drain``), n
 - ``email_auth`` / ``email_threading``: e-mail sender authentication and threading
   (issue #13).
 - ``media``: attachments fetched by reference.
+- ``webchat_uploads`` / ``staged_uploads``: files web chat visitors send, stored before the
+  202; when their staged copies are deleted (after the drain, with their event, hourly).
 - ``handoff``: chatbot hand-off.
 - ``outbound``: public replies through the delivery engine.
 - ``reply_limits``: what one reply may carry on its channel (text length, files).

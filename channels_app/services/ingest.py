@@ -7,7 +7,6 @@ import contextlib
 import logging
 from typing import Any
 
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from channels_app import selectors
@@ -21,6 +20,7 @@ from channels_app.services.email_auth import SUSPICIOUS_TAG
 from channels_app.services.email_threading import _email_route
 from channels_app.services.matching import _BatchCache, _customer_resolve
 from channels_app.services.media import _enqueue_downloads
+from channels_app.services.staged_uploads import staged_uploads_delete_on_commit
 from support.db import advisory_xact_lock
 from support.errors import Conflict
 from tickets import services as ticket_services
@@ -149,24 +149,14 @@ def _message_ingest(
             )
             if to_fetch:
                 transaction.on_commit(lambda: _enqueue_downloads(to_fetch))
-            staged = [m.staged_name for m in message.media if m.staged_name]
-            if staged:
-                transaction.on_commit(lambda: _staged_files_delete(staged))
+            # The copies our intake kept (a web chat upload) go once the attachment holds
+            # its own, committed: one copy of a customer's file, the one erasure deletes.
+            # A failed delete leaves a spare copy to the hourly purge; a re-drain finds
+            # the message recorded and needs none.
+            staged_uploads_delete_on_commit(m.staged_name for m in message.media if m.staged_name)
             return True
     except Conflict:
         return False
-
-
-def _staged_files_delete(names: list[str]) -> None:
-    """Delete the copies our intake kept (a web chat upload) once the message's attachment
-    holds its own, committed: one copy of a customer's file, the one erasure deletes. A
-    failure only leaves a spare copy; a re-drain finds the message recorded and needs
-    none."""
-    for name in names:
-        try:
-            default_storage.delete(name)
-        except OSError:
-            logger.warning("Could not delete the staged upload %s", name, exc_info=True)
 
 
 def _echo_record(channel: str, account: ChannelAccount, message: InboundMessage) -> bool:

@@ -6,7 +6,7 @@ recorded whose raw body names it (``{"client_id", "text", "file": {"key", "name"
 "type", "size"}}``). Only then does the visitor get its 2xx, so a file acknowledged is
 never lost; the drain reads it back and makes the message and its ``Attachment``
 (``WebchatAdapter.parse``), once, whatever the number of drains (the message's channel id
-is the natural key)."""
+is the natural key). When the stored copy is deleted: ``staged_uploads``."""
 
 from __future__ import annotations
 

@@ -87,11 +87,38 @@ def upload_prefix(account_id: int, visitor_id: str) -> str:
     return f"{UPLOAD_ROOT}/{account_id}/{visitor_id}/"
 
 
-def upload_key(account_id: int, visitor_id: str, client_id: str, filename: str) -> str:
-    """The storage name of a visitor's file: under its own prefix, one folder per message
-    (a hash of its client id: any characters the widget chose stay out of the path)."""
+def upload_folder(account_id: int, visitor_id: str, client_id: str) -> str:
+    """The folder of one message's file, under the visitor's own prefix: a hash of its
+    client id (any characters the widget chose stay out of the path)."""
     folder = hashlib.sha256(client_id.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    return f"{upload_prefix(account_id, visitor_id)}{folder}/{filename}"
+    return f"{upload_prefix(account_id, visitor_id)}{folder}/"
+
+
+def upload_key(account_id: int, visitor_id: str, client_id: str, filename: str) -> str:
+    """The storage name of a visitor's file: in its message's own folder."""
+    return f"{upload_folder(account_id, visitor_id, client_id)}{filename}"
+
+
+def event_staged_names(account_id: int, external_id: str, body: bytes) -> tuple[str, ...]:
+    """The staged upload a web chat delivery's raw body names, when it is the delivery's
+    own: in the folder its natural key (``<visitor>:<client id>``) gives. A body posted
+    straight to the webhook naming another message's file (another visitor's, or another
+    of the same visitor's) names none here, so deleting it with this delivery (an
+    erasure, the retention purge, a discard) never deletes a file another event needs."""
+    visitor, sep, client_id = external_id.partition(":")
+    if not sep or not visitor.startswith("v_") or b'"file"' not in body:
+        return ()
+    try:
+        data = json_body(body)
+    except MalformedPayload:
+        return ()
+    file = data.get("file") if isinstance(data, dict) else None
+    key = file.get("key") if isinstance(file, dict) else None
+    folder = upload_folder(account_id, visitor, client_id)
+    if not isinstance(key, str) or not key.startswith(folder):
+        return ()
+    name = key[len(folder) :]
+    return (key,) if name and "/" not in name and name not in (".", "..") else ()
 
 
 def visitor_group(visitor_id: str) -> str:
