@@ -15,7 +15,8 @@ A blanked delivery that was not processed yet (received, retrying, or a dead let
 awaiting re-drive) is closed as ``ignored`` with the error "erased": processing it later
 would recreate the person's data. A delivery that only mentions one of their name words
 (it may be someone else's message) is blanked when already processed, and only redacted
-in place when still pending, so another customer's message still goes through.
+in place when still pending, so another customer's message still goes through (with its
+own staged file's storage key kept: ``_own_staged_key_kept``).
 
 A blanked web chat delivery's file still staged (``channels_app.services.staged_uploads``:
 one never drained) is deleted from storage once the erase has committed; should that
@@ -163,7 +164,10 @@ def inbound_events_erase(subject: ErasureSubject) -> int:
                 fields += ["status", "processed_at"]
         else:  # someone else's pending message that mentions a name word: keep it going
             text = bytes(event.body).decode("utf-8", "replace")
-            event.body = subject.redact(text).encode()
+            redacted = subject.redact(text)
+            if event.channel == "webchat":
+                redacted = _own_staged_key_kept(event, redacted)
+            event.body = redacted.encode()
             event.headers = subject.redact_json(event.headers)
             event.summary = subject.redact_json(event.summary)
             event.error = subject.redact(event.error)
@@ -172,6 +176,26 @@ def inbound_events_erase(subject: ErasureSubject) -> int:
     # A visitor's file that was never made an attachment: deleted once the erase commits.
     staged_uploads_delete_on_commit(staged)
     return changed
+
+
+def _own_staged_key_kept(event: InboundEvent, redacted: str) -> str:
+    """Someone else's pending web chat message, redacted, with the storage key of its own
+    staged file as it was: a path, not the person's words (a visitor's "vera-kettle.png"
+    is stored under that name), and a redacted one points nowhere: the message would
+    arrive without its file and the hourly purge delete the file. The file's name as the
+    message shows it stays redacted."""
+    names = event_staged_names(event.account_id, event.external_id, event.body_bytes)
+    if not names:
+        return redacted
+    try:
+        data = json.loads(redacted)
+    except ValueError:
+        return redacted
+    file = data.get("file") if isinstance(data, dict) else None
+    if not isinstance(file, dict) or file.get("key") == names[0]:
+        return redacted
+    file["key"] = names[0]
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def outbound_erase(subject: ErasureSubject) -> int:
