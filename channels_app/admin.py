@@ -185,7 +185,7 @@ class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         "summary",
     ]
     exclude = ["body", "headers"]
-    actions = ["reprocess", "release"]
+    actions = ["reprocess", "release", "close_unprocessed"]
 
     @admin.display(description="Headers")
     def headers_shown(self, obj: InboundEvent) -> str:
@@ -239,6 +239,19 @@ class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
             services.inbound_event_release(event=event, actor=request.user) for event in queryset
         )
         self.message_user(request, f"{released} quarantined event(s) released.")
+
+    @admin.action(description="Close the selected dead letters / quarantined e-mail unprocessed")
+    def close_unprocessed(self, request: HttpRequest, queryset: QuerySet[InboundEvent]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can close events.", messages.ERROR)
+            return
+        events = list(queryset)  # the selection as chosen (closing moves them out of a filter)
+        closed = sum(
+            services.inbound_event_close(event=event, actor=request.user) for event in events
+        )
+        skipped = len(events) - closed
+        note = f"; {skipped} left as they were (not dead or quarantined)" if skipped else ""
+        self.message_user(request, f"{closed} event(s) closed unprocessed{note}.")
 
 
 @admin.register(WebchatVerification)

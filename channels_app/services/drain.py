@@ -489,6 +489,45 @@ def inbound_event_release(*, event: InboundEvent, actor: Any) -> bool:
     return bool(released)
 
 
+#: What a supervisor may close unprocessed: dead letters and quarantined e-mail (nothing
+#: will process them unless someone does).
+CLOSABLE = (InboundStatus.DEAD, InboundStatus.QUARANTINED)
+CLOSED_NOTE = "Closed unprocessed by a supervisor"
+
+
+def inbound_event_close(*, event: InboundEvent, actor: Any) -> bool:
+    """A supervisor decides a dead letter or a quarantined e-mail will not be processed
+    (spam, a test, a message handled some other way): it becomes ``ignored`` (kept until
+    the raw event retention purges it, like every processed delivery), the audit log says
+    who, and a web chat visitor's file it names, still staged, is deleted after the commit.
+    False when it was in no closable state (processed meanwhile, or re-driven)."""
+    from channels_app.services.staged_uploads import (
+        inbound_events_staged_names,
+        staged_uploads_delete_on_commit,
+    )
+
+    with transaction.atomic():
+        rows = InboundEvent.objects.filter(pk=event.pk, status__in=CLOSABLE)
+        names = inbound_events_staged_names(rows)
+        was = event.status
+        closed = rows.update(
+            status=InboundStatus.IGNORED,
+            processed_at=timezone.now(),
+            error=f"{CLOSED_NOTE} ({actor.get_username()}); was {was}: {event.error}"[:2000],
+            summary={**event.summary, "closed_by": actor.get_username(), "closed_from": was},
+        )
+        if closed:
+            audit_log_record(
+                actor=actor,
+                action="inbound_event.close",
+                object_type="channels_app.InboundEvent",
+                object_id=event.pk,
+                details={"channel": event.channel, "was": was},
+            )
+            staged_uploads_delete_on_commit(names)
+    return bool(closed)
+
+
 def _status_apply(channel: str, status: StatusUpdate) -> bool:
     if status.status not in ("sent", "delivered", "read", "failed"):
         logger.info("Ignoring %s status %r", channel, status.status)

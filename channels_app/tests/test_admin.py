@@ -93,6 +93,59 @@ def test_dead_inbound_event_is_reprocessed_from_the_admin(
     assert Ticket.objects.count() == 1
 
 
+def test_a_supervisor_closes_dead_letters_unprocessed_and_the_audit_log_says_who(
+    admin_client: Client, supervisor: Any, agent: Any, django_user_model: Any
+) -> None:
+    """Docs promise staff "re-drive or discard" dead letters; deleting needs Django's
+    delete permission (superusers), so a supervisor had no way but re-driving."""
+    from support.models import AuditLog
+
+    account = make_account("whatsapp")
+
+    def event(n: int, status: str) -> InboundEvent:
+        return InboundEvent.objects.create(
+            channel="whatsapp",
+            account=account,
+            external_id=f"wamid.{n}",
+            body=b"{}",
+            status=status,
+            error="RuntimeError: db hiccup" if status == "dead" else "",
+        )
+
+    dead, quarantined, waiting = event(1, "dead"), event(2, "quarantined"), event(3, "received")
+    answer = admin_client.post(
+        "/admin/channels_app/inboundevent/",
+        {
+            "action": "close_unprocessed",
+            "_selected_action": [dead.pk, quarantined.pk, waiting.pk],
+        },
+        follow=True,
+    )
+    assert "2 event(s) closed unprocessed; 1 left as they were" in answer.content.decode()
+    for row in (dead, quarantined, waiting):
+        row.refresh_from_db()
+    assert (dead.status, quarantined.status, waiting.status) == ("ignored", "ignored", "received")
+    assert dead.error.startswith("Closed unprocessed by a supervisor (supervisor); was dead")
+    assert dead.processed_at is not None  # the raw event retention purges it in time
+    assert dead.summary["closed_by"] == "supervisor"
+    logged = AuditLog.objects.filter(action="inbound_event.close").order_by("object_id")
+    assert [(e.actor, e.object_id) for e in logged] == [
+        (supervisor, str(dead.pk)),
+        (supervisor, str(quarantined.pk)),
+    ]
+    # a staff agent given the admin cannot (the role, not a Django permission, decides)
+    again = event(4, "dead")
+    django_user_model.objects.filter(pk=agent.pk).update(is_staff=True)
+    staff = Client()
+    staff.force_login(agent)
+    staff.post(
+        "/admin/channels_app/inboundevent/",
+        {"action": "close_unprocessed", "_selected_action": [again.pk]},
+    )
+    again.refresh_from_db()
+    assert again.status == "dead"
+
+
 @responses.activate
 def test_dead_outbound_delivery_is_redriven_from_the_admin(
     post_fixture: Any,
