@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -53,7 +53,7 @@ class QueueTeamAdmin(SupervisorAdmin):
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CallEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Every record received, as received: a hand-made one (unique per source and external
     id) would make the real record look like a redelivery. A record (the caller's number,
     the call's journey) is listed for those who may see its call."""
@@ -64,10 +64,35 @@ class CallEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):
     list_filter = ["source", "status"]
     search_fields = ["external_id", "contact_id", "error"]
     readonly_fields = ["created_at", "updated_at", "processed_at"]
+    actions = ["redrive", "close_unapplied"]
+
+    def _failed_only(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[CallEvent],
+        act: Any,
+        done_words: str,
+    ) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can do this.", messages.ERROR)
+            return
+        events = list(queryset)  # as selected (the action moves them out of a filter)
+        done = sum(act(event=event, actor=request.user) for event in events)
+        skipped = len(events) - done
+        note = f"; {skipped} left as they were (not failed)" if skipped else ""
+        self.message_user(request, f"{done} record(s) {done_words}{note}.")
+
+    @admin.action(description="Apply the selected failed records again")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[CallEvent]) -> None:
+        self._failed_only(request, queryset, services.call_event_redrive, "queued to apply again")
+
+    @admin.action(description="Close the selected failed records unapplied")
+    def close_unapplied(self, request: HttpRequest, queryset: QuerySet[CallEvent]) -> None:
+        self._failed_only(request, queryset, services.call_event_close, "closed unapplied")
 
 
 @admin.register(Call)
-class CallAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class CallAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Calls are what the contact records say (their queue decides who may see them); the
     pipeline can be re-run from here."""
 
@@ -114,7 +139,7 @@ AGENT_STATE_DOCS = "docs/calls.md (Flows: Agent states)"
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(AboutAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AlertRuleAdmin(AboutAdminMixin, SupervisorAdmin):
     about = AGENT_STATE_RULES_ABOUT
     docs = AGENT_STATE_DOCS
     list_display = [
@@ -130,7 +155,7 @@ class AlertRuleAdmin(AboutAdminMixin, admin.ModelAdmin):  # type: ignore[type-ar
 
 
 @admin.register(Alert)
-class AlertAdmin(AboutAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AlertAdmin(AboutAdminMixin, RecordAdminMixin, SupervisorAdmin):
     about = AGENT_STATE_ALERTS_ABOUT
     docs = AGENT_STATE_DOCS
     list_display = [
@@ -146,6 +171,9 @@ class AlertAdmin(AboutAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: 
 
     @admin.action(description="Acknowledge")
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can acknowledge.", messages.ERROR)
+            return
         for alert in queryset:
             services.alert_acknowledge(alert=alert, actor=request.user)
 

@@ -30,7 +30,9 @@ from calls.services.agents import (
 )
 from calls.services.intake import (
     IntakeResult,
+    call_event_close,
     call_event_process,
+    call_event_redrive,
     call_events_intake,
     call_record_ingest,
     call_recording_notified,
@@ -66,7 +68,9 @@ __all__ = [
     "alert_sns_target_kind",
     "alerts_evaluate",
     "call_analyse",
+    "call_event_close",
     "call_event_process",
+    "call_event_redrive",
     "call_events_intake",
     "call_journey_assess",
     "call_pipeline_schedule",

@@ -39,6 +39,7 @@ from calls.services.ivr import call_journey_assess
 from calls.services.pipeline import call_pipeline_schedule
 from support.errors import InvalidInput, PermanentError
 from support.parsing import json_loads, without_nul
+from support.services import audit_log_record
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +219,51 @@ def _schedule_events(ids: list[int]) -> None:
 
     for event_id in ids:
         call_event_process_task.delay(event_id)
+
+
+def call_event_redrive(*, event: CallEvent, actor: Any) -> bool:
+    """A supervisor applies a failed record again (once what made it fail is fixed: a
+    release, a queue mapping, the data): it is ``received`` again and processed after the
+    commit, like a redelivery from the sender. The audit log says who. False when it had
+    not failed (processed, or re-driven meanwhile)."""
+    with transaction.atomic():
+        updated = CallEvent.objects.filter(pk=event.pk, status=EventStatus.FAILED).update(
+            status=EventStatus.RECEIVED, error="", processed_at=None, updated_at=timezone.now()
+        )
+        if updated:
+            audit_log_record(
+                actor=actor,
+                action="call_event.redrive",
+                object_type="calls.CallEvent",
+                object_id=event.pk,
+                details={"source": event.source, "error": event.error[:500]},
+            )
+            transaction.on_commit(lambda: _schedule_events([event.pk]))
+    return bool(updated)
+
+
+def call_event_close(*, event: CallEvent, actor: Any) -> bool:
+    """A supervisor decides a failed record will not be applied (a test record, a contact
+    recorded some other way): ``ignored``, the raw event retention purges it in time, and
+    the audit log says who. False when it had not failed."""
+    with transaction.atomic():
+        updated = CallEvent.objects.filter(pk=event.pk, status=EventStatus.FAILED).update(
+            status=EventStatus.IGNORED,
+            error=f"Closed unapplied by a supervisor ({actor.get_username()}); was: {event.error}"[
+                :5000
+            ],
+            processed_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+        if updated:
+            audit_log_record(
+                actor=actor,
+                action="call_event.close",
+                object_type="calls.CallEvent",
+                object_id=event.pk,
+                details={"source": event.source, "error": event.error[:500]},
+            )
+    return bool(updated)
 
 
 def call_event_process(*, event_id: int) -> str:

@@ -63,3 +63,62 @@ def test_the_pipeline_can_still_be_rerun_from_the_list(client, django_user_model
     )
     assert response.status_code == 302
     assert started == [call.pk]
+
+
+def test_a_supervisor_applies_a_failed_record_again_or_closes_it(
+    client, supervisor, agent, django_user_model, calls_settings, django_capture_on_commit_callbacks
+):
+    """Failed call records (the dead letters of the dashboard's call pipeline and the
+    CallDeadLetters alarm) were applied again only if the sender redelivered them: after a
+    fix, a supervisor had no way to apply one, nor to close one that never will be."""
+    from calls.models import Call, CallEvent
+    from calls.tests.conftest import load
+    from support.models import AuditLog
+
+    ctr = load("ctr_billing.json")
+    failed = CallEvent.objects.create(
+        source="ctr",
+        external_id="ctr-1",
+        contact_id=ctr["ContactId"],
+        payload=ctr,
+        status="failed",
+        error="DataError: value too long",
+    )
+    junk = CallEvent.objects.create(
+        source="ctr", external_id="ctr-2", payload={}, status="failed", error="KeyError: 'x'"
+    )
+    done = CallEvent.objects.create(source="ctr", external_id="ctr-3", status="processed")
+    client.force_login(supervisor)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(
+            "/admin/calls/callevent/",
+            {"action": "redrive", "_selected_action": [failed.pk, done.pk]},
+            follow=True,
+        )
+    assert "1 record(s) queued to apply again; 1 left as they were" in answer.content.decode()
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == ("processed", "")
+    assert Call.objects.filter(contact_id=ctr["ContactId"]).exists()
+    client.post(
+        "/admin/calls/callevent/", {"action": "close_unapplied", "_selected_action": [junk.pk]}
+    )
+    junk.refresh_from_db()
+    assert junk.status == "ignored"
+    assert junk.error == "Closed unapplied by a supervisor (supervisor); was: KeyError: 'x'"
+    assert junk.processed_at is not None  # purged by the raw event retention in time
+    assert sorted(AuditLog.objects.values_list("action", "object_id")) == [
+        ("call_event.close", str(junk.pk)),
+        ("call_event.redrive", str(failed.pk)),
+    ]
+    # a staff agent given the view permission cannot: the role decides
+    from django.contrib.auth.models import Permission
+
+    again = CallEvent.objects.create(
+        source="ctr", external_id="ctr-4", contact_id=ctr["ContactId"], payload={}, status="failed"
+    )
+    django_user_model.objects.filter(pk=agent.pk).update(is_staff=True)
+    agent.user_permissions.add(Permission.objects.get(codename="view_callevent"))
+    client.force_login(agent)
+    client.post("/admin/calls/callevent/", {"action": "redrive", "_selected_action": [again.pk]})
+    again.refresh_from_db()
+    assert again.status == "failed"
