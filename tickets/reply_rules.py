@@ -64,6 +64,9 @@ class ReplyBox:
     file_max_bytes_by_type: tuple[tuple[str, int, str], ...] = ()
     #: What ``file_max_bytes`` covers, in words ("documents"; "files" when it covers all).
     other_files_word: str = "files"
+    #: Who else gets a public reply, in words ("the chatbot that handed it off": its
+    #: callback), "" for nobody.
+    also_to: str = ""
 
     @property
     def file_max_bytes_by_type_json(self) -> str:

@@ -23,6 +23,7 @@ from channels_app.adapters.base import (
 )
 from channels_app.adapters.limits import kind_words, reply_limits_problems, types_words
 from channels_app.selectors import channel_account_for_ticket
+from channels_app.services.handoff import handoff_callback_url
 from tickets.models import Channel, Ticket
 from tickets.reply_rules import ReplyBox, ReplyFile, ReplyRules, size_words
 
@@ -122,6 +123,11 @@ def reply_box(ticket: Ticket) -> ReplyBox:
             for prefix, size in limits.file_max_bytes_by_type
         ),
         other_files_word=kind_words(limits, ""),
+        also_to=(
+            "the chatbot that handed it off"
+            if ticket.channel == Channel.CHATBOT and handoff_callback_url(ticket)
+            else ""
+        ),
     )
 
 

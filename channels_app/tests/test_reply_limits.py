@@ -271,6 +271,21 @@ def test_the_reply_box_shows_the_channels_limits(
     hint = page.select_one("#composer-hint")
     assert hint is not None
     assert hint.get_text() == "Sent to the customer on Email."
+    # a chatbot hand-off: by e-mail, and to the bot when it registered a callback
+    bot = ticket_create(customer=customer, subject="Bot", body="Hi", channel="chatbot")
+    page = BeautifulSoup(client.get(f"/tickets/{bot.number}/").content, "html.parser")
+    hint = page.select_one("#composer-hint")
+    assert hint is not None
+    assert hint.get_text() == "Sent to the customer on Email."
+    first = bot.messages.get()
+    first.metadata = {**first.metadata, "bot_callback_url": "https://bot.example.com/cb"}
+    first.save(update_fields=["metadata"])
+    page = BeautifulSoup(client.get(f"/tickets/{bot.number}/").content, "html.parser")
+    hint = page.select_one("#composer-hint")
+    assert hint is not None
+    assert hint.get_text() == (
+        "Sent to the customer on Email and to the chatbot that handed it off."
+    )
     # e-mail's own total is the project's cap: said once, not twice
     files_hint = page.select_one("#composer-files-hint")
     assert files_hint is not None
