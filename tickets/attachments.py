@@ -84,12 +84,23 @@ def attachment_download(request: HttpRequest, attachment_id: int) -> HttpRespons
     if settings.S3_ENABLED:
         # A short-lived signed URL: the bytes never pass through the web process.
         return HttpResponseRedirect(_signed_url(attachment, inline))
+    return attachment_file_response(attachment, as_attachment=not inline)
+
+
+def attachment_file_response(
+    attachment: Attachment, *, as_attachment: bool = True, private: bool = False
+) -> FileResponse:
+    """A stored file's bytes, served safely: never sniffed into another type (``nosniff``),
+    never run as a page of this site (``sandbox``), a download unless shown inline;
+    ``private``: no cache keeps it (``private, no-store``: a visitor's or a bot's file)."""
     response = FileResponse(
         attachment.file.open("rb"),
-        as_attachment=not inline,
+        as_attachment=as_attachment,
         filename=attachment.filename,
         content_type=attachment.content_type or "application/octet-stream",
     )
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox"
+    if private:
+        response["Cache-Control"] = "private, no-store"
     return response

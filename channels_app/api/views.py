@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -51,6 +51,7 @@ from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
 from support.parsing import UnreadableJson, contains_nul, content_length, json_loads, parse_id
 from support.throttling import PerIPRateThrottle, client_ip, hit, over_limit
+from tickets.attachments import attachment_file_response
 from tickets.models import Ticket
 
 
@@ -524,16 +525,7 @@ def chatbot_file(request: HttpRequest, attachment_id: int) -> HttpResponseBase:
         )
     if attachment is None:
         return _error("not_found", "No such file.", 404)
-    response = FileResponse(
-        attachment.file.open("rb"),
-        as_attachment=True,
-        filename=attachment.filename,
-        content_type=attachment.content_type or "application/octet-stream",
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "sandbox"
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return attachment_file_response(attachment, private=True)
 
 
 def _json(request: HttpRequest) -> dict[str, Any] | JsonResponse:
@@ -653,16 +645,7 @@ def webchat_file(request: HttpRequest, token: str, attachment_id: int) -> HttpRe
     attachment = selectors.webchat_file_get(visitor_id=claims["v"], attachment_id=attachment_id)
     if attachment is None:
         return missing
-    response = FileResponse(
-        attachment.file.open("rb"),
-        as_attachment=True,
-        filename=attachment.filename,
-        content_type=attachment.content_type or "application/octet-stream",
-    )
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "sandbox"
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return attachment_file_response(attachment, private=True)
 
 
 @webchat_cors
