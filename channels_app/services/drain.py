@@ -33,6 +33,10 @@ from channels_app.services.email_auth import EmailQuarantined
 from channels_app.services.ingest import _message_ingest
 from channels_app.services.matching import _BatchCache
 from channels_app.services.sent_events import sent_event_record
+from channels_app.services.staged_uploads import (
+    inbound_events_staged_names,
+    staged_uploads_delete_on_commit,
+)
 from support.db import advisory_xact_lock
 from support.errors import PermanentError, RetryableError
 from support.redis_client import Lease, enqueue_once, get_redis, pending_clear
@@ -501,11 +505,6 @@ def inbound_event_close(*, event: InboundEvent, actor: Any) -> bool:
     the raw event retention purges it, like every processed delivery), the audit log says
     who, and a web chat visitor's file it names, still staged, is deleted after the commit.
     False when it was in no closable state (processed meanwhile, or re-driven)."""
-    from channels_app.services.staged_uploads import (
-        inbound_events_staged_names,
-        staged_uploads_delete_on_commit,
-    )
-
     with transaction.atomic():
         rows = InboundEvent.objects.filter(pk=event.pk, status__in=CLOSABLE)
         names = inbound_events_staged_names(rows)
