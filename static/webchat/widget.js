@@ -42,28 +42,9 @@
     }).join("");
   }
 
-  var css = el("style", {}, [
-    ".swc-btn{position:fixed;right:20px;bottom:20px;z-index:2147483000;border:0;border-radius:24px;",
-    "padding:12px 18px;background:#1f6feb;color:#fff;font:14px system-ui,sans-serif;cursor:pointer}",
-    ".swc-panel{position:fixed;right:20px;bottom:72px;width:320px;max-height:460px;display:none;",
-    "flex-direction:column;z-index:2147483000;background:#fff;border:1px solid #ccd;border-radius:8px;",
-    "box-shadow:0 6px 24px rgba(0,0,0,.15);font:14px system-ui,sans-serif;color:#111}",
-    ".swc-panel.open{display:flex}.swc-head{padding:10px 12px;background:#1f6feb;color:#fff;",
-    "border-radius:8px 8px 0 0}.swc-body{flex:1;overflow-y:auto;padding:10px;min-height:200px}",
-    ".swc-msg{margin:6px 0;padding:6px 9px;border-radius:8px;max-width:80%;white-space:pre-wrap}",
-    ".swc-visitor{background:#e7f0ff;margin-left:auto}.swc-agent{background:#f1f1f1}",
-    ".swc-form{display:flex;gap:6px;padding:8px;border-top:1px solid #eee}",
-    ".swc-form input{flex:1;padding:6px;border:1px solid #ccd;border-radius:4px}",
-    ".swc-start{display:flex;flex-direction:column;gap:6px;padding:10px}",
-    ".swc-start input{padding:6px;border:1px solid #ccd;border-radius:4px}",
-    ".swc-err{color:#b00;padding:0 10px}",
-    ".swc-verify{display:flex;gap:6px;padding:0 8px 8px;font-size:12px;align-items:center}",
-    ".swc-verify input{width:90px;padding:4px;border:1px solid #ccd;border-radius:4px}",
-    ".swc-verify button{font-size:12px}",
-    ".swc-attach{padding:0 8px;cursor:pointer}.swc-note{display:block;font-size:12px;color:#555}",
-    ".swc-file{display:block;margin-top:4px;padding:0;border:0;background:none;color:#1f6feb;",
-    "text-decoration:underline;cursor:pointer;font:inherit;text-align:left}"
-  ].join(""));
+  // The look, from the stylesheet beside this script: a link, not an inline <style> (a
+  // page whose Content-Security-Policy allows no inline styles, ours included, refused it).
+  var css = el("link", { rel: "stylesheet", href: new URL("widget.css", script.src).href });
   document.head.appendChild(css);
 
   var button = el("button", { "class": "swc-btn", type: "button", "aria-expanded": "false" }, title);

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from channels_app.services import channel_account_upsert
 from tests.e2e.test_workbench_e2e import LIVE_TIMEOUT_MS, _call
@@ -44,6 +45,9 @@ def _open_widget(page: Any, account: Any) -> None:
         }""",
         account.webhook_token,
     )
+    # styled as designed on a page whose CSP allows no inline style (this site's): the
+    # widget links its stylesheet (an inline <style> was refused here)
+    expect(page.locator(".swc-btn")).to_have_css("position", "fixed", timeout=10_000)
     page.click(".swc-btn")
     page.fill(".swc-start input[type=text]", "Vera")
     page.fill(".swc-start input[type=email]", "vera@example.com")
