@@ -162,7 +162,9 @@ def test_a_video_goes_by_the_chunked_upload_and_the_dm_carries_its_media_id(
         "media.filename": b"blob",
         "media.type": b"application/octet-stream",
     }
-    assert not responses.calls[3].request.body
+    # finalize: an empty JSON object (X refuses a finalize without a JSON body)
+    assert responses.calls[3].request.headers["Content-Type"] == "application/json"
+    assert body_json(responses.calls[3]) == {}
     assert body_json(responses.calls[5]) == {"attachments": [{"media_id": MEDIA_ID}]}
     for call in responses.calls:
         assert call.request.headers["Authorization"] == "Bearer test-access-token"

@@ -438,10 +438,9 @@ class TwitterAdapter(ChannelAdapter):
         self, account: ChannelAccount, parts: ReplyParts, part: str, what: str, upload_id: str
     ) -> dict[str, Any]:
         url = f"{tokens.api_base()}/2/media/upload/{upload_id}/finalize"
-
-        def finalize(authorization: str) -> requests.Response:
-            return http_call("POST", url, headers={"Authorization": authorization})
-
+        # An empty JSON object as the body: X refuses a finalize without one ("Request body
+        # must be a JSON object.", a 400 that failed the reply).
+        finalize = partial(_post_json, url, {})
         response = parts.call(
             part, "finalize", what, {"url": url}, partial(self._authorized, account, url, finalize)
         )
