@@ -85,6 +85,11 @@ SUPERVISOR_PAGES = frozenset(
         "alerts.alerttarget",
         "alerts.alert",
         "knowledge.replydraft",
+        "routing.categoryteam",
+        "routing.servicestatus",
+        "routing.outage",
+        "routing.routingfailure",
+        "routing.routingdecision",
     }
 )
 
