@@ -21,10 +21,31 @@ from support.auth.roles import is_supervisor
 from support.errors import InvalidInput
 from tickets.admin import SupervisorAdmin
 
+# Who does what here (docs/security.md, "Roles"; docs/knowledge.md): supervisors run
+# syncs and uploads and read feedback through the API, so they open sources, documents,
+# jobs, feedback and reply drafts here and run failed uploads again; nothing here is theirs
+# to add or edit (records the ingestion writes, and sources: below). Received S3 events
+# stay the superusers' (the bucket's raw notifications, for whoever runs the bucket).
+
 
 @admin.register(KnowledgeSource)
-class KnowledgeSourceAdmin(admin.ModelAdmin):
+class KnowledgeSourceAdmin(SupervisorAdmin):
+    """Supervisors see the sources (what a sync or an upload names) but add and change them
+    only with Django permissions, as superusers do: a source's folder, JSONL file or S3
+    bucket says what the server reads into the knowledge base that agents and the reply
+    model quote, so pointing one at the server's own files (``/etc``, the settings) or
+    another bucket the workers' credentials reach is an operator's act. An upload still
+    makes its own upload source when it names a new one (``POST /api/kb/documents``)."""
+
     list_display = ("name", "kind", "path", "bucket", "prefix", "updated_at")
+
+    # The role opens the page (SupervisorAdmin's view and module access); changing and
+    # adding are Django's permissions alone, skipping SupervisorAdmin's grant.
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.ModelAdmin.has_change_permission(self, request, obj)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return admin.ModelAdmin.has_add_permission(self, request)
 
 
 class LastReadFailedFilter(admin.SimpleListFilter):
@@ -43,11 +64,12 @@ class LastReadFailedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Document)
-class DocumentAdmin(RecordAdminMixin, admin.ModelAdmin):
+class DocumentAdmin(RecordAdminMixin, SupervisorAdmin):
     """Documents come from uploads, S3 and ``kb_ingest``, and leave when their source drops
     them (a sync, an S3 removal: ``document_delete`` takes the chunks and tells the search
     caches). A row added or edited here would not match its chunks; one deleted here would
-    skip the caches and come back with the next sync."""
+    skip the caches and come back with the next sync. Supervisors see them (which files
+    failed their last read, and why) as they see the knowledge base in the workbench."""
 
     list_display = ("title", "source", "external_id", "status", "version", "problem", "updated_at")
     list_filter = ("source", "status", LastReadFailedFilter, "content_type")
@@ -64,7 +86,11 @@ class DocumentAdmin(RecordAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(IngestionJob)
-class IngestionJobAdmin(RecordAdminMixin, admin.ModelAdmin):
+class IngestionJobAdmin(RecordAdminMixin, SupervisorAdmin):
+    """Supervisors: the jobs of the syncs and uploads they start, and why one failed; they
+    run a failed upload again from its kept file (docs/knowledge.md, "Uploads"). Records
+    of what a run did: never made or edited by hand."""
+
     list_display = (
         "id",
         "kind",
@@ -114,7 +140,11 @@ class ObjectEventAdmin(RecordAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SuggestionFeedback)
-class SuggestionFeedbackAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):
+class SuggestionFeedbackAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
+    """Agents' verdicts on suggested passages: supervisors read them here as in
+    ``GET /api/kb/feedback`` (others, those of the tickets they may see); what an agent
+    said, never made or edited by hand."""
+
     visible_through = ("ticket",)
     list_display = ("ticket", "chunk_ref", "document", "helpful", "user", "created_at")
     list_filter = ("helpful",)

@@ -16,7 +16,14 @@ from routing.models import (
     RoutingFeedback,
     ServiceStatus,
 )
-from support.auth.admin import VisibleRowsAdminMixin, admin_link
+from support.auth.admin import (
+    RecordAdminMixin,
+    SupervisorAdmin,
+    SupervisorInlineMixin,
+    VisibleRowsAdminMixin,
+    admin_link,
+)
+from support.auth.roles import is_supervisor
 from tickets.admin import TicketAdmin
 from tickets.models import Ticket
 
@@ -27,32 +34,67 @@ def _ticket_link(ticket: Ticket) -> str:
     return admin_link(ticket, text=ticket.number)
 
 
+# Who does what here (docs/security.md, "Roles"; docs/routing.md): supervisors keep the
+# routing configuration (the category -> team map, the services' status and outages) as
+# they keep the queue -> team map, open the routing records (decisions, failures) and route
+# failed tickets again; trained router models stay the superusers'. Deleting needs Django
+# permissions everywhere.
+
+
 @admin.register(CategoryTeam)
-class CategoryTeamAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CategoryTeamAdmin(SupervisorAdmin):
+    """Supervisors: the category -> team map ``route_to_team`` reads (its rows win over the
+    defaults) is routing configuration, like the queue -> team map of calls they already
+    keep; a change applies to the tickets routed from then on."""
+
     list_display = ("category", "team", "updated_at")
     list_select_related = ("team",)
 
 
-class OutageInline(admin.TabularInline):  # type: ignore[type-arg]
+class OutageInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore[type-arg]
+    """A service's outages, added here by supervisors too (resolved by setting when they
+    ended: deleting one needs Django permissions)."""
+
     model = Outage
     extra = 0
+    readonly_fields = ("external_id",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) or super().has_add_permission(request, obj)
 
 
 @admin.register(ServiceStatus)
-class ServiceStatusAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ServiceStatusAdmin(SupervisorAdmin):
+    """Supervisors: seed 004's service status, which the ``check_service_status`` tool reads
+    (a matching open outage raises a ticket's priority, a known issue less so): declaring
+    an outage or known issue and the service's state is a supervisor's call, like an SLA
+    policy. With ``ROUTING_STATUS_URL`` set, the poll rewrites the name and state of the
+    services it lists and resolves their outages it no longer lists (those with its
+    ``external_id``, shown read-only: an outage declared here has none and is left alone)."""
+
     list_display = ("service_id", "name", "state", "keywords", "categories", "updated_at")
     list_filter = ("state",)
     inlines = [OutageInline]
 
 
 @admin.register(Outage)
-class OutageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class OutageAdmin(SupervisorAdmin):
+    """Supervisors declare an outage or known issue and resolve it (``resolved_at``); the
+    status endpoint's key (``external_id``) is the poll's, read-only here: one set by hand
+    would let the next poll resolve or rewrite the outage. See ``ServiceStatusAdmin``."""
+
     list_display = ("title", "service", "is_known_issue", "started_at", "resolved_at")
     list_filter = ("is_known_issue",)
+    list_select_related = ("service",)
+    readonly_fields = ("external_id",)
 
 
 @admin.register(RouterModel)
 class RouterModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Superusers only (Django permissions): a trained model is a signed artifact made
+    with the deployment's key (``train_router``), and activating one changes how every
+    ticket is routed from then on: an operator's act, like a release."""
+
     list_display = ("name", "version", "is_active", "features", "created_at")
     readonly_fields = ("labels", "label_to_category", "metrics", "training", "artifact_sha256")
     exclude = ("artifact",)
@@ -67,7 +109,12 @@ class RouterModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         self.message_user(request, "Activated.")
 
 
-class RoutingFeedbackInline(VisibleRowsAdminMixin, admin.TabularInline):  # type: ignore[type-arg]
+class RoutingFeedbackInline(
+    VisibleRowsAdminMixin,
+    RecordAdminMixin,
+    SupervisorInlineMixin,
+    admin.TabularInline,  # type: ignore[type-arg]
+):
     model = RoutingFeedback
     visible_through = ("ticket",)  # the decision's ticket
     extra = 0
@@ -80,7 +127,12 @@ class RoutingFeedbackInline(VisibleRowsAdminMixin, admin.TabularInline):  # type
 
 
 @admin.register(RoutingDecision)
-class RoutingDecisionAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class RoutingDecisionAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
+    """Supervisors open every decision (the router's inputs, reasons and tool trace; the
+    review queue's "why"), others those of the tickets they may see. A record of what the
+    router did: never made or edited by hand (agents' verdicts go through the ticket's
+    routing panel)."""
+
     visible_through = ("ticket",)
     list_display = (
         "ticket_link",
@@ -116,9 +168,10 @@ class RoutingDecisionAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ig
 
 
 @admin.register(RoutingFailure)
-class RoutingFailureAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class RoutingFailureAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Tickets whose routing task failed: the permanent ones wait here for a person (the
-    sweep leaves them), the transient ones for the sweep's next try."""
+    sweep leaves them), the transient ones for the sweep's next try. Supervisors route them
+    again (audit-logged); the records are the task's, never made or edited by hand."""
 
     visible_through = ("ticket",)
     list_display = (
@@ -137,20 +190,27 @@ class RoutingFailureAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ign
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [f.name for f in self.model._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
     @admin.display(description="Ticket")
     def ticket_link(self, obj: RoutingFailure) -> str:
         return _ticket_link(obj.ticket)
 
     @admin.action(description="Route the selected tickets again")
     def route_again(self, request: HttpRequest, queryset: QuerySet[RoutingFailure]) -> None:
-        sent = services.routing_failure_redrive(failures=queryset)
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can route tickets again.", messages.ERROR)
+            return
+        sent = services.routing_failure_redrive(failures=queryset, actor=request.user)
         self.message_user(request, f"{sent} ticket(s) sent to routing again.")
 
 
-class RoutingDecisionInline(admin.TabularInline):  # type: ignore[type-arg]
+class RoutingDecisionInline(
+    RecordAdminMixin,
+    SupervisorInlineMixin,
+    admin.TabularInline,  # type: ignore[type-arg]
+):
+    """The ticket's decisions, read-only, for those who may open its page (supervisors
+    included); each links to its decision's page."""
+
     model = RoutingDecision
     extra = 0
     can_delete = False
@@ -165,9 +225,6 @@ class RoutingDecisionInline(admin.TabularInline):  # type: ignore[type-arg]
         "reasoning",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class RoutedTicketAdmin(TicketAdmin):

@@ -49,6 +49,7 @@ from support.errors import (
 )
 from support.events import event_record
 from support.outbound import backoff_seconds
+from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.models import PRIORITY_RANK, Priority, Team, Ticket
 
@@ -555,17 +556,32 @@ def routing_failure_record(
     return failure
 
 
-def routing_failure_redrive(*, failures: Iterable[RoutingFailure]) -> int:
-    """Staff route the tickets again (the admin action): their records go and each
-    ticket's routing task is enqueued after commit. Returns the tickets sent."""
+def routing_failure_redrive(*, failures: Iterable[RoutingFailure], actor: Any) -> int:
+    """A supervisor routes the tickets again (the admin action, after a fix): their
+    records go and each ticket's routing task is enqueued after commit; the audit log says
+    who, and what the failure was. Returns the tickets sent (a record another request
+    removed meanwhile is not sent twice)."""
     from routing.tasks import route_ticket_task  # the interface layer, only at call time
 
-    ticket_ids = [failure.ticket_id for failure in failures]
+    sent = 0
     with transaction.atomic():
-        RoutingFailure.objects.filter(ticket_id__in=ticket_ids).delete()
-        for ticket_id in ticket_ids:
-            transaction.on_commit(partial(route_ticket_task.delay, ticket_id))
-    return len(ticket_ids)
+        for failure in failures:
+            if not RoutingFailure.objects.filter(pk=failure.pk).delete()[0]:
+                continue
+            sent += 1
+            audit_log_record(
+                actor=actor,
+                action="routing_failure.redrive",
+                object_type="tickets.Ticket",
+                object_id=failure.ticket_id,
+                details={
+                    "permanent": failure.permanent,
+                    "attempts": failure.attempts,
+                    "error": failure.error[:500],
+                },
+            )
+            transaction.on_commit(partial(route_ticket_task.delay, failure.ticket_id))
+    return sent
 
 
 # --- external ticketing sync ----------------------------------------------------------------

@@ -85,6 +85,15 @@ SUPERVISOR_PAGES = frozenset(
         "alerts.alerttarget",
         "alerts.alert",
         "knowledge.replydraft",
+        "knowledge.knowledgesource",
+        "knowledge.document",
+        "knowledge.ingestionjob",
+        "knowledge.suggestionfeedback",
+        "routing.categoryteam",
+        "routing.servicestatus",
+        "routing.outage",
+        "routing.routingfailure",
+        "routing.routingdecision",
     }
 )
 

@@ -163,6 +163,10 @@ admin:tickets_customer_change   GET    login  login  login  allow  login  login 
 admin:support_apikey_changelist GET    login  login  login  403    login  login  login  login
 admin:calls_queueteam_changelist GET   login  login  login  allow  login  login  login  login
 admin:knowledge_replydraft_changelist GET login login login allow login login login login
+admin:knowledge_ingestionjob_changelist GET login login login allow login login login login
+admin:routing_routingfailure_changelist GET login login login allow login login login login
+admin:routing_categoryteam_add  GET    login  login  login  allow  login  login  login  login
+admin:routing_routermodel_changelist GET login login login 403  login  login  login  login
 admin:channels_app_inboundevent_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_add GET login login login allow login login login login

@@ -50,3 +50,72 @@ def test_documents_are_not_deleted_behind_their_chunks(superuser: Any) -> None:
     assert browser.get(f"/admin/knowledge/document/{document.pk}/delete/").status_code == 403
     assert browser.get(f"/admin/knowledge/ingestionjob/{job.pk}/change/").status_code == 200
     assert Document.objects.filter(pk=document.pk).exists()
+
+
+def test_supervisors_see_the_knowledge_base_and_change_none_of_it(
+    supervisor: Any, superuser: Any, agent: Any
+) -> None:
+    """Supervisors run syncs and uploads and read feedback (docs/knowledge.md): they open
+    documents, sources, jobs and feedback in the admin (403 before) but add and edit none
+    of them. A source's folder or bucket says what the server reads into the knowledge base
+    that agents and the model then quote: set by an operator (a superuser), else a
+    supervisor could point a folder source at the server's own files."""
+    from django.contrib.auth.models import Permission
+
+    from knowledge.models import SuggestionFeedback
+    from tickets.models import Customer
+    from tickets.services import ticket_create
+
+    source = KnowledgeSource.objects.create(name="faq", kind="folder", path="/srv/kb/faq")
+    document = Document.objects.create(source=source, external_id="a.md", title="A")
+    job = IngestionJob.objects.create(source=source)
+    ticket = ticket_create(customer=Customer.objects.create(name="C"), subject="S", body="B")
+    feedback = SuggestionFeedback.objects.create(
+        ticket=ticket, chunk_ref="1", document=document, helpful=True, user=supervisor
+    )
+    browser = Client()
+    browser.force_login(supervisor)
+    for model, obj in (
+        ("knowledgesource", source),
+        ("document", document),
+        ("ingestionjob", job),
+        ("suggestionfeedback", feedback),
+    ):
+        assert browser.get(f"/admin/knowledge/{model}/").status_code == 200, model
+        page = browser.get(f"/admin/knowledge/{model}/{obj.pk}/change/")
+        assert page.status_code == 200, model
+        assert 'name="_save"' not in page.content.decode(), model
+        assert browser.get(f"/admin/knowledge/{model}/add/").status_code == 403, model
+        assert browser.get(f"/admin/knowledge/{model}/{obj.pk}/delete/").status_code == 403
+    form = {"name": "faq", "kind": "folder", "path": "/etc", "tags": "[]"}
+    assert (
+        browser.post(f"/admin/knowledge/knowledgesource/{source.pk}/change/", form).status_code
+        == 403
+    )
+    assert browser.post("/admin/knowledge/knowledgesource/add/", form).status_code == 403
+    source.refresh_from_db()
+    assert source.path == "/srv/kb/faq"
+    assert list(KnowledgeSource.objects.values_list("name", flat=True)) == ["faq"]
+    # received S3 events stay the superusers'
+    assert browser.get("/admin/knowledge/objectevent/").status_code == 403
+
+    # A superuser still sets sources up.
+    browser.force_login(superuser)
+    assert (
+        browser.post(
+            "/admin/knowledge/knowledgesource/add/", {**form, "name": "manuals"}
+        ).status_code
+        == 302
+    )
+    assert KnowledgeSource.objects.get(name="manuals").path == "/etc"
+
+    # A staff agent with view permissions sees what they were given, changes nothing.
+    type(agent).objects.filter(pk=agent.pk).update(is_staff=True)
+    agent.user_permissions.add(Permission.objects.get(codename="view_knowledgesource"))
+    browser.force_login(agent)
+    assert browser.get(f"/admin/knowledge/knowledgesource/{source.pk}/change/").status_code == 200
+    assert (
+        browser.post(f"/admin/knowledge/knowledgesource/{source.pk}/change/", form).status_code
+        == 403
+    )
+    assert browser.get("/admin/knowledge/document/").status_code == 403

@@ -526,7 +526,6 @@ def test_an_upload_to_a_new_source_needs_a_slug_name(browser: Client, name: str)
 @pytest.mark.django_db
 def test_a_supervisor_runs_a_failed_upload_again_from_its_kept_file(
     browser: Client,
-    django_user_model: Any,
     media: Any,
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
@@ -540,10 +539,9 @@ def test_a_supervisor_runs_a_failed_upload_again_from_its_kept_file(
     assert stored_files(media) == [kept]
     broker_back()
 
-    admin = Client()  # the jobs' admin page is the superusers' (their model permissions)
-    admin.force_login(
-        django_user_model.objects.create_superuser("root", "root@example.com", "pw-for-tests-1")
-    )
+    # The supervisor (the role, no Django permissions: docs/knowledge.md, "Uploads"); the
+    # jobs' page was the superusers' only (403).
+    admin = browser
     changelist = "/admin/knowledge/ingestionjob/"
     action = {"action": "upload_again", "_selected_action": [failed_id]}
     with django_capture_on_commit_callbacks(execute=True):

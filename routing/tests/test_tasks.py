@@ -170,7 +170,9 @@ def test_a_permanent_failure_is_recorded_once_and_left_by_the_sweep(
 
     monkeypatch.setattr(services, "routing_decide", real)  # fixed: the admin's re-drive
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.routing_failure_redrive(failures=RoutingFailure.objects.all()) == 1
+        assert (
+            services.routing_failure_redrive(failures=RoutingFailure.objects.all(), actor=None) == 1
+        )
     assert RoutingDecision.objects.filter(ticket=ticket).count() == 1
     assert not RoutingFailure.objects.exists()
     assert _failed_tickets() == {"permanent": 0, "retrying": 0}
