@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from routing import services
+from routing import selectors, services
 from routing.models import (
     CategoryTeam,
     Outage,
@@ -41,12 +42,33 @@ def _ticket_link(ticket: Ticket) -> str:
 # permissions everywhere.
 
 
+class CategoryTeamForm(forms.ModelForm):  # type: ignore[type-arg]
+    """The category is chosen among those decisions can carry (``known_categories``), so a
+    row always matches; a row saved before under another name keeps it, marked."""
+
+    class Meta:
+        model = CategoryTeam
+        fields = ("category", "team")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [(c, c) for c in selectors.known_categories()]
+        current = self.instance.category if self.instance.pk else ""
+        if current and current not in dict(choices):
+            choices.insert(0, (current, f"{current} (no router or default category)"))
+        self.fields["category"] = forms.ChoiceField(
+            choices=[("", "---------"), *choices],
+            help_text="The categories of the built-in map and of the active router model.",
+        )
+
+
 @admin.register(CategoryTeam)
 class CategoryTeamAdmin(SupervisorAdmin):
     """Supervisors: the category -> team map ``route_to_team`` reads (its rows win over the
     defaults) is routing configuration, like the queue -> team map of calls they already
     keep; a change applies to the tickets routed from then on."""
 
+    form = CategoryTeamForm
     list_display = ("category", "team", "updated_at")
     list_select_related = ("team",)
 

@@ -10,7 +10,13 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
-from routing.models import FeedbackVerdict, RoutingDecision, RoutingFailure, RoutingFeedback
+from routing.models import (
+    FeedbackVerdict,
+    RouterModel,
+    RoutingDecision,
+    RoutingFailure,
+    RoutingFeedback,
+)
 from support.auth.roles import is_supervisor
 from support.errors import NotFound
 from tickets.models import Ticket
@@ -183,3 +189,20 @@ def routing_feedback_examples(*, labels: set[str]) -> list[tuple[str, str]]:
         if label in labels:
             rows.append((fb.text, label))
     return rows
+
+
+def known_categories() -> list[str]:
+    """The categories a decision can carry: the built-in map's (``DEFAULT_CATEGORY_TEAMS``)
+    and the active router model's (its intents' categories, or its labels when it was
+    trained without). What the category -> team map may name: a row for any other
+    string (a typo, another case: "refund" for "REFUND") never matches."""
+    from routing.context import DEFAULT_CATEGORY_TEAMS
+
+    found = set(DEFAULT_CATEGORY_TEAMS)
+    active = RouterModel.objects.filter(is_active=True).values("labels", "label_to_category")
+    for model in active:
+        mapping = model["label_to_category"] or {}
+        found |= (
+            {str(c) for c in mapping.values()} if mapping else {str(x) for x in model["labels"]}
+        )
+    return sorted(found)

@@ -127,6 +127,44 @@ def test_a_supervisor_edits_the_category_map(client, supervisor, agent):
     assert CategoryTeam.objects.get().team == care
 
 
+def test_the_category_map_takes_only_categories_a_decision_can_carry(client, supervisor):
+    """A free-text category saved a row that never matched ("refund" for "REFUND", a
+    typo): the form offers the built-in map's and the active router's categories."""
+    from routing.models import CategoryTeam, RouterModel
+    from tickets.models import Team
+
+    billing = Team.objects.create(slug="billing", name="Billing")
+    RouterModel.objects.create(
+        name="clinic",
+        version=1,
+        is_active=True,
+        labels=["book_visit", "cancel_visit"],
+        label_to_category={"book_visit": "APPOINTMENTS", "cancel_visit": "APPOINTMENTS"},
+        features="tfidf",
+        artifact=b"",
+        artifact_sha256="0" * 64,
+    )
+    client.force_login(supervisor)
+    page = client.get("/admin/routing/categoryteam/add/").content.decode()
+    assert '<option value="APPOINTMENTS">' in page  # the active router's
+    assert '<option value="REFUND">' in page  # the built-in map's
+    for typo in ("refund", "REFUNDS"):
+        answer = client.post(
+            "/admin/routing/categoryteam/add/", {"category": typo, "team": billing.pk}
+        )
+        assert answer.status_code == 200  # the form again, saying why
+        assert "Select a valid choice" in answer.content.decode()
+    assert not CategoryTeam.objects.exists()
+    answer = client.post(
+        "/admin/routing/categoryteam/add/", {"category": "APPOINTMENTS", "team": billing.pk}
+    )
+    assert answer.status_code == 302
+    # a row saved before under another name is shown as it is, marked, and can be fixed
+    old = CategoryTeam.objects.create(category="refund", team=billing)
+    page = client.get(f"/admin/routing/categoryteam/{old.pk}/change/").content.decode()
+    assert "refund (no router or default category)" in page
+
+
 def test_a_supervisor_declares_an_outage_and_resolves_it(client, supervisor, agent):
     """Seed 004's service status: a supervisor declares an outage or known issue (the
     status tool then raises matching tickets' priority) and resolves it when it is over.
