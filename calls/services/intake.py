@@ -226,39 +226,40 @@ def call_event_redrive(*, event: CallEvent, actor: Any) -> bool:
     release, a queue mapping, the data): it is ``received`` again and processed after the
     commit, like a redelivery from the sender. The audit log says who. False when it had
     not failed (processed, or re-driven meanwhile)."""
-    with transaction.atomic():
-        updated = CallEvent.objects.filter(pk=event.pk, status=EventStatus.FAILED).update(
-            status=EventStatus.RECEIVED, error="", processed_at=None, updated_at=timezone.now()
-        )
-        if updated:
-            audit_log_record(
-                actor=actor,
-                action="call_event.redrive",
-                object_type="calls.CallEvent",
-                object_id=event.pk,
-                details={"source": event.source, "error": event.error[:500]},
-            )
-            transaction.on_commit(lambda: _schedule_events([event.pk]))
-    return bool(updated)
+    settled = _failed_event_settle(
+        event, actor, "call_event.redrive", status=EventStatus.RECEIVED, error="", processed_at=None
+    )
+    if settled:
+        transaction.on_commit(lambda: _schedule_events([event.pk]))
+    return settled
 
 
 def call_event_close(*, event: CallEvent, actor: Any) -> bool:
     """A supervisor decides a failed record will not be applied (a test record, a contact
     recorded some other way): ``ignored``, the raw event retention purges it in time, and
     the audit log says who. False when it had not failed."""
+    note = f"Closed unapplied by a supervisor ({actor.get_username()}); was: {event.error}"
+    return _failed_event_settle(
+        event,
+        actor,
+        "call_event.close",
+        status=EventStatus.IGNORED,
+        error=note[:5000],
+        processed_at=timezone.now(),
+    )
+
+
+def _failed_event_settle(event: CallEvent, actor: Any, action: str, **fields: Any) -> bool:
+    """``fields`` on ``event`` if it is still failed (one conditional update: two
+    supervisors at once, the first counts), audit-logged as ``action``."""
     with transaction.atomic():
         updated = CallEvent.objects.filter(pk=event.pk, status=EventStatus.FAILED).update(
-            status=EventStatus.IGNORED,
-            error=f"Closed unapplied by a supervisor ({actor.get_username()}); was: {event.error}"[
-                :5000
-            ],
-            processed_at=timezone.now(),
-            updated_at=timezone.now(),
+            **fields, updated_at=timezone.now()
         )
         if updated:
             audit_log_record(
                 actor=actor,
-                action="call_event.close",
+                action=action,
                 object_type="calls.CallEvent",
                 object_id=event.pk,
                 details={"source": event.source, "error": event.error[:500]},
