@@ -20,6 +20,7 @@ from channels_app.account_settings import account_settings_problems
 from channels_app.models import (
     ChannelAccount,
     InboundEvent,
+    InboundStatus,
     SentMessageEvent,
     WebchatVerification,
 )
@@ -168,7 +169,15 @@ class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
 
     inlines = [SentMessageEventInline]
 
-    list_display = ["id", "channel", "account", "status", "attempts", "received_at", "error_short"]
+    list_display = [
+        "id",
+        "channel",
+        "account",
+        "status_shown",
+        "attempts",
+        "received_at",
+        "error_short",
+    ]
     list_filter = ["status", "channel"]
     search_fields = ["external_id"]
     readonly_fields = [
@@ -201,6 +210,15 @@ class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
             for name, value in (obj.headers or {}).items()
         }
         return json.dumps(shown, indent=2, ensure_ascii=False, sort_keys=True)
+
+    @admin.display(description="Status", ordering="status")
+    def status_shown(self, obj: InboundEvent) -> str:
+        """The status, and who closed it where a supervisor did (``inbound_event_close``):
+        "ignored" alone reads "unknown event type"."""
+        closed_by = (obj.summary or {}).get("closed_by")
+        if obj.status == InboundStatus.IGNORED and closed_by:
+            return f"Closed unprocessed by {closed_by}"
+        return str(obj.get_status_display())
 
     @admin.display(description="Error")
     def error_short(self, obj: InboundEvent) -> str:

@@ -128,6 +128,8 @@ def test_a_supervisor_closes_dead_letters_unprocessed_and_the_audit_log_says_who
     assert dead.error.startswith("Closed unprocessed by a supervisor (supervisor); was dead")
     assert dead.processed_at is not None  # the raw event retention purges it in time
     assert dead.summary["closed_by"] == "supervisor"
+    listing = admin_client.get("/admin/channels_app/inboundevent/").content.decode()
+    assert "Closed unprocessed by supervisor" in listing  # not "Ignored (unknown event type)"
     logged = AuditLog.objects.filter(action="inbound_event.close").order_by("object_id")
     assert [(e.actor, e.object_id) for e in logged] == [
         (supervisor, str(dead.pk)),
