@@ -3,6 +3,7 @@ and a snapshot of every table a delivery may touch (to assert exactly what chang
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from channels_app.adapters.base import OutboundFile, OutboundRequest
 from channels_app.fixtures import Fixture, fixture_load, signed_headers
 from channels_app.models import ChannelAccount, InboundEvent
 from channels_app.services import channel_account_upsert
+from channels_app.services import outbound as outbound_module
 from support.delivery.models import Attempt, Delivery
 from tickets.models import Attachment, ChannelIdentity, Customer, Message, Ticket
 
@@ -145,3 +148,19 @@ def wa_body(sender: str, message_id: str, text: str) -> bytes:
         ],
     }
     return json.dumps(payload).encode()
+
+
+@pytest.fixture
+def files(monkeypatch: pytest.MonkeyPatch) -> list[OutboundFile]:
+    """The files an agent's reply carries (replies with files: ``test_reply_files``,
+    ``test_twitter_reply_media``): appended by the test, added to the ``OutboundRequest``
+    the engine builds for the reply. (``test_email_reply_files`` has a ``files`` of its
+    own: the attachments it stores.)"""
+    attached: list[OutboundFile] = []
+    original = outbound_module._outbound_request
+
+    def with_files(*args: Any, **kwargs: Any) -> OutboundRequest:
+        return dataclasses.replace(original(*args, **kwargs), files=tuple(attached))
+
+    monkeypatch.setattr(outbound_module, "_outbound_request", with_files)
+    return attached

@@ -4,7 +4,6 @@ failed part that sends nothing twice, refusals in words. HTTP mocked with respon
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -15,11 +14,10 @@ import responses
 from django.utils import timezone
 
 from channels_app import services
-from channels_app.adapters.base import OutboundFile, OutboundRequest
+from channels_app.adapters.base import OutboundFile
 from channels_app.adapters.twitter.oauth1 import signature
 from channels_app.fixtures import fixture_load
 from channels_app.models import ChannelAccount, InboundEvent
-from channels_app.services import outbound as outbound_module
 from channels_app.tests.conftest import make_account
 from support.delivery import services as engine
 from support.delivery.models import Delivery
@@ -54,19 +52,6 @@ def a_file(
         read=lambda: content,
         public_url=lambda: url,
     )
-
-
-@pytest.fixture
-def files(monkeypatch: pytest.MonkeyPatch) -> list[OutboundFile]:
-    """The files the reply carries: added to the ``OutboundRequest`` the engine builds."""
-    attached: list[OutboundFile] = []
-    original = outbound_module._outbound_request
-
-    def with_files(*args: Any, **kwargs: Any) -> OutboundRequest:
-        return dataclasses.replace(original(*args, **kwargs), files=tuple(attached))
-
-    monkeypatch.setattr(outbound_module, "_outbound_request", with_files)
-    return attached
 
 
 def send_reply(ticket: Ticket, agent: Any, text: str = "Here is your invoice.") -> Delivery:

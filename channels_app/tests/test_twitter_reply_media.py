@@ -7,7 +7,6 @@ with responses (channels_app/tests/test_reply_files.py has the images)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
@@ -19,13 +18,12 @@ from bs4 import BeautifulSoup
 from django.test import Client
 
 from channels_app import services
-from channels_app.adapters.base import OutboundFile, OutboundRequest, get_adapter
+from channels_app.adapters.base import OutboundFile, get_adapter
 from channels_app.adapters.limits import reply_limits_problems
 from channels_app.adapters.twitter import adapter as x_adapter
 from channels_app.adapters.twitter.oauth1 import signature
 from channels_app.models import ChannelAccount
 from channels_app.selectors import reply_parts_get
-from channels_app.services import outbound as outbound_module
 from channels_app.tests.conftest import make_account
 from channels_app.tests.test_reply_files import a_file, body_json, multipart, retry
 from support.delivery import services as engine
@@ -48,19 +46,6 @@ FINALIZE = f"{API}/2/media/upload/{MEDIA_ID}/finalize"
 STATUS = f"{API}/2/media/upload?command=STATUS&media_id={MEDIA_ID}"
 VIDEO = b"\x00\x00\x00\x18ftypmp42 a short clip"
 GIF = b"GIF89a an animated picture"
-
-
-@pytest.fixture
-def files(monkeypatch: pytest.MonkeyPatch) -> list[OutboundFile]:
-    """The files the reply carries: added to the ``OutboundRequest`` the engine builds."""
-    attached: list[OutboundFile] = []
-    original = outbound_module._outbound_request
-
-    def with_files(*args: Any, **kwargs: Any) -> OutboundRequest:
-        return dataclasses.replace(original(*args, **kwargs), files=tuple(attached))
-
-    monkeypatch.setattr(outbound_module, "_outbound_request", with_files)
-    return attached
 
 
 @pytest.fixture
