@@ -314,6 +314,17 @@ def _command_lines(page: Page) -> Iterator[tuple[int, str, bool]]:
         yield number, line.replace("\n", " "), True
 
 
+def _code_lines() -> Iterator[tuple[Page, int, str]]:
+    """(page, line, text) of every line of code (a fenced block or a backticked span) on
+    the pages of ``DOCS``: what the checks of flags, paths, tests, make targets and code
+    names read."""
+    for path in DOCS:
+        page = _page(path)
+        for number, text, is_code in _command_lines(page):
+            if is_code:
+                yield page, number, text
+
+
 def _command_snippets(page: Page) -> Iterator[tuple[int, str, list[str]]]:
     """(line, command, --flags) for every ``manage.py <command>`` on the page: in code the
     flags written after it (up to a pipe, ``&&``, ``;``, a redirection or a comment); in
@@ -396,23 +407,17 @@ def script_flag_problems() -> tuple[int, list[str]]:
     script's source (``"--runs"``)."""
     checked = 0
     problems = []
-    for path in DOCS:
-        page = _page(path)
-        for number, text, is_code in _command_lines(page):
-            if not is_code:
-                continue
-            for match in _SCRIPT.finditer(text):
-                script = ROOT / match.group(1)
-                if not script.exists():
-                    continue  # test_every_repository_path_shown_exists says so
-                source = script.read_text()
-                tail = re.split(r"\s(?:\||&&|;|>|#)|`", match.group(2))[0]
-                for flag in _FLAG.findall(tail):
-                    checked += 1
-                    if f'"{flag}"' not in source and f"'{flag}'" not in source:
-                        problems.append(
-                            f"{page.name}:{number}: {match.group(1)} has no option {flag}"
-                        )
+    for page, number, text in _code_lines():
+        for match in _SCRIPT.finditer(text):
+            script = ROOT / match.group(1)
+            if not script.exists():
+                continue  # test_every_repository_path_shown_exists says so
+            source = script.read_text()
+            tail = re.split(r"\s(?:\||&&|;|>|#)|`", match.group(2))[0]
+            for flag in _FLAG.findall(tail):
+                checked += 1
+                if f'"{flag}"' not in source and f"'{flag}'" not in source:
+                    problems.append(f"{page.name}:{number}: {match.group(1)} has no option {flag}")
     return checked, problems
 
 
@@ -491,15 +496,11 @@ def path_exists(word: str) -> bool:
 def path_problems() -> tuple[int, list[str]]:
     checked = 0
     problems = []
-    for path in DOCS:
-        page = _page(path)
-        for number, text, is_code in _command_lines(page):
-            if not is_code:
-                continue
-            for word in repository_paths(text):
-                checked += 1
-                if not path_exists(word):
-                    problems.append(f"{page.name}:{number}: `{word}` does not exist")
+    for page, number, text in _code_lines():
+        for word in repository_paths(text):
+            checked += 1
+            if not path_exists(word):
+                problems.append(f"{page.name}:{number}: `{word}` does not exist")
     return checked, problems
 
 
@@ -533,24 +534,20 @@ def test_id_problems() -> tuple[int, list[str]]:
     function or class is defined in that file."""
     checked = 0
     problems = []
-    for path in DOCS:
-        page = _page(path)
-        for number, text, is_code in _command_lines(page):
-            if not is_code:
-                continue
-            file = None
-            for match in _TEST_ID.finditer(text):
-                file = match.group(1) or file
-                if file is None or not (ROOT / file).is_file():
-                    continue  # no file named: the paths test covers a wrong one
-                checked += 1
-                name = match.group(2)
-                if not re.search(
-                    rf"^\s*(?:async\s+)?(?:def|class)\s+{name}\b",
-                    (ROOT / file).read_text(),
-                    re.MULTILINE,
-                ):
-                    problems.append(f"{page.name}:{number}: {file} defines no {name}")
+    for page, number, text in _code_lines():
+        file = None
+        for match in _TEST_ID.finditer(text):
+            file = match.group(1) or file
+            if file is None or not (ROOT / file).is_file():
+                continue  # no file named: the paths test covers a wrong one
+            checked += 1
+            name = match.group(2)
+            if not re.search(
+                rf"^\s*(?:async\s+)?(?:def|class)\s+{name}\b",
+                (ROOT / file).read_text(),
+                re.MULTILINE,
+            ):
+                problems.append(f"{page.name}:{number}: {file} defines no {name}")
     return checked, problems
 
 
@@ -670,15 +667,11 @@ def makefile_targets() -> frozenset[str]:
 def make_problems() -> tuple[int, list[str]]:
     checked = 0
     problems = []
-    for path in DOCS:
-        page = _page(path)
-        for number, text, is_code in _command_lines(page):
-            if not is_code:
-                continue
-            for target in _MAKE.findall(text):
-                checked += 1
-                if target not in makefile_targets():
-                    problems.append(f"{page.name}:{number}: `make {target}` is not a target")
+    for page, number, text in _code_lines():
+        for target in _MAKE.findall(text):
+            checked += 1
+            if target not in makefile_targets():
+                problems.append(f"{page.name}:{number}: `make {target}` is not a target")
     return checked, problems
 
 
@@ -755,15 +748,11 @@ def code_name_exists(name: str) -> bool:
 def code_name_problems() -> tuple[int, list[str]]:
     checked = 0
     problems = []
-    for path in DOCS:
-        page = _page(path)
-        for number, text, is_code in _command_lines(page):
-            if not is_code:
-                continue
-            for name in code_names(text):
-                checked += 1
-                if name not in NOT_CODE_NAMES and not code_name_exists(name):
-                    problems.append(f"{page.name}:{number}: `{name}` is no name in the code")
+    for page, number, text in _code_lines():
+        for name in code_names(text):
+            checked += 1
+            if name not in NOT_CODE_NAMES and not code_name_exists(name):
+                problems.append(f"{page.name}:{number}: `{name}` is no name in the code")
     return checked, problems
 
 
