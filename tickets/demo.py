@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
@@ -386,6 +387,7 @@ def _load_core(*, password: str | None, progress: Callable[[str], None]) -> bool
         if (index + 1) % 50 == 0:
             progress(f"{index + 1}/{DEMO_TICKETS} tickets")
     _sla_breaching_ticket(customers[0], now=now)
+    _customers_since(customers, rng=random.Random(11))
     progress(f"demo data loaded: {Ticket.objects.filter(tags__name=DEMO_TAG).count()} tickets")
     return True
 
@@ -557,6 +559,25 @@ def _sla_breaching_ticket(customer: Customer, *, now: datetime) -> None:
     Ticket.objects.filter(pk=ticket.pk).update(created_at=opened_at, waiting_since=opened_at)
     _sla_from_opening(ticket.pk, now=now)
     _messages_from_opening(ticket.pk, now=now, rng=random.Random(0))
+
+
+def _customers_since(customers: list[Customer], *, rng: random.Random) -> None:
+    """Each demo customer became one a while before their first (back-dated) ticket: the
+    ticket page's "Customer since" read the day of the demo load, after tickets opened
+    two weeks earlier. Customers already older than their first ticket stay as they are."""
+    firsts = dict(
+        Ticket.objects.filter(customer__in=customers)
+        .values_list("customer_id")
+        .annotate(first=Min("created_at"))
+    )
+    changed = []
+    for customer in customers:
+        first = firsts.get(customer.pk)
+        if first is None or customer.created_at <= first:
+            continue
+        customer.created_at = first - timedelta(days=rng.randint(20, 3 * 365))
+        changed.append(customer)
+    Customer.objects.bulk_update(changed, ["created_at"])
 
 
 def demo_customer_count() -> int:

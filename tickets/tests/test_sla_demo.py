@@ -32,6 +32,8 @@ def test_demo_load_gives_policies_and_a_breach_on_a_demo_ticket(monkeypatch):
         if ticket.resolved_at is not None:
             assert ticket.first_response_at is not None
             assert ticket.first_response_at <= ticket.resolved_at
+        # the ticket page's "Customer since" is not after the customer's first ticket
+        assert ticket.customer.created_at <= ticket.created_at
 
     history = SlaEvent.objects.count()
     assert history > 0  # the back-dated backlog has overdue tickets
