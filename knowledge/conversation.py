@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from support.errors import InvalidInput
-from support.redaction import EMAIL_RE, PHONE_RE
+from support.small_talk import STOPWORDS as _STOPWORDS
+from support.small_talk import clean as clean  # small talk: read in support.small_talk
 
 CUSTOMER = "customer"
 AGENT = "agent"
@@ -81,105 +82,6 @@ class ConversationQuery:
 
     def __bool__(self) -> bool:
         return bool(self.focus)
-
-
-# --- small talk --------------------------------------------------------------------------
-
-_SMALL_TALK = [  # longest first: the first alternative that matches wins
-    # agent boilerplate
-    r"(is there )?anything else (i|we) can (help|assist) (you )?with( today)?",
-    r"(can|may|could) i help (you )?with anything else( today)?",
-    r"(how|what) (can|may) (i|we) (help|assist|do for) (you )?( with)?( today)?",
-    r"you('re| are) (very |most )?welcome",
-    r"(it was )?my pleasure|(i'm |i am )?(glad|happy) (i could|to) (help|assist)( you)?",
-    r"thank you for (contacting|reaching out to|choosing|using|calling|your patience)[\w ]*",
-    r"(please )?(give me|allow me) (a|one) (moment|second|minute)|one moment( please)?",
-    r"let me (check|look into|see) (that|this|for you)( for you)?",
-    r"(i'm |i am )?sorry (for|about) the (wait|delay|inconvenience)",
-    r"(i )?apologi[sz]e for the (wait|delay|inconvenience)",
-    r"please (hold|wait)",
-    # greetings and openers
-    r"h(i|ello|ey|iya|owdy)( there| all| team| guys| again)?",
-    r"good (morning|afternoon|evening|day)",
-    r"greetings",
-    r"dear (team|support|sir|madam|sir or madam|customer service)",
-    r"how are you( doing)?( today)?",
-    r"i hope (you are|you're) (well|doing well)",
-    # thanks and acknowledgements
-    r"(many |a lot of )?thanks?( you)?( (so|very) much| a lot| a bunch| again| for (all )?"
-    r"(your|the) (help|assistance|time|information|info))?",
-    r"thx|ty|cheers|much appreciated",
-    r"(i|we) (really )?appreciate (it|that|your help|the help)",
-    r"(that|this|it)('s| is| was)? (really |very )?(helps|helped|works|worked|helpful)"
-    r"( a lot| (so|very) much)?",
-    r"(ok(ay)?|o\.k\.|alright|all right|sure|yes|yeah|yep|no|nope|right|cool|fine|"
-    r"great|perfect|awesome|excellent|wonderful|brilliant|lovely|nice|good|got it|"
-    r"understood|i see|sounds (good|great|perfect|lovely|fine|nice|wonderful|ideal)|"
-    r"that('s| is| would be) (great|perfect|fine|good|helpful|wonderful|all)"
-    r"( for now| for today)?)",
-    # closings
-    r"(good)?bye( now| for now)?|see (you|ya)|take care|talk (to you )?(soon|later)",
-    r"have a (nice|good|great|lovely|wonderful) (day|one|evening|night|weekend|trip)",
-    r"(best|kind|warm)? ?regards|sincerely|best wishes",
-    r"(that('s| is| will be| would be) )?(all|everything)( i need(ed)?)?( for (now|today))?",
-    r"(i|we) don't need anything else|nothing else",
-    # introductions, contact details and signatures: the customer's own name, address or
-    # phone is no article's word
-    r"(you can |please )?(reach|contact|call|text|ring|e-?mail) me( back)?( (at|on|via))?",
-    r"sent from my [\w ]+",
-]
-_SMALL_TALK_RE = re.compile(
-    r"\b(" + "|".join(f"(?:{p})" for p in _SMALL_TALK) + r")\b", re.IGNORECASE
-)
-_STOPWORD_TEXT = """a an the and or but so to of for in on at by with from it its it's this
-    that these
-    those i i'm me my we us our you your yours he she they them their is are was were be
-    been am do does did have has had will would can could should shall may might must
-    just really very too also again please then there here now well oh ah um hmm lol
-    as if not any all some much many more most what's that's"""
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_WORD = re.compile(r"[\w'#@./-]+")
-
-
-# A whole sentence that is an introduction ("Hi, this is Jo Smith.", "My name is Ana."; a
-# capitalised name: "this is not working" is not one) or a closing and a name ("Thanks,
-# Maria", "Kind regards, Jo Smith").
-# Possessive quantifiers (``*+``, ``++``): a name's letters, apostrophes and hyphens are
-# never given back to the trailing punctuation, so a long run of "-" or "'" costs linear
-# time, not quadratic (these run on whatever a customer sends).
-_INTRO_RE = re.compile(
-    r"^\W*+(?:(?i:h(?:i|ello|ey)(?: there)?)\W++)?(?i:this is|my name is|i am|i'm)\s++"
-    r"[A-Z][\w'-]*+(?:\s++[A-Z][\w'-]*+)?(?:\s++(?i:here))?\W*+$"
-)
-_SIGN_OFF_RE = re.compile(
-    r"^\W*+(?:(?:many |a lot of )?thanks?(?: you)?(?: again)?|cheers|best|(?:best|kind|warm) "
-    r"regards|regards|sincerely|yours(?: truly| sincerely)?)\W++[\w'-]++(?: [\w'-]++)?\W*+$",
-    re.IGNORECASE,
-)
-_URL_RE = re.compile(r"\bhttps?://\S+|\bwww\.\S+", re.IGNORECASE)
-
-
-def _has_content(sentence: str) -> bool:
-    if _SIGN_OFF_RE.match(sentence) or _INTRO_RE.match(sentence):
-        return False
-    for pattern in (EMAIL_RE, _URL_RE, PHONE_RE):
-        sentence = pattern.sub(" ", sentence)
-    rest = _SMALL_TALK_RE.sub(" ", sentence.lower())
-    words = [w.strip("'.,/-") for w in _WORD.findall(rest)]
-    return any(w and w not in _STOPWORDS for w in words)
-
-
-# An e-mail signature starts at a line "-- " (RFC 3676): nothing below it is the question.
-_SIGNATURE_RE = re.compile(r"^--[ \t]*$", re.MULTILINE)
-
-
-def clean(text: str) -> str:
-    """The text without its signature and the sentences that are only greetings, thanks,
-    introductions, contact details or boilerplate."""
-    text = _SIGNATURE_RE.split(text, maxsplit=1)[0]
-    kept = [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip() and _has_content(s)]
-    return " ".join(kept)
 
 
 # --- names and codes -------------------------------------------------------------------

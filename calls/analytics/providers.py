@@ -37,6 +37,7 @@ from calls.parsers import Segment
 from support.errors import PermanentError
 from support.fallback import provider_failure
 from support.prompt_data import DATA_RULE, data_fence
+from support.small_talk import STOPWORDS, has_content
 from support.text import sentences_of
 
 CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
@@ -137,17 +138,60 @@ def classify_categories(text: str) -> list[str]:
     return found[:3] or [DEFAULT_CATEGORY]
 
 
-def textrank_summary_and_topics(sentences: list[str], *, k: int = 2) -> tuple[str, list[str]]:
-    """TextRank: PageRank over the cosine-similarity graph of TF-IDF sentence vectors."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+# Words a call's topics never are: what agents and callers say in every call. The
+# sentences that are only small talk are dropped before topics are read
+# (``support.small_talk``); these go from the sentences that are left ("I'm sorry to hear
+# that, let me help you with the refund").
+TOPIC_STOP_WORDS = frozenset(
+    {
+        "sorry",
+        "thank",
+        "thanks",
+        "please",
+        "welcome",
+        "hello",
+        "hi",
+        "help",
+        "today",
+        "assist",
+        "assistance",
+        "glad",
+        "happy",
+        "pleasure",
+        "understand",
+        "apologize",
+        "apologise",
+        "appreciate",
+        "inconvenience",
+        "okay",
+        "ok",
+        "sure",
+        "great",
+        "calling",
+        "hear",
+    }
+)
+
+
+def textrank_summary_and_topics(
+    sentences: list[str], *, k: int = 2, first: str = ""
+) -> tuple[str, list[str]]:
+    """TextRank: PageRank over the cosine-similarity graph of TF-IDF sentence vectors.
+    ``first``: a sentence the summary opens with (why the customer called); the others are
+    TextRank's best of the rest."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
     if not sentences:
-        return "", []
+        return first, []
     try:
-        vectorizer = TfidfVectorizer(stop_words="english", ngram_range=(1, 2), sublinear_tf=True)
+        vectorizer = TfidfVectorizer(
+            stop_words=sorted(ENGLISH_STOP_WORDS | STOPWORDS | TOPIC_STOP_WORDS),
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+        )
         matrix = vectorizer.fit_transform(sentences)
     except ValueError:  # only stop words
-        return " ".join(sentences[:k]), []
+        return first or " ".join(sentences[:k]), []
     sim = (matrix @ matrix.T).toarray()
     np.fill_diagonal(sim, 0.0)
     rows = sim.sum(axis=1, keepdims=True)
@@ -157,8 +201,9 @@ def textrank_summary_and_topics(sentences: list[str], *, k: int = 2) -> tuple[st
     rank = np.full(n, 1.0 / n)
     for _ in range(30):
         rank = 0.15 / n + 0.85 * transition.T @ rank
-    chosen = sorted(np.argsort(-rank)[:k].tolist())
-    summary = " ".join(sentences[i] for i in chosen)
+    others = [i for i in np.argsort(-rank).tolist() if sentences[i] != first]
+    chosen = sorted(others[: k - 1 if first else k])
+    summary = " ".join([first] * bool(first) + [sentences[i] for i in chosen])
     weights = np.asarray(matrix.sum(axis=0)).ravel()
     terms = vectorizer.get_feature_names_out()
     topics: list[str] = []
@@ -172,6 +217,27 @@ def textrank_summary_and_topics(sentences: list[str], *, k: int = 2) -> tuple[st
     return summary, topics
 
 
+OPENING_SENTENCES = 3  # where an unlabelled call's opening question is looked for
+
+
+def call_reason(segments: Sequence[Segment], sentences: Sequence[str]) -> str:
+    """Why the customer called: their first sentence that is not small talk. With speaker
+    names, the first such sentence of the customer's turns; without, the first after the
+    agent's opening question ("… How can I help you today?") when one of the call's first
+    ``OPENING_SENTENCES`` sentences asks one, else the call's first sentence that says
+    anything (openers and greetings are small talk)."""
+    customer = [s.text for s in segments if s.speaker == "Customer"]
+    pool = [x for text in customer for x in split_sentences(text) if has_content(x)]
+    if pool:
+        return pool[0]
+    asked = next(
+        (i for i, x in enumerate(sentences[:OPENING_SENTENCES]) if x.rstrip().endswith("?")), -1
+    )
+    after = [x for x in sentences[asked + 1 :] if has_content(x)]
+    content = after or [x for x in sentences if has_content(x)]
+    return content[0] if content else ""
+
+
 class LocalProvider:
     """Offline and deterministic; downloads nothing."""
 
@@ -182,11 +248,15 @@ class LocalProvider:
     ) -> Analysis:
         body = " ".join(s.text for s in segments) if segments else text
         sentences = split_sentences(body)
-        summary, topics = textrank_summary_and_topics(sentences, k=3 if len(sentences) > 12 else 2)
+        # small talk (openers, greetings, thanks, closings) is no summary, topic or category
+        content = [x for x in sentences if has_content(x)] or sentences
+        summary, topics = textrank_summary_and_topics(
+            content, k=3 if len(content) > 12 else 2, first=call_reason(segments, sentences)
+        )
         labels, overall, score = segment_sentiments(segments)
         return Analysis(
             summary=summary,
-            categories=classify_categories(body),
+            categories=classify_categories(" ".join(content) or body),
             topics=topics,
             sentiment=overall,
             sentiment_score=score,

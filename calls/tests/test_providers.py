@@ -59,3 +59,29 @@ def test_provider_falls_back_to_local_for_unknown_shared_setting(settings):
 def test_empty_segments():
     analysis = providers.LocalProvider().analyse(text="", segments=[Segment("Agent", 0, 1, "ok")])
     assert (analysis.summary, analysis.categories) == ("", ["General enquiry"])
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_local_summary_opens_with_why_the_customer_called(labelled):
+    """The opener ("Thank you for calling Example Bank, this is John.") and the thanks are
+    no summary and no topic; the summary opens with the customer's reason, with or without
+    speaker names (a Transcribe job without speaker identification)."""
+    result = parse_transcribe(load("transcribe_billing.json"))
+    segments = [
+        s if labelled else Segment(speaker="Speaker", start=s.start, end=s.end, text=s.text)
+        for s in result.segments
+    ]
+    analysis = providers.LocalProvider().analyse(text=result.text, segments=segments)
+    assert analysis.summary.startswith(
+        "I was charged twice for my monthly card fee on my last bill and I would like a refund."
+    )
+    assert "calling" not in analysis.summary
+    assert "refund" in analysis.topics
+    small_talk = {"thank", "help", "today", "sorry", "calling", "help today", "great"}
+    assert not small_talk & set(analysis.topics)
+
+
+def test_call_reason_without_an_opening_question():
+    sentences = ["My router keeps dropping the connection.", "Let me check that for you."]
+    assert providers.call_reason([], sentences) == "My router keeps dropping the connection."
+    assert providers.call_reason([], ["Thank you for calling.", "Goodbye now."]) == ""
