@@ -160,8 +160,9 @@ class SentMessageEventInline(VisibleRowsAdminMixin, admin.TabularInline):  # typ
 
 @admin.register(InboundEvent)
 class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
-    """Supervisors (the role) see every raw delivery, re-process dead ones and release
-    quarantined e-mail; every field is read-only (with the sent-mail events it carried).
+    """Supervisors (the role) see every raw delivery, re-process dead ones, release
+    quarantined e-mail and close either unprocessed (status ``closed``); every field is
+    read-only (with the sent-mail events it carried).
     A raw delivery is a customer's message as received, tied to no ticket until processed:
     for supervisors only, whatever Django permissions someone else was given."""
 
@@ -213,10 +214,10 @@ class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
 
     @admin.display(description="Status", ordering="status")
     def status_shown(self, obj: InboundEvent) -> str:
-        """The status, and who closed it where a supervisor did (``inbound_event_close``):
-        "ignored" alone reads "unknown event type"."""
+        """The status, and who closed it where a supervisor did (``inbound_event_close``;
+        an erasure blanks the summary that names them, the audit log keeps it)."""
         closed_by = (obj.summary or {}).get("closed_by")
-        if obj.status == InboundStatus.IGNORED and closed_by:
+        if obj.status == InboundStatus.CLOSED and closed_by:
             return f"Closed unprocessed by {closed_by}"
         return str(obj.get_status_display())
 

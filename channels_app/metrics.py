@@ -18,7 +18,7 @@ def intake_metrics() -> Iterator[Metric]:
     intake = gauge(
         "webhook_events",
         "Inbound webhook events received in the window, by channel and outcome "
-        "(received, processed, ignored, malformed, retrying, dead, quarantined).",
+        "(received, processed, ignored, malformed, retrying, dead, quarantined, closed).",
         ["channel", "outcome"],
     )
     rows = (

@@ -111,6 +111,10 @@ class InboundStatus(models.TextChoices):
     # CHANNELS_EMAIL_AUTH_POLICY=reject: kept, not turned into a message (supervisors see
     # it here and may release it)
     QUARANTINED = "quarantined", "Quarantined (e-mail sender not verified)"
+    # A supervisor's decision (admin action, ``inbound_event_close``): a dead letter or a
+    # quarantined e-mail that will not be processed; "ignored" is the drain's, for unknown
+    # event types. Purged by the raw event retention like an ignored one.
+    CLOSED = "closed", "Closed unprocessed"
 
 
 class InboundEvent(models.Model):

@@ -1,8 +1,9 @@
 """Retention of raw webhook deliveries (``InboundEvent``), run by the shared hourly purge
 (``support.retention``; registered in ``apps.py``).
 
-Deleted: deliveries processed, ignored (unknown event types) or refused as malformed more
-than ``RAW_EVENT_RETENTION_DAYS`` ago (by ``processed_at``, else ``received_at``). Kept:
+Deleted: deliveries processed, ignored (unknown event types), refused as malformed or
+closed unprocessed by a supervisor (``inbound_event_close``) more than
+``RAW_EVENT_RETENTION_DAYS`` ago (by ``processed_at``, else ``received_at``). Kept:
 received and retrying deliveries (not processed yet) and dead letters, which wait for a
 re-drive from the admin; those older than the cutoff are reported. A deleted web chat
 delivery's file still staged (one never drained) is deleted from storage after each
@@ -22,7 +23,12 @@ from channels_app.services.staged_uploads import (
 )
 from support.retention import PurgeResult, delete_in_batches
 
-DONE = (InboundStatus.PROCESSED, InboundStatus.IGNORED, InboundStatus.MALFORMED)
+DONE = (
+    InboundStatus.PROCESSED,
+    InboundStatus.IGNORED,
+    InboundStatus.MALFORMED,
+    InboundStatus.CLOSED,  # a supervisor let it go: as long as an ignored one, no longer
+)
 
 
 def _staged_files_after_commit(ids: list[int]) -> None:

@@ -4,12 +4,13 @@ after it was processed.
 
 Each app that keeps raw events registers a purger (``register_raw_event_purger``, in its
 ``AppConfig.ready()``); the hourly beat task ``support.tasks.raw_events_purge_task`` runs
-them all. A purger deletes only events that are done with (processed, ignored, or refused
-as malformed) and older than the cutoff, in batches, and returns how many it deleted:
-running it twice deletes nothing more (idempotent). Events not processed yet and dead
-letters awaiting a re-drive are never purged: deleting them would lose a customer's
-message that staff can still recover. Dead letters older than the cutoff are counted and
-logged so that someone re-drives or discards them (an erasure blanks them anyway).
+them all. A purger deletes only events that are done with (processed, ignored, refused as
+malformed, or closed unprocessed by a supervisor) and older than the cutoff, in batches,
+and returns how many it deleted: running it twice deletes nothing more (idempotent).
+Events not processed yet and dead letters awaiting a re-drive are never purged: deleting
+them would lose a customer's message that staff can still recover. Dead letters older
+than the cutoff are counted and logged so that someone re-drives or discards them (an
+erasure blanks them anyway).
 """
 
 from __future__ import annotations

@@ -146,6 +146,8 @@ def feed(customer: Any) -> None:
         ("w2", InboundStatus.PROCESSED),
         ("w3", InboundStatus.MALFORMED),
         ("w4", InboundStatus.RECEIVED),
+        ("w5", InboundStatus.IGNORED),  # an unknown event type
+        ("w6", InboundStatus.CLOSED),  # a supervisor closed it unprocessed: not "ignored"
     ]:
         InboundEvent.objects.create(
             channel="whatsapp", account=account, external_id=key, body=b"{}", status=status
@@ -289,6 +291,8 @@ def test_values_after_feeding_data(client: Client, token: str, customer: Any, qu
     assert value(families, "support_webhook_events", channel="whatsapp", outcome="processed") == 2
     assert value(families, "support_webhook_events", channel="whatsapp", outcome="malformed") == 1
     assert value(families, "support_webhook_events", channel="whatsapp", outcome="received") == 1
+    assert value(families, "support_webhook_events", channel="whatsapp", outcome="ignored") == 1
+    assert value(families, "support_webhook_events", channel="whatsapp", outcome="closed") == 1
     assert 300 <= value(families, "support_inbound_processing_lag_seconds") < 3600
     assert 120 <= value(families, "support_outbox_lag_seconds") < 3600
     assert value(families, "support_celery_queue_length", queue="celery") == 3

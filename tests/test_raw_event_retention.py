@@ -1,6 +1,6 @@
 """Raw inbound events (webhook deliveries, call events) are purged after
 ``RAW_EVENT_RETENTION_DAYS``, in batches, by one hourly beat task; pending events and dead
-letters are never purged."""
+letters are never purged; those a supervisor closed unprocessed are, like ignored ones."""
 
 from __future__ import annotations
 
@@ -49,10 +49,13 @@ def events() -> dict[str, int]:
         "processed_old": _inbound(account, "a", InboundStatus.PROCESSED, 31, True),
         "ignored_old": _inbound(account, "b", InboundStatus.IGNORED, 40, True),
         "malformed_old": _inbound(account, "c", InboundStatus.MALFORMED, 45, False),
+        # closed unprocessed by a supervisor: purged like an ignored one, from the close
+        "closed_old": _inbound(account, "h", InboundStatus.CLOSED, 31, True),
         "call_processed_old": _call_event("k1", EventStatus.PROCESSED, 31, True),
         "call_ignored_old": _call_event("k2", EventStatus.IGNORED, 60, True),
         # kept: recent, pending, dead letters
         "processed_recent": _inbound(account, "d", InboundStatus.PROCESSED, 29, True),
+        "closed_recent": _inbound(account, "i", InboundStatus.CLOSED, 29, True),
         "received_old": _inbound(account, "e", InboundStatus.RECEIVED, 90, False),
         "retrying_old": _inbound(account, "f", InboundStatus.RETRYING, 90, False),
         "dead_old": _inbound(account, "g", InboundStatus.DEAD, 90, False),
@@ -76,7 +79,7 @@ def _left(events: dict[str, int]) -> set[str]:
 def test_purge_deletes_only_done_events_past_retention(events, caplog):
     assert settings.RAW_EVENT_RETENTION_DAYS == 30
     counts = raw_events_purge_task.delay().get()
-    assert counts == {"calls_events": 2, "channels_inbound_events": 3}
+    assert counts == {"calls_events": 2, "channels_inbound_events": 4}
     kept = {k for k in events if not k.endswith("_old") or "received" in k or "retrying" in k}
     kept |= {"dead_old", "call_failed_old"}
     assert _left(events) == kept
@@ -89,7 +92,7 @@ def test_purge_works_in_batches_and_resumes(events):
     first = retention.raw_events_purge(batch=1, max_batches=2)
     assert first == {"calls_events": 2, "channels_inbound_events": 2}
     second = retention.raw_events_purge(batch=1, max_batches=2)
-    assert second == {"calls_events": 0, "channels_inbound_events": 1}
+    assert second == {"calls_events": 0, "channels_inbound_events": 2}
 
 
 def test_zero_days_keeps_everything(events, settings):

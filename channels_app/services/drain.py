@@ -229,6 +229,7 @@ DONE_STATUSES = (
     InboundStatus.IGNORED,
     InboundStatus.MALFORMED,
     InboundStatus.QUARANTINED,
+    InboundStatus.CLOSED,
 )
 DRAIN_BATCH = 100  # rows of a batch become visible together: small keeps latency low
 
@@ -501,16 +502,17 @@ CLOSED_NOTE = "Closed unprocessed by a supervisor"
 
 def inbound_event_close(*, event: InboundEvent, actor: Any) -> bool:
     """A supervisor decides a dead letter or a quarantined e-mail will not be processed
-    (spam, a test, a message handled some other way): it becomes ``ignored`` (kept until
-    the raw event retention purges it, like every processed delivery), the audit log says
-    who, and a web chat visitor's file it names, still staged, is deleted after the commit.
+    (spam, a test, a message handled some other way): it becomes ``closed`` (not
+    ``ignored``, which is an unknown event type; kept until the raw event retention purges
+    it, like every processed delivery), the audit log says who, and a web chat visitor's
+    file it names, still staged, is deleted after the commit.
     False when it was in no closable state (processed meanwhile, or re-driven)."""
     with transaction.atomic():
         rows = InboundEvent.objects.filter(pk=event.pk, status__in=CLOSABLE)
         names = inbound_events_staged_names(rows)
         was = event.status
         closed = rows.update(
-            status=InboundStatus.IGNORED,
+            status=InboundStatus.CLOSED,
             processed_at=timezone.now(),
             error=f"{CLOSED_NOTE} ({actor.get_username()}); was {was}: {event.error}"[:2000],
             summary={**event.summary, "closed_by": actor.get_username(), "closed_from": was},

@@ -124,12 +124,20 @@ def test_a_supervisor_closes_dead_letters_unprocessed_and_the_audit_log_says_who
     assert "2 event(s) closed unprocessed; 1 left as they were" in answer.content.decode()
     for row in (dead, quarantined, waiting):
         row.refresh_from_db()
-    assert (dead.status, quarantined.status, waiting.status) == ("ignored", "ignored", "received")
+    # a status of their own: not "ignored", which is an unknown event type
+    assert (dead.status, quarantined.status, waiting.status) == ("closed", "closed", "received")
     assert dead.error.startswith("Closed unprocessed by a supervisor (supervisor); was dead")
     assert dead.processed_at is not None  # the raw event retention purges it in time
     assert dead.summary["closed_by"] == "supervisor"
     listing = admin_client.get("/admin/channels_app/inboundevent/").content.decode()
     assert "Closed unprocessed by supervisor" in listing  # not "Ignored (unknown event type)"
+    assert "?status__exact=closed" in listing  # the status filter offers them on their own
+    unknown = event(5, "ignored")  # an unknown event type
+    shown = {
+        status: _listed_ids(admin_client, f"?status__exact={status}")
+        for status in ("closed", "ignored")
+    }
+    assert shown == {"closed": {dead.pk, quarantined.pk}, "ignored": {unknown.pk}}
     logged = AuditLog.objects.filter(action="inbound_event.close").order_by("object_id")
     assert [(e.actor, e.object_id) for e in logged] == [
         (supervisor, str(dead.pk)),
@@ -146,6 +154,14 @@ def test_a_supervisor_closes_dead_letters_unprocessed_and_the_audit_log_says_who
     )
     again.refresh_from_db()
     assert again.status == "dead"
+
+
+def _listed_ids(client: Client, query: str) -> set[int]:
+    """The ids of the inbound events the admin's list shows for ``query``."""
+    page = client.get(f"/admin/channels_app/inboundevent/{query}")
+    assert page.status_code == 200
+    rows = page.context["cl"].result_list
+    return {row.pk for row in rows}
 
 
 @responses.activate
