@@ -245,9 +245,13 @@ class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         if not is_supervisor(request.user):
             self.message_user(request, "Only supervisors can re-process.", messages.ERROR)
             return
-        for event in queryset:
-            services.inbound_event_reprocess(event=event)
-        self.message_user(request, f"{queryset.count()} event(s) queued for processing.")
+        events = list(queryset)
+        queued = sum(
+            services.inbound_event_reprocess(event=event, actor=request.user) for event in events
+        )
+        left = len(events) - queued
+        note = f"; {left} left as they were (erased: nothing left to process)" if left else ""
+        self.message_user(request, f"{queued} event(s) queued for processing{note}.")
 
     @admin.action(description="Release quarantined e-mail (create it, marked suspicious)")
     def release(self, request: HttpRequest, queryset: QuerySet[InboundEvent]) -> None:

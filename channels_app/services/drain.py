@@ -465,12 +465,27 @@ def inbound_retry_delay(attempts: int) -> float:
     return min(300.0, 2.0**attempts) * (0.8 + 0.4 * random.random())  # noqa: S311
 
 
-def inbound_event_reprocess(*, event: InboundEvent) -> None:
-    """Admin re-drive of a dead (or stuck) event."""
+def inbound_event_reprocess(*, event: InboundEvent, actor: Any = None) -> bool:
+    """Admin re-drive of a dead (or stuck) event; with ``actor`` (a supervisor in the
+    admin) the audit log says who re-drove it and from which status (a closed one is a
+    supervisor's decision undone). False, nothing done, for an event whose body an
+    erasure removed: nothing is left to process."""
+    if not bytes(event.body or b""):
+        return False
+    was = event.status
     InboundEvent.objects.filter(pk=event.pk).update(
         status=InboundStatus.RETRYING, attempts=0, error=""
     )
+    if actor is not None:
+        audit_log_record(
+            actor=actor,
+            action="inbound_event.reprocess",
+            object_type="channels_app.InboundEvent",
+            object_id=event.pk,
+            details={"channel": event.channel, "was": was},
+        )
     transaction.on_commit(lambda: _enqueue_process(event.pk))
+    return True
 
 
 def inbound_event_release(*, event: InboundEvent, actor: Any) -> bool:

@@ -91,6 +91,43 @@ def test_dead_inbound_event_is_reprocessed_from_the_admin(
     event.refresh_from_db()
     assert event.status == "processed"
     assert Ticket.objects.count() == 1
+    # the audit log says who re-drove it, and from which status
+    from support.models import AuditLog
+
+    entry = AuditLog.objects.get(action="inbound_event.reprocess")
+    assert entry.actor is not None
+    assert (entry.actor.username, entry.object_id, entry.details["was"]) == (
+        "supervisor",
+        str(event.pk),
+        "dead",
+    )
+
+
+def test_an_erased_delivery_is_not_reprocessed(
+    admin_client: Client, django_user_model: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """An erasure removed its body: re-processing it has nothing to read (it failed as a
+    malformed delivery), so the action leaves it and says why."""
+    django_user_model.objects.filter(username="supervisor").update(is_superuser=True)
+    account = make_account("whatsapp")
+    erased = InboundEvent.objects.create(
+        channel="whatsapp",
+        account=account,
+        external_id="erased:abc",
+        body=b"",
+        status="ignored",
+        error="erased: personal data removed at the customer's request",
+    )
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = admin_client.post(
+            "/admin/channels_app/inboundevent/",
+            {"action": "reprocess", "_selected_action": [erased.pk]},
+            follow=True,
+        )
+    assert not callbacks
+    erased.refresh_from_db()
+    assert erased.status == "ignored"
+    assert b"0 event(s) queued for processing; 1 left as they were (erased" in response.content
 
 
 def test_a_supervisor_closes_dead_letters_unprocessed_and_the_audit_log_says_who(
