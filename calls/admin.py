@@ -180,8 +180,10 @@ class AlertAdmin(AboutAdminMixin, RecordAdminMixin, SupervisorAdmin):
 
 def _plain(model: Any, **options: Any) -> None:
     """A record the pipeline writes: listed and shown, not added or edited by hand. One
-    about a call (or a ticket) is listed for those who may see that call (and ticket)."""
-    bases: tuple[type, ...] = (RecordAdminMixin, admin.ModelAdmin)
+    about a call (or a ticket) is listed for those who may see that call (and ticket).
+    Supervisors (the role) open them all, read-only: they supervise the calls and the
+    agents' states (docs/security.md, "Roles")."""
+    bases: tuple[type, ...] = (RecordAdminMixin, SupervisorAdmin)
     if options.get("visible_through"):
         bases = (VisibleRowsAdminMixin, *bases)
     admin.site.register(model, type(f"{model.__name__}Admin", bases, options))

@@ -26,7 +26,11 @@ from channels_app.models import (
 )
 from channels_app.services.staged_uploads import inbound_events_discard
 from channels_app.verification import WEBCHAT_CODE_KIND
-from support.auth.admin import VisibleRowsAdminMixin, admin_link
+from support.auth.admin import (
+    VisibleRowsAdminMixin,
+    admin_link,
+    admin_superuser_subject_register,
+)
 from support.auth.roles import is_supervisor
 from support.delivery.models import Delivery
 from support.models import DeliveryStatus
@@ -78,6 +82,11 @@ class ChannelAccountForm(forms.ModelForm):
                 if not data.get(name):
                     data[name] = getattr(self.instance, name)
         return data
+
+
+# Accounts hold the channels' credentials: superusers' in the admin, and so are the
+# audit-log entries about them (support.admin.AuditLogAdmin).
+admin_superuser_subject_register(ChannelAccount)
 
 
 @admin.register(ChannelAccount)

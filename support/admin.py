@@ -11,10 +11,19 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from support import services
-from support.auth.admin import RecordAdminMixin, VisibleRowsAdminMixin
+from support.auth.admin import (
+    RecordAdminMixin,
+    VisibleRowsAdminMixin,
+    admin_superuser_subject_register,
+)
 from support.auth.lockout import lockout_keys, login_attempts_with_lockout, login_lockout_reset
 from support.auth.roles import is_supervisor
 from support.models import ApiKey, AuditLog, OidcIdentity, OutboxEvent
+
+# Credentials and people's sign-in identities are superusers' in the admin, and so are the
+# audit-log entries about them (AuditLogAdmin).
+admin_superuser_subject_register(ApiKey)
+admin_superuser_subject_register(OidcIdentity)
 
 
 @admin.register(ApiKey)
@@ -123,6 +132,9 @@ class OutboxEventAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore
 class AuditLogAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     # What was done to a ticket or a customer: listed for those who may see it.
     visible_subject = ("object_type", "object_id")
+    # What was done to a user, an API key or a channel account (people, credentials):
+    # superusers' only, as those objects' own pages are, whatever permission else.
+    visible_superuser_subjects_hidden = True
     list_display = ("created_at", "actor", "action", "object_type", "object_id")
     list_select_related = ("actor",)
     list_filter = ("action", "object_type")

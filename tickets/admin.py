@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Group
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -17,6 +18,7 @@ from support.auth.admin import (
     SupervisorAdmin,
     SupervisorInlineMixin,
     VisibleRowsAdminMixin,
+    admin_superuser_subject_register,
     admin_visibility_register,
 )
 from support.auth.roles import is_agent, is_supervisor
@@ -448,6 +450,10 @@ class TeamMembershipInline(admin.TabularInline):  # type: ignore[type-arg]
 User = get_user_model()
 if admin.site.is_registered(User):
     admin.site.unregister(User)
+# People and their roles are superusers' in the admin; so are the audit-log entries
+# about them (support.admin.AuditLogAdmin).
+admin_superuser_subject_register(User)
+admin_superuser_subject_register(Group)
 
 
 @admin.register(User)

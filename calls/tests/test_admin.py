@@ -122,3 +122,73 @@ def test_a_supervisor_applies_a_failed_record_again_or_closes_it(
     client.post("/admin/calls/callevent/", {"action": "redrive", "_selected_action": [again.pk]})
     again.refresh_from_db()
     assert again.status == "failed"
+
+
+def test_a_supervisor_reads_the_calls_records_and_edits_none(
+    client, supervisor, agent, django_user_model
+):
+    """Supervisors supervise calls: the transcripts, analyses, IVR journeys, escalations
+    and agent-state records were superuser-only (403 for them). They open them now, read-only
+    like every record; a staff agent with no Django permission still gets 403."""
+    from django.utils import timezone
+
+    from calls.models import (
+        AgentStateEvent,
+        AgentStateSpan,
+        Call,
+        CallAnalytics,
+        Escalation,
+        IVRJourney,
+        Transcript,
+    )
+
+    now = timezone.now()
+    call = Call.objects.create(contact_id="c-sup", queue_name="BillingQueue")
+    rows = {
+        "transcript": Transcript.objects.create(
+            call=call, source="contact_lens", segments=[{"text": "My card number is wrong"}]
+        ),
+        "callanalytics": CallAnalytics.objects.create(
+            call=call, produced_by="local", call_summary="Card number wrong"
+        ),
+        "ivrjourney": IVRJourney.objects.create(call=call, outcome="completed"),
+        "escalation": Escalation.objects.create(call=call, kind="ivr_failure", reason="stuck"),
+        "agentstateevent": AgentStateEvent.objects.create(
+            event_id="ev-1",
+            event_type="STATE_CHANGE",
+            agent_arn="arn:agent/ana",
+            username="ana",
+            occurred_at=now,
+        ),
+        "agentstatespan": AgentStateSpan.objects.create(
+            agent_arn="arn:agent/ana", username="ana", state="Available", started_at=now
+        ),
+    }
+    client.force_login(supervisor)
+    index = client.get("/admin/").content.decode()
+    for model, row in rows.items():
+        listed = client.get(f"/admin/calls/{model}/")
+        assert listed.status_code == 200, model
+        assert f"/admin/calls/{model}/{row.pk}/change/" in listed.content.decode(), model
+        assert f"/admin/calls/{model}/" in index, model
+        page = client.get(f"/admin/calls/{model}/{row.pk}/change/")
+        assert page.status_code == 200, model
+        assert 'name="_save"' not in page.content.decode(), model  # read-only
+        assert client.get(f"/admin/calls/{model}/add/").status_code == 403, model
+        assert client.get(f"/admin/calls/{model}/{row.pk}/delete/").status_code == 403, model
+    # A record cannot be rewritten by posting the form anyway.
+    transcript = Transcript.objects.get()
+    client.post(
+        f"/admin/calls/transcript/{transcript.pk}/change/",
+        {"call": call.pk, "source": "upload", "segments": "[]"},
+    )
+    transcript.refresh_from_db()
+    assert (transcript.source, transcript.segments) == (
+        "contact_lens",
+        [{"text": "My card number is wrong"}],
+    )
+
+    django_user_model.objects.filter(pk=agent.pk).update(is_staff=True)
+    client.force_login(agent)
+    for model in rows:
+        assert client.get(f"/admin/calls/{model}/").status_code == 403, model

@@ -6,6 +6,7 @@ without ``support`` importing the core."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from django.contrib.admin.utils import NestedObjects, quote
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import router
 from django.db.models import CharField, Model, Q, QuerySet
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Lower
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
@@ -123,6 +124,37 @@ def admin_visibility_register(
         _SUBJECT_NAMES[subject_name] = model
 
 
+#: Lower-cased names of the types of objects whose admin pages are superusers' only and
+#: whose records by "type + id" must be too (people and credentials: users, API keys,
+#: channel accounts), each under every name a writer may give it.
+_SUPERUSER_SUBJECT_NAMES: set[str] = set()
+
+
+def admin_superuser_subject_register(model: type[Model], *names: str) -> None:
+    """``model``'s objects are superusers' only in the admin (people and credentials), and
+    so are the records that name one by type and id (audit-log entries: who changed which
+    user or API key). A record may name the type by the model's label
+    (``"support.ApiKey"``), its name (``"apikey"``) or its words (``"api_key"``), in any
+    case; ``names`` adds others. Registered where each such model's admin is."""
+    opts = model._meta
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", model.__name__)
+    words = str(opts.verbose_name).replace(" ", "_")
+    for name in (opts.label, opts.model_name or "", snake, words, *names):
+        if name:
+            _SUPERUSER_SUBJECT_NAMES.add(name.lower())
+
+
+def superuser_subjects_hidden(queryset: QuerySet[Any], user: Any, kind: str) -> QuerySet[Any]:
+    """``queryset`` without the rows whose ``kind`` field names a type registered with
+    :func:`admin_superuser_subject_register`, unless ``user`` is a superuser (supervisors
+    included: the objects' own pages answer them 403)."""
+    if user is not None and getattr(user, "is_superuser", False):
+        return queryset
+    return queryset.alias(_subject_kind=Lower(kind)).exclude(
+        _subject_kind__in=sorted(_SUPERUSER_SUBJECT_NAMES)
+    )
+
+
 def admin_visible(user: Any, obj: Model) -> bool:
     """Whether ``user`` may see ``obj`` under the project's visibility rule for its model
     (True for models without one). A rule holds only for people in a role (agents and
@@ -227,9 +259,13 @@ class VisibleRowsAdminMixin:
     whose relation is empty is for supervisors (a web chat visitor's verification before
     it names a customer: an address anyone typed); ``visible_other_subjects_to_supervisors_only``:
     a row whose "type + id" names a type no rule places is for supervisors (a delivery of
-    an alert's notification or of a web chat visitor's code). The choices of a form's relations
-    to such objects are narrowed the same way (the value it holds stays valid: an agent
-    may save a ticket merged into one it does not see, the target named as hidden)."""
+    an alert's notification or of a web chat visitor's code);
+    ``visible_superuser_subjects_hidden``: a row whose "type + id" names people or
+    credentials (a user, an API key, a channel account:
+    :func:`admin_superuser_subject_register`) is for superusers only, supervisors included
+    (the audit log). The choices of a form's relations to such objects are narrowed the
+    same way (the value it holds stays valid: an agent may save a ticket merged into one it
+    does not see, the target named as hidden)."""
 
     visible_through: tuple[str, ...] = ()
     visible_subject: tuple[str, str] | None = None
@@ -237,12 +273,16 @@ class VisibleRowsAdminMixin:
     visible_to_supervisors_only: bool = False
     visible_unlinked_to_supervisors_only: bool = False
     visible_other_subjects_to_supervisors_only: bool = False
+    visible_superuser_subjects_hidden: bool = False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
+        user = getattr(request, "user", None)
+        if self.visible_superuser_subjects_hidden and self.visible_subject is not None:
+            queryset = superuser_subjects_hidden(queryset, user, self.visible_subject[0])
         return visible_rows(
             queryset,
-            getattr(request, "user", None),
+            user,
             self.visible_through,
             self.visible_subject,
             self.visible_match,
