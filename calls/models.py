@@ -31,6 +31,9 @@ class EventStatus(models.TextChoices):
     PROCESSED = "processed", "Processed"
     IGNORED = "ignored", "Ignored"
     FAILED = "failed", "Failed"
+    # A supervisor's decision (admin action, ``call_event_close``): a failed record that
+    # will not be applied; purged by the raw event retention like an ignored one.
+    CLOSED = "closed", "Closed unapplied"
 
 
 class CallEvent(models.Model):

@@ -2,10 +2,11 @@
 notifications), run by the shared hourly purge (``support.retention``; registered in
 ``apps.py``).
 
-Deleted: events processed or ignored more than ``RAW_EVENT_RETENTION_DAYS`` ago (by
-``processed_at``, else ``created_at``). Kept: received events (not applied yet) and failed
-ones, which are this app's dead letters (kept for inspection and applied again when the
-record is delivered again); failed ones older than the cutoff are reported.
+Deleted: events processed, ignored or closed unapplied more than
+``RAW_EVENT_RETENTION_DAYS`` ago (by ``processed_at``, else ``created_at``). Kept: received
+events (not applied yet) and failed ones, which are this app's dead letters (kept for
+inspection and applied again when the record is delivered again); failed ones older than
+the cutoff are reported.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.db.models import Q
 from calls.models import CallEvent, EventStatus
 from support.retention import PurgeResult, delete_in_batches
 
-DONE = (EventStatus.PROCESSED, EventStatus.IGNORED)
+DONE = (EventStatus.PROCESSED, EventStatus.IGNORED, EventStatus.CLOSED)
 
 
 def call_events_purge(cutoff: datetime, batch: int, max_batches: int) -> PurgeResult:

@@ -236,14 +236,15 @@ def call_event_redrive(*, event: CallEvent, actor: Any) -> bool:
 
 def call_event_close(*, event: CallEvent, actor: Any) -> bool:
     """A supervisor decides a failed record will not be applied (a test record, a contact
-    recorded some other way): ``ignored``, the raw event retention purges it in time, and
-    the audit log says who. False when it had not failed."""
+    recorded some other way): ``closed`` (not ``ignored``, which is a record this app has
+    no use for), the raw event retention purges it in time, and the audit log says who.
+    False when it had not failed."""
     note = f"Closed unapplied by a supervisor ({actor.get_username()}); was: {event.error}"
     return _failed_event_settle(
         event,
         actor,
         "call_event.close",
-        status=EventStatus.IGNORED,
+        status=EventStatus.CLOSED,
         error=note[:5000],
         processed_at=timezone.now(),
     )
