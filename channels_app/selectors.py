@@ -22,6 +22,7 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
+from tickets.selectors import written_on_ticket_id
 
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 
@@ -158,19 +159,23 @@ def webchat_file_get(*, visitor_id: str, attachment_id: int) -> Attachment | Non
 
 def handoff_file_get(*, account_id: int, attachment_id: int) -> Attachment | None:
     """A file an agent sent on a hand-off ticket of chatbot account ``account_id``: an
-    attachment, stored, of an outbound public message (an agent's reply) of a ticket that
-    account handed off. None for anything else (another bot's or an API-key hand-off's, an
-    internal note's, the customer's own, any other ticket's)."""
+    attachment, stored, of an outbound public message (an agent's reply) written on a
+    ticket that account handed off, wherever a merge has since moved it
+    (``tickets.selectors.written_on_ticket_id``). None for anything else (another bot's or
+    an API-key hand-off's, an internal note's, the customer's own, any other ticket's,
+    another ticket's merged into the hand-off)."""
+    handoffs = Ticket.objects.filter(
+        channel="chatbot", is_bot_handoff=True, channel_account_id=str(account_id)
+    ).values("pk")
     return (
         Attachment.objects.filter(
             pk=attachment_id,
-            message__ticket__channel="chatbot",
-            message__ticket__is_bot_handoff=True,
-            message__ticket__channel_account_id=str(account_id),
             message__direction=Direction.OUTBOUND,
             message__kind=MessageKind.PUBLIC,
         )
         .exclude(file="")
+        .alias(written_on=written_on_ticket_id("message__"))
+        .filter(written_on__in=handoffs)
         .first()
     )
 

@@ -325,6 +325,11 @@ DELIVERY_RANK = {"": 0, "queued": 1, "sent": 2, "delivered": 3, "read": 4}
 #: The longest reply or note an agent may write (the API and the workbench composer).
 MESSAGE_BODY_MAX_CHARS = 50_000
 
+#: ``Message.metadata`` key: the ticket an entry was written on, set when a merge first
+#: moves it to another ticket and kept through later merges (``tickets.services.ticket_merge``;
+#: read by ``tickets.selectors.messages_written_on``). Absent: the entry's own ticket.
+MESSAGE_WRITTEN_ON_KEY = "written_on_ticket_id"
+
 
 class Message(models.Model):
     """One entry of a ticket's timeline."""

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db.models import (
+    BigIntegerField,
     Case,
     Count,
     DateTimeField,
@@ -24,19 +25,22 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Least, Left
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce, Least, Left
 from django.utils import timezone
 
 from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
 from support.parsing import parse_id
 from tickets.models import (
+    MESSAGE_WRITTEN_ON_KEY,
     PRIORITY_RANK,
     Attachment,
     CannedResponse,
     Channel,
     ChannelIdentity,
     Customer,
+    Direction,
     Message,
     MessageKind,
     Priority,
@@ -131,6 +135,50 @@ def message_list(*, ticket: Ticket, include_internal: bool = True) -> QuerySet[M
     if not include_internal:
         qs = qs.filter(kind="public")
     return qs.order_by("created_at", "id")
+
+
+#: How far :func:`message_list_written_on` follows a ticket's merges (a merge refuses a
+#: merged target, so a chain grows only when its last ticket is merged on: a few at most).
+MERGE_CHAIN_MAX = 20
+
+
+def written_on_ticket_id(path: str = "") -> Coalesce:
+    """The id of the ticket a message was written on, as an expression: the one a merge
+    recorded when it moved the message (``MESSAGE_WRITTEN_ON_KEY``), else its own ticket.
+    ``path`` leads to the message (``"message__"`` from an attachment)."""
+    return Coalesce(
+        Cast(KeyTextTransform(MESSAGE_WRITTEN_ON_KEY, f"{path}metadata"), BigIntegerField()),
+        F(f"{path}ticket_id"),
+        output_field=BigIntegerField(),
+    )
+
+
+def message_list_written_on(*, ticket: Ticket) -> QuerySet[Message]:
+    """The entries written on ``ticket``, wherever merges moved them: those on it that no
+    merge brought in, and those a merge took from it (on the ticket it was merged into, or
+    further along). What was meant for the ticket's counterpart, and nothing else."""
+    ids = [ticket.pk]
+    into = ticket.merged_into_id
+    while into is not None and into not in ids and len(ids) < MERGE_CHAIN_MAX:
+        ids.append(into)
+        into = Ticket.objects.filter(pk=into).values_list("merged_into_id", flat=True).first()
+    return (
+        Message.objects.filter(ticket_id__in=ids)
+        .alias(written_on=written_on_ticket_id())
+        .filter(written_on=ticket.pk)
+    )
+
+
+def ticket_last_agent_reply(*, ticket: Ticket) -> Message | None:
+    """The last public reply an agent wrote on ``ticket`` (a merge that moved it away
+    keeps it the ticket's; one that brought another ticket's in does not make it so): what
+    the status poll shows."""
+    return (
+        message_list_written_on(ticket=ticket)
+        .filter(direction=Direction.OUTBOUND, kind=MessageKind.PUBLIC, author_user__isnull=False)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
 
 
 # --- workbench --------------------------------------------------------------------

@@ -6,6 +6,7 @@ reads such a credential. The core names the slot, not the chatbot code behind it
 
 A registered function gets the request and the ticket reference from the URL and returns
 ``None`` when its credential is absent (the usual authentication then applies), the ticket
+(or a :class:`StatusGrant` for it, to say more: how its holder fetches a reply's files)
 when the credential is valid for it, or raises (``rest_framework.exceptions``
 ``AuthenticationFailed`` / ``PermissionDenied``, ``support.errors.NotFound``) when a
 credential is present but wrong or names a ticket it may not see.
@@ -17,9 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tickets.models import Ticket
-
-StatusAccess = Callable[[Any, str], Ticket | None]
+from tickets.models import Message, Ticket
 
 _accessors: list[StatusAccess] = []
 
@@ -30,6 +29,13 @@ class StatusGrant:
 
     ticket: Ticket
     via: str
+    #: The files of an agent's reply as the credential's holder fetches them (each a dict
+    #: with at least ``id``, ``name``, ``content_type``, ``size`` and ``url``): listed as
+    #: the poll's ``last_agent_reply.files``. None: the poll lists no files.
+    reply_files: Callable[[Message], list[dict[str, Any]]] | None = None
+
+
+StatusAccess = Callable[[Any, str], Ticket | StatusGrant | None]
 
 
 def register_status_access(fn: StatusAccess) -> None:
@@ -39,7 +45,9 @@ def register_status_access(fn: StatusAccess) -> None:
 
 def status_access_grant(request: Any, ticket_ref: str) -> StatusGrant | None:
     for fn in _accessors:
-        ticket = fn(request, ticket_ref)
-        if ticket is not None:
-            return StatusGrant(ticket=ticket, via=getattr(fn, "__name__", "registered"))
+        found = fn(request, ticket_ref)
+        if isinstance(found, StatusGrant):
+            return found
+        if found is not None:
+            return StatusGrant(ticket=found, via=getattr(fn, "__name__", "registered"))
     return None

@@ -52,7 +52,7 @@ from support.errors import ApplicationError, NotFound, error_body
 from support.parsing import UnreadableJson, contains_nul, content_length, json_loads, parse_id
 from support.throttling import PerIPRateThrottle, client_ip, hit, over_limit
 from tickets.attachments import attachment_file_response
-from tickets.models import Ticket
+from tickets.status_access import StatusGrant
 
 
 class WebhookRateThrottle(PerIPRateThrottle):
@@ -392,12 +392,14 @@ def _chatbot_hmac_account(request: Request) -> ChannelAccount | Response | None:
     return account
 
 
-def chatbot_status_access(request: HttpRequest, ticket_ref: str) -> Ticket | None:
+def chatbot_status_access(request: HttpRequest, ticket_ref: str) -> StatusGrant | None:
     """``GET /api/tickets/{id}/status`` signed by the bot that handed the ticket off
     (registered in ``tickets.status_access``): ``X-Signature-Timestamp`` and
     ``X-Signature-256: sha256=<HMAC(secret, "<timestamp>.GET <path>")>``. No signature:
     None (the usual authentication applies); stale or missing timestamp 401, no account's
-    signature 403; another bot's (or no bot's) ticket 404, as if it did not exist."""
+    signature 403; another bot's (or no bot's) ticket 404, as if it did not exist. The
+    grant lists the last reply's files as the callback does, with fresh URLs signed with
+    this account's secret (``handoff.handoff_reply_files``)."""
     given = request.headers.get(handoff.SIGNATURE_HEADER, "")
     if not given:
         return None
@@ -414,7 +416,11 @@ def chatbot_status_access(request: HttpRequest, ticket_ref: str) -> Ticket | Non
     ticket = handoff.handoff_ticket_for_account(ticket_ref, account=account)
     if ticket is None:
         raise NotFound(f"No ticket {ticket_ref!r}.")
-    return ticket
+    return StatusGrant(
+        ticket=ticket,
+        via="chatbot_status_access",
+        reply_files=functools.partial(handoff.handoff_reply_files, account=account),
+    )
 
 
 class ChatbotHandoffApi(APIView):

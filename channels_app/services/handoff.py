@@ -55,6 +55,7 @@ from tickets.models import (
     MessageKind,
     Ticket,
 )
+from tickets.selectors import message_list_written_on, written_on_ticket_id
 
 logger = logging.getLogger(__name__)
 
@@ -307,9 +308,11 @@ def chatbot_handoff(
 
 
 def _handoff_metadata(ticket: Ticket) -> dict[str, Any]:
-    """The hand-off's own record: the metadata of the ticket's first inbound message."""
+    """The hand-off's own record: the metadata of the first inbound message written on the
+    ticket (wherever a merge moved it; never that of a ticket merged into it)."""
     first = (
-        Message.objects.filter(ticket=ticket, direction=Direction.INBOUND)
+        message_list_written_on(ticket=ticket)
+        .filter(direction=Direction.INBOUND)
         .order_by("created_at", "pk")
         .values_list("metadata", flat=True)
         .first()
@@ -339,9 +342,9 @@ def handoff_reply_deliveries_create(message: Message) -> Delivery | None:
     delivery). Idempotent per message. Returns the e-mail delivery."""
     from channels_app.services.outbound import email_reply_delivery_create
 
-    ticket = message.ticket
     key = f"message:{message.pk}"
-    email = email_reply_delivery_create(message, address=handoff_reply_address(ticket))
+    email = email_reply_delivery_create(message, address=handoff_reply_address(message.ticket))
+    ticket = handoff_reply_ticket(message)
     url = handoff_callback_url(ticket)
     if url and ticket.channel_account_id.isdigit():
         delivery_enqueue(
@@ -355,19 +358,20 @@ def handoff_reply_deliveries_create(message: Message) -> Delivery | None:
     return email
 
 
-def callback_body(
+def handoff_reply_files(
     message: Message, *, account: ChannelAccount, now: float | None = None
-) -> dict[str, Any]:
-    """What the bot's callback receives: the reply, its ticket and its files, each with a
-    ``url`` the bot can fetch until ``expires_at`` (the signed S3 URL on S3, else ours:
-    :func:`handoff_file_url`, signed with ``account``'s secret). Made again for every
-    attempt, so a retried callback carries fresh URLs."""
+) -> list[dict[str, Any]]:
+    """The files of an agent's reply as its hand-off bot gets them, in the callback
+    (``message.files``) and in the status poll (``last_agent_reply.files``): ``id``,
+    ``name``, ``content_type``, ``size`` and a ``url`` the bot can fetch until
+    ``expires_at``, ``FILE_URL_MAX_AGE_SECONDS`` from now (the signed S3 URL on S3, else
+    ours: :func:`handoff_file_url`, signed with ``account``'s secret). Fresh on every call:
+    a retried callback and every poll carry new URLs."""
     from channels_app.services.outbound import outbound_files
 
-    ticket = message.ticket
     expires = int(time.time() if now is None else now) + FILE_URL_MAX_AGE_SECONDS
     expires_at = datetime.fromtimestamp(expires, tz=UTC).isoformat()
-    files = [
+    return [
         {
             "id": file.attachment_id,
             "name": file.filename,
@@ -379,6 +383,29 @@ def callback_body(
         }
         for file in outbound_files(message)
     ]
+
+
+def handoff_reply_ticket(message: Message) -> Ticket:
+    """The hand-off ticket an agent's reply was written on: its own ticket, unless a merge
+    has since moved it to another (``tickets.selectors.written_on_ticket_id``). The reply
+    stays that hand-off's: its callback, its bot's session and file URLs."""
+    written_on = Message.objects.filter(pk=message.pk).values_list(
+        written_on_ticket_id(), flat=True
+    )
+    pk = written_on.first() or message.ticket_id
+    if pk == message.ticket_id:
+        return message.ticket
+    return Ticket.objects.select_related("customer").get(pk=pk)
+
+
+def callback_body(
+    message: Message, *, ticket: Ticket, account: ChannelAccount, now: float | None = None
+) -> dict[str, Any]:
+    """What the bot's callback receives: the reply, its hand-off ``ticket`` (the one it
+    was written on: :func:`handoff_reply_ticket`) and its files
+    (:func:`handoff_reply_files`). Made again for every attempt, so a retried callback
+    carries fresh URLs."""
+    files = handoff_reply_files(message, account=account, now=now)
     return {
         "event": "agent_reply",
         "ticket_id": ticket.pk,
@@ -409,8 +436,11 @@ def chatbot_callback_send(delivery: Delivery) -> SendResult:
     ).first()
     if account is None or not account.app_secret:
         raise PermanentError("The chatbot account is gone, inactive or has no secret.")
-    url = handoff_callback_url(message.ticket)
-    body = json.dumps(callback_body(message, account=account), separators=(",", ":")).encode()
+    ticket = handoff_reply_ticket(message)
+    url = handoff_callback_url(ticket)
+    body = json.dumps(
+        callback_body(message, ticket=ticket, account=account), separators=(",", ":")
+    ).encode()
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",

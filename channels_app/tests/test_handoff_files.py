@@ -23,8 +23,9 @@ from channels_app.adapters.meta.common import meta_signature
 from channels_app.services import handoff
 from channels_app.tests.conftest import TEST_SECRET, make_account
 from support.delivery.models import Delivery
+from support.delivery.services import delivery_redrive
 from tickets.models import Message, MessageKind, Ticket
-from tickets.services import NewAttachment, message_add, ticket_create
+from tickets.services import NewAttachment, message_add, ticket_create, ticket_merge
 
 pytestmark = pytest.mark.django_db
 
@@ -241,4 +242,236 @@ def test_a_deactivated_bot_account_fetches_nothing(
 def test_file_signatures_are_the_documented_hmac() -> None:
     assert handoff.handoff_file_signature("s3cret", 7, 1764767100) == (
         hmac.new(b"s3cret", b"chatbot-file:7:1764767100", hashlib.sha256).hexdigest()
+    )
+
+
+# --- the status poll: the same files, fresh URLs ----------------------------------------------
+
+
+def _poll(ticket_id: int, secret: str = TEST_SECRET) -> Any:
+    """``GET /api/tickets/<id>/status`` signed as the bot signs it (its own secret)."""
+    path = f"/api/tickets/{ticket_id}/status"
+    stamp = str(int(time.time()))
+    signature = hmac.new(secret.encode(), f"{stamp}.GET {path}".encode(), hashlib.sha256)
+    return Client().get(
+        path,
+        HTTP_X_SIGNATURE_TIMESTAMP=stamp,
+        HTTP_X_SIGNATURE_256="sha256=" + signature.hexdigest(),
+    )
+
+
+def _fetch(url: str) -> Any:
+    parts = urlsplit(url)
+    return _get(f"{parts.path}?{parts.query}")
+
+
+def _without_urls(files: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in f.items() if k not in ("url", "expires_at")} for f in files]
+
+
+@responses.activate
+def test_the_poll_lists_the_last_replys_files_as_the_callback_does(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_account("chatbot")
+    ticket = _handoff(client)
+    message, body = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    response = _poll(ticket.pk)
+    assert response.status_code == 200, response.content
+    reply = response.json()["last_agent_reply"]
+    assert (reply["id"], reply["body_text"]) == (message.pk, "Your invoice and label.")
+    assert [f["name"] for f in reply["files"]] == ["invoice.pdf", "label.png"]
+    assert _without_urls(reply["files"]) == _without_urls(body["message"]["files"])
+    for item, content in zip(reply["files"], (PDF, PNG), strict=True):
+        assert urlsplit(item["url"]).path == f"/api/webhooks/chatbot/files/{item['id']}"
+        fetched = _fetch(item["url"])
+        assert fetched.status_code == 200
+        assert b"".join(fetched.streaming_content) == content
+
+
+@responses.activate
+def test_a_bot_without_a_callback_learns_of_the_files_by_polling(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_account("chatbot")
+    ticket = _handoff(client, callback_url="")
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    with django_capture_on_commit_callbacks(execute=True):
+        message_add(ticket=ticket, body="Your label.", author_user=agent, attachments=_files()[1:])
+    [item] = _poll(ticket.pk).json()["last_agent_reply"]["files"]
+    assert (item["name"], item["content_type"], item["size"]) == ("label.png", "image/png", 14)
+    assert _fetch(item["url"]).status_code == 200
+
+
+@responses.activate
+def test_an_expired_callback_url_is_404_and_a_poll_gives_a_fresh_one(
+    client: Client,
+    agent: Any,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_account("chatbot")
+    ticket = _handoff(client)
+    _, body = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    old = body["message"]["files"][0]
+    later = time.time() + 301
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert _fetch(old["url"]).status_code == 404
+    fresh = _poll(ticket.pk).json()["last_agent_reply"]["files"][0]
+    assert fresh["id"] == old["id"]
+    assert fresh["url"] != old["url"]
+    assert int(parse_qs(urlsplit(fresh["url"]).query)["expires"][0]) == int(later) + 300
+    assert _fetch(fresh["url"]).status_code == 200
+
+
+# --- merged tickets: a bot keeps the files meant for it, and gets nothing else ----------------
+
+
+def _merge(source: Ticket, target: Ticket, agent: Any) -> None:
+    ticket_merge(source=source, target=target, actor=agent, confirm_customer_merge=True)
+
+
+@responses.activate
+def test_after_its_ticket_is_merged_the_bot_still_fetches_its_replys_files(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Merging moves the hand-off's timeline to the other ticket: the bot's callback URLs
+    keep working, and its poll (of its own ticket, now closed) still shows the reply."""
+    make_account("chatbot")
+    ticket = _handoff(client)
+    message, body = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    target = ticket_create(customer=ticket.customer, subject="Duplicate", body="Same problem")
+    _merge(ticket, target, agent)
+    assert Message.objects.get(pk=message.pk).ticket_id == target.pk
+    for item in body["message"]["files"]:
+        assert _fetch(item["url"]).status_code == 200
+    polled = _poll(ticket.pk).json()
+    assert polled["status"] == "closed"
+    reply = polled["last_agent_reply"]
+    assert reply["id"] == message.pk
+    assert _without_urls(reply["files"]) == _without_urls(body["message"]["files"])
+    assert [_fetch(f["url"]).status_code for f in reply["files"]] == [200, 200]
+    assert _poll(target.pk).status_code == 404  # the target is no hand-off of this bot
+    # merged on again: the reply is still the bot's
+    final = ticket_create(customer=ticket.customer, subject="Third", body="Again")
+    _merge(target, final, agent)
+    reply = _poll(ticket.pk).json()["last_agent_reply"]
+    assert reply["id"] == message.pk
+    assert [_fetch(f["url"]).status_code for f in reply["files"]] == [200, 200]
+
+
+@responses.activate
+def test_merged_into_another_bots_hand_off_the_files_stay_the_first_bots(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    make_account("chatbot")
+    make_account("chatbot", name="other-bot", app_secret="other-bot-secret")
+    ticket = _handoff(client)
+    message, _ = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    theirs = _handoff(client, secret="other-bot-secret", session_id="other", callback_url="")
+    _merge(ticket, theirs, agent)
+    pdf = message.attachments.order_by("pk").first()
+    assert pdf is not None
+    later = int(time.time()) + 120
+    assert _get(_signed(pdf.pk, later, secret="other-bot-secret")).status_code == 404
+    assert _poll(theirs.pk, secret="other-bot-secret").json()["last_agent_reply"] is None
+    assert _get(_signed(pdf.pk, later)).status_code == 200
+    assert _poll(ticket.pk).json()["last_agent_reply"]["id"] == message.pk
+
+
+@responses.activate
+def test_a_ticket_merged_into_the_hand_off_brings_the_bot_nothing(
+    client: Client, agent: Any, customer: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Another ticket's replies (sent to its customer on its own channel) were never meant
+    for the bot: merged into the hand-off, they stay out of its poll and its file URLs."""
+    make_account("chatbot")
+    ticket = _handoff(client)
+    mine, _ = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    other = ticket_create(customer=customer, subject="By e-mail", body="Hi", channel="api")
+    theirs = message_add(
+        ticket=other, body="Your contract", author_user=agent, attachments=_files()
+    )
+    assert theirs.created_at > mine.created_at
+    _merge(other, ticket, agent)
+    later = int(time.time()) + 120
+    for attachment in theirs.attachments.all():
+        assert _get(_signed(attachment.pk, later)).status_code == 404
+    reply = _poll(ticket.pk).json()["last_agent_reply"]
+    assert (reply["id"], reply["body_text"]) == (mine.pk, "Your invoice and label.")
+    # the hand-off's own replies after the merge are the bot's, as before
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-2"})
+    with django_capture_on_commit_callbacks(execute=True):
+        after = message_add(ticket=ticket, body="One more", author_user=agent, attachments=_files())
+    reply = _poll(ticket.pk).json()["last_agent_reply"]
+    assert reply["id"] == after.pk
+    assert [_fetch(f["url"]).status_code for f in reply["files"]] == [200, 200]
+
+
+@responses.activate
+def test_a_callback_re_driven_after_a_merge_goes_to_its_own_bot_session(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A callback that failed before the merge and is re-driven after: still the
+    hand-off's (its URL, ticket and session), with file URLs that work. Before, it read the
+    ticket the reply had moved to: another session's callback URL and ids."""
+    make_account("chatbot")
+    other_callback = "https://bot.example.com/other-session"
+    ticket = _handoff(client)
+    second = _handoff(client, session_id="second", callback_url=other_callback)
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    responses.post(CALLBACK, status=400, body="down")
+    with django_capture_on_commit_callbacks(execute=True):
+        message = message_add(ticket=ticket, body="Files", author_user=agent, attachments=_files())
+    delivery = Delivery.objects.get(target_kind="chatbot_callback")
+    assert delivery.status == "dead"
+    _merge(ticket, second, agent)
+    responses.replace(responses.POST, CALLBACK, status=200, body="ok")
+    responses.post(other_callback, status=200, body="ok")
+    before = len(responses.calls)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delivery_redrive(delivery_ids=[delivery.pk], actor=agent) == 1
+    [call] = list(responses.calls)[before:]
+    assert call.request.url == CALLBACK
+    body = json.loads(call.request.body or b"")
+    assert (body["ticket_id"], body["session_id"], body["number"]) == (
+        ticket.pk,
+        "xyz",
+        ticket.number,
+    )
+    assert body["message"]["id"] == message.pk
+    assert [_fetch(f["url"]).status_code for f in body["message"]["files"]] == [200, 200]
+    assert Delivery.objects.get(pk=delivery.pk).status == "succeeded"
+
+
+@responses.activate
+def test_a_hand_off_that_took_another_in_keeps_its_own_callback_and_address(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The hand-off's record (callback URL, the address typed) is its own first message:
+    an older hand-off merged into it brings an earlier first message, never its record."""
+    make_account("chatbot")
+    other_callback = "https://bot.example.com/other-session"
+    older = _handoff(client)
+    ticket = _handoff(
+        client,
+        session_id="second",
+        customer_email="second@example.com",
+        callback_url=other_callback,
+    )
+    _merge(older, ticket, agent)
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    responses.post(other_callback, status=200, body="ok")
+    with django_capture_on_commit_callbacks(execute=True):
+        message = message_add(ticket=ticket, body="Hello", author_user=agent)
+    mail, callback = responses.calls
+    assert json.loads(mail.request.body or b"")["personalizations"] == [
+        {"to": [{"email": "second@example.com"}]}
+    ]
+    assert callback.request.url == other_callback
+    body = json.loads(callback.request.body or b"")
+    assert (body["ticket_id"], body["session_id"], body["message"]["id"]) == (
+        ticket.pk,
+        "second",
+        message.pk,
     )

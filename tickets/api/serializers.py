@@ -22,6 +22,7 @@ from tickets.models import (
     VipTier,
     format_ticket_number,
 )
+from tickets.selectors import ticket_last_agent_reply
 
 
 @extend_schema_field({"type": "string", "maxLength": TAG_NAME_MAX_CHARS})
@@ -315,23 +316,57 @@ class TicketCreatedOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "number", "correlation_id", "status", "priority", "created_at"]
 
 
+class ReplyFileOutputSerializer(serializers.Serializer):
+    """A file of the last agent reply, as the hand-off bot's callback lists it."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    content_type = serializers.CharField()
+    size = serializers.IntegerField(help_text="Bytes.")
+    url = serializers.URLField(help_text="Fetch with a plain GET until `expires_at`.")
+    expires_at = serializers.DateTimeField()
+
+
+class LastAgentReplyOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    body_text = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    files = ReplyFileOutputSerializer(
+        many=True,
+        required=False,
+        help_text="Only on the hand-off bot's signed poll: the reply's files, each with a "
+        "fresh five-minute URL on every poll (docs/channels.md#chatbot-hand-off).",
+    )
+
+
 class TicketStatusOutputSerializer(serializers.ModelSerializer):
+    """``context["reply_files"]``: how the caller's credential lists a reply's files
+    (``StatusGrant.reply_files``); absent, no files are listed."""
+
     number = serializers.CharField(read_only=True)
-    last_agent_reply = serializers.SerializerMethodField()
+    last_agent_reply = serializers.SerializerMethodField(
+        help_text="The last public reply an agent wrote on this ticket (still this ticket's "
+        "after a merge moved it away; another ticket's merged in is not), or null."
+    )
 
     class Meta:
         model = Ticket
         fields = ["id", "number", "status", "priority", "updated_at", "last_agent_reply"]
 
+    @extend_schema_field(LastAgentReplyOutputSerializer(allow_null=True))
     def get_last_agent_reply(self, obj: Ticket) -> dict[str, Any] | None:
-        message = (
-            obj.messages.filter(direction="outbound", kind="public", author_user__isnull=False)
-            .order_by("-created_at")
-            .first()
-        )
+        message = ticket_last_agent_reply(ticket=obj)
         if message is None:
             return None
-        return {"body_text": message.body_text, "created_at": message.created_at}
+        reply: dict[str, Any] = {
+            "id": message.pk,
+            "body_text": message.body_text,
+            "created_at": message.created_at,
+        }
+        reply_files = self.context.get("reply_files")
+        if reply_files is not None:
+            reply["files"] = reply_files(message)
+        return reply
 
 
 class TicketMergeInputSerializer(serializers.Serializer):

@@ -437,11 +437,13 @@ class TicketStatusApi(APIView):
         responses=s.TicketStatusOutputSerializer,
     )
     def get(self, request: Request, ticket_id: str) -> Response:
+        context: dict[str, Any] = {}
         if isinstance(request.auth, StatusGrant):
             ticket = request.auth.ticket
+            context["reply_files"] = request.auth.reply_files
         else:
             ticket = selectors.ticket_get_visible(ticket_id, user=request.user)
-        return Response(s.TicketStatusOutputSerializer(ticket).data)
+        return Response(s.TicketStatusOutputSerializer(ticket, context=context).data)
 
 
 class TicketMergeApi(APIView):

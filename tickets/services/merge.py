@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Func, JSONField, Value
 from django.utils import timezone
 
 from support.auth.roles import is_supervisor
 from support.errors import Conflict, Forbidden, InvalidInput
 from support.services import audit_log_record
 from tickets.models import (
+    MESSAGE_WRITTEN_ON_KEY,
     ChannelIdentity,
     Message,
     Ticket,
@@ -99,7 +101,20 @@ def ticket_merge(
             f"{source.number} and {target.number} belong to different customers, and one of "
             "them has tickets in teams you are not in: ask a supervisor to merge them."
         )
-    moved = Message.objects.filter(ticket=source).update(ticket=target)
+    # Each moved entry keeps the ticket it was written on (the first, through later
+    # merges: ``{key: source} || metadata`` lets a key already there win). What was meant
+    # for that ticket's counterpart stays its own and nobody else's: a hand-off bot reads
+    # the replies written on its ticket, and only those (docs/channels.md#chatbot-hand-off).
+    moved = Message.objects.filter(ticket=source).update(
+        ticket=target,
+        metadata=Func(
+            Value({MESSAGE_WRITTEN_ON_KEY: source.pk}, output_field=JSONField()),
+            F("metadata"),
+            template="(%(expressions)s)",
+            arg_joiner=" || ",
+            output_field=JSONField(),
+        ),
+    )
     moved_identities = 0
     if cross_customer:
         existing = set(

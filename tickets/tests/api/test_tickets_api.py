@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from support.models import OutboxEvent
 from support.services import api_key_create
 from tickets import services
-from tickets.models import Customer, Team, Ticket
+from tickets.models import Customer, Message, Team, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -302,6 +302,32 @@ def test_status_endpoint_for_chatbot_polling(agent_client, customer, agent):
     body = agent_client.get(f"/api/tickets/{ticket.number}/status").json()
     assert body["status"] == "open"
     assert body["last_agent_reply"]["body_text"] == "We fixed it"
+
+
+def test_status_last_agent_reply_is_the_one_written_on_the_ticket_through_merges(
+    agent_client, customer, agent
+):
+    """A merge moves the timeline: the merged ticket's poll still shows the last reply
+    written on it (before: none), and the ticket it went into does not take it as its own
+    (before: the merged ticket's reply, when later). Merged on again, the same."""
+    first = services.ticket_create(customer=customer, subject="First", body="a")
+    second = services.ticket_create(customer=customer, subject="Second", body="b")
+    third = services.ticket_create(customer=customer, subject="Third", body="c")
+    own = services.message_add(ticket=second, body="On the second", author_user=agent)
+    moved = services.message_add(ticket=first, body="On the first", author_user=agent)
+    services.ticket_merge(source=first, target=second, actor=agent)
+    services.ticket_merge(source=second, target=third, actor=agent)
+    assert Message.objects.get(pk=moved.pk).ticket_id == third.pk
+    assert Message.objects.get(pk=moved.pk).metadata == {"written_on_ticket_id": first.pk}
+    assert Message.objects.get(pk=own.pk).metadata == {"written_on_ticket_id": second.pk}
+
+    def last_reply(ticket):
+        return agent_client.get(f"/api/tickets/{ticket.pk}/status").json()["last_agent_reply"]
+
+    assert (last_reply(first)["id"], last_reply(first)["body_text"]) == (moved.pk, "On the first")
+    assert "files" not in last_reply(first)  # files: the hand-off bot's signed poll only
+    assert last_reply(second)["id"] == own.pk
+    assert last_reply(third) is None
 
 
 def test_list_filters_and_cursor_pagination(agent_client, agent, customer):
