@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+import requests
 import responses
 from bs4 import BeautifulSoup
 from django.test import Client
@@ -394,6 +395,208 @@ def test_the_status_is_signed_as_a_get_with_its_query_under_oauth1(
     assert params["oauth_signature"] == signature(
         "GET", STATUS, signed, account.consumer_secret, "ts"
     )
+
+
+# --- a finalize whose answer was lost ---------------------------------------------------
+
+MEDIA_ID_2 = "1890000000000000002"
+APPEND_2 = f"{API}/2/media/upload/{MEDIA_ID_2}/append"
+FINALIZE_2 = f"{API}/2/media/upload/{MEDIA_ID_2}/finalize"
+# What X's v2 STATUS answers for a media id it does not know (xdevplatform/xurl issue 18)
+NOT_FOUND = {
+    "errors": [{"message": "BadRequest: Not found"}],
+    "title": "Invalid Request",
+    "detail": "One or more parameters to your request was invalid.",
+    "type": "https://api.twitter.com/2/problems/invalid-request",
+}
+LOST = {"body": requests.ReadTimeout("Read timed out. (read timeout=10)")}
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "lost",
+    [
+        LOST,
+        {"body": requests.ConnectionError("Connection reset by peer")},
+        {"status": 503, "json": {"title": "Service Unavailable"}},
+    ],
+    ids=["timeout", "reset", "503"],
+)
+def test_after_a_finalize_whose_answer_was_lost_the_status_is_asked_not_a_second_finalize(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile], lost: dict[str, Any]
+) -> None:
+    files.append(clip())
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(INIT, json=initialized())
+    responses.post(APPEND, json=appended())
+    responses.post(FINALIZE, **lost)
+    # X had taken the finalize: it knows the media and is processing it
+    responses.get(STATUS, json=processing("in_progress", check_after_secs=3))
+    responses.get(STATUS, json=processing("succeeded", progress_percent=100))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000002"))
+
+    delivery = send_reply(x_ticket, agent)
+    assert (delivery.status, delivery.attempts) == ("retrying", 1)
+    kept = recorded(delivery)
+    # the finalize was sent but X's answer is unknown: not recorded as finalized
+    assert (kept["upload_id"], kept["finalized_at"]) == (MEDIA_ID, "")
+
+    delivery = retry(delivery)  # the status, not a second finalize: X is processing
+    assert (delivery.status, delivery.error_code) == ("retrying", "x_media_processing")
+    # the finalize counts from when it was sent (recorded before it went)
+    assert kept.get("finalize_sent_at")
+    assert recorded(delivery)["finalized_at"] == kept["finalize_sent_at"]
+    delivery = retry(delivery)
+
+    assert (delivery.status, delivery.attempts, delivery.total_attempts) == ("succeeded", 2, 3)
+    assert [(c.request.method, c.request.url) for c in responses.calls] == [
+        ("POST", X_DM),
+        ("POST", INIT),
+        ("POST", APPEND),
+        ("POST", FINALIZE),  # its answer lost
+        ("GET", STATUS),
+        ("GET", STATUS),
+        ("POST", X_DM),
+    ]
+    assert body_json(responses.calls[6]) == {"attachments": [{"media_id": MEDIA_ID}]}
+    # every call is on its attempt, the lost finalize too
+    first, second, _ = delivery.attempt_log.order_by("number")
+    calls = json.loads(first.response_summary)
+    assert [(c["part"], c["step"], c["http_status"]) for c in calls] == [
+        ("text", "send", 201),
+        ("file:901", "initialize", 200),
+        ("file:901", "append", 200),
+        ("file:901", "finalize", lost.get("status")),
+    ]
+    assert [(c["part"], c.get("step")) for c in json.loads(second.response_summary)] == [
+        ("text", None),
+        ("file:901", "status"),
+    ]
+
+
+@responses.activate
+def test_a_finalize_x_answered_with_429_is_sent_again_without_asking_the_status(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files.append(clip())
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(INIT, json=initialized())
+    responses.post(APPEND, json=appended())
+    # X answered: it did not take this finalize
+    responses.post(FINALIZE, status=429, json={"title": "Too Many Requests"})
+    responses.post(FINALIZE, json=processing("succeeded"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000002"))
+
+    delivery = retry(send_reply(x_ticket, agent))
+
+    assert delivery.status == "succeeded"
+    assert [c.request.url for c in responses.calls] == [
+        X_DM,
+        INIT,
+        APPEND,
+        FINALIZE,
+        FINALIZE,
+        X_DM,
+    ]
+
+
+@responses.activate
+def test_after_a_lost_finalize_of_a_media_x_does_not_know_the_file_is_uploaded_afresh(
+    x_ticket: Ticket, agent: Any, files: list[OutboundFile]
+) -> None:
+    files.append(clip())
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(INIT, json=initialized())
+    responses.post(APPEND, json=appended())
+    responses.post(FINALIZE, **LOST)
+    responses.get(STATUS, status=400, json=NOT_FOUND)
+    responses.post(INIT, json={"data": {"id": MEDIA_ID_2, "expires_after_secs": 86399}})
+    responses.post(APPEND_2, json=appended())
+    responses.post(FINALIZE_2, json=processing("succeeded"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000002"))
+
+    delivery = retry(send_reply(x_ticket, agent))
+
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2)
+    assert [(c.request.method, c.request.url) for c in responses.calls] == [
+        ("POST", X_DM),
+        ("POST", INIT),
+        ("POST", APPEND),
+        ("POST", FINALIZE),  # its answer lost
+        ("GET", STATUS),  # 400: X does not know the media
+        ("POST", INIT),  # a fresh upload, all its segments
+        ("POST", APPEND_2),
+        ("POST", FINALIZE_2),
+        ("POST", X_DM),
+    ]
+    assert multipart(responses.calls[6])["media"] == VIDEO
+    assert body_json(responses.calls[8]) == {"attachments": [{"media_id": MEDIA_ID_2}]}
+    kept = recorded(delivery)
+    assert (kept["upload_id"], kept["restarts"], kept["finalize_sent_at"]) == (
+        MEDIA_ID_2,
+        "1",
+        "",
+    )
+    second = delivery.attempt_log.order_by("number").last()
+    assert second is not None
+    steps = [
+        (c["part"], c.get("step"), c.get("http_status")) for c in second.request_summary["parts"]
+    ]
+    assert steps == [
+        ("text", None, None),
+        ("file:901", "status", 400),
+        ("file:901", "initialize", 200),
+        ("file:901", "append", 200),
+        ("file:901", "finalize", 200),
+        ("file:901", "send", 201),
+    ]
+
+
+@responses.activate
+def test_finalizes_lost_again_and_again_fail_the_reply_after_a_bounded_number_of_uploads(
+    x_ticket: Ticket,
+    agent: Any,
+    files: list[OutboundFile],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    files.append(clip())
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000001"))
+    responses.post(INIT, json=initialized())
+    responses.post(APPEND, json=appended())
+    responses.post(FINALIZE, **LOST)
+    responses.get(STATUS, status=400, json=NOT_FOUND)
+
+    delivery = send_reply(x_ticket, agent)
+    for _ in range(2):  # the finalize lost, X does not know the media: a fresh upload
+        assert delivery.status == "retrying"
+        delivery = retry(delivery)
+
+    assert delivery.status == "retrying"
+    delivery = retry(delivery)
+    assert (delivery.status, delivery.error_code) == ("dead", "x_media_upload_lost")
+    error = (
+        "X lost the file “clip.mp4”: the answer to its upload's finalize never came and X "
+        "no longer knows the media, 3 times; not sent. Already sent, not sent again: the text."
+    )
+    assert delivery.last_error == error
+    assert delivery.attempts == 4
+    message = Message.objects.get(pk=delivery.payload["message_id"])
+    assert (message.delivery_status, message.delivery_error) == ("failed", error)
+    # one upload, then UPLOAD_RESTARTS_MAX (2) fresh ones, then the last status: no more
+    assert getattr(x_adapter, "UPLOAD_RESTARTS_MAX", None) == 2
+    urls = [c.request.url for c in responses.calls]
+    assert (urls.count(INIT), urls.count(FINALIZE), urls.count(STATUS)) == (3, 3, 3)
+    assert urls[-1] == STATUS
+    assert urls.count(X_DM) == 1  # the text only
+
+    # staff re-drive the dead letter once X answers again: a fresh upload, no status
+    responses.replace(responses.POST, FINALIZE, json=processing("succeeded"))
+    responses.post(X_DM, status=201, json=x_dm("1700000000000000002"))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.delivery_redrive(delivery_ids=[delivery.pk], actor=agent) == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "succeeded"
+    assert [c.request.url for c in responses.calls][len(urls) :] == [INIT, APPEND, FINALIZE, X_DM]
 
 
 # --- GIF ----------------------------------------------------------------------------------

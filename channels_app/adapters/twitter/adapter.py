@@ -47,7 +47,7 @@ from channels_app.adapters.parts import (
 )
 from channels_app.adapters.twitter import tokens
 from channels_app.adapters.twitter.oauth1 import authorization_header
-from support.errors import PendingError, PermanentError
+from support.errors import PendingError, PermanentError, RetryableError
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -82,6 +82,14 @@ PROCESSING_CODE = "x_media_processing"
 PROCESSING_MAX = timedelta(minutes=30)
 PROCESSING_TOO_LONG_CODE = "x_media_processing_too_long"
 PROCESSING_FAILED_CODE = "x_media_failed"
+# A finalize whose answer never came (a timeout, a reset connection, a 5xx) may have been
+# taken by X, and X documents no answer to a second finalize of the same media id: the next
+# attempt asks the status instead of finalizing again. A media X then says it does not know
+# (400 "BadRequest: Not found" or 404: the finalize never reached it, or the upload expired)
+# is uploaded afresh from the initialize, at most this many times for one file.
+UPLOAD_RESTARTS_MAX = 2
+UPLOAD_LOST_CODE = "x_media_upload_lost"
+MEDIA_UNKNOWN_STATUSES = (400, 404)
 
 logger = logging.getLogger(__name__)
 
@@ -339,19 +347,30 @@ class TwitterAdapter(ChannelAdapter):
         Each step is recorded on the part as soon as X took it (``ReplyParts.record``:
         ``upload_id`` and ``upload_until`` after the initialize, ``segments`` after each
         append, ``finalized_at``), so a retry resumes where the last attempt stopped and
-        never sends a segment X has. While X processes the media the attempt ends at once
-        as retryable after the ``check_after_secs`` X asked for (``RetryableError`` with
-        ``retry_after``: the delivery engine's retry, never a wait in the worker); the
-        next attempt asks the status and goes on. ``failed`` fails the reply in words
-        naming the file."""
+        never sends a segment X has. ``finalize_sent_at`` is recorded before the finalize
+        goes: a finalize whose answer never came is followed by the status, never by a
+        second finalize (:meth:`_media_after_lost_finalize`). While X processes the media
+        the attempt ends at once as retryable after the ``check_after_secs`` X asked for
+        (``RetryableError`` with ``retry_after``: the delivery engine's retry, never a wait
+        in the worker); the next attempt asks the status and goes on. ``failed`` fails the
+        reply in words naming the file."""
         category = _chunked_category(file)
         done = parts.progress(part)
         now = timezone.now()
         upload_id = done.get("upload_id", "")
         finalized = _when(done.get("finalized_at"))
         until = _when(done.get("upload_until"))
+        info: dict[str, Any] | None = None
+        sent_at = done.get("finalize_sent_at", "")
+        if upload_id and finalized is None and sent_at:
+            info = self._media_after_lost_finalize(account, parts, part, what, upload_id, done)
+            if info is None:  # X does not know it: a fresh upload
+                upload_id = ""
+            else:
+                finalized = _when(sent_at)
         if upload_id and finalized is not None and now - finalized <= MEDIA_KEPT:
-            info = self._media_status(account, parts, part, what, upload_id)
+            if info is None:
+                info = self._media_status(account, parts, part, what, upload_id)
             if now - finalized > PROCESSING_MAX and _processing(info):
                 late = PermanentError(f"still {_processing(info)} after {PROCESSING_MAX}")
                 late.error_code = PROCESSING_TOO_LONG_CODE  # type: ignore[attr-defined]
@@ -403,7 +422,12 @@ class TwitterAdapter(ChannelAdapter):
         kept = _seconds(data.get("expires_after_secs"))
         until = timezone.now() + (timedelta(seconds=kept) if kept else UPLOAD_KEPT_DEFAULT)
         parts.record(
-            part, upload_id=upload_id, upload_until=until.isoformat(), segments="0", finalized_at=""
+            part,
+            upload_id=upload_id,
+            upload_until=until.isoformat(),
+            segments="0",
+            finalized_at="",
+            finalize_sent_at="",
         )
         return upload_id
 
@@ -441,11 +465,70 @@ class TwitterAdapter(ChannelAdapter):
         # An empty JSON object as the body: X refuses a finalize without one ("Request body
         # must be a JSON object.", a 400 that failed the reply).
         finalize = partial(_post_json, url, {})
-        response = parts.call(
-            part, "finalize", what, {"url": url}, partial(self._authorized, account, url, finalize)
-        )
-        parts.record(part, finalized_at=timezone.now().isoformat())
+        # Recorded before it goes: if its answer never comes (or the worker dies), the next
+        # attempt knows X may have taken it and asks the status instead of finalizing again.
+        parts.record(part, finalize_sent_at=timezone.now().isoformat())
+        try:
+            response = parts.call(
+                part,
+                "finalize",
+                what,
+                {"url": url},
+                partial(self._authorized, account, url, finalize),
+            )
+        except (RetryableError, PermanentError) as exc:
+            status = getattr(exc, "http_status", None)
+            if status is not None and status < 500:
+                # X answered (a 4xx refusal, a 429): it did not take this finalize
+                parts.record(part, finalize_sent_at="")
+            raise
+        parts.record(part, finalized_at=timezone.now().isoformat(), finalize_sent_at="")
         return _data(response)
+
+    def _media_after_lost_finalize(
+        self,
+        account: ChannelAccount,
+        parts: ReplyParts,
+        part: str,
+        what: str,
+        upload_id: str,
+        done: Mapping[str, str],
+    ) -> dict[str, Any] | None:
+        """After a finalize whose answer never came: X's status of the media. Known to X
+        (processing, succeeded, failed): it took the finalize, recorded as finalized when it
+        was sent, and its answer is returned. Unknown to X (400 / 404): ``None`` after
+        recording a fresh start (the caller uploads the file again from the initialize),
+        or a permanent error (``x_media_upload_lost``) once ``UPLOAD_RESTARTS_MAX`` fresh
+        uploads were lost the same way (a re-drive then starts afresh). Any other failure
+        of the status keeps its kind, and the next attempt asks again."""
+        try:
+            info = self._media_status(account, parts, part, what, upload_id)
+        except PermanentError as exc:
+            if getattr(exc, "http_status", None) not in MEDIA_UNKNOWN_STATUSES:
+                raise
+        else:
+            parts.record(part, finalized_at=done["finalize_sent_at"], finalize_sent_at="")
+            return info
+        restarts = int(done.get("restarts") or 0)
+        if restarts >= UPLOAD_RESTARTS_MAX:
+            # forgotten, so that a re-drive of the dead letter uploads the file afresh
+            parts.record(part, restarts="0", upload_id="", segments="0", finalize_sent_at="")
+            lost = PermanentError(f"media {upload_id} unknown to X after a lost finalize")
+            lost.error_code = UPLOAD_LOST_CODE  # type: ignore[attr-defined]
+            raise parts.told(
+                lost,
+                f"X lost {what}: the answer to its upload's finalize never came and X no "
+                f"longer knows the media, {restarts + 1} times; not sent.",
+            )
+        logger.info(
+            "X does not know media %s of message %s after a lost finalize: uploading again",
+            upload_id,
+            parts.message_id,
+        )
+        parts.record(
+            part, restarts=str(restarts + 1), upload_id="", segments="0", finalize_sent_at=""
+        )
+        return None
 
     def _media_status(
         self, account: ChannelAccount, parts: ReplyParts, part: str, what: str, upload_id: str
