@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
 from routing.classifier import TextRouter
 from support.redaction import CARD_RE, EMAIL_RE, PHONE_RE, luhn_ok, phone_ok
+from support.sentiment import sentiment_score
 
 # --- the data the tools work on (loaded before the agent runs) ----------------------------
 
@@ -317,16 +317,9 @@ URGENCY_RE = re.compile(
 )
 
 
-@lru_cache(maxsize=1)
-def _sentiment_analyzer() -> Any:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
-
-
 def sentiment(text: str) -> float:
-    """VADER compound score in [-1, 1]."""
-    return float(_sentiment_analyzer().polarity_scores(text)["compound"])
+    """VADER compound score in [-1, 1], politeness aside (``support.sentiment``)."""
+    return sentiment_score(text)
 
 
 def calculate_priority(

@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,6 +36,7 @@ from calls.parsers import Segment
 from support.errors import PermanentError
 from support.fallback import provider_failure
 from support.prompt_data import DATA_RULE, data_fence
+from support.sentiment import sentiment_score
 from support.small_talk import STOPWORDS, has_content
 from support.text import sentences_of
 
@@ -99,13 +99,6 @@ class AnalyticsProvider(Protocol):
 # --- shared local pieces -----------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _vader() -> Any:
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    return SentimentIntensityAnalyzer()
-
-
 def sentiment_label(score: float) -> str:
     if score >= 0.05:
         return "POSITIVE"
@@ -116,8 +109,7 @@ def sentiment_label(score: float) -> str:
 
 def segment_sentiments(segments: Sequence[Segment]) -> tuple[list[str], str, float | None]:
     """Per-segment labels and the overall (customer turns when labelled, else all)."""
-    analyzer = _vader()
-    scores = [float(analyzer.polarity_scores(s.text)["compound"]) for s in segments]
+    scores = [sentiment_score(s.text) for s in segments]
     labels = [sentiment_label(x) for x in scores]
     customer = [x for s, x in zip(segments, scores, strict=True) if s.speaker == "Customer"]
     pool = customer or scores

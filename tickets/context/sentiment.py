@@ -23,6 +23,7 @@ from django.conf import settings
 from support.aws import aws_client, aws_error
 from support.errors import PermanentError
 from support.redaction import redact
+from support.sentiment import sentiment_score
 
 # VADER's own recommended thresholds on the compound score.
 POSITIVE_THRESHOLD = 0.05
@@ -61,16 +62,8 @@ class VaderAnalyser:
     name = "vader"
     sends_text = False
 
-    def __init__(self) -> None:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        self._analyser = SentimentIntensityAnalyzer()
-
     def analyse(self, text: str) -> Sentiment:
-        text = text.strip()
-        if not text:
-            return Sentiment(0.0, "neutral")
-        score = float(self._analyser.polarity_scores(text[:10_000])["compound"])
+        score = sentiment_score(text)  # one VADER per process, politeness aside
         return Sentiment(round(score, 4), label_for_score(score))
 
 
