@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 
 from events_out.models import OutgoingWebhook
 from tickets.models import Direction, Message, MessageKind, Ticket
+from tickets.selectors import ticket_submitted_id
 
 
 def webhook_list_active() -> QuerySet[OutgoingWebhook]:
@@ -17,15 +18,22 @@ def webhook_list_active() -> QuerySet[OutgoingWebhook]:
 def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
     """Seed 004's ``TicketReceived`` detail for a ``ticket.created`` envelope: the seed's
     fields (ids as strings, the subject, the description, i.e. the customer's first
-    message, and the customer context), then the event id, number, priority and source.
-    Read when sent (a ticket erased since carries its erased text)."""
+    message, and the customer context), then the internal ticket id (``id``, a number),
+    the event id, number, priority and source. ``ticket_id`` is the ticket's id as seed
+    004's ``POST /tickets`` answered it (``tickets.selectors.ticket_submitted_id``): the
+    caller's own ``ticket_id`` when it sent one, else the internal id as a string. Read
+    when sent (a ticket erased since carries its erased text, and its internal id)."""
+    internal_id = int(event.get("ticket_id") or 0)
+    ticket_id = str(event.get("ticket_id"))
     ticket = (
         Ticket.objects.select_related("customer")
-        .filter(pk=int(event.get("ticket_id") or 0))
+        .filter(pk=internal_id)
         .only(
             "pk",
             "subject",
             "correlation_id",
+            "origin_platform_id",
+            "origin_caller",
             "customer__vip_tier",
             "customer__account_type",
         )
@@ -35,6 +43,7 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
     customer_context: dict[str, Any] = {"is_vip": False, "account_type": ""}
     subject = str(event.get("subject") or "")
     if ticket is not None:
+        ticket_id = ticket_submitted_id(ticket)
         subject = ticket.subject
         first = (
             Message.objects.filter(
@@ -51,13 +60,14 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
                 "account_type": ticket.customer.account_type,
             }
     return {
-        "ticket_id": str(event.get("ticket_id")),
+        "ticket_id": ticket_id,
         "customer_id": str(event.get("customer_id") or ""),
         "subject": subject,
         "description": description,
         "timestamp": event.get("timestamp"),
         "correlation_id": str(event.get("correlation_id") or ""),
         "customer_context": customer_context,
+        "id": internal_id,
         "event_id": event.get("id"),
         "number": event.get("number"),
         "priority": event.get("priority"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -39,6 +40,75 @@ def routing_decision_list(*, ticket: Ticket) -> QuerySet[RoutingDecision]:
 
 def routing_decision_latest(*, ticket: Ticket) -> RoutingDecision | None:
     return routing_decision_list(ticket=ticket).first()
+
+
+class RoutingState:
+    """Where a ticket's routing stands (seed 004's ``GET /tickets/{id}``
+    ``routing_status``)."""
+
+    DECIDED = "decided"
+    PENDING = "pending"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    DISABLED = "disabled"
+    NOT_ROUTED = "not_routed"
+
+
+@dataclass(frozen=True)
+class RoutingStatus:
+    status: str
+    reason: str | None  # in words; None once decided
+
+
+def routing_status_get(*, ticket: Ticket, decided: bool, now: Any = None) -> RoutingStatus:
+    """Whether a decision is there, still to come, or never coming, and why in words:
+    ``decided``; ``failed`` (routing failed for good: ``RoutingFailure.permanent``, the
+    sweep leaves it; the error named); ``expired`` (no decision is kept for a ticket older
+    than ``ROUTING_DECISION_RETENTION_DAYS``: the purge deleted it, or there was none);
+    ``disabled`` (``ROUTING_ENABLED`` off); ``not_routed`` (no decision and past the
+    routing sweep's look-back: nothing routes it by itself); else ``pending`` (a
+    decision is coming: the task or the sweep routes it, after a passing failure too).
+    ``decided``: the caller found a decision (one query otherwise)."""
+    if decided:
+        return RoutingStatus(RoutingState.DECIDED, None)
+    now = now or timezone.now()
+    failure = RoutingFailure.objects.filter(ticket_id=ticket.pk).first()
+    if failure is not None and failure.permanent:
+        return RoutingStatus(
+            RoutingState.FAILED,
+            "Routing this ticket failed for good and is not tried again by itself "
+            f"({failure.error[:300] or 'no error recorded'}); a supervisor can route it "
+            "again (admin: Routing failures).",
+        )
+    days = int(settings.ROUTING_DECISION_RETENTION_DAYS)
+    if ticket.created_at <= now - timedelta(days=days):
+        return RoutingStatus(
+            RoutingState.EXPIRED,
+            f"No routing decision is kept for this ticket: decisions are deleted {days} "
+            "days after they are made (ROUTING_DECISION_RETENTION_DAYS), and the ticket "
+            "is older.",
+        )
+    if not settings.ROUTING_ENABLED:
+        return RoutingStatus(
+            RoutingState.DISABLED,
+            "Routing is turned off on this installation (ROUTING_ENABLED): no decision "
+            "is made while it is.",
+        )
+    lookback = timedelta(seconds=float(settings.ROUTING_SWEEP_LOOKBACK_SECONDS))
+    if ticket.created_at <= now - lookback:
+        return RoutingStatus(
+            RoutingState.NOT_ROUTED,
+            "The ticket has no routing decision and is older than the routing sweep looks "
+            f"back ({lookback}, ROUTING_SWEEP_LOOKBACK_SECONDS): nothing routes it by itself.",
+        )
+    if failure is not None:
+        again = failure.next_attempt_at
+        return RoutingStatus(
+            RoutingState.PENDING,
+            f"Routing failed {failure.attempts} time(s) with a passing fault; it is tried "
+            f"again from {again.isoformat() if again else 'the next sweep'}.",
+        )
+    return RoutingStatus(RoutingState.PENDING, "Waiting for the routing decision.")
 
 
 def tickets_unrouted(*, now: Any = None) -> QuerySet[Ticket]:

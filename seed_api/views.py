@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +22,7 @@ from calls.api.views import AnalyticsDetailApi, AnalyticsListApi
 from channels_app.api.views import webhook, webhook_account_for_request
 from routing import selectors as routing_selectors
 from routing.api.serializers import RoutingDecisionOutputSerializer
+from routing.selectors import RoutingStatus
 from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent
 from support.errors import NotFound
@@ -42,7 +44,12 @@ from tickets.context.api.views import (
     TicketFeedbackApi,
 )
 from tickets.models import Ticket
-from tickets.selectors import ticket_get_for_caller, ticket_visible_to
+from tickets.selectors import (
+    ticket_get_for_caller,
+    ticket_get_for_submitter,
+    ticket_submitted_id,
+    ticket_visible_to,
+)
 
 
 def seed_contracts_enabled() -> bool:
@@ -68,6 +75,25 @@ class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
     ticket_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
     customer_id = serializers.CharField(required=False, max_length=32)  # type: ignore[assignment]
     timestamp = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        """Unknown top-level fields are refused (400, each named), with the other errors:
+        a misspelt ``descripton`` would otherwise create a ticket without its text."""
+        known = set(self.fields)
+        unknown = (
+            sorted(str(k) for k in data if k not in known) if isinstance(data, Mapping) else []
+        )
+        message = f"Unknown field; this endpoint takes {', '.join(sorted(known))}."
+        errors = {name[:64]: [message] for name in unknown[:10]}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if errors and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **errors}) from exc
+            raise
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value  # type: ignore[no-any-return]
 
     def validate_customer_id(self, value: str) -> int:
         pk = parse_id(value)
@@ -135,7 +161,7 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
         built = extras.create_extras_build(names, request, ticket)
         return Response(
             {
-                "ticket_id": seed_ticket_id(ticket),
+                "ticket_id": ticket_submitted_id(ticket),
                 **body,
                 "external_ticket_id": ticket.origin_platform_id,
                 "customer_context": built.get("context"),
@@ -145,13 +171,6 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
         )
 
 
-def seed_ticket_id(ticket: Any) -> str:
-    """Seed 004's ``ticket_id`` (a string, "partition key"): the caller's own id when the
-    ticket was submitted with one (``GET /tickets/{id}`` finds it by that id), else the
-    internal id as a string."""
-    return str(ticket.origin_platform_id if ticket.origin_caller_id else ticket.pk)
-
-
 # --- seed 004: GET /tickets/{id} (the routing decision) -------------------------------------
 
 
@@ -159,23 +178,37 @@ def seed_ticket_id(ticket: Any) -> str:
 # system configured (``SyncStatus.NOT_CONFIGURED``, stored as "") says so by name.
 SEED_SYNC_NOT_CONFIGURED = "not_configured"
 
+#: What a caller reading a ticket only as its submitter (``visible`` False in
+#: ``ticket_get_for_submitter``) does not get of the decision: the reasoning and the tool
+#: trace can quote the text routing read (the ticket's first customer message, which is
+#: not the submission when none was sent or tickets were merged) and the customer's
+#: other tickets; a key whose user may see the ticket reads them.
+SUBMITTER_WITHHELD = ("reasoning", "tool_calls")
 
-def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[str, Any]:
-    """Seed 004's "Routing Decisions Table" row from the product's latest decision."""
-    if decision is None:
-        return {
-            "ticket_id": seed_ticket_id(ticket),
-            "id": ticket.pk,
-            "number": ticket.number,
-            "customer_id": str(ticket.customer_id),
-            "correlation_id": str(ticket.correlation_id),
-            "routing_status": "pending",
-        }
-    created = decision.get("created_at")
-    return {
-        "ticket_id": seed_ticket_id(ticket),
+
+def seed_routing_decision(
+    ticket: Any, decision: dict[str, Any] | None, *, status: RoutingStatus, visible: bool = True
+) -> dict[str, Any]:
+    """Seed 004's "Routing Decisions Table" row from the product's latest decision, with
+    ``routing_status`` (and its reason in words until decided). ``visible`` False: the
+    caller reads it as its submitter only (``SUBMITTER_WITHHELD`` are null, named in
+    ``withheld``)."""
+    ids = {
+        "ticket_id": ticket_submitted_id(ticket),
         "id": ticket.pk,
         "number": ticket.number,
+    }
+    reading = {"routing_status": status.status, "routing_status_reason": status.reason}
+    if decision is None:
+        return {
+            **ids,
+            "customer_id": str(ticket.customer_id),
+            "correlation_id": str(ticket.correlation_id),
+            **reading,
+        }
+    created = decision.get("created_at")
+    row = {
+        **ids,
         "timestamp": ticket_timestamp(created),
         "customer_id": str(ticket.customer_id),
         "assigned_team": decision.get("team"),
@@ -190,8 +223,12 @@ def seed_routing_decision(ticket: Any, decision: dict[str, Any] | None) -> dict[
         "sync_status": decision.get("sync_status") or SEED_SYNC_NOT_CONFIGURED,
         "created_at": created,
         "ttl": ticket_timestamp(decision.get("expires_at")),
-        "routing_status": "decided",
+        **reading,
     }
+    if not visible:
+        row.update(dict.fromkeys(SUBMITTER_WITHHELD))
+        row["withheld"] = list(SUBMITTER_WITHHELD)
+    return row
 
 
 def ticket_timestamp(iso: Any) -> int | None:
@@ -219,12 +256,14 @@ class SeedRoutingDecisionApi(SeedContractMixin, APIView):
         responses=OpenApiTypes.OBJECT,
     )
     def get(self, request: Request, ticket_id: str) -> Response:
-        ticket = ticket_get_for_caller(ticket_id, user=request.user)
+        found = ticket_get_for_submitter(ticket_id, user=request.user)
+        ticket = found.ticket
         history = routing_selectors.routing_decisions_for_viewer(
-            list(routing_selectors.routing_decision_list(ticket=ticket)), user=request.user
+            list(routing_selectors.routing_decision_list(ticket=ticket)[:1]), user=request.user
         )
         latest = RoutingDecisionOutputSerializer(history[0]).data if history else None
-        return Response(seed_routing_decision(ticket, latest))
+        status = routing_selectors.routing_status_get(ticket=ticket, decided=latest is not None)
+        return Response(seed_routing_decision(ticket, latest, status=status, visible=found.visible))
 
 
 # --- seed 000: /tickets/{id}/context and /tickets/{id}/feedback -------------------------------
@@ -239,7 +278,7 @@ class SeedTicketRefMixin:
         return ticket_get_for_caller(ref, user=request.user)
 
     def ticket_ids(self, ticket: Ticket) -> dict[str, Any]:
-        return {"ticket_id": seed_ticket_id(ticket), "id": ticket.pk}
+        return {"ticket_id": ticket_submitted_id(ticket), "id": ticket.pk}
 
 
 class SeedFeedbackOutputSerializer(FeedbackOutputSerializer):

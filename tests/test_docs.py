@@ -568,6 +568,23 @@ NOT_VARIABLES = {
     "CALLS_BEDROCK_MODEL_ID",  # named as removed, so that an operator who still sets it knows
 }
 
+# The seed designs' own variable names, which docs/settings.md maps to this project's
+# settings ("The seeds' names for these settings"): named there so that an operator
+# coming from a seed finds the setting, and read nowhere on purpose.
+SEED_NAMES = {
+    "S3_OUTPUT_BUCKET",
+    "BEDROCK_PROJECT_ARN",
+    "DYNAMODB_TABLE_NAME",
+    "EVENTBRIDGE_BUS_NAME",
+    "BEDROCK_MODEL_ID",
+    "BEDROCK_REGION",
+    "TICKETING_SYSTEM_ENDPOINT",
+    "TICKETING_SYSTEM_API_KEY_SECRET",
+    "SERVICE_STATUS_ENDPOINT",
+    "CUSTOMER_DB_ENDPOINT",
+    "ROUTING_DECISIONS_TABLE",
+}
+
 _SCRIPT_READ = re.compile(r'os\.environ(?:\.get\(|\[)\s*"([A-Z][A-Z0-9_]*)"')
 
 
@@ -610,7 +627,7 @@ def settings_problems() -> tuple[int, list[str]]:
     problems = []
     for number, name in _variables_named(page.text):
         checked += 1
-        if name not in known and name not in NOT_VARIABLES:
+        if name not in known and name not in NOT_VARIABLES and name not in SEED_NAMES:
             problems.append(f"{page.name}:{number}: {name} is read nowhere")
     named = set(re.findall(r"\b[A-Z][A-Z0-9_]+\b", page.text))
     for name in sorted(variables_read() - named):
@@ -622,6 +639,27 @@ def test_docs_settings_names_exactly_the_variables_the_code_reads() -> None:
     assert {"DB_PORT", "KB_EMBEDDER", "PORT", "KB_SQS_QUEUE_URL"} <= variables_read()
     checked, problems = settings_problems()
     assert checked > 250
+    assert problems == [], "\n".join(problems)
+
+
+def test_docs_settings_maps_each_seed_name_to_a_setting_or_says_there_is_none() -> None:
+    """Each row of the seed-name table names one seed variable (read nowhere here) and,
+    on the right, variables this project reads, or says there is no setting."""
+    page = _page(ROOT / "docs" / "settings.md").text
+    table = page.split("## The seeds' names for these settings", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| 00")]
+    seen = set()
+    problems = []
+    for _seed, seed_name, ours in rows:
+        name = seed_name.strip("`")
+        seen.add(name)
+        if name in variables_read():
+            problems.append(f"{name}: a seed's name that the code reads after all")
+        mapped = re.findall(r"`([A-Z][A-Z0-9_]+)`", ours)
+        if not ours.startswith("no setting") and not mapped:
+            problems.append(f"{name}: maps to no variable")
+        problems += [f"{name} -> {m}: read nowhere" for m in mapped if m not in variables_read()]
+    assert sorted(SEED_NAMES - seen) == []
     assert problems == [], "\n".join(problems)
 
 

@@ -424,6 +424,42 @@ def ticket_submitted_get(*, caller: Any, external_id: str) -> Ticket | None:
     )
 
 
+def ticket_submitted_id(ticket: Ticket) -> str:
+    """The ticket's id as seed 004 names it (a string, the table's "partition key"): the
+    caller's own id when the ticket was submitted with one (``POST /tickets`` with a
+    ``ticket_id``, ``origin_caller`` set; ``GET /tickets/{id}`` finds it by that id), else
+    the internal id as a string. One rule for every place that answers it: the seed API's
+    answers and the ``TicketReceived`` event (``events_out``)."""
+    return str(ticket.origin_platform_id if ticket.origin_caller_id else ticket.pk)
+
+
+@dataclass(frozen=True)
+class SubmittedTicket:
+    """A ticket as :func:`ticket_get_for_submitter` found it: ``visible`` is the project's
+    visibility rule for the caller; False means the caller reads it only as its
+    submitter."""
+
+    ticket: Ticket
+    visible: bool
+
+
+def ticket_get_for_submitter(ref: str, *, user: Any) -> SubmittedTicket:
+    """Seed 004's ``GET /tickets/{id}`` (the routing decision): the ticket as
+    :func:`ticket_get_for_caller` finds it, and also one the user may no longer see under
+    the visibility rule (routing moved it to a team the user is not in) when the user
+    submitted it (``origin_caller``: ``POST /tickets`` with a ``ticket_id``). What such a
+    submitter may read is the caller's business (``visible`` False): the routing decision
+    of what it sent, never the conversation. NotFound otherwise, as for an unknown id."""
+    ticket = ticket_submitted_get(caller=user, external_id=str(ref))
+    if ticket is None:
+        ticket = ticket_get(ref)
+    visible = ticket_visible_to(user, team_id=ticket.team_id, assignee_id=ticket.assignee_id)
+    submitter = ticket.origin_caller_id is not None and ticket.origin_caller_id == user.pk
+    if not (visible or submitter):
+        raise NotFound(f"No ticket {ref!r}.")
+    return SubmittedTicket(ticket=ticket, visible=visible)
+
+
 def ticket_get_for_caller(ref: str, *, user: Any) -> Ticket:
     """Seed 004's ``GET /tickets/{id}``: the ticket this user submitted with ``ref`` as its
     ticket id, else (none submitted so) the ticket whose id or number ``ref`` is. One

@@ -9,12 +9,14 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from rest_framework.test import APIClient
 
 from events_out.adapters.eventbridge import eventbridge_put
 from events_out.services import EVENTBRIDGE_KIND
 from support.delivery.models import Delivery
 from support.errors import PermanentError, RetryableError, ThrottledError
 from support.models import DeliveryStatus, OutboxEvent
+from support.services import api_key_create
 from tickets import services as ticket_services
 from tickets.models import TicketStatus, VipTier
 
@@ -86,6 +88,7 @@ def test_ticket_events_land_on_the_bus_in_seed_004s_shape(customer, bus):
         "timestamp": created.envelope()["timestamp"],
         "correlation_id": str(ticket.correlation_id),
         "customer_context": {"is_vip": True, "account_type": "business"},
+        "id": ticket.pk,
         "event_id": created.pk,
         "number": ticket.number,
         "priority": ticket.priority,
@@ -100,6 +103,45 @@ def test_ticket_events_land_on_the_bus_in_seed_004s_shape(customer, bus):
         f"event:{pk}" for pk in OutboxEvent.objects.order_by("pk").values_list("pk", flat=True)
     ]
     assert all(d.external_id and d.target_key == BUS for d in deliveries)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ticket_received_carries_the_ticket_id_post_tickets_answered(
+    customer, supervisor, bus, settings
+):
+    """Seed 004: the ticketing system sends its ``ticket_id`` to ``POST /tickets`` and
+    finds it again in ``TicketReceived``'s ``detail.ticket_id`` (before: the internal id,
+    a number the ticketing system never saw); the internal id is ``detail.id``."""
+    settings.ROUTING_ENABLED = False  # only the submission's own events
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=api_key_create(name="ticketing", user=supervisor)[1])
+
+    answer = client.post(
+        "/tickets",
+        {
+            "ticket_id": "TKT-1001",
+            "customer_id": str(customer.pk),
+            "subject": "Internet down",
+            "description": "No connection since this morning.",
+        },
+        format="json",
+    )
+    plain = client.post(
+        "/tickets",
+        {"customer_id": str(customer.pk), "subject": "Billing", "description": "Charged twice"},
+        format="json",
+    )
+
+    assert (answer.status_code, plain.status_code) == (202, 202)
+    received = [e["detail"] for e in bus() if e["detail-type"] == "TicketReceived"]
+    assert [(d["ticket_id"], d["id"]) for d in received] == [
+        (answer.json()["ticket_id"], answer.json()["id"]),
+        (plain.json()["ticket_id"], plain.json()["id"]),
+    ]
+    assert received[0]["ticket_id"] == "TKT-1001"
+    assert received[1]["ticket_id"] == str(plain.json()["id"])  # none sent: the internal id
+    assert received[0]["subject"] == "Internet down"
+    assert received[0]["correlation_id"] == answer.json()["correlation_id"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -8,13 +8,15 @@ Quoted from the seed: "Endpoints: ``POST /tickets`` - Submit new ticket for rout
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from routing.models import RoutingDecision
-from routing.services import routing_decide
+from routing.models import RoutingDecision, RoutingFailure
+from routing.services import routing_decide, routing_decision_purge
 from support.models import OutboxEvent
 from support.services import api_key_create
 from tickets import services as ticket_services
@@ -58,8 +60,9 @@ def test_post_tickets_refuses_a_customer_id_it_cannot_use(key_client: APIClient)
 
 
 def test_get_ticket_retrieves_the_routing_decision(
-    supervisor_key_client: APIClient, customer: Customer
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
 ) -> None:
+    settings.ROUTING_ENABLED = True
     key_client = supervisor_key_client  # routing may move the ticket to any team
     created = key_client.post(
         "/tickets",
@@ -72,9 +75,12 @@ def test_get_ticket_retrieves_the_routing_decision(
     pending = key_client.get(f"/tickets/{ticket.pk}")
     assert pending.status_code == 200
     assert pending.json()["routing_status"] == "pending"
+    assert pending.json()["routing_status_reason"] == "Waiting for the routing decision."
     routing_decide(ticket_id=ticket.pk)
     body = key_client.get(f"/tickets/{ticket.pk}").json()
     assert body["routing_status"] == "decided"
+    assert body["routing_status_reason"] is None
+    assert "withheld" not in body
     for field in (
         "ticket_id",
         "timestamp",
@@ -205,22 +211,161 @@ def test_the_database_refuses_a_second_ticket_for_a_callers_id(
     assert Ticket.objects.count() == 1
 
 
-def test_a_callers_ticket_keeps_the_visibility_rule(
+def test_the_submitter_still_reads_the_decision_once_routing_moved_the_ticket(
     key_client: APIClient, customer: Customer, agent: Any, other_agent: Any
 ) -> None:
+    """An agent's key submits; routing moves the ticket to a team the agent is not in.
+    Before: ``GET /tickets/TKT-5`` answered 404 from then on, so a ticketing system whose
+    key is not a supervisor's never saw its routing decision. The submitter reads the
+    decision row (not the reasoning and tool trace, which may quote what it did not send);
+    everything that shows the conversation keeps the visibility rule."""
     Ticket.objects.create(customer=customer, subject="Earlier")  # the agent sees the customer
     created = _submit(key_client, customer, "TKT-5")
     assert created.status_code == 202, created.content
+    ticket = Ticket.objects.get(pk=created.json()["id"])
     elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
-    Ticket.objects.filter(pk=created.json()["id"]).update(team=elsewhere, assignee=None)
-    assert key_client.get("/tickets/TKT-5").status_code == 404
+    decision = routing_decide(ticket_id=ticket.pk)
+    RoutingDecision.objects.filter(pk=decision.pk).update(team=elsewhere, team_slug="elsewhere")
+    Ticket.objects.filter(pk=ticket.pk).update(team=elsewhere, assignee=None)
+
+    body = key_client.get("/tickets/TKT-5").json()
+    assert body["ticket_id"] == "TKT-5"
+    assert body["id"] == ticket.pk
+    assert body["routing_status"] == "decided"
+    assert body["assigned_team"] == "elsewhere"
+    assert body["priority_level"] == decision.priority
+    assert body["confidence_score"] == decision.confidence
+    assert body["correlation_id"] == str(decision.correlation_id)
+    assert body["customer_id"] == str(customer.pk)
+    assert (body["reasoning"], body["tool_calls"]) == (None, None)
+    assert body["withheld"] == ["reasoning", "tool_calls"]
+    # by its internal id too (the submitter's own ticket)
+    assert key_client.get(f"/tickets/{ticket.pk}").json()["id"] == ticket.pk
+    # what shows the conversation or the customer keeps the rule
+    assert key_client.get("/tickets/TKT-5/context").status_code == 404
+    assert key_client.get(f"/api/tickets/{ticket.pk}").status_code == 404
     again = _submit(key_client, customer, "TKT-5")
     assert again.status_code == 409
     assert Ticket.objects.filter(origin_platform_id="TKT-5").count() == 1
-    # Another caller's id is not this caller's.
+    # Another caller's id is not this caller's, nor its ticket.
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=api_key_create(name="other", user=other_agent)[1])
     assert client.get("/tickets/TKT-5").status_code == 404
+    assert client.get(f"/tickets/{ticket.pk}").status_code == 404
+
+
+def test_a_ticket_submitted_by_someone_else_keeps_the_visibility_rule(
+    key_client: APIClient, supervisor_key_client: APIClient, customer: Customer, agent: Any
+) -> None:
+    """Only the submitter reads a ticket it may not see: the agent's key gets 404 for a
+    supervisor's submission in another team, by its id or number."""
+    created = _submit(supervisor_key_client, customer, "TKT-6").json()
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    Ticket.objects.filter(pk=created["id"]).update(team=elsewhere)
+    assert key_client.get(f"/tickets/{created['id']}").status_code == 404
+    assert key_client.get(f"/tickets/{created['number']}").status_code == 404
+    assert key_client.get("/tickets/TKT-6").status_code == 404
+
+
+def _pending(client: APIClient, customer: Customer, ticket_id: str) -> Ticket:
+    created = _submit(client, customer, ticket_id)
+    assert created.status_code == 202, created.content
+    RoutingDecision.objects.filter(ticket_id=created.json()["id"]).delete()
+    return Ticket.objects.get(pk=created.json()["id"])
+
+
+def test_routing_status_says_failed_for_a_permanent_failure(
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
+) -> None:
+    """Before: ``pending`` for a ticket the sweep will never route again."""
+    settings.ROUTING_ENABLED = True
+    ticket = _pending(supervisor_key_client, customer, "TKT-20")
+    RoutingFailure.objects.create(
+        ticket=ticket, permanent=True, attempts=1, error="InvalidInput: no text to route."
+    )
+    body = supervisor_key_client.get("/tickets/TKT-20").json()
+    assert body["routing_status"] == "failed"
+    assert "InvalidInput: no text to route." in body["routing_status_reason"]
+    assert "failed for good" in body["routing_status_reason"]
+
+
+def test_routing_status_stays_pending_after_a_passing_failure(
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
+) -> None:
+    settings.ROUTING_ENABLED = True
+    ticket = _pending(supervisor_key_client, customer, "TKT-21")
+    RoutingFailure.objects.create(ticket=ticket, permanent=False, attempts=2, error="Timeout")
+    body = supervisor_key_client.get("/tickets/TKT-21").json()
+    assert body["routing_status"] == "pending"
+    assert body["routing_status_reason"].startswith("Routing failed 2 time(s)")
+
+
+def test_routing_status_says_disabled_while_routing_is_off(
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
+) -> None:
+    settings.ROUTING_ENABLED = False
+    _pending(supervisor_key_client, customer, "TKT-22")
+    body = supervisor_key_client.get("/tickets/TKT-22").json()
+    assert body["routing_status"] == "disabled"
+    assert "ROUTING_ENABLED" in body["routing_status_reason"]
+
+
+def test_routing_status_says_expired_once_the_decision_was_purged(
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
+) -> None:
+    """The 90-day TTL: the purge deleted the decision; ``pending`` said one was coming."""
+    settings.ROUTING_ENABLED = True
+    created = _submit(supervisor_key_client, customer, "TKT-23").json()
+    routing_decide(ticket_id=created["id"])
+    old = timezone.now() - timedelta(days=settings.ROUTING_DECISION_RETENTION_DAYS + 1)
+    Ticket.objects.filter(pk=created["id"]).update(created_at=old)
+    RoutingDecision.objects.filter(ticket_id=created["id"]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert routing_decision_purge() == 1
+    body = supervisor_key_client.get("/tickets/TKT-23").json()
+    assert body["routing_status"] == "expired"
+    assert "deleted 90 days after" in body["routing_status_reason"]
+
+
+def test_routing_status_says_not_routed_past_the_sweeps_look_back(
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
+) -> None:
+    settings.ROUTING_ENABLED = True
+    ticket = _pending(supervisor_key_client, customer, "TKT-24")
+    Ticket.objects.filter(pk=ticket.pk).update(created_at=timezone.now() - timedelta(days=2))
+    body = supervisor_key_client.get("/tickets/TKT-24").json()
+    assert body["routing_status"] == "not_routed"
+    assert "ROUTING_SWEEP_LOOKBACK_SECONDS" in body["routing_status_reason"]
+
+
+def test_post_tickets_names_unknown_fields(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    """Before: a misspelt field was dropped and the ticket created without it."""
+    response = supervisor_key_client.post(
+        "/tickets",
+        {
+            "ticket_id": "TKT-30",
+            "customer_id": str(customer.pk),
+            "subject": "Internet down",
+            "descripton": "No connection since this morning.",
+            "sevrity": "high",
+        },
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    details = response.json()["error"]["details"]
+    assert sorted(details) == ["descripton", "sevrity"]
+    assert details["descripton"][0].startswith("Unknown field; this endpoint takes ")
+    assert "description" in details["descripton"][0]
+    assert not Ticket.objects.exists()
+    # with another error, both are named
+    response = supervisor_key_client.post(
+        "/tickets", {"customer_id": str(customer.pk), "sevrity": "high"}, format="json"
+    )
+    assert response.status_code == 400
+    assert sorted(response.json()["error"]["details"]) == ["sevrity", "subject"]
 
 
 def test_health(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
