@@ -29,10 +29,11 @@ class RoutingConfig(AppConfig):
         check_register(check_ticketing_system_url)
         from routing.panels import register
         from routing.privacy import routing_erase
-        from routing.services import ticketing_sync_target_kind
+        from routing.services import status_poll_target_kind, ticketing_sync_target_kind
         from support.delivery.registry import target_kind_register
 
         target_kind_register(ticketing_sync_target_kind())
+        target_kind_register(status_poll_target_kind())
         from support.events import subscribe
         from tickets.context.privacy import register_erasure_hook
 

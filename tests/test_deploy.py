@@ -1526,6 +1526,10 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "ROUTING_OPENAI_API_KEY",
         "ROUTING_OPENAI_BASE_URL",
         "ROUTING_OPENAI_MODEL_ID",
+        # seed 004's status API shape (docs/routing.md): no parameter yet;
+        # ROUTING_STATUS_URL is one, in this project's format, without a token
+        "ROUTING_STATUS_FORMAT",
+        "ROUTING_STATUS_TOKEN",
         "SALESFORCE_AUTH_FLOW",
         "SALESFORCE_USERNAME",
         "SALESFORCE_PRIVATE_KEY_FILE",
@@ -1653,6 +1657,8 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "ROUTING_BEDROCK_TIMEOUT",
         "ROUTING_DECISION_RETENTION_DAYS",
         "ROUTING_REVIEW_THRESHOLD",
+        "ROUTING_STATUS_RECORD_DAYS",
+        "ROUTING_STATUS_TIMEOUT",
         "ROUTING_SWEEP_AFTER_SECONDS",
         "ROUTING_SWEEP_BATCH",
         "ROUTING_SWEEP_LOOKBACK_SECONDS",
