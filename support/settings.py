@@ -757,6 +757,16 @@ ROUTING_STATUS_FORMAT = env.get_str("ROUTING_STATUS_FORMAT", "services")
 ROUTING_STATUS_TOKEN = env.get_str("ROUTING_STATUS_TOKEN")
 ROUTING_STATUS_TIMEOUT = env.get_float("ROUTING_STATUS_TIMEOUT", 10.0)
 ROUTING_STATUS_RECORD_DAYS = env.get_int("ROUTING_STATUS_RECORD_DAYS", 7)
+# Seed 004's customer database (docs/routing.md "Customer database"): when set, the VIP
+# tool's tier and account type come from GET <url>/customers/<customer id> (this
+# platform's customer id), cached per process, local data on any failure.
+ROUTING_CUSTOMER_DB_URL = env.get_str("ROUTING_CUSTOMER_DB_URL")
+ROUTING_CUSTOMER_DB_TOKEN = env.get_str("ROUTING_CUSTOMER_DB_TOKEN")
+ROUTING_CUSTOMER_DB_TIMEOUT = env.get_float("ROUTING_CUSTOMER_DB_TIMEOUT", 2.0)
+ROUTING_CUSTOMER_DB_CACHE_SECONDS = env.get_float("ROUTING_CUSTOMER_DB_CACHE_SECONDS", 300.0)
+ROUTING_CUSTOMER_DB_CACHE_SIZE = env.get_int("ROUTING_CUSTOMER_DB_CACHE_SIZE", 10_000)
+# The tier of a customer the database calls VIP ("is_vip": true) without naming a tier.
+ROUTING_CUSTOMER_DB_VIP_TIER = env.get_str("ROUTING_CUSTOMER_DB_VIP_TIER", "gold")
 ROUTING_BEDROCK_MODEL_ID = env.get_str(
     "ROUTING_BEDROCK_MODEL_ID", "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 )

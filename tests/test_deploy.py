@@ -1526,10 +1526,12 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "ROUTING_OPENAI_API_KEY",
         "ROUTING_OPENAI_BASE_URL",
         "ROUTING_OPENAI_MODEL_ID",
-        # seed 004's status API shape (docs/routing.md): no parameter yet;
-        # ROUTING_STATUS_URL is one, in this project's format, without a token
+        # seed 004's status API shape and customer database (docs/routing.md): no
+        # parameter yet; ROUTING_STATUS_URL is one, in this project's format, without a token
         "ROUTING_STATUS_FORMAT",
         "ROUTING_STATUS_TOKEN",
+        "ROUTING_CUSTOMER_DB_URL",
+        "ROUTING_CUSTOMER_DB_TOKEN",
         "SALESFORCE_AUTH_FLOW",
         "SALESFORCE_USERNAME",
         "SALESFORCE_PRIVATE_KEY_FILE",
@@ -1655,6 +1657,10 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "ROUTING_BEDROCK_BACKOFF",
         "ROUTING_BEDROCK_MAX_ATTEMPTS",
         "ROUTING_BEDROCK_TIMEOUT",
+        "ROUTING_CUSTOMER_DB_CACHE_SECONDS",
+        "ROUTING_CUSTOMER_DB_CACHE_SIZE",
+        "ROUTING_CUSTOMER_DB_TIMEOUT",
+        "ROUTING_CUSTOMER_DB_VIP_TIER",
         "ROUTING_DECISION_RETENTION_DAYS",
         "ROUTING_REVIEW_THRESHOLD",
         "ROUTING_STATUS_RECORD_DAYS",
