@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -781,7 +781,7 @@ def service_status_poll() -> Delivery | None:
     )
 
 
-def _status_records_purge(now: Any) -> int:
+def _status_records_purge(now: datetime) -> int:
     old = Delivery.objects.filter(
         target_kind=STATUS_POLL_KIND,
         created_at__lt=now - timedelta(days=settings.ROUTING_STATUS_RECORD_DAYS),
