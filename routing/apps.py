@@ -24,15 +24,17 @@ class RoutingConfig(AppConfig):
     def ready(self) -> None:
         from django.core.checks import register as check_register
 
-        from routing.checks import check_ticketing_system_url
+        from routing.checks import check_routing_sources, check_ticketing_system_url
 
         check_register(check_ticketing_system_url)
+        check_register(check_routing_sources)
         from routing.panels import register
         from routing.privacy import routing_erase
-        from routing.services import ticketing_sync_target_kind
+        from routing.services import status_poll_target_kind, ticketing_sync_target_kind
         from support.delivery.registry import target_kind_register
 
         target_kind_register(ticketing_sync_target_kind())
+        target_kind_register(status_poll_target_kind())
         from support.events import subscribe
         from tickets.context.privacy import register_erasure_hook
 

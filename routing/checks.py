@@ -51,3 +51,51 @@ def check_ticketing_system_url(app_configs: Any = None, **kwargs: Any) -> list[C
             id="routing.E001",
         )
     ]
+
+
+def check_routing_sources(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The status poll's and the customer database's settings (docs/routing.md): a
+    ``ROUTING_STATUS_FORMAT`` the poll does not speak (``routing.E002``), a
+    ``ROUTING_STATUS_URL`` or ``ROUTING_CUSTOMER_DB_URL`` that is not empty or an absolute
+    http(s) URL (``routing.E003``), a ``ROUTING_CUSTOMER_DB_VIP_TIER`` that is not a VIP
+    tier (``routing.E004``). Before these checks each surfaced only as failed polls or
+    lookups (recorded, then every minute or every ticket the same)."""
+    from routing.status_feed import STATUS_FORMATS, status_format
+    from tickets.models import VipTier
+
+    errors: list[CheckMessage] = []
+    fmt = status_format()
+    if fmt not in STATUS_FORMATS:
+        errors.append(
+            Error(
+                f"ROUTING_STATUS_FORMAT {settings.ROUTING_STATUS_FORMAT!r} is not one of "
+                f"{', '.join(STATUS_FORMATS)}.",
+                hint='services: GET ROUTING_STATUS_URL answering {"services": [...]}; seed: '
+                "seed 004's POST <ROUTING_STATUS_URL>/status/batch.",
+                id="routing.E002",
+            )
+        )
+    for name in ("ROUTING_STATUS_URL", "ROUTING_CUSTOMER_DB_URL"):
+        url = str(getattr(settings, name))
+        if url and not is_http_url(url):
+            errors.append(
+                Error(
+                    f"{name} {url!r} is not an absolute http(s) URL: "
+                    f"{_ticketing_url_problem(url)}.",
+                    hint=f"Set {name} to an absolute http(s) address, or leave it empty to "
+                    "switch it off.",
+                    id="routing.E003",
+                )
+            )
+    tiers = [t for t in VipTier.values if t != VipTier.NONE]
+    if settings.ROUTING_CUSTOMER_DB_VIP_TIER not in tiers:
+        errors.append(
+            Error(
+                f"ROUTING_CUSTOMER_DB_VIP_TIER {settings.ROUTING_CUSTOMER_DB_VIP_TIER!r} is "
+                f"not one of {', '.join(tiers)}.",
+                hint="The tier given to a customer the customer database calls VIP without "
+                "naming a tier.",
+                id="routing.E004",
+            )
+        )
+    return errors

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from routing.classifier import TextRouter, routed_text
+from routing.customer_db import customer_lookup
 from routing.models import CategoryTeam, Outage, RoutingDecision, ServiceStatus
 from routing.tools import CustomerInfo, PastTicket, ServiceInfo, TicketContext
 from tickets.context.privacy import customer_redaction_names
@@ -117,14 +118,22 @@ def ticket_context_load(
     now = timezone.now()
     waiting = ticket.waiting_since or ticket.created_at
     mapping, names = team_map()
+    # seed 004's customer database when configured, else (or failing) the customer row
+    found = customer_lookup(
+        customer_id=ticket.customer_id,
+        vip_tier=ticket.customer.vip_tier,
+        account_type=ticket.customer.account_type,
+    )
     return TicketContext(
         ticket_id=ticket.pk,
         number=ticket.number,
         text=ticket_text(ticket),
         customer=CustomerInfo(
             id=ticket.customer_id,
-            vip_tier=ticket.customer.vip_tier,
-            account_type=ticket.customer.account_type,
+            vip_tier=found.vip_tier,
+            account_type=found.account_type,
+            source=found.source,
+            lookup=found.record,
         ),
         waiting_minutes=max(0.0, (now - waiting).total_seconds() / 60),
         history=_history(ticket),

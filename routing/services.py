@@ -7,18 +7,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from routing import artifacts, classifier, providers
+from routing import artifacts, classifier, providers, status_feed
 from routing.classifier import TextRouter
 from routing.context import ticket_context_load, ticket_text
 from routing.models import (
@@ -37,8 +36,16 @@ from routing.selectors import routing_verdicts_latest
 from routing.ticketing import ticketing_post
 from support import logging_context
 from support.delivery import selectors as delivery_selectors
-from support.delivery.models import Delivery
-from support.delivery.registry import Change, DeliveryChange, Schedule, SendResult, TargetKind
+from support.delivery.models import OPEN_STATUSES, Delivery
+from support.delivery.models import Outcome as DeliveryOutcome
+from support.delivery.registry import (
+    Change,
+    DeliveryChange,
+    DeliveryError,
+    Schedule,
+    SendResult,
+    TargetKind,
+)
 from support.delivery.services import delivery_enqueue
 from support.errors import (
     ApplicationError,
@@ -744,54 +751,76 @@ def ticketing_sync_target_kind() -> TargetKind:
 
 # --- external status endpoint ---------------------------------------------------------------
 
+STATUS_POLL_KIND = "routing_status_poll"
+STATUS_POLL_SECONDS = 60.0  # the beat schedule's (support/settings.py "routing-status-poll")
+STATUS_POLL_PURGE_BATCH = 1000
 
-def service_status_poll() -> int:
-    """Poll ``ROUTING_STATUS_URL`` (JSON ``{"services": [{"id", "name", "state",
-    "outages": [{"id", "title", "known_issue"}]}]}``) into ServiceStatus / Outage.
-    Outages the endpoint no longer lists are resolved. Returns the services updated.
-    The endpoint is outside our control: parts of another shape are skipped with a
-    warning (a service whose ``outages`` is not a list is skipped whole: reading it as
-    none would resolve its open outages)."""
+
+def service_status_poll() -> Delivery | None:
+    """Ask the status endpoint once for this minute: a delivery of kind
+    ``routing_status_poll`` (idempotent per minute; the engine makes the request, records
+    every attempt, retries within the minute and pauses a failing endpoint). None when
+    ``ROUTING_STATUS_URL`` is empty, or in the seed format when no service is known yet
+    (nothing to ask about). Poll records older than ``ROUTING_STATUS_RECORD_DAYS`` are
+    deleted here, a batch at a time."""
     if not settings.ROUTING_STATUS_URL:
-        return 0
-    try:
-        response = requests.get(settings.ROUTING_STATUS_URL, timeout=10)
-        response.raise_for_status()
-        services_data = response.json().get("services", [])
-    except (requests.RequestException, ValueError, AttributeError) as exc:
-        logger.warning("Status endpoint poll failed: %s", exc)
-        return 0
-    if not isinstance(services_data, list):
-        logger.warning("Status endpoint: 'services' is not a list; nothing read")
-        return 0
+        return None
+    now = timezone.now()
+    _status_records_purge(now)
+    if status_feed.status_format() == status_feed.FORMAT_SEED and not (
+        ServiceStatus.objects.exists()
+    ):
+        logger.info("Status endpoint (seed format): no service is known yet, nothing to ask")
+        return None
+    slot = int(now.timestamp() // STATUS_POLL_SECONDS)
+    return delivery_enqueue(
+        kind=STATUS_POLL_KIND,
+        idempotency_key=f"status-poll-{slot}",
+        target_key=urlsplit(settings.ROUTING_STATUS_URL).netloc,
+        expires_at=now + timedelta(seconds=STATUS_POLL_SECONDS),
+    )
+
+
+def _status_records_purge(now: datetime) -> int:
+    old = Delivery.objects.filter(
+        target_kind=STATUS_POLL_KIND,
+        created_at__lt=now - timedelta(days=settings.ROUTING_STATUS_RECORD_DAYS),
+    ).exclude(status__in=OPEN_STATUSES)
+    ids = list(old.values_list("pk", flat=True)[:STATUS_POLL_PURGE_BATCH])
+    return Delivery.objects.filter(pk__in=ids).delete()[0] if ids else 0
+
+
+def service_status_apply(report: status_feed.StatusReport) -> int:
+    """Write what the endpoint said onto ServiceStatus / Outage; returns the services
+    updated. Each service's open outages with an endpoint id that the answer no longer
+    lists are resolved; outages declared by hand (no ``external_id``) are left alone. In
+    the seed format a service is only updated (its name stays), never created."""
     now = timezone.now()
     count = 0
-    for item in services_data:
-        if not isinstance(item, dict) or not isinstance(item.get("outages", []), list):
-            logger.warning("Status endpoint: skipped a service of another shape: %.200r", item)
-            continue
-        state = item.get("state", "operational")
-        if not item.get("id") or state not in ServiceStatus.State.values:
-            continue
+    for item in report.services:
         with transaction.atomic():
-            svc, _ = ServiceStatus.objects.update_or_create(
-                service_id=str(item["id"])[:32],
-                defaults={"name": str(item.get("name", item["id"]))[:100], "state": state},
-            )
+            if item.name:
+                svc, _ = ServiceStatus.objects.update_or_create(
+                    service_id=item.service_id,
+                    defaults={"name": item.name, "state": item.state},
+                )
+            else:
+                found = ServiceStatus.objects.filter(service_id=item.service_id).first()
+                if found is None:  # deleted in the admin since the request
+                    continue
+                svc = found
+                if svc.state != item.state:
+                    svc.state = item.state
+                    svc.save(update_fields=["state", "updated_at"])
             seen = []
-            for outage in item.get("outages", []):
-                if not isinstance(outage, dict):
-                    continue
-                ext = str(outage.get("id", ""))[:100]
-                if not ext:
-                    continue
-                seen.append(ext)
+            for outage in item.outages:
+                seen.append(outage.external_id)
                 Outage.objects.update_or_create(
                     service=svc,
-                    external_id=ext,
+                    external_id=outage.external_id,
                     defaults={
-                        "title": str(outage.get("title", ext))[:200],
-                        "is_known_issue": bool(outage.get("known_issue", False)),
+                        "title": outage.title,
+                        "is_known_issue": outage.known_issue,
                         "resolved_at": None,
                     },
                 )
@@ -800,3 +829,53 @@ def service_status_poll() -> int:
             ).exclude(external_id__in=seen).update(resolved_at=now)
         count += 1
     return count
+
+
+def _status_poll_send(delivery: Delivery) -> SendResult:
+    """The engine's send of a poll: the request (``routing.status_feed``), then the answer
+    written. The attempt's response summary says what was read and what was skipped."""
+    if not settings.ROUTING_STATUS_URL:
+        raise DeliveryError(
+            "ROUTING_STATUS_URL is not set any more: nothing to poll.",
+            outcome=DeliveryOutcome.PERMANENT,
+            error_code="not_configured",
+        )
+    service_ids = list(ServiceStatus.objects.values_list("service_id", flat=True))
+    answer = status_feed.status_fetch(service_ids=service_ids)
+    if not 200 <= answer.http_status < 300:
+        return SendResult(
+            http_status=answer.http_status,
+            request_summary=answer.request_summary,
+            response_summary=answer.response_text,
+            error=answer.response_text[:1000],
+        )
+    report = answer.report
+    updated = service_status_apply(report)
+    lines = [f"{updated} service(s) updated"]
+    if report.overall_health:
+        lines.append(f"overall_health: {report.overall_health}")
+    if report.skipped:
+        lines.append(f"{len(report.skipped)} part(s) skipped:")
+        lines += report.skipped[: status_feed.SKIPPED_MAX]
+    return SendResult(
+        http_status=answer.http_status,
+        request_summary=answer.request_summary,
+        response_summary="\n".join(lines),
+        data={"updated": updated, "skipped": len(report.skipped)},
+    )
+
+
+def _status_poll_schedule() -> Schedule:
+    """Two retries within the minute (the next poll asks again anyway)."""
+    return Schedule(max_attempts=3, delays=(5.0, 15.0), jitter=False)
+
+
+def status_poll_target_kind() -> TargetKind:
+    """Registered in ``RoutingConfig.ready()``."""
+    return TargetKind(
+        name=STATUS_POLL_KIND,
+        label="Service status poll",
+        send=_status_poll_send,
+        schedule=_status_poll_schedule,
+        deduplicates=lambda delivery: True,  # a read: asking twice changes nothing
+    )

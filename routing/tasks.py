@@ -78,5 +78,7 @@ def routing_decision_purge_task() -> int:
 
 
 @shared_task(soft_time_limit=30, time_limit=60)
-def service_status_poll_task() -> int:
-    return services.service_status_poll()
+def service_status_poll_task() -> int | None:
+    """Enqueue this minute's poll of the status endpoint (the delivery's id, or None)."""
+    delivery = services.service_status_poll()
+    return delivery.pk if delivery is not None else None

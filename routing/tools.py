@@ -24,6 +24,10 @@ class CustomerInfo:
     id: int
     vip_tier: str
     account_type: str
+    # where tier and type came from: "local" (the customer row) or "customer_db" (seed 004's
+    # customer database, ``routing.customer_db``), and what that lookup did (empty: none)
+    source: str = "local"
+    lookup: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -238,13 +242,18 @@ def _money_value(text: str) -> float | None:
 
 
 def check_vip_status(customer: CustomerInfo) -> dict[str, Any]:
-    """Tier and account type of the ticket's customer."""
-    return {
+    """Tier and account type of the ticket's customer, where they came from (``source``)
+    and, with a customer database configured, what its lookup did (``customer_db``)."""
+    result: dict[str, Any] = {
         "customer_id": customer.id,
         "vip_tier": customer.vip_tier,
         "is_vip": customer.vip_tier not in ("", "none"),
         "account_type": customer.account_type,
+        "source": customer.source,
     }
+    if customer.lookup:
+        result["customer_db"] = dict(customer.lookup)
+    return result
 
 
 # --- 4. check_service_status -------------------------------------------------------------------

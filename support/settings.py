@@ -748,7 +748,25 @@ ROUTING_DECISION_RETENTION_DAYS = env.get_int("ROUTING_DECISION_RETENTION_DAYS",
 ROUTER_ARTIFACT_KEY = env.get_str("ROUTER_ARTIFACT_KEY", "")
 ROUTING_ACCOUNT_PATTERNS = env.get_list("ROUTING_ACCOUNT_PATTERNS", [r"\bACC-\d{3,}\b"])
 ROUTING_VIP_BILLING_TEAM = env.get_str("ROUTING_VIP_BILLING_TEAM", "priority-billing")
+# The external service-status endpoint polled every minute (docs/routing.md "Service
+# status"): "services" (this project's GET shape) or "seed" (seed 004's POST
+# <url>/status/batch with service_ids); an optional bearer token; each poll is a delivery
+# of kind routing_status_poll, its records kept ROUTING_STATUS_RECORD_DAYS.
 ROUTING_STATUS_URL = env.get_str("ROUTING_STATUS_URL")  # optional external status JSON
+ROUTING_STATUS_FORMAT = env.get_str("ROUTING_STATUS_FORMAT", "services")
+ROUTING_STATUS_TOKEN = env.get_str("ROUTING_STATUS_TOKEN")
+ROUTING_STATUS_TIMEOUT = env.get_float("ROUTING_STATUS_TIMEOUT", 10.0)
+ROUTING_STATUS_RECORD_DAYS = env.get_int("ROUTING_STATUS_RECORD_DAYS", 7)
+# Seed 004's customer database (docs/routing.md "Customer database"): when set, the VIP
+# tool's tier and account type come from GET <url>/customers/<customer id> (this
+# platform's customer id), cached per process, local data on any failure.
+ROUTING_CUSTOMER_DB_URL = env.get_str("ROUTING_CUSTOMER_DB_URL")
+ROUTING_CUSTOMER_DB_TOKEN = env.get_str("ROUTING_CUSTOMER_DB_TOKEN")
+ROUTING_CUSTOMER_DB_TIMEOUT = env.get_float("ROUTING_CUSTOMER_DB_TIMEOUT", 2.0)
+ROUTING_CUSTOMER_DB_CACHE_SECONDS = env.get_float("ROUTING_CUSTOMER_DB_CACHE_SECONDS", 300.0)
+ROUTING_CUSTOMER_DB_CACHE_SIZE = env.get_int("ROUTING_CUSTOMER_DB_CACHE_SIZE", 10_000)
+# The tier of a customer the database calls VIP ("is_vip": true) without naming a tier.
+ROUTING_CUSTOMER_DB_VIP_TIER = env.get_str("ROUTING_CUSTOMER_DB_VIP_TIER", "gold")
 ROUTING_BEDROCK_MODEL_ID = env.get_str(
     "ROUTING_BEDROCK_MODEL_ID", "us.anthropic.claude-haiku-4-5-20251001-v1:0"
 )

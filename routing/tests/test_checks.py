@@ -51,3 +51,30 @@ def test_manage_py_check_fails_on_a_malformed_ticketing_url(settings: Any) -> No
         call_command("check")
     settings.TICKETING_SYSTEM_URL = "https://tickets.example.com/api"
     call_command("check")  # nothing raised
+
+
+def test_the_status_and_customer_database_settings_are_checked(settings: Any) -> None:
+    from routing.checks import check_routing_sources
+
+    assert check_routing_sources() == []
+    settings.ROUTING_STATUS_FORMAT = "Seed"  # case does not matter
+    settings.ROUTING_STATUS_URL = "https://status.example.com/api"
+    settings.ROUTING_CUSTOMER_DB_URL = "https://customers.example.com"
+    assert check_routing_sources() == []
+    settings.ROUTING_STATUS_FORMAT = "statuspage"
+    settings.ROUTING_STATUS_URL = "status.example.com/api"
+    settings.ROUTING_CUSTOMER_DB_URL = "ftp://customers.example.com"
+    settings.ROUTING_CUSTOMER_DB_VIP_TIER = "none"
+    errors = check_routing_sources()
+    assert [e.id for e in errors] == [
+        "routing.E002",
+        "routing.E003",
+        "routing.E003",
+        "routing.E004",
+    ]
+    assert errors[0].msg == "ROUTING_STATUS_FORMAT 'statuspage' is not one of services, seed."
+    assert "it has no scheme" in errors[1].msg
+    assert "its scheme is 'ftp'" in errors[2].msg
+    assert errors[3].msg == (
+        "ROUTING_CUSTOMER_DB_VIP_TIER 'none' is not one of silver, gold, platinum."
+    )

@@ -72,6 +72,7 @@ def test_check_vip_status():
         "vip_tier": "gold",
         "is_vip": True,
         "account_type": "business",
+        "source": "local",
     }
     assert tools.check_vip_status(CustomerInfo(8, "none", "individual"))["is_vip"] is False
 
