@@ -1045,6 +1045,8 @@ FEATURE_SWITCHES = {
     "RoutingBedrockModelId": "ROUTING_BEDROCK_MODEL_ID",
     "RoutingBedrockSummaryModelId": "ROUTING_BEDROCK_SUMMARY_MODEL_ID",
     "RoutingStatusUrl": "ROUTING_STATUS_URL",
+    "RoutingStatusFormat": "ROUTING_STATUS_FORMAT",
+    "RoutingCustomerDbUrl": "ROUTING_CUSTOMER_DB_URL",
     "TicketingSystemUrl": "TICKETING_SYSTEM_URL",
     "KbBackend": "KB_BACKEND",
     "KbBedrockKnowledgeBaseId": "KB_BEDROCK_KNOWLEDGE_BASE_ID",
@@ -1074,6 +1076,8 @@ FEATURE_TASKS = {
 # Secrets: a Secrets Manager ARN, to the worker, which sends to these systems.
 SECRET_SWITCHES = {
     "TicketingSystemTokenSecretArn": "TICKETING_SYSTEM_TOKEN",
+    "RoutingStatusTokenSecretArn": "ROUTING_STATUS_TOKEN",
+    "RoutingCustomerDbTokenSecretArn": "ROUTING_CUSTOMER_DB_TOKEN",
     "SalesforceClientSecretArn": "SALESFORCE_CLIENT_SECRET",
     "EventsKafkaSaslPasswordSecretArn": "EVENTS_KAFKA_SASL_PASSWORD",
 }
@@ -1526,12 +1530,6 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "ROUTING_OPENAI_API_KEY",
         "ROUTING_OPENAI_BASE_URL",
         "ROUTING_OPENAI_MODEL_ID",
-        # seed 004's status API shape and customer database (docs/routing.md): no
-        # parameter yet; ROUTING_STATUS_URL is one, in this project's format, without a token
-        "ROUTING_STATUS_FORMAT",
-        "ROUTING_STATUS_TOKEN",
-        "ROUTING_CUSTOMER_DB_URL",
-        "ROUTING_CUSTOMER_DB_TOKEN",
         "SALESFORCE_AUTH_FLOW",
         "SALESFORCE_USERNAME",
         "SALESFORCE_PRIVATE_KEY_FILE",
