@@ -63,6 +63,13 @@ class RoutingDecisionOutputSerializer(serializers.Serializer):  # type: ignore[t
 class TicketRoutingOutputSerializer(serializers.Serializer):  # type: ignore[type-arg]
     latest = RoutingDecisionOutputSerializer(allow_null=True)
     history = RoutingDecisionOutputSerializer(many=True)
+    routing_status = serializers.ChoiceField(
+        choices=["decided", "pending", "failed", "expired", "disabled", "not_routed"],
+        help_text="Where routing stands: a decision, one to come, or none coming (and why).",
+    )
+    routing_status_reason = serializers.CharField(
+        allow_null=True, help_text="Why, in words; null once decided."
+    )
 
 
 #: ``RoutingFeedback.category`` / ``.intent`` hold this many characters.

@@ -56,7 +56,13 @@ class TicketRoutingApi(APIView):
         history = selectors.routing_decisions_for_viewer(
             list(selectors.routing_decision_list(ticket=ticket)), user=request.user
         )
-        data = {"latest": history[0] if history else None, "history": history}
+        where = selectors.routing_status_get(ticket=ticket, decided=bool(history))
+        data = {
+            "latest": history[0] if history else None,
+            "history": history,
+            "routing_status": where.status,
+            "routing_status_reason": where.reason,
+        }
         return Response(s.TicketRoutingOutputSerializer(data).data)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from routing import services
-from routing.models import RoutingFeedback
+from routing.models import RoutingFailure, RoutingFeedback
 from tickets import services as ticket_services
 
 pytestmark = pytest.mark.django_db
@@ -28,14 +28,23 @@ def test_get_routing_latest_and_history(agent_client, decision):
     assert (latest["team"], latest["category"], latest["provider"]) == ("orders", "ORDER", "local")
     assert latest["tool_calls"][0]["name"] == "classify_issue"
     assert latest["feedback"] == []
+    assert (body["routing_status"], body["routing_status_reason"]) == ("decided", None)
 
 
-def test_get_routing_without_decision_and_unknown_ticket(agent_client, customer):
+def test_get_routing_without_decision_and_unknown_ticket(agent_client, customer, settings):
+    settings.ROUTING_ENABLED = True  # off in the test settings: "disabled"
     ticket = ticket_services.ticket_create(customer=customer, subject="x")
     assert agent_client.get(f"/api/tickets/{ticket.pk}/routing").json() == {
         "latest": None,
         "history": [],
+        "routing_status": "pending",
+        "routing_status_reason": "Waiting for the routing decision.",
     }
+    # routing failed for good: the API says so, and why, instead of an empty history
+    RoutingFailure.objects.create(ticket=ticket, error="PermanentError: no model", permanent=True)
+    body = agent_client.get(f"/api/tickets/{ticket.pk}/routing").json()
+    assert body["routing_status"] == "failed"
+    assert "PermanentError: no model" in body["routing_status_reason"]
     assert agent_client.get("/api/tickets/999999/routing").status_code == 404
 
 
