@@ -100,6 +100,9 @@ class OutboxEventAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore
     visible_subject = ("aggregate_type", "aggregate_id")
     # an event about an alert (alert.changed): supervisors'
     visible_other_subjects_to_supervisors_only = True
+    # an event about a user (agent.access_changed: who gained or lost a role) or another
+    # person or credential: superusers' only, as the audit log's entries about them
+    visible_superuser_subjects_hidden = True
     list_display = (
         "id",
         "event_type",

@@ -129,3 +129,36 @@ def test_a_superuser_sees_every_entry(entries: dict[str, Any]) -> None:
         assert _change(entry) in body, entry.object_type
         assert browser.get(_change(entry)).status_code == 200, entry.object_type
     assert "object_type=api_key" in body  # the filter offers every type
+
+
+def test_outbox_events_about_users_are_superusers_only(
+    entries: dict[str, Any], django_user_model: Any
+) -> None:
+    """``agent.access_changed`` (who gained or lost a role) names a user: a supervisor
+    given the outbox's view permission listed and opened it, the user's own admin page
+    answering them 403."""
+    from support.models import OutboxEvent
+
+    about_user = OutboxEvent.objects.create(
+        event_type="agent.access_changed",
+        aggregate_type="user",
+        aggregate_id=str(entries["root"].pk),
+        payload={"username": "secret-name-user", "roles": ["supervisor"]},
+    )
+    about_ticket = OutboxEvent.objects.create(
+        event_type="ticket.updated",
+        aggregate_type="ticket",
+        aggregate_id=str(entries["shown"].object_id),
+        payload={},
+    )
+    supervisor = _staff(django_user_model, "sup", "Supervisors", entries["team"])
+    supervisor.user_permissions.add(Permission.objects.get(codename="view_outboxevent"))
+    browser = _browser(supervisor)
+    listing = browser.get(reverse("admin:support_outboxevent_changelist")).content.decode()
+    assert f"/{about_ticket.pk}/change/" in listing
+    assert f"/{about_user.pk}/change/" not in listing
+    page = browser.get(reverse("admin:support_outboxevent_change", args=[about_user.pk]))
+    assert b"secret-name-user" not in page.content
+    root = _browser(entries["root"])
+    listing = root.get(reverse("admin:support_outboxevent_changelist")).content.decode()
+    assert f"/{about_user.pk}/change/" in listing
