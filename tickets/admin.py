@@ -278,6 +278,7 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     readonly_fields = (
         "number",
         "correlation_id",
+        "created_by",
         "first_response_at",
         "resolved_at",
         "closed_at",

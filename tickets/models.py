@@ -182,6 +182,20 @@ class Ticket(models.Model):
             "POST /tickets): unique per caller, so a repeated submission finds this ticket."
         ),
     )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        # nothing looks tickets up by it (a user's deletion scans, a rare admin act): no
+        # index to build on a large table or to write on the hottest insert
+        db_index=False,
+        help_text=(
+            "Who opened it through the API or the workbench (an API key's user, a signed-in "
+            "agent); empty for a ticket a customer's message, a chatbot or a call opened."
+        ),
+    )
     is_bot_handoff = models.BooleanField(default=False)
     needs_review = models.BooleanField(
         default=False, help_text="Waiting for a person to check an AI decision."

@@ -72,7 +72,9 @@ def parse_ticket_ref(ref: str | int) -> int:
 
 
 def ticket_get(ref: str | int, *, for_update: bool = False) -> Ticket:
-    qs = Ticket.objects.select_related("customer", "team", "assignee", "merged_into", "sla_policy")
+    qs = Ticket.objects.select_related(
+        "customer", "team", "assignee", "merged_into", "sla_policy", "created_by"
+    )
     if for_update:
         # the ticket's row only: PostgreSQL cannot lock the nullable side of the outer
         # joins (team, assignee, ...), so a plain select_for_update() failed every time

@@ -207,7 +207,9 @@ def ticket_create(
     nothing behind. No ``post_save`` signals are sent for these rows. The SLA due times
     come from the per-process policy cache (a read once a minute per process at most).
 
-    ``origin_caller`` (a user) makes ``origin_platform_id`` that caller's own ticket id,
+    ``created_by``: the signed-in user who opened it (the API's caller), kept on the
+    ticket and shown on its page. ``origin_caller`` (a user) makes ``origin_platform_id``
+    that caller's own ticket id,
     unique per caller: a second ticket with the same pair raises
     :class:`TicketAlreadySubmitted` (naming the first) and leaves nothing behind.
     """
@@ -236,6 +238,8 @@ def ticket_create(
     )
     if origin_caller is not None:
         ticket.origin_caller = origin_caller
+    if created_by is not None and getattr(created_by, "is_authenticated", False):
+        ticket.created_by = created_by  # who opened it (an API key's user, an agent)
     rows: list[Any] = [ticket]
     message: Message | None = None
     if has_message:

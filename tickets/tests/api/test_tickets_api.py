@@ -50,6 +50,26 @@ def test_create_returns_id_number_and_correlation_id(agent_client):
     assert ticket.messages.get().body_text == "I was charged twice"
 
 
+def test_the_ticket_page_says_who_opened_a_ticket_through_the_api(agent, agent_client, customer):
+    """An agent's key (or an integration's) opened it: the page says by whom; a ticket
+    a customer's message opened says nothing of the kind."""
+    from django.test import Client
+
+    from tickets import services
+
+    agent_client.post("/api/tickets", CREATE, format="json")
+    ticket = Ticket.objects.get()
+    assert ticket.created_by == agent
+    by_customer = services.ticket_create(customer=customer, subject="Hi", body="x", channel="email")
+    assert by_customer.created_by is None
+    browser = Client()
+    browser.force_login(agent)
+    page = browser.get(f"/tickets/{ticket.number}/").content.decode()
+    assert "opened by agent</span>" in page
+    page = browser.get(f"/tickets/{by_customer.number}/").content.decode()
+    assert "opened by" not in page
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
