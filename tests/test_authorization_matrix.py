@@ -94,6 +94,7 @@ ticket-message                  POST   login  404    allow  allow  login  login 
 ticket-update                   POST   login  404    allow  allow  login  login  login  login
 ticket-merge                    POST   login  404    allow  allow  login  login  login  login
 ticket-canned                   GET    login  404    allow  allow  login  login  login  login
+customer                        GET    login  404    allow  allow  login  login  login  login
 context-feedback                GET    signed signed signed signed signed signed signed signed
 context-feedback                POST   signed signed signed signed signed signed signed signed
 calls:list                      GET    login  allow  allow  allow  login  login  login  login

@@ -603,6 +603,39 @@ def customer_other_tickets(*, ticket: Ticket, user: Any, limit: int = 10) -> lis
     )
 
 
+@dataclass(frozen=True)
+class CustomerTicketPage:
+    tickets: Sequence[Ticket]
+    page: int
+    has_next: bool
+
+
+def customer_ticket_page(
+    *, customer_id: int, user: Any, page: int = 1, page_size: int = PAGE_SIZE
+) -> CustomerTicketPage:
+    """One page of the customer's tickets that ``user`` may see (the customer page), newest
+    first: each ticket by :func:`ticket_visibility_q`, whatever the customer's visibility.
+    Merged tickets are left out, as in the inbox (their messages are in the ticket they went
+    to). Pages as the inbox's (its size and deepest page; InvalidInput past them). Nothing
+    is said of the tickets left out, not even how many: no total is counted. One query
+    (two for an agent whose teams are not read yet)."""
+    if not 1 <= page <= INBOX_MAX_PAGE:
+        raise InvalidInput(INBOX_PAGE_ERROR, details={"page": [INBOX_PAGE_ERROR]})
+    qs = (
+        Ticket.objects.filter(customer_id=customer_id, merged_into__isnull=True)
+        .filter(ticket_visibility_q(user))
+        .select_related("team", "assignee")
+        .order_by("-created_at", "-id")
+    )
+    offset = (page - 1) * page_size
+    rows = list(qs[offset : offset + page_size + 1])
+    return CustomerTicketPage(
+        tickets=rows[:page_size],
+        page=page,
+        has_next=len(rows) > page_size and page < INBOX_MAX_PAGE,
+    )
+
+
 def canned_response_list(*, user: Any) -> list[CannedResponse]:
     return list(
         CannedResponse.objects.filter(is_active=True)

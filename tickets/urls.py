@@ -19,4 +19,5 @@ urlpatterns = [
         views.canned_render,
         name="ticket-canned",
     ),
+    path("customers/<str:customer_id>/", views.customer_detail, name="customer"),
 ]

@@ -34,6 +34,7 @@ from support.errors import ApplicationError, Forbidden, InvalidInput, NotFound
 from support.models import OutboxEvent
 from support.parsing import content_length, parse_id
 from tickets import selectors, services
+from tickets.context import wiring as context_wiring
 from tickets.models import (
     MESSAGE_BODY_MAX_CHARS,
     CannedResponse,
@@ -322,6 +323,36 @@ def ticket_detail(request: HttpRequest, ref: str) -> HttpResponse:
         messages.info(request, f"{ticket.number} was merged into a ticket you cannot see.")
     services.ticket_mark_read(ticket=ticket, user=request.user)
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
+
+
+@require_GET
+@agent_required
+def customer_detail(request: HttpRequest, customer_id: str) -> HttpResponse:
+    """A customer's page: the profile (the ticket page's Customer card), the customer's
+    tickets the viewer may see, page by page, and the customer-context panel. A customer
+    the viewer may not see is "Not found", as an unknown id is
+    (``tickets.selectors.customer_get_visible``)."""
+    customer = selectors.customer_get_visible(customer_id, user=request.user)
+    result = selectors.customer_ticket_page(
+        customer_id=customer.pk, user=request.user, page=_page_number(request.GET.get("page"))
+    )
+    # the ticket page's customer-context panel, drawn by the same code (the ticket page's
+    # panel is this, for the ticket's customer)
+    context_panel = render_to_string(
+        context_wiring.PANEL_TEMPLATE,
+        context_wiring.customer_panel_context(request, customer),
+        request=request,
+    )
+    return render(
+        request,
+        "tickets/customer.html",
+        {
+            "customer": customer,
+            "identities": selectors.customer_identities(customer_id=customer.pk),
+            "result": result,
+            "context_panel": context_panel,
+        },
+    )
 
 
 def _refused_on_page(request: HttpRequest, exc: ApplicationError) -> bool:

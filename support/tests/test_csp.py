@@ -41,7 +41,13 @@ def supervisor_web(supervisor):
 
 
 def _workbench_paths(ticket) -> list[str]:
-    return ["/", f"/tickets/{ticket.number}/", "/calls/", "/calls/board/"]
+    return [
+        "/",
+        f"/tickets/{ticket.number}/",
+        f"/customers/{ticket.customer_id}/",
+        "/calls/",
+        "/calls/board/",
+    ]
 
 
 def test_workbench_pages_carry_a_strict_policy(supervisor_web, ticket):

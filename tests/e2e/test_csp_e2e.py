@@ -13,6 +13,7 @@ from knowledge.parsing import parse_jsonl
 from knowledge.services import documents_ingest, source_get_or_create
 from routing.models import RoutingFeedback
 from routing.testing import routing_decision_create
+from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.test_workbench_e2e import _call, _sign_in, _wait_live
 from tickets import services
 from tickets.models import Team
@@ -76,3 +77,24 @@ def test_admin_and_api_docs_work_under_the_policy(page, supervisor):
     page.wait_for_selector("#changelist")
     page.goto("/api/docs/")
     page.wait_for_selector(".swagger-ui .info", timeout=10_000)
+
+
+def test_customer_page_opens_from_the_ticket_page(page, supervisor, customer):
+    """The customer's name on the ticket page opens the customer page: the profile, the
+    tickets (each opening its ticket) and the context panel, with nothing refused."""
+    older = _call(services.ticket_create, customer=customer, subject="Where is my parcel", body="?")
+    ticket = _call(services.ticket_create, customer=customer, subject="Refund", body="Refund?")
+    _sign_in(page, "supervisor", PASSWORD)
+    page.goto(f"/tickets/{ticket.number}/")
+    with page.expect_navigation():
+        page.locator(".card.customer .cust-name a").click()
+    assert page.url.endswith(f"/customers/{customer.pk}/")
+    expect(page.locator("h1")).to_have_text(customer.name)
+    expect(page.locator("table.customer-tickets a.subject")).to_have_text(
+        ["Refund", "Where is my parcel"]
+    )
+    expect(page.locator('[data-panel="customer_context"]')).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "customer-page.png"), full_page=True)
+    with page.expect_navigation():
+        page.locator("table.customer-tickets a.subject", has_text="Where is my parcel").click()
+    assert page.url.endswith(f"/tickets/{older.number}/")

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 
 from support.events import subscribe, subscribe_batch, subscriber_task_enqueue
 from support.models import OutboxEvent
-from tickets.models import Ticket, TicketStatus
+from tickets.models import Customer, Ticket, TicketStatus
 
 REOPENED_FROM = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
 
@@ -70,10 +70,21 @@ def on_csat_submitted(event: OutboxEvent) -> None:
         )
 
 
-def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None:
+#: The customer-context panel's template: the ticket page's sidebar and the customer page.
+PANEL_TEMPLATE = "tickets/context/panel.html"
+
+
+def customer_panel_context(request: HttpRequest, customer: Customer) -> dict[str, Any]:
+    """The panel's variables for ``customer`` as the signed-in user may see it; the caller
+    has checked the customer is visible (a visible ticket of theirs, or
+    ``tickets.selectors.customer_get_visible`` on the customer page)."""
     from tickets.context.selectors import customer_context_for
 
-    return {"context": customer_context_for(ticket.customer, user=request.user)}
+    return {"context": customer_context_for(customer, user=request.user)}
+
+
+def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None:
+    return customer_panel_context(request, ticket.customer)
 
 
 def create_extra_context(request: Any, ticket: Ticket) -> dict[str, Any] | None:
@@ -108,7 +119,7 @@ def connect() -> None:
         Panel(
             name="customer_context",
             title="Customer context",
-            template="tickets/context/panel.html",
+            template=PANEL_TEMPLATE,
             context=panel_context,
             order=20,
             slot="sidebar",
