@@ -60,6 +60,18 @@ def test_the_call_page_shows_the_duration_in_minutes_and_seconds(client, agent, 
     assert "340 s" not in html
 
 
+def test_the_call_page_says_who_produced_the_analysis_once(client, agent, call):
+    """It read "produced by Local (offline) (Local)", and said nothing of a Bedrock failure
+    the offline analysis stood in for."""
+    client.force_login(agent)
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert "produced by Local (offline)</p>" in html
+    call.analytics.bedrock_status = "Failed"
+    call.analytics.save(update_fields=["bedrock_status"])
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert "produced by Local (offline) (Bedrock failed: analysed offline instead)</p>" in html
+
+
 def test_board_is_for_supervisors(client, agent, supervisor, db):
     client.force_login(agent)
     refused = client.get("/calls/board/")
