@@ -198,8 +198,10 @@ def test_the_alert_page_shows_the_rules_recent_values(feed, supervisor, client):
     client.force_login(supervisor)
     body = client.get(f"/alerts/{Alert.objects.get().pk}/").content.decode()
     assert "Recent evaluations" in body
-    assert "11.0000" in body
-    assert "3.0000" in body
+    # a count reads as one ("11"; it read "11.0000"), a rate keeps its decimals
+    assert "<dd>11</dd>" in body
+    assert "<td>3</td>" in body
+    assert "11.0000" not in body
 
 
 @pytest.mark.django_db
