@@ -75,6 +75,12 @@ class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
     ticket_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
     customer_id = serializers.CharField(required=False, max_length=32)  # type: ignore[assignment]
     timestamp = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    # The rest of seed 004's TicketReceived detail, which a ticketing system may send back
+    # as it is: accepted, not trusted (the correlation id is this platform's, made per
+    # ticket; VIP status and account type come from the customer's record or the customer
+    # database, never from the caller's claim).
+    correlation_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    customer_context = serializers.DictField(required=False)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         """Unknown top-level fields are refused (400, each named), with the other errors:

@@ -368,6 +368,32 @@ def test_post_tickets_names_unknown_fields(
     assert sorted(response.json()["error"]["details"]) == ["sevrity", "subject"]
 
 
+def test_post_tickets_takes_the_received_events_detail_back_without_trusting_it(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    """A ticketing system may post the seed's TicketReceived detail as it is, with
+    ``correlation_id`` and ``customer_context``: accepted (they are the seed's own names),
+    not trusted (the caller's VIP claim changes nothing; the correlation id is ours)."""
+    response = supervisor_key_client.post(
+        "/tickets",
+        {
+            "ticket_id": "TKT-31",
+            "customer_id": str(customer.pk),
+            "subject": "Internet down",
+            "description": "No connection since this morning.",
+            "timestamp": "2026-12-06T09:00:00Z",
+            "correlation_id": "their-correlation-1",
+            "customer_context": {"is_vip": True, "account_type": "business"},
+        },
+        format="json",
+    )
+    assert response.status_code in (201, 202), response.content
+    ticket = Ticket.objects.get(origin_platform_id="TKT-31")
+    assert str(ticket.correlation_id) != "their-correlation-1"
+    customer.refresh_from_db()
+    assert (customer.vip_tier, customer.account_type) == ("none", "individual")
+
+
 def test_health(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("support.health.check_celery", lambda: {"status": "ok", "workers": 1})
     assert client.get("/health").status_code == 200
