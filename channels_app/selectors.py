@@ -6,7 +6,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from channels_app.adapters.webchat.adapter import message_visitor, visitor_message_prefix
@@ -22,7 +22,7 @@ from tickets.models import (
     Ticket,
     TicketStatus,
 )
-from tickets.selectors import written_on_ticket_id
+from tickets.selectors import message_list_written_on, written_on_ticket_id
 
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 
@@ -92,9 +92,19 @@ def ticket_for_email_thread(*, references: tuple[str, ...]) -> Ticket | None:
     return message.ticket if message else None
 
 
+def ticket_conversation(ticket: Ticket) -> QuerySet[Message]:
+    """The entries of ``ticket``'s conversation: those on it now and those written on it
+    that a merge has since moved to another ticket (``message_list_written_on``). For a
+    ticket never merged away, its own entries; for a merged one, still its own, so a reply
+    written on it before the merge answers what its customer wrote (docs/channels.md)."""
+    moved_away = message_list_written_on(ticket=ticket).exclude(ticket=ticket)
+    return Message.objects.filter(Q(ticket=ticket) | Q(pk__in=moved_away.values("pk")))
+
+
 def last_inbound_at(ticket: Ticket) -> object:
     return (
-        Message.objects.filter(ticket=ticket, direction=Direction.INBOUND)
+        ticket_conversation(ticket)
+        .filter(direction=Direction.INBOUND)
         .order_by("-created_at")
         .values_list("created_at", flat=True)
         .first()
@@ -184,7 +194,8 @@ def webchat_reply_visitor(ticket: Ticket) -> str:
     """The visitor an agent's web chat reply goes to: the one who wrote last on the ticket
     (after a merge it may hold several visitors' chats), else the ticket's own visitor."""
     for channel_message_id in (
-        Message.objects.filter(ticket=ticket, channel="webchat", direction=Direction.INBOUND)
+        ticket_conversation(ticket)
+        .filter(channel="webchat", direction=Direction.INBOUND)
         .exclude(channel_message_id=None)
         .order_by("-created_at", "-id")
         .values_list("channel_message_id", flat=True)[:20]

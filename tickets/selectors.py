@@ -171,6 +171,19 @@ def message_list_written_on(*, ticket: Ticket) -> QuerySet[Message]:
     )
 
 
+def message_written_on_ticket_get(*, message: Message) -> Ticket | None:
+    """The ticket ``message`` was written on: its own ticket, unless a merge has since
+    moved it to another (:func:`written_on_ticket_id`, read afresh from the database).
+    None when that ticket no longer exists. Whom a reply is for, its hand-off and its
+    e-mail thread follow this ticket, not the one the merge put the reply on."""
+    pk = (
+        Message.objects.filter(pk=message.pk).values_list(written_on_ticket_id(), flat=True).first()
+    ) or message.ticket_id
+    if pk == message.ticket_id:
+        return message.ticket
+    return Ticket.objects.select_related("customer").filter(pk=pk).first()
+
+
 def ticket_last_agent_reply(*, ticket: Ticket) -> Message | None:
     """The last public reply an agent wrote on ``ticket`` (a merge that moved it away
     keeps it the ticket's; one that brought another ticket's in does not make it so): what

@@ -55,7 +55,7 @@ from tickets.models import (
     MessageKind,
     Ticket,
 )
-from tickets.selectors import message_list_written_on, written_on_ticket_id
+from tickets.selectors import message_list_written_on, message_written_on_ticket_get
 
 logger = logging.getLogger(__name__)
 
@@ -343,8 +343,8 @@ def handoff_reply_deliveries_create(message: Message) -> Delivery | None:
     from channels_app.services.outbound import email_reply_delivery_create
 
     key = f"message:{message.pk}"
-    email = email_reply_delivery_create(message, address=handoff_reply_address(message.ticket))
     ticket = handoff_reply_ticket(message)
+    email = email_reply_delivery_create(message, address=handoff_reply_address(ticket))
     url = handoff_callback_url(ticket)
     if url and ticket.channel_account_id.isdigit():
         delivery_enqueue(
@@ -388,14 +388,14 @@ def handoff_reply_files(
 def handoff_reply_ticket(message: Message) -> Ticket:
     """The hand-off ticket an agent's reply was written on: its own ticket, unless a merge
     has since moved it to another (``tickets.selectors.written_on_ticket_id``). The reply
-    stays that hand-off's: its callback, its bot's session and file URLs."""
-    written_on = Message.objects.filter(pk=message.pk).values_list(
-        written_on_ticket_id(), flat=True
-    )
-    pk = written_on.first() or message.ticket_id
-    if pk == message.ticket_id:
-        return message.ticket
-    return Ticket.objects.select_related("customer").get(pk=pk)
+    stays that hand-off's: its callback, its bot's session and file URLs, and the
+    address its e-mail goes to. A ticket since deleted is a permanent failure in words."""
+    ticket = message_written_on_ticket_get(message=message)
+    if ticket is None:
+        raise PermanentError(
+            "The hand-off ticket this reply was written on no longer exists; not sent."
+        )
+    return ticket
 
 
 def callback_body(

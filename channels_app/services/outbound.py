@@ -25,10 +25,11 @@ from channels_app.services.handoff import handoff_reply_address, handoff_reply_d
 from channels_app.services.reply_limits import channel_label
 from support.aws import aws_error
 from support.delivery import selectors as delivery_selectors
-from support.delivery.models import Delivery
+from support.delivery.models import Delivery, Outcome
 from support.delivery.registry import (
     Change,
     DeliveryChange,
+    DeliveryError,
     Schedule,
     SendResult,
     TargetKind,
@@ -41,11 +42,14 @@ from tickets.models import (
     Attachment,
     Channel,
     ChannelIdentity,
+    Customer,
     DeliveryState,
     Direction,
     Message,
     MessageKind,
+    Ticket,
 )
+from tickets.selectors import message_written_on_ticket_get
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +115,15 @@ def outbound_delivery_create(*, message_id: int) -> Delivery | None:
         return None
     if message.channel == Channel.CHATBOT:
         return handoff_reply_deliveries_create(message)
+    ticket = message_written_on_ticket_get(message=message) or message.ticket
     if message.channel not in registered_channels():
         # API and phone tickets: no channel to answer on but the customer's e-mail
-        return email_reply_delivery_create(message, address=message.ticket.customer.email)
+        return email_reply_delivery_create(message, address=ticket.customer.email)
     key = f"message:{message.pk}"
     existing = delivery_selectors.delivery_get(target_kind=CHANNEL_REPLY_KIND, idempotency_key=key)
     if existing is not None:
         return existing
-    account = selectors.channel_account_for_ticket(message.ticket)
+    account = selectors.channel_account_for_ticket(ticket)
     if account is None:
         ticket_services.message_delivery_update(
             message=message,
@@ -144,12 +149,48 @@ def _reply_enqueue(
     )
 
 
+#: ``error_code`` of a reply that is not sent because whom it is for can no longer be told
+#: safely (docs/channels.md#replies-and-merges).
+RECIPIENT_UNKNOWN_CODE = "recipient_unknown"
+CUSTOMER_ERASED_CODE = "customer_erased"
+NO_IDENTITY_CODE = "no_identity"
+
+
+def _refusal(text: str, code: str) -> DeliveryError:
+    return DeliveryError(text, outcome=Outcome.PERMANENT, error_code=code)
+
+
+def reply_ticket_get(message: Message) -> Ticket:
+    """The ticket whose customer a public reply goes to: the one it was written on
+    (``tickets.selectors.message_written_on_ticket_get``), read when it is sent, not the
+    one a merge has since put it on, which may be another customer's. Raises a permanent
+    ``DeliveryError`` with a code (the reply is sent to no one) when whom it is for can no
+    longer be told: that ticket is gone, or its customer was erased. A customer merge
+    since is followed, as for any reply: it says the two records are one person."""
+    ticket = message_written_on_ticket_get(message=message)
+    if ticket is None:
+        raise _refusal(
+            "The ticket this reply was written on no longer exists, so whom it was for "
+            "cannot be told; not sent.",
+            RECIPIENT_UNKNOWN_CODE,
+        )
+    if Customer.objects.filter(pk=ticket.customer_id, erasure__isnull=False).exists():
+        raise _refusal(
+            f"The customer of {ticket.number} was erased (their personal data removed at "
+            "their request); not sent.",
+            CUSTOMER_ERASED_CODE,
+        )
+    return ticket
+
+
 def _outbound_request(
     message: Message, idempotency_key: str, channel: str | None = None
 ) -> OutboundRequest:
     """``channel``: the channel the reply goes out on, when not the message's own (a
-    chatbot hand-off's replies go by e-mail to the customer's address)."""
-    ticket = message.ticket
+    chatbot hand-off's replies go by e-mail to the customer's address). Whom it goes to,
+    its subject and its e-mail thread come from the ticket it was written on
+    (:func:`reply_ticket_get`, which refuses when that can no longer be told safely)."""
+    ticket = reply_ticket_get(message)
     channel = channel or message.channel
     if channel != message.channel:  # by e-mail: a channel with no adapter of its own
         if message.channel == Channel.CHATBOT:
@@ -175,7 +216,14 @@ def _outbound_request(
             # a mail that named no sender address; an agent has since given the customer one
             recipient = ticket.customer.email
     if not recipient:
-        raise PermanentError(f"The customer has no {channel} identity to reply to.")
+        problem = f"The customer has no {channel} identity to reply to."
+        if ticket.pk != message.ticket_id:
+            problem += (
+                f" This reply was written on {ticket.number} before it was merged into "
+                f"{message.ticket.number}; a merge into another customer's ticket moves the "
+                "identities. Not sent to anyone else."
+            )
+        raise _refusal(problem, NO_IDENTITY_CODE)
     thread: tuple[str, ...] = ()
     outgoing = ""
     if channel == "email":
@@ -183,9 +231,8 @@ def _outbound_request(
         # (metadata "message_id"): a reply names the sender's own
         thread = tuple(
             str(whole or stored)
-            for stored, whole in Message.objects.filter(
-                ticket=ticket, channel="email", kind=MessageKind.PUBLIC
-            )
+            for stored, whole in selectors.ticket_conversation(ticket)
+            .filter(channel="email", kind=MessageKind.PUBLIC)
             .exclude(channel_message_id=None)
             .exclude(pk=message.pk)
             .order_by("created_at")

@@ -475,3 +475,31 @@ def test_a_hand_off_that_took_another_in_keeps_its_own_callback_and_address(
         "second",
         message.pk,
     )
+
+
+@responses.activate
+def test_a_hand_off_reply_queued_before_a_cross_customer_merge_is_mailed_to_its_customer(
+    client: Client, agent: Any, customer: Any
+) -> None:
+    """The reply's e-mail waits (a retry, a paused account) while an agent merges the
+    hand-off into another customer's ticket: it goes to the hand-off's customer, never to
+    the other one (docs/channels.md#replies-and-merges)."""
+    from channels_app.services import outbound_delivery_create
+    from support.delivery import services as engine
+    from support.delivery.models import Delivery
+
+    make_account("chatbot")
+    ticket = _handoff(client, callback_url="")
+    message = message_add(ticket=ticket, body="Try this link.", author_user=agent)
+    delivery = outbound_delivery_create(message_id=message.pk)
+    assert delivery is not None
+    theirs = ticket_create(customer=customer, subject="By e-mail", body="Hi", channel="api")
+    _merge(ticket, theirs, agent)
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+
+    engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
+
+    [call] = responses.calls
+    sent = json.loads(call.request.body or b"")
+    assert sent["personalizations"] == [{"to": [{"email": "user@example.com"}]}]
+    assert Delivery.objects.get(pk=delivery.pk).status == "succeeded"
