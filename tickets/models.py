@@ -341,7 +341,8 @@ MESSAGE_BODY_MAX_CHARS = 50_000
 
 #: ``Message.metadata`` key: the ticket an entry was written on, set when a merge first
 #: moves it to another ticket and kept through later merges (``tickets.services.ticket_merge``;
-#: read by ``tickets.selectors.messages_written_on``). Absent: the entry's own ticket.
+#: read by ``tickets.selectors.message_list_written_on`` and
+#: ``message_written_on_ticket_get``). Absent: the entry's own ticket.
 MESSAGE_WRITTEN_ON_KEY = "written_on_ticket_id"
 
 
