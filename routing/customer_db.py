@@ -27,6 +27,7 @@ either, and local data is a sound answer. The customer row is not changed.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,13 +37,16 @@ import requests
 from django.conf import settings
 
 from support.lru import BoundedLRU
-from support.outbound import outbound_headers
+from support.outbound import body_read_bounded, outbound_headers
 from tickets.models import AccountType, VipTier
 
 logger = logging.getLogger(__name__)
 
 SOURCE_LOCAL = "local"
 SOURCE_CUSTOMER_DB = "customer_db"
+# One customer's record: a few hundred bytes. A larger answer is refused unread (a hostile
+# or broken endpoint cannot fill a worker's memory).
+ANSWER_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,13 @@ def customer_lookup(*, customer_id: int, vip_tier: str, account_type: str) -> Cu
             headers=outbound_headers(headers),
             timeout=float(settings.ROUTING_CUSTOMER_DB_TIMEOUT),
             allow_redirects=False,
+            stream=True,
+        )
+        # the whole answer within the timeout and a few KB: routing waits for it
+        body = body_read_bounded(
+            response,
+            max_bytes=ANSWER_MAX_BYTES,
+            seconds=float(settings.ROUTING_CUSTOMER_DB_TIMEOUT),
         )
     except requests.RequestException as exc:
         return _failed(local, customer_id, started, None, type(exc).__name__)
@@ -136,7 +147,7 @@ def customer_lookup(*, customer_id: int, vip_tier: str, account_type: str) -> Cu
             local, customer_id, started, response.status_code, f"HTTP {response.status_code}"
         )
     try:
-        tier, kind = customer_fields_map(response.json(), local_account_type=account_type)
+        tier, kind = customer_fields_map(json.loads(body), local_account_type=account_type)
     except ValueError as exc:  # not JSON (requests' JSONDecodeError), or _Unusable
         why = str(exc) if isinstance(exc, _Unusable) else "the answer is not JSON"
         return _failed(local, customer_id, started, response.status_code, f"malformed: {why}")

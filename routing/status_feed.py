@@ -27,6 +27,7 @@ Parts of another shape inside a well-formed answer are skipped and listed in
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from django.conf import settings
 from routing.ticketing import INVALID_URL
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError
-from support.outbound import outbound_headers
+from support.outbound import AnswerTooLarge, body_read_bounded, outbound_headers
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ STATUS_FORMATS = (FORMAT_SERVICES, FORMAT_SEED)
 SEED_BATCH_PATH = "/status/batch"
 STATES = ("operational", "degraded", "outage")  # ServiceStatus.State's values
 SKIPPED_MAX = 20  # notes kept per answer (the rest are counted)
+# A status answer lists services and their outages: a megabyte is thousands of them. A
+# larger one is refused unread (recorded as malformed), not read whole into memory.
+ANSWER_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ def status_fetch(*, service_ids: list[str]) -> StatusAnswer:
                 headers=outbound_headers(headers),
                 timeout=float(settings.ROUTING_STATUS_TIMEOUT),
                 allow_redirects=False,
+                stream=True,
             )
         else:
             response = requests.get(
@@ -129,16 +134,22 @@ def status_fetch(*, service_ids: list[str]) -> StatusAnswer:
                 headers=outbound_headers(headers),
                 timeout=float(settings.ROUTING_STATUS_TIMEOUT),
                 allow_redirects=False,
+                stream=True,
             )
+        raw = body_read_bounded(
+            response, max_bytes=ANSWER_MAX_BYTES, seconds=float(settings.ROUTING_STATUS_TIMEOUT)
+        )
     except INVALID_URL as exc:  # configuration: every retry would fail the same way
         raise DeliveryError(
             f"ROUTING_STATUS_URL {url!r} cannot be used ({type(exc).__name__}: {exc}).",
             outcome=Outcome.PERMANENT,
             error_code="invalid_url",
         ) from exc
+    except AnswerTooLarge as exc:  # not a passing fault: the endpoint answers this way
+        raise _malformed(str(exc), response.status_code, f"({exc}; not read)") from exc
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc
-    text = response.text[:2000]
+    text = raw[:2000].decode("utf-8", "replace")
     if 300 <= response.status_code < 400:
         location = response.headers.get("Location", "")[:500] or "no Location header"
         raise DeliveryError(
@@ -151,7 +162,7 @@ def status_fetch(*, service_ids: list[str]) -> StatusAnswer:
     if not 200 <= response.status_code < 300:
         return StatusAnswer(StatusReport(), response.status_code, summary, text)
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError as exc:
         raise _malformed("the answer is not JSON", response.status_code, text) from exc
     if fmt == FORMAT_SEED:

@@ -1,10 +1,15 @@
-"""Helpers shared by every outbound integration: error classification, backoff, and the
+"""Helpers shared by every outbound integration: error classification, backoff, the
 ``X-Request-ID`` header (``outbound_headers``) that ties a call to the request or task
-behind it in the logs (``support.logging_context``)."""
+behind it in the logs (``support.logging_context``), and a bounded read of an answer's
+body (``body_read_bounded``)."""
 
 from __future__ import annotations
 
 import random
+import time
+
+import requests
+import urllib3
 
 from support.errors import RETRYABLE_STATUSES, THROTTLED_STATUSES, http_status_kind
 from support.logging_context import outbound_headers
@@ -12,7 +17,10 @@ from support.models import AttemptOutcome
 
 __all__ = [
     "RETRYABLE_HTTP",
+    "AnswerTooLarge",
+    "AnswerTooSlow",
     "backoff_seconds",
+    "body_read_bounded",
     "classify_http_status",
     "outbound_headers",
     "parse_retry_after",
@@ -61,3 +69,43 @@ def backoff_seconds(
     if retry_after is not None:
         delay = max(delay, min(retry_after, cap))
     return delay
+
+
+class AnswerTooLarge(requests.RequestException):
+    """An answer's body is larger than the caller reads."""
+
+
+class AnswerTooSlow(requests.Timeout):
+    """An answer's body did not arrive whole within the caller's deadline."""
+
+
+def body_read_bounded(response: requests.Response, *, max_bytes: int, seconds: float) -> bytes:
+    """The body of ``response`` (made with ``stream=True``): at most ``max_bytes``
+    (``AnswerTooLarge`` past them, or at once on a ``Content-Length`` that says so) and
+    within ``seconds`` in all (``AnswerTooSlow``). ``requests``' own timeout bounds each
+    wait between bytes, not the whole read: an endpoint trickling a byte at a time held its
+    caller as long as it liked, and a large answer was read whole into memory before
+    anything looked at its size. Both are ``requests.RequestException``: a caller's
+    handler of failed calls takes them. The response is closed."""
+    with response:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise AnswerTooLarge(f"the answer is {declared} bytes, over {max_bytes}")
+        deadline = time.monotonic() + seconds
+        data = bytearray()
+        while True:
+            # read1: whatever has arrived (each wait bounded by the read timeout), so the
+            # deadline is checked between trickled bytes; a read of N bytes waits for N
+            try:
+                chunk = response.raw.read1(16_384, decode_content=True)
+            except urllib3.exceptions.ReadTimeoutError as exc:
+                raise AnswerTooSlow(f"the answer stopped arriving ({exc})") from exc
+            except urllib3.exceptions.HTTPError as exc:  # a broken or malformed stream
+                raise requests.ConnectionError(f"{type(exc).__name__}: {exc}") from exc
+            if not chunk:
+                return bytes(data)
+            data += chunk
+            if len(data) > max_bytes:
+                raise AnswerTooLarge(f"the answer is over {max_bytes} bytes")
+            if time.monotonic() > deadline:
+                raise AnswerTooSlow(f"the answer took over {seconds:g} s to arrive")

@@ -111,6 +111,8 @@ def test_answers_are_cached_per_customer(db_on):
         ({"json": {"vip_tier": "diamond"}}, "malformed: no vip_tier of a known tier", 200),
         ({"json": ["gold"]}, "malformed: the answer is not a JSON object", 200),
         ({"status": 302, "headers": {"Location": "https://elsewhere.test/"}}, "HTTP 302", 302),
+        # a record larger than any customer's: refused, never read whole into memory
+        ({"body": '{"vip_tier": "gold", "x": "' + "x" * 70_000 + '"}'}, "AnswerTooLarge", None),
     ],
 )
 def test_any_failure_falls_back_to_local_data_recorded_and_not_cached(

@@ -161,6 +161,8 @@ def test_a_status_answer_of_another_shape_is_skipped_not_a_crash(
         "<html>maintenance</html>",
         json.dumps({"services": {"SVC100": {"state": "outage"}}}),  # an object, not a list
         json.dumps(["SVC100"]),
+        # over the megabyte a status answer may be: refused, never read whole into memory
+        json.dumps({"services": [], "pad": "x" * (1024 * 1024)}),
     ],
 )
 def test_a_malformed_status_answer_is_a_recorded_failure_that_changes_nothing(settings, poll, body):
