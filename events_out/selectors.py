@@ -21,29 +21,34 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
     message, and the customer context), then the internal ticket id (``id``, a number),
     the event id, number, priority and source. ``ticket_id`` is the ticket's id as seed
     004's ``POST /tickets`` answered it (``tickets.selectors.ticket_submitted_id``): the
-    caller's own ``ticket_id`` when it sent one, else the internal id as a string. Read
+    caller's own ``ticket_id`` when it sent one, else the internal id as a string;
+    ``submitted_by`` names that caller (the API key's user; null without one): a caller's
+    id is unique per caller only, so two callers' ``TKT-1001`` are told apart. Read
     when sent (a ticket erased since carries its erased text, and its internal id)."""
     internal_id = int(event.get("ticket_id") or 0)
     ticket_id = str(event.get("ticket_id"))
     ticket = (
-        Ticket.objects.select_related("customer")
+        Ticket.objects.select_related("customer", "origin_caller")
         .filter(pk=internal_id)
         .only(
             "pk",
             "subject",
             "correlation_id",
             "origin_platform_id",
-            "origin_caller",
+            "origin_caller__username",
             "customer__vip_tier",
             "customer__account_type",
         )
         .first()
     )
     description = ""
+    submitted_by = None
     customer_context: dict[str, Any] = {"is_vip": False, "account_type": ""}
     subject = str(event.get("subject") or "")
     if ticket is not None:
         ticket_id = ticket_submitted_id(ticket)
+        if ticket.origin_caller is not None:  # whose own id ticket_id is
+            submitted_by = ticket.origin_caller.get_username()
         subject = ticket.subject
         first = (
             Message.objects.filter(
@@ -67,6 +72,8 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
         "timestamp": event.get("timestamp"),
         "correlation_id": str(event.get("correlation_id") or ""),
         "customer_context": customer_context,
+        # a caller's ticket_id is unique per caller only: who sent it tells two apart
+        "submitted_by": submitted_by,
         "id": internal_id,
         "event_id": event.get("id"),
         "number": event.get("number"),

@@ -88,6 +88,7 @@ def test_ticket_events_land_on_the_bus_in_seed_004s_shape(customer, bus):
         "timestamp": created.envelope()["timestamp"],
         "correlation_id": str(ticket.correlation_id),
         "customer_context": {"is_vip": True, "account_type": "business"},
+        "submitted_by": None,
         "id": ticket.pk,
         "event_id": created.pk,
         "number": ticket.number,
@@ -140,6 +141,11 @@ def test_ticket_received_carries_the_ticket_id_post_tickets_answered(
     ]
     assert received[0]["ticket_id"] == "TKT-1001"
     assert received[1]["ticket_id"] == str(plain.json()["id"])  # none sent: the internal id
+    # a caller's id is unique per caller only: whose it is comes with it
+    assert (received[0]["submitted_by"], received[1]["submitted_by"]) == (
+        supervisor.get_username(),
+        None,
+    )
     assert received[0]["subject"] == "Internet down"
     assert received[0]["correlation_id"] == answer.json()["correlation_id"]
 
