@@ -188,8 +188,10 @@ SEED_SYNC_NOT_CONFIGURED = "not_configured"
 #: ``ticket_get_for_submitter``) does not get of the decision: the reasoning and the tool
 #: trace can quote the text routing read (the ticket's first customer message, which is
 #: not the submission when none was sent or tickets were merged) and the customer's
-#: other tickets; a key whose user may see the ticket reads them.
-SUBMITTER_WITHHELD = ("reasoning", "tool_calls")
+#: other tickets; a key whose user may see the ticket reads them. The classification too:
+#: with a model provider its category, intent and secondary are the model's free text,
+#: written from that same text.
+SUBMITTER_WITHHELD = ("issue_classification", "reasoning", "tool_calls")
 
 
 def seed_routing_decision(

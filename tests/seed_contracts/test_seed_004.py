@@ -237,8 +237,12 @@ def test_the_submitter_still_reads_the_decision_once_routing_moved_the_ticket(
     assert body["confidence_score"] == decision.confidence
     assert body["correlation_id"] == str(decision.correlation_id)
     assert body["customer_id"] == str(customer.pk)
-    assert (body["reasoning"], body["tool_calls"]) == (None, None)
-    assert body["withheld"] == ["reasoning", "tool_calls"]
+    assert (body["reasoning"], body["tool_calls"], body["issue_classification"]) == (
+        None,
+        None,
+        None,
+    )
+    assert body["withheld"] == ["issue_classification", "reasoning", "tool_calls"]
     # by its internal id too (the submitter's own ticket)
     assert key_client.get(f"/tickets/{ticket.pk}").json()["id"] == ticket.pk
     # what shows the conversation or the customer keeps the rule
