@@ -299,9 +299,16 @@ class TicketOutputSerializer(serializers.ModelSerializer):
 
 class TicketDetailOutputSerializer(TicketOutputSerializer):
     messages = serializers.SerializerMethodField()
+    created_by = serializers.SerializerMethodField(
+        help_text="Who opened it through the API (the API key's user); null for a ticket a "
+        "customer's message, a chatbot hand-off or a call opened."
+    )
 
     class Meta(TicketOutputSerializer.Meta):
-        fields = [*TicketOutputSerializer.Meta.fields, "messages"]
+        fields = [*TicketOutputSerializer.Meta.fields, "created_by", "messages"]
+
+    def get_created_by(self, obj: Ticket) -> str | None:
+        return obj.created_by.get_username() if obj.created_by is not None else None
 
     def get_messages(self, obj: Ticket) -> list[dict[str, Any]]:
         messages = self.context.get("messages", [])

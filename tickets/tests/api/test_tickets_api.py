@@ -68,6 +68,9 @@ def test_the_ticket_page_says_who_opened_a_ticket_through_the_api(agent, agent_c
     assert "opened by agent</span>" in page
     page = browser.get(f"/tickets/{by_customer.number}/").content.decode()
     assert "opened by" not in page
+    # the API says it too
+    assert agent_client.get(f"/api/tickets/{ticket.pk}").json()["created_by"] == "agent"
+    assert agent_client.get(f"/api/tickets/{by_customer.pk}").json()["created_by"] is None
 
 
 @pytest.mark.parametrize(
