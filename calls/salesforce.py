@@ -21,10 +21,19 @@ from django.core.cache import cache
 
 from support.delivery.models import Outcome
 from support.errors import PermanentError, RetryableError
-from support.outbound import outbound_headers, parse_retry_after
+from support.outbound import (
+    AnswerTooLarge,
+    outbound_headers,
+    parse_retry_after,
+    response_read_bounded,
+)
 
 TOKEN_CACHE_KEY = "calls:salesforce-token"  # noqa: S105 - a cache key
 REQUEST_LIMIT_BACKOFF_SECONDS = 60.0
+#: The most of an answer read: a token, an upsert's ``{"id", "success", "errors"}`` or an
+#: error list are a few hundred bytes of JSON; a larger answer is refused (permanent: it
+#: is not a passing fault), never read whole into memory.
+ANSWER_MAX_BYTES = 64 * 1024
 
 
 class SalesforceRetryable(RetryableError):
@@ -63,6 +72,13 @@ def _error(response: requests.Response) -> tuple[str, str]:
     return "", str(body)[:300]
 
 
+def _too_large(exc: AnswerTooLarge) -> SalesforcePermanent:
+    status = exc.response.status_code if exc.response is not None else None
+    return SalesforcePermanent(
+        f"Salesforce's answer was refused: {exc}.", http_status=status, code="answer_too_large"
+    )
+
+
 _pool = threading.local()
 
 
@@ -82,6 +98,11 @@ class SalesforceClient:
     def __init__(self, session: requests.Session | None = None) -> None:
         self.session = session or _pooled_session()
         self.timeout = settings.SALESFORCE_TIMEOUT
+
+    def _read(self, response: requests.Response) -> None:
+        """The answer read whole within the timeout (a trickle of bytes is a timeout) and
+        up to ``ANSWER_MAX_BYTES``; read to its end, the connection goes back to the pool."""
+        response_read_bounded(response, max_bytes=ANSWER_MAX_BYTES, seconds=float(self.timeout))
 
     # --- OAuth --------------------------------------------------------------------------
     def _token_request(self) -> dict[str, str]:
@@ -113,8 +134,11 @@ class SalesforceClient:
             }
         try:
             response = self.session.post(
-                url, data=data, headers=outbound_headers(), timeout=self.timeout
+                url, data=data, headers=outbound_headers(), timeout=self.timeout, stream=True
             )
+            self._read(response)
+        except AnswerTooLarge as exc:
+            raise _too_large(exc) from exc
         except requests.RequestException as exc:
             raise SalesforceRetryable(f"Salesforce token request failed: {exc}") from exc
         if response.status_code != 200:
@@ -161,7 +185,11 @@ class SalesforceClient:
                     json=fields,
                     headers=outbound_headers({"Authorization": f"Bearer {token['access_token']}"}),
                     timeout=self.timeout,
+                    stream=True,
                 )
+                self._read(response)
+            except AnswerTooLarge as exc:
+                raise _too_large(exc) from exc
             except requests.RequestException as exc:
                 raise SalesforceRetryable(f"Salesforce unreachable: {exc}") from exc
             status = response.status_code

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from django.core.cache import cache
 
 from support.logging_context import outbound_headers
+from support.outbound import body_read_bounded
 from support.sns import StaleMessage, sns_timestamp_check
 
 SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
@@ -48,11 +49,18 @@ class SnsHttp:
     """Outbound HTTP for SNS (certificate fetch, subscription confirmation)."""
 
     timeout = 5.0
+    #: A signing certificate (PEM) or a confirmation's XML answer is a few KB.
+    max_bytes = 64 * 1024
 
     def get(self, url: str) -> bytes:
-        response = requests.get(url, headers=outbound_headers(), timeout=self.timeout)
-        response.raise_for_status()
-        return response.content
+        """The answer, read whole within the timeout and up to ``max_bytes``
+        (``support.outbound.body_read_bounded``; past them ``AnswerTooLarge``, a
+        ``requests.RequestException`` like every other failure here)."""
+        response = requests.get(url, headers=outbound_headers(), timeout=self.timeout, stream=True)
+        if not response.ok:
+            response.close()
+            response.raise_for_status()
+        return body_read_bounded(response, max_bytes=self.max_bytes, seconds=self.timeout)
 
 
 http: SnsHttp = SnsHttp()

@@ -7,6 +7,10 @@ Only this module calls the ticketing system. It answers what the system said (th
 engine classifies the status: 2xx success, 429 throttled, 401 refused credentials, 408/425
 /5xx retryable, other 4xx permanent); a timeout or refused connection is retryable, a URL
 requests cannot use (no scheme, another scheme, no host) permanent.
+The answer is read within ``TICKETING_SYSTEM_TIMEOUT`` in all (a trickle of bytes is a
+timeout, retryable) and up to ``ANSWER_MAX_BYTES`` (``support.outbound.body_read_bounded``):
+the answer is only recorded, 64 KiB is far more than an acknowledgement; a larger one is a
+permanent failure (the endpoint answers that way, a retry would too), never read whole.
 Redirects are not followed: requests would re-send the POST as a GET of the new address,
 and that page's 200 would be recorded as a sync that never happened. A 3xx is a permanent
 failure naming the address it points to (set ``TICKETING_SYSTEM_URL`` to that).
@@ -21,7 +25,12 @@ from django.conf import settings
 
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult
-from support.outbound import outbound_headers, parse_retry_after
+from support.outbound import (
+    AnswerTooLarge,
+    outbound_headers,
+    parse_retry_after,
+    response_read_bounded,
+)
 
 #: What requests raises for a URL it cannot send to (no or another scheme, no host).
 INVALID_URL = (
@@ -29,6 +38,8 @@ INVALID_URL = (
     requests.exceptions.InvalidSchema,
     requests.exceptions.InvalidURL,
 )
+#: The most of an answer read: an acknowledgement, recorded (2,000 characters) not parsed.
+ANSWER_MAX_BYTES = 64 * 1024
 
 
 def ticketing_post(*, body: dict[str, Any], idempotency_key: str) -> SendResult:
@@ -49,12 +60,25 @@ def ticketing_post(*, body: dict[str, Any], idempotency_key: str) -> SendResult:
             headers=outbound_headers(headers),
             timeout=settings.TICKETING_SYSTEM_TIMEOUT,
             allow_redirects=False,
+            stream=True,
+        )
+        response_read_bounded(
+            response,
+            max_bytes=ANSWER_MAX_BYTES,
+            seconds=float(settings.TICKETING_SYSTEM_TIMEOUT),
         )
     except INVALID_URL as exc:  # configuration: every retry would fail the same way
         raise DeliveryError(
             f"TICKETING_SYSTEM_URL {url!r} cannot be used ({type(exc).__name__}: {exc}).",
             outcome=Outcome.PERMANENT,
             error_code="invalid_url",
+        ) from exc
+    except AnswerTooLarge as exc:  # not a passing fault: the endpoint answers this way
+        raise DeliveryError(
+            f"The ticketing system's answer was refused: {exc} (not read).",
+            outcome=Outcome.PERMANENT,
+            http_status=response.status_code,
+            error_code="answer_too_large",
         ) from exc
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc

@@ -24,6 +24,7 @@ __all__ = [
     "classify_http_status",
     "outbound_headers",
     "parse_retry_after",
+    "response_read_bounded",
 ]
 
 RETRYABLE_HTTP = RETRYABLE_STATUSES | THROTTLED_STATUSES  # 408, 425, 429 (and every 5xx)
@@ -86,11 +87,14 @@ def body_read_bounded(response: requests.Response, *, max_bytes: int, seconds: f
     wait between bytes, not the whole read: an endpoint trickling a byte at a time held its
     caller as long as it liked, and a large answer was read whole into memory before
     anything looked at its size. Both are ``requests.RequestException``: a caller's
-    handler of failed calls takes them. The response is closed."""
+    handler of failed calls takes them (``exc.response`` is the answer, its status and
+    headers read, its body not). The response is closed."""
     with response:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
-            raise AnswerTooLarge(f"the answer is {declared} bytes, over {max_bytes}")
+            raise AnswerTooLarge(
+                f"the answer is {declared} bytes, over {max_bytes}", response=response
+            )
         deadline = time.monotonic() + seconds
         data = bytearray()
         while True:
@@ -99,13 +103,28 @@ def body_read_bounded(response: requests.Response, *, max_bytes: int, seconds: f
             try:
                 chunk = response.raw.read1(16_384, decode_content=True)
             except urllib3.exceptions.ReadTimeoutError as exc:
-                raise AnswerTooSlow(f"the answer stopped arriving ({exc})") from exc
+                raise AnswerTooSlow(
+                    f"the answer stopped arriving ({exc})", response=response
+                ) from exc
             except urllib3.exceptions.HTTPError as exc:  # a broken or malformed stream
                 raise requests.ConnectionError(f"{type(exc).__name__}: {exc}") from exc
             if not chunk:
                 return bytes(data)
             data += chunk
             if len(data) > max_bytes:
-                raise AnswerTooLarge(f"the answer is over {max_bytes} bytes")
+                raise AnswerTooLarge(f"the answer is over {max_bytes} bytes", response=response)
             if time.monotonic() > deadline:
-                raise AnswerTooSlow(f"the answer took over {seconds:g} s to arrive")
+                raise AnswerTooSlow(
+                    f"the answer took over {seconds:g} s to arrive", response=response
+                )
+
+
+def response_read_bounded(
+    response: requests.Response, *, max_bytes: int, seconds: float
+) -> requests.Response:
+    """``response`` (made with ``stream=True``) with its body read by
+    :func:`body_read_bounded`: its ``content``, ``text`` and ``json()`` then answer from the
+    bytes read, for a call site that reads the answer through them."""
+    response._content = body_read_bounded(response, max_bytes=max_bytes, seconds=seconds)
+    response._content_consumed = True  # type: ignore[attr-defined]  # iter_content: these bytes
+    return response

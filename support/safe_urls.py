@@ -203,25 +203,40 @@ def _peer_refusal(exc: BaseException) -> _PeerRefused | None:
     return None
 
 
+#: The most of an answer :func:`public_post` reads: the receivers it calls (alert targets,
+#: outgoing webhooks, chatbot callbacks) acknowledge; their answer is recorded, not parsed.
+PUBLIC_ANSWER_MAX_BYTES = 64 * 1024
+
+
 def public_post(
     url: str,
     *,
+    timeout: float,
     allow_http: bool = False,
     allow_private: bool = False,
     resolve: Resolver | None = None,
+    max_bytes: int = PUBLIC_ANSWER_MAX_BYTES,
     **kwargs: Any,
 ) -> requests.Response:
     """POST to a URL that a client or supervisor registered: the one way the server calls
     such URLs. :func:`public_url_error` first (raises :class:`UnsafeUrlError`), then the
     request on a connection whose peer address is checked again after connecting (so DNS
     rebinding between the check and the call is refused), never following redirects.
+    The answer is read whole within ``timeout`` seconds and up to ``max_bytes``
+    (``support.outbound.body_read_bounded``: a trickle of bytes is ``AnswerTooSlow``, a
+    timeout; a larger answer ``AnswerTooLarge``, never read whole into memory).
     Other failures are requests' own exceptions (timeouts, refused connections)."""
+    # here, not at the top: support.auth.tokens imports this module while DRF's settings
+    # load, and support.outbound reaches DRF
+    from support.outbound import response_read_bounded
+
     problem = public_url_error(
         url, allow_http=allow_http, allow_private=allow_private, resolve=resolve
     )
     if problem is not None:
         raise UnsafeUrlError(problem)
     kwargs["allow_redirects"] = False
+    kwargs["stream"] = True
     with requests.Session() as session:
         session.trust_env = False  # a proxy would be the peer: the check would be meaningless
         if not allow_private:
@@ -229,7 +244,8 @@ def public_post(
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         try:
-            return session.post(url, **kwargs)
+            response = session.post(url, timeout=timeout, **kwargs)
+            return response_read_bounded(response, max_bytes=max_bytes, seconds=timeout)
         except requests.RequestException as exc:
             refused = _peer_refusal(exc)
             if refused is not None:

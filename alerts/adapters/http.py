@@ -3,7 +3,8 @@ connection (``support.safe_urls.public_post``: refused before sending when the h
 or connects, to an internal address), one POST with ``ALERTS_HTTP_TIMEOUT``, no
 redirects, and the answer returned for the delivery engine to classify (2xx success, 429
 throttled, 401 refused, 408/425/5xx retryable, other 4xx permanent); a timeout or refused
-connection is retryable."""
+connection is retryable. The answer is read within the timeout and up to 64 KiB
+(``public_post``): a larger one is a permanent failure, never read whole into memory."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.conf import settings
 
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult
-from support.outbound import outbound_headers, parse_retry_after
+from support.outbound import AnswerTooLarge, outbound_headers, parse_retry_after
 from support.safe_urls import Resolver, UnsafeUrlError, public_post, public_url_error
 
 USER_AGENT = "support-desk-alerts/1"
@@ -52,6 +53,13 @@ def post_json(*, url: str, body: dict[str, Any], summary: dict[str, Any]) -> Sen
     except UnsafeUrlError as exc:
         raise DeliveryError(
             f"URL refused: {exc}.", outcome=Outcome.PERMANENT, error_code="unsafe_url"
+        ) from exc
+    except AnswerTooLarge as exc:  # not a passing fault: the receiver answers this way
+        raise DeliveryError(
+            f"The alert target's answer was refused: {exc} (not read).",
+            outcome=Outcome.PERMANENT,
+            http_status=exc.response.status_code if exc.response is not None else None,
+            error_code="answer_too_large",
         ) from exc
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc

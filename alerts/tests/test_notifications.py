@@ -152,6 +152,39 @@ def test_slack_posts_text_to_the_webhook(public_dns):
 
 @pytest.mark.django_db
 @responses.activate
+@pytest.mark.parametrize(
+    ("answer", "refusal"),
+    [
+        ({"body": "x" * (1024 * 1024)}, "over 65536 bytes"),  # cut off past 64 KiB
+        (  # refused on its Content-Length, before the body is read
+            {"body": "ok", "headers": {"Content-Length": str(20 * 1024 * 1024)}},
+            f"is {20 * 1024 * 1024} bytes",
+        ),
+    ],
+)
+def test_an_over_large_answer_from_a_target_is_a_permanent_failure_not_read(
+    public_dns, answer, refusal
+):
+    """A target's URL is data (a supervisor typed it): whatever answers there is not read
+    whole into the worker's memory. Past 64 KiB the answer is refused, a permanent failure
+    with its status (a retry would get the same), never a success."""
+    _target(TargetKind.SLACK, ["warning"], secret=SLACK_URL)
+    responses.post(SLACK_URL, status=200, **answer)
+    _raise(Severity.WARNING)
+
+    [delivery] = _send_all()
+
+    assert (delivery.status, delivery.error_code, delivery.last_http_status) == (
+        DeliveryStatus.DEAD,
+        "answer_too_large",
+        200,
+    )
+    assert delivery.attempt_log.get().outcome == Outcome.PERMANENT
+    assert refusal in delivery.last_error
+
+
+@pytest.mark.django_db
+@responses.activate
 def test_a_private_slack_url_is_refused_before_any_request(monkeypatch):
     from alerts.adapters import http as alerts_http
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
+import responses
 from botocore.stub import Stubber
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -323,6 +325,17 @@ def test_sns_rejections(api_client, aws, signer, tamper, django_capture_on_commi
     if tamper == "topic":  # checked first (free): no certificate fetched for a stranger
         assert response.json()["error"]["code"] == "forbidden"
         assert signer.http.urls == []
+
+
+@responses.activate
+def test_an_over_large_certificate_answer_is_refused_not_read_whole():
+    """A signing certificate is a few KB: an answer past 64 KiB from the SNS host is refused
+    (a failed fetch, so an unverified message), never read whole into memory."""
+    responses.get(CERT_URL, body=b"-----BEGIN CERTIFICATE-----" + b"x" * (100 * 1024))
+    with pytest.raises(requests.RequestException, match="over 65536 bytes"):
+        sns.SnsHttp().get(CERT_URL)
+    responses.replace(responses.GET, CERT_URL, body=b"pem")
+    assert sns.SnsHttp().get(CERT_URL) == b"pem"
 
 
 def test_sqs_poll_s3_event_and_bad_message(aws, django_capture_on_commit_callbacks):

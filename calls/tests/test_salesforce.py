@@ -216,6 +216,24 @@ def test_an_external_id_matching_several_records_is_a_dead_letter(delivery):
 
 
 @responses.activate
+@pytest.mark.parametrize("answer_of", ["token", "upsert"])
+def test_an_over_large_answer_is_a_dead_letter_not_read_whole(delivery, answer_of):
+    """Salesforce's answers are a few hundred bytes of JSON: one past 64 KiB (whatever
+    answers at the configured address) is refused, a permanent failure, never read whole
+    into the worker's memory."""
+    padded = {"padding": "x" * (100 * 1024)}
+    if answer_of == "token":
+        responses.post(SF_LOGIN, json={**SF_TOKEN_BODY, **padded})
+    else:
+        responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+        responses.patch(CASE_URL, status=201, json={**CREATED, **padded})
+    assert send(delivery).status == DeliveryStatus.DEAD
+    assert attempts(delivery) == [
+        ("permanent", 200 if answer_of == "token" else 201, "answer_too_large")
+    ]
+
+
+@responses.activate
 def test_oauth_failure_is_permanent(delivery):
     responses.post(
         SF_LOGIN,

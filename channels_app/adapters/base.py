@@ -22,7 +22,14 @@ from django.conf import settings
 
 from support.errors import PermanentError, RetryableError
 from support.models import AttemptOutcome
-from support.outbound import classify_http_status, outbound_headers, parse_retry_after
+from support.outbound import (
+    AnswerTooLarge,
+    body_read_bounded,
+    classify_http_status,
+    outbound_headers,
+    parse_retry_after,
+    response_read_bounded,
+)
 from support.parsing import UnreadableJson, json_loads, without_nul
 
 if TYPE_CHECKING:
@@ -352,16 +359,41 @@ def http_timeout() -> float:
     return float(getattr(settings, "CHANNELS_HTTP_TIMEOUT", 10))
 
 
+#: The most of a vendor API's answer ``http_call`` reads: the Graph API, X and SendGrid
+#: answer a send, an upload or a token request with a small JSON object (a few hundred
+#: bytes); 1 MiB leaves room for an error page and refuses an answer that would fill memory.
+ANSWER_MAX_BYTES = 1024 * 1024
+
+
 def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
-    """One vendor HTTP call with a timeout; failures become Retryable/PermanentError."""
+    """One vendor HTTP call with a timeout; failures become Retryable/PermanentError.
+
+    The answer is read whole within the timeout and up to ``ANSWER_MAX_BYTES``
+    (``support.outbound.body_read_bounded``): a trickle of bytes is a timeout (retryable),
+    a larger answer a permanent failure (what a malformed answer is), never read whole."""
     kwargs.setdefault("timeout", http_timeout())
     kwargs["headers"] = outbound_headers(kwargs.get("headers"))
+    kwargs["stream"] = True
     try:
         response = requests.request(method, url, **kwargs)  # noqa: S113 - timeout set above
+        response_read_bounded(
+            response, max_bytes=ANSWER_MAX_BYTES, seconds=_deadline(kwargs["timeout"])
+        )
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+    except AnswerTooLarge as exc:
+        error = PermanentError(f"The answer was refused: {exc} (not read).")
+        setattr(error, "error_code", "answer_too_large")  # noqa: B010
+        if exc.response is not None:
+            setattr(error, "http_status", exc.response.status_code)  # noqa: B010
+        raise error from exc
     _raise_for_status(response)
     return response
+
+
+def _deadline(timeout: float | tuple[float, float]) -> float:
+    """The whole read's deadline from a requests timeout (a (connect, read) pair: read)."""
+    return float(timeout[1] if isinstance(timeout, tuple) else timeout)
 
 
 def _raise_for_status(response: requests.Response) -> None:
@@ -384,6 +416,11 @@ def _raise_for_status(response: requests.Response) -> None:
 # --- media downloads -------------------------------------------------------------------
 
 MEDIA_MAX_REDIRECTS = 3
+#: The whole read of one media file (up to CHANNELS_MEDIA_MAX_BYTES, 25 MiB by default):
+#: longer than a vendor call's timeout (25 MiB in 90 s is under 300 KB/s), shorter than
+#: the download task's soft time limit (120 s), so a trickle is a retryable failure
+#: instead of a task killed.
+MEDIA_READ_SECONDS = 90.0
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -443,28 +480,35 @@ def media_download(
                     sent.pop("Authorization", None)
                 url = target
                 continue
-            _raise_for_status(response)
+            if classify_http_status(response.status_code) != AttemptOutcome.SUCCESS:
+                _error_answer_read(response)
+                _raise_for_status(response)
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
             return _read_capped(response, limit), content_type
     raise PermanentError(f"Media download: more than {MEDIA_MAX_REDIRECTS} redirects.")
 
 
-def _read_capped(response: requests.Response, limit: int) -> bytes:
-    declared = response.headers.get("Content-Length", "")
-    too_large = f"Media larger than {limit} bytes (CHANNELS_MEDIA_MAX_BYTES)."
-    if declared.isdigit() and int(declared) > limit:
-        raise PermanentError(too_large)
-    data = bytearray()
+def _error_answer_read(response: requests.Response) -> None:
+    """An error answer's body, for the error's detail: bounded as ``http_call``'s (the
+    status is the error; an answer too large or too slow to read leaves the detail empty)."""
     try:
-        for chunk in response.iter_content(chunk_size=65_536):
-            data += chunk
-            if len(data) > limit:
-                raise PermanentError(too_large)
+        response_read_bounded(response, max_bytes=ANSWER_MAX_BYTES, seconds=http_timeout())
+    except requests.RequestException:
+        response._content = b""
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes:
+    """The media body (``support.outbound.body_read_bounded``): past ``limit`` (or a
+    ``Content-Length`` over it) permanent, a stalled or broken stream or one slower than
+    ``MEDIA_READ_SECONDS`` in all retryable."""
+    try:
+        return body_read_bounded(response, max_bytes=limit, seconds=MEDIA_READ_SECONDS)
+    except AnswerTooLarge:
+        raise PermanentError(
+            f"Media larger than {limit} bytes (CHANNELS_MEDIA_MAX_BYTES)."
+        ) from None
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
-    except requests.exceptions.ChunkedEncodingError as exc:
-        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
-    return bytes(data)
 
 
 def epoch_to_datetime(value: Any, *, millis: bool = False) -> datetime | None:

@@ -42,7 +42,12 @@ from support.delivery.registry import Schedule, SendResult, TargetKind
 from support.delivery.services import delivery_enqueue
 from support.errors import InvalidInput, NotFound, PermanentError, RetryableError
 from support.models import AttemptOutcome
-from support.outbound import classify_http_status, outbound_headers, parse_retry_after
+from support.outbound import (
+    AnswerTooLarge,
+    classify_http_status,
+    outbound_headers,
+    parse_retry_after,
+)
 from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 from tickets import services as ticket_services
 from tickets.attachments import PROVIDER_URL_EXPIRE_SECONDS
@@ -423,7 +428,9 @@ def callback_body(
 
 def chatbot_callback_send(delivery: Delivery) -> SendResult:
     """POST the reply to the bot's callback URL, signed with its account's secret. The URL
-    is checked again (DNS can change since the hand-off) and redirects are not followed."""
+    is checked again (DNS can change since the hand-off) and redirects are not followed;
+    the answer is read within the timeout and up to 64 KiB (``public_post``: a larger one
+    is a permanent failure, never read whole)."""
     message = (
         Message.objects.select_related("ticket")
         .filter(pk=delivery.payload.get("message_id"))
@@ -458,6 +465,10 @@ def chatbot_callback_send(delivery: Delivery) -> SendResult:
         )
     except UnsafeUrlError as exc:
         raise PermanentError(f"Callback URL refused: {exc}.") from exc
+    except AnswerTooLarge as exc:  # not a passing fault: the bot answers this way
+        error = PermanentError(f"The callback's answer was refused: {exc} (not read).")
+        error.error_code = "answer_too_large"  # type: ignore[attr-defined]
+        raise error from exc
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
     outcome = classify_http_status(response.status_code)

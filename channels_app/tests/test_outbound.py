@@ -161,6 +161,50 @@ def test_4xx_is_a_dead_letter_without_retry(
 
 
 @responses.activate
+@pytest.mark.parametrize(
+    ("answer", "refusal"),
+    [
+        # a "message id" padded past 1 MiB: cut off as it is read
+        (
+            {"json": {"messages": [{"id": "wamid." + "x" * (2 * 1024 * 1024)}]}},
+            "over 1048576 bytes",
+        ),
+        # a Content-Length over the cap: refused before the body is read
+        (
+            {
+                "json": {"messages": [{"id": "wamid.SENT"}]},
+                "headers": {"Content-Length": str(64 * 1024 * 1024)},
+            },
+            f"is {64 * 1024 * 1024} bytes",
+        ),
+    ],
+)
+def test_an_over_large_send_answer_is_a_dead_letter_never_read_whole(
+    wa_ticket: Ticket,
+    agent: Any,
+    django_capture_on_commit_callbacks: Any,
+    answer: dict[str, Any],
+    refusal: str,
+) -> None:
+    """A vendor answer past 1 MiB (http_call's cap; a send's answer is a few hundred bytes)
+    is not read whole into the worker's memory: the send fails for good, as an answer the
+    adapter cannot read does, with its status; no message id is taken from it."""
+    responses.post(WA_URL, status=200, **answer)
+    message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
+    assert len(responses.calls) == 1
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.error_code) == (
+        "dead",
+        1,
+        "answer_too_large",
+    )
+    assert list(delivery.attempt_log.values_list("outcome", "http_status")) == [("permanent", 200)]
+    assert refusal in delivery.last_error
+    message.refresh_from_db()
+    assert (message.delivery_status, message.channel_message_id) == ("failed", None)
+
+
+@responses.activate
 def test_retries_are_bounded_then_dead_letter_and_redrive(
     wa_ticket: Ticket, agent: Any, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:

@@ -514,6 +514,9 @@ def test_wrong_client_credentials_are_named_as_such() -> None:
         {"status": 503, "json": {"title": "Service Unavailable"}},
         {"status": 429, "json": {}, "headers": {"Retry-After": "30"}},
         {"body": requests.ConnectionError("reset")},
+        # a token answer past 64 KiB: refused as one without a token, never read whole
+        # (before, its new token was stored)
+        {"json": {**NEW_PAIR, "padding": "x" * (100 * 1024)}},
     ],
 )
 def test_a_token_endpoint_outage_is_retryable_and_changes_nothing(answer: dict[str, Any]) -> None:

@@ -6,7 +6,10 @@ unless ``OUTGOING_WEBHOOKS_ALLOW_HTTP`` / ``_ALLOW_PRIVATE_NETWORKS`` say otherw
 connection's peer address is checked again after connecting (DNS rebinding), redirects are
 not followed (a 3xx is a permanent failure), and the answer is returned for the delivery
 engine to classify (2xx success, 429 throttled, 401 refused, 408/425/5xx retryable, other
-4xx permanent); a timeout or refused connection is retryable.
+4xx permanent); a timeout or refused connection is retryable. The answer is read within
+``OUTGOING_WEBHOOKS_TIMEOUT`` in all and up to 64 KiB (``public_post``; a receiver
+acknowledges, its answer is only recorded): a larger one is a permanent failure, never
+read whole into memory.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from django.conf import settings
 
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult
-from support.outbound import outbound_headers, parse_retry_after
+from support.outbound import AnswerTooLarge, outbound_headers, parse_retry_after
 from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 
 USER_AGENT = "support-desk-webhooks/1"
@@ -53,6 +56,13 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     except UnsafeUrlError as exc:
         raise DeliveryError(
             f"Webhook URL refused: {exc}.", outcome=Outcome.PERMANENT, error_code="unsafe_url"
+        ) from exc
+    except AnswerTooLarge as exc:  # not a passing fault: the receiver answers this way
+        raise DeliveryError(
+            f"The webhook receiver's answer was refused: {exc} (not read).",
+            outcome=Outcome.PERMANENT,
+            http_status=exc.response.status_code if exc.response is not None else None,
+            error_code="answer_too_large",
         ) from exc
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc

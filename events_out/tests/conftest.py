@@ -51,6 +51,10 @@ class Receiver:
     status: int = 200
     requests: list[Received] = field(default_factory=list)
     url: str = ""
+    #: Bytes answered instead of "ok" (sent in 64 KiB writes), and a Content-Length to
+    #: declare (none by default: the answer ends when the connection closes).
+    answer: bytes | None = None
+    answer_length: int | None = None
 
     @property
     def accepted(self) -> list[Received]:
@@ -69,8 +73,17 @@ def receiver() -> Iterator[Receiver]:
             state.requests.append(Received(dict(self.headers.items()), body, ok, status))
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
+            if state.answer_length is not None:
+                self.send_header("Content-Length", str(state.answer_length))
             self.end_headers()
-            self.wfile.write(b"ok" if status == 200 else b"receiver failing")
+            if state.answer is None:
+                self.wfile.write(b"ok" if status == 200 else b"receiver failing")
+                return
+            try:
+                for start in range(0, len(state.answer), 65_536):
+                    self.wfile.write(state.answer[start : start + 65_536])
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the sender stopped reading: what a test of a refused answer wants
 
         def log_message(self, *args: Any) -> None:
             pass

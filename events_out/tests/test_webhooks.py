@@ -100,6 +100,40 @@ def test_failing_receiver_makes_a_dead_letter_and_a_redrive_delivers_exactly_onc
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("answer", "length", "refusal"),
+    [
+        # no length said: read as it comes, cut off past 64 KiB
+        (b"x" * (8 * 1024 * 1024), None, "over 65536 bytes"),
+        # a Content-Length over the cap: refused before the body is read
+        (b"ok", 50 * 1024 * 1024, f"is {50 * 1024 * 1024} bytes"),
+    ],
+)
+def test_an_over_large_answer_is_a_permanent_failure_never_read_whole(
+    customer, receiver, local_webhooks, answer, length, refusal
+):
+    """A receiver's URL is a supervisor's: whatever answers there must not fill a worker's
+    memory. Its answer is read up to 64 KiB; past that the send is a permanent failure
+    (it would answer the same again), recorded with the status, not a success."""
+    _webhook(receiver.url, ["ticket.created"])
+    receiver.answer, receiver.answer_length = answer, length
+
+    ticket_services.ticket_create(customer=customer, subject="Router down", body="Help")
+
+    delivery = Delivery.objects.get(target_kind=WEBHOOK_KIND)
+    assert (delivery.status, delivery.error_code, delivery.last_http_status) == (
+        DeliveryStatus.DEAD,
+        "answer_too_large",
+        200,
+    )
+    assert len(receiver.requests) == 1
+    assert list(Attempt.objects.filter(delivery=delivery).values_list("outcome", flat=True)) == [
+        Outcome.PERMANENT
+    ]
+    assert refusal in delivery.last_error
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_receiver_refusing_our_signature_pauses_that_webhook(customer, receiver, local_webhooks):
     hook = _webhook(receiver.url, ["ticket.created"])
     receiver.secret = "a-different-secret-on-the-receiver"  # it answers 401 to our signature

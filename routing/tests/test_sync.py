@@ -427,3 +427,36 @@ def test_purging_a_decision_deletes_its_verdicts_syncs_too(
     )
     assert services.routing_decision_purge() == 1
     assert not Delivery.objects.exists()
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("answer", "refusal"),
+    [
+        # the body is read as it comes and refused past 64 KiB
+        ({"body": "x" * (1024 * 1024)}, "over 65536 bytes"),
+        # a Content-Length over the cap is refused before a byte of the body is read
+        (
+            {"body": "x" * 100, "headers": {"Content-Length": str(50 * 1024 * 1024)}},
+            f"is {50 * 1024 * 1024} bytes",
+        ),
+    ],
+)
+def test_an_over_large_answer_is_a_failed_sync_never_read_whole(
+    sync_on, teams, customer, django_capture_on_commit_callbacks, countdowns, answer, refusal
+):
+    """A ticketing system (or whatever answers at its address) that sends a huge answer is
+    not read whole into a worker's memory: past ANSWER_MAX_BYTES it is a permanent failure
+    (the endpoint answers that way; a retry would too), recorded with its status."""
+    responses.post(URL, status=200, **answer)
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.error_code) == (
+        "dead",
+        1,
+        "answer_too_large",
+    )
+    assert delivery.last_http_status == 200
+    assert refusal in delivery.last_error
+    assert "xxxx" not in delivery.last_error
+    assert decision.sync_status == "failed"

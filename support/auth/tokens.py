@@ -97,19 +97,30 @@ def _may_refresh(url: str) -> bool:
         return False  # without Redis every token fetched the keys already
 
 
+#: The most of a JWKS answer read: a provider's key set is a few keys (with certificate
+#: chains, tens of KB); a larger answer is refused like one that is not a key set.
+JWKS_MAX_BYTES = 256 * 1024
+
+
 def _jwks_fetch(url: str) -> list[dict[str, Any]]:
+    # Imported here: support.outbound reaches DRF, whose settings import this module.
+    from support.outbound import AnswerTooLarge, classify_http_status, response_read_bounded
+
+    timeout = float(settings.OIDC_TIMEOUT)
     try:
         response = requests.get(
             url,
-            timeout=float(settings.OIDC_TIMEOUT),
+            timeout=timeout,
             headers=outbound_headers({"Accept": "application/json"}),
+            stream=True,
         )
+        # the whole answer within the timeout (a trickle held a sign-in), at most 256 KiB
+        response_read_bounded(response, max_bytes=JWKS_MAX_BYTES, seconds=timeout)
+    except AnswerTooLarge as exc:
+        raise KeysUnavailable("JWKS answer is not a JSON key set (too large)") from exc
     except requests.RequestException as exc:
         raise KeysUnavailable(f"JWKS fetch failed: {exc.__class__.__name__}") from exc
     if response.status_code != 200:
-        # Imported here: support.outbound reaches DRF, whose settings import this module.
-        from support.outbound import classify_http_status
-
         outcome = classify_http_status(response.status_code)
         raise KeysUnavailable(f"JWKS fetch answered {response.status_code} ({outcome})")
     try:

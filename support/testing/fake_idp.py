@@ -42,6 +42,7 @@ class FakeIdP:
     keys: dict[str, rsa.RSAPrivateKey] = field(default_factory=dict)  # kid -> private key
     published: list[str] = field(default_factory=list)  # kids in the JWKS
     jwks_status: int = 200
+    jwks_padding: int = 0  # characters of an extra member in the JWKS answer
     token_answer: dict[str, Any] = field(default_factory=dict)
     userinfo: dict[str, Any] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
@@ -56,7 +57,12 @@ class FakeIdP:
             self.published.append(kid)
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [public_jwk(self.keys[kid], kid) for kid in self.published]}
+        answer: dict[str, Any] = {
+            "keys": [public_jwk(self.keys[kid], kid) for kid in self.published]
+        }
+        if self.jwks_padding:
+            answer["padding"] = "x" * self.jwks_padding
+        return answer
 
     def sign(
         self,

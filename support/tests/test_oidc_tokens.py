@@ -159,6 +159,14 @@ def test_unreachable_jwks_is_not_a_verdict_on_the_token(idp: FakeIdP) -> None:
         token_verify(idp.sign(idp.id_claims()), kind=TokenKind.ID)
 
 
+def test_an_over_large_jwks_answer_is_refused_not_read_whole(idp: FakeIdP) -> None:
+    """A key set is a few KB: an answer past JWKS_MAX_BYTES (256 KiB) is refused like one
+    that is not a key set (no keys, no verdict on the token), never read whole."""
+    idp.jwks_padding = 300 * 1024
+    with pytest.raises(KeysUnavailable, match="too large"):
+        token_verify(idp.sign(idp.id_claims()), kind=TokenKind.ID)
+
+
 # --- browser sign-in: the callback, end to end ---------------------------------------------
 
 

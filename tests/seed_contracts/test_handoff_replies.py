@@ -135,6 +135,32 @@ def test_reply_is_also_posted_signed_to_the_bot_callback(
     )
 
 
+@responses.activate
+def test_an_over_large_callback_answer_is_a_failed_callback_not_read_whole(
+    client: Client,
+    agent: Any,
+    email_account: Any,
+    public_dns: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The callback URL is the bot's to choose: its answer is read up to 64 KiB
+    (``public_post``); a larger one fails the callback for good, never read whole into the
+    worker's memory, and the e-mail reply is unaffected."""
+    make_account("chatbot")
+    ticket_id = _handoff(client, {**HANDOFF, "callback_url": CALLBACK}).json()["ticket_id"]
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    responses.post(CALLBACK, status=200, body="x" * (1024 * 1024))
+    _reply(Ticket.objects.get(pk=ticket_id), agent, django_capture_on_commit_callbacks, "Hi")
+    callback = Delivery.objects.get(target_kind="chatbot_callback")
+    assert (callback.status, callback.attempts, callback.error_code) == (
+        "dead",
+        1,
+        "answer_too_large",
+    )
+    assert "over 65536 bytes" in callback.last_error
+    assert Delivery.objects.get(target_kind="channel_reply").status == "succeeded"
+
+
 @pytest.mark.parametrize(
     "url",
     [

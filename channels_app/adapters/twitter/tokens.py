@@ -46,7 +46,12 @@ from channels_app.models import ChannelAccount
 from support.db import advisory_session_locks_release
 from support.errors import PermanentError, RetryableError
 from support.models import AttemptOutcome
-from support.outbound import classify_http_status, parse_retry_after
+from support.outbound import (
+    AnswerTooLarge,
+    classify_http_status,
+    parse_retry_after,
+    response_read_bounded,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,8 @@ SCOPES_SETTING = "granted_scopes"
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
 REFRESH_REFUSED = "x_refresh_refused"
 UNAUTHORIZED = "x_unauthorized"
+#: The most of a token answer read (a few hundred bytes of JSON).
+TOKEN_ANSWER_MAX_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -223,10 +230,18 @@ def _token_request(account: ChannelAccount) -> TokenPair:
             auth=auth,
             headers={"Accept": "application/json"},
             timeout=http_timeout(),
+            stream=True,
         )
+        # a token answer is a few hundred bytes: read whole within the timeout, 64 KiB at most
+        response_read_bounded(response, max_bytes=TOKEN_ANSWER_MAX_BYTES, seconds=http_timeout())
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise RetryableError(
             f"Refreshing the X token of {account_label(account)}: {type(exc).__name__}"
+        ) from exc
+    except AnswerTooLarge as exc:  # as an answer without a token is
+        raise RetryableError(
+            f"Refreshing the X token of {account_label(account)}: the answer is too large "
+            f"({exc}; not read)."
         ) from exc
     outcome = classify_http_status(response.status_code)
     if outcome == AttemptOutcome.RETRYABLE:
