@@ -22,16 +22,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def teams(agent: Any, other_agent: Any) -> tuple[Team, Team]:
-    """``agent`` is in Billing, ``other_agent`` in Shipping."""
-    billing = Team.objects.create(name="Billing", slug="billing")
-    shipping = Team.objects.create(name="Shipping", slug="shipping")
-    billing.members.add(agent)
-    shipping.members.add(other_agent)
-    return billing, shipping
-
-
-@pytest.fixture
 def victim(teams: tuple[Team, Team]) -> Customer:
     """A customer whose only ticket is Billing's, with an order and an interaction."""
     billing, _ = teams
