@@ -24,7 +24,7 @@ import requests
 from django.conf import settings
 
 from support.delivery.models import Outcome
-from support.delivery.registry import DeliveryError, SendResult
+from support.delivery.registry import DeliveryError, SendResult, answer_too_large_error
 from support.outbound import (
     AnswerTooLarge,
     outbound_headers,
@@ -73,13 +73,8 @@ def ticketing_post(*, body: dict[str, Any], idempotency_key: str) -> SendResult:
             outcome=Outcome.PERMANENT,
             error_code="invalid_url",
         ) from exc
-    except AnswerTooLarge as exc:  # not a passing fault: the endpoint answers this way
-        raise DeliveryError(
-            f"The ticketing system's answer was refused: {exc} (not read).",
-            outcome=Outcome.PERMANENT,
-            http_status=response.status_code,
-            error_code="answer_too_large",
-        ) from exc
+    except AnswerTooLarge as exc:
+        raise answer_too_large_error(exc, whose="The ticketing system's") from exc
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc
     ok = 200 <= response.status_code < 300

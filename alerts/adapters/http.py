@@ -15,7 +15,7 @@ import requests
 from django.conf import settings
 
 from support.delivery.models import Outcome
-from support.delivery.registry import DeliveryError, SendResult
+from support.delivery.registry import DeliveryError, SendResult, answer_too_large_error
 from support.outbound import AnswerTooLarge, outbound_headers, parse_retry_after
 from support.safe_urls import Resolver, UnsafeUrlError, public_post, public_url_error
 
@@ -54,13 +54,8 @@ def post_json(*, url: str, body: dict[str, Any], summary: dict[str, Any]) -> Sen
         raise DeliveryError(
             f"URL refused: {exc}.", outcome=Outcome.PERMANENT, error_code="unsafe_url"
         ) from exc
-    except AnswerTooLarge as exc:  # not a passing fault: the receiver answers this way
-        raise DeliveryError(
-            f"The alert target's answer was refused: {exc} (not read).",
-            outcome=Outcome.PERMANENT,
-            http_status=exc.response.status_code if exc.response is not None else None,
-            error_code="answer_too_large",
-        ) from exc
+    except AnswerTooLarge as exc:
+        raise answer_too_large_error(exc, whose="The alert target's") from exc
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc
     ok = 200 <= response.status_code < 300

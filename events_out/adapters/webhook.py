@@ -18,7 +18,7 @@ import requests
 from django.conf import settings
 
 from support.delivery.models import Outcome
-from support.delivery.registry import DeliveryError, SendResult
+from support.delivery.registry import DeliveryError, SendResult, answer_too_large_error
 from support.outbound import AnswerTooLarge, outbound_headers, parse_retry_after
 from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 
@@ -57,13 +57,8 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
         raise DeliveryError(
             f"Webhook URL refused: {exc}.", outcome=Outcome.PERMANENT, error_code="unsafe_url"
         ) from exc
-    except AnswerTooLarge as exc:  # not a passing fault: the receiver answers this way
-        raise DeliveryError(
-            f"The webhook receiver's answer was refused: {exc} (not read).",
-            outcome=Outcome.PERMANENT,
-            http_status=exc.response.status_code if exc.response is not None else None,
-            error_code="answer_too_large",
-        ) from exc
+    except AnswerTooLarge as exc:
+        raise answer_too_large_error(exc, whose="The webhook receiver's") from exc
     except requests.RequestException as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE) from exc
     ok = 200 <= response.status_code < 300

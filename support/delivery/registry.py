@@ -64,6 +64,24 @@ class DeliveryError(Exception):
         self.response_text = response_text
 
 
+#: ``error_code`` of a send whose answer was over what the integration reads
+#: (``support.outbound.AnswerTooLarge``).
+ANSWER_TOO_LARGE = "answer_too_large"
+
+
+def answer_too_large_error(exc: Exception, *, whose: str) -> DeliveryError:
+    """The permanent failure of a send whose answer (``whose``: "The ticketing system's")
+    was refused unread for its size (``support.outbound.AnswerTooLarge``, its status
+    kept): not a passing fault, the endpoint answers this way."""
+    response = getattr(exc, "response", None)
+    return DeliveryError(
+        f"{whose} answer was refused: {exc} (not read).",
+        outcome=Outcome.PERMANENT,
+        http_status=response.status_code if response is not None else None,
+        error_code=ANSWER_TOO_LARGE,
+    )
+
+
 def classify_http(status: int | None) -> Outcome:
     """No HTTP (e.g. a websocket push) or 2xx: success; 429 throttled; 401 auth; 408, 425
     and 5xx retryable; any other status (other 4xx, 3xx) permanent."""
