@@ -118,24 +118,18 @@ def status_fetch(*, service_ids: list[str]) -> StatusAnswer:
         headers["Authorization"] = f"Bearer {settings.ROUTING_STATUS_TOKEN}"
     summary: dict[str, Any] = {"url": url, "format": fmt}
     try:
-        if fmt == FORMAT_SEED:
+        seed = fmt == FORMAT_SEED  # the seed's POST of the ids, or this project's GET
+        if seed:
             summary["service_ids"] = len(service_ids)
-            response = requests.post(
-                url,
-                json={"service_ids": service_ids},
-                headers=outbound_headers(headers),
-                timeout=float(settings.ROUTING_STATUS_TIMEOUT),
-                allow_redirects=False,
-                stream=True,
-            )
-        else:
-            response = requests.get(
-                url,
-                headers=outbound_headers(headers),
-                timeout=float(settings.ROUTING_STATUS_TIMEOUT),
-                allow_redirects=False,
-                stream=True,
-            )
+        response = requests.request(
+            "POST" if seed else "GET",
+            url,
+            json={"service_ids": service_ids} if seed else None,
+            headers=outbound_headers(headers),
+            timeout=float(settings.ROUTING_STATUS_TIMEOUT),
+            allow_redirects=False,
+            stream=True,
+        )
         raw = body_read_bounded(
             response, max_bytes=ANSWER_MAX_BYTES, seconds=float(settings.ROUTING_STATUS_TIMEOUT)
         )
