@@ -262,6 +262,21 @@ INBOX_MAX_PAGE = 1000
 INBOX_PAGE_ERROR = f"page must be a whole number from 1 to {INBOX_MAX_PAGE}."
 
 
+def _page_check(page: int) -> None:
+    """InvalidInput for a page outside 1..``INBOX_MAX_PAGE`` (the inbox's, the customer
+    page's)."""
+    if not 1 <= page <= INBOX_MAX_PAGE:
+        raise InvalidInput(INBOX_PAGE_ERROR, details={"page": [INBOX_PAGE_ERROR]})
+
+
+def _page_rows(qs: QuerySet[Ticket], page: int, page_size: int) -> tuple[list[Ticket], bool]:
+    """Page ``page`` of ``qs`` and whether a next one has rows: one query of a row more
+    than a page, nothing counted."""
+    offset = (page - 1) * page_size
+    rows = list(qs[offset : offset + page_size + 1])
+    return rows[:page_size], len(rows) > page_size and page < INBOX_MAX_PAGE
+
+
 def user_team_ids(user: Any) -> list[int]:
     cached = getattr(user, "_workbench_team_ids", None)
     if cached is None:
@@ -326,8 +341,7 @@ def inbox_page(
         raise InvalidInput(f"Unknown view {view!r}.", details={"view": ["Invalid."]})
     if sort not in INBOX_SORTS:
         raise InvalidInput(f"Unknown sort {sort!r}.", details={"sort": ["Invalid."]})
-    if not 1 <= page <= INBOX_MAX_PAGE:
-        raise InvalidInput(INBOX_PAGE_ERROR, details={"page": [INBOX_PAGE_ERROR]})
+    _page_check(page)
     filters.pop("needs_review", None)
     qs = ticket_list(filters=filters).filter(merged_into__isnull=True)
     qs = qs.filter(ticket_visibility_q(user))
@@ -391,12 +405,11 @@ def inbox_page(
             output_field=IntegerField(),
         )
         qs = qs.annotate(priority_rank=rank).order_by("-priority_rank", "-created_at", "-id")
-    offset = (page - 1) * page_size
-    rows = list(qs[offset : offset + page_size + 1])
+    tickets, has_next = _page_rows(qs, page, page_size)
     return InboxPage(
-        tickets=rows[:page_size],
+        tickets=tickets,
         page=page,
-        has_next=len(rows) > page_size and page < INBOX_MAX_PAGE,
+        has_next=has_next,
         view=view,
         sort=sort,
         search=search,
@@ -632,21 +645,15 @@ def customer_ticket_page(
     to). Pages as the inbox's (its size and deepest page; InvalidInput past them). Nothing
     is said of the tickets left out, not even how many: no total is counted. One query
     (two for an agent whose teams are not read yet)."""
-    if not 1 <= page <= INBOX_MAX_PAGE:
-        raise InvalidInput(INBOX_PAGE_ERROR, details={"page": [INBOX_PAGE_ERROR]})
+    _page_check(page)
     qs = (
         Ticket.objects.filter(customer_id=customer_id, merged_into__isnull=True)
         .filter(ticket_visibility_q(user))
         .select_related("team", "assignee")
         .order_by("-created_at", "-id")
     )
-    offset = (page - 1) * page_size
-    rows = list(qs[offset : offset + page_size + 1])
-    return CustomerTicketPage(
-        tickets=rows[:page_size],
-        page=page,
-        has_next=len(rows) > page_size and page < INBOX_MAX_PAGE,
-    )
+    tickets, has_next = _page_rows(qs, page, page_size)
+    return CustomerTicketPage(tickets=tickets, page=page, has_next=has_next)
 
 
 def canned_response_list(*, user: Any) -> list[CannedResponse]:
