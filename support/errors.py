@@ -62,11 +62,40 @@ class Forbidden(ApplicationError):
     http_status = status.HTTP_403_FORBIDDEN
 
 
-class RetryableError(Exception):
+class _ExternalCallError(Exception):
+    """What a failed external call says beyond its message, for the attempt log (the
+    delivery engine reads them, ``support.delivery.registry``): a short ``error_code``
+    ("answer_too_large", "x_unauthorized"), the HTTP status, the start of the answer."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        error_code: str = "",
+        http_status: int | None = None,
+        response_text: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.http_status = http_status
+        self.response_text = response_text
+
+
+class RetryableError(_ExternalCallError):
     """An external call failed in a way worth retrying (timeout, 5xx, 429)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_after: float | None = None,
+        error_code: str = "",
+        http_status: int | None = None,
+        response_text: str = "",
+    ) -> None:
+        super().__init__(
+            message, error_code=error_code, http_status=http_status, response_text=response_text
+        )
         self.retry_after = retry_after
 
 
@@ -77,7 +106,7 @@ class PendingError(RetryableError):
     (``support.delivery``: outcome ``pending``). The caller bounds how long it waits."""
 
 
-class PermanentError(Exception):
+class PermanentError(_ExternalCallError):
     """An external call failed for good (other 4xx, bad data): never retried."""
 
 

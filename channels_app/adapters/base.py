@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from django.conf import settings
 
+from support.delivery.registry import ANSWER_TOO_LARGE
 from support.errors import PermanentError, RetryableError
 from support.models import AttemptOutcome
 from support.outbound import (
@@ -382,11 +383,11 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
     except AnswerTooLarge as exc:
-        error = PermanentError(f"The answer was refused: {exc} (not read).")
-        setattr(error, "error_code", "answer_too_large")  # noqa: B010
-        if exc.response is not None:
-            setattr(error, "http_status", exc.response.status_code)  # noqa: B010
-        raise error from exc
+        raise PermanentError(
+            f"The answer was refused: {exc} (not read).",
+            error_code=ANSWER_TOO_LARGE,
+            http_status=exc.response.status_code if exc.response is not None else None,
+        ) from exc
     _raise_for_status(response)
     return response
 
@@ -401,16 +402,15 @@ def _raise_for_status(response: requests.Response) -> None:
     if outcome == AttemptOutcome.SUCCESS:
         return
     detail = f"HTTP {response.status_code}: {response.text[:500]}"
-    error: RetryableError | PermanentError
+    status, text = response.status_code, response.text[:2000]
     if outcome == AttemptOutcome.RETRYABLE:
-        error = RetryableError(
-            detail, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        raise RetryableError(
+            detail,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            http_status=status,
+            response_text=text,
         )
-    else:
-        error = PermanentError(detail)
-    setattr(error, "http_status", response.status_code)  # noqa: B010
-    setattr(error, "response_text", response.text[:2000])  # noqa: B010
-    raise error
+    raise PermanentError(detail, http_status=status, response_text=text)
 
 
 # --- media downloads -------------------------------------------------------------------

@@ -83,8 +83,7 @@ def files_check(
     if limits.files and more is not None:
         problems += [_sentence(problem) for file in files if (problem := more(file))]
     if problems:
-        error = PermanentError(" ".join(problems))
-        error.error_code = FILE_REFUSED_CODE  # type: ignore[attr-defined]
+        error = PermanentError(" ".join(problems), error_code=FILE_REFUSED_CODE)
         raise error
 
 

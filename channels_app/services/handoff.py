@@ -38,7 +38,7 @@ from channels_app.adapters.base import constant_time_equal
 from channels_app.models import ChannelAccount
 from support.db import advisory_xact_lock
 from support.delivery.models import Delivery
-from support.delivery.registry import Schedule, SendResult, TargetKind
+from support.delivery.registry import ANSWER_TOO_LARGE, Schedule, SendResult, TargetKind
 from support.delivery.services import delivery_enqueue
 from support.errors import InvalidInput, NotFound, PermanentError, RetryableError
 from support.models import AttemptOutcome
@@ -466,9 +466,9 @@ def chatbot_callback_send(delivery: Delivery) -> SendResult:
     except UnsafeUrlError as exc:
         raise PermanentError(f"Callback URL refused: {exc}.") from exc
     except AnswerTooLarge as exc:  # not a passing fault: the bot answers this way
-        error = PermanentError(f"The callback's answer was refused: {exc} (not read).")
-        error.error_code = "answer_too_large"  # type: ignore[attr-defined]
-        raise error from exc
+        raise PermanentError(
+            f"The callback's answer was refused: {exc} (not read).", error_code=ANSWER_TOO_LARGE
+        ) from exc
     except (requests.Timeout, requests.ConnectionError) as exc:
         raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
     outcome = classify_http_status(response.status_code)

@@ -372,8 +372,10 @@ class TwitterAdapter(ChannelAdapter):
             if info is None:
                 info = self._media_status(account, parts, part, what, upload_id)
             if now - finalized > PROCESSING_MAX and _processing(info):
-                late = PermanentError(f"still {_processing(info)} after {PROCESSING_MAX}")
-                late.error_code = PROCESSING_TOO_LONG_CODE  # type: ignore[attr-defined]
+                late = PermanentError(
+                    f"still {_processing(info)} after {PROCESSING_MAX}",
+                    error_code=PROCESSING_TOO_LONG_CODE,
+                )
                 minutes = int(PROCESSING_MAX.total_seconds() // 60)
                 raise parts.told(
                     late, f"X was still processing {what} after {minutes} minutes; not sent."
@@ -513,8 +515,9 @@ class TwitterAdapter(ChannelAdapter):
         if restarts >= UPLOAD_RESTARTS_MAX:
             # forgotten, so that a re-drive of the dead letter uploads the file afresh
             parts.record(part, restarts="0", upload_id="", segments="0", finalize_sent_at="")
-            lost = PermanentError(f"media {upload_id} unknown to X after a lost finalize")
-            lost.error_code = UPLOAD_LOST_CODE  # type: ignore[attr-defined]
+            lost = PermanentError(
+                f"media {upload_id} unknown to X after a lost finalize", error_code=UPLOAD_LOST_CODE
+            )
             raise parts.told(
                 lost,
                 f"X lost {what}: the answer to its upload's finalize never came and X no "
@@ -566,15 +569,17 @@ class TwitterAdapter(ChannelAdapter):
             if not isinstance(error, dict):
                 error = {}
             reason = str(error.get("message") or error.get("name") or "no reason given")
-            failed = PermanentError(reason)
-            failed.error_code = PROCESSING_FAILED_CODE  # type: ignore[attr-defined]
+            failed = PermanentError(reason, error_code=PROCESSING_FAILED_CODE)
             raise parts.told(failed, f"X could not process {what}: {reason.strip().rstrip('.')}.")
         wait = _seconds(info.get("check_after_secs"))
         progress = info.get("progress_percent")
         done = f", {progress}% done" if isinstance(progress, int) else ""
         when = f"in {wait} s, as X asked" if wait else "at the next attempt"
-        pending = PendingError(state or "processing", retry_after=float(wait) if wait else None)
-        pending.error_code = PROCESSING_CODE  # type: ignore[attr-defined]
+        pending = PendingError(
+            state or "processing",
+            retry_after=float(wait) if wait else None,
+            error_code=PROCESSING_CODE,
+        )
         logger.info(
             "X media %s of message %s still %s: checked again %s",
             upload_id,
@@ -759,8 +764,10 @@ def _unauthorized(
         why = "X refused the access token"  # the caller refreshes and retries once
     else:
         why = "X refused the access token and the account has no refresh token and client id"
-    error = PermanentError(f"{label}: {why} ({exc}). {tokens.fix_hint(account)}")
-    error.http_status = 401  # type: ignore[attr-defined]
-    error.response_text = getattr(exc, "response_text", "")  # type: ignore[attr-defined]
-    error.error_code = tokens.UNAUTHORIZED  # type: ignore[attr-defined]
+    error = PermanentError(
+        f"{label}: {why} ({exc}). {tokens.fix_hint(account)}",
+        http_status=401,
+        response_text=getattr(exc, "response_text", ""),
+        error_code=tokens.UNAUTHORIZED,
+    )
     return error

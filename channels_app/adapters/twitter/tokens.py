@@ -245,13 +245,12 @@ def _token_request(account: ChannelAccount) -> TokenPair:
         ) from exc
     outcome = classify_http_status(response.status_code)
     if outcome == AttemptOutcome.RETRYABLE:
-        error = RetryableError(
+        raise RetryableError(
             f"Refreshing the X token of {account_label(account)}: X answered HTTP "
             f"{response.status_code} {_oauth_error(response)}".rstrip(),
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            http_status=response.status_code,
         )
-        error.http_status = response.status_code  # type: ignore[attr-defined]
-        raise error
     if outcome == AttemptOutcome.PERMANENT:
         raise _refused(account, response)
     try:
@@ -309,21 +308,18 @@ def _refused(account: ChannelAccount, response: requests.Response) -> PermanentE
     ChannelAccount.objects.filter(pk=account.pk).update(auth_error=message[:2000])
     account.auth_error = message[:2000]
     logger.warning("%s", message)
-    error = PermanentError(message)
-    error.http_status = response.status_code  # type: ignore[attr-defined]
-    error.response_text = detail  # type: ignore[attr-defined]
-    error.error_code = REFRESH_REFUSED  # type: ignore[attr-defined]
-    return error
+    return PermanentError(
+        message, http_status=response.status_code, response_text=detail, error_code=REFRESH_REFUSED
+    )
 
 
 def _no_refresh_token(account: ChannelAccount) -> PermanentError:
     missing = "refresh token" if not account.refresh_token else "OAuth 2.0 client id"
-    error = PermanentError(
+    return PermanentError(
         f"{account_label(account)}: the access token expired or was refused and the "
-        f"account has no {missing} to get a new one. {fix_hint(account)}"
+        f"account has no {missing} to get a new one. {fix_hint(account)}",
+        error_code=UNAUTHORIZED,
     )
-    error.error_code = UNAUTHORIZED  # type: ignore[attr-defined]
-    return error
 
 
 def _pair_store(account: ChannelAccount, pair: TokenPair) -> None:

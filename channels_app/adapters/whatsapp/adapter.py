@@ -200,13 +200,12 @@ class WhatsAppAdapter(MetaAdapter):
         hours = int(getattr(settings, "WHATSAPP_WINDOW_HOURS", 24))
         opened = outbound.last_inbound_at
         if opened is None or timezone.now() - opened > timedelta(hours=hours):
-            error = PermanentError(
+            raise PermanentError(
                 f"Not sent: the customer last wrote more than {hours} hours ago, outside "
                 "WhatsApp's customer-service window. Only an approved message template can "
-                "be sent now."
+                "be sent now.",
+                error_code=WINDOW_CLOSED_CODE,
             )
-            error.error_code = WINDOW_CLOSED_CODE  # type: ignore[attr-defined]
-            raise error
         if outbound.files:
             return self._send_parts(account, outbound)
         body = {
