@@ -396,6 +396,15 @@ def test_post_tickets_takes_the_received_events_detail_back_without_trusting_it(
     assert str(ticket.correlation_id) != "their-correlation-1"
     customer.refresh_from_db()
     assert (customer.vip_tier, customer.account_type) == ("none", "individual")
+    # not an object, or an over-long id: a 400 naming the field
+    for field, value in (("customer_context", ["vip"]), ("correlation_id", "c" * 300)):
+        bad = supervisor_key_client.post(
+            "/tickets",
+            {"customer_id": str(customer.pk), "subject": "x", field: value},
+            format="json",
+        )
+        assert bad.status_code == 400, bad.content
+        assert field in bad.json()["error"]["details"]
 
 
 def test_health(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
