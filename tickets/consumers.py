@@ -531,13 +531,17 @@ class WorkbenchConsumer(JsonConsumer):
         supervisor = is_supervisor(self.user)
         may_see = ticket_visibility_check(self.user)  # roles and teams read once
         sent = 0
+        lost: set[int] = set()  # watched tickets the user may no longer see
         for index in range(start, end):
             event = batch.events[index]
             scope = batch.scopes[index]
-            if event.get("ticket_id") is None:
+            ticket_id = event.get("ticket_id")
+            if ticket_id is None:
                 if not supervisor:
                     continue
             elif not supervisor and (scope is None or not may_see(*scope)):
+                if ticket_id in self.watching:
+                    lost.add(ticket_id)
                 continue
             refs = batch.merge_refs[index]
             if refs:  # merges are rare: the frame is this user's own
@@ -548,6 +552,10 @@ class WorkbenchConsumer(JsonConsumer):
             sent += 1
             if sent % FRAMES_PER_TURN == 0:
                 await asyncio.sleep(0)
+        # A ticket moved out of the user's sight (another team, another assignee): its
+        # presence (who views and types there) ends now, not at the next access check.
+        for ticket_id in lost:
+            await self._presence(ticket_id, "left")
         return True
 
     async def presence_message(self, message: dict[str, Any]) -> None:

@@ -167,6 +167,30 @@ async def test_presence_on_invisible_ticket_is_ignored(agent):
     await communicator.disconnect()
 
 
+async def test_presence_ends_when_the_ticket_moves_out_of_sight(agent, other_agent, supervisor):
+    """A ticket the agent was viewing is moved to a team it is not in: its presence frames
+    (who views and types there) stop at once, not at the next periodic access check."""
+    customer, mine, other = await _world(agent)
+    await database_sync_to_async(other.members.add)(other_agent)
+    ticket = await _ticket(customer, mine, "moving")
+    a, b = await _connected(agent), await _connected(other_agent)
+    await a.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "viewing"})
+    await _drain(a)
+    await database_sync_to_async(services.ticket_update)(
+        ticket=ticket, actor=supervisor, team=other
+    )
+    after_move = await _drain(a)
+    assert all(m["type"] != "event" for m in after_move)  # the move itself is not shown
+    await b.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "typing"})
+    seen_by_b = await _drain(b)
+    assert seen_by_b[-1]["agents"] == [  # the agent that lost it left the ticket's presence
+        {"id": other_agent.pk, "name": "other-agent", "state": "typing"}
+    ]
+    assert [m for m in await _drain(a) if m["type"] == "presence"] == []
+    await a.disconnect()
+    await b.disconnect()
+
+
 async def test_events_url_is_filtered_too(agent):
     from channels.routing import URLRouter
 
