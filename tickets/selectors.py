@@ -416,9 +416,12 @@ def inbox_page(
     )
 
 
-def ticket_get_visible(ref: str | int, *, user: Any) -> Ticket:
-    """A ticket the user may see (NotFound otherwise, so numbers do not leak)."""
-    ticket = ticket_get(ref)
+def ticket_get_visible(ref: str | int, *, user: Any, for_update: bool = False) -> Ticket:
+    """A ticket the user may see (NotFound otherwise, so numbers do not leak).
+    ``for_update``: the row locked until the caller's transaction ends, and the rule read
+    on it as it will be written (a ticket moved out of the user's view since the page or
+    request first read it is NotFound, not changed)."""
+    ticket = ticket_get(ref, for_update=for_update)
     if not ticket_visible_to(user, team_id=ticket.team_id, assignee_id=ticket.assignee_id):
         raise NotFound(f"No ticket {ref!r}.")
     return ticket

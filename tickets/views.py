@@ -523,9 +523,10 @@ def _ticket_update_apply(request: HttpRequest, ticket: Ticket) -> Ticket:
         fields["tags"] = [t for t in post["tags"].replace(";", ",").split(",") if t.strip()]
     # All or nothing: a refused status must not leave the assignment behind.
     with transaction.atomic():
+        # the rules on the row as it is written (locked), not as first read: its
+        # visibility (moved out of the agent's view meanwhile: not found) and its assignee
+        ticket = selectors.ticket_get_visible(ticket.pk, user=request.user, for_update=True)
         if "assignee" in post:
-            # the rule on the row as it is written (locked), not as first read
-            ticket = selectors.ticket_get(ticket.pk, for_update=True)
             assignee = _assignee_from(post["assignee"], request, ticket.assignee_id)
             services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
         if fields:

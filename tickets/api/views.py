@@ -323,9 +323,10 @@ class TicketDetailApi(APIView):
         if "team_id" in data:
             fields["team"] = _team_or_error(data["team_id"])
         with transaction.atomic():
+            # the rules on the row as it is written (locked), not as first read: its
+            # visibility (moved out of the caller's view meanwhile: 404) and its assignee
+            ticket = selectors.ticket_get_visible(ticket.pk, user=request.user, for_update=True)
             if "assignee_id" in data:
-                # the rule on the row as it is written (locked), not as first read
-                ticket = selectors.ticket_get(ticket.pk, for_update=True)
                 assignee = _assignee_for(request, ticket, data["assignee_id"])
                 services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)
             if fields:

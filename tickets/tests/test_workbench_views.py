@@ -463,9 +463,10 @@ def test_workbench_assignment_rule_reads_the_ticket_as_it_is_written(
     [ticket] = _tickets(customer, 1)
     real = selectors.ticket_get_visible
 
-    def read_then_reassigned(ref, *, user):
-        seen = real(ref, user=user)  # nobody's when read
-        services.ticket_assign(ticket=seen, assignee=other_agent)  # a supervisor, meanwhile
+    def read_then_reassigned(ref, *, user, for_update=False):
+        seen = real(ref, user=user, for_update=for_update)
+        if not for_update:  # nobody's when first read
+            services.ticket_assign(ticket=seen, assignee=other_agent)  # a supervisor, meanwhile
         return seen
 
     monkeypatch.setattr(selectors, "ticket_get_visible", read_then_reassigned)
@@ -473,6 +474,28 @@ def test_workbench_assignment_rule_reads_the_ticket_as_it_is_written(
     response = agent_web.post(url, {"assignee": "none"}, HTTP_HX_REQUEST="true")
     assert response.status_code == 403
     assert Ticket.objects.get(pk=ticket.pk).assignee_id == other_agent.pk
+
+
+def test_workbench_leaves_a_ticket_moved_out_of_view_meanwhile(
+    agent_web, agent, customer, monkeypatch
+):
+    from tickets import selectors
+
+    [ticket] = _tickets(customer, 1)
+    other = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    real = selectors.ticket_get_visible
+
+    def read_then_moved(ref, *, user, for_update=False):
+        seen = real(ref, user=user, for_update=for_update)
+        if not for_update:  # visible when the page's request first read it
+            services.ticket_update(ticket=seen, actor=None, team=other)  # meanwhile
+        return seen
+
+    monkeypatch.setattr(selectors, "ticket_get_visible", read_then_moved)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    response = agent_web.post(url, {"assignee": str(agent.pk)}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 404
+    assert Ticket.objects.get(pk=ticket.pk).assignee_id is None
 
 
 def test_composer_takes_what_the_api_takes(agent_web, customer):

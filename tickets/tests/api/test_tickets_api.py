@@ -224,9 +224,10 @@ def test_the_assignment_rule_reads_the_ticket_as_it_is_written(
     ticket = services.ticket_create(customer=customer, subject="S", body="b")
     real = selectors.ticket_get_visible
 
-    def read_then_reassigned(ref, *, user):
-        seen = real(ref, user=user)  # nobody's when read
-        services.ticket_assign(ticket=seen, assignee=other_agent)  # a supervisor, meanwhile
+    def read_then_reassigned(ref, *, user, for_update=False):
+        seen = real(ref, user=user, for_update=for_update)
+        if not for_update:  # nobody's when first read
+            services.ticket_assign(ticket=seen, assignee=other_agent)  # a supervisor, meanwhile
         return seen
 
     monkeypatch.setattr(selectors, "ticket_get_visible", read_then_reassigned)
@@ -235,6 +236,34 @@ def test_the_assignment_rule_reads_the_ticket_as_it_is_written(
     assert response.status_code == 403, response.content
     ticket.refresh_from_db()
     assert ticket.assignee_id == other_agent.pk
+
+
+def test_a_ticket_moved_out_of_view_meanwhile_is_not_changed(
+    agent_client, agent, customer, monkeypatch
+):
+    """Visible when the request read it, moved to a team the agent is not in before the
+    write locked it: the agent's "take it" assigned it to them (and so made it visible)."""
+    from tickets import selectors
+    from tickets.models import Team
+
+    other = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    real = selectors.ticket_get_visible
+
+    def read_then_moved(ref, *, user, for_update=False):
+        seen = real(ref, user=user, for_update=for_update)
+        if not for_update:  # no team when first read: visible to every agent
+            services.ticket_update(ticket=seen, actor=None, team=other)  # meanwhile
+        return seen
+
+    monkeypatch.setattr(selectors, "ticket_get_visible", read_then_moved)
+    url = f"/api/tickets/{ticket.pk}"
+    response = agent_client.patch(url, {"assignee_id": agent.pk}, format="json")
+    assert response.status_code == 404, response.content
+    ticket.refresh_from_db()
+    assert (ticket.assignee_id, ticket.team_id) == (None, other.pk)
+    response = agent_client.patch(url, {"priority": "urgent"}, format="json")
+    assert response.status_code == 404
 
 
 def test_an_agent_may_repeat_the_current_assignee(agent_client, other_agent, customer):
