@@ -428,8 +428,9 @@ class ChatbotHandoffApi(APIView):
 
     Authenticated by an agent's API key, or by ``X-Signature-256: sha256=<hex HMAC of the
     body>`` with a chatbot channel account's app secret (with ``X-Signature-Timestamp``:
-    of ``"<timestamp>." + body``, required where the account says so). One ticket per
-    ``session_id``.
+    of ``"<timestamp>." + body``, required where the account says so). 201 with a new
+    ticket; 200 with the session's ticket for a replay (nothing added) or for a later
+    hand-off added to it while it is open (``services.chatbot_handoff``).
     """
 
     authentication_classes = [ApiKeyAuthentication]

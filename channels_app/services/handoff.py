@@ -60,7 +60,12 @@ from tickets.models import (
     MessageKind,
     Ticket,
 )
-from tickets.selectors import message_list_written_on, message_written_on_ticket_get
+from tickets.selectors import (
+    MERGE_CHAIN_MAX,
+    OPEN_STATUSES,
+    message_list_written_on,
+    message_written_on_ticket_get,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -238,6 +243,78 @@ def _transcript_line(turn: dict[str, Any]) -> str:
     return f"{who!s}: {turn.get('text', turn.get('content', ''))!s}"
 
 
+def _turn_key(turn: Any) -> str:
+    """A transcript turn as compared with those already stored (key order aside)."""
+    return json.dumps(turn, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _session_tickets(
+    *, session_id: str, account: ChannelAccount | None, api_key_id: int | None
+) -> list[Ticket]:
+    """The caller's tickets of this bot session, oldest first (a session is its caller's
+    own: the chatbot account that signed, else the API key that sent it)."""
+    found = Ticket.objects.filter(channel=Channel.CHATBOT, origin_platform_id=session_id)
+    if account is not None:
+        found = found.filter(channel_account_id=str(account.pk))
+    else:
+        found = found.filter(
+            pk__in=Message.objects.filter(metadata__contains={"bot_api_key_id": api_key_id}).values(
+                "ticket_id"
+            ),
+            channel_account_id="",
+        )
+    return list(found.order_by("pk"))
+
+
+def _stored_handoff(
+    tickets: list[Ticket],
+) -> tuple[dict[tuple[str, str], Ticket], set[str]]:
+    """What the session's hand-offs already stored on ``tickets`` (wherever a merge moved
+    it): each hand-off's subject and initial message (with the ticket it was written on,
+    the latest one) and every transcript turn kept in a transcript note. A first message
+    stored before ``bot_subject`` was recorded has its ticket's subject."""
+    messages: dict[tuple[str, str], Ticket] = {}
+    turns: set[str] = set()
+    for ticket in tickets:
+        rows = message_list_written_on(ticket=ticket).values_list(
+            "direction", "body_text", "metadata"
+        )
+        for direction, body, metadata in rows:
+            if not isinstance(metadata, dict):
+                continue
+            if direction == Direction.INBOUND and "bot_session_id" in metadata:
+                messages[(str(metadata.get("bot_subject", ticket.subject)), body)] = ticket
+            for turn in metadata.get("bot_transcript") or ():
+                turns.add(_turn_key(turn))
+    return messages, turns
+
+
+def _open_session_ticket(ticket: Ticket) -> Ticket | None:
+    """Where a new hand-off of the session goes: its latest ticket, or the ticket that
+    ticket was merged into (the conversation goes on there), while not resolved or
+    closed; else None (a new ticket)."""
+    seen = {ticket.pk}
+    while ticket.merged_into_id is not None and len(seen) < MERGE_CHAIN_MAX:
+        target = Ticket.objects.filter(pk=ticket.merged_into_id).first()
+        if target is None or target.pk in seen:
+            return None
+        seen.add(target.pk)
+        ticket = target
+    if ticket.merged_into_id is not None or ticket.status not in OPEN_STATUSES:
+        return None
+    return ticket
+
+
+def _transcript_note(ticket: Ticket, turns: list[dict[str, Any]]) -> None:
+    ticket_services.message_add(
+        ticket=ticket,
+        body="Bot transcript\n" + "\n".join(_transcript_line(turn) for turn in turns),
+        kind=MessageKind.INTERNAL_NOTE,
+        direction=Direction.OUTBOUND,
+        metadata={"bot_transcript": turns},
+    )
+
+
 @transaction.atomic
 def chatbot_handoff(
     *,
@@ -252,15 +329,36 @@ def chatbot_handoff(
     api_key_id: int | None = None,
     callback_url: str = "",
 ) -> tuple[Ticket, bool]:
-    """Open (once per bot session) a ticket flagged ``is_bot_handoff``.
+    """Hand a bot session to people: a ticket flagged ``is_bot_handoff``. Returns the
+    ticket and whether it is new.
+
+    Nothing a hand-off brings is dropped, and a replay adds nothing
+    (docs/channels.md#chatbot-hand-off):
+
+    - the session's first hand-off opens a ticket;
+    - a replay (a ``subject`` and ``initial_message`` this session already handed off,
+      and no transcript turn not already stored) returns the ticket it went to,
+      unchanged;
+    - another hand-off while the session's latest ticket (or the ticket it was merged
+      into) is new, open or pending adds to it: the initial message as the customer's
+      message (its ``bot_subject`` and ``claimed_email`` in the message's metadata), unless
+      that subject and message are already stored, and the
+      transcript turns not already stored as a transcript note;
+    - another hand-off once that ticket is resolved or closed opens a new ticket, whose
+      first message names the earlier one (``bot_previous_ticket_id``).
+
+    The session is locked (a transaction-scoped advisory lock) from the look-up to the
+    write, so concurrent hand-offs of one session queue: a replay racing its original
+    finds it and creates nothing.
 
     ``account`` is the chatbot account whose secret signed the hand-off, else
     ``api_key_id`` the agent's API key that sent it: a session is the caller's own (the
     same ``session_id`` from another account or key is another conversation). The account
     may poll the ticket's status and receives the callbacks. A ``callback_url`` needs it
     (callbacks are signed with its secret) and must pass the safe-URL check (no internal
-    address). ``customer_email`` is a claim (see :func:`handoff_trusts_email`): kept as the
-    first message's ``claimed_email``, where replies are e-mailed."""
+    address); a ticket keeps the callback URL of the hand-off that opened it.
+    ``customer_email`` is a claim (see :func:`handoff_trusts_email`): kept as the
+    message's ``claimed_email``, where replies are e-mailed (the first message's)."""
     if callback_url:
         if account is None:
             raise InvalidInput(
@@ -271,26 +369,42 @@ def chatbot_handoff(
         callback_url_check(callback_url)
     caller = f"account:{account.pk}" if account is not None else f"key:{api_key_id or ''}"
     advisory_xact_lock(f"chatbot:{caller}:{session_id}")
-    existing = Ticket.objects.filter(channel="chatbot", origin_platform_id=session_id)
-    if account is not None:
-        existing = existing.filter(channel_account_id=str(account.pk))
-    else:
-        existing = existing.filter(
-            channel_account_id="", messages__metadata__contains={"bot_api_key_id": api_key_id}
-        )
-    found = existing.order_by("pk").first()
-    if found is not None:
-        return found, False
-    customer = _handoff_customer(account, customer_email, customer_name)
+    turns = list(transcript or [])
     metadata: dict[str, Any] = {
         "bot_source": source,
         "bot_session_id": session_id,
         "claimed_email": customer_email,
+        "bot_subject": subject,
     }
     if account is None:
         metadata["bot_api_key_id"] = api_key_id
     if callback_url:
         metadata["bot_callback_url"] = callback_url
+    session = _session_tickets(session_id=session_id, account=account, api_key_id=api_key_id)
+    if session:
+        messages, stored_turns = _stored_handoff(session)
+        new_turns = [turn for turn in turns if _turn_key(turn) not in stored_turns]
+        handed = (subject, initial_message)
+        if handed in messages and not new_turns:
+            return messages[handed], False  # a replay: nothing new
+        current = _open_session_ticket(session[-1])
+        if current is not None:
+            if handed not in messages:
+                ticket_services.message_add(
+                    ticket=current,
+                    body=initial_message,
+                    direction=Direction.INBOUND,
+                    kind=MessageKind.PUBLIC,
+                    author_customer=current.customer,
+                    channel=Channel.CHATBOT,
+                    metadata=metadata,
+                )
+            if new_turns:
+                _transcript_note(current, new_turns)
+            current.refresh_from_db()
+            return current, False
+        metadata["bot_previous_ticket_id"] = session[-1].pk
+    customer = _handoff_customer(account, customer_email, customer_name)
     ticket = ticket_services.ticket_create(
         customer=customer,
         subject=subject,
@@ -301,14 +415,8 @@ def chatbot_handoff(
         origin_platform_id=session_id,
         message_metadata=metadata,
     )
-    if transcript:
-        ticket_services.message_add(
-            ticket=ticket,
-            body="Bot transcript\n" + "\n".join(_transcript_line(turn) for turn in transcript),
-            kind=MessageKind.INTERNAL_NOTE,
-            direction=Direction.OUTBOUND,
-            metadata={"bot_transcript": transcript},
-        )
+    if turns:
+        _transcript_note(ticket, turns)
     return ticket, True
 
 

@@ -325,3 +325,237 @@ def test_require_signature_timestamp_is_a_known_chatbot_setting() -> None:
         "require_signature_timestamp takes true or false (whether a hand-off must be signed "
         "with X-Signature-Timestamp); got 'maybe'."
     ]
+
+
+# --- a session's later hand-offs: nothing received is dropped, a replay adds nothing ------
+
+
+def _inbound(ticket_id: int) -> list[str]:
+    return list(
+        Message.objects.filter(ticket_id=ticket_id, direction="inbound")
+        .order_by("pk")
+        .values_list("body_text", flat=True)
+    )
+
+
+def _notes(ticket_id: int) -> list[str]:
+    return list(
+        Message.objects.filter(ticket_id=ticket_id, kind="internal_note")
+        .order_by("pk")
+        .values_list("body_text", flat=True)
+    )
+
+
+def test_an_exact_replay_adds_nothing_even_after_the_ticket_closed(
+    api_client: APIClient,
+) -> None:
+    make_account("chatbot")
+    first = _signed_post(api_client, HANDOFF)
+    assert first.status_code == 201
+    ticket_id = first.json()["ticket_id"]
+    before = counts()
+    again = _signed_post(api_client, HANDOFF)
+    assert (again.status_code, again.json()["ticket_id"]) == (200, ticket_id)
+    # the turns in another key order are the same turns
+    reordered = [{"text": "refund", "role": "user"}, {"text": "Which order?", "role": "bot"}]
+    assert _signed_post(api_client, {**HANDOFF, "transcript": reordered}).status_code == 200
+    Ticket.objects.filter(pk=ticket_id).update(status="closed")
+    late = _signed_post(api_client, HANDOFF)
+    assert (late.status_code, late.json()["ticket_id"]) == (200, ticket_id)
+    assert late.json()["status"] == "closed"
+    assert diff(before, counts()) == {}
+
+
+def test_a_new_handoff_while_the_ticket_is_open_is_added_to_it(api_client: APIClient) -> None:
+    """Before, the second hand-off of a session answered the first ticket and its message
+    and new transcript turns were stored nowhere."""
+    make_account("chatbot")
+    first = _signed_post(api_client, HANDOFF)
+    ticket_id = first.json()["ticket_id"]
+    Ticket.objects.filter(pk=ticket_id).update(status="pending")
+    second = {
+        **HANDOFF,
+        "customer_email": "ana.other@example.com",
+        "subject": "Also: the parcel is late",
+        "initial_message": "And my parcel has not arrived",
+        "transcript": [*HANDOFF["transcript"], {"role": "user", "text": "parcel?"}],
+    }
+    before = counts()
+    response = _signed_post(api_client, second)
+    assert response.status_code == 200, response.content
+    assert response.json()["ticket_id"] == ticket_id
+    assert response.json()["status"] == "open"  # the customer's message reopens it
+    assert diff(before, counts()) == {"messages": 2}
+    assert _inbound(ticket_id) == ["I want a refund for order 77", "And my parcel has not arrived"]
+    added = Message.objects.filter(ticket_id=ticket_id, direction="inbound").latest("pk")
+    assert (added.kind, added.channel, added.author_customer_id) == (
+        "public",
+        "chatbot",
+        Ticket.objects.get(pk=ticket_id).customer_id,
+    )
+    assert added.metadata == {
+        "bot_source": "website-bot",
+        "bot_session_id": "sess-123",
+        "claimed_email": "ana.other@example.com",
+        "bot_subject": "Also: the parcel is late",
+    }
+    assert _notes(ticket_id) == [
+        "Bot transcript\nuser: refund\nbot: Which order?",
+        "Bot transcript\nuser: parcel?",  # only the turn not already stored
+    ]
+    assert Ticket.objects.get(pk=ticket_id).subject == HANDOFF["subject"]
+    # replays of either hand-off add nothing
+    before = counts()
+    assert _signed_post(api_client, second).json()["ticket_id"] == ticket_id
+    assert _signed_post(api_client, HANDOFF).json()["ticket_id"] == ticket_id
+    assert diff(before, counts()) == {}
+    # the same message under another subject is another hand-off: its subject is kept
+    _signed_post(api_client, {**second, "subject": "Parcel, third try"})
+    assert Message.objects.filter(ticket_id=ticket_id, direction="inbound").latest("pk").metadata[
+        "bot_subject"
+    ] == ("Parcel, third try")
+
+
+def test_new_turns_alone_are_added_as_a_transcript_note(api_client: APIClient) -> None:
+    make_account("chatbot")
+    ticket_id = _signed_post(api_client, HANDOFF).json()["ticket_id"]
+    more = [*HANDOFF["transcript"], {"role": "bot", "text": "Order 77 it is."}]
+    response = _signed_post(api_client, {**HANDOFF, "transcript": more})
+    assert (response.status_code, response.json()["ticket_id"]) == (200, ticket_id)
+    assert _inbound(ticket_id) == ["I want a refund for order 77"]
+    assert _notes(ticket_id)[-1] == "Bot transcript\nbot: Order 77 it is."
+
+
+@pytest.mark.parametrize("done", ["resolved", "closed"])
+def test_a_new_handoff_after_the_ticket_is_done_opens_a_new_ticket(
+    api_client: APIClient, done: str
+) -> None:
+    """The seed's contract: each hand-off creates a ticket (is_bot_handoff) and returns
+    its id. Before, the closed ticket was answered (200) and the new message dropped."""
+    make_account("chatbot")
+    first = _signed_post(api_client, HANDOFF)
+    old_id = first.json()["ticket_id"]
+    Ticket.objects.filter(pk=old_id).update(status=done)
+    new = {**HANDOFF, "subject": "Refund never arrived", "initial_message": "New problem"}
+    before = counts()
+    response = _signed_post(api_client, new)
+    assert response.status_code == 201, response.content
+    ticket = Ticket.objects.get(pk=response.json()["ticket_id"])
+    assert ticket.pk != old_id
+    assert response.json() == {
+        "ticket_id": ticket.pk,
+        "number": ticket.number,
+        "status": "new",
+        "is_bot_handoff": True,
+        "status_url": f"/api/tickets/{ticket.pk}/status",
+    }
+    assert (ticket.subject, ticket.channel, ticket.origin_platform_id) == (
+        "Refund never arrived",
+        "chatbot",
+        "sess-123",
+    )
+    # a guest of its own, as every untrusted hand-off's (docs/channels.md)
+    assert diff(before, counts()) == {"customers": 1, "tickets": 1, "messages": 2}
+    assert _inbound(ticket.pk) == ["New problem"]
+    first_message = ticket.messages.get(direction="inbound")
+    assert first_message.metadata["bot_previous_ticket_id"] == old_id
+    assert _inbound(old_id) == ["I want a refund for order 77"]
+    assert Ticket.objects.get(pk=old_id).status == done
+    # the new ticket is now the session's: a further hand-off goes there, replays add nothing
+    assert _signed_post(api_client, new).json()["ticket_id"] == ticket.pk
+    follow = _signed_post(api_client, {**new, "initial_message": "Any news?"})
+    assert (follow.status_code, follow.json()["ticket_id"]) == (200, ticket.pk)
+    assert _inbound(ticket.pk) == ["New problem", "Any news?"]
+    assert Ticket.objects.count() == 2
+
+
+def test_an_api_key_sessions_later_handoffs_follow_the_same_rules(
+    agent: Any, api_client: APIClient
+) -> None:
+    client = _key_client(agent)
+    first = client.post("/api/webhooks/chatbot", HANDOFF, format="json")
+    ticket_id = first.json()["ticket_id"]
+    more = {**HANDOFF, "initial_message": "Second thought"}
+    added = client.post("/api/webhooks/chatbot", more, format="json")
+    assert (added.status_code, added.json()["ticket_id"]) == (200, ticket_id)
+    assert _inbound(ticket_id) == ["I want a refund for order 77", "Second thought"]
+    assert (
+        Message.objects.filter(ticket_id=ticket_id, direction="inbound")
+        .latest("pk")
+        .metadata["bot_api_key_id"]
+        == (
+            Message.objects.filter(ticket_id=ticket_id, direction="inbound")
+            .earliest("pk")
+            .metadata["bot_api_key_id"]
+        )
+    )
+    Ticket.objects.filter(pk=ticket_id).update(status="closed")
+    later = client.post(
+        "/api/webhooks/chatbot", {**HANDOFF, "initial_message": "Later"}, format="json"
+    )
+    assert later.status_code == 201
+    assert later.json()["ticket_id"] != ticket_id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_replays_of_a_handoff_create_one_ticket() -> None:
+    """The session's advisory lock holds from the look-up to the write: the second of two
+    simultaneous identical hand-offs waits, then finds the first's ticket."""
+    import threading
+
+    from django.db import connection
+
+    from channels_app.services import chatbot_handoff
+
+    account = make_account("chatbot")
+    barrier = threading.Barrier(2)
+    results: list[tuple[int, bool]] = []
+    errors: list[BaseException] = []
+
+    def hand_off() -> None:
+        try:
+            barrier.wait(timeout=10)
+            ticket, created = chatbot_handoff(
+                source="website-bot",
+                customer_email="ana@example.com",
+                subject="Concurrent",
+                initial_message="Same message twice at once",
+                session_id="sess-race",
+                transcript=[{"role": "user", "text": "hi"}],
+                account=account,
+            )
+            results.append((ticket.pk, created))
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=hand_off) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert len({pk for pk, _ in results}) == 1
+    assert sorted(created for _, created in results) == [False, True]
+    assert Ticket.objects.count() == 1
+    assert Message.objects.count() == 2
+
+
+def test_a_new_handoff_goes_to_the_open_ticket_its_session_was_merged_into(
+    api_client: APIClient, supervisor: Any
+) -> None:
+    from tickets.services import ticket_merge
+
+    make_account("chatbot")
+    source_id = _signed_post(api_client, HANDOFF).json()["ticket_id"]
+    source = Ticket.objects.get(pk=source_id)
+    target = Ticket.objects.create(customer=source.customer, subject="Earlier e-mail")
+    ticket_merge(source=source, target=target, actor=supervisor)
+    before = counts()
+    assert _signed_post(api_client, HANDOFF).json()["ticket_id"] == source_id  # a replay
+    assert diff(before, counts()) == {}
+    response = _signed_post(api_client, {**HANDOFF, "initial_message": "Still waiting"})
+    assert (response.status_code, response.json()["ticket_id"]) == (200, target.pk)
+    assert _inbound(target.pk)[-1] == "Still waiting"
+    assert Ticket.objects.count() == 2
