@@ -24,7 +24,7 @@ import hmac
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -32,6 +32,7 @@ import requests
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from channels_app.account_settings import TRUE_WORDS
 from channels_app.adapters.base import constant_time_equal
@@ -243,6 +244,14 @@ def _transcript_line(turn: dict[str, Any]) -> str:
     return f"{who!s}: {turn.get('text', turn.get('content', ''))!s}"
 
 
+# How long an exact repeat of a hand-off counts as a replay once its ticket is resolved or
+# closed: a bot's retry comes within minutes (a signed hand-off is refused after
+# CHATBOT_SIGNATURE_MAX_AGE_SECONDS anyway); the same words an hour later, on a ticket
+# that is done, are the customer asking again and open a new ticket. While the ticket is
+# open an exact repeat is always a replay (it is already there).
+HANDOFF_REPLAY_WINDOW = timedelta(hours=1)
+
+
 def _turn_key(turn: Any) -> str:
     """A transcript turn as compared with those already stored (key order aside)."""
     return json.dumps(turn, sort_keys=True, separators=(",", ":"), default=str)
@@ -268,22 +277,23 @@ def _session_tickets(
 
 def _stored_handoff(
     tickets: list[Ticket],
-) -> tuple[dict[tuple[str, str], Ticket], set[str]]:
+) -> tuple[dict[tuple[str, str], tuple[Ticket, datetime]], set[str]]:
     """What the session's hand-offs already stored on ``tickets`` (wherever a merge moved
-    it): each hand-off's subject and initial message (with the ticket it was written on,
-    the latest one) and every transcript turn kept in a transcript note. A first message
-    stored before ``bot_subject`` was recorded has its ticket's subject."""
-    messages: dict[tuple[str, str], Ticket] = {}
+    it): each hand-off's subject and initial message (with the ticket it was written on
+    and when it came, the latest one) and every transcript turn kept in a transcript note.
+    A first message stored before ``bot_subject`` was recorded has its ticket's subject."""
+    messages: dict[tuple[str, str], tuple[Ticket, datetime]] = {}
     turns: set[str] = set()
     for ticket in tickets:
         rows = message_list_written_on(ticket=ticket).values_list(
-            "direction", "body_text", "metadata"
+            "direction", "body_text", "metadata", "created_at"
         )
-        for direction, body, metadata in rows:
+        for direction, body, metadata, created_at in rows:
             if not isinstance(metadata, dict):
                 continue
             if direction == Direction.INBOUND and "bot_session_id" in metadata:
-                messages[(str(metadata.get("bot_subject", ticket.subject)), body)] = ticket
+                key = (str(metadata.get("bot_subject", ticket.subject)), body)
+                messages[key] = (ticket, created_at)
             for turn in metadata.get("bot_transcript") or ():
                 turns.add(_turn_key(turn))
     return messages, turns
@@ -385,9 +395,12 @@ def chatbot_handoff(
         messages, stored_turns = _stored_handoff(session)
         new_turns = [turn for turn in turns if _turn_key(turn) not in stored_turns]
         handed = (subject, initial_message)
-        if handed in messages and not new_turns:
-            return messages[handed], False  # a replay: nothing new
         current = _open_session_ticket(session[-1])
+        if handed in messages and not new_turns:
+            went_to, came_at = messages[handed]
+            if current is not None or came_at >= timezone.now() - HANDOFF_REPLAY_WINDOW:
+                return went_to, False  # a replay: nothing new
+            messages.pop(handed)  # asked again once the ticket was done: a new ticket
         if current is not None:
             if handed not in messages:
                 ticket_services.message_add(

@@ -366,6 +366,36 @@ def test_an_exact_replay_adds_nothing_even_after_the_ticket_closed(
     assert diff(before, counts()) == {}
 
 
+def test_the_same_handoff_an_hour_after_its_ticket_was_done_opens_a_new_ticket(
+    api_client: APIClient,
+) -> None:
+    """A bot whose hand-off text is fixed ("Customer asked for an agent") sends the same
+    words every time: once the ticket is closed and the replay window has passed, that is
+    the customer asking again, not a retry (it was answered with the closed ticket)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    make_account("chatbot")
+    first = _signed_post(api_client, HANDOFF)
+    ticket_id = first.json()["ticket_id"]
+    Ticket.objects.filter(pk=ticket_id).update(status="closed")
+    Message.objects.filter(ticket_id=ticket_id).update(
+        created_at=timezone.now() - timedelta(hours=2)
+    )
+    again = _signed_post(api_client, HANDOFF)
+    assert again.status_code == 201, again.content
+    new_id = again.json()["ticket_id"]
+    assert new_id != ticket_id
+    assert _inbound(new_id) == ["I want a refund for order 77"]
+    first_message = Message.objects.filter(ticket_id=new_id).order_by("pk").first()
+    assert first_message is not None
+    assert first_message.metadata["bot_previous_ticket_id"] == ticket_id
+    # and a retry of that one is a replay again
+    retry = _signed_post(api_client, HANDOFF)
+    assert (retry.status_code, retry.json()["ticket_id"]) == (200, new_id)
+
+
 def test_a_new_handoff_while_the_ticket_is_open_is_added_to_it(api_client: APIClient) -> None:
     """Before, the second hand-off of a session answered the first ticket and its message
     and new transcript turns were stored nowhere."""
