@@ -49,7 +49,7 @@ from support.db import (
     advisory_xact_lock,
 )
 from support.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from support.parsing import contains_nul, parse_id, safe_file_name
+from support.parsing import bounded_key, contains_nul, parse_id, safe_file_name
 from support.redis_client import enqueue_once, pending_clear
 
 logger = logging.getLogger(__name__)
@@ -1058,13 +1058,15 @@ def job_run(
 
 # --- S3 object events ------------------------------------------------------------------
 
+OBJECT_EVENT_KEY_MAX = 300  # ObjectEvent.event_key's column
+
 
 def object_event_record(
     *, event_key: str, via: str, bucket: str, key: str, action: str, payload: dict[str, Any]
 ) -> ObjectEvent | None:
     """Store an S3 object event once; None when this event was already received."""
     event, created = ObjectEvent.objects.get_or_create(
-        event_key=event_key[:300],
+        event_key=bounded_key(event_key, OBJECT_EVENT_KEY_MAX),
         defaults={
             "via": via,
             "bucket": bucket,
@@ -1201,7 +1203,8 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
                 recorded.append(stored)
                 continue
             pending = ObjectEvent.objects.filter(
-                event_key=event.event_key[:300], processed_at__isnull=True
+                event_key=bounded_key(event.event_key, OBJECT_EVENT_KEY_MAX),
+                processed_at__isnull=True,
             ).first()
             if pending is not None:
                 redrive.append(pending)

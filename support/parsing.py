@@ -7,6 +7,7 @@ Every id that arrives in a URL, a query string or a form goes through :func:`par
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import unicodedata
@@ -23,6 +24,19 @@ def parse_id(text: object, *, max_digits: int = MAX_ID_DIGITS) -> int | None:
     if 0 < len(value) <= max_digits and value.isascii() and value.isdigit():
         return int(value)
     return None
+
+
+def bounded_key(value: str, max_length: int) -> str:
+    """A natural key that fits a ``max_length`` column without losing what makes it
+    unique: as it is when it fits, else its beginning and ``#<sha256 of the whole>``. The
+    same long key always gives the same value, and two keys that differ only past the
+    cut stay two (a plain ``[:n]`` made them one: the second was "already received").
+    A ``<…>`` key (an e-mail Message-ID) keeps its closing bracket."""
+    if len(value) <= max_length:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    tail = ">" if value.startswith("<") and value.endswith(">") else ""
+    return f"{value[: max_length - len(digest) - 1 - len(tail)]}#{digest}{tail}"
 
 
 def content_length(value: str | bytes | None) -> int | None:

@@ -31,7 +31,7 @@ from support.outbound import (
     parse_retry_after,
     response_read_bounded,
 )
-from support.parsing import UnreadableJson, json_loads, without_nul
+from support.parsing import UnreadableJson, bounded_key, json_loads, without_nul
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -82,11 +82,7 @@ def bounded_id(value: str) -> str:
     else its beginning and ``#<sha256 of the whole>`` (a ``<…>`` Message-ID keeps its
     closing bracket). The same long id always gives the same value, so a reply that
     names it (In-Reply-To, References) still finds its thread."""
-    if len(value) <= ID_MAX:
-        return value
-    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
-    tail = ">" if value.startswith("<") and value.endswith(">") else ""
-    return f"{value[: ID_MAX - len(digest) - 1 - len(tail)]}#{digest}{tail}"
+    return bounded_key(value, ID_MAX)
 
 
 def _strings_without_nul(event: object) -> None:

@@ -304,3 +304,38 @@ def test_an_event_for_a_source_being_synced_goes_in_after_the_sync(
     event.refresh_from_db()
     assert event.processed_at is not None
     assert Document.objects.get().external_id == "help/refunds.md"
+
+
+def test_events_for_a_long_object_key_stay_apart(db):
+    """S3 keys run to 1,024 characters; the event key was cut to its column (300), which
+    cut off the sequencer and the action: every later event of that object was "already
+    received" (a document's update or deletion never reached the knowledge base)."""
+    from knowledge.services import object_event_record
+
+    key = "help/" + "a-very-long-folder-name/" * 14 + "refunds.md"
+    made = [
+        object_event_record(
+            event_key=f"s3:kb-docs/{key}/{sequencer}/{action}",
+            via="s3",
+            bucket="kb-docs",
+            key=key,
+            action=action,
+            payload={},
+        )
+        for sequencer, action in (
+            ("0055AED6DCD90281E5", "upsert"),
+            ("0055AED6DCD90281F0", "delete"),
+        )
+    ]
+    assert all(event is not None for event in made)
+    assert ObjectEvent.objects.filter(key=key).count() == 2
+    assert all(len(event.event_key) <= 300 for event in made if event is not None)
+    again = object_event_record(  # a redelivery of the first is still one
+        event_key=f"s3:kb-docs/{key}/0055AED6DCD90281E5/upsert",
+        via="s3",
+        bucket="kb-docs",
+        key=key,
+        action="upsert",
+        payload={},
+    )
+    assert again is None
