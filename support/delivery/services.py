@@ -9,7 +9,8 @@ One attempt is three steps, and no lock or transaction is held while the target 
 2. **Send** with no transaction open: the target kind's ``send`` and ``classify``.
 3. **Record** (a new short transaction): the attempt row, the delivery's new state (success,
    retry at a time from the kind's schedule, or dead letter), the circuit, the kind's
-   ``on_change`` hook; the next attempt is enqueued after commit.
+   ``on_change`` hook (in a savepoint: a hook that raises is logged, never undoes the
+   record); the next attempt is enqueued after commit.
 
 A worker that dies mid-send leaves the lease to expire (``DELIVERY_LEASE_SECONDS``, longer
 than the attempt task's hard time limit); the sweep then finds the delivery again and the
@@ -282,6 +283,25 @@ def _lost_attempt_record(delivery: Delivery, kind: TargetKind, now: datetime) ->
     )
 
 
+def _on_change_run(kind: TargetKind, delivery: Delivery, change: DeliveryChange) -> None:
+    """The kind's ``on_change`` hook in a savepoint of the caller's transaction: a hook that
+    raises (the message it updates was deleted meanwhile, a bug) is logged and undone on its
+    own. It used to roll back the attempt's record with it: a success left the delivery
+    leased and unrecorded, so it was sent again at every lease expiry, without end."""
+    if kind.on_change is None:
+        return
+    try:
+        with transaction.atomic():
+            kind.on_change(delivery, change)
+    except Exception:
+        logger.exception(
+            "Delivery %s (%s): the %r hook raised; the delivery's outcome is recorded",
+            delivery.pk,
+            delivery.target_kind,
+            change.event,
+        )
+
+
 def _record(
     claim: _Claim,
     kind: TargetKind,
@@ -401,8 +421,7 @@ def _record(
                 gave_up=final and outcome != Outcome.PERMANENT,
             )
         delivery.save()
-        if kind.on_change is not None:
-            kind.on_change(delivery, change)
+        _on_change_run(kind, delivery, change)
         if report_delay is not None:
             pk, expected, countdown = delivery.pk, delivery.attempts, report_delay
             transaction.on_commit(
@@ -646,8 +665,8 @@ def delivery_redrive(*, delivery_ids: Iterable[int], actor: Any) -> int:
                 },
             )
             kind = target_kind_get(delivery.target_kind)
-            if kind is not None and kind.on_change is not None:
-                kind.on_change(delivery, DeliveryChange(event="redriven"))
+            if kind is not None:
+                _on_change_run(kind, delivery, DeliveryChange(event="redriven"))
             pk = delivery.pk
             transaction.on_commit(
                 lambda pk=pk, kind=kind: _enqueue(pk, kind, expected_attempts=0)  # type: ignore[misc]

@@ -317,6 +317,31 @@ def test_nothing_is_sent_again_once_a_success_is_recorded(target: ScriptedTarget
     assert target.sent == ["k-1"]
 
 
+def test_a_hook_that_raises_does_not_undo_the_recorded_outcome(
+    target: ScriptedTarget, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The kind's on_change hook (a reply's message status) raised after a successful send:
+    the attempt's record rolled back with it, the lease expired, the delivery was sent
+    again, and again, at every lease expiry."""
+
+    def hook_fails(delivery: Delivery, change: Any) -> None:
+        target.changes.append((delivery.idempotency_key, change.event))
+        raise LookupError("the message was deleted meanwhile")
+
+    monkeypatch.setattr(target, "on_change", hook_fails)
+    target_kind_register(target.kind())
+    delivery = enqueue()
+    report = engine.delivery_attempt(delivery_id=delivery.pk)
+    assert report.outcome == "success"
+    delivery.refresh_from_db()
+    assert delivery.status == "succeeded"
+    assert log(delivery) == [(1, "success")]
+    assert "hook raised" in caplog.text
+    Delivery.objects.filter(pk=delivery.pk).update(lease_until=ago(3600), next_attempt_at=ago(60))
+    assert engine.deliveries_sweep(grace_seconds=0) == 0
+    assert target.sent == ["k-1"]
+
+
 def test_a_worker_finishing_after_its_lease_was_taken_keeps_one_success(
     target: ScriptedTarget,
 ) -> None:
