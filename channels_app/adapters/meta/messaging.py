@@ -74,17 +74,19 @@ class MessagingPlatformAdapter(MetaAdapter):
         events: list[Event] = []
         for entry in data.get("entry", []):
             for item in entry.get("messaging", []):
-                events.extend(self._item(item))
+                events.extend(self._item(item, str(entry.get("id", ""))))
             for change in entry.get("changes", []):
                 events.append(UnknownEvent(f"field={change.get('field')!r}"))
         return events
 
-    def _item(self, item: dict[str, Any]) -> list[Event]:
+    def _item(self, item: dict[str, Any], business_id: str = "") -> list[Event]:
         sender = item.get("sender", {}).get("id", "")
         recipient = item.get("recipient", {}).get("id", "")
         at = epoch_to_datetime(item.get("timestamp"), millis=True)
         if "message" in item:
             return [self._message(item["message"], sender, recipient, at)]
+        if "message_edit" in item:
+            return [self._edit(item["message_edit"], sender, business_id, item, at)]
         if "postback" in item:
             postback = item["postback"]
             return [
@@ -164,6 +166,8 @@ class MessagingPlatformAdapter(MetaAdapter):
         meta: dict[str, Any] = {}
         media: list[MediaRef] = []
         text = msg.get("text", "")
+        lines: list[str] = []  # a line per attachment that is not a downloadable file
+        posts: set[str] = set()
         for att in msg.get("attachments", []) or []:
             kind = att.get("type", "")
             payload = att.get("payload") or {}
@@ -180,7 +184,23 @@ class MessagingPlatformAdapter(MetaAdapter):
                 meta["location"] = coords
                 text = text or f"Location: {coords.get('lat')}, {coords.get('long')}"
             else:
+                # Kept as it came, and said in words where the agent reads the message.
                 meta.setdefault("other_attachments", []).append(att)
+                post = (
+                    str(payload.get("ig_post_media_id") or "") if isinstance(payload, dict) else ""
+                )
+                line = attachment_line(att)
+                if line not in lines and not (post and post in posts):
+                    lines.append(line)
+                if post:  # a shared post comes as ``share`` and ``ig_post``: one line
+                    posts.add(post)
+        story = (msg.get("reply_to") or {}).get("story")
+        if isinstance(story, dict):
+            meta["reply_to_story"] = story
+            lines.insert(0, f"Replied to your story: {_words(story.get('url'))}".rstrip(": "))
+        if msg.get("is_unsupported") and not (text or media or lines):
+            lines.append(f"(a message {self.label or 'the channel'} could not show)")
+        text = "\n".join(x for x in (text, *lines) if x)
         if "quick_reply" in msg:
             meta["quick_reply"] = msg["quick_reply"]
         if is_echo:
@@ -195,6 +215,32 @@ class MessagingPlatformAdapter(MetaAdapter):
             timestamp=at,
             reply_to_external_id=(msg.get("reply_to") or {}).get("mid", ""),
             metadata=meta,
+        )
+
+    def _edit(
+        self,
+        edit: dict[str, Any],
+        sender: str,
+        business_id: str,
+        item: dict[str, Any],
+        at: Any,
+    ) -> Event:
+        """``message_edit``: the customer changed a message they sent. The new text is a
+        message of its own, "(edited) <new text>", replying to the one edited (the edited
+        message keeps what it said: the timeline shows both, as the customer's app did);
+        its id names the edit (``edit-<mid>-<num_edit>``), so a redelivery is one."""
+        mid = str(edit.get("mid", ""))
+        if not mid or (business_id and sender == business_id):
+            return UnknownEvent("message_edit of a message the business sent or without id")
+        count = edit.get("num_edit")
+        nth = count if count is not None else item.get("timestamp")
+        return InboundMessage(
+            external_message_id=f"edit-{mid}-{nth}",
+            sender_id=sender,
+            text=f"(edited) {edit.get('text') or ''}".rstrip(),
+            timestamp=at,
+            reply_to_external_id=mid,
+            metadata={"message_edit": edit},
         )
 
     def send_body(self, outbound: OutboundRequest) -> dict[str, Any]:
@@ -288,6 +334,63 @@ class MessagingPlatformAdapter(MetaAdapter):
     def fetch_media(self, account: ChannelAccount, media: MediaRef) -> FetchedMedia:
         content, content_type = media_download(media.url, allowed_hosts=media_hosts(self))
         return FetchedMedia(content=content, content_type=content_type, filename=media.filename)
+
+
+#: A caption or title from the payload is cut to this in a line.
+TITLE_MAX = 200
+
+#: How a non-file attachment reads: Instagram's shared posts (``share``, and since
+#: November 2025 ``ig_post`` beside it), story mentions, reels; Messenger's link
+#: ``fallback`` and ``template`` cards.
+ATTACHMENT_WORDS = {
+    "share": "Shared a post",
+    "ig_post": "Shared a post",
+    "story_mention": "Mentioned you in a story",
+    "ig_reel": "Shared a reel",
+    "reel": "Shared a reel",
+    "fallback": "Shared a link",
+}
+
+
+def _words(value: Any, limit: int = TITLE_MAX) -> str:
+    text = " ".join(str(value).split()) if value is not None else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def attachment_line(att: dict[str, Any]) -> str:
+    """One line in words for an attachment that is not a file this desk downloads:
+    "Shared a post: <caption> <url>", "Mentioned you in a story: <url>", "Shared a reel:
+    …", "Shared a link: <title> <url>", a template's cards by title and link, else
+    "(an attachment of type <type> this desk cannot show)" with its link if it has one."""
+    kind = _words(att.get("type"), 40)
+    value = att.get("payload")
+    payload: dict[str, Any] = value if isinstance(value, dict) else {}
+    url = _words(payload.get("url") or att.get("url"), 2000)
+    title = _words(payload.get("title") or att.get("title"))
+    if kind == "template":
+        cards = [e for e in payload.get("elements") or [] if isinstance(e, dict)]
+        named = [
+            " ".join(
+                x
+                for x in (
+                    _words(e.get("title")),
+                    _words(e.get("subtitle")),
+                    _words(e.get("item_url") or (e.get("default_action") or {}).get("url"), 2000),
+                )
+                if x
+            )
+            for e in cards[:10]
+        ]
+        named = [n for n in named if n] or [_words(payload.get("text"))]
+        if any(named):
+            return "Shared: " + "; ".join(n for n in named if n)
+        return "(a template attachment this desk cannot show)"
+    words = ATTACHMENT_WORDS.get(kind)
+    if words is None:
+        what = f"(an attachment of type {kind or 'none'} this desk cannot show)"
+        return f"{what} {url}" if url else what
+    detail = " ".join(x for x in (title, url) if x)
+    return f"{words}: {detail}" if detail else words
 
 
 def _message_id(response: requests.Response) -> str:

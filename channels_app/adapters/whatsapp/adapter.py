@@ -162,7 +162,9 @@ class WhatsAppAdapter(MetaAdapter):
             inter = m.get("interactive", {})
             reply = inter.get("button_reply") or inter.get("list_reply") or {}
             meta["interactive"] = inter
-            text = reply.get("title", "")
+            text = reply.get("title", "") or _not_shown(
+                f"interactive {inter.get('type', '')}".strip()
+            )
         elif kind == "button":
             meta["button"] = m.get("button", {})
             text = m.get("button", {}).get("text", "")
@@ -171,7 +173,13 @@ class WhatsAppAdapter(MetaAdapter):
             meta["reaction"] = reaction
             text = f"Reacted {reaction.get('emoji', '')}".strip()
         else:
-            return UnknownEvent(f"message type {kind!r}")
+            # A customer's message of a type read nowhere above still reaches an agent:
+            # a line in words, and the part as it came (docs/channels.md, "Messages of
+            # other types").
+            meta["whatsapp_part"] = {
+                k: v for k, v in m.items() if k not in ("from", "id", "timestamp", "type")
+            }
+            text = _other_message_text(kind, m)
         return InboundMessage(
             external_message_id=m.get("id", ""),
             sender_id=sender,
@@ -308,6 +316,73 @@ class WhatsAppAdapter(MetaAdapter):
             content_type=meta.get("mime_type") or content_type or media.mime_type,
             filename=media.filename,
         )
+
+
+#: At most this many of an order's products are named in its line (a multi-product
+#: message offers up to 30); the rest are counted.
+ORDER_ITEMS_NAMED = 30
+#: A name from the payload (a type, an error title) is cut to this in a line.
+NAME_MAX = 200
+
+
+def _words(value: Any, limit: int = NAME_MAX) -> str:
+    """A value from the payload as one short line of text."""
+    text = " ".join(str(value).split()) if value is not None else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _not_shown(kind: str) -> str:
+    return f"(a WhatsApp {_words(kind) or 'untyped'} message this desk cannot show)"
+
+
+def _order_text(order: dict[str, Any]) -> str:
+    """``order``: "(a WhatsApp order from catalog C: 3 items: 2 × sku at 30 USD each; …)"
+    then the customer's own text, if any."""
+    raw_items = order.get("product_items")
+    items = [i for i in raw_items if isinstance(i, dict)] if isinstance(raw_items, list) else []
+    count = 0
+    lines: list[str] = []
+    for item in items:
+        quantity = item.get("quantity")
+        count += quantity if isinstance(quantity, int) and quantity > 0 else 1
+        if len(lines) < ORDER_ITEMS_NAMED:
+            line = f"{_words(quantity) or '?'} × {_words(item.get('product_retailer_id')) or '?'}"
+            price = _words(item.get("item_price"))
+            if price:
+                line += f" at {price} {_words(item.get('currency'))}".rstrip() + " each"
+            lines.append(line)
+    if len(items) > ORDER_ITEMS_NAMED:
+        lines.append(f"and {len(items) - ORDER_ITEMS_NAMED} more products")
+    catalog = _words(order.get("catalog_id"))
+    head = "(a WhatsApp order" + (f" from catalog {catalog}" if catalog else "")
+    head += f": {count} item{'' if count == 1 else 's'}"
+    head += (": " + "; ".join(lines) if lines else "") + ")"
+    note = str(order.get("text") or "").strip()
+    return f"{head}\n{note}" if note else head
+
+
+def _other_message_text(kind: str, m: dict[str, Any]) -> str:
+    """What an agent reads for a message type the adapter has no case for: the types
+    WhatsApp documents (``order``, ``unsupported``, ``system``, ``request_welcome``) in
+    words, anything else as "(a WhatsApp <type> message this desk cannot show)"."""
+    value = m.get(kind)
+    part: dict[str, Any] = value if isinstance(value, dict) else {}
+    if kind == "order":
+        return _order_text(part)
+    if kind == "unsupported":
+        errors = [e for e in m.get("errors") or [] if isinstance(e, dict)]
+        reasons = "; ".join(
+            _words(e.get("title") or e.get("message") or e.get("code")) for e in errors
+        )
+        what = _words(part.get("type"))
+        text = f"(a message WhatsApp could not show: {reasons or 'no reason given'}"
+        return text + (f"; its type: {what})" if what else ")")
+    if kind == "system":
+        body = str(part.get("body") or "").strip()
+        return f"(a WhatsApp notice: {body})" if body else _not_shown("system")
+    if kind == "request_welcome":
+        return "(opened a WhatsApp chat with the business for the first time; no text yet)"
+    return _not_shown(kind)
 
 
 def _json(response: Any) -> dict[str, Any]:
