@@ -10,17 +10,26 @@ close), 4403 for a forged session or another widget's, 4429 for an address past
 ``WEBCHAT_WS_MESSAGES_PER_MINUTE`` messages a minute and each address
 ``WEBCHAT_MESSAGES_PER_IP_PER_MINUTE`` (over HTTP too); over that a message is refused with
 a ``rate_limited`` error frame (``retry_after`` seconds) and the socket stays open.
+
+Every answer to a visitor's message names its ``client_id``: ``ack`` once the message is
+recorded, or an ``error`` frame. When the database cannot record it (down, restarting),
+the answer is ``{"type": "error", "code": "unavailable", "retry": true, "client_id": …}``
+and the socket stays open: the widget keeps the message as "sending" and sends it again
+(the ``client_id`` makes a second delivery a duplicate, never a second message). Before,
+the exception closed the socket and the message was lost while the widget showed it sent.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from channels_app import selectors, services
 from channels_app.adapters.base import MalformedPayload, SignatureError
@@ -34,6 +43,8 @@ from channels_app.adapters.webchat.adapter import (
 from support.errors import NotFound
 from support.throttling import client_ip_from_meta, hit
 from support.websockets import JsonConsumer
+
+logger = logging.getLogger(__name__)
 
 _hit = sync_to_async(hit, thread_sensitive=False)
 _send_wait = sync_to_async(visitor_send_wait, thread_sensitive=False)
@@ -53,9 +64,15 @@ def _open(token: str, session: str) -> tuple[Any, dict[str, Any]] | int:
 
 @database_sync_to_async
 def _receive(account: Any, session: str, content: dict[str, Any]) -> dict[str, Any]:
-    body = json.dumps({"text": content.get("text"), "client_id": content.get("client_id")})
+    client_id = content.get("client_id")
+    body = json.dumps({"text": content.get("text"), "client_id": client_id})
     if len(body) > WEBCHAT_MESSAGE_MAX_BYTES:  # as over HTTP: not kept (the raw body would be)
-        return {"type": "error", "code": "too_large", "message": "The message is too long."}
+        return {
+            "type": "error",
+            "code": "too_large",
+            "message": "The message is too long.",
+            "client_id": client_id,
+        }
     request = services.webhook_request_build(
         headers={SESSION_HEADER: session, "content-type": "application/json"},
         body=body.encode(),
@@ -64,8 +81,26 @@ def _receive(account: Any, session: str, content: dict[str, Any]) -> dict[str, A
     try:
         _event, created = services.inbound_receive(account=account, request=request)
     except (MalformedPayload, SignatureError) as exc:
-        return {"type": "error", "message": str(exc)}
-    return {"type": "ack", "client_id": content.get("client_id"), "duplicate": not created}
+        # refused for good (the codes of the HTTP answer): the widget shows it as not sent
+        code = "malformed_payload" if isinstance(exc, MalformedPayload) else "invalid_signature"
+        return {"type": "error", "code": code, "message": str(exc), "client_id": client_id}
+    except DatabaseError as exc:
+        # Not recorded: say so, and keep the socket (an exception here closed it, and the
+        # widget, showing the message as sent, lost it). Logged without the text (or the
+        # error's own message, which may quote the row).
+        logger.warning(
+            "Web chat message not recorded (account %s): %s; the widget will resend it",
+            account.pk,
+            type(exc).__name__,
+        )
+        return {
+            "type": "error",
+            "code": "unavailable",
+            "message": "The message could not be sent yet; it will be sent again.",
+            "retry": True,
+            "client_id": client_id,
+        }
+    return {"type": "ack", "client_id": client_id, "duplicate": not created}
 
 
 def _scope_ip(scope: dict[str, Any]) -> str:

@@ -255,7 +255,12 @@ async def test_a_message_too_long_to_keep_is_refused_unstored() -> None:
     frame = json.dumps({"text": "\u00e9" * 11_000, "client_id": "client-big-1"}, ensure_ascii=False)
     await communicator.comm.send_input({"type": "websocket.receive", "text": frame})
     error = await communicator.receive_json_from()
-    assert error == {"type": "error", "code": "too_large", "message": "The message is too long."}
+    assert error == {
+        "type": "error",
+        "code": "too_large",
+        "message": "The message is too long.",
+        "client_id": "client-big-1",
+    }
     assert not await database_sync_to_async(InboundEvent.objects.exists)()
     await communicator.disconnect()
 
@@ -293,3 +298,65 @@ async def test_an_addresss_sessions_share_one_message_limit(settings: Any) -> No
     assert frames[3]["code"] == "rate_limited"
     for communicator in [*sockets, other]:
         await communicator.disconnect()
+
+
+async def test_a_database_error_gets_a_retry_frame_and_the_socket_stays_open(
+    caplog: Any,
+) -> None:
+    """The database could not record the message (down, restarting): an exception closed
+    the socket and the message was lost while the widget showed it sent. Now an error
+    frame says to send it again, the socket stays open, and the resend (same client id)
+    is recorded once. The log names neither the text nor the database's message."""
+    from django.db import OperationalError
+
+    from channels_app import services
+
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    real = services.inbound_receive
+    calls = []
+
+    def down_once(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("terminating connection: row (my secret order 1234)")
+        return real(**kwargs)
+
+    with mock.patch.object(services, "inbound_receive", side_effect=down_once):
+        await communicator.send_json_to({"text": "my secret order", "client_id": "client-db-1"})
+        error = await communicator.receive_json_from()
+        assert error == {
+            "type": "error",
+            "code": "unavailable",
+            "message": "The message could not be sent yet; it will be sent again.",
+            "retry": True,
+            "client_id": "client-db-1",
+        }
+        assert not await database_sync_to_async(InboundEvent.objects.exists)()
+        await communicator.send_json_to({"text": "my secret order", "client_id": "client-db-1"})
+        ack = await communicator.receive_json_from()
+        assert ack == {"type": "ack", "client_id": "client-db-1", "duplicate": False}
+        await communicator.send_json_to({"text": "my secret order", "client_id": "client-db-1"})
+        again = await communicator.receive_json_from()
+        assert again == {"type": "ack", "client_id": "client-db-1", "duplicate": True}
+    assert len(calls) == 3
+    assert await database_sync_to_async(InboundEvent.objects.count)() == 1
+    assert "secret" not in caplog.text
+    assert "OperationalError" in caplog.text
+    await communicator.disconnect()
+
+
+async def test_a_refused_message_names_its_client_id() -> None:
+    """A message refused for good (here: no text) names its client id, so the widget can
+    show that one message as not sent, with the reason."""
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    await communicator.send_json_to({"text": "   ", "client_id": "client-bad-1"})
+    error = await communicator.receive_json_from()
+    assert error == {
+        "type": "error",
+        "code": "malformed_payload",
+        "message": "'text' is required and must be a non-empty string.",
+        "client_id": "client-bad-1",
+    }
+    await communicator.disconnect()

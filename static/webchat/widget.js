@@ -12,6 +12,13 @@
  * The visitor may send a file too (the paperclip: a picture, a PDF or a text file, up to
  * the size the session answer names): POST /api/webchat/<token>/files, with its progress
  * shown; once the chat has recorded it, the visitor can download it again from its message.
+ * A typed message shows "Sending…" until the server acknowledges its client id (an "ack"
+ * frame, or the HTTP POST's 2xx). Without that answer (socket closed, no ack within
+ * ACK_TIMEOUT_MS, an "unavailable" error frame, a 5xx or a network error) it is sent
+ * again, over the socket if it is up, else over HTTP, at most MAX_TRIES times: the
+ * client id makes a resend a duplicate on the server, never a second message. A message
+ * the server refuses (too many messages, too long…) shows "Not sent" with the reason and
+ * a Retry button. A closed socket is reopened after a growing pause (polling meanwhile).
  * No dependencies, no CDN.
  */
 (function () {
@@ -24,6 +31,11 @@
   var storeKey = "support-webchat:" + token;
   var state = JSON.parse(localStorage.getItem(storeKey) || "null");
   var lastId = 0, seen = {}, nodes = {}, socket = null, pollTimer = null;
+  // The visitor's typed messages not acknowledged yet, by client id:
+  // { text, node, tries, via: "socket" | "http" | null (waiting), timer, failed }.
+  var pending = {};
+  var ACK_TIMEOUT_MS = 10000, MAX_TRIES = 6;
+  var reconnectTimer = null, reconnectDelay = 2000;
   // What POST /api/webchat/<token>/files accepts (the server checks again, and the bytes).
   var UPLOAD_ACCEPT = ".jpg,.jpeg,.png,.gif,.webp,.pdf,.txt";
 
@@ -77,7 +89,10 @@
     // The session is over (WEBCHAT_SESSION_TTL_SECONDS): forget it and start again.
     state = null; localStorage.removeItem(storeKey);
     if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+    if (reconnectTimer) { clearTimeout(reconnectTimer); reconnectTimer = null; }
     if (socket) { socket.onclose = null; socket.close(); socket = null; }
+    Object.keys(pending).forEach(function (cid) { clearTimeout(pending[cid].timer); });
+    pending = {};
     while (panel.lastChild && panel.lastChild !== error) { panel.removeChild(panel.lastChild); }
     body.textContent = ""; lastId = 0; seen = {};
     startView();
@@ -94,6 +109,9 @@
 
   function show(msg) {
     var key = msg.id ? "id:" + msg.id : "c:" + msg.client_id;
+    if (msg.id && msg.client_id && msg.from === "visitor" && pending[msg.client_id]) {
+      confirmed(msg.client_id);  // recorded (the poll shows it): its answer was lost
+    }
     if (seen[key] || (msg.client_id && seen["c:" + msg.client_id] && msg.from === "visitor")) {
       if (msg.id) { seen[key] = true; lastId = Math.max(lastId, msg.id); }
       // a file this visitor sent, now recorded: its link replaces the "sending" note
@@ -188,31 +206,150 @@
   function connect() {
     poll();
     if (!("WebSocket" in window)) { startPolling(); return; }
+    openSocket();
+  }
+  function openSocket() {
     var wsBase = base.replace(/^http/, "ws");
-    socket = new WebSocket(wsBase + "/ws/webchat/" + token + "/?session=" +
+    var ws = new WebSocket(wsBase + "/ws/webchat/" + token + "/?session=" +
                            encodeURIComponent(state.session));
-    socket.onmessage = function (ev) {
+    socket = ws;
+    ws.onmessage = function (ev) {
       var data = JSON.parse(ev.data);
       if (data.type === "message") { show(data.message); }
-      if (data.type === "error") { error.textContent = data.message; }
+      if (data.type === "ack" && data.client_id) { confirmed(data.client_id); }
+      if (data.type === "error") {
+        if (data.client_id && pending[data.client_id]) {
+          refused(data.client_id, data.message, data.retry === true);
+        } else if (!data.client_id) {
+          error.textContent = data.message;
+        }
+      }
     };
-    socket.onopen = function () { if (pollTimer) { clearInterval(pollTimer); pollTimer = null; } };
-    socket.onclose = function (ev) {
+    ws.onopen = function () {
+      reconnectDelay = 2000;
+      if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
+      poll();  // what arrived while the socket was down
+      // messages waiting for their next try go now, over the socket
+      Object.keys(pending).forEach(function (cid) {
+        var p = pending[cid];
+        if (!p.via && !p.failed) { transmit(cid, false); }
+      });
+    };
+    ws.onclose = function (ev) {
+      if (socket !== ws) { return; }
       socket = null;
       if (ev.code === 4401) { expired(); return; }
       startPolling();
+      if (ev.code !== 4403) { reopenLater(); }
+      // what was sent into the socket and not acknowledged goes again, over HTTP
+      Object.keys(pending).forEach(function (cid) {
+        if (pending[cid].via === "socket") { transmit(cid, true); }
+      });
     };
+  }
+  function reopenLater() {
+    if (reconnectTimer || !state) { return; }
+    reconnectTimer = setTimeout(function () {
+      reconnectTimer = null;
+      if (state && !socket) { openSocket(); }
+    }, reconnectDelay);
+    reconnectDelay = Math.min(reconnectDelay * 2, 60000);
+  }
+
+  function status(cid, text, failed) {
+    // The message's state under its text ("Sending…", "Not sent: …" and Retry, or none
+    // once acknowledged); inside the aria-live body, so a change is read out.
+    var p = pending[cid], node = p && p.node;
+    if (!node) { return; }
+    Array.prototype.slice.call(node.querySelectorAll(".swc-status, .swc-retry"))
+      .forEach(function (n) { n.remove(); });
+    node.classList.toggle("swc-sending", !!text && !failed);
+    node.classList.toggle("swc-failed", !!failed);
+    if (!text) { return; }
+    node.appendChild(el("span", { "class": "swc-status" }, text));
+    if (failed) {
+      var retry = el("button", { type: "button", "class": "swc-retry" }, "Retry");
+      retry.addEventListener("click", function () {
+        if (!pending[cid]) { return; }
+        pending[cid].failed = false; pending[cid].tries = 0;
+        status(cid, "Sending…", false);
+        transmit(cid, false);
+      });
+      node.appendChild(retry);
+    }
+  }
+  function confirmed(cid) {
+    var p = pending[cid];
+    if (!p) { return; }
+    clearTimeout(p.timer);
+    status(cid, "", false);
+    delete pending[cid];
+  }
+  function failed(cid, reason) {
+    var p = pending[cid];
+    clearTimeout(p.timer);
+    p.via = null; p.failed = true;
+    status(cid, "Not sent: " + reason, true);
+  }
+  function later(cid) {
+    // no answer, or "try again": the next try after a growing pause (or when the socket
+    // opens), within MAX_TRIES
+    var p = pending[cid];
+    clearTimeout(p.timer);
+    p.via = null;
+    if (p.tries >= MAX_TRIES) {
+      failed(cid, "no answer from the server; check your connection.");
+      return;
+    }
+    p.timer = setTimeout(function () { transmit(cid, false); },
+                         Math.min(1000 * Math.pow(2, p.tries), 30000));
+  }
+  function refused(cid, reason, retry) {
+    if (retry) { later(cid); } else { failed(cid, reason || "the message was refused."); }
+  }
+  function transmit(cid, overHttp) {
+    var p = pending[cid];
+    if (!p || p.failed) { return; }
+    clearTimeout(p.timer);
+    p.tries += 1;
+    var data = { text: p.text, client_id: cid };
+    if (!overHttp && socket && socket.readyState === 1) {
+      try {
+        socket.send(JSON.stringify(data));
+        p.via = "socket";
+        p.timer = setTimeout(function () {
+          // no ack: the socket may be half dead; this message goes over HTTP, and the
+          // socket is reopened
+          var stale = socket;
+          transmit(cid, true);
+          if (stale) { stale.close(); }
+        }, ACK_TIMEOUT_MS);
+        return;
+      } catch (e) { /* a socket closing under us: HTTP below */ }
+    }
+    p.via = "http";
+    var headers = { "Content-Type": "application/json", "X-Webchat-Session": state.session };
+    fetch(base + "/api/webhooks/webchat/" + token, {
+      method: "POST", headers: headers, body: JSON.stringify(data)
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (j) {
+        if (r.ok) { confirmed(cid); return; }
+        if (!pending[cid] || pending[cid].via !== "http") { return; }
+        if (r.status === 401 && state && state.session) { expired(); return; }
+        if (r.status >= 500 || r.status === 408) { later(cid); return; }
+        failed(cid, (j.error && j.error.message) || "the message was refused.");
+      });
+    }, function () {
+      if (pending[cid] && pending[cid].via === "http") { later(cid); }
+    });
   }
 
   function send(text) {
     var cid = clientId();
-    show({ client_id: cid, from: "visitor", text: text });
-    if (socket && socket.readyState === 1) {
-      socket.send(JSON.stringify({ text: text, client_id: cid }));
-      return;
-    }
-    api("POST", "/api/webhooks/webchat/" + token, { text: text, client_id: cid })
-      .catch(function (e) { error.textContent = e.message; });
+    var node = show({ client_id: cid, from: "visitor", text: text });
+    pending[cid] = { text: text, node: node, tries: 0, via: null, timer: null, failed: false };
+    status(cid, "Sending…", false);
+    transmit(cid, false);
   }
 
   function chatView() {
