@@ -119,7 +119,7 @@ def test_delete_selected_keeps_every_team_when_one_has_tickets(
     page = browser.post(CHANGELIST, post)
     assert page.status_code == 200
     html = page.content.decode()
-    assert "still have tickets" in html
+    assert "A team that still has tickets cannot be deleted" in html
     assert str(legal_ticket) in html
     confirmed = browser.post(CHANGELIST, {**post, "post": "yes"})
     assert confirmed.status_code == 200
