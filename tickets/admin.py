@@ -3,12 +3,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
-from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.db import transaction
+from django.db.models import Count, ProtectedError, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -18,6 +19,7 @@ from support.auth.admin import (
     SupervisorAdmin,
     SupervisorInlineMixin,
     VisibleRowsAdminMixin,
+    admin_link,
     admin_superuser_subject_register,
     admin_visibility_register,
 )
@@ -130,6 +132,11 @@ class ChannelIdentityAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
             )
 
 
+#: How many of the tickets that stop a team's deletion its confirmation page lists.
+TEAM_DELETE_BLOCKERS_SHOWN = 20
+TEAM_HAS_TICKETS = "The team still has tickets: move them to another team first, then delete it."
+
+
 @admin.register(Team)
 class TeamAdmin(SupervisorAdmin):
     list_display = ("name", "slug", "member_count")
@@ -151,6 +158,52 @@ class TeamAdmin(SupervisorAdmin):
         after = set(form.instance.members.values_list("pk", flat=True))
         # Live sockets of agents who joined or left re-check what they may see.
         agent_access_changed(user_ids=before ^ after, reason="team membership")
+
+    def get_deleted_objects(
+        self, objs: Any, request: HttpRequest
+    ) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+        """A team that still has tickets is not deleted (``Ticket.team`` is ``PROTECT``: a
+        ticket with no team is visible to every agent). The confirmation page (and "delete
+        selected") lists the first tickets that block it, each named and linked as
+        :func:`~support.auth.admin.admin_link` does (a ticket the person may not see is not
+        named), and how many more; nothing else is asked then, so the page says what to do
+        (move them), not that some other kind of object may not be deleted."""
+        ids = [team.pk for team in objs]
+        # Locked first (the delete view and action run in a transaction): a ticket moving
+        # in meanwhile (``tickets.services.lifecycle._team_lock``) is seen, or waits.
+        with transaction.atomic():
+            list(Team.objects.select_for_update().filter(pk__in=ids).order_by("pk").values("pk"))
+        blocking = Ticket.objects.filter(team__in=ids).order_by("pk")
+        total = blocking.count()
+        if not total:
+            return super().get_deleted_objects(objs, request)
+        shown: list[str] = [
+            format_html("{}: {}", "Ticket", admin_link(ticket, site=self.admin_site))
+            for ticket in blocking[:TEAM_DELETE_BLOCKERS_SHOWN]
+        ]
+        if total > len(shown):
+            shown.append(f"… and {total - len(shown)} more ticket(s)")
+        return [], {}, set(), shown
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ProtectedError:
+            # a ticket moved into the team between the check above and the delete (its
+            # transaction rolled back): the page again, listing it
+            self.message_user(request, TEAM_HAS_TICKETS, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet[Team]) -> Any:
+        # "delete selected" logs the deletions before it deletes: both or neither
+        try:
+            with transaction.atomic():
+                return super().response_action(request, queryset)
+        except ProtectedError:
+            self.message_user(request, TEAM_HAS_TICKETS, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     def delete_model(self, request: HttpRequest, obj: Team) -> None:
         members = list(obj.members.values_list("pk", flat=True))

@@ -152,8 +152,11 @@ class Ticket(models.Model):
     subject = models.CharField(max_length=255)
     status = models.CharField(max_length=16, choices=TicketStatus.choices, default=TicketStatus.NEW)
     priority = models.CharField(max_length=16, choices=Priority.choices, default=Priority.NORMAL)
+    # PROTECT: a ticket with no team is visible to every agent (tickets.selectors.
+    # ticket_visibility_q), so deleting a team must not empty its tickets' team; its
+    # tickets are moved to another team first (the inbox's "Move to team").
     team = models.ForeignKey(
-        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="tickets"
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="tickets"
     )
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,

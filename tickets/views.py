@@ -590,7 +590,7 @@ def canned_render(request: HttpRequest, ref: str, canned_id: int) -> HttpRespons
     return JsonResponse({"body": text})
 
 
-BULK_ACTIONS = ("assign", "status", "tag")
+BULK_ACTIONS = ("assign", "status", "tag", "team")
 
 
 @require_POST
@@ -611,7 +611,7 @@ def _inbox_bulk_apply(request: HttpRequest) -> str:
     action = request.POST.get("action", "")
     if action not in BULK_ACTIONS:
         raise InvalidInput(
-            "action must be assign, status or tag.", details={"action": ["Invalid."]}
+            "action must be assign, status, tag or team.", details={"action": ["Invalid."]}
         )
     ids = {pk for pk in map(parse_id, request.POST.getlist("ids")) if pk is not None}
     if not ids:  # was "0 ticket(s) updated." as a success
@@ -620,6 +620,7 @@ def _inbox_bulk_apply(request: HttpRequest) -> str:
             details={"ids": ["None selected."]},
         )
     value = _bulk_value(request.POST, action)
+    team: Team | None = None
     # an unknown status was reported as "skipped (not allowed)", an empty tag as "updated"
     if action == "status":
         selectors.choices_check("status", [value])
@@ -629,17 +630,41 @@ def _inbox_bulk_apply(request: HttpRequest) -> str:
         if not names:
             raise InvalidInput("tag: give a tag name.", details={"value": ["Empty."]})
         value = names[0]
+    elif action == "team":
+        team = _bulk_team_from(value, request)  # before any row is locked
     # All or nothing: a refused change (e.g. an agent assigning others) undoes the batch.
     with transaction.atomic():
         # The rows locked first (in id order) and every rule applied to them as they are
         # now: read unlocked, a ticket taken by someone else, closed or merged between the
         # read and the write was overwritten with what the stale read allowed.
         tickets = selectors.ticket_list_locked(ids, user=request.user)
-        done, skipped = _bulk_apply(request, tickets, action, value)
+        done, skipped = _bulk_apply(request, tickets, action, value, team)
     skipped += len(ids) - len(tickets)  # merged, out of view (or unknown) by now
     return f"{done} ticket(s) updated" + (
         f", {skipped} skipped (not allowed, merged or not in your view)." if skipped else "."
     )
+
+
+def _bulk_team_from(raw: str, request: HttpRequest) -> Team | None:
+    """The team a bulk move sends the tickets to: a team's id, or ``none`` (no team) for
+    supervisors only. A ticket with no team is visible to every agent, so a batch of them
+    taken out of their teams widens who sees them (and their customers) at one click; an
+    agent may still do it to one ticket on its page, where the choice is seen ticket by
+    ticket. An empty value is refused, not read as "no team" (as the ticket's controls
+    read it)."""
+    if raw == "none":
+        team = None
+    elif (team_id := parse_id(raw)) is None:
+        said = f"{raw!r} is not a team id" if raw else "choose the team to move the tickets to"
+        raise InvalidInput(f"team: {said}.", details={"value": ["Not a team."]})
+    elif (team := Team.objects.filter(pk=team_id).first()) is None:
+        # deleted since the page was drawn, or a script's guess
+        raise InvalidInput(f"team: no team {team_id}.", details={"value": ["Unknown."]})
+    if team is None and not is_supervisor(request.user):
+        raise Forbidden(
+            "Only supervisors move tickets to no team in bulk (every agent would see them)."
+        )
+    return team
 
 
 def _bulk_value(post: QueryDict, action: str) -> str:
@@ -679,7 +704,7 @@ def _inbox_query_of_referer(request: HttpRequest) -> QueryDict:
 
 
 def _bulk_apply(
-    request: HttpRequest, tickets: list[Ticket], action: str, value: str
+    request: HttpRequest, tickets: list[Ticket], action: str, value: str, team: Team | None
 ) -> tuple[int, int]:
     done, skipped = 0, 0
     for ticket in tickets:
@@ -694,6 +719,8 @@ def _bulk_apply(
                 skipped += 1
                 continue
             services.ticket_update(ticket=ticket, actor=request.user, status=value)
+        elif action == "team":  # the single-ticket controls' change, events and SLA alike
+            services.ticket_update(ticket=ticket, actor=request.user, team=team)
         else:
             names = sorted({*ticket.tags.values_list("name", flat=True), value})
             services.ticket_update(ticket=ticket, actor=request.user, tags=names)

@@ -287,6 +287,16 @@ def ticket_create(
     return ticket
 
 
+def _team_lock(team: Team) -> None:
+    """Lock the row of the team a ticket moves to until the transaction ends, or refuse a
+    team deleted meanwhile. A team with tickets is not deleted (``Ticket.team`` is
+    ``PROTECT``); the admin locks the team before it looks for its tickets
+    (``tickets.admin.TeamAdmin``), so a move and a deletion wait for each other and the
+    second sees what the first did (the database's own check, at commit, was a 500)."""
+    if not Team.objects.select_for_update().filter(pk=team.pk).exists():
+        raise InvalidInput(f"team: no team {team.pk}.", details={"team": ["Unknown."]})
+
+
 @transaction.atomic
 def ticket_update(
     *,
@@ -346,6 +356,8 @@ def ticket_update(
         fields.append("priority")
     if team is not ...:
         new_team = team if isinstance(team, Team) else None
+        if new_team is not None and new_team.pk != ticket.team_id:
+            _team_lock(new_team)
         if new_team != ticket.team:
             changes["team"] = [
                 ticket.team.name if ticket.team else None,

@@ -632,6 +632,82 @@ def test_bulk_with_an_unknown_value_is_refused_saying_so(agent_web, customer, ac
     assert not [str(m) for m in page.context["messages"]]
 
 
+def test_bulk_move_to_team_moves_the_visible_tickets_as_the_controls_do(
+    agent_web, agent, other_agent, customer
+):
+    """The inbox's "Move to team" empties a team before it is deleted (a team with tickets is not:
+    test_team_deletion.py). Each ticket goes through ``ticket_update`` (timeline entry,
+    ``ticket.updated`` event); a ticket the agent may not see is skipped, untouched."""
+    ours = Team.objects.create(name="Ours", slug="ours")
+    ours.members.add(agent)
+    legal = Team.objects.create(name="Legal", slug="legal")
+    sales = Team.objects.create(name="Sales", slug="sales")
+    a, b = _tickets(customer, 2, team=ours)
+    [hidden] = _tickets(customer, 1, team=legal)
+    OutboxEvent.objects.all().delete()
+    post = {"ids": [a.pk, b.pk, hidden.pk], "action": "team", "value_team": str(sales.pk)}
+    response = agent_web.post("/tickets/bulk", post, follow=True)
+    assert [str(m) for m in response.context["messages"]] == [
+        "2 ticket(s) updated, 1 skipped (not allowed, merged or not in your view)."
+    ]
+    assert dict(Ticket.objects.values_list("pk", "team_id")) == {
+        a.pk: sales.pk,
+        b.pk: sales.pk,
+        hidden.pk: legal.pk,
+    }
+    events = OutboxEvent.objects.filter(event_type="ticket.updated").order_by("aggregate_id")
+    assert [(e.aggregate_id, e.payload["changes"]["team"]) for e in events] == [
+        (str(a.pk), ["Ours", "Sales"]),
+        (str(b.pk), ["Ours", "Sales"]),
+    ]
+    # the form offers the teams, and no "No team" to an agent
+    form = _soup(agent_web.get("/?view=all")).select_one("select[name=value_team]")
+    assert form is not None
+    assert [o["value"] for o in form.select("option")] == [str(t.pk) for t in (legal, ours, sales)]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("999999", "team: no team 999999."),
+        ("legal", "team: 'legal' is not a team id."),
+        ("", "team: choose the team to move the tickets to."),
+    ],
+)
+def test_bulk_move_to_an_unknown_team_is_refused_saying_so(supervisor_web, customer, value, says):
+    [ticket] = _tickets(customer, 1)
+    post = {"ids": [ticket.pk], "action": "team", "value_team": value}
+    fragment = supervisor_web.post("/tickets/bulk", post, HTTP_HX_REQUEST="true")
+    assert (fragment.status_code, fragment.content.decode()) == (400, says)
+    Team.objects.create(name="Legal", slug="legal")  # something to choose from
+    page = supervisor_web.post("/tickets/bulk", post, HTTP_REFERER="http://testserver/?view=all")
+    assert page.status_code == 400
+    ticked, action, field, _value, reason = _bulk(page)
+    assert (ticked, action, field, reason) == ([ticket.pk], "team", "value_team", says)
+    assert Ticket.objects.get(pk=ticket.pk).team_id is None
+
+
+def test_only_supervisors_bulk_move_tickets_to_no_team(agent_web, agent, supervisor, customer):
+    """No team widens who sees the tickets to every agent: an agent may not do it to a
+    batch (nor is it offered); a supervisor may."""
+    legal = Team.objects.create(name="Legal", slug="legal")
+    legal.members.add(agent)
+    [ticket] = _tickets(customer, 1, team=legal)
+    post = {"ids": [ticket.pk], "action": "team", "value_team": "none"}
+    refused = agent_web.post("/tickets/bulk", post, HTTP_HX_REQUEST="true")
+    assert (refused.status_code, refused.content.decode()) == (
+        403,
+        "Only supervisors move tickets to no team in bulk (every agent would see them).",
+    )
+    assert Ticket.objects.get(pk=ticket.pk).team_id == legal.pk
+    agent_web.force_login(supervisor)
+    form = _soup(agent_web.get("/?view=all")).select_one("select[name=value_team]")
+    assert form is not None
+    assert [o["value"] for o in form.select("option")] == [str(legal.pk), "none"]
+    assert agent_web.post("/tickets/bulk", post).status_code == 302
+    assert Ticket.objects.get(pk=ticket.pk).team_id is None
+
+
 LONG_TAG = "customer-asked-for-a-refund-of-the-second-order-in-the-spring-sale"
 
 
@@ -744,7 +820,7 @@ def test_bulk_with_no_ticket_selected_says_so(agent_web, customer, ids):
     assert (response.status_code, _bulk(response)[-1]) == (400, says)
     unknown = agent_web.post("/tickets/bulk", {**post, "ids": [ticket.pk], "action": "zap"})
     assert unknown.status_code == 400
-    assert _bulk(unknown)[-1] == "action must be assign, status or tag."
+    assert _bulk(unknown)[-1] == "action must be assign, status, tag or team."
     assert not ticket.tags.filter(name="x").exists()
 
 
