@@ -637,7 +637,7 @@ def test_call_analyse_keeps_a_result_and_status_stored_during_the_call(monkeypat
 # --- seed 003's single results.json, and results that arrive before their call -----------
 
 
-def _results_created(key: str) -> dict[str, Any]:
+def _results_created(key: str, etag: str = "0123456789abcdef") -> dict[str, Any]:
     return {
         "Records": [
             {
@@ -649,17 +649,19 @@ def _results_created(key: str) -> dict[str, Any]:
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "bucket": {"name": "bda-output", "arn": "arn:aws:s3:::bda-output"},
-                    "object": {"key": key, "size": 2048, "eTag": "0123456789abcdef"},
+                    "object": {"key": key, "size": 2048, "eTag": etag},
                 },
             }
         ]
     }
 
 
-def _put_single_results(s3: Any, call_id: str) -> dict[str, Any]:
+def _put_single_results(s3: Any, call_id: str, summary: str = "") -> dict[str, Any]:
     """Seed 003's ``s3://bucket/{callId}/results.json``: the standard output with the
-    custom blueprint's output in the same document."""
+    custom blueprint's output in the same document (``summary``: another call summary)."""
     custom = load("bda_custom_output.json")
+    if summary:
+        custom["inference_result"]["call_summary"] = summary
     s3.put_object(
         Bucket="bda-output",
         Key=f"{call_id}/results.json",
@@ -760,6 +762,54 @@ def test_results_for_an_unknown_call_are_kept_and_matched_when_its_record_arrive
     analytics = CallAnalytics.objects.get(call=call)
     assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
     assert analytics.call_summary == custom["call_summary"]
+
+
+RESULTS_URI = f"s3://bda-output/{CALL_ID}/results.json"
+
+
+def test_seed_003_a_new_results_json_for_a_processed_call_replaces_its_record(
+    aws, django_capture_on_commit_callbacks
+):
+    """docs/api.md (seed 003): "a new Data Automation result overwrites the record".
+    Data Automation processing a call again writes ``results.json`` at the same key; the
+    S3 event names the new version (eTag). It was recorded and the pipeline restarted,
+    but the call had a transcript, so the new result was never read."""
+    capture = django_capture_on_commit_callbacks
+    call = Call.objects.create(contact_id=CALL_ID)
+    custom = _put_single_results(aws, CALL_ID)
+    _poll([_results_created(f"{CALL_ID}/results.json")], capture)
+    first = CallAnalytics.objects.get(call=call)
+    assert first.call_summary == custom["call_summary"]
+
+    _put_single_results(aws, CALL_ID, summary="Reprocessed: the router was replaced.")
+    new = _results_created(f"{CALL_ID}/results.json", etag="fedcba9876543210")
+    _poll([new], capture)
+    analytics = CallAnalytics.objects.get(call=call)
+    assert analytics.call_summary == "Reprocessed: the router was replaced."
+    assert (analytics.pk, first.version, analytics.version) == (first.pk, 1, 2)
+    assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
+    transcript = Transcript.objects.get(call=call)
+    assert transcript.source_ref == analytics.source_ref == f"{RESULTS_URI}#fedcba9876543210"
+    call.refresh_from_db()
+    assert (call.s3_output_version, call.pipeline_status) == ("fedcba9876543210", "analysed")
+
+    # The same event again is a duplicate; the same document under another version (S3
+    # rewrote it) is read and changes nothing: no new version, the status left alone.
+    Call.objects.filter(pk=call.pk).update(pipeline_status="synced")
+    _poll([new], capture)
+    _poll([_results_created(f"{CALL_ID}/results.json", etag="00000000aaaaaaaa")], capture)
+    analytics.refresh_from_db()
+    assert (analytics.version, analytics.call_summary) == (
+        2,
+        "Reprocessed: the router was replaced.",
+    )
+    assert Transcript.objects.get(call=call).source_ref == f"{RESULTS_URI}#00000000aaaaaaaa"
+    assert Call.objects.get(pk=call.pk).pipeline_status == "synced"
+    assert list(CallEvent.objects.order_by("pk").values_list("external_id", "status")) == [
+        (f"{CALL_ID}/results.json:0123456789abcdef", EventStatus.PROCESSED),
+        (f"{CALL_ID}/results.json:fedcba9876543210", EventStatus.PROCESSED),
+        (f"{CALL_ID}/results.json:00000000aaaaaaaa", EventStatus.PROCESSED),
+    ]
 
 
 @pytest.mark.parametrize(
