@@ -409,12 +409,21 @@ def call_recording_notified(*, notification: dict[str, Any]) -> Call:
     call_id = str(notification["callId"])
     call, _ = Call.objects.get_or_create(contact_id=call_id)
     call = Call.objects.select_for_update().get(pk=call.pk)
-    call.s3_input_uri = str(notification["audioS3Uri"])
+    audio = str(notification["audioS3Uri"])
+    update = ["s3_input_uri", "initiated_at", "attributes", "updated_at"]
+    if call.s3_input_uri and call.s3_input_uri != audio:
+        # Another recording of the call (corrected, re-uploaded): the job and result of
+        # the one before are not this one's. The pipeline transcribes it and its
+        # transcript and analytics replace the ones before (kept until then).
+        logger.info("Call %s: new recording %s replaces %s", call_id, audio, call.s3_input_uri)
+        call.transcription_job = call.s3_output_uri = call.s3_output_version = ""
+        update += ["transcription_job", "s3_output_uri", "s3_output_version"]
+    call.s3_input_uri = audio
     call.initiated_at = call.initiated_at or parse_time(notification.get("timestamp"))
     metadata = notification.get("metadata") or {}
     if isinstance(metadata, dict) and metadata:
         call.attributes = {**call.attributes, **{str(k): v for k, v in metadata.items()}}
-    call.save(update_fields=["s3_input_uri", "initiated_at", "attributes", "updated_at"])
+    call.save(update_fields=update)
     call_pipeline_schedule(call)
     return call
 

@@ -7,6 +7,7 @@ own fakes; splitting would scatter the shared Stubber and moto set-up."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -253,10 +254,11 @@ def test_sns_notification_runs_data_automation(
     ]
 
 
-def stub_token() -> str:
+def stub_token(audio: str = str(SEED_MESSAGE["audioS3Uri"])) -> str:
+    """One client token per recording of the call (``calls.transcription.job_token``)."""
     from calls.models import contact_hash
 
-    return f"call-{contact_hash(CALL_ID)}"
+    return f"call-{contact_hash(CALL_ID)}-{hashlib.sha256(audio.encode()).hexdigest()[:8]}"
 
 
 def test_sns_subscription_confirmation(api_client, aws, signer, django_capture_on_commit_callbacks):
@@ -398,7 +400,8 @@ def test_transcribe_backend_with_moto(
         )
     assert response.status_code == 202
     call = Call.objects.get()
-    assert call.transcription_job == f"call-{call.hash}"
+    recording = hashlib.sha256(call.recording_location.encode()).hexdigest()[:8]
+    assert call.transcription_job == f"call-{call.hash}-{recording}"
     job = boto3.client("transcribe", region_name="us-east-1").get_transcription_job(
         TranscriptionJobName=call.transcription_job
     )["TranscriptionJob"]
@@ -810,6 +813,56 @@ def test_seed_003_a_new_results_json_for_a_processed_call_replaces_its_record(
         (f"{CALL_ID}/results.json:fedcba9876543210", EventStatus.PROCESSED),
         (f"{CALL_ID}/results.json:00000000aaaaaaaa", EventStatus.PROCESSED),
     ]
+
+
+def test_seed_003_a_corrected_recording_of_a_call_is_analysed_again(
+    aws, django_capture_on_commit_callbacks
+):
+    """A second notification for a call with another ``audioS3Uri`` (a corrected or
+    re-uploaded recording) was counted a duplicate of the first (the key was the callId
+    alone) and never processed. Now it replaces the call's recording, the next result is
+    that recording's, and it replaces the analytics; an exact redelivery of either
+    message is still a duplicate."""
+    from calls import services
+
+    capture = django_capture_on_commit_callbacks
+
+    def notify(message: dict[str, Any]) -> services.IntakeResult:
+        with capture(execute=True):
+            return services.call_events_intake(body=json.dumps(message).encode())
+
+    assert len(notify(SEED_MESSAGE).accepted) == 1
+    custom = _put_single_results(aws, CALL_ID)
+    _poll([_results_created(f"{CALL_ID}/results.json")], capture)
+    assert CallAnalytics.objects.get().call_summary == custom["call_summary"]
+
+    again = notify(SEED_MESSAGE)
+    assert (again.accepted, again.duplicates) == ([], 1)
+    corrected = {
+        **SEED_MESSAGE,
+        "audioS3Uri": f"s3://recordings-example/calls/{CALL_ID}-corrected.wav",
+        "timestamp": "2026-11-20T12:30:00Z",
+    }
+    result = notify(corrected)
+    assert (len(result.accepted), result.duplicates) == (1, 0)
+    call = Call.objects.get()
+    assert call.s3_input_uri == corrected["audioS3Uri"]
+    # the first recording's job and result are not this one's (its own job starts)
+    assert (call.s3_output_uri, call.s3_output_version, call.transcription_job) == ("", "", "")
+    # kept until the new recording's result arrives
+    assert CallAnalytics.objects.get().call_summary == custom["call_summary"]
+    assert notify(corrected).duplicates == 1
+
+    _put_single_results(aws, CALL_ID, summary="The corrected recording: a billing question.")
+    _poll([_results_created(f"{CALL_ID}/results.json", etag="c0ffee")], capture)
+    analytics = CallAnalytics.objects.get()
+    assert (analytics.version, analytics.call_summary) == (
+        2,
+        "The corrected recording: a billing question.",
+    )
+    assert list(
+        CallEvent.objects.filter(source="recording").order_by("pk").values_list("status", flat=True)
+    ) == [EventStatus.PROCESSED, EventStatus.PROCESSED]
 
 
 @pytest.mark.parametrize(
