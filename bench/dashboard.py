@@ -154,11 +154,11 @@ SEED_SQL = [
         INSERT INTO calls_call (contact_id, hash, channel, initiation_method, disconnect_reason,
             queue_name, agent_username, agent_arn, customer_phone, recording_location,
             attributes, raw, pipeline_status, pipeline_error, transcription_job, s3_input_uri,
-            s3_output_uri, created_at, updated_at)
+            s3_output_uri, s3_output_version, created_at, updated_at)
         SELECT 'bench-call-' || g, md5('bench-call-' || g), 'VOICE', 'INBOUND', '', 'Support',
                '', '', '', '', '{}'::jsonb, '{}'::jsonb,
                (ARRAY['synced', 'synced', 'analysed', 'transcribing', 'failed'])[1 + g %% 5],
-               '', '', '', '', now() - (%(days)s * interval '1 day') * (g::float / %(calls)s),
+               '', '', '', '', '', now() - (%(days)s * interval '1 day') * (g::float / %(calls)s),
                now()
         FROM generate_series(1, %(calls)s) g
         """,

@@ -110,6 +110,10 @@ class Call(models.Model):
     )
     s3_input_uri = models.CharField(max_length=1024, blank=True)
     s3_output_uri = models.CharField(max_length=1024, blank=True)
+    # The version of that object the latest S3 event named (its versionId, else its eTag):
+    # Data Automation writes a new result for a call at the same key, and a different
+    # version is read again (``call_transcribe``).
+    s3_output_version = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -164,6 +168,12 @@ class Transcript(models.Model):
     source = models.CharField(max_length=32, help_text="transcribe | data_automation")
     text = models.TextField(blank=True)
     segments = models.JSONField(default=list, blank=True)
+    source_ref = models.CharField(
+        max_length=1400,
+        blank=True,
+        help_text="What it was made from: the result object read (uri#version) or the "
+        "recording transcribed. Another one replaces it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -193,6 +203,16 @@ class CallAnalytics(models.Model):
     bedrock_status = models.CharField(max_length=32, blank=True)
     produced_by = models.CharField(max_length=24, choices=AnalyticsPath.choices)
     provider = models.CharField(max_length=32, blank=True)
+    source_ref = models.CharField(
+        max_length=1400,
+        blank=True,
+        help_text="The transcript's source_ref these analytics were made from.",
+    )
+    version = models.PositiveIntegerField(
+        default=1,
+        help_text="Raised each time a new result or transcript changes them (the "
+        "Salesforce Case is sent again for each version).",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 

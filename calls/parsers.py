@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -246,7 +247,13 @@ def classify(record: dict[str, Any]) -> Classified:
         audio = text_field(record.get("audioS3Uri"), "audioS3Uri", _max(Call, "s3_input_uri"))
         if not audio.startswith("s3://"):
             raise RecordError("Recording notification needs audioS3Uri as s3://bucket/key.")
-        return Classified(EventSource.RECORDING, call_id, call_id, record)
+        # One event per recording of a call (seed 003's message: callId, audioS3Uri,
+        # timestamp): a redelivery of the same message is a duplicate, a corrected or
+        # re-uploaded recording (another audioS3Uri, or the same one published again
+        # with a new timestamp) is processed like the first.
+        when = record.get("timestamp")
+        digest = hashlib.sha256(f"{audio}\n{'' if when is None else when}".encode()).hexdigest()
+        return Classified(EventSource.RECORDING, f"{call_id}:{digest[:16]}", call_id, record)
     if _is_contact_trace_record(record):
         contact_id = contact_id_text(record.get("ContactId"), "ContactId")
         if not contact_id:

@@ -8,6 +8,7 @@ starts a job and answers its handle (job name or invocation ARN).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,6 +24,16 @@ from support.errors import PermanentError
 from support.parsing import json_loads, without_nul
 
 LOCAL_RESULTS_DIR = "calls/results"
+
+
+def job_token(call: Call) -> str:
+    """The call's job name (Transcribe) or client token (Data Automation): one per
+    recording, so a corrected recording of the call (seed 003: a new ``audioS3Uri``) starts
+    a job of its own instead of finding the first one's, and starting again the job of the
+    same recording (a retried step) finds the one started."""
+    recording = call.s3_input_uri or call.recording_location
+    return f"call-{call.hash}-{hashlib.sha256(recording.encode()).hexdigest()[:8]}"
+
 
 #: How ``Call.pipeline_error`` starts when Bedrock Data Automation failed the call: the
 #: invocation or its status was refused for good, or the job ended in ``ServiceError`` or
@@ -122,7 +133,7 @@ class TranscribeBackend:
         self.s3 = s3
 
     def job_name(self, call: Call) -> str:
-        return f"call-{call.hash}"
+        return job_token(call)
 
     def output_key(self, call: Call) -> str:
         return f"transcripts/{call.contact_id}.json"
@@ -147,7 +158,10 @@ class TranscribeBackend:
 
     def fetch(self, call: Call) -> ParsedResult | None:
         try:
-            job = self.client.get_transcription_job(TranscriptionJobName=self.job_name(call))
+            job = self.client.get_transcription_job(
+                # the job started for the call (by a release that named jobs otherwise)
+                TranscriptionJobName=call.transcription_job or self.job_name(call)
+            )
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(exc, context="Transcribe status") from exc
         info = job["TranscriptionJob"]
@@ -183,7 +197,7 @@ class DataAutomationBackend:
                     "stage": "LIVE",
                 },
                 dataAutomationProfileArn=settings.CALLS_BDA_PROFILE_ARN,
-                clientToken=f"call-{call.hash}",
+                clientToken=job_token(call),
             )
         except (ClientError, BotoCoreError) as exc:
             raise aws_error(exc, context=f"{BDA_FAILURE} (invoke)") from exc

@@ -409,12 +409,21 @@ def call_recording_notified(*, notification: dict[str, Any]) -> Call:
     call_id = str(notification["callId"])
     call, _ = Call.objects.get_or_create(contact_id=call_id)
     call = Call.objects.select_for_update().get(pk=call.pk)
-    call.s3_input_uri = str(notification["audioS3Uri"])
+    audio = str(notification["audioS3Uri"])
+    update = ["s3_input_uri", "initiated_at", "attributes", "updated_at"]
+    if call.s3_input_uri and call.s3_input_uri != audio:
+        # Another recording of the call (corrected, re-uploaded): the job and result of
+        # the one before are not this one's. The pipeline transcribes it and its
+        # transcript and analytics replace the ones before (kept until then).
+        logger.info("Call %s: new recording %s replaces %s", call_id, audio, call.s3_input_uri)
+        call.transcription_job = call.s3_output_uri = call.s3_output_version = ""
+        update += ["transcription_job", "s3_output_uri", "s3_output_version"]
+    call.s3_input_uri = audio
     call.initiated_at = call.initiated_at or parse_time(notification.get("timestamp"))
     metadata = notification.get("metadata") or {}
     if isinstance(metadata, dict) and metadata:
         call.attributes = {**call.attributes, **{str(k): v for k, v in metadata.items()}}
-    call.save(update_fields=["s3_input_uri", "initiated_at", "attributes", "updated_at"])
+    call.save(update_fields=update)
     call_pipeline_schedule(call)
     return call
 
@@ -431,8 +440,14 @@ def s3_result_created(*, record: dict[str, Any]) -> bool:
     if "Records" in record:
         s3 = record["Records"][0]["s3"]
         bucket, key = s3["bucket"]["name"], s3["object"]["key"]
+        version = s3["object"].get("versionId") or s3["object"].get("eTag")
     else:
         bucket, key = record["detail"]["bucket"]["name"], record["detail"]["object"]["key"]
+        found = record["detail"]["object"]
+        version = found.get("version-id") or found.get("etag")
+    # Which version of the object this is: Data Automation writes a call's new result at
+    # the same key, and a version the transcript was not read from is read again.
+    version = str(version or "")[:255]  # Call.s3_output_version
     from urllib.parse import unquote_plus
 
     key = unquote_plus(key)
@@ -456,13 +471,14 @@ def s3_result_created(*, record: dict[str, Any]) -> bool:
         # it on a new call row. The record finds the row by contact id and starts the
         # pipeline, which reads this result (``call_transcribe``).
         call, created = Call.objects.get_or_create(
-            contact_id=contact_id, defaults={"s3_output_uri": uri}
+            contact_id=contact_id, defaults={"s3_output_uri": uri, "s3_output_version": version}
         )
         if created:
             logger.info("Result %s for unknown call %s kept until its record", uri, contact_id)
             return True
         call = Call.objects.select_for_update().get(pk=call.pk)
     call.s3_output_uri = uri
-    call.save(update_fields=["s3_output_uri", "updated_at"])
+    call.s3_output_version = version
+    call.save(update_fields=["s3_output_uri", "s3_output_version", "updated_at"])
     call_pipeline_schedule(call)
     return True

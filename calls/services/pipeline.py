@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from calls.analytics.providers import AnalyticsProvider, get_provider, segment_sentiments
@@ -44,8 +45,50 @@ def _set_status(call: Call, status: str, error: str = "") -> None:
     )
 
 
-def transcript_save(*, call: Call, result: ParsedResult) -> Transcript:
-    """Persist a parsed result; Data Automation's own analytics are persisted with it."""
+def call_result_ref(call: Call) -> str:
+    """The result object the call names, as ``uri#version`` (just the uri when the event
+    named no version): what a transcript read from it records as its ``source_ref``."""
+    if not call.s3_output_uri:
+        return ""
+    if call.s3_output_version:
+        return f"{call.s3_output_uri}#{call.s3_output_version}"
+    return call.s3_output_uri
+
+
+def call_recording_ref(call: Call) -> str:
+    """The recording a transcription backend transcribes (seed 003's ``audioS3Uri``, else
+    the contact trace record's ``Recording.Location``)."""
+    return call.s3_input_uri or call.recording_location
+
+
+#: The analytics fields a Data Automation result carries (``transcript_save``).
+_DA_FIELDS = (
+    "call_summary",
+    "call_categories",
+    "topics",
+    "transcript",
+    "audio_summary",
+    "topic_summary",
+    "content_moderation",
+    "sentiment",
+    "sentiment_score",
+    "bedrock_status",
+    "produced_by",
+    "provider",
+)
+
+
+def transcript_save(*, call: Call, result: ParsedResult, source_ref: str = "") -> Transcript:
+    """Persist a parsed result made from ``source_ref``; Data Automation's own analytics
+    are persisted with it.
+
+    A result for a call that has a transcript replaces it (seed 003: "a new Data
+    Automation result overwrites the record"). Analytics that differ from the stored
+    ones replace them as a new ``version`` (the Salesforce Case is sent again); the same
+    words and analytics again change nothing but ``source_ref`` and leave the call's
+    status alone. Words that changed with no analytics in the result leave the stored
+    analytics stale (another ``source_ref``): ``call_analyse`` makes new ones.
+    """
     labels, overall, score = segment_sentiments(result.segments)
     segments = []
     for seg, label in zip(result.segments, labels, strict=True):
@@ -53,28 +96,57 @@ def transcript_save(*, call: Call, result: ParsedResult) -> Transcript:
         segments.append(seg.as_dict())
     text = result.text or " ".join(s.text for s in result.segments)
     with transaction.atomic():
-        transcript, _ = Transcript.objects.update_or_create(
-            call=call, defaults={"source": result.source, "text": text, "segments": segments}
+        # The call's row first (the lock order of call_analyse): two runs reading results
+        # for one call write one after the other.
+        Call.objects.select_for_update().only("pk").get(pk=call.pk)
+        existing = Transcript.objects.filter(call=call).first()
+        same_words = (
+            existing is not None and existing.text == text and existing.segments == segments
         )
+        changed = not same_words
+        transcript, _ = Transcript.objects.update_or_create(
+            call=call,
+            defaults={
+                "source": result.source,
+                "text": text,
+                "segments": segments,
+                "source_ref": source_ref,
+            },
+        )
+        analytics = CallAnalytics.objects.select_for_update().filter(call=call).first()
         if result.source == "data_automation" and (result.summary or result.categories):
-            CallAnalytics.objects.update_or_create(
-                call=call,
-                defaults={
-                    "call_summary": result.summary,
-                    "call_categories": result.categories,
-                    "topics": result.topics,
-                    "transcript": text,
-                    "audio_summary": result.audio_summary,
-                    "topic_summary": result.topic_summary,
-                    "content_moderation": result.content_moderation,
-                    "sentiment": overall,
-                    "sentiment_score": score,
-                    "bedrock_status": result.bedrock_status,
-                    "produced_by": AnalyticsPath.DATA_AUTOMATION,
-                    "provider": "data_automation",
-                },
-            )
-        _set_status(call, PipelineStatus.TRANSCRIBED)
+            values = {
+                "call_summary": result.summary,
+                "call_categories": result.categories,
+                "topics": result.topics,
+                "transcript": text,
+                "audio_summary": result.audio_summary,
+                "topic_summary": result.topic_summary,
+                "content_moderation": result.content_moderation,
+                "sentiment": overall,
+                "sentiment_score": score,
+                "bedrock_status": result.bedrock_status,
+                "produced_by": AnalyticsPath.DATA_AUTOMATION,
+                "provider": "data_automation",
+            }
+            if analytics is None:
+                CallAnalytics.objects.create(call=call, source_ref=source_ref, **values)
+                changed = True
+            elif any(getattr(analytics, name) != values[name] for name in _DA_FIELDS):
+                CallAnalytics.objects.filter(pk=analytics.pk).update(
+                    **values,
+                    source_ref=source_ref,
+                    version=F("version") + 1,
+                    updated_at=timezone.now(),
+                )
+                changed = True
+            else:
+                CallAnalytics.objects.filter(pk=analytics.pk).update(source_ref=source_ref)
+        elif analytics is not None and same_words:
+            # The same words from another object (or again): the analytics still hold.
+            CallAnalytics.objects.filter(pk=analytics.pk).update(source_ref=source_ref)
+        if changed:
+            _set_status(call, PipelineStatus.TRANSCRIBED)
     return transcript
 
 
@@ -105,14 +177,22 @@ def call_transcribe(*, call_id: int) -> str:
     (the call never reached an agent: no recording is expected; one that still arrives
     resumes the pipeline like any other)."""
     call = Call.objects.get(pk=call_id)
-    if Transcript.objects.filter(call=call).exists():
+    made_from = Transcript.objects.filter(call=call).values_list("source_ref", flat=True).first()
+    result_ref = call_result_ref(call)
+    if result_ref:
+        # A result the transcript was not read from (a new object, or a new version of
+        # the same key: Data Automation processed the call again) is read and replaces it.
+        if made_from != result_ref:
+            read = result_from_s3_object(call.s3_output_uri)
+            transcript_save(call=call, result=read, source_ref=result_ref)
         return "done"
-    if call.s3_output_uri:
-        transcript_save(call=call, result=result_from_s3_object(call.s3_output_uri))
+    recording = call_recording_ref(call)
+    if made_from is not None and made_from == recording:
         return "done"
+    # No transcript yet, or one of another recording (a corrected one was notified).
     backend = get_backend()
     if backend.name != "local":
-        if not (call.s3_input_uri or call.recording_location):
+        if not recording:
             return _nothing_to_transcribe(call)
         if not call.transcription_job:
             handle = backend.start(call)
@@ -121,8 +201,10 @@ def call_transcribe(*, call_id: int) -> str:
             _set_status(call, PipelineStatus.TRANSCRIBING)
     result = backend.fetch(call)
     if result is None:
+        if made_from is not None and backend.name == "local":
+            return "done"  # nothing new in storage: the transcript stands
         return _nothing_to_transcribe(call) if backend.name == "local" else "pending"
-    transcript_save(call=call, result=result)
+    transcript_save(call=call, result=result, source_ref=recording)
     return "done"
 
 
@@ -145,17 +227,21 @@ def call_analyse(
 
     The provider (Bedrock: up to a 60 s read timeout) is called with no transaction open:
     read the transcript, call, then write in a short transaction that locks the call and
-    re-checks. If the transcript changed meanwhile (an erasure redacted it, or a new result
-    replaced it) the answer is stale: nothing is written and the step is retried, so the
-    erased words never come back through a summary. If another run stored analytics first,
-    theirs stand (one ``call.analysed`` event) and a later status is kept.
+    re-checks. Stored analytics are kept unless they were made from another transcript
+    (``source_ref``: a new recording or result replaced it); then the new ones replace
+    them as a new ``version`` (a ``call.analysed`` event each). If the transcript changed
+    meanwhile (an erasure redacted it, or a new result replaced it) the answer is stale:
+    nothing is written and the step is retried, so the erased words never come back
+    through a summary. If another run stored analytics first, theirs stand (one
+    ``call.analysed`` event) and a later status is kept.
     """
     call = Call.objects.get(pk=call_id)
     existing = CallAnalytics.objects.filter(call=call).first()
-    if existing is not None:
+    transcript = Transcript.objects.filter(call=call).first()
+    current_ref = transcript.source_ref if transcript is not None else None
+    if existing is not None and current_ref in (None, existing.source_ref):
         _set_status_unless_synced(call.pk, PipelineStatus.ANALYSED)
         return existing
-    transcript = Transcript.objects.filter(call=call).first()
     if transcript is None:
         return None
     from calls.parsers import Segment
@@ -176,28 +262,40 @@ def call_analyse(
             analysis.fallback_reason,
         )
     path = AnalyticsPath.LOCAL if analysis.provider == "local" else AnalyticsPath.TRANSCRIBE_MODEL
+    values = {
+        "call_summary": analysis.summary,
+        "call_categories": analysis.categories,
+        "topics": analysis.topics,
+        "transcript": transcript.text,
+        "sentiment": analysis.sentiment,
+        "sentiment_score": analysis.sentiment_score,
+        # A Bedrock failure that fell back is stored too (seed 003's Bedrock
+        # failures, support_call_bedrock_failures).
+        "bedrock_status": analysis.bedrock_status
+        or (BEDROCK_FAILED if analysis.fallback_from == "bedrock" else ""),
+        "produced_by": path,
+        "provider": analysis.provider,
+        "source_ref": transcript.source_ref,
+    }
     with transaction.atomic():
         call = Call.objects.select_for_update().get(pk=call_id)
-        current = Transcript.objects.filter(call=call).values("text", "segments").first()
-        if current != {"text": transcript.text, "segments": transcript.segments}:
-            raise RetryableError(f"The transcript of call {call_id} changed during analysis.")
-        analytics, created = CallAnalytics.objects.get_or_create(
-            call=call,
-            defaults={
-                "call_summary": analysis.summary,
-                "call_categories": analysis.categories,
-                "topics": analysis.topics,
-                "transcript": transcript.text,
-                "sentiment": analysis.sentiment,
-                "sentiment_score": analysis.sentiment_score,
-                # A Bedrock failure that fell back is stored too (seed 003's Bedrock
-                # failures, support_call_bedrock_failures).
-                "bedrock_status": analysis.bedrock_status
-                or (BEDROCK_FAILED if analysis.fallback_from == "bedrock" else ""),
-                "produced_by": path,
-                "provider": analysis.provider,
-            },
+        current = (
+            Transcript.objects.filter(call=call).values("text", "segments", "source_ref").first()
         )
+        if current != {
+            "text": transcript.text,
+            "segments": transcript.segments,
+            "source_ref": transcript.source_ref,
+        }:
+            raise RetryableError(f"The transcript of call {call_id} changed during analysis.")
+        analytics, created = CallAnalytics.objects.get_or_create(call=call, defaults=values)
+        if not created and analytics.source_ref != transcript.source_ref:
+            # Analytics of the words this transcript replaced: these are the new version.
+            CallAnalytics.objects.filter(pk=analytics.pk).update(
+                **values, version=F("version") + 1, updated_at=timezone.now()
+            )
+            analytics.refresh_from_db()
+            created = True
         _set_status_unless_synced(call.pk, PipelineStatus.ANALYSED)
         if created:
             event_record(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +30,16 @@ logger = logging.getLogger(__name__)
 
 
 def call_salesforce_case(*, call_id: int) -> Delivery | None:
-    """Step 3: a Case per analysed call (when Salesforce is configured)."""
+    """Step 3: the Case of an analysed call (when Salesforce is configured), upserted by
+    its External ID ``case:<contact>``.
+
+    Seed 002 syncs the Case on every change of the call's record: when the fields differ
+    from the call's latest Case delivery (new analytics: a new result or recording, a new
+    ``CallAnalytics.version``), a new delivery upserts the same Case; the same fields
+    again return that delivery and send nothing. The first delivery's key is the External
+    ID itself; later ones add the analytics version and a digest of the fields
+    (``case:<contact>:v<version>:<digest>``), so a run repeated at once is one delivery.
+    """
     call = Call.objects.select_related("analytics").get(pk=call_id)
     analytics = getattr(call, "analytics", None)
     if analytics is None:
@@ -48,30 +59,43 @@ def call_salesforce_case(*, call_id: int) -> Delivery | None:
         for topic in analytics.topics
         if any(ch.isalpha() for ch in topic)
     ]
-    delivery = salesforce_delivery_create(
-        key=f"case:{call.contact_id}",
+    fields = {
+        "Subject": f"Phone call {call.contact_id}"[:255],
+        "Description": (
+            f"{summary}\n\nCategories: {', '.join(analytics.call_categories)}\n"
+            f"Topics: {', '.join(topics)}\nTranscript: {call_url(call)}"
+        ),
+        "Origin": "Phone",
+        "Status": "New",
+        "Type": (analytics.call_categories or [""])[0][:40],
+    }
+    external_id = f"case:{call.contact_id}"
+    latest = _case_deliveries(call).first()
+    if latest is None:
+        key = external_id
+    elif latest.payload.get("fields") == fields:
+        return latest
+    else:
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        key = f"{external_id}:v{analytics.version}:{digest[:16]}"
+    return salesforce_delivery_create(
+        key=key,
         sobject=SalesforceObject.CASE,
         call=call,
-        payload={
-            "Subject": f"Phone call {call.contact_id}"[:255],
-            "Description": (
-                f"{summary}\n\nCategories: {', '.join(analytics.call_categories)}\n"
-                f"Topics: {', '.join(topics)}\nTranscript: {call_url(call)}"
-            ),
-            "Origin": "Phone",
-            "Status": "New",
-            "Type": (analytics.call_categories or [""])[0][:40],
-        },
+        payload=fields,
+        external_id=external_id,
+        version=analytics.version,
     )
-    return delivery
 
 
 # --- Salesforce deliveries ------------------------------------------------------------------
 #
 # A Case per analysed call and a Task per escalation, each a ``support.delivery`` delivery
-# of kind ``salesforce`` (idempotency key ``case:<contact>`` / ``task:<contact>:<kind>``).
-# The record is upserted by that key in ``SALESFORCE_EXTERNAL_ID_FIELD``, so a retry after
-# a timeout that did reach Salesforce updates the same record instead of creating another.
+# of kind ``salesforce``. The record is upserted by its External ID
+# (``SALESFORCE_EXTERNAL_ID_FIELD``): ``case:<contact>`` / ``task:<contact>:<kind>``, the
+# delivery's idempotency key unless the payload names another (a Case's later versions),
+# so a retry after a timeout that did reach Salesforce updates the same record instead of
+# creating another, and each version of a call's analytics updates the same Case.
 
 SALESFORCE_KIND = "salesforce"
 
@@ -83,20 +107,28 @@ def salesforce_delivery_create(
     call: Call,
     payload: dict[str, Any],
     escalation: Escalation | None = None,
+    external_id: str = "",
+    version: int | None = None,
 ) -> Delivery:
-    """The record's delivery (one per key; sent after commit)."""
+    """The record's delivery (one per key; sent after commit). ``external_id``: the
+    record's External ID when it is not ``key``."""
+    body: dict[str, Any] = {
+        "sobject": sobject,
+        "fields": payload,
+        "call_id": call.pk,
+        "escalation_id": escalation.pk if escalation is not None else None,
+    }
+    if external_id and external_id != key:
+        body["external_id"] = external_id
+    if version is not None:
+        body["version"] = version
     return delivery_enqueue(
         kind=SALESFORCE_KIND,
         idempotency_key=key,
         target_key=urlsplit(settings.SALESFORCE_LOGIN_URL).netloc,
         subject_type="call",
         subject_id=call.pk,
-        payload={
-            "sobject": sobject,
-            "fields": payload,
-            "call_id": call.pk,
-            "escalation_id": escalation.pk if escalation is not None else None,
-        },
+        payload=body,
     )
 
 
@@ -107,26 +139,58 @@ def salesforce_deliveries(call: Call) -> Any:
     ).order_by("-created_at", "-id")
 
 
+def _case_deliveries(call: Call) -> Any:
+    """The call's Case deliveries, one per version of its fields, newest first."""
+    return (
+        deliveries_for_subject(
+            subject_type="call", subject_ids=[call.pk], target_kind=SALESFORCE_KIND
+        )
+        .filter(payload__sobject=SalesforceObject.CASE)
+        .order_by("-id")
+    )
+
+
+def _external_id(delivery: Delivery) -> str:
+    return str(delivery.payload.get("external_id") or delivery.idempotency_key)
+
+
 def salesforce_record_send(
     delivery: Delivery, client: SalesforceClient | None = None
 ) -> SendResult:
-    """Upsert one record (the delivery engine calls this with no transaction open)."""
+    """Upsert one record (the delivery engine calls this with no transaction open).
+
+    A Case delivery still open when a newer version of the same Case was enqueued (its
+    retries outlived it: Salesforce was down) sends the newest fields: whichever of them
+    is sent last, the Case ends with the latest analytics, never older ones.
+    """
     payload = delivery.payload
+    external_id = _external_id(delivery)
+    fields = dict(payload.get("fields") or {})
+    summary: dict[str, Any] = {
+        "sobject": payload["sobject"],
+        "external_id_field": settings.SALESFORCE_EXTERNAL_ID_FIELD,
+        "external_id": external_id,
+    }
+    if payload.get("sobject") == SalesforceObject.CASE:
+        newer = (
+            Delivery.objects.filter(
+                target_kind=delivery.target_kind,
+                subject_type=delivery.subject_type,
+                subject_id=delivery.subject_id,
+                payload__sobject=SalesforceObject.CASE,
+                pk__gt=delivery.pk,
+            )
+            .order_by("-pk")
+            .only("pk", "payload")
+            .first()
+        )
+        if newer is not None:
+            fields = dict(newer.payload.get("fields") or {})
+            summary["fields_of_delivery"] = newer.pk
     record_id, http_status = (client or SalesforceClient()).upsert(
-        str(payload["sobject"]),
-        settings.SALESFORCE_EXTERNAL_ID_FIELD,
-        delivery.idempotency_key,
-        dict(payload.get("fields") or {}),
+        str(payload["sobject"]), settings.SALESFORCE_EXTERNAL_ID_FIELD, external_id, fields
     )
-    return SendResult(
-        http_status=http_status,
-        external_id=record_id,
-        request_summary={
-            "sobject": payload["sobject"],
-            "external_id_field": settings.SALESFORCE_EXTERNAL_ID_FIELD,
-            "external_id": delivery.idempotency_key,
-        },
-    )
+    return SendResult(http_status=http_status, external_id=record_id, request_summary=summary)
 
 
 def _salesforce_changed(delivery: Delivery, change: DeliveryChange) -> None:

@@ -7,6 +7,7 @@ own fakes; splitting would scatter the shared Stubber and moto set-up."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -253,10 +254,11 @@ def test_sns_notification_runs_data_automation(
     ]
 
 
-def stub_token() -> str:
+def stub_token(audio: str = str(SEED_MESSAGE["audioS3Uri"])) -> str:
+    """One client token per recording of the call (``calls.transcription.job_token``)."""
     from calls.models import contact_hash
 
-    return f"call-{contact_hash(CALL_ID)}"
+    return f"call-{contact_hash(CALL_ID)}-{hashlib.sha256(audio.encode()).hexdigest()[:8]}"
 
 
 def test_sns_subscription_confirmation(api_client, aws, signer, django_capture_on_commit_callbacks):
@@ -398,7 +400,8 @@ def test_transcribe_backend_with_moto(
         )
     assert response.status_code == 202
     call = Call.objects.get()
-    assert call.transcription_job == f"call-{call.hash}"
+    recording = hashlib.sha256(call.recording_location.encode()).hexdigest()[:8]
+    assert call.transcription_job == f"call-{call.hash}-{recording}"
     job = boto3.client("transcribe", region_name="us-east-1").get_transcription_job(
         TranscriptionJobName=call.transcription_job
     )["TranscriptionJob"]
@@ -637,7 +640,7 @@ def test_call_analyse_keeps_a_result_and_status_stored_during_the_call(monkeypat
 # --- seed 003's single results.json, and results that arrive before their call -----------
 
 
-def _results_created(key: str) -> dict[str, Any]:
+def _results_created(key: str, etag: str = "0123456789abcdef") -> dict[str, Any]:
     return {
         "Records": [
             {
@@ -649,17 +652,19 @@ def _results_created(key: str) -> dict[str, Any]:
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "bucket": {"name": "bda-output", "arn": "arn:aws:s3:::bda-output"},
-                    "object": {"key": key, "size": 2048, "eTag": "0123456789abcdef"},
+                    "object": {"key": key, "size": 2048, "eTag": etag},
                 },
             }
         ]
     }
 
 
-def _put_single_results(s3: Any, call_id: str) -> dict[str, Any]:
+def _put_single_results(s3: Any, call_id: str, summary: str = "") -> dict[str, Any]:
     """Seed 003's ``s3://bucket/{callId}/results.json``: the standard output with the
-    custom blueprint's output in the same document."""
+    custom blueprint's output in the same document (``summary``: another call summary)."""
     custom = load("bda_custom_output.json")
+    if summary:
+        custom["inference_result"]["call_summary"] = summary
     s3.put_object(
         Bucket="bda-output",
         Key=f"{call_id}/results.json",
@@ -760,6 +765,104 @@ def test_results_for_an_unknown_call_are_kept_and_matched_when_its_record_arrive
     analytics = CallAnalytics.objects.get(call=call)
     assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
     assert analytics.call_summary == custom["call_summary"]
+
+
+RESULTS_URI = f"s3://bda-output/{CALL_ID}/results.json"
+
+
+def test_seed_003_a_new_results_json_for_a_processed_call_replaces_its_record(
+    aws, django_capture_on_commit_callbacks
+):
+    """docs/api.md (seed 003): "a new Data Automation result overwrites the record".
+    Data Automation processing a call again writes ``results.json`` at the same key; the
+    S3 event names the new version (eTag). It was recorded and the pipeline restarted,
+    but the call had a transcript, so the new result was never read."""
+    capture = django_capture_on_commit_callbacks
+    call = Call.objects.create(contact_id=CALL_ID)
+    custom = _put_single_results(aws, CALL_ID)
+    _poll([_results_created(f"{CALL_ID}/results.json")], capture)
+    first = CallAnalytics.objects.get(call=call)
+    assert first.call_summary == custom["call_summary"]
+
+    _put_single_results(aws, CALL_ID, summary="Reprocessed: the router was replaced.")
+    new = _results_created(f"{CALL_ID}/results.json", etag="fedcba9876543210")
+    _poll([new], capture)
+    analytics = CallAnalytics.objects.get(call=call)
+    assert analytics.call_summary == "Reprocessed: the router was replaced."
+    assert (analytics.pk, first.version, analytics.version) == (first.pk, 1, 2)
+    assert analytics.produced_by == AnalyticsPath.DATA_AUTOMATION
+    transcript = Transcript.objects.get(call=call)
+    assert transcript.source_ref == analytics.source_ref == f"{RESULTS_URI}#fedcba9876543210"
+    call.refresh_from_db()
+    assert (call.s3_output_version, call.pipeline_status) == ("fedcba9876543210", "analysed")
+
+    # The same event again is a duplicate; the same document under another version (S3
+    # rewrote it) is read and changes nothing: no new version, the status left alone.
+    Call.objects.filter(pk=call.pk).update(pipeline_status="synced")
+    _poll([new], capture)
+    _poll([_results_created(f"{CALL_ID}/results.json", etag="00000000aaaaaaaa")], capture)
+    analytics.refresh_from_db()
+    assert (analytics.version, analytics.call_summary) == (
+        2,
+        "Reprocessed: the router was replaced.",
+    )
+    assert Transcript.objects.get(call=call).source_ref == f"{RESULTS_URI}#00000000aaaaaaaa"
+    assert Call.objects.get(pk=call.pk).pipeline_status == "synced"
+    assert list(CallEvent.objects.order_by("pk").values_list("external_id", "status")) == [
+        (f"{CALL_ID}/results.json:0123456789abcdef", EventStatus.PROCESSED),
+        (f"{CALL_ID}/results.json:fedcba9876543210", EventStatus.PROCESSED),
+        (f"{CALL_ID}/results.json:00000000aaaaaaaa", EventStatus.PROCESSED),
+    ]
+
+
+def test_seed_003_a_corrected_recording_of_a_call_is_analysed_again(
+    aws, django_capture_on_commit_callbacks
+):
+    """A second notification for a call with another ``audioS3Uri`` (a corrected or
+    re-uploaded recording) was counted a duplicate of the first (the key was the callId
+    alone) and never processed. Now it replaces the call's recording, the next result is
+    that recording's, and it replaces the analytics; an exact redelivery of either
+    message is still a duplicate."""
+    from calls import services
+
+    capture = django_capture_on_commit_callbacks
+
+    def notify(message: dict[str, Any]) -> services.IntakeResult:
+        with capture(execute=True):
+            return services.call_events_intake(body=json.dumps(message).encode())
+
+    assert len(notify(SEED_MESSAGE).accepted) == 1
+    custom = _put_single_results(aws, CALL_ID)
+    _poll([_results_created(f"{CALL_ID}/results.json")], capture)
+    assert CallAnalytics.objects.get().call_summary == custom["call_summary"]
+
+    again = notify(SEED_MESSAGE)
+    assert (again.accepted, again.duplicates) == ([], 1)
+    corrected = {
+        **SEED_MESSAGE,
+        "audioS3Uri": f"s3://recordings-example/calls/{CALL_ID}-corrected.wav",
+        "timestamp": "2026-11-20T12:30:00Z",
+    }
+    result = notify(corrected)
+    assert (len(result.accepted), result.duplicates) == (1, 0)
+    call = Call.objects.get()
+    assert call.s3_input_uri == corrected["audioS3Uri"]
+    # the first recording's job and result are not this one's (its own job starts)
+    assert (call.s3_output_uri, call.s3_output_version, call.transcription_job) == ("", "", "")
+    # kept until the new recording's result arrives
+    assert CallAnalytics.objects.get().call_summary == custom["call_summary"]
+    assert notify(corrected).duplicates == 1
+
+    _put_single_results(aws, CALL_ID, summary="The corrected recording: a billing question.")
+    _poll([_results_created(f"{CALL_ID}/results.json", etag="c0ffee")], capture)
+    analytics = CallAnalytics.objects.get()
+    assert (analytics.version, analytics.call_summary) == (
+        2,
+        "The corrected recording: a billing question.",
+    )
+    assert list(
+        CallEvent.objects.filter(source="recording").order_by("pk").values_list("status", flat=True)
+    ) == [EventStatus.PROCESSED, EventStatus.PROCESSED]
 
 
 @pytest.mark.parametrize(

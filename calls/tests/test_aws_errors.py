@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +73,9 @@ def test_transcribe_start_conflict_means_already_started():
     client, stub = stubbed("transcribe")
     stub.add_client_error("start_transcription_job", "ConflictException", http_status_code=400)
     with stub:
-        assert TranscribeBackend(client=client).start(call()) == f"call-{'0' * 32}"
+        name = TranscribeBackend(client=client).start(call())
+    recording = hashlib.sha256(b"s3://bda-output/in.wav").hexdigest()[:8]
+    assert name == f"call-{'0' * 32}-{recording}"
 
 
 @pytest.mark.parametrize(("code", "status", "error"), FAILURES, ids=IDS)

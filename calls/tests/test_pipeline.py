@@ -273,3 +273,44 @@ def test_an_escalation_ticket_goes_to_the_team_that_sees_the_call(mapped_teams: 
     ticket = escalation_create(call=call, kind="max_retries", reason="3 failed attempts").ticket
     assert ticket is not None
     assert ticket.team == (teams[0] if mapped_teams == 1 else None)
+
+
+def test_a_transcript_of_other_words_is_analysed_again_as_a_new_version(calls_settings):
+    """The transcript + model path (Transcribe): a corrected recording's transcript has
+    other words, so the stored analytics are stale and made again (a new version, a
+    ``call.analysed`` event); the same words from another object keep them."""
+    from calls import services
+    from calls.parsers import ParsedResult, Segment
+
+    def result(words: str) -> ParsedResult:
+        return ParsedResult(
+            source="transcribe",
+            text="",
+            segments=[
+                Segment("Customer", 0, 3, words),
+                Segment("Agent", 3, 5, "I can help with that today."),
+            ],
+        )
+
+    call = Call.objects.create(contact_id="c-again")
+    billing = "I was charged twice on my bill this month."
+    services.transcript_save(call=call, result=result(billing), source_ref="s3://rec/a.wav")
+    first = services.call_analyse(call_id=call.pk)
+    assert first is not None
+    assert first.version == 1
+    # Transcribe's output object read after its job: the same words, nothing new
+    services.transcript_save(call=call, result=result(billing), source_ref="s3://out/t.json#e1")
+    kept = services.call_analyse(call_id=call.pk)
+    assert kept is not None
+    assert (kept.pk, kept.version, kept.call_summary) == (first.pk, 1, first.call_summary)
+
+    router = "My router keeps dropping the internet connection."
+    services.transcript_save(call=call, result=result(router), source_ref="s3://rec/b.wav")
+    again = services.call_analyse(call_id=call.pk)
+    assert again is not None
+    assert (again.pk, again.version, again.source_ref) == (first.pk, 2, "s3://rec/b.wav")
+    assert "router" in again.call_summary
+    assert "charged twice" not in again.call_summary
+    assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 2
+    assert services.call_analyse(call_id=call.pk) == again  # an unchanged re-run
+    assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 2

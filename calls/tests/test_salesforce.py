@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import requests
@@ -378,3 +379,81 @@ def test_deliveries_in_one_worker_share_one_connection_pool(salesforce, monkeypa
     thread.join()
     assert SalesforceClient().session is used[0]
     assert elsewhere[0] is not used[0]
+
+
+def _da_result(summary: str) -> Any:
+    from calls.parsers import ParsedResult, Segment
+
+    return ParsedResult(
+        source="data_automation",
+        text="My router keeps dropping. Let us reset it.",
+        segments=[
+            Segment("Customer", 0, 2, "My router keeps dropping."),
+            Segment("Agent", 2, 4, "Let us reset it."),
+        ],
+        summary=summary,
+        categories=["Tech support"],
+        topics=["router"],
+    )
+
+
+@responses.activate
+def test_seed_002_a_reanalysed_call_updates_its_case(salesforce):
+    """Seed 002 syncs the Case on every change of the call's record (a DynamoDB Stream).
+    The Case's delivery was keyed ``case:<contact>``: a call analysed again (a new Data
+    Automation result) got its first delivery back, nothing was sent, and the Case kept
+    the first summary. Now each new version of the analytics is a new delivery that
+    upserts the same Case (the same External ID); the same analytics again send nothing.
+    """
+    url = f"{SF_SOBJECTS}/Case/Support_Desk_Id__c/case%3Ac-7"
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    upsert = responses.patch(url, status=201, json=CREATED)
+    call = Call.objects.create(contact_id="c-7")
+    services.transcript_save(call=call, result=_da_result("First summary."), source_ref="r#1")
+    first = services.call_salesforce_case(call_id=call.pk)
+    assert first is not None
+    assert first.idempotency_key == "case:c-7"
+    assert send(first).outcome == "success"
+    assert services.call_salesforce_case(call_id=call.pk) == first  # an unchanged re-run
+
+    services.transcript_save(call=call, result=_da_result("Second summary."), source_ref="r#2")
+    second = services.call_salesforce_case(call_id=call.pk)
+    assert second is not None
+    assert second.pk != first.pk
+    assert second.idempotency_key.startswith("case:c-7:v2:")
+    assert (second.payload["external_id"], second.payload["version"]) == ("case:c-7", 2)
+    assert "Second summary." in second.payload["fields"]["Description"]
+    assert services.call_salesforce_case(call_id=call.pk) == second
+    assert send(second).outcome == "success"
+    assert [c.request.url for c in upsert.calls] == [url, url]  # the same Case, updated
+    assert "Second summary." in json.loads(upsert.calls[1].request.body)["Description"]
+    assert Attempt.objects.get(delivery=second).request_summary["external_id"] == "case:c-7"
+    assert Call.objects.get().pipeline_status == PipelineStatus.SYNCED
+
+    # The same result read again (another version of the object, the same words): no new
+    # analytics version, no new delivery.
+    services.transcript_save(call=call, result=_da_result("Second summary."), source_ref="r#3")
+    assert services.call_salesforce_case(call_id=call.pk) == second
+    assert Delivery.objects.count() == 2
+
+
+@responses.activate
+def test_an_older_case_delivery_still_retrying_sends_the_newest_fields(salesforce):
+    """Salesforce was down: the first version's delivery is still retrying when a second
+    version is enqueued. Whichever is sent last, the Case ends with the newest fields."""
+    url = f"{SF_SOBJECTS}/Case/Support_Desk_Id__c/case%3Ac-8"
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    upsert = responses.patch(url, status=201, json=CREATED)
+    call = Call.objects.create(contact_id="c-8")
+    services.transcript_save(call=call, result=_da_result("Old summary."), source_ref="r#1")
+    old = services.call_salesforce_case(call_id=call.pk)
+    services.transcript_save(call=call, result=_da_result("New summary."), source_ref="r#2")
+    new = services.call_salesforce_case(call_id=call.pk)
+    assert old is not None
+    assert new is not None
+    assert old.pk != new.pk
+    assert send(new).outcome == "success"
+    assert send(old).outcome == "success"
+    bodies = [json.loads(c.request.body)["Description"] for c in upsert.calls]
+    assert all(body.startswith("New summary.") for body in bodies), bodies
+    assert Attempt.objects.get(delivery=old).request_summary["fields_of_delivery"] == new.pk
