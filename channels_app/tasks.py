@@ -24,9 +24,10 @@ DRAIN_DATABASE_RETRIES = 10
 
 @shared_task(bind=True, acks_late=True, max_retries=None, soft_time_limit=60, time_limit=90)
 def inbound_event_process_task(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
-    """Idempotent: messages are unique per channel id, events end processed."""
+    """Idempotent: messages are unique per channel id, events end processed. Processes
+    only a ``retrying`` event: one the sweep handed back to the drain is left to it."""
     try:
-        services.inbound_event_process(event_id=event_id)
+        services.inbound_event_process(event_id=event_id, retry=True)
     except Exception as exc:
         logger.exception("Processing inbound event %s failed", event_id)
         final, attempts = services.inbound_event_fail(
@@ -90,7 +91,7 @@ def _drain_batches(task: Any, account_id: int, renew: Callable[[], object]) -> i
         result = services.inbound_events_drain(account_id=account_id)
         if not eager:  # eager (tests): one attempt, as below
             for event_id, delay in result.retries:
-                inbound_event_process_task.apply_async((event_id,), countdown=delay)
+                _retry_enqueue(event_id, delay)
         if result.taken:
             total += result.taken
             idle_since = None
@@ -102,6 +103,20 @@ def _drain_batches(task: Any, account_id: int, renew: Callable[[], object]) -> i
             return total
         time.sleep(DRAIN_POLL_SECONDS)
     return total  # more left: the leaving drainer starts a fresh task (inbound_drainer)
+
+
+def _retry_enqueue(event_id: int, delay: float) -> None:
+    """Queue the retry of an event the drain committed as ``retrying``. A broker error is
+    logged, not raised: raising here, after the commit, would fail the drain with the rest
+    of the backlog untouched; the sweep hands the event back to the drain once its retry is
+    overdue (``services.inbound_event_sweep``)."""
+    try:
+        inbound_event_process_task.apply_async((event_id,), countdown=delay)
+    except Exception:  # noqa: BLE001 - the broker down: the sweep takes it
+        logger.warning(
+            "Could not enqueue the retry of inbound event %s; the sweep will process it",
+            event_id,
+        )
 
 
 @shared_task(acks_late=True, soft_time_limit=30, time_limit=45)

@@ -1,0 +1,183 @@
+"""Work left behind between a commit and the task that should follow it: a webhook
+delivery left ``retrying`` whose retry was never queued. The sweep (beat and on-connect)
+picks it up; nothing received is lost."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerDown
+
+from channels_app import services, tasks
+from channels_app.models import InboundEvent
+from channels_app.services import matching
+from channels_app.tests.conftest import TEST_SECRET, make_account, wa_body
+from tickets.models import Message
+
+pytestmark = pytest.mark.django_db
+
+EAGER_OFF = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(task_always_eager=False)))
+
+
+def post(client: Client, account: Any, body: bytes) -> Any:
+    sig = "sha256=" + hmac.new(TEST_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return client.generic(
+        "POST",
+        account.webhook_path,
+        data=body,
+        content_type="application/json",
+        HTTP_X_HUB_SIGNATURE_256=sig,
+    )
+
+
+def _age(event_id: int, seconds: float) -> None:
+    """The event's last failure was recorded ``seconds`` ago."""
+    InboundEvent.objects.filter(pk=event_id).update(
+        updated_at=timezone.now() - timedelta(seconds=seconds),
+        received_at=timezone.now() - timedelta(hours=1),
+    )
+
+
+def _failed_drain_with_broker_down(client: Client) -> tuple[Any, int]:
+    """A delivery that fails in a drain (committed ``retrying``) while the broker refuses
+    its retry task: the drain logs it and goes on instead of raising after the commit."""
+    account = make_account("whatsapp")
+    event_id = post(client, account, wa_body("34600000002", "wamid.bad", "please help")).json()[
+        "id"
+    ]
+
+    def flaky(channel: str, message: Any) -> Any:
+        raise RuntimeError("db hiccup")
+
+    with (
+        mock.patch("channels_app.services.bulk.ids_reserve", side_effect=RuntimeError("bulk")),
+        mock.patch.object(matching, "_customer_lookup", flaky),
+        mock.patch.object(
+            tasks.inbound_event_process_task, "apply_async", side_effect=BrokerDown("down")
+        ) as enqueue,
+    ):
+        assert tasks._drain_batches(EAGER_OFF, account.pk, lambda: None) == 1
+    assert enqueue.call_count == 1
+    return account, event_id
+
+
+# --- inbound: a retrying event whose retry was never queued --------------------------------
+
+
+def test_retrying_event_whose_retry_enqueue_failed_is_handed_back_to_the_drain(
+    client: Client, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.CHANNELS_INBOUND_MAX_ATTEMPTS = 5
+    with caplog.at_level(logging.WARNING, logger="channels_app.tasks"):
+        account, event_id = _failed_drain_with_broker_down(client)
+    assert f"Could not enqueue the retry of inbound event {event_id}" in caplog.text
+    event = InboundEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts) == ("retrying", 1)
+
+    # its retry (2 s, ±20 %) is not overdue yet: the sweep leaves it to its task
+    with mock.patch("channels_app.services.drain.inbound_drain_wake") as wake:
+        assert services.inbound_event_sweep() == 0
+    assert wake.call_count == 0
+    assert InboundEvent.objects.get(pk=event_id).status == "retrying"
+
+    # an hour later the beat's sweep hands it back to the drain and wakes it
+    _age(event_id, 3600)
+    with mock.patch("channels_app.services.drain.inbound_drain_wake") as wake:
+        assert services.inbound_event_sweep() == 1
+    assert wake.call_args_list == [mock.call(account.pk)]
+    event = InboundEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts, event.error) == (
+        "received",
+        1,
+        "RuntimeError: db hiccup",
+    )
+
+    # the drain processes it: one message, one more attempt counted, nothing else swept
+    result = services.inbound_events_drain(account_id=account.pk)
+    assert (result.taken, result.retries) == (1, [])
+    event = InboundEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts) == ("processed", 2)
+    assert Message.objects.filter(channel_message_id="wamid.bad").count() == 1
+    with mock.patch("channels_app.services.drain.inbound_drain_wake") as wake:
+        assert services.inbound_event_sweep(stale_seconds=0) == 0
+    assert wake.call_count == 0
+
+
+def test_a_retry_task_that_comes_after_the_hand_over_leaves_the_event_to_the_drain(
+    client: Client, settings: Any
+) -> None:
+    settings.CHANNELS_INBOUND_MAX_ATTEMPTS = 5
+    account, event_id = _failed_drain_with_broker_down(client)
+    _age(event_id, 3600)
+    with mock.patch("channels_app.services.drain.inbound_drain_wake"):
+        assert services.inbound_event_sweep(stale_seconds=0) == 1
+    # a retry task that was merely late (not lost) runs now: the drain owns the event
+    tasks.inbound_event_process_task.apply(args=(event_id,), throw=True)
+    event = InboundEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts) == ("received", 1)
+    assert not Message.objects.exists()
+    assert services.inbound_events_drain(account_id=account.pk).taken == 1
+    assert InboundEvent.objects.get(pk=event_id).status == "processed"
+    # and once processed, a retry task finds nothing to do
+    tasks.inbound_event_process_task.apply(args=(event_id,), throw=True)
+    assert Message.objects.count() == 1
+    assert InboundEvent.objects.get(pk=event_id).attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("attempts", "not_yet", "overdue"),
+    [
+        (1, 2.0, 3.0),  # 2 s, at most 2.4 with jitter
+        (5, 38.0, 39.0),  # 32 s, at most 38.4
+        (12, 359.0, 361.0),  # capped at 300 s, at most 360
+    ],
+)
+def test_a_retry_is_overdue_after_the_longest_delay_its_schedule_draws_plus_the_grace(
+    client: Client, attempts: int, not_yet: float, overdue: float
+) -> None:
+    account = make_account("whatsapp")
+    event_id = post(client, account, wa_body("34600000002", "wamid.r", "hi")).json()["id"]
+    InboundEvent.objects.filter(pk=event_id).update(status="retrying", attempts=attempts)
+    for grace in (0.0, 120.0):
+        _age(event_id, not_yet + grace)
+        with mock.patch("channels_app.services.drain.inbound_drain_wake") as wake:
+            assert services.inbound_event_sweep(stale_seconds=grace) == 0
+        assert InboundEvent.objects.get(pk=event_id).status == "retrying"
+        assert wake.call_count == 0
+    _age(event_id, overdue + 120.0)
+    with mock.patch("channels_app.services.drain.inbound_drain_wake") as wake:
+        assert services.inbound_event_sweep() == 1
+    assert InboundEvent.objects.get(pk=event_id).status == "received"
+
+
+def test_admin_reprocess_with_the_broker_down_is_committed_and_later_swept(
+    client: Client, admin_user: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    account = make_account("whatsapp")
+    event_id = post(client, account, wa_body("34600000002", "wamid.dead", "hi")).json()["id"]
+    InboundEvent.objects.filter(pk=event_id).update(status="dead", attempts=5, error="was down")
+    event = InboundEvent.objects.get(pk=event_id)
+    with (
+        mock.patch.object(
+            tasks.inbound_event_process_task, "apply_async", side_effect=BrokerDown("down")
+        ),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert services.inbound_event_reprocess(event=event, actor=admin_user) is True
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("retrying", 0)
+    _age(event_id, 5)
+    with mock.patch("channels_app.services.drain.inbound_drain_wake") as wake:
+        assert services.inbound_event_sweep(stale_seconds=0) == 1
+    assert wake.call_args_list == [mock.call(account.pk)]
+    services.inbound_events_drain(account_id=account.pk)
+    assert Message.objects.filter(channel_message_id="wamid.dead").count() == 1
