@@ -119,11 +119,32 @@ def _retry_enqueue(event_id: int, delay: float) -> None:
         )
 
 
-@shared_task(acks_late=True, soft_time_limit=30, time_limit=45)
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=5,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    soft_time_limit=30,
+    time_limit=45,
+)
 def outbound_message_send_task(message_id: int) -> None:
     """Hand a queued public reply to the delivery engine (idempotent: one delivery per
-    message); the engine makes the attempts (``support.delivery.tasks``)."""
+    message); the engine makes the attempts (``support.delivery.tasks``). The database
+    going away (a restart, a failover) is retried with backoff; anything else, or retries
+    running out, leaves the reply ``queued`` with no delivery, and the beat sweep
+    (``outbound_replies_sweep_task``) creates it."""
     services.outbound_delivery_create(message_id=message_id)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def outbound_replies_sweep_task(stale_seconds: float | None = None) -> int:
+    """Every minute (beat ``channels-outbound-sweep``) and on each broker connection
+    (0): queued public replies left with no delivery. Idempotent."""
+    if stale_seconds is None:
+        return services.outbound_replies_sweep()
+    return services.outbound_replies_sweep(stale_seconds=stale_seconds)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=120, time_limit=180)

@@ -1,6 +1,7 @@
 """Work left behind between a commit and the task that should follow it: a webhook
-delivery left ``retrying`` whose retry was never queued. The sweep (beat and on-connect)
-picks it up; nothing received is lost."""
+delivery left ``retrying`` whose retry was never queued, and an agent's reply left
+``queued`` whose send task failed after the outbox marked its event delivered. The sweeps
+(beat and on-connect) pick both up; nothing received or written is lost."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import responses
+from celery.exceptions import Retry
+from django.db import OperationalError
 from django.test import Client
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerDown
@@ -21,10 +25,15 @@ from channels_app import services, tasks
 from channels_app.models import InboundEvent
 from channels_app.services import matching
 from channels_app.tests.conftest import TEST_SECRET, make_account, wa_body
-from tickets.models import Message
+from support.celery import ON_CONNECT_TASKS
+from support.delivery.models import Attempt, Delivery
+from support.models import OutboxEvent
+from tickets.models import Message, Ticket
+from tickets.services import message_add
 
 pytestmark = pytest.mark.django_db
 
+WA_URL = "https://graph.facebook.com/v21.0/106540352242922/messages"
 EAGER_OFF = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(task_always_eager=False)))
 
 
@@ -181,3 +190,95 @@ def test_admin_reprocess_with_the_broker_down_is_committed_and_later_swept(
     assert wake.call_args_list == [mock.call(account.pk)]
     services.inbound_events_drain(account_id=account.pk)
     assert Message.objects.filter(channel_message_id="wamid.dead").count() == 1
+
+
+# --- outbound: a queued reply whose send task failed ---------------------------------------
+
+
+def _reply_whose_send_task_failed(client: Client, agent: Any) -> Message:
+    account = make_account("whatsapp")
+    post(client, account, wa_body("34600000004", "wamid.in1", "hello"))
+    services.inbound_events_drain(account_id=account.pk)
+    ticket = Ticket.objects.get()
+    reply = message_add(ticket=ticket, body="Hi, we are on it", author_user=agent)
+    # the relay published the send task and marked the event delivered; the task then
+    # failed for good (retries run out, a soft time limit, a killed worker)
+    OutboxEvent.objects.update(delivered_at=timezone.now())
+    with mock.patch(
+        "channels_app.services.outbound_delivery_create", side_effect=RuntimeError("killed")
+    ):
+        result = tasks.outbound_message_send_task.apply(args=(reply.pk,), throw=False)
+    assert result.state == "FAILURE"
+    assert not Delivery.objects.exists()
+    reply.refresh_from_db()
+    assert reply.delivery_status == "queued"
+    return reply
+
+
+@responses.activate
+def test_reply_whose_send_task_failed_is_given_its_delivery_by_the_sweep(
+    client: Client, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SWEPT-REPLY"}]})
+    reply = _reply_whose_send_task_failed(client, agent)
+    # within two minutes its own task may still come: the beat's sweep waits
+    assert services.outbound_replies_sweep() == 0
+    assert not Delivery.objects.exists()
+
+    Message.objects.filter(pk=reply.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.outbound_replies_sweep() == 1
+    delivery = Delivery.objects.get()
+    assert (delivery.target_kind, delivery.idempotency_key) == (
+        "channel_reply",
+        f"message:{reply.pk}",
+    )
+    assert (delivery.status, delivery.attempts) == ("succeeded", 1)
+    assert list(Attempt.objects.values_list("outcome", "http_status")) == [("success", 200)]
+    assert len(responses.calls) == 1
+    reply.refresh_from_db()
+    assert (reply.delivery_status, reply.channel_message_id) == ("sent", "wamid.SWEPT-REPLY")
+    # idempotent: the sweep, the on-connect sweep or a late send task add nothing
+    assert services.outbound_replies_sweep(stale_seconds=0) == 0
+    tasks.outbound_message_send_task.apply(args=(reply.pk,), throw=True)
+    assert Delivery.objects.count() == 1
+    assert len(responses.calls) == 1
+
+
+def test_the_sweep_skips_a_queued_reply_whose_delivery_is_pending(
+    client: Client, agent: Any
+) -> None:
+    reply = _reply_whose_send_task_failed(client, agent)
+    Message.objects.filter(pk=reply.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    # its delivery exists (waiting for a paused account, say): the engine owns it
+    services.outbound_delivery_create(message_id=reply.pk)
+    assert Delivery.objects.count() == 1
+    with mock.patch("channels_app.services.outbound.outbound_delivery_create") as create:
+        assert services.outbound_replies_sweep(stale_seconds=0) == 0
+    assert create.call_count == 0
+
+
+def test_send_task_retries_when_the_database_goes_away(client: Client, agent: Any) -> None:
+    reply = _reply_whose_send_task_failed(client, agent)
+    with (
+        mock.patch(
+            "channels_app.services.outbound_delivery_create",
+            side_effect=OperationalError("failover"),
+        ),
+        pytest.raises(Retry),  # scheduled again with backoff, not failed for good
+    ):
+        tasks.outbound_message_send_task.apply(args=(reply.pk,), throw=False)
+    task: Any = tasks.outbound_message_send_task
+    assert (task.max_retries, task.retry_backoff_max) == (5, 60)
+    tasks.outbound_message_send_task.apply(args=(reply.pk,), throw=True)  # the retry
+    assert Delivery.objects.get().idempotency_key == f"message:{reply.pk}"
+
+
+def test_workers_run_the_reply_sweep_on_connect_and_the_beat_every_minute(
+    settings: Any,
+) -> None:
+    assert ("channels_app.tasks.outbound_replies_sweep_task", {"stale_seconds": 0}) in (
+        ON_CONNECT_TASKS
+    )
+    entry = settings.CELERY_BEAT_SCHEDULE["channels-outbound-sweep"]
+    assert entry == {"task": "channels_app.tasks.outbound_replies_sweep_task", "schedule": 60.0}
