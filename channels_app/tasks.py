@@ -24,9 +24,10 @@ DRAIN_DATABASE_RETRIES = 10
 
 @shared_task(bind=True, acks_late=True, max_retries=None, soft_time_limit=60, time_limit=90)
 def inbound_event_process_task(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
-    """Idempotent: messages are unique per channel id, events end processed."""
+    """Idempotent: messages are unique per channel id, events end processed. Processes
+    only a ``retrying`` event: one the sweep handed back to the drain is left to it."""
     try:
-        services.inbound_event_process(event_id=event_id)
+        services.inbound_event_process(event_id=event_id, retry=True)
     except Exception as exc:
         logger.exception("Processing inbound event %s failed", event_id)
         final, attempts = services.inbound_event_fail(
@@ -90,7 +91,7 @@ def _drain_batches(task: Any, account_id: int, renew: Callable[[], object]) -> i
         result = services.inbound_events_drain(account_id=account_id)
         if not eager:  # eager (tests): one attempt, as below
             for event_id, delay in result.retries:
-                inbound_event_process_task.apply_async((event_id,), countdown=delay)
+                _retry_enqueue(event_id, delay)
         if result.taken:
             total += result.taken
             idle_since = None
@@ -104,11 +105,46 @@ def _drain_batches(task: Any, account_id: int, renew: Callable[[], object]) -> i
     return total  # more left: the leaving drainer starts a fresh task (inbound_drainer)
 
 
-@shared_task(acks_late=True, soft_time_limit=30, time_limit=45)
+def _retry_enqueue(event_id: int, delay: float) -> None:
+    """Queue the retry of an event the drain committed as ``retrying``. A broker error is
+    logged, not raised: raising here, after the commit, would fail the drain with the rest
+    of the backlog untouched; the sweep hands the event back to the drain once its retry is
+    overdue (``services.inbound_event_sweep``)."""
+    try:
+        inbound_event_process_task.apply_async((event_id,), countdown=delay)
+    except Exception:  # noqa: BLE001 - the broker down: the sweep takes it
+        logger.warning(
+            "Could not enqueue the retry of inbound event %s; the sweep will process it",
+            event_id,
+        )
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=5,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    soft_time_limit=30,
+    time_limit=45,
+)
 def outbound_message_send_task(message_id: int) -> None:
     """Hand a queued public reply to the delivery engine (idempotent: one delivery per
-    message); the engine makes the attempts (``support.delivery.tasks``)."""
+    message); the engine makes the attempts (``support.delivery.tasks``). The database
+    going away (a restart, a failover) is retried with backoff; anything else, or retries
+    running out, leaves the reply ``queued`` with no delivery, and the beat sweep
+    (``outbound_replies_sweep_task``) creates it."""
     services.outbound_delivery_create(message_id=message_id)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def outbound_replies_sweep_task(stale_seconds: float | None = None) -> int:
+    """Every minute (beat ``channels-outbound-sweep``) and on each broker connection
+    (0): queued public replies left with no delivery. Idempotent."""
+    if stale_seconds is None:
+        return services.outbound_replies_sweep()
+    return services.outbound_replies_sweep(stale_seconds=stale_seconds)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=120, time_limit=180)

@@ -384,7 +384,15 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["ticket", "created_at"], name="message_ticket_idx")]
+        indexes = [
+            models.Index(fields=["ticket", "created_at"], name="message_ticket_idx"),
+            # the few replies waiting for their delivery (the channels' reply sweep)
+            models.Index(
+                fields=["created_at"],
+                condition=Q(direction="outbound", kind="public", delivery_status="queued"),
+                name="message_reply_queued_idx",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["channel", "channel_message_id"],

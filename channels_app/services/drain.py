@@ -11,11 +11,12 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from redis import RedisError
 
@@ -169,9 +170,18 @@ def _drainer_recheck(account_id: int, lease_key: str) -> None:
 
 
 def _enqueue_process(event_id: int, countdown: float = 0) -> None:
+    """Queue the retry of a ``retrying`` event. Called after the commit that made it
+    ``retrying``: a broker error is logged, not raised (the commit stands, and the sweep
+    hands the event back to the drain once its retry is overdue)."""
     from channels_app.tasks import inbound_event_process_task
 
-    inbound_event_process_task.apply_async((event_id,), countdown=countdown)
+    try:
+        inbound_event_process_task.apply_async((event_id,), countdown=countdown)
+    except Exception:  # noqa: BLE001 - the broker down: the sweep takes it
+        logger.warning(
+            "Could not enqueue the retry of inbound event %s; the sweep will process it",
+            event_id,
+        )
 
 
 # --- inbound: process ---------------------------------------------------------------------
@@ -203,11 +213,15 @@ class ProcessOutcome:
         return data
 
 
-def inbound_event_process(*, event_id: int) -> ProcessOutcome | None:
+def inbound_event_process(*, event_id: int, retry: bool = False) -> ProcessOutcome | None:
     """Normalise one recorded delivery into tickets (idempotent: safe to run twice).
 
     Raises ``RetryableError`` when a status names a message not (yet) recorded; the task
     retries with backoff and the last attempt records it as unmatched.
+
+    ``retry`` (the retry task's call) processes the event only while it is ``retrying``:
+    an event the sweep handed back to the drain (``received`` again, its retry overdue) is
+    the drain's, so a late retry task does nothing rather than run a second retry chain.
     """
     with transaction.atomic():
         # One transaction (one commit) per delivery; the row lock makes a concurrent
@@ -218,6 +232,8 @@ def inbound_event_process(*, event_id: int) -> ProcessOutcome | None:
             .get(pk=event_id)
         )
         if event.status in DONE_STATUSES:
+            return None
+        if retry and event.status != InboundStatus.RETRYING:
             return None
         outcome = _event_apply(event, event.account, _BatchCache())
         _events_mark_done([(event, outcome)])
@@ -457,12 +473,25 @@ def inbound_event_fail(*, event_id: int, error: str, permanent: bool = False) ->
             status=InboundStatus.DEAD if final else InboundStatus.RETRYING,
             error=error[:5000],
             attempts=attempts,
+            updated_at=timezone.now(),  # the sweep times the retry from here
         )
     return final, attempts
 
 
+RETRY_DELAY_CAP_SECONDS = 300.0
+RETRY_JITTER = 0.2  # each delay is drawn within ±20 % of its nominal value
+
+
 def inbound_retry_delay(attempts: int) -> float:
-    return min(300.0, 2.0**attempts) * (0.8 + 0.4 * random.random())  # noqa: S311
+    """The wait before the next attempt of an event failed ``attempts`` times: 2, 4, 8 …
+    capped at 300 s, with jitter."""
+    jitter = 1 - RETRY_JITTER + 2 * RETRY_JITTER * random.random()  # noqa: S311
+    return min(RETRY_DELAY_CAP_SECONDS, 2.0**attempts) * jitter
+
+
+def _retry_delay_longest(attempts: int) -> float:
+    """The longest ``inbound_retry_delay(attempts)`` can draw."""
+    return min(RETRY_DELAY_CAP_SECONDS, 2.0**attempts) * (1 + RETRY_JITTER)
 
 
 def inbound_event_reprocess(*, event: InboundEvent, actor: Any = None) -> bool:
@@ -474,7 +503,7 @@ def inbound_event_reprocess(*, event: InboundEvent, actor: Any = None) -> bool:
         return False
     was = event.status
     InboundEvent.objects.filter(pk=event.pk).update(
-        status=InboundStatus.RETRYING, attempts=0, error=""
+        status=InboundStatus.RETRYING, attempts=0, error="", updated_at=timezone.now()
     )
     if actor is not None:
         audit_log_record(
@@ -496,6 +525,7 @@ def inbound_event_release(*, event: InboundEvent, actor: Any) -> bool:
         attempts=0,
         error="",
         summary={**event.summary, "released_by": actor.get_username()},
+        updated_at=timezone.now(),
     )
     if released:
         audit_log_record(
@@ -587,21 +617,69 @@ def _status_apply(channel: str, status: StatusUpdate) -> bool:
 
 
 INBOUND_SWEEP_STALE_SECONDS = 120.0
+#: Retrying events handed back to the drain per sweep (the next sweep takes the rest).
+RETRY_SWEEP_BATCH = 1000
 
 
 def inbound_event_sweep(*, stale_seconds: float = INBOUND_SWEEP_STALE_SECONDS) -> int:
     """Wake the drain of every account holding received events older than
     ``stale_seconds`` that were never processed (their wake was lost: the broker was down,
-    a worker died mid-drain). The beat runs it every minute with the default; a worker
-    runs it with 0 each time it (re)connects to the broker (``support.celery``). Waking a
-    drain that is already running costs one task that finds nothing left."""
+    a worker died mid-drain), and of every account holding ``retrying`` events whose next
+    attempt is overdue by ``stale_seconds`` (their retry task was never queued or was lost:
+    the broker was down after the failure was committed, a worker was killed); those are
+    handed back to the drain first (``received`` again; see ``inbound_retries_overdue``).
+    Returns how many accounts were woken. The beat runs it every minute with the default;
+    a worker runs it with 0 each time it (re)connects to the broker (``support.celery``).
+    Waking a drain that is already running costs one task that finds nothing left."""
+    retried = inbound_retries_overdue(grace_seconds=stale_seconds)
     stale = timezone.now() - timedelta(seconds=stale_seconds)
-    account_ids = list(
+    account_ids = set(
         InboundEvent.objects.filter(status=InboundStatus.RECEIVED, received_at__lt=stale)
         .order_by()  # not the model's ordering: one row per account
         .values_list("account_id", flat=True)
         .distinct()
     )
-    for account_id in account_ids:
+    account_ids.update(retried)
+    for account_id in sorted(account_ids):
         inbound_drain_wake(account_id)
     return len(account_ids)
+
+
+def _retry_overdue(now: datetime, grace_seconds: float) -> Q:
+    """``retrying`` events whose next attempt should have started more than
+    ``grace_seconds`` ago: the failure was recorded (``updated_at``) longer ago than the
+    longest delay the retry schedule draws for its attempt count, plus the grace."""
+    condition = Q()
+    attempts = 0
+    while 2.0**attempts < RETRY_DELAY_CAP_SECONDS:
+        wait = _retry_delay_longest(attempts) + grace_seconds
+        condition |= Q(attempts=attempts, updated_at__lt=now - timedelta(seconds=wait))
+        attempts += 1
+    wait = _retry_delay_longest(attempts) + grace_seconds
+    return condition | Q(attempts__gte=attempts, updated_at__lt=now - timedelta(seconds=wait))
+
+
+def inbound_retries_overdue(*, grace_seconds: float) -> set[int]:
+    """Hand ``retrying`` events whose retry is overdue back to the drain (``received``,
+    ``attempts`` and ``error`` kept) and return their accounts. An event a retry task is
+    processing right now (its row locked) is skipped; a retry task that runs after the
+    hand-over finds the event ``received`` (or done) and leaves it to the drain
+    (``inbound_event_process(retry=True)``), so no event is processed by two paths."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            InboundEvent.objects.select_for_update(skip_locked=True)
+            .filter(_retry_overdue(now, grace_seconds), status=InboundStatus.RETRYING)
+            .order_by("id")
+            .values_list("id", "account_id")[:RETRY_SWEEP_BATCH]
+        )
+        if not rows:
+            return set()
+        InboundEvent.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+            status=InboundStatus.RECEIVED, updated_at=now
+        )
+    logger.warning(
+        "%d retrying inbound event(s) whose retry was overdue handed back to the drain",
+        len(rows),
+    )
+    return {account_id for _, account_id in rows}

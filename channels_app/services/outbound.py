@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import CharField, Exists, OuterRef, Value
+from django.db.models.functions import Cast, Concat
+from django.utils import timezone
 
 from channels_app import selectors
 from channels_app.adapters.base import (
@@ -106,8 +110,12 @@ def email_reply_delivery_create(message: Message, *, address: str) -> Delivery |
     return None
 
 
+@transaction.atomic
 def outbound_delivery_create(*, message_id: int) -> Delivery | None:
-    """One delivery per queued public reply (idempotent); None when nothing to send."""
+    """One delivery per queued public reply (idempotent); None when nothing to send.
+    All or nothing (one transaction): a hand-off reply's e-mail and callback deliveries
+    are created together, so a failure between them leaves neither (and the sweep, which
+    looks for the e-mail one, tries again)."""
     message = Message.objects.select_related("ticket__customer").filter(pk=message_id).first()
     if message is None or not (
         message.direction == Direction.OUTBOUND and message.kind == MessageKind.PUBLIC
@@ -133,6 +141,55 @@ def outbound_delivery_create(*, message_id: int) -> Delivery | None:
         )
         return None
     return _reply_enqueue(message, key=key, account=account, channel=message.channel)
+
+
+#: How old a queued public reply with no delivery must be before the sweep creates it
+#: (its ``message.created`` event normally does within seconds).
+REPLY_SWEEP_STALE_SECONDS = 120.0
+#: Replies taken per sweep (the next sweep takes the rest).
+REPLY_SWEEP_BATCH = 500
+
+
+def outbound_replies_sweep(*, stale_seconds: float = REPLY_SWEEP_STALE_SECONDS) -> int:
+    """Create the delivery of every public reply still ``queued`` ``stale_seconds`` after
+    it was written that has none: its send task was published (the outbox event marked
+    delivered) and then failed or was lost (the database failed over, a worker was
+    killed, the broker dropped it). Each goes through ``outbound_delivery_create``
+    (idempotent: one delivery per message), after which the delivery engine owns it or the
+    message is ``failed`` with the reason. Returns how many it handled. The beat runs it
+    every minute; a worker runs it with 0 each time it (re)connects to the broker
+    (``support.celery``)."""
+    stale = timezone.now() - timedelta(seconds=stale_seconds)
+    has_delivery = Delivery.objects.filter(
+        target_kind=CHANNEL_REPLY_KIND,
+        idempotency_key=Concat(Value("message:"), Cast(OuterRef("pk"), CharField())),
+    )
+    message_ids = list(
+        Message.objects.filter(
+            direction=Direction.OUTBOUND,
+            kind=MessageKind.PUBLIC,
+            delivery_status=DeliveryState.QUEUED,  # the partial index message_reply_queued_idx
+            channel__in=Channel.values,
+            created_at__lt=stale,
+        )
+        .exclude(Exists(has_delivery))
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:REPLY_SWEEP_BATCH]
+    )
+    handled = 0
+    for message_id in message_ids:
+        try:
+            outbound_delivery_create(message_id=message_id)
+        except Exception:  # one reply's failure must not stop the others (logged)
+            logger.exception("The sweep could not create the delivery of reply %s", message_id)
+            continue
+        handled += 1
+    if message_ids:
+        logger.warning(
+            "%d queued repl(ies) with no delivery handed to the delivery engine by the sweep",
+            handled,
+        )
+    return handled
 
 
 def _reply_enqueue(

@@ -421,10 +421,12 @@ def test_the_beat_runs_one_sweep_and_leases_outlive_the_attempt_task() -> None:
     assert "support.delivery.tasks.delivery_attempt_task" in app.tasks
     assert ATTEMPT_TIME_LIMIT < django_settings.DELIVERY_LEASE_SECONDS
     sweeps = [name for name in django_settings.CELERY_BEAT_SCHEDULE if "sweep" in name]
-    # one delivery sweep for every kind; the others sweep inbound events, knowledge jobs a
-    # killed worker left, the outbox and tickets left unrouted
+    # one delivery sweep for every kind; the others sweep inbound events, replies left with
+    # no delivery at all, knowledge jobs a killed worker left, the outbox and tickets left
+    # unrouted
     assert sorted(sweeps) == [
         "channels-inbound-sweep",
+        "channels-outbound-sweep",
         "delivery-sweep",
         "kb-jobs-sweep",
         "outbox-relay-sweep",
