@@ -25,7 +25,7 @@ from routing.api.serializers import RoutingDecisionOutputSerializer
 from routing.selectors import RoutingStatus
 from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent
-from support.errors import NotFound
+from support.errors import Conflict, NotFound
 from support.parsing import parse_id
 from support.throttling import PerIPRateThrottle
 from tickets import extras
@@ -48,6 +48,7 @@ from tickets.selectors import (
     ticket_get_for_caller,
     ticket_get_for_submitter,
     ticket_submitted_id,
+    ticket_submitted_text,
     ticket_visible_to,
 )
 
@@ -161,6 +162,20 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
                 request.user, team_id=ticket.team_id, assignee_id=ticket.assignee_id
             ):
                 raise
+            description = serializer.validated_data.get("description", "")
+            if description and ticket_submitted_text(ticket) != description:
+                # Not a retry: another ticket under an id already used. Answered with the
+                # first ticket, its text went nowhere; the caller is told instead. (A
+                # repeat without a description cannot differ: its ticket may have no
+                # message of its own, the first being a later one.)
+                raise Conflict(
+                    f"ticket_id {ticket.origin_platform_id[:64]!r} was already submitted with "
+                    "another description; a new ticket needs a new ticket_id.",
+                    details={
+                        "ticket_id": [ticket.origin_platform_id[:64]],
+                        "description": ["Differs from the ticket first submitted with this id."],
+                    },
+                ) from repeat
             code = status.HTTP_200_OK
         body = ticket_created_body(ticket)
         names = [n for n in ("context", "suggestions") if n in extras.available_create_extras()]

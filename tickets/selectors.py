@@ -455,6 +455,18 @@ def ticket_submitted_get(*, caller: Any, external_id: str) -> Ticket | None:
     )
 
 
+def ticket_submitted_text(ticket: Ticket) -> str:
+    """The description a submitted ticket was created with: the first message written on
+    it (wherever a merge moved it since); "" when it was created without one."""
+    first = (
+        message_list_written_on(ticket=ticket)
+        .order_by("created_at", "pk")
+        .values_list("body_text", flat=True)
+        .first()
+    )
+    return first or ""
+
+
 def ticket_submitted_id(ticket: Ticket) -> str:
     """The ticket's id as seed 004 names it (a string, the table's "partition key"): the
     caller's own id when the ticket was submitted with one (``POST /tickets`` with a

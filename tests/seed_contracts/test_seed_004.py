@@ -185,6 +185,39 @@ def test_a_repeated_post_answers_the_first_ticket_and_creates_nothing(
     assert RoutingDecision.objects.count() == 1
 
 
+def test_a_used_ticket_id_with_another_description_is_a_409_not_the_first_ticket(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    """A second ticket sent under an id already used (the ticketing system reused or
+    mis-numbered it) was answered 200 with the first ticket: its text went nowhere and the
+    caller believed it delivered."""
+    first = _submit(supervisor_key_client, customer, "TKT-8")
+    assert first.status_code == 202
+    other = supervisor_key_client.post(
+        "/tickets",
+        {
+            "ticket_id": "TKT-8",
+            "customer_id": str(customer.pk),
+            "subject": "Internet down",
+            "description": "A different problem: the invoice is wrong.",
+        },
+        format="json",
+    )
+    assert other.status_code == 409, other.content
+    assert "already submitted with another description" in other.content.decode()
+    assert Ticket.objects.count() == 1
+    # the same submission again (a retry, even with unicode and lines) is still the first
+    text = {"subject": "Café ☕", "description": "Line one\nLine two — naïve 😀"}
+    made = supervisor_key_client.post(
+        "/tickets", {"ticket_id": "TKT-U", "customer_id": str(customer.pk), **text}, format="json"
+    )
+    again = supervisor_key_client.post(
+        "/tickets", {"ticket_id": "TKT-U", "customer_id": str(customer.pk), **text}, format="json"
+    )
+    assert (made.status_code, again.status_code) == (202, 200), again.content
+    assert again.json()["id"] == made.json()["id"]
+
+
 def test_ticket_ids_are_per_caller(
     key_client: APIClient, supervisor_key_client: APIClient, customer: Customer, agent: Any
 ) -> None:
