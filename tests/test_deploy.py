@@ -1247,12 +1247,33 @@ def test_only_the_worker_reads_the_knowledge_bucket_and_nobody_writes_it() -> No
     assert readers == ["WorkerTaskRole"]
 
 
-def test_the_roles_that_read_the_files_bucket_may_list_it() -> None:
+def _task_roles() -> dict[str, str]:
+    """The task role of each deployed process (by its command), "one-off" commands run on
+    the worker's task definition."""
+    role_of: dict[str, str] = {}
+    for task in resources("AWS::ECS::TaskDefinition").values():
+        (container,) = task["Properties"]["ContainerDefinitions"]
+        (name,) = container["Command"]
+        (role_of[name],) = _refs(task["Properties"]["TaskRoleArn"])
+    role_of["one-off"] = role_of["worker"]
+    return role_of
+
+
+def test_the_roles_that_use_the_files_bucket_may_list_it_and_delete_from_it() -> None:
     """Without s3:ListBucket, S3 answers 403 for a missing key instead of 404, and
     ``default_storage.exists()`` raises: the local calls backend asks it in the worker
-    (calls/transcription.py), so ``call_transcribe`` failed on a missing result."""
-    for role in ("WorkerTaskRole", "WebTaskRole"):
-        assert {"Fn::GetAtt": ["FilesBucket", "Arn"]} in _granted(role, "s3:ListBucket"), role
+    (calls/transcription.py), so ``call_transcribe`` failed on a missing result; the
+    realtime queue's drain asks it for a web chat upload (channels_app/adapters/webchat)
+    and deletes the staged copy once ingested (channels_app/services/staged_uploads.py),
+    which the realtime role once could do neither of. Every process that stores files
+    through django-storages may do both."""
+    users, _ = AWS_CALLS[("support/storage.py", "s3", "django-storages")]
+    assert {"web", "realtime", "worker"} <= users
+    role_of = _task_roles()
+    for role in sorted({role_of[process] for process in users}):
+        granted = _granted(role, "s3:ListBucket")
+        assert {"Fn::GetAtt": ["FilesBucket", "Arn"]} in granted, role
+        assert {"Fn::Sub": "${FilesBucket.Arn}/*"} in _granted(role, "s3:DeleteObject"), role
 
 
 TABLE = {
@@ -1969,21 +1990,18 @@ AWS_CALLS: dict[tuple[str, str, str], tuple[set[str], set[Grant]]] = {
     ("tickets/context/interactions.py", "dynamodb", "update_time_to_live"): (set(), set()),
     # Libraries that build their own clients (not found by the scan; each file is checked
     # to still use them). django-storages: attachments. web: uploads, downloads, the
-    # admin's erasure; realtime: media received in webhooks, attachments of replies;
+    # admin's erasure; realtime: media received in webhooks, attachments of replies, web
+    # chat uploads checked (exists) and their staged copies deleted once ingested;
     # worker: media downloads, erasure, the local calls backend's results
     # (ListBucket: a missing key answers 404 instead of 403).
     ("support/storage.py", "s3", "django-storages"): (
-        {"web", *WORKER_PROCESSES},
+        {"web", "realtime", *WORKER_PROCESSES},
         {
             ("s3:GetObject", f"{FILES}/*"),
             ("s3:PutObject", f"{FILES}/*"),
             ("s3:DeleteObject", f"{FILES}/*"),
             ("s3:ListBucket", FILES),
         },
-    ),
-    ("support/storage.py", "s3", "django-storages (realtime)"): (
-        {"realtime"},
-        {("s3:GetObject", f"{FILES}/*"), ("s3:PutObject", f"{FILES}/*")},
     ),
     # Strands' BedrockModel with streaming off: Converse, which is bedrock:InvokeModel.
     # Routing, summaries and call analysis in the worker; reply drafts in web.
@@ -2081,12 +2099,7 @@ def test_each_task_role_grants_what_its_process_calls_and_nothing_else() -> None
         "EventBusArn": BUS,
         "PublishMetricsToCloudWatch": "true",
     }
-    role_of: dict[str, str] = {}
-    for task in resources("AWS::ECS::TaskDefinition").values():
-        (container,) = task["Properties"]["ContainerDefinitions"]
-        (name,) = container["Command"]
-        (role_of[name],) = _refs(task["Properties"]["TaskRoleArn"])
-    role_of["one-off"] = role_of["worker"]
+    role_of = _task_roles()
     assert set(role_of) == {*processes.service_names(), "migrate", "one-off"}
     for role in set(role_of.values()):
         needed: set[Grant] = set()
