@@ -1525,6 +1525,7 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "OIDC_OP_ISSUER",  # from the Cognito JWKS URL
         "SITE_CSP_MEDIA_ORIGINS",  # from the files bucket
         "PROMETHEUS_MULTIPROC_DIR",  # scripts/processes.py sets it for web
+        "WEB_KEEP_ALIVE_SECONDS",  # 130 s, above either load balancer's idle timeout
         "DB_NAME",  # "support", the database the stack creates
         "DB_PORT",  # 5432, RDS's
         "DB_SSLMODE",  # "require" in production
@@ -2225,3 +2226,44 @@ def test_the_web_process_caps_websocket_frames_near_what_consumers_parse() -> No
     web = run_script.process_commands(host="127.0.0.1", port=8000, web_workers="1")["web"]
     assert "--ws-max-size" in web
     assert int(web[web.index("--ws-max-size") + 1]) == 4 * WS_FRAME_MAX_CHARS
+
+
+def _eb_options() -> dict[str, Any]:
+    config = (ROOT / "deploy/elasticbeanstalk/.ebextensions/01-support-desk.config").read_text()
+    options: dict[str, Any] = yaml.safe_load(config)["option_settings"]
+    return options
+
+
+def test_the_web_server_keeps_idle_connections_open_longer_than_the_load_balancer() -> None:
+    """The load balancer reuses its connections to a target; when the target closes an
+    idle one first, a request sent on it as it closes answers 502 (the soak met this race:
+    docs/benchmarks.md). The load balancer held connections 3600 s, uvicorn 5 s (its
+    default). uvicorn now keeps them longer than the load balancer (WEB_KEEP_ALIVE_SECONDS),
+    so the load balancer closes first; websockets stay open through its shorter idle
+    timeout because uvicorn pings them every 20 s (its default, left as is) and the
+    workbench sends a heartbeat every minute."""
+    attributes = {a["Key"]: a["Value"] for a in prop("LoadBalancer")["LoadBalancerAttributes"]}
+    idle = int(attributes["idle_timeout.timeout_seconds"])
+    web = web_default = processes.container_command("web", {})
+    keep_alive = int(web[web.index("--timeout-keep-alive") + 1])
+    assert keep_alive > idle
+    assert "--ws-ping-interval" not in web  # uvicorn's 20 s
+    workbench = (ROOT / "static/js/workbench.js").read_text()
+    heartbeat = re.search(r"heartbeat\" \}\)\);\n\s*\}, (\d+)\);", workbench)
+    assert heartbeat
+    assert int(heartbeat[1]) // 1000 < idle
+    assert 60 <= idle <= 300
+    # The setting, for a load balancer of your own with a longer idle timeout.
+    web = processes.container_command("web", {"WEB_KEEP_ALIVE_SECONDS": "700"})
+    assert web[web.index("--timeout-keep-alive") + 1] == "700"
+    # empty is unset (as support/env.py reads settings)
+    assert processes.container_command("web", {"WEB_KEEP_ALIVE_SECONDS": " "}) == web_default
+    for wrong in ("0", "-5", "ten", "1.5"):
+        with pytest.raises(SystemExit, match="WEB_KEEP_ALIVE_SECONDS"):
+            processes.container_command("web", {"WEB_KEEP_ALIVE_SECONDS": wrong})
+    # Elastic Beanstalk: the load balancer talks to the platform's nginx, which keeps its
+    # idle connections 65 s (keepalive_timeout in the platform's nginx.conf) and opens a
+    # new one to uvicorn for each request (no upstream keepalive): the load balancer's idle
+    # timeout is set, below nginx's.
+    eb = _eb_options()["aws:elbv2:loadbalancer"]
+    assert int(eb["IdleTimeout"]) < 65
