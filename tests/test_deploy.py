@@ -1419,6 +1419,30 @@ def test_buckets_are_versioned_encrypted_and_private() -> None:
     assert rule["Transitions"] == [{"StorageClass": "INTELLIGENT_TIERING", "TransitionInDays": 0}]
 
 
+#: Properties that give a resource a name its service holds unique (in the account and
+#: region, or globally): a copy retained from a failed first create keeps the name taken.
+#: A Cognito user pool's name is not unique (UserPoolName), nor a generated bucket name.
+UNIQUE_NAMES = {"Name", "TableName", "BucketName", "QueueName", "TopicName", "DBInstanceIdentifier"}
+
+
+def test_retained_resources_with_fixed_names_let_a_failed_first_create_be_retried() -> None:
+    """``DeletionPolicy: Retain`` keeps a resource even when the stack's first create fails
+    and rolls back: the db-credentials secret and the interactions table then kept their
+    names (``<name>/db-credentials``, ``<name>-interactions``), and creating the stack again
+    failed with "already exists". ``RetainExceptOnCreate`` deletes what the failed create
+    made and still keeps it when a stack that was created is deleted; a replacement keeps
+    the old one (UpdateReplacePolicy: Retain)."""
+    retained: dict[str, str] = {}
+    for logical, resource in template()["Resources"].items():
+        policy = resource.get("DeletionPolicy")
+        named = set(resource.get("Properties", {})) & UNIQUE_NAMES
+        if policy in ("Retain", "RetainExceptOnCreate") and named:
+            retained[logical] = policy
+            assert resource["UpdateReplacePolicy"] == "Retain", logical
+    assert {"DbCredentials", "InteractionsTable"} <= set(retained)
+    assert sorted(k for k, p in retained.items() if p != "RetainExceptOnCreate") == []
+
+
 def test_queues_follow_seed_003_and_each_has_a_dead_letter_queue() -> None:
     expected = {
         # queue: (visibility, delay, DLQ)
