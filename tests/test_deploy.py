@@ -2345,3 +2345,43 @@ def test_the_web_server_keeps_idle_connections_open_longer_than_the_load_balance
     # timeout is set, below nginx's.
     eb = _eb_options()["aws:elbv2:loadbalancer"]
     assert int(eb["IdleTimeout"]) < 65
+
+
+def _repository(path: Path) -> Path:
+    """A small git repository with Elastic Beanstalk's files, one commit."""
+    (path / "deploy" / "elasticbeanstalk" / ".ebextensions").mkdir(parents=True)
+    (path / "deploy" / "elasticbeanstalk" / ".platform").mkdir()
+    (path / "deploy" / "elasticbeanstalk" / "Procfile").write_text("web: x\n")
+    (path / "deploy" / "elasticbeanstalk" / ".ebextensions" / "a.config").write_text("{}\n")
+    (path / "deploy" / "elasticbeanstalk" / ".platform" / "hook").write_text("\n")
+    (path / "manage.py").write_text("\n")
+    (path / "tests").mkdir()
+    (path / "tests" / "test_x.py").write_text("\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    return path
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_the_eb_bundle_is_written_where_the_caller_names_it(tmp_path: Path, absolute: bool) -> None:
+    """``bundle.sh HEAD /tmp/x.zip`` failed (zip wrote to "<repository>//tmp/x.zip"), and a
+    relative name was taken from the repository's root, not from where it was run."""
+    import zipfile
+
+    repo = _repository(tmp_path / "repo")
+    cwd = repo / "deploy"
+    out = tmp_path / "out" / "bundle.zip"
+    out.parent.mkdir()
+    given = str(out) if absolute else os.path.relpath(out, cwd)
+    script = ROOT / "deploy" / "elasticbeanstalk" / "bundle.sh"
+    done = subprocess.run(
+        [str(script), "HEAD", given], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).resolve() == out
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"manage.py", "Procfile", ".ebextensions/a.config", ".platform/hook"} <= names
+    assert not [n for n in names if n.startswith("tests/")]
+    assert not list(repo.rglob("*.zip"))
