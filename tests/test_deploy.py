@@ -1484,6 +1484,51 @@ def test_s3_events_reach_their_readers_through_eventbridge() -> None:
     assert _refs(subscription["Endpoint"]) == {"CallNotificationsQueue"}
 
 
+SEED_003_TOPIC = "arn:aws:sns:eu-central-1:123456789012:dmg-inbound-callrecording-transcript"
+
+
+@pytest.mark.parametrize("existing", ["", SEED_003_TOPIC])
+def test_call_notifications_come_from_the_stacks_topic_or_an_existing_one(existing: str) -> None:
+    """Seed 003's call-recording notifications come from a topic that exists already
+    (``dmg-inbound-callrecording-transcript``, published by a Lambda managed separately):
+    given ``ExistingCallNotificationsTopicArn``, the queue subscribes to that topic (in its
+    own region), only it may send to the queue, and the stack creates no topic of its own;
+    left empty, the stack's ``<name>-call-notifications`` topic, as before."""
+    given = {"ExistingCallNotificationsTopicArn": existing}
+    topic: Any = existing or {"Ref": "CallNotificationsTopic"}
+    parameter = template()["Parameters"]["ExistingCallNotificationsTopicArn"]
+    assert parameter["Default"] == ""
+    for value, accepted in (
+        ("", True),
+        (SEED_003_TOPIC, True),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:calls", True),
+        ("arn:aws:sns:eu-central-1:123456789012:calls.fifo", False),  # FIFO: no standard queue
+        ("dmg-inbound-callrecording-transcript", False),
+        ("arn:aws:sqs:eu-central-1:123456789012:calls", False),
+    ):
+        assert bool(re.fullmatch(parameter["AllowedPattern"], value)) is accepted, value
+    own = template()["Resources"]["CallNotificationsTopic"]
+    assert _render(template()["Conditions"][own["Condition"]], given) is not bool(existing)
+    subscription = _render(prop("CallNotificationsSubscription"), given)
+    assert subscription["TopicArn"] == topic
+    assert subscription["Region"] == ("eu-central-1" if existing else {"Ref": "AWS::Region"})
+    assert _refs(subscription["Endpoint"]) == {"CallNotificationsQueue"}
+    (statement,) = _render(prop("CallNotificationsQueuePolicy"), given)["PolicyDocument"][
+        "Statement"
+    ]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": topic}}
+    outputs = _render(template()["Outputs"], given)
+    assert outputs["CallNotificationsTopicArn"]["Value"] == topic
+    # Nothing else names the stack's own topic (it may not exist).
+    users = [
+        logical
+        for logical, resource in template()["Resources"].items()
+        if "CallNotificationsTopic" in _refs(resource)
+    ]
+    assert sorted(users) == ["CallNotificationsQueuePolicy", "CallNotificationsSubscription"]
+
+
 def test_dynamodb_table_cognito_alarm_topic_and_secrets() -> None:
     table = template()["Resources"]["InteractionsTable"]
     assert table["Condition"] == "CreateInteractionsTable"
