@@ -1396,6 +1396,18 @@ def test_environment_switches_database_size_multi_az_protection_and_retention() 
     assert database["PubliclyAccessible"] is False
     assert "FindInMap" in str(database["DBInstanceClass"])
     assert template()["Conditions"]["IsProd"] == {"Fn::Equals": [{"Ref": "Environment"}, "prod"]}
+    # The major version only: RDS picks its current minor for a new stack and upgrades it in
+    # the maintenance window. A pinned minor ("17.6") stops new stacks from being created
+    # once RDS retires it.
+    assert re.fullmatch(r"[0-9]+", database["EngineVersion"])
+    assert database["AutoMinorVersionUpgrade"] is True
+    # cfn-lint takes a major alone for a deprecated version: that one warning, here only.
+    ignored = {
+        logical: resource["Metadata"]["cfn-lint"]["config"]["ignore_checks"]
+        for logical, resource in template()["Resources"].items()
+        if "cfn-lint" in resource.get("Metadata", {})
+    }
+    assert ignored == {"Database": ["W3691"]}
 
 
 def test_buckets_are_versioned_encrypted_and_private() -> None:
