@@ -2442,3 +2442,19 @@ def test_the_eb_bundle_is_written_where_the_caller_names_it(tmp_path: Path, abso
     assert {"manage.py", "Procfile", ".ebextensions/a.config", ".platform/hook"} <= names
     assert not [n for n in names if n.startswith("tests/")]
     assert not list(repo.rglob("*.zip"))
+
+
+def test_the_eb_bundle_replaces_an_older_file_of_the_same_name(tmp_path: Path) -> None:
+    """zip adds to an archive that exists: a bundle built again under the same name kept
+    the files of the older one (a file deleted since still deployed)."""
+    import zipfile
+
+    repo = _repository(tmp_path / "repo")
+    out = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(out, "w") as older:
+        older.writestr("removed_since.py", "")
+    script = ROOT / "deploy" / "elasticbeanstalk" / "bundle.sh"
+    subprocess.run([str(script), "HEAD", str(out)], cwd=repo, capture_output=True, check=True)
+    names = set(zipfile.ZipFile(out).namelist())
+    assert "manage.py" in names
+    assert "removed_since.py" not in names

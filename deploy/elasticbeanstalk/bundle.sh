@@ -20,5 +20,6 @@ rm -rf "$work/tests" "$work/bench" "$work/.ci" "$work/docs" "$work/requirements-
   "$work/requirements-local.txt"
 cp -R "$root/deploy/elasticbeanstalk/Procfile" "$root/deploy/elasticbeanstalk/.ebextensions" \
   "$root/deploy/elasticbeanstalk/.platform" "$work/"
+rm -f "$out"  # zip would add to an older bundle of the same name, not replace it
 (cd "$work" && zip -qr "$out" .)
 echo "$out"
