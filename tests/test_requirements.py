@@ -14,7 +14,12 @@ from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parent.parent
 OLDEST_PYTHON = "3.11.2"  # Debian 12 (bookworm)
-FILES = ("requirements.txt", "requirements-dev.txt", "requirements-openai.txt")
+FILES = (
+    "requirements.txt",
+    "requirements-local.txt",
+    "requirements-dev.txt",
+    "requirements-openai.txt",
+)
 
 
 def _pins() -> list[tuple[str, str]]:
