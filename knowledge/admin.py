@@ -24,8 +24,9 @@ from tickets.admin import SupervisorAdmin
 # Who does what here (docs/security.md, "Roles"; docs/knowledge.md): supervisors run
 # syncs and uploads and read feedback through the API, so they open sources, documents,
 # jobs, feedback and reply drafts here and run failed uploads again; nothing here is theirs
-# to add or edit (records the ingestion writes, and sources: below). Received S3 events
-# stay the superusers' (the bucket's raw notifications, for whoever runs the bucket).
+# to add or edit (records the ingestion writes, and sources: below). They see received S3
+# events (which object, whether it went in, why not) and re-drive the failed ones; the raw
+# notification (``payload``: the requester's principal and address) stays the superusers'.
 
 
 @admin.register(KnowledgeSource)
@@ -134,9 +135,75 @@ class IngestionJobAdmin(RecordAdminMixin, SupervisorAdmin):
         return str(reasons[-1])[:200] if reasons else ""
 
 
+class ObjectEventStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("failed", "Failed (re-drive)"),
+            ("pending", "Not processed yet"),
+            ("superseded", "Superseded"),
+            ("processed", "Processed"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        unprocessed = queryset.filter(processed_at__isnull=True)
+        return {
+            "failed": unprocessed.filter(failed_at__isnull=False),
+            "pending": unprocessed.filter(failed_at__isnull=True),
+            "superseded": queryset.filter(processed_at__isnull=False).exclude(note=""),
+            "processed": queryset.filter(processed_at__isnull=False, note=""),
+        }.get(self.value() or "", queryset)
+
+
 @admin.register(ObjectEvent)
-class ObjectEventAdmin(RecordAdminMixin, admin.ModelAdmin):
-    list_display = ("event_key", "via", "action", "bucket", "key", "received_at", "processed_at")
+class ObjectEventAdmin(RecordAdminMixin, SupervisorAdmin):
+    """S3 object events as received, and what became of each: processed, superseded by a
+    later event of its object, waiting (the sweep queues a lost one again), or failed once
+    the sweep gave up (``services.OBJECT_EVENT_MAX_ATTEMPTS``), with the error. A
+    supervisor re-drives a failed one once its cause is fixed (audit-logged). The raw
+    notification is shown to superusers only."""
+
+    list_display = (
+        "id",
+        "action",
+        "bucket",
+        "key",
+        "via",
+        "state",
+        "attempts",
+        "error",
+        "received_at",
+        "processed_at",
+    )
+    list_filter = (ObjectEventStateFilter, "action", "via")
+    search_fields = ("key", "event_key")
+    actions = ["redrive"]
+
+    def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
+        return None if getattr(request.user, "is_superuser", False) else ("payload",)
+
+    @admin.display(description="state")
+    def state(self, obj: ObjectEvent) -> str:
+        if obj.processed_at is not None:
+            return "superseded" if obj.note else "processed"
+        return "failed" if obj.failed_at is not None else "pending"
+
+    @admin.display(description="last error")
+    def error(self, obj: ObjectEvent) -> str:
+        return obj.last_error[:200]
+
+    @admin.action(description="Apply the selected failed events again")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[ObjectEvent]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can re-drive.", messages.ERROR)
+            return
+        events = list(queryset.order_by("pk"))  # as selected, in the order received
+        done = sum(services.object_event_redrive(event=e, actor=request.user) for e in events)
+        skipped = len(events) - done
+        note = f"; {skipped} left as they were (not failed)" if skipped else ""
+        self.message_user(request, f"{done} event(s) queued to apply again{note}.")
 
 
 @admin.register(SuggestionFeedback)

@@ -251,6 +251,11 @@ class ObjectEvent(models.Model):
     """An S3 object event as received (EventBridge, S3 notification, via HTTP or SQS).
 
     Recorded before it is processed; the unique ``event_key`` makes redelivery a no-op.
+    One whose task was lost (broker down, worker killed, retries spent, its source busy
+    for an hour) is queued again by the sweep (``services.object_events_sweep``) at most
+    ``OBJECT_EVENT_MAX_ATTEMPTS`` times, then left ``failed_at`` for a supervisor to
+    re-drive from the admin. One that a later event of the same object makes moot is
+    closed unapplied (``processed_at`` set, ``note`` says by which event).
     """
 
     class Action(models.TextChoices):
@@ -268,9 +273,30 @@ class ObjectEvent(models.Model):
     )
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Times the sweep (or a supervisor) queued it again after its task was lost.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # Why its last try failed (an exception, its source busy for an hour), or the sweep's
+    # reason for giving up.
+    last_error = models.TextField(blank=True, default="")
+    # Last queued again or tried: the sweep leaves it alone for a grace after this.
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    # The sweep gave up on it (attempts spent): a dead letter until a supervisor re-drives.
+    failed_at = models.DateTimeField(null=True, blank=True)
+    # Why it was closed without being applied (a later event of the same object).
+    note = models.CharField(max_length=255, blank=True, default="")
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [
+            # the sweep's scan: unprocessed events, oldest first
+            models.Index(
+                fields=["id"],
+                condition=models.Q(processed_at__isnull=True),
+                name="kb_objectevent_pending",
+            ),
+            # a later event of the same object (supersedes this one)
+            models.Index(fields=["bucket", "key"], name="kb_objectevent_object"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} s3://{self.bucket}/{self.key}"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from knowledge import retrieval
@@ -51,6 +51,7 @@ from support.db import (
 from support.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from support.parsing import bounded_key, contains_nul, parse_id, safe_file_name
 from support.redis_client import enqueue_once, pending_clear
+from support.services import audit_log_record
 
 logger = logging.getLogger(__name__)
 
@@ -974,7 +975,7 @@ def _job_again(job: IngestionJob) -> str:
     return {
         IngestionJob.Kind.SYNC: "start the sync again",
         IngestionJob.Kind.INGEST: "run kb_ingest again",
-        IngestionJob.Kind.EVENT: "the S3 event is applied again when it is delivered again",
+        IngestionJob.Kind.EVENT: "the event sweep queues the S3 event again",
         IngestionJob.Kind.UPLOAD: "upload the file again",
     }.get(IngestionJob.Kind(job.kind), "start it again")
 
@@ -1087,12 +1088,22 @@ def object_event_process(
     not hold, or writes back what the event deleted). ``SourceBusy`` when a source stays
     held for ``wait_seconds``: the event stays unprocessed and its task tries again later.
     Idempotent: a processed event returns at once, and a source applied again is
-    unchanged."""
+    unchanged.
+
+    Events of one object apply in the order received: an event is applied by reading the
+    object as it is now (or deleting it), so the latest event of an object decides what
+    the knowledge base holds. An earlier event still unprocessed when a later one of the
+    same object exists is closed unapplied (``object_event_supersede``), never applied
+    after it: a lost ``delete`` re-driven after a later upload would remove the new
+    document. A failure is recorded on the event (``last_error``) before it is raised."""
     from knowledge.backends import get_backend
 
     event = ObjectEvent.objects.get(pk=event_id)
     if event.processed_at is not None:
         return event.job
+    ObjectEvent.objects.filter(pk=event.pk).update(attempted_at=timezone.now())
+    if _object_event_settled(event):
+        return None
     sources = [
         s
         for s in KnowledgeSource.objects.filter(kind=KnowledgeSource.Kind.S3, bucket=event.bucket)
@@ -1101,6 +1112,8 @@ def object_event_process(
     job: IngestionJob | None = None
     for source in sources:
         with source_locks([source], wait_seconds=wait_seconds):
+            if _object_event_settled(event):  # a later event went in while we waited
+                return job
             job = job_create(source=source, kind=IngestionJob.Kind.EVENT, backend=_backend_name())
             job_start(job)
             try:
@@ -1108,12 +1121,135 @@ def object_event_process(
             except Exception as exc:  # task boundary
                 logger.exception("kb event %s failed", event.pk)
                 job_finish(job, error=f"{type(exc).__name__}: {exc}")
+                object_event_error(event.pk, error=f"{type(exc).__name__}: {exc}")
                 raise
             job_finish(job)
+    now = timezone.now()
     event.job = job
-    event.processed_at = timezone.now()
+    event.processed_at = now
     event.save(update_fields=["job", "processed_at"])
+    for earlier in ObjectEvent.objects.filter(
+        bucket=event.bucket, key=event.key, pk__lt=event.pk, processed_at__isnull=True
+    ):
+        object_event_supersede(earlier, by=event)
     return job
+
+
+def _object_event_settled(event: ObjectEvent) -> bool:
+    """Whether ``event`` needs no applying (any more): processed meanwhile (another copy
+    of its task), or superseded by a later event of its object (closed here)."""
+    if ObjectEvent.objects.filter(pk=event.pk, processed_at__isnull=False).exists():
+        return True
+    later = (
+        ObjectEvent.objects.filter(bucket=event.bucket, key=event.key, pk__gt=event.pk)
+        .order_by("-pk")
+        .first()
+    )
+    if later is None:
+        return False
+    object_event_supersede(event, by=later)
+    return True
+
+
+def object_event_supersede(event: ObjectEvent, *, by: ObjectEvent) -> bool:
+    """Close ``event`` unapplied because ``by``, a later event of the same object, decides
+    what the knowledge base holds of it (applied, or to be applied: it is swept and
+    re-driven on its own). False when it was processed meanwhile."""
+    note = f"superseded by event {by.pk} ({by.action}, received later); not applied"
+    done = ObjectEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
+        processed_at=timezone.now(), note=note[:255]
+    )
+    if done:
+        logger.info("kb event %s superseded by event %s", event.pk, by.pk)
+    return bool(done)
+
+
+def object_event_error(event_id: int, *, error: str) -> None:
+    """Record why a try of an event failed (it stays unprocessed: the sweep re-drives it
+    while it has attempts left)."""
+    ObjectEvent.objects.filter(pk=event_id, processed_at__isnull=True).update(
+        last_error=error[:5000]
+    )
+
+
+# An unprocessed event is re-driven by the sweep once nothing happened to it for this long
+# (its task runs in seconds, or keeps it fresh every ~60 s while its source is busy), this
+# many times at most (then it is a dead letter in the admin), this many per sweep.
+OBJECT_EVENT_SWEEP_GRACE_SECONDS = 300.0
+OBJECT_EVENT_MAX_ATTEMPTS = 5
+OBJECT_EVENT_SWEEP_BATCH = 200
+
+
+def object_events_sweep(*, grace_seconds: float | None = None) -> int:
+    """Queue again the S3 events recorded but never processed: their task was lost (the
+    broker down when it was queued, the worker killed), its retries ran out, or its source
+    stayed busy for an hour. S3 and EventBridge do not deliver an event again once it was
+    answered (or deleted from SQS), so without this a document's update or deletion never
+    reached the knowledge base. Oldest first, at most ``OBJECT_EVENT_SWEEP_BATCH`` a run;
+    an event with a later one of its object is closed unapplied instead (superseded: the
+    later one decides); one queued ``OBJECT_EVENT_MAX_ATTEMPTS`` times already is given up
+    (``failed_at``, shown as failed in the admin for a supervisor to re-drive).
+    Idempotent (processing is). Returns how many were queued."""
+    from kombu.exceptions import KombuError
+
+    from knowledge.tasks import kb_object_event_task
+
+    grace = OBJECT_EVENT_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=grace)
+    pending = ObjectEvent.objects.filter(
+        Q(attempted_at__isnull=True) | Q(attempted_at__lt=cutoff),
+        processed_at__isnull=True,
+        failed_at__isnull=True,
+        received_at__lt=cutoff,
+    )
+    queued = 0
+    for event in pending.order_by("pk")[:OBJECT_EVENT_SWEEP_BATCH]:
+        if _object_event_settled(event):
+            continue
+        if event.attempts >= OBJECT_EVENT_MAX_ATTEMPTS:
+            reason = event.last_error or "its task never finished (lost, or its worker killed)"
+            ObjectEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
+                failed_at=now,
+                last_error=f"gave up after {event.attempts} re-drives: {reason}"[:5000],
+            )
+            logger.error("kb event %s not applied after %s re-drives", event.pk, event.attempts)
+            continue
+        try:
+            kb_object_event_task.delay(event.pk)
+        except KombuError:
+            logger.warning("kb event sweep: the broker is unreachable; next run goes on")
+            break
+        ObjectEvent.objects.filter(pk=event.pk).update(
+            attempts=F("attempts") + 1, attempted_at=timezone.now()
+        )
+        queued += 1
+    if queued:
+        logger.warning("kb event sweep: %s unprocessed S3 event(s) queued again", queued)
+    return queued
+
+
+def object_event_redrive(*, event: ObjectEvent, actor: Any) -> bool:
+    """A supervisor applies a failed event again (the sweep gave up on it), once what made
+    it fail is fixed (the bucket's permissions, the file): its attempts start again and it
+    is queued after the commit. The audit log says who. False when it had not failed
+    (processed, or re-driven meanwhile)."""
+    from knowledge.tasks import kb_object_event_task
+
+    with transaction.atomic():
+        updated = ObjectEvent.objects.filter(
+            pk=event.pk, processed_at__isnull=True, failed_at__isnull=False
+        ).update(failed_at=None, attempts=0, attempted_at=timezone.now())
+        if updated:
+            audit_log_record(
+                actor=actor,
+                action="kb_object_event.redrive",
+                object_type="knowledge.ObjectEvent",
+                object_id=event.pk,
+                details={"key": event.key[:300], "error": event.last_error[:500]},
+            )
+            transaction.on_commit(partial(kb_object_event_task.delay, event.pk))
+    return bool(updated)
 
 
 def s3_object_apply(
@@ -1183,8 +1319,9 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
     """Record parsed S3 events once each and queue their processing after commit; returns
     the newly recorded ones. An event received again that was recorded but never
     processed (its task was lost: the broker was down when it was queued, or its retries
-    ran out) is queued again: the sender's redelivery is its re-drive. Processing is
-    idempotent, and a processed event is never queued twice."""
+    ran out) is queued again at once (the event sweep would, a few minutes later:
+    ``object_events_sweep``; S3 rarely delivers an event twice). Processing is idempotent,
+    and a processed event is never queued twice."""
     from knowledge.tasks import kb_object_event_task
 
     recorded = []

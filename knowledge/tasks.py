@@ -57,16 +57,21 @@ def kb_sync_task(self: Any, job_id: int) -> int:
     time_limit=660,
 )
 def kb_object_event_task(self: Any, event_id: int, busy_tries: int = 0) -> None:
-    from knowledge.services import SourceBusy, object_event_process
+    from knowledge.services import SourceBusy, object_event_error, object_event_process
 
     try:
         object_event_process(event_id)
     except SourceBusy as exc:
         # The event goes in after the sync holding its source: a new task later, with a
-        # count of its own (the retries above are for errors). Still busy after an hour:
-        # the event stays unprocessed, and S3 delivering it again re-drives it.
+        # count of its own (the retries above are for errors). Still busy after an hour,
+        # like an event whose retries ran out or whose task was lost: it stays unprocessed
+        # with the reason, and the event sweep (kb_object_events_sweep_task) queues it
+        # again, a bounded number of times. S3 does not deliver an answered event again.
         if busy_tries >= BUSY_MAX_RETRIES:
             logger.error("kb event %s not applied after an hour: %s", event_id, exc.message)
+            object_event_error(
+                event_id, error=f"not applied: {exc.message} for an hour ({busy_tries + 1} tries)"
+            )
             return
         kb_object_event_task.apply_async(
             (event_id,), {"busy_tries": busy_tries + 1}, countdown=_busy_countdown()
@@ -91,6 +96,15 @@ def kb_jobs_sweep_task() -> int:
     from knowledge.services import jobs_sweep
 
     return jobs_sweep()
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def kb_object_events_sweep_task(grace_seconds: float | None = None) -> int:
+    """Beat (and on connecting to the broker, with no grace): queue again the S3 events
+    recorded but never processed, give up on those re-driven too often. Idempotent."""
+    from knowledge.services import object_events_sweep
+
+    return object_events_sweep(grace_seconds=grace_seconds)
 
 
 @shared_task(acks_late=True, max_retries=0, soft_time_limit=300, time_limit=330)

@@ -869,6 +869,12 @@ CELERY_BEAT_SCHEDULE["kb-jobs-sweep"] = {
     "task": "knowledge.tasks.kb_jobs_sweep_task",
     "schedule": KB_JOB_SWEEP_SECONDS,
 }
+# S3 events recorded but never processed (task lost, retries spent) are queued again
+# (docs/knowledge.md "S3 and events"); S3 does not deliver an answered event again.
+CELERY_BEAT_SCHEDULE["kb-object-events-sweep"] = {
+    "task": "knowledge.tasks.kb_object_events_sweep_task",
+    "schedule": 300.0,
+}
 
 # calls (call analytics)
 CALLS_TRANSCRIPTION_BACKEND = env.get_str("CALLS_TRANSCRIPTION_BACKEND", "local")

@@ -94,6 +94,7 @@ SUPERVISOR_PAGES = frozenset(
         "knowledge.knowledgesource",
         "knowledge.document",
         "knowledge.ingestionjob",
+        "knowledge.objectevent",
         "knowledge.suggestionfeedback",
         "routing.categoryteam",
         "routing.servicestatus",

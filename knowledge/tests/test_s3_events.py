@@ -293,8 +293,12 @@ def test_an_event_for_a_source_being_synced_goes_in_after_the_sync(
         response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
     assert (response.status_code, response.json()) == (202, {"received": 1, "new": 1})
     event = ObjectEvent.objects.get()
-    assert tries == [event.pk] * 3  # the first try and two later ones, then it waits for S3
+    assert tries == [event.pk] * 3  # the first try and two later ones, then the sweep's
+    event.refresh_from_db()
     assert event.processed_at is None
+    assert event.last_error == (
+        "not applied: source 'bucket-docs' is being synced by another process for an hour (3 tries)"
+    )
     assert not Document.objects.exists()
     assert not IngestionJob.objects.exists()  # nothing was started
 
@@ -339,3 +343,199 @@ def test_events_for_a_long_object_key_stay_apart(db):
         payload={},
     )
     assert again is None
+
+
+# --- the event sweep: events recorded but never processed ---------------------------------
+
+
+def _lost(api_client: Any, captured: Any, body: dict[str, Any]) -> ObjectEvent:
+    """Post an event whose task is never queued (the broker was down at the commit)."""
+    with captured(execute=False):
+        assert post_event(api_client, body).status_code == 202
+    return ObjectEvent.objects.latest("pk")
+
+
+def _deleted_body() -> dict[str, Any]:
+    return fixture_json("eventbridge_object_deleted.json")
+
+
+def test_an_event_whose_task_was_lost_is_queued_again_by_the_sweep(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks
+):
+    """S3 and EventBridge never deliver an answered event again: before, a lost task left
+    the document's update out of the knowledge base for good."""
+    from knowledge import tasks
+
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    event = _lost(
+        api_client,
+        django_capture_on_commit_callbacks,
+        fixture_json("eventbridge_object_created.json"),
+    )
+    assert event.processed_at is None
+    # within the grace (its task may still be on its way): left alone
+    assert tasks.kb_object_events_sweep_task.apply().get() == 0
+    assert not Document.objects.exists()
+
+    assert tasks.kb_object_events_sweep_task.apply(kwargs={"grace_seconds": 0}).get() == 1
+    event.refresh_from_db()
+    assert (event.processed_at is not None, event.attempts, event.note) == (True, 1, "")
+    assert Document.objects.get().external_id == "help/refunds.md"
+    # processed: never queued again
+    assert tasks.kb_object_events_sweep_task.apply(kwargs={"grace_seconds": 0}).get() == 0
+
+
+def test_the_sweep_applies_a_lost_update_then_delete_of_one_object_as_the_delete(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks
+):
+    """An upsert and a later delete of the same object, both lost: the upsert, applied
+    now, would read an object that is gone; the delete decides. The upsert is closed
+    unapplied with a note, the delete applied."""
+    from knowledge.services import object_events_sweep
+
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    with django_capture_on_commit_callbacks(execute=True):  # in the knowledge base
+        post_event(api_client, {**fixture_json("eventbridge_object_created.json"), "id": "v1"})
+    doc = Document.objects.get()
+    upsert = _lost(
+        api_client,
+        django_capture_on_commit_callbacks,
+        fixture_json("eventbridge_object_created.json"),
+    )
+    s3.delete_object(Bucket="kb-docs", Key="help/refunds.md")
+    delete = _lost(api_client, django_capture_on_commit_callbacks, _deleted_body())
+    assert (upsert.action, delete.action) == ("upsert", "delete")
+
+    assert object_events_sweep(grace_seconds=0) == 1
+    upsert.refresh_from_db()
+    delete.refresh_from_db()
+    assert upsert.processed_at is not None
+    assert upsert.note == f"superseded by event {delete.pk} (delete, received later); not applied"
+    assert upsert.job is None
+    assert (delete.processed_at is not None, delete.note) == (True, "")
+    doc.refresh_from_db()
+    assert doc.status == "deleted"
+
+
+def test_a_lost_delete_is_never_applied_after_a_later_upload_of_the_object(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks
+):
+    """The object was deleted (its event lost), then uploaded again (processed): the
+    re-driven delete would remove the live document."""
+    from knowledge.services import object_events_sweep
+
+    delete = _lost(api_client, django_capture_on_commit_callbacks, _deleted_body())
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 60 days.")
+    with django_capture_on_commit_callbacks(execute=True):
+        post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    delete.refresh_from_db()
+    assert delete.processed_at is not None
+    assert delete.note.startswith("superseded by event ")
+    assert object_events_sweep(grace_seconds=0) == 0
+    assert Document.objects.get().status == "active"
+
+
+def test_an_event_that_keeps_failing_is_re_driven_a_bounded_number_of_times_then_failed(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    from knowledge import services
+    from knowledge.backends.local import LocalBackend
+    from support.celery import app
+
+    monkeypatch.setitem(app.conf, "task_eager_propagates", False)  # as a worker: logged
+
+    def broken(self: Any, job: Any, *, key: str, action: str) -> None:
+        raise ValueError("the bucket refused the read")
+
+    monkeypatch.setattr(LocalBackend, "apply_object", broken)
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    with django_capture_on_commit_callbacks(execute=True):  # the first try fails
+        post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    event = ObjectEvent.objects.get()
+    assert (event.processed_at, event.attempts) == (None, 0)
+    assert event.last_error == "ValueError: the bucket refused the read"
+
+    for run in range(1, services.OBJECT_EVENT_MAX_ATTEMPTS + 1):
+        assert services.object_events_sweep(grace_seconds=0) == 1
+        event.refresh_from_db()
+        assert (event.attempts, event.failed_at) == (run, None)
+    assert services.object_events_sweep(grace_seconds=0) == 0  # gives up
+    event.refresh_from_db()
+    assert event.processed_at is None
+    assert event.failed_at is not None
+    assert event.last_error == (
+        "gave up after 5 re-drives: ValueError: the bucket refused the read"
+    )
+    assert services.object_events_sweep(grace_seconds=0) == 0  # and stays given up
+    assert IngestionJob.objects.filter(status="failed").count() == 6
+    assert not Document.objects.exists()
+
+
+def test_a_supervisor_re_drives_a_failed_event_from_the_admin(
+    s3, s3_source, supervisor, superuser, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+    from django.utils import timezone
+
+    from support.models import AuditLog
+
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    failed = ObjectEvent.objects.create(
+        event_key="eb:failed",
+        via="http",
+        bucket="kb-docs",
+        key="help/refunds.md",
+        action="upsert",
+        payload={"detail": {"requester": "123456789012", "source-ip-address": "10.1.2.3"}},
+        attempts=5,
+        failed_at=timezone.now(),
+        last_error="gave up after 5 re-drives: ValueError: the bucket refused the read",
+    )
+    pending = ObjectEvent.objects.create(
+        event_key="eb:pending", via="http", bucket="kb-docs", key="help/other.md"
+    )
+    browser = Client()
+    browser.force_login(supervisor)
+    listing = browser.get("/admin/knowledge/objectevent/?state=failed")
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert "the bucket refused the read" in page
+    assert "help/other.md" not in page
+    detail = browser.get(f"/admin/knowledge/objectevent/{failed.pk}/change/").content.decode()
+    assert "help/refunds.md" in detail
+    assert "10.1.2.3" not in detail  # the raw notification stays the superusers'
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post(
+            "/admin/knowledge/objectevent/",
+            {"action": "redrive", "_selected_action": [failed.pk, pending.pk]},
+        )
+    assert response.status_code == 302
+    failed.refresh_from_db()
+    pending.refresh_from_db()
+    assert failed.processed_at is not None
+    assert (failed.failed_at, failed.attempts) == (None, 0)
+    assert pending.processed_at is None  # not failed: the sweep's, left as it was
+    assert Document.objects.get().external_id == "help/refunds.md"
+    log = AuditLog.objects.get(action="kb_object_event.redrive")
+    assert (log.actor, log.object_id, log.object_type) == (
+        supervisor,
+        str(failed.pk),
+        "knowledge.ObjectEvent",
+    )
+
+    browser.force_login(superuser)
+    detail = browser.get(f"/admin/knowledge/objectevent/{failed.pk}/change/").content.decode()
+    assert "10.1.2.3" in detail
+
+
+def test_workers_sweep_events_on_connect_and_beat_every_five_minutes(settings: Any) -> None:
+    from support.celery import ON_CONNECT_TASKS
+
+    assert ("knowledge.tasks.kb_object_events_sweep_task", {"grace_seconds": 0}) in (
+        ON_CONNECT_TASKS
+    )
+    assert settings.CELERY_BEAT_SCHEDULE["kb-object-events-sweep"] == {
+        "task": "knowledge.tasks.kb_object_events_sweep_task",
+        "schedule": 300.0,
+    }

@@ -429,6 +429,7 @@ def test_the_beat_runs_one_sweep_and_leases_outlive_the_attempt_task() -> None:
         "channels-outbound-sweep",
         "delivery-sweep",
         "kb-jobs-sweep",
+        "kb-object-events-sweep",
         "outbox-relay-sweep",
         "routing-sweep",
     ]
