@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("tickets", "0009_ticket_created_by"),
+        ("tickets", "0010_ticket_team_protect"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
