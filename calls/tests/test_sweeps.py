@@ -193,3 +193,20 @@ def test_pipeline_sweep_sends_the_case_of_an_analysed_call_left_unsent(
         )
     # A Case still being delivered (or a dead letter) belongs to the delivery engine.
     assert set(services.call_pipelines_stalled()) == {unsent, sent_again}
+
+
+def test_a_case_already_sent_with_the_same_fields_makes_the_call_synced(
+    salesforce: Any,
+) -> None:
+    from calls.models import CallAnalytics
+
+    call = _call("resent", "analysed", 0)
+    CallAnalytics.objects.create(call=call, produced_by="local", call_summary="Refund asked.")
+    delivery = services.call_salesforce_case(call_id=call.pk)
+    assert delivery is not None
+    Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.SUCCEEDED)
+    # The chain again (the sweep, a re-run): nothing new to send, and the Case holds it.
+    assert services.call_salesforce_case(call_id=call.pk) == delivery
+    call.refresh_from_db()
+    assert call.pipeline_status == PipelineStatus.SYNCED
+    assert Delivery.objects.count() == 1
