@@ -22,6 +22,7 @@ from django.db.models import Count
 from prometheus_client.core import Metric
 
 from calls.models import Call, CallAnalytics, CallEvent, EventStatus, PipelineStatus
+from calls.services.sweeps import call_pipelines_stalled
 from calls.transcription import BDA_FAILURE
 from support.metrics import gauge, window_start
 
@@ -61,6 +62,15 @@ def call_metrics() -> Iterator[Metric]:
     for row in started.values("pipeline_status").annotate(n=Count("pk")).order_by():
         calls.add_metric([row["pipeline_status"]], row["n"])
     yield calls
+
+    # A level, like the dead letters: calls the pipeline sweep restarts (a lost chain).
+    stalled = gauge(
+        "calls_stalled",
+        "Calls left in a non-final pipeline status past the sweep's threshold, whose chain "
+        "was lost; the pipeline sweep (beat calls-pipeline-sweep) starts them again.",
+    )
+    stalled.add_metric([], call_pipelines_stalled().count())
+    yield stalled
 
     analytics = gauge(
         "call_analytics",

@@ -161,6 +161,15 @@ def expand(body: Any) -> list[dict[str, Any] | RecordError]:
             except RecordError as exc:
                 kout.append(exc)
         return kout
+    if (
+        isinstance(records, list)
+        and len(records) > 1
+        and isinstance(records[0], dict)
+        and records[0].get("eventSource") == "aws:s3"
+    ):
+        # An S3 notification may carry several objects: one record each (each its own
+        # key and event, applied on its own), never the first alone.
+        return [{**body, "Records": [rec]} for rec in records]
     if body.get("Type") == "Notification" and isinstance(body.get("Message"), str):
         try:
             return expand(json_loads(body["Message"], what="The SNS Message"))

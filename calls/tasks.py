@@ -5,20 +5,52 @@ from __future__ import annotations
 import logging
 
 from celery import chain, shared_task
+from celery.exceptions import MaxRetriesExceededError
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from calls import services
 from calls.models import Call, PipelineStatus
+from calls.services.sweeps import TRANSCRIBE_POLLS
 from support.errors import PermanentError, RetryableError
 from support.outbound import backoff_seconds
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, max_retries=3, soft_time_limit=30, time_limit=60)
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=3,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+    soft_time_limit=30,
+    time_limit=60,
+)
 def call_event_process_task(event_id: int) -> str:
+    """Apply one recorded event. The database going away (a restart, a failover) is
+    retried with backoff; anything else that is not the record's fault (retries running
+    out, a time limit, a killed worker) leaves the event ``received``, and the beat sweep
+    (``call_events_sweep_task``) queues it again."""
     return services.call_event_process(event_id=event_id)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def call_events_sweep_task(stale_seconds: float | None = None) -> int:
+    """Every minute (beat ``calls-events-sweep``) and on each broker connection (0):
+    call events still ``received`` whose processing was lost. Idempotent."""
+    if stale_seconds is None:
+        return services.call_events_sweep()
+    return services.call_events_sweep(stale_seconds=stale_seconds)
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def call_pipelines_sweep_task() -> int:
+    """Every few minutes (beat ``calls-pipeline-sweep``): restart the chain of calls left
+    in a non-final pipeline status (their chain was lost). Idempotent."""
+    return services.call_pipelines_sweep()
 
 
 def call_pipeline_start(call_id: int) -> None:
@@ -45,7 +77,9 @@ def _fail(call_id: int, exc: Exception) -> None:
     )
 
 
-@shared_task(bind=True, acks_late=True, max_retries=120, soft_time_limit=60, time_limit=90)
+@shared_task(
+    bind=True, acks_late=True, max_retries=TRANSCRIBE_POLLS, soft_time_limit=60, time_limit=90
+)
 def call_transcribe_task(self, call_id: int) -> str:  # type: ignore[no-untyped-def]
     try:
         state = services.call_transcribe(call_id=call_id)
@@ -58,7 +92,21 @@ def call_transcribe_task(self, call_id: int) -> str:  # type: ignore[no-untyped-
         _fail(call_id, exc)
         return "failed"
     if state == "pending":
-        raise self.retry(countdown=settings.CALLS_TRANSCRIBE_POLL_SECONDS)
+        try:
+            raise self.retry(countdown=settings.CALLS_TRANSCRIBE_POLL_SECONDS)
+        except MaxRetriesExceededError:
+            # The polls ran out: the call would stay "transcribing" with nothing moving it.
+            polls = self.max_retries
+            minutes = polls * settings.CALLS_TRANSCRIBE_POLL_SECONDS / 60
+            _fail(
+                call_id,
+                RuntimeError(
+                    f"Still transcribing after {polls} polls ({minutes:g} minutes): the "
+                    "transcription job did not finish; a new recording or result, or the "
+                    'admin\'s "Re-run the pipeline", asks for it again.'
+                ),
+            )
+            return "failed"
     return state
 
 

@@ -908,6 +908,16 @@ SALESFORCE_MAX_ATTEMPTS = env.get_int("SALESFORCE_MAX_ATTEMPTS", 8)
 # Cases and Tasks are upserted by this External ID field (create it on both objects): a
 # retry after a timeout updates the record instead of creating a second one.
 SALESFORCE_EXTERNAL_ID_FIELD = env.get_str("SALESFORCE_EXTERNAL_ID_FIELD", "Support_Desk_Id__c")
+# The calls app's backstops (docs/calls.md "When a task or chain is lost"): call events
+# still received two minutes after they came, and pipelines left in a non-final status.
+CELERY_BEAT_SCHEDULE["calls-events-sweep"] = {
+    "task": "calls.tasks.call_events_sweep_task",
+    "schedule": 60.0,
+}
+CELERY_BEAT_SCHEDULE["calls-pipeline-sweep"] = {
+    "task": "calls.tasks.call_pipelines_sweep_task",
+    "schedule": 300.0,
+}
 CELERY_BEAT_SCHEDULE["calls-agent-alerts"] = {
     "task": "calls.tasks.agent_alerts_sweep_task",
     "schedule": 30.0,

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
@@ -137,7 +138,14 @@ class SnsIntakeApi(APIView):
                     external_id=str(message.get("MessageId")),
                     defaults={"payload": message, "status": EventStatus.PROCESSED},
                 )
-            if created and kind == "SubscriptionConfirmation":
+                # SNS retries a confirmation we answered 502 with the same MessageId: a
+                # failed one is tried again (one conditional update: one retry at a time).
+                retried = not created and bool(
+                    CallEvent.objects.filter(pk=event.pk, status=EventStatus.FAILED).update(
+                        status=EventStatus.PROCESSED, error="", updated_at=timezone.now()
+                    )
+                )
+            if (created or retried) and kind == "SubscriptionConfirmation":
                 try:
                     sns.confirm_subscription(message)
                 except sns.SnsVerificationError as exc:

@@ -13,6 +13,7 @@ it is defined and looked up (e.g. ``calls.services.agents``), not here.
 - ``ivr``: IVR journeys and escalations.
 - ``salesforce``: the Case and Task records, through the delivery engine.
 - ``agents``: agent states and alerts (SNS through the delivery engine).
+- ``sweeps``: the backstops for call events and pipelines whose task or chain was lost.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ from calls.services.salesforce import (
     salesforce_record_send,
     salesforce_target_kind,
 )
+from calls.services.sweeps import (
+    call_events_sweep,
+    call_pipelines_stalled,
+    call_pipelines_sweep,
+)
 
 __all__ = [
     "SALESFORCE_KIND",
@@ -72,8 +78,11 @@ __all__ = [
     "call_event_process",
     "call_event_redrive",
     "call_events_intake",
+    "call_events_sweep",
     "call_journey_assess",
     "call_pipeline_schedule",
+    "call_pipelines_stalled",
+    "call_pipelines_sweep",
     "call_record_ingest",
     "call_recording_notified",
     "call_salesforce_case",

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils import timezone
 
 from calls.models import (
     Call,
@@ -24,6 +25,7 @@ from support.delivery.models import Delivery
 from support.delivery.registry import Change, DeliveryChange, Schedule, SendResult, TargetKind
 from support.delivery.selectors import deliveries_for_subject
 from support.delivery.services import delivery_enqueue
+from support.models import DeliveryStatus
 from support.redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,12 @@ def call_salesforce_case(*, call_id: int) -> Delivery | None:
     if latest is None:
         key = external_id
     elif latest.payload.get("fields") == fields:
+        if latest.status == DeliveryStatus.SUCCEEDED:
+            # Nothing new to send and the Case holds these fields: synced (else the call
+            # would stay "analysed" and the pipeline sweep start it again and again).
+            Call.objects.filter(pk=call.pk, pipeline_status=PipelineStatus.ANALYSED).update(
+                pipeline_status=PipelineStatus.SYNCED, pipeline_error="", updated_at=timezone.now()
+            )
         return latest
     else:
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()

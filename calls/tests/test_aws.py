@@ -283,6 +283,52 @@ def test_sns_subscription_confirmation(api_client, aws, signer, django_capture_o
     assert CallEvent.objects.get().status == EventStatus.PROCESSED
 
 
+def test_sns_subscription_confirmation_retried_after_a_failure(
+    api_client, aws, signer, django_capture_on_commit_callbacks, monkeypatch
+):
+    """A confirmation answered 502 (its SubscribeURL failed) is tried again when SNS
+    retries the same message, instead of being answered 200 with nothing confirmed."""
+    subscribe_url = (
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=x&Token=def"
+    )
+    message = signer(
+        {
+            "Type": "SubscriptionConfirmation",
+            "MessageId": "5f1c1a52-6a1e-4a51-9d5f-3e1c3c0b9f10",
+            "Token": "def",
+            "TopicArn": TOPIC,
+            "Message": "You have chosen to subscribe...",
+            "SubscribeURL": subscribe_url,
+            "Timestamp": sns_now(),
+        }
+    )
+    fake = signer.http
+    real_get = fake.get
+
+    def down(url: str) -> bytes:
+        if url == subscribe_url:
+            fake.urls.append(url)
+            raise requests.ConnectionError("connection reset")
+        return real_get(url)
+
+    monkeypatch.setattr(fake, "get", down)
+    response = post_sns(api_client, message, django_capture_on_commit_callbacks)
+    assert response.status_code == 502
+    assert CallEvent.objects.get().status == EventStatus.FAILED
+
+    monkeypatch.setattr(fake, "get", real_get)
+    response = post_sns(api_client, message, django_capture_on_commit_callbacks)
+    assert response.status_code == 200
+    assert fake.urls.count(subscribe_url) == 2  # confirmed on the retry
+    event = CallEvent.objects.get()
+    assert (event.status, event.error) == (EventStatus.PROCESSED, "")
+
+    # A third delivery of a confirmed message confirms nothing again.
+    response = post_sns(api_client, message, django_capture_on_commit_callbacks)
+    assert response.status_code == 200
+    assert fake.urls.count(subscribe_url) == 2
+
+
 @pytest.mark.parametrize(
     ("timestamp", "accepted"),
     [

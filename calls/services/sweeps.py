@@ -1,0 +1,135 @@
+"""The two backstops of the calls app: call events whose processing was lost, and call
+pipelines whose chain was lost. Each is run by the beat (and the first on each broker
+connection, ``support.celery.ON_CONNECT_TASKS``), bounded per run, and idempotent."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from calls.models import Call, CallEvent, EventStatus, PipelineStatus
+from calls.services.salesforce import SALESFORCE_KIND
+from support.delivery.models import Delivery
+from support.models import DeliveryStatus
+
+logger = logging.getLogger(__name__)
+
+#: A call event is normally applied within seconds of being recorded (its task is queued
+#: after the commit); one still ``received`` after this long lost its task.
+EVENTS_SWEEP_STALE_SECONDS = 120.0
+EVENTS_SWEEP_BATCH = 500
+
+#: A pipeline step normally moves the call on within minutes (analysis retries included);
+#: a call in a non-final status not updated for this long lost its chain. A call being
+#: transcribed is given the whole polling window on top (``TRANSCRIBE_POLLS``).
+PIPELINE_SWEEP_STALE_SECONDS = 900.0
+PIPELINE_SWEEP_BATCH = 100
+#: How many times ``call_transcribe_task`` asks a running transcription job for its result.
+TRANSCRIBE_POLLS = 120
+
+
+def call_events_sweep(*, stale_seconds: float = EVENTS_SWEEP_STALE_SECONDS) -> int:
+    """Queue again the processing of call events still ``received`` ``stale_seconds``
+    after they were recorded (oldest first, at most ``EVENTS_SWEEP_BATCH``): their task
+    failed (the database went away past its retries, a time limit, a killed worker) or
+    was never queued (the broker was down after the commit). The sender had its 2xx and
+    will not send again. ``call_event_process`` claims the event (row lock, then status
+    ``received`` checked), so an event processed twice at once is applied once. Returns
+    how many were queued."""
+    from calls.services.intake import _schedule_events
+
+    stale = timezone.now() - timedelta(seconds=stale_seconds)
+    ids = list(
+        CallEvent.objects.filter(status=EventStatus.RECEIVED, created_at__lt=stale)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)[:EVENTS_SWEEP_BATCH]
+    )
+    if ids:
+        _schedule_events(ids)
+        logger.warning("%d received call event(s) queued again by the sweep", len(ids))
+    return len(ids)
+
+
+def _transcribing_stale_seconds() -> float:
+    return PIPELINE_SWEEP_STALE_SECONDS + TRANSCRIBE_POLLS * settings.CALLS_TRANSCRIBE_POLL_SECONDS
+
+
+def call_pipelines_stalled(now: datetime | None = None) -> QuerySet[Call]:
+    """Calls whose pipeline stopped short of a final status with nothing to move it on
+    (see ``call_pipelines_sweep``)."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=PIPELINE_SWEEP_STALE_SECONDS)
+    polled_out = now - timedelta(seconds=_transcribing_stale_seconds())
+    # received: only calls whose chain was started (a contact trace record or a recording
+    # notification was applied); a call known from contact events alone, or a result
+    # that came before its record, waits for the record.
+    started = ~Q(raw={}) | ~Q(s3_input_uri="")
+    has_input = ~Q(s3_output_uri="")
+    if settings.CALLS_TRANSCRIPTION_BACKEND != "local":
+        has_input |= ~Q(s3_input_uri="") | ~Q(recording_location="")
+    condition = (
+        Q(pipeline_status=PipelineStatus.RECEIVED, updated_at__lt=stale) & started
+        | Q(pipeline_status=PipelineStatus.TRANSCRIBED, updated_at__lt=stale)
+        | Q(pipeline_status=PipelineStatus.TRANSCRIBING, updated_at__lt=polled_out)
+        # What it waited for came (a result, a recording) but its chain was lost.
+        | Q(pipeline_status=PipelineStatus.AWAITING_RECORDING, updated_at__lt=stale) & has_input
+    )
+    if settings.SALESFORCE_ENABLED:
+        # analysed is final while Salesforce is off. With it on, a Case delivery still
+        # open or dead belongs to the delivery engine (and to staff, as a dead letter).
+        case_owned = Delivery.objects.filter(
+            target_kind=SALESFORCE_KIND,
+            subject_type="call",
+            subject_id=Cast(OuterRef("pk"), output_field=Delivery._meta.get_field("subject_id")),
+            payload__sobject="Case",
+        ).exclude(status=DeliveryStatus.SUCCEEDED)
+        condition |= Q(pipeline_status=PipelineStatus.ANALYSED, updated_at__lt=stale) & ~Q(
+            Exists(case_owned)
+        )
+    return Call.objects.filter(condition)
+
+
+def call_pipelines_sweep() -> int:
+    """Start the chain again (``call_pipeline_start``) of calls left in a non-final
+    pipeline status past ``PIPELINE_SWEEP_STALE_SECONDS`` (a call being transcribed: past
+    the polling window too), oldest first, at most ``PIPELINE_SWEEP_BATCH`` a run: the
+    chain was never queued (the broker was down at the commit), a worker was killed, or a
+    step's retries ran out on an error that is not the call's fault. Every step is
+    idempotent and resumes where the call stopped; the thresholds are longer than a
+    running chain leaves a call unchanged, so a chain still running is not doubled. Each
+    call restarted has its ``updated_at`` touched: the next run leaves it alone for the
+    same period. Returns how many were restarted (logged; ``support_calls_stalled`` on
+    ``/metrics`` counts those waiting)."""
+    with transaction.atomic():
+        ids = list(
+            call_pipelines_stalled()
+            .select_for_update(skip_locked=True)
+            .order_by("updated_at", "id")
+            .values_list("id", flat=True)[:PIPELINE_SWEEP_BATCH]
+        )
+        if not ids:
+            return 0
+        Call.objects.filter(pk__in=ids).update(updated_at=timezone.now())
+        transaction.on_commit(lambda: _pipelines_start(ids))
+    logger.warning(
+        "%d call pipeline(s) left in a non-final status restarted by the sweep: %s",
+        len(ids),
+        ids,
+    )
+    return len(ids)
+
+
+def _pipelines_start(ids: list[int]) -> None:
+    from calls.tasks import call_pipeline_start
+
+    for pk in ids:
+        try:
+            call_pipeline_start(pk)
+        except Exception:  # noqa: BLE001 - the broker down: the next run tries again
+            logger.warning("The sweep could not restart the pipeline of call %s", pk)

@@ -1,0 +1,212 @@
+"""Nothing received is lost when a task or a chain is: call events whose processing
+failed, pipelines left in a non-final status."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from calls import services, tasks
+from calls.models import Call, CallEvent, EventStatus, PipelineStatus
+from support.delivery.models import Delivery
+from support.models import DeliveryStatus
+
+pytestmark = pytest.mark.django_db
+
+CONTACT = "11111111-2222-3333-4444-555555555555"
+
+
+def contact_event(event_id: str = "evt-1", contact: str = CONTACT) -> bytes:
+    return json.dumps(
+        {
+            "version": "0",
+            "id": event_id,
+            "detail-type": "Amazon Connect Contact Event",
+            "source": "aws.connect",
+            "time": "2026-11-01T10:00:00Z",
+            "detail": {
+                "eventType": "INITIATED",
+                "contactId": contact,
+                "channel": "VOICE",
+                "initiationMethod": "INBOUND",
+                "initiationTimestamp": "2026-11-01T10:00:00Z",
+            },
+        }
+    ).encode()
+
+
+def age(model: Any, pk: int, seconds: float, field: str = "updated_at") -> None:
+    model.objects.filter(pk=pk).update(**{field: timezone.now() - timedelta(seconds=seconds)})
+
+
+# --- call events ----------------------------------------------------------------------------
+
+
+def test_call_event_processing_retries_when_the_database_goes_away(calls_settings: Any) -> None:
+    (event_id,) = services.call_events_intake(body=contact_event(), schedule=False).accepted
+    with mock.patch(
+        "calls.services.intake._apply",
+        side_effect=[OperationalError("failover"), EventStatus.PROCESSED],
+    ) as apply:
+        result = tasks.call_event_process_task.apply(args=(event_id,), throw=False)
+    assert result.state == "SUCCESS"
+    assert apply.call_count == 2
+    assert CallEvent.objects.get(pk=event_id).status == EventStatus.PROCESSED
+
+
+def test_call_event_left_received_after_a_task_failure_is_swept(calls_settings: Any) -> None:
+    (event_id,) = services.call_events_intake(body=contact_event(), schedule=False).accepted
+    (fresh_id,) = services.call_events_intake(
+        body=contact_event("evt-2", "22222222-2222-3333-4444-555555555555"), schedule=False
+    ).accepted
+    with mock.patch("calls.services.intake._apply", side_effect=OperationalError("failover")):
+        # The last retry (its backoff tested above).
+        result = tasks.call_event_process_task.apply(args=(event_id,), retries=3, throw=False)
+    assert result.state == "FAILURE"  # its retries ran out: the event is still received
+    assert CallEvent.objects.get(pk=event_id).status == EventStatus.RECEIVED
+    age(CallEvent, event_id, 121, "created_at")
+
+    with mock.patch.object(tasks.call_event_process_task, "delay") as delay:
+        assert services.call_events_sweep() == 1
+    delay.assert_called_once_with(event_id)  # the fresh one is left to its own task
+    tasks.call_event_process_task.apply(args=(event_id,))
+    assert CallEvent.objects.get(pk=event_id).status == EventStatus.PROCESSED
+    assert Call.objects.filter(contact_id=CONTACT).exists()
+
+    # Processed: never swept again; on connect (0) the fresh one is taken too.
+    with mock.patch.object(tasks.call_event_process_task, "delay") as delay:
+        assert services.call_events_sweep(stale_seconds=0) == 1
+    delay.assert_called_once_with(fresh_id)
+    # Applied twice (the sweep and a late task): the event is claimed, applied once.
+    assert services.call_event_process(event_id=event_id) == EventStatus.PROCESSED
+
+
+def test_the_call_events_sweep_runs_on_beat_and_on_connect() -> None:
+    from support.celery import ON_CONNECT_TASKS
+
+    entry = settings.CELERY_BEAT_SCHEDULE["calls-events-sweep"]
+    assert entry == {"task": "calls.tasks.call_events_sweep_task", "schedule": 60.0}
+    assert ("calls.tasks.call_events_sweep_task", {"stale_seconds": 0}) in ON_CONNECT_TASKS
+    entry = settings.CELERY_BEAT_SCHEDULE["calls-pipeline-sweep"]
+    assert entry == {"task": "calls.tasks.call_pipelines_sweep_task", "schedule": 300.0}
+    retried = getattr(tasks.call_event_process_task, "autoretry_for", ())
+    assert retried == (OperationalError, InterfaceError)
+
+
+# --- pipelines ------------------------------------------------------------------------------
+
+
+def test_call_pipeline_failed_with_a_reason_when_polls_run_out(calls_settings: Any) -> None:
+    calls_settings.CALLS_TRANSCRIBE_POLL_SECONDS = 30
+    call = Call.objects.create(
+        contact_id="c-poll-1", pipeline_status="transcribing", transcription_job="job-1"
+    )
+    with mock.patch("calls.services.call_transcribe", return_value="pending"):
+        result = tasks.call_transcribe_task.apply(args=(call.pk,), retries=120, throw=False)
+    assert (result.state, result.result) == ("SUCCESS", "failed")
+    call.refresh_from_db()
+    assert call.pipeline_status == PipelineStatus.FAILED
+    assert call.pipeline_error.startswith("Still transcribing after 120 polls (60 minutes)")
+
+
+def _call(contact: str, status: str, stale: float, **fields: Any) -> Call:
+    call = Call.objects.create(contact_id=contact, pipeline_status=status, **fields)
+    age(Call, call.pk, stale)
+    return call
+
+
+def test_pipeline_sweep_restarts_calls_whose_chain_was_lost(
+    calls_settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    calls_settings.CALLS_TRANSCRIBE_POLL_SECONDS = 30
+    old, window = 901, 901 + 120 * 30
+    ctr = {"ContactId": "x"}
+    lost = [
+        _call("received-ctr", "received", old, raw=ctr),
+        _call("received-note", "received", old, s3_input_uri="s3://b/a.wav"),
+        _call("transcribed", "transcribed", old),
+        _call("transcribing-long", "transcribing", window, transcription_job="j1"),
+        _call("awaiting-result", "awaiting_recording", old, s3_output_uri="s3://b/r.json"),
+    ]
+    kept = [
+        _call("received-fresh", "received", 60, raw=ctr),
+        _call("received-events-only", "received", old),  # waits for its record
+        _call("transcribing-polling", "transcribing", old, transcription_job="j2"),
+        _call("awaiting", "awaiting_recording", old),
+        _call("analysed", "analysed", old),  # final while Salesforce is off
+        _call("synced", "synced", old),
+        _call("failed", "failed", old),
+        _call("none", "no_recording", old),
+    ]
+    assert set(services.call_pipelines_stalled()) == set(lost)
+    with (
+        mock.patch("calls.tasks.call_pipeline_start") as start,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert services.call_pipelines_sweep() == len(lost)
+    assert sorted(c.args[0] for c in start.call_args_list) == sorted(c.pk for c in lost)
+    assert kept  # (left alone above)
+
+    # Restarted: left alone for the same period; a chain that runs moves the call on.
+    with (
+        mock.patch("calls.tasks.call_pipeline_start") as start,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert services.call_pipelines_sweep() == 0
+    start.assert_not_called()
+
+
+def test_pipeline_sweep_runs_the_chain_to_the_end(
+    calls_settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from calls.tests.conftest import load, place_result
+
+    place_result("lost-chain", "transcribe.json", load("transcribe_billing.json"))
+    call = _call("lost-chain", "received", 901, raw={"ContactId": "lost-chain"})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.call_pipelines_sweep() == 1
+    call.refresh_from_db()
+    assert call.pipeline_status == PipelineStatus.ANALYSED
+
+
+def test_pipeline_sweep_sends_the_case_of_an_analysed_call_left_unsent(
+    salesforce: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    unsent = _call("unsent", "analysed", 901)
+    pending = _call("pending", "analysed", 901)
+    sent_again = _call("sent", "analysed", 901)
+    for call, status in ((pending, DeliveryStatus.PENDING), (sent_again, "succeeded")):
+        Delivery.objects.create(
+            target_kind="salesforce",
+            idempotency_key=f"case:{call.contact_id}",
+            subject_type="call",
+            subject_id=str(call.pk),
+            payload={"sobject": "Case", "fields": {}},
+            status=status,
+        )
+    # A Case still being delivered (or a dead letter) belongs to the delivery engine.
+    assert set(services.call_pipelines_stalled()) == {unsent, sent_again}
+
+
+def test_a_case_already_sent_with_the_same_fields_makes_the_call_synced(
+    salesforce: Any,
+) -> None:
+    from calls.models import CallAnalytics
+
+    call = _call("resent", "analysed", 0)
+    CallAnalytics.objects.create(call=call, produced_by="local", call_summary="Refund asked.")
+    delivery = services.call_salesforce_case(call_id=call.pk)
+    assert delivery is not None
+    Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.SUCCEEDED)
+    # The chain again (the sweep, a re-run): nothing new to send, and the Case holds it.
+    assert services.call_salesforce_case(call_id=call.pk) == delivery
+    call.refresh_from_db()
+    assert call.pipeline_status == PipelineStatus.SYNCED
+    assert Delivery.objects.count() == 1
