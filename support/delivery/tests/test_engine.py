@@ -422,9 +422,11 @@ def test_the_beat_runs_one_sweep_and_leases_outlive_the_attempt_task() -> None:
     assert ATTEMPT_TIME_LIMIT < django_settings.DELIVERY_LEASE_SECONDS
     sweeps = [name for name in django_settings.CELERY_BEAT_SCHEDULE if "sweep" in name]
     # one delivery sweep for every kind; the others sweep inbound events, replies left with
-    # no delivery at all, knowledge jobs a killed worker left, the outbox and tickets left
-    # unrouted
+    # no delivery at all, call events and call pipelines a lost task left, knowledge jobs
+    # and S3 events a killed worker left, the outbox and tickets left unrouted
     assert sorted(sweeps) == [
+        "calls-events-sweep",
+        "calls-pipeline-sweep",
         "channels-inbound-sweep",
         "channels-outbound-sweep",
         "delivery-sweep",
