@@ -423,9 +423,10 @@ def test_the_beat_runs_one_sweep_and_leases_outlive_the_attempt_task() -> None:
     sweeps = [name for name in django_settings.CELERY_BEAT_SCHEDULE if "sweep" in name]
     # one delivery sweep for every kind; the others sweep inbound events, replies left with
     # no delivery at all, knowledge jobs a killed worker left, the outbox and tickets left
-    # unrouted
+    # unrouted, and media downloads nobody fetched
     assert sorted(sweeps) == [
         "channels-inbound-sweep",
+        "channels-media-sweep",
         "channels-outbound-sweep",
         "delivery-sweep",
         "kb-jobs-sweep",
