@@ -11,6 +11,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from channels_app import services
+from channels_app.services.media import media_error_words
 from channels_app.services.staged_uploads import staged_uploads_purge
 from support.errors import PermanentError, RetryableError
 
@@ -149,16 +150,50 @@ def outbound_replies_sweep_task(stale_seconds: float | None = None) -> int:
 
 @shared_task(bind=True, acks_late=True, max_retries=5, soft_time_limit=120, time_limit=180)
 def attachment_download_task(self, attachment_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Fetch and store a referenced attachment (idempotent: only a ``pending`` one, one
+    task at a time). A retryable failure is tried again with backoff; a permanent one, or
+    the last retry's, marks the attachment ``failed`` with the reason (the message stays).
+    A failure that cannot even be recorded (the database gone) leaves it ``pending`` for
+    the media sweep."""
     try:
         services.attachment_download(attachment_id=attachment_id)
-    except RetryableError as exc:
-        if self.app.conf.task_always_eager:
-            logger.warning("Media download %s failed: %s", attachment_id, exc)
-            return
-        countdown = min(600.0, 5.0 * 2**self.request.retries)
-        raise self.retry(countdown=countdown, exc=exc) from exc
     except PermanentError as exc:
-        logger.warning("Media download %s failed for good: %s", attachment_id, exc)
+        services.attachment_download_give_up(attachment_id=attachment_id, exc=exc)
+    except Exception as exc:  # retryable, or unexpected (the task boundary): bounded retries
+        unexpected = not isinstance(exc, RetryableError)
+        if unexpected:
+            logger.exception("Media download of attachment %s failed", attachment_id)
+        if self.request.retries >= self.max_retries:  # the last attempt
+            services.attachment_download_give_up(
+                attachment_id=attachment_id,
+                exc=exc if not unexpected else RetryableError(_unexpected_words(exc)),
+                attempts=self.request.retries + 1,
+            )
+            return
+        if self.app.conf.task_always_eager:
+            if unexpected:
+                raise
+            logger.warning("Media download %s failed: %s", attachment_id, media_error_words(exc))
+            return  # left pending: the media sweep queues it again
+        countdown = min(600.0, 5.0 * 2**self.request.retries)
+        if isinstance(exc, RetryableError) and exc.retry_after:
+            countdown = max(countdown, exc.retry_after)
+        raise self.retry(countdown=countdown, exc=exc) from exc
+
+
+def _unexpected_words(exc: BaseException) -> str:
+    """An unexpected failure, in words: its kind only (its message may say anything)."""
+    return f"an unexpected error ({type(exc).__name__})"
+
+
+@shared_task(soft_time_limit=60, time_limit=90)
+def attachment_downloads_sweep_task(stale_seconds: float | None = None) -> int:
+    """Every minute (beat ``channels-media-sweep``) and on each broker connection (0):
+    pending downloads nobody is fetching are queued again, those whose channel reference
+    expired are marked failed. Idempotent."""
+    if stale_seconds is None:
+        return services.attachment_downloads_sweep()
+    return services.attachment_downloads_sweep(stale_seconds=stale_seconds)
 
 
 @shared_task(soft_time_limit=60, time_limit=90)

@@ -25,6 +25,7 @@ ON_CONNECT_TASKS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("channels_app.tasks.inbound_event_sweep_task", {"stale_seconds": 0}),
     ("channels_app.tasks.outbound_replies_sweep_task", {"stale_seconds": 0}),
     ("calls.tasks.call_events_sweep_task", {"stale_seconds": 0}),
+    ("channels_app.tasks.attachment_downloads_sweep_task", {"stale_seconds": 0}),
     ("support.delivery.tasks.delivery_sweep_task", {"grace_seconds": 0}),
     ("support.tasks.outbox_relay_task", {}),
     ("knowledge.tasks.kb_object_events_sweep_task", {"grace_seconds": 0}),

@@ -454,8 +454,16 @@ class AttachmentAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     whoever may see this ticket."""
 
     visible_through = ("",)
-    list_display = ("filename", "kind", "content_type", "size", "message", "created_at")
-    list_filter = ("kind",)
+    list_display = (
+        "filename",
+        "kind",
+        "content_type",
+        "size",
+        "download_status",
+        "message",
+        "created_at",
+    )
+    list_filter = ("kind", "download_status")
     raw_id_fields = ("message",)
     # The stored file's own URL (``/media/...``, or a bare S3 URL) is not served: files
     # go out through the download view, which checks who asks and sets a safe disposition.

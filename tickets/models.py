@@ -430,6 +430,22 @@ def attachment_path(instance: Attachment, filename: str) -> str:
     return f"attachments/{instance.message.ticket_id}/{uuid.uuid4().hex}/{name}"
 
 
+class DownloadStatus(models.TextChoices):
+    """Where an attachment's file is: ``stored`` (ours, or nothing to fetch), ``pending``
+    (a reference a channel gave, its download queued or to be re-queued by the media
+    sweep), ``failed`` (it will not come: ``download_error`` says why)."""
+
+    PENDING = "pending", "Downloading"
+    STORED = "stored", "Stored"
+    FAILED = "failed", "Could not be downloaded"
+
+
+#: ``Attachment.download_error`` of a channel's file that came with no address at all.
+NOTHING_TO_FETCH = "the channel gave no address to download it from"
+#: The longest ``Attachment.download_error`` (words: never a URL with its signature).
+DOWNLOAD_ERROR_MAX_CHARS = 500
+
+
 class Attachment(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
     file = models.FileField(upload_to=attachment_path, max_length=500, blank=True)
@@ -441,7 +457,27 @@ class Attachment(models.Model):
     )
     external_url = models.URLField(max_length=1000, blank=True)
     external_media_id = models.CharField(max_length=255, blank=True)
+    # A channel's file is recorded by reference and fetched after commit
+    # (channels_app.services.media): the default is what a file stored at once is, so
+    # adding the column cost nothing on a large table.
+    download_status = models.CharField(
+        max_length=8, choices=DownloadStatus.choices, default=DownloadStatus.STORED
+    )
+    download_error = models.CharField(max_length=DOWNLOAD_ERROR_MAX_CHARS, blank=True)
+    # When a download was last started or queued by the media sweep: the sweep leaves a
+    # pending attachment alone for a while after it (a download in progress or queued).
+    download_attempted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            # the few downloads still to come (the media sweep)
+            models.Index(
+                fields=["created_at"],
+                condition=Q(download_status="pending"),
+                name="attachment_pending_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.filename

@@ -58,7 +58,11 @@ from channels_app.services.drain import (
 from channels_app.services.email_auth import SUSPICIOUS_TAG, EmailQuarantined
 from channels_app.services.handoff import chatbot_handoff
 from channels_app.services.intake import inbound_receive, webhook_request_build
-from channels_app.services.media import attachment_download
+from channels_app.services.media import (
+    attachment_download,
+    attachment_download_give_up,
+    attachment_downloads_sweep,
+)
 from channels_app.services.outbound import (
     CHANNEL_REPLY_KIND,
     channel_reply_target_kind,
@@ -83,6 +87,8 @@ __all__ = [
     "EmailQuarantined",
     "ProcessOutcome",
     "attachment_download",
+    "attachment_download_give_up",
+    "attachment_downloads_sweep",
     "channel_account_settings_update",
     "channel_account_upsert",
     "channel_reply_target_kind",

@@ -1,39 +1,175 @@
-"""Attachments recorded by reference: fetched later through their channel adapter."""
+"""Attachments recorded by reference: fetched later through their channel adapter.
+
+A referenced attachment is ``pending`` until its file is stored (``stored``) or it is known
+that it will not come (``failed``, with the reason in words): a permanent error, retries
+run out, or the channel's reference expired before it could be fetched. Downloads whose
+task never ran (the broker was down at the commit, a worker was killed) are queued again
+by ``attachment_downloads_sweep`` while the channel still keeps the file.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from redis import RedisError
 
 from channels_app import selectors
 from channels_app.adapters.base import (
     MediaRef,
     get_adapter,
+    media_max_bytes,
 )
-from support.errors import PermanentError
+from support.errors import PermanentError, RetryableError
+from support.redis_client import Lease
 from tickets import services as ticket_services
 from tickets.models import (
     Attachment,
+    Channel,
+    DownloadStatus,
 )
 
 logger = logging.getLogger(__name__)
 
+#: How long a channel keeps a file its delivery referred to. WhatsApp: a media id can be
+#: looked up for 30 days (the download URL the look-up gives lives 5 minutes, and each
+#: attempt looks it up afresh). Messenger and Instagram give a signed Meta CDN URL, which
+#: expires (Meta does not publish after how long: days, not weeks). X: the direct
+#: message's media URL, read with the account's credentials, lives as long as the message;
+#: 30 days bounds the retries all the same. Past it the sweep marks the download failed.
+MEDIA_REFERENCE_LIFETIME: dict[str, timedelta] = {
+    Channel.WHATSAPP: timedelta(days=30),
+    Channel.MESSENGER: timedelta(days=3),
+    Channel.INSTAGRAM: timedelta(days=3),
+    Channel.TWITTER: timedelta(days=30),
+}
+MEDIA_REFERENCE_LIFETIME_DEFAULT = timedelta(days=3)
+#: How long after its message (or after its last attempt started) a pending download is
+#: queued again by the sweep: past the download task's whole retry chain between two
+#: attempts (its time limit, 180 s, plus a backoff of at most 80 s), so a download in
+#: progress or waiting for its retry is left alone.
+MEDIA_SWEEP_STALE_SECONDS = 600.0
+#: Downloads queued again, and expired ones marked failed, per sweep (the next takes more).
+MEDIA_SWEEP_BATCH = 200
+#: One download of an attachment at a time (a Redis lease, past the task's time limit).
+DOWNLOAD_LEASE = "attachment-download:{attachment_id}"
+DOWNLOAD_LEASE_SECONDS = 200
+#: ``download_error`` words are cut to this (the column takes 500).
+ERROR_WORDS_MAX = 300
+
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+_WITH_QUERY = re.compile(r"\S*\?\S+")
+
 
 def _enqueue_downloads(attachment_ids: list[int]) -> None:
+    """Queue the downloads (after the commit that recorded them). The broker being down
+    loses nothing: the attachments stay ``pending`` and the sweep queues them later."""
     from channels_app.tasks import attachment_download_task
 
     for pk in attachment_ids:
-        attachment_download_task.delay(pk)
+        try:
+            attachment_download_task.delay(pk)
+        except Exception:  # noqa: BLE001 - the broker down: the media sweep takes it
+            logger.warning(
+                "Could not queue the download of attachment %s; the media sweep will", pk
+            )
+
+
+def reference_lifetime(channel: str) -> timedelta:
+    return MEDIA_REFERENCE_LIFETIME.get(channel, MEDIA_REFERENCE_LIFETIME_DEFAULT)
+
+
+def _channel_words(channel: str) -> str:
+    try:
+        return str(Channel(channel).label)
+    except ValueError:
+        return channel or "the channel"
+
+
+def expired_words(channel: str) -> str:
+    return f"the file expired at {_channel_words(channel)} before it could be fetched"
+
+
+def media_error_words(exc: BaseException, *, channel: str = "") -> str:
+    """What went wrong, in words an agent may read: an HTTP answer as its status (and the
+    Graph API's own message when it gave one), anything else as its message with every
+    address left out (a media URL carries its signature; a client error names the URL)."""
+    status = getattr(exc, "http_status", None)
+    if status:
+        words = f"{_channel_words(channel)} answered HTTP {status}"
+        detail = _answer_message(getattr(exc, "response_text", ""))
+        text = f"{words}: {detail}" if detail else words
+    else:
+        text = str(exc) or type(exc).__name__
+    text = _WITH_QUERY.sub("<address>", _URL.sub("<address>", text))
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_WORDS_MAX else text[: ERROR_WORDS_MAX - 1] + "…"
+
+
+def _answer_message(text: str) -> str:
+    """The ``error.message`` of a Graph-style JSON error answer, else nothing."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        return ""
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message) if message else ""
+
+
+def _expired(attachment: Attachment, now: datetime) -> bool:
+    return attachment.created_at < now - reference_lifetime(attachment.message.channel)
 
 
 def attachment_download(*, attachment_id: int) -> bool:
-    """Fetch a referenced attachment through its channel adapter and store it.
+    """Fetch a referenced attachment through its channel adapter and store it. Returns
+    whether it stored the file now.
+
+    Only a ``pending`` attachment is fetched, by one task at a time (a lease: the sweep may
+    queue one whose first task is still waiting in a backed-up queue); one past its
+    channel's reference lifetime is marked failed without a request. Failures raise
+    (``RetryableError``, ``PermanentError``): the task records them.
 
     Adapters download only from their channel's media hosts and stop past
     ``CHANNELS_MEDIA_MAX_BYTES`` (``adapters.base.media_download``); the size is checked
     again here so that no adapter can store more.
     """
+    lease: Lease | None = Lease(
+        DOWNLOAD_LEASE.format(attachment_id=attachment_id), DOWNLOAD_LEASE_SECONDS
+    )
+    try:
+        taken = lease is not None and lease.take()
+    except RedisError:
+        logger.warning("No lease for the download of attachment %s (Redis)", attachment_id)
+        lease, taken = None, True
+    if not taken:
+        return False  # another task is downloading it
+    try:
+        return _download(attachment_id)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def _download(attachment_id: int) -> bool:
+    now = timezone.now()
+    claimed = (
+        Attachment.objects.filter(pk=attachment_id, download_status=DownloadStatus.PENDING, file="")
+        .exclude(external_media_id="", external_url="")  # erased: deleted after commit
+        .update(download_attempted_at=now)
+    )
+    if not claimed:
+        return False  # stored, failed, erased or gone
     attachment = Attachment.objects.select_related("message__ticket").get(pk=attachment_id)
-    if attachment.file:
+    if _expired(attachment, now):
+        ticket_services.attachment_download_fail(
+            attachment_id=attachment_id, error=expired_words(attachment.message.channel)
+        )
         return False
     ticket = attachment.message.ticket
     account = selectors.channel_account_for_ticket(ticket)
@@ -50,8 +186,6 @@ def attachment_download(*, attachment_id: int) -> bool:
             filename=attachment.filename,
         ),
     )
-    from channels_app.adapters.base import media_max_bytes
-
     if len(fetched.content) > media_max_bytes():
         raise PermanentError(
             f"Media larger than {media_max_bytes()} bytes (CHANNELS_MEDIA_MAX_BYTES)."
@@ -63,3 +197,85 @@ def attachment_download(*, attachment_id: int) -> bool:
         filename=fetched.filename,
     )
     return True
+
+
+def attachment_download_give_up(
+    *, attachment_id: int, exc: BaseException, attempts: int | None = None
+) -> bool:
+    """Record that an attachment's download failed for good: a permanent error, or the
+    last retry's error (``attempts`` made). The reason is kept in words
+    (``media_error_words``); the message stays as it is. Returns whether it was recorded
+    (False when the file was stored meanwhile or the attachment is gone)."""
+    attachment = Attachment.objects.filter(pk=attachment_id).select_related("message").first()
+    if attachment is None:
+        return False
+    channel = attachment.message.channel
+    words = media_error_words(exc, channel=channel)
+    if attempts is not None and isinstance(exc, RetryableError):
+        words = f"gave up after {attempts} attempts: {words}"
+    recorded = ticket_services.attachment_download_fail(attachment_id=attachment_id, error=words)
+    if recorded:
+        logger.warning("Media download of attachment %s failed for good: %s", attachment_id, words)
+    return recorded
+
+
+def attachment_downloads_sweep(*, stale_seconds: float = MEDIA_SWEEP_STALE_SECONDS) -> int:
+    """Pending downloads nobody is fetching (their task was never queued: the broker was
+    down at the commit; or it was lost: a worker killed, the broker dropped it).
+
+    Those past their channel's reference lifetime are marked failed ("the file expired at
+    WhatsApp before it could be fetched"); the others, pending ``stale_seconds`` after their
+    message and after their last attempt started, are claimed (their ``download_attempted_at``
+    set, rows locked with ``SKIP LOCKED`` so two sweeps never take the same one) and queued
+    again after commit. ``MEDIA_SWEEP_BATCH`` of each per run. Idempotent; the download
+    itself runs one at a time per attachment. Returns how many it queued or marked failed.
+    The beat runs it every minute; a worker with 0 each time it (re)connects to the broker
+    (``support.celery``)."""
+    now = timezone.now()
+    expired = _expired_fail(now)
+    stale = now - timedelta(seconds=stale_seconds)
+    with transaction.atomic():
+        due = list(
+            Attachment.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(download_status=DownloadStatus.PENDING, created_at__lte=stale)
+            .exclude(download_attempted_at__gt=stale)
+            .exclude(external_media_id="", external_url="")  # erased
+            .exclude(_expired_q(now))  # left to the next sweep's first step
+            .order_by("created_at", "pk")
+            .values_list("pk", flat=True)[:MEDIA_SWEEP_BATCH]
+        )
+        if due:
+            Attachment.objects.filter(pk__in=due).update(download_attempted_at=now)
+            transaction.on_commit(lambda: _enqueue_downloads(due))
+    if due or expired:
+        logger.warning(
+            "Media sweep: %d download(s) queued again, %d marked failed (expired)",
+            len(due),
+            expired,
+        )
+    return len(due) + expired
+
+
+def _expired_q(now: datetime) -> Q:
+    """Attachments past their channel's reference lifetime."""
+    known = list(MEDIA_REFERENCE_LIFETIME)
+    past = Q(created_at__lt=now - MEDIA_REFERENCE_LIFETIME_DEFAULT) & ~Q(message__channel__in=known)
+    for channel, lifetime in MEDIA_REFERENCE_LIFETIME.items():
+        past |= Q(message__channel=channel, created_at__lt=now - lifetime)
+    return past
+
+
+def _expired_fail(now: datetime) -> int:
+    """Mark failed the pending downloads past their channel's reference lifetime."""
+    with transaction.atomic():
+        rows = list(
+            Attachment.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(_expired_q(now), download_status=DownloadStatus.PENDING, file="")
+            .select_related("message")
+            .order_by("created_at", "pk")[:MEDIA_SWEEP_BATCH]
+        )
+        for attachment in rows:
+            attachment.download_status = DownloadStatus.FAILED
+            attachment.download_error = expired_words(attachment.message.channel)
+            attachment.save(update_fields=["download_status", "download_error"])
+    return len(rows)

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 import requests
 import responses
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerDown
 
+from channels_app import tasks
 from channels_app.adapters import base
+from channels_app.adapters.whatsapp.adapter import WhatsAppAdapter
 from channels_app.fixtures import fixture_load
+from channels_app.services import media
+from channels_app.services.media import media_error_words
 from channels_app.tests.conftest import make_account
-from support.errors import PermanentError
-from tickets.models import Attachment
+from support.celery import ON_CONNECT_TASKS
+from support.errors import PermanentError, RetryableError
+from support.redis_client import Lease
+from tickets.models import Attachment, DownloadStatus, Message
 
 pytestmark = pytest.mark.django_db
 
@@ -163,3 +173,221 @@ def test_plain_http_is_refused() -> None:
         base.media_download(
             "http://ton.twitter.com/1.1/ton/data/dm/1/2/a.jpg", allowed_hosts=("ton.twitter.com",)
         )
+
+
+# --- what became of a download: stored, pending, failed (and why) -----------------------
+
+GRAPH_MEDIA = "https://graph.facebook.com/v21.0/1003383421387256"
+LOOKASIDE = "https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1003383421387256&ext=1&hash=SIGNATURE"
+
+
+def _whatsapp_image(post_fixture: Any) -> Attachment:
+    """The recorded WhatsApp image delivery; its download (no Graph answer: the network is
+    blocked) fails for now and is left pending."""
+    post_fixture(make_account("whatsapp"), "image_message")
+    return Attachment.objects.get()
+
+
+def _graph_serves_the_image() -> None:
+    responses.get(GRAPH_MEDIA, json={"url": LOOKASIDE, "mime_type": "image/jpeg"})
+    responses.get(LOOKASIDE, body=b"\xff\xd8jpeg", content_type="image/jpeg")
+
+
+def _message_state(attachment: Attachment) -> tuple[Any, ...]:
+    message = Message.objects.get(pk=attachment.message_id)
+    return (message.body_text, message.metadata, message.ticket_id, message.channel_message_id)
+
+
+@responses.activate
+def test_a_download_that_fails_for_now_stays_pending(post_fixture: Any, media_root: None) -> None:
+    attachment = _whatsapp_image(post_fixture)
+    assert attachment.download_status == DownloadStatus.PENDING
+    assert (attachment.file, attachment.download_error) == ("", "")
+    assert attachment.download_attempted_at is not None
+    assert Message.objects.get().body_text == "The box arrived damaged"
+
+
+@responses.activate
+def test_a_stored_download_says_so(post_fixture: Any, media_root: None) -> None:
+    _graph_serves_the_image()
+    attachment = _whatsapp_image(post_fixture)
+    assert attachment.download_status == DownloadStatus.STORED
+    assert attachment.file.read() == b"\xff\xd8jpeg"
+
+
+def test_a_permanent_failure_is_recorded_with_its_reason(
+    post_fixture: Any, media_root: None
+) -> None:
+    with responses.RequestsMock() as mocked:
+        mocked.get(
+            GRAPH_MEDIA,
+            status=400,
+            json={"error": {"message": "(#131052) Media download error", "code": 131052}},
+        )
+        attachment = _whatsapp_image(post_fixture)
+    message_before = _message_state(attachment)
+    attachment.refresh_from_db()
+    assert attachment.download_status == DownloadStatus.FAILED
+    assert attachment.download_error == (
+        "WhatsApp answered HTTP 400: (#131052) Media download error"
+    )
+    assert not attachment.file
+    assert attachment.external_media_id == "1003383421387256"  # the reference is kept
+    assert _message_state(attachment) == message_before
+    assert Message.objects.count() == 1
+
+
+@responses.activate
+def test_retries_running_out_mark_the_download_failed(post_fixture: Any, media_root: None) -> None:
+    attachment = _whatsapp_image(post_fixture)
+    message_before = _message_state(attachment)
+    error = RetryableError(f"ConnectionError: Max retries exceeded with url: {LOOKASIDE}")
+    with mock.patch.object(WhatsAppAdapter, "fetch_media", side_effect=error) as fetch:
+        # an attempt with retries left keeps it pending (eager: the sweep queues it again)
+        tasks.attachment_download_task.apply(args=(attachment.pk,), retries=4)
+        attachment.refresh_from_db()
+        assert attachment.download_status == DownloadStatus.PENDING
+        # the last one (retries == max_retries) gives up, saying why
+        tasks.attachment_download_task.apply(args=(attachment.pk,), retries=5)
+        assert fetch.call_count == 2
+    attachment.refresh_from_db()
+    assert attachment.download_status == DownloadStatus.FAILED
+    assert attachment.download_error == (
+        "gave up after 6 attempts: ConnectionError: Max retries exceeded with url: <address>"
+    )
+    assert "SIGNATURE" not in attachment.download_error
+    assert _message_state(attachment) == message_before
+    # failed is final: a later task (a duplicate, the sweep's) does not fetch again
+    with mock.patch.object(WhatsAppAdapter, "fetch_media") as fetch:
+        tasks.attachment_download_task.apply(args=(attachment.pk,))
+    assert fetch.call_count == 0
+
+
+def test_error_words_never_carry_an_address() -> None:
+    assert (
+        media_error_words(PermanentError(f"Could not read {CDN_URL} (oh=abc)"))
+        == "Could not read <address> (oh=abc)"
+    )
+    exc = RetryableError("HTTPSConnectionPool: url: /v/t1/photo.jpg?oh=abc&oe=1 (timeout)")
+    assert media_error_words(exc) == "HTTPSConnectionPool: url: <address> (timeout)"
+    assert media_error_words(RetryableError("x" * 400)) == "x" * 299 + "…"
+
+
+@responses.activate
+def test_the_broker_down_at_the_commit_loses_nothing(
+    post_fixture: Any, media_root: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    with mock.patch.object(
+        tasks.attachment_download_task, "delay", side_effect=BrokerDown("broker down")
+    ):
+        attachment = _whatsapp_image(post_fixture)  # the webhook is answered all the same
+    assert attachment.download_status == DownloadStatus.PENDING
+    assert attachment.download_attempted_at is None  # never started
+    assert Message.objects.count() == 1
+    # the sweep leaves it alone for a few minutes (its task may still be on its way) …
+    assert media.attachment_downloads_sweep() == 0
+    # … then queues it again, and it is stored
+    _graph_serves_the_image()
+    Attachment.objects.filter(pk=attachment.pk).update(
+        created_at=timezone.now() - timedelta(minutes=11)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.attachment_downloads_sweep_task.apply().get() == 1
+    attachment.refresh_from_db()
+    assert attachment.download_status == DownloadStatus.STORED
+    assert attachment.file.read() == b"\xff\xd8jpeg"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert media.attachment_downloads_sweep(stale_seconds=0) == 0  # nothing left
+
+
+@responses.activate
+def test_the_sweep_claims_what_it_queues_and_leaves_a_download_in_progress(
+    post_fixture: Any, media_root: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    attachment = _whatsapp_image(post_fixture)
+    eleven_minutes_ago = timezone.now() - timedelta(minutes=11)
+    Attachment.objects.filter(pk=attachment.pk).update(
+        created_at=eleven_minutes_ago, download_attempted_at=timezone.now()
+    )
+    # its last attempt started just now (a task running, or waiting for its retry)
+    assert media.attachment_downloads_sweep() == 0
+    Attachment.objects.filter(pk=attachment.pk).update(download_attempted_at=eleven_minutes_ago)
+    with (
+        mock.patch.object(tasks.attachment_download_task, "delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert media.attachment_downloads_sweep() == 1
+        assert media.attachment_downloads_sweep() == 0  # claimed: not queued twice
+    assert delay.call_args_list == [mock.call(attachment.pk)]
+    attachment.refresh_from_db()
+    assert attachment.download_attempted_at is not None
+    assert attachment.download_attempted_at > eleven_minutes_ago
+
+
+@responses.activate
+def test_one_download_of_an_attachment_at_a_time(post_fixture: Any, media_root: None) -> None:
+    attachment = _whatsapp_image(post_fixture)
+    _graph_serves_the_image()
+    held = Lease(media.DOWNLOAD_LEASE.format(attachment_id=attachment.pk), 60)
+    assert held.take()
+    calls = len(responses.calls)  # the first attempt's (no answer)
+    try:
+        assert media.attachment_download(attachment_id=attachment.pk) is False
+        assert len(responses.calls) == calls  # not fetched while another task is at it
+    finally:
+        held.release()
+    assert media.attachment_download(attachment_id=attachment.pk) is True
+    attachment.refresh_from_db()
+    assert attachment.download_status == DownloadStatus.STORED
+
+
+@responses.activate
+def test_a_reference_past_the_channels_lifetime_is_marked_expired(
+    post_fixture: Any, media_root: None
+) -> None:
+    attachment = _whatsapp_image(post_fixture)
+    message_before = _message_state(attachment)
+    Attachment.objects.filter(pk=attachment.pk).update(
+        created_at=timezone.now() - timedelta(days=31)
+    )
+    with mock.patch.object(tasks.attachment_download_task, "delay") as delay:
+        assert media.attachment_downloads_sweep() == 1
+    assert delay.call_count == 0  # not queued: WhatsApp no longer has it
+    attachment.refresh_from_db()
+    assert attachment.download_status == DownloadStatus.FAILED
+    assert attachment.download_error == ("the file expired at WhatsApp before it could be fetched")
+    assert _message_state(attachment) == message_before
+    assert media.attachment_downloads_sweep() == 0
+
+
+@responses.activate
+def test_a_task_for_an_expired_reference_does_not_fetch(
+    post_fixture: Any, media_root: None
+) -> None:
+    attachment = _post_messenger_image(post_fixture, CDN_URL)  # Meta CDN: days, not weeks
+    Attachment.objects.filter(pk=attachment.pk).update(
+        created_at=timezone.now() - timedelta(days=4),
+        download_status=DownloadStatus.PENDING,
+        download_error="",
+    )
+    calls = len(responses.calls)
+    tasks.attachment_download_task.apply(args=(attachment.pk,))
+    assert len(responses.calls) == calls
+    attachment.refresh_from_db()
+    assert (attachment.download_status, attachment.download_error) == (
+        DownloadStatus.FAILED,
+        "the file expired at Messenger before it could be fetched",
+    )
+
+
+def test_workers_run_the_media_sweep_on_connect_and_the_beat_every_minute(
+    settings: Any,
+) -> None:
+    assert ("channels_app.tasks.attachment_downloads_sweep_task", {"stale_seconds": 0}) in (
+        ON_CONNECT_TASKS
+    )
+    entry = settings.CELERY_BEAT_SCHEDULE["channels-media-sweep"]
+    assert entry == {
+        "task": "channels_app.tasks.attachment_downloads_sweep_task",
+        "schedule": 60.0,
+    }

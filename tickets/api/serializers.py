@@ -14,6 +14,7 @@ from tickets.models import (
     AccountType,
     Attachment,
     Channel,
+    DownloadStatus,
     Message,
     MessageKind,
     Priority,
@@ -168,10 +169,28 @@ class TicketCustomerOutputSerializer(serializers.Serializer):
 
 class AttachmentOutputSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
+    download_status = serializers.ChoiceField(
+        choices=DownloadStatus.choices,
+        read_only=True,
+        help_text="`stored`: the file is ours (`url`); `pending`: a channel's file still "
+        "being downloaded; `failed`: it will not come (`download_error` says why).",
+    )
+    download_error = serializers.CharField(
+        read_only=True, help_text="Why the download failed, in words; empty otherwise."
+    )
 
     class Meta:
         model = Attachment
-        fields = ["id", "filename", "content_type", "size", "kind", "url"]
+        fields = [
+            "id",
+            "filename",
+            "content_type",
+            "size",
+            "kind",
+            "url",
+            "download_status",
+            "download_error",
+        ]
 
     def get_url(self, obj: Attachment) -> str:
         return attachment_url(obj)

@@ -51,6 +51,7 @@ from tickets.services.merge import ticket_merge
 from tickets.services.messages import (
     MESSAGE_FILES_MAX_COUNT,
     attachment_content_store,
+    attachment_download_fail,
     message_add,
     message_delivery_update,
     message_files_max_bytes,
@@ -68,6 +69,7 @@ __all__ = [
     "assignee_refusal",
     "assignment_allowed",
     "attachment_content_store",
+    "attachment_download_fail",
     "canned_response_render",
     "channel_identity_link",
     "channel_identity_move",

@@ -18,12 +18,14 @@ from support.events import events_record, outbox_rows, relay_after_commit
 from support.parsing import safe_file_name
 from support.safe_urls import http_url
 from tickets.models import (
+    NOTHING_TO_FETCH,
     TAG_NAME_MAX_CHARS,
     Attachment,
     Channel,
     Customer,
     DeliveryState,
     Direction,
+    DownloadStatus,
     Message,
     MessageKind,
     Priority,
@@ -519,6 +521,11 @@ def _attachment_create(message: Message, item: NewAttachment) -> Attachment:
     if item.content is not None:
         attachment.size = len(item.content)
         attachment.file.save(attachment.filename, ContentFile(item.content), save=False)
+    elif attachment.external_media_id or attachment.external_url:
+        attachment.download_status = DownloadStatus.PENDING  # fetched after commit
+    else:
+        attachment.download_status = DownloadStatus.FAILED
+        attachment.download_error = NOTHING_TO_FETCH
     attachment.save()
     return attachment
 

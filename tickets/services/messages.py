@@ -15,12 +15,14 @@ from django.utils import timezone
 from support.errors import Conflict, InvalidInput
 from support.parsing import safe_file_name
 from tickets.models import (
+    DOWNLOAD_ERROR_MAX_CHARS,
     MESSAGE_BODY_MAX_CHARS,
     Attachment,
     AttachmentKind,
     Customer,
     DeliveryState,
     Direction,
+    DownloadStatus,
     Message,
     MessageKind,
     SlaTarget,
@@ -229,7 +231,8 @@ def message_add(
 def attachment_content_store(
     *, attachment: Attachment, content: bytes, content_type: str = "", filename: str = ""
 ) -> Attachment:
-    """Store a downloaded file for an attachment recorded by reference (idempotent)."""
+    """Store a downloaded file for an attachment recorded by reference (idempotent): it
+    becomes ``stored``, whatever an earlier attempt said."""
     from django.core.files.base import ContentFile
 
     attachment = Attachment.objects.select_for_update().get(pk=attachment.pk)
@@ -241,8 +244,34 @@ def attachment_content_store(
         attachment.content_type = content_type[:127]
     attachment.size = len(content)
     attachment.file.save(attachment.filename, ContentFile(content), save=False)
-    attachment.save(update_fields=["file", "filename", "content_type", "size"])
+    attachment.download_status = DownloadStatus.STORED
+    attachment.download_error = ""
+    attachment.save(
+        update_fields=[
+            "file",
+            "filename",
+            "content_type",
+            "size",
+            "download_status",
+            "download_error",
+        ]
+    )
     return attachment
+
+
+@transaction.atomic
+def attachment_download_fail(*, attachment_id: int, error: str) -> bool:
+    """Record that a referenced attachment's file will not come, and why (words shown on
+    the ticket page and in the API: never a URL with its signature; the caller words it).
+    A file stored meanwhile wins. Returns whether anything changed; the message is never
+    touched."""
+    attachment = Attachment.objects.select_for_update().filter(pk=attachment_id).first()
+    if attachment is None or attachment.file:
+        return False
+    attachment.download_status = DownloadStatus.FAILED
+    attachment.download_error = error[:DOWNLOAD_ERROR_MAX_CHARS]
+    attachment.save(update_fields=["download_status", "download_error"])
+    return True
 
 
 @transaction.atomic

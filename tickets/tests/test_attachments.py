@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 
 from tickets import services
-from tickets.models import Attachment
+from tickets.models import Attachment, DownloadStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +136,108 @@ def test_the_signed_s3_url_names_our_disposition_and_type(
     assert filename in disposition
     assert query["response-content-type"] == [content_type or "application/octet-stream"]
     assert "Signature" in response["Location"] or "X-Amz-Signature" in response["Location"]
+
+
+# --- a channel's file still coming, or that will not come --------------------------------
+
+
+@pytest.fixture
+def referenced(customer):
+    """A WhatsApp image recorded by reference (its media id), its download to come."""
+    ticket = services.ticket_create(
+        customer=customer,
+        subject="Photo",
+        body="the box arrived damaged",
+        channel="whatsapp",
+        attachments=[
+            services.NewAttachment(
+                filename="photo.jpg",
+                content_type="image/jpeg",
+                external_media_id="1003383421387256",
+                kind="image",
+            )
+        ],
+    )
+    return Attachment.objects.get(message__ticket=ticket)
+
+
+def _timeline_of(attachment, agent) -> str:
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(agent)
+    ticket = attachment.message.ticket
+    response = client.get(reverse("ticket", kwargs={"ref": ticket.number}))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_ticket_page_says_a_channels_file_is_downloading(referenced, agent):
+    assert referenced.download_status == DownloadStatus.PENDING
+    page = _timeline_of(referenced, agent)
+    assert 'photo.jpg <span class="muted download-pending">downloading…</span>' in page
+    assert "could not be downloaded" not in page
+
+
+def test_the_ticket_page_says_why_a_file_could_not_be_downloaded(referenced, agent):
+    assert services.attachment_download_fail(
+        attachment_id=referenced.pk,
+        error="the file expired at WhatsApp before it could be fetched",
+    )
+    page = _timeline_of(referenced, agent)
+    assert (
+        'photo.jpg <span class="download-failed" role="note">could not be downloaded: '
+        "the file expired at WhatsApp before it could be fetched</span>"
+    ) in page
+    assert "downloading…" not in page
+    assert f"/attachments/{referenced.pk}" not in page  # no link to a file we do not have
+
+
+def test_a_stored_file_wins_over_an_earlier_failure(referenced, agent, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    services.attachment_download_fail(attachment_id=referenced.pk, error="timeout")
+    services.attachment_content_store(attachment=referenced, content=b"jpeg")
+    referenced.refresh_from_db()
+    assert (referenced.download_status, referenced.download_error) == (
+        DownloadStatus.STORED,
+        "",
+    )
+    # and a late failure does not undo a stored file
+    assert not services.attachment_download_fail(attachment_id=referenced.pk, error="late")
+    page = _timeline_of(referenced, agent)
+    assert f'<a href="/attachments/{referenced.pk}" download>photo.jpg</a>' in page
+    assert "downloading…" not in page
+    assert "could not be downloaded" not in page
+
+
+def test_the_api_gives_each_attachments_download_status(attachment, referenced, agent_client):
+    body = agent_client.get(f"/api/tickets/{attachment.message.ticket_id}").json()
+    [stored] = body["messages"][0]["attachments"]
+    assert (stored["download_status"], stored["download_error"]) == ("stored", "")
+    services.attachment_download_fail(attachment_id=referenced.pk, error="HTTP 404")
+    body = agent_client.get(f"/api/tickets/{referenced.message.ticket_id}").json()
+    [failed] = body["messages"][0]["attachments"]
+    assert failed == {
+        "id": referenced.pk,
+        "filename": "photo.jpg",
+        "content_type": "image/jpeg",
+        "size": 0,
+        "kind": "image",
+        "url": "",
+        "download_status": "failed",
+        "download_error": "HTTP 404",
+    }
+
+
+def test_a_channels_file_with_no_address_is_failed_at_once(customer):
+    ticket = services.ticket_create(
+        customer=customer,
+        subject="Photo",
+        body="see attached",
+        attachments=[services.NewAttachment(filename="photo.jpg", external_url="ftp://x/y")],
+    )
+    attachment = Attachment.objects.get(message__ticket=ticket)
+    assert (attachment.download_status, attachment.download_error) == (
+        DownloadStatus.FAILED,
+        "the channel gave no address to download it from",
+    )
