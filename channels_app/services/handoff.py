@@ -276,24 +276,32 @@ def _session_tickets(
 
 
 def _stored_handoff(
-    tickets: list[Ticket],
+    tickets: list[Ticket], *, merged_into: Ticket | None = None, mark: dict[str, str]
 ) -> tuple[dict[tuple[str, str], tuple[Ticket, datetime]], set[str]]:
     """What the session's hand-offs already stored on ``tickets`` (wherever a merge moved
     it): each hand-off's subject and initial message (with the ticket it was written on
     and when it came, the latest one) and every transcript turn kept in a transcript note.
-    A first message stored before ``bot_subject`` was recorded has its ticket's subject."""
+    A first message stored before ``bot_subject`` was recorded has its ticket's subject.
+    ``merged_into``: the open ticket the session's ticket was merged into, where later
+    hand-offs were added; there only the entries marked with this session and caller
+    (``mark``) count."""
     messages: dict[tuple[str, str], tuple[Ticket, datetime]] = {}
     turns: set[str] = set()
-    for ticket in tickets:
-        rows = message_list_written_on(ticket=ticket).values_list(
-            "direction", "body_text", "metadata", "created_at"
-        )
+    sources = [(ticket, message_list_written_on(ticket=ticket), False) for ticket in tickets]
+    if merged_into is not None and all(t.pk != merged_into.pk for t in tickets):
+        marked = Message.objects.filter(ticket=merged_into, metadata__contains=mark)
+        sources.append((merged_into, marked, True))
+    for ticket, entries, target in sources:
+        rows = entries.values_list("direction", "body_text", "metadata", "created_at")
         for direction, body, metadata, created_at in rows:
             if not isinstance(metadata, dict):
                 continue
             if direction == Direction.INBOUND and "bot_session_id" in metadata:
                 key = (str(metadata.get("bot_subject", ticket.subject)), body)
-                messages[key] = (ticket, created_at)
+                if target:  # a merge moved there what a session ticket holds too
+                    messages.setdefault(key, (ticket, created_at))
+                else:
+                    messages[key] = (ticket, created_at)
             for turn in metadata.get("bot_transcript") or ():
                 turns.add(_turn_key(turn))
     return messages, turns
@@ -315,13 +323,13 @@ def _open_session_ticket(ticket: Ticket) -> Ticket | None:
     return ticket
 
 
-def _transcript_note(ticket: Ticket, turns: list[dict[str, Any]]) -> None:
+def _transcript_note(ticket: Ticket, turns: list[dict[str, Any]], mark: dict[str, str]) -> None:
     ticket_services.message_add(
         ticket=ticket,
         body="Bot transcript\n" + "\n".join(_transcript_line(turn) for turn in turns),
         kind=MessageKind.INTERNAL_NOTE,
         direction=Direction.OUTBOUND,
-        metadata={"bot_transcript": turns},
+        metadata={"bot_transcript": turns, **mark},
     )
 
 
@@ -380,9 +388,11 @@ def chatbot_handoff(
     caller = f"account:{account.pk}" if account is not None else f"key:{api_key_id or ''}"
     advisory_xact_lock(f"chatbot:{caller}:{session_id}")
     turns = list(transcript or [])
+    # what marks this session's entries on a ticket another one was merged into
+    mark = {"bot_session_id": session_id, "bot_caller": caller}
     metadata: dict[str, Any] = {
         "bot_source": source,
-        "bot_session_id": session_id,
+        **mark,
         "claimed_email": customer_email,
         "bot_subject": subject,
     }
@@ -392,10 +402,10 @@ def chatbot_handoff(
         metadata["bot_callback_url"] = callback_url
     session = _session_tickets(session_id=session_id, account=account, api_key_id=api_key_id)
     if session:
-        messages, stored_turns = _stored_handoff(session)
+        current = _open_session_ticket(session[-1])
+        messages, stored_turns = _stored_handoff(session, merged_into=current, mark=mark)
         new_turns = [turn for turn in turns if _turn_key(turn) not in stored_turns]
         handed = (subject, initial_message)
-        current = _open_session_ticket(session[-1])
         if handed in messages and not new_turns:
             went_to, came_at = messages[handed]
             if current is not None or came_at >= timezone.now() - HANDOFF_REPLAY_WINDOW:
@@ -413,7 +423,7 @@ def chatbot_handoff(
                     metadata=metadata,
                 )
             if new_turns:
-                _transcript_note(current, new_turns)
+                _transcript_note(current, new_turns, mark)
             current.refresh_from_db()
             return current, False
         metadata["bot_previous_ticket_id"] = session[-1].pk
@@ -429,7 +439,7 @@ def chatbot_handoff(
         message_metadata=metadata,
     )
     if turns:
-        _transcript_note(ticket, turns)
+        _transcript_note(ticket, turns, mark)
     return ticket, True
 
 

@@ -426,6 +426,7 @@ def test_a_new_handoff_while_the_ticket_is_open_is_added_to_it(api_client: APICl
     assert added.metadata == {
         "bot_source": "website-bot",
         "bot_session_id": "sess-123",
+        "bot_caller": f"account:{added.ticket.channel_account_id}",
         "claimed_email": "ana.other@example.com",
         "bot_subject": "Also: the parcel is late",
     }
@@ -589,3 +590,16 @@ def test_a_new_handoff_goes_to_the_open_ticket_its_session_was_merged_into(
     assert (response.status_code, response.json()["ticket_id"]) == (200, target.pk)
     assert _inbound(target.pk)[-1] == "Still waiting"
     assert Ticket.objects.count() == 2
+    # the bot's retry of that later hand-off (with a new turn) adds nothing: it was stored
+    # on the target, where the session's own tickets' messages did not look
+    later = {
+        **HANDOFF,
+        "initial_message": "Any news?",
+        "transcript": [*HANDOFF["transcript"], {"role": "user", "text": "hello?"}],
+    }
+    assert _signed_post(api_client, later).json()["ticket_id"] == target.pk
+    before = counts()
+    retry = _signed_post(api_client, later)
+    assert (retry.status_code, retry.json()["ticket_id"]) == (200, target.pk)
+    assert diff(before, counts()) == {}
+    assert _inbound(target.pk).count("Any news?") == 1
