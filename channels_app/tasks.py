@@ -24,24 +24,29 @@ DRAIN_DATABASE_RETRIES = 10
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None, soft_time_limit=60, time_limit=90)
-def inbound_event_process_task(self, event_id: int) -> None:  # type: ignore[no-untyped-def]
+def inbound_event_process_task(self, event_id: int, attempts: int | None = None) -> None:  # type: ignore[no-untyped-def]
     """Idempotent: messages are unique per channel id, events end processed. Processes
-    only a ``retrying`` event: one the sweep handed back to the drain is left to it."""
+    only a ``retrying`` event that has failed ``attempts`` times (queued without a count:
+    any ``retrying`` event): one the sweep handed back to the drain is left to it, and so
+    is one that failed again there (its own retry is queued)."""
     try:
-        services.inbound_event_process(event_id=event_id, retry=True)
+        services.inbound_event_process(event_id=event_id, retry=True, expected_attempts=attempts)
     except Exception as exc:
         logger.exception("Processing inbound event %s failed", event_id)
-        final, attempts = services.inbound_event_fail(
+        final, counted = services.inbound_event_fail(
             event_id=event_id,
             error=f"{type(exc).__name__}: {exc}",
             permanent=isinstance(exc, PermanentError),
+            expected_attempts=attempts,
         )
         if final or self.app.conf.task_always_eager:
             return
-        countdown = services.inbound_retry_delay(attempts)
+        countdown = services.inbound_retry_delay(counted)
         if isinstance(exc, RetryableError) and exc.retry_after:
             countdown = max(countdown, exc.retry_after)
-        raise self.retry(countdown=countdown, exc=exc) from exc
+        raise self.retry(
+            kwargs={"event_id": event_id, "attempts": counted}, countdown=countdown, exc=exc
+        ) from exc
 
 
 @shared_task(
@@ -91,8 +96,8 @@ def _drain_batches(task: Any, account_id: int, renew: Callable[[], object]) -> i
         renew()
         result = services.inbound_events_drain(account_id=account_id)
         if not eager:  # eager (tests): one attempt, as below
-            for event_id, delay in result.retries:
-                _retry_enqueue(event_id, delay)
+            for event_id, delay, attempts in result.retries:
+                services.inbound_retry_enqueue(event_id, attempts=attempts, countdown=delay)
         if result.taken:
             total += result.taken
             idle_since = None
@@ -104,20 +109,6 @@ def _drain_batches(task: Any, account_id: int, renew: Callable[[], object]) -> i
             return total
         time.sleep(DRAIN_POLL_SECONDS)
     return total  # more left: the leaving drainer starts a fresh task (inbound_drainer)
-
-
-def _retry_enqueue(event_id: int, delay: float) -> None:
-    """Queue the retry of an event the drain committed as ``retrying``. A broker error is
-    logged, not raised: raising here, after the commit, would fail the drain with the rest
-    of the backlog untouched; the sweep hands the event back to the drain once its retry is
-    overdue (``services.inbound_event_sweep``)."""
-    try:
-        inbound_event_process_task.apply_async((event_id,), countdown=delay)
-    except Exception:  # noqa: BLE001 - the broker down: the sweep takes it
-        logger.warning(
-            "Could not enqueue the retry of inbound event %s; the sweep will process it",
-            event_id,
-        )
 
 
 @shared_task(

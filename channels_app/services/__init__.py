@@ -54,6 +54,7 @@ from channels_app.services.drain import (
     inbound_event_sweep,
     inbound_events_drain,
     inbound_retry_delay,
+    inbound_retry_enqueue,
 )
 from channels_app.services.email_auth import SUSPICIOUS_TAG, EmailQuarantined
 from channels_app.services.handoff import chatbot_handoff
@@ -105,6 +106,7 @@ __all__ = [
     "inbound_events_drain",
     "inbound_receive",
     "inbound_retry_delay",
+    "inbound_retry_enqueue",
     "outbound_delivery_create",
     "outbound_replies_sweep",
     "outbound_reply_changed",

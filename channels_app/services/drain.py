@@ -169,14 +169,19 @@ def _drainer_recheck(account_id: int, lease_key: str) -> None:
     )
 
 
-def _enqueue_process(event_id: int, countdown: float = 0) -> None:
-    """Queue the retry of a ``retrying`` event. Called after the commit that made it
-    ``retrying``: a broker error is logged, not raised (the commit stands, and the sweep
-    hands the event back to the drain once its retry is overdue)."""
+def inbound_retry_enqueue(event_id: int, *, attempts: int, countdown: float = 0) -> None:
+    """Queue the retry of a ``retrying`` event that has failed ``attempts`` times (the
+    task processes it only while that is still so: a late copy of a retry whose event the
+    sweep handed back to the drain, and that failed again since, does nothing). Called
+    after the commit that made it ``retrying``: a broker error is logged, not raised (the
+    commit stands, and the sweep hands the event back to the drain once its retry is
+    overdue)."""
     from channels_app.tasks import inbound_event_process_task
 
     try:
-        inbound_event_process_task.apply_async((event_id,), countdown=countdown)
+        inbound_event_process_task.apply_async(
+            (event_id,), {"attempts": attempts}, countdown=countdown
+        )
     except Exception:  # noqa: BLE001 - the broker down: the sweep takes it
         logger.warning(
             "Could not enqueue the retry of inbound event %s; the sweep will process it",
@@ -213,7 +218,9 @@ class ProcessOutcome:
         return data
 
 
-def inbound_event_process(*, event_id: int, retry: bool = False) -> ProcessOutcome | None:
+def inbound_event_process(
+    *, event_id: int, retry: bool = False, expected_attempts: int | None = None
+) -> ProcessOutcome | None:
     """Normalise one recorded delivery into tickets (idempotent: safe to run twice).
 
     Raises ``RetryableError`` when a status names a message not (yet) recorded; the task
@@ -221,7 +228,10 @@ def inbound_event_process(*, event_id: int, retry: bool = False) -> ProcessOutco
 
     ``retry`` (the retry task's call) processes the event only while it is ``retrying``:
     an event the sweep handed back to the drain (``received`` again, its retry overdue) is
-    the drain's, so a late retry task does nothing rather than run a second retry chain.
+    the drain's, so a late retry task does nothing rather than run a second retry chain;
+    with ``expected_attempts`` (the failures counted when the retry was queued) only while
+    that count holds (handed back, failed again in the drain: a new retry is queued, and
+    this late one leaves the event to it).
     """
     with transaction.atomic():
         # One transaction (one commit) per delivery; the row lock makes a concurrent
@@ -234,6 +244,8 @@ def inbound_event_process(*, event_id: int, retry: bool = False) -> ProcessOutco
         if event.status in DONE_STATUSES:
             return None
         if retry and event.status != InboundStatus.RETRYING:
+            return None
+        if expected_attempts is not None and event.attempts != expected_attempts:
             return None
         outcome = _event_apply(event, event.account, _BatchCache())
         _events_mark_done([(event, outcome)])
@@ -351,7 +363,7 @@ def _events_mark_done(done: list[tuple[InboundEvent, ProcessOutcome]]) -> None:
 @dataclass
 class DrainResult:
     taken: int
-    retries: list[tuple[int, float]]  # (event id, delay): to retry alone, later
+    retries: list[tuple[int, float, int]]  # (event id, delay, attempts): retried alone
 
 
 def inbound_events_drain(*, account_id: int, limit: int = DRAIN_BATCH) -> DrainResult:
@@ -401,7 +413,7 @@ def inbound_events_drain(*, account_id: int, limit: int = DRAIN_BATCH) -> DrainR
             if event is not None:
                 one_by_one(event)
         _events_mark_done(done)
-        retries: list[tuple[int, float]] = []
+        retries: list[tuple[int, float, int]] = []
         for event_id, error, failure in failed:
             final, attempts = inbound_event_fail(
                 event_id=event_id, error=error, permanent=isinstance(failure, PermanentError)
@@ -410,7 +422,7 @@ def inbound_events_drain(*, account_id: int, limit: int = DRAIN_BATCH) -> DrainR
                 delay = inbound_retry_delay(attempts)
                 if isinstance(failure, RetryableError) and failure.retry_after:
                     delay = max(delay, failure.retry_after)
-                retries.append((event_id, delay))
+                retries.append((event_id, delay, attempts))
     return DrainResult(taken=len(events), retries=retries)
 
 
@@ -459,14 +471,23 @@ def _run_apply(
         done.append((event, outcome))
 
 
-def inbound_event_fail(*, event_id: int, error: str, permanent: bool = False) -> tuple[bool, int]:
+def inbound_event_fail(
+    *, event_id: int, error: str, permanent: bool = False, expected_attempts: int | None = None
+) -> tuple[bool, int]:
     """Count a failed attempt; returns (final, attempts). Final (``dead``) when the error
-    is permanent or ``CHANNELS_INBOUND_MAX_ATTEMPTS`` attempts were made."""
+    is permanent or ``CHANNELS_INBOUND_MAX_ATTEMPTS`` attempts were made.
+    ``expected_attempts`` (a retry task's): counted only while the event is still
+    ``retrying`` with that count; else nothing is written and the answer is final (the
+    sweep handed the event back to the drain meanwhile: the caller's retry chain ends)."""
     max_attempts = int(settings.CHANNELS_INBOUND_MAX_ATTEMPTS)
     with transaction.atomic():
         event = InboundEvent.objects.select_for_update().filter(pk=event_id).first()
         if event is None or event.status == InboundStatus.PROCESSED:
             return True, 0
+        if expected_attempts is not None and (
+            event.status != InboundStatus.RETRYING or event.attempts != expected_attempts
+        ):
+            return True, event.attempts
         attempts = event.attempts + 1
         final = permanent or attempts >= max_attempts
         InboundEvent.objects.filter(pk=event_id).update(
@@ -513,7 +534,7 @@ def inbound_event_reprocess(*, event: InboundEvent, actor: Any = None) -> bool:
             object_id=event.pk,
             details={"channel": event.channel, "was": was},
         )
-    transaction.on_commit(lambda: _enqueue_process(event.pk))
+    transaction.on_commit(lambda: inbound_retry_enqueue(event.pk, attempts=0))
     return True
 
 
@@ -535,7 +556,7 @@ def inbound_event_release(*, event: InboundEvent, actor: Any) -> bool:
             object_id=event.pk,
             details={"channel": event.channel, "reasons": event.summary.get("quarantine_reasons")},
         )
-        transaction.on_commit(lambda: _enqueue_process(event.pk))
+        transaction.on_commit(lambda: inbound_retry_enqueue(event.pk, attempts=0))
     return bool(released)
 
 

@@ -85,7 +85,7 @@ def test_a_failing_delivery_is_rolled_back_alone_and_returned_for_retry(
     ):
         result = services.inbound_events_drain(account_id=account.pk)
     assert result.taken == 3
-    assert [event_id for event_id, _ in result.retries] == [ids[1]]
+    assert [event_id for event_id, *_ in result.retries] == [ids[1]]
     statuses = dict(InboundEvent.objects.values_list("pk", "status"))
     assert statuses == {ids[0]: "processed", ids[1]: "retrying", ids[2]: "processed"}
     failed = InboundEvent.objects.get(pk=ids[1])

@@ -282,3 +282,56 @@ def test_workers_run_the_reply_sweep_on_connect_and_the_beat_every_minute(
     )
     entry = settings.CELERY_BEAT_SCHEDULE["channels-outbound-sweep"]
     assert entry == {"task": "channels_app.tasks.outbound_replies_sweep_task", "schedule": 60.0}
+
+
+def test_a_late_retry_task_leaves_an_event_that_failed_again_since_to_its_own_retry(
+    client: Client,
+) -> None:
+    """A retry task late (its worker died holding it; redelivered later) while the sweep
+    handed its event back to the drain and the drain failed it again (a new retry queued):
+    the late task processed the event too and counted its failure, two retry chains
+    running at once spent the event's attempts twice as fast."""
+    from channels_app import tasks
+    from channels_app.services import matching
+
+    account = make_account("whatsapp")
+    event_id = post(client, account, wa_body("34600000002", "wamid.bad", "please help")).json()[
+        "id"
+    ]
+
+    def flaky(channel: Any, message: Any) -> Any:
+        raise RuntimeError("db hiccup")
+
+    def drain_fails() -> Any:
+        with (
+            mock.patch("channels_app.services.bulk.ids_reserve", side_effect=RuntimeError("bulk")),
+            mock.patch.object(matching, "_customer_lookup", flaky),
+            mock.patch.object(tasks.inbound_event_process_task, "apply_async") as enqueue,
+        ):
+            tasks._drain_batches(EAGER_OFF, account.pk, lambda: None)
+        return enqueue
+
+    first = drain_fails()  # T1 queued ("lost" for now)
+    assert first.call_args.args[1] == {"attempts": 1}
+    _age(event_id, 3600)
+    with mock.patch("channels_app.services.drain.inbound_drain_wake"):
+        services.inbound_event_sweep(stale_seconds=0)  # handed back to the drain
+    second = drain_fails()  # T2 queued
+    assert second.call_args.args[1] == {"attempts": 2}
+    applied: list[int] = []
+    real = services.drain._event_apply
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        applied.append(1)
+        return real(*args, **kwargs)
+
+    with mock.patch.object(services.drain, "_event_apply", spy):
+        late = services.inbound_event_process(event_id=event_id, retry=True, expected_attempts=1)
+    assert late is None
+    assert not applied  # T1 (queued after one failure) left it to T2
+    final, attempts = services.inbound_event_fail(
+        event_id=event_id, error="late", expected_attempts=1
+    )
+    assert (final, attempts) == (True, 2)  # T1's chain ends; nothing counted
+    event = InboundEvent.objects.get(pk=event_id)
+    assert (event.status, event.attempts) == ("retrying", 2)
