@@ -148,6 +148,10 @@ def outbound_delivery_create(*, message_id: int) -> Delivery | None:
 REPLY_SWEEP_STALE_SECONDS = 120.0
 #: Replies taken per sweep (the next sweep takes the rest).
 REPLY_SWEEP_BATCH = 500
+#: A queued reply older than this that never got a delivery is not sent late (days after
+#: the conversation moved on, perhaps to a closed ticket): it is marked failed, saying so,
+#: for the agent to send again if it still applies.
+REPLY_SWEEP_MAX_AGE = timedelta(days=3)
 
 
 def outbound_replies_sweep(*, stale_seconds: float = REPLY_SWEEP_STALE_SECONDS) -> int:
@@ -159,7 +163,8 @@ def outbound_replies_sweep(*, stale_seconds: float = REPLY_SWEEP_STALE_SECONDS) 
     message is ``failed`` with the reason. Returns how many it handled. The beat runs it
     every minute; a worker runs it with 0 each time it (re)connects to the broker
     (``support.celery``)."""
-    stale = timezone.now() - timedelta(seconds=stale_seconds)
+    now = timezone.now()
+    stale = now - timedelta(seconds=stale_seconds)
     has_delivery = Delivery.objects.filter(
         target_kind=CHANNEL_REPLY_KIND,
         idempotency_key=Concat(Value("message:"), Cast(OuterRef("pk"), CharField())),
@@ -177,9 +182,25 @@ def outbound_replies_sweep(*, stale_seconds: float = REPLY_SWEEP_STALE_SECONDS) 
         .values_list("pk", flat=True)[:REPLY_SWEEP_BATCH]
     )
     handled = 0
+    too_old = set(
+        Message.objects.filter(
+            pk__in=message_ids, created_at__lt=now - REPLY_SWEEP_MAX_AGE
+        ).values_list("pk", flat=True)
+    )
     for message_id in message_ids:
         try:
-            outbound_delivery_create(message_id=message_id)
+            if message_id in too_old:
+                _reply_fail(
+                    message_id,
+                    "Not sent: it waited more than "
+                    f"{REPLY_SWEEP_MAX_AGE.days} days without being handed to the channel "
+                    "(a lost task); send it again if it still applies.",
+                    "not_sent_in_time",
+                )
+            else:
+                outbound_delivery_create(message_id=message_id)
+        except PermanentError as exc:  # it can never be sent: said on the message, once
+            _reply_fail(message_id, f"Not sent: {exc}", exc.error_code or "not_sendable")
         except Exception:  # one reply's failure must not stop the others (logged)
             logger.exception("The sweep could not create the delivery of reply %s", message_id)
             continue
@@ -190,6 +211,16 @@ def outbound_replies_sweep(*, stale_seconds: float = REPLY_SWEEP_STALE_SECONDS) 
             handled,
         )
     return handled
+
+
+def _reply_fail(message_id: int, error: str, code: str) -> None:
+    """Mark a queued reply the sweep cannot send ``failed`` with the reason (shown on the
+    ticket page), so it leaves the sweep's queue instead of being tried every minute."""
+    message = Message.objects.filter(pk=message_id).first()
+    if message is not None:
+        ticket_services.message_delivery_update(
+            message=message, status=DeliveryState.FAILED, error=error, error_code=code[:64]
+        )
 
 
 def _reply_enqueue(

@@ -258,6 +258,37 @@ def test_the_sweep_skips_a_queued_reply_whose_delivery_is_pending(
     assert create.call_count == 0
 
 
+def test_the_sweep_does_not_send_a_reply_days_late_nor_retry_one_that_cannot_go(
+    client: Client, agent: Any
+) -> None:
+    """With no age limit the sweep's first run sent every reply a lost task had left
+    queued, weeks later; and a reply whose delivery can never be created (a permanent
+    error) was tried again every minute, 500 of them filling every batch."""
+    from support.errors import PermanentError
+
+    reply = _reply_whose_send_task_failed(client, agent)
+    Message.objects.filter(pk=reply.pk).update(created_at=timezone.now() - timedelta(days=4))
+    with mock.patch("channels_app.services.outbound.outbound_delivery_create") as create:
+        assert services.outbound_replies_sweep(stale_seconds=0) == 1
+    assert create.call_count == 0
+    assert not Delivery.objects.exists()
+    reply.refresh_from_db()
+    assert (reply.delivery_status, reply.delivery_error_code) == ("failed", "not_sent_in_time")
+    assert "send it again if it still applies" in reply.delivery_error
+
+    another = message_add(ticket=reply.ticket, body="Second try", author_user=agent)
+    Message.objects.filter(pk=another.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    refused = PermanentError("the hand-off ticket is gone", error_code="ticket_gone")
+    with mock.patch(
+        "channels_app.services.outbound.outbound_delivery_create", side_effect=refused
+    ) as create:
+        assert services.outbound_replies_sweep(stale_seconds=0) == 1
+        assert services.outbound_replies_sweep(stale_seconds=0) == 0  # not again
+    assert create.call_count == 1
+    another.refresh_from_db()
+    assert (another.delivery_status, another.delivery_error_code) == ("failed", "ticket_gone")
+
+
 def test_send_task_retries_when_the_database_goes_away(client: Client, agent: Any) -> None:
     reply = _reply_whose_send_task_failed(client, agent)
     with (
