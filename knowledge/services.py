@@ -1178,6 +1178,12 @@ def object_event_error(event_id: int, *, error: str) -> None:
 OBJECT_EVENT_SWEEP_GRACE_SECONDS = 300.0
 OBJECT_EVENT_MAX_ATTEMPTS = 5
 OBJECT_EVENT_SWEEP_BATCH = 200
+# The least quiet time before an event is queued again, whatever the grace asked: the
+# sweep a worker sends each time it connects asks for none, and an event whose task was
+# just queued or tried (or waits for a busy source, which refreshes it every ~60 s) is
+# alive, not lost. Without it every reconnection counted a re-drive, and six of them (a
+# deploy restarting the workers) gave up on a live event.
+OBJECT_EVENT_QUIET_FLOOR_SECONDS = 120.0
 
 
 def object_events_sweep(*, grace_seconds: float | None = None) -> int:
@@ -1195,6 +1201,7 @@ def object_events_sweep(*, grace_seconds: float | None = None) -> int:
     from knowledge.tasks import kb_object_event_task
 
     grace = OBJECT_EVENT_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    grace = max(grace, OBJECT_EVENT_QUIET_FLOOR_SECONDS)
     now = timezone.now()
     cutoff = now - timedelta(seconds=grace)
     pending = ObjectEvent.objects.filter(

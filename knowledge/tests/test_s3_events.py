@@ -359,6 +359,41 @@ def _deleted_body() -> dict[str, Any]:
     return fixture_json("eventbridge_object_deleted.json")
 
 
+def _quiet(seconds: float = 600) -> None:
+    """Every unprocessed event received and last tried ``seconds`` ago."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    then = timezone.now() - timedelta(seconds=seconds)
+    ObjectEvent.objects.filter(processed_at__isnull=True).update(
+        received_at=then, attempted_at=then
+    )
+
+
+def test_worker_reconnections_do_not_give_up_a_live_event(db):
+    """The sweep a worker sends each time it connects asks for no grace: it counted a
+    re-drive of an event whose task had just tried (or waited for a busy source), and six
+    reconnections (a deploy restarting the workers) made a live event a dead letter."""
+    from unittest import mock
+
+    from django.utils import timezone
+
+    from knowledge import services
+
+    event = ObjectEvent.objects.create(
+        event_key="k1", via="http", bucket="kb-docs", key="help/a.md", action="upsert"
+    )
+    queued: list[int] = []
+    with mock.patch("knowledge.tasks.kb_object_event_task.delay", side_effect=queued.append):
+        for _ in range(services.OBJECT_EVENT_MAX_ATTEMPTS + 1):
+            ObjectEvent.objects.filter(pk=event.pk).update(attempted_at=timezone.now())
+            services.object_events_sweep(grace_seconds=0)  # a worker connecting
+    event.refresh_from_db()
+    assert queued == []
+    assert (event.attempts, event.failed_at) == (0, None)
+
+
 def test_an_event_whose_task_was_lost_is_queued_again_by_the_sweep(
     s3, s3_source, api_client, django_capture_on_commit_callbacks
 ):
@@ -377,6 +412,7 @@ def test_an_event_whose_task_was_lost_is_queued_again_by_the_sweep(
     assert tasks.kb_object_events_sweep_task.apply().get() == 0
     assert not Document.objects.exists()
 
+    _quiet()  # a worker connecting (no grace) finds it quiet past the floor
     assert tasks.kb_object_events_sweep_task.apply(kwargs={"grace_seconds": 0}).get() == 1
     event.refresh_from_db()
     assert (event.processed_at is not None, event.attempts, event.note) == (True, 1, "")
@@ -406,6 +442,7 @@ def test_the_sweep_applies_a_lost_update_then_delete_of_one_object_as_the_delete
     delete = _lost(api_client, django_capture_on_commit_callbacks, _deleted_body())
     assert (upsert.action, delete.action) == ("upsert", "delete")
 
+    _quiet()
     assert object_events_sweep(grace_seconds=0) == 1
     upsert.refresh_from_db()
     delete.refresh_from_db()
@@ -456,9 +493,11 @@ def test_an_event_that_keeps_failing_is_re_driven_a_bounded_number_of_times_then
     assert event.last_error == "ValueError: the bucket refused the read"
 
     for run in range(1, services.OBJECT_EVENT_MAX_ATTEMPTS + 1):
+        _quiet()
         assert services.object_events_sweep(grace_seconds=0) == 1
         event.refresh_from_db()
         assert (event.attempts, event.failed_at) == (run, None)
+    _quiet()
     assert services.object_events_sweep(grace_seconds=0) == 0  # gives up
     event.refresh_from_db()
     assert event.processed_at is None
