@@ -54,10 +54,13 @@ def _admin_list(model: str, params: list[tuple[str, str]]) -> str:
 
 
 def _channel_params(filters: DashboardFilters) -> list[tuple[str, str]]:
-    # The admin's channel filter takes one value: it is added when one channel is chosen.
-    if filters.channels and len(filters.channels) == 1:
+    """The dashboard's channels as the admin's: its own filter for one (shown chosen in
+    the sidebar), ``channel__in`` for several."""
+    if not filters.channels:
+        return []
+    if len(filters.channels) == 1:
         return [("channel__exact", filters.channels[0])]
-    return []
+    return [("channel__in", ",".join(filters.channels))]
 
 
 def _window_params(field: str, filters: DashboardFilters) -> list[tuple[str, str]]:
@@ -176,7 +179,7 @@ def health_data(filters: DashboardFilters) -> WidgetData:
             "media; the team filter (the ticket's team) to replies and media only. "
             "Delivery dead letters are listed by kind and knowledge-base events have no "
             "channel: neither filter applies to them. Each figure opens the admin list of "
-            "those rows."
+            "those rows (by channel where the admin has that filter, never by team)."
         ),
     )
 

@@ -253,6 +253,19 @@ def test_each_figure_links_to_the_admin_list_of_those_rows(sup):
         assert response.status_code == 200, label
         assert response.context["cl"].result_count == expected, label
 
+    # several channels chosen: the links keep them
+    query = "range=30d&channel=email&channel=whatsapp"
+    links = _stat_links(sup.get(f"/dashboard/widgets/intake_health/?{query}").content.decode())
+    for label, expected in [("inbound-dead-letters", 3), ("replies-failed", 3)]:
+        assert "channel__in=email%2Cwhatsapp" in links[label]
+        response = sup.get(links[label])
+        assert response.context["cl"].result_count == expected, label
+    links = _stat_links(
+        sup.get("/dashboard/widgets/intake_health/?range=30d&channel=email").content.decode()
+    )
+    assert sup.get(links["inbound-dead-letters"]).context["cl"].result_count == 2
+    assert sup.get(links["replies-failed"]).context["cl"].result_count == 2
+
 
 def _stat_links(html: str) -> dict[str, str]:
     import html as html_lib
