@@ -42,10 +42,11 @@ class ChannelsAppConfig(AppConfig):
         from tickets.status_access import register_status_access
 
         register_status_access(chatbot_status_access)
-        from channels_app.metrics import intake_metrics
+        from channels_app.metrics import intake_metrics, media_metrics
         from support.metrics import metric_source_register
 
         metric_source_register("channels", intake_metrics)
+        metric_source_register("media", media_metrics)
         target_kind_register(webchat_code_target_kind())
         from channels_app.retention import inbound_events_purge
         from channels_app.verification import webchat_verifications_erase

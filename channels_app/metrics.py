@@ -1,4 +1,5 @@
-"""Webhook intake metrics for ``GET /metrics`` (registered in ``ChannelsAppConfig.ready``)."""
+"""Webhook intake and media download metrics for ``GET /metrics`` (registered in
+``ChannelsAppConfig.ready``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from prometheus_client.core import Metric
 
 from channels_app.models import InboundEvent, InboundStatus
 from support.metrics import age_seconds, gauge, window_start
+from tickets.models import Attachment, DownloadStatus
 
 #: Received and not yet turned into messages (a worker will pick them up).
 WAITING = (InboundStatus.RECEIVED, InboundStatus.RETRYING)
@@ -46,3 +48,25 @@ def intake_metrics() -> Iterator[Metric]:
     )
     lag.add_metric([], age_seconds(min(waiting) if waiting else None))
     yield lag
+
+
+def media_metrics() -> Iterator[Metric]:
+    """Channels' files (attachments recorded by reference, downloaded after commit by
+    ``channels_app.services.media``) that have not come: ``failed`` among those received
+    in the window (an attachment records no time of failure; a download fails within
+    minutes of its arrival), ``pending`` now, whenever they came. Both samples are always
+    exported (0 when none), each one count over a partial index (``attachment_failed_idx``,
+    ``attachment_pending_idx``)."""
+    downloads = gauge(
+        "media_downloads",
+        "Channels' files not downloaded: failed (received in the window, will not come: "
+        "the reason is on the attachment) and pending (now, still to be downloaded).",
+        ["status"],
+    )
+    failed = Attachment.objects.filter(
+        download_status=DownloadStatus.FAILED, created_at__gte=window_start()
+    ).count()
+    pending = Attachment.objects.filter(download_status=DownloadStatus.PENDING).count()
+    downloads.add_metric([DownloadStatus.FAILED.value], failed)
+    downloads.add_metric([DownloadStatus.PENDING.value], pending)
+    yield downloads

@@ -51,12 +51,15 @@ class DashboardFilters:
 
 @dataclass(frozen=True)
 class Stat:
-    """A headline figure; ``value`` None shows as "—" (no data in the window)."""
+    """A headline figure; ``value`` None shows as "—" (no data in the window). ``url``: a
+    local path the figure links to (e.g. the admin list of those rows); page only, never
+    in the JSON or CSV."""
 
     label: str
     value: float | int | None
     unit: str = ""  # "%", "h", "min", "$", "" ...
     hint: str = ""
+    url: str = ""
 
 
 @dataclass(frozen=True)

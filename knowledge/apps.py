@@ -17,10 +17,12 @@ class KnowledgeConfig(AppConfig):
         from tickets.panels import Panel, register_panel
 
         register_erasure_hook("knowledge", knowledge_erase)
-        from knowledge.metrics import kb_search_metrics
+        from knowledge.metrics import kb_object_event_metrics, kb_search_metrics
         from support.metrics import metric_source_register
 
         metric_source_register("knowledge", kb_search_metrics)  # GET /metrics
+        # PostgreSQL only: reported even while Redis (the search counts) is down
+        metric_source_register("knowledge_events", kb_object_event_metrics)
         # POST /api/tickets?include=suggestions (docs/customer-context.md).
         from knowledge.extras import create_extra_suggestions
         from tickets import extras

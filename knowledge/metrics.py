@@ -22,6 +22,7 @@ import redis
 from django.conf import settings
 from prometheus_client.core import HistogramMetricFamily, Metric
 
+from knowledge.models import ObjectEvent
 from support.metrics import PREFIX, gauge
 from support.window_counts import window_counts_add, window_counts_sum
 
@@ -83,3 +84,20 @@ def kb_search_metrics() -> Iterator[Metric]:
     if n:  # no searches: no rate (a 0 would read as "every search found something")
         rate.add_metric([], zero / n)
     yield rate
+
+
+def kb_object_event_metrics() -> Iterator[Metric]:
+    """S3 object events the sweep gave up on, now (a level, not windowed: each stays until
+    a supervisor re-drives it from the admin). A source of its own, so a Redis outage that
+    takes the search counts down still reports it (it asks PostgreSQL only)."""
+    failed = gauge(
+        "kb_object_events_failed",
+        "Knowledge-base S3 object events whose attempts are spent and wait for a re-drive "
+        "(now, whenever they came).",
+    )
+    # the partial index kb_objectevent_pending (unprocessed events only)
+    failed.add_metric(
+        [],
+        ObjectEvent.objects.filter(processed_at__isnull=True, failed_at__isnull=False).count(),
+    )
+    yield failed

@@ -15,7 +15,7 @@ from knowledge import retrieval
 from knowledge.backends import get_backend
 from knowledge.conversation import AGENT, CUSTOMER, Turn, folded
 from knowledge.metrics import kb_search_record
-from knowledge.models import IngestionJob, SuggestionFeedback
+from knowledge.models import IngestionJob, ObjectEvent, SuggestionFeedback
 from knowledge.retrieval import SearchResult
 from support.errors import NotFound
 
@@ -129,6 +129,13 @@ def ticket_suggestions(ticket: Any, *, k: int = 3) -> list[SearchResult]:
         cache.set(key, results, timeout=SUGGESTIONS_CACHE_SECONDS)
     threshold = float(settings.KB_SUGGESTION_MIN_SCORE)
     return [r for r in results if r.fit >= threshold]  # a name alone is no answer
+
+
+def object_events_failed_count() -> int:
+    """S3 object events the sweep gave up on (attempts spent), now: dead letters waiting
+    for a supervisor's re-drive (admin: Object events, state "Failed"). One count over the
+    partial index of unprocessed events (``kb_objectevent_pending``)."""
+    return ObjectEvent.objects.filter(processed_at__isnull=True, failed_at__isnull=False).count()
 
 
 def job_get(job_id: int | str) -> IngestionJob:

@@ -63,6 +63,8 @@ PLATFORM = {
     "support_deliveries_dead_letters",
     "support_deliveries_overdue_seconds",
     "support_provider_programming_errors",
+    "support_media_downloads",  # channels' files not downloaded (docs/operations.md)
+    "support_kb_object_events_failed",  # KB S3 events waiting for a re-drive
     "support_metrics_source_up",
     "support_metrics_scrape_seconds",
 }
@@ -321,6 +323,84 @@ def test_the_window_leaves_old_rows_out(
     assert value(families, seconds, f"{seconds}_count") == 0
 
 
+def test_media_downloads_and_kb_events_failed(
+    client: Client, token: str, customer: Any, settings: Any
+) -> None:
+    """What the alert rules fire on: channels' files that could not be downloaded (those
+    received in the window) or are still to come (now), and KB S3 events whose attempts
+    are spent (now, however old)."""
+    from knowledge.models import ObjectEvent
+    from tickets.models import Attachment, Message
+
+    families = scrape(client, token)
+    # exported at 0 on an empty install (an alert rule's name is known before anything fails)
+    assert value(families, "support_media_downloads", status="failed") == 0
+    assert value(families, "support_media_downloads", status="pending") == 0
+    assert value(families, "support_kb_object_events_failed") == 0
+
+    settings.METRICS_WINDOW_SECONDS = 3600
+    ticket = ticket_create(customer=customer, subject="Files", body="?")
+    message = Message.objects.get(ticket=ticket)
+    old = timezone.now() - timedelta(hours=2)
+    for status, age in [
+        ("failed", None),
+        ("failed", None),
+        ("failed", old),  # out of the window
+        ("pending", None),
+        ("pending", old),  # pending: counted whenever it came
+        ("stored", None),
+    ]:
+        attachment = Attachment.objects.create(
+            message=message, filename="f.jpg", download_status=status
+        )
+        if age:
+            Attachment.objects.filter(pk=attachment.pk).update(created_at=age)
+    now = timezone.now()
+    for key, failed_at, processed_at in [
+        ("a", now - timedelta(days=30), None),  # failed long ago: still waiting
+        ("b", now, None),
+        ("c", None, None),  # not processed yet, not failed
+        ("d", now, now),  # re-driven and applied
+    ]:
+        ObjectEvent.objects.create(
+            event_key=key,
+            via="http",
+            bucket="kb",
+            key=f"{key}.md",
+            action="upsert",
+            failed_at=failed_at,
+            processed_at=processed_at,
+        )
+    families = scrape(client, token)
+    assert value(families, "support_media_downloads", status="failed") == 2
+    assert value(families, "support_media_downloads", status="pending") == 2
+    assert value(families, "support_kb_object_events_failed") == 2  # a and b
+
+    # an alarm rule may name them (the admin form refuses names no source exports), and
+    # evaluated over its own window the failed downloads follow that window
+    from alerts.selectors import metric_names_known
+    from support.metrics import metrics_collect
+
+    assert {"support_media_downloads", "support_kb_object_events_failed"} <= (metric_names_known())
+    five_minutes = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in metrics_collect(window_seconds=300)
+        for sample in family.samples
+    }
+    assert five_minutes[("support_media_downloads", (("status", "failed"),))] == 2
+    Attachment.objects.filter(download_status="failed").update(
+        created_at=timezone.now() - timedelta(minutes=10)
+    )
+    five_minutes = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in metrics_collect(window_seconds=300)
+        for sample in family.samples
+    }
+    assert five_minutes[("support_media_downloads", (("status", "failed"),))] == 0
+    assert value(families, "support_metrics_source_up", source="media") == 1
+    assert value(families, "support_metrics_source_up", source="knowledge_events") == 1
+
+
 def test_a_failing_source_is_reported_and_the_rest_still_answer(
     client: Client, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -334,6 +414,12 @@ def test_a_failing_source_is_reported_and_the_rest_still_answer(
     assert value(families, "support_metrics_source_up", source="celery_queues") == 0
     assert value(families, "support_metrics_source_up", source="routing") == 1
     assert "support_celery_queue_length" not in families
+    # the KB search counts live in Redis; the failed S3 events in PostgreSQL: still there
+    monkeypatch.setattr("support.window_counts.get_redis", down)
+    families = scrape(client, token)
+    assert value(families, "support_metrics_source_up", source="knowledge") == 0
+    assert value(families, "support_metrics_source_up", source="knowledge_events") == 1
+    assert value(families, "support_kb_object_events_failed") == 0
 
 
 def nonzero(samples: dict[tuple[tuple[str, str], ...], float]) -> bool:

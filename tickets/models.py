@@ -392,6 +392,12 @@ class Message(models.Model):
                 condition=Q(direction="outbound", kind="public", delivery_status="queued"),
                 name="message_reply_queued_idx",
             ),
+            # the few replies whose sending failed, by when (the dashboard's health widget)
+            models.Index(
+                fields=["failed_at"],
+                condition=Q(direction="outbound", kind="public", delivery_status="failed"),
+                name="message_reply_failed_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -476,6 +482,12 @@ class Attachment(models.Model):
                 fields=["created_at"],
                 condition=Q(download_status="pending"),
                 name="attachment_pending_idx",
+            ),
+            # the few that could not be downloaded (the dashboard, support_media_downloads)
+            models.Index(
+                fields=["created_at"],
+                condition=Q(download_status="failed"),
+                name="attachment_failed_idx",
             ),
         ]
 

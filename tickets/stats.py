@@ -19,7 +19,18 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
-from tickets.models import Channel, Team, Ticket, TicketStatus
+from tickets.models import (
+    Attachment,
+    Channel,
+    DeliveryState,
+    Direction,
+    DownloadStatus,
+    Message,
+    MessageKind,
+    Team,
+    Ticket,
+    TicketStatus,
+)
 
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 Bucket = Literal["hour", "day"]
@@ -260,3 +271,60 @@ def agent_load(
     ]
     out.sort(key=lambda r: (not r["online"], -r["open"], r["name"]))
     return out[:limit]
+
+
+def reply_failures_by_channel(
+    *,
+    start: datetime,
+    end: datetime,
+    team_ids: Iterable[int] | None = None,
+    channels: Iterable[str] | None = None,
+) -> dict[str, int]:
+    """Replies (public, outbound) whose delivery failed in the window (``failed_at``), by
+    channel: ``{channel: n}``. The team is the ticket's. Counts only: no text, no address.
+    One aggregate over the partial index ``message_reply_failed_idx``."""
+    qs = Message.objects.filter(
+        direction=Direction.OUTBOUND,
+        kind=MessageKind.PUBLIC,
+        delivery_status=DeliveryState.FAILED,
+        failed_at__gte=start,
+        failed_at__lt=end,
+    )
+    if team_ids:
+        qs = qs.filter(ticket__team_id__in=list(team_ids))
+    if channels:
+        qs = qs.filter(channel__in=list(channels))
+    rows = qs.values("channel").annotate(n=Count("pk")).order_by().values_list("channel", "n")
+    return dict(rows)
+
+
+def attachment_downloads_by_channel(
+    *,
+    start: datetime,
+    end: datetime,
+    team_ids: Iterable[int] | None = None,
+    channels: Iterable[str] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Channels' files not (yet) downloaded, by the channel of their message:
+    ``{channel: {"failed": n, "pending": n}}``. ``failed``: attachments received in the
+    window (``created_at``; an attachment records no time of failure, and a download
+    fails within minutes of its arrival) that could not be downloaded; ``pending``: every
+    download still to come, now, whatever the window. The team is the message's ticket's.
+    One aggregate over the partial indexes ``attachment_failed_idx`` and
+    ``attachment_pending_idx`` (a bitmap OR of the two)."""
+    failed = Q(download_status=DownloadStatus.FAILED, created_at__gte=start, created_at__lt=end)
+    pending = Q(download_status=DownloadStatus.PENDING)
+    qs = Attachment.objects.filter(failed | pending)
+    if team_ids:
+        qs = qs.filter(message__ticket__team_id__in=list(team_ids))
+    if channels:
+        qs = qs.filter(message__channel__in=list(channels))
+    rows = (
+        qs.values("message__channel")
+        .annotate(failed=Count("pk", filter=failed), pending=Count("pk", filter=pending))
+        .order_by()
+    )
+    return {
+        row["message__channel"]: {"failed": row["failed"], "pending": row["pending"]}
+        for row in rows
+    }

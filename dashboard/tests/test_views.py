@@ -35,6 +35,7 @@ WIDGETS = [
     "routing_teams",
     "routing_priority",
     "calls",
+    "intake_health",
     "agents",
 ]
 

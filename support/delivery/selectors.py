@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from support.delivery.models import (
@@ -93,3 +93,17 @@ def delivery_health() -> dict[str, int]:
         "circuits_open": circuits_paused().count(),
         "possible_duplicates": Delivery.objects.filter(possible_duplicate=True).count(),
     }
+
+
+def dead_letters_by_kind() -> dict[str, int]:
+    """Dead letters waiting for a re-drive now (all time), by target kind: one aggregate
+    over the partial index ``delivery_dead_idx`` (what ``support_deliveries_dead_letters``
+    exports)."""
+    rows = (
+        Delivery.objects.filter(status=DeliveryStatus.DEAD)
+        .values("target_kind")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("target_kind", "n")
+    )
+    return dict(rows)
