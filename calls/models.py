@@ -51,6 +51,11 @@ class CallEvent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Times the sweep (``call_events_sweep``) queued it again because it was still
+    # ``received``; after ``EVENTS_SWEEP_MAX_REDRIVES`` it is given up (``failed``).
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the sweep last queued it again: the sweep leaves it alone for a while after.
+    attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
