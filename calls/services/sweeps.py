@@ -63,22 +63,10 @@ def call_events_sweep(*, stale_seconds: float = EVENTS_SWEEP_STALE_SECONDS) -> i
     from calls.services.intake import _schedule_events
 
     now = timezone.now()
-    stale = now - timedelta(seconds=stale_seconds)
-    wait = max(min(stale_seconds, EVENTS_SWEEP_REDRIVE_SECONDS), EVENTS_SWEEP_REDRIVE_FLOOR_SECONDS)
-    # Due: never re-driven, or the wait after its last re-drive (or a supervisor's, which
-    # sets attempts back to 0) is over.
-    due = Q(attempted_at__isnull=True)
-    for n in range(EVENTS_SWEEP_MAX_REDRIVES + 1):
-        since = now - timedelta(seconds=wait * 2 ** max(n - 1, 0))
-        due |= Q(attempts=n, attempted_at__lt=since)
-    due |= Q(
-        attempts__gt=EVENTS_SWEEP_MAX_REDRIVES,
-        attempted_at__lt=now - timedelta(seconds=wait * 2 ** (EVENTS_SWEEP_MAX_REDRIVES - 1)),
-    )
     rows = list(
-        CallEvent.objects.filter(due, status=EventStatus.RECEIVED, created_at__lt=stale)
-        .order_by("created_at", "id")  # callevent_received_idx
-        .values_list("id", "attempts", "error")[:EVENTS_SWEEP_BATCH]
+        _call_events_due(stale_seconds=stale_seconds, now=now).values_list(
+            "id", "attempts", "error"
+        )[:EVENTS_SWEEP_BATCH]
     )
     spent = [(pk, n, error) for pk, n, error in rows if n >= EVENTS_SWEEP_MAX_REDRIVES]
     for pk, n, error in spent:
@@ -87,13 +75,31 @@ def call_events_sweep(*, stale_seconds: float = EVENTS_SWEEP_STALE_SECONDS) -> i
     if ids:
         # Counted before the tasks are queued: a broker down fails the run (the next one
         # tries again) at the cost of one re-drive, never queues uncounted.
-        with transaction.atomic():
-            CallEvent.objects.filter(pk__in=ids, status=EventStatus.RECEIVED).update(
-                attempts=F("attempts") + 1, attempted_at=now
-            )
+        CallEvent.objects.filter(pk__in=ids, status=EventStatus.RECEIVED).update(
+            attempts=F("attempts") + 1, attempted_at=now
+        )
         _schedule_events(ids)
         logger.warning("%d received call event(s) queued again by the sweep", len(ids))
     return len(ids)
+
+
+def _call_events_due(*, stale_seconds: float, now: datetime) -> QuerySet[CallEvent]:
+    """Events still ``received`` ``stale_seconds`` after they came, never re-driven or
+    whose wait after their last re-drive (or a supervisor's, which sets attempts back to
+    0) is over; oldest first (partial index ``callevent_received_idx``)."""
+    wait = max(min(stale_seconds, EVENTS_SWEEP_REDRIVE_SECONDS), EVENTS_SWEEP_REDRIVE_FLOOR_SECONDS)
+    due = Q(attempted_at__isnull=True)
+    for n in range(EVENTS_SWEEP_MAX_REDRIVES + 1):
+        since = now - timedelta(seconds=wait * 2 ** max(n - 1, 0))
+        due |= Q(attempts=n, attempted_at__lt=since)
+    due |= Q(
+        attempts__gt=EVENTS_SWEEP_MAX_REDRIVES,
+        attempted_at__lt=now - timedelta(seconds=wait * 2 ** (EVENTS_SWEEP_MAX_REDRIVES - 1)),
+    )
+    stale = now - timedelta(seconds=stale_seconds)
+    return CallEvent.objects.filter(
+        due, status=EventStatus.RECEIVED, created_at__lt=stale
+    ).order_by("created_at", "id")
 
 
 def _call_event_give_up(pk: int, attempts: int, error: str, now: datetime) -> None:

@@ -300,3 +300,26 @@ def test_on_connect_an_event_re_driven_seconds_ago_is_not_queued_again(
         assert services.call_events_sweep(stale_seconds=0) == 1  # on connect, 1 minute
     assert delay.call_count == 2
     assert CallEvent.objects.get(pk=event_id).attempts == 2
+
+
+def test_the_sweeps_and_the_stalled_calls_gauge_read_their_partial_indexes(
+    settings: Any,
+) -> None:
+    """Neither reads every event or every call (a full scan each minute, and on every
+    /metrics scrape). The test tables are small, so sequential scans are priced out to
+    see that the planner can use the indexes for these query shapes."""
+    from django.db import connection
+
+    from calls.services import sweeps
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    for stale_seconds in (sweeps.EVENTS_SWEEP_STALE_SECONDS, 0):
+        due = sweeps._call_events_due(stale_seconds=stale_seconds, now=timezone.now())
+        assert "callevent_received_idx" in due.values_list("id")[:500].explain()
+    for salesforce in (False, True):
+        settings.SALESFORCE_ENABLED = salesforce
+        stalled = sweeps.call_pipelines_stalled()
+        assert "call_pipeline_open_idx" in stalled.order_by().explain()  # the gauge's count
+        oldest = stalled.order_by("updated_at", "id").values_list("id")[:100]
+        assert "call_pipeline_open_idx" in oldest.explain()
