@@ -64,6 +64,7 @@ def call_metrics() -> Iterator[Metric]:
     yield calls
 
     # A level, like the dead letters: calls the pipeline sweep restarts (a lost chain).
+    # Partial index call_pipeline_open_idx: the few calls in a non-final status.
     stalled = gauge(
         "calls_stalled",
         "Calls left in a non-final pipeline status past the sweep's threshold, whose chain "

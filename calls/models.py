@@ -51,6 +51,11 @@ class CallEvent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Times the sweep (``call_events_sweep``) queued it again because it was still
+    # ``received``; after ``EVENTS_SWEEP_MAX_REDRIVES`` it is given up (``failed``).
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # When the sweep last queued it again: the sweep leaves it alone for a while after.
+    attempted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -63,7 +68,13 @@ class CallEvent(models.Model):
                 fields=["id"],
                 name="callevent_failed_idx",
                 condition=models.Q(status="failed"),
-            )
+            ),
+            # The events sweep (every minute): the few still received, oldest first.
+            models.Index(
+                fields=["created_at", "id"],
+                name="callevent_received_idx",
+                condition=models.Q(status="received"),
+            ),
         ]
         ordering = ["-id"]
 
@@ -80,6 +91,17 @@ class PipelineStatus(models.TextChoices):
     ANALYSED = "analysed", "Analysed"
     SYNCED = "synced", "Synced"
     FAILED = "failed", "Failed"
+
+
+#: The statuses a call's pipeline may still move on from (``analysed`` too: its Salesforce
+#: Case may be due); the others are final.
+OPEN_PIPELINE_STATUSES = [
+    PipelineStatus.RECEIVED,
+    PipelineStatus.AWAITING_RECORDING,
+    PipelineStatus.TRANSCRIBING,
+    PipelineStatus.TRANSCRIBED,
+    PipelineStatus.ANALYSED,
+]
 
 
 class Call(models.Model):
@@ -119,6 +141,16 @@ class Call(models.Model):
 
     class Meta:
         ordering = ["-initiated_at", "-id"]
+        indexes = [
+            # The pipeline sweep and support_calls_stalled on every /metrics scrape
+            # (calls.services.sweeps.call_pipelines_stalled): the few calls in a
+            # non-final status, oldest update first.
+            models.Index(
+                fields=["updated_at", "id"],
+                name="call_pipeline_open_idx",
+                condition=models.Q(pipeline_status__in=OPEN_PIPELINE_STATUSES),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.contact_id

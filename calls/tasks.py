@@ -32,9 +32,14 @@ logger = logging.getLogger(__name__)
 def call_event_process_task(event_id: int) -> str:
     """Apply one recorded event. The database going away (a restart, a failover) is
     retried with backoff; anything else that is not the record's fault (retries running
-    out, a time limit, a killed worker) leaves the event ``received``, and the beat sweep
-    (``call_events_sweep_task``) queues it again."""
-    return services.call_event_process(event_id=event_id)
+    out, an error it does not record, a time limit, a killed worker) leaves the event
+    ``received``, with the error noted, and the beat sweep (``call_events_sweep_task``)
+    queues it again a bounded number of times."""
+    try:
+        return services.call_event_process(event_id=event_id)
+    except Exception as exc:  # the task boundary: noted, then raised
+        services.call_event_attempt_failed(event_id=event_id, exc=exc)
+        raise
 
 
 @shared_task(soft_time_limit=60, time_limit=90)

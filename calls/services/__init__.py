@@ -31,6 +31,7 @@ from calls.services.agents import (
 )
 from calls.services.intake import (
     IntakeResult,
+    call_event_attempt_failed,
     call_event_close,
     call_event_process,
     call_event_redrive,
@@ -74,6 +75,7 @@ __all__ = [
     "alert_sns_target_kind",
     "alerts_evaluate",
     "call_analyse",
+    "call_event_attempt_failed",
     "call_event_close",
     "call_event_process",
     "call_event_redrive",

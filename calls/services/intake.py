@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, transaction
 from django.utils import timezone
 
 from calls.models import (
@@ -227,7 +227,15 @@ def call_event_redrive(*, event: CallEvent, actor: Any) -> bool:
     commit, like a redelivery from the sender. The audit log says who. False when it had
     not failed (processed, or re-driven meanwhile)."""
     settled = _failed_event_settle(
-        event, actor, "call_event.redrive", status=EventStatus.RECEIVED, error="", processed_at=None
+        event,
+        actor,
+        "call_event.redrive",
+        status=EventStatus.RECEIVED,
+        error="",
+        processed_at=None,
+        # The sweep's re-drives start again, after its wait.
+        attempts=0,
+        attempted_at=timezone.now(),
     )
     if settled:
         transaction.on_commit(lambda: _schedule_events([event.pk]))
@@ -290,6 +298,19 @@ def call_event_process(*, event_id: int) -> str:
         event.processed_at = timezone.now()
         event.save(update_fields=["status", "error", "processed_at", "updated_at"])
         return str(event.status)
+
+
+def call_event_attempt_failed(*, event_id: int, exc: BaseException) -> None:
+    """Note on an event still ``received`` why its processing just failed with an error
+    ``call_event_process`` does not record (a bug, a time limit): the sweep queues it
+    again, and gives this as the reason if it gives up. Best effort (the database may be
+    what failed)."""
+    try:
+        CallEvent.objects.filter(pk=event_id, status=EventStatus.RECEIVED).update(
+            error=f"last try: {type(exc).__name__}: {exc}"[:2000]
+        )
+    except (DatabaseError, InterfaceError):
+        logger.warning("Could not note the failure of call event %s", event_id)
 
 
 def _apply(source: str, payload: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -24,6 +24,17 @@ logger = logging.getLogger(__name__)
 #: after the commit); one still ``received`` after this long lost its task.
 EVENTS_SWEEP_STALE_SECONDS = 120.0
 EVENTS_SWEEP_BATCH = 500
+#: After the sweep queued an event again it waits this long before the next time (on
+#: connect too, where there is no age limit: a worker reconnecting often, or the beat's
+#: sweeps queued while the workers were down and run all at once, do not pile duplicate
+#: tasks behind the one still waiting in the queue), doubled at each re-drive: 2, 4, 8,
+#: 16, 32 minutes (on connect 1, 2, 4, 8, 16), so a backed-up queue has about an hour
+#: before an event waiting in it is given up.
+EVENTS_SWEEP_REDRIVE_SECONDS = 120.0
+EVENTS_SWEEP_REDRIVE_FLOOR_SECONDS = 60.0
+#: Re-drives after which an event still ``received`` is given up: ``failed``, with the
+#: reason, a dead letter (``support_call_events_failed``, the admin's re-drive).
+EVENTS_SWEEP_MAX_REDRIVES = 5
 
 #: A pipeline step normally moves the call on within minutes (analysis retries included);
 #: a call in a non-final status not updated for this long lost its chain. A call being
@@ -37,23 +48,73 @@ TRANSCRIBE_POLLS = 120
 def call_events_sweep(*, stale_seconds: float = EVENTS_SWEEP_STALE_SECONDS) -> int:
     """Queue again the processing of call events still ``received`` ``stale_seconds``
     after they were recorded (oldest first, at most ``EVENTS_SWEEP_BATCH``): their task
-    failed (the database went away past its retries, a time limit, a killed worker) or
-    was never queued (the broker was down after the commit). The sender had its 2xx and
-    will not send again. ``call_event_process`` claims the event (row lock, then status
-    ``received`` checked), so an event processed twice at once is applied once. Returns
-    how many were queued."""
+    failed (the database went away past its retries, an error it does not record, a time
+    limit, a killed worker) or was never queued (the broker was down after the commit).
+    The sender had its 2xx and will not send again. ``call_event_process`` claims the
+    event (row lock, then status ``received`` checked), so an event processed twice at
+    once is applied once.
+
+    Each re-drive is counted (``attempts``, ``attempted_at``) and the next one waits
+    (``EVENTS_SWEEP_REDRIVE_SECONDS``, doubled each time, at least
+    ``EVENTS_SWEEP_REDRIVE_FLOOR_SECONDS`` even on connect); an event re-driven
+    ``EVENTS_SWEEP_MAX_REDRIVES`` times and still ``received`` after the last wait is
+    marked ``failed`` with the reason, so a few events that can never be applied neither
+    fill every batch nor are queued forever. Returns how many were queued."""
     from calls.services.intake import _schedule_events
 
-    stale = timezone.now() - timedelta(seconds=stale_seconds)
-    ids = list(
-        CallEvent.objects.filter(status=EventStatus.RECEIVED, created_at__lt=stale)
-        .order_by("created_at", "id")
-        .values_list("id", flat=True)[:EVENTS_SWEEP_BATCH]
+    now = timezone.now()
+    rows = list(
+        _call_events_due(stale_seconds=stale_seconds, now=now).values_list(
+            "id", "attempts", "error"
+        )[:EVENTS_SWEEP_BATCH]
     )
+    spent = [(pk, n, error) for pk, n, error in rows if n >= EVENTS_SWEEP_MAX_REDRIVES]
+    for pk, n, error in spent:
+        _call_event_give_up(pk, n, error, now)
+    ids = [pk for pk, n, _ in rows if n < EVENTS_SWEEP_MAX_REDRIVES]
     if ids:
+        # Counted before the tasks are queued: a broker down fails the run (the next one
+        # tries again) at the cost of one re-drive, never queues uncounted.
+        CallEvent.objects.filter(pk__in=ids, status=EventStatus.RECEIVED).update(
+            attempts=F("attempts") + 1, attempted_at=now
+        )
         _schedule_events(ids)
         logger.warning("%d received call event(s) queued again by the sweep", len(ids))
     return len(ids)
+
+
+def _call_events_due(*, stale_seconds: float, now: datetime) -> QuerySet[CallEvent]:
+    """Events still ``received`` ``stale_seconds`` after they came, never re-driven or
+    whose wait after their last re-drive (or a supervisor's, which sets attempts back to
+    0) is over; oldest first (partial index ``callevent_received_idx``)."""
+    wait = max(min(stale_seconds, EVENTS_SWEEP_REDRIVE_SECONDS), EVENTS_SWEEP_REDRIVE_FLOOR_SECONDS)
+    due = Q(attempted_at__isnull=True)
+    for n in range(EVENTS_SWEEP_MAX_REDRIVES + 1):
+        since = now - timedelta(seconds=wait * 2 ** max(n - 1, 0))
+        due |= Q(attempts=n, attempted_at__lt=since)
+    due |= Q(
+        attempts__gt=EVENTS_SWEEP_MAX_REDRIVES,
+        attempted_at__lt=now - timedelta(seconds=wait * 2 ** (EVENTS_SWEEP_MAX_REDRIVES - 1)),
+    )
+    stale = now - timedelta(seconds=stale_seconds)
+    return CallEvent.objects.filter(
+        due, status=EventStatus.RECEIVED, created_at__lt=stale
+    ).order_by("created_at", "id")
+
+
+def _call_event_give_up(pk: int, attempts: int, error: str, now: datetime) -> None:
+    reason = error or (
+        "its processing never finished (an error it does not record, a time limit or a "
+        "killed worker: see the worker's log)"
+    )
+    updated = CallEvent.objects.filter(pk=pk, status=EventStatus.RECEIVED).update(
+        status=EventStatus.FAILED,
+        error=f"gave up after {attempts} re-drives: {reason}",
+        processed_at=now,
+        updated_at=now,
+    )
+    if updated:
+        logger.error("Call event %s not applied after %s re-drives: %s", pk, attempts, reason)
 
 
 def _transcribing_stale_seconds() -> float:
