@@ -7,12 +7,12 @@ import logging
 from celery import chain, shared_task
 from celery.exceptions import MaxRetriesExceededError
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from calls import services
 from calls.models import Call, PipelineStatus
 from calls.services.sweeps import TRANSCRIBE_POLLS
+from support.db import DATABASE_GONE_RETRY
 from support.errors import PermanentError, RetryableError
 from support.outbound import backoff_seconds
 
@@ -20,12 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(
+    **DATABASE_GONE_RETRY,
     acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
     max_retries=3,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
     soft_time_limit=30,
     time_limit=60,
 )

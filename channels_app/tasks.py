@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
 from channels_app import services
 from channels_app.services.media import media_error_words
 from channels_app.services.staged_uploads import staged_uploads_purge
+from support.db import DATABASE_GONE, DATABASE_GONE_RETRY
 from support.errors import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def inbound_events_drain_task(self, account_id: int) -> int:  # type: ignore[no-
     """
     try:
         return _drain(self, account_id)
-    except (OperationalError, InterfaceError) as exc:
+    except DATABASE_GONE as exc:
         if self.app.conf.task_always_eager:
             raise
         countdown = min(30.0, 2.0**self.request.retries)
@@ -112,12 +112,9 @@ def _drain_batches(task: Any, account_id: int, renew: Callable[[], object]) -> i
 
 
 @shared_task(
+    **DATABASE_GONE_RETRY,
     acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
     max_retries=5,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
     soft_time_limit=30,
     time_limit=45,
 )

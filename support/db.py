@@ -20,9 +20,29 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+)
 from django.db.models import Model
 from django.db.models.sql import InsertQuery
+
+#: The database went away (a restart, a failover, a dropped connection): worth trying the
+#: same work again shortly. Not an integrity or data error, which would fail again.
+DATABASE_GONE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+#: Celery options for a task that retries, with backoff and jitter up to a minute, when
+#: the database goes away (``@shared_task(**DATABASE_GONE_RETRY, max_retries=N, ...)``).
+DATABASE_GONE_RETRY: dict[str, Any] = {
+    "autoretry_for": DATABASE_GONE,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+}
 
 
 @cache
