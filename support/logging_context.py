@@ -165,6 +165,43 @@ class RequestPathFilter(logging.Filter):
         return True
 
 
+#: A query string: ``?`` then ``key=value`` pairs. Signed URLs carry their credential
+#: there (a media file's CDN signature, an S3 pre-signed URL, SNS's ``SubscribeURL``
+#: token, an OAuth ``code``), and client errors quote the URL they failed on (requests'
+#: ``... for url: https://host/path?sig=...``, urllib3's ``Max retries exceeded with url:
+#: /path?...``).
+_QUERY_STRING = re.compile(
+    r"\?[A-Za-z0-9_.~%+\-\[\]]+=[^\s'\"&<>]*(?:&(?:amp;)?[A-Za-z0-9_.~%+\-\[\]]+=[^\s'\"&<>]*)*"
+)
+_TRACEBACKS = logging.Formatter()
+
+
+def without_query_strings(text: str) -> str:
+    """``text`` with every URL query string replaced by ``?<query>``."""
+    return _QUERY_STRING.sub("?<query>", text) if "?" in text else text
+
+
+class QueryStringFilter(logging.Filter):
+    """No query string reaches the logs, whoever wrote the line: ours, a library's
+    (Celery's "Retry in 5s: ConnectionError(... url: /x.jpg?oh=...)"), or the traceback of
+    an exception whose message quotes a signed URL. The message and the traceback are
+    formatted here, with query strings replaced (the traceback is kept as text:
+    ``exc_text``, which both formats print)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            message = record.getMessage()
+            cleaned = without_query_strings(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = without_query_strings(record.exc_text)
+            record.exc_info = None  # the JSON format would format it again from exc_info
+        return True
+
+
 class JsonFormatter(_JsonFormatter):
     """One JSON object per line: time, level, logger, message, the context's fields and
     whatever the call passed in ``extra=``."""
@@ -207,6 +244,7 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
         "filters": {
             "context": {"()": "support.logging_context.ContextFilter"},
             "request_paths": {"()": "support.logging_context.RequestPathFilter"},
+            "query_strings": {"()": "support.logging_context.QueryStringFilter"},
         },
         "formatters": {
             "plain": {"()": "support.logging_context.PlainFormatter"},
@@ -216,7 +254,7 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": log_format,
-                "filters": ["context", "request_paths"],
+                "filters": ["context", "request_paths", "query_strings"],
             }
         },
         "root": {"handlers": ["console"], "level": level},

@@ -333,3 +333,31 @@ def test_a_path_no_route_matched_is_not_logged(production_log: io.StringIO) -> N
     text = production_log.getvalue()
     assert "secret-part" not in text
     assert "Not Found: -" in text
+
+
+def test_no_query_string_reaches_the_logs_not_even_in_a_traceback(
+    production_log: io.StringIO,
+) -> None:
+    """A signed media URL's signature (and any URL's query) was written to the logs by
+    Celery's retry line and by tracebacks of client errors that quote the URL."""
+    signed = "https://scontent.cdninstagram.com/v/t51/x.jpg?stp=dst-jpg&oh=00_SECRETSIG&oe=65F0"
+    log = logging.getLogger("celery.app.trace")
+    log.info("Task media[1] retry: Retry in 5s: ConnectionError('%s')", signed)
+    try:
+        raise ConnectionError("Max retries exceeded with url: /v/t51/x.jpg?oh=00_SECRETSIG&oe=1")
+    except ConnectionError:
+        logging.getLogger("channels_app.tasks").exception("Media download of attachment 7 failed")
+    logging.getLogger("support").warning("Is this still a question? %s", "yes")
+    text = production_log.getvalue()
+    assert "SECRETSIG" not in text
+    first, second, third = _records(production_log)
+    assert first["message"] == (
+        "Task media[1] retry: Retry in 5s: ConnectionError("
+        "'https://scontent.cdninstagram.com/v/t51/x.jpg?<query>')"
+    )
+    assert second["message"] == "Media download of attachment 7 failed"
+    assert "Traceback (most recent call last)" in second["exc_info"]
+    assert (
+        "ConnectionError: Max retries exceeded with url: /v/t51/x.jpg?<query>" in second["exc_info"]
+    )
+    assert third["message"] == "Is this still a question? yes"
