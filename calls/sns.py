@@ -26,6 +26,7 @@ from django.core.cache import cache
 
 from support.logging_context import outbound_headers
 from support.outbound import body_read_bounded
+from support.parsing import without_query_strings
 from support.sns import StaleMessage, sns_timestamp_check
 
 SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
@@ -166,4 +167,7 @@ def confirm_subscription(message: dict[str, Any]) -> None:
     try:
         http.get(url)
     except requests.RequestException as exc:
-        raise SnsVerificationError(f"Subscription confirmation failed: {exc}") from exc
+        # the URL's Token confirms (or undoes) the subscription: not into the stored error
+        raise SnsVerificationError(
+            f"Subscription confirmation failed: {without_query_strings(str(exc))}"
+        ) from exc

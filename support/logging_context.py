@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
+from support.parsing import without_query_strings
+
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
@@ -165,20 +167,7 @@ class RequestPathFilter(logging.Filter):
         return True
 
 
-#: A query string: ``?`` then ``key=value`` pairs. Signed URLs carry their credential
-#: there (a media file's CDN signature, an S3 pre-signed URL, SNS's ``SubscribeURL``
-#: token, an OAuth ``code``), and client errors quote the URL they failed on (requests'
-#: ``... for url: https://host/path?sig=...``, urllib3's ``Max retries exceeded with url:
-#: /path?...``).
-_QUERY_STRING = re.compile(
-    r"\?[A-Za-z0-9_.~%+\-\[\]]+=[^\s'\"&<>]*(?:&(?:amp;)?[A-Za-z0-9_.~%+\-\[\]]+=[^\s'\"&<>]*)*"
-)
 _TRACEBACKS = logging.Formatter()
-
-
-def without_query_strings(text: str) -> str:
-    """``text`` with every URL query string replaced by ``?<query>``."""
-    return _QUERY_STRING.sub("?<query>", text) if "?" in text else text
 
 
 class QueryStringFilter(logging.Filter):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import re
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,21 @@ def bounded_key(value: str, max_length: int) -> str:
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
     tail = ">" if value.startswith("<") and value.endswith(">") else ""
     return f"{value[: max_length - len(digest) - 1 - len(tail)]}#{digest}{tail}"
+
+
+#: A query string: ``?`` then ``key=value`` pairs. Signed URLs carry their credential
+#: there (a media file's CDN signature, an S3 pre-signed URL, SNS's ``SubscribeURL``
+#: token, an OAuth ``code``), and client errors quote the URL they failed on (requests'
+#: ``... for url: https://host/path?sig=...``, urllib3's ``Max retries exceeded with url:
+#: /path?...``).
+_QUERY_STRING = re.compile(
+    r"\?[A-Za-z0-9_.~%+\-\[\]]+=[^\s'\"&<>]*(?:&(?:amp;)?[A-Za-z0-9_.~%+\-\[\]]+=[^\s'\"&<>]*)*"
+)
+
+
+def without_query_strings(text: str) -> str:
+    """``text`` with every URL query string replaced by ``?<query>``."""
+    return _QUERY_STRING.sub("?<query>", text) if "?" in text else text
 
 
 def content_length(value: str | bytes | None) -> int | None:

@@ -308,13 +308,17 @@ def test_sns_subscription_confirmation_retried_after_a_failure(
     def down(url: str) -> bytes:
         if url == subscribe_url:
             fake.urls.append(url)
-            raise requests.ConnectionError("connection reset")
+            # as requests words it: the URL, its confirmation Token included
+            raise requests.ConnectionError(f"connection reset for url: {url}")
         return real_get(url)
 
     monkeypatch.setattr(fake, "get", down)
     response = post_sns(api_client, message, django_capture_on_commit_callbacks)
     assert response.status_code == 502
-    assert CallEvent.objects.get().status == EventStatus.FAILED
+    failed = CallEvent.objects.get()
+    assert failed.status == EventStatus.FAILED
+    assert "Token=def" not in failed.error  # the stored error keeps no confirmation token
+    assert failed.error.endswith("for url: https://sns.us-east-1.amazonaws.com/?<query>")
 
     monkeypatch.setattr(fake, "get", real_get)
     response = post_sns(api_client, message, django_capture_on_commit_callbacks)
