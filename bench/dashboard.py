@@ -167,10 +167,10 @@ SEED_SQL = [
         "call events",
         """
         INSERT INTO calls_callevent (source, external_id, contact_id, raw_body, status, error,
-                                     created_at, updated_at)
+                                     created_at, updated_at, attempts)
         SELECT 'ctr', 'bench-event-' || g, 'bench-call-' || (g / 4), '',
                CASE WHEN g %% 50 = 0 THEN 'failed' ELSE 'processed' END, '',
-               now() - (%(days)s * interval '1 day') * (g::float / (%(calls)s * 4)), now()
+               now() - (%(days)s * interval '1 day') * (g::float / (%(calls)s * 4)), now(), 0
         FROM generate_series(1, %(calls)s * 4) g
         """,
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import chain, shared_task
 from celery.exceptions import MaxRetriesExceededError
@@ -79,6 +80,15 @@ def _fail(call_id: int, exc: Exception) -> None:
     )
 
 
+def _retries_spent(task: Any, call_id: int, exc: RetryableError) -> bool:
+    """On a step's last retry, the call is failed with the reason (True), not left in its
+    step for the pipeline sweep to restart every quarter of an hour without a word."""
+    if task.request.retries < task.max_retries:
+        return False
+    _fail(call_id, RuntimeError(f"Gave up after {task.request.retries + 1} attempts: {exc}"))
+    return True
+
+
 @shared_task(
     bind=True, acks_late=True, max_retries=TRANSCRIBE_POLLS, soft_time_limit=60, time_limit=90
 )
@@ -86,6 +96,8 @@ def call_transcribe_task(self, call_id: int) -> str:  # type: ignore[no-untyped-
     try:
         state = services.call_transcribe(call_id=call_id)
     except RetryableError as exc:
+        if _retries_spent(self, call_id, exc):
+            return "failed"
         raise self.retry(
             exc=exc,
             countdown=backoff_seconds(self.request.retries + 1, retry_after=exc.retry_after),
@@ -117,6 +129,8 @@ def call_analyse_task(self, call_id: int) -> bool:  # type: ignore[no-untyped-de
     try:
         return services.call_analyse(call_id=call_id) is not None
     except RetryableError as exc:
+        if _retries_spent(self, call_id, exc):
+            return False
         raise self.retry(
             exc=exc,
             countdown=backoff_seconds(self.request.retries + 1, retry_after=exc.retry_after),

@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from calls import services, tasks
-from calls.models import Call, CallEvent, EventStatus, PipelineStatus
+from calls.models import Call, CallEvent, EventStatus, PipelineStatus, contact_hash
 from support.delivery.models import Delivery
 from support.models import DeliveryStatus
 
@@ -114,6 +114,27 @@ def test_call_pipeline_failed_with_a_reason_when_polls_run_out(calls_settings: A
     call.refresh_from_db()
     assert call.pipeline_status == PipelineStatus.FAILED
     assert call.pipeline_error.startswith("Still transcribing after 120 polls (60 minutes)")
+
+
+def test_a_step_whose_retries_run_out_fails_the_call_with_the_reason() -> None:
+    """A retryable error on a step's last retry left the call in its step: the pipeline
+    sweep restarted it every quarter of an hour, and nobody was told why."""
+    from support.errors import RetryableError
+
+    call = Call.objects.create(contact_id="c-gone-1", pipeline_status="transcribed")
+    down = RetryableError("Bedrock throttled the request")
+    with mock.patch("calls.services.call_analyse", side_effect=down):
+        result = tasks.call_analyse_task.apply(args=(call.pk,), retries=5, throw=False)
+    assert (result.state, result.result) == ("SUCCESS", False)
+    call.refresh_from_db()
+    assert call.pipeline_status == PipelineStatus.FAILED
+    assert call.pipeline_error == "Gave up after 6 attempts: Bedrock throttled the request"
+    other = Call.objects.create(contact_id="c-gone-2", pipeline_status="transcribing")
+    with mock.patch("calls.services.call_transcribe", side_effect=down):
+        result = tasks.call_transcribe_task.apply(args=(other.pk,), retries=120, throw=False)
+    assert (result.state, result.result) == ("SUCCESS", "failed")
+    other.refresh_from_db()
+    assert other.pipeline_status == PipelineStatus.FAILED
 
 
 def _call(contact: str, status: str, stale: float, **fields: Any) -> Call:
@@ -312,7 +333,30 @@ def test_the_sweeps_and_the_stalled_calls_gauge_read_their_partial_indexes(
 
     from calls.services import sweeps
 
+    # Tables shaped like production's: nearly every event processed, nearly every call
+    # done, their statistics read. Without this the planner's choice between the partial
+    # index and the created_at / initiated_at indexes on a near-empty table went either
+    # way from run to run.
+    CallEvent.objects.bulk_create(
+        CallEvent(source="ctr", external_id=f"done-{i}", status="processed") for i in range(3000)
+    )
+    CallEvent.objects.bulk_create(
+        CallEvent(source="ctr", external_id=f"open-{i}", status="received") for i in range(3)
+    )
+    Call.objects.bulk_create(
+        Call(contact_id=f"done-{i}", hash=contact_hash(f"done-{i}"), pipeline_status="synced")
+        for i in range(3000)
+    )
+    Call.objects.bulk_create(
+        Call(contact_id=f"open-{i}", hash=contact_hash(f"open-{i}"), pipeline_status="transcribing")
+        for i in range(3)
+    )
+    an_hour_ago = timezone.now() - timedelta(hours=1)  # older than any sweep's wait
+    CallEvent.objects.update(created_at=an_hour_ago)
+    Call.objects.update(updated_at=an_hour_ago)
     with connection.cursor() as cursor:
+        cursor.execute("ANALYZE calls_callevent")
+        cursor.execute("ANALYZE calls_call")
         cursor.execute("SET LOCAL enable_seqscan = off")
     for stale_seconds in (sweeps.EVENTS_SWEEP_STALE_SECONDS, 0):
         due = sweeps._call_events_due(stale_seconds=stale_seconds, now=timezone.now())
