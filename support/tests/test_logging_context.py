@@ -361,3 +361,21 @@ def test_no_query_string_reaches_the_logs_not_even_in_a_traceback(
         "ConnectionError: Max retries exceeded with url: /v/t51/x.jpg?<query>" in second["exc_info"]
     )
     assert third["message"] == "Is this still a question? yes"
+
+
+def test_the_plain_format_leaves_out_query_strings_too_and_the_record_stays_whole() -> None:
+    record = logging.LogRecord(
+        "celery.app.trace", logging.INFO, __file__, 1, "Retry: %s", ("/x.jpg?oh=SIG&oe=1",), None
+    )
+    try:
+        raise ConnectionError("url: /x.jpg?oh=SIG")
+    except ConnectionError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    text = logging_context.PlainFormatter().format(record)
+    assert "SIG" not in text
+    assert "Retry: /x.jpg?<query>" in text
+    assert "ConnectionError: url: /x.jpg?<query>" in text
+    assert record.exc_info is not None  # other handlers (tests' capture) see it whole
+    assert record.getMessage() == "Retry: /x.jpg?oh=SIG&oe=1"
