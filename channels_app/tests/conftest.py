@@ -4,6 +4,8 @@ and a snapshot of every table a delivery may touch (to assert exactly what chang
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,6 +80,18 @@ def http_headers(headers: dict[str, str]) -> dict[str, str]:
             continue
         out[f"HTTP_{name}"] = value
     return out
+
+
+def post_signed(client: Client, account: Any, body: bytes) -> Any:
+    """POST ``body`` to ``account``'s webhook, signed as Meta signs (X-Hub-Signature-256)."""
+    sig = "sha256=" + hmac.new(TEST_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return client.generic(
+        "POST",
+        account.webhook_path,
+        data=body,
+        content_type="application/json",
+        HTTP_X_HUB_SIGNATURE_256=sig,
+    )
 
 
 def post_raw(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 from unittest import mock
 
@@ -13,21 +11,19 @@ from django.test import Client
 from channels_app import selectors, services
 from channels_app.models import InboundEvent
 from channels_app.services import matching
-from channels_app.tests.conftest import TEST_SECRET, counts, diff, make_account, wa_body
+from channels_app.tests.conftest import (
+    counts,
+    diff,
+    make_account,
+    post_signed,
+    wa_body,
+)
 from tickets.models import Message
 
 pytestmark = pytest.mark.django_db
 
 
-def post(client: Client, account: Any, body: bytes) -> Any:
-    sig = "sha256=" + hmac.new(TEST_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return client.generic(
-        "POST",
-        account.webhook_path,
-        data=body,
-        content_type="application/json",
-        HTTP_X_HUB_SIGNATURE_256=sig,
-    )
+post = post_signed
 
 
 def test_deliveries_are_recorded_then_drained_in_one_batch_in_arrival_order(

@@ -5,8 +5,6 @@ delivery left ``retrying`` whose retry was never queued, and an agent's reply le
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from datetime import timedelta
 from types import SimpleNamespace
@@ -24,7 +22,7 @@ from kombu.exceptions import OperationalError as BrokerDown
 from channels_app import services, tasks
 from channels_app.models import InboundEvent
 from channels_app.services import matching
-from channels_app.tests.conftest import TEST_SECRET, make_account, wa_body
+from channels_app.tests.conftest import make_account, post_signed, wa_body
 from support.celery import ON_CONNECT_TASKS
 from support.delivery.models import Attempt, Delivery
 from support.models import OutboxEvent
@@ -37,15 +35,7 @@ WA_URL = "https://graph.facebook.com/v21.0/106540352242922/messages"
 EAGER_OFF = SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(task_always_eager=False)))
 
 
-def post(client: Client, account: Any, body: bytes) -> Any:
-    sig = "sha256=" + hmac.new(TEST_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return client.generic(
-        "POST",
-        account.webhook_path,
-        data=body,
-        content_type="application/json",
-        HTTP_X_HUB_SIGNATURE_256=sig,
-    )
+post = post_signed
 
 
 def _age(event_id: int, seconds: float) -> None:
