@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from knowledge import retrieval
@@ -52,6 +52,7 @@ from support.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from support.parsing import bounded_key, contains_nul, parse_id, safe_file_name
 from support.redis_client import enqueue_once, pending_clear
 from support.services import audit_log_record
+from support.sweeps import RedrivePolicy, redrive_queue
 
 logger = logging.getLogger(__name__)
 
@@ -1184,6 +1185,15 @@ OBJECT_EVENT_SWEEP_BATCH = 200
 # alive, not lost. Without it every reconnection counted a re-drive, and six of them (a
 # deploy restarting the workers) gave up on a live event.
 OBJECT_EVENT_QUIET_FLOOR_SECONDS = 120.0
+# The re-drives of S3 events (``support.sweeps``): a fixed wait (the grace; on connect the
+# floor) between them, given up after ``OBJECT_EVENT_MAX_ATTEMPTS``.
+OBJECT_EVENT_REDRIVE = RedrivePolicy(
+    wait_seconds=OBJECT_EVENT_SWEEP_GRACE_SECONDS,
+    floor_seconds=OBJECT_EVENT_QUIET_FLOOR_SECONDS,
+    max_redrives=OBJECT_EVENT_MAX_ATTEMPTS,
+    backoff=1.0,
+)
+OBJECT_EVENT_GIVE_UP_DEFAULT = "its task never finished (lost, or its worker killed)"
 
 
 def object_events_sweep(*, grace_seconds: float | None = None) -> int:
@@ -1195,45 +1205,53 @@ def object_events_sweep(*, grace_seconds: float | None = None) -> int:
     an event with a later one of its object is closed unapplied instead (superseded: the
     later one decides); one queued ``OBJECT_EVENT_MAX_ATTEMPTS`` times already is given up
     (``failed_at``, shown as failed in the admin for a supervisor to re-drive).
-    Idempotent (processing is). Returns how many were queued."""
-    from kombu.exceptions import KombuError
 
+    The re-drives follow ``OBJECT_EVENT_REDRIVE`` (``support.sweeps``): an event received,
+    and last queued or tried, more than the grace ago (at least
+    ``OBJECT_EVENT_QUIET_FLOOR_SECONDS``) is due; each re-drive is counted before its task
+    is queued; when the broker refuses a task the run stops (logged; the next one goes
+    on). Idempotent (processing is). Returns how many were queued."""
     from knowledge.tasks import kb_object_event_task
 
     grace = OBJECT_EVENT_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
-    grace = max(grace, OBJECT_EVENT_QUIET_FLOOR_SECONDS)
     now = timezone.now()
-    cutoff = now - timedelta(seconds=grace)
-    pending = ObjectEvent.objects.filter(
-        Q(attempted_at__isnull=True) | Q(attempted_at__lt=cutoff),
-        processed_at__isnull=True,
-        failed_at__isnull=True,
-        received_at__lt=cutoff,
-    )
-    queued = 0
-    for event in pending.order_by("pk")[:OBJECT_EVENT_SWEEP_BATCH]:
+    redrive: list[int] = []
+    for event in _object_events_due(grace, now)[:OBJECT_EVENT_SWEEP_BATCH]:
         if _object_event_settled(event):
             continue
-        if event.attempts >= OBJECT_EVENT_MAX_ATTEMPTS:
-            reason = event.last_error or "its task never finished (lost, or its worker killed)"
-            ObjectEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
-                failed_at=now,
-                last_error=f"gave up after {event.attempts} re-drives: {reason}"[:5000],
+        if OBJECT_EVENT_REDRIVE.spent(event.attempts):
+            reason = OBJECT_EVENT_REDRIVE.give_up_reason(
+                event.attempts, event.last_error, OBJECT_EVENT_GIVE_UP_DEFAULT
             )
-            logger.error("kb event %s not applied after %s re-drives", event.pk, event.attempts)
+            ObjectEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
+                failed_at=now, last_error=reason[:5000]
+            )
+            logger.error("kb event %s not applied: %s", event.pk, reason[:300])
             continue
-        try:
-            kb_object_event_task.delay(event.pk)
-        except KombuError:
-            logger.warning("kb event sweep: the broker is unreachable; next run goes on")
-            break
-        ObjectEvent.objects.filter(pk=event.pk).update(
-            attempts=F("attempts") + 1, attempted_at=timezone.now()
-        )
-        queued += 1
+        redrive.append(event.pk)
+    queued = redrive_queue(
+        ObjectEvent.objects.filter(processed_at__isnull=True, failed_at__isnull=True),
+        redrive,
+        queue=kb_object_event_task.delay,
+        now=now,
+        what="kb event",
+    )
     if queued:
-        logger.warning("kb event sweep: %s unprocessed S3 event(s) queued again", queued)
-    return queued
+        logger.warning("kb event sweep: %s unprocessed S3 event(s) queued again", len(queued))
+    return len(queued)
+
+
+def _object_events_due(grace: float, now: datetime) -> QuerySet[ObjectEvent]:
+    """Unprocessed events not given up, received more than ``grace`` ago (at least the
+    quiet floor: on connect too) and due for a re-drive; oldest first (partial index
+    ``kb_objectevent_pending``)."""
+    received = now - timedelta(seconds=max(grace, OBJECT_EVENT_QUIET_FLOOR_SECONDS))
+    return ObjectEvent.objects.filter(
+        OBJECT_EVENT_REDRIVE.due_q(now, grace),
+        processed_at__isnull=True,
+        failed_at__isnull=True,
+        received_at__lt=received,
+    ).order_by("pk")
 
 
 def object_event_redrive(*, event: ObjectEvent, actor: Any) -> bool:

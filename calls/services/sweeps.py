@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -17,6 +17,7 @@ from calls.models import Call, CallEvent, EventStatus, PipelineStatus
 from calls.services.salesforce import SALESFORCE_KIND
 from support.delivery.models import Delivery
 from support.models import DeliveryStatus
+from support.sweeps import RedrivePolicy, redrive_queue
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,21 @@ PIPELINE_SWEEP_BATCH = 100
 TRANSCRIBE_POLLS = 120
 
 
+#: The re-drives of call events: 2, 4, 8, 16, 32 minutes apart (on connect 1, 2, 4, 8,
+#: 16), given up after 5.
+EVENTS_REDRIVE = RedrivePolicy(
+    wait_seconds=EVENTS_SWEEP_REDRIVE_SECONDS,
+    floor_seconds=EVENTS_SWEEP_REDRIVE_FLOOR_SECONDS,
+    max_redrives=EVENTS_SWEEP_MAX_REDRIVES,
+    backoff=2.0,
+)
+#: The reason of a give-up when the event's tries recorded no error.
+EVENTS_GIVE_UP_DEFAULT = (
+    "its processing never finished (an error it does not record, a time limit or a "
+    "killed worker: see the worker's log)"
+)
+
+
 def call_events_sweep(*, stale_seconds: float = EVENTS_SWEEP_STALE_SECONDS) -> int:
     """Queue again the processing of call events still ``received`` ``stale_seconds``
     after they were recorded (oldest first, at most ``EVENTS_SWEEP_BATCH``): their task
@@ -54,67 +70,61 @@ def call_events_sweep(*, stale_seconds: float = EVENTS_SWEEP_STALE_SECONDS) -> i
     event (row lock, then status ``received`` checked), so an event processed twice at
     once is applied once.
 
-    Each re-drive is counted (``attempts``, ``attempted_at``) and the next one waits
+    The re-drives follow ``EVENTS_REDRIVE`` (``support.sweeps``): each is counted
+    (``attempts``, ``attempted_at``) before its task is queued, and the next one waits
     (``EVENTS_SWEEP_REDRIVE_SECONDS``, doubled each time, at least
     ``EVENTS_SWEEP_REDRIVE_FLOOR_SECONDS`` even on connect); an event re-driven
     ``EVENTS_SWEEP_MAX_REDRIVES`` times and still ``received`` after the last wait is
     marked ``failed`` with the reason, so a few events that can never be applied neither
-    fill every batch nor are queued forever. Returns how many were queued."""
-    from calls.services.intake import _schedule_events
-
+    fill every batch nor are queued forever. When the broker refuses a task the run
+    stops (logged; the next one goes on). Returns how many were queued."""
     now = timezone.now()
     rows = list(
         _call_events_due(stale_seconds=stale_seconds, now=now).values_list(
             "id", "attempts", "error"
         )[:EVENTS_SWEEP_BATCH]
     )
-    spent = [(pk, n, error) for pk, n, error in rows if n >= EVENTS_SWEEP_MAX_REDRIVES]
-    for pk, n, error in spent:
-        _call_event_give_up(pk, n, error, now)
-    ids = [pk for pk, n, _ in rows if n < EVENTS_SWEEP_MAX_REDRIVES]
-    if ids:
-        # Counted before the tasks are queued: a broker down fails the run (the next one
-        # tries again) at the cost of one re-drive, never queues uncounted.
-        CallEvent.objects.filter(pk__in=ids, status=EventStatus.RECEIVED).update(
-            attempts=F("attempts") + 1, attempted_at=now
-        )
-        _schedule_events(ids)
-        logger.warning("%d received call event(s) queued again by the sweep", len(ids))
-    return len(ids)
+    for pk, n, error in rows:
+        if EVENTS_REDRIVE.spent(n):
+            _call_event_give_up(pk, n, error, now)
+    queued = redrive_queue(
+        CallEvent.objects.filter(status=EventStatus.RECEIVED),
+        [pk for pk, n, _ in rows if not EVENTS_REDRIVE.spent(n)],
+        queue=_call_event_queue,
+        now=now,
+        what="Call events",
+    )
+    if queued:
+        logger.warning("%d received call event(s) queued again by the sweep", len(queued))
+    return len(queued)
+
+
+def _call_event_queue(pk: int) -> None:
+    from calls.tasks import call_event_process_task
+
+    call_event_process_task.delay(pk)
 
 
 def _call_events_due(*, stale_seconds: float, now: datetime) -> QuerySet[CallEvent]:
-    """Events still ``received`` ``stale_seconds`` after they came, never re-driven or
-    whose wait after their last re-drive (or a supervisor's, which sets attempts back to
-    0) is over; oldest first (partial index ``callevent_received_idx``)."""
-    wait = max(min(stale_seconds, EVENTS_SWEEP_REDRIVE_SECONDS), EVENTS_SWEEP_REDRIVE_FLOOR_SECONDS)
-    due = Q(attempted_at__isnull=True)
-    for n in range(EVENTS_SWEEP_MAX_REDRIVES + 1):
-        since = now - timedelta(seconds=wait * 2 ** max(n - 1, 0))
-        due |= Q(attempts=n, attempted_at__lt=since)
-    due |= Q(
-        attempts__gt=EVENTS_SWEEP_MAX_REDRIVES,
-        attempted_at__lt=now - timedelta(seconds=wait * 2 ** (EVENTS_SWEEP_MAX_REDRIVES - 1)),
-    )
+    """Events still ``received`` ``stale_seconds`` after they came (on connect, 0: no age
+    limit), never re-driven or whose wait after their last re-drive (or a supervisor's,
+    which sets attempts back to 0) is over; oldest first (partial index
+    ``callevent_received_idx``)."""
     stale = now - timedelta(seconds=stale_seconds)
     return CallEvent.objects.filter(
-        due, status=EventStatus.RECEIVED, created_at__lt=stale
+        EVENTS_REDRIVE.due_q(now, stale_seconds),
+        status=EventStatus.RECEIVED,
+        created_at__lt=stale,
     ).order_by("created_at", "id")
 
 
 def _call_event_give_up(pk: int, attempts: int, error: str, now: datetime) -> None:
-    reason = error or (
-        "its processing never finished (an error it does not record, a time limit or a "
-        "killed worker: see the worker's log)"
-    )
+    reason = EVENTS_REDRIVE.give_up_reason(attempts, error, EVENTS_GIVE_UP_DEFAULT)
     updated = CallEvent.objects.filter(pk=pk, status=EventStatus.RECEIVED).update(
-        status=EventStatus.FAILED,
-        error=f"gave up after {attempts} re-drives: {reason}",
-        processed_at=now,
-        updated_at=now,
+        status=EventStatus.FAILED, error=reason, processed_at=now, updated_at=now
     )
     if updated:
-        logger.error("Call event %s not applied after %s re-drives: %s", pk, attempts, reason)
+        logger.error("Call event %s not applied: %s", pk, reason)
 
 
 def _transcribing_stale_seconds() -> float:

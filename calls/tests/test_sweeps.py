@@ -367,3 +367,26 @@ def test_the_sweeps_and_the_stalled_calls_gauge_read_their_partial_indexes(
         assert "call_pipeline_open_idx" in stalled.order_by().explain()  # the gauge's count
         oldest = stalled.order_by("updated_at", "id").values_list("id")[:100]
         assert "call_pipeline_open_idx" in oldest.explain()
+
+
+def test_a_broker_refusing_the_re_drive_stops_the_run_without_queueing_uncounted(
+    calls_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each re-drive is counted before its task is queued (``support.sweeps``): the broker
+    refusing one stops the run, logged, instead of failing it with every event of the
+    batch counted and none queued; the event refused is queued again after its wait."""
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    first, second = lost(1, 2), lost(2, 1)
+    down = BrokerDown("Error 111 connecting to redis:6379. Connection refused.")
+    with mock.patch.object(tasks.call_event_process_task, "delay", side_effect=down) as delay:
+        assert services.call_events_sweep() == 0
+    delay.assert_called_once_with(first)
+    attempts = dict(CallEvent.objects.filter(pk__in=[first, second]).values_list("pk", "attempts"))
+    assert attempts == {first: 1, second: 0}
+    assert "Call events sweep: the broker is unreachable (OperationalError)" in caplog.text
+
+    wait_over(first)  # the broker is back
+    with mock.patch.object(tasks.call_event_process_task, "delay") as delay:
+        assert services.call_events_sweep() == 2
+    assert [c.args for c in delay.call_args_list] == [(first,), (second,)]

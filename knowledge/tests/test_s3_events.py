@@ -394,6 +394,76 @@ def test_worker_reconnections_do_not_give_up_a_live_event(db):
     assert (event.attempts, event.failed_at) == (0, None)
 
 
+def test_a_re_drive_is_counted_before_its_task_is_queued(db, caplog):
+    """Before, the sweep queued the task and counted it after: a task that ran (or a
+    sweep stopped) in between was never counted, and a broker refusing the task left the
+    re-drive uncounted. Now each is counted first (``support.sweeps``); the broker
+    refusing one stops the run, logged, its re-drive spent."""
+    from unittest import mock
+
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from knowledge import services
+
+    events = [
+        ObjectEvent.objects.create(
+            event_key=f"k{n}", via="http", bucket="kb-docs", key=f"help/{n}.md", action="upsert"
+        )
+        for n in (1, 2)
+    ]
+    _quiet()
+    seen: list[int] = []
+
+    def queue(pk: int) -> None:
+        seen.append(ObjectEvent.objects.get(pk=pk).attempts)
+
+    with mock.patch("knowledge.tasks.kb_object_event_task.delay", side_effect=queue):
+        assert services.object_events_sweep() == 2
+    assert seen == [1, 1]  # counted when queued
+
+    _quiet()
+    down = BrokerDown("Error 111 connecting to redis:6379. Connection refused.")
+    with mock.patch("knowledge.tasks.kb_object_event_task.delay", side_effect=down) as delay:
+        assert services.object_events_sweep() == 0
+    delay.assert_called_once_with(events[0].pk)
+    attempts = [e.attempts for e in ObjectEvent.objects.order_by("pk")]
+    assert attempts == [2, 1]  # the refused one spent; the next left for the next run
+    assert "kb event sweep: the broker is unreachable (OperationalError)" in caplog.text
+
+
+def test_the_event_sweep_reads_the_partial_index_of_unprocessed_events(db):
+    """Object events are kept for good: the sweep (every 5 minutes, and on every worker
+    connection) reads the few unprocessed ones through ``kb_objectevent_pending``, not
+    the table. Sequential scans are priced out on the small test table to see that the
+    planner can use it for the sweep's query shape, on the beat and on connect."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from knowledge import services
+
+    ObjectEvent.objects.bulk_create(
+        ObjectEvent(
+            event_key=f"done-{i}",
+            via="http",
+            bucket="kb-docs",
+            key=f"help/{i}.md",
+            processed_at=timezone.now(),
+        )
+        for i in range(3000)
+    )
+    ObjectEvent.objects.bulk_create(
+        ObjectEvent(event_key=f"open-{i}", via="http", bucket="kb-docs", key=f"help/o{i}.md")
+        for i in range(3)
+    )
+    _quiet(3600)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_objectevent")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    for grace in (services.OBJECT_EVENT_SWEEP_GRACE_SECONDS, 0):
+        due = services._object_events_due(grace, timezone.now())
+        assert "kb_objectevent_pending" in due[: services.OBJECT_EVENT_SWEEP_BATCH].explain()
+
+
 def test_an_event_whose_task_was_lost_is_queued_again_by_the_sweep(
     s3, s3_source, api_client, django_capture_on_commit_callbacks
 ):
