@@ -1396,18 +1396,24 @@ def test_environment_switches_database_size_multi_az_protection_and_retention() 
     assert database["PubliclyAccessible"] is False
     assert "FindInMap" in str(database["DBInstanceClass"])
     assert template()["Conditions"]["IsProd"] == {"Fn::Equals": [{"Ref": "Environment"}, "prod"]}
-    # The major version only: RDS picks its current minor for a new stack and upgrades it in
-    # the maintenance window. A pinned minor ("17.6") stops new stacks from being created
-    # once RDS retires it.
-    assert re.fullmatch(r"[0-9]+", database["EngineVersion"])
+    # The major version only by default: RDS picks its current minor for a new stack and
+    # upgrades it in the maintenance window. A pinned minor ("17.6") stops new stacks from
+    # being created once RDS retires it.
+    assert database["EngineVersion"] == {"Ref": "DbEngineVersion"}
     assert database["AutoMinorVersionUpgrade"] is True
-    # cfn-lint takes a major alone for a deprecated version: that one warning, here only.
-    ignored = {
-        logical: resource["Metadata"]["cfn-lint"]["config"]["ignore_checks"]
-        for logical, resource in template()["Resources"].items()
-        if "cfn-lint" in resource.get("Metadata", {})
-    }
-    assert ignored == {"Database": ["W3691"]}
+    assert "AllowMajorVersionUpgrade" not in database  # a new major is a manual step
+    # A parameter: a stack created with "17.6" (before 2026-12-06) keeps it until its
+    # operator switches, because a changed EngineVersion is applied at once and moves an
+    # instance below RDS's default 17.x to it during the stack update (docs/deploy.md).
+    parameter = template()["Parameters"]["DbEngineVersion"]
+    assert parameter["Default"] == "17"
+    pattern = parameter["AllowedPattern"]
+    for good in ("17", "17.6", "18"):
+        assert re.fullmatch(pattern, good), good
+    for bad in ("", "17.", "17.6.1", "v17", "017", "latest"):
+        assert not re.fullmatch(pattern, bad), bad
+    # No cfn-lint check is ignored anywhere (W3691 was, for the literal "17").
+    assert not [r for r in template()["Resources"].values() if "cfn-lint" in r.get("Metadata", {})]
 
 
 def test_buckets_are_versioned_encrypted_and_private() -> None:
