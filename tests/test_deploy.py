@@ -2514,6 +2514,32 @@ def test_elastic_beanstalk_idle_timeouts_grow_from_the_load_balancer_to_the_app(
     assert environment["PORT"] == "8000"
 
 
+def test_elastic_beanstalk_nginx_passes_the_request_bodies_the_app_accepts() -> None:
+    """nginx refuses a request body over client_max_body_size with 413 before the app sees
+    it, and its default is 1 MiB, which the platform's nginx.conf keeps: on Elastic
+    Beanstalk an inbound e-mail webhook with attachments, a reply with attachments or a web
+    chat upload over 1 MiB was refused, although the app takes up to REQUEST_MAX_BYTES (its
+    own 413 past that). The ECS stack's load balancer sets no body limit."""
+    from django.conf import settings
+
+    config = _nginx_parse((EB_NGINX / "nginx.conf").read_text())
+    [(_, _, http)] = _nginx_find(config, "http")
+    sizes = [
+        args[0]
+        for _, _, server in _nginx_find(http, "server")
+        for _, args, _ in _nginx_find(server, "client_max_body_size")
+    ] + [args[0] for _, args, _ in _nginx_find(http, "client_max_body_size")]
+    [size] = sizes
+    match = re.fullmatch(r"(\d+)([km]?)", size.lower())
+    assert match, size
+    limit = int(match[1]) * {"": 1, "k": 1024, "m": 1024 * 1024}[match[2]]
+    assert limit >= settings.REQUEST_MAX_BYTES
+    assert limit >= settings.CHANNELS_EMAIL_WEBHOOK_MAX_BYTES
+    assert limit >= settings.TICKET_REPLY_FILES_MAX_BYTES
+    assert limit >= settings.WEBCHAT_UPLOAD_MAX_BYTES
+    assert limit <= 2 * settings.REQUEST_MAX_BYTES  # the app's cap, not unlimited (0)
+
+
 def _repository(path: Path) -> Path:
     """A small git repository with Elastic Beanstalk's files, one commit."""
     (path / "deploy" / "elasticbeanstalk" / ".ebextensions").mkdir(parents=True)
