@@ -17,7 +17,7 @@ stop:
 lint:
 	@.venv/bin/ruff check . && .venv/bin/ruff format --check . && ENVIRONMENT=test .venv/bin/mypy . && .venv/bin/lint-imports && .venv/bin/cfn-lint deploy/cloudformation/*.yaml
 
-# Known vulnerabilities in requirements.txt (pip-audit). Needs network access to the
+# Known vulnerabilities in every requirements*.txt (pip-audit). Needs network access to the
 # vulnerability database, so it is not part of `make test`; see docs/security.md.
 audit:
 	@python3 scripts/audit.py

@@ -1,7 +1,10 @@
 """`make audit`: known vulnerabilities in the pinned dependencies (pip-audit).
 
-Audits requirements.txt (every runtime package, pinned, transitive ones included) against a
-vulnerability database: PyPI's (the default) or OSV (``AUDIT_SERVICE=osv``). It needs
+Audits every requirements file the project installs, each pinned, transitive packages
+included: requirements.txt (the runtime: the image and Elastic Beanstalk install it alone) and
+what scripts/bootstrap.sh adds for `make run` / `make test` (requirements-local.txt, the local
+PostgreSQL server) and for development (requirements-dev.txt, requirements-openai.txt),
+against a vulnerability database: PyPI's (the default) or OSV (``AUDIT_SERVICE=osv``). It needs
 network access to that database, and to PyPI the first time, to install pip-audit into a
 virtualenv of its own (``.venv-audit``: the audit tool's dependencies never mix with the
 product's). Without that access it stops with exit status 2 and says so, rather than
@@ -25,7 +28,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PIP_AUDIT = "pip-audit==2.10.1"
 VENV = ROOT / ".venv-audit"
-REQUIREMENTS = ROOT / "requirements.txt"
+#: Every requirements file anything installs (tests/test_scripts.py checks this against
+#: scripts/bootstrap.sh, the Dockerfile and the files in the repository). Each is passed to
+#: pip-audit on its own: it reads no nested ``-r`` and reports a package once however many
+#: files pin it.
+REQUIREMENTS = (
+    ROOT / "requirements.txt",
+    ROOT / "requirements-local.txt",
+    ROOT / "requirements-dev.txt",
+    ROOT / "requirements-openai.txt",
+)
 TIMEOUT = 10.0
 # A release with published advisories: its record must carry vulnerability data.
 PROBE_PACKAGE, PROBE_VERSION = "django", "3.2"
@@ -95,9 +107,8 @@ def main(argv: list[str]) -> int:
         return 2
     command = [
         str(tool),
-        "--requirement",
-        str(REQUIREMENTS),
-        "--no-deps",  # requirements.txt pins every package, transitive ones included
+        *(arg for path in REQUIREMENTS for arg in ("--requirement", str(path))),
+        "--no-deps",  # every file pins its packages, transitive ones included
         "--disable-pip",
         "--strict",  # a package that cannot be audited fails the audit
         "--vulnerability-service",

@@ -1396,18 +1396,24 @@ def test_environment_switches_database_size_multi_az_protection_and_retention() 
     assert database["PubliclyAccessible"] is False
     assert "FindInMap" in str(database["DBInstanceClass"])
     assert template()["Conditions"]["IsProd"] == {"Fn::Equals": [{"Ref": "Environment"}, "prod"]}
-    # The major version only: RDS picks its current minor for a new stack and upgrades it in
-    # the maintenance window. A pinned minor ("17.6") stops new stacks from being created
-    # once RDS retires it.
-    assert re.fullmatch(r"[0-9]+", database["EngineVersion"])
+    # The major version only by default: RDS picks its current minor for a new stack and
+    # upgrades it in the maintenance window. A pinned minor ("17.6") stops new stacks from
+    # being created once RDS retires it.
+    assert database["EngineVersion"] == {"Ref": "DbEngineVersion"}
     assert database["AutoMinorVersionUpgrade"] is True
-    # cfn-lint takes a major alone for a deprecated version: that one warning, here only.
-    ignored = {
-        logical: resource["Metadata"]["cfn-lint"]["config"]["ignore_checks"]
-        for logical, resource in template()["Resources"].items()
-        if "cfn-lint" in resource.get("Metadata", {})
-    }
-    assert ignored == {"Database": ["W3691"]}
+    assert "AllowMajorVersionUpgrade" not in database  # a new major is a manual step
+    # A parameter: a stack created with "17.6" (before 2026-12-06) keeps it until its
+    # operator switches, because a changed EngineVersion is applied at once and moves an
+    # instance below RDS's default 17.x to it during the stack update (docs/deploy.md).
+    parameter = template()["Parameters"]["DbEngineVersion"]
+    assert parameter["Default"] == "17"
+    pattern = parameter["AllowedPattern"]
+    for good in ("17", "17.6", "18"):
+        assert re.fullmatch(pattern, good), good
+    for bad in ("", "17.", "17.6.1", "v17", "017", "latest"):
+        assert not re.fullmatch(pattern, bad), bad
+    # No cfn-lint check is ignored anywhere (W3691 was, for the literal "17").
+    assert not [r for r in template()["Resources"].values() if "cfn-lint" in r.get("Metadata", {})]
 
 
 def test_buckets_are_versioned_encrypted_and_private() -> None:
@@ -2396,12 +2402,142 @@ def test_the_web_server_keeps_idle_connections_open_longer_than_the_load_balance
     for wrong in ("0", "-5", "ten", "1.5"):
         with pytest.raises(SystemExit, match="WEB_KEEP_ALIVE_SECONDS"):
             processes.container_command("web", {"WEB_KEEP_ALIVE_SECONDS": wrong})
-    # Elastic Beanstalk: the load balancer talks to the platform's nginx, which keeps its
-    # idle connections 65 s (keepalive_timeout in the platform's nginx.conf) and opens a
-    # new one to uvicorn for each request (no upstream keepalive): the load balancer's idle
-    # timeout is set, below nginx's.
-    eb = _eb_options()["aws:elbv2:loadbalancer"]
-    assert int(eb["IdleTimeout"]) < 65
+
+
+EB_NGINX = ROOT / "deploy/elasticbeanstalk/.platform/nginx"
+
+
+def _nginx_parse(text: str) -> list[tuple[str, list[str], list[Any] | None]]:
+    """An nginx configuration as nested ``(directive, arguments, block or None)``: enough
+    to read the shipped file (comments, quoted strings, blocks), not a full nginx parser."""
+    tokens = re.findall(r"#[^\n]*|'[^']*'|\"[^\"]*\"|[{};]|[^\s{};'\"#]+", text)
+    stack: list[list[Any]] = [[]]
+    words: list[str] = []
+    for token in tokens:
+        if token.startswith("#"):
+            continue
+        if token == ";":
+            stack[-1].append((words[0], words[1:], None))
+            words = []
+        elif token == "{":
+            block: list[Any] = []
+            stack[-1].append((words[0], words[1:], block))
+            stack.append(block)
+            words = []
+        elif token == "}":
+            assert not words, f"unterminated directive {words}"
+            stack.pop()
+        else:
+            words.append(token.strip("'\""))
+    assert len(stack) == 1, "unbalanced braces"
+    assert not words, f"unterminated directive {words}"
+    return stack[0]
+
+
+def _nginx_find(block: list[Any], name: str) -> list[tuple[str, list[str], Any]]:
+    return [d for d in block if d[0] == name]
+
+
+def _nginx_seconds(value: str) -> int:
+    match = re.fullmatch(r"(\d+)(s?)", value)
+    assert match, f"{value!r}: give nginx timeouts in whole seconds"
+    return int(match[1])
+
+
+def test_elastic_beanstalk_idle_timeouts_grow_from_the_load_balancer_to_the_app() -> None:
+    """Each hop must keep an idle connection open longer than the hop in front of it, so
+    that the one in front closes it first and never sends a request on a connection just
+    closed behind it (the 502 race the soak met with uvicorn's 5 s, docs/benchmarks.md). On
+    Elastic Beanstalk the chain is load balancer -> nginx -> uvicorn. The platform's
+    nginx.conf keeps idle client connections 60 s (keepalive_timeout 60, with
+    client_header_timeout and client_body_timeout 60), not the 65 s the configuration
+    assumed, so the load balancer's 60 s tied with it; the bundle now ships its own
+    nginx.conf with 125 s, between the load balancer's 120 s and uvicorn's 130 s. nginx
+    opens a new connection to uvicorn for each request (no ``upstream`` block with
+    ``keepalive``), so nothing idles on that hop; a future upstream keepalive must idle
+    less than uvicorn."""
+    idle = int(_eb_options()["aws:elbv2:loadbalancer"]["IdleTimeout"])
+    environment = {
+        str(k): str(v)
+        for k, v in _eb_options()["aws:elasticbeanstalk:application:environment"].items()
+    }
+    web = processes.container_command("web", environment)
+    app_keep_alive = int(web[web.index("--timeout-keep-alive") + 1])
+
+    config = _nginx_parse((EB_NGINX / "nginx.conf").read_text())
+    [(_, _, http)] = _nginx_find(config, "http")
+    servers = [
+        block
+        for _, _, block in _nginx_find(http, "server")
+        if any(args[:2] == ["80", "default_server"] for _, args, _ in _nginx_find(block, "listen"))
+    ]
+    [server] = servers
+    timeouts = {
+        name: _nginx_seconds(args[0])
+        for name in ("keepalive_timeout", "client_header_timeout", "client_body_timeout")
+        for _, args, _ in _nginx_find(server, name)
+    }
+    assert set(timeouts) == {"keepalive_timeout", "client_header_timeout", "client_body_timeout"}
+    # nginx outlives the load balancer (AWS: an ELB backend's keep-alive and read timeouts
+    # longer than the load balancer's idle timeout), uvicorn outlives nginx.
+    assert idle < min(timeouts.values())
+    assert timeouts["keepalive_timeout"] < app_keep_alive
+    assert idle == int(
+        {a["Key"]: a["Value"] for a in prop("LoadBalancer")["LoadBalancerAttributes"]}[
+            "idle_timeout.timeout_seconds"
+        ]
+    )  # the same 120 s as the ECS stack's load balancer
+    # Nothing else sets them at another level (http, a conf.d file): one value each.
+    every_file = [EB_NGINX / "nginx.conf", *sorted(EB_NGINX.rglob("conf.d/**/*.conf"))]
+    for path in every_file:
+        text = re.sub(r"#[^\n]*", "", path.read_text())
+        for name in timeouts:
+            assert len(re.findall(rf"\b{name}\b", text)) == (path.name == "nginx.conf"), (
+                path,
+                name,
+            )
+        # nginx -> uvicorn: a new connection per request, unless an upstream keeps some.
+        for upstream in re.findall(r"\bupstream\s+\S+\s*\{([^}]*)\}", text):
+            if re.search(r"\bkeepalive\s+\d+", upstream):
+                kept = re.search(r"\bkeepalive_timeout\s+(\S+);", upstream)
+                assert kept, "an upstream keepalive needs a keepalive_timeout below uvicorn's"
+                assert _nginx_seconds(kept[1]) < app_keep_alive
+    # What the platform's own files need from a replaced nginx.conf: its conf.d files in
+    # http, its generated locations (the proxy to PORT, healthd, static files) in the server
+    # ("Reverse proxy configuration", AWS Elastic Beanstalk Developer Guide), and the
+    # $connection_upgrade its proxy location sends.
+    assert ("include", ["conf.d/*.conf"], None) in http
+    assert ("include", ["conf.d/elasticbeanstalk/*.conf"], None) in server
+    assert [args for _, args, _ in _nginx_find(http, "map")] == [
+        ["$http_upgrade", "$connection_upgrade"]
+    ]
+    assert environment["PORT"] == "8000"
+
+
+def test_elastic_beanstalk_nginx_passes_the_request_bodies_the_app_accepts() -> None:
+    """nginx refuses a request body over client_max_body_size with 413 before the app sees
+    it, and its default is 1 MiB, which the platform's nginx.conf keeps: on Elastic
+    Beanstalk an inbound e-mail webhook with attachments, a reply with attachments or a web
+    chat upload over 1 MiB was refused, although the app takes up to REQUEST_MAX_BYTES (its
+    own 413 past that). The ECS stack's load balancer sets no body limit."""
+    from django.conf import settings
+
+    config = _nginx_parse((EB_NGINX / "nginx.conf").read_text())
+    [(_, _, http)] = _nginx_find(config, "http")
+    sizes = [
+        args[0]
+        for _, _, server in _nginx_find(http, "server")
+        for _, args, _ in _nginx_find(server, "client_max_body_size")
+    ] + [args[0] for _, args, _ in _nginx_find(http, "client_max_body_size")]
+    [size] = sizes
+    match = re.fullmatch(r"(\d+)([km]?)", size.lower())
+    assert match, size
+    limit = int(match[1]) * {"": 1, "k": 1024, "m": 1024 * 1024}[match[2]]
+    assert limit >= settings.REQUEST_MAX_BYTES
+    assert limit >= settings.CHANNELS_EMAIL_WEBHOOK_MAX_BYTES
+    assert limit >= settings.TICKET_REPLY_FILES_MAX_BYTES
+    assert limit >= settings.WEBCHAT_UPLOAD_MAX_BYTES
+    assert limit <= 2 * settings.REQUEST_MAX_BYTES  # the app's cap, not unlimited (0)
 
 
 def _repository(path: Path) -> Path:

@@ -128,9 +128,52 @@ def test_audit_runs_pip_audit_strictly_over_the_pinned_requirements(monkeypatch)
     monkeypatch.setenv("AUDIT_SERVICE", "osv")
     assert audit.main(["--desc"]) == 0
     [command] = calls
-    assert command[:3] == ["/x/pip-audit", "--requirement", str(ROOT / "requirements.txt")]
+    assert command[0] == "/x/pip-audit"
+    audited = [command[i + 1] for i, arg in enumerate(command) if arg == "--requirement"]
+    assert audited == [str(path) for path in audit.REQUIREMENTS]
+    assert audited[0] == str(ROOT / "requirements.txt")
     assert {"--no-deps", "--strict", "--desc"} <= set(command)
     assert command[command.index("--vulnerability-service") + 1] == "osv"
+
+
+def _installed_requirement_files() -> set[str]:
+    """Every requirements file something installs: scripts/bootstrap.sh's lists (`make
+    run`, `make test`, `make install`, development), the image's `pip install -r`, and the
+    files those include with ``-r`` (followed to the end)."""
+    import re
+
+    bootstrap = (ROOT / "scripts" / "bootstrap.sh").read_text()
+    names = {
+        name
+        for listed in re.findall(r"^\s*(?:\[.*\]\s*&&\s*)?files\+?=\(([^)]*)\)", bootstrap, re.M)
+        for name in listed.split()
+    }
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    names |= {Path(n).name for n in re.findall(r"pip install[^\n]*-r\s+(\S+)", dockerfile)}
+    pending = sorted(names)
+    while pending:
+        text = (ROOT / pending.pop()).read_text()
+        for included in re.findall(r"^\s*-r\s+(\S+)", text, re.M):
+            if included not in names:
+                names.add(included)
+                pending.append(included)
+    return names
+
+
+def test_audit_covers_every_requirements_file_the_project_installs():
+    """`make audit` read requirements.txt alone: requirements-local.txt (the embedded
+    PostgreSQL server `make run` and `make test` install, since it left requirements.txt),
+    requirements-dev.txt and requirements-openai.txt went unaudited. pip-audit reads no
+    nested ``-r`` (pip-requirements-parser's default), so each file is named on its own."""
+    installed = _installed_requirement_files()
+    assert {"requirements.txt", "requirements-local.txt", "requirements-dev.txt"} <= installed
+    in_repository = {path.name for path in ROOT.glob("requirements*.txt")}
+    audited = [path.name for path in audit.REQUIREMENTS]
+    assert len(audited) == len(set(audited))
+    assert set(audited) == installed | in_repository
+    for path in audit.REQUIREMENTS:
+        assert path.parent == ROOT
+        assert path.is_file()
 
 
 def test_every_apps_tests_are_collected_by_the_plain_test_command() -> None:
