@@ -660,10 +660,10 @@ def _inbox_bulk_apply(request: HttpRequest) -> str:
 def _bulk_team_from(raw: str, request: HttpRequest) -> Team | None:
     """The team a bulk move sends the tickets to: a team's id, or ``none`` (no team) for
     supervisors only. A ticket with no team is visible to every agent, so a batch of them
-    taken out of their teams widens who sees them (and their customers) at one click; an
-    agent may still do it to one ticket on its page, where the choice is seen ticket by
-    ticket. An empty value is refused, not read as "no team" (as the ticket's controls
-    read it)."""
+    taken out of their teams widens who sees them (and their customers) at one click;
+    refused here before any row is locked (403), as ``ticket_update`` refuses it for one
+    ticket (``services.team_change_allowed``). An empty value is refused, not read as "no
+    team" (as the ticket's controls read it)."""
     if raw == "none":
         team = None
     elif (team_id := parse_id(raw)) is None:
