@@ -252,6 +252,11 @@ def _ticket_context(
         "agents": _agents(),
         "panel_slots": panels,
         "is_supervisor": is_supervisor(request.user),
+        # "No team" is a supervisor's choice (services.team_change_allowed); an agent's
+        # select shows it only as the value of a ticket that has no team yet
+        "no_team_offered": services.team_change_allowed(
+            actor=request.user, current_team_id=ticket.team_id, team_id=None
+        ),
         "last_event_id": _last_event_id(),
         # what a public reply may carry on its channel (tickets.reply_rules)
         "reply_box": reply_box_for(ticket),
@@ -287,7 +292,12 @@ def _controls_values(
     offered = {
         "status": {ticket.status, *context["allowed_statuses"]},
         "priority": set(Priority.values),
-        "team": {"", *(str(t.pk) for t in context["teams"])},
+        # "No team" for supervisors, or the ticket's own when it has none
+        # (services.team_change_allowed)
+        "team": {
+            *([""] if context["no_team_offered"] else []),
+            *(str(t.pk) for t in context["teams"]),
+        },
         "assignee": {
             "none",
             *(
@@ -483,7 +493,9 @@ def _assignee_from(raw: str, request: HttpRequest, current_id: int | None) -> An
 
 def _team_from(raw: str) -> Team | None:
     """Parse a team field: empty (or ``none``) is "No team"; anything else must be a team's
-    id (a value that was neither used to take the ticket out of its team)."""
+    id (a value that was neither used to take the ticket out of its team). Who may choose
+    "No team" (supervisors, for a ticket in a team) is ``services.ticket_update``'s rule,
+    applied to the locked row."""
     if raw in ("", "none"):
         return None
     team_id = parse_id(raw)
@@ -648,10 +660,10 @@ def _inbox_bulk_apply(request: HttpRequest) -> str:
 def _bulk_team_from(raw: str, request: HttpRequest) -> Team | None:
     """The team a bulk move sends the tickets to: a team's id, or ``none`` (no team) for
     supervisors only. A ticket with no team is visible to every agent, so a batch of them
-    taken out of their teams widens who sees them (and their customers) at one click; an
-    agent may still do it to one ticket on its page, where the choice is seen ticket by
-    ticket. An empty value is refused, not read as "no team" (as the ticket's controls
-    read it)."""
+    taken out of their teams widens who sees them (and their customers) at one click;
+    refused here before any row is locked (403), as ``ticket_update`` refuses it for one
+    ticket (``services.team_change_allowed``). An empty value is refused, not read as "no
+    team" (as the ticket's controls read it)."""
     if raw == "none":
         team = None
     elif (team_id := parse_id(raw)) is None:

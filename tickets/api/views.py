@@ -326,6 +326,15 @@ class TicketDetailApi(APIView):
             # the rules on the row as it is written (locked), not as first read: its
             # visibility (moved out of the caller's view meanwhile: 404) and its assignee
             ticket = selectors.ticket_get_visible(ticket.pk, user=request.user, for_update=True)
+            if "team" in fields and not services.team_change_allowed(
+                actor=request.user,
+                current_team_id=ticket.team_id,
+                team_id=fields["team"].pk if fields["team"] else None,
+            ):  # said here for team_id (ticket_update refuses it too, naming "team")
+                raise InvalidInput(
+                    f"team_id: {services.NO_TEAM_REFUSAL}",
+                    details={"team_id": ["Supervisors only: give a team's id."]},
+                )
             if "assignee_id" in data:
                 assignee = _assignee_for(request, ticket, data["assignee_id"])
                 services.ticket_assign(ticket=ticket, assignee=assignee, actor=request.user)

@@ -38,7 +38,9 @@ from support.lru import BoundedLRU
 
 logger = logging.getLogger(__name__)
 
-KEY_VERSION = 1
+#: 2 since 2026-12-06: the entry holds the private part agents' figures are drawn from
+#: (``selectors.VIEWER_KEY``); a version 1 entry, without it, is not read.
+KEY_VERSION = 2
 
 
 def context_cache_key(customer_id: int) -> str:

@@ -61,6 +61,8 @@ class ScorePoint:
     occurred_at: datetime
     kind: str
     score: float | None
+    #: the ticket the interaction was on (None: none), for what a viewer may see of it
+    ticket_id: int | None = None
 
 
 class InteractionBackend(Protocol):
@@ -145,9 +147,9 @@ class PostgresInteractionBackend:
             self._live(customer_id)
             .filter(occurred_at__gte=since)
             .order_by("occurred_at", "id")
-            .values_list("occurred_at", "kind", "sentiment_score")
+            .values_list("occurred_at", "kind", "sentiment_score", "ticket_id")
         )
-        return [ScorePoint(at, kind, score) for at, kind, score in rows]
+        return [ScorePoint(at, kind, score, ticket) for at, kind, score, ticket in rows]
 
     def for_customer(self, customer_id: int) -> list[InteractionRecord]:
         rows = Interaction.objects.filter(customer_id=customer_id).order_by("occurred_at", "id")
@@ -312,7 +314,11 @@ class DynamoInteractionBackend:
         points = []
         for raw in self._query(customer_id, since=since, newest_first=False):
             record = self._from_item(raw)
-            points.append(ScorePoint(record.occurred_at, record.kind, record.sentiment_score))
+            points.append(
+                ScorePoint(
+                    record.occurred_at, record.kind, record.sentiment_score, record.ticket_id
+                )
+            )
         return points
 
     def _all(self, customer_id: int) -> list[dict[str, Any]]:

@@ -12,7 +12,8 @@ from decimal import Decimal
 from statistics import fmean
 from typing import Any
 
-from django.db.models import Avg, Count, Max, Q, Sum
+from django.db.models import Case, Count, F, IntegerField, Max, Q, Sum, Value, When, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from support.auth.roles import is_supervisor
@@ -30,7 +31,7 @@ from tickets.context.models import (
     Order,
 )
 from tickets.models import ChannelIdentity, Customer, Ticket, TicketStatus
-from tickets.selectors import visible_ticket_ids
+from tickets.selectors import ticket_visibility_q
 
 RECENT_ORDERS = 10
 RECENT_INTERACTIONS = 10
@@ -40,6 +41,27 @@ WINDOW_DAYS = 90
 SENTIMENT_SAMPLE = 5
 CONTACT_KINDS = frozenset({InteractionKind.MESSAGE, InteractionKind.CALL})
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
+#: The cached build's part that is never returned: what :func:`customer_context_for`
+#: needs to give an agent the figures over the tickets it may see (ticket by ticket).
+VIEWER_KEY = "_viewer"
+#: Churn reasons whose text and points count the customer's tickets or contacts, or date
+#: the last contact: shown to agents as one line (:data:`TICKET_HISTORY_TEXT`), their
+#: points summed, since they count tickets the agent may not see. The score itself is a
+#: whole-customer figure (it already holds these points: the line says no more than it).
+TICKET_HISTORY_REASONS = frozenset(
+    {
+        "open_tickets",
+        "reopened_tickets",
+        "low_csat",
+        "frequent_contacts",
+        "recent_unhappy_contact",
+    }
+)
+TICKET_HISTORY_CODE = "ticket_history"
+TICKET_HISTORY_TEXT = (
+    "Tickets and contacts (open or reopened tickets, low ratings, frequent or recent "
+    "unhappy contact)."
+)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -64,58 +86,148 @@ def _stamp(customer: Customer) -> str:
     return customer.updated_at.isoformat()
 
 
-def customer_context_get(customer: Customer, *, use_cache: bool = True) -> dict[str, Any]:
-    """The customer's context, from the cache when fresh (see ``tickets.context.cache``)."""
+def _public(data: dict[str, Any]) -> dict[str, Any]:
+    """The context without its private part (:data:`VIEWER_KEY`); a new dict, so the
+    cached one (the in-process cache's, shared by requests) is never changed."""
+    return {k: v for k, v in data.items() if k != VIEWER_KEY}
+
+
+def _context_full(customer: Customer, *, use_cache: bool = True) -> dict[str, Any]:
+    """The built context with its private part, from the cache when fresh."""
     stamp = _stamp(customer)
     if use_cache:
         cached = context_cache_get(customer.pk, stamp=stamp)
         if cached is not None:
             return cached
-    data = customer_context_build(customer)
+    data = _context_build_full(customer)
     if use_cache:
         context_cache_set(customer.pk, stamp=stamp, data=data)
     return data
+
+
+def customer_context_get(customer: Customer, *, use_cache: bool = True) -> dict[str, Any]:
+    """The customer's whole context (a supervisor's view), from the cache when fresh (see
+    ``tickets.context.cache``). What an agent may see is :func:`customer_context_for`."""
+    return _public(_context_full(customer, use_cache=use_cache))
 
 
 def customer_context_for(customer: Customer, *, user: Any) -> dict[str, Any]:
     """The context as ``user`` may see it. The caller has checked that the customer is
     visible (``tickets.selectors.customer_get_visible`` or a visible ticket of theirs).
 
-    Lists tied to a ticket the user may not see are left out: recent tickets, recent
-    interactions of those tickets, the last CSAT answer. Counts, sentiment trend, CSAT
-    average and churn risk are the customer's whole history (figures, not content).
-    One extra query for agents; none for supervisors.
+    A supervisor sees it whole. For an agent, everything that counts, lists or dates the
+    customer's tickets is over the tickets the agent may see (the ticket rule), so nothing
+    says that another team's ticket exists: the ticket counts and recent tickets, the
+    recent interactions, the CSAT average, count and last answer, the sentiment strip's
+    weeks, its message count and last score. The customer's mood and risk stay
+    whole-customer scores (sentiment means and direction, the churn score and level:
+    properties of the customer), but the churn reasons that count tickets or contacts
+    become one line with their points summed (:data:`TICKET_HISTORY_REASONS`). Orders and
+    the profile are the customer's, not a ticket's. One query for an agent (the visible
+    tickets among those the context names, with the counts); none for a supervisor.
     """
-    data = customer_context_get(customer)
+    full = _context_full(customer)
+    data = _public(full)
     if is_supervisor(user):
         return data
-    tickets = data["tickets"]
-    interactions = data["interactions"]
-    last_csat = data["csat"]["last"]
-    ids = {t["id"] for t in tickets["recent"]}
-    ids |= {i["ticket_id"] for i in interactions["recent"] if i.get("ticket_id") is not None}
-    if last_csat is not None:
-        ids.add(last_csat["ticket_id"])
-    visible = visible_ticket_ids(user, ids)
+    viewer = full.get(VIEWER_KEY) or {}
+    scored = [tuple(p) for p in viewer.get("scored", [])]
+    answers = [tuple(a) for a in viewer.get("csat", [])]
+    named = {i["ticket_id"] for i in data["interactions"]["recent"]}
+    named |= {p[0] for p in scored} | {a[0] for a in answers}
+    tickets, visible = _tickets_visible(customer, user=user, named=named)
+
+    def shown(ticket_id: int | None) -> bool:
+        return ticket_id is None or ticket_id in visible
+
+    now = datetime.fromisoformat(data["generated_at"])
+    seen = [
+        (datetime.fromisoformat(at), score) for ticket_id, at, score in scored if shown(ticket_id)
+    ]
     return {
         **data,
-        "tickets": {**tickets, "recent": [t for t in tickets["recent"] if t["id"] in visible]},
+        "tickets": tickets,
         "interactions": {
-            **interactions,
-            "recent": [
-                i
-                for i in interactions["recent"]
-                if i.get("ticket_id") is None or i["ticket_id"] in visible
-            ],
+            **data["interactions"],
+            "recent": [i for i in data["interactions"]["recent"] if shown(i["ticket_id"])],
         },
-        "csat": {
-            **data["csat"],
-            "last": last_csat if last_csat and last_csat["ticket_id"] in visible else None,
-        },
+        "sentiment": {**data["sentiment"], **_sentiment_shown(seen, now=now)},
+        "csat": _csat_figures([a for a in answers if a[0] in visible]),
+        "churn": _churn_for_agents(data["churn"]),
     }
 
 
+def _tickets_visible(
+    customer: Customer, *, user: Any, named: set[int | None]
+) -> tuple[dict[str, Any], set[int]]:
+    """The ``tickets`` figures over the customer's tickets ``user`` may see (total, open,
+    the most recent), and which of the tickets ``named`` (by the context's interactions
+    and answers) the user may see. One query, whatever the number of tickets: the counts
+    are window functions over the visible tickets, and only the recent ones and those
+    named come back."""
+    wanted = sorted(pk for pk in named if pk is not None)
+    rows = list(
+        Ticket.objects.filter(customer_id=customer.pk)
+        .filter(ticket_visibility_q(user))
+        .annotate(
+            position=Window(RowNumber(), order_by=[F("created_at").desc(), F("id").desc()]),
+            total=Window(Count("id")),
+            open_count=Window(
+                Sum(
+                    Case(
+                        When(status__in=OPEN_STATUSES, then=Value(1)),
+                        default=Value(0),
+                        output_field=IntegerField(),
+                    )
+                )
+            ),
+        )
+        # filtered after the window functions (Django puts them in a subquery)
+        .filter(Q(position__lte=RECENT_TICKETS) | Q(pk__in=wanted))
+        .order_by("-created_at", "-id")
+        .values(
+            "id", "subject", "status", "channel", "created_at", "position", "total", "open_count"
+        )
+    )
+    recent = [
+        {
+            "id": row["id"],
+            "number": Ticket(pk=row["id"]).number,
+            "subject": row["subject"],
+            "status": row["status"],
+            "channel": row["channel"],
+            "created_at": _iso(row["created_at"]),
+        }
+        for row in rows
+        if row["position"] <= RECENT_TICKETS
+    ]
+    figures = {
+        "total": rows[0]["total"] if rows else 0,
+        "open": rows[0]["open_count"] if rows else 0,
+        "recent": recent,
+    }
+    return figures, {row["id"] for row in rows}
+
+
+def _churn_for_agents(churn: dict[str, Any]) -> dict[str, Any]:
+    """The churn risk with the reasons that count tickets or contacts as one line."""
+    reasons = [r for r in churn["reasons"] if r["code"] not in TICKET_HISTORY_REASONS]
+    points = sum(r["points"] for r in churn["reasons"] if r["code"] in TICKET_HISTORY_REASONS)
+    if points:
+        reasons.append({"code": TICKET_HISTORY_CODE, "points": points, "text": TICKET_HISTORY_TEXT})
+        reasons.sort(key=lambda r: -r["points"])
+    return {**churn, "reasons": reasons}
+
+
 def customer_context_build(customer: Customer, *, now: datetime | None = None) -> dict[str, Any]:
+    """The customer's whole context, built afresh (what a supervisor sees)."""
+    return _public(_context_build_full(customer, now=now))
+
+
+def _context_build_full(customer: Customer, *, now: datetime | None = None) -> dict[str, Any]:
+    """The context, and under :data:`VIEWER_KEY` what an agent's figures are drawn from:
+    the scored contacts of the window (ticket, time, score) and the CSAT answers (ticket,
+    rating, time), newest first."""
     now = now or timezone.now()
     window_start = now - timedelta(days=WINDOW_DAYS)
     erased = CustomerErasure.objects.filter(customer=customer).exists()
@@ -131,7 +243,8 @@ def customer_context_build(customer: Customer, *, now: datetime | None = None) -
     recent = backend.recent(customer.pk, limit=RECENT_INTERACTIONS)
     points = backend.window(customer.pk, since=window_start)
     sentiment = _sentiment(points, now=now)
-    csat = _csat(customer, window_start=window_start)
+    answers = _csat_answers(customer)
+    csat = _csat_figures(answers)
 
     contact_days = {
         timezone.localdate(p.occurred_at)
@@ -154,7 +267,11 @@ def customer_context_build(customer: Customer, *, now: datetime | None = None) -
         reopened_90d=sum(1 for p in points if p.kind == InteractionKind.TICKET_REOPENED),
         failed_orders_90d=orders.pop("_failed_90d"),
         refunds_90d=orders.pop("_refunds_90d"),
-        low_csat_90d=csat.pop("_low_90d"),
+        low_csat_90d=sum(
+            1
+            for _, rating, at in answers
+            if rating <= 2 and datetime.fromisoformat(at) >= window_start
+        ),
         days_since_last_order=(now - last_order_at).days if last_order_at else None,
     )
     return {
@@ -177,6 +294,14 @@ def customer_context_build(customer: Customer, *, now: datetime | None = None) -
         "csat": csat,
         "churn": churn_risk(signals).as_dict(),
         "generated_at": now.isoformat(),
+        VIEWER_KEY: {
+            "scored": [
+                [p.ticket_id, p.occurred_at.isoformat(), float(p.score)]
+                for p in _scored(points)
+                if p.score is not None
+            ],
+            "csat": [list(a) for a in answers],
+        },
     }
 
 
@@ -257,8 +382,13 @@ def _mean(values: list[float]) -> float | None:
     return round(fmean(values), 4) if values else None
 
 
+def _scored(points: list[ScorePoint]) -> list[ScorePoint]:
+    """The scored contacts (messages and calls), oldest first."""
+    return [p for p in points if p.score is not None and p.kind in CONTACT_KINDS]
+
+
 def _sentiment(points: list[ScorePoint], *, now: datetime) -> dict[str, Any]:
-    scored = [p for p in points if p.score is not None and p.kind in CONTACT_KINDS]
+    scored = _scored(points)
     scores = [float(p.score) for p in scored if p.score is not None]
     recent = scores[-SENTIMENT_SAMPLE:]
     previous = scores[-2 * SENTIMENT_SAMPLE : -SENTIMENT_SAMPLE]
@@ -267,11 +397,24 @@ def _sentiment(points: list[ScorePoint], *, now: datetime) -> dict[str, Any]:
     if recent_avg is not None and previous_avg is not None:
         delta = score_delta(recent_avg, previous_avg)
         direction = "improving" if delta >= 0.15 else "declining" if delta <= -0.15 else "stable"
+    return {
+        "recent_average": recent_avg,
+        "previous_average": previous_avg,
+        "direction": direction,
+        **_sentiment_shown(
+            [(p.occurred_at, float(p.score)) for p in scored if p.score is not None], now=now
+        ),
+    }
+
+
+def _sentiment_shown(scored: list[tuple[datetime, float]], *, now: datetime) -> dict[str, Any]:
+    """What dates or counts the scored contacts ``(time, score)``, oldest first: the last
+    score, how many in the window, the weekly strip (over what the viewer may see)."""
     weeks: dict[int, list[float]] = defaultdict(list)
-    for p in scored:
-        age_weeks = (now - p.occurred_at).days // 7
-        if age_weeks < TREND_WEEKS and p.score is not None:
-            weeks[age_weeks].append(float(p.score))
+    for at, score in scored:
+        age_weeks = (now - at).days // 7
+        if age_weeks < TREND_WEEKS:
+            weeks[age_weeks].append(score)
     today = timezone.localdate(now)
     trend = []
     for age in range(TREND_WEEKS - 1, -1, -1):
@@ -284,33 +427,30 @@ def _sentiment(points: list[ScorePoint], *, now: datetime) -> dict[str, Any]:
             }
         )
     return {
-        "recent_average": recent_avg,
-        "previous_average": previous_avg,
-        "last": scores[-1] if scores else None,
-        "direction": direction,
-        "scored_messages_90d": len(scores),
+        "last": scored[-1][1] if scored else None,
+        "scored_messages_90d": len(scored),
         "weekly": trend,
     }
 
 
-def _csat(customer: Customer, *, window_start: datetime) -> dict[str, Any]:
-    # Answers on merged tickets (closed duplicates) count nowhere, as in csat_summary.
+def _csat_answers(customer: Customer) -> list[tuple[int, int, str]]:
+    """The customer's CSAT answers ``(ticket id, rating, time)``, newest first; answers on
+    merged tickets (closed duplicates) count nowhere, as in csat_summary. One per ticket."""
     qs = CsatFeedback.objects.filter(customer=customer, ticket__merged_into__isnull=True)
-    totals = qs.aggregate(
-        average=Avg("rating"),
-        count=Count("id"),
-        low_90d=Count("id", filter=Q(rating__lte=2, updated_at__gte=window_start)),
-    )
-    last = qs.order_by("-updated_at", "-id").values("ticket_id", "rating", "updated_at").first()
+    return [
+        (ticket_id, rating, at.isoformat())
+        for ticket_id, rating, at in qs.order_by("-updated_at", "-id").values_list(
+            "ticket_id", "rating", "updated_at"
+        )
+    ]
+
+
+def _csat_figures(answers: list[tuple[int, int, str]]) -> dict[str, Any]:
+    """The ``csat`` part of the context from answers, newest first."""
+    ratings = [rating for _, rating, _ in answers]
+    last = answers[0] if answers else None
     return {
-        "average": round(float(totals["average"]), 2) if totals["average"] is not None else None,
-        "count": totals["count"],
-        "last": {
-            "ticket_id": last["ticket_id"],
-            "rating": last["rating"],
-            "at": _iso(last["updated_at"]),
-        }
-        if last
-        else None,
-        "_low_90d": totals["low_90d"],
+        "average": round(fmean(ratings), 2) if ratings else None,
+        "count": len(ratings),
+        "last": {"ticket_id": last[0], "rating": last[1], "at": last[2]} if last else None,
     }

@@ -34,12 +34,14 @@ from tickets.services.events import (
     ticket_new_event,
 )
 from tickets.services.lifecycle import (
+    NO_TEAM_REFUSAL,
     NewAttachment,
     TicketAlreadySubmitted,
     assignee_refusal,
     assignment_allowed,
     inbound_message_build,
     tag_names_normalise,
+    team_change_allowed,
     ticket_allowed_statuses,
     ticket_assign,
     ticket_build,
@@ -62,6 +64,7 @@ from tickets.thread_rules import TicketSearchVector, customer_search_text
 
 __all__ = [
     "MESSAGE_FILES_MAX_COUNT",
+    "NO_TEAM_REFUSAL",
     "PREVIEW_CHARS",
     "NewAttachment",
     "TicketAlreadySubmitted",
@@ -87,6 +90,7 @@ __all__ = [
     "message_ticket_fields",
     "message_upload_length_check",
     "tag_names_normalise",
+    "team_change_allowed",
     "ticket_allowed_statuses",
     "ticket_assign",
     "ticket_build",

@@ -299,6 +299,25 @@ def _team_lock(team: Team) -> None:
         raise InvalidInput(f"team: no team {team.pk}.", details={"team": ["Unknown."]})
 
 
+#: Why an agent may not take a ticket out of its team (``ticket_update(team=None)``).
+NO_TEAM_REFUSAL = (
+    "Only supervisors move a ticket to no team: a ticket with no team is visible to every "
+    "agent. Choose a team instead."
+)
+
+
+def team_change_allowed(*, actor: Any, current_team_id: int | None, team_id: int | None) -> bool:
+    """The team rule: anyone who may change a ticket moves it to any team (agents too, to
+    a team they are not in: a transfer, after which they no longer see it unless it is
+    theirs); only supervisors take a ticket out of its team ("No team"), since a ticket
+    with no team is visible to every agent, and its customer with it. ``actor`` None is
+    the system (routing, SLA escalations), which may. Apply it to the ticket's row as it
+    will be written (locked), as :func:`ticket_update` does."""
+    if team_id is not None or current_team_id is None or actor is None:
+        return True
+    return is_supervisor(actor)
+
+
 @transaction.atomic
 def ticket_update(
     *,
@@ -315,7 +334,9 @@ def ticket_update(
     """Change a ticket's fields; status changes must follow the allowed transitions.
 
     Each change is written to the timeline as a system entry and published as
-    ``ticket.updated`` with the changed fields.
+    ``ticket.updated`` with the changed fields. A person's (``actor``) move to no team is
+    refused unless they are a supervisor (:func:`team_change_allowed`, InvalidInput
+    naming ``team``), whichever path it came by; ``actor`` None is the system.
     """
     tag_names = None if tags is None else tag_names_normalise(tags)  # refused before any write
     ticket = Ticket.objects.select_for_update().get(pk=ticket.pk)
@@ -358,6 +379,12 @@ def ticket_update(
         fields.append("priority")
     if team is not ...:
         new_team = team if isinstance(team, Team) else None
+        if not team_change_allowed(
+            actor=actor,
+            current_team_id=ticket.team_id,
+            team_id=new_team.pk if new_team else None,
+        ):
+            raise InvalidInput(NO_TEAM_REFUSAL, details={"team": ["Supervisors only."]})
         if new_team is not None and new_team.pk != ticket.team_id:
             _team_lock(new_team)
         if new_team != ticket.team:

@@ -108,6 +108,15 @@ def test_an_agent_sees_only_the_tickets_it_may_see(grace, teams, agent, other_ag
     assert cells[1:5] == ["New", "Normal", "Shipping", "agent"]
     # and the Shipping agent sees Shipping's two alone
     assert _listed(_web(other_agent).get(_url(grace))) == [assigned.number, hidden.number]
+    # the context panel counts the same tickets (it counted the hidden one too)
+    assert _panel_tickets(response) == "3 open / 3"
+    assert _panel_tickets(_web(other_agent).get(_url(grace))) == "2 open / 2"
+
+
+def _panel_tickets(response: Any) -> str:
+    """The customer-context panel's "Tickets" figure."""
+    panel = _one(_soup(response), '[data-panel="customer_context"]')
+    return str(_one(panel, "dl.facts dt:-soup-contains('Tickets') + dd").get_text(strip=True))
 
 
 def test_a_supervisor_sees_every_ticket(grace, teams, supervisor):
@@ -115,7 +124,9 @@ def test_a_supervisor_sees_every_ticket(grace, teams, supervisor):
     made = [
         _ticket(grace, f"Ticket {i}", (billing, shipping)[i % 2], days_ago=5 - i) for i in range(4)
     ]
-    assert _listed(_web(supervisor).get(_url(grace))) == [t.number for t in reversed(made)]
+    response = _web(supervisor).get(_url(grace))
+    assert _listed(response) == [t.number for t in reversed(made)]
+    assert _panel_tickets(response) == "4 open / 4"
 
 
 def test_merged_tickets_are_left_out_as_in_the_inbox(grace, teams, supervisor):

@@ -126,20 +126,108 @@ def test_creating_a_ticket_for_an_unseen_customer_is_audited(victim, teams, agen
     assert AuditLog.objects.filter(action="ticket.create_for_unseen_customer").count() == 1
 
 
-def test_context_lists_only_what_the_agent_may_see(victim, teams, other_agent):
-    """Visible through a Shipping ticket: the Billing ticket's subject and its interaction
-    summary are left out; counts stay whole-customer figures."""
+def _scored(customer: Customer, ticket: Ticket | None, key: str, days_ago: int, score: float):
+    from tickets.context.models import Interaction
+
+    Interaction.objects.create(
+        customer=customer,
+        ticket=ticket,
+        source_key=key,
+        channel="email",
+        kind="message",
+        summary=f"said on {key}",
+        sentiment_score=score,
+        occurred_at=timezone.now() - timedelta(days=days_ago, hours=1),
+    )
+
+
+HISTORY = {"open_tickets", "reopened_tickets", "low_csat", "frequent_contacts"}
+HISTORY |= {"recent_unhappy_contact"}
+
+
+def test_context_figures_are_over_the_tickets_the_agent_may_see(
+    victim, teams, agent, other_agent, supervisor
+):
+    """Visible through a Shipping ticket: nothing of the context says the Billing ticket
+    exists. Before, the counts were whole-customer "figures, not content" (2 tickets, 2
+    open, the Billing ticket's rating and its messages in the sentiment strip's counts, the
+    churn reasons' "2 open tickets"), so another team's ticket showed in them. The mood
+    and risk scores stay the customer's (test_ticket_context_returns_...)."""
     _, shipping = teams
+    hidden = Ticket.objects.get(customer=victim)
     mine = services.ticket_create(
         customer=victim, subject="Parcel lost", body="Where is it?", team=shipping
     )
-    for url in (f"/api/customers/{victim.pk}/context", f"/api/tickets/{mine.pk}/context"):
+    _scored(victim, mine, "mine", days_ago=2, score=0.5)
+    _scored(victim, hidden, "hidden", days_ago=1, score=-0.9)
+    services.ticket_update(ticket=hidden, status="resolved")
+    context_services.feedback_submit(ticket=hidden, rating=1)
+    whole = _client(supervisor).get(f"/api/customers/{victim.pk}/context").json()
+    assert (whole["tickets"]["total"], whole["tickets"]["open"]) == (2, 1)
+    assert (whole["csat"]["count"], whole["sentiment"]["scored_messages_90d"]) == (1, 2)
+    assert {"low_csat", "open_tickets"} <= {r["code"] for r in whole["churn"]["reasons"]}
+    assert "_viewer" not in whole
+    urls = (f"/api/customers/{victim.pk}/context", f"/api/tickets/{mine.pk}/context")
+    for url in urls:
         body = _client(other_agent).get(url).json()
-        assert [t["subject"] for t in body["tickets"]["recent"]] == ["Parcel lost"]
-        assert (body["tickets"]["total"], body["tickets"]["open"]) == (2, 2)
-        assert body["interactions"]["recent"] == []
-        assert "charged twice" not in str(body)
-        assert "Refund for order" not in str(body)
+        assert body["tickets"] == {
+            "total": 1,
+            "open": 1,
+            "recent": [
+                {
+                    "id": mine.pk,
+                    "number": mine.number,
+                    "subject": "Parcel lost",
+                    "status": "new",
+                    "channel": "api",
+                    "created_at": mine.created_at.isoformat(),
+                }
+            ],
+        }
+        assert [i["summary"] for i in body["interactions"]["recent"]] == ["said on mine"]
+        assert body["csat"] == {"average": None, "count": 0, "last": None}
+        sentiment = body["sentiment"]
+        assert (sentiment["scored_messages_90d"], sentiment["last"]) == (1, 0.5)
+        assert sum(w["count"] for w in sentiment["weekly"]) == 1
+        assert [w["average"] for w in sentiment["weekly"] if w["count"]] == [0.5]
+        # the customer's mood and risk: whole-customer scores
+        assert sentiment["recent_average"] == whole["sentiment"]["recent_average"] == -0.2
+        churn = body["churn"]
+        assert (churn["score"], churn["level"]) == (
+            whole["churn"]["score"],
+            whole["churn"]["level"],
+        )
+        codes = [r["code"] for r in churn["reasons"]]
+        assert "ticket_history" in codes
+        assert not HISTORY & set(codes)
+        assert sum(r["points"] for r in churn["reasons"]) == sum(
+            r["points"] for r in whole["churn"]["reasons"]
+        )
+        text = str(body)
+        for said in ("charged twice", "Refund for order", "said on hidden", hidden.number):
+            assert said not in text
+        assert "_viewer" not in body
+        assert {k: v for k, v in body.items() if k not in ("ticket_id",)}.keys() == whole.keys()
+    # the Billing agent sees the Billing ticket (and its rating), not the Shipping one
+    billing_view = _client(agent).get(urls[0]).json()
+    assert (billing_view["tickets"]["total"], billing_view["csat"]["count"]) == (1, 1)
+
+
+def test_the_recent_tickets_are_the_agents_most_recent_whatever_is_newer(
+    victim, teams, other_agent
+):
+    """The five most recent tickets the agent may see, not the customer's five most recent
+    with the others left out (an empty list behind five newer Billing tickets)."""
+    billing, shipping = teams
+    mine = [
+        services.ticket_create(customer=victim, subject=f"Mine {n}", body="x", team=shipping)
+        for n in range(6)
+    ]
+    for n in range(5):
+        services.ticket_create(customer=victim, subject=f"Theirs {n}", body="x", team=billing)
+    body = _client(other_agent).get(f"/api/customers/{victim.pk}/context").json()
+    assert [t["id"] for t in body["tickets"]["recent"]] == [t.pk for t in mine[::-1][:5]]
+    assert (body["tickets"]["total"], body["tickets"]["open"]) == (6, 6)
 
 
 def test_ticket_page_sidebar_and_context_panel_follow_the_rule(client, victim, teams, other_agent):

@@ -412,7 +412,81 @@ def test_update_with_a_team_that_is_no_id_changes_nothing(agent_web, agent, cust
     assert response.status_code == 400
     assert response.content.decode() == "team must be a team id, or empty for no team."
     assert Ticket.objects.get(pk=ticket.pk).team_id == billing.pk
-    assert agent_web.post(url, {"team": ""}).status_code == 302  # "No team" still works
+    # "No team" is a supervisor's (test_only_supervisors_take_one_ticket_out_of_its_team)
+    assert agent_web.post(url, {"team": ""}).status_code == 400
+    assert Ticket.objects.get(pk=ticket.pk).team_id == billing.pk
+
+
+def _team_options(response):
+    select = _soup(response).select_one("#ticket-controls select[name=team]")
+    assert select is not None
+    return [str(o["value"]) for o in select.select("option")]
+
+
+@pytest.mark.parametrize("no_team", ["", "none"])
+def test_only_supervisors_take_one_ticket_out_of_its_team(
+    agent_web, agent, supervisor, customer, no_team
+):
+    """A ticket with no team is visible to every agent, and its customer with it: the
+    ticket's controls offer "No team" to supervisors only, and an agent's post of it is
+    refused saying why (the plain text for htmx; the page with the reason by the controls
+    and the ticket's team still chosen without), nothing changed. The bulk move had this
+    rule; one ticket at a time did not."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    billing.members.add(agent)
+    legal = Team.objects.create(name="Legal", slug="legal")
+    [ticket] = _tickets(customer, 1, team=billing)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    page = f"/tickets/{ticket.number}/"
+    assert _team_options(agent_web.get(page)) == [str(billing.pk), str(legal.pk)]
+    OutboxEvent.objects.all().delete()
+    fragment = agent_web.post(url, {"team": no_team, "assignee": "me"}, HTTP_HX_REQUEST="true")
+    assert (fragment.status_code, fragment.content.decode()) == (400, services.NO_TEAM_REFUSAL)
+    refused = agent_web.post(url, {"team": no_team, "priority": "high"})
+    assert refused.status_code == 400
+    values, reason = _controls(refused)
+    assert (values["team"], values["priority"], reason) == (
+        str(billing.pk),
+        "high",
+        services.NO_TEAM_REFUSAL,
+    )
+    ticket = Ticket.objects.get(pk=ticket.pk)
+    assert (ticket.team_id, ticket.priority, ticket.assignee_id) == (billing.pk, "normal", None)
+    assert not OutboxEvent.objects.exists()
+    # another team, one the agent is not in: still the agent's to choose (a transfer)
+    assert agent_web.post(url, {"team": str(legal.pk)}).status_code == 302
+    assert Ticket.objects.get(pk=ticket.pk).team_id == legal.pk
+    agent_web.force_login(supervisor)
+    assert _team_options(agent_web.get(page)) == ["", str(billing.pk), str(legal.pk)]
+    assert agent_web.post(url, {"team": no_team}).status_code == 302
+    assert Ticket.objects.get(pk=ticket.pk).team_id is None
+    # a ticket with no team: an agent's select shows it as its value, and saves the
+    # ticket's other fields with it
+    agent_web.force_login(agent)
+    assert _team_options(agent_web.get(page)) == ["", str(billing.pk), str(legal.pk)]
+    assert agent_web.post(url, {"team": "", "priority": "high"}).status_code == 302
+    ticket = Ticket.objects.get(pk=ticket.pk)
+    assert (ticket.team_id, ticket.priority) == (None, "high")
+
+
+def test_the_no_team_rule_is_the_services_whoever_calls_them(agent, supervisor, customer):
+    """``ticket_update`` applies the rule itself (the admin's save, a routing override by a
+    person, any later caller); the system (no actor: routing, SLA escalations) may."""
+    from support.errors import InvalidInput
+
+    billing = Team.objects.create(name="Billing", slug="billing")
+    [ticket] = _tickets(customer, 1, team=billing)
+    with pytest.raises(InvalidInput) as refused:
+        services.ticket_update(ticket=ticket, actor=agent, team=None)
+    assert (refused.value.message, refused.value.details) == (
+        services.NO_TEAM_REFUSAL,
+        {"team": ["Supervisors only."]},
+    )
+    assert Ticket.objects.get(pk=ticket.pk).team_id == billing.pk
+    services.ticket_update(ticket=ticket, actor=supervisor, team=None)
+    assert Ticket.objects.get(pk=ticket.pk).team_id is None
+    services.ticket_update(ticket=ticket, actor=None, team=billing)
+    services.ticket_update(ticket=ticket, actor=None, team=None)
     assert Ticket.objects.get(pk=ticket.pk).team_id is None
 
 

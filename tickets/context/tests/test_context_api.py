@@ -35,7 +35,7 @@ def _order(customer, number, status="delivered", days_ago=5, total="20.00"):
 
 
 def test_ticket_context_returns_profile_orders_interactions_and_churn(
-    agent_client, customer, django_capture_on_commit_callbacks
+    agent_client, supervisor_client, customer, django_capture_on_commit_callbacks
 ):
     customer.vip_tier = "gold"
     customer.save()
@@ -78,13 +78,26 @@ def test_ticket_context_returns_profile_orders_interactions_and_churn(
     assert body["sentiment"]["weekly"][-1]["count"] == 1
     churn = body["churn"]
     assert churn["level"] == "high"
-    assert [r["code"] for r in churn["reasons"]] == [
+    # an agent: the reasons that count tickets or contacts are one line, their points
+    # summed (test_customer_visibility.py); a supervisor reads each
+    assert [(r["code"], r["points"]) for r in churn["reasons"]] == [
+        ("negative_sentiment", 30),
+        ("ticket_history", 10 + 5),
+        ("refunds", 10),
+    ]
+    assert churn["score"] == 30 + 10 + 10 + 5
+    whole = supervisor_client.get(f"/api/tickets/{ticket.number}/context").json()
+    assert [r["code"] for r in whole["churn"]["reasons"]] == [
         "negative_sentiment",
         "recent_unhappy_contact",
         "refunds",
         "open_tickets",
     ]
-    assert churn["score"] == 30 + 10 + 10 + 5
+    assert whole["churn"]["score"] == churn["score"]
+    # the rest is the same when the agent may see every ticket of the customer
+    assert {k: v for k, v in whole.items() if k != "churn"} == {
+        k: v for k, v in body.items() if k != "churn"
+    }
 
 
 def test_customer_context_and_not_found(supervisor_client, agent_client, customer):

@@ -540,3 +540,40 @@ def test_an_agent_sees_through_the_api_only_the_tickets_the_workbench_shows(
     everything = {t["subject"] for t in supervisor_client.get("/api/tickets").json()["results"]}
     assert "Billing's" in everything
     assert supervisor_client.get(f"/api/tickets/{hidden.pk}").status_code == 200
+
+
+def test_only_supervisors_take_a_ticket_out_of_its_team(
+    agent_client, supervisor_client, agent, customer
+):
+    """A ticket with no team is visible to every agent (and its customer with it): an
+    agent's PATCH to ``team_id: null`` is refused saying why (400), nothing changed, the
+    assignment sent with it included; moving it to another team (one the agent is not in)
+    is still the agent's to do; a supervisor may take it out of its team."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    billing.members.add(agent)
+    legal = Team.objects.create(name="Legal", slug="legal")
+    ticket = services.ticket_create(customer=customer, subject="S", body="b", team=billing)
+    url = f"/api/tickets/{ticket.pk}"
+    OutboxEvent.objects.all().delete()
+    response = agent_client.patch(url, {"team_id": None, "assignee_id": agent.pk}, format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == {
+        "code": "invalid",
+        "message": f"team_id: {services.NO_TEAM_REFUSAL}",
+        "details": {"team_id": ["Supervisors only: give a team's id."]},
+    }
+    ticket.refresh_from_db()
+    assert (ticket.team_id, ticket.assignee_id) == (billing.pk, None)
+    assert not OutboxEvent.objects.exists()
+    # to another team: allowed, as before (the ticket then leaves the agent's view)
+    response = agent_client.patch(url, {"team_id": legal.pk}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["team"] == {"id": legal.pk, "name": "Legal"}
+    assert agent_client.get(url).status_code == 404
+    response = supervisor_client.patch(url, {"team_id": None}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["team"] is None
+    # a ticket that has no team keeps it: an agent's other changes go through
+    response = agent_client.patch(url, {"team_id": None, "priority": "high"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["priority"] == "high"
