@@ -1424,8 +1424,10 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
     the newly recorded ones. An event received again that was recorded but never
     processed (its task was lost: the broker was down when it was queued, or its retries
     ran out) is queued again at once (the event sweep would, a few minutes later:
-    ``object_events_sweep``; S3 rarely delivers an event twice). Processing is idempotent,
-    and a processed event is never queued twice."""
+    ``object_events_sweep``; S3 rarely delivers an event twice). One the sweep gave up on
+    (``failed_at``) is re-armed first (``_object_event_rearm``): sent again, it is a
+    request to apply it, as a supervisor's re-drive is. Processing is idempotent, and a
+    processed event is never queued twice."""
     from knowledge.tasks import kb_object_event_task
 
     recorded = []
@@ -1449,10 +1451,32 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
                 processed_at__isnull=True,
             ).first()
             if pending is not None:
+                if pending.failed_at is not None:
+                    _object_event_rearm(pending)
                 redrive.append(pending)
         for stored in recorded + redrive:
             transaction.on_commit(partial(kb_object_event_task.delay, stored.pk))
     return recorded
+
+
+def _object_event_rearm(event: ObjectEvent) -> bool:
+    """A failed event delivered again (the same event: its ``event_key``; S3 retrying, or
+    someone re-sending it once the cause is fixed) is no dead letter any more: its
+    attempts start again (``failed_at`` cleared, ``attempts`` 0) and it is applied like a
+    new one, re-driven by the sweep if its task is lost. Its ``last_error`` stays until a
+    try replaces it; the log says it was re-armed. False when it was not failed (any
+    more)."""
+    done = ObjectEvent.objects.filter(
+        pk=event.pk, processed_at__isnull=True, failed_at__isnull=False
+    ).update(failed_at=None, attempts=0, attempted_at=timezone.now())
+    if done:
+        logger.warning(
+            "kb event %s failed after %s re-drives and was received again: re-armed (%s)",
+            event.pk,
+            event.attempts,
+            event.last_error[:300],
+        )
+    return bool(done)
 
 
 def upload_too_large(what: str) -> PayloadTooLarge:

@@ -5,6 +5,7 @@ from typing import Any
 
 import boto3
 import pytest
+from django.utils.timezone import now as timezone_now
 from moto import mock_aws
 
 from knowledge.management.commands.kb_sqs_poll import poll_once
@@ -837,3 +838,63 @@ def test_an_event_waiting_for_a_sync_of_its_source_is_settled_by_it(
     assert delete.note.startswith("superseded by a sync of 'bucket-docs'")
     assert Document.objects.get().status == "active"
     assert not IngestionJob.objects.filter(kind="event").exists()
+
+
+# --- a failed event received again ------------------------------------------------------------
+
+
+def test_a_failed_event_received_again_is_re_armed_and_applied(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks, caplog
+):
+    """The sweep gave up on it (its bucket refused the read); the cause fixed, S3 (or
+    someone re-sending it) delivers it again. It kept ``failed_at`` and its spent attempts,
+    a dead letter applied behind the sweep's back; now it is re-armed (attempts start
+    again, logged) and applied."""
+    from knowledge import services
+
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    event = _lost(
+        api_client,
+        django_capture_on_commit_callbacks,
+        fixture_json("eventbridge_object_created.json"),
+    )
+    ObjectEvent.objects.filter(pk=event.pk).update(
+        attempts=services.OBJECT_EVENT_MAX_ATTEMPTS,
+        failed_at=timezone_now(),
+        last_error="gave up after 5 re-drives: ValueError: the bucket refused the read",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 0})
+    event.refresh_from_db()
+    assert (event.processed_at is not None, event.failed_at, event.attempts) == (True, None, 0)
+    assert Document.objects.get().status == "active"
+    assert f"kb event {event.pk} failed after 5 re-drives and was received again: re-armed" in (
+        caplog.text
+    )
+
+
+def test_a_re_armed_event_that_fails_again_is_the_sweeps_again(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    from knowledge import services
+    from knowledge.backends.local import LocalBackend
+    from support.celery import app
+
+    monkeypatch.setitem(app.conf, "task_eager_propagates", False)
+
+    def broken(self: Any, job: Any, *, key: str, action: str) -> None:
+        raise ValueError("still refused")
+
+    monkeypatch.setattr(LocalBackend, "apply_object", broken)
+    event = _lost(api_client, django_capture_on_commit_callbacks, _deleted_body())
+    ObjectEvent.objects.filter(pk=event.pk).update(attempts=5, failed_at=timezone_now())
+    with django_capture_on_commit_callbacks(execute=True):
+        post_event(api_client, _deleted_body())
+    event.refresh_from_db()
+    assert (event.processed_at, event.failed_at, event.attempts) == (None, None, 0)
+    assert event.last_error == "ValueError: still refused"
+    _quiet()
+    assert services.object_events_sweep(grace_seconds=0) == 1  # re-driven again
+    event.refresh_from_db()
+    assert event.attempts == 1
