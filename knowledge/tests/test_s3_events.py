@@ -898,3 +898,50 @@ def test_a_re_armed_event_that_fails_again_is_the_sweeps_again(
     assert services.object_events_sweep(grace_seconds=0) == 1  # re-driven again
     event.refresh_from_db()
     assert event.attempts == 1
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def test_old_processed_and_superseded_events_are_purged_failed_and_pending_kept(db, caplog):
+    """Object events hold the notification as received (the requester's account and
+    address) and were kept for good: the hourly raw-event purge deletes those processed
+    or closed unapplied more than ``RAW_EVENT_RETENTION_DAYS`` ago, in batches; events not
+    processed yet and failed ones (dead letters awaiting a re-drive) are kept."""
+    from datetime import timedelta
+
+    from support import retention
+    from support.tasks import raw_events_purge_task
+
+    now = timezone_now()
+
+    def made(name: str, days: float, **fields: Any) -> int:
+        at = now - timedelta(days=days)
+        event = ObjectEvent.objects.create(
+            event_key=name, via="http", bucket="kb-docs", key=f"help/{name}.md"
+        )
+        ObjectEvent.objects.filter(pk=event.pk).update(received_at=at, **fields)
+        return event.pk
+
+    old = now - timedelta(days=31)
+    ids = {
+        "processed_old": made("processed_old", 31, processed_at=old),
+        "superseded_old": made("superseded_old", 40, processed_at=old, note="superseded"),
+        "processed_recent": made("processed_recent", 29, processed_at=now - timedelta(days=29)),
+        "received_long_ago_processed_lately": made(
+            "late", 60, processed_at=now - timedelta(days=1)
+        ),
+        "pending_old": made("pending_old", 90),
+        "failed_old": made("failed_old", 90, failed_at=old, attempts=5),
+    }
+    assert retention.raw_events_purge(batch=1, max_batches=1)["knowledge_object_events"] == 1
+    assert raw_events_purge_task.delay().get()["knowledge_object_events"] == 1
+    left = set(ObjectEvent.objects.values_list("pk", flat=True))
+    assert {name for name, pk in ids.items() if pk in left} == {
+        "processed_recent",
+        "received_long_ago_processed_lately",
+        "pending_old",
+        "failed_old",
+    }
+    assert "knowledge_object_events: 1 dead letter(s) older than 30 days are kept" in caplog.text
+    assert raw_events_purge_task.delay().get()["knowledge_object_events"] == 0
