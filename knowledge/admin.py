@@ -39,6 +39,9 @@ class KnowledgeSourceAdmin(SupervisorAdmin):
     makes its own upload source when it names a new one (``POST /api/kb/documents``)."""
 
     list_display = ("name", "kind", "path", "bucket", "prefix", "updated_at")
+    # Written by a sync as it starts listing: S3 events received before it are closed as
+    # settled by that sync, so a hand-set date would drop (or apply) real events.
+    readonly_fields = ("listed_at",)
 
     # The role opens the page (SupervisorAdmin's view and module access); changing and
     # adding are Django's permissions alone, skipping SupervisorAdmin's grant.

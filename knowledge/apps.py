@@ -17,6 +17,11 @@ class KnowledgeConfig(AppConfig):
         from tickets.panels import Panel, register_panel
 
         register_erasure_hook("knowledge", knowledge_erase)
+        from knowledge.retention import object_events_purge
+        from support.retention import register_raw_event_purger
+
+        # S3 events processed more than RAW_EVENT_RETENTION_DAYS ago (hourly beat task)
+        register_raw_event_purger("knowledge_object_events", object_events_purge)
         from knowledge.metrics import kb_object_event_metrics, kb_search_metrics
         from support.metrics import metric_source_register
 

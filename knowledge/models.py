@@ -26,6 +26,10 @@ class KnowledgeSource(models.Model):
     bucket = models.CharField(max_length=255, blank=True, default="")
     prefix = models.CharField(max_length=500, blank=True, default="")
     tags = models.JSONField(default=list, blank=True)
+    # When the last sync that completed began reading it (``services.source_sync``): an S3
+    # event received before this is settled by that sync's listing, never applied after
+    # it (a lost delete re-driven after the sync re-created the object would remove it).
+    listed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -255,7 +259,9 @@ class ObjectEvent(models.Model):
     for an hour) is queued again by the sweep (``services.object_events_sweep``) at most
     ``OBJECT_EVENT_MAX_ATTEMPTS`` times, then left ``failed_at`` for a supervisor to
     re-drive from the admin. One that a later event of the same object makes moot is
-    closed unapplied (``processed_at`` set, ``note`` says by which event).
+    closed unapplied (``processed_at`` set, ``note`` says by which event). "Later" is by
+    S3's ``sequencer`` when both events carry one (deliveries arrive in any order), else by
+    receipt (``id``).
     """
 
     class Action(models.TextChoices):
@@ -267,6 +273,10 @@ class ObjectEvent(models.Model):
     bucket = models.CharField(max_length=255)
     key = models.CharField(max_length=1024)
     action = models.CharField(max_length=8, choices=Action.choices)
+    # S3's ``sequencer`` of the event (orders the events of one key), upper-case and
+    # left-padded with zeros to ``s3events.SEQUENCER_WIDTH`` so that comparing the strings
+    # compares the hexadecimal values (byte order: "C" collation); "" when it had none.
+    sequencer = models.CharField(max_length=32, blank=True, default="", db_collation="C")
     payload = models.JSONField(default=dict)
     job = models.ForeignKey(
         IngestionJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -294,8 +304,8 @@ class ObjectEvent(models.Model):
                 condition=models.Q(processed_at__isnull=True),
                 name="kb_objectevent_pending",
             ),
-            # a later event of the same object (supersedes this one)
-            models.Index(fields=["bucket", "key"], name="kb_objectevent_object"),
+            # a later event of the same object (supersedes this one), by sequencer
+            models.Index(fields=["bucket", "key", "sequencer"], name="kb_objectevent_object_seq"),
         ]
 
     def __str__(self) -> str:

@@ -8,11 +8,22 @@
   {"key" (URL-encoded), "sequencer"}}}]}``, directly or wrapped in an SNS envelope
   (``{"Type": "Notification", "Message": "<json>"}``).
 - ``s3:TestEvent`` (sent when a notification is configured) is recognised and ignored.
+
+Deliveries arrive in any order (SNS, SQS and EventBridge do not keep it): the events of
+one key are ordered by their ``sequencer``, a hexadecimal string. AWS: "If you compare the
+sequencer strings from two event notifications on the same object key, the event
+notification with the greater sequencer hexadecimal value is the event that occurred
+later"; they "can be of different lengths. So to compare these values, you first left
+pad the shorter value with zeros and then do lexicographical comparison" (S3 user guide,
+"Event message structure"; an earlier edition said "right pad", which would not compare
+the hexadecimal values). ``sequencer_normalize`` pads every one to the same width, so
+comparing the stored strings compares the values.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -22,6 +33,21 @@ from support.sns import StaleMessage, sns_timestamp_check
 
 UPSERT, DELETE = "upsert", "delete"
 
+# The width every sequencer is left-padded to (``ObjectEvent.sequencer``'s column); S3's
+# are 16 to 18 hexadecimal digits.
+SEQUENCER_WIDTH = 32
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
+def sequencer_normalize(raw: Any) -> str:
+    """S3's ``sequencer`` as stored: upper-case, left-padded with zeros to
+    ``SEQUENCER_WIDTH`` (so that two compare as their hexadecimal values do); "" when
+    there is none or it is not one (not hexadecimal, or longer than the width): such an
+    event is ordered by receipt."""
+    if not isinstance(raw, str) or not _HEX.fullmatch(raw) or len(raw) > SEQUENCER_WIDTH:
+        return ""
+    return raw.upper().rjust(SEQUENCER_WIDTH, "0")
+
 
 @dataclass(frozen=True)
 class S3ObjectEvent:
@@ -30,6 +56,7 @@ class S3ObjectEvent:
     key: str
     action: str
     payload: dict[str, Any]
+    sequencer: str = ""  # normalized (``sequencer_normalize``); "" when it had none
 
 
 def _eventbridge(body: dict[str, Any]) -> list[S3ObjectEvent]:
@@ -45,7 +72,8 @@ def _eventbridge(body: dict[str, Any]) -> list[S3ObjectEvent]:
     except (KeyError, TypeError) as exc:
         raise InvalidInput("detail.bucket.name and detail.object.key are required") from exc
     event_id = str(body.get("id") or f"{bucket}/{key}/{obj.get('sequencer', '')}")
-    return [S3ObjectEvent(f"eb:{event_id}", bucket, key, action, body)]
+    sequencer = sequencer_normalize(obj.get("sequencer")) if isinstance(obj, dict) else ""
+    return [S3ObjectEvent(f"eb:{event_id}", bucket, key, action, body, sequencer)]
 
 
 def _records(body: dict[str, Any]) -> list[S3ObjectEvent]:
@@ -67,7 +95,16 @@ def _records(body: dict[str, Any]) -> list[S3ObjectEvent]:
         except (KeyError, TypeError) as exc:
             raise InvalidInput("Records[].s3.bucket.name and s3.object.key are required") from exc
         natural = f"s3:{bucket}/{key}/{obj.get('sequencer') or record.get('eventTime', '')}"
-        events.append(S3ObjectEvent(f"{natural}/{action}", bucket, key, action, record))
+        events.append(
+            S3ObjectEvent(
+                f"{natural}/{action}",
+                bucket,
+                key,
+                action,
+                record,
+                sequencer_normalize(obj.get("sequencer")),
+            )
+        )
     return events
 
 

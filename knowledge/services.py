@@ -1014,7 +1014,8 @@ def source_sync(
     """Re-read a folder or S3 source: new and changed documents in, vanished ones out."""
     if source.kind == KnowledgeSource.Kind.UPLOAD:
         return IngestCounts()
-    return documents_ingest(
+    listed_at = timezone.now()  # before the listing: what it reads is at least this recent
+    counts = documents_ingest(
         source=source,
         items=source_items(source),
         full=full,
@@ -1022,6 +1023,10 @@ def source_sync(
         job=job,
         progress=progress,
     )
+    # S3 events received before this are settled by the listing (``_object_event_settled``)
+    KnowledgeSource.objects.filter(pk=source.pk).update(listed_at=listed_at)
+    source.listed_at = listed_at
+    return counts
 
 
 def job_run(
@@ -1064,9 +1069,17 @@ OBJECT_EVENT_KEY_MAX = 300  # ObjectEvent.event_key's column
 
 
 def object_event_record(
-    *, event_key: str, via: str, bucket: str, key: str, action: str, payload: dict[str, Any]
+    *,
+    event_key: str,
+    via: str,
+    bucket: str,
+    key: str,
+    action: str,
+    payload: dict[str, Any],
+    sequencer: str = "",
 ) -> ObjectEvent | None:
-    """Store an S3 object event once; None when this event was already received."""
+    """Store an S3 object event once; None when this event was already received.
+    ``sequencer``: S3's, normalized (``s3events.sequencer_normalize``), or ""."""
     event, created = ObjectEvent.objects.get_or_create(
         event_key=bounded_key(event_key, OBJECT_EVENT_KEY_MAX),
         defaults={
@@ -1075,9 +1088,37 @@ def object_event_record(
             "key": key,
             "action": action,
             "payload": payload,
+            "sequencer": sequencer,
         },
     )
     return event if created else None
+
+
+def _object_events_later(event: ObjectEvent) -> QuerySet[ObjectEvent]:
+    """The events of ``event``'s object that happened after it: by S3's sequencer when
+    both carry one (deliveries arrive in any order; equal ones, the same change delivered
+    twice, by receipt), else by receipt (``id``). Index ``kb_objectevent_object_seq``."""
+    same = ObjectEvent.objects.filter(bucket=event.bucket, key=event.key)
+    if not event.sequencer:
+        return same.filter(pk__gt=event.pk)
+    return same.filter(
+        Q(sequencer__gt=event.sequencer)
+        | Q(sequencer=event.sequencer, pk__gt=event.pk)
+        | Q(sequencer="", pk__gt=event.pk)
+    )
+
+
+def _object_events_earlier(event: ObjectEvent) -> QuerySet[ObjectEvent]:
+    """The events of ``event``'s object that happened before it (the converse of
+    ``_object_events_later``)."""
+    same = ObjectEvent.objects.filter(bucket=event.bucket, key=event.key)
+    if not event.sequencer:
+        return same.filter(pk__lt=event.pk)
+    return same.filter(
+        Q(sequencer__lt=event.sequencer, sequencer__gt="")
+        | Q(sequencer=event.sequencer, pk__lt=event.pk)
+        | Q(sequencer="", pk__lt=event.pk)
+    )
 
 
 def object_event_process(
@@ -1091,12 +1132,17 @@ def object_event_process(
     Idempotent: a processed event returns at once, and a source applied again is
     unchanged.
 
-    Events of one object apply in the order received: an event is applied by reading the
-    object as it is now (or deleting it), so the latest event of an object decides what
-    the knowledge base holds. An earlier event still unprocessed when a later one of the
-    same object exists is closed unapplied (``object_event_supersede``), never applied
-    after it: a lost ``delete`` re-driven after a later upload would remove the new
-    document. A failure is recorded on the event (``last_error``) before it is raised."""
+    Events of one object apply in the order they happened (S3's sequencer when both carry
+    one, else the order received: ``_object_events_later``): an event is applied by
+    reading the object as it is now (or deleting it), so the latest event of an object
+    decides what the knowledge base holds. An event still unprocessed when a later one of
+    the same object exists (applied, or to be applied) is closed unapplied
+    (``object_event_supersede``), never applied after it: a lost ``delete`` re-driven
+    after a later upload would remove the new document, an old upload delivered after a
+    later delete would bring the document back. So is one received before a sync of its
+    source read the bucket (``KnowledgeSource.listed_at``): the sync applied the object
+    as it was then, or later. A failure is recorded on the event (``last_error``) before
+    it is raised."""
     from knowledge.backends import get_backend
 
     event = ObjectEvent.objects.get(pk=event_id)
@@ -1105,16 +1151,17 @@ def object_event_process(
     ObjectEvent.objects.filter(pk=event.pk).update(attempted_at=timezone.now())
     if _object_event_settled(event):
         return None
-    sources = [
-        s
-        for s in KnowledgeSource.objects.filter(kind=KnowledgeSource.Kind.S3, bucket=event.bucket)
-        if event.key.startswith(s.prefix)
-    ]
+    sources = _object_event_sources(event)
     job: IngestionJob | None = None
+    synced: list[KnowledgeSource] = []
     for source in sources:
         with source_locks([source], wait_seconds=wait_seconds):
             if _object_event_settled(event):  # a later event went in while we waited
                 return job
+            source.refresh_from_db(fields=["listed_at"])
+            if _listed_after(source, event):  # a sync read the bucket while we waited
+                synced.append(source)
+                continue
             job = job_create(source=source, kind=IngestionJob.Kind.EVENT, backend=_backend_name())
             job_start(job)
             try:
@@ -1125,43 +1172,75 @@ def object_event_process(
                 object_event_error(event.pk, error=f"{type(exc).__name__}: {exc}")
                 raise
             job_finish(job)
+    if job is None and synced:  # every source it applies to was synced after it
+        object_event_close(event, note=_synced_note(synced))
+        return None
     now = timezone.now()
     event.job = job
     event.processed_at = now
     event.save(update_fields=["job", "processed_at"])
-    for earlier in ObjectEvent.objects.filter(
-        bucket=event.bucket, key=event.key, pk__lt=event.pk, processed_at__isnull=True
-    ):
+    for earlier in _object_events_earlier(event).filter(processed_at__isnull=True):
         object_event_supersede(earlier, by=event)
     return job
 
 
+def _object_event_sources(event: ObjectEvent) -> list[KnowledgeSource]:
+    """The S3 sources whose bucket and prefix cover the event's object."""
+    return [
+        s
+        for s in KnowledgeSource.objects.filter(kind=KnowledgeSource.Kind.S3, bucket=event.bucket)
+        if event.key.startswith(s.prefix)
+    ]
+
+
+def _listed_after(source: KnowledgeSource, event: ObjectEvent) -> bool:
+    """Whether a sync of ``source`` that completed began reading the bucket after
+    ``event`` was received: the change the event tells of happened before that, so the
+    sync's listing holds the object as it was then or later (re-created after a delete,
+    gone after an upload) and already applied it."""
+    return source.listed_at is not None and source.listed_at > event.received_at
+
+
 def _object_event_settled(event: ObjectEvent) -> bool:
     """Whether ``event`` needs no applying (any more): processed meanwhile (another copy
-    of its task), or superseded by a later event of its object (closed here)."""
+    of its task), superseded by a later event of its object (``_object_events_later``:
+    applied, or to be applied), or by syncs of every source it applies to that read the
+    bucket after it was received (both closed here)."""
     if ObjectEvent.objects.filter(pk=event.pk, processed_at__isnull=False).exists():
         return True
-    later = (
-        ObjectEvent.objects.filter(bucket=event.bucket, key=event.key, pk__gt=event.pk)
-        .order_by("-pk")
-        .first()
-    )
-    if later is None:
-        return False
-    object_event_supersede(event, by=later)
-    return True
+    later = _object_events_later(event).order_by("-pk").first()
+    if later is not None:
+        object_event_supersede(event, by=later)
+        return True
+    sources = _object_event_sources(event)
+    if sources and all(_listed_after(source, event) for source in sources):
+        object_event_close(event, note=_synced_note(sources))
+        return True
+    return False
+
+
+def _synced_note(sources: list[KnowledgeSource]) -> str:
+    names = ", ".join(f"'{s.name}'" for s in sources)
+    return f"superseded by a sync of {names} (read the bucket after it was received); not applied"
 
 
 def object_event_supersede(event: ObjectEvent, *, by: ObjectEvent) -> bool:
     """Close ``event`` unapplied because ``by``, a later event of the same object, decides
     what the knowledge base holds of it (applied, or to be applied: it is swept and
     re-driven on its own). False when it was processed meanwhile."""
-    note = f"superseded by event {by.pk} ({by.action}, received later); not applied"
+    order = "later by S3's sequencer" if event.sequencer and by.sequencer else "received later"
+    note = f"superseded by event {by.pk} ({by.action}, {order}); not applied"
+    return object_event_close(event, note=note)
+
+
+def object_event_close(event: ObjectEvent, *, note: str) -> bool:
+    """Close ``event`` unapplied (``processed_at`` set, no job) saying why; False when it
+    was processed meanwhile."""
     done = ObjectEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
         processed_at=timezone.now(), note=note[:255]
     )
     if done:
-        logger.info("kb event %s superseded by event %s", event.pk, by.pk)
+        logger.info("kb event %s closed unapplied: %s", event.pk, note[:255])
     return bool(done)
 
 
@@ -1345,8 +1424,10 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
     the newly recorded ones. An event received again that was recorded but never
     processed (its task was lost: the broker was down when it was queued, or its retries
     ran out) is queued again at once (the event sweep would, a few minutes later:
-    ``object_events_sweep``; S3 rarely delivers an event twice). Processing is idempotent,
-    and a processed event is never queued twice."""
+    ``object_events_sweep``; S3 rarely delivers an event twice). One the sweep gave up on
+    (``failed_at``) is re-armed first (``_object_event_rearm``): sent again, it is a
+    request to apply it, as a supervisor's re-drive is. Processing is idempotent, and a
+    processed event is never queued twice."""
     from knowledge.tasks import kb_object_event_task
 
     recorded = []
@@ -1360,6 +1441,7 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
                 key=event.key,
                 action=event.action,
                 payload=event.payload,
+                sequencer=event.sequencer,
             )
             if stored is not None:
                 recorded.append(stored)
@@ -1369,10 +1451,32 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
                 processed_at__isnull=True,
             ).first()
             if pending is not None:
+                if pending.failed_at is not None:
+                    _object_event_rearm(pending)
                 redrive.append(pending)
         for stored in recorded + redrive:
             transaction.on_commit(partial(kb_object_event_task.delay, stored.pk))
     return recorded
+
+
+def _object_event_rearm(event: ObjectEvent) -> bool:
+    """A failed event delivered again (the same event: its ``event_key``; S3 retrying, or
+    someone re-sending it once the cause is fixed) is no dead letter any more: its
+    attempts start again (``failed_at`` cleared, ``attempts`` 0) and it is applied like a
+    new one, re-driven by the sweep if its task is lost. Its ``last_error`` stays until a
+    try replaces it; the log says it was re-armed. False when it was not failed (any
+    more)."""
+    done = ObjectEvent.objects.filter(
+        pk=event.pk, processed_at__isnull=True, failed_at__isnull=False
+    ).update(failed_at=None, attempts=0, attempted_at=timezone.now())
+    if done:
+        logger.warning(
+            "kb event %s failed after %s re-drives and was received again: re-armed (%s)",
+            event.pk,
+            event.attempts,
+            event.last_error[:300],
+        )
+    return bool(done)
 
 
 def upload_too_large(what: str) -> PayloadTooLarge:

@@ -79,20 +79,28 @@ def _left(events: dict[str, int]) -> set[str]:
 def test_purge_deletes_only_done_events_past_retention(events, caplog):
     assert settings.RAW_EVENT_RETENTION_DAYS == 30
     counts = raw_events_purge_task.delay().get()
-    assert counts == {"calls_events": 2, "channels_inbound_events": 4}
+    assert counts == {
+        "calls_events": 2,
+        "channels_inbound_events": 4,
+        "knowledge_object_events": 0,  # knowledge/tests/test_s3_events.py
+    }
     kept = {k for k in events if not k.endswith("_old") or "received" in k or "retrying" in k}
     kept |= {"dead_old", "call_failed_old"}
     assert _left(events) == kept
     assert "1 dead letter(s) older than 30 days are kept" in caplog.text
     # Idempotent: nothing more to do.
-    assert raw_events_purge_task.delay().get() == {"calls_events": 0, "channels_inbound_events": 0}
+    assert raw_events_purge_task.delay().get() == {
+        "calls_events": 0,
+        "channels_inbound_events": 0,
+        "knowledge_object_events": 0,
+    }
 
 
 def test_purge_works_in_batches_and_resumes(events):
     first = retention.raw_events_purge(batch=1, max_batches=2)
-    assert first == {"calls_events": 2, "channels_inbound_events": 2}
+    assert first == {"calls_events": 2, "channels_inbound_events": 2, "knowledge_object_events": 0}
     second = retention.raw_events_purge(batch=1, max_batches=2)
-    assert second == {"calls_events": 0, "channels_inbound_events": 2}
+    assert second == {"calls_events": 0, "channels_inbound_events": 2, "knowledge_object_events": 0}
 
 
 def test_zero_days_keeps_everything(events, settings):

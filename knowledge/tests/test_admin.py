@@ -41,6 +41,24 @@ def test_a_received_event_key_cannot_be_forged_or_edited(superuser: Any) -> None
     assert (event.event_key, event.key) == ("real", "k")
 
 
+def test_when_a_sync_listed_a_source_is_not_set_by_hand(superuser: Any) -> None:
+    """``listed_at`` closes the S3 events received before it (settled by that sync): set
+    by hand to a later date, it would close real events unapplied."""
+    source = KnowledgeSource.objects.create(name="docs", kind="s3", bucket="b", prefix="p/")
+    browser = Client()
+    browser.force_login(superuser)
+    page = browser.get(f"/admin/knowledge/knowledgesource/{source.pk}/change/").content.decode()
+    assert 'name="listed_at' not in page
+    form = {"name": "docs", "kind": "s3", "bucket": "b", "prefix": "p/", "tags": "[]"}
+    response = browser.post(
+        f"/admin/knowledge/knowledgesource/{source.pk}/change/",
+        {**form, "listed_at_0": "2099-01-01", "listed_at_1": "00:00:00"},
+    )
+    assert response.status_code == 302
+    source.refresh_from_db()
+    assert source.listed_at is None
+
+
 def test_documents_are_not_deleted_behind_their_chunks(superuser: Any) -> None:
     source = KnowledgeSource.objects.create(name="faq")
     document = Document.objects.create(source=source, external_id="a", title="A")

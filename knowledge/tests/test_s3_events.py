@@ -5,6 +5,7 @@ from typing import Any
 
 import boto3
 import pytest
+from django.utils.timezone import now as timezone_now
 from moto import mock_aws
 
 from knowledge.management.commands.kb_sqs_poll import poll_once
@@ -64,6 +65,13 @@ def test_parse_every_shape():
             "help/Shipping times.md",
             "delete",
         ),
+    ]
+    # S3's sequencer, padded so that the strings compare as the hexadecimal values
+    assert [e.sequencer for e in created + deleted + put + sns] == [
+        "0000000000000000617F08299329D189",
+        "0000000000000000617F0837B476E463",
+        "000000000000000055AED6DCD90281E5",
+        "000000000000000055AED6DCD90281F0",
     ]
     assert parse_events(fixture_json("s3_test_event.json")) == []
     with pytest.raises(InvalidInput, match="neither an EventBridge"):
@@ -359,6 +367,15 @@ def _deleted_body() -> dict[str, Any]:
     return fixture_json("eventbridge_object_deleted.json")
 
 
+def _created_body(event_id: str, sequencer: str, name: str = "created") -> dict[str, Any]:
+    """The EventBridge "Object Created" (or ``name="deleted"``) fixture as another event
+    of the same object."""
+    body = fixture_json(f"eventbridge_object_{name}.json")
+    body["id"] = event_id
+    body["detail"]["object"]["sequencer"] = sequencer
+    return body
+
+
 def _quiet(seconds: float = 600) -> None:
     """Every unprocessed event received and last tried ``seconds`` ago."""
     from datetime import timedelta
@@ -517,7 +534,9 @@ def test_the_sweep_applies_a_lost_update_then_delete_of_one_object_as_the_delete
     upsert.refresh_from_db()
     delete.refresh_from_db()
     assert upsert.processed_at is not None
-    assert upsert.note == f"superseded by event {delete.pk} (delete, received later); not applied"
+    assert upsert.note == (
+        f"superseded by event {delete.pk} (delete, later by S3's sequencer); not applied"
+    )
     assert upsert.job is None
     assert (delete.processed_at is not None, delete.note) == (True, "")
     doc.refresh_from_db()
@@ -534,7 +553,7 @@ def test_a_lost_delete_is_never_applied_after_a_later_upload_of_the_object(
     delete = _lost(api_client, django_capture_on_commit_callbacks, _deleted_body())
     s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 60 days.")
     with django_capture_on_commit_callbacks(execute=True):
-        post_event(api_client, fixture_json("eventbridge_object_created.json"))
+        post_event(api_client, _created_body("reupload", "617f0845a1b2c3d4"))  # after it
     delete.refresh_from_db()
     assert delete.processed_at is not None
     assert delete.note.startswith("superseded by event ")
@@ -648,3 +667,281 @@ def test_workers_sweep_events_on_connect_and_beat_every_five_minutes(settings: A
         "task": "knowledge.tasks.kb_object_events_sweep_task",
         "schedule": 300.0,
     }
+
+
+# --- order by S3's sequencer, not by receipt ------------------------------------------------
+
+
+def test_sequencers_of_different_lengths_compare_as_hexadecimal_values():
+    """AWS: left-pad the shorter with zeros, then compare: "FF" (255) is before "100"
+    (256), though "FF" > "100" as strings. Not hexadecimal, or longer than the column:
+    no sequencer (ordered by receipt)."""
+    from knowledge.s3events import SEQUENCER_WIDTH, sequencer_normalize
+
+    assert sequencer_normalize("ff") < sequencer_normalize("100")
+    assert sequencer_normalize("0055AED6DCD90281E5") < sequencer_normalize("617f08299329d189")
+    assert sequencer_normalize("617f08299329d189") == sequencer_normalize("0617F08299329D189")
+    assert len(sequencer_normalize("1")) == SEQUENCER_WIDTH
+    for bad in (None, "", "xyz", "12 34", "F" * (SEQUENCER_WIDTH + 1), 42):
+        assert sequencer_normalize(bad) == ""
+
+
+@pytest.mark.parametrize(
+    ("created", "deleted", "key"),
+    [
+        ("eventbridge_object_created.json", "eventbridge_object_deleted.json", "help/refunds.md"),
+        ("s3_notification_put.json", "s3_notification_delete.json", "help/Shipping times.md"),
+    ],
+)
+def test_an_old_upload_delivered_after_a_later_delete_does_not_bring_the_document_back(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks, created, deleted, key
+):
+    """SNS, SQS and EventBridge deliver in any order: the delete (greater sequencer)
+    arrived and was applied first; the upload it followed, delivered after it, was applied
+    as the later one received (read again, here where the object is still readable, it
+    brought the deleted document back). It is closed unapplied: S3's sequencer decides."""
+    s3.put_object(Bucket="kb-docs", Key=key, Body=b"# Refunds\nWithin 30 days.")
+    source_sync(source=s3_source)
+    s3_source.refresh_from_db()
+    KnowledgeSource.objects.update(listed_at=None)  # the sync long before the events
+    assert Document.objects.get().status == "active"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_event(api_client, fixture_json(deleted)).status_code == 202
+    assert Document.objects.get().status == "deleted"
+    with django_capture_on_commit_callbacks(execute=True):  # the earlier upload, late
+        assert post_event(api_client, fixture_json(created)).status_code == 202
+    assert Document.objects.get().status == "deleted"
+    delete, upsert = ObjectEvent.objects.order_by("pk")
+    assert (upsert.action, upsert.job, upsert.processed_at is not None) == ("upsert", None, True)
+    assert upsert.note == (
+        f"superseded by event {delete.pk} (delete, later by S3's sequencer); not applied"
+    )
+    assert (delete.note, delete.job is not None) == ("", True)
+    assert IngestionJob.objects.filter(kind="event").count() == 1  # the delete's
+
+
+def test_an_event_without_a_sequencer_is_ordered_by_receipt(db):
+    """An event that carries no sequencer (or one recorded before they were stored) is
+    compared with the others of its object by the order received."""
+    from knowledge.s3events import sequencer_normalize
+    from knowledge.services import _object_events_earlier, _object_events_later
+
+    def made(sequencer: str) -> ObjectEvent:
+        return ObjectEvent.objects.create(
+            event_key=f"k{ObjectEvent.objects.count()}",
+            via="http",
+            bucket="kb-docs",
+            key="help/a.md",
+            action="upsert",
+            sequencer=sequencer_normalize(sequencer),
+        )
+
+    newest, older, none, oldest = made("0300"), made("0200"), made(""), made("01")
+    other = ObjectEvent.objects.create(event_key="o", via="http", bucket="kb-docs", key="b.md")
+
+    def later(event: ObjectEvent) -> set[int]:
+        return set(_object_events_later(event).values_list("pk", flat=True))
+
+    def earlier(event: ObjectEvent) -> set[int]:
+        return set(_object_events_earlier(event).values_list("pk", flat=True))
+
+    assert later(oldest) == {older.pk, newest.pk}  # by sequencer, though received last
+    assert later(older) == {newest.pk, none.pk}  # "none" by receipt
+    assert later(newest) == {none.pk}
+    assert later(none) == {oldest.pk}
+    assert earlier(newest) == {older.pk, oldest.pk}
+    assert earlier(none) == {newest.pk, older.pk}
+    assert earlier(oldest) == {none.pk}
+    assert other.pk not in later(oldest) | earlier(newest)
+
+
+def test_the_later_event_lookup_reads_the_object_index(db):
+    """The supersede check runs for every event applied: it reads the object's events
+    through ``kb_objectevent_object_seq`` (bucket, key, sequencer), not the table."""
+    from django.db import connection
+
+    from knowledge.s3events import sequencer_normalize
+    from knowledge.services import _object_events_earlier, _object_events_later
+
+    ObjectEvent.objects.bulk_create(
+        ObjectEvent(
+            event_key=f"e{i}",
+            via="http",
+            bucket="kb-docs",
+            key=f"help/{i % 500}.md",
+            sequencer=sequencer_normalize(f"{i:x}"),
+        )
+        for i in range(3000)
+    )
+    event = ObjectEvent.objects.get(event_key="e1200")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE knowledge_objectevent")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    assert "kb_objectevent_object_seq" in _object_events_later(event).explain()
+    assert "kb_objectevent_object_seq" in _object_events_earlier(event).explain()
+
+
+# --- a full sync settles the events received before its listing ---------------------------
+
+
+def test_a_lost_delete_re_driven_after_a_sync_re_created_the_object_is_not_applied(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks
+):
+    """The object was deleted (its event recorded, its task lost), uploaded again with no
+    event (or a lost one), and a full sync read it back: the re-driven delete removed the
+    live document. The sync read the bucket after the delete was received, so it is
+    closed unapplied; an event received after the sync is applied as usual."""
+    from knowledge.services import object_events_sweep
+
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    delete = _lost(api_client, django_capture_on_commit_callbacks, _deleted_body())
+    assert source_sync(source=s3_source).created == 1  # the object as it is now
+    s3_source.refresh_from_db()
+    assert s3_source.listed_at is not None
+    assert s3_source.listed_at > delete.received_at
+
+    _quiet()
+    assert object_events_sweep(grace_seconds=0) == 0
+    delete.refresh_from_db()
+    assert (delete.processed_at is not None, delete.job) == (True, None)
+    assert delete.note == (
+        "superseded by a sync of 'bucket-docs' (read the bucket after it was received); not applied"
+    )
+    assert Document.objects.get().status == "active"
+
+    # received after the sync: applied
+    s3.delete_object(Bucket="kb-docs", Key="help/refunds.md")
+    with django_capture_on_commit_callbacks(execute=True):
+        post_event(api_client, _created_body("gone", "617f0900aaaaaaaa", name="deleted"))
+    assert Document.objects.get().status == "deleted"
+    assert ObjectEvent.objects.get(event_key="eb:gone").note == ""
+
+
+def test_an_event_waiting_for_a_sync_of_its_source_is_settled_by_it(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    """An event whose task waited for its source's lock while a sync ran: the sync read
+    the bucket after the event was received, so the event is not applied after it."""
+    from knowledge import services
+
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    delete = _lost(api_client, django_capture_on_commit_callbacks, _deleted_body())
+    locks = services.source_locks
+
+    def sync_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        source_sync(source=s3_source)  # ran while the task waited for the lock
+        return locks(*args, **kwargs)
+
+    monkeypatch.setattr(services, "source_locks", sync_meanwhile)
+    assert services.object_event_process(delete.pk) is None
+    delete.refresh_from_db()
+    assert delete.note.startswith("superseded by a sync of 'bucket-docs'")
+    assert Document.objects.get().status == "active"
+    assert not IngestionJob.objects.filter(kind="event").exists()
+
+
+# --- a failed event received again ------------------------------------------------------------
+
+
+def test_a_failed_event_received_again_is_re_armed_and_applied(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks, caplog
+):
+    """The sweep gave up on it (its bucket refused the read); the cause fixed, S3 (or
+    someone re-sending it) delivers it again. It kept ``failed_at`` and its spent attempts,
+    a dead letter applied behind the sweep's back; now it is re-armed (attempts start
+    again, logged) and applied."""
+    from knowledge import services
+
+    s3.put_object(Bucket="kb-docs", Key="help/refunds.md", Body=b"# Refunds\nWithin 30 days.")
+    event = _lost(
+        api_client,
+        django_capture_on_commit_callbacks,
+        fixture_json("eventbridge_object_created.json"),
+    )
+    ObjectEvent.objects.filter(pk=event.pk).update(
+        attempts=services.OBJECT_EVENT_MAX_ATTEMPTS,
+        failed_at=timezone_now(),
+        last_error="gave up after 5 re-drives: ValueError: the bucket refused the read",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 0})
+    event.refresh_from_db()
+    assert (event.processed_at is not None, event.failed_at, event.attempts) == (True, None, 0)
+    assert Document.objects.get().status == "active"
+    assert f"kb event {event.pk} failed after 5 re-drives and was received again: re-armed" in (
+        caplog.text
+    )
+
+
+def test_a_re_armed_event_that_fails_again_is_the_sweeps_again(
+    s3, s3_source, api_client, django_capture_on_commit_callbacks, monkeypatch
+):
+    from knowledge import services
+    from knowledge.backends.local import LocalBackend
+    from support.celery import app
+
+    monkeypatch.setitem(app.conf, "task_eager_propagates", False)
+
+    def broken(self: Any, job: Any, *, key: str, action: str) -> None:
+        raise ValueError("still refused")
+
+    monkeypatch.setattr(LocalBackend, "apply_object", broken)
+    event = _lost(api_client, django_capture_on_commit_callbacks, _deleted_body())
+    ObjectEvent.objects.filter(pk=event.pk).update(attempts=5, failed_at=timezone_now())
+    with django_capture_on_commit_callbacks(execute=True):
+        post_event(api_client, _deleted_body())
+    event.refresh_from_db()
+    assert (event.processed_at, event.failed_at, event.attempts) == (None, None, 0)
+    assert event.last_error == "ValueError: still refused"
+    _quiet()
+    assert services.object_events_sweep(grace_seconds=0) == 1  # re-driven again
+    event.refresh_from_db()
+    assert event.attempts == 1
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def test_old_processed_and_superseded_events_are_purged_failed_and_pending_kept(db, caplog):
+    """Object events hold the notification as received (the requester's account and
+    address) and were kept for good: the hourly raw-event purge deletes those processed
+    or closed unapplied more than ``RAW_EVENT_RETENTION_DAYS`` ago, in batches; events not
+    processed yet and failed ones (dead letters awaiting a re-drive) are kept."""
+    from datetime import timedelta
+
+    from support import retention
+    from support.tasks import raw_events_purge_task
+
+    now = timezone_now()
+
+    def made(name: str, days: float, **fields: Any) -> int:
+        at = now - timedelta(days=days)
+        event = ObjectEvent.objects.create(
+            event_key=name, via="http", bucket="kb-docs", key=f"help/{name}.md"
+        )
+        ObjectEvent.objects.filter(pk=event.pk).update(received_at=at, **fields)
+        return event.pk
+
+    old = now - timedelta(days=31)
+    ids = {
+        "processed_old": made("processed_old", 31, processed_at=old),
+        "superseded_old": made("superseded_old", 40, processed_at=old, note="superseded"),
+        "processed_recent": made("processed_recent", 29, processed_at=now - timedelta(days=29)),
+        "received_long_ago_processed_lately": made(
+            "late", 60, processed_at=now - timedelta(days=1)
+        ),
+        "pending_old": made("pending_old", 90),
+        "failed_old": made("failed_old", 90, failed_at=old, attempts=5),
+    }
+    assert retention.raw_events_purge(batch=1, max_batches=1)["knowledge_object_events"] == 1
+    assert raw_events_purge_task.delay().get()["knowledge_object_events"] == 1
+    left = set(ObjectEvent.objects.values_list("pk", flat=True))
+    assert {name for name, pk in ids.items() if pk in left} == {
+        "processed_recent",
+        "received_long_ago_processed_lately",
+        "pending_old",
+        "failed_old",
+    }
+    assert "knowledge_object_events: 1 dead letter(s) older than 30 days are kept" in caplog.text
+    assert raw_events_purge_task.delay().get()["knowledge_object_events"] == 0
