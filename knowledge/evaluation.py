@@ -18,7 +18,9 @@ from support.errors import InvalidInput
 def parse_query_row(row: Any, where: str) -> dict[str, Any]:
     """One labelled query: ``{"query": "..."}`` or ``{"turns": [{speaker, text}...]}``,
     plus ``"relevant": [document ids]``. The query comes back as a string or a list of
-    ``Turn``."""
+    ``Turn``. An empty ``relevant`` list is a question the knowledge base has no answer
+    for: the retrieval figures leave it out, the draft figures count how often it still
+    gets a draft (``no_answer_drafted``)."""
     if not isinstance(row, dict):
         raise InvalidInput(f"{where}: a JSON object is required")
     if "turns" in row:
@@ -31,8 +33,10 @@ def parse_query_row(row: Any, where: str) -> dict[str, Any]:
     else:
         raise InvalidInput(f"{where}: needs a 'query' string or a 'turns' list")
     relevant = row.get("relevant")
-    if not isinstance(relevant, list) or not relevant:
-        raise InvalidInput(f"{where}: needs a non-empty 'relevant' list")
+    if not isinstance(relevant, list):
+        raise InvalidInput(
+            f"{where}: needs a 'relevant' list (empty: the knowledge base has no answer)"
+        )
     return {"query": query, "relevant": [str(r) for r in relevant]}
 
 
@@ -60,7 +64,13 @@ def evaluate(
     backend: str | None = None,
     **search_options: Any,
 ) -> dict[str, Any]:
-    """recall@1, recall@5, recall@k, MRR@10 over documents, and latency per query."""
+    """recall@1, recall@5, recall@k, MRR@10 over documents, and latency per query, over
+    the queries that have a relevant document (``unanswerable``: how many were left out)."""
+    answerable = [row for row in queries if row["relevant"]]
+    if not answerable:
+        raise InvalidInput("no query names a relevant document: nothing to find")
+    unanswerable = len(queries) - len(answerable)
+    queries = answerable
     depth = max(10, k)
     sources = [source] if source else None
     hits1 = hits5 = hitsk = 0
@@ -92,6 +102,7 @@ def evaluate(
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "p95_ms": round(float(np.percentile(latencies, 95)), 2),
         "n": n,
+        "unanswerable": unanswerable,
         "mode": mode,
     }
 
@@ -106,7 +117,10 @@ def evaluate_drafts(
     """Reply drafts as the ticket page builds them (same retrieval, gate and composer):
     ``coverage`` = share of queries that get a draft, ``citation_precision`` = share of
     drafts whose first citation is a relevant document; ``recall_at_1`` (what drafting
-    every query would give) and ms per draft for comparison."""
+    every query would give) and ms per draft for comparison. Those are over the ``n``
+    queries with a relevant document; the ``no_answer_n`` without one (an empty
+    ``relevant`` list) give ``no_answer_drafted``: the share of them that still got a
+    draft, from an article that does not answer them (None when there are none)."""
     from knowledge.conversation import CUSTOMER, Turn
     from knowledge.drafts import CANDIDATES, draft_compose, get_drafter
     from knowledge.selectors import kb_search_conversation
@@ -114,6 +128,7 @@ def evaluate_drafts(
     sources = [source] if source else None
     composer = get_drafter(drafter)
     offered = correct = top1 = 0
+    no_answer_n = no_answer_offered = 0
     reasons: dict[str, int] = {}
     latencies = []
     for row in queries:
@@ -124,20 +139,27 @@ def evaluate_drafts(
         draft = draft_compose(turns, results, channel=channel, drafter=composer)
         latencies.append((time.perf_counter() - started) * 1000)
         relevant = set(row["relevant"])
+        if not relevant:  # the knowledge base has no answer: any draft is a wrong one
+            no_answer_n += 1
+            no_answer_offered += draft.offered
+            continue
         top1 += bool(results and results[0].document_external_id in relevant)
         if draft.offered:
             offered += 1
             correct += draft.citations[0].external_id in relevant
         else:
             reasons[draft.gate.reason] = reasons.get(draft.gate.reason, 0) + 1
-    n = len(queries)
+    n = len(queries) - no_answer_n
     return {
-        "coverage": round(offered / n, 4),
+        "coverage": round(offered / n, 4) if n else None,
         "citation_precision": round(correct / offered, 4) if offered else None,
         "drafts": offered,
         "correct_first_citations": correct,
-        "recall_at_1": round(top1 / n, 4),
+        "recall_at_1": round(top1 / n, 4) if n else None,
         "no_draft_reasons": dict(sorted(reasons.items())),
+        "no_answer_n": no_answer_n,
+        "no_answer_drafts": no_answer_offered,
+        "no_answer_drafted": round(no_answer_offered / no_answer_n, 4) if no_answer_n else None,
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "p95_ms": round(float(np.percentile(latencies, 95)), 2),
         "n": n,

@@ -44,6 +44,57 @@ def _location(result: dict[str, Any]) -> str:
     return ""
 
 
+SOURCE_URI_KEY = "x-amz-bedrock-kb-source-uri"  # metadata Bedrock adds to every chunk
+CHUNKS_PER_DOCUMENT = 3  # chunks asked of ``retrieve`` per document wanted
+MAX_RESULTS = 100  # ``numberOfResults`` at most
+
+
+def _document_key(item: dict[str, Any], uri: str, ref: str) -> str:
+    """Which document a chunk belongs to: its location (the S3 URI), else the source URI
+    Bedrock puts in its metadata, else its ``documentId``; a chunk naming none stands
+    alone."""
+    metadata = item.get("metadata") or {}
+    for value in (uri, metadata.get(SOURCE_URI_KEY), item.get("documentId")):
+        if isinstance(value, str) and value:
+            return value
+    return f"chunk:{ref}"
+
+
+def best_chunk_per_document(items: Sequence[dict[str, Any]]) -> list[SearchResult]:
+    """``retrieve``'s chunks as the local backend's results: one per document, with its
+    best chunk's text and score, best first. Bedrock returns chunks, often several of one
+    article; the draft gate's margin must compare an article with the next *article*
+    (two chunks of one at 0.71 and 0.70 are no rivals), and a ticket's suggestions and a
+    draft's citations must name each article once."""
+    best: dict[str, SearchResult] = {}
+    for item in items:
+        text = (item.get("content") or {}).get("text", "")
+        uri = _location(item)
+        metadata = item.get("metadata") or {}
+        score = float(item.get("score") or 0.0)
+        ref = hashlib.sha256(f"{uri}\n{text}".encode()).hexdigest()[:16]
+        key = _document_key(item, uri, ref)
+        if key in best and best[key].score >= score:
+            continue
+        external_id = "" if key.startswith("chunk:") else key
+        title = str(metadata.get("title") or external_id.rsplit("/", 1)[-1] or "Bedrock passage")
+        best[key] = SearchResult(
+            document_id=None,
+            document_external_id=external_id,
+            title=title,
+            url=http_url(external_id),
+            source="bedrock",
+            chunk_id=f"bedrock-{ref}",
+            heading_path="",
+            text=text,
+            headline=shown_text(text)[:240],  # raw text: escaped when rendered
+            score=score,
+            vector_score=score,
+        )
+    # Stable: documents of equal score keep Bedrock's order.
+    return sorted(best.values(), key=lambda r: -r.score)
+
+
 SOURCE_KEY = "source"  # a string metadata attribute: the KnowledgeSource name
 TAGS_KEY = "tags"  # a string-list metadata attribute: the document's tags
 
@@ -108,7 +159,10 @@ class BedrockBackend:
         redact_names: Sequence[str] = (),
     ) -> list[SearchResult]:
         runtime = self._runtime or _client("bedrock-agent-runtime")
-        config: dict[str, Any] = {"numberOfResults": max(1, min(k, 100))}
+        # Bedrock ranks chunks; ``k`` counts documents: ask for more chunks than documents
+        # so that one long article's chunks do not crowd the others out.
+        chunks = max(1, min(k * CHUNKS_PER_DOCUMENT, MAX_RESULTS))
+        config: dict[str, Any] = {"numberOfResults": chunks}
         retrieval_filter = metadata_filter(sources, tags)
         if retrieval_filter is not None:
             config["filter"] = retrieval_filter
@@ -119,29 +173,7 @@ class BedrockBackend:
             retrievalQuery={"text": redact(query, names=redact_names)},
             retrievalConfiguration={"vectorSearchConfiguration": config},
         )
-        results = []
-        for item in response.get("retrievalResults", []):
-            text = (item.get("content") or {}).get("text", "")
-            uri = _location(item)
-            metadata = item.get("metadata") or {}
-            title = str(metadata.get("title") or uri.rsplit("/", 1)[-1] or "Bedrock passage")
-            ref = hashlib.sha256(f"{uri}\n{text}".encode()).hexdigest()[:16]
-            results.append(
-                SearchResult(
-                    document_id=None,
-                    document_external_id=uri,
-                    title=title,
-                    url=http_url(uri),
-                    source="bedrock",
-                    chunk_id=f"bedrock-{ref}",
-                    heading_path="",
-                    text=text,
-                    headline=shown_text(text)[:240],  # raw text: escaped when rendered
-                    score=float(item.get("score") or 0.0),
-                    vector_score=float(item.get("score") or 0.0),
-                )
-            )
-        return results[:k]
+        return best_chunk_per_document(response.get("retrievalResults", []))[:k]
 
     def sync(
         self,

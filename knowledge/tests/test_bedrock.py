@@ -53,7 +53,8 @@ def test_retrieve_maps_results(bedrock_settings):
         {
             "knowledgeBaseId": "KB12345678",
             "retrievalQuery": {"text": "refund time"},
-            "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 2}},
+            # Two documents wanted: three chunks asked per document (CHUNKS_PER_DOCUMENT).
+            "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 6}},
         },
     )
     with stub:
@@ -325,7 +326,7 @@ def test_retrieve_filters_by_every_source_and_tag(bedrock_settings, sources, tag
             "knowledgeBaseId": "KB12345678",
             "retrievalQuery": {"text": "refund time"},
             "retrievalConfiguration": {
-                "vectorSearchConfiguration": {"numberOfResults": 3, "filter": expected}
+                "vectorSearchConfiguration": {"numberOfResults": 9, "filter": expected}
             },
         },
     )
@@ -334,3 +335,124 @@ def test_retrieve_filters_by_every_source_and_tag(bedrock_settings, sources, tag
             "refund time", k=3, sources=sources, tags=tags
         )
         stub.assert_no_pending_responses()
+
+
+def _chunk(uri: str, text: str, score: float) -> dict[str, Any]:
+    """One ``retrieve`` result: a chunk of the S3 document ``uri``."""
+    return {
+        "content": {"text": text, "type": "TEXT"},
+        "location": {"type": "S3", "s3Location": {"uri": uri}},
+        "score": score,
+        "metadata": {"x-amz-bedrock-kb-source-uri": uri},
+    }
+
+
+REFUNDS = "s3://kb-docs/help/refunds.md"
+EXCHANGES = "s3://kb-docs/help/exchanges.md"
+
+
+def _retrieve(chunks: list[dict[str, Any]], k: int) -> list[Any]:
+    runtime, stub = stubbed("bedrock-agent-runtime")
+    stub.add_response("retrieve", {"retrievalResults": chunks})
+    with stub:
+        results = BedrockBackend(runtime_client=runtime).search("refund time", k=k)
+        stub.assert_no_pending_responses()
+    return results
+
+
+def test_two_chunks_of_one_article_are_one_result_not_a_rival(bedrock_settings):
+    """Bedrock returns chunks: two of one article at 0.71 and 0.70 made the draft gate say
+    "Several articles fit this ticket about equally" (its margin compared the article with
+    itself) and showed the article twice among the suggestions. Grouped per document (the
+    best chunk's score and text), the runner-up is the next *article*."""
+    from knowledge.drafts import draft_gate
+
+    results = _retrieve(
+        [
+            _chunk(REFUNDS, "Refunds reach your card within 5 days.", 0.71),
+            _chunk(REFUNDS, "Refunds: the parcel must arrive first.", 0.70),
+            _chunk(EXCHANGES, "Exchanges are free within 30 days.", 0.40),
+        ],
+        k=5,
+    )
+    assert [(r.document_external_id, r.score, r.text) for r in results] == [
+        (REFUNDS, 0.71, "Refunds reach your card within 5 days."),
+        (EXCHANGES, 0.40, "Exchanges are free within 30 days."),
+    ]
+    gate = draft_gate(results)
+    assert (gate.offered, gate.reason, gate.margin) == (True, "", pytest.approx(0.31))
+
+
+def test_a_draft_does_not_draw_on_one_article_twice(bedrock_settings):
+    """The runner-up chunk of the best article cleared the score bar, so the draft's
+    related articles (what a model drafter reads and cites) were the same article twice."""
+    from knowledge.conversation import CUSTOMER, Turn
+    from knowledge.drafts import draft_compose, draft_gate, related_articles
+
+    results = _retrieve(
+        [
+            _chunk(REFUNDS, "Refunds reach your card within 5 days of the return.", 0.80),
+            _chunk(REFUNDS, "A refund starts when the parcel arrives.", 0.70),
+            _chunk(EXCHANGES, "An exchange is free within 30 days.", 0.60),
+        ],
+        k=5,
+    )
+    related = related_articles(results, draft_gate(results))
+    assert [r.document_external_id for r in related] == [REFUNDS, EXCHANGES]
+    draft = draft_compose(
+        [Turn(CUSTOMER, "When does my refund reach my card?")], results, channel="email"
+    )
+    assert draft.offered
+    assert draft.citations[0].external_id == REFUNDS
+
+
+def test_results_are_grouped_by_document_before_k(bedrock_settings):
+    """``k`` counts documents: chunks beyond a document's best do not crowd others out,
+    which is why the backend asks Bedrock for more chunks than documents."""
+    chunks = [_chunk(REFUNDS, f"Refund passage {i}.", 0.9 - i / 100) for i in range(4)]
+    chunks += [
+        _chunk(EXCHANGES, "Exchanges are free.", 0.5),
+        _chunk("s3://kb-docs/help/returns.md", "Returns within 30 days.", 0.45),
+    ]
+    results = _retrieve(chunks, k=2)
+    assert [(r.document_external_id, r.score) for r in results] == [
+        (REFUNDS, 0.9),
+        (EXCHANGES, 0.5),
+    ]
+
+
+def test_ticket_suggestions_show_each_article_once(bedrock_settings, zelda_ticket, monkeypatch):
+    from knowledge import selectors
+    from knowledge.backends import bedrock
+
+    runtime, stub = stubbed("bedrock-agent-runtime")
+    stub.add_response(
+        "retrieve",
+        {
+            "retrievalResults": [
+                _chunk(REFUNDS, "Refunds reach your card within 5 days.", 0.71),
+                _chunk(REFUNDS, "Refunds: the parcel must arrive first.", 0.70),
+                _chunk(EXCHANGES, "Exchanges are free within 30 days.", 0.40),
+            ]
+        },
+    )
+    monkeypatch.setattr(bedrock, "_client", lambda service: runtime)
+    with stub:
+        suggestions = selectors.ticket_suggestions(zelda_ticket)
+    assert [s.document_external_id for s in suggestions] == [REFUNDS, EXCHANGES]
+
+
+def test_chunks_without_a_location_are_grouped_by_document_id():
+    from knowledge.backends.bedrock import best_chunk_per_document
+
+    results = best_chunk_per_document(
+        [
+            {"content": {"text": "First."}, "documentId": "doc-1", "score": 0.6},
+            {"content": {"text": "Better."}, "documentId": "doc-1", "score": 0.7},
+            {"content": {"text": "Alone."}, "score": 0.65},
+        ]
+    )
+    assert [(r.document_external_id, r.text, r.score) for r in results] == [
+        ("doc-1", "Better.", 0.7),
+        ("", "Alone.", 0.65),
+    ]

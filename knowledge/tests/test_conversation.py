@@ -259,7 +259,8 @@ def test_kb_eval_reads_turns_and_strings(tmp_path, faq):
     [
         ({"relevant": ["a"]}, "needs a 'query' string or a 'turns' list"),
         ({"turns": [{"speaker": "customer"}], "relevant": ["a"]}, "turns[1].text"),
-        ({"query": "x", "relevant": []}, "needs a non-empty 'relevant' list"),
+        ({"query": "x"}, "needs a 'relevant' list (empty: the knowledge base has no answer)"),
+        ({"query": "x", "relevant": "a"}, "needs a 'relevant' list"),
     ],
 )
 def test_kb_eval_rejects_malformed_rows(tmp_path, row, message, db):
@@ -269,6 +270,22 @@ def test_kb_eval_rejects_malformed_rows(tmp_path, row, message, db):
         call_command("kb_eval", "--queries", str(path))
     assert str(exc.value) == f"{path}:1: " + message or message in str(exc.value)
     assert message in str(exc.value)
+
+
+def test_kb_eval_leaves_unanswerable_questions_out_of_retrieval_figures(tmp_path, faq):
+    """``"relevant": []``: the knowledge base has no answer (``--drafts`` counts how often
+    such a question still gets a draft); recall and MRR are over the others."""
+    path = tmp_path / "queries.jsonl"
+    rows = [
+        {"query": "Does Hamilton Lodge have wifi?", "relevant": ["hamilton-lodge/wifi"]},
+        {"query": "Which football team won the league in 1998?", "relevant": []},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    report = evaluate(load_queries(path), source="hotels")
+    assert (report["n"], report["unanswerable"], report["recall_at_1"]) == (1, 1, 1.0)
+    path.write_text(json.dumps(rows[1]) + "\n")
+    with pytest.raises(CommandError, match="no query names a relevant document"):
+        call_command("kb_eval", "--queries", str(path))
 
 
 # --- ticket suggestions --------------------------------------------------------------------

@@ -183,6 +183,61 @@ def test_a_title_before_a_name_does_not_cut_the_sentence() -> None:
     assert drafts.split_sentences(passage, title="How to: Check invoice") == [passage]
 
 
+# --- kb_eval --drafts ---------------------------------------------------------------------
+
+
+def test_kb_eval_drafts_counts_questions_the_knowledge_base_cannot_answer(kb, tmp_path):
+    """Coverage and citation precision say nothing about questions whose answer is not in
+    the knowledge base: the nearest other article may still clear the gate (StackFAQ:
+    about 30 % of them, docs/benchmarks.md). ``"relevant": []`` marks such a question;
+    ``no_answer_drafted`` is the share of them that got a draft."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from knowledge.evaluation import evaluate_drafts, load_queries
+
+    rows = [
+        {"query": REFUND_QUESTION, "relevant": ["refund"]},
+        {"query": "I forgot my password, how can I set a new one?", "relevant": ["reset"]},
+        # The refund article covers cards and bank transfers, not PayPal: a near miss
+        # that clears the gate (fit ~0.66, far ahead of the runner-up).
+        {"query": "How long does a refund to PayPal take?", "relevant": []},
+        {"query": "Which football team won the league in 1998?", "relevant": []},
+    ]
+    path = tmp_path / "queries.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = evaluate_drafts(load_queries(path))
+    assert {k: report[k] for k in ("n", "coverage", "citation_precision", "drafts")} == {
+        "n": 2,
+        "coverage": 1.0,
+        "citation_precision": 1.0,
+        "drafts": 2,
+    }
+    assert (report["no_answer_n"], report["no_answer_drafts"], report["no_answer_drafted"]) == (
+        2,
+        1,
+        0.5,
+    )
+    out = StringIO()
+    call_command("kb_eval", "--queries", str(path), "--drafts", stdout=out)
+    line = out.getvalue()
+    assert line.startswith("n=2 drafts=2 coverage=1.000 citation_precision=1.000 ")
+    assert line.rstrip().endswith(" no_answer_n=2 no_answer_drafted=0.500")
+
+
+def test_kb_eval_drafts_without_unanswerable_questions_prints_as_before(kb, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    path = tmp_path / "queries.jsonl"
+    path.write_text(json.dumps({"query": REFUND_QUESTION, "relevant": ["refund"]}) + "\n")
+    out = StringIO()
+    call_command("kb_eval", "--queries", str(path), "--drafts", stdout=out)
+    assert "no_answer" not in out.getvalue()
+
+
 # --- the API ------------------------------------------------------------------------------
 
 
@@ -421,6 +476,12 @@ def test_panel_is_registered_and_has_no_inline_script(kb, customer, agent):
     assert f'data-draft-url="/api/tickets/{ticket.pk}/drafts"' in html
     assert "knowledge/drafts.js" in html
     assert "<script>" not in html
+    # Shown with every draft: "offered only when an article clearly fits" is no promise
+    # that it answers (a near miss clears the gate; docs/knowledge.md "Reply drafts").
+    assert (
+        '<p class="kb-draft-caveat muted">Check it before sending: a draft can cite a '
+        "near-miss article that does not answer the question.</p>"
+    ) in html
 
 
 # --- the Bedrock path ---------------------------------------------------------------------

@@ -3,13 +3,16 @@
 Each line ``{"query": "...", "relevant": ["<document id>", ...]}`` or, for a conversation,
 ``{"turns": [{"speaker": "customer"|"agent", "text": "..."}, ...], "relevant": [...]}``
 (document ids are the documents' external ids; a conversation's query is built as the
-workbench builds it, see docs/knowledge.md). Prints recall@1, recall@5, MRR@10 and p50/p95
-ms per query.
+workbench builds it, see docs/knowledge.md). ``"relevant": []`` marks a question the
+knowledge base has no answer for. Prints recall@1, recall@5, MRR@10 and p50/p95 ms per
+query (over the queries with a relevant document).
 
 ``--drafts`` measures reply drafts instead (same retrieval, confidence gate and composer as
 the ticket page; ``--channel`` picks the format, ``email`` by default): coverage (share of
 queries with a draft) and citation precision (share of drafts whose first citation is a
-relevant document).
+relevant document), over the queries with a relevant document; when the file has
+questions without one, also ``no_answer_drafted``: the share of those that still got a
+draft (every one of them a wrong answer).
 """
 
 from __future__ import annotations
@@ -54,7 +57,10 @@ class Command(BaseCommand):
         if options["drafts"]:
             self._drafts(queries, source, options)
             return
-        report = evaluate(queries, source=source, k=options["k"], mode=options["mode"])
+        try:
+            report = evaluate(queries, source=source, k=options["k"], mode=options["mode"])
+        except InvalidInput as exc:
+            raise CommandError(f"{exc.message} (--drafts counts questions without one)") from exc
         self.stdout.write(
             f"n={report['n']} recall@1={report['recall_at_1']:.3f} "
             + (f"recall@{options['k']}={report['recall_at_k']:.3f} " if options["k"] != 5 else "")
@@ -66,13 +72,22 @@ class Command(BaseCommand):
 
     def _drafts(self, queries: list[dict[str, Any]], source: str | None, options: Any) -> None:
         report = evaluate_drafts(queries, source=source, channel=options["channel"])
-        precision = report["citation_precision"]
-        self.stdout.write(
-            f"n={report['n']} drafts={report['drafts']} coverage={report['coverage']:.3f} "
-            f"citation_precision={'-' if precision is None else f'{precision:.3f}'} "
-            f"recall@1={report['recall_at_1']:.3f} "
+
+        def share(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f}"
+
+        line = (
+            f"n={report['n']} drafts={report['drafts']} coverage={share(report['coverage'])} "
+            f"citation_precision={share(report['citation_precision'])} "
+            f"recall@1={share(report['recall_at_1'])} "
             f"p50={report['p50_ms']:.1f}ms p95={report['p95_ms']:.1f}ms "
             f"no_draft={report['no_draft_reasons']}"
         )
+        if report["no_answer_n"]:
+            line += (
+                f" no_answer_n={report['no_answer_n']} "
+                f"no_answer_drafted={share(report['no_answer_drafted'])}"
+            )
+        self.stdout.write(line)
         if options["json_out"]:
             Path(options["json_out"]).write_text(json.dumps(report, indent=2) + "\n")
