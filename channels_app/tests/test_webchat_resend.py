@@ -103,6 +103,25 @@ async def test_the_same_client_id_over_the_socket_and_over_http_is_one_message(
     assert [m.body_text for m in messages] == [text]
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_ping_gets_a_pong_and_is_not_a_message(settings: Any) -> None:
+    """The widget checks a socket whose ack is late with a ping: a pong says the socket
+    works (the message then goes over HTTP, the socket stays). A ping records nothing
+    and does not count against the visitor's message limit."""
+    settings.WEBCHAT_WS_MESSAGES_PER_MINUTE = 1
+    account = await database_sync_to_async(make_account)("webchat")
+    session = session_issue(account, name="Vera", email="vera@example.com")["session"]
+    communicator = await _socket(account, session)
+    for _ in range(3):
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from() == {"type": "pong"}
+    await communicator.send_json_to({"text": "hello", "client_id": "client-ping-1"})
+    ack = await communicator.receive_json_from()
+    assert ack == {"type": "ack", "client_id": "client-ping-1", "duplicate": False}
+    await communicator.disconnect()
+    assert await database_sync_to_async(InboundEvent.objects.count)() == 1
+
+
 @pytest.mark.django_db
 def test_a_500_of_a_widget_endpoint_carries_the_cors_headers() -> None:
     """An exception in the view became Django's 500 page outside the view's CORS
