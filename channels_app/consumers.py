@@ -17,6 +17,10 @@ the answer is ``{"type": "error", "code": "unavailable", "retry": true, "client_
 and the socket stays open: the widget keeps the message as "sending" and sends it again
 (the ``client_id`` makes a second delivery a duplicate, never a second message). Before,
 the exception closed the socket and the message was lost while the widget showed it sent.
+
+``{"type": "ping"}`` is answered ``{"type": "pong"}`` (after the session check, outside the
+message limits, nothing recorded): the widget asks when an ack is late, and keeps a socket
+that answers (the late message goes over HTTP meanwhile) instead of reopening it.
 """
 
 from __future__ import annotations
@@ -146,6 +150,11 @@ class WebchatConsumer(JsonConsumer):
         except SignatureError as exc:
             await self.send_json({"type": "error", "code": "session_expired", "message": str(exc)})
             await self.close(code=4401)
+            return
+        if isinstance(content, dict) and content.get("type") == "ping":
+            # The widget's check of a socket whose ack is late: a pong says it works, so
+            # a slow ack does not cost a reconnect. Nothing recorded, no message counted.
+            await self.send_json({"type": "pong"})
             return
         wait = await _send_wait(self.visitor_id, self.ip)
         if wait is not None:

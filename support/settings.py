@@ -90,6 +90,9 @@ MIDDLEWARE = [
     # CORS before anything that can answer (WhiteNoise, CommonMiddleware's redirects) and
     # before CSRF: it answers preflights itself; CSP still covers its responses.
     "corsheaders.middleware.CorsMiddleware",
+    # The web chat widget's paths, which corsheaders leaves out (any origin, no
+    # credentials): preflights, and the headers on every answer there, 500s included.
+    "channels_app.api.cors.WebchatCorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -444,8 +447,9 @@ if DEBUG:
 # and the seed paths, with credentials; none by default. Other origins get no CORS header.
 CORS_ALLOWED_ORIGINS = env.get_list("CORS_ALLOWED_ORIGINS", [])
 CORS_ALLOW_CREDENTIALS = True
-# The API (not the web chat widget's endpoints, which answer any origin themselves, nor
-# the channels' server-to-server webhooks) and the seed paths mounted at the root.
+# The API (not the web chat widget's endpoints, which answer any origin through
+# channels_app.api.cors.WebchatCorsMiddleware, nor the channels' server-to-server
+# webhooks) and the seed paths mounted at the root.
 CORS_URLS_REGEX = (
     r"^/(?:api/(?!webchat/|webhooks/)"
     r"|analytics(?:/[^/]*)?$"

@@ -59,28 +59,6 @@ class WebhookRateThrottle(PerIPRateThrottle):
     limit_setting = "CHANNELS_WEBHOOK_RATE_LIMIT_PER_MINUTE"
 
 
-def _cors(response: HttpResponse) -> HttpResponse:
-    """The widget runs on customers' sites; sessions travel in a header, never cookies."""
-    response["Access-Control-Allow-Origin"] = "*"
-    response["Access-Control-Allow-Headers"] = "Content-Type, X-Webchat-Session"
-    response["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response["Access-Control-Max-Age"] = "600"
-    return response
-
-
-def webchat_cors(view: Any) -> Any:
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if request.method == "OPTIONS":
-            return _cors(HttpResponse(status=204))
-        response = view(request, *args, **kwargs)
-        if kwargs.get("channel", "webchat") == "webchat":
-            _cors(response)
-        return response
-
-    return csrf_exempt(wrapper)
-
-
 def _error(code: str, message: str, http_status: int) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=http_status)
 
@@ -94,7 +72,7 @@ def _account(channel: str, token: str) -> ChannelAccount | JsonResponse:
         return _error("not_found", exc.message, 404)
 
 
-@webchat_cors
+@csrf_exempt
 @require_http_methods(["GET", "POST"])
 def webhook(request: HttpRequest, channel: str, token: str) -> HttpResponse:
     """``GET``: the channel's subscription handshake. ``POST``: one delivery.
@@ -559,7 +537,7 @@ def _json(request: HttpRequest) -> dict[str, Any] | JsonResponse:
     return data
 
 
-@webchat_cors
+@csrf_exempt
 @require_http_methods(["POST"])
 def webchat_session(request: HttpRequest, token: str) -> HttpResponse:
     """Start a visitor session: name and email in, a signed session token out.
@@ -618,7 +596,7 @@ def _webchat_session(
         return _error(code, str(exc), exc.status)
 
 
-@webchat_cors
+@csrf_exempt
 @require_http_methods(["GET"])
 def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
     """The polling fallback: the visitor's conversation after message id ``after``.
@@ -635,7 +613,7 @@ def webchat_messages(request: HttpRequest, token: str) -> HttpResponse:
     return JsonResponse({"messages": [webchat_message_json(m) for m in messages]})
 
 
-@webchat_cors
+@csrf_exempt
 @require_http_methods(["GET"])
 def webchat_file(request: HttpRequest, token: str, attachment_id: int) -> HttpResponseBase:
     """A file an agent sent to this visitor, for its own session (``X-Webchat-Session``):
@@ -655,7 +633,7 @@ def webchat_file(request: HttpRequest, token: str, attachment_id: int) -> HttpRe
     return attachment_file_response(attachment, private=True)
 
 
-@webchat_cors
+@csrf_exempt
 @require_http_methods(["POST"])
 def webchat_upload(request: HttpRequest, token: str) -> HttpResponse:
     """A file from the visitor (multipart: ``file``, optional ``text`` and ``client_id``),
@@ -798,7 +776,7 @@ def _application_error(exc: ApplicationError) -> JsonResponse:
     return _error(exc.code, exc.message, exc.http_status)
 
 
-@webchat_cors
+@csrf_exempt
 @require_http_methods(["POST"])
 def webchat_verify(request: HttpRequest, token: str) -> HttpResponse:
     """Send a one-time code to the visitor's address (``{"email": …}``, default: the one
@@ -834,7 +812,7 @@ def webchat_verify(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
-@webchat_cors
+@csrf_exempt
 @require_http_methods(["POST"])
 def webchat_verify_confirm(request: HttpRequest, token: str) -> HttpResponse:
     """Check the code (``{"code": "123456"}``): the chat is then linked to the customer

@@ -16,9 +16,17 @@
  * frame, or the HTTP POST's 2xx). Without that answer (socket closed, no ack within
  * ACK_TIMEOUT_MS, an "unavailable" error frame, a 5xx or a network error) it is sent
  * again, over the socket if it is up, else over HTTP, at most MAX_TRIES times: the
- * client id makes a resend a duplicate on the server, never a second message. A message
- * the server refuses (too many messages, too long…) shows "Not sent" with the reason and
- * a Retry button. A closed socket is reopened after a growing pause (polling meanwhile).
+ * client id makes a resend a duplicate on the server, never a second message. A late ack
+ * does not close the socket: the message goes over HTTP, and the socket is asked for a
+ * "pong"; only a socket that gives none within PONG_TIMEOUT_MS is closed and reopened.
+ * A message the server refuses (too many messages, too long…) shows "Not sent" with the
+ * reason and a Retry button. A closed socket is reopened after a growing pause (polling
+ * meanwhile), and the visitor is told when the chat cannot reach the server.
+ * Messages not acknowledged yet are kept in the browser's localStorage too (under the
+ * chat's visitor: text, client id, time; at most UNSENT_MAX, none older than a day), so
+ * a reload, a crashed tab or another page of the site shows them again as "Sending…" and
+ * sends them again; a file being sent is not kept, only its name, to say it was not
+ * sent. Without storage (private mode, quota, blocked) the widget works in the page alone.
  * No dependencies, no CDN.
  */
 (function () {
@@ -29,17 +37,72 @@
   var base = (script.getAttribute("data-base") || new URL(script.src).origin).replace(/\/$/, "");
   var title = script.getAttribute("data-title") || "Chat with us";
   var storeKey = "support-webchat:" + token;
-  var state = JSON.parse(localStorage.getItem(storeKey) || "null");
+  var state = readJson(storeKey, null);
   var lastId = 0, seen = {}, nodes = {}, socket = null, pollTimer = null;
   // The visitor's typed messages not acknowledged yet, by client id:
   // { text, node, tries, via: "socket" | "http" | null (waiting), timer, failed }.
   var pending = {};
   var ACK_TIMEOUT_MS = 10000, MAX_TRIES = 6;
+  // An ack later than ACK_TIMEOUT_MS: the socket is asked for a pong (the server answers
+  // once it has recorded what came before); none within this, it is dead.
+  var PONG_TIMEOUT_MS = 20000, probeTimer = null;
   var reconnectTimer = null, reconnectDelay = 2000;
+  // What localStorage keeps of the messages not acknowledged yet (unsentKeep).
+  var UNSENT_MAX = 50, UNSENT_MAX_AGE_MS = 24 * 3600 * 1000;
+  // Messages shown again from storage at load: until the first poll answers, the
+  // conversation's earlier messages go above them, not under.
+  var restored = [];
+  var UNREACHABLE = "The chat cannot reach us right now; it keeps trying, and your " +
+                    "messages will be sent when it is back.";
   // What POST /api/webchat/<token>/files accepts (the server checks again, and the bytes).
   var UPLOAD_ACCEPT = ".jpg,.jpeg,.png,.gif,.webp,.pdf,.txt";
 
-  function save() { localStorage.setItem(storeKey, JSON.stringify(state)); }
+  // The browser's storage may be missing or refuse (private mode, blocked cookies, quota):
+  // every use goes through these, and the widget then keeps things in the page only.
+  function storeGet(key) {
+    try { return window.localStorage.getItem(key); } catch (e) { return null; }
+  }
+  function storeSet(key, value) {
+    try { window.localStorage.setItem(key, value); } catch (e) { /* kept in the page only */ }
+  }
+  function storeRemove(key) {
+    try { window.localStorage.removeItem(key); } catch (e) { /* nothing was kept */ }
+  }
+  function readJson(key, fallback) {
+    try { return JSON.parse(storeGet(key) || "null") || fallback; } catch (e) { return fallback; }
+  }
+  function save() { storeSet(storeKey, JSON.stringify(state)); }
+
+  // The visitor's messages not acknowledged yet, as storage keeps them for this chat:
+  // [{ client_id, text, at (ms), file (a file's name, for a message with a file) }].
+  function unsentKey() {
+    return state && state.visitor_id ? storeKey + ":unsent:" + state.visitor_id : null;
+  }
+  function unsentRead() {
+    var key = unsentKey(), now = Date.now(), list = key ? readJson(key, []) : [];
+    if (!Array.isArray(list)) { return []; }
+    return list.filter(function (m) {
+      return m && typeof m.client_id === "string" && typeof m.text === "string" &&
+        typeof m.at === "number" && Math.abs(now - m.at) < UNSENT_MAX_AGE_MS;
+    }).slice(-UNSENT_MAX);
+  }
+  function unsentWrite(list) {
+    var key = unsentKey();
+    if (!key) { return; }
+    if (list.length) { storeSet(key, JSON.stringify(list.slice(-UNSENT_MAX))); }
+    else { storeRemove(key); }
+  }
+  function unsentKeep(entry) {
+    // read, change, write: another tab of the same chat keeps its own entries
+    var list = unsentRead().filter(function (m) { return m.client_id !== entry.client_id; });
+    list.push(entry);
+    unsentWrite(list);
+  }
+  function unsentDrop(cid) {
+    var list = unsentRead();
+    var kept = list.filter(function (m) { return m.client_id !== cid; });
+    if (kept.length !== list.length) { unsentWrite(kept); }
+  }
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
     Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
@@ -77,20 +140,33 @@
     return fetch(base + path, {
       method: method, headers: headers, body: data ? JSON.stringify(data) : undefined
     }).then(function (r) {
-      return r.json().then(function (j) {
+      return r.json().catch(function () { return null; }).then(function (j) {
         if (r.status === 401 && state && state.session) { expired(); }
-        if (!r.ok) { throw new Error((j.error && j.error.message) || r.statusText); }
-        return j;
+        if (r.ok && j) { return j; }
+        var reason = j && j.error && j.error.message;
+        // a server error page (not our JSON) says nothing the visitor can use
+        if (reason && r.status < 500) { throw new Error(reason); }
+        throw unreachable(reason);
       });
+    }, function () {
+      throw unreachable();  // the network, or an answer the browser hid
     });
+  }
+  function unreachable(reason) {
+    var e = new Error(reason || "We cannot reach the chat right now; try again in a moment.");
+    e.unreachable = true;
+    return e;
   }
 
   function expired() {
     // The session is over (WEBCHAT_SESSION_TTL_SECONDS): forget it and start again.
-    state = null; localStorage.removeItem(storeKey);
+    var unsent = unsentKey();
+    if (unsent) { storeRemove(unsent); }
+    state = null; storeRemove(storeKey);
     if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
     if (reconnectTimer) { clearTimeout(reconnectTimer); reconnectTimer = null; }
     if (socket) { socket.onclose = null; socket.close(); socket = null; }
+    clearTimeout(probeTimer); probeTimer = null; restored = [];
     Object.keys(pending).forEach(function (cid) { clearTimeout(pending[cid].timer); });
     pending = {};
     while (panel.lastChild && panel.lastChild !== error) { panel.removeChild(panel.lastChild); }
@@ -116,6 +192,12 @@
       if (msg.id) { seen[key] = true; lastId = Math.max(lastId, msg.id); }
       // a file this visitor sent, now recorded: its link replaces the "sending" note
       var sent = msg.client_id && nodes[msg.client_id];
+      var early = sent ? restored.indexOf(sent) : -1;
+      if (msg.id && early >= 0) {
+        // shown from storage, recorded before the reload: into its place in the history
+        restored.splice(early, 1);
+        place(sent);
+      }
       if (sent && msg.files && msg.files.length && !sent.linked) {
         sent.linked = true;
         Array.prototype.slice.call(sent.querySelectorAll(".swc-note")).forEach(function (n) {
@@ -131,9 +213,14 @@
     var node = el("div", { "class": "swc-msg swc-" + msg.from }, msg.text);
     fileLinks(node, msg.files);
     if (msg.client_id) { nodes[msg.client_id] = node; node.linked = !!(msg.files || []).length; }
-    body.appendChild(node);
+    if (msg.id) { place(node); } else { body.appendChild(node); }  // what the visitor types: last
     body.scrollTop = body.scrollHeight;
     return node;
+  }
+  function place(node) {
+    // a message of the conversation: under the others, but above those shown from
+    // storage until the first poll has answered
+    if (restored.length) { body.insertBefore(node, restored[0]); } else { body.appendChild(node); }
   }
 
   function sendFile(file, text) {
@@ -145,6 +232,8 @@
     }
     var cid = clientId();
     var node = show({ client_id: cid, from: "visitor", text: text });
+    // not the file (storage cannot hold it): its name, to say after a reload it was not sent
+    unsentKeep({ client_id: cid, text: text || "", at: Date.now(), file: file.name });
     var note = el("span", { "class": "swc-note" }, file.name + ": sending…");
     node.appendChild(note);
     var form = new FormData();
@@ -163,6 +252,7 @@
       var j = {};
       try { j = JSON.parse(xhr.responseText); } catch (e) { j = {}; }
       if (xhr.status === 401) { expired(); return; }
+      if (xhr.status < 500) { unsentDrop(cid); }  // recorded, or refused with its reason
       if (xhr.status < 200 || xhr.status >= 300) {
         note.textContent = file.name + ": not sent";
         error.textContent = (j.error && j.error.message) || "The file could not be sent.";
@@ -197,8 +287,12 @@
 
   function poll() {
     api("GET", "/api/webchat/" + token + "/messages?after=" + lastId)
-      .then(function (j) { j.messages.forEach(show); error.textContent = ""; })
-      .catch(function (e) { error.textContent = e.message; });
+      .then(function (j) { j.messages.forEach(show); restored = []; error.textContent = ""; })
+      .catch(function (e) {
+        restored = [];
+        // polled again in a few seconds: say so, not a bare error (or nothing at all)
+        error.textContent = e.unreachable ? UNREACHABLE : e.message;
+      });
   }
   function startPolling() {
     if (!pollTimer) { pollTimer = setInterval(poll, 4000); }
@@ -214,6 +308,7 @@
                            encodeURIComponent(state.session));
     socket = ws;
     ws.onmessage = function (ev) {
+      if (socket === ws) { clearTimeout(probeTimer); probeTimer = null; }  // it works
       var data = JSON.parse(ev.data);
       if (data.type === "message") { show(data.message); }
       if (data.type === "ack" && data.client_id) { confirmed(data.client_id); }
@@ -235,17 +330,33 @@
         if (!p.via && !p.failed) { transmit(cid, false); }
       });
     };
-    ws.onclose = function (ev) {
+    ws.onclose = function (ev) { lost(ws, ev.code); };
+  }
+  function lost(ws, code) {
+    if (socket !== ws) { return; }
+    socket = null;
+    clearTimeout(probeTimer); probeTimer = null;
+    if (code === 4401) { expired(); return; }
+    startPolling();
+    if (code !== 4403) { reopenLater(); }
+    // what was sent into the socket and not acknowledged goes again, over HTTP
+    Object.keys(pending).forEach(function (cid) {
+      if (pending[cid].via === "socket") { transmit(cid, true); }
+    });
+  }
+  function probe() {
+    // Is the socket alive? A ping; any frame back says yes. None within PONG_TIMEOUT_MS:
+    // half dead (the network gone, nobody told), closed here and reopened.
+    var ws = socket;
+    if (!ws || ws.readyState !== 1 || probeTimer) { return; }
+    try { ws.send(JSON.stringify({ type: "ping" })); } catch (e) { return; }  // closing
+    probeTimer = setTimeout(function () {
+      probeTimer = null;
       if (socket !== ws) { return; }
-      socket = null;
-      if (ev.code === 4401) { expired(); return; }
-      startPolling();
-      if (ev.code !== 4403) { reopenLater(); }
-      // what was sent into the socket and not acknowledged goes again, over HTTP
-      Object.keys(pending).forEach(function (cid) {
-        if (pending[cid].via === "socket") { transmit(cid, true); }
-      });
-    };
+      ws.onclose = null;
+      try { ws.close(); } catch (e) { /* already closing */ }
+      lost(ws, 1006);
+    }, PONG_TIMEOUT_MS);
   }
   function reopenLater() {
     if (reconnectTimer || !state) { return; }
@@ -281,6 +392,7 @@
   function confirmed(cid) {
     var p = pending[cid];
     if (!p) { return; }
+    unsentDrop(cid);
     clearTimeout(p.timer);
     status(cid, "", false);
     delete pending[cid];
@@ -318,12 +430,13 @@
         socket.send(JSON.stringify(data));
         p.via = "socket";
         p.timer = setTimeout(function () {
-          // no ack: the socket may be half dead; this message goes over HTTP, and the
-          // socket is reopened
-          var stale = socket;
+          // No ack: the server may be slow, or the socket half dead. This message goes
+          // over HTTP (a duplicate if it was recorded: the server answers 200 either way),
+          // and the socket is asked for a pong; it is kept if it answers (closing it at
+          // once made every slow ack cost a reconnect).
+          probe();
           transmit(cid, true);
-          if (stale) { stale.close(); }
-        }, ACK_TIMEOUT_MS);
+        }, ACK_TIMEOUT_MS * Math.min(Math.pow(2, p.tries - 1), 6));
         return;
       } catch (e) { /* a socket closing under us: HTTP below */ }
     }
@@ -346,10 +459,33 @@
 
   function send(text) {
     var cid = clientId();
+    unsentKeep({ client_id: cid, text: text, at: Date.now() });
+    sendAgain(cid, text);
+  }
+  function sendAgain(cid, text) {
     var node = show({ client_id: cid, from: "visitor", text: text });
     pending[cid] = { text: text, node: node, tries: 0, via: null, timer: null, failed: false };
     status(cid, "Sending…", false);
     transmit(cid, false);
+  }
+  function restoreUnsent() {
+    // What the last page of this chat sent and had no answer for: shown again, and sent
+    // again with its client id (a duplicate, never a second message, if it was recorded).
+    unsentRead().forEach(function (m) {
+      if (seen["c:" + m.client_id]) { return; }
+      if (typeof m.file !== "string") {
+        sendAgain(m.client_id, m.text);
+        restored.push(nodes[m.client_id]);
+        return;
+      }
+      // a file: the browser kept no copy to send; said once (its link replaces this if
+      // the upload was recorded after all)
+      var node = show({ client_id: m.client_id, from: "visitor", text: m.text });
+      node.appendChild(el("span", { "class": "swc-note" },
+                          m.file + ": not sent; please attach it again."));
+      restored.push(node);
+      unsentDrop(m.client_id);
+    });
   }
 
   function chatView() {
@@ -374,6 +510,7 @@
     });
     panel.appendChild(form);
     panel.appendChild(verifyView());
+    restoreUnsent();
     connect();
   }
 
