@@ -283,6 +283,7 @@ def _routing_decide(
                 priority=out.priority,
                 priority_score=float(priority_out.get("score", 0.0)),
                 confidence=out.confidence,
+                model_stated_confidence=result.model_stated_confidence,
                 category=_fit("category", out.category),
                 intent=_fit("intent", out.intent),
                 classification={
@@ -631,7 +632,13 @@ def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
         "priority": decision.priority,
         "routing": {
             "decision_id": decision.pk,
+            # the classifier's calibrated figure; an LLM's own one apart, labelled as such
             "confidence": round(decision.confidence, 4),
+            "model_stated_confidence": (
+                round(decision.model_stated_confidence, 4)
+                if decision.model_stated_confidence is not None
+                else None
+            ),
             "category": decision.category,
             "intent": decision.intent,
             "requires_manual_review": decision.requires_manual_review,
