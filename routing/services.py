@@ -605,6 +605,10 @@ def routing_failure_redrive(*, failures: Iterable[RoutingFailure], actor: Any) -
 # triggered by every change of a routing decision), so it is synced too: the decision's
 # payload with the team and priority the person chose, ``requires_manual_review`` false and
 # ``review`` ({verdict, reviewed_at}), under its own key ``routing-verdict-<feedback id>``.
+#
+# ``applied`` says whether the payload's team and priority are on the ticket: a decision
+# held for review is synced too (its sync status, seed 004's ``requires_manual_review``),
+# with ``applied`` false: its assignment is a proposal, not to be applied by the receiver.
 # Without it the ticketing system kept the model's team after an agent corrected it.
 
 TICKETING_SYNC_KIND = "ticketing_sync"
@@ -625,6 +629,10 @@ def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
         "ticket_number": ticket.number,
         # an API caller's own ticket id only, never a channel's sender id (address, phone)
         "external_ref": ticket.origin_platform_id if ticket.origin_caller_id else "",
+        # whether this team and priority were set on the ticket: false for a decision held
+        # for review, whose assignment and priority are the router's proposal until a
+        # person's verdict (synced with ``applied`` true) decides
+        "applied": decision.applied,
         "assignment": {
             "team": decision.team_slug,
             "team_name": decision.team.name if decision.team else "",
@@ -696,6 +704,7 @@ def ticketing_sync_verdict(*, feedback: RoutingFeedback) -> Delivery | None:
         "team_name": feedback.team.name if feedback.team else "",
     }
     payload["priority"] = feedback.priority
+    payload["applied"] = True  # the person's team and priority are on the ticket
     payload["routing"]["requires_manual_review"] = False
     payload["review"] = {
         "verdict": feedback.verdict,
