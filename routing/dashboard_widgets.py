@@ -56,19 +56,26 @@ def routing_data(filters: DashboardFilters) -> WidgetData:
             "Decisions",
             "Review rate",
             "Unlike any trained intent",
-            "Accuracy",
+            "Accepted by reviewers",
             "Provider errors",
         ],
         rows=rows,
         chart="lines",
-        series=["Review rate", "Unlike any trained intent", "Accuracy", "Provider errors"],
+        series=[
+            "Review rate",
+            "Unlike any trained intent",
+            "Accepted by reviewers",
+            "Provider errors",
+        ],
         unit="%",
         stats=[
+            # not an accuracy: only decisions a person judged have a verdict, and most
+            # applied decisions are never judged
             Stat(
-                "Routing accuracy",
+                "Routing accepted by reviewers",
                 _pct(figures["accuracy"]),
                 "%",
-                f"{figures['verdicts']} verdicts",
+                f"of {figures['verdicts']} verdicts; decisions nobody reviewed not counted",
             ),
             Stat(
                 "Manual review rate",
@@ -97,9 +104,10 @@ def routing_data(filters: DashboardFilters) -> WidgetData:
             Stat("Tokens per ticket", round(tokens) if tokens is not None else None),
         ],
         note=(
-            "Accuracy: share of people's verdicts that accepted the decision. Provider "
-            "errors: share of decisions whose AI provider failed, so the local router "
-            "decided instead."
+            "Accepted by reviewers: share of people's verdicts that accepted the decision; "
+            "decisions applied without a review have no verdict and are not counted, so "
+            "this is not the accuracy of all routing. Provider errors: share of decisions "
+            "whose AI provider failed, so the local router decided instead."
         ),
     )
 
@@ -107,7 +115,7 @@ def routing_data(filters: DashboardFilters) -> WidgetData:
 register_widget(
     Widget(
         name="routing",
-        title="Routing accuracy, review rate, provider errors and cost",
+        title="Routing accepted by reviewers, review rate, provider errors and cost",
         data=routing_data,
         order=70,
         live_events=("routing.",),
@@ -188,7 +196,9 @@ def routing_confidence_data(filters: DashboardFilters) -> WidgetData:
         ],
         note=(
             f"Review threshold {threshold} (ROUTING_REVIEW_THRESHOLD): a decision less "
-            "confident than that goes to manual review."
+            "confident than that goes to manual review. Confidence is the classifier's "
+            "calibrated probability for every provider, so the average is of measured "
+            "figures: an AI model's own stated confidence is not in it."
         ),
     )
 
