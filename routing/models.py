@@ -157,6 +157,12 @@ class RoutingDecision(models.Model):
         "the router has no out-of-scope detector.",
     )
     applied = models.BooleanField(default=False, help_text="Team and priority set on the ticket.")
+    demo = models.BooleanField(
+        default=False,
+        help_text="Made up by the demo loader (routing/demo.py's history: no AI provider was "
+        "called; its tokens, cost, provider errors and verdicts are invented). Shown with a "
+        '"Demo data" mark on the ticket\'s routing panel and on the dashboard.',
+    )
     processing_ms = models.FloatField(default=0)
     tool_calls = models.JSONField(default=list, help_text="[{name, input, output, ms}]")
     provider = models.CharField(max_length=32)

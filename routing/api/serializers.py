@@ -52,6 +52,9 @@ class RoutingDecisionOutputSerializer(serializers.Serializer):  # type: ignore[t
     requires_manual_review = serializers.BooleanField()
     review_reasons = serializers.JSONField()
     applied = serializers.BooleanField()
+    demo = serializers.BooleanField(
+        help_text="Made up by the demo loader (no AI provider was called): demo data."
+    )
     processing_ms = serializers.FloatField()
     tool_calls = serializers.JSONField()
     provider = serializers.CharField()
