@@ -7,6 +7,7 @@ from routing.stats import (
     routing_confidence_histogram,
     routing_decisions_by_priority,
     routing_decisions_by_team,
+    routing_demo_decisions,
     routing_processing_times,
     routing_quality,
 )
@@ -25,6 +26,30 @@ def _bucket_label(filters: DashboardFilters) -> tuple[str, str]:
 
 def _share(part: int, whole: int) -> float | None:
     return _pct(part / whole) if whole else None
+
+
+def _demo_marked(data: WidgetData, filters: DashboardFilters) -> WidgetData:
+    """``data`` with a "Demo data" figure first and a note, when demo decisions (made up by
+    the demo loader, ``RoutingDecision.demo``) are among those it counts; as it is
+    otherwise."""
+    demo = routing_demo_decisions(
+        start=filters.start, end=filters.end, team_ids=filters.team_ids, channels=filters.channels
+    )
+    if demo:
+        data.stats.insert(
+            0,
+            Stat(
+                "Demo data",
+                demo,
+                "decisions",
+                "made up by the demo loader (no AI provider was called); counted here",
+            ),
+        )
+        data.note = (
+            f"Demo data: {demo} of the decisions counted here were made up by the demo "
+            "loader, with their provider, cost and verdicts. " + data.note
+        ).strip()
+    return data
 
 
 def routing_data(filters: DashboardFilters) -> WidgetData:
@@ -50,25 +75,32 @@ def routing_data(filters: DashboardFilters) -> WidgetData:
         )
     cost = figures["cost_per_ticket_usd"]
     tokens = figures["tokens_per_ticket"]
-    return WidgetData(
+    data = WidgetData(
         columns=[
             column,
             "Decisions",
             "Review rate",
             "Unlike any trained intent",
-            "Accuracy",
+            "Accepted by reviewers",
             "Provider errors",
         ],
         rows=rows,
         chart="lines",
-        series=["Review rate", "Unlike any trained intent", "Accuracy", "Provider errors"],
+        series=[
+            "Review rate",
+            "Unlike any trained intent",
+            "Accepted by reviewers",
+            "Provider errors",
+        ],
         unit="%",
         stats=[
+            # not an accuracy: only decisions a person judged have a verdict, and most
+            # applied decisions are never judged
             Stat(
-                "Routing accuracy",
+                "Routing accepted by reviewers",
                 _pct(figures["accuracy"]),
                 "%",
-                f"{figures['verdicts']} verdicts",
+                f"of {figures['verdicts']} verdicts; decisions nobody reviewed not counted",
             ),
             Stat(
                 "Manual review rate",
@@ -97,17 +129,19 @@ def routing_data(filters: DashboardFilters) -> WidgetData:
             Stat("Tokens per ticket", round(tokens) if tokens is not None else None),
         ],
         note=(
-            "Accuracy: share of people's verdicts that accepted the decision. Provider "
-            "errors: share of decisions whose AI provider failed, so the local router "
-            "decided instead."
+            "Accepted by reviewers: share of people's verdicts that accepted the decision; "
+            "decisions applied without a review have no verdict and are not counted, so "
+            "this is not the accuracy of all routing. Provider errors: share of decisions "
+            "whose AI provider failed, so the local router decided instead."
         ),
     )
+    return _demo_marked(data, filters)
 
 
 register_widget(
     Widget(
         name="routing",
-        title="Routing accuracy, review rate, provider errors and cost",
+        title="Routing accepted by reviewers, review rate, provider errors and cost",
         data=routing_data,
         order=70,
         live_events=("routing.",),
@@ -134,7 +168,7 @@ def routing_time_data(filters: DashboardFilters) -> WidgetData:
         for at, b in figures["buckets"].items()
     ]
     per_hour = figures["per_hour"]
-    return WidgetData(
+    data = WidgetData(
         columns=[column, "Decisions", "Average", "p95"],
         rows=rows,
         chart="lines",
@@ -152,6 +186,7 @@ def routing_time_data(filters: DashboardFilters) -> WidgetData:
         ],
         note="Time the router took per decision: the AI provider's call and its tools.",
     )
+    return _demo_marked(data, filters)
 
 
 def routing_confidence_data(filters: DashboardFilters) -> WidgetData:
@@ -172,7 +207,7 @@ def routing_confidence_data(filters: DashboardFilters) -> WidgetData:
     ]
     threshold = f"{figures['threshold']:.0%}"
     n = figures["decisions"]
-    return WidgetData(
+    data = WidgetData(
         columns=["Confidence", "Decisions", "Below review threshold", "At or above it"],
         rows=rows,
         chart="stacked",
@@ -188,9 +223,12 @@ def routing_confidence_data(filters: DashboardFilters) -> WidgetData:
         ],
         note=(
             f"Review threshold {threshold} (ROUTING_REVIEW_THRESHOLD): a decision less "
-            "confident than that goes to manual review."
+            "confident than that goes to manual review. Confidence is the classifier's "
+            "calibrated probability for every provider, so the average is of measured "
+            "figures: an AI model's own stated confidence is not in it."
         ),
     )
+    return _demo_marked(data, filters)
 
 
 def routing_teams_data(filters: DashboardFilters) -> WidgetData:
@@ -205,13 +243,14 @@ def routing_teams_data(filters: DashboardFilters) -> WidgetData:
         [t["team"] or "No team", t["decisions"], _share(t["decisions"], n), t["review"]]
         for t in teams
     ]
-    return WidgetData(
+    data = WidgetData(
         columns=["Team", "Decisions", "Share (%)", "Sent to review"],
         rows=rows,
         chart="bars",
         series=["Decisions"],
         note="The team the router chose, whether applied or sent to review.",
     )
+    return _demo_marked(data, filters)
 
 
 def routing_priority_data(filters: DashboardFilters) -> WidgetData:
@@ -225,13 +264,14 @@ def routing_priority_data(filters: DashboardFilters) -> WidgetData:
     rows = [
         [p["label"], p["decisions"], _share(p["decisions"], n), p["review"]] for p in priorities
     ]
-    return WidgetData(
+    data = WidgetData(
         columns=["Priority", "Decisions", "Share (%)", "Sent to review"],
         rows=rows,
         chart="bars",
         series=["Decisions"],
         note="The priority the router chose, whether applied or sent to review.",
     )
+    return _demo_marked(data, filters)
 
 
 register_widget(

@@ -16,8 +16,12 @@ the real services where there are some:
 - two decisions' ticketing-system syncs are recorded as dead letters after three refused
   attempts (no request is made: the demo has no ticketing system).
 
-Every such row says "Demo history" in its reasoning, fallback reason or error. Idempotent:
-a ticket already routed, judged or synced is left as it is.
+Every such row says "Demo history" in its reasoning, fallback reason or error, and the
+decisions are marked ``RoutingDecision.demo``: the ticket's routing panel shows them with a
+"Demo data" badge and the dashboard's routing widgets say how many of their decisions are
+demo ones (before, only the reasoning's first words told an invented Bedrock decision from
+a real one). Idempotent: a ticket already routed, judged or synced is left as it is; the
+mark is set on every load, so a demo loaded before it existed gets it on the next load.
 """
 
 from __future__ import annotations
@@ -82,6 +86,8 @@ def load_demo_routing(progress: Callable[[str], None] = print) -> None:
         decisions.append(
             services.routing_decide(ticket_id=ticket.pk, provider=DemoBedrockHistory(position))
         )
+    # the history's decisions (made now, or by an earlier load) are marked as demo data
+    RoutingDecision.objects.filter(pk__in=[d.pk for d in decisions], demo=False).update(demo=True)
     judged = 0
     for position, decision in enumerate(decisions):
         if decision.feedback.exists() or position % 3 == 2:

@@ -129,7 +129,18 @@ class RoutingDecision(models.Model):
     team_slug = models.CharField(max_length=100, blank=True)
     priority = models.CharField(max_length=16, choices=Priority.choices)
     priority_score = models.FloatField(default=0)
-    confidence = models.FloatField()
+    confidence = models.FloatField(
+        help_text="The classifier's calibrated probability of the decision's category (what "
+        "the review threshold reads; seed 004's confidence_score), whatever the provider; 0 "
+        'when nothing measured it (review reason "confidence not measured").'
+    )
+    model_stated_confidence = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="The figure an LLM provider (bedrock, openai) stated for its own decision, "
+        "as it answered: not measured; below the review threshold it adds a review reason, "
+        "it never skips one. Empty: the local provider.",
+    )
     category = models.CharField(max_length=64, blank=True)
     intent = models.CharField(max_length=64, blank=True)
     classification = models.JSONField(default=dict, help_text="category, intent, secondary")
@@ -146,6 +157,12 @@ class RoutingDecision(models.Model):
         "the router has no out-of-scope detector.",
     )
     applied = models.BooleanField(default=False, help_text="Team and priority set on the ticket.")
+    demo = models.BooleanField(
+        default=False,
+        help_text="Made up by the demo loader (routing/demo.py's history: no AI provider was "
+        "called; its tokens, cost, provider errors and verdicts are invented). Shown with a "
+        '"Demo data" mark on the ticket\'s routing panel and on the dashboard.',
+    )
     processing_ms = models.FloatField(default=0)
     tool_calls = models.JSONField(default=list, help_text="[{name, input, output, ms}]")
     provider = models.CharField(max_length=32)

@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from routing import selectors
+from routing.providers.base import CONFIDENCE_NOT_MEASURED
 from routing.reasons import review_reasons_words
 from tickets.models import Priority, Team, Ticket
 from tickets.panels import Panel, register_panel
@@ -20,6 +21,9 @@ def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None
         "decision": decision,
         # as people read them (the data set's labels in words); as stored on hover
         "review_reasons": review_reasons_words(decision.review_reasons) if decision else [],
+        # the decision's confidence is the classifier's calibrated one unless none was had
+        "confidence_measured": decision is not None
+        and CONFIDENCE_NOT_MEASURED not in decision.review_reasons,
         "ticket": ticket,
         "teams": list(Team.objects.values_list("slug", "name")),
         "priorities": Priority.choices,  # (value, label): "High", not "high"

@@ -16,6 +16,9 @@ class RoutingDecisionOutput(BaseModel):
 
     team: str = Field(description="Slug of the team that should handle the ticket.")
     priority: Literal["low", "normal", "high", "urgent"] = Field(description="Ticket priority.")
+    # An LLM's answer holds the figure it states; ``routing.providers.decide`` keeps it as
+    # ``ProviderResult.model_stated_confidence`` and puts the classifier's calibrated
+    # probability here (``routing.providers.base.confidence_measure``).
     confidence: float = Field(ge=0.0, le=1.0, description="Confidence in the team, 0 to 1.")
     category: str = Field(description="Issue category (from classify_issue).")
     intent: str = Field(description="Issue intent (from classify_issue).")
@@ -64,3 +67,10 @@ class ProviderResult:
     fallback_from: str = ""
     fallback_reason: str = ""
     review_reasons: list[str] = field(default_factory=list)
+    # What an LLM provider said of its own decision, as it answered (None: the local
+    # provider, whose figure is the classifier's). Never compared with the review threshold
+    # on its own behalf except to add a reason: a model unsure of itself still goes to review.
+    model_stated_confidence: float | None = None
+    # False: no calibrated probability could be had for the decision (``decision.confidence``
+    # is then 0 and the decision goes to review: "confidence not measured").
+    confidence_measured: bool = True

@@ -283,6 +283,7 @@ def _routing_decide(
                 priority=out.priority,
                 priority_score=float(priority_out.get("score", 0.0)),
                 confidence=out.confidence,
+                model_stated_confidence=result.model_stated_confidence,
                 category=_fit("category", out.category),
                 intent=_fit("intent", out.intent),
                 classification={
@@ -604,6 +605,10 @@ def routing_failure_redrive(*, failures: Iterable[RoutingFailure], actor: Any) -
 # triggered by every change of a routing decision), so it is synced too: the decision's
 # payload with the team and priority the person chose, ``requires_manual_review`` false and
 # ``review`` ({verdict, reviewed_at}), under its own key ``routing-verdict-<feedback id>``.
+#
+# ``applied`` says whether the payload's team and priority are on the ticket: a decision
+# held for review is synced too (its sync status, seed 004's ``requires_manual_review``),
+# with ``applied`` false: its assignment is a proposal, not to be applied by the receiver.
 # Without it the ticketing system kept the model's team after an agent corrected it.
 
 TICKETING_SYNC_KIND = "ticketing_sync"
@@ -624,6 +629,10 @@ def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
         "ticket_number": ticket.number,
         # an API caller's own ticket id only, never a channel's sender id (address, phone)
         "external_ref": ticket.origin_platform_id if ticket.origin_caller_id else "",
+        # whether this team and priority were set on the ticket: false for a decision held
+        # for review, whose assignment and priority are the router's proposal until a
+        # person's verdict (synced with ``applied`` true) decides
+        "applied": decision.applied,
         "assignment": {
             "team": decision.team_slug,
             "team_name": decision.team.name if decision.team else "",
@@ -631,7 +640,13 @@ def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
         "priority": decision.priority,
         "routing": {
             "decision_id": decision.pk,
+            # the classifier's calibrated figure; an LLM's own one apart, labelled as such
             "confidence": round(decision.confidence, 4),
+            "model_stated_confidence": (
+                round(decision.model_stated_confidence, 4)
+                if decision.model_stated_confidence is not None
+                else None
+            ),
             "category": decision.category,
             "intent": decision.intent,
             "requires_manual_review": decision.requires_manual_review,
@@ -689,6 +704,7 @@ def ticketing_sync_verdict(*, feedback: RoutingFeedback) -> Delivery | None:
         "team_name": feedback.team.name if feedback.team else "",
     }
     payload["priority"] = feedback.priority
+    payload["applied"] = True  # the person's team and priority are on the ticket
     payload["routing"]["requires_manual_review"] = False
     payload["review"] = {
         "verdict": feedback.verdict,

@@ -142,6 +142,26 @@ def routing_quality(
     }
 
 
+def routing_demo_decisions(
+    *,
+    start: datetime,
+    end: datetime,
+    team_ids: Iterable[int] | None = None,
+    channels: Iterable[str] | None = None,
+) -> int:
+    """How many of the window's decisions (of the filtered tickets) the demo loader made
+    up (``RoutingDecision.demo``): the routing widgets say so beside figures they feed."""
+    joins, where, params = _window_sql("d", start, end, team_ids, channels)
+    sql = f"""
+        SELECT count(*) FROM {RoutingDecision._meta.db_table} d {joins}
+        WHERE {where} AND d.demo
+    """  # noqa: S608 - table names and clauses are constants; values are parameters
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (count,) = cursor.fetchone() or (0,)
+    return int(count)
+
+
 def routing_processing_times(
     *,
     start: datetime,

@@ -238,7 +238,8 @@ def test_widget_figures_on_known_data(sup):
     assert routing["columns"][3] == "Unlike any trained intent"
     assert sum(row[1] for row in routing["rows"]) == 4
     assert [row[3] for row in routing["rows"]] == [33.3]  # one bucket: today
-    assert stats["Routing accuracy"] == 75.0  # 3 of 4 verdicts accepted
+    assert stats["Routing accepted by reviewers"] == 75.0  # 3 of 4 verdicts accepted
+    assert "decisions applied without a review have no verdict" in routing["note"]
     assert stats["Cost per ticket"] == pytest.approx(0.002)
     assert stats["Tokens per ticket"] == 120
     assert stats["Provider error rate"] == 25.0  # decision 1 of 4 fell back
@@ -291,7 +292,7 @@ def test_routing_figures_follow_the_team_filter_and_hourly_buckets(sup):
     body = sup.get(f"/dashboard/data/routing/?team={alpha.pk}&range=24h").json()
     stats = {s["label"]: s["value"] for s in body["stats"]}
     assert stats["Manual review rate"] == 66.7  # decisions 0 and 2 of 3
-    assert stats["Routing accuracy"] == 66.7  # verdict 0 overridden, 1 and 2 accepted
+    assert stats["Routing accepted by reviewers"] == 66.7  # verdict 0 overridden, 1, 2 not
     assert body["columns"][0] == "Hour"
     assert sum(row[1] for row in body["rows"]) == 3
     everyone = {s["label"]: s["value"] for s in sup.get("/dashboard/data/routing/").json()["stats"]}
@@ -320,6 +321,7 @@ def test_routing_breakdown_widgets_on_known_data(sup, settings):
     assert stats["Below review threshold"] == 25.0
     assert stats["Average confidence"] == 77.5
     assert "Review threshold 60%" in confidence["note"]
+    assert "the classifier's calibrated probability for every provider" in confidence["note"]
     teams = sup.get("/dashboard/data/routing_teams/").json()
     assert teams["rows"] == [["Alpha", 4, 100.0, 2]]
     priority = sup.get("/dashboard/data/routing_priority/?format=csv").content.decode("utf-8-sig")

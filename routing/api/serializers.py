@@ -34,7 +34,15 @@ class RoutingDecisionOutputSerializer(serializers.Serializer):  # type: ignore[t
     team_id = serializers.IntegerField(allow_null=True)
     priority = serializers.CharField()
     priority_score = serializers.FloatField()
-    confidence = serializers.FloatField()
+    confidence = serializers.FloatField(
+        help_text="The classifier's calibrated probability of the decision's category (what "
+        "the review threshold reads), whatever the provider; 0 when nothing measured it."
+    )
+    model_stated_confidence = serializers.FloatField(
+        allow_null=True,
+        help_text="An LLM provider's own figure for its decision, as stated (not measured; "
+        "it can only add a review reason). Null: the local provider.",
+    )
     category = serializers.CharField()
     intent = serializers.CharField()
     classification = serializers.JSONField()
@@ -44,6 +52,9 @@ class RoutingDecisionOutputSerializer(serializers.Serializer):  # type: ignore[t
     requires_manual_review = serializers.BooleanField()
     review_reasons = serializers.JSONField()
     applied = serializers.BooleanField()
+    demo = serializers.BooleanField(
+        help_text="Made up by the demo loader (no AI provider was called): demo data."
+    )
     processing_ms = serializers.FloatField()
     tool_calls = serializers.JSONField()
     provider = serializers.CharField()

@@ -4,6 +4,9 @@
 - ``bedrock``: a Strands agent on Amazon Bedrock (``routing.providers.agent``).
 - ``openai``: the same agent on any OpenAI-compatible endpoint (needs the ``openai`` package).
 
+An LLM's decision carries the classifier's calibrated confidence, not the figure the model
+states (kept as ``model_stated_confidence``: ``routing.providers.base.confidence_measure``).
+
 ``decide`` never leaves a ticket unrouted: when an LLM provider fails after its bounded
 retries, the local provider decides and the result records the fallback. A programming
 error is not an outage: ``support.fallback.provider_failure`` logs it with its traceback,
@@ -17,7 +20,13 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from routing.providers.base import ProviderUnavailable, RoutingProvider, review_reasons
+from routing.providers.base import (
+    ProviderUnavailable,
+    RoutingProvider,
+    confidence_measure,
+    review_reasons,
+    rules_decision,
+)
 from routing.providers.local import LocalProvider
 from routing.schemas import ProviderResult
 from routing.tools import TicketContext
@@ -58,7 +67,11 @@ def decide(ctx: TicketContext, provider: RoutingProvider | None = None) -> Provi
             result = LocalProvider().decide(ctx)
             result.fallback_from = chosen.name
             result.fallback_reason = str(exc)[:2000]
-    result.review_reasons = review_reasons(result, ctx)
+    rules = None
+    if result.provider != "local":  # an LLM's decision: the classifier's confidence, not its own
+        rules = rules_decision(ctx)
+        confidence_measure(result, ctx, rules)
+    result.review_reasons = review_reasons(result, ctx, rules)
     return result
 
 

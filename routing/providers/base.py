@@ -11,6 +11,9 @@ from routing.schemas import ProviderResult, ToolTrace
 from routing.tools import TicketContext
 
 AMBIGUITY_MARGIN = 0.15
+#: The review reason of a decision whose confidence no classifier measured: its figure is
+#: then 0, whatever the model said of itself.
+CONFIDENCE_NOT_MEASURED = "confidence not measured"
 # Tools an LLM provider must have called for its decision to be applied without a person:
 # the classification, the service status (outage / known issue), the priority score and
 # the team rules. (VIP tier and history feed calculate_priority directly.)
@@ -46,18 +49,71 @@ def rules_decision(ctx: TicketContext) -> dict[str, dict[str, Any]]:
     return run_tools(ctx, ToolTrace())
 
 
-def review_reasons(result: ProviderResult, ctx: TicketContext) -> list[str]:
+def category_probability(
+    ctx: TicketContext, classification: dict[str, Any] | None, category: str
+) -> float | None:
+    """The classifier's calibrated probability that the ticket is of ``category`` (the
+    probabilities are temperature-scaled on a held-out split, ``classifier.train``), read
+    from ``classification`` (``classify_issue``'s output for the ticket): its own category's,
+    a runner-up's, or, for a category beyond the three it lists, from its whole distribution
+    (0 for a category it was never trained on). None when there is no classification to read
+    (nothing measured the decision)."""
+    if not classification or "category_confidence" not in classification:
+        return None
+    if category == classification.get("category"):
+        return float(classification["category_confidence"])
+    for ranked in classification.get("categories", []):
+        if ranked.get("category") == category:
+            return float(ranked["probability"])
+    probs, _ = ctx.router.analyse([ctx.text])
+    return round(ctx.router.category_confidences(probs[0]).get(category, 0.0), 4)
+
+
+def confidence_measure(
+    result: ProviderResult, ctx: TicketContext, rules: dict[str, dict[str, Any]]
+) -> None:
+    """Give an LLM decision the classifier's confidence instead of its own.
+
+    A model's ``confidence`` is a number it writes; nothing measures it. The decision's
+    confidence (the figure compared with ``ROUTING_REVIEW_THRESHOLD``, shown, synced and
+    returned as seed 004's ``confidence_score``) becomes the calibrated probability of the
+    decision's category from the classifier's own run (``rules``: :func:`rules_decision`,
+    on the ticket's text, with no argument from the model). A model that picks another
+    category than the classifier's gets that category's probability, which is low: the
+    decision goes to review. The model's figure is kept as ``model_stated_confidence``: it
+    can add a review reason (a model unsure of itself), never remove one. No classification
+    to read: confidence 0 and ``confidence_measured`` False (reason "confidence not
+    measured"), never the model's figure."""
+    decision = result.decision
+    result.model_stated_confidence = decision.confidence
+    measured = category_probability(ctx, rules.get("classification"), decision.category)
+    result.confidence_measured = measured is not None
+    decision.confidence = min(1.0, max(0.0, measured or 0.0))
+
+
+def review_reasons(
+    result: ProviderResult,
+    ctx: TicketContext,
+    rules: dict[str, dict[str, Any]] | None = None,
+) -> list[str]:
     """Why a person should check this decision: low confidence or conflicting signals.
 
     An LLM decision (whose input holds customer text that may try to steer it: a prompt
-    injection) is also checked against :func:`rules_decision`: a team other than the rules'
-    or a priority above theirs is applied only after a person looked. The local provider's
-    decision *is* the rules' decision, so it is not run twice."""
+    injection) is also checked against :func:`rules_decision` (``rules``, run here when not
+    given): a team other than the rules' or a priority above theirs is applied only after a
+    person looked. The local provider's decision *is* the rules' decision, so it is not run
+    twice. The confidence compared with the threshold is the classifier's calibrated one
+    (:func:`confidence_measure`); an LLM's own figure below the threshold adds a reason."""
     threshold = settings.ROUTING_REVIEW_THRESHOLD
     decision = result.decision
     reasons: list[str] = []
-    if decision.confidence < threshold:
+    if not result.confidence_measured:
+        reasons.append(CONFIDENCE_NOT_MEASURED)
+    elif decision.confidence < threshold:
         reasons.append(f"confidence {decision.confidence:.2f} is below {threshold:.2f}")
+    stated = result.model_stated_confidence
+    if stated is not None and stated < threshold:
+        reasons.append(f"the model stated confidence {stated:.2f} (below {threshold:.2f})")
     if not decision.team or decision.team not in ctx.team_names:
         reasons.append(f"no known team for category {decision.category or '?'}")
     if result.provider != "local":
@@ -89,7 +145,7 @@ def review_reasons(result: ProviderResult, ctx: TicketContext) -> list[str]:
     if result.provider != "local":
         from tickets.models import PRIORITY_RANK
 
-        rules = rules_decision(ctx)
+        rules = rules if rules is not None else rules_decision(ctx)
         team, priority = rules["team"].get("team") or "", rules["priority"]["priority"]
         reason = f"model chose {decision.team}, rules say {team}"
         if team and decision.team != team and reason not in reasons:

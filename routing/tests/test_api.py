@@ -107,6 +107,43 @@ def test_panel_renders(rf, agent, decision):
     assert '<p class="form-error routing-error" role="alert" hidden></p>' in html
 
 
+def test_panel_labels_the_models_own_confidence_apart_from_the_measured_one(
+    agent_client, rf, agent, decision
+):
+    """The panel's "Confidence" is the classifier's calibrated figure; an LLM's own figure is
+    shown apart and says what it is; a decision nothing measured says "not measured"."""
+    from bs4 import BeautifulSoup
+    from django.template.loader import render_to_string
+
+    from routing.panels import panel_context
+
+    def confidence_line() -> str:
+        request = rf.get("/")
+        request.user = agent
+        html = render_to_string(
+            "routing/panel.html", panel_context(request, decision.ticket), request
+        )
+        first = BeautifulSoup(html, "html.parser").select_one("p")
+        assert first is not None
+        return " ".join(first.get_text().split())
+
+    assert decision.model_stated_confidence is None  # the local provider
+    line = confidence_line()
+    assert f"Confidence: {decision.confidence:.2f}" in line
+    assert "Stated by the model" not in line
+    decision.provider, decision.confidence, decision.model_stated_confidence = "bedrock", 0.35, 0.9
+    decision.save(update_fields=["provider", "confidence", "model_stated_confidence"])
+    line = confidence_line()
+    assert line.endswith(
+        "Confidence: 0.35 · Stated by the model: 0.90 (its own figure, not measured)"
+    )
+    latest = agent_client.get(f"/api/tickets/{decision.ticket_id}/routing").json()["latest"]
+    assert (latest["confidence"], latest["model_stated_confidence"]) == (0.35, 0.9)
+    decision.confidence, decision.review_reasons = 0.0, ["confidence not measured"]
+    decision.save(update_fields=["confidence", "review_reasons"])
+    assert "Confidence: not measured · Stated by the model: 0.90" in confidence_line()
+
+
 def test_panel_shows_labels_in_words_and_keeps_them_at_hand(agent_client, client, agent, decision):
     """The panel showed the data set's labels as they are ("CANCELLATION_FEE /
     check_cancellation_fee"); in words now, the labels themselves on hover and under the

@@ -110,7 +110,10 @@ def test_agent_with_scripted_model_calls_tools_and_returns_structured_decision(c
         ]
     )
     result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
-    assert result.decision.model_dump() == DECISION
+    # the decision as the model answered it, with the classifier's calibrated confidence
+    measured = result.trace.last("classify_issue")["category_confidence"]  # type: ignore[index]
+    assert result.decision.model_dump() == {**DECISION, "confidence": measured}
+    assert result.model_stated_confidence == DECISION["confidence"]
     assert [c["name"] for c in result.trace.calls] == [
         "classify_issue",
         "route_to_team",
@@ -257,7 +260,9 @@ def test_bedrock_model_against_stubbed_converse(ctx, settings):
     with stub:
         result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
     stub.assert_no_pending_responses()
-    assert result.decision.model_dump() == DECISION
+    measured = result.trace.last("classify_issue")["category_confidence"]  # type: ignore[index]
+    assert result.decision.model_dump() == {**DECISION, "confidence": measured}
+    assert result.model_stated_confidence == DECISION["confidence"]
     assert [c["name"] for c in result.trace.calls] == ["classify_issue"]
     assert (result.provider, result.model_id) == ("bedrock", MODEL_ID)
     assert (result.tokens_in, result.tokens_out) == (1800, 120)
@@ -561,3 +566,186 @@ def test_routing_decide_leaves_an_injected_escalation_to_a_person(teams, routing
     assert decision.requires_manual_review is True
     assert decision.review_reasons == ["model chose priority urgent, rules say normal"]
     assert (ticket.needs_review, ticket.team_id, ticket.priority) == (True, None, "normal")
+
+
+# --- the decision's confidence is the classifier's calibrated one, not the model's --------
+
+
+def _classifier_says(monkeypatch, category: str, probability: float) -> None:
+    """Every router gives ``category`` (its first intent) ``probability``; the rest is
+    spread evenly over the other categories' intents (so no category comes near)."""
+    from routing.classifier import TextRouter
+
+    def analyse(self, texts, embeddings=None):
+        labels = self.labels
+        own = [i for i, label in enumerate(labels) if self.category_of(label) == category]
+        rest = [i for i in range(len(labels)) if i not in own]
+        probs = np.zeros(len(labels))
+        probs[own[0]] = probability
+        probs[rest] = (1.0 - probability) / len(rest)
+        return np.tile(probs, (len(texts), 1)), None
+
+    monkeypatch.setattr(TextRouter, "analyse", analyse)
+
+
+def test_a_model_stating_090_where_the_classifier_gives_035_goes_to_review(ctx, monkeypatch):
+    """Before, the model's own 0.91 was the decision's confidence: compared with the
+    threshold, shown and synced, and this decision was applied with nobody looking."""
+    _classifier_says(monkeypatch, "ORDER", 0.35)
+    model = _obedient({**DECISION, "confidence": 0.9})
+    result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    assert result.decision.confidence == 0.35
+    assert result.model_stated_confidence == 0.9
+    assert result.confidence_measured is True
+    assert result.review_reasons == ["confidence 0.35 is below 0.60"]
+
+
+def test_a_model_agreeing_with_a_sure_classifier_is_applied_with_the_classifiers_figure(
+    ctx, monkeypatch
+):
+    _classifier_says(monkeypatch, "ORDER", 0.9)
+    model = _obedient({**DECISION, "confidence": 0.99})
+    result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    assert result.decision.confidence == 0.9
+    assert result.model_stated_confidence == 0.99
+    assert result.review_reasons == []
+
+
+def test_a_model_stating_it_is_unsure_still_goes_to_review(ctx, monkeypatch):
+    _classifier_says(monkeypatch, "ORDER", 0.9)
+    model = _obedient({**DECISION, "confidence": 0.4})
+    result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    assert result.decision.confidence == 0.9
+    assert result.review_reasons == ["the model stated confidence 0.40 (below 0.60)"]
+
+
+def test_a_model_choosing_another_category_gets_the_classifiers_probability_of_it(ctx, monkeypatch):
+    """PAYMENT is not among the three categories classify_issue lists: its probability is
+    read from the classifier's whole distribution."""
+    _classifier_says(monkeypatch, "ORDER", 0.9)
+    chosen = {**DECISION, "team": "billing", "category": "PAYMENT", "confidence": 0.95}
+    model = _obedient(chosen, route_category="PAYMENT")
+    result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    listed = {c["category"] for c in result.trace.last("classify_issue")["categories"]}  # type: ignore[index]
+    assert "PAYMENT" not in listed
+    assert result.decision.confidence == round(0.1 * 2 / 23, 4)  # 2 of 23 other intents
+    assert result.model_stated_confidence == 0.95
+    assert result.review_reasons == [
+        f"confidence {result.decision.confidence:.2f} is below 0.60",
+        "model says PAYMENT, classifier says ORDER",
+        "model chose billing, rules say orders",
+    ]
+
+
+def test_a_model_choosing_a_category_the_classifier_does_not_know_gets_0(ctx, monkeypatch):
+    _classifier_says(monkeypatch, "ORDER", 0.9)
+    model = _obedient({**DECISION, "category": "TELEPATHY", "confidence": 1.0})
+    result = providers.decide(ctx, AgentProvider(model_factory=lambda: model))
+    assert (result.decision.confidence, result.confidence_measured) == (0.0, True)
+    assert result.review_reasons[:2] == [
+        "confidence 0.00 is below 0.60",
+        "model says TELEPATHY, classifier says ORDER",
+    ]
+
+
+def test_with_no_classification_the_confidence_is_not_measured_and_goes_to_review(ctx):
+    """Nothing measured the decision (no classification to read): confidence 0, reason
+    "confidence not measured", whatever the model said of itself."""
+    from routing.providers.base import (
+        CONFIDENCE_NOT_MEASURED,
+        category_probability,
+        confidence_measure,
+        review_reasons,
+    )
+    from routing.schemas import ProviderResult, RoutingDecisionOutput, ToolTrace
+
+    assert category_probability(ctx, None, "ORDER") is None
+    assert category_probability(ctx, {}, "ORDER") is None
+    result = ProviderResult(
+        decision=RoutingDecisionOutput.model_validate({**DECISION, "confidence": 0.97}),
+        trace=ToolTrace(),
+        provider="bedrock",
+    )
+    confidence_measure(result, ctx, {"classification": {}})
+    assert (result.decision.confidence, result.confidence_measured) == (0.0, False)
+    assert result.model_stated_confidence == 0.97
+    assert review_reasons(result, ctx)[0] == CONFIDENCE_NOT_MEASURED
+
+
+def test_the_local_provider_has_no_model_stated_confidence(ctx):
+    result = providers.decide(ctx, LocalProvider())
+    cls = result.trace.last("classify_issue")
+    assert result.decision.confidence == cls["category_confidence"]  # type: ignore[index]
+    assert result.model_stated_confidence is None
+
+
+def test_an_llm_that_fails_falls_back_to_the_local_figure_only(ctx):
+    class Down:
+        name = "bedrock"
+
+        def decide(self, ctx):
+            raise providers.ProviderUnavailable("throttled")
+
+    result = providers.decide(ctx, Down())
+    assert (result.provider, result.fallback_from) == ("local", "bedrock")
+    assert result.model_stated_confidence is None
+
+
+@pytest.mark.django_db
+def test_routing_decide_stores_the_calibrated_confidence_and_the_models_apart(
+    teams, routing_on, monkeypatch
+):
+    """The decision (what the panel, the timeline, the API, seed 004's confidence_score and
+    the ticketing sync read) carries the classifier's 0.35; the model's 0.90 is stored
+    apart, and the ticket waits for a person."""
+    from routing.services import routing_decide, ticketing_sync_payload
+    from tickets import services as ticket_services
+    from tickets.models import Customer
+
+    _classifier_says(monkeypatch, "ORDER", 0.35)
+    customer = Customer.objects.create(name="Ann Example", email="ann@example.org")
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Cancel my order", body="Please cancel order 123456."
+    )
+    model = _obedient({**DECISION, "confidence": 0.9})
+    decision = routing_decide(
+        ticket_id=ticket.pk, provider=AgentProvider(model_factory=lambda: model)
+    )
+    decision.refresh_from_db()
+    ticket.refresh_from_db()
+    assert (decision.confidence, decision.model_stated_confidence) == (0.35, 0.9)
+    assert decision.review_reasons == ["confidence 0.35 is below 0.60"]
+    assert (decision.requires_manual_review, decision.applied) == (True, False)
+    assert (ticket.needs_review, ticket.team_id) == (True, None)
+    routing = ticketing_sync_payload(decision)["routing"]
+    assert (routing["confidence"], routing["model_stated_confidence"]) == (0.35, 0.9)
+
+
+@pytest.mark.django_db
+def test_routing_fails_rather_than_trust_the_model_when_the_classifier_cannot_run(
+    teams, routing_on, monkeypatch
+):
+    """The classifier unavailable (here: its encoder's files missing): the agent's
+    classify_issue answers the model an error, and the model still states 0.95. No decision
+    is stored on the model's word: the routing task fails (the sweep tries again, the
+    admin's Routing failures shows it) and the ticket keeps no team."""
+    from routing.classifier import TextRouter
+    from routing.models import RoutingDecision
+    from routing.services import routing_decide
+    from tickets import services as ticket_services
+    from tickets.models import Customer
+
+    def unavailable(self, texts, embeddings=None):
+        raise OSError("MiniLM model file not found")
+
+    monkeypatch.setattr(TextRouter, "analyse", unavailable)
+    customer = Customer.objects.create(name="Ann Example", email="ann@example.org")
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Cancel my order", body="Please cancel order 123456."
+    )
+    model = _obedient({**DECISION, "confidence": 0.95})
+    with pytest.raises(OSError, match="MiniLM"):
+        routing_decide(ticket_id=ticket.pk, provider=AgentProvider(model_factory=lambda: model))
+    ticket.refresh_from_db()
+    assert not RoutingDecision.objects.filter(ticket=ticket).exists()
+    assert (ticket.team_id, ticket.needs_review) == (None, False)

@@ -72,6 +72,41 @@ def test_sync_success_sends_the_idempotency_key(
 
 
 @responses.activate
+def test_a_decision_held_for_review_is_synced_as_not_applied(
+    sync_on, teams, customer, agent, django_capture_on_commit_callbacks
+):
+    """Before, a decision waiting for a person was posted with its team under
+    ``assignment`` like an applied one; only ``routing.requires_manual_review`` told the
+    receiver not to assign it. ``applied`` says so where the assignment is."""
+    responses.post(URL, json={"ok": True}, status=200)
+    sync_on.ROUTING_REVIEW_THRESHOLD = 0.999  # every decision waits for a person
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    decision.ticket.refresh_from_db()
+    assert (decision.requires_manual_review, decision.applied) == (True, False)
+    assert decision.ticket.team_id is None
+    body = Delivery.objects.get(idempotency_key=f"routing-decision-{decision.pk}").payload
+    assert body["applied"] is False
+    assert body["assignment"]["team"] == "billing"  # the proposal, kept for the receiver
+    assert body["routing"]["requires_manual_review"] is True
+    with django_capture_on_commit_callbacks(execute=True):
+        feedback = services.routing_decision_accept(decision=decision, actor=agent)
+    verdict = Delivery.objects.get(idempotency_key=f"routing-verdict-{feedback.pk}").payload
+    assert (verdict["applied"], verdict["assignment"]["team"]) == (True, "billing")
+
+
+@responses.activate
+def test_an_applied_decision_is_synced_as_applied(
+    sync_on, teams, customer, django_capture_on_commit_callbacks
+):
+    responses.post(URL, json={"ok": True}, status=200)
+    sync_on.ROUTING_REVIEW_THRESHOLD = 0.0
+    decision = _route(customer, django_capture_on_commit_callbacks)
+    assert (decision.requires_manual_review, decision.applied) == (False, True)
+    body = Delivery.objects.get(idempotency_key=f"routing-decision-{decision.pk}").payload
+    assert body["applied"] is True
+
+
+@responses.activate
 def test_sync_retries_1_2_4_8_16_then_dead_letter_and_redrive(
     sync_on, teams, customer, supervisor, django_capture_on_commit_callbacks, countdowns
 ):

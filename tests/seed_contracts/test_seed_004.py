@@ -124,6 +124,24 @@ def test_decision_row_has_a_named_sync_status_and_a_ttl(
     assert supervisor_key_client.get("/tickets/TKT-11").json()["sync_status"] == "failed"
 
 
+def test_confidence_score_is_the_measured_confidence_not_the_models(
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
+) -> None:
+    """Seed 004's ``"confidence_score": "number"``, which its alarms read ("Average
+    confidence < 60%"): the decision's calibrated confidence (the classifier's probability
+    of the decision's category), for a model provider's decision too. The figure the model
+    stated is not this field's (before, it was) and the row keeps the seed's shape."""
+    settings.TICKETING_SYSTEM_URL = ""
+    created = _submit(supervisor_key_client, customer, "TKT-12").json()
+    routing_decide(ticket_id=created["id"])
+    RoutingDecision.objects.filter(ticket_id=created["id"]).update(
+        provider="bedrock", confidence=0.35, model_stated_confidence=0.9
+    )
+    body = supervisor_key_client.get("/tickets/TKT-12").json()
+    assert body["confidence_score"] == 0.35
+    assert "model_stated_confidence" not in body
+
+
 def _submit(client: APIClient, customer: Customer, ticket_id: str) -> Any:
     return client.post(
         "/tickets",
