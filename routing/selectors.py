@@ -231,9 +231,10 @@ def routing_decisions_for_viewer(
     - the priority tool's ``recent_tickets`` input is null (named in the input's
       ``withheld``) and its repeat-contact reason ("+10 2 recent ticket(s)") reads
       :data:`HISTORY_SUMMARISED`, in the trace and in the decision's ``reasons``;
-    - the reasoning: the local provider's (written from the tools' reasons) with that
-      reason summarised the same way; an LLM's (free text that may quote or paraphrase
-      the counts) replaced by :data:`MODEL_REASONING_WITHHELD`;
+    - the reasoning: the local provider's (written from the tools' reasons; a demo
+      decision's too) with that reason summarised the same way; an LLM's (free text
+      that may quote or paraphrase the counts) replaced by
+      :data:`MODEL_REASONING_WITHHELD`;
     - past tickets the agent may not see, named by number or subject in the reasons or
       the reasoning, read "[a ticket you cannot see]".
 
@@ -265,7 +266,8 @@ def routing_decisions_for_viewer(
             calls.append(_history_summarised(call))
         decision.tool_calls = calls
         decision.reasons = _reasons_summarised(decision.reasons or [])
-        if decision.provider == LOCAL_PROVIDER:
+        # a demo decision's reasoning is the local provider's under an LLM's name
+        if decision.provider == LOCAL_PROVIDER or decision.demo:
             decision.reasoning = RECENT_TICKETS_REASON.sub(HISTORY_SUMMARISED, decision.reasoning)
         else:
             decision.reasoning = MODEL_REASONING_WITHHELD

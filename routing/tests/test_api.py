@@ -383,6 +383,12 @@ def test_an_llms_reasoning_is_shown_to_supervisors_only(
     page = client.get(f"/tickets/T-{counted.ticket_id:06d}/").content.decode()
     assert "Third contact" not in page
     assert "shown to supervisors" in page
+    # a demo decision's reasoning is the local provider's under "bedrock": rewritten
+    demo = "Demo data: priority normal (score 25: +5 1 recent ticket(s))."
+    RoutingDecision.objects.filter(pk=counted.pk).update(demo=True, reasoning=demo)
+    assert agent_client.get(url).json()["latest"]["reasoning"] == (
+        "Demo data: priority normal (score 25: ticket history summarised for supervisors)."
+    )
 
 
 def test_override_refuses_a_category_or_intent_longer_than_stored_with_a_400(
