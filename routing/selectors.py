@@ -157,26 +157,104 @@ def _ticket_pk(number: str) -> int | None:
         return None
 
 
+#: The customer-history figures in the tool trace that count the customer's tickets
+#: (the whole customer's, any team's): withheld from agents (null, named in the output's
+#: ``withheld``), as the customer context merges its ticket-counting churn reasons.
+HISTORY_COUNTS = (
+    "tickets_last_7_days",
+    "open_tickets",
+    "common_issues",
+    "past_escalations",
+    "escalation_history",
+)
+PRIORITY_TOOL = "calculate_priority"
+#: What an agent is shown instead of a figure counting the customer's tickets.
+HISTORY_SUMMARISED = "ticket history summarised for supervisors"
+#: ``calculate_priority``'s repeat-contact reason ("+10 2 recent ticket(s)"), as the
+#: local provider's reasoning quotes it too.
+RECENT_TICKETS_REASON = re.compile(r"[+-]?\d+(?:\.\d+)? \d+ recent ticket\(s\)")
+#: What an agent is shown instead of an LLM's own reasoning (``AI_PROVIDER=bedrock`` /
+#: ``openai``): free text that may quote or paraphrase the whole history's counts.
+MODEL_REASONING_WITHHELD = (
+    "The model's own reasoning is shown to supervisors: it may quote the customer's "
+    "whole ticket history, other teams' tickets included."
+)
+LOCAL_PROVIDER = "local"
+
+
+def _history_summarised(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call with the figures that count the customer's tickets withheld: the
+    history tool's counts, the priority tool's ``recent_tickets`` input and its
+    repeat-contact reason."""
+    name = call.get("name")
+    if name == HISTORY_TOOL and isinstance(call.get("output"), dict):
+        output = dict(call["output"])
+        withheld = [key for key in HISTORY_COUNTS if key in output]
+        output.update(dict.fromkeys(withheld))
+        output["withheld"] = withheld
+        return {**call, "output": output}
+    if name == PRIORITY_TOOL:
+        call = dict(call)
+        if isinstance(call.get("input"), dict) and "recent_tickets" in call["input"]:
+            call["input"] = {**call["input"], "recent_tickets": None}
+            call["input"]["withheld"] = ["recent_tickets"]
+        if isinstance(call.get("output"), dict):
+            output = call["output"]
+            call["output"] = {**output, "reasons": _reasons_summarised(output.get("reasons"))}
+    return call
+
+
+def _reasons_summarised(reasons: Any) -> Any:
+    """The priority reasons with the repeat-contact one (a count of the customer's recent
+    tickets, and its points, 5 a ticket) as :data:`HISTORY_SUMMARISED`."""
+    if not isinstance(reasons, list):
+        return reasons
+    return [
+        RECENT_TICKETS_REASON.sub(HISTORY_SUMMARISED, r) if isinstance(r, str) else r
+        for r in reasons
+    ]
+
+
 def routing_decisions_for_viewer(
     decisions: list[RoutingDecision], *, user: Any
 ) -> list[RoutingDecision]:
-    """The decisions as ``user`` may see them: the customer-history tool's output in each
-    tool trace lists only the past tickets the user may see (its counts stay). One query
-    for all the decisions; none for supervisors. The instances are changed in memory for
-    display only and never saved."""
+    """The decisions as ``user`` may see them (the ticket page's panel, the routing API,
+    seed 004's routing decision). Supervisors see them as stored (the audit record of what
+    the AI saw); none of this applies to them, and no query is made.
+
+    For an agent, nothing shown counts the customer's tickets (the router reads the
+    customer's whole history, other teams' tickets included), whatever the agent may see
+    (withholding only when something is hidden would say that it is):
+
+    - the customer-history tool's output lists only the past tickets the agent may see,
+      and its counts (:data:`HISTORY_COUNTS`) are null, named in its ``withheld``;
+    - the priority tool's ``recent_tickets`` input is null (named in the input's
+      ``withheld``) and its repeat-contact reason ("+10 2 recent ticket(s)") reads
+      :data:`HISTORY_SUMMARISED`, in the trace and in the decision's ``reasons``;
+    - the reasoning: the local provider's (written from the tools' reasons; a demo
+      decision's too) with that reason summarised the same way; an LLM's (free text
+      that may quote or paraphrase the counts) replaced by
+      :data:`MODEL_REASONING_WITHHELD`;
+    - past tickets the agent may not see, named by number or subject in the reasons or
+      the reasoning, read "[a ticket you cannot see]".
+
+    The priority and its score stay: they are the decision's (the score holds the
+    repeat-contact points, as the customer context's churn score holds its reasons').
+    One query for all the decisions. The instances are changed in memory for display only
+    and never saved."""
     if is_supervisor(user):
         return decisions
     pks = {n: _ticket_pk(n) for d in decisions for n in _history_numbers(d)}
-    if not pks:
-        return decisions
-    visible = visible_ticket_ids(user, [pk for pk in pks.values() if pk is not None])
+    wanted = [pk for pk in pks.values() if pk is not None]
+    visible = visible_ticket_ids(user, wanted)
     for decision in decisions:
-        if not _history_numbers(decision):
-            continue
         calls = []
         hidden: list[dict[str, Any]] = []
-        for call in decision.tool_calls:
-            output = call.get("output") if isinstance(call, dict) else None
+        for call in decision.tool_calls or []:
+            if not isinstance(call, dict):
+                calls.append(call)
+                continue
+            output = call.get("output")
             if call.get("name") == HISTORY_TOOL and isinstance(output, dict):
                 recent: list[dict[str, Any]] = []
                 for past in output.get("recent_tickets") or []:
@@ -185,12 +263,18 @@ def routing_decisions_for_viewer(
                     seen = pks.get(str(past.get("number"))) in visible
                     (recent if seen else hidden).append(past)
                 call = {**call, "output": {**output, "recent_tickets": recent}}
-            calls.append(call)
+            calls.append(_history_summarised(call))
         decision.tool_calls = calls
-        if hidden:  # a model's own words may quote them (AI_PROVIDER=bedrock / openai)
+        decision.reasons = _reasons_summarised(decision.reasons or [])
+        # a demo decision's reasoning is the local provider's under an LLM's name
+        if decision.provider == LOCAL_PROVIDER or decision.demo:
+            decision.reasoning = RECENT_TICKETS_REASON.sub(HISTORY_SUMMARISED, decision.reasoning)
+        else:
+            decision.reasoning = MODEL_REASONING_WITHHELD
+        if hidden:  # reasons (and a local reasoning edited by hand) may quote them
             decision.reasoning = _masked(decision.reasoning, hidden)
             decision.reasons = [
-                _masked(r, hidden) if isinstance(r, str) else r for r in decision.reasons or []
+                _masked(r, hidden) if isinstance(r, str) else r for r in decision.reasons
             ]
     return decisions
 

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
+
 import pytest
+from bs4 import BeautifulSoup
 
 from routing import services
-from routing.models import RoutingFailure, RoutingFeedback
+from routing.models import RoutingDecision, RoutingFailure, RoutingFeedback
 from tickets import services as ticket_services
+from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -243,7 +247,7 @@ def test_history_tool_lists_only_tickets_the_viewer_may_see(
     assert [t["number"] for t in everything["recent_tickets"]] == [hidden.number]
     mine = history(agent_client.get(f"/api/tickets/{ticket.pk}/routing").json())
     assert mine["recent_tickets"] == []
-    assert mine["open_tickets"] == everything["open_tickets"]  # figures stay
+    assert mine["open_tickets"] is None  # counted the hidden ticket: withheld
     client.force_login(agent)
     page = client.get(f"/tickets/{ticket.number}/").content.decode()
     assert "Chargeback" not in page
@@ -277,6 +281,114 @@ def test_a_models_words_do_not_name_tickets_the_viewer_may_not_see(
         assert hidden.number not in text
         assert "chargeback on my card" not in text.lower()
         assert "[a ticket you cannot see]" in text
+
+
+@pytest.fixture
+def counted(routing_on, teams, customer, agent):
+    """A decision on an orders ticket (the agent's team) of a customer whose other ticket
+    is billing's (an open, escalated one last week): the history tool counts it."""
+    teams["orders"].members.add(agent)
+    hidden = ticket_services.ticket_create(
+        customer=customer, subject="Chargeback on my card", body="x", team=teams["billing"]
+    )
+    services.routing_decide(ticket_id=hidden.pk)  # its category: a common issue
+    Ticket.objects.filter(pk=hidden.pk).update(team=teams["billing"], priority="urgent")
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Where is my package", body="track my order please"
+    )
+    return services.routing_decide(ticket_id=ticket.pk)
+
+
+def _calls(decision: dict) -> dict:
+    return {c["name"]: c for c in decision["tool_calls"]}
+
+
+HISTORY_COUNTS = [
+    "tickets_last_7_days",
+    "open_tickets",
+    "common_issues",
+    "past_escalations",
+    "escalation_history",
+]
+
+
+def test_an_agent_is_shown_no_count_of_the_customers_tickets_a_supervisor_all(
+    counted, supervisor_client, agent_client, agent, client
+):
+    """The history tool's counts, the priority tool's ``recent_tickets`` and its
+    "1 recent ticket(s)" reason counted another team's ticket: an agent is shown none of
+    them (API and ticket-page panel: "ticket history summarised for supervisors"); a
+    supervisor is shown the trace as stored (the audit record of what the AI saw)."""
+    url = f"/api/tickets/{counted.ticket_id}/routing"
+    whole = supervisor_client.get(url).json()["latest"]
+    history = _calls(whole)["get_historical_context"]["output"]
+    assert history["tickets_last_7_days"] == 1
+    assert history["open_tickets"] == 1
+    assert history["common_issues"] != []
+    assert (history["past_escalations"], history["escalation_history"]) == (1, True)
+    assert "withheld" not in history
+    assert _calls(whole)["calculate_priority"]["input"]["recent_tickets"] == 1
+    assert "+5 1 recent ticket(s)" in whole["reasons"]
+    assert "+5 1 recent ticket(s)" in whole["reasoning"]
+    assert whole["tool_calls"] == counted.tool_calls  # as stored
+
+    mine = agent_client.get(url).json()["latest"]
+    history = _calls(mine)["get_historical_context"]["output"]
+    assert {key: history[key] for key in HISTORY_COUNTS} == dict.fromkeys(HISTORY_COUNTS)
+    assert history["withheld"] == HISTORY_COUNTS
+    assert history["recent_tickets"] == []
+    priority = _calls(mine)["calculate_priority"]
+    assert priority["input"]["recent_tickets"] is None
+    assert priority["input"]["withheld"] == ["recent_tickets"]
+    assert "ticket history summarised for supervisors" in priority["output"]["reasons"]
+    assert "ticket history summarised for supervisors" in mine["reasons"]
+    assert "ticket history summarised for supervisors" in mine["reasoning"]
+    assert "recent ticket" not in json.dumps(mine)
+    # the same decision otherwise; the priority and its score are the decision's
+    assert (mine["priority"], mine["priority_score"]) == (
+        whole["priority"],
+        whole["priority_score"],
+    )
+    # one serializer for the verdicts' answers too
+    verdict = agent_client.post(f"{url}/accept", {}, format="json").json()["decision"]
+    assert "recent ticket" not in json.dumps(verdict)
+    assert verdict["tool_calls"] == mine["tool_calls"]
+
+    client.force_login(agent)
+    page = client.get(f"/tickets/T-{counted.ticket_id:06d}/").content.decode()
+    panel = str(BeautifulSoup(page, "html.parser").select_one(".routing-panel"))
+    assert "recent ticket" not in panel
+    assert "'open_tickets': None" in panel
+    assert "'past_escalations': None" in panel
+    assert "ticket history summarised for supervisors" in panel
+    assert RoutingDecision.objects.get(pk=counted.pk).tool_calls == whole["tool_calls"]
+
+
+def test_an_llms_reasoning_is_shown_to_supervisors_only(
+    counted, supervisor_client, agent_client, agent, client
+):
+    """An LLM's own words may quote or paraphrase the history's counts ("the third ticket
+    this week"): an agent is shown a note in their place, whatever it may see; a
+    supervisor the words."""
+    words = "Third contact this week, one escalated: orders, high."
+    RoutingDecision.objects.filter(pk=counted.pk).update(provider="bedrock", reasoning=words)
+    url = f"/api/tickets/{counted.ticket_id}/routing"
+    assert supervisor_client.get(url).json()["latest"]["reasoning"] == words
+    mine = agent_client.get(url).json()["latest"]["reasoning"]
+    assert mine == (
+        "The model's own reasoning is shown to supervisors: it may quote the customer's "
+        "whole ticket history, other teams' tickets included."
+    )
+    client.force_login(agent)
+    page = client.get(f"/tickets/T-{counted.ticket_id:06d}/").content.decode()
+    assert "Third contact" not in page
+    assert "shown to supervisors" in page
+    # a demo decision's reasoning is the local provider's under "bedrock": rewritten
+    demo = "Demo data: priority normal (score 25: +5 1 recent ticket(s))."
+    RoutingDecision.objects.filter(pk=counted.pk).update(demo=True, reasoning=demo)
+    assert agent_client.get(url).json()["latest"]["reasoning"] == (
+        "Demo data: priority normal (score 25: ticket history summarised for supervisors)."
+    )
 
 
 def test_override_refuses_a_category_or_intent_longer_than_stored_with_a_400(

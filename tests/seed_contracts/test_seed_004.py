@@ -472,3 +472,43 @@ def test_extract_entities_is_narrower_than_the_seeds_regexes() -> None:
     found = extract_entities("Account ACC-12 fails with ERR-504 on ACC-123456, see TKT-1001")
     assert found["account_numbers"] == ["ACC-123456"]
     assert found["error_codes"] == ["ERR-504", "TKT-1001"]
+
+
+def test_the_routing_row_shows_an_agent_no_count_of_tickets_it_may_not_see(
+    settings: Any,
+    key_client: APIClient,
+    supervisor_key_client: APIClient,
+    customer: Customer,
+    agent: Any,
+) -> None:
+    """Seed 004's row keeps its shape (``tool_calls`` as the trace, ``reasoning`` a
+    string), but an agent's key is shown the customer-history counts as null (named in the
+    tool output's ``withheld``) when they counted another team's ticket; a supervisor's
+    key all of them."""
+    settings.ROUTING_ENABLED = True
+    settings.AI_PROVIDER = "local"
+    billing = Team.objects.create(name="Billing", slug="billing")
+    orders = Team.objects.create(name="Orders", slug="orders")
+    orders.members.add(agent)
+    Ticket.objects.create(customer=customer, subject="Chargeback", team=billing)
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Where is my package", body="track my order please"
+    )
+    routing_decide(ticket_id=ticket.pk)
+    Ticket.objects.filter(pk=ticket.pk).update(team=orders)
+
+    def history(body: dict[str, Any]) -> dict[str, Any]:
+        [call] = [c for c in body["tool_calls"] if c["name"] == "get_historical_context"]
+        return call["output"]  # type: ignore[no-any-return]
+
+    whole = supervisor_key_client.get(f"/tickets/{ticket.pk}").json()
+    mine = key_client.get(f"/tickets/{ticket.pk}").json()
+    assert set(mine) == set(whole)
+    assert history(whole)["tickets_last_7_days"] == 1
+    assert history(whole)["open_tickets"] == 1
+    assert "1 recent ticket(s)" in whole["reasoning"]
+    assert (history(mine)["tickets_last_7_days"], history(mine)["open_tickets"]) == (None, None)
+    assert "open_tickets" in history(mine)["withheld"]
+    assert history(mine)["recent_tickets"] == []
+    assert "recent ticket" not in str(mine)
+    assert isinstance(mine["reasoning"], str)
