@@ -314,3 +314,33 @@ def test_a_transcript_of_other_words_is_analysed_again_as_a_new_version(calls_se
     assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 2
     assert services.call_analyse(call_id=call.pk) == again  # an unchanged re-run
     assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 2
+
+
+def test_ivr_failure_note_is_a_system_entry_not_the_callers_words(
+    integration_client, calls_settings, settings, django_capture_on_commit_callbacks
+):
+    """The escalation's explanation ("IVR failure … not verified: confirm who is calling")
+    was stored as the caller's first message: the customer context scored it as the
+    caller's mood (-0.5 and lower) and routing and KB suggestions read it as the question.
+    It is a system entry of the timeline now, which nothing scores."""
+    from support.services import outbox_relay
+    from tickets.context.models import Interaction
+    from tickets.models import Direction, MessageKind
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    customer = Customer.objects.create(name="Ivy Caller", phone="+14155550111")
+
+    post(integration_client, load("ctr_ivr_failure.json"), django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        outbox_relay()
+
+    ticket = Escalation.objects.get().ticket
+    assert ticket is not None
+    assert ticket.customer == customer
+    (note,) = ticket.messages.all()
+    assert (note.kind, note.direction) == (MessageKind.SYSTEM, Direction.OUTBOUND)
+    assert (note.author_customer_id, note.author_user_id) == (None, None)
+    assert note.body_text.startswith(f"IVR failure (max_retries) on call {IVR_FAIL_ID}")
+    assert not ticket.messages.filter(direction=Direction.INBOUND).exists()
+    assert ticket.waiting_since is not None  # the caller still waits for someone
+    assert not Interaction.objects.filter(customer=customer).exists()
