@@ -219,12 +219,27 @@ class AnalyticsPath(models.TextChoices):
     LOCAL = "local", "Local (offline)"
 
 
+class CategoriesBy(models.TextChoices):
+    """Who chose a call's categories (``CallAnalytics.categories_by``)."""
+
+    RULES = "rules", "Keyword rules"
+    MODEL = "model", "The model"
+
+
 class CallAnalytics(models.Model):
     """Seed 003's record: summary, categories, topics and the standard outputs."""
 
     call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="analytics")
     call_summary = models.TextField(blank=True)
     call_categories = models.JSONField(default=list, blank=True)
+    categories_by = models.CharField(
+        max_length=8,
+        choices=CategoriesBy.choices,
+        blank=True,
+        help_text="Who chose the categories: the keyword rules (also when a model named "
+        "none of ours) or the model; blank for Data Automation's own and for analyses "
+        "stored before 2026-12-06.",
+    )
     topics = models.JSONField(default=list, blank=True)
     transcript = models.TextField(blank=True)
     audio_summary = models.TextField(blank=True)

@@ -82,6 +82,7 @@ def analytics_item(analytics: CallAnalytics) -> dict[str, Any]:
         "bedrock_status": analytics.bedrock_status,
         "call_summary": analytics.call_summary,
         "call_categories": analytics.call_categories,
+        "categories_by": analytics.categories_by,
         "topics": analytics.topics,
         "transcript": analytics.transcript,
         "audio_summary": analytics.audio_summary,

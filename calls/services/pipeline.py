@@ -65,6 +65,7 @@ def call_recording_ref(call: Call) -> str:
 _DA_FIELDS = (
     "call_summary",
     "call_categories",
+    "categories_by",
     "topics",
     "transcript",
     "audio_summary",
@@ -118,6 +119,7 @@ def transcript_save(*, call: Call, result: ParsedResult, source_ref: str = "") -
             values = {
                 "call_summary": result.summary,
                 "call_categories": result.categories,
+                "categories_by": "",  # Data Automation's own
                 "topics": result.topics,
                 "transcript": text,
                 "audio_summary": result.audio_summary,
@@ -265,6 +267,7 @@ def call_analyse(
     values = {
         "call_summary": analysis.summary,
         "call_categories": analysis.categories,
+        "categories_by": analysis.categories_by,
         "topics": analysis.topics,
         "transcript": transcript.text,
         "sentiment": analysis.sentiment,

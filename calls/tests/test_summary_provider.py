@@ -121,17 +121,19 @@ def test_the_transcript_reaches_the_model_between_data_tags(factory: Factory) ->
 
 
 @pytest.mark.parametrize(
-    ("chosen", "stored"),
+    ("chosen", "stored", "by"),
     [
         (
             ["URGENT ESCALATION", "billing", "Billing", " tech  SUPPORT "],
             ["Billing", "Tech support"],
+            "model",
         ),
-        (["URGENT ESCALATION", "Refund approved"], ["Billing"]),  # none ours: the rules choose
+        # none ours: the rules choose, and say so (not "produced by … (Bedrock)")
+        (["URGENT ESCALATION", "Refund approved"], ["Billing"], "rules"),
     ],
 )
 def test_only_categories_from_our_list_are_stored(
-    factory: Factory, chosen: list[str], stored: list[str]
+    factory: Factory, chosen: list[str], stored: list[str], by: str
 ) -> None:
     """A caller can tell the model which categories to pick; only ours reach the call page
     and a Salesforce case's Type."""
@@ -140,6 +142,7 @@ def test_only_categories_from_our_list_are_stored(
     )
     analysis = providers.ModelProvider("bedrock").analyse(text="", segments=SEGMENTS)
     assert (analysis.provider, analysis.categories) == ("bedrock", stored)
+    assert analysis.categories_by == by
 
 
 def test_a_bug_met_by_the_summary_fallback_is_surfaced(factory: Factory) -> None:

@@ -72,6 +72,28 @@ def test_the_call_page_says_who_produced_the_analysis_once(client, agent, call):
     assert "produced by Local (offline) (Bedrock failed: analysed offline instead)</p>" in html
 
 
+def test_the_call_page_says_where_categories_came_from(client, agent, call):
+    """The keyword rules' categories read as rules, also under a model's analysis (it
+    named none of ours); no category is "Uncategorised", not a default presented as
+    found."""
+    client.force_login(agent)
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert '<span class="badge category">Billing</span>' in html
+    assert '<span class="muted">(keyword rules)</span></p>' in html
+    call.analytics.produced_by = "transcribe_model"
+    call.analytics.provider = "bedrock"
+    call.analytics.save(update_fields=["produced_by", "provider"])
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert "(keyword rules: the model named none of our categories)" in html
+    call.analytics.call_categories = []
+    call.analytics.categories_by = ""
+    call.analytics.save(update_fields=["call_categories", "categories_by"])
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert 'Categories: <span class="muted">Uncategorised (no category found)</span>' in html
+    assert "keyword rules" not in html
+    assert "<td>Uncategorised</td>" in client.get("/calls/").content.decode()
+
+
 def test_board_is_for_supervisors(client, agent, supervisor, db):
     client.force_login(agent)
     refused = client.get("/calls/board/")
