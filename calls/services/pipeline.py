@@ -81,6 +81,7 @@ _DA_FIELDS = (
     "bedrock_status",
     "produced_by",
     "provider",
+    "fallback_from",
 )
 
 
@@ -135,6 +136,7 @@ def transcript_save(*, call: Call, result: ParsedResult, source_ref: str = "") -
                 "bedrock_status": result.bedrock_status,
                 "produced_by": AnalyticsPath.DATA_AUTOMATION,
                 "provider": "data_automation",
+                "fallback_from": "",
             }
             if analytics is None:
                 CallAnalytics.objects.create(call=call, source_ref=source_ref, **values)
@@ -283,6 +285,7 @@ def call_analyse(
         or (BEDROCK_FAILED if analysis.fallback_from == "bedrock" else ""),
         "produced_by": path,
         "provider": analysis.provider,
+        "fallback_from": analysis.fallback_from,
         "source_ref": transcript.source_ref,
     }
     with transaction.atomic():

@@ -179,10 +179,13 @@ def test_an_outage_falls_back_to_the_local_analysis_after_bounded_retries(
     assert analysis.categories[0] == "Billing"
 
 
+@pytest.mark.parametrize(("provider", "expected_status"), [("bedrock", "Failed"), ("openai", "")])
 def test_call_analyse_records_who_really_analysed(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
+    settings: Any, monkeypatch: pytest.MonkeyPatch, provider: str, expected_status: str
 ) -> None:
-    settings.CALLS_AI_PROVIDER = "bedrock"
+    """Which provider fell back is stored for every provider (only Bedrock's failure was
+    visible, through ``bedrock_status``)."""
+    settings.CALLS_AI_PROVIDER = provider
     settings.ROUTING_BEDROCK_MAX_ATTEMPTS = 1
 
     class Refused(ScriptedModel):
@@ -192,8 +195,8 @@ def test_call_analyse_records_who_really_analysed(
 
     monkeypatch.setitem(
         providers.PROVIDERS,
-        "bedrock",
-        lambda: providers.ModelProvider("bedrock", model_factory=lambda: Refused([])),
+        provider,
+        lambda: providers.ModelProvider(provider, model_factory=lambda: Refused([])),
     )
     call = Call.objects.create(contact_id="c-summary-1")
     Transcript.objects.create(
@@ -205,6 +208,7 @@ def test_call_analyse_records_who_really_analysed(
     analytics = services.call_analyse(call_id=call.pk)
     assert analytics is not None
     assert (analytics.provider, analytics.produced_by) == ("local", AnalyticsPath.LOCAL)
+    assert (analytics.fallback_from, analytics.bedrock_status) == (provider, expected_status)
 
 
 def test_call_analyse_redacts_the_name_the_contact_flow_recorded(

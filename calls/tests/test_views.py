@@ -70,6 +70,22 @@ def test_the_call_page_says_who_produced_the_analysis_once(client, agent, call):
     call.analytics.save(update_fields=["bedrock_status"])
     html = client.get(f"/calls/{call.hash}/").content.decode()
     assert "produced by Local (offline) (Bedrock failed: analysed offline instead)</p>" in html
+    # any provider's fallback, not only Bedrock's (an OpenAI one showed nothing)
+    call.analytics.bedrock_status = ""
+    call.analytics.fallback_from = "openai"
+    call.analytics.save(update_fields=["bedrock_status", "fallback_from"])
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert "produced by Local (offline) (OpenAI failed: analysed offline instead)</p>" in html
+
+
+def test_the_call_page_says_call_sentiment_is_an_estimate(client, agent, call):
+    """docs/benchmarks.md: call sentiment has no labels here and is not measured."""
+    client.force_login(agent)
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert (
+        'Sentiment: Positive <span class="muted">(estimated from the transcript\'s words; '
+        "its accuracy is not measured)</span>" in html
+    )
 
 
 def test_the_call_page_says_where_categories_came_from(client, agent, call):
