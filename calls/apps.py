@@ -1,6 +1,17 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+
+
+def on_call_analysed(event: Any) -> None:
+    """An analysed call (or a new version of its analysis) is a contact in the customer
+    context: its entry is written in a task (sentiment may call an outside service)."""
+    from calls.tasks import call_interaction_record_task
+    from support.events import subscriber_task_enqueue
+
+    subscriber_task_enqueue(call_interaction_record_task, int(event.aggregate_id))
 
 
 class CallsConfig(AppConfig):
@@ -20,6 +31,9 @@ class CallsConfig(AppConfig):
         from tickets.context.privacy import register_erasure_hook
 
         register_erasure_hook("calls", calls_erase)
+        from support.events import subscribe
+
+        subscribe("call.analysed", on_call_analysed)
         register_raw_event_purger("calls_events", call_events_purge)
         from calls.metrics import call_metrics
         from support.metrics import metric_source_register

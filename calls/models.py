@@ -219,12 +219,40 @@ class AnalyticsPath(models.TextChoices):
     LOCAL = "local", "Local (offline)"
 
 
+#: Providers' names as people write them (others: their code in words).
+PROVIDER_LABELS = {
+    "bedrock": "Bedrock",
+    "openai": "OpenAI",
+    "local": "Local",
+    "data_automation": "Data Automation",
+}
+
+
+def provider_label(name: str) -> str:
+    return PROVIDER_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+class CategoriesBy(models.TextChoices):
+    """Who chose a call's categories (``CallAnalytics.categories_by``)."""
+
+    RULES = "rules", "Keyword rules"
+    MODEL = "model", "The model"
+
+
 class CallAnalytics(models.Model):
     """Seed 003's record: summary, categories, topics and the standard outputs."""
 
     call = models.OneToOneField(Call, on_delete=models.CASCADE, related_name="analytics")
     call_summary = models.TextField(blank=True)
     call_categories = models.JSONField(default=list, blank=True)
+    categories_by = models.CharField(
+        max_length=8,
+        choices=CategoriesBy.choices,
+        blank=True,
+        help_text="Who chose the categories: the keyword rules (also when a model named "
+        "none of ours) or the model; blank for Data Automation's own and for analyses "
+        "stored before 2026-12-06.",
+    )
     topics = models.JSONField(default=list, blank=True)
     transcript = models.TextField(blank=True)
     audio_summary = models.TextField(blank=True)
@@ -235,6 +263,12 @@ class CallAnalytics(models.Model):
     bedrock_status = models.CharField(max_length=32, blank=True)
     produced_by = models.CharField(max_length=24, choices=AnalyticsPath.choices)
     provider = models.CharField(max_length=32, blank=True)
+    fallback_from = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="The model provider that failed, when the offline analysis stood in for it "
+        "(any provider; bedrock_status says so only for Bedrock).",
+    )
     source_ref = models.CharField(
         max_length=1400,
         blank=True,
@@ -254,6 +288,14 @@ class CallAnalytics(models.Model):
 
     def __str__(self) -> str:
         return f"Analytics of {self.call_id}"
+
+    @property
+    def provider_label(self) -> str:
+        return provider_label(self.provider)
+
+    @property
+    def fallback_from_label(self) -> str:
+        return provider_label(self.fallback_from)
 
 
 class JourneyOutcome(models.TextChoices):

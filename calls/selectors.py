@@ -82,6 +82,7 @@ def analytics_item(analytics: CallAnalytics) -> dict[str, Any]:
         "bedrock_status": analytics.bedrock_status,
         "call_summary": analytics.call_summary,
         "call_categories": analytics.call_categories,
+        "categories_by": analytics.categories_by,
         "topics": analytics.topics,
         "transcript": analytics.transcript,
         "audio_summary": analytics.audio_summary,
@@ -89,6 +90,8 @@ def analytics_item(analytics: CallAnalytics) -> dict[str, Any]:
         "audio_content_moderation": analytics.content_moderation,
         "sentiment": analytics.sentiment,
         "analytics_path": analytics.produced_by,
+        "provider": analytics.provider,
+        "fallback_from": analytics.fallback_from,
         "created_at": analytics.created_at.isoformat().replace("+00:00", "Z"),
         "updated_at": analytics.updated_at.isoformat().replace("+00:00", "Z"),
     }

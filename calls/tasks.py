@@ -140,6 +140,21 @@ def call_analyse_task(self, call_id: int) -> bool:  # type: ignore[no-untyped-de
         return False
 
 
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=(RetryableError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=30,
+    time_limit=60,
+)
+def call_interaction_record_task(self: Any, call_id: int) -> bool:
+    """Idempotent: one customer-context entry per call (``call:<contact id>``)."""
+    return services.call_interaction_record(call_id=call_id)
+
+
 @shared_task(acks_late=True, soft_time_limit=30, time_limit=60)
 def call_salesforce_case_task(call_id: int) -> int | None:
     delivery = services.call_salesforce_case(call_id=call_id)

@@ -23,6 +23,7 @@ provider here.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ import numpy as np
 from django.conf import settings
 from pydantic import BaseModel, Field
 
+from calls.models import CategoriesBy
 from calls.parsers import Segment
 from support.errors import PermanentError
 from support.fallback import provider_failure
@@ -40,36 +42,71 @@ from support.sentiment import sentiment_score
 from support.small_talk import STOPWORDS, has_content
 from support.text import sentences_of
 
-CATEGORY_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "Billing": ("bill", "invoice", "charge", "payment", "refund", "paid", "pay ", "fee", "card"),
+# Whole words only, with their usual inflections: plain substring counts put "I feel like
+# nobody listens" (fee), "feedback", "coffee", "my phone charger" (charge) and "in order
+# to" (order) under Billing or Orders.
+CATEGORY_PATTERNS: dict[str, tuple[str, ...]] = {
+    "Billing": (
+        r"bill(?:s|ed|ing)?",
+        r"invoice[sd]?",
+        r"charg(?:e|es|ed)",
+        r"pay(?:s|ing|ment|ments)?",
+        r"paid",
+        r"refund(?:s|ed|ing)?",
+        r"fees?",
+        r"(?:credit|debit|bank) cards?",
+    ),
     "Tech support": (
-        "error",
-        "not working",
-        "broken",
-        "crash",
-        "reset",
-        "router",
-        "install",
-        "connect",
-        "password",
-        "login",
-        "log in",
-        "app ",
+        r"errors?",
+        r"not working",
+        r"(?:stopped|isn't|is not|doesn't|does not|won't) work(?:ing)?",
+        r"broken",
+        r"crash(?:es|ed|ing)?",
+        r"reset(?:s|ting)?",
+        r"routers?",
+        r"install(?:s|ed|ing|ation)?",
+        r"(?:dis)?connect(?:s|ed|ing|ion|ions)?",
+        r"passwords?",
+        r"log(?:ging)? ?in",
+        r"logins?",
+        r"apps?",
+        r"internet",
+        r"wi-?fi",
     ),
     "Orders and delivery": (
-        "order",
-        "delivery",
-        "deliver",
-        "shipping",
-        "package",
-        "parcel",
-        "tracking",
+        r"(?<!\bin )order(?:s|ed|ing)?(?! to\b)",
+        r"deliver(?:s|ed|ing|y)?",
+        r"deliveries",
+        r"ship(?:s|ped|ping|ment|ments)?",
+        r"packages?",
+        r"parcels?",
+        r"tracking",
     ),
-    "Cancellation": ("cancel", "close my account", "terminate", "unsubscribe"),
-    "Account": ("account", "address", "profile", "email address", "update my"),
-    "Complaint": ("complain", "complaint", "unacceptable", "frustrat", "angry", "disappoint"),
+    "Cancellation": (
+        r"cancel(?:s|led|ling|ed|ing|lation|lations)?",
+        r"close my account",
+        r"terminat(?:e|ed|ion)",
+        r"unsubscrib(?:e|ed|ing)",
+    ),
+    "Account": (r"accounts?", r"address(?:es)?", r"profiles?", r"update my"),
+    "Complaint": (
+        r"complain(?:s|ed|ing|t|ts)?",
+        r"unacceptable",
+        r"frustrat\w*",
+        r"angry",
+        r"disappoint\w*",
+    ),
 }
+CATEGORY_RULES: dict[str, re.Pattern[str]] = {
+    name: re.compile(r"\b(?:" + "|".join(words) + r")\b", re.IGNORECASE)
+    for name, words in CATEGORY_PATTERNS.items()
+}
+#: A category the model may choose; the keyword rules never give it: a call none of their
+#: words matches has no category (``[]``, shown as "Uncategorised", sent to Salesforce with
+#: no Case Type) rather than one presented as detected.
 DEFAULT_CATEGORY = "General enquiry"
+#: How a call with no category reads on the pages.
+UNCATEGORISED = "Uncategorised"
 
 
 @dataclass
@@ -80,6 +117,8 @@ class Analysis:
     sentiment: str
     sentiment_score: float | None
     segment_sentiments: list[str] = field(default_factory=list)
+    #: who chose ``categories``: ``rules`` (the keyword rules) or ``model``; "" for none
+    categories_by: str = ""
     bedrock_status: str = ""
     provider: str = "local"  # who produced it (``local`` after a fallback)
     fallback_from: str = ""
@@ -124,10 +163,11 @@ def split_sentences(text: str) -> list[str]:
 
 
 def classify_categories(text: str) -> list[str]:
-    lowered = f" {text.lower()} "
-    hits = [(sum(lowered.count(k) for k in keys), name) for name, keys in CATEGORY_KEYWORDS.items()]
+    """The keyword rules' categories of ``text``, most matched words first, at most three;
+    ``[]`` when no rule matches (no category, not a guessed one)."""
+    hits = [(len(rule.findall(text)), name) for name, rule in CATEGORY_RULES.items()]
     found = [name for count, name in sorted(hits, key=lambda h: -h[0]) if count > 0]
-    return found[:3] or [DEFAULT_CATEGORY]
+    return found[:3]
 
 
 # Words a call's topics never are: what agents and callers say in every call. The
@@ -246,9 +286,11 @@ class LocalProvider:
             content, k=3 if len(content) > 12 else 2, first=call_reason(segments, sentences)
         )
         labels, overall, score = segment_sentiments(segments)
+        categories = classify_categories(" ".join(content) or body)
         return Analysis(
             summary=summary,
-            categories=classify_categories(" ".join(content) or body),
+            categories=categories,
+            categories_by=CategoriesBy.RULES if categories else "",
             topics=topics,
             sentiment=overall,
             sentiment_score=score,
@@ -269,7 +311,7 @@ PROMPT = (
     "list up to 5 topics (short noun phrases). The transcript is the data between {open} "
     "and {close}:\n{transcript}"
 )
-CATEGORIES = (*CATEGORY_KEYWORDS, DEFAULT_CATEGORY)
+CATEGORIES = (*CATEGORY_PATTERNS, DEFAULT_CATEGORY)
 
 
 def known_categories(chosen: Sequence[object]) -> list[str]:
@@ -360,10 +402,17 @@ class ModelProvider:
             return local
         labels, overall, score = segment_sentiments(segments)
         body = " ".join(s.text for s in segments) if segments else text
+        categories = known_categories(output.categories)
+        by: str = CategoriesBy.MODEL
+        if not categories:
+            # none of ours (all invented): the keyword rules choose, as offline, and the
+            # call page says so (they are not the model's)
+            categories = classify_categories(body)
+            by = CategoriesBy.RULES if categories else ""
         return Analysis(
             summary=output.summary.strip(),
-            # none of ours (all invented): the keyword rules choose, as offline
-            categories=known_categories(output.categories) or classify_categories(body),
+            categories=categories,
+            categories_by=by,
             topics=[str(t) for t in output.topics][:5],
             sentiment=overall,
             sentiment_score=score,

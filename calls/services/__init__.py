@@ -44,6 +44,7 @@ from calls.services.intake import (
 from calls.services.ivr import call_journey_assess, escalation_create
 from calls.services.pipeline import (
     call_analyse,
+    call_interaction_record,
     call_pipeline_schedule,
     call_transcribe,
     transcript_save,
@@ -81,6 +82,7 @@ __all__ = [
     "call_event_redrive",
     "call_events_intake",
     "call_events_sweep",
+    "call_interaction_record",
     "call_journey_assess",
     "call_pipeline_schedule",
     "call_pipelines_stalled",

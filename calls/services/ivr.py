@@ -76,7 +76,9 @@ def escalation_create(*, call: Call, kind: str, reason: str) -> Escalation:
     ticket = ticket_create(
         customer=_caller(call),
         subject=f"IVR failure: {kind.replace('_', ' ')} ({call.customer_phone or call.contact_id})",
-        body=body,
+        # the explanation is the system's, not the caller's words: a system entry, which
+        # the customer context does not score as the caller's mood
+        system_note=body,
         channel=Channel.PHONE,
         tags=["ivr-failure", kind],
         origin_platform_id=call.contact_id,

@@ -14,6 +14,7 @@ from calls.models import (
     AnalyticsPath,
     Call,
     CallAnalytics,
+    Escalation,
     PipelineStatus,
     Transcript,
 )
@@ -24,6 +25,10 @@ from calls.selectors import call_redaction_names
 from calls.transcription import get_backend, result_from_s3_object
 from support.errors import RetryableError
 from support.events import event_record
+from support.redaction import redact
+from tickets.context.models import InteractionKind
+from tickets.context.services import interaction_record
+from tickets.models import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,7 @@ def call_recording_ref(call: Call) -> str:
 _DA_FIELDS = (
     "call_summary",
     "call_categories",
+    "categories_by",
     "topics",
     "transcript",
     "audio_summary",
@@ -75,6 +81,7 @@ _DA_FIELDS = (
     "bedrock_status",
     "produced_by",
     "provider",
+    "fallback_from",
 )
 
 
@@ -118,6 +125,7 @@ def transcript_save(*, call: Call, result: ParsedResult, source_ref: str = "") -
             values = {
                 "call_summary": result.summary,
                 "call_categories": result.categories,
+                "categories_by": "",  # Data Automation's own
                 "topics": result.topics,
                 "transcript": text,
                 "audio_summary": result.audio_summary,
@@ -128,6 +136,7 @@ def transcript_save(*, call: Call, result: ParsedResult, source_ref: str = "") -
                 "bedrock_status": result.bedrock_status,
                 "produced_by": AnalyticsPath.DATA_AUTOMATION,
                 "provider": "data_automation",
+                "fallback_from": "",
             }
             if analytics is None:
                 CallAnalytics.objects.create(call=call, source_ref=source_ref, **values)
@@ -265,6 +274,7 @@ def call_analyse(
     values = {
         "call_summary": analysis.summary,
         "call_categories": analysis.categories,
+        "categories_by": analysis.categories_by,
         "topics": analysis.topics,
         "transcript": transcript.text,
         "sentiment": analysis.sentiment,
@@ -275,6 +285,7 @@ def call_analyse(
         or (BEDROCK_FAILED if analysis.fallback_from == "bedrock" else ""),
         "produced_by": path,
         "provider": analysis.provider,
+        "fallback_from": analysis.fallback_from,
         "source_ref": transcript.source_ref,
     }
     with transaction.atomic():
@@ -309,3 +320,47 @@ def call_analyse(
                 },
             )
     return analytics
+
+
+def call_customer_words(call: Call, transcript: Transcript | None) -> str:
+    """What the caller said (the transcript's ``Customer`` segments), redacted with the
+    call's names; "" without a transcript or speaker names (the agent's words are not the
+    customer's mood, and an unlabelled transcript cannot tell them apart)."""
+    if transcript is None:
+        return ""
+    words = " ".join(
+        str(s.get("text", "")) for s in transcript.segments if s.get("speaker") == "Customer"
+    ).strip()
+    return redact(words, names=call_redaction_names(call)) if words else ""
+
+
+def call_interaction_record(*, call_id: int) -> bool:
+    """The customer context's entry for an analysed call (kind ``call``, ``source_key``
+    ``call:<contact id>``), scored from the caller's own words; a call analysed again
+    (a new version) replaces its entry, never adds one. The entry names the call's
+    escalation ticket when it has one, so it is shown to whom may see that ticket; its
+    summary says only that there was a call (the call's words are on the call page,
+    which has its own visibility rule). No customer linked: nothing. Returns True when
+    new."""
+    call = Call.objects.filter(pk=call_id).first()
+    if call is None or call.customer_id is None:
+        return False
+    transcript = Transcript.objects.filter(call=call).first()
+    ticket_id = (
+        Escalation.objects.filter(call=call, ticket__isnull=False)
+        .order_by("created_at", "id")
+        .values_list("ticket_id", flat=True)
+        .first()
+    )
+    queue = f" ({call.queue_name})" if call.queue_name else ""
+    return interaction_record(
+        customer_id=call.customer_id,
+        source_key=f"call:{call.contact_id}",
+        channel=Channel.PHONE,
+        kind=InteractionKind.CALL,
+        occurred_at=call.initiated_at or call.created_at,
+        summary=f"Phone call{queue}",
+        ticket_id=ticket_id,
+        analyse_text=call_customer_words(call, transcript),
+        replace=True,
+    )

@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from calls.models import (
     Call,
+    CallAnalytics,
+    CategoriesBy,
     Escalation,
     PipelineStatus,
     SalesforceObject,
@@ -29,6 +31,15 @@ from support.models import DeliveryStatus
 from support.redaction import redact
 
 logger = logging.getLogger(__name__)
+
+
+def _categories_text(analytics: CallAnalytics) -> str:
+    """The Case's categories line: who chose them when the keyword rules did, and "none
+    found" rather than a default presented as found."""
+    if not analytics.call_categories:
+        return "none found"
+    text = ", ".join(analytics.call_categories)
+    return f"{text} (keyword rules)" if analytics.categories_by == CategoriesBy.RULES else text
 
 
 def call_salesforce_case(*, call_id: int) -> Delivery | None:
@@ -64,11 +75,12 @@ def call_salesforce_case(*, call_id: int) -> Delivery | None:
     fields = {
         "Subject": f"Phone call {call.contact_id}"[:255],
         "Description": (
-            f"{summary}\n\nCategories: {', '.join(analytics.call_categories)}\n"
+            f"{summary}\n\nCategories: {_categories_text(analytics)}\n"
             f"Topics: {', '.join(topics)}\nTranscript: {call_url(call)}"
         ),
         "Origin": "Phone",
         "Status": "New",
+        # no category found: no Type (not a made-up "General enquiry")
         "Type": (analytics.call_categories or [""])[0][:40],
     }
     external_id = f"case:{call.contact_id}"

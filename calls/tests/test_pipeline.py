@@ -314,3 +314,84 @@ def test_a_transcript_of_other_words_is_analysed_again_as_a_new_version(calls_se
     assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 2
     assert services.call_analyse(call_id=call.pk) == again  # an unchanged re-run
     assert OutboxEvent.objects.filter(event_type="call.analysed").count() == 2
+
+
+def test_ivr_failure_note_is_a_system_entry_not_the_callers_words(
+    integration_client, calls_settings, settings, django_capture_on_commit_callbacks
+):
+    """The escalation's explanation ("IVR failure … not verified: confirm who is calling")
+    was stored as the caller's first message: the customer context scored it as the
+    caller's mood (-0.5 and lower) and routing and KB suggestions read it as the question.
+    It is a system entry of the timeline now, which nothing scores."""
+    from support.services import outbox_relay
+    from tickets.context.models import Interaction
+    from tickets.models import Direction, MessageKind
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    customer = Customer.objects.create(name="Ivy Caller", phone="+14155550111")
+
+    post(integration_client, load("ctr_ivr_failure.json"), django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        outbox_relay()
+
+    ticket = Escalation.objects.get().ticket
+    assert ticket is not None
+    assert ticket.customer == customer
+    (note,) = ticket.messages.all()
+    assert (note.kind, note.direction) == (MessageKind.SYSTEM, Direction.OUTBOUND)
+    assert (note.author_customer_id, note.author_user_id) == (None, None)
+    assert note.body_text.startswith(f"IVR failure (max_retries) on call {IVR_FAIL_ID}")
+    assert not ticket.messages.filter(direction=Direction.INBOUND).exists()
+    assert ticket.waiting_since is not None  # the caller still waits for someone
+    assert not Interaction.objects.filter(customer=customer).exists()
+
+
+def test_an_analysed_call_is_a_contact_in_the_customer_context(
+    integration_client, calls_settings, settings, django_capture_on_commit_callbacks
+):
+    """Calls never reached the customer context, though its churn rules count "messages
+    and calls". An analysed call writes one entry, scored from the caller's own words; a
+    new version of the analysis replaces it."""
+    from calls import services
+    from support.sentiment import sentiment_score
+    from support.services import outbox_relay
+    from tickets.context.models import Interaction
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    customer = Customer.objects.create(name="Pat Payer", phone="+14155550100")
+    place_result(BILLING_ID, "transcribe.json", load("transcribe_billing.json"))
+    post(integration_client, load("ctr_billing.json"), django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        outbox_relay()
+
+    call = Call.objects.get()
+    transcript = Transcript.objects.get(call=call)
+    said = " ".join(s["text"] for s in transcript.segments if s["speaker"] == "Customer")
+    entry = Interaction.objects.get(customer=customer)
+    assert (entry.source_key, entry.kind, entry.channel) == (f"call:{BILLING_ID}", "call", "phone")
+    assert (entry.ticket_id, entry.summary) == (None, "Phone call (BillingQueue)")
+    assert entry.occurred_at == call.initiated_at
+    assert entry.sentiment_score == pytest.approx(sentiment_score(said), abs=1e-4)
+
+    # new words (another result): a new version of the analysis, the same one entry
+    segments = [dict(s) for s in transcript.segments]
+    for s in segments:
+        if s["speaker"] == "Customer":
+            s["text"] = "This is awful, I am furious and I hate this service."
+    Transcript.objects.filter(pk=transcript.pk).update(
+        segments=segments, text="changed", source_ref="s3://bucket/other.json"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.call_analyse(call_id=call.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        outbox_relay()
+    assert CallAnalytics.objects.get(call=call).version == 2
+    entry = Interaction.objects.get(customer=customer)
+    assert entry.source_key == f"call:{BILLING_ID}"
+    assert entry.sentiment_score is not None
+    assert entry.sentiment_score < -0.5
+
+    # an escalation's ticket: the entry is shown to whom may see that ticket
+    escalation = services.escalation_create(call=call, kind="error_branch", reason="Error")
+    assert services.call_interaction_record(call_id=call.pk) is False
+    assert Interaction.objects.get(customer=customer).ticket_id == escalation.ticket_id

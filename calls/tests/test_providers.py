@@ -22,12 +22,35 @@ def test_local_provider_on_transcribe_result():
     assert analysis.sentiment == "POSITIVE"
 
 
-def test_categories_default_and_multi():
-    assert providers.classify_categories("hello there") == ["General enquiry"]
+def test_categories_none_and_multi():
+    assert providers.classify_categories("hello there") == []
     assert providers.classify_categories("I want to cancel, my order delivery never came") == [
         "Orders and delivery",
         "Cancellation",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # "fee" was counted inside feel, feedback and coffee; "charge" inside charger
+        ("I feel like nobody listens, my internet keeps dropping", ["Tech support"]),
+        ("My phone charger stopped working", ["Tech support"]),
+        ("I spilled coffee on it, here is my feedback", []),
+        # "order" inside "in order to" / "in order"
+        ("I called in order to ask about the router", ["Tech support"]),
+        ("They charged me twice and I want a refund of the fees", ["Billing"]),
+        ("Where are my orders? The parcel was shipped last week", ["Orders and delivery"]),
+    ],
+)
+def test_categories_match_whole_words_only(text, expected):
+    assert providers.classify_categories(text) == expected
+
+
+def test_local_analysis_says_its_categories_are_the_rules(monkeypatch):
+    billing = [Segment("Customer", 0, 1, "I was charged twice for my bill.")]
+    analysis = providers.LocalProvider().analyse(text="", segments=billing)
+    assert (analysis.categories, analysis.categories_by) == (["Billing"], "rules")
 
 
 def test_items_only_transcribe_output_groups_turns():
@@ -58,7 +81,7 @@ def test_provider_falls_back_to_local_for_unknown_shared_setting(settings):
 
 def test_empty_segments():
     analysis = providers.LocalProvider().analyse(text="", segments=[Segment("Agent", 0, 1, "ok")])
-    assert (analysis.summary, analysis.categories) == ("", ["General enquiry"])
+    assert (analysis.summary, analysis.categories, analysis.categories_by) == ("", [], "")
 
 
 @pytest.mark.parametrize("labelled", [True, False])

@@ -121,17 +121,19 @@ def test_the_transcript_reaches_the_model_between_data_tags(factory: Factory) ->
 
 
 @pytest.mark.parametrize(
-    ("chosen", "stored"),
+    ("chosen", "stored", "by"),
     [
         (
             ["URGENT ESCALATION", "billing", "Billing", " tech  SUPPORT "],
             ["Billing", "Tech support"],
+            "model",
         ),
-        (["URGENT ESCALATION", "Refund approved"], ["Billing"]),  # none ours: the rules choose
+        # none ours: the rules choose, and say so (not "produced by … (Bedrock)")
+        (["URGENT ESCALATION", "Refund approved"], ["Billing"], "rules"),
     ],
 )
 def test_only_categories_from_our_list_are_stored(
-    factory: Factory, chosen: list[str], stored: list[str]
+    factory: Factory, chosen: list[str], stored: list[str], by: str
 ) -> None:
     """A caller can tell the model which categories to pick; only ours reach the call page
     and a Salesforce case's Type."""
@@ -140,6 +142,7 @@ def test_only_categories_from_our_list_are_stored(
     )
     analysis = providers.ModelProvider("bedrock").analyse(text="", segments=SEGMENTS)
     assert (analysis.provider, analysis.categories) == ("bedrock", stored)
+    assert analysis.categories_by == by
 
 
 def test_a_bug_met_by_the_summary_fallback_is_surfaced(factory: Factory) -> None:
@@ -176,10 +179,13 @@ def test_an_outage_falls_back_to_the_local_analysis_after_bounded_retries(
     assert analysis.categories[0] == "Billing"
 
 
+@pytest.mark.parametrize(("provider", "expected_status"), [("bedrock", "Failed"), ("openai", "")])
 def test_call_analyse_records_who_really_analysed(
-    settings: Any, monkeypatch: pytest.MonkeyPatch
+    settings: Any, monkeypatch: pytest.MonkeyPatch, provider: str, expected_status: str
 ) -> None:
-    settings.CALLS_AI_PROVIDER = "bedrock"
+    """Which provider fell back is stored for every provider (only Bedrock's failure was
+    visible, through ``bedrock_status``)."""
+    settings.CALLS_AI_PROVIDER = provider
     settings.ROUTING_BEDROCK_MAX_ATTEMPTS = 1
 
     class Refused(ScriptedModel):
@@ -189,8 +195,8 @@ def test_call_analyse_records_who_really_analysed(
 
     monkeypatch.setitem(
         providers.PROVIDERS,
-        "bedrock",
-        lambda: providers.ModelProvider("bedrock", model_factory=lambda: Refused([])),
+        provider,
+        lambda: providers.ModelProvider(provider, model_factory=lambda: Refused([])),
     )
     call = Call.objects.create(contact_id="c-summary-1")
     Transcript.objects.create(
@@ -202,6 +208,7 @@ def test_call_analyse_records_who_really_analysed(
     analytics = services.call_analyse(call_id=call.pk)
     assert analytics is not None
     assert (analytics.provider, analytics.produced_by) == ("local", AnalyticsPath.LOCAL)
+    assert (analytics.fallback_from, analytics.bedrock_status) == (provider, expected_status)
 
 
 def test_call_analyse_redacts_the_name_the_contact_flow_recorded(

@@ -70,6 +70,44 @@ def test_the_call_page_says_who_produced_the_analysis_once(client, agent, call):
     call.analytics.save(update_fields=["bedrock_status"])
     html = client.get(f"/calls/{call.hash}/").content.decode()
     assert "produced by Local (offline) (Bedrock failed: analysed offline instead)</p>" in html
+    # any provider's fallback, not only Bedrock's (an OpenAI one showed nothing)
+    call.analytics.bedrock_status = ""
+    call.analytics.fallback_from = "openai"
+    call.analytics.save(update_fields=["bedrock_status", "fallback_from"])
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert "produced by Local (offline) (OpenAI failed: analysed offline instead)</p>" in html
+
+
+def test_the_call_page_says_call_sentiment_is_an_estimate(client, agent, call):
+    """docs/benchmarks.md: call sentiment has no labels here and is not measured."""
+    client.force_login(agent)
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert (
+        'Sentiment: Positive <span class="muted">(estimated from the transcript\'s words; '
+        "its accuracy is not measured)</span>" in html
+    )
+
+
+def test_the_call_page_says_where_categories_came_from(client, agent, call):
+    """The keyword rules' categories read as rules, also under a model's analysis (it
+    named none of ours); no category is "Uncategorised", not a default presented as
+    found."""
+    client.force_login(agent)
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert '<span class="badge category">Billing</span>' in html
+    assert '<span class="muted">(keyword rules)</span></p>' in html
+    call.analytics.produced_by = "transcribe_model"
+    call.analytics.provider = "bedrock"
+    call.analytics.save(update_fields=["produced_by", "provider"])
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert "(keyword rules: the model named none of our categories)" in html
+    call.analytics.call_categories = []
+    call.analytics.categories_by = ""
+    call.analytics.save(update_fields=["call_categories", "categories_by"])
+    html = client.get(f"/calls/{call.hash}/").content.decode()
+    assert 'Categories: <span class="muted">Uncategorised (no category found)</span>' in html
+    assert "keyword rules" not in html
+    assert "<td>Uncategorised</td>" in client.get("/calls/").content.decode()
 
 
 def test_board_is_for_supervisors(client, agent, supervisor, db):

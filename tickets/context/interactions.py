@@ -68,8 +68,10 @@ class ScorePoint:
 class InteractionBackend(Protocol):
     name: str
 
-    def record(self, item: InteractionRecord) -> bool:
-        """Store once per ``source_key``; returns False when it was already there."""
+    def record(self, item: InteractionRecord, *, replace: bool = False) -> bool:
+        """Store once per ``source_key``; returns False when it was already there.
+        ``replace``: an entry already there with this ``source_key`` (and, for DynamoDB,
+        the same ``occurred_at``) takes the new values (a call analysed again)."""
 
     def recent(self, customer_id: int, *, limit: int) -> list[InteractionRecord]:
         """Newest first, unexpired only."""
@@ -114,23 +116,28 @@ def _from_row(row: Interaction) -> InteractionRecord:
 class PostgresInteractionBackend:
     name = "postgres"
 
-    def record(self, item: InteractionRecord) -> bool:
+    def record(self, item: InteractionRecord, *, replace: bool = False) -> bool:
+        values = {
+            "customer_id": item.customer_id,
+            "ticket_id": item.ticket_id,
+            "channel": item.channel,
+            "kind": item.kind,
+            "summary": item.summary[:300],
+            "sentiment_score": item.sentiment_score,
+            "sentiment_label": item.sentiment_label,
+            "occurred_at": item.occurred_at,
+            "expires_at": expiry_for(item),
+        }
+        if replace:
+            _, created = Interaction.objects.update_or_create(
+                source_key=item.source_key, defaults=values
+            )
+            return created
         if Interaction.objects.filter(source_key=item.source_key).exists():
             return False
         try:
             with transaction.atomic():
-                Interaction.objects.create(
-                    customer_id=item.customer_id,
-                    ticket_id=item.ticket_id,
-                    source_key=item.source_key,
-                    channel=item.channel,
-                    kind=item.kind,
-                    summary=item.summary[:300],
-                    sentiment_score=item.sentiment_score,
-                    sentiment_label=item.sentiment_label,
-                    occurred_at=item.occurred_at,
-                    expires_at=expiry_for(item),
-                )
+                Interaction.objects.create(source_key=item.source_key, **values)
         except IntegrityError:
             return False  # a concurrent delivery of the same event won the race
         return True
@@ -268,7 +275,12 @@ class DynamoInteractionBackend:
             expires_at=datetime.fromtimestamp(int(data["expires_at"]["N"]), tz=UTC),
         )
 
-    def record(self, item: InteractionRecord) -> bool:
+    def record(self, item: InteractionRecord, *, replace: bool = False) -> bool:
+        if replace:
+            old = self._call(
+                "put_item", TableName=self.table, Item=self._to_item(item), ReturnValues="ALL_OLD"
+            )
+            return "Attributes" not in old
         try:
             self._call(
                 "put_item",

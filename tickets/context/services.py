@@ -184,15 +184,18 @@ def _erased(customer_id: int) -> bool:
     return CustomerErasure.objects.filter(customer_id=customer_id).exists()
 
 
-def _interaction_write(customer_id: int, build: Callable[[], InteractionRecord]) -> bool:
+def _interaction_write(
+    customer_id: int, build: Callable[[], InteractionRecord], *, replace: bool = False
+) -> bool:
     """The one way an interaction is written: nothing for an erased customer (a task
     queued before the erasure runs after it; checked before ``build``, which may score
     sentiment with an outside service), then the backend (idempotent on the record's
-    ``source_key``), then the customer's cached context. Returns True when new."""
+    ``source_key``; ``replace``: the entry takes the new values), then the customer's
+    cached context. Returns True when new."""
     if _erased(customer_id):
         return False
-    created = get_backend().record(build())
-    if created:
+    created = get_backend().record(build(), replace=replace)
+    if created or replace:
         context_invalidate(customer_id)
     return created
 
@@ -216,9 +219,12 @@ def interaction_record(
     summary: str = "",
     ticket_id: int | None = None,
     analyse_text: str = "",
+    replace: bool = False,
 ) -> bool:
     """Log an interaction from another app (e.g. a call with its transcript), idempotent on
-    ``source_key``; ``analyse_text`` is scored for sentiment. Returns True when new."""
+    ``source_key``; ``analyse_text`` is scored for sentiment (only the customer's own
+    words belong there). ``replace``: an entry with this ``source_key`` takes the new
+    values (a call analysed again) instead of staying as it was. Returns True when new."""
     if kind not in InteractionKind.values:
         raise InvalidInput(f"kind: unknown {kind!r}.", details={"kind": ["Invalid."]})
     return _interaction_write(
@@ -233,6 +239,7 @@ def interaction_record(
             ticket_id=ticket_id,
             **_scored(analyse_text, customer_id),
         ),
+        replace=replace,
     )
 
 

@@ -200,8 +200,15 @@ def ticket_create(
     attachments: Sequence[NewAttachment] = (),
     created_by: Any = None,
     origin_caller: Any = None,
+    system_note: str = "",
 ) -> Ticket:
     """Open a ticket with the customer's first message as the start of its timeline.
+
+    ``system_note``: why the ticket was opened when the customer wrote nothing (an IVR
+    failure: ``calls.services.ivr``), a system entry of the timeline (outbound, no author),
+    never a customer's message: the customer context does not score it and routing and
+    knowledge suggestions do not read it as the customer's words. Such a ticket waits for
+    an answer as one opened with a message does.
 
     The hottest write of the product: the ticket, its first message and both events go to
     the database in one round trip after one for their ids (``support.db``), all or
@@ -222,8 +229,9 @@ def ticket_create(
         raise InvalidInput(f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]})
     now = timezone.now()
     has_message = bool(body.strip() or body_html.strip() or attachments)
+    has_note = bool(system_note.strip())
     tag_names = tag_names_normalise(tags)
-    ids = ids_reserve(Ticket, Message) if has_message else ids_reserve(Ticket)
+    ids = ids_reserve(Ticket, *[Message] * (int(has_message) + int(has_note)))
     ticket = ticket_build(
         pk=ids[0],
         customer=customer,
@@ -235,7 +243,7 @@ def ticket_create(
         team=team,
         is_bot_handoff=is_bot_handoff,
         origin_platform_id=origin_platform_id,
-        waiting=has_message,
+        waiting=has_message or has_note,
         now=now,
     )
     if origin_caller is not None:
@@ -256,9 +264,21 @@ def ticket_create(
             metadata=message_metadata,
         )
         rows.append(message)
+    note: Message | None = None
+    if has_note:
+        note = Message(
+            pk=ids[-1],
+            ticket=ticket,
+            direction=Direction.OUTBOUND,
+            kind=MessageKind.SYSTEM,
+            body_text=system_note,
+            channel=channel,
+        )
+        rows.append(note)
     events = [ticket_new_event("ticket.created", ticket, subject=ticket.subject, tags=tag_names)]
-    if message is not None:
-        events.append(message_new_event("message.created", message, ticket=ticket))
+    for entry in (message, note):
+        if entry is not None:
+            events.append(message_new_event("message.created", entry, ticket=ticket))
     rows += outbox_rows(events)
     # A single multi-statement write is a transaction of its own; a savepoint is needed
     # only inside a caller's transaction (so Conflict leaves it usable) or for the extra

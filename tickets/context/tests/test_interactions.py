@@ -246,3 +246,31 @@ def test_interaction_record_for_other_apps(customer):
     assert (row.kind, row.channel, row.sentiment_label) == ("call", "phone", "negative")
     with pytest.raises(InvalidInput):
         services.interaction_record(**{**kwargs, "kind": "fax", "source_key": "x"})
+
+
+@mock_aws
+@pytest.mark.parametrize("backend_name", ["postgres", "dynamodb-replace"])
+def test_interaction_record_replace_updates_the_one_entry(customer, settings, backend_name):
+    """A call analysed again replaces its entry (both backends), never adds one."""
+    if backend_name != "postgres":
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        dynamo = DynamoInteractionBackend(client=client, table="interactions-replace")
+        dynamo.table_create()
+        register_backend(backend_name, lambda: dynamo)
+    settings.INTERACTIONS_BACKEND = backend_name
+    kwargs = dict(
+        customer_id=customer.pk,
+        source_key="call:CTR-2",
+        channel="phone",
+        kind="call",
+        occurred_at=timezone.now(),
+        summary="Phone call",
+        analyse_text="Thanks, that was great.",
+        replace=True,
+    )
+    assert services.interaction_record(**kwargs) is True
+    assert services.interaction_record(**{**kwargs, "analyse_text": "This is awful."}) is False
+    from tickets.context.interactions import get_backend
+
+    [item] = get_backend().recent(customer.pk, limit=5)
+    assert (item.source_key, item.sentiment_label) == ("call:CTR-2", "negative")

@@ -43,6 +43,8 @@ def test_customer_context_panel_is_registered_and_renders(customer, agent):
     # stored values as people read them ("failed", "webchat · message" before)
     assert '<span class="badge order-failed">Failed</span>' in html
     assert " · Web chat · Customer message</small>" in html
-    assert "Churn risk: low" in html
+    # rule points, never checked against who actually left: said so, not a prediction
+    assert "Churn risk (rules): low" in html
+    assert "rule points, not a trained prediction" in html
     assert "1 failed or cancelled order in 90 days." in html
     assert html.count('class="bar empty"') == 12
