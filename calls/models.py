@@ -247,6 +247,7 @@ class CallAnalytics(models.Model):
     call_categories = models.JSONField(default=list, blank=True)
     categories_by = models.CharField(
         max_length=8,
+        db_default="",
         choices=CategoriesBy.choices,
         blank=True,
         help_text="Who chose the categories: the keyword rules (also when a model named "
@@ -265,6 +266,7 @@ class CallAnalytics(models.Model):
     provider = models.CharField(max_length=32, blank=True)
     fallback_from = models.CharField(
         max_length=32,
+        db_default="",
         blank=True,
         help_text="The model provider that failed, when the offline analysis stood in for it "
         "(any provider; bedrock_status says so only for Bedrock).",

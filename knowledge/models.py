@@ -276,7 +276,9 @@ class ObjectEvent(models.Model):
     # S3's ``sequencer`` of the event (orders the events of one key), upper-case and
     # left-padded with zeros to ``s3events.SEQUENCER_WIDTH`` so that comparing the strings
     # compares the hexadecimal values (byte order: "C" collation); "" when it had none.
-    sequencer = models.CharField(max_length=32, blank=True, default="", db_collation="C")
+    sequencer = models.CharField(
+        max_length=32, blank=True, default="", db_default="", db_collation="C"
+    )
     payload = models.JSONField(default=dict)
     job = models.ForeignKey(
         IngestionJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

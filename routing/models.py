@@ -159,6 +159,7 @@ class RoutingDecision(models.Model):
     applied = models.BooleanField(default=False, help_text="Team and priority set on the ticket.")
     demo = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="Made up by the demo loader (routing/demo.py's history: no AI provider was "
         "called; its tokens, cost, provider errors and verdicts are invented). Shown with a "
         '"Demo data" mark on the ticket\'s routing panel and on the dashboard.',

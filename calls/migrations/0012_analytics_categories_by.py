@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='callanalytics',
             name='categories_by',
-            field=models.CharField(blank=True, choices=[('rules', 'Keyword rules'), ('model', 'The model')], help_text="Who chose the categories: the keyword rules (also when a model named none of ours) or the model; blank for Data Automation's own and for analyses stored before 2026-12-06.", max_length=8),
+            field=models.CharField(blank=True, db_default='', choices=[('rules', 'Keyword rules'), ('model', 'The model')], help_text="Who chose the categories: the keyword rules (also when a model named none of ours) or the model; blank for Data Automation's own and for analyses stored before 2026-12-06.", max_length=8),
         ),
     ]

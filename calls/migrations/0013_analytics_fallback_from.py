@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='callanalytics',
             name='fallback_from',
-            field=models.CharField(blank=True, help_text='The model provider that failed, when the offline analysis stood in for it (any provider; bedrock_status says so only for Bedrock).', max_length=32),
+            field=models.CharField(blank=True, db_default='', help_text='The model provider that failed, when the offline analysis stood in for it (any provider; bedrock_status says so only for Bedrock).', max_length=32),
         ),
     ]

@@ -2,9 +2,10 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    # A nullable column and constant defaults: PostgreSQL adds them without rewriting the
-    # table (the index, built concurrently, is 0013). Events received before this keep an
-    # empty sequencer: they are ordered by receipt, as before.
+    # Columns with a database default (``db_default``: kept in the table, so the previous
+    # release's code, which does not know the column, can still insert while it runs) or
+    # nullable: PostgreSQL adds them without rewriting the table (the index, built
+    # concurrently, is 0013).
 
     dependencies = [
         ("knowledge", "0011_objectevent_sweep_indexes"),
@@ -14,7 +15,9 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="objectevent",
             name="sequencer",
-            field=models.CharField(blank=True, db_collation="C", default="", max_length=32),
+            field=models.CharField(
+                blank=True, db_collation="C", db_default="", default="", max_length=32
+            ),
         ),
         migrations.AddField(
             model_name="knowledgesource",

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='routingdecision',
             name='demo',
-            field=models.BooleanField(default=False, help_text='Made up by the demo loader (routing/demo.py\'s history: no AI provider was called; its tokens, cost, provider errors and verdicts are invented). Shown with a "Demo data" mark on the ticket\'s routing panel and on the dashboard.'),
+            field=models.BooleanField(db_default=False, default=False, help_text='Made up by the demo loader (routing/demo.py\'s history: no AI provider was called; its tokens, cost, provider errors and verdicts are invented). Shown with a "Demo data" mark on the ticket\'s routing panel and on the dashboard.'),
         ),
     ]
