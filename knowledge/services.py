@@ -1314,6 +1314,7 @@ def object_events_sweep(*, grace_seconds: float | None = None) -> int:
         queue=kb_object_event_task.delay,
         now=now,
         what="kb event",
+        due=OBJECT_EVENT_REDRIVE.due_q(now, grace),
     )
     if queued:
         logger.warning("kb event sweep: %s unprocessed S3 event(s) queued again", len(queued))

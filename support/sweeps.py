@@ -105,17 +105,22 @@ def redrive_queue(
     queue: Callable[[int], object],
     now: datetime,
     what: str,
+    due: Q,
 ) -> list[int]:
     """Re-drive the rows ``ids`` in order: count each one (``attempts`` + 1,
-    ``attempted_at`` = ``now``) while it is still in ``pending``, then queue its task
-    (``queue(pk)``). A row no longer pending (its task finished meanwhile) is skipped.
+    ``attempted_at`` = ``now``) while it is still in ``pending`` and still ``due`` (the
+    policy's ``due_q`` the rows were read with), then queue its task (``queue(pk)``). A row
+    no longer pending (its task finished meanwhile) or no longer due is skipped: two sweeps
+    run side by side (every worker connecting to the broker sends one) read the same due
+    rows, and the second one's count finds the first one's ``attempted_at`` (the update
+    re-reads the row once the other's commit releases it), so a re-drive is counted once.
     Counted *before* it is queued: a task is never queued uncounted. When the broker
     refuses a task the run stops, logged (``what`` names the sweep): that row's re-drive
     is spent without its task, and it is queued again after its wait; the rows after it
     are left as they were for the next run. Returns the ids queued."""
     queued: list[int] = []
     for pk in ids:
-        counted = pending.filter(pk=pk).update(attempts=F("attempts") + 1, attempted_at=now)
+        counted = pending.filter(due, pk=pk).update(attempts=F("attempts") + 1, attempted_at=now)
         if not counted:
             continue
         try:

@@ -93,6 +93,7 @@ def call_events_sweep(*, stale_seconds: float = EVENTS_SWEEP_STALE_SECONDS) -> i
         queue=_call_event_queue,
         now=now,
         what="Call events",
+        due=EVENTS_REDRIVE.due_q(now, stale_seconds),
     )
     if queued:
         logger.warning("%d received call event(s) queued again by the sweep", len(queued))

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerDown
 
@@ -131,7 +132,9 @@ def test_each_re_drive_is_counted_before_its_task_is_queued() -> None:
         seen.append((pk, event.attempts, event.attempted_at))
 
     pending = CallEvent.objects.filter(status=EventStatus.RECEIVED)
-    assert redrive_queue(pending, [first, done, second], queue=queue, now=now, what="Test") == [
+    assert redrive_queue(
+        pending, [first, done, second], queue=queue, now=now, what="Test", due=Q()
+    ) == [
         first,
         second,
     ]
@@ -154,7 +157,7 @@ def test_a_broker_refusal_stops_the_run_logged_and_leaves_the_rest_for_the_next(
 
     pending = CallEvent.objects.filter(status=EventStatus.RECEIVED)
     with caplog.at_level(logging.WARNING, logger="support.sweeps"):
-        assert redrive_queue(pending, ids, queue=queue, now=now, what="Test") == [ids[0]]
+        assert redrive_queue(pending, ids, queue=queue, now=now, what="Test", due=Q()) == [ids[0]]
     assert queued == [ids[0]]
     attempts = dict(CallEvent.objects.filter(pk__in=ids).values_list("pk", "attempts"))
     # The refused one's re-drive is spent (counted first); the one after it is untouched.
@@ -163,3 +166,21 @@ def test_a_broker_refusal_stops_the_run_logged_and_leaves_the_rest_for_the_next(
         "Test sweep: the broker is unreachable (OperationalError); 1 queued, the rest left "
         "for the next run"
     ]
+
+
+@pytest.mark.django_db
+def test_two_sweeps_side_by_side_count_a_re_drive_once() -> None:
+    # Every worker connecting to the broker sends the sweep: several run at once after a
+    # deploy. Both read the same due rows; the second's count must find the first's and
+    # skip the row, or a live event reaches the re-drive limit after a few such bursts.
+    now = timezone.now()
+    ids = [_event(name, 0, None) for name in ("a", "b")]
+    pending = CallEvent.objects.filter(status=EventStatus.RECEIVED)
+    due = DOUBLING.due_q(now, 0)
+    read_by_both = list(pending.filter(due, pk__in=ids).values_list("pk", flat=True))
+    queued: list[int] = []
+    first = redrive_queue(pending, read_by_both, queue=queued.append, now=now, what="A", due=due)
+    second = redrive_queue(pending, read_by_both, queue=queued.append, now=now, what="B", due=due)
+    assert (sorted(first), second) == (sorted(ids), [])
+    assert sorted(queued) == sorted(ids)
+    assert set(CallEvent.objects.filter(pk__in=ids).values_list("attempts", flat=True)) == {1}
