@@ -84,8 +84,11 @@ def kb_search_conversation(
 def ticket_conversation(ticket: Any) -> list[Turn]:
     """The ticket as conversation turns: its subject (as the customer's first words) and
     its latest public messages, customer's inbound and agents' outbound, oldest first
-    (``KB_CONTEXT_TURNS`` of them; internal notes and system messages left out)."""
-    from tickets.selectors import message_list
+    (``KB_CONTEXT_TURNS`` of them; internal notes and system messages left out). The
+    subject of a ticket the system opened (``ticket_opened_by_system``: an IVR failure's
+    "IVR failure: max retries (…)") is the system's words, not the customer's: left out,
+    so until the customer writes there is no question to suggest articles for."""
+    from tickets.selectors import message_list, ticket_opened_by_system
 
     messages = [
         m
@@ -100,7 +103,7 @@ def ticket_conversation(ticket: Any) -> list[Turn]:
         )
         for m in recent
     ]
-    subject = (ticket.subject or "").strip()
+    subject = "" if ticket_opened_by_system(ticket=ticket) else (ticket.subject or "").strip()
     if subject and folded(subject) not in folded(turns[0].text if turns else ""):
         turns.insert(0, Turn(CUSTOMER, subject[:MAX_TURN_CHARS]))
     return turns

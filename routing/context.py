@@ -14,6 +14,7 @@ from routing.models import CategoryTeam, Outage, RoutingDecision, ServiceStatus
 from routing.tools import CustomerInfo, PastTicket, ServiceInfo, TicketContext
 from tickets.context.privacy import customer_redaction_names
 from tickets.models import Direction, Team, Ticket
+from tickets.selectors import ticket_opened_by_system
 
 HISTORY_DAYS = 90
 HISTORY_LIMIT = 20
@@ -21,15 +22,22 @@ HISTORY_LIMIT = 20
 
 def ticket_text(ticket: Ticket) -> str:
     """Subject and the first customer message, cut as the router reads every text
-    (``classifier.routed_text``: at most ``ROUTED_TEXT_MAX_CHARS``, training alike)."""
+    (``classifier.routed_text``: at most ``ROUTED_TEXT_MAX_CHARS``, training alike).
+
+    A ticket the system opened (``tickets.selectors.ticket_opened_by_system``: an IVR
+    failure's "IVR failure: max retries (…)") has a subject of the system's words, which
+    is no customer's question or mood: only the customer's message counts, and before one
+    arrives the text is empty (the decision goes to review, ``NO_CUSTOMER_TEXT``)."""
     first = (
         ticket.messages.filter(direction=Direction.INBOUND, kind="public")
         .order_by("created_at", "id")
         .values_list("body_text", flat=True)
         .first()
     )
-    subject = ticket.subject.strip()
     body = (first or "").strip()
+    if ticket_opened_by_system(ticket=ticket):
+        return routed_text(body)
+    subject = ticket.subject.strip()
     if body.lower().startswith(subject.lower()):
         return routed_text(body)
     return routed_text(f"{subject}. {body}" if body else subject)

@@ -348,6 +348,12 @@ MESSAGE_BODY_MAX_CHARS = 50_000
 #: ``message_written_on_ticket_get``). Absent: the entry's own ticket.
 MESSAGE_WRITTEN_ON_KEY = "written_on_ticket_id"
 
+#: ``Message.metadata`` key: set (true) on the system entry a ticket was opened with when
+#: the customer wrote nothing (``ticket_create(system_note=...)``, e.g. an IVR failure):
+#: the ticket's subject is then the system's words too, not the customer's, and routing
+#: and knowledge suggestions do not read it (``tickets.selectors.ticket_opened_by_system``).
+MESSAGE_OPENED_TICKET_KEY = "opened_ticket"
+
 
 class Message(models.Model):
     """One entry of a ticket's timeline."""

@@ -33,6 +33,7 @@ from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
 from support.parsing import parse_id
 from tickets.models import (
+    MESSAGE_OPENED_TICKET_KEY,
     MESSAGE_WRITTEN_ON_KEY,
     PRIORITY_RANK,
     Attachment,
@@ -182,6 +183,25 @@ def message_written_on_ticket_get(*, message: Message) -> Ticket | None:
     if pk == message.ticket_id:
         return message.ticket
     return Ticket.objects.select_related("customer").filter(pk=pk).first()
+
+
+def ticket_opened_by_system(*, ticket: Ticket) -> bool:
+    """Whether the system opened ``ticket`` for a customer who wrote nothing
+    (``ticket_create(system_note=...)``: an IVR failure): its subject is then the system's
+    words, not the customer's, and what reads the customer's words (routing, knowledge
+    suggestions) leaves it out. The marker is the system entry it was opened with
+    (``MESSAGE_OPENED_TICKET_KEY``), one written on this ticket: a merge that brings such
+    an entry in from another ticket does not make this one system-opened."""
+    return (
+        Message.objects.filter(
+            ticket=ticket,
+            kind=MessageKind.SYSTEM,
+            metadata__contains={MESSAGE_OPENED_TICKET_KEY: True},
+        )
+        .alias(written_on=written_on_ticket_id())
+        .filter(written_on=ticket.pk)
+        .exists()
+    )
 
 
 def ticket_last_agent_reply(*, ticket: Ticket) -> Message | None:

@@ -323,6 +323,50 @@ def test_a_subject_the_first_message_repeats_is_not_a_turn_of_its_own(customer):
     assert ticket_conversation(ticket) == [Turn(CUSTOMER, "cancel my order please, it is late")]
 
 
+def test_an_ivr_escalation_suggests_nothing_until_the_customer_writes(
+    agent, customer, faq, settings
+):
+    """The subject of a ticket the IVR opened ("IVR failure: max retries (…)") is the
+    system's words: it was the customer's question of the suggestions (and of drafts).
+    Now the query is empty, the panel says no article matches and no draft is offered;
+    the customer's message, once it arrives, is the question."""
+    from django.template.loader import render_to_string
+
+    from calls.models import Call
+    from calls.services.ivr import escalation_create
+    from knowledge.draft_services import reply_draft_create
+    from knowledge.selectors import ticket_suggestions
+
+    settings.KB_SUGGESTION_MIN_SCORE = 0.0  # any article matched to anything would show
+    call = Call.objects.create(contact_id="ivr-kb-1", customer=customer, customer_phone="+1")
+    ticket = escalation_create(call=call, kind="max_retries", reason="3 failed attempts").ticket
+    assert ticket is not None
+    assert ticket.subject.startswith("IVR failure: max retries")
+
+    assert ticket_conversation(ticket) == []
+    assert ticket_suggestions(ticket) == []
+    request = RequestFactory().get("/")
+    request.user = agent
+    context = suggestions_panel_context(request, ticket)
+    assert context is not None
+    assert context["suggestions"] == []
+    html = render_to_string("knowledge/suggestions_panel.html", context, request=request)
+    assert "No knowledge-base article matches this ticket." in html
+    offer = reply_draft_create(ticket=ticket, user=agent)
+    assert (offer.draft, offer.gate.reason) == (None, "no_question")
+
+    message_add(
+        ticket=ticket,
+        body="Does Kirkwood House have free parking?",
+        direction="inbound",
+        author_customer=customer,
+    )
+    ticket.refresh_from_db()
+    assert ticket_conversation(ticket) == [Turn(CUSTOMER, "Does Kirkwood House have free parking?")]
+    top = ticket_suggestions(ticket)[0]
+    assert top.document_external_id == "kirkwood-house/parking"
+
+
 def test_suggestions_api_builds_its_query_from_the_recent_messages(
     agent_client, faq, hotel_ticket, settings
 ):

@@ -11,6 +11,10 @@ from routing.schemas import ProviderResult, ToolTrace
 from routing.tools import TicketContext
 
 AMBIGUITY_MARGIN = 0.15
+#: The review reason of a ticket with no words of the customer to route on (a ticket the
+#: system opened, e.g. for an IVR failure, before the customer writes: ``routing.context.
+#: ticket_text``): whatever the classifier makes of nothing, a person decides.
+NO_CUSTOMER_TEXT = "no words from the customer to route on"
 #: The review reason of a decision whose confidence no classifier measured: its figure is
 #: then 0, whatever the model said of itself.
 CONFIDENCE_NOT_MEASURED = "confidence not measured"
@@ -107,6 +111,8 @@ def review_reasons(
     threshold = settings.ROUTING_REVIEW_THRESHOLD
     decision = result.decision
     reasons: list[str] = []
+    if not ctx.text.strip():
+        reasons.append(NO_CUSTOMER_TEXT)
     if not result.confidence_measured:
         reasons.append(CONFIDENCE_NOT_MEASURED)
     elif decision.confidence < threshold:

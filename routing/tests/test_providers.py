@@ -93,6 +93,20 @@ def test_out_of_scope_text_needs_review(ctx, monkeypatch):
     assert result.review_reasons == ["unlike any trained intent (in-scope score 0.02)"]
 
 
+@pytest.mark.parametrize("text", ["", "  \n "])
+def test_no_customer_text_needs_review_whatever_the_classifier_says(bitext_router, text):
+    """Nothing from the customer (a ticket the system opened, before they write): the
+    classifier still names a category for nothing, sometimes above the threshold, so the
+    empty text is a review reason of its own; nothing scores a mood."""
+    from routing.providers.base import NO_CUSTOMER_TEXT
+
+    result = providers.decide(ticket_context(bitext_router, text), LocalProvider())
+    assert result.review_reasons[0] == NO_CUSTOMER_TEXT
+    priority = result.trace.last("calculate_priority")
+    assert priority is not None
+    assert priority["sentiment"] == 0.0
+
+
 def test_unknown_team_needs_review(ctx):
     ctx.team_map = {}
     result = providers.decide(ctx, LocalProvider())

@@ -344,3 +344,72 @@ def test_the_router_reads_at_most_the_first_characters_of_a_long_message(
     decision = services.routing_decide(ticket_id=ticket.pk)
     assert decision.intent == "cancel_order"
     assert decision.entities["order_numbers"] == ["123456"]
+
+
+def _ivr_escalation_ticket(customer):
+    """A ticket opened by the real IVR path (``calls.services.ivr.escalation_create``):
+    subject "IVR failure: …", the explanation a system entry, nothing from the caller."""
+    from calls.models import Call
+    from calls.services.ivr import escalation_create
+
+    call = Call.objects.create(contact_id="ivr-routing-1", customer=customer, customer_phone="+1")
+    escalation = escalation_create(call=call, kind="error_branch", reason="Error at Lookup")
+    assert escalation.ticket is not None
+    return escalation.ticket
+
+
+def test_an_ivr_escalation_goes_to_review_with_no_sentiment_from_its_subject(
+    routing_on, teams, customer
+):
+    """The subject "IVR failure: error branch (…)" is the system's words: it was routed
+    as the caller's question and scored -0.72 ("very negative sentiment"). Now nothing of
+    it is read: no customer text, so a person decides, and nothing scores a mood."""
+    from routing.context import ticket_text
+    from routing.providers.base import NO_CUSTOMER_TEXT
+
+    ticket = _ivr_escalation_ticket(customer)
+    assert ticket.subject.startswith("IVR failure: error branch")
+    assert ticket_text(ticket) == ""
+
+    decision = services.routing_decide(ticket_id=ticket.pk)
+
+    assert decision.requires_manual_review is True
+    assert decision.review_reasons[0] == NO_CUSTOMER_TEXT
+    assert decision.applied is False
+    priority = next(c for c in decision.tool_calls if c["name"] == "calculate_priority")
+    assert priority["output"]["sentiment"] == 0.0
+    assert not any("sentiment" in reason for reason in decision.reasons)
+    ticket.refresh_from_db()
+    assert (ticket.needs_review, ticket.team_id) == (True, None)
+
+
+def test_an_ivr_escalation_is_routed_on_the_customers_message_once_one_arrives(
+    routing_on, teams, customer
+):
+    """Only the customer's words: their message, without the system's subject."""
+    from routing.context import ticket_text
+
+    ticket = _ivr_escalation_ticket(customer)
+    ticket_services.message_add(
+        ticket=ticket,
+        body="I want to cancel my order 123456",
+        direction="inbound",
+        author_customer=customer,
+    )
+    assert ticket_text(ticket) == "I want to cancel my order 123456"
+
+    decision = services.routing_decide(ticket_id=ticket.pk, attempt_key="after-message")
+
+    assert (decision.category, decision.team_slug) == ("ORDER", "orders")
+    assert decision.requires_manual_review is False
+
+
+def test_a_ticket_opened_with_only_a_subject_is_still_routed_on_it(routing_on, teams, customer):
+    """A subject-only ticket (an API caller's, an e-mail with no body) is the customer's
+    question: routing reads it as before, also after routing wrote its system entries."""
+    from routing.context import ticket_text
+
+    ticket = _ticket(customer, "I want to cancel my order 123456")
+    services.routing_decide(ticket_id=ticket.pk)
+    assert ticket.messages.filter(kind="system").exists()
+    assert ticket_text(ticket) == "I want to cancel my order 123456"

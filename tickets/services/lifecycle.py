@@ -18,6 +18,7 @@ from support.events import events_record, outbox_rows, relay_after_commit
 from support.parsing import safe_file_name
 from support.safe_urls import http_url
 from tickets.models import (
+    MESSAGE_OPENED_TICKET_KEY,
     NOTHING_TO_FETCH,
     TAG_NAME_MAX_CHARS,
     Attachment,
@@ -273,6 +274,8 @@ def ticket_create(
             kind=MessageKind.SYSTEM,
             body_text=system_note,
             channel=channel,
+            # the marker of a ticket the system opened (its subject is no customer's words)
+            metadata={MESSAGE_OPENED_TICKET_KEY: True},
         )
         rows.append(note)
     events = [ticket_new_event("ticket.created", ticket, subject=ticket.subject, tags=tag_names)]

@@ -39,3 +39,27 @@ def test_the_per_ticket_and_batch_checks_agree_with_the_query(
                 is expected
             )
     assert 0 < len(selected) == len(tickets)  # the supervisor's: all of them
+
+
+@pytest.mark.django_db
+def test_a_ticket_opened_with_a_system_note_is_the_systems_not_one_it_is_merged_into(
+    customer: Any,
+) -> None:
+    """The marker is the system entry a ticket was opened with, on that ticket: a ticket
+    opened with a message, or with only a subject (the customer's words), is not the
+    system's, nor is one that a merge brought such an entry into."""
+    from tickets.selectors import ticket_opened_by_system
+    from tickets.services import ticket_create, ticket_merge, ticket_update
+
+    opened = ticket_create(customer=customer, subject="IVR failure: timeout", system_note="x")
+    written = ticket_create(customer=customer, subject="Refund", body="Where is my refund?")
+    subject_only = ticket_create(customer=customer, subject="Where is my refund?")
+    ticket_update(ticket=subject_only, priority="high")  # a system entry of its own
+    assert subject_only.messages.filter(kind="system").exists()
+
+    assert ticket_opened_by_system(ticket=opened) is True
+    assert ticket_opened_by_system(ticket=written) is False
+    assert ticket_opened_by_system(ticket=subject_only) is False
+    ticket_merge(source=opened, target=written)
+    assert written.messages.filter(metadata__opened_ticket=True).exists()
+    assert ticket_opened_by_system(ticket=written) is False
