@@ -80,11 +80,15 @@
   }
   function unsentRead() {
     var key = unsentKey(), now = Date.now(), list = key ? readJson(key, []) : [];
-    if (!Array.isArray(list)) { return []; }
-    return list.filter(function (m) {
+    if (!Array.isArray(list)) { list = []; }
+    var kept = list.filter(function (m) {
       return m && typeof m.client_id === "string" && typeof m.text === "string" &&
         typeof m.at === "number" && Math.abs(now - m.at) < UNSENT_MAX_AGE_MS;
     }).slice(-UNSENT_MAX);
+    // what is past its day (or malformed) is deleted, not only skipped: the visitor's words
+    // do not stay on the device (a shared computer) after they stop mattering
+    if (key && kept.length !== list.length) { unsentWrite(kept); }
+    return kept;
   }
   function unsentWrite(list) {
     var key = unsentKey();
@@ -314,7 +318,7 @@
       if (data.type === "ack" && data.client_id) { confirmed(data.client_id); }
       if (data.type === "error") {
         if (data.client_id && pending[data.client_id]) {
-          refused(data.client_id, data.message, data.retry === true);
+          refused(data.client_id, data.message, data.retry === true, data.code);
         } else if (!data.client_id) {
           error.textContent = data.message;
         }
@@ -382,6 +386,7 @@
       var retry = el("button", { type: "button", "class": "swc-retry" }, "Retry");
       retry.addEventListener("click", function () {
         if (!pending[cid]) { return; }
+        unsentKeep({ client_id: cid, text: pending[cid].text, at: Date.now() });
         pending[cid].failed = false; pending[cid].tries = 0;
         status(cid, "Sending…", false);
         transmit(cid, false);
@@ -397,10 +402,13 @@
     status(cid, "", false);
     delete pending[cid];
   }
-  function failed(cid, reason) {
+  function failed(cid, reason, refusedForGood) {
     var p = pending[cid];
     clearTimeout(p.timer);
     p.via = null; p.failed = true;
+    // A message the server refused (too long, malformed) is not resent at the next load:
+    // it stays on the page with Retry. One that got no answer is kept and resent.
+    if (refusedForGood) { unsentDrop(cid); }
     status(cid, "Not sent: " + reason, true);
   }
   function later(cid) {
@@ -416,8 +424,10 @@
     p.timer = setTimeout(function () { transmit(cid, false); },
                          Math.min(1000 * Math.pow(2, p.tries), 30000));
   }
-  function refused(cid, reason, retry) {
-    if (retry) { later(cid); } else { failed(cid, reason || "the message was refused."); }
+  function refused(cid, reason, retry, code) {
+    if (retry) { later(cid); return; }
+    // a rate limit passes: such a message is kept for the next load too
+    failed(cid, reason || "the message was refused.", code !== "rate_limited");
   }
   function transmit(cid, overHttp) {
     var p = pending[cid];
@@ -450,7 +460,7 @@
         if (!pending[cid] || pending[cid].via !== "http") { return; }
         if (r.status === 401 && state && state.session) { expired(); return; }
         if (r.status >= 500 || r.status === 408) { later(cid); return; }
-        failed(cid, (j.error && j.error.message) || "the message was refused.");
+        failed(cid, (j.error && j.error.message) || "the message was refused.", r.status !== 429);
       });
     }, function () {
       if (pending[cid] && pending[cid].via === "http") { later(cid); }

@@ -441,3 +441,84 @@ def test_a_message_the_server_could_not_record_is_sent_again(browser: Any, live_
     finally:
         context.close()
     assert refused == [], "Content-Security-Policy violations"
+
+
+UNSENT = "token => localStorage.getItem('support-webchat:' + token + ':unsent:' + " + (
+    "JSON.parse(localStorage.getItem('support-webchat:' + token)).visitor_id)"
+)
+
+
+def test_a_message_refused_for_good_is_not_kept_for_the_next_load(
+    browser: Any, live_asgi: str
+) -> None:
+    """A message the server refuses (malformed, too long) stays on the page with Retry,
+    but is not kept in the browser's storage: it was not resent at every later load."""
+    account = _call(channel_account_upsert, channel="webchat", name="site")
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(frame: str | bytes) -> None:
+            data = json.loads(frame)
+            if data.get("client_id"):  # the visitor's message: refused as the server does
+                ws.send(
+                    json.dumps(
+                        {
+                            "type": "error",
+                            "code": "malformed_payload",
+                            "message": "The message could not be read.",
+                            "client_id": data["client_id"],
+                        }
+                    )
+                )
+            else:
+                server.send(frame)
+
+        ws.on_message(from_page)
+
+    context, page, refused = _chat(browser, live_asgi, account, drop=0, route=route)
+    try:
+        _say(page, "Where is my parcel?")
+        mine = page.locator(".swc-visitor", has_text="my parcel")
+        expect(mine).to_have_class("swc-msg swc-visitor swc-failed", timeout=RESEND_TIMEOUT_MS)
+        expect(mine.locator("button.swc-retry")).to_have_count(1)
+        assert page.evaluate(UNSENT, account.webhook_token) is None
+        page.reload()
+        _load_widget(page, account.webhook_token)
+        page.wait_for_timeout(1000)
+        expect(page.locator(".swc-visitor", has_text="my parcel")).to_have_count(0)
+    finally:
+        context.close()
+    assert refused == [], "Content-Security-Policy violations"
+
+
+def test_a_kept_message_past_its_day_is_deleted_from_the_browser(
+    browser: Any, live_asgi: str
+) -> None:
+    """Unsent messages older than a day are not resent, and not left on the device either
+    (a shared computer): the next load deletes them from storage."""
+    account = _call(channel_account_upsert, channel="webchat", name="site")
+    context, page, refused = _chat(browser, live_asgi, account, drop=0)
+    try:
+        page.evaluate(
+            """token => {
+                const visitor = JSON.parse(localStorage.getItem('support-webchat:' + token))
+                    .visitor_id;
+                localStorage.setItem('support-webchat:' + token + ':unsent:' + visitor,
+                    JSON.stringify([{client_id: 'c-0123456789abcdef01234567',
+                                     text: 'my card number is private',
+                                     at: Date.now() - 2 * 86400000}]));
+            }""",
+            account.webhook_token,
+        )
+        page.reload()
+        _load_widget(page, account.webhook_token)
+        page.wait_for_function(
+            f"() => ({UNSENT})({json.dumps(account.webhook_token)}) === null",
+            timeout=RESEND_TIMEOUT_MS,
+        )
+        expect(page.locator(".swc-visitor", has_text="private")).to_have_count(0)
+        assert not InboundEvent.objects.filter(account=account).exists()
+    finally:
+        context.close()
+    assert refused == [], "Content-Security-Policy violations"
