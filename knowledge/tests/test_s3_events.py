@@ -976,3 +976,36 @@ def test_old_processed_and_superseded_events_are_purged_failed_and_pending_kept(
     assert "knowledge_object_events: 1 dead letter(s) older than 30 days are kept" in caplog.text
     assert raw_events_purge_task.delay().get()["knowledge_object_events"] == 0
 
+
+def test_a_processed_event_is_kept_while_an_earlier_one_of_its_object_is_a_dead_letter(
+    s3_source,
+):
+    """A delete (sequencer 01) failed 5 times (a dead letter); the upload after it (02) was
+    applied. The purge deleted the upload 30 days later, though it was what told the
+    delete it was overtaken: re-driven, the delete was applied and removed the live
+    document. The upload is kept while the dead letter is; once it is settled, it goes."""
+    from datetime import timedelta
+
+    from knowledge.retention import object_events_purge
+    from knowledge.services import object_event_process
+
+    now = timezone_now()
+    old = now - timedelta(days=40)
+    delete, upload = _made("01", "delete"), _made("02")
+    ObjectEvent.objects.filter(pk=delete.pk).update(received_at=old, failed_at=old, attempts=5)
+    ObjectEvent.objects.filter(pk=upload.pk).update(received_at=old, processed_at=old)
+    unrelated = _made("01")  # another object's: nothing earlier of it is kept
+    ObjectEvent.objects.filter(pk=unrelated.pk).update(key="help/b.md", processed_at=old)
+    cutoff = now - timedelta(days=30)
+
+    assert object_events_purge(cutoff, 1000, 10).deleted == 1  # the unrelated one
+    assert ObjectEvent.objects.filter(pk=upload.pk).exists()
+    ObjectEvent.objects.filter(pk=delete.pk).update(failed_at=None, attempts=0)  # re-driven
+    assert object_event_process(delete.pk) is None
+    delete.refresh_from_db()
+    assert (delete.processed_at is not None, delete.job) == (True, None)
+    assert delete.note == (
+        f"superseded by event {upload.pk} (upsert, later by S3's sequencer); not applied"
+    )
+    assert object_events_purge(cutoff, 1000, 10).deleted == 1  # the upload, now
+    assert set(ObjectEvent.objects.values_list("pk", flat=True)) == {delete.pk}
