@@ -785,6 +785,56 @@ def test_events_with_and_without_a_sequencer_do_not_supersede_each_other_in_a_cy
     assert ObjectEvent.objects.get(pk=a.pk).processed_at is None  # to be applied
 
 
+def test_the_migration_backfills_the_sequencer_from_the_stored_notification(
+    db, s3_source, monkeypatch
+):
+    """Events recorded before sequencers were stored have "" though their payload holds
+    S3's: migration 0014 fills it in as the intake reads it (the same value as
+    ``parse_events``), so they are ordered by it, not as the earliest of their object.
+    The reviewer's cycle (A 0300, B recorded without, C 0200) then orders B by its own
+    sequencer."""
+    import importlib
+
+    from django.apps import apps
+
+    from knowledge.services import _object_event_settled
+
+    migration = importlib.import_module("knowledge.migrations.0014_objectevent_sequencer_backfill")
+    parsed = [
+        *parse_events(fixture_json("eventbridge_object_created.json")),
+        *parse_events(fixture_json("eventbridge_object_deleted.json")),
+        *parse_events(fixture_json("s3_notification_put.json")),
+        *parse_events(fixture_json("s3_notification_delete.json")),
+    ]
+    assert all(e.sequencer for e in parsed)
+    for e in parsed:  # as recorded before 0012
+        ObjectEvent.objects.create(
+            event_key=e.event_key, via="http", bucket=e.bucket, key=e.key, payload=e.payload
+        )
+    odd = ObjectEvent.objects.create(
+        event_key="odd", via="http", bucket="b", key="k", payload={"s3": {"object": {}}}
+    )
+    kept = ObjectEvent.objects.create(
+        event_key="kept", via="http", bucket="b", key="k", sequencer="0" * 31 + "1"
+    )
+    a, b, c = _made("0300"), _made(""), _made("0250", "delete")
+    ObjectEvent.objects.filter(pk=b.pk).update(
+        payload={"detail": {"object": {"key": "help/a.md", "sequencer": "0200"}}}
+    )
+    monkeypatch.setattr(migration, "BATCH", 2)  # several batches
+    migration.backfill(apps, None)
+    stored = dict(ObjectEvent.objects.values_list("event_key", "sequencer"))
+    assert {e.event_key: stored[e.event_key] for e in parsed} == {
+        e.event_key: e.sequencer for e in parsed
+    }
+    assert (stored[odd.event_key], stored[kept.event_key]) == ("", "0" * 31 + "1")
+    assert stored[b.event_key] == "0" * 28 + "0200"
+    # B (0200) happened first, then C (0250), then A (0300): A alone is applied
+    for event in (a, b, c):
+        event.refresh_from_db()
+    assert [_object_event_settled(e) for e in (a, b, c)] == [False, True, True]
+
+
 def test_the_later_event_lookup_reads_the_object_index(db):
     """The supersede check runs for every event applied: it reads the object's events
     through ``kb_objectevent_object_seq`` (bucket, key, sequencer), not the table."""
