@@ -260,8 +260,8 @@ class ObjectEvent(models.Model):
     ``OBJECT_EVENT_MAX_ATTEMPTS`` times, then left ``failed_at`` for a supervisor to
     re-drive from the admin. One that a later event of the same object makes moot is
     closed unapplied (``processed_at`` set, ``note`` says by which event). "Later" is by
-    S3's ``sequencer`` when both events carry one (deliveries arrive in any order), else by
-    receipt (``id``).
+    S3's ``sequencer`` (deliveries arrive in any order), then by receipt (``id``); one
+    without a sequencer comes before those with one (``services.object_events_order_q``).
     """
 
     class Action(models.TextChoices):

@@ -1094,31 +1094,35 @@ def object_event_record(
     return event if created else None
 
 
+def object_events_order_q(sequencer: Any, pk: Any, *, before: bool) -> Q:
+    """The events of an object that happened before (``before``) or after the one with
+    this ``sequencer`` and ``pk`` (values, or ``OuterRef``s of a subquery: the purge's).
+
+    One total order, by the pair (sequencer, id): the greater sequencer happened later;
+    equal ones (the same change delivered twice, or two events without one) by receipt
+    (``id``); an event without a sequencer ("": one recorded before they were stored and
+    not backfilled by migration 0014, or one that carried none) comes before every event
+    that has one. A pair compared as a whole is transitive: before 2026-12-06 an event
+    without a sequencer was compared with the others by receipt and the others by
+    sequencer, and with both kinds of one object the order could cycle (A 0300 received,
+    then B without, then C 0200: A before B before C before A), each event closed as
+    superseded by another and none applied."""
+    op = "lt" if before else "gt"
+    return Q(**{f"sequencer__{op}": sequencer}) | Q(sequencer=sequencer, **{f"pk__{op}": pk})
+
+
 def _object_events_later(event: ObjectEvent) -> QuerySet[ObjectEvent]:
-    """The events of ``event``'s object that happened after it: by S3's sequencer when
-    both carry one (deliveries arrive in any order; equal ones, the same change delivered
-    twice, by receipt), else by receipt (``id``). Index ``kb_objectevent_object_seq``."""
+    """The events of ``event``'s object that happened after it (``object_events_order_q``).
+    Index ``kb_objectevent_object_seq``."""
     same = ObjectEvent.objects.filter(bucket=event.bucket, key=event.key)
-    if not event.sequencer:
-        return same.filter(pk__gt=event.pk)
-    return same.filter(
-        Q(sequencer__gt=event.sequencer)
-        | Q(sequencer=event.sequencer, pk__gt=event.pk)
-        | Q(sequencer="", pk__gt=event.pk)
-    )
+    return same.filter(object_events_order_q(event.sequencer, event.pk, before=False))
 
 
 def _object_events_earlier(event: ObjectEvent) -> QuerySet[ObjectEvent]:
     """The events of ``event``'s object that happened before it (the converse of
     ``_object_events_later``)."""
     same = ObjectEvent.objects.filter(bucket=event.bucket, key=event.key)
-    if not event.sequencer:
-        return same.filter(pk__lt=event.pk)
-    return same.filter(
-        Q(sequencer__lt=event.sequencer, sequencer__gt="")
-        | Q(sequencer=event.sequencer, pk__lt=event.pk)
-        | Q(sequencer="", pk__lt=event.pk)
-    )
+    return same.filter(object_events_order_q(event.sequencer, event.pk, before=True))
 
 
 def object_event_process(
@@ -1132,11 +1136,11 @@ def object_event_process(
     Idempotent: a processed event returns at once, and a source applied again is
     unchanged.
 
-    Events of one object apply in the order they happened (S3's sequencer when both carry
-    one, else the order received: ``_object_events_later``): an event is applied by
-    reading the object as it is now (or deleting it), so the latest event of an object
-    decides what the knowledge base holds. An event still unprocessed when a later one of
-    the same object exists (applied, or to be applied) is closed unapplied
+    Events of one object apply in the order they happened (S3's sequencer, then the order
+    received; one without a sequencer before those with one: ``object_events_order_q``):
+    an event is applied by reading the object as it is now (or deleting it), so the latest
+    event of an object decides what the knowledge base holds. An event still unprocessed
+    when a later one of the same object exists (applied, or to be applied) is closed unapplied
     (``object_event_supersede``), never applied after it: a lost ``delete`` re-driven
     after a later upload would remove the new document, an old upload delivered after a
     later delete would bring the document back. So is one received before a sync of its
@@ -1228,7 +1232,12 @@ def object_event_supersede(event: ObjectEvent, *, by: ObjectEvent) -> bool:
     """Close ``event`` unapplied because ``by``, a later event of the same object, decides
     what the knowledge base holds of it (applied, or to be applied: it is swept and
     re-driven on its own). False when it was processed meanwhile."""
-    order = "later by S3's sequencer" if event.sequencer and by.sequencer else "received later"
+    if event.sequencer and by.sequencer:
+        order = "later by S3's sequencer"
+    elif by.sequencer:
+        order = "carries S3's sequencer, this one none"
+    else:
+        order = "received later"
     note = f"superseded by event {by.pk} ({by.action}, {order}); not applied"
     return object_event_close(event, note=note)
 

@@ -720,23 +720,33 @@ def test_an_old_upload_delivered_after_a_later_delete_does_not_bring_the_documen
     assert IngestionJob.objects.filter(kind="event").count() == 1  # the delete's
 
 
-def test_an_event_without_a_sequencer_is_ordered_by_receipt(db):
-    """An event that carries no sequencer (or one recorded before they were stored) is
-    compared with the others of its object by the order received."""
+def _made(sequencer: str, action: str = "upsert") -> ObjectEvent:
     from knowledge.s3events import sequencer_normalize
+
+    return ObjectEvent.objects.create(
+        event_key=f"k{ObjectEvent.objects.count()}",
+        via="http",
+        bucket="kb-docs",
+        key="help/a.md",
+        action=action,
+        sequencer=sequencer_normalize(sequencer),
+    )
+
+
+def test_events_without_a_sequencer_come_first_then_by_receipt(db):
+    """One total order by (sequencer, receipt): an event without a sequencer (one recorded
+    before they were stored, or that carried none) comes before every event with one;
+    those without one, like equal ones, by the order received. Before 2026-12-06 one
+    without was compared with each other event by receipt, and the order cycled (below)."""
     from knowledge.services import _object_events_earlier, _object_events_later
 
-    def made(sequencer: str) -> ObjectEvent:
-        return ObjectEvent.objects.create(
-            event_key=f"k{ObjectEvent.objects.count()}",
-            via="http",
-            bucket="kb-docs",
-            key="help/a.md",
-            action="upsert",
-            sequencer=sequencer_normalize(sequencer),
-        )
-
-    newest, older, none, oldest = made("0300"), made("0200"), made(""), made("01")
+    newest, older, none, oldest, none2 = (
+        _made("0300"),
+        _made("0200"),
+        _made(""),
+        _made("01"),
+        _made(""),
+    )
     other = ObjectEvent.objects.create(event_key="o", via="http", bucket="kb-docs", key="b.md")
 
     def later(event: ObjectEvent) -> set[int]:
@@ -746,13 +756,83 @@ def test_an_event_without_a_sequencer_is_ordered_by_receipt(db):
         return set(_object_events_earlier(event).values_list("pk", flat=True))
 
     assert later(oldest) == {older.pk, newest.pk}  # by sequencer, though received last
-    assert later(older) == {newest.pk, none.pk}  # "none" by receipt
-    assert later(newest) == {none.pk}
-    assert later(none) == {oldest.pk}
-    assert earlier(newest) == {older.pk, oldest.pk}
-    assert earlier(none) == {newest.pk, older.pk}
-    assert earlier(oldest) == {none.pk}
-    assert other.pk not in later(oldest) | earlier(newest)
+    assert later(older) == {newest.pk}
+    assert later(newest) == set()
+    assert later(none) == {none2.pk, oldest.pk, older.pk, newest.pk}
+    assert later(none2) == {oldest.pk, older.pk, newest.pk}
+    assert earlier(newest) == {older.pk, oldest.pk, none.pk, none2.pk}
+    assert earlier(none) == set()
+    assert earlier(none2) == {none.pk}
+    assert earlier(oldest) == {none.pk, none2.pk}
+    assert other.pk not in later(none) | earlier(newest)
+
+
+def test_events_with_and_without_a_sequencer_do_not_supersede_each_other_in_a_cycle(db, s3_source):
+    """A (sequencer 0300) received, then B without one (recorded by the code before
+    2026-12-06 during the deploy), then C (0200: happened before A). Compared by receipt
+    when one lacked a sequencer, A was before B, B before C and C before A: each was closed
+    as superseded by another, none applied. Now A, the latest change, is the one applied."""
+    from knowledge.services import _object_event_settled
+
+    a, b, c = _made("0300"), _made(""), _made("0200", "delete")
+    assert [_object_event_settled(e) for e in (a, b, c)] == [False, True, True]
+    b.refresh_from_db()
+    c.refresh_from_db()
+    assert c.note == f"superseded by event {a.pk} (upsert, later by S3's sequencer); not applied"
+    assert b.note == (
+        f"superseded by event {c.pk} (delete, carries S3's sequencer, this one none); not applied"
+    )
+    assert ObjectEvent.objects.get(pk=a.pk).processed_at is None  # to be applied
+
+
+def test_the_migration_backfills_the_sequencer_from_the_stored_notification(
+    db, s3_source, monkeypatch
+):
+    """Events recorded before sequencers were stored have "" though their payload holds
+    S3's: migration 0014 fills it in as the intake reads it (the same value as
+    ``parse_events``), so they are ordered by it, not as the earliest of their object.
+    The reviewer's cycle (A 0300, B recorded without, C 0200) then orders B by its own
+    sequencer."""
+    import importlib
+
+    from django.apps import apps
+
+    from knowledge.services import _object_event_settled
+
+    migration = importlib.import_module("knowledge.migrations.0014_objectevent_sequencer_backfill")
+    parsed = [
+        *parse_events(fixture_json("eventbridge_object_created.json")),
+        *parse_events(fixture_json("eventbridge_object_deleted.json")),
+        *parse_events(fixture_json("s3_notification_put.json")),
+        *parse_events(fixture_json("s3_notification_delete.json")),
+    ]
+    assert all(e.sequencer for e in parsed)
+    for e in parsed:  # as recorded before 0012
+        ObjectEvent.objects.create(
+            event_key=e.event_key, via="http", bucket=e.bucket, key=e.key, payload=e.payload
+        )
+    odd = ObjectEvent.objects.create(
+        event_key="odd", via="http", bucket="b", key="k", payload={"s3": {"object": {}}}
+    )
+    kept = ObjectEvent.objects.create(
+        event_key="kept", via="http", bucket="b", key="k", sequencer="0" * 31 + "1"
+    )
+    a, b, c = _made("0300"), _made(""), _made("0250", "delete")
+    ObjectEvent.objects.filter(pk=b.pk).update(
+        payload={"detail": {"object": {"key": "help/a.md", "sequencer": "0200"}}}
+    )
+    monkeypatch.setattr(migration, "BATCH", 2)  # several batches
+    migration.backfill(apps, None)
+    stored = dict(ObjectEvent.objects.values_list("event_key", "sequencer"))
+    assert {e.event_key: stored[e.event_key] for e in parsed} == {
+        e.event_key: e.sequencer for e in parsed
+    }
+    assert (stored[odd.event_key], stored[kept.event_key]) == ("", "0" * 31 + "1")
+    assert stored[b.event_key] == "0" * 28 + "0200"
+    # B (0200) happened first, then C (0250), then A (0300): A alone is applied
+    for event in (a, b, c):
+        event.refresh_from_db()
+    assert [_object_event_settled(e) for e in (a, b, c)] == [False, True, True]
 
 
 def test_the_later_event_lookup_reads_the_object_index(db):
@@ -945,3 +1025,37 @@ def test_old_processed_and_superseded_events_are_purged_failed_and_pending_kept(
     }
     assert "knowledge_object_events: 1 dead letter(s) older than 30 days are kept" in caplog.text
     assert raw_events_purge_task.delay().get()["knowledge_object_events"] == 0
+
+
+def test_a_processed_event_is_kept_while_an_earlier_one_of_its_object_is_a_dead_letter(
+    s3_source,
+):
+    """A delete (sequencer 01) failed 5 times (a dead letter); the upload after it (02) was
+    applied. The purge deleted the upload 30 days later, though it was what told the
+    delete it was overtaken: re-driven, the delete was applied and removed the live
+    document. The upload is kept while the dead letter is; once it is settled, it goes."""
+    from datetime import timedelta
+
+    from knowledge.retention import object_events_purge
+    from knowledge.services import object_event_process
+
+    now = timezone_now()
+    old = now - timedelta(days=40)
+    delete, upload = _made("01", "delete"), _made("02")
+    ObjectEvent.objects.filter(pk=delete.pk).update(received_at=old, failed_at=old, attempts=5)
+    ObjectEvent.objects.filter(pk=upload.pk).update(received_at=old, processed_at=old)
+    unrelated = _made("01")  # another object's: nothing earlier of it is kept
+    ObjectEvent.objects.filter(pk=unrelated.pk).update(key="help/b.md", processed_at=old)
+    cutoff = now - timedelta(days=30)
+
+    assert object_events_purge(cutoff, 1000, 10).deleted == 1  # the unrelated one
+    assert ObjectEvent.objects.filter(pk=upload.pk).exists()
+    ObjectEvent.objects.filter(pk=delete.pk).update(failed_at=None, attempts=0)  # re-driven
+    assert object_event_process(delete.pk) is None
+    delete.refresh_from_db()
+    assert (delete.processed_at is not None, delete.job) == (True, None)
+    assert delete.note == (
+        f"superseded by event {upload.pk} (upsert, later by S3's sequencer); not applied"
+    )
+    assert object_events_purge(cutoff, 1000, 10).deleted == 1  # the upload, now
+    assert set(ObjectEvent.objects.values_list("pk", flat=True)) == {delete.pk}
