@@ -28,7 +28,7 @@ the time spent caching and per epoch.
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 import time
 from pathlib import Path
 
@@ -38,12 +38,9 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-
-def load(path: Path) -> tuple[list[str], list[str]]:
-    with path.open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [r["text"] for r in rows], [r.get("label", "") for r in rows]
+from bench.router_oos_finetune import load, training_loss  # noqa: E402
 
 
 def holdout(y: list[str], fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -221,14 +218,7 @@ def main() -> None:
         for idx, h, m in chunks:
             width = int(m.sum(1).max())
             emb = F.normalize(pooled(h[:, :width], m[:, :width]), dim=-1)
-            yb = y[idx]
-            ce = F.cross_entropy(head(emb) * 20, yb)
-            eye = torch.eye(len(idx))
-            same = (yb[:, None] == yb[None, :]).float() - eye
-            sim = emb @ emb.T / 0.1
-            log_p = sim - torch.logsumexp(sim.masked_fill(eye.bool(), -1e9), 1, keepdim=True)
-            supcon = -(same * log_p).sum(1) / same.sum(1).clamp(min=1)
-            loss = ce + supcon.mean()
+            loss = training_loss(head, emb, y[idx])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -54,6 +54,18 @@ def flagged_at(in_scope: np.ndarray, out: np.ndarray, share: float = 0.10) -> tu
     return round(float(auc), 3), round(float((out > threshold).mean()), 3)
 
 
+def training_loss(head, emb, yb, temperature: float = 0.1):
+    """Cross-entropy of a classification head plus the supervised contrastive loss over
+    the batch's normalised embeddings ``emb`` (rows of one label pulled together)."""
+    ce = F.cross_entropy(head(emb) * 20, yb)
+    eye = torch.eye(len(yb))
+    same = (yb[:, None] == yb[None, :]).float() - eye
+    sim = emb @ emb.T / temperature
+    log_p = sim - torch.logsumexp(sim.masked_fill(eye.bool(), -1e9), 1, keepdim=True)
+    supcon = -(same * log_p).sum(1) / same.sum(1).clamp(min=1)
+    return ce + supcon.mean()
+
+
 def report(tag, labels, train_y, test_y, train, test, oos) -> None:
     index = {label: i for i, label in enumerate(labels)}
     y = np.array([index[label] for label in train_y])
@@ -117,14 +129,7 @@ def main() -> None:
             batch = order[start : start + 32]
             features = model.tokenize([train_x[i] for i in batch])
             emb = F.normalize(model(features)["sentence_embedding"], dim=-1)
-            yb = y[batch]
-            ce = F.cross_entropy(head(emb) * 20, yb)
-            eye = torch.eye(len(batch))
-            same = (yb[:, None] == yb[None, :]).float() - eye
-            sim = emb @ emb.T / 0.1
-            log_p = sim - torch.logsumexp(sim.masked_fill(eye.bool(), -1e9), 1, keepdim=True)
-            supcon = -(same * log_p).sum(1) / same.sum(1).clamp(min=1)
-            loss = ce + supcon.mean()
+            loss = training_loss(head, emb, y[batch])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
