@@ -6,7 +6,9 @@ agent replies arrive from the outbound delivery as ``webchat.message``.
 Close codes: 4401 for a missing or expired session (at connect, or when it expires while
 the socket is open: the next message gets a ``session_expired`` error frame, then the
 close), 4403 for a forged session or another widget's, 4429 for an address past
-``WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE`` connects a minute. Each session may send
+``WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE`` connects a minute, 1013 ("try again later")
+when the database cannot be reached at connect (the widget polls and reconnects later).
+Each session may send
 ``WEBCHAT_WS_MESSAGES_PER_MINUTE`` messages a minute and each address
 ``WEBCHAT_MESSAGES_PER_IP_PER_MINUTE`` (over HTTP too); over that a message is refused with
 a ``rate_limited`` error frame (``retry_after`` seconds) and the socket stays open.
@@ -107,6 +109,11 @@ def _receive(account: Any, session: str, content: dict[str, Any]) -> dict[str, A
     return {"type": "ack", "client_id": client_id, "duplicate": not created}
 
 
+#: The websocket close code "try again later" (RFC 6455 registry): the server cannot serve
+#: the socket now (its database is away).
+TRY_AGAIN_LATER = 1013
+
+
 def _scope_ip(scope: dict[str, Any]) -> str:
     """The client's address as the HTTP limits take it (``TRUSTED_PROXY_*``)."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -130,7 +137,18 @@ class WebchatConsumer(JsonConsumer):
         token = self.scope["url_route"]["kwargs"]["token"]
         query = parse_qs(self.scope.get("query_string", b"").decode())
         self.session = query.get("session", [""])[0]
-        opened = await _open(token, self.session)
+        try:
+            opened = await _open(token, self.session)
+        except DatabaseError as exc:
+            # The database is away (down, restarting): 1013 "try again later", logged
+            # without the database's message (it may quote a row); the widget polls and
+            # opens a new socket later. It was an unhandled exception (a traceback per
+            # connect while the database was down) closing the socket all the same.
+            logger.warning(
+                "Web chat socket refused at connect: database error %s", type(exc).__name__
+            )
+            await self.close(code=TRY_AGAIN_LATER)
+            return
         if isinstance(opened, int):
             await self.close(code=opened)
             return

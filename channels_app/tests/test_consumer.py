@@ -360,3 +360,24 @@ async def test_a_refused_message_names_its_client_id() -> None:
         "client_id": "client-bad-1",
     }
     await communicator.disconnect()
+
+
+async def test_a_database_error_at_connect_closes_with_try_again_later(caplog: Any) -> None:
+    """The database away when a visitor's socket connects: the socket is closed with 1013
+    ("try again later": the widget polls and reconnects later), logged in one line without
+    the database's message; it was an unhandled exception out of the consumer."""
+    from django.db import OperationalError
+
+    from channels_app import consumers
+
+    account: Any = await database_sync_to_async(make_account)("webchat")
+    issued = session_issue(account, name="Vera", email="vera@example.com")
+    communicator = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/?session={issued['session']}",
+    )
+    down = OperationalError("terminating connection: row (my secret order 1234)")
+    with mock.patch.object(consumers, "_open", side_effect=down):
+        assert await communicator.connect() == (False, 1013)
+    assert "secret" not in caplog.text
+    assert "database error OperationalError" in caplog.text
