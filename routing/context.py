@@ -101,20 +101,23 @@ def _history(ticket: Ticket) -> list[PastTicket]:
         .exclude(pk=ticket.pk)
         .order_by("-created_at")[:HISTORY_LIMIT]
     )
-    categories = dict(
-        RoutingDecision.objects.filter(ticket__in=past)
+    # each past ticket's latest decision (the later rows overwrite the earlier)
+    latest = {
+        ticket_id: (category, review)
+        for ticket_id, category, review in RoutingDecision.objects.filter(ticket__in=past)
         .order_by("ticket_id", "created_at")
-        .values_list("ticket_id", "category")
-    )
+        .values_list("ticket_id", "category", "requires_manual_review")
+    }
     return [
         PastTicket(
             number=p.number,
             subject=p.subject,
             status=p.status,
             priority=p.priority,
-            category=categories.get(p.pk, ""),
+            category=latest.get(p.pk, ("", False))[0],
             escalated=p.priority == "urgent",
             age_days=(now - p.created_at).total_seconds() / 86400,
+            manual_review=latest.get(p.pk, ("", False))[1],
         )
         for p in past
     ]

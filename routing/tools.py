@@ -39,6 +39,8 @@ class PastTicket:
     category: str
     escalated: bool
     age_days: float
+    # its latest routing decision was held for a person (seed 004's escalation_history)
+    manual_review: bool = False
 
 
 @dataclass(frozen=True)
@@ -428,5 +430,6 @@ def get_historical_context(history: list[PastTicket]) -> dict[str, Any]:
         "open_tickets": sum(1 for p in history if p.status in ("new", "open", "pending")),
         "common_issues": [c for c, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:3]],
         "past_escalations": sum(1 for p in history if p.escalated),
-        "escalation_history": any(p.escalated for p in history),  # seed 004's name
+        # seed 004's: any(t.get('requires_manual_review') for t in tickets)
+        "escalation_history": any(p.manual_review for p in history),
     }

@@ -213,14 +213,15 @@ def test_get_historical_context():
     history = [
         PastTicket("T-000001", "Refund?", "open", "normal", "REFUND", False, 1.0),
         PastTicket("T-000002", "Refund again", "resolved", "urgent", "REFUND", True, 3.0),
-        PastTicket("T-000003", "Login", "closed", "normal", "ACCOUNT", False, 30.0),
+        PastTicket("T-000003", "Login", "closed", "normal", "ACCOUNT", False, 30.0, True),
     ]
     out = tools.get_historical_context(history)
     assert out["tickets_last_7_days"] == 2
     assert out["open_tickets"] == 1
     assert out["common_issues"] == ["REFUND", "ACCOUNT"]
     assert out["past_escalations"] == 1
-    assert out["escalation_history"] is True  # seed 004's name
-    assert tools.get_historical_context(history[:1])["escalation_history"] is False
+    # seed 004's: whether an earlier routing was held for a person (not urgency)
+    assert out["escalation_history"] is True
+    assert tools.get_historical_context(history[:2])["escalation_history"] is False
     assert [t["number"] for t in out["recent_tickets"]] == ["T-000001", "T-000002", "T-000003"]
     assert tools.get_historical_context([])["tickets_last_7_days"] == 0

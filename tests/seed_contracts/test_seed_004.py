@@ -512,3 +512,36 @@ def test_the_routing_row_shows_an_agent_no_count_of_tickets_it_may_not_see(
     assert history(mine)["recent_tickets"] == []
     assert "recent ticket" not in str(mine)
     assert isinstance(mine["reasoning"], str)
+
+
+def test_escalation_history_is_whether_an_earlier_routing_needed_a_person(
+    customer: Customer, settings: Any
+) -> None:
+    """Seed 004's ``get_historical_context``: ``'escalation_history': any(
+    t.get('requires_manual_review') for t in tickets)``, over the customer's earlier
+    routing decisions. Before, it was whether an earlier ticket was urgent: a customer
+    whose every earlier ticket went to human review read ``false``. (The project's own
+    ``past_escalations`` still counts the urgent ones.)"""
+    settings.ROUTING_ENABLED = True
+    settings.AI_PROVIDER = "local"
+    earlier = ticket_services.ticket_create(
+        customer=customer, subject="Refund", body="Charged twice, please refund"
+    )
+    routing_decide(ticket_id=earlier.pk)
+    RoutingDecision.objects.filter(ticket=earlier).update(requires_manual_review=True)
+    ticket = ticket_services.ticket_create(
+        customer=customer, subject="Where is my package", body="track my order please"
+    )
+
+    def history(decision: RoutingDecision) -> dict[str, Any]:
+        [call] = [c for c in decision.tool_calls if c["name"] == "get_historical_context"]
+        return call["output"]  # type: ignore[no-any-return]
+
+    out = history(routing_decide(ticket_id=ticket.pk))
+    assert (out["escalation_history"], out["past_escalations"]) == (True, 0)
+    # an urgent earlier ticket whose routing needed no person: counted, not the seed's flag
+    RoutingDecision.objects.update(requires_manual_review=False)
+    Ticket.objects.filter(pk=earlier.pk).update(priority="urgent")
+    third = ticket_services.ticket_create(customer=customer, subject="Hello", body="a question")
+    out = history(routing_decide(ticket_id=third.pk))
+    assert (out["escalation_history"], out["past_escalations"]) == (False, 1)
