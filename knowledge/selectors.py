@@ -88,12 +88,17 @@ def ticket_conversation(ticket: Any) -> list[Turn]:
     subject of a ticket the system opened (``ticket_opened_by_system``: an IVR failure's
     "IVR failure: max retries (…)") is the system's words, not the customer's: left out,
     so until the customer writes there is no question to suggest articles for."""
-    from tickets.selectors import message_list, ticket_opened_by_system
+    from tickets.selectors import message_list, message_opened_ticket
 
+    # Public entries and system ones in one read: the system entry a ticket was opened
+    # with says whether its subject is the system's (no query of its own: the ticket page
+    # reads this for its suggestions).
+    listed = [m for m in message_list(ticket=ticket) if m.kind in ("public", "system")]
+    opened_by_system = any(message_opened_ticket(message=m, ticket=ticket) for m in listed)
     messages = [
         m
-        for m in message_list(ticket=ticket, include_internal=False)
-        if m.body_text.strip() and m.direction in ("inbound", "outbound")
+        for m in listed
+        if m.kind == "public" and m.body_text.strip() and m.direction in ("inbound", "outbound")
     ]
     recent = messages[-int(settings.KB_CONTEXT_TURNS) :] if messages else []
     turns = [
@@ -103,7 +108,7 @@ def ticket_conversation(ticket: Any) -> list[Turn]:
         )
         for m in recent
     ]
-    subject = "" if ticket_opened_by_system(ticket=ticket) else (ticket.subject or "").strip()
+    subject = "" if opened_by_system else (ticket.subject or "").strip()
     if subject and folded(subject) not in folded(turns[0].text if turns else ""):
         turns.insert(0, Turn(CUSTOMER, subject[:MAX_TURN_CHARS]))
     return turns

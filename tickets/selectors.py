@@ -204,6 +204,20 @@ def ticket_opened_by_system(*, ticket: Ticket) -> bool:
     )
 
 
+def message_opened_ticket(*, message: Message, ticket: Ticket) -> bool:
+    """Whether ``message``, already loaded, is the system entry ``ticket`` was opened with
+    (the rule of :func:`ticket_opened_by_system`, for callers that list the messages
+    anyway and would otherwise spend a query on it)."""
+    metadata = message.metadata or {}
+    if message.kind != MessageKind.SYSTEM or metadata.get(MESSAGE_OPENED_TICKET_KEY) is not True:
+        return False
+    try:
+        written_on = int(metadata.get(MESSAGE_WRITTEN_ON_KEY, message.ticket_id))
+    except (TypeError, ValueError):
+        return False
+    return written_on == ticket.pk
+
+
 def ticket_last_agent_reply(*, ticket: Ticket) -> Message | None:
     """The last public reply an agent wrote on ``ticket`` (a merge that moved it away
     keeps it the ticket's; one that brought another ticket's in does not make it so): what
