@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
-from typing import Any
 
 from django.db.models import Count
 from django.test import Client
@@ -12,7 +10,7 @@ from django.utils import timezone
 
 from channels_app import services as channel_services
 from channels_app.models import ChannelAccount, InboundEvent, InboundStatus
-from channels_app.tests.conftest import TEST_SECRET, wa_body
+from channels_app.tests.conftest import post_signed, wa_body
 from tickets.models import Customer, Message, Ticket
 
 WA_PHONE_ID = "106540352242922"  # make_account("whatsapp")'s external id
@@ -22,24 +20,13 @@ def sender(n: int) -> str:
     return f"3460000{n:04d}"
 
 
-def post_whatsapp(client: Client, account: ChannelAccount, body: bytes) -> Any:
-    signature = "sha256=" + hmac.new(TEST_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return client.generic(
-        "POST",
-        account.webhook_path,
-        data=body,
-        content_type="application/json",
-        HTTP_X_HUB_SIGNATURE_256=signature,
-    )
-
-
 def whatsapp_tickets(account: ChannelAccount, count: int) -> list[Ticket]:
     """``count`` WhatsApp conversations (one inbound message each), processed in this
     process: replies to them are inside the 24-hour window."""
     client = Client()
     for n in range(count):
         body = wa_body(sender(n), f"wamid.in-{n:04d}", f"question {n}")
-        assert post_whatsapp(client, account, body).status_code == 200
+        assert post_signed(client, account, body).status_code == 200
     while channel_services.inbound_events_drain(account_id=account.pk).taken:
         pass
     tickets = list(Ticket.objects.order_by("pk"))
