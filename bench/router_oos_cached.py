@@ -40,7 +40,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.router_oos_finetune import load, training_loss  # noqa: E402
+from bench.router_oos_finetune import load_split, training_loss  # noqa: E402
 
 
 def holdout(y: list[str], fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -151,10 +151,7 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     torch.set_num_threads(2)
-    folder = ROOT / ".devdata" / "router_oos" / args.data / f"seed{args.seed}"
-    all_x, all_y = load(folder / "train.csv")
-    test_x, _ = load(folder / "test.csv")
-    oos_x, _ = load(folder / "oos.csv")
+    (all_x, all_y), (test_x, _), (oos_x, _) = load_split(args.data, args.seed)
     held = holdout(all_y, 0.10, rng)
     keep = np.setdiff1d(np.arange(len(all_x)), held)
     train_x = [all_x[i] for i in keep]

