@@ -963,7 +963,8 @@ CELERY_BEAT_SCHEDULE["sla-check"] = {"task": "tickets.tasks.sla_check_task", "sc
 # carries the request id, user id, ticket id and correlation id where known.
 LOG_FORMAT = env.get_str("LOG_FORMAT", "json" if IS_PROD else "plain").lower()
 LOG_LEVEL = env.get_str("LOG_LEVEL", "INFO")
-# Take X-Request-ID from the incoming request (set by the load balancer) when well-formed.
+# Take X-Request-ID from the incoming request when well-formed: only behind a proxy of
+# ours that overwrites the header (an ALB does not set it), hence off in production.
 LOG_TRUST_REQUEST_ID = env.get_bool("LOG_TRUST_REQUEST_ID", default=not IS_PROD)
 LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
 # The worker keeps this configuration (and its JSON lines) instead of Celery's own.
