@@ -16,6 +16,34 @@ def on_ticket_created(event: Any) -> None:
         subscriber_task_enqueue(route_ticket_task, int(event.payload["ticket_id"]))
 
 
+def on_messages_created(events: list[Any]) -> None:
+    """A customer's message on a ticket whose latest decision went to review for want of
+    the customer's words (a ticket the system opened: an IVR failure) routes it again on
+    those words: a task per such message (one query a relay batch finds the tickets; the
+    task checks the rest, that the message is the customer's first with words among
+    them, and is idempotent per ticket: ``routing.services.routing_customer_text_decide``)."""
+    from django.conf import settings
+
+    from routing.selectors import tickets_awaiting_customer_text
+    from routing.tasks import routing_customer_text_decide_task
+    from support.events import subscriber_task_enqueue
+
+    if not settings.ROUTING_ENABLED:
+        return
+    messages = [
+        (int(event.payload["ticket_id"]), int(event.payload["message_id"]))
+        for event in events
+        if event.payload.get("direction") == "inbound"
+        and event.payload.get("kind", "public") == "public"
+    ]
+    if not messages:
+        return
+    wanted = set(tickets_awaiting_customer_text(ticket_ids=[t for t, _ in messages]))
+    for ticket_id, message_id in messages:
+        if ticket_id in wanted:
+            subscriber_task_enqueue(routing_customer_text_decide_task, ticket_id, message_id)
+
+
 class RoutingConfig(AppConfig):
     name = "routing"
     verbose_name = "Routing"
@@ -35,10 +63,11 @@ class RoutingConfig(AppConfig):
 
         target_kind_register(ticketing_sync_target_kind())
         target_kind_register(status_poll_target_kind())
-        from support.events import subscribe
+        from support.events import subscribe, subscribe_batch
         from tickets.context.privacy import register_erasure_hook
 
         subscribe("ticket.created", on_ticket_created)
+        subscribe_batch("message.created", on_messages_created)
         register_erasure_hook("routing", routing_erase)
         register()
         from routing.metrics import routing_metrics

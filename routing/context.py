@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from routing.classifier import TextRouter, routed_text
@@ -13,11 +14,21 @@ from routing.customer_db import customer_lookup
 from routing.models import CategoryTeam, Outage, RoutingDecision, ServiceStatus
 from routing.tools import CustomerInfo, PastTicket, ServiceInfo, TicketContext
 from tickets.context.privacy import customer_redaction_names
-from tickets.models import Direction, Team, Ticket
+from tickets.models import Direction, Message, Team, Ticket
 from tickets.selectors import ticket_opened_by_system
 
 HISTORY_DAYS = 90
 HISTORY_LIMIT = 20
+
+
+def customer_messages(ticket: Ticket, *, with_words: bool = False) -> QuerySet[Message]:
+    """The customer's messages on ``ticket``, first first (``with_words``: those whose
+    text is not blank, not a photo alone): the first is the one routing reads
+    (:func:`ticket_text`)."""
+    messages = ticket.messages.filter(direction=Direction.INBOUND, kind="public")
+    if with_words:
+        messages = messages.filter(body_text__regex=r"\S")
+    return messages.order_by("created_at", "id")
 
 
 def ticket_text(ticket: Ticket) -> str:
@@ -27,16 +38,15 @@ def ticket_text(ticket: Ticket) -> str:
     A ticket the system opened (``tickets.selectors.ticket_opened_by_system``: an IVR
     failure's "IVR failure: max retries (…)") has a subject of the system's words, which
     is no customer's question or mood: only the customer's message counts, and before one
-    arrives the text is empty (the decision goes to review, ``NO_CUSTOMER_TEXT``)."""
-    first = (
-        ticket.messages.filter(direction=Direction.INBOUND, kind="public")
-        .order_by("created_at", "id")
-        .values_list("body_text", flat=True)
-        .first()
-    )
-    body = (first or "").strip()
+    arrives the text is empty (the decision goes to review, ``NO_CUSTOMER_TEXT``). There,
+    the customer's first message *with words* is read (a photo sent alone is not the
+    question): the one that routes such a ticket again (``routing.services.
+    routing_customer_text_decide``)."""
     if ticket_opened_by_system(ticket=ticket):
-        return routed_text(body)
+        words = customer_messages(ticket, with_words=True).values_list("body_text", flat=True)
+        return routed_text((words.first() or "").strip())
+    first = customer_messages(ticket).values_list("body_text", flat=True).first()
+    body = (first or "").strip()
     subject = ticket.subject.strip()
     if body.lower().startswith(subject.lower()):
         return routed_text(body)

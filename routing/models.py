@@ -120,6 +120,13 @@ class SyncStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+#: The attempt key of the decision made again on the customer's first message, on a
+#: ticket the system opened (an IVR failure) whose first decision went to review for want
+#: of the customer's words (``routing.services.routing_customer_text_decide``). One per
+#: ticket, as every attempt key.
+CUSTOMER_TEXT_ATTEMPT = "customer-text"
+
+
 class RoutingDecision(models.Model):
     """One routing decision for a ticket (seed 004's table). One per ticket and attempt key."""
 

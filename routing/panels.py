@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from routing import selectors
+from routing.models import CUSTOMER_TEXT_ATTEMPT
 from routing.providers.base import CONFIDENCE_NOT_MEASURED
 from routing.reasons import review_reasons_words
 from tickets.models import Priority, Team, Ticket
@@ -24,6 +25,8 @@ def panel_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None
         # the decision's confidence is the classifier's calibrated one unless none was had
         "confidence_measured": decision is not None
         and CONFIDENCE_NOT_MEASURED not in decision.review_reasons,
+        # made again on the customer's first message (the first decision had no words)
+        "on_customer_text": decision is not None and decision.attempt_key == CUSTOMER_TEXT_ATTEMPT,
         "ticket": ticket,
         "teams": list(Team.objects.values_list("slug", "name")),
         "priorities": Priority.choices,  # (value, label): "High", not "high"

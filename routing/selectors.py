@@ -12,6 +12,7 @@ from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from routing.models import (
+    CUSTOMER_TEXT_ATTEMPT,
     FeedbackVerdict,
     RouterModel,
     RoutingDecision,
@@ -290,6 +291,32 @@ def _masked(text: str, hidden: list[dict[str, Any]]) -> str:
             if len(value) >= 4:
                 text = re.sub(re.escape(value), HIDDEN_TICKET, text, flags=re.IGNORECASE)
     return text
+
+
+def tickets_awaiting_customer_text(*, ticket_ids: list[int]) -> list[int]:
+    """Of ``ticket_ids``, those with a decision held for review for want of the
+    customer's words (``NO_CUSTOMER_TEXT``) and none made again on them yet
+    (``services.CUSTOMER_TEXT_ATTEMPT``): the candidates a customer's message may route
+    again (the message.created subscriber's filter; the service checks the rest). One
+    query."""
+    from routing.providers.base import NO_CUSTOMER_TEXT
+
+    return sorted(
+        RoutingDecision.objects.filter(
+            ticket_id__in=ticket_ids,
+            requires_manual_review=True,
+            review_reasons__contains=[NO_CUSTOMER_TEXT],
+        )
+        .exclude(
+            Exists(
+                RoutingDecision.objects.filter(
+                    ticket_id=OuterRef("ticket_id"), attempt_key=CUSTOMER_TEXT_ATTEMPT
+                )
+            )
+        )
+        .values_list("ticket_id", flat=True)
+        .distinct()
+    )
 
 
 def routing_review_queue() -> QuerySet[Ticket]:

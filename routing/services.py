@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from routing import artifacts, classifier, providers, status_feed
 from routing.classifier import TextRouter
-from routing.context import ticket_context_load, ticket_text
+from routing.context import customer_messages, ticket_context_load, ticket_text
 from routing.models import (
+    CUSTOMER_TEXT_ATTEMPT,
     FeedbackVerdict,
     Outage,
     RouterModel,
@@ -30,7 +31,7 @@ from routing.models import (
     ServiceStatus,
     SyncStatus,
 )
-from routing.providers.base import RoutingProvider
+from routing.providers.base import NO_CUSTOMER_TEXT, RoutingProvider
 from routing.reasons import REVIEW_NOTE
 from routing.selectors import routing_verdicts_latest
 from routing.ticketing import ticketing_post
@@ -59,6 +60,7 @@ from support.outbound import backoff_seconds
 from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.models import PRIORITY_RANK, Priority, Team, Ticket
+from tickets.selectors import ticket_changed_by_person, ticket_opened_by_system
 
 logger = logging.getLogger(__name__)
 
@@ -259,8 +261,17 @@ def routing_decide(
         return _routing_decide(ticket, attempt_key=attempt_key, provider=provider)
 
 
+class _NoLongerWanted(Exception):
+    """Raised inside the decision's transaction when ``still_wanted`` says no (a person
+    acted on the ticket while the router worked): nothing of the decision is stored."""
+
+
 def _routing_decide(
-    ticket: Ticket, *, attempt_key: str, provider: RoutingProvider | None
+    ticket: Ticket,
+    *,
+    attempt_key: str,
+    provider: RoutingProvider | None,
+    still_wanted: Callable[[Ticket], bool] | None = None,
 ) -> RoutingDecision:
     ticket_id = ticket.pk
     router, model_row = router_active()
@@ -275,6 +286,12 @@ def _routing_decide(
     team = _team_by_slug(out.team)
     try:
         with transaction.atomic():
+            if still_wanted is not None:
+                # checked again on the locked row: a person's verdict or change made while
+                # the router worked (it locks the ticket too) wins over this decision
+                ticket = Ticket.objects.select_for_update().get(pk=ticket_id)
+                if not still_wanted(ticket):
+                    raise _NoLongerWanted
             decision = RoutingDecision.objects.create(
                 ticket=ticket,
                 attempt_key=attempt_key,
@@ -322,6 +339,88 @@ def _routing_decide(
     except IntegrityError:
         return RoutingDecision.objects.get(ticket_id=ticket_id, attempt_key=attempt_key)
     return decision
+
+
+#: The ticket fields a person sets when acting on the routing (``ticket_update``'s names).
+ROUTING_FIELDS = ("team", "priority", "needs_review")
+
+
+def routing_customer_text_refusal(*, ticket: Ticket, message_id: int) -> str | None:
+    """Why the customer's message ``message_id`` does not route ``ticket`` again, in
+    words, or None when it does (:func:`routing_customer_text_decide`): only the
+    customer's first message with words (the one the router reads, ``routing.context.
+    ticket_text``: a photo sent alone before it does not count), on a ticket the system
+    opened whose latest decision went to review for want of the customer's words
+    (``NO_CUSTOMER_TEXT``), while nobody acted on that routing: no verdict on any of its
+    decisions (accepted, overridden), the review not ended, team, priority and review
+    flag never changed by a person (``tickets.selectors.ticket_changed_by_person``)."""
+    if ticket.merged_into_id is not None:
+        return "the ticket was merged into another"
+    if not ticket_opened_by_system(ticket=ticket):
+        return "the ticket was not opened by the system"
+    first = customer_messages(ticket, with_words=True).values_list("pk", flat=True).first()
+    if first is None:
+        return "the customer's message has no words to route on"
+    if first != message_id:
+        return "not the customer's first message with words"
+    latest = RoutingDecision.objects.filter(ticket=ticket).order_by("-created_at", "-id").first()
+    if latest is None:
+        return "not routed yet (the first routing reads the customer's message)"
+    if latest.attempt_key == CUSTOMER_TEXT_ATTEMPT:
+        return "already routed again on the customer's words"
+    if not (latest.requires_manual_review and NO_CUSTOMER_TEXT in latest.review_reasons):
+        return "the latest decision was not held for want of the customer's words"
+    if RoutingFeedback.objects.filter(ticket=ticket).exists():
+        return "a person accepted or overrode the routing"
+    if not ticket.needs_review:
+        return "the review was ended"
+    if ticket_changed_by_person(ticket=ticket, fields=ROUTING_FIELDS):
+        return "a person changed the ticket's team, priority or review flag"
+    return None
+
+
+def routing_customer_text_decide(
+    *, ticket_id: int, message_id: int, provider: RoutingProvider | None = None
+) -> RoutingDecision | None:
+    """Route a system-opened ticket again on the customer's first message (the
+    ``message.created`` subscriber's task, ``routing.apps``): a decision of attempt key
+    :data:`CUSTOMER_TEXT_ATTEMPT`, applied by the rules of every decision (held for
+    review: not applied; else the team a ticket already has is kept and the priority is
+    never lowered), and then the ticket's latest. Idempotent: the stored decision is
+    returned again (duplicate events, retries). None, with the reason logged, when the
+    message does not route the ticket again (:func:`routing_customer_text_refusal`),
+    checked before the router runs and again, on the locked ticket, before the decision
+    is stored."""
+    existing = RoutingDecision.objects.filter(
+        ticket_id=ticket_id, attempt_key=CUSTOMER_TEXT_ATTEMPT
+    ).first()
+    if existing is not None:
+        return existing
+    ticket = Ticket.objects.select_related("customer").filter(pk=ticket_id).first()
+    if ticket is None:
+        raise NotFound(f"No ticket {ticket_id}.")
+    with logging_context.bound(ticket_id=ticket.pk, correlation_id=ticket.correlation_id):
+        refusal = routing_customer_text_refusal(ticket=ticket, message_id=message_id)
+        if refusal is None:
+
+            def still_wanted(locked: Ticket) -> bool:
+                nonlocal refusal
+                refusal = routing_customer_text_refusal(ticket=locked, message_id=message_id)
+                return refusal is None
+
+            try:
+                return _routing_decide(
+                    ticket,
+                    attempt_key=CUSTOMER_TEXT_ATTEMPT,
+                    provider=provider,
+                    still_wanted=still_wanted,
+                )
+            except _NoLongerWanted:
+                pass
+        logger.info(
+            "Ticket %s is not routed again on message %s: %s", ticket_id, message_id, refusal
+        )
+    return None
 
 
 def _apply(decision: RoutingDecision, ticket: Ticket, team: Team | None, review: bool) -> None:

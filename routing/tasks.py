@@ -45,6 +45,32 @@ def route_ticket_task(self: Any, ticket_id: int, attempt_key: str = "initial") -
         raise
 
 
+@shared_task(bind=True, acks_late=True, max_retries=3, soft_time_limit=90, time_limit=120)
+def routing_customer_text_decide_task(self: Any, ticket_id: int, message_id: int) -> int | None:
+    """Idempotent: one decision per ticket under ``CUSTOMER_TEXT_ATTEMPT``. Its failures
+    are not the sweep's (the ticket has a decision, held for a person's review): after
+    its retries they are logged, and the ticket stays in review."""
+    try:
+        decision = services.routing_customer_text_decide(ticket_id=ticket_id, message_id=message_id)
+    except ROUTING_RETRYABLE as exc:
+        if self.request.retries < self.max_retries:
+            countdown = backoff_seconds(
+                self.request.retries + 1,
+                base=RETRY_BACKOFF_BASE,
+                cap=RETRY_BACKOFF_CAP,
+                retry_after=getattr(exc, "retry_after", None),
+            )
+            raise self.retry(exc=exc, countdown=countdown) from exc
+        logger.error(
+            "Routing ticket %s again on message %s failed; it stays in review: %s",
+            ticket_id,
+            message_id,
+            exc,
+        )
+        raise
+    return decision.pk if decision is not None else None
+
+
 def _failure_record(ticket_id: int, exc: BaseException) -> None:
     try:
         services.routing_failure_record(ticket_id=ticket_id, exc=exc)

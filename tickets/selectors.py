@@ -204,6 +204,26 @@ def ticket_opened_by_system(*, ticket: Ticket) -> bool:
     )
 
 
+def ticket_changed_by_person(*, ticket: Ticket, fields: Sequence[str]) -> bool:
+    """Whether a person (not the system: routing, SLA escalations) changed any of
+    ``fields`` (``ticket_update``'s names: "team", "priority", "needs_review", ...) on
+    ``ticket``, read from its timeline: every change is a system entry whose metadata
+    holds the ``changes`` and whose ``author_user`` is the person who made it (the
+    workbench, the API, the admin). Entries a merge brought in from another ticket are
+    that ticket's changes, not this one's."""
+    return (
+        Message.objects.filter(
+            ticket=ticket,
+            kind=MessageKind.SYSTEM,
+            author_user__isnull=False,
+            metadata__changes__has_any_keys=list(fields),
+        )
+        .alias(written_on=written_on_ticket_id())
+        .filter(written_on=ticket.pk)
+        .exists()
+    )
+
+
 def message_opened_ticket(*, message: Message, ticket: Ticket) -> bool:
     """Whether ``message``, already loaded, is the system entry ``ticket`` was opened with
     (the rule of :func:`ticket_opened_by_system`, for callers that list the messages

@@ -67,3 +67,26 @@ def test_a_ticket_opened_with_a_system_note_is_the_systems_not_one_it_is_merged_
     ticket_merge(source=opened, target=written)
     assert written.messages.filter(metadata__opened_ticket=True).exists()
     assert ticket_opened_by_system(ticket=written) is from_loaded(written) is False
+
+
+def test_a_change_by_a_person_is_told_from_the_systems(customer: Any, supervisor: Any) -> None:
+    """Read from the timeline: a person's change of the named fields (an entry with an
+    author), not the system's (routing, SLA escalations), nor another field's, nor one a
+    merge brought in from another ticket."""
+    from tickets.selectors import ticket_changed_by_person
+    from tickets.services import ticket_create, ticket_merge, ticket_update
+
+    fields = ("team", "priority", "needs_review")
+    ticket = ticket_create(customer=customer, subject="s", body="b")
+    ticket_update(ticket=ticket, priority="high", needs_review=True)  # the system's
+    ticket_update(ticket=ticket, actor=supervisor, status="pending")  # another field
+    assert ticket_changed_by_person(ticket=ticket, fields=fields) is False
+
+    other = ticket_create(customer=customer, subject="o", body="b")
+    ticket_update(ticket=other, actor=supervisor, priority="urgent")
+    ticket_merge(source=other, target=ticket, actor=supervisor)
+    assert ticket_changed_by_person(ticket=ticket, fields=fields) is False
+
+    ticket_update(ticket=ticket, actor=supervisor, needs_review=False)
+    assert ticket_changed_by_person(ticket=ticket, fields=fields) is True
+    assert ticket_changed_by_person(ticket=ticket, fields=("team",)) is False
