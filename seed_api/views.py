@@ -213,7 +213,10 @@ def seed_routing_decision(
     ticket: Any, decision: dict[str, Any] | None, *, status: RoutingStatus, visible: bool = True
 ) -> dict[str, Any]:
     """Seed 004's "Routing Decisions Table" row from the product's latest decision, with
-    ``routing_status`` (and its reason in words until decided). ``visible`` False: the
+    ``routing_status`` (and its reason in words until decided). The row stays the
+    router's (``assigned_team``, ``priority_level``); ``current_team`` and
+    ``current_priority`` are the ticket's now (a person's override, a move since) and
+    ``verdict`` the latest person's verdict on the decision. ``visible`` False: the
     caller reads it as its submitter only (``SUBMITTER_WITHHELD`` are null, named in
     ``withheld``)."""
     ids = {
@@ -222,12 +225,20 @@ def seed_routing_decision(
         "number": ticket.number,
     }
     reading = {"routing_status": status.status, "routing_status_reason": status.reason}
+    # The row is the router's record (seed 004: "Store routing decisions for audit"); what
+    # people made of it since, kept apart so a caller is not misled by assigned_team.
+    team = ticket.team
+    now = {
+        "current_team": team.slug if team is not None else None,
+        "current_priority": ticket.priority,
+    }
     if decision is None:
         return {
             **ids,
             "customer_id": str(ticket.customer_id),
             "correlation_id": str(ticket.correlation_id),
             **reading,
+            **now,
         }
     created = decision.get("created_at")
     row = {
@@ -247,11 +258,28 @@ def seed_routing_decision(
         "created_at": created,
         "ttl": ticket_timestamp(decision.get("expires_at")),
         **reading,
+        **now,
+        "verdict": decision_verdict(decision),
     }
     if not visible:
         row.update(dict.fromkeys(SUBMITTER_WITHHELD))
         row["withheld"] = list(SUBMITTER_WITHHELD)
     return row
+
+
+def decision_verdict(decision: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest person's verdict on the decision (accepted, or overridden with the team
+    and priority set), without who gave it or their note; None before any."""
+    feedback = decision.get("feedback") or []
+    if not feedback:
+        return None
+    latest = feedback[0]  # newest first (RoutingFeedback.Meta.ordering)
+    return {
+        "verdict": latest.get("verdict"),
+        "team": latest.get("team"),
+        "priority": latest.get("priority") or None,
+        "created_at": latest.get("created_at"),
+    }
 
 
 def ticket_timestamp(iso: Any) -> int | None:

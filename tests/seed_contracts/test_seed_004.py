@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from routing.models import RoutingDecision, RoutingFailure
-from routing.services import routing_decide, routing_decision_purge
+from routing.services import routing_decide, routing_decision_override, routing_decision_purge
 from support.models import OutboxEvent
 from support.services import api_key_create
 from tickets import services as ticket_services
@@ -545,3 +545,52 @@ def test_escalation_history_is_whether_an_earlier_routing_needed_a_person(
     third = ticket_services.ticket_create(customer=customer, subject="Hello", body="a question")
     out = history(routing_decide(ticket_id=third.pk))
     assert (out["escalation_history"], out["past_escalations"]) == (False, 1)
+
+
+# --- GET /tickets/{id} after a person's override ---------------------------------------------
+
+
+def test_the_row_stays_the_routers_and_says_what_a_person_changed(
+    supervisor_key_client: APIClient, supervisor: Any, customer: Customer, settings: Any
+) -> None:
+    """Seed 004's table is the router's record ("Store routing decisions for audit"):
+    ``assigned_team`` stays the router's after a supervisor's override. Before, nothing in
+    the answer said the ticket had moved, and a caller read the router's team as the
+    ticket's. ``current_team`` / ``current_priority`` are the ticket's now, ``verdict`` the
+    person's latest verdict (without their name or note)."""
+    settings.ROUTING_ENABLED = False
+    created = _submit(supervisor_key_client, customer, "TKT-51").json()
+    billing = Team.objects.create(name="Billing", slug="billing")
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    ticket = Ticket.objects.get(pk=created["id"])
+    pending = supervisor_key_client.get("/tickets/TKT-51").json()
+    assert (pending["current_team"], pending["current_priority"]) == (None, ticket.priority)
+    decision = RoutingDecision.objects.create(
+        ticket=ticket,
+        team=billing,
+        team_slug="billing",
+        priority="normal",
+        confidence=0.9,
+        correlation_id=ticket.correlation_id,
+    )
+    Ticket.objects.filter(pk=ticket.pk).update(team=billing)
+    decided = supervisor_key_client.get("/tickets/TKT-51").json()
+    assert (decided["assigned_team"], decided["current_team"], decided["verdict"]) == (
+        "billing",
+        "billing",
+        None,
+    )
+
+    routing_decision_override(
+        decision=decision, actor=supervisor, team=elsewhere, priority="high", note="fraud"
+    )
+    body = supervisor_key_client.get("/tickets/TKT-51").json()
+    assert (body["assigned_team"], body["priority_level"]) == ("billing", "normal")
+    assert (body["current_team"], body["current_priority"]) == ("elsewhere", "high")
+    verdict = body["verdict"]
+    assert (verdict["verdict"], verdict["team"], verdict["priority"]) == (
+        "overridden",
+        "elsewhere",
+        "high",
+    )
+    assert set(verdict) == {"verdict", "team", "priority", "created_at"}  # no name, no note
