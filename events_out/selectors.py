@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from events_out.models import OutgoingWebhook
+from routing.customer_db import customer_vip_get
 from tickets.models import Direction, Message, MessageKind, Ticket
 from tickets.selectors import ticket_submitted_id
 
@@ -24,7 +25,11 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
     caller's own ``ticket_id`` when it sent one, else the internal id as a string;
     ``submitted_by`` names that caller (the API key's user; null without one): a caller's
     id is unique per caller only, so two callers' ``TKT-1001`` are told apart. Read
-    when sent (a ticket erased since carries its erased text, and its internal id)."""
+    when sent (a ticket erased since carries its erased text, and its internal id).
+
+    ``customer_context`` is what the VIP tool reads
+    (``routing.customer_db.customer_vip_get``: the customer database when configured,
+    else the customer row), so the event and the routing decision agree."""
     internal_id = int(event.get("ticket_id") or 0)
     ticket_id = str(event.get("ticket_id"))
     ticket = (
@@ -60,10 +65,8 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
         )
         description = first or ""
         if ticket.customer is not None:
-            customer_context = {
-                "is_vip": ticket.customer.is_vip,
-                "account_type": ticket.customer.account_type,
-            }
+            found = customer_vip_get(ticket.customer)
+            customer_context = {"is_vip": found.is_vip, "account_type": found.account_type}
     return {
         "ticket_id": ticket_id,
         "customer_id": str(event.get("customer_id") or ""),

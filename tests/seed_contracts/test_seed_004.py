@@ -12,9 +12,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import responses
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from events_out.selectors import ticket_received_detail
+from routing import customer_db
 from routing.models import RoutingDecision, RoutingFailure
 from routing.services import routing_decide, routing_decision_override, routing_decision_purge
 from support.models import OutboxEvent
@@ -545,6 +548,51 @@ def test_escalation_history_is_whether_an_earlier_routing_needed_a_person(
     third = ticket_services.ticket_create(customer=customer, subject="Hello", body="a question")
     out = history(routing_decide(ticket_id=third.pk))
     assert (out["escalation_history"], out["past_escalations"]) == (False, 1)
+
+
+# --- VIP status: one answer for the event and the tool ----------------------------------------
+
+
+def _ticket_received(ticket: Ticket) -> dict[str, Any]:
+    created = OutboxEvent.objects.get(event_type="ticket.created", payload__ticket_id=ticket.pk)
+    return ticket_received_detail(event=created.envelope())
+
+
+@responses.activate
+def test_the_received_event_and_the_vip_tool_read_the_customer_database_alike(
+    customer: Customer, settings: Any
+) -> None:
+    """Seed 004's ingestion "Query customer database for VIP status" before it publishes
+    ``TicketReceived``; its VIP tool asks the same database. Before, the event read only
+    the customer row (``is_vip`` false here) while the routing decision of the same ticket
+    read the database (a VIP): a consumer of the bus and the decision disagreed."""
+    customer_db.customer_cache_clear()
+    settings.ROUTING_ENABLED = True
+    settings.AI_PROVIDER = "local"
+    settings.ROUTING_CUSTOMER_DB_URL = "https://customers.example.test"
+    settings.ROUTING_CUSTOMER_DB_CACHE_SECONDS = 0.0
+    settings.ROUTING_CUSTOMER_DB_VIP_TIER = "gold"
+    responses.get(
+        f"https://customers.example.test/customers/{customer.pk}",
+        json={"is_vip": True, "account_type": "business"},
+    )
+    ticket = ticket_services.ticket_create(customer=customer, subject="Refund", body="refund?")
+    decision = routing_decide(ticket_id=ticket.pk)
+    [vip] = [c["output"] for c in decision.tool_calls if c["name"] == "check_vip_status"]
+    context = _ticket_received(ticket)["customer_context"]
+    assert context == {"is_vip": True, "account_type": "business"}
+    assert (vip["is_vip"], vip["account_type"]) == (context["is_vip"], context["account_type"])
+    assert len(responses.calls) == 2  # each asked the database (cache off)
+
+    # the database down: both fall back to the customer row, and still agree
+    customer_db.customer_cache_clear()
+    responses.replace(
+        responses.GET, f"https://customers.example.test/customers/{customer.pk}", status=503
+    )
+    assert _ticket_received(ticket)["customer_context"] == {
+        "is_vip": False,
+        "account_type": "individual",
+    }
 
 
 # --- GET /tickets/{id} after a person's override ---------------------------------------------
