@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import responses
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -550,12 +551,89 @@ def test_escalation_history_is_whether_an_earlier_routing_needed_a_person(
     assert (out["escalation_history"], out["past_escalations"]) == (False, 1)
 
 
-# --- VIP status: one answer for the event and the tool ----------------------------------------
+# --- timestamp (seed 004's TicketReceived "timestamp": "ISO8601") ----------------------------
 
 
 def _ticket_received(ticket: Ticket) -> dict[str, Any]:
     created = OutboxEvent.objects.get(event_type="ticket.created", payload__ticket_id=ticket.pk)
     return ticket_received_detail(event=created.envelope())
+
+
+def test_post_tickets_keeps_the_timestamp_as_when_the_customer_sent_it(
+    supervisor_key_client: APIClient, supervisor: Any, customer: Customer, settings: Any
+) -> None:
+    """Before, ``timestamp`` was accepted and dropped: the ticket showed only when it
+    reached this platform. Now it is the first message's ``sent_at`` (where channel intake
+    keeps a customer's send time), shown on the ticket page and carried as the
+    ``TicketReceived`` detail's ``timestamp``."""
+    settings.ROUTING_ENABLED = False
+    response = supervisor_key_client.post(
+        "/tickets",
+        {
+            "ticket_id": "TKT-41",
+            "customer_id": str(customer.pk),
+            "subject": "Internet down",
+            "description": "No connection since this morning.",
+            "timestamp": "2026-01-02T08:30:00+01:00",
+        },
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    ticket = Ticket.objects.get(origin_platform_id="TKT-41")
+    [message] = ticket.messages.all()
+    assert message.metadata["sent_at"] == "2026-01-02T07:30:00+00:00"  # as channels keep it
+    assert _ticket_received(ticket)["timestamp"] == "2026-01-02T07:30:00Z"  # the envelope's form
+
+    web = Client()
+    web.force_login(supervisor)
+    page = web.get(f"/tickets/{ticket.pk}/").content.decode()
+    assert 'class="muted sent-at">sent <time datetime="2026-01-02T07:30:00+00:00"' in page
+
+
+def test_post_tickets_refuses_a_timestamp_it_cannot_keep(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    """A 400 naming ``timestamp`` and saying what is wrong; nothing is created."""
+    ahead = (timezone.now() + timedelta(hours=2)).isoformat()
+    for value, says in (
+        ("yesterday", "Not an ISO 8601 date and time"),
+        ("2026-13-01T00:00:00Z", "Not an ISO 8601 date and time"),
+        ("2026-01-02T08:30:00", "No UTC offset"),
+        (ahead, "In the future"),
+    ):
+        response = supervisor_key_client.post(
+            "/tickets",
+            {
+                "customer_id": str(customer.pk),
+                "subject": "x",
+                "description": "y",
+                "timestamp": value,
+            },
+            format="json",
+        )
+        assert response.status_code == 400, (value, response.content)
+        [message] = response.json()["error"]["details"]["timestamp"]
+        assert message.startswith(says), (value, message)
+    # without a message it would be kept nowhere: said, not dropped
+    alone = supervisor_key_client.post(
+        "/tickets",
+        {"customer_id": str(customer.pk), "subject": "x", "timestamp": "2026-01-02T08:30:00Z"},
+        format="json",
+    )
+    assert alone.status_code == 400
+    assert "timestamp" in alone.json()["error"]["details"]
+    assert not Ticket.objects.exists()
+    # a clock a little fast is not refused
+    close = (timezone.now() + timedelta(minutes=2)).isoformat()
+    ok = supervisor_key_client.post(
+        "/tickets",
+        {"customer_id": str(customer.pk), "subject": "x", "description": "y", "timestamp": close},
+        format="json",
+    )
+    assert ok.status_code == 202, ok.content
+
+
+# --- VIP status: one answer for the event and the tool ----------------------------------------
 
 
 @responses.activate
