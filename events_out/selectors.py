@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from events_out.models import OutgoingWebhook
+from routing.customer_db import customer_vip_get
 from tickets.models import Direction, Message, MessageKind, Ticket
 from tickets.selectors import ticket_submitted_id
 
 
 def webhook_list_active() -> QuerySet[OutgoingWebhook]:
     return OutgoingWebhook.objects.filter(is_active=True).order_by("pk")
+
+
+def _iso_utc(value: Any) -> str | None:
+    """An aware ISO 8601 time as the event envelope writes its own (UTC, ``Z``)."""
+    try:
+        moment = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    if moment is None or timezone.is_naive(moment):
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
@@ -24,7 +39,13 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
     caller's own ``ticket_id`` when it sent one, else the internal id as a string;
     ``submitted_by`` names that caller (the API key's user; null without one): a caller's
     id is unique per caller only, so two callers' ``TKT-1001`` are told apart. Read
-    when sent (a ticket erased since carries its erased text, and its internal id)."""
+    when sent (a ticket erased since carries its erased text, and its internal id).
+
+    ``timestamp`` is when the customer sent the first message when that is known (its
+    ``sent_at``: seed 004's ``POST /tickets`` ``timestamp``, a channel's own time), else
+    when the ticket was created. ``customer_context`` is what the VIP tool reads
+    (``routing.customer_db.customer_vip_get``: the customer database when configured,
+    else the customer row), so the event and the routing decision agree."""
     internal_id = int(event.get("ticket_id") or 0)
     ticket_id = str(event.get("ticket_id"))
     ticket = (
@@ -45,6 +66,7 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
     submitted_by = None
     customer_context: dict[str, Any] = {"is_vip": False, "account_type": ""}
     subject = str(event.get("subject") or "")
+    timestamp = event.get("timestamp")
     if ticket is not None:
         ticket_id = ticket_submitted_id(ticket)
         if ticket.origin_caller is not None:  # whose own id ticket_id is
@@ -55,21 +77,22 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
                 ticket_id=ticket.pk, direction=Direction.INBOUND, kind=MessageKind.PUBLIC
             )
             .order_by("created_at", "pk")
-            .values_list("body_text", flat=True)
+            .values_list("body_text", "metadata")
             .first()
         )
-        description = first or ""
+        if first is not None:
+            description = first[0] or ""
+            sent_at = first[1].get("sent_at") if isinstance(first[1], dict) else None
+            timestamp = _iso_utc(sent_at) or timestamp
         if ticket.customer is not None:
-            customer_context = {
-                "is_vip": ticket.customer.is_vip,
-                "account_type": ticket.customer.account_type,
-            }
+            found = customer_vip_get(ticket.customer)
+            customer_context = {"is_vip": found.is_vip, "account_type": found.account_type}
     return {
         "ticket_id": ticket_id,
         "customer_id": str(event.get("customer_id") or ""),
         "subject": subject,
         "description": description,
-        "timestamp": event.get("timestamp"),
+        "timestamp": timestamp,
         "correlation_id": str(event.get("correlation_id") or ""),
         "customer_context": customer_context,
         # a caller's ticket_id is unique per caller only: who sent it tells two apart

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from routing.classifier import TextRouter, routed_text
-from routing.customer_db import customer_lookup
+from routing.customer_db import customer_vip_get
 from routing.models import CategoryTeam, Outage, RoutingDecision, ServiceStatus
 from routing.tools import CustomerInfo, PastTicket, ServiceInfo, TicketContext
 from tickets.context.privacy import customer_redaction_names
@@ -140,11 +140,7 @@ def ticket_context_load(
     waiting = ticket.waiting_since or ticket.created_at
     mapping, names = team_map()
     # seed 004's customer database when configured, else (or failing) the customer row
-    found = customer_lookup(
-        customer_id=ticket.customer_id,
-        vip_tier=ticket.customer.vip_tier,
-        account_type=ticket.customer.account_type,
-    )
+    found = customer_vip_get(ticket.customer)
     return TicketContext(
         ticket_id=ticket.pk,
         number=ticket.number,

@@ -38,7 +38,7 @@ from django.conf import settings
 
 from support.lru import BoundedLRU
 from support.outbound import body_read_bounded, outbound_headers
-from tickets.models import AccountType, VipTier
+from tickets.models import AccountType, Customer, VipTier
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,15 @@ class CustomerLookup:
     account_type: str
     source: str = SOURCE_LOCAL
     record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_vip(self) -> bool:
+        return tier_is_vip(self.vip_tier)
+
+
+def tier_is_vip(tier: str) -> bool:
+    """Seed 004's ``is_vip``: any tier but ``none``."""
+    return tier not in ("", VipTier.NONE)
 
 
 # (url, customer id) -> (expires at, monotonic clock; the answer's tier and type, or None
@@ -94,6 +103,17 @@ def customer_fields_map(body: Any, *, local_account_type: str) -> tuple[str, str
     if isinstance(raw_type, str) and raw_type.strip().lower() in AccountType.values:
         account_type = raw_type.strip().lower()
     return tier, account_type
+
+
+def customer_vip_get(customer: Customer) -> CustomerLookup:
+    """A customer's VIP tier and account type, the one answer for everything that states
+    them for routing or to another system: the VIP tool (``routing.context``) and seed
+    004's ``TicketReceived`` event (``events_out``: the seed's ingestion "Query customer
+    database for VIP status" before it publishes). The customer database's when it is
+    configured and answers, else the customer row."""
+    return customer_lookup(
+        customer_id=customer.pk, vip_tier=customer.vip_tier, account_type=customer.account_type
+    )
 
 
 def customer_lookup(*, customer_id: int, vip_tier: str, account_type: str) -> CustomerLookup:

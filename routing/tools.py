@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from routing.classifier import TextRouter
+from routing.customer_db import tier_is_vip
 from support.redaction import CARD_RE, EMAIL_RE, PHONE_RE, luhn_ok, phone_ok
 from support.sentiment import sentiment_score
 
@@ -249,7 +250,7 @@ def check_vip_status(customer: CustomerInfo) -> dict[str, Any]:
     result: dict[str, Any] = {
         "customer_id": customer.id,
         "vip_tier": customer.vip_tier,
-        "is_vip": customer.vip_tier not in ("", "none"),
+        "is_vip": tier_is_vip(customer.vip_tier),
         "account_type": customer.account_type,
         "source": customer.source,
     }
@@ -398,8 +399,7 @@ def route_to_team(
     priority billing team)."""
     team = team_map.get(category, "")
     rule = f"map: {category} → {team}" if team else f"no team mapped for {category}"
-    is_vip = vip_tier not in ("", "none")
-    if is_vip and category in BILLING_CATEGORIES and vip_billing_team in team_names:
+    if tier_is_vip(vip_tier) and category in BILLING_CATEGORIES and vip_billing_team in team_names:
         team, rule = vip_billing_team, f"rule: {vip_tier} VIP + billing → {vip_billing_team}"
     return {"team": team, "team_name": team_names.get(team, ""), "rule": rule}
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.types import OpenApiTypes
@@ -68,6 +71,42 @@ class SeedContractMixin:
 
 # --- seeds 000 and 004: POST /tickets ---------------------------------------------------------
 
+#: How far ahead of this platform's clock a submitted ``timestamp`` may be: the caller's
+#: clock may run a little fast; a later time is a mistake (a wrong offset, local time
+#: sent as UTC) and is refused rather than shown on the ticket as a time yet to come.
+SUBMITTED_AT_SKEW = timedelta(minutes=5)
+ISO_EXAMPLE = "2026-12-06T09:00:00Z"
+
+
+def submitted_at_parse(value: str, *, now: datetime | None = None) -> datetime | None:
+    """Seed 004's ``timestamp`` (ISO 8601) as an aware datetime; None when blank. A
+    ValidationError says what is wrong: not a date and time, no offset (a local time of
+    an unknown zone would be stored hours off), or later than ``SUBMITTED_AT_SKEW``
+    ahead of now."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        moment = parse_datetime(text)
+    except ValueError:  # well formed, but no such date or time (month 13, 25:00)
+        moment = None
+    if moment is None:
+        raise serializers.ValidationError(
+            f"Not an ISO 8601 date and time; send e.g. {ISO_EXAMPLE!r}."
+        )
+    if timezone.is_naive(moment):
+        raise serializers.ValidationError(
+            f"No UTC offset: add 'Z' for UTC or the offset, e.g. {ISO_EXAMPLE!r} or "
+            "'2026-12-06T10:00:00+01:00'."
+        )
+    latest = (now or timezone.now()) + SUBMITTED_AT_SKEW
+    if moment > latest:
+        raise serializers.ValidationError(
+            f"In the future: later than this platform's clock plus "
+            f"{SUBMITTED_AT_SKEW.seconds // 60} minutes ({latest.isoformat()})."
+        )
+    return moment
+
 
 class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
     """The product's create input plus seed 004's names: ``ticket_id`` (the ticketing
@@ -75,7 +114,16 @@ class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
 
     ticket_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
     customer_id = serializers.CharField(required=False, max_length=32)  # type: ignore[assignment]
-    timestamp = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    timestamp = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text=(
+            "When the customer sent the message (seed 004: ISO 8601 with an offset, "
+            "`2026-12-06T09:00:00Z`); kept on the ticket's first message. Not more than "
+            f"{SUBMITTED_AT_SKEW.seconds // 60} minutes ahead of this platform's clock."
+        ),
+    )
     # The rest of seed 004's TicketReceived detail, which a ticketing system may send back
     # as it is: accepted, not trusted (the correlation id is this platform's, made per
     # ticket; VIP status and account type come from the customer's record or the customer
@@ -110,10 +158,20 @@ class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
             )
         return pk
 
+    def validate_timestamp(self, value: str) -> datetime | None:
+        return submitted_at_parse(value)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
         external = attrs.pop("ticket_id", "")
-        attrs.pop("timestamp", None)
+        if attrs.get("timestamp") and not attrs.get("description", "").strip():
+            # it dates the customer's message: without one it would be kept nowhere
+            raise serializers.ValidationError(
+                {
+                    "timestamp": "timestamp is when the customer sent the description: "
+                    "send the description with it, or leave timestamp out."
+                }
+            )
         given = attrs.get("origin_platform_id") or ""
         if external and given and external != given:
             # one id is kept: the other would answer 404 when the caller looks it up
@@ -150,8 +208,15 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
         serializer = SeedTicketInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
+            sent_at = serializer.validated_data.get("timestamp")
             ticket = ticket_create_for_caller(
-                request, serializer.validated_data, callers_own_id=True
+                request,
+                serializer.validated_data,
+                callers_own_id=True,
+                # where channel intake keeps it too (channels_app.services.ingest)
+                message_metadata=(
+                    {"sent_at": sent_at.astimezone(UTC).isoformat()} if sent_at else None
+                ),
             )
             code: int = status.HTTP_202_ACCEPTED
         except ticket_services.TicketAlreadySubmitted as repeat:
@@ -213,7 +278,10 @@ def seed_routing_decision(
     ticket: Any, decision: dict[str, Any] | None, *, status: RoutingStatus, visible: bool = True
 ) -> dict[str, Any]:
     """Seed 004's "Routing Decisions Table" row from the product's latest decision, with
-    ``routing_status`` (and its reason in words until decided). ``visible`` False: the
+    ``routing_status`` (and its reason in words until decided). The row stays the
+    router's (``assigned_team``, ``priority_level``); ``current_team`` and
+    ``current_priority`` are the ticket's now (a person's override, a move since) and
+    ``verdict`` the latest person's verdict on the decision. ``visible`` False: the
     caller reads it as its submitter only (``SUBMITTER_WITHHELD`` are null, named in
     ``withheld``)."""
     ids = {
@@ -222,12 +290,20 @@ def seed_routing_decision(
         "number": ticket.number,
     }
     reading = {"routing_status": status.status, "routing_status_reason": status.reason}
+    # The row is the router's record (seed 004: "Store routing decisions for audit"); what
+    # people made of it since, kept apart so a caller is not misled by assigned_team.
+    team = ticket.team
+    now = {
+        "current_team": team.slug if team is not None else None,
+        "current_priority": ticket.priority,
+    }
     if decision is None:
         return {
             **ids,
             "customer_id": str(ticket.customer_id),
             "correlation_id": str(ticket.correlation_id),
             **reading,
+            **now,
         }
     created = decision.get("created_at")
     row = {
@@ -247,11 +323,28 @@ def seed_routing_decision(
         "created_at": created,
         "ttl": ticket_timestamp(decision.get("expires_at")),
         **reading,
+        **now,
+        "verdict": decision_verdict(decision),
     }
     if not visible:
         row.update(dict.fromkeys(SUBMITTER_WITHHELD))
         row["withheld"] = list(SUBMITTER_WITHHELD)
     return row
+
+
+def decision_verdict(decision: dict[str, Any]) -> dict[str, Any] | None:
+    """The latest person's verdict on the decision (accepted, or overridden with the team
+    and priority set), without who gave it or their note; None before any."""
+    feedback = decision.get("feedback") or []
+    if not feedback:
+        return None
+    latest = feedback[0]  # newest first (RoutingFeedback.Meta.ordering)
+    return {
+        "verdict": latest.get("verdict"),
+        "team": latest.get("team"),
+        "priority": latest.get("priority") or None,
+        "created_at": latest.get("created_at"),
+    }
 
 
 def ticket_timestamp(iso: Any) -> int | None:

@@ -12,11 +12,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import responses
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from events_out.selectors import ticket_received_detail
+from routing import customer_db
 from routing.models import RoutingDecision, RoutingFailure
-from routing.services import routing_decide, routing_decision_purge
+from routing.services import routing_decide, routing_decision_override, routing_decision_purge
 from support.models import OutboxEvent
 from support.services import api_key_create
 from tickets import services as ticket_services
@@ -545,3 +549,174 @@ def test_escalation_history_is_whether_an_earlier_routing_needed_a_person(
     third = ticket_services.ticket_create(customer=customer, subject="Hello", body="a question")
     out = history(routing_decide(ticket_id=third.pk))
     assert (out["escalation_history"], out["past_escalations"]) == (False, 1)
+
+
+# --- timestamp (seed 004's TicketReceived "timestamp": "ISO8601") ----------------------------
+
+
+def _ticket_received(ticket: Ticket) -> dict[str, Any]:
+    created = OutboxEvent.objects.get(event_type="ticket.created", payload__ticket_id=ticket.pk)
+    return ticket_received_detail(event=created.envelope())
+
+
+def test_post_tickets_keeps_the_timestamp_as_when_the_customer_sent_it(
+    supervisor_key_client: APIClient, supervisor: Any, customer: Customer, settings: Any
+) -> None:
+    """Before, ``timestamp`` was accepted and dropped: the ticket showed only when it
+    reached this platform. Now it is the first message's ``sent_at`` (where channel intake
+    keeps a customer's send time), shown on the ticket page and carried as the
+    ``TicketReceived`` detail's ``timestamp``."""
+    settings.ROUTING_ENABLED = False
+    response = supervisor_key_client.post(
+        "/tickets",
+        {
+            "ticket_id": "TKT-41",
+            "customer_id": str(customer.pk),
+            "subject": "Internet down",
+            "description": "No connection since this morning.",
+            "timestamp": "2026-01-02T08:30:00+01:00",
+        },
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    ticket = Ticket.objects.get(origin_platform_id="TKT-41")
+    [message] = ticket.messages.all()
+    assert message.metadata["sent_at"] == "2026-01-02T07:30:00+00:00"  # as channels keep it
+    assert _ticket_received(ticket)["timestamp"] == "2026-01-02T07:30:00Z"  # the envelope's form
+
+    web = Client()
+    web.force_login(supervisor)
+    page = web.get(f"/tickets/{ticket.pk}/").content.decode()
+    assert 'class="muted sent-at">sent <time datetime="2026-01-02T07:30:00+00:00"' in page
+
+
+def test_post_tickets_refuses_a_timestamp_it_cannot_keep(
+    supervisor_key_client: APIClient, customer: Customer
+) -> None:
+    """A 400 naming ``timestamp`` and saying what is wrong; nothing is created."""
+    ahead = (timezone.now() + timedelta(hours=2)).isoformat()
+    for value, says in (
+        ("yesterday", "Not an ISO 8601 date and time"),
+        ("2026-13-01T00:00:00Z", "Not an ISO 8601 date and time"),
+        ("2026-01-02T08:30:00", "No UTC offset"),
+        (ahead, "In the future"),
+    ):
+        response = supervisor_key_client.post(
+            "/tickets",
+            {
+                "customer_id": str(customer.pk),
+                "subject": "x",
+                "description": "y",
+                "timestamp": value,
+            },
+            format="json",
+        )
+        assert response.status_code == 400, (value, response.content)
+        [message] = response.json()["error"]["details"]["timestamp"]
+        assert message.startswith(says), (value, message)
+    # without a message it would be kept nowhere: said, not dropped
+    alone = supervisor_key_client.post(
+        "/tickets",
+        {"customer_id": str(customer.pk), "subject": "x", "timestamp": "2026-01-02T08:30:00Z"},
+        format="json",
+    )
+    assert alone.status_code == 400
+    assert "timestamp" in alone.json()["error"]["details"]
+    assert not Ticket.objects.exists()
+    # a clock a little fast is not refused
+    close = (timezone.now() + timedelta(minutes=2)).isoformat()
+    ok = supervisor_key_client.post(
+        "/tickets",
+        {"customer_id": str(customer.pk), "subject": "x", "description": "y", "timestamp": close},
+        format="json",
+    )
+    assert ok.status_code == 202, ok.content
+
+
+# --- VIP status: one answer for the event and the tool ----------------------------------------
+
+
+@responses.activate
+def test_the_received_event_and_the_vip_tool_read_the_customer_database_alike(
+    customer: Customer, settings: Any
+) -> None:
+    """Seed 004's ingestion "Query customer database for VIP status" before it publishes
+    ``TicketReceived``; its VIP tool asks the same database. Before, the event read only
+    the customer row (``is_vip`` false here) while the routing decision of the same ticket
+    read the database (a VIP): a consumer of the bus and the decision disagreed."""
+    customer_db.customer_cache_clear()
+    settings.ROUTING_ENABLED = True
+    settings.AI_PROVIDER = "local"
+    settings.ROUTING_CUSTOMER_DB_URL = "https://customers.example.test"
+    settings.ROUTING_CUSTOMER_DB_CACHE_SECONDS = 0.0
+    settings.ROUTING_CUSTOMER_DB_VIP_TIER = "gold"
+    responses.get(
+        f"https://customers.example.test/customers/{customer.pk}",
+        json={"is_vip": True, "account_type": "business"},
+    )
+    ticket = ticket_services.ticket_create(customer=customer, subject="Refund", body="refund?")
+    decision = routing_decide(ticket_id=ticket.pk)
+    [vip] = [c["output"] for c in decision.tool_calls if c["name"] == "check_vip_status"]
+    context = _ticket_received(ticket)["customer_context"]
+    assert context == {"is_vip": True, "account_type": "business"}
+    assert (vip["is_vip"], vip["account_type"]) == (context["is_vip"], context["account_type"])
+    assert len(responses.calls) == 2  # each asked the database (cache off)
+
+    # the database down: both fall back to the customer row, and still agree
+    customer_db.customer_cache_clear()
+    responses.replace(
+        responses.GET, f"https://customers.example.test/customers/{customer.pk}", status=503
+    )
+    assert _ticket_received(ticket)["customer_context"] == {
+        "is_vip": False,
+        "account_type": "individual",
+    }
+
+
+# --- GET /tickets/{id} after a person's override ---------------------------------------------
+
+
+def test_the_row_stays_the_routers_and_says_what_a_person_changed(
+    supervisor_key_client: APIClient, supervisor: Any, customer: Customer, settings: Any
+) -> None:
+    """Seed 004's table is the router's record ("Store routing decisions for audit"):
+    ``assigned_team`` stays the router's after a supervisor's override. Before, nothing in
+    the answer said the ticket had moved, and a caller read the router's team as the
+    ticket's. ``current_team`` / ``current_priority`` are the ticket's now, ``verdict`` the
+    person's latest verdict (without their name or note)."""
+    settings.ROUTING_ENABLED = False
+    created = _submit(supervisor_key_client, customer, "TKT-51").json()
+    billing = Team.objects.create(name="Billing", slug="billing")
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    ticket = Ticket.objects.get(pk=created["id"])
+    pending = supervisor_key_client.get("/tickets/TKT-51").json()
+    assert (pending["current_team"], pending["current_priority"]) == (None, ticket.priority)
+    decision = RoutingDecision.objects.create(
+        ticket=ticket,
+        team=billing,
+        team_slug="billing",
+        priority="normal",
+        confidence=0.9,
+        correlation_id=ticket.correlation_id,
+    )
+    Ticket.objects.filter(pk=ticket.pk).update(team=billing)
+    decided = supervisor_key_client.get("/tickets/TKT-51").json()
+    assert (decided["assigned_team"], decided["current_team"], decided["verdict"]) == (
+        "billing",
+        "billing",
+        None,
+    )
+
+    routing_decision_override(
+        decision=decision, actor=supervisor, team=elsewhere, priority="high", note="fraud"
+    )
+    body = supervisor_key_client.get("/tickets/TKT-51").json()
+    assert (body["assigned_team"], body["priority_level"]) == ("billing", "normal")
+    assert (body["current_team"], body["current_priority"]) == ("elsewhere", "high")
+    verdict = body["verdict"]
+    assert (verdict["verdict"], verdict["team"], verdict["priority"]) == (
+        "overridden",
+        "elsewhere",
+        "high",
+    )
+    assert set(verdict) == {"verdict", "team", "priority", "created_at"}  # no name, no note

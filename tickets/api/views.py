@@ -209,7 +209,11 @@ class TicketListCreateApi(APIView):
 
 
 def ticket_create_for_caller(
-    request: Request, data: dict[str, Any], *, callers_own_id: bool = False
+    request: Request,
+    data: dict[str, Any],
+    *,
+    callers_own_id: bool = False,
+    message_metadata: dict[str, Any] | None = None,
 ) -> Ticket:
     """Create a ticket from validated ``TicketCreateInputSerializer`` data on behalf of the
     caller: the customer rule (an unseen ``customer_id`` answers like an unknown one, an
@@ -218,7 +222,10 @@ def ticket_create_for_caller(
 
     ``callers_own_id``: ``origin_platform_id`` is the caller's own ticket id, one ticket
     per caller and id: a repeat raises ``services.TicketAlreadySubmitted`` naming the
-    first (checked first, and enforced by the database against concurrent repeats)."""
+    first (checked first, and enforced by the database against concurrent repeats).
+
+    ``message_metadata``: kept on the first message (seed 004's ``timestamp`` as
+    ``sent_at``, where channel intake keeps when the customer sent a message)."""
     external_id = data.get("origin_platform_id", "")
     origin_caller = request.user if callers_own_id and external_id else None
     if origin_caller is not None:
@@ -263,6 +270,7 @@ def ticket_create_for_caller(
         origin_platform_id=external_id,
         created_by=request.user,
         origin_caller=origin_caller,
+        message_metadata=message_metadata,
     )
     if unseen_customer:
         audit_log_record(

@@ -7,6 +7,7 @@ from typing import Any
 
 from django import template
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 
 from support.text import readable_time, words
@@ -56,6 +57,29 @@ def interaction_kind(kind: str) -> str:
     from tickets.context.models import InteractionKind
 
     return str(dict(InteractionKind.choices).get(kind) or words(kind))
+
+
+#: A customer's message received within this of when it says it was sent shows one time.
+SENT_AT_SHOWN_FROM_SECONDS = 60
+
+
+@register.filter
+def customer_sent_at(message: Any) -> datetime | None:
+    """When the customer sent an inbound message (``metadata["sent_at"]``: the channel's
+    timestamp, or seed 004's ``timestamp`` given to ``POST /tickets``), when that is a
+    minute or more away from when it was received (``created_at``); else None."""
+    metadata = getattr(message, "metadata", None)
+    raw = metadata.get("sent_at") if isinstance(metadata, dict) else None
+    if not isinstance(raw, str) or getattr(message, "created_at", None) is None:
+        return None
+    try:
+        sent = parse_datetime(raw)
+    except ValueError:
+        return None
+    if sent is None or timezone.is_naive(sent):
+        return None
+    apart = abs((message.created_at - sent).total_seconds())
+    return sent if apart >= SENT_AT_SHOWN_FROM_SECONDS else None
 
 
 @register.filter
