@@ -295,10 +295,11 @@
 
   function sendFile(file, text) {
     // One file (and the text typed, if any) as a message of the chat, with its progress.
+    // False when it is not sent at all (too large): the text stays in the message box.
     var max = (state && state.upload_max_bytes) || 0;
     if (max && file.size > max) {
       error.textContent = "This file is too large (at most " + Math.floor(max / 1e6) + " MB).";
-      return;
+      return false;
     }
     var cid = clientId();
     var node = show({ client_id: cid, from: "visitor", text: text });
@@ -351,6 +352,7 @@
     };
     watch(FETCH_TIMEOUT_MS);
     xhr.send(form);
+    return true;
   }
 
   function download(file) {
@@ -646,7 +648,8 @@
     attach.addEventListener("click", function () { picker.click(); });
     picker.addEventListener("change", function () {
       var file = picker.files && picker.files[0];
-      if (file) { sendFile(file, input.value.trim()); input.value = ""; }
+      // (the text typed was cleared even when the file was refused here: lost)
+      if (file && sendFile(file, input.value.trim())) { input.value = ""; }
       picker.value = "";
     });
     form.appendChild(picker); form.appendChild(attach);
