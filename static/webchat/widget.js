@@ -626,6 +626,7 @@
         if (m.text) {
           var again = el("button", { type: "button", "class": "swc-retry" }, "Send again");
           again.addEventListener("click", function () {
+            if (!node.parentNode) { return; }  // sent once, whatever the clicks
             carriedDrop(m.client_id); node.remove(); send(m.text);
           });
           node.appendChild(again);
@@ -702,9 +703,14 @@
     var email = el("input", { type: "email", required: "", placeholder: "Your email",
                               "aria-label": "Your email" });
     form.appendChild(name); form.appendChild(email);
-    form.appendChild(el("button", { type: "submit" }, "Start chat"));
+    var start = el("button", { type: "submit" }, "Start chat"), starting = false;
+    form.appendChild(start);
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
+      // One session per start: a double click (or Enter twice) started two, the socket
+      // under the first and the sends and polls under the second, two visitors' chats.
+      if (starting) { return; }
+      starting = true; start.disabled = true;
       api("POST", "/api/webchat/" + token + "/session", { name: name.value, email: email.value })
         .then(function (j) {
           state = { session: j.session, visitor_id: j.visitor_id,
@@ -712,7 +718,10 @@
           body.textContent = "";  // what showCarried put there: shown again, with its choices
           panel.removeChild(form); chatView();
         })
-        .catch(function (e) { error.textContent = e.message; });
+        .catch(function (e) {
+          starting = false; start.disabled = false;
+          error.textContent = e.message;
+        });
     });
     panel.appendChild(form);
     showCarried(false);

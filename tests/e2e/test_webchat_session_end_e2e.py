@@ -163,3 +163,34 @@ def test_a_message_refused_and_a_draft_survive_the_end_of_the_session(
     finally:
         context.close()
     assert refused == [], "Content-Security-Policy violations"
+
+
+def test_a_double_click_on_start_chat_starts_one_session(browser: Any, live_asgi: str) -> None:
+    """Two clicks on "Start chat" started two sessions: the socket opened under the first,
+    the sends and polls went under the second (two visitors, two guest customers), and
+    the visitor read a DOM error. Now the button waits for its answer."""
+    account = _call(channel_account_upsert, channel="webchat", name="site")
+    context = browser.new_context(base_url=live_asgi)
+    page = context.new_page()
+    refused = watch_csp(page)
+    started: list[str] = []
+    page.on(
+        "request",
+        lambda request: started.append(request.url) if request.url.endswith("/session") else None,
+    )
+    try:
+        page.goto("/accounts/login/")
+        _load_widget(page, account.webhook_token)
+        page.fill(".swc-start input[type=text]", "Vera")
+        page.fill(".swc-start input[type=email]", "vera@example.com")
+        page.dblclick(".swc-start button[type=submit]")
+        page.locator(".swc-form").wait_for()
+        _say(page, "One chat please")
+        _stored(page, "One chat please")
+        page.wait_for_timeout(1000)
+        assert len(started) == 1
+        expect(page.locator(".swc-err")).to_have_text("")
+        expect(page.locator(".swc-form")).to_have_count(1)
+    finally:
+        context.close()
+    assert refused == [], "Content-Security-Policy violations"
