@@ -2594,3 +2594,26 @@ def test_the_eb_bundle_replaces_an_older_file_of_the_same_name(tmp_path: Path) -
     names = set(zipfile.ZipFile(out).namelist())
     assert "manage.py" in names
     assert "removed_since.py" not in names
+
+
+def test_elastic_beanstalk_nginx_logs_no_query_string() -> None:
+    """The web chat's websocket carries the visitor's session in its query string
+    (``/ws/webchat/<token>/?session=…``: a browser sets no header on a websocket), a
+    bearer token for the chat (its messages, its files) for a day. nginx logged it with
+    every connect (``$request`` is the whole request line); the access log names the path
+    only, as the app's own logs do (``support.parsing.without_query_strings``)."""
+    config = _nginx_parse((EB_NGINX / "nginx.conf").read_text())
+    [(_, _, http)] = _nginx_find(config, "http")
+    formats = _nginx_find(http, "log_format")
+    assert [args[0] for _, args, _ in formats] == ["main"]
+    for _, args, _ in formats:
+        line = " ".join(args[1:])
+        # the request line, the URI as sent, the query string or one of its arguments
+        assert not re.search(r"\$(?:request|request_uri|args|query_string)\b|\$arg_", line)
+        assert "$uri" in line
+    logs = [
+        args
+        for _, _, server in _nginx_find(http, "server")
+        for _, args, _ in _nginx_find(server, "access_log")
+    ]
+    assert logs == [["/var/log/nginx/access.log", "main"]]

@@ -160,6 +160,47 @@ def test_expired_session_is_401_with_a_clear_message(
     assert Message.objects.filter(body_text="after").count() == 0
 
 
+def test_text_carried_from_an_expired_session_is_the_new_visitors_own(
+    web: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The widget offers what an expired session could not send in the next session
+    (docs/channels.md, "When the session ends"). The server's own rules say whose it is
+    then: the new session's, a new anonymous visitor with a guest customer of its own,
+    even with the same name and address typed and the same client id; the old chat gets
+    nothing and its session stays refused."""
+    account = make_account("webchat")
+    old = _start(web, account, "vera@example.com", "Vera")
+    _say(web, django_capture_on_commit_callbacks, old, "first question")
+    text, client_id = "Please refund order 77", "c-aaaaaaaaaaaaaaaaaaaaaaaa"
+
+    def send(started: dict[str, Any]) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return web.post(
+                started["messages_url"],
+                data={"text": text, "client_id": client_id},
+                content_type="application/json",
+                HTTP_X_WEBCHAT_SESSION=started["session"],
+            )
+
+    with signing_clock(time.time() + 86400 + 5):
+        assert send(old).status_code == 401
+        new = _start(web, account, "vera@example.com", "Vera")
+        assert send(new).status_code == 200
+        assert _poll(web, new) == [text]
+        polled_old = web.get(old["poll_url"], HTTP_X_WEBCHAT_SESSION=old["session"])
+    assert polled_old.status_code == 401
+    assert new["visitor_id"] != old["visitor_id"]
+    message = Message.objects.get(body_text=text)
+    assert message.channel_message_id == f"{new['visitor_id']}:{client_id}"
+    first = Message.objects.get(body_text="first question")
+    assert message.ticket_id != first.ticket_id
+    identities = ChannelIdentity.objects.filter(
+        channel="webchat", external_id__in=[old["visitor_id"], new["visitor_id"]]
+    )
+    assert len({i.customer_id for i in identities}) == 2
+    assert message.ticket.customer_id == identities.get(external_id=new["visitor_id"]).customer_id
+
+
 def test_session_lifetime_is_a_setting(web: Client, settings: Any) -> None:
     settings.WEBCHAT_SESSION_TTL_SECONDS = 60
     account = make_account("webchat")

@@ -27,6 +27,13 @@
  * a reload, a crashed tab or another page of the site shows them again as "Sending…" and
  * sends them again; a file being sent is not kept, only its name, to say it was not
  * sent. Without storage (private mode, quota, blocked) the widget works in the page alone.
+ * Every request has a deadline (FETCH_TIMEOUT_MS; a file, FETCH_TIMEOUT_MS without
+ * progress): a network that never answers (a captive portal, a stalled proxy) counts as a
+ * network error, so the message is tried again and says so, never "Sending…" for ever.
+ * When the session ends (401, close 4401) with messages not acknowledged, they are not
+ * dropped: kept for this widget on this browser (not for a visitor: CARRIED_SUFFIX), shown
+ * as not sent with their text, and offered in the next session (Send again / Discard):
+ * the visitor decides, since the new session is a new chat, maybe someone else's.
  * No dependencies, no CDN.
  */
 (function () {
@@ -56,6 +63,16 @@
                     "messages will be sent when it is back.";
   // What POST /api/webchat/<token>/files accepts (the server checks again, and the bytes).
   var UPLOAD_ACCEPT = ".jpg,.jpeg,.png,.gif,.webp,.pdf,.txt";
+  // The longest a request may go unanswered (headers and body); a file's upload, the
+  // longest without progress, then UPLOAD_ANSWER_TIMEOUT_MS for the answer once sent.
+  var FETCH_TIMEOUT_MS = 15000, UPLOAD_ANSWER_TIMEOUT_MS = 60000;
+  // The messages of an ended session not acknowledged, offered in the next one.
+  var CARRIED_SUFFIX = ":carried";
+  // Bumped when the session ends: an answer to a request of the old session is ignored.
+  var epoch = 0;
+  // What was typed in the message box when the session ended, put back in the next one.
+  var draft = "";
+  var polling = false, pollAgain = false;
 
   // The browser's storage may be missing or refuse (private mode, blocked cookies, quota):
   // every use goes through these, and the widget then keeps things in the page only.
@@ -78,8 +95,9 @@
   function unsentKey() {
     return state && state.visitor_id ? storeKey + ":unsent:" + state.visitor_id : null;
   }
-  function unsentRead() {
-    var key = unsentKey(), now = Date.now(), list = key ? readJson(key, []) : [];
+  function unsentRead() { return keptRead(unsentKey()); }
+  function keptRead(key) {
+    var now = Date.now(), list = key ? readJson(key, []) : [];
     if (!Array.isArray(list)) { list = []; }
     var kept = list.filter(function (m) {
       return m && typeof m.client_id === "string" && typeof m.text === "string" &&
@@ -87,11 +105,11 @@
     }).slice(-UNSENT_MAX);
     // what is past its day (or malformed) is deleted, not only skipped: the visitor's words
     // do not stay on the device (a shared computer) after they stop mattering
-    if (key && kept.length !== list.length) { unsentWrite(kept); }
+    if (key && kept.length !== list.length) { keptWrite(key, kept); }
     return kept;
   }
-  function unsentWrite(list) {
-    var key = unsentKey();
+  function unsentWrite(list) { keptWrite(unsentKey(), list); }
+  function keptWrite(key, list) {
     if (!key) { return; }
     if (list.length) { storeSet(key, JSON.stringify(list.slice(-UNSENT_MAX))); }
     else { storeRemove(key); }
@@ -106,6 +124,20 @@
     var list = unsentRead();
     var kept = list.filter(function (m) { return m.client_id !== cid; });
     if (kept.length !== list.length) { unsentWrite(kept); }
+  }
+  // The messages of ended sessions not acknowledged (same entries as unsent), kept for
+  // this widget on this browser until the visitor sends or discards them (or a day).
+  function carriedKey() { return storeKey + CARRIED_SUFFIX; }
+  function carriedDrop(cid) {
+    var list = keptRead(carriedKey());
+    var kept = list.filter(function (m) { return m.client_id !== cid; });
+    if (kept.length !== list.length) { keptWrite(carriedKey(), kept); }
+  }
+  function carriedAdd(entries) {
+    var have = {}, list = keptRead(carriedKey());
+    list.forEach(function (m) { have[m.client_id] = true; });
+    entries.forEach(function (m) { if (!have[m.client_id]) { list.push(m); } });
+    keptWrite(carriedKey(), list);
   }
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -138,22 +170,43 @@
     button.setAttribute("aria-expanded", String(open));
   });
 
+  function timedFetch(url, options, read) {
+    // fetch, and its body read ("json": null when it is not JSON; "blob": when 2xx),
+    // within FETCH_TIMEOUT_MS: a request nobody answers (a captive portal, a stalled
+    // proxy) is aborted and rejects as a network error does. Resolves { r, body }.
+    var Abort = window.AbortController, controller = Abort ? new Abort() : null;
+    if (controller) { options.signal = controller.signal; }
+    return new Promise(function (resolve, reject) {
+      var timer = setTimeout(function () {
+        if (controller) { controller.abort(); }
+        reject(new Error("no answer in time"));
+      }, FETCH_TIMEOUT_MS);
+      fetch(url, options).then(function (r) {
+        var body = read === "blob"
+          ? (r.ok ? r.blob() : Promise.resolve(null))
+          : r.json().catch(function () { return null; });
+        return body.then(function (b) { clearTimeout(timer); resolve({ r: r, body: b }); });
+      }).catch(function (e) { clearTimeout(timer); reject(e); });
+    });
+  }
+
   function api(method, path, data) {
     var headers = { "Content-Type": "application/json" };
     if (state && state.session) { headers["X-Webchat-Session"] = state.session; }
-    return fetch(base + path, {
+    var sent = state && state.session, at = epoch;
+    return timedFetch(base + path, {
       method: method, headers: headers, body: data ? JSON.stringify(data) : undefined
-    }).then(function (r) {
-      return r.json().catch(function () { return null; }).then(function (j) {
-        if (r.status === 401 && state && state.session) { expired(); }
-        if (r.ok && j) { return j; }
-        var reason = j && j.error && j.error.message;
-        // a server error page (not our JSON) says nothing the visitor can use
-        if (reason && r.status < 500) { throw new Error(reason); }
-        throw unreachable(reason);
-      });
+    }, "json").then(function (res) {
+      var r = res.r, j = res.body;
+      // (once: a second 401 of the same ended session would wipe the new start form)
+      if (r.status === 401 && sent && at === epoch) { expired(); }
+      if (r.ok && j) { return j; }
+      var reason = j && j.error && j.error.message;
+      // a server error page (not our JSON) says nothing the visitor can use
+      if (reason && r.status < 500) { throw new Error(reason); }
+      throw unreachable(reason);
     }, function () {
-      throw unreachable();  // the network, or an answer the browser hid
+      throw unreachable();  // the network, no answer in time, or an answer the browser hid
     });
   }
   function unreachable(reason) {
@@ -163,7 +216,20 @@
   }
 
   function expired() {
-    // The session is over (WEBCHAT_SESSION_TTL_SECONDS): forget it and start again.
+    // The session is over (WEBCHAT_SESSION_TTL_SECONDS, or refused): forget it and start
+    // again. What the visitor typed and the server did not acknowledge is not dropped: it
+    // is kept for the next session (carriedAdd), shown as not sent with its text, and
+    // offered there; what was in the message box is put back.
+    epoch += 1;
+    var left = unsentRead(), listed = {};
+    left.forEach(function (m) { listed[m.client_id] = true; });
+    Object.keys(pending).forEach(function (cid) {
+      // the messages refused for good are on the page only: kept too, with their text
+      if (!listed[cid]) { left.push({ client_id: cid, text: pending[cid].text, at: pending[cid].at }); }
+    });
+    carriedAdd(left);
+    var box = panel.querySelector(".swc-form input[type=text]");
+    if (box && box.value) { draft = box.value; }
     var unsent = unsentKey();
     if (unsent) { storeRemove(unsent); }
     state = null; storeRemove(storeKey);
@@ -172,7 +238,7 @@
     if (socket) { socket.onclose = null; socket.close(); socket = null; }
     clearTimeout(probeTimer); probeTimer = null; restored = [];
     Object.keys(pending).forEach(function (cid) { clearTimeout(pending[cid].timer); });
-    pending = {};
+    pending = {}; polling = false; pollAgain = false;
     while (panel.lastChild && panel.lastChild !== error) { panel.removeChild(panel.lastChild); }
     body.textContent = ""; lastId = 0; seen = {};
     startView();
@@ -229,10 +295,11 @@
 
   function sendFile(file, text) {
     // One file (and the text typed, if any) as a message of the chat, with its progress.
+    // False when it is not sent at all (too large): the text stays in the message box.
     var max = (state && state.upload_max_bytes) || 0;
     if (max && file.size > max) {
       error.textContent = "This file is too large (at most " + Math.floor(max / 1e6) + " MB).";
-      return;
+      return false;
     }
     var cid = clientId();
     var node = show({ client_id: cid, from: "visitor", text: text });
@@ -244,15 +311,25 @@
     form.append("file", file, file.name);
     form.append("client_id", cid);
     if (text) { form.append("text", text); }
-    var xhr = new XMLHttpRequest();
+    var xhr = new XMLHttpRequest(), at = epoch, stall = null;
+    // No progress within FETCH_TIMEOUT_MS (or no answer within UPLOAD_ANSWER_TIMEOUT_MS once
+    // the file is sent): given up as a network error, not "sending…" for ever.
+    function watch(ms) {
+      clearTimeout(stall);
+      stall = setTimeout(function () { xhr.abort(); }, ms);
+    }
     xhr.open("POST", base + "/api/webchat/" + token + "/files");
     xhr.setRequestHeader("X-Webchat-Session", state.session);
+    xhr.upload.onload = function () { watch(UPLOAD_ANSWER_TIMEOUT_MS); };
     xhr.upload.onprogress = function (ev) {
+      watch(FETCH_TIMEOUT_MS);
       if (ev.lengthComputable) {
         note.textContent = file.name + ": sending… " + Math.round(100 * ev.loaded / ev.total) + "%";
       }
     };
     xhr.onload = function () {
+      clearTimeout(stall);
+      if (at !== epoch) { return; }  // an answer for a session that has ended
       var j = {};
       try { j = JSON.parse(xhr.responseText); } catch (e) { j = {}; }
       if (xhr.status === 401) { expired(); return; }
@@ -267,19 +344,26 @@
       // the link to download it again comes with the recorded message
       setTimeout(poll, 1500); setTimeout(poll, 6000);
     };
-    xhr.onerror = function () {
+    xhr.onerror = xhr.onabort = function () {
+      clearTimeout(stall);
+      if (at !== epoch) { return; }
       note.textContent = file.name + ": not sent";
       error.textContent = "The file could not be sent; check your connection.";
     };
+    watch(FETCH_TIMEOUT_MS);
     xhr.send(form);
+    return true;
   }
 
   function download(file) {
-    fetch(base + "/api/webchat/" + token + "/files/" + file.id, {
+    if (!state) { return; }
+    timedFetch(base + "/api/webchat/" + token + "/files/" + file.id, {
       headers: { "X-Webchat-Session": state.session }
-    }).then(function (r) {
-      if (!r.ok) { throw new Error("This file is not available any more."); }
-      return r.blob();
+    }, "blob").catch(function () {
+      throw new Error("The file could not be downloaded; check your connection.");
+    }).then(function (res) {
+      if (!res.r.ok) { throw new Error("This file is not available any more."); }
+      return res.body;
     }).then(function (blob) {
       var url = URL.createObjectURL(blob);
       var a = el("a", { href: url, download: file.name });
@@ -290,9 +374,25 @@
   }
 
   function poll() {
+    // One poll at a time (on a network that hangs they piled up, one every 4 s); one asked
+    // for meanwhile runs when it ends, so nothing that arrived in between is missed.
+    if (!state) { return; }
+    if (polling) { pollAgain = true; return; }
+    polling = true; pollAgain = false;
+    var at = epoch;
+    function done() {
+      if (at !== epoch) { return false; }  // the session ended meanwhile: not its chat
+      polling = false;
+      if (pollAgain) { setTimeout(poll, 0); }
+      return true;
+    }
     api("GET", "/api/webchat/" + token + "/messages?after=" + lastId)
-      .then(function (j) { j.messages.forEach(show); restored = []; error.textContent = ""; })
+      .then(function (j) {
+        if (!done()) { return; }
+        j.messages.forEach(show); restored = []; error.textContent = "";
+      })
       .catch(function (e) {
+        if (!done()) { return; }
         restored = [];
         // polled again in a few seconds: say so, not a bare error (or nothing at all)
         error.textContent = e.unreachable ? UNREACHABLE : e.message;
@@ -411,7 +511,7 @@
     if (refusedForGood) { unsentDrop(cid); }
     status(cid, "Not sent: " + reason, true);
   }
-  function later(cid) {
+  function later(cid, unanswered) {
     // no answer, or "try again": the next try after a growing pause (or when the socket
     // opens), within MAX_TRIES
     var p = pending[cid];
@@ -421,6 +521,8 @@
       failed(cid, "no answer from the server; check your connection.");
       return;
     }
+    // the network failed or never answered: said, not a plain "Sending…" meanwhile
+    if (unanswered) { status(cid, "Not sent yet: no answer from the server; trying again…", false); }
     p.timer = setTimeout(function () { transmit(cid, false); },
                          Math.min(1000 * Math.pow(2, p.tries), 30000));
   }
@@ -452,29 +554,37 @@
     }
     p.via = "http";
     var headers = { "Content-Type": "application/json", "X-Webchat-Session": state.session };
-    fetch(base + "/api/webhooks/webchat/" + token, {
+    var at = epoch;
+    timedFetch(base + "/api/webhooks/webchat/" + token, {
       method: "POST", headers: headers, body: JSON.stringify(data)
-    }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (j) {
-        if (r.ok) { confirmed(cid); return; }
-        if (!pending[cid] || pending[cid].via !== "http") { return; }
-        if (r.status === 401 && state && state.session) { expired(); return; }
-        if (r.status >= 500 || r.status === 408) { later(cid); return; }
-        failed(cid, (j.error && j.error.message) || "the message was refused.", r.status !== 429);
-      });
+    }, "json").then(function (res) {
+      var r = res.r, j = res.body || {};
+      if (at !== epoch) {
+        // the session ended while this was on its way: recorded after all, it is not
+        // offered again in the next one
+        if (r.ok) { carriedDrop(cid); }
+        return;
+      }
+      if (r.ok) { confirmed(cid); return; }
+      if (!pending[cid] || pending[cid].via !== "http") { return; }
+      if (r.status === 401 && state && state.session) { expired(); return; }
+      if (r.status >= 500 || r.status === 408) { later(cid); return; }
+      failed(cid, (j.error && j.error.message) || "the message was refused.", r.status !== 429);
     }, function () {
-      if (pending[cid] && pending[cid].via === "http") { later(cid); }
+      // the network, or no answer within FETCH_TIMEOUT_MS: tried again
+      if (at === epoch && pending[cid] && pending[cid].via === "http") { later(cid, true); }
     });
   }
 
   function send(text) {
-    var cid = clientId();
-    unsentKeep({ client_id: cid, text: text, at: Date.now() });
-    sendAgain(cid, text);
+    var cid = clientId(), at = Date.now();
+    unsentKeep({ client_id: cid, text: text, at: at });
+    sendAgain(cid, text, at);
   }
-  function sendAgain(cid, text) {
+  function sendAgain(cid, text, at) {
     var node = show({ client_id: cid, from: "visitor", text: text });
-    pending[cid] = { text: text, node: node, tries: 0, via: null, timer: null, failed: false };
+    pending[cid] = { text: text, node: node, tries: 0, via: null, timer: null, failed: false,
+                     at: at };
     status(cid, "Sending…", false);
     transmit(cid, false);
   }
@@ -484,7 +594,7 @@
     unsentRead().forEach(function (m) {
       if (seen["c:" + m.client_id]) { return; }
       if (typeof m.file !== "string") {
-        sendAgain(m.client_id, m.text);
+        sendAgain(m.client_id, m.text, m.at);
         restored.push(nodes[m.client_id]);
         return;
       }
@@ -498,6 +608,37 @@
     });
   }
 
+  function showCarried(inChat) {
+    // The messages an ended session left unsent: their text, "not sent", and in a chat
+    // the visitor's choice, Send again (a new message of this chat) or Discard. Not sent
+    // by themselves: this chat is a new one, maybe another person's at a shared computer,
+    // and one whose ack was lost may have reached the old chat already.
+    keptRead(carriedKey()).forEach(function (m) {
+      var node = el("div", { "class": "swc-msg swc-visitor swc-failed swc-carried" }, m.text);
+      if (typeof m.file === "string") {
+        node.appendChild(el("span", { "class": "swc-note" },
+                            m.file + ": not sent; please attach it again."));
+      }
+      node.appendChild(el("span", { "class": "swc-status" },
+        "Not sent: your chat session ended before it reached us." +
+        (inChat ? "" : " Start the chat again to send it.")));
+      if (inChat) {
+        if (m.text) {
+          var again = el("button", { type: "button", "class": "swc-retry" }, "Send again");
+          again.addEventListener("click", function () {
+            if (!node.parentNode) { return; }  // sent once, whatever the clicks
+            carriedDrop(m.client_id); node.remove(); send(m.text);
+          });
+          node.appendChild(again);
+        }
+        var drop = el("button", { type: "button", "class": "swc-retry" }, "Discard");
+        drop.addEventListener("click", function () { carriedDrop(m.client_id); node.remove(); });
+        node.appendChild(drop);
+      }
+      body.appendChild(node);
+    });
+  }
+
   function chatView() {
     var form = el("form", { "class": "swc-form" });
     var input = el("input", { type: "text", maxlength: "5000", "aria-label": "Message",
@@ -508,11 +649,13 @@
     attach.addEventListener("click", function () { picker.click(); });
     picker.addEventListener("change", function () {
       var file = picker.files && picker.files[0];
-      if (file) { sendFile(file, input.value.trim()); input.value = ""; }
+      // (the text typed was cleared even when the file was refused here: lost)
+      if (file && sendFile(file, input.value.trim())) { input.value = ""; }
       picker.value = "";
     });
     form.appendChild(picker); form.appendChild(attach);
     form.appendChild(input); form.appendChild(el("button", { type: "submit" }, "Send"));
+    input.value = draft; draft = "";
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       var text = input.value.trim();
@@ -520,6 +663,7 @@
     });
     panel.appendChild(form);
     panel.appendChild(verifyView());
+    showCarried(true);
     restoreUnsent();
     connect();
   }
@@ -559,18 +703,28 @@
     var email = el("input", { type: "email", required: "", placeholder: "Your email",
                               "aria-label": "Your email" });
     form.appendChild(name); form.appendChild(email);
-    form.appendChild(el("button", { type: "submit" }, "Start chat"));
+    var start = el("button", { type: "submit" }, "Start chat"), starting = false;
+    form.appendChild(start);
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
+      // One session per start: a double click (or Enter twice) started two, the socket
+      // under the first and the sends and polls under the second, two visitors' chats.
+      if (starting) { return; }
+      starting = true; start.disabled = true;
       api("POST", "/api/webchat/" + token + "/session", { name: name.value, email: email.value })
         .then(function (j) {
           state = { session: j.session, visitor_id: j.visitor_id,
                     upload_max_bytes: j.upload_max_bytes }; save();
+          body.textContent = "";  // what showCarried put there: shown again, with its choices
           panel.removeChild(form); chatView();
         })
-        .catch(function (e) { error.textContent = e.message; });
+        .catch(function (e) {
+          starting = false; start.disabled = false;
+          error.textContent = e.message;
+        });
     });
     panel.appendChild(form);
+    showCarried(false);
   }
 
   if (state && state.session) { chatView(); } else { startView(); }

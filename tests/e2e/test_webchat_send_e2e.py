@@ -522,3 +522,38 @@ def test_a_kept_message_past_its_day_is_deleted_from_the_browser(
     finally:
         context.close()
     assert refused == [], "Content-Security-Policy violations"
+
+
+def test_a_file_too_large_leaves_the_text_typed_with_it(
+    browser: Any, live_asgi: str, tmp_path: Any
+) -> None:
+    """The widget refuses a file over the session's ``upload_max_bytes`` before sending
+    anything; the text typed to go with it stays in the message box (it was cleared, and
+    lost, with the file refused)."""
+    account = _call(channel_account_upsert, channel="webchat", name="site")
+    context, page, refused = _chat(browser, live_asgi, account, drop=0)
+    try:
+        page.evaluate(
+            """token => {
+                const key = 'support-webchat:' + token;
+                const state = JSON.parse(localStorage.getItem(key));
+                state.upload_max_bytes = 1000000;
+                localStorage.setItem(key, JSON.stringify(state));
+            }""",
+            account.webhook_token,
+        )
+        page.reload()
+        _load_widget(page, account.webhook_token)
+        page.fill(".swc-form input[type=text]", "Here is the video of the fault")
+        video = tmp_path / "fault.png"
+        video.write_bytes(PHOTO + b"\x00" * 1_000_000)
+        page.set_input_files(".swc-form input[type=file]", str(video))
+        expect(page.locator(".swc-err")).to_have_text("This file is too large (at most 1 MB).")
+        expect(page.locator(".swc-form input[type=text]")).to_have_value(
+            "Here is the video of the fault"
+        )
+        expect(page.locator(".swc-visitor")).to_have_count(0)
+        assert not InboundEvent.objects.filter(account=account).exists()
+    finally:
+        context.close()
+    assert refused == [], "Content-Security-Policy violations"
