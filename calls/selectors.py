@@ -45,6 +45,24 @@ def call_visibility_q(user: Any, *, prefix: str = "") -> Q:
     return Q(**{f"{prefix}queue_name__in": queues}) | Q(**{f"{prefix}pk__in": escalated})
 
 
+#: The customer context's scope kind for an analysed call's entry, ``call:<contact id>``
+#: (``tickets.context.scopes``; rule: :func:`call_scope_visible`).
+CALL_SCOPE = "call"
+
+
+def call_scope_visible(user: Any, contact_ids: set[str]) -> set[str]:
+    """The contact ids among ``contact_ids`` of the calls ``user`` may see (the call page's
+    rule, :func:`call_visibility_q`), for the customer context's call entries. One query
+    for an agent; a supervisor's are never asked (they see every entry)."""
+    if not contact_ids:
+        return set()
+    return set(
+        Call.objects.filter(contact_id__in=sorted(contact_ids))
+        .filter(call_visibility_q(user))
+        .values_list("contact_id", flat=True)
+    )
+
+
 _HASH = re.compile(r"[0-9a-f]{32}")
 
 

@@ -21,12 +21,13 @@ from calls.models import (
 from calls.parsers import (
     ParsedResult,
 )
-from calls.selectors import call_redaction_names
+from calls.selectors import CALL_SCOPE, call_redaction_names
 from calls.transcription import get_backend, result_from_s3_object
 from support.errors import RetryableError
 from support.events import event_record
 from support.redaction import redact
 from tickets.context.models import InteractionKind
+from tickets.context.scopes import scope_make
 from tickets.context.services import interaction_record
 from tickets.models import Channel
 
@@ -338,10 +339,12 @@ def call_interaction_record(*, call_id: int) -> bool:
     """The customer context's entry for an analysed call (kind ``call``, ``source_key``
     ``call:<contact id>``), scored from the caller's own words; a call analysed again
     (a new version) replaces its entry, never adds one. The entry names the call's
-    escalation ticket when it has one, so it is shown to whom may see that ticket; its
-    summary says only that there was a call (the call's words are on the call page,
-    which has its own visibility rule). No customer linked: nothing. Returns True when
-    new."""
+    escalation ticket when it has one, and its scope is the call (``call:<contact id>``):
+    an agent is shown and counted it only if they may see the call, under the call
+    page's rule (``call_visibility_q``, registered with the context as the ``call``
+    scope's rule), and its ticket if it names one. Its summary says only that there was
+    a call (the call's words are on the call page). No customer linked: nothing. Returns
+    True when new."""
     call = Call.objects.filter(pk=call_id).first()
     if call is None or call.customer_id is None:
         return False
@@ -363,4 +366,5 @@ def call_interaction_record(*, call_id: int) -> bool:
         ticket_id=ticket_id,
         analyse_text=call_customer_words(call, transcript),
         replace=True,
+        scope=scope_make(CALL_SCOPE, call.contact_id),
     )

@@ -39,8 +39,10 @@ from support.lru import BoundedLRU
 logger = logging.getLogger(__name__)
 
 #: 2 since 2026-12-06: the entry holds the private part agents' figures are drawn from
-#: (``selectors.VIEWER_KEY``); a version 1 entry, without it, is not read.
-KEY_VERSION = 2
+#: (``selectors.VIEWER_KEY``); a version 1 entry, without it, is not read. 3 since
+#: 2026-12-06 (later): each interaction, and each scored contact in that part, carries its
+#: scope (``tickets.context.scopes``); a version 2 entry, without them, is not read.
+KEY_VERSION = 3
 
 
 def context_cache_key(customer_id: int) -> str:

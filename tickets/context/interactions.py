@@ -40,6 +40,9 @@ class InteractionRecord:
     sentiment_score: float | None = None
     sentiment_label: str = ""
     expires_at: datetime | None = None
+    #: what else the entry is about, with its own visibility rule (``call:<contact id>``;
+    #: ``tickets.context.scopes``); "" for none
+    scope: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -63,6 +66,8 @@ class ScorePoint:
     score: float | None
     #: the ticket the interaction was on (None: none), for what a viewer may see of it
     ticket_id: int | None = None
+    #: its scope ("" for none), the other half of what a viewer may see of it
+    scope: str = ""
 
 
 class InteractionBackend(Protocol):
@@ -89,6 +94,25 @@ class InteractionBackend(Protocol):
         """Delete up to ``limit`` expired entries; returns how many, and whose."""
 
 
+#: What an analysed call's entry was before entries carried a scope (2026-12-06): kind
+#: ``call``, ``source_key`` ``call:<contact id>`` (``calls.services.call_interaction_record``),
+#: which is also its scope now.
+LEGACY_CALL_KEY_PREFIX = "call:"
+
+
+def scope_read(*, kind: str, source_key: str, scope: str) -> str:
+    """The scope of a stored entry. An analysed call's entry written without one (before
+    scopes; or, during the rolling deploy that adds them, by the previous release's
+    workers, after migration ``tickets.0014`` filled in the rows already there; and
+    DynamoDB items, which no migration reaches) is scoped by its key: so it is never
+    shown to an agent who may not see the call for want of a scope."""
+    if scope:
+        return scope
+    if kind == "call" and source_key.startswith(LEGACY_CALL_KEY_PREFIX):
+        return source_key
+    return ""
+
+
 def expiry_for(item: InteractionRecord) -> datetime:
     return item.expires_at or item.occurred_at + timedelta(
         days=settings.INTERACTIONS_RETENTION_DAYS
@@ -110,6 +134,7 @@ def _from_row(row: Interaction) -> InteractionRecord:
         sentiment_score=row.sentiment_score,
         sentiment_label=row.sentiment_label,
         expires_at=row.expires_at,
+        scope=scope_read(kind=row.kind, source_key=row.source_key, scope=row.scope),
     )
 
 
@@ -127,6 +152,7 @@ class PostgresInteractionBackend:
             "sentiment_label": item.sentiment_label,
             "occurred_at": item.occurred_at,
             "expires_at": expiry_for(item),
+            "scope": item.scope,
         }
         if replace:
             _, created = Interaction.objects.update_or_create(
@@ -154,9 +180,14 @@ class PostgresInteractionBackend:
             self._live(customer_id)
             .filter(occurred_at__gte=since)
             .order_by("occurred_at", "id")
-            .values_list("occurred_at", "kind", "sentiment_score", "ticket_id")
+            .values_list(
+                "occurred_at", "kind", "sentiment_score", "ticket_id", "source_key", "scope"
+            )
         )
-        return [ScorePoint(at, kind, score, ticket) for at, kind, score, ticket in rows]
+        return [
+            ScorePoint(at, kind, score, ticket, scope_read(kind=kind, source_key=key, scope=scope))
+            for at, kind, score, ticket, key, scope in rows
+        ]
 
     def for_customer(self, customer_id: int) -> list[InteractionRecord]:
         rows = Interaction.objects.filter(customer_id=customer_id).order_by("occurred_at", "id")
@@ -187,6 +218,15 @@ def _sk(item: InteractionRecord) -> str:
 
 def _parse_at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _item_scope(data: dict[str, Any]) -> str:
+    """An item's scope (items written before there were scopes have no attribute)."""
+    return scope_read(
+        kind=data["kind"]["S"],
+        source_key=data["source_key"]["S"],
+        scope=str(data.get("scope", {}).get("S", "")),
+    )
 
 
 class DynamoInteractionBackend:
@@ -250,6 +290,8 @@ class DynamoInteractionBackend:
             "kind": {"S": item.kind},
             "summary": {"S": item.summary[:300]},
             "sentiment_label": {"S": item.sentiment_label},
+            # always written (empty too): an item without it is one from before scopes
+            "scope": {"S": item.scope},
             "occurred_at": {"S": item.occurred_at.astimezone(UTC).isoformat()},
             "expires_at": {"N": str(int(expiry_for(item).timestamp()))},
         }
@@ -273,6 +315,7 @@ class DynamoInteractionBackend:
             else None,
             sentiment_label=data.get("sentiment_label", {}).get("S", ""),
             expires_at=datetime.fromtimestamp(int(data["expires_at"]["N"]), tz=UTC),
+            scope=_item_scope(data),
         )
 
     def record(self, item: InteractionRecord, *, replace: bool = False) -> bool:
@@ -328,7 +371,11 @@ class DynamoInteractionBackend:
             record = self._from_item(raw)
             points.append(
                 ScorePoint(
-                    record.occurred_at, record.kind, record.sentiment_score, record.ticket_id
+                    record.occurred_at,
+                    record.kind,
+                    record.sentiment_score,
+                    record.ticket_id,
+                    record.scope,
                 )
             )
         return points

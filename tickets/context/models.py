@@ -88,7 +88,10 @@ class Interaction(models.Model):
     """One entry of a customer's interaction log (PostgreSQL backend).
 
     ``source_key`` is the natural key (``message:<id>``, ``reopen:<event id>``…) that makes
-    recording idempotent. Rows expire at ``expires_at`` (default 180 days) and a beat task
+    recording idempotent. ``scope`` names what else the entry is about when that has its
+    own visibility rule (an analysed call: ``call:<contact id>``): an agent is shown the
+    entry only if that rule lets them see it (``tickets.context.scopes``), as well as its
+    ticket, if any. Rows expire at ``expires_at`` (default 180 days) and a beat task
     purges them. With ``INTERACTIONS_BACKEND=dynamodb`` this table stays empty.
     """
 
@@ -97,6 +100,15 @@ class Interaction(models.Model):
         Ticket, null=True, blank=True, on_delete=models.SET_NULL, related_name="interactions"
     )
     source_key = models.CharField(max_length=100, unique=True)
+    scope = models.CharField(
+        max_length=140,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="What else the entry is about, whose own rule decides who sees it, as "
+        "<kind>:<key> (an analysed call's: call:<contact id>, the call page's rule); empty "
+        "for none (then the ticket rule alone).",
+    )
     channel = models.CharField(max_length=16, choices=Channel.choices)
     kind = models.CharField(max_length=24, choices=InteractionKind.choices)
     summary = models.CharField(max_length=300, blank=True)

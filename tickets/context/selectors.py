@@ -30,6 +30,7 @@ from tickets.context.models import (
     InteractionKind,
     Order,
 )
+from tickets.context.scopes import scopes_visible
 from tickets.models import ChannelIdentity, Customer, Ticket, TicketStatus
 from tickets.selectors import ticket_visibility_q
 
@@ -42,7 +43,8 @@ SENTIMENT_SAMPLE = 5
 CONTACT_KINDS = frozenset({InteractionKind.MESSAGE, InteractionKind.CALL})
 OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 #: The cached build's part that is never returned: what :func:`customer_context_for`
-#: needs to give an agent the figures over the tickets it may see (ticket by ticket).
+#: needs to give an agent the figures over the tickets (and scopes) it may see, entry by
+#: entry.
 VIEWER_KEY = "_viewer"
 #: Churn reasons whose text and points count the customer's tickets or contacts, or date
 #: the last contact: shown to agents as one line (:data:`TICKET_HISTORY_TEXT`), their
@@ -123,8 +125,15 @@ def customer_context_for(customer: Customer, *, user: Any) -> dict[str, Any]:
     whole-customer scores (sentiment means and direction, the churn score and level:
     properties of the customer), but the churn reasons that count tickets or contacts
     become one line with their points summed (:data:`TICKET_HISTORY_REASONS`). Orders and
-    the profile are the customer's, not a ticket's. One query for an agent (the visible
-    tickets among those the context names, with the counts); none for a supervisor.
+    the profile are the customer's, not a ticket's.
+
+    The interactions and the scored contacts are those of tickets the agent may see (or
+    of no ticket) **and**, for an entry with a scope (an analysed call:
+    ``call:<contact id>``), whose scope the agent may see under its app's rule
+    (``tickets.context.scopes``: the call page's); an entry of no ticket and no scope (a
+    CRM's) is shown to whoever may see the customer. One query for an agent (the visible
+    tickets among those the context names, with the counts), and one more per scope kind
+    the context names (its calls, whatever their number); none for a supervisor.
     """
     full = _context_full(customer)
     data = _public(full)
@@ -133,23 +142,27 @@ def customer_context_for(customer: Customer, *, user: Any) -> dict[str, Any]:
     viewer = full.get(VIEWER_KEY) or {}
     scored = [tuple(p) for p in viewer.get("scored", [])]
     answers = [tuple(a) for a in viewer.get("csat", [])]
-    named = {i["ticket_id"] for i in data["interactions"]["recent"]}
+    recent = data["interactions"]["recent"]
+    named = {i["ticket_id"] for i in recent}
     named |= {p[0] for p in scored} | {a[0] for a in answers}
     tickets, visible = _tickets_visible(customer, user=user, named=named)
+    scopes = scopes_visible(user, {i["scope"] for i in recent} | {p[3] for p in scored})
 
-    def shown(ticket_id: int | None) -> bool:
-        return ticket_id is None or ticket_id in visible
+    def shown(ticket_id: int | None, scope: str) -> bool:
+        return (ticket_id is None or ticket_id in visible) and (not scope or scope in scopes)
 
     now = datetime.fromisoformat(data["generated_at"])
     seen = [
-        (datetime.fromisoformat(at), score) for ticket_id, at, score in scored if shown(ticket_id)
+        (datetime.fromisoformat(at), score)
+        for ticket_id, at, score, scope in scored
+        if shown(ticket_id, scope)
     ]
     return {
         **data,
         "tickets": tickets,
         "interactions": {
             **data["interactions"],
-            "recent": [i for i in data["interactions"]["recent"] if shown(i["ticket_id"])],
+            "recent": [i for i in recent if shown(i["ticket_id"], i["scope"])],
         },
         "sentiment": {**data["sentiment"], **_sentiment_shown(seen, now=now)},
         "csat": _csat_figures([a for a in answers if a[0] in visible]),
@@ -226,8 +239,8 @@ def customer_context_build(customer: Customer, *, now: datetime | None = None) -
 
 def _context_build_full(customer: Customer, *, now: datetime | None = None) -> dict[str, Any]:
     """The context, and under :data:`VIEWER_KEY` what an agent's figures are drawn from:
-    the scored contacts of the window (ticket, time, score) and the CSAT answers (ticket,
-    rating, time), newest first."""
+    the scored contacts of the window (ticket, time, score, scope), oldest first, and the
+    CSAT answers (ticket, rating, time), newest first."""
     now = now or timezone.now()
     window_start = now - timedelta(days=WINDOW_DAYS)
     erased = CustomerErasure.objects.filter(customer=customer).exists()
@@ -296,7 +309,7 @@ def _context_build_full(customer: Customer, *, now: datetime | None = None) -> d
         "generated_at": now.isoformat(),
         VIEWER_KEY: {
             "scored": [
-                [p.ticket_id, p.occurred_at.isoformat(), float(p.score)]
+                [p.ticket_id, p.occurred_at.isoformat(), float(p.score), p.scope]
                 for p in _scored(points)
                 if p.score is not None
             ],

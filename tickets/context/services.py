@@ -220,11 +220,15 @@ def interaction_record(
     ticket_id: int | None = None,
     analyse_text: str = "",
     replace: bool = False,
+    scope: str = "",
 ) -> bool:
     """Log an interaction from another app (e.g. a call with its transcript), idempotent on
     ``source_key``; ``analyse_text`` is scored for sentiment (only the customer's own
     words belong there). ``replace``: an entry with this ``source_key`` takes the new
-    values (a call analysed again) instead of staying as it was. Returns True when new."""
+    values (a call analysed again) instead of staying as it was. ``scope``
+    (``<kind>:<key>``, ``tickets.context.scopes``): what else the entry is about whose own
+    rule says who may see it (a call's page); agents are then shown it only if that rule,
+    registered by the app owning ``<kind>``, lets them. Returns True when new."""
     if kind not in InteractionKind.values:
         raise InvalidInput(f"kind: unknown {kind!r}.", details={"kind": ["Invalid."]})
     return _interaction_write(
@@ -237,6 +241,7 @@ def interaction_record(
             occurred_at=occurred_at,
             summary=summary[:SUMMARY_CHARS],
             ticket_id=ticket_id,
+            scope=scope,
             **_scored(analyse_text, customer_id),
         ),
         replace=replace,

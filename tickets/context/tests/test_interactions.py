@@ -274,3 +274,86 @@ def test_interaction_record_replace_updates_the_one_entry(customer, settings, ba
 
     [item] = get_backend().recent(customer.pk, limit=5)
     assert (item.source_key, item.sentiment_label) == ("call:CTR-2", "negative")
+
+
+@mock_aws
+@pytest.mark.parametrize("backend_name", ["postgres", "dynamodb-scope"])
+def test_both_backends_keep_the_scope_and_scope_an_old_calls_entry_by_its_key(
+    customer, settings, backend_name
+):
+    """An entry's scope (``tickets.context.scopes``) is stored and read back, in the list
+    and in the window the figures are drawn from. An analysed call's entry written before
+    there were scopes (a DynamoDB item, which no migration reaches; a row the previous
+    release wrote during the deploy) is scoped by its key, ``call:<contact id>``; any other
+    entry without one has none."""
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    dynamo = DynamoInteractionBackend(client=client, table="interactions-scope")
+    if backend_name != "postgres":
+        dynamo.table_create()
+        register_backend(backend_name, lambda: dynamo)
+    settings.INTERACTIONS_BACKEND = backend_name
+    from tickets.context.interactions import get_backend
+
+    backend = get_backend()
+    now = timezone.now().replace(microsecond=0)
+
+    def entry(key: str, kind: str, hours: int, scope: str = "") -> InteractionRecord:
+        return InteractionRecord(
+            customer_id=customer.pk,
+            source_key=key,
+            channel="phone",
+            kind=kind,
+            occurred_at=now - timedelta(hours=hours),
+            sentiment_score=-0.5,
+            scope=scope,
+        )
+
+    assert backend.record(entry("call:NEW", "call", 1, scope="call:NEW")) is True
+    assert backend.record(entry("crm:1", "call", 2)) is True
+    old_call = entry("call:OLD", "call", 3)
+    if backend_name == "postgres":
+        assert backend.record(old_call) is True
+        Interaction.objects.filter(source_key="call:OLD").update(scope="")
+    else:
+        item = dynamo._to_item(old_call)
+        del item["scope"]  # as written before there were scopes
+        client.put_item(TableName="interactions-scope", Item=item)
+    expected = {"call:NEW": "call:NEW", "crm:1": "", "call:OLD": "call:OLD"}
+    recent = backend.recent(customer.pk, limit=5)
+    assert {r.source_key: r.scope for r in recent} == expected
+    assert [r.as_dict()["scope"] for r in recent] == ["call:NEW", "", "call:OLD"]
+    window = backend.window(customer.pk, since=now - timedelta(days=1))
+    assert [p.scope for p in window] == ["call:OLD", "", "call:NEW"]
+
+
+def test_the_migration_scopes_the_calls_entries_already_there(customer):
+    """Migration 0014's data step: the analysed calls' entries (kind ``call``, key
+    ``call:<contact id>``) take their key as their scope; nothing else changes."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("tickets.migrations.0014_interaction_scope")
+    for key, kind, scope in (
+        ("call:C-1", "call", ""),
+        ("call:C-2", "call", "call:C-2"),
+        ("crm:7", "call", ""),
+        ("message:1", "message", ""),
+        ("call:typed-as-note", "note", ""),
+    ):
+        Interaction.objects.create(
+            customer=customer,
+            source_key=key,
+            channel="phone",
+            kind=kind,
+            occurred_at=timezone.now(),
+            scope=scope,
+        )
+    migration.call_entries_scope(apps, None)
+    assert dict(Interaction.objects.values_list("source_key", "scope")) == {
+        "call:C-1": "call:C-1",
+        "call:C-2": "call:C-2",
+        "crm:7": "",
+        "message:1": "",
+        "call:typed-as-note": "",
+    }
