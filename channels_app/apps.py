@@ -18,6 +18,17 @@ def _on_message_created(event: OutboxEvent) -> None:
         subscriber_task_enqueue(outbound_message_send_task, event.payload["message_id"])
 
 
+def _on_ticket_resolved(event: OutboxEvent) -> None:
+    """A resolved ticket: queue its satisfaction survey, here in the relay's transaction
+    (idempotent per resolution; the message it writes is sent as any reply is). If it
+    fails, the event stays pending and comes again."""
+    from channels_app.services.csat_survey import csat_survey_send
+
+    resolved_at = event.payload.get("resolved_at")
+    if event.payload.get("ticket_id") is not None and resolved_at:
+        csat_survey_send(ticket_id=int(event.payload["ticket_id"]), resolved_at=str(resolved_at))
+
+
 class ChannelsAppConfig(AppConfig):
     name = "channels_app"
     verbose_name = "Channels"
@@ -55,6 +66,8 @@ class ChannelsAppConfig(AppConfig):
         from tickets.context.privacy import register_erasure_hook
 
         subscribe("message.created", _on_message_created)
+        # the customer is asked to rate our help on the ticket's channel (docs/customer-context.md)
+        subscribe("ticket.resolved", _on_ticket_resolved)
         # what a public reply may carry on its channel (text length, files): checked by the
         # core when an agent sends, shown by the reply box
         from channels_app.services.reply_limits import channel_reply_rules

@@ -945,6 +945,9 @@ CUSTOMER_CONTEXT_CACHE_TTL = env.get_int("CUSTOMER_CONTEXT_CACHE_TTL", 300)
 CUSTOMER_CONTEXT_LOCAL_CACHE_SIZE = env.get_int("CUSTOMER_CONTEXT_LOCAL_CACHE_SIZE", 512)
 CUSTOMER_CONTEXT_LOCAL_CACHE_TTL = env.get_float("CUSTOMER_CONTEXT_LOCAL_CACHE_TTL", 5.0)
 FEEDBACK_LINK_MAX_AGE_DAYS = env.get_int("FEEDBACK_LINK_MAX_AGE_DAYS", 30)
+# After each resolution the customer gets one message with the feedback link on the
+# ticket's own channel (channels_app.services.csat_survey; docs/customer-context.md).
+CSAT_SURVEY_ENABLED = env.get_bool("CSAT_SURVEY_ENABLED", default=True)
 CELERY_BEAT_SCHEDULE["interactions-purge"] = {
     "task": "tickets.context.tasks.interaction_purge_task",
     "schedule": 3600.0,

@@ -1704,6 +1704,7 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "OUTGOING_WEBHOOKS_ENABLED",
         "ROUTING_ENABLED",
         "LOGIN_LOCKOUT_ENABLED",
+        "CSAT_SURVEY_ENABLED",  # on: resolved tickets' customers are asked to rate them
         "WEBHOOK_FAST_PATH",
         "SITE_CSP_REPORT_ONLY",
         "SITE_CSP_REPORT_URI",

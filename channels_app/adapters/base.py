@@ -305,6 +305,13 @@ class ChannelAdapter(ABC):
         by the check before the send."""
         return self.reply_limits
 
+    def reply_window_open(self, last_inbound_at: datetime | None) -> bool:
+        """Whether a free-form message may be sent now, the customer having last written
+        at ``last_inbound_at`` (None: never). True unless the channel limits it (WhatsApp's
+        customer-service window). Asked before a message nobody typed, such as the
+        satisfaction survey, is written: one that could only fail is not."""
+        return True
+
     @abstractmethod
     def verify(self, account: ChannelAccount, request: WebhookRequest) -> None:
         """Raise ``SignatureError`` unless the delivery is authentic (constant-time)."""

@@ -271,6 +271,28 @@ def reply_ticket_get(message: Message) -> Ticket:
     return ticket
 
 
+def channel_recipient(ticket: Ticket, channel: str) -> str:
+    """Whom a reply on ``ticket`` goes to on ``channel``, the ticket's own channel (one with
+    an adapter): the web chat visitor, the sender's id on the channel, else an identity the
+    customer has there, else (e-mail) the customer's address; "" when there is no one."""
+    if channel == Channel.WEBCHAT:
+        return selectors.webchat_reply_visitor(ticket)
+    # The sender's id on the channel, for a ticket a channel account received; an API
+    # caller's origin_platform_id is its own ticket id (seed 004) or a claim, never a
+    # number or address to message: those tickets reply to an identity the customer
+    # has on the channel (made by the channel's own messages, or by a supervisor).
+    recipient = ticket.origin_platform_id if ticket.channel_account_id else ""
+    if not recipient:
+        identity = ChannelIdentity.objects.filter(customer=ticket.customer, channel=channel).first()
+        recipient = identity.external_id if identity else ""
+    if not recipient and channel == Channel.EMAIL:
+        recipient = ticket.customer.email
+    if recipient.startswith(NO_ADDRESS_PREFIX) and ticket.customer.email:
+        # a mail that named no sender address; an agent has since given the customer one
+        recipient = ticket.customer.email
+    return recipient
+
+
 def _outbound_request(
     message: Message, idempotency_key: str, channel: str | None = None
 ) -> OutboundRequest:
@@ -285,24 +307,8 @@ def _outbound_request(
             recipient = handoff_reply_address(ticket)
         else:
             recipient = ticket.customer.email
-    elif channel == Channel.WEBCHAT:
-        recipient = selectors.webchat_reply_visitor(ticket)
     else:
-        # The sender's id on the channel, for a ticket a channel account received; an API
-        # caller's origin_platform_id is its own ticket id (seed 004) or a claim, never a
-        # number or address to message: those tickets reply to an identity the customer
-        # has on the channel (made by the channel's own messages, or by a supervisor).
-        recipient = ticket.origin_platform_id if ticket.channel_account_id else ""
-        if not recipient:
-            identity = ChannelIdentity.objects.filter(
-                customer=ticket.customer, channel=message.channel
-            ).first()
-            recipient = identity.external_id if identity else ""
-        if not recipient and channel == "email":
-            recipient = ticket.customer.email
-        if recipient.startswith(NO_ADDRESS_PREFIX) and ticket.customer.email:
-            # a mail that named no sender address; an agent has since given the customer one
-            recipient = ticket.customer.email
+        recipient = channel_recipient(ticket, channel)
     if not recipient:
         problem = f"The customer has no {channel} identity to reply to."
         if ticket.pk != message.ticket_id:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -204,10 +204,15 @@ class WhatsAppAdapter(MetaAdapter):
             recipient_id=s.get("recipient_id", ""),
         )
 
+    def reply_window_open(self, last_inbound_at: datetime | None) -> bool:
+        hours = int(getattr(settings, "WHATSAPP_WINDOW_HOURS", 24))
+        return last_inbound_at is not None and (
+            timezone.now() - last_inbound_at <= timedelta(hours=hours)
+        )
+
     def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
         hours = int(getattr(settings, "WHATSAPP_WINDOW_HOURS", 24))
-        opened = outbound.last_inbound_at
-        if opened is None or timezone.now() - opened > timedelta(hours=hours):
+        if not self.reply_window_open(outbound.last_inbound_at):
             raise PermanentError(
                 f"Not sent: the customer last wrote more than {hours} hours ago, outside "
                 "WhatsApp's customer-service window. Only an approved message template can "

@@ -1,0 +1,128 @@
+"""The satisfaction survey: when a ticket is resolved, one message with its signed feedback
+link (``tickets.context.services.feedback_link_build``) to the customer, on the ticket's
+own channel.
+
+It is a public reply written by the system: ``tickets.services.message_add`` puts it on the
+timeline (queued, "System to customer via ..."), and its ``message.created`` event hands it
+to the outbound path every reply takes (``channels_app.services.outbound``: one
+``channel_reply`` delivery, every attempt recorded, retried, dead-lettered, swept). Nothing
+here sends.
+
+One survey per resolution: the message records which one (``SURVEY_METADATA_KEY``: the
+ticket id and its ``resolved_at``), so a ``ticket.resolved`` event delivered twice sends
+once, and a ticket reopened and resolved again is asked again. Not sent when
+``CSAT_SURVEY_ENABLED`` is off, for a merged ticket, for a ticket reopened (or resolved
+again) since the event, nor when there is no way to reach the customer on the ticket's
+channel (API, phone and chatbot hand-off tickets; no account; no address or identity;
+outside WhatsApp's 24-hour window): then an info log line says why, naming the ticket
+only.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import cast
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
+
+from channels_app import selectors
+from channels_app.adapters.base import get_adapter, registered_channels
+from channels_app.adapters.email.parsing import is_mailbox
+from channels_app.services.outbound import channel_recipient
+from support.errors import InvalidInput
+from tickets import services as ticket_services
+from tickets.context.services import FEEDBACK_STATUSES, feedback_link_build
+from tickets.models import Channel, Customer, Direction, Message, MessageKind, Ticket
+
+logger = logging.getLogger(__name__)
+
+#: ``Message.metadata`` key of a survey message: ``"<ticket id>:<resolved_at ISO>"``, the
+#: resolution it asks about (the idempotency key).
+SURVEY_METADATA_KEY = "csat_survey"
+
+
+def csat_survey_text(*, ticket: Ticket, link: str) -> str:
+    """The survey in the channel's format: a short plain text on the messaging channels
+    (the link on its own, so apps make it tappable), a few lines in an e-mail (which goes
+    out as a reply in the ticket's thread, ``Re: <subject> [<number>]``)."""
+    if ticket.channel == Channel.EMAIL:
+        return (
+            f"Your request {ticket.number} is resolved. How did we do?\n\n"
+            f"Rate our help from 1 to 5 (and tell us more if you like):\n{link}\n\n"
+            "Thank you."
+        )
+    return f"How did we do with {ticket.number}? Rate our help from 1 to 5: {link}"
+
+
+def _skip(ticket: Ticket, reason: str) -> None:
+    # the ticket's number only: no address, name or channel id in the log
+    logger.info("No satisfaction survey for %s: %s", ticket.number, reason)
+
+
+def _unreachable(ticket: Ticket) -> str:
+    """Why the customer cannot be reached on the ticket's channel, "" when they can."""
+    if ticket.channel not in registered_channels():
+        return f"{ticket.get_channel_display()} tickets have no channel of their own to send it on"
+    if Customer.objects.filter(pk=ticket.customer_id, erasure__isnull=False).exists():
+        return "the customer was erased"
+    if selectors.channel_account_for_ticket(ticket) is None:
+        return f"no active {ticket.get_channel_display()} account"
+    recipient = channel_recipient(ticket, ticket.channel)
+    if not recipient or (ticket.channel == Channel.EMAIL and not is_mailbox(recipient)):
+        return f"the customer has no {ticket.get_channel_display()} contact to send it to"
+    last_inbound = cast(datetime | None, selectors.last_inbound_at(ticket))
+    if not get_adapter(ticket.channel).reply_window_open(last_inbound):
+        return (
+            f"{ticket.get_channel_display()} takes no free-form message now (the customer "
+            "last wrote outside its window)"
+        )
+    return ""
+
+
+@transaction.atomic
+def csat_survey_send(*, ticket_id: int, resolved_at: str) -> Message | None:
+    """Queue the survey of the resolution of ``ticket_id`` at ``resolved_at`` (the
+    ``ticket.resolved`` event's); idempotent. Returns the survey message (the one already
+    written, for a repeated event), or None when none is sent (logged why, at info)."""
+    if not settings.CSAT_SURVEY_ENABLED:
+        return None
+    # Locked: a repeated event waits for the first one's survey and then finds it.
+    ticket = (
+        Ticket.objects.select_for_update(of=("self",))
+        .select_related("customer")
+        .filter(pk=ticket_id)
+        .first()
+    )
+    if ticket is None:
+        return None
+    if ticket.merged_into_id is not None:
+        _skip(ticket, "it was merged into another ticket")
+        return None
+    when = parse_datetime(resolved_at)
+    if ticket.status not in FEEDBACK_STATUSES or ticket.resolved_at != when:
+        _skip(ticket, "it was reopened or resolved again since")
+        return None
+    key = f"{ticket.pk}:{resolved_at}"
+    existing = Message.objects.filter(ticket=ticket, **{f"metadata__{SURVEY_METADATA_KEY}": key})
+    found = existing.order_by("pk").first()
+    if found is not None:
+        return found
+    problem = _unreachable(ticket)
+    if problem:
+        _skip(ticket, problem)
+        return None
+    try:
+        return ticket_services.message_add(
+            ticket=ticket,
+            body=csat_survey_text(ticket=ticket, link=feedback_link_build(ticket)),
+            kind=MessageKind.PUBLIC,
+            direction=Direction.OUTBOUND,
+            channel=ticket.channel,
+            metadata={SURVEY_METADATA_KEY: key},
+        )
+    except InvalidInput as exc:  # the channel's rules refuse the text (a limit set tiny)
+        _skip(ticket, f"the channel does not take it ({exc.message})")
+        return None

@@ -1,0 +1,287 @@
+"""The satisfaction survey: a resolved ticket sends the customer one message with the
+signed feedback link, on the ticket's own channel, through the outbound path every reply
+takes (a ``channel_reply`` delivery, its attempts recorded). HTTP mocked with responses."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import responses
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from channels_app.services.csat_survey import SURVEY_METADATA_KEY, csat_survey_send
+from channels_app.tests.conftest import counts, diff, make_account
+from support.delivery.models import Attempt, Delivery
+from support.models import OutboxEvent
+from support.services import outbox_relay
+from tickets.context.models import CsatFeedback
+from tickets.models import Message, Ticket
+from tickets.services import ticket_create, ticket_merge, ticket_update
+
+pytestmark = pytest.mark.django_db
+
+WA_URL = "https://graph.facebook.com/v21.0/106540352242922/messages"
+SENDGRID = "https://api.sendgrid.com/v3/mail/send"
+LINK = re.compile(r"(https?://\S+/feedback/[^\s\"<]+)")
+
+
+@pytest.fixture
+def wa_ticket(post_fixture: Any) -> Ticket:
+    post_fixture(make_account("whatsapp"), "text_message")
+    return Ticket.objects.get()
+
+
+def resolve(ticket: Ticket, agent: Any, capture: Any) -> Ticket:
+    """Resolve and run what is committed: the outbox relay, its subscribers, the sends."""
+    with capture(execute=True):
+        return ticket_update(ticket=ticket, status="resolved", actor=agent)
+
+
+def surveys(ticket: Ticket) -> list[Message]:
+    return list(
+        Message.objects.filter(ticket=ticket, metadata__has_key=SURVEY_METADATA_KEY).order_by("pk")
+    )
+
+
+def wa_text(call: Any) -> str:
+    return str(json.loads(call.request.body or b"")["text"]["body"])
+
+
+@responses.activate
+def test_resolving_sends_one_survey_on_the_tickets_channel_with_a_link_that_works(
+    wa_ticket: Ticket, agent: Any, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SURVEY-1"}]})
+    before = counts()
+    resolve(wa_ticket, agent, django_capture_on_commit_callbacks)
+    # the status change's timeline entry and the survey; one delivery, one attempt
+    assert diff(before, counts()) == {"messages": 2, "deliveries": 1, "attempts": 1}
+    assert len(responses.calls) == 1
+    sent = json.loads(responses.calls[0].request.body or b"")
+    assert (sent["to"], sent["type"]) == ("16505551234", "text")
+    text = wa_text(responses.calls[0])
+    assert text.startswith(f"How did we do with {wa_ticket.number}? Rate our help from 1 to 5: ")
+    (link,) = LINK.findall(text)
+    assert link.startswith(f"{django_settings.SITE_URL}/feedback/")
+
+    (survey,) = surveys(wa_ticket)
+    assert (survey.direction, survey.kind, survey.channel, survey.author_user) == (
+        "outbound",
+        "public",
+        "whatsapp",
+        None,
+    )
+    assert (survey.body_text, survey.delivery_status, survey.channel_message_id) == (
+        text,
+        "sent",
+        "wamid.SURVEY-1",
+    )
+    delivery = Delivery.objects.get()
+    assert (delivery.target_kind, delivery.idempotency_key, delivery.status) == (
+        "channel_reply",
+        f"message:{survey.pk}",
+        "succeeded",
+    )
+    assert Attempt.objects.get(delivery=delivery).outcome == "success"
+
+    # the customer's link opens the feedback page, which takes the answer
+    path = link.removeprefix(django_settings.SITE_URL)
+    assert client.get(path).status_code == 200
+    answered = client.post(path, {"rating": "5", "comment": "Quick, thanks"})
+    assert answered.status_code == 200
+    feedback = CsatFeedback.objects.get()
+    assert (feedback.ticket_id, feedback.rating) == (wa_ticket.pk, 5)
+
+    # agents see it on the timeline, sent by the system to the customer
+    client.force_login(agent)
+    page = client.get(f"/tickets/{wa_ticket.number}/").content.decode()
+    assert f"How did we do with {wa_ticket.number}?" in page
+    assert 'System <span class="muted">to customer via WhatsApp</span>' in page
+
+
+@responses.activate
+def test_an_email_ticket_gets_the_survey_by_email_in_its_thread(
+    post_fixture: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    account = make_account("email")
+    post_fixture(account, "inbound_parse_new")
+    ticket = Ticket.objects.get()
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-survey"})
+    resolve(ticket, agent, django_capture_on_commit_callbacks)
+    assert len(responses.calls) == 1
+    sent = json.loads(responses.calls[0].request.body or b"")
+    assert sent["personalizations"] == [{"to": [{"email": "jane.doe@example.org"}]}]
+    assert sent["subject"] == f"Re: Order 1234 arrived broken [{ticket.number}]"
+    assert sent["headers"]["In-Reply-To"] == "<CAHqs2r1ExampleFirst@mail.example.org>"
+    (content,) = sent["content"]
+    assert content["type"] == "text/plain"
+    assert content["value"].startswith(f"Your request {ticket.number} is resolved.")
+    (link,) = LINK.findall(content["value"])
+    assert link.startswith(f"{django_settings.SITE_URL}/feedback/")
+    (survey,) = surveys(ticket)
+    assert (survey.channel, survey.delivery_status) == ("email", "sent")
+    assert Delivery.objects.get().target_key == f"email:{account.pk}"
+
+
+@responses.activate
+def test_a_resolved_event_delivered_twice_sends_one_survey(
+    wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SURVEY-2"}]})
+    resolve(wa_ticket, agent, django_capture_on_commit_callbacks)
+    event = OutboxEvent.objects.get(event_type="ticket.resolved", aggregate_id=str(wa_ticket.pk))
+    assert event.delivered_at is not None
+    before = counts()
+    # at-least-once delivery: the same event comes again
+    OutboxEvent.objects.filter(pk=event.pk).update(delivered_at=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert outbox_relay() >= 1
+    assert diff(before, counts()) == {}
+    assert len(surveys(wa_ticket)) == 1
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_reopened_and_resolved_again_asks_again_once_per_resolution(
+    wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SURVEY-3"}]})
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SURVEY-4"}]})
+    resolve(wa_ticket, agent, django_capture_on_commit_callbacks)
+    first = OutboxEvent.objects.get(event_type="ticket.resolved")
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_update(ticket=wa_ticket, status="open", actor=agent)
+    assert len(surveys(wa_ticket)) == 1
+    resolve(wa_ticket, agent, django_capture_on_commit_callbacks)
+    assert [m.channel_message_id for m in surveys(wa_ticket)] == [
+        "wamid.SURVEY-3",
+        "wamid.SURVEY-4",
+    ]
+    assert Delivery.objects.count() == 2
+    # the first resolution's event again: that resolution is over, nothing more is sent
+    assert (
+        csat_survey_send(ticket_id=wa_ticket.pk, resolved_at=first.payload["resolved_at"]) is None
+    )
+    assert len(surveys(wa_ticket)) == 2
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_an_event_arriving_after_a_reopening_or_a_merge_sends_nothing(
+    wa_ticket: Ticket, agent: Any, customer: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    # nothing committed runs here: the events wait in the outbox until the relay below
+    ticket_update(ticket=wa_ticket, status="resolved", actor=agent)
+    ticket_update(ticket=wa_ticket, status="open", actor=agent)
+    other = ticket_create(customer=wa_ticket.customer, subject="Two", body="x", channel="whatsapp")
+    ticket_update(ticket=other, status="resolved", actor=agent)
+    target = ticket_create(
+        customer=wa_ticket.customer, subject="Kept", body="y", channel="whatsapp"
+    )
+    ticket_merge(source=other, target=target, actor=agent)
+    with django_capture_on_commit_callbacks(execute=True):
+        outbox_relay()
+    assert Message.objects.filter(metadata__has_key=SURVEY_METADATA_KEY).count() == 0
+    assert Delivery.objects.count() == 0
+    assert len(responses.calls) == 0
+    # the ticket kept by the merge is asked about when it is resolved
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SURVEY-6"}]})
+    resolve(target, agent, django_capture_on_commit_callbacks)
+    assert [m.channel_message_id for m in surveys(target)] == ["wamid.SURVEY-6"]
+    assert Message.objects.filter(metadata__has_key=SURVEY_METADATA_KEY).count() == 1
+
+
+@responses.activate
+def test_no_survey_when_turned_off(
+    wa_ticket: Ticket, agent: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.CSAT_SURVEY_ENABLED = False
+    before = counts()
+    resolve(wa_ticket, agent, django_capture_on_commit_callbacks)
+    assert diff(before, counts()) == {"messages": 1}  # the status change's entry only
+    assert surveys(wa_ticket) == []
+    assert len(responses.calls) == 0
+    # turned on again: the next resolution is asked about (the switch is read at send)
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SURVEY-5"}]})
+    settings.CSAT_SURVEY_ENABLED = True
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_update(ticket=wa_ticket, status="open", actor=agent)
+    resolve(wa_ticket, agent, django_capture_on_commit_callbacks)
+    assert [m.channel_message_id for m in surveys(wa_ticket)] == ["wamid.SURVEY-5"]
+
+
+@responses.activate
+@pytest.mark.parametrize("channel", ["api", "phone"])
+def test_no_survey_for_a_ticket_without_a_channel_of_its_own(
+    channel: str,
+    customer: Any,
+    agent: Any,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """An API or phone ticket has no channel to send it on (a reply to one goes by e-mail,
+    but a survey is not worth a mail the customer did not start): none, said in the log
+    without the customer's details."""
+    make_account("email")  # even with an e-mail account to send through
+    ticket = ticket_create(customer=customer, subject="Order 77", body="Hi", channel=channel)
+    before = counts()
+    with caplog.at_level(logging.INFO, logger="channels_app.services.csat_survey"):
+        resolve(ticket, agent, django_capture_on_commit_callbacks)
+    assert diff(before, counts()) == {"messages": 1}
+    assert len(responses.calls) == 0
+    (record,) = [r for r in caplog.records if r.name == "channels_app.services.csat_survey"]
+    assert record.levelno == logging.INFO
+    label = {"api": "API", "phone": "Phone"}[channel]
+    assert record.getMessage() == (
+        f"No satisfaction survey for {ticket.number}: "
+        f"{label} tickets have no channel of their own to send it on"
+    )
+    assert customer.email not in caplog.text
+    assert customer.name not in caplog.text
+
+
+def test_no_survey_when_the_customer_cannot_be_reached_on_the_channel(
+    customer: Any,
+    agent: Any,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """A WhatsApp ticket made through the API for a customer with no WhatsApp identity:
+    nobody to send it to, so no message that could only fail."""
+    make_account("whatsapp")
+    ticket = ticket_create(customer=customer, subject="Hi", body="Hello", channel="whatsapp")
+    with caplog.at_level(logging.INFO, logger="channels_app.services.csat_survey"):
+        resolve(ticket, agent, django_capture_on_commit_callbacks)
+    assert surveys(ticket) == []
+    assert Delivery.objects.count() == 0
+    assert (
+        f"No satisfaction survey for {ticket.number}: the customer has no WhatsApp contact "
+        "to send it to"
+    ) in caplog.text
+
+
+def test_no_survey_outside_the_whatsapp_window(
+    wa_ticket: Ticket,
+    agent: Any,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """The customer last wrote more than 24 hours ago: WhatsApp takes no free-form message,
+    so no survey that could only fail (a dead letter for a person to look at)."""
+    Message.objects.filter(ticket=wa_ticket, direction="inbound").update(
+        created_at=timezone.now() - timedelta(hours=25)
+    )
+    with caplog.at_level(logging.INFO, logger="channels_app.services.csat_survey"):
+        resolve(wa_ticket, agent, django_capture_on_commit_callbacks)
+    assert surveys(wa_ticket) == []
+    assert Delivery.objects.count() == 0
+    assert (
+        f"No satisfaction survey for {wa_ticket.number}: WhatsApp takes no free-form message "
+        "now (the customer last wrote outside its window)"
+    ) in caplog.text
