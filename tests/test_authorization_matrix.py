@@ -570,6 +570,36 @@ def test_http(world: World, db: Any, row: Row, role: str) -> None:
     )
 
 
+# --- rows whose "allow" says more ----------------------------------------------------------------
+
+MERGE_ROWS = [ROWS[("ticket-merge", "POST")], ROWS[("api-ticket-merge", "POST")]]
+
+
+@pytest.mark.parametrize(("row", "role"), _cells(MERGE_ROWS))
+def test_merge_into_a_ticket_with_no_team(world: World, db: Any, row: Row, role: str) -> None:
+    """The rows merge into a ticket of team T; into the customer's ticket with no team,
+    T's conversation would reach every agent, a move to no team by another door: for the
+    ticket's agents it is refused as that move is (400, the same reason, on both paths),
+    a supervisor merges; every other cell answers as in its row."""
+    from tickets import services
+    from tickets.models import Ticket
+
+    open_ticket = services.ticket_create(customer=world.customer, subject="Hi", body="Hello")
+    into = open_ticket.number if row.key == "ticket-merge" else str(open_ticket.pk)
+    response = send(world, row, role, body={"into": into})
+    merged_into = Ticket.objects.get(pk=world.ticket.pk).merged_into_id
+    expected = row.cells[role].expected
+    seen = (response.status_code, merged_into, _excerpt(response))
+    if expected != "allow":
+        assert (matches(expected, classify(response)), merged_into) == (True, None), seen
+    elif role in ("supervisor", "key_supervisor"):
+        assert response.status_code in (200, 302), seen
+        assert merged_into == open_ticket.pk, seen
+    else:
+        assert (response.status_code, merged_into) == (400, None), seen
+        assert services.NO_TEAM_REFUSAL in response.content.decode(), seen
+
+
 def _excerpt(response: Any) -> str:
     if getattr(response, "streaming", False):
         return "<streamed>"
