@@ -524,6 +524,11 @@ AWS_STORAGE_BUCKET_NAME = env.get_str("AWS_STORAGE_BUCKET_NAME")
 AWS_S3_REGION_NAME = AWS_REGION
 AWS_DEFAULT_ACL = None
 AWS_QUERYSTRING_AUTH = True
+# How long a signed S3 URL (an agent's /attachments/<id> redirect) works, in seconds: for
+# anyone who has it, so short (django-storages' default was an hour). S3 caps it at 7 days.
+AWS_QUERYSTRING_EXPIRE = env.get_int("AWS_QUERYSTRING_EXPIRE", 120)
+if not 1 <= AWS_QUERYSTRING_EXPIRE <= 604_800:
+    raise ImproperlyConfigured("AWS_QUERYSTRING_EXPIRE must be 1 to 604800 seconds.")
 STORAGES = {
     "default": {
         "BACKEND": "support.storage.S3Storage"

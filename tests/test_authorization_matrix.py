@@ -524,7 +524,7 @@ def send(world: World, row: Row, role: str, **extra: Any) -> Any:
     values = {**world.url_kwargs(), **KWARGS.get(row.key, lambda w: {})(world)}
     url = reverse(row.key, kwargs={k: values[k] for k in pattern.kwargs})
     key = (row.key, row.method)
-    query = QUERIES.get(key, lambda w: {})(world)
+    query = extra.pop("query", None) or QUERIES.get(key, lambda w: {})(world)
     body = extra.pop("body", None) or BODIES.get(key, lambda w: {})(world)
     headers.update(extra.pop("headers", {}))
     if row.method == "GET":
@@ -568,6 +568,75 @@ def test_http(world: World, db: Any, row: Row, role: str) -> None:
         f"{row.method} {row.key} as {role}: expected {cell.expected}, got {outcome} "
         f"(HTTP {response.status_code}) {_excerpt(response)}"
     )
+
+
+# --- rows whose "allow" says more ----------------------------------------------------------------
+
+MERGE_ROWS = [ROWS[("ticket-merge", "POST")], ROWS[("api-ticket-merge", "POST")]]
+
+
+@pytest.mark.parametrize(("row", "role"), _cells(MERGE_ROWS))
+def test_merge_into_a_ticket_with_no_team(world: World, db: Any, row: Row, role: str) -> None:
+    """The rows merge into a ticket of team T; into the customer's ticket with no team,
+    T's conversation would reach every agent, a move to no team by another door: for the
+    ticket's agents it is refused as that move is (400, the same reason, on both paths),
+    a supervisor merges; every other cell answers as in its row."""
+    from tickets import services
+    from tickets.models import Ticket
+
+    open_ticket = services.ticket_create(customer=world.customer, subject="Hi", body="Hello")
+    into = open_ticket.number if row.key == "ticket-merge" else str(open_ticket.pk)
+    response = send(world, row, role, body={"into": into})
+    merged_into = Ticket.objects.get(pk=world.ticket.pk).merged_into_id
+    expected = row.cells[role].expected
+    seen = (response.status_code, merged_into, _excerpt(response))
+    if expected != "allow":
+        assert (matches(expected, classify(response)), merged_into) == (True, None), seen
+    elif role in ("supervisor", "key_supervisor"):
+        assert response.status_code in (200, 302), seen
+        assert merged_into == open_ticket.pk, seen
+    else:
+        assert (response.status_code, merged_into) == (400, None), seen
+        assert services.NO_TEAM_REFUSAL in response.content.decode(), seen
+
+
+# Rows an agent of another team is "allowed" because they list or change only what it may
+# see: that it is shown nothing of team T's ticket, and changes nothing of it, is checked
+# here (the ticket's agent, who sees it, checks the check).
+SCOPED_ROWS = [
+    ("api-tickets", "GET", "agent_out"),
+    ("api-tickets", "GET", "key_agent_out"),
+    ("api-tickets", "GET", "key_agent_in"),
+    ("inbox", "GET", "agent_out"),
+    ("inbox", "GET", "agent_in"),
+    ("inbox-bulk", "POST", "agent_out"),
+    ("inbox-bulk", "POST", "agent_in"),
+]
+
+
+@pytest.mark.parametrize(("key", "method", "role"), SCOPED_ROWS)
+def test_allowed_rows_show_and_change_only_visible_tickets(
+    world: World, db: Any, key: str, method: str, role: str
+) -> None:
+    from tickets.models import Ticket
+
+    sees = role.endswith("agent_in")
+    ticket = world.ticket
+    before = set(ticket.tags.values_list("name", flat=True))
+    # the inbox's "all" view: its default, "mine", lists only the agent's own tickets
+    query = {"view": "all"} if key == "inbox" else None
+    response = send(world, ROWS[(key, method)], role, query=query)
+    assert classify(response) == "allow", _excerpt(response)
+    if key == "inbox-bulk":
+        after = set(Ticket.objects.get(pk=ticket.pk).tags.values_list("name", flat=True))
+        assert after == (before | {"matrix"} if sees else before)
+        return
+    if key == "inbox":
+        body = response.content.decode()
+        listed = ticket.number in body or ticket.subject in body
+    else:
+        listed = ticket.number in [t["number"] for t in response.json()["results"]]
+    assert listed == sees
 
 
 def _excerpt(response: Any) -> str:

@@ -82,9 +82,14 @@ def attachment_download(request: HttpRequest, attachment_id: int) -> HttpRespons
         raise Http404("No such attachment.")  # the same answer as an unknown id
     inline = shown_inline(attachment.content_type)
     if settings.S3_ENABLED:
-        # A short-lived signed URL: the bytes never pass through the web process.
-        return HttpResponseRedirect(_signed_url(attachment, inline))
-    return attachment_file_response(attachment, as_attachment=not inline)
+        # A short-lived signed URL (AWS_QUERYSTRING_EXPIRE): the bytes never pass through
+        # the web process. No cache keeps the redirect (the URL is the key to the file).
+        redirect = HttpResponseRedirect(_signed_url(attachment, inline))
+        redirect["Cache-Control"] = "private, no-store"
+        return redirect
+    # A file of a ticket only some agents may see: no shared or browser cache keeps it,
+    # as the visitor's and the bot's downloads are not kept.
+    return attachment_file_response(attachment, as_attachment=not inline, private=True)
 
 
 def attachment_file_response(

@@ -45,6 +45,7 @@ from tickets.models import (
     Message,
     MessageKind,
     Priority,
+    Tag,
     Team,
     Ticket,
     TicketRead,
@@ -731,6 +732,18 @@ def canned_response_list(*, user: Any) -> list[CannedResponse]:
         .filter(Q(team__isnull=True) | Q(team_id__in=user_team_ids(user)))
         .order_by("title")
     )
+
+
+def tag_list(*, user: Any, limit: int = 200) -> list[Tag]:
+    """The tags the inbox's tag filter offers, by name, at most
+    ``limit``: every tag for a supervisor, only those on tickets it may see for an agent
+    (a tag's name can tell what another team's ticket is about: security review
+    2026-12-06). One query."""
+    tags = Tag.objects.order_by("name")
+    if not is_supervisor(user):
+        visible = Ticket.objects.filter(ticket_visibility_q(user), tags=OuterRef("pk"))
+        tags = tags.filter(Exists(visible))
+    return list(tags[:limit])
 
 
 def ticket_assigned_open_exists(*, user: Any) -> bool:

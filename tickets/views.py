@@ -41,7 +41,6 @@ from tickets.models import (
     Channel,
     MessageKind,
     Priority,
-    Tag,
     Team,
     Ticket,
     TicketStatus,
@@ -167,7 +166,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     context = _inbox_context(request, request.GET)
     if getattr(request, "htmx", False) and request.headers.get("HX-Target") == "inbox-list":
         return render(request, "tickets/_inbox_list.html", context)
-    return render(request, "tickets/inbox.html", {**context, **_inbox_page_extras()})
+    return render(request, "tickets/inbox.html", {**context, **_inbox_page_extras(request)})
 
 
 def _inbox_context(request: HttpRequest, params: QueryDict) -> dict[str, Any]:
@@ -201,12 +200,12 @@ def _inbox_context(request: HttpRequest, params: QueryDict) -> dict[str, Any]:
     }
 
 
-def _inbox_page_extras() -> dict[str, Any]:
+def _inbox_page_extras(request: HttpRequest) -> dict[str, Any]:
     """What the whole inbox page adds to its list: the filters' and bulk form's choices."""
     return {
         "teams": list(Team.objects.order_by("name")),
         "agents": _agents(),
-        "tags": list(Tag.objects.order_by("name")[:200]),
+        "tags": selectors.tag_list(user=request.user),
         "last_event_id": _last_event_id(),
     }
 
@@ -703,7 +702,7 @@ def _bulk_refused(request: HttpRequest, exc: ApplicationError) -> HttpResponse:
         "value": _bulk_value(post, post.get("action", "")),
         "error": exc.message,
     }
-    context.update(_inbox_page_extras())
+    context.update(_inbox_page_extras(request))
     return render(request, "tickets/inbox.html", context, status=exc.http_status)
 
 

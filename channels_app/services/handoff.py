@@ -42,7 +42,7 @@ from support.delivery.models import Delivery
 from support.delivery.registry import ANSWER_TOO_LARGE, Schedule, SendResult, TargetKind
 from support.delivery.services import delivery_enqueue
 from support.errors import InvalidInput, NotFound, PermanentError, RetryableError
-from support.models import AttemptOutcome
+from support.models import ApiKey, AttemptOutcome
 from support.outbound import (
     AnswerTooLarge,
     classify_http_status,
@@ -66,6 +66,7 @@ from tickets.selectors import (
     OPEN_STATUSES,
     message_list_written_on,
     message_written_on_ticket_get,
+    ticket_visible_to,
 )
 
 logger = logging.getLogger(__name__)
@@ -307,10 +308,13 @@ def _stored_handoff(
     return messages, turns
 
 
-def _open_session_ticket(ticket: Ticket) -> Ticket | None:
+def _open_session_ticket(ticket: Ticket, *, api_key_id: int | None = None) -> Ticket | None:
     """Where a new hand-off of the session goes: its latest ticket, or the ticket that
     ticket was merged into (the conversation goes on there), while not resolved or
-    closed; else None (a new ticket)."""
+    closed; else None (a new ticket). A hand-off sent with an API key (``api_key_id``)
+    acts as the key's user: a ticket that user may not see (routed to a team they are
+    not in) is not added to, nor named in the answer, either; the hand-off opens a new
+    ticket (security review 2026-12-06)."""
     seen = {ticket.pk}
     while ticket.merged_into_id is not None and len(seen) < MERGE_CHAIN_MAX:
         target = Ticket.objects.filter(pk=ticket.merged_into_id).first()
@@ -320,6 +324,12 @@ def _open_session_ticket(ticket: Ticket) -> Ticket | None:
         ticket = target
     if ticket.merged_into_id is not None or ticket.status not in OPEN_STATUSES:
         return None
+    if api_key_id is not None:
+        key = ApiKey.objects.select_related("user").filter(pk=api_key_id).first()
+        if key is None or not ticket_visible_to(
+            key.user, team_id=ticket.team_id, assignee_id=ticket.assignee_id
+        ):
+            return None
     return ticket
 
 
@@ -402,7 +412,7 @@ def chatbot_handoff(
         metadata["bot_callback_url"] = callback_url
     session = _session_tickets(session_id=session_id, account=account, api_key_id=api_key_id)
     if session:
-        current = _open_session_ticket(session[-1])
+        current = _open_session_ticket(session[-1], api_key_id=api_key_id)
         messages, stored_turns = _stored_handoff(session, merged_into=current, mark=mark)
         new_turns = [turn for turn in turns if _turn_key(turn) not in stored_turns]
         handed = (subject, initial_message)

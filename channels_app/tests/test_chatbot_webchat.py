@@ -528,6 +528,42 @@ def test_an_api_key_sessions_later_handoffs_follow_the_same_rules(
     assert later.json()["ticket_id"] != ticket_id
 
 
+def test_an_api_key_session_ticket_out_of_its_users_view_gets_no_more_handoffs(
+    agent: Any,
+) -> None:
+    """A key's hand-off acts as its user (security review 2026-12-06): once routing moved
+    the session's ticket to a team the agent is not in (GET on it: 404 for the key), the
+    next hand-off opened no ticket; it added the customer's message there and answered
+    with the ticket's id, number and status. Now it opens a new ticket, which keeps what
+    was sent; while the agent may see the ticket, hand-offs still go to it."""
+    from tickets.models import Team
+    from tickets.services import ticket_update
+
+    client = _key_client(agent)
+    first = client.post("/api/webhooks/chatbot", HANDOFF, format="json")
+    ticket_id = first.json()["ticket_id"]
+    mine = Team.objects.create(name="Mine", slug="mine")
+    mine.members.add(agent)
+    ticket_update(ticket=Ticket.objects.get(pk=ticket_id), team=mine)
+    more = {**HANDOFF, "initial_message": "Second thought"}
+    added = client.post("/api/webhooks/chatbot", more, format="json")
+    assert (added.status_code, added.json()["ticket_id"]) == (200, ticket_id)
+
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    ticket_update(ticket=Ticket.objects.get(pk=ticket_id), team=elsewhere)  # routing
+    assert client.get(f"/api/tickets/{ticket_id}").status_code == 404
+    later = client.post(
+        "/api/webhooks/chatbot", {**HANDOFF, "initial_message": "Still there?"}, format="json"
+    )
+    assert later.status_code == 201, later.content
+    new_id = later.json()["ticket_id"]
+    assert new_id != ticket_id
+    assert later.json()["number"] != Ticket.objects.get(pk=ticket_id).number
+    assert _inbound(ticket_id) == ["I want a refund for order 77", "Second thought"]
+    assert _inbound(new_id) == ["Still there?"]
+    assert client.get(f"/api/tickets/{new_id}").status_code == 200
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_replays_of_a_handoff_create_one_ticket() -> None:
     """The session's advisory lock holds from the look-up to the write: the second of two

@@ -20,7 +20,12 @@ from tickets.models import (
 )
 from tickets.selectors import customers_fully_visible_to
 from tickets.services.events import _ticket_event
-from tickets.services.lifecycle import _search_vector_for, _system_note
+from tickets.services.lifecycle import (
+    NO_TEAM_REFUSAL,
+    _search_vector_for,
+    _system_note,
+    team_change_allowed,
+)
 
 # --- workbench ------------------------------------------------------------------
 
@@ -57,6 +62,11 @@ def ticket_merge(
     recorded in the audit log (``ticket.merge_customers``). An agent may merge two
     customers only when it sees every ticket of both (else ``Forbidden``): one visible
     ticket of a customer does not make the customer the agent's to hand over.
+
+    The source's timeline joins the target's audience: merging a team's ticket into a
+    ticket with no team shows it to every agent, as moving it to no team would, so it
+    follows the team rule (:func:`team_change_allowed`: supervisors and the system only,
+    else ``InvalidInput`` naming ``into`` with :data:`NO_TEAM_REFUSAL`).
     """
     if source.pk == target.pk:
         raise InvalidInput("A ticket cannot be merged into itself.", details={"into": ["Same."]})
@@ -76,6 +86,13 @@ def ticket_merge(
         raise InvalidInput(
             f"{target.number} was itself merged; merge into the ticket it points to.",
             details={"into": ["Merged ticket."]},
+        )
+    if not team_change_allowed(actor=actor, current_team_id=source.team_id, team_id=target.team_id):
+        # Read on the locked rows: a team change of either ticket meanwhile is seen here.
+        raise InvalidInput(
+            f"{target.number} has no team, so merging {source.number} into it would move "
+            f"its timeline into a ticket with no team. {NO_TEAM_REFUSAL}",
+            details={"into": ["Supervisors only."]},
         )
     cross_customer = source.customer_id != target.customer_id
     by_supervisor = is_supervisor(actor)

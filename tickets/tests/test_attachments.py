@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.test import Client
 
@@ -35,6 +37,8 @@ def test_agents_download_attachments(attachment, agent):
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"%PDF-1.4 demo"  # type: ignore[attr-defined]
     assert response["Content-Disposition"].startswith("attachment;")
+    # a file only some agents may see: no cache keeps it (as the visitor's and bot's)
+    assert response["Cache-Control"] == "private, no-store"
     assert attachment.size == len(b"%PDF-1.4 demo")
 
 
@@ -136,6 +140,14 @@ def test_the_signed_s3_url_names_our_disposition_and_type(
     assert filename in disposition
     assert query["response-content-type"] == [content_type or "application/octet-stream"]
     assert "Signature" in response["Location"] or "X-Amz-Signature" in response["Location"]
+    # short-lived (AWS_QUERYSTRING_EXPIRE, 120 s; django-storages' default was an hour),
+    # and no cache keeps the redirect that carries it
+    if "X-Amz-Expires" in query:  # signature version 4
+        lifetime = int(query["X-Amz-Expires"][0])
+    else:  # version 2 (moto's default here): the time it ends
+        lifetime = int(query["Expires"][0]) - int(time.time())
+    assert 110 <= lifetime <= 120, lifetime
+    assert response["Cache-Control"] == "private, no-store"
 
 
 # --- a channel's file still coming, or that will not come --------------------------------

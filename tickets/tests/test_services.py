@@ -257,3 +257,43 @@ def test_ticket_create_conflict_inside_a_transaction_keeps_it_usable(customer):
             )
         services.ticket_create(customer=customer, subject="c", body="still fine")
     assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["a", "c"]
+
+
+def test_an_agent_may_not_merge_a_teams_ticket_into_one_with_no_team(
+    customer, agent, supervisor, teams
+):
+    """A ticket with no team is every agent's: merging a team's ticket into one moved its
+    timeline (internal notes too) there, a move to no team by another door (security
+    review 2026-12-06). Supervisors and the system may, as they may move it."""
+    billing, shipping = teams
+    source = services.ticket_create(customer=customer, subject="s", body="b", team=billing)
+    services.message_add(
+        ticket=source, body="Billing only", kind="internal_note", author_user=agent
+    )
+    open_target = services.ticket_create(customer=customer, subject="t", body="c")
+    before = list(Message.objects.filter(ticket=source).values_list("pk", flat=True))
+    with pytest.raises(InvalidInput) as refused:
+        services.ticket_merge(source=source, target=open_target, actor=agent)
+    assert refused.value.message == (
+        f"{open_target.number} has no team, so merging {source.number} into it would move "
+        f"its timeline into a ticket with no team. {services.NO_TEAM_REFUSAL}"
+    )
+    assert refused.value.details == {"into": ["Supervisors only."]}
+    assert Ticket.objects.get(pk=source.pk).merged_into_id is None
+    assert list(Message.objects.filter(ticket=source).values_list("pk", flat=True)) == before
+    # into another team's ticket is a transfer, which an agent may make; a ticket with no
+    # team into one with none widens nothing
+    other = services.ticket_create(customer=customer, subject="u", body="d", team=shipping)
+    stray = services.ticket_create(customer=customer, subject="v", body="e")
+    services.ticket_merge(source=stray, target=open_target, actor=agent)
+    assert services.ticket_merge(source=source, target=other, actor=agent) == other
+    # a supervisor and the system may
+    second = services.ticket_create(customer=customer, subject="w", body="f", team=billing)
+    third = services.ticket_create(customer=customer, subject="x", body="g", team=billing)
+    services.ticket_merge(source=second, target=open_target, actor=supervisor)
+    services.ticket_merge(source=third, target=open_target, actor=None)
+    assert set(Ticket.objects.filter(merged_into=open_target).values_list("pk", flat=True)) == {
+        stray.pk,
+        second.pk,
+        third.pk,
+    }

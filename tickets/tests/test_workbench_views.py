@@ -148,6 +148,40 @@ def test_inbox_queries_do_not_grow_with_rows(agent_web, customer, django_assert_
     assert _count(agent_web, "/?view=all") == small
 
 
+def test_the_inbox_offers_only_tags_of_tickets_the_agent_may_see(
+    client, agent, other_agent, supervisor, customer, teams
+):
+    """The tag filter listed every tag, so another team's ticket's tag ("legal-hold-…")
+    told an agent what that ticket was about (security review 2026-12-06)."""
+    billing, shipping = teams
+    services.ticket_create(customer=customer, subject="s", body="b", team=billing, tags=["refund"])
+    services.ticket_create(customer=customer, subject="s", body="b", tags=["no-team"])
+    services.ticket_create(
+        customer=customer, subject="s", body="b", team=shipping, tags=["legal-hold-acme"]
+    )
+    theirs = services.ticket_create(
+        customer=customer, subject="s", body="b", team=shipping, tags=["given-to-agent"]
+    )
+    services.ticket_assign(ticket=theirs, assignee=agent, actor=supervisor)
+    Tag.objects.create(name="on-no-ticket")
+
+    def offered(user):
+        client.force_login(user)
+        page = client.get("/?view=all")
+        assert page.status_code == 200
+        return [tag.name for tag in page.context["tags"]]
+
+    assert offered(agent) == ["given-to-agent", "no-team", "refund"]
+    assert offered(other_agent) == ["given-to-agent", "legal-hold-acme", "no-team"]
+    assert offered(supervisor) == [
+        "given-to-agent",
+        "legal-hold-acme",
+        "no-team",
+        "on-no-ticket",
+        "refund",
+    ]
+
+
 def test_inbox_partial_for_htmx(agent_web, customer):
     _tickets(customer, 2)
     response = agent_web.get("/?view=all", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="inbox-list")
