@@ -701,7 +701,13 @@ with open(os.environ["HOOK_RECORD"], "a") as out:
 """
 
 
-def _run_eb_hook(tmp_path: Path, properties: str, *, get_config_exit: int = 0) -> Any:
+def _run_eb_hook(
+    tmp_path: Path,
+    properties: str,
+    *,
+    get_config_exit: int = 0,
+    platform_env: dict[str, str] | None = None,
+) -> Any:
     """The predeploy hook against a fake instance: a staging folder whose manage.py,
     support.minilm and deploy/entrypoint.sh record their arguments and environment, a
     virtualenv activation putting this interpreter first on PATH, and a get-config that
@@ -734,6 +740,7 @@ def _run_eb_hook(tmp_path: Path, properties: str, *, get_config_exit: int = 0) -
         "EB_VENV_ACTIVATE": str(activate),
         "EB_GET_CONFIG": str(get_config),
         "HOOK_RECORD": str(record),
+        **(platform_env or {}),
     }
     done = subprocess.run(
         [str(EB_HOOK)], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -769,6 +776,23 @@ def test_the_eb_predeploy_hook_runs_its_commands_with_the_environment_properties
     for call in calls:
         assert call["env"] == {**expected, "bad-name": None}
     assert "bad-name" in done.stderr
+
+
+def test_the_eb_predeploy_hook_keeps_the_secrets_the_platform_gives_it(tmp_path: Path) -> None:
+    """Environment secrets (aws:elasticbeanstalk:application:environmentsecrets) reach the
+    hook from the platform with their values; whatever get-config says under the same name
+    (an ARN, an older value) must not replace them, or migrate would sign in with it."""
+    secret = "the-secret-key-the-platform-fetched"
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:support-desk/secret-key-AbCd12"
+    properties = {"SECRET_KEY": arn, "DATABASE_URL": "postgresql://u@db/x?sslmode=require"}
+    done, calls = _run_eb_hook(
+        tmp_path, json.dumps(properties), platform_env={"SECRET_KEY": secret}
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(calls) == 3
+    for call in calls:
+        assert call["env"]["SECRET_KEY"] == secret
+        assert call["env"]["DATABASE_URL"] == properties["DATABASE_URL"]
 
 
 def test_the_eb_predeploy_hook_stops_when_get_config_fails(tmp_path: Path) -> None:
@@ -1918,6 +1942,77 @@ def _elastic_beanstalk_sets() -> set[str]:
     if "OIDC_*" in documented:
         names |= {n for n in _template_sets() if n.startswith("OIDC_")}
     return names
+
+
+def _elastic_beanstalk_to_set() -> tuple[set[str], set[str], str]:
+    """What the Elastic Beanstalk configuration tells the operator to set: the environment
+    properties' names, the environment secrets' names, and the comment itself."""
+    config = (ROOT / "deploy/elasticbeanstalk/.ebextensions/01-support-desk.config").read_text()
+    documented = config.split("Set in the console", 1)[1]
+    comment = " ".join(
+        line.strip().lstrip("#").strip()
+        for line in documented.splitlines()
+        if line.strip().startswith("#")
+    )
+    plain, secret = comment.split("Secrets: environment secrets", 1)
+
+    def names(text: str) -> set[str]:
+        return set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b(?!\*)", text))
+
+    return names(plain), names(secret), comment
+
+
+_SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN$|^DATABASE_URL$|^DB_USER$")
+
+
+def test_elastic_beanstalk_takes_every_secret_from_secrets_manager() -> None:
+    """Environment properties are plain text to anyone who may describe the environment
+    (the console, ``describe-configuration-settings``): the configuration said "secrets:
+    from Secrets Manager" and then listed SECRET_KEY, DB_PASSWORD and DATABASE_URL with the
+    properties to set with ``eb setenv``, which stores them in plain text. Each secret ECS
+    takes from Secrets Manager is an environment secret on Elastic Beanstalk (an ARN in
+    aws:elasticbeanstalk:application:environmentsecrets), and nothing secret is a property."""
+    plain, secret, comment = _elastic_beanstalk_to_set()
+    ecs_secrets: set[str] = set()
+    for task in resources("AWS::ECS::TaskDefinition"):
+        ecs_secrets |= set(_deployed_secrets(task, _EVERY_PARAMETER))
+    assert {"SECRET_KEY", "CHANNELS_SECRETS_KEY", "DB_PASSWORD", "EMAIL_HOST_PASSWORD"} <= (
+        ecs_secrets
+    )
+    assert sorted(ecs_secrets - secret) == [], "a secret without its environment secret"
+    assert sorted(n for n in plain if _SECRET_NAME.search(n)) == []
+    assert sorted(n for n in secret if not _SECRET_NAME.search(n)) == []
+    assert "aws:elasticbeanstalk:application:environmentsecrets" in comment
+    properties = _eb_options()["aws:elasticbeanstalk:application:environment"]
+    assert sorted(n for n in properties if _SECRET_NAME.search(n)) == []
+
+
+def test_every_deployment_connects_to_the_database_over_tls() -> None:
+    """Production refuses a remote database without sslmode=require or stronger
+    (support/settings.py). ECS gives DB_HOST (require by default in production) and never a
+    weaker DB_SSLMODE; Elastic Beanstalk documents DB_HOST, or a DATABASE_URL that names
+    sslmode=require (it once named no sslmode: libpq's prefer, plain text on fallback)."""
+    weak = {"disable", "allow", "prefer"}
+    for task in resources("AWS::ECS::TaskDefinition"):
+        environment = _deployed_environment(task, _EVERY_PARAMETER)
+        assert "DB_HOST" in environment, task
+        assert "DATABASE_URL" not in environment | _deployed_secrets(task, _EVERY_PARAMETER)
+        assert str(environment.get("DB_SSLMODE", "require")).lower() not in weak, task
+    for path in (ROOT / "deploy" / "ecs").glob("*.json"):
+        (container,) = json.loads(path.read_text())["containerDefinitions"]
+        environment = {e["name"]: e["value"] for e in container["environment"]}
+        assert "DB_HOST" in environment, path.name
+        assert "DATABASE_URL" not in environment, path.name
+        assert environment.get("DB_SSLMODE", "require").lower() not in weak, path.name
+    plain, secret, comment = _elastic_beanstalk_to_set()
+    assert "DB_HOST" in plain
+    assert {"DB_USER", "DB_PASSWORD", "DATABASE_URL"} <= secret
+    urls = re.findall(r"postgres(?:ql)?://\S+", comment)
+    assert urls
+    assert all(re.search(r"[?&]sslmode=(require|verify-ca|verify-full)\b", u) for u in urls)
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    for url in re.findall(r"postgres(?:ql)?://[^\s`]+", docs):
+        assert re.search(r"[?&]sslmode=(require|verify-ca|verify-full)\b", url), url
 
 
 def test_every_variable_read_is_deployed_or_defaulted() -> None:
