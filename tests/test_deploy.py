@@ -2609,6 +2609,48 @@ def test_elastic_beanstalk_idle_timeouts_grow_from_the_load_balancer_to_the_app(
     assert environment["PORT"] == "8000"
 
 
+def test_elastic_beanstalk_nginx_waits_for_the_app_as_long_as_the_load_balancer() -> None:
+    """On ECS the load balancer talks to uvicorn, and a response may take up to its idle
+    timeout (120 s) to start. On Elastic Beanstalk nginx sits between them with its default
+    proxy_read_timeout of 60 s: a slower response (a reply draft waits on Bedrock up to
+    AWS_BEDROCK_READ_TIMEOUT, 60 s, plus the connect, after the knowledge search) was a 504
+    from nginx while the load balancer still waited. nginx now waits longer than the load
+    balancer, which stays the one limit, at the server level the platform's generated
+    location inherits; websockets (upgraded by that location, through the map below) use
+    the same timeout as their idle limit, which uvicorn's pings keep them under."""
+    from django.conf import settings
+
+    idle = int(_eb_options()["aws:elbv2:loadbalancer"]["IdleTimeout"])
+    config = _nginx_parse((EB_NGINX / "nginx.conf").read_text())
+    [(_, _, http)] = _nginx_find(config, "http")
+    [server] = [block for _, _, block in _nginx_find(http, "server")]
+    proxy = {
+        name: _nginx_seconds(args[0])
+        for name in ("proxy_read_timeout", "proxy_send_timeout")
+        for _, args, _ in _nginx_find(server, name)
+    }
+    assert set(proxy) == {"proxy_read_timeout", "proxy_send_timeout"}
+    assert proxy["proxy_read_timeout"] > idle
+    assert proxy["proxy_send_timeout"] > idle
+    draft = settings.AWS_BEDROCK_READ_TIMEOUT + settings.AWS_CONNECT_TIMEOUT
+    assert proxy["proxy_read_timeout"] > draft
+    # Websockets: uvicorn pings every 20 s (its default: no --ws-ping-interval) and the
+    # workbench sends a heartbeat every minute, each well inside the read timeout.
+    web = processes.container_command("web", {})
+    assert "--ws-ping-interval" not in web
+    assert proxy["proxy_read_timeout"] > 60
+    # Set once, at the server level: neither http nor a conf.d file of ours overrides it.
+    for path in [EB_NGINX / "nginx.conf", *sorted(EB_NGINX.rglob("conf.d/**/*.conf"))]:
+        text = re.sub(r"#[^\n]*", "", path.read_text())
+        for name in proxy:
+            assert len(re.findall(rf"\b{name}\b", text)) == (path.name == "nginx.conf")
+    assert not _nginx_find(http, "proxy_read_timeout")
+    # The platform's location sends Connection: $connection_upgrade: every value upgrades.
+    [(_, args, block)] = _nginx_find(http, "map")
+    assert args == ["$http_upgrade", "$connection_upgrade"]
+    assert ("default", ["upgrade"], None) in block
+
+
 def test_elastic_beanstalk_nginx_passes_the_request_bodies_the_app_accepts() -> None:
     """nginx refuses a request body over client_max_body_size with 413 before the app sees
     it, and its default is 1 MiB, which the platform's nginx.conf keeps: on Elastic
