@@ -1987,6 +1987,31 @@ def test_elastic_beanstalk_takes_every_secret_from_secrets_manager() -> None:
     assert sorted(n for n in properties if _SECRET_NAME.search(n)) == []
 
 
+# Set by the template and left out of the standalone task definitions on purpose: the
+# CloudWatch publishing switch is off unless the stack's parameter turns it on.
+_STANDALONE_LEAVES_OUT = {"CLOUDWATCH_METRICS_ENABLED", "CLOUDWATCH_METRICS_NAMESPACE"}
+
+
+def test_the_standalone_task_definitions_give_what_the_template_gives() -> None:
+    """deploy/ecs/*.json is the template's tasks for ECS managed by hand: each process gets
+    the same variables and secrets as the stack gives it with its default parameters. They
+    lacked DB_POOL_MAX, so each of their 14 processes could open the application's 20
+    connections (280, twice that while services roll) where the stack sizes the pools for
+    its database (docs/deploy.md "Database connections")."""
+    for logical, task in resources("AWS::ECS::TaskDefinition").items():
+        (name,) = task["Properties"]["ContainerDefinitions"][0]["Command"]
+        environment = set(_deployed_environment(logical, {}))
+        secrets = set(_deployed_secrets(logical, {}))
+        definition = json.loads((ROOT / "deploy" / "ecs" / f"{name}.json").read_text())
+        (container,) = definition["containerDefinitions"]
+        json_environment = {e["name"]: e["value"] for e in container["environment"]}
+        json_secrets = {s["name"] for s in container["secrets"]}
+        assert sorted(environment - set(json_environment) - _STANDALONE_LEAVES_OUT) == [], name
+        assert sorted(secrets - json_secrets) == [], name
+        # As the stack's prod size (db.t4g.medium), not the application's 20.
+        assert json_environment["DB_POOL_MAX"] == "10", name
+
+
 def test_every_deployment_connects_to_the_database_over_tls() -> None:
     """Production refuses a remote database without sslmode=require or stronger
     (support/settings.py). ECS gives DB_HOST (require by default in production) and never a
