@@ -665,6 +665,10 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     assert all(memory_gib.get(kind.strip(), 0) >= 4 for kind in types), types
     assert "aws:autoscaling:launchconfiguration" not in options  # one place says the type
     assert options["aws:elasticbeanstalk:command"]["DeploymentPolicy"] == "AllAtOnce"
+    # Managed platform updates are immutable updates: a second instance (and beat) beside
+    # the first while they run. Off; the operator applies platform updates in place.
+    assert options["aws:elasticbeanstalk:managedactions"] == {"ManagedActionsEnabled": "false"}
+    assert "aws:autoscaling:updatepolicy:rollingupdate" not in options  # never Immutable
     # Production settings redirect to HTTPS: the load balancer terminates TLS (the
     # certificate is given when the environment is created, docs/deploy.md).
     assert options["aws:elasticbeanstalk:environment"] == {
