@@ -906,6 +906,95 @@ def _refs(value: Any) -> set[str]:
     return found
 
 
+_PSEUDO_PARAMETERS = {
+    "AWS::AccountId",
+    "AWS::NoValue",
+    "AWS::Partition",
+    "AWS::Region",
+    "AWS::StackId",
+    "AWS::StackName",
+    "AWS::URLSuffix",
+}
+
+
+def test_the_template_refers_only_to_what_it_declares() -> None:
+    """What cfn-lint would catch first (it runs in scripts/test.sh, not here): every Ref,
+    GetAtt, ${} in Sub, condition and mapping key names something the template declares,
+    every parameter and condition is used, and a conditional resource is referred to only
+    under its condition (a plain Ref to a resource that was not created fails the stack)."""
+    body = template()
+    parameters, declared = set(body["Parameters"]), set(body["Resources"])
+    conditions, mappings = set(body["Conditions"]), body["Mappings"]
+    conditional = {n: r["Condition"] for n, r in body["Resources"].items() if "Condition" in r}
+    # Conditions that are each other's negation (HasX: !Not [!Equals [X, ""]], CreateX:
+    # !Equals [X, ""]): the false branch of one's !If holds the other.
+    complement = {
+        a: {b for b in conditions if body["Conditions"][a] == {"Fn::Not": [body["Conditions"][b]]}}
+        | {b for b in conditions if body["Conditions"][b] == {"Fn::Not": [body["Conditions"][a]]}}
+        for a in conditions
+    }
+    used: set[str] = set()
+    wrong: list[tuple[str, Any]] = []
+
+    def walk(value: Any, where: str, guarded: frozenset[str]) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item, where, guarded)
+            return
+        if not isinstance(value, dict):
+            return
+        for key, inner in value.items():
+            names: list[str] = []
+            if key == "Ref":
+                names = [inner]
+            elif key == "Fn::GetAtt":
+                names = [inner[0]]
+                if inner[0] not in declared:
+                    wrong.append((where, inner))
+            elif key == "Fn::Sub":
+                text = inner if isinstance(inner, str) else inner[0]
+                local = set(inner[1]) if isinstance(inner, list) else set()
+                names = [
+                    m.split(".")[0]
+                    for m in re.findall(r"\$\{([^}!]+)\}", text)
+                    if m not in _PSEUDO_PARAMETERS and m.split(".")[0] not in local
+                ]
+            elif key == "Fn::If":
+                used.add(inner[0])
+                if inner[0] not in conditions:
+                    wrong.append((where, inner[0]))
+                walk(inner[1], where, guarded | {inner[0]})
+                walk(inner[2], where, guarded | complement[inner[0]])
+                continue
+            elif key == "Condition" and isinstance(inner, str):
+                used.add(inner)
+                if inner not in conditions:
+                    wrong.append((where, inner))
+            elif key == "Fn::FindInMap":
+                table = mappings.get(inner[0], {})
+                if not table or any(inner[2] not in row for row in table.values()):
+                    wrong.append((where, inner))
+            for name in names:
+                used.add(name)
+                if name not in parameters | declared | _PSEUDO_PARAMETERS:
+                    wrong.append((where, name))
+                if name in conditional and conditional[name] not in guarded:
+                    wrong.append((where, f"{name} outside its condition"))
+            walk(inner, where, guarded)
+
+    for section in ("Conditions", "Resources", "Outputs"):
+        for name, item in body[section].items():
+            own = (
+                frozenset([item["Condition"]])
+                if isinstance(item, dict) and "Condition" in item
+                else frozenset()
+            )
+            walk(item, f"{section}.{name}", own)
+    assert wrong == []
+    assert sorted(parameters - used) == [], "parameters nothing uses"
+    assert sorted(conditions - used) == [], "conditions nothing uses"
+
+
 def test_every_process_has_an_ecs_service_with_its_own_task_role() -> None:
     services = resources("AWS::ECS::Service")
     deployed: dict[str, str] = {}
