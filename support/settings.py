@@ -147,6 +147,43 @@ else:
             conn_max_age=0,
         )
     )
+
+# Production encrypts every database connection that leaves the machine: libpq's own
+# default (sslmode=prefer) falls back to plain text without a word, and a DATABASE_URL
+# without ?sslmode= (as Elastic Beanstalk's was documented) used it. A remote host in
+# production gets sslmode=require unless it names require, verify-ca or verify-full, and a
+# weaker mode (disable, allow, prefer) refuses to start. A local database (a Unix socket,
+# as `make run` and the tests use, or the loopback address) is not asked for TLS.
+DATABASE_TLS_SSLMODES = ("require", "verify-ca", "verify-full")
+_DATABASE_LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
+
+
+def _database_hosts(db: dict[str, Any]) -> list[str]:
+    """The hosts libpq will connect to: HOST, or a URL's ``?host=`` (a socket folder);
+    libpq takes a comma-separated list. Empty: libpq's default Unix socket."""
+    hosts = str(db.get("HOST") or db.get("OPTIONS", {}).get("host") or "")
+    return [host.strip().strip("[]") for host in hosts.split(",")]
+
+
+def _database_is_local(db: dict[str, Any]) -> bool:
+    return all(
+        host.startswith("/") or host.lower() in _DATABASE_LOCAL_HOSTS
+        for host in _database_hosts(db)
+    )
+
+
+if IS_PROD and not _database_is_local(_db):
+    _db_options = _db.setdefault("OPTIONS", {})
+    _sslmode = str(_db_options.get("sslmode") or "require").strip().lower()
+    if _sslmode not in DATABASE_TLS_SSLMODES:
+        raise ImproperlyConfigured(
+            f"The database connection's sslmode is {_sslmode!r}, which lets it run without "
+            "TLS: production requires require, verify-ca or verify-full for a database "
+            "that is not on this machine (DB_SSLMODE with DB_HOST, ?sslmode= in "
+            "DATABASE_URL; unset is require). RDS accepts TLS as it is. See "
+            "docs/settings.md."
+        )
+    _db_options["sslmode"] = _sslmode
 if env.get_bool("DB_POOL", default=not IS_TEST):
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.get_int("DB_POOL_MIN", 2),

@@ -665,6 +665,10 @@ def test_elastic_beanstalk_runs_every_process_through_the_entrypoint() -> None:
     assert all(memory_gib.get(kind.strip(), 0) >= 4 for kind in types), types
     assert "aws:autoscaling:launchconfiguration" not in options  # one place says the type
     assert options["aws:elasticbeanstalk:command"]["DeploymentPolicy"] == "AllAtOnce"
+    # Managed platform updates are immutable updates: a second instance (and beat) beside
+    # the first while they run. Off; the operator applies platform updates in place.
+    assert options["aws:elasticbeanstalk:managedactions"] == {"ManagedActionsEnabled": "false"}
+    assert "aws:autoscaling:updatepolicy:rollingupdate" not in options  # never Immutable
     # Production settings redirect to HTTPS: the load balancer terminates TLS (the
     # certificate is given when the environment is created, docs/deploy.md).
     assert options["aws:elasticbeanstalk:environment"] == {
@@ -701,7 +705,13 @@ with open(os.environ["HOOK_RECORD"], "a") as out:
 """
 
 
-def _run_eb_hook(tmp_path: Path, properties: str, *, get_config_exit: int = 0) -> Any:
+def _run_eb_hook(
+    tmp_path: Path,
+    properties: str,
+    *,
+    get_config_exit: int = 0,
+    platform_env: dict[str, str] | None = None,
+) -> Any:
     """The predeploy hook against a fake instance: a staging folder whose manage.py,
     support.minilm and deploy/entrypoint.sh record their arguments and environment, a
     virtualenv activation putting this interpreter first on PATH, and a get-config that
@@ -734,6 +744,7 @@ def _run_eb_hook(tmp_path: Path, properties: str, *, get_config_exit: int = 0) -
         "EB_VENV_ACTIVATE": str(activate),
         "EB_GET_CONFIG": str(get_config),
         "HOOK_RECORD": str(record),
+        **(platform_env or {}),
     }
     done = subprocess.run(
         [str(EB_HOOK)], env=env, capture_output=True, text=True, timeout=60, check=False
@@ -769,6 +780,23 @@ def test_the_eb_predeploy_hook_runs_its_commands_with_the_environment_properties
     for call in calls:
         assert call["env"] == {**expected, "bad-name": None}
     assert "bad-name" in done.stderr
+
+
+def test_the_eb_predeploy_hook_keeps_the_secrets_the_platform_gives_it(tmp_path: Path) -> None:
+    """Environment secrets (aws:elasticbeanstalk:application:environmentsecrets) reach the
+    hook from the platform with their values; whatever get-config says under the same name
+    (an ARN, an older value) must not replace them, or migrate would sign in with it."""
+    secret = "the-secret-key-the-platform-fetched"
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:support-desk/secret-key-AbCd12"
+    properties = {"SECRET_KEY": arn, "DATABASE_URL": "postgresql://u@db/x?sslmode=require"}
+    done, calls = _run_eb_hook(
+        tmp_path, json.dumps(properties), platform_env={"SECRET_KEY": secret}
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(calls) == 3
+    for call in calls:
+        assert call["env"]["SECRET_KEY"] == secret
+        assert call["env"]["DATABASE_URL"] == properties["DATABASE_URL"]
 
 
 def test_the_eb_predeploy_hook_stops_when_get_config_fails(tmp_path: Path) -> None:
@@ -876,6 +904,95 @@ def _refs(value: Any) -> set[str]:
         for inner in value:
             found |= _refs(inner)
     return found
+
+
+_PSEUDO_PARAMETERS = {
+    "AWS::AccountId",
+    "AWS::NoValue",
+    "AWS::Partition",
+    "AWS::Region",
+    "AWS::StackId",
+    "AWS::StackName",
+    "AWS::URLSuffix",
+}
+
+
+def test_the_template_refers_only_to_what_it_declares() -> None:
+    """What cfn-lint would catch first (it runs in scripts/test.sh, not here): every Ref,
+    GetAtt, ${} in Sub, condition and mapping key names something the template declares,
+    every parameter and condition is used, and a conditional resource is referred to only
+    under its condition (a plain Ref to a resource that was not created fails the stack)."""
+    body = template()
+    parameters, declared = set(body["Parameters"]), set(body["Resources"])
+    conditions, mappings = set(body["Conditions"]), body["Mappings"]
+    conditional = {n: r["Condition"] for n, r in body["Resources"].items() if "Condition" in r}
+    # Conditions that are each other's negation (HasX: !Not [!Equals [X, ""]], CreateX:
+    # !Equals [X, ""]): the false branch of one's !If holds the other.
+    complement = {
+        a: {b for b in conditions if body["Conditions"][a] == {"Fn::Not": [body["Conditions"][b]]}}
+        | {b for b in conditions if body["Conditions"][b] == {"Fn::Not": [body["Conditions"][a]]}}
+        for a in conditions
+    }
+    used: set[str] = set()
+    wrong: list[tuple[str, Any]] = []
+
+    def walk(value: Any, where: str, guarded: frozenset[str]) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item, where, guarded)
+            return
+        if not isinstance(value, dict):
+            return
+        for key, inner in value.items():
+            names: list[str] = []
+            if key == "Ref":
+                names = [inner]
+            elif key == "Fn::GetAtt":
+                names = [inner[0]]
+                if inner[0] not in declared:
+                    wrong.append((where, inner))
+            elif key == "Fn::Sub":
+                text = inner if isinstance(inner, str) else inner[0]
+                local = set(inner[1]) if isinstance(inner, list) else set()
+                names = [
+                    m.split(".")[0]
+                    for m in re.findall(r"\$\{([^}!]+)\}", text)
+                    if m not in _PSEUDO_PARAMETERS and m.split(".")[0] not in local
+                ]
+            elif key == "Fn::If":
+                used.add(inner[0])
+                if inner[0] not in conditions:
+                    wrong.append((where, inner[0]))
+                walk(inner[1], where, guarded | {inner[0]})
+                walk(inner[2], where, guarded | complement[inner[0]])
+                continue
+            elif key == "Condition" and isinstance(inner, str):
+                used.add(inner)
+                if inner not in conditions:
+                    wrong.append((where, inner))
+            elif key == "Fn::FindInMap":
+                table = mappings.get(inner[0], {})
+                if not table or any(inner[2] not in row for row in table.values()):
+                    wrong.append((where, inner))
+            for name in names:
+                used.add(name)
+                if name not in parameters | declared | _PSEUDO_PARAMETERS:
+                    wrong.append((where, name))
+                if name in conditional and conditional[name] not in guarded:
+                    wrong.append((where, f"{name} outside its condition"))
+            walk(inner, where, guarded)
+
+    for section in ("Conditions", "Resources", "Outputs"):
+        for name, item in body[section].items():
+            own = (
+                frozenset([item["Condition"]])
+                if isinstance(item, dict) and "Condition" in item
+                else frozenset()
+            )
+            walk(item, f"{section}.{name}", own)
+    assert wrong == []
+    assert sorted(parameters - used) == [], "parameters nothing uses"
+    assert sorted(conditions - used) == [], "conditions nothing uses"
 
 
 def test_every_process_has_an_ecs_service_with_its_own_task_role() -> None:
@@ -1922,6 +2039,102 @@ def _elastic_beanstalk_sets() -> set[str]:
     return names
 
 
+def _elastic_beanstalk_to_set() -> tuple[set[str], set[str], str]:
+    """What the Elastic Beanstalk configuration tells the operator to set: the environment
+    properties' names, the environment secrets' names, and the comment itself."""
+    config = (ROOT / "deploy/elasticbeanstalk/.ebextensions/01-support-desk.config").read_text()
+    documented = config.split("Set in the console", 1)[1]
+    comment = " ".join(
+        line.strip().lstrip("#").strip()
+        for line in documented.splitlines()
+        if line.strip().startswith("#")
+    )
+    plain, secret = comment.split("Secrets: environment secrets", 1)
+
+    def names(text: str) -> set[str]:
+        return set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b(?!\*)", text))
+
+    return names(plain), names(secret), comment
+
+
+_SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN$|^DATABASE_URL$|^DB_USER$")
+
+
+def test_elastic_beanstalk_takes_every_secret_from_secrets_manager() -> None:
+    """Environment properties are plain text to anyone who may describe the environment
+    (the console, ``describe-configuration-settings``): the configuration said "secrets:
+    from Secrets Manager" and then listed SECRET_KEY, DB_PASSWORD and DATABASE_URL with the
+    properties to set with ``eb setenv``, which stores them in plain text. Each secret ECS
+    takes from Secrets Manager is an environment secret on Elastic Beanstalk (an ARN in
+    aws:elasticbeanstalk:application:environmentsecrets), and nothing secret is a property."""
+    plain, secret, comment = _elastic_beanstalk_to_set()
+    ecs_secrets: set[str] = set()
+    for task in resources("AWS::ECS::TaskDefinition"):
+        ecs_secrets |= set(_deployed_secrets(task, _EVERY_PARAMETER))
+    assert {"SECRET_KEY", "CHANNELS_SECRETS_KEY", "DB_PASSWORD", "EMAIL_HOST_PASSWORD"} <= (
+        ecs_secrets
+    )
+    assert sorted(ecs_secrets - secret) == [], "a secret without its environment secret"
+    assert sorted(n for n in plain if _SECRET_NAME.search(n)) == []
+    assert sorted(n for n in secret if not _SECRET_NAME.search(n)) == []
+    assert "aws:elasticbeanstalk:application:environmentsecrets" in comment
+    properties = _eb_options()["aws:elasticbeanstalk:application:environment"]
+    assert sorted(n for n in properties if _SECRET_NAME.search(n)) == []
+
+
+# Set by the template and left out of the standalone task definitions on purpose: the
+# CloudWatch publishing switch is off unless the stack's parameter turns it on.
+_STANDALONE_LEAVES_OUT = {"CLOUDWATCH_METRICS_ENABLED", "CLOUDWATCH_METRICS_NAMESPACE"}
+
+
+def test_the_standalone_task_definitions_give_what_the_template_gives() -> None:
+    """deploy/ecs/*.json is the template's tasks for ECS managed by hand: each process gets
+    the same variables and secrets as the stack gives it with its default parameters. They
+    lacked DB_POOL_MAX, so each of their 14 processes could open the application's 20
+    connections (280, twice that while services roll) where the stack sizes the pools for
+    its database (docs/deploy.md "Database connections")."""
+    for logical, task in resources("AWS::ECS::TaskDefinition").items():
+        (name,) = task["Properties"]["ContainerDefinitions"][0]["Command"]
+        environment = set(_deployed_environment(logical, {}))
+        secrets = set(_deployed_secrets(logical, {}))
+        definition = json.loads((ROOT / "deploy" / "ecs" / f"{name}.json").read_text())
+        (container,) = definition["containerDefinitions"]
+        json_environment = {e["name"]: e["value"] for e in container["environment"]}
+        json_secrets = {s["name"] for s in container["secrets"]}
+        assert sorted(environment - set(json_environment) - _STANDALONE_LEAVES_OUT) == [], name
+        assert sorted(secrets - json_secrets) == [], name
+        # As the stack's prod size (db.t4g.medium), not the application's 20.
+        assert json_environment["DB_POOL_MAX"] == "10", name
+
+
+def test_every_deployment_connects_to_the_database_over_tls() -> None:
+    """Production refuses a remote database without sslmode=require or stronger
+    (support/settings.py). ECS gives DB_HOST (require by default in production) and never a
+    weaker DB_SSLMODE; Elastic Beanstalk documents DB_HOST, or a DATABASE_URL that names
+    sslmode=require (it once named no sslmode: libpq's prefer, plain text on fallback)."""
+    weak = {"disable", "allow", "prefer"}
+    for task in resources("AWS::ECS::TaskDefinition"):
+        environment = _deployed_environment(task, _EVERY_PARAMETER)
+        assert "DB_HOST" in environment, task
+        assert "DATABASE_URL" not in environment | _deployed_secrets(task, _EVERY_PARAMETER)
+        assert str(environment.get("DB_SSLMODE", "require")).lower() not in weak, task
+    for path in (ROOT / "deploy" / "ecs").glob("*.json"):
+        (container,) = json.loads(path.read_text())["containerDefinitions"]
+        environment = {e["name"]: e["value"] for e in container["environment"]}
+        assert "DB_HOST" in environment, path.name
+        assert "DATABASE_URL" not in environment, path.name
+        assert environment.get("DB_SSLMODE", "require").lower() not in weak, path.name
+    plain, secret, comment = _elastic_beanstalk_to_set()
+    assert "DB_HOST" in plain
+    assert {"DB_USER", "DB_PASSWORD", "DATABASE_URL"} <= secret
+    urls = re.findall(r"postgres(?:ql)?://\S+", comment)
+    assert urls
+    assert all(re.search(r"[?&]sslmode=(require|verify-ca|verify-full)\b", u) for u in urls)
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    for url in re.findall(r"postgres(?:ql)?://[^\s`]+", docs):
+        assert re.search(r"[?&]sslmode=(require|verify-ca|verify-full)\b", url), url
+
+
 def test_every_variable_read_is_deployed_or_defaulted() -> None:
     """Each variable the application reads is set by the stack (its task definitions, or
     the image), and set or documented by the Elastic Beanstalk configuration, or is
@@ -2514,6 +2727,48 @@ def test_elastic_beanstalk_idle_timeouts_grow_from_the_load_balancer_to_the_app(
         ["$http_upgrade", "$connection_upgrade"]
     ]
     assert environment["PORT"] == "8000"
+
+
+def test_elastic_beanstalk_nginx_waits_for_the_app_as_long_as_the_load_balancer() -> None:
+    """On ECS the load balancer talks to uvicorn, and a response may take up to its idle
+    timeout (120 s) to start. On Elastic Beanstalk nginx sits between them with its default
+    proxy_read_timeout of 60 s: a slower response (a reply draft waits on Bedrock up to
+    AWS_BEDROCK_READ_TIMEOUT, 60 s, plus the connect, after the knowledge search) was a 504
+    from nginx while the load balancer still waited. nginx now waits longer than the load
+    balancer, which stays the one limit, at the server level the platform's generated
+    location inherits; websockets (upgraded by that location, through the map below) use
+    the same timeout as their idle limit, which uvicorn's pings keep them under."""
+    from django.conf import settings
+
+    idle = int(_eb_options()["aws:elbv2:loadbalancer"]["IdleTimeout"])
+    config = _nginx_parse((EB_NGINX / "nginx.conf").read_text())
+    [(_, _, http)] = _nginx_find(config, "http")
+    [server] = [block for _, _, block in _nginx_find(http, "server")]
+    proxy = {
+        name: _nginx_seconds(args[0])
+        for name in ("proxy_read_timeout", "proxy_send_timeout")
+        for _, args, _ in _nginx_find(server, name)
+    }
+    assert set(proxy) == {"proxy_read_timeout", "proxy_send_timeout"}
+    assert proxy["proxy_read_timeout"] > idle
+    assert proxy["proxy_send_timeout"] > idle
+    draft = settings.AWS_BEDROCK_READ_TIMEOUT + settings.AWS_CONNECT_TIMEOUT
+    assert proxy["proxy_read_timeout"] > draft
+    # Websockets: uvicorn pings every 20 s (its default: no --ws-ping-interval) and the
+    # workbench sends a heartbeat every minute, each well inside the read timeout.
+    web = processes.container_command("web", {})
+    assert "--ws-ping-interval" not in web
+    assert proxy["proxy_read_timeout"] > 60
+    # Set once, at the server level: neither http nor a conf.d file of ours overrides it.
+    for path in [EB_NGINX / "nginx.conf", *sorted(EB_NGINX.rglob("conf.d/**/*.conf"))]:
+        text = re.sub(r"#[^\n]*", "", path.read_text())
+        for name in proxy:
+            assert len(re.findall(rf"\b{name}\b", text)) == (path.name == "nginx.conf")
+    assert not _nginx_find(http, "proxy_read_timeout")
+    # The platform's location sends Connection: $connection_upgrade: every value upgrades.
+    [(_, args, block)] = _nginx_find(http, "map")
+    assert args == ["$http_upgrade", "$connection_upgrade"]
+    assert ("default", ["upgrade"], None) in block
 
 
 def test_elastic_beanstalk_nginx_passes_the_request_bodies_the_app_accepts() -> None:

@@ -190,3 +190,83 @@ def test_a_deployment_without_a_message_id_domain_uses_its_site_url() -> None:
     env["CHANNELS_EMAIL_MESSAGE_ID_DOMAIN"] = "mail.example.org"  # set: it wins
     result = python_run(["-c", probe], env=env)
     assert result.stdout.strip().splitlines()[-1] == "mail.example.org"
+
+
+DB_PROBE = (
+    "import json; from django.conf import settings; "
+    "print(json.dumps(settings.DATABASES['default'].get('OPTIONS', {}).get('sslmode')))"
+)
+
+
+def _database_sslmode(**overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("DB_")}
+    env.update(DJANGO_SETTINGS_MODULE="support.settings", **{**REQUIRED, **overrides})
+    return python_run(["-c", DB_PROBE], env=env)
+
+
+def _sslmode_of(result: subprocess.CompletedProcess[str]) -> object:
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+RDS = "postgresql://user:pass@support.abc123.eu-west-1.rds.amazonaws.com:5432/support"
+
+
+@pytest.mark.parametrize("environment", [{"ENVIRONMENT": "prod"}, {}])
+def test_production_encrypts_a_remote_database_connection_by_default(
+    environment: dict[str, str],
+) -> None:
+    """A DATABASE_URL without ?sslmode= (Elastic Beanstalk's, as documented) left libpq at
+    sslmode=prefer: a connection that silently falls back to plain text. Production now
+    asks for TLS from any database not on the machine, with either way of naming it."""
+    assert _sslmode_of(_database_sslmode(DATABASE_URL=RDS, **environment)) == "require"
+    parts = {
+        "DB_HOST": "support.abc123.eu-west-1.rds.amazonaws.com",
+        "DB_USER": "support",
+        "DB_PASSWORD": "pw",
+    }
+    assert _sslmode_of(_database_sslmode(**parts, **environment)) == "require"
+    # Stronger modes are kept as given.
+    for mode in ("require", "verify-ca", "verify-full"):
+        url = f"{RDS}?sslmode={mode}"
+        assert _sslmode_of(_database_sslmode(DATABASE_URL=url, **environment)) == mode
+        assert _sslmode_of(_database_sslmode(**parts, DB_SSLMODE=mode, **environment)) == mode
+
+
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "Prefer"])
+def test_production_refuses_a_database_connection_that_may_run_without_tls(mode: str) -> None:
+    for overrides in (
+        {"DATABASE_URL": f"{RDS}?sslmode={mode}"},
+        {"DB_HOST": "db.internal", "DB_USER": "u", "DB_PASSWORD": "p", "DB_SSLMODE": mode},
+    ):
+        result = _database_sslmode(ENVIRONMENT="prod", **overrides)
+        assert result.returncode != 0, overrides
+        message = result.stderr.strip().splitlines()[-1]
+        assert f"sslmode is {mode.lower()!r}" in message
+        assert "production requires require, verify-ca or verify-full" in message
+        assert "user:pass" not in result.stderr  # the URL's credentials stay out of it
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@/support?host=/srv/support/.devdata/pg",  # make run, tests
+        "postgresql://postgres@/support",  # libpq's default socket
+        "postgresql://x@localhost/x",  # the image's build-time collectstatic
+        "postgresql://u@127.0.0.1:5432/support",
+        "postgresql://u@[::1]:5432/support",
+    ],
+)
+def test_a_local_database_needs_no_tls_even_in_production(url: str) -> None:
+    """A Unix socket or the loopback address never leaves the machine: production settings
+    (the image's collectstatic, the deploy smoke test) keep libpq's default there."""
+    assert _sslmode_of(_database_sslmode(ENVIRONMENT="prod", DATABASE_URL=url)) is None
+
+
+def test_development_and_tests_leave_a_remote_database_as_configured() -> None:
+    for environment in ("dev", "test"):
+        assert _sslmode_of(_database_sslmode(ENVIRONMENT=environment, DATABASE_URL=RDS)) is None
+        url = f"{RDS}?sslmode=disable"
+        assert _sslmode_of(_database_sslmode(ENVIRONMENT=environment, DATABASE_URL=url)) == (
+            "disable"
+        )

@@ -9,17 +9,20 @@ set -e
 cd "${EB_STAGING_DIR:-/var/app/staging}"
 # The platform's virtualenv.
 . "${EB_VENV_ACTIVATE:-$(ls -d /var/app/venv/*/bin/activate | head -n 1)}"
-# The environment properties (SECRET_KEY, DATABASE_URL, ...): `get-config environment`
-# prints them as one JSON object; each becomes an exported variable, its value quoted
-# whatever it holds (quotes, spaces, newlines). A failing get-config stops the deployment.
+# The environment properties (DB_HOST, REDIS_URL, ...): `get-config environment` prints
+# them as one JSON object; each becomes an exported variable, its value quoted whatever it
+# holds (quotes, spaces, newlines). A failing get-config stops the deployment. A variable
+# the hook already has is kept: the environment secrets (SECRET_KEY, DB_PASSWORD, ...;
+# aws:elasticbeanstalk:application:environmentsecrets) reach hooks from the platform, with
+# their values, and get-config must not replace one with anything else (its ARN).
 properties="$("${EB_GET_CONFIG:-/opt/elasticbeanstalk/bin/get-config}" environment)"
 exports="$(printf '%s' "$properties" | python -c '
-import json, re, shlex, sys
+import json, os, re, shlex, sys
 for name, value in json.load(sys.stdin).items():
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        print(f"export {name}={shlex.quote(str(value))}")
-    else:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         print(f"skipped an environment property with an invalid name: {name!r}", file=sys.stderr)
+    elif name not in os.environ:
+        print(f"export {name}={shlex.quote(str(value))}")
 ')"
 eval "$exports"
 python manage.py collectstatic --no-input -v 0
