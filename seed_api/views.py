@@ -272,6 +272,10 @@ SEED_SYNC_NOT_CONFIGURED = "not_configured"
 #: with a model provider its category, intent and secondary are the model's free text,
 #: written from that same text.
 SUBMITTER_WITHHELD = ("issue_classification", "reasoning", "tool_calls")
+#: Nor what people did with the ticket since (its team and priority now, a person's
+#: verdict): live workbench state of a ticket the submitter may no longer see, not the
+#: router's record the seed's row is.
+SUBMITTER_WITHHELD_NOW = ("current_team", "current_priority", "verdict")
 
 
 def seed_routing_decision(
@@ -298,13 +302,17 @@ def seed_routing_decision(
         "current_priority": ticket.priority,
     }
     if decision is None:
-        return {
+        pending = {
             **ids,
             "customer_id": str(ticket.customer_id),
             "correlation_id": str(ticket.correlation_id),
             **reading,
             **now,
         }
+        if not visible:
+            pending.update(dict.fromkeys(now))
+            pending["withheld"] = list(now)
+        return pending
     created = decision.get("created_at")
     row = {
         **ids,
@@ -327,8 +335,9 @@ def seed_routing_decision(
         "verdict": decision_verdict(decision),
     }
     if not visible:
-        row.update(dict.fromkeys(SUBMITTER_WITHHELD))
-        row["withheld"] = list(SUBMITTER_WITHHELD)
+        withheld = SUBMITTER_WITHHELD + SUBMITTER_WITHHELD_NOW
+        row.update(dict.fromkeys(withheld))
+        row["withheld"] = list(withheld)
     return row
 
 

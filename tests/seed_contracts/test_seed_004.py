@@ -297,7 +297,16 @@ def test_the_submitter_still_reads_the_decision_once_routing_moved_the_ticket(
         None,
         None,
     )
-    assert body["withheld"] == ["issue_classification", "reasoning", "tool_calls"]
+    assert body["withheld"] == [
+        "issue_classification",
+        "reasoning",
+        "tool_calls",
+        "current_team",
+        "current_priority",
+        "verdict",
+    ]
+    # nor where people moved the ticket since (the workbench's state, not the router's row)
+    assert (body["current_team"], body["current_priority"], body["verdict"]) == (None, None, None)
     # by its internal id too (the submitter's own ticket)
     assert key_client.get(f"/tickets/{ticket.pk}").json()["id"] == ticket.pk
     # what shows the conversation or the customer keeps the rule
