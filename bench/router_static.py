@@ -14,10 +14,18 @@ leave-intents-out splits, ``routing.classifier.train`` / ``evaluate``, the far o
 file), with ``routing.classifier.encoder`` replaced by the table for this process only.
 
     .venv/bin/python bench/router_static.py --data bitext stackfaq --seeds 1 3
-        [--weights uniform|sif] [--pc] [--proxies]
+        [--weights uniform|sif] [--pc] [--proxies | --cascade]
 
 ``--weights sif``: pieces weighted a / (a + p(piece)), p counted over the training texts;
 ``--pc``: the training texts' first principal direction removed (SIF's common component).
+``--cascade``: the table as a cascade's first stage, the shipped encoder behind it. Four
+leave-labels-out folds of the training rows each train a table router on three quarters of
+the labels; the in-scope scores its detector gives the left-out labels' texts that it would
+not send to review set the bar (their 100th / 99th / 95th percentile). A test text whose
+table-router answer is in scope above the bar keeps that answer (no transformer); every other
+text is routed by the shipped router, trained on all rows as usual. ``skip_in`` is the share
+of in-scope test texts decided by the table alone (what sets p50). The table routers' own
+SVM-score skip is turned off so that every text gets the table detector's score.
 ``--proxies``: no training; per split, the frozen-vector figures a training step could use
 to choose an encoder cheaply (held-out logistic-regression accuracy; leave-labels-out
 nearest-row cosine: out-of-scope share flagged at 5% of in-scope, and AUC) for the shipped
@@ -126,6 +134,71 @@ def proxies(vectors, y, seed=13):
     }
 
 
+def routed(router, texts, enc, threshold):
+    """(label, sent to review, in-scope score) per text, as the router routes one text."""
+    classifier.encoder = enc
+    out = []
+    for text in texts:
+        probs, in_scope = router.analyse([text])
+        confidence = float(probs[0].max())
+        score = float(in_scope[0]) if in_scope is not None else None
+        review = router.sends_to_review(confidence, score, threshold)
+        out.append((router.labels[int(probs[0].argmax())], review, score))
+    return out
+
+
+def cascade(name, seed, texts, y, test, oos, static, threshold):
+    shipped = classifier.encoder
+
+    def table(threads=1, name=None):
+        return static
+
+    def table_router(rows):
+        classifier.encoder = table
+        router, _ = classifier.train([texts[i] for i in rows], [y[i] for i in rows])
+        router.out_of_scope.skip_score = np.inf  # every text gets the table detector's score
+        return router
+
+    order = np.random.default_rng(7).permutation(np.unique(y))
+    passed = []
+    for k in range(4):
+        out = set(order[k::4])
+        router = table_router([i for i in range(len(y)) if y[i] not in out])
+        unseen = [texts[i] for i in range(len(y)) if y[i] in out]
+        passed += [s for _, review, s in routed(router, unseen, table, threshold) if not review]
+    first = table_router(list(range(len(y))))
+    classifier.encoder = shipped
+    full, _ = classifier.train(texts, list(y))
+    te_texts, te_labels = [t for t, _ in test], [lab for _, lab in test]
+    s_in, s_out = routed(first, te_texts, table, threshold), routed(first, oos, table, threshold)
+    f_in, f_out = routed(full, te_texts, shipped, threshold), routed(full, oos, shipped, threshold)
+    classifier.encoder = shipped
+
+    def figures(r_in, r_out):
+        right = [r[0] == lab for r, lab in zip(r_in, te_labels, strict=True)]
+        return {
+            "accuracy": round(float(np.mean(right)), 4),
+            "review_rate": round(float(np.mean([r[1] for r in r_in])), 4),
+            "oos_review_rate": round(float(np.mean([r[1] for r in r_out])), 4),
+        }
+
+    print(f"{name} seed {seed}: shipped {json.dumps(figures(f_in, f_out))}", flush=True)
+    print(f"{name} seed {seed}: table alone {json.dumps(figures(s_in, s_out))}", flush=True)
+    for q in (1.0, 0.99, 0.95):
+        bar = float(np.quantile(passed, q)) if passed else -np.inf
+
+        def pick(first_stage, second, bar=bar):
+            return [
+                s if (not s[1] and s[2] is not None and s[2] > bar) else f
+                for s, f in zip(first_stage, second, strict=True)
+            ]
+
+        skip = np.mean([not s[1] and s[2] is not None and s[2] > bar for s in s_in])
+        row = {"bar_percentile": q * 100, "bar": round(bar, 4), "skip_in": round(float(skip), 3)}
+        row.update(figures(pick(s_in, f_in), pick(s_out, f_out)))
+        print(f"{name} seed {seed}: cascade {json.dumps(row)}", flush=True)
+
+
 def main():
     import router_oos as ro
 
@@ -135,6 +208,7 @@ def main():
     parser.add_argument("--weights", default="uniform", choices=("uniform", "sif"))
     parser.add_argument("--pc", action="store_true")
     parser.add_argument("--proxies", action="store_true")
+    parser.add_argument("--cascade", action="store_true")
     args = parser.parse_args()
     table = np.load(TABLE) if TABLE.exists() else build_table()
     threshold = settings.ROUTING_REVIEW_THRESHOLD
@@ -153,6 +227,9 @@ def main():
             if args.pc:
                 pc = np.linalg.svd(Static(table, weights).encode(texts), full_matrices=False)[2][0]
             static = Static(table, weights, pc)
+            if args.cascade:
+                cascade(name, seed, texts, y, test, oos, static, threshold)
+                continue
             if args.proxies:
                 shipped = proxies(classifier.embed_many(texts), y)
                 print(f"{name} seed {seed}: shipped encoder {json.dumps(shipped)}", flush=True)
