@@ -31,9 +31,11 @@
  * progress): a network that never answers (a captive portal, a stalled proxy) counts as a
  * network error, so the message is tried again and says so, never "Sending…" for ever.
  * When the session ends (401, close 4401) with messages not acknowledged, they are not
- * dropped: kept for this widget on this browser (not for a visitor: CARRIED_SUFFIX), shown
- * as not sent with their text, and offered in the next session (Send again / Discard):
- * the visitor decides, since the new session is a new chat, maybe someone else's.
+ * dropped at once: this page keeps them in its memory only (never in storage, so no other
+ * tab, later visitor or browser restart sees them; a reload forgets them), shown as not
+ * sent with their text (Discard), and offered in the next session of this page (Send
+ * again / Discard) for CARRIED_MAX_AGE_MS after the end, the text left in the message box
+ * too: the visitor decides, since the new session is a new chat, maybe someone else's.
  * No dependencies, no CDN.
  */
 (function () {
@@ -66,12 +68,18 @@
   // The longest a request may go unanswered (headers and body); a file's upload, the
   // longest without progress, then UPLOAD_ANSWER_TIMEOUT_MS for the answer once sent.
   var FETCH_TIMEOUT_MS = 15000, UPLOAD_ANSWER_TIMEOUT_MS = 60000;
-  // The messages of an ended session not acknowledged, offered in the next one.
-  var CARRIED_SUFFIX = ":carried";
+  // The messages of an ended session not acknowledged, offered in the next one of this
+  // page: [{ client_id, text, file, ended (ms), node (shown) }], in page memory only, and
+  // for CARRIED_MAX_AGE_MS after the end. (An earlier version kept them in localStorage
+  // under LEGACY_CARRIED_SUFFIX for a day, shown to whoever opened the widget next on a
+  // shared computer: removed at load.)
+  var carried = [], carriedTimer = null, CARRIED_MAX_AGE_MS = 15 * 60 * 1000;
+  var LEGACY_CARRIED_SUFFIX = ":carried";
   // Bumped when the session ends: an answer to a request of the old session is ignored.
   var epoch = 0;
-  // What was typed in the message box when the session ended, put back in the next one.
-  var draft = "";
+  // What was typed in the message box when the session ended, put back in the next one
+  // of this page until draftUntil (ms).
+  var draft = "", draftUntil = 0;
   var polling = false, pollAgain = false;
 
   // The browser's storage may be missing or refuse (private mode, blocked cookies, quota):
@@ -125,19 +133,43 @@
     var kept = list.filter(function (m) { return m.client_id !== cid; });
     if (kept.length !== list.length) { unsentWrite(kept); }
   }
-  // The messages of ended sessions not acknowledged (same entries as unsent), kept for
-  // this widget on this browser until the visitor sends or discards them (or a day).
-  function carriedKey() { return storeKey + CARRIED_SUFFIX; }
-  function carriedDrop(cid) {
-    var list = keptRead(carriedKey());
-    var kept = list.filter(function (m) { return m.client_id !== cid; });
-    if (kept.length !== list.length) { keptWrite(carriedKey(), kept); }
+  // The messages of ended sessions not acknowledged (carried), kept by this page until the
+  // visitor sends or discards them, or CARRIED_MAX_AGE_MS after their session ended: then
+  // forgotten, and taken off the screen (the start form or the chat), the draft with them.
+  // Never in storage: on a shared computer the next person opens the widget in another
+  // tab, or the same tab later, and must not read (or send as theirs) these words.
+  function carriedList() {
+    var now = Date.now();
+    carried = carried.filter(function (m) {
+      if (now - m.ended < CARRIED_MAX_AGE_MS) { return true; }
+      if (m.node) { m.node.remove(); }
+      return false;
+    });
+    if (draft && now >= draftUntil) { draft = ""; }
+    clearTimeout(carriedTimer); carriedTimer = null;
+    var next = carried.length ? carried[0].ended + CARRIED_MAX_AGE_MS : 0;
+    if (draft && (!next || draftUntil < next)) { next = draftUntil; }
+    // (a timer of a sleeping or background tab fires late, never early: each use checks too)
+    if (next) { carriedTimer = setTimeout(carriedList, Math.max(next - now, 0) + 50); }
+    return carried;
   }
-  function carriedAdd(entries) {
-    var have = {}, list = keptRead(carriedKey());
-    list.forEach(function (m) { have[m.client_id] = true; });
-    entries.forEach(function (m) { if (!have[m.client_id]) { list.push(m); } });
-    keptWrite(carriedKey(), list);
+  function carriedDrop(cid) {
+    carried = carried.filter(function (m) {
+      if (m.client_id !== cid) { return true; }
+      if (m.node) { m.node.remove(); }
+      return false;
+    });
+  }
+  function carriedAdd(entries, box) {
+    var have = {}, now = Date.now();
+    carriedList().forEach(function (m) { have[m.client_id] = true; });
+    entries.forEach(function (m) {
+      if (have[m.client_id]) { return; }
+      carried.push({ client_id: m.client_id, text: m.text, file: m.file, ended: now, node: null });
+    });
+    carried = carried.slice(-UNSENT_MAX);
+    if (box) { draft = box; draftUntil = now + CARRIED_MAX_AGE_MS; }
+    carriedList();  // the timer that forgets them
   }
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -217,9 +249,10 @@
 
   function expired() {
     // The session is over (WEBCHAT_SESSION_TTL_SECONDS, or refused): forget it and start
-    // again. What the visitor typed and the server did not acknowledge is not dropped: it
-    // is kept for the next session (carriedAdd), shown as not sent with its text, and
-    // offered there; what was in the message box is put back.
+    // again. What the visitor typed and the server did not acknowledge is not dropped at
+    // once: this page keeps it for a while (carriedAdd, page memory only), shown as not
+    // sent with its text, and offers it in the next session; what was in the message box
+    // is put back there. Storage keeps nothing of it.
     epoch += 1;
     var left = unsentRead(), listed = {};
     left.forEach(function (m) { listed[m.client_id] = true; });
@@ -227,9 +260,8 @@
       // the messages refused for good are on the page only: kept too, with their text
       if (!listed[cid]) { left.push({ client_id: cid, text: pending[cid].text, at: pending[cid].at }); }
     });
-    carriedAdd(left);
     var box = panel.querySelector(".swc-form input[type=text]");
-    if (box && box.value) { draft = box.value; }
+    carriedAdd(left, box && box.value);
     var unsent = unsentKey();
     if (unsent) { storeRemove(unsent); }
     state = null; storeRemove(storeKey);
@@ -610,10 +642,11 @@
 
   function showCarried(inChat) {
     // The messages an ended session left unsent: their text, "not sent", and in a chat
-    // the visitor's choice, Send again (a new message of this chat) or Discard. Not sent
-    // by themselves: this chat is a new one, maybe another person's at a shared computer,
-    // and one whose ack was lost may have reached the old chat already.
-    keptRead(carriedKey()).forEach(function (m) {
+    // the visitor's choice, Send again (a new message of this chat) or Discard; on the
+    // start form, Discard. Not sent by themselves: this chat is a new one, maybe another
+    // person's at a shared computer, and one whose ack was lost may have reached the old
+    // chat already.
+    carriedList().forEach(function (m) {
       var node = el("div", { "class": "swc-msg swc-visitor swc-failed swc-carried" }, m.text);
       if (typeof m.file === "string") {
         node.appendChild(el("span", { "class": "swc-note" },
@@ -622,19 +655,19 @@
       node.appendChild(el("span", { "class": "swc-status" },
         "Not sent: your chat session ended before it reached us." +
         (inChat ? "" : " Start the chat again to send it.")));
-      if (inChat) {
-        if (m.text) {
-          var again = el("button", { type: "button", "class": "swc-retry" }, "Send again");
-          again.addEventListener("click", function () {
-            if (!node.parentNode) { return; }  // sent once, whatever the clicks
-            carriedDrop(m.client_id); node.remove(); send(m.text);
-          });
-          node.appendChild(again);
-        }
-        var drop = el("button", { type: "button", "class": "swc-retry" }, "Discard");
-        drop.addEventListener("click", function () { carriedDrop(m.client_id); node.remove(); });
-        node.appendChild(drop);
+      if (inChat && m.text) {
+        var again = el("button", { type: "button", "class": "swc-retry" }, "Send again");
+        again.addEventListener("click", function () {
+          // sent once, whatever the clicks; not at all once discarded or forgotten
+          if (!node.parentNode) { return; }
+          carriedDrop(m.client_id); node.remove(); send(m.text);
+        });
+        node.appendChild(again);
       }
+      var drop = el("button", { type: "button", "class": "swc-retry" }, "Discard");
+      drop.addEventListener("click", function () { carriedDrop(m.client_id); node.remove(); });
+      node.appendChild(drop);
+      m.node = node;
       body.appendChild(node);
     });
   }
@@ -655,6 +688,7 @@
     });
     form.appendChild(picker); form.appendChild(attach);
     form.appendChild(input); form.appendChild(el("button", { type: "submit" }, "Send"));
+    carriedList();  // a draft older than CARRIED_MAX_AGE_MS is forgotten, not put back
     input.value = draft; draft = "";
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
@@ -727,5 +761,8 @@
     showCarried(false);
   }
 
+  // What an earlier version of this widget kept after a session ended, for a day, in
+  // localStorage (shown to whoever opened the widget next): deleted, never shown.
+  storeRemove(storeKey + LEGACY_CARRIED_SUFFIX);
   if (state && state.session) { chatView(); } else { startView(); }
 })();
