@@ -334,11 +334,42 @@ def _routing_decide(
                 correlation_id=ticket.correlation_id,
             )
             _apply(decision, ticket, team, needs_review)
+            _customer_text_arrived_meanwhile(decision)
             # routed: an earlier failure is history (the sweep skips routed tickets anyway)
             RoutingFailure.objects.filter(ticket_id=ticket_id).delete()
     except IntegrityError:
         return RoutingDecision.objects.get(ticket_id=ticket_id, attempt_key=attempt_key)
     return decision
+
+
+def _customer_text_arrived_meanwhile(decision: RoutingDecision) -> None:
+    """A decision held for want of the customer's words (``NO_CUSTOMER_TEXT``) on a
+    ticket that has them by now (a message committed while the router worked, after it
+    read the ticket): route it again on them once this decision commits
+    (:func:`routing_customer_text_decide`, idempotent per ticket). The ``message.created``
+    subscriber (``routing.apps``) drops such a message: when it ran, no decision awaited
+    the customer's words yet, and the ticket stayed in review.
+
+    The ticket's row is locked first, as a customer message's write locks it (``tickets.
+    thread_rules``): a message whose transaction took the lock first has committed and
+    is found here; one that takes it after this decision commits finds the decision
+    through the subscriber. Either way one of the two routes the ticket again."""
+    if decision.attempt_key == CUSTOMER_TEXT_ATTEMPT:
+        return
+    if NO_CUSTOMER_TEXT not in decision.review_reasons:
+        return
+    ticket = Ticket.objects.select_for_update().get(pk=decision.ticket_id)
+    message_id = customer_messages(ticket, with_words=True).values_list("pk", flat=True).first()
+    if message_id is None:
+        return
+    from routing.tasks import routing_customer_text_decide_task  # the interface layer
+
+    def route_again() -> None:  # a named function: on_commit logs a failure by __qualname__
+        routing_customer_text_decide_task.delay(ticket.pk, message_id)
+
+    # robust: the decision is committed; a failed publish is logged, and must not fail
+    # the routing task that stored it (the ticket stays in review, as before)
+    transaction.on_commit(route_again, robust=True)
 
 
 #: The ticket fields a person sets when acting on the routing (``ticket_update``'s names).

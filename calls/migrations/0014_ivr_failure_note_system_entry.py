@@ -2,7 +2,11 @@
 as an inbound public message of the caller; since then it is a system entry marked
 ``opened_ticket`` (``ticket_create(system_note=...)``). Those old messages become what a
 new ticket has: a system entry (outbound, no author) with the marker, and the customer
-context's interaction scored from them (the caller's "mood") goes.
+context's interaction scored from them (the caller's "mood") is deleted from PostgreSQL
+(``INTERACTIONS_BACKEND=postgres``, the default). With ``INTERACTIONS_BACKEND=dynamodb``
+this migration does not reach the DynamoDB table (no AWS call from a migration): that item
+stays, and counts in the customer context, until its ``expires_at``
+(``INTERACTIONS_RETENTION_DAYS`` after it was recorded; DynamoDB's TTL then deletes it).
 
 Only exact matches are converted: the ticket is an ``Escalation``'s (what
 ``calls.services.ivr.escalation_create`` opened), the message is its first customer

@@ -314,7 +314,8 @@ def _open_session_ticket(ticket: Ticket, *, api_key_id: int | None = None) -> Ti
     closed; else None (a new ticket). A hand-off sent with an API key (``api_key_id``)
     acts as the key's user: a ticket that user may not see (routed to a team they are
     not in) is not added to, nor named in the answer, either; the hand-off opens a new
-    ticket (security review 2026-12-06)."""
+    ticket (security review 2026-12-06; a replay of a hand-off that went to such a
+    ticket, too: :func:`chatbot_handoff`)."""
     seen = {ticket.pk}
     while ticket.merged_into_id is not None and len(seen) < MERGE_CHAIN_MAX:
         target = Ticket.objects.filter(pk=ticket.merged_into_id).first()
@@ -324,13 +325,21 @@ def _open_session_ticket(ticket: Ticket, *, api_key_id: int | None = None) -> Ti
         ticket = target
     if ticket.merged_into_id is not None or ticket.status not in OPEN_STATUSES:
         return None
-    if api_key_id is not None:
-        key = ApiKey.objects.select_related("user").filter(pk=api_key_id).first()
-        if key is None or not ticket_visible_to(
-            key.user, team_id=ticket.team_id, assignee_id=ticket.assignee_id
-        ):
-            return None
+    if not _key_sees(ticket, api_key_id=api_key_id):
+        return None
     return ticket
+
+
+def _key_sees(ticket: Ticket, *, api_key_id: int | None) -> bool:
+    """Whether a hand-off may write to or name ``ticket``: always for a signed hand-off
+    (``api_key_id`` None: the account owns its tickets), else only when the key's user
+    may see it."""
+    if api_key_id is None:
+        return True
+    key = ApiKey.objects.select_related("user").filter(pk=api_key_id).first()
+    return key is not None and ticket_visible_to(
+        key.user, team_id=ticket.team_id, assignee_id=ticket.assignee_id
+    )
 
 
 def _transcript_note(ticket: Ticket, turns: list[dict[str, Any]], mark: dict[str, str]) -> None:
@@ -366,7 +375,8 @@ def chatbot_handoff(
     - the session's first hand-off opens a ticket;
     - a replay (a ``subject`` and ``initial_message`` this session already handed off,
       and no transcript turn not already stored) returns the ticket it went to,
-      unchanged;
+      unchanged (sent with an API key: only while the key's user may see that ticket,
+      else it is handed off as new, below, and that ticket is not named);
     - another hand-off while the session's latest ticket (or the ticket it was merged
       into) is new, open or pending adds to it: the initial message as the customer's
       message (its ``bot_subject`` and ``claimed_email`` in the message's metadata), unless
@@ -418,9 +428,12 @@ def chatbot_handoff(
         handed = (subject, initial_message)
         if handed in messages and not new_turns:
             went_to, came_at = messages[handed]
-            if current is not None or came_at >= timezone.now() - HANDOFF_REPLAY_WINDOW:
+            recent = came_at >= timezone.now() - HANDOFF_REPLAY_WINDOW
+            if (current is not None or recent) and _key_sees(went_to, api_key_id=api_key_id):
                 return went_to, False  # a replay: nothing new
-            messages.pop(handed)  # asked again once the ticket was done: a new ticket
+            # asked again once the ticket was done, or a replay whose ticket the key's
+            # user may no longer see (never named to them): a new hand-off
+            messages.pop(handed)
         if current is not None:
             if handed not in messages:
                 ticket_services.message_add(

@@ -564,6 +564,40 @@ def test_an_api_key_session_ticket_out_of_its_users_view_gets_no_more_handoffs(
     assert client.get(f"/api/tickets/{new_id}").status_code == 200
 
 
+def test_an_api_key_replay_never_names_a_ticket_out_of_its_users_view(agent: Any) -> None:
+    """A replay (same subject and message, within the hour) of a hand-off whose ticket
+    routing then moved out of the key's user's view was answered 200 with that ticket's
+    id, number and status (review 2026-12-06). Now it is handed off as new: 201, a new
+    ticket keeps what was sent, the other is neither named nor written to; a replay of
+    that one, which the agent sees, is a replay again (nothing added)."""
+    from tickets.models import Team
+    from tickets.services import ticket_update
+
+    client = _key_client(agent)
+    first = client.post("/api/webhooks/chatbot", HANDOFF, format="json")
+    ticket_id = first.json()["ticket_id"]
+    hidden = Ticket.objects.get(pk=ticket_id)
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    ticket_update(ticket=hidden, team=elsewhere)  # routing
+    assert client.get(f"/api/tickets/{ticket_id}").status_code == 404
+
+    replay = client.post("/api/webhooks/chatbot", HANDOFF, format="json")
+    assert replay.status_code == 201, replay.content
+    answer = replay.json()
+    new_id = answer["ticket_id"]
+    assert new_id != ticket_id
+    assert answer["number"] != hidden.number
+    assert answer["status_url"] == f"/api/tickets/{new_id}/status"
+    assert _inbound(ticket_id) == ["I want a refund for order 77"]
+    assert _inbound(new_id) == ["I want a refund for order 77"]
+    assert client.get(f"/api/tickets/{new_id}").status_code == 200
+
+    again = client.post("/api/webhooks/chatbot", HANDOFF, format="json")
+    assert (again.status_code, again.json()["ticket_id"]) == (200, new_id)
+    assert _inbound(new_id) == ["I want a refund for order 77"]
+    assert Ticket.objects.filter(origin_platform_id=HANDOFF["session_id"]).count() == 2
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_replays_of_a_handoff_create_one_ticket() -> None:
     """The session's advisory lock holds from the look-up to the write: the second of two

@@ -227,6 +227,49 @@ def test_a_person_acting_while_the_router_works_wins(
     assert _attempts(ticket) == ["initial"]
 
 
+def test_a_message_written_while_the_first_routing_runs_routes_the_ticket_again(
+    routing_on, teams, customer, django_capture_on_commit_callbacks, monkeypatch
+):
+    """The customer's message committed after the first routing read the ticket but
+    before its decision was stored: the message.created subscriber found no decision
+    awaiting the customer's words and dropped it, and the ticket stayed in review (review
+    2026-12-06). The decision now looks for the words in its own transaction (the ticket
+    locked) and routes the ticket again on them once it commits."""
+    from calls.models import Call
+    from calls.services.ivr import escalation_create
+    from routing import providers
+
+    routing_on.ROUTING_ENABLED = False  # the first routing runs below, by hand
+    call = Call.objects.create(contact_id="ivr-race-1", customer=customer, customer_phone="+1")
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket = escalation_create(call=call, kind="error_branch", reason="Error at Lookup").ticket
+    assert ticket is not None
+    assert _attempts(ticket) == []
+    routing_on.ROUTING_ENABLED = True
+    decide = providers.decide
+
+    def decide_while_the_customer_writes(ctx: Any, provider: Any = None) -> Any:
+        monkeypatch.setattr(providers, "decide", decide)  # once: the first routing
+        ticket_services.message_add(
+            ticket=ticket, body=WORDS, direction="inbound", author_customer=customer
+        )
+        # the subscriber runs now: no decision awaits the customer's words yet
+        assert selectors.tickets_awaiting_customer_text(ticket_ids=[ticket.pk]) == []
+        outbox_relay()
+        return decide(ctx, provider)
+
+    monkeypatch.setattr(providers, "decide", decide_while_the_customer_writes)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.routing_decide(ticket_id=ticket.pk)
+
+    assert first.review_reasons[0] == NO_CUSTOMER_TEXT
+    assert _attempts(ticket) == ["initial", CUSTOMER_TEXT_ATTEMPT]
+    again = RoutingDecision.objects.get(ticket=ticket, attempt_key=CUSTOMER_TEXT_ATTEMPT)
+    assert (again.intent, again.team_slug, again.applied) == ("cancel_order", "orders", True)
+    ticket.refresh_from_db()
+    assert (ticket.team_id, ticket.needs_review) == (teams["orders"].pk, False)
+
+
 def test_a_duplicate_event_makes_one_decision(
     routing_on, teams, customer, django_capture_on_commit_callbacks
 ):
