@@ -1,9 +1,14 @@
 """The satisfaction survey goes through a task: the ``ticket.resolved`` subscriber only
 enqueues it (no ticket lock, no message written in the outbox relay's transaction), the
-task writes one survey however often it is delivered. HTTP mocked with responses."""
+task writes one survey however often it is delivered, and Messenger and Instagram, like
+WhatsApp, get none (and no agent reply either) outside Meta's 24-hour window. HTTP mocked
+with responses."""
 
 from __future__ import annotations
 
+import json
+import logging
+from datetime import timedelta
 from typing import Any
 from unittest import mock
 
@@ -11,6 +16,7 @@ import pytest
 import responses
 from celery.exceptions import Retry
 from django.db import OperationalError
+from django.utils import timezone
 
 from channels_app.services.csat_survey import SURVEY_METADATA_KEY
 from channels_app.tasks import csat_survey_send_task
@@ -19,11 +25,13 @@ from support.delivery.models import Delivery
 from support.models import OutboxEvent
 from support.services import outbox_relay
 from tickets.models import Message, Ticket
-from tickets.services import ticket_update
+from tickets.services import message_add, ticket_update
 
 pytestmark = pytest.mark.django_db
 
 WA_URL = "https://graph.facebook.com/v21.0/106540352242922/messages"
+MESSENGER_URL = "https://graph.facebook.com/v21.0/me/messages"
+INSTAGRAM_URL = "https://graph.facebook.com/v21.0/17841405822304914/messages"
 
 
 def surveys(ticket: Ticket) -> list[Message]:
@@ -35,6 +43,12 @@ def surveys(ticket: Ticket) -> list[Message]:
 def ticket_on(channel: str, post_fixture: Any) -> Ticket:
     post_fixture(make_account(channel), "text_message")
     return Ticket.objects.get()
+
+
+def last_wrote(ticket: Ticket, hours: float) -> None:
+    Message.objects.filter(ticket=ticket, direction="inbound").update(
+        created_at=timezone.now() - timedelta(hours=hours)
+    )
 
 
 @responses.activate
@@ -108,3 +122,69 @@ def test_the_task_retries_the_database_going_away_a_bounded_number_of_times(
     assert service.call_count == 4
     assert "Satisfaction survey of ticket 1 not queued: gone" in caplog.text
     assert csat_survey_send_task.acks_late is True
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("channel", "url"), [("messenger", MESSENGER_URL), ("instagram", INSTAGRAM_URL)]
+)
+def test_messenger_and_instagram_survey_only_within_24_hours(
+    channel: str,
+    url: str,
+    post_fixture: Any,
+    agent: Any,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Meta takes a free-form message (Messenger's ``RESPONSE``) only within 24 hours of
+    the customer's last message: later, a survey could only fail, so none is written."""
+    ticket = ticket_on(channel, post_fixture)
+    last_wrote(ticket, 25)
+    with (
+        caplog.at_level(logging.INFO, logger="channels_app.services.csat_survey"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        ticket_update(ticket=ticket, status="resolved", actor=agent)
+    assert surveys(ticket) == []
+    assert Delivery.objects.count() == 0
+    assert len(responses.calls) == 0
+    label = {"messenger": "Messenger", "instagram": "Instagram"}[channel]
+    assert (
+        f"No satisfaction survey for {ticket.number}: {label} takes no free-form message now"
+    ) in caplog.text
+
+    # within the window it is sent
+    responses.post(url, json={"recipient_id": "x", "message_id": "m_SURVEY"})
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_update(ticket=ticket, status="open", actor=agent)
+    last_wrote(ticket, 23)
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_update(ticket=ticket, status="resolved", actor=agent)
+    (survey,) = surveys(ticket)
+    assert (survey.channel, survey.delivery_status) == (channel, "sent")
+    assert len(responses.calls) == 1
+    if channel == "messenger":
+        assert json.loads(responses.calls[0].request.body or b"")["messaging_type"] == "RESPONSE"
+
+
+@responses.activate
+@pytest.mark.parametrize("channel", ["messenger", "instagram"])
+def test_an_agents_reply_outside_the_24_hour_window_is_refused_with_a_clear_error(
+    channel: str, post_fixture: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """As on WhatsApp: no request Meta could only refuse; the reply fails with why."""
+    ticket = ticket_on(channel, post_fixture)
+    last_wrote(ticket, 25)
+    with django_capture_on_commit_callbacks(execute=True):
+        message = message_add(ticket=ticket, body="Here you are", author_user=agent)
+    assert len(responses.calls) == 0
+    message.refresh_from_db()
+    assert (message.delivery_status, message.delivery_error_code) == (
+        "failed",
+        f"{channel}_window_closed",
+    )
+    assert message.delivery_error == (
+        "Not sent: the customer last wrote more than 24 hours ago, outside Meta's messaging "
+        "window. A reply can go out once the customer writes again."
+    )
+    assert Delivery.objects.get().status == "dead"
