@@ -19,14 +19,18 @@ def _on_message_created(event: OutboxEvent) -> None:
 
 
 def _on_ticket_resolved(event: OutboxEvent) -> None:
-    """A resolved ticket: queue its satisfaction survey, here in the relay's transaction
-    (idempotent per resolution; the message it writes is sent as any reply is). If it
-    fails, the event stays pending and comes again."""
-    from channels_app.services.csat_survey import csat_survey_send
+    """A resolved ticket: enqueue its satisfaction survey task (only enqueue: the task
+    locks the ticket and writes the message after the relay's batch has committed; it is
+    idempotent per resolution)."""
+    from django.conf import settings
+
+    from channels_app.tasks import csat_survey_send_task
+    from support.events import subscriber_task_enqueue
 
     resolved_at = event.payload.get("resolved_at")
-    if event.payload.get("ticket_id") is not None and resolved_at:
-        csat_survey_send(ticket_id=int(event.payload["ticket_id"]), resolved_at=str(resolved_at))
+    ticket_id = event.payload.get("ticket_id")
+    if settings.CSAT_SURVEY_ENABLED and ticket_id is not None and resolved_at:
+        subscriber_task_enqueue(csat_survey_send_task, int(ticket_id), str(resolved_at))
 
 
 class ChannelsAppConfig(AppConfig):

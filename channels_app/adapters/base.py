@@ -307,9 +307,10 @@ class ChannelAdapter(ABC):
 
     def reply_window_open(self, last_inbound_at: datetime | None) -> bool:
         """Whether a free-form message may be sent now, the customer having last written
-        at ``last_inbound_at`` (None: never). True unless the channel limits it (WhatsApp's
-        customer-service window). Asked before a message nobody typed, such as the
-        satisfaction survey, is written: one that could only fail is not."""
+        at ``last_inbound_at`` (None: never). True unless the channel limits it (Meta's
+        24-hour window on WhatsApp, Messenger and Instagram: ``MetaAdapter``). Asked before
+        a message nobody typed, such as the satisfaction survey, is written: one that could
+        only fail is not."""
         return True
 
     @abstractmethod

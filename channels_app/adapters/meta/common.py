@@ -4,9 +4,11 @@ the ``X-Hub-Signature-256`` check, the ``hub.challenge`` handshake and the Graph
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.utils import timezone
 
 from channels_app.adapters.base import (
     ChannelAdapter,
@@ -15,9 +17,17 @@ from channels_app.adapters.base import (
     constant_time_equal,
     hmac_sha256,
 )
+from support.errors import PermanentError
 
 if TYPE_CHECKING:
+    from channels_app.adapters.base import OutboundRequest
     from channels_app.models import ChannelAccount
+
+#: Meta's messaging window: a free-form message may go out only this long after the
+#: customer last wrote (WhatsApp's customer-service window, ``WHATSAPP_WINDOW_HOURS``;
+#: Messenger's and Instagram's standard messaging window, which ``messaging_type:
+#: RESPONSE`` relies on). Outside it Meta refuses the message for good.
+META_WINDOW_HOURS = 24
 
 
 def graph_url(path: str) -> str:
@@ -51,6 +61,34 @@ class MetaAdapter(ChannelAdapter):
         if not account.verify_token or not constant_time_equal(token, account.verify_token):
             return 403, "hub.verify_token does not match.", "text/plain"
         return 200, challenge, "text/plain"
+
+    #: How a refusal outside the window names it, and what it adds (what may be sent now).
+    reply_window_name: str = "Meta's messaging window"
+    reply_window_hint: str = ""
+
+    def reply_window_hours(self) -> int:
+        """How long after the customer's last message a free-form message may go out."""
+        return META_WINDOW_HOURS
+
+    def reply_window_open(self, last_inbound_at: datetime | None) -> bool:
+        """Within ``reply_window_hours`` of the customer's last message (never: closed)."""
+        return last_inbound_at is not None and (
+            timezone.now() - last_inbound_at <= timedelta(hours=self.reply_window_hours())
+        )
+
+    def reply_window_check(self, outbound: OutboundRequest) -> None:
+        """Refuse, before any request, a reply Meta would refuse for good because the
+        customer last wrote outside the window: ``PermanentError`` with the reason in words
+        and the code ``<channel>_window_closed`` (a dead letter that says why, instead of a
+        Graph API error after a request)."""
+        if self.reply_window_open(outbound.last_inbound_at):
+            return
+        hint = f" {self.reply_window_hint}" if self.reply_window_hint else ""
+        raise PermanentError(
+            f"Not sent: the customer last wrote more than {self.reply_window_hours()} hours "
+            f"ago, outside {self.reply_window_name}.{hint}",
+            error_code=f"{self.channel}_window_closed",
+        )
 
     def auth_headers(self, account: ChannelAccount) -> dict[str, str]:
         return {"Authorization": f"Bearer {account.access_token}"}

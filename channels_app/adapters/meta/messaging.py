@@ -243,6 +243,12 @@ class MessagingPlatformAdapter(MetaAdapter):
             metadata={"message_edit": edit},
         )
 
+    # Messenger's and Instagram's standard messaging window (24 hours, ``reply_window_open``
+    # of ``MetaAdapter``): a reply goes as ``RESPONSE`` (Messenger; Instagram's body has no
+    # type), which Meta takes only within it. Message tags (``HUMAN_AGENT``, 7 days) need
+    # Meta's approval and are not used.
+    reply_window_hint = "A reply can go out once the customer writes again."
+
     def send_body(self, outbound: OutboundRequest) -> dict[str, Any]:
         """Messenger's Send API: a reply inside the 24-hour window is ``RESPONSE``."""
         return {
@@ -255,6 +261,7 @@ class MessagingPlatformAdapter(MetaAdapter):
     label: str = ""
 
     def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
+        self.reply_window_check(outbound)  # no request Meta could only refuse
         if outbound.files:
             return self._send_parts(account, outbound)
         body = self.send_body(outbound)

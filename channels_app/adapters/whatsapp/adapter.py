@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.utils import timezone
 
 from channels_app.adapters.base import (
     Event,
@@ -204,21 +203,14 @@ class WhatsAppAdapter(MetaAdapter):
             recipient_id=s.get("recipient_id", ""),
         )
 
-    def reply_window_open(self, last_inbound_at: datetime | None) -> bool:
-        hours = int(getattr(settings, "WHATSAPP_WINDOW_HOURS", 24))
-        return last_inbound_at is not None and (
-            timezone.now() - last_inbound_at <= timedelta(hours=hours)
-        )
+    reply_window_name = "WhatsApp's customer-service window"
+    reply_window_hint = "Only an approved message template can be sent now."
+
+    def reply_window_hours(self) -> int:
+        return int(getattr(settings, "WHATSAPP_WINDOW_HOURS", 24))
 
     def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
-        hours = int(getattr(settings, "WHATSAPP_WINDOW_HOURS", 24))
-        if not self.reply_window_open(outbound.last_inbound_at):
-            raise PermanentError(
-                f"Not sent: the customer last wrote more than {hours} hours ago, outside "
-                "WhatsApp's customer-service window. Only an approved message template can "
-                "be sent now.",
-                error_code=WINDOW_CLOSED_CODE,
-            )
+        self.reply_window_check(outbound)  # WINDOW_CLOSED_CODE
         if outbound.files:
             return self._send_parts(account, outbound)
         body = {
