@@ -14,8 +14,10 @@ once, and a ticket reopened and resolved again is asked again. Not sent when
 ``CSAT_SURVEY_ENABLED`` is off, for a merged ticket, for a ticket reopened (or resolved
 again) since the event, nor when there is no way to reach the customer on the ticket's
 channel (API, phone and chatbot hand-off tickets; no account; no address or identity;
-outside WhatsApp's 24-hour window): then an info log line says why, naming the ticket
-only.
+outside WhatsApp's 24-hour window), nor for an e-mail ticket whose sender is not verified
+(a guest customer, the ``suspicious-sender`` tag or a message marked suspicious: a forged
+From would otherwise have our signed mail carry the attacker's subject to the address they
+named): then an info log line says why, naming the ticket only.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from django.utils.dateparse import parse_datetime
 from channels_app import selectors
 from channels_app.adapters.base import get_adapter, registered_channels
 from channels_app.adapters.email.parsing import is_mailbox
+from channels_app.services.email_auth import email_ticket_sender_unverified
 from channels_app.services.outbound import channel_recipient
 from support.errors import InvalidInput
 from tickets import services as ticket_services
@@ -68,6 +71,10 @@ def _unreachable(ticket: Ticket) -> str:
         return f"{ticket.get_channel_display()} tickets have no channel of their own to send it on"
     if Customer.objects.filter(pk=ticket.customer_id, erasure__isnull=False).exists():
         return "the customer was erased"
+    if ticket.channel == Channel.EMAIL and email_ticket_sender_unverified(ticket):
+        # a forged From: the survey would carry the attacker's subject, in our signed
+        # mail, to the address they named (docs/security.md)
+        return "the e-mail sender is not verified (a guest customer or a suspicious sender)"
     if selectors.channel_account_for_ticket(ticket) is None:
         return f"no active {ticket.get_channel_display()} account"
     recipient = channel_recipient(ticket, ticket.channel)
