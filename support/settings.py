@@ -9,6 +9,7 @@ import ssl
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -43,7 +44,18 @@ ALLOWED_HOSTS = env.get_list(
     "ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], required_in_prod=True
 )
 CSRF_TRUSTED_ORIGINS = env.get_list("CSRF_TRUSTED_ORIGINS", [])
-SITE_URL = env.get_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The address customers open: the links we mail them (the satisfaction survey's, e-mails,
+# alert notifications) are built on it. Required in production, and https there.
+SITE_URL = env.get_str("SITE_URL", "http://127.0.0.1:8000", required_in_prod=True).rstrip("/")
+if (
+    IS_PROD
+    and SITE_URL
+    and not (SITE_URL.lower().startswith("https://") and urlsplit(SITE_URL).hostname)
+):
+    raise ImproperlyConfigured(
+        f"SITE_URL must be the https:// address customers open in production, not "
+        f"{SITE_URL!r}: links in customers' e-mails and messages are built on it."
+    )
 
 INSTALLED_APPS = [
     # django.contrib.admin with the project's site (support/admin_site.py)

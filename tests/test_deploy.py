@@ -393,6 +393,7 @@ _PROD_SETTINGS_ENV = {
     "DJANGO_SETTINGS_MODULE": "support.settings",
     "SECRET_KEY": "build-only",
     "ALLOWED_HOSTS": "build",
+    "SITE_URL": "https://build.invalid",
     "DATABASE_URL": "postgresql://x@localhost/x",
     "REDIS_URL": "redis://localhost:6379/0",
     "CHANNELS_SECRETS_KEY": "A" * 43 + "=",
@@ -2085,6 +2086,24 @@ def test_elastic_beanstalk_takes_every_secret_from_secrets_manager() -> None:
 # Set by the template and left out of the standalone task definitions on purpose: the
 # CloudWatch publishing switch is off unless the stack's parameter turns it on.
 _STANDALONE_LEAVES_OUT = {"CLOUDWATCH_METRICS_ENABLED", "CLOUDWATCH_METRICS_NAMESPACE"}
+
+
+def test_every_deployment_sets_an_https_site_url() -> None:
+    """Production refuses to start without an https SITE_URL (support/settings.py): the
+    links mailed to customers (the satisfaction survey's) are built on it. The stack's
+    tasks, the standalone task definitions and the Elastic Beanstalk instructions give it."""
+    for logical in resources("AWS::ECS::TaskDefinition"):
+        value = _deployed_environment(logical, {})["SITE_URL"]
+        assert value == {"Fn::Sub": "https://${DomainName}"}, logical
+    for path in sorted((ROOT / "deploy" / "ecs").glob("*.json")):
+        (container,) = json.loads(path.read_text())["containerDefinitions"]
+        values = {e["name"]: e["value"] for e in container["environment"]}
+        assert values["SITE_URL"].startswith("https://"), path.name
+    plain, _secrets, comment = _elastic_beanstalk_to_set()
+    assert "SITE_URL" in plain
+    assert "SITE_URL=https://<your domain>" in comment
+    eb_docs = (ROOT / "docs" / "deploy.md").read_text().split("**Environment properties**")[1]
+    assert "`SITE_URL` (`https://` and your domain" in eb_docs.split("**Environment secrets**")[0]
 
 
 def test_the_standalone_task_definitions_give_what_the_template_gives() -> None:

@@ -45,6 +45,7 @@ from channels_app.adapters.webchat.adapter import (
 )
 from channels_app.models import ChannelAccount
 from channels_app.services import handoff
+from channels_app.services.survey_link import SURVEY_METADATA_KEY, survey_text_with_link
 from channels_app.services.webchat_uploads import WebchatUpload, webchat_upload_receive
 from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
@@ -52,6 +53,7 @@ from support.errors import ApplicationError, NotFound, error_body
 from support.parsing import UnreadableJson, contains_nul, content_length, json_loads, parse_id
 from support.throttling import PerIPRateThrottle, client_ip, hit, over_limit
 from tickets.attachments import attachment_file_response
+from tickets.selectors import message_written_on_ticket_get
 from tickets.status_access import StatusGrant
 
 
@@ -840,10 +842,16 @@ def webchat_verify_confirm(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def webchat_message_json(message: Any) -> dict[str, Any]:
+    text = message.body_text
+    if SURVEY_METADATA_KEY in (message.metadata or {}):
+        # the visitor's own survey: its link, as it was pushed (never stored)
+        written_on = message_written_on_ticket_get(message=message)
+        if written_on is not None:
+            text = survey_text_with_link(message, ticket=written_on)
     data = {
         "id": message.pk,
         "from": "visitor" if message.direction == "inbound" else "agent",
-        "text": message.body_text,
+        "text": text,
         "client_id": (message.channel_message_id or "").partition(":")[2]
         if message.direction == "inbound"
         else "",

@@ -1,6 +1,8 @@
 """The satisfaction survey: when a ticket is resolved, one message with its signed feedback
 link (``tickets.context.services.feedback_link_build``) to the customer, on the ticket's
-own channel.
+own channel. The link is never stored: the message keeps a placeholder, and the outbound
+path puts the link in when it sends (``channels_app.services.survey_link``), so agents,
+who read the message, cannot answer as the customer.
 
 It is a public reply written by the system: ``tickets.services.message_add`` puts it on the
 timeline (queued, "System to customer via ..."), and its ``message.created`` event hands it
@@ -14,8 +16,10 @@ once, and a ticket reopened and resolved again is asked again. Not sent when
 ``CSAT_SURVEY_ENABLED`` is off, for a merged ticket, for a ticket reopened (or resolved
 again) since the event, nor when there is no way to reach the customer on the ticket's
 channel (API, phone and chatbot hand-off tickets; no account; no address or identity;
-outside WhatsApp's 24-hour window): then an info log line says why, naming the ticket
-only.
+outside WhatsApp's 24-hour window), nor for an e-mail ticket whose sender is not verified
+(a guest customer, the ``suspicious-sender`` tag or a message marked suspicious: a forged
+From would otherwise have our signed mail carry the attacker's subject to the address they
+named): then an info log line says why, naming the ticket only.
 """
 
 from __future__ import annotations
@@ -31,23 +35,29 @@ from django.utils.dateparse import parse_datetime
 from channels_app import selectors
 from channels_app.adapters.base import get_adapter, registered_channels
 from channels_app.adapters.email.parsing import is_mailbox
+from channels_app.services.email_auth import email_ticket_sender_unverified
 from channels_app.services.outbound import channel_recipient
+from channels_app.services.survey_link import SURVEY_LINK_PLACEHOLDER, SURVEY_METADATA_KEY
 from support.errors import InvalidInput
 from tickets import services as ticket_services
-from tickets.context.services import FEEDBACK_STATUSES, feedback_link_build
+from tickets.context.services import FEEDBACK_STATUSES
 from tickets.models import Channel, Customer, Direction, Message, MessageKind, Ticket
 
 logger = logging.getLogger(__name__)
 
-#: ``Message.metadata`` key of a survey message: ``"<ticket id>:<resolved_at ISO>"``, the
-#: resolution it asks about (the idempotency key).
-SURVEY_METADATA_KEY = "csat_survey"
+__all__ = [
+    "SURVEY_LINK_PLACEHOLDER",
+    "SURVEY_METADATA_KEY",
+    "csat_survey_send",
+    "csat_survey_text",
+]
 
 
-def csat_survey_text(*, ticket: Ticket, link: str) -> str:
+def csat_survey_text(*, ticket: Ticket, link: str = SURVEY_LINK_PLACEHOLDER) -> str:
     """The survey in the channel's format: a short plain text on the messaging channels
     (the link on its own, so apps make it tappable), a few lines in an e-mail (which goes
-    out as a reply in the ticket's thread, ``Re: <subject> [<number>]``)."""
+    out as a reply in the ticket's thread, ``Re: <subject> [<number>]``). Stored with the
+    placeholder: the link itself is put in when it is sent (``survey_link``)."""
     if ticket.channel == Channel.EMAIL:
         return (
             f"Your request {ticket.number} is resolved. How did we do?\n\n"
@@ -68,6 +78,10 @@ def _unreachable(ticket: Ticket) -> str:
         return f"{ticket.get_channel_display()} tickets have no channel of their own to send it on"
     if Customer.objects.filter(pk=ticket.customer_id, erasure__isnull=False).exists():
         return "the customer was erased"
+    if ticket.channel == Channel.EMAIL and email_ticket_sender_unverified(ticket):
+        # a forged From: the survey would carry the attacker's subject, in our signed
+        # mail, to the address they named (docs/security.md)
+        return "the e-mail sender is not verified (a guest customer or a suspicious sender)"
     if selectors.channel_account_for_ticket(ticket) is None:
         return f"no active {ticket.get_channel_display()} account"
     recipient = channel_recipient(ticket, ticket.channel)
@@ -117,7 +131,8 @@ def csat_survey_send(*, ticket_id: int, resolved_at: str) -> Message | None:
     try:
         return ticket_services.message_add(
             ticket=ticket,
-            body=csat_survey_text(ticket=ticket, link=feedback_link_build(ticket)),
+            # the link is not stored (agents read this text): put in when it is sent
+            body=csat_survey_text(ticket=ticket),
             kind=MessageKind.PUBLIC,
             direction=Direction.OUTBOUND,
             channel=ticket.channel,

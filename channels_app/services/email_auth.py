@@ -15,6 +15,9 @@ from tickets import services as ticket_services
 from tickets.models import (
     ChannelIdentity,
     Customer,
+    Direction,
+    Message,
+    Ticket,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,5 +80,22 @@ def _email_guest_create(message: InboundMessage) -> Customer:
     return customer
 
 
-def _email_is_guest(customer: Customer) -> bool:
+def email_customer_is_guest(customer: Customer) -> bool:
+    """Whether ``customer`` is a guest made for an unverified sender (no e-mail address, no
+    identity): nothing says who it is."""
     return not customer.email and not ChannelIdentity.objects.filter(customer=customer).exists()
+
+
+def email_ticket_sender_unverified(ticket: Ticket) -> bool:
+    """Whether nobody has shown that the sender of an e-mail ticket owns the address it
+    names: its customer is a guest, the ticket carries the ``suspicious-sender`` tag, or one
+    of its inbound messages is marked ``suspicious``. Nothing is mailed there
+    automatically (an attacker's subject in our signed mail, to the address they named);
+    an agent may still reply after checking."""
+    return (
+        email_customer_is_guest(ticket.customer)
+        or ticket.tags.filter(name=SUSPICIOUS_TAG).exists()
+        or Message.objects.filter(
+            ticket=ticket, direction=Direction.INBOUND, metadata__has_key="suspicious"
+        ).exists()
+    )

@@ -11,9 +11,9 @@ from channels_app.adapters.base import (
 )
 from channels_app.services.email_auth import (
     EmailQuarantined,
-    _email_is_guest,
     _email_policy,
     _email_sender_auth,
+    email_customer_is_guest,
 )
 from channels_app.services.matching import _BatchCache, _customer_resolve
 from tickets import services as ticket_services
@@ -105,7 +105,7 @@ def _email_route(
         elif (
             claimed.channel == "email"
             and claimed.origin_platform_id.lower() == message.sender_id.lower()
-            and _email_is_guest(claimed.customer)
+            and email_customer_is_guest(claimed.customer)
         ):
             owner = claimed.customer  # the unverified thread this sender started
         if owner is None:

@@ -27,6 +27,7 @@ from channels_app.adapters.limits import reply_limits_problems
 from channels_app.models import ChannelAccount
 from channels_app.services.handoff import handoff_reply_address, handoff_reply_deliveries_create
 from channels_app.services.reply_limits import channel_label
+from channels_app.services.survey_link import survey_text_with_link
 from support.aws import aws_error
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import Delivery, Outcome
@@ -339,7 +340,8 @@ def _outbound_request(
         ticket_id=ticket.pk,
         ticket_number=ticket.number,
         recipient_id=recipient,
-        text=message.body_text,
+        # a survey's feedback link is put in here, never stored (services.survey_link)
+        text=survey_text_with_link(message, ticket=ticket),
         subject=ticket.subject,
         last_inbound_at=selectors.last_inbound_at(ticket),  # type: ignore[arg-type]
         thread_message_ids=thread,

@@ -9,13 +9,19 @@ import logging
 import re
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 import responses
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from channels_app.services.csat_survey import SURVEY_METADATA_KEY, csat_survey_send
+from channels_app.adapters.webchat.adapter import session_issue
+from channels_app.services.csat_survey import (
+    SURVEY_LINK_PLACEHOLDER,
+    SURVEY_METADATA_KEY,
+    csat_survey_send,
+)
 from channels_app.tests.conftest import counts, diff, make_account
 from support.delivery.models import Attempt, Delivery
 from support.models import OutboxEvent
@@ -77,8 +83,9 @@ def test_resolving_sends_one_survey_on_the_tickets_channel_with_a_link_that_work
         "whatsapp",
         None,
     )
+    # stored (and shown to agents) without the link, which only the customer is sent
     assert (survey.body_text, survey.delivery_status, survey.channel_message_id) == (
-        text,
+        text.replace(link, SURVEY_LINK_PLACEHOLDER),
         "sent",
         "wamid.SURVEY-1",
     )
@@ -285,3 +292,101 @@ def test_no_survey_outside_the_whatsapp_window(
         f"No satisfaction survey for {wa_ticket.number}: WhatsApp takes no free-form message "
         "now (the customer last wrote outside its window)"
     ) in caplog.text
+
+
+# --- the link goes to the customer only -------------------------------------------------------
+
+
+@responses.activate
+def test_the_link_is_never_stored_nor_shown_to_agents_only_sent_to_the_customer(
+    post_fixture: Any, agent: Any, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The signed link answers as the customer: an agent who could read it on the timeline
+    or through the API could rate (or re-rate) for them. It is put in the text only when
+    the request to the channel is built."""
+    post_fixture(make_account("email"), "inbound_parse_new")
+    ticket = Ticket.objects.get()
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-survey"})
+    resolve(ticket, agent, django_capture_on_commit_callbacks)
+    (survey,) = surveys(ticket)
+    assert survey.body_text == (
+        f"Your request {ticket.number} is resolved. How did we do?\n\n"
+        "Rate our help from 1 to 5 (and tell us more if you like):\n"
+        f"{SURVEY_LINK_PLACEHOLDER}\n\nThank you."
+    )
+    assert "/feedback/" not in json.dumps(survey.metadata)
+    # what went to the customer (and the attempt's record of it) has the working link
+    sent = json.loads(responses.calls[0].request.body or b"")
+    (link,) = LINK.findall(sent["content"][0]["value"])
+    assert SURVEY_LINK_PLACEHOLDER not in sent["content"][0]["value"]
+    attempt = Attempt.objects.get()
+    assert attempt.request_summary["content"][0]["value"] == sent["content"][0]["value"]
+    path = link.removeprefix(django_settings.SITE_URL)
+    assert client.post(path, {"rating": "2"}).status_code == 200
+    assert CsatFeedback.objects.values_list("rating", "via_link").get() == (2, True)
+    # agents see the survey, never its link: ticket page, live timeline, the API
+    client.force_login(agent)
+    for url in (
+        f"/tickets/{ticket.number}/",
+        f"/tickets/{ticket.number}/live",
+        f"/api/tickets/{ticket.pk}",  # the ticket with its messages
+    ):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        content = response.content.decode()
+        assert "/feedback/" not in content, url
+        assert f"Your request {ticket.number} is resolved." in content, url
+
+
+@responses.activate
+def test_a_retried_survey_still_carries_a_working_link(
+    wa_ticket: Ticket, agent: Any, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(WA_URL, status=500, json={"error": {"message": "Unavailable", "code": 2}})
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SURVEY-R"}]})
+    resolve(wa_ticket, agent, django_capture_on_commit_callbacks)
+    assert len(responses.calls) == 2
+    for call in responses.calls:
+        (link,) = LINK.findall(wa_text(call))
+        assert client.get(link.removeprefix(django_settings.SITE_URL)).status_code == 200
+    (survey,) = surveys(wa_ticket)
+    assert (survey.delivery_status, survey.channel_message_id) == ("sent", "wamid.SURVEY-R")
+    assert "/feedback/" not in survey.body_text
+    assert list(Attempt.objects.order_by("number").values_list("outcome", flat=True)) == [
+        "retryable",
+        "success",
+    ]
+
+
+def test_a_web_chat_visitor_polling_its_conversation_gets_its_survey_with_the_link(
+    agent: Any, client: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The widget's polling fallback shows what was pushed: the visitor's own link."""
+    account = make_account("webchat")
+    session = session_issue(account, name="Vera", email="vera@example.com")["session"]
+    with django_capture_on_commit_callbacks(execute=True):
+        posted = client.post(
+            f"/api/webhooks/webchat/{account.webhook_token}",
+            data={"text": "Where is my order?", "client_id": "client-0001"},
+            content_type="application/json",
+            HTTP_X_WEBCHAT_SESSION=session,
+        )
+    assert posted.status_code < 300, posted.content
+    ticket = Ticket.objects.get()
+    with mock.patch("channels_app.adapters.webchat.adapter.get_channel_layer") as layer:
+        layer.return_value.group_send = mock.AsyncMock()
+        resolve(ticket, agent, django_capture_on_commit_callbacks)
+    pushed = layer.return_value.group_send.await_args.args[1]["message"]["text"]
+    (link,) = LINK.findall(pushed)
+    (survey,) = surveys(ticket)
+    assert SURVEY_LINK_PLACEHOLDER in survey.body_text
+    polled = client.get(
+        f"/api/webchat/{account.webhook_token}/messages?after=0",
+        HTTP_X_WEBCHAT_SESSION=session,
+    )
+    texts = [m["text"] for m in polled.json()["messages"]]
+    assert texts[0] == "Where is my order?"
+    (shown,) = [t for t in texts if "How did we do" in t]
+    (polled_link,) = LINK.findall(shown)
+    assert client.get(polled_link.removeprefix(django_settings.SITE_URL)).status_code == 200
+    assert link.split("/feedback/")[0] == polled_link.split("/feedback/")[0]

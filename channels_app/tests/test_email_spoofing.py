@@ -8,9 +8,11 @@ first mail)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
+import responses
 from django.test import Client
 
 from channels_app import services
@@ -20,8 +22,10 @@ from channels_app.fixtures import fixture_load, signed_headers
 from channels_app.models import InboundEvent
 from channels_app.services import bulk
 from channels_app.tests.conftest import counts, diff, make_account
+from support.delivery.models import Delivery
 from support.models import AuditLog
 from tickets.models import ChannelIdentity, Customer, Message, Ticket
+from tickets.services import ticket_update
 
 pytestmark = pytest.mark.django_db
 
@@ -384,3 +388,60 @@ def test_a_drain_and_one_by_one_processing_give_the_same_outcome() -> None:
         ("<CAbob0001@mail.example.net>", "bob@example.net", "Re: Order 1234 arrived broken",
          [mismatch_first]),
     ]  # fmt: skip
+
+
+# --- no automatic mail to the address a forged sender named ----------------------------------
+
+
+@responses.activate
+def test_resolving_a_forged_senders_ticket_sends_no_survey_to_the_address_it_named(
+    post_fixture: Any,
+    agent: Any,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Resolving is how agents dispose of spam: the satisfaction survey must not then mail
+    the impersonated address, in our signed mail, with the attacker's subject."""
+    account = make_account("email")
+    post_fixture(account, "inbound_parse_spoofed_reply")
+    forged = Ticket.objects.get()
+    assert forged.customer.email == ""  # a guest
+    before = counts()
+    with (
+        caplog.at_level(logging.INFO, logger="channels_app.services.csat_survey"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        ticket_update(ticket=forged, status="resolved", actor=agent)
+    assert diff(before, counts()) == {"messages": 1}  # the status change's entry only
+    assert not Message.objects.filter(metadata__has_key="csat_survey").exists()
+    assert not Delivery.objects.exists()
+    assert len(responses.calls) == 0
+    assert (
+        f"No satisfaction survey for {forged.number}: the e-mail sender is not verified "
+        "(a guest customer or a suspicious sender)"
+    ) in caplog.text
+    assert "jane.doe@example.org" not in caplog.text
+
+
+@responses.activate
+def test_no_survey_for_a_ticket_marked_suspicious_even_with_a_known_customer(
+    post_fixture: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Bob's genuine mail claimed Jane's thread: his own ticket, marked suspicious. Nothing
+    is mailed automatically from a ticket marked so (an agent may still reply)."""
+    account = make_account("email")
+    janes = _janes_ticket(post_fixture, account)
+    post_fixture(account, "inbound_parse_other_customer_reply")
+    bobs = Ticket.objects.exclude(pk=janes.pk).get()
+    assert bobs.customer.email == "bob@example.net"
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_update(ticket=bobs, status="resolved", actor=agent)
+    assert not Message.objects.filter(metadata__has_key="csat_survey").exists()
+    assert len(responses.calls) == 0
+    # the tag alone is enough (a message's mark since removed, or the tag set by hand)
+    Message.objects.filter(ticket=bobs).update(metadata={})
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_update(ticket=bobs, status="open", actor=agent)
+        ticket_update(ticket=bobs, status="resolved", actor=agent)
+    assert not Message.objects.filter(metadata__has_key="csat_survey").exists()
+    assert len(responses.calls) == 0

@@ -172,6 +172,7 @@ def test_prod_without_channels_secrets_key_fails_fast() -> None:
         "DJANGO_SETTINGS_MODULE": "support.settings",
         "SECRET_KEY": "prod-secret-key-for-this-test-only-0123456789abcdefghij",
         "ALLOWED_HOSTS": "support.example.com",
+        "SITE_URL": "https://support.example.com",
         "DATABASE_URL": "postgresql://u:p@db.invalid/support",
         "DB_USER": "u",
         "DB_PASSWORD": "p",

@@ -18,10 +18,19 @@ PROBE = (
     "'SECURE_SSL_REDIRECT': settings.SECURE_SSL_REDIRECT, "
     "'SESSION_COOKIE_SECURE': settings.SESSION_COOKIE_SECURE}))"
 )
-CLEARED = ("ENVIRONMENT", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL")
+CLEARED = (
+    "ENVIRONMENT",
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "SITE_URL",
+    "DATABASE_URL",
+    "REDIS_URL",
+)
 REQUIRED = {
     "SECRET_KEY": "a-long-random-secret-key-for-this-test-only-0123456789abcdef",
     "ALLOWED_HOSTS": "support.example.com",
+    "SITE_URL": "https://support.example.com",
     "DATABASE_URL": "postgresql://user:pass@db.example.com:5432/support",
     "REDIS_URL": "redis://redis.example.com:6379/0",
     "CHANNELS_SECRETS_KEY": Fernet.generate_key().decode(),
@@ -50,9 +59,36 @@ def test_unset_environment_names_what_is_missing() -> None:
     assert result.returncode != 0
     message = result.stderr.strip().splitlines()[-1]
     assert "ENVIRONMENT is not set, so the production rules apply" in message
-    for name in ("ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
+    for name in ("ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SITE_URL"):
         assert name in message
     assert "ENVIRONMENT=dev for local development" in message
+
+
+def test_production_needs_an_https_site_url() -> None:
+    """Links mailed to customers (the satisfaction survey's, e-mails, alerts) are built on
+    SITE_URL: a production without it mailed http://127.0.0.1:8000 links."""
+    without = {k: v for k, v in REQUIRED.items() if k != "SITE_URL"}
+    for environment in ({"ENVIRONMENT": "prod"}, {}):
+        missing = _load_settings(**without, **environment)
+        assert missing.returncode != 0
+        assert "SITE_URL" in missing.stderr.strip().splitlines()[-1]
+        for plain in ("http://support.example.com", "support.example.com", "https://"):
+            refused = _load_settings(**{**REQUIRED, "SITE_URL": plain}, **environment)
+            assert refused.returncode != 0, plain
+            assert (
+                "SITE_URL must be the https:// address customers open in production"
+                in refused.stderr
+            ), plain
+    # elsewhere the local default stands
+    dev = python_run(
+        ["-c", "from django.conf import settings; print(settings.SITE_URL)"],
+        env={
+            **{k: v for k, v in os.environ.items() if k not in CLEARED and k != "SITE_URL"},
+            "DJANGO_SETTINGS_MODULE": "support.settings",
+            "ENVIRONMENT": "dev",
+        },
+    )
+    assert dev.stdout.strip().splitlines()[-1] == "http://127.0.0.1:8000", dev.stderr
 
 
 def test_debug_is_on_only_where_dev_is_explicit() -> None:

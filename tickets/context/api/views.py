@@ -75,7 +75,9 @@ class CustomerContextApi(APIView):
 
 
 class TicketFeedbackApi(TicketRefMixin, APIView):
-    """CSAT after resolution: agents (signed in) or the customer with the signed token."""
+    """CSAT after resolution: agents (signed in) or the customer with the signed token. A
+    token sent by a signed-in agent or supervisor (session or API key) is an answer of
+    theirs (``recorded_by``), never the customer's; by any other login or key, 403."""
 
     permission_classes = [AllowAny]
     throttle_classes = [PerIPRateThrottle]
@@ -94,20 +96,31 @@ class TicketFeedbackApi(TicketRefMixin, APIView):
         serializer.is_valid(raise_exception=True)
         data: dict[str, Any] = serializer.validated_data
         token = data.get("token") or request.query_params.get("token")
+        staff = IsAgent().has_permission(request, self)  # type: ignore[arg-type]
+        signed_in = bool(getattr(request.user, "is_authenticated", False))
         if token:
             ticket = self.ticket_for_link(ticket_id, token=token)
-        elif not IsAgent().has_permission(request, self):  # type: ignore[arg-type]
-            if not getattr(request.user, "is_authenticated", False):
+            if staff:
+                # Staff holding the customer's link answer as themselves, never as the
+                # customer, and only on the tickets they may see (404 for the others).
+                ticket = ticket_selectors.ticket_get_visible(ticket.pk, user=request.user)
+            elif signed_in:  # a role-less login or an integration key: not the customer
+                raise Forbidden(
+                    "The feedback link is the customer's: send it without signing in or an API key."
+                )
+        elif not staff:
+            if not signed_in:
                 raise exceptions.NotAuthenticated()
             raise Forbidden("Only agents or the signed link may submit feedback.")
         else:  # an agent: only the tickets it may see (404 for the others, as everywhere)
             ticket = self.ticket_for(request, ticket_id)
+        via_link = bool(token) and not staff
         feedback, created = services.feedback_submit(
             ticket=ticket,
             rating=data["rating"],
             comment=data.get("comment", ""),
-            via_link=bool(token),
-            recorded_by=None if token else request.user,
+            via_link=via_link,
+            recorded_by=None if via_link else request.user,
         )
         body = {
             **self.ticket_ids(ticket),

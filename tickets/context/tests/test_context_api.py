@@ -8,9 +8,11 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from support.errors import Conflict
-from support.models import OutboxEvent
+from support.models import ApiKeyRole, OutboxEvent
+from support.services import api_key_create
 from tickets import services as core
 from tickets.context import services
 from tickets.context.cache import context_cache_key
@@ -295,6 +297,62 @@ def test_an_agent_cannot_replace_the_customers_own_answer(agent_client, api_clie
     again = api_client.post(url, {"rating": 2, "token": token}, format="json")
     assert again.status_code == 200
     assert CsatFeedback.objects.get().rating == 2
+
+
+def test_staff_holding_the_link_answer_as_themselves_never_as_the_customer(
+    agent, agent_client, api_client, client, customer
+):
+    """The signed link is the customer's: a signed-in agent, supervisor or user API key
+    that sends it is recorded as itself (``via_link`` false, ``recorded_by`` set), so it
+    can neither pass for the customer nor replace the customer's own answer."""
+    ticket = _resolved_ticket(customer)
+    token = services.feedback_token_make(ticket)
+    url = f"/api/tickets/{ticket.pk}/feedback"
+    recorded = agent_client.post(url, {"rating": 5, "token": token}, format="json")
+    assert recorded.status_code == 201
+    feedback = CsatFeedback.objects.get()
+    assert (feedback.rating, feedback.via_link, feedback.recorded_by) == (5, False, agent)
+    # a user API key acting as the agent: the same
+    key = api_key_create(name="agent-key", user=agent)[1]
+    keyed = APIClient()
+    keyed.credentials(HTTP_X_API_KEY=key)
+    assert keyed.post(url, {"rating": 4, "token": token}, format="json").status_code == 200
+    feedback = CsatFeedback.objects.get()
+    assert (feedback.rating, feedback.via_link, feedback.recorded_by) == (4, False, agent)
+    # the page behind the link, signed in: the agent's answer too
+    client.force_login(agent)
+    page = client.get(f"/feedback/{token}")
+    assert "recorded as yours, not the customer's" in page.content.decode()
+    assert client.post(f"/feedback/{token}", {"rating": "3"}).status_code == 200
+    feedback = CsatFeedback.objects.get()
+    assert (feedback.rating, feedback.via_link, feedback.recorded_by) == (3, False, agent)
+    # the customer (no login) answers; then no agent can replace it, link or not
+    assert api_client.post(url, {"rating": 1, "token": token}, format="json").status_code == 200
+    assert agent_client.post(url, {"rating": 5, "token": token}, format="json").status_code == 409
+    assert client.post(f"/feedback/{token}", {"rating": "5"}).status_code == 400
+    feedback = CsatFeedback.objects.get()
+    assert (feedback.rating, feedback.via_link, feedback.recorded_by) == (1, True, None)
+
+
+def test_a_link_sent_with_other_credentials_is_refused(
+    outsider, customer, client, django_user_model
+):
+    """Signed in without an agent's role, or with an integration key: not the customer
+    either, and no role to record an answer with (403; nothing recorded)."""
+    ticket = _resolved_ticket(customer)
+    token = services.feedback_token_make(ticket)
+    url = f"/api/tickets/{ticket.pk}/feedback"
+    signed_in = APIClient()
+    signed_in.force_authenticate(outsider)
+    assert signed_in.post(url, {"rating": 5, "token": token}, format="json").status_code == 403
+    service = django_user_model.objects.create_user(username="svc")
+    raw = api_key_create(name="svc", user=service, role=ApiKeyRole.INTEGRATION)[1]
+    machine = APIClient()
+    machine.credentials(HTTP_X_API_KEY=raw)
+    assert machine.post(url, {"rating": 5, "token": token}, format="json").status_code == 403
+    client.force_login(outsider)
+    assert client.post(f"/feedback/{token}", {"rating": "5"}).status_code == 403
+    assert not CsatFeedback.objects.exists()
 
 
 def test_feedback_by_agent_only_on_tickets_the_agent_may_see(agent_client, customer):
