@@ -16,7 +16,8 @@ once, and a ticket reopened and resolved again is asked again. Not sent when
 ``CSAT_SURVEY_ENABLED`` is off, for a merged ticket, for a ticket reopened (or resolved
 again) since the event, nor when there is no way to reach the customer on the ticket's
 channel (API, phone and chatbot hand-off tickets; no account; no address or identity;
-outside WhatsApp's 24-hour window), nor for an e-mail ticket whose sender is not verified
+outside Meta's 24-hour window on WhatsApp, Messenger and Instagram), nor for an e-mail
+ticket whose sender is not verified
 (a guest customer, the ``suspicious-sender`` tag or a message marked suspicious: a forged
 From would otherwise have our signed mail carry the attacker's subject to the address they
 named): then an info log line says why, naming the ticket only.
@@ -57,14 +58,17 @@ def csat_survey_text(*, ticket: Ticket, link: str = SURVEY_LINK_PLACEHOLDER) -> 
     """The survey in the channel's format: a short plain text on the messaging channels
     (the link on its own, so apps make it tappable), a few lines in an e-mail (which goes
     out as a reply in the ticket's thread, ``Re: <subject> [<number>]``). Stored with the
-    placeholder: the link itself is put in when it is sent (``survey_link``)."""
+    placeholder: the link itself is put in when it is sent (``survey_link``). It asks for
+    a tap on the link, not a reply: an answer typed into the chat ("5") is a message like
+    any other, which reopens the resolved ticket and records no rating."""
     if ticket.channel == Channel.EMAIL:
         return (
             f"Your request {ticket.number} is resolved. How did we do?\n\n"
-            f"Rate our help from 1 to 5 (and tell us more if you like):\n{link}\n\n"
+            "Open this link to rate our help from 1 to 5 (and tell us more if you like):\n"
+            f"{link}\n\n"
             "Thank you."
         )
-    return f"How did we do with {ticket.number}? Rate our help from 1 to 5: {link}"
+    return f"How did we do with {ticket.number}? Tap the link to rate our help: {link}"
 
 
 def _skip(ticket: Ticket, reason: str) -> None:

@@ -72,7 +72,8 @@ def test_resolving_sends_one_survey_on_the_tickets_channel_with_a_link_that_work
     sent = json.loads(responses.calls[0].request.body or b"")
     assert (sent["to"], sent["type"]) == ("16505551234", "text")
     text = wa_text(responses.calls[0])
-    assert text.startswith(f"How did we do with {wa_ticket.number}? Rate our help from 1 to 5: ")
+    opening = f"How did we do with {wa_ticket.number}? Tap the link to rate our help: "
+    assert text.startswith(opening)
     (link,) = LINK.findall(text)
     assert link.startswith(f"{django_settings.SITE_URL}/feedback/")
 
@@ -311,7 +312,7 @@ def test_the_link_is_never_stored_nor_shown_to_agents_only_sent_to_the_customer(
     (survey,) = surveys(ticket)
     assert survey.body_text == (
         f"Your request {ticket.number} is resolved. How did we do?\n\n"
-        "Rate our help from 1 to 5 (and tell us more if you like):\n"
+        "Open this link to rate our help from 1 to 5 (and tell us more if you like):\n"
         f"{SURVEY_LINK_PLACEHOLDER}\n\nThank you."
     )
     assert "/feedback/" not in json.dumps(survey.metadata)
