@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
 from channels_app import services
 from channels_app.services.csat_survey import csat_survey_send
@@ -16,7 +15,6 @@ from channels_app.services.media import media_error_words
 from channels_app.services.staged_uploads import staged_uploads_purge
 from support.db import DATABASE_GONE, DATABASE_GONE_RETRY
 from support.errors import PermanentError, RetryableError
-from support.outbound import backoff_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -132,31 +130,23 @@ def outbound_message_send_task(message_id: int) -> None:
 
 #: The survey task's retries: the database briefly away (a restart, a failover) or a lock
 #: wait that ended in a deadlock (``OperationalError``). 5, 10, 20 s (jittered).
-CSAT_SURVEY_RETRYABLE = (OperationalError, InterfaceError)
-CSAT_SURVEY_BACKOFF_BASE = 5.0
-CSAT_SURVEY_BACKOFF_CAP = 60.0
-
-
-@shared_task(bind=True, acks_late=True, max_retries=3, soft_time_limit=30, time_limit=45)
+@shared_task(
+    **DATABASE_GONE_RETRY,
+    bind=True,
+    acks_late=True,
+    max_retries=3,
+    soft_time_limit=30,
+    time_limit=45,
+)
 def csat_survey_send_task(self: Any, ticket_id: int, resolved_at: str) -> int | None:
     """Queue the satisfaction survey of a ticket's resolution (enqueued by the
     ``ticket.resolved`` subscriber). Idempotent through the survey's metadata key (the
     ticket and its ``resolved_at``): a task delivered twice writes one message. The
-    database going away is retried with backoff, a bounded number of times; after that,
-    or on anything else, the failure is logged and this resolution has no survey (the
-    event was delivered; nothing sweeps for it)."""
-    try:
-        message = csat_survey_send(ticket_id=ticket_id, resolved_at=resolved_at)
-    except CSAT_SURVEY_RETRYABLE as exc:
-        if self.request.retries < self.max_retries:
-            countdown = backoff_seconds(
-                self.request.retries + 1,
-                base=CSAT_SURVEY_BACKOFF_BASE,
-                cap=CSAT_SURVEY_BACKOFF_CAP,
-            )
-            raise self.retry(exc=exc, countdown=countdown) from exc
-        logger.error("Satisfaction survey of ticket %s not queued: %s", ticket_id, exc)
-        raise
+    database going away is retried with backoff a bounded number of times
+    (``support.db.DATABASE_GONE_RETRY``, as every task here); after that, or on anything
+    else, Celery logs the failure and this resolution has no survey (the event was
+    delivered; nothing sweeps for it)."""
+    message = csat_survey_send(ticket_id=ticket_id, resolved_at=resolved_at)
     return message.pk if message is not None else None
 
 

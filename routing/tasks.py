@@ -30,14 +30,7 @@ def route_ticket_task(self: Any, ticket_id: int, attempt_key: str = "initial") -
     try:
         return services.routing_decide(ticket_id=ticket_id, attempt_key=attempt_key).pk
     except ROUTING_RETRYABLE as exc:
-        if self.request.retries < self.max_retries:
-            countdown = backoff_seconds(
-                self.request.retries + 1,
-                base=RETRY_BACKOFF_BASE,
-                cap=RETRY_BACKOFF_CAP,
-                retry_after=getattr(exc, "retry_after", None),
-            )
-            raise self.retry(exc=exc, countdown=countdown) from exc
+        _retry_while_allowed(self, exc)
         _failure_record(ticket_id, exc)
         raise
     except Exception as exc:  # the task boundary: recorded for the sweep, then raised
@@ -53,14 +46,7 @@ def routing_customer_text_decide_task(self: Any, ticket_id: int, message_id: int
     try:
         decision = services.routing_customer_text_decide(ticket_id=ticket_id, message_id=message_id)
     except ROUTING_RETRYABLE as exc:
-        if self.request.retries < self.max_retries:
-            countdown = backoff_seconds(
-                self.request.retries + 1,
-                base=RETRY_BACKOFF_BASE,
-                cap=RETRY_BACKOFF_CAP,
-                retry_after=getattr(exc, "retry_after", None),
-            )
-            raise self.retry(exc=exc, countdown=countdown) from exc
+        _retry_while_allowed(self, exc)
         logger.error(
             "Routing ticket %s again on message %s failed; it stays in review: %s",
             ticket_id,
@@ -69,6 +55,19 @@ def routing_customer_text_decide_task(self: Any, ticket_id: int, message_id: int
         )
         raise
     return decision.pk if decision is not None else None
+
+
+def _retry_while_allowed(task: Any, exc: BaseException) -> None:
+    """Retry ``task`` later (backoff, a provider's ``retry_after`` honoured) while it has
+    retries left; returns when it has none, for the caller to record and raise."""
+    if task.request.retries < task.max_retries:
+        countdown = backoff_seconds(
+            task.request.retries + 1,
+            base=RETRY_BACKOFF_BASE,
+            cap=RETRY_BACKOFF_CAP,
+            retry_after=getattr(exc, "retry_after", None),
+        )
+        raise task.retry(exc=exc, countdown=countdown) from exc
 
 
 def _failure_record(ticket_id: int, exc: BaseException) -> None:
