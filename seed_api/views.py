@@ -276,6 +276,22 @@ SUBMITTER_WITHHELD = ("issue_classification", "reasoning", "tool_calls")
 #: verdict): live workbench state of a ticket the submitter may no longer see, not the
 #: router's record the seed's row is.
 SUBMITTER_WITHHELD_NOW = ("current_team", "current_priority", "verdict")
+#: The row's keys that only a decision fills (``null`` before one).
+DECISION_KEYS = (
+    "timestamp",
+    "assigned_team",
+    "priority_level",
+    "confidence_score",
+    "issue_classification",
+    "reasoning",
+    "requires_manual_review",
+    "processing_time_ms",
+    "tool_calls",
+    "sync_status",
+    "created_at",
+    "ttl",
+    "verdict",
+)
 
 
 def seed_routing_decision(
@@ -302,8 +318,11 @@ def seed_routing_decision(
         "current_priority": ticket.priority,
     }
     if decision is None:
+        # The table's keys are there, null, until the router decides: one shape for a
+        # caller's parser whatever the routing status.
         pending = {
             **ids,
+            **dict.fromkeys(DECISION_KEYS),
             "customer_id": str(ticket.customer_id),
             "correlation_id": str(ticket.correlation_id),
             **reading,

@@ -82,6 +82,9 @@ def test_get_ticket_retrieves_the_routing_decision(
     assert pending.json()["routing_status_reason"] == "Waiting for the routing decision."
     routing_decide(ticket_id=ticket.pk)
     body = key_client.get(f"/tickets/{ticket.pk}").json()
+    # one shape whatever the status: the keys a decision fills are there, null, before it
+    assert set(body) == set(pending.json())
+    assert all(pending.json()[key] is None for key in ("assigned_team", "timestamp", "ttl"))
     assert body["routing_status"] == "decided"
     assert body["routing_status_reason"] is None
     assert "withheld" not in body
