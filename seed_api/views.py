@@ -25,7 +25,7 @@ from calls.api.views import AnalyticsDetailApi, AnalyticsListApi
 from channels_app.api.views import webhook, webhook_account_for_request
 from routing import selectors as routing_selectors
 from routing.api.serializers import RoutingDecisionOutputSerializer
-from routing.selectors import RoutingStatus
+from routing.selectors import RoutingState, RoutingStatus
 from support.api_schema import path_parameter
 from support.auth.permissions import IsAgent
 from support.errors import Conflict, NotFound
@@ -393,11 +393,50 @@ SEED_TICKET_ID = path_parameter(
 )
 
 
+class SeedVerdictSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=["accepted", "overridden"])
+    team = serializers.CharField(allow_null=True)
+    priority = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class SeedRoutingDecisionOutputSerializer(serializers.Serializer):
+    """The answer's shape, for the API docs (``seed_routing_decision`` builds it). The
+    decision's keys are ``null`` before the router decided; to a submitter who may no
+    longer see the ticket, those named in ``withheld`` are ``null``."""
+
+    ticket_id = serializers.CharField(help_text="Yours from `POST /tickets`, else the id.")
+    id = serializers.IntegerField()
+    number = serializers.CharField()
+    customer_id = serializers.CharField()
+    correlation_id = serializers.CharField(allow_null=True)
+    timestamp = serializers.IntegerField(allow_null=True, help_text="Unix time of the decision.")
+    assigned_team = serializers.CharField(allow_null=True, help_text="The router's team.")
+    priority_level = serializers.CharField(allow_null=True, help_text="The router's priority.")
+    confidence_score = serializers.FloatField(allow_null=True)
+    issue_classification = serializers.JSONField(allow_null=True)
+    reasoning = serializers.CharField(allow_null=True)
+    requires_manual_review = serializers.BooleanField(allow_null=True)
+    processing_time_ms = serializers.FloatField(allow_null=True)
+    tool_calls = serializers.JSONField(allow_null=True)
+    sync_status = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField(allow_null=True)
+    ttl = serializers.IntegerField(allow_null=True, help_text="Unix time of its expiry.")
+    routing_status = serializers.ChoiceField(
+        choices=[value for name, value in vars(RoutingState).items() if name.isupper()]
+    )
+    routing_status_reason = serializers.CharField(allow_null=True)
+    current_team = serializers.CharField(allow_null=True, help_text="The ticket's team now.")
+    current_priority = serializers.CharField(allow_null=True)
+    verdict = SeedVerdictSerializer(allow_null=True)
+    withheld = serializers.ListField(child=serializers.CharField(), required=False)
+
+
 class SeedRoutingDecisionApi(SeedContractMixin, APIView):
     @extend_schema(
         operation_id="seed_tickets_routing_decision",
         parameters=[SEED_TICKET_ID],
-        responses=OpenApiTypes.OBJECT,
+        responses=SeedRoutingDecisionOutputSerializer,
     )
     def get(self, request: Request, ticket_id: str) -> Response:
         found = ticket_get_for_submitter(ticket_id, user=request.user)

@@ -732,3 +732,47 @@ def test_the_row_stays_the_routers_and_says_what_a_person_changed(
         "high",
     )
     assert set(verdict) == {"verdict", "team", "priority", "created_at"}  # no name, no note
+
+
+def test_the_routing_decision_row_matches_its_documented_schema(
+    supervisor_key_client: APIClient, customer: Customer, settings: Any
+) -> None:
+    """``/api/docs`` shows the row's shape (it said "object"): the answer, before and after
+    the decision and after a verdict, validates against the published schema."""
+    import jsonschema
+    from drf_spectacular.generators import SchemaGenerator
+
+    settings.ROUTING_ENABLED = True
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+
+    def nullable(node: Any) -> Any:  # OpenAPI 3.0's ``nullable`` in JSON Schema's words
+        if isinstance(node, list):
+            return [nullable(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: nullable(value) for key, value in node.items()}
+        if node.pop("nullable", False):
+            return {"anyOf": [node, {"type": "null"}]}
+        return node
+
+    row_schema = nullable(
+        {**components["SeedRoutingDecisionOutput"], "components": schema["components"]}
+    )
+    validator = jsonschema.Draft202012Validator(row_schema)
+
+    def check(body: dict[str, Any]) -> None:
+        errors = [e.message for e in validator.iter_errors(body)]
+        assert errors == [], errors
+        assert set(body) - set(components["SeedRoutingDecisionOutput"]["properties"]) == set()
+
+    created = supervisor_key_client.post(
+        "/tickets",
+        {"customer_id": str(customer.pk), "subject": "Refund", "description": "Charged twice"},
+        format="json",
+    ).json()
+    ticket = Ticket.objects.get(pk=created["id"])
+    RoutingDecision.objects.filter(ticket=ticket).delete()
+    check(supervisor_key_client.get(f"/tickets/{ticket.pk}").json())
+    routing_decide(ticket_id=ticket.pk)
+    check(supervisor_key_client.get(f"/tickets/{ticket.pk}").json())
