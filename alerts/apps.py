@@ -6,22 +6,29 @@ from django.apps import AppConfig
 
 
 def on_sla_event(event: Any) -> None:
-    """``sla.warning`` / ``sla.breached`` (recorded by the SLA checker): raise the alert
-    here, in the relay's transaction (idempotent: a repeated event changes nothing); its
-    notifications are deliveries the engine sends after commit."""
-    from alerts.services import sla_event_handle
+    """``sla.warning`` / ``sla.breached`` (recorded by the SLA checker): enqueue the task
+    that raises the alert (only enqueue: it locks and writes the alert, and its
+    notifications, after the relay's batch has committed; idempotent per event)."""
+    from alerts.tasks import sla_event_handle_task
+    from support.events import subscriber_task_enqueue
 
-    sla_event_handle(event_id=event.pk, event_type=event.event_type, payload=dict(event.payload))
+    subscriber_task_enqueue(
+        sla_event_handle_task, int(event.pk), str(event.event_type), dict(event.payload)
+    )
 
 
 def on_ticket_events(events: list[Any]) -> None:
-    """A relay batch's ticket and message events: resolve the SLA alerts of those tickets
-    whose clock has stopped (answered, resolved, closed, merged, due time moved). One
-    query per batch when no SLA alert is open for them."""
-    from alerts.services import sla_alerts_resolve
+    """A relay batch's ticket and message events: if any of those tickets has an open SLA
+    alert (one read per batch), enqueue the task that resolves those whose clock has
+    stopped (answered, resolved, closed, merged, due time moved); nothing is locked or
+    written in the relay's transaction."""
+    from alerts.selectors import sla_alert_list_open
+    from alerts.tasks import sla_alerts_resolve_task
+    from support.events import subscriber_task_enqueue
 
-    ids = {event.payload.get("ticket_id") for event in events}
-    sla_alerts_resolve(ticket_ids=sorted(int(pk) for pk in ids if pk is not None))
+    ids = sorted({int(pk) for e in events if (pk := e.payload.get("ticket_id")) is not None})
+    if ids and sla_alert_list_open(ticket_ids=ids).exists():
+        subscriber_task_enqueue(sla_alerts_resolve_task, ids)
 
 
 class AlertsConfig(AppConfig):

@@ -13,6 +13,7 @@ from prometheus_client.core import Metric
 
 from alerts.models import OPEN_STATES, Alert, AlertRule, AlertTarget, RuleEvaluation
 from support.metrics import metrics_collect
+from tickets.models import SlaTarget
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _SELECTOR = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?:\{{(?P<matchers>.*)\}})?\s*$", re.DOTALL)
@@ -171,6 +172,21 @@ def alert_get(*, alert_id: int) -> Alert | None:
 
 def alert_open_get(*, fingerprint: str) -> Alert | None:
     return Alert.objects.filter(fingerprint=fingerprint, state__in=OPEN_STATES).first()
+
+
+SLA_PREFIX = "sla:"  # an SLA alert's fingerprint: sla:<ticket id>:<target>
+
+
+def sla_alert_list_open(*, ticket_ids: Iterable[int] | None = None) -> QuerySet[Alert]:
+    """The open SLA alerts, of ``ticket_ids`` or of every ticket."""
+    alerts = Alert.objects.filter(state__in=OPEN_STATES, fingerprint__startswith=SLA_PREFIX)
+    if ticket_ids is None:
+        return alerts
+    return alerts.filter(
+        fingerprint__in=[
+            f"{SLA_PREFIX}{int(pk)}:{target}" for pk in ticket_ids for target in SlaTarget
+        ]
+    )
 
 
 def alert_counts() -> list[dict[str, object]]:

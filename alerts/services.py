@@ -527,7 +527,7 @@ def _evaluate_all(now: datetime) -> EvaluationReport:
 # --- SLA events (contract16: obs/sla records them) ---------------------------------------
 
 SLA_SEVERITY = {"sla.warning": Severity.WARNING, "sla.breached": Severity.CRITICAL}
-SLA_PREFIX = "sla:"
+SLA_PREFIX = selectors.SLA_PREFIX
 
 
 def _readable_time(value: Any) -> str:
@@ -547,7 +547,8 @@ def _readable_time(value: Any) -> str:
 def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any]) -> Raised | None:
     """One alert per (ticket, target) for ``sla.warning`` / ``sla.breached``: a warning
     fires it, a breach fires or escalates it to critical. The same outbox event delivered
-    again changes nothing."""
+    again changes nothing (the alert keeps the ids of the events it has seen). Called by
+    ``alerts.tasks.sla_event_handle_task``, after the outbox relay's batch has committed."""
     severity = SLA_SEVERITY.get(event_type)
     ticket_id = payload.get("ticket_id")
     target = str(payload.get("target") or "")
@@ -560,8 +561,6 @@ def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any])
         logger.debug("SLA event %s: the clock had already stopped; no alert", event_id)
         return None
     fingerprint = f"{SLA_PREFIX}{int(ticket_id)}:{target}"
-    if Alert.objects.filter(fingerprint=fingerprint, details__events__contains=[event_id]).exists():
-        return None
     ref = str(payload.get("ticket_ref") or ticket_id)
     what = target.replace("_", " ")
     breached = event_type == "sla.breached"
@@ -576,6 +575,18 @@ def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any])
         lines.append("Escalation: " + "; ".join(escalation) + ".")
     lines.append(f"Ticket: {settings.SITE_URL}{reverse('ticket', args=[ref])}")
     with transaction.atomic():
+        # The open alert locked first, then the events it has seen read: a copy of this
+        # event handled at the same moment (the task is acks_late) waits here and then
+        # finds it done. (With no open alert, the one-open-per-fingerprint constraint
+        # makes the second copy take the first one's alert without notifying.)
+        list(
+            Alert.objects.select_for_update()
+            .filter(fingerprint=fingerprint, state__in=OPEN_STATES)
+            .values_list("pk", flat=True)
+        )
+        seen = Alert.objects.filter(fingerprint=fingerprint, details__events__contains=[event_id])
+        if seen.exists():
+            return None
         raised = alert_raise(
             fingerprint=fingerprint,
             title=title,
@@ -593,7 +604,8 @@ def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any])
             note=f"{event_type} (outbox event {event_id})",
         )
         alert = raised.alert
-        alert.details = {**alert.details, "events": [*alert.details.get("events", []), event_id]}
+        events = [e for e in alert.details.get("events", []) if e != event_id]
+        alert.details = {**alert.details, "events": [*events, event_id]}
         alert.save(update_fields=["details", "updated_at"])
     return raised
 
@@ -631,14 +643,7 @@ def sla_alerts_resolve(
     ids. Called for ticket and message events (``AlertsConfig``) and by every rule
     evaluation, which also catches due times moved by a policy edit (no event)."""
     now = now or timezone.now()
-    alerts = Alert.objects.filter(state__in=OPEN_STATES, fingerprint__startswith=SLA_PREFIX)
-    if ticket_ids is not None:
-        alerts = alerts.filter(
-            fingerprint__in=[
-                f"{SLA_PREFIX}{int(pk)}:{target}" for pk in ticket_ids for target in SlaTarget
-            ]
-        )
-    found = list(alerts.order_by("id"))
+    found = list(selectors.sla_alert_list_open(ticket_ids=ticket_ids).order_by("id"))
     if not found:
         return []
     tickets = Ticket.objects.in_bulk([int(a.details.get("ticket_id") or 0) for a in found])
