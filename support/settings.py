@@ -271,6 +271,10 @@ CELERY_TASK_ROUTES = {
         "channels_app.tasks.inbound_events_drain_task",
         "channels_app.tasks.inbound_event_process_task",
         "channels_app.tasks.outbound_message_send_task",
+        # SLA pages: raised in the relay itself before they became tasks, so not queued
+        # behind routing or knowledge-base work on the default queue
+        "alerts.tasks.sla_event_handle_task",
+        "alerts.tasks.sla_alerts_resolve_task",
     )
 }
 # (support.delivery's attempt task picks its queue per target kind: channel replies and

@@ -17,3 +17,5 @@ def test_every_realtime_route_names_a_registered_task() -> None:
     assert {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()} == {"realtime"}
     assert "channels_app.tasks.inbound_events_drain_task" in routed
     assert "support.tasks.outbox_relay_task" in routed
+    # SLA pages are not queued behind routing or knowledge-base work
+    assert {"alerts.tasks.sla_event_handle_task", "alerts.tasks.sla_alerts_resolve_task"} <= routed
