@@ -32,10 +32,10 @@ class CallsConfig(AppConfig):
 
         register_erasure_hook("calls", calls_erase)
         # A call's entry in the customer context is shown under the call page's rule.
-        from calls.selectors import CALL_SCOPE, call_scope_visible
+        from calls.selectors import CALL_SCOPE, call_scope_rows, call_scope_visible
         from tickets.context.scopes import register_scope_rule
 
-        register_scope_rule(CALL_SCOPE, call_scope_visible)
+        register_scope_rule(CALL_SCOPE, call_scope_visible, rows=call_scope_rows)
         from support.events import subscribe
 
         subscribe("call.analysed", on_call_analysed)

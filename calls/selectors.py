@@ -50,15 +50,22 @@ def call_visibility_q(user: Any, *, prefix: str = "") -> Q:
 CALL_SCOPE = "call"
 
 
+def call_scope_rows(user: Any) -> QuerySet[Call, Any]:
+    """The contact ids of the calls ``user`` may see (the call page's rule,
+    :func:`call_visibility_q`), as a subquery: the call entries' rule as a filter
+    (``tickets.context.scopes.scope_visibility_q``: the admin's interactions page)."""
+    return Call.objects.filter(call_visibility_q(user)).order_by().values("contact_id")
+
+
 def call_scope_visible(user: Any, contact_ids: set[str]) -> set[str]:
     """The contact ids among ``contact_ids`` of the calls ``user`` may see (the call page's
-    rule, :func:`call_visibility_q`), for the customer context's call entries. One query
+    rule, :func:`call_scope_rows`), for the customer context's call entries. One query
     for an agent; a supervisor's are never asked (they see every entry)."""
     if not contact_ids:
         return set()
     return set(
-        Call.objects.filter(contact_id__in=sorted(contact_ids))
-        .filter(call_visibility_q(user))
+        call_scope_rows(user)
+        .filter(contact_id__in=sorted(contact_ids))
         .values_list("contact_id", flat=True)
     )
 

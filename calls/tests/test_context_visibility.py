@@ -16,9 +16,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -250,3 +252,50 @@ def test_the_calls_app_registers_the_call_pages_rule_as_the_call_scopes():
     contact_id = Call._meta.get_field("contact_id").max_length
     assert contact_id is not None
     assert Interaction._meta.get_field("scope").max_length == 140 >= len("call:") + contact_id
+
+
+def _staff(user: Any) -> Client:
+    """``user`` made staff with the interactions' view permission (and nothing else)."""
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    user.user_permissions.add(Permission.objects.get(codename="view_interaction"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _admin_sees(client: Client, entry: Interaction) -> tuple[bool, bool]:
+    """Whether the interactions' changelist lists ``entry`` and its change page opens."""
+    listed = client.get(reverse("admin:tickets_interaction_changelist"))
+    assert listed.status_code == 200
+    change = reverse("admin:tickets_interaction_change", args=[entry.pk])
+    page = client.get(change)
+    assert page.status_code in (200, 302)
+    return change in listed.content.decode(), page.status_code == 200
+
+
+def test_the_admin_lists_and_opens_a_call_entry_only_for_whom_may_see_the_call(
+    caller, teams, agent, other_agent, supervisor
+):
+    """The admin's interactions page follows the context's rule (the entry's scope), not
+    only its customer and ticket: a staff agent of team A given the view permission saw
+    team B's call entry in the list and opened it (review 2026-12-06), though the call
+    page and the context hid it. Its page now answers as a missing row does."""
+    _, b = teams
+    QueueTeam.objects.create(queue_name=QUEUE, team=b)
+    call = _call(caller)
+    entry = Interaction.objects.get(source_key=f"call:{CONTACT}")
+    assert entry.scope == f"call:{CONTACT}"
+    assert entry.ticket_id is None
+    assert _call_page(agent, call) == 404
+    hidden = _staff(agent)
+    assert _admin_sees(hidden, entry) == (False, False)
+    response = hidden.get(reverse("admin:tickets_interaction_change", args=[entry.pk]))
+    assert response.status_code == 302  # Django's "doesn't exist" redirect to the index
+    assert response["Location"] == reverse("admin:index")
+    listed = hidden.get(reverse("admin:tickets_interaction_changelist")).content.decode()
+    assert CONTACT not in listed
+    assert "0 interactions" in listed
+    # the agent of the team that takes the queue, and a supervisor, see and open it
+    assert _admin_sees(_staff(other_agent), entry) == (True, True)
+    assert _admin_sees(_staff(supervisor), entry) == (True, True)

@@ -201,6 +201,7 @@ def visible_rows(
     supervisors_only: bool = False,
     unlinked_hidden: bool = False,
     other_subjects_hidden: bool = False,
+    also: Callable[[Any], Q] | None = None,
 ) -> QuerySet[Any]:
     """``queryset`` narrowed to what ``user`` may see: each path in ``through`` leads to
     an object under a registered rule (``""``: the rows themselves are), which must be
@@ -212,7 +213,8 @@ def visible_rows(
     deliveries) are for supervisors; ``unlinked_hidden``: a row whose relation in
     ``through`` is empty is for supervisors too (else an empty relation hides nothing);
     ``other_subjects_hidden``: a row whose ``subject`` names a type no rule places (an
-    alert, a web chat verification) is for supervisors too (else it is shown).
+    alert, a web chat verification) is for supervisors too (else it is shown);
+    ``also(user)``: a further rule of the rows' own, as a filter (an interaction's scope).
     Supervisors and superusers see all; someone in no role, none."""
     if _sees_everything(user):
         return queryset
@@ -238,6 +240,8 @@ def visible_rows(
     if match is not None:
         field, model, remote = match
         queryset = queryset.filter(**{f"{field}__in": visible_rows_of(model, user).values(remote)})
+    if also is not None:
+        queryset = queryset.filter(also(user))
     return queryset
 
 
@@ -263,9 +267,11 @@ class VisibleRowsAdminMixin:
     ``visible_superuser_subjects_hidden``: a row whose "type + id" names people or
     credentials (a user, an API key, a channel account:
     :func:`admin_superuser_subject_register`) is for superusers only, supervisors included
-    (the audit log). The choices of a form's relations to such objects are narrowed the
-    same way (the value it holds stays valid: an agent may save a ticket merged into one it
-    does not see, the target named as hidden)."""
+    (the audit log); :meth:`visible_rows_also`: a further rule of the rows' own, as a
+    filter (an interaction's scope: the call it is about). The choices of a form's
+    relations to such objects are narrowed the same way (the value it holds stays valid:
+    an agent may save a ticket merged into one it does not see, the target named as
+    hidden)."""
 
     visible_through: tuple[str, ...] = ()
     visible_subject: tuple[str, str] | None = None
@@ -274,6 +280,11 @@ class VisibleRowsAdminMixin:
     visible_unlinked_to_supervisors_only: bool = False
     visible_other_subjects_to_supervisors_only: bool = False
     visible_superuser_subjects_hidden: bool = False
+
+    def visible_rows_also(self, user: Any) -> Q:
+        """A further rule for whoever is not a supervisor (nor a superuser): the rows they
+        may see among the others, as a filter (applied in the same query); none here."""
+        return Q()
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
@@ -289,6 +300,7 @@ class VisibleRowsAdminMixin:
             supervisors_only=self.visible_to_supervisors_only,
             unlinked_hidden=self.visible_unlinked_to_supervisors_only,
             other_subjects_hidden=self.visible_other_subjects_to_supervisors_only,
+            also=self.visible_rows_also,
         )
 
     def get_form(
@@ -384,6 +396,7 @@ def _viewer_sees(request: HttpRequest | None, obj: Model, site: Any) -> tuple[bo
             supervisors_only=model_admin.visible_to_supervisors_only,
             unlinked_hidden=model_admin.visible_unlinked_to_supervisors_only,
             other_subjects_hidden=model_admin.visible_other_subjects_to_supervisors_only,
+            also=model_admin.visible_rows_also,
         ).exists()
     may_open = bool(
         visible

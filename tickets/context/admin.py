@@ -12,7 +12,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
@@ -20,6 +20,7 @@ from support.auth.admin import RecordAdminMixin, VisibleRowsAdminMixin
 from tickets.admin import CustomerAdmin
 from tickets.context import privacy
 from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
+from tickets.context.scopes import scope_visibility_q
 from tickets.models import Customer
 from tickets.services.customers import customer_stamps_renew
 
@@ -126,6 +127,11 @@ class OrderAdmin(VisibleRowsAdminMixin, RenewsContextMixin, admin.ModelAdmin):  
 class InteractionAdmin(  # type: ignore[type-arg]
     VisibleRowsAdminMixin, RenewsContextMixin, RecordAdminMixin, admin.ModelAdmin
 ):
+    """An entry is listed and opened for whoever may see its customer and its ticket and,
+    for an entry with a scope (an analysed call's ``call:<contact id>``), that scope under
+    the rule its app registered (``tickets.context.scopes``: the call page's), as the
+    customer context shows it; supervisors see all."""
+
     visible_through = ("customer", "ticket")
     list_display = (
         "occurred_at",
@@ -139,6 +145,9 @@ class InteractionAdmin(  # type: ignore[type-arg]
     list_filter = ("kind", "channel", "sentiment_label")
     raw_id_fields = ("customer", "ticket")
     search_fields = ("source_key",)
+
+    def visible_rows_also(self, user: Any) -> Q:
+        return scope_visibility_q(user)
 
 
 @admin.register(CsatFeedback)
