@@ -5,7 +5,7 @@ from typing import Any
 from celery import shared_task
 
 from alerts.services import alert_rules_evaluate, sla_alerts_resolve, sla_event_handle
-from support.db import DATABASE_GONE_RETRY
+from support.events import SUBSCRIBER_TASK_OPTIONS
 
 
 @shared_task(ignore_result=True, soft_time_limit=50, time_limit=60)
@@ -15,16 +15,7 @@ def alert_rules_evaluate_task() -> None:
     alert_rules_evaluate()
 
 
-#: The SLA tasks' retries: the database briefly away (a restart, a failover) or a lock
-#: wait that ended in a deadlock (``OperationalError``). 5, 10, 20 s (jittered).
-@shared_task(
-    **DATABASE_GONE_RETRY,
-    bind=True,
-    acks_late=True,
-    max_retries=3,
-    soft_time_limit=30,
-    time_limit=45,
-)
+@shared_task(**SUBSCRIBER_TASK_OPTIONS)
 def sla_event_handle_task(
     self: Any, event_id: int, event_type: str, payload: dict[str, Any]
 ) -> int | None:
@@ -32,21 +23,14 @@ def sla_event_handle_task(
     event (enqueued by its subscriber, ``alerts.apps.on_sla_event``). Idempotent through
     the event ids the alert keeps: a task delivered twice raises and notifies once. The
     database going away is retried with backoff a bounded number of times
-    (``support.db.DATABASE_GONE_RETRY``); after that, or on anything else, Celery logs the
+    (``support.events.SUBSCRIBER_TASK_OPTIONS``); after that, or on anything else, Celery logs the
     failure and this event raises no alert (it was delivered; the next SLA event of the
     ticket, or a breach after a warning, still does)."""
     raised = sla_event_handle(event_id=event_id, event_type=event_type, payload=payload)
     return raised.alert.pk if raised is not None else None
 
 
-@shared_task(
-    **DATABASE_GONE_RETRY,
-    bind=True,
-    acks_late=True,
-    max_retries=3,
-    soft_time_limit=30,
-    time_limit=45,
-)
+@shared_task(**SUBSCRIBER_TASK_OPTIONS)
 def sla_alerts_resolve_task(self: Any, ticket_ids: list[int]) -> list[int]:
     """Resolve the open SLA alerts of ``ticket_ids`` whose clock has stopped (enqueued by
     ``alerts.apps.on_ticket_events`` for a relay batch's ticket and message events).

@@ -15,6 +15,7 @@ from channels_app.services.media import media_error_words
 from channels_app.services.staged_uploads import staged_uploads_purge
 from support.db import DATABASE_GONE, DATABASE_GONE_RETRY
 from support.errors import PermanentError, RetryableError
+from support.events import SUBSCRIBER_TASK_OPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -128,22 +129,13 @@ def outbound_message_send_task(message_id: int) -> None:
     services.outbound_delivery_create(message_id=message_id)
 
 
-#: The survey task's retries: the database briefly away (a restart, a failover) or a lock
-#: wait that ended in a deadlock (``OperationalError``). 5, 10, 20 s (jittered).
-@shared_task(
-    **DATABASE_GONE_RETRY,
-    bind=True,
-    acks_late=True,
-    max_retries=3,
-    soft_time_limit=30,
-    time_limit=45,
-)
+@shared_task(**SUBSCRIBER_TASK_OPTIONS)
 def csat_survey_send_task(self: Any, ticket_id: int, resolved_at: str) -> int | None:
     """Queue the satisfaction survey of a ticket's resolution (enqueued by the
     ``ticket.resolved`` subscriber). Idempotent through the survey's metadata key (the
     ticket and its ``resolved_at``): a task delivered twice writes one message. The
     database going away is retried with backoff a bounded number of times
-    (``support.db.DATABASE_GONE_RETRY``, as every task here); after that, or on anything
+    (``support.events.SUBSCRIBER_TASK_OPTIONS``); after that, or on anything
     else, Celery logs the failure and this resolution has no survey (the event was
     delivered; nothing sweeps for it)."""
     message = csat_survey_send(ticket_id=ticket_id, resolved_at=resolved_at)

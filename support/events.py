@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import transaction
 
+from support.db import DATABASE_GONE_RETRY
 from support.models import OutboxEvent
 from support.redis_client import enqueue_once
 
@@ -55,6 +56,21 @@ def subscribe_batch(event_type: str, handler: BatchSubscriber) -> None:
 
 def batch_subscribers_for(event_type: str) -> list[BatchSubscriber]:
     return list(_batch_subscribers.get(event_type, []))
+
+
+#: Celery options of a short task a subscriber enqueues to do its work after the relay's
+#: batch commits (``@shared_task(**SUBSCRIBER_TASK_OPTIONS)``): acknowledged once done,
+#: retried when the database goes away (a restart, a failover, a deadlock's
+#: ``OperationalError``) up to 3 times with jittered backoff of up to 2, 4, 8 s
+#: (``DATABASE_GONE_RETRY``). The task must be idempotent.
+SUBSCRIBER_TASK_OPTIONS: dict[str, Any] = {
+    **DATABASE_GONE_RETRY,
+    "bind": True,
+    "acks_late": True,
+    "max_retries": 3,
+    "soft_time_limit": 30,
+    "time_limit": 45,
+}
 
 
 def subscriber_task_enqueue(task: Any, *args: Any) -> None:
