@@ -187,7 +187,20 @@ def main():
     parser.add_argument(
         "--repeat", type=int, default=1, help="evaluate the trained model this many times"
     )
+    parser.add_argument(
+        "--compare-table",
+        action="store_true",
+        help="evaluate each model without its word-piece table stage first, then with it",
+    )
+    parser.add_argument(
+        "--table-target",
+        type=float,
+        default=None,
+        help="classifier.TABLE_TARGET_SHARE for this run (the table stage's target share)",
+    )
     args = parser.parse_args()
+    if args.table_target is not None:
+        classifier.TABLE_TARGET_SHARE = args.table_target
     threshold = settings.ROUTING_REVIEW_THRESHOLD
     if args.refit_epochs is not None:
         classifier.REFIT_EPOCHS = args.refit_epochs
@@ -229,6 +242,25 @@ def main():
                     f"held out {report.holdout}, out-of-scope {report.out_of_scope}",
                     flush=True,
                 )
+                if args.compare_table:
+                    classifier.TABLE_STAGE = False
+                    for _ in range(args.repeat):
+                        figures = classifier.evaluate(
+                            router,
+                            [t for t, _ in test],
+                            [lab for _, lab in test],
+                            threshold=threshold,
+                            out_of_scope=oos,
+                        )
+                        if far:
+                            flagged = [sent_to_review(router, text, threshold) for text in far]
+                            figures["far_oos_review_rate"] = round(float(np.mean(flagged)), 4)
+                        print(
+                            f"  without the table stage: {json.dumps(figures)}  "
+                            f"load {os.getloadavg()[0]:.1f}",
+                            flush=True,
+                        )
+                    classifier.TABLE_STAGE = True
                 for _ in range(args.repeat - 1):
                     figures = classifier.evaluate(
                         router,

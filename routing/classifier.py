@@ -47,6 +47,7 @@ from threadpoolctl import ThreadpoolController
 
 from routing.artifacts import artifact_dump, artifact_load
 from routing.label_words import LabelWords
+from support import static_table
 from support.minilm import MiniLM, minilm
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,17 @@ FUSION_MARGIN = 0.003  # the embedding costs ~4 ms a ticket: keep it only for a 
 # (its threshold is that quantile of their in-scope scores).
 OOS_BUDGET = 0.05
 SKIP_GROUPS = 4  # leave-labels-out folds calibrating the learned cascade's bar
+# The table stage (``TableStage``): its bar is never below this quantile of the in-scope
+# scores it gives the folds' unseen-intent texts (about 1% of them would pass).
+TABLE_BAR_QUANTILE = 0.99
+TABLE_STAGE = True  # False: trained stages are not used (benchmarks compare with and without)
+# The share of held-out texts the stage and the learned cascade together must decide without
+# the encoder for the stage to be kept; its bar is the highest that reaches it. Above half,
+# p50 is their cost, not the encoder's; 0.7 leaves room for the out-of-scope texts an
+# evaluation also times (most are embedded). Tried on Bitext and StackFAQ leave-intents-out
+# splits: 0.6 kept a stage on StackFAQ seed 3 that let one more unseen text through.
+TABLE_TARGET_SHARE = 0.7
+SURE_FROM_CHOICES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995)
 FOLD_WORKERS = 2  # leave-labels-out folds fitted at once (the machine's 2 cores)
 OOS_FOLDS = "folds"  # the detector learns from intents the fold models never saw
 OOS_PSEUDO = "pseudo"  # the first version: held-out rows with their own label removed
@@ -444,6 +456,118 @@ class Signals:
         return np.column_stack(cols).astype(np.float64)
 
 
+def _extended_signals(
+    probs: np.ndarray,
+    scores: np.ndarray,
+    emb: np.ndarray,
+    neighbours: Neighbours,
+    gaussian: Gaussian,
+    words: LabelWords | None,
+    texts: Sequence[str] | None,
+) -> Signals:
+    """The signals ``Signals.features(extended=True)`` reads, from an SVM's probabilities and
+    raw scores and an embedding's neighbours and label Gaussians (no network), with the
+    lexical figures of the label the SVM picked when ``words`` and ``texts`` are given."""
+    raw = np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
+    knn_mean, knn_max = neighbours.similarities(emb)
+    signals = Signals(probs, probs, probs, knn_mean, knn_max, raw, gaussian.distances(emb))
+    if words is not None and texts is not None:
+        signals.lexical = words.features(texts, raw.argmax(axis=1))
+    return signals
+
+
+def table_encoder() -> static_table.StaticEncoder:
+    """The word-piece table's encoder (``support.static_table``), one per process."""
+    return static_table.encoder()
+
+
+@dataclass
+class TableStage:
+    """The router's first stage (issue #18 item 3: the 5 ms budget on any CPU): the
+    out-of-scope detector's features read with the word-piece table's vectors
+    (``support.static_table``: a lookup, no transformer) in place of the encoder's. A text
+    below the learned cascade's bar that the SVM is sure enough of for its label to stand
+    (``sure_from``) and whose table score passes ``bar`` is in scope with the SVM's answer
+    without being embedded; every other text goes on to the encoder and the detector as
+    before. ``_fit_table_stage`` says how the regression, ``sure_from`` and ``bar`` are
+    fitted (the folds that calibrate the detector, then the held-out rows): the bar is the
+    highest that lets the stage decide enough texts for p50 to be its own cost, and never
+    lower than what about 1% of the folds' unseen-intent texts reach."""
+
+    neighbours: Neighbours
+    gaussian: Gaussian
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    bar: float
+    sure_from: float
+    version: str = static_table.TABLE_VERSION
+    holdout: dict[str, float] = field(default_factory=dict)
+
+    def scores(
+        self,
+        texts: Sequence[str],
+        svm_probs: np.ndarray,
+        svm_scores: np.ndarray,
+        label_words: LabelWords | None,
+        emb: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The stage's in-scope score per text (``emb``: the texts' table vectors, when
+        already read)."""
+        if emb is None:
+            emb = table_encoder().encode(list(texts))
+        signals = _extended_signals(
+            svm_probs, svm_scores, emb, self.neighbours, self.gaussian, label_words, texts
+        )
+        x = signals.features(extended=True)
+        return _logistic(x, self.mean, self.scale, self.coef, self.intercept)
+
+    def passes(
+        self,
+        texts: Sequence[str],
+        svm_probs: np.ndarray,
+        svm_scores: np.ndarray,
+        label_words: LabelWords | None,
+        emb: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Per text: decided by this stage (in scope, the SVM's answer), not embedded."""
+        passed = np.zeros(len(texts), dtype=bool)
+        sure = np.flatnonzero(svm_probs.max(axis=1) >= self.sure_from)
+        if len(sure):
+            picked = [texts[int(i)] for i in sure]
+            scores = self.scores(
+                picked,
+                svm_probs[sure],
+                svm_scores[sure],
+                label_words,
+                emb[sure] if emb is not None else None,
+            )
+            passed[sure] = scores > self.bar
+        return passed
+
+
+def _logistic(
+    x: np.ndarray, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: float
+) -> np.ndarray:
+    z = ((x - mean) / scale) @ coef + intercept
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
+
+
+def _fit_logistic(
+    inside: np.ndarray, outside: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """A logistic regression (classes balanced, standardised inputs) separating in-scope
+    feature rows (1) from out-of-scope ones (0): its mean, scale, coefficients, intercept."""
+    x = np.vstack([inside, outside])
+    target = np.r_[np.ones(len(inside)), np.zeros(len(outside))]
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    lr = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced")
+    lr.fit((x - mean) / scale, target)
+    return mean, scale, lr.coef_[0].copy(), float(lr.intercept_[0])
+
+
 @dataclass
 class OutOfScope:
     """Is a text like any trained label? A logistic regression over ``Signals.features``,
@@ -473,6 +597,8 @@ class OutOfScope:
     # Detectors trained since the lexical signal also read, per text, how much of it the
     # picked label's training rows use (``routing.label_words``); ``None`` before.
     label_words: LabelWords | None = None
+    # The first stage on the word-piece table (``TableStage``); ``None`` before it.
+    table: TableStage | None = None
 
     def read(
         self,
@@ -496,8 +622,7 @@ class OutOfScope:
 
     def scores(self, signals: Signals) -> np.ndarray:
         x = signals.features(extended=self.extended)
-        z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
-        return np.asarray(1.0 / (1.0 + np.exp(-z)))
+        return _logistic(x, self.mean, self.scale, self.coef, self.intercept)
 
 
 def _fit_out_of_scope(
@@ -531,6 +656,11 @@ class LabelFolds:
     unseen: np.ndarray  # best SVM score of every row of the labels a fold left out
     inside: np.ndarray | None = None  # detector features: held-out rows of trained labels
     outside: np.ndarray | None = None  # detector features: rows of the left-out labels
+    # the same features with the word-piece table's vectors (``TableStage``), each row's fold
+    table_inside: np.ndarray | None = None
+    table_outside: np.ndarray | None = None
+    inside_fold: np.ndarray | None = None
+    outside_fold: np.ndarray | None = None
 
 
 def _leave_labels_out(
@@ -544,6 +674,7 @@ def _leave_labels_out(
     emb: np.ndarray | None = None,
     temperature: float = 1.0,
     texts: Sequence[str] | None = None,
+    table_emb: np.ndarray | None = None,
 ) -> LabelFolds:
     """Leave-labels-out folds: the labels are split into ``groups`` seeded groups; for each,
     an SVM (and, given ``emb``, the neighbours and the label Gaussians; its probabilities
@@ -555,28 +686,30 @@ def _leave_labels_out(
 
     ``unseen`` (the group's best SVM scores) sets the learned cascade's bar; ``inside`` and
     ``outside`` (``Signals.features(extended=True)``, with ``texts`` the lexical signal of
-    the fold's own label words) calibrate the detector."""
+    the fold's own label words) calibrate the detector. Given ``table_emb`` (the word-piece
+    table's vectors of every text), the same features are read with them too, for the
+    table stage (``TableStage``), with each row's fold."""
     labels = np.unique(y)
     if len(labels) < 3:
         return LabelFolds(np.empty(0))
     order = np.random.default_rng(SEED).permutation(labels)
+    width = 7 if texts is None else 9
 
-    def fold(part: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    def fold(part: np.ndarray) -> dict[str, np.ndarray]:
         left = np.isin(y, part)
         fit_rows = rows[~left[rows]]
         kept = np.unique(y[fit_rows])
         if len(kept) < 2:
-            return np.empty(0), None, None
+            return {"unseen": np.empty(0)}
         remap = np.full(int(y.max()) + 1, -1)
         remap[kept] = np.arange(len(kept))
         fy = remap[y[fit_rows]]
         clf = LinearSVC(C=c, random_state=SEED).fit(x[fit_rows], fy)
         out_rows = np.flatnonzero(left)
         out_scores = clf.decision_function(x[out_rows])
+        done = {"unseen": top_scores(out_scores)}
         if emb is None:
-            return top_scores(out_scores), None, None
-        neighbours = Neighbours(emb[fit_rows], fy, len(kept))
-        gaussian = Gaussian(emb[fit_rows], fy, len(kept))
+            return done
         words = (
             LabelWords([texts[int(i)] for i in fit_rows], fy, len(kept))
             if texts is not None
@@ -584,35 +717,50 @@ def _leave_labels_out(
         )
         in_rows = held[~left[held]]
         in_scores = clf.decision_function(x[in_rows])
-        feats = []
-        for idx, sc in ((in_rows, in_scores), (out_rows, out_scores)):
-            if not len(idx):
-                feats.append(np.empty((0, 7 if words is None else 9)))
-                continue
-            probs = softmax(sc, temperature)
-            knn_mean, knn_max = neighbours.similarities(emb[idx])
-            raw = np.column_stack([-sc, sc]) if sc.ndim == 1 else sc
-            signals = Signals(
-                probs, probs, probs, knn_mean, knn_max, raw, gaussian.distances(emb[idx])
-            )
-            if words is not None and texts is not None:
-                signals.lexical = words.features([texts[int(i)] for i in idx], raw.argmax(axis=1))
-            feats.append(signals.features(extended=True))
-        return top_scores(out_scores), feats[0], feats[1]
+        spaces = [("", emb)] + ([("table_", table_emb)] if table_emb is not None else [])
+        for prefix, vectors in spaces:
+            neighbours = Neighbours(vectors[fit_rows], fy, len(kept))
+            gaussian = Gaussian(vectors[fit_rows], fy, len(kept))
+            sides = (("inside", in_rows, in_scores), ("outside", out_rows, out_scores))
+            for side, idx, sc in sides:
+                if not len(idx):
+                    done[prefix + side] = np.empty((0, width))
+                    continue
+                chosen = [texts[int(i)] for i in idx] if texts is not None else None
+                signals = _extended_signals(
+                    softmax(sc, temperature), sc, vectors[idx], neighbours, gaussian, words, chosen
+                )
+                done[prefix + side] = signals.features(extended=True)
+        return done
 
     # The folds are independent: two at a time (liblinear and the BLAS products release
     # the GIL), one BLAS thread each; the results do not depend on the order.
     parts = np.array_split(order, min(groups, len(labels)))
     with _BLAS.limit(limits=1, user_api="blas"), ThreadPoolExecutor(FOLD_WORKERS) as pool:
-        done = list(pool.map(fold, parts))
-    unseen = [u for u, _, _ in done if len(u)]
-    inside = [i for _, i, _ in done if i is not None and len(i)]
-    outside = [o for _, _, o in done if o is not None and len(o)]
-    return LabelFolds(
-        np.concatenate(unseen) if unseen else np.empty(0),
-        np.vstack(inside) if inside else None,
-        np.vstack(outside) if outside else None,
+        done = [d for d in pool.map(fold, parts) if len(d["unseen"])]
+
+    def stack(key: str, many: Callable[[list[np.ndarray]], np.ndarray]) -> np.ndarray | None:
+        found = [d[key] for d in done if key in d and len(d[key])]
+        return many(found) if found else None
+
+    unseen = stack("unseen", np.concatenate)
+    folds = LabelFolds(
+        unseen if unseen is not None else np.empty(0),
+        stack("inside", np.vstack),
+        stack("outside", np.vstack),
     )
+    if table_emb is not None and emb is not None:
+        with_table = [d for d in done if len(d.get("table_inside", ())) and len(d["unseen"])]
+        if len(with_table) >= 2:  # the bar is set on folds the regression did not see
+            folds.table_inside = np.vstack([d["table_inside"] for d in with_table])
+            folds.table_outside = np.vstack([d["table_outside"] for d in with_table])
+            folds.inside_fold = np.concatenate(
+                [np.full(len(d["table_inside"]), k) for k, d in enumerate(with_table)]
+            )
+            folds.outside_fold = np.concatenate(
+                [np.full(len(d["table_outside"]), k) for k, d in enumerate(with_table)]
+            )
+    return folds
 
 
 def _fit_out_of_scope_folds(
@@ -629,18 +777,13 @@ def _fit_out_of_scope_folds(
     was trained on every label (the one that routes)."""
     assert folds.inside is not None
     assert folds.outside is not None
-    x = np.vstack([folds.inside, folds.outside])
-    target = np.r_[np.ones(len(folds.inside)), np.zeros(len(folds.outside))]
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale == 0] = 1.0
-    lr = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced")
-    lr.fit((x - mean) / scale, target)
+    mean, scale, coef, intercept = _fit_logistic(folds.inside, folds.outside)
     detector = OutOfScope(
         fusion,
         mean,
         scale,
-        lr.coef_[0].copy(),
-        float(lr.intercept_[0]),
+        coef,
+        intercept,
         0.5,
         budget,
         gaussian=gaussian,
@@ -649,14 +792,97 @@ def _fit_out_of_scope_folds(
     )
     scores_in = detector.scores(held)
     detector.threshold = float(np.quantile(scores_in, budget))
-    z = ((folds.outside - mean) / scale) @ detector.coef + detector.intercept
-    scores_out = 1.0 / (1.0 + np.exp(-z))
+    scores_out = _logistic(folds.outside, mean, scale, coef, intercept)
     detector.holdout = {
         "in_scope_flagged": round(float(np.mean(scores_in < detector.threshold)), 4),
         # the folds' left-out intents under the folds' own models (fitted on them: optimistic)
         "unseen_flagged": round(float(np.mean(scores_out < detector.threshold)), 4),
     }
     return detector
+
+
+@dataclass
+class HeldOut:
+    """The held-out rows as the table stage's fit reads them."""
+
+    texts: list[str]
+    svm_probs: np.ndarray
+    svm_scores: np.ndarray
+    emb: np.ndarray  # their table vectors
+    labels: np.ndarray  # the label the router gives each (after embedding where it would)
+    need: np.ndarray  # below the learned cascade's bar (would be embedded)
+
+
+def _fit_table_stage(
+    folds: LabelFolds,
+    neighbours: Neighbours,
+    gaussian: Gaussian,
+    label_words: LabelWords | None,
+    held: HeldOut,
+    cascade_threshold: float,
+    quantile: float | None = None,
+    target: float | None = None,
+) -> tuple[TableStage | None, dict[str, float]]:
+    """The table stage from the folds' table features (``_leave_labels_out`` with
+    ``table_emb``) and the held-out rows (``neighbours``/``gaussian``: the table's, fitted
+    on the other 85%), or ``None`` where it would not bring the share of texts decided
+    without the encoder to ``target`` (what sets p50). Also returns held-out figures.
+    ``quantile`` and ``target`` default to ``TABLE_BAR_QUANTILE`` / ``TABLE_TARGET_SHARE``.
+
+    1. The regression on every fold's table features.
+    2. The lowest bar: the ``quantile`` of the scores of the folds' left-out texts, each
+       scored by a regression fitted on the other folds (scored by the one fitted on them,
+       they look further out than texts of a new intent do).
+    3. ``sure_from``: the lowest SVM confidence (of ``SURE_FROM_CHOICES``) from which, on
+       every held-out row that needs the encoder and passes that bar, the SVM's label is the
+       one the router gives after embedding (0 when the SVM alone routes).
+    4. The bar itself: the highest that still brings the held-out share decided without the
+       encoder (the learned cascade's and the stage's) to ``target``, never below step 2's;
+       a stage that cannot reach it is not kept (the encoder's detector reads every text)."""
+    quantile = TABLE_BAR_QUANTILE if quantile is None else quantile
+    target = TABLE_TARGET_SHARE if target is None else target
+    figures: dict[str, float] = {}
+    if (
+        folds.table_inside is None
+        or folds.table_outside is None
+        or folds.inside_fold is None
+        or folds.outside_fold is None
+        or len(held.labels) == 0
+    ):
+        return None, figures
+    mean, scale, coef, intercept = _fit_logistic(folds.table_inside, folds.table_outside)
+    crossed = np.empty(len(folds.table_outside))
+    for k in np.unique(folds.outside_fold):
+        mine = folds.outside_fold == k
+        others = folds.inside_fold != k
+        if not others.any() or mine.all():
+            return None, figures
+        fitted = _fit_logistic(folds.table_inside[others], folds.table_outside[~mine])
+        crossed[mine] = _logistic(folds.table_outside[mine], *fitted)
+    lowest = float(np.quantile(crossed, quantile))
+    stage = TableStage(neighbours, gaussian, mean, scale, coef, intercept, lowest, 0.0)
+    score = stage.scores(held.texts, held.svm_probs, held.svm_scores, label_words, held.emb)
+    best, svm_label = held.svm_probs.max(axis=1), held.svm_probs.argmax(axis=1)
+    candidates = [t for t in SURE_FROM_CHOICES if t < cascade_threshold] + [cascade_threshold]
+    for sure_from in candidates:
+        rows = held.need & (score > lowest) & (best >= sure_from)
+        if np.array_equal(svm_label[rows], held.labels[rows]):
+            break
+    if sure_from > 1.0:
+        return None, figures
+    eligible = np.sort(score[held.need & (best >= sure_from) & (score > lowest)])[::-1]
+    required = math.ceil(target * len(held.labels)) - int((~held.need).sum())
+    figures = {
+        "table_lowest_bar": round(lowest, 4),
+        "table_sure_from": sure_from,
+        "table_could_decide": round(len(eligible) / len(held.labels), 4),
+    }
+    if required <= 0 or required > len(eligible):
+        return None, figures  # not needed (the SVM decides enough), or not enough
+    bar = lowest if required == len(eligible) else float(eligible[required])
+    stage.bar, stage.sure_from = max(bar, lowest), sure_from
+    stage.holdout = figures
+    return stage, figures
 
 
 def _fit_skip(
@@ -755,6 +981,13 @@ class TextRouter:
             in_scope = np.ones(len(texts))
             out = probs
             need = np.flatnonzero(top_scores(scores) < detector.skip_score)
+            if len(need) and detector.table is not None and TABLE_STAGE:
+                # The first stage: texts the word-piece table finds clearly in scope keep
+                # the SVM's answer without the encoder (``TableStage``).
+                passed = detector.table.passes(
+                    [texts[int(i)] for i in need], probs[need], scores[need], detector.label_words
+                )
+                need = need[~passed]
             if len(need):
                 need_texts = [texts[int(i)] for i in need]
                 emb = self.embed(need_texts) if embeddings is None else embeddings[need]
@@ -1189,6 +1422,7 @@ def train(
     holdout: dict[str, float] = {}
     chosen, temperature, fusion, share = FEATURES_TFIDF, 1.0, None, None
     detector: OutOfScope | None = None
+    table_emb: np.ndarray | None = None
     svm_all: Future[tuple[TfidfVectorizer, TfidfVectorizer, LinearSVC]] | None = None
     net_all: Future[MLPClassifier] | None = None
     if len(held_idx) == 0:
@@ -1246,6 +1480,9 @@ def train(
         if features == FEATURES_FUSION or fusion_acc > tfidf_acc + FUSION_MARGIN:
             chosen, fusion, share = FEATURES_FUSION, tuned, tuned_share
         if out_of_scope:
+            if oos_calibration == OOS_FOLDS:
+                step("reading every text with the word-piece table")
+                table_emb = table_encoder().encode(texts)
             step("leave-labels-out folds for the out-of-scope detector and the cascade")
             folds = _leave_labels_out(
                 probe._matrix(texts),
@@ -1256,6 +1493,7 @@ def train(
                 emb=emb if oos_calibration == OOS_FOLDS else None,
                 temperature=temperature,
                 texts=texts if oos_calibration == OOS_FOLDS else None,
+                table_emb=table_emb,
             )
             gaussian = Gaussian(emb[train_idx], y[train_idx], len(label_list))
             signals = tuned.signals(held_svm, emb[held_idx], scores, gaussian)
@@ -1274,8 +1512,32 @@ def train(
                 sure = held_svm.max(axis=1) >= tuned.cascade_threshold
                 label = np.where(sure, label, signals.fused.argmax(axis=1))
             detector.skip_score = _fit_skip(scores, label, held_y, folds.unseen)
-            share = float(np.mean(top_scores(scores) < detector.skip_score))
-            detector.holdout["skipped"] = round(1 - share, 4)
+            need = top_scores(scores) < detector.skip_score
+            detector.holdout["skipped"] = round(1 - float(np.mean(need)), 4)
+            if table_emb is not None:
+                step("fitting the word-piece table stage on the folds")
+                detector.table, table_figures = _fit_table_stage(
+                    folds,
+                    Neighbours(table_emb[train_idx], y[train_idx], len(label_list)),
+                    Gaussian(table_emb[train_idx], y[train_idx], len(label_list)),
+                    detector.label_words,
+                    HeldOut(held_texts, held_svm, scores, table_emb[held_idx], label, need),
+                    tuned.cascade_threshold if chosen == FEATURES_FUSION else 0.0,
+                )
+                detector.holdout.update(table_figures)
+            if detector.table is not None:
+                assert table_emb is not None
+                passed = detector.table.passes(
+                    held_texts, held_svm, scores, detector.label_words, table_emb[held_idx]
+                )
+                flagged = detector.scores(signals) < detector.threshold
+                detector.holdout["table_decided"] = round(float(np.mean(need & passed)), 4)
+                # held-out rows the detector would send to review that the stage passes
+                detector.holdout["table_passed_flagged"] = round(
+                    float(np.mean(need & passed & flagged)), 4
+                )
+                need = need & ~passed
+            share = float(np.mean(need))
 
     # Refit the chosen setup on every row; temperatures, weights and threshold carry over.
     step(f"held out: {holdout}; refitting {chosen} on all {len(texts)} rows")
@@ -1294,6 +1556,9 @@ def train(
             detector.gaussian = Gaussian(emb, y, len(label_list))
         if detector is not None and detector.label_words is not None:
             detector.label_words = LabelWords(texts, y, len(label_list))
+        if detector is not None and detector.table is not None and table_emb is not None:
+            detector.table.neighbours = Neighbours(table_emb, y, len(label_list))
+            detector.table.gaussian = Gaussian(table_emb, y, len(label_list))
     if svm_all is not None and chosen in (FEATURES_TFIDF, FEATURES_FUSION):
         word, char, clf = svm_all.result()  # fitted beside the networks
     else:
@@ -1366,7 +1631,18 @@ def evaluate(
     router.predict(texts[0])  # warm-up
     if router.features in (FEATURES_COMBINED, FEATURES_FUSION) or router.out_of_scope:
         router.embed(["warm-up"])  # load the encoder outside the timings
+    if router.out_of_scope is not None and router.out_of_scope.table is not None:
+        table_encoder().encode(["warm-up"])  # and the word-piece table
     timings: list[float] = []
+    # texts the encoder read (the rest were decided by the learned cascade or the table
+    # stage): counted by wrapping this router's ``embed`` while it is evaluated
+    embedded = 0
+    real_embed = router.embed
+
+    def counting_embed(batch: Sequence[str]) -> np.ndarray:
+        nonlocal embedded
+        embedded += len(batch)
+        return real_embed(batch)
 
     def route(text: str) -> tuple[str, float, bool, bool]:
         started = time.perf_counter()
@@ -1395,7 +1671,13 @@ def evaluate(
         return out
 
     cpu_started = time.process_time()
-    routed = route_all(texts, "texts")
+    router.__dict__["embed"] = counting_embed
+    try:
+        routed = route_all(texts, "texts")
+        embedded_in = embedded
+        oos_routed = route_all(out_of_scope, "out-of-scope texts") if out_of_scope else []
+    finally:
+        del router.__dict__["embed"]
     predicted = [label for label, _, _, _ in routed]
     confidences = np.array([conf for _, conf, _, _ in routed])
     review = np.array([r for _, _, r, _ in routed])
@@ -1421,10 +1703,13 @@ def evaluate(
         "accuracy_routed": round(float(correct[~review].mean()), 4) if (~review).any() else 0.0,
     }
     if out_of_scope:
-        oos_review = np.array([r[2] for r in route_all(out_of_scope, "out-of-scope texts")])
+        oos_review = np.array([r[2] for r in oos_routed])
         figures["oos_review_rate"] = round(float(oos_review.mean()), 4)
         figures["oos_n"] = len(out_of_scope)
     figures |= {
+        # the share of in-scope texts the encoder read: below half, p50 is the cost of the
+        # path without it (on a slower CPU the encoder is most of a text's time)
+        "embedded_rate": round(embedded_in / n, 4),
         # CPU time per routed text (this process, all threads): what the routing costs,
         # whatever the machine's load does to the wall-clock figures below
         "cpu_ms": round((time.process_time() - cpu_started) * 1000 / len(timings), 3),

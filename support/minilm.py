@@ -502,3 +502,8 @@ if __name__ == "__main__":  # build the cache ahead, e.g. in an image: python -m
     for fused, plain_norms in ((True, True), (True, False), (False, False)):
         data = quantized_model(target, fused=fused, plain_norms=plain_norms)
         print(f"{_sha256(data)} {target / quantized_name(fused=fused, plain_norms=plain_norms)}")
+    # and the word-piece table of the router's first stage (support.static_table)
+    from support import static_table
+
+    rows = static_table.table(target)
+    print(f"{rows.shape[0]} pieces {target / static_table.TABLE_NAME}")

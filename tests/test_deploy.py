@@ -323,22 +323,28 @@ def test_the_image_builds_the_minilm_cache_without_settings(tmp_path) -> None:
     # The build stage runs `python -m support.minilm /opt/minilm-cache` with no Django
     # settings in its environment (no ENVIRONMENT, DJANGO_SETTINGS_MODULE, SECRET_KEY...):
     # the module must not need them. The folder is filled from this machine's cache first,
-    # so the command only checks and lists the three variants (no ~15 s build).
+    # so the command only checks and lists the three variants and the router's word-piece
+    # table (no ~15 s builds).
     import shutil
 
-    from support import minilm
+    from support import minilm, static_table
 
     variants = [(True, True), (True, False), (False, False)]
     for fused, plain_norms in variants:
         minilm.quantized_model(fused=fused, plain_norms=plain_norms)
         name = minilm.quantized_name(fused=fused, plain_norms=plain_norms)
         shutil.copyfile(minilm.default_cache_dir() / name, tmp_path / name)
+    static_table.table()
+    name = static_table.TABLE_NAME
+    shutil.copyfile(minilm.default_cache_dir() / name, tmp_path / name)
     clean = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
     lines = _python(["-m", "support.minilm", str(tmp_path)], env=clean).splitlines()
-    assert [line.split()[1] for line in lines] == [
-        str(tmp_path / minilm.quantized_name(fused=f, plain_norms=p)) for f, p in variants
+    assert [line.split()[-1] for line in lines] == [
+        *(str(tmp_path / minilm.quantized_name(fused=f, plain_norms=p)) for f, p in variants),
+        str(tmp_path / static_table.TABLE_NAME),
     ]
     assert lines[0].split()[0] == minilm.PLAIN_NORMS_SHA256
+    assert lines[-1].split()[0] == str(static_table.VOCABULARY)
 
 
 def _requirement_names(path: Path) -> set[str]:

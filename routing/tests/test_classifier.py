@@ -723,3 +723,170 @@ def test_training_and_evaluation_read_a_text_as_routing_does(monkeypatch):
     classifier.evaluate(router, texts[:1], labels[:1], threshold=0.5, out_of_scope=texts[6:7])
     assert [len(t) for t in seen[1:]] == [cut, cut]  # after evaluate's warm-up
     assert seen[1:] == [classifier.routed_text(texts[0]), classifier.routed_text(texts[6])]
+
+
+# --- the word-piece table stage (issue #18 item 3) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def staged_router(bitext_slice: dict[str, list[str]]) -> tuple[TextRouter, Any, dict[str, Any]]:
+    """A router whose table stage is kept: on this small slice the default bar (the 99th
+    percentile of the folds' unseen texts) leaves too few texts to reach the target, so
+    this one is fitted with a lower quantile and target. The stage's inputs are kept too."""
+    seen: dict[str, Any] = {}
+    real = classifier._fit_table_stage
+
+    def spy(folds: Any, neighbours: Any, gaussian: Any, words: Any, held: Any, cascade: float):
+        seen.update(folds=folds, neighbours=neighbours, gaussian=gaussian, words=words)
+        seen.update(held=held, cascade=cascade)
+        return real(folds, neighbours, gaussian, words, held, cascade)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(classifier, "TABLE_BAR_QUANTILE", 0.5)
+        mp.setattr(classifier, "TABLE_TARGET_SHARE", 0.6)
+        mp.setattr(classifier, "_fit_table_stage", spy)
+        router, report = classifier.train(
+            bitext_slice["texts"], bitext_slice["labels"], features="fusion"
+        )
+    return router, report, seen
+
+
+def test_the_table_stage_decides_clear_texts_without_the_encoder(
+    staged_router, bitext_slice, monkeypatch
+):
+    router, report, _ = staged_router
+    detector = router.out_of_scope
+    assert detector is not None
+    stage = detector.table
+    assert stage is not None
+    assert report.out_of_scope["table_decided"] > 0
+    # the held-out share the encoder reads: neither skipped by the cascade nor decided here
+    assert report.embedded_share == pytest.approx(
+        1 - report.out_of_scope["skipped"] - report.out_of_scope["table_decided"], abs=1e-3
+    )
+    texts = [*bitext_slice["test_texts"], *UNRELATED]
+    scores = router.decision(texts)
+    probs = classifier.softmax(scores, router.temperature)
+    below = classifier.top_scores(scores) < detector.skip_score
+    passed = stage.passes(texts, probs, scores, detector.label_words) & below
+    assert 0 < passed.sum() < below.sum()
+    assert not passed[len(bitext_slice["test_texts"]) :].any()  # no unrelated text passes
+    counting = CountingEncoder()
+    monkeypatch.setattr(classifier, "encoder", lambda threads=1, name="": counting)
+
+    out, in_scope = router.analyse(texts)
+
+    # only the texts below the cascade's bar that the stage did not pass are embedded
+    assert sorted(counting.seen) == sorted(
+        t for t, b, p in zip(texts, below, passed, strict=True) if b and not p
+    )
+    assert in_scope is not None
+    assert np.all(in_scope[passed] == 1.0)  # in scope, with the SVM's answer
+    assert np.allclose(out[passed], probs[passed])
+    monkeypatch.setattr(classifier, "TABLE_STAGE", False)  # the stage switched off
+    counting.seen.clear()
+    off, every = router.analyse(texts)
+    assert len(counting.seen) == int(below.sum())
+    assert every is not None
+    assert np.allclose(every[~passed], in_scope[~passed])
+    assert np.allclose(off[~passed], out[~passed])
+    # the stage's answers are the ones the router gives after embedding
+    assert np.array_equal(off[passed].argmax(axis=1), out[passed].argmax(axis=1))
+    monkeypatch.setattr(classifier, "TABLE_STAGE", True)
+    again = TextRouter.from_bytes(router.to_bytes())
+    assert again.out_of_scope is not None
+    assert again.out_of_scope.table is not None
+    reloaded = again.analyse(texts)[1]
+    assert reloaded is not None
+    assert np.allclose(reloaded, in_scope)
+
+
+def test_the_table_stage_bar_is_the_highest_that_reaches_the_target(staged_router):
+    _, _, seen = staged_router
+    held = seen["held"]
+
+    def fit(quantile: float, target: float) -> tuple[Any, dict[str, float]]:
+        return classifier._fit_table_stage(
+            seen["folds"],
+            seen["neighbours"],
+            seen["gaussian"],
+            seen["words"],
+            held,
+            seen["cascade"],
+            quantile=quantile,
+            target=target,
+        )
+
+    stage, figures = fit(0.5, 0.6)
+    assert stage is not None
+    score = stage.scores(held.texts, held.svm_probs, held.svm_scores, seen["words"], held.emb)
+    sure = held.svm_probs.max(axis=1) >= stage.sure_from
+
+    def decided(bar: float) -> float:
+        return float(np.mean(~held.need | (held.need & sure & (score > bar))))
+
+    assert stage.bar >= figures["table_lowest_bar"]
+    assert decided(stage.bar) >= 0.6
+    # the next candidate up (the lowest eligible score above the bar) falls short
+    above = score[held.need & sure & (score > stage.bar)]
+    assert decided(float(above.min())) < 0.6
+    # a higher target lowers the bar; one the stage cannot reach keeps no stage
+    lower, _ = fit(0.5, 0.7)
+    if lower is not None:
+        assert lower.bar <= stage.bar
+    unreachable, unreachable_figures = fit(0.99, 0.9)  # the default floor: few pass it here
+    reach = float(np.mean(~held.need)) + unreachable_figures["table_could_decide"]
+    assert reach < 0.9
+    assert unreachable is None
+    # a higher floor (the folds' unseen texts) can only raise the bar or drop the stage
+    strict, strict_figures = fit(0.99, 0.6)
+    assert strict_figures["table_lowest_bar"] >= figures["table_lowest_bar"]
+    if strict is not None:
+        assert strict.bar >= stage.bar
+    # where the SVM alone decides the answer (no fusion), any confidence will do
+    assert fit(0.5, 0.6)[1]["table_sure_from"] == 0.0 or seen["cascade"] > 0
+
+
+def test_the_table_stage_keeps_the_svms_answer_only_where_it_stands(staged_router):
+    _, _, seen = staged_router
+    held = seen["held"]
+    # held-out answers the fusion gives differently from the SVM, below every confidence
+    flipped = copy.copy(held)
+    flipped.labels = held.labels.copy()
+    below = np.flatnonzero(held.need)
+    flipped.labels[below] = (held.svm_probs[below].argmax(axis=1) + 1) % held.svm_probs.shape[1]
+    stage, figures = classifier._fit_table_stage(
+        seen["folds"],
+        seen["neighbours"],
+        seen["gaussian"],
+        seen["words"],
+        flipped,
+        0.995,
+        quantile=0.5,
+        target=0.6,
+    )
+    # no lower confidence keeps the held-out answers: only the fusion's own cascade threshold
+    assert figures.get("table_sure_from", 0.995) == 0.995
+    stage, figures = classifier._fit_table_stage(
+        seen["folds"],
+        seen["neighbours"],
+        seen["gaussian"],
+        seen["words"],
+        flipped,
+        NEVER,
+        quantile=0.5,
+        target=0.6,
+    )
+    assert stage is None  # the fusion answers every text: the SVM's answer never stands
+
+
+def test_evaluate_reports_the_share_the_encoder_reads(staged_router, bitext_slice, monkeypatch):
+    router, _, _ = staged_router
+    texts, labels = bitext_slice["test_texts"][:40], bitext_slice["test_labels"][:40]
+    with_stage = classifier.evaluate(router, texts, labels, threshold=0.6)
+    monkeypatch.setattr(classifier, "TABLE_STAGE", False)
+    without = classifier.evaluate(router, texts, labels, threshold=0.6)
+    below = classifier.top_scores(router.decision(texts)) < router.out_of_scope.skip_score
+    assert without["embedded_rate"] == round(float(np.mean(below)), 4)
+    assert with_stage["embedded_rate"] < without["embedded_rate"]
+    assert "embed" not in router.__dict__  # the counting wrapper is gone

@@ -28,6 +28,7 @@ eval "$exports"
 python manage.py collectstatic --no-input -v 0
 # The int8 MiniLM variants, built once per deployment from the shipped model into the folder
 # MINILM_CACHE_DIR names (as the image does at build time; files readable by the app's
-# user), so no process builds them on its first search or routed ticket (~5 s each).
+# user), so no process builds them on its first search or routed ticket (~5 s each), and
+# the router's word-piece table (support.static_table, ~15 s).
 python -m support.minilm "${MINILM_CACHE_DIR:-/var/app/minilm}"
 deploy/entrypoint.sh migrate
