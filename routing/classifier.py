@@ -1706,6 +1706,8 @@ def evaluate(
         oos_review = np.array([r[2] for r in oos_routed])
         figures["oos_review_rate"] = round(float(oos_review.mean()), 4)
         figures["oos_n"] = len(out_of_scope)
+        # and of the out-of-scope texts (p50 below covers both sets)
+        figures["oos_embedded_rate"] = round((embedded - embedded_in) / len(out_of_scope), 4)
     figures |= {
         # the share of in-scope texts the encoder read: below half, p50 is the cost of the
         # path without it (on a slower CPU the encoder is most of a text's time)

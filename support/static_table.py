@@ -18,7 +18,8 @@ core of a recent CPU), then kept as float16 in the encoder's cache folder
 (``support.minilm.default_cache_dir``; ``python -m support.minilm DIR`` builds it ahead with
 the int8 graphs) and mapped read-only, so the processes of one machine share its 23 MB.
 Float32 kernels differ in their last bits between CPUs, so no checksum is recorded: a cached
-file is used when its shape and values are sound, and rebuilt otherwise.
+file is used when its shape and values are sound and only this user or root could have
+written it, and rebuilt otherwise.
 """
 
 from __future__ import annotations
@@ -74,9 +75,18 @@ def _sound(table: np.ndarray) -> bool:
     )
 
 
+def _trusted(path: Path) -> bool:
+    """No checksum can be recorded (above), so a cached file is read only when this user or
+    root owns it and no one else may write it: in a shared ``/tmp`` another local user could
+    otherwise put a table there first."""
+    info = path.stat()
+    return info.st_uid in (os.getuid(), 0) and not info.st_mode & 0o022
+
+
 def table(cache_dir: Path | None = None) -> np.ndarray:
     """The table as float16, mapped read-only from the cache (built and cached first when
-    the file is missing or unsound; kept in memory when the folder is not writable)."""
+    the file is missing, unsound or not trusted; kept in memory when the folder is not
+    writable)."""
     folder = Path(cache_dir) if cache_dir else mm.default_cache_dir()
     path = folder / TABLE_NAME
     key = str(path)
@@ -85,10 +95,13 @@ def table(cache_dir: Path | None = None) -> np.ndarray:
             return _tables[key]
         loaded: np.ndarray | None = None
         try:
-            loaded = np.load(path, mmap_mode="r", allow_pickle=False)
-            if not _sound(loaded):
-                logger.warning("%s is not a sound word-piece table: rebuilding it", path)
-                loaded = None
+            if not _trusted(path):
+                logger.warning("%s is writable by others or not ours: rebuilding it", path)
+            else:
+                loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+                if not _sound(loaded):
+                    logger.warning("%s is not a sound word-piece table: rebuilding it", path)
+                    loaded = None
         except (OSError, ValueError):
             loaded = None
         if loaded is None:

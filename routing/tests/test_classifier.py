@@ -884,6 +884,9 @@ def test_evaluate_reports_the_share_the_encoder_reads(staged_router, bitext_slic
     router, _, _ = staged_router
     texts, labels = bitext_slice["test_texts"][:40], bitext_slice["test_labels"][:40]
     with_stage = classifier.evaluate(router, texts, labels, threshold=0.6)
+    unrelated = classifier.evaluate(router, texts, labels, threshold=0.6, out_of_scope=UNRELATED)
+    assert unrelated["embedded_rate"] == with_stage["embedded_rate"]
+    assert unrelated["oos_embedded_rate"] == 1.0  # none of them passes the cascade or the stage
     monkeypatch.setattr(classifier, "TABLE_STAGE", False)
     without = classifier.evaluate(router, texts, labels, threshold=0.6)
     below = classifier.top_scores(router.decision(texts)) < router.out_of_scope.skip_score

@@ -102,3 +102,18 @@ def test_an_unwritable_cache_keeps_the_table_in_memory(
     assert calls == [1]
     assert rows.dtype == np.float16
     assert rows.shape == (static_table.VOCABULARY, minilm.DIMENSIONS)
+
+
+def test_a_cached_table_others_may_write_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(static_table, "build", _fake_build(calls))
+    first = static_table.table(tmp_path)
+    path = tmp_path / static_table.TABLE_NAME
+    path.chmod(0o666)  # anyone could have replaced it
+    monkeypatch.setattr(static_table, "_tables", {})
+    again = static_table.table(tmp_path)
+    assert calls == [1, 1]  # rebuilt, not read
+    assert not np.array_equal(first, again)
+    assert path.stat().st_mode & 0o777 == 0o644  # and replaced by this user's own copy
