@@ -19,6 +19,7 @@ KEYS = {
     "review_low_confidence_rate",
     "review_out_of_scope_rate",
     "accuracy_routed",
+    "embedded_rate",
     "cpu_ms",
     "p50_ms",
     "p99_ms",
