@@ -523,6 +523,11 @@ class TableStage:
         x = signals.features(extended=True)
         return _logistic(x, self.mean, self.scale, self.coef, self.intercept)
 
+    def usable(self) -> bool:
+        """Only with the table it was fitted on (a later table version is another space:
+        a model trained before it then embeds every text, as before the stage)."""
+        return self.version == static_table.TABLE_VERSION
+
     def passes(
         self,
         texts: Sequence[str],
@@ -981,10 +986,11 @@ class TextRouter:
             in_scope = np.ones(len(texts))
             out = probs
             need = np.flatnonzero(top_scores(scores) < detector.skip_score)
-            if len(need) and detector.table is not None and TABLE_STAGE:
+            stage = detector.table
+            if len(need) and stage is not None and TABLE_STAGE and stage.usable():
                 # The first stage: texts the word-piece table finds clearly in scope keep
                 # the SVM's answer without the encoder (``TableStage``).
-                passed = detector.table.passes(
+                passed = stage.passes(
                     [texts[int(i)] for i in need], probs[need], scores[need], detector.label_words
                 )
                 need = need[~passed]

@@ -793,6 +793,13 @@ def test_the_table_stage_decides_clear_texts_without_the_encoder(
     # the stage's answers are the ones the router gives after embedding
     assert np.array_equal(off[passed].argmax(axis=1), out[passed].argmax(axis=1))
     monkeypatch.setattr(classifier, "TABLE_STAGE", True)
+    monkeypatch.setattr(stage, "version", "minilm-static-v0")  # fitted on another table
+    counting.seen.clear()
+    _, other_table = router.analyse(texts)
+    assert len(counting.seen) == int(below.sum())
+    assert other_table is not None
+    assert np.allclose(other_table, every)
+    monkeypatch.undo()
     again = TextRouter.from_bytes(router.to_bytes())
     assert again.out_of_scope is not None
     assert again.out_of_scope.table is not None
