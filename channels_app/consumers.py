@@ -1,4 +1,12 @@
-"""``/ws/webchat/<widget token>/?session=…``: the visitor's live chat.
+"""``/ws/webchat/<widget token>/``: the visitor's live chat.
+
+The session token travels in the handshake's ``Sec-WebSocket-Protocol`` header, not in
+the URL: the widget offers the subprotocols ``webchat`` and ``session.<token>`` (the token
+with its ``:`` separators written as ``.``, since a subprotocol name may not hold a colon),
+and the socket is accepted with ``webchat``. A URL is written to access logs (the load
+balancer's, a proxy's, the ASGI server's), where a session token would let whoever reads
+them post as the visitor until it expires. ``?session=…`` in the query string is still
+read, for widget scripts loaded before this change (and kept open in a tab).
 
 The visitor's messages go through the same record-then-process path as webhooks;
 agent replies arrive from the outbound delivery as ``webchat.message``.
@@ -123,6 +131,24 @@ def _scope_ip(scope: dict[str, Any]) -> str:
     )
 
 
+#: The subprotocol the socket is accepted with, and the prefix of the one carrying the session.
+SUBPROTOCOL = "webchat"
+SESSION_SUBPROTOCOL_PREFIX = "session."
+
+
+def _session_from_scope(scope: dict[str, Any]) -> tuple[str, bool]:
+    """The session token the visitor sent, and whether the widget offered ``webchat``:
+    from the ``session.<token>`` subprotocol, else (older widget scripts) the query
+    string."""
+    offered = [str(p) for p in scope.get("subprotocols") or ()]
+    for protocol in offered:
+        if protocol.startswith(SESSION_SUBPROTOCOL_PREFIX):
+            token = protocol[len(SESSION_SUBPROTOCOL_PREFIX) :].replace(".", ":")
+            return token, SUBPROTOCOL in offered
+    query = parse_qs(scope.get("query_string", b"").decode())
+    return query.get("session", [""])[0], SUBPROTOCOL in offered
+
+
 class WebchatConsumer(JsonConsumer):
     async def connect(self) -> None:
         # Each connect looks the widget up and checks a session, for anyone: limited per
@@ -135,8 +161,7 @@ class WebchatConsumer(JsonConsumer):
             await self.close(code=4429)
             return
         token = self.scope["url_route"]["kwargs"]["token"]
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        self.session = query.get("session", [""])[0]
+        self.session, offered = _session_from_scope(self.scope)
         try:
             opened = await _open(token, self.session)
         except DatabaseError as exc:
@@ -156,7 +181,8 @@ class WebchatConsumer(JsonConsumer):
         self.visitor_id = claims["v"]
         self.group = visitor_group(claims["v"])
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept()
+        # a browser that offered subprotocols fails a handshake that names none of them
+        await self.accept(subprotocol=SUBPROTOCOL if offered else None)
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):

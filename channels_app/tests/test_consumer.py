@@ -22,20 +22,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 class Socket:
     """A minimal websocket test client (channels.testing needs daphne, not installed)."""
 
-    def __init__(self, app: Any, path: str) -> None:
+    def __init__(self, app: Any, path: str, subprotocols: list[str] | None = None) -> None:
         route, _, query = path.partition("?")
         scope = {
             "type": "websocket",
             "path": route,
             "query_string": query.encode(),
             "headers": [],
-            "subprotocols": [],
+            "subprotocols": subprotocols or [],
         }
         self.comm = ApplicationCommunicator(app, scope)
+        self.subprotocol: str | None = None
 
     async def connect(self) -> tuple[bool, int | None]:
         await self.comm.send_input({"type": "websocket.connect"})
         out = await self.comm.receive_output(5)
+        self.subprotocol = out.get("subprotocol")
         return out["type"] == "websocket.accept", out.get("code")
 
     async def send_json_to(self, data: Any) -> None:
@@ -82,6 +84,59 @@ async def test_visitor_sends_over_the_websocket_and_receives_agent_replies() -> 
     pushed = await communicator.receive_json_from(timeout=5)
     assert pushed == {"type": "message", "message": {"id": 1, "from": "agent", "text": "Hi!"}}
     await communicator.disconnect()
+
+
+def _as_subprotocol(session: str) -> list[str]:
+    """What the widget offers: the session in the handshake header, its ":" written "."."""
+    return ["webchat", "session." + session.replace(":", ".")]
+
+
+async def test_the_session_travels_in_the_subprotocol_header_not_the_url() -> None:
+    account = await database_sync_to_async(make_account)("webchat")
+    issued = session_issue(account, name="Vera", email="vera@example.com")
+    assert ":" in issued["session"]
+    socket = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/",
+        subprotocols=_as_subprotocol(issued["session"]),
+    )
+    assert await socket.connect() == (True, None)
+    # accepted with the subprotocol the widget offered (a browser fails a handshake that
+    # names none of the offered ones), never with the one carrying the token
+    assert socket.subprotocol == "webchat"
+    await socket.send_json_to({"text": "Hello over the header", "client_id": "client-sp-01"})
+    ack = await socket.receive_json_from(timeout=5)
+    assert ack == {"type": "ack", "client_id": "client-sp-01", "duplicate": False}
+    await socket.disconnect()
+    # a forged token is refused the same way as in the query string
+    forged = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/",
+        subprotocols=_as_subprotocol(issued["session"][:-4] + "AAAA"),
+    )
+    assert await forged.connect() == (False, 4403)
+    # and no token at all is a missing session
+    bare = Socket(
+        URLRouter(websocket_urlpatterns),
+        f"/ws/webchat/{account.webhook_token}/",
+        subprotocols=["webchat"],
+    )
+    assert await bare.connect() == (False, 4401)
+
+
+async def test_widget_scripts_from_before_still_send_the_session_in_the_query() -> None:
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)  # ?session=… and no subprotocol
+    assert communicator.subprotocol is None
+    await communicator.disconnect()
+
+
+def test_the_widget_opens_its_socket_with_the_session_in_the_subprotocol() -> None:
+    from pathlib import Path
+
+    widget = (Path(__file__).resolve().parents[2] / "static/webchat/widget.js").read_text()
+    assert "?session=" not in widget
+    assert '["webchat", "session." + state.session.replace(/:/g, ".")]' in widget
 
 
 async def test_forged_session_is_closed() -> None:

@@ -440,8 +440,10 @@
   }
   function openSocket() {
     var wsBase = base.replace(/^http/, "ws");
-    var ws = new WebSocket(wsBase + "/ws/webchat/" + token + "/?session=" +
-                           encodeURIComponent(state.session));
+    // The session goes in the handshake's subprotocol header, not the URL (URLs end up
+    // in access logs); a subprotocol name may not hold ":", so the token's are "."
+    var ws = new WebSocket(wsBase + "/ws/webchat/" + token + "/",
+                           ["webchat", "session." + state.session.replace(/:/g, ".")]);
     socket = ws;
     ws.onmessage = function (ev) {
       if (socket === ws) { clearTimeout(probeTimer); probeTimer = null; }  // it works

@@ -89,6 +89,12 @@ def test_a_message_lost_in_the_socket_is_sent_again_and_stored_once(
     account = _call(channel_account_upsert, channel="webchat", name="site")
     context, page, refused = _chat(browser, live_asgi, account, drop=1)
     try:
+        # the session went in the handshake's subprotocol header, not in the URL (access
+        # logs); the server accepted the widget's "webchat" subprotocol
+        assert page.evaluate("() => [window.__sockets[0].url, window.__sockets[0].protocol]") == [
+            f"{live_asgi.replace('http', 'ws', 1)}/ws/webchat/{account.webhook_token}/",
+            "webchat",
+        ]
         _say(page, "Has my order shipped?")
         mine = page.locator(".swc-body[aria-live=polite] .swc-visitor", has_text="shipped")
         expect(mine).to_have_class("swc-msg swc-visitor swc-sending")
