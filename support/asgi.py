@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -14,7 +15,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from support.request_metrics import WebsocketMetrics  # noqa: E402
-from support.websocket_urls import websocket_urlpatterns  # noqa: E402
+from support.websocket_urls import (  # noqa: E402
+    public_websocket_urlpatterns,
+    staff_websocket_urlpatterns,
+)
 
 
 def _http_app() -> object:
@@ -50,11 +54,27 @@ def _with_body_limit(app: object) -> object:
     return RequestBodyLimit(app, int(settings.REQUEST_MAX_BYTES))  # type: ignore[arg-type]
 
 
+class _WebsocketsByAuthentication:
+    """Token-authenticated sockets (the web chat widget, embedded on other sites) from any
+    origin; cookie-authenticated ones (the workbench) only from ``ALLOWED_HOSTS`` origins
+    with the session and user loaded. Every socket was behind the origin check, so a widget
+    embedded on a shop's own site could only poll."""
+
+    def __init__(self) -> None:
+        self.public = URLRouter(public_websocket_urlpatterns)
+        self.staff = AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(staff_websocket_urlpatterns))
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        path = str(scope.get("path", "")).lstrip("/")
+        public = any(route.pattern.match(path) for route in public_websocket_urlpatterns)
+        await (self.public if public else self.staff)(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
         "http": _with_body_limit(_with_webhook_fast_path(_http_app())),
-        "websocket": WebsocketMetrics(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
-        ),
+        "websocket": WebsocketMetrics(_WebsocketsByAuthentication()),
     }
 )

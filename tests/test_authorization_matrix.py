@@ -856,12 +856,19 @@ def _admin_url(pattern: Pattern, world: World) -> str:
 # --- websockets -----------------------------------------------------------------------------------
 
 
-def _ws_connect(world: World, route: str, role: str, query: str = "") -> tuple[bool, int | None]:
+def _ws_connect(
+    world: World,
+    route: str,
+    role: str,
+    query: str = "",
+    origin: str = "http://testserver",
+    subprotocols: list[str] | None = None,
+) -> tuple[bool, int | None]:
     from support.asgi import application
 
     path = "/" + route.replace("<str:token>", world.webchat.webhook_token)
     client, key_headers = _client(world, role)
-    headers = [(b"origin", b"http://testserver"), (b"host", b"testserver")]
+    headers = [(b"origin", origin.encode()), (b"host", b"testserver")]
     if "sessionid" in client.cookies:
         headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
     for name, value in key_headers.items():
@@ -874,7 +881,7 @@ def _ws_connect(world: World, route: str, role: str, query: str = "") -> tuple[b
         "raw_path": path.encode(),
         "query_string": query.encode(),
         "headers": headers,
-        "subprotocols": [],
+        "subprotocols": subprotocols or [],
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
@@ -916,3 +923,25 @@ def test_webchat_socket_opens_with_a_session(world: World, db: Any) -> None:
     session = session_issue(world.webchat, name="Visitor", email="v@example.com")["session"]
     accepted, code = _ws_connect(world, "ws/webchat/<str:token>/", "anon", f"session={session}")
     assert (accepted, code) == (True, None)
+
+
+@pytest.mark.usefixtures("_keep_test_connection")
+def test_the_webchat_socket_opens_from_the_site_that_embeds_the_widget(
+    world: World, db: Any
+) -> None:
+    """The widget runs on the shop's own site: its socket (token-authenticated, no cookie
+    read) opens from any origin, as its HTTP endpoints answer any origin. Staff sockets
+    (cookie-authenticated) stay closed to other origins, or any page an agent visits could
+    open one with their cookie."""
+    session = session_issue(world.webchat, name="Visitor", email="v@example.com")["session"]
+    shop = "https://shop.example"
+    offered = ["webchat", "session." + session.replace(":", ".")]
+    assert _ws_connect(
+        world, "ws/webchat/<str:token>/", "anon", origin=shop, subprotocols=offered
+    ) == (True, None)
+    # without a session it is still refused, whatever the origin
+    assert _ws_connect(world, "ws/webchat/<str:token>/", "anon", origin=shop) == (False, 4401)
+    for route in ("ws/events/", "ws/workbench/"):
+        assert _ws_connect(world, route, "supervisor") == (True, None)
+        accepted, _ = _ws_connect(world, route, "supervisor", origin=shop)
+        assert not accepted, route
