@@ -12,6 +12,8 @@
  * The visitor may send a file too (the paperclip: a picture, a PDF or a text file, up to
  * the size the session answer names): POST /api/webchat/<token>/files, with its progress
  * shown; once the chat has recorded it, the visitor can download it again from its message.
+ * A file that did not get through (the network, a timeout, a 5xx, a rate limit) shows
+ * Retry: the same file with the same client id (a duplicate, never a second message).
  * A typed message shows "Sending…" until the server acknowledges its client id (an "ack"
  * frame, or the HTTP POST's 2xx). Without that answer (socket closed, no ack within
  * ACK_TIMEOUT_MS, an "unavailable" error frame, a 5xx or a network error) it is sent
@@ -339,11 +341,33 @@
     unsentKeep({ client_id: cid, text: text || "", at: Date.now(), file: file.name });
     var note = el("span", { "class": "swc-note" }, file.name + ": sending…");
     node.appendChild(note);
+    upload(file, text, cid, node, note);
+    return true;
+  }
+
+  function upload(file, text, cid, node, note) {
+    // Send the file; when it fails for a reason a new try may cure (the network, a
+    // timeout, the server's 5xx, a rate limit) the message offers Retry, which sends the
+    // same file with the same client id: a duplicate on the server if the first one was
+    // recorded after all, never a second message.
+    var old = node.querySelector(".swc-retry");
+    if (old) { old.remove(); }
+    note.textContent = file.name + ": sending…";
     var form = new FormData();
     form.append("file", file, file.name);
     form.append("client_id", cid);
     if (text) { form.append("text", text); }
     var xhr = new XMLHttpRequest(), at = epoch, stall = null;
+    function offerRetry() {
+      if (node.querySelector(".swc-retry")) { return; }
+      var retry = el("button", { type: "button", "class": "swc-retry" }, "Retry");
+      retry.addEventListener("click", function () {
+        if (at !== epoch || !state) { return; }  // that chat has ended
+        error.textContent = "";
+        upload(file, text, cid, node, note);
+      });
+      node.appendChild(retry);
+    }
     // No progress within FETCH_TIMEOUT_MS (or no answer within UPLOAD_ANSWER_TIMEOUT_MS once
     // the file is sent): given up as a network error, not "sending…" for ever.
     function watch(ms) {
@@ -369,6 +393,7 @@
       if (xhr.status < 200 || xhr.status >= 300) {
         note.textContent = file.name + ": not sent";
         error.textContent = (j.error && j.error.message) || "The file could not be sent.";
+        if (xhr.status >= 500 || xhr.status === 429) { offerRetry(); }
         return;
       }
       note.textContent = file.name + ": sent";
@@ -381,10 +406,10 @@
       if (at !== epoch) { return; }
       note.textContent = file.name + ": not sent";
       error.textContent = "The file could not be sent; check your connection.";
+      offerRetry();
     };
     watch(FETCH_TIMEOUT_MS);
     xhr.send(form);
-    return true;
   }
 
   function download(file) {

@@ -1,9 +1,11 @@
 """The web chat widget in a real browser: a file an agent sends shows under the reply and
 downloads with the visitor's own session; a file the visitor sends (the paperclip) becomes
-an attachment of its message, and the visitor can download it again."""
+an attachment of its message, and the visitor can download it again; one that did not get
+through is sent again with Retry."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -12,7 +14,7 @@ from playwright.sync_api import expect
 
 from channels_app.services import channel_account_upsert
 from tests.e2e.test_workbench_e2e import LIVE_TIMEOUT_MS, _call
-from tickets.models import Attachment, Ticket
+from tickets.models import Attachment, Message, Ticket
 from tickets.services import NewAttachment, message_add
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -112,5 +114,48 @@ def test_a_visitor_sends_a_photo(browser: Any, live_asgi: str, tmp_path: Any) ->
         saved = tmp_path / "again.png"
         download.value.save_as(saved)
         assert saved.read_bytes() == PHOTO
+    finally:
+        context.close()
+
+
+def test_a_file_that_did_not_get_through_is_sent_again_with_retry(
+    browser: Any, live_asgi: str, tmp_path: Any
+) -> None:
+    """The network drops the first upload: the message says so and offers Retry, which
+    sends the same file (the browser's copy, same client id); one attachment, one message."""
+    account = _call(channel_account_upsert, channel="webchat", name="site")
+    context = browser.new_context(base_url=live_asgi)
+    tries: list[str] = []
+
+    def flaky(route: Any) -> None:
+        tries.append(route.request.method)
+        if len(tries) == 1:
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    context.route(re.compile(r"/api/webchat/[^/]+/files$"), flaky)
+    try:
+        page = context.new_page()
+        _open_widget(page, account)
+        page.fill(".swc-form input[type=text]", "The receipt")
+        receipt = tmp_path / "receipt.png"
+        receipt.write_bytes(PHOTO)
+        page.set_input_files(".swc-form input[type=file]", str(receipt))
+        mine = page.locator(".swc-visitor", has_text="The receipt")
+        expect(mine.locator(".swc-note")).to_have_text("receipt.png: not sent")
+        retry = mine.locator(".swc-retry", has_text="Retry")
+        expect(retry).to_be_visible()
+        assert not Attachment.objects.exists()
+        retry.click()
+        expect(mine.locator(".swc-note")).to_have_text("receipt.png: sent", timeout=LIVE_TIMEOUT_MS)
+        expect(mine.locator(".swc-retry")).to_have_count(0)
+        deadline = time.monotonic() + LIVE_TIMEOUT_MS / 1000
+        while not Attachment.objects.filter(filename="receipt.png").exists():
+            assert time.monotonic() < deadline, "the file sent again made no attachment"
+            time.sleep(0.2)
+        assert tries == ["POST", "POST"]
+        assert Attachment.objects.get().message.body_text == "The receipt"
+        assert Message.objects.filter(body_text="The receipt").count() == 1
     finally:
         context.close()
