@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 
 from channels_app import services
-from channels_app.services.csat_survey import csat_survey_send
+from channels_app.services.csat_survey import csat_survey_send, csat_surveys_sweep
 from channels_app.services.media import media_error_words
 from channels_app.services.staged_uploads import staged_uploads_purge
 from support.db import DATABASE_GONE, DATABASE_GONE_RETRY
@@ -137,9 +137,17 @@ def csat_survey_send_task(self: Any, ticket_id: int, resolved_at: str) -> int | 
     database going away is retried with backoff a bounded number of times
     (``support.events.SUBSCRIBER_TASK_OPTIONS``); after that, or on anything
     else, Celery logs the failure and this resolution has no survey (the event was
-    delivered; nothing sweeps for it)."""
+    delivered; the beat's ``csat_surveys_sweep_task`` finds the resolution without its
+    survey ten minutes later and writes it)."""
     message = csat_survey_send(ticket_id=ticket_id, resolved_at=resolved_at)
     return message.pk if message is not None else None
+
+
+@shared_task(soft_time_limit=120, time_limit=150)
+def csat_surveys_sweep_task() -> int:
+    """Every five minutes (beat ``csat-surveys-sweep``): resolutions whose survey task
+    never finished (``csat_surveys_sweep``). Idempotent."""
+    return csat_surveys_sweep()
 
 
 @shared_task(soft_time_limit=60, time_limit=90)

@@ -793,6 +793,10 @@ CELERY_BEAT_SCHEDULE["channels-media-sweep"] = {
     "task": "channels_app.tasks.attachment_downloads_sweep_task",
     "schedule": 60.0,
 }
+CELERY_BEAT_SCHEDULE["csat-surveys-sweep"] = {
+    "task": "channels_app.tasks.csat_surveys_sweep_task",
+    "schedule": 300.0,
+}
 CELERY_BEAT_SCHEDULE["webchat-uploads-purge"] = {
     "task": "channels_app.tasks.staged_uploads_purge_task",
     "schedule": 3600.0,

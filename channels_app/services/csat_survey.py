@@ -26,11 +26,14 @@ named): then an info log line says why, naming the ticket only.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import DatabaseError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from channels_app import selectors
@@ -51,7 +54,16 @@ __all__ = [
     "SURVEY_METADATA_KEY",
     "csat_survey_send",
     "csat_survey_text",
+    "csat_surveys_sweep",
 ]
+
+# The sweep (``csat_surveys_sweep``): resolutions older than this whose survey task should
+# long have run (its retries last well under a minute), up to this old (a survey a day
+# late is still worth it; later it is not), at most this many a run.
+SWEEP_STALE = timedelta(minutes=10)
+SWEEP_WINDOW = timedelta(hours=24)
+SWEEP_BATCH = 200
+SWEEP_SCAN = 5000  # candidates read a run (those already looked at are skipped in Redis)
 
 
 def csat_survey_text(*, ticket: Ticket, link: str = SURVEY_LINK_PLACEHOLDER) -> str:
@@ -124,7 +136,12 @@ def csat_survey_send(*, ticket_id: int, resolved_at: str) -> Message | None:
         _skip(ticket, "it was reopened or resolved again since")
         return None
     key = f"{ticket.pk}:{resolved_at}"
-    existing = Message.objects.filter(ticket=ticket, **{f"metadata__{SURVEY_METADATA_KEY}": key})
+    # this resolution's survey: by its key, or (whatever the key's spelling of the time)
+    # any survey written since the ticket was resolved
+    existing = Message.objects.filter(ticket=ticket).filter(
+        Q(**{f"metadata__{SURVEY_METADATA_KEY}": key})
+        | Q(metadata__has_key=SURVEY_METADATA_KEY, created_at__gte=ticket.resolved_at)
+    )
     found = existing.order_by("pk").first()
     if found is not None:
         return found
@@ -145,3 +162,67 @@ def csat_survey_send(*, ticket_id: int, resolved_at: str) -> Message | None:
     except InvalidInput as exc:  # the channel's rules refuse the text (a limit set tiny)
         _skip(ticket, f"the channel does not take it ({exc.message})")
         return None
+
+
+def _event_time(value: datetime) -> str:
+    """A time as the ``ticket.resolved`` event writes it (``tickets.services.lifecycle``)."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def csat_surveys_sweep(
+    *,
+    stale: timedelta = SWEEP_STALE,
+    window: timedelta = SWEEP_WINDOW,
+    batch: int = SWEEP_BATCH,
+) -> int:
+    """The surveys whose task never finished: a ticket resolved between ``window`` and
+    ``stale`` ago, on a channel that sends, with no survey written since, is handed to
+    ``csat_survey_send`` (idempotent; it checks again everything the task checks, and
+    logs once why none is sent). The task gives up when the database stays away longer
+    than its retries, and a killed worker loses it; the ``ticket.resolved`` event was
+    delivered all the same, so nothing else would ask. Each resolution is looked at once
+    (remembered in Redis for ``window``): one the rules skip (no window, no address, an
+    unverified sender) is not logged again every run. Returns how many it looked at."""
+    if not settings.CSAT_SURVEY_ENABLED:
+        return 0
+    now = timezone.now()
+    written = Message.objects.filter(
+        ticket=OuterRef("pk"),
+        metadata__has_key=SURVEY_METADATA_KEY,
+        created_at__gte=OuterRef("resolved_at"),
+    )
+    candidates = list(
+        Ticket.objects.filter(
+            status__in=FEEDBACK_STATUSES,
+            resolved_at__gte=now - window,
+            resolved_at__lt=now - stale,
+            merged_into__isnull=True,
+            channel__in=registered_channels(),
+        )
+        .exclude(Exists(written))
+        .order_by("resolved_at", "pk")
+        .values_list("pk", "resolved_at")[:SWEEP_SCAN]
+    )
+    keys = {
+        f"csat-survey-swept:{pk}:{_event_time(at)}": (pk, _event_time(at))
+        for pk, at in candidates
+        if at is not None
+    }
+    seen = cache.get_many(list(keys))
+    handled = 0
+    for key, (ticket_id, resolved_at) in keys.items():
+        if key in seen:
+            continue
+        if handled >= batch:
+            break
+        try:
+            csat_survey_send(ticket_id=ticket_id, resolved_at=resolved_at)
+        except DatabaseError:
+            raise  # the database is away: the next run starts again from here
+        except Exception:  # logged once; the others are still looked at
+            logger.exception("Satisfaction survey sweep: ticket %s failed", ticket_id)
+        cache.set(key, 1, timeout=int(window.total_seconds()))
+        handled += 1
+    if handled:
+        logger.info("Satisfaction survey sweep: looked at %d resolutions", handled)
+    return handled

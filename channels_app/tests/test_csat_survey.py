@@ -21,6 +21,7 @@ from channels_app.services.csat_survey import (
     SURVEY_LINK_PLACEHOLDER,
     SURVEY_METADATA_KEY,
     csat_survey_send,
+    csat_surveys_sweep,
 )
 from channels_app.tests.conftest import counts, diff, make_account
 from support.delivery.models import Attempt, Delivery
@@ -391,3 +392,97 @@ def test_a_web_chat_visitor_polling_its_conversation_gets_its_survey_with_the_li
     (polled_link,) = LINK.findall(shown)
     assert client.get(polled_link.removeprefix(django_settings.SITE_URL)).status_code == 200
     assert link.split("/feedback/")[0] == polled_link.split("/feedback/")[0]
+
+
+# --- the sweep: a resolution whose survey task never finished ----------------------------
+
+
+def resolve_task_lost(ticket: Ticket, agent: Any, capture: Any, minutes_ago: float) -> None:
+    """Resolve, with the survey task lost (a worker killed, the database away longer than
+    its retries): the event is delivered, no survey is written. Then move the resolution
+    back ``minutes_ago``."""
+    with mock.patch("channels_app.tasks.csat_survey_send_task") as lost:
+        resolve(ticket, agent, capture)
+    assert lost.delay.called
+    at = timezone.now() - timedelta(minutes=minutes_ago)
+    Ticket.objects.filter(pk=ticket.pk).update(resolved_at=at)
+    ticket.refresh_from_db()
+
+
+@responses.activate
+def test_the_sweep_sends_the_survey_whose_task_was_lost_once(
+    wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SWEPT-1"}]})
+    resolve_task_lost(wa_ticket, agent, django_capture_on_commit_callbacks, minutes_ago=15)
+    assert surveys(wa_ticket) == []
+    with django_capture_on_commit_callbacks(execute=True):
+        assert csat_surveys_sweep() == 1
+    (survey,) = surveys(wa_ticket)
+    assert survey.channel_message_id == "wamid.SWEPT-1"
+    resolved_at = wa_ticket.resolved_at
+    assert resolved_at is not None
+    assert survey.metadata[SURVEY_METADATA_KEY] == (
+        f"{wa_ticket.pk}:{resolved_at.isoformat().replace('+00:00', 'Z')}"
+    )
+    # looked at once: the next runs find nothing to do, and the late task writes nothing
+    with django_capture_on_commit_callbacks(execute=True):
+        assert csat_surveys_sweep() == 0
+        late = csat_survey_send(
+            ticket_id=wa_ticket.pk,
+            resolved_at=resolved_at.isoformat(),  # "+00:00", not the event's "Z"
+        )
+    assert late == survey
+    assert len(surveys(wa_ticket)) == 1
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_the_sweep_leaves_fresh_old_and_answered_resolutions_alone(
+    post_fixture: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    post_fixture(make_account("whatsapp"), "text_message")
+    ticket = Ticket.objects.get()
+    # resolved five minutes ago: its task may still be on its way
+    resolve_task_lost(ticket, agent, django_capture_on_commit_callbacks, minutes_ago=5)
+    assert csat_surveys_sweep() == 0
+    # two days ago: too late to ask
+    Ticket.objects.filter(pk=ticket.pk).update(resolved_at=timezone.now() - timedelta(days=2))
+    assert csat_surveys_sweep() == 0
+    assert surveys(ticket) == []
+    # a survey was written for it: nothing to do
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SWEPT-2"}]})
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_update(ticket=ticket, status="open", actor=agent)
+    resolve(ticket, agent, django_capture_on_commit_callbacks)
+    Ticket.objects.filter(pk=ticket.pk).update(resolved_at=timezone.now() - timedelta(minutes=15))
+    Message.objects.filter(metadata__has_key=SURVEY_METADATA_KEY).update(created_at=timezone.now())
+    assert len(surveys(ticket)) == 1
+    assert csat_surveys_sweep() == 0
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_the_sweep_says_once_why_a_resolution_gets_no_survey(
+    wa_ticket: Ticket,
+    agent: Any,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    resolve_task_lost(wa_ticket, agent, django_capture_on_commit_callbacks, minutes_ago=15)
+    Message.objects.filter(ticket=wa_ticket, direction="inbound").update(
+        created_at=timezone.now() - timedelta(hours=25)
+    )
+    why = f"No satisfaction survey for {wa_ticket.number}: WhatsApp takes no free-form message"
+    with caplog.at_level(logging.INFO, logger="channels_app.services.csat_survey"):
+        assert csat_surveys_sweep() == 1
+        assert csat_surveys_sweep() == 0  # not looked at (nor logged) every run
+    assert caplog.text.count(why) == 1
+    assert surveys(wa_ticket) == []
+    assert Delivery.objects.count() == 0
+
+
+def test_the_beat_runs_the_survey_sweep() -> None:
+    entry = django_settings.CELERY_BEAT_SCHEDULE["csat-surveys-sweep"]
+    assert entry["task"] == "channels_app.tasks.csat_surveys_sweep_task"
+    assert entry["schedule"] == 300.0
