@@ -231,6 +231,7 @@ def main():
                     features=args.features,
                     oos_calibration=args.oos_calibration,
                     encoder_name=args.encoder,
+                    review_threshold=threshold,  # as train_router passes the setting
                 )
                 if args.save:
                     import joblib

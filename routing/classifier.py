@@ -536,18 +536,21 @@ class TableStage:
         label_words: LabelWords | None,
         emb: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Per text: decided by this stage (in scope, the SVM's answer), not embedded."""
+        """Per text: decided by this stage (in scope, the SVM's answer), not embedded. None
+        is while the table is not at hand in this process (being built: routing does not
+        wait for it)."""
         passed = np.zeros(len(texts), dtype=bool)
         sure = np.flatnonzero(svm_probs.max(axis=1) >= self.sure_from)
         if len(sure):
             picked = [texts[int(i)] for i in sure]
-            scores = self.scores(
-                picked,
-                svm_probs[sure],
-                svm_scores[sure],
-                label_words,
-                emb[sure] if emb is not None else None,
-            )
+            if emb is not None:
+                vectors = emb[sure]
+            else:
+                table = static_table.encoder_if_ready()
+                if table is None:
+                    return passed
+                vectors = table.encode(picked)
+            scores = self.scores(picked, svm_probs[sure], svm_scores[sure], label_words, vectors)
             passed[sure] = scores > self.bar
         return passed
 
@@ -815,6 +818,7 @@ class HeldOut:
     svm_scores: np.ndarray
     emb: np.ndarray  # their table vectors
     labels: np.ndarray  # the label the router gives each (after embedding where it would)
+    confidence: np.ndarray  # and its confidence in it
     need: np.ndarray  # below the learned cascade's bar (would be embedded)
 
 
@@ -827,6 +831,7 @@ def _fit_table_stage(
     cascade_threshold: float,
     quantile: float | None = None,
     target: float | None = None,
+    review_threshold: float | None = None,
 ) -> tuple[TableStage | None, dict[str, float]]:
     """The table stage from the folds' table features (``_leave_labels_out`` with
     ``table_emb``) and the held-out rows (``neighbours``/``gaussian``: the table's, fitted
@@ -840,7 +845,11 @@ def _fit_table_stage(
        they look further out than texts of a new intent do).
     3. ``sure_from``: the lowest SVM confidence (of ``SURE_FROM_CHOICES``) from which, on
        every held-out row that needs the encoder and passes that bar, the SVM's label is the
-       one the router gives after embedding (0 when the SVM alone routes).
+       one the router gives after embedding and its confidence is on the same side of
+       ``review_threshold`` as the router's (a passed text keeps the SVM's probabilities:
+       its low-confidence review must not change). Without ``review_threshold``, only the
+       fusion's own cascade threshold (from which the router answers with the SVM's
+       probabilities anyway); 0 when the SVM alone routes.
     4. The bar itself: the highest that still brings the held-out share decided without the
        encoder (the learned cascade's and the stage's) to ``target``, never below step 2's;
        a stage that cannot reach it is not kept (the encoder's detector reads every text)."""
@@ -868,10 +877,14 @@ def _fit_table_stage(
     stage = TableStage(neighbours, gaussian, mean, scale, coef, intercept, lowest, 0.0)
     score = stage.scores(held.texts, held.svm_probs, held.svm_scores, label_words, held.emb)
     best, svm_label = held.svm_probs.max(axis=1), held.svm_probs.argmax(axis=1)
-    candidates = [t for t in SURE_FROM_CHOICES if t < cascade_threshold] + [cascade_threshold]
+    lower = [t for t in SURE_FROM_CHOICES if t < cascade_threshold]
+    candidates = (lower if review_threshold is not None else []) + [cascade_threshold]
     for sure_from in candidates:
         rows = held.need & (score > lowest) & (best >= sure_from)
-        if np.array_equal(svm_label[rows], held.labels[rows]):
+        same_review = review_threshold is None or np.array_equal(
+            best[rows] >= review_threshold, held.confidence[rows] >= review_threshold
+        )
+        if same_review and np.array_equal(svm_label[rows], held.labels[rows]):
             break
     if sure_from > 1.0:
         return None, figures
@@ -954,7 +967,8 @@ class TextRouter:
         return self._analyse(texts, embeddings)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_fast"}
+        # not the fast path (rebuilt), nor an evaluation's counting wrapper of ``embed``
+        return {k: v for k, v in self.__dict__.items() if k not in ("_fast", "embed")}
 
     def decision(self, texts: Sequence[str], embeddings: np.ndarray | None = None) -> np.ndarray:
         """The SVM's decision scores; a few texts go through ``FastLinear`` (same figures)."""
@@ -1386,13 +1400,17 @@ def train(
     oos_budget: float = OOS_BUDGET,
     oos_calibration: str = OOS_FOLDS,
     encoder_name: str | None = None,
+    review_threshold: float | None = None,
 ) -> tuple[TextRouter, TrainReport]:
     """Train a router. ``features="auto"`` tries TF-IDF alone and the fusion with sentence
     embeddings on a held-out 15% (stratified, seeded: training is deterministic) and keeps
     the embeddings only for a real gain; the chosen setup is then refitted on every row.
     With embeddings (``auto``, ``fusion``) and ``out_of_scope``, an out-of-scope detector is
     calibrated on leave-labels-out folds (``OutOfScope``; ``oos_calibration="pseudo"``: on
-    the held-out rows with their own label removed, the first version)."""
+    the held-out rows with their own label removed, the first version), with the
+    word-piece table's first stage when it pays (``TableStage``; ``review_threshold``, the
+    confidence below which routing sends a text to review, lets it answer where the fusion
+    would otherwise: see ``_fit_table_stage``)."""
     if features not in FEATURE_CHOICES:
         raise ValueError(f"features must be one of {FEATURE_CHOICES}")
     if oos_calibration not in (OOS_FOLDS, OOS_PSEUDO):
@@ -1513,10 +1531,11 @@ def train(
             else:
                 step("calibrating the out-of-scope detector on the held-out rows")
                 detector = _fit_out_of_scope(tuned, signals, held_y, oos_budget)
-            label = held_svm.argmax(axis=1)
+            label, confidence = held_svm.argmax(axis=1), held_svm.max(axis=1)
             if chosen == FEATURES_FUSION:
                 sure = held_svm.max(axis=1) >= tuned.cascade_threshold
                 label = np.where(sure, label, signals.fused.argmax(axis=1))
+                confidence = np.where(sure, confidence, signals.fused.max(axis=1))
             detector.skip_score = _fit_skip(scores, label, held_y, folds.unseen)
             need = top_scores(scores) < detector.skip_score
             detector.holdout["skipped"] = round(1 - float(np.mean(need)), 4)
@@ -1527,8 +1546,11 @@ def train(
                     Neighbours(table_emb[train_idx], y[train_idx], len(label_list)),
                     Gaussian(table_emb[train_idx], y[train_idx], len(label_list)),
                     detector.label_words,
-                    HeldOut(held_texts, held_svm, scores, table_emb[held_idx], label, need),
+                    HeldOut(
+                        held_texts, held_svm, scores, table_emb[held_idx], label, confidence, need
+                    ),
                     tuned.cascade_threshold if chosen == FEATURES_FUSION else 0.0,
+                    review_threshold=review_threshold,
                 )
                 detector.holdout.update(table_figures)
             if detector.table is not None:
@@ -1677,13 +1699,17 @@ def evaluate(
         return out
 
     cpu_started = time.process_time()
+    wrapped = router.__dict__.get("embed")  # an evaluation of this router already running
     router.__dict__["embed"] = counting_embed
     try:
         routed = route_all(texts, "texts")
         embedded_in = embedded
         oos_routed = route_all(out_of_scope, "out-of-scope texts") if out_of_scope else []
     finally:
-        del router.__dict__["embed"]
+        if wrapped is None:
+            router.__dict__.pop("embed", None)
+        else:
+            router.__dict__["embed"] = wrapped
     predicted = [label for label, _, _, _ in routed]
     confidences = np.array([conf for _, conf, _, _ in routed])
     review = np.array([r for _, _, r, _ in routed])

@@ -154,6 +154,7 @@ def router_model_train(
         features=features,
         progress=progress,
         out_of_scope=out_of_scope,
+        review_threshold=float(settings.ROUTING_REVIEW_THRESHOLD),
     )
     row = router_model_save(
         router=router,

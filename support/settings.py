@@ -171,9 +171,16 @@ _DATABASE_LOCAL_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 
 
 def _database_hosts(db: dict[str, Any]) -> list[str]:
-    """The hosts libpq will connect to: HOST, or a URL's ``?host=`` (a socket folder);
-    libpq takes a comma-separated list. Empty: libpq's default Unix socket."""
-    hosts = str(db.get("HOST") or db.get("OPTIONS", {}).get("host") or "")
+    """The hosts libpq will connect to: HOST, or a URL's ``?host=`` (a socket folder), or
+    else libpq's own ``PGHOST`` / ``PGHOSTADDR`` environment variables (a URL naming no
+    host connects where they say); libpq takes a comma-separated list. Empty: libpq's
+    default Unix socket."""
+    hosts = str(
+        db.get("HOST")
+        or db.get("OPTIONS", {}).get("host")
+        or env.get_str("PGHOST")
+        or env.get_str("PGHOSTADDR")
+    )
     return [host.strip().strip("[]") for host in hosts.split(",")]
 
 

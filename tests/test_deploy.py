@@ -1794,6 +1794,8 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "DB_NAME",  # "support", the database the stack creates
         "DB_PORT",  # 5432, RDS's
         "DB_SSLMODE",  # "require" in production
+        "PGHOST",  # libpq's own; the stacks name the host (DB_HOST, DATABASE_URL)
+        "PGHOSTADDR",  # the same
         "DB_POOL",  # on outside tests
         "EMAIL_BACKEND",  # SMTP in production
         "LOG_FORMAT",  # JSON in production

@@ -736,17 +736,19 @@ def staged_router(bitext_slice: dict[str, list[str]]) -> tuple[TextRouter, Any, 
     seen: dict[str, Any] = {}
     real = classifier._fit_table_stage
 
-    def spy(folds: Any, neighbours: Any, gaussian: Any, words: Any, held: Any, cascade: float):
+    def spy(
+        folds: Any, neighbours: Any, gaussian: Any, words: Any, held: Any, cascade: float, **kw: Any
+    ) -> Any:
         seen.update(folds=folds, neighbours=neighbours, gaussian=gaussian, words=words)
-        seen.update(held=held, cascade=cascade)
-        return real(folds, neighbours, gaussian, words, held, cascade)
+        seen.update(held=held, cascade=cascade, **kw)
+        return real(folds, neighbours, gaussian, words, held, cascade, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(classifier, "TABLE_BAR_QUANTILE", 0.5)
         mp.setattr(classifier, "TABLE_TARGET_SHARE", 0.6)
         mp.setattr(classifier, "_fit_table_stage", spy)
         router, report = classifier.train(
-            bitext_slice["texts"], bitext_slice["labels"], features="fusion"
+            bitext_slice["texts"], bitext_slice["labels"], features="fusion", review_threshold=0.6
         )
     return router, report, seen
 
@@ -822,6 +824,7 @@ def test_the_table_stage_bar_is_the_highest_that_reaches_the_target(staged_route
             seen["cascade"],
             quantile=quantile,
             target=target,
+            review_threshold=0.6,
         )
 
     stage, figures = fit(0.5, 0.6)
@@ -857,33 +860,38 @@ def test_the_table_stage_bar_is_the_highest_that_reaches_the_target(staged_route
 def test_the_table_stage_keeps_the_svms_answer_only_where_it_stands(staged_router):
     _, _, seen = staged_router
     held = seen["held"]
-    # held-out answers the fusion gives differently from the SVM, below every confidence
+
+    def fit(rows: Any, cascade: float, review: float | None = 0.6) -> tuple[Any, dict[str, Any]]:
+        return classifier._fit_table_stage(
+            seen["folds"],
+            seen["neighbours"],
+            seen["gaussian"],
+            seen["words"],
+            rows,
+            cascade,
+            quantile=0.5,
+            target=0.6,
+            review_threshold=review,
+        )
+
+    assert fit(held, 0.995)[1]["table_sure_from"] < 0.995  # as trained: lower ones keep it
+    below = np.flatnonzero(held.need)
+    svm_label = held.svm_probs.argmax(axis=1)
+    # held-out answers the fusion gives differently from the SVM, below every confidence:
+    # no lower confidence keeps them, only the fusion's own cascade threshold
     flipped = copy.copy(held)
     flipped.labels = held.labels.copy()
-    below = np.flatnonzero(held.need)
-    flipped.labels[below] = (held.svm_probs[below].argmax(axis=1) + 1) % held.svm_probs.shape[1]
-    stage, figures = classifier._fit_table_stage(
-        seen["folds"],
-        seen["neighbours"],
-        seen["gaussian"],
-        seen["words"],
-        flipped,
-        0.995,
-        quantile=0.5,
-        target=0.6,
-    )
-    # no lower confidence keeps the held-out answers: only the fusion's own cascade threshold
-    assert figures.get("table_sure_from", 0.995) == 0.995
-    stage, figures = classifier._fit_table_stage(
-        seen["folds"],
-        seen["neighbours"],
-        seen["gaussian"],
-        seen["words"],
-        flipped,
-        NEVER,
-        quantile=0.5,
-        target=0.6,
-    )
+    flipped.labels[below] = (svm_label[below] + 1) % held.svm_probs.shape[1]
+    assert fit(flipped, 0.995)[1]["table_sure_from"] == 0.995
+    # the same answers, but the router's confidence on the other side of the review
+    # threshold: a passed text would change its low-confidence review
+    unsure = copy.copy(held)
+    unsure.labels = svm_label.copy()
+    unsure.confidence = np.where(held.svm_probs.max(axis=1) >= 0.6, 0.5, 0.7)
+    assert fit(unsure, 0.995)[1]["table_sure_from"] == 0.995
+    # without the review threshold nothing below the cascade threshold is tried
+    assert fit(held, 0.995, review=None)[1]["table_sure_from"] == 0.995
+    stage, _ = fit(flipped, NEVER)
     assert stage is None  # the fusion answers every text: the SVM's answer never stands
 
 

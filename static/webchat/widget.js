@@ -304,9 +304,10 @@
       }
       if (sent && msg.files && msg.files.length && !sent.linked) {
         sent.linked = true;
-        Array.prototype.slice.call(sent.querySelectorAll(".swc-note")).forEach(function (n) {
-          n.remove();
-        });
+        // recorded after all (an upload given up on, then stored): no "not sent", no Retry
+        var stale = sent.querySelectorAll(".swc-note, .swc-retry");
+        if (sent.querySelector(".swc-retry")) { error.textContent = ""; }
+        Array.prototype.slice.call(stale).forEach(function (n) { n.remove(); });
         fileLinks(sent, msg.files);
       }
       return;
@@ -389,7 +390,8 @@
       var j = {};
       try { j = JSON.parse(xhr.responseText); } catch (e) { j = {}; }
       if (xhr.status === 401) { expired(); return; }
-      if (xhr.status < 500) { unsentDrop(cid); }  // recorded, or refused with its reason
+      // recorded, or refused for what it is (a 429 is "not now": kept, as a 5xx)
+      if (xhr.status < 500 && xhr.status !== 429) { unsentDrop(cid); }
       if (xhr.status < 200 || xhr.status >= 300) {
         note.textContent = file.name + ": not sent";
         error.textContent = (j.error && j.error.message) || "The file could not be sent.";

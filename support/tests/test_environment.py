@@ -38,7 +38,11 @@ REQUIRED = {
 
 
 def _load_settings(**overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("DB_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in CLEARED and not k.startswith(("DB_", "PGHOST"))
+    }
     env.update(DJANGO_SETTINGS_MODULE="support.settings", **overrides)
     return python_run(["-c", PROBE], env=env)
 
@@ -173,7 +177,11 @@ BROKER_PROBE = (
 
 
 def _broker_ssl(redis_url: str) -> object:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("DB_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in CLEARED and not k.startswith(("DB_", "PGHOST"))
+    }
     env.update(DJANGO_SETTINGS_MODULE="support.settings", **{**REQUIRED, "REDIS_URL": redis_url})
     result = python_run(["-c", BROKER_PROBE], env=env)
     assert result.returncode == 0, result.stderr
@@ -235,7 +243,11 @@ DB_PROBE = (
 
 
 def _database_sslmode(**overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in CLEARED and not k.startswith("DB_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in CLEARED and not k.startswith(("DB_", "PGHOST"))
+    }
     env.update(DJANGO_SETTINGS_MODULE="support.settings", **{**REQUIRED, **overrides})
     return python_run(["-c", DB_PROBE], env=env)
 
@@ -297,6 +309,25 @@ def test_a_local_database_needs_no_tls_even_in_production(url: str) -> None:
     """A Unix socket or the loopback address never leaves the machine: production settings
     (the image's collectstatic, the deploy smoke test) keep libpq's default there."""
     assert _sslmode_of(_database_sslmode(ENVIRONMENT="prod", DATABASE_URL=url)) is None
+
+
+def test_a_url_without_a_host_is_as_remote_as_the_pghost_libpq_reads() -> None:
+    """``postgresql://u:p@/support`` names no host: libpq then connects to ``PGHOST`` (or
+    ``PGHOSTADDR``), which the TLS check read as the local socket."""
+    url = "postgresql://u:p@/support"
+    for variable in ("PGHOST", "PGHOSTADDR"):
+        remote = {variable: "10.0.3.7"}
+        assert _sslmode_of(_database_sslmode(ENVIRONMENT="prod", DATABASE_URL=url, **remote)) == (
+            "require"
+        )
+        refused = _database_sslmode(
+            ENVIRONMENT="prod", DATABASE_URL=f"{url}?sslmode=prefer", **remote
+        )
+        assert refused.returncode != 0
+        assert "sslmode is 'prefer'" in refused.stderr
+    # a socket folder there is still local
+    local = _database_sslmode(ENVIRONMENT="prod", DATABASE_URL=url, PGHOST="/var/run/postgresql")
+    assert _sslmode_of(local) is None
 
 
 def test_development_and_tests_leave_a_remote_database_as_configured() -> None:

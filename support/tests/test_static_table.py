@@ -23,6 +23,7 @@ def _fake_build(calls: list[int]) -> object:
 def _no_memory_between_tests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(static_table, "_tables", {})
     monkeypatch.setattr(static_table, "_encoders", {})
+    monkeypatch.setattr(static_table, "_building", set())
 
 
 def test_a_row_is_what_the_encoder_gives_the_piece_alone() -> None:
@@ -117,3 +118,51 @@ def test_a_cached_table_others_may_write_is_not_read(
     assert calls == [1, 1]  # rebuilt, not read
     assert not np.array_equal(first, again)
     assert path.stat().st_mode & 0o777 == 0o644  # and replaced by this user's own copy
+
+
+def test_a_link_in_place_of_the_table_is_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    calls: list[int] = []
+    monkeypatch.setattr(static_table, "build", _fake_build(calls))
+    planted = static_table.table(elsewhere)  # a sound table, somewhere else
+    monkeypatch.setattr(static_table, "_tables", {})
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / static_table.TABLE_NAME).symlink_to(elsewhere / static_table.TABLE_NAME)
+    rows = static_table.table(cache)
+    assert calls == [1, 1]  # built again, the link not read
+    assert not np.array_equal(rows, planted)
+    assert not (cache / static_table.TABLE_NAME).is_symlink()  # replaced by a file of ours
+
+
+def test_routing_does_not_wait_for_the_table_a_background_build_brings_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    release = threading.Event()
+    calls: list[int] = []
+    fake = _fake_build(calls)
+
+    def slow_build(progress: object = None) -> np.ndarray:
+        release.wait(10)
+        return fake()  # type: ignore[operator, no-any-return]
+
+    monkeypatch.setattr(static_table, "build", slow_build)
+    monkeypatch.setattr(static_table, "_building", set())
+    assert static_table.encoder_if_ready(tmp_path) is None  # not there: no wait
+    assert static_table.table_if_ready(tmp_path) is None  # one build only, still running
+    release.set()
+    for _ in range(200):
+        if static_table.table_if_ready(tmp_path) is not None:
+            break
+        threading.Event().wait(0.05)
+    rows = static_table.table_if_ready(tmp_path)
+    assert rows is not None
+    assert calls == [1]
+    enc = static_table.encoder_if_ready(tmp_path)
+    assert enc is not None
+    assert enc.encode(["hello"]).shape == (1, minilm.DIMENSIONS)
