@@ -773,6 +773,13 @@ def test_the_table_stage_decides_clear_texts_without_the_encoder(
     passed = stage.passes(texts, probs, scores, detector.label_words) & below
     assert 0 < passed.sum() < below.sum()
     assert not passed[len(bitext_slice["test_texts"]) :].any()  # no unrelated text passes
+    # a word the picked label's rows never use keeps a text from the stage, however close
+    # the table finds it
+    clear = texts[int(np.flatnonzero(passed)[0])]
+    odd = [clear, clear + " quokka"]
+    odd_scores = router.decision(odd)
+    odd_probs = classifier.softmax(odd_scores, router.temperature)
+    assert stage.passes(odd, odd_probs, odd_scores, detector.label_words).tolist() == [True, False]
     counting = CountingEncoder()
     monkeypatch.setattr(classifier, "encoder", lambda threads=1, name="": counting)
 
@@ -829,11 +836,20 @@ def test_the_table_stage_bar_is_the_highest_that_reaches_the_target(staged_route
 
     stage, figures = fit(0.5, 0.6)
     assert stage is not None
-    score = stage.scores(held.texts, held.svm_probs, held.svm_scores, seen["words"], held.emb)
+    x = stage.features(held.texts, held.svm_probs, held.svm_scores, seen["words"], held.emb)
+    covered = x[:, classifier.COVER] >= 1.0  # the stage passes no other text
+    assert 0 < covered.sum() < len(covered)
+    score = np.where(
+        covered,
+        stage.scores(held.texts, held.svm_probs, held.svm_scores, seen["words"], held.emb),
+        -np.inf,
+    )
     sure = held.svm_probs.max(axis=1) >= stage.sure_from
 
     def decided(bar: float) -> float:
         return float(np.mean(~held.need | (held.need & sure & (score > bar))))
+
+    assert np.array_equal(stage.decides(x), (score > stage.bar))
 
     assert stage.bar >= figures["table_lowest_bar"]
     assert decided(stage.bar) >= 0.6
