@@ -184,11 +184,18 @@ def _database_hosts(db: dict[str, Any]) -> list[str]:
     return [host.strip().strip("[]") for host in hosts.split(",")]
 
 
+def _database_addresses(db: dict[str, Any]) -> list[str]:
+    """libpq's ``hostaddr`` (the URL's ``?hostaddr=``, else ``PGHOSTADDR``): when set, the
+    address it connects to whatever the host says (the host then only names the server)."""
+    addresses = str(db.get("OPTIONS", {}).get("hostaddr") or env.get_str("PGHOSTADDR"))
+    return [a.strip().strip("[]") for a in addresses.split(",") if a.strip()]
+
+
 def _database_is_local(db: dict[str, Any]) -> bool:
     return all(
         host.startswith("/") or host.lower() in _DATABASE_LOCAL_HOSTS
         for host in _database_hosts(db)
-    )
+    ) and all(address in _DATABASE_LOCAL_HOSTS for address in _database_addresses(db))
 
 
 if IS_PROD and not _database_is_local(_db):

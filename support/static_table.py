@@ -26,9 +26,11 @@ written it or its folder (``_load``), and rebuilt otherwise.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -50,6 +52,8 @@ _lock = threading.Lock()  # the tables and encoders of this process, and the bui
 _build_lock = threading.Lock()  # one build at a time in this process
 _tables: dict[str, np.ndarray] = {}
 _building: set[str] = set()
+_failed: dict[str, float] = {}  # when a background build last failed (monotonic seconds)
+RETRY_BUILD_AFTER = 300.0  # seconds before routing starts another build after a failure
 
 
 def build(progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -182,8 +186,8 @@ def table_if_ready(cache_dir: Path | None = None) -> np.ndarray | None:
     with _lock:
         if rows is not None:
             return _tables.setdefault(key, rows)
-        if key in _building:
-            return None
+        if key in _building or time.monotonic() - _failed.get(key, -math.inf) < RETRY_BUILD_AFTER:
+            return None  # being built, or failed lately: not a thread per routed text
         _building.add(key)
     threading.Thread(
         target=_build_in_background, args=(cache_dir, key), name="word-piece-table", daemon=True
@@ -194,8 +198,10 @@ def table_if_ready(cache_dir: Path | None = None) -> np.ndarray | None:
 def _build_in_background(cache_dir: Path | None, key: str) -> None:
     try:
         table(cache_dir)
-    except Exception:  # logged; the next call starts another build
+    except Exception:  # logged; another build is tried after RETRY_BUILD_AFTER
         logger.exception("Could not build the word-piece table: routing embeds every text")
+        with _lock:
+            _failed[key] = time.monotonic()
     finally:
         with _lock:
             _building.discard(key)

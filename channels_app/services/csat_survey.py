@@ -29,9 +29,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import cast
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -42,10 +43,19 @@ from channels_app.adapters.email.parsing import is_mailbox
 from channels_app.services.email_auth import email_ticket_sender_unverified
 from channels_app.services.outbound import channel_recipient
 from channels_app.services.survey_link import SURVEY_LINK_PLACEHOLDER, SURVEY_METADATA_KEY
+from support.db import DATABASE_GONE
 from support.errors import InvalidInput
 from tickets import services as ticket_services
 from tickets.context.services import FEEDBACK_STATUSES
-from tickets.models import Channel, Customer, Direction, Message, MessageKind, Ticket
+from tickets.models import (
+    MESSAGE_WRITTEN_ON_KEY,
+    Channel,
+    Customer,
+    Direction,
+    Message,
+    MessageKind,
+    Ticket,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +73,8 @@ __all__ = [
 SWEEP_STALE = timedelta(minutes=10)
 SWEEP_WINDOW = timedelta(hours=24)
 SWEEP_BATCH = 200
-SWEEP_SCAN = 5000  # candidates read a run (those already looked at are skipped in Redis)
+SWEEP_PAGE = 1000  # candidates read at a time (those already looked at are skipped in Redis)
+SWEEP_SCAN = 20000  # at most this many read a run
 
 
 def csat_survey_text(*, ticket: Ticket, link: str = SURVEY_LINK_PLACEHOLDER) -> str:
@@ -137,10 +148,13 @@ def csat_survey_send(*, ticket_id: int, resolved_at: str) -> Message | None:
         return None
     key = f"{ticket.pk}:{resolved_at}"
     # this resolution's survey: by its key, or (whatever the key's spelling of the time)
-    # any survey written since the ticket was resolved
+    # any survey written on this ticket since it was resolved (not one a merge moved in)
     existing = Message.objects.filter(ticket=ticket).filter(
         Q(**{f"metadata__{SURVEY_METADATA_KEY}": key})
-        | Q(metadata__has_key=SURVEY_METADATA_KEY, created_at__gte=ticket.resolved_at)
+        | (
+            Q(metadata__has_key=SURVEY_METADATA_KEY, created_at__gte=ticket.resolved_at)
+            & ~Q(metadata__has_key=MESSAGE_WRITTEN_ON_KEY)
+        )
     )
     found = existing.order_by("pk").first()
     if found is not None:
@@ -176,13 +190,18 @@ def csat_surveys_sweep(
     batch: int = SWEEP_BATCH,
 ) -> int:
     """The surveys whose task never finished: a ticket resolved between ``window`` and
-    ``stale`` ago, on a channel that sends, with no survey written since, is handed to
+    ``stale`` ago, on a channel that sends, with no survey written on it since, is handed to
     ``csat_survey_send`` (idempotent; it checks again everything the task checks, and
     logs once why none is sent). The task gives up when the database stays away longer
     than its retries, and a killed worker loses it; the ``ticket.resolved`` event was
     delivered all the same, so nothing else would ask. Each resolution is looked at once
-    (remembered in Redis for ``window``): one the rules skip (no window, no address, an
-    unverified sender) is not logged again every run. Returns how many it looked at."""
+    (remembered in Redis for ``window`` once ``csat_survey_send`` has returned): one the
+    rules skip (no window, no address, an unverified sender) is not logged again every
+    run. Newest first, in pages, so those skipped ones never crowd out a newer lost one;
+    at most ``batch`` looked at a run. Returns how many it looked at.
+
+    ``CSAT_SURVEY_ENABLED`` is read when the sweep runs: turning it on also asks the
+    customers of the day's resolutions that had none (docs/customer-context.md)."""
     if not settings.CSAT_SURVEY_ENABLED:
         return 0
     now = timezone.now()
@@ -190,8 +209,8 @@ def csat_surveys_sweep(
         ticket=OuterRef("pk"),
         metadata__has_key=SURVEY_METADATA_KEY,
         created_at__gte=OuterRef("resolved_at"),
-    )
-    candidates = list(
+    ).exclude(metadata__has_key=MESSAGE_WRITTEN_ON_KEY)
+    candidates = (
         Ticket.objects.filter(
             status__in=FEEDBACK_STATUSES,
             resolved_at__gte=now - window,
@@ -200,29 +219,36 @@ def csat_surveys_sweep(
             channel__in=registered_channels(),
         )
         .exclude(Exists(written))
-        .order_by("resolved_at", "pk")
-        .values_list("pk", "resolved_at")[:SWEEP_SCAN]
+        .order_by("-resolved_at", "-pk")
     )
-    keys = {
-        f"csat-survey-swept:{pk}:{_event_time(at)}": (pk, _event_time(at))
-        for pk, at in candidates
-        if at is not None
-    }
-    seen = cache.get_many(list(keys))
-    handled = 0
-    for key, (ticket_id, resolved_at) in keys.items():
-        if key in seen:
-            continue
-        if handled >= batch:
+    handled = scanned = 0
+    while handled < batch and scanned < SWEEP_SCAN:
+        page = list(candidates.values_list("pk", "resolved_at")[scanned : scanned + SWEEP_PAGE])
+        if not page:
             break
-        try:
-            csat_survey_send(ticket_id=ticket_id, resolved_at=resolved_at)
-        except DatabaseError:
-            raise  # the database is away: the next run starts again from here
-        except Exception:  # logged once; the others are still looked at
-            logger.exception("Satisfaction survey sweep: ticket %s failed", ticket_id)
-        cache.set(key, 1, timeout=int(window.total_seconds()))
-        handled += 1
+        scanned += len(page)
+        keys = {
+            f"csat-survey-swept:{pk}:{_event_time(at)}": (pk, _event_time(at))
+            for pk, at in page
+            if at is not None
+        }
+        seen = cache.get_many(list(keys))
+        for key, (ticket_id, resolved_at) in keys.items():
+            if key in seen:
+                continue
+            if handled >= batch:
+                break
+            handled += 1
+            try:
+                csat_survey_send(ticket_id=ticket_id, resolved_at=resolved_at)
+            except DATABASE_GONE:
+                raise  # the database is away: the next run starts again
+            except SoftTimeLimitExceeded:
+                raise  # time is up (its transaction rolled back): the next run
+            except Exception:  # logged; not marked, so the next run tries it again
+                logger.exception("Satisfaction survey sweep: ticket %s failed", ticket_id)
+                continue
+            cache.set(key, 1, timeout=int(window.total_seconds()))
     if handled:
         logger.info("Satisfaction survey sweep: looked at %d resolutions", handled)
     return handled

@@ -486,3 +486,48 @@ def test_the_beat_runs_the_survey_sweep() -> None:
     entry = django_settings.CELERY_BEAT_SCHEDULE["csat-surveys-sweep"]
     assert entry["task"] == "channels_app.tasks.csat_surveys_sweep_task"
     assert entry["schedule"] == 300.0
+
+
+@responses.activate
+def test_a_survey_moved_in_by_a_merge_is_not_this_tickets(
+    wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A merge moves the source's messages, its survey too (marked with the ticket it was
+    written on): it does not answer for the target's own resolution."""
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SWEPT-M"}]})
+    resolve_task_lost(wa_ticket, agent, django_capture_on_commit_callbacks, minutes_ago=15)
+    moved = Message.objects.create(
+        ticket=wa_ticket,
+        direction="outbound",
+        kind="public",
+        channel="whatsapp",
+        body_text="How did we do with T-000999?",
+        metadata={SURVEY_METADATA_KEY: "999:2026-12-06T10:00:00Z", "written_on_ticket_id": 999},
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert csat_surveys_sweep() == 1
+    assert [m.pk for m in surveys(wa_ticket) if m.pk != moved.pk] != []
+    assert len(responses.calls) == 1
+
+
+def test_a_ticket_the_sweep_fails_on_is_tried_again_and_holds_up_no_other(
+    post_fixture: Any, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    post_fixture(make_account("whatsapp"), "text_message")
+    first = Ticket.objects.get()
+    resolve_task_lost(first, agent, django_capture_on_commit_callbacks, minutes_ago=20)
+    second = ticket_create(
+        subject="Another", body="Also broken", customer=first.customer, channel="whatsapp"
+    )
+    resolve_task_lost(second, agent, django_capture_on_commit_callbacks, minutes_ago=15)
+    seen: list[int] = []
+
+    def send(*, ticket_id: int, resolved_at: str) -> None:
+        seen.append(ticket_id)
+        if ticket_id == second.pk and seen.count(ticket_id) == 1:
+            raise ValueError("a bug")
+
+    with mock.patch("channels_app.services.csat_survey.csat_survey_send", side_effect=send):
+        assert csat_surveys_sweep() == 2  # the newer one failed; the older one still looked at
+        assert csat_surveys_sweep() == 1  # the failed one again, not the one done
+    assert seen == [second.pk, first.pk, second.pk]

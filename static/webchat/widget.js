@@ -304,10 +304,12 @@
       }
       if (sent && msg.files && msg.files.length && !sent.linked) {
         sent.linked = true;
-        // recorded after all (an upload given up on, then stored): no "not sent", no Retry
+        // recorded after all (an upload given up on, then stored): no "not sent", no Retry,
+        // and nothing left to say "not sent" about after a reload or in the next chat
         var stale = sent.querySelectorAll(".swc-note, .swc-retry");
         if (sent.querySelector(".swc-retry")) { error.textContent = ""; }
         Array.prototype.slice.call(stale).forEach(function (n) { n.remove(); });
+        if (msg.id) { unsentDrop(msg.client_id); }
         fileLinks(sent, msg.files);
       }
       return;
@@ -387,6 +389,7 @@
     xhr.onload = function () {
       clearTimeout(stall);
       if (at !== epoch) { return; }  // an answer for a session that has ended
+      if (node.linked) { return; }  // a poll showed it recorded meanwhile: nothing to say
       var j = {};
       try { j = JSON.parse(xhr.responseText); } catch (e) { j = {}; }
       if (xhr.status === 401) { expired(); return; }
@@ -405,7 +408,7 @@
     };
     xhr.onerror = xhr.onabort = function () {
       clearTimeout(stall);
-      if (at !== epoch) { return; }
+      if (at !== epoch || node.linked) { return; }  // ended, or recorded after all
       note.textContent = file.name + ": not sent";
       error.textContent = "The file could not be sent; check your connection.";
       offerRetry();

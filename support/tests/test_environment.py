@@ -328,6 +328,14 @@ def test_a_url_without_a_host_is_as_remote_as_the_pghost_libpq_reads() -> None:
     # a socket folder there is still local
     local = _database_sslmode(ENVIRONMENT="prod", DATABASE_URL=url, PGHOST="/var/run/postgresql")
     assert _sslmode_of(local) is None
+    # but a hostaddr is where libpq connects, whatever the host says
+    for overrides in (
+        {"DATABASE_URL": url, "PGHOST": "/var/run/postgresql", "PGHOSTADDR": "10.0.3.7"},
+        {"DATABASE_URL": "postgresql://u:p@localhost/support?hostaddr=10.0.3.7"},
+    ):
+        assert _sslmode_of(_database_sslmode(ENVIRONMENT="prod", **overrides)) == "require"
+    loopback = "postgresql://u:p@localhost/support?hostaddr=127.0.0.1"
+    assert _sslmode_of(_database_sslmode(ENVIRONMENT="prod", DATABASE_URL=loopback)) is None
 
 
 def test_development_and_tests_leave_a_remote_database_as_configured() -> None:

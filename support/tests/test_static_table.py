@@ -166,3 +166,34 @@ def test_routing_does_not_wait_for_the_table_a_background_build_brings_it(
     enc = static_table.encoder_if_ready(tmp_path)
     assert enc is not None
     assert enc.encode(["hello"]).shape == (1, minilm.DIMENSIONS)
+
+
+def test_a_failed_background_build_is_not_started_again_for_every_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    tries: list[int] = []
+    done = threading.Event()
+
+    def broken(progress: object = None) -> np.ndarray:
+        tries.append(1)
+        done.set()
+        raise RuntimeError("no graph here")
+
+    monkeypatch.setattr(static_table, "build", broken)
+    monkeypatch.setattr(static_table, "_failed", {})
+    assert static_table.table_if_ready(tmp_path) is None
+    assert done.wait(10)
+    for _ in range(100):  # the thread records the failure and ends
+        if not static_table._building:
+            break
+        threading.Event().wait(0.02)
+    for _ in range(5):
+        assert static_table.table_if_ready(tmp_path) is None
+    assert tries == [1]
+    monkeypatch.setattr(static_table, "RETRY_BUILD_AFTER", 0.0)  # later: tried again
+    done.clear()
+    assert static_table.table_if_ready(tmp_path) is None
+    assert done.wait(10)
+    assert len(tries) == 2
