@@ -46,7 +46,7 @@ from sklearn.svm import LinearSVC
 from threadpoolctl import ThreadpoolController
 
 from routing.artifacts import artifact_dump, artifact_load
-from routing.label_words import LabelWords
+from routing.label_words import LabelWords, content_words
 from support import static_table
 from support.minilm import MiniLM, minilm
 
@@ -535,7 +535,7 @@ class TableStage:
         x = self.features(texts, svm_probs, svm_scores, label_words, emb)
         return _logistic(x, self.mean, self.scale, self.coef, self.intercept)
 
-    def decides(self, x: np.ndarray) -> np.ndarray:
+    def decides(self, x: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """From the features: the score passes the bar and every content word of the text
         occurs in the picked label's training rows (label cover 1). The cover is what keeps
         a paraphrase of an untrained intent out: the table, a mean of word pieces, finds it
@@ -543,7 +543,7 @@ class TableStage:
         without it let 10% of the left-out intents' texts through, 4% the detector flags;
         with it none, while on Bitext it still decides 31-66% of in-scope texts)."""
         score = _logistic(x, self.mean, self.scale, self.coef, self.intercept)
-        return (score > self.bar) & (x[:, COVER] >= 1.0)
+        return (score > self.bar) & _covered(x, texts)
 
     def usable(self) -> bool:
         """Only with the table it was fitted on (a later table version is another space:
@@ -573,8 +573,15 @@ class TableStage:
                     return passed
                 vectors = table.encode(picked)
             x = self.features(picked, svm_probs[sure], svm_scores[sure], label_words, vectors)
-            passed[sure] = self.decides(x)
+            passed[sure] = self.decides(x, picked)
         return passed
+
+
+def _covered(x: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """Per text: it has content words and every one occurs in the picked label's training
+    rows (``LabelWords`` counts a text with none as covered: a greeting alone, "thanks",
+    is not vouched for by the table stage)."""
+    return (x[:, COVER] >= 1.0) & np.array([bool(content_words(t)) for t in texts], dtype=bool)
 
 
 def _logistic(
@@ -907,7 +914,7 @@ def _fit_table_stage(
     x = stage.features(held.texts, held.svm_probs, held.svm_scores, label_words, held.emb)
     score = _logistic(x, mean, scale, coef, intercept)
     # the rows the stage could pass at all: every content word in the label's rows
-    score = np.where(x[:, COVER] >= 1.0, score, -np.inf)
+    score = np.where(_covered(x, held.texts), score, -np.inf)
     best, svm_label = held.svm_probs.max(axis=1), held.svm_probs.argmax(axis=1)
     lower = [t for t in SURE_FROM_CHOICES if t < cascade_threshold]
     candidates = (lower if review_threshold is not None else []) + [cascade_threshold]

@@ -780,6 +780,16 @@ def test_the_table_stage_decides_clear_texts_without_the_encoder(
     odd_scores = router.decision(odd)
     odd_probs = classifier.softmax(odd_scores, router.temperature)
     assert stage.passes(odd, odd_probs, odd_scores, detector.label_words).tolist() == [True, False]
+    # nor does a text with no content word at all (LabelWords counts it as covered)
+    bare = ["thanks", "hi there"]
+    bare_scores = router.decision(bare)
+    bare_probs = classifier.softmax(bare_scores, router.temperature)
+    x = stage.features(bare, bare_probs, bare_scores, detector.label_words)
+    assert np.all(x[:, classifier.COVER] == 1.0)
+    monkeypatch.setattr(stage, "bar", -math.inf)  # whatever the score: the words decide
+    assert not stage.passes(bare, bare_probs, bare_scores, detector.label_words).any()
+    assert stage.passes(odd, odd_probs, odd_scores, detector.label_words).tolist() == [True, False]
+    monkeypatch.undo()
     counting = CountingEncoder()
     monkeypatch.setattr(classifier, "encoder", lambda threads=1, name="": counting)
 
@@ -837,7 +847,7 @@ def test_the_table_stage_bar_is_the_highest_that_reaches_the_target(staged_route
     stage, figures = fit(0.5, 0.6)
     assert stage is not None
     x = stage.features(held.texts, held.svm_probs, held.svm_scores, seen["words"], held.emb)
-    covered = x[:, classifier.COVER] >= 1.0  # the stage passes no other text
+    covered = classifier._covered(x, held.texts)  # the stage passes no other text
     assert 0 < covered.sum() < len(covered)
     score = np.where(
         covered,
@@ -849,7 +859,7 @@ def test_the_table_stage_bar_is_the_highest_that_reaches_the_target(staged_route
     def decided(bar: float) -> float:
         return float(np.mean(~held.need | (held.need & sure & (score > bar))))
 
-    assert np.array_equal(stage.decides(x), (score > stage.bar))
+    assert np.array_equal(stage.decides(x, held.texts), (score > stage.bar))
 
     assert stage.bar >= figures["table_lowest_bar"]
     assert decided(stage.bar) >= 0.6
