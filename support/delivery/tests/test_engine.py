@@ -423,14 +423,15 @@ def test_the_beat_runs_one_sweep_and_leases_outlive_the_attempt_task() -> None:
     sweeps = [name for name in django_settings.CELERY_BEAT_SCHEDULE if "sweep" in name]
     # one delivery sweep for every kind; the others sweep inbound events, replies left with
     # no delivery at all, call events and call pipelines a lost task left, knowledge jobs
-    # and S3 events a killed worker left, the outbox and tickets left unrouted, and media
-    # downloads nobody fetched
+    # and S3 events a killed worker left, the outbox and tickets left unrouted, media
+    # downloads nobody fetched, and satisfaction surveys whose task was lost
     assert sorted(sweeps) == [
         "calls-events-sweep",
         "calls-pipeline-sweep",
         "channels-inbound-sweep",
         "channels-media-sweep",
         "channels-outbound-sweep",
+        "csat-surveys-sweep",
         "delivery-sweep",
         "kb-jobs-sweep",
         "kb-object-events-sweep",
