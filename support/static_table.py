@@ -83,6 +83,19 @@ def _sound(table: np.ndarray) -> bool:
     )
 
 
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(message: str, path: Path, *args: object) -> None:
+    """A warning about a cached table, once per process and path (routing reads the
+    cache for every text until a rebuild replaces an unsound file)."""
+    with _lock:
+        if (message, str(path)) in _warned:
+            return
+        _warned.add((message, str(path)))
+    logger.warning(message, path, *args)
+
+
 def _owned(info: os.stat_result) -> bool:
     """This user's or root's, and no one else may write it."""
     return info.st_uid in (os.getuid(), 0) and not info.st_mode & 0o022
@@ -97,9 +110,7 @@ def _load(path: Path) -> np.ndarray | None:
     descriptor (a file swapped in after the check is not the one read)."""
     try:
         if path.parent.stat().st_uid not in (os.getuid(), 0):
-            logger.warning(
-                "%s is another user's folder: its word-piece table is not read", path.parent
-            )
+            _warn_once("%s is another user's folder: its word-piece table is not read", path.parent)
             return None
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
@@ -107,7 +118,7 @@ def _load(path: Path) -> np.ndarray | None:
     with os.fdopen(fd, "rb") as handle:
         try:
             if not _owned(os.fstat(handle.fileno())):
-                logger.warning("%s is writable by others or not ours: not read", path)
+                _warn_once("%s is writable by others or not ours: not read", path)
                 return None
             version = np.lib.format.read_magic(handle)
             if version == (1, 0):
@@ -120,10 +131,10 @@ def _load(path: Path) -> np.ndarray | None:
                 raise ValueError("not the table's shape")
             rows = np.memmap(handle, dtype=dtype, mode="r", shape=shape, offset=handle.tell())
         except (OSError, ValueError) as exc:
-            logger.warning("%s is not a sound word-piece table (%s): rebuilding it", path, exc)
+            _warn_once("%s is not a sound word-piece table (%s): rebuilding it", path, exc)
             return None
     if not _sound(rows):
-        logger.warning("%s is not a sound word-piece table: rebuilding it", path)
+        _warn_once("%s is not a sound word-piece table: rebuilding it", path)
         return None
     return rows
 

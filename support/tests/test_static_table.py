@@ -24,6 +24,7 @@ def _no_memory_between_tests(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(static_table, "_tables", {})
     monkeypatch.setattr(static_table, "_encoders", {})
     monkeypatch.setattr(static_table, "_building", set())
+    monkeypatch.setattr(static_table, "_warned", set())
 
 
 def test_a_row_is_what_the_encoder_gives_the_piece_alone() -> None:
@@ -197,3 +198,13 @@ def test_a_failed_background_build_is_not_started_again_for_every_text(
     assert static_table.table_if_ready(tmp_path) is None
     assert done.wait(10)
     assert len(tries) == 2
+
+
+def test_an_unsound_cached_table_is_reported_once_not_for_every_routed_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / static_table.TABLE_NAME).write_bytes(b"not a table")
+    with caplog.at_level("WARNING", logger="support.static_table"):
+        for _ in range(5):
+            assert static_table._load(tmp_path / static_table.TABLE_NAME) is None
+    assert caplog.text.count("is not a sound word-piece table") == 1
