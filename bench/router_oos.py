@@ -167,6 +167,23 @@ def run_commands(folder):
     return json.loads(out.read_text())
 
 
+def measure(router, test, oos, far, threshold):
+    """``evaluate`` on the split's test rows and out-of-scope texts, and the share of the
+    far out-of-scope texts sent to review (when ``far`` is given)."""
+    figures = classifier.evaluate(
+        router,
+        [t for t, _ in test],
+        [lab for _, lab in test],
+        threshold=threshold,
+        out_of_scope=oos,
+    )
+    if far:
+        flagged = [sent_to_review(router, text, threshold) for text in far]
+        figures["far_oos_review_rate"] = round(float(np.mean(flagged)), 4)
+        figures["far_oos_n"] = len(far)
+    return figures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", nargs="+", default=["bitext", "banking77", "stackfaq"])
@@ -243,45 +260,18 @@ def main():
                     f"held out {report.holdout}, out-of-scope {report.out_of_scope}",
                     flush=True,
                 )
+
                 if args.compare_table:
                     classifier.TABLE_STAGE = False
                     for _ in range(args.repeat):
-                        figures = classifier.evaluate(
-                            router,
-                            [t for t, _ in test],
-                            [lab for _, lab in test],
-                            threshold=threshold,
-                            out_of_scope=oos,
-                        )
-                        if far:
-                            flagged = [sent_to_review(router, text, threshold) for text in far]
-                            figures["far_oos_review_rate"] = round(float(np.mean(flagged)), 4)
-                        print(
-                            f"  without the table stage: {json.dumps(figures)}  "
-                            f"load {os.getloadavg()[0]:.1f}",
-                            flush=True,
-                        )
+                        off = measure(router, test, oos, far, threshold)
+                        load = os.getloadavg()[0]
+                        print(f"  without the table stage: {json.dumps(off)}  load {load:.1f}")
                     classifier.TABLE_STAGE = True
                 for _ in range(args.repeat - 1):
-                    figures = classifier.evaluate(
-                        router,
-                        [t for t, _ in test],
-                        [lab for _, lab in test],
-                        threshold=threshold,
-                        out_of_scope=oos,
-                    )
-                    print(f"  {json.dumps(figures)}  load {os.getloadavg()[0]:.1f}", flush=True)
-                figures = classifier.evaluate(
-                    router,
-                    [t for t, _ in test],
-                    [lab for _, lab in test],
-                    threshold=threshold,
-                    out_of_scope=oos,
-                )
-                if far:
-                    flagged = [sent_to_review(router, text, threshold) for text in far]
-                    figures["far_oos_review_rate"] = round(float(np.mean(flagged)), 4)
-                    figures["far_oos_n"] = len(far)
+                    again = measure(router, test, oos, (), threshold)
+                    print(f"  {json.dumps(again)}  load {os.getloadavg()[0]:.1f}", flush=True)
+                figures = measure(router, test, oos, far, threshold)
             print(f"  {json.dumps(figures)}  load {os.getloadavg()[0]:.1f}", flush=True)
 
 
