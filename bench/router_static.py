@@ -244,17 +244,7 @@ def main():
                 f"{report.out_of_scope}",
                 flush=True,
             )
-            figures = classifier.evaluate(
-                router,
-                [t for t, _ in test],
-                [lab for _, lab in test],
-                threshold=threshold,
-                out_of_scope=oos,
-            )
-            far = ro.far_texts()
-            if far:
-                flagged = [ro.sent_to_review(router, text, threshold) for text in far]
-                figures["far_oos_review_rate"] = round(float(np.mean(flagged)), 4)
+            figures = ro.measure(router, test, oos, ro.far_texts(), threshold)
             print(f"  {json.dumps(figures)}  load {os.getloadavg()[0]:.1f}", flush=True)
 
 

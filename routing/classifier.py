@@ -523,16 +523,8 @@ class TableStage:
         )
         return signals.features(extended=True)
 
-    def scores(
-        self,
-        texts: Sequence[str],
-        svm_probs: np.ndarray,
-        svm_scores: np.ndarray,
-        label_words: LabelWords | None,
-        emb: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """The stage's in-scope score per text."""
-        x = self.features(texts, svm_probs, svm_scores, label_words, emb)
+    def score(self, x: np.ndarray) -> np.ndarray:
+        """The stage's in-scope score of each row of ``features``."""
         return _logistic(x, self.mean, self.scale, self.coef, self.intercept)
 
     def decides(self, x: np.ndarray, texts: Sequence[str]) -> np.ndarray:
@@ -542,8 +534,7 @@ class TableStage:
         close to a sibling, whose rows lack one of its words (on StackFAQ seed 4 the stage
         without it let 10% of the left-out intents' texts through, 4% the detector flags;
         with it none, while on Bitext it still decides 31-66% of in-scope texts)."""
-        score = _logistic(x, self.mean, self.scale, self.coef, self.intercept)
-        return (score > self.bar) & _covered(x, texts)
+        return (self.score(x) > self.bar) & _covered(x, texts)
 
     def usable(self) -> bool:
         """Only with the table it was fitted on (a later table version is another space:
@@ -912,7 +903,7 @@ def _fit_table_stage(
     lowest = float(np.quantile(crossed, quantile))
     stage = TableStage(neighbours, gaussian, mean, scale, coef, intercept, lowest, 0.0)
     x = stage.features(held.texts, held.svm_probs, held.svm_scores, label_words, held.emb)
-    score = _logistic(x, mean, scale, coef, intercept)
+    score = stage.score(x)
     # the rows the stage could pass at all: every content word in the label's rows
     score = np.where(_covered(x, held.texts), score, -np.inf)
     best, svm_label = held.svm_probs.max(axis=1), held.svm_probs.argmax(axis=1)

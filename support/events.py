@@ -13,6 +13,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -92,6 +93,12 @@ def subscriber_task_enqueue(task: Any, *args: Any) -> None:
         task.delay(*args)
 
     transaction.on_commit(run_task, robust=True)
+
+
+def event_time(value: datetime) -> str:
+    """A time as event payloads write it: ISO 8601 in UTC with ``Z`` (``ticket.resolved``'s
+    ``resolved_at``; the satisfaction survey keys its resolution with the same spelling)."""
+    return value.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

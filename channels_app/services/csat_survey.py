@@ -45,6 +45,7 @@ from channels_app.services.outbound import channel_recipient
 from channels_app.services.survey_link import SURVEY_LINK_PLACEHOLDER, SURVEY_METADATA_KEY
 from support.db import DATABASE_GONE
 from support.errors import InvalidInput
+from support.events import event_time
 from tickets import services as ticket_services
 from tickets.context.services import FEEDBACK_STATUSES
 from tickets.models import (
@@ -178,11 +179,6 @@ def csat_survey_send(*, ticket_id: int, resolved_at: str) -> Message | None:
         return None
 
 
-def _event_time(value: datetime) -> str:
-    """A time as the ``ticket.resolved`` event writes it (``tickets.services.lifecycle``)."""
-    return value.isoformat().replace("+00:00", "Z")
-
-
 def csat_surveys_sweep(
     *,
     stale: timedelta = SWEEP_STALE,
@@ -228,7 +224,7 @@ def csat_surveys_sweep(
             break
         scanned += len(page)
         keys = {
-            f"csat-survey-swept:{pk}:{_event_time(at)}": (pk, _event_time(at))
+            f"csat-survey-swept:{pk}:{event_time(at)}": (pk, event_time(at))
             for pk, at in page
             if at is not None
         }

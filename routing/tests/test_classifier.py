@@ -849,11 +849,7 @@ def test_the_table_stage_bar_is_the_highest_that_reaches_the_target(staged_route
     x = stage.features(held.texts, held.svm_probs, held.svm_scores, seen["words"], held.emb)
     covered = classifier._covered(x, held.texts)  # the stage passes no other text
     assert 0 < covered.sum() < len(covered)
-    score = np.where(
-        covered,
-        stage.scores(held.texts, held.svm_probs, held.svm_scores, seen["words"], held.emb),
-        -np.inf,
-    )
+    score = np.where(covered, stage.score(x), -np.inf)
     sure = held.svm_probs.max(axis=1) >= stage.sure_from
 
     def decided(bar: float) -> float:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from support.auth.roles import is_agent, is_supervisor
 from support.db import ids_reserve, rows_insert
 from support.errors import Conflict, InvalidInput, InvalidTransition
-from support.events import events_record, outbox_rows, relay_after_commit
+from support.events import event_time, events_record, outbox_rows, relay_after_commit
 from support.parsing import safe_file_name
 from support.safe_urls import http_url
 from tickets.models import (
@@ -449,15 +449,11 @@ def ticket_update(
     events = [ticket_new_event("ticket.updated", ticket, changes=changes)]
     if changes.get("status", [None, None])[1] == TicketStatus.RESOLVED:
         # Its own event type, so subscribers (webhooks, EventBridge) need not read changes.
-        events.append(ticket_new_event("ticket.resolved", ticket, resolved_at=_iso(now)))
+        events.append(ticket_new_event("ticket.resolved", ticket, resolved_at=event_time(now)))
     events_record(events)
     if "resolved_at" in fields and ticket.resolved_at is not None:
         sla_stopped_late(ticket, target=SlaTarget.RESOLUTION, stopped_at=now)
     return ticket
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def ticket_allowed_statuses(ticket: Ticket) -> frozenset[str]:

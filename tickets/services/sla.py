@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from support.events import event_record
+from support.events import event_record, event_time
 from tickets.models import (
     PRIORITY_RANK,
     SlaEvent,
@@ -304,14 +304,14 @@ def _sla_event_publish(
         "ticket_id": ticket.pk,
         "ticket_ref": ticket.number,
         "target": event.target,
-        "due_at": _iso(event.due_at),
+        "due_at": event_time(event.due_at),
         "priority": priority,
         "team_id": team_id,
         "policy": event.policy_name,
         "escalation": escalation,
     }
     if event.stopped_at is not None:
-        payload["stopped_at"] = _iso(event.stopped_at)
+        payload["stopped_at"] = event_time(event.stopped_at)
     event_record(
         f"sla.{event.kind}", aggregate_type="ticket", aggregate_id=ticket.pk, payload=payload
     )
@@ -357,10 +357,6 @@ def sla_stopped_late(ticket: Ticket, *, target: str, stopped_at: datetime) -> Sl
         event, ticket=ticket, priority=ticket.priority, team_id=ticket.team_id, escalation=[]
     )
     return event
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def sla_check(*, now: datetime | None = None, batch_size: int | None = None) -> SlaCheckResult:
