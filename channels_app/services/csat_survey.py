@@ -76,6 +76,11 @@ SWEEP_WINDOW = timedelta(hours=24)
 SWEEP_BATCH = 200
 SWEEP_PAGE = 1000  # candidates read at a time (those already looked at are skipped in Redis)
 SWEEP_SCAN = 20000  # at most this many read a run
+# Since when the sweep has found surveys on (an ISO time in Redis, no expiry; dropped by a
+# run that finds them off): it asks for no resolution from before, so turning
+# ``CSAT_SURVEY_ENABLED`` on does not survey the day's earlier resolutions, which no task
+# was ever meant to survey. Lost with Redis's data, it starts again from that run.
+SWEEP_ON_SINCE_KEY = "csat-surveys-on-since"
 
 
 def csat_survey_text(*, ticket: Ticket, link: str = SURVEY_LINK_PLACEHOLDER) -> str:
@@ -196,11 +201,14 @@ def csat_surveys_sweep(
     run. Newest first, in pages, so those skipped ones never crowd out a newer lost one;
     at most ``batch`` looked at a run. Returns how many it looked at.
 
-    ``CSAT_SURVEY_ENABLED`` is read when the sweep runs: turning it on also asks the
-    customers of the day's resolutions that had none (docs/customer-context.md)."""
+    ``CSAT_SURVEY_ENABLED`` is read when the sweep runs; a resolution from before the run
+    that first found it on (``SWEEP_ON_SINCE_KEY``) is not asked about: turning surveys on
+    does not survey the day's earlier resolutions (docs/customer-context.md)."""
     if not settings.CSAT_SURVEY_ENABLED:
+        cache.delete(SWEEP_ON_SINCE_KEY)
         return 0
     now = timezone.now()
+    since = _surveys_on_since(now)
     written = Message.objects.filter(
         ticket=OuterRef("pk"),
         metadata__has_key=SURVEY_METADATA_KEY,
@@ -209,7 +217,7 @@ def csat_surveys_sweep(
     candidates = (
         Ticket.objects.filter(
             status__in=FEEDBACK_STATUSES,
-            resolved_at__gte=now - window,
+            resolved_at__gte=max(now - window, since),
             resolved_at__lt=now - stale,
             merged_into__isnull=True,
             channel__in=registered_channels(),
@@ -248,3 +256,11 @@ def csat_surveys_sweep(
     if handled:
         logger.info("Satisfaction survey sweep: looked at %d resolutions", handled)
     return handled
+
+
+def _surveys_on_since(now: datetime) -> datetime:
+    """When the sweep first found surveys on (``SWEEP_ON_SINCE_KEY``), recording ``now``
+    when no run has (or Redis lost it)."""
+    cache.add(SWEEP_ON_SINCE_KEY, now.isoformat(), timeout=None)  # the first run's wins
+    since = parse_datetime(str(cache.get(SWEEP_ON_SINCE_KEY) or ""))
+    return since if since is not None else now

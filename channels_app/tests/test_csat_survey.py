@@ -14,12 +14,14 @@ from unittest import mock
 import pytest
 import responses
 from django.conf import settings as django_settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from channels_app.adapters.webchat.adapter import session_issue
 from channels_app.services.csat_survey import (
     SURVEY_LINK_PLACEHOLDER,
     SURVEY_METADATA_KEY,
+    SWEEP_ON_SINCE_KEY,
     csat_survey_send,
     csat_surveys_sweep,
 )
@@ -400,7 +402,9 @@ def test_a_web_chat_visitor_polling_its_conversation_gets_its_survey_with_the_li
 def resolve_task_lost(ticket: Ticket, agent: Any, capture: Any, minutes_ago: float) -> None:
     """Resolve, with the survey task lost (a worker killed, the database away longer than
     its retries): the event is delivered, no survey is written. Then move the resolution
-    back ``minutes_ago``."""
+    back ``minutes_ago``. The sweep has found surveys on for two days (unless a test says
+    otherwise): the resolution is not from before they were on."""
+    cache.add(SWEEP_ON_SINCE_KEY, (timezone.now() - timedelta(days=2)).isoformat(), None)
     with mock.patch("channels_app.tasks.csat_survey_send_task") as lost:
         resolve(ticket, agent, capture)
     assert lost.delay.called
@@ -480,6 +484,42 @@ def test_the_sweep_says_once_why_a_resolution_gets_no_survey(
     assert caplog.text.count(why) == 1
     assert surveys(wa_ticket) == []
     assert Delivery.objects.count() == 0
+
+
+@responses.activate
+def test_turning_surveys_on_does_not_survey_the_resolutions_from_before(
+    settings: Any, wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A resolution while surveys were off got no task (none was meant to survey it): the
+    sweep that later finds them on does not ask its customer; one resolved since does."""
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SWEPT-ON"}]})
+    cache.set(SWEEP_ON_SINCE_KEY, (timezone.now() - timedelta(days=2)).isoformat(), None)
+    settings.CSAT_SURVEY_ENABLED = False
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_update(ticket=wa_ticket, status="resolved", actor=agent)
+    Ticket.objects.filter(pk=wa_ticket.pk).update(
+        resolved_at=timezone.now() - timedelta(minutes=15)
+    )
+    assert csat_surveys_sweep() == 0
+    assert cache.get(SWEEP_ON_SINCE_KEY) is None  # a run that found them off forgets since
+    settings.CSAT_SURVEY_ENABLED = True
+    assert csat_surveys_sweep() == 0  # resolved before this run found surveys on
+    since = cache.get(SWEEP_ON_SINCE_KEY)
+    assert since is not None
+    assert surveys(wa_ticket) == []
+    # resolved again after that, its task lost: swept 15 minutes later
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket_update(ticket=wa_ticket, status="open", actor=agent)
+    resolve_task_lost(wa_ticket, agent, django_capture_on_commit_callbacks, minutes_ago=0)
+    later = timezone.now() + timedelta(minutes=15)
+    with (
+        mock.patch("channels_app.services.csat_survey.timezone.now", return_value=later),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert csat_surveys_sweep() == 1
+    assert cache.get(SWEEP_ON_SINCE_KEY) == since  # the first run's time stays
+    (survey,) = surveys(wa_ticket)
+    assert survey.channel_message_id == "wamid.SWEPT-ON"
 
 
 def test_the_beat_runs_the_survey_sweep() -> None:
