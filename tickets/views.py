@@ -385,8 +385,9 @@ def _ticket_refused(
     which is a plain form post): the ticket page again, with the reason by that form
     (``form``: ``composer``, ``controls`` or ``merge``, as the template names them) and
     what was sent still in it; a redirect back, as these forms answered before, lost it.
-    The ticket is read again: a refused change wrote nothing."""
-    ticket = selectors.ticket_get(ticket.pk)
+    The ticket is read again (a refused change wrote nothing; one moved out of this user's
+    view since is not shown: 404)."""
+    ticket = selectors.ticket_get_visible(ticket.pk, user=request.user)
     context = _ticket_context(request, ticket, controls_sent=controls_sent)
     context[form] = {
         **context.get(form, {}),
@@ -420,8 +421,20 @@ def ticket_timeline(request: HttpRequest, ref: str) -> HttpResponse:
 
 
 def _back_to_ticket(request: HttpRequest, ticket: Ticket) -> HttpResponse:
+    """After a change on the ticket page: the page's live part again (htmx) or the page.
+    A ticket the change moved out of this user's view (another team) is not shown again:
+    the inbox, saying so (its page would answer 404 now)."""
+    ticket = selectors.ticket_get(ticket.pk)
+    if not selectors.ticket_visible_to(
+        request.user, team_id=ticket.team_id, assignee_id=ticket.assignee_id
+    ):
+        messages.info(request, f"{ticket.number} is no longer in your view.")
+        if getattr(request, "htmx", False):
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = reverse("inbox")
+            return response
+        return redirect("inbox")
     if getattr(request, "htmx", False):
-        ticket = selectors.ticket_get(ticket.pk)
         return render(
             request, "tickets/_ticket_live.html", {**_ticket_context(request, ticket), "oob": True}
         )

@@ -451,6 +451,32 @@ def test_update_with_a_team_that_is_no_id_changes_nothing(agent_web, agent, cust
     assert Ticket.objects.get(pk=ticket.pk).team_id == billing.pk
 
 
+@pytest.mark.parametrize("htmx", [True, False])
+def test_moving_a_ticket_out_of_view_goes_back_to_the_inbox_saying_so(
+    agent_web, agent, customer, htmx
+):
+    """An agent who moves a ticket to a team it is not in no longer sees it: the answer is
+    the inbox with a note (htmx: a redirect header), not the moved ticket's live panel
+    (its timeline, notes and customer: before, for htmx) nor a 404 (before, without)."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    billing.members.add(agent)
+    legal = Team.objects.create(name="Legal", slug="legal")
+    [ticket] = _tickets(customer, 1, team=billing)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    extra = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    response = agent_web.post(url, {"team": str(legal.pk)}, **extra)
+    assert Ticket.objects.get(pk=ticket.pk).team_id == legal.pk
+    if htmx:
+        assert response.status_code == 204
+        assert response["HX-Redirect"] == reverse("inbox")
+        assert response.content == b""
+    else:
+        assert response.status_code == 302
+        assert response["Location"] == reverse("inbox")
+    inbox = agent_web.get(reverse("inbox"))
+    assert f"{ticket.number} is no longer in your view." in inbox.content.decode()
+
+
 def _team_options(response):
     select = _soup(response).select_one("#ticket-controls select[name=team]")
     assert select is not None
