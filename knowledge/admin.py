@@ -241,5 +241,10 @@ class ReplyDraftAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         return super().changelist_view(
-            request, {**(extra_context or {}), "draft_metrics": reply_draft_summary()}
+            # the totals of the drafts this viewer may see (the list's rows), not of all
+            request,
+            {
+                **(extra_context or {}),
+                "draft_metrics": reply_draft_summary(self.get_queryset(request)),
+            },
         )

@@ -180,10 +180,14 @@ def reply_draft_list(*, ticket: Any = None) -> QuerySet[Any]:
     return qs.filter(ticket=ticket) if ticket is not None else qs
 
 
-def reply_draft_summary() -> dict[str, Any]:
+def reply_draft_summary(drafts: QuerySet[Any] | None = None) -> dict[str, Any]:
     """Drafts offered and what became of them, with shares of the settled ones (sent as
-    drafted, sent after editing, discarded), overall and per provider."""
+    drafted, sent after editing, discarded), overall and per provider; of ``drafts`` when
+    given (the rows a viewer may see: the admin's list), else of every draft."""
     from knowledge.models import ReplyDraft
+
+    if drafts is None:
+        drafts = ReplyDraft.objects.all()
 
     outcomes = [o.value for o in ReplyDraft.Outcome]
 
@@ -205,7 +209,7 @@ def reply_draft_summary() -> dict[str, Any]:
 
     total: dict[str, int] = {}
     by_provider: dict[str, dict[str, int]] = {}
-    for row in ReplyDraft.objects.values("provider", "outcome").annotate(n=Count("id")):
+    for row in drafts.order_by().values("provider", "outcome").annotate(n=Count("id")):
         total[row["outcome"]] = total.get(row["outcome"], 0) + row["n"]
         by_provider.setdefault(row["provider"], {})[row["outcome"]] = row["n"]
     return {

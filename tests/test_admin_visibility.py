@@ -65,10 +65,17 @@ def _make(label: str, side: dict[str, Any], user: Any) -> models.Model:
     from support.delivery.models import Delivery
     from support.models import AuditLog, OutboxEvent
     from tickets.context.models import CsatFeedback, Interaction, Order
-    from tickets.models import Attachment, ChannelIdentity, SlaEvent
+    from tickets.models import Attachment, ChannelIdentity, SlaEvent, Tag
 
     ticket, customer, call = side["ticket"], side["customer"], side["call"]
     now = timezone.now()
+
+    def tag() -> Tag:
+        # named after what the ticket is about: the name is what must not leak
+        made = Tag.objects.create(name=f"about-{ticket.subject.split()[-1]}")
+        ticket.tags.add(made)
+        return made
+
     makers: dict[str, Callable[[], models.Model]] = {
         "tickets.ticket": lambda: ticket,
         "tickets.customer": lambda: customer,
@@ -100,6 +107,7 @@ def _make(label: str, side: dict[str, Any], user: Any) -> models.Model:
             total=Decimal("10.00"),
             placed_at=now,
         ),
+        "tickets.tag": tag,
         "calls.call": lambda: call,
         "calls.transcript": lambda: Transcript.objects.create(call=call, source="contact_lens"),
         "calls.callevent": lambda: CallEvent.objects.create(
@@ -148,6 +156,7 @@ LABELS = [
     "tickets.interaction",
     "tickets.csatfeedback",
     "tickets.order",
+    "tickets.tag",
     "calls.call",
     "calls.transcript",
     "calls.callevent",
@@ -518,3 +527,55 @@ def test_deliveries_and_events_about_alerts_and_visitors_codes_are_for_superviso
     assert all(_listed(_browser(supervisor), row) for row in (ours, code, alert))
     root = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
     assert all(_listed(_browser(root), row) for row in (ours, code, alert, event))
+
+
+def test_tag_names_of_other_teams_tickets_are_not_offered(
+    django_user_model: Any, world: dict[str, Any]
+) -> None:
+    """The ticket list's tag filter and a ticket form's tag choices name only the tags of
+    tickets the agent may see (before: every tag, as the inbox's filter did before the
+    2026-12-06 review); a supervisor's list offers both."""
+    from tickets.models import Tag
+
+    ours = _make("tickets.tag", world["ours"], None)
+    theirs = _make("tickets.tag", world["theirs"], None)
+    assert isinstance(ours, Tag)
+    assert isinstance(theirs, Tag)
+    viewer = _staff_agent(django_user_model, world["ours"]["team"], "view_ticket", "change_ticket")
+    browser = _browser(viewer)
+    listing = browser.get(reverse("admin:tickets_ticket_changelist")).content.decode()
+    assert ours.name in listing
+    assert theirs.name not in listing
+    form = browser.get(_url(world["ours"]["ticket"], "change")).content.decode()
+    assert f">{ours.name}<" in form
+    assert theirs.name not in form
+    root = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+    listing = _browser(root).get(reverse("admin:tickets_ticket_changelist")).content.decode()
+    assert ours.name in listing
+    assert theirs.name in listing
+
+
+def test_reply_draft_totals_count_only_the_drafts_listed(
+    django_user_model: Any, world: dict[str, Any]
+) -> None:
+    """The outcome totals above the reply drafts' list are of the drafts the viewer may
+    see (before: of every team's drafts, above a list filtered by the rule)."""
+    from knowledge.models import ReplyDraft
+
+    for side, n in (("ours", 1), ("theirs", 3)):
+        for _ in range(n):
+            ReplyDraft.objects.create(
+                ticket=world[side]["ticket"],
+                channel="email",
+                provider="local",
+                text="Draft",
+                score=0.9,
+                margin=0.1,
+            )
+    viewer = _staff_agent(django_user_model, world["ours"]["team"], "view_replydraft")
+    response = _browser(viewer).get(reverse("admin:knowledge_replydraft_changelist"))
+    assert response.status_code == 200
+    assert response.context["draft_metrics"]["offered"] == 1
+    root = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+    response = _browser(root).get(reverse("admin:knowledge_replydraft_changelist"))
+    assert response.context["draft_metrics"]["offered"] == 4

@@ -47,6 +47,8 @@ from tickets.models import (
 from tickets.selectors import (
     customer_visibility_q,
     customer_visible_to,
+    tag_visibility_q,
+    tag_visible_to,
     ticket_visibility_q,
     ticket_visible_to,
     visible_ticket_ids,
@@ -75,6 +77,10 @@ admin_visibility_register(
     lambda user, m: m.ticket_id in visible_ticket_ids(user, [m.ticket_id]),
     rows=lambda user: Q(ticket__in=Ticket.objects.filter(ticket_visibility_q(user)).values("pk")),
 )
+# A tag is named to whoever sees a ticket bearing it: the admin's tag list, the tag
+# choices of a ticket's form and the ticket list's tag filter (an agent's list would
+# otherwise name the tags of other teams' tickets).
+admin_visibility_register(Tag, tag_visible_to, rows=tag_visibility_q)
 admin_visibility_register(
     Attachment,
     lambda user, a: a.message.ticket_id in visible_ticket_ids(user, [a.message.ticket_id]),
@@ -234,7 +240,8 @@ class TagAdminForm(forms.ModelForm):  # type: ignore[type-arg]
 
 
 @admin.register(Tag)
-class TagAdmin(SupervisorAdmin):
+class TagAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
+    visible_through = ("",)
     form = TagAdminForm
     search_fields = ("name",)
 
@@ -323,7 +330,8 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         "team",
         "needs_review",
         "is_bot_handoff",
-        "tags",
+        # the tags of the tickets this viewer may list, not every tag (names can tell)
+        ("tags", admin.RelatedOnlyFieldListFilter),
     )
     search_fields = ("subject", "customer__name", "customer__email", "id")
     list_select_related = ("customer", "team", "assignee")

@@ -734,16 +734,24 @@ def canned_response_list(*, user: Any) -> list[CannedResponse]:
     )
 
 
+def tag_visibility_q(user: Any) -> Q:
+    """Which tags a user may see named: supervisors all; agents those on a ticket they may
+    see (a tag's name can tell what another team's ticket is about: security review
+    2026-12-06). The inbox's tag filter and the admin's tag lists and choices."""
+    if is_supervisor(user):
+        return Q()
+    return Q(Exists(Ticket.objects.filter(ticket_visibility_q(user), tags=OuterRef("pk"))))
+
+
+def tag_visible_to(user: Any, tag: Tag) -> bool:
+    """The same rule as :func:`tag_visibility_q` for one tag."""
+    return Tag.objects.filter(tag_visibility_q(user), pk=tag.pk).exists()
+
+
 def tag_list(*, user: Any, limit: int = 200) -> list[Tag]:
-    """The tags the inbox's tag filter offers, by name, at most
-    ``limit``: every tag for a supervisor, only those on tickets it may see for an agent
-    (a tag's name can tell what another team's ticket is about: security review
-    2026-12-06). One query."""
-    tags = Tag.objects.order_by("name")
-    if not is_supervisor(user):
-        visible = Ticket.objects.filter(ticket_visibility_q(user), tags=OuterRef("pk"))
-        tags = tags.filter(Exists(visible))
-    return list(tags[:limit])
+    """The tags the inbox's tag filter offers, by name, at most ``limit``: those ``user``
+    may see (:func:`tag_visibility_q`). One query."""
+    return list(Tag.objects.filter(tag_visibility_q(user)).order_by("name")[:limit])
 
 
 def ticket_assigned_open_exists(*, user: Any) -> bool:
