@@ -579,3 +579,26 @@ def test_reply_draft_totals_count_only_the_drafts_listed(
     root = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
     response = _browser(root).get(reverse("admin:knowledge_replydraft_changelist"))
     assert response.context["draft_metrics"]["offered"] == 4
+
+
+def test_a_redrive_of_a_delivery_the_agent_may_not_see_is_as_unknown(
+    django_user_model: Any, world: dict[str, Any]
+) -> None:
+    """The re-drive button's URL answers 404 for a delivery about another team's ticket,
+    as for an id that does not exist or is no number (before: a redirect to its page with
+    "Only supervisors can re-drive", telling that it exists; a 500 for a non-number)."""
+    from support.delivery.models import Delivery
+
+    visible = _make("delivery.delivery", world["ours"], None)
+    hidden = _make("delivery.delivery", world["theirs"], None)
+    Delivery.objects.filter(pk__in=[visible.pk, hidden.pk]).update(status="dead")
+    viewer = _staff_agent(
+        django_user_model, world["ours"]["team"], "view_delivery", "change_delivery"
+    )
+    browser = _browser(viewer)
+    # one it may see: refused as before (supervisors re-drive), back on its page
+    assert browser.post(f"/admin/delivery/delivery/{visible.pk}/redrive/").status_code == 302
+    for object_id in (hidden.pk, hidden.pk + 1000, "abc"):
+        response = browser.post(f"/admin/delivery/delivery/{object_id}/redrive/")
+        assert response.status_code == 404, object_id
+    assert Delivery.objects.get(pk=hidden.pk).status == "dead"

@@ -10,7 +10,13 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -172,7 +178,11 @@ class DeliveryAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         """The "Re-drive" button of one dead letter (POST only)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        delivery = get_object_or_404(Delivery, pk=object_id)
+        # among the rows this viewer may see (an id it may not is as unknown as one that
+        # does not exist), and an id that is no number is unknown too, not an error
+        if not object_id.isdigit():
+            raise Http404("No such delivery.")
+        delivery = get_object_or_404(self.get_queryset(request), pk=int(object_id))
         change_url = reverse("admin:delivery_delivery_change", args=[delivery.pk])
         if not (self.has_view_permission(request, delivery) and is_supervisor(request.user)):
             self.message_user(request, "Only supervisors can re-drive.", messages.ERROR)
