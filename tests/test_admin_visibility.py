@@ -530,15 +530,17 @@ def test_deliveries_and_events_about_alerts_and_visitors_codes_are_for_superviso
 
 
 def test_tag_names_of_other_teams_tickets_are_not_offered(
-    django_user_model: Any, world: dict[str, Any]
+    django_user_model: Any, supervisor: Any, world: dict[str, Any]
 ) -> None:
     """The ticket list's tag filter and a ticket form's tag choices name only the tags of
-    tickets the agent may see (before: every tag, as the inbox's filter did before the
-    2026-12-06 review); a supervisor's list offers both."""
+    tickets the agent may see, and tags on no ticket (before: every tag, as the inbox's
+    filter did before the 2026-12-06 review); a supervisor's and a superuser's list offer
+    every tag."""
     from tickets.models import Tag
 
     ours = _make("tickets.tag", world["ours"], None)
     theirs = _make("tickets.tag", world["theirs"], None)
+    unused = Tag.objects.create(name="just-created")
     assert isinstance(ours, Tag)
     assert isinstance(theirs, Tag)
     viewer = _staff_agent(django_user_model, world["ours"]["team"], "view_ticket", "change_ticket")
@@ -548,11 +550,15 @@ def test_tag_names_of_other_teams_tickets_are_not_offered(
     assert theirs.name not in listing
     form = browser.get(_url(world["ours"]["ticket"], "change")).content.decode()
     assert f">{ours.name}<" in form
+    assert f">{unused.name}<" in form  # a new tag can be put on a ticket
     assert theirs.name not in form
     root = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
-    listing = _browser(root).get(reverse("admin:tickets_ticket_changelist")).content.decode()
-    assert ours.name in listing
-    assert theirs.name in listing
+    for user in (supervisor, root):
+        page = _browser(user).get(reverse("admin:tickets_ticket_changelist"))
+        listing = page.content.decode()
+        assert ours.name in listing
+        assert theirs.name in listing
+        assert unused.name in listing
 
 
 def test_reply_draft_totals_count_only_the_drafts_listed(
@@ -598,7 +604,7 @@ def test_a_redrive_of_a_delivery_the_agent_may_not_see_is_as_unknown(
     browser = _browser(viewer)
     # one it may see: refused as before (supervisors re-drive), back on its page
     assert browser.post(f"/admin/delivery/delivery/{visible.pk}/redrive/").status_code == 302
-    for object_id in (hidden.pk, hidden.pk + 1000, "abc"):
+    for object_id in (hidden.pk, hidden.pk + 1000, "abc", "%C2%B2"):  # "²" is a digit
         response = browser.post(f"/admin/delivery/delivery/{object_id}/redrive/")
         assert response.status_code == 404, object_id
     assert Delivery.objects.get(pk=hidden.pk).status == "dead"

@@ -18,6 +18,7 @@ from support.auth.admin import (
     RecordAdminMixin,
     SupervisorAdmin,
     SupervisorInlineMixin,
+    VisibleRelatedListFilter,
     VisibleRowsAdminMixin,
     admin_link,
     admin_superuser_subject_register,
@@ -330,8 +331,8 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         "team",
         "needs_review",
         "is_bot_handoff",
-        # the tags of the tickets this viewer may list, not every tag (names can tell)
-        ("tags", admin.RelatedOnlyFieldListFilter),
+        # the tags this viewer may see named, not every tag (a name can tell)
+        ("tags", VisibleRelatedListFilter),
     )
     search_fields = ("subject", "customer__name", "customer__email", "id")
     list_select_related = ("customer", "team", "assignee")

@@ -737,10 +737,13 @@ def canned_response_list(*, user: Any) -> list[CannedResponse]:
 def tag_visibility_q(user: Any) -> Q:
     """Which tags a user may see named: supervisors all; agents those on a ticket they may
     see (a tag's name can tell what another team's ticket is about: security review
-    2026-12-06). The inbox's tag filter and the admin's tag lists and choices."""
+    2026-12-06) and those on no ticket (which tell nothing: one just created, say). The
+    inbox's tag filter and the admin's tag lists and choices."""
     if is_supervisor(user):
         return Q()
-    return Q(Exists(Ticket.objects.filter(ticket_visibility_q(user), tags=OuterRef("pk"))))
+    on_visible = Ticket.objects.filter(ticket_visibility_q(user), tags=OuterRef("pk"))
+    on_any = Ticket.objects.filter(tags=OuterRef("pk"))
+    return Q(Exists(on_visible)) | ~Q(Exists(on_any))
 
 
 def tag_visible_to(user: Any, tag: Tag) -> bool:

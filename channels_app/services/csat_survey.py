@@ -76,11 +76,14 @@ SWEEP_WINDOW = timedelta(hours=24)
 SWEEP_BATCH = 200
 SWEEP_PAGE = 1000  # candidates read at a time (those already looked at are skipped in Redis)
 SWEEP_SCAN = 20000  # at most this many read a run
-# Since when the sweep has found surveys on (an ISO time in Redis, no expiry; dropped by a
-# run that finds them off): it asks for no resolution from before, so turning
-# ``CSAT_SURVEY_ENABLED`` on does not survey the day's earlier resolutions, which no task
-# was ever meant to survey. Lost with Redis's data, it starts again from that run.
+# Surveys turned back on (in Redis, no expiry): a run that finds ``CSAT_SURVEY_ENABLED``
+# off writes ``SWEEP_OFF``; the next run that finds it on replaces that with its own time,
+# and no resolution from before that time is swept: turning surveys on does not survey the
+# day's earlier resolutions, which no task was meant to survey. No key (surveys never seen
+# off, a deploy, Redis's data lost) limits nothing but the window: a task lost then is
+# still swept.
 SWEEP_ON_SINCE_KEY = "csat-surveys-on-since"
+SWEEP_OFF = "off"
 
 
 def csat_survey_text(*, ticket: Ticket, link: str = SURVEY_LINK_PLACEHOLDER) -> str:
@@ -201,11 +204,12 @@ def csat_surveys_sweep(
     run. Newest first, in pages, so those skipped ones never crowd out a newer lost one;
     at most ``batch`` looked at a run. Returns how many it looked at.
 
-    ``CSAT_SURVEY_ENABLED`` is read when the sweep runs; a resolution from before the run
-    that first found it on (``SWEEP_ON_SINCE_KEY``) is not asked about: turning surveys on
-    does not survey the day's earlier resolutions (docs/customer-context.md)."""
+    ``CSAT_SURVEY_ENABLED`` is read when the sweep runs; after a run found it off, a
+    resolution from before the run that found it on again is not asked about
+    (``SWEEP_ON_SINCE_KEY``): turning surveys on does not survey the day's earlier
+    resolutions (docs/customer-context.md)."""
     if not settings.CSAT_SURVEY_ENABLED:
-        cache.delete(SWEEP_ON_SINCE_KEY)
+        cache.set(SWEEP_ON_SINCE_KEY, SWEEP_OFF, timeout=None)
         return 0
     now = timezone.now()
     since = _surveys_on_since(now)
@@ -217,7 +221,7 @@ def csat_surveys_sweep(
     candidates = (
         Ticket.objects.filter(
             status__in=FEEDBACK_STATUSES,
-            resolved_at__gte=max(now - window, since),
+            resolved_at__gte=max(now - window, since) if since else now - window,
             resolved_at__lt=now - stale,
             merged_into__isnull=True,
             channel__in=registered_channels(),
@@ -258,9 +262,11 @@ def csat_surveys_sweep(
     return handled
 
 
-def _surveys_on_since(now: datetime) -> datetime:
-    """When the sweep first found surveys on (``SWEEP_ON_SINCE_KEY``), recording ``now``
-    when no run has (or Redis lost it)."""
-    cache.add(SWEEP_ON_SINCE_KEY, now.isoformat(), timeout=None)  # the first run's wins
-    since = parse_datetime(str(cache.get(SWEEP_ON_SINCE_KEY) or ""))
-    return since if since is not None else now
+def _surveys_on_since(now: datetime) -> datetime | None:
+    """Since when surveys are on again after a run found them off (``SWEEP_ON_SINCE_KEY``:
+    ``now`` when the last run found them off), or None when no run has seen them off."""
+    value = cache.get(SWEEP_ON_SINCE_KEY)
+    if value == SWEEP_OFF:
+        cache.set(SWEEP_ON_SINCE_KEY, now.isoformat(), timeout=None)
+        return now
+    return parse_datetime(value) if isinstance(value, str) else None

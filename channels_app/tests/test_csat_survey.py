@@ -402,9 +402,7 @@ def test_a_web_chat_visitor_polling_its_conversation_gets_its_survey_with_the_li
 def resolve_task_lost(ticket: Ticket, agent: Any, capture: Any, minutes_ago: float) -> None:
     """Resolve, with the survey task lost (a worker killed, the database away longer than
     its retries): the event is delivered, no survey is written. Then move the resolution
-    back ``minutes_ago``. The sweep has found surveys on for two days (unless a test says
-    otherwise): the resolution is not from before they were on."""
-    cache.add(SWEEP_ON_SINCE_KEY, (timezone.now() - timedelta(days=2)).isoformat(), None)
+    back ``minutes_ago``."""
     with mock.patch("channels_app.tasks.csat_survey_send_task") as lost:
         resolve(ticket, agent, capture)
     assert lost.delay.called
@@ -493,7 +491,6 @@ def test_turning_surveys_on_does_not_survey_the_resolutions_from_before(
     """A resolution while surveys were off got no task (none was meant to survey it): the
     sweep that later finds them on does not ask its customer; one resolved since does."""
     responses.post(WA_URL, json={"messages": [{"id": "wamid.SWEPT-ON"}]})
-    cache.set(SWEEP_ON_SINCE_KEY, (timezone.now() - timedelta(days=2)).isoformat(), None)
     settings.CSAT_SURVEY_ENABLED = False
     with django_capture_on_commit_callbacks(execute=True):
         ticket_update(ticket=wa_ticket, status="resolved", actor=agent)
@@ -501,11 +498,11 @@ def test_turning_surveys_on_does_not_survey_the_resolutions_from_before(
         resolved_at=timezone.now() - timedelta(minutes=15)
     )
     assert csat_surveys_sweep() == 0
-    assert cache.get(SWEEP_ON_SINCE_KEY) is None  # a run that found them off forgets since
+    assert cache.get(SWEEP_ON_SINCE_KEY) == "off"  # a run that found them off says so
     settings.CSAT_SURVEY_ENABLED = True
-    assert csat_surveys_sweep() == 0  # resolved before this run found surveys on
+    assert csat_surveys_sweep() == 0  # resolved before this run found surveys on again
     since = cache.get(SWEEP_ON_SINCE_KEY)
-    assert since is not None
+    assert since not in (None, "off")
     assert surveys(wa_ticket) == []
     # resolved again after that, its task lost: swept 15 minutes later
     with django_capture_on_commit_callbacks(execute=True):
@@ -520,6 +517,21 @@ def test_turning_surveys_on_does_not_survey_the_resolutions_from_before(
     assert cache.get(SWEEP_ON_SINCE_KEY) == since  # the first run's time stays
     (survey,) = surveys(wa_ticket)
     assert survey.channel_message_id == "wamid.SWEPT-ON"
+
+
+@responses.activate
+def test_a_sweep_that_never_saw_surveys_off_keeps_its_whole_window(
+    wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """No record of surveys off (a deploy, Redis's data lost): a resolution of the last
+    day whose task was lost is still swept, as before the off/on rule."""
+    responses.post(WA_URL, json={"messages": [{"id": "wamid.SWEPT-W"}]})
+    resolve_task_lost(wa_ticket, agent, django_capture_on_commit_callbacks, minutes_ago=600)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert csat_surveys_sweep() == 1
+    assert cache.get(SWEEP_ON_SINCE_KEY) is None
+    (survey,) = surveys(wa_ticket)
+    assert survey.channel_message_id == "wamid.SWEPT-W"
 
 
 def test_the_beat_runs_the_survey_sweep() -> None:

@@ -180,7 +180,7 @@ class DeliveryAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
             return HttpResponseNotAllowed(["POST"])
         # among the rows this viewer may see (an id it may not is as unknown as one that
         # does not exist), and an id that is no number is unknown too, not an error
-        if not object_id.isdigit():
+        if not (object_id.isascii() and object_id.isdigit()):
             raise Http404("No such delivery.")
         delivery = get_object_or_404(self.get_queryset(request), pk=int(object_id))
         change_url = reverse("admin:delivery_delivery_change", args=[delivery.pk])
