@@ -441,10 +441,9 @@ def test_the_sweep_sends_the_survey_whose_task_was_lost_once(
 
 @responses.activate
 def test_the_sweep_leaves_fresh_old_and_answered_resolutions_alone(
-    post_fixture: Any, agent: Any, django_capture_on_commit_callbacks: Any
+    wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    post_fixture(make_account("whatsapp"), "text_message")
-    ticket = Ticket.objects.get()
+    ticket = wa_ticket
     # resolved five minutes ago: its task may still be on its way
     resolve_task_lost(ticket, agent, django_capture_on_commit_callbacks, minutes_ago=5)
     assert csat_surveys_sweep() == 0
@@ -563,10 +562,9 @@ def test_a_survey_moved_in_by_a_merge_is_not_this_tickets(
 
 
 def test_a_ticket_the_sweep_fails_on_is_tried_again_and_holds_up_no_other(
-    post_fixture: Any, agent: Any, django_capture_on_commit_callbacks: Any
+    wa_ticket: Ticket, agent: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    post_fixture(make_account("whatsapp"), "text_message")
-    first = Ticket.objects.get()
+    first = wa_ticket
     resolve_task_lost(first, agent, django_capture_on_commit_callbacks, minutes_ago=20)
     second = ticket_create(
         subject="Another", body="Also broken", customer=first.customer, channel="whatsapp"
