@@ -115,10 +115,16 @@ def json_loads(data: bytes | str, *, what: str = "The body") -> Any:
         raise UnreadableJson(f"{what} is not UTF-8 ({exc.reason}).") from None
     try:
         value = json.loads(text, parse_constant=_refuse_constant(what))
+    except UnreadableJson:
+        raise  # NaN or Infinity (``_refuse_constant``)
     except json.JSONDecodeError as exc:
         raise UnreadableJson(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
         ) from None
+    except ValueError as exc:
+        # a number Python will not convert (more than ``sys.get_int_max_str_digits()``
+        # digits): a plain ValueError, which callers catching UnreadableJson let through
+        raise UnreadableJson(f"{what} is not valid JSON: {exc}") from None
     except RecursionError:
         value = None
         deep = True

@@ -41,3 +41,14 @@ def test_json_loads_refuses_nan_and_infinity(constant):
 
     with pytest.raises(UnreadableJson, match=f"The body is not valid JSON: {constant} is not"):
         json_loads(f'{{"a": [1, {constant}]}}')
+
+
+def test_json_loads_refuses_a_number_python_will_not_read():
+    """An integer of more than 4,300 digits makes ``json.loads`` raise a plain ``ValueError``
+    (Python's limit on int conversion), which callers that catch ``UnreadableJson`` let
+    through as a 500: it is unreadable JSON like any other, with a message saying why."""
+    from support.parsing import UnreadableJson, json_loads
+
+    with pytest.raises(UnreadableJson, match=r"The payload is not valid JSON: .*digits"):
+        json_loads('{"a": ' + "9" * 5000 + "}", what="The payload")
+    assert json_loads('{"a": ' + "9" * 400 + "}")["a"] == int("9" * 400)
