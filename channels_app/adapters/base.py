@@ -325,6 +325,14 @@ class ChannelAdapter(ABC):
         """Raise ``MalformedPayload`` with a clear message; JSON by default."""
         json_body(request.body)
 
+    def addressed_to(self, request: WebhookRequest) -> frozenset[str]:
+        """The platform ids of the accounts a delivery is for, as its payload names them
+        (compared with ``ChannelAccount.external_id``): several accounts of one app share
+        its secret, so the signature alone cannot tell them apart. Read from a body not
+        yet verified and never trusted alone; never raises (an odd body names what can be
+        read of it, often nothing). Default: names none."""
+        return frozenset()
+
     def delivery_id(self, request: WebhookRequest) -> str:
         """The natural key of a delivery; a retried delivery has the same body."""
         return hashlib.sha256(request.body).hexdigest()
@@ -350,6 +358,32 @@ def json_body(body: bytes) -> Any:
         return json_loads(body)
     except UnreadableJson as exc:
         raise MalformedPayload(str(exc)) from None
+
+
+def json_body_or_none(body: bytes) -> Any:
+    """The JSON of a body, or None where it is not JSON (``json_body`` without raising)."""
+    try:
+        return json_loads(body)
+    except UnreadableJson:
+        return None
+
+
+def platform_id(value: Any) -> str:
+    """An account id as a payload gives it (a string, or a number), else "" (a bool, an
+    object, a list: not an id)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def dict_items(container: Any, key: str) -> list[dict[str, Any]]:
+    """The objects in ``container[key]`` where ``container`` is an object and that is a
+    list (anything else in it skipped), else none: for reading odd payloads without
+    raising."""
+    items = container.get(key) if isinstance(container, dict) else None
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
 def hmac_sha256(secret: str, data: bytes) -> bytes:

@@ -8,6 +8,7 @@ limits, signatures, CORS of the widget) read side by side; no logic to split out
 from __future__ import annotations
 
 import functools
+import logging
 import secrets
 from typing import Any
 
@@ -29,8 +30,10 @@ from rest_framework.views import APIView
 
 from channels_app import selectors, services, verification
 from channels_app.adapters.base import (
+    ChannelAdapter,
     MalformedPayload,
     SignatureError,
+    WebhookRequest,
     get_adapter,
     registered_channels,
 )
@@ -55,6 +58,8 @@ from support.throttling import PerIPRateThrottle, client_ip, hit, over_limit
 from tickets.attachments import attachment_file_response
 from tickets.selectors import message_written_on_ticket_get
 from tickets.status_access import StatusGrant
+
+logger = logging.getLogger(__name__)
 
 
 class WebhookRateThrottle(PerIPRateThrottle):
@@ -112,10 +117,15 @@ def webhook_account_for_request(
     channel: str, request: HttpRequest
 ) -> ChannelAccount | tuple[int, dict[str, Any]]:
     """The account of a webhook request that names none (seed 001's
-    ``/api/webhooks/<platform>``): the only active account of the channel, else the one
-    whose verify token the GET handshake names or whose secret verifies the POST. Or the
-    refusal (status, body). The caller then runs :func:`webhook` with its token, which
-    repeats every check (rate limits, size, signature) as for any delivery."""
+    ``/api/webhooks/<platform>``), or the refusal (status, body): the only active account
+    of the channel; else, for the GET handshake, the one whose verify token it names (or
+    whose CRC answer it is, the same from every account that answers); for a POST, among
+    the accounts whose secret verifies it, the one whose ``external_id`` the payload names
+    (``ChannelAdapter.addressed_to``: one Meta or X app signs for all its numbers, pages
+    and users with one secret). Ambiguous (several, or none of them named): the lowest pk,
+    as before, so nothing received is lost, with a warning. The caller then runs
+    :func:`webhook` with its token, which repeats every check (rate limits, size,
+    signature) as for any delivery."""
     if channel not in registered_channels():
         return 404, error_body("not_found", f"Unknown channel {channel!r}.")
     accounts = list(
@@ -127,11 +137,7 @@ def webhook_account_for_request(
         return accounts[0]
     adapter = get_adapter(channel)
     if request.method == "GET":
-        query = request.GET.dict()
-        for account in accounts:
-            if adapter.handshake(account, query)[0] == 200:
-                return account
-        return 403, error_body("forbidden", "No account matches this handshake.")
+        return _handshake_account(channel, adapter, accounts, request.GET.dict())
     limit = webhook_body_limit(channel)
     declared = content_length(request.META.get("CONTENT_LENGTH"))
     if declared is not None and declared > limit:
@@ -150,14 +156,120 @@ def webhook_account_for_request(
     signed = services.webhook_request_build(
         headers=dict(request.headers), body=request.body[: limit + 1], query=request.GET.dict()
     )
+    account = _signed_account(channel, adapter, accounts, signed)
+    if account is None:
+        hit(misses, failures)
+        return 403, error_body("invalid_signature", "The signature matches no account.")
+    return account
+
+
+def _handshake_account(
+    channel: str, adapter: ChannelAdapter, accounts: list[ChannelAccount], query: dict[str, str]
+) -> ChannelAccount | tuple[int, dict[str, Any]]:
+    """The first account that answers the handshake, where all that answer give the same
+    answer (Meta echoes the challenge). X's CRC answer is signed with each account's
+    consumer secret: where those differ, only the account's own path can say which the
+    platform expects, and a wrong answer would fail X's check silently."""
+    answering = []
+    for account in accounts:
+        code, body, _ = adapter.handshake(account, query)
+        if code == 200:
+            answering.append((account, body))
+    if not answering:
+        return 403, error_body("forbidden", "No account matches this handshake.")
+    if len({body for _, body in answering}) > 1:
+        logger.warning(
+            "%s handshake without a token refused: accounts %s answer it differently "
+            "(different secrets).",
+            channel,
+            ", ".join(str(account.pk) for account, _ in answering),
+        )
+        return 409, error_body(
+            "ambiguous_account",
+            f"Several active {channel} accounts with different secrets (an X account's "
+            "consumer secret) answer this handshake differently, so which one is meant "
+            "cannot be told. Point the platform at the account's own webhook URL, "
+            f"/api/webhooks/{channel}/<webhook token>, instead.",
+        )
+    return answering[0][0]
+
+
+def _signed_account(
+    channel: str, adapter: ChannelAdapter, accounts: list[ChannelAccount], signed: WebhookRequest
+) -> ChannelAccount | None:
+    """Among ``accounts`` (in pk order), the one a POST is for: see
+    :func:`webhook_account_for_request`. None: no account's secret verifies it.
+
+    The accounts the payload names are verified first: when exactly one of them verifies,
+    it is the answer whatever the others would say, so theirs cost no HMAC (the usual case
+    of one app's numbers or pages sharing its secret: one HMAC)."""
+    named = adapter.addressed_to(signed)
+    is_named = [bool(account.external_id) and account.external_id in named for account in accounts]
+    verified = _verifying(
+        adapter, [a for a, n in zip(accounts, is_named, strict=True) if n], signed
+    )
+    if not verified:
+        # None of the named: the one that verifies, whatever it names (ambiguous where
+        # several do).
+        verified = _verifying(
+            adapter, [a for a, n in zip(accounts, is_named, strict=True) if not n], signed
+        )
+    if not verified:
+        return None
+    chosen = verified[0]
+    if len(verified) > 1 or len(named) > 1:
+        _choice_warn(channel, named, verified, chosen)
+    return chosen
+
+
+def _verifying(
+    adapter: ChannelAdapter, accounts: list[ChannelAccount], signed: WebhookRequest
+) -> list[ChannelAccount]:
+    verified = []
     for account in accounts:
         try:
             adapter.verify(account, signed)
         except SignatureError:
             continue
-        return account
-    hit(misses, failures)
-    return 403, error_body("invalid_signature", "The signature matches no account.")
+        verified.append(account)
+    return verified
+
+
+#: The most ids (and accounts) one warning names, each cut to ``LOGGED_ID_MAX`` characters.
+LOGGED_IDS_MAX = 10
+LOGGED_ID_MAX = 64
+
+
+def _choice_warn(
+    channel: str, named: frozenset[str], verified: list[ChannelAccount], chosen: ChannelAccount
+) -> None:
+    """Say why a delivery without a token went where it did (ids only: no secret, no
+    text): several accounts it verifies for could be meant, or it names several."""
+    ids = ", ".join(repr(i[:LOGGED_ID_MAX]) for i in sorted(named)[:LOGGED_IDS_MAX]) or "no id"
+    candidates = ", ".join(
+        f"{account.pk} (external_id {account.external_id[:LOGGED_ID_MAX]!r})"
+        for account in verified[:LOGGED_IDS_MAX]
+    )
+    if len(named) > 1:
+        why = (
+            "one delivery naming several accounts is recorded once, under one of them "
+            "(docs/channels.md)"
+        )
+    else:
+        why = (
+            "set each account's external_id, or point the platform at "
+            f"/api/webhooks/{channel}/<webhook token>"
+        )
+    logger.warning(
+        "%s webhook without a token: the delivery names %s (%d) and verifies for accounts "
+        "%s; recorded under account %d: %s.",
+        channel,
+        ids,
+        len(named),
+        candidates,
+        chosen.pk,
+        why,
+    )
 
 
 def _too_many(wait: float) -> JsonResponse:

@@ -21,11 +21,14 @@ from channels_app.adapters.base import (
     StatusUpdate,
     UnknownEvent,
     WebhookRequest,
+    dict_items,
     epoch_to_datetime,
     http_call,
     json_body,
+    json_body_or_none,
     media_download,
     media_hosts,
+    platform_id,
 )
 from channels_app.adapters.meta.common import MetaAdapter, graph_url
 from channels_app.adapters.parts import (
@@ -63,6 +66,16 @@ class MessagingPlatformAdapter(MetaAdapter):
         data = json_body(request.body)
         if not isinstance(data, dict) or not isinstance(data.get("entry", []), list):
             raise MalformedPayload("Expected a JSON object with an 'entry' list.")
+
+    def addressed_to(self, request: WebhookRequest) -> frozenset[str]:
+        """Every ``entry[].id``: the page id (Messenger) or Instagram account id the
+        entry is for. One Meta app signs for all its pages with one app secret, and may
+        batch entries of several pages into one delivery."""
+        ids = {
+            platform_id(entry.get("id"))
+            for entry in dict_items(json_body_or_none(request.body), "entry")
+        }
+        return frozenset(ids - {""})
 
     def send_path(self, account: ChannelAccount) -> str:
         return "me/messages"

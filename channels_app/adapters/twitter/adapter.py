@@ -36,8 +36,10 @@ from channels_app.adapters.base import (
     hmac_sha256,
     http_call,
     json_body,
+    json_body_or_none,
     media_download,
     media_hosts,
+    platform_id,
 )
 from channels_app.adapters.parts import (
     PartRequest,
@@ -178,6 +180,13 @@ class TwitterAdapter(ChannelAdapter):
         data = json_body(request.body)
         if not isinstance(data, dict):
             raise MalformedPayload("Expected a JSON object.")
+
+    def addressed_to(self, request: WebhookRequest) -> frozenset[str]:
+        """The top-level ``for_user_id``: the X user the activity is for. One X app
+        signs for every user subscribed to its webhook with its consumer secret."""
+        data = json_body_or_none(request.body)
+        user = platform_id(data.get("for_user_id")) if isinstance(data, dict) else ""
+        return frozenset({user} - {""})
 
     def parse(self, account: ChannelAccount, request: WebhookRequest) -> list[Event]:
         data = json_body(request.body)

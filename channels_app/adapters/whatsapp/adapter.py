@@ -21,11 +21,14 @@ from channels_app.adapters.base import (
     StatusUpdate,
     UnknownEvent,
     WebhookRequest,
+    dict_items,
     epoch_to_datetime,
     http_call,
     json_body,
+    json_body_or_none,
     media_download,
     media_hosts,
+    platform_id,
 )
 from channels_app.adapters.meta.common import MetaAdapter, graph_url
 from channels_app.adapters.parts import (
@@ -104,6 +107,18 @@ class WhatsAppAdapter(MetaAdapter):
         data = json_body(request.body)
         if not isinstance(data, dict) or not isinstance(data.get("entry", []), list):
             raise MalformedPayload("Expected a JSON object with an 'entry' list.")
+
+    def addressed_to(self, request: WebhookRequest) -> frozenset[str]:
+        """The ``phone_number_id`` of every change (``entry[].changes[].value.metadata``):
+        one WhatsApp Business app signs for all its numbers with one app secret."""
+        ids: set[str] = set()
+        for entry in dict_items(json_body_or_none(request.body), "entry"):
+            for change in dict_items(entry, "changes"):
+                value = change.get("value")
+                metadata = value.get("metadata") if isinstance(value, dict) else None
+                if isinstance(metadata, dict):
+                    ids.add(platform_id(metadata.get("phone_number_id")))
+        return frozenset(ids - {""})
 
     def parse(self, account: ChannelAccount, request: WebhookRequest) -> list[Event]:
         data = json_body(request.body)
