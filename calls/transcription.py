@@ -95,8 +95,11 @@ def result_from_s3_object(uri: str, client: Any = None) -> ParsedResult:
 
 
 def local_result_names(contact_id: str) -> list[str]:
+    """Where the local backend looks, first found wins: a Transcribe result, a Data
+    Automation standard output, seed 003's ``results.json`` (its name for the call's one
+    output: nested, or its outputs by name)."""
     base = f"{LOCAL_RESULTS_DIR}/{contact_id}"
-    return [f"{base}/transcribe.json", f"{base}/result.json"]
+    return [f"{base}/transcribe.json", f"{base}/result.json", f"{base}/results.json"]
 
 
 def result_from_storage(contact_id: str) -> ParsedResult | None:

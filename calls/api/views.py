@@ -11,12 +11,14 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from calls import selectors, services, sns
+from calls import parsers, selectors, services, sns
+from calls.api.authentication import FIREHOSE_REQUEST_ID, FirehoseAccessKeyAuthentication
 from calls.models import CallEvent, EventSource, EventStatus
 from support.api_schema import path_parameter
 from support.auth.permissions import IsIntegration
@@ -55,13 +57,38 @@ class CallEventsIntakeApi(APIView):
 
     permission_classes = [IsIntegration]
 
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        # The project's authenticators, then the same API-key check on Firehose's header.
+        return [*super().get_authenticators(), FirehoseAccessKeyAuthentication()]
+
     @extend_schema(
         operation_id="calls_events",
+        description=(
+            "Also an Amazon Data Firehose HTTP endpoint: with `X-Amz-Firehose-Request-Id` "
+            "and the key in `X-Amz-Firehose-Access-Key`, a delivery `{requestId, "
+            "timestamp, records: [{data}]}` is answered 200 `{requestId, timestamp}` once "
+            "recorded (errors: `{requestId, timestamp, errorMessage}`)."
+        ),
         request=OpenApiTypes.OBJECT,
-        responses={202: OpenApiTypes.OBJECT},
+        responses={202: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT},
         examples=[OpenApiExample("contact event", request_only=True, value=CONTACT_EVENT_EXAMPLE)],
     )
     def post(self, request: Request) -> Response:
+        request_id = request.META.get(FIREHOSE_REQUEST_ID)
+        if request_id is not None:
+            try:
+                body = parsers.firehose_body(
+                    request.body,
+                    request.META.get("HTTP_CONTENT_ENCODING", ""),
+                    max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+                )
+            except parsers.RecordError as exc:
+                raise InvalidInput(str(exc)) from None
+            # Acknowledged only once recorded: the intake's transaction has committed.
+            services.call_events_intake(body=body)
+            return Response(
+                {"requestId": request_id, "timestamp": _millis()}, status=status.HTTP_200_OK
+            )
         result = services.call_events_intake(body=request.body)
         return Response(
             {
@@ -71,6 +98,25 @@ class CallEventsIntakeApi(APIView):
             },
             status=status.HTTP_202_ACCEPTED,
         )
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """To Firehose, every error in its shape: ``{requestId, timestamp, errorMessage}``
+        (any non-200 makes it retry, then back the records up)."""
+        response = super().handle_exception(exc)
+        request_id = self.request.META.get(FIREHOSE_REQUEST_ID)
+        if request_id is not None:
+            error = response.data.get("error") if isinstance(response.data, dict) else None
+            message = error.get("message") if isinstance(error, dict) else None
+            response.data = {
+                "requestId": request_id,
+                "timestamp": _millis(),
+                "errorMessage": str(message or response.status_text),
+            }
+        return response
+
+
+def _millis() -> int:
+    return int(timezone.now().timestamp() * 1000)
 
 
 class SnsIntakeApi(APIView):

@@ -29,6 +29,8 @@ from calls.parsers import (
     contact_id_text,
     ctr_fields,
     expand,
+    is_firehose_delivery,
+    is_s3_test_event,
     parse_time,
     s3_locations,
 )
@@ -106,9 +108,13 @@ def call_events_intake(
         raise InvalidInput(message, details={"body": [message]}) from None
     # (index, record, classified or error, fingerprint key of a failed record)
     outcomes: list[tuple[int, Any, Classified | RecordError, str]] = []
+    # A record of a Firehose delivery that cannot be decoded is keyed by the delivery's
+    # requestId (the same on every retry of it; the envelope's timestamp may not be), so a
+    # redelivery keeps it once.
+    basis = {"firehose": str(parsed["requestId"])} if is_firehose_delivery(parsed) else parsed
     for index, record in enumerate(expand(parsed)):
         if isinstance(record, RecordError):
-            outcomes.append((index, parsed, record, _fingerprint({"index": index, "body": parsed})))
+            outcomes.append((index, parsed, record, _fingerprint({"index": index, "body": basis})))
             continue
         # Records decoded from the body (Kinesis data, an SNS Message) may hold NULs too.
         record = cast("dict[str, Any]", without_nul(record))
@@ -457,7 +463,10 @@ BDA_OUTPUT_FOLDERS = frozenset({"standard_output", "custom_output"})
 def s3_result_created(*, record: dict[str, Any]) -> bool:
     """An S3 event for ``{callId}/.../result(s).json`` or ``job_metadata.json``. Data
     Automation's own output objects (standard and custom) are ignored: its
-    ``job_metadata.json`` is the one that drives the pipeline."""
+    ``job_metadata.json`` is the one that drives the pipeline; so is S3's
+    ``s3:TestEvent`` (it names no object)."""
+    if is_s3_test_event(record):
+        return False
     if "Records" in record:
         s3 = record["Records"][0]["s3"]
         bucket, key = s3["bucket"]["name"], s3["object"]["key"]
