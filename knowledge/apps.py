@@ -9,11 +9,13 @@ class KnowledgeConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.checks import Tags
         from django.core.checks import register as check_register
 
-        from knowledge.checks import check_bedrock_thresholds
+        from knowledge.checks import check_bedrock_s3_source, check_bedrock_thresholds
 
         check_register(check_bedrock_thresholds)
+        check_register(check_bedrock_s3_source, Tags.database)
         from knowledge.draft_services import on_message_created
         from knowledge.panels import draft_panel_context, suggestions_panel_context
         from knowledge.privacy import knowledge_erase

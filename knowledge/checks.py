@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning
+from django.db import DatabaseError
 
 # The score thresholds as shipped: calibrated on the local backend's fused scores
 # (StackFAQ's dev split, bench/kb_draft_calibrate.py; docs/knowledge.md "Reply drafts").
@@ -55,5 +56,36 @@ def check_bedrock_thresholds(app_configs: Any = None, **kwargs: Any) -> list[Che
             "suggestions are gated by thresholds never measured on them.",
             hint=BEDROCK_CALIBRATION_HINT,
             id="knowledge.W001",
+        )
+    ]
+
+
+def check_bedrock_s3_source(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """``KB_BACKEND=bedrock`` with no S3 knowledge source (``knowledge.W002``). S3 object
+    events start a Bedrock ingestion job only for an object a ``KnowledgeSource`` of kind
+    ``s3`` covers (bucket and prefix); without one every event is marked processed and
+    nothing is ingested. A database check (registered with ``Tags.database``): it runs on
+    ``migrate`` and ``manage.py check --database default``, not on every command, and says
+    nothing before the knowledge tables exist."""
+    if settings.KB_BACKEND != "bedrock" or not databases or "default" not in databases:
+        return []
+    from knowledge.models import KnowledgeSource
+
+    try:
+        found = KnowledgeSource.objects.filter(kind=KnowledgeSource.Kind.S3).exists()
+    except DatabaseError:  # not migrated yet: the first migrate
+        return []
+    if found:
+        return []
+    return [
+        Warning(
+            "KB_BACKEND is bedrock but no knowledge source of kind s3 exists: S3 object "
+            "events are marked processed without starting an ingestion job.",
+            hint='Add a knowledge source of kind "S3 bucket" with the Bedrock data '
+            "source's bucket and prefix (admin: Knowledge sources, with the add permission; "
+            'docs/knowledge.md, "Backends").',
+            id="knowledge.W002",
         )
     ]

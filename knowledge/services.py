@@ -1156,6 +1156,18 @@ def object_event_process(
     if _object_event_settled(event):
         return None
     sources = _object_event_sources(event)
+    if not sources:
+        # No S3 source covers the object: nothing is ingested (with KB_BACKEND=bedrock no
+        # ingestion job starts either). Said, not dropped silently: a bucket whose events
+        # arrive without a ``KnowledgeSource(kind=s3)`` row was read as "Bedrock ingests it".
+        logger.warning(
+            "kb event %s: no S3 knowledge source covers s3://%s/%s (backend %s); marked "
+            "processed, nothing ingested. Add a source of kind s3 for the bucket and prefix.",
+            event.pk,
+            event.bucket,
+            event.key[:300],
+            _backend_name(),
+        )
     job: IngestionJob | None = None
     synced: list[KnowledgeSource] = []
     for source in sources:

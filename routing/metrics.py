@@ -16,6 +16,9 @@ cost → ``support_routing_tokens``, ``support_routing_cost_usd``,
 ``support_routing_cost_per_ticket_usd``. Not windowed: ``support_routing_unrouted_tickets``
 (tickets still without a decision; the routing sweep's work) and
 ``support_routing_failed_tickets{kind}`` (those whose routing failed: permanent or retrying).
+``support_routing_outcomes{outcome}`` (windowed) counts every ticket routed or failed:
+``decided``, ``fell_back`` (provider errors) and ``failed`` (no decision: routing failed
+outright), the error-rate alarms' numerator and denominator.
 
 Averages and ratios whose denominator is 0 in the window (no decision, no verdict, no
 decision by a router with an out-of-scope detector) are left out, not published as 0: a
@@ -141,6 +144,23 @@ def routing_metrics() -> Iterator[Metric]:
     for row in failed:
         errors.add_metric([row["fallback_from"]], row["n"])
     yield errors
+
+    # Seed 004's error rate counts the tickets routing could not decide at all: a ticket
+    # whose routing failed outright has no decision, so provider errors / tickets processed
+    # read 0/0 (no data, no alarm) through a total outage. The error-rate alarms divide
+    # ``outcome=~"fell_back|failed"`` by every outcome.
+    outcomes = gauge(
+        "routing_outcomes",
+        "Tickets routed or failed in the window, by outcome: decided (the provider "
+        "answered), fell_back (a decision after the provider failed) or failed (routing "
+        "failed outright, no decision: its last failure in the window).",
+        ["outcome"],
+    )
+    fell_back = sum(int(row["n"]) for row in failed)
+    outcomes.add_metric(["decided"], n - fell_back)
+    outcomes.add_metric(["fell_back"], fell_back)
+    outcomes.add_metric(["failed"], RoutingFailure.objects.filter(updated_at__gte=since).count())
+    yield outcomes
 
     tokens = gauge("routing_tokens", "Model tokens used in the window.", ["direction"])
     tokens.add_metric(["in"], float(totals["tokens_in"] or 0))

@@ -60,7 +60,11 @@ from support.outbound import backoff_seconds
 from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.models import PRIORITY_RANK, Priority, Team, Ticket
-from tickets.selectors import ticket_changed_by_person, ticket_opened_by_system
+from tickets.selectors import (
+    ticket_changed_by_person,
+    ticket_opened_by_system,
+    ticket_submitted_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -756,7 +760,12 @@ def ticketing_sync_retry_delays() -> tuple[float, ...]:
 def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
     ticket = decision.ticket
     return {
-        "ticket_id": ticket.pk,
+        # seed 004's ``ticket_id``: the ticketing system's own id (the API caller's, as
+        # ``GET /tickets/{id}`` answers it), else the internal id as a string; the internal
+        # id is ``id``. Before, ``ticket_id`` was the internal id, which names another
+        # ticket (or none) in the ticketing system.
+        "ticket_id": ticket_submitted_id(ticket),
+        "id": ticket.pk,
         "ticket_number": ticket.number,
         # an API caller's own ticket id only, never a channel's sender id (address, phone)
         "external_ref": ticket.origin_platform_id if ticket.origin_caller_id else "",
@@ -853,8 +862,26 @@ def ticketing_sync_delivery(decision: RoutingDecision) -> Delivery | None:
     )
 
 
+def ticketing_sync_body(payload: dict[str, Any]) -> dict[str, Any]:
+    """The body sent for a stored sync payload. A payload queued before ``ticket_id``
+    became the ticketing system's own id (no ``id`` key: its ``ticket_id`` is the internal
+    id) is brought to the current shape when it is sent, so a retry or re-drive of it does
+    not name the wrong ticket: ``external_ref`` (the caller's id, or "") was the one rule
+    ``ticket_submitted_id`` follows."""
+    if "id" in payload:
+        return payload
+    internal = payload.get("ticket_id")
+    return {
+        **payload,
+        "ticket_id": payload.get("external_ref") or str(internal),
+        "id": internal,
+    }
+
+
 def _ticketing_sync_send(delivery: Delivery) -> SendResult:
-    return ticketing_post(body=delivery.payload, idempotency_key=delivery.idempotency_key)
+    # deliveries store their payload and resend it as stored: upgrade an old one's shape
+    body = ticketing_sync_body(delivery.payload)
+    return ticketing_post(body=body, idempotency_key=delivery.idempotency_key)
 
 
 def _ticketing_sync_changed(delivery: Delivery, change: DeliveryChange) -> None:

@@ -498,10 +498,19 @@ if __name__ == "__main__":  # build the cache ahead, e.g. in an image: python -m
 
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else default_cache_dir()
     # the default (fused, plain LayerNorms: the knowledge base's passages and the router's
-    # encoder) and the two earlier int8 variants that stored vectors and models may name
-    for fused, plain_norms in ((True, True), (True, False), (False, False)):
-        data = quantized_model(target, fused=fused, plain_norms=plain_norms)
-        print(f"{_sha256(data)} {target / quantized_name(fused=fused, plain_norms=plain_norms)}")
+    # encoder), the two earlier int8 variants that stored vectors and models may name, and
+    # the router's 4-layer encoder (routing.classifier.ENCODER_INT8_L4): a router trained
+    # with it rebuilt it in memory in every process without this
+    variants = (
+        (LAYERS, True, True),
+        (LAYERS, True, False),
+        (LAYERS, False, False),
+        (4, False, False),
+    )
+    for layers, fused, plain_norms in variants:
+        data = quantized_model(target, layers, fused=fused, plain_norms=plain_norms)
+        name = quantized_name(layers, fused=fused, plain_norms=plain_norms)
+        print(f"{_sha256(data)} {target / name}")
     # and the word-piece table of the router's first stage (support.static_table)
     from support import static_table
 

@@ -323,16 +323,18 @@ def test_the_image_builds_the_minilm_cache_without_settings(tmp_path) -> None:
     # The build stage runs `python -m support.minilm /opt/minilm-cache` with no Django
     # settings in its environment (no ENVIRONMENT, DJANGO_SETTINGS_MODULE, SECRET_KEY...):
     # the module must not need them. The folder is filled from this machine's cache first,
-    # so the command only checks and lists the three variants and the router's word-piece
-    # table (no ~15 s builds).
+    # so the command only checks and lists the three 6-layer variants, the router's 4-layer
+    # encoder (routing.classifier.ENCODER_INT8_L4: not in the image, a router trained with it
+    # rebuilt it in every process) and the router's word-piece table (no ~15 s builds).
     import shutil
 
     from support import minilm, static_table
 
-    variants = [(True, True), (True, False), (False, False)]
-    for fused, plain_norms in variants:
-        minilm.quantized_model(fused=fused, plain_norms=plain_norms)
-        name = minilm.quantized_name(fused=fused, plain_norms=plain_norms)
+    six = minilm.LAYERS
+    variants = [(six, True, True), (six, True, False), (six, False, False), (4, False, False)]
+    for layers, fused, plain_norms in variants:
+        minilm.quantized_model(layers=layers, fused=fused, plain_norms=plain_norms)
+        name = minilm.quantized_name(layers, fused=fused, plain_norms=plain_norms)
         shutil.copyfile(minilm.default_cache_dir() / name, tmp_path / name)
     static_table.table()
     name = static_table.TABLE_NAME
@@ -340,10 +342,11 @@ def test_the_image_builds_the_minilm_cache_without_settings(tmp_path) -> None:
     clean = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
     lines = _python(["-m", "support.minilm", str(tmp_path)], env=clean).splitlines()
     assert [line.split()[-1] for line in lines] == [
-        *(str(tmp_path / minilm.quantized_name(fused=f, plain_norms=p)) for f, p in variants),
+        *(str(tmp_path / minilm.quantized_name(n, fused=f, plain_norms=p)) for n, f, p in variants),
         str(tmp_path / static_table.TABLE_NAME),
     ]
     assert lines[0].split()[0] == minilm.PLAIN_NORMS_SHA256
+    assert lines[3].split()[0] == minilm.TRUNCATED_SHA256[4]
     assert lines[-1].split()[0] == str(static_table.VOCABULARY)
 
 
@@ -2290,8 +2293,6 @@ AWS_CALLS: dict[tuple[str, str, str], tuple[set[str], set[Grant]]] = {
         WORKER_PROCESSES,
         {("bedrock:StartIngestionJob", KNOWLEDGE_BASES)},
     ),
-    # BedrockKnowledgeBackend.job_status: nothing calls it.
-    ("knowledge/backends/bedrock.py", "bedrock-agent", "get_ingestion_job"): (set(), set()),
     # Readers: receive and delete on their own queue (support.aws.sqs_receive_each).
     ("support/aws.py", "sqs", "receive_message"): (
         set(processes.READERS),

@@ -203,3 +203,42 @@ def test_a_failing_source_leaves_its_rules_alerts_as_they_are(customer, monkeypa
     assert (report.evaluated, report.unavailable, report.fired) == (1, [], [])
     alert.refresh_from_db()
     assert alert.state == "firing"
+
+
+# --- seed 004's error rate: tickets whose routing failed outright count -------------------
+
+
+def _routing_failures(customer: Any, n: int) -> None:
+    from routing.services import routing_failure_record
+
+    for _ in range(n):
+        ticket = ticket_create(customer=customer, subject=f"T{uuid.uuid4()}", body="?")
+        routing_failure_record(ticket_id=ticket.pk, exc=TimeoutError("provider away"))
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
+def test_a_total_routing_outage_fires_the_critical_error_rate(customer):
+    """Every ticket's routing failed outright: no decision, so provider errors / tickets
+    processed read 0/0 (no data) and no alarm fired. Failed tickets count as errors and
+    as tickets: 100% > 10%."""
+    _only("CriticalErrorRate")
+    _routing_failures(customer, 3)
+    report = alert_rules_evaluate()
+    rule = AlertRule.objects.get(name="CriticalErrorRate")
+    assert report.fired == [rule.pk]
+    alert = Alert.objects.get()
+    assert (alert.severity, alert.value) == ("critical", 1.0)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
+def test_normal_routing_fires_no_error_rate_alarm(customer):
+    _only("HighErrorRate", "CriticalErrorRate", "WarningErrorRate")
+    _decisions(customer, cost="0", processing_ms=10, age=timedelta(seconds=5), n=20)
+    report = alert_rules_evaluate()
+    assert (report.evaluated, report.fired) == (3, [])
+    # one failure among 20 decisions: 1/21 < 5%
+    _routing_failures(customer, 1)
+    assert alert_rules_evaluate(now=timezone.now() + timedelta(minutes=1)).fired == []
+    assert not Alert.objects.exists()

@@ -19,15 +19,30 @@ LATENCY = "support_routing_processing_seconds"
 CONFIDENCE = "support_routing_confidence"
 
 
+OUTCOMES = "support_routing_outcomes"
+
+
 def _bedrock(errors: float) -> list[tuple[dict[str, str], float]]:
     return [({"provider": "bedrock"}, errors), ({"provider": "openai"}, 0.0)]
+
+
+def _outcomes(fell_back: float, failed: float, total: float = 100) -> dict[str, Any]:
+    """The error-rate alarms' source (migration 0005): tickets by routing outcome."""
+    decided = total - fell_back - failed
+    return {
+        OUTCOMES: [
+            ({"outcome": "decided"}, decided),
+            ({"outcome": "fell_back"}, fell_back),
+            ({"outcome": "failed"}, failed),
+        ]
+    }
 
 
 # name, tier, comparison, threshold, window (s), metric fed over the threshold, under it
 SEED_ALARMS: list[tuple[str, str, str, float, int, dict[str, Any], dict[str, Any]]] = [
     # seed 004, CloudWatch alarms
     ("HighErrorRate", "warning", "gt", 0.05, 300,
-     {ERR: _bedrock(6), DONE: 100}, {ERR: _bedrock(5), DONE: 100}),
+     _outcomes(5, 1), _outcomes(4, 1)),
     ("LowConfidence", "warning", "lt", 0.6, 900,
      {CONFIDENCE: ("histogram", 10, 5.9)}, {CONFIDENCE: ("histogram", 10, 6.0)}),
     ("HighLatency", "warning", "gt", 5.0, 600,
@@ -38,7 +53,7 @@ SEED_ALARMS: list[tuple[str, str, str, float, int, dict[str, Any], dict[str, Any
      {ERR: _bedrock(1)}, {ERR: [({"provider": "openai"}, 3.0)]}),
     # seed 004, critical alerts (PagerDuty)
     ("CriticalErrorRate", "critical", "gt", 0.10, 300,
-     {ERR: _bedrock(11), DONE: 100}, {ERR: _bedrock(10), DONE: 100}),
+     _outcomes(10, 1), _outcomes(9, 1)),
     ("CriticalProcessingTime", "critical", "gt", 10.0, 300,
      {LATENCY: ("histogram", 2, 20.2)}, {LATENCY: ("histogram", 2, 20.0)}),
     ("CriticalBedrockFailures", "critical", "gt", 0.5, 120,
@@ -47,7 +62,7 @@ SEED_ALARMS: list[tuple[str, str, str, float, int, dict[str, Any], dict[str, Any
      {"support_routing_sync_failures": 21}, {"support_routing_sync_failures": 20}),
     # seed 004, warning alerts (e-mail)
     ("WarningErrorRate", "warning", "gt", 0.05, 600,
-     {ERR: _bedrock(6), DONE: 100}, {ERR: _bedrock(5), DONE: 100}),
+     _outcomes(5, 1), _outcomes(4, 1)),
     ("WarningLowConfidence", "warning", "lt", 0.7, 1800,
      {CONFIDENCE: ("histogram", 10, 6.9)}, {CONFIDENCE: ("histogram", 10, 7.0)}),
     ("WarningManualReviewRate", "warning", "gt", 0.3, 3600,
@@ -236,3 +251,33 @@ def test_call_dead_letters_migration_rewords_only_the_old_default(edited):
     migration.description_restore(apps, None)
     rule.refresh_from_db()
     assert rule.description == (mine if edited else migration.OLD)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("edited", [False, True], ids=["default", "edited"])
+def test_error_rate_migration_moves_only_the_old_default_and_again_changes_nothing(edited):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("alerts.migrations.0005_error_rate_counts_failed_routing")
+    AlertRule.objects.filter(name__in=migration.RULES).delete()
+    mine = ("support_routing_provider_errors", "support_routing_confidence_count")
+    for name in migration.RULES:
+        AlertRule.objects.create(
+            name=name,
+            metric=mine[0] if edited else migration.OLD[0],
+            denominator=mine[1] if edited else migration.OLD[1],
+            description=migration.OLD_HIGH if name == "HighErrorRate" else "",
+            threshold=0.05,
+            severity="warning",
+        )
+    migration.rule_source_update(apps, None)
+    migration.rule_source_update(apps, None)  # idempotent
+    rules = AlertRule.objects.filter(name__in=migration.RULES)
+    expected = mine if edited else migration.NEW
+    assert {(r.metric, r.denominator) for r in rules} == {expected}
+    assert rules.get(name="HighErrorRate").description == migration.NEW_HIGH
+    migration.rule_source_restore(apps, None)
+    restored = mine if edited else migration.OLD
+    assert {(r.metric, r.denominator) for r in rules.all()} == {restored}

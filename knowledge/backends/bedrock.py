@@ -200,15 +200,3 @@ class BedrockBackend:
 
     def apply_object(self, job: IngestionJob, *, key: str, action: str) -> None:
         self.sync(job)
-
-    def job_status(self, job: IngestionJob) -> dict[str, Any]:
-        """The Bedrock ingestion job's status and statistics (``COMPLETE`` when done)."""
-        agent = self._agent or _client("bedrock-agent")
-        response = _call(
-            agent.get_ingestion_job,
-            knowledgeBaseId=self.knowledge_base_id,
-            dataSourceId=settings.KB_BEDROCK_DATA_SOURCE_ID,
-            ingestionJobId=job.external_job_id,
-        )
-        ingestion = response["ingestionJob"]
-        return {"status": ingestion.get("status"), "statistics": ingestion.get("statistics", {})}

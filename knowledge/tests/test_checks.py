@@ -56,3 +56,35 @@ def test_manage_py_check_prints_the_warning(settings: Any, capsys: pytest.Captur
     settings.KB_BACKEND = "bedrock"
     call_command("check")  # a warning does not fail it
     assert "knowledge.W001" in capsys.readouterr().err
+
+
+# --- knowledge.W002: Bedrock with no S3 source ---------------------------------------------
+
+
+@pytest.mark.django_db
+def test_bedrock_without_an_s3_source_warns_on_a_database_check(settings: Any) -> None:
+    """S3 events start an ingestion job only for an object an S3 source covers; without
+    one each event was marked processed, unsaid."""
+    from knowledge.checks import check_bedrock_s3_source
+    from knowledge.models import KnowledgeSource
+
+    settings.KB_BACKEND = "bedrock"
+    KnowledgeSource.objects.filter(kind=KnowledgeSource.Kind.S3).delete()
+    [warning] = check_bedrock_s3_source(databases=["default"])
+    assert (warning.id, warning.is_serious()) == ("knowledge.W002", False)
+    assert "no knowledge source of kind s3" in warning.msg
+    assert check_bedrock_s3_source() == []  # not a database check run: no query
+    KnowledgeSource.objects.create(name="kb-bucket", kind="s3", bucket="kb-docs")
+    assert check_bedrock_s3_source(databases=["default"]) == []
+    settings.KB_BACKEND = "local"
+    KnowledgeSource.objects.all().delete()
+    assert check_bedrock_s3_source(databases=["default"]) == []
+
+
+@pytest.mark.django_db
+def test_the_s3_source_check_is_registered_as_a_database_check(settings: Any) -> None:
+    from django.core.checks import registry
+
+    settings.KB_BACKEND = "bedrock"
+    found = registry.run_checks(tags=["database"], databases=["default"])
+    assert "knowledge.W002" in {message.id for message in found}

@@ -129,6 +129,28 @@ def test_events_outside_the_source_prefix_or_bucket_change_nothing(
     assert ObjectEvent.objects.get().processed_at is not None
 
 
+def test_an_event_no_s3_source_covers_is_logged_with_bedrock(
+    db, s3, api_client, settings, django_capture_on_commit_callbacks, caplog
+):
+    """KB_BACKEND=bedrock: an S3 event starts an ingestion job only through a source of
+    kind s3 covering the object. Without one it was marked processed with no job and no
+    word; it is logged (bucket and key, nothing of the object)."""
+    settings.KB_BACKEND = "bedrock"
+    body = fixture_json("eventbridge_object_created.json")
+    key = body["detail"]["object"]["key"]
+    with (
+        caplog.at_level("WARNING", logger="knowledge"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert post_event(api_client, body).status_code == 202
+    event = ObjectEvent.objects.get()
+    assert (event.processed_at is not None, event.job) == (True, None)
+    [record] = [r for r in caplog.records if "no S3 knowledge source" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert f"s3://kb-docs/{key}" in record.getMessage()
+    assert "backend bedrock" in record.getMessage()
+
+
 @pytest.mark.django_db
 def test_events_need_the_token(api_client, settings):
     settings.KB_EVENTS_TOKEN = TOKEN

@@ -4,6 +4,7 @@ sync status, re-drive, and no lock held while the ticketing system is called."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -15,6 +16,7 @@ from routing.models import RoutingDecision
 from support.delivery import services as engine
 from support.delivery.models import Delivery
 from tickets import services as ticket_services
+from tickets.selectors import ticket_submitted_id
 
 pytestmark = pytest.mark.django_db
 URL = "https://tickets.example.test/api/routing"
@@ -328,6 +330,73 @@ def test_the_payload_refers_only_to_an_api_callers_own_ticket_id(
     assert payload["external_ref"] == (sender_id if own_ticket_id else "")
     if not own_ticket_id:
         assert sender_id not in str(payload)
+
+
+@pytest.mark.parametrize("own_ticket_id", [True, False])
+def test_the_payloads_ticket_id_is_the_ticketing_systems_own_id(
+    teams, customer, django_user_model, own_ticket_id
+):
+    """Seed 004's "Ticketing System Update" receives ``ticket_id`` as the ticketing
+    system's own id, the one ``GET /tickets/{id}`` answers (a string: the caller's id, else
+    the internal id). Before, it was the internal id (an int), naming another ticket or
+    none in the ticketing system; the internal id is now ``id``."""
+    caller = django_user_model.objects.create_user("crm-sync") if own_ticket_id else None
+    ticket = ticket_services.ticket_create(
+        customer=customer,
+        subject="Refund",
+        body="Please refund me",
+        channel="api",
+        origin_platform_id="CRM-8841" if own_ticket_id else "",
+        origin_caller=caller,
+    )
+    decision = RoutingDecision.objects.create(
+        ticket=ticket,
+        priority="normal",
+        confidence=0.9,
+        provider="local",
+        correlation_id=ticket.correlation_id,
+    )
+    payload = services.ticketing_sync_payload(decision)
+    expected = "CRM-8841" if own_ticket_id else str(ticket.pk)
+    assert (payload["ticket_id"], payload["id"]) == (expected, ticket.pk)
+    assert payload["ticket_id"] == ticket_submitted_id(ticket)  # what the seed GET answers
+
+
+@responses.activate
+def test_a_retry_of_a_payload_queued_before_sends_the_callers_ticket_id(
+    sync_on, teams, customer, django_user_model, django_capture_on_commit_callbacks
+):
+    """A delivery is resent with the payload it was queued with: one queued before the
+    change (``ticket_id`` the internal id, no ``id``) goes out in the current shape, so its
+    retry names the caller's ticket, not the internal number."""
+    responses.post(URL, json={}, status=200)
+    caller = django_user_model.objects.create_user("crm-old")
+    ticket = ticket_services.ticket_create(
+        customer=customer,
+        subject="Refund",
+        body="Please refund me",
+        channel="api",
+        origin_platform_id="CRM-17",
+        origin_caller=caller,
+    )
+    old = {"ticket_id": ticket.pk, "external_ref": "CRM-17", "priority": "normal"}
+    with django_capture_on_commit_callbacks(execute=True):
+        services._ticketing_enqueue("routing-decision-999999", ticket.pk, old)
+    [call] = responses.calls
+    assert call.request.body is not None
+    sent = json.loads(call.request.body)
+    assert sent == {
+        "ticket_id": "CRM-17",
+        "id": ticket.pk,
+        "external_ref": "CRM-17",
+        "priority": "normal",
+    }
+    # a ticket without a caller's id: its internal id, as a string
+    assert services.ticketing_sync_body({"ticket_id": 12, "external_ref": ""}) == {
+        "ticket_id": "12",
+        "id": 12,
+        "external_ref": "",
+    }
 
 
 @responses.activate
