@@ -12,7 +12,7 @@ from django.utils.dateparse import parse_datetime
 from events_out.models import OutgoingWebhook
 from routing.customer_db import customer_vip_get
 from tickets.models import Direction, Message, MessageKind, Ticket
-from tickets.selectors import ticket_submitted_id
+from tickets.selectors import customer_submitted_id, ticket_submitted_id
 
 
 def webhook_list_active() -> QuerySet[OutgoingWebhook]:
@@ -36,7 +36,8 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
     message, and the customer context), then the internal ticket id (``id``, a number),
     the event id, number, priority and source. ``ticket_id`` is the ticket's id as seed
     004's ``POST /tickets`` answered it (``tickets.selectors.ticket_submitted_id``): the
-    caller's own ``ticket_id`` when it sent one, else the internal id as a string;
+    caller's own ``ticket_id`` when it sent one, else the internal id as a string
+    (``customer_id`` likewise: the customer's ``external_id`` when it has one);
     ``submitted_by`` names that caller (the API key's user; null without one): a caller's
     id is unique per caller only, so two callers' ``TKT-1001`` are told apart. Read
     when sent (a ticket erased since carries its erased text, and its internal id).
@@ -59,6 +60,7 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
             "origin_caller__username",
             "customer__vip_tier",
             "customer__account_type",
+            "customer__external_id",
         )
         .first()
     )
@@ -66,9 +68,12 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
     submitted_by = None
     customer_context: dict[str, Any] = {"is_vip": False, "account_type": ""}
     subject = str(event.get("subject") or "")
+    customer_id = str(event.get("customer_id") or "")
     timestamp = event.get("timestamp")
     if ticket is not None:
         ticket_id = ticket_submitted_id(ticket)
+        if ticket.customer is not None:  # the caller's own id when it gave one
+            customer_id = customer_submitted_id(ticket.customer)
         if ticket.origin_caller is not None:  # whose own id ticket_id is
             submitted_by = ticket.origin_caller.get_username()
         subject = ticket.subject
@@ -89,7 +94,7 @@ def ticket_received_detail(*, event: dict[str, Any]) -> dict[str, Any]:
             customer_context = {"is_vip": found.is_vip, "account_type": found.account_type}
     return {
         "ticket_id": ticket_id,
-        "customer_id": str(event.get("customer_id") or ""),
+        "customer_id": customer_id,
         "subject": subject,
         "description": description,
         "timestamp": timestamp,

@@ -5,8 +5,9 @@ With ``ROUTING_CUSTOMER_DB_URL`` set, routing asks ``GET <url>/customers/<custom
 (``Authorization: Bearer <ROUTING_CUSTOMER_DB_TOKEN>`` when set, never logged or recorded;
 ``X-Request-ID``; timeout ``ROUTING_CUSTOMER_DB_TIMEOUT``, redirects not followed) while it
 loads a ticket's context (``routing.context``), before any tool runs. ``customer_id`` is
-this platform's customer id (``Customer.pk``), the ``customer_id`` seed 004's
-``POST /tickets`` takes and answers (``seed_api``).
+the id the ticketing system knows the customer by, the one seed 004's ``POST /tickets``
+took: the customer's ``external_id`` when it has one (``"CUST-42"``, URL-quoted as one path
+segment), else this platform's customer id (``Customer.pk``).
 
 The answer's VIP fields map onto this project's tier (``none/silver/gold/platinum``) and
 account type (``individual/business/enterprise``): ``vip_tier`` (or ``tier``) when it is
@@ -32,6 +33,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
@@ -69,9 +71,10 @@ def tier_is_vip(tier: str) -> bool:
     return tier not in ("", VipTier.NONE)
 
 
-# (url, customer id) -> (expires at, monotonic clock; the answer's tier and type, or None
-# for a customer the database does not know)
-_cache: BoundedLRU[tuple[str, int], tuple[float, tuple[str, str] | None]] = BoundedLRU(
+# (url, customer id as asked) -> (expires at, monotonic clock; the answer's tier and type,
+# or None for a customer the database does not know). Keyed by what the URL says: the
+# same id asked is the same answer, whichever customer row it came from.
+_cache: BoundedLRU[tuple[str, str], tuple[float, tuple[str, str] | None]] = BoundedLRU(
     lambda: int(settings.ROUTING_CUSTOMER_DB_CACHE_SIZE)
 )
 
@@ -110,20 +113,25 @@ def customer_vip_get(customer: Customer) -> CustomerLookup:
     them for routing or to another system: the VIP tool (``routing.context``) and seed
     004's ``TicketReceived`` event (``events_out``: the seed's ingestion "Query customer
     database for VIP status" before it publishes). The customer database's when it is
-    configured and answers, else the customer row."""
+    configured and answers, else the customer row. Asked by the customer's
+    ``external_id`` when it has one (the ticketing system's own id), else by its id."""
     return customer_lookup(
-        customer_id=customer.pk, vip_tier=customer.vip_tier, account_type=customer.account_type
+        customer_id=customer.external_id or customer.pk,
+        vip_tier=customer.vip_tier,
+        account_type=customer.account_type,
     )
 
 
-def customer_lookup(*, customer_id: int, vip_tier: str, account_type: str) -> CustomerLookup:
+def customer_lookup(*, customer_id: int | str, vip_tier: str, account_type: str) -> CustomerLookup:
     """The customer's tier and account type: the customer database's when it is set and
-    answers, else the local ``vip_tier`` / ``account_type`` given."""
+    answers, else the local ``vip_tier`` / ``account_type`` given. ``customer_id`` is the
+    id the database knows (``customer_vip_get``), quoted as one path segment."""
     local = CustomerLookup(vip_tier=vip_tier, account_type=account_type)
     base = str(settings.ROUTING_CUSTOMER_DB_URL)
     if not base:
         return local
-    key = (base, customer_id)
+    asked = str(customer_id)
+    key = (base, asked)
     now = time.monotonic()
     cached = _cache.get(key)
     if cached is not None and cached[0] > now:
@@ -136,7 +144,8 @@ def customer_lookup(*, customer_id: int, vip_tier: str, account_type: str) -> Cu
             record={"status": "ok", "cached": True},
         )
     ttl = max(0.0, float(settings.ROUTING_CUSTOMER_DB_CACHE_SECONDS))
-    url = f"{base.rstrip('/')}/customers/{customer_id}"
+    # safe="": a "/" or "?" in someone's id must not make it another path or a query
+    url = f"{base.rstrip('/')}/customers/{quote(asked, safe='')}"
     headers = {"Accept": "application/json"}
     if settings.ROUTING_CUSTOMER_DB_TOKEN:
         headers["Authorization"] = f"Bearer {settings.ROUTING_CUSTOMER_DB_TOKEN}"
@@ -156,21 +165,19 @@ def customer_lookup(*, customer_id: int, vip_tier: str, account_type: str) -> Cu
             seconds=float(settings.ROUTING_CUSTOMER_DB_TIMEOUT),
         )
     except requests.RequestException as exc:
-        return _failed(local, customer_id, started, None, type(exc).__name__)
+        return _failed(local, asked, started, None, type(exc).__name__)
     if response.status_code == 404:
         if ttl:
             _cache.put(key, (time.monotonic() + ttl, None))
         record = {"status": "not_found", "http_status": 404, "ms": _ms(started)}
         return _fallback(local, record)
     if not 200 <= response.status_code < 300:
-        return _failed(
-            local, customer_id, started, response.status_code, f"HTTP {response.status_code}"
-        )
+        return _failed(local, asked, started, response.status_code, f"HTTP {response.status_code}")
     try:
         tier, kind = customer_fields_map(json.loads(body), local_account_type=account_type)
     except ValueError as exc:  # not JSON (requests' JSONDecodeError), or _Unusable
         why = str(exc) if isinstance(exc, _Unusable) else "the answer is not JSON"
-        return _failed(local, customer_id, started, response.status_code, f"malformed: {why}")
+        return _failed(local, asked, started, response.status_code, f"malformed: {why}")
     if ttl:
         _cache.put(key, (time.monotonic() + ttl, (tier, kind)))
     return CustomerLookup(
@@ -195,7 +202,7 @@ def _fallback(local: CustomerLookup, record: dict[str, Any]) -> CustomerLookup:
 
 
 def _failed(
-    local: CustomerLookup, customer_id: int, started: float, http_status: int | None, error: str
+    local: CustomerLookup, customer_id: str, started: float, http_status: int | None, error: str
 ) -> CustomerLookup:
     logger.warning(
         "Customer database lookup of customer %s failed (%s); local tier used",

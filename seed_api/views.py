@@ -48,6 +48,7 @@ from tickets.context.api.views import (
 )
 from tickets.models import Ticket
 from tickets.selectors import (
+    customer_submitted_id,
     ticket_get_for_caller,
     ticket_get_for_submitter,
     ticket_submitted_id,
@@ -108,12 +109,40 @@ def submitted_at_parse(value: str, *, now: datetime | None = None) -> datetime |
     return moment
 
 
+SEED_CUSTOMER_ID_ERROR = (
+    "A customer id of this platform (digits), your own customer id (any other string), "
+    "or give customer: {email, name}."
+)
+
+
+class SeedCustomerIdField(ticket_serializers.CustomerIdField):
+    """Seed 004's ``customer_id`` ("string": the ticketing system's own customer id, seed
+    001's ``cust_xyz``): a string of ASCII digits or a JSON integer is this platform's
+    customer id, read as before (``parse_id``, this endpoint's own error); any other
+    string is the caller's own id (``Customer.external_id``), as on ``/api/tickets``."""
+
+    def to_internal_value(self, data: Any) -> int | str:  # type: ignore[override]
+        if ticket_serializers.customer_id_is_external(data):
+            return ticket_serializers.customer_external_id_parse(data)
+        number = isinstance(data, str | int) and not isinstance(data, bool)
+        pk = parse_id(str(data).strip()) if number else None
+        if not pk:
+            raise serializers.ValidationError(SEED_CUSTOMER_ID_ERROR)
+        return pk
+
+
 class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
     """The product's create input plus seed 004's names: ``ticket_id`` (the ticketing
-    system's id, kept as ``origin_platform_id``) and ``customer_id`` as a string."""
+    system's id, kept as ``origin_platform_id``) and ``customer_id`` as a string (this
+    platform's id in digits, or the caller's own customer id)."""
 
     ticket_id = serializers.CharField(required=False, allow_blank=True, max_length=255)
-    customer_id = serializers.CharField(required=False, max_length=32)  # type: ignore[assignment]
+    customer_id = SeedCustomerIdField(
+        required=False,
+        help_text="This platform's customer id (digits), or your own customer id (any other "
+        "string, e.g. `CUST-42`; stripped, printable, at most 255 characters): the customer "
+        "with that `external_id`, created (named after it, no email) when there is none.",
+    )
     timestamp = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -149,14 +178,6 @@ class SeedTicketInputSerializer(ticket_serializers.TicketCreateInputSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         return value  # type: ignore[no-any-return]
-
-    def validate_customer_id(self, value: str) -> int:
-        pk = parse_id(value)
-        if not pk:
-            raise serializers.ValidationError(
-                "A customer id of this platform (digits), or give customer: {email, name}."
-            )
-        return pk
 
     def validate_timestamp(self, value: str) -> datetime | None:
         return submitted_at_parse(value)
@@ -197,11 +218,16 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
                 request_only=True,
                 value={
                     "ticket_id": "TKT-1001",
-                    "customer_id": "1",
+                    "customer_id": "CUST-42",
                     "subject": "Internet down",
                     "description": "No connection since this morning.",
                 },
-            )
+            ),
+            OpenApiExample(
+                "this platform's customer id",
+                request_only=True,
+                value={"ticket_id": "TKT-1002", "customer_id": "1", "subject": "Refund"},
+            ),
         ],
     )
     def post(self, request: Request) -> Response:
@@ -323,7 +349,7 @@ def seed_routing_decision(
         pending = {
             **ids,
             **dict.fromkeys(DECISION_KEYS),
-            "customer_id": str(ticket.customer_id),
+            "customer_id": customer_submitted_id(ticket.customer),
             "correlation_id": str(ticket.correlation_id),
             **reading,
             **now,
@@ -336,7 +362,7 @@ def seed_routing_decision(
     row = {
         **ids,
         "timestamp": ticket_timestamp(created),
-        "customer_id": str(ticket.customer_id),
+        "customer_id": customer_submitted_id(ticket.customer),
         "assigned_team": decision.get("team"),
         "priority_level": decision.get("priority"),
         "confidence_score": decision.get("confidence"),
@@ -408,7 +434,10 @@ class SeedRoutingDecisionOutputSerializer(serializers.Serializer):
     ticket_id = serializers.CharField(help_text="Yours from `POST /tickets`, else the id.")
     id = serializers.IntegerField()
     number = serializers.CharField()
-    customer_id = serializers.CharField()
+    customer_id = serializers.CharField(
+        help_text="The customer's id as `POST /tickets` took it: your own (the customer's "
+        "`external_id`) when it has one, else this platform's id as a string."
+    )
     correlation_id = serializers.CharField(allow_null=True)
     timestamp = serializers.IntegerField(allow_null=True, help_text="Unix time of the decision.")
     assigned_team = serializers.CharField(allow_null=True, help_text="The router's team.")
@@ -572,9 +601,10 @@ SEED_WEBHOOK_CHANNEL_RE = re.compile(r"^(?:facebook|whatsapp|twitter)$")
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def seed_webhook(request: HttpRequest, seed_channel: str) -> HttpResponse:
-    """Seed 001's ``/api/webhooks/<platform>``: the account is the one whose secret
-    verifies the delivery (or whose verify token the handshake names); then exactly the
-    product's webhook view (``/api/webhooks/<channel>/<token>``) runs."""
+    """Seed 001's ``/api/webhooks/<platform>``: the account is the one the delivery names
+    among those whose secret verifies it (or whose verify token the handshake names:
+    ``channels_app.api.views.webhook_account_for_request``); then exactly the product's
+    webhook view (``/api/webhooks/<channel>/<token>``) runs."""
     if not seed_contracts_enabled() or seed_channel not in SEED_WEBHOOK_CHANNELS:
         raise Http404
     channel = SEED_WEBHOOK_CHANNELS[seed_channel]

@@ -111,9 +111,19 @@ class ChannelIdentityInline(SupervisorInlineMixin, admin.TabularInline):  # type
 @admin.register(Customer)
 class CustomerAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     visible_through = ("",)
-    list_display = ("id", "name", "email", "phone", "vip_tier", "account_type", "created_at")
+    list_display = (
+        "id",
+        "name",
+        "email",
+        "phone",
+        "external_id",
+        "vip_tier",
+        "account_type",
+        "created_at",
+    )
     list_filter = ("vip_tier", "account_type")
-    search_fields = ("name", "email", "phone", "identities__external_id")
+    # external_id: the ticketing system's own customer id (POST /tickets' customer_id)
+    search_fields = ("name", "email", "phone", "external_id", "identities__external_id")
     # Annotated: the customer-context admin extends it (mypy could not always infer it).
     inlines: ClassVar[list[type[admin.options.InlineModelAdmin[Any, Any]]]] = [
         ChannelIdentityInline

@@ -41,6 +41,11 @@ class AccountType(models.TextChoices):
     ENTERPRISE = "enterprise", "Enterprise"
 
 
+#: ``Customer.external_id`` at most: a longer one is refused, naming it, never cut (two ids
+#: that differ past the cut would be one customer).
+CUSTOMER_EXTERNAL_ID_MAX_LENGTH = 255
+
+
 class Customer(models.Model):
     name = models.CharField(max_length=200, blank=True)
     email = models.EmailField(blank=True, help_text="Primary email address.")
@@ -49,6 +54,15 @@ class Customer(models.Model):
     account_type = models.CharField(
         max_length=16, choices=AccountType.choices, default=AccountType.INDIVIDUAL
     )
+    external_id = models.CharField(
+        max_length=CUSTOMER_EXTERNAL_ID_MAX_LENGTH,
+        blank=True,
+        default="",
+        db_default="",  # the previous release's workers keep creating customers mid-deploy
+        help_text="The customer's id in the caller's own systems (seed 004's customer_id, "
+        "e.g. CUST-42): what POST /tickets finds the customer by, and what the external "
+        "customer database is asked with. Unique when set; case-sensitive.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -56,6 +70,13 @@ class Customer(models.Model):
         constraints = [
             models.UniqueConstraint(
                 Lower("email"), condition=~Q(email=""), name="customer_email_unique_ci"
+            ),
+            # Also the index of the lookup by external id (a partial one: most customers
+            # have none, and ``external_id = 'X'`` implies the condition).
+            models.UniqueConstraint(
+                fields=["external_id"],
+                condition=~Q(external_id=""),
+                name="customer_external_id_unique",
             ),
         ]
         indexes = [models.Index(fields=["phone"], name="customer_phone_idx")]

@@ -531,6 +531,14 @@ def ticket_submitted_id(ticket: Ticket) -> str:
     return str(ticket.origin_platform_id if ticket.origin_caller_id else ticket.pk)
 
 
+def customer_submitted_id(customer: Customer) -> str:
+    """The customer's id as seed 004 names it (``customer_id``, a string): the caller's own
+    id when the customer has one (``external_id``: ``POST /tickets`` found or created the
+    customer by it), else the internal id as a string. What the seed API answers, so that
+    it reads back the id that was posted."""
+    return customer.external_id or str(customer.pk)
+
+
 @dataclass(frozen=True)
 class SubmittedTicket:
     """A ticket as :func:`ticket_get_for_submitter` found it: ``visible`` is the project's
@@ -657,6 +665,21 @@ def customer_visible_to(user: Any, *, customer_id: int) -> bool:
     return Ticket.objects.filter(customer_id=customer_id).filter(ticket_visibility_q(user)).exists()
 
 
+def customer_named_by_caller(user: Any, *, customer_id: int) -> bool:
+    """Whether the user may name this customer by its ``external_id`` when submitting a
+    ticket: it may see the customer, or it submitted one of its tickets itself
+    (``created_by``). A ticketing system's second ticket for a customer must not be refused
+    because routing moved the first to a team the key's user is not in; naming the
+    customer tells the caller nothing it did not send itself, and the ticket's
+    conversation stays under the visibility rule."""
+    if customer_visible_to(user, customer_id=customer_id):
+        return True
+    user_id = getattr(user, "pk", None)
+    return user_id is not None and (
+        Ticket.objects.filter(customer_id=customer_id, created_by_id=user_id).exists()
+    )
+
+
 def customers_fully_visible_to(user: Any, *, customer_ids: Iterable[int]) -> bool:
     """Whether the user may see every ticket of each of these customers (one query; always
     for supervisors). What an agent needs to act on a customer as a whole, e.g. to merge
@@ -682,6 +705,15 @@ def customer_get_visible(customer_id: int | str, *, user: Any) -> Customer:
     if customer is None:
         raise NotFound(f"No customer {customer_id!r}.")
     return customer
+
+
+def customer_get_by_external_id(external_id: str) -> Customer | None:
+    """The customer whose ``external_id`` (the caller's own customer id) this is: exact and
+    case-sensitive, through its partial unique index; None for none or an empty id. No
+    visibility rule: the caller decides what an unseen one answers."""
+    if not external_id:
+        return None
+    return Customer.objects.filter(external_id=external_id).first()
 
 
 def customer_identities(*, customer_id: int) -> list[ChannelIdentity]:

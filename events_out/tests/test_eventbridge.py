@@ -151,6 +151,36 @@ def test_ticket_received_carries_the_ticket_id_post_tickets_answered(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_ticket_received_carries_the_customer_id_post_tickets_was_given(
+    customer, supervisor, bus, settings
+):
+    """Seed 004: a ticketing system that names its customers by its own ids (``CUST-42``)
+    finds that id in ``TicketReceived``'s ``customer_id``, as ``GET /tickets/{id}`` answers
+    it (before: the internal customer id, which it never saw); a customer given by our id
+    keeps it."""
+    settings.ROUTING_ENABLED = False
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=api_key_create(name="ticketing", user=supervisor)[1])
+
+    external = client.post(
+        "/tickets",
+        {"customer_id": "CUST-42", "subject": "Internet down", "description": "No line."},
+        format="json",
+    )
+    internal = client.post(
+        "/tickets",
+        {"customer_id": str(customer.pk), "subject": "Billing", "description": "Twice"},
+        format="json",
+    )
+
+    assert (external.status_code, internal.status_code) == (202, 202)
+    received = [e["detail"] for e in bus() if e["detail-type"] == "TicketReceived"]
+    assert [d["customer_id"] for d in received] == ["CUST-42", str(customer.pk)]
+    looked_up = client.get(f"/tickets/{external.json()['ticket_id']}")
+    assert looked_up.json()["customer_id"] == "CUST-42"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_bus_that_does_not_exist_gives_dead_letters(customer, bus, settings):
     settings.EVENTS_EVENTBRIDGE_BUS = "no-such-bus"
 

@@ -11,6 +11,7 @@ import responses
 from routing import customer_db, services
 from routing.customer_db import customer_lookup
 from tickets import services as ticket_services
+from tickets.models import Customer
 
 pytestmark = pytest.mark.django_db
 BASE = "https://customers.example.test/api"
@@ -61,6 +62,26 @@ def test_the_decision_uses_the_customer_databases_tier(
     assert "+30 platinum VIP" in decision.reasons
     customer.refresh_from_db()
     assert customer.vip_tier == "none"  # the customer row is not changed
+
+
+@responses.activate
+def test_a_customer_with_an_external_id_is_asked_by_it(db_on, customer):
+    """The customer database is the ticketing system's: it knows the customer by the id
+    ``POST /tickets`` took (``CUST-42``), not by this platform's. Quoted as one path
+    segment; a customer without one is asked by its internal id, as before."""
+    customer.external_id = "CUST/42 ?x"
+    customer.save(update_fields=["external_id"])
+    responses.get(f"{BASE}/customers/CUST%2F42%20%3Fx", json={"vip_tier": "platinum"})
+    responses.get(f"{BASE}/customers/{customer.pk}", json={"vip_tier": "silver"})
+    found = customer_db.customer_vip_get(customer)
+    assert (found.vip_tier, found.source) == ("platinum", "customer_db")
+    plain = Customer.objects.create(name="Grace")
+    responses.get(f"{BASE}/customers/{plain.pk}", json={"vip_tier": "gold"})
+    assert customer_db.customer_vip_get(plain).vip_tier == "gold"
+    assert [c.request.url for c in responses.calls] == [
+        f"{BASE}/customers/CUST%2F42%20%3Fx",
+        f"{BASE}/customers/{plain.pk}",
+    ]
 
 
 @responses.activate

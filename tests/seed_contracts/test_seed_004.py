@@ -55,12 +55,165 @@ def test_post_tickets_answers_202_with_a_correlation_id(
     assert "kb_suggestions" in body
 
 
-def test_post_tickets_refuses_a_customer_id_it_cannot_use(key_client: APIClient) -> None:
-    response = key_client.post(
-        "/tickets", {"customer_id": "CUST-1", "subject": "x", "description": "y"}, format="json"
+def test_post_tickets_takes_the_ticketing_systems_own_customer_id(
+    key_client: APIClient,
+) -> None:
+    """Seed 004's ``"customer_id": "string"`` is the ticketing system's id (seed 001:
+    ``cust_xyz``): the first ticket creates the customer with that ``external_id``, the
+    next finds it, and ``GET /tickets/{id}`` answers the id that was posted. Until
+    2026-12-07 anything but this platform's digits was a 400."""
+    first = key_client.post(
+        "/tickets",
+        {
+            "ticket_id": "TKT-1",
+            "customer_id": "CUST-42",
+            "subject": "Internet down",
+            "description": "No connection since this morning.",
+        },
+        format="json",
     )
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "invalid"
+    assert first.status_code == 202, first.content
+    customer = Customer.objects.get(external_id="CUST-42")
+    assert (customer.name, customer.email) == ("CUST-42", "")
+    assert Ticket.objects.get(origin_platform_id="TKT-1").customer == customer
+    second = key_client.post(
+        "/tickets",
+        {"ticket_id": "TKT-2", "customer_id": "CUST-42", "subject": "Still down"},
+        format="json",
+    )
+    assert second.status_code == 202, second.content
+    assert Ticket.objects.get(origin_platform_id="TKT-2").customer == customer
+    assert Customer.objects.count() == 1
+    for ref in ("TKT-1", "TKT-2"):
+        row = key_client.get(f"/tickets/{ref}").json()
+        assert row["customer_id"] == "CUST-42"
+    # the ticket API shows it, read-only, beside the internal id
+    shown = key_client.get(f"/api/tickets/{second.json()['id']}").json()["customer"]
+    assert (shown["external_id"], shown["internal_id"]) == ("CUST-42", str(customer.pk))
+
+
+def test_post_tickets_digits_stay_this_platforms_customer_id(
+    key_client: APIClient, customer: Customer
+) -> None:
+    """A JSON integer or a string of digits is still ``Customer.pk``, even when another
+    customer's own id is those digits; an unknown one is the 400 it was, creating
+    nobody."""
+    Ticket.objects.create(customer=customer, subject="Earlier ticket")  # the agent sees it
+    other = Customer.objects.create(external_id=str(customer.pk))
+    Ticket.objects.create(customer=other, subject="Theirs")
+    for value in (str(customer.pk), customer.pk):
+        response = key_client.post(
+            "/tickets", {"customer_id": value, "subject": "Refund"}, format="json"
+        )
+        assert response.status_code == 202, response.content
+        assert Ticket.objects.get(pk=response.json()["id"]).customer == customer
+        row = key_client.get(f"/tickets/{response.json()['id']}").json()
+        assert row["customer_id"] == str(customer.pk)  # no external id: the internal one
+    unknown = key_client.post("/tickets", {"customer_id": "999999", "subject": "x"}, format="json")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["details"] == {"customer_id": ["Unknown customer."]}
+    assert Customer.objects.count() == 2
+
+
+def test_an_existing_own_customer_id_the_caller_may_not_see_answers_like_an_unknown_id(
+    key_client: APIClient, supervisor_key_client: APIClient
+) -> None:
+    """The customer rule of the numeric id, whichever way the customer is named: another
+    team's customer answers exactly what an unknown id does, so the answer does not say
+    that it exists or whose it is; nothing is created."""
+    billing = Team.objects.create(name="Billing", slug="billing")
+    theirs = Customer.objects.create(name="Grace", external_id="CUST-9")
+    Ticket.objects.create(customer=theirs, subject="Invoice", team=billing)
+    tickets_before = Ticket.objects.count()
+
+    def refusal(customer_id: str) -> dict[str, Any]:
+        response = key_client.post(
+            "/tickets",
+            {"ticket_id": f"TKT-{customer_id}", "customer_id": customer_id, "subject": "x"},
+            format="json",
+        )
+        assert response.status_code == 400, response.content
+        return response.json()
+
+    own, numeric, unknown = refusal("CUST-9"), refusal(str(theirs.pk)), refusal("999999")
+    assert own == {
+        **numeric,
+        "error": {**numeric["error"], "message": "customer_id: no customer CUST-9."},
+    }
+    assert numeric["error"] == {
+        **unknown["error"],
+        "message": f"customer_id: no customer {theirs.pk}.",
+    }
+    assert (Ticket.objects.count(), Customer.objects.count()) == (tickets_before, 1)
+    # a supervisor's key sees every customer: the ticket goes to Grace
+    allowed = supervisor_key_client.post(
+        "/tickets", {"customer_id": "CUST-9", "subject": "x"}, format="json"
+    )
+    assert allowed.status_code == 202, allowed.content
+    assert Ticket.objects.get(pk=allowed.json()["id"]).customer == theirs
+
+
+def test_a_caller_may_name_again_the_customer_of_a_ticket_it_submitted(
+    key_client: APIClient, other_agent: Any
+) -> None:
+    """Routing moves the first ticket to a team the key's user is not in, so the customer
+    is no longer visible to it; the ticketing system's next ticket for that customer is
+    still taken (it submitted the first one itself). Another agent's key, which submitted
+    none, still gets the unknown-customer answer."""
+    first = key_client.post(
+        "/tickets", {"customer_id": "CUST-50", "subject": "Router broken"}, format="json"
+    )
+    assert first.status_code == 202, first.content
+    billing = Team.objects.create(name="Billing", slug="billing")
+    Ticket.objects.filter(pk=first.json()["id"]).update(team=billing)
+
+    again = key_client.post(
+        "/tickets", {"customer_id": "CUST-50", "subject": "Still broken"}, format="json"
+    )
+
+    assert again.status_code == 202, again.content
+    customer = Customer.objects.get(external_id="CUST-50")
+    assert Ticket.objects.get(pk=again.json()["id"]).customer == customer
+    Ticket.objects.filter(customer=customer).update(team=billing)  # routed there too
+    other = APIClient()
+    other.credentials(HTTP_X_API_KEY=api_key_create(name="other", user=other_agent)[1])
+    refused = other.post("/tickets", {"customer_id": "CUST-50", "subject": "x"}, format="json")
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["error"]["details"] == {"customer_id": ["Unknown customer."]}
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("   ", "Empty"),
+        ("C" * 256, "Longer than 255 characters"),
+        ("CUST\n42", "control or other unprintable character"),
+        ("CUST\u200b42", "control or other unprintable character"),
+        (4.5, "your own customer id (any other string)"),
+        (True, "your own customer id (any other string)"),
+    ],
+)
+def test_a_bad_own_customer_id_is_a_400_naming_it(
+    key_client: APIClient, value: Any, says: str
+) -> None:
+    response = key_client.post(
+        "/tickets", {"customer_id": value, "subject": "x", "description": "y"}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    [message] = response.json()["error"]["details"]["customer_id"]
+    assert says in message
+    assert (Customer.objects.count(), Ticket.objects.count()) == (0, 0)
+
+
+def test_an_own_customer_id_is_stripped_and_may_have_255_characters(
+    key_client: APIClient,
+) -> None:
+    for value in ("  cust_xyz  ", "C" * 255):
+        response = key_client.post(
+            "/tickets", {"customer_id": value, "subject": "x"}, format="json"
+        )
+        assert response.status_code == 202, response.content
+        assert Customer.objects.filter(external_id=value.strip()).exists()
 
 
 def test_get_ticket_retrieves_the_routing_decision(

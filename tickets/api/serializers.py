@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
@@ -9,6 +10,7 @@ from rest_framework import serializers
 
 from tickets.attachments import attachment_url
 from tickets.models import (
+    CUSTOMER_EXTERNAL_ID_MAX_LENGTH,
     MESSAGE_BODY_MAX_CHARS,
     TAG_NAME_MAX_CHARS,
     AccountType,
@@ -24,6 +26,7 @@ from tickets.models import (
     format_ticket_number,
 )
 from tickets.selectors import ticket_last_agent_reply
+from tickets.services import customer_external_id_problem
 
 
 @extend_schema_field({"type": "string", "maxLength": TAG_NAME_MAX_CHARS})
@@ -44,6 +47,63 @@ def _tag_list() -> serializers.ListField:
     )
 
 
+#: A ``customer_id`` string that is this platform's id: ASCII digits only (``str.isdigit``
+#: would take "٣" and "²"; ``support.parsing``).
+CUSTOMER_PK_TEXT = re.compile(r"[0-9]+")
+
+
+def customer_id_is_external(data: Any) -> bool:
+    """Whether a ``customer_id`` as sent is the caller's own customer id: any string that
+    is not ASCII digits (spaces around them allowed). A JSON integer or digits are this
+    platform's id, read as before."""
+    return isinstance(data, str) and not CUSTOMER_PK_TEXT.fullmatch(data.strip())
+
+
+def customer_external_id_parse(data: str) -> str:
+    """The caller's own customer id, stripped; a ValidationError says what is wrong."""
+    value = data.strip()
+    problem = customer_external_id_problem(value)
+    if problem is not None:
+        raise serializers.ValidationError(
+            f"{problem} customer_id is this platform's customer id (digits) or your own "
+            f"(printable, at most {CUSTOMER_EXTERNAL_ID_MAX_LENGTH} characters)."
+        )
+    return value
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "string", "minLength": 1, "maxLength": CUSTOMER_EXTERNAL_ID_MAX_LENGTH},
+        ]
+    }
+)
+class CustomerIdField(serializers.IntegerField):
+    """``customer_id``: this platform's customer id (a JSON integer or a string of digits,
+    ``IntegerField``'s rules and errors as before), or any other string: the caller's own
+    customer id (``Customer.external_id``, returned as a ``str``; the customer is found or
+    created by it)."""
+
+    def to_internal_value(self, data: Any) -> int | str:  # type: ignore[override]
+        if customer_id_is_external(data):
+            return customer_external_id_parse(data)
+        return super().to_internal_value(data)  # type: ignore[no-any-return]
+
+    def run_validators(self, value: Any) -> None:
+        if isinstance(value, str):  # the caller's own id: checked as parsed; no min_value
+            return
+        super().run_validators(value)
+
+
+def customer_ref_split(attrs: dict[str, Any]) -> dict[str, Any]:
+    """``customer_id`` as validated by a ``CustomerIdField``: a ``str`` (the caller's own
+    id) moves to ``customer_external_id``, an ``int`` stays."""
+    if isinstance(attrs.get("customer_id"), str):
+        attrs["customer_external_id"] = attrs.pop("customer_id")
+    return attrs
+
+
 class CustomerInputSerializer(serializers.Serializer):
     email = serializers.EmailField(required=False, allow_blank=True)
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
@@ -55,7 +115,14 @@ class TicketCreateInputSerializer(serializers.Serializer):
     description = serializers.CharField(
         required=False, allow_blank=True, help_text="The customer's first message."
     )
-    customer_id = serializers.IntegerField(required=False, min_value=1)
+    customer_id = CustomerIdField(
+        required=False,
+        min_value=1,
+        help_text="This platform's customer id (an integer, or a string of digits), or any "
+        "other string: your own customer id (`Customer.external_id`, e.g. `CUST-42`; "
+        "stripped, printable, at most 255 characters), the customer found by it or created "
+        "with it (named after it, no email).",
+    )
     customer = CustomerInputSerializer(required=False)
     channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.API)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
@@ -69,7 +136,7 @@ class TicketCreateInputSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"customer": ["Give customer_id, or customer.email for a new or known customer."]}
             )
-        return attrs
+        return customer_ref_split(attrs)
 
 
 class TicketUpdateInputSerializer(serializers.Serializer):
@@ -150,6 +217,12 @@ class TicketCustomerOutputSerializer(serializers.Serializer):
         source="customer.account_type", choices=AccountType.choices
     )
     created_at = serializers.DateTimeField(source="customer.created_at", read_only=True)
+    external_id = serializers.CharField(
+        source="customer.external_id",
+        read_only=True,
+        help_text="The customer's id in your own systems (`POST /tickets`' `customer_id` "
+        "when it was not this platform's); empty when it has none.",
+    )
     internal_id = serializers.SerializerMethodField(
         help_text="Seed 001's name for the customer's id (a string, as in its table)."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
@@ -216,9 +217,11 @@ def ticket_create_for_caller(
     message_metadata: dict[str, Any] | None = None,
 ) -> Ticket:
     """Create a ticket from validated ``TicketCreateInputSerializer`` data on behalf of the
-    caller: the customer rule (an unseen ``customer_id`` answers like an unknown one, an
-    unseen customer named by address is audited), then ``services.ticket_create``. Shared
-    with the seed contracts' create endpoints (``seed_api``).
+    caller: the customer rule (an unseen ``customer_id``, this platform's or the caller's
+    own, answers like an unknown one; an unknown own id creates the customer in the
+    ticket's transaction; an unseen customer named by address is audited), then
+    ``services.ticket_create``. Shared with the seed contracts' create endpoints
+    (``seed_api``).
 
     ``callers_own_id``: ``origin_platform_id`` is the caller's own ticket id, one ticket
     per caller and id: a repeat raises ``services.TicketAlreadySubmitted`` naming the
@@ -235,43 +238,24 @@ def ticket_create_for_caller(
     # checked before the customer is created: a 400 must leave nothing behind
     team = _team_or_error(data.get("team_id"))
     tags = services.tag_names_normalise(data.get("tags", []))  # a tag too long, named
-    unseen_customer = False
-    if data.get("customer_id"):
-        # A customer the caller may not see answers exactly like an unknown one.
-        customer = (
-            Customer.objects.filter(selectors.customer_visibility_q(request.user))
-            .filter(pk=data["customer_id"])
-            .first()
+    # The caller's own customer id: a customer created for it is created with the ticket,
+    # all or nothing (a refused ticket leaves no customer behind).
+    external_customer = data.get("customer_external_id", "")
+    with transaction.atomic() if external_customer else nullcontext():
+        customer, unseen_customer = _customer_for_caller(request, data)
+        ticket = services.ticket_create(
+            customer=customer,
+            subject=data["subject"],
+            body=data.get("description", ""),
+            channel=data["channel"],
+            priority=data["priority"],
+            team=team,
+            tags=tags,
+            origin_platform_id=external_id,
+            created_by=request.user,
+            origin_caller=origin_caller,
+            message_metadata=message_metadata,
         )
-        if customer is None:
-            raise InvalidInput(
-                f"customer_id: no customer {data['customer_id']}.",
-                details={"customer_id": ["Unknown customer."]},
-            )
-    else:
-        info = data["customer"]
-        customer, created = services.customer_get_or_create(
-            email=info["email"], name=info.get("name", ""), phone=info.get("phone", "")
-        )
-        # Naming an existing customer by address makes it visible to the creator
-        # (customers follow their tickets): allowed, so agents can log a returning
-        # customer's call, but audited when the creator could not see it before.
-        unseen_customer = not created and not selectors.customer_visible_to(
-            request.user, customer_id=customer.pk
-        )
-    ticket = services.ticket_create(
-        customer=customer,
-        subject=data["subject"],
-        body=data.get("description", ""),
-        channel=data["channel"],
-        priority=data["priority"],
-        team=team,
-        tags=tags,
-        origin_platform_id=external_id,
-        created_by=request.user,
-        origin_caller=origin_caller,
-        message_metadata=message_metadata,
-    )
     if unseen_customer:
         audit_log_record(
             actor=request.user,
@@ -281,6 +265,51 @@ def ticket_create_for_caller(
             details={"customer_id": customer.pk, "number": ticket.number},
         )
     return ticket
+
+
+def _unknown_customer(customer_id: int | str) -> InvalidInput:
+    return InvalidInput(
+        f"customer_id: no customer {customer_id}.",
+        details={"customer_id": ["Unknown customer."]},
+    )
+
+
+def _customer_for_caller(request: Request, data: dict[str, Any]) -> tuple[Customer, bool]:
+    """The new ticket's customer from validated create data, and whether the caller could
+    not see it before (to be audited). By ``customer_id`` (this platform's id) or
+    ``customer_external_id`` (the caller's own, found or created): a customer the caller
+    may not see answers exactly like an unknown id, whichever way it is named (by its own
+    id, a customer of a ticket the caller submitted itself may be named again:
+    ``selectors.customer_named_by_caller``)."""
+    if data.get("customer_external_id"):
+        customer, created = services.customer_get_or_create_by_external_id(
+            external_id=data["customer_external_id"]
+        )
+        if not created and not selectors.customer_named_by_caller(
+            request.user, customer_id=customer.pk
+        ):
+            raise _unknown_customer(data["customer_external_id"])
+        return customer, False
+    if data.get("customer_id"):
+        found = (
+            Customer.objects.filter(selectors.customer_visibility_q(request.user))
+            .filter(pk=data["customer_id"])
+            .first()
+        )
+        if found is None:
+            raise _unknown_customer(data["customer_id"])
+        return found, False
+    info = data["customer"]
+    customer, created = services.customer_get_or_create(
+        email=info["email"], name=info.get("name", ""), phone=info.get("phone", "")
+    )
+    # Naming an existing customer by address makes it visible to the creator (customers
+    # follow their tickets): allowed, so agents can log a returning customer's call, but
+    # audited when the creator could not see it before.
+    unseen = not created and not selectors.customer_visible_to(
+        request.user, customer_id=customer.pk
+    )
+    return customer, unseen
 
 
 def ticket_created_body(ticket: Ticket) -> dict[str, Any]:

@@ -496,7 +496,9 @@ def _customer_erase_rows(
     customer.name = ""
     customer.email = ""
     customer.phone = ""
-    customer.save(update_fields=["name", "email", "phone", "updated_at"])
+    # the ticketing system's id for the person: a later ticket under it makes a new customer
+    customer.external_id = ""
+    customer.save(update_fields=["name", "email", "phone", "external_id", "updated_at"])
     # The first erasure's record stays; a repeated one is still audit-logged.
     _, first = CustomerErasure.objects.get_or_create(
         customer=customer,

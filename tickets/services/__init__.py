@@ -22,8 +22,10 @@ from tickets.services.customers import (
     channel_identity_link,
     channel_identity_move,
     customer_email_confirm,
+    customer_external_id_problem,
     customer_find_by_email,
     customer_get_or_create,
+    customer_get_or_create_by_external_id,
     customer_merge,
 )
 from tickets.services.events import (
@@ -77,8 +79,10 @@ __all__ = [
     "channel_identity_link",
     "channel_identity_move",
     "customer_email_confirm",
+    "customer_external_id_problem",
     "customer_find_by_email",
     "customer_get_or_create",
+    "customer_get_or_create_by_external_id",
     "customer_merge",
     "customer_search_text",
     "inbound_message_build",

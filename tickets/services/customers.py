@@ -1,5 +1,5 @@
-"""Customers and their channel identities: find or create, merge, confirm an address,
-move an identity."""
+"""Customers and their channel identities: find or create (by email, or by the caller's
+own customer id, ``external_id``), merge, confirm an address, move an identity."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from django.utils import timezone
 from support.errors import InvalidInput
 from support.services import audit_log_record
 from tickets.models import (
+    CUSTOMER_EXTERNAL_ID_MAX_LENGTH,
     ChannelIdentity,
     Customer,
     Ticket,
 )
+from tickets.selectors import customer_get_by_external_id
 from tickets.services.events import _ticket_event
 from tickets.services.lifecycle import _refresh_search_vector, _system_note
 
@@ -80,6 +82,50 @@ def customer_get_or_create(
     return customer, True
 
 
+def customer_external_id_problem(external_id: str) -> str | None:
+    """What is wrong with ``external_id`` as a ``Customer.external_id`` (already stripped),
+    or None: empty, longer than the column (refused, never cut: two ids that differ past
+    the cut would be one customer), or a control or other unprintable character (a
+    newline or a NUL would end up in logs, URLs and the admin)."""
+    if not external_id:
+        return "Empty: give a customer id."
+    if len(external_id) > CUSTOMER_EXTERNAL_ID_MAX_LENGTH:
+        return f"Longer than {CUSTOMER_EXTERNAL_ID_MAX_LENGTH} characters."
+    if not external_id.isprintable():
+        return "Contains a control or other unprintable character."
+    return None
+
+
+def customer_get_or_create_by_external_id(
+    *, external_id: str, name: str = ""
+) -> tuple[Customer, bool]:
+    """Find the customer the caller's own id ``external_id`` names (seed 004's
+    ``customer_id``), or create one (``name`` defaults to the id; no email). Safe under
+    races: the partial unique index on ``external_id`` lets one insert win, and the loser
+    finds the winner's row. Inside a caller's transaction the insert is a savepoint, so
+    that transaction stays usable (and a later failure there leaves no customer behind).
+    InvalidInput for an id ``customer_external_id_problem`` refuses."""
+    external_id = external_id.strip()
+    problem = customer_external_id_problem(external_id)
+    if problem is not None:
+        raise InvalidInput(f"external_id: {problem}", details={"external_id": [problem]})
+    existing = customer_get_by_external_id(external_id)
+    if existing is not None:
+        return existing, False
+    name_max = Customer._meta.get_field("name").max_length
+    try:
+        with transaction.atomic():
+            customer = Customer.objects.create(
+                external_id=external_id, name=(name.strip() or external_id)[:name_max]
+            )
+    except IntegrityError:
+        existing = customer_get_by_external_id(external_id)
+        if existing is None:
+            raise
+        return existing, False
+    return customer, True
+
+
 def channel_identity_link(
     *, customer: Customer, channel: str, external_id: str, display_name: str = ""
 ) -> ChannelIdentity:
@@ -102,7 +148,9 @@ def customer_merge(
     system entry and a ``ticket.updated`` event, the audit log gets a ``customer.merge``
     row, and the emptied source is deleted. Generic over ``Customer``'s reverse relations,
     so the core names no feature app. One-to-one rows (an erasure marker) stay with the
-    source and keep it (it is then left in place, empty).
+    source and keep it (it is then left in place, empty). The source's ``external_id``
+    (the caller's own customer id) moves to a target that has none; a target with its own
+    keeps it, and the source's goes with the source.
     """
     if source.pk == target.pk:
         return target
@@ -125,6 +173,13 @@ def customer_merge(
             count = rows.update(**{relation.field.name: target})
             if count:
                 moved[f"{model._meta.label_lower}.{relation.field.name}"] = count
+    if source.external_id and not target.external_id:
+        # The caller's id follows the person (its next ticket must find the target, not
+        # a new customer or the emptied source): cleared first, it is unique.
+        moved["tickets.customer.external_id"] = 1  # the audit row says so
+        Customer.objects.filter(pk=source.pk).update(external_id="")
+        Customer.objects.filter(pk=target.pk).update(external_id=source.external_id)
+        target.external_id, source.external_id = source.external_id, ""
     for ticket in Ticket.objects.filter(pk__in=ticket_ids).select_related("customer"):
         _system_note(
             ticket,

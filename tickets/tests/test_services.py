@@ -5,7 +5,7 @@ import pytest
 from support.errors import Conflict, InvalidInput, InvalidTransition
 from support.models import OutboxEvent
 from tickets import services
-from tickets.models import Message, Ticket
+from tickets.models import Customer, Message, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -297,3 +297,59 @@ def test_an_agent_may_not_merge_a_teams_ticket_into_one_with_no_team(
         second.pk,
         third.pk,
     }
+
+
+def test_customer_get_or_create_by_external_id_finds_or_creates_it():
+    """The caller's own customer id (seed 004's ``customer_id``): created once, named after
+    it, no email; found again exactly (case-sensitive), never cut."""
+    new, created = services.customer_get_or_create_by_external_id(external_id=" CUST-42 ")
+    assert created is True
+    assert (new.external_id, new.name, new.email) == ("CUST-42", "CUST-42", "")
+    assert services.customer_get_or_create_by_external_id(external_id="CUST-42") == (new, False)
+    other, created = services.customer_get_or_create_by_external_id(external_id="cust-42")
+    assert created is True
+    assert other != new
+    for bad in ("", " ", "x" * 256, "a\tb"):
+        with pytest.raises(InvalidInput):
+            services.customer_get_or_create_by_external_id(external_id=bad)
+    assert Customer.objects.count() == 2
+
+
+def test_customer_get_or_create_by_external_id_loses_a_race_to_the_winners_row(monkeypatch):
+    """Two first tickets for one new id: the lookup missed in both, the unique index lets
+    one insert win, and the other finds that row (within its own transaction, which
+    stays usable)."""
+    from django.db import transaction
+
+    from tickets.services import customers
+
+    winner = Customer.objects.create(external_id="CUST-R", name="first")
+    real = customers.customer_get_by_external_id
+    calls: list[str] = []
+
+    def missed_once(external_id: str) -> Customer | None:
+        calls.append(external_id)
+        return None if len(calls) == 1 else real(external_id)
+
+    monkeypatch.setattr(customers, "customer_get_by_external_id", missed_once)
+    with transaction.atomic():
+        found = services.customer_get_or_create_by_external_id(external_id="CUST-R")
+        assert Customer.objects.count() == 1  # the transaction is still usable
+    assert found == (winner, False)
+    assert calls == ["CUST-R", "CUST-R"]
+
+
+def test_a_customer_merge_moves_the_external_id_to_a_target_without_one(customer, supervisor):
+    source = Customer.objects.create(external_id="CUST-7")
+    services.customer_merge(source=source, target=customer, actor=supervisor, reason="same")
+    customer.refresh_from_db()
+    assert customer.external_id == "CUST-7"
+    assert services.customer_get_or_create_by_external_id(external_id="CUST-7") == (
+        customer,
+        False,
+    )
+    # a target with its own keeps it
+    again = Customer.objects.create(external_id="CUST-8")
+    services.customer_merge(source=again, target=customer, actor=supervisor, reason="same")
+    customer.refresh_from_db()
+    assert customer.external_id == "CUST-7"

@@ -241,6 +241,16 @@ def test_erase_frees_callers_ticket_ids_it_redacts(supervisor):
     assert not tickets.filter(origin_caller__isnull=False).exists()
 
 
+def test_erase_blanks_the_ticketing_systems_customer_id(supervisor):
+    """``external_id`` is the ticketing system's id for the person: erased with the name,
+    so a later ticket under it makes a new customer instead of finding the erased one."""
+    customer = Customer.objects.create(name="Ivo Marsh", external_id="CUST-77")
+    privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    customer.refresh_from_db()
+    assert customer.external_id == ""
+    assert not Customer.objects.filter(external_id="CUST-77").exists()
+
+
 def test_tasks_queued_before_an_erasure_write_no_interaction_after_it(supervisor):
     """A CSAT answer's or an inbound message's interaction is written by a task from its
     event; one that runs after the customer was erased writes nothing."""

@@ -577,3 +577,83 @@ def test_only_supervisors_take_a_ticket_out_of_its_team(
     response = agent_client.patch(url, {"team_id": None, "priority": "high"}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["priority"] == "high"
+
+
+@pytest.mark.parametrize("path", ["/api/tickets", "/api/tickets/create"])
+def test_create_takes_the_callers_own_customer_id_on_every_create_path(agent_client, teams, path):
+    """``/api/tickets`` and seed 001's ``/api/tickets/create`` read ``customer_id`` as
+    ``POST /tickets`` does: an integer is this platform's id, any other string the
+    caller's own (found, else created); another team's customer answers like an unknown
+    id, whichever way it is named."""
+    _billing, shipping = teams
+    made = agent_client.post(path, {"subject": "Help", "customer_id": "cust_xyz"}, format="json")
+    assert made.status_code == 201, made.content
+    customer = Customer.objects.get(external_id="cust_xyz")
+    again = agent_client.post(path, {"subject": "More", "customer_id": "cust_xyz"}, format="json")
+    assert again.status_code == 201, again.content
+    assert set(Ticket.objects.values_list("customer_id", flat=True)) == {customer.pk}
+    detail = agent_client.get(f"/api/tickets/{again.json()['id']}").json()
+    assert detail["customer"]["external_id"] == "cust_xyz"
+
+    theirs = Customer.objects.create(external_id="CUST-S")
+    Ticket.objects.create(customer=theirs, subject="Parcel", team=shipping)
+    by_own = agent_client.post(path, {"subject": "x", "customer_id": "CUST-S"}, format="json")
+    by_pk = agent_client.post(path, {"subject": "x", "customer_id": theirs.pk}, format="json")
+    assert by_own.status_code == by_pk.status_code == 400
+    assert by_own.json()["error"]["details"] == by_pk.json()["error"]["details"]
+    assert by_own.json()["error"]["message"] == "customer_id: no customer CUST-S."
+    bad = agent_client.post(path, {"subject": "x", "customer_id": "a\x07b"}, format="json")
+    assert bad.status_code == 400
+    assert "unprintable" in bad.json()["error"]["details"]["customer_id"][0]
+    assert Ticket.objects.count() == 3  # the two above and Shipping's
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_first_tickets_for_one_own_customer_id_make_one_customer(agent, monkeypatch):
+    """Both requests miss the lookup; the unique index makes the second insert wait for
+    the first request's transaction (customer and ticket together) and then fail, and
+    that request finds the committed customer."""
+    import threading
+
+    from django.db import connection
+
+    from tickets.services import customers
+
+    real = customers.customer_get_by_external_id
+    both_looked = threading.Barrier(2, timeout=10)
+    first_look: set[int] = set()
+    lookups: list[str] = []
+
+    def lookup(external_id: str) -> Customer | None:
+        lookups.append(external_id)
+        me = threading.get_ident()
+        if me not in first_look:
+            first_look.add(me)
+            found = real(external_id)
+            both_looked.wait()  # each has missed before either inserts
+            return found
+        return real(external_id)
+
+    monkeypatch.setattr(customers, "customer_get_by_external_id", lookup)
+    answers: list[int] = []
+
+    def post(n: int) -> None:
+        try:
+            client = APIClient()
+            client.force_authenticate(agent)
+            response = client.post(
+                "/api/tickets", {"subject": f"t{n}", "customer_id": "CUST-RACE"}, format="json"
+            )
+            answers.append(response.status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert answers == [201, 201]
+    assert len(lookups) == 3  # the loser looked again after its insert failed
+    [customer] = Customer.objects.filter(external_id="CUST-RACE")
+    assert Ticket.objects.filter(customer=customer).count() == 2
