@@ -227,6 +227,16 @@ def test_no_lock_is_held_while_the_ticketing_system_is_called(sync_on, teams, cu
     assert RoutingDecision.objects.get().sync_status == "success"
 
 
+def _local_decision(ticket) -> RoutingDecision:
+    return RoutingDecision.objects.create(
+        ticket=ticket,
+        priority="normal",
+        confidence=0.9,
+        provider="local",
+        correlation_id=ticket.correlation_id,
+    )
+
+
 def _sync_failures() -> float:
     from routing.metrics import routing_metrics
 
@@ -319,14 +329,7 @@ def test_the_payload_refers_only_to_an_api_callers_own_ticket_id(
         origin_platform_id=sender_id,
         origin_caller=caller,
     )
-    decision = RoutingDecision.objects.create(
-        ticket=ticket,
-        priority="normal",
-        confidence=0.9,
-        provider="local",
-        correlation_id=ticket.correlation_id,
-    )
-    payload = services.ticketing_sync_payload(decision)
+    payload = services.ticketing_sync_payload(_local_decision(ticket))
     assert payload["external_ref"] == (sender_id if own_ticket_id else "")
     if not own_ticket_id:
         assert sender_id not in str(payload)
@@ -349,14 +352,7 @@ def test_the_payloads_ticket_id_is_the_ticketing_systems_own_id(
         origin_platform_id="CRM-8841" if own_ticket_id else "",
         origin_caller=caller,
     )
-    decision = RoutingDecision.objects.create(
-        ticket=ticket,
-        priority="normal",
-        confidence=0.9,
-        provider="local",
-        correlation_id=ticket.correlation_id,
-    )
-    payload = services.ticketing_sync_payload(decision)
+    payload = services.ticketing_sync_payload(_local_decision(ticket))
     expected = "CRM-8841" if own_ticket_id else str(ticket.pk)
     assert (payload["ticket_id"], payload["id"]) == (expected, ticket.pk)
     assert payload["ticket_id"] == ticket_submitted_id(ticket)  # what the seed GET answers
