@@ -47,6 +47,7 @@ from django.contrib import admin
 from django.db import transaction
 from django.test import Client, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 from rest_framework.views import APIView
 
 from channels_app.adapters.meta.common import meta_signature
@@ -112,6 +113,8 @@ api-ticket-status               GET    401    404    allow  allow  404    allow 
 api-ticket-context              GET    401    404    allow  allow  404    allow  allow  403
 api-ticket-feedback             POST   401    404    allow  allow  404    allow  allow  403
 api-customer-context            GET    401    404    allow  allow  404    allow  allow  403
+api-customers-orders-intake     POST   401    403    403    403    403    403    403    allow
+api-customers-interactions-intake POST  401    403    403    403    403    403    403    allow
 ticket-routing                  GET    401    404    allow  allow  404    allow  allow  403
 ticket-routing-override         POST   401    404    allow  allow  404    allow  allow  403
 ticket-routing-accept           POST   401    404    allow  allow  404    allow  allow  403
@@ -257,6 +260,21 @@ BODIES: dict[tuple[str, str], Body] = {
     ("api-ticket-messages", "POST"): lambda w: {"body": "On it", "kind": "internal_note"},
     ("api-ticket-merge", "POST"): lambda w: {"into": str(w.second_ticket.pk)},
     ("api-ticket-feedback", "POST"): lambda w: {"rating": 5, "comment": "ok"},
+    ("api-customers-orders-intake", "POST"): lambda w: {
+        "customer_id": w.customer.pk,
+        "number": "MATRIX-ORDER-1",
+        "status": "paid",
+        "total": "10.00",
+        "placed_at": timezone.now().isoformat(),
+    },
+    ("api-customers-interactions-intake", "POST"): lambda w: {
+        "customer_id": w.customer.pk,
+        "id": "matrix-1",
+        "occurred_at": timezone.now().isoformat(),
+        "channel": "phone",
+        "kind": "note",
+        "summary": "Matrix",
+    },
     ("ticket-routing-override", "POST"): lambda w: {"team": w.team.slug, "priority": "high"},
     ("ticket-routing-accept", "POST"): lambda w: {},
     ("api-ticket-suggestion-feedback", "POST"): lambda w: {"helpful": True},

@@ -8,7 +8,7 @@ Every write that changes a customer's context invalidates its cache entry
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -246,6 +246,59 @@ def interaction_record(
         ),
         replace=replace,
     )
+
+
+@dataclass(frozen=True)
+class InteractionInput:
+    """One entry of ``interactions_record_many``: no ticket and no scope, so it is shown
+    to every agent who may see the customer (docs/customer-context.md)."""
+
+    customer_id: int
+    source_key: str
+    channel: str
+    kind: str
+    occurred_at: datetime
+    summary: str = ""
+    analyse_text: str = ""
+
+
+def interactions_record_many(items: Sequence[InteractionInput]) -> tuple[int, int]:
+    """Log many interactions at once (an outside system's batch), each idempotent on its
+    ``source_key`` as ``interaction_record`` is; returns ``(recorded, already_recorded)``.
+
+    Every text is scored first (``sentiment_analyse``: redacted for an analyser that sends
+    text away), outside any transaction: the analyser may be an outside service, which no
+    open transaction waits on. Then the entries are written in one transaction: with the
+    PostgreSQL backend all or none; DynamoDB takes no part in it, so an error part-way
+    leaves the entries before it, which the same batch sent again finds recorded. An
+    erased customer's entries are not written (counted as already recorded: the caller
+    checks for erasure first, this only covers an erasure meanwhile)."""
+    erased = set(
+        CustomerErasure.objects.filter(
+            customer_id__in={item.customer_id for item in items}
+        ).values_list("customer_id", flat=True)
+    )
+    records = [
+        InteractionRecord(
+            customer_id=item.customer_id,
+            source_key=item.source_key,
+            channel=item.channel,
+            kind=item.kind,
+            occurred_at=item.occurred_at,
+            summary=item.summary[:SUMMARY_CHARS],
+            **_scored(item.analyse_text, item.customer_id),
+        )
+        for item in items
+        if item.customer_id not in erased
+    ]
+    with transaction.atomic():
+        recorded = sum(_record_built(record) for record in records)
+    return recorded, len(items) - recorded
+
+
+def _record_built(record: InteractionRecord) -> bool:
+    """``_interaction_write`` of a record already built (its sentiment already scored)."""
+    return _interaction_write(record.customer_id, lambda: record)
 
 
 def interaction_record_for_message(*, message_id: int) -> bool:

@@ -15,6 +15,18 @@ urlpatterns = [
         views.TicketFeedbackApi.as_view(),
         name="api-ticket-feedback",
     ),
+    # Machine intake (integration keys): one segment after customers/, so never taken
+    # for a customer id by the customers/<id>/... routes.
+    path(
+        "customers/orders",
+        views.CustomerOrdersIntakeApi.as_view(),
+        name="api-customers-orders-intake",
+    ),
+    path(
+        "customers/interactions",
+        views.CustomerInteractionsIntakeApi.as_view(),
+        name="api-customers-interactions-intake",
+    ),
     path(
         "customers/<str:customer_id>/context",
         views.CustomerContextApi.as_view(),
