@@ -122,7 +122,7 @@ class SeedCustomerIdField(ticket_serializers.CustomerIdField):
     string is the caller's own id (``Customer.external_id``), as on ``/api/tickets``."""
 
     def to_internal_value(self, data: Any) -> int | str:  # type: ignore[override]
-        if ticket_serializers.customer_id_is_external(data):
+        if ticket_services.customer_id_is_external(data):
             return ticket_serializers.customer_external_id_parse(data)
         number = isinstance(data, str | int) and not isinstance(data, bool)
         pk = parse_id(str(data).strip()) if number else None

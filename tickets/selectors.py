@@ -665,15 +665,12 @@ def customer_visible_to(user: Any, *, customer_id: int) -> bool:
     return Ticket.objects.filter(customer_id=customer_id).filter(ticket_visibility_q(user)).exists()
 
 
-def customer_named_by_caller(user: Any, *, customer_id: int) -> bool:
-    """Whether the user may name this customer by its ``external_id`` when submitting a
-    ticket: it may see the customer, or it submitted one of its tickets itself
-    (``created_by``). A ticketing system's second ticket for a customer must not be refused
-    because routing moved the first to a team the key's user is not in; naming the
-    customer tells the caller nothing it did not send itself, and the ticket's
-    conversation stays under the visibility rule."""
-    if customer_visible_to(user, customer_id=customer_id):
-        return True
+def customer_submitted_by(user: Any, *, customer_id: int) -> bool:
+    """Whether the user submitted one of this customer's tickets itself (``created_by``):
+    such a caller may name the customer again by its ``external_id`` when it no longer
+    sees it (a ticketing system's second ticket for a customer must not be refused because
+    routing moved the first to a team the key's user is not in). Naming it tells the caller
+    nothing it did not send itself; the tickets stay under the visibility rule."""
     user_id = getattr(user, "pk", None)
     return user_id is not None and (
         Ticket.objects.filter(customer_id=customer_id, created_by_id=user_id).exists()

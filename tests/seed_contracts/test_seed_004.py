@@ -21,7 +21,7 @@ from events_out.selectors import ticket_received_detail
 from routing import customer_db
 from routing.models import RoutingDecision, RoutingFailure
 from routing.services import routing_decide, routing_decision_override, routing_decision_purge
-from support.models import OutboxEvent
+from support.models import AuditLog, OutboxEvent
 from support.services import api_key_create
 from tickets import services as ticket_services
 from tickets.models import Customer, Team, Ticket
@@ -174,6 +174,9 @@ def test_a_caller_may_name_again_the_customer_of_a_ticket_it_submitted(
     assert again.status_code == 202, again.content
     customer = Customer.objects.get(external_id="CUST-50")
     assert Ticket.objects.get(pk=again.json()["id"]).customer == customer
+    # a customer the caller could not see, named again: audited as one named by address is
+    audited = AuditLog.objects.filter(action="ticket.create_for_unseen_customer")
+    assert [a.details["customer_id"] for a in audited] == [customer.pk]
     Ticket.objects.filter(customer=customer).update(team=billing)  # routed there too
     other = APIClient()
     other.credentials(HTTP_X_API_KEY=api_key_create(name="other", user=other_agent)[1])

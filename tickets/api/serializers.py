@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
@@ -26,7 +25,7 @@ from tickets.models import (
     format_ticket_number,
 )
 from tickets.selectors import ticket_last_agent_reply
-from tickets.services import customer_external_id_problem
+from tickets.services import customer_external_id_problem, customer_id_is_external
 
 
 @extend_schema_field({"type": "string", "maxLength": TAG_NAME_MAX_CHARS})
@@ -45,18 +44,6 @@ def _tag_list() -> serializers.ListField:
         help_text=f"Tag names, at most {TAG_NAME_MAX_CHARS} characters each (stored trimmed "
         "and in lower case); a longer one is refused naming it, never cut.",
     )
-
-
-#: A ``customer_id`` string that is this platform's id: ASCII digits only (``str.isdigit``
-#: would take "٣" and "²"; ``support.parsing``).
-CUSTOMER_PK_TEXT = re.compile(r"[0-9]+")
-
-
-def customer_id_is_external(data: Any) -> bool:
-    """Whether a ``customer_id`` as sent is the caller's own customer id: any string that
-    is not ASCII digits (spaces around them allowed). A JSON integer or digits are this
-    platform's id, read as before."""
-    return isinstance(data, str) and not CUSTOMER_PK_TEXT.fullmatch(data.strip())
 
 
 def customer_external_id_parse(data: str) -> str:

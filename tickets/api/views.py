@@ -280,16 +280,21 @@ def _customer_for_caller(request: Request, data: dict[str, Any]) -> tuple[Custom
     ``customer_external_id`` (the caller's own, found or created): a customer the caller
     may not see answers exactly like an unknown id, whichever way it is named (by its own
     id, a customer of a ticket the caller submitted itself may be named again:
-    ``selectors.customer_named_by_caller``)."""
+    ``selectors.customer_submitted_by``)."""
     if data.get("customer_external_id"):
         customer, created = services.customer_get_or_create_by_external_id(
             external_id=data["customer_external_id"]
         )
-        if not created and not selectors.customer_named_by_caller(
+        if created:
+            return customer, False
+        visible = selectors.customer_visible_to(request.user, customer_id=customer.pk)
+        if not visible and not selectors.customer_submitted_by(
             request.user, customer_id=customer.pk
         ):
             raise _unknown_customer(data["customer_external_id"])
-        return customer, False
+        # named again, unseen, by the caller that submitted one of its tickets: audited
+        # like a customer named by address
+        return customer, not visible
     if data.get("customer_id"):
         found = (
             Customer.objects.filter(selectors.customer_visibility_q(request.user))

@@ -26,6 +26,7 @@ from tickets.services.customers import (
     customer_find_by_email,
     customer_get_or_create,
     customer_get_or_create_by_external_id,
+    customer_id_is_external,
     customer_merge,
 )
 from tickets.services.events import (
@@ -83,6 +84,7 @@ __all__ = [
     "customer_find_by_email",
     "customer_get_or_create",
     "customer_get_or_create_by_external_id",
+    "customer_id_is_external",
     "customer_merge",
     "customer_search_text",
     "inbound_message_build",

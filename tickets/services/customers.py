@@ -3,6 +3,7 @@ own customer id, ``external_id``), merge, confirm an address, move an identity."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -80,6 +81,22 @@ def customer_get_or_create(
             raise
         return existing, False
     return customer, True
+
+
+#: A ``customer_id`` string read as this platform's id, with DRF ``IntegerField``'s rules
+#: as before customer ids of the caller's own: ASCII digits (``str.isdigit`` would take "٣"
+#: and "²"), and what that field read as a number too, a sign and a ".0" ("+5" was customer
+#: 5, "-1" a 400): such a string must not quietly become a new customer's own id.
+CUSTOMER_PK_TEXT = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+
+
+def customer_id_is_external(data: Any) -> bool:
+    """Whether a ``customer_id`` as sent is the caller's own customer id
+    (``Customer.external_id``): any string that is not a number as ``CUSTOMER_PK_TEXT``
+    reads one (spaces around it allowed). A JSON integer or such a string is this
+    platform's id. One rule for ticket creation and the intake of orders and
+    interactions."""
+    return isinstance(data, str) and not CUSTOMER_PK_TEXT.fullmatch(data.strip())
 
 
 def customer_external_id_problem(external_id: str) -> str | None:

@@ -608,6 +608,25 @@ def test_create_takes_the_callers_own_customer_id_on_every_create_path(agent_cli
     assert Ticket.objects.count() == 3  # the two above and Shipping's
 
 
+@pytest.mark.parametrize(
+    ("sent", "status"), [("{pk}.0", 201), ("+{pk}", 201), (" {pk} ", 201), ("-1", 400)]
+)
+def test_a_customer_id_read_as_a_number_before_is_not_a_new_customers_own_id(
+    agent_client, customer, sent, status
+):
+    """What ``customer_id`` read as this platform's id before customer ids of the caller's
+    own ("7.0" and "+7" were customer 7, "-1" a 400) keeps that meaning: it must not
+    quietly make a new, empty customer whose own id is "7.0"."""
+    Ticket.objects.create(customer=customer, subject="Earlier")  # the agent sees it
+    response = agent_client.post(
+        "/api/tickets", {"subject": "x", "customer_id": sent.format(pk=customer.pk)}, format="json"
+    )
+    assert response.status_code == status, response.content
+    assert not Customer.objects.exclude(external_id="").exists()
+    if status == 201:
+        assert Ticket.objects.get(pk=response.json()["id"]).customer == customer
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_first_tickets_for_one_own_customer_id_make_one_customer(agent, monkeypatch):
     """Both requests miss the lookup; the unique index makes the second insert wait for
