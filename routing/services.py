@@ -765,6 +765,12 @@ def ticketing_sync_payload(decision: RoutingDecision) -> dict[str, Any]:
         # id is ``id``. Before, ``ticket_id`` was the internal id, which names another
         # ticket (or none) in the ticketing system.
         "ticket_id": ticket_submitted_id(ticket),
+        # whose own id ``ticket_id`` is (the API key's user; null for the internal id): a
+        # caller's id is unique per caller only, so two callers' ``TKT-1001`` are told
+        # apart (as in the ``TicketReceived`` event, ``events_out.selectors``)
+        "submitted_by": (
+            ticket.origin_caller.get_username() if ticket.origin_caller is not None else None
+        ),
         "id": ticket.pk,
         "ticket_number": ticket.number,
         # an API caller's own ticket id only, never a channel's sender id (address, phone)
@@ -867,15 +873,20 @@ def ticketing_sync_body(payload: dict[str, Any]) -> dict[str, Any]:
     became the ticketing system's own id (no ``id`` key: its ``ticket_id`` is the internal
     id) is brought to the current shape when it is sent, so a retry or re-drive of it does
     not name the wrong ticket: ``external_ref`` (the caller's id, or "") was the one rule
-    ``ticket_submitted_id`` follows."""
-    if "id" in payload:
-        return payload
-    internal = payload.get("ticket_id")
-    return {
-        **payload,
-        "ticket_id": payload.get("external_ref") or str(internal),
-        "id": internal,
-    }
+    ``ticket_submitted_id`` follows.
+
+    A payload queued before ``submitted_by`` gets it as null only where its ``ticket_id``
+    is the internal id (no ``external_ref``), which no caller submitted. Where it is a
+    caller's id the caller is not in the payload, and null would say there is none, so the
+    key stays absent (unknown)."""
+    body = dict(payload)
+    if "id" not in body:
+        internal = body.get("ticket_id")
+        body["ticket_id"] = body.get("external_ref") or str(internal)
+        body["id"] = internal
+    if "submitted_by" not in body and not body.get("external_ref"):
+        body["submitted_by"] = None
+    return body
 
 
 def _ticketing_sync_send(delivery: Delivery) -> SendResult:

@@ -4,7 +4,9 @@ count decisions, and a ticket whose routing failed outright has none, so a total
 outage read 0/0 (no data) and no alarm fired. They now divide the tickets that fell back or
 failed by every ticket routed or failed (``support_routing_outcomes``, routing/metrics.py):
 an outage reads 100%. Only rules still on the seeded selectors move (a supervisor's edit
-stays); running it again changes nothing."""
+stays), and HighErrorRate's description is reworded only with them: a rule whose metric
+or denominator a supervisor changed keeps its text, which would otherwise claim it counts
+failed routing. Running it (or its reverse) again changes nothing."""
 
 from typing import Any
 
@@ -21,9 +23,14 @@ NEW_HIGH = (
 
 
 def _move(apps: Any, old: tuple[str, str], new: tuple[str, str], text: tuple[str, str]) -> None:
-    rules = apps.get_model("alerts", "AlertRule").objects.filter(name__in=RULES)
-    rules.filter(metric=old[0], denominator=old[1]).update(metric=new[0], denominator=new[1])
-    rules.filter(name="HighErrorRate", description=text[0]).update(description=text[1])
+    rules = apps.get_model("alerts", "AlertRule").objects.filter(
+        name__in=RULES, metric=old[0], denominator=old[1]
+    )
+    # the description describes the source: reworded only together with it
+    rules.filter(name="HighErrorRate", description=text[0]).update(
+        metric=new[0], denominator=new[1], description=text[1]
+    )
+    rules.update(metric=new[0], denominator=new[1])
 
 
 def rule_source_update(apps: Any, schema_editor: Any) -> None:

@@ -254,30 +254,39 @@ def test_call_dead_letters_migration_rewords_only_the_old_default(edited):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("edited", [False, True], ids=["default", "edited"])
+@pytest.mark.parametrize("edited", ["", "metric", "denominator"])
 def test_error_rate_migration_moves_only_the_old_default_and_again_changes_nothing(edited):
+    """A rule a supervisor pointed elsewhere keeps its source and its description both
+    ways (before, HighErrorRate's shipped text was reworded to say it counts failed
+    routing whatever it counted); both directions run twice change nothing more."""
     import importlib
 
     from django.apps import apps
 
     migration = importlib.import_module("alerts.migrations.0005_error_rate_counts_failed_routing")
     AlertRule.objects.filter(name__in=migration.RULES).delete()
-    mine = ("support_routing_provider_errors", "support_routing_confidence_count")
+    mine = {
+        "": migration.OLD,
+        "metric": ("support_routing_provider_errors_total", migration.OLD[1]),
+        "denominator": (migration.OLD[0], "support_routing_confidence_count"),
+    }[edited]
     for name in migration.RULES:
         AlertRule.objects.create(
             name=name,
-            metric=mine[0] if edited else migration.OLD[0],
-            denominator=mine[1] if edited else migration.OLD[1],
+            metric=mine[0],
+            denominator=mine[1],
             description=migration.OLD_HIGH if name == "HighErrorRate" else "",
             threshold=0.05,
             severity="warning",
         )
-    migration.rule_source_update(apps, None)
-    migration.rule_source_update(apps, None)  # idempotent
     rules = AlertRule.objects.filter(name__in=migration.RULES)
-    expected = mine if edited else migration.NEW
-    assert {(r.metric, r.denominator) for r in rules} == {expected}
-    assert rules.get(name="HighErrorRate").description == migration.NEW_HIGH
-    migration.rule_source_restore(apps, None)
-    restored = mine if edited else migration.OLD
-    assert {(r.metric, r.denominator) for r in rules.all()} == {restored}
+    moved = (mine, migration.OLD_HIGH) if edited else (migration.NEW, migration.NEW_HIGH)
+    for _ in range(2):  # idempotent
+        migration.rule_source_update(apps, None)
+        assert {(r.metric, r.denominator) for r in rules.all()} == {moved[0]}
+        assert rules.get(name="HighErrorRate").description == moved[1]
+        assert {r.description for r in rules.exclude(name="HighErrorRate")} == {""}
+    for _ in range(2):
+        migration.rule_source_restore(apps, None)
+        assert {(r.metric, r.denominator) for r in rules.all()} == {mine}
+        assert rules.get(name="HighErrorRate").description == migration.OLD_HIGH

@@ -118,14 +118,14 @@ def webhook_account_for_request(
 ) -> ChannelAccount | tuple[int, dict[str, Any]]:
     """The account of a webhook request that names none (seed 001's
     ``/api/webhooks/<platform>``), or the refusal (status, body): the only active account
-    of the channel; else, for the GET handshake, the one whose verify token it names (or
-    whose CRC answer it is, the same from every account that answers); for a POST, among
-    the accounts whose secret verifies it, the one whose ``external_id`` the payload names
-    (``ChannelAdapter.addressed_to``: one Meta or X app signs for all its numbers, pages
-    and users with one secret). Ambiguous (several, or none of them named): the lowest pk,
-    as before, so nothing received is lost, with a warning. The caller then runs
-    :func:`webhook` with its token, which repeats every check (rate limits, size,
-    signature) as for any delivery."""
+    of the channel; else, for the GET handshake, the first whose verify token it names
+    (X's CRC: the first that answers, with a warning where the answers differ); for a
+    POST, among the accounts whose secret verifies it, the one whose ``external_id`` the
+    payload names (``ChannelAdapter.addressed_to``: one Meta or X app signs for all its
+    numbers, pages and users with one secret). Ambiguous (several, or none of them
+    named): the lowest pk, as before, so nothing received is lost, with a warning. The
+    caller then runs :func:`webhook` with its token, which repeats every check (rate
+    limits, size, signature) as for any delivery."""
     if channel not in registered_channels():
         return 404, error_body("not_found", f"Unknown channel {channel!r}.")
     accounts = list(
@@ -166,10 +166,13 @@ def webhook_account_for_request(
 def _handshake_account(
     channel: str, adapter: ChannelAdapter, accounts: list[ChannelAccount], query: dict[str, str]
 ) -> ChannelAccount | tuple[int, dict[str, Any]]:
-    """The first account that answers the handshake, where all that answer give the same
-    answer (Meta echoes the challenge). X's CRC answer is signed with each account's
-    consumer secret: where those differ, only the account's own path can say which the
-    platform expects, and a wrong answer would fail X's check silently."""
+    """The first account (lowest pk) that answers the handshake. Meta's answer is the
+    challenge, the same from every account. X's CRC answer is signed with each account's
+    consumer secret: where those differ, the oldest answering account's answer is given
+    anyway, as before, with a warning. It is right when X's webhook belongs to that
+    account; refusing instead (409, as briefly on 2026-12-07) fails X's hourly CRC for
+    every account, and X then disables the webhook. Only the account's own path
+    (``/api/webhooks/twitter/<webhook token>``) can be right for each of them."""
     answering = []
     for account in accounts:
         code, body, _ = adapter.handshake(account, query)
@@ -177,21 +180,18 @@ def _handshake_account(
             answering.append((account, body))
     if not answering:
         return 403, error_body("forbidden", "No account matches this handshake.")
+    chosen = answering[0][0]
     if len({body for _, body in answering}) > 1:
         logger.warning(
-            "%s handshake without a token refused: accounts %s answer it differently "
-            "(different secrets).",
+            "%s handshake without a token: accounts %s answer it differently (different "
+            "secrets); answered as account %s, which may be wrong for the others. Point "
+            "the platform at each account's own /api/webhooks/%s/<webhook token>.",
             channel,
             ", ".join(str(account.pk) for account, _ in answering),
+            chosen.pk,
+            channel,
         )
-        return 409, error_body(
-            "ambiguous_account",
-            f"Several active {channel} accounts with different secrets (an X account's "
-            "consumer secret) answer this handshake differently, so which one is meant "
-            "cannot be told. Point the platform at the account's own webhook URL, "
-            f"/api/webhooks/{channel}/<webhook token>, instead.",
-        )
-    return answering[0][0]
+    return chosen
 
 
 def _signed_account(

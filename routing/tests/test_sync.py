@@ -358,6 +358,44 @@ def test_the_payloads_ticket_id_is_the_ticketing_systems_own_id(
     assert payload["ticket_id"] == ticket_submitted_id(ticket)  # what the seed GET answers
 
 
+def test_two_callers_same_ticket_id_are_told_apart_by_submitted_by(
+    teams, customer, django_user_model
+):
+    """A caller's ``ticket_id`` is unique per caller only: two callers' ``TKT-1001`` are
+    two tickets, and the sync says whose each is (``submitted_by``, the caller's username,
+    as the ``TicketReceived`` event does); a ticket no caller submitted has null."""
+    payloads = []
+    for username in ("crm-a", "crm-b"):
+        ticket = ticket_services.ticket_create(
+            customer=customer,
+            subject="Refund",
+            body="Please refund me",
+            channel="api",
+            origin_platform_id="TKT-1001",
+            origin_caller=django_user_model.objects.create_user(username),
+        )
+        payloads.append(services.ticketing_sync_payload(_local_decision(ticket)))
+    own = ticket_services.ticket_create(customer=customer, subject="Refund", body="refund?")
+    payloads.append(services.ticketing_sync_payload(_local_decision(own)))
+    assert [(p["ticket_id"], p["submitted_by"]) for p in payloads] == [
+        ("TKT-1001", "crm-a"),
+        ("TKT-1001", "crm-b"),
+        (str(own.pk), None),
+    ]
+
+
+def test_a_stored_payload_without_submitted_by_gets_null_only_for_an_internal_id():
+    """Payloads queued before ``submitted_by``: null where ``ticket_id`` is the internal id
+    (no caller submitted it); absent where it is a caller's id (the caller is unknown, and
+    null would say there is none). A current payload is sent as it is."""
+    queued = {"ticket_id": "12", "id": 12, "external_ref": ""}
+    assert services.ticketing_sync_body(queued) == {**queued, "submitted_by": None}
+    callers = {"ticket_id": "TKT-1001", "id": 12, "external_ref": "TKT-1001"}
+    assert services.ticketing_sync_body(callers) == callers
+    current = {**callers, "submitted_by": "crm-a"}
+    assert services.ticketing_sync_body(current) == current
+
+
 @responses.activate
 def test_a_retry_of_a_payload_queued_before_sends_the_callers_ticket_id(
     sync_on, teams, customer, django_user_model, django_capture_on_commit_callbacks
@@ -392,6 +430,7 @@ def test_a_retry_of_a_payload_queued_before_sends_the_callers_ticket_id(
         "ticket_id": "12",
         "id": 12,
         "external_ref": "",
+        "submitted_by": None,
     }
 
 

@@ -121,17 +121,30 @@ def test_a_batch_naming_several_pages_is_recorded_once_with_a_warning(
     assert "Hi, where is my order" not in caplog.text
 
 
-def test_x_crc_with_different_consumer_secrets_is_refused(client: Client) -> None:
-    """Every X account answers the CRC: with different consumer secrets only the
-    account's own path can know which one X expects."""
-    make_account("twitter", name="first", consumer_secret="first-secret")
-    make_account("twitter", name="second", consumer_secret="second-secret", external_id="9")
-    response = client.get("/api/webhooks/twitter", {"crc_token": CRC_TOKEN})
-    assert response.status_code == 409, response.content
-    error = response.json()["error"]
-    assert error["code"] == "ambiguous_account"
-    assert "/api/webhooks/twitter/<webhook token>" in error["message"]
-    assert "first-secret" not in response.content.decode()
+def test_x_crc_with_different_consumer_secrets_answers_as_the_oldest(
+    client: Client, caplog: Any
+) -> None:
+    """Every X account answers the CRC: with different consumer secrets the oldest
+    (lowest pk) answers, as before 2026-12-07 (right when X's webhook is that account's;
+    a 409 failed X's hourly CRC and X disabled the webhook), and a warning names the
+    accounts (ids only) and the account's own path."""
+    first = make_account("twitter", name="first", consumer_secret="first-secret")
+    second = make_account(
+        "twitter", name="second", consumer_secret="second-secret", external_id="9"
+    )
+    assert first.pk < second.pk
+    with caplog.at_level("WARNING", logger=LOGGER):
+        response = client.get("/api/webhooks/twitter", {"crc_token": CRC_TOKEN})
+    assert response.status_code == 200, response.content
+    assert response.json() == {"response_token": x_signature("first-secret", CRC_TOKEN.encode())}
+    [record] = [r for r in caplog.records if r.name == LOGGER]
+    assert record.levelname == "WARNING"
+    message = record.getMessage()
+    assert f"accounts {first.pk}, {second.pk} answer it differently" in message
+    assert f"answered as account {first.pk}" in message
+    assert "/api/webhooks/twitter/<webhook token>" in message
+    assert "first-secret" not in caplog.text
+    assert "second-secret" not in caplog.text
 
 
 def test_x_crc_with_one_shared_consumer_secret_is_answered(client: Client) -> None:
