@@ -559,6 +559,10 @@ SPECTACULAR_SETTINGS = {
     # a choice set used by two request bodies (JSON and multipart) gets one name
     "ENUM_NAME_OVERRIDES": {
         "MessageCreateKindEnum": "tickets.api.serializers.MESSAGE_CREATE_KINDS",
+        # two choice sets of fields named "status": each its own name (the tickets' kept
+        # the one it had before orders were taken in, StatusEnum)
+        "StatusEnum": "tickets.models.TicketStatus",
+        "OrderStatusEnum": "tickets.context.models.OrderStatus",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

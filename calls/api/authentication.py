@@ -9,6 +9,9 @@ that class reading another header; ``IsIntegration`` then admits integration key
 
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.request import Request
 
 from support.auth.authentication import ApiKeyAuthentication
@@ -22,3 +25,20 @@ class FirehoseAccessKeyAuthentication(ApiKeyAuthentication):
 
     def _raw_key(self, request: Request) -> str | None:
         return request.META.get(FIREHOSE_ACCESS_KEY) or None
+
+
+class FirehoseAccessKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """The OpenAPI description of ``FirehoseAccessKeyAuthentication`` (registered when this
+    module is imported, by ``calls.api.views``)."""
+
+    target_class = "calls.api.authentication.FirehoseAccessKeyAuthentication"
+    name = "FirehoseAccessKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Amz-Firehose-Access-Key",
+            "description": "An integration API key, as Amazon Data Firehose's HTTP endpoint "
+            "destination sends its access key.",
+        }
