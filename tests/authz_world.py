@@ -151,7 +151,8 @@ def build_world(*, key_rate_limit: int = 10_000_000) -> World:
             name=f"matrix {role}", user=users[owner], rate_limit_per_minute=key_rate_limit
         )
     # Owned by a supervisor on purpose: the key's role, not its user's groups, must decide
-    # what it may do (refused everywhere but the call events intake).
+    # what it may do (refused everywhere but the integration endpoints: call events, the
+    # intake of orders and interactions).
     keys["key_integration"] = integration_key_create(user=users["supervisor"])
 
     # The customer's only tickets are in team T: agents of other teams may not see them.

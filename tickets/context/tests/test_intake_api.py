@@ -336,3 +336,16 @@ def test_500_items_are_written(crm, customer):
     body = [_interaction(customer.pk, f"n-{i}") for i in range(INTAKE_MAX_ITEMS)]
     response = _post(crm, INTERACTIONS, body)
     assert response.json() == {"recorded": 500, "already_recorded": 0}
+
+
+@pytest.mark.parametrize("url", [ORDERS, INTERACTIONS])
+def test_a_body_over_the_upload_limit_is_refused_not_a_500(crm, customer, url, settings):
+    """An oversized body (Django's DATA_UPLOAD_MAX_MEMORY_SIZE) is refused before it is
+    read as JSON, with a client error; nothing is written."""
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
+    make = _order if url == ORDERS else _interaction
+    body = [make(customer.pk, f"n-{i}") for i in range(40)]
+    response = _post(crm, url, body)
+    assert 400 <= response.status_code < 500, response.status_code
+    assert not Order.objects.exists()
+    assert not Interaction.objects.exists()
