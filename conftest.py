@@ -27,6 +27,32 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
     return _real_connect(self, address)
 
 
+def _test_group(nodeid: str) -> str:
+    """The unit scripts/test.sh's workers take whole: the browser tests (one server and one
+    Chromium, timings of their own), the fault suite (it stops and starts services), and
+    otherwise a test file (a module's fixtures are built once)."""
+    path = nodeid.split("::", 1)[0]
+    if "/e2e/" in f"/{path}":
+        return "e2e"
+    if path.startswith("tests/faults/"):
+        return "faults"
+    return path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` (scripts/test.sh) hands out :func:`_test_group` units."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _test_group(nodeid)
+
+    return GroupScheduling(config, log)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _block_network() -> Iterator[None]:
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign,assignment]
@@ -102,8 +128,14 @@ def network_guard_scope(
 
 @pytest.fixture(autouse=True)
 def _celery_eager(settings: Any) -> None:
+    from celery._state import _set_task_join_will_block  # type: ignore[attr-defined]  # not in the stubs
+
     from support.celery import app
 
+    # The test process is no worker: a worker started in it by an earlier test
+    # (support/tests/test_health.py, celery.contrib.testing) can leave Celery's "a join
+    # would block" flag set, and every later ``apply().get()`` then raises.
+    _set_task_join_will_block(False)
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
 
@@ -113,12 +145,16 @@ def _clear_cache() -> Iterator[None]:
     from django.core.cache import cache
 
     from knowledge.retrieval import name_stats_forget
+    from support.request_metrics import minute_counts_flush
     from tickets.context.cache import local_cache
     from tickets.sla import sla_policies_forget
 
     sla_policies_forget()  # SLA policies are cached per process (tickets.sla)
     yield
     sla_policies_forget()
+    # This process's request tally reaches Redis from a background thread a few seconds
+    # late: added now, and cleared with the cache, not during the next test.
+    minute_counts_flush()
     cache.clear()
     local_cache.clear()  # the customer context's in-process LRU
     # The knowledge base's title statistics are cached per process and keyed by a version

@@ -24,10 +24,32 @@ echo "[test] cfn-lint (deploy/cloudformation)"
 cfn-lint deploy/cloudformation/*.yaml
 echo "[test] migrations are up to date"
 python manage.py makemigrations --check --dry-run >/dev/null
-echo "[test] pytest"
-set +e
-python -m pytest "$@"
-rc=$?
-set -e
-if [ $rc -eq 5 ]; then echo "[test] pytest collected no tests" >&2; exit 1; fi
-exit $rc
+# pytest-xdist: TEST_WORKERS processes (default: one per CPU, at most 4; 1 runs serially).
+# Each worker has its own test database (pytest-django) and Redis database (tests/xdist_redis.py),
+# and takes a test file whole (conftest.py). With no arguments (make test, CI) the browser and
+# fault-injection tests run afterwards in one fresh process of their own: they start servers,
+# Chromium and Celery workers, stop services, and wait on timings.
+workers="${TEST_WORKERS:-$(nproc)}"
+if [ "$workers" -gt 4 ]; then workers=4; fi
+pytest_run() {
+  set +e
+  python -m pytest "$@"
+  local rc=$?
+  set -e
+  if [ $rc -eq 5 ]; then echo "[test] pytest collected no tests" >&2; return 1; fi
+  return $rc
+}
+if [ "$workers" -le 1 ]; then
+  echo "[test] pytest"
+  pytest_run "$@"
+elif [ $# -gt 0 ]; then
+  echo "[test] pytest (${workers} workers)"
+  pytest_run -n "$workers" --dist loadscope "$@"
+else
+  echo "[test] pytest (${workers} workers): all but the browser and fault-injection tests"
+  rc=0
+  pytest_run -n "$workers" --dist loadscope -m "not e2e and not faults" || rc=$?
+  echo "[test] pytest: the browser and fault-injection tests"
+  pytest_run -m "e2e or faults" || rc=$((rc ? rc : $?))
+  exit $rc
+fi

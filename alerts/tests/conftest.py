@@ -81,5 +81,8 @@ def seed_rules(db: Any) -> None:
         "alerts.migrations.0003_http_5xx_rate_from_redis_counts"
     ).rule_source_update(apps, None)
     importlib.import_module(
+        "alerts.migrations.0004_call_dead_letters_description"
+    ).description_update(apps, None)
+    importlib.import_module(
         "alerts.migrations.0005_error_rate_counts_failed_routing"
     ).rule_source_update(apps, None)

@@ -231,6 +231,7 @@ def test_http_5xx_rate_migration_moves_only_the_old_default(edited):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("seed_rules")
 @pytest.mark.parametrize("edited", [False, True], ids=["default", "edited"])
 def test_call_dead_letters_migration_rewords_only_the_old_default(edited):
     import importlib
