@@ -2,26 +2,48 @@
 
 from __future__ import annotations
 
+import codecs
+import io
 from typing import Any
 
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from support.parsing import JSON_MAX_DEPTH, json_depth_within
+from support.parsing import (
+    JSON_MAX_DEPTH,
+    json_depth_within,
+    may_hold_lone_surrogates,
+    without_lone_surrogates,
+)
 
 
 class JsonParser(JSONParser):
-    """DRF's JSON parser (the API's default) with the depth check of
-    :func:`support.parsing.json_loads`:
-    a too deeply nested body is a 400 ``ParseError``, not a ``RecursionError`` (500)."""
+    """DRF's JSON parser (the API's default) with the checks of
+    :func:`support.parsing.json_loads`: a too deeply nested body is a 400 ``ParseError``,
+    not a ``RecursionError`` (500); a lone surrogate (``"\\ud800"``, which PostgreSQL
+    cannot store: a 500 where it was saved) becomes U+FFFD."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        raw = stream.read()  # what ``json.load`` does first anyway
         try:
-            value = super().parse(stream, media_type, parser_context)
+            value = super().parse(io.BytesIO(raw), media_type, parser_context)
         except RecursionError:
             value, deep = None, True
         else:
             deep = not json_depth_within(value, JSON_MAX_DEPTH)
         if deep:
             raise ParseError(f"JSON parse error - nested more than {JSON_MAX_DEPTH} levels deep.")
-        return value
+        if _utf8(parser_context) and not may_hold_lone_surrogates(raw):
+            return value
+        return without_lone_surrogates(value)
+
+
+def _utf8(parser_context: Any) -> bool:
+    """Whether the body was read as UTF-8 (the test on its bytes holds only then); the
+    charset was checked by DRF's parse, as it read the body."""
+    encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False

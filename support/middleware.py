@@ -15,6 +15,7 @@ METRICS_PATH = "/metrics"
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 NUL_MESSAGE = "NUL characters are not accepted in parameters or form fields."
+NUL_PATH_MESSAGE = "NUL characters are not accepted in the URL path."
 
 
 class HealthProbeMiddleware:
@@ -50,10 +51,11 @@ class HealthProbeMiddleware:
 
 
 class RejectNulCharactersMiddleware:
-    """400 for a NUL character in the query string or a submitted form.
+    """400 for a NUL character in the URL path, the query string or a submitted form.
 
     PostgreSQL text cannot hold NUL, so a filter, search or form value carrying one used to
-    fail in the database (a 500). JSON bodies are checked where they are parsed (DRF's
+    fail in the database (a 500); so did a path segment (``/api/webchat/%00/session``: the
+    ``<str:token>`` was looked up as it came). JSON bodies are checked where they are parsed (DRF's
     CharField refuses NUL; free-form JSON is checked by its serializer or service). Forms
     are only read for views that read them anyway (CSRF-protected ones): webhooks (CSRF
     exempt) keep their raw bodies untouched for signature checks.
@@ -63,6 +65,8 @@ class RejectNulCharactersMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path_info:
+            return _refuse(request, NUL_PATH_MESSAGE)
         query = request.META.get("QUERY_STRING", "")
         if ("%00" in query or "\x00" in query) and _has_nul(request.GET.lists()):
             return _refuse(request)
@@ -82,7 +86,7 @@ def _has_nul(items: Any) -> bool:
     return any("\x00" in key or any("\x00" in value for value in values) for key, values in items)
 
 
-def _refuse(request: HttpRequest) -> HttpResponse:
+def _refuse(request: HttpRequest, message: str = NUL_MESSAGE) -> HttpResponse:
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body("malformed_request", NUL_MESSAGE), status=400)
-    return HttpResponseBadRequest(NUL_MESSAGE)
+        return JsonResponse(error_body("malformed_request", message), status=400)
+    return HttpResponseBadRequest(message)

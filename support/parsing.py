@@ -77,16 +77,45 @@ def contains_nul(value: object) -> bool:
     return False
 
 
+#: A surrogate code point on its own. JSON's ``"\ud800"`` is valid JSON, and Python
+#: decodes it to such a string (a pair, ``"\ud83d\ude00"``, becomes the one character it
+#: spells); PostgreSQL cannot store it: psycopg raises ``UnicodeEncodeError`` for text,
+#: ``DataError`` for jsonb.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def without_nul(value: object) -> object:
-    """``value`` with every NUL character in strings and keys replaced by U+FFFD, for
-    keeping a received payload that PostgreSQL could not otherwise store."""
+    """``value`` with every NUL character and lone UTF-16 surrogate in strings and keys
+    replaced by U+FFFD, for keeping a received payload that PostgreSQL could not
+    otherwise store."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
     if isinstance(value, dict):
         return {without_nul(k): without_nul(v) for k, v in value.items()}
     if isinstance(value, list):
         return [without_nul(item) for item in value]
     return value
+
+
+def without_lone_surrogates(value: object) -> object:
+    """``value`` with every lone surrogate in strings and keys (inside lists and dicts)
+    replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {without_lone_surrogates(k): without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_lone_surrogates(item) for item in value]
+    return value
+
+
+def may_hold_lone_surrogates(raw: str | bytes) -> bool:
+    """Whether JSON text can decode to a lone surrogate: only through a ``\\uD8..``-
+    ``\\uDF..`` escape (strict UTF-8 decoding refuses encoded ones), so a cheap test
+    spares walking nearly every payload."""
+    if isinstance(raw, bytes):
+        return b"\\ud" in raw or b"\\uD" in raw
+    return "\\ud" in raw or "\\uD" in raw
 
 
 # --- JSON from clients ----------------------------------------------------------------
@@ -108,6 +137,8 @@ def json_loads(data: bytes | str, *, what: str = "The body") -> Any:
     ``RecursionError``, which is no ``ValueError``: every caller answered it with a 500.)
     ``NaN`` and ``Infinity`` are refused as DRF's parser refuses them: they are not JSON,
     and PostgreSQL's jsonb cannot store them (keeping such a payload was a 500).
+    A lone surrogate (``"\\ud800"``: valid JSON, but neither text nor jsonb can store it)
+    becomes U+FFFD, as ``without_nul`` makes a NUL one.
     Every JSON body or field that arrives from outside is read with this."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
@@ -132,7 +163,7 @@ def json_loads(data: bytes | str, *, what: str = "The body") -> Any:
         deep = not json_depth_within(value, JSON_MAX_DEPTH)
     if deep:
         raise UnreadableJson(f"{what} is nested more than {JSON_MAX_DEPTH} levels deep.")
-    return value
+    return without_lone_surrogates(value) if may_hold_lone_surrogates(text) else value
 
 
 def _refuse_constant(what: str) -> Callable[[str], Any]:

@@ -58,7 +58,12 @@ def delete_in_batches(
     transactions, short locks), at most ``max_batches`` batches; returns how many rows of
     ``queryset``'s model went (rows deleted with them by cascade are not counted).
     ``before_delete(ids)`` runs in each batch's transaction before its delete: what the
-    rows name outside the database (files) is read there and removed on commit."""
+    rows name outside the database (files) is read there and removed on commit.
+
+    Each batch's rows are locked and deleted through ``queryset`` itself, so its
+    conditions are checked again: a row changed since it was selected (an event re-driven
+    meanwhile is no longer done with) is neither deleted nor handed to ``before_delete``.
+    (``model.objects.filter(pk__in=ids)`` deleted it whatever it had become.)"""
     model = queryset.model
     deleted = 0
     for _ in range(max_batches):
@@ -66,10 +71,17 @@ def delete_in_batches(
         if not ids:
             break
         with transaction.atomic():
-            if before_delete is not None:
-                before_delete(ids)
-            _, per_model = model.objects.filter(pk__in=ids).delete()
-        deleted += per_model.get(model._meta.label, 0)
+            locked = list(
+                queryset.filter(pk__in=ids)
+                .select_for_update(of=("self",))
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            if locked:
+                if before_delete is not None:
+                    before_delete(locked)
+                _, per_model = queryset.filter(pk__in=locked).delete()
+                deleted += per_model.get(model._meta.label, 0)
         if len(ids) < batch:
             break
     return deleted

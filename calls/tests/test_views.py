@@ -205,9 +205,10 @@ def test_call_list_query_count_does_not_grow(client, agent, billing, django_asse
 
 
 def test_a_call_page_for_a_hash_that_is_no_md5_digest_is_not_found(client, supervisor, call):
-    """A NUL in the path reached PostgreSQL (500); like an unknown hash, 404."""
+    """A NUL in the path reached PostgreSQL (500): now refused before URL resolution (400,
+    support.middleware); a hash too long for one, like an unknown hash, 404."""
     client.force_login(supervisor)
-    assert client.get("/calls/%00/").status_code == 404
+    assert client.get("/calls/%00/").status_code == 400
     assert client.get("/calls/" + "a" * 3000 + "/").status_code == 404
 
 

@@ -60,7 +60,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PATH = re.compile(
-    r"^/api/webhooks/(?P<channel>whatsapp|messenger|instagram|twitter)/(?P<token>[^/]+)$"
+    r"^/api/webhooks/(?P<channel>whatsapp|messenger|instagram|twitter)/(?P<token>[^/\x00]+)$"
 )
 
 

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 
 from channels_app.adapters.webchat.adapter import session_issue
-from channels_app.models import InboundEvent
+from channels_app.models import InboundEvent, InboundStatus
 from channels_app.tests.conftest import make_account
 from support.websocket_urls import websocket_urlpatterns
 from tickets.models import Message
@@ -215,25 +215,30 @@ async def test_a_message_flood_gets_error_frames_and_the_socket_stays_up(setting
 
 async def test_a_nul_sent_over_the_websocket_is_kept_as_u_fffd() -> None:
     """The socket takes the webhooks' intake: a NUL (which PostgreSQL text refuses) in the
-    text, the client id or an older session's name becomes U+FFFD; the message is kept."""
+    text or an older session's name becomes U+FFFD; the message is kept. A client id is
+    printable ASCII (it keys the delivery): one with a NUL is refused, as over HTTP."""
     from channels_app.models import InboundEvent
     from channels_app.services import inbound_event_process
 
     account: Any = await database_sync_to_async(make_account)("webchat")
     communicator, _ = await _visitor_socket(account, name="Ve\x00ra")
     await communicator.send_json_to({"text": "my order\x00 is late", "client_id": "client\x00ws-1"})
+    refused = await communicator.receive_json_from()
+    assert (refused["type"], refused["code"]) == ("error", "malformed_payload")
+    assert "client_id" in refused["message"]
+    await communicator.send_json_to({"text": "my order\x00 is late", "client_id": "client-ws-1"})
     ack = await communicator.receive_json_from()
     assert ack["type"] == "ack"
     await communicator.disconnect()
 
     def process() -> Message:
-        event = InboundEvent.objects.get(account=account)
+        event = InboundEvent.objects.exclude(status=InboundStatus.MALFORMED).get(account=account)
         inbound_event_process(event_id=event.pk)
         return Message.objects.select_related("ticket__customer").get(channel="webchat")
 
     message = await database_sync_to_async(process)()
     assert message.body_text == "my order\ufffd is late"
-    assert message.channel_message_id.endswith(":client\ufffdws-1")
+    assert message.channel_message_id.endswith(":client-ws-1")
     assert message.ticket.customer.name == "Ve\ufffdra"
 
 

@@ -212,3 +212,14 @@ def test_the_cap_is_inclusive(app: Any, settings: Any) -> None:
         fast, account.webhook_path, [BODY[:10], BODY[10:]], _signed(BODY)
     )
     assert (code, payload["status"]) == (200, "accepted")
+
+
+@pytest.mark.django_db
+def test_a_nul_in_the_token_goes_to_django_which_refuses_it(app: Any) -> None:
+    """The token reached PostgreSQL's query (DataError: a 500); Django's middleware answers
+    400 for any path with a NUL (support.middleware.RejectNulCharactersMiddleware)."""
+    fast, fallback = app
+    code, _, _ = _call(fast, "/api/webhooks/whatsapp/ab\x00cd", BODY, headers=_signed(BODY))
+    assert code == 299  # the fallback stands in for Django
+    assert fallback.paths == ["/api/webhooks/whatsapp/ab\x00cd"]
+    assert InboundEvent.objects.count() == 0

@@ -22,6 +22,7 @@ from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models.functions import Lower
 
+from support.parsing import UnreadableJson, json_loads
 from tickets.context.cache import context_invalidate_many
 from tickets.context.models import Order
 from tickets.context.services import OrderInput, order_fields_validate
@@ -279,9 +280,11 @@ def _parse_items(text: str) -> tuple[Any, str]:
     if not text:
         return [], ""
     try:
-        return json.loads(text), ""
-    except json.JSONDecodeError as exc:
-        return None, f"Not JSON: {exc.msg}."
+        # json_loads: a deep ``[[[…]]]`` (RecursionError) and NaN or Infinity (which
+        # jsonb refuses) reject the row instead of ending the import with a traceback.
+        return json_loads(text, what="The cell"), ""
+    except UnreadableJson as exc:
+        return None, str(exc)
 
 
 def _parse_amount(text: str) -> Decimal | None:

@@ -277,6 +277,10 @@ class WebchatAdapter(ChannelAdapter):
         client_id = data.get("client_id")
         if not isinstance(client_id, str) or not 8 <= len(client_id) <= 64:
             raise MalformedPayload("'client_id' is required (8 to 64 characters).")
+        if not (client_id.isascii() and client_id.isprintable()):
+            # It becomes the delivery's key and the message's id (text columns); the
+            # widget makes it from letters, digits and dashes.
+            raise MalformedPayload("'client_id' must be printable ASCII characters.")
 
     def delivery_id(self, request: WebhookRequest) -> str:
         # Runs right after verify(): the signature (and expiry) were checked there.
