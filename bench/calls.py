@@ -87,7 +87,7 @@ def bench_intake(n: int, procs: int) -> None:
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw}")
     bodies = [json.dumps(ctr(f"bench-{uuid.uuid4()}")) for _ in range(n)]
     with (
-        mock.patch.object(services, "_schedule_events"),
+        mock.patch("calls.services.intake._schedule_events_on_commit"),  # no Celery here
         override_settings(API_RATE_LIMIT_PER_MINUTE=10**9),
     ):
         half = bodies[: n // 2]
@@ -123,7 +123,7 @@ def bench_intake(n: int, procs: int) -> None:
         ]
         batches.append(json.dumps({"Records": records}))
     with (
-        mock.patch.object(services, "_schedule_events"),
+        mock.patch("calls.services.intake._schedule_events_on_commit"),  # no Celery here
         override_settings(API_RATE_LIMIT_PER_MINUTE=10**9),
     ):
         start = time.perf_counter()

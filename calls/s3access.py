@@ -23,7 +23,8 @@ from support.errors import InvalidInput
 
 
 class S3LocationRefused(InvalidInput):
-    """An event names an S3 object outside the allow-list (answered 400, nothing stored)."""
+    """An event names an S3 object outside the allow-list: that record is stored as a failed
+    event and never read; a body whose records are all refused is answered 400."""
 
     code = "s3_location_not_allowed"
 

@@ -9,6 +9,14 @@
   (``{"Type": "Notification", "Message": "<json>"}``).
 - ``s3:TestEvent`` (sent when a notification is configured) is recognised and ignored.
 
+A body that cannot be read as a whole (not UTF-8, not JSON, NaN, nested too deep: the
+project's ``json_loads``) raises ``InvalidInput`` (a 400). One record naming an object S3
+could not have sent (a bucket or key with NUL, a key over 1,024 bytes, a bucket name
+longer than any S3 allows, a missing one) is refused on its own, logged with the reason,
+and the other records of the delivery are kept; a delivery whose records are all refused
+raises. NUL elsewhere in a record (its id, fields only kept) is stored as U+FFFD
+(PostgreSQL text and jsonb cannot hold NUL).
+
 Deliveries arrive in any order (SNS, SQS and EventBridge do not keep it): the events of
 one key are ordered by their ``sequencer``, a hexadecimal string. AWS: "If you compare the
 sequencer strings from two event notifications on the same object key, the event
@@ -22,14 +30,17 @@ comparing the stored strings compares the values.
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_plus
 
 from support.errors import InvalidInput
+from support.parsing import UnreadableJson, contains_nul, json_loads, without_nul
 from support.sns import StaleMessage, sns_timestamp_check
+
+logger = logging.getLogger(__name__)
 
 UPSERT, DELETE = "upsert", "delete"
 
@@ -37,6 +48,50 @@ UPSERT, DELETE = "upsert", "delete"
 # are 16 to 18 hexadecimal digits.
 SEQUENCER_WIDTH = 32
 _HEX = re.compile(r"[0-9A-Fa-f]+")
+
+# S3's limits: a key is at most 1,024 bytes of UTF-8; a bucket name 3 to 63 characters,
+# but buckets made in us-east-1 before March 2018 may have up to 255 (and
+# ``ObjectEvent.bucket`` holds 255), so those are still taken.
+KEY_MAX_BYTES = 1024
+BUCKET_MAX_LENGTH = 255
+BUCKET_MIN_LENGTH = 3
+
+
+class RecordRefused(InvalidInput):
+    """One record of a delivery that names no object S3 could have sent."""
+
+
+def _object_checked(bucket: Any, key: Any, *, where: str) -> tuple[str, str]:
+    """``(bucket, key)`` when an S3 object could have them; ``RecordRefused`` naming the
+    field otherwise. ``where``: the record's path (``detail``, ``Records[2].s3``)."""
+    if not isinstance(bucket, str):
+        raise RecordRefused(f"{where}.bucket.name is required")
+    if not isinstance(key, str) or not key:
+        raise RecordRefused(f"{where}.object.key is required")
+    if contains_nul(bucket):
+        raise RecordRefused(f"{where}.bucket.name: NUL characters are not accepted")
+    if not BUCKET_MIN_LENGTH <= len(bucket) <= BUCKET_MAX_LENGTH:
+        raise RecordRefused(
+            f"{where}.bucket.name: {len(bucket)} characters; an S3 bucket name has "
+            f"{BUCKET_MIN_LENGTH} to {BUCKET_MAX_LENGTH}"
+        )
+    if contains_nul(key):
+        raise RecordRefused(f"{where}.object.key: NUL characters are not accepted")
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > KEY_MAX_BYTES:
+        raise RecordRefused(
+            f"{where}.object.key: {size} bytes; an S3 key has at most {KEY_MAX_BYTES} bytes"
+        )
+    return bucket, key
+
+
+def _nul_free(value: str) -> str:
+    return value.replace("\x00", "\ufffd")
+
+
+def _payload(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as kept: NUL (which PostgreSQL cannot store) as U+FFFD."""
+    return cast("dict[str, Any]", without_nul(record))
 
 
 def sequencer_normalize(raw: Any) -> str:
@@ -64,21 +119,33 @@ def _eventbridge(body: dict[str, Any]) -> list[S3ObjectEvent]:
     action = {"Object Created": UPSERT, "Object Deleted": DELETE}.get(str(detail_type))
     if action is None:
         return []  # other S3 event types (restore, tagging...) are acknowledged and ignored
-    detail = body.get("detail") or {}
-    try:
-        bucket = str(detail["bucket"]["name"])
-        obj = detail["object"]
-        key = str(obj["key"])
-    except (KeyError, TypeError) as exc:
-        raise InvalidInput("detail.bucket.name and detail.object.key are required") from exc
-    event_id = str(body.get("id") or f"{bucket}/{key}/{obj.get('sequencer', '')}")
-    sequencer = sequencer_normalize(obj.get("sequencer")) if isinstance(obj, dict) else ""
-    return [S3ObjectEvent(f"eb:{event_id}", bucket, key, action, body, sequencer)]
+    detail = body.get("detail")
+    bucket_field = detail.get("bucket") if isinstance(detail, dict) else None
+    obj = detail.get("object") if isinstance(detail, dict) else None
+    obj = obj if isinstance(obj, dict) else {}
+    bucket, key = _object_checked(  # the delivery's one record: refused, a 400
+        bucket_field.get("name") if isinstance(bucket_field, dict) else None,
+        obj.get("key"),
+        where="detail",
+    )
+    event_id = _nul_free(str(body.get("id") or f"{bucket}/{key}/{obj.get('sequencer', '')}"))
+    return [
+        S3ObjectEvent(
+            f"eb:{event_id}",
+            bucket,
+            key,
+            action,
+            _payload(body),
+            sequencer_normalize(obj.get("sequencer")),
+        )
+    ]
 
 
 def _records(body: dict[str, Any]) -> list[S3ObjectEvent]:
     events = []
-    for record in body.get("Records") or []:
+    refused: list[RecordRefused] = []
+    records = body.get("Records") or []
+    for index, record in enumerate(records if isinstance(records, list) else []):
         if not isinstance(record, dict) or record.get("eventSource") != "aws:s3":
             continue
         name = str(record.get("eventName", ""))
@@ -88,37 +155,51 @@ def _records(body: dict[str, Any]) -> list[S3ObjectEvent]:
             action = DELETE
         else:
             continue
+        s3 = record.get("s3")
+        bucket_field = s3.get("bucket") if isinstance(s3, dict) else None
+        obj = s3.get("object") if isinstance(s3, dict) else None
+        obj = obj if isinstance(obj, dict) else {}
+        key = obj.get("key")
         try:
-            bucket = str(record["s3"]["bucket"]["name"])
-            obj = record["s3"]["object"]
-            key = unquote_plus(str(obj["key"]))  # notification keys are URL-encoded
-        except (KeyError, TypeError) as exc:
-            raise InvalidInput("Records[].s3.bucket.name and s3.object.key are required") from exc
+            bucket, key = _object_checked(
+                bucket_field.get("name") if isinstance(bucket_field, dict) else None,
+                # notification keys are URL-encoded ("%00" is a NUL once decoded)
+                unquote_plus(key) if isinstance(key, str) else None,
+                where=f"Records[{index}].s3",
+            )
+        except RecordRefused as exc:
+            logger.warning("kb event refused: %s", exc)
+            refused.append(exc)
+            continue
         natural = f"s3:{bucket}/{key}/{obj.get('sequencer') or record.get('eventTime', '')}"
         events.append(
             S3ObjectEvent(
-                f"{natural}/{action}",
+                _nul_free(f"{natural}/{action}"),
                 bucket,
                 key,
                 action,
-                record,
+                _payload(record),
                 sequencer_normalize(obj.get("sequencer")),
             )
         )
+    if refused and not events:
+        raise refused[0]  # nothing of the delivery could be kept: the sender hears why
     return events
 
 
 def parse_events(body: Any, *, sns_fresh: bool = False) -> list[S3ObjectEvent]:
-    """The object events in one delivery (possibly none); malformed input raises.
+    """The object events in one delivery (possibly none); malformed input raises
+    ``InvalidInput``: a body unreadable as a whole, or one whose every record is refused
+    (the others' are logged and left out: module docstring).
 
     ``sns_fresh``: SNS envelopes must carry a recent ``Timestamp`` (HTTP intake; a queue
     read from SQS may legitimately hold older ones).
     """
     if isinstance(body, (str, bytes)):
         try:
-            body = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"body: invalid JSON ({exc.msg})") from exc
+            body = json_loads(body)
+        except UnreadableJson as exc:
+            raise InvalidInput(str(exc)) from None
     if isinstance(body, list):
         return [e for item in body for e in parse_events(item, sns_fresh=sns_fresh)]
     if not isinstance(body, dict):

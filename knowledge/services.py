@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -1360,8 +1360,6 @@ def object_event_redrive(*, event: ObjectEvent, actor: Any) -> bool:
     it fail is fixed (the bucket's permissions, the file): its attempts start again and it
     is queued after the commit. The audit log says who. False when it had not failed
     (processed, or re-driven meanwhile)."""
-    from knowledge.tasks import kb_object_event_task
-
     with transaction.atomic():
         updated = ObjectEvent.objects.filter(
             pk=event.pk, processed_at__isnull=True, failed_at__isnull=False
@@ -1374,8 +1372,21 @@ def object_event_redrive(*, event: ObjectEvent, actor: Any) -> bool:
                 object_id=event.pk,
                 details={"key": event.key[:300], "error": event.last_error[:500]},
             )
-            transaction.on_commit(partial(kb_object_event_task.delay, event.pk))
+            _object_event_queue_on_commit(event.pk)
     return bool(updated)
+
+
+def _object_event_queue_on_commit(event_id: int) -> None:
+    """Queue the event's task once the transaction commits. Robust: the event is
+    committed by then, so a broker refusing the task (down, unreachable) is logged, not
+    raised to whoever sent or re-drove it (a 5xx for a saved event, which the sender
+    sends again); the sweep (``object_events_sweep``) queues it after its grace."""
+    from knowledge.tasks import kb_object_event_task
+
+    def queue_object_event() -> None:  # named: on_commit logs a failure by __qualname__
+        kb_object_event_task.delay(event_id)
+
+    transaction.on_commit(queue_object_event, robust=True)
 
 
 def s3_object_apply(
@@ -1449,36 +1460,53 @@ def object_events_intake(events: Iterable[Any], *, via: str) -> list[ObjectEvent
     ``object_events_sweep``; S3 rarely delivers an event twice). One the sweep gave up on
     (``failed_at``) is re-armed first (``_object_event_rearm``): sent again, it is a
     request to apply it, as a supervisor's re-drive is. Processing is idempotent, and a
-    processed event is never queued twice."""
-    from knowledge.tasks import kb_object_event_task
+    processed event is never queued twice.
 
+    Each event is written in its own transaction: one the database refuses (a value the
+    parser's checks did not foresee) is logged and the others of the delivery are kept."""
     recorded = []
-    redrive = []
-    with transaction.atomic():
-        for event in events:
-            stored = object_event_record(
-                event_key=event.event_key,
-                via=via,
-                bucket=event.bucket,
-                key=event.key,
-                action=event.action,
-                payload=event.payload,
-                sequencer=event.sequencer,
+    for event in events:
+        try:
+            with transaction.atomic():
+                stored = _object_event_intake(event, via=via)
+        except DataError as exc:
+            logger.warning(
+                "kb event refused by the database: s3://%s/%s (%s): %s",
+                event.bucket[:100],
+                event.key[:300],
+                event.event_key[:300],
+                exc,
             )
-            if stored is not None:
-                recorded.append(stored)
-                continue
-            pending = ObjectEvent.objects.filter(
-                event_key=bounded_key(event.event_key, OBJECT_EVENT_KEY_MAX),
-                processed_at__isnull=True,
-            ).first()
-            if pending is not None:
-                if pending.failed_at is not None:
-                    _object_event_rearm(pending)
-                redrive.append(pending)
-        for stored in recorded + redrive:
-            transaction.on_commit(partial(kb_object_event_task.delay, stored.pk))
+            continue
+        if stored is not None:
+            recorded.append(stored)
     return recorded
+
+
+def _object_event_intake(event: Any, *, via: str) -> ObjectEvent | None:
+    """``object_events_intake``'s work for one event, in the caller's transaction: the
+    new event, or None when it was received before (queued again if still pending)."""
+    stored = object_event_record(
+        event_key=event.event_key,
+        via=via,
+        bucket=event.bucket,
+        key=event.key,
+        action=event.action,
+        payload=event.payload,
+        sequencer=event.sequencer,
+    )
+    if stored is not None:
+        _object_event_queue_on_commit(stored.pk)
+        return stored
+    pending = ObjectEvent.objects.filter(
+        event_key=bounded_key(event.event_key, OBJECT_EVENT_KEY_MAX),
+        processed_at__isnull=True,
+    ).first()
+    if pending is not None:
+        if pending.failed_at is not None:
+            _object_event_rearm(pending)
+        _object_event_queue_on_commit(pending.pk)
+    return None
 
 
 def _object_event_rearm(event: ObjectEvent) -> bool:

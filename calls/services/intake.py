@@ -88,8 +88,11 @@ def call_events_intake(
 
     Invalid JSON or a body whose records are all bad raises ``InvalidInput`` after the
     bad input is kept for inspection (``CallEvent`` with status failed and the error).
-    A body naming any S3 object outside ``CALLS_ALLOWED_S3_BUCKETS`` (see
-    ``calls.s3access``) raises ``S3LocationRefused`` before anything is stored.
+    A record naming an S3 object outside ``CALLS_ALLOWED_S3_BUCKETS`` (see
+    ``calls.s3access``) is one such bad record: kept as failed with the reason, under its
+    own source and id (sent again once allowed, or re-driven, it is applied), and never
+    applied meanwhile, so nothing of it is read; the other records are accepted. When
+    every bad record of an all-bad body is such a one, ``S3LocationRefused``.
     ``also_allow_s3`` adds allow-list entries for this call only (the demo's bundled
     records); HTTP, SNS and SQS intake never pass it.
     """
@@ -122,7 +125,7 @@ def call_events_intake(
             outcomes.append((index, record, classify(record), ""))
         except RecordError as exc:
             outcomes.append((index, record, exc, _fingerprint(record)))
-    _s3_locations_check(outcomes, also_allow_s3)
+    refusals = _s3_refusals(outcomes, also_allow_s3)
     result = IntakeResult()
     with transaction.atomic():
         items: dict[tuple[str, str], Any] = {}
@@ -132,6 +135,10 @@ def call_events_intake(
                 _record_failed(payload=record, raw_body="", error=error, key=failed_key)
                 result.errors.append({"index": index, "error": error})
                 continue
+            if index in refusals:
+                _record_refused(item, refusals[index])
+                result.errors.append({"index": index, "error": refusals[index]})
+                continue
             key = (item.source, item.external_id[:255])
             if key in items:
                 result.duplicates += 1
@@ -139,34 +146,51 @@ def call_events_intake(
             items[key] = item
         _record_events(items, result)
         if schedule and result.to_process():
-            ids = result.to_process()
-            transaction.on_commit(lambda: _schedule_events(ids))
+            _schedule_events_on_commit(result.to_process())
     if result.errors and not result.accepted and not result.duplicates:
         first = result.errors[0]["error"]
-        raise InvalidInput(first, details={"records": result.errors})
+        refused_only = len(refusals) == len(result.errors)
+        error_class = S3LocationRefused if refused_only else InvalidInput
+        raise error_class(first, details={"records": result.errors})
     return result
 
 
-def _s3_locations_check(
+def _s3_refusals(
     outcomes: list[tuple[int, Any, Classified | RecordError, str]], also_allow: Sequence[str]
-) -> None:
-    """Refuse the whole body when any record names an S3 object outside the allow-list:
-    the worker would read it (or have AWS read it) with its own role."""
-    refused = [
-        {"index": index, "s3_uri": uri}
-        for index, _, item, _ in outcomes
-        if not isinstance(item, RecordError)
-        for uri in s3_locations(item)
-        if not s3_uri_allowed(uri, extra=also_allow)
-    ]
-    if refused:
-        logger.warning("Call events refused: S3 locations outside the allow-list %s", refused)
-        first = refused[0]
-        raise S3LocationRefused(
-            f"Record {first['index']} names {first['s3_uri']}, which is outside "
-            "CALLS_ALLOWED_S3_BUCKETS; nothing was stored.",
-            details={"records": refused},
-        )
+) -> dict[int, str]:
+    """The error of each record (by index) that names an S3 object outside the
+    allow-list: the worker would read it (or have AWS read it) with its own role, so it
+    is kept as failed and never applied."""
+    refusals = {}
+    for index, _, item, _ in outcomes:
+        if isinstance(item, RecordError):
+            continue
+        refused = [uri for uri in s3_locations(item) if not s3_uri_allowed(uri, extra=also_allow)]
+        if refused:
+            refusals[index] = (
+                f"Record {index} names {', '.join(refused)}, which is outside "
+                "CALLS_ALLOWED_S3_BUCKETS: kept as failed, not read."
+            )
+    if refusals:
+        logger.warning("Call events refused: S3 locations outside the allow-list %s", refusals)
+    return refusals
+
+
+def _record_refused(item: Classified, error: str) -> None:
+    """Keep a record the intake refused (``_s3_refusals``) as failed under its own source
+    and id, so that the same record sent again once it is allowed is retried
+    (``_record_events``), and a supervisor can re-drive it. One already recorded is left
+    as it is (the worker checks the allow-list again before any read)."""
+    CallEvent.objects.get_or_create(
+        source=item.source,
+        external_id=item.external_id[:255],
+        defaults={
+            "contact_id": item.contact_id[:128],
+            "payload": item.payload,
+            "status": EventStatus.FAILED,
+            "error": error,
+        },
+    )
 
 
 def _record_events(items: dict[tuple[str, str], Any], result: IntakeResult) -> None:
@@ -220,11 +244,19 @@ def _record_events(items: dict[tuple[str, str], Any], result: IntakeResult) -> N
                 result.duplicates += 1
 
 
-def _schedule_events(ids: list[int]) -> None:
+def _schedule_events_on_commit(ids: list[int]) -> None:
+    """Queue the events' processing once the transaction commits. Robust: the events are
+    committed by then, so a broker refusing the task (down, unreachable) is logged, not
+    raised to the sender (a 5xx for records that were saved: sent again, and by Firehose
+    to its backup) or the supervisor; the events sweep (``call_events_sweep``) queues
+    what is still ``received``."""
     from calls.tasks import call_event_process_task
 
-    for event_id in ids:
-        call_event_process_task.delay(event_id)
+    def schedule_call_events() -> None:  # named: on_commit logs a failure by __qualname__
+        for event_id in ids:
+            call_event_process_task.delay(event_id)
+
+    transaction.on_commit(schedule_call_events, robust=True)
 
 
 def call_event_redrive(*, event: CallEvent, actor: Any) -> bool:
@@ -244,7 +276,7 @@ def call_event_redrive(*, event: CallEvent, actor: Any) -> bool:
         attempted_at=timezone.now(),
     )
     if settled:
-        transaction.on_commit(lambda: _schedule_events([event.pk]))
+        _schedule_events_on_commit([event.pk])
     return settled
 
 

@@ -184,19 +184,111 @@ def _s3_created(bucket: str, key: str) -> dict[str, Any]:
 def test_s3_location_outside_the_allow_list_is_refused(
     integration_client, calls_settings, record, django_capture_on_commit_callbacks
 ):
-    """400 with a clear error before anything is stored (and so before anything is read)."""
+    """The record is kept as failed (never applied, so nothing is read) with the reason;
+    the other records of the body are accepted. Before, one such record refused the
+    whole body (400, nothing stored: a Firehose delivery went to its backup whole)."""
+    from calls.parsers import classify
+
     good = load("contact_event_connected.json")
     response = post_raw(
         integration_client, json.dumps([good, record]), django_capture_on_commit_callbacks
     )
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["duplicates"]) == (1, 0)
+    assert [e["index"] for e in body["errors"]] == [1]
+    assert body["errors"][0]["error"].startswith("Record 1 names s3://")
+    assert body["errors"][0]["error"].endswith(
+        "outside CALLS_ALLOWED_S3_BUCKETS: kept as failed, not read."
+    )
+    refused = classify(record)
+    event = CallEvent.objects.get(status=EventStatus.FAILED)
+    assert (event.source, event.external_id, event.payload) == (
+        refused.source,
+        refused.external_id,
+        record,
+    )
+    assert event.error == body["errors"][0]["error"]
+    assert CallEvent.objects.get(status=EventStatus.PROCESSED).source == EventSource.CONTACT_EVENT
+    assert list(Call.objects.values_list("contact_id", flat=True)) == [good["detail"]["contactId"]]
+
+
+def test_a_body_whose_records_are_all_outside_the_allow_list_is_a_400(
+    integration_client, calls_settings, django_capture_on_commit_callbacks
+):
+    record = _ctr_recorded_at("s3://payroll-exports/c-1.wav")
+    response = post_raw(integration_client, json.dumps(record), django_capture_on_commit_callbacks)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "s3_location_not_allowed"
-    assert error["message"].startswith("Record 1 names s3://")
-    assert "outside CALLS_ALLOWED_S3_BUCKETS; nothing was stored." in error["message"]
-    assert [r["index"] for r in error["details"]["records"]] == [1]
-    assert not CallEvent.objects.exists()
+    assert error["message"] == (
+        "Record 0 names s3://payroll-exports/c-1.wav, which is outside "
+        "CALLS_ALLOWED_S3_BUCKETS: kept as failed, not read."
+    )
+    assert error["details"]["records"] == [{"index": 0, "error": error["message"]}]
+    event = CallEvent.objects.get()
+    assert (event.source, event.status) == (EventSource.CTR, EventStatus.FAILED)
     assert not Call.objects.exists()
+
+    # Sent again once the bucket is allowed, it is applied (as any failed record is).
+    calls_settings.CALLS_ALLOWED_S3_BUCKETS = ["payroll-exports"]
+    response = post_raw(integration_client, json.dumps(record), django_capture_on_commit_callbacks)
+    assert (response.status_code, response.json()["accepted"]) == (202, 1)
+    event.refresh_from_db()
+    assert (event.status, event.error) == (EventStatus.PROCESSED, "")
+
+
+def test_a_broker_outage_after_the_commit_still_acknowledges_the_recorded_events(
+    integration_client, calls_settings, caplog, django_capture_on_commit_callbacks
+):
+    """Processing is queued after the commit: a broker refusing the task was raised from
+    the commit hook, a 500 for records that were saved (sent again, and by Firehose to
+    its backup). They are acknowledged, and the events sweep queues them later."""
+    from unittest import mock
+
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    down = BrokerDown("Error 111 connecting to redis:6379. Connection refused.")
+    with mock.patch("calls.tasks.call_event_process_task.delay", side_effect=down) as delay:
+        response = post_raw(
+            integration_client,
+            json.dumps(kinesis(load("ctr_billing.json"))),
+            django_capture_on_commit_callbacks,
+        )
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    event = CallEvent.objects.get()
+    assert event.status == EventStatus.RECEIVED  # the sweep's (call_events_sweep)
+    delay.assert_called_once_with(event.pk)
+    assert "Connection refused" in caplog.text
+
+
+def test_a_supervisors_re_drive_survives_a_broker_outage(
+    calls_settings, supervisor, caplog, django_capture_on_commit_callbacks
+):
+    from unittest import mock
+
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from calls import services
+
+    event = CallEvent.objects.create(
+        source=EventSource.CTR,
+        external_id="c-1",
+        payload=load("ctr_billing.json"),
+        status=EventStatus.FAILED,
+        error="boom",
+    )
+    down = BrokerDown("Connection refused.")
+    with (
+        mock.patch("calls.tasks.call_event_process_task.delay", side_effect=down) as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert services.call_event_redrive(event=event, actor=supervisor)
+    delay.assert_called_once_with(event.pk)
+    event.refresh_from_db()
+    assert event.status == EventStatus.RECEIVED
+    assert "Connection refused." in caplog.text
 
 
 def test_allow_list_entries_with_prefixes(
@@ -240,7 +332,9 @@ def test_sqs_messages_naming_other_buckets_stay_on_the_queue(calls_settings):
     sqs = FakeSqs()
     assert poll_once(sqs, "https://sqs.example/q", wait=0) == (0, 1)
     assert sqs.deleted == []
-    assert not CallEvent.objects.exists()
+    event = CallEvent.objects.get()  # kept as failed, never read
+    assert (event.source, event.status) == (EventSource.RECORDING, EventStatus.FAILED)
+    assert "s3://someone-else/x.wav" in event.error
 
 
 def test_recorded_event_naming_another_bucket_fails_at_read_time(calls_settings):
@@ -382,8 +476,9 @@ def test_a_record_still_received_is_applied_again_when_sent_again(
     body = json.dumps(load("ctr_billing.json")).encode()
     real_apply = intake._apply
     monkeypatch.setattr(intake, "_apply", lambda source, payload: 1 / 0)
-    with pytest.raises(ZeroDivisionError), django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=True):  # the task dies (logged)
         services.call_events_intake(body=body)
+    assert CallEvent.objects.get().status == EventStatus.RECEIVED
     monkeypatch.setattr(intake, "_apply", real_apply)
     with django_capture_on_commit_callbacks(execute=True):
         result = services.call_events_intake(body=body)
@@ -437,7 +532,7 @@ def test_a_record_on_an_event_bus_names_its_s3_objects_like_any_other(
     integration_client, calls_settings, django_capture_on_commit_callbacks
 ):
     """The allow-list reads the record inside the envelope: a CTR naming another bucket is
-    refused whole, as from the stream."""
+    refused (kept as failed, not read), as from the stream."""
     ctr = _ctr_recorded_at("s3://someone-elses-bucket/secret.wav")
     response = post_raw(
         integration_client,
@@ -446,4 +541,6 @@ def test_a_record_on_an_event_bus_names_its_s3_objects_like_any_other(
     )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "s3_location_not_allowed"
-    assert not CallEvent.objects.exists()
+    event = CallEvent.objects.get()
+    assert (event.source, event.status) == (EventSource.CTR, EventStatus.FAILED)
+    assert not Call.objects.exists()

@@ -249,6 +249,51 @@ def test_a_firehose_delivery_is_recorded_then_answered_in_firehoses_shape(
     assert CallEvent.objects.count() == 3
 
 
+def test_a_firehose_record_naming_another_bucket_fails_alone(
+    api_client, integration_key, calls_settings, django_capture_on_commit_callbacks
+):
+    """One contact trace record whose recording is in a bucket outside the allow-list
+    made the whole delivery a 400, and Firehose sent every record of it to its backup.
+    That record is kept as failed (nothing read) and the others are applied."""
+    elsewhere = {**load("ctr_billing.json"), "ContactId": "c-elsewhere"}
+    elsewhere["Recording"] = {**elsewhere["Recording"], "Location": "payroll/x.wav"}
+    body = json.dumps(firehose(load("ctr_billing.json"), elsewhere)).encode()
+    response = post_firehose(
+        api_client, body, integration_key[1], django_capture_on_commit_callbacks
+    )
+    assert response.status_code == 200
+    assert set(response.json()) == {"requestId", "timestamp"}
+    events = CallEvent.objects.order_by("pk")
+    assert [(e.contact_id, e.source, e.status, e.error) for e in events] == [
+        (
+            "c-elsewhere",
+            EventSource.CTR,
+            EventStatus.FAILED,
+            "Record 1 names s3://payroll/x.wav, which is outside "
+            "CALLS_ALLOWED_S3_BUCKETS: kept as failed, not read.",
+        ),
+        (BILLING_ID, EventSource.CTR, EventStatus.PROCESSED, ""),
+    ]
+    assert list(Call.objects.values_list("contact_id", flat=True)) == [BILLING_ID]
+
+
+def test_a_broker_outage_still_answers_firehose_200(
+    api_client, integration_key, calls_settings, django_capture_on_commit_callbacks
+):
+    """A 5xx after the records were saved made Firehose retry, then back them up."""
+    from unittest import mock
+
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    body = json.dumps(firehose(load("ctr_billing.json"))).encode()
+    with mock.patch("calls.tasks.call_event_process_task.delay", side_effect=BrokerDown("refused")):
+        response = post_firehose(
+            api_client, body, integration_key[1], django_capture_on_commit_callbacks
+        )
+    assert response.status_code == 200
+    assert CallEvent.objects.get().status == EventStatus.RECEIVED  # the sweep's
+
+
 def test_firehose_access_key_is_checked_as_an_integration_api_key(
     api_client, supervisor, calls_settings, django_capture_on_commit_callbacks
 ):

@@ -1081,3 +1081,249 @@ def test_a_processed_event_is_kept_while_an_earlier_one_of_its_object_is_a_dead_
     )
     assert object_events_purge(cutoff, 1000, 10).deleted == 1  # the upload, now
     assert set(ObjectEvent.objects.values_list("pk", flat=True)) == {delete.pk}
+
+
+def post_raw_event(client, raw: bytes):
+    return client.post(
+        "/api/kb/events",
+        data=raw,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
+    )
+
+
+def _notification(*objects: tuple[str, str]) -> dict[str, Any]:
+    """An S3 notification of ``(bucket, key)`` uploads (keys URL-encoded, as S3 sends)."""
+    record = fixture_json("s3_notification_put.json")["Records"][0]
+    return {
+        "Records": [
+            {
+                **record,
+                "s3": {
+                    **record["s3"],
+                    "bucket": {"name": bucket},
+                    "object": {**record["s3"]["object"], "key": key, "sequencer": f"{n:018X}"},
+                },
+            }
+            for n, (bucket, key) in enumerate(objects, start=1)
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"\xff", "The body is not UTF-8"),
+        (b"[" * 2000, "The body is nested more than 100 levels deep."),
+        (
+            json.dumps(fixture_json("eventbridge_object_created.json"))
+            .replace('"size": 5', '"size": NaN')
+            .encode(),
+            "The body is not valid JSON: NaN is not a JSON number.",
+        ),
+    ],
+    ids=["not-utf8", "too-deep", "nan"],
+)
+@pytest.mark.django_db
+def test_an_unreadable_body_is_a_400_with_the_reason(api_client, settings, raw, message):
+    """Before, plain ``json.loads``: a UnicodeDecodeError or a RecursionError was a 500,
+    and NaN reached the jsonb column (a DataError, a 500)."""
+    settings.KB_EVENTS_TOKEN = TOKEN
+    response = post_raw_event(api_client, raw)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert error["message"].startswith(message)
+    assert ObjectEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_record_s3_could_not_have_sent_is_refused_and_the_others_recorded(
+    api_client, settings, caplog, django_capture_on_commit_callbacks
+):
+    """A key with NUL (``%00`` once decoded), a key over 1,024 bytes, a bucket name over
+    255 characters: each was a DataError that dropped every record of the delivery."""
+    from unittest import mock
+
+    settings.KB_EVENTS_TOKEN = TOKEN
+    body = _notification(
+        ("kb-docs", "help/a%00b.md"),
+        ("kb-docs", "help/" + "x" * 1100),
+        ("kb-docs", "help/" + "é" * 510),  # 1,025 bytes in 515 characters
+        ("b" * 300, "help/a.md"),
+        ("kb-docs", "help/good.md"),
+    )
+    with (
+        mock.patch("knowledge.tasks.kb_object_event_task.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = post_event(api_client, body)
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 1})
+    event = ObjectEvent.objects.get()
+    assert (event.bucket, event.key) == ("kb-docs", "help/good.md")
+    delay.assert_called_once_with(event.pk)
+    refused = [r.getMessage() for r in caplog.records if "kb event refused" in r.getMessage()]
+    assert len(refused) == 4
+    assert "NUL" in refused[0]
+    assert "1024 bytes" in refused[1]
+    assert "1025 bytes" in refused[2]
+    assert "bucket" in refused[3]
+
+
+@pytest.mark.django_db
+def test_a_delivery_whose_records_are_all_refused_is_a_400(api_client, settings):
+    settings.KB_EVENTS_TOKEN = TOKEN
+    response = post_event(api_client, _notification(("kb-docs", "help/a%00b.md")))
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "Records[0].s3.object.key: NUL characters are not accepted"
+    )
+    eventbridge = fixture_json("eventbridge_object_created.json")
+    eventbridge["detail"]["bucket"]["name"] = "b" * 300
+    response = post_event(api_client, eventbridge)
+    assert response.status_code == 400
+    assert "detail.bucket.name" in response.json()["error"]["message"]
+    assert ObjectEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_nul_elsewhere_in_an_event_is_kept_as_a_replacement_character(
+    api_client, settings, django_capture_on_commit_callbacks
+):
+    """The event's id and the fields we only keep (PostgreSQL text and jsonb cannot hold
+    NUL): the event is recorded, NUL replaced by U+FFFD, rather than a 500."""
+    settings.KB_EVENTS_TOKEN = TOKEN
+    body = fixture_json("eventbridge_object_created.json")
+    body["id"] = "evt\x001"
+    body["detail"]["requester"] = "12345\x00"
+    with django_capture_on_commit_callbacks(execute=False):
+        response = post_event(api_client, body)
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 1})
+    event = ObjectEvent.objects.get()
+    assert event.event_key == "eb:evt\ufffd1"
+    assert event.payload["detail"]["requester"] == "12345\ufffd"
+
+
+@pytest.mark.django_db
+def test_a_broker_outage_after_the_commit_still_acknowledges_the_recorded_event(
+    api_client, settings, caplog, django_capture_on_commit_callbacks
+):
+    """The task is queued after the commit: a broker refusing it was raised from the
+    commit hook, and the sender got a 500 for an event that was saved (and sent it
+    again). The event is recorded and acknowledged; the sweep queues it later."""
+    from unittest import mock
+
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    settings.KB_EVENTS_TOKEN = TOKEN
+    down = BrokerDown("Error 111 connecting to redis:6379. Connection refused.")
+    with (
+        mock.patch("knowledge.tasks.kb_object_event_task.delay", side_effect=down) as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = post_event(api_client, fixture_json("eventbridge_object_created.json"))
+    assert (response.status_code, response.json()) == (202, {"received": 1, "new": 1})
+    event = ObjectEvent.objects.get()
+    delay.assert_called_once_with(event.pk)
+    assert (event.processed_at, event.failed_at) == (None, None)  # the sweep's
+    assert "Connection refused" in caplog.text
+
+
+def test_a_supervisors_re_drive_survives_a_broker_outage(
+    db, supervisor, caplog, django_capture_on_commit_callbacks
+):
+    from unittest import mock
+
+    from django.utils import timezone
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from knowledge.services import object_event_redrive
+
+    failed = ObjectEvent.objects.create(
+        event_key="eb:failed",
+        via="http",
+        bucket="kb-docs",
+        key="help/refunds.md",
+        action="upsert",
+        attempts=5,
+        failed_at=timezone.now(),
+    )
+    down = BrokerDown("Connection refused.")
+    with (
+        mock.patch("knowledge.tasks.kb_object_event_task.delay", side_effect=down) as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert object_event_redrive(event=failed, actor=supervisor)
+    delay.assert_called_once_with(failed.pk)
+    failed.refresh_from_db()
+    assert (failed.failed_at, failed.attempts, failed.processed_at) == (None, 0, None)
+    assert "Connection refused." in caplog.text
+
+
+def test_one_event_the_database_refuses_leaves_the_others_of_the_delivery(db, caplog):
+    """The events of a delivery were written in one transaction: one the database
+    refused (here a key longer than its column, which the parser would have refused)
+    rolled back every other one."""
+    from unittest import mock
+
+    from knowledge.s3events import S3ObjectEvent
+    from knowledge.services import object_events_intake
+
+    events = [
+        S3ObjectEvent("s3:kb-docs/help/a.md/1/upsert", "kb-docs", "help/a.md", "upsert", {}),
+        S3ObjectEvent("s3:kb-docs/long/1/upsert", "kb-docs", "x" * 2000, "upsert", {}),
+        S3ObjectEvent("s3:kb-docs/help/b.md/1/upsert", "kb-docs", "help/b.md", "upsert", {}),
+    ]
+    with mock.patch("knowledge.tasks.kb_object_event_task.delay"):
+        recorded = object_events_intake(events, via="sqs")
+    assert [e.key for e in recorded] == ["help/a.md", "help/b.md"]
+    assert sorted(ObjectEvent.objects.values_list("key", flat=True)) == ["help/a.md", "help/b.md"]
+    assert "kb event refused by the database: s3://kb-docs/xxx" in caplog.text
+
+
+def test_the_sqs_poller_logs_a_message_that_fails_and_handles_the_rest(
+    s3, s3_source, caplog, django_capture_on_commit_callbacks
+):
+    """Only ``InvalidInput`` was caught per message: any other error (the database gone,
+    a poison message) ended the command, and the rest of the batch waited for its
+    visibility timeout. Now each is logged with its message id and left on the queue
+    (redelivered, then the dead-letter queue), as ``calls_poll_sqs`` does."""
+    from unittest import mock
+
+    from django.db import OperationalError
+
+    from knowledge import services
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="kb-events")["QueueUrl"]
+    for sequencer in ("0055AED6DCD90281E5", "0055AED6DCD90281E6"):
+        body = fixture_json("s3_notification_put.json")
+        body["Records"][0]["s3"]["object"]["sequencer"] = sequencer
+        sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(body))
+    real = services.object_events_intake
+    calls: list[int] = []
+
+    def intake(events: Any, *, via: str) -> Any:
+        calls.append(len(events))
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(events, via=via)
+
+    with (
+        mock.patch(
+            "knowledge.management.commands.kb_sqs_poll.object_events_intake", side_effect=intake
+        ),
+        mock.patch("knowledge.tasks.kb_object_event_task.delay"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert poll_once(sqs, queue_url, wait_seconds=0) == (1, 1)
+    assert calls == [1, 1]
+    assert ObjectEvent.objects.count() == 1
+    failed = [r for r in caplog.records if r.getMessage().startswith("kb sqs: message")]
+    assert len(failed) == 1
+    assert "failed" in failed[0].getMessage()
+    assert failed[0].exc_info is not None
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"  # left for redelivery

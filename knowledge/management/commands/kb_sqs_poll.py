@@ -3,9 +3,11 @@
 Each message body is an S3 notification, an EventBridge S3 event or an SNS envelope of
 either. Events are recorded (once each) and queued; the message is deleted only after that,
 so a crash redelivers it and the unique event key makes the redelivery a no-op. A malformed
-message is logged and left for the queue's redrive policy (dead-letter queue). SQS itself
-failing (``support.aws``): throttled or retryable errors back off and poll again; a
-permanent or auth error stops the command with the reason.
+message, or one whose handling fails in any other way (the database gone, a poison
+message), is logged with its id and left for the queue's redrive policy (dead-letter
+queue), and the rest of the batch is handled. SQS itself failing (``support.aws``):
+throttled or retryable errors back off and poll again; a permanent or auth error stops
+the command with the reason.
 """
 
 from __future__ import annotations
@@ -41,10 +43,16 @@ def poll_once(client: Any, queue_url: str, *, wait_seconds: int = 20) -> tuple[i
         nonlocal new
         try:
             events = parse_events(message["Body"])
+            new += len(object_events_intake(events, via="sqs"))
         except InvalidInput as exc:
             logger.warning("kb sqs: malformed message %s: %s", message.get("MessageId"), exc)
             return False
-        new += len(object_events_intake(events, via="sqs"))
+        except Exception:
+            # Any other failure (the database gone, a poison message) is this message's:
+            # it stays on the queue (redelivered, then the dead-letter queue) and the rest
+            # of the batch goes on, as in calls_poll_sqs.
+            logger.exception("kb sqs: message %s failed", message.get("MessageId"))
+            return False
         return True
 
     handled, _ = sqs_receive_each(client, queue_url, handle, wait=wait_seconds)
