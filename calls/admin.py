@@ -116,6 +116,9 @@ class CallAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     def rerun_pipeline(self, request: HttpRequest, queryset: QuerySet[Call]) -> None:
         from calls.tasks import call_pipeline_start
 
+        if not is_supervisor(request.user):  # docs/security.md: the supervisors' action
+            self.message_user(request, "Only supervisors can re-run the pipeline.", messages.ERROR)
+            return
         for call in queryset:
             call_pipeline_start(call.pk)
         self.message_user(request, f"{queryset.count()} pipeline(s) started.")

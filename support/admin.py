@@ -127,6 +127,9 @@ class OutboxEventAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore
 
     @admin.action(description="Re-drive selected undelivered events")
     def redrive(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
+        if not is_supervisor(request.user):  # as the outbound deliveries' re-drive
+            self.message_user(request, "Only supervisors can re-drive.", messages.ERROR)
+            return
         count = services.outbox_redrive(event_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"Re-queued {count} event(s).")
 

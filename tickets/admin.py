@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, ProtectedError, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -283,6 +284,10 @@ class MessageInline(SupervisorInlineMixin, admin.StackedInline):  # type: ignore
         return False
 
 
+#: What the workbench and the API answer an agent who gives a ticket to someone else.
+ASSIGNMENT_REFUSAL = "Only supervisors assign tickets to other people."
+
+
 class TicketAdminForm(forms.ModelForm):  # type: ignore[type-arg]
     class Meta:
         model = Ticket
@@ -302,11 +307,26 @@ class TicketAdminForm(forms.ModelForm):  # type: ignore[type-arg]
             "merged_into",
         ]
 
+    #: The person filling the form in (``TicketAdmin.get_form``): the assignment rule is
+    #: theirs to meet.
+    actor: Any = None
+
     def clean_assignee(self) -> Any:
         assignee = self.cleaned_data.get("assignee")
         refusal = services.assignee_refusal(assignee) if assignee is not None else None
         if refusal is not None:
             raise forms.ValidationError(refusal)
+        current = (
+            Ticket.objects.filter(pk=self.instance.pk).values_list("assignee_id", flat=True).first()
+            if self.instance.pk
+            else None
+        )
+        if self.actor is not None and not services.assignment_allowed(
+            actor=self.actor,
+            current_assignee_id=current,
+            assignee_id=assignee.pk if assignee is not None else None,
+        ):  # the workbench's and the API's rule: agents take or release their own
+            raise forms.ValidationError(ASSIGNMENT_REFUSAL)
         return assignee
 
     def clean_status(self) -> str:
@@ -391,28 +411,63 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return ("workbench_link", *super().get_readonly_fields(request, obj))
 
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        # the person's form class first, then the admin's narrowing of its choices
+        # (``VisibleRowsAdminMixin.get_form``), which a subclass made afterwards would lose
+        kwargs["form"] = type(self.form.__name__, (self.form,), {"actor": request.user})
+        return super().get_form(request, obj, change, **kwargs)
+
     def _each(self, request: HttpRequest, queryset: QuerySet[Ticket], **changes: Any) -> None:
         for ticket in queryset:
             services.ticket_update(ticket=ticket, actor=request.user, **changes)
         self.message_user(request, f"{queryset.count()} ticket(s) updated.")
 
-    @admin.action(description="Set priority: urgent")
+    # Priority and status: what an agent may do to the tickets it sees in the workbench
+    # (the rows here are those), so whoever may change tickets here; not a view permission.
+    @admin.action(description="Set priority: urgent", permissions=["change"])
     def set_priority_urgent(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
         self._each(request, queryset, priority="urgent")
 
-    @admin.action(description="Set priority: high")
+    @admin.action(description="Set priority: high", permissions=["change"])
     def set_priority_high(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
         self._each(request, queryset, priority="high")
 
-    @admin.action(description="Clear 'needs review' (AI decision checked)")
+    @admin.action(description="Clear 'needs review' (AI decision checked)", permissions=["change"])
     def clear_needs_review(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
+        if not is_supervisor(request.user):  # the timeline says a supervisor reviewed it
+            self.message_user(request, "Only supervisors can clear 'needs review'.", messages.ERROR)
+            return
         self._each(request, queryset, needs_review=False, reason="reviewed by a supervisor")
 
-    @admin.action(description="Unassign selected tickets")
+    @admin.action(description="Unassign selected tickets", permissions=["change"])
     def unassign(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
-        for ticket in queryset:
-            services.ticket_assign(ticket=ticket, assignee=None, actor=request.user)
-        self.message_user(request, f"{queryset.count()} ticket(s) unassigned.")
+        with transaction.atomic():
+            # the rule on the rows as they are written (locked, in id order), as the
+            # workbench applies it: agents release their own tickets, not someone else's;
+            # one refused, none released
+            tickets = list(
+                Ticket.objects.filter(pk__in=queryset.values("pk"))
+                .order_by("pk")
+                .select_for_update()
+            )
+            if not all(
+                services.assignment_allowed(
+                    actor=request.user, current_assignee_id=t.assignee_id, assignee_id=None
+                )
+                for t in tickets
+            ):
+                self.message_user(
+                    request,
+                    "Only supervisors release tickets assigned to other people. "
+                    "Nothing was unassigned.",
+                    messages.ERROR,
+                )
+                return
+            for ticket in tickets:
+                services.ticket_assign(ticket=ticket, assignee=None, actor=request.user)
+        self.message_user(request, f"{len(tickets)} ticket(s) unassigned.")
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Ticket], status: str) -> None:
         changed, skipped = 0, 0
@@ -428,11 +483,11 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
             "(that change is not allowed from their status).",
         )
 
-    @admin.action(description="Resolve selected tickets")
+    @admin.action(description="Resolve selected tickets", permissions=["change"])
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
         self._set_status(request, queryset, TicketStatus.RESOLVED)
 
-    @admin.action(description="Close selected tickets")
+    @admin.action(description="Close selected tickets", permissions=["change"])
     def mark_closed(self, request: HttpRequest, queryset: QuerySet[Ticket]) -> None:
         self._set_status(request, queryset, TicketStatus.CLOSED)
 
@@ -440,7 +495,15 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         # Status, priority and team edits go through the service so they are validated,
         # written to the timeline and published.
         if change and form.initial:
-            original = Ticket.objects.get(pk=obj.pk)
+            # locked (the admin saves in a transaction): the assignment rule holds for the
+            # row as it is written, not only as the form read it
+            original = Ticket.objects.select_for_update().get(pk=obj.pk)
+            if obj.assignee_id != original.assignee_id and not services.assignment_allowed(
+                actor=request.user,
+                current_assignee_id=original.assignee_id,
+                assignee_id=obj.assignee_id,
+            ):  # given to someone else since the form was checked
+                raise PermissionDenied(ASSIGNMENT_REFUSAL)
             services.ticket_update(
                 ticket=original,
                 actor=request.user,

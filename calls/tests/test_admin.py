@@ -65,6 +65,40 @@ def test_the_pipeline_can_still_be_rerun_from_the_list(client, django_user_model
     assert started == [call.pk]
 
 
+def test_only_supervisors_rerun_the_pipeline(
+    client, supervisor, agent, django_user_model, monkeypatch
+):
+    """docs/security.md: re-running a call's pipeline (transcription, analysis) is the
+    supervisors'. A staff agent given the calls' Django permissions, who sees the call
+    (its queue maps to the agent's team), ran it before."""
+    from django.contrib.auth.models import Permission
+
+    from calls.models import Call, QueueTeam
+    from tickets.models import Team
+
+    started: list[int] = []
+    monkeypatch.setattr("calls.tasks.call_pipeline_start", started.append)
+    team = Team.objects.create(name="Billing", slug="billing")
+    QueueTeam.objects.create(queue_name="BillingQueue", team=team)
+    call = Call.objects.create(contact_id="c-3", queue_name="BillingQueue")
+    django_user_model.objects.filter(pk=agent.pk).update(is_staff=True)
+    team.members.add(agent)
+    agent.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_call", "change_call"])
+    )
+    client.force_login(agent)
+    answer = client.post(
+        "/admin/calls/call/",
+        {"action": "rerun_pipeline", "_selected_action": [call.pk]},
+        follow=True,
+    )
+    assert "Only supervisors can re-run the pipeline." in answer.content.decode()
+    assert started == []
+    client.force_login(supervisor)
+    client.post("/admin/calls/call/", {"action": "rerun_pipeline", "_selected_action": [call.pk]})
+    assert started == [call.pk]
+
+
 def test_a_supervisor_applies_a_failed_record_again_or_closes_it(
     client, supervisor, agent, django_user_model, calls_settings, django_capture_on_commit_callbacks
 ):

@@ -17,12 +17,20 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from support.auth.admin import RecordAdminMixin, VisibleRowsAdminMixin
+from support.auth.roles import is_supervisor
 from tickets.admin import CustomerAdmin
 from tickets.context import privacy
 from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
 from tickets.context.scopes import scope_visibility_q
 from tickets.models import Customer
+from tickets.selectors import customers_fully_visible_to
 from tickets.services.customers import customer_stamps_renew
+
+#: Why an export or erasure of a customer whom the person sees only in part is refused.
+WHOLE_CUSTOMER_REFUSAL = (
+    "Only supervisors, or whoever may see every ticket of each selected customer, can "
+    "{what}: some of the selected customers have tickets you cannot see. Nothing was done."
+)
 
 
 class OrderInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -39,8 +47,27 @@ class CustomerContextAdmin(CustomerAdmin):
     inlines = [*CustomerAdmin.inlines, OrderInline]
     actions = ["export_json", "erase_personal_data"]
 
+    def _whole_customers_allowed(
+        self, request: HttpRequest, queryset: QuerySet[Customer], what: str
+    ) -> bool:
+        """Whether the person may act on these customers as a whole (an export holds, and
+        an erasure redacts, every ticket of the customer): supervisors, or someone who
+        sees every ticket of each (seeing one ticket is not seeing the customer: the rule
+        a merge of two customers applies). Otherwise the whole selection is refused, with
+        the reason."""
+        if is_supervisor(request.user) or customers_fully_visible_to(
+            request.user, customer_ids=queryset.values_list("pk", flat=True)
+        ):
+            return True
+        self.message_user(request, WHOLE_CUSTOMER_REFUSAL.format(what=what), messages.ERROR)
+        return False
+
     @admin.action(description="Export selected customers' data as JSON", permissions=["view"])
-    def export_json(self, request: HttpRequest, queryset: QuerySet[Customer]) -> HttpResponse:
+    def export_json(
+        self, request: HttpRequest, queryset: QuerySet[Customer]
+    ) -> HttpResponse | None:
+        if not self._whole_customers_allowed(request, queryset, "export customers' data"):
+            return None
         data = [
             privacy.customer_export(customer=c, actor=request.user, via="admin")
             for c in queryset.order_by("id")
@@ -61,6 +88,8 @@ class CustomerContextAdmin(CustomerAdmin):
     def erase_personal_data(
         self, request: HttpRequest, queryset: QuerySet[Customer]
     ) -> HttpResponse | None:
+        if not self._whole_customers_allowed(request, queryset, "erase customers' data"):
+            return None  # before the confirmation page too: nothing to confirm
         if request.POST.get("confirm") == "yes":
             erased = 0
             for customer in queryset:
