@@ -14,6 +14,7 @@ from channels_app.services import CHANNEL_REPLY_KIND
 from channels_app.verification import webchat_verification_delivery
 from support.auth.roles import is_supervisor
 from support.delivery.selectors import deliveries_for_subject
+from support.parsing import parse_id
 from tickets.models import Channel, Direction, Message, Ticket
 
 
@@ -42,8 +43,17 @@ def deliveries_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] |
 
 
 def webchat_visitor_context(request: HttpRequest, ticket: Ticket) -> dict[str, Any] | None:
-    """A web chat ticket's visitor: what it typed (unverified) and its verification."""
+    """A web chat ticket's visitor: what it typed (unverified) and its verification.
+
+    Only for a ticket the widget opened: one with the web chat account it came through
+    (``channel_account_id``, set by intake, never by the API). Its ``origin_platform_id``
+    alone proves nothing: an API caller may create a "webchat" ticket naming any visitor
+    id, and the page showed that visitor's verification (the address it typed, verified
+    or not). The verification is looked up on that account too."""
     if ticket.channel != "webchat" or not ticket.origin_platform_id:
+        return None
+    account_id = parse_id(ticket.channel_account_id)
+    if account_id is None:
         return None
     claimed = (
         Message.objects.filter(ticket=ticket, direction=Direction.INBOUND, channel="webchat")
@@ -53,7 +63,9 @@ def webchat_visitor_context(request: HttpRequest, ticket: Ticket) -> dict[str, A
         .first()
     )
     latest = (
-        WebchatVerification.objects.filter(visitor_id=ticket.origin_platform_id)
+        WebchatVerification.objects.filter(
+            account_id=account_id, visitor_id=ticket.origin_platform_id
+        )
         .order_by("-created_at")
         .first()
     )

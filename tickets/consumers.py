@@ -25,10 +25,10 @@ Events come from the relay one channel-layer message per batch (``event.batch``,
 batch's envelopes in id order; ``support.sinks.WebsocketSink``), and the socket sends one
 ``{"type": "event", ...}`` frame per event it may show, in that order. What does not
 depend on the user is worked out once per batch in each process, for all its sockets
-(:class:`LiveBatch`: each event's ticket scope, one query for the tickets the batch and
-the cache do not know, and each frame's JSON); each socket then only applies its user's
-rule. An ``agent.access_changed`` for the user inside a batch applies to the events after
-it.
+(:class:`LiveBatch`: each event's ticket scope as of the event and its ticket's current
+row, read in one query for the batch, and each frame's JSON); each socket then only
+applies its user's rule. An ``agent.access_changed`` for the user inside a batch applies
+to the events after it.
 
 Each open socket also counts its user as online (``tickets.online``: the supervisor
 dashboard's "agents online"): marked on connect and on ``{"type": "heartbeat"}`` (the page
@@ -206,8 +206,9 @@ def _ticket_scopes_query(ticket_ids: list[int]) -> dict[int, Scope]:
 
 
 # Per-process cache of (team_id, assignee_id) by ticket, shared by every socket in this
-# process: fed by ticket events (which carry both) and by one coalesced query on a miss, so
-# an event fanned out to 50 sockets costs at most one query here, not 50.
+# process: fed by ticket events (which carry both), by the rows each live batch reads, and
+# by one coalesced query on a miss, so an event fanned out to 50 sockets costs at most one
+# query here, not 50.
 SCOPE_TTL = 30.0
 _scope_cache: dict[int, tuple[float, Scope]] = {}
 # Lookups running, by ticket: a task of their own, so a socket that goes away while it waits
@@ -279,59 +280,61 @@ async def _ticket_scope(ticket_id: int) -> Scope | None:
     return (await _ticket_scopes([ticket_id]))[ticket_id]
 
 
-def _carries_scope(event: dict[str, Any]) -> bool:
-    """Whether the event's payload has its ticket's team and assignee (ticket events)."""
-    return isinstance(event.get("ticket_id"), int) and "team_id" in event and "assignee_id" in event
-
-
 @dataclass(frozen=True)
 class LiveBatch:
     """A batch of live events as every socket of this process reads it: built once per
     batch (:func:`_live_batch`), then each socket only applies its user's rule to
-    ``scopes`` and sends ``frames``."""
+    ``scopes`` and ``current`` and sends ``frames``."""
 
     events: list[dict[str, Any]]
     #: the scope of each event's ticket as of that event: the cache, fed in order by the
-    #: batch's own ticket events, or one query for the batch's tickets it does not know
-    #: (None: no ticket, or no such ticket)
+    #: batch's own ticket events, else the ticket's current row (None: no ticket, or no
+    #: such ticket)
     scopes: list[Scope | None]
     #: each event's ``{"type": "event", ...}`` frame text, encoded once for every socket
     frames: list[str]
     #: the other tickets each event's merge names (:func:`_merge_refs`; mostly none)
     merge_refs: list[list[int]]
+    #: the scope of each event's ticket NOW, its row read once for the batch (None: no
+    #: ticket, or no such ticket). An event is shown only if its ticket is visible under
+    #: both: a backlog delivered in order after a relay outage carries each ticket's old
+    #: team (a channel's ticket.created says "no team"), which the row has since left.
+    current: list[Scope | None]
 
 
 async def _live_batch_build(events: list[dict[str, Any]]) -> LiveBatch:
     ticket_ids = [_event_ticket_id(event) for event in events]
-    # The tickets an event needs before the batch itself says their team and assignee (a
-    # late event's payload never does: it may be out of date), looked up in one go.
-    told: set[int] = set()
-    needed: set[int] = set()
-    for event, ticket_id in zip(events, ticket_ids, strict=True):
-        if ticket_id is None:
-            continue
-        if _carries_scope(event) and event.get("id", 0) >= _newest_event_id:
-            told.add(ticket_id)
-        elif ticket_id not in told:
-            needed.add(ticket_id)
-    known = await _ticket_scopes(needed) if needed else {}
+    # The rows of the batch's tickets as they are now, in one query for the batch (and for
+    # every socket of the process): committed before the relay sent the batch, so no event
+    # of it is newer than they are.
+    wanted = sorted({ticket_id for ticket_id in ticket_ids if ticket_id is not None})
+    rows = await _ticket_scopes_query(wanted) if wanted else {}
     scopes: list[Scope | None] = []
-    unknown: dict[int, int] = {}  # index → ticket id
-    for index, (event, ticket_id) in enumerate(zip(events, ticket_ids, strict=True)):
-        _scope_remember(event)
-        if ticket_id is not None:
-            cached = _scope_cache.get(ticket_id)
-            if cached is not None and time.monotonic() - cached[0] < SCOPE_TTL:
-                known[ticket_id] = cached[1]
-            elif ticket_id not in known:  # newer events came meanwhile (so this one is
-                unknown[index] = ticket_id  # late) and the cache has nothing fresh for it
-        scopes.append(known.get(ticket_id) if ticket_id is not None else None)
-    if unknown:
-        found = await _ticket_scopes(unknown.values())
-        for index, ticket_id in unknown.items():
-            scopes[index] = found[ticket_id]
+    current: list[Scope | None] = []
+    for event, ticket_id in zip(events, ticket_ids, strict=True):
+        _scope_remember(event)  # a late event's payload does not feed the cache
+        if ticket_id is None:
+            scopes.append(None)
+            current.append(None)
+            continue
+        row = rows.get(ticket_id)
+        cached = _scope_cache.get(ticket_id)
+        if cached is not None and time.monotonic() - cached[0] < SCOPE_TTL:
+            scopes.append(cached[1])
+        else:
+            scopes.append(row)
+        current.append(row)
+    # What the batch's payloads left in the cache may be older than the rows (a backlog):
+    # the presence checks read the cache, so it keeps the rows.
+    stamp = time.monotonic()
+    for ticket_id in wanted:
+        if ticket_id in rows:
+            _scope_cache[ticket_id] = (stamp, rows[ticket_id])
+        else:
+            _scope_cache.pop(ticket_id, None)
     frames = [json.dumps({"type": "event", "event": event}) for event in events]
-    return LiveBatch(events, scopes, frames, [_merge_refs(event) for event in events])
+    merge_refs = [_merge_refs(event) for event in events]
+    return LiveBatch(events, scopes, frames, merge_refs, current)
 
 
 # The batches being (or just) built, by their event ids: every socket of the process gets
@@ -443,14 +446,22 @@ class WorkbenchConsumer(JsonConsumer):
         state = content.get("state")
         if not isinstance(ticket_id, int) or state not in (*PRESENCE_STATES, "left"):
             return
+        if state == "left" and ticket_id in self.watching:
+            # always honoured, visible or not: the socket stops receiving the ticket's
+            # viewers and typists (checked first, it kept them)
+            await self._presence(ticket_id, "left")
+            return
         if state == "viewing" and not await self._recheck_access():
             return
-        scope = await _ticket_scope(ticket_id)
-        if scope is None or not ticket_visible_to(
-            self.user, team_id=scope[0], assignee_id=scope[1]
-        ):
+        if not await self._may_see(ticket_id):
             return
         await self._presence(ticket_id, state)
+
+    async def _may_see(self, ticket_id: int) -> bool:
+        scope = await _ticket_scope(ticket_id)
+        return scope is not None and ticket_visible_to(
+            self.user, team_id=scope[0], assignee_id=scope[1]
+        )
 
     async def _presence(self, ticket_id: int, state: str) -> None:
         assert self.user_info is not None
@@ -483,10 +494,7 @@ class WorkbenchConsumer(JsonConsumer):
             return False
         self.user, self.user_info = reloaded
         for ticket_id in list(self.watching):
-            scope = await _ticket_scope(ticket_id)
-            if scope is None or not ticket_visible_to(
-                self.user, team_id=scope[0], assignee_id=scope[1]
-            ):
+            if not await self._may_see(ticket_id):
                 await self._presence(ticket_id, "left")
         return True
 
@@ -525,21 +533,23 @@ class WorkbenchConsumer(JsonConsumer):
         stale = time.monotonic() - self.access_checked_at >= recheck_after
         if stale and not await self._recheck_access():
             return False
-        # Whether an event's ticket is visible to the user now: by its scope, the
-        # ticket's current team and assignee (LiveBatch), never by a late event's own
-        # payload. Events with no ticket are for supervisors only.
+        # Whether an event's ticket is visible to the user now: by its scope as of the
+        # event and by the ticket's current row (LiveBatch), never by an event's payload
+        # alone. Events with no ticket are for supervisors only.
         supervisor = is_supervisor(self.user)
         may_see = ticket_visibility_check(self.user)  # roles and teams read once
         sent = 0
         lost: set[int] = set()  # watched tickets the user may no longer see
         for index in range(start, end):
             event = batch.events[index]
-            scope = batch.scopes[index]
+            scope, current = batch.scopes[index], batch.current[index]
             ticket_id = event.get("ticket_id")
             if ticket_id is None:
                 if not supervisor:
                     continue
-            elif not supervisor and (scope is None or not may_see(*scope)):
+            elif not supervisor and (
+                scope is None or current is None or not may_see(*scope) or not may_see(*current)
+            ):
                 if ticket_id in self.watching:
                     lost.add(ticket_id)
                 continue
@@ -559,6 +569,15 @@ class WorkbenchConsumer(JsonConsumer):
         return True
 
     async def presence_message(self, message: dict[str, Any]) -> None:
+        """Who views and types on a watched ticket, if the user may still see it (the
+        ticket's scope as :func:`_ticket_scope` knows it, kept to the rows by each live
+        batch); otherwise the socket leaves the ticket's presence instead."""
+        ticket_id = message["ticket_id"]
+        if self.user_info is None or ticket_id not in self.watching:
+            return
+        if not await self._may_see(ticket_id):
+            await self._presence(ticket_id, "left")
+            return
         await self.send_json(
             {"type": "presence", "ticket_id": message["ticket_id"], "agents": message["agents"]}
         )

@@ -389,27 +389,28 @@ class TicketDetailApi(APIView):
 
 def _assignee_for(request: Request, ticket: Ticket, assignee_id: int | None) -> Any:
     """The user ``assignee_id`` names (None: unassign), if the caller may give it the
-    ticket: agents only take or release their own; an active agent or supervisor only."""
-    assignee = None
-    if assignee_id is not None:
-        assignee = get_user_model().objects.filter(pk=assignee_id).first()
-        if assignee is None:
-            raise InvalidInput(
-                f"assignee_id: no user {assignee_id}.",
-                details={"assignee_id": ["Unknown user."]},
-            )
-        refusal = services.assignee_refusal(assignee)
-        if refusal is not None:
-            raise InvalidInput(f"assignee_id: {refusal}", details={"assignee_id": [refusal]})
+    ticket: agents only take or release their own; an active agent or supervisor only.
+
+    Who may assign is checked first, on the id alone, as the workbench does: an agent
+    naming someone else is refused with the same answer whoever (or nobody) the id is,
+    so the API tells no username or account state to a caller who may not assign."""
     if not services.assignment_allowed(
-        actor=request.user,
-        current_assignee_id=ticket.assignee_id,
-        assignee_id=assignee.pk if assignee else None,
+        actor=request.user, current_assignee_id=ticket.assignee_id, assignee_id=assignee_id
     ):
         raise Forbidden(
             "Only supervisors assign tickets to other people.",
             details={"assignee_id": ["Supervisors only."]},
         )
+    if assignee_id is None:
+        return None
+    assignee = get_user_model().objects.filter(pk=assignee_id).first()
+    if assignee is None:
+        raise InvalidInput(
+            f"assignee_id: no user {assignee_id}.", details={"assignee_id": ["Unknown user."]}
+        )
+    refusal = services.assignee_refusal(assignee)
+    if refusal is not None:
+        raise InvalidInput(f"assignee_id: {refusal}", details={"assignee_id": [refusal]})
     return assignee
 
 

@@ -21,16 +21,23 @@ from support.errors import NotFound
 from support.parsing import parse_id
 from tickets.context.cache import context_cache_get, context_cache_set
 from tickets.context.churn import ChurnSignals, churn_risk, score_delta
-from tickets.context.interactions import ScorePoint, get_backend
+from tickets.context.interactions import (
+    LEGACY_CALL_KEY_PREFIX,
+    PostgresInteractionBackend,
+    ScorePoint,
+    _from_row,
+    get_backend,
+)
 from tickets.context.models import (
     FAILED_ORDER_STATUSES,
     REFUND_ORDER_STATUSES,
     CsatFeedback,
     CustomerErasure,
+    Interaction,
     InteractionKind,
     Order,
 )
-from tickets.context.scopes import scopes_visible
+from tickets.context.scopes import scope_visibility_q, scopes_visible
 from tickets.models import ChannelIdentity, Customer, Ticket, TicketStatus
 from tickets.selectors import ticket_visibility_q
 
@@ -131,9 +138,13 @@ def customer_context_for(customer: Customer, *, user: Any) -> dict[str, Any]:
     of no ticket) **and**, for an entry with a scope (an analysed call:
     ``call:<contact id>``), whose scope the agent may see under its app's rule
     (``tickets.context.scopes``: the call page's); an entry of no ticket and no scope (a
-    CRM's) is shown to whoever may see the customer. One query for an agent (the visible
-    tickets among those the context names, with the counts), and one more per scope kind
-    the context names (its calls, whatever their number); none for a supervisor.
+    CRM's) is shown to whoever may see the customer. The recent interactions are the most
+    recent the agent may see: the whole customer's, when the agent may see them all or
+    there are no more; else read again, filtered before the limit
+    (:func:`_interactions_recent_visible`). One query for an agent (the visible tickets
+    among those the context names, with the counts), one more per scope kind the context
+    names (its calls, whatever their number), and one for the recent interactions when
+    they are read again; none for a supervisor.
     """
     full = _context_full(customer)
     data = _public(full)
@@ -151,6 +162,12 @@ def customer_context_for(customer: Customer, *, user: Any) -> dict[str, Any]:
     def shown(ticket_id: int | None, scope: str) -> bool:
         return (ticket_id is None or ticket_id in visible) and (not scope or scope in scopes)
 
+    recent_shown = [i for i in recent if shown(i["ticket_id"], i["scope"])]
+    if len(recent) >= RECENT_INTERACTIONS and len(recent_shown) < len(recent):
+        # the whole customer's most recent, some hidden, and older entries may be ones
+        # the agent may see: its own most recent, filtered before the limit
+        recent_shown = _interactions_recent_visible(customer, user=user)
+
     now = datetime.fromisoformat(data["generated_at"])
     seen = [
         (datetime.fromisoformat(at), score)
@@ -162,12 +179,65 @@ def customer_context_for(customer: Customer, *, user: Any) -> dict[str, Any]:
         "tickets": tickets,
         "interactions": {
             **data["interactions"],
-            "recent": [i for i in recent if shown(i["ticket_id"], i["scope"])],
+            "recent": recent_shown,
         },
         "sentiment": {**data["sentiment"], **_sentiment_shown(seen, now=now)},
         "csat": _csat_figures([a for a in answers if a[0] in visible]),
         "churn": _churn_for_agents(data["churn"]),
     }
+
+
+def _interactions_recent_visible(customer: Customer, *, user: Any) -> list[dict[str, Any]]:
+    """The customer's :data:`RECENT_INTERACTIONS` most recent interactions that ``user``
+    may see (of a ticket of the customer's it may see, or of none; of a scope it may see,
+    or of none), filtered before the limit: the whole customer's most recent ones,
+    filtered after, left an agent fewer (down to none) while older entries it may see
+    existed, and the shortfall hinted at the hidden ones. Not cached (the rule is the
+    viewer's): one query with PostgreSQL (the filter is in it); a backend that reads by
+    customer only (DynamoDB) is read further (four times as many entries each time) until
+    enough are shown or none are left."""
+    backend = get_backend()
+    if isinstance(backend, PostgresInteractionBackend):
+        rows = (
+            Interaction.objects.filter(customer_id=customer.pk, expires_at__gt=timezone.now())
+            .filter(_interaction_visibility_q(customer, user=user))
+            .order_by("-occurred_at", "-id")[:RECENT_INTERACTIONS]
+        )
+        return [_from_row(row).as_dict() for row in rows]
+    limit = RECENT_INTERACTIONS
+    while True:
+        items = backend.recent(customer.pk, limit=limit)
+        named = {item.ticket_id for item in items if item.ticket_id is not None}
+        tickets = set(
+            Ticket.objects.filter(customer_id=customer.pk, pk__in=named)
+            .filter(ticket_visibility_q(user))
+            .values_list("pk", flat=True)
+        )
+        scopes = scopes_visible(user, {i.scope for i in items})
+        shown = [
+            item.as_dict()
+            for item in items
+            if (item.ticket_id is None or item.ticket_id in tickets)
+            and (not item.scope or item.scope in scopes)
+        ]
+        if len(shown) >= RECENT_INTERACTIONS or len(items) < limit:
+            return shown[:RECENT_INTERACTIONS]
+        limit *= 4
+
+
+def _interaction_visibility_q(customer: Customer, *, user: Any) -> Q:
+    """:class:`Interaction` rows ``user`` may see, as a filter (an agent's: supervisors see
+    the whole context): those of no ticket or of a ticket of ``customer``'s it may see, and
+    of no scope or of a scope it may see, an analysed call's written without one scoped by
+    its key (``interactions.scope_read``)."""
+    tickets = Ticket.objects.filter(customer_id=customer.pk).filter(ticket_visibility_q(user))
+    legacy_call = Q(
+        scope="", kind=InteractionKind.CALL, source_key__startswith=LEGACY_CALL_KEY_PREFIX
+    )
+    scope_seen = (~legacy_call & scope_visibility_q(user)) | (
+        legacy_call & scope_visibility_q(user, field="source_key")
+    )
+    return (Q(ticket__isnull=True) | Q(ticket__in=tickets.values("pk"))) & scope_seen
 
 
 def _tickets_visible(

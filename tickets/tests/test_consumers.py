@@ -608,3 +608,80 @@ async def test_a_long_batch_lets_the_event_loop_serve_others_between_frames(supe
     await socket.disconnect()
     assert len(received) == 2 * FRAMES_PER_TURN
     assert FRAMES_PER_TURN in seen  # it ran after the first frames, before the rest
+
+
+# --- the current row decides, for live batches and presence (audit: backlog leak) -------
+
+
+async def test_a_backlog_batch_is_checked_against_the_current_ticket(agent, supervisor):
+    """After a relay outage the backlog arrives in order: a channel's ticket.created (no
+    team) and its message.created (a preview of the customer's words) came to every agent
+    although the ticket had since been routed to another team; and the cache they fed let
+    the agent subscribe to its presence."""
+    ticket = await _created_then_routed_away(agent)
+    created, message, *_ = await _envelopes(ticket)
+    assert (created["event_type"], created["team_id"]) == ("ticket.created", None)
+    assert message["event_type"] == "message.created"
+    agent_socket, supervisor_socket = await _connected(agent), await _connected(supervisor)
+
+    await _group_send({"type": "event.batch", "events": [created, message]})
+
+    assert await _drain(agent_socket) == []
+    assert [m["event"] for m in await _drain(supervisor_socket)] == [created, message]
+    await agent_socket.send_json_to(
+        {"type": "presence", "ticket_id": ticket.pk, "state": "viewing"}
+    )
+    assert await _drain(agent_socket) == []
+    await agent_socket.disconnect()
+    await supervisor_socket.disconnect()
+
+
+async def _viewing_then_moved_quietly(agent, other_agent, monkeypatch):
+    """``agent`` and ``other_agent`` view a ticket of the agent's team, which is then moved
+    to ``other_agent``'s team with no event reaching the sockets (a relay outage)."""
+    from tickets import consumers
+    from tickets.models import Ticket
+
+    customer, mine, other = await _world(agent)
+    await database_sync_to_async(other.members.add)(other_agent)
+    ticket = await _ticket(customer, mine, "moving quietly")
+    a, b = await _connected(agent), await _connected(other_agent)
+    await a.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "viewing"})
+    await _drain(a)
+    await database_sync_to_async(Ticket.objects.filter(pk=ticket.pk).update)(team=other)
+    monkeypatch.setattr(consumers, "_scope_cache", {})  # what the outage left unsaid
+    return ticket, a, b
+
+
+async def test_leaving_a_ticket_no_longer_visible_is_honoured(agent, other_agent, monkeypatch):
+    """ "left" for a ticket the socket may no longer see was dropped before it left the
+    ticket's presence: it stayed listed as viewing and kept receiving who views and
+    types there."""
+    ticket, a, b = await _viewing_then_moved_quietly(agent, other_agent, monkeypatch)
+    await a.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "left"})
+    await _drain(a)
+    await b.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "typing"})
+    seen_by_b = [m for m in await _drain(b) if m["type"] == "presence"]
+    assert [m["agents"] for m in seen_by_b] == [
+        [{"id": other_agent.pk, "name": "other-agent", "state": "typing"}]
+    ]
+    assert await _drain(a) == []
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_presence_is_not_pushed_for_a_ticket_no_longer_visible(
+    agent, other_agent, monkeypatch
+):
+    """Who views and types on a ticket went to every socket that had subscribed to it,
+    whether or not its user could still see the ticket."""
+    ticket, a, b = await _viewing_then_moved_quietly(agent, other_agent, monkeypatch)
+    await b.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "typing"})
+    assert await _drain(a) == []
+    # and the socket left: the agent is no longer listed there
+    seen_by_b = [m for m in await _drain(b) if m["type"] == "presence"]
+    assert seen_by_b[-1]["agents"] == [
+        {"id": other_agent.pk, "name": "other-agent", "state": "typing"}
+    ]
+    await a.disconnect()
+    await b.disconnect()

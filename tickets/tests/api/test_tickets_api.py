@@ -195,6 +195,34 @@ def test_tickets_are_assigned_to_agents_and_supervisors_only(
     ] == {"id": supervisor.pk, "username": "supervisor"}
 
 
+def test_an_agent_naming_someone_else_learns_nothing_of_them(
+    agent_client, other_agent, outsider, django_user_model, customer
+):
+    """The assignee was looked up and judged before the rule that agents assign only
+    themselves: an agent read "no user N", "<username> is not an agent or supervisor" or
+    "That user is inactive", so it could list the usernames of service and former
+    accounts. Every id an agent may not give the ticket to gets one answer now."""
+    former = django_user_model.objects.create_user(username="former-agent", is_active=False)
+    ticket = services.ticket_create(customer=customer, subject="S", body="b")
+    url = f"/api/tickets/{ticket.pk}"
+    answers = []
+    for assignee_id in (other_agent.pk, outsider.pk, former.pk, 999_999):
+        response = agent_client.patch(url, {"assignee_id": assignee_id}, format="json")
+        answers.append((response.status_code, response.json()["error"]))
+    assert answers == 4 * [
+        (
+            403,
+            {
+                "code": "forbidden",
+                "message": "Only supervisors assign tickets to other people.",
+                "details": {"assignee_id": ["Supervisors only."]},
+            },
+        )
+    ]
+    ticket.refresh_from_db()
+    assert ticket.assignee_id is None
+
+
 @pytest.mark.parametrize(
     "change",
     [{"team_id": 999_999}, {"status": "open"}, {"priority": "asap"}],
