@@ -483,23 +483,30 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
 
 
 def _assignee_from(raw: str, request: HttpRequest, current_id: int | None) -> Any:
-    """Parse an assignee field; agents may only take or release their own tickets."""
+    """Parse an assignee field; agents may only take or release their own tickets.
+
+    Who may assign is checked on the id before the user is looked up (as the API does): an
+    agent naming anyone else gets the same 403 whether the id is a user or not."""
     if raw in ("", "none"):
-        assignee = None
+        assignee_id = None
     elif raw == "me":
-        assignee = request.user
+        assignee_id = request.user.pk
     else:
         # a form field's value, not a page: 400 saying so (was the "Not found" page)
-        user_id = parse_id(raw)
-        assignee = get_user_model().objects.filter(pk=user_id).first() if user_id else None
-        if assignee is None:
+        assignee_id = parse_id(raw)
+        if assignee_id is None:
             raise InvalidInput(f"assignee: no user {raw!r}.", details={"assignee": ["Unknown."]})
     if not services.assignment_allowed(
-        actor=request.user,
-        current_assignee_id=current_id,
-        assignee_id=assignee.pk if assignee else None,
+        actor=request.user, current_assignee_id=current_id, assignee_id=assignee_id
     ):
         raise Forbidden("Only supervisors assign tickets to other people.")
+    if assignee_id is None:
+        return None
+    if raw == "me":
+        return request.user
+    assignee = get_user_model().objects.filter(pk=assignee_id).first()
+    if assignee is None:
+        raise InvalidInput(f"assignee: no user {raw!r}.", details={"assignee": ["Unknown."]})
     return assignee
 
 

@@ -897,26 +897,39 @@ def test_refusals_answer_htmx_with_their_reason_as_plain_text(agent_web, other_a
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "says"),
+    ("who", "field", "value", "says"),
     [
-        ("team", "999999", "team: no team 999999."),
-        ("assignee", "999999", "assignee: no user '999999'."),
-        ("assignee", "abc", "assignee: no user 'abc'."),
+        ("agent_web", "team", "999999", "team: no team 999999."),
+        ("supervisor_web", "assignee", "999999", "assignee: no user '999999'."),
+        ("agent_web", "assignee", "abc", "assignee: no user 'abc'."),
     ],
 )
 def test_an_unknown_team_or_user_in_the_controls_is_refused_saying_so(
-    agent_web, customer, field, value, says
+    request, customer, who, field, value, says
 ):
     """A team deleted (or a user removed) since the page was drawn: the answer was the "Not
     found" page, as if the ticket were gone."""
+    client = request.getfixturevalue(who)
     [ticket] = _tickets(customer, 1)
     url = reverse("ticket-update", kwargs={"ref": ticket.number})
     data = {field: value, "priority": "high"}
-    fragment = agent_web.post(url, data, HTTP_HX_REQUEST="true")
+    fragment = client.post(url, data, HTTP_HX_REQUEST="true")
     assert (fragment.status_code, fragment.content.decode()) == (400, says)
-    page = agent_web.post(url, data)  # without JavaScript: the reason by the controls
+    page = client.post(url, data)  # without JavaScript: the reason by the controls
     assert (page.status_code, _controls(page)[1]) == (400, says)
     assert Ticket.objects.get(pk=ticket.pk).priority == "normal"  # all or nothing
+
+
+def test_an_agent_naming_anyone_else_learns_nothing_of_them(agent_web, other_agent, customer):
+    """Who may assign is checked before the id is looked up: an agent learnt which user ids
+    exist ("no user 999999" against "Only supervisors...")."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-update", kwargs={"ref": ticket.number})
+    answers = {
+        agent_web.post(url, {"assignee": value}, HTTP_HX_REQUEST="true").content.decode()
+        for value in ("999999", str(other_agent.pk))
+    }
+    assert answers == {"Only supervisors assign tickets to other people."}
 
 
 @pytest.mark.parametrize(
