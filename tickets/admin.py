@@ -329,6 +329,23 @@ class TicketAdminForm(forms.ModelForm):  # type: ignore[type-arg]
             raise forms.ValidationError(ASSIGNMENT_REFUSAL)
         return assignee
 
+    def clean_team(self) -> Any:
+        team = self.cleaned_data.get("team")
+        current = (
+            Ticket.objects.filter(pk=self.instance.pk).values_list("team_id", flat=True).first()
+            if self.instance.pk
+            else None
+        )
+        if (
+            self.instance.pk
+            and self.actor is not None
+            and not services.team_change_allowed(
+                actor=self.actor, current_team_id=current, team_id=team.pk if team else None
+            )
+        ):  # the service's rule, said on the form rather than as an error page
+            raise forms.ValidationError(services.NO_TEAM_REFUSAL)
+        return team
+
     def clean_status(self) -> str:
         status: str = self.cleaned_data["status"]
         if self.instance.pk:
@@ -336,6 +353,31 @@ class TicketAdminForm(forms.ModelForm):  # type: ignore[type-arg]
             if not current.can_transition_to(status):
                 raise forms.ValidationError(f"A {current.status} ticket cannot become {status}.")
         return status
+
+
+class TicketAdminAddForm(TicketAdminForm):
+    """The add page: a ticket opened here is opened as the API and intake open one
+    (``services.ticket_create``: its first message, due times, events, routing)."""
+
+    description = forms.CharField(
+        widget=forms.Textarea,
+        required=False,
+        help_text="The customer's first message, as the start of the ticket's timeline.",
+    )
+
+
+#: Fixed once a ticket exists: where it came from (intake's facts) and what it was merged
+#: into (the workbench's merge moves its conversation, which a field edit would not).
+TICKET_FIXED_FIELDS = (
+    "customer",
+    "channel",
+    "channel_account_id",
+    "origin_platform_id",
+    "is_bot_handoff",
+    "merged_into",
+)
+#: Set by what happens to a ticket, not on its add page.
+TICKET_NOT_ON_ADD = ("status", "needs_review", "merged_into")
 
 
 @admin.register(Ticket)
@@ -409,14 +451,21 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return ("workbench_link", *super().get_readonly_fields(request, obj))
+        fields = ["workbench_link", *super().get_readonly_fields(request, obj)]
+        if obj is None:
+            return (*fields, *TICKET_NOT_ON_ADD)
+        fields += TICKET_FIXED_FIELDS
+        if not is_supervisor(request.user):  # clearing it says a supervisor reviewed it
+            fields.append("needs_review")
+        return tuple(fields)
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
     ) -> Any:
         # the person's form class first, then the admin's narrowing of its choices
         # (``VisibleRowsAdminMixin.get_form``), which a subclass made afterwards would lose
-        kwargs["form"] = type(self.form.__name__, (self.form,), {"actor": request.user})
+        base = TicketAdminAddForm if obj is None else self.form
+        kwargs["form"] = type(base.__name__, (base,), {"actor": request.user})
         return super().get_form(request, obj, change, **kwargs)
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Ticket], **changes: Any) -> None:
@@ -492,9 +541,30 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         self._set_status(request, queryset, TicketStatus.CLOSED)
 
     def save_model(self, request: HttpRequest, obj: Ticket, form: Any, change: bool) -> None:
-        # Status, priority and team edits go through the service so they are validated,
-        # written to the timeline and published.
-        if change and form.initial:
+        # Every edit goes through the services, so it is validated, written to the
+        # timeline and published (the form's fields are those they apply; the rest are
+        # read-only here): a field saved by the form alone would skip all three.
+        tags = [tag.name for tag in form.cleaned_data.get("tags", ())]
+        if not change:
+            created = services.ticket_create(
+                customer=obj.customer,
+                subject=obj.subject,
+                body=form.cleaned_data.get("description", ""),
+                channel=obj.channel,
+                channel_account_id=obj.channel_account_id,
+                priority=obj.priority,
+                team=obj.team,
+                tags=tags,
+                is_bot_handoff=obj.is_bot_handoff,
+                origin_platform_id=obj.origin_platform_id,
+                created_by=request.user,
+            )
+            if obj.assignee_id is not None:
+                services.ticket_assign(ticket=created, assignee=obj.assignee, actor=request.user)
+            obj.pk = created.pk  # the admin's log entry and redirect name the new ticket
+            obj._state.adding = False
+            return
+        if form.initial:
             # locked (the admin saves in a transaction): the assignment rule holds for the
             # row as it is written, not only as the form read it
             original = Ticket.objects.select_for_update().get(pk=obj.pk)
@@ -504,6 +574,9 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
                 assignee_id=obj.assignee_id,
             ):  # given to someone else since the form was checked
                 raise PermissionDenied(ASSIGNMENT_REFUSAL)
+            review = (
+                form.cleaned_data.get("needs_review") if "needs_review" in form.fields else None
+            )
             services.ticket_update(
                 ticket=original,
                 actor=request.user,
@@ -511,11 +584,21 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
                 priority=obj.priority,
                 team=obj.team,
                 subject=obj.subject,
+                tags=tags if "tags" in form.fields else None,
+                needs_review=review,
+                reason="reviewed by a supervisor"
+                if original.needs_review and review is False
+                else "",
             )
             if obj.assignee_id != original.assignee_id:
                 services.ticket_assign(ticket=original, assignee=obj.assignee, actor=request.user)
             return
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # the tags were set by the service (``save_model``), not to be written again here
+        form.cleaned_data.pop("tags", None)
+        super().save_related(request, form, formsets, change)
 
 
 @admin.register(Message)
