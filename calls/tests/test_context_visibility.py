@@ -299,3 +299,22 @@ def test_the_admin_lists_and_opens_a_call_entry_only_for_whom_may_see_the_call(
     # the agent of the team that takes the queue, and a supervisor, see and open it
     assert _admin_sees(_staff(other_agent), entry) == (True, True)
     assert _admin_sees(_staff(supervisor), entry) == (True, True)
+
+
+def test_the_admin_scopes_an_old_calls_entry_by_its_key(
+    caller, teams, agent, other_agent, supervisor
+):
+    """An analysed call's entry written before entries carried a scope (or by the previous
+    release during the deploy that added them) is scoped by its key ``call:<contact id>``,
+    in the admin as in the context: the admin listed and opened it to every staff agent
+    who saw its customer (it has no ticket), the call page and the context did not."""
+    _, b = teams
+    QueueTeam.objects.create(queue_name=QUEUE, team=b)
+    call = _call(caller)
+    Interaction.objects.filter(source_key=f"call:{CONTACT}").update(scope="")
+    entry = Interaction.objects.get(source_key=f"call:{CONTACT}")
+    assert _call_page(agent, call) == 404
+    assert all(body["interactions"]["recent"] == [] for body in _contexts(agent, caller))
+    assert _admin_sees(_staff(agent), entry) == (False, False)
+    assert _admin_sees(_staff(other_agent), entry) == (True, True)
+    assert _admin_sees(_staff(supervisor), entry) == (True, True)

@@ -21,7 +21,7 @@ from support.auth.roles import is_supervisor
 from tickets.admin import CustomerAdmin
 from tickets.context import privacy
 from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
-from tickets.context.scopes import scope_visibility_q
+from tickets.context.selectors import interaction_scope_q
 from tickets.models import Customer
 from tickets.selectors import customers_fully_visible_to
 from tickets.services.customers import customer_stamps_renew
@@ -176,7 +176,7 @@ class InteractionAdmin(  # type: ignore[type-arg]
     search_fields = ("source_key",)
 
     def visible_rows_also(self, user: Any) -> Q:
-        return scope_visibility_q(user)
+        return interaction_scope_q(user)  # the context's rule, old calls' entries too
 
 
 @admin.register(CsatFeedback)

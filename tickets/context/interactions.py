@@ -122,7 +122,7 @@ def expiry_for(item: InteractionRecord) -> datetime:
 # --- PostgreSQL -----------------------------------------------------------------------
 
 
-def _from_row(row: Interaction) -> InteractionRecord:
+def record_from_row(row: Interaction) -> InteractionRecord:
     return InteractionRecord(
         customer_id=row.customer_id,
         source_key=row.source_key,
@@ -173,7 +173,7 @@ class PostgresInteractionBackend:
 
     def recent(self, customer_id: int, *, limit: int) -> list[InteractionRecord]:
         rows = self._live(customer_id).order_by("-occurred_at", "-id")[:limit]
-        return [_from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def window(self, customer_id: int, *, since: datetime) -> list[ScorePoint]:
         rows = (
@@ -191,7 +191,7 @@ class PostgresInteractionBackend:
 
     def for_customer(self, customer_id: int) -> list[InteractionRecord]:
         rows = Interaction.objects.filter(customer_id=customer_id).order_by("occurred_at", "id")
-        return [_from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def erase_customer(self, customer_id: int) -> int:
         return Interaction.objects.filter(customer_id=customer_id).update(summary=ERASED_SUMMARY)

@@ -25,8 +25,8 @@ from tickets.context.interactions import (
     LEGACY_CALL_KEY_PREFIX,
     PostgresInteractionBackend,
     ScorePoint,
-    _from_row,
     get_backend,
+    record_from_row,
 )
 from tickets.context.models import (
     FAILED_ORDER_STATUSES,
@@ -203,7 +203,7 @@ def _interactions_recent_visible(customer: Customer, *, user: Any) -> list[dict[
             .filter(_interaction_visibility_q(customer, user=user))
             .order_by("-occurred_at", "-id")[:RECENT_INTERACTIONS]
         )
-        return [_from_row(row).as_dict() for row in rows]
+        return [record_from_row(row).as_dict() for row in rows]
     limit = RECENT_INTERACTIONS
     while True:
         items = backend.recent(customer.pk, limit=limit)
@@ -231,13 +231,20 @@ def _interaction_visibility_q(customer: Customer, *, user: Any) -> Q:
     of no scope or of a scope it may see, an analysed call's written without one scoped by
     its key (``interactions.scope_read``)."""
     tickets = Ticket.objects.filter(customer_id=customer.pk).filter(ticket_visibility_q(user))
+    return (Q(ticket__isnull=True) | Q(ticket__in=tickets.values("pk"))) & interaction_scope_q(user)
+
+
+def interaction_scope_q(user: Any) -> Q:
+    """:class:`Interaction` rows whose scope ``user`` may see, as a filter: of no scope or
+    of a scope it may see (``scopes.scope_visibility_q``), an analysed call's written
+    without one scoped by its key (``interactions.scope_read``). The ticket and customer
+    rules are the caller's (the context's and the admin's)."""
     legacy_call = Q(
         scope="", kind=InteractionKind.CALL, source_key__startswith=LEGACY_CALL_KEY_PREFIX
     )
-    scope_seen = (~legacy_call & scope_visibility_q(user)) | (
+    return (~legacy_call & scope_visibility_q(user)) | (
         legacy_call & scope_visibility_q(user, field="source_key")
     )
-    return (Q(ticket__isnull=True) | Q(ticket__in=tickets.values("pk"))) & scope_seen
 
 
 def _tickets_visible(
