@@ -27,3 +27,21 @@ def path_parameter(
         pattern=pattern,
         examples=[OpenApiExample(label, value=value) for label, value in examples.items()],
     )
+
+
+#: The ``Idempotency-Key`` header of the API's creates (``support.idempotency``).
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Your key for this request (1-255 printable ASCII characters, a UUID say). Sent "
+        "again with the same request within 24 hours (`IDEMPOTENCY_KEY_RETENTION_HOURS`), "
+        "it creates nothing more and answers with what the first request created "
+        "(header `Idempotent-Replayed: true`); with another request, 422; when what it "
+        "created is no longer visible to you, 409. Per user (all of an API key user's "
+        "keys share them)."
+    ),
+    pattern=r"^[\x20-\x7e]{1,255}$",
+)

@@ -125,6 +125,30 @@ class AuditLog(models.Model):
         return f"{self.action} {self.object_type}:{self.object_id}"
 
 
+class IdempotencyKey(models.Model):
+    """A client's ``Idempotency-Key`` on a create (``support.idempotency``): which object
+    its first request created, so a retry with the same key answers with that object
+    instead of creating another. Per user (an API key's user: all of that user's keys
+    share them); the request's fingerprint tells a retry from another request reusing the
+    key. Holds ids only (the answer is rebuilt from the object, under the visibility rule
+    of the moment); deleted ``IDEMPOTENCY_KEY_RETENTION_HOURS`` after it was first used."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    operation = models.CharField(max_length=64)
+    fingerprint = models.CharField(max_length=64)
+    object_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.key[:32]}"
+
+
 class OidcIdentity(models.Model):
     """Which local user an identity provider's subject (``iss`` + ``sub``) is.
 

@@ -527,10 +527,12 @@ CORS_ALLOW_HEADERS = (
     "accept",
     "authorization",
     "content-type",
+    "idempotency-key",
     "x-api-key",
     "x-csrftoken",
     "x-requested-with",
 )
+CORS_EXPOSE_HEADERS = ("idempotent-replayed",)  # a retry's answer says so (docs/api.md)
 CORS_PREFLIGHT_MAX_AGE = 600
 # Mount each seed's documented paths (seed_api/); on by default.
 SEED_CONTRACTS_ENABLED = env.get_bool("SEED_CONTRACTS_ENABLED", default=True)
@@ -690,6 +692,13 @@ OUTBOX_RETENTION_DAYS = env.get_int("OUTBOX_RETENTION_DAYS", 14)
 # Raw inbound events (webhook deliveries, call events) are deleted this many days after
 # they were processed (support.retention); pending ones and dead letters are kept. 0: never.
 RAW_EVENT_RETENTION_DAYS = env.get_int("RAW_EVENT_RETENTION_DAYS", 30)
+# How long an Idempotency-Key of the API's creates is remembered (support.idempotency):
+# a retry with the same key within it answers with what the first request created.
+IDEMPOTENCY_KEY_RETENTION_HOURS = max(1, env.get_int("IDEMPOTENCY_KEY_RETENTION_HOURS", 24))
+CELERY_BEAT_SCHEDULE["idempotency-keys-purge"] = {
+    "task": "support.tasks.idempotency_keys_purge_task",
+    "schedule": 3600.0,
+}
 HEALTH_CELERY_TIMEOUT = env.get_float("HEALTH_CELERY_TIMEOUT", 1.0)
 # GET /metrics (support/metrics.py): Prometheus text, only with "Authorization: Bearer
 # <METRICS_TOKEN>"; unset, the endpoint answers 404 (off). Windowed values count the last

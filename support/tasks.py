@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from support import retention, services
+from support import idempotency, retention, services
 
 
 @shared_task(acks_late=True, max_retries=0, soft_time_limit=60, time_limit=90)
@@ -22,6 +22,12 @@ def outbox_purge_task() -> int:
 def raw_events_purge_task() -> dict[str, int]:
     """Idempotent and batched: deletes only done events past ``RAW_EVENT_RETENTION_DAYS``."""
     return retention.raw_events_purge()
+
+
+@shared_task(soft_time_limit=300, time_limit=360)
+def idempotency_keys_purge_task() -> int:
+    """Idempotent and batched: deletes keys past ``IDEMPOTENCY_KEY_RETENTION_HOURS``."""
+    return idempotency.idempotency_keys_purge()
 
 
 @shared_task(soft_time_limit=45, time_limit=60, ignore_result=True)

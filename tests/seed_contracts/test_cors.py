@@ -89,3 +89,20 @@ def test_session_writes_from_another_origin_still_need_csrf(settings: Any, agent
         HTTP_ORIGIN=DASHBOARD,
     )
     assert response.status_code == 403
+
+
+def test_a_page_may_send_an_idempotency_key_and_read_the_replay_header(
+    client: Client, settings: Any, agent: Any
+) -> None:
+    """A browser page on a listed origin retries a create with its key (docs/api.md,
+    "Idempotency keys") and sees that the answer is a replay."""
+    settings.CORS_ALLOWED_ORIGINS = [DASHBOARD]
+    preflight = _preflight(client, "/api/tickets", DASHBOARD)
+    assert "idempotency-key" in preflight["Access-Control-Allow-Headers"]
+    client.force_login(agent)
+    body = {"subject": "Hi", "customer": {"email": "a@example.com"}}
+    headers = {"Origin": DASHBOARD, "Idempotency-Key": "k-1"}
+    client.post("/api/tickets", body, content_type="application/json", headers=headers)
+    again = client.post("/api/tickets", body, content_type="application/json", headers=headers)
+    assert again["Idempotent-Replayed"] == "true"
+    assert "idempotent-replayed" in again["Access-Control-Expose-Headers"].lower()

@@ -22,14 +22,16 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from support.api_parsers import JsonParser
+from support.api_schema import IDEMPOTENCY_KEY
 from support.auth.permissions import IsAgent
 from support.errors import Forbidden, InvalidInput
+from support.idempotency import idempotent
 from support.parsing import content_length, parse_id
 from support.services import audit_log_record
 from tickets import extras, selectors, services
 from tickets.api import serializers as s
 from tickets.api.schema import TICKET_ID
-from tickets.models import Channel, Customer, Priority, Team, Ticket, TicketStatus
+from tickets.models import Channel, Customer, Message, Priority, Team, Ticket, TicketStatus
 from tickets.status_access import StatusGrant, status_access_grant
 
 
@@ -176,7 +178,7 @@ class TicketListCreateApi(APIView):
 
     @extend_schema(
         operation_id="tickets_create",
-        parameters=[_include_parameter()],
+        parameters=[_include_parameter(), IDEMPOTENCY_KEY],
         request=s.TicketCreateInputSerializer,
         responses={201: s.TicketCreatedOutputSerializer},
         examples=[
@@ -201,12 +203,24 @@ class TicketListCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         include = extras.parse_include(request.query_params.get("include"))
-        serializer = s.TicketCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        ticket = ticket_create_for_caller(request, serializer.validated_data)
-        body = ticket_created_body(ticket)
-        body.update(extras.create_extras_build(include, request, ticket))
-        return Response(body, status=status.HTTP_201_CREATED)
+
+        def answer(ticket: Ticket) -> Response:
+            body = ticket_created_body(ticket)
+            body.update(extras.create_extras_build(include, request, ticket))
+            return Response(body, status=status.HTTP_201_CREATED)
+
+        def create() -> tuple[int, Response]:
+            serializer = s.TicketCreateInputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            ticket = ticket_create_for_caller(request, serializer.validated_data)
+            return ticket.pk, answer(ticket)
+
+        return idempotent(
+            request,
+            operation="tickets_create",
+            create=create,
+            replay=lambda pk: answer(selectors.ticket_get_visible(pk, user=request.user)),
+        )
 
 
 def ticket_create_for_caller(
@@ -422,7 +436,7 @@ class TicketMessageCreateApi(APIView):
 
     @extend_schema(
         operation_id="tickets_messages_create",
-        parameters=[TICKET_ID],
+        parameters=[TICKET_ID, IDEMPOTENCY_KEY],
         request={
             "application/json": s.MessageCreateInputSerializer,
             "multipart/form-data": s.MessageCreateMultipartSerializer,
@@ -439,17 +453,33 @@ class TicketMessageCreateApi(APIView):
         if request.content_type.startswith("multipart/"):
             # the files' cap on the declared length, before the parser copies the body
             services.message_upload_length_check(content_length(request.META.get("CONTENT_LENGTH")))
-        serializer = s.MessageCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        attachments = services.message_files_read(request.FILES.getlist("files"))
-        message = services.message_add(
-            ticket=ticket,
-            body=serializer.validated_data["body"],
-            kind=serializer.validated_data["kind"],
-            author_user=request.user,
-            attachments=attachments,
+
+        def create() -> tuple[int, Response]:
+            serializer = s.MessageCreateInputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            attachments = services.message_files_read(request.FILES.getlist("files"))
+            message = services.message_add(
+                ticket=ticket,
+                body=serializer.validated_data["body"],
+                kind=serializer.validated_data["kind"],
+                author_user=request.user,
+                attachments=attachments,
+            )
+            return message.pk, _message_created(message)
+
+        def replay(pk: int) -> Response:
+            message = Message.objects.select_related("ticket").get(pk=pk)
+            # where it is now (a merge moves it), under the rule of the moment
+            selectors.ticket_get_visible(message.ticket_id, user=request.user)
+            return _message_created(message)
+
+        return idempotent(
+            request, operation="tickets_messages_create", create=create, replay=replay
         )
-        return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
+
+
+def _message_created(message: Message) -> Response:
+    return Response(s.MessageOutputSerializer(message).data, status=status.HTTP_201_CREATED)
 
 
 class StatusGrantAuthentication(BaseAuthentication):
