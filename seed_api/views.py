@@ -38,7 +38,6 @@ from tickets.api.schema import TICKET_ID
 from tickets.api.views import (
     TicketDetailApi,
     TicketListCreateApi,
-    ticket_create_for_caller,
     ticket_created_body,
 )
 from tickets.context.api.views import (
@@ -235,9 +234,9 @@ class SeedTicketIngestApi(SeedContractMixin, APIView):
         serializer.is_valid(raise_exception=True)
         try:
             sent_at = serializer.validated_data.get("timestamp")
-            ticket = ticket_create_for_caller(
-                request,
-                serializer.validated_data,
+            ticket = ticket_services.ticket_open(
+                actor=request.user,
+                data=serializer.validated_data,
                 callers_own_id=True,
                 # where channel intake keeps it too (channels_app.services.ingest)
                 message_metadata=(

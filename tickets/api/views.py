@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import nullcontext
 from typing import Any, cast
 
 from django.contrib.auth import get_user_model
@@ -27,11 +26,10 @@ from support.auth.permissions import IsAgent
 from support.errors import Forbidden, InvalidInput
 from support.idempotency import idempotent
 from support.parsing import content_length, parse_id
-from support.services import audit_log_record
 from tickets import extras, selectors, services
 from tickets.api import serializers as s
 from tickets.api.schema import TICKET_ID
-from tickets.models import Channel, Customer, Message, Priority, Team, Ticket, TicketStatus
+from tickets.models import Channel, Message, Priority, Ticket, TicketStatus
 from tickets.status_access import StatusGrant, status_access_grant
 
 
@@ -92,15 +90,6 @@ def ticket_list_filters(params: QueryDict) -> dict[str, str]:
         else:
             filters[key] = values[0]
     return filters
-
-
-def _team_or_error(team_id: int | None) -> Team | None:
-    if team_id is None:
-        return None
-    team = Team.objects.filter(pk=team_id).first()
-    if team is None:
-        raise InvalidInput(f"team_id: no team {team_id}.", details={"team_id": ["Unknown team."]})
-    return team
 
 
 def _enum_list(name: str, choices: list[str]) -> OpenApiParameter:
@@ -212,7 +201,7 @@ class TicketListCreateApi(APIView):
         def create() -> tuple[int, Response]:
             serializer = s.TicketCreateInputSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
-            ticket = ticket_create_for_caller(request, serializer.validated_data)
+            ticket = services.ticket_open(actor=request.user, data=serializer.validated_data)
             return ticket.pk, answer(ticket)
 
         return idempotent(
@@ -221,114 +210,6 @@ class TicketListCreateApi(APIView):
             create=create,
             replay=lambda pk: answer(selectors.ticket_get_visible(pk, user=request.user)),
         )
-
-
-def ticket_create_for_caller(
-    request: Request,
-    data: dict[str, Any],
-    *,
-    callers_own_id: bool = False,
-    message_metadata: dict[str, Any] | None = None,
-) -> Ticket:
-    """Create a ticket from validated ``TicketCreateInputSerializer`` data on behalf of the
-    caller: the customer rule (an unseen ``customer_id``, this platform's or the caller's
-    own, answers like an unknown one; an unknown own id creates the customer in the
-    ticket's transaction; an unseen customer named by address is audited), then
-    ``services.ticket_create``. Shared with the seed contracts' create endpoints
-    (``seed_api``).
-
-    ``callers_own_id``: ``origin_platform_id`` is the caller's own ticket id, one ticket
-    per caller and id: a repeat raises ``services.TicketAlreadySubmitted`` naming the
-    first (checked first, and enforced by the database against concurrent repeats).
-
-    ``message_metadata``: kept on the first message (seed 004's ``timestamp`` as
-    ``sent_at``, where channel intake keeps when the customer sent a message)."""
-    external_id = data.get("origin_platform_id", "")
-    origin_caller = request.user if callers_own_id and external_id else None
-    if origin_caller is not None:
-        existing = selectors.ticket_submitted_get(caller=origin_caller, external_id=external_id)
-        if existing is not None:
-            raise services.TicketAlreadySubmitted(existing)
-    # checked before the customer is created: a 400 must leave nothing behind
-    team = _team_or_error(data.get("team_id"))
-    tags = services.tag_names_normalise(data.get("tags", []))  # a tag too long, named
-    # The caller's own customer id: a customer created for it is created with the ticket,
-    # all or nothing (a refused ticket leaves no customer behind).
-    external_customer = data.get("customer_external_id", "")
-    with transaction.atomic() if external_customer else nullcontext():
-        customer, unseen_customer = _customer_for_caller(request, data)
-        ticket = services.ticket_create(
-            customer=customer,
-            subject=data["subject"],
-            body=data.get("description", ""),
-            channel=data["channel"],
-            priority=data["priority"],
-            team=team,
-            tags=tags,
-            origin_platform_id=external_id,
-            created_by=request.user,
-            origin_caller=origin_caller,
-            message_metadata=message_metadata,
-        )
-    if unseen_customer:
-        audit_log_record(
-            actor=request.user,
-            action="ticket.create_for_unseen_customer",
-            object_type="ticket",
-            object_id=ticket.pk,
-            details={"customer_id": customer.pk, "number": ticket.number},
-        )
-    return ticket
-
-
-def _unknown_customer(customer_id: int | str) -> InvalidInput:
-    return InvalidInput(
-        f"customer_id: no customer {customer_id}.",
-        details={"customer_id": ["Unknown customer."]},
-    )
-
-
-def _customer_for_caller(request: Request, data: dict[str, Any]) -> tuple[Customer, bool]:
-    """The new ticket's customer from validated create data, and whether the caller could
-    not see it before (to be audited). By ``customer_id`` (this platform's id) or
-    ``customer_external_id`` (the caller's own, found or created): a customer the caller
-    may not see answers exactly like an unknown id, whichever way it is named (by its own
-    id, a customer of a ticket the caller submitted itself may be named again:
-    ``selectors.customer_submitted_by``)."""
-    if data.get("customer_external_id"):
-        customer, created = services.customer_get_or_create_by_external_id(
-            external_id=data["customer_external_id"]
-        )
-        if created:
-            return customer, False
-        visible = selectors.customer_visible_to(request.user, customer_id=customer.pk)
-        if not visible and not selectors.customer_submitted_by(
-            request.user, customer_id=customer.pk
-        ):
-            raise _unknown_customer(data["customer_external_id"])
-        # named again, unseen, by the caller that submitted one of its tickets: audited
-        # like a customer named by address
-        return customer, not visible
-    if data.get("customer_id"):
-        found = (
-            Customer.objects.filter(selectors.customer_visibility_q(request.user))
-            .filter(pk=data["customer_id"])
-            .first()
-        )
-        if found is None:
-            raise _unknown_customer(data["customer_id"])
-        return found, False
-    info = data["customer"]
-    customer, created = services.customer_get_or_create(
-        email=info["email"], name=info.get("name", ""), phone=info.get("phone", "")
-    )
-    # Naming an existing customer by address makes it visible to the creator (customers
-    # follow their tickets): allowed, so agents can log a returning customer's call, but
-    # audited when the creator could not see it before.
-    unseen = not created and not selectors.customer_visible_to(
-        request.user, customer_id=customer.pk
-    )
-    return customer, unseen
 
 
 def ticket_created_body(ticket: Ticket) -> dict[str, Any]:
@@ -377,7 +258,7 @@ class TicketDetailApi(APIView):
         # assignment behind.
         fields = {k: data[k] for k in ("status", "priority", "subject", "tags") if k in data}
         if "team_id" in data:
-            fields["team"] = _team_or_error(data["team_id"])
+            fields["team"] = services.team_or_error(data["team_id"])
         with transaction.atomic():
             # the rules on the row as it is written (locked), not as first read: its
             # visibility (moved out of the caller's view meanwhile: 404) and its assignee

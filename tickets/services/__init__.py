@@ -10,6 +10,7 @@ test where it is defined and looked up, not here.
 - ``lifecycle``: opening tickets, changing fields and status, assigning, system entries.
 - ``messages``: the timeline (messages, attachments, delivery status).
 - ``merge``: merging tickets.
+- ``opening``: opening a ticket on a signed-in person's behalf (API, workbench).
 - ``canned``: canned responses.
 
 The threading rules and the search vector are ``tickets.thread_rules``.
@@ -63,6 +64,7 @@ from tickets.services.messages import (
     message_files_read,
     message_upload_length_check,
 )
+from tickets.services.opening import team_or_error, ticket_open
 from tickets.thread_rules import TicketSearchVector, customer_search_text
 
 __all__ = [
@@ -97,6 +99,7 @@ __all__ = [
     "message_upload_length_check",
     "tag_names_normalise",
     "team_change_allowed",
+    "team_or_error",
     "ticket_allowed_statuses",
     "ticket_assign",
     "ticket_build",
@@ -105,5 +108,6 @@ __all__ = [
     "ticket_mark_read",
     "ticket_merge",
     "ticket_new_event",
+    "ticket_open",
     "ticket_update",
 ]
