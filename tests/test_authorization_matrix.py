@@ -89,6 +89,8 @@ attachment-download             GET    login  404    allow  allow  login  login 
 
 inbox                           GET    login  allow  allow  allow  login  login  login  login
 inbox-bulk                      POST   login  allow  allow  allow  login  login  login  login
+ticket-new                      GET    login  allow  allow  allow  login  login  login  login
+ticket-new                      POST   login  allow  allow  allow  login  login  login  login
 ticket                          GET    login  404    allow  allow  login  login  login  login
 ticket-live                     GET    login  404    allow  allow  login  login  login  login
 ticket-message                  POST   login  404    allow  allow  login  login  login  login
@@ -247,6 +249,13 @@ Body = Callable[[World], dict[str, Any]]
 BODIES: dict[tuple[str, str], Body] = {
     ("login", "POST"): lambda w: {"username": "matrix-agent-in", "password": "wrong"},
     ("inbox-bulk", "POST"): lambda w: {"action": "tag", "value": "matrix", "ids": [w.ticket.pk]},
+    ("ticket-new", "POST"): lambda w: {
+        "customer_email": "phoned.in@example.com",
+        "subject": "Phoned in",
+        "description": "Hello",
+        "channel": "phone",
+        "priority": "normal",
+    },
     ("ticket-message", "POST"): lambda w: {"body": "Looking into it", "kind": "internal_note"},
     ("ticket-update", "POST"): lambda w: {"priority": "high"},
     ("ticket-merge", "POST"): lambda w: {"into": w.second_ticket.number},

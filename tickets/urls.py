@@ -9,6 +9,7 @@ urlpatterns = [
     path("start/", views.landing, name="landing"),
     path("", include("tickets.context.urls")),
     path("tickets/bulk", views.inbox_bulk, name="inbox-bulk"),
+    path("tickets/new", views.ticket_new, name="ticket-new"),
     path("tickets/<str:ref>/", views.ticket_detail, name="ticket"),
     path("tickets/<str:ref>/live", views.ticket_timeline, name="ticket-live"),
     path("tickets/<str:ref>/messages", views.ticket_message, name="ticket-message"),

@@ -334,6 +334,128 @@ def ticket_detail(request: HttpRequest, ref: str) -> HttpResponse:
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
 
 
+#: What a ticket an agent opens in the workbench came by: a call, or anything else (in
+#: person, a letter, a chat elsewhere). Replies to either go by e-mail (docs/channels.md).
+NEW_TICKET_CHANNELS = (
+    (Channel.PHONE.value, "Phone call"),
+    (Channel.API.value, "Other (in person, a letter, elsewhere)"),
+)
+#: Form field → the API's field it is checked as (``TicketCreateInputSerializer``).
+_NEW_TICKET_FIELDS = {
+    "customer_email": "customer.email",
+    "customer_name": "customer.name",
+    "customer_phone": "customer.phone",
+    "subject": "subject",
+    "description": "description",
+    "channel": "channel",
+    "priority": "priority",
+    "team": "team_id",
+    "tags": "tags",
+}
+
+
+def _new_ticket_data(post: QueryDict) -> dict[str, Any]:
+    """The form as the API's create takes it (one set of checks for both)."""
+    data: dict[str, Any] = {
+        "subject": post.get("subject", ""),
+        "description": post.get("description", ""),
+        "channel": post.get("channel", ""),
+        "priority": post.get("priority", ""),
+        "customer": {
+            "email": post.get("customer_email", "").strip(),
+            "name": post.get("customer_name", "").strip(),
+            "phone": post.get("customer_phone", "").strip(),
+        },
+        "tags": [t.strip() for t in post.get("tags", "").split(",") if t.strip()],
+    }
+    if post.get("team", ""):
+        data["team_id"] = post["team"]
+    return data
+
+
+def _field_errors(errors: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """The serializer's errors by dotted field name, one line each."""
+    flat: dict[str, str] = {}
+    for name, value in errors.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_field_errors(value, f"{key}."))
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            flat[key] = " ".join(str(v) for item in value for v in item.values())
+        else:
+            items = value if isinstance(value, list) else [value]
+            flat[key] = " ".join(str(v) for v in items)
+    return flat
+
+
+@agent_required
+def ticket_new(request: HttpRequest) -> HttpResponse:
+    """An agent opens a ticket (a phone call, a visit): the customer by e-mail address,
+    found or created as the API's create does, with the same checks and the same audit
+    of a customer the agent could not see (``services.ticket_open``); the ticket page
+    next. ``?customer=<id>`` fills in a customer the agent may see."""
+    if request.method not in ("GET", "POST"):
+        return HttpResponse(status=405, headers={"Allow": "GET, POST"})
+    values: dict[str, str] = {"channel": Channel.PHONE.value, "priority": Priority.NORMAL.value}
+    errors: dict[str, str] = {}
+    status = 200
+    if request.method == "GET" and request.GET.get("customer"):
+        customer = selectors.customer_get_visible(request.GET["customer"], user=request.user)
+        values.update(
+            customer_email=customer.email,
+            customer_name=customer.name,
+            customer_phone=customer.phone,
+        )
+    if request.method == "POST":
+        from tickets.api.serializers import TicketCreateInputSerializer
+
+        values = {name: request.POST.get(name, "") for name in (*_NEW_TICKET_FIELDS, "take")}
+        serializer = TicketCreateInputSerializer(data=_new_ticket_data(request.POST))
+        if serializer.is_valid():
+            try:
+                with transaction.atomic():
+                    ticket = services.ticket_open(
+                        actor=request.user, data=serializer.validated_data
+                    )
+                    if request.POST.get("take"):
+                        services.ticket_assign(
+                            ticket=ticket, assignee=request.user, actor=request.user
+                        )
+            except ApplicationError as exc:  # an unknown team, a tag too long…: said by field
+                errors = {_form_field(name): exc.message for name in exc.details} or {
+                    "": exc.message
+                }
+            else:
+                messages.success(request, f"{ticket.number} opened.")
+                return redirect("ticket", ref=ticket.number)
+        else:
+            errors = {_form_field(k): v for k, v in _field_errors(serializer.errors).items()}
+            if "customer" in serializer.errors:  # the API's words name its own fields
+                errors["customer_email"] = "Give the customer's e-mail address."
+        status = 400
+    return render(
+        request,
+        "tickets/new.html",
+        {
+            "values": values,
+            "errors": errors,
+            "channels": NEW_TICKET_CHANNELS,
+            "priorities": Priority.choices,
+            "teams": Team.objects.order_by("name"),
+        },
+        status=status,
+    )
+
+
+def _form_field(api_name: str) -> str:
+    """The form's field for an error the API's checks named (the page's own message for
+    one no field holds: ``""``)."""
+    by_api = {api: form for form, api in _NEW_TICKET_FIELDS.items()}
+    if api_name == "customer":
+        return "customer_email"
+    return by_api.get(api_name, by_api.get(api_name.split(".")[0], ""))
+
+
 @require_GET
 @agent_required
 def customer_detail(request: HttpRequest, customer_id: str) -> HttpResponse:

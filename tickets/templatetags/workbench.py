@@ -45,6 +45,13 @@ def channel_label(channel: str) -> str:
 
 
 @register.filter
+def get_item(mapping: Any, key: str) -> Any:
+    """``mapping[key]`` in a template, None when absent (a form's value or error by a
+    field name held in a variable: tickets/_new_field.html)."""
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
 def system_text(text: str) -> str:
     """A system entry's text as people read it (:mod:`tickets.system_text`: e.g. the
     routing's review reasons with the data set's labels in words)."""
