@@ -19,12 +19,10 @@ import html
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission
-from django.test import Client
 
-from support.auth.roles import AGENTS_GROUP
 from tickets import services
 from tickets.models import Customer, Team, Ticket
+from tickets.tests.admin_helpers import signed_in, staff_agent
 
 pytestmark = pytest.mark.django_db
 
@@ -46,26 +44,8 @@ def ticket(team: Team, other_agent: Any) -> Ticket:
     return services.ticket_assign(ticket=made, assignee=other_agent)
 
 
-def _staff_agent(django_user_model: Any, team: Team, *codenames: str) -> Any:
-    user = django_user_model.objects.create_user(
-        "staff-agent", password="pw-for-tests-1", is_staff=True
-    )
-    user.groups.add(Group.objects.get_or_create(name=AGENTS_GROUP)[0])
-    team.members.add(user)
-    user.user_permissions.add(
-        *Permission.objects.filter(content_type__app_label="tickets", codename__in=codenames)
-    )
-    return user
-
-
-def _browser(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def _run(user: Any, action: str, ticket: Ticket) -> str:
-    response = _browser(user).post(
+    response = signed_in(user).post(
         URL, {"action": action, "_selected_action": [ticket.pk]}, follow=True
     )
     assert response.status_code == 200
@@ -90,8 +70,8 @@ ACTIONS = (
 def test_a_staff_agent_with_the_view_permission_runs_no_action(
     django_user_model: Any, team: Team, ticket: Ticket
 ) -> None:
-    viewer = _staff_agent(django_user_model, team, "view_ticket")
-    page = _browser(viewer).get(URL).content.decode()
+    viewer = staff_agent(django_user_model, team, "view_ticket")
+    page = signed_in(viewer).get(URL).content.decode()
     before = _state(ticket)
     for action in ACTIONS:
         assert f'value="{action}"' not in page, action  # not offered
@@ -102,7 +82,7 @@ def test_a_staff_agent_with_the_view_permission_runs_no_action(
 def test_a_staff_agent_that_may_change_tickets_works_them_as_in_the_workbench(
     django_user_model: Any, team: Team, ticket: Ticket
 ) -> None:
-    editor = _staff_agent(django_user_model, team, "view_ticket", "change_ticket")
+    editor = staff_agent(django_user_model, team, "view_ticket", "change_ticket")
     page = _run(editor, "clear_needs_review", ticket)
     assert "Only supervisors can clear 'needs review'." in page
     page = _run(editor, "unassign", ticket)  # another agent's ticket
@@ -145,22 +125,22 @@ def _change_form(ticket: Ticket, assignee: Any) -> dict[str, Any]:
 def test_the_form_gives_a_ticket_to_someone_else_for_supervisors_only(
     django_user_model: Any, team: Team, ticket: Ticket, supervisor: Any, agent: Any
 ) -> None:
-    editor = _staff_agent(django_user_model, team, "view_ticket", "change_ticket")
+    editor = staff_agent(django_user_model, team, "view_ticket", "change_ticket")
     url = f"{URL}{ticket.pk}/change/"
     taken_by = ticket.assignee_id
     for assignee in (agent, None):  # to someone else; released while not its own
-        response = _browser(editor).post(url, _change_form(ticket, assignee))
+        response = signed_in(editor).post(url, _change_form(ticket, assignee))
         assert response.status_code == 200  # the form again, saying why
         assert "Only supervisors assign tickets to other people." in response.content.decode()
         assert Ticket.objects.get(pk=ticket.pk).assignee_id == taken_by
 
     # taken (as in the workbench), released, taken again
     for assignee in (editor, None, editor):
-        response = _browser(editor).post(url, _change_form(ticket, assignee))
+        response = signed_in(editor).post(url, _change_form(ticket, assignee))
         assert response.status_code == 302, response.content.decode()[:2000]
         assert Ticket.objects.get(pk=ticket.pk).assignee == assignee
 
-    response = _browser(supervisor).post(url, _change_form(ticket, agent))
+    response = signed_in(supervisor).post(url, _change_form(ticket, agent))
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Ticket.objects.get(pk=ticket.pk).assignee == agent
 
@@ -176,7 +156,7 @@ def test_the_rule_holds_for_the_row_as_it_is_written(
     the save: the release is refused (403), not written over the other's assignment."""
     from tickets.admin import TicketAdminForm
 
-    editor = _staff_agent(django_user_model, team, "view_ticket", "change_ticket")
+    editor = staff_agent(django_user_model, team, "view_ticket", "change_ticket")
     services.ticket_assign(ticket=ticket, assignee=editor)
     checked = TicketAdminForm.clean_assignee
 
@@ -188,6 +168,6 @@ def test_the_rule_holds_for_the_row_as_it_is_written(
     monkeypatch.setattr(TicketAdminForm, "clean_assignee", checked_then_taken)
     assigned: list[Any] = []
     monkeypatch.setattr(services, "ticket_assign", lambda **kwargs: assigned.append(kwargs))
-    response = _browser(editor).post(f"{URL}{ticket.pk}/change/", _change_form(ticket, None))
+    response = signed_in(editor).post(f"{URL}{ticket.pk}/change/", _change_form(ticket, None))
     assert response.status_code == 403
     assert assigned == []  # (the page's transaction, the other's update with it, rolled back)

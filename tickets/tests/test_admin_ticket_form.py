@@ -16,13 +16,11 @@ import html
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission
-from django.test import Client
 
-from support.auth.roles import AGENTS_GROUP
 from support.models import OutboxEvent
 from tickets import services
 from tickets.models import Customer, Direction, MessageKind, Tag, Team, Ticket
+from tickets.tests.admin_helpers import signed_in, staff_agent
 
 pytestmark = pytest.mark.django_db
 
@@ -42,27 +40,6 @@ def ticket(team: Team) -> Ticket:
     )
     Ticket.objects.filter(pk=made.pk).update(needs_review=True)
     return Ticket.objects.get(pk=made.pk)
-
-
-def _staff_agent(django_user_model: Any, team: Team) -> Any:
-    user = django_user_model.objects.create_user(
-        "staff-agent", password="pw-for-tests-1", is_staff=True
-    )
-    user.groups.add(Group.objects.get_or_create(name=AGENTS_GROUP)[0])
-    team.members.add(user)
-    user.user_permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="tickets",
-            codename__in=["view_ticket", "change_ticket", "add_ticket"],
-        )
-    )
-    return user
-
-
-def _browser(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _form(ticket: Ticket, **changes: Any) -> dict[str, Any]:
@@ -95,7 +72,7 @@ def _updates(ticket: Ticket) -> list[dict[str, Any]]:
 
 
 def test_a_supervisor_clears_needs_review_on_the_form(supervisor: Any, ticket: Ticket) -> None:
-    response = _browser(supervisor).post(
+    response = signed_in(supervisor).post(
         f"{URL}{ticket.pk}/change/", _form(ticket, needs_review="")
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -107,17 +84,17 @@ def test_a_supervisor_clears_needs_review_on_the_form(supervisor: Any, ticket: T
 def test_a_staff_agent_does_not_clear_it(
     django_user_model: Any, team: Team, ticket: Ticket
 ) -> None:
-    editor = _staff_agent(django_user_model, team)
-    page = _browser(editor).get(f"{URL}{ticket.pk}/change/").content.decode()
+    editor = staff_agent(django_user_model, team, "view_ticket", "change_ticket", "add_ticket")
+    page = signed_in(editor).get(f"{URL}{ticket.pk}/change/").content.decode()
     assert 'name="needs_review"' not in page  # shown, not a field
-    response = _browser(editor).post(f"{URL}{ticket.pk}/change/", _form(ticket, needs_review=""))
+    response = signed_in(editor).post(f"{URL}{ticket.pk}/change/", _form(ticket, needs_review=""))
     assert response.status_code == 302
     assert Ticket.objects.get(pk=ticket.pk).needs_review is True
 
 
 def test_tags_are_changed_through_the_service(supervisor: Any, ticket: Ticket) -> None:
     billing = Tag.objects.create(name="billing")
-    response = _browser(supervisor).post(
+    response = signed_in(supervisor).post(
         f"{URL}{ticket.pk}/change/", _form(ticket, tags=[billing.pk])
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -133,10 +110,10 @@ def test_the_fields_the_save_cannot_apply_are_read_only(
     the workbench's, which moves the conversation)."""
     other = Customer.objects.create(name="Eve", email="eve@example.com")
     target = services.ticket_create(customer=other, subject="Other", body="x", team=team)
-    page = _browser(supervisor).get(f"{URL}{ticket.pk}/change/").content.decode()
+    page = signed_in(supervisor).get(f"{URL}{ticket.pk}/change/").content.decode()
     for name in ("customer", "channel", "channel_account_id", "origin_platform_id", "merged_into"):
         assert f'name="{name}"' not in page, name
-    response = _browser(supervisor).post(
+    response = signed_in(supervisor).post(
         f"{URL}{ticket.pk}/change/",
         _form(ticket, customer=other.pk, merged_into=target.pk, channel="email"),
     )
@@ -152,8 +129,8 @@ def test_the_fields_the_save_cannot_apply_are_read_only(
 def test_a_staff_agent_moving_a_ticket_to_no_team_is_told_why(
     django_user_model: Any, team: Team, ticket: Ticket
 ) -> None:
-    editor = _staff_agent(django_user_model, team)
-    response = _browser(editor).post(f"{URL}{ticket.pk}/change/", _form(ticket, team=""))
+    editor = staff_agent(django_user_model, team, "view_ticket", "change_ticket", "add_ticket")
+    response = signed_in(editor).post(f"{URL}{ticket.pk}/change/", _form(ticket, team=""))
     assert response.status_code == 200  # the form again, saying why (was an error page)
     assert services.NO_TEAM_REFUSAL in html.unescape(response.content.decode())
     assert Ticket.objects.get(pk=ticket.pk).team_id == team.pk
@@ -162,18 +139,18 @@ def test_a_staff_agent_moving_a_ticket_to_no_team_is_told_why(
 def test_a_ticket_added_here_is_opened_as_the_api_opens_one(
     django_user_model: Any, team: Team
 ) -> None:
-    editor = _staff_agent(django_user_model, team)
+    editor = staff_agent(django_user_model, team, "view_ticket", "change_ticket", "add_ticket")
     customer = Customer.objects.create(name="Bo", email="bo@example.com")
     # a customer and a tag the agent sees (a ticket of its team): the form offers those
     services.ticket_create(
         customer=customer, subject="Earlier", body="x", team=team, tags=["kettles"]
     )
     kettles = Tag.objects.get(name="kettles")
-    page = _browser(editor).get(f"{URL}add/").content.decode()
+    page = signed_in(editor).get(f"{URL}add/").content.decode()
     assert 'name="description"' in page
     assert 'name="needs_review"' not in page
     assert 'name="status"' not in page
-    response = _browser(editor).post(
+    response = signed_in(editor).post(
         f"{URL}add/",
         {
             "customer": customer.pk,
@@ -207,11 +184,11 @@ def test_a_ticket_added_here_is_opened_as_the_api_opens_one(
 def test_an_agent_adds_no_ticket_for_someone_else(
     django_user_model: Any, team: Team, agent: Any
 ) -> None:
-    editor = _staff_agent(django_user_model, team)
+    editor = staff_agent(django_user_model, team, "view_ticket", "change_ticket", "add_ticket")
     team.members.add(agent)
     customer = Customer.objects.create(name="Bo", email="bo@example.com")
     services.ticket_create(customer=customer, subject="Earlier", body="x", team=team)
-    response = _browser(editor).post(
+    response = signed_in(editor).post(
         f"{URL}add/",
         {
             "customer": customer.pk,
