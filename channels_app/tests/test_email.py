@@ -94,3 +94,23 @@ def test_strip_quoted_reply_and_html_to_text() -> None:
     assert html_to_text("<p>Hi<br>there</p><style>p{}</style><div>A <b>bold</b> move</div>") == (
         "Hi\nthere\nA bold move"
     )
+
+
+def test_one_mail_to_two_of_our_addresses_is_one_ticket(post_fixture: Any) -> None:
+    """docs/channels.md, "Known limits": the same mail (one Message-ID) delivered to two
+    e-mail accounts is recorded once; the second delivery is processed as a duplicate,
+    not lost and not a second ticket."""
+    from channels_app.models import InboundEvent, InboundStatus
+
+    support = make_account("email")
+    billing = make_account(
+        "email", name="billing", external_id="billing@acme.test", inbound_token="other-token"
+    )
+    post_fixture(support, "inbound_parse_new")
+    post_fixture(billing, "inbound_parse_new")
+    ticket = Ticket.objects.get()
+    assert ticket.channel_account_id == str(support.pk)
+    assert Message.objects.count() == 1
+    second = InboundEvent.objects.get(account=billing)
+    assert second.status == InboundStatus.PROCESSED
+    assert second.summary.get("duplicates") == 1
