@@ -98,6 +98,7 @@ ticket-update                   POST   login  404    allow  allow  login  login 
 ticket-merge                    POST   login  404    allow  allow  login  login  login  login
 ticket-canned                   GET    login  404    allow  allow  login  login  login  login
 customer                        GET    login  404    allow  allow  login  login  login  login
+customer-contact                POST   login  404    allow  allow  login  login  login  login
 context-feedback                GET    signed signed signed signed signed signed signed signed
 context-feedback                POST   signed signed signed signed signed signed signed signed
 calls:list                      GET    login  allow  allow  allow  login  login  login  login
@@ -256,6 +257,7 @@ BODIES: dict[tuple[str, str], Body] = {
         "channel": "phone",
         "priority": "normal",
     },
+    ("customer-contact", "POST"): lambda w: {"phone": "+44 20 7946 0001"},
     ("ticket-message", "POST"): lambda w: {"body": "Looking into it", "kind": "internal_note"},
     ("ticket-update", "POST"): lambda w: {"priority": "high"},
     ("ticket-merge", "POST"): lambda w: {"into": w.second_ticket.number},

@@ -21,4 +21,5 @@ urlpatterns = [
         name="ticket-canned",
     ),
     path("customers/<str:customer_id>/", views.customer_detail, name="customer"),
+    path("customers/<str:customer_id>/contact", views.customer_contact, name="customer-contact"),
 ]

@@ -456,6 +456,25 @@ def _form_field(api_name: str) -> str:
     return by_api.get(api_name, by_api.get(api_name.split(".")[0], ""))
 
 
+@require_POST
+@agent_required
+def customer_contact(request: HttpRequest, customer_id: str) -> HttpResponse:
+    """The customer page's "Contact details" form: name, phone, e-mail address
+    (``services.customer_contact_update``: who may, and what an agent may not). Back to
+    the page the form was on, saying what changed or why not."""
+    customer = selectors.customer_get_visible(customer_id, user=request.user)
+    updated = services.customer_contact_update(
+        customer=customer,
+        actor=request.user,
+        **{f: request.POST[f] for f in ("name", "phone", "email") if f in request.POST},
+    )
+    if updated.updated_at != customer.updated_at:
+        messages.success(request, f"{updated}'s details saved.")
+    else:
+        messages.info(request, "Nothing to change.")
+    return redirect(_back_or_inbox(request))
+
+
 @require_GET
 @agent_required
 def customer_detail(request: HttpRequest, customer_id: str) -> HttpResponse:
@@ -482,6 +501,11 @@ def customer_detail(request: HttpRequest, customer_id: str) -> HttpResponse:
             "identities": selectors.customer_identities(customer_id=customer.pk),
             "result": result,
             "context_panel": context_panel,
+            # the details follow the customer into every ticket of theirs
+            "contact_editable": selectors.customers_fully_visible_to(
+                request.user, customer_ids=[customer.pk]
+            ),
+            "email_editable": is_supervisor(request.user) or not customer.email,
         },
     )
 

@@ -22,6 +22,7 @@ from tickets.services.canned import canned_response_render
 from tickets.services.customers import (
     channel_identity_link,
     channel_identity_move,
+    customer_contact_update,
     customer_email_confirm,
     customer_external_id_problem,
     customer_find_by_email,
@@ -81,6 +82,7 @@ __all__ = [
     "canned_response_render",
     "channel_identity_link",
     "channel_identity_move",
+    "customer_contact_update",
     "customer_email_confirm",
     "customer_external_id_problem",
     "customer_find_by_email",

@@ -7,10 +7,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from support.errors import InvalidInput
+from support.auth.roles import is_supervisor
+from support.errors import Forbidden, InvalidInput
 from support.services import audit_log_record
 from tickets.models import (
     CUSTOMER_EXTERNAL_ID_MAX_LENGTH,
@@ -18,7 +21,7 @@ from tickets.models import (
     Customer,
     Ticket,
 )
-from tickets.selectors import customer_get_by_external_id
+from tickets.selectors import customer_get_by_external_id, customers_fully_visible_to
 from tickets.services.events import _ticket_event
 from tickets.services.lifecycle import _refresh_search_vector, _system_note
 
@@ -81,6 +84,92 @@ def customer_get_or_create(
             raise
         return existing, False
     return customer, True
+
+
+#: Who may change a customer's details in the workbench, and what an agent may not.
+CONTACT_NOT_WHOLE = (
+    "Only supervisors, or agents who see every ticket of this customer, change the "
+    "customer's details."
+)
+CONTACT_EMAIL_SUPERVISORS = (
+    "Only supervisors change an e-mail address a customer already has: replies and the "
+    "customer's mail follow it."
+)
+_CONTACT_MAX = {"name": 200, "phone": 32, "email": 254}
+
+
+def customer_contact_update(
+    *,
+    customer: Customer,
+    actor: Any,
+    name: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+) -> Customer:
+    """Change a customer's name, phone or e-mail address from the workbench (a phone
+    caller who gives an address, so that replies can reach them). The person must see
+    every ticket of the customer (``customers_fully_visible_to``: the details follow the
+    customer into other teams' tickets) or be a supervisor; an agent may add an address
+    to a customer who has none, not replace one (replies and the customer's mail follow
+    it). An address another customer has is refused (merge their tickets instead).
+    Audit-logged by field names (not values); contexts and search follow at once."""
+    if not customers_fully_visible_to(actor, customer_ids=[customer.pk]):
+        raise Forbidden(CONTACT_NOT_WHOLE)
+    wanted = {
+        field: value.strip()
+        for field, value in (("name", name), ("phone", phone), ("email", email))
+        if value is not None
+    }
+    for field, value in wanted.items():
+        if len(value) > _CONTACT_MAX[field] or not value.isprintable():
+            raise InvalidInput(
+                f"{field}: at most {_CONTACT_MAX[field]} characters, no control characters.",
+                details={field: ["Too long, or control characters."]},
+            )
+    with transaction.atomic():
+        row = Customer.objects.select_for_update().get(pk=customer.pk)
+        changed = [f for f, v in wanted.items() if v != getattr(row, f)]
+        if "email" in changed:
+            address = wanted["email"]
+            if row.email and not is_supervisor(actor):
+                raise Forbidden(CONTACT_EMAIL_SUPERVISORS)
+            if address:
+                try:
+                    validate_email(address)
+                except ValidationError:
+                    raise InvalidInput(
+                        f"email: {address[:80]!r} is not an e-mail address.",
+                        details={"email": ["Not an e-mail address."]},
+                    ) from None
+                owner = customer_find_by_email(address)
+                if owner is not None and owner.pk != row.pk:
+                    raise InvalidInput(
+                        "email: another customer has this address; merge their tickets instead.",
+                        details={"email": ["Another customer has it."]},
+                    )
+        if not changed:
+            return row
+        for field in changed:
+            setattr(row, field, wanted[field])
+        try:
+            with transaction.atomic():
+                row.save(update_fields=[*changed, "updated_at"])
+        except IntegrityError:  # the address taken meanwhile
+            raise InvalidInput(
+                "email: another customer has this address; merge their tickets instead.",
+                details={"email": ["Another customer has it."]},
+            ) from None
+        if {"name", "email"} & set(changed):  # what ticket search reads of the customer
+            for ticket in Ticket.objects.filter(customer=row).select_related("customer"):
+                _refresh_search_vector(ticket)
+        audit_log_record(
+            actor=actor,
+            action="customer.contact_updated",
+            object_type="customer",
+            object_id=row.pk,
+            details={"fields": changed},
+        )
+    return row
 
 
 #: A ``customer_id`` string read as this platform's id, with DRF ``IntegerField``'s rules
