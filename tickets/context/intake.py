@@ -183,6 +183,21 @@ def _customers(refs: set[Ref]) -> dict[Ref, Customer]:
     return found
 
 
+def _erased_refuse(customers: dict[int, Customer], errors: dict[int, ItemErrors]) -> None:
+    """An item naming a customer whose data was erased is that item's ``customer_id``
+    error: nothing more is recorded about them (orders and interactions alike)."""
+    erased = set(
+        CustomerErasure.objects.filter(
+            customer_id__in={c.pk for c in customers.values()}
+        ).values_list("customer_id", flat=True)
+    )
+    for index, customer in customers.items():
+        if customer.pk in erased:
+            errors.setdefault(index, {})["customer_id"] = [
+                "This customer's data was erased: nothing more is recorded about them."
+            ]
+
+
 def _resolve_customers(refs: dict[int, Ref], errors: dict[int, ItemErrors]) -> dict[int, Customer]:
     """Each item's customer; an unknown one is the item's ``customer_id`` error."""
     customers = _customers(set(refs.values()))
@@ -329,6 +344,7 @@ def orders_intake(*, body: Any, actor: Any, key_id: int | None = None) -> Orders
         first_of[data.number] = index
         refs[index], orders[index] = ref, data
     customers = _resolve_customers(refs, errors)
+    _erased_refuse(customers, errors)
     owners = dict(
         Order.objects.filter(number__in=list(first_of)).values_list("number", "customer_id")
     )
@@ -462,16 +478,7 @@ def interactions_intake(
         first_of[item.item_id] = index
         read[index] = item
     customers = _resolve_customers({i: item.ref for i, item in read.items()}, errors)
-    erased = set(
-        CustomerErasure.objects.filter(
-            customer_id__in={c.pk for c in customers.values()}
-        ).values_list("customer_id", flat=True)
-    )
-    for index, customer in customers.items():
-        if customer.pk in erased:
-            errors.setdefault(index, {})["customer_id"] = [
-                "This customer's data was erased: nothing more is recorded about them."
-            ]
+    _erased_refuse(customers, errors)
     if errors:
         raise _refuse(errors)
     inputs = [

@@ -274,6 +274,23 @@ def test_unknown_or_erased_customer_is_an_item_error(crm, customer, supervisor):
     assert not Interaction.objects.exists()
 
 
+def test_orders_of_an_erased_customer_are_refused(crm, customer, supervisor):
+    """As for interactions: nothing more is recorded about a customer whose data was
+    erased (an order names what they bought, for how much; before, it was stored and
+    shown in the erased customer's context)."""
+    from tickets.context.privacy import customer_erase
+
+    erased = Customer.objects.create(name="Gone", email="gone@example.com")
+    customer_erase(customer=erased, actor=supervisor, via="test")
+    body = [_order(erased.pk, "SHOP-GONE"), _order(customer.pk, "SHOP-OK")]
+    response = _post(crm, ORDERS, body)
+    assert response.status_code == 400
+    items = {i["index"]: i["errors"] for i in response.json()["error"]["details"]["items"]}
+    assert sorted(items) == [0]
+    assert items[0]["customer_id"][0].startswith("This customer's data was erased")
+    assert not Order.objects.exists()
+
+
 def test_recorded_interactions_show_in_the_context_of_an_agent_who_sees_the_customer(
     crm, customer, agent_client
 ):
