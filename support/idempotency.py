@@ -73,26 +73,28 @@ def idempotency_key_read(request: Request) -> str | None:
 
 def request_fingerprint(request: Request, operation: str) -> str:
     """SHA-256 of what the request asks for: the operation, the path, the parsed body
-    (JSON or form fields, key order ignored) and any files (name, type and content).
-    Uploaded files are read to the end and rewound."""
+    (JSON: its object keys in any order; form fields in the order sent, since a repeated
+    field's last value is the one read) and any files (name, type, size and content, in
+    the order sent). Uploaded files are read to the end and rewound."""
     digest = hashlib.sha256()
     for part in (operation, request.path):
         digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
     data = request.data
     if hasattr(data, "lists"):  # a form or multipart body: a QueryDict
-        payload: Any = sorted(
+        payload: Any = [
             (name, value)
             for name, values in data.lists()
             for value in values
             if isinstance(value, str)
-        )
+        ]
     else:
         payload = data
     text = json.dumps(payload, sort_keys=True, default=str, ensure_ascii=True)
     digest.update(text.encode() + b"\0")
-    for name, files in sorted(request.FILES.lists()):
+    for name, files in request.FILES.lists():
         for upload in files:
-            digest.update(f"{name}\0{upload.name}\0{upload.content_type}\0".encode())
+            header = f"{name}\0{upload.name}\0{upload.content_type}\0{upload.size}\0"
+            digest.update(header.encode("utf-8", "surrogatepass"))
             for chunk in upload.chunks(_FILE_CHUNK):
                 digest.update(chunk)
             upload.seek(0)
@@ -139,7 +141,12 @@ def _replay(
     fingerprint: str,
     replay: Callable[[int], Response],
 ) -> Response:
-    first = IdempotencyKey.objects.get(user=user, key=key)
+    first = IdempotencyKey.objects.filter(user=user, key=key).first()
+    if first is None:  # purged between the insert's conflict and this read (hours old)
+        raise Conflict(
+            f"This {HEADER} expired while the request ran; send it again.",
+            details={HEADER: ["Expired."]},
+        )
     if first.operation != operation or first.fingerprint != fingerprint:
         raise KeyReused(
             f"This {HEADER} was used for another request; a new request needs a new key.",

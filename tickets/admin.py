@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.contrib import admin, messages
@@ -31,6 +31,7 @@ from support.services import agent_access_changed
 from tickets import services
 from tickets.attachments import attachment_url
 from tickets.models import (
+    AGENT_OPENED_CHANNELS,
     Attachment,
     BusinessCalendar,
     BusinessHours,
@@ -365,6 +366,11 @@ class TicketAdminAddForm(TicketAdminForm):
         help_text="The customer's first message, as the start of the ticket's timeline.",
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "channel" in self.fields:  # the workbench's "New ticket" choices: no channel thread
+            cast(forms.ChoiceField, self.fields["channel"]).choices = AGENT_OPENED_CHANNELS
+
 
 #: Fixed once a ticket exists: where it came from (intake's facts) and what it was merged
 #: into (the workbench's merge moves its conversation, which a field edit would not).
@@ -376,8 +382,17 @@ TICKET_FIXED_FIELDS = (
     "is_bot_handoff",
     "merged_into",
 )
-#: Set by what happens to a ticket, not on its add page.
-TICKET_NOT_ON_ADD = ("status", "needs_review", "merged_into")
+#: Set by what happens to a ticket, or by channel intake alone (which account and whose
+#: channel id a reply goes to: set by hand, a reply would go from the company's WhatsApp
+#: number to any number, or into another web chat visitor's chat), not on its add page.
+TICKET_NOT_ON_ADD = (
+    "status",
+    "needs_review",
+    "merged_into",
+    "channel_account_id",
+    "origin_platform_id",
+    "is_bot_handoff",
+)
 
 
 @admin.register(Ticket)
@@ -551,12 +566,9 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
                 subject=obj.subject,
                 body=form.cleaned_data.get("description", ""),
                 channel=obj.channel,
-                channel_account_id=obj.channel_account_id,
                 priority=obj.priority,
                 team=obj.team,
                 tags=tags,
-                is_bot_handoff=obj.is_bot_handoff,
-                origin_platform_id=obj.origin_platform_id,
                 created_by=request.user,
             )
             if obj.assignee_id is not None:

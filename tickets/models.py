@@ -28,6 +28,15 @@ class Channel(models.TextChoices):
     API = "api", "API"
 
 
+#: What a ticket a person opens by hand came by (the workbench's "New ticket", the admin's
+#: add page): a call, or anything else (in person, a letter, a chat elsewhere). Replies to
+#: either go by e-mail (docs/channels.md); no channel thread is opened by hand.
+AGENT_OPENED_CHANNELS = (
+    (Channel.PHONE.value, "Phone call"),
+    (Channel.API.value, "Other (in person, a letter, elsewhere)"),
+)
+
+
 class VipTier(models.TextChoices):
     NONE = "none", "None"
     SILVER = "silver", "Silver"

@@ -36,6 +36,7 @@ from support.parsing import content_length, parse_id
 from tickets import selectors, services
 from tickets.context import wiring as context_wiring
 from tickets.models import (
+    AGENT_OPENED_CHANNELS,
     MESSAGE_BODY_MAX_CHARS,
     CannedResponse,
     Channel,
@@ -334,12 +335,6 @@ def ticket_detail(request: HttpRequest, ref: str) -> HttpResponse:
     return render(request, "tickets/ticket.html", _ticket_context(request, ticket))
 
 
-#: What a ticket an agent opens in the workbench came by: a call, or anything else (in
-#: person, a letter, a chat elsewhere). Replies to either go by e-mail (docs/channels.md).
-NEW_TICKET_CHANNELS = (
-    (Channel.PHONE.value, "Phone call"),
-    (Channel.API.value, "Other (in person, a letter, elsewhere)"),
-)
 #: Form field → the API's field it is checked as (``TicketCreateInputSerializer``).
 _NEW_TICKET_FIELDS = {
     "customer_email": "customer.email",
@@ -411,7 +406,10 @@ def ticket_new(request: HttpRequest) -> HttpResponse:
 
         values = {name: request.POST.get(name, "") for name in (*_NEW_TICKET_FIELDS, "take")}
         serializer = TicketCreateInputSerializer(data=_new_ticket_data(request.POST))
-        if serializer.is_valid():
+        own = _new_ticket_problems(values)  # what this page takes beyond the API's checks
+        if own:
+            errors = own
+        elif serializer.is_valid():
             try:
                 with transaction.atomic():
                     ticket = services.ticket_open(
@@ -430,8 +428,10 @@ def ticket_new(request: HttpRequest) -> HttpResponse:
                 return redirect("ticket", ref=ticket.number)
         else:
             errors = {_form_field(k): v for k, v in _field_errors(serializer.errors).items()}
-            if "customer" in serializer.errors:  # the API's words name its own fields
-                errors["customer_email"] = "Give the customer's e-mail address."
+            if isinstance(serializer.errors.get("customer"), list):  # no address at all:
+                errors["customer_email"] = (
+                    "Give the customer's e-mail address."  # not the API's words
+                )
         status = 400
     return render(
         request,
@@ -439,12 +439,26 @@ def ticket_new(request: HttpRequest) -> HttpResponse:
         {
             "values": values,
             "errors": errors,
-            "channels": NEW_TICKET_CHANNELS,
+            "channels": AGENT_OPENED_CHANNELS,
             "priorities": Priority.choices,
             "teams": Team.objects.order_by("name"),
         },
         status=status,
     )
+
+
+def _new_ticket_problems(values: dict[str, str]) -> dict[str, str]:
+    """The page's own limits: a channel it offers (no channel thread is opened by hand:
+    a reply would go to whatever identity the customer has there), and what an agent may
+    write in one message (as in the composer)."""
+    problems = {}
+    if values["channel"] not in dict(AGENT_OPENED_CHANNELS):
+        problems["channel"] = "Choose one of the channels offered."
+    if len(values["description"]) > MESSAGE_BODY_MAX_CHARS:
+        problems["description"] = (
+            f"At most {MESSAGE_BODY_MAX_CHARS} characters (this has {len(values['description'])})."
+        )
+    return problems
 
 
 def _form_field(api_name: str) -> str:

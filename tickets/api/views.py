@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from support.api_parsers import JsonParser
 from support.api_schema import IDEMPOTENCY_KEY
 from support.auth.permissions import IsAgent
-from support.errors import Forbidden, InvalidInput
+from support.errors import Forbidden, InvalidInput, NotFound
 from support.idempotency import idempotent
 from support.parsing import content_length, parse_id
 from tickets import extras, selectors, services
@@ -349,7 +349,9 @@ class TicketMessageCreateApi(APIView):
             return message.pk, _message_created(message)
 
         def replay(pk: int) -> Response:
-            message = Message.objects.select_related("ticket").get(pk=pk)
+            message = Message.objects.select_related("ticket").filter(pk=pk).first()
+            if message is None:  # deleted since (an erasure, the admin)
+                raise NotFound(f"No message {pk}.")
             # where it is now (a merge moves it), under the rule of the moment
             selectors.ticket_get_visible(message.ticket_id, user=request.user)
             return _message_created(message)

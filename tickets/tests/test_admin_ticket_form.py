@@ -208,3 +208,42 @@ def test_an_agent_adds_no_ticket_for_someone_else(
         response.content.decode()
     )
     assert not Ticket.objects.filter(subject="Broken lid").exists()
+
+
+def test_the_add_page_opens_no_channel_thread_by_hand(
+    django_user_model: Any, team: Team, supervisor: Any
+) -> None:
+    """Which account and whose channel id a reply goes to are channel intake's alone
+    (review 2026-12-07): set here, a reply went from the company's WhatsApp number to any
+    number typed in, or into another web chat visitor's chat. The channel is a call or
+    "other", as on the workbench's New ticket page, for supervisors too."""
+    editor = staff_agent(django_user_model, team, "view_ticket", "change_ticket", "add_ticket")
+    customer = Customer.objects.create(name="Bo", email="bo@example.com")
+    services.ticket_create(customer=customer, subject="Earlier", body="x", team=team)
+    form = {
+        "customer": customer.pk,
+        "subject": "By hand",
+        "priority": "normal",
+        "team": team.pk,
+        "channel_account_id": "7",
+        "origin_platform_id": "15550001111",
+        "is_bot_handoff": "on",
+        "messages-TOTAL_FORMS": "0",
+        "messages-INITIAL_FORMS": "0",
+        "routing_decisions-TOTAL_FORMS": "0",
+        "routing_decisions-INITIAL_FORMS": "0",
+    }
+    for user in (editor, supervisor):
+        page = signed_in(user).get(f"{URL}add/").content.decode()
+        for name in ("channel_account_id", "origin_platform_id", "is_bot_handoff"):
+            assert f'name="{name}"' not in page, name
+        assert 'value="whatsapp"' not in page
+        refused = signed_in(user).post(f"{URL}add/", {**form, "channel": "whatsapp"})
+        assert refused.status_code == 200  # the form again
+        assert "Select a valid choice" in refused.content.decode()
+    assert not Ticket.objects.filter(subject="By hand").exists()
+    response = signed_in(editor).post(f"{URL}add/", {**form, "channel": "phone"})
+    assert response.status_code == 302
+    made = Ticket.objects.get(subject="By hand")
+    assert (made.channel, made.channel_account_id, made.origin_platform_id) == ("phone", "", "")
+    assert made.is_bot_handoff is False

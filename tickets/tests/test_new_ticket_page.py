@@ -156,3 +156,28 @@ def test_people_without_a_role_are_refused(outsider: Any) -> None:
     client.force_login(outsider)
     assert client.post(URL, _form()).status_code == 403
     assert not Ticket.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "reason"),
+    [
+        ({"channel": "whatsapp"}, "channel", "Choose one of the channels offered."),
+        ({"description": "x" * 50_001}, "description", "At most 50000 characters"),
+        ({"customer_name": "x" * 201}, "customer_email", None),
+    ],
+)
+def test_the_page_s_own_limits(
+    browser: Client, changes: dict[str, str], field: str, reason: str | None
+) -> None:
+    """No channel thread is opened by hand (a reply would go to whatever identity the
+    customer has there), a first message no longer than the composer takes, and a name
+    too long is said under the name, not as a missing address (review 2026-12-07)."""
+    response = browser.post(URL, _form(**changes))
+    assert response.status_code == 400
+    page = _page(response)
+    if reason is None:
+        assert "Give the customer's e-mail address." not in page
+        assert 'aria-describedby="err_customer_name"' in page
+    else:
+        assert reason in page
+    assert not Ticket.objects.exists()

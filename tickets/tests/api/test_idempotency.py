@@ -186,3 +186,31 @@ def test_two_requests_at_once_create_one_ticket(agent: Any) -> None:
     assert sorted(a.status_code for a in answers) == [201, 201]
     assert len({a.json()["id"] for a in answers}) == 1
     assert Ticket.objects.count() == 1
+
+
+def test_a_deleted_reply_is_a_409_not_an_error(agent_client: APIClient, ticket: Ticket) -> None:
+    first = _reply(agent_client, ticket, {"body": "It ships today."})
+    Message.objects.filter(pk=first.json()["id"]).delete()
+    again = _reply(agent_client, ticket, {"body": "It ships today."})
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "conflict"
+
+
+def test_repeated_fields_in_another_order_are_another_request(
+    agent_client: APIClient, ticket: Ticket
+) -> None:
+    """The last of a repeated field is the one read: its order is part of the request."""
+    from django.test.client import encode_multipart
+
+    def send(*bodies: str) -> Any:
+        return agent_client.post(
+            f"/api/tickets/{ticket.pk}/messages",
+            encode_multipart("BoUnDaRy", {"body": list(bodies)}),
+            content_type="multipart/form-data; boundary=BoUnDaRy",
+            headers={"Idempotency-Key": KEY},
+        )
+
+    first = send("first A", "first B")
+    assert first.status_code == 201, first.json()
+    assert first.json()["body_text"] == "first B"
+    assert send("first B", "first A").status_code == 422
