@@ -24,6 +24,7 @@ from calls.models import (
 )
 from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
+from support.parsing import normalise_phone
 from tickets.context.privacy import customer_redaction_names
 from tickets.models import Customer, Team, Ticket, format_ticket_number
 from tickets.selectors import ticket_visibility_q, user_team_ids, visible_ticket_ids
@@ -249,10 +250,6 @@ def agent_board(*, now: datetime | None = None) -> dict[str, Any]:
 
 
 # --- callers and links (used by the services' intake, IVR and Salesforce) ---------------
-
-
-def normalise_phone(value: str) -> str:
-    return "".join(ch for ch in value if ch.isdigit() or ch == "+")
 
 
 def customer_for_phone(phone: str) -> Customer | None:

@@ -677,6 +677,11 @@ def customer_submitted_by(user: Any, *, customer_id: int) -> bool:
     )
 
 
+def customer_is_erased(*, customer_id: int) -> bool:
+    """Whether the customer's personal data was erased (nothing more is recorded)."""
+    return Customer.objects.filter(pk=customer_id, erasure__isnull=False).exists()
+
+
 def customers_fully_visible_to(user: Any, *, customer_ids: Iterable[int]) -> bool:
     """Whether the user may see every ticket of each of these customers (one query; always
     for supervisors). What an agent needs to act on a customer as a whole, e.g. to merge

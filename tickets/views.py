@@ -477,10 +477,13 @@ def customer_contact(request: HttpRequest, customer_id: str) -> HttpResponse:
     (``services.customer_contact_update``: who may, and what an agent may not). Back to
     the page the form was on, saying what changed or why not."""
     customer = selectors.customer_get_visible(customer_id, user=request.user)
+    sent = {f: request.POST[f] for f in ("name", "phone", "email") if f in request.POST}
     updated = services.customer_contact_update(
         customer=customer,
         actor=request.user,
-        **{f: request.POST[f] for f in ("name", "phone", "email") if f in request.POST},
+        **sent,
+        # what the form was drawn with: a field someone changed since is not overwritten
+        expected={f: request.POST[f"was_{f}"] for f in sent if f"was_{f}" in request.POST},
     )
     if updated.updated_at != customer.updated_at:
         messages.success(request, f"{updated}'s details saved.")
@@ -519,7 +522,8 @@ def customer_detail(request: HttpRequest, customer_id: str) -> HttpResponse:
             "contact_editable": selectors.customers_fully_visible_to(
                 request.user, customer_ids=[customer.pk]
             ),
-            "email_editable": is_supervisor(request.user) or not customer.email,
+            "contact_routing_editable": is_supervisor(request.user),
+            "erased": selectors.customer_is_erased(customer_id=customer.pk),
         },
     )
 

@@ -35,12 +35,12 @@ from calls.parsers import (
     s3_locations,
 )
 from calls.s3access import S3LocationRefused, s3_uri_allowed
-from calls.selectors import customer_for_phone, normalise_phone
+from calls.selectors import customer_for_phone
 from calls.services.agents import agent_event_apply
 from calls.services.ivr import call_journey_assess
 from calls.services.pipeline import call_pipeline_schedule
 from support.errors import InvalidInput, PermanentError
-from support.parsing import json_loads, without_nul
+from support.parsing import json_loads, normalise_phone, without_nul
 from support.services import audit_log_record
 
 logger = logging.getLogger(__name__)

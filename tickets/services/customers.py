@@ -13,7 +13,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from support.auth.roles import is_supervisor
-from support.errors import Forbidden, InvalidInput
+from support.errors import Conflict, Forbidden, InvalidInput
+from support.parsing import normalise_phone
 from support.services import audit_log_record
 from tickets.models import (
     CUSTOMER_EXTERNAL_ID_MAX_LENGTH,
@@ -21,7 +22,11 @@ from tickets.models import (
     Customer,
     Ticket,
 )
-from tickets.selectors import customer_get_by_external_id, customers_fully_visible_to
+from tickets.selectors import (
+    customer_get_by_external_id,
+    customer_is_erased,
+    customers_fully_visible_to,
+)
 from tickets.services.events import _ticket_event
 from tickets.services.lifecycle import _refresh_search_vector, _system_note
 
@@ -91,11 +96,22 @@ CONTACT_NOT_WHOLE = (
     "Only supervisors, or agents who see every ticket of this customer, change the "
     "customer's details."
 )
-CONTACT_EMAIL_SUPERVISORS = (
-    "Only supervisors change an e-mail address a customer already has: replies and the "
-    "customer's mail follow it."
+CONTACT_ROUTING_SUPERVISORS = (
+    "Only supervisors change a customer's e-mail address or phone number: the customer's "
+    "mail, calls and replies follow them."
+)
+CONTACT_ERASED = "This customer's data was erased: nothing more is recorded about them."
+CONTACT_STALE = (
+    "{field} was changed by someone else since this page was loaded; reload it and try again."
 )
 _CONTACT_MAX = {"name": 200, "phone": 32, "email": 254}
+
+
+def _contact_taken(field: str, what: str) -> InvalidInput:
+    return InvalidInput(
+        f"{field}: another customer has this {what}; merge their tickets instead.",
+        details={field: ["Another customer has it."]},
+    )
 
 
 def customer_contact_update(
@@ -105,14 +121,21 @@ def customer_contact_update(
     name: str | None = None,
     phone: str | None = None,
     email: str | None = None,
+    expected: dict[str, str] | None = None,
 ) -> Customer:
-    """Change a customer's name, phone or e-mail address from the workbench (a phone
-    caller who gives an address, so that replies can reach them). The person must see
-    every ticket of the customer (``customers_fully_visible_to``: the details follow the
-    customer into other teams' tickets) or be a supervisor; an agent may add an address
-    to a customer who has none, not replace one (replies and the customer's mail follow
-    it). An address another customer has is refused (merge their tickets instead).
-    Audit-logged by field names (not values); contexts and search follow at once."""
+    """Change a customer's name, phone number or e-mail address from the workbench (a
+    phone caller who gives an address, so that replies can reach them).
+
+    The person must see every ticket of the customer (``customers_fully_visible_to``: the
+    details follow the customer into other teams' tickets) or be a supervisor; the phone
+    number and the address are supervisors' alone, as they decide whose mail, calls and
+    replies are this customer's (calls find a customer by number, mail by address and
+    the address's e-mail identity). Refused: an erased customer; an address another
+    customer has, or another customer's e-mail identity; a number another customer has
+    (numbers are kept as calls match them: digits and ``+``); and, with ``expected``
+    (the values the form was drawn with), a field someone else changed since (Conflict).
+    Audit-logged by field names (not values); contexts and ticket search follow at once.
+    Open ticket pages show the new details when reloaded."""
     if not customers_fully_visible_to(actor, customer_ids=[customer.pk]):
         raise Forbidden(CONTACT_NOT_WHOLE)
     wanted = {
@@ -126,27 +149,44 @@ def customer_contact_update(
                 f"{field}: at most {_CONTACT_MAX[field]} characters, no control characters.",
                 details={field: ["Too long, or control characters."]},
             )
+    if "phone" in wanted:
+        wanted["phone"] = normalise_phone(wanted["phone"])
     with transaction.atomic():
         row = Customer.objects.select_for_update().get(pk=customer.pk)
+        if customer_is_erased(customer_id=row.pk):
+            raise Conflict(CONTACT_ERASED)
         changed = [f for f, v in wanted.items() if v != getattr(row, f)]
-        if "email" in changed:
+        for field in changed:
+            if expected is not None and expected.get(field, getattr(row, field)) != getattr(
+                row, field
+            ):
+                raise Conflict(
+                    CONTACT_STALE.format(field=field.capitalize()), details={field: ["Changed."]}
+                )
+        if {"phone", "email"} & set(changed) and not is_supervisor(actor):
+            raise Forbidden(CONTACT_ROUTING_SUPERVISORS)
+        if "email" in changed and wanted["email"]:
             address = wanted["email"]
-            if row.email and not is_supervisor(actor):
-                raise Forbidden(CONTACT_EMAIL_SUPERVISORS)
-            if address:
-                try:
-                    validate_email(address)
-                except ValidationError:
-                    raise InvalidInput(
-                        f"email: {address[:80]!r} is not an e-mail address.",
-                        details={"email": ["Not an e-mail address."]},
-                    ) from None
-                owner = customer_find_by_email(address)
-                if owner is not None and owner.pk != row.pk:
-                    raise InvalidInput(
-                        "email: another customer has this address; merge their tickets instead.",
-                        details={"email": ["Another customer has it."]},
-                    )
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise InvalidInput(
+                    f"email: {address[:80]!r} is not an e-mail address.",
+                    details={"email": ["Not an e-mail address."]},
+                ) from None
+            owner = customer_find_by_email(address)
+            if (owner is not None and owner.pk != row.pk) or (
+                ChannelIdentity.objects.filter(channel="email", external_id__iexact=address)
+                .exclude(customer=row)
+                .exists()
+            ):
+                raise _contact_taken("email", "address")
+        if (
+            "phone" in changed
+            and wanted["phone"]
+            and Customer.objects.filter(phone=wanted["phone"]).exclude(pk=row.pk).exists()
+        ):
+            raise _contact_taken("phone", "number")
         if not changed:
             return row
         for field in changed:
@@ -155,13 +195,10 @@ def customer_contact_update(
             with transaction.atomic():
                 row.save(update_fields=[*changed, "updated_at"])
         except IntegrityError:  # the address taken meanwhile
-            raise InvalidInput(
-                "email: another customer has this address; merge their tickets instead.",
-                details={"email": ["Another customer has it."]},
-            ) from None
-        if {"name", "email"} & set(changed):  # what ticket search reads of the customer
-            for ticket in Ticket.objects.filter(customer=row).select_related("customer"):
-                _refresh_search_vector(ticket)
+            raise _contact_taken("email", "address") from None
+        # ticket search reads the customer's name, address and number
+        for ticket in Ticket.objects.filter(customer=row).select_related("customer"):
+            _refresh_search_vector(ticket)
         audit_log_record(
             actor=actor,
             action="customer.contact_updated",

@@ -1,9 +1,11 @@
 """A customer's contact details from the workbench (``POST /customers/<id>/contact``,
 ``services.customer_contact_update``). A reply to a phone or API ticket goes by e-mail,
 and one to a customer with no address failed with "add the address and reply again"
-(docs/channels.md), which no agent could do: only the admin changed a customer. Now an
-agent who sees every ticket of the customer adds an address (and edits the name and
-phone); replacing an address is a supervisor's."""
+(docs/channels.md), which only the admin could do. Now, on the customer page: the name
+by whoever sees every ticket of the customer; the phone number and the address, which
+decide whose calls, mail and replies are this customer's, by supervisors, with the
+checks the admin never made (another customer's address, e-mail identity or number; an
+erased customer; a field changed since the page was drawn)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from django.test import Client
 
 from support.models import AuditLog
 from tickets import services
-from tickets.models import Customer, Team, Ticket
+from tickets.models import ChannelIdentity, Customer, Team, Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +32,7 @@ def team(agent: Any) -> Team:
 @pytest.fixture
 def caller(team: Team) -> Customer:
     """A customer known by a phone number only (an IVR escalation, a call)."""
-    customer = Customer.objects.create(name="Caller", phone="+44 20 7946 0000")
+    customer = Customer.objects.create(name="Caller", phone="+442079460000")
     services.ticket_create(customer=customer, subject="Called", body="x", team=team)
     return customer
 
@@ -50,35 +52,48 @@ def _post(user: Any, customer: Customer, **fields: str) -> Any:
     )
 
 
-def test_an_agent_adds_an_address_so_replies_can_reach_the_caller(
+def _page(response: Any) -> str:
+    return html.unescape(response.content.decode())
+
+
+def _row(customer: Customer) -> tuple[str, str, str]:
+    row = Customer.objects.get(pk=customer.pk)
+    return (row.name, row.email, row.phone)
+
+
+def test_a_supervisor_adds_an_address_so_replies_can_reach_the_caller(
+    supervisor: Any, caller: Customer
+) -> None:
+    page = _page(_browser(supervisor).get(f"/customers/{caller.pk}/"))
+    assert 'name="email"' in page
+    assert 'name="phone"' in page
+    response = _post(
+        supervisor, caller, name="Cara Caller", email=" cara@example.com ", phone="+44 20 7946-0001"
+    )
+    assert response.status_code == 200
+    assert "Cara Caller's details saved." in _page(response)
+    # the number kept as calls match it: digits and +
+    assert _row(caller) == ("Cara Caller", "cara@example.com", "+442079460001")
+    audit = AuditLog.objects.get(action="customer.contact_updated")
+    assert (audit.actor, audit.details) == (supervisor, {"fields": ["name", "phone", "email"]})
+    # ticket search reads the customer's new name and number
+    for query in ("Cara", "+442079460001"):
+        found = _page(_browser(supervisor).get("/", {"view": "all", "q": query}))
+        assert "Called" in found, query
+
+
+def test_an_agent_edits_the_name_not_the_number_or_the_address(
     agent: Any, caller: Customer
 ) -> None:
-    page = _browser(agent).get(f"/customers/{caller.pk}/").content.decode()
-    assert "Edit contact details" in page
-    assert 'name="email"' in page
-    response = _post(agent, caller, name="Cara Caller", email=" cara@example.com ")
-    assert response.status_code == 200
-    assert "Cara Caller's details saved." in html.unescape(response.content.decode())
-    row = Customer.objects.get(pk=caller.pk)
-    assert (row.name, row.email, row.phone) == ("Cara Caller", "cara@example.com", caller.phone)
-    audit = AuditLog.objects.get(action="customer.contact_updated")
-    assert (audit.actor, audit.details) == (agent, {"fields": ["name", "email"]})
-    # ticket search reads the customer's new name
-    found = _browser(agent).get("/", {"view": "all", "q": "Cara"}).content.decode()
-    assert "Called" in found
-
-
-def test_an_agent_does_not_replace_an_address(
-    agent: Any, supervisor: Any, caller: Customer
-) -> None:
-    Customer.objects.filter(pk=caller.pk).update(email="first@example.com")
-    page = _browser(agent).get(f"/customers/{caller.pk}/").content.decode()
-    assert 'name="email"' not in page  # shown, with why
-    response = _post(agent, caller, email="attacker@example.net")
-    assert response.status_code == 403
-    assert Customer.objects.get(pk=caller.pk).email == "first@example.com"
-    _post(supervisor, caller, email="second@example.com")
-    assert Customer.objects.get(pk=caller.pk).email == "second@example.com"
+    page = _page(_browser(agent).get(f"/customers/{caller.pk}/"))
+    assert 'name="name"' in page
+    assert 'name="email"' not in page
+    assert 'name="phone"' not in page
+    assert "changed by a supervisor" in page
+    assert "details saved" in _page(_post(agent, caller, name="Cara"))
+    for fields in ({"email": "cara@example.com"}, {"phone": "+15550009999"}):
+        assert _post(agent, caller, **fields).status_code == 403
+    assert _row(caller) == ("Cara", "", "+442079460000")
 
 
 def test_only_who_sees_every_ticket_of_the_customer(
@@ -88,37 +103,70 @@ def test_only_who_sees_every_ticket_of_the_customer(
     them but not another may not change them (as for a merge across customers)."""
     elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
     services.ticket_create(customer=caller, subject="Other team", body="x", team=elsewhere)
-    page = _browser(agent).get(f"/customers/{caller.pk}/").content.decode()
+    page = _page(_browser(agent).get(f"/customers/{caller.pk}/"))
     assert "Edit contact details" not in page
-    assert _post(agent, caller, phone="+1 555 0100").status_code == 403
+    assert _post(agent, caller, name="X").status_code == 403
     # someone who sees none of them: as if the customer did not exist
-    assert _post(other_agent, caller, phone="+1 555 0100").status_code == 404
-    assert Customer.objects.get(pk=caller.pk).phone == "+44 20 7946 0000"
+    assert _post(other_agent, caller, name="X").status_code == 404
+    assert _row(caller) == ("Caller", "", "+442079460000")
 
 
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
         ({"email": "not-an-address"}, "is not an e-mail address"),
-        ({"email": "taken@example.com"}, "another customer has this address"),
+        ({"email": "TAKEN@example.com"}, "another customer has this address"),
+        ({"email": "old@example.com"}, "another customer has this address"),  # an identity
+        ({"phone": "+1 (555) 000-9999"}, "another customer has this number"),
         ({"name": "x" * 201}, "name: at most 200 characters"),
-        ({"phone": "+1\n555"}, "phone: at most 32 characters, no control characters"),
+        ({"name": "a\nb"}, "name: at most 200 characters, no control characters"),
     ],
 )
 def test_refusals_say_why_and_change_nothing(
-    agent: Any, caller: Customer, fields: dict[str, str], reason: str
+    supervisor: Any, caller: Customer, fields: dict[str, str], reason: str
 ) -> None:
-    Customer.objects.create(name="Other", email="Taken@example.com")
-    response = _post(agent, caller, **fields)
+    Customer.objects.create(name="Other", email="taken@example.com", phone="+15550009999")
+    moved = Customer.objects.create(name="Moved", email="new@example.com")
+    # an address this customer had before a supervisor changed it: mail from it is theirs
+    ChannelIdentity.objects.create(customer=moved, channel="email", external_id="old@example.com")
+    response = _post(supervisor, caller, **fields)
     assert response.status_code == 200  # back on the page, the reason on it
-    assert reason in html.unescape(response.content.decode())
-    row = Customer.objects.get(pk=caller.pk)
-    assert (row.name, row.email, row.phone) == ("Caller", "", "+44 20 7946 0000")
+    assert reason in _page(response)
+    assert _row(caller) == ("Caller", "", "+442079460000")
     assert not AuditLog.objects.filter(action="customer.contact_updated").exists()
 
 
-def test_nothing_changed_says_so(agent: Any, caller: Customer) -> None:
-    response = _post(agent, caller, phone=caller.phone)
+def test_an_erased_customer_gets_no_details_back(supervisor: Any, caller: Customer) -> None:
+    from tickets.context.privacy import customer_erase
+
+    customer_erase(customer=caller, actor=supervisor, via="test")
+    before = _row(caller)
+    page = _page(_browser(supervisor).get(f"/customers/{caller.pk}/"))
+    assert "Edit contact details" not in page
+    response = _post(supervisor, caller, name="Back Again", email="back@example.com")
+    assert "This customer's data was erased" in _page(response)
+    assert _row(caller) == before
+
+
+def test_a_stale_form_does_not_overwrite_a_newer_change(
+    supervisor: Any, agent: Any, caller: Customer
+) -> None:
+    """The form sends the values it was drawn with: a field someone changed since is
+    refused, not overwritten (a supervisor's page drawn before an address was added sent
+    an empty address, which wiped it)."""
+    drawn = {"was_name": "Caller", "was_phone": caller.phone, "was_email": ""}
+    _post(supervisor, caller, name="Caller", phone=caller.phone, email="new@example.com", **drawn)
+    assert _row(caller)[1] == "new@example.com"
+    stale = _post(supervisor, caller, name="Caller", phone=caller.phone, email="", **drawn)
+    assert "Email was changed by someone else since this page was loaded" in _page(stale)
+    assert _row(caller)[1] == "new@example.com"
+    # a field nobody else changed is saved from the same stale page
+    _post(agent, caller, name="Cara", was_name="Caller")
+    assert _row(caller)[0] == "Cara"
+
+
+def test_nothing_changed_says_so(supervisor: Any, caller: Customer) -> None:
+    response = _post(supervisor, caller, phone="+44 20 7946 0000")  # the same number
     assert "Nothing to change." in response.content.decode()
     assert not AuditLog.objects.filter(action="customer.contact_updated").exists()
 
