@@ -257,7 +257,7 @@ BODIES: dict[tuple[str, str], Body] = {
         "channel": "phone",
         "priority": "normal",
     },
-    ("customer-contact", "POST"): lambda w: {"phone": "+44 20 7946 0001"},
+    ("customer-contact", "POST"): lambda w: {"name": "Matrix Name"},
     ("ticket-message", "POST"): lambda w: {"body": "Looking into it", "kind": "internal_note"},
     ("ticket-update", "POST"): lambda w: {"priority": "high"},
     ("ticket-merge", "POST"): lambda w: {"into": w.second_ticket.number},
