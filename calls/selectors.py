@@ -254,7 +254,7 @@ def agent_board(*, now: datetime | None = None) -> dict[str, Any]:
 
 def customer_for_phone(phone: str) -> Customer | None:
     phone = normalise_phone(phone)
-    if not phone:
+    if not any(ch.isdigit() for ch in phone):  # "+anonymous", "+ (withheld)": nobody
         return None
     return Customer.objects.filter(phone=phone).order_by("id").first()
 

@@ -22,7 +22,7 @@ MAX_ID_DIGITS = 18
 def normalise_phone(value: str) -> str:
     """A phone number as customers are matched by it (calls, the contact form): its
     digits and ``+`` only (``+44 20 7946-0000`` → ``+442079460000``)."""
-    return "".join(ch for ch in value if ch.isascii() and (ch.isdigit() or ch == "+"))
+    return "".join(ch for ch in value if ch.isdigit() or ch == "+")
 
 
 def parse_id(text: object, *, max_digits: int = MAX_ID_DIGITS) -> int | None:

@@ -477,13 +477,20 @@ def customer_contact(request: HttpRequest, customer_id: str) -> HttpResponse:
     (``services.customer_contact_update``: who may, and what an agent may not). Back to
     the page the form was on, saying what changed or why not."""
     customer = selectors.customer_get_visible(customer_id, user=request.user)
-    sent = {f: request.POST[f] for f in ("name", "phone", "email") if f in request.POST}
+    post = request.POST
+    # The fields the person changed: one left as the form drew it (``was_<field>``) is
+    # not sent, so it neither overwrites a change made since nor is checked again.
+    sent = {
+        f: post[f]
+        for f in ("name", "phone", "email")
+        if f in post and post[f] != post.get(f"was_{f}")
+    }
     updated = services.customer_contact_update(
         customer=customer,
         actor=request.user,
         **sent,
         # what the form was drawn with: a field someone changed since is not overwritten
-        expected={f: request.POST[f"was_{f}"] for f in sent if f"was_{f}" in request.POST},
+        expected={f: post[f"was_{f}"] for f in sent if f"was_{f}" in post},
     )
     if updated.updated_at != customer.updated_at:
         messages.success(request, f"{updated}'s details saved.")

@@ -544,3 +544,16 @@ def test_a_record_on_an_event_bus_names_its_s3_objects_like_any_other(
     event = CallEvent.objects.get()
     assert (event.source, event.status) == (EventSource.CTR, EventStatus.FAILED)
     assert not Call.objects.exists()
+
+
+def test_a_caller_number_without_digits_matches_nobody(db):
+    """A withheld number ("+anonymous", "+ (withheld)") normalises to "+": it must not
+    match a customer whose number was stored as "+" (or nothing at all)."""
+    from calls.selectors import customer_for_phone
+    from tickets.models import Customer
+
+    Customer.objects.create(name="Plus", phone="+")
+    Customer.objects.create(name="Real", phone="+15550100")
+    for number in ("+anonymous", "+ (withheld)", "+", ""):
+        assert customer_for_phone(number) is None, number
+    assert customer_for_phone("+1 555-0100").name == "Real"

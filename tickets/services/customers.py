@@ -10,6 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Func, Value
 from django.utils import timezone
 
 from support.auth.roles import is_supervisor
@@ -105,12 +106,28 @@ CONTACT_STALE = (
     "{field} was changed by someone else since this page was loaded; reload it and try again."
 )
 _CONTACT_MAX = {"name": 200, "phone": 32, "email": 254}
+#: A number as people type it (ASCII digits: a full-width or Arabic-Indic digit would be
+#: kept as another number by the calls' matching).
+_PHONE = re.compile(r"\+?[0-9 ()./-]+")
 
 
 def _contact_taken(field: str, what: str) -> InvalidInput:
     return InvalidInput(
         f"{field}: another customer has this {what}; merge their tickets instead.",
         details={field: ["Another customer has it."]},
+    )
+
+
+def _phone_taken(phone: str, customer_id: int) -> bool:
+    """Whether another customer has this number, however it was stored (the API keeps
+    numbers as typed: ``+44 20 7946 0001`` is ``+442079460001``)."""
+    digits = Func(F("phone"), Value(r"[^0-9+]"), Value(""), Value("g"), function="regexp_replace")
+    return (
+        Customer.objects.exclude(pk=customer_id)
+        .exclude(phone="")
+        .annotate(digits=digits)
+        .filter(digits=phone)
+        .exists()
     )
 
 
@@ -149,7 +166,13 @@ def customer_contact_update(
                 f"{field}: at most {_CONTACT_MAX[field]} characters, no control characters.",
                 details={field: ["Too long, or control characters."]},
             )
-    if "phone" in wanted:
+    if wanted.get("phone"):
+        if not _PHONE.fullmatch(wanted["phone"]) or sum(c.isdigit() for c in wanted["phone"]) < 3:
+            raise InvalidInput(
+                f"phone: {wanted['phone'][:40]!r} is not a phone number (digits, spaces and "
+                "+ - ( ) . only).",
+                details={"phone": ["Not a phone number."]},
+            )
         wanted["phone"] = normalise_phone(wanted["phone"])
     with transaction.atomic():
         row = Customer.objects.select_for_update().get(pk=customer.pk)
@@ -181,11 +204,7 @@ def customer_contact_update(
                 .exists()
             ):
                 raise _contact_taken("email", "address")
-        if (
-            "phone" in changed
-            and wanted["phone"]
-            and Customer.objects.filter(phone=wanted["phone"]).exclude(pk=row.pk).exists()
-        ):
+        if "phone" in changed and wanted["phone"] and _phone_taken(wanted["phone"], row.pk):
             raise _contact_taken("phone", "number")
         if not changed:
             return row

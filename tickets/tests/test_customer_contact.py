@@ -118,6 +118,9 @@ def test_only_who_sees_every_ticket_of_the_customer(
         ({"email": "TAKEN@example.com"}, "another customer has this address"),
         ({"email": "old@example.com"}, "another customer has this address"),  # an identity
         ({"phone": "+1 (555) 000-9999"}, "another customer has this number"),
+        ({"phone": "+44 20 7946 0001"}, "another customer has this number"),  # stored as typed
+        ({"phone": "+44 ２０ 7946 0009"}, "is not a phone number"),  # full-width digits
+        ({"phone": "+ ext"}, "is not a phone number"),
         ({"name": "x" * 201}, "name: at most 200 characters"),
         ({"name": "a\nb"}, "name: at most 200 characters, no control characters"),
     ],
@@ -126,6 +129,7 @@ def test_refusals_say_why_and_change_nothing(
     supervisor: Any, caller: Customer, fields: dict[str, str], reason: str
 ) -> None:
     Customer.objects.create(name="Other", email="taken@example.com", phone="+15550009999")
+    Customer.objects.create(name="Typed", phone="+44 20 7946 0001")  # as the API keeps it
     moved = Customer.objects.create(name="Moved", email="new@example.com")
     # an address this customer had before a supervisor changed it: mail from it is theirs
     ChannelIdentity.objects.create(customer=moved, channel="email", external_id="old@example.com")
@@ -157,12 +161,27 @@ def test_a_stale_form_does_not_overwrite_a_newer_change(
     drawn = {"was_name": "Caller", "was_phone": caller.phone, "was_email": ""}
     _post(supervisor, caller, name="Caller", phone=caller.phone, email="new@example.com", **drawn)
     assert _row(caller)[1] == "new@example.com"
-    stale = _post(supervisor, caller, name="Caller", phone=caller.phone, email="", **drawn)
+    # the same page drawn before that change: the address it shows is left as drawn, so
+    # only the name is sent and saved (the address added since stays)
+    _post(supervisor, caller, name="Cara", phone=caller.phone, email="", **drawn)
+    assert _row(caller)[:2] == ("Cara", "new@example.com")
+    # a field the person changed that someone else changed since: refused, not overwritten
+    stale = _post(supervisor, caller, name="Cara", phone=caller.phone, email="mine@x.org", **drawn)
     assert "Email was changed by someone else since this page was loaded" in _page(stale)
     assert _row(caller)[1] == "new@example.com"
-    # a field nobody else changed is saved from the same stale page
-    _post(agent, caller, name="Cara", was_name="Caller")
-    assert _row(caller)[0] == "Cara"
+
+
+def test_a_number_left_as_drawn_is_not_touched(supervisor: Any, caller: Customer) -> None:
+    """A number stored as typed elsewhere (the API keeps it so) is not rewritten, nor
+    checked, by a change of the name alone."""
+    Customer.objects.filter(pk=caller.pk).update(phone="+1 555 000 1111")
+    Customer.objects.create(name="Same number", phone="+15550001111")
+    drawn = {"was_name": "Caller", "was_phone": "+1 555 000 1111", "was_email": ""}
+    response = _post(supervisor, caller, name="Cara", phone="+1 555 000 1111", email="", **drawn)
+    assert "Cara's details saved." in _page(response)
+    assert _row(caller) == ("Cara", "", "+1 555 000 1111")
+    audit = AuditLog.objects.get(action="customer.contact_updated")
+    assert audit.details == {"fields": ["name"]}
 
 
 def test_nothing_changed_says_so(supervisor: Any, caller: Customer) -> None:
