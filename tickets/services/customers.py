@@ -118,6 +118,13 @@ def _contact_taken(field: str, what: str) -> InvalidInput:
     )
 
 
+def _customer_tickets_search_refresh(customer: Customer) -> None:
+    """Ticket search reads the customer's name, address and number: each of the
+    customer's tickets' search vectors again, after one of those changed."""
+    for ticket in Ticket.objects.filter(customer=customer).select_related("customer"):
+        _refresh_search_vector(ticket)
+
+
 def _phone_taken(phone: str, customer_id: int) -> bool:
     """Whether another customer has this number, however it was stored (the API keeps
     numbers as typed: ``+44 20 7946 0001`` is ``+442079460001``)."""
@@ -215,9 +222,7 @@ def customer_contact_update(
                 row.save(update_fields=[*changed, "updated_at"])
         except IntegrityError:  # the address taken meanwhile
             raise _contact_taken("email", "address") from None
-        # ticket search reads the customer's name, address and number
-        for ticket in Ticket.objects.filter(customer=row).select_related("customer"):
-            _refresh_search_vector(ticket)
+        _customer_tickets_search_refresh(row)
         audit_log_record(
             actor=actor,
             action="customer.contact_updated",
@@ -397,8 +402,7 @@ def customer_email_confirm(
                 raise
         else:
             customer.email = email
-            for ticket in Ticket.objects.filter(customer=customer).select_related("customer"):
-                _refresh_search_vector(ticket)
+            _customer_tickets_search_refresh(customer)
             audit_log_record(
                 actor=actor,
                 action="customer.email_verified",
