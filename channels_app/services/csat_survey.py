@@ -51,12 +51,12 @@ from tickets.context.services import FEEDBACK_STATUSES
 from tickets.models import (
     MESSAGE_WRITTEN_ON_KEY,
     Channel,
-    Customer,
     Direction,
     Message,
     MessageKind,
     Ticket,
 )
+from tickets.selectors import customer_is_erased
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _unreachable(ticket: Ticket) -> str:
     """Why the customer cannot be reached on the ticket's channel, "" when they can."""
     if ticket.channel not in registered_channels():
         return f"{ticket.get_channel_display()} tickets have no channel of their own to send it on"
-    if Customer.objects.filter(pk=ticket.customer_id, erasure__isnull=False).exists():
+    if customer_is_erased(customer_id=ticket.customer_id):
         return "the customer was erased"
     if ticket.channel == Channel.EMAIL and email_ticket_sender_unverified(ticket):
         # a forged From: the survey would carry the attacker's subject, in our signed

@@ -47,14 +47,13 @@ from tickets.models import (
     Attachment,
     Channel,
     ChannelIdentity,
-    Customer,
     DeliveryState,
     Direction,
     Message,
     MessageKind,
     Ticket,
 )
-from tickets.selectors import message_written_on_ticket_get
+from tickets.selectors import customer_is_erased, message_written_on_ticket_get
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +262,7 @@ def reply_ticket_get(message: Message) -> Ticket:
             "cannot be told; not sent.",
             RECIPIENT_UNKNOWN_CODE,
         )
-    if Customer.objects.filter(pk=ticket.customer_id, erasure__isnull=False).exists():
+    if customer_is_erased(customer_id=ticket.customer_id):
         raise _refusal(
             f"The customer of {ticket.number} was erased (their personal data removed at "
             "their request); not sent.",

@@ -33,6 +33,7 @@ from tickets.context.models import (
 )
 from tickets.context.sentiment import label_for_score, sentiment_analyse
 from tickets.models import Customer, Direction, Message, MessageKind, Ticket, TicketStatus
+from tickets.selectors import customer_is_erased
 from tickets.services.customers import customer_stamps_renew
 
 logger = logging.getLogger(__name__)
@@ -180,10 +181,6 @@ def order_upsert(*, customer: Customer, data: OrderInput) -> tuple[Order, bool]:
 # --- interactions ---------------------------------------------------------------------
 
 
-def _erased(customer_id: int) -> bool:
-    return CustomerErasure.objects.filter(customer_id=customer_id).exists()
-
-
 def _interaction_write(
     customer_id: int, build: Callable[[], InteractionRecord], *, replace: bool = False
 ) -> bool:
@@ -192,7 +189,7 @@ def _interaction_write(
     sentiment with an outside service), then the backend (idempotent on the record's
     ``source_key``; ``replace``: the entry takes the new values), then the customer's
     cached context. Returns True when new."""
-    if _erased(customer_id):
+    if customer_is_erased(customer_id=customer_id):
         return False
     created = get_backend().record(build(), replace=replace)
     if created or replace:
