@@ -14,6 +14,7 @@ from django.db.models import F, Func, Value
 from django.utils import timezone
 
 from support.auth.roles import is_supervisor
+from support.db import advisory_xact_lock
 from support.errors import Conflict, Forbidden, InvalidInput
 from support.parsing import normalise_phone
 from support.services import audit_log_record
@@ -211,8 +212,12 @@ def customer_contact_update(
                 .exists()
             ):
                 raise _contact_taken("email", "address")
-        if "phone" in changed and wanted["phone"] and _phone_taken(wanted["phone"], row.pk):
-            raise _contact_taken("phone", "number")
+        if "phone" in changed and wanted["phone"]:
+            # No unique index can hold numbers stored as typed: two supervisors giving two
+            # customers one number take turns here, the second seeing the first's commit.
+            advisory_xact_lock(f"customer-phone:{wanted['phone']}")
+            if _phone_taken(wanted["phone"], row.pk):
+                raise _contact_taken("phone", "number")
         if not changed:
             return row
         for field in changed:

@@ -10,11 +10,15 @@ erased customer; a field changed since the page was drawn)."""
 from __future__ import annotations
 
 import html
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from django.db import connection, connections
 from django.test import Client
 
+from support.errors import InvalidInput
 from support.models import AuditLog
 from tickets import services
 from tickets.models import ChannelIdentity, Customer, Team, Ticket
@@ -193,3 +197,58 @@ def test_nothing_changed_says_so(supervisor: Any, caller: Customer) -> None:
 def test_only_post(agent: Any, caller: Customer) -> None:
     assert _browser(agent).get(f"/customers/{caller.pk}/contact").status_code == 405
     assert Ticket.objects.count() == 1
+
+
+def _advisory_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_supervisors_giving_one_number_to_two_customers_take_turns(
+    supervisor: Any, other_session: Any
+) -> None:
+    """No unique index holds numbers stored as typed: the check alone let two saves at once
+    each see the number free and both keep it. The second now waits for the first's
+    commit, then sees the number taken."""
+    first = Customer.objects.create(name="First", phone="+15550000001")
+    second = Customer.objects.create(name="Second", phone="+15550000002")
+    number = "+442079460777"
+    other_session.ensure_connection()
+    raw = other_session.connection  # psycopg's own, used from this thread only
+    raw.autocommit = False
+    with raw.cursor() as cursor:  # the first supervisor's save, not committed yet
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"customer-phone:{number}"]
+        )
+        cursor.execute("UPDATE tickets_customer SET phone = %s WHERE id = %s", [number, first.pk])
+
+    def save() -> Any:
+        try:
+            return services.customer_contact_update(
+                customer=Customer.objects.get(pk=second.pk), actor=supervisor, phone=number
+            )
+        except InvalidInput as refused:
+            return refused
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(save)
+        waited = False
+        for _ in range(200):  # until the second save waits on the first's lock (or is done)
+            waited = _advisory_waiters() > 0
+            if waited or result.done():
+                break
+            time.sleep(0.05)
+        raw.commit()
+        outcome = result.result(timeout=60)
+    assert waited
+    assert isinstance(outcome, InvalidInput), outcome
+    assert "another customer has this number" in str(outcome)
+    assert Customer.objects.get(pk=second.pk).phone == "+15550000002"
