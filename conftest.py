@@ -13,7 +13,7 @@ from django.db import connections
 from rest_framework.test import APIClient
 
 from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
-from support.testing import network_guard
+from support.testing import loop_teardown, network_guard
 
 _real_connect = socket.socket.connect
 
@@ -65,6 +65,15 @@ def _install_network_guard() -> Iterator[None]:
     network_guard.install()
     yield
     network_guard.uninstall()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _bounded_loop_teardown() -> Iterator[None]:
+    """An async test's loop that cannot close fails its teardown naming the task
+    (support/testing/loop_teardown.py) instead of hanging the run."""
+    loop_teardown.install()
+    yield
+    loop_teardown.uninstall()
 
 
 @pytest.fixture(scope="session")
