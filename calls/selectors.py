@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet, Value
 from django.utils import timezone
 
 from calls.models import (
@@ -145,14 +145,29 @@ def analytics_list(
     return list(query[offset : offset + limit])
 
 
+def _customer_shown(user: Any) -> Exists | Value:
+    """``customer_shown``: whether ``user`` may see the customer caller ID matched the call
+    to (:func:`tickets.selectors.customer_visibility_q`). Calls follow queues, customers
+    their tickets: a team's agent taking a call whose number matches another team's
+    customer sees the number, not that customer's name (security review 2026-12-07)."""
+    if is_supervisor(user):
+        return Value(True, output_field=BooleanField())
+    return Exists(
+        Ticket.objects.filter(customer_id=OuterRef("customer_id")).filter(ticket_visibility_q(user))
+    )
+
+
 def call_list(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[Call]:
-    """The calls ``user`` may see (:func:`call_visibility_q`), newest first. An unknown
+    """The calls ``user`` may see (:func:`call_visibility_q`), newest first, each with
+    ``customer_shown`` (:func:`_customer_shown`). An unknown
     ``status`` is ``InvalidInput`` (a typo listed no call at all)."""
     filters = filters or {}
     if filters.get("status") and filters["status"] not in PipelineStatus.values:
         raise InvalidInput(f"status must be one of: {', '.join(PipelineStatus.values)}.")
-    query = Call.objects.select_related("analytics", "ivr_journey", "customer").filter(
-        call_visibility_q(user)
+    query = (
+        Call.objects.select_related("analytics", "ivr_journey", "customer")
+        .filter(call_visibility_q(user))
+        .annotate(customer_shown=_customer_shown(user))
     )
     if filters.get("status"):
         query = query.filter(pipeline_status=filters["status"])
@@ -164,13 +179,15 @@ def call_list(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[C
 
 
 def call_get_visible(*, hash: str, user: Any) -> Call:
-    """A call ``user`` may see; NotFound otherwise (the same answer as an unknown hash)."""
+    """A call ``user`` may see; NotFound otherwise (the same answer as an unknown hash).
+    ``customer_shown`` as in :func:`call_list`."""
     key = call_hash_parse(hash)
     if key is None:
         raise NotFound("No call with this hash.")
     call = (
         Call.objects.select_related("analytics", "ivr_journey", "transcript", "customer")
         .filter(call_visibility_q(user), hash=key)
+        .annotate(customer_shown=_customer_shown(user))
         .first()
     )
     if call is None:

@@ -314,3 +314,40 @@ def test_a_caller_matched_by_number_is_marked_unverified(
     assert ticket is not None
     assert ticket.customer == known
     assert f"Caller: {number} (caller ID, not verified" in ticket.messages.get().body_text
+
+
+def test_a_caller_matched_to_another_teams_customer_is_shown_by_number_only(
+    client, agent, other_agent, supervisor, call
+):
+    """Calls follow queues, customers their tickets: caller ID matched this Billing call to
+    a customer only another team's tickets name, and the call page and list named them to
+    Billing's agent, whom the customer page answers "Not found" (security review
+    2026-12-07). The agent sees the number; a supervisor, and the agent once a ticket of
+    the customer is theirs, see the name."""
+    from tickets import services as ticket_services
+    from tickets.models import Customer
+
+    elsewhere = Team.objects.create(name="Elsewhere", slug="elsewhere")
+    elsewhere.members.add(other_agent)
+    secret = Customer.objects.create(name="Secret Bcustomer", phone=call.customer_phone)
+    ticket_services.ticket_create(customer=secret, subject="Theirs", body="x", team=elsewhere)
+    Call.objects.filter(pk=call.pk).update(customer=secret)
+    client.force_login(agent)
+    assert client.get(f"/customers/{secret.pk}/").status_code == 404
+    page = client.get(f"/calls/{call.hash}/").content.decode()
+    listing = client.get("/calls/").content.decode()
+    assert "Secret Bcustomer" not in page
+    assert "Secret Bcustomer" not in listing
+    assert f"caller {call.customer_phone} ·" in page
+    assert call.customer_phone in listing
+    client.force_login(supervisor)
+    assert "caller Secret Bcustomer <span" in client.get(f"/calls/{call.hash}/").content.decode()
+    assert "Secret Bcustomer" in client.get("/calls/").content.decode()
+    ticket_services.ticket_create(customer=secret, subject="Ours", body="x", team=call_team(call))
+    client.force_login(agent)
+    assert "caller Secret Bcustomer <span" in client.get(f"/calls/{call.hash}/").content.decode()
+    assert "Secret Bcustomer" in client.get("/calls/").content.decode()
+
+
+def call_team(call):
+    return QueueTeam.objects.get(queue_name=call.queue_name).team
