@@ -41,7 +41,7 @@ from support.errors import ApplicationError, Conflict, InvalidInput, PermanentEr
 from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.context.privacy import ErasureSubject
-from tickets.models import ChannelIdentity, Customer
+from tickets.models import EMAIL_MAX_LENGTH, ChannelIdentity, Customer
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,11 @@ def _visitor_lock_key(account: ChannelAccount, visitor_id: str) -> str:
 
 def _normalised_email(email: str) -> str:
     email = email.strip().lower()
+    if len(email) > EMAIL_MAX_LENGTH:  # Django's validator takes 320: the column holds 254
+        raise InvalidInput(
+            f"An email address has at most {EMAIL_MAX_LENGTH} characters.",
+            details={"email": [f"At most {EMAIL_MAX_LENGTH} characters."]},
+        )
     try:
         validate_email(email)
     except ValidationError:

@@ -385,3 +385,55 @@ def test_deep_json_at_the_api_is_a_400(world: World, supervisor: Client) -> None
     )
     assert response.status_code == 400, response.content[:300]
     assert "nested more than" in response.json()["error"]["message"]
+
+
+# --- e-mail addresses longer than the column (254): Django's validator takes up to 320 ---
+
+LONG_EMAIL = "a" * 250 + "@example.com"
+
+LONG_EMAILS: dict[str, Request] = {
+    "api ticket create": (
+        "JSON",
+        lambda w: "/api/tickets",
+        lambda w: {"subject": "s", "body": "b", "customer": {"email": LONG_EMAIL}},
+        400,
+    ),
+    "seed ticket create": (
+        "JSON",
+        lambda w: "/tickets",
+        lambda w: {"subject": "s", "description": "b", "customer": {"email": LONG_EMAIL}},
+        400,
+    ),
+    "chatbot hand-off": (
+        "JSON",
+        lambda w: "/api/webhooks/chatbot",
+        lambda w: {
+            "source": "bot",
+            "customer_email": LONG_EMAIL,
+            "subject": "s",
+            "initial_message": "m",
+            "session_id": "long-email-session",
+        },
+        400,
+    ),
+    "workbench new ticket": (
+        "FORM",
+        lambda w: "/tickets/new",
+        lambda w: {"customer_email": LONG_EMAIL, "subject": "s", "body": "b", "channel": "phone"},
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LONG_EMAILS))
+def test_an_address_longer_than_254_characters_is_refused(
+    world: World, supervisor: Client, name: str
+) -> None:
+    """A 262-character address passed every validator and failed PostgreSQL's
+    varchar(254): a 500 (security review 2026-12-07)."""
+    world.chatbot.trusts_customer_email = True
+    world.chatbot.save()
+    request = LONG_EMAILS[name]
+    response = _send(supervisor, world, request, world.key_headers("key_supervisor"))
+    assert response.status_code == request[3], response.content[:300]
+    assert b"254" in response.content

@@ -55,9 +55,16 @@ class AccountType(models.TextChoices):
 CUSTOMER_EXTERNAL_ID_MAX_LENGTH = 255
 
 
+#: An e-mail address's longest (RFC 5321's path less its brackets; Django's ``EmailField``
+#: column). Django's validator takes up to 320 characters: inputs check this first.
+EMAIL_MAX_LENGTH = 254
+
+
 class Customer(models.Model):
     name = models.CharField(max_length=200, blank=True)
-    email = models.EmailField(blank=True, help_text="Primary email address.")
+    email = models.EmailField(
+        blank=True, max_length=EMAIL_MAX_LENGTH, help_text="Primary email address."
+    )
     phone = models.CharField(max_length=32, blank=True)
     vip_tier = models.CharField(max_length=16, choices=VipTier.choices, default=VipTier.NONE)
     account_type = models.CharField(

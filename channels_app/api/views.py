@@ -56,6 +56,7 @@ from support.errors import ApplicationError, NotFound, error_body
 from support.parsing import UnreadableJson, contains_nul, content_length, json_loads, parse_id
 from support.throttling import PerIPRateThrottle, client_ip, hit, over_limit
 from tickets.attachments import attachment_file_response
+from tickets.models import EMAIL_MAX_LENGTH
 from tickets.selectors import message_written_on_ticket_get
 from tickets.status_access import StatusGrant
 
@@ -419,7 +420,7 @@ def webhook_post(
 
 class ChatbotHandoffSerializer(serializers.Serializer):
     source = serializers.CharField(max_length=100)  # type: ignore[assignment]
-    customer_email = serializers.EmailField()
+    customer_email = serializers.EmailField(max_length=EMAIL_MAX_LENGTH)
     customer_name = serializers.CharField(max_length=200, required=False, default="")
     subject = serializers.CharField(max_length=255)
     initial_message = serializers.CharField(max_length=20000)

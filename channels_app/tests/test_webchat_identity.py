@@ -586,3 +586,19 @@ def test_migration_names_the_visitor_of_replies_sent_before(agent: Any) -> None:
         cursor.execute(forward)
     ids = [Message.objects.get(pk=m.pk).channel_message_id for m in replies]
     assert ids == [f"v_one:out-{replies[0].pk}", f"webchat-out-{replies[1].pk}"]
+
+
+def test_an_address_longer_than_the_column_is_a_400_not_a_500(web: Client) -> None:
+    """Django's validator takes addresses up to 320 characters, the column 254: a visitor's
+    262-character address was a 500 (security review 2026-12-07)."""
+    _email_account()
+    started = _start(web, make_account("webchat"), "m@example.com")
+    response = web.post(
+        started["verify_url"],
+        data={"email": "a" * 250 + "@example.com"},
+        content_type="application/json",
+        HTTP_X_WEBCHAT_SESSION=started["session"],
+    )
+    assert response.status_code == 400, response.content
+    assert "at most 254 characters" in response.json()["error"]["message"]
+    assert WebchatVerification.objects.count() == 0

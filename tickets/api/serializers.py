@@ -10,6 +10,7 @@ from rest_framework import serializers
 from tickets.attachments import attachment_url
 from tickets.models import (
     CUSTOMER_EXTERNAL_ID_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
     MESSAGE_BODY_MAX_CHARS,
     TAG_NAME_MAX_CHARS,
     AccountType,
@@ -92,7 +93,8 @@ def customer_ref_split(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 class CustomerInputSerializer(serializers.Serializer):
-    email = serializers.EmailField(required=False, allow_blank=True)
+    # the column's length (Django's validator takes up to 320: a longer one was a 500)
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=EMAIL_MAX_LENGTH)
     name = serializers.CharField(required=False, allow_blank=True, max_length=200)
     phone = serializers.CharField(required=False, allow_blank=True, max_length=32)
 

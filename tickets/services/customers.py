@@ -20,6 +20,7 @@ from support.parsing import normalise_phone
 from support.services import audit_log_record
 from tickets.models import (
     CUSTOMER_EXTERNAL_ID_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
     ChannelIdentity,
     Customer,
     Ticket,
@@ -71,8 +72,15 @@ def customer_get_or_create(
     phone: str = "",
     defaults: dict[str, Any] | None = None,
 ) -> tuple[Customer, bool]:
-    """Find a customer by email (case-insensitive), or create one. Safe under races."""
+    """Find a customer by email (case-insensitive), or create one. Safe under races.
+    ``InvalidInput`` for an address longer than the column (inputs check it first; this
+    keeps a caller that does not from failing in PostgreSQL)."""
     email = email.strip()
+    if len(email) > EMAIL_MAX_LENGTH:
+        raise InvalidInput(
+            f"email: at most {EMAIL_MAX_LENGTH} characters.",
+            details={"email": [f"At most {EMAIL_MAX_LENGTH} characters."]},
+        )
     if email:
         existing = customer_find_by_email(email)
         if existing is not None:
