@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -147,10 +148,8 @@ def webhook_account_for_request(
     # whose signatures match no account may fail API_AUTH_FAILURE_LIMIT_PER_MINUTE times a
     # minute, then gets 429 before anything is read (before: 60,000 a minute, the webhook
     # limit, each up to 50 HMACs of 1 MiB). Real deliveries match and are not counted.
-    misses = f"webhook-seed-miss:{client_ip(request)}"  # type: ignore[arg-type]
-    failures = int(settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE)
-    wait = over_limit(misses, failures)
-    if wait is not None:
+    misses = _signature_misses(request, "webhook-seed-miss")
+    if misses.over():
         return 429, error_body(
             "rate_limited", "Too many deliveries whose signature matches no account."
         )
@@ -159,9 +158,33 @@ def webhook_account_for_request(
     )
     account = _signed_account(channel, adapter, accounts, signed)
     if account is None:
-        hit(misses, failures)
+        misses.hit()
         return 403, error_body("invalid_signature", "The signature matches no account.")
     return account
+
+
+@dataclass(frozen=True)
+class _SignatureMisses:
+    """A caller's signatures that matched no account, counted per minute by IP: each try
+    hashes a body with every account's secret, so past API_AUTH_FAILURE_LIMIT_PER_MINUTE
+    misses the caller gets 429 before anything is read or hashed. Real deliveries match
+    and are not counted."""
+
+    key: str
+    limit: int
+
+    def over(self) -> bool:
+        return over_limit(self.key, self.limit) is not None
+
+    def hit(self) -> None:
+        hit(self.key, self.limit)
+
+
+def _signature_misses(request: HttpRequest, name: str) -> _SignatureMisses:
+    return _SignatureMisses(
+        f"{name}:{client_ip(request)}",  # type: ignore[arg-type]
+        int(settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE),
+    )
 
 
 def _handshake_account(
@@ -452,6 +475,14 @@ def _chatbot_hmac_account(request: Request) -> ChannelAccount | Response | None:
     given = request.META.get("HTTP_X_SIGNATURE_256", "")
     if not given:
         return None
+    # before the body is read and hashed with every chatbot account's secret (review
+    # 2026-12-07: forged signatures were answered 403 at the webhook limit, 60,000 a minute)
+    misses = _signature_misses(request, "handoff-miss")
+    if misses.over():
+        return Response(
+            error_body("rate_limited", "Too many hand-offs whose signature matches no account."),
+            status=429,
+        )
     timestamp = request.headers.get(handoff.TIMESTAMP_HEADER)
     if timestamp is not None:
         if not handoff.signature_timestamp_fresh(timestamp):
@@ -478,6 +509,7 @@ def _chatbot_hmac_account(request: Request) -> ChannelAccount | Response | None:
                 status=401,
             )
     if account is None:
+        misses.hit()
         return Response(
             error_body("invalid_signature", f"{handoff.SIGNATURE_HEADER} does not match."),
             status=403,

@@ -673,3 +673,23 @@ def test_a_new_handoff_goes_to_the_open_ticket_its_session_was_merged_into(
     assert (retry.status_code, retry.json()["ticket_id"]) == (200, target.pk)
     assert diff(before, counts()) == {}
     assert _inbound(target.pk).count("Any news?") == 1
+
+
+def test_forged_signatures_are_limited_per_address_before_the_body_is_hashed(
+    settings: Any,
+) -> None:
+    """Each hand-off with an X-Signature-256 hashed its body (up to 1 MiB) with every
+    chatbot account's secret and was answered 403, 60,000 times a minute (the webhook
+    limit): misses are now limited per address as the seed webhook's are (review
+    2026-12-07). Matching hand-offs are not counted; other addresses are not affected."""
+    settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE = 2
+    make_account("chatbot")
+    make_account("chatbot", name="other", app_secret="another-secret")
+    forger = APIClient(REMOTE_ADDR="192.0.2.66")
+    forged = [_signed_post(forger, HANDOFF, "not-a-secret").status_code for _ in range(3)]
+    assert forged == [403, 403, 429]
+    assert "matches no account" in _signed_post(forger, HANDOFF).json()["error"]["message"]
+    genuine = _signed_post(APIClient(REMOTE_ADDR="192.0.2.67"), HANDOFF)
+    assert genuine.status_code == 201, genuine.content
+    for _ in range(3):  # matching signatures are never counted (the same session: 200)
+        assert _signed_post(APIClient(REMOTE_ADDR="192.0.2.67"), HANDOFF).status_code == 200
