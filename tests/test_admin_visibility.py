@@ -65,7 +65,7 @@ def _make(label: str, side: dict[str, Any], user: Any) -> models.Model:
     from support.delivery.models import Delivery
     from support.models import AuditLog, OutboxEvent
     from tickets.context.models import CsatFeedback, Interaction, Order
-    from tickets.models import Attachment, ChannelIdentity, SlaEvent, Tag
+    from tickets.models import Attachment, CannedResponse, ChannelIdentity, SlaEvent, Tag
 
     ticket, customer, call = side["ticket"], side["customer"], side["call"]
     now = timezone.now()
@@ -142,6 +142,13 @@ def _make(label: str, side: dict[str, Any], user: Any) -> models.Model:
         "support.auditlog": lambda: AuditLog.objects.create(
             action="customer.export", object_type="customer", object_id=str(customer.pk)
         ),
+        # a team's replies tell what the team handles
+        "tickets.cannedresponse": lambda: CannedResponse.objects.create(
+            title=f"Reply of {ticket.subject}",
+            shortcut=f"reply-{side['team'].slug}",
+            body="Hello",
+            team=side["team"],
+        ),
     }
     return makers[label]()
 
@@ -168,6 +175,7 @@ LABELS = [
     "support.outboxevent",
     "support.auditlog",
     "alerts.alert",
+    "tickets.cannedresponse",
 ]
 
 
@@ -608,3 +616,40 @@ def test_a_redrive_of_a_delivery_the_agent_may_not_see_is_as_unknown(
         response = browser.post(f"/admin/delivery/delivery/{object_id}/redrive/")
         assert response.status_code == 404, object_id
     assert Delivery.objects.get(pk=hidden.pk).status == "dead"
+
+
+def test_a_staff_agent_files_canned_responses_under_its_own_teams_or_none(
+    django_user_model: Any, world: dict[str, Any]
+) -> None:
+    """Global responses are everyone's (the workbench offers them to all); the team
+    field offers the agent's own teams only, and the list's team filter is not shown
+    (it names every team)."""
+    from tickets.models import CannedResponse
+
+    viewer = _staff_agent(
+        django_user_model,
+        world["ours"]["team"],
+        "view_cannedresponse",
+        "change_cannedresponse",
+        "add_cannedresponse",
+    )
+    common = CannedResponse.objects.create(title="Thanks", shortcut="thanks", body="Thanks!")
+    browser = _browser(viewer)
+    assert _listed(browser, common)
+    listing = browser.get(reverse("admin:tickets_cannedresponse_changelist")).content.decode()
+    assert "Team theirs" not in listing
+    form = browser.get(reverse("admin:tickets_cannedresponse_add")).content.decode()
+    assert "Team ours" in form
+    assert "Team theirs" not in form
+    refused = browser.post(
+        reverse("admin:tickets_cannedresponse_add"),
+        {
+            "title": "Sneaky",
+            "shortcut": "sneaky",
+            "body": "x",
+            "team": world["theirs"]["team"].pk,
+            "is_active": "on",
+        },
+    )
+    assert refused.status_code == 200  # the form again, the choice refused
+    assert not CannedResponse.objects.filter(shortcut="sneaky").exists()

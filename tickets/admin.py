@@ -54,6 +54,7 @@ from tickets.selectors import (
     tag_visible_to,
     ticket_visibility_q,
     ticket_visible_to,
+    user_team_ids,
     visible_ticket_ids,
 )
 from tickets.services.sla import sla_policies_changed
@@ -660,6 +661,11 @@ class AttachmentAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
 
 @admin.register(CannedResponse)
 class CannedResponseAdmin(SupervisorAdmin):
+    """A staff agent given Django permissions on canned responses lists, opens and files
+    them under its own teams' and the global ones only, as the workbench offers them
+    (``selectors.canned_response_list``): a team's replies tell what the team handles
+    (security review 2026-12-07: every team's were listed)."""
+
     list_display = ("title", "shortcut", "team", "is_active", "updated_at")
     list_filter = ("is_active", "team")
     list_select_related = ("team",)
@@ -677,6 +683,26 @@ class CannedResponseAdmin(SupervisorAdmin):
             },
         ),
     )
+
+    @staticmethod
+    def _every_team(request: HttpRequest) -> bool:
+        return is_supervisor(request.user) or bool(request.user.is_superuser)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CannedResponse]:
+        rows = super().get_queryset(request)
+        if self._every_team(request):
+            return rows
+        return rows.filter(Q(team__isnull=True) | Q(team_id__in=user_team_ids(request.user)))
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "team" and not self._every_team(request):
+            own = Team.objects.filter(pk__in=user_team_ids(request.user)).order_by("name")
+            kwargs["queryset"] = own
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        # the team filter lists every team's name
+        return self.list_filter if self._every_team(request) else ("is_active",)
 
 
 class TeamMembershipInline(admin.TabularInline):  # type: ignore[type-arg]
