@@ -32,10 +32,11 @@ import json
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.request import Request
@@ -49,6 +50,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_MAX_CHARS = 255
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")  # KEY_MAX_CHARS
 _FILE_CHUNK = 1 << 16
+T = TypeVar("T")
 
 
 class KeyReused(ApplicationError):
@@ -71,19 +73,25 @@ def idempotency_key_read(request: Request) -> str | None:
     return key
 
 
-def request_fingerprint(request: Request, operation: str) -> str:
+#: Form fields that are not what a request asks for: the CSRF token, the key itself.
+_NOT_ASKED = {"csrfmiddlewaretoken", "submit_key"}
+
+
+def request_fingerprint(request: Request | HttpRequest, operation: str) -> str:
     """SHA-256 of what the request asks for: the operation, the path, the parsed body
     (JSON: its object keys in any order; form fields in the order sent, since a repeated
-    field's last value is the one read) and any files (name, type, size and content, in
-    the order sent). Uploaded files are read to the end and rewound."""
+    field's last value is the one read; not the CSRF token or a form's key) and any files
+    (name, type, size and content, in the order sent). Uploaded files are read to the end
+    and rewound. A DRF request's ``data``, a Django request's ``POST``."""
     digest = hashlib.sha256()
     for part in (operation, request.path):
         digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
-    data = request.data
+    data = request.data if isinstance(request, Request) else request.POST
     if hasattr(data, "lists"):  # a form or multipart body: a QueryDict
         payload: Any = [
             (name, value)
             for name, values in data.lists()
+            if name not in _NOT_ASKED
             for value in values
             if isinstance(value, str)
         ]
@@ -115,8 +123,33 @@ def idempotent(
     key = idempotency_key_read(request)
     if key is None:
         return create()[1]
-    fingerprint = request_fingerprint(request, operation)
-    user: Any = request.user  # signed in: these views need an agent
+    response, replayed = idempotent_once(
+        user=request.user,
+        key=key,
+        fingerprint=request_fingerprint(request, operation),
+        operation=operation,
+        create=create,
+        replay=replay,
+    )
+    if replayed:
+        response[REPLAYED_HEADER] = "true"
+    return response
+
+
+def idempotent_once(
+    *,
+    user: Any,
+    key: str,
+    operation: str,
+    fingerprint: str,
+    create: Callable[[], tuple[int, T]],
+    replay: Callable[[int], T],
+) -> tuple[T, bool]:
+    """The API's ``Idempotency-Key`` and the workbench's form keys: ``create()`` once per
+    ``user`` and ``key`` (the key recorded in its transaction), else ``replay(object_id)``
+    of what the first request with the key created. True with a replay. ``KeyReused`` for
+    a key first used for another request (another fingerprint), ``Conflict`` for an
+    object ``replay`` no longer finds (it raised ``NotFound``)."""
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -127,11 +160,11 @@ def idempotent(
         except IntegrityError:
             row = None
         if row is None:
-            return _replay(user, key, operation, fingerprint, replay)
+            return _replay(user, key, operation, fingerprint, replay), True
         object_id, response = create()
         row.object_id = object_id
         row.save(update_fields=["object_id"])
-        return response
+        return response, False
 
 
 def _replay(
@@ -139,8 +172,8 @@ def _replay(
     key: str,
     operation: str,
     fingerprint: str,
-    replay: Callable[[int], Response],
-) -> Response:
+    replay: Callable[[int], T],
+) -> T:
     first = IdempotencyKey.objects.filter(user=user, key=key).first()
     if first is None:  # purged between the insert's conflict and this read (hours old)
         raise Conflict(
@@ -154,15 +187,13 @@ def _replay(
         )
     try:
         # (the id is written in the transaction that records the key: never None here)
-        response = replay(first.object_id or 0)
+        return replay(first.object_id or 0)
     except NotFound as exc:
         raise Conflict(
             f"This {HEADER} created an object you can no longer see; a new request needs "
             "a new key.",
             details={HEADER: ["Its object is no longer visible to you."]},
         ) from exc
-    response[REPLAYED_HEADER] = "true"
-    return response
 
 
 def idempotency_keys_purge() -> int:

@@ -3,6 +3,8 @@ request, calls one selector or service and renders."""
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -30,7 +32,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from support.auth.roles import is_agent, is_supervisor
-from support.errors import ApplicationError, Forbidden, InvalidInput, NotFound
+from support.errors import ApplicationError, Conflict, Forbidden, InvalidInput, NotFound
+from support.idempotency import KeyReused, idempotent_once, request_fingerprint
 from support.models import OutboxEvent
 from support.parsing import content_length, parse_id
 from tickets import selectors, services
@@ -262,6 +265,9 @@ def _ticket_context(
         "reply_box": reply_box_for(ticket),
         "reply_files_max": size_words(services.message_files_max_bytes()),
         "reply_files_max_bytes": services.message_files_max_bytes(),
+        # the composer's key: a send whose answer was lost, sent again, is not a second
+        # reply (ticket_message; workbench.js draws a new one after each send)
+        "composer_key": secrets.token_hex(16),
         **_choices(),
     }
     context["controls"] = _controls_values(request, ticket, context, controls_sent)
@@ -612,6 +618,44 @@ def _back_to_ticket(request: HttpRequest, ticket: Ticket) -> HttpResponse:
     return redirect("ticket", ref=ticket.number)
 
 
+COMPOSER_OPERATION = "workbench.ticket_message"
+COMPOSER_SENT_ALREADY = (
+    "This form was sent already with another text: its first reply is on the ticket. "
+    "Reload the page to write another."
+)
+
+
+def _once(
+    request: HttpRequest, operation: str, create: Callable[[], tuple[int, None]], reused: str
+) -> bool:
+    """A workbench form's write, once per the form's ``submit_key`` (drawn with the page):
+    the same form sent again (a double click, a send whose answer was lost) is not a
+    second write (``support.idempotency``, the API's ``Idempotency-Key`` rules; keys in
+    their own name space). A form sent again with other values: ``Conflict`` saying
+    ``reused``. Without a key (an old page), ``create`` alone. True when it was a repeat."""
+    key = request.POST.get("submit_key", "")
+    if not key:
+        create()
+        return False
+    if not FORM_KEY.fullmatch(key):
+        raise InvalidInput("submit_key: malformed.", details={"submit_key": ["Malformed."]})
+    try:
+        return idempotent_once(
+            user=request.user,
+            key=f"form:{key}",
+            operation=operation,
+            fingerprint=request_fingerprint(request, operation),
+            create=create,
+            replay=lambda _object_id: None,
+        )[1]
+    except KeyReused:
+        raise Conflict(reused, details={"body": [reused]}) from None
+
+
+#: a form's key as ticket pages draw it (``secrets.token_hex(16)``)
+FORM_KEY = re.compile(r"[0-9a-f]{32}")
+
+
 @require_POST
 @agent_required
 def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
@@ -634,9 +678,18 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
                 details={"body": ["Too long."]},
             )
         attachments = services.message_files_read(request.FILES.getlist("files"))
-        services.message_add(
-            ticket=ticket, body=body, kind=kind, author_user=request.user, attachments=attachments
-        )
+
+        def add() -> tuple[int, None]:
+            message = services.message_add(
+                ticket=ticket,
+                body=body,
+                kind=kind,
+                author_user=request.user,
+                attachments=attachments,
+            )
+            return message.pk, None
+
+        _once(request, COMPOSER_OPERATION, add, COMPOSER_SENT_ALREADY)
     except ApplicationError as exc:
         if not _refused_on_page(request, exc):
             raise

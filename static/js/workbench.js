@@ -253,6 +253,12 @@
     }
   }
 
+  function newFormKey() {  // as the server draws them: 32 hex digits
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
   function setupComposer() {
     var form = document.getElementById("composer");
     if (!form) return;
@@ -272,6 +278,10 @@
     });
     form.addEventListener("htmx:afterRequest", function (e) {
       if (e.detail.successful && e.detail.elt === form) {
+        // a new key for the next reply (the server keeps this one's: sent again, e.g.
+        // after a lost answer, it is the same reply, not a second one)
+        var key = document.getElementById("composer-key");
+        if (key) key.value = newFormKey();
         textarea.value = "";
         textarea.removeAttribute("aria-invalid");  // set on a page a refused reply came back to
         var files = document.getElementById("composer-files");

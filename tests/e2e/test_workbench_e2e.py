@@ -179,9 +179,16 @@ def test_a_refused_reply_says_why_by_the_composer_and_keeps_the_text(page, agent
     page.locator("li.entry-public", has_text="The short version.").wait_for()
     assert error.is_hidden()
     assert page.input_value("#composer-body") == ""
+    # the next reply is a reply of its own: the composer's key was drawn again after the
+    # send (the same key with another text is refused as a form sent already)
+    page.fill("#composer-body", "And a second reply.")
+    page.click("#composer-send")
+    page.locator("li.entry-public", has_text="And a second reply.").wait_for()
+    assert error.is_hidden()
     assert list(ticket.messages.values_list("body_text", flat=True).order_by("id")) == [
         "b",
         "The short version.",
+        "And a second reply.",
     ]
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import html as html_module
+
 import pytest
 from bs4 import BeautifulSoup
 from django.db import connection
@@ -1574,3 +1576,71 @@ def test_bulk_actions_work_without_javascript(agent_web, agent, customer, action
         "assign": a.assignee_id == agent.pk,
     }
     assert done == {key: key == action for key in done}
+
+
+def _composer_key(agent_web, ticket):
+    import re
+
+    page = agent_web.get(f"/tickets/{ticket.number}/").content.decode()
+    found = re.search(r'name="submit_key" id="composer-key" value="([0-9a-f]{32})"', page)
+    assert found, "the composer carries a key"
+    return found.group(1)
+
+
+def test_a_reply_sent_again_with_its_form_key_is_not_sent_twice(agent_web, agent, customer):
+    """The API had Idempotency-Key; the composer had nothing: a send whose answer was lost
+    (or a double click), sent again, was a second reply to the customer (reliability
+    review 2026-12-07). The form's key, drawn with the page, makes the repeat the same
+    reply; another text under the same key is refused, not taken for the first."""
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-message", kwargs={"ref": ticket.number})
+    key = _composer_key(agent_web, ticket)
+    assert key != _composer_key(agent_web, ticket)  # a new one per page
+    sent = {"kind": "public", "body": "Your refund is on its way", "submit_key": key}
+    first = agent_web.post(url, sent)
+    again = agent_web.post(url, sent)
+    assert (first.status_code, again.status_code) == (302, 302)
+    assert again["Location"] == first["Location"]
+    htmx = agent_web.post(url, sent, HTTP_HX_REQUEST="true")
+    assert htmx.status_code == 200
+    replies = Message.objects.filter(ticket=ticket, direction="outbound", kind="public")
+    assert list(replies.values_list("body_text", flat=True)) == ["Your refund is on its way"]
+    other = agent_web.post(url, {**sent, "body": "Something else"}, HTTP_HX_REQUEST="true")
+    assert other.status_code == 400  # htmx: the reason as text, shown by the composer
+    assert b"sent already with another text" in other.content
+    page = agent_web.post(url, {**sent, "body": "Something else"})  # no JavaScript
+    assert page.status_code == 409
+    assert "sent already with another text" in html_module.unescape(page.content.decode())
+    assert "Something else" in page.content.decode()  # what was typed, kept
+    assert replies.count() == 1
+    # a page's new key is a new reply; a form without a key (a page drawn before) too
+    fresh = agent_web.post(url, {**sent, "submit_key": _composer_key(agent_web, ticket)})
+    keyless = agent_web.post(url, {"kind": "public", "body": "Your refund is on its way"})
+    assert (fresh.status_code, keyless.status_code) == (302, 302), fresh.content[:500]
+    assert replies.count() == 3
+
+
+def test_a_refused_reply_leaves_its_key_free_and_a_malformed_key_is_refused(
+    agent_web, agent, customer
+):
+    [ticket] = _tickets(customer, 1)
+    url = reverse("ticket-message", kwargs={"ref": ticket.number})
+    key = _composer_key(agent_web, ticket)
+    refused = agent_web.post(url, {"kind": "system", "body": "x", "submit_key": key})
+    assert refused.status_code == 400
+    fixed = agent_web.post(url, {"kind": "public", "body": "x", "submit_key": key})
+    assert fixed.status_code == 302
+    assert Message.objects.filter(ticket=ticket, direction="outbound").count() == 1
+    malformed = agent_web.post(
+        url, {"kind": "public", "body": "y", "submit_key": "x" * 300}, HTTP_HX_REQUEST="true"
+    )
+    assert (malformed.status_code, malformed.content) == (400, b"submit_key: malformed.")
+    assert Message.objects.filter(ticket=ticket, direction="outbound").count() == 1
+
+
+def test_the_composer_draws_a_new_key_after_each_send() -> None:
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parents[2] / "static/js/workbench.js").read_text()
+    assert 'document.getElementById("composer-key")' in script
+    assert "key.value = newFormKey()" in script
