@@ -97,6 +97,7 @@ ticket-message                  POST   login  404    allow  allow  login  login 
 ticket-update                   POST   login  404    allow  allow  login  login  login  login
 ticket-merge                    POST   login  404    allow  allow  login  login  login  login
 ticket-canned                   GET    login  404    allow  allow  login  login  login  login
+customers                       GET    login  allow  allow  allow  login  login  login  login
 customer                        GET    login  404    allow  allow  login  login  login  login
 customer-contact                POST   login  404    allow  allow  login  login  login  login
 context-feedback                GET    signed signed signed signed signed signed signed signed

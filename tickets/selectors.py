@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +17,9 @@ from django.db.models import (
     DateTimeField,
     Exists,
     F,
+    Func,
     IntegerField,
+    Max,
     OuterRef,
     Prefetch,
     Q,
@@ -31,7 +34,7 @@ from django.utils import timezone
 
 from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
-from support.parsing import parse_id
+from support.parsing import normalise_phone, parse_id
 from tickets.models import (
     MESSAGE_OPENED_TICKET_KEY,
     MESSAGE_WRITTEN_ON_KEY,
@@ -707,6 +710,71 @@ def customer_get_visible(customer_id: int | str, *, user: Any) -> Customer:
     if customer is None:
         raise NotFound(f"No customer {customer_id!r}.")
     return customer
+
+
+def customer_phone_digits() -> Func:
+    """A customer's phone number as calls match it (digits and ``+``), as an expression:
+    numbers are stored as typed by the API (``+44 20 7946 0001``)."""
+    return Func(F("phone"), Value(r"[^0-9+]"), Value(""), Value("g"), function="regexp_replace")
+
+
+#: The customer directory's search: at most this many characters.
+CUSTOMER_SEARCH_MAX = 200
+_PHONE_LIKE = re.compile(r"\+?[0-9 ()./-]+")
+
+
+@dataclass(frozen=True)
+class CustomerDirectoryPage:
+    #: each with ``tickets_open`` and ``tickets_total`` (the viewer's visible tickets,
+    #: merged ones left out) and ``last_ticket_at`` (None without a visible ticket)
+    customers: Sequence[Customer]
+    page: int
+    has_next: bool
+    search: str
+
+
+def customer_directory_page(
+    *, user: Any, search: str = "", page: int = 1, page_size: int = PAGE_SIZE
+) -> CustomerDirectoryPage:
+    """One page of the customers ``user`` may see (:func:`customer_visibility_q`: a
+    supervisor all, an agent those with a ticket it sees), newest first, erased ones left
+    out (nothing about them is shown). ``search``: part of the name or e-mail address
+    (any case), the caller's own customer id (``external_id``, exact), or a phone number
+    however it was typed (three digits or more, matched on digits). Ticket counts are of
+    the tickets the viewer sees, as the customer page lists them; nothing is counted in
+    total. Pages as the inbox's."""
+    _page_check(page)
+    search = search.strip()
+    if len(search) > CUSTOMER_SEARCH_MAX:
+        raise InvalidInput(
+            f"q: at most {CUSTOMER_SEARCH_MAX} characters.", details={"q": ["Too long."]}
+        )
+    qs = Customer.objects.filter(customer_visibility_q(user), erasure__isnull=True)
+    if search:
+        match = Q(name__icontains=search) | Q(email__icontains=search) | Q(external_id=search)
+        if _PHONE_LIKE.fullmatch(search) and sum(c.isdigit() for c in search) >= 3:
+            qs = qs.annotate(phone_digits=customer_phone_digits())
+            match |= Q(phone_digits__contains=normalise_phone(search))
+        qs = qs.filter(match)
+    visible = (
+        Ticket.objects.filter(customer_id=OuterRef("pk"), merged_into__isnull=True)
+        .filter(ticket_visibility_q(user))
+        .order_by()
+        .values("customer_id")
+    )
+    open_statuses = [TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING]
+    qs = qs.annotate(
+        tickets_total=Coalesce(Subquery(visible.annotate(n=Count("pk")).values("n")), 0),
+        tickets_open=Coalesce(
+            Subquery(visible.filter(status__in=open_statuses).annotate(n=Count("pk")).values("n")),
+            0,
+        ),
+        last_ticket_at=Subquery(visible.annotate(at=Max("created_at")).values("at")),
+    ).order_by("-id")
+    offset = (page - 1) * page_size
+    rows = list(qs[offset : offset + page_size + 1])
+    has_next = len(rows) > page_size and page < INBOX_MAX_PAGE
+    return CustomerDirectoryPage(rows[:page_size], page, has_next, search)
 
 
 def customer_get_by_external_id(external_id: str) -> Customer | None:

@@ -20,6 +20,7 @@ urlpatterns = [
         views.canned_render,
         name="ticket-canned",
     ),
+    path("customers/", views.customer_list, name="customers"),
     path("customers/<str:customer_id>/", views.customer_detail, name="customer"),
     path("customers/<str:customer_id>/contact", views.customer_contact, name="customer-contact"),
 ]

@@ -507,6 +507,24 @@ def customer_contact(request: HttpRequest, customer_id: str) -> HttpResponse:
 
 @require_GET
 @agent_required
+def customer_list(request: HttpRequest) -> HttpResponse:
+    """The customers the viewer may see, newest first, searched by name, address, phone
+    number or the caller's own id (``q``), page by page
+    (``tickets.selectors.customer_directory_page``). A bad search or page is the page
+    again with the reason (400)."""
+    search = request.GET.get("q", "")
+    try:
+        result = selectors.customer_directory_page(
+            user=request.user, search=search, page=_page_number(request.GET.get("page"))
+        )
+    except InvalidInput as exc:
+        context = {"result": None, "search": search[:200], "error": exc.message}
+        return render(request, "tickets/customers.html", context, status=400)
+    return render(request, "tickets/customers.html", {"result": result, "search": result.search})
+
+
+@require_GET
+@agent_required
 def customer_detail(request: HttpRequest, customer_id: str) -> HttpResponse:
     """A customer's page: the profile (the ticket page's Customer card), the customer's
     tickets the viewer may see, page by page, and the customer-context panel. A customer

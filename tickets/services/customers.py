@@ -10,7 +10,6 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Func, Value
 from django.utils import timezone
 
 from support.auth.roles import is_supervisor
@@ -28,6 +27,7 @@ from tickets.models import (
 from tickets.selectors import (
     customer_get_by_external_id,
     customer_is_erased,
+    customer_phone_digits,
     customers_fully_visible_to,
 )
 from tickets.services.events import _ticket_event
@@ -137,11 +137,10 @@ def _customer_tickets_search_refresh(customer: Customer) -> None:
 def _phone_taken(phone: str, customer_id: int) -> bool:
     """Whether another customer has this number, however it was stored (the API keeps
     numbers as typed: ``+44 20 7946 0001`` is ``+442079460001``)."""
-    digits = Func(F("phone"), Value(r"[^0-9+]"), Value(""), Value("g"), function="regexp_replace")
     return (
         Customer.objects.exclude(pk=customer_id)
         .exclude(phone="")
-        .annotate(digits=digits)
+        .annotate(digits=customer_phone_digits())
         .filter(digits=phone)
         .exists()
     )
