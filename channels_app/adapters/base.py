@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
 
-from support.delivery.registry import ANSWER_TOO_LARGE
+from support.delivery.registry import ANSWER_TOO_LARGE, possibly_sent
 from support.errors import PermanentError, RetryableError
 from support.models import AttemptOutcome
 from support.outbound import (
@@ -413,13 +414,17 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
     kwargs.setdefault("timeout", http_timeout())
     kwargs["headers"] = outbound_headers(kwargs.get("headers"))
     kwargs["stream"] = True
+    posting = method.upper() == "POST"
     try:
         response = requests.request(method, url, **kwargs)  # noqa: S113 - timeout set above
+    except _BROKEN as exc:
+        raise _call_failed(exc, maybe_sent=posting and _request_sent(exc)) from exc
+    try:
         response_read_bounded(
             response, max_bytes=ANSWER_MAX_BYTES, seconds=_deadline(kwargs["timeout"])
         )
-    except (requests.Timeout, requests.ConnectionError) as exc:
-        raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
+    except _BROKEN as exc:  # the answer had begun: the request was taken
+        raise _call_failed(exc, maybe_sent=posting) from exc
     except AnswerTooLarge as exc:
         raise PermanentError(
             f"The answer was refused: {exc} (not read).",
@@ -428,6 +433,37 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
         ) from exc
     _raise_for_status(response)
     return response
+
+
+#: A call that failed on the way: retried (``RetryableError``).
+_BROKEN = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+
+
+def _request_sent(exc: Exception) -> bool:
+    """Whether a call that failed before its answer began may have reached the other side:
+    not when the connection was never made (a connect timeout, refused, no route: what
+    ``urllib3`` reports as ``MaxRetryError``; a TLS or proxy failure); yes when it broke
+    afterwards (a read timeout, the connection reset or closed while waiting for the
+    answer)."""
+    if isinstance(
+        exc, (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.ProxyError)
+    ):
+        return False
+    if isinstance(exc, requests.Timeout | requests.exceptions.ChunkedEncodingError):
+        return True
+    reason = exc.args[0] if exc.args else None
+    return not isinstance(reason, urllib3.exceptions.MaxRetryError)
+
+
+def _call_failed(exc: Exception, *, maybe_sent: bool) -> RetryableError:
+    """A retryable failure; one whose POST may have reached the other side (``maybe_sent``)
+    says so and is marked (``support.delivery.registry.possibly_sent``), so a reply sent
+    again after it is counted as a possible duplicate (docs/channels.md, "Outbound")."""
+    error = RetryableError(f"{type(exc).__name__}: {exc}")
+    if not maybe_sent:
+        return error
+    error.args = (f"{error} (the request was sent: the other side may have taken it)",)
+    return possibly_sent(error)
 
 
 def _deadline(timeout: float | tuple[float, float]) -> float:

@@ -35,14 +35,21 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import requests
+from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from channels_app.adapters.base import OutboundFile, OutboundRequest, ReplyLimits, SendResult
 from channels_app.adapters.limits import reply_limits_problems
+from support.delivery.registry import possibly_sent
 from support.errors import PermanentError, RetryableError
 
 TEXT_PART = "text"
+#: The id recorded for a part the provider took (2xx) without naming its message: sent,
+#: never sent again, and never the reply's channel message id.
+SENT_NO_ID = "sent:no-id"
+PART_NOT_RECORDED_CODE = "reply_part_not_recorded"
+NO_MESSAGE_ID_NOTE = "the answer named no message id"
 #: One part's call: its summary for the attempt (never a file's bytes) and the call.
 PartRequest = tuple[dict[str, Any], Callable[[], requests.Response]]
 FILE_REFUSED_CODE = "reply_file_refused"
@@ -133,11 +140,13 @@ class ReplyParts:
     # --- what earlier attempts did -----------------------------------------------------
 
     def sent_id(self, part: str, what: str) -> str:
-        """The provider's id of ``part`` when an earlier attempt sent it ("" otherwise)."""
+        """The provider's id of ``part`` when an earlier attempt sent it (``SENT_NO_ID``
+        when the provider named none), "" otherwise."""
         self.names[part] = what
         sent = str(self.recorded.get(part, {}).get("id", ""))
         if sent:
-            self.ids.append(sent)
+            if sent != SENT_NO_ID:
+                self.ids.append(sent)
             self.log.append({"part": part, "skipped": "sent by an earlier attempt", "id": sent})
         return sent
 
@@ -172,6 +181,8 @@ class ReplyParts:
         except (RetryableError, PermanentError) as exc:
             entry["http_status"] = getattr(exc, "http_status", None)
             entry["error"] = str(exc)[:300]
+            if step != "send":  # an upload sent twice is never seen twice by the customer
+                possibly_sent(exc, maybe=False)
             raise self._failed(exc, step, what) from None
         self.last_status = response.status_code
         entry["http_status"] = response.status_code
@@ -196,8 +207,32 @@ class ReplyParts:
         self.record(part, media_id=media_id, uploaded_at=timezone.now().isoformat())
 
     def sent(self, part: str, message_id: str) -> None:
-        self.record(part, id=message_id)
-        self.ids.append(message_id)
+        """Record ``part`` as sent (the provider answered 2xx), by its id, or
+        ``SENT_NO_ID`` when the answer named none: it counts as sent all the same, so a
+        retry never sends it again. When the record itself fails (the database went away)
+        the attempt stops with a permanent error marked as a possible duplicate
+        (``support.delivery.registry.possibly_sent``): retrying would send the part the
+        customer already has again, unseen."""
+        try:
+            self.record(part, id=message_id or SENT_NO_ID)
+        except DatabaseError as exc:
+            what = self.names.get(part, part)
+            error = PermanentError(
+                f"{self.label} took {what}, but it could not be recorded as sent "
+                f"({type(exc).__name__}: {exc}); stopped so as not to send it twice.",
+                error_code=PART_NOT_RECORDED_CODE,
+                http_status=self.last_status,
+            )
+            head = str(error) + (
+                " A re-drive sends again what is not recorded as sent, this part included."
+            )
+            raise possibly_sent(self.told(error, head)) from exc
+        if message_id:
+            self.ids.append(message_id)
+        else:
+            calls = [entry for entry in self.log if entry.get("part") == part]
+            if calls:
+                calls[-1]["note"] = NO_MESSAGE_ID_NOTE
 
     def send_each(
         self,

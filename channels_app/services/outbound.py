@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -39,8 +39,9 @@ from support.delivery.registry import (
     SendResult,
     TargetKind,
 )
-from support.delivery.services import delivery_enqueue
+from support.delivery.services import delivery_enqueue, delivery_outcome_replay
 from support.errors import PermanentError
+from support.models import DeliveryStatus
 from tickets import services as ticket_services
 from tickets.attachments import attachment_provider_url
 from tickets.models import (
@@ -210,6 +211,44 @@ def outbound_replies_sweep(*, stale_seconds: float = REPLY_SWEEP_STALE_SECONDS) 
             "%d queued repl(ies) with no delivery handed to the delivery engine by the sweep",
             handled,
         )
+    return handled + _finished_replies_put_right(stale)
+
+
+def _finished_replies_put_right(before: datetime) -> int:
+    """Replies still ``queued`` whose delivery finished (succeeded or dead) before
+    ``before``: the status update that runs with the engine's record failed (it is logged
+    and undone alone, ``support.delivery.services._on_change_run``), so the reply would
+    stay queued for ever with no channel id for its status webhooks. The engine runs the
+    (idempotent) hook again from what it recorded (``delivery_outcome_replay``); nothing is
+    sent. At most ``REPLY_SWEEP_BATCH`` per run."""
+    finished = Delivery.objects.filter(
+        target_kind=CHANNEL_REPLY_KIND,
+        idempotency_key=Concat(Value("message:"), Cast(OuterRef("pk"), CharField())),
+        status__in=(DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD),
+        completed_at__lt=before,
+    )
+    message_ids = list(
+        Message.objects.filter(
+            direction=Direction.OUTBOUND,
+            kind=MessageKind.PUBLIC,
+            delivery_status=DeliveryState.QUEUED,  # the partial index message_reply_queued_idx
+            channel__in=Channel.values,
+        )
+        .filter(Exists(finished))
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:REPLY_SWEEP_BATCH]
+    )
+    handled = 0
+    for message_id in message_ids:
+        delivery = delivery_selectors.delivery_get(
+            target_kind=CHANNEL_REPLY_KIND, idempotency_key=f"message:{message_id}"
+        )
+        if delivery is not None and delivery_outcome_replay(delivery_id=delivery.pk):
+            handled += 1
+    if message_ids:
+        logger.warning(
+            "%d queued repl(ies) whose delivery had finished put right by the sweep", handled
+        )
     return handled
 
 
@@ -236,6 +275,10 @@ def _reply_enqueue(
         payload={"message_id": message.pk, "account_id": account.pk, "channel": channel},
     )
 
+
+#: ``error_code`` on the successful attempt of a reply the channel took without naming
+#: its message id.
+NO_MESSAGE_ID_CODE = "no_message_id"
 
 #: ``error_code`` of a reply that is not sent because whom it is for can no longer be told
 #: safely (docs/channels.md#replies-and-merges).
@@ -415,11 +458,24 @@ def outbound_reply_send(delivery: Delivery) -> SendResult:
     if problems:
         raise PermanentError(" ".join(m for found in problems.values() for m in found))
     result = adapter.send(account, outbound)
+    # Taken (2xx) is sent, whatever the answer says: an answer that names no message id
+    # (not JSON, another shape) is a success with no channel id, said on the attempt, never
+    # a failure retried into a second copy. Status webhooks cannot find such a reply.
+    note = code = ""
+    if not result.external_message_id:
+        note = (
+            f"{channel_label(channel)} took the reply (HTTP {result.http_status}), but its "
+            "answer named no message id: sent, not sent again; its delivery statuses "
+            "cannot be matched to it."
+        )
+        code = NO_MESSAGE_ID_CODE
     return SendResult(
         http_status=result.http_status,
         external_id=result.external_message_id,
         request_summary=result.request_body,
         response_summary=result.response_body,
+        error=note,
+        error_code=code,
         data={"delivered": result.delivered},
     )
 

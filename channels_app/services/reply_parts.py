@@ -10,7 +10,8 @@ reply's ``Message.metadata["reply_parts"]``, written right after the provider's 
 ``{"text": {"id": <provider message id>},
 "file:<attachment id>": {"media_id": …, "uploaded_at": <ISO time>, "id": …}}``
 
-A part with an ``id`` was sent; one with only a ``media_id`` was uploaded and is sent
+A part with an ``id`` was sent (``adapters.parts.SENT_NO_ID`` when the provider took it
+without naming its message); one with only a ``media_id`` was uploaded and is sent
 again by that id (while the provider keeps it) without uploading the bytes twice. Read
 them with ``channels_app.selectors.reply_parts_get``.
 """

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 
@@ -55,6 +55,7 @@ class DeliveryError(Exception):
         retry_after: float | None = None,
         error_code: str = "",
         response_text: str = "",
+        possible_duplicate: bool = False,
     ) -> None:
         super().__init__(message)
         self.outcome = Outcome(outcome)
@@ -62,6 +63,22 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
         self.error_code = error_code
         self.response_text = response_text
+        #: The request may have reached the target (:func:`possibly_sent`): where the kind
+        #: cannot deduplicate, the engine counts the delivery ``possible_duplicate``.
+        self.possible_duplicate = possible_duplicate
+
+
+_E = TypeVar("_E", bound=Exception)
+
+
+def possibly_sent(exc: _E, maybe: bool = True) -> _E:
+    """``exc`` marked as a failure whose request may have reached the target (``maybe``;
+    False takes the mark off): a POST whose answer timed out or broke off after it was
+    sent, a send the target accepted whose record then failed. The engine keeps the mark
+    (:func:`error_from_exception`) and counts the delivery ``possible_duplicate`` where the
+    kind cannot deduplicate, as for a lost lease: a retry may be a second copy."""
+    exc.possible_duplicate = maybe  # type: ignore[attr-defined]
+    return exc
 
 
 #: ``error_code`` of a send whose answer was over what the integration reads
@@ -107,10 +124,12 @@ def error_from_exception(exc: Exception) -> DeliveryError:
     AWS ``ThrottlingException`` classified by ``support.aws``, or the ``outcome`` attribute it
     carries: throttled or auth; a ``PendingError`` is pending: the target is still working on
     it), ``PermanentError`` permanent; ``http_status``,
-    ``error_code`` (or ``code``) and ``response_text`` attributes are kept when present.
+    ``error_code`` (or ``code``), ``response_text`` and ``possible_duplicate``
+    (:func:`possibly_sent`) attributes are kept when present.
     """
     if isinstance(exc, DeliveryError):
         return exc
+    duplicate = bool(getattr(exc, "possible_duplicate", False))
     http_status = getattr(exc, "http_status", None)
     code = str(getattr(exc, "error_code", "") or getattr(exc, "code", "") or "")
     response_text = str(getattr(exc, "response_text", "") or "")
@@ -129,6 +148,7 @@ def error_from_exception(exc: Exception) -> DeliveryError:
             retry_after=exc.retry_after,
             error_code=code,
             response_text=response_text,
+            possible_duplicate=duplicate,
         )
     if isinstance(exc, PermanentError):
         return DeliveryError(
@@ -137,6 +157,7 @@ def error_from_exception(exc: Exception) -> DeliveryError:
             http_status=http_status,
             error_code=code,
             response_text=response_text,
+            possible_duplicate=duplicate,
         )
     # Anything else is a bug or an unexpected library error: retried (bounded), logged.
     return DeliveryError(f"{type(exc).__name__}: {exc}", outcome=Outcome.RETRYABLE)

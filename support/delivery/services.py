@@ -45,6 +45,7 @@ from support.delivery.models import (
     Outcome,
 )
 from support.delivery.registry import (
+    Change,
     DeliveryChange,
     DeliveryError,
     SendResult,
@@ -275,12 +276,24 @@ def _lost_attempt_record(delivery: Delivery, kind: TargetKind, now: datetime) ->
         error="The worker holding the lease stopped before it recorded an outcome; the "
         "request may or may not have reached the target.",
     )
-    if not kind.deduplicates(delivery):
-        Delivery.objects.filter(pk=delivery.pk).update(possible_duplicate=True)
-        delivery.possible_duplicate = True
+    _possible_duplicate_record(delivery, kind)
     logger.warning(
         "Delivery %s: attempt %s was lost (lease expired); trying again", delivery.pk, previous
     )
+
+
+def _possible_duplicate_record(delivery: Delivery, kind: TargetKind) -> None:
+    """Count ``delivery`` as a possible duplicate where its kind cannot deduplicate: a send
+    about to be repeated after a lost lease, a success recorded after another worker took
+    the delivery, a failure whose request may have reached the target
+    (``DeliveryError.possible_duplicate``: a POST whose answer timed out, a send taken but
+    not recorded)."""
+    if kind.deduplicates(delivery) or delivery.possible_duplicate:
+        return
+    Delivery.objects.filter(pk=delivery.pk).update(
+        possible_duplicate=True, updated_at=timezone.now()
+    )
+    delivery.possible_duplicate = True
 
 
 def _on_change_run(kind: TargetKind, delivery: Delivery, change: DeliveryChange) -> None:
@@ -342,6 +355,8 @@ def _record(
             },
         )
         _circuit_record(delivery, outcome, retry_after, error, now)
+        if failure is not None and failure.possible_duplicate:
+            _possible_duplicate_record(delivery, kind)
         # Our lease expired and another worker took the delivery: a success is a fact (the
         # target accepted it) and is kept unless one was already recorded; anything else
         # is left to the lease holder.
@@ -349,9 +364,8 @@ def _record(
         if lease_lost and (
             outcome != Outcome.SUCCESS or delivery.status == DeliveryStatus.SUCCEEDED
         ):
-            if outcome == Outcome.SUCCESS and not kind.deduplicates(delivery):
-                delivery.possible_duplicate = True
-                delivery.save(update_fields=["possible_duplicate", "updated_at"])
+            if outcome == Outcome.SUCCESS:
+                _possible_duplicate_record(delivery, kind)
             logger.warning(
                 "Delivery %s: attempt %s finished after its lease was lost (%s)",
                 delivery.pk,
@@ -629,6 +643,39 @@ def deliveries_sweep(*, grace_seconds: float | None = None, limit: int | None = 
     if count:
         logger.info("Delivery sweep enqueued %s delivery(ies)", count)
     return count
+
+
+def delivery_outcome_replay(*, delivery_id: int) -> bool:
+    """Run the kind's ``on_change`` hook again for a finished delivery (succeeded or dead),
+    rebuilt from what the engine recorded: for an integration whose hook failed when the
+    outcome was recorded (``_on_change_run`` logs it and keeps the record), so its own
+    state (a reply left ``queued``) is put right by its sweep. The hook must be
+    idempotent. Nothing is sent. False when the delivery is not finished or its kind is
+    unknown. A success's ``SendResult.data`` is not stored, so the hook gets none."""
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None:
+            return False
+        kind = target_kind_get(delivery.target_kind)
+        if kind is None:
+            return False
+        if delivery.status == DeliveryStatus.SUCCEEDED:
+            result = SendResult(
+                http_status=delivery.last_http_status, external_id=delivery.external_id
+            )
+            change = DeliveryChange(event=Change.SUCCEEDED, result=result)
+        elif delivery.status == DeliveryStatus.DEAD:
+            last = delivery.attempt_log.order_by("-number").values_list("outcome", flat=True)
+            change = DeliveryChange(
+                event=Change.DEAD,
+                error=delivery.last_error,
+                error_code=delivery.error_code,
+                gave_up=last.first() != Outcome.PERMANENT,
+            )
+        else:
+            return False
+        _on_change_run(kind, delivery, change)
+    return True
 
 
 # --- dead letters -----------------------------------------------------------------------

@@ -284,9 +284,9 @@ class MessagingPlatformAdapter(MetaAdapter):
             json=body,
             headers=self.auth_headers(account),
         )
-        data = response.json()
+        # read defensively: Meta took the message (2xx), whatever its answer says
         return SendResult(
-            external_message_id=str(data.get("message_id", "")),
+            external_message_id=_message_id(response),
             http_status=response.status_code,
             request_body=body,
             response_body=response.text[:2000],
@@ -414,8 +414,9 @@ def attachment_line(att: dict[str, Any]) -> str:
 
 
 def _message_id(response: requests.Response) -> str:
+    """The message id of a send's answer, "" when it names none (or is not JSON)."""
     try:
         data = response.json()
     except ValueError:
         return ""
-    return str(data.get("message_id", "")) if isinstance(data, dict) else ""
+    return platform_id(data.get("message_id")) if isinstance(data, dict) else ""

@@ -268,9 +268,9 @@ class TwitterAdapter(ChannelAdapter):
         if outbound.files:
             return self._send_parts(account, outbound)
         response = self._authorized(account, url, partial(_post_json, url, body))
-        data = response.json().get("data", {})
+        # read defensively: X took the DM (2xx), whatever its answer says
         return SendResult(
-            external_message_id=str(data.get("dm_event_id", "")),
+            external_message_id=_dm_event_id(response),
             http_status=response.status_code,
             request_body=body,
             response_body=response.text[:2000],
@@ -755,8 +755,8 @@ def _when(value: str | None) -> datetime | None:
 
 
 def _dm_event_id(response: requests.Response) -> str:
-    data = _json(response).get("data")
-    return str(data.get("dm_event_id", "")) if isinstance(data, dict) else ""
+    """The DM's id in X's answer to a send, "" when it names none (or is not JSON)."""
+    return platform_id(_data(response).get("dm_event_id"))
 
 
 def _unauthorized(

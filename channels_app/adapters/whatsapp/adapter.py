@@ -241,10 +241,9 @@ class WhatsAppAdapter(MetaAdapter):
             json=body,
             headers=self.auth_headers(account),
         )
-        data = response.json()
-        ids = [m.get("id", "") for m in data.get("messages", [])]
+        # read defensively: WhatsApp took the message (2xx), whatever its answer says
         return SendResult(
-            external_message_id=ids[0] if ids else "",
+            external_message_id=_message_id(response),
             http_status=response.status_code,
             request_body=body,
             response_body=response.text[:2000],
@@ -406,5 +405,6 @@ def _json(response: Any) -> dict[str, Any]:
 
 
 def _message_id(response: Any) -> str:
-    ids = [m.get("id", "") for m in _json(response).get("messages", []) if isinstance(m, dict)]
-    return str(ids[0]) if ids else ""
+    """The message id of a send's answer, "" when it names none (or is not JSON)."""
+    ids = [platform_id(m.get("id")) for m in dict_items(_json(response), "messages")]
+    return ids[0] if ids else ""
