@@ -410,7 +410,8 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
 
     The answer is read whole within the timeout and up to ``ANSWER_MAX_BYTES``
     (``support.outbound.body_read_bounded``): a trickle of bytes is a timeout (retryable),
-    a larger answer a permanent failure (what a malformed answer is), never read whole."""
+    a larger answer a permanent failure (what a malformed answer is), never read whole;
+    but a POST answered 2xx was taken whatever its body does (:func:`_taken_unread`)."""
     kwargs.setdefault("timeout", http_timeout())
     kwargs["headers"] = outbound_headers(kwargs.get("headers"))
     kwargs["stream"] = True
@@ -419,19 +420,36 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
         response = requests.request(method, url, **kwargs)  # noqa: S113 - timeout set above
     except _BROKEN as exc:
         raise _call_failed(exc, maybe_sent=posting and _request_sent(exc)) from exc
+    taken = posting and 200 <= response.status_code < 300
     try:
         response_read_bounded(
             response, max_bytes=ANSWER_MAX_BYTES, seconds=_deadline(kwargs["timeout"])
         )
     except _BROKEN as exc:  # the answer had begun: the request was taken
+        if taken:
+            return _taken_unread(response, exc)
         raise _call_failed(exc, maybe_sent=posting) from exc
     except AnswerTooLarge as exc:
+        if taken:
+            return _taken_unread(response, exc)
         raise PermanentError(
             f"The answer was refused: {exc} (not read).",
             error_code=ANSWER_TOO_LARGE,
             http_status=exc.response.status_code if exc.response is not None else None,
         ) from exc
     _raise_for_status(response)
+    return response
+
+
+def _taken_unread(response: requests.Response, exc: Exception) -> requests.Response:
+    """A POST the other side took (2xx) whose answer broke off, trickled past the deadline
+    or was too large: taken is sent, so the response is returned with no body (a send
+    then names no message id: a success, never a retry that sends a second copy;
+    review 2026-12-07), and ``answer_unread`` says what happened (an upload, whose id is
+    in the answer, is retried by ``ReplyParts.call``)."""
+    response._content = b""
+    response._content_consumed = True  # type: ignore[attr-defined]
+    response.answer_unread = f"{type(exc).__name__}: {exc}"  # type: ignore[attr-defined]
     return response
 
 

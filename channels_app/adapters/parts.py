@@ -187,6 +187,11 @@ class ReplyParts:
         self.last_status = response.status_code
         entry["http_status"] = response.status_code
         entry["response"] = response.text[:300]
+        unread = getattr(response, "answer_unread", "")
+        if unread and step != "send":  # the upload's id is in the answer: upload again
+            entry["error"] = f"the answer could not be read: {unread}"[:300]
+            error = RetryableError(f"The answer to the upload could not be read ({unread}).")
+            raise self._failed(error, step, what) from None
         return response
 
     def progress(self, part: str) -> dict[str, str]:

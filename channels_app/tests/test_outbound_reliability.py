@@ -23,6 +23,7 @@ from channels_app.services import reply_parts as reply_parts_module
 from channels_app.tests.conftest import make_account
 from channels_app.tests.test_reply_files import WA_MEDIA, WA_MESSAGES, a_file, retry, send_reply
 from support.delivery.models import Delivery
+from support.outbound import AnswerTooLarge, AnswerTooSlow
 from tickets.models import Message, Ticket
 from tickets.services import message_add
 
@@ -284,3 +285,95 @@ def test_the_reply_sweep_puts_right_a_dead_reply_left_queued(
     assert message.delivery_status == "failed"
     assert "Invalid recipient" in message.delivery_error
     assert len(responses.calls) == 1
+
+
+# --- a 2xx whose body breaks off while it is read ---------------------------------------
+
+
+def _body_breaks_once(monkeypatch: pytest.MonkeyPatch, failure: Exception) -> list[int]:
+    """The first answer's body fails while it is read (the status line and headers came:
+    ``http_call`` streams); the others are read as usual. Returns the statuses hit."""
+    from channels_app.adapters import base as adapter_base
+
+    real = adapter_base.response_read_bounded
+    statuses: list[int] = []
+
+    def read(response: Any, **kwargs: Any) -> Any:
+        statuses.append(response.status_code)
+        if len(statuses) == 1:
+            raise failure
+        return real(response, **kwargs)
+
+    monkeypatch.setattr(adapter_base, "response_read_bounded", read)
+    return statuses
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "failure",
+    [
+        AnswerTooSlow("the answer did not arrive whole within 10 s"),
+        requests.exceptions.ChunkedEncodingError("Connection broken: IncompleteRead"),
+        AnswerTooLarge("over 1048576 bytes"),
+    ],
+    ids=["trickle", "broken", "too-large"],
+)
+def test_a_taken_reply_whose_answer_breaks_off_is_sent_once(
+    wa_ticket: Ticket,
+    agent: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+    failure: Exception,
+) -> None:
+    """With the status 200 already read, a body that breaks off, trickles or is too large
+    was a retry (or a dead letter): the customer got the reply twice, or the agent was told
+    it failed (review of 2026-12-07, second look)."""
+    statuses = _body_breaks_once(monkeypatch, failure)
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.1"}]})
+
+    message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
+
+    assert statuses == [200]
+    assert texts_sent() == 1
+    delivery = Delivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.possible_duplicate) == (
+        "succeeded",
+        1,
+        False,
+    )
+    assert delivery.attempt_log.get().error_code == "no_message_id"
+    message.refresh_from_db()
+    assert (message.delivery_status, message.channel_message_id) == ("sent", None)
+
+
+@responses.activate
+def test_an_upload_whose_answer_breaks_off_is_uploaded_again(
+    wa_ticket: Ticket, agent: Any, files: list[OutboundFile], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload's media id is in its answer: one that breaks off is uploaded again (the
+    customer never sees an upload), not a dead letter for want of an id."""
+    files.append(a_file())
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.TEXT"}]})
+    responses.post(WA_MEDIA, json={"id": "MEDIA-PDF"})
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.PDF"}]})
+    from channels_app.adapters import base as adapter_base
+
+    real = adapter_base.response_read_bounded
+    broken: list[str] = []
+
+    def read(response: Any, **kwargs: Any) -> Any:
+        if response.url == WA_MEDIA and not broken:
+            broken.append(response.url)
+            raise requests.exceptions.ChunkedEncodingError("Connection broken")
+        return real(response, **kwargs)
+
+    monkeypatch.setattr(adapter_base, "response_read_bounded", read)
+
+    delivery = send_reply(wa_ticket, agent)
+    assert delivery.status == "retrying"
+    assert "could not be read" in delivery.last_error
+    assert delivery.possible_duplicate is False
+    delivery = retry(delivery)
+    assert (delivery.status, delivery.external_id) == ("succeeded", "wamid.TEXT")
+    assert texts_sent() == 1
+    assert sum(1 for c in responses.calls if c.request.url == WA_MEDIA) == 2
