@@ -15,6 +15,9 @@ from rest_framework.test import APIClient
 from support.auth.roles import AGENTS_GROUP, SUPERVISORS_GROUP
 from support.testing import loop_teardown, network_guard
 
+# pytester: a test runs pytest itself (support/tests/test_loop_teardown.py)
+pytest_plugins = ["pytester"]
+
 _real_connect = socket.socket.connect
 
 

@@ -77,3 +77,41 @@ def test_async_tests_close_their_loops_through_it():
     import asyncio.runners
 
     assert asyncio.runners._cancel_all_tasks is loop_teardown.cancel_all_tasks  # type: ignore[attr-defined]
+
+
+def test_an_async_test_whose_task_never_ends_fails_its_teardown(pytester, monkeypatch):
+    """Through pytest-asyncio's own runner: the test is reported as an error at teardown
+    naming the task (a RuntimeError there becomes a warning and the test passed)."""
+    from pathlib import Path
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    pytester.makeini(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    pytester.makeconftest(
+        "from support.testing import loop_teardown\n"
+        "loop_teardown.WAIT = 0.1\n"
+        "loop_teardown.install()\n"
+    )
+    pytester.makepyfile(
+        test_hangs="""
+import asyncio
+
+async def _never_ends():
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            continue
+
+async def test_leaves_a_task_behind():
+    asyncio.get_running_loop().create_task(_never_ends(), name="left-behind")
+    await asyncio.sleep(0)
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:django", "-p", "no:randomly", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*LoopTeardownHung*did not end when cancelled 3 times*"])
+    assert "left-behind" in result.stdout.str() + result.stderr.str()
