@@ -648,8 +648,9 @@ def _once(
 ) -> bool:
     """A workbench form's write, once per the form's ``submit_key`` (drawn with the page):
     the same form sent again (a double click, a send whose answer was lost) is not a
-    second write (``support.idempotency``, the API's ``Idempotency-Key`` rules; keys in
-    their own name space). A form sent again with other values: ``Conflict`` saying
+    second write (``support.idempotency``, the API's ``Idempotency-Key`` rules; kept as
+    ``form:<key>``, the user's own like the API's). A form sent again with other values:
+    ``Conflict`` saying
     ``reused``. Without a key (an old page), ``create`` alone. True when it was a repeat."""
     key = request.POST.get("submit_key", "")
     if not key:
@@ -707,7 +708,8 @@ def ticket_message(request: HttpRequest, ref: str) -> HttpResponse:
             )
             return message.pk, None
 
-        _once(request, COMPOSER_OPERATION, add, COMPOSER_SENT_ALREADY)
+        if _once(request, COMPOSER_OPERATION, add, COMPOSER_SENT_ALREADY):
+            messages.info(request, "This reply was sent already: it is on the ticket once.")
     except ApplicationError as exc:
         if not _refused_on_page(request, exc):
             raise

@@ -1601,6 +1601,8 @@ def test_a_reply_sent_again_with_its_form_key_is_not_sent_twice(agent_web, agent
     again = agent_web.post(url, sent)
     assert (first.status_code, again.status_code) == (302, 302)
     assert again["Location"] == first["Location"]
+    said = [str(m) for m in again.wsgi_request._messages]
+    assert said == ["This reply was sent already: it is on the ticket once."]
     htmx = agent_web.post(url, sent, HTTP_HX_REQUEST="true")
     assert htmx.status_code == 200
     replies = Message.objects.filter(ticket=ticket, direction="outbound", kind="public")
