@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from calls.models import (
@@ -27,7 +27,12 @@ from support.errors import InvalidInput, NotFound
 from support.parsing import normalise_phone
 from tickets.context.privacy import customer_redaction_names
 from tickets.models import Customer, Team, Ticket, format_ticket_number
-from tickets.selectors import ticket_visibility_q, user_team_ids, visible_ticket_ids
+from tickets.selectors import (
+    customer_visible_expression,
+    ticket_visibility_q,
+    user_team_ids,
+    visible_ticket_ids,
+)
 
 
 def call_visibility_q(user: Any, *, prefix: str = "") -> Q:
@@ -145,16 +150,13 @@ def analytics_list(
     return list(query[offset : offset + limit])
 
 
-def _customer_shown(user: Any) -> Exists | Value:
+def _customer_shown(user: Any) -> Any:
     """``customer_shown``: whether ``user`` may see the customer caller ID matched the call
-    to (:func:`tickets.selectors.customer_visibility_q`). Calls follow queues, customers
-    their tickets: a team's agent taking a call whose number matches another team's
-    customer sees the number, not that customer's name (security review 2026-12-07)."""
-    if is_supervisor(user):
-        return Value(True, output_field=BooleanField())
-    return Exists(
-        Ticket.objects.filter(customer_id=OuterRef("customer_id")).filter(ticket_visibility_q(user))
-    )
+    to (the customers' rule, ``tickets.selectors.customer_visibility_q``). Calls follow
+    queues, customers their tickets: a team's agent taking a call whose number matches
+    another team's customer sees the number, not that customer's name (security review
+    2026-12-07)."""
+    return customer_visible_expression(user, "customer_id")
 
 
 def call_list(*, user: Any, filters: dict[str, str] | None = None) -> QuerySet[Call]:

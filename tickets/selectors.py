@@ -6,12 +6,14 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db import models
 from django.db.models import (
     BigIntegerField,
+    BooleanField,
     Case,
     Count,
     DateTimeField,
@@ -327,7 +329,10 @@ def _page_check(page: int) -> None:
         raise InvalidInput(INBOX_PAGE_ERROR, details={"page": [INBOX_PAGE_ERROR]})
 
 
-def _page_rows(qs: QuerySet[Ticket], page: int, page_size: int) -> tuple[list[Ticket], bool]:
+_Row = TypeVar("_Row", bound=models.Model)
+
+
+def _page_rows(qs: QuerySet[_Row], page: int, page_size: int) -> tuple[list[_Row], bool]:
     """Page ``page`` of ``qs`` and whether a next one has rows: one query of a row more
     than a page, nothing counted."""
     offset = (page - 1) * page_size
@@ -657,8 +662,16 @@ def customer_visibility_q(user: Any) -> Q:
     for supervisors only."""
     if is_supervisor(user):
         return Q()
-    return Q(
-        Exists(Ticket.objects.filter(customer_id=OuterRef("pk")).filter(ticket_visibility_q(user)))
+    return Q(customer_visible_expression(user))
+
+
+def customer_visible_expression(user: Any, customer_ref: str = "pk") -> Exists | Value:
+    """:func:`customer_visibility_q` as an expression (to annotate rows with it) of the
+    customer whose id is the outer row's ``customer_ref`` (a call's ``customer_id``)."""
+    if is_supervisor(user):
+        return Value(True, output_field=BooleanField())
+    return Exists(
+        Ticket.objects.filter(customer_id=OuterRef(customer_ref)).filter(ticket_visibility_q(user))
     )
 
 
@@ -771,10 +784,8 @@ def customer_directory_page(
         ),
         last_ticket_at=Subquery(visible.annotate(at=Max("created_at")).values("at")),
     ).order_by("-id")
-    offset = (page - 1) * page_size
-    rows = list(qs[offset : offset + page_size + 1])
-    has_next = len(rows) > page_size and page < INBOX_MAX_PAGE
-    return CustomerDirectoryPage(rows[:page_size], page, has_next, search)
+    rows, has_next = _page_rows(qs, page, page_size)
+    return CustomerDirectoryPage(rows, page, has_next, search)
 
 
 def customer_get_by_external_id(external_id: str) -> Customer | None:
