@@ -3,6 +3,7 @@ outside call inside a database transaction."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -74,7 +75,7 @@ def _install_network_guard() -> Iterator[None]:
 def _bounded_loop_teardown() -> Iterator[None]:
     """An async test's loop that cannot close fails its teardown naming the task
     (support/testing/loop_teardown.py) instead of hanging the run."""
-    loop_teardown.install()
+    loop_teardown.install(lambda: os.environ.get("PYTEST_CURRENT_TEST", "(no test)"))
     yield
     loop_teardown.uninstall()
 

@@ -31,6 +31,8 @@ WAIT = 30.0
 ROUNDS = 3
 
 _original: Callable[[asyncio.AbstractEventLoop], None] | None = None
+#: the running test's id, for the report (the root conftest.py gives pytest's)
+_current_test: Callable[[], str] = lambda: "(no test)"  # noqa: E731
 
 
 class LoopTeardownHung(Exception):
@@ -66,7 +68,7 @@ def cancel_all_tasks(loop: asyncio.AbstractEventLoop, *, wait: float | None = No
         _, pending = loop.run_until_complete(asyncio.wait(pending, timeout=limit))
         if not pending:
             break
-        test = os.environ.get("PYTEST_CURRENT_TEST", "(no test)")
+        test = _current_test()
         _report(
             f"\n[loop teardown] {test}: {len(pending)} task(s) still pending {limit:.0f} s "
             f"after cancellation (round {round_} of {ROUNDS}):\n{describe(pending)}\n"
@@ -81,15 +83,19 @@ def cancel_all_tasks(loop: asyncio.AbstractEventLoop, *, wait: float | None = No
                 }
             )
     if pending:
-        test = os.environ.get("PYTEST_CURRENT_TEST", "(no test)")
+        test = _current_test()
         raise LoopTeardownHung(
             f"{test}: {len(pending)} task(s) did not end when cancelled {ROUNDS} times:\n"
             f"{describe(pending)}"
         )
 
 
-def install() -> None:
-    global _original
+def install(current_test: Callable[[], str] | None = None) -> None:
+    """Close loops through :func:`cancel_all_tasks`; ``current_test`` names the running
+    test in its reports."""
+    global _original, _current_test
+    if current_test is not None:
+        _current_test = current_test
     if _original is None:
         _original = asyncio.runners._cancel_all_tasks  # type: ignore[attr-defined]
         asyncio.runners._cancel_all_tasks = cancel_all_tasks  # type: ignore[attr-defined]
