@@ -445,11 +445,13 @@ def _taken_unread(response: requests.Response, exc: Exception) -> requests.Respo
     """A POST the other side took (2xx) whose answer broke off, trickled past the deadline
     or was too large: taken is sent, so the response is returned with no body (a send
     then names no message id: a success, never a retry that sends a second copy;
-    review 2026-12-07), and ``answer_unread`` says what happened (an upload, whose id is
+    review 2026-12-07; the body says why it was not read), and ``answer_unread`` says it (an upload, whose id is
     in the answer, is retried by ``ReplyParts.call``)."""
-    response._content = b""
+    unread = f"{type(exc).__name__}: {exc}"
+    # what the attempt's record shows as the answer (no JSON: no message id is read)
+    response._content = f"(the answer was not read: {unread})".encode()
     response._content_consumed = True  # type: ignore[attr-defined]
-    response.answer_unread = f"{type(exc).__name__}: {exc}"  # type: ignore[attr-defined]
+    response.answer_unread = unread  # type: ignore[attr-defined]
     return response
 
 

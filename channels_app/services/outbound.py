@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import CharField, Exists, OuterRef, Value
+from django.db.models import CharField, Exists, OuterRef, QuerySet, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
@@ -155,6 +155,25 @@ REPLY_SWEEP_BATCH = 500
 REPLY_SWEEP_MAX_AGE = timedelta(days=3)
 
 
+def _queued_replies() -> QuerySet[Message]:
+    """Public replies still ``queued`` on a channel (the partial index
+    message_reply_queued_idx)."""
+    return Message.objects.filter(
+        direction=Direction.OUTBOUND,
+        kind=MessageKind.PUBLIC,
+        delivery_status=DeliveryState.QUEUED,
+        channel__in=Channel.values,
+    )
+
+
+def _reply_delivery() -> QuerySet[Delivery]:
+    """The delivery of the outer query's reply (its idempotency key ``message:<pk>``)."""
+    return Delivery.objects.filter(
+        target_kind=CHANNEL_REPLY_KIND,
+        idempotency_key=Concat(Value("message:"), Cast(OuterRef("pk"), CharField())),
+    )
+
+
 def outbound_replies_sweep(*, stale_seconds: float = REPLY_SWEEP_STALE_SECONDS) -> int:
     """Create the delivery of every public reply still ``queued`` ``stale_seconds`` after
     it was written that has none: its send task was published (the outbox event marked
@@ -166,19 +185,10 @@ def outbound_replies_sweep(*, stale_seconds: float = REPLY_SWEEP_STALE_SECONDS) 
     (``support.celery``)."""
     now = timezone.now()
     stale = now - timedelta(seconds=stale_seconds)
-    has_delivery = Delivery.objects.filter(
-        target_kind=CHANNEL_REPLY_KIND,
-        idempotency_key=Concat(Value("message:"), Cast(OuterRef("pk"), CharField())),
-    )
     message_ids = list(
-        Message.objects.filter(
-            direction=Direction.OUTBOUND,
-            kind=MessageKind.PUBLIC,
-            delivery_status=DeliveryState.QUEUED,  # the partial index message_reply_queued_idx
-            channel__in=Channel.values,
-            created_at__lt=stale,
-        )
-        .exclude(Exists(has_delivery))
+        _queued_replies()
+        .filter(created_at__lt=stale)
+        .exclude(Exists(_reply_delivery()))
         .order_by("created_at", "pk")
         .values_list("pk", flat=True)[:REPLY_SWEEP_BATCH]
     )
@@ -221,19 +231,11 @@ def _finished_replies_put_right(before: datetime) -> int:
     stay queued for ever with no channel id for its status webhooks. The engine runs the
     (idempotent) hook again from what it recorded (``delivery_outcome_replay``); nothing is
     sent. At most ``REPLY_SWEEP_BATCH`` per run."""
-    finished = Delivery.objects.filter(
-        target_kind=CHANNEL_REPLY_KIND,
-        idempotency_key=Concat(Value("message:"), Cast(OuterRef("pk"), CharField())),
-        status__in=(DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD),
-        completed_at__lt=before,
+    finished = _reply_delivery().filter(
+        status__in=(DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD), completed_at__lt=before
     )
     message_ids = list(
-        Message.objects.filter(
-            direction=Direction.OUTBOUND,
-            kind=MessageKind.PUBLIC,
-            delivery_status=DeliveryState.QUEUED,  # the partial index message_reply_queued_idx
-            channel__in=Channel.values,
-        )
+        _queued_replies()
         .filter(Exists(finished))
         .order_by("created_at", "pk")
         .values_list("pk", flat=True)[:REPLY_SWEEP_BATCH]

@@ -179,7 +179,7 @@ def test_4xx_is_a_dead_letter_without_retry(
         ),
     ],
 )
-def test_an_over_large_send_answer_is_a_dead_letter_never_read_whole(
+def test_an_over_large_send_answer_is_never_read_whole_and_the_reply_counts_as_sent(
     wa_ticket: Ticket,
     agent: Any,
     django_capture_on_commit_callbacks: Any,
@@ -187,21 +187,24 @@ def test_an_over_large_send_answer_is_a_dead_letter_never_read_whole(
     refusal: str,
 ) -> None:
     """A vendor answer past 1 MiB (http_call's cap; a send's answer is a few hundred bytes)
-    is not read whole into the worker's memory: the send fails for good, as an answer the
-    adapter cannot read does, with its status; no message id is taken from it."""
+    is not read whole into the worker's memory and no message id is taken from it. Its
+    2xx status says the reply was taken: a success with no message id, not sent again
+    (before 2026-12-07 a dead letter, and the agent was told a reply the customer had
+    failed)."""
     responses.post(WA_URL, status=200, **answer)
     message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
     assert len(responses.calls) == 1
     delivery = Delivery.objects.get()
-    assert (delivery.status, delivery.attempts, delivery.error_code) == (
-        "dead",
-        1,
-        "answer_too_large",
+    assert (delivery.status, delivery.attempts, delivery.external_id) == ("succeeded", 1, "")
+    attempt = delivery.attempt_log.get()
+    assert (attempt.outcome, attempt.http_status, attempt.error_code) == (
+        "success",
+        200,
+        "no_message_id",
     )
-    assert list(delivery.attempt_log.values_list("outcome", "http_status")) == [("permanent", 200)]
-    assert refusal in delivery.last_error
+    assert refusal in attempt.response_summary
     message.refresh_from_db()
-    assert (message.delivery_status, message.channel_message_id) == ("failed", None)
+    assert (message.delivery_status, message.channel_message_id) == ("sent", None)
 
 
 @responses.activate

@@ -221,14 +221,8 @@ def test_a_timed_out_upload_is_not_counted_as_a_possible_duplicate(
 # --- 4. a reply whose status update failed after the send ---------------------------------
 
 
-@responses.activate
-def test_the_reply_sweep_puts_right_a_reply_whose_status_update_failed(
-    wa_ticket: Ticket,
-    agent: Any,
-    django_capture_on_commit_callbacks: Any,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.SENT"}]})
+def _status_update_fails_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reply's status update, run with the engine's record, fails once (a deadlock)."""
     original = outbound_module.ticket_services.message_delivery_update
     calls = {"n": 0}
 
@@ -239,6 +233,17 @@ def test_the_reply_sweep_puts_right_a_reply_whose_status_update_failed(
         original(**kwargs)
 
     monkeypatch.setattr(outbound_module.ticket_services, "message_delivery_update", fails_once)
+
+
+@responses.activate
+def test_the_reply_sweep_puts_right_a_reply_whose_status_update_failed(
+    wa_ticket: Ticket,
+    agent: Any,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    responses.post(WA_MESSAGES, json={"messages": [{"id": "wamid.SENT"}]})
+    _status_update_fails_once(monkeypatch)
     message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
     delivery = Delivery.objects.get()
     message.refresh_from_db()
@@ -265,16 +270,7 @@ def test_the_reply_sweep_puts_right_a_dead_reply_left_queued(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     responses.post(WA_MESSAGES, status=400, json={"error": {"message": "Invalid recipient"}})
-    original = outbound_module.ticket_services.message_delivery_update
-    calls = {"n": 0}
-
-    def fails_once(**kwargs: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OperationalError("deadlock detected")
-        original(**kwargs)
-
-    monkeypatch.setattr(outbound_module.ticket_services, "message_delivery_update", fails_once)
+    _status_update_fails_once(monkeypatch)
     message = reply(wa_ticket, agent, django_capture_on_commit_callbacks)
     Delivery.objects.update(completed_at=timezone.now() - timedelta(minutes=5))
     message.refresh_from_db()
