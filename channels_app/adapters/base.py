@@ -443,10 +443,10 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
 
 def _taken_unread(response: requests.Response, exc: Exception) -> requests.Response:
     """A POST the other side took (2xx) whose answer broke off, trickled past the deadline
-    or was too large: taken is sent, so the response is returned with no body (a send
-    then names no message id: a success, never a retry that sends a second copy;
-    review 2026-12-07; the body says why it was not read), and ``answer_unread`` says it (an upload, whose id is
-    in the answer, is retried by ``ReplyParts.call``)."""
+    or was too large: taken is sent, so the response is returned with a body that only
+    says why it was not read (a send then names no message id: a success, never a retry
+    that sends a second copy; review 2026-12-07), and ``answer_unread`` says it too (an
+    upload, whose id is in the answer, is retried by ``ReplyParts.call``)."""
     unread = f"{type(exc).__name__}: {exc}"
     # what the attempt's record shows as the answer (no JSON: no message id is read)
     response._content = f"(the answer was not read: {unread})".encode()
