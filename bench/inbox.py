@@ -292,6 +292,11 @@ def measure_pages(runs: int) -> list[tuple[str, float, float, int]]:
         ("inbox search, best match", "/?view=all&q=refund&sort=relevance"),
         ("inbox page 20", "/?view=all&page=20"),
         ("ticket page", f"/tickets/{Ticket(pk=ticket).number}/"),
+        # the Customers page (an agent: the customers of its teams' tickets)
+        ("customers, first page", "/customers/"),
+        ("customers, name search", "/customers/?q=hopper"),
+        ("customers, number search", "/customers/?q=555+000+1234"),
+        ("customers, no match", "/customers/?q=nobody+by+this+name"),
     ]
     results = []
     for label, url in pages:
