@@ -648,7 +648,12 @@ def chatbot_file(request: HttpRequest, attachment_id: int) -> HttpResponseBase:
     account's secret and valid a few minutes (``handoff.handoff_file_for_url``), always as
     a download (``nosniff``, ``sandbox``). Anything else (a forged, altered, expired or
     another bot's URL, a file of an internal note, of the customer, of any other ticket) is
-    the same 404, so nothing says whether a file exists."""
+    the same 404, so nothing says whether a file exists; past
+    ``API_AUTH_FAILURE_LIMIT_PER_MINUTE`` of those a minute from one address, 429 before
+    anything is looked up (review 2026-12-07: each try is a query and one HMAC per bot)."""
+    misses = _signature_misses(request, "handoff-file-miss")
+    if misses.over():
+        return _error("rate_limited", "Too many file URLs that match no file.", 429)
     expires, signature = request.GET.getlist("expires"), request.GET.getlist("signature")
     attachment = None
     if len(expires) == 1 and len(signature) == 1:
@@ -656,6 +661,7 @@ def chatbot_file(request: HttpRequest, attachment_id: int) -> HttpResponseBase:
             attachment_id, expires=expires[0], signature=signature[0]
         )
     if attachment is None:
+        misses.hit()
         return _error("not_found", "No such file.", 404)
     return attachment_file_response(attachment, private=True)
 

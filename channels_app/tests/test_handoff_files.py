@@ -503,3 +503,26 @@ def test_a_hand_off_reply_queued_before_a_cross_customer_merge_is_mailed_to_its_
     sent = json.loads(call.request.body or b"")
     assert sent["personalizations"] == [{"to": [{"email": "user@example.com"}]}]
     assert Delivery.objects.get(pk=delivery.pk).status == "succeeded"
+
+
+@responses.activate
+def test_urls_that_match_no_file_are_limited_per_address(
+    client: Client, agent: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Each try is a query and one HMAC per bot, and the URL needs no sign-in: past
+    API_AUTH_FAILURE_LIMIT_PER_MINUTE misses a minute from one address, 429 before any look
+    up (review 2026-12-07: there was no limit). Good URLs are never counted, and another
+    address is not affected."""
+    settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE = 2
+    make_account("chatbot")
+    ticket = _handoff(client)
+    message, _ = _reply_and_callback(ticket, agent, django_capture_on_commit_callbacks)
+    pdf = message.attachments.order_by("pk").first()
+    assert pdf is not None
+    good = _signed(pdf.pk, int(time.time()) + 120)
+    prober = Client(raise_request_exception=False, REMOTE_ADDR="192.0.2.81")
+    forged = f"/api/webhooks/chatbot/files/{pdf.pk}?expires=1&signature=0"
+    assert [prober.get(forged).status_code for _ in range(3)] == [404, 404, 429]
+    assert prober.get(good).status_code == 429  # the address waits out the minute
+    bot = Client(raise_request_exception=False, REMOTE_ADDR="192.0.2.82")
+    assert [bot.get(good).status_code for _ in range(4)] == [200] * 4
