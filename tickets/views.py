@@ -650,8 +650,8 @@ def _once(
     the same form sent again (a double click, a send whose answer was lost) is not a
     second write (``support.idempotency``, the API's ``Idempotency-Key`` rules; kept as
     ``form:<key>``, the user's own like the API's). A form sent again with other values:
-    ``Conflict`` saying
-    ``reused``. Without a key (an old page), ``create`` alone. True when it was a repeat."""
+    ``Conflict`` saying ``reused``. Without a key (an old page), ``create`` alone. True
+    when it was a repeat."""
     key = request.POST.get("submit_key", "")
     if not key:
         create()
