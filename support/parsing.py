@@ -25,6 +25,18 @@ def normalise_phone(value: str) -> str:
     return "".join(ch for ch in value if ch.isdigit() or ch == "+")
 
 
+#: A number as people type it (ASCII digits: a full-width or Arabic-Indic digit would be
+#: kept as another number by the calls' matching).
+_PHONE_TYPED = re.compile(r"\+?[0-9 ()./-]+")
+
+
+def phone_typed(value: str) -> bool:
+    """Whether ``value`` is a phone number as people type it: ASCII digits, spaces and
+    ``+ ( ) . / -``, three digits at least (the contact form's check, the Customers
+    page's number search)."""
+    return bool(_PHONE_TYPED.fullmatch(value)) and sum(c.isdigit() for c in value) >= 3
+
+
 def parse_id(text: object, *, max_digits: int = MAX_ID_DIGITS) -> int | None:
     """The non-negative integer ``text`` spells in ASCII digits, else None."""
     value = str(text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,7 +35,7 @@ from django.utils import timezone
 
 from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
-from support.parsing import normalise_phone, parse_id
+from support.parsing import normalise_phone, parse_id, phone_typed
 from tickets.models import (
     MESSAGE_OPENED_TICKET_KEY,
     MESSAGE_WRITTEN_ON_KEY,
@@ -733,7 +732,6 @@ def customer_phone_digits() -> Func:
 
 #: The customer directory's search: at most this many characters.
 CUSTOMER_SEARCH_MAX = 200
-_PHONE_LIKE = re.compile(r"\+?[0-9 ()./-]+")
 
 
 @dataclass(frozen=True)
@@ -765,7 +763,7 @@ def customer_directory_page(
     qs = Customer.objects.filter(customer_visibility_q(user), erasure__isnull=True)
     if search:
         match = Q(name__icontains=search) | Q(email__icontains=search) | Q(external_id=search)
-        if _PHONE_LIKE.fullmatch(search) and sum(c.isdigit() for c in search) >= 3:
+        if phone_typed(search):
             qs = qs.annotate(phone_digits=customer_phone_digits())
             match |= Q(phone_digits__contains=normalise_phone(search))
         qs = qs.filter(match)

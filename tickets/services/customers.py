@@ -15,7 +15,7 @@ from django.utils import timezone
 from support.auth.roles import is_supervisor
 from support.db import advisory_xact_lock
 from support.errors import Conflict, Forbidden, InvalidInput
-from support.parsing import normalise_phone
+from support.parsing import normalise_phone, phone_typed
 from support.services import audit_log_record
 from tickets.models import (
     CUSTOMER_EXTERNAL_ID_MAX_LENGTH,
@@ -114,10 +114,7 @@ CONTACT_ERASED = "This customer's data was erased: nothing more is recorded abou
 CONTACT_STALE = (
     "{field} was changed by someone else since this page was loaded; reload it and try again."
 )
-_CONTACT_MAX = {"name": 200, "phone": 32, "email": 254}
-#: A number as people type it (ASCII digits: a full-width or Arabic-Indic digit would be
-#: kept as another number by the calls' matching).
-_PHONE = re.compile(r"\+?[0-9 ()./-]+")
+_CONTACT_MAX = {"name": 200, "phone": 32, "email": EMAIL_MAX_LENGTH}
 
 
 def _contact_taken(field: str, what: str) -> InvalidInput:
@@ -182,7 +179,7 @@ def customer_contact_update(
                 details={field: ["Too long, or control characters."]},
             )
     if wanted.get("phone"):
-        if not _PHONE.fullmatch(wanted["phone"]) or sum(c.isdigit() for c in wanted["phone"]) < 3:
+        if not phone_typed(wanted["phone"]):
             raise InvalidInput(
                 f"phone: {wanted['phone'][:40]!r} is not a phone number (digits, spaces and "
                 "+ - ( ) . only).",
