@@ -18,11 +18,13 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import redis
 from django.conf import settings
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -175,6 +177,36 @@ def over_limit(bucket: str, limit: int) -> float | None:
     if raw is not None and int(raw) >= limit:
         return max(1.0, (window + 1) * WINDOW_SECONDS - now)
     return None
+
+
+@dataclass(frozen=True)
+class AddressFailures:
+    """One address's failed tries of one kind (``auth-fail``, a webhook's signature that
+    matches no account, a file URL that matches no file), counted per minute: past
+    ``API_AUTH_FAILURE_LIMIT_PER_MINUTE`` the caller is refused (429) before anything is
+    looked up or hashed. Successful tries are not counted. The one counter for every such
+    check: ``failures_from(request, kind)``."""
+
+    bucket: str
+    limit: int
+
+    def wait(self) -> float | None:
+        """Seconds until this address may try again, or None when it is under the limit."""
+        return over_limit(self.bucket, self.limit)
+
+    def over(self) -> bool:
+        return self.wait() is not None
+
+    def hit(self) -> None:
+        hit(self.bucket, self.limit)
+
+
+def failures_from(request: HttpRequest | Request, kind: str) -> AddressFailures:
+    """The failure counter of ``kind`` for the request's client address."""
+    return AddressFailures(
+        f"{kind}:{client_ip_from_meta(request.META)}",
+        int(settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE),
+    )
 
 
 class PerClientRateThrottle(BaseThrottle):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -55,7 +54,7 @@ from support.auth.authentication import ApiKeyAuthentication
 from support.auth.roles import is_agent
 from support.errors import ApplicationError, NotFound, error_body
 from support.parsing import UnreadableJson, contains_nul, content_length, json_loads, parse_id
-from support.throttling import PerIPRateThrottle, client_ip, hit, over_limit
+from support.throttling import PerIPRateThrottle, client_ip, failures_from, hit
 from tickets.attachments import attachment_file_response
 from tickets.models import EMAIL_MAX_LENGTH
 from tickets.selectors import message_written_on_ticket_get
@@ -148,7 +147,7 @@ def webhook_account_for_request(
     # whose signatures match no account may fail API_AUTH_FAILURE_LIMIT_PER_MINUTE times a
     # minute, then gets 429 before anything is read (before: 60,000 a minute, the webhook
     # limit, each up to 50 HMACs of 1 MiB). Real deliveries match and are not counted.
-    misses = _signature_misses(request, "webhook-seed-miss")
+    misses = failures_from(request, "webhook-seed-miss")
     if misses.over():
         return 429, error_body(
             "rate_limited", "Too many deliveries whose signature matches no account."
@@ -161,30 +160,6 @@ def webhook_account_for_request(
         misses.hit()
         return 403, error_body("invalid_signature", "The signature matches no account.")
     return account
-
-
-@dataclass(frozen=True)
-class _SignatureMisses:
-    """A caller's signatures that matched no account, counted per minute by IP: each try
-    hashes a body with every account's secret, so past API_AUTH_FAILURE_LIMIT_PER_MINUTE
-    misses the caller gets 429 before anything is read or hashed. Real deliveries match
-    and are not counted."""
-
-    key: str
-    limit: int
-
-    def over(self) -> bool:
-        return over_limit(self.key, self.limit) is not None
-
-    def hit(self) -> None:
-        hit(self.key, self.limit)
-
-
-def _signature_misses(request: HttpRequest, name: str) -> _SignatureMisses:
-    return _SignatureMisses(
-        f"{name}:{client_ip(request)}",  # type: ignore[arg-type]
-        int(settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE),
-    )
 
 
 def _handshake_account(
@@ -477,7 +452,7 @@ def _chatbot_hmac_account(request: Request) -> ChannelAccount | Response | None:
         return None
     # before the body is read and hashed with every chatbot account's secret (review
     # 2026-12-07: forged signatures were answered 403 at the webhook limit, 60,000 a minute)
-    misses = _signature_misses(request, "handoff-miss")
+    misses = failures_from(request, "handoff-miss")
     if misses.over():
         return Response(
             error_body("rate_limited", "Too many hand-offs whose signature matches no account."),
@@ -651,7 +626,7 @@ def chatbot_file(request: HttpRequest, attachment_id: int) -> HttpResponseBase:
     the same 404, so nothing says whether a file exists; past
     ``API_AUTH_FAILURE_LIMIT_PER_MINUTE`` of those a minute from one address, 429 before
     anything is looked up (review 2026-12-07: each try is a query and one HMAC per bot)."""
-    misses = _signature_misses(request, "handoff-file-miss")
+    misses = failures_from(request, "handoff-file-miss")
     if misses.over():
         return _error("rate_limited", "Too many file URLs that match no file.", 429)
     expires, signature = request.GET.getlist("expires"), request.GET.getlist("signature")

@@ -29,7 +29,7 @@ from support.services import (
     known_api_keys,
     unknown_api_keys,
 )
-from support.throttling import client_ip, hit, over_limit
+from support.throttling import failures_from
 
 logger = logging.getLogger(__name__)
 _last_used_written: dict[int, float] = {}
@@ -91,10 +91,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if raw is None:
             return None
         key_hash = hash_api_key(raw)
-        bucket = f"auth-fail:{client_ip(request)}"
-        limit = int(settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE)
+        failures = failures_from(request, "auth-fail")
         if _cached(key_hash, time.monotonic()) is None:
-            wait = over_limit(bucket, limit)
+            wait = failures.wait()
             if wait is not None:
                 raise exceptions.Throttled(
                     wait=wait, detail="Too many failed authentications from this address."
@@ -111,7 +110,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         elif not key.user.is_active:
             problem = "The API key's user is inactive."
         if problem is not None or key is None:
-            hit(bucket, limit)
+            failures.hit()
             raise exceptions.AuthenticationFailed(problem)
         tick = time.monotonic()
         if tick - _last_used_written.get(key.pk, 0.0) > LAST_USED_EVERY_SECONDS:
