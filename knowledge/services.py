@@ -474,7 +474,7 @@ def documents_ingest(
     items: Iterable[Item],
     full: bool = False,
     delete_missing: bool = False,
-    scope_prefix: str | None = None,
+    scope_file: str | None = None,
     job: IngestionJob | None = None,
     progress: ProgressFn | None = None,
     embedder: Embedder | None = None,
@@ -483,8 +483,9 @@ def documents_ingest(
 
     Unchanged documents (same content hash) are skipped unless ``full``; changed ones are
     re-chunked and re-embedded (version + 1). With ``delete_missing`` every active document
-    of the source (or, with ``scope_prefix``, whose id starts with it) that was not among the
-    items is deleted. Progress goes to ``job`` and ``progress(processed, total)``.
+    of the source (or, with ``scope_file``, of that one file or S3 object: the id is the
+    name, or ``name#…`` for a JSONL file's articles) that was not among the items is
+    deleted. Progress goes to ``job`` and ``progress(processed, total)``.
     """
     embedder = embedder or get_embedder()
     counts = IngestCounts()
@@ -567,8 +568,10 @@ def documents_ingest(
             raise
     if delete_missing:
         stale = Document.objects.filter(source=source, status=Document.Status.ACTIVE)
-        if scope_prefix is not None:
-            stale = stale.filter(external_id__startswith=scope_prefix)
+        if scope_file is not None:  # not a prefix: "faq.md" is not "faq.md.old"'s file
+            stale = stale.filter(
+                Q(external_id=scope_file) | Q(external_id__startswith=f"{scope_file}#")
+            )
         for external_id in stale.exclude(external_id__in=seen).values_list(
             "external_id", flat=True
         ):
@@ -1392,22 +1395,18 @@ def _object_event_queue_on_commit(event_id: int) -> None:
 def s3_object_apply(
     *, source: KnowledgeSource, key: str, action: str, job: IngestionJob | None = None
 ) -> IngestCounts:
-    """Local backend: ingest (or delete) one S3 object; JSONL objects hold many docs."""
+    """Local backend: make the key's documents what the bucket holds under it now (JSONL
+    objects hold many docs). Whatever the event says, the object is read: gone, its
+    documents are deleted; there, they are (re)ingested. An ``Object Deleted`` event does
+    not always mean the key is empty: a versioned bucket's lifecycle expiring an old
+    version sends one (S3's "Permanently Deleted", ``reason`` "Lifecycle Expiration"), as
+    does deleting a version that is not the current one; before 2026-12-07 each took the
+    key's live document out of search. ``action`` is kept for the job's record."""
     from knowledge import readers
 
-    if action == ObjectEvent.Action.DELETE:
-        counts = IngestCounts()
-        ids = Document.objects.filter(source=source).filter(
-            external_id=key
-        ) | Document.objects.filter(source=source, external_id__startswith=f"{key}#")
-        for external_id in ids.values_list("external_id", flat=True):
-            if document_delete(source=source, external_id=external_id):
-                counts.deleted += 1
-        _report(job, counts, counts.deleted, counts.deleted, None)
-        return counts
     items = readers.s3_read_object(source, key)
     return documents_ingest(
-        source=source, items=items, delete_missing=True, scope_prefix=key, job=job
+        source=source, items=items, delete_missing=True, scope_file=key, job=job
     )
 
 
@@ -1616,7 +1615,7 @@ def upload_ingest(
         for doc in docs:
             doc.external_id = f"{name}#{doc.external_id}"
         items = list(docs)
-        scope = f"{name}#"  # the file replaces its articles: those it no longer holds go
+        scope = name  # the file replaces its articles: those it no longer holds go
     else:
         try:
             items = [parse_file(name, data)]
@@ -1631,7 +1630,7 @@ def upload_ingest(
             "kb_ingest or from S3"
         )
     return documents_ingest(
-        source=source, items=items, delete_missing=scope is not None, scope_prefix=scope, job=job
+        source=source, items=items, delete_missing=scope is not None, scope_file=scope, job=job
     )
 
 
