@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.conf import settings
@@ -53,6 +54,13 @@ class AccountType(models.TextChoices):
 #: ``Customer.external_id`` at most: a longer one is refused, naming it, never cut (two ids
 #: that differ past the cut would be one customer).
 CUSTOMER_EXTERNAL_ID_MAX_LENGTH = 255
+
+
+#: A ``customer_id`` string read as this platform's id, with DRF ``IntegerField``'s rules
+#: as before customer ids of the caller's own: ASCII digits (``str.isdigit`` would take "٣"
+#: and "²"), and what that field read as a number too, a sign and a ".0" ("+5" was customer
+#: 5, "-1" a 400): such a string must not quietly become a new customer's own id.
+CUSTOMER_PK_TEXT = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
 
 
 #: An e-mail address's longest (RFC 5321's path less its brackets; Django's ``EmailField``

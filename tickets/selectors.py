@@ -37,6 +37,7 @@ from support.auth.roles import is_supervisor
 from support.errors import InvalidInput, NotFound
 from support.parsing import normalise_phone, parse_id, phone_typed
 from tickets.models import (
+    CUSTOMER_PK_TEXT,
     MESSAGE_OPENED_TICKET_KEY,
     MESSAGE_WRITTEN_ON_KEY,
     PRIORITY_RANK,
@@ -131,6 +132,8 @@ def ticket_list(*, filters: dict[str, Any] | None = None) -> QuerySet[Ticket]:
         raise InvalidInput(message, details={"needs_review": [message]})
     if needs_review in ("true", "1", True):
         qs = qs.filter(needs_review=True)
+    elif needs_review in ("false", "0", False):  # before 2026-12-07: no filter at all
+        qs = qs.filter(needs_review=False)
     return qs.order_by("-created_at", "-id")
 
 
@@ -542,8 +545,11 @@ def customer_submitted_id(customer: Customer) -> str:
     """The customer's id as seed 004 names it (``customer_id``, a string): the caller's own
     id when the customer has one (``external_id``: ``POST /tickets`` found or created the
     customer by it), else the internal id as a string. What the seed API answers, so that
-    it reads back the id that was posted."""
-    return customer.external_id or str(customer.pk)
+    it reads back the id that was posted. An own id of digits only (the admin takes one)
+    is not given: on ``POST /tickets`` digits name this platform's customer, so it would
+    name another customer (review 2026-12-07); the internal id is."""
+    own = customer.external_id
+    return own if own and not CUSTOMER_PK_TEXT.fullmatch(own.strip()) else str(customer.pk)
 
 
 @dataclass(frozen=True)

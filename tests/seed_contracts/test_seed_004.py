@@ -114,6 +114,20 @@ def test_post_tickets_digits_stay_this_platforms_customer_id(
     assert unknown.json()["error"]["details"] == {"customer_id": ["Unknown customer."]}
     assert Customer.objects.count() == 2
 
+    # ``other``'s own id reads as a platform id: its rows answer the internal id, which
+    # names ``other`` when posted back (its own id named ``customer``, review 2026-12-07)
+    Ticket.objects.filter(customer=other).update(team=customer.tickets.first().team)
+    posted = key_client.post(
+        "/tickets", {"customer_id": other.pk, "subject": "Again"}, format="json"
+    )
+    assert posted.status_code == 202, posted.content
+    row = key_client.get(f"/tickets/{posted.json()['id']}").json()
+    assert row["customer_id"] == str(other.pk)
+    again = key_client.post(
+        "/tickets", {"customer_id": row["customer_id"], "subject": "And again"}, format="json"
+    )
+    assert Ticket.objects.get(pk=again.json()["id"]).customer == other
+
 
 def test_an_existing_own_customer_id_the_caller_may_not_see_answers_like_an_unknown_id(
     key_client: APIClient, supervisor_key_client: APIClient

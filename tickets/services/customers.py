@@ -3,7 +3,6 @@ own customer id, ``external_id``), merge, confirm an address, move an identity."
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +18,7 @@ from support.parsing import normalise_phone, phone_typed
 from support.services import audit_log_record
 from tickets.models import (
     CUSTOMER_EXTERNAL_ID_MAX_LENGTH,
+    CUSTOMER_PK_TEXT,
     EMAIL_MAX_LENGTH,
     ChannelIdentity,
     Customer,
@@ -240,13 +240,6 @@ def customer_contact_update(
             details={"fields": changed},
         )
     return row
-
-
-#: A ``customer_id`` string read as this platform's id, with DRF ``IntegerField``'s rules
-#: as before customer ids of the caller's own: ASCII digits (``str.isdigit`` would take "٣"
-#: and "²"), and what that field read as a number too, a sign and a ".0" ("+5" was customer
-#: 5, "-1" a 400): such a string must not quietly become a new customer's own id.
-CUSTOMER_PK_TEXT = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
 
 
 def customer_id_is_external(data: Any) -> bool:

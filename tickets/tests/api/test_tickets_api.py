@@ -432,6 +432,15 @@ def test_list_filters_and_cursor_pagination(agent_client, agent, customer):
     bad = agent_client.get("/api/tickets", {"team": "x"})
     assert bad.status_code == 400
     assert "team" in bad.json()["error"]["details"]
+    Ticket.objects.filter(subject__in=["S1", "S2"]).update(needs_review=True)
+
+    def subjects(needs_review: str) -> list[str]:
+        answer = agent_client.get("/api/tickets", {"needs_review": needs_review}).json()
+        return [t["subject"] for t in answer["results"]]
+
+    # docs/api.md: needs_review=true|false ("false" listed every ticket before 2026-12-07)
+    assert subjects("true") == subjects("1") == ["S2", "S1"]
+    assert subjects("false") == subjects("0") == ["S4", "S3", "S0"]
 
 
 def _b64(text):
