@@ -44,11 +44,13 @@ started) asks ``aws_error_code(exc)``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import (
@@ -416,6 +418,38 @@ def aws_clients_clear() -> None:
 # --- Long-running pollers -----------------------------------------------------------------
 
 
+class _StopRequested:
+    """SIGTERM / SIGINT seen by :func:`poll_forever` (a flag the loop reads between polls)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.signum is not None:  # a second one: stop now
+            raise SystemExit(128 + signum)
+        self.signum = signum
+        logger.info("Signal %s: stopping after the current poll", signum)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_StopRequested]:
+    """SIGTERM and SIGINT set the flag instead of killing the process mid-message, for the
+    duration (the previous handlers come back after). Needed as a container's PID 1,
+    which Linux gives no signal it has no handler for: before 2026-12-07 the SQS readers
+    ignored ECS's SIGTERM and were killed 120 s later, mid-batch. Outside the main thread
+    (no handlers can be set there) the flag is never set."""
+    stop = _StopRequested()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, stop)
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def poll_forever(
     poll: Callable[[], object],
     *,
@@ -428,24 +462,28 @@ def poll_forever(
     SQS commands. A ``RetryableError`` (throttled, 5xx, timeouts) backs off, honouring a
     ``Retry-After``, up to ``max_delay`` seconds and polls again; with ``once`` it is raised.
     A ``PermanentError`` (no such queue, no permission) is always raised: the caller stops
-    with the reason instead of hammering a call that cannot succeed."""
+    with the reason instead of hammering a call that cannot succeed. SIGTERM or SIGINT
+    stops the loop once the poll under way has finished (its messages handled: an SQS
+    long poll waits up to its ``WaitTimeSeconds`` first); a second one stops it at once."""
     from support.outbound import backoff_seconds
 
     failures = 0
-    while True:
-        try:
-            poll()
-        except RetryableError as exc:
+    with _stop_on_signals() as stop:
+        while stop.signum is None:
+            try:
+                poll()
+            except RetryableError as exc:
+                if once:
+                    raise
+                failures += 1
+                delay = backoff_seconds(failures, cap=max_delay, retry_after=exc.retry_after)
+                logger.warning("%s failed (%s); polling again in %.1f s", what, exc, delay)
+                (sleep or time.sleep)(delay)
+                continue
+            failures = 0
             if once:
-                raise
-            failures += 1
-            delay = backoff_seconds(failures, cap=max_delay, retry_after=exc.retry_after)
-            logger.warning("%s failed (%s); polling again in %.1f s", what, exc, delay)
-            (sleep or time.sleep)(delay)
-            continue
-        failures = 0
-        if once:
-            return
+                return
+    logger.info("%s stopped (signal %s)", what, stop.signum)
 
 
 def sqs_receive_each(

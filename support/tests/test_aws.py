@@ -323,6 +323,70 @@ def test_poll_forever_once_raises_a_retryable_error_and_returns_after_success():
     assert (calls, sleeps) == ([1], [])
 
 
+_POLLER = """
+import os, sys, time
+import django
+django.setup()
+from support.aws import poll_forever
+
+def poll():
+    print("polling", flush=True)
+    time.sleep(1.0)  # a message in hand when the signal comes
+    print("handled", flush=True)
+
+poll_forever(poll)
+print("stopped", flush=True)
+"""
+
+
+def _pid_one_child(parent: int) -> int:
+    """The process ``unshare --fork`` started (PID 1 of its namespace)."""
+    for _ in range(100):
+        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        if children:
+            return int(children[0])
+        import time
+
+        time.sleep(0.05)
+    raise AssertionError("unshare started no process")
+
+
+def test_a_poller_stops_on_sigterm_after_the_poll_under_way_even_as_pid_one():
+    """ECS stops a reader with SIGTERM, then SIGKILL after its StopTimeout. As a container's
+    PID 1 (the entrypoint execs it) a process gets no signal it has no handler for: before
+    2026-12-07 the SQS readers ignored SIGTERM and were killed mid-batch 120 s later. Now
+    the loop stops once the poll under way has handled its messages."""
+    import select
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    as_pid_one = shutil.which("unshare") is not None and os.geteuid() == 0
+    prefix = ["unshare", "--pid", "--fork"] if as_pid_one else []
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, "-c", _POLLER],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        target = _pid_one_child(proc.pid) if as_pid_one else proc.pid
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the poller said nothing"
+        assert proc.stdout.readline() == "polling\n"
+        os.kill(target, signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out.splitlines() == ["handled", "stopped"], err
+    assert proc.returncode == 0
+
+
 # --- The copies cannot come back ----------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
