@@ -52,9 +52,14 @@ class RoutingConfig(AppConfig):
     def ready(self) -> None:
         from django.core.checks import register as check_register
 
-        from routing.checks import check_routing_sources, check_ticketing_system_url
+        from routing.checks import (
+            check_bedrock_model_region,
+            check_routing_sources,
+            check_ticketing_system_url,
+        )
 
         check_register(check_ticketing_system_url)
+        check_register(check_bedrock_model_region)
         check_register(check_routing_sources)
         from routing.panels import register
         from routing.privacy import routing_erase

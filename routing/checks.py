@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error
+from django.core.checks import CheckMessage, Error, Warning
 
 from support.safe_urls import ALLOWED_SCHEMES, MAX_LENGTH, is_http_url
 
@@ -99,3 +99,41 @@ def check_routing_sources(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         )
     return errors
+
+
+#: A Bedrock cross-region inference profile's prefix and the regions it can be called
+#: from (a profile is usable only "from any Region that is included in it").
+_PROFILE_AREAS = {"us.": ("us-",), "eu.": ("eu-",), "apac.": ("ap-",)}
+
+
+def check_bedrock_model_region(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """With Bedrock in use (``AI_PROVIDER`` or ``CALLS_AI_PROVIDER``), a model id that is a
+    cross-region inference profile of another area than ``ROUTING_BEDROCK_REGION`` (the
+    defaults are ``us.`` profiles; a stack in eu-central-1 cannot call them): every model
+    call would fail, routing falling back to the local router and call summaries and
+    drafts failing (``routing.W001``; review 2026-12-07). Ids without such a prefix, or
+    ``global.`` ones, are not judged."""
+    providers = {settings.AI_PROVIDER, settings.CALLS_AI_PROVIDER or settings.AI_PROVIDER}
+    if "bedrock" not in providers:
+        return []
+    region = str(settings.ROUTING_BEDROCK_REGION or "")
+    if region.startswith("us-gov-"):
+        region = ""  # GovCloud has profiles of its own ("us-gov."): not judged here
+    warnings: list[CheckMessage] = []
+    for name in ("ROUTING_BEDROCK_MODEL_ID", "ROUTING_BEDROCK_SUMMARY_MODEL_ID"):
+        model = str(getattr(settings, name))
+        for prefix, regions in _PROFILE_AREAS.items():
+            if region and model.startswith(prefix) and not region.startswith(regions):
+                warnings.append(
+                    Warning(
+                        f"{name} {model!r} is a {prefix.rstrip('.')!r} cross-region "
+                        f"inference profile, which cannot be called from {region} "
+                        "(ROUTING_BEDROCK_REGION): every model call would fail.",
+                        hint=f"Set {name} to the profile of {region}'s area (e.g. "
+                        "'eu.anthropic…' in eu-*, 'apac.anthropic…' in ap-*), a 'global.' "
+                        "profile, or a model id without a prefix; or ROUTING_BEDROCK_REGION "
+                        "to a region of the profile's area.",
+                        id="routing.W001",
+                    )
+                )
+    return warnings

@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from routing.checks import check_ticketing_system_url
+from routing.checks import check_bedrock_model_region, check_ticketing_system_url
 
 
 @pytest.mark.parametrize(
@@ -78,3 +78,40 @@ def test_the_status_and_customer_database_settings_are_checked(settings: Any) ->
     assert errors[3].msg == (
         "ROUTING_CUSTOMER_DB_VIP_TIER 'none' is not one of silver, gold, platinum."
     )
+
+
+US_PROFILE = "us.anthropic.claude-haiku-4-5-20251001-v1:0"
+
+
+@pytest.mark.parametrize(
+    ("provider", "calls_provider", "region", "model", "warned"),
+    [
+        ("bedrock", "", "eu-central-1", US_PROFILE, True),  # the defaults in Europe
+        ("local", "bedrock", "ap-southeast-2", US_PROFILE, True),  # call summaries only
+        ("bedrock", "", "us-west-2", US_PROFILE, False),
+        ("bedrock", "", "eu-west-1", "eu.anthropic.claude-haiku-4-5-20251001-v1:0", False),
+        ("bedrock", "", "eu-west-1", "apac.anthropic.claude-haiku-4-5-20251001-v1:0", True),
+        ("bedrock", "", "ap-northeast-1", "apac.anthropic.claude-haiku-4-5-20251001-v1:0", False),
+        ("bedrock", "", "eu-west-1", "global.anthropic.claude-haiku-4-5-20251001-v1:0", False),
+        ("bedrock", "", "eu-west-1", "anthropic.claude-3-haiku-20240307-v1:0", False),
+        ("bedrock", "", "us-gov-west-1", "us-gov.anthropic.claude-3-haiku-v1:0", False),
+        ("local", "", "eu-central-1", US_PROFILE, False),  # Bedrock not in use
+        ("bedrock", "local", "eu-central-1", US_PROFILE, True),  # routing still on Bedrock
+    ],
+)
+def test_a_bedrock_profile_of_another_area_than_the_region_is_a_warning(
+    settings: Any, provider: str, calls_provider: str, region: str, model: str, warned: bool
+) -> None:
+    """A ``us.`` inference profile cannot be called from eu-* (review 2026-12-07: the
+    defaults failed every model call of a stack outside the US, silently)."""
+    settings.AI_PROVIDER = provider
+    settings.CALLS_AI_PROVIDER = calls_provider
+    settings.ROUTING_BEDROCK_REGION = region
+    settings.ROUTING_BEDROCK_MODEL_ID = model
+    settings.ROUTING_BEDROCK_SUMMARY_MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
+    found = check_bedrock_model_region()
+    assert [w.id for w in found] == (["routing.W001"] if warned else [])
+    if warned:
+        assert found[0].msg.startswith(f"ROUTING_BEDROCK_MODEL_ID {model!r} is a ")
+        assert f"cannot be called from {region}" in found[0].msg
+        assert not found[0].is_serious()
