@@ -27,6 +27,7 @@ from support.auth.admin import (
 )
 from support.auth.roles import is_agent, is_supervisor
 from support.errors import InvalidInput
+from support.parsing import parse_id
 from support.services import agent_access_changed
 from tickets import services
 from tickets.attachments import attachment_url
@@ -106,13 +107,49 @@ def workbench_visible(ticket: Ticket) -> bool:
     )
 
 
+#: Why a channel identity's form refuses a change by whoever is not a supervisor.
+IDENTITY_SUPERVISORS = (
+    "Only supervisors change a channel identity (its customer, channel or id decide whose "
+    "messages, and replies, are whose). To join two customers, merge their tickets in the "
+    "workbench. Nothing was changed."
+)
+#: What the customer page says to whoever may only read it (``CustomerAdmin.change_view``).
+CUSTOMER_READ_ONLY = (
+    "Only supervisors change a customer here. Whoever sees every ticket of the customer "
+    "changes its name on the customer's page in the workbench ({url}, Edit contact "
+    "details); its e-mail address, phone number and identities are a supervisor's."
+)
+
+
 class ChannelIdentityInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore[type-arg]
+    """The customer's identities, on its page: only supervisors change them (and add or
+    delete them, given those Django permissions), since they decide whose messages are
+    the customer's, as on the identities' own page; anyone else is shown them, as the
+    page is read-only to them (``CustomerAdmin.has_change_permission``)."""
+
     model = ChannelIdentity
     extra = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user) and super().has_delete_permission(request, obj)
 
 
 @admin.register(Customer)
 class CustomerAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
+    """Customers, changed here by supervisors only. The workbench lets an agent who sees
+    every ticket of a customer change its name (``customer_contact_update``, audited,
+    the tickets' search refreshed) and only supervisors its address and number, which
+    decide whose mail, calls and replies are the customer's; a staff agent given
+    ``change_customer`` saved any field here, for a customer it saw one ticket of. So the
+    page is read-only to it (and says where the name is changed): the workbench's rule
+    with no second copy of it here."""
+
     visible_through = ("",)
     list_display = (
         "id",
@@ -132,6 +169,45 @@ class CustomerAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         ChannelIdentityInline
     ]
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_supervisor(request.user)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        pk = parse_id(object_id)
+        if pk is not None and not is_supervisor(request.user):
+            # above the fields (base_site.html); shown only with the page, which answers
+            # as a missing customer does for one the person may not see
+            url = reverse("customer", kwargs={"customer_id": pk})
+            extra_context = {
+                **(extra_context or {}),
+                "admin_about": CUSTOMER_READ_ONLY.format(url=url),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+class ChannelIdentityAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+    class Meta:
+        model = ChannelIdentity
+        fields = ["customer", "channel", "external_id", "display_name"]
+
+    #: The person filling the form in (``ChannelIdentityAdmin.get_form``).
+    actor: Any = None
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        # The workbench moves identities only in a merge of two customers whose every
+        # ticket the agent sees (``tickets.services.merge``); here, as on the customer
+        # page, supervisors alone change them. Said on the form, nothing saved.
+        if self.instance.pk and self.changed_data and not is_supervisor(self.actor):
+            raise forms.ValidationError(IDENTITY_SUPERVISORS)
+        return cleaned
+
 
 @admin.register(ChannelIdentity)
 class ChannelIdentityAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
@@ -140,13 +216,27 @@ class ChannelIdentityAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     list_filter = ("channel",)
     search_fields = ("external_id", "customer__name", "customer__email")
     raw_id_fields = ("customer",)
+    form = ChannelIdentityAdminForm
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        # an identity added to a customer hands whoever writes from it that customer's
+        # record (and the customer's replies on that channel): supervisors only
+        return is_supervisor(request.user)
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        # the person's form class first, then the admin's narrowing of its choices
+        # (``VisibleRowsAdminMixin.get_form``), as ``TicketAdmin.get_form``
+        kwargs["form"] = type(self.form.__name__, (self.form,), {"actor": request.user})
+        return super().get_form(request, obj, change, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         previous = ChannelIdentity.objects.get(pk=obj.pk).customer if change else None
         super().save_model(request, obj, form, change)
         if previous is not None and previous.pk != obj.customer_id:
             # Moving an identity hands that person's future messages to another customer:
-            # supervisors only (this admin), and audited.
+            # supervisors only (``ChannelIdentityAdminForm.clean``), and audited.
             services.channel_identity_move(
                 identity=obj, customer=obj.customer, previous=previous, actor=request.user
             )

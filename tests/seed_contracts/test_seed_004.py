@@ -116,7 +116,9 @@ def test_post_tickets_digits_stay_this_platforms_customer_id(
 
     # ``other``'s own id reads as a platform id: its rows answer the internal id, which
     # names ``other`` when posted back (its own id named ``customer``, review 2026-12-07)
-    Ticket.objects.filter(customer=other).update(team=customer.tickets.first().team)
+    seen = customer.tickets.first()
+    assert seen is not None
+    Ticket.objects.filter(customer=other).update(team=seen.team)
     posted = key_client.post(
         "/tickets", {"customer_id": other.pk, "subject": "Again"}, format="json"
     )

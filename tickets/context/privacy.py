@@ -36,6 +36,7 @@ from support.services import audit_log_record
 from tickets.context.cache import context_invalidate
 from tickets.context.interactions import get_backend
 from tickets.context.models import CsatFeedback, CustomerErasure, Order
+from tickets.context.selectors import interactions_visible
 from tickets.models import (
     Attachment,
     ChannelIdentity,
@@ -140,7 +141,11 @@ def _iso(value: Any) -> str | None:
 # --- export ---------------------------------------------------------------------------
 
 
-def customer_export_build(customer: Customer) -> dict[str, Any]:
+def customer_export_build(customer: Customer, *, viewer: Any = None) -> dict[str, Any]:
+    """Everything about the customer, as JSON-ready data. Its interactions are those the
+    customer context shows ``viewer`` (:func:`interactions_visible`; every one for a
+    supervisor or with no viewer); the rest is the whole customer's, which whoever
+    exports for a viewer checks it may see (the admin: ``customers_fully_visible_to``)."""
     tickets = []
     for ticket in Ticket.objects.filter(customer=customer).prefetch_related("tags").order_by("id"):
         messages = [
@@ -220,7 +225,12 @@ def customer_export_build(customer: Customer) -> dict[str, Any]:
             }
             for f in CsatFeedback.objects.filter(customer=customer).order_by("id")
         ],
-        "interactions": [item.as_dict() for item in get_backend().for_customer(customer.pk)],
+        "interactions": [
+            item.as_dict()
+            for item in interactions_visible(
+                customer, get_backend().for_customer(customer.pk), viewer=viewer
+            )
+        ],
     }
     for name, hook in sorted(_export_hooks.items()):
         data[name] = hook(customer)
@@ -228,8 +238,9 @@ def customer_export_build(customer: Customer) -> dict[str, Any]:
 
 
 def customer_export(*, customer: Customer, actor: Any, via: str) -> dict[str, Any]:
-    """Everything about the customer as JSON-ready data; audit-logged."""
-    data = customer_export_build(customer)
+    """Everything about the customer as JSON-ready data, the interactions as the customer
+    context shows them to ``actor`` (:func:`customer_export_build`); audit-logged."""
+    data = customer_export_build(customer, viewer=actor)
     audit_log_record(
         actor=actor,
         action="customer.export",

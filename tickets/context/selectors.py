@@ -23,6 +23,7 @@ from tickets.context.cache import context_cache_get, context_cache_set
 from tickets.context.churn import ChurnSignals, churn_risk, score_delta
 from tickets.context.interactions import (
     LEGACY_CALL_KEY_PREFIX,
+    InteractionRecord,
     PostgresInteractionBackend,
     ScorePoint,
     get_backend,
@@ -207,22 +208,41 @@ def _interactions_recent_visible(customer: Customer, *, user: Any) -> list[dict[
     limit = RECENT_INTERACTIONS
     while True:
         items = backend.recent(customer.pk, limit=limit)
-        named = {item.ticket_id for item in items if item.ticket_id is not None}
-        tickets = set(
-            Ticket.objects.filter(customer_id=customer.pk, pk__in=named)
-            .filter(ticket_visibility_q(user))
-            .values_list("pk", flat=True)
-        )
-        scopes = scopes_visible(user, {i.scope for i in items})
-        shown = [
-            item.as_dict()
-            for item in items
-            if (item.ticket_id is None or item.ticket_id in tickets)
-            and (not item.scope or item.scope in scopes)
-        ]
+        shown = [item.as_dict() for item in interactions_visible(customer, items, viewer=user)]
         if len(shown) >= RECENT_INTERACTIONS or len(items) < limit:
             return shown[:RECENT_INTERACTIONS]
         limit *= 4
+
+
+def interactions_visible(
+    customer: Customer, items: list[InteractionRecord], *, viewer: Any
+) -> list[InteractionRecord]:
+    """The entries among ``items`` (the customer's) that the customer context shows
+    ``viewer``, under its rule (``tickets.context.selectors.customer_context_for``): of
+    no ticket or of a ticket of the customer's it may see (``ticket_visibility_q``), and
+    of no scope or of a scope it may see (``scopes.scopes_visible``: an analysed call's
+    entry follows the call page's rule, calls by queue → team mapping). All of them for a
+    supervisor, or with no viewer (an operator's command). One query for the tickets
+    named, one per scope kind named."""
+    if viewer is None or is_supervisor(viewer):
+        return items
+    named = {item.ticket_id for item in items if item.ticket_id is not None}
+    tickets = (
+        set(
+            Ticket.objects.filter(customer_id=customer.pk, pk__in=named)
+            .filter(ticket_visibility_q(viewer))
+            .values_list("pk", flat=True)
+        )
+        if named
+        else set()
+    )
+    scopes = scopes_visible(viewer, {item.scope for item in items})
+    return [
+        item
+        for item in items
+        if (item.ticket_id is None or item.ticket_id in tickets)
+        and (not item.scope or item.scope in scopes)
+    ]
 
 
 def _interaction_visibility_q(customer: Customer, *, user: Any) -> Q:
