@@ -231,6 +231,27 @@ def test_dockerfile_is_multi_stage_non_root_with_a_liveness_healthcheck() -> Non
     assert "requirements-dev" not in everything
 
 
+def test_the_documented_image_build_targets_the_task_definitions_cpu_architecture() -> None:
+    """Every task definition of the stack runs on one CPU architecture (RuntimePlatform;
+    the standalone ones take Fargate's default, X86_64), and ``docker build`` builds for
+    the build host's: an image built on an arm64 machine (Apple silicon, Graviton) as the
+    walk-through said was pushed and then failed to start on Fargate ("exec format
+    error"). Each build command shown names the tasks' platform."""
+    architectures = {
+        task["Properties"]["RuntimePlatform"]["CpuArchitecture"]
+        for task in resources("AWS::ECS::TaskDefinition").values()
+    }
+    assert architectures == {"X86_64"}
+    for path in sorted((ROOT / "deploy" / "ecs").glob("*.json")):
+        platform = json.loads(path.read_text()).get("runtimePlatform", {})
+        assert platform.get("cpuArchitecture", "X86_64") == "X86_64", path.name
+    for path in (ROOT / "docs" / "deploy.md", ROOT / "deploy" / "Dockerfile"):
+        commands = re.findall(r"docker (?:buildx )?build\b[^`\n]*", path.read_text())
+        assert commands, path.name
+        for command in commands:
+            assert "--platform linux/amd64" in command, (path.name, command)
+
+
 def _fake_proc(tmp_path: Path, *command_lines: list[str]) -> Path:
     proc = tmp_path / "proc"
     (proc / "self").mkdir(parents=True)
@@ -1233,6 +1254,9 @@ FEATURE_SWITCHES = {
     "KbBedrockKnowledgeBaseId": "KB_BEDROCK_KNOWLEDGE_BASE_ID",
     "KbBedrockDataSourceId": "KB_BEDROCK_DATA_SOURCE_ID",
     "KbEmbedder": "KB_EMBEDDER",
+    "KbSuggestionMinScore": "KB_SUGGESTION_MIN_SCORE",
+    "KbDraftMinScore": "KB_DRAFT_MIN_SCORE",
+    "KbDraftMinMargin": "KB_DRAFT_MIN_MARGIN",
     "CallsTranscriptionBackend": "CALLS_TRANSCRIPTION_BACKEND",
     "CallsBdaProjectArn": "CALLS_BDA_PROJECT_ARN",
     "CallsBdaProfileArn": "CALLS_BDA_PROFILE_ARN",
@@ -1298,6 +1322,59 @@ def test_every_switch_the_template_sets_is_a_parameter_listed_here() -> None:
         assert added == {*FEATURE_SWITCHES.values(), "EVENTS_EVENTBRIDGE_REGION"}, task
         assert _deployed_environment(task, every)["EVENTS_EVENTBRIDGE_REGION"] == "eu-west-1"
         assert "EVENTS_EVENTBRIDGE_REGION" not in _deployed_environment(task, {})
+
+
+def test_the_thresholds_knowledge_w001_names_can_be_set_wherever_kb_backend_is(
+    settings,
+) -> None:
+    """With KbBackend=bedrock every app task's ``manage.py check --deploy`` warned
+    knowledge.W001 (the score thresholds are the local backend's calibration) and the
+    stack had no way to set them: each has a parameter reaching the tasks that get
+    KB_BACKEND, accepting what env.get_float reads (a plain decimal)."""
+    from knowledge.checks import LOCAL_CALIBRATION, check_bedrock_thresholds
+
+    parameters = {setting: name for name, setting in FEATURE_SWITCHES.items()}
+    assert set(LOCAL_CALIBRATION) <= set(parameters)
+    given = {"KbBackend": "bedrock"}
+    for setting in LOCAL_CALIBRATION:
+        parameter = template()["Parameters"][parameters[setting]]
+        assert parameter["Default"] == ""
+        for value, accepted in (("", True), ("0.4", True), ("1", True), (".03", True)):
+            assert bool(re.fullmatch(parameter["AllowedPattern"], value)) is accepted, value
+        for value in ("x", "0,4", "-0.1", "0.4 "):
+            assert not re.fullmatch(parameter["AllowedPattern"], value), value
+    calibrated = {**given, "KbSuggestionMinScore": "0.6", "KbDraftMinScore": "0.7"}
+    calibrated["KbDraftMinMargin"] = "0.02"
+    for task in resources("AWS::ECS::TaskDefinition"):
+        for parameters_given, warns in ((given, True), (calibrated, False)):
+            environment = _deployed_environment(task, parameters_given)
+            if "KB_BACKEND" not in environment:
+                assert not set(LOCAL_CALIBRATION) & set(environment), task
+                continue
+            settings.KB_BACKEND = environment["KB_BACKEND"]
+            for setting, default in LOCAL_CALIBRATION.items():
+                setattr(settings, setting, float(environment.get(setting, default)))
+            found = [w.id for w in check_bedrock_thresholds()]
+            assert found == (["knowledge.W001"] if warns else []), task
+
+
+def test_the_deploy_docs_keep_channel_credentials_out_of_one_off_tasks() -> None:
+    """The walk-through offered ``channel_account_create`` as an ECS one-off task, whose
+    arguments (the channel's app secret, tokens, client secret) are then kept in the
+    task's recorded overrides (DescribeTasks, CloudTrail's RunTask event). Step 8 sends
+    credentials to the admin and names each option of the command that carries one."""
+    from channels_app.management.commands.channel_account_create import Command
+    from channels_app.services import SECRET_FIELDS
+
+    parser = Command().create_parser("manage.py", "channel_account_create")
+    options = {o for action in parser._actions for o in action.option_strings}
+    secret_options = {"--" + field.replace("_", "-") for field in SECRET_FIELDS}
+    assert secret_options <= options
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    step = docs.split("8. **Channels.**", 1)[1].split("\n9. ", 1)[0]
+    named = set(re.findall(r"`(--[a-z-]+)`", step))
+    assert sorted(secret_options - named) == [], "a credential option step 8 does not name"
+    assert "overrides" in step
 
 
 @pytest.mark.parametrize("parameter", sorted(SECRET_SWITCHES))
@@ -1912,8 +1989,6 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "KB_CONTEXT_TURNS",
         "KB_CONTEXT_WEIGHT",
         "KB_DRAFT_MAX_CITATIONS",
-        "KB_DRAFT_MIN_MARGIN",
-        "KB_DRAFT_MIN_SCORE",
         "KB_DRAFT_RATE_LIMIT_PER_MINUTE",
         "KB_EMBED_MAX_TOKENS",
         "KB_EMBED_WORKERS",
@@ -1923,7 +1998,6 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
         "KB_JOB_STALE_SECONDS",
         "KB_JOB_SWEEP_SECONDS",
         "KB_QUERY_EMBEDDER",
-        "KB_SUGGESTION_MIN_SCORE",
         "KB_TEXT_WEIGHT",
         "KB_TITAN_MODEL_ID",
         "LOGIN_FAILURE_LIMIT",
@@ -2136,6 +2210,102 @@ def test_the_standalone_task_definitions_give_what_the_template_gives() -> None:
         assert sorted(secrets - json_secrets) == [], name
         # As the stack's prod size (db.t4g.medium), not the application's 20.
         assert json_environment["DB_POOL_MAX"] == "10", name
+
+
+# The standalone task definitions' placeholders, each named in docs/deploy.md ("Feature
+# switches", the paragraph on deploy/ecs). Every other name in them (support-desk-…
+# roles, queues, topics, secrets, log groups and table) is the account's own, as the
+# template names it with EnvironmentName=support-desk.
+ECS_PLACEHOLDERS = {
+    "REGION",
+    "ACCOUNT_ID",
+    "RELEASE",
+    "SUFFIX",
+    "DOMAIN_NAME",
+    "FILES_BUCKET",
+    "RECORDINGS_BUCKET",
+    "CALLS_OUTPUT_BUCKET",
+    "DB_HOST",
+    "REDIS_HOST",
+    "COGNITO_DOMAIN",
+    "COGNITO_APP_CLIENT_ID",
+    "USER_POOL_ID",
+    "SMTP_USERNAME",
+    "ALERTS_FROM_EMAIL",
+}
+# Values no two deployments share: the public host name, S3 bucket names (global), the
+# sender's address. A sample value left in place is a working-looking deployment that
+# fails: ALLOWED_HOSTS=support.example.com answered every page with 400 while
+# /health/ready (answered before the host check) kept the tasks healthy.
+_ECS_OWN_VALUES = {
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "SITE_URL",
+    "AWS_STORAGE_BUCKET_NAME",
+    "CALLS_RECORDINGS_BUCKET",
+    "CALLS_OUTPUT_BUCKET",
+    "CALLS_ALLOWED_S3_BUCKETS",
+    "DEFAULT_FROM_EMAIL",
+}
+_PLACEHOLDER = re.compile(r"(?<![A-Za-z0-9_])[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*(?![A-Za-z0-9_])")
+
+
+def test_the_standalone_task_definitions_carry_placeholders_not_sample_values() -> None:
+    """deploy/ecs/*.json said ``support.example.com`` and bucket names like
+    ``support-desk-files`` (someone else's bucket: S3 names are global) beside the
+    capital placeholders docs/deploy.md told the operator to replace: each value that is
+    the deployment's own is a placeholder, and every placeholder is named there."""
+    used: set[str] = set()
+    for path in sorted((ROOT / "deploy" / "ecs").glob("*.json")):
+        text = path.read_text()
+        assert "example" not in text.lower(), path.name
+        definition = json.loads(text)
+        (container,) = definition["containerDefinitions"]
+        environment = {e["name"]: e["value"] for e in container["environment"]}
+        for name in sorted(_ECS_OWN_VALUES & set(environment)):
+            value = environment[name]
+            assert re.fullmatch(r"(https://)?[A-Z][A-Z0-9_]*(,[A-Z][A-Z0-9_]*)*", value), (
+                path.name,
+                name,
+                value,
+            )
+        values = [
+            *environment.values(),
+            *(s["valueFrom"] for s in container["secrets"]),
+            container["image"],
+            definition["executionRoleArn"],
+            definition["taskRoleArn"],
+            *container["logConfiguration"]["options"].values(),
+        ]
+        used |= {token for value in values for token in _PLACEHOLDER.findall(value)}
+    assert sorted(used - ECS_PLACEHOLDERS) == [], "a placeholder not listed here"
+    assert sorted(ECS_PLACEHOLDERS - used) == [], "a placeholder no file uses"
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    (paragraph,) = [
+        p for p in docs.split("\n\n") if p.startswith("With the standalone task definitions")
+    ]
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]*)`", paragraph))
+    assert sorted(ECS_PLACEHOLDERS - named) == [], "a placeholder the docs do not name"
+
+
+def test_the_stack_has_no_sample_domain_name() -> None:
+    """DomainName defaulted to support.example.com: a stack created without it ran with
+    ALLOWED_HOSTS=support.example.com (every page 400, the tasks healthy) and Cognito's
+    callback on that host. It is required, a host name without scheme or path."""
+    for name, parameter in template()["Parameters"].items():
+        assert "example" not in str(parameter.get("Default", "")).lower(), name
+    domain = template()["Parameters"]["DomainName"]
+    assert "Default" not in domain
+    for value, accepted in (
+        ("support.acme.io", True),
+        ("help.support-desk.co.uk", True),
+        ("", False),
+        ("https://support.acme.io", False),
+        ("support.acme.io/", False),
+        ("support.acme.io:443", False),
+        ("support", False),
+    ):
+        assert bool(re.fullmatch(domain["AllowedPattern"], value)) is accepted, value
 
 
 def test_every_deployment_connects_to_the_database_over_tls() -> None:
@@ -2826,16 +2996,21 @@ def test_elastic_beanstalk_nginx_passes_the_request_bodies_the_app_accepts() -> 
     assert limit <= 2 * settings.REQUEST_MAX_BYTES  # the app's cap, not unlimited (0)
 
 
-def _repository(path: Path) -> Path:
-    """A small git repository with Elastic Beanstalk's files, one commit."""
+def _repository(path: Path, files: tuple[str, ...] = ()) -> Path:
+    """A small git repository with Elastic Beanstalk's files, this tree's .dockerignore
+    and ``files`` (empty), one commit."""
     (path / "deploy" / "elasticbeanstalk" / ".ebextensions").mkdir(parents=True)
     (path / "deploy" / "elasticbeanstalk" / ".platform").mkdir()
     (path / "deploy" / "elasticbeanstalk" / "Procfile").write_text("web: x\n")
     (path / "deploy" / "elasticbeanstalk" / ".ebextensions" / "a.config").write_text("{}\n")
     (path / "deploy" / "elasticbeanstalk" / ".platform" / "hook").write_text("\n")
     (path / "manage.py").write_text("\n")
+    (path / ".dockerignore").write_text((ROOT / ".dockerignore").read_text())
     (path / "tests").mkdir()
     (path / "tests" / "test_x.py").write_text("\n")
+    for name in files:
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text("\n")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(path)]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
@@ -2880,6 +3055,91 @@ def test_the_eb_bundle_replaces_an_older_file_of_the_same_name(tmp_path: Path) -
     names = set(zipfile.ZipFile(out).namelist())
     assert "manage.py" in names
     assert "removed_since.py" not in names
+
+
+def test_the_eb_bundle_of_an_older_commit_carries_that_commits_platform_files(
+    tmp_path: Path,
+) -> None:
+    """The Procfile, .ebextensions and .platform were copied from the working tree: a
+    bundle of an older commit (a rollback) deployed today's process table with it."""
+    import zipfile
+
+    repo = _repository(tmp_path / "repo")
+    (repo / "deploy" / "elasticbeanstalk" / "Procfile").write_text("web: newer\n")
+    (repo / "deploy" / "elasticbeanstalk" / ".ebextensions" / "a.config").write_text("[]\n")
+    out = tmp_path / "bundle.zip"
+    script = ROOT / "deploy" / "elasticbeanstalk" / "bundle.sh"
+    subprocess.run([str(script), "HEAD", str(out)], cwd=repo, capture_output=True, check=True)
+    bundle = zipfile.ZipFile(out)
+    assert bundle.read("Procfile") == b"web: x\n"
+    assert bundle.read(".ebextensions/a.config") == b"{}\n"
+
+
+def test_the_eb_bundle_leaves_out_what_the_image_leaves_out(tmp_path: Path) -> None:
+    """The script said it bundles "what .dockerignore lets into the image" but removed
+    five top-level paths by hand: the apps' own tests (262 files, conftest.py among them),
+    the root conftest.py and .env.example went to every instance. It now applies
+    .dockerignore's rules (the commit's), so the bundle holds exactly the tracked files
+    the image's build context would, with every path of this tree tried."""
+    import zipfile
+
+    tracked = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    eb = ("Procfile", ".ebextensions/a.config", ".platform/hook")
+    edge = (
+        "support/tests/test_a.py",
+        "support/tests/conftest.py",
+        "tickets/context/tests/data/x.json",
+        "conftest.py",
+        ".env.example",
+        "deploy/.env.prod",
+        "support/testing/network_guard.py",
+        "bench/soak.py",
+        "docs/deploy.md",
+        "requirements-dev.txt",
+        "key.pem",
+        "old/bundle.zip",
+    )
+    ours = {"manage.py", ".dockerignore", "tests/test_x.py", *eb}
+    # .gitignore would keep some of these files out of the little repository's commit.
+    files = tuple(
+        f
+        for f in sorted({*tracked, *edge} - ours - {"", ".gitignore"})
+        if not f.startswith("deploy/elasticbeanstalk/")
+    )
+    repo = _repository(tmp_path / "repo", files)
+    script = ROOT / "deploy" / "elasticbeanstalk" / "bundle.sh"
+    out = tmp_path / "bundle.zip"
+    subprocess.run([str(script), "HEAD", str(out)], cwd=repo, capture_output=True, check=True)
+    names = {n for n in zipfile.ZipFile(out).namelist() if not n.endswith("/")}
+    code = {*files, *ours} - set(eb)
+    committed = {f"deploy/elasticbeanstalk/{name}" for name in eb}
+    expected = {f for f in code | committed if not excluded(f)} | set(eb)
+    assert sorted(names - expected) == [], "in the bundle, not in the image"
+    assert sorted(expected - names) == [], "in the image, not in the bundle"
+    assert not [n for n in names if "/tests/" in n or n.startswith("tests/")]
+    assert "conftest.py" not in {Path(n).name for n in names}
+    assert {"manage.py", "support/testing/network_guard.py"} <= names
+
+
+def test_the_eb_bundle_refuses_rules_it_cannot_follow(tmp_path: Path) -> None:
+    """A ``!`` rule of .dockerignore re-includes paths; the bundle would leave them out."""
+    repo = _repository(tmp_path / "repo")
+    (repo / ".dockerignore").write_text("bench\n!bench/keep.py\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(repo)]
+    subprocess.run([*git, "commit", "-qam", "negation"], check=True)
+    script = ROOT / "deploy" / "elasticbeanstalk" / "bundle.sh"
+    done = subprocess.run(
+        [str(script), "HEAD", str(tmp_path / "b.zip")],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "!bench/keep.py" in done.stderr
+    assert not (tmp_path / "b.zip").exists()
 
 
 def test_elastic_beanstalk_nginx_logs_no_query_string() -> None:

@@ -13,13 +13,35 @@ case "$out" in
   *) out="$PWD/$out" ;;
 esac
 root="$(git rev-parse --show-toplevel)"
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-git -C "$root" archive --format=tar "$commit" | tar -x -C "$work"
-rm -rf "$work/tests" "$work/bench" "$work/.ci" "$work/docs" "$work/requirements-dev.txt" \
-  "$work/requirements-local.txt"
-cp -R "$root/deploy/elasticbeanstalk/Procfile" "$root/deploy/elasticbeanstalk/.ebextensions" \
-  "$root/deploy/elasticbeanstalk/.platform" "$work/"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+# The commit's .dockerignore rules become git pathspecs that leave out what they match
+# (glob: "*" stays within a directory, "**/" spans any number, as Docker's matcher) and
+# everything below it. A "!" rule re-includes paths, which these cannot express: refuse
+# it rather than ship a bundle that differs from the image (tests/test_deploy.py compares
+# the two).
+git -C "$root" show "$commit:.dockerignore" >"$tmp/rules"
+set --
+while IFS= read -r line || [ -n "$line" ]; do
+  rule="$(printf '%s' "$line" | sed 's/^[[:space:]]*//; s/[[:space:]]*$//')"
+  case "$rule" in
+    '' | '#'*) continue ;;
+    '!'*)
+      echo "bundle.sh: .dockerignore rule $rule re-includes paths; not supported here" >&2
+      exit 1
+      ;;
+  esac
+  rule="${rule#/}"
+  rule="${rule%/}"
+  set -- "$@" ":(exclude,glob)$rule" ":(exclude,glob)$rule/**"
+done <"$tmp/rules"
+mkdir "$tmp/bundle"
+git -C "$root" archive --format=tar "$commit" -- . "$@" | tar -x -C "$tmp/bundle"
+# the platform's files as the commit has them (not the working tree's: a bundle of an
+# older commit got today's configuration)
+git -C "$root" archive --format=tar "$commit" deploy/elasticbeanstalk | tar -x -C "$tmp"
+eb="$tmp/deploy/elasticbeanstalk"
+cp -R "$eb/Procfile" "$eb/.ebextensions" "$eb/.platform" "$tmp/bundle/"
 rm -f "$out"  # zip would add to an older bundle of the same name, not replace it
-(cd "$work" && zip -qr "$out" .)
+(cd "$tmp/bundle" && zip -qr "$out" .)
 echo "$out"
