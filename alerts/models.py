@@ -223,6 +223,9 @@ class Alert(models.Model):
                 condition=Q(state__in=["firing", "acknowledged"]),
             ),
             models.Index(fields=["state", "severity", "-created_at"], name="alerts_state_idx"),
+            # every alert of a fingerprint, resolved ones too: whether an SLA event has had
+            # its alert (services.sla_event_handle, selectors.sla_outbox_ids_unalerted)
+            models.Index(fields=["fingerprint"], name="alerts_fingerprint_idx"),
         ]
 
     def __str__(self) -> str:

@@ -7,13 +7,18 @@ import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import CharField, Count, Exists, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Concat
 from prometheus_client.core import Metric
 
-from alerts.models import OPEN_STATES, Alert, AlertRule, AlertTarget, RuleEvaluation
+from alerts.models import OPEN_STATES, Alert, AlertRule, AlertTarget, RuleEvaluation, Severity
 from support.metrics import metrics_collect
-from tickets.models import SlaTarget
+from support.models import OutboxEvent
+from tickets.models import SlaEvent, SlaEventKind, SlaTarget
+from tickets.selectors import SLA_FIRST_RESPONSE_STATUSES
 
 _NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 _SELECTOR = re.compile(rf"^\s*(?P<name>{_NAME})\s*(?:\{{(?P<matchers>.*)\}})?\s*$", re.DOTALL)
@@ -187,6 +192,65 @@ def sla_alert_list_open(*, ticket_ids: Iterable[int] | None = None) -> QuerySet[
             f"{SLA_PREFIX}{int(pk)}:{target}" for pk in ticket_ids for target in SlaTarget
         ]
     )
+
+
+def sla_outbox_ids_unalerted(
+    *, since: datetime, now: datetime, warning_window: timedelta, limit: int
+) -> list[int]:
+    """The outbox events (``sla.<kind>``, whose ids an alert keeps) of the SLA warnings and
+    breaches recorded since ``since`` that should have an alert and have none, at most
+    ``limit``, oldest first: the rule evaluation raises them
+    (``alerts.services.sla_alerts_catch_up``) when their task failed.
+
+    Only events that were published (the demo's history rows were not, on purpose), not
+    recorded when the clock had already stopped (``stopped_at``: nothing to page), whose
+    clock still runs as ``services._sla_cleared`` reads it (not merged; new, open or
+    pending; a first response not given yet) and, for a warning, still due inside the
+    warning window. One (ticket, target, kind) has at most one event, so "has an alert"
+    is exact by fingerprint: a warning is alerted by any alert of its fingerprint, a
+    breach by a critical one (only a breach makes an SLA alert critical)."""
+    ticket_id = Cast(OuterRef("ticket_id"), output_field=CharField())
+    fingerprint = Concat(Value(SLA_PREFIX), ticket_id, Value(":"), OuterRef("target"))
+    alerts = Alert.objects.filter(fingerprint=fingerprint)
+    published = (
+        OutboxEvent.objects.filter(
+            aggregate_type="ticket",
+            aggregate_id=ticket_id,
+            event_type=Concat(Value("sla."), OuterRef("kind")),
+        )
+        .annotate(sla_target=KeyTextTransform("target", "payload"))
+        .filter(sla_target=OuterRef("target"))
+        .order_by("pk")
+        .values("pk")[:1]
+    )
+    latest = now + warning_window
+    found = (
+        SlaEvent.objects.filter(
+            created_at__gte=since,
+            stopped_at__isnull=True,
+            ticket__merged_into__isnull=True,
+            ticket__status__in=SLA_FIRST_RESPONSE_STATUSES,
+        )
+        .exclude(target=SlaTarget.FIRST_RESPONSE, ticket__first_response_at__isnull=False)
+        .exclude(
+            Q(kind=SlaEventKind.WARNING)
+            & (
+                Q(target=SlaTarget.FIRST_RESPONSE, ticket__first_response_due_at__gt=latest)
+                | Q(target=SlaTarget.RESOLUTION, ticket__resolution_due_at__gt=latest)
+            )
+        )
+        .annotate(
+            outbox_id=Subquery(published),
+            alerted=Exists(alerts),
+            alerted_critical=Exists(alerts.filter(severity=Severity.CRITICAL)),
+        )
+        .filter(outbox_id__isnull=False)
+        .exclude(kind=SlaEventKind.WARNING, alerted=True)
+        .exclude(kind=SlaEventKind.BREACHED, alerted_critical=True)
+        .order_by("created_at", "pk")
+        .values_list("outbox_id", flat=True)
+    )
+    return [int(pk) for pk in found[:limit]]
 
 
 def alert_counts() -> list[dict[str, object]]:

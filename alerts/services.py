@@ -62,6 +62,7 @@ from support.delivery.registry import TargetKind as DeliveryKind
 from support.delivery.services import delivery_enqueue
 from support.events import event_record
 from support.metrics import metrics_collect
+from support.models import OutboxEvent
 from support.redis_client import Lease
 from support.services import audit_log_record
 from support.text import readable_time
@@ -319,6 +320,8 @@ class EvaluationReport:
     fired: list[int] = field(default_factory=list)  # rule ids
     resolved: list[int] = field(default_factory=list)
     sla_resolved: list[int] = field(default_factory=list)  # alert ids
+    # alert ids raised (or escalated) for SLA events whose task raised none
+    sla_raised: list[int] = field(default_factory=list)
     retired: list[int] = field(default_factory=list)  # alert ids: rule disabled or deleted
     # rule ids left as they were: a metric source they read failed (no data is not "clear")
     unavailable: list[int] = field(default_factory=list)
@@ -521,6 +524,7 @@ def _evaluate_all(now: datetime) -> EvaluationReport:
     cutoff = now - timedelta(days=int(settings.ALERTS_EVALUATIONS_RETENTION_DAYS))
     old = RuleEvaluation.objects.filter(evaluated_at__lt=cutoff).values_list("pk", flat=True)
     RuleEvaluation.objects.filter(pk__in=list(old[:5000])).delete()
+    report.sla_raised = sla_alerts_catch_up(now=now)
     return report
 
 
@@ -544,11 +548,15 @@ def _readable_time(value: Any) -> str:
     return readable_time(when)
 
 
-def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any]) -> Raised | None:
+def sla_event_handle(
+    *, event_id: int, event_type: str, payload: dict[str, Any], caught_up: bool = False
+) -> Raised | None:
     """One alert per (ticket, target) for ``sla.warning`` / ``sla.breached``: a warning
     fires it, a breach fires or escalates it to critical. The same outbox event delivered
     again changes nothing (the alert keeps the ids of the events it has seen). Called by
-    ``alerts.tasks.sla_event_handle_task``, after the outbox relay's batch has committed."""
+    ``alerts.tasks.sla_event_handle_task``, after the outbox relay's batch has committed,
+    and (``caught_up``, said in the history note) by :func:`sla_alerts_catch_up` for an
+    event whose task raised nothing."""
     severity = SLA_SEVERITY.get(event_type)
     ticket_id = payload.get("ticket_id")
     target = str(payload.get("target") or "")
@@ -601,7 +609,8 @@ def sla_event_handle(*, event_id: int, event_type: str, payload: dict[str, Any])
             },
             subject_type="ticket",
             subject_id=int(ticket_id),
-            note=f"{event_type} (outbox event {event_id})",
+            note=f"{event_type} (outbox event {event_id}"
+            + ("; raised by the rule evaluation)" if caught_up else ")"),
         )
         alert = raised.alert
         events = [e for e in alert.details.get("events", []) if e != event_id]
@@ -623,6 +632,7 @@ def _sla_cleared(alert: Alert, ticket: Ticket | None, now: datetime) -> str:
         return f"ticket {ticket.number} was merged into another ticket"
     if ticket.status not in SLA_FIRST_RESPONSE_STATUSES:
         return f"ticket {ticket.number} is {ticket.get_status_display().lower()}"
+    # (selectors.sla_outbox_ids_unalerted reads the same conditions in SQL: keep them alike)
     target = str(alert.details.get("target") or alert.fingerprint.rsplit(":", 1)[-1])
     if target == SlaTarget.FIRST_RESPONSE:
         if ticket.first_response_at is not None:
@@ -658,6 +668,55 @@ def sla_alerts_resolve(
             continue
         resolved.append(alert.pk)
     return resolved
+
+
+#: The rule evaluation's catch-up (:func:`sla_alerts_catch_up`): SLA events recorded this
+#: long ago at most, this many a run (oldest first; the rest at the next runs).
+SLA_CATCH_UP_LOOKBACK = timedelta(days=1)
+SLA_CATCH_UP_BATCH = 100
+
+
+def sla_alerts_catch_up(*, now: datetime | None = None) -> list[int]:
+    """Raise the alert of every recent SLA warning or breach that has none while its clock
+    still runs (``selectors.sla_outbox_ids_unalerted``: the last ``SLA_CATCH_UP_LOOKBACK``, at
+    most ``SLA_CATCH_UP_BATCH``): its ``sla_event_handle_task`` gave up (3 retries are
+    shorter than a database failover) or has not run yet. Called by every rule evaluation
+    (once a minute). Idempotent as the task is: the event's outbox id is the one the task
+    would have handled, so the alert keeps it, and a task delivered late (or a second
+    evaluation) finds the work done. Returns the ids of the alerts raised or escalated."""
+    now = now or timezone.now()
+    found = selectors.sla_outbox_ids_unalerted(
+        since=now - SLA_CATCH_UP_LOOKBACK,
+        now=now,
+        warning_window=sla_warning_window(),
+        limit=SLA_CATCH_UP_BATCH,
+    )
+    if not found:
+        return []
+    outbox = OutboxEvent.objects.in_bulk(found)
+    raised_ids: list[int] = []
+    for outbox_id in found:
+        event = outbox.get(outbox_id)
+        if event is None:  # purged meanwhile (OUTBOX_RETENTION_DAYS is far longer)
+            continue
+        raised = sla_event_handle(
+            event_id=event.pk,
+            event_type=event.event_type,
+            payload=dict(event.payload),
+            caught_up=True,
+        )
+        if raised is None or not (raised.created or raised.escalated):
+            continue
+        logger.warning(
+            "SLA alert %s raised by the rule evaluation for outbox event %s (%s, ticket %s): "
+            "its task had not (it failed, or has not run yet)",
+            raised.alert.pk,
+            event.pk,
+            event.event_type,
+            event.aggregate_id,
+        )
+        raised_ids.append(raised.alert.pk)
+    return raised_ids
 
 
 # --- the delivery kinds ------------------------------------------------------------------

@@ -23,9 +23,11 @@ def sla_event_handle_task(
     event (enqueued by its subscriber, ``alerts.apps.on_sla_event``). Idempotent through
     the event ids the alert keeps: a task delivered twice raises and notifies once. The
     database going away is retried with backoff a bounded number of times
-    (``support.events.SUBSCRIBER_TASK_OPTIONS``); after that, or on anything else, Celery logs the
-    failure and this event raises no alert (it was delivered; the next SLA event of the
-    ticket, or a breach after a warning, still does)."""
+    (``support.events.SUBSCRIBER_TASK_OPTIONS``: seconds, shorter than a failover); after
+    that, or on anything else, Celery logs the failure and the next rule evaluation (once
+    a minute) raises the alert instead while the ticket's clock still runs
+    (``alerts.services.sla_alerts_catch_up``, events of the last day), under this event's
+    id: one alert, however the two meet."""
     raised = sla_event_handle(event_id=event_id, event_type=event_type, payload=payload)
     return raised.alert.pk if raised is not None else None
 

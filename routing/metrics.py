@@ -14,8 +14,9 @@ BedrockAPIErrors → ``support_routing_provider_errors
 {provider="bedrock"}`` (decisions that fell back because their provider failed); tokens and
 cost → ``support_routing_tokens``, ``support_routing_cost_usd``,
 ``support_routing_cost_per_ticket_usd``. Not windowed: ``support_routing_unrouted_tickets``
-(tickets still without a decision; the routing sweep's work) and
-``support_routing_failed_tickets{kind}`` (those whose routing failed: permanent or retrying).
+(tickets still without a decision; the routing sweep's work, which takes those whose
+routing failed for a passing reason at any age) and ``support_routing_failed_tickets{kind}``
+(those whose routing failed: permanent, or retrying: the sweep does, whatever their age).
 ``support_routing_outcomes{outcome}`` (windowed) counts every ticket routed or failed:
 ``decided``, ``fell_back`` (provider errors) and ``failed`` (no decision: routing failed
 outright), the error-rate alarms' numerator and denominator.
@@ -219,7 +220,9 @@ def routing_metrics() -> Iterator[Metric]:
     unrouted = gauge(
         "routing_unrouted_tickets",
         "Tickets still without a routing decision ROUTING_SWEEP_AFTER_SECONDS after they "
-        "were created (up to ROUTING_SWEEP_LOOKBACK_SECONDS old); 0 while routing is off.",
+        "were created: up to ROUTING_SWEEP_LOOKBACK_SECONDS old, and older ones whose "
+        "routing failed for a passing reason (the sweep retries those at any age); 0 while "
+        "routing is off.",
     )
     unrouted.add_metric([], selectors.tickets_unrouted().count() if settings.ROUTING_ENABLED else 0)
     yield unrouted
@@ -228,7 +231,7 @@ def routing_metrics() -> Iterator[Metric]:
         "routing_failed_tickets",
         "Tickets whose routing failed and that have no decision yet, by kind: permanent "
         "(never retried: the admin's Routing failures page routes them again) or retrying "
-        "(the sweep tries again after a backoff).",
+        "(the sweep tries again after a backoff, whatever the ticket's age, until it routes).",
         ["kind"],
     )
     kinds = dict(RoutingFailure.objects.values_list("permanent").annotate(n=Count("pk")).order_by())

@@ -68,7 +68,8 @@ def routing_status_get(*, ticket: Ticket, decided: bool, now: Any = None) -> Rou
     than ``ROUTING_DECISION_RETENTION_DAYS``: the purge deleted it, or there was none);
     ``disabled`` (``ROUTING_ENABLED`` off); ``not_routed`` (no decision and past the
     routing sweep's look-back: nothing routes it by itself); else ``pending`` (a
-    decision is coming: the task or the sweep routes it, after a passing failure too).
+    decision is coming: the task or the sweep routes it, after a passing failure too,
+    whatever the ticket's age: the sweep retries those past its look-back as well).
     ``decided``: the caller found a decision (one query otherwise)."""
     if decided:
         return RoutingStatus(RoutingState.DECIDED, None)
@@ -81,8 +82,9 @@ def routing_status_get(*, ticket: Ticket, decided: bool, now: Any = None) -> Rou
             f"({failure.error[:300] or 'no error recorded'}); a supervisor can route it "
             "again (admin: Routing failures).",
         )
+    retrying = failure is not None  # a passing failure: the sweep tries it at any age
     days = int(settings.ROUTING_DECISION_RETENTION_DAYS)
-    if ticket.created_at <= now - timedelta(days=days):
+    if not retrying and ticket.created_at <= now - timedelta(days=days):
         return RoutingStatus(
             RoutingState.EXPIRED,
             f"No routing decision is kept for this ticket: decisions are deleted {days} "
@@ -96,7 +98,7 @@ def routing_status_get(*, ticket: Ticket, decided: bool, now: Any = None) -> Rou
             "is made while it is.",
         )
     lookback = timedelta(seconds=float(settings.ROUTING_SWEEP_LOOKBACK_SECONDS))
-    if ticket.created_at <= now - lookback:
+    if not retrying and ticket.created_at <= now - lookback:
         return RoutingStatus(
             RoutingState.NOT_ROUTED,
             "The ticket has no routing decision and is older than the routing sweep looks "
@@ -114,15 +116,28 @@ def routing_status_get(*, ticket: Ticket, decided: bool, now: Any = None) -> Rou
 
 def tickets_unrouted(*, now: Any = None) -> QuerySet[Ticket]:
     """Tickets with no routing decision, created more than ``ROUTING_SWEEP_AFTER_SECONDS``
-    ago and less than ``ROUTING_SWEEP_LOOKBACK_SECONDS`` ago (older ones predate routing
-    or were left on purpose), oldest first, those whose routing failed included: the
+    ago and either less than ``ROUTING_SWEEP_LOOKBACK_SECONDS`` ago (older ones predate
+    routing or were left on purpose) or whose routing failed for a passing reason (a
+    transient ``RoutingFailure``, whatever its age: the sweep keeps trying those, backing
+    off, until they route), oldest first, those whose routing failed included: the
     ``support_routing_unrouted_tickets`` metric (the sweep's work is
-    :func:`tickets_to_sweep`)."""
+    :func:`tickets_to_sweep`). A permanent failure older than the look-back is no longer
+    counted here (``support_routing_failed_tickets{kind="permanent"}`` counts it)."""
     now = now or timezone.now()
+    since = now - timedelta(seconds=settings.ROUTING_SWEEP_LOOKBACK_SECONDS)
+    # Two index reads, not an OR the planner can only answer by reading every ticket:
+    # the look-back's tickets (created_at) and the older transient failures (a small
+    # table, joined by the ticket's key).
+    recent = Ticket.objects.filter(created_at__gt=since).order_by().values("pk")
+    retrying = (
+        RoutingFailure.objects.filter(permanent=False, ticket__created_at__lte=since)
+        .order_by()
+        .values("ticket_id")
+    )
     return (
         Ticket.objects.filter(
+            pk__in=recent.union(retrying, all=True),
             created_at__lte=now - timedelta(seconds=settings.ROUTING_SWEEP_AFTER_SECONDS),
-            created_at__gt=now - timedelta(seconds=settings.ROUTING_SWEEP_LOOKBACK_SECONDS),
         )
         .exclude(Exists(RoutingDecision.objects.filter(ticket_id=OuterRef("pk"))))
         .order_by("created_at", "pk")

@@ -80,11 +80,13 @@ def _failure_record(ticket_id: int, exc: BaseException) -> None:
 @shared_task(soft_time_limit=60, time_limit=90)
 def routing_sweep_task() -> int:
     """Beat's safety net for "never unrouted": routing again for tickets still without a
-    decision a few minutes after they were created (their task failed or was lost), at
-    most ``ROUTING_SWEEP_BATCH`` per run: not those whose routing failed for good, nor,
-    until their backoff has passed, those whose routing failed lately
-    (``selectors.tickets_to_sweep``). Each task expires unrun after one sweep
-    interval, so a backed-up queue holds at most one sweep copy per ticket."""
+    decision a few minutes after they were created (their task failed or was lost), up to
+    the look-back's age, and for older ones whose routing failed for a passing reason (an
+    outage or a refused credential that outlasted the look-back), at most
+    ``ROUTING_SWEEP_BATCH`` per run, oldest first: not those whose routing failed for
+    good, nor, until their backoff has passed (at most an hour), those whose routing
+    failed lately (``selectors.tickets_to_sweep``). Each task expires unrun after one
+    sweep interval, so a backed-up queue holds at most one sweep copy per ticket."""
     if not settings.ROUTING_ENABLED:
         return 0
     ids = list(

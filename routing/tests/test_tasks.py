@@ -225,6 +225,46 @@ def test_a_transient_failure_is_swept_again_after_a_growing_backoff(
     assert not RoutingFailure.objects.exists()  # routed: the record goes
 
 
+def test_a_transient_failure_older_than_the_lookback_is_still_swept_and_counted(
+    routing_on: Any, teams: Any, customer: Customer
+) -> None:
+    """A ticket whose routing failed for a passing reason (or a deployment's: a refused
+    credential fixed after a weekend) is swept again after the day the sweep looks back,
+    with the same backoff: ``support_routing_failed_tickets{kind="retrying"}`` said so
+    while the sweep had stopped trying and ``unrouted`` read 0. A permanent failure, and a
+    ticket past the look-back that never failed (it predates routing), stay left alone."""
+    from routing.models import RoutingFailure
+
+    retrying, permanent, ancient = (
+        Ticket.objects.get(pk=_aged(customer, minutes=60 * 25).pk) for _ in range(3)
+    )
+    services.routing_failure_record(ticket_id=retrying.pk, exc=ExternalAuthError("AccessDenied"))
+    services.routing_failure_record(ticket_id=permanent.pk, exc=DataError("value too long"))
+    assert _failed_tickets() == {"permanent": 1, "retrying": 1}
+    assert _unrouted() == 1  # the retrying one: the sweep's work; not the permanent one
+
+    assert _sweeps(1) == [0]  # still backing off
+    where = selectors.routing_status_get(ticket=retrying, decided=False)
+    assert where.status == selectors.RoutingState.PENDING
+    assert "it is tried again from" in (where.reason or "")
+
+    RoutingFailure.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert _sweeps(2) == [1, 0]  # the credential was fixed: routed
+    assert list(RoutingDecision.objects.values_list("ticket_id", flat=True)) == [retrying.pk]
+    assert list(RoutingFailure.objects.values_list("ticket_id", flat=True)) == [permanent.pk]
+    assert _failed_tickets() == {"permanent": 1, "retrying": 0}
+    assert _unrouted() == 0
+    assert selectors.routing_status_get(ticket=ancient, decided=False).status == (
+        selectors.RoutingState.NOT_ROUTED
+    )
+
+
+def _unrouted() -> float:
+    family = next(m for m in routing_metrics() if m.name == "support_routing_unrouted_tickets")
+    [sample] = family.samples
+    return sample.value
+
+
 def test_the_sweeps_backoff_doubles_up_to_an_hour(customer: Customer, settings: Any) -> None:
     settings.ROUTING_SWEEP_SECONDS = 120.0
     ticket = _aged(customer, minutes=10)
