@@ -119,9 +119,11 @@ class CallAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
         if not is_supervisor(request.user):  # docs/security.md: the supervisors' action
             self.message_user(request, "Only supervisors can re-run the pipeline.", messages.ERROR)
             return
-        for call in queryset:
-            call_pipeline_start(call.pk)
-        self.message_user(request, f"{queryset.count()} pipeline(s) started.")
+        ids = list(queryset.values_list("pk", flat=True))
+        services.call_pipeline_restarts_reset(call_ids=ids)  # the sweep's count too
+        for pk in ids:
+            call_pipeline_start(pk)
+        self.message_user(request, f"{len(ids)} pipeline(s) started.")
 
 
 # Two kinds of alerts live in the admin: these, about agents' states in Amazon Connect,

@@ -136,6 +136,15 @@ class Call(models.Model):
     # Data Automation writes a new result for a call at the same key, and a different
     # version is read again (``call_transcribe``).
     s3_output_version = models.CharField(max_length=255, blank=True)
+    # Times the pipeline sweep (``call_pipelines_sweep``) restarted the chain of this call
+    # since the chain was last started by anything else (an event, the admin's re-run);
+    # after ``PIPELINE_SWEEP_MAX_RESTARTS`` the call is given up (``failed``, with the
+    # reason). The names are ``support.sweeps.RedrivePolicy``'s.
+    attempts = models.PositiveSmallIntegerField(
+        "pipeline restarts by the sweep", default=0, db_default=0
+    )
+    # When the sweep last restarted it: the sweep leaves it alone for a while after.
+    attempted_at = models.DateTimeField("last restarted by the sweep", null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

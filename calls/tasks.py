@@ -6,14 +6,14 @@ import logging
 from typing import Any
 
 from celery import chain, shared_task
-from celery.exceptions import MaxRetriesExceededError
+from celery.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
 from calls import services
 from calls.models import Call, PipelineStatus
 from calls.services.sweeps import TRANSCRIBE_POLLS
-from support.db import DATABASE_GONE_RETRY
+from support.db import DATABASE_GONE, DATABASE_GONE_RETRY
 from support.errors import PermanentError, RetryableError
 from support.outbound import backoff_seconds
 
@@ -80,6 +80,26 @@ def _fail(call_id: int, exc: Exception) -> None:
     )
 
 
+def _fail_unexpected(task: Any, call_id: int, step: str, exc: Exception) -> None:
+    """At a step's task boundary: an error the step does not handle (a bug such as a
+    ``KeyError``, its soft time limit) ends the task for good (the steps retry only
+    ``RetryableError``), so the call is failed with the reason, as ``_fail`` does: the
+    admin's "Failed" filter lists it and "Re-run the pipeline" resumes it. Before, the call
+    sat in its step with no error and the pipeline sweep restarted it for ever. The
+    caller raises the error again (the worker logs its traceback; the chain stops).
+
+    The database gone (a restart, a failover) is not the call's fault, and the update
+    could not be written anyway: the call is left to the pipeline sweep, which restarts it
+    a bounded number of times (``calls.services.sweeps.PIPELINE_REDRIVE``)."""
+    if isinstance(exc, DATABASE_GONE):
+        return
+    if isinstance(exc, SoftTimeLimitExceeded):
+        reason = f"{step}: did not finish within its time limit ({task.soft_time_limit} s)."
+    else:
+        reason = f"{step}: unexpected error {type(exc).__name__}: {exc}"
+    _fail(call_id, RuntimeError(reason))
+
+
 def _retries_spent(task: Any, call_id: int, exc: RetryableError) -> bool:
     """On a step's last retry, the call is failed with the reason (True), not left in its
     step for the pipeline sweep to restart every quarter of an hour without a word."""
@@ -105,6 +125,9 @@ def call_transcribe_task(self, call_id: int) -> str:  # type: ignore[no-untyped-
     except PermanentError as exc:
         _fail(call_id, exc)
         return "failed"
+    except Exception as exc:  # the task boundary: recorded on the call, then raised
+        _fail_unexpected(self, call_id, "Transcription", exc)
+        raise
     if state == "pending":
         try:
             raise self.retry(countdown=settings.CALLS_TRANSCRIBE_POLL_SECONDS)
@@ -138,6 +161,9 @@ def call_analyse_task(self, call_id: int) -> bool:  # type: ignore[no-untyped-de
     except PermanentError as exc:
         _fail(call_id, exc)
         return False
+    except Exception as exc:  # the task boundary: recorded on the call, then raised
+        _fail_unexpected(self, call_id, "Analysis", exc)
+        raise
 
 
 @shared_task(
@@ -155,9 +181,17 @@ def call_interaction_record_task(self: Any, call_id: int) -> bool:
     return services.call_interaction_record(call_id=call_id)
 
 
-@shared_task(acks_late=True, soft_time_limit=30, time_limit=60)
-def call_salesforce_case_task(call_id: int) -> int | None:
-    delivery = services.call_salesforce_case(call_id=call_id)
+@shared_task(bind=True, acks_late=True, soft_time_limit=30, time_limit=60)
+def call_salesforce_case_task(self: Any, call_id: int) -> int | None:
+    """Builds the Case delivery; the delivery engine sends it, recording every attempt
+    and keeping a Case it could not send as a dead letter (``salesforce`` kind). An error
+    before the delivery exists has nowhere else to be recorded: the call is failed with
+    the reason (``_fail_unexpected``)."""
+    try:
+        delivery = services.call_salesforce_case(call_id=call_id)
+    except Exception as exc:  # the task boundary: recorded on the call, then raised
+        _fail_unexpected(self, call_id, "Salesforce Case", exc)
+        raise
     return delivery.pk if delivery else None
 
 

@@ -14,6 +14,9 @@ from tickets.models import Attachment, DownloadStatus
 
 #: Received and not yet turned into messages (a worker will pick them up).
 WAITING = (InboundStatus.RECEIVED, InboundStatus.RETRYING)
+#: Kept and waiting for a person: dead letters (retries spent) and e-mails quarantined by
+#: CHANNELS_EMAIL_AUTH_POLICY=reject, until re-driven, released or closed.
+DEAD_LETTERS = (InboundStatus.DEAD, InboundStatus.QUARANTINED)
 
 
 def intake_metrics() -> Iterator[Metric]:
@@ -32,6 +35,28 @@ def intake_metrics() -> Iterator[Metric]:
     for row in rows:
         intake.add_metric([row["channel"], row["status"]], row["n"])
     yield intake
+
+    # A level, not a window (as support_call_events_failed and
+    # support_deliveries_dead_letters): an alert rule over the window's "dead" outcome
+    # resolved once the event's received_at left the rule's window, with the event still
+    # dead. One aggregate over inbound_status_idx (status, received_at): the few dead or
+    # quarantined rows, whenever they came.
+    dead = gauge(
+        "inbound_dead_letters",
+        "Inbound webhook events waiting for a person now, however long ago they came, by "
+        "channel and status: dead (retries spent; re-process or close them) and "
+        "quarantined (e-mail sender not verified; release or close them).",
+        ["channel", "status"],
+    )
+    dead_rows = (
+        InboundEvent.objects.filter(status__in=DEAD_LETTERS)
+        .values("channel", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in dead_rows:
+        dead.add_metric([row["channel"], row["status"]], row["n"])
+    yield dead
 
     # One index probe per status on inbound_status_idx (status, received_at).
     oldest = [

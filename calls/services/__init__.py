@@ -45,6 +45,7 @@ from calls.services.ivr import call_journey_assess, escalation_create
 from calls.services.pipeline import (
     call_analyse,
     call_interaction_record,
+    call_pipeline_restarts_reset,
     call_pipeline_schedule,
     call_transcribe,
     transcript_save,
@@ -84,6 +85,7 @@ __all__ = [
     "call_events_sweep",
     "call_interaction_record",
     "call_journey_assess",
+    "call_pipeline_restarts_reset",
     "call_pipeline_schedule",
     "call_pipelines_stalled",
     "call_pipelines_sweep",

@@ -38,11 +38,24 @@ logger = logging.getLogger(__name__)
 
 
 def call_pipeline_schedule(call: Call) -> None:
-    """Run the chain after commit; every step is idempotent, so re-running resumes."""
+    """Run the chain after commit; every step is idempotent, so re-running resumes. The
+    chain started by an event, the pipeline sweep's count of restarts starts again."""
     from calls.tasks import call_pipeline_start
 
     call_pk = call.pk
+    if call.attempts or call.attempted_at:
+        call_pipeline_restarts_reset(call_ids=[call_pk])
     transaction.on_commit(lambda: call_pipeline_start(call_pk))
+
+
+def call_pipeline_restarts_reset(*, call_ids: list[int]) -> None:
+    """The chain is started by something other than the pipeline sweep (a new event, the
+    admin's "Re-run the pipeline"): the sweep's count of restarts (``Call.attempts``,
+    ``calls.services.sweeps.PIPELINE_REDRIVE``) starts again, as the admin's re-drive of a
+    call event starts its count again."""
+    Call.objects.filter(pk__in=call_ids).exclude(attempts=0, attempted_at=None).update(
+        attempts=0, attempted_at=None
+    )
 
 
 def _set_status(call: Call, status: str, error: str = "") -> None:

@@ -8,7 +8,6 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -44,6 +43,12 @@ PIPELINE_SWEEP_STALE_SECONDS = 900.0
 PIPELINE_SWEEP_BATCH = 100
 #: How many times ``call_transcribe_task`` asks a running transcription job for its result.
 TRANSCRIBE_POLLS = 120
+#: Restarts after which a call the sweep keeps finding stalled is given up: ``failed``,
+#: with the reason (the admin's "Failed" filter and "Re-run the pipeline"). Each is 15, 30,
+#: 60, then 120 minutes after the one before (a transcribing call: at least the polling
+#: window), so a call whose chain dies every time (a killed worker, a hard time limit, the
+#: database gone) is given up about four hours after it last moved.
+PIPELINE_SWEEP_MAX_RESTARTS = 4
 
 
 #: The re-drives of call events: 2, 4, 8, 16, 32 minutes apart (on connect 1, 2, 4, 8,
@@ -58,6 +63,14 @@ EVENTS_REDRIVE = RedrivePolicy(
 EVENTS_GIVE_UP_DEFAULT = (
     "its processing never finished (an error it does not record, a time limit or a "
     "killed worker: see the worker's log)"
+)
+#: The restarts of call pipelines: 15, 30, 60, 120 minutes apart, given up after 4. The
+#: floor is the wait itself: this sweep is not sent on broker connections.
+PIPELINE_REDRIVE = RedrivePolicy(
+    wait_seconds=PIPELINE_SWEEP_STALE_SECONDS,
+    floor_seconds=PIPELINE_SWEEP_STALE_SECONDS,
+    max_redrives=PIPELINE_SWEEP_MAX_RESTARTS,
+    backoff=2.0,
 )
 
 
@@ -134,7 +147,9 @@ def _transcribing_stale_seconds() -> float:
 
 def call_pipelines_stalled(now: datetime | None = None) -> QuerySet[Call]:
     """Calls whose pipeline stopped short of a final status with nothing to move it on
-    (see ``call_pipelines_sweep``)."""
+    (see ``call_pipelines_sweep``), whether the sweep restarted them already or not: a
+    restart leaves ``updated_at`` as it was, so a call stays here until a step moves it on
+    (or the sweep gives it up). ``support_calls_stalled`` counts them."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=PIPELINE_SWEEP_STALE_SECONDS)
     polled_out = now - timedelta(seconds=_transcribing_stale_seconds())
@@ -171,37 +186,86 @@ def call_pipelines_sweep() -> int:
     """Start the chain again (``call_pipeline_start``) of calls left in a non-final
     pipeline status past ``PIPELINE_SWEEP_STALE_SECONDS`` (a call being transcribed: past
     the polling window too), oldest first, at most ``PIPELINE_SWEEP_BATCH`` a run: the
-    chain was never queued (the broker was down at the commit), a worker was killed, or a
-    step's retries ran out on an error that is not the call's fault. Every step is
+    chain was never queued (the broker was down at the commit), a worker was killed, a
+    hard time limit, or the database went away under a step. (A step that fails on an
+    error of its own fails the call with the reason, ``calls.tasks``.) Every step is
     idempotent and resumes where the call stopped; the thresholds are longer than a
-    running chain leaves a call unchanged, so a chain still running is not doubled. Each
-    call restarted has its ``updated_at`` touched: the next run leaves it alone for the
-    same period. Returns how many were restarted (logged; ``support_calls_stalled`` on
-    ``/metrics`` counts those waiting)."""
-    with transaction.atomic():
-        ids = list(
-            call_pipelines_stalled()
-            .select_for_update(skip_locked=True)
-            .order_by("updated_at", "id")
-            .values_list("id", flat=True)[:PIPELINE_SWEEP_BATCH]
-        )
-        if not ids:
-            return 0
-        Call.objects.filter(pk__in=ids).update(updated_at=timezone.now())
-        transaction.on_commit(lambda: _pipelines_start(ids))
-    logger.warning(
-        "%d call pipeline(s) left in a non-final status restarted by the sweep: %s",
-        len(ids),
-        ids,
+    running chain leaves a call unchanged, so a chain still running is not doubled.
+
+    The restarts follow ``PIPELINE_REDRIVE`` (``support.sweeps``, as call events): each is
+    counted on the call (``attempts``, ``attempted_at``) before its chain is queued, the
+    next one waits 15, 30, 60, then 120 minutes (a transcribing call: at least the polling
+    window, as its restarted chain polls the job again), and a call restarted
+    ``PIPELINE_SWEEP_MAX_RESTARTS`` times that is still stalled after the last wait is
+    given up: ``failed``, with the reason. A restart does not touch ``updated_at`` (the
+    call did not move), so ``support_calls_stalled`` keeps counting a restarted call
+    until a step moves it on or it is given up, rather than reading 0 after every run.
+    When the broker refuses a chain the run stops (logged; the next one goes on). Returns
+    how many were restarted."""
+    now = timezone.now()
+    due = _pipelines_due_q(now)
+    rows = list(
+        call_pipelines_stalled(now)
+        .filter(due)
+        .order_by("updated_at", "id")
+        .values_list("id", "attempts", "pipeline_status")[:PIPELINE_SWEEP_BATCH]
     )
-    return len(ids)
+    for pk, n, status in rows:
+        if PIPELINE_REDRIVE.spent(n):
+            _call_pipeline_give_up(pk, n, status, now=now, due=due)
+    restarted = redrive_queue(
+        call_pipelines_stalled(now),
+        [pk for pk, n, _ in rows if not PIPELINE_REDRIVE.spent(n)],
+        queue=_pipeline_start,
+        now=now,
+        what="Call pipelines",
+        due=due,
+    )
+    if restarted:
+        logger.warning(
+            "%d call pipeline(s) left in a non-final status restarted by the sweep: %s",
+            len(restarted),
+            restarted,
+        )
+    return len(restarted)
 
 
-def _pipelines_start(ids: list[int]) -> None:
+def _pipelines_due_q(now: datetime) -> Q:
+    """Stalled calls the sweep may restart now: never restarted (since the chain was last
+    started by anything else), or whose wait after their last restart is over; a
+    transcribing call also not within the polling window after it (its restarted chain
+    is polling the job)."""
+    polling = now - timedelta(seconds=_transcribing_stale_seconds())
+    not_polling = (
+        ~Q(pipeline_status=PipelineStatus.TRANSCRIBING)
+        | Q(attempted_at__isnull=True)
+        | Q(attempted_at__lt=polling)
+    )
+    return PIPELINE_REDRIVE.due_q(now, PIPELINE_SWEEP_STALE_SECONDS) & not_polling
+
+
+def _pipeline_start(pk: int) -> None:
     from calls.tasks import call_pipeline_start
 
-    for pk in ids:
-        try:
-            call_pipeline_start(pk)
-        except Exception:  # noqa: BLE001 - the broker down: the next run tries again
-            logger.warning("The sweep could not restart the pipeline of call %s", pk)
+    call_pipeline_start(pk)
+
+
+def _call_pipeline_give_up(pk: int, attempts: int, status: str, *, now: datetime, due: Q) -> None:
+    label = PipelineStatus(status).label.lower()
+    reason = PIPELINE_REDRIVE.give_up_reason(
+        attempts,
+        "",
+        f"the call stayed {label} after each restart: its chain never finished (a killed "
+        "worker, a hard time limit or the database gone; see the workers' log)",
+    )
+    updated = (
+        call_pipelines_stalled(now)
+        .filter(due, pk=pk, attempts=attempts)
+        .update(
+            pipeline_status=PipelineStatus.FAILED,
+            pipeline_error=reason,
+            updated_at=now,
+        )
+    )
+    if updated:
+        logger.error("Call %s pipeline given up: %s", pk, reason)

@@ -56,13 +56,15 @@ def test_the_pipeline_can_still_be_rerun_from_the_list(client, django_user_model
     monkeypatch.setattr("calls.tasks.call_pipeline_start", started.append)
     admin = django_user_model.objects.create_superuser("root", "root@example.com", "pw-for-tests-1")
     client.force_login(admin)
-    call = Call.objects.create(contact_id="c-2")
+    call = Call.objects.create(contact_id="c-2", pipeline_status="failed", attempts=4)
     response = client.post(
         "/admin/calls/call/",
         {"action": "rerun_pipeline", "_selected_action": [call.pk], "index": 0},
     )
     assert response.status_code == 302
     assert started == [call.pk]
+    call.refresh_from_db()  # given up by the pipeline sweep: its count starts again
+    assert (call.attempts, call.attempted_at) == (0, None)
 
 
 def test_only_supervisors_rerun_the_pipeline(

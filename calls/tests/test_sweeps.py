@@ -9,6 +9,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
@@ -135,6 +136,155 @@ def test_a_step_whose_retries_run_out_fails_the_call_with_the_reason() -> None:
     assert (result.state, result.result) == ("SUCCESS", "failed")
     other.refresh_from_db()
     assert other.pipeline_status == PipelineStatus.FAILED
+
+
+def _step_fails(task_name: str, service: str, status: str, exc: Exception) -> Call:
+    call = Call.objects.create(contact_id=f"c-{task_name}", pipeline_status=status)
+    with mock.patch(f"calls.services.{service}", side_effect=exc):
+        result = getattr(tasks, task_name).apply(args=(call.pk,), throw=False)
+    assert result.state == "FAILURE"  # raised again: the worker logs it, the chain stops
+    assert type(result.result) is type(exc)
+    call.refresh_from_db()
+    return call
+
+
+@pytest.mark.parametrize(
+    ("task_name", "service", "status", "exc", "reason"),
+    [
+        (
+            "call_analyse_task",
+            "call_analyse",
+            "transcribed",
+            KeyError("speaker"),
+            "Analysis: unexpected error KeyError: 'speaker'",
+        ),
+        (
+            "call_transcribe_task",
+            "call_transcribe",
+            "received",
+            SoftTimeLimitExceeded(),
+            "Transcription: did not finish within its time limit (60 s).",
+        ),
+        # The Case step builds a delivery (the engine records its sends, dead letters
+        # included); an error before the delivery exists is recorded on the call.
+        (
+            "call_salesforce_case_task",
+            "call_salesforce_case",
+            "analysed",
+            ValueError("Type too long"),
+            "Salesforce Case: unexpected error ValueError: Type too long",
+        ),
+    ],
+    ids=["analyse-KeyError", "transcribe-soft-time-limit", "salesforce-case-ValueError"],
+)
+def test_a_step_that_fails_unexpectedly_fails_the_call_with_the_reason(
+    salesforce: Any, task_name: str, service: str, status: str, exc: Exception, reason: str
+) -> None:
+    """The steps retry only RetryableError: any other error (a bug such as a KeyError,
+    the soft time limit) ended the task and left the call in its step with no error, and
+    the pipeline sweep restarted it every quarter of an hour for ever. Now the call is
+    failed with the reason (the admin's "Failed" filter, "Re-run the pipeline")."""
+    call = _step_fails(task_name, service, status, exc)
+    assert (call.pipeline_status, call.pipeline_error) == (PipelineStatus.FAILED, reason)
+    assert Delivery.objects.count() == 0
+
+
+def test_a_step_that_loses_the_database_leaves_the_call_to_the_sweep(calls_settings: Any) -> None:
+    """The database gone is not the call's fault (and nothing could be written): left to
+    the pipeline sweep, which restarts it a bounded number of times (below)."""
+    gone = OperationalError("server closed the connection unexpectedly")
+    call = _step_fails("call_analyse_task", "call_analyse", "transcribed", gone)
+    assert (call.pipeline_status, call.pipeline_error) == (PipelineStatus.TRANSCRIBED, "")
+
+
+def _stalled_gauge() -> float:
+    from calls.metrics import call_metrics
+
+    (family,) = [f for f in call_metrics() if f.name == "support_calls_stalled"]
+    (sample,) = family.samples
+    return sample.value
+
+
+def test_a_call_whose_chain_keeps_dying_is_restarted_a_bounded_number_of_times_then_failed(
+    calls_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chain that dies without a word (a killed worker, a hard time limit, the database
+    gone) left the call in its step: the sweep restarted it every 15 minutes for ever,
+    counting nothing, and support_calls_stalled read 0 right after each run (the restart
+    touched updated_at), so an alarm on it flapped. Now each restart is counted
+    (``support.sweeps.RedrivePolicy``), the call stays counted as stalled until it moves,
+    and after 4 restarts it is given up: failed, with the reason."""
+    from calls.services import sweeps
+
+    call = _call("dies", "transcribed", 901)
+    assert _stalled_gauge() == 1
+    with mock.patch("calls.tasks.call_pipeline_start") as start:  # the chain dies
+        for n in range(1, 5):
+            assert services.call_pipelines_sweep() == 1
+            assert _stalled_gauge() == 1  # still stalled: no flapping alarm
+            assert services.call_pipelines_sweep() == 0  # the wait after a restart
+            call.refresh_from_db()
+            assert (call.pipeline_status, call.attempts) == ("transcribed", n)
+            wait = sweeps.PIPELINE_REDRIVE.wait(n, sweeps.PIPELINE_SWEEP_STALE_SECONDS)
+            assert wait == 900 * 2 ** (n - 1)  # 15, 30, 60, 120 minutes
+            age(Call, call.pk, wait - 60, "attempted_at")
+            assert services.call_pipelines_sweep() == 0
+            age(Call, call.pk, wait + 1, "attempted_at")
+        assert services.call_pipelines_sweep() == 0  # given up, not restarted
+    assert start.call_count == sweeps.PIPELINE_SWEEP_MAX_RESTARTS == 4
+    call.refresh_from_db()
+    assert call.pipeline_status == PipelineStatus.FAILED
+    assert call.pipeline_error == (
+        "gave up after 4 re-drives: the call stayed transcribed after each restart: its "
+        "chain never finished (a killed worker, a hard time limit or the database gone; "
+        "see the workers' log)"
+    )
+    assert _stalled_gauge() == 0
+    assert f"Call {call.pk} pipeline given up" in caplog.text
+
+    # The admin's re-run (or a new event) starts the count again.
+    services.call_pipeline_restarts_reset(call_ids=[call.pk])
+    call.refresh_from_db()
+    assert (call.attempts, call.attempted_at) == (0, None)
+
+
+def test_a_restarted_call_that_moves_on_leaves_the_stalled_calls(
+    calls_settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    from calls.tests.conftest import load, place_result
+
+    place_result("moves", "transcribe.json", load("transcribe_billing.json"))
+    call = _call("moves", "received", 901, raw={"ContactId": "moves"})
+    assert services.call_pipelines_sweep() == 1  # the chain runs (eager)
+    call.refresh_from_db()
+    assert (call.pipeline_status, call.attempts) == (PipelineStatus.ANALYSED, 1)
+    assert _stalled_gauge() == 0
+
+    # A new event starts the chain: the sweep's count starts again.
+    with django_capture_on_commit_callbacks(execute=False):
+        services.call_pipeline_schedule(call)
+    call.refresh_from_db()
+    assert (call.attempts, call.attempted_at) == (0, None)
+
+
+def test_a_restarted_transcribing_call_is_left_its_polling_window(
+    calls_settings: Any, salesforce: Any
+) -> None:
+    """Its restarted chain polls the job again (120 polls): not restarted on top of it.
+    (Salesforce on: the stalled condition's Case subquery holds in the counting update.)"""
+    calls_settings.CALLS_TRANSCRIBE_POLL_SECONDS = 30
+    window = 901 + 120 * 30
+    call = _call("slow-job", "transcribing", window, transcription_job="j1")
+    unsent = _call("unsent-case", "analysed", 901)
+    with mock.patch("calls.tasks.call_pipeline_start") as start:
+        assert services.call_pipelines_sweep() == 2
+        age(Call, call.pk, 3600, "attempted_at")  # past 15 and 30 minutes
+        age(Call, unsent.pk, 3600, "attempted_at")
+        assert services.call_pipelines_sweep() == 1  # the Case step only
+        age(Call, call.pk, window, "attempted_at")
+        assert services.call_pipelines_sweep() == 1
+    assert [c.args[0] for c in start.call_args_list] == [call.pk, unsent.pk, unsent.pk, call.pk]
+    assert Call.objects.get(pk=call.pk).attempts == 2
 
 
 def _call(contact: str, status: str, stale: float, **fields: Any) -> Call:
@@ -367,6 +517,9 @@ def test_the_sweeps_and_the_stalled_calls_gauge_read_their_partial_indexes(
         assert "call_pipeline_open_idx" in stalled.order_by().explain()  # the gauge's count
         oldest = stalled.order_by("updated_at", "id").values_list("id")[:100]
         assert "call_pipeline_open_idx" in oldest.explain()
+        restartable = stalled.filter(sweeps._pipelines_due_q(timezone.now()))
+        restartable = restartable.order_by("updated_at", "id")
+        assert "call_pipeline_open_idx" in restartable.values_list("id")[:100].explain()
 
 
 def test_a_broker_refusing_the_re_drive_stops_the_run_without_queueing_uncounted(
