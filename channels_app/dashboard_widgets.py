@@ -17,6 +17,7 @@ from dashboard.widgets import DashboardFilters, Stat, Widget, WidgetData, regist
 from knowledge.selectors import object_events_failed_count
 from support.delivery.selectors import dead_letters_by_kind
 from support.models import DeliveryStatus
+from support.selectors import outbox_failed_count
 from tickets.models import Channel, DeliveryState, Direction, DownloadStatus, MessageKind
 from tickets.stats import attachment_downloads_by_channel, reply_failures_by_channel
 
@@ -80,6 +81,7 @@ def health_data(filters: DashboardFilters) -> WidgetData:
     )
     dead_deliveries = dead_letters_by_kind()
     kb_failed = object_events_failed_count()
+    outbox_failed = outbox_failed_count()
 
     labels = dict(Channel.choices)
     shown = [c for c in TEXT_CHANNELS if not filters.channels or c in filters.channels]
@@ -163,6 +165,12 @@ def health_data(filters: DashboardFilters) -> WidgetData:
             hint="now, every kind: re-drive",
             url=_admin_list("delivery_delivery", [("status__exact", DeliveryStatus.DEAD)]),
         ),
+        Stat(
+            "Outbox events failed",
+            outbox_failed,
+            hint="now: the relay gave up; re-drive",
+            url=_admin_list("support_outboxevent", [("failed_at__isempty", "0")]),
+        ),
     ]
     return WidgetData(
         columns=COLUMNS,
@@ -172,13 +180,15 @@ def health_data(filters: DashboardFilters) -> WidgetData:
         stats=stats,
         note=(
             "Now, whatever the range: inbound dead letters, quarantined e-mail and retries, "
-            "media downloads pending, knowledge-base S3 events failed and outbound delivery "
-            "dead letters (every one still waiting, however old). In the range: replies "
+            "media downloads pending, knowledge-base S3 events failed, outbound delivery "
+            "dead letters and outbox events the relay gave up on (every one still waiting, "
+            "however old). In the range: replies "
             "whose sending failed (when it failed) and media that could not be downloaded "
             "(when it came). The channel filter applies to inbound events, replies and "
             "media; the team filter (the ticket's team) to replies and media only. "
-            "Delivery dead letters are listed by kind and knowledge-base events have no "
-            "channel: neither filter applies to them. Each figure opens the admin list of "
+            "Delivery dead letters are listed by kind, and knowledge-base and outbox "
+            "events have no channel: neither filter applies to them. Each figure opens the "
+            "admin list of "
             "those rows (by channel where the admin has that filter, never by team)."
         ),
     )
@@ -192,7 +202,7 @@ register_widget(
         order=82,
         live_events=("message.delivery_updated",),
         wide=True,
-        # Five small index-bound queries, but the page's own budget (20 queries, the
+        # Six small index-bound queries, but the page's own budget (20 queries, the
         # first rows' widgets) is full: loaded from its fragment right after the page.
         lazy=True,
     )

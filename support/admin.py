@@ -13,6 +13,7 @@ from django.utils import timezone
 from support import services
 from support.auth.admin import (
     RecordAdminMixin,
+    SupervisorAdmin,
     VisibleRowsAdminMixin,
     admin_superuser_subject_register,
 )
@@ -95,7 +96,13 @@ class OidcIdentityAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class OutboxEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
+    """Domain events on their way to the sinks and subscribers; those the relay gave up on
+    (filter "failed at": not empty) wait here for a supervisor's re-drive, as the other
+    dead letters do (Outbound deliveries, Call events, Object events): the supervisor role
+    uses the page without model permissions, and each re-drive is audited. Records the
+    system writes: never added or edited by hand."""
+
     # An event about a ticket or a call carries its data: listed for those who may see it.
     visible_subject = ("aggregate_type", "aggregate_id")
     # an event about an alert (alert.changed): supervisors'
@@ -122,16 +129,16 @@ class OutboxEventAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ignore
     readonly_fields = [f.name for f in OutboxEvent._meta.fields]
     actions = ["redrive"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    @admin.action(description="Re-drive selected undelivered events")
+    @admin.action(description="Re-drive the selected failed events")
     def redrive(self, request: HttpRequest, queryset: QuerySet[OutboxEvent]) -> None:
         if not is_supervisor(request.user):  # as the outbound deliveries' re-drive
             self.message_user(request, "Only supervisors can re-drive.", messages.ERROR)
             return
-        count = services.outbox_redrive(event_ids=list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"Re-queued {count} event(s).")
+        ids = list(queryset.values_list("pk", flat=True))
+        count = services.outbox_redrive(event_ids=ids, actor=request.user)
+        skipped = len(ids) - count
+        note = f" ({skipped} not failed, left alone)" if skipped else ""
+        self.message_user(request, f"Re-queued {count} event(s){note}.")
 
 
 @admin.register(AuditLog)

@@ -97,3 +97,17 @@ def _connect_log_context() -> None:
 
 
 _connect_log_context()
+
+
+def _connect_beat_heartbeat() -> None:
+    """Beat marks each scheduled task it sends (Celery's ``celery_beat_task`` header); once
+    published, the time is written to Redis (``support/beat.py``), what ``/metrics`` and
+    ``/health`` read to tell that beat runs."""
+    from celery import signals
+
+    from support.beat import beat_task_published
+
+    signals.after_task_publish.connect(beat_task_published, weak=False)
+
+
+_connect_beat_heartbeat()

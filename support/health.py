@@ -10,8 +10,17 @@
   Celery workers are not asked at all.
 * ``GET /health``: the full report for people and monitoring: PostgreSQL, Redis and a live
   Celery worker, each reported, this process's counters of what it let through unchecked
-  (``counters``), and the outbound deliveries that need a person (``deliveries``: counts
-  only). 503 when any of the three is down.
+  (``counters``), the outbound deliveries and outbox events that need a person
+  (``deliveries``: counts only) and when Celery beat last sent a scheduled task (``beat``).
+  503 when any of the three checks is down.
+
+Beat is reported, not checked: ``status`` and the status code stay those of the three
+checks, the dependencies a request or a task needs now (the contract a monitor and
+``make run`` read). A stopped beat loses nothing at once (work is recorded, and the sweeps
+catch up when it is back) but nothing periodic runs, the alarm rules' evaluation included,
+so no alarm rule can report it: ``beat.stale`` (no scheduled task sent for
+``BEAT_STALE_SECONDS``) and ``support_beat_last_run_age_seconds`` are what a monitor
+outside the product watches (docs/operations.md, "Health").
 """
 
 from __future__ import annotations
@@ -28,8 +37,10 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from support.beat import beat_summary
 from support.delivery.selectors import delivery_health
 from support.fallback import programming_error_count
+from support.selectors import outbox_failed_count
 from support.throttling import fail_open_count
 
 _celery_cache: dict[str, Any] = {"at": 0.0, "result": None}
@@ -61,10 +72,12 @@ def check_redis() -> dict[str, Any]:
 
 
 def deliveries_summary() -> dict[str, Any]:
-    """Outbound deliveries needing a person (counts only: this page is public). Reported,
-    not checked: a dead letter or a paused target does not make the service unhealthy."""
+    """Outbound deliveries and outbox events needing a person (counts only: this page is
+    public; each one cheap count, over a partial index or the circuits' small table).
+    Reported, not checked: a dead letter, a paused target or an event the relay gave up
+    on does not make the service unhealthy."""
     try:
-        return delivery_health()
+        return {**delivery_health(), "outbox_failed": outbox_failed_count()}
     except DatabaseError as exc:
         return {"error": type(exc).__name__}
 
@@ -128,8 +141,11 @@ def health(request: HttpRequest) -> JsonResponse:
             },
             # Dead letters waiting for a re-drive, targets paused by their circuit breaker,
             # deliveries that may have reached their recipient twice (admin: Outbound
-            # deliveries).
+            # deliveries), outbox events the relay gave up on (admin: Outbox events).
             "deliveries": deliveries_summary() if parts["database"]["status"] == "ok" else {},
+            # When beat last sent a scheduled task, and whether that is too long ago:
+            # reported, not checked (the module's docstring says why).
+            "beat": beat_summary() if parts["redis"]["status"] == "ok" else {},
         },
         status=200 if healthy else 503,
     )

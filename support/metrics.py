@@ -37,9 +37,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from support.beat import beat_last_run_age
 from support.fallback import programming_error_counts
 from support.models import OutboxEvent
 from support.redis_client import get_redis
+from support.selectors import outbox_failed_count
 
 logger = logging.getLogger(__name__)
 
@@ -165,10 +167,23 @@ def outbox_metrics() -> Iterator[Metric]:
     lag = gauge("outbox_lag_seconds", "Age of the oldest outbox event not yet relayed.")
     lag.add_metric([], age_seconds(oldest))
     yield lag
+    # Left out of the lag above (the relay no longer tries them): a level of their own.
+    failed = gauge(
+        "outbox_failed",
+        "Outbox events the relay gave up on (its attempts spent), waiting for a re-drive "
+        "(all time).",
+    )
+    failed.add_metric([], outbox_failed_count())
+    yield failed
 
 
 def delivery_metrics() -> Iterator[Metric]:
     from support.delivery.models import Delivery
+    from support.delivery.selectors import (
+        circuits_paused_count,
+        dead_letters_by_kind,
+        possible_duplicates_count,
+    )
     from support.models import DeliveryStatus
 
     by_status = gauge(
@@ -190,15 +205,24 @@ def delivery_metrics() -> Iterator[Metric]:
         "Dead-letter deliveries waiting for a re-drive (all time), by target kind.",
         ["kind"],
     )
-    dead_rows = (
-        Delivery.objects.filter(status=DeliveryStatus.DEAD)  # partial index delivery_dead_idx
-        .values("target_kind")
-        .annotate(n=models.Count("pk"))
-        .order_by()
-    )
-    for row in dead_rows:
-        dead.add_metric([row["target_kind"]], row["n"])
+    for kind, n in sorted(dead_letters_by_kind().items()):
+        dead.add_metric([kind], n)
     yield dead
+    # What /health reports under "deliveries", from the same selectors.
+    circuits = gauge(
+        "delivery_circuits_open",
+        "Targets whose circuit breaker holds their deliveries back now (open, or half-open "
+        "with one probe out).",
+    )
+    circuits.add_metric([], circuits_paused_count())
+    yield circuits
+    duplicates = gauge(
+        "deliveries_possible_duplicates",
+        "Deliveries that may have reached their recipient twice (an attempt lost mid-call, "
+        "sent again to a target that cannot deduplicate), all time.",
+    )
+    duplicates.add_metric([], possible_duplicates_count())
+    yield duplicates
     oldest_open = (
         Delivery.objects.filter(status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
         .order_by("next_attempt_at")  # partial index delivery_due_idx
@@ -223,6 +247,21 @@ def queue_metrics() -> Iterator[Metric]:
     yield depth
 
 
+def beat_metrics() -> Iterator[Metric]:
+    """Redis: when beat last published a scheduled task (``support/beat.py``). No sample
+    while there is no mark (beat not seen since Redis was emptied): Prometheus' "no data",
+    which ``absent()`` finds, rather than a made-up age."""
+    age = beat_last_run_age()
+    family = gauge(
+        "beat_last_run_age_seconds",
+        "Seconds since Celery beat last sent a scheduled task (no sample: beat not seen "
+        "since Redis was emptied).",
+    )
+    if age is not None:
+        family.add_metric([], age)
+    yield family
+
+
 def process_metrics() -> Iterator[Metric]:
     errors = gauge(
         "provider_programming_errors",
@@ -239,6 +278,7 @@ def register_builtin_sources() -> None:
     metric_source_register("outbox", outbox_metrics)
     metric_source_register("deliveries", delivery_metrics)
     metric_source_register("celery_queues", queue_metrics)
+    metric_source_register("beat", beat_metrics)
     metric_source_register("process", process_metrics)
 
 

@@ -90,6 +90,13 @@ class OutboxEvent(models.Model):
                 condition=Q(delivered_at__isnull=True, failed_at__isnull=True),
             ),
             models.Index(fields=["aggregate_type", "aggregate_id"], name="outbox_aggregate_idx"),
+            # The events the relay gave up on: counted by /health, /metrics and the
+            # dashboard on every call, among every event kept OUTBOX_RETENTION_DAYS.
+            models.Index(
+                fields=["id"],
+                name="outbox_failed_idx",
+                condition=Q(failed_at__isnull=False),
+            ),
         ]
         ordering = ["id"]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from support.models import OidcIdentity
+from support.models import OidcIdentity, OutboxEvent
 
 
 def oidc_user_get(*, issuer: str, subject: str) -> Any | None:
@@ -37,3 +37,12 @@ def oidc_email_match_refusal(*, user: Any, issuer: str, subject: str) -> str | N
     if OidcIdentity.objects.filter(user=user, issuer=issuer).exclude(subject=subject).exists():
         return "an email already signed in as by another subject of this provider"
     return None
+
+
+def outbox_failed_count() -> int:
+    """Outbox events the relay gave up on (``failed_at``: ``OUTBOX_MAX_ATTEMPTS`` spent) and
+    nobody re-drove yet, however old: ``/health``, the ``support_outbox_failed`` gauge and
+    the dashboard's intake and delivery health. Counts the partial index
+    ``outbox_failed_idx`` (the outbox keeps every delivered event for
+    ``OUTBOX_RETENTION_DAYS``)."""
+    return OutboxEvent.objects.filter(failed_at__isnull=False).count()

@@ -138,13 +138,40 @@ def outbox_purge(*, older_than_days: int | None = None) -> int:
     return deleted
 
 
-def outbox_redrive(*, event_ids: list[int]) -> int:
-    """Put failed events back in the queue (admin action)."""
-    count = OutboxEvent.objects.filter(pk__in=event_ids, delivered_at__isnull=True).update(
-        failed_at=None, attempts=0
-    )
-    transaction.on_commit(_schedule)
-    return count
+def outbox_redrive(*, event_ids: Iterable[int], actor: Any) -> int:
+    """Put events the relay gave up on (``failed_at``: ``OUTBOX_MAX_ATTEMPTS`` spent) back
+    in its queue with their attempts starting again (admin action, each audited as the
+    other re-drives are: ``outbox_event.redrive``); the relay runs after the commit.
+    Events not failed are left alone (a pending one is still being retried by the relay,
+    a delivered one is done). Returns how many were re-driven."""
+    with transaction.atomic():
+        failed = list(
+            OutboxEvent.objects.select_for_update()
+            .filter(pk__in=list(event_ids), delivered_at__isnull=True, failed_at__isnull=False)
+            .order_by("pk")
+        )
+        if not failed:
+            return 0
+        OutboxEvent.objects.filter(pk__in=[event.pk for event in failed]).update(
+            failed_at=None, attempts=0
+        )
+        for event in failed:
+            # the event type and the error, not the aggregate: an event about a user (who
+            # gained a role) is superusers' in the admin, and the audit log names this row
+            audit_log_record(
+                actor=actor,
+                action="outbox_event.redrive",
+                object_type="outbox_event",
+                object_id=event.pk,
+                details={
+                    "event_type": event.event_type,
+                    "attempts": event.attempts,
+                    "failed_at": event.failed_at.isoformat() if event.failed_at else None,
+                    "last_error": event.last_error[:500],
+                },
+            )
+        transaction.on_commit(_schedule)
+    return len(failed)
 
 
 def _schedule() -> None:

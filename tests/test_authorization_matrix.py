@@ -176,6 +176,7 @@ admin:routing_routingfailure_changelist GET login login login allow login login 
 admin:routing_categoryteam_add  GET    login  login  login  allow  login  login  login  login
 admin:routing_routermodel_changelist GET login login login 403  login  login  login  login
 admin:channels_app_inboundevent_changelist GET login login login allow login login login login
+admin:support_outboxevent_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_changelist GET login login login allow login login login login
 admin:events_out_outgoingwebhook_add GET login login login allow login login login login
 alerts:list                     GET    login  403    403    allow  login  login  login  login

@@ -58,6 +58,10 @@ PLATFORM = {
     "support_webhook_events",
     "support_inbound_processing_lag_seconds",
     "support_outbox_lag_seconds",
+    "support_outbox_failed",  # events the relay gave up on (docs/operations.md)
+    "support_beat_last_run_age_seconds",  # no sample until beat has run (named anyway)
+    "support_delivery_circuits_open",  # /health's deliveries.circuits_open
+    "support_deliveries_possible_duplicates",  # /health's deliveries.possible_duplicates
     "support_celery_queue_length",
     "support_deliveries",
     "support_deliveries_dead_letters",
@@ -226,6 +230,7 @@ def test_every_metric_is_named_on_an_empty_install(client: Client, token: str) -
     families = scrape(client, token)
     assert set(families) >= SEED_004 | SEED_003 | PLATFORM
     for source in (
+        "beat",
         "calls",
         "celery_queues",
         "channels",

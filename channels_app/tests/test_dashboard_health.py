@@ -18,6 +18,7 @@ from channels_app.models import InboundEvent, InboundStatus
 from channels_app.tests.conftest import make_account
 from knowledge.models import ObjectEvent
 from support.delivery.models import Delivery
+from support.models import OutboxEvent
 from tickets.models import Attachment, Customer, Message, Team, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -130,6 +131,15 @@ def world() -> dict[str, Team]:
         failed_at=now,
         processed_at=now,
     )
+    # outbox events the relay gave up on (failed_at), one re-driven since, one pending
+    for failed_at in (now, now - timedelta(days=40), None):
+        OutboxEvent.objects.create(
+            event_type="ticket.updated",
+            aggregate_type="ticket",
+            aggregate_id=str(email_alpha.pk),
+            failed_at=failed_at,
+            attempts=10 if failed_at else 2,
+        )
     return {"alpha": alpha, "beta": beta}
 
 
@@ -168,6 +178,7 @@ def test_counts_every_state_by_channel_and_kind(sup):
         "Media downloads failed": 1,
         "KB events failed": 1,
         "Delivery dead letters": 3,
+        "Outbox events failed": 2,  # now, however old
     }
     assert body["chart"] == "stacked"
     assert "whatever the range" in body["note"]
@@ -197,6 +208,7 @@ def test_range_team_and_channel_filters(sup):
     assert stats["Quarantined e-mail"] == 0
     assert stats["Delivery dead letters"] == 3  # no channel: the filter does not apply
     assert stats["KB events failed"] == 1
+    assert stats["Outbox events failed"] == 2
 
 
 def test_json_csv_and_page_show_no_message_text_or_customer(sup):
@@ -233,6 +245,7 @@ def test_each_figure_links_to_the_admin_list_of_those_rows(sup):
     )
     assert 'href="/admin/knowledge/objectevent/?state=failed"' in html
     assert 'href="/admin/delivery/delivery/?status__exact=dead"' in html
+    assert 'href="/admin/support/outboxevent/?failed_at__isempty=0"' in html
     assert "/admin/tickets/message/?delivery_status__exact=failed" in html
     assert "/admin/tickets/attachment/?download_status__exact=failed" in html
     # the links are the page's only: never in the JSON
@@ -248,6 +261,7 @@ def test_each_figure_links_to_the_admin_list_of_those_rows(sup):
         ("media-downloads-failed", 1),
         ("kb-events-failed", 1),
         ("delivery-dead-letters", 3),
+        ("outbox-events-failed", 2),  # a supervisor's page, no model permission needed
     ]:
         response = sup.get(links[label])
         assert response.status_code == 200, label

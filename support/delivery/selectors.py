@@ -85,13 +85,26 @@ def circuit_get(*, target_kind: str, target_key: str = "") -> Circuit | None:
     return Circuit.objects.filter(target_kind=target_kind, target_key=target_key).first()
 
 
+def circuits_paused_count() -> int:
+    """How many targets are paused now (:func:`circuits_paused`): ``/health``'s
+    ``circuits_open`` and the ``support_delivery_circuits_open`` gauge."""
+    return circuits_paused().count()
+
+
+def possible_duplicates_count() -> int:
+    """Deliveries that may have reached their recipient twice, all time (the partial index
+    ``delivery_duplicate_idx``): ``/health``'s ``possible_duplicates`` and the
+    ``support_deliveries_possible_duplicates`` gauge."""
+    return Delivery.objects.filter(possible_duplicate=True).count()
+
+
 def delivery_health() -> dict[str, int]:
     """Counts only (``/health`` is public): dead letters waiting for a re-drive, targets
     paused by their circuit, deliveries that may have reached their recipient twice."""
     return {
         "dead_letters": Delivery.objects.filter(status=DeliveryStatus.DEAD).count(),
-        "circuits_open": circuits_paused().count(),
-        "possible_duplicates": Delivery.objects.filter(possible_duplicate=True).count(),
+        "circuits_open": circuits_paused_count(),
+        "possible_duplicates": possible_duplicates_count(),
     }
 
 

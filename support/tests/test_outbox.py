@@ -98,7 +98,7 @@ def test_event_gives_up_after_max_attempts_and_can_be_redriven():
         event.refresh_from_db()
         assert event.failed_at is not None
         assert services.outbox_relay() == 0  # no longer picked up
-        assert services.outbox_redrive(event_ids=[event.pk]) == 1
+        assert services.outbox_redrive(event_ids=[event.pk], actor=None) == 1
         event.refresh_from_db()
         assert (event.failed_at, event.attempts) == (None, 0)
     finally:
