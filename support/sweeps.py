@@ -21,7 +21,7 @@ it is alive), and describes itself with a ``RedrivePolicy``:
 The sweep keeps what is its own: which rows are pending and how old they must be (its
 partial index), how a given-up row is marked, what else it checks first. Sweeps that do
 not count re-drives (the delivery engine's leases, the drain's retry schedule, the media
-and reply sweeps, the pipeline restarts) are not on this; why:
+and reply sweeps) are not on this; why:
 docs/operations.md#re-driving-lost-work.
 """
 
