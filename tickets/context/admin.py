@@ -31,6 +31,13 @@ WHOLE_CUSTOMER_REFUSAL = (
     "Only supervisors, or whoever may see every ticket of each selected customer, can "
     "{what}: some of the selected customers have tickets you cannot see. Nothing was done."
 )
+#: Erasure reaches what no ticket rule covers (the customer's calls, on whichever team's
+#: queue, their recordings' transcripts and analyses, the interactions of every channel).
+ERASURE_SUPERVISORS = (
+    "Only supervisors erase a customer's personal data: it is irreversible, and it reaches "
+    "records beyond the tickets you see (the customer's calls on every queue). Nothing was "
+    "done."
+)
 
 
 class OrderInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -88,8 +95,9 @@ class CustomerContextAdmin(CustomerAdmin):
     def erase_personal_data(
         self, request: HttpRequest, queryset: QuerySet[Customer]
     ) -> HttpResponse | None:
-        if not self._whole_customers_allowed(request, queryset, "erase customers' data"):
-            return None  # before the confirmation page too: nothing to confirm
+        if not is_supervisor(request.user):  # before the confirmation page: nothing to confirm
+            self.message_user(request, ERASURE_SUPERVISORS, messages.ERROR)
+            return None
         if request.POST.get("confirm") == "yes":
             erased = 0
             for customer in queryset:
