@@ -86,6 +86,7 @@ SUPERVISOR_PAGES = frozenset(
         "channels_app.inboundevent",
         "delivery.delivery",
         "delivery.circuit",
+        "support.outboxevent",
         "events_out.outgoingwebhook",
         "alerts.alertrule",
         "alerts.alerttarget",
