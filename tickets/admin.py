@@ -113,6 +113,12 @@ IDENTITY_SUPERVISORS = (
     "messages, and replies, are whose). To join two customers, merge their tickets in the "
     "workbench. Nothing was changed."
 )
+#: What the customer page says to a supervisor (``CustomerAdmin.change_view``).
+CUSTOMER_CONTACT_ELSEWHERE = (
+    "The name, e-mail address and phone number are changed on the customer's page in the "
+    "workbench ({url}, Edit contact details), where they are checked (an address or number "
+    "another customer has), audit-logged and the tickets' search follows."
+)
 #: What the customer page says to whoever may only read it (``CustomerAdmin.change_view``).
 CUSTOMER_READ_ONLY = (
     "Only supervisors change a customer here. Whoever sees every ticket of the customer "
@@ -148,7 +154,13 @@ class CustomerAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     decide whose mail, calls and replies are the customer's; a staff agent given
     ``change_customer`` saved any field here, for a customer it saw one ticket of. So the
     page is read-only to it (and says where the name is changed): the workbench's rule
-    with no second copy of it here."""
+    with no second copy of it here. The contact fields are read-only here to supervisors
+    too (``CONTACT_FIELDS``): saved by this form they skipped the workbench's checks (a
+    number another customer has), its audit log and the tickets' search refresh; a
+    supervisor changes them on the workbench's customer page, as anyone does."""
+
+    #: Changed only through ``customer_contact_update`` (the workbench's contact form).
+    CONTACT_FIELDS = ("name", "email", "phone")
 
     visible_through = ("",)
     list_display = (
@@ -172,6 +184,10 @@ class CustomerAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return is_supervisor(request.user)
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, *self.CONTACT_FIELDS) if obj is not None else fields
+
     def change_view(
         self,
         request: HttpRequest,
@@ -180,14 +196,14 @@ class CustomerAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         pk = parse_id(object_id)
-        if pk is not None and not is_supervisor(request.user):
+        if pk is not None:
             # above the fields (base_site.html); shown only with the page, which answers
             # as a missing customer does for one the person may not see
             url = reverse("customer", kwargs={"customer_id": pk})
-            extra_context = {
-                **(extra_context or {}),
-                "admin_about": CUSTOMER_READ_ONLY.format(url=url),
-            }
+            about = (
+                CUSTOMER_CONTACT_ELSEWHERE if is_supervisor(request.user) else CUSTOMER_READ_ONLY
+            )
+            extra_context = {**(extra_context or {}), "admin_about": about.format(url=url)}
         return super().change_view(request, object_id, form_url, extra_context)
 
 

@@ -222,11 +222,27 @@ def test_a_staff_agent_changes_no_customer_in_the_admin(
     assert "Only supervisors change a customer here" in text
     assert reverse("customer", kwargs={"customer_id": bo.pk}) in text
 
-    response = _browser(supervisor).post(
-        f"{URL}{ada.pk}/change/", _customer_form(ada, email="ada.new@example.com")
+    # a supervisor changes the rest here; the contact fields on the workbench's page,
+    # checked and audited (saved by this form they were neither)
+    browser = _browser(supervisor)
+    response = browser.post(
+        f"{URL}{ada.pk}/change/",
+        _customer_form(ada, email="ada.new@example.com", phone="+1 555 0199", vip_tier="gold"),
     )
     assert response.status_code == 302, response.content.decode()[:2000]
+    assert _contact(ada) == before
+    ada.refresh_from_db()
+    assert ada.vip_tier == "gold"
+    page = html.unescape(browser.get(f"{URL}{ada.pk}/change/").content.decode())
+    assert 'name="email"' not in page
+    assert 'name="vip_tier"' in page
+    assert "are changed on the customer's page in the workbench" in page
+    response = browser.post(
+        reverse("customer-contact", kwargs={"customer_id": ada.pk}),
+        {"email": "ada.new@example.com"},
+    )
     assert _contact(ada)[1] == "ada.new@example.com"
+    assert AuditLog.objects.filter(action="customer.contact_updated").count() == 1
 
 
 @pytest.fixture
