@@ -233,10 +233,10 @@ def test_a_staff_agent_changes_no_customer_in_the_admin(
     assert _contact(ada) == before
     ada.refresh_from_db()
     assert ada.vip_tier == "gold"
-    page = html.unescape(browser.get(f"{URL}{ada.pk}/change/").content.decode())
-    assert 'name="email"' not in page
-    assert 'name="vip_tier"' in page
-    assert "are changed on the customer's page in the workbench" in page
+    shown = html.unescape(browser.get(f"{URL}{ada.pk}/change/").content.decode())
+    assert 'name="email"' not in shown
+    assert 'name="vip_tier"' in shown
+    assert "are changed on the customer's page in the workbench" in shown
     response = browser.post(
         reverse("customer-contact", kwargs={"customer_id": ada.pk}),
         {"email": "ada.new@example.com"},
