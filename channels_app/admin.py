@@ -24,6 +24,7 @@ from channels_app.models import (
     SentMessageEvent,
     WebchatVerification,
 )
+from channels_app.services.media import attachment_downloads_redrive
 from channels_app.services.staged_uploads import inbound_events_discard
 from channels_app.verification import WEBCHAT_CODE_KIND
 from support.auth.admin import (
@@ -34,7 +35,7 @@ from support.auth.admin import (
 from support.auth.roles import is_supervisor
 from support.delivery.models import Delivery
 from support.models import DeliveryStatus
-from tickets.admin import SupervisorAdmin
+from tickets.admin import SupervisorAdmin, attachment_download_redrive_register
 
 # Header names whose values are credentials (case-insensitive): shown hidden in the admin.
 _CREDENTIAL_HEADER_RE = re.compile(
@@ -42,6 +43,9 @@ _CREDENTIAL_HEADER_RE = re.compile(
 )
 
 SECRET_FIELDS = services.SECRET_FIELDS
+
+# The Attachments page's "Download again" (the core's admin imports no feature app).
+attachment_download_redrive_register(attachment_downloads_redrive)
 
 
 class ChannelAccountForm(forms.ModelForm):

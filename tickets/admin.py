@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 from django import forms
@@ -92,6 +93,8 @@ admin_visibility_register(
     rows=lambda user: Q(
         message__ticket__in=Ticket.objects.filter(ticket_visibility_q(user)).values("pk")
     ),
+    # the audit log's "Download again" entries: shown to whoever sees the ticket
+    subject_name="attachment",
 )
 
 
@@ -732,6 +735,19 @@ class MessageAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     raw_id_fields = ("ticket", "author_customer", "author_user")
 
 
+#: ``(attachment_ids, actor) -> (queued, expired, skipped)``: what "Download again" calls.
+DownloadRedrive = Callable[..., tuple[int, int, int]]
+_download_redrive: list[DownloadRedrive] = []
+
+
+def attachment_download_redrive_register(redrive: DownloadRedrive) -> None:
+    """The channels app plugs in its re-drive of failed downloads
+    (``channels_app.services.media.attachment_downloads_redrive``, from its ``admin.py``):
+    the core's admin imports no feature app (routing's admin imports this module, and
+    channels and routing never import each other). Without it the action is not offered."""
+    _download_redrive[:] = [redrive]
+
+
 @admin.register(Attachment)
 class AttachmentAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Files as received or sent: re-pointing one at another ticket's file would hand it to
@@ -753,6 +769,35 @@ class AttachmentAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     # go out through the download view, which checks who asks and sets a safe disposition.
     exclude = ("file",)
     readonly_fields = ("download",)
+    actions = ["download_again"]
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not _download_redrive:
+            actions.pop("download_again", None)
+        return actions
+
+    @admin.action(description="Download again")
+    def download_again(self, request: HttpRequest, queryset: QuerySet[Attachment]) -> None:
+        """A download that failed for good (retries run out: "gave up after 6 attempts:
+        WhatsApp answered HTTP 503") is fetched again, once the cause is fixed: the
+        supervisors' re-drive, audited, as the other dead letters'."""
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can download again.", messages.ERROR)
+            return
+        ids = list(queryset.values_list("pk", flat=True))  # the rows this viewer sees
+        queued, expired, skipped = _download_redrive[0](attachment_ids=ids, actor=request.user)
+        notes = []
+        if expired:
+            notes.append(
+                f"{expired} left failed: past their channel's reference lifetime (the "
+                "channel no longer keeps the file)"
+            )
+        if skipped:
+            notes.append(f"{skipped} left as they were (not failed, or nothing to fetch)")
+        level = messages.SUCCESS if queued else messages.WARNING
+        text = "; ".join([f"{queued} download(s) queued again", *notes])
+        self.message_user(request, f"{text}.", level)
 
     @admin.display(description="File")
     def download(self, obj: Attachment) -> str:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.db.models import Q
@@ -27,8 +29,10 @@ from channels_app.adapters.base import (
 )
 from support.errors import PermanentError, RetryableError
 from support.redis_client import Lease
+from support.services import audit_log_record
 from tickets import services as ticket_services
 from tickets.models import (
+    NOTHING_TO_FETCH,
     Attachment,
     Channel,
     DownloadStatus,
@@ -217,6 +221,60 @@ def attachment_download_give_up(
     if recorded:
         logger.warning("Media download of attachment %s failed for good: %s", attachment_id, words)
     return recorded
+
+
+class DownloadsRedriven(NamedTuple):
+    """What ``attachment_downloads_redrive`` did with the attachments it was given."""
+
+    queued: int  # failed, reset to pending and queued again
+    expired: int  # failed, past their channel's reference lifetime: left failed
+    skipped: int  # not failed (pending, stored, gone) or nothing to fetch: left alone
+
+
+def attachment_downloads_redrive(*, attachment_ids: Iterable[int], actor: Any) -> DownloadsRedriven:
+    """A supervisor downloads failed attachments again (the admin's "Download again"),
+    once what made them fail is fixed (the channel's outage, its account): each one
+    ``failed`` that has a reference to fetch and is within its channel's reference
+    lifetime is ``pending`` again, its error cleared, and queued after the commit as a new
+    download is (a new task: its retries start again), each audited
+    (``attachment.download_redrive``). Its ``download_attempted_at`` is set as the sweep
+    sets it when it queues one: the sweep leaves it to that task for a while, then queues
+    it again if the broker lost it. One past its lifetime is left ``failed`` (the channel
+    no longer has the file); one not failed, or with nothing to fetch, is left alone."""
+    ids = sorted({int(pk) for pk in attachment_ids})
+    now = timezone.now()
+    with transaction.atomic():
+        failed = list(
+            Attachment.objects.select_for_update(of=("self",))
+            .filter(pk__in=ids, download_status=DownloadStatus.FAILED, file="")
+            .exclude(external_media_id="", external_url="")
+            .exclude(download_error=NOTHING_TO_FETCH)
+            .select_related("message")
+            .order_by("pk")
+        )
+        due = [attachment for attachment in failed if not _expired(attachment, now)]
+        if due:
+            queued = [attachment.pk for attachment in due]
+            Attachment.objects.filter(pk__in=queued).update(
+                download_status=DownloadStatus.PENDING,
+                download_error="",
+                download_attempted_at=now,
+            )
+            for attachment in due:
+                audit_log_record(
+                    actor=actor,
+                    action="attachment.download_redrive",
+                    object_type="attachment",
+                    object_id=attachment.pk,
+                    details={
+                        "channel": attachment.message.channel,
+                        "error": attachment.download_error,
+                    },
+                )
+            transaction.on_commit(lambda: _enqueue_downloads(queued))
+    return DownloadsRedriven(
+        queued=len(due), expired=len(failed) - len(due), skipped=len(ids) - len(failed)
+    )
 
 
 def attachment_downloads_sweep(*, stale_seconds: float = MEDIA_SWEEP_STALE_SECONDS) -> int:
