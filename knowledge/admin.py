@@ -23,10 +23,11 @@ from tickets.admin import SupervisorAdmin
 
 # Who does what here (docs/security.md, "Roles"; docs/knowledge.md): supervisors run
 # syncs and uploads and read feedback through the API, so they open sources, documents,
-# jobs, feedback and reply drafts here and run failed uploads again; nothing here is theirs
-# to add or edit (records the ingestion writes, and sources: below). They see received S3
-# events (which object, whether it went in, why not) and re-drive the failed ones; the raw
-# notification (``payload``: the requester's principal and address) stays the superusers'.
+# jobs, feedback and reply drafts here, sync sources and run failed uploads again; nothing
+# here is theirs to add or edit (records the ingestion writes, and sources: below). They
+# see received S3 events (which object, whether it went in, why not) and re-drive the
+# failed ones; the raw notification (``payload``: the requester's principal and address)
+# stays the superusers'.
 
 
 @admin.register(KnowledgeSource)
@@ -42,6 +43,31 @@ class KnowledgeSourceAdmin(SupervisorAdmin):
     # Written by a sync as it starts listing: S3 events received before it are closed as
     # settled by that sync, so a hand-set date would drop (or apply) real events.
     readonly_fields = ("listed_at",)
+    actions = ["sync_again"]
+
+    @admin.action(description="Sync the selected sources again")
+    def sync_again(self, request: HttpRequest, queryset: QuerySet[KnowledgeSource]) -> None:
+        """What ``POST /api/kb/sync`` starts, one job per source (after a failed sync: the
+        ``support_kb_sources_failing`` gauge); a source whose sync is queued or running
+        already is left to it."""
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors start syncs.", messages.ERROR)
+            return
+        for source in queryset.order_by("pk"):
+            try:
+                job, created = services.source_sync_again(source=source, actor=request.user)
+            except InvalidInput as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+                continue
+            if created:
+                self.message_user(request, f"Sync of {source.name!r} queued as job {job.pk}.")
+            else:
+                scope = repr(source.name) if job.source else f"all sources (so {source.name!r})"
+                self.message_user(
+                    request,
+                    f"A sync of {scope} is already {job.status} (job {job.pk}): not started again.",
+                    messages.WARNING,
+                )
 
     # The role opens the page (SupervisorAdmin's view and module access); changing and
     # adding are Django's permissions alone, skipping SupervisorAdmin's grant.

@@ -29,12 +29,18 @@ class KnowledgeConfig(AppConfig):
 
         # S3 events processed more than RAW_EVENT_RETENTION_DAYS ago (hourly beat task)
         register_raw_event_purger("knowledge_object_events", object_events_purge)
-        from knowledge.metrics import kb_object_event_metrics, kb_search_metrics
+        from knowledge.metrics import (
+            kb_object_event_metrics,
+            kb_search_metrics,
+            kb_source_metrics,
+        )
         from support.metrics import metric_source_register
 
         metric_source_register("knowledge", kb_search_metrics)  # GET /metrics
         # PostgreSQL only: reported even while Redis (the search counts) is down
         metric_source_register("knowledge_events", kb_object_event_metrics)
+        # sources whose last sync or ingest failed (PostgreSQL only too)
+        metric_source_register("knowledge_sources", kb_source_metrics)
         # POST /api/tickets?include=suggestions (docs/customer-context.md).
         from knowledge.extras import create_extra_suggestions
         from tickets import extras

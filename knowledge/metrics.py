@@ -101,3 +101,19 @@ def kb_object_event_metrics() -> Iterator[Metric]:
         ObjectEvent.objects.filter(processed_at__isnull=True, failed_at__isnull=False).count(),
     )
     yield failed
+
+
+def kb_source_metrics() -> Iterator[Metric]:
+    """Sources whose last sync or ingest failed, now (a level: each stays until a later
+    run of the source succeeds; admin "Knowledge sources", action "Sync again"). PostgreSQL
+    only, like the events'."""
+    from knowledge.selectors import knowledge_sources_failing  # it imports this module
+
+    failing = gauge(
+        "kb_sources_failing",
+        "Knowledge sources whose last finished sync or ingest failed (now), by source kind.",
+        ["kind"],
+    )
+    for kind, count in sorted(knowledge_sources_failing().items()):
+        failing.add_metric([kind], count)
+    yield failing

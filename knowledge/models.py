@@ -214,7 +214,15 @@ class IngestionJob(models.Model):
                 fields=["source", "heartbeat_at"],
                 name="kb_job_active",
                 condition=models.Q(status__in=["queued", "running"]),
-            )
+            ),
+            # A source's last finished sync or ingest (``selectors.knowledge_sources_failing``,
+            # the ``support_kb_sources_failing`` gauge): a top-1 read per source, not a
+            # scan of every S3 event's job.
+            models.Index(
+                fields=["source", "finished_at", "id"],
+                name="kb_job_last_run",
+                condition=models.Q(kind__in=["sync", "ingest"], status__in=["succeeded", "failed"]),
+            ),
         ]
 
     def __str__(self) -> str:

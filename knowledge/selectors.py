@@ -8,14 +8,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from redis.exceptions import RedisError
 
 from knowledge import retrieval
 from knowledge.backends import get_backend
 from knowledge.conversation import AGENT, CUSTOMER, Turn, folded
 from knowledge.metrics import kb_search_record
-from knowledge.models import IngestionJob, ObjectEvent, SuggestionFeedback
+from knowledge.models import IngestionJob, KnowledgeSource, ObjectEvent, SuggestionFeedback
 from knowledge.retrieval import SearchResult
 from support.errors import NotFound
 
@@ -144,6 +144,41 @@ def object_events_failed_count() -> int:
     for a supervisor's re-drive (admin: Object events, state "Failed"). One count over the
     partial index of unprocessed events (``kb_objectevent_pending``)."""
     return ObjectEvent.objects.filter(processed_at__isnull=True, failed_at__isnull=False).count()
+
+
+def knowledge_sources_failing() -> dict[str, int]:
+    """How many sources of each kind (every kind, 0 when none) whose last finished run (a
+    sync or a ``kb_ingest``) failed, now: a level that stays until a later run of the
+    source succeeds (a run queued or running meanwhile does not clear it). A sync of all
+    sources (no source on the job) is a run of every folder and S3 source that existed
+    when it finished; uploads and S3 events are not runs of the source (an upload has its
+    own re-run, an event its own dead letter). One statement: per source, two top-1
+    lookups on the partial index ``kb_job_last_run`` (finished syncs and ingests only,
+    not the one job per S3 event), and the last sync of all sources once."""
+    runs = IngestionJob.objects.filter(
+        kind__in=[IngestionJob.Kind.SYNC, IngestionJob.Kind.INGEST],
+        status__in=[IngestionJob.Status.SUCCEEDED, IngestionJob.Status.FAILED],
+    ).order_by("-finished_at", "-pk")
+    own = runs.filter(source=OuterRef("pk"))
+    every = runs.filter(source__isnull=True)
+    rows = KnowledgeSource.objects.annotate(
+        own_status=Subquery(own.values("status")[:1]),
+        own_at=Subquery(own.values("finished_at")[:1]),
+        all_status=Subquery(every.values("status")[:1]),
+        all_at=Subquery(every.values("finished_at")[:1]),
+    ).values_list("kind", "created_at", "own_status", "own_at", "all_status", "all_at")
+    failing = dict.fromkeys(KnowledgeSource.Kind.values, 0)
+    for kind, created_at, status, at, all_status, all_at in rows:
+        if (
+            kind != KnowledgeSource.Kind.UPLOAD  # a sync of all sources skips uploads
+            and all_at is not None
+            and all_at > created_at
+            and (at is None or all_at > at)
+        ):
+            status = all_status
+        if status == IngestionJob.Status.FAILED:
+            failing[kind] = failing.get(kind, 0) + 1
+    return failing
 
 
 def job_get(job_id: int | str) -> IngestionJob:

@@ -802,6 +802,32 @@ def sync_job_queue(
     return job, True
 
 
+def source_sync_again(*, source: KnowledgeSource, actor: Any) -> tuple[IngestionJob, bool]:
+    """A supervisor starts a sync of one source again (admin "Knowledge sources", after
+    its last run failed), as ``POST /api/kb/sync`` with the source does: the new job and
+    True, audit-logged with it; or the sync of the source already queued or running
+    (``sync_job_queue``) and False, nothing logged. ``InvalidInput`` for an upload source:
+    nothing to re-read, and its job would succeed doing nothing."""
+    if source.kind == KnowledgeSource.Kind.UPLOAD:
+        raise InvalidInput(
+            f"Source {source.name!r} holds uploads: there is nothing to re-read "
+            "(run a failed upload again from Ingestion jobs)."
+        )
+    with transaction.atomic():
+        job, created = sync_job_queue(
+            source=source, full=False, backend=settings.KB_BACKEND, user=actor
+        )
+        if created:
+            audit_log_record(
+                actor=actor,
+                action="kb_source.sync",
+                object_type="knowledge.KnowledgeSource",
+                object_id=source.pk,
+                details={"source": source.name, "job": job.pk},
+            )
+    return job, created
+
+
 def _job_publish(job: IngestionJob) -> None:
     """Queue a committed job's task (a sync's or an upload's); when the broker cannot take
     it, finish the job as failed with the reason instead of leaving it queued."""

@@ -51,6 +51,7 @@ SEED_003 = {
     "support_call_bedrock_failures",  # Bedrock failures
 }
 PLATFORM = {
+    "support_kb_sources_failing",  # KB sources whose last sync or ingest failed
     "support_inbound_dead_letters",  # inbound dead letters and quarantined e-mail waiting now
     # beside ManualReviewRate: the share unlike any trained intent (routers with a detector;
     # the demo's shipped default has none, so it is 0 after a demo load)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from knowledge import services, tasks
 from knowledge.models import Document, IngestionJob, KnowledgeSource
-from knowledge.services import SourceBusy, job_create, job_run, jobs_sweep
+from knowledge.services import SourceBusy, job_create, job_finish, job_run, jobs_sweep
 from knowledge.tests.conftest import lock
 
 pytestmark = pytest.mark.django_db
@@ -333,3 +333,139 @@ def test_kb_resync_stops_with_the_holder_when_the_source_is_busy(
     out = StringIO()
     call_command("kb_resync", "--source", "folder", "--no-progress", stdout=out)
     assert "status=succeeded" in out.getvalue()
+
+
+# --- Sources whose last run failed: a gauge, and "Sync again" --------------------------------
+
+
+def failing(client: Client, settings: Any) -> dict[str, float]:
+    """``support_kb_sources_failing`` by kind, as ``GET /metrics`` exports it."""
+    from tests.test_metrics import TOKEN, scrape
+
+    settings.METRICS_TOKEN = TOKEN
+    families = scrape(client, TOKEN)
+    assert (
+        families["support_metrics_source_up"][
+            (("__name__", "support_metrics_source_up"), ("source", "knowledge_sources"))
+        ]
+        == 1
+    )
+    return {
+        dict(labels)["kind"]: value
+        for labels, value in families["support_kb_sources_failing"].items()
+    }
+
+
+def finished(source: KnowledgeSource | None, *, kind: str = "sync", error: str = "") -> None:
+    job = job_create(source=source, kind=kind)
+    job_finish(job, error=error)
+
+
+def test_sources_whose_last_sync_or_ingest_failed_are_a_level_until_a_run_succeeds(
+    folder: KnowledgeSource,
+    client: Client,
+    settings: Any,
+    django_assert_num_queries: Any,
+) -> None:
+    """Before, a failed sync was a row in the admin's job list and nothing else: no metric,
+    so no alert rule could watch it."""
+    from alerts.selectors import metric_names_known
+    from knowledge.selectors import knowledge_sources_failing
+
+    s3 = KnowledgeSource.objects.create(name="docs", kind="s3", bucket="kb-docs")
+    uploads = KnowledgeSource.objects.create(name="uploads", kind="upload")
+    assert failing(client, settings) == {"folder": 0, "s3": 0, "upload": 0}
+    assert "support_kb_sources_failing" in metric_names_known()  # an alert rule may name it
+
+    finished(folder, error="OSError: the share is gone")
+    finished(s3, kind="ingest", error="ClientError: AccessDenied")
+    finished(uploads, kind="upload", error="not ingested: returns.md")  # its own re-run
+    assert failing(client, settings) == {"folder": 1, "s3": 1, "upload": 0}
+    job_create(source=folder)  # queued: not a success yet
+    finished(s3, kind="event")  # an S3 event applied is no sync of the source
+    assert failing(client, settings) == {"folder": 1, "s3": 1, "upload": 0}
+
+    finished(folder)
+    finished(s3)
+    assert failing(client, settings) == {"folder": 0, "s3": 0, "upload": 0}
+    finished(None, error="ClientError: SlowDown")  # a sync of all sources: folder and S3
+    assert failing(client, settings) == {"folder": 1, "s3": 1, "upload": 0}
+    finished(folder)  # a later sync of one source clears it
+    assert failing(client, settings) == {"folder": 0, "s3": 1, "upload": 0}
+    KnowledgeSource.objects.create(name="new", kind="folder", path="/tmp/new")
+    assert failing(client, settings) == {"folder": 0, "s3": 1, "upload": 0}  # not its run
+
+    with django_assert_num_queries(1):
+        knowledge_sources_failing()
+
+
+def test_a_supervisor_syncs_a_failed_source_again_from_the_admin(
+    folder: KnowledgeSource,
+    supervisor: Any,
+    client: Client,
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Before, the admin's only re-run was for uploads ("only a failed upload ... can run
+    again"): a failed sync took ``POST /api/kb/sync``. The action starts the same sync,
+    audit-logged, and the gauge clears once it succeeds."""
+    from support.models import AuditLog
+
+    uploads = KnowledgeSource.objects.create(name="uploads", kind="upload")
+    finished(folder, error="OSError: the share is gone")
+    assert failing(client, settings)["folder"] == 1
+    browser = Client()
+    browser.force_login(supervisor)
+    changelist = "/admin/knowledge/knowledgesource/"
+    action = {"action": "sync_again", "_selected_action": [folder.pk, uploads.pk]}
+
+    busy = job_create(source=folder)  # a sync of it already queued: left to it
+    response = browser.post(changelist, action, follow=True)
+    page = response.content.decode()
+    assert f"A sync of &#x27;folder&#x27; is already queued (job {busy.pk}): not started" in (page)
+    assert "Source &#x27;uploads&#x27; holds uploads: there is nothing to re-read" in page
+    assert IngestionJob.objects.count() == 2
+    assert not AuditLog.objects.filter(action="kb_source.sync").exists()
+    job_finish(busy, error="OSError: the share is gone")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = browser.post(changelist, action, follow=True)
+    again = IngestionJob.objects.order_by("-pk").first()
+    assert again is not None
+    assert f"Sync of &#x27;folder&#x27; queued as job {again.pk}." in response.content.decode()
+    assert (again.source, again.kind, again.status, again.requested_by) == (
+        folder,
+        "sync",
+        "succeeded",
+        supervisor,
+    )
+    assert Document.objects.filter(source=folder).count() == 3
+    log = AuditLog.objects.get(action="kb_source.sync")
+    assert (log.actor, log.object_type, log.object_id, log.details) == (
+        supervisor,
+        "knowledge.KnowledgeSource",
+        str(folder.pk),
+        {"source": "folder", "job": again.pk},
+    )
+    assert failing(client, settings)["folder"] == 0
+
+
+def test_staff_who_are_not_supervisors_cannot_sync_a_source_from_the_admin(
+    folder: KnowledgeSource, django_user_model: Any
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    clerk = django_user_model.objects.create_user("clerk", "clerk@example.com", "pw-tests-1")
+    clerk.is_staff = True
+    clerk.save()
+    clerk.user_permissions.add(Permission.objects.get(codename="view_knowledgesource"))
+    browser = Client()
+    browser.force_login(clerk)
+    response = browser.post(
+        "/admin/knowledge/knowledgesource/",
+        {"action": "sync_again", "_selected_action": [folder.pk]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Only supervisors start syncs." in response.content.decode()
+    assert not IngestionJob.objects.exists()
