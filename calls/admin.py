@@ -119,8 +119,10 @@ class CallAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
         if not is_supervisor(request.user):  # docs/security.md: the supervisors' action
             self.message_user(request, "Only supervisors can re-run the pipeline.", messages.ERROR)
             return
-        ids = list(queryset.values_list("pk", flat=True))
-        services.call_pipeline_restarts_reset(call_ids=ids)  # the sweep's count too
+        # the sweep's count of restarts starts again, and the audit log says who
+        ids = services.call_pipeline_rerun(
+            call_ids=list(queryset.values_list("pk", flat=True)), actor=request.user
+        )
         for pk in ids:
             call_pipeline_start(pk)
         self.message_user(request, f"{len(ids)} pipeline(s) started.")

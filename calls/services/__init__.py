@@ -45,6 +45,7 @@ from calls.services.ivr import call_journey_assess, escalation_create
 from calls.services.pipeline import (
     call_analyse,
     call_interaction_record,
+    call_pipeline_rerun,
     call_pipeline_restarts_reset,
     call_pipeline_schedule,
     call_transcribe,
@@ -85,6 +86,7 @@ __all__ = [
     "call_events_sweep",
     "call_interaction_record",
     "call_journey_assess",
+    "call_pipeline_rerun",
     "call_pipeline_restarts_reset",
     "call_pipeline_schedule",
     "call_pipelines_stalled",

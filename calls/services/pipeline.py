@@ -4,6 +4,7 @@ in ``calls.services.salesforce``)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
@@ -26,6 +27,7 @@ from calls.transcription import get_backend, result_from_s3_object
 from support.errors import RetryableError
 from support.events import event_record
 from support.redaction import redact
+from support.services import audit_log_record
 from tickets.context.models import InteractionKind
 from tickets.context.scopes import scope_make
 from tickets.context.services import interaction_record
@@ -56,6 +58,31 @@ def call_pipeline_restarts_reset(*, call_ids: list[int]) -> None:
     Call.objects.filter(pk__in=call_ids).exclude(attempts=0, attempted_at=None).update(
         attempts=0, attempted_at=None
     )
+
+
+def call_pipeline_rerun(*, call_ids: list[int], actor: Any) -> list[int]:
+    """A supervisor re-runs the pipeline of these calls (admin "Re-run the pipeline"): the
+    sweep's count of restarts starts again (``call_pipeline_restarts_reset``) and each
+    call is audit-logged (``call.pipeline_rerun``, with its status and error as they were),
+    as the admin's other supervisor actions are. Returns the ids of the calls found, in
+    order, for the caller to start their chains once this has committed."""
+    with transaction.atomic():
+        calls = list(
+            Call.objects.filter(pk__in=call_ids)
+            .order_by("pk")
+            .values_list("pk", "contact_id", "pipeline_status", "pipeline_error")
+        )
+        ids = [pk for pk, *_ in calls]
+        call_pipeline_restarts_reset(call_ids=ids)
+        for pk, contact_id, status, error in calls:
+            audit_log_record(
+                actor=actor,
+                action="call.pipeline_rerun",
+                object_type="calls.Call",
+                object_id=pk,
+                details={"contact_id": contact_id, "status": status, "error": error[:500]},
+            )
+    return ids
 
 
 def _set_status(call: Call, status: str, error: str = "") -> None:
