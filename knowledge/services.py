@@ -782,7 +782,10 @@ def sync_job_queue(
     lock, and stale jobs are swept first, so a job whose worker died never stands in for a
     new one. A new job's task is queued once the job is committed; when the broker cannot
     take it (Redis down) the job is finished as failed with the reason: it would stay
-    ``queued`` for ever otherwise, and the request that asked for it answered 500."""
+    ``queued`` for ever otherwise, and the request that asked for it answered 500.
+    ``InvalidInput`` (a 400 in the API) for an upload source (``source_sync_check``)."""
+    if source is not None:
+        source_sync_check(source)
     with transaction.atomic():
         advisory_xact_lock(SYNC_REQUEST_LOCK)
         jobs_sweep()
@@ -802,17 +805,25 @@ def sync_job_queue(
     return job, True
 
 
+def source_sync_check(source: KnowledgeSource) -> None:
+    """Whether ``source`` may be synced (the one rule of ``POST /api/kb/sync`` and the
+    admin's "Sync the selected sources again", both through ``sync_job_queue``):
+    ``InvalidInput`` for an upload source, which has nothing to re-read: its job would
+    succeed having done nothing (``source_sync``) and clear the source's
+    ``support_kb_sources_failing`` gauge."""
+    if source.kind == KnowledgeSource.Kind.UPLOAD:
+        raise InvalidInput(
+            f"Source {source.name!r} holds uploads: there is nothing to re-read (upload "
+            "the file again, or run a failed upload again from the admin's Ingestion jobs)."
+        )
+
+
 def source_sync_again(*, source: KnowledgeSource, actor: Any) -> tuple[IngestionJob, bool]:
     """A supervisor starts a sync of one source again (admin "Knowledge sources", after
     its last run failed), as ``POST /api/kb/sync`` with the source does: the new job and
     True, audit-logged with it; or the sync of the source already queued or running
-    (``sync_job_queue``) and False, nothing logged. ``InvalidInput`` for an upload source:
-    nothing to re-read, and its job would succeed doing nothing."""
-    if source.kind == KnowledgeSource.Kind.UPLOAD:
-        raise InvalidInput(
-            f"Source {source.name!r} holds uploads: there is nothing to re-read "
-            "(run a failed upload again from Ingestion jobs)."
-        )
+    (``sync_job_queue``) and False, nothing logged. ``InvalidInput`` for an upload source
+    (``source_sync_check``, in ``sync_job_queue``)."""
     with transaction.atomic():
         job, created = sync_job_queue(
             source=source, full=False, backend=settings.KB_BACKEND, user=actor

@@ -77,7 +77,8 @@ class KbSyncApi(APIView):
     """Start a resync (seed 000's ``/kb/sync``): 202 with the job id; runs in Celery. While
     a sync covering the request is queued or running, that job is answered instead, with
     ``existing: true`` and a message (a new job's answer keeps the seed's two fields): a
-    source is synced by one job at a time."""
+    source is synced by one job at a time. An upload source is a 400 saying why, as the
+    admin's action refuses it (``services.source_sync_check``, in ``sync_job_queue``)."""
 
     permission_classes = [IsSupervisor]
 
