@@ -206,7 +206,9 @@ class CustomerAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
             about = (
                 CUSTOMER_CONTACT_ELSEWHERE if is_supervisor(request.user) else CUSTOMER_READ_ONLY
             )
-            extra_context = {**(extra_context or {}), "admin_about": about.format(url=url)}
+            # the sentence is ours; the link is built with format_html (its URL escaped)
+            link = format_html('<a href="{}">{}</a>', url, url)
+            extra_context = {**(extra_context or {}), "admin_about": format_html(about, url=link)}
         return super().change_view(request, object_id, form_url, extra_context)
 
 
@@ -241,6 +243,12 @@ class ChannelIdentityAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         # an identity added to a customer hands whoever writes from it that customer's
         # record (and the customer's replies on that channel): supervisors only
         return is_supervisor(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # deleting one is a change of whose messages are the customer's: supervisors only
+        # (given Django's permission), as changing one is (``ChannelIdentityAdminForm``)
+        # and as on the customer page's inline (``ChannelIdentityInline``)
+        return is_supervisor(request.user) and super().has_delete_permission(request, obj)
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
