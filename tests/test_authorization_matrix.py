@@ -122,7 +122,7 @@ api-customers-interactions-intake POST  401    403    403    403    403    403  
 ticket-routing                  GET    401    404    allow  allow  404    allow  allow  403
 ticket-routing-override         POST   401    404    allow  allow  404    allow  allow  403
 ticket-routing-accept           POST   401    404    allow  allow  404    allow  allow  403
-routing-accuracy                GET    401    allow  allow  allow  allow  allow  allow  403
+routing-accuracy                GET    401    403    403    allow  403    403    allow  403
 api-ticket-suggestions          GET    401    404    allow  allow  404    allow  allow  403
 api-ticket-suggestion-feedback  POST   401    404    allow  allow  404    allow  allow  403
 api-ticket-drafts               POST   401    404    allow  allow  404    allow  allow  403

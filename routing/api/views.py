@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from routing import selectors, services
 from routing.api import serializers as s
 from routing.models import RoutingDecision
+from support.auth.permissions import IsSupervisor
 from support.errors import InvalidInput, NotFound
 from tickets.api.schema import TICKET_ID
 from tickets.models import Team, Ticket
@@ -118,6 +119,11 @@ class TicketRoutingAcceptApi(APIView):
 
 
 class RoutingAccuracyApi(APIView):
+    """Team and priority accuracy over every team's reviewed decisions: the supervisors'
+    figures, as the dashboard's routing widget is (no agent page calls it)."""
+
+    permission_classes = [IsSupervisor]
+
     @extend_schema(operation_id="routing_accuracy", responses=dict)
     def get(self, request: Request) -> Response:
         return Response(selectors.routing_accuracy())
