@@ -203,6 +203,7 @@ class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         "received_at",
         "status",
         "attempts",
+        "claims",
         "error",
         "processed_at",
         "summary",

@@ -134,6 +134,12 @@ class InboundEvent(models.Model):
         max_length=16, choices=InboundStatus.choices, default=InboundStatus.RECEIVED
     )
     attempts = models.PositiveIntegerField(default=0)
+    claims = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Drains that took this delivery and have not finished with it: left over "
+        "when a worker stopped in the middle (killed, out of memory, the time limit).",
+    )
     error = models.TextField(blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     summary = models.JSONField(default=dict, blank=True)

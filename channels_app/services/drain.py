@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import takewhile
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from redis import RedisError
 
@@ -346,7 +347,7 @@ def _events_mark_done(done: list[tuple[InboundEvent, ProcessOutcome]]) -> None:
     table = InboundEvent._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} AS e SET status = v.status, attempts = e.attempts + 1, "  # noqa: S608
+            f"UPDATE {table} AS e SET status = v.status, attempts = e.attempts + 1, claims = 0, "  # noqa: S608
             "processed_at = %s, error = '', summary = v.summary, updated_at = %s "
             "FROM (SELECT unnest(%s::bigint[]) AS id, unnest(%s::text[]) AS status, "
             "unnest(%s::text[])::jsonb AS summary) AS v WHERE e.id = v.id",
@@ -358,6 +359,64 @@ def _events_mark_done(done: list[tuple[InboundEvent, ProcessOutcome]]) -> None:
                 [json.dumps(event.summary) for event, _ in done],
             ],
         )
+
+
+#: Drains that took a delivery and never finished with it (the worker stopped: killed,
+#: out of memory, the task's hard time limit) after which it is set aside as ``dead``.
+WORKER_STOPS_LIMIT = 3
+WORKER_STOPPED_ERROR = (
+    "The worker processing this delivery stopped before finishing, {count} times (killed: "
+    "out of memory or the task's time limit); set aside so that the account's other "
+    "deliveries go on. Re-process it once the cause is fixed, or close it."
+)
+
+
+def _drain_claim(account_id: int, limit: int) -> tuple[list[int], int]:
+    """Claim the account's next received deliveries for a drain, in a transaction of its
+    own (committed before they are processed): each one's ``claims`` is counted up here
+    and back to 0 when a drain finishes with it (processed, or its failure counted), so a
+    count left over is a worker that stopped in the middle of a batch (killed, out of
+    memory, the hard time limit). That batch's transaction rolled back with nothing
+    counted, and without this the next drain would take the same batch, stop the same
+    way, and hold the account's intake for ever.
+
+    The claim runs up to the first delivery with a count left; such a delivery is taken
+    alone (the one that stops the worker is among them, not known which) and, once
+    ``WORKER_STOPS_LIMIT`` drains stopped with it, set aside as ``dead`` (kept, counted
+    with the dead letters, re-processed or closed by a supervisor) instead of processed.
+    Returns the claimed ids and how many were set aside (0 or 1)."""
+    with transaction.atomic():
+        advisory_xact_lock(f"inbound-drain:{account_id}")
+        rows = list(
+            InboundEvent.objects.select_for_update(skip_locked=True)
+            .filter(account_id=account_id, status=InboundStatus.RECEIVED)
+            .order_by("id")
+            .values_list("id", "claims")[:limit]
+        )
+        if not rows:
+            return [], 0
+        first, stops = rows[0]
+        if stops >= WORKER_STOPS_LIMIT:
+            logger.error("Inbound event %s stopped %d drains: set aside as dead", first, stops)
+            InboundEvent.objects.filter(pk=first).update(
+                status=InboundStatus.DEAD,
+                attempts=F("attempts") + 1,
+                error=WORKER_STOPPED_ERROR.format(count=stops),
+                updated_at=timezone.now(),
+            )
+            return [], 1
+        if stops:
+            logger.warning(
+                "A drain stopped with inbound event %s in it (%d time(s)): taken alone",
+                first,
+                stops,
+            )
+            rows = rows[:1]
+        else:
+            rows = list(takewhile(lambda row: not row[1], rows))
+        ids = [pk for pk, _ in rows]
+        InboundEvent.objects.filter(pk__in=ids).update(claims=F("claims") + 1)
+    return ids, 0
 
 
 @dataclass
@@ -376,16 +435,19 @@ def inbound_events_drain(*, account_id: int, limit: int = DRAIN_BATCH) -> DrainR
     and (unless dead) returned for ``inbound_event_process_task`` to retry with backoff.
     Exactly-once effects rest on the unique constraints, as in ``inbound_event_process``.
     """
+    ids, set_aside = _drain_claim(account_id, limit)
+    if not ids:
+        return DrainResult(taken=set_aside, retries=[])
     failed: list[tuple[int, str, Exception]] = []
     with transaction.atomic():
         advisory_xact_lock(f"inbound-drain:{account_id}")
         events = list(
             InboundEvent.objects.select_for_update(skip_locked=True)
-            .filter(account_id=account_id, status=InboundStatus.RECEIVED)
-            .order_by("id")[:limit]
+            .filter(pk__in=ids, status=InboundStatus.RECEIVED)
+            .order_by("id")
         )
-        if not events:
-            return DrainResult(taken=0, retries=[])
+        if not events:  # processed meanwhile (a second drainer, Redis down): look again
+            return DrainResult(taken=len(ids), retries=[])
         account = ChannelAccount.objects.get(pk=account_id)
         cache = _BatchCache()
         done: list[tuple[InboundEvent, ProcessOutcome]] = []
@@ -494,6 +556,7 @@ def inbound_event_fail(
             status=InboundStatus.DEAD if final else InboundStatus.RETRYING,
             error=error[:5000],
             attempts=attempts,
+            claims=0,  # failed with the worker alive: a drain finished with it
             updated_at=timezone.now(),  # the sweep times the retry from here
         )
     return final, attempts
@@ -524,7 +587,7 @@ def inbound_event_reprocess(*, event: InboundEvent, actor: Any = None) -> bool:
         return False
     was = event.status
     InboundEvent.objects.filter(pk=event.pk).update(
-        status=InboundStatus.RETRYING, attempts=0, error="", updated_at=timezone.now()
+        status=InboundStatus.RETRYING, attempts=0, claims=0, error="", updated_at=timezone.now()
     )
     if actor is not None:
         audit_log_record(

@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from channels_app import selectors, services
+from channels_app.adapters.base import get_adapter
 from channels_app.models import InboundEvent
 from channels_app.services import matching
 from channels_app.tests.conftest import (
@@ -311,3 +312,62 @@ def test_a_delivery_right_after_the_drainer_left_wakes_a_drain_at_once(client: C
     with mock.patch.object(services, "inbound_events_drain", side_effect=batch):
         _drain_task_run(account.pk)
     assert get_redis().get(flag) is None
+
+
+class WorkerStopped(BaseException):
+    """What a drain meets when its worker is killed mid-batch (out of memory, the task's
+    hard time limit): nothing of the batch's own code runs after it, and its transaction
+    rolls back uncounted (a real kill: tests/faults/test_poison_delivery.py)."""
+
+
+def test_a_delivery_that_stops_the_worker_every_time_is_set_aside_and_the_rest_go_on(
+    client: Client,
+) -> None:
+    account = make_account("whatsapp")
+    texts = ["first", "second", "POISON", "fourth", "fifth"]
+    with mock.patch("channels_app.services.intake.inbound_drain_wake"):
+        ids = [
+            post(client, account, wa_body(f"3460000000{n}", f"wamid.p{n}", text)).json()["id"]
+            for n, text in enumerate(texts)
+        ]
+    adapter = type(get_adapter("whatsapp"))
+    real = adapter.parse
+
+    def parse(self: Any, account: Any, request: Any) -> Any:
+        if b"POISON" in request.body:
+            raise WorkerStopped
+        return real(self, account, request)
+
+    stops = 0
+    with mock.patch.object(adapter, "parse", parse):
+        for _ in range(20):
+            try:
+                if not services.inbound_events_drain(account_id=account.pk).taken:
+                    break
+            except WorkerStopped:
+                stops += 1
+    # the whole batch, then the poison taken alone twice (the two before it, alone, pass)
+    assert stops == 3
+    events = {event.pk: event for event in InboundEvent.objects.all()}
+    assert [events[pk].status for pk in ids] == [
+        "processed",
+        "processed",
+        "dead",
+        "processed",
+        "processed",
+    ]
+    poison = events[ids[2]]
+    assert (poison.claims, poison.attempts) == (3, 1)
+    assert "stopped before finishing, 3 times" in poison.error
+    assert {events[pk].claims for pk in ids if pk != ids[2]} == {0}
+    assert list(Message.objects.order_by("id").values_list("body_text", flat=True)) == [
+        "first",
+        "second",
+        "fourth",
+        "fifth",
+    ]
+    # a supervisor's re-process forgets the stops: tried again (and processed, the cause gone)
+    assert services.inbound_event_reprocess(event=poison)
+    assert InboundEvent.objects.get(pk=ids[2]).claims == 0
+    services.inbound_event_process(event_id=ids[2], retry=True)
+    assert InboundEvent.objects.get(pk=ids[2]).status == "processed"

@@ -79,9 +79,10 @@ def logs(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def workers(broker: PrivateRedis, logs: Path) -> Iterator[Callable[..., Worker]]:
-    """``workers(name, database=None, **settings)`` starts a worker subprocess on the test
-    database (or ``database``, a URL) and the private Redis; all stop at teardown, and
-    their logs are printed (pytest shows them when the test failed)."""
+    """``workers(name, database=None, app="support", **settings)`` starts a worker subprocess
+    (of Celery app ``app``) on the test database (or ``database``, a URL) and the private
+    Redis; all stop at teardown, and their logs are printed (pytest shows them when the
+    test failed)."""
     started: list[Worker] = []
 
     def start(
@@ -90,6 +91,7 @@ def workers(broker: PrivateRedis, logs: Path) -> Iterator[Callable[..., Worker]]
         database: str | None = None,
         concurrency: int = 2,
         wait: bool = True,
+        app: str = "support",
         **overrides: Any,
     ) -> Worker:
         env = worker_env(
@@ -97,7 +99,7 @@ def workers(broker: PrivateRedis, logs: Path) -> Iterator[Callable[..., Worker]]
             redis_url=broker.url,
             **overrides,
         )
-        worker = Worker(name, env=env, log_dir=logs, concurrency=concurrency)
+        worker = Worker(name, env=env, log_dir=logs, concurrency=concurrency, app=app)
         started.append(worker)
         return worker.start(wait=wait)
 

@@ -190,8 +190,10 @@ class Worker:
         log_dir: Path,
         concurrency: int = 2,
         beat: bool = True,
+        app: str = "support",
     ) -> None:
         self.name = name
+        self.app = app
         self.env = env
         self.log_path = log_dir / f"worker-{name}.log"
         self.schedule = log_dir / f"beat-{name}"
@@ -205,7 +207,7 @@ class Worker:
             "-m",
             "celery",
             "-A",
-            "support",
+            self.app,
             "worker",
             "-n",
             f"{self.name}@faults",
