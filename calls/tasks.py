@@ -16,6 +16,8 @@ from calls.services.sweeps import TRANSCRIBE_POLLS
 from support.db import DATABASE_GONE, DATABASE_GONE_RETRY
 from support.errors import PermanentError, RetryableError
 from support.outbound import backoff_seconds
+from tickets.context.models import ContextDeadLetterKind
+from tickets.context.tasks import dead_letter_on_give_up
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +179,19 @@ def call_analyse_task(self, call_id: int) -> bool:  # type: ignore[no-untyped-de
     time_limit=60,
 )
 def call_interaction_record_task(self: Any, call_id: int) -> bool:
-    """Idempotent: one customer-context entry per call (``call:<contact id>``)."""
-    return services.call_interaction_record(call_id=call_id)
+    """Idempotent: one customer-context entry per call (``call:<contact id>``). When it
+    gives up (retries spent, an error it does not retry) it is recorded as a
+    customer-context dead letter, for a supervisor to see and re-drive
+    (docs/customer-context.md, "When background work gives up")."""
+    with dead_letter_on_give_up(
+        self,
+        kind=ContextDeadLetterKind.INTERACTION,
+        args=[call_id],
+        customer=lambda: (
+            Call.objects.filter(pk=call_id).values_list("customer_id", flat=True).first()
+        ),
+    ):
+        return services.call_interaction_record(call_id=call_id)
 
 
 @shared_task(bind=True, acks_late=True, soft_time_limit=30, time_limit=60)

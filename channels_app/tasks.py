@@ -16,6 +16,8 @@ from channels_app.services.staged_uploads import staged_uploads_purge
 from support.db import DATABASE_GONE, DATABASE_GONE_RETRY
 from support.errors import PermanentError, RetryableError
 from support.events import SUBSCRIBER_TASK_OPTIONS
+from tickets.context.models import ContextDeadLetterKind
+from tickets.context.tasks import dead_letter_on_give_up
 
 logger = logging.getLogger(__name__)
 
@@ -132,14 +134,21 @@ def outbound_message_send_task(message_id: int) -> None:
 @shared_task(**SUBSCRIBER_TASK_OPTIONS)
 def csat_survey_send_task(self: Any, ticket_id: int, resolved_at: str) -> int | None:
     """Queue the satisfaction survey of a ticket's resolution (enqueued by the
-    ``ticket.resolved`` subscriber). Idempotent through the survey's metadata key (the
-    ticket and its ``resolved_at``): a task delivered twice writes one message. The
-    database going away is retried with backoff a bounded number of times
-    (``support.events.SUBSCRIBER_TASK_OPTIONS``); after that, or on anything
-    else, Celery logs the failure and this resolution has no survey (the event was
-    delivered; the beat's ``csat_surveys_sweep_task`` finds the resolution without its
-    survey ten minutes later and writes it)."""
-    message = csat_survey_send(ticket_id=ticket_id, resolved_at=resolved_at)
+    ``ticket.resolved`` subscriber, or a supervisor's re-drive). Idempotent through the
+    survey's metadata key (the ticket and its ``resolved_at``): a task delivered twice
+    writes one message. The database going away is retried with backoff a bounded number
+    of times (``support.events.SUBSCRIBER_TASK_OPTIONS``); after that, or on anything
+    else, it is recorded as a customer-context dead letter (``csat_survey``; with the
+    database away, logged only) and raised (the event was delivered; the beat's
+    ``csat_surveys_sweep_task`` tries the resolution again ten minutes later, and its
+    success takes the dead letter away)."""
+    with dead_letter_on_give_up(
+        self,
+        kind=ContextDeadLetterKind.CSAT_SURVEY,
+        args=[ticket_id, resolved_at],
+        ticket=lambda: ticket_id,
+    ):
+        message = csat_survey_send(ticket_id=ticket_id, resolved_at=resolved_at)
     return message.pk if message is not None else None
 
 

@@ -71,6 +71,7 @@ SUPERVISOR_PAGES = frozenset(
         "tickets.businesscalendar",
         "tickets.slapolicy",
         "tickets.slaevent",
+        "tickets.contextdeadletter",
         "axes.accessattempt",
         "calls.queueteam",
         "calls.call",
@@ -138,7 +139,12 @@ def _fill_gaps(matrix: World, superuser: Any) -> None:
     from support.models import OidcIdentity
     from tickets import services as ticket_services
     from tickets.context import privacy
-    from tickets.context.services import OrderInput, interaction_record, order_upsert
+    from tickets.context.services import (
+        OrderInput,
+        context_dead_letter_record,
+        interaction_record,
+        order_upsert,
+    )
     from tickets.models import ChannelIdentity, Customer
 
     customer, ticket = matrix.customer, matrix.ticket
@@ -163,6 +169,22 @@ def _fill_gaps(matrix: World, superuser: Any) -> None:
         summary="Asked about the refund",
         ticket_id=ticket.pk,
         analyse_text="Thanks, that was helpful.",
+    )
+    # Customer-context work that gave up: a history entry (a ticket's) and a call's (no
+    # ticket: the customer only).
+    context_dead_letter_record(
+        kind="interaction",
+        task="tickets.context.tasks.interaction_record_for_message_task",
+        args=[ticket.messages.values_list("pk", flat=True).first()],
+        error="RetryableError: throttled",
+        ticket_id=ticket.pk,
+    )
+    context_dead_letter_record(
+        kind="interaction",
+        task="calls.tasks.call_interaction_record_task",
+        args=[0],
+        error="PermanentError: refused",
+        customer_id=customer.pk,
     )
     # An erased customer: its row stays, emptied (null relations and blank fields).
     gone = Customer.objects.create(name="Erase Me", email="erase.me@example.com")

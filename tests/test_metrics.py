@@ -61,6 +61,7 @@ PLATFORM = {
     "support_inbound_processing_lag_seconds",
     "support_outbox_lag_seconds",
     "support_outbox_failed",  # events the relay gave up on (docs/operations.md)
+    "support_context_dead_letters",  # customer-context work that gave up (by kind)
     "support_beat_last_run_age_seconds",  # no sample until beat has run (named anyway)
     "support_delivery_circuits_open",  # /health's deliveries.circuits_open
     "support_deliveries_possible_duplicates",  # /health's deliveries.possible_duplicates

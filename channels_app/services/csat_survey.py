@@ -47,7 +47,12 @@ from support.db import DATABASE_GONE
 from support.errors import InvalidInput
 from support.events import event_time
 from tickets import services as ticket_services
-from tickets.context.services import FEEDBACK_STATUSES
+from tickets.context.models import ContextDeadLetterKind
+from tickets.context.services import (
+    FEEDBACK_STATUSES,
+    context_dead_letter_record,
+    context_dead_letters_resolve,
+)
 from tickets.models import (
     MESSAGE_WRITTEN_ON_KEY,
     Channel,
@@ -84,6 +89,10 @@ SWEEP_SCAN = 20000  # at most this many read a run
 # still swept.
 SWEEP_ON_SINCE_KEY = "csat-surveys-on-since"
 SWEEP_OFF = "off"
+#: The task that sends a survey (``channels_app.tasks.csat_survey_send_task``, args
+#: ``[ticket id, resolved_at]``): what a dead letter of a survey the sweep could not send
+#: names, for a supervisor's re-drive (a service does not import the tasks module).
+SURVEY_TASK = "channels_app.tasks.csat_survey_send_task"
 
 
 def csat_survey_text(*, ticket: Ticket, link: str = SURVEY_LINK_PLACEHOLDER) -> str:
@@ -204,6 +213,12 @@ def csat_surveys_sweep(
     run. Newest first, in pages, so those skipped ones never crowd out a newer lost one;
     at most ``batch`` looked at a run. Returns how many it looked at.
 
+    A resolution whose survey fails here is tried again at the next run, and recorded
+    as a customer-context dead letter (``csat_survey``, the error, one more failure each
+    run), which the run that sends it or finds it skipped by the rules removes: once it
+    is older than ``window`` the sweep leaves it, and the dead letter is what a
+    supervisor sees (``support_context_dead_letters``) and re-drives or discards.
+
     ``CSAT_SURVEY_ENABLED`` is read when the sweep runs; after a run found it off, a
     resolution from before the run that found it on again is not asked about
     (``SWEEP_ON_SINCE_KEY``): turning surveys on does not survey the day's earlier
@@ -253,9 +268,20 @@ def csat_surveys_sweep(
                 raise  # the database is away: the next run starts again
             except SoftTimeLimitExceeded:
                 raise  # time is up (its transaction rolled back): the next run
-            except Exception:  # logged; not marked, so the next run tries it again
+            except Exception as exc:  # not marked, so the next run tries it again
                 logger.exception("Satisfaction survey sweep: ticket %s failed", ticket_id)
+                # and recorded: once the resolution is out of the window nothing tries it
+                # again, and a supervisor sees it (a dead letter) and re-drives it
+                context_dead_letter_record(
+                    kind=ContextDeadLetterKind.CSAT_SURVEY,
+                    task=SURVEY_TASK,
+                    args=[ticket_id, resolved_at],
+                    error=f"{type(exc).__name__}: {exc}",
+                    ticket_id=ticket_id,
+                )
                 continue
+            # done (written, or skipped by the rules): a dead letter of it goes
+            context_dead_letters_resolve(task=SURVEY_TASK, args=[ticket_id, resolved_at])
             cache.set(key, 1, timeout=int(window.total_seconds()))
     if handled:
         logger.info("Satisfaction survey sweep: looked at %d resolutions", handled)

@@ -16,11 +16,23 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from support.auth.admin import RecordAdminMixin, VisibleRowsAdminMixin
+from support.auth.admin import (
+    AboutAdminMixin,
+    RecordAdminMixin,
+    SupervisorAdmin,
+    VisibleRowsAdminMixin,
+)
 from support.auth.roles import is_supervisor
 from tickets.admin import CustomerAdmin
 from tickets.context import privacy
-from tickets.context.models import CsatFeedback, CustomerErasure, Interaction, Order
+from tickets.context import services as context_services
+from tickets.context.models import (
+    ContextDeadLetter,
+    CsatFeedback,
+    CustomerErasure,
+    Interaction,
+    Order,
+)
 from tickets.context.selectors import interaction_scope_q
 from tickets.models import Customer
 from tickets.selectors import customers_fully_visible_to
@@ -205,3 +217,66 @@ class CustomerErasureAdmin(VisibleRowsAdminMixin, admin.ModelAdmin):  # type: ig
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(ContextDeadLetter)
+class ContextDeadLetterAdmin(
+    AboutAdminMixin, VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin
+):
+    """Customer-context work that gave up (an entry missing from a customer's history, a
+    satisfaction survey not sent), waiting for a supervisor as the other dead letters do
+    (Outbox events, Outbound deliveries): the supervisor role uses the page without model
+    permissions; re-drive and discard are audited. Records the system writes: never added
+    or edited by hand. Supervisors only: a row names a customer and a failure, not always
+    a ticket whose rule could place it."""
+
+    about = (
+        "Customer-context work that gave up: an entry missing from a customer's "
+        "interaction history, or a satisfaction survey not sent. Re-drive once the cause "
+        "is fixed (the work is idempotent), or discard (a survey now too late)."
+    )
+    docs = "docs/customer-context.md"
+    # A row names a customer and maybe a ticket: the rule's relations, declared (the page
+    # is a supervisor's, who sees every row; anyone else sees none)
+    visible_through = ("ticket", "customer")
+    visible_to_supervisors_only = True
+    list_display = (
+        "id",
+        "kind",
+        "task_name",
+        "args",
+        "customer",
+        "ticket",
+        "failures",
+        "error",
+        "updated_at",
+    )
+    list_filter = ("kind",)
+    list_select_related = ("customer", "ticket")
+    search_fields = ("task", "error")
+    readonly_fields = [f.name for f in ContextDeadLetter._meta.fields]
+    actions = ["redrive", "discard"]
+
+    @admin.display(description="Task")
+    def task_name(self, obj: ContextDeadLetter) -> str:
+        return obj.task.rsplit(".", 1)[-1]
+
+    @admin.action(description="Re-drive the selected dead letters")
+    def redrive(self, request: HttpRequest, queryset: QuerySet[ContextDeadLetter]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can re-drive.", messages.ERROR)
+            return
+        ids = list(queryset.values_list("pk", flat=True))
+        count = context_services.context_dead_letters_redrive(ids=ids, actor=request.user)
+        skipped = len(ids) - count
+        note = f" ({skipped} left: see the log)" if skipped else ""
+        self.message_user(request, f"Queued {count} dead letter(s) again{note}.")
+
+    @admin.action(description="Discard the selected dead letters (give the work up)")
+    def discard(self, request: HttpRequest, queryset: QuerySet[ContextDeadLetter]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can discard.", messages.ERROR)
+            return
+        ids = list(queryset.values_list("pk", flat=True))
+        count = context_services.context_dead_letters_discard(ids=ids, actor=request.user)
+        self.message_user(request, f"Discarded {count} dead letter(s).")

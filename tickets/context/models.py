@@ -173,3 +173,50 @@ class CustomerErasure(models.Model):
 
     def __str__(self) -> str:
         return f"Erasure of customer {self.customer_id}"
+
+
+class ContextDeadLetterKind(models.TextChoices):
+    INTERACTION = "interaction", "History entry not recorded"
+    CSAT_SURVEY = "csat_survey", "Satisfaction survey not sent"
+
+
+class ContextDeadLetter(models.Model):
+    """Background work of the customer context that gave up: an entry missing from a
+    customer's interaction history (its task's retries spent, or an error it does not
+    retry), a satisfaction survey not sent (its task failed, or the survey sweep's try
+    did). One row per piece of work, its natural key the task and its arguments (``task``
+    + ``args``: what a re-drive queues again); written by ``context_dead_letter_record``
+    when the work gives up (again: ``failures`` + 1), deleted by a supervisor's re-drive
+    or discard (audited; a re-drive that fails again is recorded again) and by the survey
+    sweep once it sends or skips the survey. Counted by
+    ``support_context_dead_letters{kind}`` (docs/customer-context.md, "When background
+    work gives up")."""
+
+    kind = models.CharField(max_length=24, choices=ContextDeadLetterKind.choices)
+    #: the Celery task that does the work (its registered name) and its arguments (ids)
+    task = models.CharField(max_length=200)
+    args = models.JSONField(default=list)
+    # whose history or survey it is, for the supervisor (the work itself is task + args:
+    # kept when these go, and a re-drive then finds nothing to do)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ticket = models.ForeignKey(
+        Ticket, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    error = models.TextField(blank=True, help_text="The last failure: type and message.")
+    #: how many times the work gave up since it was recorded (each failed survey sweep
+    #: try adds one)
+    failures = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Customer-context dead letter"
+        constraints = [
+            models.UniqueConstraint(fields=["task", "args"], name="context_dead_letter_unique")
+        ]
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.task.rsplit('.', 1)[-1]}{self.args}"

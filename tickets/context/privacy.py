@@ -35,7 +35,7 @@ from support.models import AuditLog, OutboxEvent
 from support.services import audit_log_record
 from tickets.context.cache import context_invalidate
 from tickets.context.interactions import get_backend
-from tickets.context.models import CsatFeedback, CustomerErasure, Order
+from tickets.context.models import ContextDeadLetter, CsatFeedback, CustomerErasure, Order
 from tickets.context.selectors import interactions_visible
 from tickets.models import (
     Attachment,
@@ -499,6 +499,11 @@ def _customer_erase_rows(
     counts["csat_comments_erased"] = (
         CsatFeedback.objects.filter(customer=customer).exclude(comment="").update(comment="")
     )
+    # Their history entries and surveys that never came: not to be re-driven after this
+    # (each would record a history entry of erased words, or survey an erased person).
+    counts["dead_letters_deleted"] = ContextDeadLetter.objects.filter(
+        Q(customer=customer) | Q(ticket_id__in=ticket_ids)
+    ).delete()[0]
     counts["events_redacted"] = _redact_events(subject, own_ids)
     counts["log_entries_redacted"] = _redact_logs(subject, identities)
     for name, hook in sorted(_erasure_hooks.items()):

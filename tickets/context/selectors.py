@@ -32,6 +32,7 @@ from tickets.context.interactions import (
 from tickets.context.models import (
     FAILED_ORDER_STATUSES,
     REFUND_ORDER_STATUSES,
+    ContextDeadLetter,
     CsatFeedback,
     CustomerErasure,
     Interaction,
@@ -39,7 +40,7 @@ from tickets.context.models import (
     Order,
 )
 from tickets.context.scopes import scope_visibility_q, scopes_visible
-from tickets.models import ChannelIdentity, Customer, Ticket, TicketStatus
+from tickets.models import ChannelIdentity, Customer, Message, Ticket, TicketStatus
 from tickets.selectors import ticket_visibility_q
 
 RECENT_ORDERS = 10
@@ -564,3 +565,17 @@ def _csat_figures(answers: list[tuple[int, int, str]]) -> dict[str, Any]:
         "count": len(ratings),
         "last": {"ticket_id": last[0], "rating": last[1], "at": last[2]} if last else None,
     }
+
+
+def context_dead_letters_by_kind() -> dict[str, int]:
+    """Customer-context work that gave up and waits for a supervisor (a re-drive or a
+    discard), however old, by kind: ``support_context_dead_letters{kind}``. The table
+    holds only such rows, so the count is the table's."""
+    rows = ContextDeadLetter.objects.values("kind").annotate(n=Count("pk")).order_by()
+    return {row["kind"]: row["n"] for row in rows}
+
+
+def message_ticket_id_get(*, message_id: int) -> int | None:
+    """The ticket of message ``message_id`` (None: no such message): whose a dead letter
+    of its interaction is."""
+    return Message.objects.filter(pk=message_id).values_list("ticket_id", flat=True).first()

@@ -12,19 +12,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from importlib import import_module
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from support.errors import Conflict, Forbidden, InvalidInput, NotFound
 from support.events import event_record
 from support.parsing import contains_nul
+from support.services import audit_log_record
+from support.sweeps import BROKER_ERRORS
 from tickets.context.cache import context_invalidate
 from tickets.context.interactions import InteractionRecord, get_backend
 from tickets.context.models import (
+    ContextDeadLetter,
     CsatFeedback,
     CustomerErasure,
     InteractionKind,
@@ -563,3 +569,136 @@ def ticket_for_feedback(*, ticket_id: int) -> Ticket:
     if ticket.merged_into_id is not None:
         raise Conflict(MERGED_FEEDBACK_MESSAGE, details={"ticket": ["Merged."]})
     return ticket
+
+
+# --- dead letters: background work that gave up -----------------------------------------
+
+
+def context_dead_letter_record(
+    *,
+    kind: str,
+    task: str,
+    args: list[Any],
+    error: str,
+    ticket_id: int | None = None,
+    customer_id: int | None = None,
+) -> ContextDeadLetter:
+    """Record that the work ``task(*args)`` gave up (its task's retries spent, an error it
+    does not retry, a failed survey sweep try) with the reason, for a supervisor to see
+    (admin: Customer-context dead letters; ``support_context_dead_letters``) and re-drive.
+    Idempotent on ``task`` + ``args``: the same work giving up again counts one more
+    failure and keeps the last error. ``ticket_id`` / ``customer_id`` say whose it is (the
+    customer is the ticket's when not given)."""
+    if customer_id is None and ticket_id is not None:
+        customer_id = (
+            Ticket.objects.filter(pk=ticket_id).values_list("customer_id", flat=True).first()
+        )
+    error = error[:2000]
+    with transaction.atomic():
+        row, created = ContextDeadLetter.objects.select_for_update().get_or_create(
+            task=task,
+            args=args,
+            defaults={
+                "kind": kind,
+                "error": error,
+                "ticket_id": ticket_id,
+                "customer_id": customer_id,
+            },
+        )
+        if not created:
+            ContextDeadLetter.objects.filter(pk=row.pk).update(
+                failures=F("failures") + 1, error=error, updated_at=timezone.now()
+            )
+            row.refresh_from_db()
+    return row
+
+
+def context_dead_letters_resolve(*, task: str, args: list[Any]) -> int:
+    """The work ``task(*args)`` is done (or found nothing to do): its dead letter, if
+    any, goes. Returns how many went (0 or 1)."""
+    deleted, _ = ContextDeadLetter.objects.filter(task=task, args=args).delete()
+    return deleted
+
+
+def _dead_letter_audit(row: ContextDeadLetter, *, actor: Any, action: str) -> None:
+    audit_log_record(
+        actor=actor,
+        action=f"context_dead_letter.{action}",
+        object_type="context_dead_letter",
+        object_id=row.pk,
+        details={
+            "kind": row.kind,
+            "task": row.task,
+            "args": row.args,
+            "ticket_id": row.ticket_id,
+            "customer_id": row.customer_id,
+            "failures": row.failures,
+            "error": row.error[:500],
+        },
+    )
+
+
+def context_dead_letters_redrive(*, ids: Sequence[int], actor: Any) -> int:
+    """A supervisor queues the work again (the admin action, once its cause is fixed):
+    each row goes, audited (``context_dead_letter.redrive``), and its task is queued
+    after the commit (idempotent: work found done returns). A re-drive that gives up again
+    is recorded again by its task; one the broker refuses is recorded again at once.
+    A row whose task this process does not know is left. Returns how many were queued."""
+    queued: list[ContextDeadLetter] = []
+    with transaction.atomic():
+        rows = list(
+            ContextDeadLetter.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=list(ids))
+            .order_by("pk")
+        )
+        for row in rows:
+            if _dead_letter_task(row.task) is None:
+                logger.warning("Dead letter %s: no task %s; left", row.pk, row.task)
+                continue
+            _dead_letter_audit(row, actor=actor, action="redrive")
+            queued.append(row)
+        ContextDeadLetter.objects.filter(pk__in=[row.pk for row in queued]).delete()
+        transaction.on_commit(lambda: _dead_letters_queue(queued))
+    return len(queued)
+
+
+def _dead_letter_task(name: str) -> Any:
+    """The registered Celery task ``name`` (its module imported first: a web process has
+    not imported every app's tasks), None when there is none."""
+    if name not in current_app.tasks:
+        try:
+            import_module(name.rpartition(".")[0])
+        except ImportError:
+            return None
+    return current_app.tasks.get(name)
+
+
+def _dead_letters_queue(rows: list[ContextDeadLetter]) -> None:
+    for row in rows:
+        try:
+            _dead_letter_task(row.task).apply_async(args=row.args)
+        except BROKER_ERRORS as exc:
+            # not lost: it waits for the next re-drive, as before
+            context_dead_letter_record(
+                kind=row.kind,
+                task=row.task,
+                args=row.args,
+                error=f"re-drive not queued: {type(exc).__name__}: {exc}",
+                ticket_id=row.ticket_id,
+                customer_id=row.customer_id,
+            )
+
+
+def context_dead_letters_discard(*, ids: Sequence[int], actor: Any) -> int:
+    """A supervisor gives the work up for good (a survey now too late to be worth
+    sending): each row goes, audited (``context_dead_letter.discard``). Returns how many."""
+    with transaction.atomic():
+        rows = list(
+            ContextDeadLetter.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=list(ids))
+            .order_by("pk")
+        )
+        for row in rows:
+            _dead_letter_audit(row, actor=actor, action="discard")
+        ContextDeadLetter.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    return len(rows)

@@ -107,8 +107,10 @@ def create_extra_context(request: Any, ticket: Ticket) -> dict[str, Any] | None:
 
 
 def connect() -> None:
+    from support.metrics import metric_source_register
     from tickets import extras
     from tickets.context import tasks  # noqa: F401 - registers the Celery tasks
+    from tickets.context.metrics import context_metrics
     from tickets.panels import Panel, register_panel
 
     subscribe_batch("message.created", on_messages_created)
@@ -126,3 +128,4 @@ def connect() -> None:
         )
     )
     extras.register_create_extra("context", create_extra_context)
+    metric_source_register("context", context_metrics)  # GET /metrics
