@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-import urllib3
 from django.conf import settings
 
-from support.delivery.registry import ANSWER_TOO_LARGE, possibly_sent
+from support.delivery.registry import ANSWER_TOO_LARGE, possibly_sent, request_possibly_sent
 from support.errors import PermanentError, RetryableError
 from support.models import AttemptOutcome
 from support.outbound import (
@@ -419,7 +418,7 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
     try:
         response = requests.request(method, url, **kwargs)  # noqa: S113 - timeout set above
     except _BROKEN as exc:
-        raise _call_failed(exc, maybe_sent=posting and _request_sent(exc)) from exc
+        raise _call_failed(exc, maybe_sent=posting and request_possibly_sent(exc)) from exc
     taken = posting and 200 <= response.status_code < 300
     try:
         response_read_bounded(
@@ -457,22 +456,6 @@ def _taken_unread(response: requests.Response, exc: Exception) -> requests.Respo
 
 #: A call that failed on the way: retried (``RetryableError``).
 _BROKEN = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
-
-
-def _request_sent(exc: Exception) -> bool:
-    """Whether a call that failed before its answer began may have reached the other side:
-    not when the connection was never made (a connect timeout, refused, no route: what
-    ``urllib3`` reports as ``MaxRetryError``; a TLS or proxy failure); yes when it broke
-    afterwards (a read timeout, the connection reset or closed while waiting for the
-    answer)."""
-    if isinstance(
-        exc, (requests.ConnectTimeout, requests.exceptions.SSLError, requests.exceptions.ProxyError)
-    ):
-        return False
-    if isinstance(exc, requests.Timeout | requests.exceptions.ChunkedEncodingError):
-        return True
-    reason = exc.args[0] if exc.args else None
-    return not isinstance(reason, urllib3.exceptions.MaxRetryError)
 
 
 def _call_failed(exc: Exception, *, maybe_sent: bool) -> RetryableError:

@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import CharField, Exists, OuterRef, QuerySet, Value
+from django.db.models import CharField, Exists, F, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
@@ -39,9 +39,8 @@ from support.delivery.registry import (
     SendResult,
     TargetKind,
 )
-from support.delivery.services import delivery_enqueue, delivery_outcome_replay
+from support.delivery.services import deliveries_outcome_replay, delivery_enqueue
 from support.errors import PermanentError
-from support.models import DeliveryStatus
 from tickets import services as ticket_services
 from tickets.attachments import attachment_provider_url
 from tickets.models import (
@@ -221,36 +220,49 @@ def outbound_replies_sweep(*, stale_seconds: float = REPLY_SWEEP_STALE_SECONDS) 
             "%d queued repl(ies) with no delivery handed to the delivery engine by the sweep",
             handled,
         )
-    return handled + _finished_replies_put_right(stale)
+    return handled + _finished_replies_put_right(stale, stale_seconds)
 
 
-def _finished_replies_put_right(before: datetime) -> int:
+def _finished_replies_put_right(before: datetime, stale_seconds: float) -> int:
     """Replies still ``queued`` whose delivery finished (succeeded or dead) before
     ``before``: the status update that runs with the engine's record failed (it is logged
     and undone alone, ``support.delivery.services._on_change_run``), so the reply would
     stay queued for ever with no channel id for its status webhooks. The engine runs the
-    (idempotent) hook again from what it recorded (``delivery_outcome_replay``); nothing is
-    sent. At most ``REPLY_SWEEP_BATCH`` per run."""
-    finished = _reply_delivery().filter(
-        status__in=(DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD), completed_at__lt=before
-    )
+    (idempotent) hook again from what it recorded; nothing is sent. At most
+    ``REPLY_SWEEP_BATCH`` per run, taken only among those whose replay is due
+    (``support.delivery.selectors.outcome_replay_due_q``), never replayed first: one whose
+    update fails again waits longer after each replay and is given up after 5, for a
+    supervisor (``support.delivery.services.deliveries_outcome_replay``), so replies whose
+    update fails for ever no longer fill every run's batch ahead of newer ones (review of
+    2026-12-07). Returns how many were put right."""
+    due = delivery_selectors.outcome_replay_due_q(now=timezone.now(), stale_seconds=stale_seconds)
+    finished = _reply_delivery().filter(due, completed_at__lt=before)
+    last_replay = _reply_delivery().values("outcome_replay__attempted_at")[:1]
     message_ids = list(
         _queued_replies()
         .filter(Exists(finished))
-        .order_by("created_at", "pk")
+        .annotate(replayed_at=Subquery(last_replay))
+        .order_by(F("replayed_at").asc(nulls_first=True), "created_at", "pk")
         .values_list("pk", flat=True)[:REPLY_SWEEP_BATCH]
     )
-    handled = 0
-    for message_id in message_ids:
-        delivery = delivery_selectors.delivery_get(
-            target_kind=CHANNEL_REPLY_KIND, idempotency_key=f"message:{message_id}"
-        )
-        if delivery is not None and delivery_outcome_replay(delivery_id=delivery.pk):
-            handled += 1
-    if message_ids:
-        logger.warning(
-            "%d queued repl(ies) whose delivery had finished put right by the sweep", handled
-        )
+    if not message_ids:
+        return 0
+    keys = [f"message:{pk}" for pk in message_ids]
+    deliveries = dict(
+        Delivery.objects.filter(
+            target_kind=CHANNEL_REPLY_KIND, idempotency_key__in=keys
+        ).values_list("idempotency_key", "pk")
+    )
+    handled = deliveries_outcome_replay(
+        delivery_ids=[deliveries[key] for key in keys if key in deliveries],
+        stale_seconds=stale_seconds,
+        what="Reply status update",
+    )
+    logger.warning(
+        "%d of %d queued repl(ies) whose delivery had finished put right by the sweep",
+        handled,
+        len(message_ids),
+    )
     return handled
 
 

@@ -1,8 +1,9 @@
 """Every outbound delivery in one place (filter by target kind and status, attempts inline),
-dead-letter re-drive (bulk action, and a button on a dead letter's page) and the targets'
-circuits ("resume now"; a paused target shows in the deliveries list too). The pages are
-``SupervisorAdmin`` ones (the supervisor role may use them without model permissions);
-re-drive and resume are for supervisors only and audited."""
+dead-letter re-drive (bulk action, and a button on a dead letter's page), status updates
+whose replays were given up (a filter, and an action that runs them again) and the
+targets' circuits ("resume now"; a paused target shows in the deliveries list too). The
+pages are ``SupervisorAdmin`` ones (the supervisor role may use them without model
+permissions); re-drive, replay and resume are for supervisors only and audited."""
 
 from __future__ import annotations
 
@@ -29,8 +30,28 @@ from support.auth.admin import (
 )
 from support.auth.roles import is_supervisor
 from support.delivery import services
-from support.delivery.models import Attempt, Circuit, CircuitState, Delivery
+from support.delivery.models import Attempt, Circuit, CircuitState, Delivery, OutcomeReplay
 from support.models import DeliveryStatus
+
+
+class OutcomeReplayFilter(admin.SimpleListFilter):
+    """Finished deliveries whose status update (the kind's hook) an integration's sweep
+    replays: still trying, or given up (``services.deliveries_outcome_replay``)."""
+
+    title = "status update replays"
+    parameter_name = "outcome_replay"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("given_up", "Status update given up"), ("replaying", "Being replayed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> QuerySet[Delivery]:
+        if self.value() == "given_up":
+            return queryset.filter(outcome_replay__given_up_at__isnull=False)
+        if self.value() == "replaying":
+            return queryset.filter(
+                outcome_replay__isnull=False, outcome_replay__given_up_at__isnull=True
+            )
+        return queryset
 
 
 class AttemptInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore[type-arg]
@@ -76,7 +97,13 @@ class DeliveryAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         "possible_duplicate",
         "created_at",
     ]
-    list_filter = ["target_kind", "status", "possible_duplicate", "error_code"]
+    list_filter = [
+        "target_kind",
+        "status",
+        "possible_duplicate",
+        OutcomeReplayFilter,
+        "error_code",
+    ]
     search_fields = ["idempotency_key", "target_key", "external_id", "subject_id"]
     fields = readonly_fields = (
         "target_kind",
@@ -101,9 +128,10 @@ class DeliveryAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         "created_at",
         "updated_at",
         "circuit",
+        "status_update_replays",
     )
     inlines = [AttemptInline]
-    actions = ["redrive"]
+    actions = ["redrive", "replay_again"]
     change_form_template = "admin/delivery/delivery/change_form.html"
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
@@ -152,6 +180,34 @@ class DeliveryAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         if circuit.state == CircuitState.OPEN and circuit.open_until:
             label = f"{label} until {timezone.localtime(circuit.open_until):%Y-%m-%d %H:%M:%S}"
         return admin_link(circuit, text=label)
+
+    @admin.display(description="Status update replays")
+    def status_update_replays(self, obj: Delivery) -> str:
+        """What the integration's sweep did about a status update that failed (none: "")."""
+        replay = OutcomeReplay.objects.filter(delivery=obj).first()
+        if replay is None:
+            return ""
+        if replay.given_up_at is not None:
+            when = timezone.localtime(replay.given_up_at)
+            return f"given up at {when:%Y-%m-%d %H:%M:%S}: {replay.last_error}"
+        text = f"replayed {replay.attempts} time(s)"
+        if replay.attempted_at is not None:
+            text += f", last at {timezone.localtime(replay.attempted_at):%Y-%m-%d %H:%M:%S}"
+        return f"{text}: {replay.last_error}" if replay.last_error else text
+
+    @admin.action(description="Run the given-up status updates of the selected again")
+    def replay_again(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        if not is_supervisor(request.user):
+            self.message_user(request, "Only supervisors can run them again.", messages.ERROR)
+            return
+        ids = list(queryset.values_list("pk", flat=True))
+        count = services.outcome_replays_again(delivery_ids=ids, actor=request.user)
+        skipped = len(ids) - count
+        note = f" ({skipped} not given up, left alone)" if skipped else ""
+        self.message_user(
+            request,
+            f"{count} status update(s) will run again at the next sweep{note}.",
+        )
 
     @admin.action(description="Re-drive the selected dead letters")
     def redrive(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:

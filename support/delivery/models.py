@@ -186,3 +186,37 @@ class Circuit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.target_kind}:{self.target_key} ({self.state})"
+
+
+class OutcomeReplay(models.Model):
+    """The re-runs of a finished delivery's ``on_change`` hook by its integration's sweep,
+    which found its own state behind (a reply still ``queued``): the hook failed when the
+    outcome was recorded (``services._on_change_run`` logs it and keeps the record).
+    Counted, spaced out and given up after a few the one way re-drives are
+    (``support.sweeps``, whose column names ``attempts`` and ``attempted_at`` are these;
+    ``services.deliveries_outcome_replay``): a hook that fails for ever is then left for a
+    supervisor (admin: the deliveries filter "Status update given up", and the action that
+    runs it again) instead of being taken by every sweep ahead of newer ones."""
+
+    delivery = models.OneToOneField(
+        Delivery, on_delete=models.CASCADE, primary_key=True, related_name="outcome_replay"
+    )
+    attempts = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Replays of the hook so far."
+    )
+    attempted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last replay ran."
+    )
+    last_error = models.TextField(
+        blank=True, db_default="", help_text="What the hook raised at its last replay."
+    )
+    given_up_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Replays given up (the hook kept failing): a supervisor runs it again.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"status update replays of delivery {self.delivery_id}"

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import requests
+import urllib3
 from django.conf import settings
 
 from support.delivery.models import Outcome
@@ -79,6 +81,76 @@ def possibly_sent(exc: _E, maybe: bool = True) -> _E:
     kind cannot deduplicate, as for a lost lease: a retry may be a second copy."""
     exc.possible_duplicate = maybe  # type: ignore[attr-defined]
     return exc
+
+
+#: Where ``urllib3`` opens a connection: DNS, TCP connect, a proxy's tunnel, the TLS
+#: handshake and the certificate check all run inside ``HTTPConnection.connect``
+#: (``HTTPSConnectionPool._validate_conn`` calls it before the request; for plain HTTP,
+#: ``http.client`` calls it on the first write). Nothing of the request has left then.
+_CONNECT_FRAME = ("urllib3.connection", "connect")
+#: Every request ``urllib3`` makes passes through this frame (connect, send, read).
+_REQUEST_FRAME = ("urllib3.connectionpool", "_make_request")
+
+
+def request_possibly_sent(exc: BaseException) -> bool:
+    """Whether a ``requests`` call that failed before its answer's status came may have
+    reached the other side (for :func:`possibly_sent`). Not when it failed while the
+    connection was being made; yes once it was made (the request written, the answer
+    awaited).
+
+    The exception's type cannot tell (review of 2026-12-07): urllib3 reports a TLS failure
+    while the answer is awaited (a bad record, an alert) as ``requests.exceptions.SSLError``
+    wrapping ``MaxRetryError``, exactly as a failed handshake, and a handshake that timed
+    out or was reset as ``ReadTimeout`` / ``ConnectionError("Connection aborted.")``,
+    exactly as an answer that did. So where the failure was raised decides: a traceback in
+    the exception's chain that passes through ``urllib3.connection.HTTPConnection.connect``
+    is a connection never made; one that reached urllib3's request without it is a request
+    sent (a body cut off while being written counts too: what the kernel passed on cannot
+    be told). With no such traceback (an error built by hand, e.g. by a test double),
+    the type decides: a connect timeout, a proxy failure or a ``MaxRetryError`` that
+    failed to connect (refused, no such host) is not sent; anything else, a TLS error
+    included, may have been.
+    """
+    chain = _exception_chain(exc)
+    frames = {frame for error in chain for frame in _frames(error)}
+    if _CONNECT_FRAME in frames:
+        return False
+    if _REQUEST_FRAME in frames:
+        return True
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError):
+        return False
+    return not any(
+        isinstance(error, urllib3.exceptions.MaxRetryError)
+        # NewConnectionError (refused, no such host) is a ConnectTimeoutError
+        and isinstance(error.reason, urllib3.exceptions.ConnectTimeoutError)
+        for error in chain
+    )
+
+
+def _exception_chain(exc: BaseException, limit: int = 16) -> list[BaseException]:
+    """``exc`` and the exceptions it wraps: ``requests`` keeps urllib3's in ``args``, a
+    ``MaxRetryError`` its ``reason``, urllib3 the socket's or ``ssl``'s in ``__cause__``
+    or ``__context__``."""
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(found) < limit:
+        error = todo.pop(0)
+        if not isinstance(error, BaseException) or any(error is seen for seen in found):
+            continue
+        found.append(error)
+        todo.extend(error.args)
+        todo.extend((getattr(error, "reason", None), error.__cause__, error.__context__))
+    return found
+
+
+def _frames(error: BaseException) -> set[tuple[str, str]]:
+    """(module, function) of each frame ``error`` was raised through."""
+    frames = set()
+    tb = error.__traceback__
+    while tb is not None:
+        frames.add((str(tb.tb_frame.f_globals.get("__name__", "")), tb.tb_frame.f_code.co_name))
+        tb = tb.tb_next
+    return frames
 
 
 #: ``error_code`` of a send whose answer was over what the integration reads

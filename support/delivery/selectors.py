@@ -15,8 +15,18 @@ from support.delivery.models import (
     CircuitState,
     Delivery,
     Outcome,
+    OutcomeReplay,
 )
 from support.models import DeliveryStatus
+from support.sweeps import RedrivePolicy
+
+#: How an integration's sweep re-runs the hook of a finished delivery whose outcome its
+#: own state does not show (``services.deliveries_outcome_replay``): at once, then 2, 4,
+#: 8 and 16 minutes after each failed replay (never under a minute, whatever a sweep
+#: asks); due again 16 minutes after the fifth, it is given up, for a supervisor.
+OUTCOME_REPLAY = RedrivePolicy(wait_seconds=120.0, floor_seconds=60.0, max_redrives=5)
+
+FINISHED_STATUSES = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
 
 
 def delivery_list(
@@ -120,3 +130,14 @@ def dead_letters_by_kind() -> dict[str, int]:
         .values_list("target_kind", "n")
     )
     return dict(rows)
+
+
+def outcome_replay_due_q(*, now: datetime, stale_seconds: float) -> Q:
+    """Finished deliveries (an outer query's ``Delivery`` rows) whose hook a sweep may
+    replay now (:data:`OUTCOME_REPLAY`): never replayed, or their wait after the last
+    replay is over, and not given up. For an integration's sweep to choose its batch among
+    these only, so replays that keep failing wait (and then stop) instead of being taken
+    ahead of newer ones every run."""
+    replay = OutcomeReplay.objects.filter(delivery=OuterRef("pk"))
+    due = replay.filter(OUTCOME_REPLAY.due_q(now, stale_seconds), given_up_at__isnull=True)
+    return Q(status__in=FINISHED_STATUSES) & (~Exists(replay) | Exists(due))

@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,6 +43,7 @@ from support.delivery.models import (
     CircuitState,
     Delivery,
     Outcome,
+    OutcomeReplay,
 )
 from support.delivery.registry import (
     Change,
@@ -53,9 +54,11 @@ from support.delivery.registry import (
     error_from_exception,
     target_kind_get,
 )
+from support.delivery.selectors import FINISHED_STATUSES, OUTCOME_REPLAY
 from support.errors import PermanentError, RetryableError
 from support.models import DeliveryStatus
 from support.services import audit_log_record
+from support.sweeps import redrive_queue
 
 logger = logging.getLogger(__name__)
 
@@ -296,23 +299,26 @@ def _possible_duplicate_record(delivery: Delivery, kind: TargetKind) -> None:
     delivery.possible_duplicate = True
 
 
-def _on_change_run(kind: TargetKind, delivery: Delivery, change: DeliveryChange) -> None:
+def _on_change_run(kind: TargetKind, delivery: Delivery, change: DeliveryChange) -> str:
     """The kind's ``on_change`` hook in a savepoint of the caller's transaction: a hook that
     raises (the message it updates was deleted meanwhile, a bug) is logged and undone on its
     own. It used to roll back the attempt's record with it: a success left the delivery
-    leased and unrecorded, so it was sent again at every lease expiry, without end."""
+    leased and unrecorded, so it was sent again at every lease expiry, without end.
+    Returns what it raised ("" when it did not)."""
     if kind.on_change is None:
-        return
+        return ""
     try:
         with transaction.atomic():
             kind.on_change(delivery, change)
-    except Exception:
+    except Exception as exc:
         logger.exception(
             "Delivery %s (%s): the %r hook raised; the delivery's outcome is recorded",
             delivery.pk,
             delivery.target_kind,
             change.event,
         )
+        return f"{type(exc).__name__}: {exc}"
+    return ""
 
 
 def _record(
@@ -649,9 +655,12 @@ def delivery_outcome_replay(*, delivery_id: int) -> bool:
     """Run the kind's ``on_change`` hook again for a finished delivery (succeeded or dead),
     rebuilt from what the engine recorded: for an integration whose hook failed when the
     outcome was recorded (``_on_change_run`` logs it and keeps the record), so its own
-    state (a reply left ``queued``) is put right by its sweep. The hook must be
-    idempotent. Nothing is sent. False when the delivery is not finished or its kind is
-    unknown. A success's ``SendResult.data`` is not stored, so the hook gets none."""
+    state (a reply left ``queued``) is put right by its sweep, through
+    :func:`deliveries_outcome_replay`. The hook must be idempotent. Nothing is sent. True
+    when the hook ran and did not raise; False when it raised (what it raised is kept on
+    the delivery's ``OutcomeReplay`` row, when it has one), the delivery is not finished
+    or its kind is unknown. A success's ``SendResult.data`` is not stored, so the hook gets
+    none."""
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().filter(pk=delivery_id).first()
         if delivery is None:
@@ -674,8 +683,93 @@ def delivery_outcome_replay(*, delivery_id: int) -> bool:
             )
         else:
             return False
-        _on_change_run(kind, delivery, change)
-    return True
+        error = _on_change_run(kind, delivery, change)
+        OutcomeReplay.objects.filter(delivery=delivery).update(
+            last_error=error[:ERROR_MAX], updated_at=timezone.now()
+        )
+    return not error
+
+
+def deliveries_outcome_replay(
+    *, delivery_ids: Sequence[int], stale_seconds: float, what: str
+) -> int:
+    """Replay the hook of the finished deliveries ``delivery_ids`` (in that order) whose
+    integration's sweep found its own state behind (:func:`delivery_outcome_replay`),
+    counted, spaced out and bounded the one way re-drives are (``support.sweeps``, policy
+    ``selectors.OUTCOME_REPLAY``, on each delivery's ``OutcomeReplay`` row): a delivery
+    whose wait after its last replay is not over is skipped, and one replayed
+    ``max_redrives`` times that is due again is given up (``given_up_at``, its last error
+    kept, a warning logged), left for a supervisor (:func:`outcome_replays_again`). A
+    sweep chooses its batch with ``selectors.outcome_replay_due_q`` so such replays never
+    fill it. ``stale_seconds``: the caller's age threshold (0 on a worker's connection;
+    never under the policy's floor). Returns how many hooks ran without raising."""
+    now = timezone.now()
+    ids = list(dict.fromkeys(delivery_ids))
+    finished = Delivery.objects.filter(pk__in=ids, status__in=FINISHED_STATUSES)
+    OutcomeReplay.objects.bulk_create(
+        [OutcomeReplay(delivery_id=pk) for pk in finished.values_list("pk", flat=True)],
+        ignore_conflicts=True,
+    )
+    due = OUTCOME_REPLAY.due_q(now, stale_seconds)
+    pending = OutcomeReplay.objects.filter(
+        given_up_at__isnull=True, delivery__status__in=FINISHED_STATUSES
+    )
+    spent = pending.filter(due, pk__in=ids, attempts__gte=OUTCOME_REPLAY.max_redrives)
+    for replay in spent:
+        reason = OUTCOME_REPLAY.give_up_reason(
+            replay.attempts, replay.last_error, "the hook did not put it right"
+        )
+        given_up = pending.filter(due, pk=replay.pk).update(
+            given_up_at=now, last_error=reason[:ERROR_MAX], updated_at=now
+        )
+        if given_up:
+            logger.warning("%s: delivery %s's status update %s", what, replay.pk, reason)
+    succeeded: list[int] = []
+
+    def replay_now(pk: int) -> None:  # run at once (no task: nothing is sent)
+        if delivery_outcome_replay(delivery_id=pk):
+            succeeded.append(pk)
+
+    redrive_queue(
+        pending.filter(attempts__lt=OUTCOME_REPLAY.max_redrives),
+        ids,
+        queue=replay_now,
+        now=now,
+        what=what,
+        due=due,
+    )
+    return len(succeeded)
+
+
+def outcome_replays_again(*, delivery_ids: Iterable[int], actor: Any) -> int:
+    """Replay again the hooks whose replays were given up (admin, supervisors, each
+    audited), once what made them fail is fixed: their count starts again and the
+    integration's next sweep runs them (the reply sweep's: within a minute). Others are
+    left alone."""
+    count = 0
+    with transaction.atomic():
+        given_up = OutcomeReplay.objects.select_for_update().filter(
+            delivery_id__in=list(delivery_ids), given_up_at__isnull=False
+        )
+        for replay in given_up.select_related("delivery").order_by("pk"):
+            audit_log_record(
+                actor=actor,
+                action="delivery.outcome_replayed_again",
+                object_type="delivery",
+                object_id=replay.pk,
+                details={
+                    "target_kind": replay.delivery.target_kind,
+                    "idempotency_key": replay.delivery.idempotency_key,
+                    "replays": replay.attempts,
+                    "last_error": replay.last_error[:500],
+                },
+            )
+            replay.attempts = 0
+            replay.attempted_at = None
+            replay.given_up_at = None
+            replay.save(update_fields=["attempts", "attempted_at", "given_up_at", "updated_at"])
+            count += 1
+    return count
 
 
 # --- dead letters -----------------------------------------------------------------------
@@ -699,6 +793,8 @@ def delivery_redrive(*, delivery_ids: Iterable[int], actor: Any) -> int:
             delivery.lease_owner = ""
             delivery.lease_until = None
             delivery.save()
+            # a new cycle: its outcome's hook is replayed afresh if it fails again
+            OutcomeReplay.objects.filter(delivery=delivery).delete()
             audit_log_record(
                 actor=actor,
                 action="delivery.redriven",
