@@ -19,10 +19,12 @@ it is alive), and describes itself with a ``RedrivePolicy``:
   queued uncounted); a broker error stops the run, logged, and the next run goes on.
 
 The sweep keeps what is its own: which rows are pending and how old they must be (its
-partial index), how a given-up row is marked, what else it checks first. Sweeps that do
-not count re-drives (the delivery engine's leases, the drain's retry schedule, the media
-and reply sweeps) are not on this; why:
-docs/operations.md#re-driving-lost-work.
+partial index), how a given-up row is marked, what else it checks first. The reply
+sweep's replays of a sent reply's status update are on it too, counted on a row of their
+own (``support.delivery.models.OutcomeReplay``: ``Delivery.attempts`` counts sends).
+Sweeps that do not count re-drives (the delivery engine's leases, the drain's retry
+schedule, the media sweep, the reply sweep's creation of missing deliveries) are not on
+this; why: docs/operations.md#re-driving-lost-work.
 """
 
 from __future__ import annotations
