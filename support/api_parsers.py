@@ -13,6 +13,7 @@ from rest_framework.parsers import JSONParser
 from support.parsing import (
     JSON_MAX_DEPTH,
     json_depth_within,
+    json_numbers_finite,
     may_hold_lone_surrogates,
     without_lone_surrogates,
 )
@@ -21,8 +22,9 @@ from support.parsing import (
 class JsonParser(JSONParser):
     """DRF's JSON parser (the API's default) with the checks of
     :func:`support.parsing.json_loads`: a too deeply nested body is a 400 ``ParseError``,
-    not a ``RecursionError`` (500); a lone surrogate (``"\\ud800"``, which PostgreSQL
-    cannot store: a 500 where it was saved) becomes U+FFFD."""
+    not a ``RecursionError`` (500); so is a number past a float's range (``1e400``, read
+    as ``inf``); a lone surrogate (``"\\ud800"``, which PostgreSQL cannot store: a 500
+    where it was saved) becomes U+FFFD."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read()  # what ``json.load`` does first anyway
@@ -34,6 +36,9 @@ class JsonParser(JSONParser):
             deep = not json_depth_within(value, JSON_MAX_DEPTH)
         if deep:
             raise ParseError(f"JSON parse error - nested more than {JSON_MAX_DEPTH} levels deep.")
+        if not json_numbers_finite(value):
+            # 1e400 is read as inf, which PostgreSQL's jsonb refuses (a 500 where it was saved)
+            raise ParseError("JSON parse error - a number is out of range (larger than 1e308).")
         if _utf8(parser_context) and not may_hold_lone_surrogates(raw):
             return value
         return without_lone_surrogates(value)

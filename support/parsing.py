@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import posixpath
 import re
 import unicodedata
@@ -163,9 +164,11 @@ def json_loads(data: bytes | str, *, what: str = "The body") -> Any:
     except UnicodeDecodeError as exc:
         raise UnreadableJson(f"{what} is not UTF-8 ({exc.reason}).") from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant(what))
+        value = json.loads(
+            text, parse_constant=_refuse_constant(what), parse_float=_finite_float(what)
+        )
     except UnreadableJson:
-        raise  # NaN or Infinity (``_refuse_constant``)
+        raise  # NaN, Infinity or a number past a float's range (``_finite_float``)
     except json.JSONDecodeError as exc:
         raise UnreadableJson(
             f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
@@ -189,6 +192,37 @@ def _refuse_constant(what: str) -> Callable[[str], Any]:
         raise UnreadableJson(f"{what} is not valid JSON: {name} is not a JSON number.")
 
     return refuse
+
+
+def _finite_float(what: str) -> Callable[[str], float]:
+    """``parse_float`` refusing a number past a float's range (``1e400``): ``json``
+    reads it as ``inf``, which PostgreSQL's jsonb refuses (keeping it was a 500)."""
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise UnreadableJson(
+                f"{what} is not valid JSON here: the number {text[:40]} is out of range."
+            )
+        return value
+
+    return finite
+
+
+def json_numbers_finite(value: object) -> bool:
+    """Whether every float in a parsed JSON value is finite (no recursion): what a parser
+    without a ``parse_float`` hook (DRF's) read from ``1e400`` is ``inf``."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def json_depth_within(value: object, limit: int) -> bool:
