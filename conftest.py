@@ -140,6 +140,15 @@ def network_guard_scope(
 
 
 @pytest.fixture(autouse=True)
+def _health_report_fresh() -> None:
+    """``/health`` keeps its counts for a few seconds per process
+    (``support.health._recent``): each test reads them afresh."""
+    from support import health
+
+    health._report_cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _celery_eager(settings: Any) -> None:
     from celery._state import _set_task_join_will_block  # type: ignore[attr-defined]  # not in the stubs
 

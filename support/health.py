@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -69,6 +70,22 @@ def check_redis() -> dict[str, Any]:
     finally:
         client.close()
     return {"status": "ok", "ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+#: The report's counts of deliveries and outbox events, computed at most once per process
+#: every ``CELERY_CACHE_SECONDS``: the page is public and they are several queries, so a
+#: flood of requests costs a SELECT 1, a Redis PING and GET each, no more.
+_report_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def _recent(name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    now = time.monotonic()
+    cached = _report_cache.get(name)
+    if cached is not None and now - cached[0] < CELERY_CACHE_SECONDS:
+        return dict(cached[1])
+    value = compute()
+    _report_cache[name] = (now, value)
+    return dict(value)
 
 
 def deliveries_summary() -> dict[str, Any]:
@@ -142,7 +159,11 @@ def health(request: HttpRequest) -> JsonResponse:
             # Dead letters waiting for a re-drive, targets paused by their circuit breaker,
             # deliveries that may have reached their recipient twice (admin: Outbound
             # deliveries), outbox events the relay gave up on (admin: Outbox events).
-            "deliveries": deliveries_summary() if parts["database"]["status"] == "ok" else {},
+            "deliveries": (
+                _recent("deliveries", deliveries_summary)
+                if parts["database"]["status"] == "ok"
+                else {}
+            ),
             # When beat last sent a scheduled task, and whether that is too long ago:
             # reported, not checked (the module's docstring says why).
             "beat": beat_summary() if parts["redis"]["status"] == "ok" else {},

@@ -164,3 +164,24 @@ def test_one_celery_ping_at_a_time_the_others_answer_with_the_last_result(monkey
     assert len(pings) == 1
     assert health.check_celery() == {"status": "ok", "workers": 2}  # cached, no new ping
     assert len(pings) == 1
+
+
+@pytest.mark.django_db
+def test_a_burst_of_health_requests_counts_the_deliveries_once(client, monkeypatch):
+    """The page is public: its counts (several queries) are computed at most once per
+    process every few seconds, so a flood costs a SELECT 1 and a PING a request."""
+    monkeypatch.setattr(health, "check_celery", lambda: {"status": "ok", "workers": 1})
+    counted = []
+    real = health.deliveries_summary
+
+    def counting():
+        counted.append(1)
+        return real()
+
+    monkeypatch.setattr(health, "deliveries_summary", counting)
+    bodies = [client.get("/health").json() for _ in range(20)]
+    assert len(counted) == 1
+    assert all(body["deliveries"] == bodies[0]["deliveries"] for body in bodies)
+    health._report_cache["deliveries"] = (0.0, {})  # expired: computed again
+    client.get("/health")
+    assert len(counted) == 2
