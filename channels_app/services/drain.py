@@ -34,6 +34,7 @@ from channels_app.services.bulk import _message_is_plain, _messages_ingest_bulk
 from channels_app.services.email_auth import EmailQuarantined
 from channels_app.services.ingest import _message_ingest
 from channels_app.services.matching import _BatchCache
+from channels_app.services.media import media_kept_in_delivery
 from channels_app.services.sent_events import sent_event_record
 from channels_app.services.staged_uploads import (
     inbound_events_staged_names,
@@ -273,8 +274,11 @@ def _event_apply(
     request = WebhookRequest(headers=event.headers, body=event.body_bytes)
     outcome = ProcessOutcome(released_by=str(event.summary.get("released_by") or ""))
     released = bool(outcome.released_by)
+    messages = 0
     for item in adapter.parse(account, request):
         if isinstance(item, InboundMessage):
+            item = media_kept_in_delivery(item, event_id=event.pk, message_index=messages)
+            messages += 1
             try:
                 created = _message_ingest(adapter, account, item, cache, released=released)
             except EmailQuarantined as exc:  # raised before anything was written

@@ -13,9 +13,11 @@ import json
 import logging
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -23,7 +25,9 @@ from redis import RedisError
 
 from channels_app import selectors
 from channels_app.adapters.base import (
+    InboundMessage,
     MediaRef,
+    WebhookRequest,
     get_adapter,
     media_max_bytes,
 )
@@ -84,8 +88,96 @@ def _enqueue_downloads(attachment_ids: list[int]) -> None:
             )
 
 
+#: ``external_media_id`` of a file that came inside its delivery (an e-mail's attachment):
+#: ``delivery:<inbound event id>:<message index>:<file index>``, read again from the
+#: delivery as received (``InboundEvent.body``, kept ``RAW_EVENT_RETENTION_DAYS``).
+KEPT_PREFIX = "delivery:"
+
+
+def media_kept_in_delivery(
+    message: InboundMessage, *, event_id: int, message_index: int
+) -> InboundMessage:
+    """The message with each file that came inside its delivery (its bytes in hand: an
+    e-mail's attachment) named by where it is kept instead (``KEPT_PREFIX``): its
+    attachment is stored after the commit by the download task, as other channels' media
+    are, not inside the drain's transaction (an S3 write holding the account's drain lock
+    and the delivery's rows; a rollback left the file in storage, named by no row, out of
+    an erasure's reach). A web chat visitor's file (``staged_name``) is copied as before."""
+    if not any(m.content is not None and not m.staged_name for m in message.media):
+        return message
+    media = tuple(
+        replace(m, content=None, media_id=f"{KEPT_PREFIX}{event_id}:{message_index}:{index}")
+        if m.content is not None and not m.staged_name
+        else m
+        for index, m in enumerate(message.media)
+    )
+    return replace(message, media=media)
+
+
+def _kept_reference(reference: str) -> tuple[int, int, int]:
+    try:
+        event_id, message_index, index = (int(n) for n in reference[len(KEPT_PREFIX) :].split(":"))
+    except ValueError:
+        raise PermanentError("Not a reference to a file kept in its delivery.") from None
+    return event_id, message_index, index
+
+
+def _kept_media_store(attachment: Attachment) -> bool:
+    """Store a file that came inside its delivery (``KEPT_PREFIX``), read again from the
+    delivery as received, and with it the message's other such files still pending: the
+    delivery is parsed once for all of them (an e-mail holds up to 100 attachments in up
+    to 30 MB; a parse each would be a hundred parses of one hostile e-mail)."""
+    from channels_app.models import InboundEvent
+
+    event_id, message_index, _ = _kept_reference(attachment.external_media_id)
+    event = InboundEvent.objects.select_related("account").filter(pk=event_id).first()
+    if event is None or not event.body_bytes:
+        raise PermanentError(
+            "the delivery that carried this file is no longer kept (erased, or past "
+            "RAW_EVENT_RETENTION_DAYS)"
+        )
+    adapter = get_adapter(event.channel)
+    request = WebhookRequest(headers=event.headers, body=event.body_bytes)
+    messages = [m for m in adapter.parse(event.account, request) if isinstance(m, InboundMessage)]
+    media = messages[message_index].media if message_index < len(messages) else ()
+    prefix = f"{KEPT_PREFIX}{event_id}:{message_index}:"
+    siblings = list(
+        Attachment.objects.filter(
+            message_id=attachment.message_id,
+            external_media_id__startswith=prefix,
+            download_status=DownloadStatus.PENDING,
+            file="",
+        )
+        .exclude(pk=attachment.pk)
+        .order_by("pk")
+    )
+    for row in [attachment, *siblings]:
+        _, _, index = _kept_reference(row.external_media_id)
+        kept = media[index] if index < len(media) else None
+        if kept is None or kept.content is None:
+            if row is attachment:
+                raise PermanentError("the delivery as received holds no such file")
+            continue
+        ticket_services.attachment_content_store(
+            attachment=row,
+            content=kept.content,
+            content_type=kept.mime_type,
+            filename=kept.filename,
+        )
+    return True
+
+
+def _lifetimes() -> dict[str, timedelta]:
+    """Each channel's reference lifetime; an e-mail's files are kept in the delivery as
+    received, as long as the raw deliveries are (``RAW_EVENT_RETENTION_DAYS``)."""
+    return {
+        **MEDIA_REFERENCE_LIFETIME,
+        Channel.EMAIL: timedelta(days=max(int(settings.RAW_EVENT_RETENTION_DAYS), 1)),
+    }
+
+
 def reference_lifetime(channel: str) -> timedelta:
-    return MEDIA_REFERENCE_LIFETIME.get(channel, MEDIA_REFERENCE_LIFETIME_DEFAULT)
+    return _lifetimes().get(channel, MEDIA_REFERENCE_LIFETIME_DEFAULT)
 
 
 def _channel_words(channel: str) -> str:
@@ -96,6 +188,8 @@ def _channel_words(channel: str) -> str:
 
 
 def expired_words(channel: str) -> str:
+    if channel == Channel.EMAIL:
+        return "the e-mail as received was no longer kept when its file was to be stored"
     return f"the file expired at {_channel_words(channel)} before it could be fetched"
 
 
@@ -175,6 +269,9 @@ def _download(attachment_id: int) -> bool:
             attachment_id=attachment_id, error=expired_words(attachment.message.channel)
         )
         return False
+    if attachment.external_media_id.startswith(KEPT_PREFIX):
+        # received with its delivery (bounded there: an e-mail's size limit), not fetched
+        return _kept_media_store(attachment)
     ticket = attachment.message.ticket
     account = selectors.channel_account_for_ticket(ticket)
     if account is None:
@@ -316,9 +413,10 @@ def attachment_downloads_sweep(*, stale_seconds: float = MEDIA_SWEEP_STALE_SECON
 
 def _expired_q(now: datetime) -> Q:
     """Attachments past their channel's reference lifetime."""
-    known = list(MEDIA_REFERENCE_LIFETIME)
+    lifetimes = _lifetimes()
+    known = list(lifetimes)
     past = Q(created_at__lt=now - MEDIA_REFERENCE_LIFETIME_DEFAULT) & ~Q(message__channel__in=known)
-    for channel, lifetime in MEDIA_REFERENCE_LIFETIME.items():
+    for channel, lifetime in lifetimes.items():
         past |= Q(message__channel=channel, created_at__lt=now - lifetime)
     return past
 
