@@ -68,9 +68,20 @@ http: SnsHttp = SnsHttp()
 
 
 def check_sns_url(url: str, what: str) -> None:
+    """An https URL on an SNS host, in a form every URL parser reads alike: no
+    credentials, no backslash, no white space or control characters (``urlparse`` reads
+    ``https://evil\\@sns.…/`` as the SNS host, ``requests`` as ``evil``; the URL is signed
+    by SNS, so this is defence in depth)."""
     try:
         parsed = urlparse(url)
-        allowed = parsed.scheme == "https" and bool(SNS_HOST.match(parsed.hostname or ""))
+        allowed = (
+            parsed.scheme == "https"
+            and bool(SNS_HOST.match(parsed.hostname or ""))
+            and parsed.username is None
+            and "\\" not in url
+            and url.isprintable()
+            and not any(c.isspace() for c in url)
+        )
     except ValueError:  # e.g. an unclosed "[" (urlparse raises): not a URL at all
         allowed = False
     if not allowed:

@@ -981,7 +981,34 @@ def test_sns_certificate_url_must_be_a_pem_of_the_topics_region(
     response = post_sns(client, message, django_capture_on_commit_callbacks)
     assert response.status_code == 403
     assert response.json()["error"]["message"] == (
-        "SigningCertURL must be a .pem file on the SNS host of the topic's region."
+        # credentials: refused first as no SNS URL at all (``check_sns_url``)
+        "SigningCertURL must be an https URL on an SNS amazonaws.com host."
+        if "@" in cert_url
+        else "SigningCertURL must be a .pem file on the SNS host of the topic's region."
     )
     assert signer.http.urls == []
     assert not CallEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil\\@sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription",
+        "https://user:pw@sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription",
+        "https://sns.us-east-1.amazonaws.com/?Action=Confirm Subscription",
+        "https://sns.us-east-1.amazonaws.com/\x00",
+    ],
+)
+def test_an_sns_url_other_parsers_read_differently_is_refused(url):
+    """``urlparse`` reads ``https://evil\\@sns.…`` as the SNS host; ``requests`` (urllib3)
+    as ``evil``: only a URL every parser reads alike is fetched (defence in depth: SNS
+    signs the URL)."""
+    import urllib3
+
+    from calls.sns import SnsVerificationError, check_sns_url
+
+    if "\\" in url:
+        assert urllib3.util.parse_url(url).host == "evil"  # what would have been fetched
+    with pytest.raises(SnsVerificationError):
+        check_sns_url(url, "SubscribeURL")
+    check_sns_url("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&T=a", "x")
