@@ -48,7 +48,7 @@ from django.conf import settings
 from knowledge.conversation import AGENT, CUSTOMER, Turn
 from knowledge.parsing import EXAMPLE_PHRASINGS
 from knowledge.retrieval import SearchResult, conversation_query
-from support.fallback import provider_failure
+from support.fallback import provider_error_summary, provider_failure
 from support.prompt_data import DATA_RULE, DataFence, data_fence, strip_foreign_links
 from support.safe_urls import http_url
 from support.text import sentences_of
@@ -444,7 +444,7 @@ class ModelDrafter:
             # A programming error is logged with its traceback and counted (re-raised in tests).
             provider_failure(exc, component="drafts", provider=self.name)
             local = ExtractiveDrafter().compose(request)
-            local.fallback_reason = f"{self.name}: {exc}"[:500]
+            local.fallback_reason = f"{self.name}: {provider_error_summary(exc)}"[:500]
             return local
         body, removed = strip_foreign_links(body, article_sources(request))
         if removed:  # counted, not quoted: the values may be what an attacker wrote

@@ -36,7 +36,7 @@ from pydantic import BaseModel, Field
 from calls.models import CategoriesBy
 from calls.parsers import Segment
 from support.errors import PermanentError
-from support.fallback import provider_failure
+from support.fallback import provider_error_summary, provider_failure
 from support.prompt_data import DATA_RULE, data_fence
 from support.sentiment import sentiment_score
 from support.small_talk import STOPWORDS, has_content
@@ -419,7 +419,7 @@ class ModelProvider:
             provider_failure(exc, component="call_summary", provider=self.name)
             local = LocalProvider().analyse(text=text, segments=segments, names=names)
             local.fallback_from = self.name
-            local.fallback_reason = f"{type(exc).__name__}: {exc}"[:500]
+            local.fallback_reason = provider_error_summary(exc)[:500]
             return local
         labels, overall, score = segment_sentiments(segments)
         body = " ".join(s.text for s in segments) if segments else text

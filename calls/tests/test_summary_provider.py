@@ -174,7 +174,7 @@ def test_an_outage_falls_back_to_the_local_analysis_after_bounded_retries(
         analysis = provider.analyse(text="", segments=SEGMENTS)
     assert (len(model.calls), len(sleeps)) == (2, 1)
     assert (analysis.provider, analysis.fallback_from) == ("local", "bedrock")
-    assert analysis.fallback_reason.startswith("ProviderUnavailable: call summary (bedrock) failed")
+    assert analysis.fallback_reason.startswith("call summary (bedrock) failed")
     assert analysis.summary  # the extractive summary
     assert analysis.categories[0] == "Billing"
 
@@ -237,3 +237,40 @@ def test_call_analyse_redacts_the_name_the_contact_flow_recorded(
     sent = str(factory.model.calls[0]["messages"])
     assert "[NAME]" in sent
     assert [p for p in ("Zelda", "Quimby") if p in sent] == []
+
+
+def test_a_refused_model_answer_is_not_logged_by_the_pipeline(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The model's answer (which may quote the caller) failed validation: the warnings of
+    the retries, the fallback and the pipeline say where it failed, never what it was."""
+    import json
+
+    settings.ROUTING_BEDROCK_MAX_ATTEMPTS = 1
+    marker = "MODEL-OUTPUT-MARKER caller zq1815.home@exa wants a refund"
+    bad = {**ANSWER, "summary": [marker]}
+    turns: list[tuple[Any, ...]] = [("tool", "CallAnalysisOutput", bad)] * 5
+    model = ScriptedModel(turns + [("text", json.dumps(bad))] * 5)
+    monkeypatch.setitem(
+        providers.PROVIDERS,
+        "bedrock",
+        lambda: providers.ModelProvider("bedrock", model_factory=lambda: model),
+    )
+    settings.CALLS_AI_PROVIDER = "bedrock"
+    call = Call.objects.create(contact_id="c-summary-refused")
+    Transcript.objects.create(
+        call=call,
+        source="transcribe",
+        text=" ".join(s.text for s in SEGMENTS),
+        segments=[s.as_dict() for s in SEGMENTS],
+    )
+    with caplog.at_level(logging.INFO):
+        analytics = services.call_analyse(call_id=call.pk)
+    assert analytics is not None
+    assert analytics.fallback_from == "bedrock"
+    assert [r.getMessage() for r in caplog.records if "zq1815" in r.getMessage()] == []
+    [pipeline] = [r.getMessage() for r in caplog.records if r.name == "calls.services.pipeline"]
+    assert pipeline == (
+        f"Call {call.pk} analysed locally: bedrock failed (call summary (bedrock) failed 1 "
+        "time(s): StructuredOutputException <- ValidationError (summary: string_type))"
+    )

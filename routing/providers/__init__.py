@@ -30,7 +30,7 @@ from routing.providers.base import (
 from routing.providers.local import LocalProvider
 from routing.schemas import ProviderResult
 from routing.tools import TicketContext
-from support.fallback import provider_failure
+from support.fallback import provider_error_summary, provider_failure
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def decide(ctx: TicketContext, provider: RoutingProvider | None = None) -> Provi
             provider_failure(exc, component="routing", provider=chosen.name)
             result = LocalProvider().decide(ctx)
             result.fallback_from = chosen.name
-            result.fallback_reason = str(exc)[:2000]
+            result.fallback_reason = provider_error_summary(exc)[:2000]
     rules = None
     if result.provider != "local":  # an LLM's decision: the classifier's confidence, not its own
         rules = rules_decision(ctx)

@@ -33,7 +33,7 @@ from routing.providers.redacting import RedactingModel
 from routing.schemas import ProviderResult, RoutingDecisionOutput, ToolTrace
 from routing.tools import TicketContext
 from support.aws import classify_aws_error
-from support.fallback import is_programming_error
+from support.fallback import is_programming_error, provider_error_summary
 from support.outbound import backoff_seconds
 from support.prompt_data import DATA_RULE, DataFence, data_fence
 
@@ -89,15 +89,17 @@ def call_with_retries(
 ) -> T:
     """``fn()`` up to ``ROUTING_BEDROCK_MAX_ATTEMPTS`` times with backoff while it fails in
     a way worth retrying; then (or at once for an auth or permanent AWS error)
-    ``ProviderUnavailable``, for the caller to fall back. Any other exception propagates."""
+    ``ProviderUnavailable``, for the caller to fall back. Any other exception propagates.
+    Failures are described by ``provider_error_summary`` (in the log and in the message):
+    what a model answered, which may quote the customer, is never repeated."""
     attempts = max(1, settings.ROUTING_BEDROCK_MAX_ATTEMPTS)
     errors: list[str] = []
     for attempt in range(1, attempts + 1):
         try:
             return fn()
         except RETRYABLE as exc:
-            errors.append(f"{type(exc).__name__}: {exc}"[:300])
-            logger.warning("%s attempt %s failed: %s", name, attempt, exc)
+            errors.append(provider_error_summary(exc)[:300])
+            logger.warning("%s attempt %s failed: %s", name, attempt, errors[-1])
             if not _worth_retrying(exc):
                 raise ProviderUnavailable(
                     f"{name} failed for good ({classify_aws_error(exc)}): " + " | ".join(errors)

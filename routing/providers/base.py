@@ -9,6 +9,7 @@ from django.conf import settings
 
 from routing.schemas import ProviderResult, ToolTrace
 from routing.tools import TicketContext
+from support.fallback import ProviderFailed
 
 AMBIGUITY_MARGIN = 0.15
 #: The review reason of a ticket with no words of the customer to route on (a ticket the
@@ -24,8 +25,9 @@ CONFIDENCE_NOT_MEASURED = "confidence not measured"
 REQUIRED_TOOLS = ("classify_issue", "check_service_status", "calculate_priority", "route_to_team")
 
 
-class ProviderUnavailable(Exception):
-    """The provider could not decide (after its own bounded retries)."""
+class ProviderUnavailable(ProviderFailed):
+    """The provider could not decide (after its own bounded retries). Its message is ours
+    (``support.fallback.provider_error_summary`` of each failure), never the model's."""
 
 
 class RoutingProvider(Protocol):
