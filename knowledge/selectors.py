@@ -18,7 +18,11 @@ from knowledge.metrics import kb_search_record
 from knowledge.models import IngestionJob, KnowledgeSource, ObjectEvent, SuggestionFeedback
 from knowledge.retrieval import SearchResult
 from support.errors import NotFound
+from support.redaction import truncate
 
+# Queries and conversation turns are cut with ``support.redaction.truncate`` (at a word's
+# end, never inside a personal detail): providers get them redacted, and a detail cut in
+# two would no longer be recognised.
 MAX_QUERY_CHARS = 1000
 MAX_TURN_CHARS = 1000
 SUGGESTIONS_CACHE_SECONDS = 300
@@ -47,7 +51,7 @@ def kb_search(
     backend = get_backend()
     names = _redaction_names(backend, customer_id)
     results = backend.search(
-        query[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags, redact_names=names
+        truncate(query, MAX_QUERY_CHARS), k=k, sources=sources, tags=tags, redact_names=names
     )
     kb_search_record(seconds=time.perf_counter() - started, results=len(results))
     return results
@@ -74,7 +78,7 @@ def kb_search_conversation(
     else:
         text = retrieval.conversation_query(list(turns)).text
         results = backend.search(
-            text[:MAX_QUERY_CHARS], k=k, sources=sources, tags=tags, redact_names=names
+            truncate(text, MAX_QUERY_CHARS), k=k, sources=sources, tags=tags, redact_names=names
         )
     if record:
         kb_search_record(seconds=time.perf_counter() - started, results=len(results))
@@ -104,13 +108,13 @@ def ticket_conversation(ticket: Any) -> list[Turn]:
     turns = [
         Turn(
             CUSTOMER if m.direction == "inbound" else AGENT,
-            m.body_text.strip()[:MAX_TURN_CHARS],
+            truncate(m.body_text.strip(), MAX_TURN_CHARS),
         )
         for m in recent
     ]
     subject = "" if opened_by_system else (ticket.subject or "").strip()
     if subject and folded(subject) not in folded(turns[0].text if turns else ""):
-        turns.insert(0, Turn(CUSTOMER, subject[:MAX_TURN_CHARS]))
+        turns.insert(0, Turn(CUSTOMER, truncate(subject, MAX_TURN_CHARS)))
     return turns
 
 

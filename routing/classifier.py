@@ -49,6 +49,7 @@ from routing.artifacts import artifact_dump, artifact_load
 from routing.label_words import LabelWords, content_words
 from support import static_table
 from support.minilm import MiniLM, minilm
+from support.redaction import truncate
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -1193,13 +1194,17 @@ class FastLinear:
 # training (``train``) and evaluation (``evaluate``) alike: an intent is stated in the first
 # lines, and a message can be megabytes (an e-mail with a pasted log), which every tool, the
 # redaction and a model provider would otherwise read in full. A model trained on words
-# that routing never reads learns from text it is never shown.
+# that routing never reads learns from text it is never shown. The cut is
+# ``support.redaction.truncate``'s: at a word's end, never inside a personal detail (the
+# LLM provider gets this text, redacted when it is sent, and a half e-mail or IBAN would
+# no longer be recognised).
 ROUTED_TEXT_MAX_CHARS = 4000
 
 
 def routed_text(text: str) -> str:
-    """``text`` as the router reads it: its first ``ROUTED_TEXT_MAX_CHARS`` characters."""
-    return text[:ROUTED_TEXT_MAX_CHARS]
+    """``text`` as the router reads it: at most its first ``ROUTED_TEXT_MAX_CHARS``
+    characters (``support.redaction.truncate``)."""
+    return truncate(text, ROUTED_TEXT_MAX_CHARS)
 
 
 def normalise(text: str) -> str:

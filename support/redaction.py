@@ -134,7 +134,15 @@ IBAN_RE = re.compile(
     rf"\b[A-Z]{{2}}\d{{2}}(?:{_GROUP_SEP}?[A-Z0-9]{{4}}){{2,7}}(?:{_GROUP_SEP}?[A-Z0-9]{{1,3}})?\b",
     re.I,
 )
-DATE_SHAPE_RE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}\s*$")
+# A real date, not any three numbers ("123-45-6789" is a US social security number): year,
+# month 1-12 and day 1-31, or day and month (either order) and a 2- or 4-digit year, with
+# one separator used twice.
+_MONTH = r"(?:0?[1-9]|1[0-2])"
+_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
+DATE_SHAPE_RE = re.compile(
+    rf"^\s*(?:\d{{4}}([-/.]){_MONTH}\1{_DAY}"
+    rf"|(?:{_DAY}([-/.]){_MONTH}|{_MONTH}([-/.]){_DAY})(?:\2|\3)(?:\d{{2}}|\d{{4}}))\s*$"
+)
 
 # Numbers read out digit by digit, as call transcripts write them ("four one one one, one
 # one one one ...", "oh two oh, double seven ..."): the run is read as its digits and
@@ -348,17 +356,83 @@ def name_variants(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda v: (-len(v), v)))
 
 
+# --- names, compared in a folded form ----------------------------------------------------
+#
+# "Séan O'Brien" is written "Sean O’Brien", "José García" "Jose Garcia", "Müller"
+# "Mueller": names and text are compared without accents, with one apostrophe, in NFKC
+# form (full-width letters are plain ones), and a match replaces the original characters.
+_APOSTROPHES = str.maketrans(dict.fromkeys("\u2019\u2018\u02bc\u2032\uff07`\u00b4", "'"))
+_GERMAN = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(ch: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", ch)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).translate(_APOSTROPHES)
+
+
+def _fold(text: str) -> tuple[str, list[int] | None]:
+    """``text`` folded, and where each folded character came from (``None``: the same
+    place, when every character folded to one)."""
+    if text.isascii():
+        return text, None
+    pieces = [ch if ch < "\x80" else _fold_char(ch) for ch in text]
+    folded = "".join(pieces)
+    if len(folded) == len(text) and all(len(p) == 1 for p in pieces):
+        return folded, None
+    origin = [i for i, piece in enumerate(pieces) for _ in piece]
+    return folded, origin
+
+
+def _folded_variants(variants: Iterable[str]) -> tuple[str, ...]:
+    """Each variant folded, also without its apostrophes ("obrien") and with German
+    umlauts written out ("mueller"), longest first."""
+    found: set[str] = set()
+    for variant in variants:
+        for form in {variant, variant.translate(_GERMAN)}:
+            folded = _fold(form)[0].lower()
+            found.update(v for v in (folded, folded.replace("'", "")) if len(v) >= 2)
+    return tuple(sorted(found, key=lambda v: (-len(v), v)))
+
+
 @lru_cache(maxsize=512)
 def _names_re_for(names: tuple[str, ...]) -> re.Pattern[str] | None:
     """The compiled names pattern for a set of names (cached: one per customer)."""
     variants = name_variants(names)
-    return _names_re(variants) if variants else None
+    return _names_re(_folded_variants(variants)) if variants else None
 
 
 @lru_cache(maxsize=512)
 def _names_re(variants: tuple[str, ...]) -> re.Pattern[str]:
     alternatives = "|".join(re.escape(v) for v in variants)
-    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+    # Whole words, "_" being a boundary ("Sean_OBrien_passport.pdf") and digits allowed
+    # after ("@sean_obrien88"), not before.
+    return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W\d_])", re.IGNORECASE)
+
+
+# A name found inside a tag's name ("<customer_data_…>", the fence around a prompt's
+# customer text, ``support.prompt_data``) is a word of the tag, not the customer's name:
+# "_" is a boundary only outside tags.
+_IN_TAG_RE = re.compile(r"</?[\w-]*\Z")
+
+
+def _sub_names(names_re: re.Pattern[str], text: str) -> str:
+    """``text`` with every name ``names_re`` finds in its folded form replaced."""
+    folded, origin = _fold(text)
+    out: list[str] = []
+    last = 0
+    for match in names_re.finditer(folded):
+        start, end = match.span()
+        if "<" in folded[max(0, start - 80) : start] and _IN_TAG_RE.search(
+            folded, max(0, start - 80), start
+        ):
+            continue
+        if origin is not None:
+            start, end = origin[start], origin[end - 1] + 1
+        out += (text[last:start], NAME)
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 @lru_cache(maxsize=32)
@@ -373,6 +447,9 @@ _SPACES = str.maketrans(
     {
         **{cp: " " for cp in (0xA0, 0x1680, *range(0x2000, 0x200B), 0x202F, 0x205F, 0x3000)},
         **{cp: None for cp in (0x200B, 0x2060, 0xFEFF, 0xAD)},
+        # the NFKC forms of the full-width and small "@" and the full-width dot, so
+        # "john.smith＠gmail．com" is an address
+        **{0xFF20: "@", 0xFE6B: "@", 0xFF0E: "."},
     }
 )
 
@@ -422,8 +499,69 @@ def redact(
         out = SPOKEN_NUMBER_RE.sub(_spoken_numbers, out)
     names_re = _names_re_for(tuple(names))
     if names_re is not None:
-        out = names_re.sub(NAME, out)
+        out = _sub_names(names_re, out)
     return out
+
+
+# How far either side of a cut ``truncate`` reads to see whether the cut splits a personal
+# detail: more than the longest one it redacts (an address with a flat and a city, a card
+# read out digit by digit with "double"s).
+_CUT_CONTEXT = 256
+_SPACE_RE = re.compile(r"\s")
+_WORD_END_RE = re.compile(r"\S(?=\s)")
+
+
+def _splits_detail(text: str, cut: int, account_patterns: Sequence[str] | None) -> bool:
+    """Whether cutting ``text`` at ``cut`` leaves part of a personal detail before the cut
+    (so that redaction no longer sees it whole): redacting the text around the cut, up to
+    it, must give the start of what redacting it past the cut gives."""
+    start = max(0, cut - _CUT_CONTEXT)
+    if start:  # from a word's start, the same for both readings
+        space = _SPACE_RE.search(text, start, cut)
+        start = space.end() if space else start
+    end = min(len(text), cut + _CUT_CONTEXT)
+    space = _SPACE_RE.search(text, end, end + _CUT_CONTEXT)
+    end = space.start() if space else end
+    head = redact(text[start:cut], account_patterns=account_patterns)
+    whole = redact(text[start:end], account_patterns=account_patterns)
+    return not whole.startswith(head)
+
+
+def truncate(text: str, limit: int, *, account_patterns: Sequence[str] | None = None) -> str:
+    """The start of ``text``, at most ``limit`` characters, for text that is cut before it
+    goes to a model provider (which redacts it, ``redact``, when it sends it). Cut at the
+    end of a word, never inside one, and never inside a personal detail: a detail the cut
+    would split (an address, a card or IBAN in groups, a phone number) is left out whole,
+    as its remains would no longer match the patterns and go out unredacted. A text with
+    no space in its last ``_CUT_CONTEXT`` characters before the limit (Chinese, Japanese,
+    a long link) is cut at the limit when that splits no detail. ``""`` when every
+    possible cut would split one."""
+    if len(text) <= limit:
+        return text
+    window = text[: limit + 1]
+    ends = [m.end() for m in _WORD_END_RE.finditer(window)]
+    cuts = ends[::-1]
+    if not ends or ends[-1] < limit - _CUT_CONTEXT:
+        cuts.insert(0, limit)
+    for cut in cuts:
+        if not _splits_detail(text, cut, account_patterns):
+            return text[:cut]
+    return ""
+
+
+def redacted_for_provider(
+    text: str,
+    *,
+    limit: int,
+    names: Iterable[str] = (),
+    account_patterns: Sequence[str] | None = None,
+) -> str:
+    """``text`` as it may leave the machine in one piece: its start (``truncate``: at most
+    ``limit`` characters, no word or personal detail cut in two; a message may be
+    megabytes long and the redaction reads no more than is sent), redacted with the
+    customer's ``names``."""
+    cut = truncate(text.strip(), limit, account_patterns=account_patterns)
+    return redact(cut, names=names, account_patterns=account_patterns)
 
 
 def redact_obj(
@@ -459,4 +597,6 @@ __all__ = [
     "phone_ok",
     "redact",
     "redact_obj",
+    "redacted_for_provider",
+    "truncate",
 ]

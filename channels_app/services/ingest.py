@@ -23,6 +23,7 @@ from channels_app.services.media import _enqueue_downloads
 from channels_app.services.staged_uploads import staged_uploads_delete_on_commit
 from support.db import advisory_xact_lock
 from support.errors import Conflict
+from support.redaction import truncate
 from tickets import services as ticket_services
 from tickets.models import (
     ChannelIdentity,
@@ -35,13 +36,22 @@ from tickets.models import (
 logger = logging.getLogger(__name__)
 
 
+SUBJECT_MAX_CHARS = 255  # Ticket.subject's length
+# A subject made from the first line of the message: this long at most.
+DERIVED_SUBJECT_CHARS = 120
+
+
 def _subject_for(message: InboundMessage, channel_label: str) -> str:
-    if message.subject.strip():
-        return message.subject.strip()[:255]
+    """The message's subject, or the start of its first line: cut at a word's end and never
+    inside a personal detail (``support.redaction.truncate``), as the subject reaches
+    model providers (routing's history tool, drafts) redacted, and a half e-mail address
+    or card number would not be recognised."""
+    given = truncate(message.subject.strip(), SUBJECT_MAX_CHARS)
+    if given:
+        return given
     first_line = (message.text or "").strip().splitlines()[0:1]
-    if first_line and first_line[0]:
-        return first_line[0][:120]
-    return f"{channel_label} message"
+    start = truncate(first_line[0], DERIVED_SUBJECT_CHARS).strip() if first_line else ""
+    return start or f"{channel_label} message"
 
 
 def _message_metadata(message: InboundMessage) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from django.conf import settings
 
 from support.aws import aws_client, aws_error
 from support.errors import PermanentError
-from support.redaction import redact
+from support.redaction import redacted_for_provider
 from support.sentiment import sentiment_score
 
 # VADER's own recommended thresholds on the compound score.
@@ -30,8 +30,9 @@ POSITIVE_THRESHOLD = 0.05
 NEGATIVE_THRESHOLD = -0.05
 # Comprehend's DetectSentiment accepts at most 5,000 bytes of UTF-8.
 COMPREHEND_MAX_BYTES = 5000
-# What is redacted before that cut: every character is at least one byte, and four times
-# the bytes leaves room for placeholders shorter than what they replace.
+# What is redacted before that cut (``support.redaction.redacted_for_provider``): every
+# character is at least one byte, and four times the bytes leaves room for placeholders
+# shorter than what they replace.
 REDACTED_MAX_CHARS = 4 * COMPREHEND_MAX_BYTES
 
 
@@ -131,16 +132,6 @@ def _analyser(key: str) -> SentimentAnalyser:
     return factory()
 
 
-def redacted_for_provider(text: str, *, names: Sequence[str] = ()) -> str:
-    """``text`` as it may leave the machine: its start only (the redaction reads no more
-    than a provider could take, as a message may be megabytes long; cut at a space so no
-    half of an address or a number is left), redacted with the customer's ``names``."""
-    text = text.strip()
-    if len(text) > REDACTED_MAX_CHARS:
-        text = text[:REDACTED_MAX_CHARS].rsplit(None, 1)[0]
-    return redact(text, names=names)
-
-
 def sentiment_analyse(text: str, *, customer_id: int | None) -> Sentiment:
     """Score ``text``: the one way text reaches an analyser. For any analyser but a local
     one (``sends_text = False``; an analyser that does not say is taken to send text off
@@ -155,4 +146,4 @@ def sentiment_analyse(text: str, *, customer_id: int | None) -> Sentiment:
         from tickets.context.privacy import customer_redaction_names
 
         names = customer_redaction_names(customer_id)
-    return analyser.analyse(redacted_for_provider(text, names=names))
+    return analyser.analyse(redacted_for_provider(text, limit=REDACTED_MAX_CHARS, names=names))

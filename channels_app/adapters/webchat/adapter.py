@@ -33,6 +33,7 @@ from channels_app.adapters.base import (
     json_body,
 )
 from support.parsing import safe_file_name
+from support.redaction import truncate
 
 if TYPE_CHECKING:
     from channels_app.models import ChannelAccount
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 SESSION_SALT = "channels_app.webchat.session"
 SESSION_HEADER = "x-webchat-session"
 MAX_TEXT = 5000
+#: How much of the first message a ticket's subject holds (after "Web chat: ").
+SUBJECT_CHARS = 80
 #: The largest message body kept (its raw bytes are stored whole): ``MAX_TEXT`` characters,
 #: a client id and the page's URL, even with every character escaped.
 WEBCHAT_MESSAGE_MAX_BYTES = 65_536
@@ -97,6 +100,18 @@ def upload_folder(account_id: int, visitor_id: str, client_id: str) -> str:
 def upload_key(account_id: int, visitor_id: str, client_id: str, filename: str) -> str:
     """The storage name of a visitor's file: in its message's own folder."""
     return f"{upload_folder(account_id, visitor_id, client_id)}{filename}"
+
+
+def client_id_problem(client_id: object) -> str:
+    """What is wrong with a visitor's ``client_id`` ("" when nothing): the one rule of a
+    message and of a file's upload, checked before anything is stored. It becomes the
+    delivery's key, the message's id and a part of a stored file's name (text columns,
+    storage keys); the widget makes it from letters, digits and dashes."""
+    if not isinstance(client_id, str) or not 8 <= len(client_id) <= 64:
+        return "'client_id' is required (8 to 64 characters)."
+    if not (client_id.isascii() and client_id.isprintable()):
+        return "'client_id' must be printable ASCII characters."
+    return ""
 
 
 def event_staged_names(account_id: int, external_id: str, body: bytes) -> tuple[str, ...]:
@@ -209,6 +224,14 @@ def _extension(name: str) -> str:
     return ext.lower() if dot and stem else ""
 
 
+def _subject(text: str) -> str:
+    """ "Web chat: " and the message's start, cut at a word's end and never inside a
+    personal detail (``support.redaction.truncate``): the subject reaches model providers
+    (routing, drafts), redacted, and a half e-mail address would not be recognised."""
+    start = truncate(text, SUBJECT_CHARS)
+    return f"Web chat: {start}" if start else "Web chat"
+
+
 def _file_name(data: dict[str, Any]) -> str:
     file = data.get("file")
     return str(file.get("name", "file")) if isinstance(file, dict) else "file"
@@ -274,13 +297,9 @@ class WebchatAdapter(ChannelAdapter):
             raise MalformedPayload("'text' is required and must be a non-empty string.")
         if len(text) > MAX_TEXT:
             raise MalformedPayload(f"'text' is longer than {MAX_TEXT} characters.")
-        client_id = data.get("client_id")
-        if not isinstance(client_id, str) or not 8 <= len(client_id) <= 64:
-            raise MalformedPayload("'client_id' is required (8 to 64 characters).")
-        if not (client_id.isascii() and client_id.isprintable()):
-            # It becomes the delivery's key and the message's id (text columns); the
-            # widget makes it from letters, digits and dashes.
-            raise MalformedPayload("'client_id' must be printable ASCII characters.")
+        problem = client_id_problem(data.get("client_id"))
+        if problem:
+            raise MalformedPayload(problem)
 
     def delivery_id(self, request: WebhookRequest) -> str:
         # Runs right after verify(): the signature (and expiry) were checked there.
@@ -308,7 +327,7 @@ class WebchatAdapter(ChannelAdapter):
                 sender_name=claims.get("n", ""),
                 sender_email="",  # a claim, not an identity: see the module docstring
                 text=text,
-                subject=f"Web chat: {(text or _file_name(data))[:80]}",
+                subject=_subject(text or _file_name(data)),
                 metadata=metadata,
                 media=media,
             )

@@ -219,24 +219,25 @@ def test_vader_runs_locally_and_reads_the_text_as_written(monkeypatch):
     from tickets.context import sentiment
 
     assert VaderAnalyser.sends_text is False
-    monkeypatch.setattr(sentiment, "redact", lambda *a, **k: pytest.fail("redacted"))
+    monkeypatch.setattr(sentiment, "redacted_for_provider", lambda *a, **k: pytest.fail("redacted"))
     assert sentiment.sentiment_analyse("I love it", customer_id=None).label == "positive"
 
 
 def test_comprehend_gets_a_redacted_start_of_a_long_message(monkeypatch):
     """A message of megabytes is not redacted whole (the redaction reads no more than four
-    times what Comprehend accepts, cut at a space); what is sent is redacted and within
-    Comprehend's 5,000 bytes."""
+    times what Comprehend accepts, cut at a word's end); what is sent is redacted and
+    within Comprehend's 5,000 bytes."""
+    from support import redaction
     from tickets.context import sentiment
 
     seen: list[int] = []
-    real = sentiment.redact
+    real = redaction.redact
 
     def measuring(text, **kwargs):
         seen.append(len(text))
         return real(text, **kwargs)
 
-    monkeypatch.setattr(sentiment, "redact", measuring)
+    monkeypatch.setattr(redaction, "redact", measuring)
 
     class Client:
         def detect_sentiment(self, **kwargs):
@@ -250,14 +251,41 @@ def test_comprehend_gets_a_redacted_start_of_a_long_message(monkeypatch):
     text = "Write to jo.smith@example.com about my order. " * 50_000  # 2.3 MB
     monkeypatch.setitem(sentiment._registry, "comprehend", lambda: ComprehendAnalyser(client))
     sentiment.reset_analysers()
-    result = sentiment.get_analyser("comprehend").analyse(sentiment.redacted_for_provider(text))
+    result = sentiment.get_analyser("comprehend").analyse(
+        redaction.redacted_for_provider(text, limit=sentiment.REDACTED_MAX_CHARS)
+    )
     assert result.label == "negative"
     assert seen
-    assert seen[0] <= sentiment.REDACTED_MAX_CHARS
+    assert max(seen) <= sentiment.REDACTED_MAX_CHARS
     assert len(client.sent.encode()) <= sentiment.COMPREHEND_MAX_BYTES
     assert "@" not in client.sent
     assert "[EMAIL]" in client.sent
     assert client.sent.startswith("Write to [EMAIL] about my order.")
+
+
+def test_a_detail_at_the_cut_is_left_out_whole_not_sent_in_part(monkeypatch, settings):
+    """The message is redacted after it is cut to what the analyser reads: an IBAN (in
+    groups) that the cut would split is left out whole, not sent as "GB82 WEST 1234"."""
+    from tickets.context import sentiment
+
+    sent: list[str] = []
+
+    class Provider:
+        name = "provider"
+        sends_text = True
+
+        def analyse(self, text: str) -> sentiment.Sentiment:
+            sent.append(text)
+            return sentiment.Sentiment(0.0, "neutral")
+
+    monkeypatch.setitem(sentiment._registry, "provider", Provider)
+    settings.SENTIMENT_BACKEND = "provider"
+    sentiment.reset_analysers()
+    iban = "GB82 WEST 1234 5698 7654 32"
+    filler = "my refund never came. " * 2000
+    head = filler[: sentiment.REDACTED_MAX_CHARS - 15].rstrip()
+    sentiment.sentiment_analyse(f"{head} {iban} is mine", customer_id=None)
+    assert sent == [head]  # before: "… GB82 WEST 1234" went out
 
 
 @pytest.mark.django_db
