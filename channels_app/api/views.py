@@ -42,6 +42,7 @@ from channels_app.adapters.webchat.adapter import (
     SESSION_HEADER,
     WEBCHAT_MESSAGE_MAX_BYTES,
     SessionExpired,
+    client_id_problem,
     session_issue,
     session_read,
     visitor_send_wait,
@@ -799,8 +800,9 @@ def webchat_upload(request: HttpRequest, token: str) -> HttpResponse:
         return _error("too_large", f"The file is larger than {cap} bytes.", 413)
     if len(text) > MAX_TEXT or contains_nul(text):
         return _error("invalid", f"'text' is at most {MAX_TEXT} characters, without NUL.", 400)
-    if not 8 <= len(client_id) <= 64 or contains_nul(client_id):
-        return _error("invalid", "'client_id' is 8 to 64 characters.", 400)
+    problem = client_id_problem(client_id)  # the message's rule, before the file is stored
+    if problem:
+        return _error("invalid", problem, 400)
     upload = WebchatUpload(
         file=file,
         filename=file.name or "",

@@ -243,6 +243,20 @@ def test_an_empty_file_or_no_file_is_refused(
     assert not InboundEvent.objects.exists()
 
 
+@pytest.mark.parametrize("client_id", ["client\tid-0001", "cl\u00efent-id-0002", "short"])
+def test_a_client_id_the_message_would_refuse_stores_no_file(
+    client: Client, account: ChannelAccount, session: str, tmp_path: Path, client_id: str
+) -> None:
+    """The message's rule for its id is checked before the file is stored: before, a tab
+    or a non-ASCII letter passed the upload's own check, the file was stored, and the
+    message refused it (a 400 all the same, a file left in storage and a malformed event)."""
+    response = upload(client, account, session, client_id=client_id)
+    assert response.status_code == 400
+    assert "'client_id'" in response.json()["error"]["message"]
+    assert stored_uploads(tmp_path) == []
+    assert not InboundEvent.objects.exists()
+
+
 def test_the_file_name_is_made_safe(
     client: Client,
     account: ChannelAccount,
