@@ -17,6 +17,7 @@ from support.db import DATABASE_GONE, DATABASE_GONE_RETRY
 from support.errors import PermanentError, RetryableError
 from support.outbound import backoff_seconds
 from tickets.context.models import ContextDeadLetterKind
+from tickets.context.tasks import RETRYING as CONTEXT_RETRYING
 from tickets.context.tasks import dead_letter_on_give_up
 
 logger = logging.getLogger(__name__)
@@ -169,12 +170,7 @@ def call_analyse_task(self, call_id: int) -> bool:  # type: ignore[no-untyped-de
 
 
 @shared_task(
-    bind=True,
-    acks_late=True,
-    autoretry_for=(RetryableError,),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
+    **CONTEXT_RETRYING,  # the customer context's own tasks' retries (a database drop too)
     soft_time_limit=30,
     time_limit=60,
 )

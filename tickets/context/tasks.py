@@ -16,6 +16,7 @@ from typing import Any
 from celery import shared_task
 from django.db import DatabaseError
 
+from support.db import DATABASE_GONE
 from support.errors import RetryableError
 from tickets.context import services
 from tickets.context.models import ContextDeadLetterKind
@@ -24,13 +25,18 @@ from tickets.context.selectors import message_ticket_id_get
 logger = logging.getLogger(__name__)
 
 # Retried on transient errors with backoff; acknowledged after running (idempotent tasks).
+# The database going away (a restart, a failover) is such an error too: without its retries
+# a failover gave the work up at once, and the dead letter could not be written either (the
+# database being away), so the entry was lost with a log line. Backoff of up to 2, 4, 8,
+# 16, 32 then 60 s: 8 retries cover about four minutes, longer than a Multi-AZ failover.
 RETRYING: dict[str, Any] = {
     "bind": True,
     "acks_late": True,
-    "autoretry_for": (RetryableError,),
-    "retry_backoff": True,
+    "autoretry_for": (RetryableError, *DATABASE_GONE),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
     "retry_jitter": True,
-    "max_retries": 5,
+    "max_retries": 8,
 }
 
 

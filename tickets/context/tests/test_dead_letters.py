@@ -80,7 +80,7 @@ def test_a_message_whose_retries_run_out_is_a_dead_letter(
         pytest.raises(RetryableError),
     ):
         interaction_record_for_message_task.delay(message.pk).get()
-    assert record.call_count == 6  # the first try and 5 retries
+    assert record.call_count == 9  # the first try and 8 retries
     assert _letters() == [
         (
             "interaction",
@@ -327,3 +327,25 @@ def test_an_erasure_deletes_the_customer_s_dead_letters(
     counts = privacy.customer_erase(customer=customer, actor=supervisor, via="test")
     assert counts["dead_letters_deleted"] == 2
     assert list(ContextDeadLetter.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_a_database_that_goes_away_is_waited_for_not_given_up(message: Message) -> None:
+    """A failover is retried like a throttled provider: before, the first
+    ``OperationalError`` gave the work up, and the dead letter could not be written with
+    the database away, so the history entry was lost with a log line."""
+    from django.db import OperationalError
+
+    real = services.interaction_record_for_message
+    calls: list[int] = []
+
+    def flaky(*, message_id: int) -> bool:
+        calls.append(message_id)
+        if len(calls) <= 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(message_id=message_id)
+
+    with mock.patch.object(services, "interaction_record_for_message", side_effect=flaky):
+        assert interaction_record_for_message_task.delay(message.pk).get() is True
+    assert len(calls) == 4
+    assert _letters() == []
+    assert Interaction.objects.filter(source_key=f"message:{message.pk}").exists()
