@@ -18,6 +18,7 @@ from knowledge.selectors import object_events_failed_count
 from support.delivery.selectors import dead_letters_by_kind
 from support.models import DeliveryStatus
 from support.selectors import outbox_failed_count
+from tickets.context.selectors import context_dead_letters_by_kind
 from tickets.models import Channel, DeliveryState, Direction, DownloadStatus, MessageKind
 from tickets.stats import attachment_downloads_by_channel, reply_failures_by_channel
 
@@ -82,6 +83,7 @@ def health_data(filters: DashboardFilters) -> WidgetData:
     dead_deliveries = dead_letters_by_kind()
     kb_failed = object_events_failed_count()
     outbox_failed = outbox_failed_count()
+    context_given_up = sum(context_dead_letters_by_kind().values())
 
     labels = dict(Channel.choices)
     shown = [c for c in TEXT_CHANNELS if not filters.channels or c in filters.channels]
@@ -171,6 +173,12 @@ def health_data(filters: DashboardFilters) -> WidgetData:
             hint="now: the relay gave up; re-drive",
             url=_admin_list("support_outboxevent", [("failed_at__isempty", "0")]),
         ),
+        Stat(
+            "Customer-context work given up",
+            context_given_up,
+            hint="now: history entries, surveys; re-drive",
+            url=_admin_list("tickets_contextdeadletter", []),
+        ),
     ]
     return WidgetData(
         columns=COLUMNS,
@@ -181,13 +189,15 @@ def health_data(filters: DashboardFilters) -> WidgetData:
         note=(
             "Now, whatever the range: inbound dead letters, quarantined e-mail and retries, "
             "media downloads pending, knowledge-base S3 events failed, outbound delivery "
-            "dead letters and outbox events the relay gave up on (every one still waiting, "
+            "dead letters, outbox events the relay gave up on and customer-context work "
+            "given up (history entries, satisfaction surveys) (every one still waiting, "
             "however old). In the range: replies "
             "whose sending failed (when it failed) and media that could not be downloaded "
             "(when it came). The channel filter applies to inbound events, replies and "
             "media; the team filter (the ticket's team) to replies and media only. "
             "Delivery dead letters are listed by kind, and knowledge-base and outbox "
-            "events have no channel: neither filter applies to them. Each figure opens the "
+            "events and customer-context work have no channel: neither filter applies to "
+            "them. Each figure opens the "
             "admin list of "
             "those rows (by channel where the admin has that filter, never by team)."
         ),

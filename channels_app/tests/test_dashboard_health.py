@@ -19,6 +19,7 @@ from channels_app.tests.conftest import make_account
 from knowledge.models import ObjectEvent
 from support.delivery.models import Delivery
 from support.models import OutboxEvent
+from tickets.context.models import ContextDeadLetter
 from tickets.models import Attachment, Customer, Message, Team, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -140,6 +141,12 @@ def world() -> dict[str, Team]:
             failed_at=failed_at,
             attempts=10 if failed_at else 2,
         )
+    # customer-context work given up: a history entry and a survey, whatever their age
+    for kind, task in (
+        ("interaction", "tickets.context.tasks.interaction_record_for_message_task"),
+        ("csat_survey", "channels_app.tasks.csat_survey_send_task"),
+    ):
+        ContextDeadLetter.objects.create(kind=kind, task=task, args=[1], error="x")
     return {"alpha": alpha, "beta": beta}
 
 
@@ -179,6 +186,7 @@ def test_counts_every_state_by_channel_and_kind(sup):
         "KB events failed": 1,
         "Delivery dead letters": 3,
         "Outbox events failed": 2,  # now, however old
+        "Customer-context work given up": 2,  # now, however old
     }
     assert body["chart"] == "stacked"
     assert "whatever the range" in body["note"]
@@ -209,6 +217,7 @@ def test_range_team_and_channel_filters(sup):
     assert stats["Delivery dead letters"] == 3  # no channel: the filter does not apply
     assert stats["KB events failed"] == 1
     assert stats["Outbox events failed"] == 2
+    assert stats["Customer-context work given up"] == 2  # no channel either
 
 
 def test_json_csv_and_page_show_no_message_text_or_customer(sup):
