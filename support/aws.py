@@ -95,6 +95,7 @@ __all__ = [
     "aws_config",
     "aws_error",
     "aws_error_code",
+    "aws_http_status",
     "aws_session",
     "classify_aws_error",
     "client_config",
@@ -209,6 +210,11 @@ def _status(exc: ClientError) -> int:
         return int(_part(exc, "ResponseMetadata").get("HTTPStatusCode") or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def aws_http_status(exc: BaseException) -> int:
+    """The HTTP status of a ``ClientError``'s answer (0 for anything else, or none)."""
+    return _status(exc) if isinstance(exc, ClientError) else 0
 
 
 def _retry_after(exc: BaseException) -> float | None:

@@ -27,11 +27,10 @@ import logging
 import re
 import threading
 
-from botocore.exceptions import ClientError
 from django.conf import settings
 from pydantic import ValidationError
 
-from support.aws import aws_error_code
+from support.aws import aws_error_code, aws_http_status
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +66,8 @@ def _one_error(exc: BaseException) -> str:
         return f"{name} ({_field_errors(exc)})"
     code = aws_error_code(exc)
     details = [code] if code and code != name else []
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        details += [f"HTTP {status}"] if isinstance(status, int) else []
+    status = aws_http_status(exc)
+    details += [f"HTTP {status}"] if status else []
     return f"{name} ({', '.join(details)})" if details else name
 
 
