@@ -174,11 +174,22 @@ def test_feedback_link_on_the_seed_route_names_the_ticket_by_its_internal_id(
     assert CsatFeedback.objects.get().ticket_id == ticket.pk
 
 
-def test_kb_sync(supervisor_key_client: APIClient, kb: Any) -> None:
-    """``/kb/sync`` → ``start_ingestion_job`` → "Sync started JSON"."""
-    response = supervisor_key_client.post("/kb/sync", {"source": "help"}, format="json")
+def test_kb_sync(supervisor_key_client: APIClient, kb: Any, tmp_path: Any) -> None:
+    """``/kb/sync`` → ``start_ingestion_job`` → "Sync started JSON", for a source that is
+    read from somewhere (a folder here, an S3 bucket as the seed's); an upload source has
+    nothing to re-read: a 400 saying so (docs/knowledge.md), no job."""
+    from knowledge.models import IngestionJob, KnowledgeSource
+    from knowledge.services import source_get_or_create
+
+    source_get_or_create(name="docs", kind=KnowledgeSource.Kind.FOLDER, path=str(tmp_path))
+    response = supervisor_key_client.post("/kb/sync", {"source": "docs"}, format="json")
     assert response.status_code == 202, response.content
     assert set(response.json()) == {"job_id", "status"}
+    jobs = IngestionJob.objects.count()
+    response = supervisor_key_client.post("/kb/sync", {"source": "help"}, format="json")
+    assert response.status_code == 400
+    assert "nothing to re-read" in response.json()["error"]["message"]
+    assert IngestionJob.objects.count() == jobs
 
 
 def test_seed_paths_need_the_usual_authentication(api_client: APIClient) -> None:
