@@ -22,7 +22,7 @@ from django.views.decorators.http import require_http_methods
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -504,6 +504,11 @@ def chatbot_status_access(request: HttpRequest, ticket_ref: str) -> StatusGrant 
     given = request.headers.get(handoff.SIGNATURE_HEADER, "")
     if not given:
         return None
+    # counted with the hand-offs' misses (the same secrets guessed): before, forged polls
+    # were limited only by the API's per-address rate, each hashed with every secret
+    misses = failures_from(request, "handoff-miss")
+    if misses.over():
+        raise Throttled(detail="Too many requests whose signature matches no account.")
     timestamp = request.headers.get(handoff.TIMESTAMP_HEADER, "")
     if not handoff.signature_timestamp_fresh(timestamp):
         raise AuthenticationFailed(
@@ -513,6 +518,7 @@ def chatbot_status_access(request: HttpRequest, ticket_ref: str) -> StatusGrant 
     payload = f"{request.method} {request.path}".encode()
     account = handoff.chatbot_account_for_signature(given, payload=payload, timestamp=timestamp)
     if account is None:
+        misses.hit()
         raise PermissionDenied(f"{handoff.SIGNATURE_HEADER} does not match.")
     ticket = handoff.handoff_ticket_for_account(ticket_ref, account=account)
     if ticket is None:

@@ -526,3 +526,34 @@ def test_urls_that_match_no_file_are_limited_per_address(
     assert prober.get(good).status_code == 429  # the address waits out the minute
     bot = Client(raise_request_exception=False, REMOTE_ADDR="192.0.2.82")
     assert [bot.get(good).status_code for _ in range(4)] == [200] * 4
+
+
+def _poll_from(ticket_id: int, address: str, secret: str = TEST_SECRET) -> int:
+    """``_poll``'s request from ``address``: its status code."""
+    path = f"/api/tickets/{ticket_id}/status"
+    stamp = str(int(time.time()))
+    signature = hmac.new(secret.encode(), f"{stamp}.GET {path}".encode(), hashlib.sha256)
+    return int(
+        Client(REMOTE_ADDR=address)
+        .get(
+            path,
+            HTTP_X_SIGNATURE_TIMESTAMP=stamp,
+            HTTP_X_SIGNATURE_256="sha256=" + signature.hexdigest(),
+        )
+        .status_code
+    )
+
+
+def test_forged_status_polls_are_limited_per_address_with_the_hand_offs(
+    client: Client, settings: Any
+) -> None:
+    """A forged ``X-Signature-256`` on the status poll was answered 403 at the API's
+    per-address rate, each hashed with every chatbot account's secret: it is counted
+    with the hand-offs' misses now (the same secrets guessed), 429 past the limit; a
+    genuine poll from another address is not affected."""
+    settings.API_AUTH_FAILURE_LIMIT_PER_MINUTE = 2
+    make_account("chatbot")
+    ticket = _handoff(client)
+    codes = [_poll_from(ticket.pk, "198.51.100.7", secret="not-the-secret") for _ in range(3)]
+    assert codes == [403, 403, 429]
+    assert _poll_from(ticket.pk, "198.51.100.8") == 200
