@@ -638,6 +638,16 @@ def _dead_letter_audit(row: ContextDeadLetter, *, actor: Any, action: str) -> No
     )
 
 
+def _dead_letters_locked(ids: Sequence[int]) -> list[ContextDeadLetter]:
+    """These rows, locked for the open transaction (one a concurrent action holds is
+    skipped: that action deals with it)."""
+    return list(
+        ContextDeadLetter.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=list(ids))
+        .order_by("pk")
+    )
+
+
 def context_dead_letters_redrive(*, ids: Sequence[int], actor: Any) -> int:
     """A supervisor queues the work again (the admin action, once its cause is fixed):
     each row goes, audited (``context_dead_letter.redrive``), and its task is queued
@@ -646,11 +656,7 @@ def context_dead_letters_redrive(*, ids: Sequence[int], actor: Any) -> int:
     A row whose task this process does not know is left. Returns how many were queued."""
     queued: list[ContextDeadLetter] = []
     with transaction.atomic():
-        rows = list(
-            ContextDeadLetter.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=list(ids))
-            .order_by("pk")
-        )
+        rows = _dead_letters_locked(ids)
         for row in rows:
             if _dead_letter_task(row.task) is None:
                 logger.warning("Dead letter %s: no task %s; left", row.pk, row.task)
@@ -693,11 +699,7 @@ def context_dead_letters_discard(*, ids: Sequence[int], actor: Any) -> int:
     """A supervisor gives the work up for good (a survey now too late to be worth
     sending): each row goes, audited (``context_dead_letter.discard``). Returns how many."""
     with transaction.atomic():
-        rows = list(
-            ContextDeadLetter.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=list(ids))
-            .order_by("pk")
-        )
+        rows = _dead_letters_locked(ids)
         for row in rows:
             _dead_letter_audit(row, actor=actor, action="discard")
         ContextDeadLetter.objects.filter(pk__in=[row.pk for row in rows]).delete()
