@@ -23,6 +23,7 @@ from calls.models import (
 from calls.selectors import call_visibility_q
 from support.auth.admin import (
     AboutAdminMixin,
+    ExactSearchMixin,
     RecordAdminMixin,
     VisibleRowsAdminMixin,
     admin_visibility_register,
@@ -53,16 +54,20 @@ class QueueTeamAdmin(SupervisorAdmin):
 
 
 @admin.register(CallEvent)
-class CallEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
+class CallEventAdmin(ExactSearchMixin, VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Every record received, as received: a hand-made one (unique per source and external
     id) would make the real record look like a redelivery. A record (the caller's number,
     the call's journey) is listed for those who may see its call."""
+
+    show_full_result_count = False  # a big table: one count per page, not two
 
     visible_match = ("contact_id", Call, "contact_id")
 
     list_display = ["id", "source", "external_id", "contact_id", "status", "error", "created_at"]
     list_filter = ["source", "status"]
-    search_fields = ["external_id", "contact_id", "error"]
+    search_fields = ["external_id"]
+    exact_search_fields = ("external_id", "contact_id")
+    search_help_text = "A record's external id or a contact id, exactly."
     readonly_fields = ["created_at", "updated_at", "processed_at"]
     actions = ["redrive", "close_unapplied"]
 
@@ -95,6 +100,8 @@ class CallEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
 class CallAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Calls are what the contact records say (their queue decides who may see them); the
     pipeline can be re-run from here."""
+
+    show_full_result_count = False  # a big table: one count per page, not two
 
     visible_through = ("",)
     list_display = [

@@ -28,6 +28,7 @@ from channels_app.services.media import attachment_downloads_redrive
 from channels_app.services.staged_uploads import inbound_events_discard
 from channels_app.verification import WEBCHAT_CODE_KIND
 from support.auth.admin import (
+    ExactSearchMixin,
     VisibleRowsAdminMixin,
     admin_link,
     admin_superuser_subject_register,
@@ -172,12 +173,14 @@ class SentMessageEventInline(VisibleRowsAdminMixin, admin.TabularInline):  # typ
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
+class InboundEventAdmin(ExactSearchMixin, VisibleRowsAdminMixin, SupervisorAdmin):
     """Supervisors (the role) see every raw delivery, re-process dead ones, release
     quarantined e-mail and close either unprocessed (status ``closed``); every field is
     read-only (with the sent-mail events it carried).
     A raw delivery is a customer's message as received, tied to no ticket until processed:
     for supervisors only, whatever Django permissions someone else was given."""
+
+    show_full_result_count = False  # a big table: one count per page, not two
 
     visible_to_supervisors_only = True
 
@@ -194,6 +197,8 @@ class InboundEventAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     ]
     list_filter = ["status", "channel"]
     search_fields = ["external_id"]
+    exact_search_fields = ("external_id",)
+    search_help_text = "A delivery's external id (the provider's event or message id), exactly."
     readonly_fields = [
         "channel",
         "account",

@@ -18,6 +18,7 @@ from routing.models import (
     ServiceStatus,
 )
 from support.auth.admin import (
+    ExactSearchMixin,
     RecordAdminMixin,
     SupervisorAdmin,
     SupervisorInlineMixin,
@@ -149,11 +150,15 @@ class RoutingFeedbackInline(
 
 
 @admin.register(RoutingDecision)
-class RoutingDecisionAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
+class RoutingDecisionAdmin(
+    ExactSearchMixin, VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin
+):
     """Supervisors open every decision (the router's inputs, reasons and tool trace; the
     review queue's "why"), others those of the tickets they may see. A record of what the
     router did: never made or edited by hand (agents' verdicts go through the ticket's
     routing panel)."""
+
+    show_full_result_count = False  # a big table: one count per page, not two
 
     visible_through = ("ticket",)
     list_display = (
@@ -176,7 +181,9 @@ class RoutingDecisionAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAd
         "priority",
         "category",
     )
-    search_fields = ("ticket__subject", "ticket__id", "intent", "category")
+    search_fields = ("ticket__id",)
+    exact_search_fields = ("ticket", "intent", "category")
+    search_help_text = "A ticket's id, an intent or a category, exactly."
     list_select_related = ("ticket",)
     raw_id_fields = ("ticket", "team", "router_model")
     inlines = [RoutingFeedbackInline]

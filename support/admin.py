@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from support import services
 from support.auth.admin import (
+    ExactSearchMixin,
     RecordAdminMixin,
     SupervisorAdmin,
     VisibleRowsAdminMixin,
@@ -96,12 +97,14 @@ class OidcIdentityAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
+class OutboxEventAdmin(ExactSearchMixin, VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Domain events on their way to the sinks and subscribers; those the relay gave up on
     (filter "failed at": not empty) wait here for a supervisor's re-drive, as the other
     dead letters do (Outbound deliveries, Call events, Object events): the supervisor role
     uses the page without model permissions, and each re-drive is audited. Records the
     system writes: never added or edited by hand."""
+
+    show_full_result_count = False  # a big table: one count per page, not two
 
     # An event about a ticket or a call carries its data: listed for those who may see it.
     visible_subject = ("aggregate_type", "aggregate_id")
@@ -125,7 +128,9 @@ class OutboxEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin)
         ("delivered_at", admin.EmptyFieldListFilter),
         ("failed_at", admin.EmptyFieldListFilter),
     )
-    search_fields = ("aggregate_id", "event_type")
+    search_fields = ("aggregate_id",)
+    exact_search_fields = ("aggregate_id", "event_type")
+    search_help_text = "A ticket's or call's id, or an event type (ticket.created), exactly."
     readonly_fields = [f.name for f in OutboxEvent._meta.fields]
     actions = ["redrive"]
 
@@ -142,7 +147,8 @@ class OutboxEventAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin)
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditLogAdmin(ExactSearchMixin, VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
+    show_full_result_count = False  # a big table: one count per page, not two
     # What was done to a ticket or a customer: listed for those who may see it.
     visible_subject = ("object_type", "object_id")
     # What was done to a user, an API key or a channel account (people, credentials):
@@ -151,7 +157,9 @@ class AuditLogAdmin(VisibleRowsAdminMixin, RecordAdminMixin, admin.ModelAdmin): 
     list_display = ("created_at", "actor", "action", "object_type", "object_id")
     list_select_related = ("actor",)
     list_filter = ("action", "object_type")
-    search_fields = ("object_id", "actor__username")
+    search_fields = ("object_id",)
+    exact_search_fields = ("object_id", "actor__username")
+    search_help_text = "An object's id or the username of who acted, exactly."
     readonly_fields = [f.name for f in AuditLog._meta.fields]
 
 

@@ -62,7 +62,8 @@ class SupportAdminConfig(AdminConfig):
     default_site = "support.admin_site.SupportAdminSite"
 
     def ready(self) -> None:
-        from support.auth.admin import readonly_relations_checked
+        from support.auth.admin import list_filters_bounded, readonly_relations_checked
 
         readonly_relations_checked()
+        list_filters_bounded()
         super().ready()

@@ -700,6 +700,9 @@ CELERY_BEAT_SCHEDULE["idempotency-keys-purge"] = {
     "schedule": 3600.0,
 }
 HEALTH_CELERY_TIMEOUT = env.get_float("HEALTH_CELERY_TIMEOUT", 1.0)
+# The most rows an admin action takes at once (support.auth.admin.bounded_actions): actions
+# run in the web request, so "Select all" over a big table is refused with a message.
+ADMIN_ACTION_MAX_ROWS = max(1, env.get_int("ADMIN_ACTION_MAX_ROWS", 500))
 # GET /metrics (support/metrics.py): Prometheus text, only with "Authorization: Bearer
 # <METRICS_TOKEN>"; unset, the endpoint answers 404 (off). Windowed values count the last
 # METRICS_WINDOW_SECONDS.

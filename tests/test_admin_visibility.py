@@ -547,10 +547,10 @@ def test_deliveries_and_events_about_alerts_and_visitors_codes_are_for_superviso
 def test_tag_names_of_other_teams_tickets_are_not_offered(
     django_user_model: Any, supervisor: Any, world: dict[str, Any]
 ) -> None:
-    """The ticket list's tag filter and a ticket form's tag choices name only the tags of
-    tickets the agent may see, and tags on no ticket (before: every tag, as the inbox's
-    filter did before the 2026-12-06 review); a supervisor's and a superuser's list offer
-    every tag."""
+    """The ticket list's tag filter and a ticket form's tag choices (its autocomplete, since
+    tags are too many for a select) name only the tags of tickets the agent may see, and
+    tags on no ticket (before: every tag, as the inbox's filter did before the 2026-12-06
+    review); a supervisor's and a superuser's list offer every tag."""
     from tickets.models import Tag
 
     ours = _make("tickets.tag", world["ours"], None)
@@ -558,15 +558,22 @@ def test_tag_names_of_other_teams_tickets_are_not_offered(
     unused = Tag.objects.create(name="just-created")
     assert isinstance(ours, Tag)
     assert isinstance(theirs, Tag)
-    viewer = _staff_agent(django_user_model, world["ours"]["team"], "view_ticket", "change_ticket")
+    viewer = _staff_agent(
+        django_user_model, world["ours"]["team"], "view_ticket", "change_ticket", "view_tag"
+    )
     browser = _browser(viewer)
     listing = browser.get(reverse("admin:tickets_ticket_changelist")).content.decode()
     assert ours.name in listing
     assert theirs.name not in listing
     form = browser.get(_url(world["ours"]["ticket"], "change")).content.decode()
-    assert f">{ours.name}<" in form
-    assert f">{unused.name}<" in form  # a new tag can be put on a ticket
+    assert f">{ours.name}<" in form  # the ticket's own tag, chosen
     assert theirs.name not in form
+    lookup = {"app_label": "tickets", "model_name": "ticket", "field_name": "tags", "term": ""}
+    answer = browser.get(reverse("admin:autocomplete"), lookup)
+    offered = {row["text"] for row in answer.json()["results"]}
+    assert ours.name in offered
+    assert unused.name in offered  # a new tag can be put on a ticket
+    assert theirs.name not in offered
     root = django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
     for user in (supervisor, root):
         page = _browser(user).get(reverse("admin:tickets_ticket_changelist"))

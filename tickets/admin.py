@@ -13,7 +13,10 @@ from django.db import transaction
 from django.db.models import Count, ProtectedError, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from support.admin_site import admin_request
 from support.auth.admin import (
@@ -54,6 +57,8 @@ from tickets.selectors import (
     customer_visible_to,
     tag_visibility_q,
     tag_visible_to,
+    ticket_number_in,
+    ticket_search_query,
     ticket_visibility_q,
     ticket_visible_to,
     user_team_ids,
@@ -161,6 +166,8 @@ class CustomerAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     too (``CONTACT_FIELDS``): saved by this form they skipped the workbench's checks (a
     number another customer has), its audit log and the tickets' search refresh; a
     supervisor changes them on the workbench's customer page, as anyone does."""
+
+    show_full_result_count = False  # a big table: one count per page, not two
 
     #: Changed only through ``customer_contact_update`` (the workbench's contact form).
     CONTACT_FIELDS = ("name", "email", "phone")
@@ -377,30 +384,54 @@ class TagAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
     search_fields = ("name",)
 
 
-class MessageInline(SupervisorInlineMixin, admin.StackedInline):  # type: ignore[type-arg]
-    model = Message
-    extra = 0
-    can_delete = False
-    fields = (
-        "created_at",
-        "direction",
-        "kind",
-        "author_user",
-        "author_customer",
-        "body_text",
-        "delivery_status",
-        "delivery_error",
+#: The messages a ticket's admin page shows, the latest first; the message list has them all.
+CONVERSATION_SHOWN = 50
+
+
+def conversation_html(ticket: Ticket) -> str:
+    """The latest ``CONVERSATION_SHOWN`` messages of ``ticket`` as a table (two queries
+    whatever the conversation's length: a thread of thousands of messages was a page of
+    megabytes), with a link to the message list filtered to the ticket for the rest."""
+    if ticket.pk is None:
+        return "(after saving)"
+    total = ticket.messages.count()
+    latest = list(
+        ticket.messages.select_related("author_user", "author_customer").order_by(
+            "-created_at", "-id"
+        )[:CONVERSATION_SHOWN]
     )
-    readonly_fields = fields
-    ordering = ("created_at", "id")
-    show_change_link = True
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
-        # The authors come with the messages, not one query per message.
-        return super().get_queryset(request).select_related("author_user", "author_customer")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    rows = format_html_join(
+        "",
+        '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{} · {}</td><td>{}</td>'
+        '<td style="white-space: pre-wrap">{}</td><td>{}</td></tr>',
+        (
+            (
+                reverse("admin:tickets_message_change", args=[m.pk]),
+                m.pk,
+                date_format(timezone.localtime(m.created_at), "DATETIME_FORMAT"),
+                m.get_direction_display(),
+                m.get_kind_display(),
+                m.author_user or m.author_customer or "-",
+                Truncator(m.body_text).chars(500),
+                " ".join(filter(None, [m.delivery_status, m.delivery_error])) or "-",
+            )
+            for m in latest
+        ),
+    )
+    everything = reverse("admin:tickets_message_changelist") + f"?ticket__id__exact={ticket.pk}"
+    summary = (
+        format_html("All {} messages", total)
+        if total <= CONVERSATION_SHOWN
+        else format_html("The latest {} of {} messages", CONVERSATION_SHOWN, total)
+    )
+    return format_html(
+        '<p>{} (<a href="{}">the message list</a>).</p>'
+        "<table><thead><tr><th>Message</th><th>At</th><th>Direction · kind</th>"
+        "<th>Author</th><th>Text</th><th>Delivery</th></tr></thead><tbody>{}</tbody></table>",
+        summary,
+        everything,
+        rows,
+    )
 
 
 #: What the workbench and the API answer an agent who gives a ticket to someone else.
@@ -538,10 +569,19 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         "is_bot_handoff",
         # the tags this viewer may see named, not every tag (a name can tell)
         ("tags", VisibleRelatedListFilter),
+        "created_at",
     )
-    search_fields = ("subject", "customer__name", "customer__email", "id")
+    # ``get_search_results``: the inbox's search (a number, or words in the GIN-indexed
+    # ``search_vector``), not a scan of every subject and customer
+    search_fields = ("subject",)
+    search_help_text = (
+        "A ticket number (T-000123), or words of the subject, the recent messages or the "
+        "customer's name, e-mail or phone."
+    )
     list_select_related = ("customer", "team", "assignee")
     raw_id_fields = ("customer", "merged_into")
+    autocomplete_fields = ("tags",)
+    show_full_result_count = False  # one count of 100,000 tickets per page is enough
     readonly_fields = (
         "number",
         "correlation_id",
@@ -558,9 +598,8 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         "sla_paused_seconds",
         "created_at",
         "updated_at",
+        "conversation",
     )
-    date_hierarchy = "created_at"
-    inlines = [MessageInline]
     actions = [
         "mark_resolved",
         "mark_closed",
@@ -570,6 +609,21 @@ class TicketAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         "unassign",
     ]
     list_per_page = 50
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Ticket], search_term: str
+    ) -> tuple[QuerySet[Ticket], bool]:
+        search = search_term.strip()[:200]
+        if not search:
+            return queryset, False
+        number = ticket_number_in(search) or parse_id(search)
+        if number is not None:
+            return queryset.filter(pk=number), False
+        return queryset.filter(search_vector=ticket_search_query(search)), False
+
+    @admin.display(description="Conversation")
+    def conversation(self, obj: Ticket) -> str:
+        return conversation_html(obj)
 
     @admin.display(description="Workbench")
     def workbench_link(self, obj: Ticket) -> str:
@@ -739,8 +793,31 @@ class MessageAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     visible_through = ("",)
     list_display = ("id", "ticket", "direction", "kind", "channel", "delivery_status", "created_at")
     list_filter = ("direction", "kind", "channel", "delivery_status")
-    search_fields = ("body_text", "channel_message_id")
+    # ``get_search_results``: exact ids, or the tickets' indexed search (a million bodies
+    # are not scanned for a word)
+    search_fields = ("channel_message_id",)
+    search_help_text = (
+        "A message's id or channel message id, a ticket number (T-000123), or words: the "
+        "messages of the tickets whose subject, recent messages or customer match them."
+    )
     raw_id_fields = ("ticket", "author_customer", "author_user")
+    show_full_result_count = False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Message], search_term: str
+    ) -> tuple[QuerySet[Message], bool]:
+        search = search_term.strip()[:200]
+        if not search:
+            return queryset, False
+        ticket = ticket_number_in(search)
+        if ticket is not None:
+            return queryset.filter(ticket_id=ticket), False
+        found = Q(channel_message_id=search)
+        number = parse_id(search)
+        if number is not None:
+            found |= Q(pk=number)
+        tickets = Ticket.objects.filter(search_vector=ticket_search_query(search))
+        return queryset.filter(found | Q(ticket_id__in=tickets.values("pk"))), False
 
 
 #: ``(attachment_ids, actor) -> (queued, expired, skipped)``: what "Download again" calls.
@@ -760,6 +837,8 @@ def attachment_download_redrive_register(redrive: DownloadRedrive) -> None:
 class AttachmentAdmin(VisibleRowsAdminMixin, RecordAdminMixin, SupervisorAdmin):
     """Files as received or sent: re-pointing one at another ticket's file would hand it to
     whoever may see this ticket."""
+
+    show_full_result_count = False  # a big table: one count per page, not two
 
     visible_through = ("",)
     list_display = (

@@ -385,6 +385,21 @@ class InboxPage:
     search: str
 
 
+def ticket_number_in(search: str) -> int | None:
+    """The ticket a search names by its number ("T-000123"), if it does."""
+    ref = search.strip().upper()
+    return parse_id(ref[2:]) if ref.startswith("T-") else None
+
+
+def ticket_search_query(search: str) -> SearchQuery:
+    """Words searched in the tickets' ``search_vector`` (subject, recent public messages,
+    customer name, e-mail and phone; a GIN index), as the inbox searches them: English
+    stems or the words as written."""
+    return SearchQuery(search, search_type="websearch", config="english") | SearchQuery(
+        search, search_type="websearch", config="simple"
+    )
+
+
 def inbox_page(
     *,
     user: Any,
@@ -430,14 +445,11 @@ def inbox_page(
     search = search.strip()[:200]
     query = None
     if search:
-        ref = search.upper()
-        number = parse_id(ref[2:]) if ref.startswith("T-") else None
+        number = ticket_number_in(search)
         if number is not None:
             qs = qs.filter(pk=number)
         else:
-            query = SearchQuery(search, search_type="websearch", config="english") | SearchQuery(
-                search, search_type="websearch", config="simple"
-            )
+            query = ticket_search_query(search)
             qs = qs.filter(search_vector=query)
     last_public = Message.objects.filter(ticket=OuterRef("pk"), kind=MessageKind.PUBLIC).order_by(
         "-created_at", "-id"

@@ -10,12 +10,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.admin import helpers, widgets
-from django.contrib.admin.utils import NestedObjects, quote
+from django.contrib.admin.utils import NestedObjects, get_fields_from_path, quote
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import router
-from django.db.models import CharField, Model, Q, QuerySet
+from django.db.models import CharField, IntegerField, Model, Q, QuerySet, TextField
 from django.db.models.functions import Cast, Lower
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
@@ -24,11 +25,49 @@ from django.utils.text import Truncator, capfirst
 
 from support.admin_site import admin_request
 from support.auth.roles import is_agent, is_supervisor
+from support.parsing import parse_id
+
+
+def bounded_actions(actions: dict[str, Any]) -> dict[str, Any]:
+    """An admin page's actions (``ModelAdmin.get_actions``' answer), each refusing a
+    selection of more than ``ADMIN_ACTION_MAX_ROWS`` rows with a message and without
+    touching a row. Actions run in the web request, a service call or more per row: "Select
+    all 100,000" on a big table would run until the gateway's timeout cut it, leaving an
+    unknown part of the selection changed. A page of rows (``list_per_page``) is always
+    within the bound; a larger selection is narrowed with the list's filters."""
+    return {
+        name: (_bounded(func), action_name, description)
+        for name, (func, action_name, description) in actions.items()
+    }
+
+
+def _bounded(func: Callable[..., Any]) -> Callable[..., Any]:
+    def action(model_admin: Any, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+        limit = settings.ADMIN_ACTION_MAX_ROWS
+        count = queryset.count()
+        if count > limit:
+            model_admin.message_user(
+                request,
+                f"This action takes at most {limit:,} rows at a time and {count:,} are "
+                "selected. Nothing was changed: narrow the list with its filters or "
+                "search, then run it again.",
+                messages.ERROR,
+            )
+            return None
+        return func(model_admin, request, queryset)
+
+    action.__name__ = getattr(func, "__name__", "action")
+    action.__dict__.update(getattr(func, "__dict__", {}))  # permissions, description
+    return action
 
 
 class SupervisorAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Supervisors (the role, a group) may use these admin pages without per-model Django
-    permissions; deleting stays with explicit permissions (superusers)."""
+    permissions; deleting stays with explicit permissions (superusers). Their actions take
+    at most ``ADMIN_ACTION_MAX_ROWS`` rows at a time (:func:`bounded_actions`)."""
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        return bounded_actions(super().get_actions(request))
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return is_supervisor(request.user) or super().has_module_permission(request)
@@ -41,6 +80,44 @@ class SupervisorAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return is_supervisor(request.user) or super().has_add_permission(request, *args)
+
+
+class ExactSearchMixin:
+    """An admin page over a big table searched by exact values: ``exact_search_fields``
+    (paths to columns, relations followed) each matched with ``=`` on the value typed, so
+    an index answers, where Django's search (``icontains``, or ``iexact`` for a ``=``
+    field: ``UPPER(column)``) reads every row of the table. A value a column cannot hold
+    (letters for an id) is not looked for in it. Set ``search_fields`` too (Django shows
+    the search box only with them); ``search_help_text`` says what may be typed."""
+
+    exact_search_fields: tuple[str, ...] = ()
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        term = search_term.strip()
+        if not term or not self.exact_search_fields:
+            return super().get_search_results(request, queryset, search_term)  # type: ignore[misc,no-any-return]
+        found = Q(pk__in=[])
+        for path in self.exact_search_fields:
+            value = _exact_value(get_fields_from_path(queryset.model, path)[-1], term)
+            if value is not None:
+                found |= Q(**{path: value})
+        return queryset.filter(found), False
+
+
+def _exact_value(field: Any, term: str) -> Any:
+    """``term`` as a value of ``field``, or None when the field cannot hold it."""
+    target = field.target_field if field.is_relation else field
+    if isinstance(target, IntegerField):
+        return parse_id(term)
+    if isinstance(target, CharField | TextField):
+        limit = getattr(target, "max_length", None)
+        return term if limit is None or len(term) <= limit else None
+    try:
+        return target.to_python(term)
+    except (ValidationError, ValueError, TypeError):
+        return None
 
 
 class AboutAdminMixin:
@@ -497,6 +574,52 @@ def _deleted_objects(
         str(model._meta.verbose_name_plural): len(found) for model, found in found_by_model.items()
     }
     return to_delete, model_count, perms_needed, protected
+
+
+class RecentValuesListFilter(admin.AllValuesFieldListFilter):
+    """Django's filter for a field without choices (an error code, a provider, a channel
+    kept as text) offers every distinct value of the column: ``SELECT DISTINCT`` over the
+    whole table on every load of the list, a full scan of a million deliveries or
+    decisions. This one offers the values of the latest ``RECENT_ROWS`` rows (the primary
+    key's index read backwards), which is what a supervisor filters by; an older value
+    still filters when its link or address is used."""
+
+    RECENT_ROWS = 5000
+
+    def __init__(
+        self,
+        field: Any,
+        request: HttpRequest,
+        params: Any,
+        model: Any,
+        model_admin: Any,
+        field_path: str,
+    ) -> None:
+        super().__init__(field, request, params, model, model_admin, field_path)
+        if field.model is not model:  # a related model's field: Django's query
+            return
+        recent = (
+            model_admin.get_queryset(request)
+            .order_by("-pk")
+            .values_list(field.name, flat=True)[: self.RECENT_ROWS]
+        )
+        self.lookup_choices = sorted(set(recent), key=lambda v: (v is None, v))  # type: ignore[assignment]
+
+
+def _recent_values_applies(field: Any) -> bool:
+    """The fields Django gives its all-values filter (a plain column: no relation, no
+    choices, neither a flag nor a date)."""
+    from django.db.models import BooleanField, DateField
+
+    return not (field.is_relation or field.choices or isinstance(field, BooleanField | DateField))
+
+
+def list_filters_bounded() -> None:
+    """Installed once, by ``support.admin_site.SupportAdminConfig.ready()``: plain columns
+    in ``list_filter`` get :class:`RecentValuesListFilter`, every admin page alike."""
+    admin.FieldListFilter.register(
+        _recent_values_applies, RecentValuesListFilter, take_priority=True
+    )
 
 
 def readonly_relations_checked() -> None:

@@ -23,6 +23,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from support.auth.admin import (
+    ExactSearchMixin,
     SupervisorAdmin,
     SupervisorInlineMixin,
     VisibleRowsAdminMixin,
@@ -76,7 +77,8 @@ class AttemptInline(SupervisorInlineMixin, admin.TabularInline):  # type: ignore
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
+class DeliveryAdmin(ExactSearchMixin, VisibleRowsAdminMixin, SupervisorAdmin):
+    show_full_result_count = False  # a big table: one count per page, not two
     # A delivery about a ticket or a call (a reply, a CRM push) carries its text: listed
     # for those who may see that ticket or call.
     visible_subject = ("subject_type", "subject_id")
@@ -104,7 +106,12 @@ class DeliveryAdmin(VisibleRowsAdminMixin, SupervisorAdmin):
         OutcomeReplayFilter,
         "error_code",
     ]
-    search_fields = ["idempotency_key", "target_key", "external_id", "subject_id"]
+    search_fields = ["idempotency_key"]
+    exact_search_fields = ("idempotency_key", "target_key", "external_id", "subject_id")
+    search_help_text = (
+        "An idempotency key, a target (whatsapp:+447700900123), a provider's message id "
+        "or a subject's id, exactly."
+    )
     fields = readonly_fields = (
         "target_kind",
         "target_key",
