@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.urls import reverse
@@ -56,6 +57,7 @@ from alerts.models import (
     Severity,
     TargetKind,
 )
+from support.db import DATABASE_GONE
 from support.delivery.models import Delivery, Outcome
 from support.delivery.registry import DeliveryError, Schedule, SendResult
 from support.delivery.registry import TargetKind as DeliveryKind
@@ -325,6 +327,8 @@ class EvaluationReport:
     retired: list[int] = field(default_factory=list)  # alert ids: rule disabled or deleted
     # rule ids left as they were: a metric source they read failed (no data is not "clear")
     unavailable: list[int] = field(default_factory=list)
+    # rule ids whose evaluation raised (logged with the traceback; the others went on)
+    failed: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -431,10 +435,15 @@ def rule_evaluate(rule: AlertRule, families: list[Metric], *, now: datetime) -> 
             )
             return "fired" if raised.created else ""
         if not breaching and rule.auto_resolve:
+            # read unlocked: alert_resolve locks it, and refuses it when a person (or
+            # another run) resolved it since; the evaluation is stored either way
             open_alert = selectors.alert_open_get(fingerprint=rule.fingerprint)
             if open_alert is not None:
                 shown = "no data" if result.value is None else f"{result.value:.4g}"
-                alert_resolve(alert_id=open_alert.pk, note=f"Condition cleared ({shown}).")
+                try:
+                    alert_resolve(alert_id=open_alert.pk, note=f"Condition cleared ({shown}).")
+                except AlertStateError:  # resolved meanwhile (a person, another run)
+                    return ""
                 return "resolved"
     return ""
 
@@ -513,6 +522,17 @@ def _evaluate_all(now: datetime) -> EvaluationReport:
             outcome = rule_evaluate(rule, by_window[window], now=now)
         except selectors.SelectorError as exc:
             logger.warning("Alarm rule %s (%s) cannot be evaluated: %s", rule.pk, rule.name, exc)
+            continue
+        except DATABASE_GONE:
+            raise  # the database is away: every rule would fail; the next beat runs again
+        except SoftTimeLimitExceeded:
+            raise  # the task's time is up (this rule's transaction rolled back)
+        except Exception:
+            # One rule's failure (its transaction rolled back: no datapoint) does not stop
+            # the others, nor the retirement, SLA resolution and catch-up below. Logged
+            # with its traceback and listed in the report: a bug is not hidden.
+            logger.exception("Alarm rule %s (%s) evaluation failed", rule.pk, rule.name)
+            report.failed.append(rule.pk)
             continue
         report.evaluated += 1
         if outcome == "fired":

@@ -512,19 +512,100 @@ def _check_priority(priority: str) -> None:
         raise InvalidInput(f"Unknown priority {priority!r}.", details={"priority": ["Invalid."]})
 
 
+def _verdict_ticket_lock(decision: RoutingDecision) -> Ticket:
+    """The decision's ticket, locked until the verdict's transaction ends. Taken before
+    the verdict is written, so verdicts on a ticket are written one at a time, in the
+    order their team and priority reach the ticket: the latest verdict (its ``pk``,
+    ``created_at`` and the ticketing sync's ``updated_at``, which the accuracy figures,
+    the training label and the ticketing system keep) is the one the ticket shows."""
+    return Ticket.objects.select_for_update().get(pk=decision.ticket_id)
+
+
+def _verdict_repeated(
+    *,
+    decision: RoutingDecision,
+    ticket: Ticket,
+    actor: Any,
+    verdict: str,
+    team: Team | None,
+    priority: str,
+    category: str,
+    intent: str,
+    note: str,
+) -> RoutingFeedback | None:
+    """The decision's latest verdict when this one only repeats it (a double-click, a
+    request sent again): by the same person, with the same outcome, team, priority,
+    category, intent and note, and the (locked) ticket still as that verdict left it.
+    None otherwise: another person's verdict, another outcome, or the same one given
+    again after the ticket was moved since, is a verdict of its own."""
+    actor_id = actor.pk if getattr(actor, "is_authenticated", False) else None
+    if actor_id is None:  # the system or nobody known: two calls are not one person's
+        return None
+    latest = (
+        RoutingFeedback.objects.filter(decision=decision)
+        .select_related("team", "decision")
+        .order_by("-pk")  # the latest as routing_verdicts_latest reads it
+        .first()
+    )
+    if latest is None:
+        return None
+    asked = (actor_id, verdict, team.pk if team else None, priority, category, intent, note)
+    given = (
+        latest.actor_id,
+        latest.verdict,
+        latest.team_id,
+        latest.priority,
+        latest.category,
+        latest.intent,
+        latest.note,
+    )
+    if asked != given:
+        return None
+    if (ticket.team_id, ticket.priority, ticket.needs_review) != (
+        latest.team_id,
+        latest.priority,
+        False,
+    ):
+        return None
+    logger.info(
+        "Routing verdict %s on decision %s repeated by user %s: the first one kept",
+        latest.pk,
+        decision.pk,
+        actor_id,
+    )
+    return latest
+
+
 @transaction.atomic
 def routing_decision_accept(*, decision: RoutingDecision, actor: Any) -> RoutingFeedback:
     """A person confirms the decision: team and priority go on the ticket, review ends.
 
     A decision that names no known team (review reason "no known team") cannot be
-    accepted: that would unassign the ticket and end its review; it is overridden."""
+    accepted: that would unassign the ticket and end its review; it is overridden.
+
+    The ticket is locked before the verdict is written (:func:`_verdict_ticket_lock`),
+    and the same person's accept repeated (a double-click) answers the first verdict
+    instead of writing another (:func:`_verdict_repeated`)."""
     if decision.team_id is None:
         raise InvalidInput(
             f"This decision names no known team ({decision.team_slug or 'none'}): "
             "override it with a team instead.",
             details={"team": ["The decision names no known team."]},
         )
-    ticket = decision.ticket
+    ticket = _verdict_ticket_lock(decision)
+    repeated = _verdict_repeated(
+        decision=decision,
+        ticket=ticket,
+        actor=actor,
+        verdict=FeedbackVerdict.ACCEPTED,
+        team=decision.team,
+        priority=decision.priority,
+        category=decision.category,
+        intent=decision.intent,
+        note="",
+    )
+    if repeated is not None:
+        return repeated
     feedback = RoutingFeedback.objects.create(
         decision=decision,
         ticket=ticket,
@@ -562,17 +643,34 @@ def routing_decision_override(
     intent: str = "",
     note: str = "",
 ) -> RoutingFeedback:
-    """A person corrects the decision; stored as feedback (accuracy and next training)."""
+    """A person corrects the decision; stored as feedback (accuracy and next training).
+
+    Ordered and deduplicated as :func:`routing_decision_accept` is: the ticket locked
+    first, and the same person's same override repeated answers the first verdict."""
     _check_priority(priority)
-    ticket = decision.ticket
+    category, intent = category.strip(), intent.strip()
+    ticket = _verdict_ticket_lock(decision)
+    repeated = _verdict_repeated(
+        decision=decision,
+        ticket=ticket,
+        actor=actor,
+        verdict=FeedbackVerdict.OVERRIDDEN,
+        team=team,
+        priority=priority,
+        category=category,
+        intent=intent,
+        note=note,
+    )
+    if repeated is not None:
+        return repeated
     feedback = RoutingFeedback.objects.create(
         decision=decision,
         ticket=ticket,
         verdict=FeedbackVerdict.OVERRIDDEN,
         team=team,
         priority=priority,
-        category=category.strip(),
-        intent=intent.strip(),
+        category=category,
+        intent=intent,
         team_correct=(team.pk if team else None) == decision.team_id,
         priority_correct=priority == decision.priority,
         text=ticket_text(ticket),

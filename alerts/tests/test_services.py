@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -306,3 +307,122 @@ def test_a_disabled_rule_without_auto_resolve_leaves_its_alert_to_a_person(feed)
     AlertRule.objects.filter(pk=rule.pk).update(enabled=False)
     assert alert_rules_evaluate(now=now + timedelta(minutes=1)).retired == []
     assert Alert.objects.get().state == AlertState.FIRING
+
+
+# --- one rule's failure does not stop the evaluation pass (review: "alert resolve race") -
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_alert_a_supervisor_resolves_while_it_is_evaluated_stops_nothing(
+    feed, supervisor, monkeypatch
+):
+    """The evaluation reads the open alert unlocked; a supervisor's resolve, on its own
+    connection, commits before the evaluation locks it. Before, AlertStateError escaped
+    the pass: the rule's datapoint rolled back, and the rules after it, the retirement,
+    the SLA resolution and the catch-up did not run. Now the rule's evaluation is stored,
+    the alert is the supervisor's resolve (once), and the pass goes on."""
+    import threading
+
+    from django.db import connections
+
+    from alerts import services as alert_services
+    from alerts.models import AlertAction
+
+    # evaluated in name order: the raced rule, then another; a disabled rule's open
+    # alert is for the retirement step after them
+    raced = _rule(name="a raced", auto_resolve=True)
+    after = _rule(name="b after", metric="test_other", auto_resolve=True)
+    disabled = _rule(name="c disabled", metric="test_third", auto_resolve=True)
+    AlertRule.objects.filter(pk__in=[raced.pk, after.pk]).update(enabled=True)
+    AlertRule.objects.filter(pk=disabled.pk).update(enabled=False)
+    alert, retired = (
+        alert_raise(
+            fingerprint=rule.fingerprint, title="t", summary="s", severity="warning", rule=rule
+        ).alert
+        for rule in (raced, disabled)
+    )
+    feed.set(test_depth=1, test_other=1)  # neither breaches: the raced alert would resolve
+    real_get = alert_services.selectors.alert_open_get
+    pressed: list[object] = []
+
+    def read_then_supervisor_resolves(*, fingerprint: str) -> Alert | None:
+        found = real_get(fingerprint=fingerprint)
+        if found is not None and found.pk == alert.pk:
+
+            def press() -> None:
+                try:
+                    alert_resolve(alert_id=alert.pk, actor=supervisor, note="done by hand")
+                    pressed.append("resolved")
+                except Exception as exc:
+                    pressed.append(exc)
+                finally:
+                    connections.close_all()
+
+            thread = threading.Thread(target=press)
+            thread.start()
+            thread.join(10)  # committed before the evaluation locks the alert
+        return found
+
+    monkeypatch.setattr(alert_services.selectors, "alert_open_get", read_then_supervisor_resolves)
+    report = alert_rules_evaluate()
+
+    assert pressed == ["resolved"]
+    assert (report.evaluated, report.resolved, report.failed) == (2, [], [])
+    assert report.retired == [retired.pk]  # the step after the rules ran
+    assert RuleEvaluation.objects.filter(rule=raced).count() == 1
+    assert RuleEvaluation.objects.filter(rule=after).count() == 1
+    alert.refresh_from_db()
+    assert (alert.state, alert.resolved_by) == (AlertState.RESOLVED, supervisor)
+    resolves = alert.history.filter(action=AlertAction.RESOLVED)
+    assert list(resolves.values_list("note", flat=True)) == ["done by hand"]
+
+
+@pytest.mark.django_db
+def test_a_rule_whose_evaluation_raises_is_logged_and_the_pass_goes_on(feed, monkeypatch, caplog):
+    """A bug in one rule's evaluation (here: its value cannot be computed) is logged with
+    the rule's id and traceback and listed in ``report.failed``; the other rules and the
+    steps after them run. Before, the exception ended the pass."""
+    import logging
+
+    from alerts import services as alert_services
+
+    broken = _rule(name="a broken")
+    fine = _rule(name="b fine", metric="test_other")
+    AlertRule.objects.filter(pk=broken.pk).update(enabled=True)
+    feed.set(test_depth=11, test_other=11)
+    real_value = alert_services.rule_value
+
+    def value(rule: AlertRule, families: Any, *, now: Any) -> Any:
+        if rule.pk == broken.pk:
+            raise ZeroDivisionError("a bug")
+        return real_value(rule, families, now=now)
+
+    monkeypatch.setattr(alert_services, "rule_value", value)
+    with caplog.at_level(logging.ERROR, logger="alerts.services"):
+        report = alert_rules_evaluate()
+
+    assert (report.failed, report.fired, report.evaluated) == ([broken.pk], [fine.pk], 1)
+    assert not RuleEvaluation.objects.filter(rule=broken).exists()
+    [record] = [r for r in caplog.records if r.name == "alerts.services"]
+    assert record.getMessage() == f"Alarm rule {broken.pk} (a broken) evaluation failed"
+    assert record.exc_info is not None
+    assert record.exc_info[0] is ZeroDivisionError
+
+
+@pytest.mark.django_db
+def test_the_database_gone_still_ends_the_pass(feed, monkeypatch):
+    """Not every failure is one rule's: with the database away every rule would fail, so
+    the pass stops (the next beat runs again), as it did."""
+    from django.db import OperationalError
+
+    from alerts import services as alert_services
+
+    _rule()
+    feed.set(test_depth=11)
+
+    def gone(*args: object, **kwargs: object) -> object:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(alert_services, "rule_value", gone)
+    with pytest.raises(OperationalError):
+        alert_rules_evaluate()

@@ -11,9 +11,11 @@ from rest_framework.views import APIView
 
 from routing import selectors, services
 from routing.api import serializers as s
-from routing.models import RoutingDecision
+from routing.models import RoutingDecision, RoutingFeedback
+from support.api_schema import IDEMPOTENCY_KEY
 from support.auth.permissions import IsSupervisor
 from support.errors import InvalidInput, NotFound
+from support.idempotency import idempotent
 from tickets.api.schema import TICKET_ID
 from tickets.models import Team, Ticket
 from tickets.selectors import ticket_get_visible
@@ -46,6 +48,21 @@ def _verdict(decision: RoutingDecision, feedback: Any, user: Any) -> Response:
     )
 
 
+def _verdict_replay(feedback_id: int, user: Any) -> Response:
+    """The answer to a request sent again with its ``Idempotency-Key``: the verdict it
+    gave, as it is now. NotFound (answered 409) for a verdict whose decision was purged
+    since, or whose ticket the user may no longer see."""
+    feedback = (
+        RoutingFeedback.objects.select_related("decision", "team", "actor")
+        .filter(pk=feedback_id)
+        .first()
+    )
+    if feedback is None or feedback.decision is None:
+        raise NotFound(f"No routing verdict {feedback_id}.")
+    ticket_get_visible(feedback.ticket_id, user=user)
+    return _verdict(feedback.decision, feedback, user)
+
+
 class TicketRoutingApi(APIView):
     @extend_schema(
         operation_id="ticket_routing_get",
@@ -70,7 +87,7 @@ class TicketRoutingApi(APIView):
 class TicketRoutingOverrideApi(APIView):
     @extend_schema(
         operation_id="ticket_routing_override",
-        parameters=[TICKET_ID],
+        parameters=[TICKET_ID, IDEMPOTENCY_KEY],
         request=s.RoutingOverrideInputSerializer,
         examples=[
             OpenApiExample(
@@ -83,39 +100,59 @@ class TicketRoutingOverrideApi(APIView):
     )
     def post(self, request: Request, ticket_id: str) -> Response:
         ticket = ticket_get_visible(ticket_id, user=request.user)
-        serializer = s.RoutingOverrideInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data: dict[str, Any] = serializer.validated_data
-        team = Team.objects.filter(slug=data["team"]).first()
-        if team is None:
-            raise InvalidInput(f"team: no team {data['team']!r}.", details={"team": ["Unknown."]})
-        decision = _decision(ticket, data.get("decision_id"))
-        feedback = services.routing_decision_override(
-            decision=decision,
-            actor=request.user,
-            team=team,
-            priority=data["priority"],
-            category=data["category"],
-            intent=data["intent"],
-            note=data["note"],
+
+        def create() -> tuple[int, Response]:
+            serializer = s.RoutingOverrideInputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data: dict[str, Any] = serializer.validated_data
+            team = Team.objects.filter(slug=data["team"]).first()
+            if team is None:
+                raise InvalidInput(
+                    f"team: no team {data['team']!r}.", details={"team": ["Unknown."]}
+                )
+            decision = _decision(ticket, data.get("decision_id"))
+            feedback = services.routing_decision_override(
+                decision=decision,
+                actor=request.user,
+                team=team,
+                priority=data["priority"],
+                category=data["category"],
+                intent=data["intent"],
+                note=data["note"],
+            )
+            return feedback.pk, _verdict(decision, feedback, request.user)
+
+        return idempotent(
+            request,
+            operation="ticket_routing_override",
+            create=create,
+            replay=lambda pk: _verdict_replay(pk, request.user),
         )
-        return _verdict(decision, feedback, request.user)
 
 
 class TicketRoutingAcceptApi(APIView):
     @extend_schema(
         operation_id="ticket_routing_accept",
-        parameters=[TICKET_ID],
+        parameters=[TICKET_ID, IDEMPOTENCY_KEY],
         request=s.RoutingAcceptInputSerializer,
         responses=s.RoutingVerdictOutputSerializer,
     )
     def post(self, request: Request, ticket_id: str) -> Response:
         ticket = ticket_get_visible(ticket_id, user=request.user)
-        serializer = s.RoutingAcceptInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        decision = _decision(ticket, serializer.validated_data.get("decision_id"))
-        feedback = services.routing_decision_accept(decision=decision, actor=request.user)
-        return _verdict(decision, feedback, request.user)
+
+        def create() -> tuple[int, Response]:
+            serializer = s.RoutingAcceptInputSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            decision = _decision(ticket, serializer.validated_data.get("decision_id"))
+            feedback = services.routing_decision_accept(decision=decision, actor=request.user)
+            return feedback.pk, _verdict(decision, feedback, request.user)
+
+        return idempotent(
+            request,
+            operation="ticket_routing_accept",
+            create=create,
+            replay=lambda pk: _verdict_replay(pk, request.user),
+        )
 
 
 class RoutingAccuracyApi(APIView):

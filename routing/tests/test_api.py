@@ -91,6 +91,54 @@ def test_accept_and_accuracy(agent_client, supervisor_client, decision):
     }
 
 
+def test_a_verdict_sent_again_with_its_idempotency_key_is_answered_not_given_again(
+    agent_client, supervisor_client, decision
+):
+    """Accept and override take ``Idempotency-Key`` (support.idempotency): a client that
+    lost the answer sends the request again and gets the verdict it gave, even when
+    another verdict came in between (without the key that retry would be a new accept,
+    putting the ticket back). Before, the header was ignored."""
+    accept = f"/api/tickets/{decision.ticket_id}/routing/accept"
+    override = f"/api/tickets/{decision.ticket_id}/routing/override"
+    first = agent_client.post(accept, {}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == 200, first.content
+    assert "Idempotent-Replayed" not in first
+    res = supervisor_client.post(override, {"team": "orders", "priority": "urgent"}, format="json")
+    assert res.status_code == 200, res.content
+
+    again = agent_client.post(accept, {}, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert again.status_code == 200, again.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["feedback"] == first.json()["feedback"]
+    assert list(RoutingFeedback.objects.order_by("pk").values_list("verdict", flat=True)) == [
+        "accepted",
+        "overridden",
+    ]
+    assert Ticket.objects.get(pk=decision.ticket_id).priority == "urgent"  # not put back
+
+    # the same key for another request: refused, nothing written
+    reused = agent_client.post(
+        override, {"team": "orders", "priority": "low"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    assert (reused.status_code, reused.json()["error"]["code"]) == (
+        422,
+        "idempotency_key_reused",
+    )
+    assert RoutingFeedback.objects.count() == 2
+
+    # an override's key; its decision purged since: 409, the verdict not shown
+    body = {"team": "orders", "priority": "high", "note": "n"}
+    res = agent_client.post(override, body, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert res.status_code == 200, res.content
+    again = agent_client.post(override, body, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert (again.status_code, again["Idempotent-Replayed"]) == (200, "true")
+    assert again.json()["feedback"]["id"] == res.json()["feedback"]["id"]
+    RoutingDecision.objects.filter(pk=decision.pk).delete()
+    gone = agent_client.post(override, body, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert gone.status_code == 409
+    assert RoutingFeedback.objects.count() == 3
+
+
 def test_outsider_is_forbidden(outsider, api_client, decision):
     api_client.force_authenticate(outsider)
     assert api_client.get(f"/api/tickets/{decision.ticket_id}/routing").status_code == 403
@@ -491,9 +539,13 @@ def test_the_decision_history_costs_the_same_queries_however_many_verdicts(
 
     with CaptureQueriesContext(connection) as one:
         assert supervisor_client.get(url).status_code == 200
-    for _ in range(5):
+    for n in range(5):  # five verdicts of their own (a repeat would answer the first)
         services.routing_decision_override(
-            decision=decision, actor=supervisor, team=teams["billing"], priority="high"
+            decision=decision,
+            actor=supervisor,
+            team=teams["billing"],
+            priority="high",
+            note=f"correction {n}",
         )
     with django_assert_num_queries(len(one)):
         res = supervisor_client.get(url)

@@ -197,6 +197,67 @@ def test_accept_applies_team_and_counts_as_correct(routing_on, teams, customer, 
     assert selectors.routing_accuracy()["team_accuracy"] == 1.0
 
 
+def test_the_same_verdict_repeated_by_the_same_person_is_one_verdict(
+    routing_on, teams, customer, agent
+):
+    """A double-click (or a request sent again) answers the first verdict: no second row,
+    no second ticket change, no second ticketing sync. Before, each made all three."""
+    routing_on.ROUTING_REVIEW_THRESHOLD = 0.999
+    decision = services.routing_decide(ticket_id=_ticket(customer, "Invoice", "my invoice").pk)
+    first = services.routing_decision_accept(decision=decision, actor=agent)
+    events = OutboxEvent.objects.count()
+    assert services.routing_decision_accept(decision=decision, actor=agent) == first
+    assert list(RoutingFeedback.objects.values_list("pk", flat=True)) == [first.pk]
+    assert OutboxEvent.objects.count() == events  # nothing else happened
+
+    override = {"team": teams["orders"], "priority": "high", "category": " ORDER "}
+    overridden = services.routing_decision_override(
+        decision=decision, actor=agent, note="parcel", **override
+    )
+    assert (
+        services.routing_decision_override(
+            decision=decision, actor=agent, note="parcel", **override
+        )
+        == overridden
+    )
+    assert list(RoutingFeedback.objects.order_by("pk").values_list("pk", flat=True)) == [
+        first.pk,
+        overridden.pk,
+    ]
+
+
+def test_a_second_verdict_of_its_own_is_kept_and_applied(
+    routing_on, teams, customer, agent, other_agent
+):
+    """Only a repeat is folded into the first: another person's verdict, another outcome,
+    another note, or the same verdict again once the ticket was moved since, is a verdict
+    of its own (written, applied, and the latest)."""
+    routing_on.ROUTING_REVIEW_THRESHOLD = 0.999
+    ticket = _ticket(customer, "Invoice", "my invoice")
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    written = [
+        services.routing_decision_accept(decision=decision, actor=agent),
+        services.routing_decision_accept(decision=decision, actor=other_agent),
+        services.routing_decision_override(
+            decision=decision, actor=agent, team=teams["orders"], priority="high"
+        ),
+        services.routing_decision_override(
+            decision=decision, actor=agent, team=teams["orders"], priority="high", note="why"
+        ),
+    ]
+    ticket_services.ticket_update(ticket=ticket, actor=other_agent, team=teams["accounts"])
+    written.append(
+        services.routing_decision_override(
+            decision=decision, actor=agent, team=teams["orders"], priority="high", note="why"
+        )
+    )
+    assert len({v.pk for v in written}) == 5
+    assert list(RoutingFeedback.objects.order_by("pk")) == written
+    ticket.refresh_from_db()
+    assert (ticket.team.slug, ticket.priority) == ("orders", "high")
+    assert selectors.routing_verdicts_latest().get(decision=decision) == written[-1]
+
+
 def test_vip_billing_goes_to_priority_billing(routing_on, teams):
     vip = Customer.objects.create(name="V", email="v@example.com", vip_tier="gold")
     ticket = _ticket(vip, "Payment", "my payment failed, what payment methods do you accept")
