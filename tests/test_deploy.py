@@ -1919,6 +1919,7 @@ DEFAULTED_IN_DEPLOYMENT: dict[str, set[str]] = {
     },
     # Tuning values and integration details with production defaults (docs/settings.md).
     "tuning": {
+        "ADMIN_ACTION_MAX_ROWS",
         "ALERTS_EMAIL_SUBJECT_PREFIX",
         "ALERTS_EMAIL_TIMEOUT",
         "ALERTS_EVALUATIONS_RETENTION_DAYS",
