@@ -1,9 +1,13 @@
 """Erasure of what call analytics keeps about a customer (registered in ``apps.py``).
 
-A call is the customer's when it was matched to them (by phone) or carries one of their
-identifiers. The customer's own words in transcripts become ``[erased]``; everywhere else
-(agent turns, summaries, topics, raw records, attributes, IVR steps, escalations,
-Salesforce payloads) their identifiers and their own words are redacted. The raw intake
+A call is the customer's when it was matched to them (``customer``), or was matched to no
+one and came from their phone number (compared by its digits) while no other live customer
+has that number (``ErasureSubject.identifiers`` leaves a shared one out): a household's
+landline is also the other customer's, whose calls stay theirs (until 2026-12-07 any call
+whose number merely contained one of their identifiers was erased). The customer's own
+words in transcripts become ``[erased]``; everywhere else (agent turns, summaries, topics,
+raw records, attributes, IVR steps, escalations, Salesforce payloads) their identifiers
+and their own words are redacted. The raw intake
 events of their calls (and any event holding one of their identifiers) are blanked, like
 raw webhook deliveries (``channels_app.privacy``): one not processed yet is closed as
 ignored so it is never applied later.
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from django.db.models import Q
+from django.db.models import F, Func, Q, QuerySet, Value
 from django.utils import timezone
 
 from calls.analytics.providers import split_sentences
@@ -29,7 +33,7 @@ from calls.models import (
 from calls.services import SALESFORCE_KIND
 from support.delivery.models import Attempt
 from support.delivery.selectors import deliveries_for_subject
-from tickets.context.privacy import ERASED, ErasureSubject, own_texts
+from tickets.context.privacy import ERASED, ErasureSubject, own_texts, phone_digits
 
 ERASED_NOTE = "erased: personal data removed at the customer's request"
 
@@ -40,10 +44,7 @@ def _is_customer(segment: object) -> bool:
 
 def calls_erase(subject: ErasureSubject) -> int:
     changed = 0
-    mentions = Q(customer_id=subject.customer_id)
-    for token in subject.identifiers:
-        mentions |= Q(customer_phone__icontains=token)
-    calls = list(Call.objects.filter(mentions))
+    calls = list(_their_calls(subject))
     call_ids = [call.pk for call in calls]
     transcripts = list(Transcript.objects.filter(call_id__in=call_ids))
     # The caller's own words, wherever a summary or a case copied them.
@@ -101,6 +102,17 @@ def calls_erase(subject: ErasureSubject) -> int:
         attempt.save(update_fields=["error", "response_summary"])
     changed += _events_erase(subject, [call.contact_id for call in calls])
     return changed
+
+
+def _their_calls(subject: ErasureSubject) -> QuerySet[Call]:
+    phones = sorted({d for v in subject.identifiers if (d := phone_digits(v))})
+    theirs = Q(customer_id=subject.customer_id)
+    if phones:
+        theirs |= Q(customer_id__isnull=True, phone_digits__in=phones)
+    digits = Func(
+        F("customer_phone"), Value(r"\D"), Value(""), Value("g"), function="regexp_replace"
+    )
+    return Call.objects.annotate(phone_digits=digits).filter(theirs)
 
 
 def _events_erase(subject: ErasureSubject, contact_ids: list[str]) -> int:

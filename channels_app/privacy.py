@@ -4,8 +4,11 @@
 **Raw inbound deliveries** (``InboundEvent``). A delivery is found when it holds
 one of their identifiers (e-mail, phone, a channel id, the channel id of one of their
 messages) in its body, headers or natural key, or when a web chat session token in its
-headers carries their visitor id, e-mail or name (tokens are base64 JSON, so they are
-decoded here: whatever claims a token of any version holds are checked). The person's
+headers carries their visitor id or e-mail (tokens are base64 JSON, so they are
+decoded here: whatever claims a token of any version holds are checked). A name word
+finds nothing (until 2026-12-07 it did, as a substring: erasing "Caller unknown number"
+blanked every delivery with a ``phone_number_id``); an identifier another live customer
+also has (a shared landline) is not theirs (``ErasureSubject.identifiers``). The person's
 delivery is *blanked*: body, headers and error emptied (a natural key made of their ids
 replaced by its digest), the row (channel, account, status, dates, counts) kept.
 Blanking rather than redacting is what removes personal data that a text search cannot
@@ -27,7 +30,8 @@ ana@example.com" or shared the person's phone number:
 - *someone else's that mentions them*: redacted in place (their identifiers, name words
   and message ids become ``[redacted]``, their own words ``[erased]``) and left to be
   processed as usual, dead letters staying dead letters to re-drive. JSON bodies are
-  redacted value by value (``\\u`` escapes are seen) with other senders' ids kept as
+  redacted value by value (``\\u`` escapes are seen; keys are never rewritten, except
+  one that is exactly their id, as in X's ``users`` map) with other senders' ids kept as
   they are; other bodies as text, with other senders' addresses and names kept (Anabel's
   From header when Ana is erased);
 - *a batch from several senders* (one Meta webhook with entries from several people):
@@ -40,15 +44,16 @@ ana@example.com" or shared the person's phone number:
   nothing of theirs is kept, and the loss of the other sender's message is visible in the
   admin (Channels → Inbound events), never silent.
 
-A pending delivery that only mentions one of their name words (it may be someone else's
-message) is redacted in place too, with its own staged file's storage key kept
-(``_own_staged_key_kept``).
+Names are redacted as whole words (``tickets.context.privacy.redact``): "Ana" is not
+found in "Anabel". Someone else's pending web chat message keeps its own staged file's
+storage key (``_own_staged_key_kept``).
 
 A blanked web chat delivery's file still staged (``channels_app.services.staged_uploads``:
 one never drained) is deleted from storage once the erase has committed; should that
 fail, the hourly ``webchat-uploads-purge`` deletes it (no pending event names it now).
 
-**Outbound attempts** on their tickets: request and response bodies and errors redacted.
+**Outbound deliveries** on their tickets (channel replies and chatbot hand-off callbacks):
+the last error and each attempt's request and response summaries and error redacted.
 """
 
 from __future__ import annotations
@@ -77,11 +82,12 @@ from channels_app.adapters.base import (
 from channels_app.adapters.webchat.adapter import SESSION_HEADER, event_staged_names
 from channels_app.models import InboundEvent, InboundStatus
 from channels_app.services import CHANNEL_REPLY_KIND
+from channels_app.services.handoff import CALLBACK_KIND
 from channels_app.services.staged_uploads import staged_uploads_delete_on_commit
 from support.delivery.models import Attempt
 from support.delivery.selectors import deliveries_for_subject
 from support.parsing import json_loads
-from tickets.context.privacy import ERASED, REDACTED, ErasureSubject
+from tickets.context.privacy import ERASED, REDACTED, ErasureSubject, mentions
 
 logger = logging.getLogger(__name__)
 
@@ -118,27 +124,23 @@ def _like_text(token: str) -> str:
     return f"%{escaped}%"
 
 
-def _ids_mentioning(strong: list[str], weak: list[str]) -> dict[int, bool]:
-    """Event id → whether an identifier (True) or only a name word (False) matched."""
-    found: dict[int, bool] = {}
+def _ids_mentioning(values: list[str]) -> set[int]:
+    """The events holding one of ``values`` (identifiers, message ids: never name words)."""
+    if not values:
+        return set()
     table = InboundEvent._meta.db_table
     with connection.cursor() as cursor:
-        for values, is_strong in ((strong, True), (weak, False)):
-            if not values:
-                continue
-            cursor.execute(
-                f"SELECT id FROM {table} "  # noqa: S608 - table name from the model
-                "WHERE encode(body, 'escape') ILIKE ANY(%s) "
-                "OR headers::text ILIKE ANY(%s) OR external_id ILIKE ANY(%s)",
-                [
-                    [_like_bytes(v) for v in values],
-                    [_like_text(json.dumps(v, ensure_ascii=False)[1:-1]) for v in values],
-                    [_like_text(v) for v in values],
-                ],
-            )
-            for (event_id,) in cursor.fetchall():
-                found[event_id] = found.get(event_id, False) or is_strong
-    return found
+        cursor.execute(
+            f"SELECT id FROM {table} "  # noqa: S608 - table name from the model
+            "WHERE encode(body, 'escape') ILIKE ANY(%s) "
+            "OR headers::text ILIKE ANY(%s) OR external_id ILIKE ANY(%s)",
+            [
+                [_like_bytes(v) for v in values],
+                [_like_text(json.dumps(v, ensure_ascii=False)[1:-1]) for v in values],
+                [_like_text(v) for v in values],
+            ],
+        )
+        return {event_id for (event_id,) in cursor.fetchall()}
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -158,11 +160,13 @@ def token_claims(token: str) -> dict[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
-def _webchat_ids_for(subject: ErasureSubject) -> dict[int, bool]:
-    """Web chat deliveries whose session token names the person (base64: no SQL match)."""
+def _webchat_ids_for(subject: ErasureSubject) -> set[int]:
+    """Web chat deliveries whose session token carries one of the person's identifiers
+    (base64: no SQL match). A name claim alone is not theirs: anyone may be called so."""
     strong = {v.lower() for v in subject.identifiers}
-    weak = {v.lower() for v in subject.tokens}
-    found: dict[int, bool] = {}
+    found: set[int] = set()
+    if not strong:
+        return found
     events = InboundEvent.objects.filter(channel="webchat").only("id", "headers")
     for event in events.iterator(chunk_size=2000):
         token = (event.headers or {}).get(SESSION_HEADER, "")
@@ -170,18 +174,15 @@ def _webchat_ids_for(subject: ErasureSubject) -> dict[int, bool]:
             continue
         values = {str(v).strip().lower() for v in token_claims(token).values() if v}
         if values & strong:
-            found[event.pk] = True
-        elif any(w in v for v in values for w in weak):
-            found.setdefault(event.pk, False)
+            found.add(event.pk)
     return found
 
 
 def inbound_events_erase(subject: ErasureSubject) -> int:
     """Blank the person's raw deliveries, redact the ones that only mention them; see the
     module docstring. Returns the rows changed."""
-    found = _ids_mentioning([*subject.identifiers, *subject.message_ids], subject.tokens)
-    for event_id, is_strong in _webchat_ids_for(subject).items():
-        found[event_id] = found.get(event_id, False) or is_strong
+    found = _ids_mentioning([*subject.identifiers, *subject.message_ids])
+    found |= _webchat_ids_for(subject)
     theirs = _Theirs(subject)
     changed = 0
     now = timezone.now()
@@ -191,8 +192,6 @@ def inbound_events_erase(subject: ErasureSubject) -> int:
         fields = ["body", "headers", "summary", "error", "updated_at"]
         if not pending:
             staged += _blank(event, subject, fields, ERASED_NOTE)
-        elif not found[event.pk]:  # a name word only: someone else's message, keep it going
-            _redact_in_place(event, subject, fields)
         else:
             verdict, kept = _pending_split(event, theirs)
             if verdict in (_MENTION, _MIXED):
@@ -237,20 +236,10 @@ def _blank(event: InboundEvent, subject: ErasureSubject, fields: list[str], note
 
 
 def _redact_in_place(
-    event: InboundEvent,
-    redactor: ErasureSubject,
-    fields: list[str],
-    *,
-    body: bytes | None = None,
+    event: InboundEvent, redactor: ErasureSubject, fields: list[str], *, body: bytes
 ) -> None:
     """Someone else's pending delivery, kept to be processed with the person's
     identifiers and words replaced (``body``: already redacted by ``_pending_split``)."""
-    if body is None:
-        text = bytes(event.body).decode("utf-8", "replace")
-        redacted = redactor.redact(text)
-        if event.channel == "webchat":
-            redacted = _own_staged_key_kept(event, redacted)
-        body = redacted.encode()
     event.body = body
     if event.channel != "webchat" and redactor.redact(event.external_id) != event.external_id:
         # (a web chat key is the sender's visitor id and names where its file is staged)
@@ -289,9 +278,7 @@ class _Theirs:
         tokens = sorted({*subject.tokens, *subject.message_ids}, key=len, reverse=True)
         # Their messages' channel ids too (a reply's context names the message it quotes).
         self.redactor = dataclasses.replace(subject, tokens=tokens)
-        self.pattern = (
-            re.compile("|".join(re.escape(t) for t in tokens), re.IGNORECASE) if tokens else None
-        )
+        self.tokens = tokens
 
     def is_theirs(self, value: object) -> bool:
         if not isinstance(value, str | int) or isinstance(value, bool):
@@ -328,13 +315,14 @@ class _Theirs:
         strings (other senders' addresses and names) are left out of the search."""
         if items is None or [_parties(i) for i in items if _parties(i)] != senders:
             return True
-        if self.pattern is None:
+        if not self.tokens:
             return False
         others = _any_of(protected)
         for item in items:
             for text in _strings(item):
                 text = others.sub(" ", text) if others else text
-                if self.pattern.search(text.replace(REDACTED, " ").replace(ERASED, " ")):
+                # as the redaction matches them: whole words ("Ana" is not in "Anabel")
+                if mentions(text.replace(REDACTED, " ").replace(ERASED, " "), self.tokens):
                     return True
         return False
 
@@ -408,8 +396,10 @@ def _without_their_entries(value: Any, theirs: _Theirs) -> Any:
 
 
 def _redact_keys_too(value: Any, theirs: _Theirs) -> Any:
-    """``redact_json`` that also redacts keys and keeps other people's ids as they are
-    (a sender id holding one of their name words is still that sender's)."""
+    """``redact_json`` that keeps other people's ids as they are (a sender id holding one
+    of their name words is still that sender's). Keys are the sender's format, never
+    rewritten ("display_phone_number" stays whatever the name words), except a key that
+    is exactly one of their ids (X's ``users`` map), which becomes ``[redacted]``."""
     if isinstance(value, list):
         return [_redact_keys_too(v, theirs) for v in value]
     if not isinstance(value, dict):
@@ -424,7 +414,7 @@ def _redact_keys_too(value: Any, theirs: _Theirs) -> Any:
             if theirs.is_theirs(party):
                 out[key]["id"] = REDACTED
         else:
-            out[theirs.redactor.redact(key)] = _redact_keys_too(item, theirs)
+            out[REDACTED if theirs.is_theirs(key) else key] = _redact_keys_too(item, theirs)
     return out
 
 
@@ -504,9 +494,11 @@ def _own_staged_key_kept(event: InboundEvent, redacted: str) -> str:
 def outbound_erase(subject: ErasureSubject) -> int:
     """Redact what was sent to the person on their tickets, and what came back."""
     changed = 0
+    # Channel replies, and the hand-off bot's callbacks (a bot's error answer may quote
+    # the person: "conversation of ana@example.com is closed").
     deliveries = deliveries_for_subject(
-        subject_type="ticket", subject_ids=list(subject.ticket_ids), target_kind=CHANNEL_REPLY_KIND
-    )
+        subject_type="ticket", subject_ids=list(subject.ticket_ids)
+    ).filter(target_kind__in=[CHANNEL_REPLY_KIND, CALLBACK_KIND])
     for delivery in deliveries:
         delivery.last_error = subject.redact(delivery.last_error)
         delivery.save(update_fields=["last_error"])

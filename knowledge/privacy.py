@@ -4,8 +4,10 @@ drafts (a draft greets the customer by name; outcome and citations stay for the 
 
 Feedback on the person's tickets keeps its verdict (helpful or not: the figures the KB
 report counts) and loses the person: their identifiers and own words are redacted from
-the comment and the stored passage. A comment on any other ticket that names them is
-redacted too.
+the comment and the stored passage. A comment or draft on any other ticket that holds
+one of their identifiers (e-mail, phone, a channel id) is redacted too; a name word alone
+selects nothing there (it may be another customer's name: until 2026-12-07 "number" in a
+name redacted every comment saying "order number").
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from tickets.context.privacy import ErasureSubject
 
 def knowledge_erase(subject: ErasureSubject) -> int:
     mentions = Q(ticket_id__in=subject.ticket_ids)
-    for token in subject.tokens:
-        mentions |= Q(comment__icontains=token) | Q(passage__icontains=token)
+    for value in subject.identifiers:
+        mentions |= Q(comment__icontains=value) | Q(passage__icontains=value)
     changed = 0
     for feedback in SuggestionFeedback.objects.filter(mentions):
         comment, passage = subject.redact(feedback.comment), subject.redact(feedback.passage)
@@ -28,8 +30,8 @@ def knowledge_erase(subject: ErasureSubject) -> int:
             feedback.save(update_fields=["comment", "passage", "updated_at"])
             changed += 1
     drafts = Q(ticket_id__in=subject.ticket_ids)
-    for token in subject.tokens:
-        drafts |= Q(text__icontains=token)
+    for value in subject.identifiers:
+        drafts |= Q(text__icontains=value)
     for draft in ReplyDraft.objects.filter(drafts).only("id", "text"):
         text = subject.redact(draft.text)
         if text != draft.text:

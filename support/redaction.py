@@ -384,6 +384,11 @@ def _fold(text: str) -> tuple[str, list[int] | None]:
     return folded, origin
 
 
+#: The folding names are compared in (accents and apostrophes), with where each folded
+#: character came from: for other modules that match names as this one does (erasure).
+fold = _fold
+
+
 def _folded_variants(variants: Iterable[str]) -> tuple[str, ...]:
     """Each variant folded, also without its apostrophes ("obrien") and with German
     umlauts written out ("mueller"), longest first."""

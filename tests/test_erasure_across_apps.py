@@ -15,6 +15,12 @@ from django.db import connection
 from channels_app.adapters.meta.common import meta_signature
 from channels_app.models import InboundEvent
 from channels_app.tests.conftest import make_account, wa_body
+from channels_app.tests.test_email_events import (  # noqa: F401  (fixtures)
+    email_account,
+    keys,
+    post_events,
+    sent_reply,
+)
 from routing.models import RoutingDecision
 from support.delivery.models import Attempt
 from tickets.context import privacy
@@ -394,3 +400,238 @@ def test_erase_a_customer_who_used_every_channel_and_called(
     assert {bytes(e.body) for e in InboundEvent.objects.all()} == {b""}
     assert Ticket.objects.filter(customer=customer).count() == 7
     assert SuggestionFeedback.objects.get().helpful is False
+
+
+# --- what erasing one customer must leave alone (review 2026-12-07) ---------------------
+
+
+def _wa_delivery(sender: str, name: str, mid: str, text: str) -> bytes:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "106540352242922"},
+        "contacts": [{"profile": {"name": name}, "wa_id": sender}],
+        "messages": [
+            {
+                "from": sender,
+                "id": mid,
+                "timestamp": "1764100000",
+                "type": "text",
+                "text": {"body": text},
+            }
+        ],
+    }
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "waba", "changes": [{"field": "messages", "value": value}]}],
+        }
+    ).encode()
+
+
+def test_erasing_a_customer_leaves_other_customers_records_alone(
+    supervisor: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Before: each name word was matched as a substring across the whole database, so
+    erasing the product's own "Caller unknown number" (an anonymous caller's IVR failure)
+    blanked Bea's processed delivery, rewrote her dead letter's JSON keys
+    ("phone_[redacted]_id") and text, her outbox payloads and audit note, and replaced her
+    admin log entry by "[erased]". Only rows tied to the person (their customer id,
+    tickets, identifiers, message ids) are touched now, and names as whole words."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    from calls.models import Call
+    from calls.services.ivr import escalation_create
+    from channels_app.models import InboundStatus
+    from channels_app.services import inbound_event_process
+    from support.models import AuditLog, OutboxEvent
+    from support.services import audit_log_record
+    from tickets.models import Message
+
+    account = make_account("whatsapp")
+    first = _wa_delivery(
+        "34611111111", "Bea Lopez", "wamid.BEA1", "My phone number changed, is my order lost?"
+    )
+    done = InboundEvent.objects.create(
+        channel="whatsapp", account=account, external_id="bea-1", body=first
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound_event_process(event_id=done.pk)
+    bea = Message.objects.get(channel_message_id="wamid.BEA1").ticket.customer
+    second = _wa_delivery(
+        "34611111111",
+        "Bea Lopez",
+        "wamid.BEA2",
+        "Tracking number please, the parcel is unknown to the courier",
+    )
+    dead = InboundEvent.objects.create(
+        channel="whatsapp",
+        account=account,
+        external_id="bea-2",
+        body=second,
+        status=InboundStatus.DEAD,
+        attempts=5,
+        error="was failing",
+    )
+    audit_log_record(
+        actor=supervisor,
+        action="customer.update",
+        object_type="customer",
+        object_id=bea.pk,
+        details={"changed": ["phone"], "note": "new phone number"},
+    )
+    repr_ = "Bea Lopez (phone number +34611111111)"
+    LogEntry.objects.create(
+        user=supervisor,
+        content_type=ContentType.objects.get_for_model(Customer),
+        object_id=str(bea.pk),
+        object_repr=repr_,
+        action_flag=CHANGE,
+        change_message="[]",
+    )
+    payloads = dict(OutboxEvent.objects.values_list("id", "payload"))
+
+    call = Call.objects.create(contact_id="c-anon", customer_phone="")
+    with django_capture_on_commit_callbacks(execute=True):
+        escalation_create(call=call, kind="no_input", reason="caller said nothing")
+    call.refresh_from_db()
+    anon = call.customer
+    assert anon is not None
+    assert anon.name == "Caller unknown number"
+    with django_capture_on_commit_callbacks(execute=True):
+        privacy.customer_erase(customer=anon, actor=supervisor, via="test")
+
+    done.refresh_from_db()
+    dead.refresh_from_db()
+    assert (bytes(done.body), done.error) == (first, "")
+    assert (bytes(dead.body), dead.status, dead.error) == (second, "dead", "was failing")
+    after = dict(OutboxEvent.objects.filter(pk__in=payloads).values_list("id", "payload"))
+    assert after == payloads
+    note = AuditLog.objects.get(action="customer.update", object_id=str(bea.pk))
+    assert note.details["note"] == "new phone number"
+    assert LogEntry.objects.get(object_id=str(bea.pk)).object_repr == repr_
+    anon.refresh_from_db()
+    assert anon.name == ""
+    # Re-driven, Bea's dead letter still says what she wrote.
+    dead.status = InboundStatus.RECEIVED
+    dead.save(update_fields=["status"])
+    with django_capture_on_commit_callbacks(execute=True):
+        inbound_event_process(event_id=dead.pk)
+    assert Message.objects.get(channel_message_id="wamid.BEA2").body_text == (
+        "Tracking number please, the parcel is unknown to the courier"
+    )
+
+
+def test_a_shared_phone_number_erases_only_her_calls_and_messages(
+    supervisor: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Bob and Alice share a landline. Before: erasing Alice erased Bob's call (its number
+    contained hers) and blanked and closed Bob's pending WhatsApp message from it."""
+    from calls.models import Call, Transcript
+    from channels_app.models import InboundStatus
+    from tickets.services import customer_get_or_create
+
+    phone = "+14155550100"
+    bob, _ = customer_get_or_create(name="Bob Baker", email="bob@example.com", phone=phone)
+    call = Call.objects.create(contact_id="c-bob", customer=bob, customer_phone=phone)
+    segments = [
+        {"speaker": "customer", "text": "My fridge is leaking water"},
+        {"speaker": "agent", "text": "Sorry to hear that Bob"},
+    ]
+    Transcript.objects.create(call=call, source="transcribe", text="x", segments=segments)
+    # No one was matched to this call from the shared number: not hers to erase either.
+    unmatched = Call.objects.create(contact_id="c-none", customer_phone=phone)
+    body = _wa_delivery("14155550100", "Bob Baker", "wamid.BOB9", "Bob here: when?")
+    pending = InboundEvent.objects.create(
+        channel="whatsapp",
+        account=make_account("whatsapp"),
+        external_id="bob-9",
+        status=InboundStatus.RETRYING,
+        body=body,
+    )
+    alice, _ = customer_get_or_create(name="Alice Baker", email="alice@example.com", phone=phone)
+    # Cleo's own number, written another way on a call matched to no one: hers.
+    cleo, _ = customer_get_or_create(
+        name="Cleo Park", email="cleo@example.com", phone="+14155550199"
+    )
+    cleos = Call.objects.create(contact_id="c-cleo", customer_phone="+1 (415) 555-0199")
+    longer = Call.objects.create(contact_id="c-long", customer_phone="+141555501990")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        privacy.customer_erase(customer=alice, actor=supervisor, via="test")
+        privacy.customer_erase(customer=cleo, actor=supervisor, via="test")
+
+    call.refresh_from_db()
+    unmatched.refresh_from_db()
+    pending.refresh_from_db()
+    assert (call.customer_id, call.customer_phone) == (bob.pk, phone)
+    assert Transcript.objects.get(call=call).segments == segments
+    assert unmatched.customer_phone == phone
+    assert (pending.status, bytes(pending.body)) == (InboundStatus.RETRYING, body)
+    cleos.refresh_from_db()
+    longer.refresh_from_db()
+    assert cleos.customer_phone == ""
+    assert longer.customer_phone == "+141555501990"
+
+
+def test_a_bounce_reason_naming_the_address_is_redacted(
+    sent_reply: Any,  # noqa: F811
+    post_events: Any,  # noqa: F811
+    supervisor: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Before: the reply's ``delivery_error`` kept SendGrid's bounce reason, which quotes
+    the address."""
+    from channels_app.tests.test_email_events import event
+    from tickets.models import Message
+
+    customer = sent_reply.ticket.customer
+    address = customer.email
+    reason = f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+    post_events([event(sent_reply.pk, "bounce", "bnc-1", type="bounce", reason=reason)])
+    sent_reply.refresh_from_db()
+    assert address in sent_reply.delivery_error
+    with django_capture_on_commit_callbacks(execute=True):
+        privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    sent_reply.refresh_from_db()
+    assert "<[redacted]>: Recipient address rejected" in sent_reply.delivery_error
+    assert not Message.objects.filter(delivery_error__icontains=address).exists()
+
+
+@responses.activate
+def test_a_chatbot_callback_that_failed_on_their_ticket_is_redacted(
+    client: Any,
+    agent: Any,
+    supervisor: Any,
+    settings: Any,
+    tmp_path: Any,
+    monkeypatch: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Before: only channel replies were redacted; a hand-off bot's callback dead letter
+    kept the bot's answer quoting the person."""
+    from channels_app.tests.test_handoff_files import CALLBACK, SENDGRID, _handoff
+    from support.delivery.models import Delivery
+
+    settings.MEDIA_ROOT = tmp_path
+    settings.SITE_URL = "https://support.example.com"
+    monkeypatch.setattr("support.safe_urls._resolve", lambda host, port: ["93.184.216.34"])
+    email = make_account("email")
+    email.settings = {"from_email": "support@acme.test"}
+    email.save()
+    make_account("chatbot")
+    ticket = _handoff(client, customer_email="jane.doe@example.org", customer_name="Jane Doe")
+    responses.post(SENDGRID, status=202, headers={"X-Message-Id": "sg-1"})
+    answer = '{"error":"conversation of jane.doe@example.org (Jane Doe) is closed"}'
+    responses.post(CALLBACK, status=422, body=answer)
+    with django_capture_on_commit_callbacks(execute=True):
+        message_add(ticket=ticket, body="Hello Jane, fixed it.", author_user=agent)
+    callback = Delivery.objects.get(target_kind="chatbot_callback")
+    assert "jane.doe@example.org" in callback.last_error
+    with django_capture_on_commit_callbacks(execute=True):
+        privacy.customer_erase(customer=ticket.customer, actor=supervisor, via="test")
+    callback.refresh_from_db()
+    assert "conversation of [redacted] ([redacted] [redacted]) is closed" in callback.last_error
+    assert _scan(["jane.doe@example.org", "jane.doe", "Jane Doe"]) == []
+    attempt = Attempt.objects.get(delivery=callback)
+    assert "[redacted]" in attempt.error

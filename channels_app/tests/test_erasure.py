@@ -48,20 +48,67 @@ def _subject() -> ErasureSubject:
     )
 
 
-def test_a_pending_delivery_naming_them_only_by_a_name_word_is_redacted_not_blanked():
+def test_deliveries_naming_them_only_by_a_name_word_are_left_alone():
+    """A name word is anyone's: a delivery holding none of their identifiers is someone
+    else's and is not touched, pending or processed, whatever it says (before 2026-12-07
+    the pending one was redacted and the processed one blanked)."""
     account = make_account("whatsapp")
+    body = wa_body("15550001111", "wamid.O-1", "My neighbour Zelda said you fix kettles")
     other = InboundEvent.objects.create(
         channel="whatsapp",
         account=account,
         external_id="other-1",
         headers={"user-agent": "facebookexternalua"},
-        body=wa_body("15550001111", "wamid.O-1", "My neighbour Zelda said you fix kettles"),
+        body=body,
     )
-    assert inbound_events_erase(_subject()) == 1
+    done = InboundEvent.objects.create(
+        channel="whatsapp",
+        account=account,
+        external_id="other-2",
+        body=wa_body("15550002222", "wamid.O-2", "Zelda Quimby? Never heard of her"),
+        status=InboundStatus.PROCESSED,
+    )
+    assert inbound_events_erase(_subject()) == 0
     other.refresh_from_db()
-    assert other.status == InboundStatus.RECEIVED  # still to be processed
-    assert b"My neighbour [redacted] said you fix kettles" in bytes(other.body)
+    done.refresh_from_db()
+    assert (other.status, bytes(other.body)) == (InboundStatus.RECEIVED, body)
     assert other.headers == {"user-agent": "facebookexternalua"}
+    assert b"Zelda Quimby? Never heard of her" in bytes(done.body)
+
+
+def test_a_kept_deliverys_json_keys_are_never_rewritten():
+    """Someone else's pending delivery naming them by an identifier is redacted value by
+    value, as whole words; its keys stay ("phone_number_id" while "Number" is one of their
+    name words: before 2026-12-07 it became "phone_[redacted]_id")."""
+    account = make_account("whatsapp")
+    subject = ErasureSubject(
+        customer_id=1,
+        ticket_ids=[],
+        tokens=["nina.number@example.org", "Nina Number", "Number", "Nina"],
+        identifiers=["nina.number@example.org"],
+    )
+    event = _pending(
+        account,
+        "k-1",
+        _wa_batch(
+            [("34611111111", "Bea")],
+            [
+                _wa_message(
+                    "34611111111",
+                    "wamid.K1",
+                    "My order changed; Nina Number (nina.number@example.org) knows",
+                )
+            ],
+        ),
+    )
+    assert inbound_events_erase(subject) == 1
+    event.refresh_from_db()
+    assert event.status == InboundStatus.RECEIVED
+    value = json.loads(bytes(event.body))["entry"][0]["changes"][0]["value"]
+    assert value["metadata"] == {"phone_number_id": "106540352242922"}
+    assert value["messages"][0]["text"]["body"] == (
+        "My order changed; [redacted] ([redacted]) knows"
+    )
 
 
 def test_a_web_chat_delivery_is_found_through_its_session_token():

@@ -230,16 +230,17 @@ def test_a_failed_delete_is_logged_without_the_file_and_the_purge_goes_on(
     assert staged_key(second) not in logged
 
 
-def test_someone_elses_pending_file_survives_an_erasure_that_redacts_its_message(
+def test_someone_elses_pending_file_survives_an_erasure_of_a_visitor_it_names(
     client: Client,
     account: ChannelAccount,
     tmp_path: Path,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    """Erasing Vera redacts her name out of another visitor's pending message that mentions
-    it; the storage key of that visitor's own file stays as it was (a file named after her
-    kettle, "vera-kettle.png", would otherwise point nowhere: the message arrived without
-    its file, and the hourly purge then deleted it)."""
+    """Erasing Vera leaves another visitor's pending message that only has her name in it
+    ("vera-kettle.png") as it is: a name word is not hers, and Eve's delivery holds none
+    of Vera's identifiers (before 2026-12-07 it was redacted, and before that its file's
+    storage key with it, so the message arrived without its file and the hourly purge then
+    deleted it)."""
     from channels_app.services.drain import inbound_event_process
 
     vera = new_session(account)
@@ -250,14 +251,14 @@ def test_someone_elses_pending_file_survives_an_erasure_that_redacts_its_message
     pending = upload(client, account, eve, name="vera-kettle.png", client_id="client-eve-0001")
     key = staged_key(pending)
     assert "vera" in key
+    before = bytes(pending.body)
 
     with django_capture_on_commit_callbacks(execute=True):
         privacy.customer_erase(customer=customer, actor=None, via="test")
     pending.refresh_from_db()
     assert pending.status == InboundStatus.RECEIVED  # still to be delivered
-    body = json.loads(bytes(pending.body))
-    assert "vera" not in body["file"]["name"].lower()  # her name is gone from the message
-    assert body["file"]["key"] == key  # the file's storage key is not hers to redact
+    assert bytes(pending.body) == before  # Eve's, untouched
+    assert json.loads(before)["file"]["key"] == key
 
     with django_capture_on_commit_callbacks(execute=True):
         inbound_event_process(event_id=pending.pk)

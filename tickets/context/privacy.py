@@ -7,6 +7,9 @@ transcripts handed over with them) and the subjects of the tickets they opened a
 replaced by ``[erased]``, their attachments deleted, and every other place the person's
 name, email, phone, channel ids or own words appear (agent replies, other subjects, event
 payloads, the audit and admin logs, interaction summaries, CSAT comments) is redacted.
+Only rows tied to the person are touched (their customer id, their tickets, an identifier
+of theirs, their messages' channel ids; never rows found by a name word alone), and names
+are redacted there as whole words.
 Other apps that keep personal data register an :func:`register_erasure_hook`; the
 :class:`ErasureSubject` they get says how to find the person's rows and redact them.
 Both operations write an audit-log entry (who, when, what was counted; never the
@@ -19,7 +22,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property, partial
+from functools import cached_property, lru_cache, partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,11 +30,12 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.postgres.search import SearchVector
 from django.db import transaction
-from django.db.models import Q, Value
+from django.db.models import F, Func, Q, Value
 from django.utils import timezone
 
 from support.errors import PermanentError, RetryableError
 from support.models import AuditLog, OutboxEvent
+from support.redaction import fold  # the folding support.redaction matches names in
 from support.services import audit_log_record
 from tickets.context.cache import context_invalidate
 from tickets.context.interactions import get_backend
@@ -43,6 +47,7 @@ from tickets.models import (
     Customer,
     Direction,
     Message,
+    MessageKind,
     Ticket,
 )
 
@@ -60,8 +65,12 @@ class ErasureSubject:
     - ``tokens``: every string that identifies them (name and its words, e-mail, phone and
       its digits, channel ids and display names), longest first;
     - ``identifiers``: the part of ``tokens`` that identifies them beyond doubt (e-mail,
-      phone and its digits, channel ids): a raw record holding one of these is theirs,
-      while a name alone may be someone else's;
+      phone and its digits, channel ids) and no other live customer has (a household's
+      shared landline is not one: it also finds the other customer's calls and
+      messages): a record holding one of these is about them, while a name alone may be
+      someone else's. Only these, their ``customer_id``, ``ticket_ids`` and
+      ``message_ids`` select rows; ``tokens`` (name words included) then redact what was
+      selected, as whole words (see :func:`redact`);
     - ``message_ids``: the channel ids of their own messages (wamid, mid, Message-ID...);
     - ``texts``: their own words (message bodies, each line and sentence of them, and the
       subjects of the tickets they opened), to remove wherever they were copied.
@@ -268,13 +277,73 @@ def _tokens(customer: Customer, identities: list[ChannelIdentity]) -> tuple[list
     strong = {customer.email, customer.phone}
     # Phone numbers are often written without the leading + or spaces.
     if customer.phone:
-        strong.add(re.sub(r"\D", "", customer.phone))
+        strong.add(digits_of(customer.phone))
     strong.update(identity.external_id for identity in identities)
     raw = {customer.name, *strong, *(i.display_name for i in identities)}
-    # Names also appear in part ("Hi Ada"): each name word of 3+ letters.
+    # Names also appear in part ("Hi Ada"): each name word of 3+ letters (matched as a
+    # whole word, and only in rows already found to be theirs).
     for name in (customer.name, *(i.display_name for i in identities)):
-        raw.update(part for part in re.split(r"\s+", name) if len(part) >= 3)
+        for part in re.split(r"\s+", name):
+            part = part.strip(_NAME_PUNCTUATION)
+            if len(part) >= 3:
+                raw.add(part)
+    strong -= _shared_with_others(customer, _clean(strong))
     return _clean(raw), _clean(strong)
+
+
+_NAME_PUNCTUATION = "()[]{}<>:;,\"'"
+
+
+def digits_of(value: str) -> str:
+    return re.sub(r"\D", "", value)
+
+
+def _digits_expr(field_name: str) -> Func:
+    return Func(F(field_name), Value(r"\D"), Value(""), Value("g"), function="regexp_replace")
+
+
+_PHONE_SHAPE = re.compile(r"\+?[\d\s().-]{7,}")
+
+
+def phone_digits(value: str) -> str:
+    """The digits of a value shaped like a phone number ("+1 415-555 0100"), else ""."""
+    return digits_of(value) if _PHONE_SHAPE.fullmatch(value.strip()) else ""
+
+
+def _shared_with_others(customer: Customer, values: list[str]) -> set[str]:
+    """Those of the customer's identifiers that another customer also has (their e-mail,
+    phone, or a channel id): a shared household number or mailbox identifies neither."""
+    if not values:
+        return set()
+    others = Customer.objects.exclude(pk=customer.pk)
+    same_email, same_id = Q(), Q()
+    for value in values:
+        same_email |= Q(email__iexact=value)
+        same_id |= Q(external_id__iexact=value)
+    taken = {e.lower() for e in others.filter(same_email).values_list("email", flat=True)}
+    taken |= {
+        i.lower()
+        for i in ChannelIdentity.objects.exclude(customer_id=customer.pk)
+        .filter(same_id)
+        .values_list("external_id", flat=True)
+    }
+    digits = {d for v in values if (d := phone_digits(v))}
+    if digits:
+        shared_digits = set(
+            others.annotate(digits=_digits_expr("phone"))
+            .filter(digits__in=digits)
+            .values_list("digits", flat=True)
+        )
+        shared_digits |= {
+            d
+            for i in ChannelIdentity.objects.exclude(customer_id=customer.pk)
+            .annotate(digits=_digits_expr("external_id"))
+            .filter(digits__in=digits)
+            .values_list("external_id", flat=True)
+            if (d := phone_digits(i))
+        }
+        taken |= {v.lower() for v in values if phone_digits(v) in shared_digits}
+    return {v for v in values if v.lower() in taken}
 
 
 MIN_PHRASE = 8  # shorter own words ("ok", "thanks!") identify no one and are left alone
@@ -302,10 +371,46 @@ def phrases_pattern(phrases: Iterable[str]) -> re.Pattern[str] | None:
 
 
 def redact(text: str, tokens: list[str]) -> str:
+    """``text`` with each token replaced by ``[redacted]``: as a whole word (a name word is
+    not found inside another word: "Ana" stays in "Anabel", "number" in "phone_number"),
+    case-insensitively and in the folded form ``support.redaction`` compares names in
+    ("José" is found as "Jose")."""
     if not text or not tokens:
         return text
-    pattern = "|".join(re.escape(t) for t in tokens)
-    return re.sub(pattern, REDACTED, text, flags=re.IGNORECASE)
+    pattern = tokens_pattern(tuple(tokens))
+    if pattern is None:
+        return text
+    folded, origin = fold(text)
+    out: list[str] = []
+    last = 0
+    for match in pattern.finditer(folded):
+        start, end = match.span()
+        if origin is not None:
+            start, end = origin[start], origin[end - 1] + 1
+        out += (text[last:start], REDACTED)
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def mentions(text: str, tokens: list[str]) -> bool:
+    """Whether :func:`redact` would change ``text``."""
+    pattern = tokens_pattern(tuple(tokens)) if text and tokens else None
+    return bool(pattern and pattern.search(fold(text)[0]))
+
+
+@lru_cache(maxsize=64)
+def tokens_pattern(tokens: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One case-insensitive pattern for the tokens (longest first), each as a whole word:
+    no letter or digit just before one that starts with a letter or digit ("_" is a
+    boundary: "Invoice_Jane_Doe"), no letter just after one ending in a letter (digits
+    may follow a name: "@ana88") and no digit after one ending in a digit."""
+    parts = []
+    for token in sorted({fold(t)[0] for t in tokens if t}, key=len, reverse=True):
+        before = r"(?<![^\W_])" if token[0].isalnum() else ""
+        after = r"(?!\d)" if token[-1].isdigit() else r"(?![^\W\d_])" if token[-1].isalpha() else ""
+        parts.append(before + re.escape(token) + after)
+    return re.compile("|".join(parts), re.IGNORECASE) if parts else None
 
 
 def redact_json(value: Any, tokens: list[str]) -> Any:
@@ -318,12 +423,15 @@ def redact_json(value: Any, tokens: list[str]) -> Any:
     return value
 
 
-def _text_match(field: str, tokens: list[str]) -> Q:
-    if not tokens:
+def _text_match(field: str, values: list[str]) -> Q:
+    """Rows whose ``field`` holds one of ``values`` (case-insensitive, anywhere): only ever
+    given identifiers or message ids, never name words (which would find other people's
+    rows: "number" is in every "phone_number_id")."""
+    if not values:
         return Q(pk__in=[])  # matches nothing
     q = Q()
-    for token in tokens:
-        q |= Q(**{f"{field}__icontains": token})
+    for value in values:
+        q |= Q(**{f"{field}__icontains": value})
     return q
 
 
@@ -340,8 +448,8 @@ def customer_erase(*, customer: Customer, actor: Any, via: str) -> dict[str, int
     meanwhile. Should a step outside fail, ``ErasureIncomplete`` reaches the caller and
     erasing again finishes the job (each step finds what is left by ids); the audit-log
     row is written once everything is done."""
-    counts, first, subject, own_ids = _customer_erase_rows(customer=customer, actor=actor)
-    counts.update(_erase_outside_database(subject, own_ids))
+    counts, first, subject, file_ids = _customer_erase_rows(customer=customer, actor=actor)
+    counts.update(_erase_outside_database(subject, file_ids))
     with transaction.atomic():
         if first:
             CustomerErasure.objects.filter(customer_id=customer.pk).update(counts=counts)
@@ -374,15 +482,16 @@ class ErasureIncomplete(Exception):
 OUTSIDE_ERRORS = (OSError, BotoCoreError, ClientError, RetryableError, PermanentError)
 
 
-def _erase_outside_database(subject: ErasureSubject, own_ids: list[int]) -> dict[str, int]:
+def _erase_outside_database(subject: ErasureSubject, file_ids: list[int]) -> dict[str, int]:
     """The erase steps outside PostgreSQL, after the rows' erase committed (no transaction
     open). Each is idempotent and finds its work by ids, so a repeat erase finishes what a
-    failure left (``ErasureIncomplete`` says so)."""
+    failure left (``ErasureIncomplete`` says so). ``file_ids``: the messages whose
+    attachments' files go (the customer's own, and the replies that sent them files)."""
     steps: list[tuple[str, str, Callable[[], int]]] = [
         (
             "attachments_deleted",
             "deleting attachment files",
-            lambda: _attachment_files_erase(own_ids),
+            lambda: _attachment_files_erase(file_ids),
         ),
         (
             "interactions_erased",
@@ -420,7 +529,8 @@ def _customer_erase_rows(
 ) -> tuple[dict[str, int], bool, ErasureSubject, list[int]]:
     """Every database row, in one transaction (nothing outside PostgreSQL: see
     ``customer_erase``); returns the counts, whether this was the customer's first
-    erasure, the subject and the ids of the customer's own messages."""
+    erasure, the subject and the ids of the messages whose attachment files are deleted
+    after commit (the customer's own, and the replies that sent them files)."""
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
     identities = list(ChannelIdentity.objects.filter(customer=customer))
     tokens, identifiers = _tokens(customer, identities)
@@ -451,29 +561,44 @@ def _customer_erase_rows(
     Attachment.objects.filter(message_id__in=own_ids).update(
         filename=ERASED, external_url="", external_media_id=""
     )
+    # Files sent to them (an invoice "Invoice Jane Doe.pdf" billing them by name): their
+    # names redacted here, the files (whose storage keys are built from those names) and
+    # then the rows deleted after commit, like their own.
+    sent_ids = list(
+        Message.objects.filter(
+            ticket_id__in=ticket_ids, direction=Direction.OUTBOUND, kind=MessageKind.PUBLIC
+        )
+        .exclude(pk__in=own_ids)
+        .filter(attachments__isnull=False)
+        .values_list("id", flat=True)
+        .distinct()
+    )
+    for attachment in Attachment.objects.filter(message_id__in=sent_ids).only("filename"):
+        filename = subject.redact(attachment.filename)
+        if filename != attachment.filename:
+            attachment.filename = filename
+            attachment.save(update_fields=["filename"])
     counts["messages_anonymised"] = Message.objects.filter(pk__in=own_ids).update(
         body_text=ERASED, body_html="", metadata={}
     )
     # Everything else on their tickets (agent replies, notes, system entries): redacted.
     others = Message.objects.filter(ticket_id__in=ticket_ids).exclude(pk__in=own_ids)
     changed = []
-    for message in others.only("body_text", "body_html", "metadata", "channel_message_id"):
-        before = (message.body_text, message.body_html, message.metadata)
+    fields = ["body_text", "body_html", "metadata", "delivery_error", "channel_message_id"]
+    for message in others.only(*fields):
+        before = [getattr(message, name) for name in fields]
         message.body_text = subject.redact(message.body_text)
         message.body_html = subject.redact(message.body_html)
         message.metadata = subject.redact_json(message.metadata)
-        cmid = message.channel_message_id
-        if cmid:
-            message.channel_message_id = subject.redact(cmid)
-        if before != (message.body_text, message.body_html, message.metadata) or (
-            cmid != message.channel_message_id
-        ):
+        # A bounce names the address ("550 5.1.1 <ana@example.com>: User unknown").
+        message.delivery_error = subject.redact(message.delivery_error)
+        if message.channel_message_id:
+            message.channel_message_id = subject.redact(message.channel_message_id)
+        if before != [getattr(message, name) for name in fields]:
             changed.append(message)
-    Message.objects.bulk_update(
-        changed, ["body_text", "body_html", "metadata", "channel_message_id"]
-    )
+    Message.objects.bulk_update(changed, fields)
     Message.objects.filter(pk__in=own_ids, channel_message_id__isnull=False).filter(
-        _text_match("channel_message_id", tokens)
+        _text_match("channel_message_id", tokens)  # their own rows: any mention will do
     ).update(channel_message_id=None)
     counts["messages_redacted"] = len(changed)
 
@@ -525,7 +650,7 @@ def _customer_erase_rows(
     )
     # A cache delete, now and after commit: on a rollback it only costs a rebuild.
     context_invalidate(customer.pk)
-    return counts, first, subject, own_ids
+    return counts, first, subject, [*own_ids, *sent_ids]
 
 
 def _opened_by(ticket_ids: list[int], own_ids: set[int]) -> set[int]:
@@ -539,11 +664,17 @@ def _opened_by(ticket_ids: list[int], own_ids: set[int]) -> set[int]:
     return {ticket_id for ticket_id, first in firsts if first in own_ids}
 
 
+def _selected_by_ids(field: str, subject: ErasureSubject) -> Q:
+    """Rows of any customer that hold one of the person's identifiers or message ids (a
+    name word selects nothing: it may be anyone's, see :class:`ErasureSubject`)."""
+    return _text_match(field, [*subject.identifiers, *subject.message_ids])
+
+
 def _redact_events(subject: ErasureSubject, own_message_ids: list[int]) -> int:
     events = OutboxEvent.objects.filter(
         Q(payload__customer_id=subject.customer_id)
         | Q(payload__ticket_id__in=subject.ticket_ids)
-        | _text_match("payload", subject.tokens)
+        | _selected_by_ids("payload", subject)
     )
     own = {str(pk) for pk in own_message_ids}
     changed = []
@@ -559,22 +690,45 @@ def _redact_events(subject: ErasureSubject, own_message_ids: list[int]) -> int:
 
 
 def _redact_logs(subject: ErasureSubject, identities: list[ChannelIdentity]) -> int:
+    """Audit-log details and Django admin log entries about the person (their customer
+    row, identities, tickets) or holding one of their identifiers, redacted. An admin
+    entry's ``object_repr`` is the record's ``str()`` when it was logged: for their
+    customer row and identities that is their name, e-mail or channel id (perhaps an
+    earlier one, which no token finds), so it is replaced whole; for any other record it
+    is redacted (another customer's entry that mentions them keeps its own name)."""
     changed = 0
-    for entry in AuditLog.objects.filter(_text_match("details", subject.tokens)):
-        entry.details = subject.redact_json(entry.details)
-        entry.save(update_fields=["details"])
-        changed += 1
+    identity_ids = [str(i.pk) for i in identities]
+    ticket_ids = [str(pk) for pk in subject.ticket_ids]
+    audit = AuditLog.objects.filter(
+        Q(object_type="customer", object_id=str(subject.customer_id))
+        | Q(object_type="channel_identity", object_id__in=identity_ids)
+        | Q(object_type="ticket", object_id__in=ticket_ids)
+        | _selected_by_ids("details", subject)
+    ).exclude(action="customer.erase")  # counts only, and the record of the erasure
+    for entry in audit:
+        details = subject.redact_json(entry.details)
+        if details != entry.details:
+            entry.details = details
+            entry.save(update_fields=["details"])
+            changed += 1
     customer_type = ContentType.objects.get_for_model(Customer)
     identity_type = ContentType.objects.get_for_model(ChannelIdentity)
-    entries = LogEntry.objects.filter(
-        Q(content_type=customer_type, object_id=str(subject.customer_id))
-        | Q(content_type=identity_type, object_id__in=[str(i.pk) for i in identities])
-        | _text_match("object_repr", subject.tokens)
-        | _text_match("change_message", subject.tokens)
+    ticket_type = ContentType.objects.get_for_model(Ticket)
+    whole = Q(content_type=customer_type, object_id=str(subject.customer_id)) | Q(
+        content_type=identity_type, object_id__in=identity_ids
     )
+    entries = LogEntry.objects.filter(
+        whole
+        | Q(content_type=ticket_type, object_id__in=ticket_ids)
+        | _selected_by_ids("object_repr", subject)
+        | _selected_by_ids("change_message", subject)
+    )
+    theirs = set(LogEntry.objects.filter(whole).values_list("pk", flat=True))
     for log in entries:
-        log.object_repr = ERASED
+        before = (log.object_repr, log.change_message)
+        log.object_repr = ERASED if log.pk in theirs else subject.redact(log.object_repr)
         log.change_message = subject.redact(log.change_message)
-        log.save(update_fields=["object_repr", "change_message"])
-        changed += 1
+        if before != (log.object_repr, log.change_message):
+            log.save(update_fields=["object_repr", "change_message"])
+            changed += 1
     return changed

@@ -484,3 +484,97 @@ def test_admin_and_command_show_an_unfinished_erase_and_how_to_finish_it(
     ) == [str(bob.pk)]
     with pytest.raises(CommandError, match="erase again"):
         call_command("customer_erase", str(ida.pk), "--yes")
+
+
+def test_redaction_matches_whole_words_in_the_folded_form():
+    """Names are found as whole words ("_" a boundary, digits may follow a name),
+    case-insensitively and without accents; not inside another word."""
+    tokens = ["ana@example.com", "14155550100", "Ana Núñez", "Ana", "Núñez"]
+    assert privacy.redact(
+        "Ana wrote from ana@example.com: ANA_nunez.pdf, @ana88, tel +14155550100. "
+        "Anabel, banana, Nunezco and 141555501009 stay; Ana Nunez goes.",
+        tokens,
+    ) == (
+        "[redacted] wrote from [redacted]: [redacted]_[redacted].pdf, @[redacted]88, tel "
+        "+[redacted]. Anabel, banana, Nunezco and 141555501009 stay; [redacted] goes."
+    )
+    assert privacy.redact("José Núñez", ["Jose Nunez"]) == "[redacted]"
+
+
+def test_admin_log_entries_of_other_records_naming_them_are_redacted_not_replaced(
+    grace, supervisor
+):
+    """Before: every admin log entry whose text held a name word was replaced whole by
+    "[erased]", whoever's record it was. Their own customer row's entries still are (its
+    ``str()`` is their name); another record's is redacted."""
+    other = Customer.objects.create(name="Ada Byron", email="ada@example.org")
+    entry = LogEntry.objects.create(
+        user=supervisor,
+        content_type=ContentType.objects.get_for_model(Customer),
+        object_id=str(other.pk),
+        object_repr=f"Ada Byron (referred by {EMAIL})",
+        action_flag=CHANGE,
+        change_message="[]",
+    )
+    privacy.customer_erase(customer=grace, actor=supervisor, via="test")
+    entry.refresh_from_db()
+    assert entry.object_repr == "Ada Byron (referred by [redacted])"
+    own = LogEntry.objects.get(object_id=str(grace.pk), content_type_id=entry.content_type_id)
+    assert own.object_repr == privacy.ERASED
+
+
+def _reply_with_file(agent, django_capture_on_commit_callbacks):
+    customer, _ = core.customer_get_or_create(
+        name="Jane Doe", email="jane.doe@example.org", phone="+14155550111"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket = core.ticket_create(
+            customer=customer, subject="Refund please", body="I want a refund for order 7731"
+        )
+        core.message_add(
+            ticket=ticket,
+            body="Here is your corrected invoice.",
+            author_user=agent,
+            attachments=[
+                core.NewAttachment(
+                    filename="Invoice Jane Doe 14155550111.pdf",
+                    content_type="application/pdf",
+                    content=b"%PDF Bill to: Jane Doe, jane.doe@example.org",
+                )
+            ],
+        )
+    return customer, Attachment.objects.get()
+
+
+def test_files_an_agent_sent_them_are_deleted_after_commit(
+    agent, supervisor, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Before: an invoice an agent sent them kept its name ("Invoice Jane Doe ….pdf"), its
+    storage key (built from that name) and its contents. Its name is redacted in the
+    erase transaction; its file, then its row, are deleted after commit, a storage
+    failure being finished by erasing again (as for their own files)."""
+    from django.core.files.storage import FileSystemStorage
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    customer, attachment = _reply_with_file(agent, django_capture_on_commit_callbacks)
+    path = attachment.file.path
+    real_delete = FileSystemStorage.delete
+
+    def unavailable(self: FileSystemStorage, name: str) -> None:
+        raise OSError("storage unavailable")
+
+    monkeypatch.setattr(FileSystemStorage, "delete", unavailable)
+    with pytest.raises(privacy.ErasureIncomplete, match="storage unavailable"):
+        privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    attachment.refresh_from_db()
+    assert attachment.filename == "Invoice [redacted] [redacted].pdf"  # name, phone
+    assert os.path.exists(path)
+
+    monkeypatch.setattr(FileSystemStorage, "delete", real_delete)
+    counts = privacy.customer_erase(customer=customer, actor=supervisor, via="test")
+    assert counts["attachments_deleted"] == 1
+    assert not Attachment.objects.exists()
+    assert not os.path.exists(path)
+    assert Message.objects.get(kind="public", direction="outbound").body_text == (
+        "Here is your corrected invoice."
+    )
