@@ -337,11 +337,16 @@ def _visitor_link(
 
 
 def webchat_verifications_erase(subject: ErasureSubject) -> int:
-    """GDPR erasure hook: the subject's verification rows (their address) are deleted."""
-    emails = [t.lower() for t in subject.tokens if "@" in t]
+    """GDPR erasure hook: the subject's verification rows (their address) are deleted:
+    those naming their customer, and those of an address of theirs that name no one else
+    (a mailbox another customer shares is not theirs alone: ``subject.identifiers``
+    leaves it out, and a row naming the other customer is that customer's)."""
+    emails = [t.lower() for t in subject.identifiers if "@" in t]
     theirs = Q(customer_id=subject.customer_id)
     if emails:
-        theirs |= Q(email__in=emails)
+        theirs |= Q(email__in=emails) & (
+            Q(customer__isnull=True) | Q(customer_id=subject.customer_id)
+        )
     ids = list(WebchatVerification.objects.filter(theirs).values_list("pk", flat=True))
     delivery_selectors.deliveries_for_subject(
         subject_type="webchat_verification", subject_ids=ids, target_kind=WEBCHAT_CODE_KIND

@@ -395,3 +395,48 @@ def test_another_senders_address_holding_their_name_word_is_kept_as_it_is():
     assert message.body_text == "Copying [redacted], my cousin [redacted]."
     assert message.ticket.subject == "For [redacted]"
     assert message.ticket.customer.name == "Anabel Ortiz (unverified: anabel.ortiz@example.net)"
+
+
+def test_web_chat_verifications_of_another_customer_are_kept():
+    """Verification rows are deleted by the person's customer and unshared addresses (their
+    ``identifiers``), never by an address only a token names (a mailbox shared with
+    another customer) nor one naming another customer (before: every address in
+    ``tokens``)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from channels_app.models import WebchatVerification
+    from channels_app.verification import webchat_verifications_erase
+    from tickets.models import Customer
+
+    zelda = Customer.objects.create(name="Zelda Quimby", email="zq@example.org")
+    other = Customer.objects.create(name="Otto", email="otto@example.org")
+    account = make_account("webchat")
+    expires = timezone.now() + timedelta(minutes=10)
+
+    def row(email: str, customer: Customer | None) -> WebchatVerification:
+        return WebchatVerification.objects.create(
+            account=account,
+            visitor_id=f"v-{WebchatVerification.objects.count()}",
+            email=email,
+            code_salt="s",
+            expires_at=expires,
+            customer=customer,
+        )
+
+    hers = [row("zq@example.org", None), row("anything@example.org", zelda)]
+    kept = [
+        row("shared@example.org", None),  # in her tokens, not her identifiers
+        row("zq@example.org", other),  # her address, typed by someone it names
+    ]
+    subject = ErasureSubject(
+        customer_id=zelda.pk,
+        ticket_ids=[],
+        tokens=["zq@example.org", "shared@example.org", "Zelda Quimby"],
+        identifiers=["zq@example.org"],
+    )
+    assert webchat_verifications_erase(subject) == 2
+    left = set(WebchatVerification.objects.values_list("pk", flat=True))
+    assert left == {r.pk for r in kept}
+    assert not left & {r.pk for r in hers}
