@@ -378,12 +378,23 @@ def routing_feedback_examples(*, labels: set[str]) -> list[tuple[str, str]]:
     """(text, label) pairs from overrides and acceptances whose intent or category is one
     of ``labels``: the extra rows for the next training run, each decision by its latest
     verdict (:func:`routing_verdicts_latest`: one accepted, then overridden, teaches the
-    correction, not both labels)."""
+    correction, not both labels). Each text is redacted (``support.redaction.redact``,
+    with its customer's names) before it is trained on: a model's vocabulary keeps every
+    word it saw, and an erasure, which redacts the feedback row, cannot reach into a
+    trained model."""
+    from support.redaction import redact
+    from tickets.context.privacy import customer_redaction_names
+
     rows: list[tuple[str, str]] = []
-    for fb in routing_verdicts_latest().exclude(text="").order_by("id"):
+    names: dict[int, tuple[str, ...]] = {}
+    verdicts = routing_verdicts_latest().exclude(text="").select_related("ticket")
+    for fb in verdicts.order_by("id"):
         label = fb.intent if fb.intent in labels else fb.category
         if label in labels:
-            rows.append((fb.text, label))
+            customer_id = fb.ticket.customer_id
+            if customer_id not in names:
+                names[customer_id] = customer_redaction_names(customer_id)
+            rows.append((redact(fb.text, names=names[customer_id]), label))
     return rows
 
 

@@ -186,6 +186,22 @@ def test_a_later_verdict_replaces_the_earlier_one_in_the_training_rows(
     assert rows == [("charge. a charge I do not know on my card", "payment_issue")]
 
 
+def test_training_rows_are_redacted_before_a_model_learns_them(routing_on, teams, customer, agent):
+    """A model keeps every word it was trained on, out of an erasure's reach: feedback
+    texts are redacted (the customer's names, e-mail, phone, card) before training (before:
+    trained as stored)."""
+    routing_on.ROUTING_REVIEW_THRESHOLD = 0.999
+    body = "Ada Lovelace here, ada@example.com, +44 20 7946 0018: a charge on 4111 1111 1111 1111"
+    ticket = _ticket(customer, "charge", body)
+    decision = services.routing_decide(ticket_id=ticket.pk)
+    _accept_then_override(decision, agent, teams, "PAYMENT", "payment_issue")
+    ((text, label),) = selectors.routing_feedback_examples(labels={"payment_issue"})
+    assert label == "payment_issue"
+    for detail in ("Ada", "Lovelace", "ada@example.com", "7946", "4111"):
+        assert detail not in text
+    assert "a charge on" in text
+
+
 def test_accept_applies_team_and_counts_as_correct(routing_on, teams, customer, agent):
     routing_on.ROUTING_REVIEW_THRESHOLD = 0.999
     ticket = _ticket(customer, "Invoice", "I need my invoice for March")
