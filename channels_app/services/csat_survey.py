@@ -16,7 +16,9 @@ once, and a ticket reopened and resolved again is asked again. Not sent when
 ``CSAT_SURVEY_ENABLED`` is off, for a merged ticket, for a ticket reopened (or resolved
 again) since the event, nor when there is no way to reach the customer on the ticket's
 channel (API, phone and chatbot hand-off tickets; no account; no address or identity;
-outside Meta's 24-hour window on WhatsApp, Messenger and Instagram), nor for an e-mail
+outside Meta's 24-hour window on WhatsApp, Messenger and Instagram), nor for an e-mail ticket
+whose address only sends automatic mail (noreply@, MAILER-DAEMON@) or whose last inbound
+mail was automatic (RFC 3834: an out-of-office reply, a bounce), nor for an e-mail
 ticket whose sender is not verified
 (a guest customer, the ``suspicious-sender`` tag or a message marked suspicious: a forged
 From would otherwise have our signed mail carry the attacker's subject to the address they
@@ -39,7 +41,8 @@ from django.utils.dateparse import parse_datetime
 
 from channels_app import selectors
 from channels_app.adapters.base import get_adapter, registered_channels
-from channels_app.adapters.email.parsing import is_mailbox
+from channels_app.adapters.email.adapter import AUTO_SUBMITTED_KEY, NO_AUTO_REPLY_KEY
+from channels_app.adapters.email.parsing import is_automated_address, is_mailbox
 from channels_app.services.email_auth import email_ticket_sender_unverified
 from channels_app.services.outbound import channel_recipient
 from channels_app.services.survey_link import SURVEY_LINK_PLACEHOLDER, SURVEY_METADATA_KEY
@@ -132,6 +135,23 @@ def _unreachable(ticket: Ticket) -> str:
     recipient = channel_recipient(ticket, ticket.channel)
     if not recipient or (ticket.channel == Channel.EMAIL and not is_mailbox(recipient)):
         return f"the customer has no {ticket.get_channel_display()} contact to send it to"
+    if ticket.channel == Channel.EMAIL:
+        if is_automated_address(recipient):
+            # MAILER-DAEMON@, noreply@: nobody reads it, and a daemon may answer (a loop)
+            return "the address only sends automatic mail (a no-reply or daemon address)"
+        last = (
+            Message.objects.filter(ticket=ticket, direction=Direction.INBOUND)
+            .order_by("-created_at", "-pk")
+            .values_list("metadata", flat=True)
+            .first()
+        )
+        if isinstance(last, dict) and last.get(AUTO_SUBMITTED_KEY):
+            # its last mail was written by a program (RFC 3834): a survey would draw
+            # another automatic reply, and nobody is there to answer it
+            return "the last mail on it was automatic (an out-of-office reply, a bounce)"
+        if isinstance(last, dict) and last.get(NO_AUTO_REPLY_KEY):
+            # a mailing list's, or its sender asked for no automatic replies (RFC 3834)
+            return f"the last mail on it asks for no automatic mail ({last[NO_AUTO_REPLY_KEY]})"
     last_inbound = cast(datetime | None, selectors.last_inbound_at(ticket))
     if not get_adapter(ticket.channel).reply_window_open(last_inbound):
         return (

@@ -32,6 +32,7 @@ from channels_app.adapters.base import (
 from channels_app.models import ChannelAccount, InboundEvent, InboundStatus, SentEventOutcome
 from channels_app.services.bulk import _message_is_plain, _messages_ingest_bulk
 from channels_app.services.email_auth import EmailQuarantined
+from channels_app.services.email_threading import EmailSetAside
 from channels_app.services.ingest import _message_ingest
 from channels_app.services.matching import _BatchCache
 from channels_app.services.media import media_kept_in_delivery
@@ -204,6 +205,10 @@ class ProcessOutcome:
     quarantined: int = 0  # e-mail under CHANNELS_EMAIL_AUTH_POLICY=reject
     quarantine_reasons: list[str] = field(default_factory=list)
     released_by: str = ""  # the supervisor who released a quarantined e-mail
+    # e-mail from our own address, or automatic mail with no ticket to go on: no ticket,
+    # the delivery processed with the reasons (channels_app.services.email_threading)
+    set_aside: int = 0
+    set_aside_reasons: list[str] = field(default_factory=list)
     # provider events about sent mail (SendGrid): only recorded / naming no message of ours
     recorded_events: int = 0
     unmatched_events: int = 0
@@ -217,6 +222,8 @@ class ProcessOutcome:
             del data["quarantined"], data["quarantine_reasons"]
         if not self.released_by:
             del data["released_by"]
+        if not self.set_aside:
+            del data["set_aside"], data["set_aside_reasons"]
         return data
 
 
@@ -284,6 +291,10 @@ def _event_apply(
             except EmailQuarantined as exc:  # raised before anything was written
                 outcome.quarantined += 1
                 outcome.quarantine_reasons += exc.reasons
+                continue
+            except EmailSetAside as exc:  # our own or automatic mail: kept here only
+                outcome.set_aside += 1
+                outcome.set_aside_reasons += exc.reasons
                 continue
             if created:
                 outcome.created_messages += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from typing import Any
 
 from django.db import transaction
@@ -15,6 +16,8 @@ from channels_app.adapters.base import (
     InboundMessage,
     MediaRef,
 )
+from channels_app.adapters.email.adapter import AUTO_SUBMITTED_KEY
+from channels_app.adapters.email.parsing import TICKET_TOKEN
 from channels_app.models import ChannelAccount
 from channels_app.services.email_auth import SUSPICIOUS_TAG
 from channels_app.services.email_threading import _email_route
@@ -52,6 +55,17 @@ def _subject_for(message: InboundMessage, channel_label: str) -> str:
     first_line = (message.text or "").strip().splitlines()[0:1]
     start = truncate(first_line[0], DERIVED_SUBJECT_CHARS).strip() if first_line else ""
     return start or f"{channel_label} message"
+
+
+def _new_ticket_subject(message: InboundMessage, channel_label: str) -> str:
+    """A new ticket's subject. An e-mail that opens one names no ticket it may go on: the
+    ``[T-000123]`` tokens in its subject (a reply to a closed ticket) are dropped, or our
+    reply would carry the old token next to the new one and the customer's next reply
+    could thread to the old ticket again."""
+    if message.subject and TICKET_TOKEN.search(message.subject):
+        cleaned = " ".join(TICKET_TOKEN.sub("", message.subject).split())
+        message = replace(message, subject=cleaned)
+    return _subject_for(message, channel_label)
 
 
 def _message_metadata(message: InboundMessage) -> dict[str, Any]:
@@ -123,10 +137,29 @@ def _message_ingest(
                 metadata["suspicious"] = suspicious
             attachments = _new_attachments(message.media)
             text = message.text or ("" if attachments else "(empty message)")
-            if ticket is None:
+            automatic = str(metadata.get(AUTO_SUBMITTED_KEY) or "") if channel == "email" else ""
+            if automatic and ticket is not None:
+                # written by a program (an out-of-office reply, a bounce: RFC 3834), not the
+                # customer: on the timeline as a note, which neither reopens the ticket
+                # (nor restarts its SLA clock) nor draws any mail of ours; never a ticket
+                # of its own (``_email_route`` sets such mail aside)
+                created = ticket_services.message_add(
+                    ticket=ticket,
+                    body=(
+                        f"Automatic e-mail from {message.sender_email or message.sender_id} "
+                        f"({automatic}); it does not reopen the ticket.\n\n{text}"
+                    ),
+                    kind=MessageKind.INTERNAL_NOTE,
+                    direction=Direction.OUTBOUND,
+                    channel=channel,
+                    channel_message_id=message.external_message_id,
+                    metadata=metadata,
+                    attachments=attachments,
+                )
+            elif ticket is None:
                 ticket = ticket_services.ticket_create(
                     customer=customer,
-                    subject=_subject_for(message, adapter.channel.title()),
+                    subject=_new_ticket_subject(message, adapter.channel.title()),
                     body=text,
                     channel=channel,
                     channel_account_id=account_key,

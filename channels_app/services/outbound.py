@@ -23,6 +23,7 @@ from channels_app.adapters.base import (
     registered_channels,
 )
 from channels_app.adapters.email.adapter import NO_ADDRESS_PREFIX
+from channels_app.adapters.email.outgoing import EmailOutboundRequest
 from channels_app.adapters.limits import reply_limits_problems
 from channels_app.models import ChannelAccount
 from channels_app.services.handoff import handoff_reply_address, handoff_reply_deliveries_create
@@ -391,20 +392,25 @@ def _outbound_request(
         )
         domain = settings.CHANNELS_EMAIL_MESSAGE_ID_DOMAIN
         outgoing = f"<reply-{message.pk}.{ticket.correlation_id}@{domain}>"
-    return OutboundRequest(
-        message_id=message.pk,
-        ticket_id=ticket.pk,
-        ticket_number=ticket.number,
-        recipient_id=recipient,
+    fields: dict[str, Any] = {
+        "message_id": message.pk,
+        "ticket_id": ticket.pk,
+        "ticket_number": ticket.number,
+        "recipient_id": recipient,
         # a survey's feedback link is put in here, never stored (services.survey_link)
-        text=survey_text_with_link(message, ticket=ticket),
-        subject=ticket.subject,
-        last_inbound_at=selectors.last_inbound_at(ticket),  # type: ignore[arg-type]
-        thread_message_ids=thread,
-        outgoing_message_id=outgoing,
-        idempotency_key=idempotency_key,
-        files=outbound_files(message),
-    )
+        "text": survey_text_with_link(message, ticket=ticket),
+        "subject": ticket.subject,
+        "last_inbound_at": selectors.last_inbound_at(ticket),
+        "thread_message_ids": thread,
+        "outgoing_message_id": outgoing,
+        "idempotency_key": idempotency_key,
+        "files": outbound_files(message),
+    }
+    if channel == "email":
+        # no author: the system wrote it (the survey), and it says so in its headers
+        # (RFC 3834 Auto-Submitted), so the customer's auto-responder leaves it unanswered
+        return EmailOutboundRequest(**fields, auto_generated=message.author_user_id is None)
+    return OutboundRequest(**fields)
 
 
 def _file_reader(attachment: Attachment) -> Callable[[], bytes]:

@@ -39,6 +39,7 @@ from channels_app.adapters.email.outgoing import (
     TRANSPORT_LOCAL_FILES,
     TRANSPORT_SENDGRID,
     TRANSPORT_SETTING,
+    EmailOutboundRequest,
     OutgoingMail,
     files_record,
 )
@@ -47,6 +48,7 @@ from channels_app.adapters.email.parsing import (
     header_block,
     header_text,
     html_to_text,
+    is_automated_address,
     is_mailbox,
     message_ids,
     mime_container_count,
@@ -56,6 +58,7 @@ from channels_app.adapters.email.parsing import (
     mime_parts,
     parse_form_data,
     strip_quoted_reply,
+    survey_links_hidden,
 )
 from support.errors import PermanentError
 from support.parsing import json_loads
@@ -85,6 +88,101 @@ REPLY_FILES_MAX_BYTES = 20_000_000
 #: SendGrid's v3 Mail Send: "the total size of your email, including attachments, must be
 #: less than 30MB" (docs.sendgrid.com, Mail Send limitations).
 SENDGRID_MESSAGE_MAX_BYTES = 30_000_000
+
+
+#: ``InboundMessage.metadata`` keys the intake acts on (``channels_app.services.ingest``):
+#: why a mail was written by a program, not a person (RFC 3834), so it must never reopen a
+#: ticket nor draw any automatic mail of ours; and why it came from this account's own
+#: address (our own mail coming back), so it never becomes a ticket.
+AUTO_SUBMITTED_KEY = "auto_submitted"
+OWN_ADDRESS_KEY = "own_address"
+#: Why a person's mail must draw no automatic mail of ours (it came through a mailing
+#: list, or its sender asked for none): it is a ticket as any other, but no survey or
+#: other automatic mail is sent to it (RFC 3834 section 2: no automatic responses to list
+#: mail). Not set aside: a person may write through a list or a client that adds these.
+NO_AUTO_REPLY_KEY = "no_auto_reply"
+#: Precedence values of mail no person wrote (RFC 3834 section 2, RFC 2076).
+AUTOMATIC_PRECEDENCE = frozenset({"bulk", "junk", "auto_reply"})
+#: Headers whose presence alone marks mail as written by a program (auto-reply markers).
+AUTOMATIC_HEADERS = ("X-Autoreply", "X-Autorespond")
+#: Headers (and Precedence: list) that ask for no automatic answer, on mail a person may
+#: have written: a mailing list's, Microsoft's suppression request.
+NO_AUTO_REPLY_HEADERS = ("List-Id", "X-Auto-Response-Suppress")
+#: What our own automatic mail carries (RFC 3834 section 5; Microsoft's header), so that
+#: the customer's auto-responder does not answer it.
+AUTO_GENERATED_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
+
+
+def _has_header(headers: Message, name: str) -> bool:
+    return any(key.lower() == name.lower() for key in headers)
+
+
+def _envelope_null_sender(envelope: str) -> bool:
+    """Whether SendGrid's ``envelope`` field names the null sender (``MAIL FROM:<>``), which
+    only bounces and other automatic reports use (RFC 5321 section 4.5.5)."""
+    try:
+        data = json_loads(envelope or "", what="The envelope field")
+    except ValueError:
+        return False
+    if not isinstance(data, dict) or "from" not in data:
+        return False
+    sender = data["from"]
+    return sender is None or (isinstance(sender, str) and sender.strip() in ("", "<>"))
+
+
+def automatic_reason(headers: Message, sender: str, envelope: str) -> str:
+    """Why this mail was written by a program (an out-of-office reply, a bounce, a
+    newsletter, a notification), "" when nothing says so (RFC 3834 section 3.1.7's
+    tests, and the usual non-standard markers)."""
+    auto = header_text(headers, "auto-submitted").strip()
+    if auto and auto.split(";")[0].strip().lower() != "no":
+        return f"Auto-Submitted: {auto}"
+    precedence = header_text(headers, "precedence").strip().lower()
+    if precedence in AUTOMATIC_PRECEDENCE:
+        return f"Precedence: {precedence}"
+    for name in AUTOMATIC_HEADERS:
+        if _has_header(headers, name):
+            return f"{name} header"
+    content_type = header_text(headers, "content-type").split(";")[0].strip().lower()
+    if content_type == "multipart/report":
+        return "a delivery or read report (multipart/report)"
+    if _envelope_null_sender(envelope):
+        return "the null envelope sender (a bounce)"
+    if is_automated_address(sender):
+        return f"sent from an automatic address ({sender.partition('@')[0]}@)"
+    return ""
+
+
+def no_auto_reply_reason(headers: Message) -> str:
+    """Why this mail, perhaps a person's, must draw no automatic mail of ours ("" when
+    nothing says so): it came through a mailing list, or asks for no automatic replies."""
+    if header_text(headers, "precedence").strip().lower() == "list":
+        return "Precedence: list"
+    for name in NO_AUTO_REPLY_HEADERS:
+        if _has_header(headers, name):
+            return f"{name} header"
+    return ""
+
+
+def own_address_reason(account: ChannelAccount, sender: str, envelope: str) -> str:
+    """Why ``sender`` is this account's own address (its From address, its inbound
+    address, or an address the mail was delivered to), "" when it is not."""
+    if not sender:
+        return ""
+    own = {
+        str(account.settings.get("from_email") or "").strip().lower(): "our From address",
+        str(account.external_id or "").strip().lower(): "this account's address",
+    }
+    if own.get(sender):
+        return f"sent from {own[sender]} ({sender})"
+    try:
+        data = json_loads(envelope or "", what="The envelope field")
+    except ValueError:
+        data = {}
+    recipients = data.get("to") if isinstance(data, dict) else None
+    if isinstance(recipients, list) and sender in {str(r).strip().lower() for r in recipients}:
+        return f"sent from the inbound address it was delivered to ({sender})"
+    return ""
 
 
 def _sender(from_value: str, headers: Message, envelope_from: str) -> tuple[str, str, str]:
@@ -232,6 +330,26 @@ class EmailAdapter(ChannelAdapter):
         name, addr, found_in = _sender(sender, headers, metadata["envelope_from"])
         if found_in != "from":
             metadata["sender_from"] = found_in  # shown: the From header gave no address
+        automatic = automatic_reason(headers, addr, field("envelope"))
+        if automatic:
+            metadata[AUTO_SUBMITTED_KEY] = automatic
+        elif no_auto_reply := no_auto_reply_reason(headers):
+            metadata[NO_AUTO_REPLY_KEY] = no_auto_reply
+        own = own_address_reason(account, addr, field("envelope"))
+        if own:
+            metadata[OWN_ADDRESS_KEY] = own
+        # Our survey's signed link, quoted back in a reply (in any language's quote style),
+        # is never stored: whoever reads the ticket could rate it as the customer.
+        from channels_app.services.survey_link import SURVEY_LINK_PLACEHOLDER
+
+        text = survey_links_hidden(
+            strip_quoted_reply(body),
+            site_url=settings.SITE_URL,
+            placeholder=SURVEY_LINK_PLACEHOLDER,
+        )
+        html = survey_links_hidden(
+            html, site_url=settings.SITE_URL, placeholder=SURVEY_LINK_PLACEHOLDER
+        )
         external_id = own_id[0] if own_id else self.delivery_id(request)
         if len(external_id) > ID_MAX:
             # stored shortened (bounded_id); replies must name the sender's own, whole id
@@ -262,7 +380,7 @@ class EmailAdapter(ChannelAdapter):
                 sender_id=addr or f"{NO_ADDRESS_PREFIX}{_digest(external_id)}",
                 sender_name=name,
                 sender_email=addr,
-                text=strip_quoted_reply(body),
+                text=text,
                 html=html,
                 subject=subject,
                 media=media,
@@ -310,7 +428,10 @@ def outgoing_mail(account: ChannelAccount, outbound: OutboundRequest) -> Outgoin
     headers: dict[str, str] = {"Message-ID": outbound.outgoing_message_id}
     if outbound.thread_message_ids:
         headers["In-Reply-To"] = outbound.thread_message_ids[-1]
-        headers["References"] = " ".join(outbound.thread_message_ids)
+        headers["References"] = " ".join(_references_kept(outbound.thread_message_ids))
+    if isinstance(outbound, EmailOutboundRequest) and outbound.auto_generated:
+        # written by the system (the survey): auto-responders must not answer it
+        headers.update(AUTO_GENERATED_HEADERS)
     return OutgoingMail(
         from_email=str(account.settings.get("from_email") or account.external_id),
         from_name=str(account.settings.get("from_name") or ""),
@@ -321,6 +442,18 @@ def outgoing_mail(account: ChannelAccount, outbound: OutboundRequest) -> Outgoin
         ticket_number=outbound.ticket_number,
         files=outbound.files,
     )
+
+
+#: References names the thread's first Message-ID and its latest ones, this many: the
+#: whole thread of a long conversation (merged tickets included) makes a header some
+#: servers refuse (RFC 5322 section 3.6.4 leaves trimming to the sender).
+REFERENCES_LATEST = 10
+
+
+def _references_kept(ids: tuple[str, ...]) -> tuple[str, ...]:
+    if len(ids) <= REFERENCES_LATEST + 1:
+        return ids
+    return (ids[0], *ids[-REFERENCES_LATEST:])
 
 
 def _sendgrid_attachments(files: tuple[OutboundFile, ...]) -> list[dict[str, str]]:

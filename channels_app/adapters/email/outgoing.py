@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from channels_app.adapters.base import OutboundFile
+from channels_app.adapters.base import OutboundFile, OutboundRequest
 
 #: The account setting that picks how replies leave.
 TRANSPORT_SETTING = "transport"
@@ -14,6 +14,16 @@ TRANSPORT_SENDGRID = "sendgrid"
 #: ``.eml`` files under ``EMAIL_FILE_PATH`` on this machine, nothing leaves it: the demo
 #: mailbox that ``load_demo`` creates. Refused under ``ENVIRONMENT=prod``.
 TRANSPORT_LOCAL_FILES = "local_files"
+
+
+@dataclass(frozen=True)
+class EmailOutboundRequest(OutboundRequest):
+    """A reply to send by e-mail, with what only e-mail asks of it."""
+
+    #: Written by the system, not a person (the satisfaction survey: a message with no
+    #: author): sent with ``Auto-Submitted: auto-generated`` and
+    #: ``X-Auto-Response-Suppress: All`` (RFC 3834), so auto-responders do not answer it.
+    auto_generated: bool = False
 
 
 @dataclass(frozen=True)

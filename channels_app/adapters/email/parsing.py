@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parseaddr
+from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup
 from bs4.element import CData, NavigableString, PageElement, Tag
@@ -17,11 +18,42 @@ from channels_app.adapters.base import MalformedPayload
 BLOCK_TAGS = ["p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol"]
 TICKET_TOKEN = re.compile(r"\[(T-\d{6,})\]")
 MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# Where a mail client's quote of the thread begins: English, and the German, French and
+# Spanish forms Outlook, Gmail and Apple Mail write (a quote left in would store our own
+# mail, e.g. the survey, as if the customer wrote it; the survey link itself is replaced
+# whatever the quote style: ``survey_links_hidden``).
 QUOTE_HEADERS = (
-    re.compile(r"^On .{0,200}wrote:\s*$", re.MULTILINE),
-    re.compile(r"^-{2,}\s*Original Message\s*-{2,}", re.MULTILINE | re.IGNORECASE),
+    # Gmail / Apple Mail attribution, its long name and address wrapped onto a second
+    # line ("On …, Team <\nsupport@acme.test> wrote:")
+    re.compile(r"^On (?:[^\n]{0,200}|[^\n]{0,200}\n[^\n]{0,200}) wrote:\s*$", re.MULTILINE),
+    re.compile(
+        r"^Am (?:[^\n]{0,200}|[^\n]{0,200}\n[^\n]{0,200}) schrieb[^\n]{0,200}:\s*$", re.MULTILINE
+    ),
+    re.compile(r"^Le (?:[^\n]{0,200}|[^\n]{0,200}\n[^\n]{0,200}) a [ée]crit\s?:\s*$", re.MULTILINE),
+    re.compile(r"^El (?:[^\n]{0,200}|[^\n]{0,200}\n[^\n]{0,200}) escribi[óo]:\s*$", re.MULTILINE),
+    re.compile(
+        r"^-{2,}\s*(?:Original Message|Urspr(?:ü|ue)ngliche Nachricht|Message d'origine"
+        r"|Mensaje original)\s*-{2,}",
+        re.MULTILINE | re.IGNORECASE,
+    ),
     re.compile(r"^_{10,}\s*$", re.MULTILINE),
     re.compile(r"^From: .+\nSent: .+", re.MULTILINE),
+    re.compile(r"^Von: .+\n(?:Gesendet|Datum): .+", re.MULTILINE),
+    re.compile(r"^De ?: .+\n(?:Envoy[ée] ?: |Date ?: |Enviado(?: el)?: ).+", re.MULTILINE),
+)
+#: Local parts of addresses that send only automatic mail (bounces, notifications): never a
+#: customer writing, and never sent a survey (RFC 3834 section 2; RFC 5321 4.5.1).
+AUTOMATED_LOCAL_PARTS = frozenset(
+    {
+        "mailer-daemon",
+        "postmaster",
+        "noreply",
+        "no-reply",
+        "no_reply",
+        "donotreply",
+        "do-not-reply",
+        "do_not_reply",
+    }
 )
 
 
@@ -44,7 +76,26 @@ class FormData:
         try:
             return raw.decode(charset or "utf-8")
         except (LookupError, UnicodeDecodeError):
-            return raw.decode("utf-8", errors="replace")
+            return decode_fallback(raw)
+
+
+def decode_fallback(raw: bytes) -> str:
+    """Bytes whose declared charset is unknown or wrong: UTF-8 when they are, else
+    Windows-1252 (what an undeclared 8-bit Western mail almost always is: every byte but
+    five maps), else UTF-8 with the bad bytes replaced."""
+    for charset in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(charset)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("utf-8", errors="replace")
+
+
+def is_automated_address(address: str) -> bool:
+    """Whether ``address`` is a mailbox that sends only automatic mail (MAILER-DAEMON@,
+    postmaster@, noreply@ …): nobody reads a reply sent there."""
+    local = (address or "").rpartition("@")[0].strip().lower()
+    return local in AUTOMATED_LOCAL_PARTS
 
 
 #: File parts of a form read at most (the rest dropped unparsed): the standard library's
@@ -149,6 +200,26 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
+#: The feedback page's path under ``SITE_URL`` (``tickets.context.urls``) and a signed
+#: token's characters (``django.core.signing``: URL-safe base64 and ``:``; ``%`` and ``=``
+#: for a link a mail client percent-encoded).
+_FEEDBACK_PATH_RE = r"/feedback/[A-Za-z0-9_\-:%=]+"
+
+
+def survey_links_hidden(text: str, *, site_url: str, placeholder: str) -> str:
+    """``text`` with every satisfaction survey link of ours (``<site_url>/feedback/<token>``,
+    any scheme) replaced by ``placeholder``: a customer's reply quoting our survey would
+    otherwise store the signed link, with which whoever reads the ticket can rate it as the
+    customer. Whatever the quote looks like (quote markers are only recognised in a few
+    languages), the link does not survive intake."""
+    netloc = urlsplit(site_url).netloc
+    if not netloc or "/feedback/" not in text:
+        return text
+    prefix = re.escape(netloc + urlsplit(site_url).path.rstrip("/"))
+    pattern = re.compile(rf"(?:https?://)?{prefix}{_FEEDBACK_PATH_RE}", re.IGNORECASE)
+    return pattern.sub(placeholder, text)
+
+
 def strip_quoted_reply(text: str) -> str:
     """Keep what the customer wrote, not the thread quoted below it."""
     cut = len(text)
@@ -175,13 +246,13 @@ def header_text(message: Message, name: str) -> str:
 
 
 def part_text(part: Message) -> str:
-    """A MIME part's text; its bytes decoded as UTF-8 (bad bytes replaced) when the part
-    names an unknown charset (``LookupError``) or cannot be decoded as it says."""
+    """A MIME part's text; when the part names an unknown charset (``LookupError``) or
+    cannot be decoded as it says, its bytes as :func:`decode_fallback` reads them."""
     try:
         return str(part.get_content())  # type: ignore[attr-defined]
     except Exception:  # noqa: BLE001 - a charset or transfer encoding we cannot apply
         payload = part.get_payload(decode=True)
-        return payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else ""
+        return decode_fallback(payload) if isinstance(payload, bytes) else ""
 
 
 def header_block(raw: str) -> Message:
