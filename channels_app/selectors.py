@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from channels_app.adapters.webchat.adapter import message_visitor, visitor_message_prefix
 from channels_app.models import ChannelAccount
@@ -101,14 +102,46 @@ def ticket_conversation(ticket: Ticket) -> QuerySet[Message]:
     return Message.objects.filter(Q(ticket=ticket) | Q(pk__in=moved_away.values("pk")))
 
 
-def last_inbound_at(ticket: Ticket) -> object:
-    return (
+def last_inbound_at(ticket: Ticket, channel: str | None = None) -> datetime | None:
+    """When the customer last wrote on ``channel`` (the reply's; default the ticket's) in
+    ``ticket``'s conversation, by the customer's own clock: what the messaging windows
+    (WhatsApp's, Messenger's and Instagram's 24 hours, ``MetaAdapter.reply_window_open``)
+    are counted from. Only the channel's own messages count (an e-mail the customer sent
+    opens no WhatsApp window); a message's time is when it was sent (``metadata.sent_at``,
+    from the channel's payload, ``services.ingest``), else when we recorded it
+    (``created_at``), never later than that (a sender's clock ahead of ours). A message
+    Meta delivered late (a webhook retried for hours) thus counts from when the customer
+    wrote it, as Meta counts it. ``None``: the customer never wrote on the channel.
+
+    Messages carry no channel account, so a conversation merged from another account's
+    ticket on the same channel counts too."""
+    rows = (
         ticket_conversation(ticket)
-        .filter(direction=Direction.INBOUND)
+        .filter(direction=Direction.INBOUND, channel=channel or ticket.channel)
         .order_by("-created_at")
-        .values_list("created_at", flat=True)
-        .first()
+        .values_list("created_at", "metadata__sent_at")
     )
+    latest: datetime | None = None
+    for created_at, sent_at in rows.iterator(chunk_size=50):
+        if latest is not None and created_at <= latest:
+            break  # every earlier message was written before it was recorded
+        written = min(_sent_at(sent_at) or created_at, created_at)
+        latest = written if latest is None else max(latest, written)
+    return latest
+
+
+def _sent_at(value: object) -> datetime | None:
+    """A message's ``metadata.sent_at`` (ISO 8601) as an aware datetime; ``None`` when it is
+    missing or unreadable (a naive one is UTC)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is None:
+        return None
+    return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
 
 
 def webchat_messages(*, visitor_id: str, account_id: int, after_id: int = 0) -> list[Message]:

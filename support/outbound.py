@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 
 import requests
 import urllib3
@@ -25,6 +26,7 @@ __all__ = [
     "outbound_headers",
     "parse_retry_after",
     "response_read_bounded",
+    "retry_after_from_headers",
 ]
 
 RETRYABLE_HTTP = RETRYABLE_STATUSES | THROTTLED_STATUSES  # 408, 425, 429 (and every 5xx)
@@ -50,6 +52,50 @@ def parse_retry_after(value: str | None) -> float | None:
     except ValueError:
         return None
     return max(0.0, seconds)
+
+
+#: The rate limits whose reset is read when an answer has no ``Retry-After``: the prefix of
+#: a ``<prefix>-remaining`` / ``<prefix>-reset`` header pair (names are case-insensitive),
+#: the reset the Unix time in seconds when that window opens again. X: its 15-minute
+#: window (``x-rate-limit-*``; X sends no ``Retry-After`` with its 429) and its 24-hour
+#: caps per user and per app; SendGrid: ``X-RateLimit-*``.
+RATE_LIMIT_HEADERS = (
+    "x-rate-limit",
+    "x-user-limit-24hour",
+    "x-app-limit-24hour",
+    "x-ratelimit",
+)
+#: A reset value below this is not a Unix time (that would be before 2001) but seconds
+#: from now, as some APIs send it.
+_EPOCH_MIN = 1_000_000_000
+
+
+def retry_after_from_headers(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> float | None:
+    """Seconds a throttled answer asks us to wait, from its headers: ``Retry-After``
+    (:func:`parse_retry_after`), else the latest reset of a rate limit that is used up
+    (``RATE_LIMIT_HEADERS``; its ``-remaining`` 0, or not given): the seconds until then,
+    plus one (the window opens within that second), never below 0. ``None`` when no
+    header says. Not capped here: the delivery engine caps every wait at
+    ``DELIVERY_RETRY_AFTER_MAX_SECONDS`` (``support.delivery.registry.Schedule``)."""
+    lowered = {str(name).lower(): str(value).strip() for name, value in headers.items()}
+    retry_after = parse_retry_after(lowered.get("retry-after"))
+    if retry_after is not None:
+        return retry_after
+    current = time.time() if now is None else now
+    waits = []
+    for prefix in RATE_LIMIT_HEADERS:
+        remaining = lowered.get(f"{prefix}-remaining", "")
+        if remaining and remaining not in ("0", "0.0"):
+            continue  # this limit is not what ran out
+        try:
+            reset = float(lowered.get(f"{prefix}-reset", ""))
+        except ValueError:
+            continue
+        if reset >= 0:
+            waits.append(reset if reset < _EPOCH_MIN else max(0.0, reset - current + 1.0))
+    return max(waits) if waits else None
 
 
 def backoff_seconds(

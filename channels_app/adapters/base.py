@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -28,8 +30,8 @@ from support.outbound import (
     body_read_bounded,
     classify_http_status,
     outbound_headers,
-    parse_retry_after,
     response_read_bounded,
+    retry_after_from_headers,
 )
 from support.parsing import UnreadableJson, bounded_key, json_loads, without_nul
 
@@ -404,13 +406,23 @@ def http_timeout() -> float:
 ANSWER_MAX_BYTES = 1024 * 1024
 
 
-def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
+#: An adapter's reading of a vendor's error answer (a non-2xx response, its body read):
+#: the error it means, or ``None`` to leave it to the HTTP status (:func:`_raise_for_status`).
+ErrorAnswer = Callable[[requests.Response], RetryableError | PermanentError | None]
+
+
+def http_call(
+    method: str, url: str, *, error_answer: ErrorAnswer | None = None, **kwargs: Any
+) -> requests.Response:
     """One vendor HTTP call with a timeout; failures become Retryable/PermanentError.
 
     The answer is read whole within the timeout and up to ``ANSWER_MAX_BYTES``
     (``support.outbound.body_read_bounded``): a trickle of bytes is a timeout (retryable),
     a larger answer a permanent failure (what a malformed answer is), never read whole;
-    but a POST answered 2xx was taken whatever its body does (:func:`_taken_unread`)."""
+    but a POST answered 2xx was taken whatever its body does (:func:`_taken_unread`).
+    An error answer is classified by its HTTP status, unless ``error_answer`` (a vendor
+    whose error body says more than its status: the Graph API's ``error.code``,
+    ``channels_app.adapters.meta.common``) reads it otherwise."""
     kwargs.setdefault("timeout", http_timeout())
     kwargs["headers"] = outbound_headers(kwargs.get("headers"))
     kwargs["stream"] = True
@@ -436,7 +448,7 @@ def http_call(method: str, url: str, **kwargs: Any) -> requests.Response:
             error_code=ANSWER_TOO_LARGE,
             http_status=exc.response.status_code if exc.response is not None else None,
         ) from exc
-    _raise_for_status(response)
+    _raise_for_status(response, error_answer)
     return response
 
 
@@ -474,20 +486,73 @@ def _deadline(timeout: float | tuple[float, float]) -> float:
     return float(timeout[1] if isinstance(timeout, tuple) else timeout)
 
 
-def _raise_for_status(response: requests.Response) -> None:
+def _raise_for_status(response: requests.Response, error_answer: ErrorAnswer | None = None) -> None:
     outcome = classify_http_status(response.status_code)
     if outcome == AttemptOutcome.SUCCESS:
         return
-    detail = f"HTTP {response.status_code}: {response.text[:500]}"
+    if error_answer is not None:
+        error = error_answer(response)
+        if error is not None:
+            raise error
+    # the provider's own words (never the raw body: that is the attempt's answer)
+    words = provider_message(response.text)
+    detail = f"HTTP {response.status_code}: {words}" if words else f"HTTP {response.status_code}"
     status, text = response.status_code, response.text[:2000]
     if outcome == AttemptOutcome.RETRYABLE:
         raise RetryableError(
             detail,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            # Retry-After, else a rate limit's reset time (X, SendGrid)
+            retry_after=retry_after_from_headers(response.headers),
             http_status=status,
             response_text=text,
         )
     raise PermanentError(detail, http_status=status, response_text=text)
+
+
+#: How much of a provider's own words an error message keeps.
+PROVIDER_WORDS_MAX = 300
+#: What looks like a credential in a provider's words (an ``access_token=`` parameter, a
+#: bearer token, a long opaque string such as a Graph API token): never shown.
+_SECRET_RE = re.compile(
+    r"(?i)(access_token=|bearer\s+)\S+|\b[A-Za-z0-9_\-]{40,}\b",
+)
+
+
+def provider_words(text: str) -> str:
+    """A provider's words for an error message: on one line, any credential hidden, at
+    most ``PROVIDER_WORDS_MAX`` characters."""
+    words = " ".join(str(text).split())
+    words = _SECRET_RE.sub(lambda m: f"{m.group(1) or ''}[hidden]", words)
+    if len(words) > PROVIDER_WORDS_MAX:
+        words = words[: PROVIDER_WORDS_MAX - 1].rstrip() + "…"
+    return words
+
+
+def provider_message(text: str) -> str:
+    """The provider's own words in an error answer: the Graph API's ``error`` object
+    (``error_user_msg``, else ``error_data.details``, the WhatsApp Cloud API's sentence,
+    else ``message``), X's ``detail`` or ``errors[0].message``; else the start of the body
+    (:func:`provider_words`: bounded, no credential)."""
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        return provider_words(text)
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            data = error.get("error_data")
+            details = data.get("details") if isinstance(data, dict) else None
+            words = error.get("error_user_msg") or details or error.get("message")
+            if words and isinstance(words, str):
+                return provider_words(words)
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            words = errors[0].get("message") or errors[0].get("detail")
+            if words:
+                return provider_words(str(words))
+        if body.get("detail") or body.get("title"):
+            return provider_words(str(body.get("detail") or body.get("title")))
+    return provider_words(text)
 
 
 # --- media downloads -------------------------------------------------------------------

@@ -39,7 +39,13 @@ from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from channels_app.adapters.base import OutboundFile, OutboundRequest, ReplyLimits, SendResult
+from channels_app.adapters.base import (
+    OutboundFile,
+    OutboundRequest,
+    ReplyLimits,
+    SendResult,
+    provider_message,
+)
 from channels_app.adapters.limits import reply_limits_problems
 from support.delivery.registry import possibly_sent
 from support.errors import PermanentError, RetryableError
@@ -96,30 +102,6 @@ def files_check(
 
 def _sentence(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else f"{text}."
-
-
-def provider_message(text: str) -> str:
-    """The provider's own words in an error answer: the Graph API's ``error`` object
-    (``error_user_msg``, else ``message``), X's ``detail`` or ``errors[0].message``; else
-    the start of the body."""
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        return text.strip()[:300]
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            words = error.get("error_user_msg") or error.get("message")
-            if words:
-                return str(words)[:300]
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            words = errors[0].get("message") or errors[0].get("detail")
-            if words:
-                return str(words)[:300]
-        if body.get("detail") or body.get("title"):
-            return str(body.get("detail") or body.get("title"))[:300]
-    return text.strip()[:300]
 
 
 class ReplyParts:

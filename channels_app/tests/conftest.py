@@ -7,6 +7,8 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,10 @@ from support.delivery.models import Attempt, Delivery
 from tickets.models import Attachment, ChannelIdentity, Customer, Message, Ticket
 
 TEST_SECRET = "test-app-secret"
+#: "Now" for the customer's messages the tests post (:func:`written_just_now`,
+#: :func:`wa_body`): one time for the whole run, so a payload posted twice is the same
+#: bytes (a redelivery), and well inside Meta's 24-hour window.
+WRITTEN_AT = int(time.time())
 
 
 def make_account(channel: str, name: str = "main", **extra: Any) -> ChannelAccount:
@@ -109,9 +115,54 @@ def post_raw(
     )
 
 
+def _message_times(channel: str, payload: Any) -> list[tuple[str, int, bool]]:
+    """The customer's messages' times in a Meta payload: (field, value, as a string):
+    WhatsApp ``messages[].timestamp`` (seconds, a string), Messenger's and Instagram's
+    ``messaging[].timestamp`` of a message (milliseconds)."""
+    found: list[tuple[str, int, bool]] = []
+    for entry in payload.get("entry", []) if isinstance(payload, dict) else []:
+        if channel == "whatsapp":
+            for change in entry.get("changes", []):
+                for message in (change.get("value") or {}).get("messages", []):
+                    if str(message.get("timestamp", "")).isdigit():
+                        found.append(("timestamp", int(message["timestamp"]), True))
+        else:
+            for event in entry.get("messaging", []):
+                if "message" in event and isinstance(event.get("timestamp"), int):
+                    found.append(("timestamp", event["timestamp"], False))
+    return found
+
+
+def written_just_now(channel: str, body: bytes) -> bytes:
+    """``body`` with its customer messages' times moved to now (their order kept), the rest
+    byte for byte: a fixture stands for what the customer has just written, and a reply
+    to it must fall inside Meta's 24-hour window, which is counted from the time the
+    customer wrote (``channels_app.selectors.last_inbound_at``), not from when we
+    received it. Only Meta's channels have such a window."""
+    if channel not in ("whatsapp", "messenger", "instagram"):
+        return body
+    try:
+        times = _message_times(channel, json.loads(body))
+    except ValueError:
+        return body
+    if not times:
+        return body
+    now = WRITTEN_AT * (1000 if channel != "whatsapp" else 1)
+    shift = now - max(value for _, value, _ in times)
+    for field, value, quoted in times:
+        old, new = str(value), str(value + shift)
+        if quoted:
+            old, new = f'"{old}"', f'"{new}"'
+        pattern = rf'("{field}"\s*:\s*){re.escape(old)}(?!\d)'.encode()
+        body = re.sub(pattern, rb"\g<1>" + new.encode(), body)
+    return body
+
+
 @pytest.fixture
 def post_fixture(client: Client, django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
-    """Post a fixture signed for ``account`` and run what is committed (eager tasks)."""
+    """Post a fixture signed for ``account`` and run what is committed (eager tasks).
+    A signed fixture's customer messages are written just now (:func:`written_just_now`;
+    ``as_recorded=True``: at the fixture's own times)."""
 
     def _post(
         account: ChannelAccount,
@@ -120,10 +171,14 @@ def post_fixture(client: Client, django_capture_on_commit_callbacks: Any) -> Cal
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
         sign: bool = True,
+        as_recorded: bool = False,
     ) -> Any:
         fixture = fixture_load(account.channel, name)
         if body is not None:
             fixture = Fixture(headers=fixture.headers, body=body, session=fixture.session)
+        if sign and not as_recorded:
+            fresh = written_just_now(account.channel, fixture.body)
+            fixture = Fixture(headers=fixture.headers, body=fresh, session=fixture.session)
         sent = signed_headers(account, fixture) if sign else dict(fixture.headers)
         sent.update(headers or {})
         with django_capture_on_commit_callbacks(execute=True):
@@ -150,7 +205,7 @@ def wa_body(sender: str, message_id: str, text: str) -> bytes:
                                 {
                                     "from": sender,
                                     "id": message_id,
-                                    "timestamp": "1764100000",
+                                    "timestamp": str(WRITTEN_AT),
                                     "type": "text",
                                     "text": {"body": text},
                                 }

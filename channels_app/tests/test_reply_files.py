@@ -197,7 +197,8 @@ def test_whatsapp_retry_after_a_failed_file_message_sends_nothing_twice(
     assert (failed.outcome, failed.http_status) == ("retryable", 500)
     assert failed.error == (
         "WhatsApp did not take the message with the file “invoice.pdf” (HTTP 500): Service "
-        "unavailable. Already sent, not sent again: the text."
+        "unavailable (WhatsApp error 2: a temporary failure). Already sent, not sent again: "
+        "the text."
     )
     assert [(p["part"], p["step"]) for p in json.loads(failed.response_summary)] == [
         ("text", "send"),

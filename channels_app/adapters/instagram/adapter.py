@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from django.conf import settings
 
-from channels_app.adapters.base import OutboundFile, ReplyLimits, http_call
+from channels_app.adapters.base import OutboundFile, ReplyLimits
 from channels_app.adapters.meta.messaging import MessagingPlatformAdapter, attachment_type
 
 if TYPE_CHECKING:
@@ -89,4 +89,4 @@ class InstagramAdapter(MessagingPlatformAdapter):
             "recipient": {"id": outbound.recipient_id},
             "message": {"attachment": {"type": kind, "payload": {"url": shown}}},
         }
-        return summary, partial(http_call, "POST", url, json=body, headers=headers)
+        return summary, partial(self.graph_call, "POST", url, json=body, headers=headers)

@@ -23,7 +23,6 @@ from channels_app.adapters.base import (
     WebhookRequest,
     dict_items,
     epoch_to_datetime,
-    http_call,
     json_body,
     json_body_or_none,
     media_download,
@@ -270,15 +269,12 @@ class MessagingPlatformAdapter(MetaAdapter):
             "message": {"text": outbound.text},
         }
 
-    #: How the channel is named in errors ("Messenger refused …").
-    label: str = ""
-
     def send(self, account: ChannelAccount, outbound: OutboundRequest) -> SendResult:
         self.reply_window_check(outbound)  # no request Meta could only refuse
         if outbound.files:
             return self._send_parts(account, outbound)
         body = self.send_body(outbound)
-        response = http_call(
+        response = self.graph_call(
             "POST",
             graph_url(self.send_path(account)),
             json=body,
@@ -304,7 +300,7 @@ class MessagingPlatformAdapter(MetaAdapter):
 
         def text() -> PartRequest:
             body = self.send_body(outbound)
-            return body, partial(http_call, "POST", url, json=body, headers=headers)
+            return body, partial(self.graph_call, "POST", url, json=body, headers=headers)
 
         return ReplyParts(self.label, outbound).send_each(
             outbound,
@@ -343,7 +339,7 @@ class MessagingPlatformAdapter(MetaAdapter):
             "filedata": file_summary(file),
         }
         return summary, partial(
-            http_call,
+            self.graph_call,
             "POST",
             url,
             data=fields,

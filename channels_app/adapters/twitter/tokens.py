@@ -49,8 +49,8 @@ from support.models import AttemptOutcome
 from support.outbound import (
     AnswerTooLarge,
     classify_http_status,
-    parse_retry_after,
     response_read_bounded,
+    retry_after_from_headers,
 )
 
 logger = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def _token_request(account: ChannelAccount) -> TokenPair:
         raise RetryableError(
             f"Refreshing the X token of {account_label(account)}: X answered HTTP "
             f"{response.status_code} {_oauth_error(response)}".rstrip(),
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after_from_headers(response.headers),  # or x-rate-limit-reset
             http_status=response.status_code,
         )
     if outcome == AttemptOutcome.PERMANENT:

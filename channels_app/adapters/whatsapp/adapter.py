@@ -23,7 +23,6 @@ from channels_app.adapters.base import (
     WebhookRequest,
     dict_items,
     epoch_to_datetime,
-    http_call,
     json_body,
     json_body_or_none,
     media_download,
@@ -218,6 +217,7 @@ class WhatsAppAdapter(MetaAdapter):
             recipient_id=s.get("recipient_id", ""),
         )
 
+    label = "WhatsApp"
     reply_window_name = "WhatsApp's customer-service window"
     reply_window_hint = "Only an approved message template can be sent now."
 
@@ -235,7 +235,7 @@ class WhatsAppAdapter(MetaAdapter):
             "type": "text",
             "text": {"preview_url": False, "body": outbound.text},
         }
-        response = http_call(
+        response = self.graph_call(
             "POST",
             graph_url(f"{account.external_id}/messages"),
             json=body,
@@ -268,7 +268,7 @@ class WhatsAppAdapter(MetaAdapter):
 
         def text() -> PartRequest:
             body = {**base, "type": "text", "text": {"preview_url": False, "body": outbound.text}}
-            return body, partial(http_call, "POST", messages_url, json=body, headers=headers)
+            return body, partial(self.graph_call, "POST", messages_url, json=body, headers=headers)
 
         def file_message(file: OutboundFile, part: str, what: str) -> PartRequest:
             upload = partial(self._upload, account, file, parts, part, what)
@@ -277,7 +277,7 @@ class WhatsAppAdapter(MetaAdapter):
             if kind == "document":
                 media["filename"] = file.filename
             body = {**base, "type": kind, kind: media}
-            return body, partial(http_call, "POST", messages_url, json=body, headers=headers)
+            return body, partial(self.graph_call, "POST", messages_url, json=body, headers=headers)
 
         return parts.send_each(outbound, text=text, file=file_message, sent_id=_message_id)
 
@@ -297,7 +297,7 @@ class WhatsAppAdapter(MetaAdapter):
             "upload",
             what,
             {"url": url, "messaging_product": "whatsapp", "file": file_summary(file)},
-            lambda: http_call(
+            lambda: self.graph_call(
                 "POST",
                 url,
                 data={"messaging_product": "whatsapp", "type": file.content_type},
@@ -314,7 +314,7 @@ class WhatsAppAdapter(MetaAdapter):
         return media_id
 
     def fetch_media(self, account: ChannelAccount, media: MediaRef) -> FetchedMedia:
-        info = http_call("GET", graph_url(media.media_id), headers=self.auth_headers(account))
+        info = self.graph_call("GET", graph_url(media.media_id), headers=self.auth_headers(account))
         meta = info.json()
         url = meta.get("url", "")
         if not url:
