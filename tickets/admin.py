@@ -1003,8 +1003,45 @@ class _SupervisorEditsInline(SupervisorInlineMixin):
         return is_supervisor(request.user) or super().has_delete_permission(request, obj)  # type: ignore[misc]
 
 
+class BusinessHoursFormSet(forms.BaseInlineFormSet):  # type: ignore[type-arg]
+    """Refuses two intervals of one weekday that overlap (the same row twice, 09:00-17:00
+    and 12:00-13:00): each open moment counts once. Touching ones (09:00-12:00 and
+    12:00-13:00) are fine. The arithmetic merges overlaps anyway (``tickets.sla``)."""
+
+    def clean(self) -> None:
+        super().clean()
+        by_day: dict[int, list[tuple[Any, Any]]] = {}
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None)
+            if not data or data.get("DELETE") or form.errors:
+                continue
+            opens, closes, day = data.get("opens_at"), data.get("closes_at"), data.get("weekday")
+            if opens is None or closes is None or day is None:
+                continue
+            by_day.setdefault(int(day), []).append((opens, closes))
+        names = dict(BusinessHours._meta.get_field("weekday").choices or [])
+        problems = []
+        for day, spans in sorted(by_day.items()):
+            spans.sort()
+            latest = spans[0]  # the interval that closes last so far
+            for opens, closes in spans[1:]:
+                if opens < latest[1]:
+                    problems.append(
+                        f"{names.get(day, day)}: {latest[0]:%H:%M}–{latest[1]:%H:%M} "
+                        f"overlaps {opens:%H:%M}–{closes:%H:%M}"
+                    )
+                if closes > latest[1]:
+                    latest = (opens, closes)
+        if problems:
+            raise forms.ValidationError(
+                "Business hours may not overlap on the same day (use one interval, or two "
+                "that meet, e.g. 09:00–12:00 and 12:00–17:00). " + "; ".join(problems) + "."
+            )
+
+
 class BusinessHoursInline(_SupervisorEditsInline, admin.TabularInline):  # type: ignore[type-arg]
     model = BusinessHours
+    formset = BusinessHoursFormSet
     extra = 0
 
 

@@ -272,6 +272,16 @@ class Ticket(models.Model):
     sla_paused_seconds = models.PositiveIntegerField(
         default=0, help_text="Business seconds the resolution clock was stopped."
     )
+    # The stops themselves (tickets.services.sla: ``{"start", "end", "first_response"}``),
+    # so that each policy measures them in its own calendar; ``db_default`` so the
+    # previous release's inserts work during a rolling deploy.
+    sla_pauses = models.JSONField(
+        default=list,
+        db_default=[],
+        blank=True,
+        editable=False,
+        help_text="When the SLA clocks were stopped (docs/sla.md).",
+    )
     search_vector = SearchVectorField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

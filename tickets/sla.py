@@ -35,13 +35,36 @@ END_OF_DAY = dtime(23, 59, 59)
 UTC = zoneinfo.ZoneInfo("UTC")
 
 
+def merge_hours(
+    intervals: Iterable[tuple[dtime, dtime]],
+) -> tuple[tuple[dtime, dtime], ...]:
+    """One weekday's open intervals sorted, overlapping or touching ones merged: two rows
+    09:00-17:00 and 12:00-13:00 (or the same row twice) are open 09:00-17:00, not nine
+    hours. Intervals that close before they open are dropped."""
+    merged: list[tuple[dtime, dtime]] = []
+    for opens, closes in sorted(intervals):
+        if closes <= opens:
+            continue
+        if merged and opens <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], closes))
+        else:
+            merged.append((opens, closes))
+    return tuple(merged)
+
+
 @dataclass(frozen=True)
 class CalendarSpec:
     timezone: str = "UTC"
     is_24_7: bool = True
-    # weekday (Monday 0) -> open intervals in local time, sorted
+    # weekday (Monday 0) -> open intervals in local time, sorted and merged (the
+    # arithmetic counts each open moment once: ``merge_hours``)
     hours: dict[int, tuple[tuple[dtime, dtime], ...]] = field(default_factory=dict)
     holidays: frozenset[date] = frozenset()
+
+    def __post_init__(self) -> None:
+        # frozen: set through object.__setattr__ (as dataclasses document for this case)
+        merged = {day: merge_hours(spans) for day, spans in self.hours.items()}
+        object.__setattr__(self, "hours", {day: s for day, s in merged.items() if s})
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -60,6 +83,29 @@ class PolicySpec:
     calendar: CalendarSpec
 
 
+def _wall_time(day: date, at: dtime, tz: zoneinfo.ZoneInfo) -> datetime:
+    """The moment (UTC) the wall clock of ``tz`` reads ``at`` on ``day``. A wall time the
+    clocks skip (02:30 on the night they go forward) is the moment they change: the
+    03:00 that follows 01:59:59, not the 03:30 that ``fold=0`` gives. A repeated wall time
+    (the night they go back) is its first occurrence."""
+    local = datetime.combine(day, at, tzinfo=tz)
+    moment = local.astimezone(UTC)
+    if moment.astimezone(tz).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return moment
+    # In the gap: the change lies between the two readings of the wall time (fold=1 takes
+    # the offset after the change, fold=0 the one before); find its second.
+    lo = local.replace(fold=1).astimezone(UTC)  # before the change
+    hi = moment  # after it
+    after = hi.astimezone(tz).utcoffset()
+    while (hi - lo) > timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        if mid.astimezone(tz).utcoffset() == after:
+            hi = mid
+        else:
+            lo = mid
+    return hi.replace(microsecond=0) if hi.microsecond else hi
+
+
 def _intervals(cal: CalendarSpec, day: date) -> list[tuple[datetime, datetime]]:
     """The open intervals of a local date, as aware datetimes (UTC)."""
     if day in cal.holidays:
@@ -67,11 +113,11 @@ def _intervals(cal: CalendarSpec, day: date) -> list[tuple[datetime, datetime]]:
     tz = cal.tz
     out = []
     for opens, closes in cal.hours.get(day.weekday(), ()):
-        start = datetime.combine(day, opens, tzinfo=tz).astimezone(UTC)
+        start = _wall_time(day, opens, tz)
         if closes >= END_OF_DAY:
-            end = datetime.combine(day + timedelta(days=1), dtime(0), tzinfo=tz).astimezone(UTC)
+            end = _wall_time(day + timedelta(days=1), dtime(0), tz)
         else:
-            end = datetime.combine(day, closes, tzinfo=tz).astimezone(UTC)
+            end = _wall_time(day, closes, tz)
         if end > start:
             out.append((start, end))
     return out
@@ -165,15 +211,23 @@ NO_SLA = DueTimes(None, None, None)
 
 
 def due_times(
-    policy: PolicySpec | None, *, created_at: datetime, paused_seconds: float = 0
+    policy: PolicySpec | None,
+    *,
+    created_at: datetime,
+    paused_seconds: float = 0,
+    first_response_paused_seconds: float = 0,
 ) -> DueTimes:
     """Due times of a ticket opened at ``created_at`` whose resolution clock has been
-    stopped for ``paused_seconds`` of business time."""
+    stopped for ``paused_seconds`` and its first-response clock for
+    ``first_response_paused_seconds`` of business time (of this policy's calendar:
+    ``stopped_seconds``)."""
     if policy is None:
         return NO_SLA
     cal = policy.calendar
     first = (
-        business_add(cal, created_at, policy.first_response_minutes * 60)
+        business_add(
+            cal, created_at, policy.first_response_minutes * 60 + first_response_paused_seconds
+        )
         if policy.first_response_minutes is not None
         else None
     )
@@ -183,6 +237,20 @@ def due_times(
         else None
     )
     return DueTimes(policy.id, first, resolution)
+
+
+def stopped_seconds(
+    cal: CalendarSpec, stops: Iterable[tuple[datetime, datetime]], *, until: datetime | None = None
+) -> int:
+    """Business seconds of ``cal`` inside the stops (``(start, end)`` moments), each cut
+    at ``until`` when given (a clock that stopped for good then: the first reply), in
+    whole seconds per stop (as ``Ticket.sla_paused_seconds`` always counted them)."""
+    total = 0
+    for start, end in stops:
+        if until is not None:
+            end = min(end, until)
+        total += int(business_seconds_between(cal, start, end))
+    return total
 
 
 # --- the per-process cache of active policies ------------------------------------------

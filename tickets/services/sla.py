@@ -6,9 +6,11 @@ The rules are in docs/sla.md; the arithmetic in ``tickets.sla``.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -26,12 +28,14 @@ from tickets.models import (
     TicketStatus,
 )
 from tickets.sla import (
-    business_seconds_between,
+    DueTimes,
+    PolicySpec,
     due_times,
     policy_match,
     sla_policies,
     sla_policies_forget,
     sla_policy_by_id,
+    stopped_seconds,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,32 +43,113 @@ logger = logging.getLogger(__name__)
 #: The resolution clock stops while the ticket waits on the customer (pending) and once
 #: it is resolved or closed; it runs while new or open.
 CLOCK_STOPPED = frozenset({TicketStatus.PENDING, TicketStatus.RESOLVED, TicketStatus.CLOSED})
+#: The first-response clock stops while the ticket is resolved or closed (nothing to
+#: answer until it is reopened); it runs while new, open or pending.
+FIRST_RESPONSE_STOPPED = frozenset({TicketStatus.RESOLVED, TicketStatus.CLOSED})
 #: Statuses in which a missing first reply still counts.
 FIRST_RESPONSE_OPEN = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 RESOLUTION_OPEN = (TicketStatus.NEW, TicketStatus.OPEN)
 
 
 # --- a ticket's clocks -----------------------------------------------------------------
+#
+# ``Ticket.sla_pauses`` records every stop of the resolution clock, whatever the policy
+# (or none): ``{"start": iso, "end": iso, "first_response": bool}`` (``first_response``:
+# the ticket was resolved or closed, so the first-response clock stood still too). Each
+# policy measures the stops in its own calendar when due times are computed, so a
+# weekend spent pending is no time for an office-hours policy and 48 hours for a 24/7
+# one. ``sla_paused_at`` is the start of the stop in progress. A ticket stopped
+# before the stops were recorded has only ``sla_paused_seconds`` (business seconds of the
+# policy of the time): that number still counts as it is, and moves into the list as
+# ``{"seconds": n}`` when the first stop is recorded. With a list, ``sla_paused_seconds``
+# is the resolution clock's stopped time in the current policy's calendar.
+
+
+def _pauses(ticket: Ticket) -> list[dict[str, Any]]:
+    """``ticket.sla_pauses`` as a list: a row read by raw SQL (the customer-message
+    UPDATE … RETURNING of ``tickets.thread_rules``) holds the JSON text."""
+    value = ticket.sla_pauses
+    if isinstance(value, str):
+        value = json.loads(value)
+    return list(value or [])
+
+
+def _stops(ticket: Ticket) -> tuple[int, list[tuple[datetime, datetime, bool]]]:
+    """The legacy stopped seconds and the recorded stops of a ticket."""
+    legacy = 0
+    stops: list[tuple[datetime, datetime, bool]] = []
+    for item in _pauses(ticket):
+        if "seconds" in item:
+            legacy += int(item["seconds"])
+        else:
+            stops.append(
+                (
+                    datetime.fromisoformat(item["start"]),
+                    datetime.fromisoformat(item["end"]),
+                    bool(item.get("first_response")),
+                )
+            )
+    return legacy, stops
+
+
+def _ticket_due_times(
+    ticket: Ticket,
+    policy: PolicySpec | None,
+    *,
+    created_at: datetime,
+    extra: tuple[datetime, datetime, bool] | None = None,
+) -> DueTimes:
+    """The ticket's due times under ``policy``, its stops measured in the policy's
+    calendar (``extra``: a stop not recorded yet, counted as if it were)."""
+    if policy is None:
+        return due_times(None, created_at=created_at)
+    if not _pauses(ticket) and extra is None:  # never stopped, or stopped before the record
+        return due_times(policy, created_at=created_at, paused_seconds=ticket.sla_paused_seconds)
+    legacy, stops = _stops(ticket)
+    if not _pauses(ticket):
+        legacy = ticket.sla_paused_seconds
+    if extra is not None:
+        stops.append(extra)
+    cal = policy.calendar
+    resolution = legacy + stopped_seconds(cal, [(s, e) for s, e, _ in stops])
+    # only the stops before the first reply: the clock stopped for good then
+    first_response = stopped_seconds(
+        cal, [(s, e) for s, e, fr in stops if fr], until=ticket.first_response_at
+    )
+    return due_times(
+        policy,
+        created_at=created_at,
+        paused_seconds=resolution,
+        first_response_paused_seconds=first_response,
+    )
+
+
+def _sla_apply(ticket: Ticket, policy: PolicySpec | None, *, now: datetime) -> None:
+    due = _ticket_due_times(ticket, policy, created_at=ticket.created_at or now)
+    ticket.sla_policy_id = due.policy_id
+    ticket.first_response_due_at = due.first_response_due_at
+    ticket.resolution_due_at = due.resolution_due_at
+    if policy is not None and _pauses(ticket):
+        legacy, stops = _stops(ticket)
+        measured = stopped_seconds(policy.calendar, [(s, e) for s, e, _ in stops])
+        ticket.sla_paused_seconds = legacy + measured
 
 
 def ticket_sla_recompute(ticket: Ticket, *, now: datetime | None = None) -> list[str]:
     """Match the policy for the ticket's priority, team and channel and set its due
-    times (from its creation, plus the time its resolution clock was stopped). Changes
-    the instance only; returns the fields to save."""
-    created_at = ticket.created_at or now or timezone.now()
+    times (from its creation, plus the time its clocks were stopped, measured in the
+    policy's calendar). Changes the instance only; returns the fields to save."""
+    now = now or timezone.now()
     policy = policy_match(
         sla_policies(), priority=ticket.priority, team_id=ticket.team_id, channel=ticket.channel
     )
-    due = due_times(policy, created_at=created_at, paused_seconds=ticket.sla_paused_seconds)
-    ticket.sla_policy_id = due.policy_id
-    ticket.first_response_due_at = due.first_response_due_at
-    ticket.resolution_due_at = due.resolution_due_at
-    return ["sla_policy", "first_response_due_at", "resolution_due_at"]
+    _sla_apply(ticket, policy, now=now)
+    return ["sla_policy", "first_response_due_at", "resolution_due_at", "sla_paused_seconds"]
 
 
 # --- policies edited: the open tickets follow ------------------------------------------
 
-SLA_FIELDS = ("sla_policy_id", "first_response_due_at", "resolution_due_at")
+SLA_FIELDS = ("sla_policy_id", "first_response_due_at", "resolution_due_at", "sla_paused_seconds")
 
 
 def tickets_sla_reapply(*, batch_size: int = 500) -> int:
@@ -103,7 +188,13 @@ def tickets_sla_reapply(*, batch_size: int = 500) -> int:
                     changed.append(ticket)
             if changed:
                 Ticket.objects.bulk_update(
-                    changed, ["sla_policy", "first_response_due_at", "resolution_due_at"]
+                    changed,
+                    [
+                        "sla_policy",
+                        "first_response_due_at",
+                        "resolution_due_at",
+                        "sla_paused_seconds",
+                    ],
                 )
             total += len(changed)
     if total:
@@ -120,28 +211,56 @@ def sla_policies_changed() -> None:
     transaction.on_commit(sla_reapply_task.delay)
 
 
+def _stop_record(ticket: Ticket, *, status: str, end: datetime) -> None:
+    """Move the stop in progress (from ``sla_paused_at``, the ticket ``status`` all along)
+    into ``sla_pauses``, whatever the policy: a ticket with no policy now may have one
+    later, and the time it was stopped counts then."""
+    assert ticket.sla_paused_at is not None
+    pauses = _pauses(ticket)
+    if not pauses and ticket.sla_paused_seconds:
+        pauses.append({"seconds": int(ticket.sla_paused_seconds)})  # stopped before the record
+    pauses.append(
+        {
+            "start": ticket.sla_paused_at.isoformat(),
+            "end": end.isoformat(),
+            "first_response": status in FIRST_RESPONSE_STOPPED,
+        }
+    )
+    ticket.sla_pauses = pauses
+
+
 def ticket_sla_status_change(ticket: Ticket, *, before: str, now: datetime) -> list[str]:
-    """Stop the resolution clock when the ticket leaves new/open, restart it (moving the
-    resolution due time by the business time it was stopped) when it comes back. Changes
-    the instance only; returns the fields to save."""
+    """Stop the resolution clock when the ticket leaves new/open, restart it when it comes
+    back (the stop is recorded, and the due times move by its business time in the
+    calendar of the ticket's policy). The first-response clock also stands still while the
+    ticket is resolved or closed: a change between pending and resolved/closed closes one
+    stop and opens the next. Changes the instance only; returns the fields to save."""
     was_running = before not in CLOCK_STOPPED
     runs = ticket.status not in CLOCK_STOPPED
     if was_running and not runs and ticket.sla_paused_at is None:
         ticket.sla_paused_at = now
         return ["sla_paused_at"]
-    if runs and not was_running and ticket.sla_paused_at is not None:
-        policy = sla_policy_by_id(ticket.sla_policy_id)
-        if policy is not None:
-            stopped = business_seconds_between(policy.calendar, ticket.sla_paused_at, now)
-            ticket.sla_paused_seconds += int(stopped)
-            ticket.resolution_due_at = due_times(
-                policy,
-                created_at=ticket.created_at or now,
-                paused_seconds=ticket.sla_paused_seconds,
-            ).resolution_due_at
-        ticket.sla_paused_at = None
-        return ["sla_paused_at", "sla_paused_seconds", "resolution_due_at"]
-    return []
+    if ticket.sla_paused_at is None or was_running:
+        return []
+    reopened = runs
+    first_response_turns = (before in FIRST_RESPONSE_STOPPED) != (
+        ticket.status in FIRST_RESPONSE_STOPPED
+    )
+    if not reopened and not first_response_turns:
+        return []
+    _stop_record(ticket, status=before, end=now)
+    ticket.sla_paused_at = None if reopened else now
+    policy = sla_policy_by_id(ticket.sla_policy_id)
+    if policy is None:  # no policy (any more): the stop is kept for the next one
+        return ["sla_paused_at", "sla_pauses"]
+    _sla_apply(ticket, policy, now=now)
+    return [
+        "sla_paused_at",
+        "sla_pauses",
+        "sla_paused_seconds",
+        "first_response_due_at",
+        "resolution_due_at",
+    ]
 
 
 def tickets_sla_resume(pairs: list[tuple[Ticket, str]], *, now: datetime) -> None:
@@ -317,6 +436,25 @@ def _sla_event_publish(
     )
 
 
+def _first_response_due_settle(ticket: Ticket, *, stopped_at: datetime) -> None:
+    """A first reply sent while the ticket is resolved or closed (its first-response clock
+    stopped): the first-response due time counts the stop in progress up to the reply,
+    as it will once the stop is recorded, so the reply is judged by the clock that ran.
+    Written to the row (locked by the caller) when it moves."""
+    if ticket.sla_paused_at is None or ticket.status not in FIRST_RESPONSE_STOPPED:
+        return
+    policy = sla_policy_by_id(ticket.sla_policy_id)
+    if policy is None:
+        return
+    stop = (ticket.sla_paused_at, stopped_at, True)
+    due = _ticket_due_times(
+        ticket, policy, created_at=ticket.created_at or stopped_at, extra=stop
+    ).first_response_due_at
+    if due != ticket.first_response_due_at:
+        ticket.first_response_due_at = due
+        Ticket.objects.filter(pk=ticket.pk).update(first_response_due_at=due)
+
+
 def sla_stopped_late(ticket: Ticket, *, target: str, stopped_at: datetime) -> SlaEvent | None:
     """The clock of ``target`` stopped at ``stopped_at`` (the first reply was sent, the
     ticket resolved) after its due time, and no checker run saw it overdue while it ran
@@ -330,6 +468,8 @@ def sla_stopped_late(ticket: Ticket, *, target: str, stopped_at: datetime) -> Sl
     ticket is not judged."""
     from tickets.services.lifecycle import _system_note
 
+    if target == SlaTarget.FIRST_RESPONSE:
+        _first_response_due_settle(ticket, stopped_at=stopped_at)
     due: datetime | None = getattr(ticket, f"{target}_due_at")
     if due is None or stopped_at <= due or ticket.merged_into_id is not None:
         return None

@@ -22,6 +22,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 NINE_TO_FIVE = ((time(9), time(17)),)
 Hours = dict[int, tuple[tuple[time, time], ...]]
 WEEKDAYS: Hours = {d: NINE_TO_FIVE for d in range(5)}
+END = time(23, 59, 59)
 
 
 def _cal(
@@ -251,3 +252,43 @@ def test_a_local_start_inside_an_interval_spanning_the_clock_change_adds_real_ti
     expected = datetime(2026, 3, 29, 2, 30, tzinfo=UTC)
     assert business_add(cal, start.astimezone(UTC), 2 * 3600) == expected
     assert business_add(cal, start, 2 * 3600) == expected
+
+
+def test_overlapping_or_duplicate_hours_count_each_open_moment_once():
+    """A stray 12:00-13:00 row inside 09:00-17:00, and the same row twice: open 8 hours,
+    not 9 (``merge_hours``, applied to every calendar)."""
+    monday = _local(BERLIN, 2026, 12, 7, 9, 0)
+    for rows in (
+        ((time(9), time(17)), (time(12), time(13))),
+        ((time(9), time(17)), (time(9), time(17))),
+        ((time(12), time(17)), (time(9), time(13))),
+    ):
+        cal = _cal(hours={d: rows for d in range(5)})
+        assert cal.hours[0] == ((time(9), time(17)),)
+        assert business_seconds_between(cal, monday, monday.replace(hour=17)) == 8 * 3600
+        assert business_add(cal, monday, 8 * 3600) == monday.replace(hour=17)
+        assert business_add(cal, monday, 9 * 3600) == _local(BERLIN, 2026, 12, 8, 10, 0)
+
+
+def test_touching_hours_are_one_interval_and_a_night_shift_keeps_midnight():
+    cal = _cal(hours={0: ((time(9), time(12)), (time(12), time(17))), 1: ((time(22), END),)})
+    assert cal.hours[0] == ((time(9), time(17)),)
+    assert cal.hours[1] == ((time(22), END),)
+
+
+def test_an_opening_in_the_skipped_hour_is_the_moment_the_clocks_change():
+    """New York skips 02:00-03:00 on Sunday 2026-03-08: a 02:30-03:30 interval is open
+    from 03:00 EDT (the change) to 03:30, 30 minutes (``fold=0`` made it 03:30-03:30,
+    nothing); 02:00-02:45 never shows on the wall that night (nothing open); 01:30-02:30
+    is open from 01:30 EST to the change, 30 minutes (not 90)."""
+    night = _local(NEW_YORK, 2026, 3, 8, 0, 0)
+    later = night + timedelta(hours=8)
+    for rows, minutes in (
+        (((time(2, 30), time(3, 30)),), 30),
+        (((time(2, 0), time(2, 45)),), 0),
+        (((time(1, 30), time(2, 30)),), 30),
+    ):
+        cal = _cal("America/New_York", hours={6: rows})
+        assert business_seconds_between(cal, night, later) == minutes * 60
+    cal = _cal("America/New_York", hours={6: ((time(2, 30), time(3, 30)),)})
+    assert business_add(cal, night, 60) == datetime(2026, 3, 8, 7, 1, tzinfo=UTC)

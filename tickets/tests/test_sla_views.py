@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -223,3 +224,57 @@ def test_a_policy_edited_in_the_admin_moves_the_open_tickets_due_times(
         response = client.post(f"/admin/tickets/slapolicy/{policy.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert Ticket.objects.get(pk=ticket.pk).first_response_due_at is None
+
+
+def _calendar_form(name: str, *hours: tuple[str, str, str]) -> dict[str, str]:
+    data = {
+        "name": name,
+        "timezone": "Europe/London",
+        "hours-TOTAL_FORMS": str(len(hours)),
+        "hours-INITIAL_FORMS": "0",
+        "holidays-TOTAL_FORMS": "0",
+        "holidays-INITIAL_FORMS": "0",
+    }
+    for i, (day, opens, closes) in enumerate(hours):
+        data |= {
+            f"hours-{i}-weekday": day,
+            f"hours-{i}-opens_at": opens,
+            f"hours-{i}-closes_at": closes,
+        }
+    return data
+
+
+def test_the_admin_refuses_overlapping_business_hours_naming_the_day(client, supervisor):
+    client.force_login(supervisor)
+    for hours in (
+        (("0", "09:00", "17:00"), ("0", "09:00", "17:00")),  # the same row twice
+        (("0", "09:00", "17:00"), ("0", "12:00", "13:00"), ("1", "09:00", "17:00")),
+    ):
+        response = client.post(
+            "/admin/tickets/businesscalendar/add/", _calendar_form("Dup", *hours)
+        )
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "Business hours may not overlap on the same day" in page
+        assert "Monday: 09:00–17:00 overlaps" in page
+        assert "Tuesday" not in page.split("may not overlap", 1)[1].split("</ul>", 1)[0]
+        assert not BusinessCalendar.objects.filter(name="Dup").exists()
+    # meeting intervals (a lunch break of none) and the same hours on two days are fine
+    response = client.post(
+        "/admin/tickets/businesscalendar/add/",
+        _calendar_form(
+            "Split", ("0", "09:00", "12:00"), ("0", "12:00", "17:00"), ("1", "09:00", "17:00")
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert BusinessCalendar.objects.get(name="Split").hours.count() == 3
+
+
+def test_the_ticket_page_gives_due_times_with_their_zone(agent_web, customer, policy, settings):
+    settings.TIME_ZONE = "Europe/Berlin"
+    ticket = _ticket(customer, "Zoned")
+    html = agent_web.get(f"/tickets/{ticket.number}/").content.decode()
+    for label in ("First response", "Resolution"):
+        found = re.search(rf"<dt>{label}</dt><dd>Due <time [^>]*>([^<]*)</time>", html)
+        assert found is not None, label
+        assert re.fullmatch(r"\w{3} \d{1,2}, \d\d:\d\d (CET|CEST)", found[1]), found[1]
