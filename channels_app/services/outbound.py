@@ -400,7 +400,7 @@ def _outbound_request(
         # a survey's feedback link is put in here, never stored (services.survey_link)
         "text": survey_text_with_link(message, ticket=ticket),
         "subject": ticket.subject,
-        "last_inbound_at": selectors.last_inbound_at(ticket),
+        "last_inbound_at": selectors.last_inbound_at(ticket, channel),
         "thread_message_ids": thread,
         "outgoing_message_id": outgoing,
         "idempotency_key": idempotency_key,
