@@ -11,6 +11,7 @@ import codecs
 import io
 import logging
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -155,13 +156,27 @@ def _clean(text: str) -> str:
 
 # --- Markdown -----------------------------------------------------------------
 
-_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+# Every pattern here reads a line in time linear in its length (an uploaded file is
+# hostile input: "# a" + 3,000 spaces + "b" took 30 s of CPU with a lazy heading pattern
+# whose trailing "\s*#*\s*" could split the spaces every way, and "[a](" 20,000 times 5 s
+# with link targets read to the line's end from every "[").
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(\S.*)$")
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.S)
+_IMAGE = re.compile(r"!\[([^\[\]\n]{0,500})\]\([^)\n]{0,2000}\)")
+_LINK = re.compile(r"\[([^\[\]\n]{1,500})\]\(([^)\n]{0,2000})\)")
+
+
+def _heading_text(text: str) -> str:
+    """A heading's text without its closing ``#`` sequence ("Title ##" is "Title"; "C#" stays:
+    a closing sequence follows a space, as CommonMark has it)."""
+    text = text.strip()
+    bare = text.rstrip("#")
+    return bare.strip() if bare and bare != text and bare[-1] in " \t" else text
 
 
 def _strip_markdown(line: str) -> str:
-    line = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", line)  # images
-    line = re.sub(r"\[([^\]]+)\]\(([^)]*)\)", r"\1 (\2)", line)  # links keep their target
+    line = _IMAGE.sub(r"\1", line)  # images
+    line = _LINK.sub(r"\1 (\2)", line)  # links keep their target
     line = re.sub(r"(\*\*|__|~~|`)", "", line)
     line = re.sub(r"^\s*([-*+]|\d+\.)\s+", "", line)  # list markers
     line = re.sub(r"^\s*>\s?", "", line)
@@ -194,7 +209,8 @@ def parse_markdown(text: str, *, name: str = "", title: str = "") -> tuple[str, 
         match = None if in_code else _HEADING.match(raw)
         if match:
             flush()
-            level, heading = len(match.group(1)), _strip_markdown(match.group(2)).strip()
+            level = len(match.group(1))
+            heading = _strip_markdown(_heading_text(match.group(2))).strip()
             if level == 1 and not title and not sections and not path:
                 title = heading
                 continue
@@ -279,6 +295,15 @@ def parse_html(html: str, *, name: str = "") -> tuple[str, list[Section]]:
 PDF_MAX_PAGES = 2000
 PDF_MAX_WORK = 1_000_000
 PDF_STREAM_MAX_WORK = 1_000_000
+# Work no count above sees: pypdf skips a content stream's comments byte by byte in Python
+# (a 70 MB comment, 4.5 s), again for every page and every drawing of a form XObject that
+# holds it. So a file's reading stops after this much CPU time of the reading thread
+# (checked at each operator and page: past it by one stream's parse at most), streams
+# decompress to at most PDF_STREAM_MAX_BYTES, and a page draws at most
+# PDF_MAX_FORM_DRAWS form XObjects (pypdf's defaults: 75 MB and 5,000).
+PDF_MAX_CPU_SECONDS = 20.0
+PDF_STREAM_MAX_BYTES = 20_000_000
+PDF_MAX_FORM_DRAWS = 200
 
 
 class _PdfTooBusy(Exception):
@@ -291,23 +316,37 @@ def parse_pdf(data: bytes, *, name: str = "") -> tuple[str, list[Section]]:
 
     label = name or "file"
     budget = PDF_MAX_WORK
+    deadline = time.thread_time() + PDF_MAX_CPU_SECONDS
 
     def spend(operator: Any, operands: Any, cm: Any, tm: Any) -> None:
         nonlocal budget
         budget -= 1 + sum(len(o) if isinstance(o, list | dict) else 1 for o in operands)
-        if budget < 0:
+        if budget < 0 or time.thread_time() > deadline:
             raise _PdfTooBusy
 
+    limits: dict[str, Any] = {
+        "stream_parsing_work_maximum_count": PDF_STREAM_MAX_WORK,
+        "xform_maximum_invocations_per_extraction": PDF_MAX_FORM_DRAWS,
+        **{
+            f"{kind}_maximum_output_length": PDF_STREAM_MAX_BYTES
+            for kind in ("zlib", "lzw", "run_length", "brotli", "array_based_stream")
+        },
+    }
     try:
-        with apply_configuration(stream_parsing_work_maximum_count=PDF_STREAM_MAX_WORK):
+        with apply_configuration(**limits):
             reader = PdfReader(io.BytesIO(data))
             if len(reader.pages) > PDF_MAX_PAGES:
                 raise InvalidInput(f"{label}: more than {PDF_MAX_PAGES} pages")
-            pages = [page.extract_text(visitor_operand_before=spend) or "" for page in reader.pages]
+            pages = []
+            for page in reader.pages:
+                if time.thread_time() > deadline:
+                    raise _PdfTooBusy
+                pages.append(page.extract_text(visitor_operand_before=spend) or "")
             meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except _PdfTooBusy:
         raise InvalidInput(
-            f"{label}: too much to read (over {PDF_MAX_WORK} drawing operations)"
+            f"{label}: too much to read (over {PDF_MAX_WORK} drawing operations or "
+            f"{PDF_MAX_CPU_SECONDS:.0f} s of reading)"
         ) from None
     # PyPdfError: PdfReadError, LimitReachedError...; the others: what pypdf raises on
     # malformed objects it does not check (a hostile file is not a 500).

@@ -165,7 +165,9 @@ def test_a_pdf_with_too_much_drawing_work_is_a_failed_file(client_500, monkeypat
     response = upload(client_500, "bomb.pdf", busy_pdf(pages=50, operations=200))
     assert response.status_code == 400, response.content
     [error] = response.json()["errors"]
-    assert error["error"] == "bomb.pdf: too much to read (over 5000 drawing operations)"
+    assert error["error"] == (
+        "bomb.pdf: too much to read (over 5000 drawing operations or 20 s of reading)"
+    )
     assert Document.objects.get(external_id="bomb.pdf").status == "failed"
 
 
@@ -191,6 +193,85 @@ def test_pypdf_limits_are_a_failed_file_not_a_500(client_500, monkeypatch):
     assert response.status_code == 400, response.content
     [error] = response.json()["errors"]
     assert error["error"].startswith("dense.pdf: unreadable PDF (")
+
+
+def test_a_pdf_is_read_for_a_bounded_cpu_time(client_500, monkeypatch):
+    """Work the operator count does not see (comments pypdf skips byte by byte, again for
+    each page and each form drawing) is bounded by the reading's CPU time: past it, a
+    failed file (0 s here: every PDF is over it)."""
+    from knowledge import parsing
+
+    monkeypatch.setattr(parsing, "PDF_MAX_CPU_SECONDS", 0.0, raising=False)
+    response = upload(client_500, "slow.pdf", busy_pdf(pages=2, operations=10))
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert (
+        error["error"]
+        == "slow.pdf: too much to read (over 1000000 drawing operations or 0 s of reading)"
+    )
+
+
+def test_a_pdf_stream_decompresses_to_a_bounded_size(client_500, monkeypatch):
+    """A content stream is decompressed to at most ``PDF_STREAM_MAX_BYTES`` (pypdf's own
+    default is 75 MB, a 70 MB comment 4.5 s of CPU per reading); over it, a failed file."""
+    from knowledge import parsing
+
+    monkeypatch.setattr(parsing, "PDF_STREAM_MAX_BYTES", 1_000, raising=False)
+    response = upload(client_500, "big.pdf", busy_pdf(pages=1, operations=100))
+    assert response.status_code == 400, response.content
+    [error] = response.json()["errors"]
+    assert error["error"].startswith("big.pdf: unreadable PDF (Limit reached while decompressing")
+
+
+_LINEAR_PROBE = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_CPU, (20, 20))
+sys.path.insert(0, {root!r})
+from knowledge.parsing import parse_markdown
+for text in (
+    "# a" + " " * 20000 + "b",
+    "x " + "[a](" * 20000,
+    "x " + "![" * 20000,
+    "x " + "[" * 40000,
+):
+    parse_markdown(text, name="a.md")
+print("read")
+"""
+
+
+def test_markdown_lines_are_read_in_linear_time():
+    """Hostile Markdown lines: a heading of spaces ("# a" + 3,000 spaces + "b" took 30 s of
+    CPU, the cube of its length), unclosed link and image openers (quadratic). Each is read
+    in a child process allowed 20 s of CPU (killed past it); they take milliseconds now."""
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", _LINEAR_PROBE.format(root=root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.strip() == "read", (done.returncode, done.stderr[-500:])
+
+
+@pytest.mark.parametrize(
+    ("line", "heading"),
+    [
+        ("## Refunds", "Refunds"),
+        ("## Refunds ##", "Refunds"),
+        ("## Refunds ##   ", "Refunds"),
+        ("## Learn C#", "Learn C#"),
+        ("##   Spaced   ", "Spaced"),
+    ],
+)
+def test_markdown_headings_keep_their_text(line, heading):
+    from knowledge.parsing import parse_markdown
+
+    _, sections = parse_markdown(f"# Title\n{line}\nbody text", name="a.md")
+    assert sections[0].heading_path == heading
 
 
 def test_html_with_more_elements_than_the_limit_is_a_failed_file(client_500, monkeypatch):
