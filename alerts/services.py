@@ -2,8 +2,9 @@
 (every state change recorded in ``AlertEvent``), SLA events, notifications.
 
 **Evaluation** (:func:`alert_rules_evaluate`, the beat task's one call): one run at a time
-(a Redis lock); the metric sources are read in-process (``support.metrics.metrics_collect``)
-once per distinct window, never inside a transaction; each rule's value is stored as a
+(a Redis lock); the metric sources are read in-process, never inside a transaction: every
+source for the first window, then for each further distinct window only the sources its
+rules read (``_RunMetrics``); each rule's value is stored as a
 ``RuleEvaluation``; after ``datapoints_to_alarm`` consecutive breaching evaluations the rule's
 alert fires (one open alert per fingerprint: a unique partial index), and when an evaluation
 no longer breaches (no data counts as not breaching) an ``auto_resolve`` rule's alert is
@@ -28,9 +29,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.utils import Error as DatabaseError
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -57,13 +60,13 @@ from alerts.models import (
     Severity,
     TargetKind,
 )
+from support import metrics as support_metrics
 from support.db import DATABASE_GONE
 from support.delivery.models import Delivery, Outcome
 from support.delivery.registry import DeliveryError, Schedule, SendResult
 from support.delivery.registry import TargetKind as DeliveryKind
 from support.delivery.services import delivery_enqueue
 from support.events import event_record
-from support.metrics import metrics_collect
 from support.models import OutboxEvent
 from support.redis_client import Lease
 from support.services import audit_log_record
@@ -492,9 +495,58 @@ def _rule_names(rule: AlertRule) -> list[str]:
     return [selectors.selector_parse(text).name for text in texts]
 
 
+class _RunMetrics:
+    """The metric families of one evaluation run, collected per rule window.
+
+    The first window asked reads every source (as ``support.metrics.metrics_collect``
+    does, failures included); a further window reads only the sources exporting a name
+    that the window's rules read. A rule sums the samples of its own names only
+    (``_rule_names``), so its value is the one a full collection gives, and a source's
+    names do not depend on the window (its families are yielded on every call, only
+    their samples vary). So a source that no rule of another window reads (the outbox,
+    the queues, the knowledge base ...) runs once per run, not once per distinct window
+    (seven with the seed rules), and a windowed one once per window that reads it. A
+    source that failed, or never answered, is read again for every window."""
+
+    def __init__(self, wanted: dict[int, set[str]]) -> None:
+        self.wanted = wanted  # window → the sample names its rules read
+        self.exported: dict[str, set[str]] = {}  # source → its names, once it answered
+
+    def collect(self, window: int) -> tuple[list[Metric], set[str] | None]:
+        """The families for ``window``, and the sample names known when a source failed
+        (else None)."""
+        families: list[Metric] = []
+        known: set[str] = set()
+        failed = False
+        for name, source in sorted(support_metrics.metric_sources().items()):
+            exported = self.exported.get(name)
+            if exported is not None and not exported & self.wanted[window]:
+                known |= exported  # read by no rule of this window
+                continue
+            try:
+                with support_metrics.metrics_window(window):
+                    produced = list(source())
+            except (DatabaseError, redis.RedisError) as exc:
+                logger.warning("Metrics source %s failed: %s", name, type(exc).__name__)
+                failed = True
+                continue
+            self.exported[name] = selectors.metric_names_known(produced)
+            known |= self.exported[name]
+            families.extend(produced)
+        return families, known if failed else None
+
+
 def _evaluate_all(now: datetime) -> EvaluationReport:
     report = EvaluationReport()
     rules = [r for r in selectors.rule_list_enabled() if _due(r, now)]
+    wanted: dict[int, set[str]] = {}
+    for rule in rules:
+        try:
+            names = _rule_names(rule)
+        except selectors.SelectorError:
+            names = []  # reported when the rule is evaluated
+        wanted.setdefault(rule.window_seconds, set()).update(names)
+    run_metrics = _RunMetrics(wanted)
     by_window: dict[int, list[Metric]] = {}
     # Per window: the sample names collected, when a source failed (else None). A rule
     # reading a name that is missing then is not evaluated: its source being down is no
@@ -504,11 +556,7 @@ def _evaluate_all(now: datetime) -> EvaluationReport:
     for rule in rules:
         window = rule.window_seconds
         if window not in by_window:
-            failed: list[str] = []
-            by_window[window] = metrics_collect(window_seconds=window, failed=failed)
-            missing_check[window] = (
-                selectors.metric_names_known(by_window[window]) if failed else None
-            )
+            by_window[window], missing_check[window] = run_metrics.collect(window)
         try:
             known = missing_check[window]
             if known is not None and any(name not in known for name in _rule_names(rule)):

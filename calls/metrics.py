@@ -57,7 +57,7 @@ def call_metrics() -> Iterator[Metric]:
 
     calls = gauge("calls", "Calls recorded in the window, by pipeline status.", ["status"])
     # created_at, not initiated_at: a call recorded now may have started long ago (a CTR
-    # replayed, the demo's calls). Not indexed: calls are few next to messages.
+    # replayed, the demo's calls). Index call_created_idx: calls are kept for good.
     started = Call.objects.filter(created_at__gte=since)
     for row in started.values("pipeline_status").annotate(n=Count("pk")).order_by():
         calls.add_metric([row["pipeline_status"]], row["n"])
@@ -91,7 +91,8 @@ def call_metrics() -> Iterator[Metric]:
             bedrock_failed += row["n"]
     yield analytics
 
-    # A failed call's updated_at is when it failed (calls.tasks._fail).
+    # A failed call's updated_at is when it failed (calls.tasks._fail). Partial index
+    # call_failed_idx: the few failed calls, by that time.
     data_automation_failed = Call.objects.filter(
         pipeline_status=PipelineStatus.FAILED,
         updated_at__gte=since,

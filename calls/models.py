@@ -159,6 +159,16 @@ class Call(models.Model):
                 name="call_pipeline_open_idx",
                 condition=models.Q(pipeline_status__in=OPEN_PIPELINE_STATUSES),
             ),
+            # support_calls (calls.metrics, every /metrics scrape and every alarm run):
+            # the calls recorded in the window.
+            models.Index(fields=["created_at"], name="call_created_idx"),
+            # support_call_bedrock_failures: the failed calls, by when they failed (a
+            # failed call's updated_at); a handful next to every call kept.
+            models.Index(
+                fields=["updated_at"],
+                name="call_failed_idx",
+                condition=models.Q(pipeline_status=PipelineStatus.FAILED),
+            ),
         ]
 
     def __str__(self) -> str:

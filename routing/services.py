@@ -35,7 +35,7 @@ from routing.providers.base import NO_CUSTOMER_TEXT, RoutingProvider
 from routing.reasons import REVIEW_NOTE
 from routing.selectors import routing_verdicts_latest
 from routing.ticketing import ticketing_post
-from support import logging_context
+from support import logging_context, retention
 from support.delivery import selectors as delivery_selectors
 from support.delivery.models import OPEN_STATUSES, Delivery
 from support.delivery.models import Outcome as DeliveryOutcome
@@ -689,7 +689,9 @@ def routing_decision_override(
     return feedback
 
 
-def routing_decision_purge(*, now: Any = None) -> int:
+def routing_decision_purge(
+    *, now: Any = None, batch: int = retention.BATCH, max_batches: int = retention.MAX_BATCHES
+) -> int:
     """Delete decisions past ``expires_at`` (``ROUTING_DECISION_RETENTION_DAYS``, 90 by
     default), with their sync deliveries and their verdicts' (the payloads repeat the
     decision). Returns the decisions deleted.
@@ -700,25 +702,33 @@ def routing_decision_purge(*, now: Any = None) -> int:
     reaches the verdict through its ``ticket``); nothing of the decision's own (entities,
     reasons, tool trace) is left. Of a decision judged more than once only the latest
     verdict stays, the one training and accuracy read (``routing_verdicts_latest``): the
-    earlier ones were its history, which goes with it."""
-    with transaction.atomic():
-        ids = list(
-            RoutingDecision.objects.filter(expires_at__lt=now or timezone.now())
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)
-        )
-        verdicts = RoutingFeedback.objects.filter(decision_id__in=ids)
-        Delivery.objects.filter(
-            target_kind=TICKETING_SYNC_KIND,
-            idempotency_key__in=[
-                *(ticketing_sync_key(pk) for pk in ids),
-                *(ticketing_verdict_key(pk) for pk in verdicts.values_list("pk", flat=True)),
-            ],
-        ).delete()
-        latest = routing_verdicts_latest().filter(decision_id__in=ids).values("pk")
-        verdicts.exclude(pk__in=latest).delete()
-        _, per_model = RoutingDecision.objects.filter(pk__in=ids).delete()  # verdicts: SET_NULL
-    return per_model.get(RoutingDecision._meta.label, 0)
+    earlier ones were its history, which goes with it.
+
+    ``batch`` decisions at a time, each batch in a short transaction of its own, at most
+    ``max_batches`` per run (``support.retention.delete_in_batches``): a backlog is worked
+    off over the hourly runs, and the task's time limit rolls back one batch, not all of
+    it. The decisions are deleted by id (``only("pk")``: their tool trace is never read)."""
+    expired = RoutingDecision.objects.filter(expires_at__lt=now or timezone.now()).only("pk")
+    return retention.delete_in_batches(
+        expired, batch=batch, max_batches=max_batches, before_delete=_decisions_unlink
+    )
+
+
+def _decisions_unlink(ids: list[int]) -> None:
+    """In the transaction of a batch of decisions, before they go: their sync deliveries
+    and their verdicts', their verdicts but the latest of each, and the latest ones'
+    ``decision`` emptied by one UPDATE (the SET_NULL, done here, finds nothing left)."""
+    verdicts = RoutingFeedback.objects.filter(decision_id__in=ids)
+    Delivery.objects.filter(
+        target_kind=TICKETING_SYNC_KIND,
+        idempotency_key__in=[
+            *(ticketing_sync_key(pk) for pk in ids),
+            *(ticketing_verdict_key(pk) for pk in verdicts.values_list("pk", flat=True)),
+        ],
+    ).delete()
+    latest = routing_verdicts_latest().filter(decision_id__in=ids).values("pk")
+    verdicts.exclude(pk__in=latest).delete()
+    verdicts.update(decision=None)
 
 
 # --- failed routing tasks (the routing sweep's memory) ---------------------------------------

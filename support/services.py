@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from support import retention
 from support.events import (
     ACCESS_CHANGED_EVENT,
     RELAY_PENDING_KEY,
@@ -131,11 +132,25 @@ def _outbox_mark(events: list[OutboxEvent]) -> None:
         )
 
 
-def outbox_purge(*, older_than_days: int | None = None) -> int:
+def outbox_purge(
+    *,
+    older_than_days: int | None = None,
+    batch: int = retention.BATCH,
+    max_batches: int = retention.MAX_BATCHES,
+) -> int:
+    """Delete the events delivered more than ``OUTBOX_RETENTION_DAYS`` ago; returns how
+    many. An event is created before it is delivered, so those are among the events
+    created before the cutoff: the condition on ``created_at`` (indexed) finds them
+    without reading every event kept (``delivered_at`` has no index). ``batch`` at a
+    time, each in a short transaction, at most ``max_batches`` per run (the next hourly
+    run goes on). Events not delivered (pending, or failed and waiting for a re-drive)
+    stay."""
     days = older_than_days if older_than_days is not None else settings.OUTBOX_RETENTION_DAYS
     cutoff = timezone.now() - timedelta(days=days)
-    deleted, _ = OutboxEvent.objects.filter(delivered_at__lt=cutoff).delete()
-    return deleted
+    done = OutboxEvent.objects.filter(
+        created_at__lt=cutoff, delivered_at__isnull=False, delivered_at__lt=cutoff
+    )
+    return retention.delete_in_batches(done, batch=batch, max_batches=max_batches)
 
 
 def outbox_redrive(*, event_ids: Iterable[int], actor: Any) -> int:

@@ -264,8 +264,10 @@ class Ticket(models.Model):
     sla_policy = models.ForeignKey(
         "tickets.SlaPolicy", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    first_response_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    resolution_due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Indexed only where the clock runs (``ticket_first_response_due_idx``,
+    # ``ticket_resolution_due_idx`` below): a plain index holds every resolved ticket ever.
+    first_response_due_at = models.DateTimeField(null=True, blank=True)
+    resolution_due_at = models.DateTimeField(null=True, blank=True)
     sla_paused_at = models.DateTimeField(
         null=True, blank=True, help_text="The resolution clock stopped (pending or resolved)."
     )
@@ -295,6 +297,29 @@ class Ticket(models.Model):
             # The dashboard's resolved-per-day and per-agent figures over a window.
             models.Index(fields=["resolved_at"], name="ticket_resolved_at_idx"),
             GinIndex(fields=["search_vector"], name="ticket_search_idx"),
+            # The SLA checker (tickets.services.sla, every minute: most overdue first) and
+            # the inbox's and dashboard's breached / at-risk counts (tickets.selectors.
+            # sla_due_q): only tickets whose clock runs, a few next to the resolved and
+            # closed ones. The conditions are the checker's (FIRST_RESPONSE_OPEN,
+            # RESOLUTION_OPEN); a merged ticket is closed, so the status excludes it.
+            models.Index(
+                fields=["first_response_due_at", "id"],
+                name="ticket_first_response_due_idx",
+                condition=Q(
+                    first_response_due_at__isnull=False,
+                    first_response_at__isnull=True,
+                    status__in=[TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING],
+                ),
+            ),
+            models.Index(
+                fields=["resolution_due_at", "id"],
+                name="ticket_resolution_due_idx",
+                condition=Q(
+                    resolution_due_at__isnull=False,
+                    sla_paused_at__isnull=True,
+                    status__in=[TicketStatus.NEW, TicketStatus.OPEN],
+                ),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
