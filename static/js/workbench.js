@@ -297,17 +297,183 @@
       canned.addEventListener("change", function () {
         if (!canned.value) return;
         var url = canned.dataset.urlTemplate.replace(/0$/, canned.value);
-        fetch(url, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (data) {
+        fetch(url, { credentials: "same-origin" }).then(function (r) {
+          if (!r.ok) throw new Error("The canned response could not be inserted (the server answered " + r.status + "). Try again.");
+          return r.json();
+        }).then(function (data) {
           var start = textarea.selectionStart || textarea.value.length;
           textarea.value = textarea.value.slice(0, start) + data.body + textarea.value.slice(start);
           textarea.focus();
           canned.value = "";
           updateCount();
+          var box = errorBox(canned, false);
+          if (box && box.dataset.canned) { box.hidden = true; box.textContent = ""; delete box.dataset.canned; }
+        }).catch(function (err) {
+          // by the composer, as a refused reply is said; the text typed stays
+          var text = err && /^The canned/.test(err.message) ? err.message
+            : "Could not reach the server: the canned response was not inserted. Check the connection and try again.";
+          showError(canned, text);
+          var box = errorBox(canned, false);
+          if (box) box.dataset.canned = "1";
+          canned.value = "";
         });
       });
     }
     updateComposer();
   }
+
+  // --- live refreshes and the agent's edits ------------------------------------------
+  // A live refresh (another agent's note, a delivery update) redraws the timeline and sends
+  // the ticket's controls again out of band. Replacing them while the agent is editing them
+  // lost what was typed or chosen (tags, priority, the merge box) and dropped the focus on
+  // the page body, where the next keystrokes ran shortcuts ("e" resolved the ticket).
+  // So: while the focus is in the controls they are not replaced (they are once it leaves);
+  // otherwise they are, keeping every field the agent changed and not saved yet, and the
+  // merge box open as it was. An answer to one of the controls' own forms (save, resolve,
+  // take it) replaces them, focus in them or not: that form shows what was saved, the
+  // others keep their unsaved edits.
+  var FIELDS = "input[name], select[name], textarea[name]";
+  var FOCUSABLE = "a[href], button, input, select, textarea, summary, [tabindex]";
+  var swapFromControls = null;   // the form of the controls whose answer is being swapped in
+  var controlsStale = false;     // a refresh left the controls as they were (being edited)
+  var fieldKeyAt = 0;            // when a key was last typed into a field
+  var focusLostAt = 0;           // when a swap took away the field that had the focus
+
+  function isField(el) {
+    return Boolean(el && el.nodeType === 1 &&
+      (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable));
+  }
+
+  // A field's value differs from the one it was drawn with.
+  function edited(field) {
+    if (field.type === "hidden" || field.type === "submit" || field.type === "button") return false;
+    if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+    if (field.tagName === "SELECT") {  // drawn with no option selected: the first one
+      var drawn = 0;
+      for (var i = 0; i < field.options.length; i++) { if (field.options[i].defaultSelected) drawn = i; }
+      return field.selectedIndex !== drawn;
+    }
+    return field.value !== field.defaultValue;
+  }
+
+  // Where a field or button sits in a container: its position among the container's
+  // focusable elements, with its tag and name to check that the redrawn one is the same.
+  function placeOf(el, container) {
+    var all = Array.prototype.slice.call(container.querySelectorAll(FOCUSABLE));
+    var i = all.indexOf(el);
+    return i === -1 ? null : { index: i, tag: el.tagName, name: el.getAttribute("name") || "", id: el.id };
+  }
+
+  function findPlace(place, container) {
+    if (!place) return null;
+    if (place.id) { var byId = document.getElementById(place.id); if (byId && container.contains(byId)) return byId; }
+    var el = container.querySelectorAll(FOCUSABLE)[place.index];
+    return el && el.tagName === place.tag && (el.getAttribute("name") || "") === place.name ? el : null;
+  }
+
+  // A form told apart from the others of the controls (the quick ones post to the same
+  // URL): its id, or the names of its fields.
+  function formKey(form) {
+    return form.id || Array.prototype.map.call(form.querySelectorAll(FIELDS), function (f) { return f.name; }).join(",");
+  }
+
+  // The same field in the redrawn controls: the nth field of that name in the same form
+  // (a quick form can come and go: "Resolve" is not drawn for a resolved ticket).
+  function counterpart(field, oldRoot, newRoot) {
+    var form = field.form;
+    if (!form) return null;
+    var key = formKey(form);
+    var newForm = Array.prototype.filter.call(newRoot.querySelectorAll("form"), function (f) { return formKey(f) === key; })[0];
+    if (!newForm) return null;
+    var same = Array.prototype.filter.call(form.querySelectorAll(FIELDS), function (f) { return f.name === field.name; });
+    var newSame = Array.prototype.filter.call(newForm.querySelectorAll(FIELDS), function (f) { return f.name === field.name; });
+    var candidate = newSame[same.indexOf(field)];
+    return candidate && candidate.tagName === field.tagName && candidate.type === field.type ? candidate : null;
+  }
+
+  function keepEdits(oldRoot, newRoot, savedForm) {
+    oldRoot.querySelectorAll(FIELDS).forEach(function (field) {
+      if (!edited(field) || (savedForm && field.form === savedForm)) return;  // saved: as drawn now
+      var other = counterpart(field, oldRoot, newRoot);
+      if (!other) return;
+      if (field.type === "checkbox" || field.type === "radio") other.checked = field.checked;
+      else if (field.tagName === "SELECT") {
+        // an option the redrawn list no longer offers (a status no longer allowed) is not kept
+        if (Array.prototype.some.call(other.options, function (o) { return o.value === field.value; })) other.value = field.value;
+      } else other.value = field.value;
+    });
+    var details = oldRoot.querySelectorAll("details");
+    newRoot.querySelectorAll("details").forEach(function (d, i) {
+      if (details[i] && details[i].open && !d.open) d.open = true;
+    });
+  }
+
+  // Focus before a swap, by container (#ticket-live, #ticket-controls), to put it back on
+  // the redrawn element when the swap removed it.
+  var focusBefore = {};
+
+  function noteFocus(container) {
+    var active = document.activeElement;
+    if (!container) return;
+    delete focusBefore[container.id];
+    if (!active || active === body || !container.contains(active)) return;
+    focusBefore[container.id] = {
+      place: placeOf(active, container), field: isField(active),
+      start: active.selectionStart, end: active.selectionEnd
+    };
+  }
+
+  function restoreFocus(id) {
+    var before = focusBefore[id];
+    delete focusBefore[id];
+    if (!before) return;
+    var active = document.activeElement;
+    if (active && active !== body && document.contains(active)) return;  // still where it was
+    var root = document.getElementById(id);
+    var el = root ? findPlace(before.place, root) : null;
+    if (el) {
+      el.focus({ preventScroll: true });
+      if (typeof before.start === "number" && el.setSelectionRange) {
+        try { el.setSelectionRange(before.start, before.end); } catch (err) { /* not a text field */ }
+      }
+    } else if (before.field) {
+      focusLostAt = Date.now();  // the next keystrokes are the agent's typing, not shortcuts
+    }
+  }
+
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    var elt = e.detail.requestConfig ? e.detail.requestConfig.elt : e.detail.elt;
+    var controls = document.getElementById("ticket-controls");
+    swapFromControls = controls && elt && controls.contains(elt) ? (elt.closest("form") || elt) : null;
+    if (swapFromControls) controlsStale = false;
+    var target = e.detail.target;
+    if (target && target.id === "ticket-live") noteFocus(target);
+  });
+  document.addEventListener("htmx:afterSwap", function (e) {
+    if (e.detail.target && e.detail.target.id === "ticket-live") restoreFocus("ticket-live");
+  });
+  document.addEventListener("htmx:oobBeforeSwap", function (e) {
+    var target = e.detail.target;
+    if (!target || target.id !== "ticket-controls") return;
+    if (!swapFromControls && target.contains(document.activeElement)) {
+      e.detail.shouldSwap = false;  // the agent is in there: left as it is, redrawn on leaving
+      controlsStale = true;
+      return;
+    }
+    // the form that was sent shows what was saved; the others keep what was typed in them
+    keepEdits(target, e.detail.fragment, swapFromControls);
+    if (swapFromControls) controlsStale = false;
+    noteFocus(target);
+  });
+  document.addEventListener("htmx:oobAfterSwap", function () { restoreFocus("ticket-controls"); });
+  document.addEventListener("focusout", function (e) {
+    var controls = document.getElementById("ticket-controls");
+    if (!controlsStale || !controls || !controls.contains(e.target)) return;
+    if (e.relatedTarget && controls.contains(e.relatedTarget)) return;  // still in there
+    setTimeout(function () {
+      if (controlsStale && !controls.contains(document.activeElement)) { controlsStale = false; refreshTicket(); }
+    }, 0);
+  });
 
   // --- refusals ---------------------------------------------------------------------
   // htmx does not swap in a refused answer (400, 403, 404, 409): without this, a refused
@@ -419,10 +585,24 @@
   // --- keyboard shortcuts ----------------------------------------------------------
   var pendingG = false;
 
+  // A key typed in a field, or one that looks like the rest of what the agent was typing:
+  // focus on nothing (the page body) right after a key in a field or after a swap took the
+  // field away. Single-letter shortcuts ("e" resolves) never come from typing.
+  var TYPING_PAUSE_MS = 1500;
+
   function typingInField(e) {
     var t = e.target;
-    return t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+    if (isField(t)) return true;
+    if (t && t !== body && t !== document.documentElement) return false;
+    var now = Date.now();
+    return now - fieldKeyAt < TYPING_PAUSE_MS || now - focusLostAt < TYPING_PAUSE_MS;
   }
+
+  document.addEventListener("keydown", function (e) {
+    if (isField(e.target)) fieldKeyAt = Date.now();
+  }, true);
+  // a click is a deliberate move: what comes after it is not the rest of a word
+  document.addEventListener("pointerdown", function () { fieldKeyAt = 0; focusLostAt = 0; }, true);
 
   function openHelp() {
     var help = document.getElementById("help");
@@ -458,12 +638,16 @@
     }
   });
 
-  var merge = document.getElementById("merge-form");
-  if (merge) {
-    merge.addEventListener("submit", function (e) {
-      if (!window.confirm("Merge " + body.dataset.ticketNumber + " into " + merge.into.value + "? This cannot be undone.")) e.preventDefault();
-    });
-  }
+  // Delegated (and before the "leaving" listener): the controls, merge form included, are
+  // redrawn by live refreshes, and a listener bound to the first form was lost with it.
+  document.addEventListener("submit", function (e) {
+    var merge = e.target;
+    if (!merge || merge.id !== "merge-form") return;
+    if (!window.confirm("Merge " + body.dataset.ticketNumber + " into " + merge.into.value + "? This cannot be undone.")) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+    }
+  }, true);
 
   window.addEventListener("beforeunload", function () { if (ticketId) sendPresence("left"); });
   setInterval(function () { if (ticketId) sendPresence(typing ? "typing" : "viewing"); }, 15000);

@@ -74,3 +74,36 @@ def test_agent_drafts_edits_and_sends_a_reply(page, agent, customer):
         draft.refresh_from_db()
     assert (draft.outcome, draft.user_id, draft.sent_message_id) == ("edited", agent.pk, sent.pk)
     assert draft.citations[0]["external_id"] == "recover_password"
+
+
+def test_using_a_draft_in_note_mode_switches_the_composer_to_a_reply(page, agent, customer):
+    """ "Use this draft" makes the composer a public reply: its button, colour and hint say
+    so before sending (they said "internal note" while the reply went to the customer).
+    A discard the server refuses is said by the panel."""
+    _demo_kb()
+    ticket = _call(
+        services.ticket_create,
+        customer=customer,
+        subject="Can't log in",
+        body="I forgot my password and can't log in, how do I recover it?",
+        channel="whatsapp",
+    )
+    _sign_in(page)
+    page.goto(f"/tickets/{ticket.number}/")
+    _wait_live(page)
+    page.keyboard.press("n")  # the internal-note mode
+    expect(page.locator("#composer")).to_have_class("composer is-note")
+    expect(page.locator("#composer-send")).to_have_text("Add internal note")
+    panel = page.locator(".kb-draft")
+    panel.locator(".kb-draft-request").click()
+    expect(panel.locator(".kb-draft-citation").first).to_be_visible(timeout=20_000)
+    panel.locator(".kb-draft-use").click()
+    assert page.locator("input[name=kind][value=public]").is_checked()
+    expect(page.locator("#composer")).to_have_class("composer")
+    expect(page.locator("#composer-send")).to_have_text("Send reply")
+    expect(page.locator("#composer-hint")).to_contain_text("Sent to the customer")
+
+    page.route("**/discard", lambda route: route.fulfill(status=500, body="{}"))
+    panel.locator(".kb-draft-discard").click()
+    expect(panel.locator(".kb-draft-status")).to_contain_text("could not be discarded")
+    expect(panel.locator(".kb-draft-result")).to_be_visible()  # the draft is still there

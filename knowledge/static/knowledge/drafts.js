@@ -82,7 +82,12 @@
       var box = composer();
       if (!box || !current) return;
       var reply = document.querySelector("input[name=kind][value=public]");
-      if (reply) reply.checked = true;
+      if (reply && !reply.checked) {
+        reply.checked = true;
+        // as a click on "Reply to customer" does: the composer's button, colour and hint
+        // (workbench.js listens for the change) then say what will be sent
+        reply.dispatchEvent(new Event("change", {bubbles: true}));
+      }
       box.value = current.text;
       box.dataset.kbDraftId = String(current.id);
       box.dispatchEvent(new Event("input", {bubbles: true}));
@@ -100,7 +105,11 @@
           status.textContent = "Draft discarded.";
           var box = composer();
           if (box && box.dataset.kbDraftId === String(id)) { delete box.dataset.kbDraftId; }
+        } else {
+          status.textContent = "The draft could not be discarded (the server answered " + r.status + "). Try again.";
         }
+      }).catch(function () {
+        status.textContent = "Could not reach the server: the draft was not discarded. Check the connection and try again.";
       });
     });
   }

@@ -10,6 +10,19 @@
     var m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
     return m ? decodeURIComponent(m[1]) : "";
   }
+  // A refused or unsent feedback, said under the suggestion's buttons (cleared by a later success).
+  function feedbackError(item, text) {
+    var box = item.querySelector(".kb-feedback-error");
+    if (!box && !text) return;
+    if (!box) {
+      box = document.createElement("p");
+      box.className = "form-error kb-feedback-error";
+      box.setAttribute("role", "alert");
+      item.appendChild(box);
+    }
+    box.textContent = text;
+    box.hidden = !text;
+  }
   function bind(panel) {
     if (panel.dataset.kbBound) return;
     panel.dataset.kbBound = "1";
@@ -29,11 +42,28 @@
       }
       var fb = ev.target.closest("[data-feedback-url]");
       if (fb) {
+        var item = fb.closest(".kb-suggestion") || panel;
         fetch(fb.dataset.feedbackUrl, {
           method: "POST", credentials: "same-origin",
           headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
           body: JSON.stringify({helpful: fb.dataset.helpful === "true"})
-        }).then(function (r) { if (r.ok) { fb.classList.add("kb-feedback-sent"); fb.setAttribute("aria-pressed", "true"); } });
+        }).then(function (r) {
+          if (r.ok) {
+            // the latest answer counts: "Helpful" then "Not helpful" leaves only the second marked
+            item.querySelectorAll("[data-feedback-url]").forEach(function (other) {
+              if (other === fb) return;
+              other.classList.remove("kb-feedback-sent");
+              other.setAttribute("aria-pressed", "false");
+            });
+            fb.classList.add("kb-feedback-sent");
+            fb.setAttribute("aria-pressed", "true");
+            feedbackError(item, "");
+          } else {
+            feedbackError(item, "Feedback not saved (the server answered " + r.status + "). Try again.");
+          }
+        }).catch(function () {
+          feedbackError(item, "Could not reach the server: feedback not saved. Check the connection and try again.");
+        });
       }
     });
   }
