@@ -10,13 +10,11 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from support.auth.roles import SUPERVISORS_GROUP
 from support.delivery.models import Delivery
 from tickets import services
 from tickets.models import Customer, Message, Tag, Ticket
@@ -25,24 +23,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def supervisor(django_user_model: Any) -> Any:
-    user = django_user_model.objects.create_user(
-        username="scale-supervisor", password="pw-for-tests-1", is_staff=True
-    )
-    user.groups.add(Group.objects.get_or_create(name=SUPERVISORS_GROUP)[0])
-    return user
-
-
-@pytest.fixture
 def client(supervisor: Any) -> Client:
+    """The admin as the project's supervisor fixture (staff, in the Supervisors group)."""
     client = Client()
     client.force_login(supervisor)
     return client
-
-
-@pytest.fixture
-def customer() -> Customer:
-    return Customer.objects.create(name="Ada Lovelace", email="ada@example.com")
 
 
 def _messages(ticket: Ticket, n: int, text: str = "Still waiting") -> None:
