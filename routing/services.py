@@ -765,11 +765,26 @@ def routing_failure_record(
     A permanent failure is recorded once: the sweep leaves the ticket alone from then on
     (and a later failure does not change the record). A transient one counts an attempt
     and sets when the sweep may try again: ``ROUTING_SWEEP_SECONDS`` x 2^(attempts - 1),
-    jittered, at most ``SWEEP_BACKOFF_CAP_SECONDS``. None when the ticket is gone."""
+    jittered, at most ``SWEEP_BACKOFF_CAP_SECONDS``. None when the ticket is gone, or
+    routed: an error raised after the decision committed (a callback after the commit)
+    is no routing failure, and its record would never go (the decision's transaction
+    removes failures, and the sweep skips routed tickets), counted in
+    ``support_routing_failed_tickets`` and listed in the admin for ever. The ticket's row
+    is locked first, as the decision's transaction locks it (``ticket_update``) before it
+    removes failures: a decision committing meanwhile is found here, or removes this."""
     permanent = routing_failure_is_permanent(exc)
     now = now or timezone.now()
     with transaction.atomic():
-        if not Ticket.objects.filter(pk=ticket_id).exists():
+        if not Ticket.objects.select_for_update().filter(pk=ticket_id).exists():
+            return None
+        if RoutingDecision.objects.filter(ticket_id=ticket_id).exists():
+            logger.warning(
+                "Routing ticket %s raised after its decision was stored; not recorded as a "
+                "routing failure: %s: %s",
+                ticket_id,
+                type(exc).__name__,
+                exc,
+            )
             return None
         failure, _ = RoutingFailure.objects.select_for_update().get_or_create(ticket_id=ticket_id)
         if failure.permanent:

@@ -352,7 +352,7 @@ def _second_rows(matrix: World, superuser: Any) -> None:
     )
     gone = Customer.objects.create(name="Erase Me Too", email="erase.too@example.com")
     privacy.customer_erase(customer=gone, actor=None, via="command")
-    ticket_services.ticket_create(
+    photo = ticket_services.ticket_create(
         customer=customer,
         subject="Photo of the box",
         body="See attached.",
@@ -387,7 +387,8 @@ def _second_rows(matrix: World, superuser: Any) -> None:
     router_model_save(
         router=router, name="crawl-router", training=training, activate=False, artifact=artifact
     )
-    routing_failure_record(ticket_id=matrix.ticket.pk, exc=PermissionError("refused"))
+    # a ticket without a decision: a routed one records none (routing_failure_record)
+    routing_failure_record(ticket_id=photo.pk, exc=PermissionError("refused"))
 
 
 def _login_failures() -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
+import kombu.exceptions
 import pytest
 import requests
 import responses
@@ -14,8 +16,10 @@ from django.utils import timezone
 
 from calls import services
 from calls.models import Call, PipelineStatus
+from calls.tasks import call_salesforce_case_task
 from calls.tests.conftest import SF_LOGIN, SF_SOBJECTS, SF_TOKEN_BODY
 from support.delivery import services as engine
+from support.delivery import tasks as delivery_tasks
 from support.delivery.models import Attempt, Circuit, Delivery
 from support.models import DeliveryStatus
 
@@ -457,3 +461,38 @@ def test_an_older_case_delivery_still_retrying_sends_the_newest_fields(salesforc
     bodies = [json.loads(c.request.body)["Description"] for c in upsert.calls]
     assert all(body.startswith("New summary.") for body in bodies), bodies
     assert Attempt.objects.get(delivery=old).request_summary["fields_of_delivery"] == new.pk
+
+
+@pytest.mark.django_db(transaction=True)
+@responses.activate
+def test_a_broker_refusing_the_case_attempt_does_not_fail_the_call(salesforce, caplog):
+    """The Case delivery exists (committed) when its attempt task is published. A broker
+    error there escaped into the task's boundary, which failed the call ("Salesforce Case:
+    unexpected error OperationalError") though the delivery was there to be sent: the
+    delivery sweep sends it, and the call ends synced."""
+    call = Call.objects.create(contact_id="c-9")
+    with mock.patch("support.events.schedule_relay"):  # only this test's task runs
+        services.transcript_save(call=call, result=_da_result("Summary."), source_ref="r#1")
+    status = Call.objects.get().pipeline_status
+    assert status != PipelineStatus.FAILED
+    refused = kombu.exceptions.OperationalError("Error 111 connecting to redis:6379")
+    with mock.patch.object(
+        delivery_tasks.delivery_attempt_task, "apply_async", side_effect=refused
+    ) as publish:
+        result = call_salesforce_case_task.apply(args=(call.pk,), throw=False)
+    assert result.successful(), result.traceback
+    delivery = Delivery.objects.get()
+    assert result.result == delivery.pk
+    assert publish.call_count == 1
+    assert "the delivery sweep sends it" in caplog.text
+    call.refresh_from_db()
+    assert (call.pipeline_status, call.pipeline_error) == (status, "")
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 0)
+    responses.post(SF_LOGIN, json=SF_TOKEN_BODY)
+    upsert = responses.patch(
+        f"{SF_SOBJECTS}/Case/Support_Desk_Id__c/case%3Ac-9", status=201, json=CREATED
+    )
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+    assert engine.deliveries_sweep(grace_seconds=0) == 1
+    assert len(upsert.calls) == 1
+    assert Call.objects.get().pipeline_status == PipelineStatus.SYNCED

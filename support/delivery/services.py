@@ -10,7 +10,11 @@ One attempt is three steps, and no lock or transaction is held while the target 
 3. **Record** (a new short transaction): the attempt row, the delivery's new state (success,
    retry at a time from the kind's schedule, or dead letter), the circuit, the kind's
    ``on_change`` hook (in a savepoint: a hook that raises is logged, never undoes the
-   record); the next attempt is enqueued after commit.
+   record); the next attempt is enqueued after commit. The database away meanwhile (a
+   dropped connection, a failover, a deadlock) does not lose the answer: the record is
+   tried again, with backoff, for up to half of what is left of the lease
+   (:func:`_record_while_leased`). A broker that refuses the next attempt's task is logged;
+   the sweep queues it.
 
 A worker that dies mid-send leaves the lease to expire (``DELIVERY_LEASE_SECONDS``, longer
 than the attempt task's hard time limit); the sweep then finds the delivery again and the
@@ -31,10 +35,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from support.db import DATABASE_GONE
 from support.delivery.models import (
     OPEN_STATUSES,
     TARGET_FAILURES,
@@ -57,8 +62,9 @@ from support.delivery.registry import (
 from support.delivery.selectors import FINISHED_STATUSES, OUTCOME_REPLAY
 from support.errors import PermanentError, RetryableError
 from support.models import DeliveryStatus
+from support.outbound import backoff_seconds
 from support.services import audit_log_record
-from support.sweeps import redrive_queue
+from support.sweeps import BROKER_ERRORS, redrive_queue
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +133,33 @@ def _enqueue(
     *,
     expected_attempts: int | None,
     countdown: float = 0.0,
-) -> None:
+) -> bool:
+    """Queue an attempt task; False when the broker refused it (``support.sweeps.
+    BROKER_ERRORS``), logged, not raised: every caller's change is committed by then (an
+    ``on_commit`` callback, the sweep) and the delivery stays open and due, so the sweep
+    queues it (``next_attempt_at`` is set: now, the retry's time or the pause's end). A
+    refused publish used to escape the commit: it failed the caller after its write
+    committed (a 500 for an HTTP request, a routing decision recorded as a failure, a call
+    marked failed though its Case was on its way) and skipped the ``on_commit``
+    callbacks registered after it."""
     from support.delivery.tasks import delivery_attempt_task
 
     options: dict[str, Any] = {"countdown": max(0.0, countdown)}
     queue = kind.queue() if kind is not None else None
     if queue:
         options["queue"] = queue
-    delivery_attempt_task.apply_async(args=(delivery_id, expected_attempts), **options)
+    try:
+        delivery_attempt_task.apply_async(args=(delivery_id, expected_attempts), **options)
+    except BROKER_ERRORS as exc:
+        logger.warning(
+            "Delivery %s: its attempt task could not be queued (%s: %s); the delivery sweep "
+            "sends it",
+            delivery_id,
+            type(exc).__name__,
+            exc,
+        )
+        return False
+    return True
 
 
 # --- attempt ----------------------------------------------------------------------------
@@ -201,7 +226,7 @@ def delivery_attempt(*, delivery_id: int, expected_attempts: int | None = None) 
         failure = error_from_exception(exc)
         outcome = failure.outcome
     duration_ms = int((time.monotonic() - started) * 1000)
-    return _record(claim, kind, outcome, result, failure, duration_ms)
+    return _record_while_leased(claim, kind, outcome, result, failure, duration_ms)
 
 
 def _claim(delivery_id: int, expected_attempts: int | None) -> _Claim | None:
@@ -321,6 +346,71 @@ def _on_change_run(kind: TargetKind, delivery: Delivery, change: DeliveryChange)
     return ""
 
 
+#: Waits between tries at recording an outcome while the database is away: from
+#: ``RECORD_RETRY_BASE`` seconds, doubling, at most ``RECORD_RETRY_CAP`` (jittered).
+RECORD_RETRY_BASE = 0.5
+RECORD_RETRY_CAP = 5.0
+
+
+def _record_while_leased(
+    claim: _Claim,
+    kind: TargetKind,
+    outcome: Outcome,
+    result: SendResult | None,
+    failure: DeliveryError | None,
+    duration_ms: int,
+) -> AttemptReport:
+    """:func:`_record`, tried again while the database is away (``support.db.
+    DATABASE_GONE``: a dropped connection, a failover, a deadlock or serialization
+    failure), with backoff, for up to half of what is left of the lease. The target has
+    answered and this worker still holds the outcome and the lease: given up at once, the
+    delivery stayed leased and unrecorded, and once the lease ran out the sweep sent it
+    again (a reply the channel had taken reached the customer twice). Each try is one
+    transaction that rolled back whole, or committed (a callback after the commit raised:
+    the next try finds the attempt recorded under this claim and records nothing again).
+    Past the budget the error is raised, logged as an error: the sweep takes the
+    delivery once the lease runs out, and counts the attempt as lost."""
+    lease_until = claim.delivery.lease_until
+    left = (lease_until - timezone.now()).total_seconds() if lease_until else 0.0
+    deadline = time.monotonic() + max(left, 0.0) / 2
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return _record(claim, kind, outcome, result, failure, duration_ms)
+        except DATABASE_GONE as exc:
+            wait = backoff_seconds(tries, base=RECORD_RETRY_BASE, cap=RECORD_RETRY_CAP)
+            if time.monotonic() + wait > deadline:
+                logger.error(
+                    "Delivery %s (%s %s) attempt %s: its outcome (%s) could not be recorded "
+                    "after %s tries, the database away (%s: %s); it stays leased until %s, "
+                    "then the sweep sends it again",
+                    claim.delivery.pk,
+                    claim.delivery.target_kind,
+                    claim.delivery.target_key,
+                    claim.number,
+                    outcome,
+                    tries,
+                    type(exc).__name__,
+                    exc,
+                    lease_until,
+                )
+                raise
+            logger.warning(
+                "Delivery %s attempt %s: recording its outcome (%s) failed (%s: %s); "
+                "trying again in %.1f s",
+                claim.delivery.pk,
+                claim.number,
+                outcome,
+                type(exc).__name__,
+                exc,
+                wait,
+            )
+            if not connection.in_atomic_block:  # a caller's transaction is the caller's
+                close_old_connections()  # a broken connection is replaced at the next query
+            time.sleep(wait)
+
+
 def _record(
     claim: _Claim,
     kind: TargetKind,
@@ -346,6 +436,18 @@ def _record(
     report_delay: float | None = None
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=claim.delivery.pk)
+        if Attempt.objects.filter(
+            delivery=delivery, number=claim.number, lease_owner=claim.owner
+        ).exists():
+            # Recorded already by this claim (only this function writes its owner on an
+            # attempt): a try whose commit went through before an error reached us.
+            return AttemptReport(
+                delivery_id=delivery.pk,
+                claimed=True,
+                outcome=outcome,
+                status=delivery.status,
+                number=claim.number,
+            )
         Attempt.objects.update_or_create(
             delivery=delivery,
             number=claim.number,
@@ -587,7 +689,8 @@ def circuit_close(*, circuit_ids: Iterable[int], actor: Any) -> int:
             )
             closed += 1
         if closed:
-            transaction.on_commit(_sweep_soon)
+            # robust: the circuits are closed; a broker down is logged, the beat sweeps
+            transaction.on_commit(_sweep_soon, robust=True)
     return closed
 
 
@@ -644,7 +747,10 @@ def deliveries_sweep(*, grace_seconds: float | None = None, limit: int | None = 
         )
         if not moved:
             continue
-        _enqueue(pk, kind, expected_attempts=attempts)
+        if not _enqueue(pk, kind, expected_attempts=attempts):
+            # the broker is down: this row is found again one lease later, the rest of
+            # the batch at the next run (as ``support.sweeps.redrive_queue`` stops)
+            break
         count += 1
     if count:
         logger.info("Delivery sweep enqueued %s delivery(ies)", count)

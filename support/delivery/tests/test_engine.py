@@ -393,13 +393,14 @@ def test_a_swept_delivery_waiting_in_a_backed_up_queue_is_not_queued_again(
     """The sweep queued another attempt task every run while the first one still waited in
     a backed-up queue (up to 3 copies per delivery seen in the soak)."""
     queued: list[tuple[int, int | None]] = []
-    monkeypatch.setattr(
-        engine,
-        "_enqueue",
-        lambda pk, kind, *, expected_attempts, countdown=0.0: queued.append(
-            (pk, expected_attempts)
-        ),
-    )
+
+    def enqueue_task(
+        pk: int, kind: Any, *, expected_attempts: int | None, countdown: float = 0.0
+    ) -> bool:
+        queued.append((pk, expected_attempts))
+        return True  # the broker took it
+
+    monkeypatch.setattr(engine, "_enqueue", enqueue_task)
     lost = enqueue("lost")
     Delivery.objects.filter(pk=lost.pk).update(next_attempt_at=ago(300))
     assert engine.deliveries_sweep(grace_seconds=0) == 1
