@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from django.urls import NoReverseMatch, reverse
+
+from calls.models import EventStatus
 from calls.stats import call_pipeline_health
 from dashboard.widgets import DashboardFilters, Stat, Widget, WidgetData, register_widget
 from tickets.models import Channel
+
+
+def _dead_letters_url() -> str:
+    """The admin list of the failed call records (where a supervisor applies them again or
+    closes them), "" without the admin."""
+    try:
+        url = reverse("admin:calls_callevent_changelist")
+    except NoReverseMatch:
+        return ""
+    return f"{url}?status__exact={EventStatus.FAILED}"
 
 
 def calls_data(filters: DashboardFilters) -> WidgetData:
@@ -22,10 +35,15 @@ def calls_data(filters: DashboardFilters) -> WidgetData:
         stats=[
             Stat("Calls", figures["calls"]),
             Stat("Failed", round(ratio * 100, 1) if ratio is not None else None, "%"),
-            Stat("Records awaiting redelivery", figures["events_failed"], "", "dead letters"),
+            Stat(
+                "Records awaiting redelivery",
+                figures["events_failed"],
+                hint="now: dead letters, however old; apply again or close",
+                url=_dead_letters_url(),
+            ),
             Stat("Analyses produced", figures["analytics"]),
         ],
-        note=note,
+        note=note + " Records awaiting redelivery: now, whatever the range.",
     )
 
 

@@ -1,5 +1,11 @@
 """Routing quality aggregates for the supervisor dashboard (read-only): the same
-definitions as the seed 004 metrics in ``routing/metrics.py``, over a chosen window."""
+definitions as the seed 004 metrics in ``routing/metrics.py``, over a chosen window.
+
+Decisions on merged tickets are left out, as everywhere on the dashboard (their
+conversation lives on in the ticket they were merged into). Time buckets are truncated in
+the site's time zone by PostgreSQL (``date_trunc(unit, at, zone)``, which keeps the
+instant: the repeated hour of a fall-back night is two buckets), keyed by their local
+start with the UTC offset of that moment (``tickets.stats.local_bucket``)."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from django.utils import timezone
 
 from routing.models import FeedbackVerdict, RoutingDecision, RoutingFeedback
 from tickets.models import Priority, Team, Ticket
+from tickets.stats import local_bucket
 
 
 def _window_sql(
@@ -23,12 +30,21 @@ def _window_sql(
     channels: Iterable[str] | None,
 ) -> tuple[str, str, list[Any]]:
     """JOIN and WHERE clauses (and their parameters) for rows of ``alias`` created in the
-    window whose ticket matches the team and channel filters."""
+    window whose ticket (``d.ticket_id``: the decision's) is not merged and matches the
+    team and channel filters. Without a filter no join: the few merged tickets (index on
+    ``merged_into_id``) are left out by an anti-join."""
+    table = Ticket._meta.db_table
     joins = ""
     where = [f"{alias}.created_at >= %s", f"{alias}.created_at < %s"]
     params: list[Any] = [start, end]
     if team_ids or channels:
-        joins = f"JOIN {Ticket._meta.db_table} t ON t.id = d.ticket_id"
+        joins = f"JOIN {table} t ON t.id = d.ticket_id"
+        where.append("t.merged_into_id IS NULL")
+    else:
+        where.append(
+            f"NOT EXISTS (SELECT 1 FROM {table} m"  # noqa: S608 - a constant table name
+            " WHERE m.id = d.ticket_id AND m.merged_into_id IS NOT NULL)"
+        )
     if team_ids:
         where.append("t.team_id = ANY(%s)")
         params.append(list(team_ids))
@@ -39,8 +55,9 @@ def _window_sql(
 
 
 def _aware(at: datetime) -> datetime:
-    """A bucket from ``date_trunc(..., AT TIME ZONE site)`` back to an aware datetime."""
-    return timezone.make_aware(at, timezone.get_current_timezone())
+    """A bucket from ``date_trunc(unit, at, site zone)`` (an instant) as its local start
+    with the UTC offset of that moment."""
+    return local_bucket(at)
 
 
 def routing_quality(
@@ -67,7 +84,7 @@ def routing_quality(
     verdicts = RoutingFeedback._meta.db_table
     joins, where, params = _window_sql("d", start, end, team_ids, channels)
     decision_sql = f"""
-        SELECT date_trunc(%s, d.created_at AT TIME ZONE %s) AS at, count(*),
+        SELECT date_trunc(%s, d.created_at, %s) AS at, count(*),
                count(DISTINCT d.ticket_id), count(*) FILTER (WHERE d.requires_manual_review),
                count(*) FILTER (WHERE d.out_of_scope),
                count(*) FILTER (WHERE d.out_of_scope IS NOT NULL),
@@ -79,7 +96,7 @@ def routing_quality(
     v_joins, v_where, v_params = _window_sql("v", start, end, team_ids, channels)
     v_joins = f"JOIN {decisions} d ON d.id = v.decision_id " + v_joins
     verdict_sql = f"""
-        SELECT date_trunc(%s, v.created_at AT TIME ZONE %s) AS at, count(*),
+        SELECT date_trunc(%s, v.created_at, %s) AS at, count(*),
                count(*) FILTER (WHERE v.verdict = %s)
         FROM {verdicts} v {v_joins} WHERE {v_where}
           AND NOT EXISTS (
@@ -178,7 +195,7 @@ def routing_processing_times(
     tz = timezone.get_current_timezone_name()
     joins, where, params = _window_sql("d", start, end, team_ids, channels)
     sql = f"""
-        SELECT date_trunc(%s, d.created_at AT TIME ZONE %s) AS at, count(*),
+        SELECT date_trunc(%s, d.created_at, %s) AS at, count(*),
                avg(d.processing_ms),
                percentile_cont(0.95) WITHIN GROUP (ORDER BY d.processing_ms)
         FROM {RoutingDecision._meta.db_table} d {joins} WHERE {where}

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
+
 from dashboard.widgets import DashboardFilters, Stat, Widget, WidgetData, register_widget
 from tickets import stats
 from tickets.context.stats import csat_summary
@@ -20,7 +22,15 @@ def _hours(seconds: float | None) -> float | None:
 
 
 def bucket_label(at: datetime, bucket: str) -> str:
-    return at.strftime("%m-%d %H:00") if bucket == "hour" else at.strftime("%Y-%m-%d")
+    """A bucket's start in the site's time zone; the repeated hour of a fall-back night
+    says which it is ("10-25 02:00 CEST", then "10-25 02:00 CET")."""
+    local = timezone.localtime(at)
+    if bucket != "hour":
+        return local.strftime("%Y-%m-%d")
+    label = local.strftime("%m-%d %H:00")
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        label += local.strftime(" %Z")
+    return label
 
 
 def backlog_data(filters: DashboardFilters) -> WidgetData:
@@ -54,8 +64,12 @@ def flow_data(filters: DashboardFilters) -> WidgetData:
         series=["Created", "Resolved"],
         stats=[
             Stat("Created", sum(r["created"] for r in rows)),
-            Stat("Resolved", sum(r["resolved"] for r in rows)),
+            Stat("Resolved", sum(r["resolved"] for r in rows), hint="or closed unresolved"),
         ],
+        note=(
+            "Resolved: tickets resolved in the range, or closed in it without being "
+            "resolved; a ticket resolved and then closed counts once, when resolved."
+        ),
     )
 
 
@@ -109,7 +123,8 @@ def response_times_data(filters: DashboardFilters) -> WidgetData:
         ],
         note=(
             f"Tickets created in the range: {overall['answered']} of {overall['tickets']} "
-            f"answered, {overall['resolved']} resolved."
+            f"answered, {overall['resolved']} resolved (or closed without being resolved: "
+            "the resolution time runs to the close)."
         ),
     )
 
@@ -137,15 +152,25 @@ def csat_data(filters: DashboardFilters) -> WidgetData:
 
 def agents_data(filters: DashboardFilters) -> WidgetData:
     online = agents_online_ids()
-    rows = stats.agent_load(
+    load = stats.agent_load(
         start=filters.start,
         end=filters.end,
         online_ids=online,
         team_ids=filters.team_ids,
         channels=filters.channels,
     )
+    rows, people = load["rows"], load["people"]
+    note = "Online: the workbench is open in a browser (heartbeat within 2.5 min)."
+    first = "Agent"
+    if len(rows) < people:
+        # the table, its JSON and its CSV say so (the CSV has the header, not the note)
+        first = f"Agent (showing {len(rows)} of {people})"
+        note = (
+            f"Showing {len(rows)} of {people} agents: online first, then the busiest; the "
+            "figures above count everyone. " + note
+        )
     return WidgetData(
-        columns=["Agent", "Online", "Open tickets", "Resolved in range"],
+        columns=[first, "Online", "Open tickets", "Resolved in range"],
         rows=[
             [r["name"], "online" if r["online"] else "offline", r["open"], r["resolved"]]
             for r in rows
@@ -153,10 +178,10 @@ def agents_data(filters: DashboardFilters) -> WidgetData:
         chart="bars",
         series=["Open tickets"],
         stats=[
-            Stat("Online now", sum(1 for r in rows if r["online"])),
-            Stat("Open tickets assigned", sum(r["open"] for r in rows)),
+            Stat("Online now", load["online"]),
+            Stat("Open tickets assigned", load["open"]),
         ],
-        note="Online: the workbench is open in a browser (heartbeat within 2.5 min).",
+        note=note,
     )
 
 

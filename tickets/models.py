@@ -296,6 +296,13 @@ class Ticket(models.Model):
             models.Index(fields=["assignee", "status"], name="ticket_assignee_status_idx"),
             # The dashboard's resolved-per-day and per-agent figures over a window.
             models.Index(fields=["resolved_at"], name="ticket_resolved_at_idx"),
+            # ... and tickets that ended by a close, never resolved (their end is
+            # COALESCE(resolved_at, closed_at): tickets.stats.ended_in), a few.
+            models.Index(
+                fields=["closed_at"],
+                name="ticket_closed_unresolved_idx",
+                condition=Q(resolved_at__isnull=True, closed_at__isnull=False),
+            ),
             GinIndex(fields=["search_vector"], name="ticket_search_idx"),
             # The SLA checker (tickets.services.sla, every minute: most overdue first) and
             # the inbox's and dashboard's breached / at-risk counts (tickets.selectors.

@@ -902,30 +902,52 @@ def sla_attainment(
 ) -> dict[str, Any]:
     """SLA attainment over ``[start, end)`` for the dashboard (contract16.md).
 
-    A first response counts when it was sent in the window, a resolution when the ticket
-    was resolved in the window (tickets with that target only; merged ones excluded);
-    met means at or before its due time. ``attainment`` is met / (met + breached), None
-    with nothing to count. ``open_breached`` / ``open_at_risk`` are open tickets (in the
-    same team and channel scope, whatever the window) past due now / due within the
-    warning window. Two queries.
+    Each target is judged once, when its clock stopped for good, and counted in the window
+    holding that moment (tickets with that target only; merged ones excluded); met means
+    at or before its due time, breached after it:
+
+    - resolution: the ticket's end, ``COALESCE(resolved_at, closed_at)`` (a ticket closed
+      straight from new, open or pending, never resolved, ends at its close: closing an
+      overdue ticket is a breach, not a way out of the figures);
+    - first response: the first reply (``first_response_at``); a **closed** ticket never
+      answered counts as breached, in the window of its close (nothing can answer it any
+      more), when its reply was due before its clock stopped (``first_response_due_at <
+      COALESCE(resolved_at, closed_at)``: the clock stands still once resolved); one closed
+      before its reply was due is not judged. A resolved ticket not answered is not judged
+      yet (it may be reopened and answered).
+
+    ``attainment`` is met / (met + breached), None with nothing to count. ``open_breached``
+    / ``open_at_risk`` are open tickets (in the same team and channel scope, whatever the
+    window) past due now / due within the warning window. Two queries.
     """
     qs = Ticket.objects.filter(merged_into__isnull=True)
     if team_ids is not None:
         qs = qs.filter(team_id__in=list(team_ids))
     if channels is not None:
         qs = qs.filter(channel__in=list(channels))
+    ended = qs.annotate(sla_ended_at=Coalesce("resolved_at", "closed_at"))
     fr = Q(
         first_response_at__gte=start,
         first_response_at__lt=end,
         first_response_due_at__isnull=False,
     )
-    res = Q(resolved_at__gte=start, resolved_at__lt=end, resolution_due_at__isnull=False)
+    never_answered = Q(
+        status=TicketStatus.CLOSED,
+        first_response_at__isnull=True,
+        closed_at__gte=start,
+        closed_at__lt=end,
+        first_response_due_at__lt=F("sla_ended_at"),
+    )
+    res = Q(sla_ended_at__gte=start, sla_ended_at__lt=end, resolution_due_at__isnull=False)
     now = timezone.now()
-    counts = qs.aggregate(
+    counts = ended.aggregate(
         fr_met=Count("pk", filter=fr & Q(first_response_at__lte=F("first_response_due_at"))),
-        fr_breached=Count("pk", filter=fr & Q(first_response_at__gt=F("first_response_due_at"))),
-        res_met=Count("pk", filter=res & Q(resolved_at__lte=F("resolution_due_at"))),
-        res_breached=Count("pk", filter=res & Q(resolved_at__gt=F("resolution_due_at"))),
+        fr_breached=Count(
+            "pk",
+            filter=(fr & Q(first_response_at__gt=F("first_response_due_at"))) | never_answered,
+        ),
+        res_met=Count("pk", filter=res & Q(sla_ended_at__lte=F("resolution_due_at"))),
+        res_breached=Count("pk", filter=res & Q(sla_ended_at__gt=F("resolution_due_at"))),
     )
     live = qs.aggregate(
         open_breached=Count("pk", filter=sla_due_q(before=now)),

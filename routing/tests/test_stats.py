@@ -207,3 +207,64 @@ def test_accepted_then_overridden_counts_as_overridden_only(supervisor):
     by_day = {at.date(): (c["verdicts"], c["accepted"]) for at, c in quality["buckets"].items()}
     assert by_day.get(timezone.localtime(yesterday).date(), (0, 0)) == (0, 0)
     assert by_day[timezone.localtime(now).date()] == (2, 1)
+
+
+# --- merged tickets are left out, as everywhere on the dashboard (review B6) -------------
+
+
+def test_decisions_on_merged_tickets_are_left_out(today):
+    """docs/dashboard.md says merged tickets are left out everywhere; the routing widgets
+    counted their decisions (and their cost, per "routed ticket"), with or without a
+    filter."""
+    alpha = Team.objects.create(slug="alpha", name="Alpha")
+    kept = _decision(today, team=alpha, cost_usd=0.01)
+    merged = _decision(today, team=alpha, cost_usd=0.01, processing_ms=900, confidence=0.1)
+    Ticket.objects.filter(pk=merged.ticket_id).update(merged_into=kept.ticket, status="closed")
+    for filters in ({}, {"team_ids": [alpha.pk]}, {"channels": ["email"]}):
+        quality = routing_quality(**_window(today), **filters)
+        assert (quality["decisions"], quality["tickets"]) == (1, 1), filters
+        assert quality["cost_per_ticket_usd"] == pytest.approx(0.01)
+        assert routing_processing_times(**_window(today), **filters)["decisions"] == 1
+        assert routing_confidence_histogram(**_window(today), **filters)["decisions"] == 1
+        assert routing_decisions_by_team(**_window(today), **filters) == [
+            {"team": "Alpha", "decisions": 1, "review": 0}
+        ]
+        by_priority = routing_decisions_by_priority(**_window(today), **filters)
+        assert sum(p["decisions"] for p in by_priority) == 1
+
+
+# --- hour buckets across a DST change (review B4) ----------------------------------------
+
+
+def test_the_repeated_hour_of_a_fall_back_night_is_two_buckets(settings):
+    """02:30 CEST and 02:30 CET (Europe/Paris, 2026-10-25) were one bucket: the local
+    truncation made both 02:00, which became the first 02:00."""
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    settings.TIME_ZONE = "Europe/Paris"
+    first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    second = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 02:30 CET
+    _decision(first, processing_ms=100)
+    _decision(second, processing_ms=300)
+    _decision(second + timedelta(minutes=5), processing_ms=500)
+    with timezone.override(paris):
+        start, end = datetime(2026, 10, 25, tzinfo=paris), datetime(2026, 10, 26, tzinfo=paris)
+        quality = routing_quality(start=start, end=end, bucket="hour")
+        times = routing_processing_times(start=start, end=end, bucket="hour")
+        days = routing_quality(start=start, end=end, bucket="day")
+    buckets = quality["buckets"]
+    assert [(at.astimezone(UTC), b["decisions"]) for at, b in buckets.items()] == [
+        (datetime(2026, 10, 25, 0, tzinfo=UTC), 1),
+        (datetime(2026, 10, 25, 1, tzinfo=UTC), 2),
+    ]
+    # keyed by the local start (the widgets' labels): 02:00 twice, at +02:00 then +01:00
+    assert [(at.strftime("%H:%M"), at.utcoffset()) for at in buckets] == [
+        ("02:00", timedelta(hours=2)),
+        ("02:00", timedelta(hours=1)),
+    ]
+    assert [b["average_ms"] for b in times["buckets"].values()] == [100, 400]
+    assert [
+        (at.strftime("%Y-%m-%d %H:%M"), b["decisions"]) for at, b in days["buckets"].items()
+    ] == [("2026-10-25 00:00", 3)]

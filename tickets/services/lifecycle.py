@@ -453,6 +453,20 @@ def ticket_update(
     events_record(events)
     if "resolved_at" in fields and ticket.resolved_at is not None:
         sla_stopped_late(ticket, target=SlaTarget.RESOLUTION, stopped_at=now)
+    elif "closed_at" in fields:
+        # Closed: the clocks still running stop for good (the attainment judges the ticket
+        # at its end, COALESCE(resolved_at, closed_at): tickets.selectors.sla_attainment).
+        # A breach the checker had not seen yet is recorded now, as at a late resolution:
+        # closing an overdue ticket between two checker runs left no breach behind.
+        if ticket.first_response_at is None:
+            sla_stopped_late(
+                ticket,
+                target=SlaTarget.FIRST_RESPONSE,
+                stopped_at=ticket.resolved_at or now,
+                how="closed",
+            )
+        if ticket.resolved_at is None:
+            sla_stopped_late(ticket, target=SlaTarget.RESOLUTION, stopped_at=now, how="closed")
     return ticket
 
 

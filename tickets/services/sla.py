@@ -455,9 +455,12 @@ def _first_response_due_settle(ticket: Ticket, *, stopped_at: datetime) -> None:
         Ticket.objects.filter(pk=ticket.pk).update(first_response_due_at=due)
 
 
-def sla_stopped_late(ticket: Ticket, *, target: str, stopped_at: datetime) -> SlaEvent | None:
+def sla_stopped_late(
+    ticket: Ticket, *, target: str, stopped_at: datetime, how: str | None = None
+) -> SlaEvent | None:
     """The clock of ``target`` stopped at ``stopped_at`` (the first reply was sent, the
-    ticket resolved) after its due time, and no checker run saw it overdue while it ran
+    ticket resolved, or closed without either: ``how`` says so on the note, "closed")
+    after its due time, and no checker run saw it overdue while it ran
     (the checker looks at running clocks only, once a minute): record the breach now, as
     the attainment counts it, once per (ticket, target) like the checker's.
 
@@ -482,7 +485,7 @@ def sla_stopped_late(ticket: Ticket, *, target: str, stopped_at: datetime) -> Sl
     if event is None:
         return None  # a checker run recorded it meanwhile
     label = SlaTarget(target).label.lower()
-    stop = "answered" if target == SlaTarget.FIRST_RESPONSE else "resolved"
+    stop = how or ("answered" if target == SlaTarget.FIRST_RESPONSE else "resolved")
     text = (
         f"SLA {label} breached: due {timezone.localtime(due):%Y-%m-%d %H:%M %Z}, "
         f"{stop} {timezone.localtime(stopped_at):%Y-%m-%d %H:%M %Z}"

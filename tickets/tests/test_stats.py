@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from support.auth.roles import AGENTS_GROUP
 from tickets import stats
+from tickets.dashboard_widgets import bucket_label
 from tickets.models import Customer, Team, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -122,13 +126,156 @@ def test_response_times_without_data_are_none(world):
 
 
 def test_agent_load_online_first(world, agent, other_agent, supervisor):
-    rows = stats.agent_load(start=world["start"], end=world["end"], online_ids={other_agent.pk})
-    assert [(r["name"], r["online"], r["open"], r["resolved"]) for r in rows] == [
+    load = stats.agent_load(start=world["start"], end=world["end"], online_ids={other_agent.pk})
+    assert [(r["name"], r["online"], r["open"], r["resolved"]) for r in load["rows"]] == [
         ("other-agent", True, 0, 1),
         ("agent", False, 2, 0),
         ("supervisor", False, 0, 0),
     ]
-    rows = stats.agent_load(
+    assert (load["people"], load["online"], load["open"]) == (3, 1, 2)
+    load = stats.agent_load(
         start=world["start"], end=world["end"], online_ids=set(), team_ids=[world["a"].pk]
     )
-    assert [r["name"] for r in rows] == ["agent"]
+    assert [r["name"] for r in load["rows"]] == ["agent"]
+
+
+# --- a ticket closed without being resolved ends at its close (review B1) ----------------
+
+
+def test_a_ticket_closed_unresolved_counts_as_resolved_in_flow_times_and_agent_load(world, agent):
+    """An agent may close a new, open or pending ticket straight away (only ``closed_at``
+    is set): it ended, so it counts as resolved at its close, as in the SLA attainment.
+    Before, it vanished from "Resolved", the resolution times and the agent's figure. A
+    ticket resolved and then closed counts once, at its resolution."""
+    now, customer = world["now"], Customer.objects.get(email="ada@example.com")
+    _ticket(
+        customer,
+        at=now - timedelta(hours=5),
+        team=world["a"],
+        status="closed",
+        assignee=agent,
+        closed_at=now - timedelta(hours=1),
+    )
+    _ticket(
+        customer,
+        at=now - timedelta(hours=6),
+        team=world["a"],
+        status="closed",
+        assignee=agent,
+        resolved_at=now - timedelta(hours=4),
+        closed_at=now - timedelta(hours=2),
+    )
+    rows = stats.ticket_flow(start=world["start"], end=world["end"], bucket="day")
+    assert sum(r["resolved"] for r in rows) == 3  # t3, the closed one, the resolved one
+    assert sum(r["created"] for r in rows) == 5
+    hourly = stats.ticket_flow(start=now - timedelta(hours=6), end=world["end"], bucket="hour")
+    by_hour = {r["at"]: r["resolved"] for r in hourly if r["resolved"]}
+
+    def hour_of(at):
+        return timezone.localtime(at).replace(minute=0, second=0, microsecond=0)
+
+    assert by_hour == {hour_of(now - timedelta(hours=4)): 1, hour_of(now - timedelta(hours=1)): 1}
+    times = stats.ticket_response_times(start=world["start"], end=world["end"])["overall"]
+    assert (times["tickets"], times["resolved"]) == (5, 3)
+    # 10 h (t3), 4 h (closed at 1 h ago), 2 h (resolved 4 h ago, closed later: 2 h)
+    assert times["resolution_p50"] == pytest.approx(4 * 3600)
+    load = stats.agent_load(start=world["start"], end=world["end"], online_ids=set())
+    assert {r["name"]: r["resolved"] for r in load["rows"]}["agent"] == 2
+
+
+# --- hour buckets across a DST change (review B4) ----------------------------------------
+
+
+@pytest.fixture
+def paris(settings):
+    settings.TIME_ZONE = "Europe/Paris"
+    with timezone.override(ZoneInfo("Europe/Paris")):
+        yield ZoneInfo("Europe/Paris")
+
+
+def test_a_fall_back_day_has_25_hour_buckets_each_counted(paris):
+    """The clocks go back at 03:00 CEST to 02:00 CET on 2026-10-25: 02:00-03:00 happens
+    twice. Buckets stepped in local wall-clock time skipped the second, and the
+    truncation put both tickets in the first: the day had 24 (23 + 1) buckets."""
+    customer = Customer.objects.create(name="C", email="c@example.com")
+    for at in (
+        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),  # 02:30 CEST
+        datetime(2026, 10, 25, 1, 30, tzinfo=UTC),  # 02:30 CET
+        datetime(2026, 10, 25, 1, 40, tzinfo=UTC),  # 02:40 CET
+    ):
+        _ticket(customer, at=at)
+    start, end = datetime(2026, 10, 25, tzinfo=paris), datetime(2026, 10, 26, tzinfo=paris)
+    rows = stats.ticket_flow(start=start, end=end, bucket="hour")
+    assert len(rows) == 25
+    assert [r["at"].astimezone(UTC) for r in rows] == [
+        start.astimezone(UTC) + timedelta(hours=h) for h in range(25)
+    ]
+    assert [(bucket_label(r["at"], "hour"), r["created"]) for r in rows[1:5]] == [
+        ("10-25 01:00", 0),
+        ("10-25 02:00 CEST", 1),
+        ("10-25 02:00 CET", 2),
+        ("10-25 03:00", 0),
+    ]
+    assert rows[-1]["at"].hour == 23
+    day = stats.ticket_flow(start=start, end=end, bucket="day")
+    assert [(bucket_label(r["at"], "day"), r["created"]) for r in day] == [("2026-10-25", 3)]
+
+
+def test_a_spring_forward_day_has_23_hour_buckets(paris):
+    customer = Customer.objects.create(name="C", email="c@example.com")
+    _ticket(customer, at=datetime(2026, 3, 29, 1, 30, tzinfo=UTC))  # 03:30 CEST
+    start, end = datetime(2026, 3, 29, tzinfo=paris), datetime(2026, 3, 30, tzinfo=paris)
+    rows = stats.ticket_flow(start=start, end=end, bucket="hour")
+    assert len(rows) == 23
+    labels = [bucket_label(r["at"], "hour") for r in rows]
+    assert labels[1:4] == ["03-29 01:00", "03-29 03:00", "03-29 04:00"]
+    assert [r["created"] for r in rows][1:4] == [0, 1, 0]
+
+
+# --- the agents' totals count everyone; a team's tickets count whoever has them ---------
+
+
+def test_agent_load_totals_count_everyone_not_only_the_rows_shown(django_user_model):
+    """The widget shows the first ``limit`` rows; its "Online now" and "Open tickets
+    assigned" were summed over those rows only (30 of 35 agents: 30 open, not 35)."""
+    group = Group.objects.get_or_create(name=AGENTS_GROUP)[0]
+    customer = Customer.objects.create(name="C", email="c@example.com")
+    people = []
+    for i in range(5):
+        user = django_user_model.objects.create_user(username=f"ag{i}", password="pw-12345678")
+        user.groups.add(group)
+        people.append(user)
+        for _ in range(i):
+            Ticket.objects.create(customer=customer, subject="s", status="open", assignee=user)
+    now = timezone.now()
+    load = stats.agent_load(
+        start=now - timedelta(days=1),
+        end=now,
+        online_ids={people[0].pk, people[1].pk},
+        limit=2,
+    )
+    assert [(r["name"], r["online"], r["open"]) for r in load["rows"]] == [
+        ("ag1", True, 1),
+        ("ag0", True, 0),
+    ]
+    assert (load["people"], load["online"], load["open"]) == (5, 2, 10)
+
+
+def test_agent_load_of_a_team_counts_its_tickets_assigned_outside_it(agent, supervisor):
+    """A team ticket assigned to a supervisor (not a member) was left out of "Open tickets
+    assigned" while the backlog counted it."""
+    customer = Customer.objects.create(name="C", email="c@example.com")
+    alpha = Team.objects.create(name="Alpha", slug="alpha")
+    alpha.members.add(agent)
+    for assignee in (agent, supervisor):
+        Ticket.objects.create(
+            customer=customer, subject="s", status="open", team=alpha, assignee=assignee
+        )
+    Ticket.objects.create(customer=customer, subject="s", status="open", assignee=supervisor)
+    now = timezone.now()
+    load = stats.agent_load(
+        start=now - timedelta(days=1), end=now, online_ids=set(), team_ids=[alpha.pk]
+    )
+    assert [(r["name"], r["open"]) for r in load["rows"]] == [("agent", 1), ("supervisor", 1)]
+    assert (load["people"], load["open"]) == (2, 2)
+    assert stats.ticket_backlog(team_ids=[alpha.pk])[0]["total"] == 2
