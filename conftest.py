@@ -80,6 +80,24 @@ def _bounded_loop_teardown() -> Iterator[None]:
     loop_teardown.uninstall()
 
 
+@pytest.fixture(autouse=True)
+def _channel_layer_per_test() -> Iterator[None]:
+    """Each test gets channel layers of its own.
+
+    Channels keeps one layer object per alias for the process, and each async test runs in
+    an event loop of its own; channels_redis keeps its receive state on that object (the
+    lock held by whoever is reading the process's channel, the per-channel clean-up locks,
+    messages read for other sockets). A test whose loop ended with a receive under way left
+    a lock bound to that loop: the next test's socket failed with "Lock ... is bound to a
+    different event loop" (seen in 1 of 2 runs of the socket tests under xdist). In
+    production a process has one loop, for as long as it lives."""
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
     """The test database as its migrations leave it, also when ``--reuse-db`` keeps one a

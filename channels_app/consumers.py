@@ -31,6 +31,16 @@ the exception closed the socket and the message was lost while the widget showed
 ``{"type": "ping"}`` is answered ``{"type": "pong"}`` (after the session check, outside the
 message limits, nothing recorded): the widget asks when an ack is late, and keeps a socket
 that answers (the late message goes over HTTP meanwhile) instead of reopening it.
+
+Before any of that, every frame (a ping, a message, junk that is not JSON) counts against
+the socket's frame budget, before it is parsed (``support.websockets.JsonConsumer``:
+``WEBCHAT_WS_FRAME_BURST`` units at once, ``WEBCHAT_WS_FRAME_REFILL_PER_SECOND`` back a
+second, a unit per started 1,024 characters): over it, a ``rate_limited`` error frame
+without a ``client_id``; past 20 refused in a row, the close 1008. A frame longer than
+:data:`WEBCHAT_FRAME_MAX_CHARS` (the largest message the widget sends) is refused unparsed,
+and a ping longer than 1,024 characters is refused too. The message limits above count
+only messages, once parsed: anonymous visitors' pings and junk frames were parsed (28 to
+50 ms for a crafted 64 K frame, on the event loop every socket shares) without limit.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from django.db import DatabaseError
 from channels_app import selectors, services
 from channels_app.adapters.base import MalformedPayload, SignatureError
 from channels_app.adapters.webchat.adapter import (
+    MAX_TEXT,
     SESSION_HEADER,
     WEBCHAT_MESSAGE_MAX_BYTES,
     session_read,
@@ -149,7 +160,26 @@ def _session_from_scope(scope: dict[str, Any]) -> tuple[str, bool]:
     return query.get("session", [""])[0], SUBPROTOCOL in offered
 
 
+#: The longest frame the socket reads: the widget's message, ``{"text": …, "client_id": …}``
+#: (``JSON.stringify``), at its longest. ``MAX_TEXT`` characters, each at most 6 in the
+#: frame (``\u0001``, or a lone surrogate's ``\ud800``; other characters go unescaped,
+#: ``"`` and ``\`` as 2), a ``client_id`` of at most 64 printable ASCII characters (2
+#: each, escaped), and 64 for the keys, quotes and spacing: 30,192. A client escaping every
+#: astral character as a surrogate pair (12 for one) past that is refused with
+#: ``too_large`` (the widget sends a message whose ack does not come again, over HTTP).
+WEBCHAT_FRAME_MAX_CHARS = 6 * MAX_TEXT + 2 * 64 + 64
+
+
 class WebchatConsumer(JsonConsumer):
+    max_frame_chars = WEBCHAT_FRAME_MAX_CHARS
+    control_types = frozenset({"ping"})
+
+    def frame_budget(self) -> tuple[float, float]:
+        return (
+            float(settings.WEBCHAT_WS_FRAME_BURST),
+            float(settings.WEBCHAT_WS_FRAME_REFILL_PER_SECOND),
+        )
+
     async def connect(self) -> None:
         # Each connect looks the widget up and checks a session, for anyone: limited per
         # address like polls (WEBCHAT_POLL_IP_RATE_LIMIT_PER_MINUTE); over it, 4429.

@@ -783,6 +783,17 @@ WEBCHAT_WS_MESSAGES_PER_MINUTE = env.get_int("WEBCHAT_WS_MESSAGES_PER_MINUTE", 3
 # ... and per address (sessions are free: an address may open 60 a minute); an office
 # behind one NAT shares it: 300 is ten visitors each at the session limit.
 WEBCHAT_MESSAGES_PER_IP_PER_MINUTE = env.get_int("WEBCHAT_MESSAGES_PER_IP_PER_MINUTE", 300)
+# Every frame a web chat socket receives (a message, a ping, junk), counted before it is
+# parsed: a token bucket of this many units, refilled this many a second; a frame costs a
+# unit per started 1,024 characters (the longest message, every character escaped, 30).
+# Over it: a rate_limited error frame; 20 refused in a row close the socket (1008).
+WEBCHAT_WS_FRAME_BURST = env.get_int("WEBCHAT_WS_FRAME_BURST", 40)
+WEBCHAT_WS_FRAME_REFILL_PER_SECOND = env.get_float("WEBCHAT_WS_FRAME_REFILL_PER_SECOND", 2.0)
+if WEBCHAT_WS_FRAME_BURST < 1 or WEBCHAT_WS_FRAME_REFILL_PER_SECOND < 0:
+    raise ImproperlyConfigured(
+        "WEBCHAT_WS_FRAME_BURST must be at least 1 and WEBCHAT_WS_FRAME_REFILL_PER_SECOND "
+        "at least 0."
+    )
 # The widget polls every 4 s (15 a minute) when its websocket is down; an address may hold
 # many visitors (an office behind one NAT).
 WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE = env.get_int("WEBCHAT_POLL_RATE_LIMIT_PER_MINUTE", 60)

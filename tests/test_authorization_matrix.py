@@ -41,7 +41,6 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
 from django.contrib import admin
 from django.db import transaction
@@ -65,6 +64,7 @@ from tests.authz_world import (
     World,
     build_world,
 )
+from tickets.tests.ws import BoundedCommunicator
 
 # Where each issue #13 fix lives until the lead merges it; then its `!N` marks come off.
 FIXED_ON: dict[int, str] = {}
@@ -918,7 +918,7 @@ def _ws_connect(
     }
 
     async def run() -> tuple[bool, int | None]:
-        communicator = ApplicationCommunicator(application, scope)
+        communicator = BoundedCommunicator(application, scope)
         await communicator.send_input({"type": "websocket.connect"})
         answer = await communicator.receive_output(timeout=3)
         accepted = answer["type"] == "websocket.accept"

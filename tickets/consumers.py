@@ -21,6 +21,25 @@ roles or the active flag changed in the admin or by SSO), on each presence "view
 ``WORKBENCH_WS_ACCESS_RECHECK_SECONDS`` while events flow (for changes made elsewhere).
 A user who is no longer an active agent is disconnected (close code 4401).
 
+The socket is also bound to the session that signed the user in (the cookie's, read by
+``AuthMiddlewareStack`` at the handshake): each re-check, and each heartbeat once
+``WORKBENCH_WS_ACCESS_RECHECK_SECONDS`` have passed (so a quiet socket ends too), reads
+that session afresh and checks it as ``django.contrib.auth.get_user`` checks a request's:
+it still exists and has not expired, names this user and a configured backend, and its
+auth hash matches the user's current one (constant-time), so a sign-out, a password change
+(which changes the hash), a session deleted or expired, closes the socket with 4401 as an
+unauthenticated connect is. Sign-out records an ``agent.access_changed`` for the user, so
+its sockets re-check at once. A user that reached the socket some other way (no signed-in
+session in the scope: a test, a future token middleware) keeps the user checks alone.
+
+Client frames are small (``{"type": "heartbeat"}``, presence), so a frame past 1,024
+characters is refused before it is parsed; each frame counts against the socket's frame
+budget (``support.websockets.JsonConsumer``). Presence frames have a budget of their own
+(``presence_burst``, ``presence_refill_per_second``: over it they are dropped; the page
+sends its state again every 15 s), and a frame repeating the state the socket last wrote
+for the ticket less than ``PRESENCE_REFRESH`` seconds ago is not written or broadcast
+again: each one written is a Redis write and a message to every socket viewing the ticket.
+
 Events come from the relay one channel-layer message per batch (``event.batch``, the
 batch's envelopes in id order; ``support.sinks.WebsocketSink``), and the socket sends one
 ``{"type": "event", ...}`` frame per event it may show, in that order. What does not
@@ -42,12 +61,20 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+)
+from django.core.exceptions import ValidationError
+from django.utils.crypto import constant_time_compare
 
 from support.auth.roles import is_agent, is_supervisor
 from support.events import ACCESS_CHANGED_EVENT, ALL_EVENTS_GROUP
@@ -72,6 +99,12 @@ REPLAY_LIMIT = 1000
 FRAMES_PER_TURN = 16
 PRESENCE_TTL = 30  # seconds an entry lives without a heartbeat
 PRESENCE_STATES = ("viewing", "typing")
+# A presence frame repeating the state this socket wrote for the ticket less than this
+# long ago is not written or broadcast again (the page repeats its state every 15 s, to
+# keep its entry alive within PRESENCE_TTL).
+PRESENCE_REFRESH = 10.0
+#: The longest frame the workbench reads: its frames are a heartbeat or a presence.
+WORKBENCH_FRAME_MAX_CHARS = 1024
 
 
 def presence_group(ticket_id: int) -> str:
@@ -91,15 +124,56 @@ def _user_info(user: Any) -> dict[str, Any] | None:
     return {"id": user.pk, "name": user.get_full_name() or user.get_username()}
 
 
-_load_user = database_sync_to_async(_user_info)
+@database_sync_to_async
+def _load_user(user: Any, session: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The user's info (:func:`_user_info`), and the key of the session that signed it in:
+    None when the scope has no session naming a user (it came another way)."""
+    info = _user_info(user)
+    if info is None or session is None or session.get(SESSION_KEY) is None:
+        return info, None
+    return info, session.session_key or ""
+
+
+def _session_signs_in(session_key: str, user: Any) -> bool:
+    """Whether the session ``session_key``, read afresh from the session store, still signs
+    ``user`` in, as ``django.contrib.auth.get_user`` decides for a request: it exists and has
+    not expired (the store reads nothing else), names this user and a backend still in
+    ``AUTHENTICATION_BACKENDS``, and its auth hash matches the user's, compared in constant
+    time (a password change changes it; a hash of a ``SECRET_KEY_FALLBACKS`` key still
+    counts, as there). Nothing is written: ``get_user`` flushes a failing session, and moves
+    a fallback's to a new key, which this socket's browser would not get."""
+    if not session_key:
+        return False
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    try:
+        user_id = user._meta.pk.to_python(store[SESSION_KEY])
+        backend_path = store[BACKEND_SESSION_KEY]
+    except (KeyError, ValidationError):
+        return False
+    if user_id != user.pk or backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return False
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    session_hash = store.get(HASH_SESSION_KEY)
+    if not session_hash:
+        return False
+    if constant_time_compare(session_hash, user.get_session_auth_hash()):
+        return True
+    return any(
+        constant_time_compare(session_hash, fallback)
+        for fallback in user.get_session_auth_fallback_hash()
+    )
 
 
 @database_sync_to_async
-def _reload_user(user_id: int) -> tuple[Any, dict[str, Any]] | None:
+def _reload_user(user_id: int, session_key: str | None) -> tuple[Any, dict[str, Any]] | None:
     """A fresh copy of the user (no cached groups or teams) and its info; None when it
-    is gone or no longer an active agent."""
+    is gone or no longer an active agent, or (``session_key`` given: the socket was opened
+    with that session) when the session no longer signs it in."""
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None:
+        return None
+    if session_key is not None and not _session_signs_in(session_key, user):
         return None
     info = _user_info(user)
     return (user, info) if info is not None else None
@@ -398,19 +472,31 @@ def _online_clear(user_id: int, connection: str) -> None:
 
 
 class WorkbenchConsumer(JsonConsumer):
+    max_frame_chars = WORKBENCH_FRAME_MAX_CHARS
+    #: presence frames a socket may have written at once, and written again a second
+    presence_burst = 10
+    presence_refill_per_second = 0.5
     user_info: dict[str, Any] | None = None
+    #: the key of the session the user signed in with (None: not signed in by a session)
+    session_key: str | None = None
     watching: set[int]
     access_checked_at: float = 0.0
 
     async def connect(self) -> None:
         self.watching = set()
+        self.presence_written: dict[int, tuple[str, float]] = {}
+        self.presence_tokens = float(self.presence_burst)
+        self.presence_at = time.monotonic()
         user = self.scope.get("user")
-        info = await _load_user(user) if user is not None else None
-        if info is None:
+        info, session_key = (
+            await _load_user(user, self.scope.get("session")) if user is not None else (None, None)
+        )
+        if info is None or session_key == "":  # "": a signed-in session with no key
             await self.close(code=4401)
             return
         self.user = user
         self.user_info = info
+        self.session_key = session_key
         self.access_checked_at = time.monotonic()
         await self.channel_layer.group_add(ALL_EVENTS_GROUP, self.channel_name)
         await self.accept()
@@ -436,9 +522,13 @@ class WorkbenchConsumer(JsonConsumer):
             await self._presence(ticket_id, "left")
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.user_info is None:  # closed (access lost)
+            return
         if isinstance(content, dict) and content.get("type") == "heartbeat":
-            if self.user_info is not None:
-                await _online_touch(self.user_info["id"], self.channel_name)
+            # a quiet socket (no events, no presence) is re-checked here too
+            if self._access_stale() and not await self._recheck_access():
+                return
+            await _online_touch(self.user_info["id"], self.channel_name)
             return
         if not isinstance(content, dict) or content.get("type") != "presence":
             return
@@ -446,6 +536,15 @@ class WorkbenchConsumer(JsonConsumer):
         state = content.get("state")
         if not isinstance(ticket_id, int) or state not in (*PRESENCE_STATES, "left"):
             return
+        written = self.presence_written.get(ticket_id)
+        if (
+            written is not None
+            and written[0] == state
+            and time.monotonic() - written[1] < PRESENCE_REFRESH
+        ):
+            return  # the same state again, written a moment ago: nothing changes
+        if not self._presence_spend():
+            return  # over the presence budget: dropped (the page repeats its state)
         if state == "left" and ticket_id in self.watching:
             # always honoured, visible or not: the socket stops receiving the ticket's
             # viewers and typists (checked first, it kept them)
@@ -457,6 +556,23 @@ class WorkbenchConsumer(JsonConsumer):
             return
         await self._presence(ticket_id, state)
 
+    def _presence_spend(self) -> bool:
+        """Take one presence frame from the socket's budget (a token bucket); False over it."""
+        now = time.monotonic()
+        self.presence_tokens = min(
+            float(self.presence_burst),
+            self.presence_tokens + (now - self.presence_at) * self.presence_refill_per_second,
+        )
+        self.presence_at = now
+        if self.presence_tokens < 1:
+            return False
+        self.presence_tokens -= 1
+        return True
+
+    def _access_stale(self) -> bool:
+        recheck_after = float(settings.WORKBENCH_WS_ACCESS_RECHECK_SECONDS)
+        return time.monotonic() - self.access_checked_at >= recheck_after
+
     async def _may_see(self, ticket_id: int) -> bool:
         scope = await _ticket_scope(ticket_id)
         return scope is not None and ticket_visible_to(
@@ -467,10 +583,13 @@ class WorkbenchConsumer(JsonConsumer):
         assert self.user_info is not None
         if state == "left":
             self.watching.discard(ticket_id)
+            self.presence_written.pop(ticket_id, None)
             await self.channel_layer.group_discard(presence_group(ticket_id), self.channel_name)
-        elif ticket_id not in self.watching:
-            self.watching.add(ticket_id)
-            await self.channel_layer.group_add(presence_group(ticket_id), self.channel_name)
+        else:
+            self.presence_written[ticket_id] = (state, time.monotonic())
+            if ticket_id not in self.watching:
+                self.watching.add(ticket_id)
+                await self.channel_layer.group_add(presence_group(ticket_id), self.channel_name)
         agents = await _presence_write_async(ticket_id, self.user_info, state)
         await self.channel_layer.group_send(
             presence_group(ticket_id),
@@ -478,11 +597,12 @@ class WorkbenchConsumer(JsonConsumer):
         )
 
     async def _recheck_access(self) -> bool:
-        """Load the user's roles and teams again; False (and the socket closed) when it
-        may no longer use the workbench. Presence on tickets it can no longer see ends."""
+        """Load the user's roles and teams again, and check its session (if it signed in
+        with one) is still its own; False (and the socket closed) when it may no longer use
+        the workbench. Presence on tickets it can no longer see ends."""
         if self.user_info is None:
             return False
-        reloaded = await _reload_user(self.user_info["id"])
+        reloaded = await _reload_user(self.user_info["id"], self.session_key)
         self.access_checked_at = time.monotonic()
         if reloaded is None:
             for ticket_id in list(self.watching):
@@ -529,9 +649,7 @@ class WorkbenchConsumer(JsonConsumer):
         closed (access re-checked and lost)."""
         if start >= end:
             return True
-        recheck_after = float(settings.WORKBENCH_WS_ACCESS_RECHECK_SECONDS)
-        stale = time.monotonic() - self.access_checked_at >= recheck_after
-        if stale and not await self._recheck_access():
+        if self._access_stale() and not await self._recheck_access():
             return False
         # Whether an event's ticket is visible to the user now: by its scope as of the
         # event and by the ticket's current row (LiveBatch), never by an event's payload

@@ -6,7 +6,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 
@@ -15,6 +14,7 @@ from channels_app.models import InboundEvent, InboundStatus
 from channels_app.tests.conftest import make_account
 from support.websocket_urls import websocket_urlpatterns
 from tickets.models import Message
+from tickets.tests.ws import BoundedCommunicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,7 +31,7 @@ class Socket:
             "headers": [],
             "subprotocols": subprotocols or [],
         }
-        self.comm = ApplicationCommunicator(app, scope)
+        self.comm = BoundedCommunicator(app, scope)
         self.subprotocol: str | None = None
 
     async def connect(self) -> tuple[bool, int | None]:
@@ -263,6 +263,8 @@ async def test_a_frame_too_long_is_refused_before_it_is_parsed() -> None:
     """Frames are parsed on the event loop every socket and request of the process share,
     and uvicorn accepts frames up to 16 MiB; the per-session limit counts a frame only once
     it is parsed."""
+    from channels_app.consumers import WEBCHAT_FRAME_MAX_CHARS
+
     account = await database_sync_to_async(make_account)("webchat")
     communicator, _ = await _visitor_socket(account)
     frame = json.dumps([{"a": 1}] * 10_000)  # 90,001 characters
@@ -273,11 +275,100 @@ async def test_a_frame_too_long_is_refused_before_it_is_parsed() -> None:
     assert error == {
         "type": "error",
         "code": "too_large",
-        "message": "The frame is longer than 65536 characters.",
+        "message": f"The frame is longer than {WEBCHAT_FRAME_MAX_CHARS} characters.",
     }
     await communicator.send_json_to({"text": "still here", "client_id": "client-long-1"})
     ack = await communicator.receive_json_from()
     assert ack == {"type": "ack", "client_id": "client-long-1", "duplicate": False}
+    await communicator.disconnect()
+
+
+async def test_every_frame_counts_against_the_budget_before_it_is_parsed(
+    settings: Any,
+) -> None:
+    """Pings and junk frames were parsed on the event loop without limit (the message
+    limits count messages, once parsed): each frame now spends the socket's budget first,
+    a unit per started 1,024 characters; over it the frame is refused unread, and past 20
+    refused in a row the socket is closed (1008)."""
+    settings.WEBCHAT_WS_FRAME_BURST = 5
+    settings.WEBCHAT_WS_FRAME_REFILL_PER_SECOND = 0
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    from support import websockets
+
+    with mock.patch.object(websockets, "json_loads", wraps=websockets.json_loads) as parse:
+        await communicator.send_json_to({"type": "ping"})  # 1 unit
+        assert await communicator.receive_json_from() == {"type": "pong"}
+        await communicator.comm.send_input({"type": "websocket.receive", "text": "x" * 3000})
+        assert "not valid JSON" in (await communicator.receive_json_from())["message"]  # 3
+        await communicator.comm.send_input({"type": "websocket.receive", "text": "{oops"})
+        assert "not valid JSON" in (await communicator.receive_json_from())["message"]  # 5
+        await communicator.send_json_to({"type": "ping"})
+        refused = await communicator.receive_json_from()
+        assert parse.call_count == 3
+    assert refused == {
+        "type": "error",
+        "code": "rate_limited",
+        "message": "Too many frames; wait a moment before sending more.",
+    }
+    for _ in range(19):  # 20 refused in a row: still open
+        await communicator.comm.send_input({"type": "websocket.receive", "text": "junk"})
+        assert (await communicator.receive_json_from())["code"] == "rate_limited"
+    await communicator.comm.send_input({"type": "websocket.receive", "text": "junk"})
+    assert await communicator.comm.receive_output(5) == {"type": "websocket.close", "code": 1008}
+    await communicator.disconnect()
+
+
+async def test_the_budget_refills_and_says_when(settings: Any) -> None:
+    settings.WEBCHAT_WS_FRAME_BURST = 1
+    settings.WEBCHAT_WS_FRAME_REFILL_PER_SECOND = 0.25
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    with mock.patch("support.websockets.monotonic", return_value=1000.0) as clock:
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from() == {"type": "pong"}
+        await communicator.send_json_to({"type": "ping"})
+        refused = await communicator.receive_json_from()
+        assert (refused["code"], refused["retry_after"]) == ("rate_limited", 4)
+        clock.return_value = 1004.0
+        await communicator.send_json_to({"type": "ping"})
+        assert await communicator.receive_json_from() == {"type": "pong"}
+    await communicator.disconnect()
+
+
+async def test_a_ping_longer_than_a_control_frame_is_refused() -> None:
+    """``{"type": "ping"}`` is 16 characters; one padded to 64 K was parsed and answered."""
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    await communicator.send_json_to({"type": "ping", "pad": "x" * 1100})
+    assert await communicator.receive_json_from() == {
+        "type": "error",
+        "code": "too_large",
+        "message": "A ping frame is at most 1024 characters.",
+    }
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from() == {"type": "pong"}
+    await communicator.disconnect()
+
+
+async def test_frames_longer_than_the_longest_message_are_refused_unparsed() -> None:
+    """The longest message the widget sends, every character escaped (``\\u0001``), fits;
+    a frame past that (it was read up to 65,536 characters) is refused before parsing."""
+    from channels_app.consumers import WEBCHAT_FRAME_MAX_CHARS
+
+    account = await database_sync_to_async(make_account)("webchat")
+    communicator, _ = await _visitor_socket(account)
+    longest = json.dumps({"text": "\u0001" * 5000, "client_id": '"' * 64})
+    assert len(longest) <= WEBCHAT_FRAME_MAX_CHARS
+    await communicator.comm.send_input({"type": "websocket.receive", "text": longest})
+    answer = await communicator.receive_json_from()
+    assert answer["client_id"] == '"' * 64  # read (the client id's rule refuses it)
+    frame = json.dumps({"type": "ping", "pad": "x" * 40_000})
+    with mock.patch("support.websockets.json_loads") as parse:
+        await communicator.comm.send_input({"type": "websocket.receive", "text": frame})
+        error = await communicator.receive_json_from()
+    assert parse.call_count == 0
+    assert error["code"] == "too_large"
     await communicator.disconnect()
 
 

@@ -155,6 +155,68 @@ async def test_presence_shows_who_views_and_types(agent, other_agent):
     await a.disconnect()
 
 
+async def _presence_pair(agent, other_agent):
+    """A ticket both agents view, and their sockets, drained of the viewing broadcasts."""
+    customer, _, _ = await _world(agent)
+    ticket = await _ticket(customer, None, "shared")
+    a, b = await _connected(agent), await _connected(other_agent)
+    await b.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "viewing"})
+    await a.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "viewing"})
+    await _drain(a)
+    await _drain(b)
+    return ticket, a, b
+
+
+async def test_presence_repeating_the_state_is_not_broadcast_again(agent, other_agent):
+    """Every presence frame was a Redis write and a message to each socket viewing the
+    ticket; one repeating the state written a moment ago changes nothing, and is dropped."""
+    ticket, a, b = await _presence_pair(agent, other_agent)
+    for _ in range(5):
+        await a.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "viewing"})
+    assert await _drain(b) == []
+    await a.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": "typing"})
+    (changed,) = await _drain(b)
+    assert {"id": agent.pk, "name": "agent", "state": "typing"} in changed["agents"]
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_presence_frames_have_a_budget_per_socket(agent, other_agent, monkeypatch):
+    """A flood of changing states (500 frames were 500 broadcasts): past the socket's
+    presence budget the frames are dropped (the page repeats its state every 15 s)."""
+    monkeypatch.setattr(WorkbenchConsumer, "presence_burst", 3, raising=False)
+    monkeypatch.setattr(WorkbenchConsumer, "presence_refill_per_second", 0.0, raising=False)
+    ticket, a, b = await _presence_pair(agent, other_agent)  # A's viewing: 1 of its 3
+    for i in range(10):
+        state = ("typing", "viewing")[i % 2]
+        await a.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": state})
+    received = await _drain(b)
+    assert [m["type"] for m in received] == ["presence", "presence"]
+    await a.disconnect()
+    await b.disconnect()
+
+
+async def test_a_frame_longer_than_any_workbench_message_is_refused_unparsed(agent):
+    """The page sends heartbeats and presence (tens of characters): a longer frame is
+    refused before it is parsed, and the socket carries on."""
+    from unittest import mock
+
+    communicator = await _connected(agent)
+    frame = '{"type": "heartbeat", "pad": [' + ",".join(["[[]]"] * 400) + "]}"
+    with mock.patch("support.websockets.json_loads") as parse:
+        await communicator.send_input({"type": "websocket.receive", "text": frame})
+        error = await communicator.receive_json_from()
+    assert parse.call_count == 0
+    assert error == {
+        "type": "error",
+        "code": "too_large",
+        "message": "The frame is longer than 1024 characters.",
+    }
+    await communicator.send_json_to({"type": "heartbeat"})
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
 async def test_presence_on_invisible_ticket_is_ignored(agent):
     customer, _, other = await _world(agent)
     hidden = await _ticket(customer, other, "hidden")
