@@ -62,8 +62,13 @@ class SupportAdminConfig(AdminConfig):
     default_site = "support.admin_site.SupportAdminSite"
 
     def ready(self) -> None:
-        from support.auth.admin import list_filters_bounded, readonly_relations_checked
+        from support.auth.admin import (
+            admin_input_checked,
+            list_filters_bounded,
+            readonly_relations_checked,
+        )
 
         readonly_relations_checked()
         list_filters_bounded()
+        admin_input_checked()
         super().ready()

@@ -482,6 +482,7 @@ if {n for p in LOGIN_LOCKOUT_PARAMETERS for n in p.split("+")} - {"username", "i
 AXES_CLIENT_IP_CALLABLE = "support.auth.lockout.login_client_ip"
 AXES_LOCKOUT_CALLABLE = "support.auth.lockout.lockout_response"
 AXES_WHITELIST_CALLABLE = "support.auth.lockout.not_a_password_login"
+AXES_USERNAME_CALLABLE = "support.auth.lockout.login_username"  # bounded to its column
 AXES_RESET_ON_SUCCESS = False  # a success must not wipe an IP's failures on other names
 AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in; failures are what we keep
 

@@ -15,6 +15,15 @@ from support.metrics import metrics_view
 from tickets.attachments import attachment_download
 from tickets.views import SignInView, SignOutView
 
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """Swagger UI's page and start-up script: GET (and HEAD) only. The view renders with
+    DRF's ``TemplateHTMLRenderer``, and its other methods (DRF's OPTIONS metadata) answer
+    data with no template: OPTIONS was a 500 for anyone signed in. Now 405, as POST was."""
+
+    http_method_names = ["get", "head"]
+
+
 api_patterns: list[URLPattern | URLResolver] = [
     # Seed 001's paths first: /api/tickets/create and PUT /api/tickets/{id} would otherwise
     # be taken by /api/tickets/{id} (seed_api; SEED_CONTRACTS_ENABLED).
@@ -26,7 +35,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("", include("calls.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file (?script): no inline script.
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 

@@ -8,24 +8,38 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import MAXYEAR, MINYEAR, datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers, widgets
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import NestedObjects, get_fields_from_path, quote
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import FieldDoesNotExist, ObjectDoesNotExist, ValidationError
 from django.db import router
-from django.db.models import CharField, IntegerField, Model, Q, QuerySet, TextField
+from django.db.models import (
+    CharField,
+    DateField,
+    Field,
+    IntegerField,
+    ManyToManyField,
+    Model,
+    Q,
+    QuerySet,
+    TextField,
+)
+from django.db.models.constants import LOOKUP_SEP
 from django.db.models.functions import Cast, Lower
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator, capfirst
 
 from support.admin_site import admin_request
 from support.auth.roles import is_agent, is_supervisor
-from support.parsing import parse_id
+from support.parsing import contains_nul, parse_id
 
 
 def bounded_actions(actions: dict[str, Any]) -> dict[str, Any]:
@@ -629,3 +643,168 @@ def readonly_relations_checked() -> None:
     helpers.AdminReadonlyField.get_admin_url = _readonly_relation  # type: ignore[attr-defined]
     widgets.ForeignKeyRawIdWidget.label_and_url_for_value = _raw_id_label  # type: ignore[method-assign]
     admin.ModelAdmin.get_deleted_objects = _deleted_objects  # type: ignore[method-assign]
+
+
+# --- what the admin reads from a request: refused or dropped when it cannot be used ------
+# A list's query string, an action's selection and an add page's pre-filled values come
+# from whoever types the address. Django passes each to the database or to a widget as
+# it is, and some values failed there with a 500 (the 2026-12-07 admin probe): these
+# hooks refuse or drop exactly those values, every admin page alike
+# (:func:`admin_input_checked`), and leave any other error to surface.
+
+#: Lookups the lists refuse in a query string (400, as Django refuses a lookup through a
+#: relation it does not filter by): PostgreSQL runs the pattern, and one that does not
+#: compile (``?id__regex=[``) was a ``DataError``; one that does may backtrack on every
+#: row of a big table. No admin page links to one.
+REFUSED_LOOKUPS = frozenset({"regex", "iregex"})
+#: The parts of a date a list's query string may name (the date hierarchy's links, a typed
+#: ``?created_at__year=2026``), each with the values it may take. A year keeps one year
+#: clear of ``datetime``'s range at each end: the date hierarchy adds a year, a month or a
+#: day to the date it reads, the ``year`` lookup takes the year's last microsecond, and the
+#: time zone moves either across the range's end (``-1``, ``9999999999999999999999999``
+#: and 9999-12-31 were ``ValueError`` / ``OverflowError``: 500).
+DATE_PART_RANGES = {
+    "year": (MINYEAR + 1, MAXYEAR - 1),
+    "iso_year": (MINYEAR + 1, MAXYEAR - 1),
+    "month": (1, 12),
+    "day": (1, 31),
+}
+_DATE_PART_COMPARISONS = frozenset({"exact", "gt", "gte", "lt", "lte"})
+SELECTION_REFUSED = (
+    "The selection was not a list of this page's row ids: nothing was changed. Select "
+    "the rows in the list and run the action again."
+)
+
+_django_lookup_allowed = admin.ModelAdmin.lookup_allowed
+_django_response_action = admin.ModelAdmin.response_action
+_django_changeform_initial_data = admin.ModelAdmin.get_changeform_initial_data
+
+
+def _date_part(model: type[Model], parts: list[str]) -> str | None:
+    """The part of a date (``year``, ``month``...) that the lookup path ``parts`` takes of
+    a date or date-time column, relations followed, with at most one comparison after it
+    (``created_at__year``, ``ticket__created_at__year__gte``); None for any other path."""
+    opts = model._meta
+    for i, part in enumerate(parts):
+        try:
+            field = opts.get_field(part)
+        except FieldDoesNotExist:
+            return None
+        if field.is_relation:
+            related = field.related_model
+            if not (isinstance(related, type) and issubclass(related, Model)):
+                return None  # a generic relation: not followed
+            opts = related._meta
+            continue
+        rest = parts[i + 1 :]
+        if (
+            isinstance(field, DateField)
+            and 1 <= len(rest) <= 2
+            and rest[0] in DATE_PART_RANGES
+            and _DATE_PART_COMPARISONS.issuperset(rest[1:])
+        ):
+            return rest[0]
+        return None
+    return None
+
+
+def _lookup_allowed(
+    self: admin.ModelAdmin,  # type: ignore[type-arg]
+    lookup: str,
+    value: Any,
+    request: HttpRequest | None = None,
+) -> bool:
+    """``ModelAdmin.lookup_allowed`` as the project has it: a lookup in
+    :data:`REFUSED_LOOKUPS` is not allowed (400), and a part of a date out of
+    :data:`DATE_PART_RANGES` (or not ASCII digits) is an invalid filter, as ``?year=abc``
+    already was (Django's redirect to the list with ``?e=1``); then Django's rule."""
+    parts = lookup.split(LOOKUP_SEP)
+    if REFUSED_LOOKUPS.intersection(parts):
+        return False
+    part = _date_part(self.model, parts)
+    if part is not None:
+        low, high = DATE_PART_RANGES[part]
+        number = parse_id(value, max_digits=4)
+        if number is None or not low <= number <= high:
+            raise IncorrectLookupParameters(f"{lookup}: {low} to {high}")
+    return _django_lookup_allowed(self, lookup, value, request)  # type: ignore[no-any-return]
+
+
+def _key_valid(model: type[Model], value: str) -> bool:
+    """Whether ``value`` may be a primary key of ``model`` (ASCII digits for an integer
+    key: :func:`_exact_value`)."""
+    return not contains_nul(value) and _exact_value(model._meta.pk, value) is not None
+
+
+def _response_action(
+    self: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+) -> Any:
+    """``ModelAdmin.response_action`` as the project has it: a selection
+    (``_selected_action``) holding a value that is no key of the model (``abc``, ``1.5``,
+    ``¹``: Django's ``pk__in`` raised ``ValueError``, a 500) runs no action, and the list
+    says so (the redirect Django answers an empty selection with)."""
+    selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+    if not all(_key_valid(self.model, value) for value in selected):
+        self.message_user(request, SELECTION_REFUSED, messages.ERROR)
+        return None
+    return _django_response_action(self, request, queryset)
+
+
+#: What :func:`_initial_value` answers for a value that cannot be shown.
+_UNUSABLE = object()
+
+
+def _initial_value(field: Field, value: Any) -> Any:  # type: ignore[type-arg]
+    """``value`` read as ``field`` reads it (a date-time as a ``datetime``, a relation
+    as its key), or :data:`_UNUSABLE`. A many-to-many value is the list of keys Django
+    split it into."""
+    if isinstance(field, ManyToManyField):
+        values = value if isinstance(value, list) else [value]
+        keys = [_initial_value(field.target_field, each) for each in values]
+        return _UNUSABLE if any(key is _UNUSABLE for key in keys) else keys
+    try:
+        parsed = field.to_python(value)
+        if isinstance(parsed, datetime) and timezone.is_aware(parsed):
+            timezone.localtime(parsed)  # the form shows it in the current time zone
+    except (ValidationError, ValueError, TypeError, OverflowError):
+        return _UNUSABLE
+    return parsed
+
+
+def _changeform_initial_data(
+    self: admin.ModelAdmin,  # type: ignore[type-arg]
+    request: HttpRequest,
+) -> dict[str, Any]:
+    """``ModelAdmin.get_changeform_initial_data`` as the project has it: an add page
+    pre-filled from its query string (``/admin/routing/outage/add/?service=...``) gets
+    each model field's value as the field reads it, and none for a value the field cannot
+    read. Django passed the text as it was: a date-time's widget failed on any text
+    (``?started_at=abc``, even ``2026-01-01``: ``AttributeError``), and a relation's
+    autocomplete on a key that is no number (``?user=abc``: ``ValueError``), each a 500.
+    Other parameters (``_popup``, ``_changelist_filters``) are left as Django has them."""
+    initial: dict[str, Any] = _django_changeform_initial_data(self, request)
+    for name, value in list(initial.items()):
+        try:
+            field = self.opts.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        if not isinstance(field, Field):  # a reverse relation: no field of the form
+            continue
+        parsed = _initial_value(field, value)
+        if parsed is _UNUSABLE:
+            del initial[name]
+        else:
+            initial[name] = parsed
+    return initial
+
+
+def admin_input_checked() -> None:
+    """Installed once, by ``support.admin_site.SupportAdminConfig.ready()``: every admin
+    page's list lookups (:func:`_lookup_allowed`), action selections
+    (:func:`_response_action`) and pre-filled add forms (:func:`_changeform_initial_data`)
+    refuse or drop what they cannot use instead of failing with a 500."""
+    admin.ModelAdmin.lookup_allowed = _lookup_allowed  # type: ignore[method-assign,assignment]
+    admin.ModelAdmin.response_action = _response_action  # type: ignore[method-assign]
+    admin.ModelAdmin.get_changeform_initial_data = _changeform_initial_data  # type: ignore[method-assign]

@@ -6,6 +6,8 @@
   someone guessing passwords from the same address; the identity provider guards it.
 - A locked-out sign-in (workbench or ``/admin/login/``) gets the sign-in page again, status
   429, saying how long to wait and that a supervisor can unlock it.
+- The username counted is the one typed, bounded to the attempt record's column
+  (:func:`login_username`): a longer one was a 500 on both sign-in pages.
 """
 
 from __future__ import annotations
@@ -21,11 +23,32 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from support.parsing import bounded_key
 from support.throttling import client_ip_from_meta
+
+#: ``AccessAttempt.username`` is a ``varchar(255)``.
+LOGIN_USERNAME_MAX_LENGTH = 255
 
 
 def login_client_ip(request: HttpRequest) -> str:
     return client_ip_from_meta(request.META)
+
+
+def login_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
+    """The username a sign-in attempt is counted under (``AXES_USERNAME_CALLABLE``): what
+    axes reads by default (the credentials, else the form's ``username``), bounded to the
+    attempt record's 255-character column. Axes stored it as typed: 256 characters or more
+    with a wrong password was a ``DataError`` (500) on ``/accounts/login/`` and
+    ``/admin/login/`` for anyone (jazzband/django-axes#1381). A longer name is cut with
+    :func:`support.parsing.bounded_key` (its beginning and a hash of the whole): the same
+    name gives the same key at every attempt, so it is locked out as any other, and two
+    long names stay two. No account has such a name (usernames are at most 150)."""
+    field = getattr(settings, "AXES_USERNAME_FORM_FIELD", "username")
+    source = credentials if credentials else getattr(request, "data", request.POST)
+    username = source.get(field)
+    if username is None:
+        return None
+    return bounded_key(str(username), LOGIN_USERNAME_MAX_LENGTH)
 
 
 def not_a_password_login(request: HttpRequest, credentials: dict[str, Any] | None) -> bool:

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.test import Client, RequestFactory
 
 from support.models import AuditLog
+from support.parsing import bounded_key
 from support.services import api_key_create
 
 pytestmark = pytest.mark.django_db
@@ -203,3 +204,44 @@ def test_the_attempts_page_says_when_failures_no_longer_count(agent, supervisor)
         page
     )
     assert admin.get("/admin/axes/accessattempt/?locked_now=no").context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize("path", ["/accounts/login/", "/admin/login/?next=/admin/"])
+@pytest.mark.parametrize("length", [256, 5000])
+def test_a_username_longer_than_the_attempt_record_is_a_failed_sign_in(path, length):
+    """Axes stored the username as typed in a 255-character column: 256 characters or more
+    with a wrong password was a DataError (500) on both sign-in pages, for anyone."""
+    name = "u" * length
+    response = Client(raise_request_exception=False, REMOTE_ADDR="198.51.100.60").post(
+        path, {"username": name, "password": "wrong-password"}
+    )
+    assert response.status_code == 200
+    assert "_auth_user_id" not in response.wsgi_request.session
+    (attempt,) = AccessAttempt.objects.all()
+    assert attempt.username == bounded_key(name, 255)
+    assert len(attempt.username) == 255
+    assert attempt.username.startswith("u" * 100)
+
+
+@pytest.mark.parametrize("path", ["/accounts/login/", "/admin/login/?next=/admin/"])
+def test_a_long_username_is_locked_out_like_any_other(path):
+    """The same long name is one key at every attempt (from five addresses: the username
+    rule, not the address's); another long name with the same first 255 characters is
+    another key."""
+    name = "v" * 300
+    for n in range(5):
+        _fail(name, 1, ip=f"198.51.100.{70 + n}", path=path)
+    assert _login(name, "wrong-password", ip="192.0.2.70", path=path).status_code == 429
+    other = _login("v" * 301, "wrong-password", ip="192.0.2.71", path=path)
+    assert other.status_code == 200
+    assert set(AccessAttempt.objects.values_list("username", flat=True)) == {
+        bounded_key(name, 255),
+        bounded_key("v" * 301, 255),
+    }
+
+
+def test_usernames_within_the_column_are_counted_as_typed(agent):
+    name = "x" * 255
+    _fail(name, 1)
+    _fail("agent", 1, ip="198.51.100.80")
+    assert set(AccessAttempt.objects.values_list("username", flat=True)) == {name, "agent"}
