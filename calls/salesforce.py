@@ -24,8 +24,8 @@ from support.errors import PermanentError, RetryableError
 from support.outbound import (
     AnswerTooLarge,
     outbound_headers,
-    parse_retry_after,
     response_read_bounded,
+    retry_after_from_headers,
 )
 
 TOKEN_CACHE_KEY = "calls:salesforce-token"  # noqa: S105 - a cache key
@@ -202,7 +202,7 @@ class SalesforceClient:
                 continue
             detail = f"Salesforce {status} {code}: {message}"
             if code == "REQUEST_LIMIT_EXCEEDED":
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_from_headers(response.headers)
                 raise SalesforceRetryable(
                     detail,
                     http_status=status,

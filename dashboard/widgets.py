@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from django.utils import timezone
+
 ChartKind = Literal["bars", "stacked", "lines", "stats"]
 CHART_KINDS: tuple[str, ...] = ("bars", "stacked", "lines", "stats")
 
@@ -47,6 +49,21 @@ class DashboardFilters:
     def bucket(self) -> Literal["hour", "day"]:
         """Time-series granularity: hours up to two days, days beyond."""
         return "hour" if (self.end - self.start).total_seconds() <= 2 * 86400 else "day"
+
+
+def bucket_label(at: datetime, bucket: str) -> str:
+    """A time bucket's first-column label: its start in the site's time zone, the day
+    (``"2026-10-25"``) or the hour (``"10-25 14:00"``). The repeated hour of a fall-back
+    night says which it is (``"10-25 02:00 CEST"``, then ``"10-25 02:00 CET"``): the
+    selectors keep the two apart (``tickets.stats.local_bucket``), and every widget with a
+    time series labels them this one way."""
+    local = timezone.localtime(at)
+    if bucket != "hour":
+        return local.strftime("%Y-%m-%d")
+    label = local.strftime("%m-%d %H:00")
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        label += local.strftime(" %Z")
+    return label
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dashboard.widgets import DashboardFilters, Stat, Widget, WidgetData, register_widget
+from dashboard.widgets import (
+    DashboardFilters,
+    Stat,
+    Widget,
+    WidgetData,
+    bucket_label,
+    register_widget,
+)
 from routing.stats import (
     routing_confidence_histogram,
     routing_decisions_by_priority,
@@ -17,11 +24,9 @@ def _pct(ratio: float | None) -> float | None:
     return round(ratio * 100, 1) if ratio is not None else None
 
 
-def _bucket_label(filters: DashboardFilters) -> tuple[str, str]:
-    """The first column's name and the bucket's format."""
-    if filters.bucket == "hour":
-        return "Hour", "%m-%d %H:00"
-    return "Day", "%Y-%m-%d"
+def _bucket_column(filters: DashboardFilters) -> str:
+    """The first column's name (its cells: ``dashboard.widgets.bucket_label``)."""
+    return "Hour" if filters.bucket == "hour" else "Day"
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -60,12 +65,12 @@ def routing_data(filters: DashboardFilters) -> WidgetData:
         team_ids=filters.team_ids,
         channels=filters.channels,
     )
-    column, fmt = _bucket_label(filters)
+    column = _bucket_column(filters)
     rows = []
     for at, b in figures["buckets"].items():
         rows.append(
             [
-                at.strftime(fmt),
+                bucket_label(at, filters.bucket),
                 b["decisions"],
                 _pct(b["review"] / b["decisions"]) if b["decisions"] else None,
                 _pct(b["out_of_scope"] / b["scored"]) if b["scored"] else None,
@@ -162,9 +167,9 @@ def routing_time_data(filters: DashboardFilters) -> WidgetData:
         team_ids=filters.team_ids,
         channels=filters.channels,
     )
-    column, fmt = _bucket_label(filters)
+    column = _bucket_column(filters)
     rows = [
-        [at.strftime(fmt), b["decisions"], _ms(b["average_ms"]), _ms(b["p95_ms"])]
+        [bucket_label(at, filters.bucket), b["decisions"], _ms(b["average_ms"]), _ms(b["p95_ms"])]
         for at, b in figures["buckets"].items()
     ]
     per_hour = figures["per_hour"]

@@ -21,6 +21,11 @@ routing failed for a passing reason at any age) and ``support_routing_failed_tic
 ``decided``, ``fell_back`` (provider errors) and ``failed`` (no decision: routing failed
 outright), the error-rate alarms' numerator and denominator.
 
+Decisions on merged tickets, their verdicts and the routing failures of merged tickets are
+left out of the windowed figures, as on the dashboard (``routing.stats``): the
+conversation lives on in the ticket they were merged into. The two levels of the routing
+sweep's work (unrouted and failed tickets) count what the sweep does, merged or not.
+
 Averages and ratios whose denominator is 0 in the window (no decision, no verdict, no
 decision by a router with an out-of-scope detector) are left out, not published as 0: a
 family with no sample is Prometheus' "no data" (an alarm rule's selector then finds
@@ -56,7 +61,10 @@ def sync_failed_attempts(since: Any) -> int:
 
 def routing_metrics() -> Iterator[Metric]:
     since = window_start()
-    decisions = RoutingDecision.objects.filter(created_at__gte=since)  # created_at index
+    # created_at index; merged tickets out, as on the dashboard (routing/stats.py)
+    decisions = RoutingDecision.objects.filter(
+        created_at__gte=since, ticket__merged_into__isnull=True
+    )
 
     processed = gauge(
         "routing_tickets_processed",
@@ -164,7 +172,10 @@ def routing_metrics() -> Iterator[Metric]:
     fell_back = int(totals["fell_back"] or 0)
     outcomes.add_metric(["decided"], n - fell_back)
     outcomes.add_metric(["fell_back"], fell_back)
-    outcomes.add_metric(["failed"], RoutingFailure.objects.filter(updated_at__gte=since).count())
+    failures = RoutingFailure.objects.filter(
+        updated_at__gte=since, ticket__merged_into__isnull=True
+    )
+    outcomes.add_metric(["failed"], failures.count())
     yield outcomes
 
     tokens = gauge("routing_tokens", "Model tokens used in the window.", ["direction"])
@@ -191,7 +202,11 @@ def routing_metrics() -> Iterator[Metric]:
 
     verdicts = (
         selectors.routing_verdicts_latest()
-        .filter(created_at__gte=since, decision__isnull=False)
+        .filter(
+            created_at__gte=since,
+            decision__isnull=False,
+            decision__ticket__merged_into__isnull=True,
+        )
         .aggregate(
             n=Count("pk"),
             accepted=Count("pk", filter=Q(verdict=FeedbackVerdict.ACCEPTED)),

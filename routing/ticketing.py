@@ -28,8 +28,8 @@ from support.delivery.registry import DeliveryError, SendResult, answer_too_larg
 from support.outbound import (
     AnswerTooLarge,
     outbound_headers,
-    parse_retry_after,
     response_read_bounded,
+    retry_after_from_headers,
 )
 
 #: What requests raises for a URL it cannot send to (no or another scheme, no host).
@@ -84,7 +84,7 @@ def ticketing_post(*, body: dict[str, Any], idempotency_key: str) -> SendResult:
         error = f"The ticketing system redirected the POST ({location}); it is not followed."
     return SendResult(
         http_status=response.status_code,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=retry_after_from_headers(response.headers),  # or a reset header
         request_summary={"url": url, "idempotency_key": idempotency_key},
         response_summary=response.text[:2000],
         error=error,

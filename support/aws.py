@@ -218,13 +218,11 @@ def aws_http_status(exc: BaseException) -> int:
 
 
 def _retry_after(exc: BaseException) -> float | None:
-    from support.outbound import parse_retry_after
+    from support.outbound import retry_after_from_headers
 
     if not isinstance(exc, ClientError):
         return None
-    headers = _part(exc, "ResponseMetadata").get("HTTPHeaders") or {}
-    value = next((v for k, v in headers.items() if str(k).lower() == "retry-after"), None)
-    return parse_retry_after(str(value)) if value is not None else None
+    return retry_after_from_headers(_part(exc, "ResponseMetadata").get("HTTPHeaders") or {})
 
 
 def _code_kind(code: str) -> ErrorKind | None:

@@ -24,7 +24,6 @@ __all__ = [
     "body_read_bounded",
     "classify_http_status",
     "outbound_headers",
-    "parse_retry_after",
     "response_read_bounded",
     "retry_after_from_headers",
 ]
@@ -43,8 +42,10 @@ def classify_http_status(status_code: int) -> AttemptOutcome:
     return AttemptOutcome.RETRYABLE if kind.retryable else AttemptOutcome.PERMANENT
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds form; dates are ignored)."""
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` value (delta-seconds form; dates are ignored).
+    Private: callers read an answer's headers whole (:func:`retry_after_from_headers`),
+    so a target's rate-limit reset is never missed."""
     if not value:
         return None
     try:
@@ -74,13 +75,15 @@ def retry_after_from_headers(
     headers: Mapping[str, str], *, now: float | None = None
 ) -> float | None:
     """Seconds a throttled answer asks us to wait, from its headers: ``Retry-After``
-    (:func:`parse_retry_after`), else the latest reset of a rate limit that is used up
+    (delta-seconds), else the latest reset of a rate limit that is used up
     (``RATE_LIMIT_HEADERS``; its ``-remaining`` 0, or not given): the seconds until then,
     plus one (the window opens within that second), never below 0. ``None`` when no
-    header says. Not capped here: the delivery engine caps every wait at
+    header says. The one reading of a throttled answer's wait for every outbound caller
+    (channel adapters, the chatbot hand-off callback, outgoing webhooks, alert targets, the
+    ticketing sync, Salesforce, AWS errors). Not capped here: the delivery engine caps every wait at
     ``DELIVERY_RETRY_AFTER_MAX_SECONDS`` (``support.delivery.registry.Schedule``)."""
     lowered = {str(name).lower(): str(value).strip() for name, value in headers.items()}
-    retry_after = parse_retry_after(lowered.get("retry-after"))
+    retry_after = _retry_after_seconds(lowered.get("retry-after"))
     if retry_after is not None:
         return retry_after
     current = time.time() if now is None else now

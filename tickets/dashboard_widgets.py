@@ -3,12 +3,16 @@ app; see ``dashboard/widgets.py``). Interface layer: formats the selectors' figu
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-
-from dashboard.widgets import DashboardFilters, Stat, Widget, WidgetData, register_widget
+from dashboard.widgets import (
+    DashboardFilters,
+    Stat,
+    Widget,
+    WidgetData,
+    bucket_label,
+    register_widget,
+)
 from tickets import stats
 from tickets.context.stats import csat_summary
 from tickets.online import agents_online_ids
@@ -19,18 +23,6 @@ TICKET_EVENTS = ("ticket.",)
 
 def _hours(seconds: float | None) -> float | None:
     return round(seconds / 3600, 1) if seconds is not None else None
-
-
-def bucket_label(at: datetime, bucket: str) -> str:
-    """A bucket's start in the site's time zone; the repeated hour of a fall-back night
-    says which it is ("10-25 02:00 CEST", then "10-25 02:00 CET")."""
-    local = timezone.localtime(at)
-    if bucket != "hour":
-        return local.strftime("%Y-%m-%d")
-    label = local.strftime("%m-%d %H:00")
-    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
-        label += local.strftime(" %Z")
-    return label
 
 
 def backlog_data(filters: DashboardFilters) -> WidgetData:

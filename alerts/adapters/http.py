@@ -16,7 +16,7 @@ from django.conf import settings
 
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult, answer_too_large_error
-from support.outbound import AnswerTooLarge, outbound_headers, parse_retry_after
+from support.outbound import AnswerTooLarge, outbound_headers, retry_after_from_headers
 from support.safe_urls import Resolver, UnsafeUrlError, public_post, public_url_error
 
 USER_AGENT = "support-desk-alerts/1"
@@ -61,7 +61,7 @@ def post_json(*, url: str, body: dict[str, Any], summary: dict[str, Any]) -> Sen
     ok = 200 <= response.status_code < 300
     return SendResult(
         http_status=response.status_code,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=retry_after_from_headers(response.headers),  # or a reset header
         request_summary=summary,
         response_summary=response.text[:500],
         error="" if ok else f"HTTP {response.status_code}: {response.text[:500]}",

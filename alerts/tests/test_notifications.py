@@ -5,6 +5,7 @@ to retryable / permanent."""
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 import pytest
@@ -130,6 +131,38 @@ def test_pagerduty_400_is_permanent_and_5xx_retried(public_dns):
     assert refused.attempt_log.get().outcome == Outcome.PERMANENT
     assert deliveries[1].status == DeliveryStatus.RETRYING
     assert deliveries[1].attempt_log.get().outcome == Outcome.RETRYABLE
+
+
+@pytest.mark.django_db
+@responses.activate
+def test_a_429_with_only_a_rate_limit_reset_is_retried_no_earlier_than_the_reset(
+    public_dns, settings
+):
+    """A target's 429 with ``X-RateLimit-Reset`` (Unix seconds) and no ``Retry-After``:
+    the next attempt waits for the reset, not the schedule's few seconds' backoff (which
+    called it again within the same closed window)."""
+    settings.DELIVERY_RETRY_AFTER_MAX_SECONDS = 900.0
+    _target(TargetKind.PAGERDUTY, ["critical"], secret=ROUTING_KEY)
+    reset = int(time.time()) + 300
+    responses.post(
+        PD_URL,
+        status=429,
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)},
+        body="rate limited",
+    )
+    _raise()
+    delivery = Delivery.objects.get()
+
+    report = delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
+
+    assert report.outcome == Outcome.THROTTLED
+    assert report.next_attempt_in is not None
+    assert reset - time.time() <= report.next_attempt_in <= reset - time.time() + 2
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.RETRYING, 1)
+    assert delivery.next_attempt_at is not None
+    assert delivery.next_attempt_at.timestamp() >= reset - 1
+    assert len(responses.calls) == 1
 
 
 @pytest.mark.django_db

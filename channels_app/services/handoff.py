@@ -47,7 +47,7 @@ from support.outbound import (
     AnswerTooLarge,
     classify_http_status,
     outbound_headers,
-    parse_retry_after,
+    retry_after_from_headers,
 )
 from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 from tickets import services as ticket_services
@@ -631,7 +631,8 @@ def chatbot_callback_send(delivery: Delivery) -> SendResult:
     if outcome == AttemptOutcome.RETRYABLE:
         raise RetryableError(
             f"HTTP {response.status_code}: {response.text[:500]}",
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            http_status=response.status_code,  # a 429 is throttled: the bot's circuit waits
+            retry_after=retry_after_from_headers(response.headers),  # or a reset header
         )
     if outcome != AttemptOutcome.SUCCESS:
         raise PermanentError(f"HTTP {response.status_code}: {response.text[:500]}")

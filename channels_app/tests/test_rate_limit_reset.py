@@ -4,17 +4,20 @@ window has opened again, not on the engine's short backoff until the reply is de
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import responses
+from django.test import Client
 from django.utils import timezone
 
 from channels_app import services
 from channels_app.adapters.base import http_call
-from channels_app.tests.conftest import make_account
+from channels_app.adapters.meta.common import meta_signature
+from channels_app.tests.conftest import TEST_SECRET, make_account
 from support.delivery import services as engine
 from support.delivery.models import Circuit, Delivery
 from support.errors import RetryableError
@@ -127,3 +130,70 @@ def test_a_sendgrid_429_reads_x_ratelimit_reset() -> None:
     assert caught.value.retry_after is not None
     assert 29 <= caught.value.retry_after <= 32
     assert str(caught.value) == "HTTP 429: too many requests"
+
+
+BOT_CALLBACK = "https://bot.example.com/support-replies"
+
+
+@responses.activate
+def test_a_bot_callback_429_with_only_a_reset_header_waits_for_the_reset(
+    client: Client, agent: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chatbot hand-off callback reads the same headers as the channel adapters
+    (``retry_after_from_headers``): a bot behind a rate limiter answering 429 with
+    ``X-RateLimit-Reset`` and no ``Retry-After`` is called again no earlier than the reset
+    (before, after the engine's few seconds' backoff, into the same closed window)."""
+    settings.DELIVERY_RETRY_AFTER_MAX_SECONDS = 900.0
+    settings.SITE_URL = "https://support.example.com"
+    monkeypatch.setattr("support.safe_urls._resolve", lambda host, port: ["93.184.216.34"])
+    email = make_account("email")
+    email.settings = {"from_email": "support@acme.test"}
+    email.save()
+    make_account("chatbot")
+    body = json.dumps(
+        {
+            "source": "web_chat",
+            "customer_email": "user@example.com",
+            "subject": "Cannot login",
+            "initial_message": "The reset link never arrives.",
+            "session_id": "xyz",
+            "callback_url": BOT_CALLBACK,
+        }
+    ).encode()
+    answer = client.post(
+        "/api/webhooks/chatbot",
+        body,
+        content_type="application/json",
+        HTTP_X_SIGNATURE_256=meta_signature(TEST_SECRET, body),
+    )
+    assert answer.status_code == 201, answer.content
+    ticket = Ticket.objects.get(pk=answer.json()["ticket_id"])
+    reset = int(time.time()) + 600
+    responses.post(
+        BOT_CALLBACK,
+        status=429,
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)},
+        body="slow down",
+    )
+    message = message_add(ticket=ticket, body="Checking now", author_user=agent)
+    services.outbound_delivery_create(message_id=message.pk)
+    delivery = Delivery.objects.get(target_kind="chatbot_callback")
+
+    report = engine.delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
+
+    assert report.outcome == "throttled"
+    assert report.next_attempt_in is not None
+    assert reset - time.time() <= report.next_attempt_in <= reset - time.time() + 2
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_http_status) == (
+        "retrying",
+        1,
+        429,
+    )
+    assert delivery.next_attempt_at is not None
+    assert delivery.next_attempt_at.timestamp() >= reset - 1
+    # the bot's circuit waits for the reset too: nothing else is sent to it before then
+    circuit = Circuit.objects.get(target_kind="chatbot_callback")
+    assert circuit.open_until is not None
+    assert abs(circuit.open_until.timestamp() - reset) <= 3
+    assert [c.request.url for c in responses.calls] == [BOT_CALLBACK]

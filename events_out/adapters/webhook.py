@@ -19,7 +19,7 @@ from django.conf import settings
 
 from support.delivery.models import Outcome
 from support.delivery.registry import DeliveryError, SendResult, answer_too_large_error
-from support.outbound import AnswerTooLarge, outbound_headers, parse_retry_after
+from support.outbound import AnswerTooLarge, outbound_headers, retry_after_from_headers
 from support.safe_urls import UnsafeUrlError, public_post, public_url_error
 
 USER_AGENT = "support-desk-webhooks/1"
@@ -64,7 +64,7 @@ def webhook_post(*, url: str, body: bytes, headers: dict[str, str]) -> SendResul
     ok = 200 <= response.status_code < 300
     return SendResult(
         http_status=response.status_code,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=retry_after_from_headers(response.headers),  # or a reset header
         request_summary={"url": url, "event_id": headers.get("Idempotency-Key", "")},
         response_summary=response.text[:500],
         error="" if ok else f"HTTP {response.status_code}: {response.text[:500]}",

@@ -55,6 +55,8 @@ class Receiver:
     #: declare (none by default: the answer ends when the connection closes).
     answer: bytes | None = None
     answer_length: int | None = None
+    #: Headers sent with every answer (a 429's rate-limit headers).
+    answer_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def accepted(self) -> list[Received]:
@@ -73,6 +75,8 @@ def receiver() -> Iterator[Receiver]:
             state.requests.append(Received(dict(self.headers.items()), body, ok, status))
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
+            for name, value in state.answer_headers.items():
+                self.send_header(name, value)
             if state.answer_length is not None:
                 self.send_header("Content-Length", str(state.answer_length))
             self.end_headers()

@@ -11,11 +11,11 @@ import pytest
 
 from events_out.adapters.webhook import webhook_url_problem
 from events_out.models import OutgoingWebhook
-from events_out.services import WEBHOOK_KIND
+from events_out.services import WEBHOOK_KIND, WebhookSink
 from events_out.signing import signature_header, signature_verify
 from events_out.tests.conftest import SECRET, receiver_verify
 from support.delivery.models import Attempt, Circuit, CircuitState, Delivery, Outcome
-from support.delivery.services import deliveries_sweep, delivery_redrive
+from support.delivery.services import deliveries_sweep, delivery_attempt, delivery_redrive
 from support.models import DeliveryStatus, OutboxEvent
 from tickets import services as ticket_services
 from tickets.models import TicketStatus
@@ -232,3 +232,36 @@ def test_a_name_that_resolves_to_a_private_address_is_refused_when_sending(setti
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
     assert webhook_url_problem("https://hooks.example.com/x", resolve=False) == ""
     assert "private" in webhook_url_problem("https://hooks.example.com/x")
+
+
+@pytest.mark.django_db
+def test_a_429_with_only_a_rate_limit_reset_is_retried_no_earlier_than_the_reset(
+    customer, receiver, local_webhooks
+):
+    """A receiver behind a rate limiter answers 429 with ``X-RateLimit-Reset`` (Unix
+    seconds) and no ``Retry-After``: the next attempt waits for the reset (before, it came
+    after the engine's few seconds' backoff, into the same closed window)."""
+    local_webhooks.DELIVERY_RETRY_AFTER_MAX_SECONDS = 900.0
+    _webhook(receiver.url, ["ticket.created"])
+    receiver.status = 429
+    reset = int(time.time()) + 600
+    receiver.answer_headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+    ticket_services.ticket_create(customer=customer, subject="Router down", body="Help")
+    # not committed (no relay ran): the sink is called here, the attempt made by hand
+    assert WebhookSink().publish(list(OutboxEvent.objects.all())) == {}
+    delivery = Delivery.objects.get(target_kind=WEBHOOK_KIND)
+
+    report = delivery_attempt(delivery_id=delivery.pk, expected_attempts=0)
+
+    assert report.outcome == Outcome.THROTTLED
+    assert report.next_attempt_in is not None
+    assert reset - time.time() <= report.next_attempt_in <= reset - time.time() + 2
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_http_status) == (
+        DeliveryStatus.RETRYING,
+        1,
+        429,
+    )
+    assert delivery.next_attempt_at is not None
+    assert delivery.next_attempt_at.timestamp() >= reset - 1
+    assert [r.status for r in receiver.requests] == [429]

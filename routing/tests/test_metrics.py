@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from routing import metrics
-from routing.models import RoutingDecision
+from routing.models import FeedbackVerdict, RoutingDecision, RoutingFailure, RoutingFeedback
 from tickets import services as ticket_services
 from tickets.models import Customer
+from tickets.services import ticket_merge
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +59,41 @@ def test_routing_outcomes_decided_equals_the_decisions_without_fallback(
     without = RoutingDecision.objects.filter(fallback_from="").count()
     assert outcomes == {"decided": without, "fell_back": 2, "failed": 0}
     assert without == 3
+
+
+def test_merged_tickets_are_left_out_as_on_the_dashboard(customer: Customer) -> None:
+    """A merged ticket's decision, its verdict and its routing failure count nowhere in
+    the window's figures, as on the dashboard (``routing.stats``: ``merged_into_id IS
+    NULL``). Before, /metrics counted them: 2 decisions processed, a fallback, a review."""
+    kept = _decision(customer)
+    merged = _decision(customer, fallback_from="bedrock")
+    RoutingDecision.objects.filter(pk=merged.pk).update(requires_manual_review=True)
+    for decision in (kept, merged):
+        RoutingFeedback.objects.create(
+            decision=decision,
+            ticket=decision.ticket,
+            verdict=FeedbackVerdict.ACCEPTED if decision is kept else FeedbackVerdict.OVERRIDDEN,
+            team_correct=decision is kept,
+            priority_correct=True,
+        )
+    failed = ticket_services.ticket_create(customer=customer, subject="Refund", body="Again")
+    RoutingFailure.objects.create(ticket=failed, permanent=True, error="DataError: x")
+    ticket_merge(source=merged.ticket, target=kept.ticket)
+    ticket_merge(source=failed, target=kept.ticket)
+
+    families = {m.name: m for m in metrics.routing_metrics()}
+
+    def samples(name: str) -> dict[str, float]:
+        return {
+            ",".join(s.labels.values()): s.value
+            for s in families[f"support_routing_{name}"].samples
+        }
+
+    assert samples("tickets_processed") == {"local": 1}
+    assert samples("outcomes") == {"decided": 1, "fell_back": 0, "failed": 0}
+    assert samples("provider_errors") == {}
+    assert samples("manual_review_rate") == {"": 0.0}
+    assert samples("verdicts") == {"": 1}
+    assert samples("accuracy") == {"overall": 1.0, "team": 1.0, "priority": 1.0}
+    histogram = families["support_routing_processing_seconds"].samples
+    assert [s.value for s in histogram if s.name.endswith("_count")] == [1]

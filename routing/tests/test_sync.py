@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 import responses
@@ -185,6 +186,24 @@ def test_sync_retry_after_is_honoured(sync_on, teams, customer, django_capture_o
     assert (report.outcome, report.next_attempt_in) == ("throttled", 30.0)  # not 1 s
     decision.refresh_from_db()
     assert decision.sync_status == "pending"
+
+
+@responses.activate
+def test_sync_waits_for_a_rate_limit_reset_without_retry_after(sync_on, teams, customer, settings):
+    """A ticketing system's 429 with ``X-RateLimit-Reset`` (Unix seconds) and no
+    ``Retry-After``: the next attempt waits for the reset, not 1 s."""
+    settings.DELIVERY_RETRY_AFTER_MAX_SECONDS = 900.0
+    reset = int(time.time()) + 120
+    responses.post(
+        URL, status=429, headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+    )
+    ticket = ticket_services.ticket_create(customer=customer, subject="Refund", body="refund?")
+    services.routing_decide(ticket_id=ticket.pk)  # not committed: no task ran
+    delivery = Delivery.objects.get()
+    report = engine.delivery_attempt(delivery_id=delivery.pk)
+    assert report.outcome == "throttled"
+    assert report.next_attempt_in is not None
+    assert reset - time.time() <= report.next_attempt_in <= reset - time.time() + 2
 
 
 @pytest.mark.django_db(transaction=True)
