@@ -329,6 +329,15 @@ CELERY_BEAT_SCHEDULE["delivery-sweep"] = {
     "task": "support.delivery.tasks.delivery_sweep_task",
     "schedule": DELIVERY_SWEEP_SECONDS,
 }
+# Finished deliveries and their attempt logs (recipients, bodies' summaries, errors) are
+# deleted this many days after they finished (support.delivery.services.deliveries_purge,
+# hourly); open ones, dead letters a re-drive could still send, possible duplicates and
+# given-up status updates are kept. 0: never.
+DELIVERY_RETENTION_DAYS = env.get_int("DELIVERY_RETENTION_DAYS", 90)
+CELERY_BEAT_SCHEDULE["delivery-purge"] = {
+    "task": "support.delivery.tasks.deliveries_purge_task",
+    "schedule": 3600.0,
+}
 
 # Events out (events_out; docs/operations.md "Events out"): the outbox relay's external
 # sinks, each send a delivery. Each is off until configured.

@@ -9,6 +9,7 @@ from django.db.models import Q
 from support.models import DeliveryStatus
 
 OPEN_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+FINISHED_STATUSES = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
 
 
 class Outcome(models.TextChoices):
@@ -105,6 +106,13 @@ class Delivery(models.Model):
                 fields=["-created_at"],
                 name="delivery_duplicate_idx",
                 condition=Q(possible_duplicate=True),
+            ),
+            # The retention purge (services.deliveries_purge) finds the deliveries that
+            # finished before its cutoff here, not among every delivery kept.
+            models.Index(
+                fields=["completed_at"],
+                name="delivery_finished_idx",
+                condition=Q(status__in=FINISHED_STATUSES),
             ),
         ]
 

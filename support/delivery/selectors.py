@@ -9,6 +9,7 @@ from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from support.delivery.models import (
+    FINISHED_STATUSES,
     OPEN_STATUSES,
     Attempt,
     Circuit,
@@ -25,8 +26,6 @@ from support.sweeps import RedrivePolicy
 #: 8 and 16 minutes after each failed replay (never under a minute, whatever a sweep
 #: asks); due again 16 minutes after the fifth, it is given up, for a supervisor.
 OUTCOME_REPLAY = RedrivePolicy(wait_seconds=120.0, floor_seconds=60.0, max_redrives=5)
-
-FINISHED_STATUSES = (DeliveryStatus.SUCCEEDED, DeliveryStatus.DEAD)
 
 
 def delivery_list(

@@ -39,8 +39,10 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from support import retention
 from support.db import DATABASE_GONE
 from support.delivery.models import (
+    FINISHED_STATUSES,
     OPEN_STATUSES,
     TARGET_FAILURES,
     Attempt,
@@ -59,7 +61,7 @@ from support.delivery.registry import (
     error_from_exception,
     target_kind_get,
 )
-from support.delivery.selectors import FINISHED_STATUSES, OUTCOME_REPLAY
+from support.delivery.selectors import OUTCOME_REPLAY
 from support.errors import PermanentError, RetryableError
 from support.models import DeliveryStatus
 from support.outbound import backoff_seconds
@@ -922,3 +924,75 @@ def delivery_redrive(*, delivery_ids: Iterable[int], actor: Any) -> int:
             )
             count += 1
     return count
+
+
+# --- retention --------------------------------------------------------------------------
+
+
+def deliveries_purge(
+    *,
+    now: datetime | None = None,
+    days: int | None = None,
+    batch: int = retention.BATCH,
+    max_batches: int = retention.MAX_BATCHES,
+) -> retention.PurgeResult:
+    """Delete the deliveries that finished more than ``DELIVERY_RETENTION_DAYS`` ago, with
+    their attempt logs (recipients, request and answer summaries, errors: personal data
+    kept as long as nothing needs it) and their status update replays. 0 (or less) keeps
+    every delivery.
+
+    Only what nothing can still act on goes, counted from ``completed_at`` (when it last
+    finished: a re-drive empties it): deliveries that succeeded, and dead letters past
+    their expiry (a web chat code, a status poll: a re-drive would only expire again).
+    Kept whatever their age: open ones (pending, retrying: a lease is only ever held on
+    those), dead letters a supervisor can still re-drive (counted and logged, as the raw
+    events' are, ``support.retention``), those marked *possible duplicate* (the
+    ``support_deliveries_possible_duplicates`` level never falls: alarm rules watch its
+    increase), and those whose status update replays were given up or last failed (the
+    integration's own state is behind, a reply still ``queued``, which its sweep puts right
+    only from the delivery).
+
+    ``batch`` at a time, each batch in a short transaction of its own (its attempts first,
+    by the ``(delivery, number)`` index, then the deliveries), at most ``max_batches`` per
+    run (``support.retention.delete_in_batches``: a backlog is worked off over the hourly
+    runs), found through the partial index ``delivery_finished_idx``; a second run deletes
+    nothing more (idempotent)."""
+    days = settings.DELIVERY_RETENTION_DAYS if days is None else days
+    if days <= 0:
+        return retention.PurgeResult(deleted=0)
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=days)
+    old = Delivery.objects.filter(status__in=FINISHED_STATUSES, completed_at__lt=cutoff)
+    replay_behind = OutcomeReplay.objects.filter(delivery=OuterRef("pk")).filter(
+        Q(given_up_at__isnull=False) | ~Q(last_error="")
+    )
+    done = (
+        old.filter(Q(status=DeliveryStatus.SUCCEEDED) | Q(expires_at__lte=now))
+        .filter(possible_duplicate=False)
+        .exclude(Exists(replay_behind))
+        .only("pk")
+    )
+    attempts = 0
+
+    def attempts_delete(ids: list[int]) -> None:
+        nonlocal attempts
+        attempts += Attempt.objects.filter(delivery_id__in=ids).delete()[0]
+
+    deleted = retention.delete_in_batches(
+        done, batch=batch, max_batches=max_batches, before_delete=attempts_delete
+    )
+    dead_kept = old.filter(status=DeliveryStatus.DEAD).exclude(expires_at__lte=now).count()
+    if deleted:
+        logger.info(
+            "Deliveries purged (finished more than %s days ago): %s, with %s attempt(s)",
+            days,
+            deleted,
+            attempts,
+        )
+    if dead_kept:
+        logger.warning(
+            "Deliveries: %s dead letter(s) older than %s days are kept until re-driven",
+            dead_kept,
+            days,
+        )
+    return retention.PurgeResult(deleted=deleted, dead_letters_kept=dead_kept)

@@ -32,3 +32,10 @@ def delivery_attempt_task(delivery_id: int, expected_attempts: int | None = None
 def delivery_sweep_task(grace_seconds: float | None = None) -> int:
     """Beat: every due or never-enqueued delivery gets an attempt task."""
     return services.deliveries_sweep(grace_seconds=grace_seconds)
+
+
+@shared_task(soft_time_limit=600, time_limit=660)
+def deliveries_purge_task() -> int:
+    """Beat (hourly): idempotent and batched; deletes the deliveries that finished more
+    than ``DELIVERY_RETENTION_DAYS`` ago and nothing can still act on."""
+    return services.deliveries_purge().deleted
