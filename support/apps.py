@@ -24,3 +24,11 @@ class SupportConfig(AppConfig):
         # requests per minute of every web process, from Redis (the alarm evaluator's).
         metric_source_register("http", http_metrics)
         metric_source_register("http_window", http_window_metrics)
+        from django.contrib.auth.signals import user_logged_out
+
+        from support.auth.sessions import signed_out_announce
+
+        # Every sign-out (the workbench's, the admin's, the SSO provider's: views of
+        # Django and mozilla-django-oidc that no service of ours wraps) tells the user's
+        # live sockets to re-check their session at once (support/auth/sessions.py).
+        user_logged_out.connect(signed_out_announce, dispatch_uid="support.signed_out")

@@ -10,10 +10,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "support.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from support.auth.sessions import session_auth_stack  # noqa: E402
 from support.request_metrics import WebsocketMetrics  # noqa: E402
 from support.websocket_urls import (  # noqa: E402
     public_websocket_urlpatterns,
@@ -58,12 +58,18 @@ class _WebsocketsByAuthentication:
     """Token-authenticated sockets (the web chat widget, embedded on other sites) from any
     origin; cookie-authenticated ones (the workbench) only from ``ALLOWED_HOSTS`` origins
     with the session and user loaded. Every socket was behind the origin check, so a widget
-    embedded on a shop's own site could only poll."""
+    embedded on a shop's own site could only poll.
+
+    The user comes from the session as the open socket re-checks it
+    (``support.auth.sessions``: ``SECRET_KEY_FALLBACKS`` honoured, the session never
+    written); channels' ``AuthMiddlewareStack`` ignored the fallback keys and flushed a
+    session it did not verify, so a page reconnecting after a key rotation deleted the
+    browser's session."""
 
     def __init__(self) -> None:
         self.public = URLRouter(public_websocket_urlpatterns)
         self.staff = AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(staff_websocket_urlpatterns))
+            session_auth_stack(URLRouter(staff_websocket_urlpatterns))
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

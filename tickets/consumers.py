@@ -19,26 +19,34 @@ without a reconnect: on an ``agent.access_changed`` event for this user (team me
 roles or the active flag changed in the admin or by SSO), on each presence "viewing"
 (the page subscribing to a ticket), and at least every
 ``WORKBENCH_WS_ACCESS_RECHECK_SECONDS`` while events flow (for changes made elsewhere).
-A user who is no longer an active agent is disconnected (close code 4401).
+A user who is no longer an active agent is disconnected (:data:`CLOSE_SIGNED_OUT`, 4401,
+as an unauthenticated connect is refused).
 
-The socket is also bound to the session that signed the user in (the cookie's, read by
-``AuthMiddlewareStack`` at the handshake): each re-check, and each heartbeat once
-``WORKBENCH_WS_ACCESS_RECHECK_SECONDS`` have passed (so a quiet socket ends too), reads
-that session afresh and checks it as ``django.contrib.auth.get_user`` checks a request's:
-it still exists and has not expired, names this user and a configured backend, and its
-auth hash matches the user's current one (constant-time), so a sign-out, a password change
-(which changes the hash), a session deleted or expired, closes the socket with 4401 as an
-unauthenticated connect is. Sign-out records an ``agent.access_changed`` for the user, so
-its sockets re-check at once. A user that reached the socket some other way (no signed-in
-session in the scope: a test, a future token middleware) keeps the user checks alone.
+The socket is also bound to the session that signed the user in (the cookie's, read at
+the handshake by ``support.auth.sessions.SessionAuthMiddleware``): each re-check, and each
+heartbeat once ``WORKBENCH_WS_ACCESS_RECHECK_SECONDS`` have passed (so a quiet socket ends
+too), reads that session afresh and checks it as the handshake did
+(``support.auth.sessions.session_signs_in``: it still exists and has not expired, names
+this user and a configured backend, and its auth hash is the user's current one or a
+``SECRET_KEY_FALLBACKS`` key's, compared in constant time). When it no longer signs the
+user in but the user may still use the workbench, the socket closes with
+:data:`CLOSE_SESSION_CHANGED` (4409): a sign-out, a password change or the session's
+expiry end the browser's sign-in, but a session moved to a new key does not (the user's
+own password change, a sign-in again, a request after a ``SECRET_KEY`` rotation), and only
+the browser holds the new key. The page reconnects once, at once, with its cookie; that
+handshake decides (refused with 4401: "Signed out"). Every sign-out records an
+``agent.access_changed`` for the user, so its sockets re-check at once. A user that reached
+the socket some other way (no signed-in session in the scope: a test, a future token
+middleware) keeps the user checks alone.
 
 Client frames are small (``{"type": "heartbeat"}``, presence), so a frame past 1,024
 characters is refused before it is parsed; each frame counts against the socket's frame
 budget (``support.websockets.JsonConsumer``). Presence frames have a budget of their own
 (``presence_burst``, ``presence_refill_per_second``: over it they are dropped; the page
-sends its state again every 15 s), and a frame repeating the state the socket last wrote
-for the ticket less than ``PRESENCE_REFRESH`` seconds ago is not written or broadcast
-again: each one written is a Redis write and a message to every socket viewing the ticket.
+sends its state again every 15 s; its typing bursts stay under it), and a frame repeating
+the state the socket last wrote for the ticket less than ``PRESENCE_REFRESH`` seconds ago
+is not written or broadcast again: each one written is a Redis write and a message to
+every socket viewing the ticket.
 
 Events come from the relay one channel-layer message per batch (``event.batch``, the
 batch's envelopes in id order; ``support.sinks.WebsocketSink``), and the socket sends one
@@ -67,16 +75,10 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth import (
-    BACKEND_SESSION_KEY,
-    HASH_SESSION_KEY,
-    SESSION_KEY,
-    get_user_model,
-)
-from django.core.exceptions import ValidationError
-from django.utils.crypto import constant_time_compare
+from django.contrib.auth import SESSION_KEY, get_user_model
 
 from support.auth.roles import is_agent, is_supervisor
+from support.auth.sessions import session_signs_in
 from support.events import ACCESS_CHANGED_EVENT, ALL_EVENTS_GROUP
 from support.models import OutboxEvent
 from support.parsing import parse_id
@@ -105,6 +107,13 @@ PRESENCE_STATES = ("viewing", "typing")
 PRESENCE_REFRESH = 10.0
 #: The longest frame the workbench reads: its frames are a heartbeat or a presence.
 WORKBENCH_FRAME_MAX_CHARS = 1024
+#: Close code: the user may not use the workbench (not signed in, inactive, no longer an
+#: agent). The page says "Signed out" and does not reconnect.
+CLOSE_SIGNED_OUT = 4401
+#: Close code: the session the socket was opened with no longer signs its user in, who
+#: may still use the workbench. The browser may hold a newer session (the old one moved to
+#: a new key), so the page reconnects once at once; that handshake decides.
+CLOSE_SESSION_CHANGED = 4409
 
 
 def presence_group(ticket_id: int) -> str:
@@ -136,47 +145,28 @@ def _load_user(user: Any, session: Any) -> tuple[dict[str, Any] | None, str | No
 
 def _session_signs_in(session_key: str, user: Any) -> bool:
     """Whether the session ``session_key``, read afresh from the session store, still signs
-    ``user`` in, as ``django.contrib.auth.get_user`` decides for a request: it exists and has
-    not expired (the store reads nothing else), names this user and a backend still in
-    ``AUTHENTICATION_BACKENDS``, and its auth hash matches the user's, compared in constant
-    time (a password change changes it; a hash of a ``SECRET_KEY_FALLBACKS`` key still
-    counts, as there). Nothing is written: ``get_user`` flushes a failing session, and moves
-    a fallback's to a new key, which this socket's browser would not get."""
+    ``user`` in: the handshake's check (``support.auth.sessions.session_signs_in``), which
+    writes nothing (``get_user`` flushes a failing session, and moves a fallback key's to a
+    new key, which this socket's browser would not get)."""
     if not session_key:
         return False
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    try:
-        user_id = user._meta.pk.to_python(store[SESSION_KEY])
-        backend_path = store[BACKEND_SESSION_KEY]
-    except (KeyError, ValidationError):
-        return False
-    if user_id != user.pk or backend_path not in settings.AUTHENTICATION_BACKENDS:
-        return False
-    if not hasattr(user, "get_session_auth_hash"):
-        return True
-    session_hash = store.get(HASH_SESSION_KEY)
-    if not session_hash:
-        return False
-    if constant_time_compare(session_hash, user.get_session_auth_hash()):
-        return True
-    return any(
-        constant_time_compare(session_hash, fallback)
-        for fallback in user.get_session_auth_fallback_hash()
-    )
+    return session_signs_in(store, user)
 
 
 @database_sync_to_async
-def _reload_user(user_id: int, session_key: str | None) -> tuple[Any, dict[str, Any]] | None:
-    """A fresh copy of the user (no cached groups or teams) and its info; None when it
-    is gone or no longer an active agent, or (``session_key`` given: the socket was opened
-    with that session) when the session no longer signs it in."""
+def _reload_user(user_id: int, session_key: str | None) -> tuple[Any, dict[str, Any]] | int:
+    """A fresh copy of the user (no cached groups or teams) and its info; or the code to
+    close the socket with: :data:`CLOSE_SIGNED_OUT` when the user is gone or no longer an
+    active agent, else :data:`CLOSE_SESSION_CHANGED` when (``session_key`` given: the
+    socket was opened with that session) the session no longer signs it in."""
     user = get_user_model().objects.filter(pk=user_id).first()
-    if user is None:
-        return None
+    info = _user_info(user) if user is not None else None
+    if info is None:
+        return CLOSE_SIGNED_OUT
     if session_key is not None and not _session_signs_in(session_key, user):
-        return None
-    info = _user_info(user)
-    return (user, info) if info is not None else None
+        return CLOSE_SESSION_CHANGED
+    return user, info
 
 
 def _event_ticket_id(event: dict[str, Any]) -> int | None:
@@ -473,9 +463,13 @@ def _online_clear(user_id: int, connection: str) -> None:
 
 class WorkbenchConsumer(JsonConsumer):
     max_frame_chars = WORKBENCH_FRAME_MAX_CHARS
-    #: presence frames a socket may have written at once, and written again a second
+    #: presence frames a socket may have written at once, and written again a second. The
+    #: page sends at most two state changes every 3 s while its agent types in bursts
+    #: ("typing" at the first keystroke, "viewing" 3 s after the last: workbench.js), and
+    #: repeats its state every 15 s; at 0.5 a second, 12 of 120 such changes were dropped
+    #: (another agent kept seeing "typing").
     presence_burst = 10
-    presence_refill_per_second = 0.5
+    presence_refill_per_second = 1.0
     user_info: dict[str, Any] | None = None
     #: the key of the session the user signed in with (None: not signed in by a session)
     session_key: str | None = None
@@ -492,7 +486,7 @@ class WorkbenchConsumer(JsonConsumer):
             await _load_user(user, self.scope.get("session")) if user is not None else (None, None)
         )
         if info is None or session_key == "":  # "": a signed-in session with no key
-            await self.close(code=4401)
+            await self.close(code=CLOSE_SIGNED_OUT)
             return
         self.user = user
         self.user_info = info
@@ -598,19 +592,20 @@ class WorkbenchConsumer(JsonConsumer):
 
     async def _recheck_access(self) -> bool:
         """Load the user's roles and teams again, and check its session (if it signed in
-        with one) is still its own; False (and the socket closed) when it may no longer use
-        the workbench. Presence on tickets it can no longer see ends."""
+        with one) still signs it in; False (and the socket closed: :func:`_reload_user`'s
+        code) when it may no longer use the workbench or the session changed. Presence on
+        tickets it can no longer see ends."""
         if self.user_info is None:
             return False
         reloaded = await _reload_user(self.user_info["id"], self.session_key)
         self.access_checked_at = time.monotonic()
-        if reloaded is None:
+        if isinstance(reloaded, int):
             for ticket_id in list(self.watching):
                 await self._presence(ticket_id, "left")
             await _online_clear(self.user_info["id"], self.channel_name)
             self.user_info = None
             await self.channel_layer.group_discard(ALL_EVENTS_GROUP, self.channel_name)
-            await self.close(code=4401)
+            await self.close(code=reloaded)
             return False
         self.user, self.user_info = reloaded
         for ticket_id in list(self.watching):

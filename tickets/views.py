@@ -36,7 +36,6 @@ from support.errors import ApplicationError, Conflict, Forbidden, InvalidInput, 
 from support.idempotency import KeyReused, idempotent_once, request_fingerprint
 from support.models import OutboxEvent
 from support.parsing import content_length, parse_id
-from support.services import agent_access_changed
 from tickets import selectors, services
 from tickets.context import wiring as context_wiring
 from tickets.models import (
@@ -147,21 +146,13 @@ class SignOutView(auth_views.LogoutView):
     """Django's sign-out (a POST, as the navigation's button sends). A GET, from a typed or
     bookmarked /accounts/logout/, shows a page with that button (it was a blank 405).
 
-    Once the session is gone, the user's live workbench sockets are told to re-check
-    (``agent.access_changed``): the one opened with this session closes (4401) at once,
-    not at its next periodic check; the user's other sessions keep theirs."""
+    The user's live workbench sockets are told to re-check their sessions by every
+    sign-out, this one or another (``support.auth.sessions.signed_out_announce``)."""
 
     http_method_names = ["get", "post", "options"]
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return render(request, "registration/logout_confirm.html")
-
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        user_id = request.user.pk if request.user.is_authenticated else None
-        response = super().post(request, *args, **kwargs)
-        if user_id is not None:  # after the logout: the sockets find the session gone
-            agent_access_changed(user_ids=[user_id], reason="signed out")
-        return response
 
 
 @require_GET

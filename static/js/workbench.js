@@ -14,6 +14,13 @@
   });
   var socket = null;
   var retry = 0;
+  // Close codes of /ws/workbench/ (tickets/consumers.py): the user may not use the
+  // workbench; or the session the socket was opened with no longer signs the user in, who
+  // may hold a newer one (their password change, a sign-in again, a key rotation moved it
+  // to a new key): one reconnect at once, with the browser's cookie, finds out which.
+  var CLOSE_SIGNED_OUT = 4401;
+  var CLOSE_SESSION_CHANGED = 4409;
+  var sessionRetriedAt = -Infinity;  // at most one such reconnect a minute: never a loop
   var refreshTimer = null;
   var heartbeatTimer = null;
   // Set while a plain form submission is taking this page away: a live refresh then could
@@ -72,11 +79,14 @@
     if (page === "ticket" && event.ticket_id === ticketId) scheduleRefresh(refreshTicket);
   }
 
-  function connect() {
+  // sessionChanged: this is the reconnect a CLOSE_SESSION_CHANGED gets.
+  function connect(sessionChanged) {
     var proto = window.location.protocol === "https:" ? "wss:" : "ws:";
     var url = proto + "//" + window.location.host + "/ws/workbench/?since=" + lastEventId;
+    var opened = false;
     socket = new WebSocket(url);
     socket.onopen = function () {
+      opened = true;
       retry = 0;
       // Keeps this browser counted as online on the supervisors' dashboard.
       clearInterval(heartbeatTimer);
@@ -101,10 +111,21 @@
       else if (data.type === "presence" && data.ticket_id === ticketId) showPresence(data.agents);
     };
     socket.onclose = function (ev) {
-      if (ev.code === 4401) { setStatus("off", "Signed out"); return; }
+      // A handshake the server refuses (CLOSE_SIGNED_OUT before accepting) reaches a
+      // browser as a close with no code of ours (1006, the server answered 403): the
+      // reconnect after CLOSE_SESSION_CHANGED that never opened found no sign-in.
+      if (ev.code === CLOSE_SIGNED_OUT || (sessionChanged && !opened)) {
+        setStatus("off", "Signed out");
+        return;
+      }
       setStatus("reconnecting", "Reconnecting…");
+      if (ev.code === CLOSE_SESSION_CHANGED && Date.now() - sessionRetriedAt > 60000) {
+        sessionRetriedAt = Date.now();
+        connect(true);
+        return;
+      }
       retry = Math.min(retry + 1, 6);
-      setTimeout(connect, 250 * Math.pow(2, retry - 1) + Math.random() * 250);
+      setTimeout(function () { connect(false); }, 250 * Math.pow(2, retry - 1) + Math.random() * 250);
     };
   }
 

@@ -196,6 +196,39 @@ async def test_presence_frames_have_a_budget_per_socket(agent, other_agent, monk
     await b.disconnect()
 
 
+async def test_presence_budget_passes_an_agent_typing_in_bursts(agent, other_agent, monkeypatch):
+    """The page's own pattern (workbench.js): "typing" at the first keystroke after a
+    pause, "viewing" 3 s after the last. An agent typing a word, pausing 3 s, typing again
+    sends two changes every 3.4 s, which a refill of one every 2 s could not keep up with:
+    after ~25 words the other agent kept seeing a state that had changed. Every change
+    now reaches the ticket's viewers (on a fake clock: the test takes no 3 minutes)."""
+    import time
+    import types
+
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(
+        "tickets.consumers.time",
+        types.SimpleNamespace(monotonic=lambda: clock["now"], time=time.time),
+    )
+    monkeypatch.setattr("support.websockets.monotonic", lambda: clock["now"])
+    ticket, a, b = await _presence_pair(agent, other_agent)
+    shown = []
+    for _ in range(45):
+        for state, pause in (("typing", 0.4), ("viewing", 3.0)):
+            await a.send_json_to({"type": "presence", "ticket_id": ticket.pk, "state": state})
+            # A's own socket gets the broadcast too: the frame was handled (or dropped)
+            if not await a.receive_nothing(timeout=1, interval=0.01):
+                await a.receive_json_from()
+                mine = [x for x in (await b.receive_json_from())["agents"] if x["id"] == agent.pk]
+                shown.append(mine[0]["state"])
+            else:
+                shown.append("dropped")
+            clock["now"] += pause
+    assert shown == ["typing", "viewing"] * 45
+    await a.disconnect()
+    await b.disconnect()
+
+
 async def test_a_frame_longer_than_any_workbench_message_is_refused_unparsed(agent):
     """The page sends heartbeats and presence (tens of characters): a longer frame is
     refused before it is parsed, and the socket carries on."""
